@@ -1,0 +1,1 @@
+"""Agents: the agent.yaml spec, loading projects, and the runtime loop."""

@@ -1,0 +1,131 @@
+"""Typed events: everything that happens in a run.
+
+``halguru.agents.runtime.run`` yields these; the CLI printer, the trace
+recorder, the TUI and the server's SSE stream all consume the same objects.
+``Event`` is a discriminated union on ``type``, so a stored event (JSON) parses
+back into its class with ``parse_event``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class BaseEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    run_id: str = ""
+    seq: int = 0
+    ts: float = Field(default_factory=time.time)
+    step: int = 0
+
+
+class RunStarted(BaseEvent):
+    type: Literal["run_started"] = "run_started"
+    agent: str
+    model: str
+    input: str
+    conversation_id: str
+
+
+class ModelCall(BaseEvent):
+    """A request to the model is about to be sent (the messages as rendered)."""
+
+    type: Literal["model_call"] = "model_call"
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[str] = []
+    settings: dict[str, Any] = {}
+
+
+class Token(BaseEvent):
+    """A piece of streamed answer text. Not stored one by one: ModelResult holds the whole text."""
+
+    type: Literal["token"] = "token"
+    text: str
+
+
+class ModelResult(BaseEvent):
+    """The model finished one call: its raw output, parsed tool calls and usage."""
+
+    type: Literal["model_result"] = "model_result"
+    text: str
+    tool_calls: list[dict[str, Any]] = []
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    duration_ms: float = 0.0
+    ttft_ms: float | None = None
+    finish_reason: str = "stop"
+    format_errors: int = 0
+
+
+class ToolCall(BaseEvent):
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolResult(BaseEvent):
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    duration_ms: float = 0.0
+
+
+class Retrieval(BaseEvent):
+    type: Literal["retrieval"] = "retrieval"
+    query: str
+    knowledge_base: str = ""
+    hits: list[dict[str, Any]] = []
+    duration_ms: float = 0.0
+
+
+class Handoff(BaseEvent):
+    type: Literal["handoff"] = "handoff"
+    from_agent: str
+    to_agent: str
+    reason: str = ""
+
+
+class Error(BaseEvent):
+    """Something went wrong. ``fatal`` errors end the run; others are reported to the model."""
+
+    type: Literal["error"] = "error"
+    kind: Literal["model", "tool", "format", "limit", "timeout", "cancelled", "internal"]
+    message: str
+    fatal: bool = False
+
+
+class RunFinished(BaseEvent):
+    type: Literal["run_finished"] = "run_finished"
+    status: Literal["ok", "failed", "cancelled"]
+    output: str
+    error: str | None = None
+    duration_ms: float = 0.0
+    steps: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+Event = Annotated[
+    RunStarted | ModelCall | Token | ModelResult | ToolCall | ToolResult | Retrieval | Handoff | Error
+    | RunFinished,
+    Field(discriminator="type"),
+]
+
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: dict[str, Any] | str) -> Event:
+    """Rebuild an event from its dict or JSON form (as stored or printed by ``--json``)."""
+    if isinstance(data, str):
+        return _EVENT_ADAPTER.validate_json(data)
+    return _EVENT_ADAPTER.validate_python(data)

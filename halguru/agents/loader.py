@@ -1,0 +1,132 @@
+"""Load an agent project (agent.yaml + optional tools.py) into a ready-to-run Agent."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from halguru.agents.spec import AgentSpec, load_spec, yaml_line_for
+from halguru.errors import AgentSpecError
+from halguru.tools.decorator import Tool
+
+AGENT_FILE = "agent.yaml"
+TOOLS_FILE = "tools.py"
+
+
+@dataclass
+class Agent:
+    """An agent ready to run: its spec, its resolved tools and its instructions."""
+
+    spec: AgentSpec
+    tools: dict[str, Tool] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def instructions(self) -> str:
+        text = self.spec.instructions.strip()
+        if self.spec.instructions_file and self.path is not None:
+            extra = (self.path / self.spec.instructions_file).read_text(encoding="utf-8").strip()
+            text = f"{text}\n\n{extra}" if text else extra
+        return text
+
+    @classmethod
+    def from_spec(cls, spec: AgentSpec, tools: list[Tool] | None = None) -> Agent:
+        """Build an agent in Python; ``tools`` adds tools of your own to the allowed plugin tools."""
+        own = {t.name: t for t in tools or []}
+        names = list(dict.fromkeys([*spec.tools, *own]))
+        resolved = _resolve_tools(names, own, lambda name: f"agent {spec.name}: tools: unknown tool {name!r}")
+        return cls(spec=spec.model_copy(update={"tools": names}), tools=resolved)
+
+
+def _project_file(path: Path) -> tuple[Path, Path]:
+    path = path.expanduser()
+    if path.is_dir():
+        return path, path / AGENT_FILE
+    if path.name.endswith((".yaml", ".yml")):
+        return path.parent, path
+    if not path.exists():
+        raise AgentSpecError(f"{path}: no such agent project (a folder with agent.yaml)")
+    raise AgentSpecError(f"{path}: not an agent project; give a folder with agent.yaml or the file itself")
+
+
+def load_project_tools(tools_file: Path) -> dict[str, Tool]:
+    """Import tools.py under a module name unique to its path and collect its @tool functions."""
+    if not tools_file.exists():
+        return {}
+    digest = hashlib.sha1(str(tools_file.resolve()).encode()).hexdigest()[:10]
+    module_name = f"halguru_agent_tools_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, tools_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered while executing so dataclasses/pydantic can resolve the module's annotations.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        raise AgentSpecError(f"{tools_file}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(tools_file)]
+        line = f":{frames[-1].lineno}" if frames else ""
+        raise AgentSpecError(f"{tools_file}{line}: {type(exc).__name__}: {exc}") from None
+    return {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
+
+
+def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: callable) -> dict[str, Tool]:  # type: ignore[valid-type]
+    from halguru.tools.registry import plugin_tools
+
+    available = {**plugin_tools(), **own}
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise AgentSpecError(unknown(missing[0]))
+    return {n: available[n] for n in names}
+
+
+def load_agent(path: str | Path) -> Agent:
+    """Load an agent project from its folder (or its agent.yaml)."""
+    folder, agent_file = _project_file(Path(path))
+    spec = load_spec(agent_file)
+    own = load_project_tools(folder / TOOLS_FILE)
+
+    def unknown(name: str) -> str:
+        text = agent_file.read_text(encoding="utf-8")
+        line = yaml_line_for(agent_file, text, ("tools", spec.tools.index(name)))
+        choices = ", ".join(sorted({*own, *_plugin_tool_names()}))
+        return f"{agent_file}:{line}: tools: unknown tool {name!r} (available: {choices})"
+
+    tools = _resolve_tools(spec.tools, own, unknown)
+    if spec.instructions_file and not (folder / spec.instructions_file).is_file():
+        line = yaml_line_for(agent_file, agent_file.read_text(encoding="utf-8"), ("instructions_file",))
+        raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
+    return Agent(spec=spec, tools=tools, path=folder)
+
+
+def _plugin_tool_names() -> set[str]:
+    from halguru.tools.registry import plugin_tools
+
+    return set(plugin_tools())
+
+
+def validate_project(path: str | Path) -> Agent:
+    """Load the agent and check that its model reference resolves; raise on the first problem."""
+    from halguru.errors import ModelError
+    from halguru.models.registry import find_entry
+
+    agent = load_agent(path)
+    try:
+        find_entry(agent.spec.model)
+    except ModelError as exc:
+        assert agent.path is not None
+        agent_file = agent.path / AGENT_FILE
+        line = yaml_line_for(agent_file, agent_file.read_text(encoding="utf-8"), ("model",))
+        raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
+    return agent

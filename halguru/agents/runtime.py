@@ -1,0 +1,302 @@
+"""The agent runtime: the only entry point that runs an agent.
+
+``run(agent, input, conversation)`` is an async iterator of typed events. The
+CLI, the TUI, the server and tests all call it; the trace store records what it
+yields (every event but streamed tokens, whose text the model_result holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halguru.agents.events import (
+    BaseEvent,
+    Error,
+    Event,
+    ModelCall,
+    ModelResult,
+    RunFinished,
+    RunStarted,
+    Token,
+    ToolCall,
+    ToolResult,
+)
+from halguru.agents.loader import Agent, load_agent
+from halguru.errors import HalguruError, ModelError, ToolError
+from halguru.models.base import (
+    FormatErrorChunk,
+    Message,
+    Model,
+    ModelRequest,
+    SamplingSettings,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    ToolSpec,
+    UsageChunk,
+)
+from halguru.store.base import TraceStore
+from halguru.tools.registry import execute_tool
+
+
+def new_id(prefix: str) -> str:
+    """Sortable, short, unique enough: hex milliseconds then random hex."""
+    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(3)}"
+
+
+class _Trace:
+    """Numbers the events of one run and buffers them for the store."""
+
+    def __init__(self, run_id: str, store: TraceStore | None):
+        self.run_id = run_id
+        self.store = store
+        self.seq = 0
+        self.step = 0
+        self.pending: list[BaseEvent] = []
+
+    def __call__(self, event: BaseEvent) -> BaseEvent:
+        event.run_id = self.run_id
+        event.seq = self.seq
+        event.step = self.step
+        self.seq += 1
+        if self.store is not None and event.type != "token":
+            self.pending.append(event)
+        return event
+
+    def flush(self) -> None:
+        if self.store is not None and self.pending:
+            self.store.record_events(self.pending)
+        self.pending = []
+
+
+@dataclass
+class _Totals:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    steps: int = 0
+    answer: list[str] = field(default_factory=list)
+
+
+async def run(
+    agent: Agent | str | Path,
+    input: str,
+    conversation: str | None = None,
+    *,
+    model: str | Model | None = None,
+    store: TraceStore | None = None,
+    record: bool = True,
+    sampling: dict[str, Any] | None = None,
+) -> AsyncIterator[Event]:
+    """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
+
+    ``conversation`` continues a stored conversation (its id); without it a new
+    one starts. ``model`` overrides the agent's model (a reference or a Model).
+    ``record=False`` keeps nothing in the trace store.
+    """
+    if not isinstance(agent, Agent):
+        agent = load_agent(agent)
+    spec = agent.spec
+    if store is None and record:
+        from halguru.store import open_store
+
+        store = open_store()
+    if not record:
+        store = None
+    model_ref = model if model is not None else spec.model
+    model_name = model_ref if isinstance(model_ref, str) else model_ref.name
+    run_id = new_id("run")
+    conversation_id = conversation or new_id("conv")
+    history: list[Message] = []
+    if store is not None:
+        if conversation and store.get_conversation(conversation) is None:
+            raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
+        store.ensure_conversation(conversation_id, spec.name, title=input)
+        history = store.get_messages(conversation_id)
+        store.start_run(run_id, conversation_id, spec.name, model_name, input)
+
+    trace = _Trace(run_id, store)
+    totals = _Totals()
+    started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + spec.limits.timeout
+    system = [Message(role="system", content=agent.instructions)] if agent.instructions else []
+    new_messages = [Message(role="user", content=input)]
+    tools = [ToolSpec(name=t.name, description=t.description, parameters=t.parameters)
+             for t in agent.tools.values()]
+    settings = SamplingSettings(**{**spec.sampling.model_dump(), "max_tokens": spec.limits.max_tokens,
+                                   **(sampling or {})})
+    status, error = "ok", None
+
+    def finish(status: str, error: str | None) -> RunFinished:
+        output = "".join(totals.answer)
+        if status == "cancelled" and totals.answer:
+            new_messages.append(Message(role="assistant", content=output))
+        event = trace(RunFinished(
+            status=status, output=output, error=error, duration_ms=(time.perf_counter() - started) * 1000,
+            steps=totals.steps, prompt_tokens=totals.prompt_tokens, completion_tokens=totals.completion_tokens))
+        if store is not None:
+            store.finish_run(run_id, conversation_id, event.model_dump(), trace.pending, new_messages)
+            trace.pending = []
+        return event
+
+    yield trace(RunStarted(agent=spec.name, model=model_name, input=input, conversation_id=conversation_id))
+    try:
+        model_obj = _resolve_model(model_ref)
+        while True:
+            if totals.steps >= spec.limits.max_steps:
+                status, error = "failed", (
+                    f"stopped after {spec.limits.max_steps} model calls without a final answer "
+                    "(limits.max_steps)")
+                yield trace(Error(kind="limit", message=error, fatal=True))
+                break
+            totals.steps += 1
+            trace.step = totals.steps
+            totals.answer = []
+            messages = system + history + new_messages
+            # "required" forces a tool call on the first model call only, so the agent can then answer.
+            tool_choice = "auto" if spec.tool_choice == "required" and totals.steps > 1 else spec.tool_choice
+            request = ModelRequest(messages=messages, tools=tools, settings=settings,
+                                   tool_choice=tool_choice if tools else "none",
+                                   conversation_id=conversation_id)
+            yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
+                                                                  for m in messages],
+                                  tools=[t.name for t in tools], settings=settings.model_dump()))
+            calls: list[ToolCallRequest] = []
+            format_errors: list[FormatErrorChunk] = []
+            usage = UsageChunk()
+            call_started = time.perf_counter()
+            ttft: float | None = None
+            stream = model_obj.stream(request)
+            try:
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        try:
+                            chunk = await anext(stream)
+                        except StopAsyncIteration:
+                            break
+                    if isinstance(chunk, TextChunk):
+                        if ttft is None:
+                            ttft = (time.perf_counter() - call_started) * 1000
+                        totals.answer.append(chunk.text)
+                        yield trace(Token(text=chunk.text))
+                    elif isinstance(chunk, ToolCallChunk):
+                        calls.append(chunk.call)
+                    elif isinstance(chunk, FormatErrorChunk):
+                        format_errors.append(chunk)
+                    elif isinstance(chunk, UsageChunk):
+                        usage = chunk
+            finally:
+                await stream.aclose()
+            totals.prompt_tokens += usage.prompt_tokens
+            totals.completion_tokens += usage.completion_tokens
+            text = "".join(totals.answer)
+            yield trace(ModelResult(
+                text=text, tool_calls=[c.model_dump() for c in calls], prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+                duration_ms=(time.perf_counter() - call_started) * 1000, ttft_ms=ttft,
+                finish_reason=usage.finish_reason, format_errors=len(format_errors)))
+            for bad in format_errors:
+                yield trace(Error(kind="format", message=f"unparseable tool call: {bad.reason}"))
+            if not calls:
+                if format_errors and not text.strip():
+                    new_messages.append(Message(role="assistant", content=format_errors[0].raw))
+                    new_messages.append(Message(role="user", content=(
+                        f"Your tool call could not be parsed ({format_errors[0].reason}). "
+                        "Call the tool again with valid JSON, or answer directly.")))
+                    trace.flush()
+                    continue
+                new_messages.append(Message(role="assistant", content=text))
+                break
+            new_messages.append(Message(role="assistant", content=text, tool_calls=calls))
+            for call in calls:
+                yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
+                tool_started = time.perf_counter()
+                try:
+                    tool = agent.tools.get(call.name)
+                    if tool is None:
+                        raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
+                    async with asyncio.timeout_at(deadline):
+                        content, is_error = await execute_tool(tool, call.arguments), False
+                except ToolError as exc:
+                    content, is_error = f"error: {exc}", True
+                    yield trace(Error(kind="tool", message=str(exc)))
+                yield trace(ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
+                                       duration_ms=(time.perf_counter() - tool_started) * 1000))
+                new_messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
+            trace.flush()
+    except TimeoutError:
+        status, error = "failed", f"run exceeded limits.timeout ({spec.limits.timeout:g}s)"
+        yield trace(Error(kind="timeout", message=error, fatal=True))
+    except HalguruError as exc:
+        status, error = "failed", str(exc)
+        yield trace(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=error, fatal=True))
+    except (asyncio.CancelledError, GeneratorExit):
+        # Ctrl-C or a consumer that stopped listening: keep the partial answer, then let it propagate.
+        finish("cancelled", "cancelled by the user")
+        raise
+    except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
+        finish("failed", f"internal error: {type(exc).__name__}: {exc}")
+        raise
+    yield finish(status, error)
+
+
+def _resolve_model(model: str | Model) -> Model:
+    if isinstance(model, str):
+        from halguru.models.registry import get_model
+
+        return get_model(model)
+    return model
+
+
+@dataclass
+class RunResult:
+    """What ``run_sync`` returns: the answer, the status and every event."""
+
+    output: str
+    status: str
+    run_id: str
+    conversation_id: str
+    error: str | None
+    events: list[Event]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def tool_calls(self) -> list[ToolCall]:
+        return [e for e in self.events if isinstance(e, ToolCall)]
+
+
+async def run_to_result(agent: Agent | str | Path, input: str, conversation: str | None = None,
+                        **kwargs: Any) -> RunResult:
+    events = [event async for event in run(agent, input, conversation, **kwargs)]
+    started, finished = events[0], events[-1]
+    assert isinstance(started, RunStarted) and isinstance(finished, RunFinished)
+    return RunResult(finished.output, finished.status, finished.run_id, started.conversation_id,
+                     finished.error, events)
+
+
+def run_sync(agent: Agent | str | Path, input: str, conversation: str | None = None, **kwargs: Any) -> RunResult:
+    """Blocking version of ``run`` for scripts and notebooks without an event loop."""
+    return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
+
+
+def iter_events(agent: Agent | str | Path, input: str, conversation: str | None = None,
+                **kwargs: Any) -> Iterator[Event]:
+    """Blocking iterator over the events of a run, for code without asyncio."""
+    loop = asyncio.new_event_loop()
+    stream = run(agent, input, conversation, **kwargs)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(anext(stream))
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(stream.aclose())
+        loop.close()

@@ -1,0 +1,1 @@
+"""Model providers: llama.cpp in-process, OpenAI-compatible HTTP, scripted (tests)."""

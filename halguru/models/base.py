@@ -1,0 +1,114 @@
+"""What every model provider speaks: messages in, a stream of chunks out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+
+class ToolCallRequest(BaseModel):
+    id: str
+    name: str
+    arguments: dict[str, Any] = {}
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: list[ToolCallRequest] = []
+    tool_call_id: str | None = None
+    name: str | None = None  # tool name, on role="tool"
+
+
+class ToolSpec(BaseModel):
+    """A tool as a model sees it: name, description and JSON schema of the arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class SamplingSettings(BaseModel):
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=512, gt=0)
+    seed: int | None = None
+
+
+@dataclass
+class ModelRequest:
+    messages: list[Message]
+    tools: list[ToolSpec] = field(default_factory=list)
+    settings: SamplingSettings = field(default_factory=SamplingSettings)
+    tool_choice: Literal["auto", "required", "none"] = "auto"
+    # Lets a provider keep per-conversation state (llama.cpp KV cache).
+    conversation_id: str | None = None
+
+
+@dataclass
+class TextChunk:
+    text: str
+
+
+@dataclass
+class ToolCallChunk:
+    call: ToolCallRequest
+
+
+@dataclass
+class FormatErrorChunk:
+    """The model tried to call a tool but its output did not parse."""
+
+    raw: str
+    reason: str
+
+
+@dataclass
+class UsageChunk:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+Chunk = TextChunk | ToolCallChunk | FormatErrorChunk | UsageChunk
+
+
+class ModelEntry(BaseModel):
+    """A named model: which provider serves it and with what options."""
+
+    name: str
+    provider: str
+    source: str = Field(description="where it comes from, for `halguru models list`")
+    options: dict[str, Any] = {}
+
+
+class Model(Protocol):
+    """A ready-to-use model. ``stream`` must never block the event loop."""
+
+    name: str
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]: ...
+
+
+class ModelProvider(Protocol):
+    """A plugin-registered kind of model (``llama-cpp``, ``openai``, ``scripted``...)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @classmethod
+    def default_models(cls) -> list[ModelEntry]:
+        """Models this provider offers without any configuration."""
+        ...
+
+    @classmethod
+    def from_reference(cls, argument: str) -> ModelEntry:
+        """Build an entry from ``provider:argument`` (a path, a model id...)."""
+        ...
+
+    @classmethod
+    def create(cls, entry: ModelEntry) -> Model: ...

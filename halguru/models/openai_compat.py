@@ -1,0 +1,181 @@
+"""Any OpenAI-compatible chat endpoint (llama-server, Ollama, vLLM, hosted APIs), streaming over httpx."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+
+from halguru.errors import ModelError
+from halguru.models.base import (
+    Chunk,
+    FormatErrorChunk,
+    Message,
+    ModelEntry,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    UsageChunk,
+)
+from halguru.models.secrets import resolve_api_key
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            item["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                for c in m.tool_calls
+            ]
+        if m.role == "tool":
+            item["tool_call_id"] = m.tool_call_id
+        out.append(item)
+    return out
+
+
+def parse_tool_call(raw_id: str, name: str, arguments: str) -> ToolCallChunk | FormatErrorChunk:
+    try:
+        args = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError as exc:
+        return FormatErrorChunk(f"{name}({arguments})", f"tool arguments are not JSON: {exc.msg}")
+    if not isinstance(args, dict):
+        return FormatErrorChunk(f"{name}({arguments})", "tool arguments are not a JSON object")
+    return ToolCallChunk(ToolCallRequest(id=raw_id or f"call_{name}", name=name, arguments=args))
+
+
+def recover_text_tool_call(text: str, tool_names: set[str]) -> Chunk | None:
+    """A model that ignores the tools API may write the call as text; recover it or count it."""
+    stripped = text.strip().removeprefix("<tool_call>").removesuffix("</tool_call>").strip()
+    if not stripped.startswith("{"):
+        return None
+    try:
+        data = json.loads(stripped)
+    except json.JSONDecodeError:
+        return FormatErrorChunk(text, "answer looks like a tool call but is not valid JSON")
+    if isinstance(data, dict) and data.get("name") in tool_names:
+        return parse_tool_call("call_text", data["name"], json.dumps(data.get("arguments", {})))
+    return None
+
+
+class OpenAIModel:
+    def __init__(self, name: str, base_url: str, model_id: str, api_key: str | None, timeout: float = 120):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.model_id = model_id
+        self.api_key = api_key
+        self.timeout = timeout
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        body: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": to_openai_messages(request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": request.settings.temperature,
+            "top_p": request.settings.top_p,
+            "max_tokens": request.settings.max_tokens,
+        }
+        if request.settings.seed is not None:
+            body["seed"] = request.settings.seed
+        if request.tools and request.tool_choice != "none":
+            body["tools"] = [
+                {"type": "function", "function": t.model_dump()} for t in request.tools
+            ]
+            body["tool_choice"] = request.tool_choice
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        url = f"{self.base_url}/chat/completions"
+        text_parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
+        usage = UsageChunk()
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as client, client.stream(
+                "POST", url, json=body, headers=headers
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ModelError(self._http_error(response))
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    data = json.loads(payload)
+                    if data.get("usage"):
+                        usage.prompt_tokens = data["usage"].get("prompt_tokens", 0)
+                        usage.completion_tokens = data["usage"].get("completion_tokens", 0)
+                        details = data["usage"].get("prompt_tokens_details") or {}
+                        usage.cached_tokens = details.get("cached_tokens", 0) or 0
+                    for choice in data.get("choices", []):
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            text_parts.append(delta["content"])
+                            yield TextChunk(delta["content"])
+                        for tc in delta.get("tool_calls") or []:
+                            slot = calls.setdefault(tc.get("index", 0), {"id": "", "name": "", "args": ""})
+                            slot["id"] = tc.get("id") or slot["id"]
+                            fn = tc.get("function") or {}
+                            slot["name"] += fn.get("name") or ""
+                            slot["args"] += fn.get("arguments") or ""
+                        if choice.get("finish_reason"):
+                            usage.finish_reason = choice["finish_reason"]
+        except httpx.ConnectError:
+            raise ModelError(
+                f"cannot reach {self.base_url} (model {self.name}): is the server running? "
+                "check the base URL with `halguru models list`"
+            ) from None
+        except httpx.TimeoutException:
+            raise ModelError(f"{self.base_url} did not answer within {self.timeout:.0f}s (model {self.name})") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{self.base_url} sent a stream that is not JSON: {exc.msg}") from None
+        for slot in calls.values():
+            yield parse_tool_call(slot["id"], slot["name"], slot["args"])
+        if not calls and request.tools:
+            recovered = recover_text_tool_call("".join(text_parts), {t.name for t in request.tools})
+            if recovered is not None:
+                yield recovered
+        yield usage
+
+    def _http_error(self, response: httpx.Response) -> str:
+        if response.status_code in (401, 403):
+            return (
+                f"{self.base_url} refused the API key (HTTP {response.status_code}) for model {self.name}: "
+                "check the key (`halguru models set-key` or the variable named by --api-key-env)"
+            )
+        detail = response.text.strip().replace("\n", " ")[:200]
+        return f"{self.base_url} answered HTTP {response.status_code} for model {self.name}: {detail}"
+
+
+class OpenAIProvider:
+    name: ClassVar[str] = "openai"
+    description: ClassVar[str] = "any OpenAI-compatible /chat/completions endpoint, over HTTP"
+
+    @classmethod
+    def default_models(cls) -> list[ModelEntry]:
+        return []
+
+    @classmethod
+    def from_reference(cls, argument: str) -> ModelEntry:
+        # openai:MODEL_ID uses OPENAI_BASE_URL / OPENAI_API_KEY like the official client.
+        import os
+
+        base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return ModelEntry(name=f"openai:{argument}", provider=cls.name, source=base_url,
+                          options={"base_url": base_url, "model_id": argument, "api_key_env": "OPENAI_API_KEY"})
+
+    @classmethod
+    def create(cls, entry: ModelEntry) -> OpenAIModel:
+        opts = entry.options
+        return OpenAIModel(
+            name=entry.name,
+            base_url=opts["base_url"],
+            model_id=opts.get("model_id") or entry.name,
+            api_key=resolve_api_key(entry),
+            timeout=float(opts.get("timeout", 120)),
+        )

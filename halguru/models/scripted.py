@@ -1,0 +1,134 @@
+"""The scripted model: deterministic replies and tool calls, for tests and demos.
+
+A script is a list of replies, used in order (one per model call):
+
+```yaml
+- "Hello!"                                   # a plain answer
+- tool_calls: [{name: calculator, arguments: {expression: "17*23"}}]
+- {text: "17*23 = 391", token_delay: 0.01}   # streamed slowly
+- {raw_tool_call: '{"name": broken'}          # output that breaks the tool-call format
+- {error: "connection refused"}               # the model fails
+```
+
+When the script runs out (or there is none) the model echoes the last user
+message, so ``model: scripted`` works without a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from halguru.errors import ModelError
+from halguru.models.base import (
+    Chunk,
+    FormatErrorChunk,
+    ModelEntry,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    UsageChunk,
+)
+
+_PIECES = re.compile(r"\s*\S+|\s+")
+
+
+class ScriptedReply(BaseModel):
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = []
+    raw_tool_call: str | None = None
+    error: str | None = None
+    token_delay: float = 0.0
+
+
+def _coerce(reply: str | dict[str, Any] | ScriptedReply) -> ScriptedReply:
+    if isinstance(reply, ScriptedReply):
+        return reply
+    if isinstance(reply, str):
+        return ScriptedReply(text=reply)
+    return ScriptedReply.model_validate(reply)
+
+
+class ScriptedModel:
+    """Replays a script; thread-safe enough for one run at a time, like a real model."""
+
+    def __init__(self, replies: Sequence[str | dict[str, Any] | ScriptedReply] = (), name: str = "scripted"):
+        self.name = name
+        self.replies = [_coerce(r) for r in replies]
+        self.position = 0
+        self.requests: list[ModelRequest] = []
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        self.requests.append(request)
+        if self.position < len(self.replies):
+            reply = self.replies[self.position]
+            self.position += 1
+        else:
+            last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+            reply = ScriptedReply(text=f"You said: {last_user}")
+        if reply.error:
+            raise ModelError(reply.error)
+        prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages)
+        completion = 0
+        for piece in _PIECES.findall(reply.text):
+            if reply.token_delay:
+                await asyncio.sleep(reply.token_delay)
+            completion += 1
+            yield TextChunk(piece)
+        if reply.raw_tool_call is not None:
+            completion += len(reply.raw_tool_call.split())
+            yield FormatErrorChunk(reply.raw_tool_call, "scripted malformed tool call")
+        for call in reply.tool_calls:
+            completion += 1
+            yield ToolCallChunk(
+                ToolCallRequest(
+                    id=call.get("id") or f"call_{uuid.uuid4().hex[:8]}",
+                    name=call["name"],
+                    arguments=call.get("arguments", {}),
+                )
+            )
+        finish = "tool_calls" if reply.tool_calls else "stop"
+        yield UsageChunk(prompt_tokens=prompt_tokens, completion_tokens=completion, finish_reason=finish)
+
+
+def load_script(path: Path) -> list[ScriptedReply]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError(f"scripted model: cannot read script {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ModelError(f"scripted model: {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, list):
+        raise ModelError(f"scripted model: {path} must be a YAML list of replies")
+    try:
+        return [_coerce(item) for item in data]
+    except ValidationError as exc:
+        raise ModelError(f"scripted model: {path}: {exc.errors()[0]['msg']}") from None
+
+
+class ScriptedProvider:
+    name: ClassVar[str] = "scripted"
+    description: ClassVar[str] = "deterministic replies from a script (tests, demos)"
+
+    @classmethod
+    def default_models(cls) -> list[ModelEntry]:
+        return [ModelEntry(name="scripted", provider=cls.name, source="built-in (echoes the user)")]
+
+    @classmethod
+    def from_reference(cls, argument: str) -> ModelEntry:
+        return ModelEntry(name=f"scripted:{argument}", provider=cls.name, source=argument,
+                          options={"script": argument})
+
+    @classmethod
+    def create(cls, entry: ModelEntry) -> ScriptedModel:
+        script = entry.options.get("script")
+        replies = load_script(Path(script).expanduser()) if script else []
+        return ScriptedModel(replies, name=entry.name)

@@ -1,0 +1,46 @@
+"""API keys: kept with keyring where a backend exists, else read from an environment variable.
+
+A key is never written to a config file: models.yaml only names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from halguru.errors import ModelError
+from halguru.models.base import ModelEntry
+
+KEYRING_SERVICE = "halguru"
+
+
+def keyring_available() -> bool:
+    import keyring
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    return not isinstance(backend, fail.Keyring) and backend.priority > 0
+
+
+def store_api_key(model_name: str, key: str) -> None:
+    if not keyring_available():
+        raise ModelError(
+            "no keyring backend on this machine: put the key in an environment variable "
+            f"and register it with `halguru models add {model_name} ... --api-key-env VAR`"
+        )
+    import keyring
+
+    keyring.set_password(KEYRING_SERVICE, model_name, key)
+
+
+def resolve_api_key(entry: ModelEntry) -> str | None:
+    env_var = entry.options.get("api_key_env")
+    if env_var and os.environ.get(env_var):
+        return os.environ[env_var]
+    if entry.options.get("keyring"):
+        import keyring
+
+        key = keyring.get_password(KEYRING_SERVICE, entry.name) if keyring_available() else None
+        if key:
+            return key
+        raise ModelError(f"model {entry.name}: no API key in the keyring; run `halguru models set-key {entry.name}`")
+    return None

@@ -1,0 +1,67 @@
+"""Every hook a halguru plugin can implement.
+
+Hooks take a ``register`` callback (the ``llm``/``datasette`` pattern), so a
+plugin can register any number of things and the order of plugins does not
+matter. A test fails if a hook here has no docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("halguru")
+hookimpl = pluggy.HookimplMarker("halguru")
+
+
+@hookspec
+def register_models(register: Any) -> None:
+    """Register model providers.
+
+    Call ``register(provider_class)`` for each class implementing
+    ``halguru.models.base.ModelProvider`` (a ``name``, ``describe()``,
+    ``default_models()`` and ``create(entry)``).
+    """
+
+
+@hookspec
+def register_embedders(register: Any) -> None:
+    """Register embedding providers for knowledge bases.
+
+    Call ``register(name, factory)``; ``factory(**options)`` returns an object
+    with ``dimension`` and ``embed(texts) -> list[list[float]]``.
+    """
+
+
+@hookspec
+def register_tools(register: Any) -> None:
+    """Register tools that agents may allow in ``tools:``.
+
+    Call ``register(tool)`` with a ``halguru.tools.Tool`` (what ``@tool`` returns).
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``halguru`` CLI.
+
+    ``cli`` is the root ``typer.Typer`` app: use ``@cli.command()`` or
+    ``cli.add_typer(...)``.
+    """
+
+
+@hookspec
+def register_channels(register: Any) -> None:
+    """Register messaging channels for serve mode (SMS, WhatsApp, ...).
+
+    Call ``register(name, channel_class)``; serve mode mounts their webhooks.
+    """
+
+
+@hookspec
+def register_routes(app: Any) -> None:
+    """Add HTTP routes to the serve-mode application.
+
+    ``app`` is the FastAPI application built by ``halguru_server.create_app``.
+    """

@@ -1,0 +1,79 @@
+"""Loads plugins: the built-in ones, then installed ones from entry points.
+
+Plugins load when the CLI starts (or on first use from Python), never at
+import time. ``HALGURU_LOAD_PLUGINS=a,b`` limits which installed plugins load;
+an empty value loads none. Built-in plugins always load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+import pluggy
+
+from halguru.config import get_settings
+from halguru.plugins import hookspecs
+
+ENTRY_POINT_GROUP = "halguru"
+
+# Built-in plugins use the same hooks as third-party ones.
+BUILTIN_PLUGINS = (
+    "halguru.models.plugin",
+    "halguru.tools.plugin",
+)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    hooks: tuple[str, ...]
+    builtin: bool
+    package: str | None = None
+    version: str | None = None
+
+
+# plugin name -> (distribution, version), for `halguru plugins`
+_DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
+
+
+@lru_cache(maxsize=1)
+def get_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("halguru")
+    pm.add_hookspecs(hookspecs)
+    for module_name in BUILTIN_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    allowed = _allowed_plugins()
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        pm.register(ep.load(), name=ep.name)
+        if ep.dist is not None:
+            _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
+    return pm
+
+
+def _allowed_plugins() -> set[str] | None:
+    value = get_settings().load_plugins
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def reset_plugin_manager() -> None:
+    """Forget loaded plugins (tests change HALGURU_LOAD_PLUGINS)."""
+    get_plugin_manager.cache_clear()
+
+
+def list_plugins() -> list[PluginInfo]:
+    pm = get_plugin_manager()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+        package, version = _DISTRIBUTIONS.get(name, (None, None))
+        infos.append(PluginInfo(name, hooks, name in BUILTIN_PLUGINS, package, version))
+    return infos

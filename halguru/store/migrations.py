@@ -1,0 +1,48 @@
+"""Append-only schema migrations. Never edit or reorder one that has shipped; add a new one."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _execute_all(conn: sqlite3.Connection, script: str) -> None:
+    # Not executescript(): it commits first, and a migration must share the caller's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY, agent TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL, updated REAL NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            seq INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL,
+            tool_calls TEXT, tool_call_id TEXT, name TEXT, run_id TEXT, created REAL NOT NULL,
+            UNIQUE (conversation_id, seq)
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL,
+            input TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, error TEXT,
+            started REAL NOT NULL, finished REAL, duration_ms REAL, steps INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+            pid INTEGER
+        );
+        CREATE INDEX runs_started ON runs (started);
+        CREATE INDEX runs_conversation ON runs (conversation_id);
+        CREATE TABLE events (
+            run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, type TEXT NOT NULL,
+            step INTEGER NOT NULL, ts REAL NOT NULL, data TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]

@@ -1,0 +1,110 @@
+"""``@tool`` turns a typed Python function into a tool with a JSON schema.
+
+```python
+@tool
+def add(a: int, b: int) -> int:
+    "Add two integers."
+    return a + b
+```
+
+A function taking a single pydantic model is also accepted; its fields are the
+tool's arguments. Arguments from a model are validated by pydantic before the
+function runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from halguru.errors import ToolError
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    function: Callable[..., Any]
+    arguments_model: type[BaseModel]
+    timeout: float = 30.0
+    # A function taking one pydantic model gets that model, not keyword arguments.
+    takes_model: bool = False
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.function)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        schema = self.arguments_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def validate(self, arguments: dict[str, Any]) -> BaseModel:
+        try:
+            return self.arguments_model.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ToolError(f"invalid arguments for {self.name}: {problems}") from None
+
+    def call_args(self, validated: BaseModel) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if self.takes_model:
+            return (validated,), {}
+        return (), {name: getattr(validated, name) for name in type(validated).model_fields}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+
+def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool]:
+    hints = get_type_hints(fn, include_extras=True)
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")]
+    if len(params) == 1:
+        annotation = hints.get(params[0].name)
+        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            return annotation, True
+    fields: dict[str, Any] = {}
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise ToolError(f"tool {name}: *args/**kwargs cannot be described to a model")
+        if p.name not in hints:
+            raise ToolError(f"tool {name}: parameter {p.name!r} needs a type hint")
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (hints[p.name], default)
+    model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    return model, False
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout: float = 30.0
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float = 30.0,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a tool from a typed function; use bare (``@tool``) or with options (``@tool(name=...)``)."""
+
+    def wrap(func: Callable[..., Any]) -> Tool:
+        tool_name = name or func.__name__
+        doc = description or inspect.getdoc(func) or ""
+        if not doc:
+            raise ToolError(f"tool {tool_name}: add a docstring or description= (the model reads it)")
+        model, takes_model = _arguments_model(func, tool_name)
+        return Tool(tool_name, doc.strip(), func, model, timeout=timeout, takes_model=takes_model)
+
+    return wrap(fn) if fn is not None else wrap

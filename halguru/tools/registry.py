@@ -1,0 +1,58 @@
+"""Find tools (built-in, plugins, an agent's tools.py) and run them safely."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from halguru.errors import ToolError
+from halguru.tools.decorator import Tool
+
+
+def plugin_tools() -> dict[str, Tool]:
+    from halguru.plugins.manager import get_plugin_manager
+
+    found: dict[str, Tool] = {}
+    get_plugin_manager().hook.register_tools(register=lambda t: found.setdefault(t.name, t))
+    return found
+
+
+def _to_json(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    try:
+        return json.dumps(value, ensure_ascii=False, default=lambda o: o.model_dump() if isinstance(o, BaseModel)
+                          else _unserialisable(o))
+    except (TypeError, ValueError) as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _unserialisable(value: Any) -> Any:
+    raise TypeError(f"tool returned a value of type {type(value).__name__} that cannot be turned into JSON")
+
+
+async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
+    """Validate the arguments, run the tool within its timeout, and return its result as text.
+
+    Raises ToolError with a message meant for the model (and the trace) on any failure.
+    """
+    validated = tool.validate(arguments)
+    args, kwargs = tool.call_args(validated)
+    try:
+        if tool.is_async:
+            result = await asyncio.wait_for(tool.function(*args, **kwargs), tool.timeout)
+        else:
+            # A sync tool runs on a thread so a slow one never blocks the event loop.
+            result = await asyncio.wait_for(asyncio.to_thread(tool.function, *args, **kwargs), tool.timeout)
+    except TimeoutError:
+        raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s") from None
+    except ToolError:
+        raise
+    except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
+        raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from None
+    return _to_json(result)
