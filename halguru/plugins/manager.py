@@ -8,13 +8,13 @@ an empty value loads none. Built-in plugins always load.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
 
 import pluggy
 
-from halguru.config import get_settings
 from halguru.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "halguru"
@@ -58,7 +58,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _allowed_plugins() -> set[str] | None:
-    value = get_settings().load_plugins
+    # Read straight from the environment: pydantic-settings costs ~80 ms to import and plugins
+    # load on every CLI start, `--help` included. Settings.load_plugins documents the same variable.
+    value = os.environ.get("HALGURU_LOAD_PLUGINS")
     if value is None:
         return None
     return {name.strip() for name in value.split(",") if name.strip()}

@@ -1,0 +1,5 @@
+"""``python -m halguru`` runs the CLI."""
+
+from halguru.cli.app import main
+
+main()

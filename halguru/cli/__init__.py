@@ -1,0 +1,1 @@
+"""The ``halguru`` command line: thin typer commands over library functions."""

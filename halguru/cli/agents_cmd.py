@@ -1,0 +1,59 @@
+"""Project commands: new, templates, schema, validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def new(
+        name: str = typer.Argument(..., help="Name of the agent; also the folder created."),
+        template: str = typer.Option("basic", "--template", "-t", help="See `halguru templates`."),
+        directory: Path = typer.Option(Path("."), "--dir", help="Where to create the project folder."),
+    ) -> None:
+        """Create an agent project from a template."""
+        from halguru.scaffold import create_project
+
+        path = create_project(name, template, directory)
+        typer.echo(f"Created {path} from template {template!r}.")
+        typer.echo(f'Try it:  halguru run {path} "Hello!"   or   halguru chat {path}')
+
+    @app.command()
+    def templates() -> None:
+        """List the agent templates."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from halguru.scaffold import list_templates
+
+        table = Table("template", "description", box=None, header_style="bold")
+        for t in list_templates():
+            table.add_row(t.name, t.description)
+        Console().print(table)
+
+    @app.command()
+    def schema(
+        output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    ) -> None:
+        """Print (or write) the JSON Schema of agent.yaml, for editor completion."""
+        from halguru.agents.spec import agent_json_schema
+
+        text = json.dumps(agent_json_schema(), indent=2) + "\n"
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+            typer.echo(f"Wrote {output}")
+
+    @app.command()
+    def validate(path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml.")) -> None:
+        """Check an agent project: agent.yaml, tools.py, tools and model."""
+        from halguru.agents.loader import validate_project
+
+        agent = validate_project(path)
+        tools = ", ".join(agent.tools) or "none"
+        typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")

@@ -1,0 +1,60 @@
+"""The root typer app. Heavy libraries are imported inside commands, never here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from halguru import __version__
+from halguru.cli import agents_cmd, logs_cmd, models_cmd, plugins_cmd, run_cmd
+
+app = typer.Typer(
+    name="halguru",
+    help="Build, debug and operate AI agents, locally first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"halguru {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    _state["debug"] = debug
+
+
+agents_cmd.register(app)
+run_cmd.register(app)
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(logs_cmd.app, name="logs")
+plugins_cmd.register(app)
+
+
+def main() -> None:
+    """Entry point: load plugin commands, run, and turn user errors into one line."""
+    from halguru.errors import HalguruError
+    from halguru.plugins.manager import get_plugin_manager
+
+    try:
+        get_plugin_manager().hook.register_commands(cli=app)
+    except Exception as exc:  # a broken plugin must not break the whole CLI
+        print(f"halguru: warning: a plugin failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        app()
+    except HalguruError as exc:
+        if _state["debug"]:
+            raise
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)

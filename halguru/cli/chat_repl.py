@@ -1,0 +1,158 @@
+"""The interactive terminal chat: streaming Markdown, slash commands, Ctrl-C handling.
+
+Ctrl-C during an answer stops it (the partial answer is stored); Ctrl-C or
+Ctrl-D at the prompt leaves. asyncio.Runner turns the first Ctrl-C of a run
+into a cancellation of that run, which the runtime records as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.table import Table
+
+from halguru.agents.events import RunFinished
+from halguru.agents.session import ChatSession
+from halguru.cli.render import one_line, short_args, trace_tree
+from halguru.errors import HalguruError
+
+HELP = """\
+/reset           start a new conversation (the old one stays stored)
+/history         show this conversation's messages
+/tools           list the tools this agent may call
+/trace           show the event tree of the last run
+/model [NAME]    show or switch the model
+/exit            leave (also Ctrl-D, or Ctrl-C at the prompt)"""
+
+
+class ChatRepl:
+    def __init__(self, session: ChatSession, console: Console | None = None):
+        self.session = session
+        self.console = console or Console(highlight=False)
+
+    @classmethod
+    def open(cls, path: Path, conversation: str | None, model: str | None) -> ChatRepl:
+        return cls(ChatSession.open(path, conversation_id=conversation, model=model))
+
+    def loop(self) -> int:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:  # pragma: no cover - not on every platform
+            pass
+        s = self.session
+        resumed = f", conversation {s.conversation_id}" if s.conversation_id else ""
+        self.console.print(f"[bold]{escape(s.agent.name)}[/] · {escape(s.model_name)}{resumed}  "
+                           "[dim](/help for commands, Ctrl-C stops an answer, Ctrl-D quits)[/]")
+        with asyncio.Runner() as runner:
+            while True:
+                try:
+                    text = input("you> ").strip()
+                except (EOFError, KeyboardInterrupt):
+                    self.console.print()
+                    return 0
+                if not text:
+                    continue
+                if text.startswith("/"):
+                    if self.command(text) == "exit":
+                        return 0
+                    continue
+                try:
+                    runner.run(self.answer(text))
+                except KeyboardInterrupt:
+                    self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
+                except HalguruError as exc:
+                    self.console.print(f"[red]Error:[/] {escape(str(exc))}")
+
+    async def answer(self, text: str) -> None:
+        live: Live | None = None
+        buffer = ""
+        interactive = self.console.is_terminal
+
+        def close_live() -> None:
+            nonlocal live, buffer
+            if live is not None:
+                live.stop()
+                live = None
+            elif buffer and not interactive:
+                self.console.file.write("\n")
+            buffer = ""
+
+        try:
+            async for event in self.session.send(text):
+                kind = event.type
+                if kind == "token":
+                    buffer += event.text  # type: ignore[attr-defined]
+                    if interactive:
+                        if live is None:
+                            live = Live(Markdown(buffer), console=self.console, refresh_per_second=12,
+                                        vertical_overflow="visible")
+                            live.start()
+                        live.update(Markdown(buffer))
+                    else:
+                        self.console.file.write(event.text)  # type: ignore[attr-defined]
+                        self.console.file.flush()
+                elif kind == "model_result":
+                    close_live()
+                elif kind == "tool_call":
+                    self.console.print(f"[dim]→ {escape(event.name)}({escape(short_args(event.arguments))})[/]")  # type: ignore[attr-defined]
+                elif kind == "tool_result":
+                    style = "red" if event.is_error else "dim"  # type: ignore[attr-defined]
+                    self.console.print(f"[{style}]← {escape(one_line(event.content))}[/]")  # type: ignore[attr-defined]
+                elif kind == "error" and event.fatal:  # type: ignore[attr-defined]
+                    close_live()
+                    self.console.print(f"[red]Error:[/] {escape(event.message)}")  # type: ignore[attr-defined]
+                elif isinstance(event, RunFinished):
+                    close_live()
+        finally:
+            close_live()
+
+    def command(self, line: str) -> str | None:
+        name, _, arg = line.partition(" ")
+        arg = arg.strip()
+        s = self.session
+        if name in ("/exit", "/quit"):
+            return "exit"
+        if name == "/help":
+            self.console.print(HELP)
+        elif name == "/reset":
+            s.reset()
+            self.console.print("[dim]New conversation.[/]")
+        elif name == "/history":
+            messages = s.history()
+            if not messages:
+                self.console.print("[dim]No messages yet.[/]")
+            for m in messages:
+                detail = m.content or ", ".join(f"{c.name}({short_args(c.arguments)})" for c in m.tool_calls)
+                self.console.print(f"[bold]{m.role}[/] {escape(one_line(detail, 200))}")
+            if s.conversation_id:
+                self.console.print(f"[dim]conversation {s.conversation_id}[/]")
+        elif name == "/tools":
+            table = Table("tool", "description", "arguments", box=None, header_style="bold")
+            for t in s.agent.tools.values():
+                table.add_row(t.name, one_line(t.description, 60), json.dumps(list(t.parameters.get("properties", {}))))
+            self.console.print(table if s.agent.tools else "[dim]This agent has no tools.[/]")
+        elif name == "/trace":
+            trace = s.last_trace()
+            self.console.print(trace_tree(*trace) if trace else "[dim]No run yet.[/]")
+        elif name == "/model":
+            if not arg:
+                self.console.print(f"model: {escape(s.model_name)}")
+            else:
+                from halguru.models.registry import find_entry
+
+                try:
+                    find_entry(arg)
+                except HalguruError as exc:
+                    self.console.print(f"[red]Error:[/] {escape(str(exc))}")
+                else:
+                    s.model = arg
+                    self.console.print(f"[dim]Model is now {escape(arg)}.[/]")
+        else:
+            self.console.print(f"[red]Unknown command {escape(name)}.[/] /help lists them.")
+        return None

@@ -1,0 +1,89 @@
+"""`halguru models`: list, add, remove, set-key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="List and register models.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show every model you can name in agent.yaml or --model, and where it comes from."""
+    from halguru.models.registry import list_models, providers
+
+    entries = list_models()
+    if json_output:
+        typer.echo(json.dumps([e.model_dump() for e in entries], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "provider", "source", box=None, header_style="bold")
+    for e in entries:
+        table.add_row(e.name, e.provider, e.source)
+    console = Console()
+    console.print(table)
+    names = ", ".join(f"{name}:ARG" for name in sorted(providers()))
+    console.print(f"[dim]Also accepted: a path to a .gguf file, or {names}.[/]")
+
+
+@app.command()
+def add(
+    name: str = typer.Argument(..., help="The name to use in agent.yaml and --model."),
+    gguf: Path | None = typer.Option(None, "--gguf", help="A local GGUF file (llama.cpp provider)."),
+    openai_base_url: str | None = typer.Option(None, "--openai-base-url", help="An OpenAI-compatible API base URL."),
+    model_id: str | None = typer.Option(None, "--model-id", help="The model id the endpoint expects (default NAME)."),
+    api_key_env: str | None = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
+    keyring: bool = typer.Option(False, "--keyring", help="Read the API key from the system keyring (set-key)."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", help="Context size for a GGUF model."),
+) -> None:
+    """Register a model: a GGUF file, or an OpenAI-compatible endpoint."""
+    from halguru.errors import HalguruError
+    from halguru.models.registry import add_model
+
+    if (gguf is None) == (openai_base_url is None):
+        raise HalguruError("give exactly one of --gguf PATH or --openai-base-url URL")
+    if gguf is not None:
+        path = gguf.expanduser().resolve()
+        if not path.is_file():
+            raise HalguruError(f"GGUF file not found: {path}")
+        options: dict = {"path": str(path)}
+        if n_ctx:
+            options["n_ctx"] = n_ctx
+        entry = add_model(name, "llama-cpp", options, source=str(path))
+    else:
+        assert openai_base_url is not None
+        if not openai_base_url.startswith(("http://", "https://")):
+            raise HalguruError(f"--openai-base-url must start with http:// or https://, got {openai_base_url!r}")
+        options = {"base_url": openai_base_url, "model_id": model_id or name}
+        if api_key_env:
+            options["api_key_env"] = api_key_env
+        if keyring:
+            options["keyring"] = True
+        entry = add_model(name, "openai", options, source=openai_base_url)
+    typer.echo(f"Added model {entry.name} ({entry.provider}, {entry.source}).")
+
+
+@app.command()
+def remove(name: str = typer.Argument(..., help="A model added with `halguru models add`.")) -> None:
+    """Forget a registered model."""
+    from halguru.models.registry import remove_model
+
+    remove_model(name)
+    typer.echo(f"Removed model {name}.")
+
+
+@app.command("set-key")
+def set_key(name: str = typer.Argument(..., help="A model added with --openai-base-url.")) -> None:
+    """Store a model's API key in the system keyring (never in a file)."""
+    from halguru.models.registry import set_model_option
+    from halguru.models.secrets import store_api_key
+
+    key = typer.prompt(f"API key for {name}", hide_input=True)
+    store_api_key(name, key)
+    set_model_option(name, "keyring", True)
+    typer.echo(f"Stored the API key for {name} in the keyring.")

@@ -1,0 +1,35 @@
+"""`halguru run` and `halguru chat`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        path: Path = typer.Argument(..., help="Agent project folder or its agent.yaml."),
+        input: str = typer.Argument(..., help="The message to send ('-' reads stdin)."),
+        json_output: bool = typer.Option(False, "--json", help="Print the event stream as JSON lines."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
+        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Continue a conversation."),
+    ) -> None:
+        """Run an agent once on INPUT and stream its answer."""
+        from halguru.cli.run_once import run_once
+
+        text = sys.stdin.read() if input == "-" else input
+        raise typer.Exit(run_once(path, text, json_output=json_output, model=model, conversation=conversation))
+
+    @app.command()
+    def chat(
+        path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
+        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Resume a conversation."),
+    ) -> None:
+        """Chat with an agent in the terminal (/help lists the slash commands)."""
+        from halguru.cli.chat_repl import ChatRepl
+
+        raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=model).loop())

@@ -1,0 +1,47 @@
+"""One run from the command line: stream it, print errors as one line, pick the exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from halguru.agents.events import RunFinished
+from halguru.agents.loader import load_agent
+from halguru.cli.render import RunPrinter
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None) -> int:
+    from halguru.agents.runtime import run
+
+    agent = load_agent(path)
+    err = Console(stderr=True, highlight=False)
+    printer = RunPrinter(err=err)
+    finished: list[RunFinished] = []
+
+    async def consume() -> None:
+        async for event in run(agent, text, conversation, model=model):
+            if json_output:
+                sys.stdout.write(event.model_dump_json() + "\n")
+                sys.stdout.flush()
+            else:
+                printer(event)
+            if isinstance(event, RunFinished):
+                finished.append(event)
+
+    try:
+        asyncio.run(consume())
+    except KeyboardInterrupt:
+        err.print("\n[yellow]Stopped.[/] The partial answer is stored (see `halguru logs`).")
+        return EXIT_INTERRUPTED
+    result = finished[-1]
+    if result.status != "ok":
+        err.print(f"[red]Error:[/] {escape(result.error or result.status)} [dim](run {result.run_id})[/]")
+        return EXIT_FAILED
+    return 0

@@ -1,0 +1,67 @@
+"""Agent project templates: list them and create a project from one."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from halguru.agents.spec import NAME_PATTERN, agent_json_schema
+from halguru.errors import HalguruError
+
+SCHEMA_FILE = "agent.schema.json"
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".halguru")
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    description: str
+    path: Path
+
+
+def templates_root() -> Path:
+    """Templates ship inside the wheel (halguru/_templates); in a checkout they are agents-templates/."""
+    packaged = Path(__file__).parent / "_templates"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "agents-templates"
+
+
+def list_templates() -> list[Template]:
+    found = []
+    for folder in sorted(templates_root().iterdir()):
+        agent_file = folder / "agent.yaml"
+        if agent_file.is_file():
+            data = yaml.safe_load(agent_file.read_text(encoding="utf-8")) or {}
+            found.append(Template(folder.name, data.get("description", ""), folder))
+    return found
+
+
+def create_project(name: str, template: str = "basic", parent: Path = Path(".")) -> Path:
+    """Copy a template to ``parent/name`` and name the agent; all or nothing."""
+    if not re.match(NAME_PATTERN, name):
+        raise HalguruError(f"invalid agent name {name!r}: use letters, digits, '-', '_' or '.'")
+    templates = {t.name: t for t in list_templates()}
+    if template not in templates:
+        raise HalguruError(f"unknown template {template!r}; choose one of: {', '.join(templates)}")
+    target = parent / name
+    if target.exists():
+        raise HalguruError(f"{target} already exists; choose another name or remove it")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    try:
+        project = staging / name
+        shutil.copytree(templates[template].path, project, ignore=_IGNORE)
+        agent_file = project / "agent.yaml"
+        text = agent_file.read_text(encoding="utf-8")
+        text = re.sub(r"^name:.*$", f"name: {name}", text, count=1, flags=re.MULTILINE)
+        agent_file.write_text(text, encoding="utf-8")
+        (project / SCHEMA_FILE).write_text(json.dumps(agent_json_schema(), indent=2) + "\n", encoding="utf-8")
+        project.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
