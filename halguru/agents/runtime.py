@@ -8,6 +8,7 @@ yields (every event but streamed tokens, whose text the model_result holds).
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -131,6 +132,8 @@ async def run(
     settings = SamplingSettings(**{**spec.sampling.model_dump(), "max_tokens": spec.limits.max_tokens,
                                    **(sampling or {})})
     status, error = "ok", None
+    results: dict[tuple[str, str], str] = {}  # (tool, arguments) -> result, to catch repeated calls
+    must_answer = False
 
     def finish(status: str, error: str | None) -> RunFinished:
         output = "".join(totals.answer)
@@ -158,8 +161,11 @@ async def run(
             trace.step = totals.steps
             totals.answer = []
             messages = system + history + new_messages
-            # "required" forces a tool call on the first model call only, so the agent can then answer.
+            # "required" forces a tool call on the first model call only, so the agent can then answer;
+            # after a repeated call the model must answer with what it has.
             tool_choice = "auto" if spec.tool_choice == "required" and totals.steps > 1 else spec.tool_choice
+            if must_answer:
+                tool_choice = "none"
             request = ModelRequest(messages=messages, tools=tools, settings=settings,
                                    tool_choice=tool_choice if tools else "none",
                                    conversation_id=conversation_id)
@@ -216,12 +222,25 @@ async def run(
             for call in calls:
                 yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
                 tool_started = time.perf_counter()
+                key = (call.name, json.dumps(call.arguments, sort_keys=True))
                 try:
+                    if key in results:
+                        # Small models loop on the same call; give the known result and make them answer.
+                        must_answer = True
+                        yield trace(Error(kind="limit", message=f"{call.name} called again with the same "
+                                          "arguments; reusing the result and asking for an answer"))
+                        content, is_error = results[key], False
+                        yield trace(ToolResult(call_id=call.id, name=call.name, content=content,
+                                               duration_ms=0.0))
+                        new_messages.append(Message(role="tool", content=content, tool_call_id=call.id,
+                                                    name=call.name))
+                        continue
                     tool = agent.tools.get(call.name)
                     if tool is None:
                         raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
                     async with asyncio.timeout_at(deadline):
                         content, is_error = await execute_tool(tool, call.arguments), False
+                    results[key] = content
                 except ToolError as exc:
                     content, is_error = f"error: {exc}", True
                     yield trace(Error(kind="tool", message=str(exc)))

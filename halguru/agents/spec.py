@@ -22,6 +22,7 @@ class Sampling(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2, description="0 = most deterministic")
     top_p: float = Field(default=0.95, gt=0, le=1)
     seed: int | None = Field(default=None, description="fixed seed for reproducible sampling")
+    repeat_penalty: float = Field(default=1.1, ge=1, le=2, description="discourages loops (local models)")
 
 
 class Limits(BaseModel):

@@ -36,6 +36,7 @@ class SamplingSettings(BaseModel):
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_tokens: int = Field(default=512, gt=0)
     seed: int | None = None
+    repeat_penalty: float = Field(default=1.1, ge=1, le=2)
 
 
 @dataclass

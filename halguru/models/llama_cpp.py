@@ -48,23 +48,28 @@ _DEFAULT_TEMPLATE = (
 
 
 def tools_prompt(tools: list[ToolSpec]) -> str:
-    """Tools described compactly: a small model copies long JSON schemas instead of calling."""
+    """Each tool shown as the call to write, with its description.
+
+    Measured on SmolLM2: with one generic example (``"name": "TOOL"``) a small model copies the
+    placeholder; with full JSON schemas it copies the schema. The call form per tool works best.
+    """
     lines = []
     for t in tools:
         props = t.parameters.get("properties", {})
-        args = ", ".join(f"{name}: {p.get('type', 'value')}" for name, p in props.items())
-        lines.append(f"- {t.name}({args}): {t.description}")
+        args = ", ".join(f'"{name}": {p.get("type", "value")}' for name, p in props.items())
+        lines.append(f'{CALL_OPEN}{{"name": "{t.name}", "arguments": {{{args}}}}}{CALL_CLOSE}\n  {t.description}')
     return (
-        "You can call these tools:\n" + "\n".join(lines) + "\n"
-        f'To call a tool, reply with only {CALL_OPEN}{{"name": "TOOL", "arguments": {{"ARG": VALUE}}}}{CALL_CLOSE}\n'
-        "When a tool result arrives, answer the user with it."
+        "You can call these tools. To call one, reply with only its line, filling in the arguments:\n"
+        + "\n".join(lines)
+        + "\nWhen a tool result arrives, answer the user with it."
     )
 
 
 # The rest of a JSON string whose opening quote is already in the prompt.
 STRING_REST_GRAMMAR = r"""
 char ::= [^"\\\x00-\x1F\x7F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])
-root ::= char+ "\""
+root ::= char+ "\"" end
+end ::= [,}]
 """
 
 
@@ -82,24 +87,28 @@ def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     # JSON strings may not hold raw control characters; the converter's char rule allows them,
     # and a small model then wanders into multi-line strings that json.loads rejects.
     return converter.format_grammar().replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]') + (
-        # The prompt ends at ':' so the model can pick its natural ' "' token (no token-healing issue).
-        f'\nroot ::= " "? {rule}\n')
+        # The prompt ends at ':' so the model can pick its natural ' "' token (no token-healing issue),
+        # and the value must be followed by ',' or '}' (dropped afterwards): without a natural way to
+        # end, the model keeps appending digits or characters to the value.
+        f'\nroot ::= " "? {rule} end\nend ::= [,}}]\n')
 
 
 def render_messages(messages: list[Message]) -> list[dict[str, str]]:
-    """Messages as the chat template sees them: tool calls and results become tagged text."""
+    """Messages as the chat template sees them.
+
+    Chat templates of small models have no tool role. Measured on SmolLM2: a past call written as
+    ``<tool_call>...`` makes the model call again instead of answering, while a plain sentence for
+    the call and a user turn stating the result make it answer with the result.
+    """
     out = []
     for m in messages:
-        content = m.content
+        role, content = m.role, m.content
         if m.tool_calls:
-            calls = "".join(
-                f"{CALL_OPEN}{json.dumps({'name': c.name, 'arguments': c.arguments}, ensure_ascii=False)}{CALL_CLOSE}"
-                for c in m.tool_calls
-            )
-            content = f"{content}{calls}" if content else calls
-        if m.role == "tool":
-            content = f"<tool_response>\n{m.name}: {m.content}\n</tool_response>"
-        out.append({"role": m.role, "content": content})
+            calls = "; ".join(f"{c.name} with {json.dumps(c.arguments, ensure_ascii=False)}" for c in m.tool_calls)
+            content = f"{content}\nLet me use {calls}." if content else f"Let me use {calls}."
+        if role == "tool":
+            role, content = "user", f"The {m.name} tool returned: {m.content}"
+        out.append({"role": role, "content": content})
     return out
 
 
@@ -236,7 +245,8 @@ class LlamaCppModel:
         settings = request.settings
         forced_call = request.tool_choice == "required" and bool(request.tools)
         params = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
-                      seed=settings.seed, stop=["<|im_end|>", "<|endoftext|>"])
+                      seed=settings.seed, repeat_penalty=settings.repeat_penalty,
+                      stop=["<|im_end|>", "<|endoftext|>"])
         completion = 0
         finish = "stop"
         if not forced_call:
@@ -306,17 +316,12 @@ class LlamaCppModel:
                     break
                 used += 1
                 out += chunk["choices"][0]["text"]
-            return opening + out.strip()
+            return opening + out.strip()[:-1].rstrip()  # drop the ',' or '}' that ended the value
 
         text = '{"name":'
         by_name = {t.name: t for t in tools}
-        if len(tools) == 1:
-            name = tools[0].name
-            text += " " + json.dumps(name)
-        else:
-            raw = generate(text, {"enum": list(by_name)}, {})
-            text += " " + raw
-            name = json.loads(raw) if raw.startswith('"') and raw.endswith('"') else ""
+        name = tools[0].name if len(tools) == 1 else self._choose_tool(tokens, text, list(by_name))
+        text += " " + json.dumps(name)
         text += ', "arguments": {'
         parameters = by_name[name].parameters if name in by_name else {}
         for i, (key, schema) in enumerate(parameters.get("properties", {}).items()):
@@ -325,6 +330,43 @@ class LlamaCppModel:
             if job.cancelled.is_set() or used >= budget:
                 break
         return text + "}}", used
+
+
+    def _choose_tool(self, tokens: list[int], prefix: str, names: list[str]) -> str:
+        """The tool whose whole name the model finds most likely after ``prefix``.
+
+        Greedy decoding under an enum grammar commits on the first token (``"c`` for both
+        calculator and current_time) and a small model then often lands on the wrong tool;
+        scoring each complete name is what constrained choice should mean. A few single-token
+        evaluations, on top of the cached prompt.
+        """
+        import llama_cpp
+        import numpy as np
+
+        llm = self._llm
+        base = tokens + llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)
+        reuse = min(_common_prefix(llm._input_ids[: llm.n_tokens].tolist(), base), len(base) - 1)
+        llm.n_tokens = reuse
+        llm.eval(base[reuse:])
+
+        def log_probs() -> np.ndarray:
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),))
+            shifted = logits - logits.max()
+            return shifted - np.log(np.exp(shifted).sum())
+
+        first = log_probs()
+        best, best_score = names[0], -np.inf
+        for name in names:
+            candidate = llm.tokenize(f' "{name}"'.encode("utf-8"), add_bos=False, special=False)
+            score = float(first[candidate[0]])
+            for i, token in enumerate(candidate[:-1]):
+                llm.n_tokens = len(base) + i
+                llm.eval([token])
+                score += float(log_probs()[candidate[i + 1]])
+            if score > best_score:
+                best, best_score = name, score
+        llm.n_tokens = len(base)
+        return best
 
 
 def _parse_call(text: str) -> Chunk:

