@@ -8,6 +8,7 @@ into a cancellation of that run, which the runtime records as ``cancelled``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -41,10 +42,8 @@ class ChatRepl:
         return cls(ChatSession.open(path, conversation_id=conversation, model=model))
 
     def loop(self) -> int:
-        try:
-            import readline  # noqa: F401  (line editing and history for input())
-        except ImportError:  # pragma: no cover - not on every platform
-            pass
+        with contextlib.suppress(ImportError):  # line editing and history for input(), where available
+            import readline  # noqa: F401
         s = self.session
         resumed = f", conversation {s.conversation_id}" if s.conversation_id else ""
         self.console.print(f"[bold]{escape(s.agent.name)}[/] · {escape(s.model_name)}{resumed}  "

@@ -35,7 +35,8 @@ def logs(
             return
         from rich.table import Column
 
-        table = Table(Column("conversation", no_wrap=True), "agent", "messages", "updated", "title", box=None, header_style="bold")
+        table = Table(Column("conversation", no_wrap=True), "agent", "messages", "updated", "title", box=None,
+                      header_style="bold")
         for r in rows:
             table.add_row(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"])
         Console().print(table)

@@ -357,7 +357,7 @@ class LlamaCppModel:
         first = log_probs()
         best, best_score = names[0], -np.inf
         for name in names:
-            candidate = llm.tokenize(f' "{name}"'.encode("utf-8"), add_bos=False, special=False)
+            candidate = llm.tokenize(f' "{name}"'.encode(), add_bos=False, special=False)
             score = float(first[candidate[0]])
             for i, token in enumerate(candidate[:-1]):
                 llm.n_tokens = len(base) + i

@@ -63,7 +63,10 @@ class Tool:
 
 
 def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool]:
-    hints = get_type_hints(fn, include_extras=True)
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise ToolError(f"tool {name}: cannot resolve its type hints ({exc}); define them at module level") from None
     params = [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")]
     if len(params) == 1:
         annotation = hints.get(params[0].name)

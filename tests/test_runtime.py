@@ -1,0 +1,198 @@
+"""The runtime loop, through the scripted model: events, tools, limits, errors, conversations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from halguru import Agent, AgentSpec, load_agent, run, run_sync, tool
+from halguru.agents.events import parse_event
+from halguru.agents.runtime import iter_events
+from halguru.models.scripted import ScriptedModel
+from halguru.store import open_store
+
+CALC = """\
+name: calc
+model: scripted
+instructions: Use tools.
+tools: [calculator]
+limits: {max_steps: 3}
+"""
+
+
+def call(name, **arguments):
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def types(result):
+    return [e.type for e in result.events if e.type != "token"]
+
+
+def test_plain_answer_streams_tokens_and_is_recorded(write_agent):
+    result = run_sync(write_agent(CALC), "Hello there")
+    assert result.ok and result.output == "You said: Hello there"
+    assert types(result) == ["run_started", "model_call", "model_result", "run_finished"]
+    tokens = [e.text for e in result.events if e.type == "token"]
+    assert len(tokens) > 1 and "".join(tokens) == result.output
+    assert [e.seq for e in result.events] == list(range(len(result.events)))
+    stored = open_store().get_run(result.run_id)
+    assert stored["status"] == "ok" and stored["output"] == result.output and stored["steps"] == 1
+
+
+def test_tool_loop(write_agent):
+    model = ScriptedModel([call("calculator", expression="17*23"), "17*23 is 391."])
+    result = run_sync(write_agent(CALC), "What is 17*23?", model=model)
+    assert types(result) == ["run_started", "model_call", "model_result", "tool_call", "tool_result",
+                             "model_call", "model_result", "run_finished"]
+    [tool_result] = [e for e in result.events if e.type == "tool_result"]
+    assert tool_result.content == "391" and tool_result.step == 1
+    second = model.requests[1]
+    assert [m.role for m in second.messages] == ["system", "user", "assistant", "tool"]
+    assert second.messages[-1].content == "391"
+    assert [t.name for t in second.tools] == ["calculator"]
+    assert result.output == "17*23 is 391."
+
+
+def test_failing_tool_is_told_to_the_model_and_the_run_goes_on(write_agent):
+    model = ScriptedModel([call("calculator", expression="1/0"), "Cannot divide by zero."])
+    result = run_sync(write_agent(CALC), "1/0?", model=model)
+    assert result.ok
+    errors = [e for e in result.events if e.type == "error"]
+    assert errors and errors[0].kind == "tool" and "division by zero" in errors[0].message
+    assert model.requests[1].messages[-1].content == "error: division by zero"
+
+
+def test_tool_outside_the_allow_list_is_refused(write_agent):
+    model = ScriptedModel([call("http_get", url="http://example.com"), "OK."])
+    result = run_sync(write_agent(CALC), "fetch", model=model)
+    [tool_result] = [e for e in result.events if e.type == "tool_result"]
+    assert tool_result.is_error and "unknown tool 'http_get'" in tool_result.content
+
+
+def test_max_steps_ends_the_run_as_failed(write_agent):
+    model = ScriptedModel([call("calculator", expression=f"{i}+1") for i in range(5)])
+    result = run_sync(write_agent(CALC), "loop", model=model)
+    assert result.status == "failed" and "limits.max_steps" in result.error
+    assert len([e for e in result.events if e.type == "model_call"]) == 3
+    assert open_store().get_run(result.run_id)["status"] == "failed"
+
+
+def test_repeated_identical_call_is_not_rerun_and_the_model_must_answer(write_agent):
+    model = ScriptedModel([call("calculator", expression="2+2"), call("calculator", expression="2+2"), "4."])
+    result = run_sync(write_agent(CALC), "2+2?", model=model)
+    assert result.ok and result.output == "4."
+    assert [r.content for r in result.events if r.type == "tool_result"] == ["4", "4"]
+    assert model.requests[2].tool_choice == "none"
+
+
+def test_malformed_tool_call_is_counted_and_the_model_is_told(write_agent):
+    model = ScriptedModel([{"raw_tool_call": '{"name": "calculator", "arguments": {'}, "Sorry."])
+    result = run_sync(write_agent(CALC), "hm", model=model)
+    assert result.ok and result.output == "Sorry."
+    first_result = next(e for e in result.events if e.type == "model_result")
+    assert first_result.format_errors == 1
+    assert any(e.type == "error" and e.kind == "format" for e in result.events)
+    assert "could not be parsed" in model.requests[1].messages[-1].content
+
+
+def test_model_error_fails_the_run_cleanly(write_agent):
+    result = run_sync(write_agent(CALC), "hi", model=ScriptedModel([{"error": "connection refused"}]))
+    assert result.status == "failed" and result.error == "connection refused"
+    assert result.events[-2].type == "error" and result.events[-2].fatal
+    assert open_store().get_run(result.run_id)["error"] == "connection refused"
+
+
+def test_missing_model_fails_the_run_and_is_stored(write_agent):
+    result = run_sync(write_agent(CALC.replace("model: scripted", "model: /nowhere/model.gguf")), "hi")
+    assert result.status == "failed"
+    assert "GGUF model file not found: /nowhere/model.gguf" in result.error
+    assert open_store().get_run(result.run_id)["status"] == "failed"
+
+
+def test_timeout_limit(write_agent):
+    folder = write_agent(CALC.replace("limits: {max_steps: 3}", "limits: {timeout: 0.3}"))
+    model = ScriptedModel([{"text": "slow " * 50, "token_delay": 0.05}])
+    result = run_sync(folder, "hi", model=model)
+    assert result.status == "failed" and "limits.timeout" in result.error
+
+
+def test_conversation_keeps_history(write_agent):
+    folder = write_agent(CALC)
+    model = ScriptedModel(["Nice to meet you, Ada.", "Your name is Ada."])
+    first = run_sync(folder, "I am Ada.", model=model)
+    second = run_sync(folder, "What is my name?", first.conversation_id, model=model)
+    assert second.conversation_id == first.conversation_id
+    sent = [(m.role, m.content) for m in model.requests[1].messages]
+    assert sent == [("system", "Use tools."), ("user", "I am Ada."), ("assistant", "Nice to meet you, Ada."),
+                    ("user", "What is my name?")]
+    stored = open_store().get_messages(first.conversation_id)
+    assert [m.content for m in stored][-1] == "Your name is Ada."
+
+
+def test_unknown_conversation_is_an_error(write_agent):
+    from halguru.errors import HalguruError
+
+    with pytest.raises(HalguruError, match="no conversation 'conv_nope'"):
+        run_sync(write_agent(CALC), "hi", "conv_nope")
+
+
+def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
+    folder = write_agent(CALC)
+    model = ScriptedModel([{"text": "one two three four five six seven eight", "token_delay": 0.05}])
+    seen: list[str] = []
+
+    async def consume():
+        async for event in run(folder, "count", model=model):
+            if event.type == "run_started":
+                seen.append(event.run_id)
+            if event.type == "token":
+                seen.append(event.text)
+
+    async def main():
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.18)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    store = open_store()
+    stored = store.get_run(seen[0])
+    assert stored["status"] == "cancelled"
+    partial = stored["output"]
+    assert partial and partial == "".join(seen[1:]) and partial != "one two three four five six seven eight"
+    assert store.get_messages(stored["conversation_id"])[-1].content == partial
+
+
+def test_record_false_stores_nothing(write_agent):
+    run_sync(write_agent(CALC), "hi", record=False)
+    assert open_store().list_runs() == []
+
+
+def test_python_api_without_yaml():
+    @tool
+    def shout(text: str) -> str:
+        """Upper-case a text."""
+        return text.upper()
+
+    agent = Agent.from_spec(AgentSpec(name="py", model="scripted"), tools=[shout])
+    model = ScriptedModel([call("shout", text="hi"), "Done."])
+    result = run_sync(agent, "shout hi", model=model)
+    assert [e.content for e in result.events if e.type == "tool_result"] == ["HI"]
+    assert list(agent.tools) == ["shout"]
+
+
+def test_sync_iterator_and_event_round_trip(write_agent):
+    events = list(iter_events(write_agent(CALC), "ping"))
+    assert events[0].type == "run_started" and events[-1].type == "run_finished"
+    for event in events:
+        assert parse_event(event.model_dump_json()) == event
+
+
+def test_stored_events_rebuild_the_run(write_agent):
+    model = ScriptedModel([call("calculator", expression="6*7"), "42."])
+    result = run_sync(load_agent(write_agent(CALC)), "6*7?", model=model)
+    stored = [parse_event(e) for e in open_store().get_events(result.run_id)]
+    live = [e for e in result.events if e.type != "token"]
+    assert stored == live

@@ -1,0 +1,94 @@
+"""The SQLite trace store: schema, WAL, atomic writes, lookups."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from halguru.agents.events import RunFinished, RunStarted
+from halguru.errors import StoreError
+from halguru.models.base import Message
+from halguru.store import SQLiteStore, open_store
+
+
+def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
+    store = open_store()
+    assert store.path == (halguru_home / "halguru.db").resolve()
+    names = [r["name"] for r in store.db.query("SELECT name FROM migrations")]
+    assert names == ["m001_initial"]
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {"conversations", "messages", "runs", "events"} <= set(store.db.table_names())
+
+
+def test_reopening_does_not_migrate_twice(tmp_path):
+    path = tmp_path / "t.db"
+    SQLiteStore(path).close()
+    store = SQLiteStore(path)
+    assert store.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+
+
+def _run(store, run_id="run_abc123", conv="conv_1"):
+    store.ensure_conversation(conv, "agent", title="hello")
+    store.start_run(run_id, conv, "agent", "scripted", "hello")
+    return run_id
+
+
+def test_finish_run_is_all_or_nothing(tmp_path):
+    store = SQLiteStore(tmp_path / "t.db")
+    run_id = _run(store)
+    finished = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
+    summary = finished.model_dump()
+    # A conversation id that does not exist violates a foreign key on the messages insert,
+    # after the events insert and the run update have run inside the same transaction.
+    with pytest.raises(sqlite3.IntegrityError):
+        store.finish_run(run_id, "conv_missing", summary, [finished], [Message(role="user", content="hello")])
+    assert store.get_run(run_id)["status"] == "running"
+    assert store.get_events(run_id) == []
+    store.finish_run(run_id, "conv_1", summary, [finished], [Message(role="user", content="hello")])
+    assert store.get_run(run_id)["status"] == "ok"
+    assert [m.content for m in store.get_messages("conv_1")] == ["hello"]
+
+
+def test_run_lookup_by_prefix(tmp_path):
+    store = SQLiteStore(tmp_path / "t.db")
+    _run(store, "run_aaa111")
+    _run(store, "run_aaa222", conv="conv_2")
+    assert store.get_run("run_aaa1")["id"] == "run_aaa111"
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.get_run("run_aaa")
+    with pytest.raises(StoreError, match="no run 'run_zzz'"):
+        store.get_run("run_zzz")
+
+
+def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
+    store = SQLiteStore(tmp_path / "t.db")
+    run_id = _run(store)
+    assert store.get_run(run_id)["status"] == "running"  # this process is alive
+    store.db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", [run_id])
+    assert store.get_run(run_id)["status"] == "interrupted"
+    assert store.list_runs()[0]["status"] == "interrupted"
+
+
+def test_events_are_stored_in_order(tmp_path):
+    store = SQLiteStore(tmp_path / "t.db")
+    run_id = _run(store)
+    store.record_events([RunStarted(run_id=run_id, seq=0, agent="a", model="m", input="x", conversation_id="c")])
+    assert [e["type"] for e in store.get_events(run_id)] == ["run_started"]
+
+
+def test_conversations_listing_counts_messages(tmp_path):
+    store = SQLiteStore(tmp_path / "t.db")
+    run_id = _run(store)
+    finished = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
+    store.finish_run(run_id, "conv_1", finished.model_dump(), [finished],
+                     [Message(role="user", content="hello"), Message(role="assistant", content="hi")])
+    [conversation] = store.list_conversations()
+    assert conversation["id"] == "conv_1" and conversation["messages"] == 2 and conversation["title"] == "hello"
+
+
+def test_unreadable_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open the trace store"):
+        SQLiteStore(path)

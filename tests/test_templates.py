@@ -1,0 +1,39 @@
+"""Every template scaffolds, validates, and its own tests pass in the created project."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from halguru.agents.loader import validate_project
+from halguru.scaffold import create_project, list_templates
+
+TEMPLATES = ["assistant", "basic", "knowledge", "team"]
+
+
+def test_the_four_templates_ship_with_descriptions():
+    found = {t.name: t.description for t in list_templates()}
+    assert sorted(found) == TEMPLATES
+    assert all(len(d) > 20 for d in found.values())
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_project_validates_and_its_tests_pass(template, tmp_path, subprocess_env):
+    project = create_project(f"my-{template}", template, tmp_path)
+    agent = validate_project(project)
+    assert agent.name == f"my-{template}"
+    assert (project / "agent.schema.json").is_file()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project / "tests")],
+        cwd=project, env=subprocess_env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_team_members_validate():
+    team = next(t for t in list_templates() if t.name == "team")
+    for member in ["agents/researcher", "agents/writer"]:
+        validate_project(team.path / member)

@@ -1,0 +1,159 @@
+"""The @tool decorator, tool execution and the built-in tools."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+
+import pytest
+from pydantic import BaseModel
+
+from halguru import tool
+from halguru.errors import ToolError
+from halguru.tools.builtin import calculator, current_time, http_get
+from halguru.tools.registry import execute_tool, plugin_tools
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_typed_function_becomes_a_schema():
+    @tool
+    def book(city: str, nights: int = 1, breakfast: bool = False) -> str:
+        """Book a hotel."""
+        return f"{city}:{nights}:{breakfast}"
+
+    params = book.parameters
+    assert params["required"] == ["city"]
+    assert params["properties"]["nights"] == {"default": 1, "title": "Nights", "type": "integer"}
+    assert book.description == "Book a hotel."
+    assert run(execute_tool(book, {"city": "Oslo", "nights": "2"})) == "Oslo:2:False"
+
+
+class Query(BaseModel):
+    text: str
+    limit: int = 3
+
+
+def test_pydantic_model_argument():
+    @tool(name="search", description="Search notes.")
+    def search(query: Query) -> list[str]:
+        return [query.text] * query.limit
+
+    assert search.name == "search" and search.parameters["required"] == ["text"]
+    assert run(execute_tool(search, {"text": "hi", "limit": 2})) == '["hi", "hi"]'
+
+
+def test_invalid_arguments_are_explained():
+    with pytest.raises(ToolError) as info:
+        run(execute_tool(calculator, {"expr": "1+1"}))
+    assert "expression: Field required" in str(info.value)
+    assert "expr: Extra inputs are not permitted" in str(info.value)
+
+
+def test_tool_needs_a_docstring_and_type_hints():
+    with pytest.raises(ToolError, match="docstring"):
+        tool(lambda x: x)
+
+    def untyped(x):
+        """Doc."""
+
+    with pytest.raises(ToolError, match="needs a type hint"):
+        tool(untyped)
+
+
+def test_raising_tool_reports_type_and_message():
+    @tool
+    def fragile() -> str:
+        """Always fails."""
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(ToolError, match="fragile raised RuntimeError: disk on fire"):
+        run(execute_tool(fragile, {}))
+
+
+def test_slow_tool_times_out():
+    @tool(timeout=0.2)
+    async def slow() -> str:
+        """Sleeps."""
+        await asyncio.sleep(5)
+        return "late"
+
+    with pytest.raises(ToolError, match=r"timed out after 0\.2s"):
+        run(execute_tool(slow, {}))
+
+
+def test_unserialisable_result_is_an_error():
+    @tool
+    def opaque() -> object:
+        """Returns something JSON cannot hold."""
+        return object()
+
+    with pytest.raises(ToolError, match="cannot be turned into JSON"):
+        run(execute_tool(opaque, {}))
+
+
+@pytest.mark.parametrize(
+    ("expression", "result"),
+    [("17*23", "391"), ("2^10", "1024"), ("sqrt(16) + 1", "5"), ("10/4", "2.5"),
+     ("-(3 - 5) * pi", "6.283185307179586")],
+)
+def test_calculator(expression, result):
+    assert calculator(expression) == result
+
+
+@pytest.mark.parametrize(
+    "expression", ["__import__('os').system('id')", "open('/etc/passwd')", "[1,2]", "1/0", "9**9**9"])
+def test_calculator_refuses_what_is_not_arithmetic(expression):
+    with pytest.raises(ToolError):
+        calculator(expression)
+
+
+def test_current_time_in_a_timezone():
+    assert current_time("Asia/Tokyo").endswith("+09:00")
+    with pytest.raises(ToolError, match="unknown timezone 'Mars/Base'"):
+        current_time("Mars/Base")
+
+
+@pytest.fixture
+def local_http_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"hello from loopback"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+def test_http_get_refuses_loopback_by_default(local_http_server):
+    with pytest.raises(ToolError, match="private or loopback address"):
+        run(execute_tool(http_get, {"url": local_http_server}))
+
+
+def test_http_get_reaches_loopback_when_configured(local_http_server, monkeypatch):
+    from halguru.config import reset_settings
+
+    monkeypatch.setenv("HALGURU_HTTP_ALLOW_PRIVATE", "1")
+    reset_settings()
+    assert run(execute_tool(http_get, {"url": local_http_server})) == "HTTP 200\nhello from loopback"
+
+
+def test_http_get_refuses_other_schemes():
+    with pytest.raises(ToolError, match="not an http"):
+        run(execute_tool(http_get, {"url": "file:///etc/passwd"}))
+
+
+def test_builtin_tools_come_through_the_plugin_hook():
+    assert {"calculator", "current_time", "http_get"} <= set(plugin_tools())
