@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from halguru.agents.runtime import RunResult, run_sync
+from halguru.models.registry import add_model, bundled_gguf_path
 from halguru.store import open_store
 
 CHAT_AGENT = """\
@@ -145,8 +146,12 @@ def test_interleaved_conversations_keep_their_kv_cache(write_agent):
 @pytest.mark.llama
 def test_model_still_answers_after_runs_that_time_out(write_agent):
     """A run cut off by limits.timeout must not break the model for the runs that follow."""
-    quick = write_agent(CHAT_AGENT.replace("max_tokens: 24", "max_tokens: 8, timeout: 60"), name="quick")
-    slow = write_agent("name: rambler\nmodel: smollm2\nlimits: {max_tokens: 1000, timeout: 0.5}\n", name="slow")
+    # A model of its own (other options, so another instance): if it breaks, other tests keep theirs.
+    add_model("smol-timeouts", "llama-cpp", {"path": str(bundled_gguf_path()), "n_ctx": 2048}, source="test")
+    quick = write_agent("name: quick\nmodel: smol-timeouts\nsampling: {temperature: 0}\n"
+                        "limits: {max_tokens: 8, timeout: 20}\n", name="quick")
+    slow = write_agent("name: rambler\nmodel: smol-timeouts\nlimits: {max_tokens: 1000, timeout: 0.5}\n",
+                       name="slow")
     warm = run_sync(quick, "Say hello.")  # loads the model, so the timeouts below hit mid-generation
     assert warm.ok, warm.error
 
