@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -245,7 +246,9 @@ class LlamaCppModel:
         settings = request.settings
         forced_call = request.tool_choice == "required" and bool(request.tools)
         params = dict(max_tokens=settings.max_tokens, temperature=settings.temperature, top_p=settings.top_p,
-                      seed=settings.seed, repeat_penalty=settings.repeat_penalty,
+                      # llama-cpp-python's default seed is fixed: without one, every run would sample alike.
+                      seed=settings.seed if settings.seed is not None else secrets.randbits(31),
+                      repeat_penalty=settings.repeat_penalty,
                       stop=["<|im_end|>", "<|endoftext|>"])
         completion = 0
         finish = "stop"

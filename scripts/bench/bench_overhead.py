@@ -3,7 +3,9 @@
 The scripted model costs next to nothing, so what a full ``run()`` adds on top of
 calling the model's ``stream()`` and the tool by hand is the runtime itself:
 events, message building, tool validation, the trace store. A step is one model
-call; every step but the last calls a trivial tool.
+call; every step but the last calls a trivial tool. Per-run costs (start and
+finish events, store rows) are spread over the run's steps, as in real use.
+The async-tool case shows how much of a sync tool's cost is its worker-thread hop.
 """
 
 from __future__ import annotations

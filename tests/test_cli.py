@@ -1,0 +1,400 @@
+"""The ``halguru`` CLI: new, templates, schema, validate, run, logs, --version.
+
+Successful commands go through typer's CliRunner; errors run the real console
+script, since ``halguru.cli.app.main()`` is what turns a user error into one
+line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from halguru import __version__
+from halguru.agents.events import ModelCall, RunFinished, RunStarted, Token, ToolCall, ToolResult, parse_event
+from halguru.agents.spec import agent_json_schema
+from halguru.cli.app import app
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = ("basic", "assistant", "knowledge", "team")
+
+SCRIPTED_AGENT = "name: echoer\nmodel: scripted\ntools: [calculator]\n"
+
+CALCULATOR_SCRIPT = """\
+- tool_calls: [{name: calculator, arguments: {expression: "17*23"}}]
+- "17*23 = 391"
+"""
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process; the command must succeed."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, code: int = 0):
+        result = runner.invoke(app, list(args), input=input, env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def cli_error(halguru_cmd, subprocess_env):
+    """Run the real CLI, expect exit 1 and return its single stderr line."""
+
+    def invoke(*args: str, input: str | None = None) -> str:
+        proc = subprocess.run([*halguru_cmd, *args], input=input, capture_output=True, text=True,
+                              env=subprocess_env, timeout=60)
+        assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("Error: "), lines[0]
+        return lines[0]
+
+    return invoke
+
+
+def run_json(cli, *args: str) -> list:
+    """`halguru run --json ...` parsed back into events."""
+    out = cli("run", "--json", *args).stdout
+    return [parse_event(line) for line in out.splitlines()]
+
+
+def tree_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- new / templates / schema -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_new_creates_a_valid_project_from_each_template(cli, tmp_path, template):
+    name = f"my-{template}"
+    out = cli("new", name, "--template", template, "--dir", str(tmp_path)).stdout
+    project = tmp_path / name
+    assert project.is_dir()
+    assert str(project) in out
+    spec = yaml.safe_load((project / "agent.yaml").read_text(encoding="utf-8"))
+    assert spec["name"] == name
+    schema = json.loads((project / "agent.schema.json").read_text(encoding="utf-8"))
+    assert schema == agent_json_schema()
+    # Every file of the template came along (the agent.yaml with its new name).
+    source = REPO / "agents-templates" / template
+    expected = {p for p in tree_files(source) if "__pycache__" not in p and not p.endswith(".pyc")}
+    assert expected | {"agent.schema.json"} == set(tree_files(project))
+    # The project validates as it is.
+    assert f"OK: {name}" in cli("validate", str(project)).stdout
+    # Nothing left behind beside it (no staging folder).
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_new_refuses_an_existing_folder_and_leaves_it_untouched(cli, cli_error, tmp_path):
+    cli("new", "bot", "--template", "assistant", "--dir", str(tmp_path))
+    project = tmp_path / "bot"
+    (project / "agent.yaml").write_text("name: bot\nmodel: scripted\n# my edits\n", encoding="utf-8")
+    (project / "notes.txt").write_text("mine", encoding="utf-8")
+    before = tree_files(project)
+
+    line = cli_error("new", "bot", "--template", "basic", "--dir", str(tmp_path))
+
+    assert str(project) in line and "already exists" in line
+    assert tree_files(project) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot", "halguru-home"]
+
+
+def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):
+    line = cli_error("new", "bot", "--template", "nosuch", "--dir", str(tmp_path))
+    assert "nosuch" in line
+    for template in TEMPLATES:
+        assert template in line
+    assert not (tmp_path / "bot").exists()
+
+
+def test_templates_lists_the_four_with_descriptions(cli):
+    lines = cli("templates").stdout.splitlines()
+    for template in TEMPLATES:
+        data = yaml.safe_load((REPO / "agents-templates" / template / "agent.yaml").read_text(encoding="utf-8"))
+        assert data["description"]
+        row = [line for line in lines if line.split() and line.split()[0] == template]
+        assert len(row) == 1, lines
+        assert data["description"] in row[0]
+
+
+def test_schema_prints_the_agent_yaml_json_schema(cli):
+    schema = json.loads(cli("schema").stdout)
+    assert {"name", "model", "tools", "limits"} <= set(schema["properties"])
+    assert {"name", "model"} <= set(schema["required"])
+    assert schema["additionalProperties"] is False
+
+
+def test_schema_output_writes_a_file(cli, tmp_path):
+    target = tmp_path / "agent.schema.json"
+    out = cli("schema", "-o", str(target)).stdout
+    assert str(target) in out
+    assert json.loads(target.read_text(encoding="utf-8")) == json.loads(cli("schema").stdout)
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def test_validate_ok_lists_model_and_tools(cli, write_agent):
+    tools_py = (
+        "from halguru import tool\n\n\n@tool\ndef double(x: int) -> int:\n"
+        '    """Double a number."""\n    return 2 * x\n'
+    )
+    folder = write_agent("name: doubler\nmodel: scripted\ntools: [double, calculator]\n", tools_py)
+    out = cli("validate", str(folder)).stdout
+    assert "OK: doubler" in out and "scripted" in out and "double, calculator" in out
+    # The agent.yaml itself is accepted too.
+    assert "OK: doubler" in cli("validate", str(folder / "agent.yaml")).stdout
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "tools_py", "where", "expected"),
+    [
+        pytest.param("name: a\nmodel: scripted\ncolour: blue\n", None, "agent.yaml:3", ["colour", "unknown field"],
+                     id="unknown-field"),
+        pytest.param("name: a\nmodel: scripted\nlimits:\n  max_steps: lots\n", None, "agent.yaml:4",
+                     ["limits.max_steps", "integer"], id="wrong-type"),
+        pytest.param("name: a\nmodel: scripted\n  extra: x\n", None, "agent.yaml:3", ["invalid YAML"],
+                     id="invalid-yaml"),
+        pytest.param("name: a\ninstructions: hi\n", None, "agent.yaml:1", ["model", "missing"],
+                     id="missing-model"),
+        pytest.param("name: a\nmodel: nosuchmodel\n", None, "agent.yaml:2",
+                     ["model", "unknown model 'nosuchmodel'", "halguru models list"], id="unknown-model"),
+        pytest.param("name: a\nmodel: scripted\ntools:\n  - calculator\n  - teleport\n", None, "agent.yaml:5",
+                     ["tools", "unknown tool 'teleport'", "calculator"], id="unknown-tool"),
+        pytest.param("name: a\nmodel: scripted\n",
+                     "from halguru import tool\n\n\n@tool\ndef f(x: int) -> int:\n"
+                     '    """F."""\n    return x +\n',
+                     "tools.py:7", ["syntax error"], id="tools-syntax-error"),
+    ],
+)
+def test_validate_errors_are_one_line_naming_file_line_and_field(
+    cli_error, write_agent, yaml_text, tools_py, where, expected
+):
+    folder = write_agent(yaml_text, tools_py)
+    line = cli_error("validate", str(folder))
+    assert f"{folder}/{where}:" in line
+    for text in expected:
+        assert text in line
+
+
+def test_validate_a_folder_without_agent_yaml(cli_error, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = cli_error("validate", str(empty))
+    assert str(empty / "agent.yaml") in line and "halguru new" in line
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+def test_run_scripted_prints_the_answer(cli, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    result = cli("run", str(folder), "hello world")
+    assert result.stdout == "You said: hello world\n"
+
+
+def test_run_json_prints_parseable_events(cli, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    events = run_json(cli, str(folder), "hi there")
+    assert isinstance(events[0], RunStarted)
+    assert events[0].agent == "echoer" and events[0].input == "hi there"
+    assert isinstance(events[-1], RunFinished)
+    assert events[-1].status == "ok" and events[-1].output == "You said: hi there"
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "You said: hi there"
+    assert any(isinstance(e, ModelCall) for e in events)
+    assert [e.seq for e in events] == list(range(len(events)))
+    assert {e.run_id for e in events} == {events[0].run_id}
+
+
+def test_run_model_override_with_a_script_calls_a_tool(cli, write_agent, tmp_path):
+    folder = write_agent(SCRIPTED_AGENT)
+    script = tmp_path / "script.yaml"
+    script.write_text(CALCULATOR_SCRIPT, encoding="utf-8")
+
+    result = cli("run", str(folder), "what is 17*23?", "--model", f"scripted:{script}")
+
+    assert result.stdout == "17*23 = 391\n"
+    assert 'calculator(expression="17*23")' in result.stderr
+    assert "391" in result.stderr
+    [run] = json.loads(cli("logs", "--json").stdout)
+    assert run["model"] == f"scripted:{script}"
+    assert run["status"] == "ok" and run["output"] == "17*23 = 391"
+
+
+def test_run_json_with_a_tool_call(cli, write_agent, tmp_path):
+    folder = write_agent(SCRIPTED_AGENT)
+    script = tmp_path / "script.yaml"
+    script.write_text(CALCULATOR_SCRIPT, encoding="utf-8")
+    events = run_json(cli, str(folder), "17*23?", "-m", f"scripted:{script}")
+    [call] = [e for e in events if isinstance(e, ToolCall)]
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    assert call.name == "calculator" and call.arguments == {"expression": "17*23"}
+    assert result.call_id == call.call_id and result.content == "391" and not result.is_error
+
+
+def test_a_failing_run_exits_1_with_one_line_and_is_stored_as_failed(cli, cli_error, write_agent, tmp_path):
+    folder = write_agent(SCRIPTED_AGENT)
+    script = tmp_path / "fail.yaml"
+    script.write_text('- {error: "boom"}\n', encoding="utf-8")
+
+    line = cli_error("run", str(folder), "hi", "--model", f"scripted:{script}")
+
+    assert "boom" in line
+    [run] = json.loads(cli("logs", "--json").stdout)
+    assert run["status"] == "failed"
+    assert "boom" in run["error"]
+    assert run["id"] in line
+
+
+def test_run_with_an_unknown_model_override_is_one_line(cli_error, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    line = cli_error("run", str(folder), "hi", "--model", "nosuchmodel")
+    assert "unknown model 'nosuchmodel'" in line
+
+
+def test_run_on_a_missing_project_is_one_line(cli_error, tmp_path):
+    line = cli_error("run", str(tmp_path / "nowhere"), "hi")
+    assert str(tmp_path / "nowhere") in line
+
+
+def test_run_dash_reads_stdin(cli, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    result = cli("run", str(folder), "-", input="from stdin\n")
+    assert result.stdout.startswith("You said: from stdin")
+    [run] = json.loads(cli("logs", "--json").stdout)
+    assert run["input"].strip() == "from stdin"
+
+
+def test_run_dash_reads_stdin_in_a_real_process(halguru_cmd, subprocess_env, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    proc = subprocess.run([*halguru_cmd, "run", str(folder), "-"], input="piped text", capture_output=True,
+                          text=True, env=subprocess_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "You said: piped text\n"
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_runs(cli, write_agent, tmp_path):
+    """An echo run, then a run with a calculator call; returns (echo_run_id, tool_run_id)."""
+    folder = write_agent(SCRIPTED_AGENT)
+    script = tmp_path / "script.yaml"
+    script.write_text(CALCULATOR_SCRIPT, encoding="utf-8")
+    first = run_json(cli, str(folder), "plain question")
+    second = run_json(cli, str(folder), "what is 17*23?", "-m", f"scripted:{script}")
+    return first[0].run_id, second[0].run_id
+
+
+def test_logs_lists_runs(cli, two_runs):
+    echo_id, tool_id = two_runs
+    lines = cli("logs").stdout.splitlines()
+    [echo_row] = [line for line in lines if echo_id in line]
+    [tool_row] = [line for line in lines if tool_id in line]
+    assert "echoer" in echo_row and " ok " in echo_row and "plain question" in echo_row
+    assert "scripted" in echo_row
+    assert "echoer" in tool_row and " ok " in tool_row
+    # Newest first.
+    assert lines.index(tool_row) < lines.index(echo_row)
+
+
+def test_logs_with_no_runs_says_so(cli):
+    assert "No runs yet" in cli("logs").stdout
+
+
+def test_logs_json(cli, two_runs):
+    echo_id, tool_id = two_runs
+    rows = json.loads(cli("logs", "--json").stdout)
+    assert [r["id"] for r in rows] == [tool_id, echo_id]
+    assert rows[1]["agent"] == "echoer" and rows[1]["input"] == "plain question"
+    assert rows[1]["output"] == "You said: plain question" and rows[1]["status"] == "ok"
+    assert [r["id"] for r in json.loads(cli("logs", "--json", "-n", "1").stdout)] == [tool_id]
+
+
+def test_logs_show_prints_the_tree_with_the_tool_call(cli, two_runs):
+    _, tool_id = two_runs
+    out = cli("logs", "show", tool_id).stdout
+    assert tool_id in out
+    assert "what is 17*23?" in out
+    assert 'tool_call calculator(expression="17*23")' in out
+    assert "tool_result" in out and "391" in out
+    assert "step 1" in out and "step 2" in out
+    assert "run_finished ok" in out and "17*23 = 391" in out
+    # A unique prefix finds the same run.
+    assert cli("logs", "show", tool_id[:-2]).stdout == out
+
+
+def test_logs_show_json_has_the_run_and_its_events(cli, two_runs):
+    _, tool_id = two_runs
+    data = json.loads(cli("logs", "show", tool_id, "--json").stdout)
+    assert data["run"]["id"] == tool_id and data["run"]["status"] == "ok"
+    events = [parse_event(e) for e in data["events"]]
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
+    [call] = [e for e in events if isinstance(e, ToolCall)]
+    assert call.name == "calculator"
+    assert not any(isinstance(e, Token) for e in events)  # the model_result holds the text
+
+
+def test_logs_show_unknown_run_is_one_line(cli_error):
+    line = cli_error("logs", "show", "nosuchid")
+    assert "nosuchid" in line and "halguru logs" in line
+
+
+def test_logs_show_ambiguous_prefix_is_one_line(cli, cli_error, two_runs):
+    line = cli_error("logs", "show", "run_")
+    assert "ambiguous" in line
+
+
+def test_logs_conversations(cli, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    conversation = run_json(cli, str(folder), "first message")[0].conversation_id
+    rows = json.loads(cli("logs", "--conversations", "--json").stdout)
+    assert [r["id"] for r in rows] == [conversation]
+    assert rows[0]["agent"] == "echoer" and rows[0]["messages"] == 2
+    out = cli("logs", "--conversations").stdout
+    [row] = [line for line in out.splitlines() if conversation in line]
+    assert "echoer" in row and "first message" in row
+
+
+def test_conversation_continues_with_the_earlier_exchange(cli, cli_error, write_agent):
+    folder = write_agent(SCRIPTED_AGENT)
+    first = run_json(cli, str(folder), "my name is Ada")
+    conversation = first[0].conversation_id
+
+    second = run_json(cli, str(folder), "what is my name?", "--conversation", conversation)
+
+    assert second[0].conversation_id == conversation
+    assert second[-1].output == "You said: what is my name?"
+    stored = json.loads(cli("logs", "show", second[0].run_id, "--json").stdout)
+    [model_call] = [e for e in stored["events"] if e["type"] == "model_call"]
+    messages = [(m["role"], m["content"]) for m in model_call["messages"]]
+    assert messages == [
+        ("user", "my name is Ada"),
+        ("assistant", "You said: my name is Ada"),
+        ("user", "what is my name?"),
+    ]
+    runs = json.loads(cli("logs", "--json", "--conversation", conversation).stdout)
+    assert {r["id"] for r in runs} == {first[0].run_id, second[0].run_id}
+    # A conversation that does not exist is a one-line error.
+    line = cli_error("run", str(folder), "hi", "--conversation", "conv_nosuch")
+    assert "conv_nosuch" in line
+
+
+# --- --version ----------------------------------------------------------------------------------
+
+
+def test_version(cli):
+    assert cli("--version").stdout == f"halguru {__version__}\n"
+    assert __version__ == version("halguru")
