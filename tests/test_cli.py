@@ -97,17 +97,18 @@ def test_new_creates_a_valid_project_from_each_template(cli, tmp_path, template)
 
 
 def test_new_refuses_an_existing_folder_and_leaves_it_untouched(cli, cli_error, tmp_path):
-    cli("new", "bot", "--template", "assistant", "--dir", str(tmp_path))
-    project = tmp_path / "bot"
+    parent = tmp_path / "projects"
+    cli("new", "bot", "--template", "assistant", "--dir", str(parent))
+    project = parent / "bot"
     (project / "agent.yaml").write_text("name: bot\nmodel: scripted\n# my edits\n", encoding="utf-8")
     (project / "notes.txt").write_text("mine", encoding="utf-8")
     before = tree_files(project)
 
-    line = cli_error("new", "bot", "--template", "basic", "--dir", str(tmp_path))
+    line = cli_error("new", "bot", "--template", "basic", "--dir", str(parent))
 
     assert str(project) in line and "already exists" in line
     assert tree_files(project) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bot", "halguru-home"]
+    assert [p.name for p in parent.iterdir()] == ["bot"]  # no staging folder left behind
 
 
 def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):
