@@ -301,8 +301,13 @@ async def run_to_result(agent: Agent | str | Path, input: str, conversation: str
 
 
 def run_sync(agent: Agent | str | Path, input: str, conversation: str | None = None, **kwargs: Any) -> RunResult:
-    """Blocking version of ``run`` for scripts and notebooks without an event loop."""
-    return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
+    """Blocking version of ``run`` for scripts (in a notebook, ``await run_to_result(...)`` instead)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
+    raise HalguruError("run_sync cannot be called inside a running event loop (e.g. Jupyter): "
+                       "use `await halguru.agents.runtime.run_to_result(...)`")
 
 
 def iter_events(agent: Agent | str | Path, input: str, conversation: str | None = None,
