@@ -83,9 +83,12 @@ def remove(name: str = typer.Argument(..., help="A model added with `halguru mod
 @app.command("set-key")
 def set_key(name: str = typer.Argument(..., help="A model added with --openai-base-url.")) -> None:
     """Store a model's API key in the system keyring (never in a file)."""
-    from halguru.models.registry import set_model_option
-    from halguru.models.secrets import store_api_key
+    from halguru.models.registry import require_user_model, set_model_option
+    from halguru.models.secrets import require_keyring, store_api_key
 
+    # Check everything before asking for the secret: nothing typed for nothing, nothing stored under a bad name.
+    require_user_model(name)
+    require_keyring(name)
     key = typer.prompt(f"API key for {name}", hide_input=True)
     store_api_key(name, key)
     set_model_option(name, "keyring", True)

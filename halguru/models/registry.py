@@ -117,10 +117,15 @@ def remove_model(name: str) -> None:
     _write_user_models(models)
 
 
-def set_model_option(name: str, key: str, value: Any) -> None:
+def require_user_model(name: str) -> dict[str, Any]:
     models = _read_user_models()
     if name not in models:
         raise ModelError(f"no model named {name!r}; add it first with `halguru models add`")
+    return models
+
+
+def set_model_option(name: str, key: str, value: Any) -> None:
+    models = require_user_model(name)
     models[name].setdefault("options", {})[key] = value
     _write_user_models(models)
 

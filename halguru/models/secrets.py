@@ -21,12 +21,16 @@ def keyring_available() -> bool:
     return not isinstance(backend, fail.Keyring) and backend.priority > 0
 
 
-def store_api_key(model_name: str, key: str) -> None:
+def require_keyring(model_name: str) -> None:
     if not keyring_available():
         raise ModelError(
             "no keyring backend on this machine: put the key in an environment variable "
             f"and register it with `halguru models add {model_name} ... --api-key-env VAR`"
         )
+
+
+def store_api_key(model_name: str, key: str) -> None:
+    require_keyring(model_name)
     import keyring
 
     keyring.set_password(KEYRING_SERVICE, model_name, key)

@@ -1,0 +1,196 @@
+"""Plugins: a real installed distribution (tests/example_plugin) seen through the CLI.
+
+The example plugin is built and installed once per module into a temporary
+folder with pip, then the CLI runs as a subprocess with PYTHONPATH pointing
+there, exactly as if a user had `pip install`ed it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from halguru.plugins import hookspecs
+
+EXAMPLE_SOURCE = Path(__file__).resolve().parent / "example_plugin"
+EXAMPLE_HOOKS = ["register_commands", "register_models", "register_tools"]
+BUILTINS = {"halguru.models.plugin": ["register_models"], "halguru.tools.plugin": ["register_tools"]}
+
+SHOUT_AGENT = "name: loud\nmodel: echo-upper:x\ntools: [shout]\n"
+
+
+def _pip_install(source: Path, target: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+         "--target", str(target), *extra, str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Build and install halguru-example-plugin into a folder of its own; return that folder."""
+    work = tmp_path_factory.mktemp("example-plugin")
+    # Build from a copy, so the build leaves no build/ or *.egg-info in the repository.
+    source = work / "src"
+    shutil.copytree(EXAMPLE_SOURCE, source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "*.pyc"))
+    target = work / "site"
+    # Offline, with the setuptools of this environment. That needs bdist_wheel (setuptools>=70.1 or the
+    # `wheel` package); without it, pip builds in an isolated environment from its configured index.
+    proc = _pip_install(source, target, "--no-build-isolation", "--no-index")
+    if proc.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        proc = _pip_install(source, target)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (target / "halguru_example_plugin" / "__init__.py").is_file()
+    return str(target)
+
+
+@pytest.fixture
+def halguru(halguru_cmd, subprocess_env, plugin_path):
+    """Run the CLI with the example plugin installed; ``load`` sets HALGURU_LOAD_PLUGINS."""
+
+    def invoke(*args: str, load: str | None = None, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+        env = {**subprocess_env, "PYTHONPATH": plugin_path}
+        if load is not None:
+            env["HALGURU_LOAD_PLUGINS"] = load
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+        if code is not None:
+            assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    return invoke
+
+
+def row(output: str, name: str) -> str:
+    [line] = [line for line in output.splitlines() if line.split() and line.split()[0] == name]
+    return line
+
+
+# --- an installed plugin --------------------------------------------------------------------------
+
+
+def test_plugins_lists_the_example_and_the_builtins(halguru):
+    out = halguru("plugins").stdout
+    example = row(out, "example")
+    assert "halguru-example-plugin 0.3.1" in example
+    assert ", ".join(EXAMPLE_HOOKS) in example
+    for name, hooks in BUILTINS.items():
+        builtin = row(out, name)
+        assert "built-in" in builtin and ", ".join(hooks) in builtin
+
+
+def test_plugins_json(halguru):
+    infos = {i["name"]: i for i in json.loads(halguru("plugins", "--json").stdout)}
+    assert infos["example"] == {"name": "example", "hooks": EXAMPLE_HOOKS, "builtin": False,
+                                "package": "halguru-example-plugin", "version": "0.3.1"}
+    for name, hooks in BUILTINS.items():
+        assert infos[name]["builtin"] is True and infos[name]["hooks"] == hooks
+
+
+def test_plugin_command(halguru):
+    assert halguru("hello").stdout == "hello from example\n"
+    assert "hello" in halguru("--help").stdout
+
+
+def test_plugin_model_provider_is_listed(halguru):
+    out = halguru("models", "list").stdout
+    assert "echo-upper" in row(out, "echo-upper")
+    assert "echo-upper:ARG" in out
+    entries = {e["name"]: e for e in json.loads(halguru("models", "list", "--json").stdout)}
+    assert entries["echo-upper"]["provider"] == "echo-upper"
+
+
+def test_agent_on_the_plugin_model_and_tool(halguru, write_agent):
+    folder = write_agent(SHOUT_AGENT)
+    assert "OK: loud (model echo-upper:x; tools: shout)" in halguru("validate", str(folder)).stdout
+    assert halguru("run", str(folder), "make it loud").stdout == "MAKE IT LOUD\n"
+    events = [json.loads(line) for line in halguru("run", "--json", str(folder), "hi").stdout.splitlines()]
+    assert events[0]["model"] == "echo-upper:x"
+    assert events[-1]["status"] == "ok" and events[-1]["output"] == "HI"
+
+
+def test_plugin_tool_runs(halguru, write_agent, tmp_path):
+    folder = write_agent(SHOUT_AGENT)
+    script = tmp_path / "script.yaml"
+    script.write_text('- tool_calls: [{name: shout, arguments: {text: "hey"}}]\n- "done"\n', encoding="utf-8")
+    out = halguru("run", "--json", str(folder), "shout hey", "--model", f"scripted:{script}").stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    [result] = [e for e in events if e["type"] == "tool_result"]
+    assert result["name"] == "shout" and result["content"] == "HEY!" and not result["is_error"]
+
+
+# --- HALGURU_LOAD_PLUGINS -------------------------------------------------------------------------
+
+
+def test_empty_load_plugins_hides_the_plugin(halguru, write_agent):
+    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="").stdout)}
+    assert "example" not in infos
+    assert set(BUILTINS) <= infos  # built-ins always load
+
+    missing = halguru("hello", load="", code=2)
+    assert "hello from example" not in missing.stdout
+    assert "No such command 'hello'" in missing.stderr
+
+    assert "echo-upper" not in halguru("models", "list", load="").stdout
+
+    folder = write_agent(SHOUT_AGENT)
+    failed = halguru("validate", str(folder), load="", code=1)
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert f"{folder / 'agent.yaml'}:3:" in lines[0] and "unknown tool 'shout'" in lines[0]
+
+
+def test_load_plugins_naming_the_plugin_keeps_it(halguru):
+    assert halguru("hello", load="example").stdout == "hello from example\n"
+    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="example").stdout)}
+    assert "example" in infos
+    # Another name leaves it out.
+    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="someother").stdout)}
+    assert "example" not in infos
+
+
+# --- hookspecs and import weight ----------------------------------------------------------------
+
+
+def test_every_hookspec_has_a_docstring():
+    specs = {name: fn for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+             if hasattr(fn, "halguru_spec")}
+    assert {"register_models", "register_embedders", "register_tools", "register_commands",
+            "register_channels", "register_routes"} <= set(specs)
+    undocumented = [name for name, fn in specs.items() if not (inspect.getdoc(fn) or "").strip()]
+    assert undocumented == []
+
+
+def test_plugin_manager_knows_exactly_the_documented_hooks():
+    from halguru.plugins.manager import get_plugin_manager
+
+    specs = {name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "halguru_spec")}
+    hooks = {name for name, caller in vars(get_plugin_manager().hook).items() if caller.spec is not None}
+    assert hooks == specs
+
+
+HEAVY = {"llama_cpp", "lancedb", "textual", "fastapi", "pyarrow"}
+
+
+def test_help_imports_nothing_heavy(halguru_cmd, subprocess_env):
+    if Path(halguru_cmd[0]).name == "halguru":
+        argv = [sys.executable, "-X", "importtime", halguru_cmd[0], "--help"]
+    else:
+        argv = [sys.executable, "-X", "importtime", "-m", "halguru", "--help"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    top_level = {name.split(".")[0] for name in imported}
+    assert "typer" in top_level and "halguru" in top_level  # the parsing sees real imports
+    assert top_level & HEAVY == set()
