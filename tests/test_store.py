@@ -29,7 +29,6 @@ def test_reopening_does_not_migrate_twice(tmp_path):
 
 
 def _run(store, run_id="run_abc123", conv="conv_1"):
-    store.ensure_conversation(conv, "agent", title="hello")
     store.start_run(run_id, conv, "agent", "scripted", "hello")
     return run_id
 

@@ -7,10 +7,12 @@ import importlib.util
 import sys
 import traceback
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from halguru.agents.spec import AgentSpec, load_spec, yaml_line_for
 from halguru.errors import AgentSpecError
+from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
 
 AGENT_FILE = "agent.yaml"
@@ -28,6 +30,11 @@ class Agent:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @cached_property
+    def tool_specs(self) -> list[ToolSpec]:
+        """The tools as models see them (built once per agent)."""
+        return [ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools.values()]
 
     @property
     def instructions(self) -> str:

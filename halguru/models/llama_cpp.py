@@ -114,6 +114,42 @@ def render_messages(messages: list[Message]) -> list[dict[str, str]]:
 
 
 @dataclass
+class _KVState:
+    """One conversation's KV cache (sequence 0) and the tokens it holds.
+
+    ``Llama.save_state`` would also copy the whole logits matrix (~100 MB for this context),
+    which made a conversation switch cost up to a second; the sequence state alone is a few MB.
+    """
+
+    data: Any
+    size: int
+    input_ids: Any
+    n_tokens: int
+
+    @classmethod
+    def save(cls, llm: Any) -> _KVState:
+        import ctypes
+
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(llm.ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llm.ctx, data, size, 0)
+        return cls(data, written, llm.input_ids[: llm.n_tokens].copy(), llm.n_tokens)
+
+    def restore(self, llm: Any) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        if llama_cpp.llama_state_seq_set_data(llm.ctx, self.data, self.size, 0) != self.size:
+            llm.n_tokens = 0  # could not restore: the next prompt is evaluated from scratch
+            return
+        llm.input_ids[: self.n_tokens] = self.input_ids
+        llm.n_tokens = self.n_tokens
+        llm._requires_eval = True  # the logits are not those of the restored state
+
+
+@dataclass
 class _Job:
     request: ModelRequest
     loop: asyncio.AbstractEventLoop
@@ -202,13 +238,13 @@ class LlamaCppModel:
             return
         llm = self._llm
         if self._current_key is not None and llm.n_tokens > 0:
-            self._states[self._current_key] = llm.save_state()
+            self._states[self._current_key] = _KVState.save(llm)
             self._states.move_to_end(self._current_key)
             while len(self._states) > self.saved_states:
                 self._states.popitem(last=False)
         state = self._states.pop(key, None)
         if state is not None:
-            llm.load_state(state)
+            state.restore(llm)
         self._current_key = key
 
     def _prompt_tokens(self, request: ModelRequest) -> list[int]:
@@ -259,10 +295,11 @@ class LlamaCppModel:
                 if job.cancelled.is_set():
                     finish = "cancelled"
                     break
-                completion += 1
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
                 piece = choice["text"]
+                if choice.get("finish_reason") is None:  # the closing chunk carries no token
+                    completion += 1
                 if request.tools and request.tool_choice != "none" and held is not None:
                     held += piece
                     probe = held.lstrip()

@@ -67,15 +67,6 @@ class SQLiteStore:
         self.db.conn.close()
 
     # -- conversations -----------------------------------------------------
-    def ensure_conversation(self, conversation_id: str, agent: str, title: str = "") -> None:
-        now = time.time()
-        with self.write() as conn:
-            conn.execute(
-                "INSERT INTO conversations (id, agent, title, created, updated) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO NOTHING",
-                (conversation_id, agent, title[:80], now, now),
-            )
-
     def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
         return rows[0] if rows else None
@@ -100,11 +91,18 @@ class SQLiteStore:
 
     # -- runs ----------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str) -> None:
+        """Record a run as running, creating its conversation (titled by the input) if it is new."""
+        now = time.time()
         with self.write() as conn:
+            conn.execute(
+                "INSERT INTO conversations (id, agent, title, created, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO NOTHING",
+                (conversation_id, agent, input[:80], now, now),
+            )
             conn.execute(
                 "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, pid) "
                 "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                (run_id, conversation_id, agent, model, input, time.time(), os.getpid()),
+                (run_id, conversation_id, agent, model, input, now, os.getpid()),
             )
 
     def record_events(self, events: Sequence[BaseEvent]) -> None:

@@ -24,7 +24,7 @@ _MATH_FUNCTIONS |= {"abs": abs, "round": round, "min": min, "max": max}
 _MATH_NAMES = {"pi": math.pi, "e": math.e}
 
 
-@tool
+@tool(inline=True)
 def calculator(expression: Annotated[str, Field(min_length=1)]) -> str:
     """Evaluate an arithmetic expression such as "17*23" or "sqrt(2) + 3**2". Returns the result."""
     from simpleeval import EvalWithCompoundTypes, InvalidExpression, NumberTooHigh
@@ -43,7 +43,7 @@ def calculator(expression: Annotated[str, Field(min_length=1)]) -> str:
     return str(value)
 
 
-@tool
+@tool(inline=True)
 def current_time(timezone: str = "UTC") -> str:
     """The current date and time in an IANA timezone such as "Europe/Paris" (default UTC), ISO 8601."""
     try:

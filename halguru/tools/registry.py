@@ -44,11 +44,14 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     validated = tool.validate(arguments)
     args, kwargs = tool.call_args(validated)
     try:
-        if tool.is_async:
-            result = await asyncio.wait_for(tool.function(*args, **kwargs), tool.timeout)
-        else:
-            # A sync tool runs on a thread so a slow one never blocks the event loop.
-            result = await asyncio.wait_for(asyncio.to_thread(tool.function, *args, **kwargs), tool.timeout)
+        async with asyncio.timeout(tool.timeout):
+            if tool.is_async:
+                result = await tool.function(*args, **kwargs)
+            elif tool.inline:
+                result = tool.function(*args, **kwargs)
+            else:
+                # A sync tool runs on a thread so a slow one never blocks the event loop.
+                result = await asyncio.to_thread(tool.function, *args, **kwargs)
     except TimeoutError:
         raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s") from None
     except ToolError:

@@ -5,7 +5,8 @@ calling the model's ``stream()`` and the tool by hand is the runtime itself:
 events, message building, tool validation, the trace store. A step is one model
 call; every step but the last calls a trivial tool. Per-run costs (start and
 finish events, store rows) are spread over the run's steps, as in real use.
-The async-tool case shows how much of a sync tool's cost is its worker-thread hop.
+A plain sync tool runs on a worker thread (so a slow one cannot stall the event loop); the
+inline and async cases show how much of its cost is that thread hop.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ STEPS = 10  # model calls per run: 9 tool rounds and a final answer
 
 @tool
 def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool(name="add", inline=True)
+def add_inline(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
 
@@ -80,8 +87,10 @@ async def sample(once: Callable[[], Awaitable[float]], batches: int, per_batch: 
 
 async def measure_async(quick: bool) -> list[Result]:
     batches, per_batch = (3, 20) if quick else (7, 50)
-    cases = [("sync tool, record=False", add, False), ("sync tool, recorded to SQLite", add, True),
-             ("async tool, record=False", add_async, False)]
+    cases = [("sync tool on a worker thread, record=False", add, False),
+             ("inline sync tool, record=False", add_inline, False),
+             ("async tool, record=False", add_async, False),
+             ("async tool, recorded to SQLite", add_async, True)]
     results = []
     for label, fn, record in cases:
         agent = Agent.from_spec(AgentSpec(name="bench", model="scripted", limits=Limits(max_steps=STEPS)),
