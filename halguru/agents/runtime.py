@@ -63,7 +63,7 @@ class _Trace:
         self.seq = 0
         self.step = 0
         self.pending: list[BaseEvent] = []
-        self.flushed_at = time.monotonic()
+        self.flushed_at = 0.0  # the first flush (before the first model call) always writes
 
     def __call__(self, event: BaseEvent) -> BaseEvent:
         event.run_id = self.run_id
@@ -176,6 +176,7 @@ async def run(
             yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
                                                                   for m in messages],
                                   tools=[t.name for t in tools], settings=settings.model_dump()))
+            trace.flush()  # a process killed during generation still shows what the model was asked
             calls: list[ToolCallRequest] = []
             format_errors: list[FormatErrorChunk] = []
             usage = UsageChunk()

@@ -28,7 +28,7 @@ class RunPrinter:
 
     def __init__(self, out: TextIO | None = None, err: Console | None = None):
         self.out = out or sys.stdout
-        self.err = err or Console(stderr=True, highlight=False)
+        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
         self.at_line_start = True
 
     def __call__(self, event: BaseEvent) -> None:

@@ -21,7 +21,7 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
     from halguru.agents.runtime import run
 
     agent = load_agent(path)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     printer = RunPrinter(err=err)
     finished: list[RunFinished] = []
 

@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -160,6 +161,14 @@ class _Job:
 _DONE = object()
 
 
+def _emit(job: _Job, item: Any) -> None:
+    """Hand an item to the run's event loop; if that loop is gone, nobody listens: stop generating."""
+    try:
+        job.loop.call_soon_threadsafe(job.out.put_nowait, item)
+    except RuntimeError:  # the loop is closed (run ended early and asyncio.run returned)
+        job.cancelled.set()
+
+
 class LlamaCppModel:
     def __init__(self, name: str, path: Path, n_ctx: int, n_threads: int | None, saved_states: int):
         self.name = name
@@ -202,7 +211,7 @@ class LlamaCppModel:
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
-            emit = lambda item, job=job: job.loop.call_soon_threadsafe(job.out.put_nowait, item)  # noqa: E731
+            emit = partial(_emit, job)
             try:
                 if not job.cancelled.is_set():
                     self._load()

@@ -61,7 +61,6 @@ class Terminal:
     def command(self, line: str) -> str:
         """Send a line, return everything printed before the next prompt."""
         self.child.sendline(line)
-        self.expect(line)  # the terminal echoes what was typed
         return self.expect(PROMPT)
 
     def wait_exit(self, timeout: float = 30) -> int:
