@@ -62,3 +62,38 @@ def halguru_cmd() -> list[str]:
 @pytest.fixture
 def subprocess_env(halguru_home: Path) -> dict[str, str]:
     return {**os.environ, "HALGURU_HOME": str(halguru_home), "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+@pytest.fixture
+def cli():
+    """Invoke the CLI in-process with typer's CliRunner; the exit code must be ``code``."""
+    from typer.testing import CliRunner
+
+    from halguru.cli.app import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None, code: int = 0):
+        result = runner.invoke(app, list(args), input=input, env={"COLUMNS": "250", "NO_COLOR": "1"})
+        assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def cli_error(halguru_cmd, subprocess_env):
+    """Run the real CLI (detached from any terminal), expect exit 1 and return its single stderr line."""
+    import subprocess
+
+    def invoke(*args: str, input: str = "", env: dict[str, str] | None = None) -> str:
+        proc = subprocess.run([*halguru_cmd, *args], input=input, capture_output=True, text=True,
+                              env={**subprocess_env, **(env or {})}, timeout=60, start_new_session=True)
+        assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("Error: "), lines[0]
+        return lines[0]
+
+    return invoke

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from halguru import __version__
 from halguru.agents.events import ModelCall, RunFinished, RunStarted, Token, ToolCall, ToolResult, parse_event
 from halguru.agents.spec import agent_json_schema
-from halguru.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = ("basic", "assistant", "knowledge", "team")
@@ -30,36 +28,6 @@ CALCULATOR_SCRIPT = """\
 - tool_calls: [{name: calculator, arguments: {expression: "17*23"}}]
 - "17*23 = 391"
 """
-
-
-@pytest.fixture
-def cli():
-    """Invoke the CLI in-process; the command must succeed."""
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None, code: int = 0):
-        result = runner.invoke(app, list(args), input=input, env={"COLUMNS": "200", "NO_COLOR": "1"})
-        assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-        return result
-
-    return invoke
-
-
-@pytest.fixture
-def cli_error(halguru_cmd, subprocess_env):
-    """Run the real CLI, expect exit 1 and return its single stderr line."""
-
-    def invoke(*args: str, input: str | None = None) -> str:
-        proc = subprocess.run([*halguru_cmd, *args], input=input, capture_output=True, text=True,
-                              env=subprocess_env, timeout=60)
-        assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1, proc.stderr
-        assert lines[0].startswith("Error: "), lines[0]
-        return lines[0]
-
-    return invoke
 
 
 def run_json(cli, *args: str) -> list:
