@@ -63,7 +63,7 @@ class _Trace:
         self.seq = 0
         self.step = 0
         self.pending: list[BaseEvent] = []
-        self.flushed_at = 0.0  # the first flush (before the first model call) always writes
+        self.flushed_at = time.monotonic()
 
     def __call__(self, event: BaseEvent) -> BaseEvent:
         event.run_id = self.run_id
@@ -176,7 +176,7 @@ async def run(
             yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
                                                                   for m in messages],
                                   tools=[t.name for t in tools], settings=settings.model_dump()))
-            trace.flush()  # a process killed during generation still shows what the model was asked
+            trace.flush()
             calls: list[ToolCallRequest] = []
             format_errors: list[FormatErrorChunk] = []
             usage = UsageChunk()
@@ -194,6 +194,7 @@ async def run(
                         if ttft is None:
                             ttft = (time.perf_counter() - call_started) * 1000
                         totals.answer.append(chunk.text)
+                        trace.flush()  # during a long generation too, so a killed run shows what was asked
                         yield trace(Token(text=chunk.text))
                     elif isinstance(chunk, ToolCallChunk):
                         calls.append(chunk.call)

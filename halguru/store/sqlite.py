@@ -201,7 +201,10 @@ def open_store(path: Path | None = None) -> SQLiteStore:
     """The store at ``path`` (default: the configured one), opened once per process."""
     from halguru.config import get_settings
 
-    path = (path or get_settings().database).expanduser().resolve()
-    if path not in _STORES:
-        _STORES[path] = SQLiteStore(path)
-    return _STORES[path]
+    key = path or get_settings().database
+    store = _STORES.get(key)
+    if store is None:  # resolve only on first use: every run opens the store
+        resolved = key.expanduser().resolve()
+        store = _STORES.get(resolved) or SQLiteStore(resolved)
+        _STORES[key] = _STORES[resolved] = store
+    return store
