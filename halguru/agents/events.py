@@ -30,6 +30,7 @@ class RunStarted(BaseEvent):
     model: str
     input: str
     conversation_id: str
+    metadata: dict[str, Any] = {}  # caller's context, e.g. serve mode's request id
 
 
 class ModelCall(BaseEvent):

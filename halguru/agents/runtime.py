@@ -99,12 +99,14 @@ async def run(
     store: TraceStore | None = None,
     record: bool = True,
     sampling: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> AsyncIterator[Event]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
     ``conversation`` continues a stored conversation (its id); without it a new
     one starts. ``model`` overrides the agent's model (a reference or a Model).
-    ``record=False`` keeps nothing in the trace store.
+    ``record=False`` keeps nothing in the trace store. ``sampling`` overrides
+    sampling settings; ``metadata`` is recorded on ``run_started`` (e.g. a request id).
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
@@ -151,7 +153,8 @@ async def run(
             trace.pending = []
         return event
 
-    yield trace(RunStarted(agent=spec.name, model=model_name, input=input, conversation_id=conversation_id))
+    yield trace(RunStarted(agent=spec.name, model=model_name, input=input, conversation_id=conversation_id,
+                           metadata=metadata or {}))
     try:
         model_obj = _resolve_model(model_ref)
         while True:
