@@ -38,11 +38,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def schema(
         output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+        tests: bool = typer.Option(False, "--tests", help="The schema of conversation test files instead."),
     ) -> None:
-        """Print (or write) the JSON Schema of agent.yaml, for editor completion."""
-        from halguru.agents.spec import agent_json_schema
+        """Print (or write) the JSON Schema of agent.yaml (or of test files), for editor completion."""
+        if tests:
+            from halguru.testing.spec import tests_json_schema as make_schema
+        else:
+            from halguru.agents.spec import agent_json_schema as make_schema
 
-        text = json.dumps(agent_json_schema(), indent=2) + "\n"
+        text = json.dumps(make_schema(), indent=2) + "\n"
         if output is None:
             typer.echo(text, nl=False)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import typer
 
@@ -81,3 +82,20 @@ def show(
         typer.echo(json.dumps({"run": run, "events": events}, indent=2, ensure_ascii=False))
         return
     Console().print(trace_tree(run, events))
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="A run id (or unique prefix); its conversation up to it is exported."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the test file here (tests/test_*.yaml)."),
+) -> None:
+    """Turn a stored run into a conversation test case (YAML for `halguru test`)."""
+    from halguru.store import open_store
+    from halguru.testing.export import run_to_test_yaml
+
+    text = run_to_test_yaml(open_store(), run_id)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"Wrote {output}")

@@ -1,0 +1,80 @@
+"""`halguru test` and `halguru eval`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("test")
+    def test_(
+        path: Path = typer.Argument(Path("."), help="Agent project folder (tests are tests/test_*.yaml)."),
+        pattern: str | None = typer.Option(None, "-k", help="Only tests whose 'file::name' contains this."),
+        record: bool = typer.Option(False, "--record", help="Run live and record answers and tool results."),
+        replay: bool = typer.Option(False, "--replay", help="Only replay recordings; no model is called."),
+        live: bool = typer.Option(False, "--live", help="Ignore recordings; call the model."),
+        repeat: int = typer.Option(1, "--repeat", min=1, help="Run each test N times (stochastic models)."),
+        min_pass_rate: float = typer.Option(1.0, "--min-pass-rate", min=0, max=1,
+                                            help="With --repeat: the share of runs a test must pass."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
+        junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML to this file."),
+        json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    ) -> None:
+        """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
+        from rich.console import Console
+
+        from halguru.errors import HalguruError
+        from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
+        from halguru.testing.runner import run_suite
+
+        if sum((record, replay, live)) > 1:
+            raise HalguruError("choose one of --record, --replay and --live")
+        mode = "record" if record else "replay" if replay else "live" if live else "auto"
+        suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
+        if not suite.tests and not suite.file_errors:
+            raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
+                               if not pattern else f"no test matches -k {pattern!r}")
+        if junit is not None:
+            write_junit(suite, junit)
+        if json_output:
+            typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
+        else:
+            print_report(suite, Console(highlight=False), min_pass_rate)
+        raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
+
+    @app.command("eval")
+    def eval_(
+        path: Path = typer.Argument(Path("."), help="Agent project folder."),
+        models: str = typer.Option(..., "--models", help="Comma-separated model references to compare."),
+        pattern: str | None = typer.Option(None, "-k", help="Only tests whose 'file::name' contains this."),
+        repeat: int = typer.Option(1, "--repeat", min=1, help="Run each test N times per model."),
+        json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    ) -> None:
+        """Run the conversation tests against several models and compare them."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from halguru.testing.evaluate import evaluate
+
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat))
+        if json_output:
+            typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
+            return
+        table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
+                      box=None, header_style="bold")
+        for s in scores:
+            if s.error:
+                table.add_row(s.model, "[red]error[/]", "-", "-", "-", s.error)
+                continue
+            latency = f"{s.median_latency_ms / 1000:.2f}s" if s.median_latency_ms is not None else "-"
+            validity = (f"{s.tool_call_validity:.0%} ({s.valid_tool_calls}/{s.tool_calls})"
+                        if s.tool_call_validity is not None else "no calls")
+            cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
+            table.add_row(s.model, f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
+                          f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
+        Console().print(table)

@@ -1,0 +1,1 @@
+"""Conversation tests and evaluations: ``halguru test`` and ``halguru eval``."""

@@ -1,0 +1,224 @@
+"""Record every model response and tool result of a test, and replay them with no model.
+
+A recording lives next to its test file (``tests/test_x.yaml`` -> ``tests/test_x.recording.json``).
+Replay checks that each model request still matches the recorded one (messages, tools and their
+schemas, sampling); a changed prompt or tool fails with a diff of what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from halguru.errors import HalguruError, ToolError
+from halguru.models.base import (
+    Chunk,
+    FormatErrorChunk,
+    Model,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    UsageChunk,
+)
+from halguru.tools.decorator import Tool
+
+FORMAT = 1
+
+
+class ReplayMismatch(HalguruError):
+    """The agent asked something the recording does not hold; ``diff`` says what changed."""
+
+    def __init__(self, message: str, diff: str = ""):
+        super().__init__(message)
+        self.diff = diff
+
+
+def recording_path(test_file: Path) -> Path:
+    return test_file.with_name(f"{test_file.stem}.recording.json")
+
+
+def fingerprint(request: ModelRequest) -> dict[str, Any]:
+    """What must match for a recorded answer to stand: ids and the conversation id do not count."""
+    messages = []
+    for m in request.messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            item["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]
+        if m.name:
+            item["name"] = m.name
+        messages.append(item)
+    return {
+        "messages": messages,
+        "tools": [t.model_dump() for t in request.tools],
+        "tool_choice": request.tool_choice,
+        "settings": request.settings.model_dump(),
+    }
+
+
+def _chunk_to_json(chunk: Chunk) -> dict[str, Any]:
+    if isinstance(chunk, TextChunk):
+        return {"text": chunk.text}
+    if isinstance(chunk, ToolCallChunk):
+        return {"tool_call": chunk.call.model_dump()}
+    if isinstance(chunk, FormatErrorChunk):
+        return {"format_error": {"raw": chunk.raw, "reason": chunk.reason}}
+    return {"usage": dataclasses.asdict(chunk)}
+
+
+def _chunk_from_json(data: dict[str, Any]) -> Chunk:
+    if "text" in data:
+        return TextChunk(data["text"])
+    if "tool_call" in data:
+        return ToolCallChunk(ToolCallRequest(**data["tool_call"]))
+    if "format_error" in data:
+        return FormatErrorChunk(**data["format_error"])
+    return UsageChunk(**data["usage"])
+
+
+def _diff(recorded: dict[str, Any], actual: dict[str, Any]) -> str:
+    a = json.dumps(recorded, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
+    b = json.dumps(actual, indent=2, ensure_ascii=False, sort_keys=True).splitlines()
+    return "\n".join(difflib.unified_diff(a, b, "recorded request", "this request", lineterm="", n=2))
+
+
+class Cassette:
+    """The recorded model calls and tool results of one test."""
+
+    def __init__(self, data: dict[str, Any] | None = None):
+        data = data or {}
+        self.model_calls: list[dict[str, Any]] = data.get("model_calls", [])
+        self.tool_results: list[dict[str, Any]] = data.get("tool_results", [])
+        self.judge_scores: list[dict[str, Any]] = data.get("judge_scores", [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_calls": self.model_calls, "tool_results": self.tool_results,
+                "judge_scores": self.judge_scores}
+
+
+class RecordingModel:
+    """Passes requests to a real model and keeps what it answered."""
+
+    def __init__(self, inner: Model, cassette: Cassette):
+        self.inner = inner
+        self.name = inner.name
+        self.cassette = cassette
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        chunks: list[dict[str, Any]] = []
+        self.cassette.model_calls.append({"request": fingerprint(request), "chunks": chunks})
+        async for chunk in self.inner.stream(request):
+            chunks.append(_chunk_to_json(chunk))
+            yield chunk
+
+
+class ReplayModel:
+    """Answers from a cassette; no model is loaded or called."""
+
+    def __init__(self, cassette: Cassette, name: str):
+        self.name = name
+        self.cassette = cassette
+        self.position = 0
+        self.mismatch: ReplayMismatch | None = None
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        index = self.position
+        self.position += 1
+        if index >= len(self.cassette.model_calls):
+            self.mismatch = ReplayMismatch(
+                f"model call {index + 1} is not in the recording (it holds {len(self.cassette.model_calls)}); "
+                "re-record with --record")
+            raise self.mismatch
+        recorded = self.cassette.model_calls[index]
+        actual = fingerprint(request)
+        if actual != recorded["request"]:
+            self.mismatch = ReplayMismatch(
+                f"model call {index + 1} differs from the recording (changed prompt, tools or settings); "
+                "re-record with --record", _diff(recorded["request"], actual))
+            raise self.mismatch
+        for item in recorded["chunks"]:
+            yield _chunk_from_json(item)
+
+
+def _tool_error_text(tool: Tool, exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ToolError) else f"{tool.name} raised {type(exc).__name__}: {exc}"
+
+
+def recording_tool(tool: Tool, cassette: Cassette) -> Tool:
+    """The same tool, keeping each result (or error) it gives."""
+    from halguru.tools.registry import _to_json
+
+    def keep(arguments: dict[str, Any], result: Any = None, error: str | None = None) -> None:
+        cassette.tool_results.append({"name": tool.name, "arguments": arguments,
+                                      "content": None if error else _to_json(result), "error": error})
+
+    def arguments_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return args[0].model_dump() if tool.takes_model else dict(kwargs)
+
+    if tool.is_async:
+        async def function(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await tool.function(*args, **kwargs)
+            except Exception as exc:
+                keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
+                raise
+            keep(arguments_of(args, kwargs), result)
+            return result
+    else:
+        def function(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = tool.function(*args, **kwargs)
+            except Exception as exc:
+                keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
+                raise
+            keep(arguments_of(args, kwargs), result)
+            return result
+
+    return dataclasses.replace(tool, function=function)
+
+
+def replay_tool(tool: Tool, cassette: Cassette, cursor: list[int]) -> Tool:
+    """A tool that gives back the recorded results in order (``cursor`` is shared by all tools)."""
+
+    async def function(*args: Any, **kwargs: Any) -> str:
+        arguments = args[0].model_dump() if tool.takes_model else dict(kwargs)
+        index = cursor[0]
+        cursor[0] += 1
+        if index >= len(cassette.tool_results):
+            raise ToolError(f"replay: call {index + 1} to {tool.name} is not in the recording; re-record")
+        recorded = cassette.tool_results[index]
+        if recorded["name"] != tool.name or recorded["arguments"] != json.loads(json.dumps(arguments)):
+            raise ToolError(f"replay: recorded call was {recorded['name']}({recorded['arguments']}), "
+                            f"not {tool.name}({arguments}); re-record")
+        if recorded["error"]:
+            raise ToolError(recorded["error"])
+        return recorded["content"]
+
+    return dataclasses.replace(tool, function=function, inline=False)
+
+
+def load_recording(path: Path) -> dict[str, Cassette]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HalguruError(f"{path}: unreadable recording ({exc}); re-record with --record") from None
+    return {name: Cassette(c) for name, c in data.get("tests", {}).items()}
+
+
+def save_recording(path: Path, cassettes: dict[str, Cassette], agent: str, model: str) -> None:
+    """Write atomically: an interrupted --record never leaves half a file."""
+    data = {"format": FORMAT, "agent": agent, "model": model,
+            "tests": {name: c.to_json() for name, c in sorted(cassettes.items())}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, path)

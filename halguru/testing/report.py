@@ -1,0 +1,112 @@
+"""Reporting test results: a rich table for people, JUnit XML for CI, JSON for tooling."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from halguru.testing.runner import SuiteResult, TestResult
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.0) -> None:
+    table = Table("test", "turn", "expectation", "result", "why", box=None, header_style="bold")
+    for t in suite.tests:
+        label = f"{t.file.stem}::{t.name}" + (f" #{t.attempt}" if t.attempt > 1 else "")
+        rows = [("-", "-", "[red]FAIL[/]", t.error)] if t.error else []
+        rows += [(str(turn.index), c.expectation, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.why)
+                 for turn in t.turns for c in turn.checks]
+        for i, (turn_no, expectation, result, why) in enumerate(rows):
+            table.add_row(escape(label) if i == 0 else "", turn_no, expectation, result, escape(why),
+                          end_section=i == len(rows) - 1)
+    console.print(table)
+    for error in suite.file_errors:
+        console.print(f"[red]error:[/] {escape(error)}")
+    for t in suite.tests:
+        if t.passed:
+            continue
+        for turn in t.turns:
+            failed = [c for c in turn.checks if not c.passed]
+            if not failed or turn.outcome is None:
+                continue
+            console.print(f"\n[bold red]✗ {escape(t.file.stem)}::{escape(t.name)}[/] turn {turn.index} "
+                          f"[dim](run {turn.outcome.run_id}; `halguru logs show {turn.outcome.run_id}`)[/]")
+            console.print(f"  user:   {escape(_short(turn.user, 200))}")
+            console.print(f"  answer: {escape(_short(turn.outcome.answer, 200))}")
+            for c in failed:
+                console.print(f"  {c.expectation}: expected {escape(_short(c.expected))}, {escape(c.why)}")
+            if turn.diff:
+                console.print("  [bold]what changed since the recording:[/]")
+                console.print(escape(turn.diff), highlight=False)
+    rates = suite.pass_rates()
+    passed = sum(1 for r in rates.values() if r >= min_pass_rate)
+    repeated = any(t.attempt > 1 for t in suite.tests)
+    summary = f"{passed} passed, {len(rates) - passed} failed"
+    if repeated:
+        summary += " · pass rates: " + ", ".join(f"{name} {rate:.0%}" for (_, name), rate in rates.items())
+    if suite.file_errors:
+        summary += f", {len(suite.file_errors)} file error(s)"
+    console.print(f"\n[bold]{summary}[/]")
+
+
+def _test_json(t: TestResult) -> dict[str, Any]:
+    return {
+        "file": str(t.file), "test": t.name, "attempt": t.attempt, "mode": t.mode, "passed": t.passed,
+        "error": t.error, "duration_ms": round(t.duration_ms, 1),
+        "turns": [{
+            "turn": turn.index, "user": turn.user, "passed": turn.passed,
+            "answer": turn.outcome.answer if turn.outcome else None,
+            "run_id": turn.outcome.run_id if turn.outcome else None,
+            "latency_ms": round(turn.outcome.latency_ms, 1) if turn.outcome else None,
+            "checks": [{"expectation": c.expectation, "passed": c.passed, "why": c.why, "expected": c.expected,
+                        "actual": c.actual} for c in turn.checks],
+            "diff": turn.diff or None,
+        } for turn in t.turns],
+    }
+
+
+def suite_json(suite: SuiteResult, min_pass_rate: float = 1.0) -> dict[str, Any]:
+    rates = suite.pass_rates()
+    return {
+        "passed": suite_passed(suite, min_pass_rate),
+        "file_errors": suite.file_errors,
+        "pass_rates": [{"file": str(f), "test": n, "pass_rate": r} for (f, n), r in rates.items()],
+        "results": [_test_json(t) for t in suite.tests],
+    }
+
+
+def suite_passed(suite: SuiteResult, min_pass_rate: float = 1.0) -> bool:
+    return not suite.file_errors and all(r >= min_pass_rate for r in suite.pass_rates().values())
+
+
+def write_junit(suite: SuiteResult, path: Path) -> None:
+    root = ET.Element("testsuite", name="halguru", tests=str(len(suite.tests)),
+                      failures=str(sum(not t.passed for t in suite.tests)), errors=str(len(suite.file_errors)))
+    for t in suite.tests:
+        case = ET.SubElement(root, "testcase", classname=t.file.stem,
+                             name=t.name + (f" #{t.attempt}" if t.attempt > 1 else ""),
+                             time=f"{t.duration_ms / 1000:.3f}")
+        if t.passed:
+            continue
+        lines = [t.error] if t.error else []
+        for turn in t.turns:
+            lines += [f"turn {turn.index} ({c.expectation}): {c.why}" for c in turn.checks if not c.passed]
+            if turn.diff:
+                lines.append(turn.diff)
+        failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "failed")[:500])
+        failure.text = "\n".join(lines)
+    for error in suite.file_errors:
+        case = ET.SubElement(root, "testcase", classname="halguru", name=error.split(":", 1)[0])
+        ET.SubElement(case, "error", message=error[:500]).text = error
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

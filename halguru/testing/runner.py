@@ -1,0 +1,171 @@
+"""Running conversation tests: live, recording, or replaying recorded answers."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from halguru.agents.loader import Agent, load_agent
+from halguru.errors import HalguruError
+from halguru.testing.expectations import Check, TurnOutcome, check_turn
+from halguru.testing.recording import (
+    Cassette,
+    RecordingModel,
+    ReplayModel,
+    load_recording,
+    recording_path,
+    recording_tool,
+    replay_tool,
+    save_recording,
+)
+from halguru.testing.spec import TestCase, TestFormatError, load_test_file, test_files
+
+Mode = Literal["auto", "live", "record", "replay"]
+
+
+@dataclass
+class TurnResult:
+    index: int
+    user: str
+    outcome: TurnOutcome | None
+    checks: list[Check]
+    diff: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+@dataclass
+class TestResult:
+    file: Path
+    name: str
+    attempt: int
+    mode: str
+    turns: list[TurnResult] = field(default_factory=list)
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(t.passed for t in self.turns)
+
+
+@dataclass
+class SuiteResult:
+    tests: list[TestResult]
+    file_errors: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.file_errors and all(t.passed for t in self.tests)
+
+    def pass_rates(self) -> dict[tuple[Path, str], float]:
+        rates: dict[tuple[Path, str], list[bool]] = {}
+        for t in self.tests:
+            rates.setdefault((t.file, t.name), []).append(t.passed)
+        return {k: sum(v) / len(v) for k, v in rates.items()}
+
+
+async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
+                   model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
+    """One conversation test; returns its result and, when recording, what was recorded."""
+    from halguru.agents.runtime import run_to_result
+    from halguru.models.registry import get_model
+    from halguru.testing.judge import judge_answer
+
+    result = TestResult(file=file, name=case.name, attempt=attempt, mode=mode)
+    model_ref = model or agent.spec.model
+    recorded = Cassette() if mode == "record" else None
+    if mode == "replay":
+        if cassette is None:
+            result.error = (f"no recording for this test in {recording_path(file).name}; "
+                            f"record it with `halguru test {file.parent.parent} --record`")
+            return result, None
+        model_obj = ReplayModel(cassette, name=model_ref)
+        cursor = [0]
+        tools = [replay_tool(t, cassette, cursor) for t in agent.tools.values()]
+    else:
+        model_obj = get_model(model_ref)
+        tools = list(agent.tools.values())
+        if recorded is not None:
+            model_obj = RecordingModel(model_obj, recorded)
+            tools = [recording_tool(t, recorded) for t in tools]
+    test_agent = Agent(spec=agent.spec, tools={t.name: t for t in tools}, path=agent.path)
+    conversation: str | None = None
+    judged = 0
+    started = time.perf_counter()
+    for index, turn in enumerate(case.turns, 1):
+        turn_started = time.perf_counter()
+        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj)
+        outcome = TurnOutcome.from_events(run.events, (time.perf_counter() - turn_started) * 1000)
+        conversation = run.conversation_id
+        if turn.expect.judge is not None:
+            judge = turn.expect.judge
+            if mode == "replay":
+                scores = (cassette.judge_scores if cassette else [])
+                if judged < len(scores):
+                    outcome.judge_score = scores[judged]["score"]
+                else:
+                    outcome.judge_error = "no recorded judge score; re-record with --record"
+            else:
+                try:
+                    outcome.judge_score = await judge_answer(judge.model, judge.rubric, turn.user, outcome.answer)
+                except HalguruError as exc:
+                    outcome.judge_error = str(exc)
+                if recorded is not None and outcome.judge_score is not None:
+                    recorded.judge_scores.append({"score": outcome.judge_score})
+            judged += 1
+        diff = model_obj.mismatch.diff if isinstance(model_obj, ReplayModel) and model_obj.mismatch else ""
+        result.turns.append(TurnResult(index, turn.user, outcome, check_turn(turn.expect, outcome), diff))
+        if outcome.status != "ok":
+            break  # later turns depend on this one
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    return result, recorded
+
+
+def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
+    if not pattern:
+        return True
+    haystack = f"{file.stem}::{case.name}".lower()
+    return pattern.lower() in haystack or fnmatch.fnmatch(haystack, pattern.lower())
+
+
+async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | None = None, repeat: int = 1,
+                    model: str | None = None, files: list[Path] | None = None) -> SuiteResult:
+    """Every test of a project (or the given files). A malformed file is reported; the others still run."""
+    agent = load_agent(project)
+    assert agent.path is not None
+    suite = SuiteResult(tests=[], file_errors=[])
+    for file in files or test_files(agent.path):
+        try:
+            cases = load_test_file(file).tests
+        except TestFormatError as exc:
+            suite.file_errors.append(str(exc))
+            continue
+        cassettes = load_recording(recording_path(file)) if mode in ("auto", "replay", "record") else {}
+        new_recordings: dict[str, Cassette] = {}
+        for case in cases:
+            if not _selected(case, file, pattern):
+                continue
+            case_mode: Mode = mode
+            if mode == "auto":
+                case_mode = "replay" if case.name in cassettes else "live"
+            for attempt in range(1, (1 if case_mode == "record" else repeat) + 1):
+                result, recorded = await run_test(agent, case, file=file, mode=case_mode,
+                                                  cassette=cassettes.get(case.name), model=model, attempt=attempt)
+                suite.tests.append(result)
+                if recorded is not None:
+                    new_recordings[case.name] = recorded
+        if new_recordings:
+            save_recording(recording_path(file), {**cassettes, **new_recordings}, agent.name,
+                           model or agent.spec.model)
+    return suite
+
+
+def run_suite_sync(project: str | Path, **kwargs) -> SuiteResult:  # type: ignore[no-untyped-def]
+    return asyncio.run(run_suite(project, **kwargs))

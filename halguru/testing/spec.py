@@ -1,0 +1,131 @@
+"""The conversation test format: YAML files named ``test_*.yaml`` in an agent project's ``tests/``.
+
+```yaml
+tests:
+  - name: tells the time in Tokyo
+    turns:
+      - user: What time is it in Tokyo?
+        expect:
+          tool_called: {name: current_time, arguments: {timezone: Asia/Tokyo}}
+          regex: "\\\\d{2}:\\\\d{2}"
+          max_latency_ms: 20000
+```
+
+Errors name the file, the test and the line, like agent.yaml errors do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from halguru.agents.spec import yaml_line_for
+from halguru.errors import HalguruError
+
+TEST_GLOB = "test_*.y*ml"
+
+
+class TestFormatError(HalguruError):
+    """A conversation test file is malformed."""
+
+
+class ToolExpectation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    arguments: dict[str, Any] = Field(default={}, description="a subset the call's arguments must contain")
+
+
+class Judge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rubric: str = Field(description="what a good answer does, in plain words")
+    model: str = Field(description="the model that scores the answer (a reference, as in agent.yaml)")
+    threshold: float = Field(default=0.7, ge=0, le=1, description="pass when the score (0..1) reaches this")
+
+
+class Expect(BaseModel):
+    """What must hold after one user turn; every given key is checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contains: str | list[str] | None = Field(default=None, description="substrings the answer must contain")
+    not_contains: str | list[str] | None = Field(default=None, description="substrings it must not contain")
+    regex: str | None = Field(default=None, description="a regular expression the answer must match (search)")
+    equals: str | None = Field(default=None, description="the exact answer (surrounding whitespace ignored)")
+    json_schema: dict[str, Any] | None = Field(default=None, description="the answer parses as JSON and validates")
+    tool_called: str | ToolExpectation | list[str | ToolExpectation] | None = Field(
+        default=None, description="tools that must be called (name, or name + a subset of the arguments)")
+    tool_not_called: str | list[str] | None = Field(default=None, description="tools that must not be called")
+    retrieved: str | list[str] | None = Field(default=None, description="sources that must be among the hits")
+    handoff_to: str | None = Field(default=None, description="the agent the run must hand off to")
+    max_latency_ms: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0, description="completion tokens of the whole turn")
+    judge: Judge | None = None
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(description="the user's message")
+    expect: Expect = Expect()
+
+
+class TestCase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    turns: list[Turn] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _named(self) -> TestCase:
+        if not self.name.strip():
+            raise ValueError("name must not be empty")
+        return self
+
+
+class TestFile(BaseModel):
+    """A file of conversation tests."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"title": "halguru conversation tests"})
+
+    tests: list[TestCase] = Field(min_length=1)
+
+
+def test_files(project: Path) -> list[Path]:
+    return sorted((project / "tests").glob(TEST_GLOB))
+
+
+def load_test_file(path: Path) -> TestFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise TestFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise TestFormatError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise TestFormatError(f"{path}:1: must be a mapping with a `tests:` list")
+    try:
+        return TestFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = yaml_line_for(path, text, loc) or 1
+        test = ""
+        if len(loc) >= 2 and loc[0] == "tests" and isinstance(loc[1], int):
+            raw = (data.get("tests") or [None])[loc[1]] if isinstance(data.get("tests"), list) else None
+            name = raw.get("name") if isinstance(raw, dict) else None
+            test = f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
+        field = ".".join(str(p) for p in loc)
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise TestFormatError(f"{path}:{line}:{test} {field}: {message}") from None
+
+
+def tests_json_schema() -> dict[str, Any]:
+    return TestFile.model_json_schema()
