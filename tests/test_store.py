@@ -15,8 +15,10 @@ from halguru.store import SQLiteStore, open_store
 def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
     store = open_store()
     assert store.path == (halguru_home / "halguru.db").resolve()
-    names = [r["name"] for r in store.db.query("SELECT name FROM migrations")]
-    assert names == ["m001_initial"]
+    from halguru.store.migrations import MIGRATIONS
+
+    names = [r["name"] for r in store.db.query("SELECT name FROM migrations ORDER BY applied")]
+    assert names[0] == "m001_initial" and names == [m.__name__ for m in MIGRATIONS]
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {"conversations", "messages", "runs", "events"} <= set(store.db.table_names())
 
@@ -25,7 +27,9 @@ def test_reopening_does_not_migrate_twice(tmp_path):
     path = tmp_path / "t.db"
     SQLiteStore(path).close()
     store = SQLiteStore(path)
-    assert store.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == 1
+    from halguru.store.migrations import MIGRATIONS
+
+    assert store.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 def _run(store, run_id="run_abc123", conv="conv_1"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from halguru.agents.events import Event, RunFinished, RunStarted
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
-from halguru.models.base import Message
+from halguru.models.base import Message, Model
 from halguru.store import open_store
 from halguru.store.base import TraceStore
 
@@ -21,6 +21,7 @@ class ChatSession:
     model: str | None = None
     store: TraceStore = field(default_factory=open_store)
     last_run_id: str | None = None
+    _resolved: tuple[str, Model] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None) -> ChatSession:
@@ -39,10 +40,18 @@ class ChatSession:
     def model_name(self) -> str:
         return self.model or self.agent.spec.model
 
+    def _model(self) -> Model:
+        """The session's model, resolved once per reference so it keeps its state across turns."""
+        from halguru.models.registry import get_model
+
+        if self._resolved is None or self._resolved[0] != self.model_name:
+            self._resolved = (self.model_name, get_model(self.model_name))
+        return self._resolved[1]
+
     async def send(self, text: str) -> AsyncIterator[Event]:
         from halguru.agents.runtime import run
 
-        async for event in run(self.agent, text, self.conversation_id, model=self.model, store=self.store):
+        async for event in run(self.agent, text, self.conversation_id, model=self._model(), store=self.store):
             if isinstance(event, RunStarted):
                 self.conversation_id = event.conversation_id
                 self.last_run_id = event.run_id

@@ -100,6 +100,8 @@ class ModelProvider(Protocol):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # Optional ``shared: ClassVar[bool]`` (default True): False makes get_model() build a new instance
+    # on every call, for providers whose models hold per-user state (the scripted model's position).
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

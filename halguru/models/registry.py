@@ -87,13 +87,20 @@ _INSTANCES: dict[str, Model] = {}
 
 
 def get_model(reference: str) -> Model:
-    """The model for a reference; one instance per process, since a llama.cpp model is costly to load."""
+    """The model for a reference.
+
+    One instance per process for providers whose models are costly to load (llama.cpp) or
+    stateless (HTTP); a provider with ``shared = False`` (scripted) gives a new instance per call,
+    so each conversation test or chat session starts its script afresh.
+    """
     entry = find_entry(reference)
+    provider = providers().get(entry.provider)
+    if provider is None:
+        raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
+    if not getattr(provider, "shared", True):
+        return provider.create(entry)
     key = f"{entry.provider}|{sorted(entry.options.items())}"
     if key not in _INSTANCES:
-        provider = providers().get(entry.provider)
-        if provider is None:
-            raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
         _INSTANCES[key] = provider.create(entry)
     return _INSTANCES[key]
 

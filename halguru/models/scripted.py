@@ -117,6 +117,7 @@ def load_script(path: Path) -> list[ScriptedReply]:
 class ScriptedProvider:
     name: ClassVar[str] = "scripted"
     description: ClassVar[str] = "deterministic replies from a script (tests, demos)"
+    shared: ClassVar[bool] = False  # each user of a script (a test, a chat session) starts at its top
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

@@ -42,6 +42,8 @@ class TurnResult:
 
 @dataclass
 class TestResult:
+    __test__ = False  # not a pytest test class
+
     file: Path
     name: str
     attempt: int

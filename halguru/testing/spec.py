@@ -31,6 +31,8 @@ TEST_GLOB = "test_*.y*ml"
 class TestFormatError(HalguruError):
     """A conversation test file is malformed."""
 
+    __test__ = False  # not a pytest test class
+
 
 class ToolExpectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +77,7 @@ class Turn(BaseModel):
 
 
 class TestCase(BaseModel):
+    __test__ = False  # not a pytest test class
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -90,6 +93,7 @@ class TestCase(BaseModel):
 class TestFile(BaseModel):
     """A file of conversation tests."""
 
+    __test__ = False  # not a pytest test class
     model_config = ConfigDict(extra="forbid", json_schema_extra={"title": "halguru conversation tests"})
 
     tests: list[TestCase] = Field(min_length=1)

@@ -1,0 +1,310 @@
+"""`halguru test`: passing and failing suites, record -> replay, changed prompts, reports."""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from halguru.testing.spec import TestFormatError, load_test_file
+
+AGENT = """\
+name: shop
+model: scripted:{script}
+instructions: You sell bikes.
+tools: [calculator]
+"""
+
+SCRIPT = """\
+- tool_calls: [{name: calculator, arguments: {expression: "2*150"}}]
+- "Two bikes cost 300 EUR."
+- "We open at 9:00."
+"""
+
+TESTS = """\
+tests:
+  - name: prices two bikes
+    turns:
+      - user: How much are two bikes at 150 each?
+        expect:
+          tool_called: {name: calculator, arguments: {expression: "2*150"}}
+          contains: "300"
+          max_tokens: 50
+      - user: When do you open?
+        expect:
+          regex: "\\\\d+:\\\\d{2}"
+          not_contains: closed
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "shop"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "script.yaml").write_text(SCRIPT)
+    (folder / "agent.yaml").write_text(AGENT.format(script=folder / "script.yaml"))
+    (folder / "tests" / "test_shop.yaml").write_text(TESTS)
+    return folder
+
+
+def test_passing_suite(project, cli):
+    result = cli("test", str(project))
+    assert "1 passed, 0 failed" in result.stdout
+    assert "tool_called" in result.stdout and "FAIL" not in result.stdout
+
+
+def test_failing_suite_is_reported_with_answer_and_run_id(project, cli):
+    (project / "tests" / "test_shop.yaml").write_text(TESTS.replace('contains: "300"', 'contains: "250"'))
+    result = cli("test", str(project), code=1)
+    assert "0 passed, 1 failed" in result.stdout
+    assert "'250' not in the answer" in result.stdout
+    assert "Two bikes cost 300 EUR." in result.stdout
+    assert "halguru logs show run_" in result.stdout
+
+
+def test_json_output_has_every_check(project, cli):
+    data = json.loads(cli("test", str(project), "--json").stdout)
+    [test] = data["results"]
+    assert data["passed"] and test["passed"] and test["mode"] == "live"
+    checks = [c["expectation"] for turn in test["turns"] for c in turn["checks"]]
+    assert checks == ["contains", "tool_called", "max_tokens", "not_contains", "regex"]
+
+
+def test_record_then_replay_without_the_model(project, cli):
+    cli("test", str(project), "--record")
+    recording = project / "tests" / "test_shop.recording.json"
+    data = json.loads(recording.read_text())
+    cassette = data["tests"]["prices two bikes"]
+    assert len(cassette["model_calls"]) == 3
+    assert cassette["tool_results"] == [{"name": "calculator", "arguments": {"expression": "2*150"},
+                                         "content": "300", "error": None}]
+    # The model now answers differently: a replay must not ask it.
+    (project / "script.yaml").write_text('- "I do not know."\n- "Closed."\n')
+    replayed = json.loads(cli("test", str(project), "--replay", "--json").stdout)
+    assert replayed["passed"] and replayed["results"][0]["mode"] == "replay"
+    assert replayed["results"][0]["turns"][0]["answer"] == "Two bikes cost 300 EUR."
+    # default mode replays too, since a recording exists
+    assert json.loads(cli("test", str(project), "--json").stdout)["results"][0]["mode"] == "replay"
+    # and --live really asks the (changed) model again
+    live = json.loads(cli("test", str(project), "--live", "--json", code=1).stdout)
+    assert live["results"][0]["turns"][0]["answer"] == "I do not know."
+
+
+def test_changed_prompt_fails_replay_with_a_diff(project, cli):
+    cli("test", str(project), "--record")
+    agent_file = project / "agent.yaml"
+    agent_file.write_text(agent_file.read_text().replace("You sell bikes.", "You sell scooters."))
+    result = cli("test", str(project), "--replay", code=1)
+    assert "differs from the recording" in result.stdout
+    assert '-      "content": "You sell bikes.",' in result.stdout
+    assert '+      "content": "You sell scooters.",' in result.stdout
+
+
+def test_changed_tool_schema_fails_replay(project, cli):
+    cli("test", str(project), "--record")
+    agent_file = project / "agent.yaml"
+    agent_file.write_text(agent_file.read_text().replace("tools: [calculator]", "tools: [calculator, current_time]"))
+    result = cli("test", str(project), "--replay", code=1)
+    assert "differs from the recording" in result.stdout and "current_time" in result.stdout
+
+
+def test_missing_recording_in_replay_mode_says_how_to_record(project, cli):
+    result = cli("test", str(project), "--replay", code=1)
+    assert "no recording for this test" in result.stdout and "--record" in result.stdout
+
+
+def test_junit_xml_parses_back(project, cli, tmp_path):
+    (project / "tests" / "test_more.yaml").write_text(
+        "tests:\n  - name: wrong\n    turns:\n      - user: hi\n        expect: {equals: nope}\n")
+    junit = tmp_path / "junit.xml"
+    cli("test", str(project), "--junit", str(junit), code=1)
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuite" and root.get("tests") == "2" and root.get("failures") == "1"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert cases["prices two bikes"].find("failure") is None
+    failure = cases["wrong"].find("failure")
+    assert failure is not None and "equals" in failure.text
+
+
+def test_malformed_file_is_one_error_and_the_others_still_run(project, cli):
+    (project / "tests" / "test_broken.yaml").write_text(
+        "tests:\n  - name: typo\n    turns:\n      - user: hi\n        expect:\n          contians: x\n")
+    result = cli("test", str(project), code=1)
+    assert "test_broken.yaml:6: test 'typo': tests.0.turns.0.expect.contians: unknown key" in result.stdout
+    assert "prices two bikes" in result.stdout and "1 passed, 0 failed, 1 file error(s)" in result.stdout
+
+
+def test_format_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "test_bad.yaml"
+    bad.write_text("tests:\n  - name: x\n    turns: []\n")
+    expected = r"test_bad\.yaml:3: test 'x': tests\.0\.turns: List should have at least 1"
+    with pytest.raises(TestFormatError, match=expected):
+        load_test_file(bad)
+    bad.write_text("tests: [\n")
+    with pytest.raises(TestFormatError, match="invalid YAML"):
+        load_test_file(bad)
+
+
+def test_filter_with_k(project, cli):
+    (project / "tests" / "test_more.yaml").write_text(
+        "tests:\n  - name: other\n    turns:\n      - user: hi\n        expect: {regex: '.'}\n")
+    data = json.loads(cli("test", str(project), "-k", "other", "--json").stdout)
+    assert [r["test"] for r in data["results"]] == ["other"]
+    cli("test", str(project), "-k", "nothing-matches", code=1)
+
+
+@pytest.fixture
+def flaky_openai_server():
+    """A loopback OpenAI-compatible endpoint whose answer alternates between 'yes' and 'no'."""
+    answers = itertools.cycle(["yes", "no"])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            chunk = {"choices": [{"index": 0, "delta": {"content": next(answers)}, "finish_reason": "stop"}]}
+            body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_repeat_reports_pass_rate(project, cli, flaky_openai_server):
+    cli("models", "add", "flaky", "--openai-base-url", flaky_openai_server)
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: says yes\n    turns:\n      - user: ok?\n        expect: {equals: 'yes'}\n")
+    data = json.loads(cli("test", str(project), "--model", "flaky", "--repeat", "4", "--json", code=1).stdout)
+    assert data["pass_rates"][0]["pass_rate"] == 0.5
+    assert [r["passed"] for r in data["results"]] == [True, False, True, False]
+    ok = json.loads(cli("test", str(project), "--model", "flaky", "--repeat", "4", "--min-pass-rate", "0.5",
+                        "--json").stdout)
+    assert ok["passed"]
+    table = cli("test", str(project), "--model", "flaky", "--repeat", "2", code=1).stdout
+    assert "says yes 50%" in table
+
+
+def test_eval_compares_models(project, cli, flaky_openai_server):
+    cli("models", "add", "flaky", "--openai-base-url", flaky_openai_server)
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: says yes\n    turns:\n      - user: ok?\n        expect: {equals: 'yes'}\n")
+    script = project / "yes.yaml"
+    script.write_text('- "yes"\n')
+    data = json.loads(cli("eval", str(project), "--models", f"flaky,scripted:{script},nope", "--repeat", "2",
+                          "--json").stdout)
+    by_model = {d["model"]: d for d in data}
+    assert by_model["flaky"]["pass_rate"] == 0.5 and by_model[f"scripted:{script}"]["pass_rate"] == 1.0
+    assert by_model[f"scripted:{script}"]["cost_usd"] == 0.0 and by_model["flaky"]["cost_usd"] is None
+    assert by_model["nope"]["pass_rate"] == 0.0 and "unknown model 'nope'" in by_model["nope"]["error"]
+    table = cli("eval", str(project), "--models", f"flaky,scripted:{script}").stdout
+    assert "pass rate" in table and "tool-call validity" in table and "100% (1/1)" in table
+
+
+def test_eval_measures_tool_call_validity(project, cli):
+    script = project / "calls.yaml"
+    script.write_text('- tool_calls: [{name: calculator, arguments: {expression: "1+1"}}]\n'
+                      '- tool_calls: [{name: calculator, arguments: {expr: "1+1"}}]\n'
+                      '- {raw_tool_call: "{broken"}\n- "2"\n')
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: adds\n    turns:\n      - user: 1+1?\n        expect: {contains: '2'}\n")
+    agent_file = project / "agent.yaml"
+    agent_file.write_text(agent_file.read_text() + "limits: {max_steps: 6}\n")
+    [score] = json.loads(cli("eval", str(project), "--models", f"scripted:{script}", "--json").stdout)
+    assert (score["tool_calls"], score["valid_tool_calls"]) == (3, 1)
+
+
+def test_unavailable_judge_fails_only_that_expectation(project, cli):
+    (project / "tests" / "test_shop.yaml").write_text(TESTS.replace(
+        "          max_tokens: 50\n",
+        "          max_tokens: 50\n          judge: {rubric: states a price, model: no-such-model}\n"))
+    data = json.loads(cli("test", str(project), "--json", code=1).stdout)
+    checks = {c["expectation"]: c for c in data["results"][0]["turns"][0]["checks"]}
+    assert not checks["judge"]["passed"] and "unknown model 'no-such-model'" in checks["judge"]["why"]
+    assert checks["contains"]["passed"] and checks["tool_called"]["passed"]
+
+
+def test_judge_scores_with_a_model_and_replays_the_score(project, cli, tmp_path):
+    judge_script = tmp_path / "judge.yaml"
+    judge_script.write_text('- "9"\n')
+    (project / "tests" / "test_shop.yaml").write_text(TESTS.replace(
+        "          max_tokens: 50\n",
+        f"          max_tokens: 50\n          judge: {{rubric: states a price, model: 'scripted:{judge_script}',"
+        " threshold: 0.8}\n"))
+    data = json.loads(cli("test", str(project), "--record", "--json").stdout)
+    checks = {c["expectation"]: c for c in data["results"][0]["turns"][0]["checks"]}
+    assert checks["judge"]["passed"] and checks["judge"]["actual"] == 0.9
+    judge_script.write_text('- "1"\n')  # a replay uses the recorded score, not the judge
+    assert json.loads(cli("test", str(project), "--replay", "--json").stdout)["passed"]
+
+
+def test_json_schema_expectation(project, cli):
+    (project / "script.yaml").write_text('- \'{"price": 300}\'\n- "not json"\n')
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: json\n    turns:\n"
+        "      - user: price?\n        expect:\n          json_schema: {type: object, required: [price],"
+        " properties: {price: {type: integer}}}\n"
+        "      - user: again\n        expect:\n          json_schema: {type: object}\n")
+    data = json.loads(cli("test", str(project), "--json", code=1).stdout)
+    first, second = data["results"][0]["turns"]
+    assert first["passed"] and not second["passed"]
+    assert "not JSON" in second["checks"][0]["why"]
+
+
+def test_schema_of_the_test_format(cli):
+    schema = json.loads(cli("schema", "--tests").stdout)
+    expect = schema["$defs"]["Expect"]["properties"]
+    assert {"contains", "not_contains", "regex", "equals", "json_schema", "tool_called", "tool_not_called",
+            "retrieved", "handoff_to", "max_latency_ms", "max_tokens", "judge"} <= set(expect)
+
+
+def test_exported_run_becomes_a_passing_test(project, cli):
+    cli("run", str(project), "How much are two bikes at 150 each?")
+    run_id = json.loads(cli("logs", "--json").stdout)[0]["id"]
+    exported = project / "tests" / "test_exported.yaml"
+    cli("logs", "export", run_id, "-o", str(exported))
+    case = load_test_file(exported).tests[0]
+    assert case.turns[0].expect.equals == "Two bikes cost 300 EUR."
+    assert case.turns[0].expect.tool_called[0].name == "calculator"
+    # the script has moved on; record the exported test against a fresh copy of the script
+    (project / "script.yaml").write_text(SCRIPT)
+    data = json.loads(cli("test", str(project), "-k", "exported", "--json").stdout)
+    assert data["passed"]
+
+
+def test_pytest_collects_yaml_conversation_tests(project, subprocess_env):
+    (project / "tests" / "test_more.yaml").write_text(
+        "tests:\n  - name: wrong answer\n    turns:\n      - user: hi\n        expect: {equals: nope}\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rf",
+                           str(project / "tests")], cwd=project, env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 failed, 1 passed" in done.stdout
+    assert "turn 1 equals: expected 'nope'" in done.stdout
+
+
+def test_pytest_fixtures(tmp_path, subprocess_env):
+    (tmp_path / "test_mine.py").write_text(
+        "def test_agent(halguru_home, halguru_agent, halguru_run, scripted_model, tmp_path):\n"
+        "    (tmp_path / 'a').mkdir()\n"
+        "    (tmp_path / 'a' / 'agent.yaml').write_text('name: a\\nmodel: scripted\\n')\n"
+        "    agent = halguru_agent(tmp_path / 'a')\n"
+        "    result = halguru_run(agent, 'hi', model=scripted_model(['hello!']))\n"
+        "    assert result.output == 'hello!'\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
