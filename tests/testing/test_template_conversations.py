@@ -1,0 +1,36 @@
+"""Every template's conversation tests pass in replay (as in CI) and live on the bundled model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from halguru.scaffold import create_project, list_templates
+
+# knowledge's conversation tests come with its knowledge base wiring
+TEMPLATES = ["assistant", "basic", "team"]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_ships_recorded_conversation_tests(template):
+    path = next(t.path for t in list_templates() if t.name == template)
+    assert (path / "tests" / "test_conversations.yaml").is_file()
+    recording = json.loads((path / "tests" / "test_conversations.recording.json").read_text())
+    assert recording["model"] == "smollm2" and recording["tests"]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_conversations_replay(template, tmp_path, cli):
+    project = create_project(f"my-{template}", template, tmp_path)
+    data = json.loads(cli("test", str(project), "--replay", "--json").stdout)
+    assert data["passed"] and all(r["mode"] == "replay" for r in data["results"])
+
+
+@pytest.mark.llama
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_conversations_live_on_the_bundled_model(template, tmp_path, cli):
+    project = create_project(f"my-{template}", template, tmp_path)
+    data = json.loads(cli("test", str(project), "--live", "--json").stdout)
+    assert data["passed"], json.dumps(data, indent=1)[:3000]
+    assert all(r["mode"] == "live" for r in data["results"])
