@@ -9,11 +9,15 @@ import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from halguru.agents.spec import AgentSpec, load_spec, yaml_line_for
 from halguru.errors import AgentSpecError
 from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
+
+if TYPE_CHECKING:
+    from halguru.rag.agent import KnowledgeRetriever
 
 AGENT_FILE = "agent.yaml"
 TOOLS_FILE = "tools.py"
@@ -36,6 +40,16 @@ class Agent:
         """The tools as models see them (built once per agent)."""
         return [ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools.values()]
 
+    @cached_property
+    def knowledge(self) -> KnowledgeRetriever | None:
+        """The agent's knowledge bases (resolved, and folders ingested, on the first retrieval)."""
+        if not self.spec.knowledge:
+            return None
+        from halguru.rag.agent import KnowledgeRetriever
+
+        r = self.spec.retrieval
+        return KnowledgeRetriever(self.spec.knowledge, self.path, self.spec.name, r.top_k, r.search)
+
     @property
     def instructions(self) -> str:
         text = self.spec.instructions.strip()
@@ -49,8 +63,10 @@ class Agent:
         """Build an agent in Python; ``tools`` adds tools of your own to the allowed plugin tools."""
         own = {t.name: t for t in tools or []}
         names = list(dict.fromkeys([*spec.tools, *own]))
-        resolved = _resolve_tools(names, own, lambda name: f"agent {spec.name}: tools: unknown tool {name!r}")
-        return cls(spec=spec.model_copy(update={"tools": names}), tools=resolved)
+        resolved = _resolve_tools(_plugin_tool_list(spec.model_copy(update={"tools": names})), own,
+                                  lambda name: f"agent {spec.name}: tools: unknown tool {name!r}")
+        agent = cls(spec=spec.model_copy(update={"tools": names}), tools=resolved)
+        return _with_knowledge_tool(agent)
 
 
 def _project_file(path: Path) -> tuple[Path, Path]:
@@ -110,11 +126,26 @@ def load_agent(path: str | Path) -> Agent:
         choices = ", ".join(sorted({*own, *_plugin_tool_names()}))
         return f"{agent_file}:{line}: tools: unknown tool {name!r} (available: {choices})"
 
-    tools = _resolve_tools(spec.tools, own, unknown)
+    tools = _resolve_tools(_plugin_tool_list(spec), own, unknown)
     if spec.instructions_file and not (folder / spec.instructions_file).is_file():
         line = yaml_line_for(agent_file, agent_file.read_text(encoding="utf-8"), ("instructions_file",))
         raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
-    return Agent(spec=spec, tools=tools, path=folder)
+    return _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
+
+
+def _plugin_tool_list(spec: AgentSpec) -> list[str]:
+    """``tools:`` less search_knowledge, which an agent with knowledge gets from its knowledge bases."""
+    return [n for n in spec.tools if not (spec.knowledge and n == "search_knowledge")]
+
+
+def _with_knowledge_tool(agent: Agent) -> Agent:
+    """In tool mode, an agent with knowledge gets ``search_knowledge`` (the runtime traces its retrievals)."""
+    spec = agent.spec
+    if spec.knowledge and (spec.retrieval.mode in ("tool", "both") or "search_knowledge" in spec.tools):
+        from halguru.rag.agent import TOOL_NAME, knowledge_tool
+
+        agent.tools.setdefault(TOOL_NAME, knowledge_tool(agent))
+    return agent
 
 
 def _plugin_tool_names() -> set[str]:

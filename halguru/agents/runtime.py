@@ -22,6 +22,7 @@ from halguru.agents.events import (
     Event,
     ModelCall,
     ModelResult,
+    Retrieval,
     RunFinished,
     RunStarted,
     Token,
@@ -157,6 +158,21 @@ async def run(
                            metadata=metadata or {}))
     try:
         model_obj = _resolve_model(model_ref)
+        retriever = agent.knowledge  # None without knowledge: no retrieval work at all
+        citations = None
+        if retriever is not None:
+            from halguru.rag.agent import AUTO_PROMPT, Citations, context_block, event_hits, merged
+
+            citations = Citations()
+            if spec.retrieval.mode in ("auto", "both"):
+                async with asyncio.timeout_at(deadline):
+                    found = await asyncio.to_thread(retriever.retrieve, input)
+                for hits in found:
+                    yield trace(Retrieval(query=input, knowledge_base=hits.knowledge_base,
+                                          hits=event_hits(hits, citations), duration_ms=hits.duration_ms))
+                block = AUTO_PROMPT.format(context=context_block(merged(found, retriever.top_k * len(found)),
+                                                                 citations))
+                system = [Message(role="system", content=f"{agent.instructions}\n\n{block}".strip())]
         while True:
             if totals.steps >= spec.limits.max_steps:
                 status, error = "failed", (
@@ -225,6 +241,12 @@ async def run(
                         "Call the tool again with valid JSON, or answer directly.")))
                     trace.flush()
                     continue
+                if citations is not None and spec.retrieval.cite and text.strip():
+                    footer = citations.footer(text)
+                    if footer:
+                        totals.answer.append(footer)
+                        text += footer
+                        yield trace(Token(text=footer))
                 new_messages.append(Message(role="assistant", content=text))
                 break
             new_messages.append(Message(role="assistant", content=text, tool_calls=calls))
@@ -247,8 +269,19 @@ async def run(
                     tool = agent.tools.get(call.name)
                     if tool is None:
                         raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
-                    async with asyncio.timeout_at(deadline):
-                        content, is_error = await execute_tool(tool, call.arguments), False
+                    if retriever is not None and citations is not None and call.name == "search_knowledge":
+                        # Run here rather than as a plain tool, so each base's hits become a retrieval event.
+                        query = str(getattr(tool.validate(call.arguments), "query", ""))
+                        async with asyncio.timeout_at(deadline):
+                            found = await asyncio.to_thread(_retrieve_for_tool, retriever, query)
+                        for hits in found:
+                            yield trace(Retrieval(query=query, knowledge_base=hits.knowledge_base,
+                                                  hits=event_hits(hits, citations), duration_ms=hits.duration_ms))
+                        content, is_error = context_block(merged(found, retriever.top_k * len(found)),
+                                                          citations), False
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            content, is_error = await execute_tool(tool, call.arguments), False
                     results[key] = content
                 except ToolError as exc:
                     content, is_error = f"error: {exc}", True
@@ -271,6 +304,16 @@ async def run(
         finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
     yield finish(status, error)
+
+
+def _retrieve_for_tool(retriever: Any, query: str) -> list[Any]:
+    """A knowledge problem during a tool call is reported to the model, like any tool error."""
+    from halguru.rag.errors import KnowledgeError
+
+    try:
+        return retriever.retrieve(query)
+    except KnowledgeError as exc:
+        raise ToolError(str(exc)) from None
 
 
 def _resolve_model(model: str | Model) -> Model:

@@ -33,6 +33,18 @@ class Limits(BaseModel):
     timeout: float = Field(default=300, gt=0, description="seconds a whole run may take")
 
 
+class RetrievalSettings(BaseModel):
+    """How an agent with ``knowledge:`` uses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "tool", "both"] = Field(
+        default="auto", description="auto: top chunks go into the prompt; tool: the model calls search_knowledge")
+    top_k: int = Field(default=4, ge=1, le=50, description="chunks retrieved per knowledge base")
+    search: Literal["hybrid", "vector", "fts"] = Field(default="hybrid", description="search mode")
+    cite: bool = Field(default=True, description="append the cited sources to the answer")
+
+
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
@@ -53,6 +65,7 @@ class AgentSpec(BaseModel):
         default="auto", description="required: the first model call must call a tool"
     )
     knowledge: list[str] = Field(default=[], description="knowledge bases or folders the agent answers from")
+    retrieval: RetrievalSettings = RetrievalSettings()
     sampling: Sampling = Sampling()
     limits: Limits = Limits()
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")

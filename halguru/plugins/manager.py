@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = "halguru"
 BUILTIN_PLUGINS = (
     "halguru.models.plugin",
     "halguru.tools.plugin",
+    "halguru.rag.plugin",
 )
 
 

@@ -45,4 +45,19 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_api_keys(conn: sqlite3.Connection) -> None:
+    """Serve mode's API keys: only a SHA-256 of each key is kept; ``agents`` is a JSON list (empty: all)."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+            agents TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL, expires REAL, revoked REAL,
+            last_used REAL
+        );
+        CREATE INDEX api_keys_name ON api_keys (name);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys]

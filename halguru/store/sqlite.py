@@ -71,11 +71,39 @@ class SQLiteStore:
         rows = list(self.db.query("SELECT * FROM conversations WHERE id = ?", [conversation_id]))
         return rows[0] if rows else None
 
-    def list_conversations(self, limit: int = 20, agent: str | None = None) -> list[dict[str, Any]]:
-        where, params = ("WHERE agent = ?", [agent]) if agent else ("", [])
+    def list_conversations(self, limit: int = 20, agent: str | None = None, *,
+                           agents: Sequence[str] | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Newest first; ``agent`` or ``agents`` narrow it to those agents' conversations."""
+        names = [agent] if agent else list(agents) if agents is not None else None
+        where = f"WHERE agent IN ({','.join('?' * len(names))})" if names is not None else ""
+        if names == []:
+            return []
         return list(self.db.query(
             f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
-            f"FROM conversations c {where} ORDER BY updated DESC LIMIT ?", [*params, limit]))
+            f"FROM conversations c {where} ORDER BY updated DESC, id LIMIT ? OFFSET ?",
+            [*(names or []), limit, offset]))
+
+    def create_conversation(self, conversation_id: str, agent: str, title: str = "",
+                            history: Sequence[Message] = ()) -> dict[str, Any]:
+        """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history)."""
+        now = time.time()
+        with self.write() as conn:
+            conn.execute("INSERT INTO conversations (id, agent, title, created, updated) VALUES (?, ?, ?, ?, ?)",
+                         (conversation_id, agent, title[:80], now, now))
+            conn.executemany(
+                "INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
+                [(conversation_id, i, m.role, m.content, now) for i, m in enumerate(history)])
+        return {"id": conversation_id, "agent": agent, "title": title[:80], "created": now, "updated": now,
+                "messages": len(history)}
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """The conversation, its messages, runs and their events, in one transaction."""
+        with self.write() as conn:
+            runs = "SELECT id FROM runs WHERE conversation_id = ?"
+            conn.execute(f"DELETE FROM events WHERE run_id IN ({runs})", (conversation_id,))
+            conn.execute("DELETE FROM runs WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     def get_messages(self, conversation_id: str) -> list[Message]:
         rows = self.db.query(

@@ -8,8 +8,7 @@ import pytest
 
 from halguru.scaffold import create_project, list_templates
 
-# knowledge's conversation tests come with its knowledge base wiring
-TEMPLATES = ["assistant", "basic", "team"]
+TEMPLATES = ["assistant", "basic", "knowledge", "team"]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

@@ -1,4 +1,4 @@
-"""Tests for the knowledge agent: its documents ship with it and the agent runs."""
+"""Tests for the knowledge agent: its documents are retrieved, put in the prompt, and cited."""
 
 from pathlib import Path
 
@@ -16,8 +16,15 @@ def test_knowledge_folder_ships_documents():
     assert "closed on Mondays" in (PROJECT / "knowledge" / "opening-hours.md").read_text()
 
 
-def test_answers_with_instructions_that_forbid_guessing():
-    model = ScriptedModel(["The café is closed on Mondays."])
+def test_retrieves_the_right_document_and_cites_it():
+    model = ScriptedModel(["The café is closed on Mondays [1]."])
     result = run_sync(PROJECT, "Are you open on Monday?", model=model, record=False)
-    assert result.ok
-    assert "do not know" in model.requests[0].messages[0].content
+    assert result.ok, result.error
+    system = model.requests[0].messages[0].content
+    assert "do not know" in system
+    assert "closed on Mondays" in system  # the chunk that answers is in the prompt
+    retrieval = next(e for e in result.events if e.type == "retrieval")
+    assert retrieval.query == "Are you open on Monday?"
+    assert retrieval.hits[0]["source"] == "knowledge/opening-hours.md"
+    assert all("score" in hit for hit in retrieval.hits)
+    assert "Sources:\n[1] knowledge/opening-hours.md#" in result.output

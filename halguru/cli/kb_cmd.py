@@ -1,0 +1,184 @@
+"""`halguru kb`: create, ingest, search, list, show, drop, optimize and reindex knowledge bases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command()
+def create(
+    name: str = typer.Argument(..., help="Name of the new knowledge base."),
+    embedder: str | None = typer.Option(None, "--embedder", "-e",
+                                        help="llama-cpp (default), llama-cpp:MODEL.gguf, sentence-transformers, "
+                                             "openai:MODEL."),
+    chunk_size: int = typer.Option(256, "--chunk-size", help="Chunk size in tokens."),
+    chunk_overlap: int = typer.Option(32, "--chunk-overlap", help="Overlap between chunks in tokens."),
+) -> None:
+    """Create an empty knowledge base."""
+    from halguru import rag
+
+    kb = rag.create(name, embedder, chunk_size, chunk_overlap)
+    typer.echo(f"Created knowledge base {name} (embedder {kb.meta.embedder}, {kb.meta.dimension} dimensions). "
+               f"Next: halguru kb ingest {name} PATH")
+
+
+@app.command()
+def ingest(
+    name: str = typer.Argument(..., help="The knowledge base."),
+    paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
+    prune: bool = typer.Option(False, "--prune", help="Remove chunks of files that no longer exist."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for another ingest of this base instead of refusing."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List every file added, updated or skipped."),
+) -> None:
+    """Add new and changed files (by content hash); Markdown, text, HTML, PDF and source code."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from halguru.rag.indexer import ingest as run_ingest
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("files", total=None, chunks=0)
+        chunks = 0
+
+        def progress(event: str, value: object) -> None:
+            nonlocal chunks
+            if event == "files":
+                bar.update(task, total=int(value))  # type: ignore[call-overload]
+            elif event == "file":
+                bar.advance(task)
+            elif event == "chunks":
+                chunks += int(value)  # type: ignore[call-overload]
+                bar.update(task, chunks=chunks)
+
+        summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)
+    out = Console()
+    out.print(f"{name}: {summary.line()}")
+    if verbose:
+        for label, items in (("added", summary.added), ("updated", summary.updated), ("removed", summary.removed)):
+            for item in items:
+                out.print(f"  {label}: {item}", highlight=False)
+    for path, reason in summary.skipped:
+        out.print(f"  skipped {path}: {reason}", highlight=False)
+
+
+@app.command()
+def search(
+    name: str = typer.Argument(..., help="The knowledge base."),
+    query: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(5, "-k", "--top-k", help="How many chunks to return."),
+    mode: str = typer.Option("hybrid", "--mode", "-m", help="vector, fts (BM25) or hybrid (both, RRF-fused)."),
+    where: str | None = typer.Option(None, "--where", help="SQL filter, e.g. \"source LIKE '%guide%'\"."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per hit, one per line."),
+) -> None:
+    """Search a knowledge base; hybrid (vector + full-text, reciprocal rank fusion) by default."""
+    from halguru.rag.query import search as run_search
+
+    hits = run_search(name, query, k=k, mode=mode, where=where)  # type: ignore[arg-type]
+    if json_output:
+        for hit in hits:
+            typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not hits:
+        console.print("No matching chunks.")
+    for i, hit in enumerate(hits, 1):
+        console.print(f"[bold][{i}] {hit.citation}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]",
+                      highlight=False)
+        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        console.print(text, markup=False, highlight=False)
+        console.print()
+
+
+@app.command("list")
+def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List knowledge bases: embedder, documents, chunks and size on disk."""
+    from dataclasses import asdict
+
+    from halguru.rag.store import list_bases
+
+    bases = list_bases()
+    if json_output:
+        typer.echo(json.dumps([asdict(b) for b in bases], indent=2))
+        return
+    if not bases:
+        typer.echo("No knowledge bases yet; create one with `halguru kb create NAME`.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "embedder", "documents", "chunks", "size", box=None, header_style="bold")
+    for b in bases:
+        table.add_row(b.name, b.embedder, str(b.documents), str(b.chunks), _size(b.size_bytes))
+    Console().print(table)
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="The knowledge base."),
+         json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Show a knowledge base's settings and the documents it holds."""
+    from dataclasses import asdict
+
+    from halguru import rag
+
+    info = rag.open_base(name).info(with_sources=True)
+    if json_output:
+        typer.echo(json.dumps(asdict(info), indent=2))
+        return
+    typer.echo(f"name:       {info.name}\nembedder:   {info.embedder} ({info.dimension} dimensions)\n"
+               f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap\n"
+               f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
+               f"path:       {info.path}")
+    for source in info.sources:
+        typer.echo(f"  {source}")
+
+
+@app.command()
+def drop(name: str = typer.Argument(..., help="The knowledge base."),
+         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete a knowledge base and its files."""
+    from halguru import rag
+
+    info = rag.open_base(name).info()
+    if not yes and not typer.confirm(f"Delete knowledge base {name} ({info.documents} documents, "
+                                     f"{info.chunks} chunks)?", default=False):
+        typer.echo("Kept.")
+        raise typer.Exit(1)
+    rag.drop(name)
+    typer.echo(f"Dropped knowledge base {name}.")
+
+
+@app.command()
+def optimize(name: str = typer.Argument(..., help="The knowledge base.")) -> None:
+    """Compact the base's fragments and refresh its full-text index."""
+    from halguru import rag
+
+    fragments = rag.optimize(name)
+    typer.echo(f"Optimized {name}: {fragments} fragment(s).")
+
+
+@app.command()
+def reindex(name: str = typer.Argument(..., help="The knowledge base."),
+            embedder: str = typer.Option(..., "--embedder", "-e", help="The embedder to rebuild it with.")) -> None:
+    """Rebuild a base with another embedder from its source files."""
+    from halguru.rag.indexer import reindex as run_reindex
+
+    summary = run_reindex(name, embedder)
+    typer.echo(f"Re-indexed {name} with {embedder}: {summary.line()}")

@@ -1,0 +1,74 @@
+"""Knowledge bases (RAG on LanceDB): the Python API behind ``halguru kb``.
+
+```python
+from halguru import rag
+kb = rag.create("docs")                  # default embedder, offline
+rag.ingest("docs", ["./docs"])            # incremental; prune=True forgets deleted files
+hits = rag.search("docs", "how do I install?", k=5, mode="hybrid")
+```
+
+Imports stay lazy: LanceDB and pyarrow load on first use, not with ``halguru``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "KnowledgeBase": "halguru.rag.store",
+    "list_bases": "halguru.rag.store",
+    "ingest": "halguru.rag.indexer",
+    "reindex": "halguru.rag.indexer",
+    "IngestSummary": "halguru.rag.indexer",
+    "search": "halguru.rag.query",
+    "Hit": "halguru.rag.query",
+    "get_embedder": "halguru.rag.embedders",
+    "KnowledgeError": "halguru.rag.errors",
+}
+
+__all__ = [*_EXPORTS, "create", "drop", "open_base", "optimize"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from halguru.rag.store import KnowledgeBase
+
+
+def create(name: str, embedder: str | None = None, chunk_size: int = 256, chunk_overlap: int = 32,
+           exist_ok: bool = False) -> KnowledgeBase:
+    """Create an empty knowledge base (default embedder: the bundled model, offline)."""
+    from halguru.rag.store import KnowledgeBase
+
+    return KnowledgeBase.create(name, embedder, chunk_size, chunk_overlap, exist_ok=exist_ok)
+
+
+def open_base(name: str) -> KnowledgeBase:
+    from halguru.rag.store import KnowledgeBase
+
+    return KnowledgeBase.open(name)
+
+
+def drop(name: str) -> None:
+    """Delete a knowledge base and its files (refused while an ingest holds it)."""
+    from halguru.rag.indexer import ingest_lock
+
+    kb = open_base(name)
+    with ingest_lock(kb):
+        kb.drop()
+
+
+def optimize(name: str) -> int:
+    """Compact a base's fragments and refresh its indexes; returns the fragments left."""
+    from halguru.rag.indexer import ingest_lock
+
+    kb = open_base(name)
+    with ingest_lock(kb):
+        kb.ensure_fts_index() if kb.table.count_rows() else None
+        return kb.optimize()
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'halguru.rag' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,143 @@
+"""Knowledge for agents: resolve ``knowledge:`` entries, retrieve, number the sources, cite them.
+
+An entry is a knowledge base name, or a folder (relative to agent.yaml) that is
+ingested into the base ``AGENT-FOLDER`` on the agent's first run in a process
+(incrementally: unchanged files cost a hash). The runtime calls ``retrieve`` and
+turns each base's hits into a ``retrieval`` event.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halguru.rag.errors import KnowledgeError
+from halguru.rag.query import Hit
+
+TOOL_NAME = "search_knowledge"
+_INGESTED: set[tuple[str, str]] = set()  # (base, folder) already brought up to date in this process
+_LOCK = threading.Lock()
+_CITED = re.compile(r"\[(\d+)\]")
+
+
+@dataclass
+class BaseHits:
+    knowledge_base: str
+    hits: list[Hit]
+    duration_ms: float
+
+
+@dataclass
+class Citations:
+    """Numbers sources in the order a run first sees them, so [n] stays stable across tool calls."""
+
+    numbers: dict[str, int] = field(default_factory=dict)
+
+    def number(self, hit: Hit) -> int:
+        return self.numbers.setdefault(hit.citation, len(self.numbers) + 1)
+
+    def footer(self, answer: str) -> str:
+        """``Sources:`` with what the answer cites (or, when it cites nothing, everything it was given)."""
+        if not self.numbers:
+            return ""
+        cited = {int(n) for n in _CITED.findall(answer)}
+        chosen = [(n, c) for c, n in self.numbers.items() if n in cited] or [(n, c) for c, n in self.numbers.items()]
+        return "\n\nSources:\n" + "\n".join(f"[{n}] {c}" for n, c in sorted(chosen))
+
+
+class KnowledgeRetriever:
+    """The knowledge bases of one agent, resolved lazily on the first retrieval."""
+
+    def __init__(self, entries: list[str], folder: Path | None, agent_name: str, top_k: int = 4,
+                 mode: str = "hybrid"):
+        self.entries = entries
+        self.folder = folder
+        self.agent_name = agent_name
+        self.top_k = top_k
+        self.mode = mode
+        self._bases: list[str] | None = None
+
+    def bases(self) -> list[str]:
+        if self._bases is None:
+            self._bases = [self._resolve(entry) for entry in self.entries]
+        return self._bases
+
+    def _resolve(self, entry: str) -> str:
+        from halguru.rag.store import NAME_PATTERN, KnowledgeBase, list_names
+
+        candidate = Path(entry).expanduser()
+        if not candidate.is_absolute():
+            candidate = (self.folder or Path.cwd()) / candidate
+        if candidate.is_dir():
+            name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.agent_name}-{candidate.name}")[:64]
+            with _LOCK:
+                if (name, str(candidate)) not in _INGESTED:
+                    from halguru.rag.indexer import ingest
+
+                    kb = KnowledgeBase.create(name, exist_ok=True)
+                    ingest(kb, [candidate], prune=True, wait=True)
+                    _INGESTED.add((name, str(candidate)))
+            return name
+        if NAME_PATTERN.match(entry) and entry in list_names():
+            return entry
+        raise KnowledgeError(f"agent {self.agent_name}: knowledge: {entry!r} is neither a knowledge base "
+                             f"(see `halguru kb list`) nor a folder next to agent.yaml")
+
+    def retrieve(self, query: str, k: int | None = None) -> list[BaseHits]:
+        from halguru.rag.query import search
+
+        results = []
+        for name in self.bases():
+            started = time.perf_counter()
+            try:
+                hits = search(name, query, k=k or self.top_k, mode=self.mode)  # type: ignore[arg-type]
+            except KnowledgeError as exc:
+                if "no documents yet" not in str(exc):
+                    raise
+                hits = []
+            results.append(BaseHits(name, hits, (time.perf_counter() - started) * 1000))
+        return results
+
+
+def merged(results: list[BaseHits], k: int) -> list[Hit]:
+    """Hits of several bases in one list: interleaved by rank, since their scores do not compare."""
+    out: list[Hit] = []
+    for rank in range(max((len(r.hits) for r in results), default=0)):
+        out += [r.hits[rank] for r in results if rank < len(r.hits)]
+    return out[:k]
+
+
+def event_hits(result: BaseHits, citations: Citations) -> list[dict[str, Any]]:
+    return [{"n": citations.number(h), "citation": h.citation, "source": h.source, "heading": h.heading,
+             "lines": h.lines, "score": h.score, "text": h.text[:500]} for h in result.hits]
+
+
+def context_block(hits: list[Hit], citations: Citations) -> str:
+    """The sources as the model sees them, numbered for citation."""
+    if not hits:
+        return "No document matched the question."
+    parts = [f"[{citations.number(h)}] {h.citation}\n{h.text.strip()}" for h in hits]
+    return "\n\n".join(parts)
+
+
+AUTO_PROMPT = ("Answer from these documents. Cite each fact with the number of its source, like [1]. "
+               "If they do not contain the answer, say so.\n\n{context}")
+
+
+def knowledge_tool(agent: Any) -> Any:
+    """``search_knowledge(query)`` over the agent's bases (also callable on its own, outside a run)."""
+    from halguru.tools.decorator import tool
+
+    def search_knowledge(query: str) -> str:
+        retriever = agent.knowledge
+        results = retriever.retrieve(query)
+        return context_block(merged(results, retriever.top_k * len(results)), Citations())
+
+    names = ", ".join(agent.spec.knowledge)
+    return tool(search_knowledge, name=TOOL_NAME, timeout=120.0, description=(
+        f"Search the knowledge base ({names}) for passages about a question; returns numbered sources to cite "
+        "like [1]."))

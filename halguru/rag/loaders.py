@@ -1,0 +1,172 @@
+"""Turn files into text: Markdown, plain text, HTML, PDF (text layer) and source code.
+
+Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
+text layer) becomes a ``Skip`` with a reason, so one bad file never aborts an ingest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+MAX_BYTES = 20 * 1024 * 1024  # past this a file is more likely a dump than a document
+
+MARKDOWN = {".md", ".markdown", ".mdx"}
+TEXT = {".txt", ".text", ".rst", ".adoc", ".org", ".csv", ".log", ""}
+HTML = {".html", ".htm", ".xhtml"}
+PDF = {".pdf"}
+CODE = {
+    ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp", ".hpp",
+    ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".bash", ".sql", ".lua", ".r", ".m", ".toml", ".yaml",
+    ".yml", ".json", ".ini", ".cfg", ".css", ".scss", ".vue", ".svelte", ".dart", ".ex", ".exs", ".erl", ".hs",
+}
+SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
+SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache",
+             ".ruff_cache", ".pytest_cache", "dist", "build"}
+
+
+@dataclass
+class Document:
+    """A loaded file: its text and the kind that decides how it is chunked."""
+
+    path: Path
+    text: str
+    kind: str  # markdown | text | html | pdf | code
+
+
+@dataclass
+class Skip:
+    path: Path
+    reason: str
+
+
+def kind_of(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN:
+        return "markdown"
+    if suffix in HTML:
+        return "html"
+    if suffix in PDF:
+        return "pdf"
+    if suffix in CODE:
+        return "code"
+    if suffix in TEXT:
+        return "text"
+    return None
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[Skip]]:
+    """Expand folders into the files we can read (hidden and build folders left out)."""
+    files: list[Path] = []
+    skipped: list[Skip] = []
+    for root in paths:
+        if not root.exists():
+            skipped.append(Skip(root, "no such file or folder"))
+        elif root.is_file():
+            files.append(root)  # named explicitly: try it whatever its extension
+        else:
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(root).parts
+                if any(p in SKIP_DIRS or p.startswith(".") for p in rel) or not path.is_file():
+                    continue
+                if kind_of(path) is None:
+                    skipped.append(Skip(path, f"unsupported file type {path.suffix or '(no extension)'}"))
+                else:
+                    files.append(path)
+    return files, skipped
+
+
+def read_bytes(path: Path, max_bytes: int | None = None) -> bytes | Skip:
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return Skip(path, f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.0f} MB)")
+        return path.read_bytes()
+    except OSError as exc:
+        return Skip(path, f"unreadable ({exc.strerror or exc})")
+
+
+def load(path: Path, data: bytes) -> Document | Skip:
+    """Decode ``data`` (the file's bytes) by the file's kind."""
+    kind = kind_of(path) or "text"
+    if not data.strip():
+        return Skip(path, "empty file")
+    if kind == "pdf" or data[:5] == b"%PDF-":
+        return _load_pdf(path, data)
+    if b"\x00" in data[:8192]:
+        return Skip(path, "binary file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            return Skip(path, "not UTF-8 text")
+    if kind == "html":
+        text = html_to_text(text)
+        kind = "markdown"  # headings were turned into Markdown headings
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        return Skip(path, "no text")
+    return Document(path, text, kind)
+
+
+def _load_pdf(path: Path, data: bytes) -> Document | Skip:
+    import io
+
+    try:
+        from pypdf import PdfReader
+
+        reader = PdfReader(io.BytesIO(data))
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+    except Exception as exc:  # pypdf raises many types on damaged files
+        return Skip(path, f"unreadable PDF ({type(exc).__name__}: {exc})")
+    if not any(pages):
+        return Skip(path, "PDF has no text layer (scanned?); run OCR on it first")
+    # One heading per page so that chunks cite "file.pdf#page 3".
+    text = "\n\n".join(f"# page {i}\n\n{t}" for i, t in enumerate(pages, 1) if t)
+    return Document(path, text, "markdown")
+
+
+class _HTMLText(HTMLParser):
+    """HTML to Markdown-ish text: headings become #, blocks become paragraphs, scripts/styles vanish."""
+
+    BLOCK = frozenset({"p", "div", "section", "article", "li", "tr", "br", "pre", "table", "ul", "ol", "blockquote",
+             "header", "footer", "main", "nav", "dd", "dt"})
+    DROP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.dropping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.DROP:
+            self.dropping += 1
+        elif len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
+            self.out.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag in self.BLOCK:
+            self.out.append("\n\n" if tag != "li" else "\n- ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.DROP:
+            self.dropping = max(0, self.dropping - 1)
+        elif (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()) or tag in self.BLOCK:
+            self.out.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.dropping:
+            self.out.append(" ".join(data.split()) if data.strip() else " ")
+
+
+def html_to_text(html: str) -> str:
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.out).splitlines()]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip() + "\n"

@@ -1,0 +1,22 @@
+"""Built-in embedders, registered through the same hook as third-party plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from halguru.plugins.hookspecs import hookimpl
+
+
+@hookimpl
+def register_embedders(register: Any) -> None:
+    from halguru.rag.embedders import (
+        LlamaCppEmbedder,
+        OpenAIEmbedder,
+        SentenceTransformersEmbedder,
+        WordLlamaEmbedder,
+    )
+
+    register("wordllama", WordLlamaEmbedder)
+    register("llama-cpp", LlamaCppEmbedder)
+    register("sentence-transformers", SentenceTransformersEmbedder)
+    register("openai", OpenAIEmbedder)

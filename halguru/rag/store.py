@@ -1,0 +1,237 @@
+"""Knowledge bases on disk: one LanceDB folder each under HALGURU_HOME/knowledge/NAME.
+
+``meta.json`` records the embedder, its dimension and the chunking settings, so a base
+is never queried or filled with vectors from another embedder. Writes are LanceDB
+commits (atomic, versioned): a killed process leaves the last committed version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from halguru.rag.errors import KnowledgeError
+
+# Lance logs deprecation chatter to stderr from Rust; a user wants answers, not that.
+os.environ.setdefault("LANCEDB_LOG", "error")
+
+TABLE = "chunks"
+META_FILE = "meta.json"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def knowledge_root() -> Path:
+    from halguru.config import get_settings
+
+    return get_settings().home / "knowledge"
+
+
+@dataclass
+class KnowledgeMeta:
+    name: str
+    embedder: str
+    dimension: int
+    chunk_size: int = 256
+    chunk_overlap: int = 32
+    created: float = field(default_factory=time.time)
+    updated: float = 0.0
+
+
+@dataclass
+class KnowledgeInfo:
+    """What ``kb list`` and ``kb show`` print."""
+
+    name: str
+    embedder: str
+    dimension: int
+    documents: int
+    chunks: int
+    size_bytes: int
+    path: str
+    chunk_size: int
+    chunk_overlap: int
+    sources: list[str] = field(default_factory=list)
+
+
+def _schema(dimension: int) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()),
+        ("path", pa.string()),  # absolute path: the key for incremental ingest and --prune
+        ("source", pa.string()),  # what citations show, e.g. docs/guide.md
+        ("doc_hash", pa.string()),
+        ("heading", pa.string()),
+        ("line_start", pa.int32()),
+        ("line_end", pa.int32()),
+        ("chunk_index", pa.int32()),
+        ("text", pa.string()),
+        ("search_text", pa.string()),  # source, heading and text: what BM25 indexes
+        ("vector", pa.list_(pa.float32(), dimension)),
+    ])
+
+
+# folder -> (metadata mtime, open base), for KnowledgeBase.cached
+_OPEN: dict[Path, tuple[int, KnowledgeBase]] = {}
+
+
+class KnowledgeBase:
+    """One knowledge base: its metadata and its LanceDB table (opened lazily)."""
+
+    def __init__(self, name: str, folder: Path, meta: KnowledgeMeta):
+        self.name = name
+        self.folder = folder
+        self.meta = meta
+        self._table: Any = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, name: str, embedder: str | None = None, chunk_size: int = 256, chunk_overlap: int = 32,
+               exist_ok: bool = False) -> KnowledgeBase:
+        from halguru.rag.embedders import DEFAULT_EMBEDDER, get_embedder
+
+        if not NAME_PATTERN.match(name):
+            raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.'")
+        folder = knowledge_root() / name
+        if (folder / META_FILE).exists():
+            if exist_ok:
+                return cls.open(name)
+            raise KnowledgeError(f"knowledge base {name!r} already exists; ingest into it with "
+                                 f"`halguru kb ingest {name} PATH` or drop it with `halguru kb drop {name}`")
+        if chunk_size < 16 or not 0 <= chunk_overlap < chunk_size:
+            raise KnowledgeError("chunk size must be ≥ 16 tokens and overlap between 0 and the size")
+        model = get_embedder(embedder or DEFAULT_EMBEDDER)
+        meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap)
+        folder.mkdir(parents=True, exist_ok=True)
+        import lancedb
+
+        lancedb.connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension), exist_ok=True)
+        kb = cls(name, folder, meta)
+        kb.save_meta()  # last: a base exists once its metadata does
+        return kb
+
+    @classmethod
+    def cached(cls, name: str) -> KnowledgeBase:
+        """An open base reused across searches (reopening costs ~3 ms a query); reopened when its
+        metadata file changes (reindex, drop and create)."""
+        folder = knowledge_root() / name
+        try:
+            stamp = (folder / META_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            _OPEN.pop(folder, None)
+            return cls.open(name)  # raises the clear "no knowledge base" error
+        hit = _OPEN.get(folder)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, cls.open(name))
+            _OPEN[folder] = hit
+        return hit[1]
+
+    @classmethod
+    def open(cls, name: str) -> KnowledgeBase:
+        folder = knowledge_root() / name
+        try:
+            data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            known = ", ".join(list_names()) or "none yet"
+            raise KnowledgeError(f"no knowledge base {name!r} (known: {known}); "
+                                 f"create it with `halguru kb create {name}`") from None
+        except (OSError, ValueError) as exc:
+            raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}") from None
+        return cls(name, folder, KnowledgeMeta(**data))
+
+    def save_meta(self) -> None:
+        tmp = self.folder / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
+        tmp.replace(self.folder / META_FILE)
+
+    def drop(self) -> None:
+        shutil.rmtree(self.folder)
+
+    @property
+    def table(self) -> Any:
+        if self._table is None:
+            import lancedb
+
+            # Every read checks for newer versions, so a cached base sees what another ingest committed.
+            db = lancedb.connect(str(self.folder), read_consistency_interval=timedelta(0))
+            try:
+                self._table = db.open_table(TABLE)
+            except (FileNotFoundError, ValueError):
+                self._table = db.create_table(TABLE, schema=_schema(self.meta.dimension), exist_ok=True)
+        return self._table
+
+    def refresh(self) -> None:
+        """See commits made by other processes (an ingest running beside a search)."""
+        self._table = None
+
+    # -- embedder --------------------------------------------------------------------------------------
+
+    def embedder(self, override: str | None = None) -> Any:
+        """The base's embedder; another one is refused because its vectors would not compare."""
+        from halguru.rag.embedders import get_embedder
+
+        if override and override != self.meta.embedder:
+            raise KnowledgeError(
+                f"knowledge base {self.name!r} was built with embedder {self.meta.embedder!r}, not {override!r}; "
+                f"re-index it with `halguru kb reindex {self.name} --embedder {override}`")
+        model = get_embedder(self.meta.embedder)
+        if model.dimension != self.meta.dimension:
+            raise KnowledgeError(
+                f"knowledge base {self.name!r} holds {self.meta.dimension}-dimensional vectors but "
+                f"{self.meta.embedder!r} now gives {model.dimension}; re-index it with "
+                f"`halguru kb reindex {self.name} --embedder {self.meta.embedder}`")
+        return model
+
+    # -- inspection ------------------------------------------------------------------------------------
+
+    def documents(self) -> dict[str, tuple[str, set[str]]]:
+        """path -> (source, content hashes stored for it); two hashes mean an interrupted update."""
+        found: dict[str, tuple[str, set[str]]] = {}
+        rows = self.table.count_rows()
+        if rows == 0:
+            return found
+        columns = self.table.search().select(["path", "source", "doc_hash"]).limit(rows).to_arrow().to_pydict()
+        for path, source, digest in zip(columns["path"], columns["source"], columns["doc_hash"], strict=True):
+            found.setdefault(path, (source, set()))[1].add(digest)
+        return found
+
+    def info(self, with_sources: bool = False) -> KnowledgeInfo:
+        docs = self.documents()
+        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs),
+                             self.table.count_rows(), size, str(self.folder), self.meta.chunk_size,
+                             self.meta.chunk_overlap, sorted(s for s, _ in docs.values()) if with_sources else [])
+
+    def fragments(self) -> int:
+        return int(self.table.stats()["fragment_stats"]["num_fragments"])
+
+    def optimize(self) -> int:
+        """Compact fragments, update indexes and drop old versions; returns the fragments left."""
+        from datetime import timedelta
+
+        self.table.optimize(cleanup_older_than=timedelta(minutes=5), delete_unverified=False)
+        return self.fragments()
+
+    def ensure_fts_index(self) -> None:
+        from lancedb.index import FTS
+
+        self.table.create_index("search_text", config=FTS(with_position=False), replace=True)
+
+
+def list_names() -> list[str]:
+    root = knowledge_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
+
+
+def list_bases() -> list[KnowledgeInfo]:
+    return [KnowledgeBase.open(name).info() for name in list_names()]

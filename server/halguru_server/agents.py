@@ -1,0 +1,58 @@
+"""The agents a server serves: found once at start-up from the paths given to `halguru serve`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from halguru.agents.loader import AGENT_FILE, Agent, load_agent
+from halguru.errors import HalguruError
+
+
+@dataclass
+class ServedAgent:
+    agent: Agent
+    web_chat: str  # "public" or "key"
+    batches: bool  # the model can run several generations at once (not llama.cpp)
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    @property
+    def model(self) -> str:
+        return self.agent.spec.model
+
+
+def find_projects(paths: list[Path]) -> list[Path]:
+    """Each path is an agent project, or a folder whose sub-folders (one level) are projects."""
+    found: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if (path / AGENT_FILE).is_file() or path.name.endswith((".yaml", ".yml")):
+            found.append(path)
+        elif path.is_dir():
+            subs = sorted(p for p in path.iterdir() if (p / AGENT_FILE).is_file())
+            if not subs:
+                raise HalguruError(f"{path}: no agent project here (a folder with {AGENT_FILE}, or folders of them)")
+            found += subs
+        else:
+            raise HalguruError(f"{path}: no such agent project")
+    return found
+
+
+def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAgent]:
+    from halguru.models.registry import find_entry
+
+    served: dict[str, ServedAgent] = {}
+    for project in find_projects(paths):
+        agent = load_agent(project)
+        if agent.name in served:
+            raise HalguruError(f"two agents are named {agent.name!r} ({served[agent.name].agent.path} and "
+                               f"{project}); rename one")
+        web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
+        if web_chat not in ("public", "key"):
+            raise HalguruError(f"{project}: metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
+        provider = find_entry(agent.spec.model).provider
+        served[agent.name] = ServedAgent(agent, web_chat, batches=provider != "llama-cpp")
+    return served

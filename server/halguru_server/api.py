@@ -1,0 +1,147 @@
+"""The REST API under /v1: agents, conversations, messages (whole or streamed as SSE) and runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from halguru.errors import StoreError
+from halguru_server import service
+from halguru_server.errors import ApiError, responses
+from halguru_server.schemas import (
+    AgentList,
+    AgentOut,
+    ConversationIn,
+    ConversationOut,
+    ConversationPage,
+    MessageIn,
+    MessageList,
+    MessageOut,
+    RunDetail,
+    RunOut,
+    ToolCallOut,
+    Usage,
+)
+from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+
+router = APIRouter(prefix="/v1", responses=responses(401, 422))
+Caller = Annotated[Principal, Depends(require_key)]
+State = Annotated[ServerState, Depends(get_state)]
+ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
+_RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
+SSE_DOC = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+           "description": "the answer; with stream=true, Server-Sent Events (one per run event)"}
+
+
+def agent_out(state: ServerState, name: str) -> AgentOut:
+    served = state.agents[name]
+    spec = served.agent.spec
+    return AgentOut(name=name, description=spec.description, model=spec.model, tools=list(spec.tools),
+                    web_chat=served.web_chat)  # type: ignore[arg-type]
+
+
+@router.get("/agents", response_model=AgentList, tags=["agents"])
+def list_agents(state: State, caller: Caller) -> AgentList:
+    """The agents this server runs (those the API key may use)."""
+    return AgentList(data=[agent_out(state, n) for n, s in state.agents.items() if caller.allows(s)])
+
+
+@router.get("/agents/{agent}", response_model=AgentOut, tags=["agents"], responses=responses(403, 404))
+def get_agent(agent: str, state: State, caller: Caller) -> AgentOut:
+    agent_for(state, caller, agent)
+    return agent_out(state, agent)
+
+
+@router.post("/conversations", response_model=ConversationOut, status_code=201, tags=["conversations"],
+             responses=responses(400, 403, 404))
+def create_conversation(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
+    """Start an empty conversation with an agent; post messages to it next."""
+    agent_for(state, caller, body.agent)
+    return ConversationOut(**service.new_conversation(state, body.agent, body.title))
+
+
+@router.get("/conversations", response_model=ConversationPage, tags=["conversations"], responses=responses(400))
+def list_conversations(state: State, caller: Caller, agent: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                       cursor: Annotated[str | None, Query(max_length=200)] = None) -> ConversationPage:
+    """Newest first, ``limit`` per page; follow ``next_cursor`` for more."""
+    rows, next_cursor = service.list_conversations(state, caller, agent, limit, cursor)
+    return ConversationPage(data=[ConversationOut(**r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"],
+            responses=responses(404))
+def get_conversation(conversation_id: ConvId, state: State, caller: Caller) -> ConversationOut:
+    row = service.get_conversation(state, caller, conversation_id)
+    count = len(state.store.get_messages(conversation_id))
+    return ConversationOut(**{**row, "messages": count})
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"],
+               responses=responses(404))
+def delete_conversation(conversation_id: ConvId, state: State, caller: Caller) -> Response:
+    """Delete the conversation with its messages, runs and their events."""
+    service.get_conversation(state, caller, conversation_id)
+    service.delete_conversation(state, conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessageList, tags=["conversations"],
+            responses=responses(404))
+def list_messages(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
+    service.get_conversation(state, caller, conversation_id)
+    return MessageList(data=[MessageOut(**m.model_dump()) for m in state.store.get_messages(conversation_id)])
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=RunOut, tags=["conversations"],
+             responses={200: SSE_DOC, **responses(400, 404, 413, 503)})
+async def post_message(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
+                       caller: Caller) -> Response | RunOut:
+    """Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
+    (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished."""
+    return await answer(request, state, caller, conversation_id, body)
+
+
+async def answer(request: Request, state: ServerState, caller: Principal, conversation_id: str,
+                 body: MessageIn) -> Response | RunOut:
+    """Post a message: shared by the REST API and the web chat."""
+    row = service.get_conversation(state, caller, conversation_id)
+    served = agent_for(state, caller, row["agent"])
+    service.check_input(state, body.content)
+    request_id = request.scope["state"]["request_id"]
+    reservation = service.reserve(state, served, caller)
+    events = service.run_events(state, served, body.content, conversation_id, request_id, reservation)
+    if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+        async def body_iter() -> AsyncIterator[str]:
+            async for event in events:
+                yield service.sse(event.type, event.model_dump_json())
+
+        return service.EventStream(body_iter(), state, reservation.release)
+    try:
+        collected = await service.collect(request, events)
+    finally:
+        reservation.release()
+    started, finished = service.summary(collected)
+    return RunOut(run_id=finished.run_id, conversation_id=started.conversation_id, agent=served.name,
+                  status=finished.status, output=finished.output, error=finished.error,
+                  usage=Usage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens),
+                  tool_calls=[ToolCallOut(name=e.name, arguments=e.arguments) for e in collected
+                              if e.type == "tool_call"],
+                  duration_ms=finished.duration_ms)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))
+def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller) -> RunDetail:
+    """A run with every recorded event (streamed tokens are summed up in model_result)."""
+    try:
+        run = state.store.get_run(run_id) if _RUN_ID.match(run_id) else None
+    except StoreError:
+        run = None
+    served = state.agents.get(run["agent"]) if run and run["id"] == run_id else None
+    if run is None or served is None or not caller.allows(served):
+        raise ApiError(404, f"no run {run_id!r}")
+    fields = {k: run[k] for k in RunDetail.model_fields if k != "events"}
+    return RunDetail(**fields, events=state.store.get_events(run_id))

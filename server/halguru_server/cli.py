@@ -1,0 +1,70 @@
+"""What `halguru serve` and `halguru keys` do (the plugin module keeps only the argument parsing)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from halguru.store import open_store
+from halguru_server.keys import create_key, list_keys, parse_duration, revoke_key
+
+
+def run_server(config: Path | None, **options: Any) -> None:
+    import uvicorn
+
+    from halguru_server.agents import find_projects
+    from halguru_server.app import SETTINGS_ENV, create_app
+    from halguru_server.middleware import configure_logging
+    from halguru_server.settings import load_settings
+
+    settings = load_settings(config, **options)
+    settings.check()
+    if not settings.agents:
+        settings.agents = [Path.cwd()]
+    settings.agents = find_projects(settings.agents)  # fail here, with one line, on a bad path
+    configure_logging(settings.log_level)
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
+               f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
+               f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics"
+               + ("\n  dev mode: no API keys (loopback only)" if settings.dev else ""), err=True)
+    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
+                              "access_log": False, "timeout_graceful_shutdown": settings.shutdown_timeout}
+    if settings.workers > 1:
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+
+
+def create(name: str, agents: str | None, expires: str | None) -> None:
+    names = [a.strip() for a in agents.split(",") if a.strip()] if agents else []
+    key, secret = create_key(open_store(), name, names, parse_duration(expires) if expires else None)
+    typer.echo(secret)
+    typer.echo(f"key {key.id} ({name}) created; store it now, it is not shown again", err=True)
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "never"
+
+
+def show() -> None:
+    keys = list_keys(open_store())
+    if not keys:
+        typer.echo("no keys; create one with `halguru keys create NAME`")
+        return
+    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'EXPIRES':<18}STATE")
+    for k in keys:
+        typer.echo(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}"
+                   f"{_when(k.expires):<18}{k.state}")
+
+
+def revoke(name_or_id: str) -> None:
+    for key in revoke_key(open_store(), name_or_id):
+        typer.echo(f"revoked {key.id} ({key.name})")
+
+

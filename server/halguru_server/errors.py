@@ -1,0 +1,79 @@
+"""One error shape for every failure: ``{"error": {"type", "message"}}`` with the right status code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from halguru.errors import HalguruError
+from halguru_server.gate import QueueFull
+from halguru_server.schemas import ErrorBody
+
+_TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid_request",
+          429: "rate_limited", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.type = type or _TYPES.get(status, "error")
+        self.headers = headers
+
+
+def error_response(status: int, message: str, type: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"type": type or _TYPES.get(status, "error"), "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe(errors: list[Any]) -> str:
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.type, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        status = 400 if errors and errors[0].get("type") == "json_invalid" else 422
+        return error_response(status, _describe(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /swagger"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(QueueFull)
+    async def busy(request: Request, exc: QueueFull) -> JSONResponse:
+        return error_response(503, str(exc), "queue_full", {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(HalguruError)
+    async def user_error(request: Request, exc: HalguruError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger("halguru.server").exception("unhandled error on %s", request.url.path)
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal")
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error codes a route can answer."""
+    return {code: {"model": ErrorBody, "description": _TYPES.get(code, "error")} for code in codes}

@@ -1,0 +1,115 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it buffers and costs per request).
+
+One layer gives every request an id (``X-Request-ID``, also passed to the run's
+trace), enforces the body-size limit, records Prometheus metrics and writes one
+structured JSON log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from fastapi import HTTPException
+
+from halguru_server.metrics import Metrics
+
+Scope = dict[str, Any]
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = logging.getLogger("halguru.server.access")
+
+
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so FastAPI's body parsing lets it through as 413 (not 'error parsing the body')."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body is larger than {limit} bytes (HALGURU_SERVE_MAX_BODY_BYTES)")
+
+
+class RequestMiddleware:
+    def __init__(self, app: Any, metrics: Metrics, max_body: int):
+        self.app, self.metrics, self.max_body = app, metrics, max_body
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = [500]
+        first_byte = [0.0]
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            receive = _refuse(self.max_body)
+        elif scope["method"] in ("POST", "PUT", "PATCH"):
+            receive = _counting(receive, self.max_body)
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                first_byte[0] = time.perf_counter()
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            elapsed = (first_byte[0] or time.perf_counter()) - started
+            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                log.info("request", extra={"fields": {
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "route": route, "status": status[0], "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None}})
+
+
+def _refuse(limit: int) -> Any:
+    async def receive() -> dict[str, Any]:
+        raise BodyTooLarge(limit)
+
+    return receive
+
+
+def _counting(receive: Any, limit: int) -> Any:
+    seen = [0]
+
+    async def wrapped() -> dict[str, Any]:
+        message = await receive()
+        if message["type"] == "http.request":
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return wrapped
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                "msg": record.getMessage(), **getattr(record, "fields", {})}
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("halguru", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(level.upper())
+    logging.getLogger("uvicorn.access").disabled = True  # our access log has the request id

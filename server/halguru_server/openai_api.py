@@ -1,0 +1,177 @@
+"""OpenAI-compatible endpoints: the model name is the agent name, so existing clients and SDKs work unchanged.
+
+Each request carries the whole chat; the earlier messages become a stored
+conversation's history and the last user message is the run's input, so the
+request is traced like any other run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from halguru.models.base import Message
+from halguru_server import service
+from halguru_server.errors import ApiError, responses
+from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422))
+Caller = Annotated[Principal, Depends(require_key)]
+State = Annotated[ServerState, Depends(get_state)]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send many optional fields
+    model: str = Field(min_length=1, description="the agent's name")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, description="not supported: agents bring their tools")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "halguru"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ChoiceMessage
+    finish_reason: str
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+
+
+def _text(content: str | list[dict[str, Any]] | None) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for part in content:
+        if part.get("type") != "text":
+            raise ApiError(400, f"content part type {part.get('type')!r} is not supported; send text")
+        parts.append(str(part.get("text", "")))
+    return "".join(parts)
+
+
+@router.get("/models", response_model=ModelList)
+def list_models(state: State, caller: Caller) -> ModelList:
+    """Every agent the key may use, as an OpenAI model."""
+    created = int(state.started)
+    return ModelList(data=[ModelCard(id=n, created=created) for n, s in state.agents.items() if caller.allows(s)])
+
+
+@router.get("/models/{model}", response_model=ModelCard, responses=responses(403, 404))
+def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller: Caller) -> ModelCard:
+    agent_for(state, caller, model)
+    return ModelCard(id=model, created=int(state.started))
+
+
+@router.post("/chat/completions", response_model=ChatCompletion,
+             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                              "description": "a chat.completion, or chat.completion.chunk events when stream"},
+                        **responses(400, 403, 404, 413, 502, 503)})
+async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller
+                           ) -> Response | ChatCompletion:
+    """Run the agent named by ``model`` on the conversation in ``messages``."""
+    served = agent_for(state, caller, body.model)
+    if body.tools:
+        raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used")
+    messages = [(m.role, _text(m.content)) for m in body.messages if m.role != "tool"]
+    if not messages or messages[-1][0] != "user":
+        raise ApiError(400, "messages: the last message must be from the user")
+    history = [Message(role="system" if role == "developer" else role, content=text)  # type: ignore[arg-type]
+               for role, text in messages[:-1] if role != "tool"]
+    text = messages[-1][1]
+    if not text.strip():
+        raise ApiError(400, "messages: the last user message is empty")
+    service.check_input(state, text)
+    sampling = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
+                                  "max_tokens": body.max_completion_tokens or body.max_tokens}.items()
+                if v is not None}
+    reservation = service.reserve(state, served, caller)
+    try:
+        conversation = service.new_conversation(state, served.name, text[:80], history)["id"]
+    except BaseException:
+        reservation.release()
+        raise
+    request_id = request.scope["state"]["request_id"]
+    events = service.run_events(state, served, text, conversation, request_id, reservation, sampling)
+    completion_id = f"chatcmpl-{request_id}"
+    created = int(time.time())
+    if body.stream:
+        return service.EventStream(_chunks(events, completion_id, created, body.model), state, reservation.release)
+    try:
+        collected = await service.collect(request, events)
+    finally:
+        reservation.release()
+    _, finished = service.summary(collected)
+    if finished.status != "ok":
+        raise ApiError(502, f"the agent's run failed: {finished.error}", "run_failed")
+    return ChatCompletion(
+        id=completion_id, created=created, model=body.model,
+        choices=[Choice(message=ChoiceMessage(content=finished.output), finish_reason="stop")],
+        usage=CompletionUsage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
+                              total_tokens=finished.prompt_tokens + finished.completion_tokens))
+
+
+async def _chunks(events: AsyncIterator[Any], completion_id: str, created: int, model: str) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for event in events:
+        if event.type == "token":
+            yield chunk({"content": event.text})
+        elif event.type == "model_result" and event.tool_calls:
+            yield chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
+        elif event.type == "run_finished":
+            if event.status != "ok":
+                error = {"error": {"type": "run_failed", "message": f"the agent's run failed: {event.error}"}}
+                yield f"data: {json.dumps(error)}\n\n"
+                return
+            yield chunk({}, "stop", usage={"prompt_tokens": event.prompt_tokens,
+                                           "completion_tokens": event.completion_tokens,
+                                           "total_tokens": event.prompt_tokens + event.completion_tokens})
+    yield "data: [DONE]\n\n"

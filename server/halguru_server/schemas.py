@@ -1,0 +1,108 @@
+"""Request and response bodies of the /v1 API (they are the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. not_found, invalid_request, unauthorized")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class AgentOut(BaseModel):
+    name: str
+    description: str
+    model: str
+    tools: list[str]
+    web_chat: Literal["public", "key"]
+
+
+class AgentList(BaseModel):
+    data: list[AgentOut]
+
+
+class ConversationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=200)
+    title: str = Field(default="", max_length=200)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    agent: str
+    title: str
+    created: float
+    updated: float
+    messages: int = 0
+
+
+class ConversationPage(BaseModel):
+    data: list[ConversationOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] = []
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class MessageList(BaseModel):
+    data: list[MessageOut]
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, description="the user's message")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ToolCallOut(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class RunOut(BaseModel):
+    """The answer to a message: the run's outcome (its events are at GET /v1/runs/{run_id})."""
+
+    run_id: str
+    conversation_id: str
+    agent: str
+    status: Literal["ok", "failed", "cancelled"]
+    output: str
+    error: str | None
+    usage: Usage
+    tool_calls: list[ToolCallOut]
+    duration_ms: float
+
+
+class RunDetail(BaseModel):
+    id: str
+    conversation_id: str
+    agent: str
+    model: str
+    input: str
+    output: str
+    status: str
+    error: str | None
+    started: float
+    finished: float | None
+    duration_ms: float | None
+    steps: int
+    prompt_tokens: int
+    completion_tokens: int
+    events: list[dict[str, Any]]

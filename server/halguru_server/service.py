@@ -1,0 +1,178 @@
+"""What the routes do, shared by the REST API, the OpenAI endpoint and the web chat.
+
+Runs always go through ``halguru.agents.runtime.run`` (the only entry point),
+inside a place in the model's fair queue, with the request id in the trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, suppress
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
+from halguru.agents.runtime import run
+from halguru.models.base import Message
+from halguru_server.agents import ServedAgent
+from halguru_server.errors import ApiError
+from halguru_server.gate import Reservation
+from halguru_server.state import Principal, ServerState
+
+ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+# -- conversations -----------------------------------------------------------
+def new_conversation(state: ServerState, agent: str, title: str = "", history: list[Message] | None = None) -> dict:
+    """An empty stored conversation (unguessable id: anonymous web-chat users hold only its id)."""
+    conv_id = f"conv_{int(time.time() * 1000):x}{secrets.token_hex(10)}"
+    return state.store.create_conversation(conv_id, agent, title, history or [])
+
+
+def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> dict[str, Any]:
+    row = state.store.get_conversation(conv_id) if ID.match(conv_id) else None
+    served = state.agents.get(row["agent"]) if row else None
+    if row is None or served is None or not principal.allows(served):
+        raise ApiError(404, f"no conversation {conv_id!r}")
+    return row
+
+
+def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,
+                       cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; the cursor is the position of the next page (opaque to clients)."""
+    offset = _decode_cursor(cursor)
+    names = [n for n, s in state.agents.items() if principal.allows(s) and (agent is None or n == agent)]
+    if principal.key is not None and principal.key.agents:
+        names = [n for n in names if principal.key.allows(n)]
+    if not names:
+        return [], None
+    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset)
+    more = len(rows) > limit
+    return rows[:limit], _encode_cursor(offset + limit) if more else None
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        if kind != "o" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise ApiError(400, "invalid cursor: pass the next_cursor of a previous page") from None
+
+
+def delete_conversation(state: ServerState, conv_id: str) -> None:
+    state.store.delete_conversation(conv_id)
+
+
+# -- runs --------------------------------------------------------------------
+def check_input(state: ServerState, text: str) -> None:
+    if len(text) > state.settings.max_input_chars:
+        raise ApiError(413, f"the message is {len(text)} characters; the limit is {state.settings.max_input_chars} "
+                            "(HALGURU_SERVE_MAX_INPUT_CHARS)", "message_too_long")
+    if state.draining:
+        raise ApiError(503, "the server is shutting down; retry on another instance", headers={"Retry-After": "5"})
+
+
+def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Reservation:
+    """A place in the model's queue now (503 when full), before any response byte is sent."""
+    concurrency = state.settings.concurrency if served.batches else 1
+    return state.gate.reserve(served.model, principal.client, concurrency)
+
+
+async def run_events(state: ServerState, served: ServedAgent, text: str, conversation: str | None,
+                     request_id: str, reservation: Reservation,
+                     sampling: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored)."""
+    m = state.metrics
+    finished = False
+    try:
+        async with reservation:
+            stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
+                         metadata={"request_id": request_id})
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if isinstance(event, RunFinished):
+                        finished = True
+                        m.runs.labels(served.name, event.status).inc()
+                        m.run_duration.labels(served.name).observe(event.duration_ms / 1000)
+                        m.tokens.labels(served.name, "in").inc(event.prompt_tokens)
+                        m.tokens.labels(served.name, "out").inc(event.completion_tokens)
+                    elif isinstance(event, ToolCall):
+                        m.tool_calls.labels(served.name, event.name).inc()
+                    elif isinstance(event, Error):
+                        m.errors.labels(event.kind).inc()
+                    yield event
+    finally:
+        if not finished:
+            m.runs.labels(served.name, "cancelled").inc()
+
+
+async def collect(request: Request, events: AsyncIterator[Event]) -> list[Event]:
+    """Run to the end; if the client goes away first, cancel the run (it is stored as cancelled)."""
+    async def drain() -> list[Event]:
+        async with aclosing(events) as stream:
+            return [e async for e in stream]
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(drain())
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        with suppress(asyncio.CancelledError):
+            await task
+        raise ApiError(499, "client closed the request", "cancelled")
+    return task.result()
+
+
+def summary(events: list[Event]) -> tuple[RunStarted, RunFinished]:
+    started, finished = events[0], events[-1]
+    assert isinstance(started, RunStarted) and isinstance(finished, RunFinished)
+    return started, finished
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that frees its queue place even if the client left before the first byte."""
+
+    def __init__(self, content: AsyncIterator[str], state: ServerState, on_close: Callable[[], None]):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._state, self._on_close = state, on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._state.metrics.streams.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._state.metrics.streams.dec()
+            self._on_close()
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"

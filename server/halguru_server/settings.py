@@ -1,0 +1,61 @@
+"""Serve-mode settings: command-line options over ``HALGURU_SERVE_*`` variables over a YAML config file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from halguru.errors import HalguruError
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALGURU_SERVE_", extra="forbid")
+
+    agents: list[Path] = Field(default_factory=list, description="agent projects, or folders holding them")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    dev: bool = Field(default=False, description="no API keys; loopback only")
+    web_chat: Literal["public", "key"] = Field(
+        default="key", description="web chat access of agents that do not set metadata.web_chat")
+    public_rate_per_minute: int = Field(default=20, ge=1, description="messages per client IP on public chats")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
+    queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
+    concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
+    shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")
+    log_level: str = "info"
+
+    def check(self) -> None:
+        """Refuse unsafe combinations before anything listens."""
+        if self.dev and self.host not in LOOPBACK:
+            raise HalguruError(f"--dev turns API keys off, so it only listens on loopback, not {self.host}; "
+                               "drop --dev and create a key with `halguru keys create NAME`")
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> ServerSettings:
+    """Merge a YAML config file (``--config`` or HALGURU_SERVE_CONFIG), the environment and CLI overrides."""
+    path = config or (Path(os.environ["HALGURU_SERVE_CONFIG"]) if os.environ.get("HALGURU_SERVE_CONFIG") else None)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise HalguruError(f"cannot read the serve config {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise HalguruError(f"{path}: the serve config must be a YAML mapping")
+    env = ServerSettings()  # environment only
+    merged = {**data, **env.model_dump(exclude_unset=True), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return ServerSettings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise HalguruError(f"invalid serve setting {where}: {first['msg']}") from None

@@ -1,0 +1,175 @@
+// The web chat: picks an agent, streams answers over SSE (fetch + ReadableStream), keeps each
+// agent's conversation id in localStorage so a reload resumes it. No framework, no build step.
+import { renderMarkdown } from "/chat/static/markdown.js";
+
+const $ = (id) => document.getElementById(id);
+const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine = $("status");
+let controller = null;
+
+const store = {
+  get key() { return localStorage.getItem("halguru.key") || ""; },
+  set key(v) { v ? localStorage.setItem("halguru.key", v) : localStorage.removeItem("halguru.key"); },
+  conversation(agent) { return localStorage.getItem(`halguru.conversation.${agent}`); },
+  setConversation(agent, id) {
+    id ? localStorage.setItem(`halguru.conversation.${agent}`, id) : localStorage.removeItem(`halguru.conversation.${agent}`);
+  },
+};
+
+function headers(extra = {}) {
+  const h = { "Content-Type": "application/json", ...extra };
+  if (store.key) h.Authorization = `Bearer ${store.key}`;
+  return h;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(`/chat/api${path}`, { ...options, headers: headers(options.headers) });
+  if (!response.ok) {
+    let message = `${response.status}`;
+    try { message = (await response.json()).error.message; } catch { /* not JSON */ }
+    const error = new Error(message); error.status = response.status; throw error;
+  }
+  return response;
+}
+
+function showStatus(text) { statusLine.textContent = text || ""; }
+
+function addMessage(role, text) {
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  div.dataset.role = role;
+  if (role === "assistant") renderMarkdown(text, div); else div.textContent = text;
+  log.append(div);
+  log.scrollTop = log.scrollHeight;
+  return div;
+}
+
+async function loadAgents() {
+  let agents = [];
+  try {
+    agents = (await (await api("/agents")).json()).data;
+  } catch (error) {
+    showStatus(error.message);
+  }
+  $("key-button").hidden = false;
+  if (!agents.length) {
+    $("key-form").hidden = false;
+    showStatus(store.key ? "This key opens no agent's chat." : "Enter an API key to chat.");
+  }
+  agentSelect.replaceChildren(...agents.map((a) => new Option(a.name, a.name)));
+  const saved = localStorage.getItem("halguru.agent");
+  if (agents.some((a) => a.name === saved)) agentSelect.value = saved;
+  await loadConversation();
+}
+
+async function loadConversation() {
+  log.replaceChildren();
+  const agent = agentSelect.value;
+  const id = agent && store.conversation(agent);
+  if (!id) return;
+  try {
+    const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
+    for (const m of messages) {
+      if (m.role === "user") addMessage("user", m.content);
+      else if (m.role === "assistant" && m.content) addMessage("assistant", m.content);
+      else if (m.role === "assistant") for (const c of m.tool_calls) addMessage("tool", `→ ${c.name}`);
+    }
+  } catch (error) {
+    if (error.status === 404) store.setConversation(agent, null); else showStatus(error.message);
+  }
+}
+
+async function ensureConversation(agent) {
+  let id = store.conversation(agent);
+  if (!id) {
+    const response = await api("/conversations", { method: "POST", body: JSON.stringify({ agent }) });
+    id = (await response.json()).id;
+    store.setConversation(agent, id);
+  }
+  return id;
+}
+
+async function send(text) {
+  const agent = agentSelect.value;
+  if (!agent || controller) return;
+  showStatus("");
+  addMessage("user", text);
+  const bubble = addMessage("assistant", "");
+  bubble.setAttribute("aria-busy", "true");
+  let answer = "";
+  controller = new AbortController();
+  $("send").disabled = true; $("stop").hidden = false;
+  try {
+    const id = await ensureConversation(agent);
+    const response = await api(`/conversations/${encodeURIComponent(id)}/messages`, {
+      method: "POST", body: JSON.stringify({ content: text, stream: true }),
+      headers: { Accept: "text/event-stream" }, signal: controller.signal,
+    });
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+        const type = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (!type || !data) continue;
+        const event = JSON.parse(data);
+        if (type === "token") { answer += event.text; renderMarkdown(answer, bubble); }
+        else if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
+          { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
+        else if (type === "model_result" && event.tool_calls.length) { answer = ""; renderMarkdown("", bubble); }
+        else if (type === "run_finished") {
+          renderMarkdown(event.output, bubble);
+          if (event.status !== "ok") showStatus(event.error || event.status);
+        }
+        log.scrollTop = log.scrollHeight;
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") showStatus("Stopped.");
+    else {
+      showStatus(error.message);
+      if (error.status === 404) store.setConversation(agent, null);
+    }
+  } finally {
+    bubble.removeAttribute("aria-busy");
+    controller = null;
+    $("send").disabled = false; $("stop").hidden = true;
+    input.focus();
+  }
+}
+
+function newConversation() {
+  if (controller) controller.abort();
+  store.setConversation(agentSelect.value, null);
+  log.replaceChildren();
+  showStatus("");
+  input.focus();
+}
+
+$("composer").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  send(text);
+});
+input.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("composer").requestSubmit(); }
+});
+document.addEventListener("keydown", (e) => {
+  if (e.altKey && (e.key === "n" || e.key === "N")) { e.preventDefault(); newConversation(); }
+  if (e.key === "Escape" && controller) controller.abort();
+});
+$("new").addEventListener("click", newConversation);
+$("stop").addEventListener("click", () => controller && controller.abort());
+$("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
+$("key-form").addEventListener("submit", (e) => {
+  e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true; loadAgents();
+});
+agentSelect.addEventListener("change", () => { localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); });
+
+loadAgents().then(() => input.focus());

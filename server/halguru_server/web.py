@@ -1,0 +1,87 @@
+"""The bundled web chat: static files plus a small API under /chat/api.
+
+An agent's web chat is ``public`` (anyone, rate-limited per client address) or
+``key`` (the page asks for an API key). Agents choose with ``metadata: {web_chat:
+public}``; the server default is ``key`` (HALGURU_SERVE_WEB_CHAT).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+
+from halguru_server import api, service
+from halguru_server.errors import responses
+from halguru_server.schemas import (
+    AgentList,
+    ConversationIn,
+    ConversationOut,
+    MessageIn,
+    MessageList,
+    MessageOut,
+    RunOut,
+)
+from halguru_server.state import Principal, ServerState, agent_for, chat_caller, get_state
+
+STATIC = FilePath(__file__).parent / "static"
+router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
+Caller = Annotated[Principal, Depends(chat_caller)]
+State = Annotated[ServerState, Depends(get_state)]
+ConvId = Annotated[str, Path(max_length=100)]
+
+
+@router.get("/agents", response_model=AgentList)
+def chat_agents(state: State, caller: Caller) -> AgentList:
+    """Agents whose chat this caller may open (public ones without a key)."""
+    return AgentList(data=[api.agent_out(state, n) for n, s in state.agents.items() if caller.allows(s)])
+
+
+@router.post("/conversations", response_model=ConversationOut, status_code=201, responses=responses(404, 429))
+def chat_new(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
+    agent_for(state, caller, body.agent)
+    if caller.anonymous:
+        state.limiter.check(caller.client)
+    return ConversationOut(**service.new_conversation(state, body.agent, body.title))
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessageList, responses=responses(404))
+def chat_history(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
+    service.get_conversation(state, caller, conversation_id)
+    return MessageList(data=[MessageOut(**m.model_dump()) for m in state.store.get_messages(conversation_id)])
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=RunOut,
+             responses={200: api.SSE_DOC, **responses(400, 404, 413, 429, 503)})
+async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
+                    caller: Caller) -> Response | RunOut:
+    """Like POST /v1/conversations/{id}/messages; anonymous callers are rate-limited."""
+    service.get_conversation(state, caller, conversation_id)
+    if caller.anonymous:
+        state.limiter.check(caller.client)
+    return await api.answer(request, state, caller, conversation_id, body)
+
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/chat/")
+
+
+@pages.get("/chat")
+@pages.get("/chat/")
+def chat_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", headers=_SECURITY)
+
+
+_SECURITY = {
+    # No remote anything: scripts, styles and images from this server only (no inline HTML from models anyway).
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}

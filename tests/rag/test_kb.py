@@ -1,0 +1,111 @@
+"""Knowledge bases through the Python API and the CLI, on real LanceDB folders with the real default embedder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from halguru import rag
+from halguru.rag.errors import KnowledgeError
+from halguru.rag.indexer import ingest_lock
+
+
+def test_ingest_every_file_type_and_search_each_mode(docs, halguru_home):
+    kb = rag.create("docs")
+    assert kb.meta.embedder == "wordllama" and kb.meta.dimension == 256
+    assert (halguru_home / "knowledge" / "docs" / "meta.json").is_file()
+    summary = rag.ingest("docs", [docs])
+    assert sorted(summary.added) == ["docs/faq.txt", "docs/guide.md", "docs/page.html", "docs/report.pdf",
+                                     "docs/tool.py"]
+    assert summary.skipped == [] and summary.chunks >= 5
+    top = {mode: rag.search("docs", "How do I install halguru?", k=3, mode=mode)[0] for mode in
+           ("vector", "fts", "hybrid")}
+    assert top["fts"].citation == top["hybrid"].citation == "docs/guide.md#Install"
+    assert top["hybrid"].lines == "3-5" and "pipx install" in top["hybrid"].text
+    assert rag.search("docs", "solar megawatt hours", k=1)[0].source == "docs/report.pdf"
+    assert rag.search("docs", "invoice totals", k=1, mode="fts")[0].source == "docs/tool.py"
+    assert "docs/tool.py" in {h.source for h in rag.search("docs", "invoice totals", k=2)}
+    html = rag.search("docs", "team plan price per month", k=1)[0]
+    assert html.source == "docs/page.html" and "tracking" not in html.text
+    only = rag.search("docs", "install", k=5, where="source LIKE '%faq%'")
+    assert only and {h.source for h in only} == {"docs/faq.txt"}
+    info = rag.open_base("docs").info()
+    assert (info.documents, info.chunks) == (5, summary.chunks) and info.size_bytes > 0
+
+
+def test_incremental_update_and_prune(docs):
+    rag.create("docs")
+    first = rag.ingest("docs", [docs])
+    again = rag.ingest("docs", [docs])
+    assert again.chunks == 0 and len(again.unchanged) == 5
+    (docs / "faq.txt").write_text("The office cat is called Byte now.\n")
+    (docs / "guide.md").unlink()
+    (docs / "new.md").write_text("# New\n\nA new page about backups.\n")
+    changed = rag.ingest("docs", [docs])
+    assert changed.updated == ["docs/faq.txt"] and changed.added == ["docs/new.md"]
+    assert rag.search("docs", "office cat", k=1, mode="fts")[0].text.startswith("The office cat is called Byte")
+    assert not any("Pixel" in h.text for h in rag.search("docs", "Pixel cat", k=10, mode="fts"))
+    assert "docs/guide.md" in rag.open_base("docs").info(with_sources=True).sources  # kept without --prune
+    pruned = rag.ingest("docs", [docs], prune=True)
+    assert pruned.removed == ["docs/guide.md"]
+    info = rag.open_base("docs").info(with_sources=True)
+    assert "docs/guide.md" not in info.sources and info.documents == 5
+    assert info.chunks < first.chunks + 2
+
+
+def test_embedder_mismatch_empty_base_bad_where_and_locked_base(docs):
+    kb = rag.create("docs")
+    with pytest.raises(KnowledgeError, match="no documents yet, run halguru kb ingest"):
+        rag.search("docs", "anything")
+    rag.ingest("docs", [docs])
+    with pytest.raises(KnowledgeError, match=r"halguru kb reindex docs --embedder openai:x"):
+        rag.search("docs", "q", embedder="openai:x")
+    with pytest.raises(KnowledgeError, match="bad --where"):
+        rag.search("docs", "q", where="source LIKE")
+    with ingest_lock(kb), pytest.raises(KnowledgeError, match="is being ingested by pid"):
+        rag.ingest("docs", [docs])
+    with pytest.raises(KnowledgeError, match="already exists"):
+        rag.create("docs")
+    with pytest.raises(KnowledgeError, match="no knowledge base 'nope'"):
+        rag.search("nope", "q")
+
+
+def test_cli_create_ingest_search_list_show_optimize_drop(cli, docs):
+    assert "Created knowledge base team" in cli("kb", "create", "team").output
+    out = cli("kb", "ingest", "team", str(docs), str(docs / "missing.md")).output
+    assert "5 added, 0 updated" in out and "skipped" in out and "no such file or folder" in out
+    hits = [json.loads(line) for line in cli("kb", "search", "team", "install halguru", "--json", "-k", "2")
+            .output.splitlines()]
+    assert len(hits) == 2 and {"source", "heading", "lines", "score", "text"} <= set(hits[0])
+    assert hits[0]["source"] == "docs/guide.md"
+    text = cli("kb", "search", "team", "refunds", "--mode", "fts", "-k", "1").output
+    assert "[1] docs/faq.txt" in text and "Refunds take fourteen days" in text
+    listing = cli("kb", "list").output
+    assert "team" in listing and "wordllama" in listing and " 5 " in listing and "KB" in listing
+    assert "docs/report.pdf" in cli("kb", "show", "team").output
+    assert "Optimized team" in cli("kb", "optimize", "team").output
+    assert "Kept." in cli("kb", "drop", "team", input="n\n", code=1).output
+    assert "Dropped knowledge base team" in cli("kb", "drop", "team", "--yes").output
+    assert "No knowledge bases yet" in cli("kb", "list").output
+
+
+def test_cli_errors_are_one_line(cli_error, halguru_cmd, subprocess_env, docs):
+    subprocess.run([*halguru_cmd, "kb", "create", "kb1"], env=subprocess_env, check=True, capture_output=True)
+    assert "no documents yet, run halguru kb ingest kb1" in cli_error("kb", "search", "kb1", "hello")
+    subprocess.run([*halguru_cmd, "kb", "ingest", "kb1", str(docs)], env=subprocess_env, check=True,
+                   capture_output=True)
+    assert "bad --where" in cli_error("kb", "search", "kb1", "q", "--where", "source LIKE")
+    assert "already exists" in cli_error("kb", "create", "kb1")
+    assert "no knowledge base 'zzz'" in cli_error("kb", "show", "zzz")
+
+
+@pytest.mark.llama
+def test_llama_cpp_embedder_on_the_bundled_gguf(docs):
+    kb = rag.create("gguf", "llama-cpp")
+    assert kb.meta.embedder == "llama-cpp" and kb.meta.dimension == 576
+    rag.ingest("gguf", [docs])
+    assert rag.search("gguf", "How do I install halguru?", k=1)[0].citation == "docs/guide.md#Install"
+    with pytest.raises(KnowledgeError, match="kb reindex gguf --embedder"):
+        rag.search("gguf", "install", embedder="wordllama")

@@ -1,0 +1,83 @@
+"""Loaders read every supported type (a real PDF included) and chunking keeps structure and line ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from halguru.rag import loaders
+from halguru.rag.chunking import chunk_text, count_tokens
+from halguru.rag.loaders import Document, Skip, load, read_bytes
+
+
+def write_pdf(path: Path, lines: list[str] | None) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    if lines is None:
+        pdf.rect(20, 20, 50, 50)  # a drawing, no text: what a scanned page looks like to a text extractor
+    for line in lines or []:
+        pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+    return path
+
+
+def loaded(path: Path) -> Document | Skip:
+    data = read_bytes(path)
+    return data if isinstance(data, Skip) else load(path, data)
+
+
+def test_markdown_headings_paragraphs_and_line_ranges():
+    text = "# Guide\n\nIntro line.\n\n## Install\n\nRun pip install halguru.\n\n## Usage\n\nCall halguru run.\n"
+    chunks = chunk_text(text, "markdown", size=64, overlap=8)
+    assert [c.heading for c in chunks] == ["Guide", "Guide > Install", "Guide > Usage"]
+    install = chunks[1]
+    assert "pip install" in install.text and (install.line_start, install.line_end) == (5, 7)
+    lines = text.split("\n")
+    assert "pip install" in "\n".join(lines[install.line_start - 1:install.line_end])
+
+
+def test_code_block_kept_whole_when_it_fits_and_split_with_overlap_when_not():
+    code = "```python\n" + "\n".join(f"x{i} = {i}  # line {i}" for i in range(12)) + "\n```"
+    text = f"# Code\n\nBefore the block, a paragraph of words.\n\n{code}\n\nAfter the block.\n"
+    chunks = chunk_text(text, "markdown", size=120, overlap=10)
+    assert any(code in c.text for c in chunks)  # the fenced block is in one chunk, whole
+    long_text = "\n".join(f"word{i} " * 10 for i in range(40))
+    parts = chunk_text(long_text, "text", size=64, overlap=16)
+    assert len(parts) > 5
+    assert all(count_tokens(p.text) <= 64 for p in parts)
+    assert parts[1].line_start <= parts[0].line_end  # overlap: the next chunk repeats the end of the previous
+
+
+def test_html_drops_scripts_and_styles_and_keeps_headings(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><style>body{color:red}</style><script>alert('x')</script></head><body>"
+                    "<h1>Pricing</h1><p>Plans start at 5 EUR.</p><script>track()</script></body></html>")
+    doc = loaded(page)
+    assert isinstance(doc, Document)
+    assert "# Pricing" in doc.text and "5 EUR" in doc.text
+    assert "alert" not in doc.text and "color:red" not in doc.text and "track" not in doc.text
+
+
+def test_pdf_text_layer_and_pdf_without_one(tmp_path):
+    doc = loaded(write_pdf(tmp_path / "report.pdf", ["Quarterly report", "Revenue grew by 12 percent."]))
+    assert isinstance(doc, Document) and "Revenue grew by 12 percent" in doc.text
+    assert chunk_text(doc.text)[0].heading == "page 1"
+    scanned = loaded(write_pdf(tmp_path / "scan.pdf", None))
+    assert isinstance(scanned, Skip) and "no text layer" in scanned.reason
+
+
+def test_bad_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
+    (tmp_path / "empty.md").write_text("  \n")
+    (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary" * 10)
+    (tmp_path / "big.txt").write_text("x" * 5000)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    monkeypatch.setattr(loaders, "MAX_BYTES", 4000)
+    reasons = {p.name: r.reason for p in tmp_path.iterdir() if isinstance(r := loaded(p), Skip)}
+    assert reasons["empty.md"] == "empty file"
+    assert reasons["blob.txt"] == "binary file"
+    assert reasons["big.txt"].startswith("too large")
+    files, skipped = loaders.discover([tmp_path])
+    assert "image.png" not in {f.name for f in files}
+    assert any("unsupported file type .png" in s.reason for s in skipped)

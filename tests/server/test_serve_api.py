@@ -1,0 +1,134 @@
+"""The /v1 REST API on a real uvicorn: agents, conversations, messages (JSON and SSE), runs, errors."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
+    events, kind = [], None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[6:])))
+    return events
+
+
+def new_conversation(client: httpx.Client, agent: str = "echo") -> str:
+    response = client.post("/v1/conversations", json={"agent": agent})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_agents_are_listed_and_described(client: httpx.Client) -> None:
+    names = [a["name"] for a in client.get("/v1/agents").json()["data"]]
+    assert names == ["echo", "private", "slow"]
+    echo = client.get("/v1/agents/echo").json()
+    assert echo == {"name": "echo", "description": "echoes", "model": "scripted", "tools": [], "web_chat": "public"}
+    assert client.get("/v1/agents/private").json()["web_chat"] == "key"  # the documented default
+
+
+def test_conversation_lifecycle_with_answers_whole(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    first = client.post(f"/v1/conversations/{conv}/messages", json={"content": "hello"})
+    assert first.status_code == 200
+    body = first.json()
+    assert body["output"] == "You said: hello" and body["status"] == "ok" and body["conversation_id"] == conv
+    client.post(f"/v1/conversations/{conv}/messages", json={"content": "again"})
+    messages = client.get(f"/v1/conversations/{conv}/messages").json()["data"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "hello"), ("assistant", "You said: hello"), ("user", "again"), ("assistant", "You said: again")]
+    assert client.get(f"/v1/conversations/{conv}").json()["messages"] == 4
+    run = client.get(f"/v1/runs/{body['run_id']}").json()
+    assert run["status"] == "ok" and run["input"] == "hello"
+    assert next(e["type"] for e in run["events"]) == "run_started" and run["events"][-1]["type"] == "run_finished"
+    assert client.delete(f"/v1/conversations/{conv}").status_code == 204
+    assert client.get(f"/v1/conversations/{conv}").status_code == 404
+    assert client.get(f"/v1/runs/{body['run_id']}").status_code == 404
+
+
+def test_streamed_answer_is_typed_events_and_request_id_is_in_the_trace(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "stream me", "stream": True},
+                       headers={"X-Request-ID": "req-abc-123"}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-request-id"] == "req-abc-123"
+        events = sse_events(response)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished" and "token" in kinds
+    assert all(k == d["type"] for k, d in events)
+    assert "".join(d["text"] for k, d in events if k == "token") == "You said: stream me"
+    run_id = events[-1][1]["run_id"]
+    stored = client.get(f"/v1/runs/{run_id}").json()["events"]
+    assert stored[0]["metadata"] == {"request_id": "req-abc-123"}
+
+
+def test_accept_header_also_selects_streaming(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "x"},
+                       headers={"Accept": "text/event-stream"}) as response:
+        assert sse_events(response)[-1][1]["output"] == "You said: x"
+
+
+def test_conversations_are_paginated(client: httpx.Client) -> None:
+    created = [new_conversation(client) for _ in range(5)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/conversations", params=params).json()
+        assert len(page["data"]) <= 2
+        seen += [c["id"] for c in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(created)
+    assert client.get("/v1/conversations", params={"agent": "private"}).json()["data"] == []
+    bad = client.get("/v1/conversations", params={"cursor": "garbage!"})
+    assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
+
+
+def test_bad_input_gets_clear_json_errors(client: httpx.Client) -> None:
+    def error(response: httpx.Response, status: int) -> str:
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"type", "message"}
+        return body["error"]["message"]
+
+    conv = new_conversation(client)
+    raw = {"Content-Type": "application/json"}
+    assert "not valid JSON" in error(client.post("/v1/conversations", content=b"{nope", headers=raw), 400)
+    assert "agent" in error(client.post("/v1/conversations", json={"agent": 5}), 422)
+    assert "content" in error(client.post(f"/v1/conversations/{conv}/messages", json={}), 422)
+    assert "no agent 'ghost'" in error(client.post("/v1/conversations", json={"agent": "ghost"}), 404)
+    assert "no conversation" in error(client.post("/v1/conversations/conv_nope/messages", json={"content": "x"}), 404)
+    assert "no run" in error(client.get("/v1/runs/run_%25"), 404)
+    assert "limit is 16000" in error(client.post(f"/v1/conversations/{conv}/messages",
+                                                 json={"content": "x" * 16_001}), 413)
+    assert "larger than" in error(client.post("/v1/conversations", content=b"x" * 2_000_000, headers=raw), 413)
+    assert "/swagger" in error(client.get("/v1/nothing"), 404)
+    assert error(client.delete("/v1/agents"), 405)
+
+
+def test_health_readiness_metrics_and_status(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ok" and ready["components"]["store"]["ok"]
+    conv = new_conversation(client)
+    client.post(f"/v1/conversations/{conv}/messages", json={"content": "count me"})
+    metrics = client.get("/metrics").text
+    assert 'halguru_runs_total{agent="echo",status="ok"} 1.0' in metrics
+    assert 'halguru_http_requests_total{method="POST",route="/v1/conversations",status="201"} 1.0' in metrics
+    assert 'halguru_tokens_total{agent="echo",direction="out"}' in metrics
+    assert "halguru_http_request_duration_seconds_bucket" in metrics
+    page = client.get("/status")
+    assert "text/html" in page.headers["content-type"] and "model:scripted" in page.text and "echo" in page.text
+
+
+def test_swagger_and_openapi_are_served(client: httpx.Client) -> None:
+    assert "swagger-ui" in client.get("/swagger").text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/agents", "/v1/conversations", "/v1/conversations/{conversation_id}/messages", "/v1/runs/{run_id}",
+            "/v1/chat/completions", "/v1/models"} <= set(paths)

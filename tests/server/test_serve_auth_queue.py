@@ -1,0 +1,119 @@
+"""API keys, the fair bounded queue (503 + Retry-After), disconnect cancellation and the plugin route hook."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from halguru.errors import HalguruError
+from halguru.store import open_store
+
+
+def test_every_v1_route_needs_a_valid_key(serve, api_key) -> None:
+    server = serve()
+    anonymous = httpx.get(f"{server.url}/v1/agents")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "unauthorized"
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401
+    assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": "Bearer hg_wrong"}).status_code == 401
+    good = api_key()
+    assert httpx.get(f"{server.url}/v1/agents", headers={"X-API-Key": good}).status_code == 200
+    expired = api_key("old", expires_in=0.001)
+    time.sleep(0.01)
+    assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+
+
+def test_a_key_scoped_to_agents_sees_only_those(serve, api_key) -> None:
+    server = serve()
+    headers = {"Authorization": f"Bearer {api_key('scoped', agents=['echo'])}"}
+    assert [a["name"] for a in httpx.get(f"{server.url}/v1/agents", headers=headers).json()["data"]] == ["echo"]
+    denied = httpx.post(f"{server.url}/v1/conversations", json={"agent": "private"}, headers=headers)
+    assert denied.status_code == 403 and "private" in denied.json()["error"]["message"]
+
+
+def test_revoked_key_stops_working_at_once(serve, api_key, cli) -> None:
+    server = serve()
+    secret = api_key("ci")
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(f"{server.url}/v1/agents", headers=headers).status_code == 200
+    cli("keys", "revoke", "ci")
+    assert httpx.get(f"{server.url}/v1/agents", headers=headers).status_code == 401
+
+
+def test_keys_cli_prints_once_and_stores_only_a_hash(cli, halguru_home) -> None:
+    result = cli("keys", "create", "mobile-app", "--agents", "echo,slow", "--expires", "30d")
+    secret = result.stdout.strip().splitlines()[0]
+    assert secret.startswith("hg_") and len(secret) > 40
+    listing = cli("keys", "list").stdout
+    assert "mobile-app" in listing and "echo,slow" in listing and "active" in listing and secret not in listing
+    assert secret.encode() not in (halguru_home / "halguru.db").read_bytes()
+    cli("keys", "revoke", "mobile-app")
+    assert "revoked" in cli("keys", "list").stdout
+    assert "no active key" in str(cli("keys", "revoke", "mobile-app", code=1).exception)
+    assert "invalid duration" in str(cli("keys", "create", "x", "--expires", "soon", code=1).exception)
+
+
+def test_dev_mode_needs_no_key_and_refuses_public_addresses(serve) -> None:
+    from halguru_server import ServerSettings
+
+    server = serve(dev=True)
+    assert httpx.get(f"{server.url}/v1/agents").status_code == 200
+    with pytest.raises(HalguruError, match="loopback"):
+        ServerSettings(dev=True, host="0.0.0.0").check()
+
+
+def test_full_queue_answers_503_with_retry_after(client) -> None:
+    client.server.state.settings.concurrency = 1
+    client.server.state.gate.queue_size = 1
+    convs = [client.post("/v1/conversations", json={"agent": "slow"}).json()["id"] for _ in range(3)]
+    with client.stream("POST", f"/v1/conversations/{convs[0]}/messages", json={"content": "a", "stream": True}) as a:
+        lines = a.iter_lines()  # kept: a dropped iterator closes the stream
+        assert next(lines) == "event: run_started"  # running
+        with client.stream("POST", f"/v1/conversations/{convs[1]}/messages",
+                           json={"content": "b", "stream": True}) as b:
+            assert b.status_code == 200  # queued
+            time.sleep(0.1)
+            full = client.post(f"/v1/conversations/{convs[2]}/messages", json={"content": "c"})
+            assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
+            assert full.json()["error"]["type"] == "queue_full"
+            assert 'halguru_queue_depth{model="scripted:' in client.get("/metrics").text
+
+
+def test_client_disconnect_cancels_the_run_and_keeps_the_partial_answer(client) -> None:
+    conv = client.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    tokens = 0
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True}) as r:
+        for line in r.iter_lines():
+            tokens += line == "event: token"
+            if tokens == 3:
+                break
+    store = open_store()
+    deadline = time.monotonic() + 5
+    while (run := store.list_runs(conversation_id=conv)[0])["status"] == "running":
+        assert time.monotonic() < deadline, "the run was not cancelled"
+        time.sleep(0.05)
+    assert run["status"] == "cancelled"
+    assert run["output"].startswith("word0 word1") and "word39" not in run["output"]
+    assert client.server.state.gate.queues[client.server.state.agents["slow"].model].active == 0
+
+
+def test_plugins_add_routes_through_register_routes(serve) -> None:
+    import types
+
+    from halguru.plugins import hookimpl
+    from halguru.plugins.manager import get_plugin_manager
+
+    plugin = types.ModuleType("hello_routes")
+
+    @hookimpl
+    def register_routes(app):
+        @app.get("/hello")
+        def hello() -> dict[str, str]:
+            return {"hello": "plugin"}
+
+    plugin.register_routes = register_routes  # type: ignore[attr-defined]
+    get_plugin_manager().register(plugin, name="hello_routes")
+    server = serve(dev=True)
+    assert httpx.get(f"{server.url}/hello").json() == {"hello": "plugin"}

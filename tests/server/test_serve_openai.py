@@ -1,0 +1,43 @@
+"""The OpenAI-compatible endpoint, driven by the official openai client, unchanged but for base_url."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+
+@pytest.fixture
+def oai(serve, api_key):
+    server = serve()
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0)
+
+
+def test_models_are_the_agents(oai) -> None:
+    assert sorted(m.id for m in oai.models.list()) == ["echo", "private", "slow"]
+    assert oai.models.retrieve("echo").id == "echo"
+
+
+def test_chat_completion_whole(oai) -> None:
+    completion = oai.chat.completions.create(model="echo", messages=[
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "You said: first"},
+        {"role": "user", "content": "What did I say?"}])
+    assert completion.choices[0].message.content == "You said: What did I say?"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens > 0 and completion.model == "echo"
+
+
+def test_chat_completion_streamed(oai) -> None:
+    stream = oai.chat.completions.create(model="echo", stream=True, messages=[{"role": "user", "content": "hi you"}])
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: hi you"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_openai_errors_map_to_the_client_exceptions(oai, serve) -> None:
+    with pytest.raises(openai.NotFoundError, match="no agent 'gpt-4o'"):
+        oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError, match="last message must be from the user"):
+        oai.chat.completions.create(model="echo", messages=[{"role": "assistant", "content": "x"}])
+    bad = openai.OpenAI(base_url=str(oai.base_url), api_key="hg_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()

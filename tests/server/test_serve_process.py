@@ -1,0 +1,87 @@
+"""`halguru serve` as a real process: start-up log, JSON logs, SIGTERM during a stream, and the real model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def start(halguru_cmd, env, *args: str) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*halguru_cmd, "serve", *args, "--port", str(port)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
+def test_sigterm_mid_stream_stores_the_partial_answer(halguru_cmd, subprocess_env, agents_dir, halguru_home):
+    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5"}
+    proc, url = start(halguru_cmd, env, str(agents_dir), "--dev")
+    conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slow"}).json()["id"]
+    with httpx.stream("POST", f"{url}/v1/conversations/{conv}/messages", json={"content": "go", "stream": True},
+                      timeout=30) as response:
+        lines = response.iter_lines()
+        while next(lines) != "event: token":
+            pass
+        proc.send_signal(signal.SIGTERM)
+        rest: list[str] = []
+        with contextlib.suppress(httpx.RemoteProtocolError):  # cut when the grace period is over
+            rest += lines
+    assert proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down cleanly
+    assert not any("run_finished" in line for line in rest)
+    stderr = proc.stderr.read()
+    assert "web chat" in stderr and "/swagger" in stderr
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    access = [entry for entry in logs if entry["msg"] == "request"]
+    assert access and all(entry["request_id"] for entry in access)
+    db = sqlite3.connect(halguru_home / "halguru.db")
+    status, output = db.execute("SELECT status, output FROM runs WHERE conversation_id = ?", (conv,)).fetchone()
+    assert status == "cancelled" and output.startswith("word0") and "word39" not in output
+    (messages,) = db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (conv,)).fetchone()
+    assert messages == 2  # the question and the partial answer
+
+
+def test_serve_refuses_bad_paths_in_one_line(cli_error, tmp_path: Path) -> None:
+    assert "no such agent project" in cli_error("serve", str(tmp_path / "nope"))
+    assert "loopback" in cli_error("serve", str(tmp_path), "--dev", "--host", "0.0.0.0")
+
+
+@pytest.mark.llama
+def test_openai_client_on_the_real_model(halguru_cmd, subprocess_env, tmp_path: Path) -> None:
+    import openai
+
+    templates = Path(__file__).resolve().parents[2] / "agents-templates"
+    proc, url = start(halguru_cmd, subprocess_env, str(templates / "basic"), "--dev")
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused-in-dev", max_retries=0, timeout=120)
+        completion = client.chat.completions.create(model="basic", max_tokens=16, temperature=0,
+                                                    messages=[{"role": "user", "content": "Say hello."}])
+        assert completion.choices[0].message.content.strip()
+        assert completion.usage.prompt_tokens > 10
+        stream = client.chat.completions.create(model="basic", max_tokens=8, stream=True,
+                                                messages=[{"role": "user", "content": "Name a colour."}])
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+        assert httpx.get(f"{url}/readyz").json()["components"]["model:smollm2"]["ok"]
+    finally:
+        proc.terminate()
+        proc.wait(15)

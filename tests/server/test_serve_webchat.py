@@ -1,0 +1,91 @@
+"""The bundled web chat in real headless Chromium (Debian's /usr/bin/chromium, never `playwright install`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+MARKDOWN = ("**bold** and [a link](https://example.com) <img src=x onerror=alert(1)> <b>raw</b> "
+            "![pic](https://example.com/p.png)")
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_dir: Path, browser) -> None:
+    script = agents_dir.parent / "md.yaml"
+    script.write_text(yaml.safe_dump([MARKDOWN]))
+    spec = yaml.safe_load((agents_dir / "echo" / "agent.yaml").read_text())
+    (agents_dir / "echo" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
+    server = serve()  # keys required: the public `echo` chat still opens without one
+    page = browser.new_page(viewport={"width": 375, "height": 667})  # a phone
+    remote: list[str] = []
+    page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(server.url) else None)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{server.url}/chat/")
+    page.wait_for_function("document.querySelector('#agent').options.length > 0")
+    assert page.eval_on_selector_all("#agent option", "os => os.map(o => o.value)") == ["echo", "slow"]
+    # keyboard only: the message box has focus; Enter sends
+    page.keyboard.type("show me markdown")
+    page.keyboard.press("Enter")
+    answer = page.locator(".msg.assistant").last
+    answer.locator("strong").wait_for()
+    assert answer.locator("strong").inner_text() == "bold"
+    link = answer.locator("a", has_text="a link")
+    assert link.get_attribute("href") == "https://example.com/" and "noopener" in link.get_attribute("rel")
+    assert answer.locator("img, b").count() == 0  # no raw HTML, no remote image
+    assert "<img src=x onerror=alert(1)>" in answer.inner_text()
+    assert answer.locator("a", has_text="image: pic").count() == 1
+    assert not dialogs and not remote
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # fits the phone
+    # a reload keeps the conversation (once the answer is complete, and so stored)
+    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    page.reload()
+    page.locator(".msg.user", has_text="show me markdown").wait_for()
+    assert page.locator(".msg.assistant strong").inner_text() == "bold"
+    # second turn, sent with the button, continues the same conversation
+    page.fill("#input", "second turn")
+    page.click("#send")
+    page.locator(".msg.assistant strong").nth(1).wait_for()
+    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    assert page.locator(".msg").count() == 4
+    # Alt+N: a new, empty conversation, focus back in the message box
+    page.keyboard.press("Alt+n")
+    assert page.locator(".msg").count() == 0
+    assert page.evaluate("document.activeElement.id") == "input"
+    page.keyboard.type("fresh")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant strong").wait_for()
+    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    conversations = server.state.store.list_conversations(agent="echo")
+    assert sorted(c["messages"] for c in conversations) == [2, 4]
+
+
+def test_key_only_agents_ask_for_a_key(serve, api_key, browser) -> None:
+    server = serve(web_chat="key")
+    (server.state.agents["echo"]).web_chat = "key"
+    (server.state.agents["slow"]).web_chat = "key"
+    page = browser.new_page()
+    page.goto(f"{server.url}/chat/")
+    page.locator("#key-form").wait_for()
+    assert "API key" in page.locator("#status").inner_text()
+    page.fill("#key", api_key(agents=["private"]))
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#agent').options.length === 1")
+    page.fill("#input", "secret hello")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant", has_text="You said: secret hello").wait_for()
