@@ -11,10 +11,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from halguru.agents.spec import AgentSpec, load_spec, yaml_line_for
+from halguru.agents.spec import AgentSpec, load_spec
 from halguru.errors import AgentSpecError
 from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
+from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.rag.agent import KnowledgeRetriever
@@ -122,13 +123,13 @@ def load_agent(path: str | Path) -> Agent:
 
     def unknown(name: str) -> str:
         text = agent_file.read_text(encoding="utf-8")
-        line = yaml_line_for(agent_file, text, ("tools", spec.tools.index(name)))
+        line = yaml_line_for(text, ("tools", spec.tools.index(name)))
         choices = ", ".join(sorted({*own, *_plugin_tool_names()}))
         return f"{agent_file}:{line}: tools: unknown tool {name!r} (available: {choices})"
 
     tools = _resolve_tools(_plugin_tool_list(spec), own, unknown)
     if spec.instructions_file and not (folder / spec.instructions_file).is_file():
-        line = yaml_line_for(agent_file, agent_file.read_text(encoding="utf-8"), ("instructions_file",))
+        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
         raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
     return _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
 
@@ -165,6 +166,6 @@ def validate_project(path: str | Path) -> Agent:
     except ModelError as exc:
         assert agent.path is not None
         agent_file = agent.path / AGENT_FILE
-        line = yaml_line_for(agent_file, agent_file.read_text(encoding="utf-8"), ("model",))
+        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("model",))
         raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
     return agent

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from halguru.errors import AgentSpecError
+from halguru.yamlfile import first_problem, read_mapping
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -71,60 +71,15 @@ class AgentSpec(BaseModel):
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
 
 
-def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """Follow a pydantic error location through the YAML node tree to a line number."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                key = next((k for k, _ in node.value if k.value == part), None)
-                return key.start_mark.line + 1 if key is not None else line
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def yaml_line_for(path: Path, text: str, loc: tuple[Any, ...]) -> int | None:
-    try:
-        return _node_line(yaml.compose(text), loc)
-    except yaml.YAMLError:
-        return None
-
-
 def load_spec(path: Path) -> AgentSpec:
     """Read and validate agent.yaml; any problem is one AgentSpecError naming file, field and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AgentSpecError(f"{path}: no agent.yaml here; create one with `halguru new`") from None
-    except OSError as exc:
-        raise AgentSpecError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise AgentSpecError(f"{path}{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise AgentSpecError(f"{path}: must be a YAML mapping (name: ..., model: ...)")
+    text, data = read_mapping(path, AgentSpecError, "no agent.yaml here; create one with `halguru new`",
+                              "name: ..., model: ...")
     try:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = yaml_line_for(path, text, loc)
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        if err["type"] == "missing":
-            message = "required field is missing"
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise AgentSpecError(f"{path}:{line or 1}: {field}: {message}{more}") from None
+        _, line, problem = first_problem(text, exc)
+        raise AgentSpecError(f"{path}:{line}: {problem}") from None
 
 
 def agent_json_schema() -> dict[str, Any]:

@@ -19,11 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from halguru.agents.spec import yaml_line_for
 from halguru.errors import HalguruError
+from halguru.yamlfile import first_problem, read_mapping
 
 TEST_GLOB = "test_*.y*ml"
 
@@ -104,31 +103,17 @@ def test_files(project: Path) -> list[Path]:
 
 
 def load_test_file(path: Path) -> TestFile:
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise TestFormatError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise TestFormatError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(data, dict):
-        raise TestFormatError(f"{path}:1: must be a mapping with a `tests:` list")
+    text, data = read_mapping(path, TestFormatError, "no such test file", "with a `tests:` list")
     try:
         return TestFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        line = yaml_line_for(path, text, loc) or 1
+        loc, line, problem = first_problem(text, exc, unknown="unknown key")
         test = ""
         if len(loc) >= 2 and loc[0] == "tests" and isinstance(loc[1], int):
-            raw = (data.get("tests") or [None])[loc[1]] if isinstance(data.get("tests"), list) else None
+            raw = data["tests"][loc[1]] if isinstance(data.get("tests"), list) else None
             name = raw.get("name") if isinstance(raw, dict) else None
             test = f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
-        field = ".".join(str(p) for p in loc)
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise TestFormatError(f"{path}:{line}:{test} {field}: {message}") from None
+        raise TestFormatError(f"{path}:{line}:{test} {problem}") from None
 
 
 def tests_json_schema() -> dict[str, Any]:

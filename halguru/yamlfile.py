@@ -1,0 +1,67 @@
+"""Reading YAML files that pydantic validates, with errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from halguru.errors import HalguruError
+
+
+def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Follow a pydantic error location through the YAML node tree to a line number."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                key = next((k for k, _ in node.value if k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def yaml_line_for(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of the value at ``loc`` (a pydantic error location) in a YAML text."""
+    try:
+        return _node_line(yaml.compose(text), loc)
+    except yaml.YAMLError:
+        return None
+
+
+def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str) -> tuple[str, dict[str, Any]]:
+    """The file's text and its YAML mapping; any problem is one ``error`` naming the file (and line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}:1: must be a YAML mapping ({shape})")
+    return text, data
+
+
+def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field") -> tuple[tuple[Any, ...], int, str]:
+    """The first validation error as (location, line, "field: message")."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(err["loc"])
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(err["type"], err["msg"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}{more}"
