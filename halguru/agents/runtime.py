@@ -29,6 +29,7 @@ from halguru.agents.events import (
     ToolCall,
     ToolResult,
 )
+from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError, ModelError, ToolError
 from halguru.models.base import (
@@ -101,6 +102,7 @@ async def run(
     record: bool = True,
     sampling: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    hooks: RunHooks | None = None,
 ) -> AsyncIterator[Event]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
@@ -108,6 +110,8 @@ async def run(
     one starts. ``model`` overrides the agent's model (a reference or a Model).
     ``record=False`` keeps nothing in the trace store. ``sampling`` overrides
     sampling settings; ``metadata`` is recorded on ``run_started`` (e.g. a request id).
+    ``hooks`` (see halguru.agents.hooks) may suspend the run before each model call and tool
+    call, and change what is sent or returned: the debugger's breakpoints and deterministic replay.
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
@@ -192,9 +196,11 @@ async def run(
             request = ModelRequest(messages=messages, tools=tools, settings=settings,
                                    tool_choice=tool_choice if tools else "none",
                                    conversation_id=conversation_id)
+            if hooks is not None:
+                request = await hooks.before_model_call(request)
             yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
-                                                                  for m in messages],
-                                  tools=[t.name for t in tools], settings=settings.model_dump()))
+                                                                  for m in request.messages],
+                                  tools=[t.name for t in request.tools], settings=request.settings.model_dump()))
             trace.flush()
             calls: list[ToolCallRequest] = []
             format_errors: list[FormatErrorChunk] = []
@@ -249,8 +255,13 @@ async def run(
                         yield trace(Token(text=footer))
                 new_messages.append(Message(role="assistant", content=text))
                 break
-            new_messages.append(Message(role="assistant", content=text, tool_calls=calls))
-            for call in calls:
+            assistant = Message(role="assistant", content=text, tool_calls=calls)
+            new_messages.append(assistant)
+            for index, call in enumerate(calls):
+                if hooks is not None:
+                    # The edited call is the one run, traced and kept in the conversation.
+                    call = await hooks.before_tool_call(call)
+                    assistant.tool_calls[index] = call
                 yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
                 tool_started = time.perf_counter()
                 key = (call.name, json.dumps(call.arguments, sort_keys=True))
@@ -263,6 +274,17 @@ async def run(
                         content, is_error = results[key], False
                         yield trace(ToolResult(call_id=call.id, name=call.name, content=content,
                                                duration_ms=0.0))
+                        new_messages.append(Message(role="tool", content=content, tool_call_id=call.id,
+                                                    name=call.name))
+                        continue
+                    supplied = await hooks.supply_tool_result(call) if hooks is not None else None
+                    if supplied is not None:  # replay: the recorded result, the tool is not run
+                        content, is_error = supplied
+                        if is_error:
+                            raise ToolError(content.removeprefix("error: "))
+                        results[key] = content
+                        yield trace(ToolResult(call_id=call.id, name=call.name, content=content,
+                                               duration_ms=(time.perf_counter() - tool_started) * 1000))
                         new_messages.append(Message(role="tool", content=content, tool_call_id=call.id,
                                                     name=call.name))
                         continue
@@ -286,6 +308,8 @@ async def run(
                 except ToolError as exc:
                     content, is_error = f"error: {exc}", True
                     yield trace(Error(kind="tool", message=str(exc)))
+                if hooks is not None:
+                    content, is_error = await hooks.after_tool_result(call, content, is_error)
                 yield trace(ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
                                        duration_ms=(time.perf_counter() - tool_started) * 1000))
                 new_messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))

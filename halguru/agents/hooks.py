@@ -1,0 +1,90 @@
+"""Run hooks: the points where a caller may suspend a run and change what happens next.
+
+``run(..., hooks=...)`` awaits these at each step. The debugger (`halguru dev`) pauses there
+for breakpoints; replay feeds recorded tool results back. A run without hooks pays nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from halguru.models.base import ModelRequest, ToolCallRequest
+
+
+class RunHooks:
+    """Override what you need; each default lets the run go on unchanged."""
+
+    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
+        """The request about to be sent; return it (or an edited copy) to send it."""
+        return request
+
+    async def before_tool_call(self, call: ToolCallRequest) -> ToolCallRequest:
+        """The tool call about to run; return it (or one with edited arguments)."""
+        return call
+
+    async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
+        """A ``(content, is_error)`` to use instead of running the tool, or None to run it."""
+        return None
+
+    async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
+        """The tool's result before the model sees it; return it (or an edited one)."""
+        return content, is_error
+
+
+PauseKind = Literal["model_call", "tool_call", "tool_result"]
+
+
+@dataclass
+class Pause:
+    """Where a run is suspended, and what it is about to use (``value``, editable)."""
+
+    kind: PauseKind
+    value: Any  # ModelRequest, ToolCallRequest, or (call, content, is_error)
+    future: asyncio.Future[Any]
+
+    def resume(self, value: Any = None) -> None:
+        """Continue the run, with ``value`` in place of the pending one when given."""
+        if not self.future.done():
+            self.future.set_result(self.value if value is None else value)
+
+
+class BreakpointHooks(RunHooks):
+    """Suspends the run at enabled breakpoints until the debugger resumes it.
+
+    ``on_pause`` is told of each pause; the run waits on the pause's future, so it resumes
+    from exactly that point (and is cancelled cleanly if the run is stopped meanwhile).
+    """
+
+    def __init__(self, on_pause: Callable[[Pause], None], *, models: bool = False, tools: bool = False):
+        self.on_pause = on_pause
+        self.break_models = models
+        self.break_tools = tools
+        self.stepping = False  # "step": stop at the very next point, whatever is enabled
+        self.current: Pause | None = None
+
+    async def _pause(self, kind: PauseKind, value: Any) -> Any:
+        pause = Pause(kind, value, asyncio.get_running_loop().create_future())
+        self.current = pause
+        self.on_pause(pause)
+        try:
+            return await pause.future
+        finally:
+            self.current = None
+
+    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
+        if self.break_models or self.stepping:
+            return await self._pause("model_call", request)
+        return request
+
+    async def before_tool_call(self, call: ToolCallRequest) -> ToolCallRequest:
+        if self.break_tools or self.stepping:
+            return await self._pause("tool_call", call)
+        return call
+
+    async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
+        if self.break_tools or self.stepping:
+            _, content, is_error = await self._pause("tool_result", (call, content, is_error))
+        return content, is_error

@@ -1,0 +1,237 @@
+"""Replay and fork stored runs: the library behind `halguru dev`'s replay and compare.
+
+Replay feeds a run's recorded model outputs and tool results back through the same
+runtime (``run`` with hooks), so no model is called and the answer is identical. A fork
+feeds back only what happened before a chosen event, then goes on live with the current
+agent and model; ``compare_runs`` diffs the two answers and event trees.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from halguru.agents.events import Event, ModelCall, ModelResult, RunStarted, ToolResult, parse_event
+from halguru.agents.hooks import RunHooks
+from halguru.agents.loader import Agent
+from halguru.agents.spec import AgentSpec
+from halguru.errors import HalguruError, StoreError
+from halguru.models.base import (
+    Chunk,
+    Message,
+    Model,
+    ModelRequest,
+    TextChunk,
+    ToolCallChunk,
+    ToolCallRequest,
+    ToolSpec,
+    UsageChunk,
+)
+from halguru.store.base import TraceStore
+
+_PIECES = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass
+class StoredRun:
+    """A run from the trace store, its events parsed back into typed events."""
+
+    run: dict[str, Any]
+    events: list[Event]
+
+    @property
+    def id(self) -> str:
+        return str(self.run["id"])
+
+    def model_calls(self) -> list[ModelCall]:
+        return [e for e in self.events if isinstance(e, ModelCall)]
+
+    def model_results(self) -> list[ModelResult]:
+        return [e for e in self.events if isinstance(e, ModelResult)]
+
+    def tool_results(self) -> list[ToolResult]:
+        return [e for e in self.events if isinstance(e, ToolResult)]
+
+
+def load_run(store: TraceStore, run_id: str) -> StoredRun:
+    """A stored run by id (or prefix); a missing or corrupt one raises a one-line error."""
+    run = store.get_run(run_id)
+    try:
+        events = [parse_event(e) for e in store.get_events(run["id"])]
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"run {run['id']} has a corrupt event in the trace store: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if not events or not isinstance(events[0], RunStarted):
+        raise StoreError(f"run {run['id']} has no recorded events to open or replay")
+    return StoredRun(run, events)
+
+
+class RecordedModel:
+    """Streams recorded outputs in order, then (in a fork) hands over to a live model."""
+
+    def __init__(self, results: list[ModelResult], name: str, live: Model | None = None):
+        self.results = results
+        self.name = live.name if live is not None else name
+        self.live = live
+        self.position = 0
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        index = self.position
+        self.position += 1
+        if index >= len(self.results):
+            if self.live is None:
+                raise HalguruError(f"replay: model call {index + 1} is not in the recorded run")
+            async for chunk in self.live.stream(request):
+                yield chunk
+            return
+        recorded = self.results[index]
+        for piece in _PIECES.findall(recorded.text):
+            yield TextChunk(piece)
+        for call in recorded.tool_calls:
+            yield ToolCallChunk(ToolCallRequest(**call))
+        yield UsageChunk(prompt_tokens=recorded.prompt_tokens, completion_tokens=recorded.completion_tokens,
+                         cached_tokens=recorded.cached_tokens, finish_reason=recorded.finish_reason)
+
+
+@dataclass
+class ReplayHooks(RunHooks):
+    """Feeds recorded tool results back (no tool runs) and, in a pure replay, the recorded prompts."""
+
+    calls: list[ModelCall]
+    results: list[ToolResult]
+    exact_prompts: bool = True
+    history: list[Message] = field(default_factory=list)
+    model_position: int = 0
+    tool_position: int = 0
+
+    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
+        index = self.model_position
+        self.model_position += 1
+        if self.exact_prompts and index < len(self.calls):
+            recorded = self.calls[index]
+            request.messages = [Message(**m) for m in recorded.messages]
+            request.tools = [ToolSpec(name=n, description="", parameters={}) for n in recorded.tools]
+        elif self.history:  # a fork: the conversation before the run, then the live prompt
+            system = [m for m in request.messages if m.role == "system"]
+            rest = [m for m in request.messages if m.role != "system"]
+            request.messages = [*system, *self.history, *rest]
+        return request
+
+    async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
+        if self.tool_position >= len(self.results):
+            return None
+        recorded = self.results[self.tool_position]
+        self.tool_position += 1
+        return recorded.content, recorded.is_error
+
+
+def _prior_history(stored: StoredRun) -> list[Message]:
+    """The conversation before this run, as its first model call sent it."""
+    calls = stored.model_calls()
+    if not calls:
+        return []
+    messages = [Message(**m) for m in calls[0].messages if m.get("role") != "system"]
+    return messages[:-1]  # the last one is this run's input
+
+
+def _replay_agent(stored: StoredRun) -> Agent:
+    started = stored.events[0]
+    assert isinstance(started, RunStarted)
+    steps = max(len(stored.model_calls()), 1)
+    spec = AgentSpec(name=started.agent, model="scripted", limits={"max_steps": steps, "timeout": 3600})
+    return Agent(spec=spec)
+
+
+def replay(stored: StoredRun, *, metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    """Re-run ``stored`` from its records: same prompts, outputs and tool results; nothing stored."""
+    started = stored.events[0]
+    assert isinstance(started, RunStarted)
+    model = RecordedModel(stored.model_results(), started.model)
+    hooks = ReplayHooks(stored.model_calls(), stored.tool_results())
+    from halguru.agents.runtime import run
+
+    return run(_replay_agent(stored), started.input, model=model, record=False, hooks=hooks,
+               metadata={"replay_of": stored.id, **(metadata or {})})
+
+
+def fork(stored: StoredRun, at_seq: int, agent: Agent, model: Model, *, store: TraceStore | None = None,
+         sampling: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    """Replay what happened before event ``at_seq``, then continue live with ``agent`` and ``model``.
+
+    The fork is recorded as a new run (in its own conversation) so it can be opened and compared later.
+    """
+    started = stored.events[0]
+    assert isinstance(started, RunStarted)
+    results = [e for e in stored.model_results() if e.seq < at_seq]
+    tools = [e for e in stored.tool_results() if e.seq < at_seq]
+    hooks = ReplayHooks([], tools, exact_prompts=False, history=_prior_history(stored))
+    from halguru.agents.runtime import run
+
+    return run(agent, started.input, model=RecordedModel(results, model.name, live=model), store=store,
+               record=store is not None, hooks=hooks, sampling=sampling,
+               metadata={"fork_of": stored.id, "fork_at_seq": at_seq})
+
+
+def event_line(event: Event | dict[str, Any]) -> str:
+    """One comparable line per event: what happened, without ids, times or durations."""
+    e = event.model_dump() if not isinstance(event, dict) else event
+    kind = e["type"]
+    if kind == "model_call":
+        return f"model_call step={e['step']} messages={len(e['messages'])}"
+    if kind == "model_result":
+        calls = ", ".join(c["name"] for c in e.get("tool_calls", []))
+        return f"model_result {json.dumps(e['text'][:80])}" + (f" calls=[{calls}]" if calls else "")
+    if kind == "tool_call":
+        return f"tool_call {e['name']}({json.dumps(e['arguments'], sort_keys=True)})"
+    if kind == "tool_result":
+        return f"tool_result {e['name']} -> {json.dumps(e['content'][:80])}" + (" (error)" if e["is_error"] else "")
+    if kind == "retrieval":
+        return f"retrieval {e['knowledge_base']} hits={len(e['hits'])}"
+    if kind == "error":
+        return f"error {e['kind']}: {e['message']}"
+    if kind == "handoff":
+        return f"handoff {e['from_agent']} -> {e['to_agent']}"
+    if kind == "run_finished":
+        return f"run_finished {e['status']}"
+    if kind == "run_started":
+        return f"run_started {json.dumps(e['input'][:80])}"
+    return kind
+
+
+@dataclass
+class Comparison:
+    """Two runs side by side: whether they agree, and unified diffs of answers and event trees."""
+
+    same_answer: bool
+    answer_diff: str
+    tree_diff: str
+    left: list[str]
+    right: list[str]
+
+
+def compare_runs(left: list[Any], right: list[Any], left_name: str = "original",
+                 right_name: str = "fork") -> Comparison:
+    def answer(events: list[Any]) -> str:
+        last = events[-1].model_dump() if events and not isinstance(events[-1], dict) else (events or [{}])[-1]
+        return str(last.get("output", ""))
+
+    lines_l = [event_line(e) for e in left if _kind(e) != "token"]
+    lines_r = [event_line(e) for e in right if _kind(e) != "token"]
+    a, b = answer(left), answer(right)
+    answer_diff = "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), left_name, right_name,
+                                                 lineterm=""))
+    tree_diff = "\n".join(difflib.unified_diff(lines_l, lines_r, left_name, right_name, lineterm=""))
+    return Comparison(a == b, answer_diff, tree_diff, lines_l, lines_r)
+
+
+def _kind(event: Any) -> str:
+    return event["type"] if isinstance(event, dict) else event.type
+
+
+def run_export(stored: StoredRun) -> dict[str, Any]:
+    """A run as one JSON document: its summary and every stored event."""
+    return {"format": 1, "run": stored.run, "events": [e.model_dump() for e in stored.events]}

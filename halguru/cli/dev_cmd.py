@@ -1,0 +1,24 @@
+"""`halguru dev`: open the Textual debugger (textual is imported only when the command runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def dev(
+        path: Path = typer.Argument(Path("."), help="Agent project folder (with agent.yaml)."),
+        run: str | None = typer.Option(None, "--run", help="Open this stored run (id or prefix)."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
+        no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload the agent when files change."),
+    ) -> None:
+        """Debug an agent in the terminal: chat, live trace, breakpoints, replay, hot reload."""
+        from halguru.tui.app import DevApp
+
+        project: Path | None = path
+        if run is not None and not (path / "agent.yaml").exists() and path == Path("."):
+            project = None  # a stored run opens without a project (replay needs none)
+        DevApp(project, run_id=run, model=model, watch=not no_watch).run()

@@ -1,0 +1,1 @@
+"""`halguru dev`: the Textual debugger. Import only from inside the `dev` command (textual is heavy)."""

@@ -1,0 +1,477 @@
+"""The `halguru dev` app: chat, live trace tree, inspector, breakpoints, replay, fork and hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static, TextArea, Tree
+from textual.worker import Worker
+
+from halguru.agents.events import Event, RunFinished, RunStarted, Token
+from halguru.agents.hooks import BreakpointHooks, Pause
+from halguru.agents.loader import Agent, load_agent
+from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
+from halguru.errors import HalguruError
+from halguru.models.base import Model
+from halguru.store import open_store
+from halguru.tui.format import inspect
+from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
+from halguru.tui.widgets import ChatPane, RunsSidebar, TraceTree
+
+STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
+
+
+class DevApp(App[None]):
+    """Keyboard-first debugger for one agent project (or one stored run without a project)."""
+
+    TITLE = "halguru dev"
+    CSS = """
+    #body { height: 1fr; }
+    #chat { width: 1fr; }
+    #debug { width: 1fr; }
+    #inspector { height: 1fr; border: round $primary-darken-2; }
+    #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }
+    #pausebar.paused { display: block; }
+    #status { height: 1; background: $boost; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1,question_mark", "help", "help"),
+        Binding("f2", "toggle_model_break", "brk model"),
+        Binding("f3", "toggle_tool_break", "brk tool"),
+        Binding("f4", "edit", "edit", show=False),
+        Binding("f5", "continue", "continue"),
+        Binding("f6", "step", "step"),
+        Binding("f7", "replay", "replay"),
+        Binding("f8", "fork", "fork", show=False),
+        Binding("ctrl+o", "settings", "settings", show=False),
+        Binding("ctrl+e", "export", "export", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "runs", show=False),
+        Binding("ctrl+n", "new_conversation", "new", show=False),
+        Binding("ctrl+t", "toggle_theme", "theme", show=False),
+    ]
+
+    def __init__(self, path: str | Path | None = None, *, run_id: str | None = None, model: str | Model | None = None,
+                 watch: bool = True, export_dir: Path | None = None):
+        super().__init__()
+        self.store = open_store()
+        self.path = Path(path) if path is not None else None
+        self.agent: Agent | None = load_agent(self.path) if self.path is not None else None
+        self.stored: StoredRun | None = load_run(self.store, run_id) if run_id else None
+        self.model_ref: str | Model | None = model
+        self._models: dict[str, Model] = {}
+        self.temperature: float | None = None
+        self.max_tokens: int | None = None
+        self.conversation_id: str | None = None
+        self.hooks = BreakpointHooks(self._on_pause)
+        self.pause: Pause | None = None
+        self.watch = watch and self.agent is not None
+        self.export_dir = export_dir or Path.cwd()
+        self.reload_error: str | None = None
+        self.reloads = 0
+        self.run_worker_: Worker[None] | None = None
+        self.last_events: list[dict[str, Any]] = []
+        self.last_answer = ""
+
+    # -- layout --------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield RunsSidebar(id="sidebar")
+            with Vertical(id="chat"):
+                yield ChatPane(id="messages")
+                yield Static("", id="pausebar")
+                yield Input(placeholder="Message the agent (Enter to send, ? for help)", id="prompt")
+            with Vertical(id="debug"):
+                yield TraceTree(id="trace")
+                yield TextArea("Select a node of the trace to inspect it.", read_only=True, id="inspector")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#sidebar").display = self.size.width >= 120
+        self.refresh_sidebar()
+        self.refresh_status()
+        self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)
+        if self.agent is None:
+            self.query_one("#prompt", Input).disabled = True
+        if self.stored is not None:
+            self.open_stored(self.stored)
+        else:
+            self.query_one("#prompt", Input).focus()
+        if self.watch:
+            self.watch_project()
+
+    @property
+    def model_name(self) -> str:
+        ref = self.model_ref if self.model_ref is not None else (self.agent.spec.model if self.agent else "-")
+        return ref if isinstance(ref, str) else ref.name
+
+    def refresh_status(self) -> None:
+        brk = [n for n, on in (("model", self.hooks.break_models), ("tool", self.hooks.break_tools)) if on]
+        parts = [self.agent.name if self.agent else "no agent", f"model {self.model_name}",
+                 f"temp {self.temperature if self.temperature is not None else 'agent'}",
+                 f"max {self.max_tokens or 'agent'}", f"break: {'+'.join(brk) or 'off'}"]
+        if self.reload_error:
+            parts.append(f"[reload failed] {self.reload_error}")
+        elif self.reloads:
+            parts.append(f"reloaded ×{self.reloads}")
+        self.query_one("#status", Static).update(Text(" · ".join(parts)))
+
+    def refresh_sidebar(self) -> None:
+        conversations = self.store.list_conversations(limit=30)
+        self.query_one(RunsSidebar).fill(
+            [(c, self.store.list_runs(limit=20, conversation_id=c["id"])) for c in conversations])
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name, help_text, action in (
+            ("Toggle model breakpoint", "pause before every model call", self.action_toggle_model_break),
+            ("Toggle tool breakpoint", "pause before every tool call and after its result",
+             self.action_toggle_tool_break),
+            ("Continue", "resume the paused run", self.action_continue),
+            ("Step", "resume and pause at the next point", self.action_step),
+            ("Replay run", "replay the open run from its records (no model)", self.action_replay),
+            ("Fork from selected event", "re-run live from the selected event and compare", self.action_fork),
+            ("Settings", "model, temperature, max tokens", self.action_settings),
+            ("Export run", "as JSON and as a conversation test case", self.action_export),
+            ("New conversation", "keep the old one stored", self.action_new_conversation),
+        ):
+            yield SystemCommand(name, help_text, action)
+
+    # -- chat and live runs -------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text or event.input.id != "prompt":
+            return
+        if self.run_worker_ is not None and self.run_worker_.is_running:
+            self.notify("a run is in progress: wait, or continue it if paused", severity="warning")
+            return
+        event.input.value = ""
+        self.query_one(ChatPane).add_user(text)
+        self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)
+
+    def _model(self) -> Model:
+        if self.model_ref is not None and not isinstance(self.model_ref, str):
+            return self.model_ref
+        from halguru.models.registry import get_model
+
+        name = self.model_name
+        if name not in self._models:  # resolved once, so a model keeps its state across turns
+            self._models[name] = get_model(name)
+        return self._models[name]
+
+    def sampling(self) -> dict[str, Any]:
+        values = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {k: v for k, v in values.items() if v is not None}
+
+    async def send(self, text: str) -> None:
+        """One turn through the runtime, with the debugger's hooks; events feed the tree live."""
+        from halguru.agents.runtime import run
+
+        assert self.agent is not None
+        chat = self.query_one(ChatPane)
+        try:
+            model = self._model()
+            stream = run(self.agent, text, self.conversation_id, model=model, store=self.store,
+                         sampling=self.sampling(), hooks=self.hooks,
+                         metadata={"dev": {"model": model.name, "sampling": self.sampling()}})
+            await self.consume(stream, chat)
+        except HalguruError as exc:
+            chat.add_note(f"error: {exc}")
+            self.notify(str(exc), severity="error")
+        finally:
+            self._clear_pause()
+            self.refresh_sidebar()
+
+    async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[dict[str, Any]]:
+        """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""
+        tree = self.query_one(TraceTree)
+        events: list[dict[str, Any]] = []
+        answer = markdown_stream = None
+        pending: list[str] = []  # tokens not yet shown: the answer is updated in batches, not per token
+        flushed = time.monotonic()
+        async for event in stream:
+            if isinstance(event, Token):
+                tree.streamed += 1
+                if chat is not None:
+                    pending.append(event.text)
+                    if time.monotonic() - flushed >= STREAM_REFRESH:
+                        if markdown_stream is None:
+                            answer = chat.add_answer()
+                            markdown_stream = answer.get_stream(answer)
+                        await markdown_stream.write("".join(pending))
+                        pending, flushed = [], time.monotonic()
+                continue
+            if pending and chat is not None:
+                if markdown_stream is None:
+                    answer = chat.add_answer()
+                    markdown_stream = answer.get_stream(answer)
+                await markdown_stream.write("".join(pending))
+                pending = []
+            data = event.model_dump()
+            events.append(data)
+            if isinstance(event, RunStarted):
+                self.conversation_id = event.conversation_id if chat is not None else self.conversation_id
+            elif event.type == "model_result":
+                tree.end_streaming()
+                if markdown_stream is not None and data["tool_calls"]:
+                    await markdown_stream.stop()
+                    markdown_stream = None
+            elif event.type == "error" and chat is not None:
+                chat.add_note(f"{event.kind} error: {event.message}")  # type: ignore[union-attr]
+            tree.add(data)
+            if isinstance(event, RunFinished):
+                self.last_answer = event.output
+        if markdown_stream is not None:
+            await markdown_stream.stop()
+        if chat is not None:
+            chat.scroll_end(animate=False)
+        self.last_events = events
+        if events:
+            self.stored = StoredRun(self.store.get_run(events[0]["run_id"]), [_event(e) for e in events]) \
+                if chat is not None else self.stored
+        return events
+
+    # -- breakpoints ----------------------------------------------------------
+    def _on_pause(self, pause: Pause) -> None:
+        self.pause = pause
+        what = {"model_call": "model call (F4 edits the next message)",
+                "tool_call": f"tool call {pause.value.name if pause.kind == 'tool_call' else ''} "
+                             "(F4 edits the arguments)",
+                "tool_result": "tool result (F4 edits it)"}[pause.kind]
+        bar = self.query_one("#pausebar", Static)
+        bar.update(Text(f"⏸ paused before {what} · F5 continue · F6 step"))
+        bar.add_class("paused")
+        self.query_one("#inspector", TextArea).text = self.pending_text()
+
+    def pending_text(self) -> str:
+        pause = self.pause
+        if pause is None:
+            return ""
+        if pause.kind == "model_call":
+            return "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in pause.value.messages)
+        if pause.kind == "tool_call":
+            return json.dumps(pause.value.arguments, indent=2, ensure_ascii=False)
+        return pause.value[1]
+
+    def _clear_pause(self) -> None:
+        self.pause = None
+        bar = self.query_one("#pausebar", Static)
+        bar.remove_class("paused")
+
+    def action_toggle_model_break(self) -> None:
+        self.hooks.break_models = not self.hooks.break_models
+        self.notify(f"breakpoint before model calls {'on' if self.hooks.break_models else 'off'}")
+        self.refresh_status()
+
+    def action_toggle_tool_break(self) -> None:
+        self.hooks.break_tools = not self.hooks.break_tools
+        self.notify(f"breakpoint before tool calls {'on' if self.hooks.break_tools else 'off'}")
+        self.refresh_status()
+
+    def _resume(self, stepping: bool) -> None:
+        if self.pause is None:
+            self.notify("nothing is paused", severity="warning")
+            return
+        pause, self.hooks.stepping = self.pause, stepping
+        self._clear_pause()
+        pause.resume()
+
+    def action_continue(self) -> None:
+        self._resume(False)
+
+    def action_step(self) -> None:
+        self._resume(True)
+
+    def action_edit(self) -> None:
+        pause = self.pause
+        if pause is None:
+            self.notify("nothing is paused: set a breakpoint (F2/F3) first", severity="warning")
+            return
+        titles = {"model_call": "Next message", "tool_call": f"Arguments of {getattr(pause.value, 'name', '')}",
+                  "tool_result": "Tool result"}
+        current = pause.value.messages[-1].content if pause.kind == "model_call" else self.pending_text()
+        validate = _json_object_problem if pause.kind == "tool_call" else None
+        self.push_screen(EditScreen(titles[pause.kind], current, validate), lambda text: self.apply_edit(text))
+
+    def apply_edit(self, text: str | None) -> None:
+        """Put the edited value in place of the pending one; the run uses it when resumed."""
+        pause = self.pause
+        if text is None or pause is None:
+            return
+        if pause.kind == "tool_call":
+            pause.value = pause.value.model_copy(update={"arguments": json.loads(text)})
+        elif pause.kind == "tool_result":
+            call, _, is_error = pause.value
+            pause.value = (call, text, is_error)
+        else:
+            last = pause.value.messages[-1].model_copy(update={"content": text})
+            pause.value.messages = [*pause.value.messages[:-1], last]
+        self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.notify("edited: F5 to continue with it")
+
+    # -- inspector and stored runs --------------------------------------------
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
+        data = event.node.data
+        if event.control.id == "trace" and data:
+            self.query_one("#inspector", TextArea).text = inspect(data)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
+        data = event.node.data
+        if event.control.id == "sidebar" and data:
+            try:
+                self.open_stored(load_run(self.store, data["id"]))
+            except HalguruError as exc:
+                self.notify(str(exc), severity="error")
+
+    def open_stored(self, stored: StoredRun) -> None:
+        self.stored = stored
+        tree = self.query_one(TraceTree)
+        tree.clear()
+        tree.load([e.model_dump() for e in stored.events])
+        tree.focus()
+        self.sub_title = f"run {stored.id}"
+
+    # -- replay, fork, export --------------------------------------------------
+    def action_replay(self) -> None:
+        if self.stored is None:
+            self.notify("open a stored run first (sidebar, --run) or send a message", severity="warning")
+            return
+        self.run_worker(self._replay(self.stored), group="replay", exit_on_error=False)
+
+    async def _replay(self, stored: StoredRun) -> None:
+        events = await self.consume(replay(stored))
+        comparison = compare_runs(stored.events, events, "recorded", "replay")
+        verdict = "identical answer" if comparison.same_answer else "the answer DIFFERS"
+        self.notify(f"replay of {stored.id}: {verdict}", severity="information" if comparison.same_answer else "error")
+        self.push_screen(CompareScreen(f"Replay of {stored.id}: {verdict}", "\n".join(comparison.left),
+                                       "\n".join(comparison.right), comparison.tree_diff))
+
+    def action_fork(self) -> None:
+        if self.stored is None or self.agent is None:
+            self.notify("fork needs an open run and an agent project", severity="warning")
+            return
+        node = self.query_one(TraceTree).cursor_node
+        at = (node.data or {}).get("seq", 0) if node is not None else 0
+        self.run_worker(self._fork(self.stored, at), group="replay", exit_on_error=False)
+
+    async def _fork(self, stored: StoredRun, at: int) -> None:
+        assert self.agent is not None
+        try:
+            events = await self.consume(fork(stored, at, self.agent, self._model(), store=self.store,
+                                             sampling=self.sampling()))
+        except HalguruError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        comparison = compare_runs(stored.events, events, "original", "fork")
+        diff = f"answers:\n{comparison.answer_diff or 'same'}\n\nevents:\n{comparison.tree_diff or 'same'}"
+        self.push_screen(CompareScreen(f"Fork of {stored.id} at event {at}", "\n".join(comparison.left),
+                                       "\n".join(comparison.right), diff))
+        self.refresh_sidebar()
+
+    def action_export(self) -> None:
+        if self.stored is None:
+            self.notify("no run to export yet", severity="warning")
+            return
+        from halguru.testing.export import run_to_test_yaml
+
+        stored = load_run(self.store, self.stored.id)
+        json_path = self.export_dir / f"{stored.id}.json"
+        test_path = self.export_dir / f"{stored.id}.test.yaml"
+        json_path.write_text(json.dumps(run_export(stored), indent=2, ensure_ascii=False), encoding="utf-8")
+        test_path.write_text(run_to_test_yaml(self.store, stored.id), encoding="utf-8")
+        self.notify(f"exported {json_path.name} and {test_path.name} to {self.export_dir}")
+
+    # -- settings, sidebar, theme, help, quit ------------------------------------
+    def action_settings(self) -> None:
+        self.push_screen(SettingsScreen(self.model_name, self.temperature, self.max_tokens), self.apply_settings)
+
+    def apply_settings(self, values: dict[str, Any] | None) -> None:
+        if values is None:
+            return
+        if values["model"] != self.model_name:
+            self.model_ref = values["model"]
+        self.temperature, self.max_tokens = values["temperature"], values["max_tokens"]
+        self.refresh_status()
+        self.notify("settings apply to the next run (recorded on its run_started)")
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one("#sidebar")
+        sidebar.display = not sidebar.display
+
+    def action_new_conversation(self) -> None:
+        self.conversation_id = None
+        self.query_one(ChatPane).remove_children()
+        self.notify("new conversation (the old one stays stored)")
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Stop a generation cleanly first: the runtime stores the partial run as cancelled."""
+        worker = self.run_worker_
+        if worker is not None and worker.is_running:
+            worker.cancel()
+            for _ in range(50):
+                if worker.is_finished:
+                    break
+                await asyncio.sleep(0.01)
+        self.exit()
+
+    # -- hot reload ---------------------------------------------------------------
+    @work(group="watch", exit_on_error=False)
+    async def watch_project(self) -> None:
+        from watchfiles import awatch
+
+        assert self.path is not None
+        folder = self.path if self.path.is_dir() else self.path.parent
+        async for _changes in awatch(folder, debounce=100, step=20, watch_filter=_project_filter):
+            await self.reload()
+
+    async def reload(self) -> None:
+        """Load the project again; on failure keep the previous agent and show why."""
+        assert self.path is not None
+        try:
+            agent = await asyncio.to_thread(load_agent, self.path)
+        except HalguruError as exc:
+            self.reload_error = str(exc)
+            self.notify(f"reload failed, keeping the previous version: {exc}", severity="error", timeout=8)
+        else:
+            self.agent, self.reload_error = agent, None
+            self.reloads += 1
+            self.notify(f"reloaded {agent.name}")
+        self.refresh_status()
+
+
+def _project_filter(change: Any, path: str) -> bool:
+    name = Path(path).name
+    return not (name.startswith(".") or "__pycache__" in path or name.endswith((".pyc", ".swp", "~")))
+
+
+def _json_object_problem(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    return None if isinstance(value, dict) else "the arguments must be a JSON object"
+
+
+def _event(data: dict[str, Any]) -> Event:
+    from halguru.agents.events import parse_event
+
+    return parse_event(data)

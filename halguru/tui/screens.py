@@ -1,0 +1,169 @@
+"""Modal screens: help, editing a pending value, settings, and the side-by-side comparison."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown, Static, TextArea
+
+HELP = """\
+# halguru dev — keys
+
+| key | what it does |
+|---|---|
+| `Enter` | send the message in the input |
+| `F2` / `F3` | toggle the breakpoint before model calls / tool calls |
+| `F5` | continue a paused run |
+| `F6` | step: continue, and pause again at the next point |
+| `F4` | edit what the paused run is about to use (tool arguments, tool result, next message) |
+| `F7` | replay the open run deterministically (no model is called) and compare |
+| `F8` | fork the open run live from the selected event and compare |
+| `Ctrl+O` | model, temperature and max tokens |
+| `Ctrl+E` | export the open run as JSON and as a conversation test case |
+| `Ctrl+B` | show or hide the stored runs sidebar |
+| `Ctrl+N` | start a new conversation |
+| `Ctrl+T` | light or dark theme |
+| `Ctrl+P` | command palette |
+| `?` / `F1` | this help |
+| `Ctrl+Q` | quit (a running generation is stopped and stored) |
+
+Select a node of the trace tree to see it whole in the inspector.
+Saving agent.yaml, tools.py, prompt or knowledge files reloads the agent.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "dismiss", "close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical { width: 90%; max-width: 96; height: 90%; border: thick $primary; background: $surface; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Markdown(HELP)
+
+
+class EditScreen(ModalScreen[str | None]):
+    """Edit a pending value as text; Ctrl+S keeps it, Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "save", priority=True), Binding("escape", "cancel", "cancel")]
+    DEFAULT_CSS = """
+    EditScreen { align: center middle; }
+    EditScreen > Vertical { width: 90%; height: 80%; border: thick $warning; background: $surface; }
+    EditScreen TextArea { height: 1fr; }
+    EditScreen #error { color: $error; }
+    """
+
+    def __init__(self, title: str, text: str, validate: Any = None):
+        super().__init__()
+        self.title_text = title
+        self.text = text
+        self.validate = validate
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{self.title_text} — Ctrl+S to keep, Esc to cancel")
+            yield TextArea(self.text, id="editor")
+            yield Static("", id="error")
+
+    def action_save(self) -> None:
+        text = self.query_one("#editor", TextArea).text
+        if self.validate is not None:
+            problem = self.validate(text)
+            if problem:
+                self.query_one("#error", Static).update(problem)
+                return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SettingsScreen(ModalScreen[dict[str, Any] | None]):
+    """Model, temperature and max tokens for the next runs (recorded on their run_started)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+    DEFAULT_CSS = """
+    SettingsScreen { align: center middle; }
+    SettingsScreen > Vertical { width: 60; height: auto; border: thick $primary; background: $surface; padding: 1; }
+    SettingsScreen #error { color: $error; }
+    """
+
+    def __init__(self, model: str, temperature: float | None, max_tokens: int | None):
+        super().__init__()
+        self.values = (model, temperature, max_tokens)
+
+    def compose(self) -> ComposeResult:
+        model, temperature, max_tokens = self.values
+        with Vertical():
+            yield Label("model")
+            yield Input(model, id="model")
+            yield Label("temperature (0–2, empty: the agent's)")
+            yield Input("" if temperature is None else str(temperature), id="temperature")
+            yield Label("max tokens (empty: the agent's)")
+            yield Input("" if max_tokens is None else str(max_tokens), id="max_tokens")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Apply", variant="primary", id="apply")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        self.apply()
+
+    def on_input_submitted(self) -> None:
+        self.apply()
+
+    def apply(self) -> None:
+        model = self.query_one("#model", Input).value.strip()
+        temperature = self.query_one("#temperature", Input).value.strip()
+        max_tokens = self.query_one("#max_tokens", Input).value.strip()
+        try:
+            t = float(temperature) if temperature else None
+            m = int(max_tokens) if max_tokens else None
+            if t is not None and not 0 <= t <= 2:
+                raise ValueError("temperature must be between 0 and 2")
+            if m is not None and m < 1:
+                raise ValueError("max tokens must be at least 1")
+        except ValueError as exc:
+            self.query_one("#error", Static).update(f"{exc}")
+            return
+        if not model:
+            self.query_one("#error", Static).update("give a model name (see `halguru models list`)")
+            return
+        self.dismiss({"model": model, "temperature": t, "max_tokens": m})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class CompareScreen(ModalScreen[None]):
+    """Two runs side by side, with the diff of their answers and event trees."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss", "close")]
+    DEFAULT_CSS = """
+    CompareScreen > Vertical { border: thick $primary; background: $surface; }
+    CompareScreen Horizontal { height: 1fr; }
+    CompareScreen TextArea { width: 1fr; height: 1fr; }
+    CompareScreen #diff { height: 1fr; }
+    """
+
+    def __init__(self, title: str, left: str, right: str, diff: str):
+        super().__init__()
+        self.title_text, self.left, self.right, self.diff = title, left, right, diff
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{self.title_text} — Esc to close")
+            with Horizontal():
+                yield TextArea(self.left, read_only=True, id="left")
+                yield TextArea(self.right, read_only=True, id="right")
+            yield TextArea(self.diff or "no differences", read_only=True, id="diff")
