@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -25,6 +24,8 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
+        import asyncio
+
         from rich.console import Console
 
         from halguru.errors import HalguruError
@@ -55,6 +56,8 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run the conversation tests against several models and compare them."""
+        import asyncio
+
         from rich.console import Console
         from rich.table import Table
 
