@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="Recent runs and their traces.", invoke_without_command=True)
 
@@ -24,7 +28,6 @@ def logs(
     if ctx.invoked_subcommand is not None:
         return
     from rich.console import Console
-    from rich.table import Table
 
     from halguru.store import open_store
 
@@ -34,34 +37,47 @@ def logs(
         if json_output:
             typer.echo(json.dumps(rows, indent=2))
             return
-        from rich.table import Column
-
-        table = Table(Column("conversation", no_wrap=True), "agent", "messages", "updated", "title", box=None,
-                      header_style="bold")
-        for r in rows:
-            table.add_row(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"])
+        cells = [(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"]) for r in rows]
+        table = _table(["conversation", "agent", "messages", "updated", "title"], cells, ("agent", "title"))
+        for row in cells:
+            table.add_row(*row)
         Console().print(table)
         return
     rows = store.list_runs(limit=limit, agent=agent, conversation_id=conversation)
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Column
-
-    table = Table(Column("run", no_wrap=True), Column("when", no_wrap=True), "agent", "model", "status",
-                  "duration", "tokens", "input", box=None, header_style="bold")
     styles = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "magenta"}
-    for r in rows:
-        duration = f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-"
-        table.add_row(r["id"], _when(r["started"]), r["agent"], r["model"],
-                      f"[{styles.get(r['status'], 'white')}]{r['status']}[/]", duration,
-                      f"{r['prompt_tokens']}+{r['completion_tokens']}", r["input"][:40])
+    cells = [(r["id"], _when(r["started"]), r["agent"], r["model"], r["status"],
+              f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-",
+              f"{r['prompt_tokens']}+{r['completion_tokens']}", " ".join(r["input"].split())) for r in rows]
+    table = _table(["run", "when", "agent", "model", "status", "duration", "tokens", "input"], cells,
+                   ("agent", "model", "input"))
+    for row in cells:
+        status = f"[{styles.get(row[4], 'white')}]{row[4]}[/]"
+        table.add_row(*row[:4], status, *row[5:])
     console = Console()
     console.print(table if rows else "[dim]No runs yet: try `halguru run PATH \"Hello\"`.[/]")
 
 
+def _table(headers: list[str], cells: list[tuple[str, ...]], flexible: tuple[str, ...]) -> Table:
+    """Ids, times and figures keep their full text; the ``flexible`` columns give way on narrow terminals."""
+    from rich.table import Column, Table
+
+    columns: list[Column] = []
+    for i, header in enumerate(headers):
+        width = max([len(header), *(len(c[i]) for c in cells)])
+        if header in flexible:
+            last = i == len(headers) - 1
+            columns.append(Column(header, no_wrap=True, overflow="ellipsis", min_width=min(width, 12),
+                                  ratio=1 if last else None))
+        else:
+            columns.append(Column(header, no_wrap=True, min_width=width))
+    return Table(*columns, box=None, header_style="bold")
+
+
 def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
 
 
 @app.command()
