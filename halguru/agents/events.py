@@ -107,7 +107,7 @@ class Error(BaseEvent):
 
 class RunFinished(BaseEvent):
     type: Literal["run_finished"] = "run_finished"
-    status: Literal["ok", "failed", "cancelled"]
+    status: Literal["ok", "failed", "cancelled", "limited"]  # limited: a team guard stopped it
     output: str
     error: str | None = None
     duration_ms: float = 0.0

@@ -18,6 +18,7 @@ from halguru.tools.decorator import Tool
 from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
+    from halguru.orchestration.team import Team
     from halguru.rag.agent import KnowledgeRetriever
 
 AGENT_FILE = "agent.yaml"
@@ -31,6 +32,7 @@ class Agent:
     spec: AgentSpec
     tools: dict[str, Tool] = field(default_factory=dict)
     path: Path | None = None
+    team: Team | None = None  # set when agent.yaml has ``team:``; None keeps runs free of orchestration
 
     @property
     def name(self) -> str:
@@ -115,8 +117,8 @@ def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: callable) ->
     return {n: available[n] for n in names}
 
 
-def load_agent(path: str | Path) -> Agent:
-    """Load an agent project from its folder (or its agent.yaml)."""
+def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
+    """Load an agent project from its folder (or its agent.yaml), and its team when it has one."""
     folder, agent_file = _project_file(Path(path))
     spec = load_spec(agent_file)
     own = load_project_tools(folder / TOOLS_FILE)
@@ -131,7 +133,12 @@ def load_agent(path: str | Path) -> Agent:
     if spec.instructions_file and not (folder / spec.instructions_file).is_file():
         line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
         raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
-    return _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
+    agent = _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
+    if with_team and spec.team is not None:
+        from halguru.orchestration.team import load_team
+
+        agent.team = load_team(agent)
+    return agent
 
 
 def _plugin_tool_list(spec: AgentSpec) -> list[str]:

@@ -20,6 +20,7 @@ from halguru.agents.events import (
     BaseEvent,
     Error,
     Event,
+    Handoff,
     ModelCall,
     ModelResult,
     Retrieval,
@@ -132,19 +133,32 @@ async def run(
             raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
         history = store.get_messages(conversation_id) if conversation else []
         store.start_run(run_id, conversation_id, spec.name, model_name, input)
+    orch = None  # a team run's state; None for a plain agent, which does no orchestration work at all
+    lead = spec.name
+    if agent.team is not None:
+        from halguru.orchestration.calls import TeamCallOutcome, is_team_tool, team_call
+        from halguru.orchestration.guards import TeamRun
+
+        orch = TeamRun(agent.team, model)
+        if conversation and store is not None:
+            orch.start_with((store.get_conversation(conversation_id) or {}).get("active_agent"))
+        agent = orch.current.agent
+        spec = agent.spec
 
     trace = _Trace(run_id, store)
     totals = _Totals()
     started = time.perf_counter()
-    deadline = asyncio.get_running_loop().time() + spec.limits.timeout
+    timeout = spec.limits.timeout if orch is None else orch.team.settings.timeout
+    deadline = asyncio.get_running_loop().time() + timeout
     system = [Message(role="system", content=agent.instructions)] if agent.instructions else []
     new_messages = [Message(role="user", content=input)]
-    tools = agent.tool_specs
+    tools = agent.tool_specs if orch is None else orch.current.tool_specs
     settings = SamplingSettings(**{**spec.sampling.model_dump(), "max_tokens": spec.limits.max_tokens,
                                    **(sampling or {})})
     status, error = "ok", None
     results: dict[tuple[str, str], str] = {}  # (tool, arguments) -> result, to catch repeated calls
     must_answer = False
+    turn_start = 0  # the step at which the current agent got the conversation
 
     def finish(status: str, error: str | None) -> RunFinished:
         output = "".join(totals.answer)
@@ -154,14 +168,17 @@ async def run(
             status=status, output=output, error=error, duration_ms=(time.perf_counter() - started) * 1000,
             steps=totals.steps, prompt_tokens=totals.prompt_tokens, completion_tokens=totals.completion_tokens))
         if store is not None:
-            store.finish_run(run_id, conversation_id, event.model_dump(), trace.pending, new_messages)
+            store.finish_run(run_id, conversation_id, event.model_dump(), trace.pending, new_messages,
+                             active_agent=None if orch is None else orch.current.agent.name)
             trace.pending = []
         return event
 
-    yield trace(RunStarted(agent=spec.name, model=model_name, input=input, conversation_id=conversation_id,
+    yield trace(RunStarted(agent=lead, model=model_name, input=input, conversation_id=conversation_id,
                            metadata=metadata or {}))
+    if orch is not None and spec.name != lead:
+        yield trace(Handoff(from_agent=lead, to_agent=spec.name, reason="holds the conversation"))
     try:
-        model_obj = _resolve_model(model_ref)
+        model_obj = _resolve_model(model_ref) if orch is None else orch.model_for(orch.current)
         retriever = agent.knowledge  # None without knowledge: no retrieval work at all
         citations = None
         if retriever is not None:
@@ -178,7 +195,14 @@ async def run(
                                                                  citations))
                 system = [Message(role="system", content=f"{agent.instructions}\n\n{block}".strip())]
         while True:
-            if totals.steps >= spec.limits.max_steps:
+            if orch is not None:
+                problem = orch.budget_problem(totals.steps, totals.prompt_tokens + totals.completion_tokens,
+                                              totals.steps - turn_start)
+                if problem is not None:
+                    status, error = "limited", problem
+                    yield trace(Error(kind="limit", message=problem, fatal=True))
+                    break
+            elif totals.steps >= spec.limits.max_steps:
                 status, error = "failed", (
                     f"stopped after {spec.limits.max_steps} model calls without a final answer "
                     "(limits.max_steps)")
@@ -257,6 +281,7 @@ async def run(
                 break
             assistant = Message(role="assistant", content=text, tool_calls=calls)
             new_messages.append(assistant)
+            handed_to, stop = None, None
             for index, call in enumerate(calls):
                 if hooks is not None:
                     # The edited call is the one run, traced and kept in the conversation.
@@ -264,6 +289,30 @@ async def run(
                     assistant.tool_calls[index] = call
                 yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
                 tool_started = time.perf_counter()
+                if orch is not None and (handed_to or stop or is_team_tool(orch, call.name)):
+                    outcome = TeamCallOutcome(content=f"error: not run: the conversation went to {handed_to}"
+                                              if handed_to else f"error: not run: {stop}", is_error=True)
+                    if not (handed_to or stop):
+                        async for team_event in team_call(orch, call, outcome, sampling):
+                            yield trace(team_event)
+                    totals.steps += outcome.steps
+                    totals.prompt_tokens += outcome.prompt_tokens
+                    totals.completion_tokens += outcome.completion_tokens
+                    yield trace(ToolResult(call_id=call.id, name=call.name, content=outcome.content,
+                                           is_error=outcome.is_error,
+                                           duration_ms=(time.perf_counter() - tool_started) * 1000))
+                    new_messages.append(Message(role="tool", content=outcome.content, tool_call_id=call.id,
+                                                name=call.name))
+                    if outcome.stop:
+                        status, error, stop = "limited", outcome.stop, outcome.stop
+                    if outcome.handed_to:  # the next step is the new agent's, with its prompt and tools
+                        handed_to, agent = outcome.handed_to, orch.current.agent
+                        spec, tools, turn_start, must_answer = agent.spec, orch.current.tool_specs, totals.steps, False
+                        system = [Message(role="system", content=agent.instructions)] if agent.instructions else []
+                        settings = SamplingSettings(**{**spec.sampling.model_dump(),
+                                                       "max_tokens": spec.limits.max_tokens, **(sampling or {})})
+                        model_obj, retriever, citations = orch.model_for(orch.current), None, None
+                    continue
                 key = (call.name, json.dumps(call.arguments, sort_keys=True))
                 try:
                     if key in results:
@@ -305,6 +354,8 @@ async def run(
                         async with asyncio.timeout_at(deadline):
                             content, is_error = await execute_tool(tool, call.arguments), False
                     results[key] = content
+                    if orch is not None:
+                        orch.progress()
                 except ToolError as exc:
                     content, is_error = f"error: {exc}", True
                     yield trace(Error(kind="tool", message=str(exc)))
@@ -314,8 +365,11 @@ async def run(
                                        duration_ms=(time.perf_counter() - tool_started) * 1000))
                 new_messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
             trace.flush()
+            if stop:
+                break
     except TimeoutError:
-        status, error = "failed", f"run exceeded limits.timeout ({spec.limits.timeout:g}s)"
+        status, error = ("failed", f"run exceeded limits.timeout ({timeout:g}s)") if orch is None else (
+            "limited", f"team run exceeded team.timeout ({timeout:g}s)")
         yield trace(Error(kind="timeout", message=error, fatal=True))
     except HalguruError as exc:
         status, error = "failed", str(exc)

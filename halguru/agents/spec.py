@@ -45,6 +45,23 @@ class RetrievalSettings(BaseModel):
     cite: bool = Field(default=True, description="append the cited sources to the answer")
 
 
+class TeamSettings(BaseModel):
+    """Other agents this one works with, and the guards of a team run (see README, "Teams and orchestration")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    handoffs: list[str] = Field(
+        default=[], description="agent folders (relative to this agent.yaml) this agent may hand the "
+        "conversation to, each as a tool handoff_to_<name>; they can hand it back")
+    specialists: list[str] = Field(
+        default=[], description="agent folders this agent may call as tools (ask_<name>), then compose "
+        "their answers; the specialist does not keep the conversation")
+    max_handoffs: int = Field(default=6, ge=0, le=100, description="handoffs (and specialist calls) per run")
+    max_steps: int = Field(default=20, ge=1, le=500, description="model calls per run, across all agents")
+    max_tokens: int = Field(default=20000, ge=1, description="prompt + completion tokens per run, all agents")
+    timeout: float = Field(default=600, gt=0, description="seconds a whole team run may take")
+
+
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
@@ -68,6 +85,7 @@ class AgentSpec(BaseModel):
     retrieval: RetrievalSettings = RetrievalSettings()
     sampling: Sampling = Sampling()
     limits: Limits = Limits()
+    team: TeamSettings | None = Field(default=None, description="agents this one hands off to or calls")
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
 
 

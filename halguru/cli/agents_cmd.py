@@ -61,3 +61,5 @@ def register(app: typer.Typer) -> None:
         agent = validate_project(path)
         tools = ", ".join(agent.tools) or "none"
         typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")
+        if agent.team is not None:
+            typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name)}")

@@ -66,8 +66,13 @@ def _ms(value: float | None) -> str:
 
 
 def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
-    """The event tree of a stored run: steps, each with its model call and tool calls."""
-    status_style = {"ok": "green", "failed": "red", "cancelled": "yellow"}.get(run["status"], "magenta")
+    """The event tree of a stored run: steps, each with its model call and tool calls.
+
+    In a team run each step names the agent that took it, and a specialist's steps (agent-as-tool)
+    hang under the handoff that asked it, so the tree shows who did what across agents.
+    """
+    status_style = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow"}.get(
+        run["status"], "magenta")
     root = Tree(
         f"[bold]{escape(run['id'])}[/] {escape(run['agent'])} · {escape(run['model'])} · "
         f"[{status_style}]{run['status']}[/] · {_ms(run.get('duration_ms'))} · "
@@ -76,13 +81,32 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
     root.add(f"[cyan]input[/] {escape(one_line(run['input']))}")
     step_nodes: dict[int, Tree] = {}
     calls: dict[str, Tree] = {}
+    agent, team = run["agent"], any(e["type"] == "handoff" for e in events)
+    asked: tuple[str, Tree] | None = None  # (specialist, its handoff node) while a specialist works
     for e in events:
         kind, step = e["type"], e.get("step", 0)
         parent = root
         if step:
             if step not in step_nodes:
-                step_nodes[step] = root.add(f"[bold]step {step}[/]")
+                step_nodes[step] = root.add(f"[bold]step {step}[/]" + (f" · {escape(agent)}" if team else ""))
             parent = step_nodes[step]
+        if asked is not None and kind != "handoff":
+            parent = asked[1]
+        if kind == "handoff":
+            reason = e.get("reason") or ""
+            if asked is not None and e["from_agent"] == asked[0]:
+                asked = None
+                parent.add(f"[cyan]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])} · "
+                           f"{escape(reason)}")
+            elif reason.startswith("asked: "):
+                node = parent.add(f"[cyan]ask[/] {escape(e['from_agent'])} → {escape(e['to_agent'])} · "
+                                  f"{escape(one_line(reason.removeprefix('asked: ')))}")
+                asked = (e["to_agent"], node)
+            else:
+                agent = e["to_agent"]
+                parent.add(f"[cyan]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])}"
+                           + (f" · {escape(one_line(reason))}" if reason else ""))
+            continue
         if kind == "model_call":
             parent.add(f"[blue]model_call[/] {escape(e['model'])} · {len(e['messages'])} messages · "
                        f"tools: {', '.join(e.get('tools') or []) or 'none'}")
@@ -104,8 +128,6 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
             target.add(f"[{style}]tool_result[/] {_ms(e['duration_ms'])} · {escape(one_line(e['content']))}")
         elif kind == "retrieval":
             parent.add(f"[cyan]retrieval[/] {escape(e['query'])} · {len(e['hits'])} hits")
-        elif kind == "handoff":
-            parent.add(f"[cyan]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])}")
         elif kind == "error":
             parent.add(f"[red]error[/] ({e['kind']}) {escape(e['message'])}")
         elif kind == "run_finished":

@@ -60,4 +60,9 @@ def m002_api_keys(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys]
+def m003_active_agent(conn: sqlite3.Connection) -> None:
+    """Which member of a team holds each conversation: the next user turn goes to it."""
+    conn.execute("ALTER TABLE conversations ADD COLUMN active_agent TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent]

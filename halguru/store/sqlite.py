@@ -148,9 +148,10 @@ class SQLiteStore:
 
     def finish_run(
         self, run_id: str, conversation_id: str, summary: dict[str, Any], events: Sequence[BaseEvent],
-        new_messages: Sequence[Message],
+        new_messages: Sequence[Message], active_agent: str | None = None,
     ) -> None:
-        """Final events, run status and the conversation's new messages, in one transaction."""
+        """Final events, run status and the conversation's new messages (and, in a team, which member
+        now holds the conversation), in one transaction."""
         now = time.time()
         with self.write() as conn:
             self._insert_events(conn, events)
@@ -173,7 +174,8 @@ class SQLiteStore:
                     for i, m in enumerate(new_messages)
                 ],
             )
-            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+            conn.execute("UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent) WHERE id = ?",
+                         (now, active_agent, conversation_id))
 
     def list_runs(self, limit: int = 20, agent: str | None = None, conversation_id: str | None = None
                   ) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,6 +25,7 @@ from halguru.testing.recording import (
     save_recording,
 )
 from halguru.testing.spec import TestCase, TestFormatError, load_test_file, test_files
+from halguru.tools.decorator import Tool
 
 Mode = Literal["auto", "live", "record", "replay"]
 
@@ -73,6 +76,19 @@ class SuiteResult:
         return {k: sum(v) / len(v) for k, v in rates.items()}
 
 
+def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool]) -> Agent:
+    """The agent (and each member of its team) with its tools wrapped for recording or replay."""
+    def one(a: Agent) -> Agent:
+        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path)
+
+    test_agent = one(agent)
+    if agent.team is not None:
+        members = {name: dataclasses.replace(m, agent=test_agent if name == agent.team.lead else one(m.agent))
+                   for name, m in agent.team.members.items()}
+        test_agent.team = dataclasses.replace(agent.team, members=members)
+    return test_agent
+
+
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
@@ -83,6 +99,7 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     result = TestResult(file=file, name=case.name, attempt=attempt, mode=mode)
     model_ref = model or agent.spec.model
     recorded = Cassette() if mode == "record" else None
+    wrap: Callable[[Tool], Tool] = lambda t: t  # noqa: E731
     if mode == "replay":
         if cassette is None:
             result.error = (f"no recording for this test in {recording_path(file).name}; "
@@ -90,14 +107,13 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
             return result, None
         model_obj = ReplayModel(cassette, name=model_ref)
         cursor = [0]
-        tools = [replay_tool(t, cassette, cursor) for t in agent.tools.values()]
+        wrap = lambda t: replay_tool(t, cassette, cursor)  # noqa: E731
     else:
         model_obj = get_model(model_ref)
-        tools = list(agent.tools.values())
         if recorded is not None:
             model_obj = RecordingModel(model_obj, recorded)
-            tools = [recording_tool(t, recorded) for t in tools]
-    test_agent = Agent(spec=agent.spec, tools={t.name: t for t in tools}, path=agent.path)
+            wrap = lambda t: recording_tool(t, recorded)  # noqa: E731
+    test_agent = _with_tools(agent, wrap)
     conversation: str | None = None
     judged = 0
     started = time.perf_counter()

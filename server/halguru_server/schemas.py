@@ -82,7 +82,7 @@ class RunOut(BaseModel):
     run_id: str
     conversation_id: str
     agent: str
-    status: Literal["ok", "failed", "cancelled"]
+    status: Literal["ok", "failed", "cancelled", "limited"]
     output: str
     error: str | None
     usage: Usage

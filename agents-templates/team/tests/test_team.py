@@ -1,4 +1,4 @@
-"""Tests for the team template: every member is a valid agent and runs."""
+"""Tests for the team template: the router and its two specialists load, route and answer."""
 
 from pathlib import Path
 
@@ -8,14 +8,16 @@ from halguru import load_agent, run_sync
 from halguru.models.scripted import ScriptedModel
 
 PROJECT = Path(__file__).resolve().parents[1]
-MEMBERS = load_agent(PROJECT).spec.metadata["members"]
 
 
-def test_lead_lists_its_members():
-    assert MEMBERS == ["agents/researcher", "agents/writer"]
+def test_router_lists_its_specialists():
+    team = load_agent(PROJECT).team
+    assert sorted(team.members) == sorted([team.lead, "researcher", "writer"])
+    tools = [t.name for t in team.members[team.lead].tool_specs]
+    assert tools == ["handoff_to_researcher", "handoff_to_writer"]
 
 
-@pytest.mark.parametrize("member", MEMBERS)
+@pytest.mark.parametrize("member", ["agents/researcher", "agents/writer"])
 def test_member_loads_and_answers(member):
     agent = load_agent(PROJECT / member)
     model = ScriptedModel([f"{agent.name} here."])
@@ -23,10 +25,13 @@ def test_member_loads_and_answers(member):
     assert result.ok and result.output == f"{agent.name} here."
 
 
-def test_researcher_can_use_the_calculator():
+def test_router_hands_off_and_the_researcher_uses_the_calculator():
     model = ScriptedModel([
+        {"tool_calls": [{"name": "handoff_to_researcher", "arguments": {"reason": "needs a figure"}}]},
         {"tool_calls": [{"name": "calculator", "arguments": {"expression": "12*3"}}]},
         "- 36 sandwiches",
     ])
-    result = run_sync(PROJECT / "agents/researcher", "12 people, 3 sandwiches each?", model=model, record=False)
-    assert [e.content for e in result.events if e.type == "tool_result"] == ["36"]
+    result = run_sync(PROJECT, "12 people, 3 sandwiches each?", model=model, record=False)
+    assert result.ok and result.output == "- 36 sandwiches"
+    assert next(e.to_agent for e in result.events if e.type == "handoff") == "researcher"
+    assert [e.content for e in result.events if e.type == "tool_result"][-1] == "36"
