@@ -96,6 +96,36 @@ class Handoff(BaseEvent):
     reason: str = ""
 
 
+class ApprovalRequested(BaseEvent):
+    """A tool listed in ``approvals:`` was called: the run pauses until a human approves or rejects it."""
+
+    type: Literal["approval_requested"] = "approval_requested"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ApprovalApproved(BaseEvent):
+    """A paused call was approved (``arguments`` as run, edited or not); its run continues."""
+
+    type: Literal["approval_approved"] = "approval_approved"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    edited: bool = False
+    paused_run_id: str = ""
+
+
+class ApprovalRejected(BaseEvent):
+    """A paused call was rejected: the model is told why, and the run continues without it."""
+
+    type: Literal["approval_rejected"] = "approval_rejected"
+    call_id: str
+    name: str
+    reason: str = ""
+    paused_run_id: str = ""
+
+
 class Error(BaseEvent):
     """Something went wrong. ``fatal`` errors end the run; others are reported to the model."""
 
@@ -107,7 +137,8 @@ class Error(BaseEvent):
 
 class RunFinished(BaseEvent):
     type: Literal["run_finished"] = "run_finished"
-    status: Literal["ok", "failed", "cancelled", "limited"]  # limited: a team guard stopped it
+    # limited: a team guard stopped it; paused: a call waits for approval (`halguru runs pending`)
+    status: Literal["ok", "failed", "cancelled", "limited", "paused"]
     output: str
     error: str | None = None
     duration_ms: float = 0.0
@@ -117,8 +148,8 @@ class RunFinished(BaseEvent):
 
 
 Event = Annotated[
-    RunStarted | ModelCall | Token | ModelResult | ToolCall | ToolResult | Retrieval | Handoff | Error
-    | RunFinished,
+    RunStarted | ModelCall | Token | ModelResult | ToolCall | ToolResult | Retrieval | Handoff | ApprovalRequested
+    | ApprovalApproved | ApprovalRejected | Error | RunFinished,
     Field(discriminator="type"),
 ]
 

@@ -133,6 +133,11 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
     if spec.instructions_file and not (folder / spec.instructions_file).is_file():
         line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
         raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
+    for index, name in enumerate(spec.approvals):
+        if name not in tools:
+            line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("approvals", index))
+            raise AgentSpecError(f"{agent_file}:{line}: approvals.{index}: {name!r} is not one of this agent's "
+                                 f"tools ({', '.join(tools) or 'none'})")
     agent = _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
     if with_team and spec.team is not None:
         from halguru.orchestration.team import load_team

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halguru.agents.events import (
     BaseEvent,
@@ -46,6 +46,9 @@ from halguru.models.base import (
 )
 from halguru.store.base import TraceStore
 from halguru.tools.registry import execute_tool
+
+if TYPE_CHECKING:
+    from halguru.orchestration.approvals import Resume
 
 
 def new_id(prefix: str) -> str:
@@ -104,6 +107,7 @@ async def run(
     sampling: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
     hooks: RunHooks | None = None,
+    resume: Resume | None = None,
 ) -> AsyncIterator[Event]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
@@ -113,6 +117,7 @@ async def run(
     sampling settings; ``metadata`` is recorded on ``run_started`` (e.g. a request id).
     ``hooks`` (see halguru.agents.hooks) may suspend the run before each model call and tool
     call, and change what is sent or returned: the debugger's breakpoints and deterministic replay.
+    ``resume`` continues a run paused for approval (see halguru.orchestration.approvals).
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
@@ -134,7 +139,7 @@ async def run(
         history = store.get_messages(conversation_id) if conversation else []
         store.start_run(run_id, conversation_id, spec.name, model_name, input)
     orch = None  # a team run's state; None for a plain agent, which does no orchestration work at all
-    lead = spec.name
+    lead, lead_path = spec.name, agent.path
     if agent.team is not None:
         from halguru.orchestration.calls import TeamCallOutcome, is_team_tool, team_call
         from halguru.orchestration.guards import TeamRun
@@ -151,7 +156,8 @@ async def run(
     timeout = spec.limits.timeout if orch is None else orch.team.settings.timeout
     deadline = asyncio.get_running_loop().time() + timeout
     system = [Message(role="system", content=agent.instructions)] if agent.instructions else []
-    new_messages = [Message(role="user", content=input)]
+    new_messages = [Message(role="user", content=input)] if resume is None else list(resume.messages)
+    resumed, done, paused = resume, resume.done if resume is not None else set(), None
     tools = agent.tool_specs if orch is None else orch.current.tool_specs
     settings = SamplingSettings(**{**spec.sampling.model_dump(), "max_tokens": spec.limits.max_tokens,
                                    **(sampling or {})})
@@ -168,9 +174,17 @@ async def run(
             status=status, output=output, error=error, duration_ms=(time.perf_counter() - started) * 1000,
             steps=totals.steps, prompt_tokens=totals.prompt_tokens, completion_tokens=totals.completion_tokens))
         if store is not None:
-            store.finish_run(run_id, conversation_id, event.model_dump(), trace.pending, new_messages,
+            # A paused run's messages wait with its pending call; its continuation adds them.
+            store.finish_run(run_id, conversation_id, event.model_dump(), trace.pending,
+                             [] if paused else new_messages,
                              active_agent=None if orch is None else orch.current.agent.name)
             trace.pending = []
+            if paused is not None:
+                from halguru.orchestration.approvals import save_pending
+
+                save_pending(store, run_id, conversation_id, lead, str(lead_path) if lead_path else None,
+                             model_ref if isinstance(model_ref, str) and model is not None else None, input,
+                             paused, new_messages)
         return event
 
     yield trace(RunStarted(agent=lead, model=model_name, input=input, conversation_id=conversation_id,
@@ -208,85 +222,107 @@ async def run(
                     "(limits.max_steps)")
                 yield trace(Error(kind="limit", message=error, fatal=True))
                 break
-            totals.steps += 1
-            trace.step = totals.steps
-            totals.answer = []
-            messages = system + history + new_messages
-            # "required" forces a tool call on the first model call only, so the agent can then answer;
-            # after a repeated call the model must answer with what it has.
-            tool_choice = "auto" if spec.tool_choice == "required" and totals.steps > 1 else spec.tool_choice
-            if must_answer:
-                tool_choice = "none"
-            request = ModelRequest(messages=messages, tools=tools, settings=settings,
-                                   tool_choice=tool_choice if tools else "none",
-                                   conversation_id=conversation_id)
-            if hooks is not None:
-                request = await hooks.before_model_call(request)
-            yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
-                                                                  for m in request.messages],
-                                  tools=[t.name for t in request.tools], settings=request.settings.model_dump()))
-            trace.flush()
-            calls: list[ToolCallRequest] = []
-            format_errors: list[FormatErrorChunk] = []
-            usage = UsageChunk()
-            call_started = time.perf_counter()
-            ttft: float | None = None
-            stream = model_obj.stream(request)
-            try:
-                while True:
-                    async with asyncio.timeout_at(deadline):
-                        try:
-                            chunk = await anext(stream)
-                        except StopAsyncIteration:
-                            break
-                    if isinstance(chunk, TextChunk):
-                        if ttft is None:
-                            ttft = (time.perf_counter() - call_started) * 1000
-                        totals.answer.append(chunk.text)
-                        trace.flush()  # during a long generation too, so a killed run shows what was asked
-                        yield trace(Token(text=chunk.text))
-                    elif isinstance(chunk, ToolCallChunk):
-                        calls.append(chunk.call)
-                    elif isinstance(chunk, FormatErrorChunk):
-                        format_errors.append(chunk)
-                    elif isinstance(chunk, UsageChunk):
-                        usage = chunk
-            finally:
-                await stream.aclose()
-            totals.prompt_tokens += usage.prompt_tokens
-            totals.completion_tokens += usage.completion_tokens
-            text = "".join(totals.answer)
-            yield trace(ModelResult(
-                text=text, tool_calls=[c.model_dump() for c in calls], prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
-                duration_ms=(time.perf_counter() - call_started) * 1000, ttft_ms=ttft,
-                finish_reason=usage.finish_reason, format_errors=len(format_errors)))
-            for bad in format_errors:
-                yield trace(Error(kind="format", message=f"unparseable tool call: {bad.reason}"))
-            if not calls:
-                if format_errors and not text.strip():
-                    new_messages.append(Message(role="assistant", content=format_errors[0].raw))
-                    new_messages.append(Message(role="user", content=(
-                        f"Your tool call could not be parsed ({format_errors[0].reason}). "
-                        "Call the tool again with valid JSON, or answer directly.")))
-                    trace.flush()
-                    continue
-                if citations is not None and spec.retrieval.cite and text.strip():
-                    footer = citations.footer(text)
-                    if footer:
-                        totals.answer.append(footer)
-                        text += footer
-                        yield trace(Token(text=footer))
-                new_messages.append(Message(role="assistant", content=text))
-                break
-            assistant = Message(role="assistant", content=text, tool_calls=calls)
-            new_messages.append(assistant)
+            if resumed is not None:  # a continuation finishes the paused step first: no model call
+                assistant = next(m for m in reversed(new_messages) if m.role == "assistant")
+                calls, resumed = list(assistant.tool_calls), None
+            else:
+                totals.steps += 1
+                trace.step = totals.steps
+                totals.answer = []
+                messages = system + history + new_messages
+                # "required" forces a tool call on the first model call only, so the agent can then answer;
+                # after a repeated call the model must answer with what it has.
+                tool_choice = "auto" if spec.tool_choice == "required" and totals.steps > 1 else spec.tool_choice
+                if must_answer:
+                    tool_choice = "none"
+                request = ModelRequest(messages=messages, tools=tools, settings=settings,
+                                       tool_choice=tool_choice if tools else "none",
+                                       conversation_id=conversation_id)
+                if hooks is not None:
+                    request = await hooks.before_model_call(request)
+                yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)
+                                                                      for m in request.messages],
+                                      tools=[t.name for t in request.tools], settings=request.settings.model_dump()))
+                trace.flush()
+                calls: list[ToolCallRequest] = []
+                format_errors: list[FormatErrorChunk] = []
+                usage = UsageChunk()
+                call_started = time.perf_counter()
+                ttft: float | None = None
+                stream = model_obj.stream(request)
+                try:
+                    while True:
+                        async with asyncio.timeout_at(deadline):
+                            try:
+                                chunk = await anext(stream)
+                            except StopAsyncIteration:
+                                break
+                        if isinstance(chunk, TextChunk):
+                            if ttft is None:
+                                ttft = (time.perf_counter() - call_started) * 1000
+                            totals.answer.append(chunk.text)
+                            trace.flush()  # during a long generation too, so a killed run shows what was asked
+                            yield trace(Token(text=chunk.text))
+                        elif isinstance(chunk, ToolCallChunk):
+                            calls.append(chunk.call)
+                        elif isinstance(chunk, FormatErrorChunk):
+                            format_errors.append(chunk)
+                        elif isinstance(chunk, UsageChunk):
+                            usage = chunk
+                finally:
+                    await stream.aclose()
+                totals.prompt_tokens += usage.prompt_tokens
+                totals.completion_tokens += usage.completion_tokens
+                text = "".join(totals.answer)
+                yield trace(ModelResult(
+                    text=text, tool_calls=[c.model_dump() for c in calls], prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
+                    duration_ms=(time.perf_counter() - call_started) * 1000, ttft_ms=ttft,
+                    finish_reason=usage.finish_reason, format_errors=len(format_errors)))
+                for bad in format_errors:
+                    yield trace(Error(kind="format", message=f"unparseable tool call: {bad.reason}"))
+                if not calls:
+                    if format_errors and not text.strip():
+                        new_messages.append(Message(role="assistant", content=format_errors[0].raw))
+                        new_messages.append(Message(role="user", content=(
+                            f"Your tool call could not be parsed ({format_errors[0].reason}). "
+                            "Call the tool again with valid JSON, or answer directly.")))
+                        trace.flush()
+                        continue
+                    if citations is not None and spec.retrieval.cite and text.strip():
+                        footer = citations.footer(text)
+                        if footer:
+                            totals.answer.append(footer)
+                            text += footer
+                            yield trace(Token(text=footer))
+                    new_messages.append(Message(role="assistant", content=text))
+                    break
+                assistant = Message(role="assistant", content=text, tool_calls=calls)
+                new_messages.append(assistant)
             handed_to, stop = None, None
             for index, call in enumerate(calls):
                 if hooks is not None:
                     # The edited call is the one run, traced and kept in the conversation.
                     call = await hooks.before_tool_call(call)
                     assistant.tool_calls[index] = call
+                if call.id in done:  # its result came before the pause: never run a call twice
+                    continue
+                if spec.approvals or resume is not None:
+                    from halguru.orchestration.approvals import gate
+
+                    verdict = gate(spec, call, resume)
+                    if verdict.event is not None:
+                        yield trace(verdict.event)
+                    if verdict.pause:
+                        status, error, stop, paused = "paused", f"{call.name} waits for approval", "paused", call
+                        break
+                    if verdict.refusal is not None:
+                        yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
+                        yield trace(ToolResult(call_id=call.id, name=call.name, content=verdict.refusal,
+                                               is_error=True))
+                        new_messages.append(Message(role="tool", content=verdict.refusal, tool_call_id=call.id,
+                                                    name=call.name))
+                        continue
                 yield trace(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
                 tool_started = time.perf_counter()
                 if orch is not None and (handed_to or stop or is_team_tool(orch, call.name)):

@@ -78,6 +78,9 @@ class AgentSpec(BaseModel):
         default=None, description="a file (relative to agent.yaml) appended to the instructions"
     )
     tools: list[str] = Field(default=[], description="tools the agent may call (allow-list)")
+    approvals: list[str] = Field(
+        default=[], description="tools (from tools:) whose calls wait for a human: the run pauses until "
+        "`halguru runs approve RUN_ID` or `halguru runs reject RUN_ID`")
     tool_choice: Literal["auto", "required", "none"] = Field(
         default="auto", description="required: the first model call must call a tool"
     )

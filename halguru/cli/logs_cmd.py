@@ -47,7 +47,8 @@ def logs(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
-    styles = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "magenta", "limited": "yellow"}
+    styles = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "magenta", "limited": "yellow",
+              "paused": "yellow"}
     cells = [(r["id"], _when(r["started"]), r["agent"], r["model"], r["status"],
               f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-",
               f"{r['prompt_tokens']}+{r['completion_tokens']}", " ".join(r["input"].split())) for r in rows]

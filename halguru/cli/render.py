@@ -48,6 +48,12 @@ class RunPrinter:
         elif kind == "tool_result":
             style = "red" if event.is_error else "dim"  # type: ignore[attr-defined]
             self.err.print(f"[{style}]← {escape(one_line(event.content))}[/]")  # type: ignore[attr-defined]
+        elif kind == "approval_requested":
+            self.err.print(f"[yellow]⏸ {event.name}({escape(short_args(event.arguments))}) "  # type: ignore[attr-defined]
+                           "waits for approval[/]")
+        elif kind in ("approval_approved", "approval_rejected"):
+            verdict = "approved" if kind == "approval_approved" else "rejected"
+            self.err.print(f"[yellow]{verdict}: {event.name}[/]")  # type: ignore[attr-defined]
         elif kind == "error" and not event.fatal:  # type: ignore[attr-defined]
             self.err.print(f"[yellow]! {escape(event.message)}[/]")  # type: ignore[attr-defined]
         elif kind == "model_result" and event.tool_calls and event.text and not self.at_line_start:  # type: ignore[attr-defined]
@@ -71,7 +77,8 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
     In a team run each step names the agent that took it, and a specialist's steps (agent-as-tool)
     hang under the handoff that asked it, so the tree shows who did what across agents.
     """
-    status_style = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow"}.get(
+    status_style = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow",
+                    "paused": "yellow"}.get(
         run["status"], "magenta")
     root = Tree(
         f"[bold]{escape(run['id'])}[/] {escape(run['agent'])} · {escape(run['model'])} · "
@@ -126,6 +133,11 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
             style = "red" if e["is_error"] else "green"
             target = calls.get(e["call_id"], parent)
             target.add(f"[{style}]tool_result[/] {_ms(e['duration_ms'])} · {escape(one_line(e['content']))}")
+        elif kind.startswith("approval_"):
+            what = (f"{escape(e['name'])}({escape(short_args(e['arguments']))})" if "arguments" in e
+                    else escape(e["name"]))
+            extra = f" · {escape(e['reason'])}" if e.get("reason") else ""
+            parent.add(f"[yellow]{kind.replace('_', ' ')}[/] {what}{extra}")
         elif kind == "retrieval":
             parent.add(f"[cyan]retrieval[/] {escape(e['query'])} · {len(e['hits'])} hits")
         elif kind == "error":

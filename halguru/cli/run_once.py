@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from halguru.agents.events import RunFinished
+from halguru.agents.events import Event, RunFinished
 from halguru.agents.loader import load_agent
 from halguru.cli.render import RunPrinter
 
@@ -21,12 +22,17 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
     from halguru.agents.runtime import run
 
     agent = load_agent(path)
+    return stream_run(lambda: run(agent, text, conversation, model=model), json_output=json_output)
+
+
+def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: bool) -> int:
+    """Print a run's events as they come (or as JSON lines) and return the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     printer = RunPrinter(err=err)
     finished: list[RunFinished] = []
 
     async def consume() -> None:
-        async for event in run(agent, text, conversation, model=model):
+        async for event in make_stream():
             if json_output:
                 sys.stdout.write(event.model_dump_json() + "\n")
                 sys.stdout.flush()
@@ -41,6 +47,10 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
         err.print("\n[yellow]Stopped.[/] The partial answer is stored (see `halguru logs`).")
         return EXIT_INTERRUPTED
     result = finished[-1]
+    if result.status == "paused":
+        err.print(f"[yellow]Paused:[/] {escape(result.error or '')}: `halguru runs approve {result.run_id}` "
+                  f"or `halguru runs reject {result.run_id} --reason TEXT`")
+        return 0
     if result.status != "ok":
         err.print(f"[red]Error:[/] {escape(result.error or result.status)} [dim](run {result.run_id})[/]")
         return EXIT_FAILED

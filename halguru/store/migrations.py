@@ -65,4 +65,21 @@ def m003_active_agent(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE conversations ADD COLUMN active_agent TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent]
+def m004_approvals(conn: sqlite3.Connection) -> None:
+    """Paused runs: the call waiting for approval and the run's messages so far (JSON), to resume from."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE approvals (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id), conversation_id TEXT NOT NULL, agent TEXT NOT NULL,
+            agent_path TEXT, model TEXT, input TEXT NOT NULL, call TEXT NOT NULL, messages TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending', reason TEXT, continued_by TEXT,
+            created REAL NOT NULL, resolved REAL
+        );
+        CREATE INDEX approvals_status ON approvals (status, created);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
+                                                          m004_approvals]

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+# Waits go through locators: page.wait_for_function evaluates a string, which the chat's
+# Content-Security-Policy (no unsafe-eval) rightly refuses once Playwright has to poll.
+WAIT_MS = 20_000
 MARKDOWN = ("**bold** and [a link](https://example.com) <img src=x onerror=alert(1)> <b>raw</b> "
             "![pic](https://example.com/p.png)")
 
@@ -37,7 +41,7 @@ def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{server.url}/chat/")
-    page.wait_for_function("document.querySelector('#agent').options.length > 0")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
     assert page.eval_on_selector_all("#agent option", "os => os.map(o => o.value)") == ["echo", "slow"]
     # keyboard only: the message box has focus; Enter sends
     page.keyboard.type("show me markdown")
@@ -53,7 +57,7 @@ def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_
     assert not dialogs and not remote
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # fits the phone
     # a reload keeps the conversation (once the answer is complete, and so stored)
-    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     page.reload()
     page.locator(".msg.user", has_text="show me markdown").wait_for()
     assert page.locator(".msg.assistant strong").inner_text() == "bold"
@@ -61,7 +65,7 @@ def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_
     page.fill("#input", "second turn")
     page.click("#send")
     page.locator(".msg.assistant strong").nth(1).wait_for()
-    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     assert page.locator(".msg").count() == 4
     # Alt+N: a new, empty conversation, focus back in the message box
     page.keyboard.press("Alt+n")
@@ -70,7 +74,7 @@ def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_
     page.keyboard.type("fresh")
     page.keyboard.press("Enter")
     page.locator(".msg.assistant strong").wait_for()
-    page.wait_for_function("!document.querySelector('[aria-busy]')")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     conversations = server.state.store.list_conversations(agent="echo")
     assert sorted(c["messages"] for c in conversations) == [2, 4]
 
@@ -85,7 +89,7 @@ def test_key_only_agents_ask_for_a_key(serve, api_key, browser) -> None:
     assert "API key" in page.locator("#status").inner_text()
     page.fill("#key", api_key(agents=["private"]))
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#agent').options.length === 1")
+    expect(page.locator("#agent option")).to_have_count(1, timeout=WAIT_MS)
     page.fill("#input", "secret hello")
     page.keyboard.press("Enter")
     page.locator(".msg.assistant", has_text="You said: secret hello").wait_for()

@@ -1,0 +1,166 @@
+"""Approvals (human in the loop): tools listed in ``approvals:`` pause the run before they execute.
+
+A paused run ends with status ``paused``; its pending call and its messages so far are kept in the store's
+``approvals`` table (the conversation gets none of them yet). ``approve`` or ``reject`` continues it
+through the runtime as a *continuation run*: a new run in the same conversation whose ``run_started``
+metadata names the paused run (``resumes``), which runs (or refuses) the call and goes on to the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from halguru.agents.events import ApprovalApproved, ApprovalRejected, ApprovalRequested, BaseEvent, Event
+from halguru.errors import HalguruError
+from halguru.models.base import Message, ToolCallRequest
+
+if TYPE_CHECKING:
+    from halguru.agents.runtime import RunResult
+    from halguru.agents.spec import AgentSpec
+    from halguru.models.base import Model
+    from halguru.store.sqlite import SQLiteStore
+
+REFUSED = "error: a human refused this call"
+
+
+@dataclass
+class Resume:
+    """What a continuation run starts from: the paused run's messages and the human's decision."""
+
+    paused_run_id: str
+    messages: list[Message]
+    decisions: dict[str, str | None]  # call id -> None (approved) or the rejection reason
+    edited: set[str] = field(default_factory=set)
+
+    @property
+    def done(self) -> set[str]:
+        """Calls that already have their result (before the pause): never run twice."""
+        return {m.tool_call_id for m in self.messages if m.role == "tool" and m.tool_call_id}
+
+
+@dataclass
+class Gate:
+    event: BaseEvent | None = None
+    pause: bool = False
+    refusal: str | None = None  # the tool result the model gets instead of running the call
+
+
+def gate(spec: AgentSpec, call: ToolCallRequest, resume: Resume | None) -> Gate:
+    """Decide a call: run it, pause for approval, or refuse it (a human rejected it)."""
+    if resume is not None and call.id in resume.decisions:
+        reason = resume.decisions[call.id]
+        if reason is None:
+            return Gate(ApprovalApproved(call_id=call.id, name=call.name, arguments=call.arguments,
+                                         edited=call.id in resume.edited, paused_run_id=resume.paused_run_id))
+        return Gate(ApprovalRejected(call_id=call.id, name=call.name, reason=reason,
+                                     paused_run_id=resume.paused_run_id),
+                    refusal=f"{REFUSED}: {reason}" if reason else REFUSED)
+    if call.name in spec.approvals:
+        return Gate(ApprovalRequested(call_id=call.id, name=call.name, arguments=call.arguments), pause=True)
+    return Gate()
+
+
+def save_pending(store: Any, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
+                 model: str | None, input: str, call: ToolCallRequest, messages: list[Message]) -> None:
+    with store.write() as conn:
+        conn.execute(
+            "INSERT INTO approvals (run_id, conversation_id, agent, agent_path, model, input, call, messages, "
+            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, conversation_id, agent, agent_path, model, input, call.model_dump_json(),
+             json.dumps([m.model_dump() for m in messages]), time.time()))
+
+
+def _store(store: SQLiteStore | None) -> SQLiteStore:
+    if store is not None:
+        return store
+    from halguru.store import open_store
+
+    return open_store()
+
+
+def list_pending(store: SQLiteStore | None = None) -> list[dict[str, Any]]:
+    """Paused runs waiting for a decision, oldest first: run id, agent, tool, arguments, when."""
+    rows = _store(store).db.query("SELECT * FROM approvals WHERE status = 'pending' ORDER BY created")
+    out = []
+    for r in rows:
+        call = json.loads(r["call"])
+        out.append({"run_id": r["run_id"], "conversation_id": r["conversation_id"], "agent": r["agent"],
+                    "tool": call["name"], "arguments": call["arguments"], "call_id": call["id"],
+                    "input": r["input"], "created": r["created"]})
+    return out
+
+
+def _claim(store: SQLiteStore, run_id: str, status: str, reason: str | None) -> dict[str, Any]:
+    """Mark the pending approval decided (once: a second approve or reject is refused)."""
+    rows = list(store.db.query("SELECT * FROM approvals WHERE run_id LIKE ? ORDER BY created DESC LIMIT 2",
+                               [f"{run_id}%"]))
+    if not rows or not run_id:
+        raise HalguruError(f"no paused run {run_id!r}; see `halguru runs pending`")
+    if len(rows) > 1 and rows[0]["run_id"] != run_id:
+        raise HalguruError(f"run id prefix {run_id!r} is ambiguous; give more characters")
+    row = rows[0]
+    with store.write() as conn:
+        changed = conn.execute("UPDATE approvals SET status = ?, reason = ?, resolved = ? "
+                               "WHERE run_id = ? AND status = 'pending'",
+                               (status, reason, time.time(), row["run_id"])).rowcount
+    if not changed:
+        after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
+        raise HalguruError(f"run {row['run_id']} is not waiting for approval (already {row['status']}{after})")
+    return row
+
+
+async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
+                        model: str | Model | None = None, store: SQLiteStore | None = None
+                        ) -> AsyncIterator[Event]:
+    """Decide the paused run ``run_id`` and stream its continuation run's events."""
+    from halguru.agents.loader import load_agent
+    from halguru.agents.runtime import run
+
+    store = _store(store)
+    row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject)
+    if not row["agent_path"]:
+        raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed here")
+    agent = load_agent(row["agent_path"])
+    call = ToolCallRequest.model_validate_json(row["call"])
+    messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
+    resume = Resume(row["run_id"], messages, {call.id: reject})
+    if edit_args is not None and reject is None:
+        resume.edited.add(call.id)
+        for message in messages:  # the edited call is the one run and kept in the conversation
+            message.tool_calls = [c.model_copy(update={"arguments": edit_args}) if c.id == call.id else c
+                                  for c in message.tool_calls]
+    async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
+                           store=store, resume=resume, metadata={"resumes": row["run_id"]}):
+        if event.type == "run_started":
+            with store.write() as conn:
+                conn.execute("UPDATE approvals SET continued_by = ? WHERE run_id = ?", (event.run_id, row["run_id"]))
+        yield event
+
+
+async def _collect(stream: AsyncIterator[Event]) -> RunResult:
+    from halguru.agents.runtime import RunResult
+
+    events = [event async for event in stream]
+    started, finished = events[0], events[-1]
+    return RunResult(finished.output, finished.status, finished.run_id,  # type: ignore[union-attr]
+                     started.conversation_id, finished.error, events)  # type: ignore[union-attr]
+
+
+def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,
+            store: SQLiteStore | None = None) -> RunResult:
+    """Run the pending call (with ``edit_args`` in place of its arguments, if given) and continue the run."""
+    import asyncio
+
+    return asyncio.run(_collect(resume_events(run_id, edit_args, model=model, store=store)))
+
+
+def reject(run_id: str, reason: str = "", *, model: str | Model | None = None,
+           store: SQLiteStore | None = None) -> RunResult:
+    """Tell the model the pending call was refused (and why), and continue the run."""
+    import asyncio
+
+    return asyncio.run(_collect(resume_events(run_id, reject=reason, model=model, store=store)))

@@ -1,0 +1,141 @@
+"""Approvals (human in the loop): a listed tool pauses the run; approve or reject continues it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from halguru import load_agent, run_sync
+from halguru.agents.events import parse_event
+from halguru.errors import AgentSpecError, HalguruError
+from halguru.models.scripted import ScriptedModel
+from halguru.orchestration.approvals import approve, list_pending, reject
+from halguru.store import open_store
+
+TOOLS = '''\
+from pathlib import Path
+from halguru import tool
+
+
+@tool
+def send_email(to: str, body: str) -> str:
+    """Send an email."""
+    with open(Path(__file__).parent / "sent.log", "a") as f:
+        f.write(f"{to}: {body}\\n")
+    return f"sent to {to}"
+
+
+@tool
+def lookup(name: str) -> str:
+    """Find an address."""
+    with open(Path(__file__).parent / "lookups.log", "a") as f:
+        f.write(name + "\\n")
+    return f"{name}@example.com"
+'''
+
+
+def send(to: str, call_id: str = "c1") -> dict:
+    return {"id": call_id, "name": "send_email", "arguments": {"to": to, "body": "hi"}}
+
+
+@pytest.fixture
+def mailer(write_agent) -> Path:
+    return write_agent("name: mailer\nmodel: scripted\ntools: [lookup, send_email]\napprovals: [send_email]\n",
+                       TOOLS, name="mailer")
+
+
+def test_approval_must_name_an_agent_tool(write_agent):
+    folder = write_agent("name: x\nmodel: scripted\ntools: [calculator]\napprovals: [rm_rf]\n")
+    with pytest.raises(AgentSpecError, match=r"agent.yaml:4: approvals.0: 'rm_rf' is not one of"):
+        load_agent(folder)
+
+
+def test_pause_then_approve_with_edited_args(mailer: Path):
+    model = ScriptedModel([
+        {"tool_calls": [{"id": "l1", "name": "lookup", "arguments": {"name": "ann"}}, send("ann@example.com")]},
+        "Sent.",
+    ])
+    paused = run_sync(mailer, "mail ann", model=model)
+    assert paused.status == "paused" and not (mailer / "sent.log").exists()
+    assert [e.type for e in paused.events][-2:] == ["approval_requested", "run_finished"]
+    store = open_store()
+    assert store.get_run(paused.run_id)["status"] == "paused"
+    assert store.get_messages(paused.conversation_id) == []  # kept with the pending call until decided
+    [pending] = list_pending()
+    assert (pending["run_id"], pending["tool"], pending["arguments"]["to"]) == (
+        paused.run_id, "send_email", "ann@example.com")
+
+    done = approve(paused.run_id, {"to": "bob@example.com", "body": "hi"}, model=model)
+    assert done.ok and done.output == "Sent."
+    assert (mailer / "sent.log").read_text() == "bob@example.com: hi\n"
+    assert (mailer / "lookups.log").read_text() == "ann\n"  # the completed call was not run again
+    approved = next(e for e in done.events if e.type == "approval_approved")
+    assert approved.edited and approved.arguments["to"] == "bob@example.com"
+    assert done.events[0].metadata == {"resumes": paused.run_id}
+    for stored in store.get_events(done.run_id) + store.get_events(paused.run_id):
+        parse_event(stored)
+    roles = [(m.role, m.tool_call_id) for m in store.get_messages(paused.conversation_id)]
+    assert roles == [("user", None), ("assistant", None), ("tool", "l1"), ("tool", "c1"), ("assistant", None)]
+    assert list_pending() == []
+    with pytest.raises(HalguruError, match=r"is not waiting for approval \(already approved, continued as run"):
+        approve(paused.run_id, model=model)
+
+
+def test_reject_tells_the_model(mailer: Path):
+    model = ScriptedModel([{"tool_calls": [send("eve@example.com")]}, "OK, I did not send it."])
+    paused = run_sync(mailer, "mail eve", model=model)
+    done = reject(paused.run_id, "eve is not a customer", model=model)
+    assert done.output == "OK, I did not send it." and not (mailer / "sent.log").exists()
+    told = model.requests[-1].messages[-1]
+    assert told.role == "tool" and "refused" in told.content and "eve is not a customer" in told.content
+    assert [e.type for e in done.events][:2] == ["run_started", "approval_rejected"]
+
+
+def test_plain_runs_are_unchanged(write_agent):
+    result = run_sync(write_agent("name: solo\nmodel: scripted\n"), "hi", record=False)
+    assert result.ok and not [e for e in result.events if e.type.startswith("approval")]
+
+
+def test_cli_pending_approve_reject(mailer: Path, halguru_cmd, subprocess_env, tmp_path: Path):
+    script = tmp_path / "script.yaml"
+    (mailer / "agent.yaml").write_text(f"name: mailer\nmodel: 'scripted:{script}'\ntools: [lookup, send_email]\n"
+                                       "approvals: [send_email]\n")
+
+    def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=subprocess_env,
+                              timeout=60, start_new_session=True)
+        assert proc.returncode == code, (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    script.write_text(json.dumps([{"tool_calls": [send("ann@example.com")]}]))
+    first = cli("run", str(mailer), "mail ann", "--json")
+    run_id = json.loads(first.stdout.splitlines()[-1])["run_id"]
+    assert json.loads(first.stdout.splitlines()[-1])["status"] == "paused"
+    assert "Paused: send_email waits for approval: `halguru runs approve run_" in cli(
+        "run", str(mailer), "mail ann").stderr  # a second paused run
+    listed = cli("runs", "pending").stdout
+    assert run_id in listed and "send_email" in listed
+    second = json.loads(cli("runs", "pending", "--json").stdout)[1]["run_id"]
+
+    script.write_text(json.dumps(["Mail sent."]))  # each process starts the script at its top
+    out = cli("runs", "approve", run_id, "--edit-args", '{"to": "bob@example.com", "body": "hi"}')
+    assert out.stdout.strip() == "Mail sent."
+    assert (mailer / "sent.log").read_text() == "bob@example.com: hi\n"
+    assert "already approved" in cli("runs", "approve", run_id, code=1).stderr
+
+    script.write_text(json.dumps(["Not sent, then."]))
+    out = cli("runs", "reject", second, "--reason", "not today")
+    assert out.stdout.strip() == "Not sent, then." and "rejected: send_email" in out.stderr
+    assert cli("runs", "pending").stdout.strip() == "No runs are waiting for approval."
+    assert (mailer / "sent.log").read_text().count("\n") == 1
+    shown = cli("logs", "show", run_id).stdout
+    assert "approval requested" in shown
+
+
+def test_cli_unknown_run_is_one_line(cli_error):
+    assert cli_error("runs", "approve", "run_nope") == "Error: no paused run 'run_nope'; see `halguru runs pending`"
+    assert "not valid JSON" in cli_error("runs", "approve", "run_nope", "--edit-args", "{bad")
