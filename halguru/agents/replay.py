@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +30,8 @@ from halguru.models.base import (
     ToolSpec,
     UsageChunk,
 )
+from halguru.models.scripted import word_pieces
 from halguru.store.base import TraceStore
-
-_PIECES = re.compile(r"\s*\S+|\s+")
 
 
 @dataclass
@@ -89,7 +87,7 @@ class RecordedModel:
                 yield chunk
             return
         recorded = self.results[index]
-        for piece in _PIECES.findall(recorded.text):
+        for piece in word_pieces(recorded.text):
             yield TextChunk(piece)
         for call in recorded.tool_calls:
             yield ToolCallChunk(ToolCallRequest(**call))

@@ -41,6 +41,11 @@ from halguru.models.base import (
 _PIECES = re.compile(r"\s*\S+|\s+")
 
 
+def word_pieces(text: str) -> list[str]:
+    """A text cut into word-sized pieces, streamed like a model's tokens (scripted and replayed models)."""
+    return _PIECES.findall(text)
+
+
 class ScriptedReply(BaseModel):
     text: str = ""
     tool_calls: list[dict[str, Any]] = []
@@ -78,7 +83,7 @@ class ScriptedModel:
             raise ModelError(reply.error)
         prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages)
         completion = 0
-        for piece in _PIECES.findall(reply.text):
+        for piece in word_pieces(reply.text):
             if reply.token_delay:
                 await asyncio.sleep(reply.token_delay)
             completion += 1

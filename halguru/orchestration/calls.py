@@ -29,6 +29,12 @@ class TeamCallOutcome:
     completion_tokens: int = 0
 
 
+def _refused(outcome: TeamCallOutcome, problem: str) -> Error:
+    """A guard refused the handoff or ask: the run stops as limited, and the model is told why."""
+    outcome.stop, outcome.content, outcome.is_error = problem, f"error: {problem}", True
+    return Error(kind="limit", message=problem, fatal=True)
+
+
 def is_team_tool(orch: TeamRun, name: str) -> bool:
     return name in orch.current.handoffs or name in orch.current.specialists
 
@@ -40,8 +46,7 @@ async def team_call(orch: TeamRun, call: ToolCallRequest, outcome: TeamCallOutco
         target = orch.current.handoffs[call.name]
         problem = orch.hand_off(target)
         if problem is not None:
-            outcome.stop, outcome.content, outcome.is_error = problem, f"error: {problem}", True
-            yield Error(kind="limit", message=problem, fatal=True)
+            yield _refused(outcome, problem)
             return
         yield Handoff(from_agent=source, to_agent=target, reason=str(call.arguments.get("reason", "")))
         outcome.content, outcome.handed_to = f"The conversation is now with {target}.", target
@@ -49,8 +54,7 @@ async def team_call(orch: TeamRun, call: ToolCallRequest, outcome: TeamCallOutco
     target = orch.current.specialists[call.name]
     problem = orch.ask_allowed(target)
     if problem is not None:
-        outcome.stop, outcome.content, outcome.is_error = problem, f"error: {problem}", True
-        yield Error(kind="limit", message=problem, fatal=True)
+        yield _refused(outcome, problem)
         return
     request = str(call.arguments.get("request", "")).strip() or "Please help."
     yield Handoff(from_agent=source, to_agent=target, reason=ASKED + request)
