@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from halguru.errors import AgentSpecError
 from halguru.yamlfile import first_problem, read_mapping
@@ -62,6 +62,89 @@ class TeamSettings(BaseModel):
     timeout: float = Field(default=600, gt=0, description="seconds a whole team run may take")
 
 
+class MCPServerSettings(BaseModel):
+    """An MCP server whose tools the agent may call: a command (stdio) or a URL (streamable HTTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="names the server in traces and error messages")
+    command: list[str] | None = Field(
+        default=None, description="stdio: the program and its arguments, run from the agent folder")
+    env: dict[str, str] = Field(default={}, description="stdio: extra environment variables for the server")
+    url: str | None = Field(default=None, description="streamable HTTP: the server's endpoint, e.g. "
+                            "http://127.0.0.1:8000/mcp")
+    headers: dict[str, str] = Field(default={}, description="HTTP headers; a value ${NAME} is the secret NAME "
+                                    "(an environment variable or `halguru models set-key`)")
+    tools: list[str] | None = Field(
+        default=None, description="allow-list of the server's tools the agent may call (default: all)")
+    timeout: float = Field(default=30, gt=0, description="seconds to start the server and for each call")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (stdio) or url (streamable HTTP)")
+        return self
+
+
+class HTTPToolAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret: str = Field(description="the secret's name: an environment variable or `halguru models set-key`")
+    header: str = Field(default="Authorization", description="the header that carries it")
+    scheme: str = Field(default="Bearer", description="put before the secret (empty: the bare secret)")
+
+
+class HTTPToolSettings(BaseModel):
+    """A tool that calls an HTTP API: a request template, or one operation of an OpenAPI document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", description="the tool's name, as the model sees it")
+    description: str = Field(default="", description="what it does (the model reads it)")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str | None = Field(default=None, description="URL template; {arg} is replaced by that argument")
+    parameters: dict[str, Any] = Field(
+        default={"type": "object", "properties": {}}, description="JSON schema of the arguments")
+    headers: dict[str, str] = Field(default={}, description="extra request headers")
+    auth: HTTPToolAuth | None = Field(default=None, description="an auth header built from a secret")
+    openapi: str | None = Field(default=None, description="an OpenAPI document (path relative to agent.yaml)")
+    operation: str | None = Field(default=None, description="with openapi: the operationId to call")
+    timeout: float = Field(default=30, gt=0)
+
+
+class WorkflowStep(BaseModel):
+    """One step of a workflow: exactly one of ``agent``, ``tool`` or ``condition``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="names the step; later steps read "
+                    "its output as steps.<id>.output")
+    agent: str | None = Field(default=None, description="an agent folder (relative to this agent.yaml) to run")
+    tool: str | None = Field(default=None, description="a tool (from tools:) to call")
+    condition: str | None = Field(default=None, description="an expression; its value is the step's output")
+    input: str = Field(default="{{ input }}", description="agent steps: the message, a template "
+                       "({{ input }}, {{ steps.<id>.output }})")
+    args: dict[str, Any] = Field(default={}, description="tool steps: the arguments; strings are templates")
+    output: dict[str, Any] | None = Field(
+        default=None, description="JSON schema the output must match (agent steps then answer in JSON)")
+    needs: list[str] | None = Field(
+        default=None, description="steps that must finish first (default: the step before; [] = at the "
+        "start); steps whose needs are met run in parallel")
+    when: str | None = Field(default=None, description="an expression: the step is skipped when it is false")
+
+
+class WorkflowSettings(BaseModel):
+    """Declared steps run in dependency order, in parallel where they can; each one is checkpointed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[WorkflowStep] = Field(min_length=1)
+    output: str | None = Field(default=None, description="the answer, a template (default: the last step's "
+                               "output)")
+    max_parallel: int = Field(default=4, ge=1, le=64, description="steps running at once")
+    timeout: float = Field(default=600, gt=0, description="seconds the whole workflow may take")
+
+
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
@@ -89,7 +172,20 @@ class AgentSpec(BaseModel):
     sampling: Sampling = Sampling()
     limits: Limits = Limits()
     team: TeamSettings | None = Field(default=None, description="agents this one hands off to or calls")
+    workflow: WorkflowSettings | None = Field(
+        default=None, description="declared steps instead of a chat loop (agents, tools, conditions)")
+    mcp: list[MCPServerSettings] = Field(default=[], description="MCP servers whose tools the agent may call")
+    http_tools: list[HTTPToolSettings] = Field(default=[], description="tools that call HTTP APIs, "
+                                               "declared without Python")
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _workflow_needs_no_model(cls, data: Any) -> Any:
+        # A workflow's agent steps use their own agents' models; "workflow" labels its runs.
+        if isinstance(data, dict) and data.get("workflow") is not None and "model" not in data:
+            return {**data, "model": "workflow"}
+        return data
 
 
 def load_spec(path: Path) -> AgentSpec:
