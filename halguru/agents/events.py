@@ -126,11 +126,48 @@ class ApprovalRejected(BaseEvent):
     paused_run_id: str = ""
 
 
+class StepStarted(BaseEvent):
+    """A workflow step began (``kind`` agent, tool or condition; ``name`` the agent or tool)."""
+
+    type: Literal["step_started"] = "step_started"
+    step_id: str
+    kind: Literal["agent", "tool", "condition"]
+    name: str = ""
+    input: Any = None
+
+
+class StepFinished(BaseEvent):
+    """A workflow step ended: ``ok`` with its output, ``skipped`` (its ``when`` was false) or ``failed``."""
+
+    type: Literal["step_finished"] = "step_finished"
+    step_id: str
+    status: Literal["ok", "skipped", "failed"]
+    output: Any = None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+
+class Checkpoint(BaseEvent):
+    """The run's state was saved (a workflow step or a team tool round ended): a resume starts here."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    label: str
+
+
+class Resumed(BaseEvent):
+    """This run continues an interrupted one (``halguru runs resume``) from its last checkpoint."""
+
+    type: Literal["resumed"] = "resumed"
+    from_run_id: str
+    checkpoint: str = ""
+    reused: list[str] = []  # workflow steps or tool calls whose results were kept, not run again
+
+
 class Error(BaseEvent):
     """Something went wrong. ``fatal`` errors end the run; others are reported to the model."""
 
     type: Literal["error"] = "error"
-    kind: Literal["model", "tool", "format", "limit", "timeout", "cancelled", "internal"]
+    kind: Literal["model", "tool", "format", "limit", "timeout", "cancelled", "internal", "step", "mcp"]
     message: str
     fatal: bool = False
 
@@ -149,7 +186,7 @@ class RunFinished(BaseEvent):
 
 Event = Annotated[
     RunStarted | ModelCall | Token | ModelResult | ToolCall | ToolResult | Retrieval | Handoff | ApprovalRequested
-    | ApprovalApproved | ApprovalRejected | Error | RunFinished,
+    | ApprovalApproved | ApprovalRejected | StepStarted | StepFinished | Checkpoint | Resumed | Error | RunFinished,
     Field(discriminator="type"),
 ]
 

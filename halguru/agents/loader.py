@@ -19,6 +19,7 @@ from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.orchestration.team import Team
+    from halguru.orchestration.workflow import Workflow
     from halguru.rag.agent import KnowledgeRetriever
 
 AGENT_FILE = "agent.yaml"
@@ -33,6 +34,7 @@ class Agent:
     tools: dict[str, Tool] = field(default_factory=dict)
     path: Path | None = None
     team: Team | None = None  # set when agent.yaml has ``team:``; None keeps runs free of orchestration
+    workflow: Workflow | None = None  # set when agent.yaml has ``workflow:`` (declared steps, no chat loop)
 
     @property
     def name(self) -> str:
@@ -130,11 +132,21 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
         return f"{agent_file}:{line}: tools: unknown tool {name!r} (available: {choices})"
 
     tools = _resolve_tools(_plugin_tool_list(spec), own, unknown)
+    if spec.http_tools:  # declared, so allowed: they need not be listed in tools: (approvals: may name them)
+        from halguru.tools.http_tools import http_tools
+
+        for index, (name, http_tool) in enumerate(http_tools(spec.http_tools, folder, agent_file).items()):
+            if name in tools:
+                line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("http_tools", index, "name"))
+                raise AgentSpecError(f"{agent_file}:{line}: http_tools.{index}.name: {name!r} is already a tool "
+                                     "from tools:; choose another name")
+            tools[name] = http_tool
     if spec.instructions_file and not (folder / spec.instructions_file).is_file():
         line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
         raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
     for index, name in enumerate(spec.approvals):
-        if name not in tools:
+        # An MCP server's tools are known only when it runs: its allow-list (or no allow-list) may name them.
+        if name not in tools and not any(server.tools is None or name in server.tools for server in spec.mcp):
             line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("approvals", index))
             raise AgentSpecError(f"{agent_file}:{line}: approvals.{index}: {name!r} is not one of this agent's "
                                  f"tools ({', '.join(tools) or 'none'})")
@@ -143,6 +155,10 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
         from halguru.orchestration.team import load_team
 
         agent.team = load_team(agent)
+    if spec.workflow is not None:
+        from halguru.orchestration.workflow import load_workflow
+
+        agent.workflow = load_workflow(agent)
     return agent
 
 

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from halguru.agents.events import (
     BaseEvent,
+    Checkpoint,
     Error,
     Event,
     Handoff,
     ModelCall,
     ModelResult,
+    Resumed,
     Retrieval,
     RunFinished,
     RunStarted,
@@ -147,11 +149,27 @@ async def run(
         orch = TeamRun(agent.team, model)
         if conversation and store is not None:
             orch.start_with((store.get_conversation(conversation_id) or {}).get("active_agent"))
+        if resume is not None and resume.state:  # an interrupted run goes on with whoever held it
+            orch.start_with(resume.state.get("active_agent"))
+            orch.handoffs = resume.state.get("handoffs", 0)
         agent = orch.current.agent
         spec = agent.spec
+    workflow = agent.workflow
+    # Team and workflow runs are durable: their state is saved after each step (halguru runs resume).
+    durable = store is not None and (orch is not None or workflow is not None)
+    if durable:
+        from halguru.orchestration.durable import save_checkpoint, start_checkpoint
+
+        start_checkpoint(store, run_id, "team" if orch is not None else "workflow", conversation_id,  # type: ignore[arg-type]
+                         str(lead_path) if lead_path else None,
+                         model_ref if isinstance(model_ref, str) and model is not None else None, input)
 
     trace = _Trace(run_id, store)
     totals = _Totals()
+    if resume is not None and resume.state:
+        totals.steps = resume.state.get("steps", 0)
+        totals.prompt_tokens = resume.state.get("prompt_tokens", 0)
+        totals.completion_tokens = resume.state.get("completion_tokens", 0)
     started = time.perf_counter()
     timeout = spec.limits.timeout if orch is None else orch.team.settings.timeout
     deadline = asyncio.get_running_loop().time() + timeout
@@ -165,6 +183,18 @@ async def run(
     results: dict[tuple[str, str], str] = {}  # (tool, arguments) -> result, to catch repeated calls
     must_answer = False
     turn_start = 0  # the step at which the current agent got the conversation
+
+    def checkpoint(label: str, state: dict[str, Any] | None = None) -> BaseEvent:
+        """Save the run's state and the trace so far in one transaction; the event says where a resume starts."""
+        event = trace(Checkpoint(label=label))
+        if state is None:
+            state = {"messages": [m.model_dump(exclude_defaults=True) for m in new_messages],
+                     "active_agent": orch.current.agent.name if orch is not None else None,
+                     "handoffs": orch.handoffs if orch is not None else 0, "steps": totals.steps,
+                     "prompt_tokens": totals.prompt_tokens, "completion_tokens": totals.completion_tokens}
+        save_checkpoint(store, run_id, label, state, trace.pending)  # type: ignore[arg-type]
+        trace.pending = []
+        return event
 
     def finish(status: str, error: str | None) -> RunFinished:
         output = "".join(totals.answer)
@@ -189,10 +219,31 @@ async def run(
 
     yield trace(RunStarted(agent=lead, model=model_name, input=input, conversation_id=conversation_id,
                            metadata=metadata or {}))
+    if resume is not None and resume.state is not None:
+        yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
+                            reused=sorted(resume.state.get("steps_done", {})) if workflow else sorted(done)))
     if orch is not None and spec.name != lead:
         yield trace(Handoff(from_agent=lead, to_agent=spec.name, reason="holds the conversation"))
+    if workflow is not None:
+        from contextlib import aclosing
+
+        from halguru.orchestration.workflow import workflow_events
+
+        async with aclosing(workflow_events(agent, input, model, sampling, resume, trace,
+                                            checkpoint if durable else None, finish, totals, new_messages)) as events:
+            async for event in events:
+                yield event
+        return
+    mcp_box = None  # the MCP servers of a plain agent with ``mcp:``, open for the length of the run
     try:
         model_obj = _resolve_model(model_ref) if orch is None else orch.model_for(orch.current)
+        if spec.mcp and orch is None:
+            from halguru.tools.mcp import open_mcp_tools
+
+            mcp_box = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
+            for line in mcp_box.errors:  # a server that failed to start: the run goes on without its tools
+                yield trace(Error(kind="mcp", message=line))
+            tools = [*tools, *mcp_box.tool_specs]
         retriever = agent.knowledge  # None without knowledge: no retrieval work at all
         citations = None
         if retriever is not None:
@@ -222,9 +273,10 @@ async def run(
                     "(limits.max_steps)")
                 yield trace(Error(kind="limit", message=error, fatal=True))
                 break
-            if resumed is not None:  # a continuation finishes the paused step first: no model call
-                assistant = next(m for m in reversed(new_messages) if m.role == "assistant")
-                calls, resumed = list(assistant.tool_calls), None
+            unfinished = _unfinished(new_messages) if resumed is not None else None
+            resumed = None
+            if unfinished is not None:  # a continuation finishes the paused step first: no model call
+                assistant, calls = unfinished, list(unfinished.tool_calls)
             else:
                 totals.steps += 1
                 trace.step = totals.steps
@@ -299,6 +351,8 @@ async def run(
                     break
                 assistant = Message(role="assistant", content=text, tool_calls=calls)
                 new_messages.append(assistant)
+                if durable:
+                    yield checkpoint(f"step {totals.steps}: {', '.join(c.name for c in calls)} requested")
             handed_to, stop = None, None
             for index, call in enumerate(calls):
                 if hooks is not None:
@@ -339,6 +393,8 @@ async def run(
                                            duration_ms=(time.perf_counter() - tool_started) * 1000))
                     new_messages.append(Message(role="tool", content=outcome.content, tool_call_id=call.id,
                                                 name=call.name))
+                    if durable:
+                        yield checkpoint(f"step {totals.steps}: {call.name} done")
                     if outcome.stop:
                         status, error, stop = "limited", outcome.stop, outcome.stop
                     if outcome.handed_to:  # the next step is the new agent's, with its prompt and tools
@@ -373,7 +429,7 @@ async def run(
                         new_messages.append(Message(role="tool", content=content, tool_call_id=call.id,
                                                     name=call.name))
                         continue
-                    tool = agent.tools.get(call.name)
+                    tool = agent.tools.get(call.name) or (mcp_box.tools.get(call.name) if mcp_box else None)
                     if tool is None:
                         raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
                     if retriever is not None and citations is not None and call.name == "search_knowledge":
@@ -400,6 +456,8 @@ async def run(
                 yield trace(ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
                                        duration_ms=(time.perf_counter() - tool_started) * 1000))
                 new_messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
+                if durable:
+                    yield checkpoint(f"step {totals.steps}: {call.name} done")
             trace.flush()
             if stop:
                 break
@@ -417,7 +475,18 @@ async def run(
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
         finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
+    finally:
+        if mcp_box is not None:
+            await mcp_box.close()
     yield finish(status, error)
+
+
+def _unfinished(messages: list[Message]) -> Message | None:
+    """The last assistant message when the run stopped among its tool calls (paused or killed)."""
+    for message in reversed(messages):
+        if message.role == "assistant":
+            return message if message.tool_calls else None
+    return None
 
 
 def _retrieve_for_tool(retriever: Any, query: str) -> list[Any]:

@@ -7,7 +7,18 @@ import sys
 import typer
 
 from halguru import __version__
-from halguru.cli import agents_cmd, dev_cmd, kb_cmd, logs_cmd, models_cmd, plugins_cmd, run_cmd, runs_cmd, test_cmd
+from halguru.cli import (
+    agents_cmd,
+    dev_cmd,
+    kb_cmd,
+    logs_cmd,
+    mcp_cmd,
+    models_cmd,
+    plugins_cmd,
+    run_cmd,
+    runs_cmd,
+    test_cmd,
+)
 
 app = typer.Typer(
     name="halguru",
@@ -44,6 +55,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(mcp_cmd.app, name="mcp")
 plugins_cmd.register(app)
 
 

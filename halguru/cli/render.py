@@ -39,11 +39,18 @@ class RunPrinter:
             self.out.flush()
             self.at_line_start = text.endswith("\n")
             return
-        if kind in ("tool_call", "tool_result", "error", "retrieval", "handoff") and not self.at_line_start:
+        breaks = ("tool_call", "tool_result", "error", "retrieval", "handoff", "step_started")
+        if kind in breaks and not self.at_line_start:
             self.out.write("\n")
             self.out.flush()
             self.at_line_start = True
-        if kind == "tool_call":
+        if kind == "step_started":
+            self.err.print(f"[dim]▸ {event.step_id}: {event.kind} {escape(one_line(event.name, 60))}[/]")  # type: ignore[attr-defined]
+        elif kind == "step_finished" and event.status != "ok":  # type: ignore[attr-defined]
+            self.err.print(f"[dim]▸ {event.step_id}: {event.status}[/]")  # type: ignore[attr-defined]
+        elif kind == "resumed":
+            self.err.print(f"[cyan]resumed {event.from_run_id} at {escape(event.checkpoint)}[/]")  # type: ignore[attr-defined]
+        elif kind == "tool_call":
             self.err.print(f"[dim]→ {event.name}({escape(short_args(event.arguments))})[/]")  # type: ignore[attr-defined]
         elif kind == "tool_result":
             style = "red" if event.is_error else "dim"  # type: ignore[attr-defined]
@@ -95,7 +102,11 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
         parent = root
         if step:
             if step not in step_nodes:
-                step_nodes[step] = root.add(f"[bold]step {step}[/]" + (f" · {escape(agent)}" if team else ""))
+                label = f"[bold]step {step}[/]" + (f" · {escape(agent)}" if team else "")
+                if kind == "step_started":  # a workflow step: its id, kind and agent or tool
+                    label = (f"[bold]step {step} · {escape(e['step_id'])}[/] · {e['kind']} "
+                             f"{escape(one_line(e['name'], 60))}")
+                step_nodes[step] = root.add(label)
             parent = step_nodes[step]
         if asked is not None and kind != "handoff":
             parent = asked[1]
@@ -138,6 +149,16 @@ def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
                     else escape(e["name"]))
             extra = f" · {escape(e['reason'])}" if e.get("reason") else ""
             parent.add(f"[yellow]{kind.replace('_', ' ')}[/] {what}{extra}")
+        elif kind == "step_finished":
+            style = {"ok": "green", "skipped": "dim", "failed": "red"}[e["status"]]
+            shown = e["error"] if e["status"] == "failed" else json.dumps(e["output"], ensure_ascii=False)
+            parent.add(f"[{style}]step_finished[/] {e['status']} · {_ms(e['duration_ms'])}"
+                       + ("" if e["status"] == "skipped" else f" · {escape(one_line(shown))}"))
+        elif kind == "checkpoint":
+            parent.add(f"[dim]checkpoint · {escape(e['label'])}[/]")
+        elif kind == "resumed":
+            reused = f" · reused {', '.join(e['reused'])}" if e["reused"] else ""
+            root.add(f"[cyan]resumed[/] from {escape(e['from_run_id'])} at {escape(e['checkpoint'])}{escape(reused)}")
         elif kind == "retrieval":
             parent.add(f"[cyan]retrieval[/] {escape(e['query'])} · {len(e['hits'])} hits")
         elif kind == "error":

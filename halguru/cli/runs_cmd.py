@@ -1,4 +1,4 @@
-"""`halguru runs`: runs paused for approval (human in the loop), and deciding them."""
+"""`halguru runs`: list runs by status, decide the ones paused for approval, resume interrupted ones."""
 
 from __future__ import annotations
 
@@ -6,7 +6,46 @@ import json
 
 import typer
 
-app = typer.Typer(help="Runs waiting for approval: list, approve, reject.", no_args_is_help=True)
+app = typer.Typer(help="Runs: list by status, approve or reject paused ones, resume interrupted ones.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    status: str | None = typer.Option(None, "--status", help="running, interrupted, paused, failed, limited, "
+                                      "cancelled or ok."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many (newest first)."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List runs, newest first, with each team or workflow run's last checkpoint."""
+    from halguru.cli.render import one_line
+    from halguru.orchestration.durable import list_runs
+
+    rows = list_runs(status, limit)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo(f"No {status} runs." if status else "No runs yet.")
+        return
+    for r in rows:
+        where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
+        after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
+        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']}  {one_line(r['input'], 50)}{where}{after}")
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="An interrupted or failed team or workflow run (id or unique prefix)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Continue with another model."),
+    json_output: bool = typer.Option(False, "--json", help="Print the continuation's events as JSON lines."),
+) -> None:
+    """Continue a team or workflow run from its last checkpoint; finished tool calls and steps are not redone."""
+    from halguru.cli.run_once import stream_run
+    from halguru.orchestration.durable import resume_events
+
+    stream = resume_events(run_id, model=model)
+    raise typer.Exit(stream_run(lambda: stream, json_output=json_output))
 
 
 @app.command()

@@ -35,6 +35,9 @@ class Resume:
     messages: list[Message]
     decisions: dict[str, str | None]  # call id -> None (approved) or the rejection reason
     edited: set[str] = field(default_factory=set)
+    # An interrupted run's checkpoint (see halguru.orchestration.durable): team or workflow state, its label.
+    state: dict[str, Any] | None = None
+    checkpoint: str = ""
 
     @property
     def done(self) -> set[str]:

@@ -81,5 +81,20 @@ def m004_approvals(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_checkpoints(conn: sqlite3.Connection) -> None:
+    """Durable runs: the last saved state (JSON) of each team or workflow run, to resume it after a crash."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE checkpoints (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id), kind TEXT NOT NULL, conversation_id TEXT NOT NULL,
+            agent_path TEXT, model TEXT, input TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
+            updated REAL NOT NULL, resumed_by TEXT
+        );
+        CREATE INDEX runs_status ON runs (status, started);
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
-                                                          m004_approvals]
+                                                          m004_approvals, m005_checkpoints]

@@ -1,0 +1,100 @@
+"""A project's agents as an MCP server (``halguru mcp serve``): each agent is a tool ``ask_<name>``.
+
+Any MCP client (an IDE, a desktop assistant, another halguru agent) can then call an agent. Each call is
+an ordinary run through ``halguru.agents.runtime``, recorded in the store like any other, so
+``halguru logs`` shows it and the returned conversation id continues the conversation.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
+
+from halguru.agents.loader import Agent, load_agent
+from halguru.agents.runtime import run_to_result
+from halguru.errors import HalguruError
+
+TOOL_PREFIX = "ask_"
+
+
+class AskResult(BaseModel):
+    """What ``ask_<agent>`` returns besides the answer text: the ids to continue or inspect the run."""
+
+    answer: str = Field(description="the agent's answer")
+    conversation_id: str = Field(description="pass it back as conversation_id to continue this conversation")
+    run_id: str = Field(description="the run, as `halguru logs show RUN_ID` shows it")
+
+
+Message = Annotated[str, Field(description="what to ask the agent")]
+ConversationId = Annotated[str | None, Field(
+    description="continue a conversation: the conversation_id of an earlier answer (default: a new one)")]
+
+
+def build_server(paths: Sequence[str | Path]) -> MCPServer:
+    """An MCP server with one ``ask_<agent>`` tool per agent project; the agents are loaded (checked) now."""
+    return _server(load_agents(paths))
+
+
+def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
+    """The agents by name; two with one name would be one tool, so that is an error."""
+    if not paths:
+        raise HalguruError("give at least one agent project to serve")
+    agents: dict[str, Agent] = {}
+    for path in paths:
+        agent = load_agent(path)
+        if agent.name in agents:
+            raise HalguruError(f"two agents are named {agent.name!r} ({agents[agent.name].path} and {agent.path}); "
+                               "tool names must differ")
+        agents[agent.name] = agent
+    return agents
+
+
+def _server(agents: dict[str, Agent]) -> MCPServer:
+    server: MCPServer = MCPServer(
+        "halguru", instructions="Each tool asks one halguru agent a question and returns its answer.",
+        log_level="WARNING")
+    for name, agent in agents.items():
+        about = agent.spec.description or f"the {name} agent"
+        server.add_tool(_asker(agent), name=f"{TOOL_PREFIX}{name}",
+                        description=f"Ask {about.rstrip('.')}. Returns its answer and a conversation_id "
+                        "that continues the conversation.")
+    return server
+
+
+def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult]]:
+    async def ask(message: Message, conversation_id: ConversationId = None) -> Annotated[CallToolResult, AskResult]:
+        try:
+            result = await run_to_result(agent, message, conversation_id, metadata={"via": "mcp"})
+        except HalguruError as exc:  # e.g. an unknown conversation id: the caller's mistake, said plainly
+            return _error(str(exc))
+        if not result.ok:
+            hint = f"; decide it with `halguru runs approve {result.run_id}`" if result.status == "paused" else ""
+            return _error(f"run {result.run_id} {result.status}: {result.error or 'no answer'}{hint}")
+        ids = AskResult(answer=result.output, conversation_id=result.conversation_id, run_id=result.run_id)
+        return CallToolResult(content=[TextContent(text=result.output)], structured_content=ids.model_dump())
+
+    ask.__name__ = f"{TOOL_PREFIX}{agent.name}"
+    return ask
+
+
+def _error(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(text=message)], is_error=True)
+
+
+def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = "stdio",
+          host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the agents until interrupted: over stdin/stdout (default) or streamable HTTP at /mcp."""
+    agents = load_agents(paths)
+    server = _server(agents)
+    if transport == "stdio":
+        server.run("stdio")  # the SDK points fd 1 at stderr while serving: stray prints miss the wire
+        return
+    tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
+    print(f"halguru mcp: serving {tools} at http://{host}:{port}/mcp (Ctrl-C stops)", file=sys.stderr)
+    server.run("streamable-http", host=host, port=port)

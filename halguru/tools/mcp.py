@@ -1,0 +1,319 @@
+"""Tools from MCP servers (agent.yaml ``mcp:``), through the official ``mcp`` SDK.
+
+Each server is held open by its own background task for the length of a run: the SDK's anyio cancel
+scopes must be entered and left by one task, while the runtime calls tools (and may be closed) from
+others. Calls go through the shared ``mcp.Client``, which works from any task of the same event loop.
+Every failure is a line or a ToolError that names the server, so a broken server never ends a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Collection, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from halguru.errors import ToolError
+from halguru.models.base import ToolSpec
+from halguru.tools.decorator import Tool
+from halguru.tools.schema_tool import schema_tool
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import Client
+
+    from halguru.agents.spec import MCPServerSettings
+
+# A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
+# would reach the user's terminal through logging's last-resort handler.
+logging.getLogger("mcp").addHandler(logging.NullHandler())
+
+_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
+
+
+@dataclass
+class MCPToolbox:
+    """The tools of a run's MCP servers, and one line per server (or tool) that could not be offered."""
+
+    tools: dict[str, Tool] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    servers: list[_Server] = field(default_factory=list)
+
+    @property
+    def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec(name=t.name, description=t.description, parameters=t.parameters)
+                for t in self.tools.values()]
+
+    async def close(self) -> None:
+        """Stop every server; safe to call twice, and from any task of the loop that opened them."""
+        for server in self.servers:
+            server.stop.set()
+        tasks = [s.task for s in self.servers if not s.task.done()]
+        if tasks:
+            # asyncio.wait does not cancel the tasks if this caller is cancelled: they still shut down.
+            _, late = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+            for task in late:
+                task.cancel()
+        for server in self.servers:
+            server.close_log()
+
+
+async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None, *,
+                         taken: Collection[str] = ()) -> MCPToolbox:
+    """Start the servers concurrently (each within its timeout) and collect their allowed tools.
+
+    ``base`` is the agent folder stdio servers run from; ``taken`` are the agent's own tool names, which
+    an MCP tool may not shadow. Never raises for a server's fault: that becomes a line in ``errors``.
+    """
+    toolbox = MCPToolbox(servers=[_Server(s, base) for s in servers])
+    try:
+        listings = await asyncio.gather(*(s.started() for s in toolbox.servers), return_exceptions=True)
+    except BaseException:
+        await toolbox.close()
+        raise
+    names = set(taken)
+    for server, listing in zip(toolbox.servers, listings, strict=True):
+        if isinstance(listing, BaseException):
+            toolbox.errors.append(f"mcp server '{server.name}' failed to start: {server.failure(listing)}")
+            continue
+        allowed = server.settings.tools
+        offered = {t.name: t for t in listing}
+        if allowed is not None:
+            missing = [n for n in allowed if n not in offered]
+            if missing:
+                toolbox.errors.append(f"mcp server '{server.name}' has no tool {', '.join(map(repr, missing))} "
+                                      f"(offers: {', '.join(offered) or 'none'})")
+        for tool in listing:
+            if allowed is not None and tool.name not in allowed:
+                continue
+            if tool.name in names:
+                toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} has the name of another "
+                                      "tool of this agent; not offered")
+                continue
+            names.add(tool.name)
+            toolbox.tools[tool.name] = _as_tool(server, tool)
+    return toolbox
+
+
+def _as_tool(server: _Server, tool: mcp_types.Tool) -> Tool:
+    async def call(arguments: dict[str, Any]) -> str:
+        return await server.call(tool.name, arguments)
+
+    description = tool.description or tool.title or f"{tool.name} (MCP server {server.name})"
+    # The SDK times the call out first (naming the server); the tool's own timeout is a backstop.
+    return schema_tool(tool.name, description, tool.input_schema, call, timeout=server.settings.timeout + 5)
+
+
+class _Server:
+    """One MCP server, held open by a background task until ``stop`` is set."""
+
+    def __init__(self, settings: MCPServerSettings, base: Path | None):
+        self.settings = settings
+        self.name = settings.name
+        self.base = base
+        self.client: Client | None = None
+        self.log: IO[str] | None = None
+        self.stop = asyncio.Event()
+        self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
+        self.task = asyncio.create_task(self._hold(), name=f"mcp server {settings.name}")
+
+    async def started(self) -> list[mcp_types.Tool]:
+        return await asyncio.shield(self._ready)
+
+    async def _hold(self) -> None:
+        import anyio
+
+        try:
+            # One cancel scope around the whole lifetime, so the start timeout never splits the SDK's scopes.
+            with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout) as scope:
+                async with AsyncExitStack() as stack:
+                    client = await stack.enter_async_context(await self._client(stack))
+                    listing = await _list_tools(client)
+                    scope.deadline = math.inf
+                    self.client = client
+                    self._ready.set_result(listing)
+                    await self.stop.wait()
+            if scope.cancelled_caught and not self._ready.done():
+                self._ready.set_exception(TimeoutError(f"no answer within {self.settings.timeout:g}s (timeout)"))
+        except Exception as exc:
+            if not self._ready.done():
+                self._ready.set_exception(exc)
+            # else: the server went away while running; calls already report that to the model.
+        except BaseException:
+            if not self._ready.done():
+                self._ready.cancel()
+            raise
+        finally:
+            self.client = None
+            if not self._ready.done():
+                self._ready.set_exception(RuntimeError("stopped before it started"))
+
+    async def _client(self, stack: AsyncExitStack) -> Client:
+        from mcp import Client, Implementation
+
+        from halguru import __version__
+
+        s = self.settings
+        if s.command is not None:
+            from mcp import StdioServerParameters, stdio_client
+
+            env = {k: _expand(v) for k, v in s.env.items()}
+            # The server's stderr goes to a file, never to the user's terminal; its last line explains a crash.
+            self.log = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
+            params = StdioServerParameters(command=s.command[0], args=s.command[1:], env=env,
+                                           cwd=self.base if self.base is not None else None)
+            transport: Any = stdio_client(params, errlog=self.log)
+        else:
+            import httpx2
+            from mcp.client.streamable_http import streamable_http_client
+
+            assert s.url is not None
+            headers = {k: _expand(v) for k, v in s.headers.items()}
+            http = await stack.enter_async_context(
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout))))
+            transport = streamable_http_client(s.url, http_client=http)
+        return Client(transport, read_timeout_seconds=s.timeout, cache=None,
+                      client_info=Implementation(name="halguru", version=__version__))
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> str:
+        """Call one tool; any failure is a ToolError naming the server (the model reads it)."""
+        from mcp import MCPError
+        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+        from pydantic import ValidationError
+
+        client = self.client
+        where = f"mcp server '{self.name}'"
+        if client is None:
+            raise ToolError(f"{where} is not running{self.last_words()}")
+        try:
+            result = await client.call_tool(tool, arguments, read_timeout_seconds=self.settings.timeout)
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                self.client = None  # later calls say it is not running, without a round trip
+                raise ToolError(f"{where} stopped during {tool}: connection closed{self.last_words()}") from None
+            if exc.code == REQUEST_TIMEOUT:
+                raise ToolError(f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
+            raise ToolError(f"{where}: {tool} failed: {exc.message}") from None
+        except ValidationError as exc:
+            raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
+        except Exception as exc:
+            raise ToolError(f"{where}: {tool} failed: {_reason(exc)}{self.last_words()}") from None
+        try:
+            text = _result_text(result)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ToolError(f"{where} returned an invalid result for {tool}: {exc}") from None
+        if result.is_error:
+            raise ToolError(f"{where}: {tool} failed: {text or 'no details'}")
+        return text
+
+    def failure(self, exc: BaseException) -> str:
+        where = f" ({self.settings.url})" if self.settings.url else ""
+        return f"{_reason(exc)}{where}{self.last_words()}"
+
+    def last_words(self) -> str:
+        """The last line the server wrote to stderr, as ' (stderr: ...)', or ''."""
+        if self.log is None or self.log.closed:
+            return ""
+        try:
+            fd = self.log.fileno()
+            size = os.fstat(fd).st_size
+            tail = os.pread(fd, 4096, max(0, size - 4096)).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        return f" (stderr: {lines[-1][:300]})" if lines else ""
+
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+async def _list_tools(client: Client) -> list[mcp_types.Tool]:
+    tools: list[mcp_types.Tool] = []
+    cursor: str | None = None
+    for _ in range(100):  # a server whose cursors never end cannot hang the start
+        page = await client.list_tools(cursor=cursor)
+        tools.extend(page.tools)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return tools
+
+
+def _result_text(result: mcp_types.CallToolResult) -> str:
+    """What the model reads: the content blocks as text, else the structured content as JSON.
+
+    Servers that return structured content also give it as text (the spec asks them to), often in a form
+    written for people, so the text wins; a bare ``{"result": ...}`` is the fallback.
+    """
+    parts: list[str] = []
+    for block in result.content:
+        kind = block.type
+        if kind == "text":
+            parts.append(block.text)
+        elif kind == "resource":
+            resource = block.resource
+            text = getattr(resource, "text", None)
+            parts.append(text if text is not None else f"[resource {resource.uri} ({resource.mime_type or 'binary'})]")
+        elif kind == "resource_link":
+            parts.append(f"[resource {block.uri}]")
+        else:  # image, audio: the model cannot read the bytes; say what came back
+            parts.append(f"[{kind} {getattr(block, 'mime_type', '')}, {len(getattr(block, 'data', ''))} base64 chars]")
+    if not parts and result.structured_content is not None:
+        return json.dumps(result.structured_content, ensure_ascii=False)
+    return "\n".join(parts)
+
+
+def _expand(value: str) -> str:
+    """Replace each ``${NAME}`` with the secret NAME: an environment variable, else the keyring."""
+
+    def secret(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if os.environ.get(name):
+            return os.environ[name]
+        from halguru.models.secrets import KEYRING_SERVICE, keyring_available
+
+        try:
+            if keyring_available():
+                import keyring
+
+                found = keyring.get_password(KEYRING_SERVICE, name)
+                if found:
+                    return found
+        except Exception:  # a broken keyring backend holds no secret; the error below says what to do
+            pass
+        raise ValueError(f"the secret {name} is not set; set the environment variable {name} or store it "
+                         f"with `keyring set halguru {name}`")
+
+    return _SECRET.sub(secret, value)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason, from the first real error inside the SDK's exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    from mcp import MCPError
+
+    if isinstance(exc, MCPError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _first_problem(exc: Any) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'result'}: {first['msg']}"

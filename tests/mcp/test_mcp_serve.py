@@ -1,0 +1,85 @@
+"""`halguru mcp serve`: agents as MCP tools, called with the official SDK's client (in process, stdio, HTTP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mcp import Client, StdioServerParameters, stdio_client
+
+from halguru.errors import AgentSpecError, HalguruError
+from halguru.mcp_server import build_server
+from halguru.store import open_store
+from tests.mcp.conftest import background, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def helper(write_agent) -> Path:
+    return write_agent("name: helper\ndescription: Answers questions.\nmodel: scripted\n", name="helper")
+
+
+@pytest.fixture
+def broken(write_agent, tmp_path: Path) -> Path:
+    script = tmp_path / "broken.yaml"
+    script.write_text(yaml.safe_dump([{"error": "the model exploded"}]))
+    return write_agent(f"name: broken\nmodel: scripted:{script}\n", name="broken")
+
+
+async def ask(client: Client, tool: str, **arguments: str) -> tuple[str, dict, bool]:
+    result = await client.call_tool(tool, arguments)
+    return "".join(b.text for b in result.content if b.type == "text"), result.structured_content, result.is_error
+
+
+async def test_each_agent_is_a_tool_and_runs_are_recorded(helper: Path, broken: Path):
+    async with Client(build_server([helper, broken])) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert sorted(listed) == ["ask_broken", "ask_helper"]
+        assert "Answers questions" in listed["ask_helper"].description
+        assert sorted(listed["ask_helper"].input_schema["properties"]) == ["conversation_id", "message"]
+        assert listed["ask_helper"].input_schema["required"] == ["message"]
+
+        text, ids, is_error = await ask(client, "ask_helper", message="hello")
+        assert (text, is_error) == ("You said: hello", False)
+        assert ids["answer"] == text
+        again, ids2, _ = await ask(client, "ask_helper", message="more", conversation_id=ids["conversation_id"])
+        assert again == "You said: more" and ids2["conversation_id"] == ids["conversation_id"]
+        store = open_store()
+        assert [m.content for m in store.get_messages(ids["conversation_id"])] == [
+            "hello", "You said: hello", "more", "You said: more"]
+        assert store.get_run(ids2["run_id"])["status"] == "ok"
+
+        text, _, is_error = await ask(client, "ask_broken", message="hi")
+        assert is_error and text.startswith("run run_") and "failed: the model exploded" in text
+        text, _, is_error = await ask(client, "ask_helper", message="hi", conversation_id="conv_nope")
+        assert is_error and "no conversation 'conv_nope'" in text
+
+
+def test_bad_projects_are_refused_before_serving(helper: Path, tmp_path: Path):
+    with pytest.raises(HalguruError, match="two agents are named 'helper'"):
+        build_server([helper, helper])
+    with pytest.raises(AgentSpecError, match="no such agent project"):
+        build_server([tmp_path / "missing"])
+
+
+async def test_serve_over_stdio_as_a_subprocess(helper: Path, halguru_cmd, subprocess_env, tmp_path: Path):
+    params = StdioServerParameters(command=halguru_cmd[0], args=[*halguru_cmd[1:], "mcp", "serve", str(helper)],
+                                   env=subprocess_env)
+    with (tmp_path / "serve.log").open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            text, ids, is_error = await ask(client, "ask_helper", message="over stdio")
+    assert (text, is_error) == ("You said: over stdio", False)
+    run = open_store().get_run(ids["run_id"])  # the server's runs land in the same HALGURU_HOME
+    assert run["agent"] == "helper" and run["status"] == "ok"
+
+
+async def test_serve_over_streamable_http(helper: Path, halguru_cmd, subprocess_env, tmp_path: Path):
+    port = free_port()
+    argv = [*halguru_cmd, "mcp", "serve", str(helper), "--http", "--port", str(port)]
+    with background(argv, port, tmp_path / "serve.log", env=subprocess_env):
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            text, _, is_error = await ask(client, "ask_helper", message="over http")
+    assert (text, is_error) == ("You said: over http", False)
+    assert "serving ask_helper at http://127.0.0.1:" in (tmp_path / "serve.log").read_text()

@@ -1,0 +1,204 @@
+"""Agents calling tools of real MCP servers (stdio and streamable HTTP), through the runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from halguru import load_agent, run, run_sync
+from halguru.errors import AgentSpecError
+from halguru.models.scripted import ScriptedModel
+from halguru.orchestration.approvals import approve
+from halguru.store import open_store
+from tests.mcp.conftest import background, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+FILES = """\
+name: mcpuser
+model: scripted
+mcp:
+  - name: files
+    command: [PYTHON, server.py]
+    tools: [add, shout, send, crash]
+    timeout: 20
+"""
+
+
+def call(name: str, call_id: str = "c1", **arguments) -> dict:
+    return {"tool_calls": [{"id": call_id, "name": name, "arguments": arguments}]}
+
+
+def of_type(result, kind: str) -> list:
+    return [e for e in result.events if e.type == kind]
+
+
+def test_agent_calls_an_mcp_tool_and_the_model_reads_its_result(mcp_agent):
+    model = ScriptedModel([call("shout", text="hello"), "The server said HELLO!"])
+    result = run_sync(mcp_agent(FILES), "shout hello", model=model)
+    assert result.ok and result.output == "The server said HELLO!"
+    assert not of_type(result, "error")
+    first_call = of_type(result, "model_call")[0]
+    assert sorted(first_call.tools) == ["add", "crash", "send", "shout"]  # the allow-list, nothing else
+    [tool_result] = of_type(result, "tool_result")
+    assert (tool_result.name, tool_result.content, tool_result.is_error) == ("shout", "HELLO!", False)
+    assert model.requests[1].messages[-1].content == "HELLO!"  # the model's next call carries the result
+    stored = [e["type"] for e in open_store().get_events(result.run_id)]
+    assert "tool_result" in stored and stored[-1] == "run_finished"
+
+
+def test_results_and_bad_arguments(mcp_agent):
+    model = ScriptedModel([call("add", a=2, b=40), call("add", "c2", a="two"), "done"])
+    result = run_sync(mcp_agent(FILES), "add", model=model)
+    good, bad = of_type(result, "tool_result")
+    assert good.content == "42" and not good.is_error
+    assert bad.is_error and "invalid arguments for add" in bad.content  # checked against the server's schema
+    assert result.ok
+
+
+def test_the_allow_list_hides_the_other_tools(mcp_agent):
+    folder = mcp_agent(FILES)
+    model = ScriptedModel([call("secret_word"), "I cannot."])
+    result = run_sync(folder, "the secret", model=model)
+    assert result.ok and result.output == "I cannot."
+    [tool_result] = of_type(result, "tool_result")
+    assert tool_result.is_error and "unknown tool 'secret_word'" in tool_result.content
+    assert not (folder / "secret_word.called").exists()  # never sent to the server
+
+
+def test_a_server_that_fails_to_start_is_an_error_event_and_the_run_goes_on(mcp_agent):
+    text = FILES + """\
+  - name: broken
+    command: [no-such-mcp-server-program, --stdio]
+  - name: dies
+    command: [PYTHON, -c, "import sys; sys.exit('missing config file')"]
+"""
+    model = ScriptedModel([call("shout", text="still here"), "ok"])
+    result = run_sync(mcp_agent(text), "hi", model=model)
+    assert result.ok and result.output == "ok"
+    errors = {e.message.split(" failed to start")[0]: e for e in of_type(result, "error")}
+    assert set(errors) == {"mcp server 'broken'", "mcp server 'dies'"}
+    assert all(e.kind == "mcp" and not e.fatal for e in errors.values())
+    assert "no-such-mcp-server-program" in errors["mcp server 'broken'"].message
+    assert "missing config file" in errors["mcp server 'dies'"].message  # the last line of its stderr
+    assert of_type(result, "tool_result")[0].content == "STILL HERE!"  # the working server still serves
+
+
+def test_a_server_that_crashes_mid_call_is_an_error_and_the_run_ends_cleanly(mcp_agent):
+    model = ScriptedModel([call("crash"), call("add", "c2", a=1, b=1), "The tool server is down."])
+    result = run_sync(mcp_agent(FILES), "crash it", model=model)
+    assert result.ok and result.output == "The tool server is down."
+    crashed, after = of_type(result, "tool_result")
+    assert crashed.is_error and "mcp server 'files' stopped during crash" in crashed.content
+    assert "disk on fire" in crashed.content
+    assert after.is_error and "mcp server 'files' is not running" in after.content
+    assert [e.kind for e in of_type(result, "error")] == ["tool", "tool"]
+    assert open_store().get_run(result.run_id)["status"] == "ok"
+
+
+async def test_a_run_closed_from_another_task_stops_its_servers(mcp_agent):
+    folder = mcp_agent(FILES)
+    model = ScriptedModel([call("shout", text="x"), {"text": "a slow answer " * 20, "token_delay": 0.2}])
+    stream = run(folder, "go", model=model)
+    async for event in stream:
+        if event.type == "token":
+            break
+    pid = int((folder / "server.pid").read_text())
+    await asyncio.create_task(stream.aclose())  # e.g. a server whose client went away
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the MCP server outlived its run"
+        await asyncio.sleep(0.05)
+    run_id = event.run_id
+    assert open_store().get_run(run_id)["status"] == "cancelled"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_an_mcp_tool_under_approvals_pauses_the_run(mcp_agent):
+    folder = mcp_agent(FILES + "approvals: [send]\n")
+    model = ScriptedModel([call("send", to="ann"), "Sent to ann."])
+    paused = run_sync(folder, "send it", model=model)
+    assert paused.status == "paused" and not (folder / "sent.log").exists()
+    assert of_type(paused, "approval_requested")[0].name == "send"
+    done = approve(paused.run_id, model=model)
+    assert done.ok and done.output == "Sent to ann."
+    assert (folder / "sent.log").read_text() == "ann\n"
+    assert of_type(done, "tool_result")[0].content == "sent to ann"
+
+
+def test_approvals_may_name_mcp_tools_only_if_a_server_may_offer_them(mcp_agent):
+    assert load_agent(mcp_agent(FILES + "approvals: [send]\n")).spec.approvals == ["send"]
+    open_list = FILES.replace("    tools: [add, shout, send, crash]\n", "")
+    assert load_agent(mcp_agent(open_list + "approvals: [anything]\n", name="open")).spec.approvals == ["anything"]
+    with pytest.raises(AgentSpecError, match=r"approvals.0: 'rm_rf' is not one of"):
+        load_agent(mcp_agent(FILES + "approvals: [rm_rf]\n", name="strict"))
+
+
+def test_http_servers_that_cannot_be_reached_are_error_events(mcp_agent, tmp_path: Path):
+    port, closed = free_port(), free_port()
+    folder = mcp_agent(f"""\
+name: webuser
+model: scripted
+mcp:
+  - name: web
+    url: http://127.0.0.1:{port}/mcp
+    headers: {{X-Token: "${{MCP_TEST_TOKEN}}"}}
+  - name: nobody
+    url: http://127.0.0.1:{closed}/mcp
+    timeout: 5
+""")
+    with background([sys.executable, str(folder / "server.py"), "--http", str(port)], port, tmp_path / "http.log"):
+        result = run_sync(folder, "hello", record=False)
+    # The header names a secret nobody set: that server is reported, and so is the one nobody listens on.
+    missing, refused = (e.message for e in of_type(result, "error"))
+    assert missing.startswith("mcp server 'web' failed to start: the secret MCP_TEST_TOKEN is not set")
+    assert refused.startswith("mcp server 'nobody' failed to start") and f":{closed}/mcp" in refused
+    assert result.ok and result.output == "You said: hello"
+    assert of_type(result, "model_call")[0].tools == []
+
+
+def test_streamable_http_server_with_a_secret_header(mcp_agent, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MCP_TEST_TOKEN", "t0k3n")
+    port = free_port()
+    folder = mcp_agent(f"""\
+name: webuser
+model: scripted
+mcp:
+  - name: web
+    url: http://127.0.0.1:{port}/mcp
+    headers: {{X-Token: "${{MCP_TEST_TOKEN}}"}}
+    tools: [add, crash]
+""")
+    with background([sys.executable, str(folder / "server.py"), "--http", str(port)], port, tmp_path / "http.log"):
+        model = ScriptedModel([call("add", a=20, b=22), call("crash", "c2"), "42"])
+        result = run_sync(folder, "add", model=model)
+    added, crashed = of_type(result, "tool_result")
+    assert added.content == "42" and not added.is_error
+    assert crashed.is_error and "mcp server 'web'" in crashed.content
+    assert result.ok and result.output == "42"
+
+
+def test_the_cli_shows_no_server_output(mcp_agent, halguru_cmd, subprocess_env, tmp_path: Path):
+    script = tmp_path / "script.yaml"
+    script.write_text(yaml.safe_dump([call("add", a=1, b=2), "three"]))
+    folder = mcp_agent(FILES)
+    proc = subprocess.run([*halguru_cmd, "run", str(folder), "add", "--model", f"scripted:{script}"],
+                          capture_output=True, text=True, env=subprocess_env, timeout=90, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "three"
+    assert "adding 1 and 2" not in proc.stderr + proc.stdout  # the server's stderr went to its log
+    assert "← 3" in proc.stderr  # the tool result, as the CLI shows it

@@ -1,0 +1,186 @@
+"""Durable runs: a team or workflow run killed with SIGKILL resumes from its last checkpoint, and no
+finished tool call runs twice (the tools write their side effects to a file the test reads)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+TOOLS = '''
+import os
+import time
+from pathlib import Path
+from halguru import tool
+
+LOG = Path(os.environ["SIDE_EFFECTS"])
+
+def note(text: str) -> None:
+    with LOG.open("a") as f:
+        f.write(text + "\\n")
+
+@tool
+def charge(amount: int) -> str:
+    "Charge the customer's card."
+    note(f"charge {amount}")
+    return f"charged {amount} EUR"
+
+@tool
+def ship(order: str) -> str:
+    "Ship the order."
+    note(f"ship {order} started")
+    if os.environ.get("HANG"):
+        time.sleep(120)
+    return f"shipped {order}"
+'''
+
+
+def write(folder: Path, text: str, tools: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.yaml").write_text(text, encoding="utf-8")
+    if tools is not None:
+        (folder / "tools.py").write_text(tools, encoding="utf-8")
+    return folder
+
+
+def kill_when(proc: subprocess.Popen, log: Path, marker: str) -> None:
+    """SIGKILL the run once its side-effect log shows ``marker`` (the run is then inside that tool)."""
+    deadline = time.monotonic() + 60
+    while marker not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never reached " + marker
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it sit inside the tool
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+def halguru(halguru_cmd: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=120,
+                          start_new_session=True)
+
+
+def interrupted_run(halguru_cmd: list[str], env: dict[str, str]) -> dict:
+    listed = halguru(halguru_cmd, env, "runs", "list", "--status", "interrupted", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (run,) = json.loads(listed.stdout)
+    return run
+
+
+@pytest.fixture
+def env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    return {**subprocess_env, "SIDE_EFFECTS": str(tmp_path / "side-effects.log")}
+
+
+def test_workflow_killed_mid_step_resumes_without_repeating_finished_steps(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error):
+    flow = write(tmp_path / "order", """\
+name: order
+tools: [charge, ship]
+workflow:
+  steps:
+    - {id: pay, tool: charge, args: {amount: 40}}
+    - {id: send, tool: ship, args: {order: "{{ input }}"}}
+    - {id: done, condition: "'paid and ' ~ steps.send.output"}
+""", TOOLS)
+    log = Path(env["SIDE_EFFECTS"])
+    proc = subprocess.Popen([*halguru_cmd, "run", str(flow), "A-7"], env={**env, "HANG": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kill_when(proc, log, "ship A-7 started")
+
+    run = interrupted_run(halguru_cmd, env)
+    assert run["agent"] == "order" and run["checkpoint"] == "step pay ok" and run["kind"] == "workflow"
+
+    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"][:12])
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "paid and shipped A-7"
+    assert f"resumed {run['id']} at step pay ok" in resumed.stderr
+    # The charge ran once; the shipping step never finished, so it ran again.
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+
+    listed = json.loads(halguru(halguru_cmd, env, "runs", "list", "--json").stdout)
+    new, old = listed[0], listed[1]
+    assert (new["status"], old["status"], old["resumed_by"]) == ("ok", "interrupted", new["id"])
+    shown = halguru(halguru_cmd, env, "logs", "show", new["id"])
+    assert f"resumed from {run['id']} at step pay ok · reused pay" in shown.stdout
+    assert "step 2 · send · tool ship" in shown.stdout
+    assert cli_error("runs", "resume", run["id"]) == f"Error: run {run['id']} was already resumed as run {new['id']}"
+    assert cli_error("runs", "resume", new["id"]) == (
+        f"Error: run {new['id']} finished (ok); only interrupted, failed or cancelled runs resume")
+
+
+def test_team_run_killed_in_a_tool_call_resumes_after_the_finished_calls(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error):
+    first = tmp_path / "first.yaml"
+    first.write_text("- tool_calls: [{name: charge, arguments: {amount: 40}}]\n"
+                     "- tool_calls: [{name: ship, arguments: {order: A-7}}]\n"
+                     "- never reached\n")
+    after = tmp_path / "after.yaml"
+    after.write_text("- Charged 40 EUR and shipped A-7.\n")
+    desk = write(tmp_path / "desk", """\
+name: desk
+model: scripted
+tools: [charge, ship]
+team:
+  specialists: [../helper]
+""", TOOLS)
+    write(tmp_path / "helper", "name: helper\nmodel: scripted\n")
+    log = Path(env["SIDE_EFFECTS"])
+    proc = subprocess.Popen([*halguru_cmd, "run", str(desk), "Charge and ship A-7", "--model", f"scripted:{first}"],
+                            env={**env, "HANG": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    kill_when(proc, log, "ship A-7 started")
+    run = interrupted_run(halguru_cmd, env)
+    assert run["kind"] == "team" and run["checkpoint"] == "step 2: ship requested"
+
+    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"], "--model", f"scripted:{after}", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert events[0]["metadata"] == {"resumes": run["id"]}
+    assert events[1]["type"] == "resumed" and len(events[1]["reused"]) == 1  # the charge call's result
+    assert [e["name"] for e in events if e["type"] == "tool_call"] == ["ship"]
+    assert events[-1]["status"] == "ok" and events[-1]["output"] == "Charged 40 EUR and shipped A-7."
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+
+    from halguru.store import open_store
+
+    messages = open_store().get_messages(events[0]["conversation_id"])
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert messages[2].content == "charged 40 EUR"
+
+
+def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list[str], env: dict[str, str],
+                                                cli_error):
+    plain = write(tmp_path / "plain", "name: plain\nmodel: scripted\n")
+    done = halguru(halguru_cmd, env, "run", str(plain), "hi", "--json")
+    run_id = json.loads(done.stdout.splitlines()[-1])["run_id"]
+    assert cli_error("runs", "resume", "run_nope") == (
+        "Error: no run 'run_nope' in " + str(Path(env["HALGURU_HOME"]) / "halguru.db")
+        + "; see `halguru logs` for run ids")
+    assert cli_error("runs", "resume", run_id) == (
+        f"Error: run {run_id} is not a team or workflow run; only those are checkpointed "
+        "(ask again with `halguru run`)")
+    flow = write(tmp_path / "slow", "name: slow\ntools: [ship]\nworkflow:\n  steps:\n"
+                 "    - {id: send, tool: ship, args: {order: B}}\n", TOOLS)
+    proc = subprocess.Popen([*halguru_cmd, "run", str(flow), "x"], env={**env, "HANG": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "ship B started" not in (Path(env["SIDE_EFFECTS"]).read_text()
+                                       if Path(env["SIDE_EFFECTS"]).exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        listed = json.loads(halguru(halguru_cmd, env, "runs", "list", "--status", "running", "--json").stdout)
+        assert [r["agent"] for r in listed] == ["slow"]
+        assert cli_error("runs", "resume", listed[0]["id"]) == (
+            f"Error: run {listed[0]['id']} is still running (pid {proc.pid}); stop it before resuming it")
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert cli_error("runs", "list", "--status", "bogus") == (
+        "Error: unknown status 'bogus'; one of: running, interrupted, paused, failed, limited, cancelled, ok")

@@ -1,0 +1,188 @@
+"""Workflows: declared agent, tool and condition steps; order, parallel branches, typed outputs, load errors."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from halguru import load_agent, run_sync
+from halguru.errors import AgentSpecError
+from halguru.store import open_store
+
+
+
+def write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+TOOLS = '''
+import time
+from halguru import tool
+
+@tool
+def lookup(order_id: int) -> dict:
+    "Look an order up."
+    return {"order_id": order_id, "total": 40, "items": ["ticket", "ticket"]}
+
+@tool
+def fail(reason: str) -> str:
+    "Always fails."
+    raise RuntimeError(reason)
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A classifier and two writers as sibling agents, each with its own scripted model."""
+    (tmp_path / "classify.yaml").write_text('- \'Sure: {"category": "billing", "order_id": 7}\'\n')
+    (tmp_path / "slow.yaml").write_text('- {text: "slow part done", token_delay: 0.1}\n')
+    write(tmp_path / "agents/classifier", f"name: classifier\nmodel: scripted:{tmp_path / 'classify.yaml'}\n")
+    write(tmp_path / "agents/echo", "name: echo\nmodel: scripted\n")
+    write(tmp_path / "agents/slow", f"name: slow\nmodel: scripted:{tmp_path / 'slow.yaml'}\n")
+    return tmp_path
+
+
+def flow(project: Path, body: str, tools: str = TOOLS) -> Path:
+    folder = write(project / "flow", "name: flow\ntools: [lookup, fail, calculator]\nworkflow:\n" + body)
+    (folder / "tools.py").write_text(tools)
+    return folder
+
+
+ROUTER = """\
+  steps:
+    - id: classify
+      agent: ../agents/classifier
+      output:
+        type: object
+        properties:
+          category: {enum: [billing, tech]}
+          order_id: {type: integer}
+        required: [category, order_id]
+    - id: is_billing
+      condition: steps.classify.output.category == 'billing'
+    - id: order
+      tool: lookup
+      when: "{{ steps.is_billing.output }}"
+      args: {order_id: "{{ steps.classify.output.order_id }}"}
+    - id: tech
+      agent: ../agents/echo
+      needs: [is_billing]
+      when: not steps.is_billing.output
+    - id: reply
+      agent: ../agents/echo
+      needs: [order, tech]
+      input: "Order {{ steps.order.output.order_id }} costs {{ steps.order.output.total }}"
+"""
+
+
+def test_steps_pass_typed_outputs_and_skip_the_other_branch(project: Path):
+    result = run_sync(flow(project, ROUTER), "Refund order 7 please")
+    assert result.ok, result.error
+    assert result.output == "You said: Order 7 costs 40"
+    finished = {e.step_id: e for e in result.events if e.type == "step_finished"}
+    assert finished["classify"].output == {"category": "billing", "order_id": 7}
+    assert finished["is_billing"].output is True
+    assert finished["tech"].status == "skipped"
+    assert finished["order"].output["items"] == ["ticket", "ticket"]
+    # The tool got a real integer from the template, and the classifier was asked for JSON.
+    call = next(e for e in result.events if e.type == "tool_call")
+    assert call.arguments == {"order_id": 7}
+    asked = next(e for e in result.events if e.type == "model_call")
+    assert "JSON schema" in asked.messages[-1]["content"]
+    # Each finished step is a checkpoint; the run and its answer are stored like any run.
+    checkpoints = [e.label for e in result.events if e.type == "checkpoint"]
+    assert checkpoints[:2] == ["step classify ok", "step is_billing ok"] and checkpoints[-1] == "step reply ok"
+    assert sorted(checkpoints[2:4]) == ["step order ok", "step tech skipped"]  # parallel branches
+    stored = open_store().get_messages(result.conversation_id)
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[1].content == result.output
+
+
+def test_independent_steps_run_in_parallel(project: Path):
+    body = """\
+  steps:
+    - {id: a, agent: ../agents/slow, needs: []}
+    - {id: b, agent: ../agents/slow, needs: []}
+    - {id: c, agent: ../agents/slow, needs: []}
+  output: "{{ steps.a.output }} / {{ steps.b.output }} / {{ steps.c.output }}"
+"""
+    started = time.perf_counter()
+    result = run_sync(flow(project, body), "go", record=False)
+    elapsed = time.perf_counter() - started
+    assert result.output == "slow part done / slow part done / slow part done"
+    assert elapsed < 0.9, f"three 0.3 s steps took {elapsed:.2f}s: not parallel"  # sequential would be ≥0.9 s
+    starts = [i for i, e in enumerate(result.events) if e.type == "step_started"]
+    first_finish = next(i for i, e in enumerate(result.events) if e.type == "step_finished")
+    assert len(starts) == 3 and max(starts) < first_finish
+
+
+def test_output_that_breaks_its_schema_fails_the_step(project: Path):
+    body = """\
+  steps:
+    - id: classify
+      agent: ../agents/echo
+      output: {type: object, required: [category]}
+"""
+    result = run_sync(flow(project, body), "hello")
+    assert result.status == "failed"
+    assert result.error == ("step classify failed: output does not match its schema: output: "
+                            "'category' is a required property")
+    failed = next(e for e in result.events if e.type == "step_finished")
+    assert failed.status == "failed"
+
+
+def test_failing_tool_step_fails_the_run_with_the_tool_error(project: Path):
+    body = """\
+  steps:
+    - {id: first, condition: "1 + 1"}
+    - {id: broken, tool: fail, args: {reason: "disk full"}}
+    - {id: never, condition: "true"}
+"""
+    result = run_sync(flow(project, body), "x")
+    assert result.status == "failed"
+    assert "step broken failed: fail raised RuntimeError: disk full" == result.error
+    assert "never" not in {e.step_id for e in result.events if e.type == "step_started"}
+    assert open_store().get_run(result.run_id)["status"] == "failed"
+
+
+def test_timeout_ends_the_workflow_as_limited(project: Path):
+    body = """\
+  timeout: 0.2
+  steps:
+    - {id: a, agent: ../agents/slow}
+"""
+    result = run_sync(flow(project, body), "x", record=False)
+    assert result.status == "limited"
+    assert "workflow.timeout (0.2s)" in result.error
+
+
+@pytest.mark.parametrize(("body", "line", "message"), [
+    ("  steps:\n    - {id: a, condition: 'true'}\n    - {id: b, condition: 'true', needs: [a, c]}\n"
+     "    - {id: c, condition: 'true', needs: [b]}\n", 7, "needs.0: cycle b → c → b"),
+    ("  steps:\n    - {id: a, condition: 'true', needs: [zz]}\n", 5, "unknown step 'zz' (steps: a)"),
+    ("  steps:\n    - {id: a, agent: ../agents/nobody}\n", 5, "unknown agent '../agents/nobody'"),
+    ("  steps:\n    - {id: a, tool: http_get}\n", 5, "'http_get' is not one of this agent's tools"),
+    ("  steps:\n    - {id: a, condition: 'true', tool: lookup}\n", 5, "give exactly one of agent, tool or condition"),
+    ("  steps:\n    - {id: a, condition: 'true', needs: []}\n    - {id: b, condition: 'steps.a.output', needs: []}\n",
+     6, "refers to steps.a, which may not have finished yet"),
+    ("  steps:\n    - {id: a, agent: ../agents/echo, input: '{{ oops'}\n", 5, "template error"),
+])
+def test_bad_workflows_are_rejected_at_load_with_file_and_line(project: Path, body: str, line: int, message: str):
+    folder = flow(project, body)
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    text = str(exc.value)
+    assert text.startswith(f"{folder / 'agent.yaml'}:{line}: workflow.steps."), text
+    assert message in text
+
+
+def test_workflow_needs_no_model_and_shows_in_the_schema(project: Path):
+    from halguru.agents.spec import agent_json_schema
+
+    agent = load_agent(flow(project, "  steps:\n    - {id: a, condition: '2 * 21'}\n"))
+    assert agent.spec.model == "workflow"
+    assert run_sync(agent, "x", record=False).output == "42"
+    assert "workflow" in agent_json_schema()["properties"]

@@ -1,0 +1,414 @@
+"""HTTP tools declared in agent.yaml (request templates and OpenAPI operations), against a real loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from halguru import load_agent, run_sync
+from halguru.errors import AgentSpecError, ToolError
+from halguru.store import open_store
+from halguru.tools.registry import execute_tool
+
+
+class Server:
+    """A loopback HTTP server that records every request and answers by path."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        recorded = self.requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                body = json.loads(raw) if raw and "json" in self.headers.get("Content-Type", "") else raw
+                recorded.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                 "body": body})
+                route = urlsplit(self.path).path
+                if route == "/slow":
+                    time.sleep(1)
+                if route == "/missing":
+                    self._send(404, b"no such\n   thing", "text/plain")
+                elif route == "/empty":
+                    self._send(204, b"", "text/plain")
+                elif route == "/big":
+                    self._send(200, b"x" * 20000, "text/plain")
+                else:
+                    echo = {"method": self.command, "path": self.path, "body": body}
+                    self._send(200, json.dumps(echo, indent=4).encode(), "application/json")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # /slow: the client gave up first, as the test wants
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    thread = threading.Thread(target=srv.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+
+
+def call(tool: Any, **arguments: Any) -> str:
+    return asyncio.run(execute_tool(tool, arguments))
+
+
+SHOP = """\
+name: shop
+model: scripted
+tools: [calculator]
+http_tools:
+  - name: get_item
+    description: Look up an item by id.
+    url: {url}/items/{{item_id}}?format=json
+    parameters:
+      type: object
+      properties:
+        item_id: {{type: integer}}
+        q: {{type: string}}
+        verbose: {{type: boolean}}
+  - name: add_item
+    method: POST
+    url: {url}/lists/{{list}}/items
+    parameters:
+      type: object
+      properties:
+        name: {{type: string}}
+        qty: {{type: integer, minimum: 1}}
+      required: [name]
+  - name: by_name
+    url: {url}/items/{{item}}?format=json
+  - name: missing
+    url: {url}/missing
+  - name: slow
+    url: {url}/slow
+    timeout: 0.3
+  - name: big
+    url: {url}/big
+  - name: empty
+    method: DELETE
+    url: {url}/empty
+"""
+
+
+@pytest.fixture
+def shop(server: Server, write_agent: Any) -> Any:
+    return load_agent(write_agent(SHOP.format(url=server.url)))
+
+
+def test_get_fills_the_path_and_sends_the_other_arguments_as_query(shop, server):
+    tool = shop.tools["get_item"]
+    assert tool.description == "Look up an item by id."
+    assert tool.parameters["required"] == ["item_id"]  # a URL placeholder is always required
+    result = call(tool, item_id=42, q="red shoes", verbose=True)
+    [seen] = server.requests
+    assert seen["method"] == "GET" and seen["path"] == "/items/42?format=json&q=red+shoes&verbose=true"
+    assert json.loads(result)["path"] == seen["path"]
+    assert "\n" not in result  # JSON comes back on one line, not as the server indented it
+
+
+def test_post_sends_the_other_arguments_as_a_json_body(shop, server):
+    tool = shop.tools["add_item"]
+    assert tool.parameters["properties"]["list"] == {"type": "string"}  # declared by the URL alone
+    call(tool, list="week 1", name="milk", qty=2)
+    [seen] = server.requests
+    assert seen["method"] == "POST" and seen["path"] == "/lists/week%201/items"
+    assert seen["body"] == {"name": "milk", "qty": 2}
+    assert seen["headers"]["Content-Type"] == "application/json"
+
+
+def test_arguments_are_validated_by_the_schema_before_any_request(shop, server):
+    with pytest.raises(ToolError, match="invalid arguments for add_item: qty: 0 is less than the minimum of 1"):
+        call(shop.tools["add_item"], list="a", name="milk", qty=0)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("value, path", [
+    ("../admin?x=1#top", "/items/..%2Fadmin%3Fx%3D1%23top?format=json"),
+    ("a/b c", "/items/a%2Fb%20c?format=json"),
+    ("@evil.example", "/items/%40evil.example?format=json"),
+])
+def test_a_path_argument_stays_inside_its_segment(shop, server, value, path):
+    call(shop.tools["by_name"], item=value)
+    assert [r["path"] for r in server.requests] == [path]
+
+
+@pytest.mark.parametrize("value", ["..", ".", ""])
+def test_dot_and_empty_path_segments_are_refused(shop, server, value):
+    with pytest.raises(ToolError, match="it is one segment of the URL path"):
+        call(shop.tools["by_name"], item=value)
+    assert server.requests == []
+
+
+def test_http_error_names_the_status_the_request_and_the_body(shop, server):
+    with pytest.raises(ToolError) as caught:
+        call(shop.tools["missing"])
+    assert str(caught.value) == f"HTTP 404 from GET {server.url}/missing: no such thing"
+
+
+def test_timeout_is_a_one_line_error(shop, server):
+    started = time.monotonic()
+    with pytest.raises(ToolError) as caught:
+        call(shop.tools["slow"])
+    assert str(caught.value) == f"GET {server.url}/slow timed out after 0.3s"
+    assert time.monotonic() - started < 0.9
+
+
+def test_unreachable_service_is_a_one_line_error(write_agent):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    agent = load_agent(write_agent(f"name: a\nmodel: scripted\nhttp_tools:\n  - name: down\n"
+                                   f"    url: http://127.0.0.1:{port}/x\n"))
+    with pytest.raises(ToolError) as caught:
+        call(agent.tools["down"])
+    message = str(caught.value)
+    assert message.startswith(f"GET http://127.0.0.1:{port}/x failed: ConnectError") and "\n" not in message
+
+
+def test_long_and_empty_responses(shop):
+    big = call(shop.tools["big"])
+    assert big.startswith("x" * 8000) and big.endswith("[truncated: the first 8000 of 20000 characters]")
+    assert call(shop.tools["empty"]) == "HTTP 204 (no content)"
+
+
+AUTH = """\
+name: secure
+model: scripted
+http_tools:
+  - name: whoami
+    url: {url}/me
+    auth: {{secret: SHOP_TOKEN}}
+  - name: keyed
+    url: {url}/keyed
+    headers: {{Accept: application/json}}
+    auth: {{secret: SHOP_KEY, header: X-Api-Key, scheme: ""}}
+"""
+
+
+def test_auth_header_comes_from_the_secret_and_never_reaches_the_trace(server, write_agent, monkeypatch):
+    from halguru.models.scripted import ScriptedModel
+
+    monkeypatch.setenv("SHOP_TOKEN", "tok-s3cret")
+    monkeypatch.setenv("SHOP_KEY", "key-s3cret")
+    folder = write_agent(AUTH.format(url=server.url))
+    model = ScriptedModel([{"tool_calls": [{"name": "whoami", "arguments": {}},
+                                           {"name": "keyed", "arguments": {}}]}, "Done."])
+    result = run_sync(folder, "who am I?", model=model)
+    assert result.ok, result.error
+    headers = {r["path"]: r["headers"] for r in server.requests}
+    assert headers["/me"]["Authorization"] == "Bearer tok-s3cret"
+    assert headers["/keyed"]["X-Api-Key"] == "key-s3cret" and headers["/keyed"]["Accept"] == "application/json"
+    stored = json.dumps(open_store().get_events(result.run_id))
+    assert "/keyed" in stored and "s3cret" not in stored
+
+
+def test_missing_secret_is_an_error_result_naming_it(server, write_agent, monkeypatch):
+    from halguru.models.scripted import ScriptedModel
+
+    monkeypatch.delenv("SHOP_TOKEN", raising=False)
+    folder = write_agent(AUTH.format(url=server.url))
+    model = ScriptedModel([{"tool_calls": [{"name": "whoami", "arguments": {}}]}, "No token."])
+    result = run_sync(folder, "who am I?", model=model)
+    assert result.ok and result.output == "No token."
+    [tool_result] = [e for e in result.events if e.type == "tool_result"]
+    assert tool_result.is_error
+    assert "the secret SHOP_TOKEN is not set" in tool_result.content
+    assert "keyring set halguru SHOP_TOKEN" in tool_result.content
+    assert server.requests == []
+
+
+OPENAPI = """\
+openapi: 3.0.3
+info: {title: Pets, version: "1"}
+servers:
+  - url: "URL/{prefix}"
+    variables:
+      prefix: {default: api}
+paths:
+  /pets:
+    post:
+      operationId: createPet
+      summary: Add a pet.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/NewPet"}
+      responses: {"201": {description: created}}
+  /pets/{petId}:
+    parameters:
+      - {name: petId, in: path, required: true, schema: {type: integer}, description: the pet's id}
+    get:
+      operationId: getPet
+      description: One pet by id.
+      parameters:
+        - {$ref: "#/components/parameters/Fields"}
+        - {name: X-Trace, in: header, schema: {type: string}}
+      responses: {"200": {description: the pet}}
+components:
+  parameters:
+    Fields: {name: fields, in: query, schema: {type: array, items: {type: string}}}
+  schemas:
+    Kind: {type: string, enum: [cat, dog]}
+    NewPet:
+      type: object
+      required: [name]
+      properties:
+        name: {type: string}
+        kind: {$ref: "#/components/schemas/Kind"}
+"""
+
+PETS = """\
+name: pets
+model: {model}
+approvals: [createPet]
+http_tools:
+  - name: createPet
+    openapi: openapi.yaml
+    operation: createPet
+  - name: get_pet
+    openapi: openapi.yaml
+    operation: getPet
+"""
+
+
+@pytest.fixture
+def pets(server: Server, write_agent: Any, tmp_path: Path) -> Path:
+    folder = write_agent(PETS.format(model="scripted"))
+    (folder / "openapi.yaml").write_text(OPENAPI.replace("URL", server.url), encoding="utf-8")
+    return folder
+
+
+def test_openapi_operation_becomes_a_tool_with_the_documented_arguments(pets, server):
+    agent = load_agent(pets)
+    create, get = agent.tools["createPet"], agent.tools["get_pet"]
+    assert create.description == "Add a pet."
+    assert create.parameters == {
+        "type": "object", "additionalProperties": False, "required": ["name"],
+        "properties": {"name": {"type": "string"}, "kind": {"type": "string", "enum": ["cat", "dog"]}}}
+    assert get.description == "One pet by id."
+    assert get.parameters["required"] == ["petId"]
+    assert get.parameters["properties"]["petId"] == {"type": "integer", "description": "the pet's id"}
+    assert get.parameters["properties"]["fields"] == {"type": "array", "items": {"type": "string"}}
+    call(get, petId=7, fields=["name", "kind"], **{"X-Trace": "t1"})
+    [seen] = server.requests
+    assert seen["path"] == "/api/pets/7?fields=name&fields=kind" and seen["headers"]["X-Trace"] == "t1"
+
+
+def test_openapi_call_end_to_end_through_an_agent_run(pets, server, tmp_path):
+    script = tmp_path / "script.yaml"
+    script.write_text('- tool_calls: [{name: get_pet, arguments: {petId: 3}}]\n'
+                      '- tool_calls: [{name: createPet, arguments: {name: Tom, kind: cat}}]\n'
+                      '- "Added Tom."\n', encoding="utf-8")
+    (pets / "agent.yaml").write_text(PETS.format(model=f"scripted:{script}").replace("approvals: [createPet]\n", ""),
+                                     encoding="utf-8")
+    result = run_sync(pets, "add my cat Tom")
+    assert result.ok and result.output == "Added Tom."
+    assert [(r["method"], r["path"], r["body"]) for r in server.requests] == [
+        ("GET", "/api/pets/3", ""), ("POST", "/api/pets", {"name": "Tom", "kind": "cat"})]
+    results = [json.loads(e.content) for e in result.events if e.type == "tool_result"]
+    assert results[1] == {"method": "POST", "path": "/api/pets", "body": {"name": "Tom", "kind": "cat"}}
+
+
+def test_an_http_tool_can_wait_for_approval(pets, server):
+    from halguru.models.scripted import ScriptedModel
+
+    model = ScriptedModel([{"tool_calls": [{"name": "createPet", "arguments": {"name": "Rex"}}]}])
+    result = run_sync(pets, "add Rex", model=model)
+    assert result.status == "paused" and server.requests == []
+
+
+def test_url_overrides_the_documents_server(pets, server):
+    text = (pets / "openapi.yaml").read_text(encoding="utf-8").replace(server.url, "https://pets.example")
+    (pets / "openapi.yaml").write_text(text, encoding="utf-8")
+    (pets / "agent.yaml").write_text(PETS.format(model="scripted") + f"    url: {server.url}/v2\n",
+                                     encoding="utf-8")
+    call(load_agent(pets).tools["get_pet"], petId=1)
+    assert [r["path"] for r in server.requests] == ["/v2/pets/1"]
+
+
+def test_unknown_operation_is_a_load_error_with_line_and_the_choices(pets, cli_error):
+    (pets / "agent.yaml").write_text(PETS.format(model="scripted").replace("operation: getPet", "operation: getPets"),
+                                     encoding="utf-8")
+    with pytest.raises(AgentSpecError) as caught:
+        load_agent(pets)
+    assert str(caught.value) == (f"{pets / 'agent.yaml'}:10: http_tools.1.operation: no operation 'getPets' in "
+                                 "openapi.yaml (available: createPet, getPet)")
+    assert cli_error("validate", str(pets)) == f"Error: {caught.value}"
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda y, d: (y.replace("openapi.yaml", "nope.yaml", 1), d), ":6: http_tools.0.openapi: "),
+    (lambda y, d: (y, "openapi: 3.0.0\npaths: [\n"), ":6: http_tools.0.openapi: "),
+    (lambda y, d: (y, d.replace("openapi: 3.0.3", "swagger: '2.0'")), "only OpenAPI 3 documents are supported"),
+    (lambda y, d: (y, d.replace('"#/components/schemas/Kind"', '"#/components/schemas/Nope"')),
+     ":7: http_tools.0.operation: createPet in openapi.yaml: $ref '#/components/schemas/Nope' points at nothing"),
+    (lambda y, d: (y, d.replace("servers:", "unused:")), "it has no servers[0].url; give url: the API's absolute"),
+    (lambda y, d: (y.replace("approvals: [createPet]", "tools: [calculator]\napprovals: [createPet]")
+                   .replace("name: get_pet", "name: calculator"), d),
+     ":9: http_tools.1.name: 'calculator' is already a tool from tools:; choose another name"),
+], ids=["missing-file", "bad-yaml", "swagger-2", "bad-ref", "no-server", "name-clash"])
+def test_bad_declarations_are_one_line_load_errors(pets, change, expected):
+    yaml_text, doc = change(PETS.format(model="scripted"), (pets / "openapi.yaml").read_text(encoding="utf-8"))
+    (pets / "agent.yaml").write_text(yaml_text, encoding="utf-8")
+    (pets / "openapi.yaml").write_text(doc, encoding="utf-8")
+    with pytest.raises(AgentSpecError) as caught:
+        load_agent(pets)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(str(pets / "agent.yaml") + ":")
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("{name: t}", "http_tools.0: Value error, give a url template, or openapi and operation"),
+    ("{name: t, openapi: o.yaml}", "http_tools.0: Value error, give openapi and operation together"),
+    ("{name: t, openapi: o.yaml, operation: x, method: POST}",
+     "http_tools.0: Value error, with openapi, the document gives the method"),
+    ("{name: t, url: 'http://{host}/x'}", "http_tools.0.url: placeholders may stand only in the path or the query"),
+    ("{name: t, url: /relative}", "http_tools.0.url: '/relative' is not an absolute http(s) URL"),
+    ("{name: t, url: 'http://h/x', parameters: {type: array}}", "http_tools.0.parameters: must be a JSON schema"),
+])
+def test_template_declaration_errors(write_agent, entry, expected):
+    folder = write_agent(f"name: a\nmodel: scripted\nhttp_tools:\n  - {entry}\n")
+    with pytest.raises(AgentSpecError) as caught:
+        load_agent(folder)
+    assert f"agent.yaml:4: {expected}" in str(caught.value)
+
+
+def test_the_agent_schema_documents_http_tools():
+    from halguru.agents.spec import agent_json_schema
+
+    schema = agent_json_schema()
+    fields = schema["$defs"]["HTTPToolSettings"]["properties"]
+    assert {"name", "url", "method", "parameters", "auth", "openapi", "operation", "timeout"} <= set(fields)
+    json.dumps(schema)
