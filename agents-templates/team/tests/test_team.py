@@ -35,3 +35,20 @@ def test_router_hands_off_and_the_researcher_uses_the_calculator():
     assert result.ok and result.output == "- 36 sandwiches"
     assert next(e.to_agent for e in result.events if e.type == "handoff") == "researcher"
     assert [e.content for e in result.events if e.type == "tool_result"][-1] == "36"
+
+
+def test_saving_a_note_waits_for_approval(tmp_path, monkeypatch):
+    from halguru.orchestration.approvals import approve, list_pending
+
+    monkeypatch.chdir(tmp_path)  # save_note writes ./notes
+    model = ScriptedModel([
+        {"tool_calls": [{"name": "handoff_to_writer", "arguments": {"reason": "writing"}}]},
+        {"tool_calls": [{"name": "save_note", "arguments": {"title": "Picnic plan", "text": "Bring bread."}}]},
+    ])
+    paused = run_sync(PROJECT, "Plan a picnic and save it", model=model)
+    assert paused.status == "paused" and not (tmp_path / "notes").exists()
+    (pending,) = list_pending()
+    assert (pending["run_id"], pending["tool"]) == (paused.run_id, "save_note")
+    done = approve(paused.run_id, model=ScriptedModel(["Saved your picnic plan."]))
+    assert done.ok and done.output == "Saved your picnic plan."
+    assert (tmp_path / "notes/picnic-plan.md").read_text() == "# Picnic plan\n\nBring bread.\n"
