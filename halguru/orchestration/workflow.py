@@ -188,12 +188,22 @@ def _context(input: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"input": input, "steps": {sid: dict(r) for sid, r in results.items()}}
 
 
+@cache
+def _template(text: str) -> Any:  # compiling is most of a step's cost: once per text per process
+    return _env().from_string(text)
+
+
+@cache
+def _compiled(expression: str) -> Any:
+    return _env().compile_expression(_expression(expression), undefined_to_none=False)
+
+
 def _render(template: str, context: dict[str, Any]) -> str:
-    return _env().from_string(template).render(context)
+    return _template(template).render(context)
 
 
 def _evaluate(expression: str, context: dict[str, Any]) -> Any:
-    return _env().compile_expression(_expression(expression), undefined_to_none=False)(**context)
+    return _compiled(expression)(**context)
 
 
 def _render_args(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import re
@@ -112,7 +113,7 @@ def _template_tool(settings: HTTPToolSettings, where: _Where) -> tuple[_Plan, di
 
     assert settings.url is not None  # the spec requires url or openapi
     _check_url(settings.url, where)
-    schema = json.loads(json.dumps(settings.parameters))  # a deep copy the tool owns
+    schema = copy.deepcopy(settings.parameters)  # the tool owns its schema
     if schema.setdefault("type", "object") != "object":
         raise where.error("parameters", "must be a JSON schema of type object (the arguments)")
     try:

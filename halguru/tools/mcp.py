@@ -56,7 +56,7 @@ class MCPToolbox:
     async def close(self) -> None:
         """Stop every server; safe to call twice, and from any task of the loop that opened them."""
         for server in self.servers:
-            server.stop.set()
+            server.stop_soon()
         tasks = [s.task for s in self.servers if not s.task.done()]
         if tasks:
             # asyncio.wait does not cancel the tasks if this caller is cancelled: they still shut down.
@@ -123,11 +123,20 @@ class _Server:
         self.client: Client | None = None
         self.log: IO[str] | None = None
         self.stop = asyncio.Event()
+        self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
+        # A start that nobody awaits any more (the run was closed meanwhile) must not warn when collected.
+        self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.task = asyncio.create_task(self._hold(), name=f"mcp server {settings.name}")
 
     async def started(self) -> list[mcp_types.Tool]:
         return await asyncio.shield(self._ready)
+
+    def stop_soon(self) -> None:
+        """Let the holding task leave its contexts itself (a still-starting server is given up at once)."""
+        self.stop.set()
+        if self._scope is not None and not self._ready.done():
+            self._scope.cancel()
 
     async def _hold(self) -> None:
         import anyio
@@ -135,6 +144,7 @@ class _Server:
         try:
             # One cancel scope around the whole lifetime, so the start timeout never splits the SDK's scopes.
             with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout) as scope:
+                self._scope = scope
                 async with AsyncExitStack() as stack:
                     client = await stack.enter_async_context(await self._client(stack))
                     listing = await _list_tools(client)
@@ -143,7 +153,9 @@ class _Server:
                     self._ready.set_result(listing)
                     await self.stop.wait()
             if scope.cancelled_caught and not self._ready.done():
-                self._ready.set_exception(TimeoutError(f"no answer within {self.settings.timeout:g}s (timeout)"))
+                self._ready.set_exception(TimeoutError(
+                    "stopped while starting" if self.stop.is_set()
+                    else f"no answer within {self.settings.timeout:g}s (timeout)"))
         except Exception as exc:
             if not self._ready.done():
                 self._ready.set_exception(exc)

@@ -46,6 +46,18 @@ def label(e: dict[str, Any]) -> str:
                 f"{ms(e['duration_ms'])} · {escape(clip(e['query'], 30))}")
     if kind == "handoff":
         return f"[yellow]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])}"
+    if kind == "step_started":
+        return f"[b]step[/] {escape(e['step_id'])} · {e['kind']} {escape(clip(e['name'], 40))}"
+    if kind == "step_finished":
+        style = {"ok": "green", "skipped": "dim", "failed": "red"}.get(e["status"], "magenta")
+        shown = e["error"] if e["status"] == "failed" else json.dumps(e["output"], ensure_ascii=False)
+        return f"[{style}]step {e['status']}[/] {escape(e['step_id'])} · {ms(e['duration_ms'])} · {escape(clip(shown))}"
+    if kind == "checkpoint":
+        return f"[dim]checkpoint · {escape(e['label'])}[/]"
+    if kind == "resumed":
+        return f"[cyan]resumed[/] from {escape(e['from_run_id'])} at {escape(e['checkpoint'])}"
+    if kind.startswith("approval_"):
+        return f"[yellow]{kind.replace('_', ' ')}[/] {escape(e['name'])}"
     if kind == "error":
         return f"[red]error[/] {e['kind']}: {escape(clip(e['message']))}"
     if kind == "run_finished":

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["startup", "overhead", "tui", "decode", "multiturn", "serve", "kb"]  # cheapest first
+BENCHES = ["startup", "overhead", "orchestration", "tui", "decode", "multiturn", "serve", "kb"]  # cheapest first
 
 
 def main() -> int:

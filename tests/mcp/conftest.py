@@ -52,6 +52,15 @@ def send(to: str) -> str:
 
 
 @server.tool()
+async def nap(seconds: float) -> str:
+    """Sleeps."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "rested"
+
+
+@server.tool()
 def crash() -> str:
     """Dies mid-call."""
     print("about to die: disk on fire", file=sys.stderr, flush=True)

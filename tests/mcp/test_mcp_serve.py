@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,12 @@ async def test_serve_over_streamable_http(helper: Path, halguru_cmd, subprocess_
             text, _, is_error = await ask(client, "ask_helper", message="over http")
     assert (text, is_error) == ("You said: over http", False)
     assert "serving ask_helper at http://127.0.0.1:" in (tmp_path / "serve.log").read_text()
+
+
+def test_help_does_not_import_the_mcp_sdk(subprocess_env):
+    argv = [sys.executable, "-X", "importtime", "-m", "halguru", "mcp", "serve", "--help"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env, timeout=60)
+    assert proc.returncode == 0 and "--http" in proc.stdout, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert "halguru" in imported and not imported & {"mcp", "mcp_types", "httpx2", "anyio", "starlette"}

@@ -181,13 +181,17 @@ mcp:
   - name: web
     url: http://127.0.0.1:{port}/mcp
     headers: {{X-Token: "${{MCP_TEST_TOKEN}}"}}
-    tools: [add, crash]
+    tools: [add, nap, crash]
+    timeout: 2
 """)
     with background([sys.executable, str(folder / "server.py"), "--http", str(port)], port, tmp_path / "http.log"):
-        model = ScriptedModel([call("add", a=20, b=22), call("crash", "c2"), "42"])
+        model = ScriptedModel([call("add", a=20, b=22), call("nap", "c2", seconds=30), call("crash", "c3"), "42"])
+        started = time.monotonic()
         result = run_sync(folder, "add", model=model)
-    added, crashed = of_type(result, "tool_result")
+    added, slow, crashed = of_type(result, "tool_result")
     assert added.content == "42" and not added.is_error
+    assert slow.is_error and "mcp server 'web': nap timed out after 2s" in slow.content
+    assert time.monotonic() - started < 20
     assert crashed.is_error and "mcp server 'web'" in crashed.content
     assert result.ok and result.output == "42"
 

@@ -4,7 +4,6 @@ finished tool call runs twice (the tools write their side effects to a file the 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time

@@ -12,7 +12,6 @@ from halguru.errors import AgentSpecError
 from halguru.store import open_store
 
 
-
 def write(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "agent.yaml").write_text(text, encoding="utf-8")
@@ -143,7 +142,7 @@ def test_failing_tool_step_fails_the_run_with_the_tool_error(project: Path):
 """
     result = run_sync(flow(project, body), "x")
     assert result.status == "failed"
-    assert "step broken failed: fail raised RuntimeError: disk full" == result.error
+    assert result.error == "step broken failed: fail raised RuntimeError: disk full"
     assert "never" not in {e.step_id for e in result.events if e.type == "step_started"}
     assert open_store().get_run(result.run_id)["status"] == "failed"
 
