@@ -219,7 +219,7 @@ async def run(
 
     yield trace(RunStarted(agent=lead, model=model_name, input=input, conversation_id=conversation_id,
                            metadata=metadata or {}))
-    if resume is not None and resume.state is not None:
+    if resume is not None and resume.state is not None and not resume.decisions:  # after a crash, not a pause
         yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
                             reused=sorted(resume.state.get("steps_done", {})) if workflow else sorted(done)))
     if orch is not None and spec.name != lead:
@@ -229,8 +229,13 @@ async def run(
 
         from halguru.orchestration.workflow import workflow_events
 
+        def pause(call: ToolCallRequest) -> None:
+            nonlocal paused
+            paused = call
+
         async with aclosing(workflow_events(agent, input, model, sampling, resume, trace,
-                                            checkpoint if durable else None, finish, totals, new_messages)) as events:
+                                            checkpoint if durable else None, finish, pause, totals,
+                                            new_messages)) as events:
             async for event in events:
                 yield event
         return

@@ -131,6 +131,9 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     call = ToolCallRequest.model_validate_json(row["call"])
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
     resume = Resume(row["run_id"], messages, {call.id: reject})
+    saved = list(store.db.query("SELECT state FROM checkpoints WHERE run_id = ?", [row["run_id"]]))
+    if saved and agent.workflow is not None:  # a workflow goes on from the steps it had finished
+        resume.state = json.loads(saved[0]["state"])
     if edit_args is not None and reject is None:
         resume.edited.add(call.id)
         for message in messages:  # the edited call is the one run and kept in the conversation

@@ -18,10 +18,21 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from halguru.agents.events import BaseEvent, Error, StepFinished, StepStarted, Token, ToolCall, ToolResult
+from halguru.agents.events import (
+    ApprovalApproved,
+    ApprovalRejected,
+    ApprovalRequested,
+    BaseEvent,
+    Error,
+    StepFinished,
+    StepStarted,
+    Token,
+    ToolCall,
+    ToolResult,
+)
 from halguru.agents.spec import WorkflowSettings, WorkflowStep
 from halguru.errors import AgentSpecError, HalguruError, ToolError
-from halguru.models.base import Message
+from halguru.models.base import Message, ToolCallRequest
 from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
@@ -178,10 +189,11 @@ def _reject_cycles(workflow: Workflow, fail: Callable[[str, int], AgentSpecError
 @dataclass
 class _StepDone:
     step_id: str
-    status: str
+    status: str  # ok, skipped, failed, or paused (a tool in approvals: waits for a human)
     output: Any = None
     error: str | None = None
     duration_ms: float = 0.0
+    call: ToolCallRequest | None = None
 
 
 def _context(input: str, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -256,6 +268,9 @@ class _Run:
     model: Any
     sampling: dict[str, Any] | None
     queue: asyncio.Queue[tuple[str, BaseEvent | _StepDone]]
+    decisions: dict[str, str | None] = field(default_factory=dict)  # step id -> None approved, or a reason
+    edited: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> the arguments a human set
+    resumed_from: str = ""
     usage: dict[str, int] = field(default_factory=lambda: {"steps": 0, "prompt_tokens": 0, "completion_tokens": 0})
 
     async def put(self, sid: str, item: BaseEvent | _StepDone) -> None:
@@ -278,8 +293,23 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
             await r.put(sid, StepStarted(step_id=sid, kind="condition", name=step.condition))
             await r.put(sid, done("ok", _check_output(step, _evaluate(step.condition, context))))
         elif step.tool is not None:
-            args = _render_args(step.args, context)
+            args = r.edited.get(sid) or _render_args(step.args, context)
             await r.put(sid, StepStarted(step_id=sid, kind="tool", name=step.tool, input=args))
+            if step.tool in r.agent.spec.approvals:
+                if sid not in r.decisions:
+                    call = ToolCallRequest(id=sid, name=step.tool, arguments=args)
+                    await r.put(sid, ApprovalRequested(call_id=sid, name=step.tool, arguments=args))
+                    await r.put(sid, _StepDone(sid, "paused", call=call))
+                    return
+                reason = r.decisions[sid]
+                if reason is not None:
+                    await r.put(sid, ApprovalRejected(call_id=sid, name=step.tool, reason=reason,
+                                                      paused_run_id=r.resumed_from))
+                    await r.put(sid, done("failed", error=f"a human refused {step.tool}" + (f": {reason}" if reason
+                                                                                            else "")))
+                    return
+                await r.put(sid, ApprovalApproved(call_id=sid, name=step.tool, arguments=args,
+                                                  edited=sid in r.edited, paused_run_id=r.resumed_from))
             await r.put(sid, done("ok", _check_output(step, await _call_tool(r, sid, step.tool, args))))
         else:
             message = _render(step.input, context)
@@ -350,7 +380,8 @@ def _answer(workflow: Workflow, results: dict[str, dict[str, Any]], context: dic
 async def workflow_events(agent: Agent, input: str, model: Any, sampling: dict[str, Any] | None,
                           resume: Resume | None, trace: Callable[[BaseEvent], BaseEvent],
                           checkpoint: Callable[[str, dict[str, Any]], BaseEvent] | None,
-                          finish: Callable[[str, str | None], BaseEvent], totals: Any,
+                          finish: Callable[[str, str | None], BaseEvent],
+                          pause: Callable[[ToolCallRequest], None], totals: Any,
                           new_messages: list[Message]) -> AsyncIterator[BaseEvent]:
     """The body of a workflow run (the runtime yields what this yields, after ``run_started``)."""
     workflow: Workflow = agent.workflow  # type: ignore[assignment]
@@ -358,13 +389,22 @@ async def workflow_events(agent: Agent, input: str, model: Any, sampling: dict[s
     queue: asyncio.Queue[tuple[str, BaseEvent | _StepDone]] = asyncio.Queue()
     number = {sid: i for i, sid in enumerate(workflow.steps, 1)}  # events carry their step's number
     r = _Run(agent, workflow, input, model, sampling, queue)
+    if resume is not None and resume.decisions:  # a continuation after approve or reject
+        r.decisions, r.resumed_from = dict(resume.decisions), resume.paused_run_id
+        for message in resume.messages:
+            for call in message.tool_calls:
+                if call.id in resume.edited:
+                    r.edited[call.id] = call.arguments
+        del new_messages[1:]  # the conversation keeps the question and the answer, not the pending call
+    waiting: ToolCallRequest | None = None  # a step paused for approval: finish what runs, start nothing
     running: dict[str, asyncio.Task[None]] = {}
     status, error = "ok", None
     deadline = asyncio.get_running_loop().time() + workflow.settings.timeout
     try:
         while True:
             for sid in workflow.steps:
-                if (sid not in results and sid not in running and len(running) < workflow.settings.max_parallel
+                if (waiting is None and sid not in results and sid not in running
+                        and len(running) < workflow.settings.max_parallel
                         and all(n in results for n in workflow.needs[sid])):
                     running[sid] = asyncio.create_task(_run_step(r, sid, _context(input, results)))
             if not running:
@@ -376,6 +416,9 @@ async def workflow_events(agent: Agent, input: str, model: Any, sampling: dict[s
                 yield trace(item)
                 continue
             await running.pop(item.step_id)  # surfaces a bug in the step as this run's failure
+            if item.status == "paused":
+                waiting = item.call
+                continue
             totals.steps, totals.prompt_tokens, totals.completion_tokens = (
                 totals.steps + r.usage["steps"], totals.prompt_tokens + r.usage["prompt_tokens"],
                 totals.completion_tokens + r.usage["completion_tokens"])
@@ -392,7 +435,11 @@ async def workflow_events(agent: Agent, input: str, model: Any, sampling: dict[s
                     "steps_done": results, "steps": totals.steps, "prompt_tokens": totals.prompt_tokens,
                     "completion_tokens": totals.completion_tokens})
         trace.step = 0  # type: ignore[attr-defined]
-        if status == "ok":
+        if status == "ok" and waiting is not None:
+            status, error = "paused", f"{waiting.name} waits for approval"
+            new_messages.append(Message(role="assistant", content="", tool_calls=[waiting]))
+            pause(waiting)
+        elif status == "ok":
             answer = _answer(workflow, results, _context(input, results))
             totals.answer = [answer]
             new_messages.append(Message(role="assistant", content=answer))

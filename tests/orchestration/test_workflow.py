@@ -185,3 +185,49 @@ def test_workflow_needs_no_model_and_shows_in_the_schema(project: Path):
     assert agent.spec.model == "workflow"
     assert run_sync(agent, "x", record=False).output == "42"
     assert "workflow" in agent_json_schema()["properties"]
+
+
+def test_tool_step_in_approvals_pauses_until_a_human_decides(project: Path, tmp_path: Path):
+    from halguru.orchestration.approvals import approve, list_pending, reject
+
+    log = tmp_path / "charges.log"
+    tools = TOOLS + f'''
+@tool
+def charge(amount: int) -> str:
+    "Charge the card."
+    with open({str(log)!r}, "a") as f:
+        f.write(f"{{amount}}\\n")
+    return f"charged {{amount}}"
+'''
+    body = """\
+  steps:
+    - {id: total, condition: "20 * 2"}
+    - {id: pay, tool: charge, args: {amount: "{{ steps.total.output }}"}}
+    - {id: note, agent: ../agents/echo, needs: [total]}
+    - {id: done, condition: "steps.pay.output ~ ' / ' ~ steps.note.output", needs: [pay, note]}
+"""
+    folder = write(project / "flow", "name: flow\ntools: [charge]\napprovals: [charge]\nworkflow:\n" + body)
+    (folder / "tools.py").write_text(tools)
+    paused = run_sync(folder, "bill me")
+    assert paused.status == "paused" and paused.error == "charge waits for approval"
+    assert not log.exists()
+    (pending,) = list_pending()
+    assert (pending["tool"], pending["arguments"], pending["call_id"]) == ("charge", {"amount": 40}, "pay")
+    # The parallel step finished before the pause; it is not run again after the approval.
+    assert {e.step_id for e in paused.events if e.type == "step_finished"} == {"total", "note"}
+
+    done = approve(paused.run_id, {"amount": 35})
+    assert done.ok, done.error
+    assert done.output == "charged 35 / You said: bill me"
+    assert log.read_text() == "35\n"
+    assert [e.step_id for e in done.events if e.type == "step_started"] == ["pay", "done"]
+    approved = next(e for e in done.events if e.type == "approval_approved")
+    assert approved.edited and approved.paused_run_id == paused.run_id
+    stored = open_store().get_messages(done.conversation_id)
+    assert [(m.role, m.content) for m in stored] == [("user", "bill me"), ("assistant", done.output)]
+
+    again = run_sync(folder, "bill me again")
+    refused = reject(again.run_id, "already paid")
+    assert refused.status == "failed"
+    assert refused.error == "step pay failed: a human refused charge: already paid"
+    assert log.read_text() == "35\n"
