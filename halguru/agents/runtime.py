@@ -239,16 +239,13 @@ async def run(
             async for event in events:
                 yield event
         return
-    mcp_box = None  # the MCP servers of a plain agent with ``mcp:``, open for the length of the run
+    mcp_boxes: dict[str, Any] = {}  # agent name -> its MCP servers (``mcp:``), open until the run ends
     try:
         model_obj = _resolve_model(model_ref) if orch is None else orch.model_for(orch.current)
-        if spec.mcp and orch is None:
-            from halguru.tools.mcp import open_mcp_tools
-
-            mcp_box = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
-            for line in mcp_box.errors:  # a server that failed to start: the run goes on without its tools
+        if spec.mcp:
+            for line in await _open_mcp(agent, mcp_boxes):  # a server that failed: the run goes on without it
                 yield trace(Error(kind="mcp", message=line))
-            tools = [*tools, *mcp_box.tool_specs]
+            tools = [*tools, *mcp_boxes[agent.name].tool_specs]
         retriever = agent.knowledge  # None without knowledge: no retrieval work at all
         citations = None
         if retriever is not None:
@@ -409,6 +406,10 @@ async def run(
                         settings = SamplingSettings(**{**spec.sampling.model_dump(),
                                                        "max_tokens": spec.limits.max_tokens, **(sampling or {})})
                         model_obj, retriever, citations = orch.model_for(orch.current), None, None
+                        if spec.mcp:  # a member's MCP servers start when it first gets the conversation
+                            for line in await _open_mcp(agent, mcp_boxes):
+                                yield trace(Error(kind="mcp", message=line))
+                            tools = [*tools, *mcp_boxes[agent.name].tool_specs]
                     continue
                 key = (call.name, json.dumps(call.arguments, sort_keys=True))
                 try:
@@ -434,7 +435,8 @@ async def run(
                         new_messages.append(Message(role="tool", content=content, tool_call_id=call.id,
                                                     name=call.name))
                         continue
-                    tool = agent.tools.get(call.name) or (mcp_box.tools.get(call.name) if mcp_box else None)
+                    tool = agent.tools.get(call.name) or (mcp_boxes[agent.name].tools.get(call.name)
+                                                          if agent.name in mcp_boxes else None)
                     if tool is None:
                         raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
                     if retriever is not None and citations is not None and call.name == "search_knowledge":
@@ -481,9 +483,19 @@ async def run(
         finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
-        if mcp_box is not None:
-            await mcp_box.close()
+        for box in mcp_boxes.values():
+            await box.close()
     yield finish(status, error)
+
+
+async def _open_mcp(agent: Agent, boxes: dict[str, Any]) -> list[str]:
+    """Start ``agent``'s MCP servers once per run; return one line per server that could not start."""
+    if agent.name in boxes:
+        return []
+    from halguru.tools.mcp import open_mcp_tools
+
+    boxes[agent.name] = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
+    return boxes[agent.name].errors
 
 
 def _unfinished(messages: list[Message]) -> Message | None:

@@ -48,3 +48,19 @@ def resolve_api_key(entry: ModelEntry) -> str | None:
             return key
         raise ModelError(f"model {entry.name}: no API key in the keyring; run `halguru models set-key {entry.name}`")
     return None
+
+
+def lookup_secret(name: str) -> str | None:
+    """A named secret (HTTP tools' auth, MCP headers and env): the environment variable, else the keyring
+    entry ``halguru`` / NAME (``keyring set halguru NAME``). None when neither has it."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    try:
+        if keyring_available():
+            import keyring
+
+            return keyring.get_password(KEYRING_SERVICE, name)
+    except Exception:  # a broken keyring backend holds no secret; the caller's error says how to set one
+        return None
+    return None

@@ -97,6 +97,9 @@ def load_workflow(agent: Agent) -> Workflow:
         line = yaml_line_for(text, ("workflow", *path))
         return AgentSpecError(f"{agent_file}:{line}: workflow.{'.'.join(str(p) for p in path)}: {problem}")
 
+    if agent.spec.mcp:
+        raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('mcp',))}: mcp: a workflow's tool steps use its "
+                             "tools: and http_tools:; give MCP servers to the agent of an agent step instead")
     steps: dict[str, WorkflowStep] = {}
     needs: dict[str, list[str]] = {}
     index_of: dict[str, int] = {}

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import yaml
 
 from halguru.errors import AgentSpecError, ToolError
+from halguru.models.secrets import lookup_secret
 from halguru.tools.schema_tool import SchemaTool, schema_tool
 from halguru.yamlfile import yaml_line_for
 
@@ -363,23 +364,6 @@ def _request(plan: _Plan, arguments: dict[str, Any]) -> tuple[str, dict[str, str
         else:
             extra["json"] = payload
     return url, headers, extra
-
-
-def lookup_secret(name: str) -> str | None:
-    """A secret by name: the environment variable, else the system keyring (service ``halguru``)."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    from halguru.models.secrets import KEYRING_SERVICE, keyring_available
-
-    try:
-        if keyring_available():
-            import keyring
-
-            return keyring.get_password(KEYRING_SERVICE, name)
-    except Exception:  # a broken keyring backend is no secret; the caller's error says how to set one
-        return None
-    return None
 
 
 async def _secret(tool: str, auth: HTTPToolAuth) -> str:

@@ -289,20 +289,12 @@ def _expand(value: str) -> str:
     """Replace each ``${NAME}`` with the secret NAME: an environment variable, else the keyring."""
 
     def secret(match: re.Match[str]) -> str:
+        from halguru.models.secrets import lookup_secret
+
         name = match.group(1)
-        if os.environ.get(name):
-            return os.environ[name]
-        from halguru.models.secrets import KEYRING_SERVICE, keyring_available
-
-        try:
-            if keyring_available():
-                import keyring
-
-                found = keyring.get_password(KEYRING_SERVICE, name)
-                if found:
-                    return found
-        except Exception:  # a broken keyring backend holds no secret; the error below says what to do
-            pass
+        found = lookup_secret(name)
+        if found:
+            return found
         raise ValueError(f"the secret {name} is not set; set the environment variable {name} or store it "
                          f"with `keyring set halguru {name}`")
 

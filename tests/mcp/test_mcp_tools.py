@@ -206,3 +206,23 @@ def test_the_cli_shows_no_server_output(mcp_agent, halguru_cmd, subprocess_env, 
     assert proc.stdout.strip() == "three"
     assert "adding 1 and 2" not in proc.stderr + proc.stdout  # the server's stderr went to its log
     assert "← 3" in proc.stderr  # the tool result, as the CLI shows it
+
+
+def test_a_team_member_gets_its_mcp_tools_when_handed_the_conversation(mcp_agent):
+    member = mcp_agent(FILES.replace("name: mcpuser", "name: filer"), name="filer")
+    lead = mcp_agent("name: desk\nmodel: scripted\nteam:\n  handoffs: [../filer]\n", name="desk")
+    model = ScriptedModel([call("handoff_to_filer", "h1", reason="files"), call("add", "c2", a=1, b=2),
+                           "filer: 3"])
+    result = run_sync(lead, "add 1 and 2", model=model)
+    assert result.ok and result.output == "filer: 3", result.error
+    assert [e.content for e in of_type(result, "tool_result")][-1] == "3"
+    # The lead saw only its team tool; the member saw its MCP tools and the way back.
+    assert [t.name for t in model.requests[0].tools] == ["handoff_to_filer"]
+    assert sorted(t.name for t in model.requests[1].tools) == ["add", "crash", "handoff_to_desk", "send", "shout"]
+    assert member.exists()
+
+
+def test_a_workflow_agent_cannot_have_mcp_servers(mcp_agent):
+    folder = mcp_agent(FILES.replace("model: scripted\n", "") + "workflow:\n  steps:\n    - {id: a, condition: '1'}\n")
+    with pytest.raises(AgentSpecError, match=r"agent.yaml:3: mcp: a workflow's tool steps use its tools:"):
+        load_agent(folder)
