@@ -117,9 +117,10 @@ def _claim(store: SQLiteStore, run_id: str, status: str, reason: str | None) -> 
 
 
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
-                        model: str | Model | None = None, store: SQLiteStore | None = None
-                        ) -> AsyncIterator[Event]:
-    """Decide the paused run ``run_id`` and stream its continuation run's events."""
+                        model: str | Model | None = None, store: SQLiteStore | None = None,
+                        metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
+    its ``run_started``, e.g. serve mode's request id)."""
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
 
@@ -140,7 +141,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
             message.tool_calls = [c.model_copy(update={"arguments": edit_args}) if c.id == call.id else c
                                   for c in message.tool_calls]
     async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                           store=store, resume=resume, metadata={"resumes": row["run_id"]}):
+                           store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]}):
         if event.type == "run_started":
             with store.write() as conn:
                 conn.execute("UPDATE approvals SET continued_by = ? WHERE run_id = ?", (event.run_id, row["run_id"]))

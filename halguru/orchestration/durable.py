@@ -98,9 +98,10 @@ def _claim(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, A
     return run, row
 
 
-async def resume_events(run_id: str, *, model: str | Model | None = None, store: SQLiteStore | None = None
-                        ) -> AsyncIterator[Event]:
-    """Continue the interrupted run ``run_id`` from its last checkpoint; stream the continuation's events."""
+async def resume_events(run_id: str, *, model: str | Model | None = None, store: SQLiteStore | None = None,
+                        metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    """Continue the interrupted run ``run_id`` from its last checkpoint; stream the continuation's events
+    (``metadata`` is added to its ``run_started``, e.g. serve mode's request id)."""
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
     from halguru.models.base import Message
@@ -116,7 +117,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
                         state=state, checkpoint=row["label"])
         async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                               store=store, resume=resume, metadata={"resumes": old["id"]}):
+                               store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]}):
             if event.type == "run_started":
                 started = True
                 with store.write() as conn:

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from halguru.agents.events import Event
 from halguru.errors import StoreError
-from halguru_server import service
+from halguru_server import runs, service
+from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
+from halguru_server.gate import Reservation
 from halguru_server.schemas import (
     AgentList,
     AgentOut,
+    ApproveIn,
     ConversationIn,
     ConversationOut,
     ConversationPage,
     MessageIn,
     MessageList,
     MessageOut,
+    PendingList,
+    PendingRun,
+    RejectIn,
+    ResumeIn,
     RunDetail,
+    RunList,
     RunOut,
+    RunSummary,
     ToolCallOut,
     Usage,
 )
@@ -31,6 +42,7 @@ router = APIRouter(prefix="/v1", responses=responses(401, 422))
 Caller = Annotated[Principal, Depends(require_key)]
 State = Annotated[ServerState, Depends(get_state)]
 ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
+RunId = Annotated[str, Path(max_length=50, description="a run id")]
 _RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
 SSE_DOC = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
            "description": "the answer; with stream=true, Server-Sent Events (one per run event)"}
@@ -111,13 +123,24 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
     row = service.get_conversation(state, caller, conversation_id)
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
-    request_id = request.scope["state"]["request_id"]
     reservation = service.reserve(state, served, caller)
-    events = service.run_events(state, served, body.content, conversation_id, request_id, reservation)
-    if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+    events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation)
+    return await respond(request, state, served, reservation, events, body.stream)
+
+
+async def respond(request: Request, state: ServerState, served: ServedAgent, reservation: Reservation,
+                  events: AsyncIterator[Event], stream: bool) -> Response | RunOut:
+    """A queued run as the client asked: SSE (``stream`` or ``Accept: text/event-stream``), else one RunOut.
+
+    Shared by messages and the continuations of paused or interrupted runs, so both answer alike."""
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
         async def body_iter() -> AsyncIterator[str]:
-            async for event in events:
-                yield service.sse(event.type, event.model_dump_json())
+            try:
+                async for event in events:
+                    yield service.sse(event.type, event.model_dump_json())
+            except ApiError as exc:  # refused once the stream had begun (a continuation decided elsewhere)
+                yield service.sse("error", json.dumps({"type": "error", "kind": exc.type, "message": exc.message,
+                                                       "fatal": True}))
 
         return service.EventStream(body_iter(), state, reservation.release)
     try:
@@ -133,6 +156,52 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
                   duration_ms=finished.duration_ms)
 
 
+@router.get("/runs", response_model=RunList, tags=["runs"], responses=responses(400))
+def list_runs(state: State, caller: Caller,
+              status: Annotated[str | None, Query(max_length=20, description="running, interrupted, paused, "
+                                                  "failed, limited, cancelled or ok")] = None,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunList:
+    """Runs of the agents this key may use, newest first, with the checkpoint a resume would start from."""
+    return RunList(data=[RunSummary(**r) for r in runs.list_runs(state, caller, status, limit)])
+
+
+@router.get("/runs/pending", response_model=PendingList, tags=["runs"])
+def list_pending(state: State, caller: Caller) -> PendingList:
+    """Paused runs waiting for a human (oldest first): the tool call to approve or reject."""
+    return PendingList(data=[PendingRun(**r) for r in runs.list_pending(state, caller)])
+
+
+CONTINUES = {200: SSE_DOC, **responses(403, 404, 409, 413, 503)}
+
+
+@router.post("/runs/{run_id}/approve", response_model=RunOut, tags=["runs"], responses=CONTINUES)
+async def approve_run(run_id: RunId, request: Request, state: State, caller: Caller,
+                      body: ApproveIn | None = None) -> Response | RunOut:
+    """Run the paused call (with ``edit_args`` instead of its arguments, if given) and continue the run: the
+    continuation run is answered like a message (JSON, or SSE with ``stream: true``). 409 once decided."""
+    body = body or ApproveIn()
+    return await respond(request, state, *runs.decide(state, caller, run_id, _request_id(request), body.edit_args),
+                         body.stream)
+
+
+@router.post("/runs/{run_id}/reject", response_model=RunOut, tags=["runs"], responses=CONTINUES)
+async def reject_run(run_id: RunId, request: Request, state: State, caller: Caller,
+                     body: RejectIn | None = None) -> Response | RunOut:
+    """Refuse the paused call: the model is told so (and why) and the run goes on, answered like a message."""
+    body = body or RejectIn()
+    return await respond(request, state, *runs.decide(state, caller, run_id, _request_id(request), reject=body.reason),
+                         body.stream)
+
+
+@router.post("/runs/{run_id}/resume", response_model=RunOut, tags=["runs"], responses=CONTINUES)
+async def resume_run(run_id: RunId, request: Request, state: State, caller: Caller,
+                     body: ResumeIn | None = None) -> Response | RunOut:
+    """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint (finished
+    steps and tool calls are reused, not run again); answered like a message. 409 if it is not resumable."""
+    body = body or ResumeIn()
+    return await respond(request, state, *runs.resume(state, caller, run_id, _request_id(request)), body.stream)
+
+
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))
 def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller) -> RunDetail:
     """A run with every recorded event (streamed tokens are summed up in model_result)."""
@@ -145,3 +214,8 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
         raise ApiError(404, f"no run {run_id!r}")
     fields = {k: run[k] for k in RunDetail.model_fields if k != "events"}
     return RunDetail(**fields, events=state.store.get_events(run_id))
+
+
+def _request_id(request: Request) -> str:
+    """The id the request-log middleware gave this request: a continuation's trace records it too."""
+    return str(request.scope["state"]["request_id"])

@@ -82,7 +82,7 @@ class RunOut(BaseModel):
     run_id: str
     conversation_id: str
     agent: str
-    status: Literal["ok", "failed", "cancelled", "limited"]
+    status: Literal["ok", "failed", "cancelled", "limited", "paused"]
     output: str
     error: str | None
     usage: Usage
@@ -106,3 +106,61 @@ class RunDetail(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     events: list[dict[str, Any]]
+
+
+class RunSummary(BaseModel):
+    """A run in a list: its outcome, and where a team or workflow run would resume from."""
+
+    id: str
+    conversation_id: str
+    agent: str
+    model: str
+    input: str
+    output: str
+    status: str = Field(description="running, interrupted (its process died), paused, failed, limited, cancelled "
+                                    "or ok")
+    error: str | None
+    started: float
+    finished: float | None
+    duration_ms: float | None
+    kind: Literal["team", "workflow"] | None = Field(description="checkpointed runs only; null for a plain agent")
+    checkpoint: str | None = Field(description="the last checkpoint's label, e.g. 'step pay ok'")
+    resumed_by: str | None = Field(description="the run that continued this one, once resumed")
+
+
+class RunList(BaseModel):
+    data: list[RunSummary]
+
+
+class PendingRun(BaseModel):
+    """A paused run: the tool call that waits for a human."""
+
+    run_id: str
+    conversation_id: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    call_id: str
+    input: str
+    created: float
+
+
+class PendingList(BaseModel):
+    data: list[PendingRun]
+
+
+class ApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    edit_args: dict[str, Any] | None = Field(default=None, description="run the call with these arguments instead")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", description="why: the model is told the call was refused, and this")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class ResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")

@@ -99,27 +99,37 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
                      request_id: str, reservation: Reservation,
                      sampling: dict[str, Any] | None = None) -> AsyncIterator[Event]:
     """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored)."""
+    stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
+                 metadata={"request_id": request_id})
+    async for event in metered(state, served, reservation, stream):
+        yield event
+
+
+async def metered(state: ServerState, served: ServedAgent, reservation: Reservation,
+                  stream: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """A run's events (a new run or a continuation) once the queue lets it in, counted in the metrics.
+
+    The stream starts only inside the reservation; closing this iterator closes it, which cancels the run.
+    """
     m = state.metrics
-    finished = False
+    started = finished = False
     try:
-        async with reservation:
-            stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
-                         metadata={"request_id": request_id})
-            async with aclosing(stream) as events:
-                async for event in events:
-                    if isinstance(event, RunFinished):
-                        finished = True
-                        m.runs.labels(served.name, event.status).inc()
-                        m.run_duration.labels(served.name).observe(event.duration_ms / 1000)
-                        m.tokens.labels(served.name, "in").inc(event.prompt_tokens)
-                        m.tokens.labels(served.name, "out").inc(event.completion_tokens)
-                    elif isinstance(event, ToolCall):
-                        m.tool_calls.labels(served.name, event.name).inc()
-                    elif isinstance(event, Error):
-                        m.errors.labels(event.kind).inc()
-                    yield event
+        async with reservation, aclosing(stream) as events:
+            async for event in events:
+                started = True
+                if isinstance(event, RunFinished):
+                    finished = True
+                    m.runs.labels(served.name, event.status).inc()
+                    m.run_duration.labels(served.name).observe(event.duration_ms / 1000)
+                    m.tokens.labels(served.name, "in").inc(event.prompt_tokens)
+                    m.tokens.labels(served.name, "out").inc(event.completion_tokens)
+                elif isinstance(event, ToolCall):
+                    m.tool_calls.labels(served.name, event.name).inc()
+                elif isinstance(event, Error):
+                    m.errors.labels(event.kind).inc()
+                yield event
     finally:
-        if not finished:
+        if started and not finished:
             m.runs.labels(served.name, "cancelled").inc()
 
 

@@ -1,0 +1,171 @@
+"""Runs over the REST API: list them, list those waiting for approval, and continue them.
+
+Approve, reject and resume wrap the library's ``resume_events`` (``halguru.orchestration.approvals`` and
+``.durable``), which check and claim a run only once their stream starts: after the model queue lets it in,
+when an SSE response has already begun. So the same checks are made here first, to answer 404, 403 or 409
+before any byte; the library's own claim stays the last word (another worker may decide the run meanwhile).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from halguru.agents.events import Event
+from halguru.errors import HalguruError
+from halguru.orchestration import approvals, durable
+from halguru.store.sqlite import _mark_interrupted
+from halguru_server import service
+from halguru_server.agents import ServedAgent
+from halguru_server.errors import ApiError
+from halguru_server.gate import Reservation
+from halguru_server.state import Principal, ServerState, agent_for
+
+RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
+Started = tuple[ServedAgent, Reservation, AsyncIterator[Event]]
+# Runs a request of this process is about to continue: a second request gets 409 at once, not mid-stream.
+_BUSY: dict[str, Reservation] = {}
+
+
+# -- listing -------------------------------------------------------------------
+def _visible(state: ServerState, caller: Principal) -> list[str]:
+    return [name for name, served in state.agents.items() if caller.allows(served)]
+
+
+def list_runs(state: ServerState, caller: Principal, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Like ``durable.list_runs``, but only the caller's agents, filtered in SQL so a page is never short."""
+    if status is not None and status not in durable.STATUSES:
+        raise ApiError(400, f"unknown status {status!r}; one of: {', '.join(durable.STATUSES)}")
+    names = _visible(state, caller)
+    if not names:
+        return []
+    # Interrupted runs are stored as running (their process died): those two are told apart after the query.
+    stored = "running" if status == "interrupted" else status
+    relabelled = stored == "running"
+    sql = (f"SELECT r.*, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
+           f"LEFT JOIN checkpoints c ON c.run_id = r.id WHERE r.agent IN ({', '.join('?' * len(names))})"
+           f"{' AND r.status = ?' if stored else ''} ORDER BY r.started DESC{'' if relabelled else ' LIMIT ?'}")
+    params: list[Any] = [*names, *([stored] if stored else []), *([] if relabelled else [limit])]
+    rows = [_mark_interrupted(r) for r in state.store.db.query(sql, params)]
+    return [r for r in rows if status is None or r["status"] == status][:limit]
+
+
+def list_pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
+    """The paused runs this caller could approve here (their run still stored, their agent served here)."""
+    paths = {r["run_id"]: r["agent_path"] for r in state.store.db.query(
+        "SELECT a.run_id, a.agent_path FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.status = 'pending'")}
+    out = []
+    for row in approvals.list_pending(state.store):
+        served = _ours(state, row["agent"], paths.get(row["run_id"]), need_path=True)
+        if row["run_id"] in paths and served is not None and caller.allows(served):
+            out.append(row)
+    return out
+
+
+# -- checks --------------------------------------------------------------------
+def _ours(state: ServerState, agent: str, path: str | None, need_path: bool) -> ServedAgent | None:
+    """The served agent a run belongs to: same name and, where the store kept it, the same folder."""
+    served = state.agents.get(agent)
+    if served is None or (path is None and need_path):
+        return None
+    if path is not None and (served.agent.path is None or Path(path).resolve() != served.agent.path.resolve()):
+        return None
+    return served
+
+
+def _one(state: ServerState, sql: str, run_id: str) -> dict[str, Any] | None:
+    rows = list(state.store.db.query(sql, [run_id]))
+    return rows[0] if rows else None
+
+
+def _target(state: ServerState, caller: Principal, run_id: str, table: str
+            ) -> tuple[ServedAgent, dict[str, Any], dict[str, Any] | None]:
+    """The run (exact id), its approvals or checkpoints row and its agent: 404 unless served here, 403 if the
+    key may not use that agent."""
+    run = _one(state, "SELECT * FROM runs WHERE id = ?", run_id) if RUN_ID.match(run_id) else None
+    row = _one(state, f"SELECT * FROM {table} WHERE run_id = ?", run_id) if run else None
+    served = _ours(state, run["agent"], row["agent_path"] if row else None, need_path=row is not None) if run else None
+    if run is None or served is None:
+        raise ApiError(404, f"no run {run_id!r}; GET /v1/runs lists them")
+    agent_for(state, caller, served.name)
+    return served, _mark_interrupted(run), row
+
+
+def _not_busy(run_id: str) -> None:
+    for rid in [rid for rid, r in _BUSY.items() if r.released]:
+        del _BUSY[rid]
+    if run_id in _BUSY:
+        raise ApiError(409, f"run {run_id} is being continued by another request")
+
+
+def _check_decision(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+    served, run, row = _target(state, caller, run_id, "approvals")
+    _not_busy(run_id)
+    if row is None:
+        raise ApiError(409, f"run {run_id} is not waiting for approval (it is {run['status']})")
+    if row["status"] != "pending":
+        after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
+        raise ApiError(409, f"run {run_id} is not waiting for approval (already {row['status']}{after})")
+    return served
+
+
+def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+    """The refusals of ``durable.resume_events``, made before it claims the run."""
+    served, run, row = _target(state, caller, run_id, "checkpoints")
+    _not_busy(run_id)
+    status = run["status"]
+    if status == "running":
+        raise ApiError(409, f"run {run_id} is still running; resume it once it has ended")
+    if status == "paused":
+        raise ApiError(409, f"run {run_id} waits for approval; POST /v1/runs/{run_id}/approve or /reject")
+    if row is None:
+        raise ApiError(409, f"run {run_id} is not a team or workflow run; only those are checkpointed")
+    if row["resumed_by"]:
+        raise ApiError(409, f"run {run_id} was already resumed as run {row['resumed_by']}")
+    if status not in durable.RESUMABLE:
+        raise ApiError(409, f"run {run_id} finished ({status}); only interrupted, failed or cancelled runs resume")
+    return served
+
+
+# -- continuing ----------------------------------------------------------------
+def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
+           edit_args: dict[str, Any] | None = None,
+           reject: str | None = None) -> Started:
+    """Approve (``reject`` None) or reject the paused run: its continuation, queued like a message."""
+    served = _check_decision(state, caller, run_id)
+    text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
+    service.check_input(state, text)  # what the model will read: the same size limit as a message
+    return _start(state, caller, served, run_id,
+                  approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
+                                          metadata={"request_id": request_id}))
+
+
+def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
+    """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint."""
+    served = _check_resume(state, caller, run_id)
+    service.check_input(state, "")
+    return _start(state, caller, served, run_id, durable.resume_events(run_id, store=state.store,
+                                                                      metadata={"request_id": request_id}))
+
+
+def _start(state: ServerState, caller: Principal, served: ServedAgent, run_id: str,
+           stream: AsyncIterator[Event]) -> Started:
+    reservation = service.reserve(state, served, caller)
+    _BUSY[run_id] = reservation
+    return served, reservation, service.metered(state, served, reservation, _conflicts(stream))
+
+
+async def _conflicts(stream: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """A refusal from the library's claim (the run was decided elsewhere meanwhile) becomes a 409."""
+    started = False
+    try:
+        async for event in stream:
+            started = True
+            yield event
+    except HalguruError as exc:
+        if started:
+            raise
+        raise ApiError(409, str(exc)) from None
