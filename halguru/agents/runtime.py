@@ -11,7 +11,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,7 +103,7 @@ async def run(
     input: str,
     conversation: str | None = None,
     *,
-    model: str | Model | None = None,
+    model: str | Model | PerAgentModel | None = None,
     store: TraceStore | None = None,
     record: bool = True,
     sampling: dict[str, Any] | None = None,
@@ -132,6 +132,10 @@ async def run(
         store = None
     model_ref = model if model is not None else spec.model
     model_name = model_ref if isinstance(model_ref, str) else model_ref.name
+    if isinstance(model_ref, PerAgentModel):  # each agent (team member, workflow step) keeps its own model
+        model_name = spec.model
+        if agent.workflow is None:  # a workflow has no model of its own: its steps resolve theirs
+            model_ref = model_ref.for_agent(spec.model)
     run_id = new_id("run")
     conversation_id = conversation or new_id("conv")
     history: list[Message] = []
@@ -514,6 +518,19 @@ def _retrieve_for_tool(retriever: Any, query: str) -> list[Any]:
         return retriever.retrieve(query)
     except KnowledgeError as exc:
         raise ToolError(str(exc)) from None
+
+
+class PerAgentModel:
+    """A model override that wraps each agent's own model (``halguru test`` records and replays teams and
+    workflows through it): ``choose(reference)`` gives the Model to use for an agent whose agent.yaml names
+    ``reference``."""
+
+    def __init__(self, choose: Callable[[str], Model]):
+        self.choose = choose
+        self.name = "per-agent"
+
+    def for_agent(self, reference: str) -> Model:
+        return self.choose(reference)
 
 
 def _resolve_model(model: str | Model) -> Model:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
@@ -79,9 +79,13 @@ class SuiteResult:
 def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool]) -> Agent:
     """The agent (and each member of its team) with its tools wrapped for recording or replay."""
     def one(a: Agent) -> Agent:
-        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path)
+        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path,
+                     workflow=a.workflow)
 
     test_agent = one(agent)
+    if agent.workflow is not None:  # tool steps and each agent step's own tools
+        test_agent.workflow = dataclasses.replace(
+            agent.workflow, agents={sid: one(a) for sid, a in agent.workflow.agents.items()})
     if agent.team is not None:
         members = {name: dataclasses.replace(m, agent=test_agent if name == agent.team.lead else one(m.agent))
                    for name, m in agent.team.members.items()}
@@ -89,10 +93,19 @@ def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool]) -> Agent:
     return test_agent
 
 
+def _single_model(agent: Agent) -> bool:
+    """A plain agent, or a team whose members all name the lead's model: one model object serves the run."""
+    if agent.workflow is not None:
+        return False
+    if agent.team is None:
+        return True
+    return all(m.agent.spec.model == agent.spec.model for m in agent.team.members.values())
+
+
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
-    from halguru.agents.runtime import run_to_result
+    from halguru.agents.runtime import PerAgentModel, run_to_result
     from halguru.models.registry import get_model
     from halguru.testing.judge import judge_answer
 
@@ -105,13 +118,26 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
             result.error = (f"no recording for this test in {recording_path(file).name}; "
                             f"record it with `halguru test {file.parent.parent} --record`")
             return result, None
-        model_obj = ReplayModel(cassette, name=model_ref)
+        replay = ReplayModel(cassette, name=model_ref)
+        model_obj = replay if model or _single_model(agent) else PerAgentModel(lambda _: replay)
         cursor = [0]
         wrap = lambda t: replay_tool(t, cassette, cursor)  # noqa: E731
     else:
-        model_obj = get_model(model_ref)
+        if model or _single_model(agent):
+            model_obj = get_model(model_ref)
+            if recorded is not None:
+                model_obj = RecordingModel(model_obj, recorded)
+        else:  # a team or workflow without --model: each agent keeps its own model, all in one recording
+            models: dict[str, Any] = {}
+
+            def choose(reference: str) -> Any:
+                if reference not in models:
+                    found = get_model(reference)
+                    models[reference] = RecordingModel(found, recorded) if recorded is not None else found
+                return models[reference]
+
+            model_obj = PerAgentModel(choose)
         if recorded is not None:
-            model_obj = RecordingModel(model_obj, recorded)
             wrap = lambda t: recording_tool(t, recorded)  # noqa: E731
     test_agent = _with_tools(agent, wrap)
     conversation: str | None = None

@@ -308,3 +308,41 @@ def test_pytest_fixtures(tmp_path, subprocess_env):
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
                           cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_workflow_records_each_steps_own_model_and_replays_without_them(tmp_path, cli):
+    """A workflow has no model: each agent step's own model is recorded, then replayed without it."""
+    for name, reply in (("classify", '{"category": "billing"}'), ("reply", "Refund sent.")):
+        (tmp_path / f"{name}.yaml").write_text(f"- '{reply}'\n")
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "agent.yaml").write_text(f"name: {name}\nmodel: scripted:{tmp_path / f'{name}.yaml'}\n")
+    flow = tmp_path / "flow"
+    (flow / "tests").mkdir(parents=True)
+    (flow / "agent.yaml").write_text("""\
+name: flow
+tools: [calculator]
+workflow:
+  steps:
+    - {id: classify, agent: ../classify, output: {type: object, required: [category]}}
+    - {id: total, tool: calculator, args: {expression: "2*20"}}
+    - {id: reply, agent: ../reply, input: "{{ steps.classify.output.category }} {{ steps.total.output }}"}
+  output: "{{ steps.reply.output }} ({{ steps.total.output }} EUR)"
+""")
+    (flow / "tests" / "test_flow.yaml").write_text("""\
+tests:
+  - name: refund
+    turns:
+      - user: I want my money back
+        expect: {equals: "Refund sent. (40 EUR)", tool_called: calculator}
+""")
+    recorded = cli("test", str(flow), "--record")
+    assert "1 passed, 0 failed" in recorded.stdout
+    cassette = json.loads((flow / "tests" / "test_flow.recording.json").read_text())["tests"]["refund"]
+    assert [c["request"]["messages"][0]["content"][:20] for c in cassette["model_calls"]] == [
+        "I want my money back", "billing 40"]
+    assert [r["content"] for r in cassette["tool_results"]] == ["40"]
+    # The step models now answer differently: replay still passes (nothing is asked), live fails.
+    (tmp_path / "reply.yaml").write_text("- 'Something else.'\n")
+    assert "1 passed, 0 failed" in cli("test", str(flow)).stdout
+    assert "0 passed, 1 failed" in cli("test", str(flow), "--live", code=1).stdout
