@@ -110,6 +110,7 @@ async def run(
     metadata: dict[str, Any] | None = None,
     hooks: RunHooks | None = None,
     resume: Resume | None = None,
+    output_schema: dict[str, Any] | None = None,
 ) -> AsyncIterator[Event]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
@@ -120,6 +121,8 @@ async def run(
     ``hooks`` (see halguru.agents.hooks) may suspend the run before each model call and tool
     call, and change what is sent or returned: the debugger's breakpoints and deterministic replay.
     ``resume`` continues a run paused for approval (see halguru.orchestration.approvals).
+    ``output_schema`` asks for an answer that is one JSON value matching it (constrained where the model
+    provider can); the caller validates it (workflow steps with ``output:``).
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
@@ -295,7 +298,7 @@ async def run(
                     tool_choice = "none"
                 request = ModelRequest(messages=messages, tools=tools, settings=settings,
                                        tool_choice=tool_choice if tools else "none",
-                                       conversation_id=conversation_id)
+                                       conversation_id=conversation_id, response_schema=output_schema)
                 if hooks is not None:
                     request = await hooks.before_model_call(request)
                 yield trace(ModelCall(model=model_obj.name, messages=[m.model_dump(exclude_defaults=True)

@@ -47,6 +47,9 @@ class ModelRequest:
     tool_choice: Literal["auto", "required", "none"] = "auto"
     # Lets a provider keep per-conversation state (llama.cpp KV cache).
     conversation_id: str | None = None
+    # The answer must be one JSON value matching this schema (typed workflow outputs). Providers that can
+    # constrain decoding do (llama.cpp: a grammar; OpenAI-compatible: response_format); the runtime validates.
+    response_schema: dict[str, Any] | None = None
 
 
 @dataclass

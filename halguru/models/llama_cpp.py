@@ -297,6 +297,11 @@ class LlamaCppModel:
                       stop=["<|im_end|>", "<|endoftext|>"])
         completion = 0
         finish = "stop"
+        if request.response_schema is not None and not (request.tools and request.tool_choice != "none"):
+            # A typed answer: decoding under the schema's grammar, so it always parses.
+            from llama_cpp import LlamaGrammar
+
+            params["grammar"] = LlamaGrammar.from_json_schema(json.dumps(request.response_schema), verbose=False)
         if not forced_call:
             held = ""  # text that may be the start of "<tool_call>", not shown yet
             started_call = False

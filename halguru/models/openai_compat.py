@@ -88,6 +88,9 @@ class OpenAIModel:
                 {"type": "function", "function": t.model_dump()} for t in request.tools
             ]
             body["tool_choice"] = request.tool_choice
+        if request.response_schema is not None and "tools" not in body:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": request.response_schema}}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
         text_parts: list[str] = []

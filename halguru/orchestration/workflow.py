@@ -321,7 +321,7 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
                             + json.dumps(step.output, ensure_ascii=False))
             member = r.workflow.agents[sid]
             await r.put(sid, StepStarted(step_id=sid, kind="agent", name=member.name, input=message))
-            answer = await _call_agent(r, sid, member, message)
+            answer = await _call_agent(r, sid, member, message, step.output)
             value = _parse_output(answer) if step.output is not None else answer
             await r.put(sid, done("ok", _check_output(step, value)))
     except (ToolError, HalguruError) as exc:
@@ -353,11 +353,12 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
         return content
 
 
-async def _call_agent(r: _Run, sid: str, member: Agent, message: str) -> str:
+async def _call_agent(r: _Run, sid: str, member: Agent, message: str, schema: dict[str, Any] | None) -> str:
     """The step's agent runs through the one entry point, unrecorded: its events join the workflow's trace."""
     from halguru.agents.runtime import run
 
-    async for event in run(member, message, model=r.model, record=False, sampling=r.sampling):
+    async for event in run(member, message, model=r.model, record=False, sampling=r.sampling,
+                           output_schema=schema):
         if event.type == "run_finished":
             r.usage["steps"] += event.steps  # type: ignore[union-attr]
             r.usage["prompt_tokens"] += event.prompt_tokens  # type: ignore[union-attr]

@@ -54,12 +54,15 @@ def fingerprint(request: ModelRequest) -> dict[str, Any]:
         if m.name:
             item["name"] = m.name
         messages.append(item)
-    return {
+    out = {
         "messages": messages,
         "tools": [t.model_dump() for t in request.tools],
         "tool_choice": request.tool_choice,
         "settings": request.settings.model_dump(),
     }
+    if request.response_schema is not None:
+        out["response_schema"] = request.response_schema
+    return out
 
 
 def _chunk_to_json(chunk: Chunk) -> dict[str, Any]:
