@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from halguru.agents.events import Event, RunFinished, RunStarted
 from halguru.agents.loader import Agent, load_agent
@@ -21,7 +22,7 @@ class ChatSession:
     model: str | None = None
     store: TraceStore = field(default_factory=open_store)
     last_run_id: str | None = None
-    _resolved: tuple[str, Model] | None = field(default=None, repr=False)
+    _resolved: dict[str, Model] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None) -> ChatSession:
@@ -40,13 +41,21 @@ class ChatSession:
     def model_name(self) -> str:
         return self.model or self.agent.spec.model
 
-    def _model(self) -> Model:
-        """The session's model, resolved once per reference so it keeps its state across turns."""
+    def _model(self) -> Any:
+        """The session's model, resolved once per reference so it keeps its state across turns; without
+        ``--model``, each member of a team and each workflow step keeps its own."""
+        if self.model is None and (self.agent.team is not None or self.agent.workflow is not None):
+            from halguru.agents.runtime import PerAgentModel
+
+            return PerAgentModel(self._resolve)
+        return self._resolve(self.model_name)
+
+    def _resolve(self, reference: str) -> Model:
         from halguru.models.registry import get_model
 
-        if self._resolved is None or self._resolved[0] != self.model_name:
-            self._resolved = (self.model_name, get_model(self.model_name))
-        return self._resolved[1]
+        if reference not in self._resolved:
+            self._resolved[reference] = get_model(reference)
+        return self._resolved[reference]
 
     async def send(self, text: str) -> AsyncIterator[Event]:
         from halguru.agents.runtime import run

@@ -161,12 +161,18 @@ class DevApp(App[None]):
         self.query_one(ChatPane).add_user(text)
         self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)
 
-    def _model(self) -> Model:
+    def _model(self) -> Any:
         if self.model_ref is not None and not isinstance(self.model_ref, str):
             return self.model_ref
+        if self.model_ref is None and self.agent is not None and (self.agent.team or self.agent.workflow):
+            from halguru.agents.runtime import PerAgentModel
+
+            return PerAgentModel(self._resolve)  # each member or step keeps its own model
+        return self._resolve(self.model_name)
+
+    def _resolve(self, name: str) -> Model:
         from halguru.models.registry import get_model
 
-        name = self.model_name
         if name not in self._models:  # resolved once, so a model keeps its state across turns
             self._models[name] = get_model(name)
         return self._models[name]

@@ -245,3 +245,20 @@ async def test_help_and_theme(calc_agent: Path) -> None:
         await pilot.press("ctrl+t")
         await pilot.pause()
         assert app.theme == "textual-light"
+
+
+async def test_a_workflow_shows_its_steps_in_the_tree(tmp_path: Path) -> None:
+    (tmp_path / "echo").mkdir()
+    (tmp_path / "echo" / "agent.yaml").write_text("name: echo\nmodel: scripted\n")
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "agent.yaml").write_text("name: flow\nworkflow:\n  steps:\n    - {id: double, condition: '21 * 2'}\n"
+                                     "    - {id: say, agent: ../echo, input: 'n={{ steps.double.output }}'}\n")
+    app = DevApp(flow, watch=False, export_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "go")
+        await wait_for(pilot, lambda: any("finished ok" in s for s in labels(app.query_one(TraceTree))))
+        assert app.last_answer == "You said: n=42"
+        tree_text = "\n".join(labels(app.query_one(TraceTree)))
+        assert "step double · condition" in tree_text and "step ok double" in tree_text
+        assert "step say · agent echo" in tree_text and "checkpoint · step say ok" in tree_text
