@@ -53,6 +53,7 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
         web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
         if web_chat not in ("public", "key"):
             raise HalguruError(f"{project}: metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
-        provider = find_entry(agent.spec.model).provider
-        served[agent.name] = ServedAgent(agent, web_chat, batches=provider != "llama-cpp")
+        # A workflow has no model of its own (its steps' providers queue their own calls).
+        batches = agent.workflow is not None or find_entry(agent.spec.model).provider != "llama-cpp"
+        served[agent.name] = ServedAgent(agent, web_chat, batches=batches)
     return served

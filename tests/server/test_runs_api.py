@@ -61,7 +61,7 @@ def ship(order: str) -> str:
     return f"shipped {order}"
 '''
 
-FLOW = {"name": "flow", "model": "scripted", "tools": ["charge", "ship"], "workflow": {"steps": [
+FLOW = {"name": "flow", "tools": ["charge", "ship"], "workflow": {"steps": [
     {"id": "pay", "tool": "charge", "args": {"amount": 40}},
     {"id": "send", "tool": "ship", "args": {"order": "{{ input }}"}},
     {"id": "done", "condition": "'paid and ' ~ steps.send.output"},
