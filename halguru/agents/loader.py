@@ -189,11 +189,16 @@ def validate_project(path: str | Path) -> Agent:
     from halguru.models.registry import find_entry
 
     agent = load_agent(path)
-    try:
-        find_entry(agent.spec.model)
-    except ModelError as exc:
-        assert agent.path is not None
-        agent_file = agent.path / AGENT_FILE
-        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("model",))
-        raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
+    # Every agent that will call a model: the agent, its team members, its workflow's agent steps.
+    involved = [agent] if agent.workflow is None else list(agent.workflow.agents.values())
+    if agent.team is not None:
+        involved += [m.agent for m in agent.team.members.values() if m.agent is not agent]
+    for one in involved:
+        try:
+            find_entry(one.spec.model)
+        except ModelError as exc:
+            assert one.path is not None
+            agent_file = one.path / AGENT_FILE
+            line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("model",))
+            raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
     return agent

@@ -63,3 +63,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")
         if agent.team is not None:
             typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name)}")
+        if agent.workflow is not None:
+            steps = [f"{sid} ({'agent ' + s.agent if s.agent else 'tool ' + s.tool if s.tool else 'condition'})"
+                     for sid, s in agent.workflow.steps.items()]
+            typer.echo(f"Workflow: {', '.join(steps)}")

@@ -231,3 +231,13 @@ def charge(amount: int) -> str:
     assert refused.status == "failed"
     assert refused.error == "step pay failed: a human refused charge: already paid"
     assert log.read_text() == "35\n"
+
+
+def test_validate_checks_each_step_agents_model(project: Path, cli, cli_error):
+    folder = flow(project, ROUTER)
+    out = cli("validate", str(folder)).stdout
+    assert "OK: flow (model workflow;" in out
+    assert "Workflow: classify (agent ../agents/classifier), is_billing (condition), order (tool lookup)" in out
+    (project / "agents/echo/agent.yaml").write_text("name: echo\nmodel: nope\n")
+    assert cli_error("validate", str(folder)).startswith(
+        f"Error: {project / 'agents/echo/agent.yaml'}:2: model: unknown model 'nope'")
