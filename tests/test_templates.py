@@ -10,10 +10,10 @@ import pytest
 from halguru.agents.loader import validate_project
 from halguru.scaffold import create_project, list_templates
 
-TEMPLATES = ["assistant", "basic", "knowledge", "team"]
+TEMPLATES = ["assistant", "basic", "knowledge", "team", "workflow"]
 
 
-def test_the_four_templates_ship_with_descriptions():
+def test_the_templates_ship_with_descriptions():
     found = {t.name: t.description for t in list_templates()}
     assert sorted(found) == TEMPLATES
     assert all(len(d) > 20 for d in found.values())
