@@ -90,26 +90,8 @@ class RunOut(BaseModel):
     duration_ms: float
 
 
-class RunDetail(BaseModel):
-    id: str
-    conversation_id: str
-    agent: str
-    model: str
-    input: str
-    output: str
-    status: str
-    error: str | None
-    started: float
-    finished: float | None
-    duration_ms: float | None
-    steps: int
-    prompt_tokens: int
-    completion_tokens: int
-    events: list[dict[str, Any]]
-
-
-class RunSummary(BaseModel):
-    """A run in a list: its outcome, and where a team or workflow run would resume from."""
+class RunBase(BaseModel):
+    """What every view of a run shows."""
 
     id: str
     conversation_id: str
@@ -123,6 +105,18 @@ class RunSummary(BaseModel):
     started: float
     finished: float | None
     duration_ms: float | None
+
+
+class RunDetail(RunBase):
+    steps: int
+    prompt_tokens: int
+    completion_tokens: int
+    events: list[dict[str, Any]]
+
+
+class RunSummary(RunBase):
+    """A run in a list: its outcome, and where a team or workflow run would resume from."""
+
     kind: Literal["team", "workflow"] | None = Field(description="checkpointed runs only; null for a plain agent")
     checkpoint: str | None = Field(description="the last checkpoint's label, e.g. 'step pay ok'")
     resumed_by: str | None = Field(description="the run that continued this one, once resumed")
