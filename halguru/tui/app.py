@@ -54,6 +54,8 @@ class DevApp(App[None]):
         Binding("f6", "step", "step"),
         Binding("f7", "replay", "replay"),
         Binding("f8", "fork", "fork", show=False),
+        Binding("f9", "approve", "approve", show=False),
+        Binding("f10", "reject", "reject", show=False),
         Binding("ctrl+o", "settings", "settings", show=False),
         Binding("ctrl+e", "export", "export", show=False),
         Binding("ctrl+b", "toggle_sidebar", "runs", show=False),
@@ -82,6 +84,7 @@ class DevApp(App[None]):
         self.run_worker_: Worker[None] | None = None
         self.last_events: list[dict[str, Any]] = []
         self.last_answer = ""
+        self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -199,6 +202,69 @@ class DevApp(App[None]):
         finally:
             self._clear_pause()
             self.refresh_sidebar()
+            self._show_approval()
+
+    # -- approvals (human in the loop) -------------------------------------------
+    def _show_approval(self) -> None:
+        """A run that ended paused: say which call waits, and how to decide it."""
+        events = self.last_events
+        self.awaiting = None
+        if events and events[-1]["type"] == "run_finished" and events[-1]["status"] == "paused":
+            asked = next((e for e in reversed(events) if e["type"] == "approval_requested"), None)
+            if asked is not None:
+                self.awaiting = {"run_id": events[-1]["run_id"], "name": asked["name"],
+                                 "arguments": asked["arguments"]}
+                bar = self.query_one("#pausebar", Static)
+                bar.update(Text(f"⏸ {asked['name']} waits for approval · F9 approve · F10 reject"))
+                bar.add_class("paused")
+
+    def action_approve(self) -> None:
+        waiting = self.awaiting
+        if waiting is None:
+            self.notify("no tool call waits for approval", severity="warning")
+            return
+        current = json.dumps(waiting["arguments"], indent=2, ensure_ascii=False)
+
+        def approved(text: str | None) -> None:
+            if text is not None:
+                args = json.loads(text)
+                self.run_worker_ = self.run_worker(
+                    self.decide(waiting["run_id"], args if args != waiting["arguments"] else None, None),
+                    group="run", exit_on_error=False)
+
+        self.push_screen(EditScreen(f"Approve {waiting['name']} with these arguments", current,
+                                    _json_object_problem), approved)
+
+    def action_reject(self) -> None:
+        waiting = self.awaiting
+        if waiting is None:
+            self.notify("no tool call waits for approval", severity="warning")
+            return
+
+        def rejected(reason: str | None) -> None:
+            if reason is not None:
+                self.run_worker_ = self.run_worker(self.decide(waiting["run_id"], None, reason.strip()),
+                                                   group="run", exit_on_error=False)
+
+        self.push_screen(EditScreen(f"Reject {waiting['name']}: why (the model is told)", ""), rejected)
+
+    async def decide(self, run_id: str, edit_args: dict[str, Any] | None, reason: str | None) -> None:
+        """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
+        from halguru.orchestration.approvals import resume_events
+
+        chat = self.query_one(ChatPane)
+        self.awaiting = None
+        self._clear_pause()
+        chat.add_note(f"rejected: {reason}" if reason is not None else "approved")
+        try:
+            await self.consume(resume_events(run_id, edit_args, reject=reason, model=self._model(),
+                                             store=self.store), chat)
+        except HalguruError as exc:
+            chat.add_note(f"error: {exc}")
+            self.notify(str(exc), severity="error")
+        finally:
+            self.refresh_sidebar()
+            self._show_approval()
 
     async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[dict[str, Any]]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""

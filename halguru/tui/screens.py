@@ -22,6 +22,7 @@ HELP = """\
 | `F4` | edit what the paused run is about to use (tool arguments, tool result, next message) |
 | `F7` | replay the open run deterministically (no model is called) and compare |
 | `F8` | fork the open run live from the selected event and compare |
+| `F9` / `F10` | approve (arguments editable) / reject (with a reason) a tool call waiting for approval |
 | `Ctrl+O` | model, temperature and max tokens |
 | `Ctrl+E` | export the open run as JSON and as a conversation test case |
 | `Ctrl+B` | show or hide the stored runs sidebar |

@@ -14,6 +14,7 @@ from halguru.agents.runtime import run_to_result
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 from halguru.tui.app import DevApp
+from halguru.tui.screens import EditScreen
 from halguru.tui.widgets import ChatPane, TraceTree
 
 
@@ -262,3 +263,39 @@ async def test_a_workflow_shows_its_steps_in_the_tree(tmp_path: Path) -> None:
         tree_text = "\n".join(labels(app.query_one(TraceTree)))
         assert "step double · condition" in tree_text and "step ok double" in tree_text
         assert "step say · agent echo" in tree_text and "checkpoint · step say ok" in tree_text
+
+
+async def test_approve_and_reject_a_paused_tool_call_from_the_debugger(write_agent, tmp_path: Path) -> None:
+    sent = tmp_path / "sent.log"
+    (tmp_path / "script.yaml").write_text(
+        "- tool_calls: [{name: send_email, arguments: {to: ann@example.com}}]\n- Sent it.\n"
+        "- tool_calls: [{name: send_email, arguments: {to: zed@example.com}}]\n- I did not send it.\n")
+    folder = write_agent(f"name: mailer\nmodel: scripted:{tmp_path / 'script.yaml'}\ntools: [send_email]\n"
+                         "approvals: [send_email]\n",
+                         f"from halguru import tool\n\n@tool\ndef send_email(to: str) -> str:\n"
+                         f"    'Send an email.'\n    open({str(sent)!r}, 'a').write(to + '\\n')\n    return 'sent'\n")
+    app = DevApp(folder, watch=False, export_dir=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "mail ann")
+        await wait_for(pilot, lambda: app.awaiting is not None)
+        assert "send_email waits for approval" in str(app.query_one("#pausebar").render())
+        assert not sent.exists()
+        await pilot.press("f9")  # the arguments open for editing; Ctrl+S approves with them
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        app.screen.query_one("#editor", TextArea).text = '{"to": "bob@example.com"}'
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.last_answer == "Sent it.")
+        assert sent.read_text() == "bob@example.com\n" and app.awaiting is None
+
+        await type_and_send(pilot, "mail zed")
+        await wait_for(pilot, lambda: app.awaiting is not None)
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        app.screen.query_one("#editor", TextArea).text = "zed is a competitor"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.last_answer == "I did not send it.")
+        assert sent.read_text() == "bob@example.com\n"
+        rejected = next(e for e in app.last_events if e["type"] == "approval_rejected")
+        assert rejected["reason"] == "zed is a competitor"
+        # Both continuations stayed in the debugger's conversation.
+        assert len(open_store().get_messages(app.conversation_id)) == 8
