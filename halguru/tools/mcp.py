@@ -15,6 +15,7 @@ import math
 import os
 import re
 import tempfile
+import weakref
 from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class MCPToolbox:
     tools: dict[str, Tool] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     servers: list[_Server] = field(default_factory=list)
+    pooled: bool = False  # the servers belong to a pool (serve mode) and outlive the run
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
@@ -55,16 +57,57 @@ class MCPToolbox:
 
     async def close(self) -> None:
         """Stop every server; safe to call twice, and from any task of the loop that opened them."""
-        for server in self.servers:
-            server.stop_soon()
-        tasks = [s.task for s in self.servers if not s.task.done()]
-        if tasks:
-            # asyncio.wait does not cancel the tasks if this caller is cancelled: they still shut down.
-            _, late = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
-            for task in late:
-                task.cancel()
-        for server in self.servers:
-            server.close_log()
+        if self.pooled:
+            return
+        await _stop(self.servers)
+
+
+async def _stop(servers: Sequence[_Server]) -> None:
+    """Let each server shut down (its task leaves the SDK's contexts itself), cancelling only laggards."""
+    for server in servers:
+        server.stop_soon()
+    tasks = [s.task for s in servers if not s.task.done()]
+    if tasks:
+        # asyncio.wait does not cancel the tasks if this caller is cancelled: they still shut down.
+        _, late = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+        for task in late:
+            task.cancel()
+    for server in servers:
+        server.close_log()
+
+
+class MCPPool:
+    """MCP servers kept running between runs, for a long-lived process (serve mode): each is started on first
+    use and started again after it died, so a request does not pay a server's start."""
+
+    def __init__(self) -> None:
+        self.servers: dict[tuple[str, str], _Server] = {}
+
+    def server(self, settings: MCPServerSettings, base: Path | None) -> _Server:
+        key = (settings.model_dump_json(), str(base))
+        server = self.servers.get(key)
+        if server is None or server.task.done() or (server.ready and server.client is None):
+            if server is not None:
+                server.stop_soon()  # a crashed server's task leaves its contexts by itself
+            server = self.servers[key] = _Server(settings, base)
+        return server
+
+    async def close(self) -> None:
+        await _stop(list(self.servers.values()))
+        self.servers.clear()
+        _POOLS.pop(asyncio.get_running_loop(), None)
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MCPPool] = weakref.WeakKeyDictionary()
+
+
+def keep_servers_running() -> MCPPool:
+    """From now on, runs on this event loop share their MCP servers; close the pool when the process stops."""
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        pool = _POOLS[loop] = MCPPool()
+    return pool
 
 
 async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None, *,
@@ -74,7 +117,9 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
     ``base`` is the agent folder stdio servers run from; ``taken`` are the agent's own tool names, which
     an MCP tool may not shadow. Never raises for a server's fault: that becomes a line in ``errors``.
     """
-    toolbox = MCPToolbox(servers=[_Server(s, base) for s in servers])
+    pool = _POOLS.get(asyncio.get_running_loop())
+    toolbox = MCPToolbox(servers=[pool.server(s, base) if pool else _Server(s, base) for s in servers],
+                         pooled=pool is not None)
     try:
         listings = await asyncio.gather(*(s.started() for s in toolbox.servers), return_exceptions=True)
     except BaseException:
@@ -131,6 +176,11 @@ class _Server:
 
     async def started(self) -> list[mcp_types.Tool]:
         return await asyncio.shield(self._ready)
+
+    @property
+    def ready(self) -> bool:
+        """It has started (or failed to): a pooled server that is ready without a client has died."""
+        return self._ready.done()
 
     def stop_soon(self) -> None:
         """Let the holding task leave its contexts itself (a still-starting server is given up at once)."""

@@ -7,6 +7,8 @@
   same workflow unrecorded; goal ≤ 500 µs per step.
 - parallel branches: 4 independent agent steps whose models take 0.2 s each; wall time ÷ the sum of the
   four; goal ≤ 0.35.
+- MCP in serve mode: a request whose agent calls a tool of a stdio MCP server (a Python SDK server), with
+  the servers kept running between requests, ÷ the same request starting the server per run; goal ≤ 0.2.
 """
 
 from __future__ import annotations
@@ -114,8 +116,93 @@ async def measure_async(quick: bool) -> list[Result]:
     return results
 
 
+MCP_SERVER = '''
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("calc", log_level="WARNING")
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+server.run()
+'''
+
+
+def measure_mcp_serve(quick: bool) -> Result:
+    """Median request time through a real uvicorn, with and without the serve-mode MCP pool."""
+    import statistics
+    import sys
+    import threading
+
+    import httpx
+    import uvicorn
+    import yaml
+    from halguru_server import ServerSettings, create_app
+    from halguru_server import app as app_module
+
+    root = Path(tempfile.mkdtemp(prefix="halguru-bench-mcp-"))
+    script = root / "script.yaml"
+    folder = write(root / "calc", f"name: calc\nmodel: scripted:{script}\nmcp:\n  - name: calc\n"
+                                  f"    command: [{sys.executable}, server.py]\n")
+    (folder / "server.py").write_text(MCP_SERVER)
+    requests = 4 if quick else 10
+
+    def serve_and_time(pooled: bool) -> float:
+        original = app_module._uses_mcp
+        if not pooled:
+            app_module._uses_mcp = lambda agent: False
+        with socket_port() as port:
+            server = uvicorn.Server(uvicorn.Config(create_app(ServerSettings(agents=[folder], dev=True)),
+                                                   host="127.0.0.1", port=port, log_config=None, access_log=False))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.02)
+            times = []
+            try:
+                for _ in range(requests + 1):  # the first request starts the pooled server: not counted
+                    script.write_text(yaml.safe_dump([{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]},
+                                                      "3"]))
+                    base = f"http://127.0.0.1:{port}/v1/conversations"
+                    conv = httpx.post(base, json={"agent": "calc"}).json()["id"]
+                    started = time.perf_counter()
+                    answer = httpx.post(f"{base}/{conv}/messages", json={"content": "1+2"}, timeout=60).json()
+                    times.append(time.perf_counter() - started)
+                    assert answer["status"] == "ok" and answer["tool_calls"], answer
+            finally:
+                server.should_exit = True
+                thread.join(15)
+                app_module._uses_mcp = original
+        return statistics.median(times[1:])
+
+    per_run = serve_and_time(False)
+    pooled = serve_and_time(True)
+    return Result(bench="orchestration", metric="MCP tool request in serve mode, servers kept running",
+                  value=pooled / per_run, unit="x", goal=0.2, higher_is_better=False, ratio=pooled / per_run,
+                  baseline="of starting the server per run",
+                  detail=f"pooled {pooled * 1e3:.0f} ms, per run {per_run * 1e3:.0f} ms per request", runs=requests)
+
+
+class socket_port:
+    """A free loopback port (context manager, for symmetry with the servers that use it)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 def measure(quick: bool) -> list[Result]:
-    return asyncio.run(measure_async(quick))
+    return [*asyncio.run(measure_async(quick)), measure_mcp_serve(quick)]
 
 
 if __name__ == "__main__":

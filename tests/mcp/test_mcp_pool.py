@@ -1,0 +1,75 @@
+"""Serve mode keeps MCP servers running between requests (a request does not pay a server's start),
+starts a crashed one again, and stops them all when it stops."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.server.conftest import Server, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+AGENT = """\
+name: mcpuser
+model: scripted:{script}
+mcp:
+  - name: files
+    command: [PYTHON, server.py]
+    tools: [add, crash]
+    timeout: 20
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/status").read_text().count("State:\tZ")
+
+
+def ask(server: Server, script: Path, call: str) -> dict:
+    script.write_text(yaml.safe_dump([{"tool_calls": [{"name": call, "arguments": {"a": 1, "b": 2}
+                                                        if call == "add" else {}}]}, "done"]))
+    conv = httpx.post(f"{server.url}/v1/conversations", json={"agent": "mcpuser"}).json()["id"]
+    answer = httpx.post(f"{server.url}/v1/conversations/{conv}/messages", json={"content": "go"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_serve_mode_reuses_mcp_servers_and_restarts_a_crashed_one(mcp_agent, tmp_path: Path):
+    from halguru_server import ServerSettings, create_app
+
+    script = tmp_path / "script.yaml"
+    folder = mcp_agent(AGENT.format(script=script), name="mcpuser")
+    server = Server(create_app(ServerSettings(agents=[folder], dev=True)), free_port()).start()
+    try:
+        first = ask(server, script, "add")
+        assert first["status"] == "ok"
+        pid = int((folder / "server.pid").read_text())
+        second = ask(server, script, "add")
+        assert second["status"] == "ok" and int((folder / "server.pid").read_text()) == pid  # the same process
+        assert alive(pid)
+
+        crashed = ask(server, script, "crash")  # the tool error names the server; the run still ends ok
+        assert crashed["status"] == "ok"
+        deadline = time.monotonic() + 10
+        while alive(pid):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        again = ask(server, script, "add")
+        assert again["status"] == "ok"
+        new_pid = int((folder / "server.pid").read_text())
+        assert new_pid != pid and alive(new_pid)  # started again for the next request
+    finally:
+        server.stop()
+    deadline = time.monotonic() + 15
+    while alive(new_pid):
+        assert time.monotonic() < deadline, "the MCP server outlived `halguru serve`"
+        time.sleep(0.05)
