@@ -59,7 +59,10 @@ class ChatSession:
 
     async def send(self, text: str) -> AsyncIterator[Event]:
         from halguru.agents.runtime import run
+        from halguru.tools.mcp import keep_servers_running, uses_mcp
 
+        if uses_mcp(self.agent):  # a chat keeps its MCP servers for the next turns (close() stops them)
+            keep_servers_running()
         async for event in run(self.agent, text, self.conversation_id, model=self._model(), store=self.store):
             if isinstance(event, RunStarted):
                 self.conversation_id = event.conversation_id
@@ -67,6 +70,12 @@ class ChatSession:
             yield event
             if isinstance(event, RunFinished):
                 return
+
+    async def close(self) -> None:
+        """Stop the MCP servers this session kept running (call it on the loop its turns ran on)."""
+        from halguru.tools.mcp import stop_kept_servers
+
+        await stop_kept_servers()
 
     def reset(self) -> None:
         """Start a new conversation; the old one stays stored."""

@@ -49,24 +49,31 @@ class ChatRepl:
         self.console.print(f"[bold]{escape(s.agent.name)}[/] · {escape(s.model_name)}{resumed}  "
                            "[dim](/help for commands, Ctrl-C stops an answer, Ctrl-D quits)[/]")
         with asyncio.Runner() as runner:
-            while True:
-                try:
-                    text = input("you> ").strip()
-                except (EOFError, KeyboardInterrupt):
-                    self.console.print()
+            try:
+                return self._turns(runner)
+            finally:
+                runner.run(self.session.close())
+
+    def _turns(self, runner: asyncio.Runner) -> int:
+        """Read and answer messages until the user leaves (one event loop for the whole chat)."""
+        while True:
+            try:
+                text = input("you> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                self.console.print()
+                return 0
+            if not text:
+                continue
+            if text.startswith("/"):
+                if self.command(text) == "exit":
                     return 0
-                if not text:
-                    continue
-                if text.startswith("/"):
-                    if self.command(text) == "exit":
-                        return 0
-                    continue
-                try:
-                    runner.run(self.answer(text))
-                except KeyboardInterrupt:
-                    self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
-                except HalguruError as exc:
-                    self.console.print(f"[red]Error:[/] {escape(str(exc))}")
+                continue
+            try:
+                runner.run(self.answer(text))
+            except KeyboardInterrupt:
+                self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
+            except HalguruError as exc:
+                self.console.print(f"[red]Error:[/] {escape(str(exc))}")
 
     async def answer(self, text: str) -> None:
         live: Live | None = None

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
 
+    from halguru.agents.loader import Agent
     from halguru.agents.spec import MCPServerSettings
 
 # A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
@@ -99,6 +100,20 @@ class MCPPool:
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MCPPool] = weakref.WeakKeyDictionary()
+
+
+def uses_mcp(agent: Agent) -> bool:
+    """The agent, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
+    members = [m.agent for m in agent.team.members.values()] if agent.team else []
+    steps = list(agent.workflow.agents.values()) if agent.workflow else []
+    return any(a.spec.mcp for a in [agent, *members, *steps])
+
+
+async def stop_kept_servers() -> None:
+    """Stop the servers ``keep_servers_running`` kept on this event loop (none: nothing to do)."""
+    pool = _POOLS.get(asyncio.get_running_loop())
+    if pool is not None:
+        await pool.close()
 
 
 def keep_servers_running() -> MCPPool:

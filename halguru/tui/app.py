@@ -190,6 +190,10 @@ class DevApp(App[None]):
 
         assert self.agent is not None
         chat = self.query_one(ChatPane)
+        from halguru.tools.mcp import keep_servers_running, uses_mcp
+
+        if uses_mcp(self.agent):  # the debugger keeps MCP servers between turns; quitting stops them
+            keep_servers_running()
         try:
             model = self._model()
             stream = run(self.agent, text, self.conversation_id, model=model, store=self.store,
@@ -503,6 +507,9 @@ class DevApp(App[None]):
                 if worker.is_finished:
                     break
                 await asyncio.sleep(0.01)
+        from halguru.tools.mcp import stop_kept_servers
+
+        await stop_kept_servers()
         self.exit()
 
     # -- hot reload ---------------------------------------------------------------

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from halguru import __version__
-from halguru.agents.loader import Agent
 from halguru_server import api, errors, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
@@ -42,9 +41,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if settings.dev:
             log.warning("dev mode: API keys are OFF; listening on loopback only")
         pool = None
-        if any(_uses_mcp(served.agent) for served in state.agents.values()):
-            from halguru.tools.mcp import keep_servers_running
+        from halguru.tools.mcp import keep_servers_running, uses_mcp
 
+        if any(uses_mcp(served.agent) for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
         yield
         state.draining = True
@@ -70,9 +69,3 @@ def app_from_env() -> FastAPI:
     """uvicorn factory for multi-worker runs: each worker rebuilds the app from the parent's settings."""
     return create_app(ServerSettings.model_validate_json(os.environ[SETTINGS_ENV]))
 
-
-def _uses_mcp(agent: Agent) -> bool:
-    """The agent, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
-    members = [m.agent for m in agent.team.members.values()] if agent.team else []
-    steps = list(agent.workflow.agents.values()) if agent.workflow else []
-    return any(a.spec.mcp for a in [agent, *members, *steps])

@@ -73,3 +73,24 @@ def test_serve_mode_reuses_mcp_servers_and_restarts_a_crashed_one(mcp_agent, tmp
     while alive(new_pid):
         assert time.monotonic() < deadline, "the MCP server outlived `halguru serve`"
         time.sleep(0.05)
+
+
+def test_a_chat_keeps_its_mcp_server_across_turns_and_stops_it_on_exit(mcp_agent, tmp_path: Path, halguru_cmd,
+                                                                        subprocess_env):
+    import subprocess
+
+    script = tmp_path / "script.yaml"
+    script.write_text(yaml.safe_dump([{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}, "three",
+                                      {"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 2}}]}, "four"]))
+    folder = mcp_agent(AGENT.format(script=script), name="mcpuser")
+    pids = tmp_path / "pids"
+    # The server records its pid at each start: one start for the whole chat.
+    (folder / "server.py").write_text((folder / "server.py").read_text().replace(
+        'Path("server.pid").write_text(str(os.getpid()))',
+        f'Path("server.pid").write_text(str(os.getpid())); open({str(pids)!r}, "a").write(f"{{os.getpid()}}\\n")'))
+    proc = subprocess.run([*halguru_cmd, "chat", str(folder)], input="one plus two\ntwo plus two\n/exit\n",
+                          capture_output=True, text=True, env=subprocess_env, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert "three" in proc.stdout and "four" in proc.stdout and "adding" not in proc.stdout + proc.stderr
+    (pid,) = [int(line) for line in pids.read_text().split()]
+    assert not alive(pid)
