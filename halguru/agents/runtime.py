@@ -11,7 +11,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from halguru.models.base import (
     Message,
     Model,
     ModelRequest,
+    PerAgentModel,
     SamplingSettings,
     TextChunk,
     ToolCallChunk,
@@ -250,7 +251,9 @@ async def run(
     try:
         model_obj = _resolve_model(model_ref) if orch is None else orch.model_for(orch.current)
         if spec.mcp:
-            for line in await _open_mcp(agent, mcp_boxes):  # a server that failed: the run goes on without it
+            from halguru.tools.mcp import open_agent_mcp
+
+            for line in await open_agent_mcp(agent, mcp_boxes):  # a server that failed: the run goes on without it
                 yield trace(Error(kind="mcp", message=line))
             tools = [*tools, *mcp_boxes[agent.name].tool_specs]
         retriever = agent.knowledge  # None without knowledge: no retrieval work at all
@@ -414,7 +417,9 @@ async def run(
                                                        "max_tokens": spec.limits.max_tokens, **(sampling or {})})
                         model_obj, retriever, citations = orch.model_for(orch.current), None, None
                         if spec.mcp:  # a member's MCP servers start when it first gets the conversation
-                            for line in await _open_mcp(agent, mcp_boxes):
+                            from halguru.tools.mcp import open_agent_mcp
+
+                            for line in await open_agent_mcp(agent, mcp_boxes):
                                 yield trace(Error(kind="mcp", message=line))
                             tools = [*tools, *mcp_boxes[agent.name].tool_specs]
                     continue
@@ -495,16 +500,6 @@ async def run(
     yield finish(status, error)
 
 
-async def _open_mcp(agent: Agent, boxes: dict[str, Any]) -> list[str]:
-    """Start ``agent``'s MCP servers once per run; return one line per server that could not start."""
-    if agent.name in boxes:
-        return []
-    from halguru.tools.mcp import open_mcp_tools
-
-    boxes[agent.name] = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
-    return boxes[agent.name].errors
-
-
 def _unfinished(messages: list[Message]) -> Message | None:
     """The last assistant message when the run stopped among its tool calls (paused or killed)."""
     for message in reversed(messages):
@@ -521,19 +516,6 @@ def _retrieve_for_tool(retriever: Any, query: str) -> list[Any]:
         return retriever.retrieve(query)
     except KnowledgeError as exc:
         raise ToolError(str(exc)) from None
-
-
-class PerAgentModel:
-    """A model override that wraps each agent's own model (``halguru test`` records and replays teams and
-    workflows through it): ``choose(reference)`` gives the Model to use for an agent whose agent.yaml names
-    ``reference``."""
-
-    def __init__(self, choose: Callable[[str], Model]):
-        self.choose = choose
-        self.name = "per-agent"
-
-    def for_agent(self, reference: str) -> Model:
-        return self.choose(reference)
 
 
 def _resolve_model(model: str | Model) -> Model:

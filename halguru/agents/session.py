@@ -45,7 +45,7 @@ class ChatSession:
         """The session's model, resolved once per reference so it keeps its state across turns; without
         ``--model``, each member of a team and each workflow step keeps its own."""
         if self.model is None and (self.agent.team is not None or self.agent.workflow is not None):
-            from halguru.agents.runtime import PerAgentModel
+            from halguru.models.base import PerAgentModel
 
             return PerAgentModel(self._resolve)
         return self._resolve(self.model_name)

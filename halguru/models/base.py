@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -118,3 +118,16 @@ class ModelProvider(Protocol):
 
     @classmethod
     def create(cls, entry: ModelEntry) -> Model: ...
+
+
+class PerAgentModel:
+    """A model override that wraps each agent's own model (``halguru test`` records and replays teams and
+    workflows through it): ``choose(reference)`` gives the Model to use for an agent whose agent.yaml names
+    ``reference``."""
+
+    def __init__(self, choose: Callable[[str], Model]):
+        self.choose = choose
+        self.name = "per-agent"
+
+    def for_agent(self, reference: str) -> Model:
+        return self.choose(reference)

@@ -35,7 +35,8 @@ class TeamRun:
 
     def model_for(self, member: Member) -> Any:
         """``--model`` wins for every member; otherwise each member's own model, resolved once per run."""
-        from halguru.agents.runtime import PerAgentModel, _resolve_model
+        from halguru.agents.runtime import _resolve_model
+        from halguru.models.base import PerAgentModel
 
         ref = self.model_override if self.model_override is not None else member.agent.spec.model
         if isinstance(ref, PerAgentModel):

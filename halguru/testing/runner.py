@@ -105,7 +105,8 @@ def _single_model(agent: Agent) -> bool:
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
-    from halguru.agents.runtime import PerAgentModel, run_to_result
+    from halguru.agents.runtime import run_to_result
+    from halguru.models.base import PerAgentModel
     from halguru.models.registry import get_model
     from halguru.testing.judge import judge_answer
 

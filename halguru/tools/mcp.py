@@ -102,6 +102,15 @@ class MCPPool:
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MCPPool] = weakref.WeakKeyDictionary()
 
 
+async def open_agent_mcp(agent: Agent, boxes: dict[str, MCPToolbox]) -> list[str]:
+    """Start ``agent``'s servers once per run (``boxes``: agent name -> its toolbox, closed by the runtime when
+    the run ends); return one line per server that could not start."""
+    if agent.name in boxes:
+        return []
+    boxes[agent.name] = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
+    return boxes[agent.name].errors
+
+
 def uses_mcp(agent: Agent) -> bool:
     """The agent, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
     members = [m.agent for m in agent.team.members.values()] if agent.team else []

@@ -168,7 +168,7 @@ class DevApp(App[None]):
         if self.model_ref is not None and not isinstance(self.model_ref, str):
             return self.model_ref
         if self.model_ref is None and self.agent is not None and (self.agent.team or self.agent.workflow):
-            from halguru.agents.runtime import PerAgentModel
+            from halguru.models.base import PerAgentModel
 
             return PerAgentModel(self._resolve)  # each member or step keeps its own model
         return self._resolve(self.model_name)
