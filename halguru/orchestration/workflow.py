@@ -299,20 +299,11 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
             args = r.edited.get(sid) or _render_args(step.args, context)
             await r.put(sid, StepStarted(step_id=sid, kind="tool", name=step.tool, input=args))
             if step.tool in r.agent.spec.approvals:
-                if sid not in r.decisions:
-                    call = ToolCallRequest(id=sid, name=step.tool, arguments=args)
-                    await r.put(sid, ApprovalRequested(call_id=sid, name=step.tool, arguments=args))
-                    await r.put(sid, _StepDone(sid, "paused", call=call))
+                refusal = await _gate(r, sid, step.tool, args)
+                if refusal is not None:
+                    await r.put(sid, done("failed", error=refusal) if refusal else
+                                _StepDone(sid, "paused", call=ToolCallRequest(id=sid, name=step.tool, arguments=args)))
                     return
-                reason = r.decisions[sid]
-                if reason is not None:
-                    await r.put(sid, ApprovalRejected(call_id=sid, name=step.tool, reason=reason,
-                                                      paused_run_id=r.resumed_from))
-                    await r.put(sid, done("failed", error=f"a human refused {step.tool}" + (f": {reason}" if reason
-                                                                                            else "")))
-                    return
-                await r.put(sid, ApprovalApproved(call_id=sid, name=step.tool, arguments=args,
-                                                  edited=sid in r.edited, paused_run_id=r.resumed_from))
             await r.put(sid, done("ok", _check_output(step, await _call_tool(r, sid, step.tool, args))))
         else:
             message = _render(step.input, context)
@@ -332,6 +323,21 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
         if not isinstance(exc, TemplateError):
             raise
         await r.put(sid, done("failed", error=f"template error: {exc}"))
+
+
+async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | None:
+    """A tool in ``approvals:``: None when a human approved it (run it), "" when it must wait for one (the
+    workflow pauses), else why the step fails (a human rejected it)."""
+    if sid not in r.decisions:
+        await r.put(sid, ApprovalRequested(call_id=sid, name=tool, arguments=args))
+        return ""
+    reason = r.decisions[sid]
+    if reason is None:
+        await r.put(sid, ApprovalApproved(call_id=sid, name=tool, arguments=args, edited=sid in r.edited,
+                                          paused_run_id=r.resumed_from))
+        return None
+    await r.put(sid, ApprovalRejected(call_id=sid, name=tool, reason=reason, paused_run_id=r.resumed_from))
+    return f"a human refused {tool}" + (f": {reason}" if reason else "")
 
 
 async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
