@@ -149,7 +149,9 @@ async def run(
         history = store.get_messages(conversation_id) if conversation else []
         store.start_run(run_id, conversation_id, spec.name, model_name, input)
     orch = None  # a team run's state; None for a plain agent, which does no orchestration work at all
-    lead, lead_path = spec.name, agent.path
+    # What a continuation (after an approval or a crash) needs to load the same agent with the same --model.
+    lead, lead_folder = spec.name, str(agent.path) if agent.path else None
+    override = model if isinstance(model, str) else None
     if agent.team is not None:
         from halguru.orchestration.calls import TeamCallOutcome, is_team_tool, team_call
         from halguru.orchestration.guards import TeamRun
@@ -169,8 +171,7 @@ async def run(
         from halguru.orchestration.durable import save_checkpoint, start_checkpoint
 
         start_checkpoint(store, run_id, "team" if orch is not None else "workflow", conversation_id,  # type: ignore[arg-type]
-                         str(lead_path) if lead_path else None,
-                         model_ref if isinstance(model_ref, str) and model is not None else None, input)
+                         lead_folder, override, input)
 
     trace = _Trace(run_id, store)
     totals = _Totals()
@@ -220,8 +221,7 @@ async def run(
             if paused is not None:
                 from halguru.orchestration.approvals import save_pending
 
-                save_pending(store, run_id, conversation_id, lead, str(lead_path) if lead_path else None,
-                             model_ref if isinstance(model_ref, str) and model is not None else None, input,
+                save_pending(store, run_id, conversation_id, lead, lead_folder, override, input,
                              paused, new_messages)
         return event
 
@@ -547,7 +547,12 @@ class RunResult:
 
 async def run_to_result(agent: Agent | str | Path, input: str, conversation: str | None = None,
                         **kwargs: Any) -> RunResult:
-    events = [event async for event in run(agent, input, conversation, **kwargs)]
+    return await collect_result(run(agent, input, conversation, **kwargs))
+
+
+async def collect_result(stream: AsyncIterator[Event]) -> RunResult:
+    """A whole run's events (``run`` or a continuation of it) as one RunResult."""
+    events = [event async for event in stream]
     started, finished = events[0], events[-1]
     assert isinstance(started, RunStarted) and isinstance(finished, RunFinished)
     return RunResult(finished.output, finished.status, finished.run_id, started.conversation_id,

@@ -148,21 +148,14 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         yield event
 
 
-async def _collect(stream: AsyncIterator[Event]) -> RunResult:
-    from halguru.agents.runtime import RunResult
-
-    events = [event async for event in stream]
-    started, finished = events[0], events[-1]
-    return RunResult(finished.output, finished.status, finished.run_id,  # type: ignore[union-attr]
-                     started.conversation_id, finished.error, events)  # type: ignore[union-attr]
-
-
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,
             store: SQLiteStore | None = None) -> RunResult:
     """Run the pending call (with ``edit_args`` in place of its arguments, if given) and continue the run."""
     import asyncio
 
-    return asyncio.run(_collect(resume_events(run_id, edit_args, model=model, store=store)))
+    from halguru.agents.runtime import collect_result
+
+    return asyncio.run(collect_result(resume_events(run_id, edit_args, model=model, store=store)))
 
 
 def reject(run_id: str, reason: str = "", *, model: str | Model | None = None,
@@ -170,4 +163,6 @@ def reject(run_id: str, reason: str = "", *, model: str | Model | None = None,
     """Tell the model the pending call was refused (and why), and continue the run."""
     import asyncio
 
-    return asyncio.run(_collect(resume_events(run_id, reject=reason, model=model, store=store)))
+    from halguru.agents.runtime import collect_result
+
+    return asyncio.run(collect_result(resume_events(run_id, reject=reason, model=model, store=store)))

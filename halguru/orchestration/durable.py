@@ -51,26 +51,41 @@ def _store(store: SQLiteStore | None) -> SQLiteStore:
     return open_store()
 
 
-def list_runs(status: str | None = None, limit: int = 20, store: SQLiteStore | None = None) -> list[dict[str, Any]]:
-    """Newest first, with each run's checkpoint (kind, label) and who resumed it; ``status`` filters.
+def list_runs(status: str | None = None, limit: int = 20, store: SQLiteStore | None = None,
+              agents: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Newest first, with each run's checkpoint (kind, label) and who resumed it; ``status`` and ``agents``
+    (names; serve mode: those a key may use) filter, in SQL, so a page is never short.
 
-    ``interrupted`` runs are stored as ``running`` (their process died before it could say otherwise).
+    ``interrupted`` runs are stored as ``running`` (their process died before it could say otherwise): those
+    two are told apart after the query, over all running rows (there are few).
     """
     from halguru.store.sqlite import _mark_interrupted
 
     if status is not None and status not in STATUSES:
         raise HalguruError(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
+    if agents is not None and not agents:
+        return []
     stored = "running" if status == "interrupted" else status
-    where, params = ("WHERE r.status = ?", [stored]) if stored else ("", [])
-    store_rows = _store(store).db.query(
-        f"SELECT r.*, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
-        f"LEFT JOIN checkpoints c ON c.run_id = r.id {where} ORDER BY r.started DESC LIMIT ?", [*params, limit * 4])
-    rows = [_mark_interrupted(r) for r in store_rows]
-    return [r for r in rows if status is None or r["status"] == status][:limit]
+    clauses, params = [], []
+    if agents is not None:
+        clauses.append(f"r.agent IN ({', '.join('?' * len(agents))})")
+        params += list(agents)
+    if stored:
+        clauses.append("r.status = ?")
+        params.append(stored)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    relabelled = stored == "running"
+    rows = _store(store).db.query(
+        f"SELECT r.*, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r LEFT JOIN checkpoints c "
+        f"ON c.run_id = r.id {where} ORDER BY r.started DESC{'' if relabelled else ' LIMIT ?'}",
+        params if relabelled else [*params, limit])
+    marked = [_mark_interrupted(r) for r in rows]
+    return [r for r in marked if status is None or r["status"] == status][:limit]
 
 
-def _claim(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run and its checkpoint, marked as being resumed (once: a second resume is refused)."""
+def check_resumable(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run (id or unique prefix) and its checkpoint when it can be resumed; else why not, as a
+    HalguruError (the CLI and serve mode say the same)."""
     run = store.get_run(run_id)
     rid, status = run["id"], run["status"]
     if status == "running":
@@ -88,6 +103,13 @@ def _claim(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, A
         raise HalguruError(f"run {rid} finished ({status}); only interrupted, failed or cancelled runs resume")
     if not row["agent_path"]:
         raise HalguruError(f"run {rid} ran an agent built in Python; it cannot be resumed here")
+    return run, row
+
+
+def _claim(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run and its checkpoint, marked as being resumed (once: a second resume is refused)."""
+    run, row = check_resumable(store, run_id)
+    rid = run["id"]
     with store.write() as conn:
         claimed = conn.execute("UPDATE checkpoints SET resumed_by = '…' WHERE run_id = ? AND resumed_by IS NULL",
                                (rid,)).rowcount
@@ -133,6 +155,6 @@ def resume(run_id: str, *, model: str | Model | None = None, store: SQLiteStore 
     """Blocking ``resume_events``: continue an interrupted team or workflow run to its end."""
     import asyncio
 
-    from halguru.orchestration.approvals import _collect
+    from halguru.agents.runtime import collect_result
 
-    return asyncio.run(_collect(resume_events(run_id, model=model, store=store)))
+    return asyncio.run(collect_result(resume_events(run_id, model=model, store=store)))

@@ -266,8 +266,6 @@ class _Run:
     """One workflow run's shared state, for the step tasks."""
 
     agent: Agent
-    workflow: Workflow
-    input: str
     model: Any
     sampling: dict[str, Any] | None
     queue: asyncio.Queue[tuple[str, BaseEvent | _StepDone]]
@@ -275,6 +273,11 @@ class _Run:
     edited: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> the arguments a human set
     resumed_from: str = ""
     usage: dict[str, int] = field(default_factory=lambda: {"steps": 0, "prompt_tokens": 0, "completion_tokens": 0})
+
+    @property
+    def workflow(self) -> Workflow:
+        assert self.agent.workflow is not None
+        return self.agent.workflow
 
     async def put(self, sid: str, item: BaseEvent | _StepDone) -> None:
         await self.queue.put((sid, item))
@@ -398,7 +401,7 @@ async def workflow_events(agent: Agent, input: str, model: Any, sampling: dict[s
     results: dict[str, dict[str, Any]] = dict((resume.state or {}).get("steps_done", {})) if resume else {}
     queue: asyncio.Queue[tuple[str, BaseEvent | _StepDone]] = asyncio.Queue()
     number = {sid: i for i, sid in enumerate(workflow.steps, 1)}  # events carry their step's number
-    r = _Run(agent, workflow, input, model, sampling, queue)
+    r = _Run(agent, model, sampling, queue)
     if resume is not None and resume.decisions:  # a continuation after approve or reject
         r.decisions, r.resumed_from = dict(resume.decisions), resume.paused_run_id
         for message in resume.messages:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -187,19 +187,25 @@ class DevApp(App[None]):
     async def send(self, text: str) -> None:
         """One turn through the runtime, with the debugger's hooks; events feed the tree live."""
         from halguru.agents.runtime import run
-
-        assert self.agent is not None
-        chat = self.query_one(ChatPane)
         from halguru.tools.mcp import keep_servers_running, uses_mcp
 
-        if uses_mcp(self.agent):  # the debugger keeps MCP servers between turns; quitting stops them
+        agent = self.agent
+        assert agent is not None
+        if uses_mcp(agent):  # the debugger keeps MCP servers between turns; quitting stops them
             keep_servers_running()
-        try:
+
+        def stream() -> Any:
             model = self._model()
-            stream = run(self.agent, text, self.conversation_id, model=model, store=self.store,
-                         sampling=self.sampling(), hooks=self.hooks,
-                         metadata={"dev": {"model": model.name, "sampling": self.sampling()}})
-            await self.consume(stream, chat)
+            return run(agent, text, self.conversation_id, model=model, store=self.store, sampling=self.sampling(),
+                       hooks=self.hooks, metadata={"dev": {"model": model.name, "sampling": self.sampling()}})
+
+        await self._turn(stream)
+
+    async def _turn(self, make_stream: Callable[[], Any]) -> None:
+        """Stream one run (a new turn or a continuation) into the chat and the tree; errors are one note."""
+        chat = self.query_one(ChatPane)
+        try:
+            await self.consume(make_stream(), chat)
         except HalguruError as exc:
             chat.add_note(f"error: {exc}")
             self.notify(str(exc), severity="error")
@@ -256,19 +262,11 @@ class DevApp(App[None]):
         """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
         from halguru.orchestration.approvals import resume_events
 
-        chat = self.query_one(ChatPane)
         self.awaiting = None
         self._clear_pause()
-        chat.add_note(f"rejected: {reason}" if reason is not None else "approved")
-        try:
-            await self.consume(resume_events(run_id, edit_args, reject=reason, model=self._model(),
-                                             store=self.store), chat)
-        except HalguruError as exc:
-            chat.add_note(f"error: {exc}")
-            self.notify(str(exc), severity="error")
-        finally:
-            self.refresh_sidebar()
-            self._show_approval()
+        self.query_one(ChatPane).add_note(f"rejected: {reason}" if reason is not None else "approved")
+        await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
+                                               store=self.store))
 
     async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[dict[str, Any]]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""

@@ -36,21 +36,11 @@ def _visible(state: ServerState, caller: Principal) -> list[str]:
 
 
 def list_runs(state: ServerState, caller: Principal, status: str | None, limit: int) -> list[dict[str, Any]]:
-    """Like ``durable.list_runs``, but only the caller's agents, filtered in SQL so a page is never short."""
-    if status is not None and status not in durable.STATUSES:
-        raise ApiError(400, f"unknown status {status!r}; one of: {', '.join(durable.STATUSES)}")
-    names = _visible(state, caller)
-    if not names:
-        return []
-    # Interrupted runs are stored as running (their process died): those two are told apart after the query.
-    stored = "running" if status == "interrupted" else status
-    relabelled = stored == "running"
-    sql = (f"SELECT r.*, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
-           f"LEFT JOIN checkpoints c ON c.run_id = r.id WHERE r.agent IN ({', '.join('?' * len(names))})"
-           f"{' AND r.status = ?' if stored else ''} ORDER BY r.started DESC{'' if relabelled else ' LIMIT ?'}")
-    params: list[Any] = [*names, *([stored] if stored else []), *([] if relabelled else [limit])]
-    rows = [_mark_interrupted(r) for r in state.store.db.query(sql, params)]
-    return [r for r in rows if status is None or r["status"] == status][:limit]
+    """``durable.list_runs`` for the caller's agents only; an unknown status is a 400."""
+    try:
+        return durable.list_runs(status, limit, state.store, agents=_visible(state, caller))
+    except HalguruError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def list_pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
@@ -113,20 +103,13 @@ def _check_decision(state: ServerState, caller: Principal, run_id: str) -> Serve
 
 
 def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
-    """The refusals of ``durable.resume_events``, made before it claims the run."""
-    served, run, row = _target(state, caller, run_id, "checkpoints")
+    """The refusals of ``durable.resume_events`` (the same check), made before it claims the run."""
+    served, _, _ = _target(state, caller, run_id, "checkpoints")
     _not_busy(run_id)
-    status = run["status"]
-    if status == "running":
-        raise ApiError(409, f"run {run_id} is still running; resume it once it has ended")
-    if status == "paused":
-        raise ApiError(409, f"run {run_id} waits for approval; POST /v1/runs/{run_id}/approve or /reject")
-    if row is None:
-        raise ApiError(409, f"run {run_id} is not a team or workflow run; only those are checkpointed")
-    if row["resumed_by"]:
-        raise ApiError(409, f"run {run_id} was already resumed as run {row['resumed_by']}")
-    if status not in durable.RESUMABLE:
-        raise ApiError(409, f"run {run_id} finished ({status}); only interrupted, failed or cancelled runs resume")
+    try:
+        durable.check_resumable(state.store, run_id)
+    except HalguruError as exc:
+        raise ApiError(409, str(exc)) from None
     return served
 
 
