@@ -53,9 +53,12 @@ def register_commands(cli: Any) -> None:
 
 @hookspec
 def register_channels(register: Any) -> None:
-    """Register messaging channels for serve mode (SMS, WhatsApp, ...).
+    """Reserved, not yet called: messaging channels for serve mode (SMS, WhatsApp, ...).
 
-    Call ``register(name, channel_class)``; serve mode mounts their webhooks.
+    Nothing calls this hook yet, so implementing it has no effect; the
+    channels work will call it with a ``register(name, channel_class)``
+    callback and mount their webhooks. Until then, add webhook routes with
+    ``register_routes``.
     """
 
 

@@ -1,8 +1,9 @@
 """Loads plugins: the built-in ones, then installed ones from entry points.
 
 Plugins load when the CLI starts (or on first use from Python), never at
-import time. ``HALGURU_LOAD_PLUGINS=a,b`` limits which installed plugins load;
-an empty value loads none. Built-in plugins always load.
+import time. ``HALGURU_LOAD_PLUGINS=a,b`` limits which third-party plugins load;
+an empty value loads none. Built-in plugins always load: halguru's own modules
+and the entry points halguru's own distribution declares (the server plugin).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import pluggy
 
@@ -36,8 +37,13 @@ class PluginInfo:
     version: str | None = None
 
 
+# The distribution whose own entry points (``server``) are built-in, whatever HALGURU_LOAD_PLUGINS says.
+OWN_DISTRIBUTION = "halguru"
+
 # plugin name -> (distribution, version), for `halguru plugins`
 _DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
+# entry-point plugins that ship with halguru (filled as they load)
+_BUILTIN_ENTRY_POINTS: set[str] = set()
 
 
 @lru_cache(maxsize=1)
@@ -48,14 +54,26 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm.register(importlib.import_module(module_name), name=module_name)
     allowed = _allowed_plugins()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if allowed is not None and ep.name not in allowed:
+        builtin = _is_own(ep)
+        if not builtin and allowed is not None and ep.name not in allowed:
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
         pm.register(ep.load(), name=ep.name)
+        if builtin:
+            _BUILTIN_ENTRY_POINTS.add(ep.name)
         if ep.dist is not None:
             _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
     return pm
+
+
+def _is_own(ep: EntryPoint) -> bool:
+    """Whether an entry point is declared by halguru's own distribution (and so always loads)."""
+    return ep.dist is not None and _normalize(ep.dist.name) == OWN_DISTRIBUTION
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _allowed_plugins() -> set[str] | None:
@@ -78,5 +96,6 @@ def list_plugins() -> list[PluginInfo]:
     for name, plugin in pm.list_name_plugin():
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
         package, version = _DISTRIBUTIONS.get(name, (None, None))
-        infos.append(PluginInfo(name, hooks, name in BUILTIN_PLUGINS, package, version))
+        builtin = name in BUILTIN_PLUGINS or name in _BUILTIN_ENTRY_POINTS
+        infos.append(PluginInfo(name, hooks, builtin, package, version))
     return infos

@@ -1,9 +1,12 @@
 """Knowledge for agents: resolve ``knowledge:`` entries, retrieve, number the sources, cite them.
 
 An entry is a knowledge base name, or a folder (relative to agent.yaml) that is
-ingested into the base ``AGENT-FOLDER`` on the agent's first run in a process
-(incrementally: unchanged files cost a hash). The runtime calls ``retrieve`` and
-turns each base's hits into a ``retrieval`` event.
+ingested into the base ``AGENT-FOLDER`` and kept in step with it: before a
+retrieval, a folder whose stat fingerprint changed (checked at most every
+``RECHECK_SECONDS``) is ingested again, incrementally (new and changed files are
+embedded, deleted ones removed, unchanged ones cost a hash). So a long-running
+``halguru dev`` or ``halguru serve`` sees edits without a restart. The runtime
+calls ``retrieve`` and turns each base's hits into a ``retrieval`` event.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from halguru.rag.errors import KnowledgeError
 from halguru.rag.query import Hit
 
 TOOL_NAME = "search_knowledge"
-_INGESTED: set[tuple[str, str]] = set()  # (base, folder) already brought up to date in this process
+RECHECK_SECONDS = 1.0  # a knowledge folder is re-stat'ed at most this often
 _LOCK = threading.Lock()
 _CITED = re.compile(r"\[(\d+)\]")
 
@@ -49,6 +52,43 @@ class Citations:
         return "\n\nSources:\n" + "\n".join(f"[{n}] {c}" for n, c in sorted(chosen))
 
 
+@dataclass
+class _Synced:
+    fingerprint: int  # the folder's stamp when it was last ingested
+    checked: float  # time.monotonic() of the last check
+
+
+# (base folder, source folder) -> its last ingest: one entry per knowledge folder of the loaded agents
+_SYNCED: dict[tuple[str, str], _Synced] = {}
+
+
+def sync_folder(name: str, folder: Path) -> None:
+    """Bring base ``name`` up to date with ``folder`` if the folder changed since the last call."""
+    from halguru.rag.loaders import fingerprint
+    from halguru.rag.store import META_FILE, KnowledgeBase, knowledge_root
+
+    base = knowledge_root() / name
+    key = (str(base), str(folder))
+    with _LOCK:
+        state, now = _SYNCED.get(key), time.monotonic()
+        if state is not None and now - state.checked < RECHECK_SECONDS:
+            return
+        stamp = fingerprint(folder)
+        if state is not None and state.fingerprint == stamp and (base / META_FILE).exists():
+            state.checked = now
+            return
+        from halguru.rag.indexer import ingest
+
+        ingest(KnowledgeBase.create(name, exist_ok=True), [folder], prune=True, wait=True)
+        _SYNCED[key] = _Synced(stamp, time.monotonic())
+
+
+def forget_synced() -> None:
+    """Forget which folders were ingested (the next retrieval checks them again)."""
+    with _LOCK:
+        _SYNCED.clear()
+
+
 class KnowledgeRetriever:
     """The knowledge bases of one agent, resolved lazily on the first retrieval."""
 
@@ -59,31 +99,27 @@ class KnowledgeRetriever:
         self.agent_name = agent_name
         self.top_k = top_k
         self.mode = mode
-        self._bases: list[str] | None = None
+        self._resolved: list[tuple[str, Path | None]] | None = None  # (base, its folder for a folder entry)
 
     def bases(self) -> list[str]:
-        if self._bases is None:
-            self._bases = [self._resolve(entry) for entry in self.entries]
-        return self._bases
+        """The base names, folder entries first brought up to date with their folders."""
+        if self._resolved is None:
+            self._resolved = [self._resolve(entry) for entry in self.entries]
+        for name, folder in self._resolved:
+            if folder is not None:
+                sync_folder(name, folder)
+        return [name for name, _ in self._resolved]
 
-    def _resolve(self, entry: str) -> str:
-        from halguru.rag.store import NAME_PATTERN, KnowledgeBase, list_names
+    def _resolve(self, entry: str) -> tuple[str, Path | None]:
+        from halguru.rag.store import NAME_PATTERN, list_names
 
         candidate = Path(entry).expanduser()
         if not candidate.is_absolute():
             candidate = (self.folder or Path.cwd()) / candidate
         if candidate.is_dir():
-            name = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.agent_name}-{candidate.name}")[:64]
-            with _LOCK:
-                if (name, str(candidate)) not in _INGESTED:
-                    from halguru.rag.indexer import ingest
-
-                    kb = KnowledgeBase.create(name, exist_ok=True)
-                    ingest(kb, [candidate], prune=True, wait=True)
-                    _INGESTED.add((name, str(candidate)))
-            return name
+            return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.agent_name}-{candidate.name}")[:64], candidate
         if NAME_PATTERN.match(entry) and entry in list_names():
-            return entry
+            return entry, None
         raise KnowledgeError(f"agent {self.agent_name}: knowledge: {entry!r} is neither a knowledge base "
                              f"(see `halguru kb list`) nor a folder next to agent.yaml")
 

@@ -6,6 +6,7 @@ text layer) becomes a ``Skip`` with a reason, so one bad file never aborts an in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -75,6 +76,34 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Skip]]:
                 else:
                     files.append(path)
     return files, skipped
+
+
+def fingerprint(root: Path) -> int:
+    """A cheap stamp of a folder's files (names, sizes, modification times; no reads).
+
+    It changes when ``discover`` would find another set of files or any of them changed, so a
+    caller can skip an ingest while it stays the same. A missing folder has a stamp of its own.
+    """
+    entries: list[tuple[str, int, int, int]] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if entry.name.startswith(".") or entry.name in SKIP_DIRS:
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                        elif entry.is_file():
+                            st = entry.stat()
+                            entries.append((entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
+                    except OSError:
+                        continue
+        except OSError:
+            entries.append((str(folder), -1, -1, -1))  # gone or unreadable
+    return hash(tuple(sorted(entries)))
 
 
 def read_bytes(path: Path, max_bytes: int | None = None) -> bytes | Skip:

@@ -1,0 +1,79 @@
+"""Bug 7: an agent's knowledge folder stays in step with its files in a long-running process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from halguru import rag
+from halguru.agents.loader import load_agent
+from halguru.rag import agent as rag_agent
+
+
+@pytest.fixture
+def project(write_agent, tmp_path: Path) -> Path:
+    folder = write_agent("name: helper\nmodel: scripted\nknowledge: [notes]\nretrieval: {mode: auto, top_k: 3}\n")
+    notes = folder / "notes"
+    notes.mkdir()
+    (notes / "cat.md").write_text("# Cat\n\nThe office cat is called Pixel.\n", encoding="utf-8")
+    (notes / "refunds.txt").write_text("Refunds take fourteen days.\n", encoding="utf-8")
+    return folder
+
+
+def texts(agent, query: str) -> str:
+    """Every retrieved chunk, joined: what the model would be given."""
+    return "\n".join(h.text for r in agent.knowledge.retrieve(query, k=10) for h in r.hits)
+
+
+def sources() -> set[str]:
+    return set(rag.open_base("helper-notes").info(with_sources=True).sources)
+
+
+def test_new_changed_and_deleted_files_are_seen_in_the_same_process(project: Path, monkeypatch) -> None:
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
+    agent = load_agent(project)
+    assert "Pixel" in texts(agent, "office cat name")
+    notes = project / "notes"
+
+    (notes / "parking.md").write_text("# Parking\n\nVisitors park on level minus three, bay zebra-42.\n",
+                                      encoding="utf-8")
+    assert "zebra-42" in texts(agent, "where do visitors park")
+
+    (notes / "cat.md").write_text("# Cat\n\nThe office cat was renamed Biscuit in spring.\n", encoding="utf-8")
+    found = texts(agent, "office cat name")
+    assert "Biscuit" in found and "Pixel" not in found
+
+    (notes / "parking.md").unlink()
+    assert "zebra-42" not in texts(agent, "where do visitors park")
+    assert sources() == {"notes/cat.md", "notes/refunds.txt"}
+
+
+def test_only_changed_files_are_embedded_again(project: Path, monkeypatch) -> None:
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
+    agent = load_agent(project)
+    calls: list[list[str]] = []
+    real_ingest = rag.ingest
+
+    def counting_ingest(*args, **kwargs):
+        summary = real_ingest(*args, **kwargs)
+        calls.append(summary.added + summary.updated)
+        return summary
+
+    monkeypatch.setattr("halguru.rag.indexer.ingest", counting_ingest)
+    texts(agent, "cat")
+    texts(agent, "cat")  # nothing changed: not even an ingest
+    assert calls == [["notes/cat.md", "notes/refunds.txt"]]
+    (project / "notes" / "refunds.txt").write_text("Refunds take thirty days now.\n", encoding="utf-8")
+    assert "thirty" in texts(agent, "refunds")
+    assert calls[1:] == [["notes/refunds.txt"]]
+
+
+def test_folders_are_checked_at_most_every_recheck_interval(project: Path, monkeypatch) -> None:
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 3600.0)
+    agent = load_agent(project)
+    assert "Pixel" in texts(agent, "office cat name")
+    (project / "notes" / "parking.md").write_text("Visitors park in bay zebra-42.\n", encoding="utf-8")
+    assert "zebra-42" not in texts(agent, "where do visitors park")  # within the interval: no re-scan
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
+    assert "zebra-42" in texts(agent, "where do visitors park")
