@@ -9,8 +9,7 @@ metadata names the paused run (``resumes``), which runs (or refuses) the call an
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
     from halguru.agents.spec import AgentSpec
     from halguru.models.base import Model
-    from halguru.store.sqlite import SQLiteStore
+    from halguru.store.base import ApprovalRecord, Store
 
 REFUSED = "error: a human refused this call"
 
@@ -67,17 +66,15 @@ def gate(spec: AgentSpec, call: ToolCallRequest, resume: Resume | None) -> Gate:
     return Gate()
 
 
-def save_pending(store: Any, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
-                 model: str | None, input: str, call: ToolCallRequest, messages: list[Message]) -> None:
-    with store.write() as conn:
-        conn.execute(
-            "INSERT INTO approvals (run_id, conversation_id, agent, agent_path, model, input, call, messages, "
-            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, conversation_id, agent, agent_path, model, input, call.model_dump_json(),
-             json.dumps([m.model_dump() for m in messages]), time.time()))
+def save_pending(store: Store, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
+                 model: str | None, input: str, call: ToolCallRequest, messages: list[Message],
+                 owner: str | None = None) -> None:
+    """Keep the paused run's pending call and its messages so far, to continue from."""
+    store.save_pending(run_id, conversation_id, agent, agent_path, model, input, call.model_dump_json(),
+                       json.dumps([m.model_dump() for m in messages]), owner)
 
 
-def _store(store: SQLiteStore | None) -> SQLiteStore:
+def _store(store: Store | None) -> Store:
     if store is not None:
         return store
     from halguru.store import open_store
@@ -85,9 +82,11 @@ def _store(store: SQLiteStore | None) -> SQLiteStore:
     return open_store()
 
 
-def list_pending(store: SQLiteStore | None = None) -> list[dict[str, Any]]:
-    """Paused runs waiting for a decision, oldest first: run id, agent, tool, arguments, when."""
-    rows = _store(store).db.query("SELECT * FROM approvals WHERE status = 'pending' ORDER BY created")
+def list_pending(store: Store | None = None, owner: str | None = None,
+                 agents: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Paused runs waiting for a decision, oldest first: run id, agent, tool, arguments, when; ``owner`` and
+    ``agents`` (names) narrow them."""
+    rows = _store(store).list_pending(owner=owner, agents=agents)
     out = []
     for r in rows:
         call = json.loads(r["call"])
@@ -97,44 +96,41 @@ def list_pending(store: SQLiteStore | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def _claim(store: SQLiteStore, run_id: str, status: str, reason: str | None) -> dict[str, Any]:
-    """Mark the pending approval decided (once: a second approve or reject is refused)."""
-    rows = list(store.db.query("SELECT * FROM approvals WHERE run_id LIKE ? ORDER BY created DESC LIMIT 2",
-                               [f"{run_id}%"]))
-    if not rows or not run_id:
+def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_by: str | None = None,
+           arguments: dict[str, Any] | None = None) -> ApprovalRecord:
+    """Mark the pending approval decided, by whom and with which arguments (once: a second approve or
+    reject is refused)."""
+    row = store.find_approval(run_id)
+    if row is None:
         raise HalguruError(f"no paused run {run_id!r}; see `halguru runs pending`")
-    if len(rows) > 1 and rows[0]["run_id"] != run_id:
-        raise HalguruError(f"run id prefix {run_id!r} is ambiguous; give more characters")
-    row = rows[0]
-    with store.write() as conn:
-        changed = conn.execute("UPDATE approvals SET status = ?, reason = ?, resolved = ? "
-                               "WHERE run_id = ? AND status = 'pending'",
-                               (status, reason, time.time(), row["run_id"])).rowcount
-    if not changed:
+    if not store.decide_approval(row["run_id"], status, reason, decided_by, arguments):
         after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
         raise HalguruError(f"run {row['run_id']} is not waiting for approval (already {row['status']}{after})")
     return row
 
 
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
-                        model: str | Model | None = None, store: SQLiteStore | None = None,
-                        metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+                        model: str | Model | None = None, store: Store | None = None,
+                        metadata: dict[str, Any] | None = None, decided_by: str | None = None
+                        ) -> AsyncIterator[Event]:
     """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
-    its ``run_started``, e.g. serve mode's request id)."""
+    its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
+    with the decision)."""
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
 
     store = _store(store)
-    row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject)
+    row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
+                 edit_args if reject is None else None)
     if not row["agent_path"]:
         raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed here")
     agent = load_agent(row["agent_path"])
     call = ToolCallRequest.model_validate_json(row["call"])
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
     resume = Resume(row["run_id"], messages, {call.id: reject})
-    saved = list(store.db.query("SELECT state FROM checkpoints WHERE run_id = ?", [row["run_id"]]))
-    if saved and agent.workflow is not None:  # a workflow goes on from the steps it had finished
-        resume.state = json.loads(saved[0]["state"])
+    saved = store.get_checkpoint(row["run_id"])
+    if saved is not None and agent.workflow is not None:  # a workflow goes on from the steps it had finished
+        resume.state = saved["state"]
     if edit_args is not None and reject is None:
         resume.edited.add(call.id)
         for message in messages:  # the edited call is the one run and kept in the conversation
@@ -143,13 +139,12 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                            store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]}):
         if event.type == "run_started":
-            with store.write() as conn:
-                conn.execute("UPDATE approvals SET continued_by = ? WHERE run_id = ?", (event.run_id, row["run_id"]))
+            store.set_approval_continued_by(row["run_id"], event.run_id)
         yield event
 
 
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,
-            store: SQLiteStore | None = None) -> RunResult:
+            store: Store | None = None) -> RunResult:
     """Run the pending call (with ``edit_args`` in place of its arguments, if given) and continue the run."""
     import asyncio
 
@@ -159,7 +154,7 @@ def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str 
 
 
 def reject(run_id: str, reason: str = "", *, model: str | Model | None = None,
-           store: SQLiteStore | None = None) -> RunResult:
+           store: Store | None = None) -> RunResult:
     """Tell the model the pending call was refused (and why), and continue the run."""
     import asyncio
 

@@ -8,7 +8,6 @@ event after it is ``resumed``; completed tool calls and steps are reused, never 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,31 +18,25 @@ from halguru.errors import HalguruError
 if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
     from halguru.models.base import Model
-    from halguru.store.sqlite import SQLiteStore
+    from halguru.store.base import CheckpointRecord, RunListRecord, RunRecord, Store
 
 RESUMABLE = ("interrupted", "failed", "cancelled")
 STATUSES = ("running", "interrupted", "paused", "failed", "limited", "cancelled", "ok")
 
 
-def start_checkpoint(store: SQLiteStore, run_id: str, kind: str, conversation_id: str, agent_path: str | None,
+def start_checkpoint(store: Store, run_id: str, kind: str, conversation_id: str, agent_path: str | None,
                      model: str | None, input: str) -> None:
     """The run's first checkpoint (nothing done yet): what is needed to start it again."""
-    with store.write() as conn:
-        conn.execute("INSERT INTO checkpoints (run_id, kind, conversation_id, agent_path, model, input, label, state, "
-                     "updated) VALUES (?, ?, ?, ?, ?, ?, 'start', '{}', ?)",
-                     (run_id, kind, conversation_id, agent_path, model, input, time.time()))
+    store.start_checkpoint(run_id, kind, conversation_id, agent_path, model, input)
 
 
-def save_checkpoint(store: SQLiteStore, run_id: str, label: str, state: dict[str, Any],
+def save_checkpoint(store: Store, run_id: str, label: str, state: dict[str, Any],
                     events: Sequence[BaseEvent]) -> None:
     """The state after a step, with the trace events so far, in one transaction (all or nothing)."""
-    with store.write() as conn:
-        store._insert_events(conn, events)
-        conn.execute("UPDATE checkpoints SET label = ?, state = ?, updated = ? WHERE run_id = ?",
-                     (label, json.dumps(state, ensure_ascii=False), time.time(), run_id))
+    store.save_checkpoint(run_id, label, state, events)
 
 
-def _store(store: SQLiteStore | None) -> SQLiteStore:
+def _store(store: Store | None) -> Store:
     if store is not None:
         return store
     from halguru.store import open_store
@@ -51,52 +44,31 @@ def _store(store: SQLiteStore | None) -> SQLiteStore:
     return open_store()
 
 
-def list_runs(status: str | None = None, limit: int = 20, store: SQLiteStore | None = None,
-              agents: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Newest first, with each run's checkpoint (kind, label) and who resumed it; ``status`` and ``agents``
-    (names; serve mode: those a key may use) filter, in SQL, so a page is never short.
-
-    ``interrupted`` runs are stored as ``running`` (their process died before it could say otherwise): those
-    two are told apart after the query, over all running rows (there are few).
-    """
-    from halguru.store.sqlite import _mark_interrupted
-
+def list_runs(status: str | None = None, limit: int = 20, store: Store | None = None,
+              agents: Sequence[str] | None = None, owner: str | None = None) -> list[RunListRecord]:
+    """Newest first, with each run's checkpoint (kind, label) and who resumed it; ``status``, ``agents``
+    (names; serve mode: those a key may use) and ``owner`` filter, in the store, so a page is never short.
+    A run whose lease passed (its process died) is listed as ``interrupted``."""
     if status is not None and status not in STATUSES:
         raise HalguruError(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
-    if agents is not None and not agents:
-        return []
-    stored = "running" if status == "interrupted" else status
-    clauses, params = [], []
-    if agents is not None:
-        clauses.append(f"r.agent IN ({', '.join('?' * len(agents))})")
-        params += list(agents)
-    if stored:
-        clauses.append("r.status = ?")
-        params.append(stored)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    relabelled = stored == "running"
-    rows = _store(store).db.query(
-        f"SELECT r.*, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r LEFT JOIN checkpoints c "
-        f"ON c.run_id = r.id {where} ORDER BY r.started DESC{'' if relabelled else ' LIMIT ?'}",
-        params if relabelled else [*params, limit])
-    marked = [_mark_interrupted(r) for r in rows]
-    return [r for r in marked if status is None or r["status"] == status][:limit]
+    return _store(store).list_runs(limit, status=status, agents=agents, owner=owner)
 
 
-def check_resumable(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
     """The run (id or unique prefix) and its checkpoint when it can be resumed; else why not, as a
     HalguruError (the CLI and serve mode say the same)."""
     run = store.get_run(run_id)
     rid, status = run["id"], run["status"]
     if status == "running":
-        raise HalguruError(f"run {rid} is still running (pid {run['pid']}); stop it before resuming it")
+        expires = max(0, round((run["lease_expires"] or 0) - time.time()))
+        raise HalguruError(f"run {rid} is still running (its lease expires in {expires} s); "
+                           "stop it before resuming it")
     if status == "paused":
         raise HalguruError(f"run {rid} waits for approval; use `halguru runs approve {rid}` or `runs reject`")
-    rows = list(store.db.query("SELECT * FROM checkpoints WHERE run_id = ?", [rid]))
-    if not rows:
+    row = store.get_checkpoint(rid)
+    if row is None:
         raise HalguruError(f"run {rid} is not a team or workflow run; only those are checkpointed "
                            "(ask again with `halguru run`)")
-    row = rows[0]
     if row["resumed_by"]:
         raise HalguruError(f"run {rid} was already resumed as run {row['resumed_by']}")
     if status not in RESUMABLE:
@@ -106,21 +78,16 @@ def check_resumable(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], di
     return run, row
 
 
-def _claim(store: SQLiteStore, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run and its checkpoint, marked as being resumed (once: a second resume is refused)."""
+def _claim(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
+    """The run and its checkpoint, marked as being resumed (once: a second resume is refused); a run still
+    stored 'running' (its lease passed) is marked interrupted for good."""
     run, row = check_resumable(store, run_id)
-    rid = run["id"]
-    with store.write() as conn:
-        claimed = conn.execute("UPDATE checkpoints SET resumed_by = '…' WHERE run_id = ? AND resumed_by IS NULL",
-                               (rid,)).rowcount
-        # The killed process never recorded an end: say so for good (its pid may be reused later).
-        conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'", (rid,))
-    if not claimed:
-        raise HalguruError(f"run {rid} is being resumed already")
+    if not store.claim_checkpoint(run["id"]):
+        raise HalguruError(f"run {run['id']} is being resumed already")
     return run, row
 
 
-async def resume_events(run_id: str, *, model: str | Model | None = None, store: SQLiteStore | None = None,
+async def resume_events(run_id: str, *, model: str | Model | None = None, store: Store | None = None,
                         metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
     """Continue the interrupted run ``run_id`` from its last checkpoint; stream the continuation's events
     (``metadata`` is added to its ``run_started``, e.g. serve mode's request id)."""
@@ -134,7 +101,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     started = False
     try:
         agent = load_agent(row["agent_path"])
-        state = json.loads(row["state"])
+        state = row["state"]
         messages = [Message.model_validate(m) for m in state.get("messages", [])]
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
                         state=state, checkpoint=row["label"])
@@ -142,16 +109,14 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
                                store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]}):
             if event.type == "run_started":
                 started = True
-                with store.write() as conn:
-                    conn.execute("UPDATE checkpoints SET resumed_by = ? WHERE run_id = ?", (event.run_id, old["id"]))
+                store.set_checkpoint_resumed_by(old["id"], event.run_id)
             yield event
     finally:
         if not started:  # nothing ran: the run may be resumed again
-            with store.write() as conn:
-                conn.execute("UPDATE checkpoints SET resumed_by = NULL WHERE run_id = ?", (old["id"],))
+            store.set_checkpoint_resumed_by(old["id"], None)
 
 
-def resume(run_id: str, *, model: str | Model | None = None, store: SQLiteStore | None = None) -> RunResult:
+def resume(run_id: str, *, model: str | Model | None = None, store: Store | None = None) -> RunResult:
     """Blocking ``resume_events``: continue an interrupted team or workflow run to its end."""
     import asyncio
 

@@ -19,9 +19,8 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
     """Each component's state: the store (writable?), and each model (loaded? queue depth)."""
     result: dict[str, dict[str, Any]] = {}
     try:
-        with state.store.write() as conn:
-            conn.execute("SELECT count(*) FROM migrations").fetchone()
-        result["store"] = {"ok": True, "detail": str(state.store.path)}
+        state.store.ping()
+        result["store"] = {"ok": True, "detail": "writable"}
     except Exception as exc:
         result["store"] = {"ok": False, "detail": f"not writable: {exc}"}
     from halguru.models.registry import get_model

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents.events import Event
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, StoreError
 from halguru.orchestration import approvals, durable
-from halguru.store.sqlite import _mark_interrupted
+from halguru.store.base import ApprovalRecord, CheckpointRecord, RunRecord
 from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
@@ -45,10 +45,10 @@ def list_runs(state: ServerState, caller: Principal, status: str | None, limit: 
 
 def list_pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
     """The paused runs this caller could approve here (their run still stored, their agent served here)."""
-    paths = {r["run_id"]: r["agent_path"] for r in state.store.db.query(
-        "SELECT a.run_id, a.agent_path FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.status = 'pending'")}
+    visible = _visible(state, caller)
+    paths = {r["run_id"]: r["agent_path"] for r in state.store.list_pending(agents=visible)}
     out = []
-    for row in approvals.list_pending(state.store):
+    for row in approvals.list_pending(state.store, agents=visible):
         served = _ours(state, row["agent"], paths.get(row["run_id"]), need_path=True)
         if row["run_id"] in paths and served is not None and caller.allows(served):
             out.append(row)
@@ -66,22 +66,25 @@ def _ours(state: ServerState, agent: str, path: str | None, need_path: bool) -> 
     return served
 
 
-def _one(state: ServerState, sql: str, run_id: str) -> dict[str, Any] | None:
-    rows = list(state.store.db.query(sql, [run_id]))
-    return rows[0] if rows else None
+def _run(state: ServerState, run_id: str) -> RunRecord | None:
+    """The run with exactly this id (never a prefix match)."""
+    if not RUN_ID.match(run_id):
+        return None
+    try:
+        run = state.store.get_run(run_id)
+    except StoreError:
+        return None
+    return run if run["id"] == run_id else None
 
 
-def _target(state: ServerState, caller: Principal, run_id: str, table: str
-            ) -> tuple[ServedAgent, dict[str, Any], dict[str, Any] | None]:
-    """The run (exact id), its approvals or checkpoints row and its agent: 404 unless served here, 403 if the
-    key may not use that agent."""
-    run = _one(state, "SELECT * FROM runs WHERE id = ?", run_id) if RUN_ID.match(run_id) else None
-    row = _one(state, f"SELECT * FROM {table} WHERE run_id = ?", run_id) if run else None
+def _target(state: ServerState, caller: Principal, run_id: str, row: ApprovalRecord | CheckpointRecord | None,
+            run: RunRecord | None) -> tuple[ServedAgent, RunRecord]:
+    """The run and its agent: 404 unless the run is served here, 403 if the key may not use that agent."""
     served = _ours(state, run["agent"], row["agent_path"] if row else None, need_path=row is not None) if run else None
     if run is None or served is None:
         raise ApiError(404, f"no run {run_id!r}; GET /v1/runs lists them")
     agent_for(state, caller, served.name)
-    return served, _mark_interrupted(run), row
+    return served, run
 
 
 def _not_busy(run_id: str) -> None:
@@ -92,7 +95,11 @@ def _not_busy(run_id: str) -> None:
 
 
 def _check_decision(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
-    served, run, row = _target(state, caller, run_id, "approvals")
+    run = _run(state, run_id)
+    row = state.store.find_approval(run_id) if run else None
+    if row is not None and row["run_id"] != run_id:
+        row = None
+    served, run = _target(state, caller, run_id, row, run)
     _not_busy(run_id)
     if row is None:
         raise ApiError(409, f"run {run_id} is not waiting for approval (it is {run['status']})")
@@ -104,7 +111,8 @@ def _check_decision(state: ServerState, caller: Principal, run_id: str) -> Serve
 
 def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
     """The refusals of ``durable.resume_events`` (the same check), made before it claims the run."""
-    served, _, _ = _target(state, caller, run_id, "checkpoints")
+    run = _run(state, run_id)
+    served, _ = _target(state, caller, run_id, state.store.get_checkpoint(run_id) if run else None, run)
     _not_busy(run_id)
     try:
         durable.check_resumable(state.store, run_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from halguru.store.sqlite import SQLiteStore
+from halguru.store.base import Store
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import ModelGate
@@ -40,7 +40,7 @@ class RateLimiter:
 class ServerState:
     settings: ServerSettings
     agents: dict[str, ServedAgent]
-    store: SQLiteStore
+    store: Store
     metrics: Metrics
     gate: ModelGate
     limiter: RateLimiter

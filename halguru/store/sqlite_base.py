@@ -1,0 +1,108 @@
+"""SQLite connections for the store: one per thread, WAL, a busy timeout, ``BEGIN IMMEDIATE`` writes.
+
+One connection shared by threads is what failed under serve load: a reader's statement ran inside another
+thread's write transaction on the same connection (``cannot start a transaction within a transaction``).
+Here no connection is ever used by two threads; SQLite's own locking (WAL: readers never block the
+writer, ``busy_timeout`` queues writers) does the rest. Every store method is synchronous, so no
+transaction is ever held across an ``await``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from halguru.errors import StoreError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class _Local(threading.local):
+    conn: sqlite3.Connection | None = None
+    generation: int = -1
+    depth: int = 0  # nested _tx() calls on this thread join the outer transaction
+
+
+class SQLiteBase:
+    """The connection handling the store's table mixins build on (``_rows``, ``_tx``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = _Local()
+        self._opened: dict[threading.Thread, sqlite3.Connection] = {}
+        self._opened_lock = threading.Lock()
+        self._generation = 0
+        self._pid = os.getpid()
+        try:
+            self._conn().execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        # check_same_thread=False only so close() may close it from another thread; it is used by one.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use (again after close(), or in a forked child)."""
+        local = self._local
+        if local.conn is not None and local.generation == self._generation and self._pid == os.getpid():
+            return local.conn
+        if self._pid != os.getpid():  # a forked child must not touch its parent's connections
+            self._pid, self._opened = os.getpid(), {}
+            self._generation += 1
+        conn = self._connect()
+        with self._opened_lock:
+            for thread in [t for t in self._opened if not t.is_alive()]:  # threads that ended: close theirs
+                self._opened.pop(thread).close()
+            self._opened[threading.current_thread()] = conn
+        local.conn, local.generation, local.depth = conn, self._generation, 0
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened, whichever thread opened it."""
+        with self._opened_lock:
+            opened, self._opened = list(self._opened.values()), {}
+            self._generation += 1
+        for conn in opened:
+            conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE) so it never fails half-way on a lock;
+        a nested call joins the outer one."""
+        conn, local = self._conn(), self._local
+        if local.depth:
+            local.depth += 1
+            try:
+                yield conn
+            finally:
+                local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        local.depth = 1
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # also when COMMIT itself failed: never leave one open
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            local.depth = 0
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read on this thread's own connection, as plain dicts."""
+        return [dict(row) for row in self._conn().execute(sql, params)]

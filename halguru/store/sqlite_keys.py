@@ -1,0 +1,64 @@
+"""Serve mode's API keys in SQLite. Only a hash of each key is stored; hashing and formatting stay in
+``halguru_server.keys``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from halguru.store.base import ApiKeyRecord
+from halguru.store.sqlite_base import SQLiteBase
+
+TOUCH_EVERY = 60.0
+"""``last_used`` is written at most this often per key: a write per request would serialize every reader."""
+
+
+def _key(row: dict[str, Any]) -> ApiKeyRecord:
+    return ApiKeyRecord(id=row["id"], name=row["name"], prefix=row["prefix"], agents=json.loads(row["agents"]),
+                        scope=row["scope"], created=row["created"], expires=row["expires"], revoked=row["revoked"],
+                        last_used=row["last_used"])
+
+
+class KeysMixin(SQLiteBase):
+    def _init_keys(self) -> None:
+        self._touched: dict[str, float] = {}
+        self._touched_lock = threading.Lock()
+
+    def create_key(self, key_id: str, name: str, prefix: str, key_hash: str, agents: Sequence[str] = (),
+                   expires: float | None = None, scope: str = "user") -> ApiKeyRecord:
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires, scope) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key_id, name, prefix, key_hash, json.dumps(list(agents)), now, expires, scope))
+        return ApiKeyRecord(id=key_id, name=name, prefix=prefix, agents=list(agents), scope=scope, created=now,
+                            expires=expires, revoked=None, last_used=None)
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        return [_key(r) for r in self._rows("SELECT * FROM api_keys ORDER BY created")]
+
+    def revoke_keys(self, key_ids: Sequence[str]) -> int:
+        """Revoke these keys (those not revoked already); how many."""
+        if not key_ids:
+            return 0
+        with self._tx() as conn:
+            return conn.execute(f"UPDATE api_keys SET revoked = ? WHERE revoked IS NULL "
+                                f"AND id IN ({','.join('?' * len(key_ids))})", [time.time(), *key_ids]).rowcount
+
+    def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = self._rows("SELECT * FROM api_keys WHERE hash = ?", [key_hash])
+        return _key(rows[0]) if rows else None
+
+    def touch_key(self, key_id: str) -> None:
+        """Record that the key was used now; at most one write per key a minute (per process, and in SQL)."""
+        now = time.time()
+        with self._touched_lock:
+            if now - self._touched.get(key_id, 0.0) < TOUCH_EVERY:
+                return
+            self._touched[key_id] = now
+        with self._tx() as conn:
+            conn.execute("UPDATE api_keys SET last_used = ? WHERE id = ? "
+                         "AND (last_used IS NULL OR last_used < ?)", (now, key_id, now - TOUCH_EVERY))

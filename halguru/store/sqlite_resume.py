@@ -1,0 +1,123 @@
+"""What continues a run, in SQLite: checkpoints of durable team and workflow runs, approvals of paused runs.
+
+Rows here belong to a run (foreign keys); a write for a run that was deleted meanwhile (its conversation
+deleted while it streamed) records nothing instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from halguru.agents.events import BaseEvent
+from halguru.errors import StoreError
+from halguru.store.base import ApprovalRecord, CheckpointRecord
+from halguru.store.sqlite_runs import RunsMixin, prefix_range
+
+CLAIMING = "…"  # resumed_by while a resume is starting: a second resume is refused
+
+
+class ResumeMixin(RunsMixin):
+    # -- checkpoints -------------------------------------------------------------------
+    def start_checkpoint(self, run_id: str, kind: str, conversation_id: str, agent_path: str | None,
+                         model: str | None, input: str) -> None:
+        """The run's first checkpoint (nothing done yet): what is needed to start it again."""
+        with self._tx() as conn:
+            conn.execute("INSERT INTO checkpoints (run_id, kind, conversation_id, agent_path, model, input, label, "
+                         "state, updated) SELECT ?, ?, ?, ?, ?, ?, 'start', '{}', ? "
+                         "WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)",
+                         (run_id, kind, conversation_id, agent_path, model, input, time.time(), run_id))
+
+    def save_checkpoint(self, run_id: str, label: str, state: Mapping[str, Any],
+                        events: Sequence[BaseEvent]) -> None:
+        """The state after a step, with the trace events so far, in one transaction (all or nothing)."""
+        with self._tx() as conn:
+            self._insert_events(conn, events)
+            conn.execute("UPDATE checkpoints SET label = ?, state = ?, updated = ? WHERE run_id = ?",
+                         (label, json.dumps(state, ensure_ascii=False), time.time(), run_id))
+
+    def get_checkpoint(self, run_id: str) -> CheckpointRecord | None:
+        rows = self._rows("SELECT * FROM checkpoints WHERE run_id = ?", [run_id])
+        if not rows:
+            return None
+        rows[0]["state"] = json.loads(rows[0]["state"])
+        return cast(CheckpointRecord, rows[0])
+
+    def claim_checkpoint(self, run_id: str) -> bool:
+        """Mark the checkpoint as being resumed, once (False: claimed already, or its run is alive). A run
+        still stored 'running' (its lease passed) is marked interrupted for good."""
+        now = time.time()
+        with self._tx() as conn:
+            live = conn.execute("SELECT 1 FROM runs WHERE id = ? AND status = 'running' AND lease_expires >= ?",
+                                (run_id, now)).fetchone()
+            if live:
+                return False
+            claimed = conn.execute("UPDATE checkpoints SET resumed_by = ? WHERE run_id = ? AND resumed_by IS NULL",
+                                   (CLAIMING, run_id)).rowcount
+            conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'", (run_id,))
+        return bool(claimed)
+
+    def set_checkpoint_resumed_by(self, run_id: str, by: str | None) -> None:
+        """The continuation run's id, or None to let the run be resumed again (nothing ran)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE checkpoints SET resumed_by = ? WHERE run_id = ?", (by, run_id))
+
+    # -- approvals ---------------------------------------------------------------------
+    def save_pending(self, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
+                     model: str | None, input: str, call_json: str, messages_json: str,
+                     owner: str | None = None) -> None:
+        """A paused run: its pending call and its messages so far (JSON), to continue from."""
+        arguments = json.dumps(json.loads(call_json).get("arguments", {}), ensure_ascii=False)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO approvals (run_id, conversation_id, agent, agent_path, model, input, call, messages, "
+                "created, owner, arguments_before) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)",
+                (run_id, conversation_id, agent, agent_path, model, input, call_json, messages_json, time.time(),
+                 owner, arguments, run_id))
+
+    def list_pending(self, owner: str | None = None, agents: Sequence[str] | None = None
+                     ) -> list[ApprovalRecord]:
+        """Approvals waiting for a decision, oldest first; ``owner`` and ``agents`` (names) narrow them."""
+        if agents is not None and not agents:
+            return []
+        clauses, params = ["a.status = 'pending'"], []
+        if owner is not None:
+            clauses.append("a.owner = ?")
+            params.append(owner)
+        if agents is not None:
+            clauses.append(f"a.agent IN ({','.join('?' * len(agents))})")
+            params += list(agents)
+        rows = self._rows(f"SELECT a.* FROM approvals a JOIN runs r ON r.id = a.run_id "
+                          f"WHERE {' AND '.join(clauses)} ORDER BY a.created", params)
+        return cast(list[ApprovalRecord], rows)
+
+    def find_approval(self, run_id_or_prefix: str) -> ApprovalRecord | None:
+        """The approval of a run by id or unique id prefix (StoreError if the prefix is ambiguous)."""
+        if not run_id_or_prefix:
+            return None
+        rows = self._rows("SELECT * FROM approvals WHERE run_id = ?", [run_id_or_prefix])
+        if not rows:
+            rows = self._rows("SELECT * FROM approvals WHERE run_id >= ? AND run_id < ? LIMIT 2",
+                              prefix_range(run_id_or_prefix))
+        if len(rows) > 1:
+            raise StoreError(f"run id prefix {run_id_or_prefix!r} is ambiguous; give more characters")
+        return cast(ApprovalRecord, rows[0]) if rows else None
+
+    def decide_approval(self, run_id: str, status: str, reason: str | None, decided_by: str | None = None,
+                        arguments_after: Mapping[str, Any] | None = None) -> bool:
+        """Record the decision (once: False if it was no longer pending): who, when, and the arguments that
+        will run (the edited ones, else the model's; none when rejected)."""
+        after = json.dumps(arguments_after, ensure_ascii=False) if arguments_after is not None else None
+        with self._tx() as conn:
+            return bool(conn.execute(
+                "UPDATE approvals SET status = ?, reason = ?, resolved = ?, decided_by = ?, "
+                "arguments_after = CASE WHEN ? = 'approved' THEN coalesce(?, arguments_before) END "
+                "WHERE run_id = ? AND status = 'pending'",
+                (status, reason, time.time(), decided_by, status, after, run_id)).rowcount)
+
+    def set_approval_continued_by(self, run_id: str, by: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE approvals SET continued_by = ? WHERE run_id = ?", (by, run_id))

@@ -1,0 +1,248 @@
+"""Runs and their events in SQLite, and run liveness as a lease.
+
+A process id says nothing in a container (``halguru serve`` is PID 1 after every restart) nor across
+hosts, so a run is alive while its holder renews a lease: ``start_run`` records this process's boot id
+and ``lease_expires = now + lease``; a daemon thread renews the leases of every run this store holds
+every ``lease / 3`` seconds with one UPDATE; ``finish_run`` lets go. A run stored ``running`` whose lease
+has passed reads ``interrupted`` (its process died or hung), and ``reap_expired_runs`` says so for good.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from halguru.agents.events import BaseEvent
+from halguru.errors import StoreError
+from halguru.models.base import Message
+from halguru.store.base import RunListRecord, RunRecord
+from halguru.store.sqlite_base import SQLiteBase
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0
+"""How long a run stays alive without a renewal; ``HALGURU_RUN_LEASE`` (seconds) overrides it."""
+
+BOOT_ID = uuid.uuid4().hex
+"""This process: the holder recorded on the runs it starts."""
+
+
+def _new_boot_id() -> None:
+    global BOOT_ID
+    BOOT_ID = uuid.uuid4().hex
+
+
+os.register_at_fork(after_in_child=_new_boot_id)
+
+
+def default_lease() -> float:
+    return float(os.environ.get("HALGURU_RUN_LEASE") or LEASE_SECONDS)
+
+
+# A 'running' row whose lease passed (or that never had one: written before leases) is interrupted.
+_STATUS = ("CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
+           "ELSE r.status END AS status")
+_RUN_COLUMNS = ("r.id, r.conversation_id, r.agent, r.model, r.input, r.output, " + _STATUS + ", r.error, "
+                "r.started, r.finished, r.duration_ms, r.steps, r.prompt_tokens, r.completion_tokens, r.owner, "
+                "r.parent_run_id, r.holder, r.lease_expires")
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """Bounds of the ids starting with ``prefix``, for an indexed ``id >= ? AND id < ?`` (LIKE would
+    treat ``_`` as a wildcard and ignore case)."""
+    return prefix, prefix + "\U0010ffff"
+
+
+class RunsMixin(SQLiteBase):
+    lease: float
+
+    def _init_leases(self, lease: float | None) -> None:
+        self.lease = default_lease() if lease is None else lease
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._stop_renewing = threading.Event()
+
+    # -- leases -----------------------------------------------------------------------
+    def _hold(self, run_id: str) -> None:
+        with self._held_lock:
+            self._held.add(run_id)
+            if self._renewer is None or not self._renewer.is_alive():
+                self._stop_renewing.clear()
+                self._renewer = threading.Thread(target=self._renew_leases, name="halguru-store-leases",
+                                                 daemon=True)
+                self._renewer.start()
+
+    def _release(self, run_id: str) -> None:
+        with self._held_lock:
+            self._held.discard(run_id)
+
+    def _renew_leases(self) -> None:
+        """Renew every held run's lease in one UPDATE, every lease/3 s; end when none is held."""
+        while not self._stop_renewing.wait(self.lease / 3):
+            with self._held_lock:
+                held = sorted(self._held)
+                if not held:
+                    self._renewer = None
+                    return
+            try:
+                with self._tx() as conn:
+                    conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
+                                 f"AND id IN ({','.join('?' * len(held))})",
+                                 [time.time() + self.lease, BOOT_ID, *held])
+            except sqlite3.Error as exc:  # try again at the next tick; the lease outlasts two misses
+                log.warning("could not renew the leases of %d runs: %s", len(held), exc)
+
+    def _stop_leases(self) -> None:
+        with self._held_lock:
+            renewer, self._renewer = self._renewer, None
+            self._held.clear()
+        self._stop_renewing.set()
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join(10)
+
+    def reap_expired_runs(self) -> int:
+        """Mark for good as interrupted the runs stored 'running' whose lease has passed; how many."""
+        with self._tx() as conn:
+            return conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+                                "AND coalesce(lease_expires, 0) < ?", (time.time(),)).rowcount
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
+                  owner: str | None = None, parent_run_id: str | None = None) -> None:
+        """Record a run as running (leased to this process), creating its conversation (titled by the
+        input, owned by ``owner``) if it is new."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO conversations (id, agent, title, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO NOTHING",
+                (conversation_id, agent, input[:80], now, now, owner),
+            )
+            conn.execute(
+                "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
+                "parent_run_id, holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                (run_id, conversation_id, agent, model, input, now, owner, parent_run_id, BOOT_ID,
+                 now + self.lease),
+            )
+        self._hold(run_id)
+
+    def record_events(self, events: Sequence[BaseEvent]) -> None:
+        if not events:
+            return
+        with self._tx() as conn:
+            self._insert_events(conn, events)
+
+    @staticmethod
+    def _insert_events(conn: sqlite3.Connection, events: Sequence[BaseEvent]) -> None:
+        """Insert events of runs that still exist (a run's conversation may be deleted while it streams)."""
+        ids = sorted({e.run_id for e in events})
+        if not ids:
+            return
+        existing = {row[0] for row in conn.execute(
+            f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids)}
+        conn.executemany(
+            "INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events if e.run_id in existing],
+        )
+
+    def finish_run(
+        self, run_id: str, conversation_id: str, summary: Mapping[str, Any], events: Sequence[BaseEvent],
+        new_messages: Sequence[Message], active_agent: str | None = None,
+    ) -> None:
+        """Final events, run status and the conversation's new messages (and, in a team, which member
+        now holds the conversation), in one transaction. If the run or its conversation was deleted
+        meanwhile (the user deleted the conversation while the run streamed), nothing is recorded."""
+        now = time.time()
+        try:
+            with self._tx() as conn:
+                run = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+                conversation = conn.execute("SELECT 1 FROM conversations WHERE id = ?",
+                                            (conversation_id,)).fetchone()
+                if run is None or conversation is None:
+                    log.info("run %s finished after its conversation %s was deleted: not recorded",
+                             run_id, conversation_id)
+                    return
+                self._insert_events(conn, events)
+                conn.execute(
+                    "UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?, "
+                    "prompt_tokens = ?, completion_tokens = ? WHERE id = ?",
+                    (summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
+                     summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id),
+                )
+                (last,) = conn.execute("SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = ?",
+                                       (conversation_id,)).fetchone()
+                conn.executemany(
+                    "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, "
+                    "run_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (conversation_id, last + 1 + i, m.role, m.content,
+                         json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
+                         m.tool_call_id, m.name, run_id, now)
+                        for i, m in enumerate(new_messages)
+                    ],
+                )
+                conn.execute("UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent) "
+                             "WHERE id = ?", (now, active_agent, conversation_id))
+        finally:
+            self._release(run_id)
+
+    def list_runs(self, limit: int = 20, agent: str | None = None, conversation_id: str | None = None, *,
+                  status: str | None = None, agents: Sequence[str] | None = None,
+                  owner: str | None = None) -> list[RunListRecord]:
+        """Newest first, each with its checkpoint (kind, label) and who resumed it. ``agent`` or ``agents``
+        (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases) and
+        ``owner`` filter, in SQL, so a page is never short."""
+        now = time.time()
+        names = [agent] if agent else list(agents) if agents is not None else None
+        if names == []:
+            return []
+        clauses: list[str] = []
+        params: list[Any] = [now]
+        if names is not None:
+            clauses.append(f"r.agent IN ({','.join('?' * len(names))})")
+            params += names
+        if conversation_id:
+            clauses.append("r.conversation_id = ?")
+            params.append(conversation_id)
+        if owner is not None:
+            clauses.append("r.owner = ?")
+            params.append(owner)
+        if status == "interrupted":
+            clauses.append("(r.status = 'interrupted' OR (r.status = 'running' AND coalesce(r.lease_expires, 0) < ?))")
+            params.append(now)
+        elif status == "running":
+            clauses.append("r.status = 'running' AND r.lease_expires >= ?")
+            params.append(now)
+        elif status is not None:
+            clauses.append("r.status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(
+            f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
+            f"LEFT JOIN checkpoints c ON c.run_id = r.id {where} ORDER BY r.started DESC LIMIT ?", [*params, limit])
+        return cast(list[RunListRecord], rows)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """A run by id or unique id prefix."""
+        now = time.time()
+        rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.id = ?", [now, run_id])
+        if not rows and run_id:
+            rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.id >= ? AND r.id < ? LIMIT 2",
+                              [now, *prefix_range(run_id)])
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.path}; see `halguru logs` for run ids")
+        if len(rows) > 1:
+            raise StoreError(f"run id prefix {run_id!r} is ambiguous; give more characters")
+        return cast(RunRecord, rows[0])
+
+    def get_events(self, run_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r["data"]) for r in
+                self._rows("SELECT data FROM events WHERE run_id = ? ORDER BY seq", [run_id])]

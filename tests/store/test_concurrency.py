@@ -1,0 +1,78 @@
+"""Threads reading and writing through one store at once (what serve mode does under load).
+
+Before the store kept a connection per thread, this failed with ``sqlite3.OperationalError: cannot start
+a transaction within a transaction``: one connection was shared by every thread, writers took a lock but
+readers did not, so a reader's statement ran inside (and interleaved with) another thread's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from halguru.agents.events import RunFinished, RunStarted
+from halguru.models.base import Message
+from halguru.store import SQLiteStore
+
+THREADS = 8
+ROUNDS = 40
+
+
+def _work(store: SQLiteStore, worker: int, errors: list[BaseException], start: threading.Barrier) -> None:
+    start.wait()
+    try:
+        for i in range(ROUNDS):
+            run_id, conversation = f"run_{worker:02d}{i:04d}", f"conv_{worker}_{i}"
+            store.start_run(run_id, conversation, "agent", "scripted", f"hello {i}")
+            store.get_run(run_id)
+            store.list_runs(limit=5)
+            store.list_conversations(limit=5)
+            store.record_events([RunStarted(run_id=run_id, seq=0, agent="agent", model="scripted",
+                                            input="hello", conversation_id=conversation)])
+            done = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
+            store.finish_run(run_id, conversation, done.model_dump(), [done],
+                             [Message(role="user", content="hello"), Message(role="assistant", content="hi")])
+            store.get_messages(conversation)
+            store.get_events(run_id)
+    except BaseException as exc:  # noqa: BLE001 - collected and asserted on by the test
+        errors.append(exc)
+
+
+def test_threads_reading_and_writing_at_once_never_fail(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+    threads = [threading.Thread(target=_work, args=(store, n, errors, start)) for n in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, [repr(e) for e in errors[:5]]
+    runs = store.list_runs(limit=THREADS * ROUNDS + 1)
+    assert len(runs) == THREADS * ROUNDS and {r["status"] for r in runs} == {"ok"}
+    store.close()
+
+
+def test_each_thread_gets_its_own_connection_and_close_closes_them_all(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    seen: list[sqlite3.Connection] = []
+
+    def grab() -> None:
+        store.list_runs()
+        seen.append(store._conn())  # noqa: SLF001 - the store's own test looks inside
+
+    threads = [threading.Thread(target=grab) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grab()
+    assert len({id(c) for c in seen}) == 4
+    store.close()
+    for conn in seen:
+        try:
+            conn.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            continue
+        raise AssertionError("a connection stayed open after close()")
