@@ -7,18 +7,17 @@ lookups by hash are a single indexed query per request.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from halguru.errors import HalguruError
-from halguru.store.sqlite import SQLiteStore
+from halguru.store.base import ApiKeyRecord, Store
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SCOPES = ("user", "admin")
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,7 @@ class ApiKey:
     expires: float | None
     revoked: float | None
     last_used: float | None
+    scope: str = "user"  # "admin": an operator key, may act on every principal's objects
 
     def allows(self, agent: str) -> bool:
         return not self.agents or agent in self.agents
@@ -48,52 +48,60 @@ def parse_duration(text: str) -> float:
     match = _DURATION.match(text.strip())
     if not match:
         raise HalguruError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 30d)")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:  # "0s" would otherwise mean "never expires"
+        raise HalguruError(f"invalid duration {text!r}: a key's lifetime must be longer than 0 (e.g. 30d); "
+                           "leave --expires out for a key that never expires")
+    return seconds
 
 
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _row(r: dict[str, Any]) -> ApiKey:
-    return ApiKey(r["id"], r["name"], r["prefix"], tuple(json.loads(r["agents"])), r["created"], r["expires"],
-                  r["revoked"], r["last_used"])
+def _key(r: ApiKeyRecord) -> ApiKey:
+    return ApiKey(r["id"], r["name"], r["prefix"], tuple(r["agents"]), r["created"], r["expires"], r["revoked"],
+                  r["last_used"], r["scope"])
 
 
-def create_key(store: SQLiteStore, name: str, agents: list[str] | None = None,
-               expires_in: float | None = None) -> tuple[ApiKey, str]:
-    """A new key; the secret is returned here only and never stored."""
+def create_key(store: Store, name: str, agents: list[str] | None = None,
+               expires_in: float | None = None, scope: str = "user") -> tuple[ApiKey, str]:
+    """A new key; the secret is returned here only and never stored. ``scope="admin"``: an operator key that
+    sees and acts on every principal's objects."""
     if not name.strip():
         raise HalguruError("a key needs a name (who or what uses it)")
+    if scope not in SCOPES:
+        raise HalguruError(f"invalid key scope {scope!r}: use {' or '.join(SCOPES)}")
+    if expires_in is not None and expires_in <= 0:
+        raise HalguruError("a key's lifetime must be longer than 0; pass None for a key that never expires")
     key_id = secrets.token_hex(4)
     secret = f"hg_{key_id}_{secrets.token_urlsafe(32)}"
-    now = time.time()
-    expires = now + expires_in if expires_in else None
-    with store.write() as conn:
-        conn.execute("INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (key_id, name, secret[:11], _hash(secret), json.dumps(agents or []), now, expires))
-    return ApiKey(key_id, name, secret[:11], tuple(agents or []), now, expires, None, None), secret
+    expires = time.time() + expires_in if expires_in is not None else None
+    record = store.create_key(key_id, name, secret[:11], _hash(secret), agents or [], expires, scope=scope)
+    return _key(record), secret
 
 
-def list_keys(store: SQLiteStore) -> list[ApiKey]:
-    return [_row(r) for r in store.db.query("SELECT * FROM api_keys ORDER BY created")]
+def list_keys(store: Store) -> list[ApiKey]:
+    return [_key(r) for r in store.list_keys()]
 
 
-def revoke_key(store: SQLiteStore, name_or_id: str) -> list[ApiKey]:
+def revoke_key(store: Store, name_or_id: str) -> list[ApiKey]:
     """Revoke the key with this id, or every active key with this name."""
     keys = [k for k in list_keys(store) if k.revoked is None and name_or_id in (k.id, k.name)]
     if not keys:
         raise HalguruError(f"no active key named {name_or_id!r}; see `halguru keys list`")
-    with store.write() as conn:
-        conn.executemany("UPDATE api_keys SET revoked = ? WHERE id = ?", [(time.time(), k.id) for k in keys])
+    store.revoke_keys([k.id for k in keys])
     return keys
 
 
-def verify_key(store: SQLiteStore, secret: str) -> ApiKey | None:
-    """The active key matching ``secret``, or None (unknown, revoked or expired)."""
-    rows = list(store.db.query("SELECT * FROM api_keys WHERE hash = ?", [_hash(secret)]))
-    if not rows:
+def verify_key(store: Store, secret: str) -> ApiKey | None:
+    """The active key matching ``secret``, or None (unknown, revoked or expired); its ``last_used`` is
+    recorded (at most once a minute, so a request costs no write)."""
+    record = store.key_by_hash(_hash(secret))
+    if record is None:
         return None
-    key = _row(rows[0])
-    return key if key.state == "active" else None
+    key = _key(record)
+    if key.state != "active":
+        return None
+    store.touch_key(key.id)
+    return key
