@@ -412,3 +412,74 @@ def test_the_agent_schema_documents_http_tools():
     fields = schema["$defs"]["HTTPToolSettings"]["properties"]
     assert {"name", "url", "method", "parameters", "auth", "openapi", "operation", "timeout"} <= set(fields)
     json.dumps(schema)
+
+
+# -- DNS rebinding: the address checked is the address connected to ------------------------------------------
+class _Host:
+    """A tiny HTTP server on one loopback address that records the Host header of each request."""
+
+    def __init__(self, address: str, port: int = 0) -> None:
+        self.hosts: list[str] = []
+        hosts = self.hosts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hosts.append(self.headers.get("Host", ""))
+                body = f"hello from {address}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((address, port), Handler)
+        self.port = self.httpd.server_port
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def rebinding(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """``rebind.example`` answers a "public" address (127.0.0.2, treated as public here) to the first lookup
+    and the loopback 127.0.0.1 to every later one; both run a server on the same port."""
+    from halguru.tools import netpin
+
+    public = _Host("127.0.0.2")
+    private = _Host("127.0.0.1", public.port)
+    lookups: list[str] = []
+
+    async def stub(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.2"] if len(lookups) == 1 else ["127.0.0.1"]
+
+    monkeypatch.setattr(netpin, "resolver", stub)
+    monkeypatch.setattr(netpin, "is_private", lambda address: address != "127.0.0.2")
+    yield {"url": f"http://rebind.example:{public.port}/", "public": public, "private": private, "lookups": lookups}
+    public.close()
+    private.close()
+
+
+def test_http_get_connects_to_the_address_it_checked(rebinding: dict[str, Any]) -> None:
+    from halguru.tools.builtin import http_get
+
+    assert call(http_get, url=rebinding["url"]) == "HTTP 200\nhello from 127.0.0.2"
+    assert rebinding["lookups"] == ["rebind.example"]  # resolved once: no second answer to rebind with
+    assert rebinding["private"].hosts == []
+    assert rebinding["public"].hosts == [f"rebind.example:{rebinding['public'].port}"]  # Host kept the name
+    with pytest.raises(ToolError, match=r"private or loopback address \(127\.0\.0\.1\)"):
+        call(http_get, url=rebinding["url"])  # a lookup that answers loopback is refused outright
+    assert rebinding["private"].hosts == []
+
+
+def test_http_tools_connect_to_the_address_they_checked(rebinding: dict[str, Any], write_agent: Any) -> None:
+    agent = load_agent(write_agent(f"name: a\nmodel: scripted\nhttp_tools:\n"
+                                   f"  - name: fetch\n    url: {rebinding['url']}page\n"))
+    assert call(agent.tools["fetch"]) == "hello from 127.0.0.2"
+    with pytest.raises(ToolError, match="private or loopback"):
+        call(agent.tools["fetch"])
+    assert rebinding["private"].hosts == [] and len(rebinding["lookups"]) == 2

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import socket
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlparse
@@ -53,31 +51,18 @@ def current_time(timezone: str = "UTC") -> str:
     return datetime.now(zone).isoformat(timespec="seconds")
 
 
-def _refuse_private(host: str) -> None:
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise ToolError(f"cannot resolve host {host!r}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ToolError(
-                f"{host} is a private or loopback address ({address}); "
-                "set HALGURU_HTTP_ALLOW_PRIVATE=1 to allow it"
-            )
-
-
 @tool(timeout=20.0)
 async def http_get(url: str, max_chars: int = 4000) -> str:
     """Fetch a web page or API over HTTP(S) GET and return the start of its body as text."""
     import httpx
 
+    from halguru.tools.netpin import pinned_client
+
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ToolError(f"not an http(s) URL: {url!r}")
-    if not get_settings().http_allow_private:
-        _refuse_private(parsed.hostname)
-    async with httpx.AsyncClient(timeout=15, follow_redirects=False) as client:
+    # Resolved once and connected to the address checked: DNS rebinding cannot swap in a private one.
+    async with pinned_client(not get_settings().http_allow_private, timeout=15, follow_redirects=False) as client:
         try:
             response = await client.get(url)
         except httpx.HTTPError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import ipaddress
 import json
 import os
 import re
@@ -21,8 +22,10 @@ from urllib.parse import quote
 
 import yaml
 
+from halguru.config import get_settings
 from halguru.errors import AgentSpecError, ToolError
 from halguru.models.secrets import lookup_secret
+from halguru.tools.netpin import pinned_client
 from halguru.tools.schema_tool import SchemaTool, schema_tool
 from halguru.yamlfile import yaml_line_for
 
@@ -377,6 +380,14 @@ async def _secret(tool: str, auth: HTTPToolAuth) -> str:
     return secret
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _one_line(text: str, limit: int = ERROR_BODY_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
@@ -404,11 +415,16 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
         # Set last: no argument can replace the auth header.
         headers[plan.auth.header] = f"{plan.auth.scheme} {secret}" if plan.auth.scheme else secret
     where = f"{plan.method} {url}"
-    # No private-address check as in http_get: the host comes from agent.yaml, written by the agent's
-    # author (who may well mean a service on localhost); the model only fills encoded arguments.
+    # The host comes from agent.yaml (the author's, not the model's). An IP address or localhost written there
+    # is meant; a name is resolved once and must be public (as for http_get), and the connection goes to that
+    # checked address, so a rebinding DNS answer cannot turn a public API into a private one.
+    host = httpx.URL(url).host
+    refuse = not (get_settings().http_allow_private or host == "localhost" or _is_ip(host))
     try:
-        async with httpx.AsyncClient(timeout=plan.timeout, follow_redirects=False) as client:
+        async with pinned_client(refuse, timeout=plan.timeout, follow_redirects=False) as client:
             response = await client.request(plan.method, url, headers=headers, **extra)
+    except ToolError as exc:
+        raise ToolError(f"{where}: {exc}") from None
     except httpx.TimeoutException:
         raise ToolError(f"{where} timed out after {plan.timeout:g}s") from None
     except Exception as exc:

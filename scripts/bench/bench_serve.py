@@ -3,7 +3,10 @@
 - req/s of GET /v1/agents ÷ a bare FastAPI app returning the same JSON (goal ≥ 0.5);
 - per-token time through SSE minus direct ``run()`` streaming, scripted model (µs/token);
 - TTFT of 4 alternating conversations ÷ the same turns in one conversation, one llama.cpp model (goal ≤ 1.5);
-- 500 idle SSE streams held: memory per stream and /healthz p99.
+- 500 idle SSE streams held: memory per stream and /healthz p99;
+- load in key mode: 50 concurrent clients, 600 JSON answers and 400 streams on a scripted agent (several keys),
+  bounded in time: 5xx other than 503, cut streams, runs left ``running`` (goals 0), p50/p99, and req/s
+  ÷ the same load on a --dev server in the same run (goal ≥ 0.8).
 Each server is a real uvicorn in a thread of this process; clients are httpx on 127.0.0.1.
 """
 
@@ -20,6 +23,7 @@ import _common
 import httpx
 import yaml
 from _common import Result, median
+from _load import LoadFigures, load, stuck_runs
 
 N_REQ = 400
 
@@ -184,6 +188,49 @@ def bench_interleaved(quick: bool) -> Result:
                   "one conversation", f"{median(inter):.1f} vs {median(single):.1f} ms", len(inter))
 
 
+def _load_run(agents: Path, dev: bool, clients: int, n_json: int, n_streams: int) -> LoadFigures:
+    """One load run on a fresh server (key mode: five keys shared by the clients)."""
+    from halguru_server import ServerSettings, create_app
+    from halguru_server.keys import create_key
+
+    from halguru.store import open_store
+
+    app = create_app(ServerSettings(agents=[agents], dev=dev, queue_size=64))
+    url, server = _serve(app)
+    headers = [{}] if dev else [{"Authorization": f"Bearer {create_key(open_store(), f'load{i}')[1]}"}
+                                for i in range(5)]
+    store = app.state.halguru.store
+    before = len([r for r in store.list_runs(limit=1_000_000) if r["status"] == "running"])
+    figures = asyncio.run(load(url, headers, clients, n_json, n_streams, agent="echo", deadline_s=180))
+    figures.stuck_runs = max(0, stuck_runs(store) - before)
+    server.should_exit = True
+    return figures
+
+
+def bench_load(quick: bool, agents: Path) -> list[Result]:
+    clients, n_json, n_streams = (20, 120, 80) if quick else (50, 600, 400)
+    dev = _load_run(agents, True, clients, n_json, n_streams)
+    keyed = _load_run(agents, False, clients, n_json, n_streams)
+    for name, figures in (("--dev", dev), ("key mode", keyed)):
+        print(f"load {name}: {figures.summary()}", flush=True)
+        for error in figures.server_errors[:5]:
+            print(f"  {error}", flush=True)
+    ratio = keyed.rps / dev.rps if dev.rps else 0.0
+    load_name = f"{clients} clients, {n_json} JSON + {n_streams} streams"
+    detail = keyed.summary()
+    return [
+        Result("serve", f"key-mode load req/s ÷ --dev ({load_name})", ratio, "x", 0.8, True, ratio, "--dev load",
+               f"{keyed.rps:.0f} vs {dev.rps:.0f} req/s; p50 {keyed.percentile(0.5):.0f} ms, "
+               f"p99 {keyed.percentile(0.99):.0f} ms", 1),
+        Result("serve", "key-mode load: 5xx other than 503", len(keyed.server_errors), "", 0, False, 1.0, "—",
+               detail, 1),
+        Result("serve", "key-mode load: cut streams", keyed.cut_streams, "", 0, False, 1.0, "—",
+               f"{keyed.cut_streams} of {keyed.streams} streams", 1),
+        Result("serve", "key-mode load: runs left running", keyed.stuck_runs, "", 0, False, 1.0, "—",
+               f"--dev: {dev.stuck_runs}", 1),
+    ]
+
+
 def measure(quick: bool) -> list[Result]:
     from halguru_server import ServerSettings, create_app
 
@@ -192,6 +239,7 @@ def measure(quick: bool) -> list[Result]:
     url, _ = _serve(app)
     results = [bench_rps(quick, url), bench_sse(quick, url, agents)]
     results.append(bench_idle_streams(quick, url))
+    results += bench_load(quick, agents)
     results.append(bench_interleaved(quick))
     return results
 
