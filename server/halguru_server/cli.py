@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from halguru.errors import HalguruError
 from halguru.store import open_store
 from halguru_server.keys import create_key, list_keys, parse_duration, revoke_key
 
@@ -41,11 +42,34 @@ def run_server(config: Path | None, **options: Any) -> None:
         uvicorn.run(create_app(settings), **common)
 
 
-def create(name: str, agents: str | None, expires: str | None) -> None:
+def served_agent_names(config: Path | None = None) -> list[str]:
+    """The agents `halguru serve` would serve from here (its config, HALGURU_SERVE_*, else this folder)."""
+    from halguru.agents.loader import load_agent
+    from halguru_server.agents import find_projects
+    from halguru_server.settings import load_settings
+
+    settings = load_settings(config)
+    return [load_agent(p).name for p in find_projects(settings.agents or [Path.cwd()])]
+
+
+def create(name: str, agents: str | None, expires: str | None, admin: bool = False,
+           config: Path | None = None) -> None:
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else []
-    key, secret = create_key(open_store(), name, names, parse_duration(expires) if expires else None)
+    lifetime = parse_duration(expires) if expires is not None else None
+    if names:
+        try:
+            known = served_agent_names(config)
+        except HalguruError as exc:
+            raise HalguruError(f"cannot check --agents: {exc}; run this where you run `halguru serve` "
+                               "(or pass --config)") from None
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
+                               f"known: {', '.join(known) or 'none'}")
+    key, secret = create_key(open_store(), name, names, lifetime, scope="admin" if admin else "user")
     typer.echo(secret)
-    typer.echo(f"key {key.id} ({name}) created; store it now, it is not shown again", err=True)
+    scope = " with admin scope (sees and acts on every principal's objects)" if admin else ""
+    typer.echo(f"key {key.id} ({name}) created{scope}; store it now, it is not shown again", err=True)
 
 
 def _when(ts: float | None) -> str:
@@ -57,10 +81,11 @@ def show() -> None:
     if not keys:
         typer.echo("no keys; create one with `halguru keys create NAME`")
         return
-    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'EXPIRES':<18}STATE")
+    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<7}{'EXPIRES':<18}"
+               f"{'LAST USED':<18}STATE")
     for k in keys:
-        typer.echo(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}"
-                   f"{_when(k.expires):<18}{k.state}")
+        typer.echo(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}{k.scope:<7}"
+                   f"{_when(k.expires):<18}{_when(k.last_used):<18}{k.state}")
 
 
 def revoke(name_or_id: str) -> None:

@@ -93,6 +93,28 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return "".join(parts)
 
 
+def _messages(state: ServerState, messages: list[ChatMessage]) -> list[tuple[str, str]]:
+    """(role, text) of each non-tool message, within the same limits as a conversation on the REST API:
+    at most ``max_messages`` messages and ``max_history_chars`` characters in all (else 413)."""
+    limits = state.settings
+    if len(messages) > limits.max_messages:
+        raise ApiError(413, f"messages: {len(messages)} messages; the limit is {limits.max_messages} "
+                            "(HALGURU_SERVE_MAX_MESSAGES)", "too_many_messages")
+    out = []
+    total = 0
+    for i, m in enumerate(messages):
+        if m.role == "tool":
+            continue
+        text = _text(m.content)
+        service.check_text(text, f"messages.{i}.content")
+        total += len(text)
+        if total > limits.max_history_chars:
+            raise ApiError(413, f"messages: more than {limits.max_history_chars} characters in all "
+                                "(HALGURU_SERVE_MAX_HISTORY_CHARS)", "message_too_long")
+        out.append((m.role, text))
+    return out
+
+
 @router.get("/models", response_model=ModelList)
 def list_models(state: State, caller: Caller) -> ModelList:
     """Every agent the key may use, as an OpenAI model."""
@@ -116,7 +138,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     served = agent_for(state, caller, body.model)
     if body.tools:
         raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used")
-    messages = [(m.role, _text(m.content)) for m in body.messages if m.role != "tool"]
+    messages = _messages(state, body.messages)
     if not messages or messages[-1][0] != "user":
         raise ApiError(400, "messages: the last message must be from the user")
     history = [Message(role="system" if role == "developer" else role, content=text)  # type: ignore[arg-type]

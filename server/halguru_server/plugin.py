@@ -43,11 +43,14 @@ def keys_create(
     name: str = typer.Argument(..., help="Who or what uses the key."),
     agents: str = typer.Option(None, help="Comma-separated agents the key may use [default: all]."),
     expires: str = typer.Option(None, help="Lifetime, e.g. 12h, 30d, 8w [default: never]."),
+    admin: bool = typer.Option(False, "--admin", help="Operator scope: sees and acts on every principal's "
+                               "conversations, runs and approvals."),
+    config: Path = typer.Option(None, help="The serve config whose agents --agents is checked against."),
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
     from halguru_server.cli import create
 
-    create(name, agents, expires)
+    create(name, agents, expires, admin, config)
 
 
 @keys_app.command("list")

@@ -69,7 +69,8 @@ def _decode_cursor(cursor: str | None) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = text.partition(":")
-        if kind != "o" or not value.isdigit():
+        # ASCII digits only, and short: a huge offset would overflow SQLite's 64-bit integer (a 500).
+        if kind != "o" or not (value.isascii() and value.isdigit() and len(value) <= 12):
             raise ValueError
         return int(value)
     except ValueError:
@@ -81,7 +82,17 @@ def delete_conversation(state: ServerState, conv_id: str) -> None:
 
 
 # -- runs --------------------------------------------------------------------
+def check_text(text: str, where: str = "the message") -> None:
+    """400 for text that cannot be stored: a lone surrogate (valid JSON, ``"\\ud800"``, but not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, f"{where} contains a lone surrogate ({text[exc.start]!r} at character {exc.start}); "
+                            "send valid UTF-8 text") from None
+
+
 def check_input(state: ServerState, text: str) -> None:
+    check_text(text)
     if len(text) > state.settings.max_input_chars:
         raise ApiError(413, f"the message is {len(text)} characters; the limit is {state.settings.max_input_chars} "
                             "(HALGURU_SERVE_MAX_INPUT_CHARS)", "message_too_long")

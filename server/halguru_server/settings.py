@@ -28,6 +28,9 @@ class ServerSettings(BaseSettings):
     public_rate_per_minute: int = Field(default=20, ge=1, description="messages per client IP on public chats")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
+    max_messages: int = Field(default=200, ge=1, description="most messages in one OpenAI-style request")
+    max_history_chars: int = Field(default=200_000, ge=1,
+                                   description="most characters in all the messages of an OpenAI-style request")
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")

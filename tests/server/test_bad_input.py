@@ -1,0 +1,69 @@
+"""Bad input gets a 4xx with one clear line, never a 500: cursors, lone surrogates, oversized OpenAI chats,
+and `halguru keys create` with a zero lifetime or agents that are not served."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("cursor", [_cursor("o:" + "9" * 30), _cursor("o:99999999999999999999"), _cursor("o:²"),
+                                    _cursor("o:-1"), "!!", _cursor("x:1")])
+def test_a_bad_or_overflowing_cursor_is_a_400(client, cursor: str) -> None:
+    response = client.get("/v1/conversations", params={"cursor": cursor})
+    assert response.status_code == 400 and "invalid cursor" in response.json()["error"]["message"]
+
+
+def test_lone_surrogates_are_refused_everywhere_text_is_stored(client) -> None:
+    raw = '{"model": "echo", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}'
+    completion = client.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+    assert completion.status_code == 400, completion.text
+    assert "lone surrogate" in completion.json()["error"]["message"]
+    history = ('{"model": "echo", "messages": [{"role": "system", "content": "\\udfff"}, '
+               '{"role": "user", "content": "fine"}]}')
+    assert client.post("/v1/chat/completions", content=history,
+                       headers={"Content-Type": "application/json"}).status_code == 400
+    title = client.post("/v1/conversations", content='{"agent": "echo", "title": "\\ud83d"}',
+                        headers={"Content-Type": "application/json"})
+    assert title.status_code == 422 and title.json()["error"]["message"].startswith("title:")
+    conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    message = client.post(f"/v1/conversations/{conv}/messages", content='{"content": "a\\ud800"}',
+                          headers={"Content-Type": "application/json"})
+    assert message.status_code == 422
+    assert client.get(f"/v1/conversations/{conv}/messages").json()["data"] == []  # nothing half-stored
+
+
+def test_openai_endpoint_limits_message_count_and_total_size(client) -> None:
+    settings = client.server.state.settings
+    settings.max_messages, settings.max_history_chars = 5, 1000
+    many = [{"role": "user", "content": "x"}] * 6
+    too_many = client.post("/v1/chat/completions", json={"model": "echo", "messages": many})
+    assert too_many.status_code == 413 and "HALGURU_SERVE_MAX_MESSAGES" in too_many.json()["error"]["message"]
+    big = [{"role": "system", "content": "y" * 600}, {"role": "user", "content": "z" * 600}]
+    too_big = client.post("/v1/chat/completions", json={"model": "echo", "messages": big})
+    assert too_big.status_code == 413 and "1000 characters" in too_big.json()["error"]["message"]
+    fine = client.post("/v1/chat/completions", json={"model": "echo", "messages": many[:5]})
+    assert fine.status_code == 200
+
+
+def test_keys_create_refuses_a_zero_lifetime_and_unknown_agents(cli, agents_dir, monkeypatch) -> None:
+    monkeypatch.chdir(agents_dir)
+    for lifetime in ("0s", "0d"):
+        error = str(cli("keys", "create", "x", "--expires", lifetime, code=1).exception)
+        assert "longer than 0" in error and "\n" not in error
+    error = str(cli("keys", "create", "x", "--agents", "echo,nope", code=1).exception)
+    assert "'nope'" in error and "echo" in error and "\n" not in error
+    assert cli("keys", "list").stdout.startswith("no keys")  # nothing created by a refused command
+    assert cli("keys", "create", "ok", "--agents", "echo", "--expires", "1s").stdout.startswith("hg_")
+
+
+def test_keys_create_checks_agents_only_where_there_are_some(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    error = str(cli("keys", "create", "x", "--agents", "echo", code=1).exception)
+    assert error.startswith("cannot check --agents") and "\n" not in error
+    assert cli("keys", "create", "all-agents").stdout.startswith("hg_")  # no --agents: nothing to check
