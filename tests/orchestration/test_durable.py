@@ -4,6 +4,7 @@ finished tool call runs twice (the tools write their side effects to a file the 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -65,15 +66,24 @@ def halguru(halguru_cmd: list[str], env: dict[str, str], *args: str) -> subproce
 
 
 def interrupted_run(halguru_cmd: list[str], env: dict[str, str]) -> dict:
-    listed = halguru(halguru_cmd, env, "runs", "list", "--status", "interrupted", "--json")
-    assert listed.returncode == 0, listed.stderr
-    (run,) = json.loads(listed.stdout)
-    return run
+    """The killed run, once its lease has passed (a run is alive while its process renews the lease)."""
+    deadline = time.monotonic() + LEASE * 3 + 10
+    while True:
+        listed = halguru(halguru_cmd, env, "runs", "list", "--status", "interrupted", "--json")
+        assert listed.returncode == 0, listed.stderr
+        runs = json.loads(listed.stdout)
+        if runs or time.monotonic() > deadline:
+            (run,) = runs
+            return run
+        time.sleep(0.5)
+
+
+LEASE = 3  # seconds: runs started by these tests' processes read interrupted this soon after a SIGKILL
 
 
 @pytest.fixture
 def env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return {**subprocess_env, "SIDE_EFFECTS": str(tmp_path / "side-effects.log")}
+    return {**subprocess_env, "SIDE_EFFECTS": str(tmp_path / "side-effects.log"), "HALGURU_RUN_LEASE": str(LEASE)}
 
 
 def test_workflow_killed_mid_step_resumes_without_repeating_finished_steps(
@@ -176,8 +186,8 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list
             time.sleep(0.05)
         listed = json.loads(halguru(halguru_cmd, env, "runs", "list", "--status", "running", "--json").stdout)
         assert [r["agent"] for r in listed] == ["slow"]
-        assert cli_error("runs", "resume", listed[0]["id"]) == (
-            f"Error: run {listed[0]['id']} is still running (pid {proc.pid}); stop it before resuming it")
+        assert re.fullmatch(rf"Error: run {listed[0]['id']} is still running \(its lease expires in \d+ s\); "
+                            "stop it before resuming it", cli_error("runs", "resume", listed[0]["id"]))
     finally:
         proc.kill()
         proc.wait(10)

@@ -1,4 +1,4 @@
-"""The SQLite trace store: schema, WAL, atomic writes, lookups."""
+"""The SQLite store: schema, WAL, atomic writes, lookups."""
 
 from __future__ import annotations
 
@@ -17,19 +17,22 @@ def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
     assert store.path == (halguru_home / "halguru.db").resolve()
     from halguru.store.migrations import MIGRATIONS
 
-    names = [r["name"] for r in store.db.query("SELECT name FROM migrations ORDER BY applied")]
+    db = sqlite3.connect(store.path)
+    names = [r[0] for r in db.execute("SELECT name FROM migrations ORDER BY applied")]
     assert names[0] == "m001_initial" and names == [m.__name__ for m in MIGRATIONS]
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert {"conversations", "messages", "runs", "events"} <= set(store.db.table_names())
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"conversations", "messages", "runs", "events", "approvals", "checkpoints", "api_keys"} <= tables
+    db.close()
 
 
 def test_reopening_does_not_migrate_twice(tmp_path):
     path = tmp_path / "t.db"
     SQLiteStore(path).close()
-    store = SQLiteStore(path)
+    SQLiteStore(path).close()
     from halguru.store.migrations import MIGRATIONS
 
-    assert store.db.execute("SELECT count(*) FROM migrations").fetchone()[0] == len(MIGRATIONS)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 def _run(store, run_id="run_abc123", conv="conv_1"):
@@ -42,12 +45,16 @@ def test_finish_run_is_all_or_nothing(tmp_path):
     run_id = _run(store)
     finished = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
     summary = finished.model_dump()
-    # A conversation id that does not exist violates a foreign key on the messages insert,
-    # after the events insert and the run update have run inside the same transaction.
-    with pytest.raises(sqlite3.IntegrityError):
-        store.finish_run(run_id, "conv_missing", summary, [finished], [Message(role="user", content="hello")])
+    # The messages insert fails after the events insert and the run update ran in the same transaction.
+    db = sqlite3.connect(store.path)
+    db.execute("CREATE TRIGGER boom BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    db.commit()
+    with pytest.raises(sqlite3.IntegrityError, match="boom"):
+        store.finish_run(run_id, "conv_1", summary, [finished], [Message(role="user", content="hello")])
     assert store.get_run(run_id)["status"] == "running"
     assert store.get_events(run_id) == []
+    db.execute("DROP TRIGGER boom")
+    db.commit()
     store.finish_run(run_id, "conv_1", summary, [finished], [Message(role="user", content="hello")])
     assert store.get_run(run_id)["status"] == "ok"
     assert [m.content for m in store.get_messages("conv_1")] == ["hello"]
@@ -64,13 +71,18 @@ def test_run_lookup_by_prefix(tmp_path):
         store.get_run("run_zzz")
 
 
-def test_running_run_of_a_dead_process_reads_as_interrupted(tmp_path):
+def test_running_run_whose_lease_passed_reads_as_interrupted(tmp_path):
     store = SQLiteStore(tmp_path / "t.db")
     run_id = _run(store)
-    assert store.get_run(run_id)["status"] == "running"  # this process is alive
-    store.db.execute("UPDATE runs SET pid = 999999999 WHERE id = ?", [run_id])
+    assert store.get_run(run_id)["status"] == "running"  # its lease is renewed by this process
+    store.close()  # stops renewing
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE runs SET lease_expires = 1 WHERE id = ?", [run_id])
+    db.commit()
+    store = SQLiteStore(tmp_path / "t.db")  # opening reaps it for good
     assert store.get_run(run_id)["status"] == "interrupted"
     assert store.list_runs()[0]["status"] == "interrupted"
+    assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
 
 
 def test_events_are_stored_in_order(tmp_path):

@@ -1,0 +1,157 @@
+"""The store's typed records: owners, approvals with who decided, checkpoints, listings, API keys."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from halguru.agents.events import RunFinished
+from halguru.errors import StoreError
+from halguru.models.base import ToolCallRequest
+from halguru.store import SQLiteStore, sqlite_keys
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "t.db")
+    yield store
+    store.close()
+
+
+def _finish(store: SQLiteStore, run_id: str, conversation: str, status: str = "ok") -> None:
+    done = RunFinished(run_id=run_id, seq=0, status=status, output="")
+    store.finish_run(run_id, conversation, done.model_dump(), [done], [])
+
+
+def _pause(store: SQLiteStore, run_id: str, owner: str | None, agent: str = "agent") -> None:
+    store.start_run(run_id, "conv_" + run_id, agent, "scripted", "ship it", owner=owner)
+    call = ToolCallRequest(id="c1", name="ship", arguments={"order": "A"})
+    store.save_pending(run_id, "conv_" + run_id, agent, "/agents/a", None, "ship it", call.model_dump_json(), "[]",
+                       owner)
+    _finish(store, run_id, "conv_" + run_id, "paused")
+
+
+def test_owners_are_recorded_and_filter_listings(store: SQLiteStore) -> None:
+    store.create_conversation("conv_a", "agent", "mine", owner="key:a")
+    store.start_run("run_a0000001", "conv_a", "agent", "scripted", "hi", owner="key:a")
+    store.start_run("run_b0000001", "conv_b", "agent", "scripted", "hi", owner="key:b",
+                    parent_run_id="run_a0000001")
+    store.start_run("run_l0000001", "conv_l", "agent", "scripted", "hi")  # the local CLI user
+    assert store.get_conversation("conv_b")["owner"] == "key:b"  # created by start_run, owned alike
+    assert [c["id"] for c in store.list_conversations(owner="key:a")] == ["conv_a"]
+    assert len(store.list_conversations()) == 3
+    assert [r["id"] for r in store.list_runs(owner="key:b")] == ["run_b0000001"]
+    assert store.get_run("run_b0000001")["parent_run_id"] == "run_a0000001"
+    assert store.get_run("run_l0000001")["owner"] is None
+    _pause(store, "run_p0000001", "key:a")
+    _pause(store, "run_p0000002", "key:b", agent="other")
+    assert [p["run_id"] for p in store.list_pending(owner="key:a")] == ["run_p0000001"]
+    assert [p["run_id"] for p in store.list_pending(agents=["other"])] == ["run_p0000002"]
+    assert store.list_pending(agents=[]) == []
+
+
+def test_a_decision_records_who_when_and_the_arguments_before_and_after(store: SQLiteStore) -> None:
+    _pause(store, "run_p0000001", "key:a")
+    _pause(store, "run_p0000002", "key:a")
+    assert store.find_approval("run_p0000001")["arguments_before"] == '{"order": "A"}'
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.find_approval("run_p")
+    assert store.find_approval("run_zzz") is None and store.find_approval("") is None
+    before = time.time()
+    assert store.decide_approval("run_p0000001", "approved", None, "key:admin", {"order": "B"})
+    assert not store.decide_approval("run_p0000001", "rejected", "no", "key:a")  # decided once
+    row = store.find_approval("run_p0000001")
+    assert (row["status"], row["decided_by"], json.loads(row["arguments_after"])) == ("approved", "key:admin",
+                                                                                       {"order": "B"})
+    assert row["resolved"] is not None and row["resolved"] >= before
+    assert store.decide_approval("run_p0000002", "rejected", "too big", "key:a")
+    row = store.find_approval("run_p0000002")
+    assert (row["run_id"], row["reason"], row["arguments_after"]) == ("run_p0000002", "too big", None)
+    store.set_approval_continued_by("run_p0000002", "run_next0001")
+    assert store.find_approval("run_p0000002")["continued_by"] == "run_next0001"
+    assert store.list_pending() == []
+
+
+def test_an_approval_without_an_edit_records_the_arguments_that_ran(store: SQLiteStore) -> None:
+    _pause(store, "run_p0000001", None)
+    assert store.decide_approval("run_p0000001", "approved", None)
+    assert store.find_approval("run_p0000001")["arguments_after"] == '{"order": "A"}'
+
+
+def test_checkpoints_are_claimed_once(store: SQLiteStore, tmp_path: Path) -> None:
+    store.start_run("run_c0000001", "conv_1", "flow", "scripted", "go")
+    store.start_checkpoint("run_c0000001", "workflow", "conv_1", "/agents/flow", None, "go")
+    store.save_checkpoint("run_c0000001", "step pay ok", {"steps_done": {"pay": "ok"}}, [])
+    assert not store.claim_checkpoint("run_c0000001")  # its lease is live: it runs
+    store.close()
+    db = sqlite3.connect(tmp_path / "t.db")
+    db.execute("UPDATE runs SET lease_expires = 1")  # as if its process died
+    db.commit()
+    store = SQLiteStore(tmp_path / "t.db", lease=30)
+    saved = store.get_checkpoint("run_c0000001")
+    assert saved is not None and (saved["label"], saved["state"]) == ("step pay ok", {"steps_done": {"pay": "ok"}})
+    listed = store.list_runs(status="interrupted")
+    assert [(r["id"], r["kind"], r["checkpoint"]) for r in listed] == [("run_c0000001", "workflow", "step pay ok")]
+    assert store.claim_checkpoint("run_c0000001")
+    assert not store.claim_checkpoint("run_c0000001")
+    store.set_checkpoint_resumed_by("run_c0000001", None)  # nothing ran: it may be resumed again
+    assert store.claim_checkpoint("run_c0000001")
+    store.set_checkpoint_resumed_by("run_c0000001", "run_c0000002")
+    assert store.list_runs()[0]["resumed_by"] == "run_c0000002"
+    assert store.get_checkpoint("run_none") is None
+    store.close()
+
+
+def test_run_listing_filters_by_status_agents_and_limit(store: SQLiteStore) -> None:
+    for i, (agent, status) in enumerate([("a", "ok"), ("b", "failed"), ("a", "failed"), ("a", None)]):
+        store.start_run(f"run_s000000{i}", f"conv_{i}", agent, "scripted", "hi")
+        if status:
+            _finish(store, f"run_s000000{i}", f"conv_{i}", status)
+        time.sleep(0.01)
+    assert [r["id"] for r in store.list_runs(status="failed", agents=["a"])] == ["run_s0000002"]
+    assert [r["id"] for r in store.list_runs(status="running")] == ["run_s0000003"]
+    assert [r["id"] for r in store.list_runs(agent="a", limit=2)] == ["run_s0000003", "run_s0000002"]
+    assert store.list_runs(agents=[]) == []
+    assert store.get_run("run_s0000001")["status"] == "failed"
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.get_run("run_s")
+    with pytest.raises(StoreError, match="no run"):
+        store.get_run("run_S0000001")  # ids are case-sensitive, and _ is no wildcard
+    with pytest.raises(StoreError, match="no run"):
+        store.get_run("run%")
+
+
+def test_api_keys_and_last_used_written_at_most_once_a_minute(store: SQLiteStore, monkeypatch) -> None:
+    key = store.create_key("ab12cd34", "ci", "hg_ab12cd34", "h1", ["agent"], expires=None)
+    store.create_key("ef56ab78", "ops", "hg_ef56ab78", "h2", scope="admin")
+    assert [(k["id"], k["agents"], k["scope"]) for k in store.list_keys()] == [
+        ("ab12cd34", ["agent"], "user"), ("ef56ab78", [], "admin")]
+    assert store.key_by_hash("h1") == key and store.key_by_hash("nope") is None
+    store.touch_key("ab12cd34")
+    first = store.key_by_hash("h1")["last_used"]
+    assert first is not None
+    store.touch_key("ab12cd34")
+    assert store.key_by_hash("h1")["last_used"] == first  # not written again within the minute
+    monkeypatch.setattr(sqlite_keys, "TOUCH_EVERY", 0.0)
+    time.sleep(0.01)
+    store.touch_key("ab12cd34")
+    assert store.key_by_hash("h1")["last_used"] > first
+    assert store.revoke_keys(["ab12cd34", "ef56ab78"]) == 2
+    assert store.revoke_keys(["ab12cd34"]) == 0
+    assert all(k["revoked"] for k in store.list_keys())
+
+
+def test_ping_checks_that_the_database_takes_writes(store: SQLiteStore, tmp_path: Path) -> None:
+    store.ping()
+    other = sqlite3.connect(tmp_path / "t.db", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
+    monkeypatched = store._conn()  # the store's own test looks inside: a short busy timeout
+    monkeypatched.execute("PRAGMA busy_timeout=50")
+    with pytest.raises(StoreError, match="not writable"):
+        store.ping()
+    other.execute("ROLLBACK")
+    store.ping()
