@@ -28,9 +28,9 @@ class SQLiteStore(ResumeMixin, KeysMixin):
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s)."""
 
     def __init__(self, path: Path, *, lease: float | None = None):
-        super().__init__(path)
         self._init_leases(lease)
         self._init_keys()
+        super().__init__(path)
         try:
             self._migrate()
         except sqlite3.DatabaseError as exc:
