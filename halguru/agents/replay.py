@@ -9,12 +9,12 @@ agent and model; ``compare_runs`` diffs the two answers and event trees.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from halguru.agents.events import Event, ModelCall, ModelResult, RunStarted, ToolResult, parse_event
+from halguru.agents.describe import describe, parse_events
+from halguru.agents.events import Event, ModelCall, ModelResult, RunFinished, RunStarted, ToolResult, parse_event
 from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent
 from halguru.agents.spec import AgentSpec
@@ -176,28 +176,7 @@ def fork(stored: StoredRun, at_seq: int, agent: Agent, model: Model, *, store: T
 
 def event_line(event: Event | dict[str, Any]) -> str:
     """One comparable line per event: what happened, without ids, times or durations."""
-    e = event.model_dump() if not isinstance(event, dict) else event
-    kind = e["type"]
-    if kind == "model_call":
-        return f"model_call step={e['step']} messages={len(e['messages'])}"
-    if kind == "model_result":
-        calls = ", ".join(c["name"] for c in e.get("tool_calls", []))
-        return f"model_result {json.dumps(e['text'][:80])}" + (f" calls=[{calls}]" if calls else "")
-    if kind == "tool_call":
-        return f"tool_call {e['name']}({json.dumps(e['arguments'], sort_keys=True)})"
-    if kind == "tool_result":
-        return f"tool_result {e['name']} -> {json.dumps(e['content'][:80])}" + (" (error)" if e["is_error"] else "")
-    if kind == "retrieval":
-        return f"retrieval {e['knowledge_base']} hits={len(e['hits'])}"
-    if kind == "error":
-        return f"error {e['kind']}: {e['message']}"
-    if kind == "handoff":
-        return f"handoff {e['from_agent']} -> {e['to_agent']}"
-    if kind == "run_finished":
-        return f"run_finished {e['status']}"
-    if kind == "run_started":
-        return f"run_started {json.dumps(e['input'][:80])}"
-    return kind
+    return describe(parse_event(event) if isinstance(event, dict) else event, limit=80, stable=True).plain
 
 
 @dataclass
@@ -213,21 +192,20 @@ class Comparison:
 
 def compare_runs(left: list[Any], right: list[Any], left_name: str = "original",
                  right_name: str = "fork") -> Comparison:
-    def answer(events: list[Any]) -> str:
-        last = events[-1].model_dump() if events and not isinstance(events[-1], dict) else (events or [{}])[-1]
-        return str(last.get("output", ""))
+    """Two runs' events (typed, or dicts as stored) compared: answers and event lines."""
+    typed_l, typed_r = parse_events(left), parse_events(right)
 
-    lines_l = [event_line(e) for e in left if _kind(e) != "token"]
-    lines_r = [event_line(e) for e in right if _kind(e) != "token"]
-    a, b = answer(left), answer(right)
+    def answer(events: list[Event]) -> str:
+        last = events[-1] if events else None
+        return last.output if isinstance(last, RunFinished) else ""
+
+    lines_l = [event_line(e) for e in typed_l if e.type != "token"]
+    lines_r = [event_line(e) for e in typed_r if e.type != "token"]
+    a, b = answer(typed_l), answer(typed_r)
     answer_diff = "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), left_name, right_name,
                                                  lineterm=""))
     tree_diff = "\n".join(difflib.unified_diff(lines_l, lines_r, left_name, right_name, lineterm=""))
     return Comparison(a == b, answer_diff, tree_diff, lines_l, lines_r)
-
-
-def _kind(event: Any) -> str:
-    return event["type"] if isinstance(event, dict) else event.type
 
 
 def run_export(stored: StoredRun) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
-from halguru.agents.events import RunFinished
+from halguru.agents.describe import clip, note, short_args
+from halguru.agents.events import ModelResult, RunFinished, Token
 from halguru.agents.session import ChatSession
-from halguru.cli.render import one_line, short_args, trace_tree
+from halguru.cli.render import trace_tree
 from halguru.errors import HalguruError
 
 HELP = """\
@@ -91,9 +92,8 @@ class ChatRepl:
 
         try:
             async for event in self.session.send(text):
-                kind = event.type
-                if kind == "token":
-                    buffer += event.text  # type: ignore[attr-defined]
+                if isinstance(event, Token):
+                    buffer += event.text
                     if interactive:
                         if live is None:
                             live = Live(Markdown(buffer), console=self.console, refresh_per_second=12,
@@ -101,20 +101,13 @@ class ChatRepl:
                             live.start()
                         live.update(Markdown(buffer))
                     else:
-                        self.console.file.write(event.text)  # type: ignore[attr-defined]
+                        self.console.file.write(event.text)
                         self.console.file.flush()
-                elif kind == "model_result":
+                elif isinstance(event, ModelResult | RunFinished):
                     close_live()
-                elif kind == "tool_call":
-                    self.console.print(f"[dim]→ {escape(event.name)}({escape(short_args(event.arguments))})[/]")  # type: ignore[attr-defined]
-                elif kind == "tool_result":
-                    style = "red" if event.is_error else "dim"  # type: ignore[attr-defined]
-                    self.console.print(f"[{style}]← {escape(one_line(event.content))}[/]")  # type: ignore[attr-defined]
-                elif kind == "error" and event.fatal:  # type: ignore[attr-defined]
+                elif (line := note(event)) is not None:
                     close_live()
-                    self.console.print(f"[red]Error:[/] {escape(event.message)}")  # type: ignore[attr-defined]
-                elif isinstance(event, RunFinished):
-                    close_live()
+                    self.console.print(line)
         finally:
             close_live()
 
@@ -135,13 +128,13 @@ class ChatRepl:
                 self.console.print("[dim]No messages yet.[/]")
             for m in messages:
                 detail = m.content or ", ".join(f"{c.name}({short_args(c.arguments)})" for c in m.tool_calls)
-                self.console.print(f"[bold]{m.role}[/] {escape(one_line(detail, 200))}")
+                self.console.print(f"[bold]{m.role}[/] {escape(clip(detail, 200))}")
             if s.conversation_id:
                 self.console.print(f"[dim]conversation {s.conversation_id}[/]")
         elif name == "/tools":
             table = Table("tool", "description", "arguments", box=None, header_style="bold")
             for t in s.agent.tools.values():
-                table.add_row(t.name, one_line(t.description, 60), json.dumps(list(t.parameters.get("properties", {}))))
+                table.add_row(t.name, clip(t.description, 60), json.dumps(list(t.parameters.get("properties", {}))))
             self.console.print(table if s.agent.tools else "[dim]This agent has no tools.[/]")
         elif name == "/trace":
             trace = s.last_trace()

@@ -98,7 +98,7 @@ def show(
     if json_output:
         typer.echo(json.dumps({"run": run, "events": events}, indent=2, ensure_ascii=False))
         return
-    Console().print(trace_tree(run, events))
+    Console().print(trace_tree(run, events))  # parses the stored events once
 
 
 @app.command()

@@ -1,26 +1,31 @@
-"""Turning events into terminal output: the live run printer and the event tree."""
+"""Events on the terminal: the live run printer and the event tree, both worded by ``halguru.agents.describe``."""
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from halguru.agents.events import BaseEvent
-
-
-def short_args(arguments: dict[str, Any], limit: int = 80) -> str:
-    text = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def one_line(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+from halguru.agents.describe import STATUS_STYLES, clip, describe, ms, note, parent_of, parse_events
+from halguru.agents.events import (
+    BaseEvent,
+    Error,
+    Event,
+    Handoff,
+    ModelResult,
+    Resumed,
+    Retrieval,
+    RunFinished,
+    RunStarted,
+    StepStarted,
+    Token,
+    ToolCall,
+    ToolResult,
+)
 
 
 class RunPrinter:
@@ -32,139 +37,117 @@ class RunPrinter:
         self.at_line_start = True
 
     def __call__(self, event: BaseEvent) -> None:
-        kind = event.type
-        if kind == "token":
-            text = event.text  # type: ignore[attr-defined]
-            self.out.write(text)
+        if isinstance(event, Token):
+            self.out.write(event.text)
             self.out.flush()
-            self.at_line_start = text.endswith("\n")
+            self.at_line_start = event.text.endswith("\n")
             return
-        breaks = ("tool_call", "tool_result", "error", "retrieval", "handoff", "step_started")
-        if kind in breaks and not self.at_line_start:
+        # A fatal error is the run's result: the caller prints it once, from run_finished.
+        line = None if isinstance(event, Error) and event.fatal else note(event)
+        breaks = isinstance(event, Handoff | Retrieval | Error | RunFinished) or (
+            isinstance(event, ModelResult) and bool(event.tool_calls and event.text))
+        if (line is not None or breaks) and not self.at_line_start:
             self.out.write("\n")
             self.out.flush()
             self.at_line_start = True
-        if kind == "step_started":
-            self.err.print(f"[dim]▸ {event.step_id}: {event.kind} {escape(one_line(event.name, 60))}[/]")  # type: ignore[attr-defined]
-        elif kind == "step_finished" and event.status != "ok":  # type: ignore[attr-defined]
-            self.err.print(f"[dim]▸ {event.step_id}: {event.status}[/]")  # type: ignore[attr-defined]
-        elif kind == "resumed":
-            self.err.print(f"[cyan]resumed {event.from_run_id} at {escape(event.checkpoint)}[/]")  # type: ignore[attr-defined]
-        elif kind == "tool_call":
-            self.err.print(f"[dim]→ {event.name}({escape(short_args(event.arguments))})[/]")  # type: ignore[attr-defined]
-        elif kind == "tool_result":
-            style = "red" if event.is_error else "dim"  # type: ignore[attr-defined]
-            self.err.print(f"[{style}]← {escape(one_line(event.content))}[/]")  # type: ignore[attr-defined]
-        elif kind == "approval_requested":
-            self.err.print(f"[yellow]⏸ {event.name}({escape(short_args(event.arguments))}) "  # type: ignore[attr-defined]
-                           "waits for approval[/]")
-        elif kind in ("approval_approved", "approval_rejected"):
-            verdict = "approved" if kind == "approval_approved" else "rejected"
-            self.err.print(f"[yellow]{verdict}: {event.name}[/]")  # type: ignore[attr-defined]
-        elif kind == "error" and not event.fatal:  # type: ignore[attr-defined]
-            self.err.print(f"[yellow]! {escape(event.message)}[/]")  # type: ignore[attr-defined]
-        elif kind == "model_result" and event.tool_calls and event.text and not self.at_line_start:  # type: ignore[attr-defined]
-            self.out.write("\n")
-            self.at_line_start = True
-        elif kind == "run_finished" and not self.at_line_start:
-            self.out.write("\n")
-            self.out.flush()
-            self.at_line_start = True
+        if line is not None:
+            self.err.print(line)
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
+@dataclass
+class _Scope:
+    """Where one run's events go in the tree: the root run, or a sub-run (``parent_run_id``) under it."""
+
+    node: Tree
+    agent: str
+    steps: dict[int, Tree] = field(default_factory=dict)
+    calls: dict[str, Tree] = field(default_factory=dict)
+    open_call: Tree | None = None  # the last tool call without a result: a sub-run it starts hangs there
+    asked: tuple[str, Tree] | None = None  # (specialist, its ask node) while a specialist answers in this run
 
 
-def trace_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
+class _TreeBuilder:
+    """Adds events one by one: steps group a run's model and tool calls; sub-runs nest under their parent."""
+
+    def __init__(self, root: Tree, run_id: str, agent: str, team: bool):
+        self.root_id, self.team = run_id, team
+        self.scopes = {run_id: _Scope(root, agent)}
+
+    def scope(self, e: Event) -> _Scope:
+        run_id = e.run_id or self.root_id
+        if run_id not in self.scopes:
+            parent = self.scopes.get(parent_of(e) or self.root_id) or self.scopes[self.root_id]
+            at = parent.asked[1] if parent.asked else parent.open_call or self._current(parent)
+            label = describe(e).markup() if isinstance(e, RunStarted) else f"[bold]run[/] {escape(run_id)}"
+            agent = e.agent if isinstance(e, RunStarted) else parent.agent
+            self.scopes[run_id] = _Scope(at.add(label), agent)
+        return self.scopes[run_id]
+
+    @staticmethod
+    def _current(scope: _Scope) -> Tree:
+        return scope.steps[max(scope.steps)] if scope.steps else scope.node
+
+    def add(self, e: Event) -> None:
+        scope = self.scope(e)
+        if isinstance(e, RunStarted | Token):
+            return  # the root's start is the tree's header; a sub-run's, its node
+        if isinstance(e, Resumed | RunFinished):
+            scope.node.add(describe(e).markup())
+            return
+        parent = self._step(scope, e) if e.step else scope.node
+        if isinstance(e, Handoff):
+            self._handoff(scope, parent, e)
+            return
+        if scope.asked is not None:
+            parent = scope.asked[1]
+        if isinstance(e, StepStarted):
+            return  # it names its step's node
+        if isinstance(e, ToolResult):
+            scope.open_call = None
+            parent = scope.calls.get(e.call_id, parent)
+        node = parent.add(describe(e).markup())
+        if isinstance(e, ToolCall):
+            scope.calls[e.call_id] = scope.open_call = node
+
+    def _step(self, scope: _Scope, e: Event) -> Tree:
+        if e.step not in scope.steps:
+            label = f"step {e.step}" + (f" · {scope.agent}" if self.team else "")
+            if isinstance(e, StepStarted):  # a workflow step: its id, kind and agent or tool
+                label = f"step {e.step} · {describe(e, limit=60).text}"
+            scope.steps[e.step] = scope.node.add(f"[bold]{escape(label)}[/]")
+        return scope.steps[e.step]
+
+    @staticmethod
+    def _handoff(scope: _Scope, parent: Tree, e: Handoff) -> None:
+        line = describe(e)
+        if scope.asked is not None and e.from_agent == scope.asked[0]:
+            scope.asked = None  # the specialist answered
+            parent.add(line.markup())
+        elif line.title == "ask":
+            scope.asked = (e.to_agent, parent.add(line.markup()))
+        else:
+            scope.agent = e.to_agent
+            parent.add(line.markup())
+
+
+def trace_tree(run: dict[str, Any], events: list[Event] | list[dict[str, Any]]) -> Tree:
     """The event tree of a stored run: steps, each with its model call and tool calls.
 
-    In a team run each step names the agent that took it, and a specialist's steps (agent-as-tool)
-    hang under the handoff that asked it, so the tree shows who did what across agents.
+    ``events`` may be stored dicts: they are parsed once. In a team run each step names the agent that
+    took it; a specialist's steps (agent-as-tool) hang under the ask that started them, and a sub-run's
+    events (``parent_run_id``) under the tool call or step of its parent, so one tree shows who did what.
     """
-    status_style = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow",
-                    "paused": "yellow"}.get(
-        run["status"], "magenta")
+    typed = parse_events(events, run["id"])
+    status_style = STATUS_STYLES.get(run["status"], "magenta")
     root = Tree(
         f"[bold]{escape(run['id'])}[/] {escape(run['agent'])} · {escape(run['model'])} · "
-        f"[{status_style}]{run['status']}[/] · {_ms(run.get('duration_ms'))} · "
+        f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))} · "
         f"{run.get('prompt_tokens', 0)}+{run.get('completion_tokens', 0)} tokens"
     )
-    root.add(f"[cyan]input[/] {escape(one_line(run['input']))}")
-    step_nodes: dict[int, Tree] = {}
-    calls: dict[str, Tree] = {}
-    agent, team = run["agent"], any(e["type"] == "handoff" for e in events)
-    asked: tuple[str, Tree] | None = None  # (specialist, its handoff node) while a specialist works
-    for e in events:
-        kind, step = e["type"], e.get("step", 0)
-        parent = root
-        if step:
-            if step not in step_nodes:
-                label = f"[bold]step {step}[/]" + (f" · {escape(agent)}" if team else "")
-                if kind == "step_started":  # a workflow step: its id, kind and agent or tool
-                    label = (f"[bold]step {step} · {escape(e['step_id'])}[/] · {e['kind']} "
-                             f"{escape(one_line(e['name'], 60))}")
-                step_nodes[step] = root.add(label)
-            parent = step_nodes[step]
-        if asked is not None and kind != "handoff":
-            parent = asked[1]
-        if kind == "handoff":
-            reason = e.get("reason") or ""
-            if asked is not None and e["from_agent"] == asked[0]:
-                asked = None
-                parent.add(f"[cyan]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])} · "
-                           f"{escape(reason)}")
-            elif reason.startswith("asked: "):
-                node = parent.add(f"[cyan]ask[/] {escape(e['from_agent'])} → {escape(e['to_agent'])} · "
-                                  f"{escape(one_line(reason.removeprefix('asked: ')))}")
-                asked = (e["to_agent"], node)
-            else:
-                agent = e["to_agent"]
-                parent.add(f"[cyan]handoff[/] {escape(e['from_agent'])} → {escape(e['to_agent'])}"
-                           + (f" · {escape(one_line(reason))}" if reason else ""))
-            continue
-        if kind == "model_call":
-            parent.add(f"[blue]model_call[/] {escape(e['model'])} · {len(e['messages'])} messages · "
-                       f"tools: {', '.join(e.get('tools') or []) or 'none'}")
-        elif kind == "model_result":
-            label = (f"[blue]model_result[/] {_ms(e['duration_ms'])} · ttft {_ms(e.get('ttft_ms'))} · "
-                     f"{e['prompt_tokens']} prompt ({e.get('cached_tokens', 0)} cached) + "
-                     f"{e['completion_tokens']} completion tokens")
-            if e.get("format_errors"):
-                label += f" · [yellow]{e['format_errors']} format error(s)[/]"
-            node = parent.add(label)
-            if e["text"]:
-                node.add(escape(one_line(e["text"], 160)))
-        elif kind == "tool_call":
-            calls[e["call_id"]] = parent.add(
-                f"[magenta]tool_call[/] {escape(e['name'])}({escape(short_args(e['arguments']))})")
-        elif kind == "tool_result":
-            style = "red" if e["is_error"] else "green"
-            target = calls.get(e["call_id"], parent)
-            target.add(f"[{style}]tool_result[/] {_ms(e['duration_ms'])} · {escape(one_line(e['content']))}")
-        elif kind.startswith("approval_"):
-            what = (f"{escape(e['name'])}({escape(short_args(e['arguments']))})" if "arguments" in e
-                    else escape(e["name"]))
-            extra = f" · {escape(e['reason'])}" if e.get("reason") else ""
-            parent.add(f"[yellow]{kind.replace('_', ' ')}[/] {what}{extra}")
-        elif kind == "step_finished":
-            style = {"ok": "green", "skipped": "dim", "failed": "red"}[e["status"]]
-            shown = e["error"] if e["status"] == "failed" else json.dumps(e["output"], ensure_ascii=False)
-            parent.add(f"[{style}]step_finished[/] {e['status']} · {_ms(e['duration_ms'])}"
-                       + ("" if e["status"] == "skipped" else f" · {escape(one_line(shown))}"))
-        elif kind == "checkpoint":
-            parent.add(f"[dim]checkpoint · {escape(e['label'])}[/]")
-        elif kind == "resumed":
-            reused = f" · reused {', '.join(e['reused'])}" if e["reused"] else ""
-            root.add(f"[cyan]resumed[/] from {escape(e['from_run_id'])} at {escape(e['checkpoint'])}{escape(reused)}")
-        elif kind == "retrieval":
-            parent.add(f"[cyan]retrieval[/] {escape(e['query'])} · {len(e['hits'])} hits")
-        elif kind == "error":
-            parent.add(f"[red]error[/] ({e['kind']}) {escape(e['message'])}")
-        elif kind == "run_finished":
-            root.add(f"[{status_style}]run_finished[/] {e['status']} · {escape(one_line(e['output']))}")
+    root.add(f"[cyan]input[/] {escape(clip(run['input']))}")
+    builder = _TreeBuilder(root, run["id"], run["agent"], team=any(isinstance(e, Handoff) for e in typed))
+    for e in typed:
+        builder.add(e)
     if run["status"] == "interrupted":
         root.add("[magenta]interrupted: the process stopped before the run finished[/]")
     return root

@@ -18,7 +18,7 @@ def list_(
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List runs, newest first, with each team or workflow run's last checkpoint."""
-    from halguru.cli.render import one_line
+    from halguru.agents.describe import clip
     from halguru.orchestration.durable import list_runs
 
     rows = list_runs(status, limit)
@@ -31,7 +31,7 @@ def list_(
     for r in rows:
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
-        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']}  {one_line(r['input'], 50)}{where}{after}")
+        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']}  {clip(r['input'], 50)}{where}{after}")
 
 
 @app.command()
@@ -51,7 +51,7 @@ def resume(
 @app.command()
 def pending(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List paused runs and the tool call each waits on."""
-    from halguru.cli.render import short_args
+    from halguru.agents.describe import short_args
     from halguru.orchestration.approvals import list_pending
 
     rows = list_pending()

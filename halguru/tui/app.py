@@ -18,14 +18,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.events import Event, RunFinished, RunStarted, Token
+from halguru.agents.describe import detail, parent_of
+from halguru.agents.events import ApprovalRequested, Error, Event, ModelResult, RunFinished, RunStarted, Token
 from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
 from halguru.errors import HalguruError
 from halguru.models.base import Model
 from halguru.store import open_store
-from halguru.tui.format import inspect
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
 from halguru.tui.widgets import ChatPane, RunsSidebar, TraceTree
 
@@ -82,7 +82,7 @@ class DevApp(App[None]):
         self.reload_error: str | None = None
         self.reloads = 0
         self.run_worker_: Worker[None] | None = None
-        self.last_events: list[dict[str, Any]] = []
+        self.last_events: list[Event] = []
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
 
@@ -219,13 +219,13 @@ class DevApp(App[None]):
         """A run that ended paused: say which call waits, and how to decide it."""
         events = self.last_events
         self.awaiting = None
-        if events and events[-1]["type"] == "run_finished" and events[-1]["status"] == "paused":
-            asked = next((e for e in reversed(events) if e["type"] == "approval_requested"), None)
+        last = events[-1] if events else None
+        if isinstance(last, RunFinished) and last.status == "paused":
+            asked = next((e for e in reversed(events) if isinstance(e, ApprovalRequested)), None)
             if asked is not None:
-                self.awaiting = {"run_id": events[-1]["run_id"], "name": asked["name"],
-                                 "arguments": asked["arguments"]}
+                self.awaiting = {"run_id": last.run_id, "name": asked.name, "arguments": asked.arguments}
                 bar = self.query_one("#pausebar", Static)
-                bar.update(Text(f"⏸ {asked['name']} waits for approval · F9 approve · F10 reject"))
+                bar.update(Text(f"⏸ {asked.name} waits for approval · F9 approve · F10 reject"))
                 bar.add_class("paused")
 
     def action_approve(self) -> None:
@@ -268,10 +268,10 @@ class DevApp(App[None]):
         await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
                                                store=self.store))
 
-    async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[dict[str, Any]]:
+    async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[Event]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""
         tree = self.query_one(TraceTree)
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         answer = markdown_stream = None
         pending: list[str] = []  # tokens not yet shown: the answer is updated in batches, not per token
         flushed = time.monotonic()
@@ -293,19 +293,19 @@ class DevApp(App[None]):
                     markdown_stream = answer.get_stream(answer)
                 await markdown_stream.write("".join(pending))
                 pending = []
-            data = event.model_dump()
-            events.append(data)
+            events.append(event)
             if isinstance(event, RunStarted):
-                self.conversation_id = event.conversation_id if chat is not None else self.conversation_id
-            elif event.type == "model_result":
+                if chat is not None and not parent_of(event):
+                    self.conversation_id = event.conversation_id
+            elif isinstance(event, ModelResult):
                 tree.end_streaming()
-                if markdown_stream is not None and data["tool_calls"]:
+                if markdown_stream is not None and event.tool_calls:
                     await markdown_stream.stop()
                     markdown_stream = None
-            elif event.type == "error" and chat is not None:
-                chat.add_note(f"{event.kind} error: {event.message}")  # type: ignore[union-attr]
-            tree.add(data)
-            if isinstance(event, RunFinished):
+            elif isinstance(event, Error) and chat is not None:
+                chat.add_note(f"{event.kind} error: {event.message}")
+            tree.add(event)
+            if isinstance(event, RunFinished) and not parent_of(event):
                 self.last_answer = event.output
         if markdown_stream is not None:
             await markdown_stream.stop()
@@ -313,8 +313,7 @@ class DevApp(App[None]):
             chat.scroll_end(animate=False)
         self.last_events = events
         if events:
-            self.stored = StoredRun(self.store.get_run(events[0]["run_id"]), [_event(e) for e in events]) \
-                if chat is not None else self.stored
+            self.stored = StoredRun(self.store.get_run(events[0].run_id), events) if chat is not None else self.stored
         return events
 
     # -- breakpoints ----------------------------------------------------------
@@ -399,7 +398,7 @@ class DevApp(App[None]):
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
         data = event.node.data
         if event.control.id == "trace" and data:
-            self.query_one("#inspector", TextArea).text = inspect(data)
+            self.query_one("#inspector", TextArea).text = detail(data)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         data = event.node.data
@@ -413,7 +412,7 @@ class DevApp(App[None]):
         self.stored = stored
         tree = self.query_one(TraceTree)
         tree.clear()
-        tree.load([e.model_dump() for e in stored.events])
+        tree.load(stored.events)
         tree.focus()
         self.sub_title = f"run {stored.id}"
 
@@ -437,7 +436,7 @@ class DevApp(App[None]):
             self.notify("fork needs an open run and an agent project", severity="warning")
             return
         node = self.query_one(TraceTree).cursor_node
-        at = (node.data or {}).get("seq", 0) if node is not None else 0
+        at = node.data.seq if node is not None and node.data is not None else 0
         self.run_worker(self._fork(self.stored, at), group="replay", exit_on_error=False)
 
     async def _fork(self, stored: StoredRun, at: int) -> None:
@@ -546,9 +545,3 @@ def _json_object_problem(text: str) -> str | None:
     except ValueError as exc:
         return f"not valid JSON: {exc}"
     return None if isinstance(value, dict) else "the arguments must be a JSON object"
-
-
-def _event(data: dict[str, Any]) -> Event:
-    from halguru.agents.events import parse_event
-
-    return parse_event(data)

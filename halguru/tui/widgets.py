@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 from rich.markup import escape
 from rich.text import Text
@@ -10,73 +11,123 @@ from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from halguru.tui.format import clip, label
+from halguru.agents.describe import clip, describe, parent_of
+from halguru.agents.events import (
+    Error,
+    Event,
+    Handoff,
+    ModelCall,
+    ModelResult,
+    RunFinished,
+    RunStarted,
+    Token,
+    ToolCall,
+    ToolResult,
+)
 
-# Events that hang under their step's model call rather than at the top of the run.
-_IN_STEP = {"model_result", "tool_call", "tool_result", "error", "handoff"}
+TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
+
+# Events that hang under their step's model call rather than at the top of their run.
+_IN_STEP = (ModelResult, ToolCall, ToolResult, Error, Handoff)
 
 
-class TraceTree(Tree[dict[str, Any]]):
-    """One run as a tree: each model call holds what followed it; node data is the event dict."""
+def label(e: Event) -> Text:
+    """The tree label of one event."""
+    return Text.from_markup(describe(e, limit=TREE_LIMIT).markup())
+
+
+@dataclass
+class _Scope:
+    """Where one run's events go: the root run, or a sub-run (``parent_run_id``) nested in it."""
+
+    node: TreeNode[Event]
+    step: TreeNode[Event] | None = None  # the current model call: what follows hangs under it
+    calls: dict[str, TreeNode[Event]] = field(default_factory=dict)
+    open_call: TreeNode[Event] | None = None  # a tool call without its result yet: a sub-run hangs there
+
+
+class TraceTree(Tree[Event]):
+    """One run as a tree: each model call holds what followed it; node data is the typed event."""
 
     DEFAULT_CSS = "TraceTree { height: 1fr; border: round $primary-darken-2; }"
 
     def __init__(self, **kwargs: Any):
+        self._root_id = ""
+        self._scopes: dict[str, _Scope] = {}
+        self._step_node: TreeNode[Event] | None = None  # the latest model call, where tokens are counted
         super().__init__("no run yet: type a message", **kwargs)
         self.show_root = True
         self.guide_depth = 2
-        self._step_node: TreeNode[dict[str, Any]] | None = None
-        self._calls: dict[str, TreeNode[dict[str, Any]]] = {}
         self.streamed = 0  # tokens of the current model call, shown in batches
 
-    def begin(self, started: dict[str, Any]) -> None:
+    def clear(self) -> Self:
+        self._scopes, self._step_node = {}, None
+        return super().clear()
+
+    def begin(self, started: RunStarted) -> None:
         self.clear()
-        self.root.set_label(Text.from_markup(label(started)))
+        self.root.set_label(label(started))
         self.root.data = started
         self.root.expand()
+        self._root_id = started.run_id
+        self._scopes = {started.run_id: _Scope(self.root)}
         self._step_node = None
-        self._calls = {}
         self.streamed = 0
 
-    def add(self, e: dict[str, Any]) -> TreeNode[dict[str, Any]]:
+    def _scope(self, e: Event) -> _Scope:
+        run_id = e.run_id or self._root_id
+        if run_id not in self._scopes:
+            parent = self._scopes.get(parent_of(e) or self._root_id) or self._scopes.setdefault(
+                self._root_id, _Scope(self.root))
+            at = parent.open_call or parent.step or parent.node
+            node = at.add(label(e) if isinstance(e, RunStarted) else Text(f"run {run_id}"), data=e, expand=True)
+            self._scopes[run_id] = _Scope(node)
+        return self._scopes[run_id]
+
+    def add(self, e: Event) -> TreeNode[Event]:
         """Add one event (not tokens) where it belongs; returns its node."""
-        kind = e["type"]
-        text = Text.from_markup(label(e))
-        if kind == "run_started":
+        if isinstance(e, RunStarted) and (not parent_of(e) or not self._scopes):
             self.begin(e)
             return self.root
-        if kind == "model_call":
+        scope = self._scope(e)
+        if isinstance(e, RunStarted):
+            return scope.node
+        text = label(e)
+        if isinstance(e, ModelCall):
             self.streamed = 0
-            self._step_node = self.root.add(text, data=e, expand=True)
-            return self._step_node
-        if kind == "tool_result" and e["call_id"] in self._calls:
-            return self._calls[e["call_id"]].add_leaf(text, data=e)
-        parent = self._step_node if kind in _IN_STEP and self._step_node is not None else self.root
-        if kind == "tool_call":
+            scope.step = self._step_node = scope.node.add(text, data=e, expand=True)
+            return scope.step
+        if isinstance(e, ToolResult) and e.call_id in scope.calls:
+            scope.open_call = None
+            return scope.calls[e.call_id].add_leaf(text, data=e)
+        parent = scope.step if isinstance(e, _IN_STEP) and scope.step is not None else scope.node
+        if isinstance(e, ToolCall):
             node = parent.add(text, data=e, expand=True)
-            self._calls[e["call_id"]] = node
+            scope.calls[e.call_id] = scope.open_call = node
             return node
-        if kind == "run_finished":
-            started = self.root.data or {}
-            self.root.set_label(Text.from_markup(f"{label(started)} · {label(e)}"))
+        if isinstance(e, RunFinished):
+            started = scope.node.data
+            head = label(started) if isinstance(started, RunStarted) else Text(f"run {e.run_id}")
+            scope.node.set_label(Text.assemble(head, " · ", text))
         return parent.add_leaf(text, data=e)
 
-    def load(self, events: list[dict[str, Any]]) -> None:
+    def load(self, events: list[Event]) -> None:
         """A whole stored run at once (2,000 events open in well under a second)."""
         for e in events:
-            if e["type"] != "token":
+            if not isinstance(e, Token):
                 self.add(e)
         self.root.expand()
 
     def show_streaming(self) -> None:
         """Called on a timer while tokens arrive: one label update per batch, not per token."""
-        if self._step_node is not None and self.streamed:
-            base = label(self._step_node.data or {})
-            self._step_node.set_label(Text.from_markup(f"{base} · [i]streaming {self.streamed} tok[/]"))
+        node = self._step_node
+        if node is not None and node.data is not None and self.streamed:
+            node.set_label(Text.assemble(label(node.data), Text.from_markup(f" · [i]streaming {self.streamed} tok[/]")))
 
     def end_streaming(self) -> None:
-        if self._step_node is not None:
-            self._step_node.set_label(Text.from_markup(label(self._step_node.data or {})))
+        node = self._step_node
+        if node is not None and node.data is not None:
+            node.set_label(label(node.data))
 
 
 class ChatPane(VerticalScroll):

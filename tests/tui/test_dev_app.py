@@ -54,7 +54,7 @@ async def test_send_a_message_streams_the_answer_and_fills_the_tree(calc_agent: 
         assert "You said: hello there" in app.last_answer
         assert any("hello there" in str(w.render()) for w in chat.query(".user"))
         tree_text = "\n".join(labels(app.query_one(TraceTree)))
-        assert "model call" in tree_text and "model result" in tree_text and "tok" in tree_text
+        assert "model_call" in tree_text and "model_result" in tree_text and "tok" in tree_text
         # the inspector shows the messages as sent when the model call node is highlighted
         tree = app.query_one(TraceTree)
         tree.focus()
@@ -82,7 +82,7 @@ async def test_tool_breakpoint_pauses_the_runtime_and_edited_arguments_are_used(
         assert "paused" in str(app.query_one("#pausebar").render())
         # the run is really suspended: nothing after the model result happens while paused
         await asyncio.sleep(0.2)
-        assert not any("tool result" in s for s in labels(app.query_one(TraceTree)))
+        assert not any("tool_result" in s for s in labels(app.query_one(TraceTree)))
         await pilot.press("f4")
         await pilot.pause()
         editor = app.screen.query_one("#editor", TextArea)
@@ -127,7 +127,7 @@ async def test_open_stored_run_and_replay_gives_the_identical_answer(calc_agent:
     app = DevApp(None, run_id=result.run_id[:12], watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
         tree_text = "\n".join(labels(app.query_one(TraceTree)))
-        assert "tool call add" in tree_text and "tool result add" in tree_text and "finished ok" in tree_text
+        assert "tool_call add" in tree_text and "tool_result add" in tree_text and "finished ok" in tree_text
         assert app.query_one("#prompt", Input).disabled  # no project: view and replay only
         await pilot.press("f7")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CompareScreen")
@@ -144,7 +144,7 @@ async def test_fork_from_an_event_runs_live_and_compares(calc_agent: Path) -> No
     app = DevApp(calc_agent, run_id=result.run_id, watch=False)  # live model: scripted echo
     async with app.run_test(size=(100, 30)) as pilot:
         tree = app.query_one(TraceTree)
-        node = next(n for n in _nodes(tree.root) if (n.data or {}).get("seq") == second_call.seq)
+        node = next(n for n in _nodes(tree.root) if n.data is not None and n.data.seq == second_call.seq)
         tree.move_cursor(node)
         await pilot.press("f8")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CompareScreen")
@@ -184,7 +184,7 @@ async def test_huge_tool_output_is_clipped_in_tree_and_whole_in_inspector(write_
         await type_and_send(pilot, "dump")
         await wait_for(pilot, lambda: any("finished ok" in s for s in labels(app.query_one(TraceTree))))
         tree = app.query_one(TraceTree)
-        node = next(n for n in _nodes(tree.root) if (n.data or {}).get("type") == "tool_result")
+        node = next(n for n in _nodes(tree.root) if n.data is not None and n.data.type == "tool_result")
         assert len(str(node.label)) < 120
         tree.focus()
         tree.move_cursor(node)
@@ -262,7 +262,7 @@ async def test_a_workflow_shows_its_steps_in_the_tree(tmp_path: Path) -> None:
         assert app.last_answer == "You said: n=42"
         tree_text = "\n".join(labels(app.query_one(TraceTree)))
         assert "step double · condition" in tree_text and "step ok double" in tree_text
-        assert "step say · agent echo" in tree_text and "checkpoint · step say ok" in tree_text
+        assert "step say · agent echo" in tree_text and "checkpoint step say ok" in tree_text
 
 
 async def test_approve_and_reject_a_paused_tool_call_from_the_debugger(write_agent, tmp_path: Path) -> None:
@@ -295,7 +295,7 @@ async def test_approve_and_reject_a_paused_tool_call_from_the_debugger(write_age
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.last_answer == "I did not send it.")
         assert sent.read_text() == "bob@example.com\n"
-        rejected = next(e for e in app.last_events if e["type"] == "approval_rejected")
-        assert rejected["reason"] == "zed is a competitor"
+        rejected = next(e for e in app.last_events if e.type == "approval_rejected")
+        assert rejected.reason == "zed is a competitor"
         # Both continuations stayed in the debugger's conversation.
         assert len(open_store().get_messages(app.conversation_id)) == 8

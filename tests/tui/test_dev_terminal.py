@@ -39,7 +39,7 @@ def test_dev_in_a_real_terminal(calc_agent: Path, halguru_cmd: list[str], subpro
         subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
         shown = wait("You said: hello tmux")
         assert "finished ok" in wait("finished ok")
-        assert "model call" in shown
+        assert "model_call" in shown
         subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], check=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and subprocess.run(["tmux", "has-session", "-t", session],
