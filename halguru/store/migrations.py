@@ -121,5 +121,18 @@ def m006_owners_leases(conn: sqlite3.Connection) -> None:
     )
 
 
+def m007_rate_hits(conn: sqlite3.Connection) -> None:
+    """Serve mode's rate limits, shared by every worker process: one row per hit, kept for one window."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE rate_hits (bucket TEXT NOT NULL, ts REAL NOT NULL);
+        CREATE INDEX rate_hits_bucket ON rate_hits (bucket, ts);
+        CREATE INDEX rate_hits_ts ON rate_hits (ts)
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
-                                                          m004_approvals, m005_checkpoints, m006_owners_leases]
+                                                          m004_approvals, m005_checkpoints, m006_owners_leases,
+                                                          m007_rate_hits]

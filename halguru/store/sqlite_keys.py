@@ -1,5 +1,6 @@
-"""Serve mode's API keys in SQLite. Only a hash of each key is stored; hashing and formatting stay in
-``halguru_server.keys``."""
+"""Serve mode's API keys and rate limits in SQLite. Only a hash of each key is stored; hashing and
+formatting stay in ``halguru_server.keys``. Rate-limit hits live in the store so that every worker process
+(``--workers N``) counts the same window."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def _key(row: dict[str, Any]) -> ApiKeyRecord:
 
 
 class KeysMixin(SQLiteBase):
+    """API keys and rate limits: what serve mode's authentication reads on every request."""
+
     def _init_keys(self) -> None:
         self._touched: dict[str, float] = {}
         self._touched_lock = threading.Lock()
@@ -62,3 +65,16 @@ class KeysMixin(SQLiteBase):
         with self._tx() as conn:
             conn.execute("UPDATE api_keys SET last_used = ? WHERE id = ? "
                          "AND (last_used IS NULL OR last_used < ?)", (now, key_id, now - TOUCH_EVERY))
+
+    def rate_hit(self, bucket: str, limit: int, window_s: float) -> float | None:
+        """Count one hit for ``bucket`` in a sliding window: None if it is allowed (and recorded), else the
+        seconds until the oldest hit leaves the window. Expired hits of every bucket are dropped on the way."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - window_s,))
+            count, oldest = conn.execute("SELECT count(*), min(ts) FROM rate_hits WHERE bucket = ?",
+                                         (bucket,)).fetchone()
+            if count >= limit:
+                return max(0.0, oldest + window_s - now) if oldest is not None else window_s
+            conn.execute("INSERT INTO rate_hits (bucket, ts) VALUES (?, ?)", (bucket, now))
+        return None

@@ -155,3 +155,15 @@ def test_ping_checks_that_the_database_takes_writes(store: SQLiteStore, tmp_path
         store.ping()
     other.execute("ROLLBACK")
     store.ping()
+
+
+def test_rate_hits_are_counted_in_a_sliding_window_shared_by_stores(store: SQLiteStore, tmp_path: Path) -> None:
+    other = SQLiteStore(tmp_path / "t.db")  # another worker process's store, same database
+    assert store.rate_hit("chat:1.2.3.4", 2, 0.5) is None
+    assert other.rate_hit("chat:1.2.3.4", 2, 0.5) is None
+    wait = store.rate_hit("chat:1.2.3.4", 2, 0.5)
+    assert wait is not None and 0 < wait <= 0.5
+    assert other.rate_hit("chat:5.6.7.8", 2, 0.5) is None  # each bucket its own
+    time.sleep(wait + 0.05)
+    assert other.rate_hit("chat:1.2.3.4", 2, 0.5) is None
+    other.close()
