@@ -66,13 +66,15 @@ def test_sigkill_mid_run_leaves_store_readable_and_history_intact(write_agent, h
     conversation = first_turn(halguru_cmd, agent, subprocess_env)
     script = write_slow_script(tmp_path)
 
+    lease = 2.0  # a run is alive while its process renews its lease; this one's passes 2 s after the kill
     proc, streamed = start_streaming(
         [*halguru_cmd, "run", str(agent), "tell me a long story", "-c", conversation,
-         "-m", f"scripted:{script}"], subprocess_env)
+         "-m", f"scripted:{script}"], {**subprocess_env, "HALGURU_RUN_LEASE": str(lease)})
     assert streamed.decode().split()[0] == "word0"
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)  # reap it: a zombie still has a pid
+    proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    time.sleep(lease + 0.5)
 
     # The earlier conversation is intact and nothing half-written was added to it.
     store = open_store()
