@@ -22,6 +22,9 @@ class BaseEvent(BaseModel):
     seq: int = 0
     ts: float = Field(default_factory=time.time)
     step: int = 0
+    # Set on the events of a sub-run (a specialist answering ``ask_<agent>``, a workflow's agent step): the run
+    # that started it. Its events share the top-level run's trace (one numbering) and name their own sub-run id.
+    parent_run_id: str = ""
 
 
 class RunStarted(BaseEvent):
@@ -174,8 +177,9 @@ class Error(BaseEvent):
 
 class RunFinished(BaseEvent):
     type: Literal["run_finished"] = "run_finished"
-    # limited: a team guard stopped it; paused: a call waits for approval (`halguru runs pending`)
-    status: Literal["ok", "failed", "cancelled", "limited", "paused"]
+    # limited: a team guard stopped it; paused: a call waits for approval (`halguru runs pending`);
+    # interrupted: the server shut down before the run could finish (resumable like a killed run)
+    status: Literal["ok", "failed", "cancelled", "limited", "paused", "interrupted"]
     output: str
     error: str | None = None
     duration_ms: float = 0.0

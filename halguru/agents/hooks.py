@@ -1,17 +1,36 @@
-"""Run hooks: the points where a caller may suspend a run and change what happens next.
+"""Run hooks: the points where a caller or a policy may suspend a run and change what happens next.
 
-``run(..., hooks=...)`` awaits these at each step. The debugger (`halguru dev`) pauses there
-for breakpoints; replay feeds recorded tool results back. A run without hooks pays nothing.
+``run(..., hooks=...)`` awaits these at each step, in the run and in its sub-runs (a specialist, a workflow
+step). The debugger (`halguru dev`) pauses there for breakpoints; replay feeds recorded results back; the
+tool-call policies (approvals, the repeated-call guard: halguru.agents.policies) decide calls there.
+Hooks compose with ``HookChain``; a run without hooks pays nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from halguru.agents.events import BaseEvent
 from halguru.models.base import ModelRequest, ToolCallRequest
+
+
+@dataclass
+class ToolDecision:
+    """What a policy decided about a tool call.
+
+    ``events`` are emitted first, as given. Then: ``pause`` stops the run until a human decides (approvals);
+    ``run`` lets the call run as usual (an approved call); otherwise ``content`` is the call's result, given to
+    the model without running the tool (``is_error`` for a refusal).
+    """
+
+    events: list[BaseEvent] = field(default_factory=list)
+    content: str = ""
+    is_error: bool = False
+    pause: bool = False
+    run: bool = False
 
 
 class RunHooks:
@@ -25,12 +44,52 @@ class RunHooks:
         """The tool call about to run; return it (or one with edited arguments)."""
         return call
 
+    async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
+        """A policy's decision on the call (pause it, refuse it, answer it), or None to run it."""
+        return None
+
     async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
         """A ``(content, is_error)`` to use instead of running the tool, or None to run it."""
         return None
 
     async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
         """The tool's result before the model sees it; return it (or an edited one)."""
+        return content, is_error
+
+
+class HookChain(RunHooks):
+    """Several hooks as one: each sees what the previous returned; the first decision on a call wins."""
+
+    def __init__(self, *hooks: RunHooks | None):
+        self.hooks = [h for h in hooks if h is not None]
+
+    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
+        for hook in self.hooks:
+            request = await hook.before_model_call(request)
+        return request
+
+    async def before_tool_call(self, call: ToolCallRequest) -> ToolCallRequest:
+        for hook in self.hooks:
+            call = await hook.before_tool_call(call)
+        return call
+
+    async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
+        for hook in self.hooks:
+            decision = await hook.decide_tool_call(call)
+            if decision is not None:
+                return decision
+        return None
+
+    async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
+        for hook in self.hooks:
+            supplied = await hook.supply_tool_result(call)
+            if supplied is not None:
+                return supplied
+        return None
+
+    async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
+        for hook in self.hooks:
+            content, is_error = await hook.after_tool_result(call, content, is_error)
         return content, is_error
 
 

@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from halguru.agents.spec import AgentSpec, load_spec
 from halguru.errors import AgentSpecError
@@ -18,8 +18,7 @@ from halguru.tools.decorator import Tool
 from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
-    from halguru.orchestration.team import Team
-    from halguru.orchestration.workflow import Workflow
+    from halguru.agents.driver import Driver
     from halguru.rag.agent import KnowledgeRetriever
 
 AGENT_FILE = "agent.yaml"
@@ -33,12 +32,31 @@ class Agent:
     spec: AgentSpec
     tools: dict[str, Tool] = field(default_factory=dict)
     path: Path | None = None
-    team: Team | None = None  # set when agent.yaml has ``team:``; None keeps runs free of orchestration
-    workflow: Workflow | None = None  # set when agent.yaml has ``workflow:`` (declared steps, no chat loop)
+    # Set when agent.yaml has an orchestration section (``team:``, ``workflow:``): it runs the agent instead of
+    # the plain loop. None keeps runs free of orchestration.
+    driver: Driver | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def team(self) -> Any:
+        """The agent's team (``team:``: members and settings), or None."""
+        return getattr(self.driver, "team", None) if self.driver is not None and self.driver.kind == "team" else None
+
+    @property
+    def workflow(self) -> Any:
+        """The agent's workflow (``workflow:``: steps, needs, step agents), or None."""
+        if self.driver is None or self.driver.kind != "workflow":
+            return None
+        return getattr(self.driver, "workflow", None)
+
+    def involved(self) -> list[Agent]:
+        """This agent and every agent its driver may run (team members, workflow step agents)."""
+        if self.driver is None:
+            return [self]
+        return [self, *(a for a in self.driver.agents() if a is not self)]
 
     @cached_property
     def tool_specs(self) -> list[ToolSpec]:
@@ -151,15 +169,21 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
             raise AgentSpecError(f"{agent_file}:{line}: approvals.{index}: {name!r} is not one of this agent's "
                                  f"tools ({', '.join(tools) or 'none'})")
     agent = _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
-    if with_team and spec.team is not None:
-        from halguru.orchestration.team import load_team
-
-        agent.team = load_team(agent)
-    if spec.workflow is not None:
-        from halguru.orchestration.workflow import load_workflow
-
-        agent.workflow = load_workflow(agent)
+    _load_driver(agent, agent_file, skip=() if with_team else ("team",))
     return agent
+
+
+def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
+    """The driver of the agent's orchestration section, from the loader its plugin registered."""
+    from halguru.agents.driver import sections
+
+    registered = sections()
+    used = [name for name in registered if name not in skip and getattr(agent.spec, name, None) is not None]
+    if len(used) > 1:
+        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), (used[1],))
+        raise AgentSpecError(f"{agent_file}:{line}: {used[1]}: an agent has one of {' or '.join(used)}, not both")
+    if used:
+        agent.driver = registered[used[0]](agent)
 
 
 def _plugin_tool_list(spec: AgentSpec) -> list[str]:
@@ -189,10 +213,9 @@ def validate_project(path: str | Path) -> Agent:
     from halguru.models.registry import find_entry
 
     agent = load_agent(path)
-    # Every agent that will call a model: the agent, its team members, its workflow's agent steps.
-    involved = [agent] if agent.workflow is None else list(agent.workflow.agents.values())
-    if agent.team is not None:
-        involved += [m.agent for m in agent.team.members.values() if m.agent is not agent]
+    # Every agent that will call a model: the agent, its team members, its workflow's agent steps
+    # (a workflow has no model of its own).
+    involved = [a for a in agent.involved() if not (a is agent and agent.workflow is not None)]
     for one in involved:
         try:
             find_entry(one.spec.model)

@@ -12,7 +12,7 @@ from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
 from halguru.models.base import Message, Model
 from halguru.store import open_store
-from halguru.store.base import TraceStore
+from halguru.store.base import RunRecord, TraceStore
 
 
 @dataclass
@@ -44,7 +44,7 @@ class ChatSession:
     def _model(self) -> Any:
         """The session's model, resolved once per reference so it keeps its state across turns; without
         ``--model``, each member of a team and each workflow step keeps its own."""
-        if self.model is None and (self.agent.team is not None or self.agent.workflow is not None):
+        if self.model is None and self.agent.driver is not None:
             from halguru.models.base import PerAgentModel
 
             return PerAgentModel(self._resolve)
@@ -85,7 +85,7 @@ class ChatSession:
     def history(self) -> list[Message]:
         return self.store.get_messages(self.conversation_id) if self.conversation_id else []
 
-    def last_trace(self) -> tuple[dict, list[dict]] | None:
+    def last_trace(self) -> tuple[RunRecord, list[dict[str, Any]]] | None:
         if self.last_run_id is None:
             return None
         return self.store.get_run(self.last_run_id), self.store.get_events(self.last_run_id)

@@ -1,5 +1,6 @@
-"""Orchestration: agent teams (handoffs, specialists called as tools) and their guards.
+"""Orchestration around the plain agent loop: teams, workflows, approvals and durable runs.
 
-The runtime (``halguru.agents.runtime.run``) stays the only entry point; it delegates the team-specific
-decisions here, and only when an agent has a ``team:`` section, so plain runs do no extra work.
+``team:`` and ``workflow:`` are agent.yaml sections this package registers (halguru.orchestration.plugin);
+each loads a driver (halguru.agents.driver) that the runtime runs instead of the plain loop. The runtime
+(``halguru.agents.runtime.run``) stays the only entry point, and plain runs do no orchestration work at all.
 """

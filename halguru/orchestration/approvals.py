@@ -10,60 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from halguru.agents.events import ApprovalApproved, ApprovalRejected, ApprovalRequested, BaseEvent, Event
+from halguru.agents.events import Event
+from halguru.agents.policies import REFUSED, Resume  # the gate itself is a policy of the loop
 from halguru.errors import HalguruError
 from halguru.models.base import Message, ToolCallRequest
 
 if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
-    from halguru.agents.spec import AgentSpec
     from halguru.models.base import Model
     from halguru.store.base import ApprovalRecord, Store
 
-REFUSED = "error: a human refused this call"
-
-
-@dataclass
-class Resume:
-    """What a continuation run starts from: the paused run's messages and the human's decision."""
-
-    paused_run_id: str
-    messages: list[Message]
-    decisions: dict[str, str | None]  # call id -> None (approved) or the rejection reason
-    edited: set[str] = field(default_factory=set)
-    # An interrupted run's checkpoint (see halguru.orchestration.durable): team or workflow state, its label.
-    state: dict[str, Any] | None = None
-    checkpoint: str = ""
-
-    @property
-    def done(self) -> set[str]:
-        """Calls that already have their result (before the pause): never run twice."""
-        return {m.tool_call_id for m in self.messages if m.role == "tool" and m.tool_call_id}
-
-
-@dataclass
-class Gate:
-    event: BaseEvent | None = None
-    pause: bool = False
-    refusal: str | None = None  # the tool result the model gets instead of running the call
-
-
-def gate(spec: AgentSpec, call: ToolCallRequest, resume: Resume | None) -> Gate:
-    """Decide a call: run it, pause for approval, or refuse it (a human rejected it)."""
-    if resume is not None and call.id in resume.decisions:
-        reason = resume.decisions[call.id]
-        if reason is None:
-            return Gate(ApprovalApproved(call_id=call.id, name=call.name, arguments=call.arguments,
-                                         edited=call.id in resume.edited, paused_run_id=resume.paused_run_id))
-        return Gate(ApprovalRejected(call_id=call.id, name=call.name, reason=reason,
-                                     paused_run_id=resume.paused_run_id),
-                    refusal=f"{REFUSED}: {reason}" if reason else REFUSED)
-    if call.name in spec.approvals:
-        return Gate(ApprovalRequested(call_id=call.id, name=call.name, arguments=call.arguments), pause=True)
-    return Gate()
+__all__ = ["REFUSED", "Resume", "approve", "list_pending", "reject", "resume_events"]
 
 
 def save_pending(store: Store, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
@@ -137,7 +96,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
             message.tool_calls = [c.model_copy(update={"arguments": edit_args}) if c.id == call.id else c
                                   for c in message.tool_calls]
     async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                           store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]}):
+                           store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
+                           owner=row.get("owner")):
         if event.type == "run_started":
             store.set_approval_continued_by(row["run_id"], event.run_id)
         yield event

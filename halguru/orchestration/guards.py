@@ -7,23 +7,16 @@ limit was hit, so a team run never hangs or loops forever.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
 from halguru.orchestration.team import Member, Team
-
-if TYPE_CHECKING:
-    from halguru.models.base import Model
 
 
 @dataclass
 class TeamRun:
     team: Team
-    model_override: str | Model | None = None
     current: Member = field(init=False)
     handoffs: int = 0
     # (from, to) handoffs since the last progress (a real tool result): a repeat is a loop.
     since_progress: list[tuple[str, str]] = field(default_factory=list)
-    _models: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.current = self.team.members[self.team.lead]
@@ -32,20 +25,6 @@ class TeamRun:
         """The conversation continues with the agent that held it last (if it is still a member)."""
         if active and active in self.team.members:
             self.current = self.team.members[active]
-
-    def model_for(self, member: Member) -> Any:
-        """``--model`` wins for every member; otherwise each member's own model, resolved once per run."""
-        from halguru.agents.runtime import _resolve_model
-        from halguru.models.base import PerAgentModel
-
-        ref = self.model_override if self.model_override is not None else member.agent.spec.model
-        if isinstance(ref, PerAgentModel):
-            return ref.for_agent(member.agent.spec.model)
-        if not isinstance(ref, str):
-            return ref
-        if ref not in self._models:
-            self._models[ref] = _resolve_model(ref)
-        return self._models[ref]
 
     def budget_problem(self, steps: int, tokens: int, agent_steps: int) -> str | None:
         """Which limit this run has reached before its next model call, if any."""

@@ -37,12 +37,18 @@ class Member:
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
+        """Every tool the member's model sees: its own, then the team's."""
+        return [*self.agent.tool_specs, *self.team_tool_specs]
+
+    @property
+    def team_tool_specs(self) -> list[ToolSpec]:
+        """The team tools as the model sees them: its handoffs, then its specialists."""
         team_tools = [ToolSpec(name=t, description=f"Hand the conversation to {n}: "
                                f"{self._describe(n)}", parameters=_HANDOFF_PARAMS)
                       for t, n in self.handoffs.items()]
         team_tools += [ToolSpec(name=t, description=f"Ask {n} and get its answer back: {self._describe(n)}",
                                 parameters=_ASK_PARAMS) for t, n in self.specialists.items()]
-        return [*self.agent.tool_specs, *team_tools]
+        return team_tools
 
     def _describe(self, name: str) -> str:
         return self.descriptions.get(name, "")

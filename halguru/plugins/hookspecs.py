@@ -68,3 +68,14 @@ def register_routes(app: Any) -> None:
 
     ``app`` is the FastAPI application built by ``halguru_server.create_app``.
     """
+
+
+@hookspec
+def register_sections(register: Any) -> None:
+    """Register agent.yaml sections that change how an agent runs (``team:``, ``workflow:``).
+
+    Call ``register(name, loader)``: ``loader(agent)`` gets the loaded agent
+    whose agent.yaml has a value under ``name`` and returns its driver (see
+    ``halguru.agents.driver.Driver``), which runs the agent instead of the
+    plain loop. halguru's orchestration registers its sections this way.
+    """

@@ -25,6 +25,7 @@ BUILTIN_PLUGINS = (
     "halguru.models.plugin",
     "halguru.tools.plugin",
     "halguru.rag.plugin",
+    "halguru.orchestration.plugin",
 )
 
 

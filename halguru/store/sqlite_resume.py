@@ -34,7 +34,7 @@ class ResumeMixin(RunsMixin):
                         events: Sequence[BaseEvent]) -> None:
         """The state after a step, with the trace events so far, in one transaction (all or nothing)."""
         with self._tx() as conn:
-            self._insert_events(conn, events)
+            self._insert_events(conn, run_id, events)
             conn.execute("UPDATE checkpoints SET label = ?, state = ?, updated = ? WHERE run_id = ?",
                          (label, json.dumps(state, ensure_ascii=False), time.time(), run_id))
 

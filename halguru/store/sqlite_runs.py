@@ -134,23 +134,21 @@ class RunsMixin(SQLiteBase):
             )
         self._hold(run_id)
 
-    def record_events(self, events: Sequence[BaseEvent]) -> None:
+    def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
+        """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""
         if not events:
             return
         with self._tx() as conn:
-            self._insert_events(conn, events)
+            self._insert_events(conn, run_id, events)
 
     @staticmethod
-    def _insert_events(conn: sqlite3.Connection, events: Sequence[BaseEvent]) -> None:
-        """Insert events of runs that still exist (a run's conversation may be deleted while it streams)."""
-        ids = sorted({e.run_id for e in events})
-        if not ids:
+    def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[BaseEvent]) -> None:
+        """Insert a run's events if the run still exists (its conversation may be deleted while it streams)."""
+        if not events or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             return
-        existing = {row[0] for row in conn.execute(
-            f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(ids))})", ids)}
         conn.executemany(
             "INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events if e.run_id in existing],
+            [(run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events],
         )
 
     def finish_run(
@@ -170,7 +168,7 @@ class RunsMixin(SQLiteBase):
                     log.info("run %s finished after its conversation %s was deleted: not recorded",
                              run_id, conversation_id)
                     return
-                self._insert_events(conn, events)
+                self._insert_events(conn, run_id, events)
                 conn.execute(
                     "UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?, "
                     "prompt_tokens = ?, completion_tokens = ? WHERE id = ?",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fnmatch
 import time
 from collections.abc import Callable
@@ -79,17 +78,11 @@ class SuiteResult:
 def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool]) -> Agent:
     """The agent (and each member of its team) with its tools wrapped for recording or replay."""
     def one(a: Agent) -> Agent:
-        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path,
-                     workflow=a.workflow)
+        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path)
 
     test_agent = one(agent)
-    if agent.workflow is not None:  # tool steps and each agent step's own tools
-        test_agent.workflow = dataclasses.replace(
-            agent.workflow, agents={sid: one(a) for sid, a in agent.workflow.agents.items()})
-    if agent.team is not None:
-        members = {name: dataclasses.replace(m, agent=test_agent if name == agent.team.lead else one(m.agent))
-                   for name, m in agent.team.members.items()}
-        test_agent.team = dataclasses.replace(agent.team, members=members)
+    if agent.driver is not None:  # team members, tool steps and each workflow step's agent
+        test_agent.driver = agent.driver.with_agents(lambda a: test_agent if a is agent else one(a))
     return test_agent
 
 
@@ -97,16 +90,14 @@ def _single_model(agent: Agent) -> bool:
     """A plain agent, or a team whose members all name the lead's model: one model object serves the run."""
     if agent.workflow is not None:
         return False
-    if agent.team is None:
-        return True
-    return all(m.agent.spec.model == agent.spec.model for m in agent.team.members.values())
+    return all(a.spec.model == agent.spec.model for a in agent.involved())
 
 
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
     from halguru.agents.runtime import run_to_result
-    from halguru.models.base import PerAgentModel
+    from halguru.models.base import Model, PerAgentModel
     from halguru.models.registry import get_model
     from halguru.testing.judge import judge_answer
 
@@ -114,6 +105,7 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     model_ref = model or agent.spec.model
     recorded = Cassette() if mode == "record" else None
     wrap: Callable[[Tool], Tool] = lambda t: t  # noqa: E731
+    model_obj: Model | PerAgentModel
     if mode == "replay":
         if cassette is None:
             result.error = (f"no recording for this test in {recording_path(file).name}; "
@@ -125,9 +117,8 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
         wrap = lambda t: replay_tool(t, cassette, cursor)  # noqa: E731
     else:
         if model or _single_model(agent):
-            model_obj = get_model(model_ref)
-            if recorded is not None:
-                model_obj = RecordingModel(model_obj, recorded)
+            found = get_model(model_ref)
+            model_obj = RecordingModel(found, recorded) if recorded is not None else found
         else:  # a team or workflow without --model: each agent keeps its own model, all in one recording
             models: dict[str, Any] = {}
 
@@ -212,5 +203,5 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     return suite
 
 
-def run_suite_sync(project: str | Path, **kwargs) -> SuiteResult:  # type: ignore[no-untyped-def]
+def run_suite_sync(project: str | Path, **kwargs: Any) -> SuiteResult:
     return asyncio.run(run_suite(project, **kwargs))

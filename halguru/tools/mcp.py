@@ -113,9 +113,7 @@ async def open_agent_mcp(agent: Agent, boxes: dict[str, MCPToolbox]) -> list[str
 
 def uses_mcp(agent: Agent) -> bool:
     """The agent, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
-    members = [m.agent for m in agent.team.members.values()] if agent.team else []
-    steps = list(agent.workflow.agents.values()) if agent.workflow else []
-    return any(a.spec.mcp for a in [agent, *members, *steps])
+    return any(a.spec.mcp for a in agent.involved())
 
 
 async def stop_kept_servers() -> None:
@@ -343,17 +341,17 @@ def _result_text(result: mcp_types.CallToolResult) -> str:
     """
     parts: list[str] = []
     for block in result.content:
-        kind = block.type
-        if kind == "text":
+        if block.type == "text":
             parts.append(block.text)
-        elif kind == "resource":
+        elif block.type == "resource":
             resource = block.resource
             text = getattr(resource, "text", None)
             parts.append(text if text is not None else f"[resource {resource.uri} ({resource.mime_type or 'binary'})]")
-        elif kind == "resource_link":
+        elif block.type == "resource_link":
             parts.append(f"[resource {block.uri}]")
         else:  # image, audio: the model cannot read the bytes; say what came back
-            parts.append(f"[{kind} {getattr(block, 'mime_type', '')}, {len(getattr(block, 'data', ''))} base64 chars]")
+            size = len(getattr(block, "data", ""))
+            parts.append(f"[{block.type} {getattr(block, 'mime_type', '')}, {size} base64 chars]")
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content, ensure_ascii=False)
     return "\n".join(parts)

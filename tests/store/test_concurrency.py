@@ -28,7 +28,7 @@ def _work(store: SQLiteStore, worker: int, errors: list[BaseException], start: t
             store.get_run(run_id)
             store.list_runs(limit=5)
             store.list_conversations(limit=5)
-            store.record_events([RunStarted(run_id=run_id, seq=0, agent="agent", model="scripted",
+            store.record_events(run_id, [RunStarted(run_id=run_id, seq=0, agent="agent", model="scripted",
                                             input="hello", conversation_id=conversation)])
             done = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
             store.finish_run(run_id, conversation, done.model_dump(), [done],

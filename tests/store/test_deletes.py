@@ -57,7 +57,7 @@ def test_a_run_whose_conversation_is_deleted_while_it_streams_records_nothing(tm
     store.delete_conversation("conv_1")  # the user deletes it mid-run
     started = RunStarted(run_id="run_gone0001", seq=0, agent="agent", model="scripted", input="hello",
                          conversation_id="conv_1")
-    store.record_events([started])
+    store.record_events(started.run_id, [started])
     store.save_checkpoint("run_gone0001", "step 1", {}, [Checkpoint(run_id="run_gone0001", seq=1, label="step 1")])
     store.save_pending("run_gone0001", "conv_1", "agent", None, None, "hello",
                        ToolCallRequest(id="c1", name="t").model_dump_json(), "[]")

@@ -88,7 +88,8 @@ def test_running_run_whose_lease_passed_reads_as_interrupted(tmp_path):
 def test_events_are_stored_in_order(tmp_path):
     store = SQLiteStore(tmp_path / "t.db")
     run_id = _run(store)
-    store.record_events([RunStarted(run_id=run_id, seq=0, agent="a", model="m", input="x", conversation_id="c")])
+    store.record_events(run_id, [RunStarted(run_id=run_id, seq=0, agent="a", model="m", input="x",
+                                            conversation_id="c")])
     assert [e["type"] for e in store.get_events(run_id)] == ["run_started"]
 
 

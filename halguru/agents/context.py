@@ -1,0 +1,148 @@
+"""What a run shares with its sub-runs: one trace, one deadline, the caller's hooks, the usage totals.
+
+A sub-run (a specialist answering ``ask_<agent>``, a workflow's agent step) gets a child context: its own
+run id and its parent's id on its events, the same trace numbering, the same deadline (or its own, if that
+is sooner), the same hooks (so breakpoints stop inside it) and usage counted toward the top-level run.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from halguru.agents.events import BaseEvent
+from halguru.agents.hooks import RunHooks
+
+E = TypeVar("E", bound=BaseEvent)
+
+if TYPE_CHECKING:
+    from halguru.agents.loader import Agent
+    from halguru.agents.policies import Resume
+    from halguru.models.base import Model, PerAgentModel
+    from halguru.store.base import TraceStore
+
+
+def new_id(prefix: str) -> str:
+    """Sortable, short, unique enough: hex milliseconds then random hex."""
+    return f"{prefix}_{int(time.time() * 1000):x}{secrets.token_hex(3)}"
+
+
+class Trace:
+    """Numbers the events of one top-level run (and its sub-runs) and buffers them for the store."""
+
+    # Events reach the store at most this often (and always when the run ends): one SQLite
+    # transaction per step cost ~90 µs a step; a killed process loses at most this much trace.
+    FLUSH_INTERVAL = 0.25
+
+    def __init__(self, run_id: str, store: TraceStore | None):
+        self.run_id = run_id
+        self.store = store
+        self.seq = 0
+        self.step = 0
+        self.pending: list[BaseEvent] = []
+        self.flushed_at = time.monotonic()
+
+    def __call__(self, event: E) -> E:
+        """Number ``event`` (a sub-run's events keep the run id they were given) and buffer it for the store."""
+        if not event.run_id:
+            event.run_id = self.run_id
+        event.seq = self.seq
+        event.step = self.step  # the top-level run's step, for a sub-run's events too
+        self.seq += 1
+        if self.store is not None and event.type != "token":
+            self.pending.append(event)
+        return event
+
+    def take(self) -> list[BaseEvent]:
+        pending, self.pending = self.pending, []
+        self.flushed_at = time.monotonic()
+        return pending
+
+    def flush(self, force: bool = False) -> None:
+        if self.store is None or not self.pending:
+            return
+        if force or time.monotonic() - self.flushed_at >= self.FLUSH_INTERVAL:
+            self.store.record_events(self.run_id, self.take())
+
+
+@dataclass
+class Totals:
+    """Model calls and tokens of a run, its sub-runs included."""
+
+    steps: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def state(self) -> dict[str, int]:
+        return {"steps": self.steps, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class RunContext:
+    """One run's shared state; drivers and the loop read it, sub-runs get a ``child``."""
+
+    run_id: str
+    conversation_id: str
+    deadline: float  # event-loop time
+    trace: Trace
+    store: TraceStore | None = None
+    hooks: RunHooks = field(default_factory=RunHooks)
+    totals: Totals = field(default_factory=Totals)
+    model: str | Model | PerAgentModel | None = None  # the caller's --model override (None: each agent's own)
+    sampling: dict[str, Any] | None = None
+    resume: Resume | None = None
+    parent_run_id: str = ""
+    mcp: dict[str, Any] = field(default_factory=dict)  # agent name -> its MCP toolbox, open until the run ends
+    # Durable runs (teams, workflows): the driver's state now, saved after each step for a resume to start from.
+    durable_state: Callable[[], dict[str, Any]] | None = None
+    checkpoint_state: dict[str, Any] | None = None  # the state to save with the checkpoint event being yielded
+    _models: dict[str, Model] = field(default_factory=dict)
+
+    @property
+    def is_sub_run(self) -> bool:
+        return bool(self.parent_run_id)
+
+    def child(self, deadline: float | None = None) -> RunContext:
+        """The context of a sub-run: same trace, hooks, totals, model override and MCP servers; its own id."""
+        return RunContext(new_id("run"), self.conversation_id, min(self.deadline, deadline or self.deadline),
+                          self.trace, self.store, self.hooks, self.totals, self.model, self.sampling,
+                          parent_run_id=self.run_id, mcp=self.mcp, _models=self._models)
+
+    def tag(self, event: BaseEvent) -> BaseEvent:
+        """Name this sub-run on an event it emits (not on one a deeper sub-run already named); the top-level
+        run's events get their id when traced."""
+        if self.parent_run_id and not event.run_id:
+            event.run_id, event.parent_run_id = self.run_id, self.parent_run_id
+        return event
+
+    def model_for(self, agent: Agent, *, shared: bool = True) -> Model:
+        """``--model`` wins for every agent; otherwise the agent's own model, resolved once per run (a team's
+        members share it) or, with ``shared=False``, afresh (each workflow step gets its own)."""
+        from halguru.models.base import PerAgentModel
+
+        ref = self.model if self.model is not None else agent.spec.model
+        if isinstance(ref, PerAgentModel):
+            return ref.for_agent(agent.spec.model)
+        if not isinstance(ref, str):
+            return ref
+        from halguru.models.registry import get_model
+
+        if not shared:
+            return get_model(ref)
+        if ref not in self._models:
+            self._models[ref] = get_model(ref)
+        return self._models[ref]
+
+    def checkpoint_after(self, label: str, state: dict[str, Any] | None = None) -> BaseEvent | None:
+        """A checkpoint event to yield (the top-level run saves the state with it, in one transaction), or
+        None when the run is not durable. ``state`` defaults to the driver's ``durable_state()``."""
+        if self.durable_state is None or self.is_sub_run or self.store is None:
+            return None
+        from halguru.agents.events import Checkpoint
+
+        self.checkpoint_state = {**(state if state is not None else self.durable_state()), **self.totals.state()}
+        return Checkpoint(label=label)

@@ -1,0 +1,105 @@
+"""Tool-call policies: run hooks that decide calls at the tool-call boundary, each testable on its own.
+
+- ``ApprovalGate``: tools listed in ``approvals:`` pause the run before they execute; in a continuation run
+  (after ``halguru runs approve|reject``) it applies the human's decision instead.
+- ``RepeatGuard``: small models loop on the same call; the guard answers a repeat with the known result and
+  makes the next model call answer (tool_choice ``none``).
+
+The loop installs both per agent turn, after the caller's hooks (breakpoints, replay); ``Resume`` is what a
+continuation run starts from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from halguru.agents.events import ApprovalApproved, ApprovalRejected, ApprovalRequested, Error, ToolCall, ToolResult
+from halguru.agents.hooks import RunHooks, ToolDecision
+from halguru.models.base import Message, ModelRequest, ToolCallRequest
+
+REFUSED = "error: a human refused this call"
+
+
+@dataclass
+class Resume:
+    """What a continuation run starts from: the earlier run's messages and, after a pause, the human's decision."""
+
+    paused_run_id: str
+    messages: list[Message]
+    decisions: dict[str, str | None] = field(default_factory=dict)  # call id -> None (approved) or a reason
+    edited: set[str] = field(default_factory=set)
+    # An interrupted run's checkpoint (halguru.orchestration.durable): team or workflow state, and its label.
+    state: dict[str, Any] | None = None
+    checkpoint: str = ""
+
+    @property
+    def done(self) -> set[str]:
+        """Calls that already have their result (before the pause or the crash): never run twice."""
+        return {m.tool_call_id for m in self.messages if m.role == "tool" and m.tool_call_id}
+
+    @property
+    def after_crash(self) -> bool:
+        return self.state is not None and not self.decisions
+
+
+class ApprovalGate(RunHooks):
+    """Pauses calls to the tools in ``approvals`` and applies a continuation's decisions."""
+
+    def __init__(self, approvals: list[str], resume: Resume | None = None):
+        self.approvals = set(approvals)
+        self.decisions = resume.decisions if resume is not None else {}
+        self.edited = resume.edited if resume is not None else set()
+        self.paused_run_id = resume.paused_run_id if resume is not None else ""
+
+    async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
+        if call.id in self.decisions:
+            reason = self.decisions[call.id]
+            if reason is None:
+                return ToolDecision([ApprovalApproved(call_id=call.id, name=call.name, arguments=call.arguments,
+                                                      edited=call.id in self.edited,
+                                                      paused_run_id=self.paused_run_id)], run=True)
+            refusal = f"{REFUSED}: {reason}" if reason else REFUSED
+            return ToolDecision([ApprovalRejected(call_id=call.id, name=call.name, reason=reason,
+                                                  paused_run_id=self.paused_run_id),
+                                 ToolCall(call_id=call.id, name=call.name, arguments=call.arguments),
+                                 ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True)],
+                                content=refusal, is_error=True)
+        if call.name in self.approvals:
+            return ToolDecision([ApprovalRequested(call_id=call.id, name=call.name, arguments=call.arguments)],
+                                pause=True)
+        return None
+
+
+class RepeatGuard(RunHooks):
+    """A call repeated with the same arguments gets the known result, and the model must then answer."""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[str, str], str] = {}
+        self.must_answer = False
+
+    @staticmethod
+    def _key(call: ToolCallRequest) -> tuple[str, str]:
+        return call.name, json.dumps(call.arguments, sort_keys=True)
+
+    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
+        if self.must_answer:
+            request.tool_choice = "none"
+        return request
+
+    async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
+        known = self.results.get(self._key(call))
+        if known is None:
+            return None
+        self.must_answer = True
+        return ToolDecision([
+            ToolCall(call_id=call.id, name=call.name, arguments=call.arguments),
+            Error(kind="limit", message=f"{call.name} called again with the same arguments; reusing the result "
+                                        "and asking for an answer"),
+            ToolResult(call_id=call.id, name=call.name, content=known)], content=known)
+
+    async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
+        if not is_error:
+            self.results[self._key(call)] = content
+        return content, is_error

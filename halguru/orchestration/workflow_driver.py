@@ -1,0 +1,254 @@
+"""The workflow driver: runs a workflow's steps in dependency order, in parallel where ``needs`` allow.
+
+Agent steps are sub-runs of the step's agent inside this run (their events name the step's sub-run, under the
+run's deadline and hooks); tool steps call the tool, paused for a human when it is in ``approvals:``; each
+finished step is a checkpoint, so a killed workflow resumes after its last finished step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from halguru.agents.driver import RunOutcome, SubRun, sub_run
+from halguru.agents.events import (
+    ApprovalApproved,
+    ApprovalRejected,
+    ApprovalRequested,
+    BaseEvent,
+    Error,
+    StepFinished,
+    StepStarted,
+    Token,
+    ToolCall,
+    ToolResult,
+)
+from halguru.errors import HalguruError, ToolError
+from halguru.models.base import Message, ToolCallRequest
+from halguru.orchestration.workflow import (
+    Workflow,
+    _check_output,
+    _context,
+    _evaluate,
+    _parse_output,
+    _render,
+    _render_args,
+    _StepDone,
+    load_workflow,
+)
+
+StepStatus = Literal["ok", "skipped", "failed"]
+
+if TYPE_CHECKING:
+    from halguru.agents.context import RunContext
+    from halguru.agents.loader import Agent
+
+
+@dataclass
+class _Run:
+    """One workflow run's shared state, for the step tasks."""
+
+    ctx: RunContext
+    agent: Agent
+    workflow: Workflow
+    queue: asyncio.Queue[tuple[str, BaseEvent | _StepDone]]
+    decisions: dict[str, str | None] = field(default_factory=dict)  # step id -> None approved, or a reason
+    edited: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> the arguments a human set
+    resumed_from: str = ""
+
+    async def put(self, sid: str, item: BaseEvent | _StepDone) -> None:
+        await self.queue.put((sid, item))
+
+
+async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
+    """Run one step, putting its events on the queue and, last, a ``_StepDone``."""
+    step = r.workflow.steps[sid]
+    started = time.perf_counter()
+
+    def done(status: str, output: Any = None, error: str | None = None) -> _StepDone:
+        return _StepDone(sid, status, output, error, (time.perf_counter() - started) * 1000)
+
+    try:
+        if step.when is not None and not _evaluate(step.when, context):
+            await r.put(sid, done("skipped"))
+            return
+        if step.condition is not None:
+            await r.put(sid, StepStarted(step_id=sid, kind="condition", name=step.condition))
+            await r.put(sid, done("ok", _check_output(step, _evaluate(step.condition, context))))
+        elif step.tool is not None:
+            args = r.edited.get(sid) or _render_args(step.args, context)
+            await r.put(sid, StepStarted(step_id=sid, kind="tool", name=step.tool, input=args))
+            if step.tool in r.agent.spec.approvals:
+                refusal = await _gate(r, sid, step.tool, args)
+                if refusal is not None:
+                    await r.put(sid, done("failed", error=refusal) if refusal else
+                                _StepDone(sid, "paused", call=ToolCallRequest(id=sid, name=step.tool, arguments=args)))
+                    return
+            await r.put(sid, done("ok", _check_output(step, await _call_tool(r, sid, step.tool, args))))
+        else:
+            message = _render(step.input, context)
+            if step.output is not None:
+                message += ("\n\nAnswer with only a JSON value matching this JSON schema:\n"
+                            + json.dumps(step.output, ensure_ascii=False))
+            member = r.workflow.agents[sid]
+            await r.put(sid, StepStarted(step_id=sid, kind="agent", name=member.name, input=message))
+            answer = await _call_agent(r, sid, member, message, step.output)
+            value = _parse_output(answer) if step.output is not None else answer
+            await r.put(sid, done("ok", _check_output(step, value)))
+    except (ToolError, HalguruError) as exc:
+        await r.put(sid, done("failed", error=str(exc)))
+    except Exception as exc:  # a template that fails at run time (e.g. an undefined name) fails its step
+        from jinja2 import TemplateError
+
+        if not isinstance(exc, TemplateError):
+            raise
+        await r.put(sid, done("failed", error=f"template error: {exc}"))
+
+
+async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | None:
+    """A tool in ``approvals:``: None when a human approved it (run it), "" when it must wait for one (the
+    workflow pauses), else why the step fails (a human rejected it)."""
+    if sid not in r.decisions:
+        await r.put(sid, ApprovalRequested(call_id=sid, name=tool, arguments=args))
+        return ""
+    reason = r.decisions[sid]
+    if reason is None:
+        await r.put(sid, ApprovalApproved(call_id=sid, name=tool, arguments=args, edited=sid in r.edited,
+                                          paused_run_id=r.resumed_from))
+        return None
+    await r.put(sid, ApprovalRejected(call_id=sid, name=tool, reason=reason, paused_run_id=r.resumed_from))
+    return f"a human refused {tool}" + (f": {reason}" if reason else "")
+
+
+async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
+    from halguru.tools.registry import execute_tool
+
+    await r.put(sid, ToolCall(call_id=sid, name=name, arguments=args))
+    started = time.perf_counter()
+    try:
+        content = await execute_tool(r.agent.tools[name], args)
+    except ToolError as exc:
+        await r.put(sid, ToolResult(call_id=sid, name=name, content=f"error: {exc}", is_error=True,
+                                     duration_ms=(time.perf_counter() - started) * 1000))
+        raise
+    await r.put(sid, ToolResult(call_id=sid, name=name, content=content,
+                                 duration_ms=(time.perf_counter() - started) * 1000))
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError:
+        return content
+
+
+async def _call_agent(r: _Run, sid: str, member: Agent, message: str, schema: dict[str, Any] | None) -> str:
+    """The step's agent as a sub-run of this workflow run: its events join the workflow's trace."""
+    result = SubRun()
+    async for event in sub_run(r.ctx, member, message, result, output_schema=schema, shared_model=False):
+        await r.put(sid, event)
+    if result.status != "ok":
+        raise HalguruError(f"agent {member.name} {result.status}: {result.error}")
+    return result.output
+
+
+def _answer(workflow: Workflow, results: dict[str, dict[str, Any]], context: dict[str, Any]) -> str:
+    if workflow.settings.output is not None:
+        return _render(workflow.settings.output, context)
+    for sid in reversed(list(workflow.steps)):
+        if results.get(sid, {}).get("status") == "ok":
+            value = results[sid]["output"]
+            return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return ""
+
+
+@dataclass
+class WorkflowDriver:
+    """Runs the loaded agent's ``workflow:`` (it has no model of its own)."""
+
+    workflow: Workflow
+    kind: str = "workflow"
+
+    @property
+    def timeout(self) -> float:
+        return self.workflow.settings.timeout
+
+    def agents(self) -> list[Agent]:
+        return list(self.workflow.agents.values())
+
+    def with_agents(self, replace_agent: Callable[[Agent], Agent]) -> WorkflowDriver:
+        agents = {sid: replace_agent(a) for sid, a in self.workflow.agents.items()}
+        return WorkflowDriver(replace(self.workflow, agents=agents))
+
+    def timed_out(self) -> tuple[str, str]:
+        return "limited", f"workflow exceeded workflow.timeout ({self.timeout:g}s)"
+
+    async def drive(self, ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
+                    outcome: RunOutcome) -> AsyncIterator[BaseEvent]:
+        workflow, resume = self.workflow, ctx.resume
+        input = messages[0].content if messages else ""
+        results: dict[str, dict[str, Any]] = dict((resume.state or {}).get("steps_done", {})) if resume else {}
+        r = _Run(ctx, agent, workflow, asyncio.Queue())
+        ctx.durable_state = lambda: {"steps_done": results}
+        if resume is not None and resume.decisions:  # a continuation after approve or reject
+            r.decisions, r.resumed_from = dict(resume.decisions), resume.paused_run_id
+            for message in resume.messages:
+                for call in message.tool_calls:
+                    if call.id in resume.edited:
+                        r.edited[call.id] = call.arguments
+            del messages[1:]  # the conversation keeps the question and the answer, not the pending call
+        number = {sid: i for i, sid in enumerate(workflow.steps, 1)}  # events carry their step's number
+        waiting: ToolCallRequest | None = None  # a step paused for approval: finish what runs, start nothing
+        running: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for sid in workflow.steps:
+                    if (waiting is None and sid not in results and sid not in running
+                            and len(running) < workflow.settings.max_parallel
+                            and all(n in results for n in workflow.needs[sid])):
+                        running[sid] = asyncio.create_task(_run_step(r, sid, _context(input, results)))
+                if not running:
+                    break
+                async with asyncio.timeout_at(ctx.deadline):
+                    sid, item = await r.queue.get()
+                if not ctx.is_sub_run:
+                    ctx.trace.step = number[sid]
+                if not isinstance(item, _StepDone):
+                    yield item
+                    continue
+                await running.pop(item.step_id)  # surfaces a bug in the step as this run's failure
+                if item.status == "paused":
+                    waiting = item.call
+                    continue
+                yield StepFinished(step_id=item.step_id, status=cast(StepStatus, item.status), output=item.output,
+                                   error=item.error, duration_ms=item.duration_ms)
+                if item.status == "failed":
+                    outcome.status, outcome.error = "failed", f"step {item.step_id} failed: {item.error}"
+                    yield Error(kind="step", message=outcome.error, fatal=True)
+                    return
+                results[item.step_id] = {"status": item.status, "output": item.output}
+                checkpoint = ctx.checkpoint_after(f"step {item.step_id} {item.status}")
+                if checkpoint is not None:
+                    yield checkpoint
+            if not ctx.is_sub_run:
+                ctx.trace.step = 0
+            if waiting is not None:
+                outcome.status, outcome.error, outcome.paused = "paused", f"{waiting.name} waits for approval", waiting
+                messages.append(Message(role="assistant", content="", tool_calls=[waiting]))
+                return
+            outcome.output = _answer(workflow, results, _context(input, results))
+            messages.append(Message(role="assistant", content=outcome.output))
+            yield Token(text=outcome.output)
+        except HalguruError as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+            yield Error(kind="step", message=outcome.error, fatal=True)
+        finally:
+            for task in running.values():
+                task.cancel()
+            if running:
+                await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+def load_workflow_driver(agent: Agent) -> WorkflowDriver:
+    return WorkflowDriver(load_workflow(agent))
