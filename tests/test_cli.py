@@ -7,6 +7,7 @@ line on stderr and exit code 1.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from importlib.metadata import version
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from halguru import __version__
-from halguru.agents.events import ModelCall, RunFinished, RunStarted, Token, ToolCall, ToolResult, parse_event
+from halguru.agents.events import Event, ModelCall, RunFinished, RunStarted, Token, ToolCall, ToolResult, parse_event
 from halguru.agents.spec import agent_json_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -367,3 +368,64 @@ def test_conversation_continues_with_the_earlier_exchange(cli, cli_error, write_
 def test_version(cli):
     assert cli("--version").stdout == f"halguru {__version__}\n"
     assert __version__ == version("halguru")
+
+
+# --- one rendering of events (halguru.agents.describe) -------------------------------------------
+
+
+def _render(tree) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, no_color=True, record=True, file=io.StringIO())
+    console.print(tree)
+    return console.export_text()
+
+
+def test_the_tree_and_the_live_printer_word_events_the_same_way_from_stored_dicts():
+    from rich.console import Console
+
+    from halguru.agents.events import ApprovalRejected, Resumed
+    from halguru.cli.render import RunPrinter, trace_tree
+
+    events = [ToolCall(run_id="r1", step=1, call_id="c1", name="add", arguments={"a": 1}),
+              ToolResult(run_id="r1", step=1, call_id="c1", name="add", content="2", duration_ms=3),
+              ApprovalRejected(run_id="r1", call_id="c2", name="send_email", reason="not today"),
+              Resumed(run_id="r1", from_run_id="r0", checkpoint="step pay ok", reused=["pay"]),
+              RunFinished(run_id="r1", status="ok", output="two", steps=1)]
+    run = {"id": "r1", "agent": "calc", "model": "scripted", "status": "ok", "input": "1+1", "duration_ms": 5}
+    shown = _render(trace_tree(run, [e.model_dump() for e in events]))  # stored dicts, parsed once
+    assert shown == _render(trace_tree(run, events))
+    assert "tool_call add(a=1)" in shown and "tool_result add · 3ms · 2" in shown
+    assert "approval rejected send_email · not today" in shown
+    assert "resumed from r0 at step pay ok · reused pay" in shown and "run_finished ok · two" in shown
+    err = Console(width=200, no_color=True, record=True, file=io.StringIO())
+    out = io.StringIO()
+    printer = RunPrinter(out=out, err=err)
+    for e in events:
+        printer(e)
+    live = err.export_text()
+    assert live.splitlines() == ["→ add(a=1)", "← 2", "rejected: send_email", "resumed r0 at step pay ok"]
+
+
+def test_a_sub_run_nests_under_the_tool_call_that_started_it():
+    from halguru.cli.render import trace_tree
+
+    def sub(e: Event) -> Event:  # the specialist's run, started by the lead's ask_tech call
+        return e.model_copy(update={"parent_run_id": "r1"})
+
+    events = [ModelCall(run_id="r1", step=1, model="m", messages=[]),
+              ToolCall(run_id="r1", step=1, call_id="c1", name="ask_tech", arguments={"request": "line?"}),
+              sub(RunStarted(run_id="r2", agent="tech", model="m", input="line?", conversation_id="k")),
+              sub(ModelCall(run_id="r2", step=2, model="m", messages=[])),
+              sub(RunFinished(run_id="r2", status="ok", output="fine")),
+              ToolResult(run_id="r1", step=1, call_id="c1", name="ask_tech", content="fine"),
+              RunFinished(run_id="r1", status="ok", output="all good")]
+    run = {"id": "r1", "agent": "desk", "model": "m", "status": "ok", "input": "line?"}
+    lines = _render(trace_tree(run, events)).splitlines()
+
+    def depth(fragment: str) -> int:
+        line = next(line for line in lines if fragment in line)
+        return len(line) - len(line.lstrip("│ ├└─"))
+
+    assert depth("tool_call ask_tech") < depth("run r2 · tech") < depth("run_finished ok · fine")
+    assert depth("run_finished ok · all good") < depth("tool_call ask_tech")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import singledispatch
-from typing import Any, cast
+from typing import Any
 
 from rich.markup import escape
 
@@ -92,7 +92,7 @@ def _join(*parts: str) -> str:
 def parse_events(records: list[dict[str, Any]] | list[Event], run_id: str = "") -> list[Event]:
     """Stored events (dicts) as typed events, parsed once; a corrupt one is a one-line error."""
     try:
-        return [cast("Event", e) if isinstance(e, BaseEvent) else parse_event(e) for e in records]
+        return [e if isinstance(e, BaseEvent) else parse_event(e) for e in records]
     except (ValueError, TypeError) as exc:
         raise StoreError(f"run {run_id or '?'} has a corrupt event in the trace store: "
                          f"{str(exc).splitlines()[0]}") from None

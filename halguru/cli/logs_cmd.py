@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,35 +34,35 @@ def logs(
 
     store = open_store()
     if conversations:
-        rows = store.list_conversations(limit=limit, agent=agent)
+        found = store.list_conversations(limit=limit, agent=agent)
         if json_output:
-            typer.echo(json.dumps(rows, indent=2))
+            typer.echo(json.dumps(found, indent=2))
             return
-        cells = [(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"]) for r in rows]
-        table = _table(["conversation", "agent", "messages", "updated", "title"], cells, ("agent", "title"))
-        for row in cells:
-            table.add_row(*row)
+        chats = [(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"]) for r in found]
+        table = _table(["conversation", "agent", "messages", "updated", "title"], chats, ("agent", "title"))
+        for chat in chats:
+            table.add_row(*chat)
         Console().print(table)
         return
-    rows = store.list_runs(limit=limit, agent=agent, conversation_id=conversation)
+    runs = store.list_runs(limit=limit, agent=agent, conversation_id=conversation)
     if json_output:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(runs, indent=2))
         return
-    styles = {"ok": "green", "failed": "red", "cancelled": "yellow", "interrupted": "magenta", "limited": "yellow",
-              "paused": "yellow"}
+    from halguru.agents.describe import STATUS_STYLES
+
     cells = [(r["id"], _when(r["started"]), r["agent"], r["model"], r["status"],
               f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-",
-              f"{r['prompt_tokens']}+{r['completion_tokens']}", " ".join(r["input"].split())) for r in rows]
+              f"{r['prompt_tokens']}+{r['completion_tokens']}", " ".join(r["input"].split())) for r in runs]
     table = _table(["run", "when", "agent", "model", "status", "duration", "tokens", "input"], cells,
                    ("agent", "model", "input"))
     for row in cells:
-        status = f"[{styles.get(row[4], 'white')}]{row[4]}[/]"
+        status = f"[{STATUS_STYLES.get(row[4], 'white')}]{row[4]}[/]"
         table.add_row(*row[:4], status, *row[5:])
     console = Console()
-    console.print(table if rows else "[dim]No runs yet: try `halguru run PATH \"Hello\"`.[/]")
+    console.print(table if runs else "[dim]No runs yet: try `halguru run PATH \"Hello\"`.[/]")
 
 
-def _table(headers: list[str], cells: list[tuple[str, ...]], flexible: tuple[str, ...]) -> Table:
+def _table(headers: list[str], cells: Sequence[tuple[str, ...]], flexible: tuple[str, ...]) -> Table:
     """Ids, times and figures keep their full text; the ``flexible`` columns give way on narrow terminals."""
     from rich.table import Column, Table
 

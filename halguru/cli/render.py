@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -130,7 +131,7 @@ class _TreeBuilder:
             parent.add(line.markup())
 
 
-def trace_tree(run: dict[str, Any], events: list[Event] | list[dict[str, Any]]) -> Tree:
+def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]]) -> Tree:
     """The event tree of a stored run: steps, each with its model call and tool calls.
 
     ``events`` may be stored dicts: they are parsed once. In a team run each step names the agent that

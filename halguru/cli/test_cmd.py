@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
 
         if sum((record, replay, live)) > 1:
             raise HalguruError("choose one of --record, --replay and --live")
-        mode = "record" if record else "replay" if replay else "live" if live else "auto"
+        mode: Literal["auto", "live", "record", "replay"] = (
+            "record" if record else "replay" if replay else "live" if live else "auto")
         suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"

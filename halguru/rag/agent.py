@@ -174,6 +174,6 @@ def knowledge_tool(agent: Any) -> Any:
         return context_block(merged(results, retriever.top_k * len(results)), Citations())
 
     names = ", ".join(agent.spec.knowledge)
-    return tool(search_knowledge, name=TOOL_NAME, timeout=120.0, description=(
+    return tool(name=TOOL_NAME, timeout=120.0, description=(
         f"Search the knowledge base ({names}) for passages about a question; returns numbered sources to cite "
-        "like [1]."))
+        "like [1]."))(search_knowledge)

@@ -61,7 +61,7 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
          constant: int = 60) -> list[dict[str, Any]]:
     """Reciprocal rank fusion; ties (one list's #n against the other's #n) go to the full-text match,
     whose exact words are the stronger evidence with a small embedder."""
-    fused: dict[tuple[str, int], dict[str, Any]] = {}
+    fused: dict[tuple[str, int, str], dict[str, Any]] = {}
     for weight, rows in ((1.0, vector_rows), (1.0 + 1e-6, fts_rows)):
         for rank, row in enumerate(rows, 1):
             key = (row["source"], row["line_start"], row["text"][:64])

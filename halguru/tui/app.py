@@ -77,7 +77,7 @@ class DevApp(App[None]):
         self.conversation_id: str | None = None
         self.hooks = BreakpointHooks(self._on_pause)
         self.pause: Pause | None = None
-        self.watch = watch and self.agent is not None
+        self.watching = watch and self.agent is not None  # hot reload (`watch` is Textual's)
         self.export_dir = export_dir or Path.cwd()
         self.reload_error: str | None = None
         self.reloads = 0
@@ -112,7 +112,7 @@ class DevApp(App[None]):
             self.open_stored(self.stored)
         else:
             self.query_one("#prompt", Input).focus()
-        if self.watch:
+        if self.watching:
             self.watch_project()
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -155,7 +156,7 @@ class ChatPane(VerticalScroll):
         self.scroll_end(animate=False)
 
 
-class RunsSidebar(Tree[dict[str, Any]]):
+class RunsSidebar(Tree[Mapping[str, Any]]):
     """Stored conversations and their runs (the records of `halguru logs`); select a run to open it."""
 
     DEFAULT_CSS = "RunsSidebar { width: 32; border: round $primary-darken-2; }"
@@ -164,7 +165,7 @@ class RunsSidebar(Tree[dict[str, Any]]):
         super().__init__("stored runs", **kwargs)
         self.show_root = False
 
-    def fill(self, conversations: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+    def fill(self, conversations: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]) -> None:
         self.clear()
         styles = {"ok": "green", "failed": "red", "cancelled": "yellow"}
         for conversation, runs in conversations:
