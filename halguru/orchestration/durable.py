@@ -100,7 +100,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     old, row = _claim(store, run_id)
     started = False
     try:
-        agent = load_agent(row["agent_path"])
+        agent = load_agent(row["agent_path"] or "")  # never empty: check_resumable refused those
         state = row["state"]
         messages = [Message.model_validate(m) for m in state.get("messages", [])]
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},

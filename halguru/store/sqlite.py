@@ -13,11 +13,11 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from halguru.errors import StoreError
 from halguru.models.base import Message, ToolCallRequest
-from halguru.store.base import ConversationRecord
+from halguru.store.base import ConversationRecord, Store
 from halguru.store.migrations import MIGRATIONS
 from halguru.store.sqlite_keys import KeysMixin
 from halguru.store.sqlite_resume import ResumeMixin
@@ -141,3 +141,8 @@ def open_store(path: Path | None = None) -> SQLiteStore:
         store = _STORES.get(resolved) or SQLiteStore(resolved)
         _STORES[key] = _STORES[resolved] = store
     return store
+
+
+if TYPE_CHECKING:  # the type checker holds SQLiteStore to the Store protocol
+    def _implements(store: SQLiteStore) -> Store:
+        return store
