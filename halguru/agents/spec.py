@@ -11,9 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from halguru.errors import AgentSpecError
+from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
+from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
 from halguru.yamlfile import first_problem, read_mapping
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Sampling(BaseModel):
@@ -60,76 +60,6 @@ class TeamSettings(BaseModel):
     max_steps: int = Field(default=20, ge=1, le=500, description="model calls per run, across all agents")
     max_tokens: int = Field(default=20000, ge=1, description="prompt + completion tokens per run, all agents")
     timeout: float = Field(default=600, gt=0, description="seconds a whole team run may take")
-
-
-class MCPServerSettings(BaseModel):
-    """An MCP server whose tools the agent may call: a command (stdio) or a URL (streamable HTTP)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN, description="names the server in traces and error messages")
-    command: list[str] | None = Field(
-        default=None, description="stdio: the program and its arguments, run from the agent folder")
-    env: dict[str, str] = Field(default={}, description="stdio: extra environment variables for the server "
-                                "(it inherits only PATH, HOME and a few more); ${NAME} in a value is the secret NAME")
-    url: str | None = Field(default=None, description="streamable HTTP: the server's endpoint, e.g. "
-                            "http://127.0.0.1:8000/mcp")
-    headers: dict[str, str] = Field(default={}, description="HTTP headers; ${NAME} in a value is the secret NAME "
-                                    "(an environment variable, or `keyring set halguru NAME`)")
-    tools: list[str] | None = Field(
-        default=None, description="allow-list of the server's tools the agent may call (default: all)")
-    timeout: float = Field(default=30, gt=0, description="seconds to start the server and for each call")
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> MCPServerSettings:
-        if (self.command is None) == (self.url is None):
-            raise ValueError("give either command (stdio) or url (streamable HTTP)")
-        return self
-
-
-class HTTPToolAuth(BaseModel):
-    """An auth header whose value is a secret, looked up when the tool is called (never stored in a file)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    secret: str = Field(min_length=1, description="the secret's name: an environment variable, or an entry "
-                        "`halguru` / NAME in the system keyring (`keyring set halguru NAME`)")
-    header: str = Field(default="Authorization", min_length=1, description="the header that carries it")
-    scheme: str = Field(default="Bearer", description="put before the secret (empty: the bare secret)")
-
-
-class HTTPToolSettings(BaseModel):
-    """A tool that calls an HTTP API: a request template, or one operation of an OpenAPI document."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", description="the tool's name, as the model sees it")
-    description: str = Field(default="", description="what it does (the model reads it); with openapi, the "
-                             "default is the operation's summary and description")
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
-        default="GET", description="templates: GET and DELETE send the arguments not in the URL as the query "
-        "string, POST, PUT and PATCH as a JSON body (with openapi the document gives the method)")
-    url: str | None = Field(default=None, description="URL template; {arg} is replaced by that argument, "
-                            "percent-encoded; with openapi: the base URL, instead of the document's servers[0]")
-    parameters: dict[str, Any] = Field(
-        default={"type": "object", "properties": {}}, description="templates: JSON schema of the arguments "
-        "(with openapi the document gives it)")
-    headers: dict[str, str] = Field(default={}, description="extra request headers")
-    auth: HTTPToolAuth | None = Field(default=None, description="an auth header built from a secret")
-    openapi: str | None = Field(default=None, description="an OpenAPI 3 document, YAML or JSON (path relative "
-                                "to agent.yaml)")
-    operation: str | None = Field(default=None, description="with openapi: the operationId to call")
-    timeout: float = Field(default=30, gt=0, description="seconds per request")
-
-    @model_validator(mode="after")
-    def _template_or_openapi(self) -> HTTPToolSettings:
-        if (self.openapi is None) != (self.operation is None):
-            raise ValueError("give openapi and operation together (or neither, with a url template)")
-        if self.openapi is None and self.url is None:
-            raise ValueError("give a url template, or openapi and operation")
-        if self.openapi is not None and {"method", "parameters"} & self.model_fields_set:
-            raise ValueError("with openapi, the document gives the method and parameters; remove them")
-        return self
 
 
 class WorkflowStep(BaseModel):

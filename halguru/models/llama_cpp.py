@@ -303,7 +303,7 @@ class LlamaCppModel:
 
             params["grammar"] = LlamaGrammar.from_json_schema(json.dumps(request.response_schema), verbose=False)
         if not forced_call:
-            held = ""  # text that may be the start of "<tool_call>", not shown yet
+            held: str | None = ""  # text that may be the start of "<tool_call>", not shown yet; None once streaming
             started_call = False
             for chunk in llm.create_completion(tokens, stream=True, **params):
                 if job.cancelled.is_set():

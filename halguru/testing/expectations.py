@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from halguru.agents.events import Event
+from halguru.agents.events import Event, RunFinished
 from halguru.testing.spec import Expect, ToolExpectation
 
 
@@ -39,9 +39,11 @@ class TurnOutcome:
     @classmethod
     def from_events(cls, events: list[Event], latency_ms: float) -> TurnOutcome:
         finished = events[-1]
+        if not isinstance(finished, RunFinished):
+            raise TypeError(f"a turn's events end with run_finished, not {finished.type}")
         calls = [{"name": e.name, "arguments": e.arguments} for e in events if e.type == "tool_call"]
-        return cls(answer=finished.output, status=finished.status, error=finished.error, events=events,  # type: ignore[attr-defined]
-                   latency_ms=latency_ms, completion_tokens=finished.completion_tokens,  # type: ignore[attr-defined]
+        return cls(answer=finished.output, status=finished.status, error=finished.error, events=events,
+                   latency_ms=latency_ms, completion_tokens=finished.completion_tokens,
                    run_id=finished.run_id, tool_calls=calls)
 
 
@@ -116,7 +118,7 @@ def _check_tool_not_called(expect: Expect, out: TurnOutcome) -> list[Check]:
 
 
 def _check_retrieved(expect: Expect, out: TurnOutcome) -> list[Check]:
-    sources = [str(hit.get("source", "")) for e in out.events if e.type == "retrieval" for hit in e.hits]  # type: ignore[attr-defined]
+    sources = [str(hit.get("source", "")) for e in out.events if e.type == "retrieval" for hit in e.hits]
     checks = []
     for wanted in _as_list(expect.retrieved):
         ok = any(wanted in source for source in sources)
@@ -125,7 +127,7 @@ def _check_retrieved(expect: Expect, out: TurnOutcome) -> list[Check]:
 
 
 def _check_handoff(expect: Expect, out: TurnOutcome) -> list[Check]:
-    targets = [e.to_agent for e in out.events if e.type == "handoff"]  # type: ignore[attr-defined]
+    targets = [e.to_agent for e in out.events if e.type == "handoff"]
     ok = expect.handoff_to in targets
     return [Check("handoff_to", ok, "" if ok else f"handoffs: {targets or 'none'}", expect.handoff_to, targets)]
 

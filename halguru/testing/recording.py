@@ -155,35 +155,34 @@ def _tool_error_text(tool: Tool, exc: BaseException) -> str:
 
 def recording_tool(tool: Tool, cassette: Cassette) -> Tool:
     """The same tool, keeping each result (or error) it gives."""
-    from halguru.tools.registry import _to_json
+    from halguru.tools.registry import result_text
 
     def keep(arguments: dict[str, Any], result: Any = None, error: str | None = None) -> None:
         cassette.tool_results.append({"name": tool.name, "arguments": arguments,
-                                      "content": None if error else _to_json(result), "error": error})
+                                      "content": None if error else result_text(result), "error": error})
 
     def arguments_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         return args[0].model_dump() if tool.takes_model else dict(kwargs)
 
-    if tool.is_async:
-        async def function(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = await tool.function(*args, **kwargs)
-            except Exception as exc:
-                keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
-                raise
-            keep(arguments_of(args, kwargs), result)
-            return result
-    else:
-        def function(*args: Any, **kwargs: Any) -> Any:
-            try:
-                result = tool.function(*args, **kwargs)
-            except Exception as exc:
-                keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
-                raise
-            keep(arguments_of(args, kwargs), result)
-            return result
+    async def async_function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await tool.function(*args, **kwargs)
+        except Exception as exc:
+            keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
+            raise
+        keep(arguments_of(args, kwargs), result)
+        return result
 
-    return dataclasses.replace(tool, function=function)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = tool.function(*args, **kwargs)
+        except Exception as exc:
+            keep(arguments_of(args, kwargs), error=_tool_error_text(tool, exc))
+            raise
+        keep(arguments_of(args, kwargs), result)
+        return result
+
+    return dataclasses.replace(tool, function=async_function if tool.is_async else function)
 
 
 def replay_tool(tool: Tool, cassette: Cassette, cursor: list[int]) -> Tool:

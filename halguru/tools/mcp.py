@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mcp import Client
 
     from halguru.agents.loader import Agent
-    from halguru.agents.spec import MCPServerSettings
+    from halguru.tools.settings import MCPServerSettings
 
 # A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
 # would reach the user's terminal through logging's last-resort handler.

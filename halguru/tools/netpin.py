@@ -69,7 +69,7 @@ async def resolve(host: str, port: int, refuse_private: bool) -> str:
     return addresses[0]
 
 
-def _transport_class() -> type[httpx.AsyncBaseTransport]:
+def _transport_class() -> Callable[[bool], httpx.AsyncBaseTransport]:
     import httpx
 
     class PinnedTransport(httpx.AsyncBaseTransport):

@@ -20,7 +20,8 @@ def plugin_tools() -> dict[str, Tool]:
     return found
 
 
-def _to_json(value: Any) -> str:
+def result_text(value: Any) -> str:
+    """A tool's return value as the text the model reads (str as is, pydantic models and JSON-able values as JSON)."""
     if isinstance(value, str):
         return value
     if isinstance(value, BaseModel):
@@ -58,4 +59,4 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         raise
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
         raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from None
-    return _to_json(result)
+    return result_text(result)

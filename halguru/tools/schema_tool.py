@@ -34,7 +34,7 @@ class SchemaTool(Tool):
         cls = jsonschema.validators.validator_for(self.schema)
         return cls(self.schema)
 
-    def validate(self, arguments: dict[str, Any]) -> Any:  # type: ignore[override]
+    def validate(self, arguments: dict[str, Any]) -> Any:
         problems = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
         if problems:
             text = "; ".join(f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
@@ -42,7 +42,7 @@ class SchemaTool(Tool):
             raise ToolError(f"invalid arguments for {self.name}: {text}")
         return arguments
 
-    def call_args(self, validated: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:  # type: ignore[override]
+    def call_args(self, validated: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return (validated,), {}
 
 
