@@ -45,14 +45,16 @@ class StoredRun:
     def id(self) -> str:
         return str(self.run["id"])
 
+    # The run's own calls and results: a sub-run's (a specialist's, a workflow step's) are folded into the
+    # result of the tool or step that started it, which replay feeds back whole.
     def model_calls(self) -> list[ModelCall]:
-        return [e for e in self.events if isinstance(e, ModelCall)]
+        return [e for e in self.events if isinstance(e, ModelCall) and not e.parent_run_id]
 
     def model_results(self) -> list[ModelResult]:
-        return [e for e in self.events if isinstance(e, ModelResult)]
+        return [e for e in self.events if isinstance(e, ModelResult) and not e.parent_run_id]
 
     def tool_results(self) -> list[ToolResult]:
-        return [e for e in self.events if isinstance(e, ToolResult)]
+        return [e for e in self.events if isinstance(e, ToolResult) and not e.parent_run_id]
 
 
 def load_run(store: TraceStore, run_id: str) -> StoredRun:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from halguru.agents.events import Token
 from halguru.models.base import Message
 from halguru_server import service
 from halguru_server.errors import ApiError, responses
@@ -152,48 +153,58 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                 if v is not None}
     reservation = service.reserve(state, served, caller)
     try:
-        conversation = service.new_conversation(state, served.name, text[:80], history)["id"]
+        conversation = service.new_conversation(state, caller, served.name, text[:80], history)["id"]
     except BaseException:
         reservation.release()
         raise
     request_id = request.scope["state"]["request_id"]
-    events = service.run_events(state, served, text, conversation, request_id, reservation, sampling)
+    events = service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling)
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
     if body.stream:
-        return service.EventStream(_chunks(events, completion_id, created, body.model), state, reservation.release)
+        return service.EventStream(_chunks(state, events, completion_id, created, body.model), state,
+                                   reservation.release)
     try:
-        collected = await service.collect(request, events)
+        collected = await service.collect(request, state, events)
     finally:
         reservation.release()
     _, finished = service.summary(collected)
     if finished.status != "ok":
-        raise ApiError(502, f"the agent's run failed: {finished.error}", "run_failed")
+        raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
+                            f"{finished.run_id}", "run_failed")
+    # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
+    content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
     return ChatCompletion(
         id=completion_id, created=created, model=body.model,
-        choices=[Choice(message=ChoiceMessage(content=finished.output), finish_reason="stop")],
+        choices=[Choice(message=ChoiceMessage(content=content), finish_reason="stop")],
         usage=CompletionUsage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
                               total_tokens=finished.prompt_tokens + finished.completion_tokens))
 
 
-async def _chunks(events: AsyncIterator[Any], completion_id: str, created: int, model: str) -> AsyncIterator[str]:
+async def _chunks(state: ServerState, events: AsyncIterator[Any], completion_id: str, created: int, model: str
+                  ) -> AsyncIterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
         return f"data: {json.dumps(data)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    async for event in events:
+    def error(kind: str, message: str) -> str:
+        return f"data: {json.dumps({'error': {'type': kind, 'message': message}})}\n\n"
+
+    def render(event: Any) -> str | None:
         if event.type == "token":
-            yield chunk({"content": event.text})
-        elif event.type == "model_result" and event.tool_calls:
-            yield chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
-        elif event.type == "run_finished":
-            if event.status != "ok":
-                error = {"error": {"type": "run_failed", "message": f"the agent's run failed: {event.error}"}}
-                yield f"data: {json.dumps(error)}\n\n"
-                return
-            yield chunk({}, "stop", usage={"prompt_tokens": event.prompt_tokens,
-                                           "completion_tokens": event.completion_tokens,
-                                           "total_tokens": event.prompt_tokens + event.completion_tokens})
-    yield "data: [DONE]\n\n"
+            return chunk({"content": event.text})
+        if event.type == "model_result" and event.tool_calls:
+            return chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
+        if event.type == "run_finished":
+            if event.status != "ok":  # the details are in the run's trace, for the key's owner
+                return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
+            return chunk({}, "stop", usage={"prompt_tokens": event.prompt_tokens,
+                                            "completion_tokens": event.completion_tokens,
+                                            "total_tokens": event.prompt_tokens + event.completion_tokens}
+                         ) + "data: [DONE]\n\n"
+        return None
+
+    yield chunk({"role": "assistant", "content": ""})
+    async for text in service.sse_body(state, events, render, error):
+        yield text

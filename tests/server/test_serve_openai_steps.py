@@ -1,0 +1,43 @@
+"""The OpenAI endpoint gives the same answer streamed and whole when a run has several steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+
+def team(root: Path, name: str) -> None:
+    lead, billing = root / name, root / name / "agents/billing"
+    billing.mkdir(parents=True)
+    (root / f"{name}.yaml").write_text(yaml.safe_dump([
+        {"text": "Passing you to billing. ", "tool_calls": [{"name": "handoff_to_billing", "arguments": {}}]},
+        "unused"]))
+    (lead / "agent.yaml").write_text(yaml.safe_dump({
+        "name": name, "model": f"scripted:{root / f'{name}.yaml'}", "team": {"handoffs": ["agents/billing"]}}))
+    (billing / "agent.yaml").write_text(yaml.safe_dump({"name": "billing", "model": "scripted"}))
+
+
+@pytest.fixture
+def oai(tmp_path: Path, api_key):
+    from halguru_server import ServerSettings, create_app
+
+    from tests.server.conftest import Server, free_port
+
+    root = tmp_path / "agents"
+    team(root, "desk_a")
+    team(root, "desk_b")
+    server = Server(create_app(ServerSettings(agents=[root / "desk_a", root / "desk_b"])), free_port()).start()
+    yield openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0)
+    server.stop()
+
+
+def test_streamed_and_whole_answers_agree_across_steps(oai) -> None:
+    messages = [{"role": "user", "content": "my invoice"}]
+    whole = oai.chat.completions.create(model="desk_a", messages=messages).choices[0].message.content
+    chunks = list(oai.chat.completions.create(model="desk_b", messages=messages, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    # the lead speaks, hands off, and billing (the echoing scripted model) answers
+    assert streamed == whole == "Passing you to billing. You said: my invoice"
