@@ -97,7 +97,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
                                   for c in message.tool_calls]
     async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                            store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
-                           owner=row.get("owner")):
+                           owner=row["owner"]):
         if event.type == "run_started":
             store.set_approval_continued_by(row["run_id"], event.run_id)
         yield event

@@ -106,7 +106,8 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
                         state=state, checkpoint=row["label"])
         async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                               store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]}):
+                               store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]},
+                               owner=old["owner"]):  # the continuation belongs to whoever owned the run
             if event.type == "run_started":
                 started = True
                 store.set_checkpoint_resumed_by(old["id"], event.run_id)
