@@ -61,6 +61,7 @@ class _Scope:
 
     node: Tree
     agent: str
+    nested: bool = False  # a sub-run: its events hang flat under its node (the step numbers are its parent's)
     steps: dict[int, Tree] = field(default_factory=dict)
     calls: dict[str, Tree] = field(default_factory=dict)
     open_call: Tree | None = None  # the last tool call without a result: a sub-run it starts hangs there
@@ -75,13 +76,15 @@ class _TreeBuilder:
         self.scopes = {run_id: _Scope(root, agent)}
 
     def scope(self, e: Event) -> _Scope:
+        """The scope of ``e``'s run; a sub-run's is opened under the ask, tool call or step that started it."""
         run_id = e.run_id or self.root_id
         if run_id not in self.scopes:
-            parent = self.scopes.get(parent_of(e) or self.root_id) or self.scopes[self.root_id]
+            parent = self.scopes.get(parent_of(e)) or self.scopes[self.root_id]
             at = parent.asked[1] if parent.asked else parent.open_call or self._current(parent)
-            label = describe(e).markup() if isinstance(e, RunStarted) else f"[bold]run[/] {escape(run_id)}"
-            agent = e.agent if isinstance(e, RunStarted) else parent.agent
-            self.scopes[run_id] = _Scope(at.add(label), agent)
+            agent = parent.asked[0] if parent.asked else parent.agent
+            if isinstance(e, RunStarted):
+                at, agent = at.add(describe(e).markup()), e.agent
+            self.scopes[run_id] = _Scope(at, agent, nested=True)
         return self.scopes[run_id]
 
     @staticmethod
@@ -95,7 +98,7 @@ class _TreeBuilder:
         if isinstance(e, Resumed | RunFinished):
             scope.node.add(describe(e).markup())
             return
-        parent = self._step(scope, e) if e.step else scope.node
+        parent = self._step(scope, e) if e.step and not scope.nested else scope.node
         if isinstance(e, Handoff):
             self._handoff(scope, parent, e)
             return

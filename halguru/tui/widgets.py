@@ -81,8 +81,7 @@ class TraceTree(Tree[Event]):
             parent = self._scopes.get(parent_of(e) or self._root_id) or self._scopes.setdefault(
                 self._root_id, _Scope(self.root))
             at = parent.open_call or parent.step or parent.node
-            node = at.add(label(e) if isinstance(e, RunStarted) else Text(f"run {run_id}"), data=e, expand=True)
-            self._scopes[run_id] = _Scope(node)
+            self._scopes[run_id] = _Scope(at.add(label(e), data=e, expand=True) if isinstance(e, RunStarted) else at)
         return self._scopes[run_id]
 
     def add(self, e: Event) -> TreeNode[Event]:
@@ -106,10 +105,9 @@ class TraceTree(Tree[Event]):
             node = parent.add(text, data=e, expand=True)
             scope.calls[e.call_id] = scope.open_call = node
             return node
-        if isinstance(e, RunFinished):
-            started = scope.node.data
-            head = label(started) if isinstance(started, RunStarted) else Text(f"run {e.run_id}")
-            scope.node.set_label(Text.assemble(head, " · ", text))
+        started = scope.node.data
+        if isinstance(e, RunFinished) and isinstance(started, RunStarted) and started.run_id == e.run_id:
+            scope.node.set_label(Text.assemble(label(started), " · ", text))
         return parent.add_leaf(text, data=e)
 
     def load(self, events: list[Event]) -> None:
