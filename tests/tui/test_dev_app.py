@@ -299,3 +299,23 @@ async def test_approve_and_reject_a_paused_tool_call_from_the_debugger(write_age
         assert rejected.reason == "zed is a competitor"
         # Both continuations stayed in the debugger's conversation.
         assert len(open_store().get_messages(app.conversation_id)) == 8
+
+
+async def test_a_specialists_calls_nest_under_the_ask_that_started_them(tmp_path: Path) -> None:
+    (tmp_path / "tech").mkdir()
+    (tmp_path / "tech" / "agent.yaml").write_text("name: tech\ndescription: Technical problems.\nmodel: scripted\n")
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "agent.yaml").write_text("name: desk\nmodel: scripted\nteam:\n  specialists: [../tech]\n")
+    model = ScriptedModel([{"tool_calls": [{"name": "ask_tech", "arguments": {"request": "line?"}}]},
+                           "Line is fine.", "All good."])
+    app = DevApp(desk, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "help")
+        await wait_for(pilot, lambda: app.last_answer == "All good.")
+        tree = app.query_one(TraceTree)
+        ask = next(n for n in _nodes(tree.root) if n.data is not None and n.data.type == "tool_call")
+        inner = [n.data for n in _nodes(ask) if n is not ask and n.data is not None]
+        assert [e.type for e in inner][:2] == ["model_call", "model_result"]
+        assert all(e.run_id != tree.root.data.run_id for e in inner[:2])  # the specialist's own run
+        assert inner[1].text == "Line is fine."
