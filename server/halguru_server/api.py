@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from halguru.agents.events import Event
 from halguru.errors import StoreError
-from halguru_server import runs, service
+from halguru_server import ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
@@ -48,10 +48,12 @@ SSE_DOC = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
            "description": "the answer; with stream=true, Server-Sent Events (one per run event)"}
 
 
-def agent_out(state: ServerState, name: str) -> AgentOut:
+def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOut:
+    """An agent as the API shows it; to anonymous callers without the folders of a model file's path."""
     served = state.agents[name]
     spec = served.agent.spec
-    return AgentOut(name=name, description=spec.description, model=spec.model, tools=list(spec.tools),
+    model = ops.model_label(spec.model) if anonymous else spec.model
+    return AgentOut(name=name, description=spec.description, model=model, tools=list(spec.tools),
                     web_chat=served.web_chat)  # type: ignore[arg-type]
 
 
@@ -72,7 +74,7 @@ def get_agent(agent: str, state: State, caller: Caller) -> AgentOut:
 def create_conversation(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     """Start an empty conversation with an agent; post messages to it next."""
     agent_for(state, caller, body.agent)
-    return ConversationOut(**service.new_conversation(state, body.agent, body.title))
+    return ConversationOut(**service.new_conversation(state, caller, body.agent, body.title))
 
 
 @router.get("/conversations", response_model=ConversationPage, tags=["conversations"], responses=responses(400))
@@ -124,7 +126,10 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
     reservation = service.reserve(state, served, caller)
-    events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation)
+    events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
+                                row["owner"])
+    if caller.anonymous:
+        events = service.redacted(events)
     return await respond(request, state, served, reservation, events, body.stream)
 
 
@@ -134,17 +139,14 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
 
     Shared by messages and the continuations of paused or interrupted runs, so both answer alike."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
-        async def body_iter() -> AsyncIterator[str]:
-            try:
-                async for event in events:
-                    yield service.sse(event.type, event.model_dump_json())
-            except ApiError as exc:  # refused once the stream had begun (a continuation decided elsewhere)
-                yield service.sse("error", json.dumps({"type": "error", "kind": exc.type, "message": exc.message,
-                                                       "fatal": True}))
+        def error(kind: str, message: str) -> str:
+            return service.sse("error", json.dumps({"type": "error", "kind": kind, "message": message,
+                                                   "fatal": True}))
 
-        return service.EventStream(body_iter(), state, reservation.release)
+        body = service.sse_body(state, events, lambda e: service.sse(e.type, e.model_dump_json()), error)
+        return service.EventStream(body, state, reservation.release)
     try:
-        collected = await service.collect(request, events)
+        collected = await service.collect(request, state, events)
     finally:
         reservation.release()
     started, finished = service.summary(collected)
@@ -210,7 +212,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     except StoreError:
         run = None
     served = state.agents.get(run["agent"]) if run and run["id"] == run_id else None
-    if run is None or served is None or not caller.allows(served):
+    if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"]):
         raise ApiError(404, f"no run {run_id!r}")
     fields = {k: run[k] for k in RunDetail.model_fields if k != "events"}
     return RunDetail(**fields, events=state.store.get_events(run_id))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -14,10 +16,12 @@ from halguru import __version__
 from halguru_server import api, errors, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
+from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware
+from halguru_server.ratelimit import make_limiter
 from halguru_server.settings import ServerSettings
-from halguru_server.state import RateLimiter, ServerState
+from halguru_server.state import ServerState
 
 log = logging.getLogger("halguru.server")
 SETTINGS_ENV = "HALGURU_SERVE_SETTINGS_JSON"  # how `halguru serve --workers N` hands settings to each worker
@@ -30,28 +34,31 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     settings = settings or ServerSettings()
     settings.check()
-    metrics = Metrics()
+    store = open_store()
+    agents = load_agents(settings.agents, settings.web_chat)
+    metrics = Metrics(tools={t for served in agents.values() for t in declared_tools(served.agent)})
     state = ServerState(
-        settings=settings, agents=load_agents(settings.agents, settings.web_chat), store=open_store(),
-        metrics=metrics, gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(m).set(d)),
-        limiter=RateLimiter(settings.public_rate_per_minute))
+        settings=settings, agents=agents, store=store, metrics=metrics,
+        gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(m).set(d)),
+        limiter=make_limiter(settings.public_rate_per_minute, store),
+        lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.dev:
             log.warning("dev mode: API keys are OFF; listening on loopback only")
+        state.lifecycle.install(asyncio.get_running_loop())
         pool = None
         from halguru.tools.mcp import keep_servers_running, uses_mcp
 
         if any(uses_mcp(served.agent) for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
         yield
-        state.draining = True
         if pool is not None:
             await pool.close()
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
-    app = FastAPI(title="halguru", version=__version__, docs_url="/swagger", redoc_url=None,
+    app = FastAPI(title="halguru", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json", lifespan=lifespan,
                   description="Agents behind a REST API, an OpenAI-compatible endpoint and a web chat. "
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
@@ -59,10 +66,37 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     errors.install(app)
     for router in (api.router, openai_api.router, ops.router, web.router, web.pages):
         app.include_router(router)
-    app.mount("/chat/static", StaticFiles(directory=web.STATIC), name="chat-static")
+    app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
+    _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
+                       loopback_only=settings.dev)
     return app
+
+
+def _swagger(app: FastAPI) -> None:
+    """/swagger with Swagger UI's files served from here (the fastapi-offline wheel ships them): no CDN, so
+    the docs work offline and the page loads nothing from elsewhere."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    assets = str(files("fastapi_offline") / "static")
+    app.mount("/swagger-assets", StaticFiles(directory=assets), name="swagger-assets")
+
+    @app.get("/swagger", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="halguru API",
+                                   swagger_js_url="/swagger-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/swagger-assets/swagger-ui.css",
+                                   swagger_favicon_url="/favicon.ico",
+                                   swagger_ui_parameters={"validatorUrl": None})
+
+
+def declared_tools(agent: Any) -> set[str]:
+    """The tool names an agent may call (its own, HTTP and MCP tools as loaded): the metrics' label values."""
+    return {str(name) for name in (getattr(agent, "tools", None) or {})} | set(agent.spec.tools)
 
 
 def app_from_env() -> FastAPI:

@@ -33,8 +33,11 @@ def run_server(config: Path | None, **options: Any) -> None:
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
                f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics"
                + ("\n  dev mode: no API keys (loopback only)" if settings.dev else ""), err=True)
+    # uvicorn's grace period outlasts ours (drain delay + shutdown_timeout, see lifecycle.py), so a cut run
+    # still ends its stream with an error event. X-Forwarded-For is read by the app (trusted_proxies) only.
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                              "access_log": False, "timeout_graceful_shutdown": settings.shutdown_timeout}
+                              "access_log": False, "proxy_headers": False,
+                              "timeout_graceful_shutdown": settings.shutdown_timeout + 2}
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)

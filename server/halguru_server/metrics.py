@@ -1,14 +1,28 @@
-"""Prometheus metrics, one registry per app (several apps in one process, as in tests, do not clash)."""
+"""Prometheus metrics, one registry per app (several apps in one process, as in tests, do not clash).
+
+Label values stay bounded: a tool label is one of the served agents' declared tools, any other name (a model
+may call a tool that does not exist) counts under ``other``.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+OTHER_TOOL = "other"
+RECENT_S = 300.0  # /status counts server errors over the last five minutes
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, tools: set[str] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self.tools = frozenset(tools or ())
         self.requests = Counter("halguru_http_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=r)
         self.latency = Histogram("halguru_http_request_duration_seconds", "HTTP latency (to the first byte "
@@ -18,10 +32,33 @@ class Metrics:
         self.run_duration = Histogram("halguru_run_duration_seconds", "agent run duration", ["agent"],
                                       registry=r, buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
         self.tokens = Counter("halguru_tokens", "model tokens", ["agent", "direction"], registry=r)
-        self.tool_calls = Counter("halguru_tool_calls", "tool calls", ["agent", "tool"], registry=r)
-        self.errors = Counter("halguru_errors", "error events and failed requests", ["kind"], registry=r)
+        self.tool_calls = Counter("halguru_tool_calls", "tool calls (tool: a declared tool, else 'other')",
+                                  ["agent", "tool"], registry=r)
+        self.errors = Counter("halguru_errors", "error events (kind: the event's kind) and failed requests "
+                              "(kind: http_4xx, http_5xx)", ["kind"], registry=r)
         self.queue_depth = Gauge("halguru_queue_depth", "runs waiting for a model", ["model"], registry=r)
         self.streams = Gauge("halguru_sse_streams", "open event streams", registry=r)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.recent_5xx: deque[float] = deque(maxlen=10_000)
+
+    def tool_label(self, name: str) -> str:
+        return name if name in self.tools else OTHER_TOOL
+
+    def request_done(self, status: int) -> None:
+        """Count a failed request (4xx or 5xx); 5xx are also kept for /status."""
+        if status >= 500:
+            self.errors.labels("http_5xx").inc()
+            self.recent_5xx.append(time.monotonic())
+        elif status >= 400:
+            self.errors.labels("http_4xx").inc()
+
+    def server_errors(self, within: float = RECENT_S) -> int:
+        since = time.monotonic() - within
+        while self.recent_5xx and self.recent_5xx[0] < since:
+            self.recent_5xx.popleft()
+        return len(self.recent_5xx)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

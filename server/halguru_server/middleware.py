@@ -7,6 +7,7 @@ structured JSON log line.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -31,12 +32,15 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestMiddleware:
-    def __init__(self, app: Any, metrics: Metrics, max_body: int):
-        self.app, self.metrics, self.max_body = app, metrics, max_body
+    def __init__(self, app: Any, metrics: Metrics, max_body: int, loopback_only: bool = False):
+        self.app, self.metrics, self.max_body, self.loopback_only = app, metrics, max_body, loopback_only
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.loopback_only and not _loopback_host(scope):
+            await _misdirected(send)
             return
         started = time.perf_counter()
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
@@ -63,6 +67,7 @@ class RequestMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = (first_byte[0] or time.perf_counter()) - started
             self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.metrics.request_done(status[0])
             self.metrics.latency.labels(route).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
@@ -70,6 +75,28 @@ class RequestMiddleware:
                     "request_id": request_id, "method": scope["method"], "path": scope["path"],
                     "route": route, "status": status[0], "duration_ms": round(elapsed * 1000, 2),
                     "client": client[0] if client else None}})
+
+
+def _loopback_host(scope: Scope) -> bool:
+    """--dev has no keys: a page on another site whose name re-resolves to 127.0.0.1 (DNS rebinding) would
+    reach it, so only loopback Host names are answered."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+async def _misdirected(send: Any) -> None:
+    body = json.dumps({"error": {"type": "misdirected", "message": "this --dev server answers only loopback Host "
+                                 "names (localhost, 127.0.0.1, [::1]); open it by one of those"}}).encode()
+    await send({"type": "http.response.start", "status": 421,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _refuse(limit: int) -> Any:

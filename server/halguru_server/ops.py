@@ -1,40 +1,92 @@
-"""Operations endpoints: liveness, readiness, Prometheus metrics and a human status page."""
+"""Operations endpoints: liveness, readiness, Prometheus metrics and a status page that tells the truth.
+
+These answer without a key, so they show states, counts and the public agents only: no filesystem path,
+no exception text (both go to the log), no name of a key-only agent.
+"""
 
 from __future__ import annotations
 
 import html
+import logging
 import time
+from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from halguru_server.state import ServerState, get_state
 
 router = APIRouter(tags=["operations"])
 State = Annotated[ServerState, Depends(get_state)]
+log = logging.getLogger("halguru.server")
+STUCK_GRACE_S = 60.0  # a run still 'running' this long past its agent's timeout is stuck
+
+
+def model_label(reference: str) -> str:
+    """A model reference without the folders of a file path (``scripted:/a/b/x.yaml`` -> ``scripted:x.yaml``)."""
+    kind, sep, rest = reference.rpartition(":") if ":" in reference else ("", "", reference)
+    name = PurePath(rest).name if ("/" in rest or "\\" in rest) else rest
+    return f"{kind}{sep}{name}"
+
+
+def _timeout(state: ServerState, agent: str) -> float:
+    served = state.agents.get(agent)
+    if served is None:
+        return 600.0
+    spec = served.agent.spec
+    return max([spec.limits.timeout] + [s.timeout for s in (spec.team, spec.workflow) if s is not None])
 
 
 def components(state: ServerState) -> dict[str, dict[str, Any]]:
-    """Each component's state: the store (writable?), and each model (loaded? queue depth)."""
+    """Readiness: the store (answers and takes writes), each model (resolvable, file present), the server."""
     result: dict[str, dict[str, Any]] = {}
     try:
         state.store.ping()
         result["store"] = {"ok": True, "detail": "writable"}
-    except Exception as exc:
-        result["store"] = {"ok": False, "detail": f"not writable: {exc}"}
+    except Exception:
+        log.exception("store check failed")
+        result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
     from halguru.models.registry import get_model
 
     for model in sorted({s.model for s in state.agents.values()}):
+        name = f"model:{model_label(model)}"
         try:
             obj = get_model(model)
-            missing = getattr(obj, "path", None) is not None and not obj.path.is_file()  # type: ignore[attr-defined]
-            detail = f"file missing: {obj.path}" if missing else "ready"  # type: ignore[attr-defined]
-            result[f"model:{model}"] = {"ok": not missing, "detail": detail, "queued": state.gate.depth(model)}
-        except Exception as exc:
-            result[f"model:{model}"] = {"ok": False, "detail": str(exc), "queued": state.gate.depth(model)}
-    result["server"] = {"ok": not state.draining, "detail": "shutting down" if state.draining else "accepting"}
+            path = getattr(obj, "path", None)
+            missing = path is not None and not path.is_file()
+            if missing:
+                log.error("model file missing", extra={"fields": {"model": model, "path": str(path)}})
+            result[name] = {"ok": not missing, "detail": "model file missing (see the server log)" if missing
+                            else "ready", "queued": state.gate.depth(model)}
+        except Exception:
+            log.exception("model %s not available", model)
+            result[name] = {"ok": False, "detail": "not available (see the server log)",
+                            "queued": state.gate.depth(model)}
+    result["server"] = {"ok": not state.draining, "detail": "draining: shutting down" if state.draining
+                        else "accepting"}
     return result
+
+
+def health(state: ServerState) -> dict[str, dict[str, Any]]:
+    """Readiness plus what has gone wrong lately: server errors (5 minutes), runs stuck past their timeout,
+    and the queues' depth against their bound."""
+    parts = components(state)
+    errors = state.metrics.server_errors()
+    parts["errors"] = {"ok": errors == 0, "detail": f"{errors} server errors (5xx) in the last 5 minutes"}
+    now = time.time()
+    try:
+        running = state.store.list_runs(limit=1000, status="running")
+        stuck = sum(1 for r in running if now - r["started"] > _timeout(state, r["agent"]) + STUCK_GRACE_S)
+        parts["runs"] = {"ok": stuck == 0, "detail": f"{len(running)} running, {stuck} stuck past their timeout"}
+    except Exception:
+        log.exception("listing running runs failed")
+        parts["runs"] = {"ok": False, "detail": "cannot list runs (see the server log)"}
+    depth = sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})
+    full = depth >= state.settings.queue_size
+    parts["queue"] = {"ok": not full, "detail": f"{depth} runs waiting (each model queues at most "
+                                                f"{state.settings.queue_size})", "queued": depth}
+    return parts
 
 
 @router.get("/healthz")
@@ -45,7 +97,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready"}})
 def readyz(state: State) -> JSONResponse:
-    """Ready: models resolvable and their files present, the store writable, not shutting down."""
+    """Ready: models resolvable and their files present, the store writable, not draining after SIGTERM."""
     parts = components(state)
     ok = all(p["ok"] for p in parts.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "components": parts}, status_code=200 if ok else 503)
@@ -57,23 +109,33 @@ def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/status", response_class=HTMLResponse)
-def status_page(state: State) -> HTMLResponse:
-    """A page for people: each component, the agents, uptime."""
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td class={'ok' if p['ok'] else 'bad'}>{'ok' if p['ok'] else 'down'}"
-        f"</td><td>{html.escape(str(p['detail']))}</td><td>{p.get('queued', '')}</td></tr>"
-        for name, p in components(state).items())
-    agents = "".join(f"<li>{html.escape(n)} ({html.escape(s.model)}, web chat {s.web_chat})</li>"
-                     for n, s in state.agents.items())
+@router.get("/status", response_class=HTMLResponse, responses={503: {"description": "something is wrong"}})
+def status_page(request: Request, state: State) -> Response:
+    """For people (HTML) or monitors (JSON with ``Accept: application/json``): each component, recent server
+    errors, stuck runs, queue depth; 503 when any is bad."""
+    parts = health(state)
+    ok = all(p["ok"] for p in parts.values())
+    code = 200 if ok else 503
+    public = [(n, s) for n, s in state.agents.items() if s.web_chat == "public"]
     uptime = int(time.time() - state.started)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"status": "ok" if ok else "degraded", "uptime_s": uptime, "components": parts,
+                             "public_agents": [n for n, _ in public],
+                             "other_agents": len(state.agents) - len(public)}, status_code=code)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td class={'ok' if p['ok'] else 'bad'}>{'ok' if p['ok'] else 'bad'}"
+        f"</td><td>{html.escape(str(p['detail']))}</td></tr>" for name, p in parts.items())
+    agents = "".join(f"<li><a href=\"/chat/\">{html.escape(n)}</a></li>" for n, _ in public)
+    others = len(state.agents) - len(public)
+    banner = "<p class=ok>All good.</p>" if ok else "<p class=bad><strong>Degraded</strong>: see below.</p>"
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>halguru status</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{font-family:system-ui,sans-serif;margin:2rem}}td,th{{padding:.3rem .8rem;text-align:left}}
-.ok{{color:#070}}.bad{{color:#b00}}</style></head><body><h1>halguru status</h1>
+.ok{{color:#070}}.bad{{color:#b00}}</style></head><body><h1>halguru status</h1>{banner}
 <p>Up {uptime} s{' · dev mode (no API keys)' if state.settings.dev else ''}.</p>
-<table><tr><th>component</th><th>state</th><th>detail</th><th>queued</th></tr>{rows}</table>
-<h2>Agents</h2><ul>{agents}</ul>
+<table><tr><th>component</th><th>state</th><th>detail</th></tr>{rows}</table>
+<h2>Public agents</h2><ul>{agents or '<li>none</li>'}</ul>
+{f'<p>{others} more agent(s) need an API key.</p>' if others else ''}
 <p><a href="/swagger">API docs</a> · <a href="/chat/">web chat</a> · <a href="/metrics">metrics</a></p>
 </body></html>"""
-    return HTMLResponse(page)
+    return HTMLResponse(page, status_code=code)

@@ -17,7 +17,7 @@ from typing import Any
 from halguru.agents.events import Event
 from halguru.errors import HalguruError, StoreError
 from halguru.orchestration import approvals, durable
-from halguru.store.base import ApprovalRecord, CheckpointRecord, RunRecord
+from halguru.store.base import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
 from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
@@ -35,10 +35,11 @@ def _visible(state: ServerState, caller: Principal) -> list[str]:
     return [name for name, served in state.agents.items() if caller.allows(served)]
 
 
-def list_runs(state: ServerState, caller: Principal, status: str | None, limit: int) -> list[dict[str, Any]]:
+def list_runs(state: ServerState, caller: Principal, status: str | None, limit: int) -> list[RunListRecord]:
     """``durable.list_runs`` for the caller's agents only; an unknown status is a 400."""
     try:
-        return durable.list_runs(status, limit, state.store, agents=_visible(state, caller))
+        return durable.list_runs(status, limit, state.store, agents=_visible(state, caller),
+                                 owner=caller.owner_filter)
     except HalguruError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -46,9 +47,10 @@ def list_runs(state: ServerState, caller: Principal, status: str | None, limit: 
 def list_pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
     """The paused runs this caller could approve here (their run still stored, their agent served here)."""
     visible = _visible(state, caller)
-    paths = {r["run_id"]: r["agent_path"] for r in state.store.list_pending(agents=visible)}
+    owner = caller.owner_filter
+    paths = {r["run_id"]: r["agent_path"] for r in state.store.list_pending(agents=visible, owner=owner)}
     out = []
-    for row in approvals.list_pending(state.store, agents=visible):
+    for row in approvals.list_pending(state.store, agents=visible, owner=owner):
         served = _ours(state, row["agent"], paths.get(row["run_id"]), need_path=True)
         if row["run_id"] in paths and served is not None and caller.allows(served):
             out.append(row)
@@ -79,9 +81,10 @@ def _run(state: ServerState, run_id: str) -> RunRecord | None:
 
 def _target(state: ServerState, caller: Principal, run_id: str, row: ApprovalRecord | CheckpointRecord | None,
             run: RunRecord | None) -> tuple[ServedAgent, RunRecord]:
-    """The run and its agent: 404 unless the run is served here, 403 if the key may not use that agent."""
+    """The run and its agent: 404 unless the run is served here and the caller's (or the caller an admin),
+    403 if the key may not use that agent."""
     served = _ours(state, run["agent"], row["agent_path"] if row else None, need_path=row is not None) if run else None
-    if run is None or served is None:
+    if run is None or served is None or not caller.owns(run["owner"]):
         raise ApiError(404, f"no run {run_id!r}; GET /v1/runs lists them")
     agent_for(state, caller, served.name)
     return served, run
@@ -131,7 +134,7 @@ def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
     service.check_input(state, text)  # what the model will read: the same size limit as a message
     return _start(state, caller, served, run_id,
                   approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
-                                          metadata={"request_id": request_id}))
+                                          metadata={"request_id": request_id}, decided_by=caller.label))
 
 
 def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:

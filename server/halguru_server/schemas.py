@@ -28,6 +28,10 @@ class AgentList(BaseModel):
     data: list[AgentOut]
 
 
+class SessionOut(BaseModel):
+    token: str = Field(description="send as the X-Chat-Session header; it owns the conversations started with it")
+
+
 class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent: str = Field(min_length=1, max_length=200)

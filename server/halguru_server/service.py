@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import secrets
 import time
@@ -25,24 +26,31 @@ from halguru.models.base import Message
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
+from halguru_server.lifecycle import Pump, RunCut
 from halguru_server.state import Principal, ServerState
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+log = logging.getLogger("halguru.server")
 
 
 # -- conversations -----------------------------------------------------------
-def new_conversation(state: ServerState, agent: str, title: str = "", history: list[Message] | None = None) -> dict:
-    """An empty stored conversation (unguessable id: anonymous web-chat users hold only its id)."""
+def new_conversation(state: ServerState, principal: Principal, agent: str, title: str = "",
+                     history: list[Message] | None = None) -> dict:
+    """An empty stored conversation, owned by ``principal`` (an anonymous one needs its chat session)."""
+    if principal.anonymous and principal.session is None:
+        raise ApiError(401, "start a chat session first: POST /chat/api/session", "no_session")
     conv_id = f"conv_{int(time.time() * 1000):x}{secrets.token_hex(10)}"
-    return state.store.create_conversation(conv_id, agent, title, history or [])
+    return dict(state.store.create_conversation(conv_id, agent, title, history or [], owner=principal.owner))
 
 
 def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> dict[str, Any]:
+    """The conversation, if ``principal`` owns it (or is an admin) and may use its agent; else 404 whether or
+    not it exists, so another principal's ids leak nothing."""
     row = state.store.get_conversation(conv_id) if ID.match(conv_id) else None
     served = state.agents.get(row["agent"]) if row else None
-    if row is None or served is None or not principal.allows(served):
+    if row is None or served is None or not principal.allows(served) or not principal.owns(row["owner"]):
         raise ApiError(404, f"no conversation {conv_id!r}")
-    return row
+    return dict(row)
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,
@@ -54,7 +62,7 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
         names = [n for n in names if principal.key.allows(n)]
     if not names:
         return [], None
-    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset)
+    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=principal.owner_filter)
     more = len(rows) > limit
     return rows[:limit], _encode_cursor(offset + limit) if more else None
 
@@ -96,7 +104,7 @@ def check_input(state: ServerState, text: str) -> None:
     if len(text) > state.settings.max_input_chars:
         raise ApiError(413, f"the message is {len(text)} characters; the limit is {state.settings.max_input_chars} "
                             "(HALGURU_SERVE_MAX_INPUT_CHARS)", "message_too_long")
-    if state.draining:
+    if state.lifecycle.stopping:
         raise ApiError(503, "the server is shutting down; retry on another instance", headers={"Retry-After": "5"})
 
 
@@ -107,13 +115,30 @@ def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Re
 
 
 async def run_events(state: ServerState, served: ServedAgent, text: str, conversation: str | None,
-                     request_id: str, reservation: Reservation,
+                     request_id: str, reservation: Reservation, owner: str | None,
                      sampling: dict[str, Any] | None = None) -> AsyncIterator[Event]:
-    """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored)."""
+    """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored). ``owner``
+    is the conversation's: an admin posting into another's conversation adds a run its owner sees."""
     stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
-                 metadata={"request_id": request_id})
+                 metadata={"request_id": request_id}, owner=owner)
     async for event in metered(state, served, reservation, stream):
         yield event
+
+
+async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """What an anonymous web-chat visitor sees of a run: model and tool error details go to the log, the
+    visitor gets a generic line with the run id (the operator finds the details by it)."""
+    async with aclosing(events) as stream:
+        async for event in stream:
+            if isinstance(event, Error):
+                log.warning("run error", extra={"fields": {"run_id": event.run_id, "kind": event.kind,
+                                                           "message": event.message}})
+                event = event.model_copy(update={"message": f"{event.kind} error (run {event.run_id})"})
+            elif isinstance(event, RunFinished) and event.error:
+                log.warning("run failed", extra={"fields": {"run_id": event.run_id, "status": event.status,
+                                                            "error": event.error}})
+                event = event.model_copy(update={"error": f"the run ended {event.status} (run {event.run_id})"})
+            yield event
 
 
 async def metered(state: ServerState, served: ServedAgent, reservation: Reservation,
@@ -135,7 +160,7 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
                     m.tokens.labels(served.name, "in").inc(event.prompt_tokens)
                     m.tokens.labels(served.name, "out").inc(event.completion_tokens)
                 elif isinstance(event, ToolCall):
-                    m.tool_calls.labels(served.name, event.name).inc()
+                    m.tool_calls.labels(served.name, m.tool_label(event.name)).inc()
                 elif isinstance(event, Error):
                     m.errors.labels(event.kind).inc()
                 yield event
@@ -144,29 +169,55 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
             m.runs.labels(served.name, "cancelled").inc()
 
 
-async def collect(request: Request, events: AsyncIterator[Event]) -> list[Event]:
-    """Run to the end; if the client goes away first, cancel the run (it is stored as cancelled)."""
-    async def drain() -> list[Event]:
-        async with aclosing(events) as stream:
-            return [e async for e in stream]
+async def collect(request: Request, state: ServerState, events: AsyncIterator[Event]) -> list[Event]:
+    """Run to the end in its own task; if the client goes away first, cancel the run (stored as cancelled);
+    if the shutdown grace period cuts it, a 503 (the run is stored as interrupted)."""
+    pump = Pump(state.lifecycle, events)
 
     async def disconnected() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
 
-    task = asyncio.ensure_future(drain())
+    task = asyncio.ensure_future(pump.collect())
     watch = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
-        if not task.done():
-            task.cancel()
-    if not task.done() or task.cancelled():
-        with suppress(asyncio.CancelledError):
+    if not task.done():
+        await pump.close()
+        with suppress(BaseException):
             await task
         raise ApiError(499, "client closed the request", "cancelled")
-    return task.result()
+    try:
+        return task.result()
+    except RunCut as cut:
+        if cut.shutdown:
+            raise ApiError(503, str(cut), "shutdown", headers={"Retry-After": "5"}) from None
+        raise ApiError(499, "client closed the request", "cancelled") from None
+
+
+KEEPALIVE = ": keep-alive\n\n"
+
+
+async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Callable[[Event], str | None],
+                   error: Callable[[str, str], str]) -> AsyncIterator[str]:
+    """An SSE body: each event as ``render`` writes it, a keep-alive comment every ``sse_keepalive`` seconds
+    of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short."""
+    pump = Pump(state.lifecycle, events)
+    try:
+        async with aclosing(pump.items(state.settings.sse_keepalive)) as items:
+            async for event in items:
+                text = KEEPALIVE if event is None else render(event)
+                if text:
+                    yield text
+    except ApiError as exc:  # refused once the stream had begun (a continuation decided elsewhere)
+        yield error(exc.type, exc.message)
+    except RunCut as cut:
+        yield error("shutdown" if cut.shutdown else "cancelled", str(cut))
+    except Exception:
+        log.exception("a run failed mid-stream")
+        yield error("internal", "internal error; see the server log")
 
 
 def summary(events: list[Event]) -> tuple[RunStarted, RunFinished]:

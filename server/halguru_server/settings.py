@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +28,11 @@ class ServerSettings(BaseSettings):
     web_chat: Literal["public", "key"] = Field(
         default="key", description="web chat access of agents that do not set metadata.web_chat")
     public_rate_per_minute: int = Field(default=20, ge=1, description="messages per client IP on public chats")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks of reverse proxies whose X-Forwarded-For "
+                                          "names the client (rate limits); nobody else's is believed")
+    session_secret: str | None = Field(default=None, repr=False, description="signs anonymous web-chat "
+                                       "sessions; set it to keep them across restarts (generated if unset)")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
     max_messages: int = Field(default=200, ge=1, description="most messages in one OpenAI-style request")
@@ -34,13 +41,26 @@ class ServerSettings(BaseSettings):
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")
+    drain_delay: float = Field(default=0.0, ge=0, description="seconds after SIGTERM that the server keeps "
+                               "serving while /readyz says not ready (a load balancer's time to notice)")
+    sse_keepalive: float = Field(default=10.0, gt=0, description="seconds of silence after which a stream "
+                                 "gets a keep-alive comment (long tool calls, queue waits)")
     log_level: str = "info"
 
     def check(self) -> None:
-        """Refuse unsafe combinations before anything listens."""
+        """Refuse unsafe combinations before anything listens; fill in the session secret if unset (before
+        ``--workers`` hands these settings to each worker, so they all share it)."""
         if self.dev and self.host not in LOOPBACK:
             raise HalguruError(f"--dev turns API keys off, so it only listens on loopback, not {self.host}; "
                                "drop --dev and create a key with `halguru keys create NAME`")
+        for net in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise HalguruError(f"invalid serve setting trusted_proxies: {net!r} is not an address or "
+                                   "network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
+        if not self.session_secret:
+            self.session_secret = secrets.token_urlsafe(32)
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> ServerSettings:

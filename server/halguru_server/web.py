@@ -8,12 +8,13 @@ public}``; the server default is ``key`` (HALGURU_SERVE_WEB_CHAT).
 from __future__ import annotations
 
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
-from halguru_server import api, service
+from halguru_server import api, ratelimit, service, sessions
 from halguru_server.errors import responses
 from halguru_server.schemas import (
     AgentList,
@@ -23,6 +24,7 @@ from halguru_server.schemas import (
     MessageList,
     MessageOut,
     RunOut,
+    SessionOut,
 )
 from halguru_server.state import Principal, ServerState, agent_for, chat_caller, get_state
 
@@ -36,15 +38,25 @@ ConvId = Annotated[str, Path(max_length=100)]
 @router.get("/agents", response_model=AgentList)
 def chat_agents(state: State, caller: Caller) -> AgentList:
     """Agents whose chat this caller may open (public ones without a key)."""
-    return AgentList(data=[api.agent_out(state, n) for n, s in state.agents.items() if caller.allows(s)])
+    return AgentList(data=[api.agent_out(state, n, caller.anonymous) for n, s in state.agents.items()
+                           if caller.allows(s)])
+
+
+@router.post("/session", response_model=SessionOut, status_code=201, responses=responses(429))
+def chat_session(state: State, caller: Caller) -> SessionOut:
+    """A new anonymous session: send its token as ``X-Chat-Session``; the conversations started with it are
+    its own (no other session, and no API key but an admin's, can open them)."""
+    if caller.anonymous:
+        ratelimit.check(state.limiter, caller.client)
+    return SessionOut(token=sessions.issue(state.settings.session_secret or ""))
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201, responses=responses(404, 429))
 def chat_new(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     agent_for(state, caller, body.agent)
     if caller.anonymous:
-        state.limiter.check(caller.client)
-    return ConversationOut(**service.new_conversation(state, body.agent, body.title))
+        ratelimit.check(state.limiter, caller.client)
+    return ConversationOut(**service.new_conversation(state, caller, body.agent, body.title))
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList, responses=responses(404))
@@ -60,7 +72,7 @@ async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, 
     """Like POST /v1/conversations/{id}/messages; anonymous callers are rate-limited."""
     service.get_conversation(state, caller, conversation_id)
     if caller.anonymous:
-        state.limiter.check(caller.client)
+        ratelimit.check(state.limiter, caller.client)
     return await api.answer(request, state, caller, conversation_id, body)
 
 
@@ -76,6 +88,22 @@ def root() -> RedirectResponse:
 @pages.get("/chat/")
 def chat_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=_SECURITY)
+
+
+@pages.get("/favicon.ico")
+def favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={**_SECURITY, "Cache-Control": "public, max-age=86400"})
+
+
+class SecureStatic(StaticFiles):
+    """The chat's static files with the page's security headers (``nosniff``: a script is only ever run as
+    the type it is served as)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(_SECURITY)
+        return response
 
 
 _SECURITY = {

@@ -45,7 +45,8 @@ class Server:
         self.app = app
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                                    access_log=False, timeout_graceful_shutdown=1))
+                                                    access_log=False, timeout_graceful_shutdown=1,
+                                                    proxy_headers=False))  # as `halguru serve` runs it
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> Server:
@@ -100,8 +101,9 @@ def api_key() -> Callable[..., str]:
 
     from halguru.store import open_store
 
-    def make(name: str = "test", agents: list[str] | None = None, expires_in: float | None = None) -> str:
-        return create_key(open_store(), name, agents, expires_in)[1]
+    def make(name: str = "test", agents: list[str] | None = None, expires_in: float | None = None,
+             scope: str = "user") -> str:
+        return create_key(open_store(), name, agents, expires_in, scope)[1]
 
     return make
 

@@ -172,8 +172,9 @@ def test_unknown_foreign_and_undecidable_runs_are_refused(
             assert "no run" in error(client.post(f"/v1/runs/{bad}/{action}", json={}), 404)
     assert "unknown status 'bogus'" in error(client.get("/v1/runs", params={"status": "bogus"}), 400)
 
-    scoped = httpx.Client(base_url=client.base_url, timeout=30,
-                          headers={"Authorization": f"Bearer {api_key('flow-only', agents=['flow'])}"})
+    # an operator key limited to other agents: the run is visible to its scope, its agent is not
+    scoped = httpx.Client(base_url=client.base_url, timeout=30, headers={
+        "Authorization": f"Bearer {api_key('flow-only', agents=['flow'], scope='admin')}"})
     with scoped:
         assert "may not use agent 'mailer'" in error(scoped.post(f"/v1/runs/{run_id}/approve", json={}), 403)
         assert "may not use" in error(scoped.post(f"/v1/runs/{run_id}/reject", json={}), 403)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import socket
@@ -34,9 +33,11 @@ def start(halguru_cmd, env, *args: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.1)
 
 
-def test_sigterm_mid_stream_stores_the_partial_answer(halguru_cmd, subprocess_env, agents_dir, halguru_home):
-    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5"}
+def test_sigterm_drains_then_interrupts_the_stream_and_stores_the_partial_answer(
+        halguru_cmd, subprocess_env, agents_dir, halguru_home):
+    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5", "HALGURU_SERVE_DRAIN_DELAY": "1"}
     proc, url = start(halguru_cmd, env, str(agents_dir), "--dev")
+    assert httpx.get(f"{url}/readyz").status_code == 200
     conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slow"}).json()["id"]
     with httpx.stream("POST", f"{url}/v1/conversations/{conv}/messages", json={"content": "go", "stream": True},
                       timeout=30) as response:
@@ -44,19 +45,26 @@ def test_sigterm_mid_stream_stores_the_partial_answer(halguru_cmd, subprocess_en
         while next(lines) != "event: token":
             pass
         proc.send_signal(signal.SIGTERM)
-        rest: list[str] = []
-        with contextlib.suppress(httpx.RemoteProtocolError):  # cut when the grace period is over
-            rest += lines
+        time.sleep(0.3)
+        ready = httpx.get(f"{url}/readyz")  # draining: still answering, but not ready
+        assert ready.status_code == 503 and ready.json()["components"]["server"]["ok"] is False
+        rest = list(lines)  # ends cleanly: no cut connection
     assert proc.wait(15) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down cleanly
-    assert not any("run_finished" in line for line in rest)
+    events = [line[7:] for line in rest if line.startswith("event: ")]
+    assert events[-1] == "error" and "run_finished" not in events
+    final = json.loads([line for line in rest if line.startswith("data: ")][-1][6:])
+    assert final["kind"] == "shutdown" and final["fatal"] is True and "interrupted" in final["message"]
     stderr = proc.stderr.read()
     assert "web chat" in stderr and "/swagger" in stderr
     logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     access = [entry for entry in logs if entry["msg"] == "request"]
     assert access and all(entry["request_id"] for entry in access)
+    assert any(entry["msg"] == "draining" for entry in logs)
     db = sqlite3.connect(halguru_home / "halguru.db")
-    status, output = db.execute("SELECT status, output FROM runs WHERE conversation_id = ?", (conv,)).fetchone()
-    assert status == "cancelled" and output.startswith("word0") and "word39" not in output
+    status, error, output = db.execute("SELECT status, error, output FROM runs WHERE conversation_id = ?",
+                                       (conv,)).fetchone()
+    assert status == "interrupted" and "shutdown" in error  # not "cancelled": nobody pressed stop
+    assert output.startswith("word0") and "word39" not in output
     (messages,) = db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (conv,)).fetchone()
     assert messages == 2  # the question and the partial answer
 

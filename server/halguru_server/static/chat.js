@@ -5,24 +5,30 @@ import { renderMarkdown } from "/chat/static/markdown.js";
 const $ = (id) => document.getElementById(id);
 const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine = $("status");
 let controller = null;
+let usingKey = true;  // send the stored key; false once the server refused it (then: the session token)
 
 const store = {
   get key() { return localStorage.getItem("halguru.key") || ""; },
   set key(v) { v ? localStorage.setItem("halguru.key", v) : localStorage.removeItem("halguru.key"); },
+  // Anonymous chats belong to a session token the server issued: only this browser holds it.
+  get session() { return localStorage.getItem("halguru.session") || ""; },
+  set session(v) { v ? localStorage.setItem("halguru.session", v) : localStorage.removeItem("halguru.session"); },
   conversation(agent) { return localStorage.getItem(`halguru.conversation.${agent}`); },
   setConversation(agent, id) {
     id ? localStorage.setItem(`halguru.conversation.${agent}`, id) : localStorage.removeItem(`halguru.conversation.${agent}`);
   },
 };
 
-function headers(extra = {}) {
+function headers(extra = {}, anonymous = false) {
   const h = { "Content-Type": "application/json", ...extra };
-  if (store.key) h.Authorization = `Bearer ${store.key}`;
+  if (store.key && usingKey && !anonymous) h.Authorization = `Bearer ${store.key}`;
+  else if (store.session) h["X-Chat-Session"] = store.session;
   return h;
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(`/chat/api${path}`, { ...options, headers: headers(options.headers) });
+  const { anonymous = false, ...rest } = options;
+  const response = await fetch(`/chat/api${path}`, { ...rest, headers: headers(rest.headers, anonymous) });
   if (!response.ok) {
     let message = `${response.status}`;
     try { message = (await response.json()).error.message; } catch { /* not JSON */ }
@@ -32,6 +38,15 @@ async function api(path, options = {}) {
 }
 
 function showStatus(text) { statusLine.textContent = text || ""; }
+
+// A failed send says why in its own bubble (plain text, never HTML), not only in the status line.
+function failed(bubble, message) {
+  const note = document.createElement("p");
+  note.className = "error";
+  note.textContent = `⚠ ${message}`;
+  bubble.classList.add("failed");
+  bubble.append(note);
+}
 
 function addMessage(role, text) {
   const div = document.createElement("div");
@@ -44,17 +59,25 @@ function addMessage(role, text) {
 }
 
 async function loadAgents() {
+  usingKey = true;
   let agents = [];
+  let badKey = false;
   try {
     agents = (await (await api("/agents")).json()).data;
   } catch (error) {
-    showStatus(error.message);
+    badKey = error.status === 401 && !!store.key;
+    if (!badKey) showStatus(error.message);
+  }
+  if (badKey) {  // a wrong key still lets the public chats open
+    try { agents = (await (await api("/agents", { anonymous: true })).json()).data; } catch { /* none */ }
+    showStatus("Invalid key: it is unknown, revoked or expired. Public agents only.");
   }
   $("key-button").hidden = false;
   if (!agents.length) {
     $("key-form").hidden = false;
-    showStatus(store.key ? "This key opens no agent's chat." : "Enter an API key to chat.");
+    if (!badKey) showStatus(store.key ? "This key opens no agent's chat." : "Enter an API key to chat.");
   }
+  usingKey = !!store.key && !badKey;
   agentSelect.replaceChildren(...agents.map((a) => new Option(a.name, a.name)));
   const saved = localStorage.getItem("halguru.agent");
   if (agents.some((a) => a.name === saved)) agentSelect.value = saved;
@@ -78,9 +101,15 @@ async function loadConversation() {
   }
 }
 
+async function ensureSession() {
+  if ((usingKey && store.key) || store.session) return;
+  store.session = (await (await api("/session", { method: "POST" })).json()).token;
+}
+
 async function ensureConversation(agent) {
   let id = store.conversation(agent);
   if (!id) {
+    await ensureSession();
     const response = await api("/conversations", { method: "POST", body: JSON.stringify({ agent }) });
     id = (await response.json()).id;
     store.setConversation(agent, id);
@@ -96,6 +125,7 @@ async function send(text) {
   const bubble = addMessage("assistant", "");
   bubble.setAttribute("aria-busy", "true");
   let answer = "";
+  let finished = false;
   controller = new AbortController();
   $("send").disabled = true; $("stop").hidden = false;
   try {
@@ -123,14 +153,18 @@ async function send(text) {
         else if (type === "model_result" && event.tool_calls.length) { answer = ""; renderMarkdown("", bubble); }
         else if (type === "run_finished") {
           renderMarkdown(event.output, bubble);
-          if (event.status !== "ok") showStatus(event.error || event.status);
+          if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
+          finished = true;
         }
+        else if (type === "error" && event.fatal) { failed(bubble, event.message); finished = true; }
         log.scrollTop = log.scrollHeight;
       }
     }
+    if (!finished) failed(bubble, "The answer was cut off; send the message again.");
   } catch (error) {
     if (error.name === "AbortError") showStatus("Stopped.");
     else {
+      failed(bubble, error.message);
       showStatus(error.message);
       if (error.status === 404) store.setConversation(agent, null);
     }
@@ -168,7 +202,8 @@ $("new").addEventListener("click", newConversation);
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
 $("key-form").addEventListener("submit", (e) => {
-  e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true; loadAgents();
+  e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true;
+  showStatus(""); loadAgents();
 });
 agentSelect.addEventListener("change", () => { localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); });
 

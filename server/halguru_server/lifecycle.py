@@ -1,0 +1,150 @@
+"""How runs end when the server stops, and how a run's events reach a response.
+
+SIGTERM first marks the server draining (``/readyz`` answers 503) and, after ``drain_delay`` seconds in which
+it still serves, lets uvicorn stop accepting connections. In-flight runs then get ``shutdown_timeout``
+seconds; those still going are cancelled with ``task.cancel("shutdown")``: the runtime stores them as
+interrupted by shutdown (not "cancelled by the user"), a stream gets a final ``error`` event, a JSON answer
+a 503. uvicorn's own grace timeout is longer, so it never cuts a stream first.
+
+A run is produced by its own task (:class:`Pump`), never by the response's: the response waits on a queue,
+so it can send SSE keep-alive comments during long tool calls and queue waits, and the run's task is the
+one shutdown (or the client leaving) cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, suppress
+from typing import Any
+
+from halguru.agents.events import Event
+
+log = logging.getLogger("halguru.server")
+SHUTDOWN = "shutdown"  # the cancel message the runtime reads: stored as interrupted by shutdown
+CLIENT_GONE = "client disconnected"
+_END = object()
+
+
+class Lifecycle:
+    """Draining and the in-flight runs of one app."""
+
+    def __init__(self, drain_delay: float, shutdown_timeout: float):
+        self.drain_delay, self.shutdown_timeout = drain_delay, shutdown_timeout
+        self.draining = False  # SIGTERM seen: not ready
+        self.stopping = False  # no longer accepting: new runs get 503
+        self.interrupted = False  # grace period over: in-flight runs were cancelled
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._previous: Any = None
+
+    # -- SIGTERM -------------------------------------------------------------------------------------
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Chain a SIGTERM handler before uvicorn's (main thread only: a server in a test thread has none)."""
+        self.loop = loop
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(sig: int, frame: Any) -> None:
+            previous = self._previous
+            self.begin(lambda: previous(sig, frame) if callable(previous) else None)
+
+        signal.signal(signal.SIGTERM, on_term)
+
+    def begin(self, stop: Callable[[], None]) -> None:
+        """Start draining now; ``stop`` (uvicorn's exit) runs after ``drain_delay``. Thread-safe."""
+        if self.loop is None or self.draining:
+            stop()
+            return
+        self.loop.call_soon_threadsafe(self._begin, stop)
+
+    def _begin(self, stop: Callable[[], None]) -> None:
+        self.draining = True
+        log.info("draining", extra={"fields": {"drain_delay": self.drain_delay, "runs": len(self.inflight)}})
+
+        def stopping() -> None:
+            self.stopping = True
+            stop()
+            assert self.loop is not None
+            self.loop.call_later(self.shutdown_timeout, self.interrupt)
+
+        assert self.loop is not None
+        self.loop.call_later(self.drain_delay, stopping)
+
+    def interrupt(self) -> None:
+        """The grace period is over: cancel every in-flight run (stored as interrupted by shutdown)."""
+        self.interrupted = True
+        if self.inflight:
+            log.warning("grace period over: interrupting runs", extra={"fields": {"runs": len(self.inflight)}})
+        for task in list(self.inflight):
+            task.cancel(SHUTDOWN)
+
+
+class Pump:
+    """Runs ``events`` in a task of its own; :meth:`items` yields them, or None every ``keepalive`` seconds
+    of silence. Closing the consumer (the client left) cancels the run."""
+
+    def __init__(self, lifecycle: Lifecycle, events: AsyncIterator[Event]):
+        self.lifecycle = lifecycle
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.task = asyncio.ensure_future(self._produce(events))
+        lifecycle.inflight.add(self.task)
+        self.task.add_done_callback(lifecycle.inflight.discard)
+
+    async def _produce(self, events: AsyncIterator[Event]) -> None:
+        try:
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    self.queue.put_nowait(event)
+        except BaseException as exc:  # handed to the consumer (CancelledError included), then re-raised
+            self.queue.put_nowait(exc)
+            raise
+        finally:
+            self.queue.put_nowait(_END)
+
+    @property
+    def shut_down(self) -> bool:
+        """The run was cut by the end of the shutdown grace period."""
+        return self.lifecycle.interrupted and self.task.cancelled()
+
+    async def items(self, keepalive: float | None = None) -> AsyncIterator[Event | None]:
+        """The run's events; None for each ``keepalive`` seconds without one. Raises what the run raised
+        (asyncio.CancelledError once shutdown cut it)."""
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), keepalive)
+                except TimeoutError:
+                    yield None
+                    continue
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    if isinstance(item, asyncio.CancelledError):
+                        raise RunCut(self.shut_down)
+                    raise item
+                yield item
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if not self.task.done():
+            self.task.cancel(CLIENT_GONE)
+        with suppress(BaseException):
+            await self.task
+
+    async def collect(self) -> list[Event]:
+        return [e async for e in self.items() if e is not None]
+
+
+class RunCut(Exception):
+    """The run's task was cancelled: by the shutdown grace period (``shutdown``) or a client leaving."""
+
+    def __init__(self, shutdown: bool):
+        super().__init__("the server shut down before the run finished; it is stored as interrupted"
+                         if shutdown else "the run was cancelled")
+        self.shutdown = shutdown

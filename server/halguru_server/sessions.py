@@ -1,0 +1,33 @@
+"""Anonymous web-chat sessions: a token the server issues, so anonymous conversations have an owner.
+
+A token is ``s1.<id>.<mac>``: 18 random bytes and an HMAC-SHA256 of them under the server's session secret
+(``HALGURU_SERVE_SESSION_SECRET``; generated at start when unset, so sessions then last until a restart).
+Invariant: an ``anon:<id>`` owner is only ever taken from a token this server (or one sharing its secret)
+signed; the id alone, as stored with the objects, cannot be turned back into a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+PREFIX = "s1"
+
+
+def _mac(secret: str, session_id: str) -> str:
+    return hmac.new(secret.encode(), f"{PREFIX}.{session_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def issue(secret: str) -> str:
+    """A new, unguessable session token."""
+    session_id = secrets.token_urlsafe(18)
+    return f"{PREFIX}.{session_id}.{_mac(secret, session_id)}"
+
+
+def verify(secret: str, token: str) -> str | None:
+    """The session id of a token this server signed, else None."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != PREFIX or not 16 <= len(parts[1]) <= 64:
+        return None
+    return parts[1] if hmac.compare_digest(parts[2], _mac(secret, parts[1])) else None
