@@ -60,8 +60,8 @@ class SQLiteBase:
         local = self._local
         if local.conn is not None and local.generation == self._generation and self._pid == os.getpid():
             return local.conn
-        if self._pid != os.getpid():  # a forked child must not touch its parent's connections
-            self._pid, self._opened = os.getpid(), {}
+        if self._pid != os.getpid():  # a forked child must not touch its parent's connections (nor locks)
+            self._pid, self._opened, self._opened_lock = os.getpid(), {}, threading.Lock()
             self._generation += 1
         conn = self._connect()
         with self._opened_lock:
