@@ -1,0 +1,120 @@
+"""Operations that tell the truth: /status and /readyz, metrics with bounded labels, SSE keep-alives, a --dev
+server that answers only loopback Host names, and the public chat's rate limit keyed by the real client."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+
+def test_status_is_red_with_server_errors_and_stuck_runs_and_shows_no_secrets(client, agents_dir: Path) -> None:
+    state = client.server.state
+    page = httpx.get(f"{client.server.url}/status")
+    assert page.status_code == 200 and "All good" in page.text
+    assert str(agents_dir) not in page.text and "private" not in page.text  # no path, no key-only agent
+    assert "echo" in page.text and "1 more agent(s) need an API key" in page.text
+    status = httpx.get(f"{client.server.url}/status", headers={"Accept": "application/json"}).json()
+    assert status["status"] == "ok" and set(status["components"]) >= {"store", "errors", "runs", "queue", "server"}
+    assert str(agents_dir.parent) not in json.dumps(status)
+
+    state.metrics.request_done(500)  # a server error a minute ago
+    red = httpx.get(f"{client.server.url}/status", headers={"Accept": "application/json"})
+    assert red.status_code == 503 and red.json()["status"] == "degraded"
+    assert red.json()["components"]["errors"] == {"ok": False,
+                                                  "detail": "1 server errors (5xx) in the last 5 minutes"}
+    state.metrics.recent_5xx.clear()
+
+    state.store.start_run("run_0000000000000001", "conv_stuck", "echo", "scripted", "hi", owner=None)
+    assert httpx.get(f"{client.server.url}/status").status_code == 200  # running, not stuck yet
+    state.agents["echo"].agent.spec.limits.timeout = 0.01  # its timeout long past (plus the grace)
+    import halguru_server.ops as ops
+
+    grace, ops.STUCK_GRACE_S = ops.STUCK_GRACE_S, 0.0
+    try:
+        stuck = httpx.get(f"{client.server.url}/status", headers={"Accept": "application/json"}).json()
+    finally:
+        ops.STUCK_GRACE_S = grace
+    assert stuck["components"]["runs"]["ok"] is False and "1 stuck" in stuck["components"]["runs"]["detail"]
+
+
+def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "secret-folder" / "gone.gguf"
+    (agents_dir / "local").mkdir()
+    (agents_dir / "local" / "agent.yaml").write_text(yaml.safe_dump({"name": "local", "model": str(gguf)}))
+    server = serve()
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 503
+    text = ready.text + httpx.get(f"{server.url}/status").text
+    assert "secret-folder" not in text and str(tmp_path) not in text
+    assert "model:gone.gguf" in ready.json()["components"]
+    chat = httpx.get(f"{server.url}/chat/api/agents").json()["data"]
+    assert all(str(tmp_path) not in a["model"] for a in chat)  # the anonymous chat's list too
+
+
+def test_metrics_bound_tool_labels_count_failed_requests_and_expose_the_process(client) -> None:
+    metrics = client.server.state.metrics
+    metrics.tool_calls.labels("echo", metrics.tool_label("made_up_tool_1")).inc()
+    metrics.tool_calls.labels("echo", metrics.tool_label("made_up_tool_2")).inc()
+    assert client.get("/v1/conversations/nope").status_code == 404
+    text = client.get("/metrics").text
+    assert 'halguru_tool_calls_total{agent="echo",tool="other"} 2.0' in text and "made_up" not in text
+    assert 'halguru_errors_total{kind="http_4xx"}' in text
+    assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
+
+
+def test_sse_sends_keep_alive_comments_while_a_run_is_silent(serve, agents_dir: Path) -> None:
+    script = agents_dir.parent / "pause.yaml"
+    script.write_text(yaml.safe_dump([{"text": "late answer", "token_delay": 0.6}]))
+    (agents_dir / "quiet").mkdir()
+    (agents_dir / "quiet" / "agent.yaml").write_text(yaml.safe_dump({"name": "quiet", "model": f"scripted:{script}"}))
+    server = serve(dev=True, sse_keepalive=0.2)
+    conv = httpx.post(f"{server.url}/v1/conversations", json={"agent": "quiet"}).json()["id"]
+    with httpx.stream("POST", f"{server.url}/v1/conversations/{conv}/messages",
+                      json={"content": "hi", "stream": True}, timeout=30) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines.count(": keep-alive") >= 2
+    assert lines[-2:] == ["event: run_finished", lines[-1]] and json.loads(lines[-1][6:])["status"] == "ok"
+
+
+def test_dev_server_answers_only_loopback_host_names(serve) -> None:
+    server = serve(dev=True)
+    for host in ("localhost", "127.0.0.1", "[::1]", f"localhost:{server.url.rsplit(':', 1)[1]}"):
+        assert httpx.get(f"{server.url}/v1/agents", headers={"Host": host}).status_code == 200, host
+    for host in ("attacker.example", "attacker.example:80", "127.0.0.1.nip.io", "0.0.0.0"):
+        refused = httpx.get(f"{server.url}/v1/agents", headers={"Host": host})
+        assert refused.status_code == 421 and "loopback Host" in refused.json()["error"]["message"], host
+
+
+def test_public_rate_limit_trusts_forwarded_for_only_from_configured_proxies(serve) -> None:
+    plain = serve(public_rate_per_minute=2)
+    session = {"X-Chat-Session": httpx.post(f"{plain.url}/chat/api/session").json()["token"]}
+
+    def new(url: str, **headers: str) -> int:
+        return httpx.post(f"{url}/chat/api/conversations", json={"agent": "echo"},
+                          headers={**session, **headers}).status_code
+
+    # a client cannot dodge the limit by writing its own X-Forwarded-For (the session call counted too)
+    assert [new(plain.url, **{"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(2)] == [201, 429]
+    proxied = serve(public_rate_per_minute=1, trusted_proxies=["127.0.0.0/8"])
+    session = {"X-Chat-Session": httpx.post(f"{proxied.url}/chat/api/session",
+                                            headers={"X-Forwarded-For": "203.0.113.9"}).json()["token"]}
+    # behind a trusted proxy, each forwarded client has its own budget; the spoofed first hop is ignored
+    assert new(proxied.url, **{"X-Forwarded-For": "203.0.113.1"}) == 201
+    assert new(proxied.url, **{"X-Forwarded-For": "203.0.113.1"}) == 429
+    assert new(proxied.url, **{"X-Forwarded-For": "6.6.6.6, 203.0.113.2"}) == 201
+    assert new(proxied.url, **{"X-Forwarded-For": "7.7.7.7, 203.0.113.2"}) == 429
+
+
+def test_memory_limiter_forgets_old_hits() -> None:
+    from halguru_server.ratelimit import MemoryLimiter
+
+    limiter = MemoryLimiter(2)
+    assert limiter.retry_after("a") is None and limiter.retry_after("a") is None
+    wait = limiter.retry_after("a")
+    assert wait is not None and 59 < wait <= 60
+    limiter.hits["a"] = type(limiter.hits["a"])([time.monotonic() - 61, time.monotonic() - 61])
+    assert limiter.retry_after("a") is None and limiter.retry_after("b") is None
