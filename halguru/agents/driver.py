@@ -7,7 +7,7 @@ never import it. ``sub_run`` is how a driver or a tool runs another agent inside
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,7 +55,7 @@ class Driver(Protocol):
         ...
 
     def drive(self, ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
-              outcome: RunOutcome) -> AsyncIterator[BaseEvent]:
+              outcome: RunOutcome) -> AsyncGenerator[BaseEvent, None]:
         """Run it: yield untraced events, append to ``messages`` what the conversation keeps, fill ``outcome``."""
         ...
 
@@ -87,7 +87,8 @@ class SubRun:
 
 
 async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
-                  output_schema: dict[str, Any] | None = None, shared_model: bool = True) -> AsyncIterator[BaseEvent]:
+                  output_schema: dict[str, Any] | None = None,
+                  shared_model: bool = True) -> AsyncGenerator[BaseEvent, None]:
     """Run ``agent`` on ``input`` inside the current run: a child context (its events name it and their
     parent, within the parent's deadline and under its hooks), no conversation of its own, its answer in
     ``result``. Its tokens are not yielded: a sub-run's answer reaches the user through its parent.

@@ -6,10 +6,11 @@ import hashlib
 import importlib.util
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from halguru.agents.spec import AgentSpec, load_spec
 from halguru.errors import AgentSpecError
@@ -19,10 +20,17 @@ from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.agents.driver import Driver
-    from halguru.rag.agent import KnowledgeRetriever
 
 AGENT_FILE = "agent.yaml"
 TOOLS_FILE = "tools.py"
+
+
+class Retriever(Protocol):
+    """What runs search an agent's knowledge through (``halguru test`` records and replays it)."""
+
+    top_k: int
+
+    def retrieve(self, query: str, k: int | None = None) -> list[Any]: ...
 
 
 @dataclass
@@ -52,6 +60,10 @@ class Agent:
             return None
         return getattr(self.driver, "workflow", None)
 
+    def uses_mcp(self) -> bool:
+        """It, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
+        return any(a.spec.mcp for a in self.involved())
+
     def involved(self) -> list[Agent]:
         """This agent and every agent its driver may run (team members, workflow step agents)."""
         if self.driver is None:
@@ -64,7 +76,7 @@ class Agent:
         return [ToolSpec(name=t.name, description=t.description, parameters=t.parameters) for t in self.tools.values()]
 
     @cached_property
-    def knowledge(self) -> KnowledgeRetriever | None:
+    def knowledge(self) -> Retriever | None:
         """The agent's knowledge bases (resolved, and folders ingested, on the first retrieval)."""
         if not self.spec.knowledge:
             return None
@@ -127,7 +139,7 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
     return {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
 
 
-def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: callable) -> dict[str, Tool]:  # type: ignore[valid-type]
+def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: Callable[[str], str]) -> dict[str, Tool]:
     from halguru.tools.registry import plugin_tools
 
     available = {**plugin_tools(), **own}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -61,8 +61,10 @@ class ToolOutcome:
 class StreamingTool(Protocol):
     """A tool whose body emits events (a sub-run, a handoff) before its result: orchestration's team tools."""
 
-    name: str
     spec: ToolSpec
+
+    @property
+    def name(self) -> str: ...
 
     def stream(self, ctx: RunContext, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncIterator[BaseEvent]:
         ...
@@ -99,7 +101,7 @@ def _settings(agent: Agent, sampling: dict[str, Any] | None) -> SamplingSettings
     return SamplingSettings(**{**spec.sampling.model_dump(), "max_tokens": spec.limits.max_tokens, **(sampling or {})})
 
 
-async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncIterator[BaseEvent]:
+async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerator[BaseEvent, None]:
     """Run ``turn`` to its end (set in ``end``), yielding its events."""
     agent, spec = turn.agent, turn.agent.spec
     resume = ctx.resume if not ctx.is_sub_run else None
@@ -108,11 +110,13 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncIterator
     hooks = HookChain(gate, guard, ctx.hooks, turn.hooks)
     done = resume.done if resume is not None else set()
     tools: list[ToolSpec] = [*agent.tool_specs, *(t.spec for t in turn.extra_tools.values())]
-    if spec.mcp:  # an agent's MCP servers start when it first gets the conversation
-        from halguru.tools.mcp import open_agent_mcp
+    if spec.mcp:  # an agent's MCP servers start when it first gets the conversation (once per run)
+        if agent.name not in ctx.mcp:
+            from halguru.tools.mcp import open_mcp_tools
 
-        for line in await open_agent_mcp(agent, ctx.mcp):  # a server that failed: the run goes on without it
-            yield ctx.tag(Error(kind="mcp", message=line))
+            ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
+            for line in ctx.mcp[agent.name].errors:  # a server that failed: the run goes on without it
+                yield ctx.tag(Error(kind="mcp", message=line))
         tools += ctx.mcp[agent.name].tool_specs
     knowledge = _Knowledge(agent) if agent.knowledge is not None else None
     system = agent.instructions
@@ -217,7 +221,9 @@ async def _call_model(ctx: RunContext, model: Model, request: ModelRequest, repl
             elif isinstance(chunk, UsageChunk):
                 usage = chunk
     finally:
-        await stream.aclose()
+        close = getattr(stream, "aclose", None)  # a provider's generator: stop it (and free its slot) now
+        if close is not None:
+            await close()
     ctx.totals.prompt_tokens += usage.prompt_tokens
     ctx.totals.completion_tokens += usage.completion_tokens
     reply.text = "".join(pieces)
@@ -316,6 +322,7 @@ class _Knowledge:
     def __init__(self, agent: Agent):
         from halguru.rag.agent import Citations
 
+        assert agent.knowledge is not None
         self.retriever = agent.knowledge
         self.citations = Citations()
 

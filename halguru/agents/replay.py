@@ -31,14 +31,14 @@ from halguru.models.base import (
     UsageChunk,
 )
 from halguru.models.scripted import word_pieces
-from halguru.store.base import TraceStore
+from halguru.store.base import RunRecord, TraceStore
 
 
 @dataclass
 class StoredRun:
     """A run from the trace store, its events parsed back into typed events."""
 
-    run: dict[str, Any]
+    run: RunRecord
     events: list[Event]
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +58,7 @@ async def run(
     resume: Resume | None = None,
     output_schema: dict[str, Any] | None = None,
     owner: str | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
     ``conversation`` continues a stored conversation (its id); without it a new
@@ -111,9 +111,9 @@ async def run(
             output = "".join(partial)
             if output:
                 messages.append(Message(role="assistant", content=output))
-        event = cast(RunFinished, trace(RunFinished(
+        event = trace(RunFinished(
             status=status, output=output, error=error, duration_ms=(time.perf_counter() - started) * 1000,
-            **ctx.totals.state())))
+            **ctx.totals.state()))
         if store is not None:
             # A paused run's messages wait with its pending call; its continuation adds them.
             store.finish_run(run_id, conversation_id, event.model_dump(), trace.take(),
@@ -129,7 +129,7 @@ async def run(
                                        conversation_id=conversation_id, metadata=metadata or {})))
     if resume is not None and resume.after_crash:
         assert resume.state is not None
-        reused = resume.state["steps_done"] if "steps_done" in resume.state else resume.done
+        reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
         yield cast(Event, trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
                                         reused=sorted(reused))))
     try:
@@ -173,7 +173,7 @@ async def run(
 
 
 async def _plain(ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
-                 outcome: RunOutcome, output_schema: dict[str, Any] | None) -> AsyncIterator[BaseEvent]:
+                 outcome: RunOutcome, output_schema: dict[str, Any] | None) -> AsyncGenerator[BaseEvent, None]:
     """A plain agent: one loop; a limit it reaches ends the run as failed."""
     end = LoopEnd()
     turn = Turn(agent, ctx.model_for(agent), history, messages, output_schema=output_schema,

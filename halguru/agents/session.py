@@ -59,9 +59,9 @@ class ChatSession:
 
     async def send(self, text: str) -> AsyncIterator[Event]:
         from halguru.agents.runtime import run
-        from halguru.tools.mcp import keep_servers_running, uses_mcp
+        from halguru.tools.mcp import keep_servers_running
 
-        if uses_mcp(self.agent):  # a chat keeps its MCP servers for the next turns (close() stops them)
+        if self.agent.uses_mcp():  # a chat keeps its MCP servers for the next turns (close() stops them)
             keep_servers_running()
         async for event in run(self.agent, text, self.conversation_id, model=self._model(), store=self.store):
             if isinstance(event, RunStarted):

@@ -7,6 +7,7 @@ limit was hit, so a team run never hangs or loops forever.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from halguru.orchestration.team import Member, Team
 
 

@@ -115,9 +115,9 @@ def load_team(lead: Agent) -> Team:
                     member.specialists[tool] = target.name
     _reject_cycles(declared, {n: m.agent for n, m in members.items()})
     for name, targets in declared.items():  # whoever is handed the conversation can hand it back
-        for target, _ in targets:
-            members[target].handoffs.setdefault(HANDOFF_PREFIX + name, name)
-            members[target].descriptions.setdefault(name, members[name].agent.spec.description)
+        for handed_to, _ in targets:
+            members[handed_to].handoffs.setdefault(HANDOFF_PREFIX + name, name)
+            members[handed_to].descriptions.setdefault(name, members[name].agent.spec.description)
     return Team(lead=lead.name, members=members, settings=lead.spec.team)
 
 

@@ -7,7 +7,7 @@ the specialist inside this run and returns its answer. Guards (halguru.orchestra
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,8 @@ class AskTool:
         result = SubRun()
         async for event in sub_run(ctx, self.state.team.members[self.target].agent, request, result):
             yield event
-        yield Handoff(from_agent=self.target, to_agent=source, reason=ANSWERED if result.status == "ok" else result.status)
+        answered = ANSWERED if result.status == "ok" else result.status
+        yield Handoff(from_agent=self.target, to_agent=source, reason=answered)
         if result.status == "ok":
             self.state.progress()
             outcome.content = result.output
@@ -121,10 +122,11 @@ class TeamDriver:
         return "limited", f"team run exceeded team.timeout ({self.timeout:g}s)"
 
     async def drive(self, ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
-                    outcome: RunOutcome) -> AsyncIterator[BaseEvent]:
+                    outcome: RunOutcome) -> AsyncGenerator[BaseEvent, None]:
         state = TeamRun(self.team)
         if ctx.store is not None and not ctx.is_sub_run:  # the member that held the conversation last goes on
-            state.start_with((ctx.store.get_conversation(ctx.conversation_id) or {}).get("active_agent"))
+            conversation = ctx.store.get_conversation(ctx.conversation_id)
+            state.start_with(conversation["active_agent"] if conversation else None)
         resume = ctx.resume if not ctx.is_sub_run else None
         if resume is not None and resume.state:  # an interrupted run goes on with whoever held it
             state.start_with(resume.state.get("active_agent"))

@@ -9,35 +9,20 @@ resumes after its last finished step (see halguru.orchestration.durable).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from halguru.agents.events import (
-    ApprovalApproved,
-    ApprovalRejected,
-    ApprovalRequested,
-    BaseEvent,
-    Error,
-    StepFinished,
-    StepStarted,
-    Token,
-    ToolCall,
-    ToolResult,
-)
 from halguru.agents.spec import WorkflowSettings, WorkflowStep
-from halguru.errors import AgentSpecError, HalguruError, ToolError
-from halguru.models.base import Message, ToolCallRequest
+from halguru.errors import AgentSpecError, ToolError
+from halguru.models.base import ToolCallRequest
 from halguru.yamlfile import yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.agents.loader import Agent
-    from halguru.orchestration.approvals import Resume
 
 _STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])")
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -185,7 +185,7 @@ class WorkflowDriver:
         return "limited", f"workflow exceeded workflow.timeout ({self.timeout:g}s)"
 
     async def drive(self, ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
-                    outcome: RunOutcome) -> AsyncIterator[BaseEvent]:
+                    outcome: RunOutcome) -> AsyncGenerator[BaseEvent, None]:
         workflow, resume = self.workflow, ctx.resume
         input = messages[0].content if messages else ""
         results: dict[str, dict[str, Any]] = dict((resume.state or {}).get("steps_done", {})) if resume else {}

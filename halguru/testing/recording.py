@@ -92,17 +92,59 @@ def _diff(recorded: dict[str, Any], actual: dict[str, Any]) -> str:
 
 
 class Cassette:
-    """The recorded model calls and tool results of one test."""
+    """The recorded model calls, tool results and knowledge searches of one test."""
 
     def __init__(self, data: dict[str, Any] | None = None):
         data = data or {}
         self.model_calls: list[dict[str, Any]] = data.get("model_calls", [])
         self.tool_results: list[dict[str, Any]] = data.get("tool_results", [])
+        # None: recorded before knowledge searches were (those replays search the knowledge live)
+        self.retrievals: list[dict[str, Any]] | None = data.get("retrievals", None if data else [])
         self.judge_scores: list[dict[str, Any]] = data.get("judge_scores", [])
 
     def to_json(self) -> dict[str, Any]:
         return {"model_calls": self.model_calls, "tool_results": self.tool_results,
-                "judge_scores": self.judge_scores}
+                "retrievals": self.retrievals, "judge_scores": self.judge_scores}
+
+
+class RecordingRetriever:
+    """An agent's knowledge that keeps each search's hits (auto retrieval and ``search_knowledge``)."""
+
+    def __init__(self, inner: Any, cassette: Cassette):
+        self.inner, self.cassette, self.top_k = inner, cassette, inner.top_k
+        self.searches: list[dict[str, Any]] = cassette.retrievals if cassette.retrievals is not None else []
+        cassette.retrievals = self.searches
+
+    def retrieve(self, query: str, k: int | None = None) -> list[Any]:
+        found = self.inner.retrieve(query, k)
+        self.searches.append({"query": query, "results": [
+            {"knowledge_base": r.knowledge_base, "duration_ms": r.duration_ms,
+             "hits": [dataclasses.asdict(h) for h in r.hits]} for r in found]})
+        return found
+
+
+class ReplayRetriever:
+    """Gives back the recorded searches in order: no knowledge base is opened, so replays run offline and
+    do not change when documents do (``cursor`` is shared by the agents of one test)."""
+
+    def __init__(self, searches: list[dict[str, Any]], cursor: list[int], top_k: int):
+        self.searches, self.cursor, self.top_k = searches, cursor, top_k
+
+    def retrieve(self, query: str, k: int | None = None) -> list[Any]:
+        from halguru.rag.agent import BaseHits
+        from halguru.rag.errors import KnowledgeError
+        from halguru.rag.query import Hit
+
+        index = self.cursor[0]
+        self.cursor[0] += 1
+        if index >= len(self.searches):
+            raise KnowledgeError(f"replay: knowledge search {index + 1} is not in the recording; re-record")
+        recorded = self.searches[index]
+        if recorded["query"] != query:
+            raise KnowledgeError(f"replay: recorded knowledge search was {recorded['query']!r}, not {query!r}; "
+                                 "re-record")
+        return [BaseHits(r["knowledge_base"], [Hit(**h) for h in r["hits"]], r["duration_ms"])
+                for r in recorded["results"]]
 
 
 class RecordingModel:

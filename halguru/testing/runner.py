@@ -7,6 +7,7 @@ import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +17,9 @@ from halguru.testing.expectations import Check, TurnOutcome, check_turn
 from halguru.testing.recording import (
     Cassette,
     RecordingModel,
+    RecordingRetriever,
     ReplayModel,
+    ReplayRetriever,
     load_recording,
     recording_path,
     recording_tool,
@@ -75,15 +78,23 @@ class SuiteResult:
         return {k: sum(v) / len(v) for k, v in rates.items()}
 
 
-def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool]) -> Agent:
-    """The agent (and each member of its team) with its tools wrapped for recording or replay."""
+def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool], knowledge: Callable[[Any], Any] | None = None) -> Agent:
+    """The agent (and each agent its team or workflow runs) with its tools, and its knowledge searches when
+    ``knowledge`` is given, wrapped for recording or replay."""
     def one(a: Agent) -> Agent:
-        return Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path)
+        wrapped = Agent(spec=a.spec, tools={t.name: wrap(t) for t in a.tools.values()}, path=a.path)
+        if knowledge is not None and a.knowledge is not None:
+            wrapped.knowledge = knowledge(a.knowledge)
+        return wrapped
 
     test_agent = one(agent)
     if agent.driver is not None:  # team members, tool steps and each workflow step's agent
         test_agent.driver = agent.driver.with_agents(lambda a: test_agent if a is agent else one(a))
     return test_agent
+
+
+def _replay_retriever(searches: list[dict[str, Any]], cursor: list[int], live: Any) -> ReplayRetriever:
+    return ReplayRetriever(searches, cursor, live.top_k)
 
 
 def _single_model(agent: Agent) -> bool:
@@ -105,6 +116,7 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     model_ref = model or agent.spec.model
     recorded = Cassette() if mode == "record" else None
     wrap: Callable[[Tool], Tool] = lambda t: t  # noqa: E731
+    knowledge: Callable[[Any], Any] | None = None
     model_obj: Model | PerAgentModel
     if mode == "replay":
         if cassette is None:
@@ -113,8 +125,10 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
             return result, None
         replay = ReplayModel(cassette, name=model_ref)
         model_obj = replay if model or _single_model(agent) else PerAgentModel(lambda _: replay)
-        cursor = [0]
+        cursor, searches = [0], [0]
         wrap = lambda t: replay_tool(t, cassette, cursor)  # noqa: E731
+        if cassette.retrievals is not None:  # an older recording without them searches live
+            knowledge = partial(_replay_retriever, cassette.retrievals, searches)
     else:
         if model or _single_model(agent):
             found = get_model(model_ref)
@@ -131,7 +145,8 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
             model_obj = PerAgentModel(choose)
         if recorded is not None:
             wrap = lambda t: recording_tool(t, recorded)  # noqa: E731
-    test_agent = _with_tools(agent, wrap)
+            knowledge = lambda k: RecordingRetriever(k, recorded)  # noqa: E731
+    test_agent = _with_tools(agent, wrap, knowledge)
     conversation: str | None = None
     judged = 0
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from halguru.yamlfile import yaml_line_for
 if TYPE_CHECKING:
     import httpx
 
-    from halguru.agents.spec import HTTPToolAuth, HTTPToolSettings
+    from halguru.tools.settings import HTTPToolAuth, HTTPToolSettings
 
 MAX_RESULT_CHARS = 8000  # a small model's context is short; the rest is cut with a note
 ERROR_BODY_CHARS = 300

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
 
-    from halguru.agents.loader import Agent
     from halguru.tools.settings import MCPServerSettings
 
 # A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
@@ -100,20 +99,6 @@ class MCPPool:
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MCPPool] = weakref.WeakKeyDictionary()
-
-
-async def open_agent_mcp(agent: Agent, boxes: dict[str, MCPToolbox]) -> list[str]:
-    """Start ``agent``'s servers once per run (``boxes``: agent name -> its toolbox, closed by the runtime when
-    the run ends); return one line per server that could not start."""
-    if agent.name in boxes:
-        return []
-    boxes[agent.name] = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
-    return boxes[agent.name].errors
-
-
-def uses_mcp(agent: Agent) -> bool:
-    """The agent, a member of its team or the agent of one of its workflow steps has ``mcp:`` servers."""
-    return any(a.spec.mcp for a in agent.involved())
 
 
 async def stop_kept_servers() -> None:

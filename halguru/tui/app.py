@@ -167,7 +167,7 @@ class DevApp(App[None]):
     def _model(self) -> Any:
         if self.model_ref is not None and not isinstance(self.model_ref, str):
             return self.model_ref
-        if self.model_ref is None and self.agent is not None and (self.agent.team or self.agent.workflow):
+        if self.model_ref is None and self.agent is not None and self.agent.driver is not None:
             from halguru.models.base import PerAgentModel
 
             return PerAgentModel(self._resolve)  # each member or step keeps its own model
@@ -187,11 +187,11 @@ class DevApp(App[None]):
     async def send(self, text: str) -> None:
         """One turn through the runtime, with the debugger's hooks; events feed the tree live."""
         from halguru.agents.runtime import run
-        from halguru.tools.mcp import keep_servers_running, uses_mcp
+        from halguru.tools.mcp import keep_servers_running
 
         agent = self.agent
         assert agent is not None
-        if uses_mcp(agent):  # the debugger keeps MCP servers between turns; quitting stops them
+        if agent.uses_mcp():  # the debugger keeps MCP servers between turns; quitting stops them
             keep_servers_running()
 
         def stream() -> Any:

@@ -49,9 +49,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             log.warning("dev mode: API keys are OFF; listening on loopback only")
         state.lifecycle.install(asyncio.get_running_loop())
         pool = None
-        from halguru.tools.mcp import keep_servers_running, uses_mcp
+        from halguru.tools.mcp import keep_servers_running
 
-        if any(uses_mcp(served.agent) for served in state.agents.values()):
+        if any(served.agent.uses_mcp() for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
         yield
         if pool is not None:

@@ -106,9 +106,10 @@ def test_deleting_a_conversation_with_team_workflow_and_paused_runs(tmp_path: Pa
     team = team_with(tmp_path, [ask("dig"), "ok"], ["fine"])
     store = open_store()
     first = run_sync(team, "help")
+    add = {"tool_calls": [{"name": "calculator", "arguments": {"expression": "1+1"}}]}
     approvals = write(tmp_path / "careful", f"""\
 name: careful
-model: {script(tmp_path / 'careful.yaml', [{'tool_calls': [{'name': 'calculator', 'arguments': {'expression': '1+1'}}]}])}
+model: {script(tmp_path / 'careful.yaml', [add])}
 tools: [calculator]
 approvals: [calculator]
 """)
