@@ -93,3 +93,61 @@ def test_key_only_agents_ask_for_a_key(serve, api_key, browser) -> None:
     page.fill("#input", "secret hello")
     page.keyboard.press("Enter")
     page.locator(".msg.assistant", has_text="You said: secret hello").wait_for()
+
+
+def test_wrong_key_says_so_and_still_shows_public_agents_and_failed_sends_say_why(serve, browser) -> None:
+    server = serve(public_rate_per_minute=3)  # a session, a conversation and one message a minute
+    page = browser.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).to_have_count(2, timeout=WAIT_MS)
+    expect(page.locator("#key-form")).to_be_hidden()  # public agents: no key bar until asked for
+    expect(page.locator("#key-button")).to_be_visible()
+    page.click("#key-button")
+    expect(page.locator("#key-form")).to_be_visible()
+    page.fill("#key", "hg_wrong_key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Invalid key", timeout=WAIT_MS)
+    expect(page.locator("#agent option")).to_have_count(2)  # the public agents, still
+    expect(page.locator("#key-form")).to_be_hidden()
+    page.fill("#input", "first")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant", has_text="You said: first").wait_for()
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    page.fill("#input", "second")
+    page.keyboard.press("Enter")
+    failed = page.locator(".msg.assistant.failed")
+    expect(failed).to_have_count(1, timeout=WAIT_MS)
+    expect(failed.locator(".error")).to_contain_text("too many messages")
+
+
+def test_favicon_and_static_files_are_served_safely(serve) -> None:
+    import httpx
+
+    server = serve()
+    icon = httpx.get(f"{server.url}/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    for path in ("/chat/static/chat.js", "/chat/static/chat.css", "/chat/static/favicon.svg", "/chat/"):
+        response = httpx.get(f"{server.url}{path}")
+        assert response.status_code == 200 and response.headers["x-content-type-options"] == "nosniff", path
+    assert 'rel="icon"' in httpx.get(f"{server.url}/chat/").text
+
+
+def test_swagger_renders_offline_from_the_apps_own_files(serve, browser) -> None:
+    server = serve()
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_here(route) -> None:  # the network beyond this server is gone: any such request fails
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_here)
+    page.goto(f"{server.url}/swagger")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("halguru", timeout=WAIT_MS)
+    expect(page.locator(".opblock").first).to_be_visible(timeout=WAIT_MS)
+    assert page.locator(".opblock").count() > 10
+    assert page.get_by_text("/v1/conversations/{conversation_id}/messages", exact=True).count() >= 1
+    assert elsewhere == []
