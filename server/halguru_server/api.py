@@ -44,7 +44,12 @@ State = Annotated[ServerState, Depends(get_state)]
 ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
 RunId = Annotated[str, Path(max_length=50, description="a run id")]
 _RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
-SSE_DOC = {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+# One Server-Sent Event (OpenAPI before 3.2: a text/event-stream ``schema`` describes each event).
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "event": {"type": "string", "description": "the run event's type (run_started, token, ..., error)"},
+    "data": {"type": "string", "description": "the event as JSON"},
+    "id": {"type": "string"}, "retry": {"type": "integer"}}}
+SSE_DOC = {"content": {"text/event-stream": {"schema": SSE_EVENT}},
            "description": "the answer; with stream=true, Server-Sent Events (one per run event)"}
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from halguru.agents.events import Token
 from halguru.models.base import Message
 from halguru_server import service
+from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
 from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
 
@@ -130,7 +131,7 @@ def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion,
-             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+             responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
                               "description": "a chat.completion, or chat.completion.chunk events when stream"},
                         **responses(400, 403, 404, 413, 502, 503)})
 async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller
