@@ -93,3 +93,32 @@ def test_openai_client_on_the_real_model(halguru_cmd, subprocess_env, tmp_path: 
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_public_rate_limit_holds_across_processes(halguru_cmd, subprocess_env, agents_dir):
+    """Workers (``--workers N``) and replicas are processes of their own: the limit is counted in the store
+    they share, so two processes do not allow twice the messages a minute. Two servers on one store show it
+    deterministically (which worker accepts a connection is up to the kernel)."""
+    env = {**subprocess_env, "HALGURU_SERVE_PUBLIC_RATE_PER_MINUTE": "4"}
+    first, one = start(halguru_cmd, env, str(agents_dir))
+    second, two = start(halguru_cmd, env, str(agents_dir))
+    try:
+        codes = [httpx.post(f"{url}/chat/api/session").status_code for url in (one, two, one, two, one, two)]
+    finally:
+        for proc in (first, second):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    assert codes == [201, 201, 201, 201, 429, 429]
+
+
+def test_workers_share_the_session_secret(halguru_cmd, subprocess_env, agents_dir):
+    """A chat session issued by one worker is valid on every other (the secret is made before they fork)."""
+    proc, url = start(halguru_cmd, subprocess_env, str(agents_dir), "--workers", "2")
+    try:
+        token = httpx.post(f"{url}/chat/api/session").json()["token"]
+        for _ in range(12):  # new connections: both workers get some
+            with httpx.Client(base_url=url, headers={"Connection": "close", "X-Chat-Session": token}) as client:
+                assert client.post("/chat/api/conversations", json={"agent": "echo"}).status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
