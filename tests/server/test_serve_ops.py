@@ -118,3 +118,47 @@ def test_memory_limiter_forgets_old_hits() -> None:
     assert wait is not None and 59 < wait <= 60
     limiter.hits["a"] = type(limiter.hits["a"])([time.monotonic() - 61, time.monotonic() - 61])
     assert limiter.retry_after("a") is None and limiter.retry_after("b") is None
+
+
+def test_anonymous_visitors_get_no_model_error_details(serve, agents_dir: Path, api_key, caplog) -> None:
+    script = agents_dir.parent / "broken.yaml"
+    script.write_text(yaml.safe_dump([{"error": "connect to /srv/secret/model.sock refused"}]))
+    (agents_dir / "broken").mkdir()
+    (agents_dir / "broken" / "agent.yaml").write_text(yaml.safe_dump({
+        "name": "broken", "model": f"scripted:{script}", "metadata": {"web_chat": "public"}}))
+    server = serve()
+    session = {"X-Chat-Session": httpx.post(f"{server.url}/chat/api/session").json()["token"]}
+    conv = httpx.post(f"{server.url}/chat/api/conversations", json={"agent": "broken"}, headers=session).json()["id"]
+    path = f"{server.url}/chat/api/conversations/{conv}/messages"
+    answer = httpx.post(path, json={"content": "hi"}, headers=session, timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "failed"
+    assert "secret" not in answer.text and answer.json()["run_id"] in answer.json()["error"]
+    with httpx.stream("POST", path, json={"content": "hi", "stream": True}, headers=session, timeout=30) as r:
+        streamed = "".join(r.iter_lines())
+    assert "secret" not in streamed and "run_finished" in streamed
+    assert any("secret" in str(getattr(rec, "fields", "")) for rec in caplog.records)  # the log has it
+    keyed = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30)
+    conv = keyed.post("/v1/conversations", json={"agent": "broken"}).json()["id"]
+    assert "secret" in keyed.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"}).json()["error"]
+
+
+def test_a_json_answer_cut_by_the_end_of_the_grace_period_is_a_503_and_stored_interrupted(client) -> None:
+    import threading
+
+    conv = client.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    result: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: result.setdefault(
+        "r", client.post(f"/v1/conversations/{conv}/messages", json={"content": "go"})))
+    thread.start()
+    lifecycle = client.server.state.lifecycle
+    deadline = time.monotonic() + 5
+    while not lifecycle.inflight:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)
+    lifecycle.loop.call_soon_threadsafe(lifecycle.interrupt)
+    thread.join(10)
+    response = result["r"]
+    assert response.status_code == 503 and response.json()["error"]["type"] == "shutdown"
+    [run] = client.server.state.store.list_runs(conversation_id=conv)
+    assert run["status"] == "interrupted" and "shutdown" in run["error"]
