@@ -262,7 +262,8 @@ def _arguments(doc: dict[str, Any], url_path: str, operation: dict[str, Any], it
             raise ValueError(f"parameter name {name!r} is used twice (path, query or header)")
         schema = param.get("schema")
         if schema is None and isinstance(param.get("content"), dict):  # a parameter serialized as JSON etc.
-            schema = next(iter(param["content"].values()), {}).get("schema")
+            first: dict[str, Any] = next(iter(param["content"].values()), {})
+            schema = first.get("schema")
         schema = dict(schema or {"type": "string"})
         if param.get("description") and "description" not in schema:
             schema["description"] = str(param["description"])

@@ -59,7 +59,7 @@ def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOu
     spec = served.agent.spec
     model = ops.model_label(spec.model) if anonymous else spec.model
     return AgentOut(name=name, description=spec.description, model=model, tools=list(spec.tools),
-                    web_chat=served.web_chat)  # type: ignore[arg-type]
+                    web_chat=served.web_chat)
 
 
 @router.get("/agents", response_model=AgentList, tags=["agents"])
@@ -219,7 +219,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     served = state.agents.get(run["agent"]) if run and run["id"] == run_id else None
     if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"]):
         raise ApiError(404, f"no run {run_id!r}")
-    fields = {k: run[k] for k in RunDetail.model_fields if k != "events"}
+    fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
     return RunDetail(**fields, events=state.store.get_events(run_id))
 
 

@@ -18,8 +18,8 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing, suppress
-from typing import Any
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 
 from halguru.agents.events import Event
 
@@ -27,6 +27,18 @@ log = logging.getLogger("halguru.server")
 SHUTDOWN = "shutdown"  # the cancel message the runtime reads: stored as interrupted by shutdown
 CLIENT_GONE = "client disconnected"
 _END = object()
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def closing(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """``contextlib.aclosing`` for any async iterator: closes it (and so its run) if it can be closed."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class Lifecycle:
@@ -97,7 +109,7 @@ class Pump:
 
     async def _produce(self, events: AsyncIterator[Event]) -> None:
         try:
-            async with aclosing(events) as stream:
+            async with closing(events) as stream:
                 async for event in stream:
                     self.queue.put_nowait(event)
         except BaseException as exc:  # handed to the consumer (CancelledError included), then re-raised

@@ -102,7 +102,7 @@ def _messages(state: ServerState, messages: list[ChatMessage]) -> list[tuple[str
     if len(messages) > limits.max_messages:
         raise ApiError(413, f"messages: {len(messages)} messages; the limit is {limits.max_messages} "
                             "(HALGURU_SERVE_MAX_MESSAGES)", "too_many_messages")
-    out = []
+    out: list[tuple[str, str]] = []
     total = 0
     for i, m in enumerate(messages):
         if m.role == "tool":
@@ -143,7 +143,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     messages = _messages(state, body.messages)
     if not messages or messages[-1][0] != "user":
         raise ApiError(400, "messages: the last message must be from the user")
-    history = [Message(role="system" if role == "developer" else role, content=text)  # type: ignore[arg-type]
+    history = [Message(role="system" if role == "developer" else role, content=text)
                for role, text in messages[:-1] if role != "tool"]
     text = messages[-1][1]
     if not text.strip():

@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing, suppress
+from contextlib import suppress
 from typing import Any
 
 from starlette.requests import Request
@@ -26,7 +26,7 @@ from halguru.models.base import Message
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
-from halguru_server.lifecycle import Pump, RunCut
+from halguru_server.lifecycle import Pump, RunCut, closing
 from halguru_server.state import Principal, ServerState
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -64,7 +64,7 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
         return [], None
     rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=principal.owner_filter)
     more = len(rows) > limit
-    return rows[:limit], _encode_cursor(offset + limit) if more else None
+    return [dict(r) for r in rows[:limit]], _encode_cursor(offset + limit) if more else None
 
 
 def _encode_cursor(offset: int) -> str:
@@ -128,7 +128,7 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
 async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
     """What an anonymous web-chat visitor sees of a run: model and tool error details go to the log, the
     visitor gets a generic line with the run id (the operator finds the details by it)."""
-    async with aclosing(events) as stream:
+    async with closing(events) as stream:
         async for event in stream:
             if isinstance(event, Error):
                 log.warning("run error", extra={"fields": {"run_id": event.run_id, "kind": event.kind,
@@ -150,7 +150,7 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
     m = state.metrics
     started = finished = False
     try:
-        async with reservation, aclosing(stream) as events:
+        async with reservation, closing(stream) as events:
             async for event in events:
                 started = True
                 if isinstance(event, RunFinished):
@@ -206,7 +206,7 @@ async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Cal
     of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short."""
     pump = Pump(state.lifecycle, events)
     try:
-        async with aclosing(pump.items(state.settings.sse_keepalive)) as items:
+        async with closing(pump.items(state.settings.sse_keepalive)) as items:
             async for event in items:
                 text = KEEPALIVE if event is None else render(event)
                 if text:
