@@ -67,3 +67,18 @@ def test_keys_create_checks_agents_only_where_there_are_some(cli, tmp_path, monk
     error = str(cli("keys", "create", "x", "--agents", "echo", code=1).exception)
     assert error.startswith("cannot check --agents") and "\n" not in error
     assert cli("keys", "create", "all-agents").stdout.startswith("hg_")  # no --agents: nothing to check
+
+
+def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch) -> None:
+    import httpx
+
+    monkeypatch.chdir(agents_dir)
+    secret = cli("keys", "create", "ops", "--admin").stdout.strip().splitlines()[0]
+    cli("keys", "create", "app", "--agents", "echo")
+    before = cli("keys", "list").stdout
+    assert before.count("never") == 4  # no expiry, never used: both keys
+    server = serve()
+    assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    rows = {line.split()[1]: line for line in cli("keys", "list").stdout.splitlines()[1:]}
+    assert " admin " in rows["ops"] and " user " in rows["app"]
+    assert rows["ops"].count("never") == 1 and rows["app"].count("never") == 2  # ops: used just now
