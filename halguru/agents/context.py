@@ -101,10 +101,10 @@ class RunContext:
     durable_state: Callable[[], dict[str, Any]] | None = None
     checkpoint_state: dict[str, Any] | None = None  # the state to save with the checkpoint event being yielded
     _models: dict[str, Model] = field(default_factory=dict)
+    is_sub_run: bool = field(init=False)
 
-    @property
-    def is_sub_run(self) -> bool:
-        return bool(self.parent_run_id)
+    def __post_init__(self) -> None:
+        self.is_sub_run = bool(self.parent_run_id)
 
     def child(self, deadline: float | None = None) -> RunContext:
         """The context of a sub-run: same trace, hooks, totals, model override and MCP servers; its own id."""

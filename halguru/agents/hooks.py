@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from halguru.agents.events import BaseEvent
 from halguru.models.base import ModelRequest, ToolCallRequest
@@ -33,8 +33,18 @@ class ToolDecision:
     run: bool = False
 
 
+_POINTS = ("before_model_call", "before_tool_call", "decide_tool_call", "supply_tool_result", "after_tool_result")
+
+
 class RunHooks:
     """Override what you need; each default lets the run go on unchanged."""
+
+    # The points a subclass implements (not the default pass-throughs): a chain calls only those.
+    overrides: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.overrides = frozenset(p for p in _POINTS if getattr(cls, p) is not getattr(RunHooks, p))
 
     async def before_model_call(self, request: ModelRequest) -> ModelRequest:
         """The request about to be sent; return it (or an edited copy) to send it."""
@@ -58,38 +68,56 @@ class RunHooks:
 
 
 class HookChain(RunHooks):
-    """Several hooks as one: each sees what the previous returned; the first decision on a call wins."""
+    """Several hooks as one: each sees what the previous returned; the first decision on a call wins.
+
+    Only the hooks that override a method are called for it, so a step pays nothing for unused points.
+    """
 
     def __init__(self, *hooks: RunHooks | None):
-        self.hooks = [h for h in hooks if h is not None]
+        present = [h for h in hooks if h is not None]
+
+        def overriding(name: str) -> list[Any]:
+            return [getattr(h, name) for h in present if name in h.overrides]
+
+        self._model = overriding("before_model_call")
+        self._call = overriding("before_tool_call")
+        self._decide = overriding("decide_tool_call")
+        self._supply = overriding("supply_tool_result")
+        self._after = overriding("after_tool_result")
+        # Whether any hook edits calls or supplies results: the loop skips those points otherwise.
+        self.edits_calls, self.supplies = bool(self._call), bool(self._supply)
+        for name, found in (("before_model_call", self._model), ("decide_tool_call", self._decide),
+                            ("after_tool_result", self._after)):
+            if len(found) == 1:  # one hook at a point: call it directly (a step makes several such calls)
+                setattr(self, name, found[0])
 
     async def before_model_call(self, request: ModelRequest) -> ModelRequest:
-        for hook in self.hooks:
-            request = await hook.before_model_call(request)
+        for hook in self._model:
+            request = await hook(request)
         return request
 
     async def before_tool_call(self, call: ToolCallRequest) -> ToolCallRequest:
-        for hook in self.hooks:
-            call = await hook.before_tool_call(call)
+        for hook in self._call:
+            call = await hook(call)
         return call
 
     async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
-        for hook in self.hooks:
-            decision = await hook.decide_tool_call(call)
+        for hook in self._decide:
+            decision = await hook(call)
             if decision is not None:
                 return decision
         return None
 
     async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
-        for hook in self.hooks:
-            supplied = await hook.supply_tool_result(call)
+        for hook in self._supply:
+            supplied = await hook(call)
             if supplied is not None:
                 return supplied
         return None
 
     async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
-        for hook in self.hooks:
-            content, is_error = await hook.after_tool_result(call, content, is_error)
+        for hook in self._after:
+            content, is_error = await hook(call, content, is_error)
         return content, is_error
 
 

@@ -1,7 +1,8 @@
 """The plain agent loop: model call → tool calls → ... → answer, for one agent's turn.
 
-It yields untraced events (the top-level run numbers and records them) and ends with a ``LoopEnd`` whose
-reason the caller acts on: an answer, a handoff to another agent, a call paused for approval, or a limit.
+It yields untraced events (the top-level run numbers and records them; ``sub_run`` names a sub-run's) and
+ends with a ``LoopEnd`` whose reason the caller acts on: an answer, a handoff to another agent, a call paused
+for approval, or a limit.
 Orchestration wraps this loop (teams run it per member, workflows per agent step); it knows nothing of them:
 team tools are ``StreamingTool``s, and approvals and the repeated-call guard are policies (run hooks).
 """
@@ -103,39 +104,15 @@ def _settings(agent: Agent, sampling: dict[str, Any] | None) -> SamplingSettings
 
 async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerator[BaseEvent, None]:
     """Run ``turn`` to its end (set in ``end``), yielding its events."""
-    agent, spec = turn.agent, turn.agent.spec
-    resume = ctx.resume if not ctx.is_sub_run else None
-    gate = ApprovalGate(spec.approvals, resume) if spec.approvals or resume is not None else None
-    guard = RepeatGuard()
-    hooks = HookChain(gate, guard, ctx.hooks, turn.hooks)
-    done = resume.done if resume is not None else set()
-    tools: list[ToolSpec] = [*agent.tool_specs, *(t.spec for t in turn.extra_tools.values())]
-    if spec.mcp:  # an agent's MCP servers start when it first gets the conversation (once per run)
-        if agent.name not in ctx.mcp:
-            from halguru.tools.mcp import open_mcp_tools
-
-            ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
-            for line in ctx.mcp[agent.name].errors:  # a server that failed: the run goes on without it
-                yield ctx.tag(Error(kind="mcp", message=line))
-        tools += ctx.mcp[agent.name].tool_specs
-    knowledge = _Knowledge(agent) if agent.knowledge is not None else None
-    system = agent.instructions
-    if knowledge is not None and spec.retrieval.mode in ("auto", "both") and not turn.finish_paused_step:
-        block = ""
-        async for event in knowledge.auto(ctx, _last_user(turn.messages)):
-            if isinstance(event, str):
-                block = event
-            else:
-                yield ctx.tag(event)
-        system = f"{system}\n\n{block}".strip()
-    prefix = [Message(role="system", content=system)] if system else []
-    budget = turn.budget or _max_steps(agent)
-    settings = _settings(agent, ctx.sampling)
-    steps = 0
+    t = await _TurnState.open(ctx, turn)
+    for event in t.opening:
+        yield event
+    spec, steps = turn.agent.spec, 0
+    budget = turn.budget or _max_steps(turn.agent)
     unfinished = _unfinished(turn.messages) if turn.finish_paused_step else None
     while True:
         if unfinished is not None:  # a continuation finishes the paused step first: no model call
-            assistant, calls, unfinished = unfinished, list(unfinished.tool_calls), None
+            assistant, unfinished = unfinished, None
         else:
             problem = budget(steps)
             if problem is not None:
@@ -146,17 +123,46 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             if not ctx.is_sub_run:
                 ctx.trace.step = ctx.totals.steps
             tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
-            request = await hooks.before_model_call(ModelRequest(
-                messages=[*prefix, *turn.history, *turn.messages], tools=tools, settings=settings,
-                tool_choice=tool_choice if tools else "none", conversation_id=ctx.conversation_id,
+            request = await t.hooks.before_model_call(ModelRequest(
+                messages=[*t.prefix, *turn.history, *turn.messages], tools=t.tools, settings=t.settings,
+                tool_choice=tool_choice if t.tools else "none", conversation_id=ctx.conversation_id,
                 response_schema=turn.output_schema))
-            yield ctx.tag(ModelCall(model=turn.model.name, messages=[m.model_dump(exclude_defaults=True)
-                                                                     for m in request.messages],
-                                    tools=[t.name for t in request.tools], settings=request.settings.model_dump()))
+            yield ModelCall(model=turn.model.name, messages=[m.model_dump(exclude_defaults=True)
+                                                             for m in request.messages],
+                            tools=[t.name for t in request.tools], settings=request.settings.model_dump())
             ctx.trace.flush()
-            reply = _Reply()
-            async for event in _call_model(ctx, turn.model, request, reply):
-                yield event
+            # The model's stream, within the run's deadline (inline: a generator per call costs ~5 µs a step).
+            reply, usage, pieces, ttft, started = _Reply(), UsageChunk(), [], None, time.perf_counter()
+            stream = turn.model.stream(request)
+            try:
+                while True:
+                    async with asyncio.timeout_at(ctx.deadline):
+                        try:
+                            chunk = await anext(stream)
+                        except StopAsyncIteration:
+                            break
+                    if isinstance(chunk, TextChunk):
+                        if ttft is None:
+                            ttft = (time.perf_counter() - started) * 1000
+                        pieces.append(chunk.text)
+                        ctx.trace.flush()  # during a long generation too, so a killed run shows what was asked
+                        yield Token(text=chunk.text)
+                    elif isinstance(chunk, ToolCallChunk):
+                        reply.calls.append(chunk.call)
+                    elif isinstance(chunk, FormatErrorChunk):
+                        reply.format_errors.append(chunk)
+                    elif isinstance(chunk, UsageChunk):
+                        usage = chunk
+            finally:
+                close = getattr(stream, "aclose", None)  # a provider's generator: stop it (and free its slot) now
+                if close is not None:
+                    await close()
+            ctx.totals.prompt_tokens += usage.prompt_tokens
+            ctx.totals.completion_tokens += usage.completion_tokens
+            reply.text = "".join(pieces)
+            yield _model_result(reply, usage, started, ttft)
+            for bad in reply.format_errors:
+                yield Error(kind="format", message=f"unparseable tool call: {bad.reason}")
             if not reply.calls:
                 if reply.format_errors and not reply.text.strip():  # ask again once more, with the reason
                     bad = reply.format_errors[0]
@@ -165,26 +171,163 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                         f"Your tool call could not be parsed ({bad.reason}). "
                         "Call the tool again with valid JSON, or answer directly.")))
                     continue
-                text = reply.text
-                if knowledge is not None and spec.retrieval.cite and text.strip():
-                    footer = knowledge.citations.footer(text)
-                    if footer:
-                        text += footer
-                        yield ctx.tag(Token(text=footer))
-                turn.messages.append(Message(role="assistant", content=text))
-                end.reason, end.output = "answer", text
+                footer = t.footer(reply.text)
+                if footer:
+                    yield Token(text=footer)
+                turn.messages.append(Message(role="assistant", content=reply.text + footer))
+                end.reason, end.output = "answer", reply.text + footer
                 return
-            assistant, calls = Message(role="assistant", content=reply.text, tool_calls=reply.calls), reply.calls
+            assistant = Message(role="assistant", content=reply.text, tool_calls=reply.calls)
             turn.messages.append(assistant)
-            checkpoint = ctx.checkpoint_after(f"step {ctx.totals.steps}: {', '.join(c.name for c in reply.calls)} "
-                                              "requested")
-            if checkpoint is not None:
-                yield checkpoint
-        async for event in _tool_calls(ctx, turn, hooks, assistant, calls, done, knowledge, end):
-            yield event
+            if ctx.durable_state is not None:
+                checkpoint = ctx.checkpoint_after(f"step {ctx.totals.steps}: "
+                                                  f"{', '.join(c.name for c in reply.calls)} requested")
+                if checkpoint is not None:
+                    yield checkpoint
+        # The reply's tool calls, in order, each through the policies; after a handoff or a guard's stop the
+        # later ones are answered, not run.
+        stopped: str | None = None
+        for index, call in enumerate(list(assistant.tool_calls)):
+            # The edited call is the one run, traced and kept in the conversation.
+            if t.hooks.edits_calls:
+                call = assistant.tool_calls[index] = await t.hooks.before_tool_call(call)
+            if call.id in t.done:  # its result came before the pause or the crash: never run a call twice
+                continue
+            decision = None if stopped else await t.hooks.decide_tool_call(call)
+            if decision is not None:
+                for event in decision.events:
+                    yield event
+                if decision.pause:
+                    end.reason, end.detail, end.call = "paused", f"{call.name} waits for approval", call
+                    return
+                if not decision.run:
+                    turn.messages.append(Message(role="tool", content=decision.content, tool_call_id=call.id,
+                                                 name=call.name))
+                    continue
+            yield ToolCall(call_id=call.id, name=call.name, arguments=call.arguments)
+            started, outcome = time.perf_counter(), ToolOutcome()
+            if stopped:
+                outcome.content, outcome.is_error = f"error: not run: {stopped}", True
+            elif t.streams(call):
+                async for event in t.stream_tool(call, outcome):
+                    yield event
+            else:
+                error = await t.run_tool(call, outcome)
+                if error is not None:
+                    yield error
+            content, is_error = await t.hooks.after_tool_result(call, outcome.content, outcome.is_error)
+            yield ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
+                             duration_ms=(time.perf_counter() - started) * 1000)
+            turn.messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
+            if ctx.durable_state is not None and not stopped:
+                checkpoint = ctx.checkpoint_after(f"step {ctx.totals.steps}: {call.name} done")
+                if checkpoint is not None:
+                    yield checkpoint
+            if outcome.handoff is not None:
+                end.reason, end.detail = "handoff", outcome.handoff
+                stopped = f"the conversation went to {outcome.handoff}"
+            elif outcome.stop is not None:
+                end.reason, end.detail = "limit", outcome.stop
+                stopped = outcome.stop
         ctx.trace.flush()
         if end.reason != "answer":  # a handoff, a pause or a guard's stop ends this turn
             return
+
+
+class _TurnState:
+    """What one turn uses at each step: its hooks and policies, tools, prompt prefix and knowledge."""
+
+    def __init__(self, ctx: RunContext, turn: Turn):
+        agent, spec = turn.agent, turn.agent.spec
+        resume = ctx.resume if not ctx.is_sub_run else None
+        gate = ApprovalGate(spec.approvals, resume) if spec.approvals or resume is not None else None
+        self.ctx, self.turn = ctx, turn
+        self.hooks = HookChain(gate, RepeatGuard(), ctx.hooks, turn.hooks)
+        self.done: set[str] = resume.done if resume is not None else set()
+        self.tools: list[ToolSpec] = [*agent.tool_specs, *(x.spec for x in turn.extra_tools.values())]
+        self.knowledge = _Knowledge(agent) if agent.knowledge is not None else None
+        self.settings = _settings(agent, ctx.sampling)
+        self.prefix: list[Message] = []
+        self.opening: list[BaseEvent] = []  # events of its start: MCP servers that failed, auto retrieval
+
+    @classmethod
+    async def open(cls, ctx: RunContext, turn: Turn) -> _TurnState:
+        """The turn's state, its MCP servers started (once per run) and its knowledge retrieved (auto mode)."""
+        t = cls(ctx, turn)
+        agent, spec = turn.agent, turn.agent.spec
+        if spec.mcp:
+            if agent.name not in ctx.mcp:
+                from halguru.tools.mcp import open_mcp_tools
+
+                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
+                # a server that failed: the run goes on without it
+                t.opening += [Error(kind="mcp", message=line) for line in ctx.mcp[agent.name].errors]
+            t.tools += ctx.mcp[agent.name].tool_specs
+        system = agent.instructions
+        if t.knowledge is not None and spec.retrieval.mode in ("auto", "both") and not turn.finish_paused_step:
+            from halguru.rag.agent import AUTO_PROMPT
+
+            events, block = await t.knowledge.retrieve(ctx, _last_user(turn.messages))
+            t.opening += events
+            system = f"{system}\n\n{AUTO_PROMPT.format(context=block)}".strip()
+        t.prefix = [Message(role="system", content=system)] if system else []
+        return t
+
+    def footer(self, text: str) -> str:
+        """The sources an answer cites, when the agent cites them (``retrieval.cite``)."""
+        if self.knowledge is None or not self.turn.agent.spec.retrieval.cite or not text.strip():
+            return ""
+        return self.knowledge.citations.footer(text)
+
+    def streams(self, call: ToolCallRequest) -> bool:
+        """A streaming tool (a team tool) or a knowledge search: its events come before its result."""
+        return call.name in self.turn.extra_tools or (self.knowledge is not None and call.name == "search_knowledge")
+
+    async def run_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> Error | None:
+        """Run an ordinary tool (or take its result from a hook: replay), within the run's deadline; a failure
+        becomes an error result for the model and an error event."""
+        supplied = await self.hooks.supply_tool_result(call) if self.hooks.supplies else None
+        if supplied is not None:  # replay: the recorded result, the tool is not run
+            outcome.content, outcome.is_error = supplied
+            return Error(kind="tool", message=outcome.content.removeprefix("error: ")) if outcome.is_error else None
+        agent, mcp = self.turn.agent, self.ctx.mcp
+        tool = agent.tools.get(call.name) or (mcp[agent.name].tools.get(call.name) if agent.name in mcp else None)
+        try:
+            if tool is None:
+                raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
+            async with asyncio.timeout_at(self.ctx.deadline):
+                outcome.content = await execute_tool(tool, call.arguments)
+        except ToolError as exc:
+            outcome.content, outcome.is_error = f"error: {exc}", True
+            return Error(kind="tool", message=str(exc))
+        return None
+
+    async def stream_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncGenerator[BaseEvent, None]:
+        """A team tool's events (a sub-run, a handoff) or a knowledge search's (one per base searched)."""
+        supplied = await self.hooks.supply_tool_result(call)
+        if supplied is not None:
+            outcome.content, outcome.is_error = supplied
+            return
+        try:
+            streaming = self.turn.extra_tools.get(call.name)
+            if streaming is not None:
+                async for event in streaming.stream(self.ctx, call, outcome):
+                    yield event
+                return
+            from halguru.rag.errors import KnowledgeError
+
+            assert self.knowledge is not None
+            tool = self.turn.agent.tools[call.name]
+            query = str(getattr(tool.validate(call.arguments), "query", ""))
+            try:
+                events, outcome.content = await self.knowledge.retrieve(self.ctx, query)
+            except KnowledgeError as exc:  # reported to the model, like any tool error
+                raise ToolError(str(exc)) from None
+            for event in events:
+                yield event
+        except ToolError as exc:
+            outcome.content, outcome.is_error = f"error: {exc}", True
+            yield Error(kind="tool", message=str(exc))
 
 
 @dataclass
@@ -194,126 +337,12 @@ class _Reply:
     format_errors: list[FormatErrorChunk] = field(default_factory=list)
 
 
-async def _call_model(ctx: RunContext, model: Model, request: ModelRequest, reply: _Reply) -> AsyncIterator[BaseEvent]:
-    """Stream one model call within the run's deadline; yield its tokens, then its result."""
-    pieces: list[str] = []
-    usage = UsageChunk()
-    started = time.perf_counter()
-    ttft: float | None = None
-    stream = model.stream(request)
-    try:
-        while True:
-            async with asyncio.timeout_at(ctx.deadline):
-                try:
-                    chunk = await anext(stream)
-                except StopAsyncIteration:
-                    break
-            if isinstance(chunk, TextChunk):
-                if ttft is None:
-                    ttft = (time.perf_counter() - started) * 1000
-                pieces.append(chunk.text)
-                ctx.trace.flush()  # during a long generation too, so a killed run shows what was asked
-                yield ctx.tag(Token(text=chunk.text))
-            elif isinstance(chunk, ToolCallChunk):
-                reply.calls.append(chunk.call)
-            elif isinstance(chunk, FormatErrorChunk):
-                reply.format_errors.append(chunk)
-            elif isinstance(chunk, UsageChunk):
-                usage = chunk
-    finally:
-        close = getattr(stream, "aclose", None)  # a provider's generator: stop it (and free its slot) now
-        if close is not None:
-            await close()
-    ctx.totals.prompt_tokens += usage.prompt_tokens
-    ctx.totals.completion_tokens += usage.completion_tokens
-    reply.text = "".join(pieces)
-    yield ctx.tag(ModelResult(
+def _model_result(reply: _Reply, usage: UsageChunk, started: float, ttft: float | None) -> ModelResult:
+    return ModelResult(
         text=reply.text, tool_calls=[c.model_dump() for c in reply.calls], prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
         duration_ms=(time.perf_counter() - started) * 1000, ttft_ms=ttft, finish_reason=usage.finish_reason,
-        format_errors=len(reply.format_errors)))
-    for bad in reply.format_errors:
-        yield ctx.tag(Error(kind="format", message=f"unparseable tool call: {bad.reason}"))
-
-
-async def _tool_calls(ctx: RunContext, turn: Turn, hooks: RunHooks, assistant: Message,
-                      calls: list[ToolCallRequest], done: set[str], knowledge: _Knowledge | None,
-                      end: LoopEnd) -> AsyncIterator[BaseEvent]:
-    """Run one model reply's tool calls in order, each through the policies; set ``end`` if the turn ends."""
-    stopped: str | None = None  # after a handoff or a guard's stop, later calls are answered, not run
-    for index, call in enumerate(calls):
-        # The edited call is the one run, traced and kept in the conversation.
-        call = await hooks.before_tool_call(call)
-        assistant.tool_calls[index] = call
-        if call.id in done:  # its result came before the pause or the crash: never run a call twice
-            continue
-        if stopped is not None:
-            content = f"error: not run: {stopped}"
-            yield ctx.tag(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
-            yield ctx.tag(ToolResult(call_id=call.id, name=call.name, content=content, is_error=True))
-            turn.messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
-            continue
-        decision = await hooks.decide_tool_call(call)
-        if decision is not None:
-            for event in decision.events:
-                yield ctx.tag(event)
-            if decision.pause:
-                end.reason, end.detail, end.call = "paused", f"{call.name} waits for approval", call
-                return
-            if not decision.run:
-                turn.messages.append(Message(role="tool", content=decision.content, tool_call_id=call.id,
-                                             name=call.name))
-                continue
-        yield ctx.tag(ToolCall(call_id=call.id, name=call.name, arguments=call.arguments))
-        started = time.perf_counter()
-        outcome = ToolOutcome()
-        supplied = await hooks.supply_tool_result(call)
-        if supplied is not None:  # replay: the recorded result, the tool is not run
-            outcome.content, outcome.is_error = supplied
-            if outcome.is_error:
-                yield ctx.tag(Error(kind="tool", message=outcome.content.removeprefix("error: ")))
-        else:
-            async for event in _run_tool(ctx, turn, call, knowledge, outcome):
-                yield event
-        content, is_error = await hooks.after_tool_result(call, outcome.content, outcome.is_error)
-        yield ctx.tag(ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
-                                 duration_ms=(time.perf_counter() - started) * 1000))
-        turn.messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
-        checkpoint = ctx.checkpoint_after(f"step {ctx.totals.steps}: {call.name} done")
-        if checkpoint is not None:
-            yield checkpoint
-        if outcome.handoff is not None:
-            end.reason, end.detail = "handoff", outcome.handoff
-            stopped = f"the conversation went to {outcome.handoff}"
-        elif outcome.stop is not None:
-            end.reason, end.detail = "limit", outcome.stop
-            stopped = outcome.stop
-
-
-async def _run_tool(ctx: RunContext, turn: Turn, call: ToolCallRequest, knowledge: _Knowledge | None,
-                    outcome: ToolOutcome) -> AsyncIterator[BaseEvent]:
-    """Execute one call within the run's deadline; a tool's failure becomes an error result for the model."""
-    agent = turn.agent
-    streaming = turn.extra_tools.get(call.name)
-    try:
-        if streaming is not None:
-            async for event in streaming.stream(ctx, call, outcome):
-                yield ctx.tag(event)
-            return
-        tool = agent.tools.get(call.name) or (ctx.mcp[agent.name].tools.get(call.name)
-                                              if agent.name in ctx.mcp else None)
-        if tool is None:
-            raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
-        if knowledge is not None and call.name == "search_knowledge":
-            query = str(getattr(tool.validate(call.arguments), "query", ""))
-            async for event in knowledge.search(ctx, query, outcome):
-                yield ctx.tag(event)
-            return
-        async with asyncio.timeout_at(ctx.deadline):
-            outcome.content = await execute_tool(tool, call.arguments)
-    except ToolError as exc:
-        outcome.content, outcome.is_error = f"error: {exc}", True
-        yield ctx.tag(Error(kind="tool", message=str(exc)))
+        format_errors=len(reply.format_errors))
 
 
 class _Knowledge:
@@ -326,34 +355,16 @@ class _Knowledge:
         self.retriever = agent.knowledge
         self.citations = Citations()
 
-    async def _retrieve(self, ctx: RunContext, query: str) -> tuple[list[Retrieval], str]:
+    async def retrieve(self, ctx: RunContext, query: str) -> tuple[list[BaseEvent], str]:
+        """One retrieval event per base searched, and the numbered sources as the model sees them."""
         from halguru.rag.agent import context_block, event_hits, merged
 
         async with asyncio.timeout_at(ctx.deadline):
             found = await asyncio.to_thread(self.retriever.retrieve, query)
-        events = [Retrieval(query=query, knowledge_base=hits.knowledge_base, hits=event_hits(hits, self.citations),
-                            duration_ms=hits.duration_ms) for hits in found]
+        events: list[BaseEvent] = [
+            Retrieval(query=query, knowledge_base=hits.knowledge_base, hits=event_hits(hits, self.citations),
+                      duration_ms=hits.duration_ms) for hits in found]
         return events, context_block(merged(found, self.retriever.top_k * len(found)), self.citations)
-
-    async def auto(self, ctx: RunContext, query: str) -> AsyncIterator[BaseEvent | str]:
-        """Retrieval before the first model call: its events, then the system prompt's context block."""
-        from halguru.rag.agent import AUTO_PROMPT
-
-        events, block = await self._retrieve(ctx, query)
-        for event in events:
-            yield event
-        yield AUTO_PROMPT.format(context=block)
-
-    async def search(self, ctx: RunContext, query: str, outcome: ToolOutcome) -> AsyncIterator[BaseEvent]:
-        """``search_knowledge``: run here rather than as a plain tool, so each base's hits become an event."""
-        from halguru.rag.errors import KnowledgeError
-
-        try:
-            events, outcome.content = await self._retrieve(ctx, query)
-        except KnowledgeError as exc:  # reported to the model, like any tool error
-            raise ToolError(str(exc)) from None
-        for event in events:
-            yield event
 
 
 def _last_user(messages: list[Message]) -> str:

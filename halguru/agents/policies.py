@@ -77,6 +77,7 @@ class RepeatGuard(RunHooks):
 
     def __init__(self) -> None:
         self.results: dict[tuple[str, str], str] = {}
+        self.keys: dict[str, tuple[str, str]] = {}  # call id -> its key, between decision and result
         self.must_answer = False
 
     @staticmethod
@@ -89,7 +90,8 @@ class RepeatGuard(RunHooks):
         return request
 
     async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
-        known = self.results.get(self._key(call))
+        key = self.keys[call.id] = self._key(call)
+        known = self.results.get(key)
         if known is None:
             return None
         self.must_answer = True
@@ -100,6 +102,7 @@ class RepeatGuard(RunHooks):
             ToolResult(call_id=call.id, name=call.name, content=known)], content=known)
 
     async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
+        key = self.keys.pop(call.id, None) or self._key(call)
         if not is_error:
-            self.results[self._key(call)] = content
+            self.results[key] = content
         return content, is_error

@@ -15,20 +15,16 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from halguru.agents.context import RunContext, Totals, Trace, new_id
 from halguru.agents.driver import RunOutcome, plain_status
 from halguru.agents.events import (
-    BaseEvent,
-    Checkpoint,
     Error,
     Event,
-    ModelCall,
     Resumed,
     RunFinished,
     RunStarted,
-    Token,
     ToolCall,
 )
 from halguru.agents.hooks import RunHooks
@@ -125,37 +121,42 @@ async def run(
                                    _messages_json(messages), owner=owner)
         return event
 
-    yield cast(Event, trace(RunStarted(agent=agent.name, model=model_name, input=input,
-                                       conversation_id=conversation_id, metadata=metadata or {})))
+    yield trace(RunStarted(agent=agent.name, model=model_name, input=input, conversation_id=conversation_id,
+                           metadata=metadata or {}))
     if resume is not None and resume.after_crash:
         assert resume.state is not None
         reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
-        yield cast(Event, trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
-                                        reused=sorted(reused))))
+        yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint, reused=sorted(reused)))
+    end = LoopEnd()  # a plain agent's loop: how it ended
     try:
-        body = (driver.drive(ctx, agent, history, messages, outcome) if driver is not None
-                else _plain(ctx, agent, history, messages, outcome, output_schema))
+        body = driver.drive(ctx, agent, history, messages, outcome) if driver is not None else agent_loop(
+            ctx, Turn(agent, ctx.model_for(agent), history, messages, output_schema=output_schema,
+                      finish_paused_step=resume is not None), end)
         async with aclosing(body) as events:
-            async for event in events:
-                event = trace(event)
-                if not event.parent_run_id:
-                    if isinstance(event, ModelCall):
-                        partial.clear()
-                    elif isinstance(event, Token):
-                        partial.append(event.text)
-                if isinstance(event, Checkpoint) and store is not None and ctx.checkpoint_state is not None:
+            async for raw in events:
+                event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
+                kind = event.type
+                if kind == "token" and not event.parent_run_id:
+                    partial.append(event.text)
+                elif kind == "model_call" and not event.parent_run_id:
+                    partial.clear()
+                elif kind == "checkpoint" and store is not None and ctx.checkpoint_state is not None:
                     # The state after a step and the trace so far, in one transaction (all or nothing).
                     store.save_checkpoint(run_id, event.label, ctx.checkpoint_state, trace.take())
-                yield cast(Event, event)
+                yield event
+        if driver is None:
+            outcome.status, outcome.output, outcome.error = plain_status(end)
+            outcome.paused = end.call
+            if end.reason == "limit":  # a plain agent that reached its limits failed
+                yield trace(Error(kind="limit", message=str(end.detail), fatal=True))
     except TimeoutError:
         status, error = driver.timed_out() if driver is not None else (
             "failed", f"run exceeded limits.timeout ({timeout:g}s)")
         outcome.status, outcome.error = status, error
-        yield cast(Event, trace(Error(kind="timeout", message=error, fatal=True)))
+        yield trace(Error(kind="timeout", message=error, fatal=True))
     except HalguruError as exc:
         outcome.status, outcome.error = "failed", str(exc)
-        yield cast(Event, trace(Error(kind="model" if isinstance(exc, ModelError) else "internal",
-                                      message=str(exc), fatal=True)))
+        yield trace(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
         # Ctrl-C, a consumer that stopped listening, or a server shutting down: keep the partial answer.
         if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
@@ -170,20 +171,6 @@ async def run(
         for box in ctx.mcp.values():
             await box.close()
     yield finish(outcome.status, outcome.error)
-
-
-async def _plain(ctx: RunContext, agent: Agent, history: list[Message], messages: list[Message],
-                 outcome: RunOutcome, output_schema: dict[str, Any] | None) -> AsyncGenerator[BaseEvent, None]:
-    """A plain agent: one loop; a limit it reaches ends the run as failed."""
-    end = LoopEnd()
-    turn = Turn(agent, ctx.model_for(agent), history, messages, output_schema=output_schema,
-                finish_paused_step=ctx.resume is not None)
-    async for event in agent_loop(ctx, turn, end):
-        yield event
-    outcome.status, outcome.output, outcome.error = plain_status(end)
-    outcome.paused = end.call
-    if end.reason == "limit":
-        yield Error(kind="limit", message=str(end.detail), fatal=True)
 
 
 def _messages_json(messages: list[Message]) -> str:

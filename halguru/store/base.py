@@ -44,7 +44,6 @@ class RunRecord(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     owner: str | None
-    parent_run_id: str | None
     holder: str | None  # the boot id of the process running it
     lease_expires: float | None  # a running run is alive while its holder renews this
 
@@ -123,7 +122,7 @@ class Store(Protocol):
 
     # -- runs and events ------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, parent_run_id: str | None = None) -> None: ...
+                  owner: str | None = None) -> None: ...
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None: ...
     def finish_run(self, run_id: str, conversation_id: str, summary: Mapping[str, Any],
                    events: Sequence[BaseEvent], new_messages: Sequence[Message],

@@ -99,14 +99,12 @@ def m005_checkpoints(conn: sqlite3.Connection) -> None:
 def m006_owners_leases(conn: sqlite3.Connection) -> None:
     """Owners (an opaque principal id; NULL: the local CLI user) of conversations, runs and approvals; who
     decided an approval and the call's arguments before and after an edit; an API key's scope ('user' or
-    'admin': an operator key that acts on every principal's objects); a run's parent run; run
-    liveness as a lease (holder boot id, expiry) instead of the pid, which is no longer read."""
+    'admin': an operator key that acts on every principal's objects); run liveness as a lease (holder boot id, expiry) instead of the pid, which is no longer read."""
     _execute_all(
         conn,
         """
         ALTER TABLE conversations ADD COLUMN owner TEXT;
         ALTER TABLE runs ADD COLUMN owner TEXT;
-        ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
         ALTER TABLE runs ADD COLUMN holder TEXT;
         ALTER TABLE runs ADD COLUMN lease_expires REAL;
         ALTER TABLE approvals ADD COLUMN owner TEXT;
@@ -115,8 +113,7 @@ def m006_owners_leases(conn: sqlite3.Connection) -> None:
         ALTER TABLE approvals ADD COLUMN arguments_after TEXT;
         ALTER TABLE api_keys ADD COLUMN scope TEXT NOT NULL DEFAULT 'user';
         CREATE INDEX conversations_owner ON conversations (owner, updated);
-        CREATE INDEX runs_owner ON runs (owner, started);
-        CREATE INDEX runs_parent ON runs (parent_run_id)
+        CREATE INDEX runs_owner ON runs (owner, started)
         """
     )
 

@@ -51,7 +51,7 @@ _STATUS = ("CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? 
            "ELSE r.status END AS status")
 _RUN_COLUMNS = ("r.id, r.conversation_id, r.agent, r.model, r.input, r.output, " + _STATUS + ", r.error, "
                 "r.started, r.finished, r.duration_ms, r.steps, r.prompt_tokens, r.completion_tokens, r.owner, "
-                "r.parent_run_id, r.holder, r.lease_expires")
+                "r.holder, r.lease_expires")
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -116,7 +116,7 @@ class RunsMixin(SQLiteBase):
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, parent_run_id: str | None = None) -> None:
+                  owner: str | None = None) -> None:
         """Record a run as running (leased to this process), creating its conversation (titled by the
         input, owned by ``owner``) if it is new."""
         now = time.time()
@@ -128,8 +128,8 @@ class RunsMixin(SQLiteBase):
             )
             conn.execute(
                 "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
-                "parent_run_id, holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                (run_id, conversation_id, agent, model, input, now, owner, parent_run_id, BOOT_ID,
+                "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID,
                  now + self.lease),
             )
         self._hold(run_id)
@@ -142,9 +142,13 @@ class RunsMixin(SQLiteBase):
             self._insert_events(conn, run_id, events)
 
     @staticmethod
-    def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[BaseEvent]) -> None:
-        """Insert a run's events if the run still exists (its conversation may be deleted while it streams)."""
-        if not events or conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+    def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[BaseEvent],
+                       exists: bool = False) -> None:
+        """Insert a run's events if the run still exists (its conversation may be deleted while it streams);
+        ``exists``: the caller checked already, in this transaction."""
+        if not events:
+            return
+        if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
             return
         conn.executemany(
             "INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, ?, ?, ?, ?, ?)",
@@ -161,14 +165,15 @@ class RunsMixin(SQLiteBase):
         now = time.time()
         try:
             with self._tx() as conn:
-                run = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
-                conversation = conn.execute("SELECT 1 FROM conversations WHERE id = ?",
-                                            (conversation_id,)).fetchone()
-                if run is None or conversation is None:
+                run, conversation = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "
+                    "EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
+                    (run_id, conversation_id)).fetchone()
+                if not run or not conversation:
                     log.info("run %s finished after its conversation %s was deleted: not recorded",
                              run_id, conversation_id)
                     return
-                self._insert_events(conn, run_id, events)
+                self._insert_events(conn, run_id, events, exists=True)
                 conn.execute(
                     "UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?, "
                     "prompt_tokens = ?, completion_tokens = ? WHERE id = ?",

@@ -142,7 +142,6 @@ def measure_mcp_serve(quick: bool) -> Result:
     import uvicorn
     import yaml
     from halguru_server import ServerSettings, create_app
-    from halguru_server import app as app_module
 
     root = Path(tempfile.mkdtemp(prefix="halguru-bench-mcp-"))
     script = root / "script.yaml"
@@ -152,11 +151,9 @@ def measure_mcp_serve(quick: bool) -> Result:
     requests = 4 if quick else 10
 
     def serve_and_time(pooled: bool) -> float:
-        original = app_module._uses_mcp
-        if not pooled:
-            app_module._uses_mcp = lambda agent: False
         with socket_port() as port:
-            server = uvicorn.Server(uvicorn.Config(create_app(ServerSettings(agents=[folder], dev=True)),
+            settings = ServerSettings(agents=[folder], dev=True, keep_mcp_servers=pooled)
+            server = uvicorn.Server(uvicorn.Config(create_app(settings),
                                                    host="127.0.0.1", port=port, log_config=None, access_log=False))
             thread = threading.Thread(target=server.run, daemon=True)
             thread.start()
@@ -176,7 +173,6 @@ def measure_mcp_serve(quick: bool) -> Result:
             finally:
                 server.should_exit = True
                 thread.join(15)
-                app_module._uses_mcp = original
         return statistics.median(times[1:])
 
     per_run = serve_and_time(False)

@@ -51,7 +51,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         pool = None
         from halguru.tools.mcp import keep_servers_running
 
-        if any(served.agent.uses_mcp() for served in state.agents.values()):
+        if settings.keep_mcp_servers and any(served.agent.uses_mcp() for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
         yield
         if pool is not None:

@@ -45,6 +45,8 @@ class ServerSettings(BaseSettings):
                                "serving while /readyz says not ready (a load balancer's time to notice)")
     sse_keepalive: float = Field(default=10.0, gt=0, description="seconds of silence after which a stream "
                                  "gets a keep-alive comment (long tool calls, queue waits)")
+    keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
+                                   "running between requests (off: each run starts and stops its own)")
     log_level: str = "info"
 
     def check(self) -> None:

@@ -21,9 +21,8 @@ def _counts(path: Path) -> dict[str, int]:
 
 
 def _paused_team_run(store: SQLiteStore, run_id: str, conversation: str) -> None:
-    """A team run with a checkpoint, a specialist sub-run, events, and a pause for approval."""
+    """A team run with a checkpoint, events, and a pause for approval."""
     store.start_run(run_id, conversation, "team", "scripted", "ship it", owner="key:a")
-    store.start_run(run_id + "s", conversation, "specialist", "scripted", "ship it", parent_run_id=run_id)
     store.start_checkpoint(run_id, "team", conversation, "/agents/team", None, "ship it")
     store.save_checkpoint(run_id, "step 1", {"messages": []},
                           [RunStarted(run_id=run_id, seq=0, agent="team", model="scripted", input="ship it",
@@ -33,8 +32,9 @@ def _paused_team_run(store: SQLiteStore, run_id: str, conversation: str) -> None
                        json.dumps([Message(role="user", content="ship it").model_dump()]), owner="key:a")
     paused = RunFinished(run_id=run_id, seq=2, status="paused", output="")
     store.finish_run(run_id, conversation, paused.model_dump(), [paused], [])
-    done = RunFinished(run_id=run_id + "s", seq=0, status="ok", output="done")
-    store.finish_run(run_id + "s", conversation, done.model_dump(), [done], [Message(role="user", content="x")])
+    store.start_run(run_id + "n", conversation, "team", "scripted", "next")  # a later, finished run
+    done = RunFinished(run_id=run_id + "n", seq=0, status="ok", output="done")
+    store.finish_run(run_id + "n", conversation, done.model_dump(), [done], [Message(role="user", content="x")])
 
 
 def test_deleting_a_conversation_with_team_workflow_and_paused_runs(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_deleting_a_conversation_with_team_workflow_and_paused_runs(tmp_path: Pa
     store.delete_conversation("conv_1")
     assert store.get_conversation("conv_1") is None
     assert store.find_approval("run_team0001") is None and store.get_checkpoint("run_team0001") is None
-    assert [r["id"] for r in store.list_runs()] == ["run_team0002s", "run_team0002"]
+    assert [r["id"] for r in store.list_runs()] == ["run_team0002n", "run_team0002"]
     assert _counts(store.path) == {"conversations": 1, "messages": 1, "runs": 2, "events": 4, "approvals": 1,
                                    "checkpoints": 1}
     store.close()

@@ -38,14 +38,12 @@ def _pause(store: SQLiteStore, run_id: str, owner: str | None, agent: str = "age
 def test_owners_are_recorded_and_filter_listings(store: SQLiteStore) -> None:
     store.create_conversation("conv_a", "agent", "mine", owner="key:a")
     store.start_run("run_a0000001", "conv_a", "agent", "scripted", "hi", owner="key:a")
-    store.start_run("run_b0000001", "conv_b", "agent", "scripted", "hi", owner="key:b",
-                    parent_run_id="run_a0000001")
+    store.start_run("run_b0000001", "conv_b", "agent", "scripted", "hi", owner="key:b")
     store.start_run("run_l0000001", "conv_l", "agent", "scripted", "hi")  # the local CLI user
     assert store.get_conversation("conv_b")["owner"] == "key:b"  # created by start_run, owned alike
     assert [c["id"] for c in store.list_conversations(owner="key:a")] == ["conv_a"]
     assert len(store.list_conversations()) == 3
     assert [r["id"] for r in store.list_runs(owner="key:b")] == ["run_b0000001"]
-    assert store.get_run("run_b0000001")["parent_run_id"] == "run_a0000001"
     assert store.get_run("run_l0000001")["owner"] is None
     _pause(store, "run_p0000001", "key:a")
     _pause(store, "run_p0000002", "key:b", agent="other")
