@@ -99,7 +99,8 @@ def m005_checkpoints(conn: sqlite3.Connection) -> None:
 def m006_owners_leases(conn: sqlite3.Connection) -> None:
     """Owners (an opaque principal id; NULL: the local CLI user) of conversations, runs and approvals; who
     decided an approval and the call's arguments before and after an edit; an API key's scope ('user' or
-    'admin': an operator key that acts on every principal's objects); run liveness as a lease (holder boot id, expiry) instead of the pid, which is no longer read."""
+    'admin': an operator key that acts on every principal's objects); run liveness as a lease (holder boot
+    id, expiry) instead of the pid, which is no longer read."""
     _execute_all(
         conn,
         """
