@@ -18,16 +18,15 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".halguru")
     db_path: Path | None = Field(default=None, description="trace store; default HOME/halguru.db")
-    default_model: str = "smollm2"
-    load_plugins: str | None = Field(
-        default=None, description="comma-separated plugin names to load; default: all installed"
-    )
+    # HALGURU_LOAD_PLUGINS is read straight from the environment by halguru.plugins.manager (start-up cost).
     http_allow_private: bool = Field(
         default=False, description="let http_get reach loopback and private addresses"
     )
     llama_n_ctx: int = 4096
     llama_n_threads: int | None = None
     llama_saved_states: int = Field(default=8, description="conversations whose KV cache is kept")
+    run_lease: float = Field(default=30.0, gt=0, description="seconds a run stays 'running' without a renewal "
+                             "by its process; after that it reads as interrupted")
 
     @property
     def database(self) -> Path:

@@ -27,9 +27,6 @@ from halguru.store.sqlite_base import SQLiteBase
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0
-"""How long a run stays alive without a renewal; ``HALGURU_RUN_LEASE`` (seconds) overrides it."""
-
 BOOT_ID = uuid.uuid4().hex
 """This process: the holder recorded on the runs it starts."""
 
@@ -43,7 +40,10 @@ os.register_at_fork(after_in_child=_new_boot_id)
 
 
 def default_lease() -> float:
-    return float(os.environ.get("HALGURU_RUN_LEASE") or LEASE_SECONDS)
+    """How long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, seconds)."""
+    from halguru.config import get_settings
+
+    return get_settings().run_lease
 
 
 # A 'running' row whose lease passed (or that never had one: written before leases) is interrupted.
