@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import typer
 
@@ -11,11 +12,12 @@ app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, sear
 
 
 def _size(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 @app.command()
@@ -59,11 +61,11 @@ def ingest(
         def progress(event: str, value: object) -> None:
             nonlocal chunks
             if event == "files":
-                bar.update(task, total=int(value))  # type: ignore[call-overload]
+                bar.update(task, total=int(str(value)))
             elif event == "file":
                 bar.advance(task)
             elif event == "chunks":
-                chunks += int(value)  # type: ignore[call-overload]
+                chunks += int(str(value))
                 bar.update(task, chunks=chunks)
 
         summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)
@@ -87,9 +89,10 @@ def search(
     json_output: bool = typer.Option(False, "--json", help="One JSON object per hit, one per line."),
 ) -> None:
     """Search a knowledge base; hybrid (vector + full-text, reciprocal rank fusion) by default."""
+    from halguru.rag.query import Mode
     from halguru.rag.query import search as run_search
 
-    hits = run_search(name, query, k=k, mode=mode, where=where)  # type: ignore[arg-type]
+    hits = run_search(name, query, k=k, mode=cast(Mode, mode), where=where)  # search names a bad mode
     if json_output:
         for hit in hits:
             typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))

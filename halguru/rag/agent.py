@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.rag.errors import KnowledgeError
-from halguru.rag.query import Hit
+from halguru.rag.query import Hit, Mode
 
 TOOL_NAME = "search_knowledge"
 RECHECK_SECONDS = 1.0  # a knowledge folder is re-stat'ed at most this often
@@ -93,7 +93,7 @@ class KnowledgeRetriever:
     """The knowledge bases of one agent, resolved lazily on the first retrieval."""
 
     def __init__(self, entries: list[str], folder: Path | None, agent_name: str, top_k: int = 4,
-                 mode: str = "hybrid"):
+                 mode: Mode = "hybrid"):
         self.entries = entries
         self.folder = folder
         self.agent_name = agent_name
@@ -130,7 +130,7 @@ class KnowledgeRetriever:
         for name in self.bases():
             started = time.perf_counter()
             try:
-                hits = search(name, query, k=k or self.top_k, mode=self.mode)  # type: ignore[arg-type]
+                hits = search(name, query, k=k or self.top_k, mode=self.mode)
             except KnowledgeError as exc:
                 if "no documents yet" not in str(exc):
                     raise

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote
 
 import yaml
@@ -268,7 +268,7 @@ def _arguments(doc: dict[str, Any], url_path: str, operation: dict[str, Any], it
         if param.get("description") and "description" not in schema:
             schema["description"] = str(param["description"])
         properties[name] = schema
-        routes[name] = (location, name)  # type: ignore[assignment]
+        routes[name] = (cast(Location, location), name)  # one of path, query, header: checked above
         if location == "path" or param.get("required"):
             required.append(name)
     for name in _placeholders(url_path):
