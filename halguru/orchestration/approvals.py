@@ -25,14 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["REFUSED", "Resume", "approve", "list_pending", "reject", "resume_events"]
 
 
-def save_pending(store: Store, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
-                 model: str | None, input: str, call: ToolCallRequest, messages: list[Message],
-                 owner: str | None = None) -> None:
-    """Keep the paused run's pending call and its messages so far, to continue from."""
-    store.save_pending(run_id, conversation_id, agent, agent_path, model, input, call.model_dump_json(),
-                       json.dumps([m.model_dump() for m in messages]), owner)
-
-
 def _store(store: Store | None) -> Store:
     if store is not None:
         return store

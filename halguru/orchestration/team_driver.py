@@ -28,8 +28,8 @@ ANSWERED = "answered"
 
 
 @dataclass
-class HandoffTool:
-    """``handoff_to_<agent>``: the conversation moves to ``target``; the current turn ends."""
+class _TeamTool:
+    """A team tool as the model sees it (``spec``), the member it names and the team run's state."""
 
     spec: ToolSpec
     target: str
@@ -38,6 +38,10 @@ class HandoffTool:
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+class HandoffTool(_TeamTool):
+    """``handoff_to_<agent>``: the conversation moves to ``target``; the current turn ends."""
 
     async def stream(self, ctx: RunContext, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncIterator[BaseEvent]:
         source = self.state.current.agent.name
@@ -49,17 +53,8 @@ class HandoffTool:
         outcome.content, outcome.handoff = f"The conversation is now with {self.target}.", self.target
 
 
-@dataclass
-class AskTool:
+class AskTool(_TeamTool):
     """``ask_<agent>``: a sub-run of the specialist on the request; its answer is the tool's result."""
-
-    spec: ToolSpec
-    target: str
-    state: TeamRun
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
     async def stream(self, ctx: RunContext, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncIterator[BaseEvent]:
         source = self.state.current.agent.name
