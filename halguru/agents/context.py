@@ -80,6 +80,12 @@ class Totals:
         return {"steps": self.steps, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens}
 
+    @classmethod
+    def resumed(cls, resume: Resume | None) -> Totals:
+        """A continuation of an interrupted run counts on from its checkpoint; any other run from zero."""
+        state = resume.state if resume is not None and resume.state else {}
+        return cls(state.get("steps", 0), state.get("prompt_tokens", 0), state.get("completion_tokens", 0))
+
 
 @dataclass
 class RunContext:

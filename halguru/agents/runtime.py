@@ -10,10 +10,11 @@ records and passes on, and ``run`` stores how the run ended.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,73 +77,26 @@ async def run(
         from halguru.store import open_store
 
         store = open_store()
-    driver = agent.driver
-    model_name = agent.spec.model if model is None or isinstance(model, PerAgentModel) else (
-        model if isinstance(model, str) else model.name)
-    run_id, conversation_id = new_id("run"), conversation or new_id("conv")
-    history: list[Message] = []
-    if store is not None:
-        if conversation and store.get_conversation(conversation) is None:
-            raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
-        history = store.get_messages(conversation_id) if conversation else []
-        store.start_run(run_id, conversation_id, agent.name, model_name, input, owner=owner)
-    timeout = driver.timeout if driver is not None else agent.spec.limits.timeout
-    trace = Trace(run_id, store)
-    ctx = RunContext(run_id, conversation_id, asyncio.get_running_loop().time() + timeout, trace, store,
-                     hooks or RunHooks(), Totals(), model, sampling, resume)
-    if resume is not None and resume.state:
-        ctx.totals = Totals(resume.state.get("steps", 0), resume.state.get("prompt_tokens", 0),
-                            resume.state.get("completion_tokens", 0))
-    if driver is not None and store is not None:  # team and workflow runs are durable: halguru runs resume
-        store.start_checkpoint(run_id, driver.kind, conversation_id, str(agent.path) if agent.path else None,
-                               model if isinstance(model, str) else None, input)
-    messages = [Message(role="user", content=input)] if resume is None else list(resume.messages)
-    outcome = RunOutcome()
-    started = time.perf_counter()
-    partial: list[str] = []  # the answer being streamed, kept if the run is cancelled
-
-    def finish(status: str, error: str | None) -> RunFinished:
-        output = outcome.output
-        if status in ("cancelled", "interrupted"):
-            output = "".join(partial)
-            if output:
-                messages.append(Message(role="assistant", content=output))
-        event = trace(RunFinished(
-            status=status, output=output, error=error, duration_ms=(time.perf_counter() - started) * 1000,
-            **ctx.totals.state()))
-        if store is not None:
-            # A paused run's messages wait with its pending call; its continuation adds them.
-            store.finish_run(run_id, conversation_id, event.model_dump(), trace.take(),
-                             [] if outcome.paused else messages, active_agent=outcome.active_agent)
-            if outcome.paused is not None:
-                store.save_pending(run_id, conversation_id, agent.name, str(agent.path) if agent.path else None,
-                                   model if isinstance(model, str) else None, input,
-                                   outcome.paused.model_dump_json(),
-                                   _messages_json(messages), owner=owner)
-        return event
-
-    yield trace(RunStarted(agent=agent.name, model=model_name, input=input, conversation_id=conversation_id,
-                           metadata=metadata or {}))
+    driver, messages = agent.driver, [Message(role="user", content=input)] if resume is None else list(resume.messages)
+    book = _Book.open(agent, input, conversation, model, store, owner, messages)
+    ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
+                                Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
+                                sampling, resume)
+    trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
+    yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,
+                           conversation_id=book.conversation_id, metadata=metadata or {}))
     if resume is not None and resume.after_crash:
         assert resume.state is not None
         reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
         yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint, reused=sorted(reused)))
-    end = LoopEnd()  # a plain agent's loop: how it ended
     try:
-        body = driver.drive(ctx, agent, history, messages, outcome) if driver is not None else agent_loop(
-            ctx, Turn(agent, ctx.model_for(agent), history, messages, output_schema=output_schema,
+        body = driver.drive(ctx, agent, book.history, messages, outcome) if driver is not None else agent_loop(
+            ctx, Turn(agent, ctx.model_for(agent), book.history, messages, output_schema=output_schema,
                       finish_paused_step=resume is not None), end)
         async with aclosing(body) as events:
             async for raw in events:
                 event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
-                kind = event.type
-                if kind == "token" and not event.parent_run_id:
-                    partial.append(event.text)
-                elif kind == "model_call" and not event.parent_run_id:
-                    partial.clear()
-                elif kind == "checkpoint" and store is not None and ctx.checkpoint_state is not None:
-                    # The state after a step and the trace so far, in one transaction (all or nothing).
-                    store.save_checkpoint(run_id, event.label, ctx.checkpoint_state, trace.take())
+                book.saw(event)
                 yield event
         if driver is None:
             outcome.status, outcome.output, outcome.error = plain_status(end)
@@ -150,33 +104,111 @@ async def run(
             if end.reason == "limit":  # a plain agent that reached its limits failed
                 yield trace(Error(kind="limit", message=str(end.detail), fatal=True))
     except TimeoutError:
-        status, error = driver.timed_out() if driver is not None else (
-            "failed", f"run exceeded limits.timeout ({timeout:g}s)")
-        outcome.status, outcome.error = status, error
-        yield trace(Error(kind="timeout", message=error, fatal=True))
+        outcome.status, outcome.error = driver.timed_out() if driver is not None else (
+            "failed", f"run exceeded limits.timeout ({book.timeout:g}s)")
+        yield trace(Error(kind="timeout", message=outcome.error, fatal=True))
     except HalguruError as exc:
         outcome.status, outcome.error = "failed", str(exc)
         yield trace(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
         # Ctrl-C, a consumer that stopped listening, or a server shutting down: keep the partial answer.
         if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
-            finish("interrupted", "interrupted by server shutdown; resume it with `halguru runs resume`")
+            book.finish("interrupted", "interrupted by server shutdown; resume it with `halguru runs resume`")
         else:
-            finish("cancelled", "cancelled by the user")
+            book.finish("cancelled", "cancelled by the user")
         raise
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
-        finish("failed", f"internal error: {type(exc).__name__}: {exc}")
+        book.finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
         for box in ctx.mcp.values():
             await box.close()
-    yield finish(outcome.status, outcome.error)
+    yield book.finish(outcome.status, outcome.error)
 
 
-def _messages_json(messages: list[Message]) -> str:
-    import json
+@dataclass
+class _Book:
+    """A run's bookkeeping in the store: its start, its checkpoints and its end (one transaction each)."""
 
-    return json.dumps([m.model_dump() for m in messages])
+    agent: Agent
+    input: str
+    model: str | Model | PerAgentModel | None
+    store: TraceStore | None
+    owner: str | None
+    messages: list[Message]  # the run's new messages: the conversation gets them when it ends
+    run_id: str
+    conversation_id: str
+    history: list[Message]
+    ctx: RunContext = field(init=False)
+    outcome: RunOutcome = field(default_factory=RunOutcome)
+    started: float = field(default_factory=time.perf_counter)
+    partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
+
+    @classmethod
+    def open(cls, agent: Agent, input: str, conversation: str | None, model: str | Model | PerAgentModel | None,
+             store: TraceStore | None, owner: str | None, messages: list[Message]) -> _Book:
+        """Record the run as running (in its conversation, checked to exist), with a first checkpoint when it
+        is a team or workflow run (durable: ``halguru runs resume``)."""
+        book = cls(agent, input, model, store, owner, messages, new_id("run"), conversation or new_id("conv"), [])
+        if store is not None:
+            if conversation and store.get_conversation(conversation) is None:
+                raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
+            book.history = store.get_messages(conversation) if conversation else []
+            store.start_run(book.run_id, book.conversation_id, agent.name, book.model_name, input, owner=owner)
+            if agent.driver is not None:
+                store.start_checkpoint(book.run_id, agent.driver.kind, book.conversation_id, book.folder,
+                                       book.override, input)
+        return book
+
+    @property
+    def model_name(self) -> str:
+        if self.model is None or isinstance(self.model, PerAgentModel):
+            return self.agent.spec.model
+        return self.model if isinstance(self.model, str) else self.model.name
+
+    @property
+    def timeout(self) -> float:
+        driver = self.agent.driver
+        return driver.timeout if driver is not None else self.agent.spec.limits.timeout
+
+    @property
+    def folder(self) -> str | None:  # what a continuation loads the same agent from, with the same --model
+        return str(self.agent.path) if self.agent.path else None
+
+    @property
+    def override(self) -> str | None:
+        return self.model if isinstance(self.model, str) else None
+
+    def saw(self, event: Any) -> None:
+        """Keep the streamed answer; save a checkpoint's state with the trace so far (all or nothing)."""
+        kind = event.type
+        if kind == "token" and not event.parent_run_id:
+            self.partial.append(event.text)
+        elif kind == "model_call" and not event.parent_run_id:
+            self.partial.clear()
+        elif kind == "checkpoint" and self.store is not None and self.ctx.checkpoint_state is not None:
+            self.store.save_checkpoint(self.run_id, event.label, self.ctx.checkpoint_state, self.ctx.trace.take())
+
+    def finish(self, status: str, error: str | None) -> RunFinished:
+        """The run_finished event; its status, events and the conversation's new messages stored together."""
+        outcome, messages = self.outcome, self.messages
+        output = outcome.output
+        if status in ("cancelled", "interrupted"):
+            output = "".join(self.partial)
+            if output:
+                messages.append(Message(role="assistant", content=output))
+        event = self.ctx.trace(RunFinished(
+            status=status, output=output, error=error, duration_ms=(time.perf_counter() - self.started) * 1000,
+            **self.ctx.totals.state()))
+        if self.store is not None:
+            # A paused run's messages wait with its pending call; its continuation adds them.
+            self.store.finish_run(self.run_id, self.conversation_id, event.model_dump(), self.ctx.trace.take(),
+                                  [] if outcome.paused else messages, active_agent=outcome.active_agent)
+            if outcome.paused is not None:
+                self.store.save_pending(self.run_id, self.conversation_id, self.agent.name, self.folder,
+                                        self.override, self.input, outcome.paused.model_dump_json(),
+                                        json.dumps([m.model_dump() for m in messages]), owner=self.owner)
+        return event
 
 
 @dataclass
