@@ -129,7 +129,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 response_schema=turn.output_schema))
             yield ModelCall(model=turn.model.name, messages=[m.model_dump(exclude_defaults=True)
                                                              for m in request.messages],
-                            tools=[t.name for t in request.tools], settings=request.settings.model_dump())
+                            tools=[tool.name for tool in request.tools], settings=request.settings.model_dump())
             ctx.trace.flush()
             # The model's stream, within the run's deadline (inline: a generator per call costs ~5 µs a step).
             reply, usage, pieces, ttft, started = _Reply(), UsageChunk(), [], None, time.perf_counter()
