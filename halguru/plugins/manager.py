@@ -4,12 +4,20 @@ Plugins load when the CLI starts (or on first use from Python), never at
 import time. ``HALGURU_LOAD_PLUGINS=a,b`` limits which third-party plugins load;
 an empty value loads none. Built-in plugins always load: halguru's own modules
 and the entry points halguru's own distribution declares (the server plugin).
+
+A plugin fails alone: one that cannot be imported or registered, or whose hook
+raises, is skipped with a one-line warning on stderr naming it (the ``llm`` and
+``datasette`` behaviour), and every other plugin keeps working. ``plugin_failures()``
+lists what was skipped, for ``halguru plugins``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
@@ -45,6 +53,21 @@ OWN_DISTRIBUTION = "halguru"
 _DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
 # entry-point plugins that ship with halguru (filled as they load)
 _BUILTIN_ENTRY_POINTS: set[str] = set()
+# plugin name -> why it was skipped (failed to load, or a hook of it raised), in the order seen
+_FAILURES: dict[str, str] = {}
+
+
+def _reason(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _warn(name: str, reason: str) -> None:
+    """Record a failed plugin and say so once, on one line naming it."""
+    if name in _FAILURES:
+        return
+    _FAILURES[name] = reason
+    print(f"halguru: warning: plugin {name!r} skipped: {reason}", file=sys.stderr)
 
 
 @lru_cache(maxsize=1)
@@ -58,14 +81,46 @@ def get_plugin_manager() -> pluggy.PluginManager:
         builtin = _is_own(ep)
         if not builtin and allowed is not None and ep.name not in allowed:
             continue
-        if pm.get_plugin(ep.name) is not None:
+        if pm.get_plugin(ep.name) is not None or ep.name in _FAILURES:
             continue
-        pm.register(ep.load(), name=ep.name)
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad hookimpl, ...)
+            _warn(ep.name, f"failed to load ({_reason(exc)})")
+            continue
+        _guard_hooks(pm, ep.name)
         if builtin:
             _BUILTIN_ENTRY_POINTS.add(ep.name)
         if ep.dist is not None:
             _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
     return pm
+
+
+def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
+    """Wrap each hook of plugin ``name`` so that one that raises is skipped with a warning naming it."""
+    plugin = pm.get_plugin(name)
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper):
+                impl.function = _guarded(name, caller.name, impl.function)
+
+
+def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[..., object]:
+    @functools.wraps(function)
+    def call(*args: object, **kwargs: object) -> object:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            _warn(name, f"its {hook} hook raised {_reason(exc)}")
+            return None
+
+    return call
+
+
+def plugin_failures() -> dict[str, str]:
+    """Plugins skipped because they failed (name -> reason), once plugins have loaded."""
+    get_plugin_manager()
+    return dict(_FAILURES)
 
 
 def _is_own(ep: EntryPoint) -> bool:
@@ -89,6 +144,7 @@ def _allowed_plugins() -> set[str] | None:
 def reset_plugin_manager() -> None:
     """Forget loaded plugins (tests change HALGURU_LOAD_PLUGINS)."""
     get_plugin_manager.cache_clear()
+    _FAILURES.clear()
 
 
 def list_plugins() -> list[PluginInfo]:

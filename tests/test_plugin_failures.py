@@ -1,0 +1,122 @@
+"""A broken plugin fails alone: skipped with one warning line naming it, everywhere; the rest works.
+
+The plugins are installed the way pip leaves them (a ``*.dist-info`` folder with ``entry_points.txt``
+next to the module) into a folder on PYTHONPATH, so ``importlib.metadata`` finds them as it would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from halguru.plugins.manager import list_plugins, plugin_failures, reset_plugin_manager
+
+BROKEN_IMPORT = "import halguru_no_such_module_at_all\n"
+BROKEN_HOOK = '''
+from halguru.plugins import hookimpl
+
+@hookimpl
+def register_tools(register):
+    raise RuntimeError("tools exploded")
+
+@hookimpl
+def register_models(register):
+    raise RuntimeError("models exploded")
+
+@hookimpl
+def register_commands(cli):
+    raise RuntimeError("commands exploded")
+'''
+GOOD = '''
+from halguru.plugins import hookimpl
+from halguru.tools.decorator import tool
+
+@tool
+def whisper(text: str) -> str:
+    """Lower-case the text."""
+    return text.lower()
+
+@hookimpl
+def register_tools(register):
+    register(whisper)
+'''
+
+
+def install(site: Path, name: str, module: str, source: str) -> None:
+    """What pip leaves behind for a distribution with one module and one ``halguru`` entry point."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source, encoding="utf-8")
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[halguru]\n{name} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    folder = tmp_path / "site"
+    install(folder, "broken", "halguru_broken_plugin", BROKEN_IMPORT)
+    install(folder, "explodes", "halguru_exploding_plugin", BROKEN_HOOK)
+    install(folder, "good", "halguru_good_plugin", GOOD)
+    return folder
+
+
+@pytest.fixture
+def halguru(halguru_cmd, subprocess_env, site):
+    def invoke(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        env = {**subprocess_env, "PYTHONPATH": str(site)}
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    return invoke
+
+
+def warnings_of(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("halguru: warning: plugin")]
+
+
+def assert_named_once(stderr: str) -> None:
+    lines = warnings_of(stderr)
+    broken = [line for line in lines if "'broken'" in line]
+    assert len(broken) == 1 and "failed to load" in broken[0] and "ModuleNotFoundError" in broken[0], stderr
+    exploding = [line for line in lines if "'explodes'" in line]
+    assert len(exploding) == 1 and "exploded" in exploding[0], stderr
+
+
+def test_plugins_lists_the_rest_and_names_the_broken_ones(halguru):
+    proc = halguru("plugins")
+    assert_named_once(proc.stderr)
+    names = [line.split()[0] for line in proc.stdout.splitlines()[1:] if line.split()]
+    assert "good" in names and "halguru.tools.plugin" in names and "broken" not in names
+
+
+def test_validate_and_run_work_beside_a_broken_plugin(halguru, write_agent):
+    folder = write_agent("name: quiet\nmodel: scripted\ntools: [whisper, calculator]\n")
+    proc = halguru("validate", str(folder))
+    assert "OK: quiet" in proc.stdout
+    assert_named_once(proc.stderr)
+    proc = halguru("run", str(folder), "Hello")
+    assert proc.stdout == "You said: Hello\n"
+    assert_named_once(proc.stderr)
+    proc = halguru("models", "list")
+    assert "smollm2" in proc.stdout
+    assert_named_once(proc.stderr)
+
+
+def test_in_process_the_failures_are_listed(site, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(site))
+    reset_plugin_manager()
+    from halguru.models.registry import providers
+    from halguru.tools.registry import plugin_tools
+
+    assert "whisper" in plugin_tools() and "calculator" in plugin_tools()
+    assert "scripted" in providers()
+    failures = plugin_failures()
+    assert set(failures) == {"broken", "explodes"}
+    assert "good" in {p.name for p in list_plugins()}
+    err = capsys.readouterr().err
+    assert len(warnings_of(err)) == 2, err
