@@ -239,7 +239,13 @@ def note(event: BaseEvent) -> str | None:
         return f"[yellow]{verdict}: {escape(event.name)}[/]"
     if isinstance(event, Error):
         return f"[red]Error:[/] {escape(event.message)}" if event.fatal else f"[yellow]! {escape(event.message)}[/]"
+    if isinstance(event, ModelResult) and event.finish_reason == "length":
+        return f"[yellow]{escape(CUT_NOTICE)}[/]"
     return None
+
+
+CUT_NOTICE = ("! The answer was cut at max_tokens (the model's reply limit); "
+              "raise max_tokens in agent.yaml for longer answers.")
 
 
 # -- detail: everything about one event, for an inspector ---------------------------------------------

@@ -105,6 +105,8 @@ class ChatRepl:
                         self.console.file.flush()
                 elif isinstance(event, ModelResult | RunFinished):
                     close_live()
+                    if (line := note(event)) is not None:  # an answer cut at max_tokens says so
+                        self.console.print(line)
                 elif (line := note(event)) is not None:
                     close_live()
                     self.console.print(line)

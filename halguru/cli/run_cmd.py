@@ -17,7 +17,11 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
         conversation: str | None = typer.Option(None, "--conversation", "-c", help="Continue a conversation."),
     ) -> None:
-        """Run an agent once on INPUT and stream its answer."""
+        """Run an agent once on INPUT and stream its answer.
+
+        Exit codes: 0 done, 1 failed (or cut by a limit), 3 paused for an approval
+        (`halguru runs approve|reject RUN`), 130 stopped with Ctrl-C.
+        """
         from halguru.cli.run_once import run_once
 
         text = sys.stdin.read() if input == "-" else input

@@ -15,6 +15,7 @@ from halguru.agents.loader import load_agent
 from halguru.cli.render import RunPrinter
 
 EXIT_FAILED = 1
+EXIT_PAUSED = 3  # the run waits for an approval: scripts can tell it from a finished run (0)
 EXIT_INTERRUPTED = 130
 
 
@@ -50,7 +51,7 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
     if result.status == "paused":
         err.print(f"[yellow]Paused:[/] {escape(result.error or '')}: `halguru runs approve {result.run_id}` "
                   f"or `halguru runs reject {result.run_id} --reason TEXT`")
-        return 0
+        return EXIT_PAUSED
     if result.status != "ok":
         err.print(f"[red]Error:[/] {escape(result.error or result.status)} [dim](run {result.run_id})[/]")
         return EXIT_FAILED

@@ -112,11 +112,11 @@ def test_cli_pending_approve_reject(mailer: Path, halguru_cmd, subprocess_env, t
         return proc
 
     script.write_text(json.dumps([{"tool_calls": [send("ann@example.com")]}]))
-    first = cli("run", str(mailer), "mail ann", "--json")
+    first = cli("run", str(mailer), "mail ann", "--json", code=3)  # 3: paused for an approval
     run_id = json.loads(first.stdout.splitlines()[-1])["run_id"]
     assert json.loads(first.stdout.splitlines()[-1])["status"] == "paused"
     assert "Paused: send_email waits for approval: `halguru runs approve run_" in cli(
-        "run", str(mailer), "mail ann").stderr  # a second paused run
+        "run", str(mailer), "mail ann", code=3).stderr  # a second paused run
     listed = cli("runs", "pending").stdout
     assert run_id in listed and "send_email" in listed
     second = json.loads(cli("runs", "pending", "--json").stdout)[1]["run_id"]

@@ -1,0 +1,61 @@
+"""Test-only plugins installed the way pip leaves them: a module and a ``*.dist-info`` with its entry point.
+
+``cut``: a model provider whose answers stop at max_tokens (``finish_reason: length``), as a real model's do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CUT_PLUGIN = '''
+from typing import ClassVar
+from halguru.models.base import ModelEntry, TextChunk, UsageChunk
+from halguru.plugins import hookimpl
+
+
+class CutModel:
+    def __init__(self, name):
+        self.name = name
+
+    async def stream(self, request):
+        for word in ["The", " answer", " is", " long", " and"]:
+            yield TextChunk(word)
+        yield UsageChunk(prompt_tokens=3, completion_tokens=5, finish_reason="length")
+
+
+class CutProvider:
+    name: ClassVar[str] = "cut"
+    description: ClassVar[str] = "answers cut at max_tokens (tests)"
+
+    @classmethod
+    def default_models(cls):
+        return [ModelEntry(name="cut", provider=cls.name, source="tests")]
+
+    @classmethod
+    def from_reference(cls, argument):
+        return ModelEntry(name=f"cut:{argument}", provider=cls.name, source="tests")
+
+    @classmethod
+    def create(cls, entry):
+        return CutModel(entry.name)
+
+
+@hookimpl
+def register_models(register):
+    register(CutProvider)
+'''
+
+
+def install(site: Path, name: str, module: str, source: str) -> Path:
+    """What pip leaves behind for a distribution with one module and one ``halguru`` entry point."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source, encoding="utf-8")
+    info = site / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[halguru]\n{name} = {module}\n")
+    return site
+
+
+def install_cut(site: Path) -> Path:
+    return install(site, "cut", "halguru_cut_plugin", CUT_PLUGIN)
