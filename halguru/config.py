@@ -1,16 +1,30 @@
-"""Settings, read from the environment (prefix ``HALGURU_``).
+"""Settings: the environment (prefix ``HALGURU_``) over the user's config file over the defaults.
 
-``HALGURU_HOME`` is the user's halguru folder: the trace database, registered
-models and knowledge bases live there.
+``HALGURU_HOME`` is the user's halguru folder: the trace database, registered models, knowledge bases
+and ``config.toml`` live there. ``config.toml`` holds settings by their field name (``default_model =
+"smollm2"``, ``llama_n_ctx = 8192``); ``halguru config set KEY VALUE`` writes it, ``halguru config show``
+says where each value comes from. An environment variable wins over the file; ``home`` itself can only
+come from the environment (the file lives in it).
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from halguru.errors import HalguruError
+
+CONFIG_FILE = "config.toml"
+
+
+class ConfigError(HalguruError):
+    """The user's config file (or a HALGURU_ variable) holds something invalid."""
 
 
 class Settings(BaseSettings):
@@ -18,6 +32,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".halguru")
     db_path: Path | None = Field(default=None, description="trace store; default HOME/halguru.db")
+    default_model: str = Field(
+        default="smollm2", min_length=1,
+        description="the model the reference `default` names (agent.yaml `model: default`, --model default); "
+                    "set it with `halguru models default NAME`")
     # HALGURU_LOAD_PLUGINS is read straight from the environment by halguru.plugins.manager (start-up cost).
     http_allow_private: bool = Field(
         default=False, description="let http_get reach loopback and private addresses"
@@ -36,10 +54,131 @@ class Settings(BaseSettings):
     def models_file(self) -> Path:
         return self.home / "models.yaml"
 
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+
+def home_dir() -> Path:
+    """HALGURU_HOME, without reading the config file (which lives there)."""
+    home = os.environ.get("HALGURU_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".halguru"
+
+
+def config_path() -> Path:
+    return home_dir() / CONFIG_FILE
+
+
+def read_config_file(path: Path | None = None) -> dict[str, Any]:
+    """The user's config file as a mapping ({} when there is none); a broken file is a one-line error."""
+    path = path or config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it") from None
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Settings from HALGURU_HOME/config.toml (below the environment, above the defaults)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        data = read_config_file()
+        return {k: v for k, v in data.items() if k in self.settings_cls.model_fields and k != "home"}
+
+
+def settable_keys() -> list[str]:
+    """The settings a config file may hold (all but ``home``)."""
+    return [name for name in Settings.model_fields if name != "home"]
+
+
+def config_items() -> list[tuple[str, Any, str]]:
+    """Every setting as (key, value, where it comes from: ``env HALGURU_X``, the config file, ``default``)."""
+    settings, data = get_settings(), read_config_file()
+    items = []
+    for key in Settings.model_fields:
+        env = f"HALGURU_{key.upper()}"
+        source = (f"env {env}" if env in os.environ else str(config_path()) if key in data and key != "home"
+                  else "default")
+        items.append((key, getattr(settings, key), source))
+    return items
+
+
+def set_config_value(key: str, value: str | None) -> Any:
+    """Check ``value`` (text, as typed) against setting ``key`` and write it to the config file; ``None``
+    removes the key (back to the default). Returns the value as stored. The file is replaced atomically."""
+    import difflib
+
+    from pydantic import TypeAdapter
+
+    if key not in settable_keys():
+        close = difflib.get_close_matches(key, settable_keys(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        why = "HALGURU_HOME is set in the environment only; " if key == "home" else ""
+        raise ConfigError(f"unknown setting {key!r}: {why}{hint}keys: {', '.join(settable_keys())}")
+    data = read_config_file()
+    if value is None:
+        data.pop(key, None)
+        stored = None
+    else:
+        field = Settings.model_fields[key]
+        try:
+            typed = TypeAdapter(field.annotation).validate_python(value)
+            Settings.model_validate({**data, key: typed, "home": home_dir()})  # constraints (gt=0, ...)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid value {value!r} for {key}: {exc.errors()[0]['msg']}") from None
+        stored = str(typed) if isinstance(typed, Path) else typed
+        if stored is None:
+            data.pop(key, None)
+        else:
+            data[key] = stored
+    _write_config_file(data)
+    reset_settings()
+    return stored
+
+
+def _write_config_file(data: dict[str, Any]) -> None:
+    import tempfile
+
+    import tomli_w
+
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".toml")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(data, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        key = ".".join(str(p) for p in problem["loc"])
+        raise ConfigError(f"invalid setting {key} (HALGURU_{key.upper()} or {key} in {config_path()}): "
+                          f"{problem['msg']}") from None
 
 
 def reset_settings() -> None:

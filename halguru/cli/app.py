@@ -9,6 +9,7 @@ import typer
 from halguru import __version__
 from halguru.cli import (
     agents_cmd,
+    config_cmd,
     dev_cmd,
     kb_cmd,
     logs_cmd,
@@ -18,13 +19,15 @@ from halguru.cli import (
     run_cmd,
     runs_cmd,
     test_cmd,
+    tools_cmd,
 )
 
 app = typer.Typer(
     name="halguru",
     help="Build, debug and operate AI agents, locally first.",
     no_args_is_help=True,
-    add_completion=False,
+    # typer's own --install-completion / --show-completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain click help: typer's rich help costs ~70 ms of imports on every `--help`.
     rich_markup_mode=None,
@@ -42,7 +45,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     _state["debug"] = debug
 
@@ -56,6 +59,8 @@ app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(mcp_cmd.app, name="mcp")
+app.add_typer(config_cmd.app, name="config")
+tools_cmd.register(app)
 plugins_cmd.register(app)
 
 

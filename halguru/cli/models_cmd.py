@@ -1,4 +1,4 @@
-"""`halguru models`: list, add, remove, set-key."""
+"""`halguru models`: list, add, remove, default, set-key."""
 
 from __future__ import annotations
 
@@ -13,22 +13,24 @@ app = typer.Typer(help="List and register models.", no_args_is_help=True)
 @app.command("list")
 def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show every model you can name in agent.yaml or --model, and where it comes from."""
-    from halguru.models.registry import list_models, providers
+    from halguru.models.registry import default_model, list_models, providers
 
-    entries = list_models()
+    entries, default = list_models(), default_model()
     if json_output:
-        typer.echo(json.dumps([e.model_dump() for e in entries], indent=2))
+        typer.echo(json.dumps([{**e.model_dump(), "default": e.name == default} for e in entries], indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("name", "provider", "source", box=None, header_style="bold")
     for e in entries:
-        table.add_row(e.name, e.provider, e.source)
+        table.add_row(escape(e.name) + (" [bold](default)[/]" if e.name == default else ""), e.provider,
+                      escape(e.source))
     console = Console()
     console.print(table)
     names = ", ".join(f"{name}:ARG" for name in sorted(providers()))
-    console.print(f"[dim]Also accepted: a path to a .gguf file, or {names}.[/]")
+    console.print(f"[dim]Also accepted: a path to a .gguf file, {names}, or `default` ({escape(default)}).[/]")
 
 
 @app.command()
@@ -40,6 +42,7 @@ def add(
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     keyring: bool = typer.Option(False, "--keyring", help="Read the API key from the system keyring (set-key)."),
     n_ctx: int | None = typer.Option(None, "--n-ctx", help="Context size for a GGUF model."),
+    force: bool = typer.Option(False, "--force", help="Replace a registered model or shadow a built-in one."),
 ) -> None:
     """Register a model: a GGUF file, or an OpenAI-compatible endpoint."""
     from halguru.errors import HalguruError
@@ -57,7 +60,7 @@ def add(
         options: dict = {"path": str(path)}
         if n_ctx:
             options["n_ctx"] = n_ctx
-        entry = add_model(name, "llama-cpp", options, source=str(path))
+        entry = add_model(name, "llama-cpp", options, source=str(path), force=force)
     else:
         assert openai_base_url is not None
         if not openai_base_url.startswith(("http://", "https://")):
@@ -67,17 +70,31 @@ def add(
             options["api_key_env"] = api_key_env
         if keyring:
             options["keyring"] = True
-        entry = add_model(name, "openai", options, source=openai_base_url)
+        entry = add_model(name, "openai", options, source=openai_base_url, force=force)
     typer.echo(f"Added model {entry.name} ({entry.provider}, {entry.source}).")
 
 
 @app.command()
 def remove(name: str = typer.Argument(..., help="A model added with `halguru models add`.")) -> None:
-    """Forget a registered model."""
+    """Forget a registered model (built-in models cannot be removed)."""
     from halguru.models.registry import remove_model
 
-    remove_model(name)
-    typer.echo(f"Removed model {name}.")
+    shadowed = remove_model(name)
+    typer.echo(f"Removed model {name}." + (f" The built-in {name} ({shadowed.provider}) is used again."
+                                             if shadowed is not None else ""))
+
+
+@app.command()
+def default(name: str | None = typer.Argument(None, help="A model name or reference; omit it to show the default.")
+            ) -> None:
+    """Show or set the default model: what `model: default` in agent.yaml and `--model default` use."""
+    from halguru.models.registry import default_model, set_default_model
+
+    if name is None:
+        typer.echo(default_model())
+        return
+    entry = set_default_model(name)
+    typer.echo(f"Default model is now {name} ({entry.provider}, {entry.source}).")
 
 
 @app.command("set-key")

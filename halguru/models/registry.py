@@ -52,11 +52,21 @@ def _write_user_models(models: dict[str, dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def list_models() -> list[ModelEntry]:
+DEFAULT = "default"
+"""The reference that names the user's default model (setting ``default_model``, `halguru models default`)."""
+
+
+def builtin_models() -> dict[str, ModelEntry]:
+    """The models providers (built-in and plugins) offer by name."""
     entries: dict[str, ModelEntry] = {}
     for provider in providers().values():
         for entry in provider.default_models():
             entries[entry.name] = entry
+    return entries
+
+
+def list_models() -> list[ModelEntry]:
+    entries = builtin_models()
     for name, data in _read_user_models().items():
         entries[name] = ModelEntry(
             name=name,
@@ -67,7 +77,20 @@ def list_models() -> list[ModelEntry]:
     return list(entries.values())
 
 
+def default_model() -> str:
+    """The model the reference ``default`` stands for."""
+    return get_settings().default_model
+
+
 def find_entry(reference: str) -> ModelEntry:
+    if reference == DEFAULT:
+        target = default_model()
+        if target == DEFAULT:
+            raise ModelError("the default_model setting names itself; set a model with `halguru models default NAME`")
+        try:
+            return find_entry(target)
+        except ModelError as exc:
+            raise ModelError(f"the default model: {exc} (change it with `halguru models default NAME`)") from None
     named = {e.name: e for e in list_models()}
     if reference in named:
         return named[reference]
@@ -105,23 +128,56 @@ def get_model(reference: str) -> Model:
     return _INSTANCES[key]
 
 
-def add_model(name: str, provider: str, options: dict[str, Any], source: str) -> ModelEntry:
+def add_model(name: str, provider: str, options: dict[str, Any], source: str, *, force: bool = False) -> ModelEntry:
+    """Register ``name``; an existing registration or a built-in model of that name is replaced (or
+    shadowed) only with ``force``."""
     if provider not in providers():
         raise ModelError(f"unknown provider {provider!r}")
     if ":" in name or not name.strip():
         raise ModelError(f"invalid model name {name!r}: use letters, digits, '-', '_' or '.'")
+    if name == DEFAULT:
+        raise ModelError(f"{DEFAULT!r} is reserved for your default model; choose another name "
+                         "(set the default with `halguru models default NAME`)")
     models = _read_user_models()
+    if not force:
+        if name in models:
+            raise ModelError(f"model {name!r} is already registered ({models[name].get('source', '?')}); "
+                             "pass --force to replace it, or choose another name")
+        builtin = builtin_models().get(name)
+        if builtin is not None:
+            raise ModelError(f"{name!r} is a built-in model ({builtin.provider}); pass --force to shadow it, "
+                             "or choose another name")
     models[name] = {"provider": provider, "options": options, "source": source}
     _write_user_models(models)
     return ModelEntry(name=name, provider=provider, source=source, options=options)
 
 
-def remove_model(name: str) -> None:
+def remove_model(name: str) -> ModelEntry | None:
+    """Forget a registered model; returns the built-in model of that name it shadowed, if any."""
     models = _read_user_models()
+    builtin = builtin_models().get(name)
+    if name not in models and builtin is not None:
+        raise ModelError(f"{name!r} is built in ({builtin.provider} provider) and cannot be removed; "
+                         "`halguru models remove` forgets models added with `halguru models add`")
+    if name not in models and name == DEFAULT:
+        raise ModelError(f"{DEFAULT!r} names your default model ({default_model()}); change it with "
+                         "`halguru models default NAME`")
     if name not in models:
         raise ModelError(f"no model named {name!r} in {get_settings().models_file}")
     del models[name]
     _write_user_models(models)
+    return builtin
+
+
+def set_default_model(reference: str) -> ModelEntry:
+    """Make ``reference`` the default model (it must resolve); saved in the user's config file."""
+    from halguru.config import set_config_value
+
+    if reference == DEFAULT:
+        raise ModelError(f"name a model, not {DEFAULT!r}: see `halguru models list`")
+    entry = find_entry(reference)
+    set_config_value("default_model", reference)
+    return entry
 
 
 def require_user_model(name: str) -> dict[str, Any]:

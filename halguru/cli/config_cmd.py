@@ -1,0 +1,54 @@
+"""`halguru config`: show and change the user's settings (HALGURU_HOME/config.toml)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+app = typer.Typer(help="Show and change your settings (config.toml in HALGURU_HOME).", no_args_is_help=True)
+
+
+@app.command()
+def show(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every setting, its value and where it comes from (environment, config file or default)."""
+    from halguru.config import config_items, config_path
+
+    items = config_items()
+    if json_output:
+        typer.echo(json.dumps({k: {"value": str(v) if v is not None and not isinstance(v, bool | int | float)
+                                   else v, "source": s} for k, v, s in items}, indent=2))
+        return
+    width = max(len(k) for k, _, _ in items)
+    for key, value, source in items:
+        typer.echo(f"{key:<{width}}  {'-' if value is None else value}  ({source})")
+    typer.echo(f"# config file: {config_path()}")
+
+
+@app.command("set")
+def set_(
+    key: str = typer.Argument(..., help="A setting from `halguru config show`."),
+    value: str = typer.Argument(..., help="Its new value."),
+) -> None:
+    """Write a setting to config.toml (the environment still wins over it)."""
+    from halguru.config import config_path, set_config_value
+
+    stored = set_config_value(key, value)
+    typer.echo(f"Set {key} = {stored} in {config_path()}")
+
+
+@app.command()
+def unset(key: str = typer.Argument(..., help="A setting from `halguru config show`.")) -> None:
+    """Remove a setting from config.toml (back to its default)."""
+    from halguru.config import config_path, set_config_value
+
+    set_config_value(key, None)
+    typer.echo(f"{key} removed from {config_path()}")
+
+
+@app.command()
+def path() -> None:
+    """Print where the config file is (it may not exist yet)."""
+    from halguru.config import config_path
+
+    typer.echo(str(config_path()))
