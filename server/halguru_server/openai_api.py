@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from halguru.agents.events import Token
+from halguru.agents.events import ModelResult, Token
 from halguru.models.base import Message
 from halguru_server import service
 from halguru_server.api import SSE_EVENT
@@ -175,15 +175,23 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                             f"{finished.run_id}", "run_failed")
     # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
     content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
+    results = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
     return ChatCompletion(
         id=completion_id, created=created, model=body.model,
-        choices=[Choice(message=ChoiceMessage(content=content), finish_reason="stop")],
+        choices=[Choice(message=ChoiceMessage(content=content), finish_reason=_finish(results[-1:]))],
         usage=CompletionUsage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
                               total_tokens=finished.prompt_tokens + finished.completion_tokens))
 
 
+def _finish(last: list[Any]) -> str:
+    """OpenAI's finish_reason: "length" when the last model call of the run was cut at max_tokens."""
+    return "length" if last and last[-1].finish_reason == "length" else "stop"
+
+
 async def _chunks(state: ServerState, events: AsyncIterator[Any], completion_id: str, created: int, model: str
                   ) -> AsyncIterator[str]:
+    last: list[Any] = []  # the run's last top-level model_result
+
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -193,6 +201,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], completion_id:
         return f"data: {json.dumps({'error': {'type': kind, 'message': message}})}\n\n"
 
     def render(event: Any) -> str | None:
+        if event.type == "model_result" and not event.parent_run_id:
+            last[:] = [event]
         if event.type == "token":
             return chunk({"content": event.text})
         if event.type == "model_result" and event.tool_calls:
@@ -200,7 +210,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], completion_id:
         if event.type == "run_finished":
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
-            return chunk({}, "stop", usage={"prompt_tokens": event.prompt_tokens,
+            return chunk({}, _finish(last), usage={"prompt_tokens": event.prompt_tokens,
                                             "completion_tokens": event.completion_tokens,
                                             "total_tokens": event.prompt_tokens + event.completion_tokens}
                          ) + "data: [DONE]\n\n"
