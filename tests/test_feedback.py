@@ -102,3 +102,24 @@ def test_a_paused_run_exits_3(cli, write_agent, tmp_path, halguru_cmd, subproces
 def test_run_help_documents_the_exit_codes(cli):
     out = " ".join(cli("run", "--help").output.split())
     assert "3 paused for an approval" in out and "0 done" in out and "130" in out
+
+
+async def test_the_debugger_chat_says_when_the_answer_was_cut(cut_site, write_agent, tmp_path):
+    from textual.widgets import Input
+
+    from halguru.tui.app import DevApp
+    from halguru.tui.widgets import ChatPane
+
+    folder = write_agent("name: cutter\nmodel: cut\n")
+    app = DevApp(folder, watch=False, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        prompt = app.query_one("#prompt", Input)
+        prompt.focus()
+        prompt.value = "Tell me everything"
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.02)
+            notes = [str(w.render()) for w in app.query_one(ChatPane).query(".note")]
+            if any(CUT[2:] in n for n in notes):
+                break
+        assert any("cut at max_tokens" in n for n in notes), notes

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.describe import detail, parent_of
+from halguru.agents.describe import CUT_NOTICE, detail, parent_of
 from halguru.agents.events import ApprovalRequested, Error, Event, ModelResult, RunFinished, RunStarted, Token
 from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.agents.loader import Agent, load_agent
@@ -299,6 +299,8 @@ class DevApp(App[None]):
                     self.conversation_id = event.conversation_id
             elif isinstance(event, ModelResult):
                 tree.end_streaming()
+                if chat is not None and event.finish_reason == "length":
+                    chat.add_note(CUT_NOTICE.removeprefix("! "))
                 if markdown_stream is not None and event.tool_calls:
                     await markdown_stream.stop()
                     markdown_stream = None
