@@ -49,8 +49,13 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from halguru.rag.errors import KnowledgeError
     from halguru.rag.indexer import ingest as run_ingest
 
+    missing = [p for p in paths if not p.exists() and not p.is_symlink()]
+    if missing:
+        raise KnowledgeError(f"no such file or folder: {', '.join(str(p) for p in missing)}; "
+                             f"nothing was ingested into {name}")
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(), console=console,
@@ -76,7 +81,9 @@ def ingest(
             for item in items:
                 out.print(f"  {label}: {item}", highlight=False)
     for path, reason in summary.skipped:
-        out.print(f"  skipped {path}: {reason}", highlight=False)
+        out.print(f"  skipped {path}: {reason}", highlight=False, markup=False)
+    for path, warning in summary.warnings:
+        out.print(f"  warning {path}: {warning}", highlight=False, markup=False)
 
 
 @app.command()

@@ -56,6 +56,7 @@ class Citations:
 class _Synced:
     fingerprint: int  # the folder's stamp when it was last ingested
     checked: float  # time.monotonic() of the last check
+    warned: frozenset[tuple[str, str]] = frozenset()  # (path, reason) already reported for this folder
 
 
 # (base folder, source folder) -> its last ingest: one entry per knowledge folder of the loaded agents
@@ -79,8 +80,19 @@ def sync_folder(name: str, folder: Path) -> None:
             return
         from halguru.rag.indexer import ingest
 
-        ingest(KnowledgeBase.create(name, exist_ok=True), [folder], prune=True, wait=True)
-        _SYNCED[key] = _Synced(stamp, time.monotonic())
+        summary = ingest(KnowledgeBase.create(name, exist_ok=True), [folder], prune=True, wait=True)
+        problems = frozenset(summary.skipped + summary.warnings)
+        _warn_skipped(folder, problems - (state.warned if state is not None else frozenset()))
+        _SYNCED[key] = _Synced(stamp, time.monotonic(), problems)
+
+
+def _warn_skipped(folder: Path, problems: frozenset[tuple[str, str]]) -> None:
+    """Say, once per file and reason, what a knowledge folder holds that its agent will not know."""
+    import sys
+
+    for path, reason in sorted(problems):
+        print(f"halguru: warning: knowledge folder {folder}: not indexed or repaired: {path}: {reason}",
+              file=sys.stderr)
 
 
 def forget_synced() -> None:
@@ -104,13 +116,14 @@ class KnowledgeRetriever:
     def bases(self) -> list[str]:
         """The base names, folder entries first brought up to date with their folders."""
         if self._resolved is None:
-            self._resolved = [self._resolve(entry) for entry in self.entries]
+            self._resolved = [self.resolve(entry) for entry in self.entries]
         for name, folder in self._resolved:
             if folder is not None:
                 sync_folder(name, folder)
         return [name for name, _ in self._resolved]
 
-    def _resolve(self, entry: str) -> tuple[str, Path | None]:
+    def resolve(self, entry: str) -> tuple[str, Path | None]:
+        """The base an entry names, and its folder for a folder entry (not ingested); KnowledgeError if none."""
         from halguru.rag.store import NAME_PATTERN, list_names
 
         candidate = Path(entry).expanduser()

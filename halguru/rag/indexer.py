@@ -33,11 +33,14 @@ class IngestSummary:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what its parser repaired), indexed
     chunks: int = 0  # chunks embedded and written by this ingest
 
     def line(self) -> str:
+        warned = f", {len(self.warnings)} warning(s)" if self.warnings else ""
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
-                f"{len(self.removed)} removed, {len(self.skipped)} skipped ({self.chunks} chunks embedded)")
+                f"{len(self.removed)} removed, {len(self.skipped)} skipped{warned} "
+                f"({self.chunks} chunks embedded)")
 
 
 # progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch
@@ -123,6 +126,7 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
                 summary.skipped.append((str(file), loaded.reason))
                 continue
             assert isinstance(data, bytes)
+            summary.warnings += [(str(file), w) for w in loaded.warnings]
             digest = hashlib.sha256(data).hexdigest()[:32]
             source = _source_name(file, root)
             old = stored.get(key)

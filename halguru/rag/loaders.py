@@ -1,13 +1,19 @@
 """Turn files into text: Markdown, plain text, HTML, PDF (text layer) and source code.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
-text layer) becomes a ``Skip`` with a reason, so one bad file never aborts an ingest.
+text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
+file never aborts an ingest and none vanishes unlisted. What a parser only warns about
+(pypdf repairing a damaged PDF) is kept in ``Document.warnings`` instead of going to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from dataclasses import dataclass
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -34,6 +40,7 @@ class Document:
     path: Path
     text: str
     kind: str  # markdown | text | html | pdf | code
+    warnings: list[str] = field(default_factory=list)  # what the parser repaired or ignored
 
 
 @dataclass
@@ -57,25 +64,63 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is no regular file to read (a dangling symlink, a FIFO...), or None when it is one."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            with contextlib.suppress(OSError):
+                return f"dangling symlink (to {os.readlink(path)})"
+            return "dangling symlink"
+        return "no such file or folder"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    for test, what in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return f"not a regular file ({what})"
+    return None
+
+
 def discover(paths: list[Path]) -> tuple[list[Path], list[Skip]]:
-    """Expand folders into the files we can read (hidden and build folders left out)."""
+    """Expand folders into the files we can read (hidden and build folders left out).
+
+    Anything else found is listed with its reason: an unsupported type, a dangling symlink, a FIFO, a
+    socket or device, a symlink to a folder (not followed), a folder that cannot be read.
+    """
     files: list[Path] = []
     skipped: list[Skip] = []
     for root in paths:
-        if not root.exists():
-            skipped.append(Skip(root, "no such file or folder"))
-        elif root.is_file():
-            files.append(root)  # named explicitly: try it whatever its extension
+        if root.is_dir():
+            _walk(root, files, skipped)
+        elif (reason := not_a_file(root)) is not None:
+            skipped.append(Skip(root, reason))
         else:
-            for path in sorted(root.rglob("*")):
-                rel = path.relative_to(root).parts
-                if any(p in SKIP_DIRS or p.startswith(".") for p in rel) or not path.is_file():
-                    continue
-                if kind_of(path) is None:
-                    skipped.append(Skip(path, f"unsupported file type {path.suffix or '(no extension)'}"))
-                else:
-                    files.append(path)
+            files.append(root)  # named explicitly: try it whatever its extension
     return files, skipped
+
+
+def _walk(root: Path, files: list[Path], skipped: list[Skip]) -> None:
+    def unreadable(exc: OSError) -> None:
+        skipped.append(Skip(Path(exc.filename or root), f"unreadable folder ({exc.strerror or exc})"))
+
+    for folder, dirs, names in os.walk(root, onerror=unreadable):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        for d in dirs:
+            if (here / d).is_symlink():
+                skipped.append(Skip(here / d, "symlink to a folder (not followed; ingest its target instead)"))
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            path = here / name
+            if (reason := not_a_file(path)) is not None:
+                skipped.append(Skip(path, reason))
+            elif kind_of(path) is None:
+                skipped.append(Skip(path, f"unsupported file type {path.suffix or '(no extension)'}"))
+            else:
+                files.append(path)
 
 
 def fingerprint(root: Path) -> int:
@@ -142,21 +187,52 @@ def load(path: Path, data: bytes) -> Document | Skip:
     return Document(path, text, kind)
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.messages.append(" ".join(record.getMessage().split()))
+
+
+@contextlib.contextmanager
+def _captured(logger_name: str) -> Iterator[list[str]]:
+    """The warnings ``logger_name`` logs inside the block, kept from stderr and returned."""
+    import warnings
+
+    logger = logging.getLogger(logger_name)
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield handler.messages
+        handler.messages += [str(w.message) for w in caught if w.category is not DeprecationWarning]
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def _load_pdf(path: Path, data: bytes) -> Document | Skip:
     import io
 
-    try:
-        from pypdf import PdfReader
+    with _captured("pypdf") as warned:
+        try:
+            from pypdf import PdfReader
 
-        reader = PdfReader(io.BytesIO(data))
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
-    except Exception as exc:  # pypdf raises many types on damaged files
-        return Skip(path, f"unreadable PDF ({type(exc).__name__}: {exc})")
+            reader = PdfReader(io.BytesIO(data))
+            pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        except Exception as exc:  # pypdf raises many types on damaged files
+            return Skip(path, f"unreadable PDF ({type(exc).__name__}: {exc})")
     if not any(pages):
         return Skip(path, "PDF has no text layer (scanned?); run OCR on it first")
     # One heading per page so that chunks cite "file.pdf#page 3".
     text = "\n\n".join(f"# page {i}\n\n{t}" for i, t in enumerate(pages, 1) if t)
-    return Document(path, text, "markdown")
+    repaired = ["pypdf: " + "; ".join(dict.fromkeys(warned))] if warned else []
+    return Document(path, text, "markdown", repaired)
 
 
 class _HTMLText(HTMLParser):

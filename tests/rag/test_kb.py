@@ -74,8 +74,10 @@ def test_embedder_mismatch_empty_base_bad_where_and_locked_base(docs):
 
 def test_cli_create_ingest_search_list_show_optimize_drop(cli, docs):
     assert "Created knowledge base team" in cli("kb", "create", "team").output
-    out = cli("kb", "ingest", "team", str(docs), str(docs / "missing.md")).output
-    assert "5 added, 0 updated" in out and "skipped" in out and "no such file or folder" in out
+    failed = cli("kb", "ingest", "team", str(docs), str(docs / "missing.md"), code=1)  # a named path is missing
+    assert "no such file or folder" in str(failed.exception) and "nothing was ingested" in str(failed.exception)
+    out = cli("kb", "ingest", "team", str(docs)).output
+    assert "5 added, 0 updated" in out
     hits = [json.loads(line) for line in cli("kb", "search", "team", "install halguru", "--json", "-k", "2")
             .output.splitlines()]
     assert len(hits) == 2 and {"source", "heading", "lines", "score", "text"} <= set(hits[0])
