@@ -3,35 +3,54 @@
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.table import Table
-
 app = typer.Typer(help="Recent runs and their traces.", invoke_without_command=True)
+
+STATUSES = ("running", "ok", "failed", "paused", "limited", "cancelled", "interrupted")
+RUN_HEADERS = ["run", "when", "agent", "model", "status", "took", "tokens", "input"]
+RUN_FLEXIBLE = ("agent", "model", "input")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str, option: str) -> float:
+    """A duration such as 45s, 30m, 1h, 2d or 1w, in seconds (a one-line error otherwise)."""
+    from halguru.errors import HalguruError
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
+    if found is None:
+        raise HalguruError(f"{option}: {text!r} is not a duration; give a number and a unit, e.g. 30m, 1h, 2d or 1w")
+    return float(found.group(1)) * _UNITS[found.group(2)]
 
 
 @app.callback()
 def logs(
     ctx: typer.Context,
-    limit: int = typer.Option(20, "--limit", "-n", help="How many runs."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs."),
     agent: str | None = typer.Option(None, "--agent", help="Only this agent's runs."),
+    status: str | None = typer.Option(None, "--status", help=f"Only runs with this status: {', '.join(STATUSES)}."),
+    since: str | None = typer.Option(None, "--since", help="Only runs started this long ago or less: 30m, 1h, 2d."),
     conversation: str | None = typer.Option(None, "--conversation", "-c", help="Only this conversation's runs."),
+    all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs `halguru test` made."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing runs as they finish (Ctrl-C stops)."),
     conversations: bool = typer.Option(False, "--conversations", help="List conversations instead of runs."),
-    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output (JSON lines with --follow)."),
 ) -> None:
-    """List recent runs (agent, model, status, duration, tokens)."""
+    """List recent runs (agent, model, status, duration, tokens); runs made by `halguru test` only with --all."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
-
+    from halguru.cli.table import print_table
+    from halguru.errors import HalguruError
     from halguru.store import open_store
 
+    if status is not None and status not in STATUSES:
+        raise HalguruError(f"--status: unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    started_after = time.time() - parse_age(since, "--since") if since is not None else None
     store = open_store()
     if conversations:
         found = store.list_conversations(limit=limit, agent=agent)
@@ -39,47 +58,96 @@ def logs(
             typer.echo(json.dumps(found, indent=2))
             return
         chats = [(r["id"], r["agent"], str(r["messages"]), _when(r["updated"]), r["title"]) for r in found]
-        table = _table(["conversation", "agent", "messages", "updated", "title"], chats, ("agent", "title"))
-        for chat in chats:
-            table.add_row(*chat)
-        Console().print(table)
+        if chats:
+            print_table(["conversation", "agent", "messages", "updated", "title"], chats, ("agent", "title"))
+        else:
+            typer.echo("No conversations yet.")
         return
-    runs = store.list_runs(limit=limit, agent=agent, conversation_id=conversation)
-    if json_output:
+    query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
+                                 test_runs=all_runs or conversation is not None)
+    runs = store.list_runs(limit=limit, **query)
+    if json_output and not follow:
         typer.echo(json.dumps(runs, indent=2))
         return
+    if follow:
+        _follow(store, runs, query, json_output)
+        return
+    if not runs:
+        hidden = "" if all_runs else " (runs made by `halguru test` show with --all)"
+        narrowed = agent or status or since or conversation
+        typer.echo(f"No runs match{hidden}." if narrowed else f"No runs yet: try `halguru run PATH \"Hello\"`{hidden}.")
+        return
+    print_table(RUN_HEADERS, [_cells(r) for r in runs], RUN_FLEXIBLE, _STYLES)
+
+
+def _status_style(status: str) -> str:
     from halguru.agents.describe import STATUS_STYLES
 
-    cells = [(r["id"], _when(r["started"]), r["agent"], r["model"], r["status"],
-              f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-",
-              f"{r['prompt_tokens']}+{r['completion_tokens']}", " ".join(r["input"].split())) for r in runs]
-    table = _table(["run", "when", "agent", "model", "status", "duration", "tokens", "input"], cells,
-                   ("agent", "model", "input"))
-    for row in cells:
-        status = f"[{STATUS_STYLES.get(row[4], 'white')}]{row[4]}[/]"
-        table.add_row(*row[:4], status, *row[5:])
-    console = Console()
-    console.print(table if runs else "[dim]No runs yet: try `halguru run PATH \"Hello\"`.[/]")
+    return STATUS_STYLES.get(status, "white")
 
 
-def _table(headers: list[str], cells: Sequence[tuple[str, ...]], flexible: tuple[str, ...]) -> Table:
-    """Ids, times and figures keep their full text; the ``flexible`` columns give way on narrow terminals."""
-    from rich.table import Column, Table
+_STYLES = {"status": _status_style}
 
-    columns: list[Column] = []
-    for i, header in enumerate(headers):
-        width = max([len(header), *(len(c[i]) for c in cells)])
-        if header in flexible:
-            last = i == len(headers) - 1
-            columns.append(Column(header, no_wrap=True, overflow="ellipsis", min_width=min(width, 12),
-                                  ratio=1 if last else None))
-        else:
-            columns.append(Column(header, no_wrap=True, min_width=width))
-    return Table(*columns, box=None, header_style="bold")
+
+def _cells(r: Any) -> tuple[str, ...]:
+    return (r["id"], _when(r["started"]), r["agent"], r["model"], r["status"],
+            f"{r['duration_ms'] / 1000:.2f}s" if r["duration_ms"] is not None else "-",
+            f"{r['prompt_tokens']}+{r['completion_tokens']}", r["input"])
+
+
+def _follow(store: Any, shown: list[Any], query: dict[str, Any], json_output: bool, interval: float = 1.0) -> None:
+    """Print the runs so far (oldest first), then each run as it finishes, until Ctrl-C."""
+    from halguru.cli.table import print_table
+
+    done = {r["id"] for r in shown if r["status"] != "running"}
+    widths: list[int] | None = None
+
+    def emit(rows: list[Any]) -> None:
+        nonlocal widths
+        if json_output:
+            for r in rows:
+                typer.echo(json.dumps(r))
+            return
+        template = ("run_" + "0" * 17, _when(time.time()), "x" * 12, "x" * 12, "interrupted", "000.00s",
+                    "00000+0000", "x" * 40)  # keeps the columns wide enough for the runs to come
+        header = widths is None
+        if widths is None:
+            widths = _widths(RUN_HEADERS, [template, *map(_cells, rows)])
+        print_table(RUN_HEADERS, [_cells(r) for r in rows], RUN_FLEXIBLE, _STYLES, header=header, widths=widths)
+
+    emit(list(reversed([r for r in shown if r["status"] != "running"])))
+    try:
+        while True:
+            time.sleep(interval)
+            recent = store.list_runs(limit=50, **query)
+            new = [r for r in reversed(recent) if r["status"] != "running" and r["id"] not in done]
+            done.update(r["id"] for r in new)
+            if new:
+                emit(new)
+    except KeyboardInterrupt:
+        return
+
+
+def _widths(headers: list[str], rows: list[tuple[str, ...]]) -> list[int]:
+    from halguru.cli.table import fit_widths, target_width
+
+    return fit_widths(headers, rows, RUN_FLEXIBLE, target_width())
 
 
 def _when(ts: float) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%m-%d %H:%M", time.localtime(ts))
+
+
+@app.command()
+def prune(
+    older_than: str = typer.Option(..., "--older-than", help="Delete runs started longer ago than this: 30d, 12h."),
+) -> None:
+    """Delete old runs with their traces, approvals and checkpoints (and conversations left empty)."""
+    from halguru.store import open_store
+
+    seconds = parse_age(older_than, "--older-than")
+    count = open_store().prune_runs(time.time() - seconds)
+    typer.echo(f"Deleted {count} run{'s' if count != 1 else ''} started more than {older_than} ago.")
 
 
 @app.command()

@@ -25,13 +25,13 @@ def clip_cell(text: str, width: int) -> str:
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str],
                width: int | None, cap: int = 60) -> list[int]:
     """Column widths: natural ones, then the widest flexible column narrowed first until the line fits
-    ``width`` (never below its header, or 8); ``width`` None: flexible columns are capped at ``cap``."""
+    ``width`` (never below its header, or 5); ``width`` None: flexible columns are capped at ``cap``."""
     natural = [max([len(h), *(len(" ".join(r[i].split())) for r in rows)]) for i, h in enumerate(headers)]
     flex = [i for i, h in enumerate(headers) if h in flexible]
     if width is None:
         return [min(w, max(cap, len(headers[i]))) if i in flex else w for i, w in enumerate(natural)]
     widths = list(natural)
-    floor = {i: min(natural[i], max(len(headers[i]), 8)) for i in flex}
+    floor = {i: min(natural[i], max(len(headers[i]), 5)) for i in flex}
     excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
     while excess > 0:
         shrinkable = [i for i in flex if widths[i] > floor[i]]
@@ -54,28 +54,34 @@ def target_width() -> int | None:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str] = (),
-                styles: dict[str, Callable[[str], str]] | None = None) -> None:
+                styles: dict[str, Callable[[str], str]] | None = None, *, widths: list[int] | None = None,
+                header: bool = True) -> list[int]:
     """Print the table; ``styles`` maps a header to a function giving a Rich style for a cell's text
-    (used in a terminal only: piped output is plain)."""
-    widths = fit_widths(headers, rows, flexible, target_width())
+    (used in a terminal only: piped output is plain). ``widths`` (from an earlier call) keeps later rows
+    aligned with rows printed before (`logs --follow`); returns the widths used."""
+    if widths is None:
+        widths = fit_widths(headers, rows, flexible, target_width())
     last = len(headers) - 1
 
     def line(cells: Sequence[str]) -> list[str]:
-        return [clip_cell(c, w).ljust(w if i < last else 0) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return [clip_cell(c, w).ljust(w if i < last else 0)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
 
     if not sys.stdout.isatty():
-        for cells in [headers, *rows]:
+        for cells in [headers, *rows] if header else rows:
             sys.stdout.write(GAP.join(line(cells)).rstrip() + "\n")
         sys.stdout.flush()
-        return
+        return widths
     from rich.console import Console
     from rich.markup import escape
 
     console = Console(highlight=False)
-    console.print("[bold]" + escape(GAP.join(line(headers)).rstrip()) + "[/]", soft_wrap=True)
+    if header:
+        console.print("[bold]" + escape(GAP.join(line(headers)).rstrip()) + "[/]", soft_wrap=True)
     for cells in rows:
         parts = []
-        for header, raw, text in zip(headers, cells, line(cells), strict=True):
-            style = (styles or {}).get(header)
+        for name, raw, text in zip(headers, cells, line(cells), strict=True):
+            style = (styles or {}).get(name)
             parts.append(f"[{style(raw)}]{escape(text)}[/]" if style else escape(text))
         console.print(GAP.join(parts).rstrip(), soft_wrap=True)
+    return widths

@@ -71,6 +71,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     from halguru.agents.runtime import run
 
     store = _store(store)
+    if edit_args is not None and reject is None:  # check the edit before the approval is used up
+        _check_edited_args(store, run_id, edit_args)
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
     if not row["agent_path"]:
@@ -93,6 +95,25 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         if event.type == "run_started":
             store.set_approval_continued_by(row["run_id"], event.run_id)
         yield event
+
+
+def _check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> None:
+    """Raise (one line) unless ``edit_args`` fit the paused call's tool; the approval stays pending. A tool
+    whose schema is known only at run time (an MCP server's) is checked when it runs."""
+    from halguru.agents.loader import load_agent
+
+    row = store.find_approval(run_id)
+    if row is None or row["status"] != "pending" or not row["agent_path"]:
+        return  # _claim (or the agent_path check) says what is wrong
+    call = ToolCallRequest.model_validate_json(row["call"])
+    agent = load_agent(row["agent_path"])
+    tool = next((a.tools[call.name] for a in agent.involved() if call.name in a.tools), None)
+    if tool is None:
+        return
+    try:
+        tool.validate(edit_args)
+    except HalguruError as exc:
+        raise HalguruError(f"--edit-args: {exc}; run {row['run_id']} is still waiting for approval") from None
 
 
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,

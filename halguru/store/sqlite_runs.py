@@ -199,10 +199,12 @@ class RunsMixin(SQLiteBase):
 
     def list_runs(self, limit: int = 20, agent: str | None = None, conversation_id: str | None = None, *,
                   status: str | None = None, agents: Sequence[str] | None = None,
-                  owner: str | None = None) -> list[RunListRecord]:
+                  owner: str | None = None, since: float | None = None,
+                  test_runs: bool = True) -> list[RunListRecord]:
         """Newest first, each with its checkpoint (kind, label) and who resumed it. ``agent`` or ``agents``
-        (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases) and
-        ``owner`` filter, in SQL, so a page is never short."""
+        (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases), ``owner``
+        and ``since`` (started at or after) filter, and ``test_runs=False`` leaves out the runs `halguru test`
+        made (``test`` in their run_started metadata), in SQL, so a page is never short."""
         now = time.time()
         names = [agent] if agent else list(agents) if agents is not None else None
         if names == []:
@@ -227,11 +229,40 @@ class RunsMixin(SQLiteBase):
         elif status is not None:
             clauses.append("r.status = ?")
             params.append(status)
+        if since is not None:
+            clauses.append("r.started >= ?")
+            params.append(since)
+        if not test_runs:
+            clauses.append("NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id AND e.type = 'run_started' "
+                           "AND json_extract(e.data, '$.metadata.test') = 1)")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
             f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
             f"LEFT JOIN checkpoints c ON c.run_id = r.id {where} ORDER BY r.started DESC LIMIT ?", [*params, limit])
         return cast(list[RunListRecord], rows)
+
+    def prune_runs(self, before: float) -> int:
+        """Delete the runs started before ``before`` that are not running (a live lease), with their events,
+        approvals and checkpoints, and the conversations (and their messages) left without a run; one
+        transaction. Returns how many runs were deleted."""
+        old = ("SELECT id FROM runs WHERE started < ? AND NOT (status = 'running' "
+               "AND coalesce(lease_expires, 0) >= ?)")
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (id TEXT PRIMARY KEY, conversation_id TEXT)")
+            conn.execute("DELETE FROM pruned")
+            conn.execute(f"INSERT INTO pruned SELECT id, conversation_id FROM runs WHERE id IN ({old})",
+                         (before, now))
+            for table in ("events", "approvals", "checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM pruned)")
+            count = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
+            empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "
+                     "(SELECT 1 FROM runs r WHERE r.conversation_id = p.conversation_id)")
+            for table in ("approvals", "checkpoints", "messages"):
+                conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
+            conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
+            conn.execute("DELETE FROM pruned")
+        return count
 
     def get_run(self, run_id: str) -> RunRecord:
         """A run by id or unique id prefix."""

@@ -152,7 +152,8 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     started = time.perf_counter()
     for index, turn in enumerate(case.turns, 1):
         turn_started = time.perf_counter()
-        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj)
+        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj,
+                                  metadata={"test": True, "test_case": f"{file.name}::{case.name}"})
         outcome = TurnOutcome.from_events(run.events, (time.perf_counter() - turn_started) * 1000)
         conversation = run.conversation_id
         if turn.expect.judge is not None:
