@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class HalguruError(Exception):
     """A problem the user can fix; ``str(err)`` is the one-line message."""
@@ -21,3 +23,11 @@ class ToolError(HalguruError):
 
 class StoreError(HalguruError):
     """The trace store could not find or write something."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

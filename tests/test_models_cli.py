@@ -93,7 +93,7 @@ def test_models_list_json(cli):
 def test_add_a_gguf_file(cli, tmp_path, models_file, write_agent):
     gguf = tmp_path / "weights" / "tiny-model.gguf"
     gguf.parent.mkdir()
-    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    gguf.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + bytes(16))  # a whole GGUF v3 header: no keys, no tensors
 
     out = cli("models", "add", "tiny", "--gguf", str(gguf), "--n-ctx", "1024").stdout
 

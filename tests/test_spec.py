@@ -104,6 +104,6 @@ def test_missing_instructions_file_is_an_error(write_agent):
 def test_json_schema_describes_the_fields():
     schema = agent_json_schema()
     assert {"name", "model", "instructions", "tools", "knowledge", "limits", "sampling"} <= set(schema["properties"])
-    assert set(schema["required"]) == {"name", "model"}
+    assert set(schema["required"]) == {"name"} and schema["else"] == {"required": ["model"]}  # unless workflow:
     assert schema["additionalProperties"] is False
     AgentSpec.model_validate({"name": "x", "model": "scripted"})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from halguru.agents.spec import AgentSpec, load_spec
-from halguru.errors import AgentSpecError
+from halguru.errors import AgentSpecError, did_you_mean
 from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
 from halguru.yamlfile import yaml_line_for
@@ -139,6 +139,21 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
     return {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
 
 
+def untagged_functions(tools_file: Path) -> list[tuple[str, int]]:
+    """(name, line) of each top-level function in tools.py that looks like a tool but lacks ``@tool``: public,
+    undecorated, with a docstring, and not used by the module's other code (a helper)."""
+    import ast
+
+    try:
+        tree = ast.parse(tools_file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return [(node.name, node.lineno) for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_")
+            and not node.decorator_list and ast.get_docstring(node) and node.name not in used]
+
+
 def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: Callable[[str], str]) -> dict[str, Tool]:
     from halguru.tools.registry import plugin_tools
 
@@ -152,14 +167,18 @@ def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: Callable[[st
 def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
     """Load an agent project from its folder (or its agent.yaml), and its team when it has one."""
     folder, agent_file = _project_file(Path(path))
-    spec = load_spec(agent_file)
+    spec = _with_model_resolved(load_spec(agent_file), folder)
     own = load_project_tools(folder / TOOLS_FILE)
 
     def unknown(name: str) -> str:
         text = agent_file.read_text(encoding="utf-8")
         line = yaml_line_for(text, ("tools", spec.tools.index(name)))
-        choices = ", ".join(sorted({*own, *_plugin_tool_names()}))
-        return f"{agent_file}:{line}: tools: unknown tool {name!r} (available: {choices})"
+        available = sorted({*own, *_plugin_tool_names()})
+        if name in dict(untagged_functions(folder / TOOLS_FILE)):
+            return (f"{agent_file}:{line}: tools: {name!r} is a function in {TOOLS_FILE} without @tool; "
+                    "add @tool above it")
+        return (f"{agent_file}:{line}: tools: unknown tool {name!r}{did_you_mean(name, available)} "
+                f"(available: {', '.join(available)})")
 
     tools = _resolve_tools(_plugin_tool_list(spec), own, unknown)
     if spec.http_tools:  # declared, so allowed: they need not be listed in tools: (approvals: may name them)
@@ -179,10 +198,18 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
         if name not in tools and not any(server.tools is None or name in server.tools for server in spec.mcp):
             line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("approvals", index))
             raise AgentSpecError(f"{agent_file}:{line}: approvals.{index}: {name!r} is not one of this agent's "
-                                 f"tools ({', '.join(tools) or 'none'})")
+                                 f"tools{did_you_mean(name, tools)} ({', '.join(tools) or 'none'})")
     agent = _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
     _load_driver(agent, agent_file, skip=() if with_team else ("team",))
     return agent
+
+
+def _with_model_resolved(spec: AgentSpec, folder: Path) -> AgentSpec:
+    """A relative path in ``model:`` (a .gguf file, ``scripted:s.yaml``) is relative to the agent folder."""
+    from halguru.models.references import resolve_reference
+
+    model = resolve_reference(spec.model, folder)
+    return spec if model == spec.model else spec.model_copy(update={"model": model})
 
 
 def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
@@ -219,21 +246,95 @@ def _plugin_tool_names() -> set[str]:
     return set(plugin_tools())
 
 
-def validate_project(path: str | Path) -> Agent:
-    """Load the agent and check that its model reference resolves; raise on the first problem."""
-    from halguru.errors import ModelError
-    from halguru.models.registry import find_entry
+@dataclass
+class ProjectReport:
+    """What ``halguru validate`` found: the loaded agent, the tools each MCP server offers, and warnings."""
 
+    agent: Agent
+    mcp_tools: dict[str, list[str]] = field(default_factory=dict)  # server ("member/server") -> its tools
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_project(path: str | Path) -> Agent:
+    """Load the agent and check what a run will need; raise on the first problem."""
+    return check_project(path).agent
+
+
+def check_project(path: str | Path) -> ProjectReport:
+    """Load the agent and check, for it and every agent it may run (team members, workflow step agents),
+    what a run will need: the model (a GGUF file whole, a script readable), the knowledge folders or bases,
+    the MCP servers (started, each within its timeout) and tools.py. Raises on the first problem."""
     agent = load_agent(path)
-    # Every agent that will call a model: the agent, its team members, its workflow's agent steps
-    # (a workflow has no model of its own).
-    involved = [a for a in agent.involved() if not (a is agent and agent.workflow is not None)]
-    for one in involved:
+    report = ProjectReport(agent)
+    for one in agent.involved():
+        assert one.path is not None
+        agent_file = one.path / AGENT_FILE
+        text = agent_file.read_text(encoding="utf-8")
+        if not (one is agent and agent.workflow is not None):  # a workflow has no model of its own
+            _check_model(one, agent_file, text)
+        _check_knowledge(one, agent_file, text)
+        if one.spec.mcp:
+            report.mcp_tools.update(_check_mcp(one, agent_file, text, top=one is agent))
+        tools_file = one.path / TOOLS_FILE
+        report.warnings += [f"{tools_file}:{line}: {name}() looks like a tool but has no @tool, so no agent can "
+                            f"call it; add @tool (or name it _{name} if it is a helper)"
+                            for name, line in untagged_functions(tools_file)]
+    return report
+
+
+def _check_model(agent: Agent, agent_file: Path, text: str) -> None:
+    from halguru.errors import ModelError
+    from halguru.models.references import check_model
+
+    try:
+        check_model(agent.spec.model)
+    except ModelError as exc:
+        raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('model',))}: model: {exc}") from None
+
+
+def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
+    """Each ``knowledge:`` entry is a folder next to agent.yaml or an existing base (nothing is ingested)."""
+    if not agent.spec.knowledge:
+        return
+    from halguru.rag.agent import KnowledgeRetriever
+    from halguru.rag.errors import KnowledgeError
+
+    retriever = KnowledgeRetriever(agent.spec.knowledge, agent.path, agent.spec.name)
+    for index, entry in enumerate(agent.spec.knowledge):
         try:
-            find_entry(one.spec.model)
-        except ModelError as exc:
-            assert one.path is not None
-            agent_file = one.path / AGENT_FILE
-            line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("model",))
-            raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
-    return agent
+            retriever.resolve(entry)
+        except KnowledgeError:
+            assert agent.path is not None
+            where = Path(entry).expanduser()
+            looked = where if where.is_absolute() else agent.path / where
+            line = yaml_line_for(text, ("knowledge", index))
+            raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {entry!r} is neither a folder ({looked} "
+                                 "does not exist) nor a knowledge base (see `halguru kb list`)") from None
+
+
+def _check_mcp(agent: Agent, agent_file: Path, text: str, *, top: bool) -> dict[str, list[str]]:
+    """Start the agent's MCP servers as a run would (each within its timeout); their tools, or an error."""
+    import asyncio
+
+    from halguru.tools.mcp import open_mcp_tools
+
+    async def start() -> tuple[list[str], dict[str, list[str]]]:
+        toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
+        try:
+            offered: dict[str, list[str]] = {}
+            for server in toolbox.servers:
+                try:
+                    listing = await server.started()
+                except Exception:
+                    continue
+                offered[server.name] = [t.name for t in listing if t.name in toolbox.tools]
+            return toolbox.errors, offered
+        finally:
+            await toolbox.close()
+
+    errors, offered = asyncio.run(start())
+    for problem in errors:
+        index = next((i for i, s in enumerate(agent.spec.mcp) if problem.startswith(f"mcp server '{s.name}'")), 0)
+        line = yaml_line_for(text, ("mcp", index))
+        raise AgentSpecError(f"{agent_file}:{line}: mcp.{index}: {problem}")
+    return {name if top else f"{agent.name}/{name}": tools for name, tools in offered.items()}

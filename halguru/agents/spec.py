@@ -5,12 +5,13 @@ Errors name the file, the field and the line: ``agent.yaml:7: tools.0: ...``.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from halguru.errors import AgentSpecError
+from halguru.errors import AgentSpecError, did_you_mean
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
 from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
 from halguru.yamlfile import first_problem, read_mapping
@@ -98,13 +99,14 @@ class WorkflowSettings(BaseModel):
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"title": "halguru agent.yaml"})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _model_or_workflow(schema))
 
     name: str = Field(pattern=NAME_PATTERN, description="agent name, used in traces and URLs")
     description: str = Field(default="", description="one line: what the agent is for")
     model: str = Field(
         min_length=1,
-        description="a model name from `halguru models list`, a .gguf path, or PROVIDER:ARGUMENT",
+        description="a model name from `halguru models list`, a .gguf path, or PROVIDER:ARGUMENT; a relative "
+        "path is relative to this agent.yaml's folder (not needed with workflow:)",
     )
     instructions: str = Field(default="", description="the system prompt")
     instructions_file: str | None = Field(
@@ -138,6 +140,14 @@ class AgentSpec(BaseModel):
         return data
 
 
+def _model_or_workflow(schema: dict[str, Any]) -> None:
+    """The JSON schema says what the validator does: ``model`` is required unless there is a ``workflow``."""
+    schema["title"] = "halguru agent.yaml"
+    schema["required"] = [name for name in schema.get("required", []) if name != "model"]
+    schema["if"] = {"required": ["workflow"], "properties": {"workflow": {"type": "object"}}}
+    schema["else"] = {"required": ["model"]}
+
+
 def load_spec(path: Path) -> AgentSpec:
     """Read and validate agent.yaml; any problem is one AgentSpecError naming file, field and line."""
     text, data = read_mapping(path, AgentSpecError, "no agent.yaml here; create one with `halguru new`",
@@ -145,8 +155,40 @@ def load_spec(path: Path) -> AgentSpec:
     try:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
-        _, line, problem = first_problem(text, exc)
+        loc, line, problem = first_problem(text, exc)
+        if exc.errors()[0]["type"] == "extra_forbidden" and loc:
+            hint = did_you_mean(str(loc[-1]), _fields_at(AgentSpec, loc[:-1]))
+            problem = problem.replace("unknown field", f"unknown field{hint}", 1)
         raise AgentSpecError(f"{path}:{line}: {problem}") from None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at ``loc`` (a pydantic error location) under ``model``."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _model_in(annotation)
+        if annotation is None:
+            return []
+        if isinstance(part, int):
+            continue  # an item of a list: _model_in looks through list[...] already
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+    found = _model_in(annotation)
+    return list(found.model_fields) if found is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation (through ``X | None`` and ``list[X]``), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (list, Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
 
 
 def agent_json_schema() -> dict[str, Any]:

@@ -55,12 +55,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def validate(path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml.")) -> None:
-        """Check an agent project: agent.yaml, tools.py, tools and model."""
-        from halguru.agents.loader import validate_project
+        """Check an agent project as a run will need it: agent.yaml, tools.py, tools, model file, knowledge
+        folders and MCP servers (started, and their tools listed)."""
+        from halguru.agents.loader import check_project
 
-        agent = validate_project(path)
+        report = check_project(path)
+        agent = report.agent
+        for warning in report.warnings:
+            typer.echo(f"Warning: {warning}", err=True)
         tools = ", ".join(agent.tools) or "none"
         typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")
+        for server, names in report.mcp_tools.items():
+            typer.echo(f"MCP {server}: {', '.join(names) or 'no tools'}")
         if agent.team is not None:
             typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name)}")
         if agent.workflow is not None:

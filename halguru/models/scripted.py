@@ -123,6 +123,12 @@ class ScriptedProvider:
     name: ClassVar[str] = "scripted"
     description: ClassVar[str] = "deterministic replies from a script (tests, demos)"
     shared: ClassVar[bool] = False  # each user of a script (a test, a chat session) starts at its top
+    path_argument: ClassVar[bool] = True  # scripted:PATH in agent.yaml is relative to its folder
+
+    @classmethod
+    def check(cls, entry: ModelEntry) -> None:
+        """What ``halguru validate`` asks: the script is there and reads as replies."""
+        cls.create(entry)
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

@@ -1,0 +1,57 @@
+"""Model references as an agent.yaml writes them: resolved against the agent's folder, and checked.
+
+A relative path in a reference (``model: model.gguf``, ``llama-cpp:models/x.gguf``, ``scripted:s.yaml``) is
+relative to the folder of the agent.yaml that names it, never to the current directory: ``resolve_reference``
+makes it absolute. A provider says its argument is a path with ``path_argument = True``; ``check(entry)``, when
+a provider has it, is what ``halguru validate`` asks of a model before any run (the file is there and whole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from halguru.errors import ModelError, did_you_mean
+from halguru.models.base import ModelEntry
+from halguru.models.registry import find_entry, list_models, providers
+
+
+def resolve_reference(reference: str, base: Path) -> str:
+    """``reference`` with a relative path argument made absolute against ``base`` (other references as given)."""
+    if reference in {e.name for e in list_models()}:
+        return reference
+    known = providers()
+    prefix, sep, argument = reference.partition(":")
+    if sep and prefix in known:
+        if not getattr(known[prefix], "path_argument", False) or not argument:
+            return reference
+        return f"{prefix}:{_absolute(argument, base)}"
+    if reference.endswith(".gguf"):
+        return _absolute(reference, base)
+    return reference
+
+
+def _absolute(argument: str, base: Path) -> str:
+    path = Path(argument).expanduser()
+    return argument if path.is_absolute() else str(base.resolve() / path)
+
+
+def check_model(reference: str) -> ModelEntry:
+    """The model's entry, once its provider's ``check`` passed; a ModelError (with a "did you mean") if not."""
+    try:
+        entry = find_entry(reference)
+    except ModelError as exc:
+        _, sep, argument = reference.partition(":")
+        # A misspelt provider: the reference with the provider corrected; else the closest model name.
+        choices = [f"{p}:{argument}" for p in providers()] if sep else [e.name for e in list_models()]
+        hint = did_you_mean(reference, choices)
+        message = str(exc)
+        if not hint or not message.startswith(f"unknown model {reference!r}"):
+            raise
+        raise ModelError(message.replace(repr(reference), repr(reference) + hint, 1)) from None
+    provider = providers().get(entry.provider)
+    if provider is None:
+        raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
+    check = getattr(provider, "check", None)
+    if check is not None:
+        check(entry)
+    return entry

