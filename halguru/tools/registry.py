@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,10 +44,15 @@ def _unserialisable(value: Any) -> Any:
 async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     """Validate the arguments, run the tool within its timeout, and return its result as text.
 
+    A synchronous tool runs on a daemon thread of its own, not the default executor: when it times out
+    or the run is cancelled (Ctrl-C), the thread is abandoned (Python cannot stop a thread), so the
+    process exits at once instead of waiting for the tool to return; a timeout says so in its error.
+
     Raises ToolError with a message meant for the model (and the trace) on any failure.
     """
     validated = tool.validate(arguments)
     args, kwargs = tool.call_args(validated)
+    threaded = not tool.is_async and not tool.inline
     try:
         async with asyncio.timeout(tool.timeout):
             if tool.is_async:
@@ -52,11 +61,47 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
                 result = tool.function(*args, **kwargs)
             else:
                 # A sync tool runs on a thread so a slow one never blocks the event loop.
-                result = await asyncio.to_thread(tool.function, *args, **kwargs)
+                result = await in_daemon_thread(tool.function, *args, name=f"halguru-tool-{tool.name}", **kwargs)
     except TimeoutError:
-        raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s") from None
+        abandoned = "; its thread was abandoned (it may still be running until the process exits)" \
+            if threaded else ""
+        raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s{abandoned}") from None
     except ToolError:
         raise
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
         raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from None
     return result_text(result)
+
+
+def in_daemon_thread(function: Callable[..., Any], /, *args: Any, name: str = "halguru-tool",
+                     **kwargs: Any) -> asyncio.Future[Any]:
+    """``function(*args, **kwargs)`` on a new daemon thread, awaited as a future of this loop.
+
+    Cancelling the future (a timeout, Ctrl-C) abandons the thread: nothing waits for it, neither
+    ``asyncio.run`` (it is not in the default executor) nor the interpreter at exit (it is a daemon).
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile: the result has no one left to read it
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        value, error = None, None
+        try:
+            value = context.run(function, *args, **kwargs)
+        except Exception as exc:
+            error = exc
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the tool itself
+            error = RuntimeError(f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
