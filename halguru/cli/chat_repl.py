@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -31,6 +33,28 @@ HELP = """\
 /trace           show the event tree of the last run
 /model [NAME]    show or switch the model
 /exit            leave (also Ctrl-D, or Ctrl-C at the prompt)"""
+
+
+@contextlib.contextmanager
+def _quiet_ctrl_c() -> Iterator[None]:
+    """While an answer streams, the terminal echoes no keys: the ``^C`` echo moved the cursor past the live
+    answer (its full-width last line wrapped), so the last redraw landed a line low and the answer showed
+    twice. Keys typed meanwhile still reach the next prompt, which shows them."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError):  # not a terminal, or no termios (Windows)
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 class ChatRepl:
@@ -77,6 +101,10 @@ class ChatRepl:
                 self.console.print(f"[red]Error:[/] {escape(str(exc))}")
 
     async def answer(self, text: str) -> None:
+        with _quiet_ctrl_c():
+            await self._answer(text)
+
+    async def _answer(self, text: str) -> None:
         live: Live | None = None
         buffer = ""
         interactive = self.console.is_terminal
