@@ -46,14 +46,25 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
 
     served: dict[str, ServedAgent] = {}
     for project in find_projects(paths):
-        agent = load_agent(project)
+        try:
+            agent = load_agent(project)
+            web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
+            if web_chat not in ("public", "key"):
+                raise HalguruError(f"metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
+            # A workflow has no model of its own (its steps' providers queue their own calls).
+            batches = agent.workflow is not None or find_entry(agent.spec.model).provider != "llama-cpp"
+        except HalguruError as exc:
+            raise _naming(project, exc) from None
         if agent.name in served:
             raise HalguruError(f"two agents are named {agent.name!r} ({served[agent.name].agent.path} and "
                                f"{project}); rename one")
-        web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
-        if web_chat not in ("public", "key"):
-            raise HalguruError(f"{project}: metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
-        # A workflow has no model of its own (its steps' providers queue their own calls).
-        batches = agent.workflow is not None or find_entry(agent.spec.model).provider != "llama-cpp"
         served[agent.name] = ServedAgent(agent, web_chat, batches=batches)
     return served
+
+
+def _naming(project: Path, exc: HalguruError) -> HalguruError:
+    """``exc`` with the project it came from in front, unless its message already names it."""
+    message = str(exc)
+    if str(project) in message or str(project.resolve()) in message:
+        return exc
+    return type(exc)(f"agent project {project}: {message}")

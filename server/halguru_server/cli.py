@@ -17,7 +17,7 @@ from halguru_server.keys import create_key, list_keys, parse_duration, revoke_ke
 def run_server(config: Path | None, **options: Any) -> None:
     import uvicorn
 
-    from halguru_server.agents import find_projects
+    from halguru_server.agents import find_projects, load_agents
     from halguru_server.app import SETTINGS_ENV, create_app
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
@@ -28,6 +28,11 @@ def run_server(config: Path | None, **options: Any) -> None:
         settings.agents = [Path.cwd()]
     settings.agents = find_projects(settings.agents)  # fail here, with one line, on a bad path
     configure_logging(settings.log_level)
+    # Every project loads before the banner: a bad one fails here, in one line naming it, not after
+    # "serving at". One worker serves this very app; several load their own (this load only checks).
+    app = create_app(settings) if settings.workers == 1 else None
+    if app is None:
+        load_agents(settings.agents, settings.web_chat)
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
@@ -42,7 +47,7 @@ def run_server(config: Path | None, **options: Any) -> None:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(app, **common)
 
 
 def served_agent_names(config: Path | None = None) -> list[str]:
