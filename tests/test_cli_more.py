@@ -1,0 +1,346 @@
+"""The CLI users expect: shell completion and -V, the config file and the default model, built-in models
+kept safe, `halguru tools`, `halguru logs` filters, follow, prune and narrow or piped output, and edited
+approval arguments checked before the approval is used up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from halguru import __version__
+
+ECHO_AGENT = "name: echoer\nmodel: scripted\ntools: [calculator]\n"
+LONG_INPUT = "please summarise " + " ".join(f"paragraph{i}" for i in range(30))
+
+
+def run(halguru_cmd, env, *args: str, code: int = 0, timeout: float = 60) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          start_new_session=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+# --- completion and -V -----------------------------------------------------------------------------
+
+
+def test_version_short_flag(halguru_cmd, subprocess_env):
+    assert run(halguru_cmd, subprocess_env, "-V").stdout.strip() == f"halguru {__version__}"
+
+
+def test_shell_completion_is_offered_and_completes(halguru_cmd, subprocess_env, tmp_path):
+    help_text = run(halguru_cmd, subprocess_env, "--help").stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+    script = run(halguru_cmd, subprocess_env, "--show-completion", "bash").stdout
+    assert "_halguru_completion" in script and "complete " in script
+    env = {**subprocess_env, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    run(halguru_cmd, env, "--install-completion", "bash")
+    assert "halguru.sh" in (tmp_path / ".bashrc").read_text()
+    # what the installed script asks the CLI when the user presses Tab
+    tab = {**subprocess_env, "_HALGURU_COMPLETE": "complete_bash", "COMP_WORDS": "halguru logs --sta",
+           "COMP_CWORD": "2"}
+    assert run(halguru_cmd, tab).stdout.split() == ["--status"]
+
+
+# --- config file and default model ------------------------------------------------------------------
+
+
+def test_config_set_show_and_unset(cli, halguru_home):
+    from halguru.config import get_settings, reset_settings
+
+    out = cli("config", "set", "llama_n_ctx", "8192").stdout
+    assert "llama_n_ctx = 8192" in out
+    assert (halguru_home / "config.toml").read_text() == "llama_n_ctx = 8192\n"
+    reset_settings()
+    assert get_settings().llama_n_ctx == 8192  # the settings read it
+    shown = cli("config", "show").stdout
+    [row] = [line for line in shown.splitlines() if line.startswith("llama_n_ctx")]
+    assert "8192" in row and "config.toml" in row
+    assert json.loads(cli("config", "show", "--json").stdout)["run_lease"] == {"value": 30.0, "source": "default"}
+    cli("config", "unset", "llama_n_ctx")
+    reset_settings()
+    assert get_settings().llama_n_ctx == 4096
+
+
+def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
+    from halguru.config import get_settings, reset_settings
+
+    cli("config", "set", "run_lease", "12.5")
+    monkeypatch.setenv("HALGURU_RUN_LEASE", "7")
+    reset_settings()
+    assert get_settings().run_lease == 7
+    [row] = [line for line in cli("config", "show").stdout.splitlines() if line.startswith("run_lease")]
+    assert "env HALGURU_RUN_LEASE" in row
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("config", "set", "llama_n_ctx", "lots"), "Error: invalid value 'lots' for llama_n_ctx: "),
+    (("config", "set", "run_lease", "0"), "Error: invalid value '0' for run_lease: "),
+    (("config", "set", "defualt_model", "x"), "Error: unknown setting 'defualt_model': did you mean 'default_model'?"),
+    (("models", "remove", "smollm2"), "Error: 'smollm2' is built in (llama-cpp provider) and cannot be removed"),
+    (("models", "default", "no-such-model"), "Error: unknown model 'no-such-model'"),
+    (("models", "add", "smollm2", "--openai-base-url", "http://127.0.0.1:9/v1"),
+     "Error: 'smollm2' is a built-in model (llama-cpp); pass --force to shadow it"),
+    (("models", "add", "default", "--openai-base-url", "http://127.0.0.1:9/v1"), "Error: 'default' is reserved"),
+    (("logs", "--since", "yesterday"), "Error: --since: 'yesterday' is not a duration"),
+    (("logs", "--status", "done"), "Error: --status: unknown status 'done'"),
+    (("logs", "prune", "--older-than", "30"), "Error: --older-than: '30' is not a duration"),
+])
+def test_errors_are_one_line(cli_error, args, message):
+    assert cli_error(*args).startswith(message)
+
+
+def test_a_broken_config_file_is_one_line(cli_error, halguru_home, write_agent):
+    halguru_home.mkdir(parents=True, exist_ok=True)
+    (halguru_home / "config.toml").write_text("default_model = \n")
+    line = cli_error("run", str(write_agent(ECHO_AGENT)), "hi")
+    assert "config.toml is not valid TOML" in line
+    (halguru_home / "config.toml").write_text("llama_n_ctx = 'big'\n")
+    assert cli_error("config", "show").startswith("Error: invalid setting llama_n_ctx")
+
+
+def test_default_model_is_set_shown_and_used(cli, write_agent, halguru_home):
+    assert cli("models", "default").stdout.strip() == "smollm2"
+    assert "Default model is now scripted" in cli("models", "default", "scripted").stdout
+    assert 'default_model = "scripted"' in (halguru_home / "config.toml").read_text()
+    assert cli("models", "default").stdout.strip() == "scripted"
+    listed = json.loads(cli("models", "list", "--json").stdout)
+    assert [m["name"] for m in listed if m["default"]] == ["scripted"]
+    [row] = [line for line in cli("models", "list").stdout.splitlines() if line.lstrip().startswith("scripted")]
+    assert "(default)" in row
+    # an agent that names `default` runs on it
+    folder = write_agent("name: anyone\nmodel: default\n")
+    out = cli("run", str(folder), "hello there").stdout
+    assert "You said: hello there" in out
+    cli("validate", str(folder))
+
+
+def test_models_add_replaces_or_shadows_only_with_force(cli, cli_error):
+    cli("models", "add", "remote", "--openai-base-url", "http://127.0.0.1:9/v1")
+    line = cli_error("models", "add", "remote", "--openai-base-url", "http://127.0.0.1:8/v1")
+    assert "model 'remote' is already registered (http://127.0.0.1:9/v1); pass --force" in line
+    cli("models", "add", "remote", "--openai-base-url", "http://127.0.0.1:8/v1", "--force")
+    cli("models", "add", "smollm2", "--openai-base-url", "http://127.0.0.1:8/v1", "--force")
+    entries = {m["name"]: m for m in json.loads(cli("models", "list", "--json").stdout)}
+    assert entries["smollm2"]["provider"] == "openai" and entries["remote"]["source"] == "http://127.0.0.1:8/v1"
+    out = cli("models", "remove", "smollm2").stdout
+    assert "The built-in smollm2 (llama-cpp) is used again." in out
+    entries = {m["name"]: m for m in json.loads(cli("models", "list", "--json").stdout)}
+    assert entries["smollm2"]["provider"] == "llama-cpp"
+
+
+# --- tools -------------------------------------------------------------------------------------------
+
+TOOLS_PY = '''\
+from halguru import tool
+
+
+@tool
+def lookup(name: str, limit: int = 3) -> str:
+    """Find a customer by name."""
+    return name
+
+
+@tool
+def unused(x: int) -> int:
+    """Not allowed for this agent."""
+    return x
+'''
+
+
+def test_tools_lists_builtin_tools_with_schemas(cli):
+    out = cli("tools").stdout
+    [row] = [line for line in out.splitlines() if line.startswith("calculator")]
+    assert "built-in" in row and "expression: string" in row
+    tools = {t["name"]: t for t in json.loads(cli("tools", "--json").stdout)}
+    assert {"calculator", "current_time", "http_get"} <= set(tools)
+    assert tools["calculator"]["parameters"]["required"] == ["expression"]
+    assert tools["calculator"]["source"] == "built-in"
+
+
+def test_tools_of_a_project(cli, write_agent):
+    folder = write_agent("name: shop\nmodel: scripted\ntools: [lookup, calculator]\n", TOOLS_PY)
+    tools = {t["name"]: t for t in json.loads(cli("tools", str(folder), "--json").stdout)}
+    assert (tools["lookup"]["source"], tools["lookup"]["allowed"]) == ("tools.py", True)
+    assert tools["lookup"]["parameters"]["properties"]["limit"]["default"] == 3
+    assert (tools["calculator"]["source"], tools["calculator"]["allowed"]) == ("built-in", True)
+    assert (tools["unused"]["source"], tools["unused"]["allowed"]) == ("tools.py", False)
+    out = cli("tools", str(folder)).stdout
+    assert "lookup" in out and "name: string, limit?: integer" in out and "not in tools:" in out
+
+
+# --- logs --------------------------------------------------------------------------------------------
+
+
+def _run_ids(cli) -> list[str]:
+    return [r["id"] for r in json.loads(cli("logs", "--json", "--all").stdout)]
+
+
+def _age(input: str, seconds: float) -> None:
+    """Make the runs with this input look ``seconds`` older (straight in the database file)."""
+    from halguru.store import open_store
+
+    db = sqlite3.connect(open_store().path)
+    db.execute("UPDATE runs SET started = started - ? WHERE input = ?", (seconds, input))
+    db.commit()
+    db.close()
+
+
+def test_logs_filters_by_status_agent_and_since(cli, write_agent):
+    echo = write_agent(ECHO_AGENT, name="echo")
+    other = write_agent("name: other\nmodel: scripted\n", name="other")
+    cli("run", str(echo), "one")
+    cli("run", str(other), "two")
+    cli("run", str(echo), "three", "-m", "scripted:/no/such/script.yaml", code=1)
+    runs = json.loads(cli("logs", "--json").stdout)
+    assert [r["input"] for r in runs] == ["three", "two", "one"]
+    assert [r["input"] for r in json.loads(cli("logs", "--json", "--status", "failed").stdout)] == ["three"]
+    assert [r["input"] for r in json.loads(cli("logs", "--json", "--agent", "echoer").stdout)] == ["three", "one"]
+    assert len(json.loads(cli("logs", "--json", "--since", "10m").stdout)) == 3
+    _age("one", 7200)
+    assert [r["input"] for r in json.loads(cli("logs", "--json", "--since", "1h").stdout)] == ["three", "two"]
+    assert "No runs match" in cli("logs", "--status", "paused").stdout
+
+
+def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
+    folder = write_agent(ECHO_AGENT)
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_echo.yaml").write_text(
+        "tests:\n  - name: echoes\n    turns:\n      - user: ping\n        expect: {contains: ping}\n")
+    cli("test", str(folder), "--live")
+    cli("run", str(folder), "by hand")
+    assert [r["input"] for r in json.loads(cli("logs", "--json").stdout)] == ["by hand"]
+    every = json.loads(cli("logs", "--json", "--all").stdout)
+    assert [r["input"] for r in every] == ["by hand", "ping"]
+    events = json.loads(cli("logs", "show", every[1]["id"], "--json").stdout)["events"]
+    assert events[0]["metadata"] == {"test": True, "test_case": "test_echo.yaml::echoes"}
+    assert "ping" not in cli("logs").stdout and "ping" in cli("logs", "--all").stdout
+
+
+def test_logs_prune(cli, write_agent):
+    folder = write_agent(ECHO_AGENT)
+    cli("run", str(folder), "old one")
+    cli("run", str(folder), "new one")
+    from halguru.store import open_store
+
+    store = open_store()
+    _age("old one", 40 * 86400)
+    assert cli("logs", "prune", "--older-than", "30d").stdout.strip() == "Deleted 1 run started more than 30d ago."
+    assert [r["input"] for r in store.list_runs()] == ["new one"]
+    assert len(store.list_conversations()) == 1
+
+
+def test_logs_at_80_columns_keep_every_column(write_agent, cli):
+    folder = write_agent("name: an-agent-with-a-rather-long-name\nmodel: scripted\n")
+    cli("run", str(folder), LONG_INPUT)
+    [run_id] = _run_ids(cli)
+    from halguru.cli.app import app
+
+    out = CliRunner().invoke(app, ["logs"], env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "when", "agent", "model", "status", "took", "tokens", "input"]
+    assert all(len(line) <= 80 for line in lines), out
+    [row] = [line for line in lines if run_id in line]  # the id whole
+    assert "…" in row and " ok " in row and "an-agent-with-a-rather-long-name" not in row
+
+
+def test_piped_logs_are_plain_and_unwrapped(halguru_cmd, subprocess_env, write_agent):
+    folder = write_agent("name: an-agent-with-a-rather-long-name\nmodel: scripted\n")
+    env = {k: v for k, v in subprocess_env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    run(halguru_cmd, env, "run", str(folder), LONG_INPUT)
+    out = run(halguru_cmd, env, "logs").stdout
+    assert "\x1b[" not in out
+    header, row = out.splitlines()
+    assert header.split() == ["run", "when", "agent", "model", "status", "took", "tokens", "input"]
+    assert len(row) > 80  # one line per run, not wrapped at 80 columns
+    assert "an-agent-with-a-rather-long-name" in row and "please summarise paragraph0" in row
+    assert row.endswith("…")  # the long input is cut, not wrapped
+    assert len(run(halguru_cmd, {**env, "COLUMNS": "80"}, "logs").stdout.splitlines()[1]) <= 80
+
+
+def test_logs_follow_prints_runs_as_they_finish(halguru_cmd, subprocess_env, write_agent):
+    folder = write_agent(ECHO_AGENT)
+    run(halguru_cmd, subprocess_env, "run", str(folder), "before following")
+    follower = subprocess.Popen([*halguru_cmd, "logs", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=subprocess_env, start_new_session=True)
+    follower.seen = ""
+    try:
+        assert "before following" in _read_until(follower, "before following")
+        run(halguru_cmd, subprocess_env, "run", str(folder), "while following")
+        line = _read_until(follower, "while following")
+        assert re.search(r"run_\w+ .* echoer .* ok .* while following", line), line
+        assert follower.poll() is None  # still following
+    finally:
+        os.killpg(follower.pid, 2)  # Ctrl-C
+        follower.wait(10)
+    assert follower.returncode == 0
+    assert "Traceback" not in follower.stderr.read()
+
+
+def _read_until(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
+    """The first line of ``proc``'s output (read straight from the pipe, unbuffered) that holds ``text``."""
+    import selectors
+
+    fd = proc.stdout.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in proc.seen.splitlines(keepends=True):
+            if text in line and line.endswith("\n"):
+                proc.seen = proc.seen[proc.seen.index(line) + len(line):]
+                return line
+        if selector.select(timeout=0.5):
+            chunk = os.read(fd, 65536).decode()
+            if not chunk:
+                break
+            proc.seen += chunk
+    raise AssertionError(f"{text!r} never came; got {proc.seen!r}")
+
+
+# --- approvals ---------------------------------------------------------------------------------------
+
+MAILER_TOOLS = '''\
+from pathlib import Path
+from halguru import tool
+
+
+@tool
+def send_email(to: str, body: str) -> str:
+    """Send an email."""
+    with open(Path(__file__).parent / "sent.log", "a") as f:
+        f.write(f"{to}: {body}\\n")
+    return f"sent to {to}"
+'''
+
+
+def test_edited_arguments_are_checked_before_the_approval_is_used(halguru_cmd, subprocess_env, write_agent,
+                                                                  tmp_path):
+    script = tmp_path / "script.yaml"
+    folder = write_agent(f"name: mailer\nmodel: 'scripted:{script}'\ntools: [send_email]\n"
+                         "approvals: [send_email]\n", MAILER_TOOLS, name="mailer")
+    script.write_text(json.dumps([{"tool_calls": [{"id": "c1", "name": "send_email",
+                                                   "arguments": {"to": "ann@example.com", "body": "hi"}}]}]))
+    paused = run(halguru_cmd, subprocess_env, "run", str(folder), "mail ann", "--json", code=3)
+    run_id = json.loads(paused.stdout.splitlines()[-1])["run_id"]
+
+    bad = run(halguru_cmd, subprocess_env, "runs", "approve", run_id, "--edit-args", '{"to": "bob@example.com"}',
+              code=1)
+    assert bad.stderr.strip().splitlines() == [
+        f"Error: --edit-args: invalid arguments for send_email: body: Field required; run {run_id} is still "
+        "waiting for approval"]
+    assert json.loads(run(halguru_cmd, subprocess_env, "runs", "pending", "--json").stdout)[0]["run_id"] == run_id
+    assert not (folder / "sent.log").exists()
+
+    script.write_text(json.dumps(["Mail sent."]))
+    done = run(halguru_cmd, subprocess_env, "runs", "approve", run_id, "--edit-args",
+               '{"to": "bob@example.com", "body": "hello"}')
+    assert done.stdout.strip() == "Mail sent."
+    assert (folder / "sent.log").read_text() == "bob@example.com: hello\n"
