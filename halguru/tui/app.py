@@ -14,22 +14,52 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static, TextArea, Tree
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Checkbox, Input, Select, Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.describe import CUT_NOTICE, detail, parent_of
-from halguru.agents.events import ApprovalRequested, Error, Event, ModelResult, RunFinished, RunStarted, Token
+from halguru.agents.describe import CUT_NOTICE, detail, note, parent_of
+from halguru.agents.events import (
+    ApprovalApproved,
+    ApprovalRejected,
+    ApprovalRequested,
+    Error,
+    Event,
+    ModelResult,
+    Resumed,
+    RunFinished,
+    RunStarted,
+    Token,
+)
 from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
 from halguru.errors import HalguruError
 from halguru.models.base import Model
 from halguru.store import open_store
+from halguru.tui.replaying import explain
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
-from halguru.tui.widgets import ChatPane, RunsSidebar, TraceTree
+from halguru.tui.widgets import ChatPane, Key, KeyBar, RunsSidebar, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
+NOTICES = (ApprovalRequested, ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen
+INSPECTOR_HINT = "Select a node of the trace to inspect it."
+
+# Every key of the app: bound with priority, so they work whichever widget has the focus (the message box
+# included: none of them is a key an input uses), and all listed in the key bar.
+KEYS = [
+    Key("F1", "help", "help"), Key("F2", "brk model", "toggle_model_break"),
+    Key("F3", "brk tool", "toggle_tool_break"), Key("F4", "edit", "edit"), Key("F5", "continue", "continue"),
+    Key("F6", "step", "step"), Key("F7", "replay", "replay"), Key("F8", "fork", "fork"),
+    Key("F9", "approve", "approve"), Key("F10", "reject", "reject"), Key("^O", "model", "settings"),
+    Key("^S", "export", "export"), Key("^B", "runs", "toggle_sidebar"), Key("^L", "zoom trace", "zoom"),
+    Key("^N", "new", "new_conversation"), Key("^T", "theme", "toggle_theme"),
+    Key("^P", "commands", "command_palette"), Key("^Q", "quit", "quit"),
+]
+
+
+def _textual_key(key: str) -> str:
+    return key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
 
 
 class DevApp(App[None]):
@@ -38,29 +68,21 @@ class DevApp(App[None]):
     TITLE = "halguru dev"
     CSS = """
     #body { height: 1fr; }
-    #chat { width: 1fr; }
-    #debug { width: 1fr; }
+    #chat { width: 2fr; }
+    #debug { width: 3fr; }
+    #trace { height: 2fr; }
     #inspector { height: 1fr; border: round $primary-darken-2; }
+    #sidebar { width: 34; border: round $primary-darken-2; }
+    #sidebar Checkbox { border: none; padding: 0; }
+    #runtitle { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
     #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }
     #pausebar.paused { display: block; }
     #status { height: 1; background: $boost; padding: 0 1; }
+    .zoomed #chat, .zoomed #sidebar { display: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f1,question_mark", "help", "help"),
-        Binding("f2", "toggle_model_break", "brk model"),
-        Binding("f3", "toggle_tool_break", "brk tool"),
-        Binding("f4", "edit", "edit", show=False),
-        Binding("f5", "continue", "continue"),
-        Binding("f6", "step", "step"),
-        Binding("f7", "replay", "replay"),
-        Binding("f8", "fork", "fork", show=False),
-        Binding("f9", "approve", "approve", show=False),
-        Binding("f10", "reject", "reject", show=False),
-        Binding("ctrl+o", "settings", "settings", show=False),
-        Binding("ctrl+e", "export", "export", show=False),
-        Binding("ctrl+b", "toggle_sidebar", "runs", show=False),
-        Binding("ctrl+n", "new_conversation", "new", show=False),
-        Binding("ctrl+t", "toggle_theme", "theme", show=False),
+        *[Binding(_textual_key(k.key), k.action, k.description, show=False, priority=True) for k in KEYS],
+        Binding("question_mark", "help", "help", show=False),  # outside the message box, where ? is typed
     ]
 
     def __init__(self, path: str | Path | None = None, *, run_id: str | None = None, model: str | Model | None = None,
@@ -85,21 +107,47 @@ class DevApp(App[None]):
         self.last_events: list[Event] = []
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
+        self.paused_since: float | None = None  # wall-clock start of the current breakpoint pause
+        self._test_runs: dict[str, bool] = {}  # run id -> made by `halguru test` (finished runs only)
+        started = self.stored.events[0] if self.stored is not None else None
+        self.agent_filter = (self.agent.name if self.agent is not None
+                             else started.agent if isinstance(started, RunStarted) else "")
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Header()
         with Horizontal(id="body"):
-            yield RunsSidebar(id="sidebar")
+            with Vertical(id="sidebar"):
+                yield Select(self._agent_options(), value=self.agent_filter, allow_blank=False, id="agent-filter")
+                yield Checkbox("show test runs", False, id="show-tests")
+                yield RunsSidebar(id="runs")
+                yield Static("", id="runtitle")
             with Vertical(id="chat"):
                 yield ChatPane(id="messages")
                 yield Static("", id="pausebar")
-                yield Input(placeholder="Message the agent (Enter to send, ? for help)", id="prompt")
+                yield Input(placeholder="Message the agent (Enter to send, F1 for help)", id="prompt")
             with Vertical(id="debug"):
                 yield TraceTree(id="trace")
-                yield TextArea("Select a node of the trace to inspect it.", read_only=True, id="inspector")
+                yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
         yield Static("", id="status")
-        yield Footer()
+        yield KeyBar(KEYS, self.available, id="keys")
+
+    def _agent_options(self) -> list[tuple[str, str]]:
+        agents = ({c["agent"] for c in self.store.list_conversations(limit=200)} | {self.agent_filter}) - {""}
+        return [("all agents", ""), *((f"agent {a}", a) for a in sorted(agents))]
+
+    def available(self, action: str) -> bool:
+        """Whether ``action`` does something now (the key bar dims the others)."""
+        needs = {"edit": self.pause is not None, "continue": self.pause is not None, "step": self.pause is not None,
+                 "approve": self.awaiting is not None, "reject": self.awaiting is not None,
+                 "replay": self.stored is not None, "export": self.stored is not None,
+                 "fork": self.stored is not None and self.agent is not None}
+        return needs.get(action, True)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A dialog on top keeps its keys: the app's keys wait until it closes (Ctrl+Q still quits)."""
+        if isinstance(self.screen, ModalScreen) and action in {k.action for k in KEYS} - {"quit"}:
+            return False
+        return True
 
     def on_mount(self) -> None:
         self.query_one("#sidebar").display = self.size.width >= 120
@@ -117,12 +165,15 @@ class DevApp(App[None]):
 
     @property
     def model_name(self) -> str:
+        if self.model_ref is None and self.agent is not None and self.agent.driver is not None:
+            return "each agent's own"
         ref = self.model_ref if self.model_ref is not None else (self.agent.spec.model if self.agent else "-")
         return ref if isinstance(ref, str) else ref.name
 
     def refresh_status(self) -> None:
         brk = [n for n, on in (("model", self.hooks.break_models), ("tool", self.hooks.break_tools)) if on]
         parts = [self.agent.name if self.agent else "no agent", f"model {self.model_name}",
+                 *([f"run {self.stored.id}"] if self.stored is not None else []),
                  f"temp {self.temperature if self.temperature is not None else 'agent'}",
                  f"max {self.max_tokens or 'agent'}", f"break: {'+'.join(brk) or 'off'}"]
         if self.reload_error:
@@ -130,11 +181,42 @@ class DevApp(App[None]):
         elif self.reloads:
             parts.append(f"reloaded ×{self.reloads}")
         self.query_one("#status", Static).update(Text(" · ".join(parts)))
+        self.query_one(KeyBar).refresh_keys()
 
     def refresh_sidebar(self) -> None:
-        conversations = self.store.list_conversations(limit=30)
-        self.query_one(RunsSidebar).fill(
-            [(c, self.store.list_runs(limit=20, conversation_id=c["id"])) for c in conversations])
+        """Conversations of the chosen agent (default: the one debugged), without `halguru test`'s runs unless
+        asked for."""
+        show_tests = self.query_one("#show-tests", Checkbox).value
+        shown = []
+        for c in self.store.list_conversations(limit=30, agent=self.agent_filter or None):
+            runs = [r for r in self.store.list_runs(limit=20, conversation_id=c["id"])
+                    if show_tests or not self._is_test_run(r)]
+            if runs:
+                shown.append((c, runs))
+        self.query_one(RunsSidebar).fill(shown)
+
+    def _is_test_run(self, run: Any) -> bool:
+        """Made by `halguru test` (its run_started metadata says ``test: true``); finished runs are cached."""
+        run_id = run["id"]
+        if run_id in self._test_runs:
+            return self._test_runs[run_id]
+        events = self.store.get_events(run_id)
+        first = events[0] if events else {}
+        is_test = first.get("type") == "run_started" and (first.get("metadata") or {}).get("test") is True
+        if run["status"] != "running":
+            if len(self._test_runs) > 5000:
+                self._test_runs.clear()
+            self._test_runs[run_id] = is_test
+        return is_test
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "agent-filter":
+            self.agent_filter = str(event.value) if event.value is not Select.BLANK else ""
+            self.refresh_sidebar()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id == "show-tests":
+            self.refresh_sidebar()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -204,10 +286,14 @@ class DevApp(App[None]):
     async def _turn(self, make_stream: Callable[[], Any]) -> None:
         """Stream one run (a new turn or a continuation) into the chat and the tree; errors are one note."""
         chat = self.query_one(ChatPane)
+        self.query_one(TraceTree).paused = []
+        self.query_one("#inspector", TextArea).text = INSPECTOR_HINT  # nothing of the previous run stays
         try:
             await self.consume(make_stream(), chat)
         except HalguruError as exc:
             chat.add_note(f"error: {exc}")
+            self.query_one(TraceTree).failed(str(exc))
+            self.query_one("#inspector", TextArea).text = f"the run failed before it started:\n{exc}"
             self.notify(str(exc), severity="error")
         finally:
             self._clear_pause()
@@ -227,6 +313,8 @@ class DevApp(App[None]):
                 bar = self.query_one("#pausebar", Static)
                 bar.update(Text(f"⏸ {asked.name} waits for approval · F9 approve · F10 reject"))
                 bar.add_class("paused")
+                self.query_one(ChatPane).add_note(f"⏸ {asked.name} waits for your approval: F9 approve · F10 reject")
+        self.refresh_status()
 
     def action_approve(self) -> None:
         waiting = self.awaiting
@@ -264,7 +352,11 @@ class DevApp(App[None]):
 
         self.awaiting = None
         self._clear_pause()
-        self.query_one(ChatPane).add_note(f"rejected: {reason}" if reason is not None else "approved")
+        if reason is not None:
+            self.query_one(ChatPane).add_note(f"you rejected the call: {reason}")
+        else:
+            edited = f" with {json.dumps(edit_args, ensure_ascii=False)}" if edit_args is not None else ""
+            self.query_one(ChatPane).add_note(f"you approved the call{edited}")
         await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
                                                store=self.store))
 
@@ -295,10 +387,15 @@ class DevApp(App[None]):
                 pending = []
             events.append(event)
             if isinstance(event, RunStarted):
+                if not parent_of(event):
+                    self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
                 if chat is not None and not parent_of(event):
                     self.conversation_id = event.conversation_id
+            elif isinstance(event, NOTICES) and chat is not None:
+                shown = note(event)
+                if shown:
+                    chat.add_note(Text.from_markup(shown))
             elif isinstance(event, ModelResult):
-                tree.end_streaming()
                 if chat is not None and event.finish_reason == "length":
                     chat.add_note(CUT_NOTICE.removeprefix("! "))
                 if markdown_stream is not None and event.tool_calls:
@@ -321,6 +418,7 @@ class DevApp(App[None]):
     # -- breakpoints ----------------------------------------------------------
     def _on_pause(self, pause: Pause) -> None:
         self.pause = pause
+        self.paused_since = time.time()
         what = {"model_call": "model call (F4 edits the next message)",
                 "tool_call": f"tool call {pause.value.name if pause.kind == 'tool_call' else ''} "
                              "(F4 edits the arguments)",
@@ -328,7 +426,9 @@ class DevApp(App[None]):
         bar = self.query_one("#pausebar", Static)
         bar.update(Text(f"⏸ paused before {what} · F5 continue · F6 step"))
         bar.add_class("paused")
+        self.query_one(ChatPane).add_note(f"⏸ paused at a breakpoint before the {what}")
         self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.refresh_status()
 
     def pending_text(self) -> str:
         pause = self.pause
@@ -342,8 +442,12 @@ class DevApp(App[None]):
 
     def _clear_pause(self) -> None:
         self.pause = None
+        if self.paused_since is not None:  # the time at the breakpoint is left out of the durations shown
+            self.query_one(TraceTree).paused.append((self.paused_since, time.time()))
+            self.paused_since = None
         bar = self.query_one("#pausebar", Static)
         bar.remove_class("paused")
+        self.refresh_status()
 
     def action_toggle_model_break(self) -> None:
         self.hooks.break_models = not self.hooks.break_models
@@ -385,14 +489,21 @@ class DevApp(App[None]):
         pause = self.pause
         if text is None or pause is None:
             return
+        chat = self.query_one(ChatPane)
         if pause.kind == "tool_call":
             pause.value = pause.value.model_copy(update={"arguments": json.loads(text)})
+            chat.add_note(f"✎ {pause.value.name} will run with {json.dumps(json.loads(text), ensure_ascii=False)}")
         elif pause.kind == "tool_result":
             call, _, is_error = pause.value
             pause.value = (call, text, is_error)
+            chat.add_note(f"✎ the model gets {call.name}'s result as: {text}")
         else:
             last = pause.value.messages[-1].model_copy(update={"content": text})
             pause.value.messages = [*pause.value.messages[:-1], last]
+            if last.role == "user":
+                chat.edit_last_user(text)
+            else:
+                chat.add_note(f"✎ the next message ({last.role}) is now: {text}")
         self.query_one("#inspector", TextArea).text = self.pending_text()
         self.notify("edited: F5 to continue with it")
 
@@ -401,10 +512,12 @@ class DevApp(App[None]):
         data = event.node.data
         if event.control.id == "trace" and data:
             self.query_one("#inspector", TextArea).text = detail(data)
+        elif event.control.id == "runs":
+            self.query_one("#runtitle", Static).update(Text(self.query_one(RunsSidebar).full_title(event.node)))
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         data = event.node.data
-        if event.control.id == "sidebar" and data:
+        if event.control.id == "runs" and data:
             try:
                 self.open_stored(load_run(self.store, data["id"]))
             except HalguruError as exc:
@@ -416,7 +529,8 @@ class DevApp(App[None]):
         tree.clear()
         tree.load(stored.events)
         tree.focus()
-        self.sub_title = f"run {stored.id}"
+        self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
+        self.refresh_status()
 
     # -- replay, fork, export --------------------------------------------------
     def action_replay(self) -> None:
@@ -426,12 +540,15 @@ class DevApp(App[None]):
         self.run_worker(self._replay(self.stored), group="replay", exit_on_error=False)
 
     async def _replay(self, stored: StoredRun) -> None:
+        self.query_one(TraceTree).paused = []
         events = await self.consume(replay(stored))
         comparison = compare_runs(stored.events, events, "recorded", "replay")
-        verdict = "identical answer" if comparison.same_answer else "the answer DIFFERS"
+        why = explain(stored.events, events)
+        verdict = ("identical answer" if comparison.same_answer else "the answer DIFFERS") + (
+            ", event for event" if why.identical else f", {why.count} event(s) differ")
         self.notify(f"replay of {stored.id}: {verdict}", severity="information" if comparison.same_answer else "error")
         self.push_screen(CompareScreen(f"Replay of {stored.id}: {verdict}", "\n".join(comparison.left),
-                                       "\n".join(comparison.right), comparison.tree_diff))
+                                       "\n".join(comparison.right), why.text(comparison.tree_diff)))
 
     def action_fork(self) -> None:
         if self.stored is None or self.agent is None:
@@ -470,12 +587,17 @@ class DevApp(App[None]):
 
     # -- settings, sidebar, theme, help, quit ------------------------------------
     def action_settings(self) -> None:
-        self.push_screen(SettingsScreen(self.model_name, self.temperature, self.max_tokens), self.apply_settings)
+        own = self.agent is not None and self.agent.driver is not None  # a team or workflow: each agent's own
+        current = "" if own and self.model_ref is None else self.model_name
+        self.push_screen(SettingsScreen(current, self.temperature, self.max_tokens, per_agent=own),
+                         self.apply_settings)
 
     def apply_settings(self, values: dict[str, Any] | None) -> None:
         if values is None:
             return
-        if values["model"] != self.model_name:
+        if not values["model"]:  # each agent's own model
+            self.model_ref = None
+        elif values["model"] != self.model_name:
             self.model_ref = values["model"]
         self.temperature, self.max_tokens = values["temperature"], values["max_tokens"]
         self.refresh_status()
@@ -484,6 +606,12 @@ class DevApp(App[None]):
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one("#sidebar")
         sidebar.display = not sidebar.display
+
+    def action_zoom(self) -> None:
+        """The trace and inspector over the whole width (the chat and the sidebar hidden), and back."""
+        self.screen.toggle_class("zoomed")
+        if self.screen.has_class("zoomed"):
+            self.query_one(TraceTree).focus()
 
     def action_new_conversation(self) -> None:
         self.conversation_id = None

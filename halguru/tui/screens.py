@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
+
+from rich.text import Text
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, Static, TextArea
+from textual.widgets import Button, Input, Label, Markdown, OptionList, Static, TextArea
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 HELP = """\
 # halguru dev — keys
@@ -20,18 +24,22 @@ HELP = """\
 | `F5` | continue a paused run |
 | `F6` | step: continue, and pause again at the next point |
 | `F4` | edit what the paused run is about to use (tool arguments, tool result, next message) |
-| `F7` | replay the open run deterministically (no model is called) and compare |
+| `F7` | replay the open run from its records (no model is called) and say what differs and why |
 | `F8` | fork the open run live from the selected event and compare |
 | `F9` / `F10` | approve (arguments editable) / reject (with a reason) a tool call waiting for approval |
-| `Ctrl+O` | model, temperature and max tokens |
-| `Ctrl+E` | export the open run as JSON and as a conversation test case |
-| `Ctrl+B` | show or hide the stored runs sidebar |
+| `Ctrl+O` | model (listed and checked), temperature and max tokens |
+| `Ctrl+S` | export the open run as JSON and as a conversation test case |
+| `Ctrl+B` | show or hide the stored runs sidebar (filtered by agent; test runs hidden) |
+| `Ctrl+L` | zoom: the trace and inspector over the whole width, and back |
 | `Ctrl+N` | start a new conversation |
 | `Ctrl+T` | light or dark theme |
 | `Ctrl+P` | command palette |
-| `?` / `F1` | this help |
+| `F1` (or `?` outside the message box) | this help |
 | `Ctrl+Q` | quit (a running generation is stopped and stored) |
+| `←` / `→` in the trace | scroll long lines sideways |
 
+Every key works wherever the focus is, the message box included; the bar at the bottom lists them all
+(dimmed: nothing to do now).
 Select a node of the trace tree to see it whole in the inspector.
 Saving agent.yaml, tools.py, prompt or knowledge files reloads the agent.
 """
@@ -87,23 +95,36 @@ class EditScreen(ModalScreen[str | None]):
 
 
 class SettingsScreen(ModalScreen[dict[str, Any] | None]):
-    """Model, temperature and max tokens for the next runs (recorded on their run_started)."""
+    """Model, temperature and max tokens for the next runs (recorded on their run_started).
+
+    The models you can name are listed (``halguru models list``); a choice is checked before it is kept:
+    an unknown name, or a model file that is not there, is an error on the screen. Enter applies.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
     DEFAULT_CSS = """
     SettingsScreen { align: center middle; }
-    SettingsScreen > Vertical { width: 60; height: auto; border: thick $primary; background: $surface; padding: 1; }
+    SettingsScreen > Vertical { width: 72; height: auto; max-height: 100%; border: thick $primary;
+                                background: $surface; padding: 0 1; }
+    SettingsScreen OptionList { height: auto; max-height: 8; }
+    SettingsScreen Input { margin: 0; }
     SettingsScreen #error { color: $error; }
     """
 
-    def __init__(self, model: str, temperature: float | None, max_tokens: int | None):
+    def __init__(self, model: str, temperature: float | None, max_tokens: int | None, *, per_agent: bool = False):
         super().__init__()
         self.values = (model, temperature, max_tokens)
+        self.per_agent = per_agent  # a team or workflow: an empty model keeps each agent's own
+        self.models = _known_models()
 
     def compose(self) -> ComposeResult:
         model, temperature, max_tokens = self.values
+        options = [Option(Text.assemble((name, "bold"), f"  {where}"), id=name) for name, where in self.models]
+        if self.per_agent:
+            options.insert(0, Option(Text("each agent's own model", style="italic"), id=""))
         with Vertical():
-            yield Label("model")
+            yield Label("model (↑/↓ to pick one, or type a name, a .gguf path or PROVIDER:ARGUMENT)")
+            yield OptionList(*options, id="models")
             yield Input(model, id="model")
             yield Label("temperature (0–2, empty: the agent's)")
             yield Input("" if temperature is None else str(temperature), id="temperature")
@@ -111,8 +132,23 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             yield Input("" if max_tokens is None else str(max_tokens), id="max_tokens")
             yield Static("", id="error")
             with Horizontal():
-                yield Button("Apply", variant="primary", id="apply")
-                yield Button("Cancel", id="cancel")
+                yield Button("Apply (Enter)", variant="primary", id="apply")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#models", OptionList)
+        try:
+            options.highlighted = options.get_option_index(self.values[0])
+        except OptionDoesNotExist:
+            options.highlighted = None
+        options.focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.query_one("#model", Input).value = event.option.id or ""
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#model", Input).value = event.option.id or ""
+        self.apply()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
@@ -137,13 +173,42 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         except ValueError as exc:
             self.query_one("#error", Static).update(f"{exc}")
             return
-        if not model:
-            self.query_one("#error", Static).update("give a model name (see `halguru models list`)")
+        problem = model_problem(model) if model or not self.per_agent else None
+        if problem:
+            self.query_one("#error", Static).update(problem)
             return
         self.dismiss({"model": model, "temperature": t, "max_tokens": m})
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _known_models() -> list[tuple[str, str]]:
+    """(name, provider and where it comes from) for every model `halguru models list` shows."""
+    from halguru.errors import HalguruError
+    from halguru.models.registry import list_models
+
+    try:
+        return [(e.name, f"{e.provider} · {e.source}") for e in list_models()]
+    except HalguruError:
+        return []
+
+
+def model_problem(reference: str) -> str | None:
+    """Why ``reference`` cannot be used as a model (None when it can), without loading it."""
+    from halguru.errors import HalguruError
+    from halguru.models.registry import find_entry
+
+    if not reference:
+        return "give a model name (see `halguru models list`)"
+    try:
+        entry = find_entry(reference)
+    except HalguruError as exc:
+        return str(exc)
+    path = entry.options.get("path")
+    if path and not Path(str(path)).expanduser().is_file():
+        return f"model {reference!r}: no model file at {path}"
+    return None
 
 
 class CompareScreen(ModalScreen[None]):

@@ -1,26 +1,32 @@
-"""The debugger's widgets: the live trace tree, the chat pane and the runs sidebar."""
+"""The debugger's widgets: the live trace tree, the chat pane, the runs sidebar and the key bar."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from rich.markup import escape
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.geometry import Size
+from textual.widget import Widget
 from textual.widgets import Markdown, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from halguru.agents.describe import clip, describe, parent_of
+from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, clip, describe, ms, parent_of
 from halguru.agents.events import (
     Error,
     Event,
     Handoff,
     ModelCall,
     ModelResult,
+    Resumed,
     RunFinished,
     RunStarted,
+    StepFinished,
+    StepStarted,
     Token,
     ToolCall,
     ToolResult,
@@ -30,6 +36,8 @@ TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tre
 
 # Events that hang under their step's model call rather than at the top of their run.
 _IN_STEP = (ModelResult, ToolCall, ToolResult, Error, Handoff)
+# Events that belong to the run as a whole: they stay at its top, outside agent and step branches.
+_RUN_LEVEL = (RunFinished, Resumed)
 
 
 def label(e: Event) -> Text:
@@ -37,20 +45,51 @@ def label(e: Event) -> Text:
     return Text.from_markup(describe(e, limit=TREE_LIMIT).markup())
 
 
+def agent_label(agent: str) -> Text:
+    return Text.assemble(("agent ", "bold cyan"), (agent, "bold"))
+
+
 @dataclass
 class _Scope:
-    """Where one run's events go: the root run, or a sub-run (``parent_run_id``) nested in it."""
+    """Where one run's events go: the root run, or a sub-run (``parent_run_id``) nested in it.
+
+    A team run draws one branch per turn of a member (``branch``, a new one after each handoff); a workflow
+    run draws one branch per step (``steps``, by the step number its events carry).
+    """
 
     node: TreeNode[Event]
+    agent: str = ""
+    branch: TreeNode[Event] | None = None  # the current team member's branch
+    handed_to: Handoff | None = None  # a handoff seen: the next model call opens the new member's branch
     step: TreeNode[Event] | None = None  # the current model call: what follows hangs under it
     calls: dict[str, TreeNode[Event]] = field(default_factory=dict)
     open_call: TreeNode[Event] | None = None  # a tool call without its result yet: a sub-run hangs there
+    steps: dict[int, TreeNode[Event]] = field(default_factory=dict)  # workflow step number -> its branch
+    step_ids: dict[str, TreeNode[Event]] = field(default_factory=dict)
+
+    @property
+    def home(self) -> TreeNode[Event]:
+        """Where the run's own events go now: the current member's branch, else the run's node."""
+        return self.branch or self.node
+
+    def step_branch(self, e: Event) -> TreeNode[Event] | None:
+        if isinstance(e, StepFinished):
+            return self.step_ids.get(e.step_id)
+        return self.steps.get(e.step) if e.step else None
 
 
 class TraceTree(Tree[Event]):
-    """One run as a tree: each model call holds what followed it; node data is the typed event."""
+    """One run as a tree: each model call holds what followed it; node data is the typed event.
 
-    DEFAULT_CSS = "TraceTree { height: 1fr; border: round $primary-darken-2; }"
+    Workflow steps and team members get a branch each; sub-runs hang under the call or step that started them.
+    Lines are never cut by the pane: the tree scrolls sideways (←/→) and the inspector shows every node whole.
+    """
+
+    DEFAULT_CSS = "TraceTree { height: 1fr; border: round $primary-darken-2; overflow-x: auto; }"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "scroll_left", "scroll left", show=False),
+        Binding("right", "scroll_right", "scroll right", show=False),
+    ]
 
     def __init__(self, **kwargs: Any):
         self._root_id = ""
@@ -60,9 +99,10 @@ class TraceTree(Tree[Event]):
         self.show_root = True
         self.guide_depth = 2
         self.streamed = 0  # tokens of the current model call, shown in batches
+        self.paused: list[tuple[float, float]] = []  # (start, end) wall-clock times the run sat at a breakpoint
 
     def clear(self) -> Self:
-        self._scopes, self._step_node = {}, None
+        self._scopes, self._step_node, self.streamed = {}, None, 0
         return super().clear()
 
     def begin(self, started: RunStarted) -> None:
@@ -71,40 +111,87 @@ class TraceTree(Tree[Event]):
         self.root.data = started
         self.root.expand()
         self._root_id = started.run_id
-        self._scopes = {started.run_id: _Scope(self.root)}
+        self._scopes = {started.run_id: _Scope(self.root, agent=started.agent)}
         self._step_node = None
         self.streamed = 0
+
+    def failed(self, message: str) -> None:
+        """A run that failed before its first event: say so instead of showing the previous run."""
+        self.clear()
+        self.root.data = None
+        self.root.set_label(Text.assemble(("run failed ", "bold red"), message))
 
     def _scope(self, e: Event) -> _Scope:
         run_id = e.run_id or self._root_id
         if run_id not in self._scopes:
             parent = self._scopes.get(parent_of(e) or self._root_id) or self._scopes.setdefault(
                 self._root_id, _Scope(self.root))
-            at = parent.open_call or parent.step or parent.node
-            self._scopes[run_id] = _Scope(at.add(label(e), data=e, expand=True) if isinstance(e, RunStarted) else at)
+            at = parent.step_branch(e) or parent.open_call or parent.step or parent.home
+            agent = e.agent if isinstance(e, RunStarted) else ""
+            self._scopes[run_id] = _Scope(at.add(label(e), data=e, expand=True) if isinstance(e, RunStarted) else at,
+                                          agent=agent)
         return self._scopes[run_id]
+
+    def unpaused(self, e: Event) -> Event:
+        """``e`` with its duration less the time its run sat at a breakpoint meanwhile (a debugger's pause
+        is not the tool's or the run's time)."""
+        duration = getattr(e, "duration_ms", None)
+        if not duration or not self.paused:
+            return e
+        start, end = e.ts - duration / 1000, e.ts
+        paused = sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.paused)
+        if paused <= 0:
+            return e
+        return e.model_copy(update={"duration_ms": max(0.0, duration - paused * 1000)})
 
     def add(self, e: Event) -> TreeNode[Event]:
         """Add one event (not tokens) where it belongs; returns its node."""
         if isinstance(e, RunStarted) and (not parent_of(e) or not self._scopes):
             self.begin(e)
             return self.root
+        e = self.unpaused(e)
         scope = self._scope(e)
         if isinstance(e, RunStarted):
             return scope.node
+        if isinstance(e, ModelResult | RunFinished):
+            self.end_streaming()
         text = label(e)
+        if isinstance(e, StepStarted):
+            branch = scope.home.add(text, data=e, expand=True)
+            if e.step:
+                scope.steps[e.step] = branch
+            scope.step_ids[e.step_id] = branch
+            return branch
+        step_branch = scope.step_branch(e)
         if isinstance(e, ModelCall):
             self.streamed = 0
-            scope.step = self._step_node = scope.node.add(text, data=e, expand=True)
+            if step_branch is None and (scope.handed_to is not None
+                                        or (scope.branch is None and _offers_handoffs(e))):
+                handed, scope.handed_to = scope.handed_to, None
+                scope.agent = handed.to_agent if handed is not None else scope.agent
+                scope.branch = scope.node.add(agent_label(scope.agent or "?"), data=handed or scope.node.data,
+                                              expand=True)
+            scope.step = self._step_node = (step_branch or scope.home).add(text, data=e, expand=True)
             return scope.step
         if isinstance(e, ToolResult) and e.call_id in scope.calls:
             scope.open_call = None
             return scope.calls[e.call_id].add_leaf(text, data=e)
-        parent = scope.step if isinstance(e, _IN_STEP) and scope.step is not None else scope.node
+        if isinstance(e, Handoff) and not e.reason.startswith(ASK_PREFIX):
+            scope.handed_to = e
+        if isinstance(e, _RUN_LEVEL):
+            parent = scope.node
+        elif step_branch is not None:
+            parent = step_branch
+        else:
+            parent = scope.step if isinstance(e, _IN_STEP) and scope.step is not None else scope.home
         if isinstance(e, ToolCall):
             node = parent.add(text, data=e, expand=True)
             scope.calls[e.call_id] = scope.open_call = node
             return node
+        if isinstance(e, StepFinished) and step_branch is not None and isinstance(step_branch.data, StepStarted):
+            step_branch.set_label(Text.assemble(label(step_branch.data), " → ",
+                                                (e.status, STEP_STYLES.get(e.status, "magenta")),
+                                                f" {ms(e.duration_ms)}"))
         started = scope.node.data
         if isinstance(e, RunFinished) and isinstance(started, RunStarted) and started.run_id == e.run_id:
             scope.node.set_label(Text.assemble(label(started), " · ", text))
@@ -124,13 +211,19 @@ class TraceTree(Tree[Event]):
             node.set_label(Text.assemble(label(node.data), Text.from_markup(f" · [i]streaming {self.streamed} tok[/]")))
 
     def end_streaming(self) -> None:
+        """The call finished (or the run ended without its result): its label says what it did, not 'streaming'."""
         node = self._step_node
         if node is not None and node.data is not None:
             node.set_label(label(node.data))
+        self._step_node, self.streamed = None, 0
+
+
+def _offers_handoffs(call: ModelCall) -> bool:
+    return any(name.startswith("handoff_to_") for name in call.tools)
 
 
 class ChatPane(VerticalScroll):
-    """The conversation: user turns and streamed Markdown answers."""
+    """The conversation: user turns, streamed Markdown answers, and notices (approvals, pauses, edits, errors)."""
 
     DEFAULT_CSS = """
     ChatPane { height: 1fr; border: round $primary-darken-2; }
@@ -143,33 +236,97 @@ class ChatPane(VerticalScroll):
         self.mount(Static(Text(f"you: {text}"), classes="user"))
         self.scroll_end(animate=False)
 
+    def edit_last_user(self, text: str) -> None:
+        """The message as the model will get it, after an edit at a breakpoint."""
+        users = list(self.query(".user").results(Static))
+        if users:
+            users[-1].update(Text.assemble(f"you: {text}", ("  (edited at a breakpoint)", "italic dim")))
+
     def add_answer(self) -> Markdown:
         widget = Markdown("")
         self.mount(widget)
         self.scroll_end(animate=False)
         return widget
 
-    def add_note(self, text: str) -> None:
-        self.mount(Static(Text(text), classes="note"))
+    def add_note(self, text: str | Text) -> None:
+        self.mount(Static(Text(text) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
 
 
-class RunsSidebar(Tree[Mapping[str, Any]]):
-    """Stored conversations and their runs (the records of `halguru logs`); select a run to open it."""
+RunRow = Mapping[str, Any]
 
-    DEFAULT_CSS = "RunsSidebar { width: 32; border: round $primary-darken-2; }"
+
+class RunsSidebar(Tree[RunRow]):
+    """Stored conversations and their runs (the records of `halguru logs`); select a run to open it.
+
+    The highlighted or hovered line shows in full (tooltip, and the line below the tree).
+    """
+
+    DEFAULT_CSS = "RunsSidebar { height: 1fr; }"
 
     def __init__(self, **kwargs: Any):
         super().__init__("stored runs", **kwargs)
         self.show_root = False
+        self.titles: dict[int, str] = {}  # node id -> its full title
 
-    def fill(self, conversations: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]]) -> None:
+    def fill(self, conversations: Sequence[tuple[Mapping[str, Any], Sequence[RunRow]]]) -> None:
         self.clear()
+        self.titles = {}
         styles = {"ok": "green", "failed": "red", "cancelled": "yellow"}
         for conversation, runs in conversations:
-            title = clip(conversation.get("title") or conversation["id"], 24)
-            node = self.root.add(Text(title), data=None, expand=True)
+            full = conversation.get("title") or conversation["id"]
+            node = self.root.add(Text(clip(full, 24)), data=None, expand=True)
+            self.titles[node.id] = f"{full} · {conversation.get('agent', '')}"
             for r in runs:
                 style = styles.get(r["status"], "magenta")
-                node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
+                leaf = node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
+                self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']} · {r['id']}"
         self.root.expand()
+
+    def full_title(self, node: TreeNode[RunRow] | None) -> str:
+        return "" if node is None else self.titles.get(node.id, "")
+
+    def watch_hover_line(self, previous: int, value: int) -> None:
+        super().watch_hover_line(previous, value)
+        node = self.get_node_at_line(value) if value >= 0 else None
+        self.tooltip = self.full_title(node) or None
+
+
+@dataclass(frozen=True)
+class Key:
+    key: str  # as shown: F1, ^O
+    description: str
+    action: str
+
+
+class KeyBar(Widget):
+    """Every key of the app, wrapped between keys (never cut, never scrolled away); keys that do nothing
+    now are dimmed."""
+
+    DEFAULT_CSS = "KeyBar { height: auto; background: $panel; padding: 0 1; }"
+
+    def __init__(self, keys: Iterable[Key], available: Callable[[str], bool], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.keys = list(keys)
+        self.available = available
+
+    def refresh_keys(self) -> None:
+        self.refresh(layout=True)
+
+    def lines(self, width: int) -> list[Text]:
+        lines: list[Text] = [Text()]
+        for k in self.keys:
+            on = self.available(k.action)
+            part = Text.assemble((k.key, "bold orange1" if on else "dim"), " ", (k.description, "" if on else "dim"))
+            if lines[-1].cell_len and lines[-1].cell_len + 2 + part.cell_len > max(width, 1):
+                lines.append(Text())
+            if lines[-1].cell_len:
+                lines[-1].append("  ")
+            lines[-1].append_text(part)
+        return lines
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.lines(width))
+
+    def render(self) -> Text:
+        return Text("\n").join(self.lines(self.content_region.width or self.size.width))

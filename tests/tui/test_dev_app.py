@@ -63,7 +63,7 @@ async def test_send_a_message_streams_the_answer_and_fills_the_tree(calc_agent: 
         inspector = app.query_one("#inspector", TextArea).text
         assert "messages as sent" in inspector and "You add numbers." in inspector
         # export: JSON with every event, and a conversation test case
-        await pilot.press("ctrl+e")
+        await pilot.press("ctrl+s")
         await pilot.pause()
         run_id = app.stored.id
         exported = json.loads((tmp_path / f"{run_id}.json").read_text())

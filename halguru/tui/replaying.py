@@ -1,0 +1,97 @@
+"""What a replay reproduced, and exactly what it did not and why.
+
+``halguru.agents.replay.replay`` feeds back the top-level run's recorded model outputs and tool results
+through the plain loop: no model or tool is called. A plain agent's run comes back event for event. A team's
+or a workflow's does not, for reasons known in advance; ``explain`` sorts every differing event under its
+reason, and lists whatever is left as unexplained.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from halguru.agents.describe import ASK_PREFIX, parent_of
+from halguru.agents.events import (
+    Checkpoint,
+    Event,
+    Handoff,
+    ModelCall,
+    RunFinished,
+    StepFinished,
+    StepStarted,
+    Token,
+)
+from halguru.agents.replay import event_line
+
+REASONS = {
+    "sub-run": "{n} event(s) of {runs} sub-run(s) were not re-run: replay feeds back only the top-level run's "
+               "model outputs and tool results, so each sub-run (a specialist asked with ask_<agent>, a workflow's "
+               "agent step) is folded into the result of the tool call or step that started it.",
+    "checkpoint": "{n} checkpoint(s) missing: a replay is not stored and not durable, so it saves none.",
+    "step": "{n} workflow step event(s) missing: replay runs the recorded outputs through a plain agent, "
+            "not the workflow driver.",
+    "handoff": "{n} handoff(s) missing: replay runs without the team driver; the handoff tool's recorded result "
+               "is fed back, but no member takes over (the next model calls replay as the same agent's).",
+}
+
+
+def _kind(e: Event) -> str:
+    if parent_of(e):
+        return "sub-run"
+    if isinstance(e, Checkpoint):
+        return "checkpoint"
+    if isinstance(e, StepStarted | StepFinished):
+        return "step"
+    if isinstance(e, Handoff) and not e.reason.startswith(ASK_PREFIX):
+        return "handoff"
+    return ""
+
+
+@dataclass
+class Explanation:
+    reasons: list[str] = field(default_factory=list)  # what differs, and why
+    unexplained: list[str] = field(default_factory=list)  # diff lines (-recorded/+replay) with no known reason
+    count: int = 0  # events that differ
+
+    @property
+    def identical(self) -> bool:
+        return self.count == 0
+
+    def text(self, tree_diff: str) -> str:
+        """The comparison for people: empty when the replay matched event for event."""
+        if self.identical:
+            return ""
+        parts = ["What differs and why:", *(f"- {r}" for r in self.reasons)]
+        if self.unexplained:
+            parts += ["", "Differences with no known reason (a bug: replay should reproduce these):",
+                      *self.unexplained]
+        return "\n".join([*parts, "", "Event trees (recorded → replay):", tree_diff])
+
+
+def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
+    """Compare a recorded run with its replay event by event (ids, times and token counts aside)."""
+    out = Explanation()
+    kinds = Counter(_kind(e) for e in recorded if not isinstance(e, Token))
+    for kind, template in REASONS.items():
+        if kinds[kind]:
+            runs = len({e.run_id for e in recorded if parent_of(e)})
+            out.reasons.append(template.format(n=kinds[kind], runs=runs))
+            out.count += kinds[kind]
+    workflow = any(isinstance(e, StepStarted) for e in recorded)
+    top_calls = [e for e in recorded if isinstance(e, ModelCall) and not parent_of(e)]
+    last = replayed[-1] if replayed else None
+    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and not _kind(e)]
+    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and not _kind(e)]
+    rest = [line for line in difflib.unified_diff(kept_l, kept_r, "recorded", "replay", lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    out.count += len(rest)
+    if rest and isinstance(last, RunFinished) and last.status != "ok" and workflow and not top_calls:
+        out.reasons.append(
+            f"The replay failed ({last.error}): a workflow run makes no model calls of its own (its agent steps "
+            "are sub-runs), so there is no top-level output to feed back; the replay stops at its first model "
+            "call, so these differ too:\n  " + "\n  ".join(rest))
+    else:
+        out.unexplained = rest
+    return out

@@ -1,0 +1,322 @@
+"""`halguru dev` at the level of lazygit and k9s: keys from any focus, a trace with room, faithful trees,
+a checked model picker, a filtered sidebar and honest replays (issue 21)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from textual.widgets import Input, OptionList, Select, Static, TextArea
+
+from halguru.agents.runtime import run_to_result
+from halguru.models.scripted import ScriptedModel
+from halguru.store import open_store
+from halguru.tui.app import KEYS, DevApp
+from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
+from halguru.tui.widgets import ChatPane, KeyBar, RunsSidebar, TraceTree
+
+from test_dev_app import _nodes, labels, type_and_send, wait_for
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "agents-templates"
+WORKFLOW_SCRIPT = ['{"category": "order", "order_id": 1001}', "It ships with DHL."]
+TEAM_SCRIPT = [{"tool_calls": [{"name": "handoff_to_researcher", "arguments": {"reason": "needs a figure"}}]},
+               {"tool_calls": [{"name": "calculator", "arguments": {"expression": "12*3"}}]}, "- 36 sandwiches"]
+
+
+def chat_text(app: DevApp) -> str:
+    return "\n".join(str(w.render()) for w in app.query_one(ChatPane).query("Static"))
+
+
+def finished(app: DevApp) -> bool:
+    return any("finished" in s for s in labels(app.query_one(TraceTree)))
+
+
+# -- keys ------------------------------------------------------------------------------------------------
+
+
+async def test_every_key_works_from_the_message_box_and_the_bar_lists_them_all(calc_agent: Path,
+                                                                                 tmp_path: Path) -> None:
+    app = DevApp(calc_agent, watch=False, export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: app.last_answer == "You said: hi")
+        prompt = app.query_one("#prompt", Input)
+        prompt.focus()
+        await pilot.press("question_mark")  # a question mark is text in the message box
+        assert prompt.value == "?" and not isinstance(app.screen, HelpScreen)
+        await pilot.press("ctrl+s")  # export, with the focus still in the message box
+        await pilot.pause()
+        assert (tmp_path / f"{app.stored.id}.json").exists()
+        assert prompt.has_focus
+        await pilot.press("f2")
+        assert app.hooks.break_models
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        bar = str(app.query_one(KeyBar).render())
+        for key in ("F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "^O", "^S", "^B", "^L", "^N",
+                    "^T", "^P", "^Q"):
+            assert f"{key} " in bar, key
+        assert len(KEYS) == 18 and bar.count("\n") <= 2  # all of them, on at most three lines at 80 columns
+
+
+async def test_a_dialog_keeps_its_keys(calc_agent: Path) -> None:
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "Done."])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        await type_and_send(pilot, "add")
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        await pilot.press("f5")  # the editor is open: F5 does not resume the run behind it
+        await pilot.pause()
+        assert app.pause is not None and isinstance(app.screen, EditScreen)
+        await pilot.press("escape")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.kind == "tool_result")
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: finished(app))
+
+
+# -- the trace pane ----------------------------------------------------------------------------------------
+
+
+async def test_trace_has_room_at_80x24_and_scrolls_sideways(calc_agent: Path) -> None:
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]},
+                           {"tool_calls": [{"name": "add", "arguments": {"a": 5, "b": 3}}]}, "It is 8. " * 20])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_and_send(pilot, "add a lot")
+        await wait_for(pilot, lambda: finished(app))
+        tree = app.query_one(TraceTree)
+        await pilot.pause()
+        assert tree.scrollable_content_region.height >= 10  # lines of trace on screen (7 before)
+        assert tree.virtual_size.width > tree.scrollable_content_region.width  # long lines are whole...
+        tree.focus()
+        await pilot.press("right", "right", "right")
+        await pilot.pause()
+        assert tree.scroll_x > 0  # ...and reachable sideways
+        await pilot.press("ctrl+l")  # zoom: the trace takes the whole width
+        await pilot.pause()
+        assert not app.query_one("#chat").display and tree.size.width > 70
+
+
+# -- what the tree draws -----------------------------------------------------------------------------------
+
+
+async def test_a_workflow_draws_one_branch_per_step() -> None:
+    app = DevApp(TEMPLATES / "workflow", model=ScriptedModel(WORKFLOW_SCRIPT), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await type_and_send(pilot, "Where is order 1001?")
+        await wait_for(pilot, lambda: app.last_answer == "It ships with DHL.")
+        tree = app.query_one(TraceTree)
+        steps = {n.data.step_id: n for n in tree.root.children if n.data is not None and n.data.type == "step_started"}
+        assert list(steps) == ["classify", "has_order", "order", "reply"]
+        under = {sid: [n.data.type for n in _nodes(node) if n is not node] for sid, node in steps.items()}
+        assert under["order"][:2] == ["tool_call", "tool_result"] and "model_call" not in under["order"]
+        assert under["classify"][:2] == ["model_call", "model_result"] and "tool_call" not in under["classify"]
+        assert under["reply"][:2] == ["model_call", "model_result"]
+        assert all("step_finished" in types for types in under.values())
+        assert "→ ok" in str(steps["order"].label)
+
+
+async def test_a_team_draws_one_branch_per_agent_turn() -> None:
+    app = DevApp(TEMPLATES / "team", model=ScriptedModel(TEAM_SCRIPT), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await type_and_send(pilot, "12 people, 3 sandwiches each?")
+        await wait_for(pilot, lambda: app.last_answer == "- 36 sandwiches")
+        tree = app.query_one(TraceTree)
+        branches = [n for n in tree.root.children if str(n.label).startswith("agent ")]
+        assert [str(n.label) for n in branches] == ["agent team", "agent researcher"]
+        lead = [n.data.type for n in _nodes(branches[0]) if n is not branches[0]]
+        researcher = [n.data for n in _nodes(branches[1]) if n is not branches[1]]
+        assert "handoff" in lead and lead.count("model_call") == 1
+        assert [e.type for e in researcher].count("model_call") == 2
+        assert any(e.type == "tool_call" and e.name == "calculator" for e in researcher)
+
+
+async def test_labels_stop_saying_streaming_when_the_call_finishes(calc_agent: Path) -> None:
+    model = ScriptedModel([{"text": " ".join(["word"] * 30), "token_delay": 0.01}])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "talk")
+        await wait_for(pilot, lambda: any("streaming" in s for s in labels(app.query_one(TraceTree))))
+        await wait_for(pilot, lambda: finished(app))
+        await pilot.pause(0.3)  # several refresh ticks after the end
+        assert not any("streaming" in s for s in labels(app.query_one(TraceTree)))
+
+
+async def test_durations_leave_out_the_time_paused_at_a_breakpoint(calc_agent: Path) -> None:
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "Done."])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        await type_and_send(pilot, "add")
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.kind == "tool_call")
+        await asyncio.sleep(0.6)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.kind == "tool_result")
+        await asyncio.sleep(0.6)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: finished(app))
+        shown = [n.data for n in _nodes(app.query_one(TraceTree).root) if n.data is not None]
+    result = next(e for e in shown if e.type == "tool_result")
+    done = next(e for e in shown if e.type == "run_finished")
+    recorded = next(e for e in app.last_events if e.type == "run_finished")
+    assert recorded.duration_ms > 1100  # the runtime's figure includes the pauses...
+    assert result.duration_ms < 300 and done.duration_ms < 500  # ...the debugger shows the run's own time
+
+
+async def test_the_inspector_clears_when_a_new_run_fails(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "first")
+        await wait_for(pilot, lambda: finished(app))
+        tree = app.query_one(TraceTree)
+        tree.focus()
+        tree.move_cursor(tree.root.children[0])
+        await pilot.pause()
+        assert "You add numbers." in app.query_one("#inspector", TextArea).text
+        app.model_ref = "no-such-model"
+        await type_and_send(pilot, "second")
+        await wait_for(pilot, lambda: "run failed" in str(tree.root.label))
+        inspector = app.query_one("#inspector", TextArea).text
+        assert "You add numbers." not in inspector and "no-such-model" in inspector
+        assert not tree.root.children
+
+
+async def test_the_chat_shows_the_edited_message_and_the_pause_notices(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await type_and_send(pilot, "first")
+        await wait_for(pilot, lambda: app.pause is not None)
+        assert "paused at a breakpoint before the model call" in chat_text(app)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        app.screen.query_one("#editor", TextArea).text = "edited"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("f2", "f5")
+        await wait_for(pilot, lambda: app.last_answer == "You said: edited")
+        assert "you: edited" in chat_text(app) and "edited at a breakpoint" in chat_text(app)
+
+
+async def test_the_chat_shows_approval_notices(write_agent, tmp_path: Path) -> None:
+    (tmp_path / "script.yaml").write_text("- tool_calls: [{name: send_email, arguments: {to: ann@example.com}}]\n"
+                                          "- Sent it.\n")
+    folder = write_agent(f"name: mailer\nmodel: scripted:{tmp_path / 'script.yaml'}\ntools: [send_email]\n"
+                         "approvals: [send_email]\n",
+                         "from halguru import tool\n\n@tool\ndef send_email(to: str) -> str:\n"
+                         "    'Send an email.'\n    return 'sent'\n")
+    app = DevApp(folder, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "mail ann")
+        await wait_for(pilot, lambda: app.awaiting is not None)
+        assert "send_email" in chat_text(app) and "waits for" in chat_text(app)
+        assert "F9 approve" in chat_text(app)
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.last_answer == "Sent it.")
+        assert "you approved the call" in chat_text(app) and "approved: send_email" in chat_text(app)
+
+
+# -- Ctrl+O ------------------------------------------------------------------------------------------------
+
+
+async def test_ctrl_o_lists_the_models_and_checks_the_choice(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        listed = [str(o.prompt) for o in app.screen.query_one("#models", OptionList).options]
+        assert any(p.startswith("scripted") for p in listed)
+        model = app.screen.query_one("#model", Input)
+        model.value = "no-such-model"
+        model.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)  # refused, with the reason
+        assert "unknown model 'no-such-model'" in str(app.screen.query_one("#error", Static).render())
+        model.value = "/nowhere/x.gguf"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "no model file at /nowhere/x.gguf" in str(app.screen.query_one("#error", Static).render())
+        options = app.screen.query_one("#models", OptionList)
+        options.focus()
+        options.highlighted = next(i for i, p in enumerate(listed) if p.startswith("scripted"))
+        await pilot.press("enter")  # Enter on a listed model applies it
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        assert app.model_name == "scripted"
+
+
+# -- the sidebar -------------------------------------------------------------------------------------------
+
+
+async def test_sidebar_filters_by_agent_hides_test_runs_and_shows_titles_in_full(calc_agent: Path,
+                                                                                   write_agent) -> None:
+    other = write_agent("name: other\nmodel: scripted\n", name="other")
+    long_input = "a question long enough that the sidebar has to cut it short " * 2
+    await run_to_result(calc_agent, long_input, model=ScriptedModel(["ok"]))
+    await run_to_result(calc_agent, "made by halguru test", model=ScriptedModel(["ok"]), metadata={"test": True})
+    await run_to_result(other, "for the other agent", model=ScriptedModel(["ok"]))
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        runs = app.query_one(RunsSidebar)
+
+        def shown() -> list[str]:
+            return [runs.full_title(n).split(" · ")[0] for n in _nodes(runs.root) if n.data is not None]
+
+        assert app.query_one("#agent-filter", Select).value == "calc"
+        assert shown() == [long_input]
+        app.query_one("#agent-filter", Select).value = ""
+        await pilot.pause()
+        assert sorted(shown()) == sorted([long_input, "for the other agent"])
+        await pilot.click("#show-tests")
+        await pilot.pause()
+        assert "made by halguru test" in shown()
+        runs.focus()
+        leaf = next(n for n in _nodes(runs.root) if n.data is not None and n.data["input"] == long_input)
+        runs.move_cursor(leaf)
+        await pilot.pause()
+        assert long_input in str(app.query_one("#runtitle", Static).render())
+        runs.hover_line = leaf.line
+        assert long_input in str(runs.tooltip)
+
+
+# -- replay ------------------------------------------------------------------------------------------------
+
+
+async def test_replay_of_a_plain_run_is_event_for_event(calc_agent: Path) -> None:
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is 5."])
+    result = await run_to_result(calc_agent, "add", model=model)
+    app = DevApp(None, run_id=result.run_id, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert "event for event" in app.screen.title_text
+        assert app.screen.query_one("#diff", TextArea).text == "no differences"
+
+
+async def test_replay_of_team_and_workflow_runs_says_what_differs_and_why() -> None:
+    team = await run_to_result(TEMPLATES / "team", "12 people?", model=ScriptedModel(TEAM_SCRIPT))
+    flow = await run_to_result(TEMPLATES / "workflow", "Where is order 1001?", model=ScriptedModel(WORKFLOW_SCRIPT))
+    for run, expected in ((team, ["handoff(s) missing", "checkpoint(s) missing"]),
+                          (flow, ["sub-run(s) were not re-run", "workflow step event(s)",
+                                  "makes no model calls of its own"])):
+        app = DevApp(None, run_id=run.run_id, watch=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("f7")
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+            text = app.screen.query_one("#diff", TextArea).text
+            assert "event(s) differ" in app.screen.title_text
+            assert text.startswith("What differs and why:")
+            for words in expected:
+                assert words in text, (words, text)
+            assert "no known reason" not in text, text
+
+
