@@ -116,6 +116,12 @@ def test_an_existing_knowledge_folder_validates(cli, write_agent):
     assert "OK: kb" in cli("validate", str(folder)).stdout
 
 
+def test_a_misspelt_knowledge_folder_gets_a_did_you_mean(cli, write_agent):
+    folder = write_agent("name: kb\nmodel: scripted\nknowledge: [doc]\n")
+    (folder / "docs").mkdir()
+    assert "knowledge base (did you mean 'docs'?)" in error_of(cli, "validate", str(folder))
+
+
 # --- GGUF files ---------------------------------------------------------------------------------
 
 
@@ -149,6 +155,10 @@ def test_the_real_model_cut_short_is_caught_by_the_real_cli(halguru_cmd, subproc
     done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder), cwd=Path("/"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "is truncated" in done.stderr and f"{folder}/smol.gguf" in done.stderr
+    # run says the same (llama.cpp alone only says it failed to load the file)
+    done = run_cli(halguru_cmd, subprocess_env, "run", str(folder), "hi", cwd=Path("/"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "is truncated" in done.stderr and f"{folder}/smol.gguf" in done.stderr
 
     (folder / "smol.gguf").unlink()

@@ -298,6 +298,7 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
         return
     from halguru.rag.agent import KnowledgeRetriever
     from halguru.rag.errors import KnowledgeError
+    from halguru.rag.store import list_names
 
     retriever = KnowledgeRetriever(agent.spec.knowledge, agent.path, agent.spec.name)
     for index, entry in enumerate(agent.spec.knowledge):
@@ -308,8 +309,10 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
             where = Path(entry).expanduser()
             looked = where if where.is_absolute() else agent.path / where
             line = yaml_line_for(text, ("knowledge", index))
+            near = [*list_names(), *(p.name for p in agent.path.iterdir() if p.is_dir())]
             raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {entry!r} is neither a folder ({looked} "
-                                 "does not exist) nor a knowledge base (see `halguru kb list`)") from None
+                                 f"does not exist) nor a knowledge base{did_you_mean(entry, near)} (see `halguru kb "
+                                 "list`)") from None
 
 
 def _check_mcp(agent: Agent, agent_file: Path, text: str, *, top: bool) -> dict[str, list[str]]:

@@ -237,6 +237,7 @@ class LlamaCppModel:
             self._llm = Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
                               verbose=False)
         except ValueError as exc:
+            check_gguf(self.path)  # a truncated or malformed file: say which (llama.cpp only says it failed)
             raise ModelError(f"cannot load {self.path} as a GGUF model: {exc}") from None
         template = self._llm.metadata.get("tokenizer.chat_template") or _DEFAULT_TEMPLATE
         self._template = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(template)
