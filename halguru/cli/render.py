@@ -46,7 +46,7 @@ class RunPrinter:
         # A fatal error is the run's result: the caller prints it once, from run_finished.
         line = None if isinstance(event, Error) and event.fatal else note(event)
         breaks = isinstance(event, Handoff | Retrieval | Error | RunFinished) or (
-            isinstance(event, ModelResult) and bool(event.tool_calls and event.text or line))
+            isinstance(event, ModelResult) and bool(event.tool_calls and event.text))
         if (line is not None or breaks) and not self.at_line_start:
             self.out.write("\n")
             self.out.flush()

@@ -37,7 +37,14 @@ def register(app: typer.Typer) -> None:
             raise HalguruError("choose one of --record, --replay and --live")
         mode: Literal["auto", "live", "record", "replay"] = (
             "record" if record else "replay" if replay else "live" if live else "auto")
-        suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
+        if mode == "live":  # minutes on a local model: show the model loading and each test as it goes
+            from halguru.testing.evaluate import run_live
+            from halguru.testing.report import LiveProgress
+
+            with LiveProgress(Console(stderr=True, highlight=False)) as progress:
+                suite = asyncio.run(run_live(path, pattern=pattern, repeat=repeat, model=model, progress=progress))
+        else:
+            suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")
@@ -61,25 +68,39 @@ def register(app: typer.Typer) -> None:
         import asyncio
 
         from rich.console import Console
-        from rich.table import Table
 
         from halguru.testing.evaluate import evaluate
+        from halguru.testing.report import LiveProgress
 
         names = [m.strip() for m in models.split(",") if m.strip()]
-        scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat))
+        err = Console(stderr=True, highlight=False)
+        with LiveProgress(err) as progress:
+            scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress))
+        failed = [s for s in scores if s.error]
         if json_output:
             typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
-            return
-        table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
-                      box=None, header_style="bold")
-        for s in scores:
-            if s.error:
-                table.add_row(s.model, "[red]error[/]", "-", "-", "-", s.error)
-                continue
-            latency = f"{s.median_latency_ms / 1000:.2f}s" if s.median_latency_ms is not None else "-"
-            validity = (f"{s.tool_call_validity:.0%} ({s.valid_tool_calls}/{s.tool_calls})"
-                        if s.tool_call_validity is not None else "no calls")
-            cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
-            table.add_row(s.model, f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
-                          f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
-        Console().print(table)
+        else:
+            _print_scores(scores)
+        for s in failed:
+            err.print(f"Error: {s.model}: {s.error}", markup=False)
+        if failed:
+            raise typer.Exit(1)
+
+
+def _print_scores(scores: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
+                  box=None, header_style="bold")
+    for s in scores:
+        if s.error:
+            table.add_row(s.model, "[red]error[/]", "-", "-", "-", "-")
+            continue
+        latency = f"{s.median_latency_ms / 1000:.2f}s" if s.median_latency_ms is not None else "-"
+        validity = (f"{s.tool_call_validity:.0%} ({s.valid_tool_calls}/{s.tool_calls})"
+                    if s.tool_call_validity is not None else "no calls")
+        cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
+        table.add_row(s.model, f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
+                      f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
+    Console().print(table)

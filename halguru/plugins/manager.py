@@ -102,7 +102,8 @@ def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
     for caller in pm.get_hookcallers(plugin) or []:
         for impl in caller.get_hookimpls():
             if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper):
-                impl.function = _guarded(name, caller.name, impl.function)
+                # HookImpl.function is typed Final, but pluggy calls whatever it holds: swap in the guard.
+                setattr(impl, "function", _guarded(name, caller.name, impl.function))  # noqa: B010
 
 
 def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[..., object]:

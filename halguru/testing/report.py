@@ -60,6 +60,62 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
     console.print(f"\n[bold]{summary}[/]")
 
 
+class LiveProgress:
+    """What a long live test run shows on stderr while it works (the ``progress`` of ``run_live``).
+
+    On a terminal: a spinner and a bar (tests done of all, elapsed time), "loading MODEL" while a local
+    model loads; it disappears when the run ends. Elsewhere (CI logs, pipes): one plain line per step.
+    """
+
+    def __init__(self, console: Console, prefix: str = ""):
+        self.console, self.prefix = console, prefix
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> LiveProgress:
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(escape(self.prefix or "tests"), total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, event: str, value: str | int) -> None:
+        if event == "model":  # halguru eval: the next tests are this model's
+            self.prefix = str(value)
+            return
+        head = f"{self.prefix}: " if self.prefix else ""
+        if self.bar is not None:
+            if event == "tests":
+                self.bar.update(self.task, total=int(value), completed=0)
+            elif event == "loading":
+                self.bar.update(self.task, description=escape(f"{head}loading model {value}…"))
+            elif event == "test":
+                self.bar.update(self.task, description=escape(f"{head}{value}"))
+            elif event == "done":
+                self.bar.advance(self.task)
+            return
+        if event == "loading":
+            self.console.print(f"{head}loading model {value}…", markup=False, highlight=False)
+        elif event == "tests":
+            self.console.print(f"{head}running {value} test(s) live", markup=False, highlight=False)
+        elif event == "done":
+            self.console.print(f"{head}{value}", markup=False, highlight=False)
+
+
 def _test_json(t: TestResult) -> dict[str, Any]:
     return {
         "file": str(t.file), "test": t.name, "attempt": t.attempt, "mode": t.mode, "passed": t.passed,

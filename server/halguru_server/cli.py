@@ -31,7 +31,7 @@ def run_server(config: Path | None, **options: Any) -> None:
     # Every project loads before the banner: a bad one fails here, in one line naming it, not after
     # "serving at". One worker serves this very app; several load their own (this load only checks).
     app = create_app(settings) if settings.workers == 1 else None
-    if app is None:
+    if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
@@ -47,6 +47,7 @@ def run_server(config: Path | None, **options: Any) -> None:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
     else:
+        assert app is not None
         uvicorn.run(app, **common)
 
 
