@@ -216,7 +216,20 @@ def test_validate_starts_the_mcp_servers_and_lists_their_tools(halguru_cmd, subp
     folder = mcp_agent(write_agent, "  - name: files\n    command: [PYTHON, server.py]\n    tools: [add, shout]\n")
     done = run_cli(halguru_cmd, subprocess_env, "validate", str(folder))
     assert done.returncode == 0, done.stderr
-    assert "MCP files: add, shout" in done.stdout
+    assert "OK: mcpagent (model scripted; tools: add, shout)" in done.stdout
+    assert "MCP server files: add, shout" in done.stdout
+
+
+def test_a_team_members_mcp_servers_are_started_too(cli, write_agent):
+    member = mcp_agent(write_agent, "  - name: files\n    command: [PYTHON, server.py]\n")
+    desk = write_agent(f"name: desk\nmodel: scripted\nteam:\n  handoffs: [../{member.name}]\n", name="desk")
+    out = cli("validate", str(desk)).stdout
+    assert "OK: desk" in out and "Team: mcpagent" in out
+    assert "MCP server files (agent mcpagent): add, shout" in out
+
+    (member / "server.py").write_text("import sys\nsys.exit('no config')\n", encoding="utf-8")
+    assert error_of(cli, "validate", str(desk)).startswith(
+        f"{member}/agent.yaml:4: mcp.0: mcp server 'files' failed to start")
 
 
 def test_an_mcp_server_that_fails_to_start_is_an_error_naming_it(cli, write_agent):

@@ -251,7 +251,7 @@ class ProjectReport:
     """What ``halguru validate`` found: the loaded agent, the tools each MCP server offers, and warnings."""
 
     agent: Agent
-    mcp_tools: dict[str, list[str]] = field(default_factory=dict)  # server ("member/server") -> its tools
+    mcp_tools: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (agent, server) -> its tools
     warnings: list[str] = field(default_factory=list)
 
 
@@ -274,7 +274,7 @@ def check_project(path: str | Path) -> ProjectReport:
             _check_model(one, agent_file, text)
         _check_knowledge(one, agent_file, text)
         if one.spec.mcp:
-            report.mcp_tools.update(_check_mcp(one, agent_file, text, top=one is agent))
+            report.mcp_tools.update(_check_mcp(one, agent_file, text))
         tools_file = one.path / TOOLS_FILE
         report.warnings += [f"{tools_file}:{line}: {name}() looks like a tool but has no @tool, so no agent can "
                             f"call it; add @tool (or name it _{name} if it is a helper)"
@@ -315,7 +315,7 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
                                  "list`)") from None
 
 
-def _check_mcp(agent: Agent, agent_file: Path, text: str, *, top: bool) -> dict[str, list[str]]:
+def _check_mcp(agent: Agent, agent_file: Path, text: str) -> dict[tuple[str, str], list[str]]:
     """Start the agent's MCP servers as a run would (each within its timeout); their tools, or an error."""
     import asyncio
 
@@ -340,4 +340,4 @@ def _check_mcp(agent: Agent, agent_file: Path, text: str, *, top: bool) -> dict[
         index = next((i for i, s in enumerate(agent.spec.mcp) if problem.startswith(f"mcp server '{s.name}'")), 0)
         line = yaml_line_for(text, ("mcp", index))
         raise AgentSpecError(f"{agent_file}:{line}: mcp.{index}: {problem}")
-    return {name if top else f"{agent.name}/{name}": tools for name, tools in offered.items()}
+    return {(agent.name, name): tools for name, tools in offered.items()}

@@ -63,10 +63,12 @@ def register(app: typer.Typer) -> None:
         agent = report.agent
         for warning in report.warnings:
             typer.echo(f"Warning: {warning}", err=True)
-        tools = ", ".join(agent.tools) or "none"
+        own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
+        tools = ", ".join([*agent.tools, *own_mcp]) or "none"
         typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")
-        for server, names in report.mcp_tools.items():
-            typer.echo(f"MCP {server}: {', '.join(names) or 'no tools'}")
+        for (owner, server), names in report.mcp_tools.items():
+            where = server if owner == agent.name else f"{server} (agent {owner})"
+            typer.echo(f"MCP server {where}: {', '.join(names) or 'no tools'}")
         if agent.team is not None:
             typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name)}")
         if agent.workflow is not None:
