@@ -108,7 +108,6 @@ class DevApp(App[None]):
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
         self.paused_since: float | None = None  # wall-clock start of the current breakpoint pause
-        self._test_runs: dict[str, bool] = {}  # run id -> made by `halguru test` (finished runs only)
         started = self.stored.events[0] if self.stored is not None else None
         self.agent_filter = (self.agent.name if self.agent is not None
                              else started.agent if isinstance(started, RunStarted) else "")
@@ -145,9 +144,7 @@ class DevApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A dialog on top keeps its keys: the app's keys wait until it closes (Ctrl+Q still quits)."""
-        if isinstance(self.screen, ModalScreen) and action in {k.action for k in KEYS} - {"quit"}:
-            return False
-        return True
+        return not (isinstance(self.screen, ModalScreen) and action in {k.action for k in KEYS} - {"quit"})
 
     def on_mount(self) -> None:
         self.query_one("#sidebar").display = self.size.width >= 120
@@ -189,25 +186,10 @@ class DevApp(App[None]):
         show_tests = self.query_one("#show-tests", Checkbox).value
         shown = []
         for c in self.store.list_conversations(limit=30, agent=self.agent_filter or None):
-            runs = [r for r in self.store.list_runs(limit=20, conversation_id=c["id"])
-                    if show_tests or not self._is_test_run(r)]
+            runs = self.store.list_runs(limit=20, conversation_id=c["id"], test_runs=show_tests)
             if runs:
                 shown.append((c, runs))
         self.query_one(RunsSidebar).fill(shown)
-
-    def _is_test_run(self, run: Any) -> bool:
-        """Made by `halguru test` (its run_started metadata says ``test: true``); finished runs are cached."""
-        run_id = run["id"]
-        if run_id in self._test_runs:
-            return self._test_runs[run_id]
-        events = self.store.get_events(run_id)
-        first = events[0] if events else {}
-        is_test = first.get("type") == "run_started" and (first.get("metadata") or {}).get("test") is True
-        if run["status"] != "running":
-            if len(self._test_runs) > 5000:
-                self._test_runs.clear()
-            self._test_runs[run_id] = is_test
-        return is_test
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "agent-filter":

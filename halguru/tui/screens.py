@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical

@@ -280,7 +280,7 @@ class RunsSidebar(Tree[RunRow]):
             for r in runs:
                 style = styles.get(r["status"], "magenta")
                 leaf = node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
-                self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']} · {r['id']}"
+                self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']}"
         self.root.expand()
 
     def full_title(self, node: TreeNode[RunRow] | None) -> str:

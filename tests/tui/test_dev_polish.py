@@ -4,19 +4,16 @@ a checked model picker, a filtered sidebar and honest replays (issue 21)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
+from test_dev_app import _nodes, labels, type_and_send, wait_for
 from textual.widgets import Input, OptionList, Select, Static, TextArea
 
 from halguru.agents.runtime import run_to_result
 from halguru.models.scripted import ScriptedModel
-from halguru.store import open_store
 from halguru.tui.app import KEYS, DevApp
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
 from halguru.tui.widgets import ChatPane, KeyBar, RunsSidebar, TraceTree
-
-from test_dev_app import _nodes, labels, type_and_send, wait_for
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "agents-templates"
 WORKFLOW_SCRIPT = ['{"category": "order", "order_id": 1001}', "It ships with DHL."]
@@ -311,7 +308,7 @@ async def test_replay_of_team_and_workflow_runs_says_what_differs_and_why() -> N
         app = DevApp(None, run_id=run.run_id, watch=False)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("f7")
-            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+            await wait_for(pilot, lambda app=app: isinstance(app.screen, CompareScreen))
             text = app.screen.query_one("#diff", TextArea).text
             assert "event(s) differ" in app.screen.title_text
             assert text.startswith("What differs and why:")
@@ -320,3 +317,31 @@ async def test_replay_of_team_and_workflow_runs_says_what_differs_and_why() -> N
             assert "no known reason" not in text, text
 
 
+
+
+async def test_parallel_workflow_steps_keep_their_own_branches(tmp_path: Path) -> None:
+    for name in ("fast", "slow"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "agent.yaml").write_text(f"name: {name}\nmodel: scripted\n")
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "agent.yaml").write_text(
+        "name: flow\ntools: [calculator]\nworkflow:\n  steps:\n"
+        "    - {id: one, agent: ../slow, needs: []}\n"
+        "    - {id: two, agent: ../fast, needs: []}\n"
+        "    - {id: sum, tool: calculator, args: {expression: '1+2'}, needs: []}\n"
+        "    - {id: end, condition: 'true', needs: [one, two, sum]}\n")
+    model = ScriptedModel([{"text": "slow answer", "token_delay": 0.02}, "fast answer"])
+    app = DevApp(flow, model=model, watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await type_and_send(pilot, "go")
+        await wait_for(pilot, finished_ok := lambda: any("finished ok" in s for s in labels(app.query_one(TraceTree))))
+        assert finished_ok()
+        tree = app.query_one(TraceTree)
+        steps = {n.data.step_id: n for n in tree.root.children if n.data is not None and n.data.type == "step_started"}
+        inner = {sid: [n.data for n in _nodes(node) if n is not node] for sid, node in steps.items()}
+        assert [e.type for e in inner["sum"]][:2] == ["tool_call", "tool_result"]
+        for sid in ("one", "two"):
+            results = [e for e in inner[sid] if e.type == "model_result"]
+            assert len(results) == 1 and all(e.type != "tool_call" for e in inner[sid]), (sid, inner[sid])
+            assert {e.run_id for e in inner[sid] if e.type.startswith("model")} != {tree.root.data.run_id}

@@ -118,6 +118,7 @@ def test_sidebar_filtered_with_the_full_title(size: tuple[int, int], calc_agent:
         app.refresh_sidebar()
         tree = app.query_one("#runs")
         tree.focus()
+        await pilot.pause()
         tree.move_cursor(tree.root.children[0].children[0])
         await pilot.pause()
 
