@@ -137,9 +137,10 @@ def set_config_value(key: str, value: str | None) -> Any:
         data.pop(key, None)
         stored = None
     else:
-        field = Settings.model_fields[key]
+        annotation = Settings.model_fields[key].annotation
+        assert annotation is not None
         try:
-            typed = TypeAdapter(field.annotation).validate_python(value)
+            typed = TypeAdapter(annotation).validate_python(value)
             Settings.model_validate({**data, key: typed, "home": home_dir()})  # constraints (gt=0, ...)
         except ValidationError as exc:
             raise ConfigError(f"invalid value {value!r} for {key}: {exc.errors()[0]['msg']}") from None

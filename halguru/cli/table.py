@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 ELLIPSIS = "…"
 GAP = "  "
@@ -54,7 +54,7 @@ def target_width() -> int | None:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str] = (),
-                styles: dict[str, Callable[[str], str]] | None = None, *, widths: list[int] | None = None,
+                styles: Mapping[str, Callable[[str], str]] | None = None, *, widths: list[int] | None = None,
                 header: bool = True) -> list[int]:
     """Print the table; ``styles`` maps a header to a function giving a Rich style for a cell's text
     (used in a terminal only: piped output is plain). ``widths`` (from an earlier call) keeps later rows
