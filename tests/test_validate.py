@@ -327,3 +327,9 @@ def test_naming_a_function_without_at_tool_in_tools_says_so(cli, write_agent):
     folder = write_agent("name: shop\nmodel: scripted\ntools: [calculate, lookup_order]\n", TOOL_PY)
     out = error_of(cli, "validate", str(folder))
     assert f"{folder}/agent.yaml:3: tools: 'lookup_order' is a function in tools.py without @tool" in out
+
+
+def test_run_suggests_a_model_name_too(cli_error, write_agent):
+    folder = write_agent("name: a\nmodel: smolm2\n")
+    line = cli_error("run", str(folder), "hi")  # a real subprocess: one line, exit 1
+    assert "unknown model 'smolm2' (did you mean 'smollm2'?)" in line

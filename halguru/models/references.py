@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halguru.errors import ModelError, did_you_mean
+from halguru.errors import ModelError
 from halguru.models.base import ModelEntry
 from halguru.models.registry import find_entry, list_models, providers
 
@@ -36,18 +36,8 @@ def _absolute(argument: str, base: Path) -> str:
 
 
 def check_model(reference: str) -> ModelEntry:
-    """The model's entry, once its provider's ``check`` passed; a ModelError (with a "did you mean") if not."""
-    try:
-        entry = find_entry(reference)
-    except ModelError as exc:
-        _, sep, argument = reference.partition(":")
-        # A misspelt provider: the reference with the provider corrected; else the closest model name.
-        choices = [f"{p}:{argument}" for p in providers()] if sep else [e.name for e in list_models()]
-        hint = did_you_mean(reference, choices)
-        message = str(exc)
-        if not hint or not message.startswith(f"unknown model {reference!r}"):
-            raise
-        raise ModelError(message.replace(repr(reference), repr(reference) + hint, 1)) from None
+    """The model's entry, once its provider's ``check`` passed (a ModelError if not)."""
+    entry = find_entry(reference)
     provider = providers().get(entry.provider)
     if provider is None:
         raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")

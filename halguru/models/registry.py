@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from halguru.config import get_settings
-from halguru.errors import ModelError
+from halguru.errors import ModelError, did_you_mean
 from halguru.models.base import Model, ModelEntry, ModelProvider
 
 
@@ -100,8 +100,10 @@ def find_entry(reference: str) -> ModelEntry:
         return known[prefix].from_reference(argument)
     if reference.endswith(".gguf") and "llama-cpp" in known:
         return known["llama-cpp"].from_reference(reference)
+    # A misspelt provider: the reference with the provider corrected; else the closest model name.
+    hint = did_you_mean(reference, [f"{p}:{argument}" for p in known] if sep else named)
     raise ModelError(
-        f"unknown model {reference!r}: use a name from `halguru models list`, a .gguf path, "
+        f"unknown model {reference!r}{hint}: use a name from `halguru models list`, a .gguf path, "
         f"or PROVIDER:ARGUMENT with a provider among {', '.join(sorted(known))}"
     )
 
