@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Checkbox, Input, Select, Static, TextArea, Tree
+from textual.widgets import Input, Static, TextArea, Tree
 from textual.worker import Worker
 
 from halguru.agents.describe import CUT_NOTICE, detail, note, parent_of
@@ -37,9 +37,11 @@ from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, repla
 from halguru.errors import HalguruError
 from halguru.models.base import Model
 from halguru.store import open_store
+from halguru.tui.pausing import PauseActions
 from halguru.tui.replaying import explain
-from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
-from halguru.tui.widgets import ChatPane, Key, KeyBar, RunsSidebar, TraceTree
+from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
+from halguru.tui.sidebar import RunsPanel
+from halguru.tui.widgets import ChatPane, Key, KeyBar, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
 NOTICES = (ApprovalRequested, ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen
@@ -62,7 +64,7 @@ def _textual_key(key: str) -> str:
     return key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
 
 
-class DevApp(App[None]):
+class DevApp(PauseActions):
     """Keyboard-first debugger for one agent project (or one stored run without a project)."""
 
     TITLE = "halguru dev"
@@ -72,9 +74,6 @@ class DevApp(App[None]):
     #debug { width: 3fr; }
     #trace { height: 2fr; }
     #inspector { height: 1fr; border: round $primary-darken-2; }
-    #sidebar { width: 34; border: round $primary-darken-2; }
-    #sidebar Checkbox { border: none; padding: 0; }
-    #runtitle { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
     #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }
     #pausebar.paused { display: block; }
     #status { height: 1; background: $boost; padding: 0 1; }
@@ -109,17 +108,13 @@ class DevApp(App[None]):
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
         self.paused_since: float | None = None  # wall-clock start of the current breakpoint pause
         started = self.stored.events[0] if self.stored is not None else None
-        self.agent_filter = (self.agent.name if self.agent is not None
-                             else started.agent if isinstance(started, RunStarted) else "")
+        self.debugged = (self.agent.name if self.agent is not None
+                         else started.agent if isinstance(started, RunStarted) else "")  # the sidebar's filter
 
     # -- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield Select(self._agent_options(), value=self.agent_filter, allow_blank=False, id="agent-filter")
-                yield Checkbox("show test runs", False, id="show-tests")
-                yield RunsSidebar(id="runs")
-                yield Static("", id="runtitle")
+            yield RunsPanel(self.store, self.debugged, id="sidebar")
             with Vertical(id="chat"):
                 yield ChatPane(id="messages")
                 yield Static("", id="pausebar")
@@ -129,10 +124,6 @@ class DevApp(App[None]):
                 yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
         yield Static("", id="status")
         yield KeyBar(KEYS, self.available, id="keys")
-
-    def _agent_options(self) -> list[tuple[str, str]]:
-        agents = ({c["agent"] for c in self.store.list_conversations(limit=200)} | {self.agent_filter}) - {""}
-        return [("all agents", ""), *((f"agent {a}", a) for a in sorted(agents))]
 
     def available(self, action: str) -> bool:
         """Whether ``action`` does something now (the key bar dims the others)."""
@@ -181,24 +172,7 @@ class DevApp(App[None]):
         self.query_one(KeyBar).refresh_keys()
 
     def refresh_sidebar(self) -> None:
-        """Conversations of the chosen agent (default: the one debugged), without `halguru test`'s runs unless
-        asked for."""
-        show_tests = self.query_one("#show-tests", Checkbox).value
-        shown = []
-        for c in self.store.list_conversations(limit=30, agent=self.agent_filter or None):
-            runs = self.store.list_runs(limit=20, conversation_id=c["id"], test_runs=show_tests)
-            if runs:
-                shown.append((c, runs))
-        self.query_one(RunsSidebar).fill(shown)
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "agent-filter":
-            self.agent_filter = str(event.value) if event.value is not Select.BLANK else ""
-            self.refresh_sidebar()
-
-    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
-        if event.checkbox.id == "show-tests":
-            self.refresh_sidebar()
+        self.query_one(RunsPanel).refresh_runs()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -270,77 +244,23 @@ class DevApp(App[None]):
         chat = self.query_one(ChatPane)
         self.query_one(TraceTree).paused = []
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT  # nothing of the previous run stays
+        self.last_events = []
         try:
             await self.consume(make_stream(), chat)
         except HalguruError as exc:
             chat.add_note(f"error: {exc}")
-            self.query_one(TraceTree).failed(str(exc))
-            self.query_one("#inspector", TextArea).text = f"the run failed before it started:\n{exc}"
+            tree = self.query_one(TraceTree)
+            if self.last_events:  # it failed midway: what it did stays, the error last
+                tree.end_streaming()
+                tree.root.add_leaf(Text.assemble(("error ", "bold red"), str(exc)))
+            else:  # before its first event: nothing of the previous run stays on screen
+                tree.failed(str(exc))
+                self.query_one("#inspector", TextArea).text = f"the run failed before it started:\n{exc}"
             self.notify(str(exc), severity="error")
         finally:
             self._clear_pause()
             self.refresh_sidebar()
             self._show_approval()
-
-    # -- approvals (human in the loop) -------------------------------------------
-    def _show_approval(self) -> None:
-        """A run that ended paused: say which call waits, and how to decide it."""
-        events = self.last_events
-        self.awaiting = None
-        last = events[-1] if events else None
-        if isinstance(last, RunFinished) and last.status == "paused":
-            asked = next((e for e in reversed(events) if isinstance(e, ApprovalRequested)), None)
-            if asked is not None:
-                self.awaiting = {"run_id": last.run_id, "name": asked.name, "arguments": asked.arguments}
-                bar = self.query_one("#pausebar", Static)
-                bar.update(Text(f"⏸ {asked.name} waits for approval · F9 approve · F10 reject"))
-                bar.add_class("paused")
-                self.query_one(ChatPane).add_note(f"⏸ {asked.name} waits for your approval: F9 approve · F10 reject")
-        self.refresh_status()
-
-    def action_approve(self) -> None:
-        waiting = self.awaiting
-        if waiting is None:
-            self.notify("no tool call waits for approval", severity="warning")
-            return
-        current = json.dumps(waiting["arguments"], indent=2, ensure_ascii=False)
-
-        def approved(text: str | None) -> None:
-            if text is not None:
-                args = json.loads(text)
-                self.run_worker_ = self.run_worker(
-                    self.decide(waiting["run_id"], args if args != waiting["arguments"] else None, None),
-                    group="run", exit_on_error=False)
-
-        self.push_screen(EditScreen(f"Approve {waiting['name']} with these arguments", current,
-                                    _json_object_problem), approved)
-
-    def action_reject(self) -> None:
-        waiting = self.awaiting
-        if waiting is None:
-            self.notify("no tool call waits for approval", severity="warning")
-            return
-
-        def rejected(reason: str | None) -> None:
-            if reason is not None:
-                self.run_worker_ = self.run_worker(self.decide(waiting["run_id"], None, reason.strip()),
-                                                   group="run", exit_on_error=False)
-
-        self.push_screen(EditScreen(f"Reject {waiting['name']}: why (the model is told)", ""), rejected)
-
-    async def decide(self, run_id: str, edit_args: dict[str, Any] | None, reason: str | None) -> None:
-        """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
-        from halguru.orchestration.approvals import resume_events
-
-        self.awaiting = None
-        self._clear_pause()
-        if reason is not None:
-            self.query_one(ChatPane).add_note(f"you rejected the call: {reason}")
-        else:
-            edited = f" with {json.dumps(edit_args, ensure_ascii=False)}" if edit_args is not None else ""
-            self.query_one(ChatPane).add_note(f"you approved the call{edited}")
-        await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
-                                               store=self.store))
 
     async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[Event]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""
@@ -368,6 +288,7 @@ class DevApp(App[None]):
                 await markdown_stream.write("".join(pending))
                 pending = []
             events.append(event)
+            self.last_events = events
             if isinstance(event, RunStarted):
                 if not parent_of(event):
                     self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
@@ -397,105 +318,11 @@ class DevApp(App[None]):
             self.stored = StoredRun(self.store.get_run(events[0].run_id), events) if chat is not None else self.stored
         return events
 
-    # -- breakpoints ----------------------------------------------------------
-    def _on_pause(self, pause: Pause) -> None:
-        self.pause = pause
-        self.paused_since = time.time()
-        what = {"model_call": "model call (F4 edits the next message)",
-                "tool_call": f"tool call {pause.value.name if pause.kind == 'tool_call' else ''} "
-                             "(F4 edits the arguments)",
-                "tool_result": "tool result (F4 edits it)"}[pause.kind]
-        bar = self.query_one("#pausebar", Static)
-        bar.update(Text(f"⏸ paused before {what} · F5 continue · F6 step"))
-        bar.add_class("paused")
-        self.query_one(ChatPane).add_note(f"⏸ paused at a breakpoint before the {what}")
-        self.query_one("#inspector", TextArea).text = self.pending_text()
-        self.refresh_status()
-
-    def pending_text(self) -> str:
-        pause = self.pause
-        if pause is None:
-            return ""
-        if pause.kind == "model_call":
-            return "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in pause.value.messages)
-        if pause.kind == "tool_call":
-            return json.dumps(pause.value.arguments, indent=2, ensure_ascii=False)
-        return pause.value[1]
-
-    def _clear_pause(self) -> None:
-        self.pause = None
-        if self.paused_since is not None:  # the time at the breakpoint is left out of the durations shown
-            self.query_one(TraceTree).paused.append((self.paused_since, time.time()))
-            self.paused_since = None
-        bar = self.query_one("#pausebar", Static)
-        bar.remove_class("paused")
-        self.refresh_status()
-
-    def action_toggle_model_break(self) -> None:
-        self.hooks.break_models = not self.hooks.break_models
-        self.notify(f"breakpoint before model calls {'on' if self.hooks.break_models else 'off'}")
-        self.refresh_status()
-
-    def action_toggle_tool_break(self) -> None:
-        self.hooks.break_tools = not self.hooks.break_tools
-        self.notify(f"breakpoint before tool calls {'on' if self.hooks.break_tools else 'off'}")
-        self.refresh_status()
-
-    def _resume(self, stepping: bool) -> None:
-        if self.pause is None:
-            self.notify("nothing is paused", severity="warning")
-            return
-        pause, self.hooks.stepping = self.pause, stepping
-        self._clear_pause()
-        pause.resume()
-
-    def action_continue(self) -> None:
-        self._resume(False)
-
-    def action_step(self) -> None:
-        self._resume(True)
-
-    def action_edit(self) -> None:
-        pause = self.pause
-        if pause is None:
-            self.notify("nothing is paused: set a breakpoint (F2/F3) first", severity="warning")
-            return
-        titles = {"model_call": "Next message", "tool_call": f"Arguments of {getattr(pause.value, 'name', '')}",
-                  "tool_result": "Tool result"}
-        current = pause.value.messages[-1].content if pause.kind == "model_call" else self.pending_text()
-        validate = _json_object_problem if pause.kind == "tool_call" else None
-        self.push_screen(EditScreen(titles[pause.kind], current, validate), lambda text: self.apply_edit(text))
-
-    def apply_edit(self, text: str | None) -> None:
-        """Put the edited value in place of the pending one; the run uses it when resumed."""
-        pause = self.pause
-        if text is None or pause is None:
-            return
-        chat = self.query_one(ChatPane)
-        if pause.kind == "tool_call":
-            pause.value = pause.value.model_copy(update={"arguments": json.loads(text)})
-            chat.add_note(f"✎ {pause.value.name} will run with {json.dumps(json.loads(text), ensure_ascii=False)}")
-        elif pause.kind == "tool_result":
-            call, _, is_error = pause.value
-            pause.value = (call, text, is_error)
-            chat.add_note(f"✎ the model gets {call.name}'s result as: {text}")
-        else:
-            last = pause.value.messages[-1].model_copy(update={"content": text})
-            pause.value.messages = [*pause.value.messages[:-1], last]
-            if last.role == "user":
-                chat.edit_last_user(text)
-            else:
-                chat.add_note(f"✎ the next message ({last.role}) is now: {text}")
-        self.query_one("#inspector", TextArea).text = self.pending_text()
-        self.notify("edited: F5 to continue with it")
-
     # -- inspector and stored runs --------------------------------------------
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
         data = event.node.data
         if event.control.id == "trace" and data:
             self.query_one("#inspector", TextArea).text = detail(data)
-        elif event.control.id == "runs":
-            self.query_one("#runtitle", Static).update(Text(self.query_one(RunsSidebar).full_title(event.node)))
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         data = event.node.data
@@ -649,11 +476,3 @@ class DevApp(App[None]):
 def _project_filter(change: Any, path: str) -> bool:
     name = Path(path).name
     return not (name.startswith(".") or "__pycache__" in path or name.endswith((".pyc", ".swp", "~")))
-
-
-def _json_object_problem(text: str) -> str | None:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        return f"not valid JSON: {exc}"
-    return None if isinstance(value, dict) else "the arguments must be a JSON object"

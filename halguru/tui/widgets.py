@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -15,7 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Markdown, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, clip, describe, ms, parent_of
+from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, describe, ms, parent_of
 from halguru.agents.events import (
     Error,
     Event,
@@ -251,45 +250,6 @@ class ChatPane(VerticalScroll):
     def add_note(self, text: str | Text) -> None:
         self.mount(Static(Text(text) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
-
-
-RunRow = Mapping[str, Any]
-
-
-class RunsSidebar(Tree[RunRow]):
-    """Stored conversations and their runs (the records of `halguru logs`); select a run to open it.
-
-    The highlighted or hovered line shows in full (tooltip, and the line below the tree).
-    """
-
-    DEFAULT_CSS = "RunsSidebar { height: 1fr; }"
-
-    def __init__(self, **kwargs: Any):
-        super().__init__("stored runs", **kwargs)
-        self.show_root = False
-        self.titles: dict[int, str] = {}  # node id -> its full title
-
-    def fill(self, conversations: Sequence[tuple[Mapping[str, Any], Sequence[RunRow]]]) -> None:
-        self.clear()
-        self.titles = {}
-        styles = {"ok": "green", "failed": "red", "cancelled": "yellow"}
-        for conversation, runs in conversations:
-            full = conversation.get("title") or conversation["id"]
-            node = self.root.add(Text(clip(full, 24)), data=None, expand=True)
-            self.titles[node.id] = f"{full} · {conversation.get('agent', '')}"
-            for r in runs:
-                style = styles.get(r["status"], "magenta")
-                leaf = node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
-                self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']}"
-        self.root.expand()
-
-    def full_title(self, node: TreeNode[RunRow] | None) -> str:
-        return "" if node is None else self.titles.get(node.id, "")
-
-    def watch_hover_line(self, previous: int, value: int) -> None:
-        super().watch_hover_line(previous, value)
-        node = self.get_node_at_line(value) if value >= 0 else None
-        self.tooltip = self.full_title(node) or None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from halguru.agents.runtime import run_to_result
 from halguru.models.scripted import ScriptedModel
 from halguru.tui.app import KEYS, DevApp
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
-from halguru.tui.widgets import ChatPane, KeyBar, RunsSidebar, TraceTree
+from halguru.tui.sidebar import RunsSidebar
+from halguru.tui.widgets import ChatPane, KeyBar, TraceTree
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "agents-templates"
 WORKFLOW_SCRIPT = ['{"category": "order", "order_id": 1001}', "It ships with DHL."]
@@ -345,3 +346,21 @@ async def test_parallel_workflow_steps_keep_their_own_branches(tmp_path: Path) -
             results = [e for e in inner[sid] if e.type == "model_result"]
             assert len(results) == 1 and all(e.type != "tool_call" for e in inner[sid]), (sid, inner[sid])
             assert {e.run_id for e in inner[sid] if e.type.startswith("model")} != {tree.root.data.run_id}
+
+
+async def test_a_run_that_fails_midway_keeps_what_it_did(calc_agent: Path) -> None:
+    from halguru.agents.events import ModelCall, RunStarted
+    from halguru.errors import HalguruError
+
+    async def broken():
+        yield RunStarted(run_id="run_x", agent="calc", model="m", input="hi", conversation_id="c")
+        yield ModelCall(run_id="run_x", model="m", messages=[{"role": "user", "content": "hi"}])
+        raise HalguruError("the store went away")
+
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app._turn(broken)
+        await pilot.pause()
+        shown = labels(app.query_one(TraceTree))
+        assert shown[0].startswith("run run_x") and any(s.startswith("model_call") for s in shown)
+        assert shown[-1] == "error the store went away" and "error: the store went away" in chat_text(app)

@@ -1,0 +1,202 @@
+"""A run that waits for the developer: at a breakpoint (F2/F3, then F4 edit, F5 continue, F6 step) or for
+approval of a tool call (F9/F10). The debugger app's actions for both, as a mixin of ``DevApp``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual.app import App
+from textual.widgets import Static, TextArea
+from textual.worker import Worker
+
+from halguru.agents.events import ApprovalRequested, Event, RunFinished
+from halguru.agents.hooks import BreakpointHooks, Pause
+from halguru.store.base import TraceStore
+from halguru.tui.screens import EditScreen
+from halguru.tui.widgets import ChatPane, TraceTree
+
+
+class PauseActions(App[None]):
+    """Breakpoints and approvals; the pause bar, the chat notices and the inspector follow them."""
+
+    # Set and used by DevApp.
+    hooks: BreakpointHooks
+    pause: Pause | None
+    paused_since: float | None  # wall-clock start of the current breakpoint pause
+    awaiting: dict[str, Any] | None  # the last run's tool call waiting for approval
+    last_events: list[Event]
+    store: TraceStore
+    run_worker_: Worker[None] | None
+
+    async def _turn(self, make_stream: Callable[[], Any]) -> None:
+        raise NotImplementedError
+
+    def _model(self) -> Any:
+        raise NotImplementedError
+
+    def refresh_status(self) -> None:
+        raise NotImplementedError
+
+    # -- approvals (human in the loop) -------------------------------------------
+    def _show_approval(self) -> None:
+        """A run that ended paused: say which call waits, and how to decide it."""
+        events = self.last_events
+        self.awaiting = None
+        last = events[-1] if events else None
+        if isinstance(last, RunFinished) and last.status == "paused":
+            asked = next((e for e in reversed(events) if isinstance(e, ApprovalRequested)), None)
+            if asked is not None:
+                self.awaiting = {"run_id": last.run_id, "name": asked.name, "arguments": asked.arguments}
+                bar = self.query_one("#pausebar", Static)
+                bar.update(Text(f"⏸ {asked.name} waits for approval · F9 approve · F10 reject"))
+                bar.add_class("paused")
+                self.query_one(ChatPane).add_note(f"⏸ {asked.name} waits for your approval: F9 approve · F10 reject")
+        self.refresh_status()
+
+    def action_approve(self) -> None:
+        waiting = self.awaiting
+        if waiting is None:
+            self.notify("no tool call waits for approval", severity="warning")
+            return
+        current = json.dumps(waiting["arguments"], indent=2, ensure_ascii=False)
+
+        def approved(text: str | None) -> None:
+            if text is not None:
+                args = json.loads(text)
+                self.run_worker_ = self.run_worker(
+                    self.decide(waiting["run_id"], args if args != waiting["arguments"] else None, None),
+                    group="run", exit_on_error=False)
+
+        self.push_screen(EditScreen(f"Approve {waiting['name']} with these arguments", current,
+                                    _json_object_problem), approved)
+
+    def action_reject(self) -> None:
+        waiting = self.awaiting
+        if waiting is None:
+            self.notify("no tool call waits for approval", severity="warning")
+            return
+
+        def rejected(reason: str | None) -> None:
+            if reason is not None:
+                self.run_worker_ = self.run_worker(self.decide(waiting["run_id"], None, reason.strip()),
+                                                   group="run", exit_on_error=False)
+
+        self.push_screen(EditScreen(f"Reject {waiting['name']}: why (the model is told)", ""), rejected)
+
+    async def decide(self, run_id: str, edit_args: dict[str, Any] | None, reason: str | None) -> None:
+        """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
+        from halguru.orchestration.approvals import resume_events
+
+        self.awaiting = None
+        self._clear_pause()
+        if reason is not None:
+            self.query_one(ChatPane).add_note(f"you rejected the call: {reason}")
+        else:
+            edited = f" with {json.dumps(edit_args, ensure_ascii=False)}" if edit_args is not None else ""
+            self.query_one(ChatPane).add_note(f"you approved the call{edited}")
+        await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
+                                               store=self.store))
+
+    # -- breakpoints ----------------------------------------------------------
+    def _on_pause(self, pause: Pause) -> None:
+        self.pause = pause
+        self.paused_since = time.time()
+        what = {"model_call": "model call (F4 edits the next message)",
+                "tool_call": f"tool call {pause.value.name if pause.kind == 'tool_call' else ''} "
+                             "(F4 edits the arguments)",
+                "tool_result": "tool result (F4 edits it)"}[pause.kind]
+        bar = self.query_one("#pausebar", Static)
+        bar.update(Text(f"⏸ paused before {what} · F5 continue · F6 step"))
+        bar.add_class("paused")
+        self.query_one(ChatPane).add_note(f"⏸ paused at a breakpoint before the {what}")
+        self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.refresh_status()
+
+    def pending_text(self) -> str:
+        pause = self.pause
+        if pause is None:
+            return ""
+        if pause.kind == "model_call":
+            return "\n\n".join(f"--- {m.role} ---\n{m.content}" for m in pause.value.messages)
+        if pause.kind == "tool_call":
+            return json.dumps(pause.value.arguments, indent=2, ensure_ascii=False)
+        return pause.value[1]
+
+    def _clear_pause(self) -> None:
+        self.pause = None
+        if self.paused_since is not None:  # the time at the breakpoint is left out of the durations shown
+            self.query_one(TraceTree).paused.append((self.paused_since, time.time()))
+            self.paused_since = None
+        bar = self.query_one("#pausebar", Static)
+        bar.remove_class("paused")
+        self.refresh_status()
+
+    def action_toggle_model_break(self) -> None:
+        self.hooks.break_models = not self.hooks.break_models
+        self.notify(f"breakpoint before model calls {'on' if self.hooks.break_models else 'off'}")
+        self.refresh_status()
+
+    def action_toggle_tool_break(self) -> None:
+        self.hooks.break_tools = not self.hooks.break_tools
+        self.notify(f"breakpoint before tool calls {'on' if self.hooks.break_tools else 'off'}")
+        self.refresh_status()
+
+    def _resume(self, stepping: bool) -> None:
+        if self.pause is None:
+            self.notify("nothing is paused", severity="warning")
+            return
+        pause, self.hooks.stepping = self.pause, stepping
+        self._clear_pause()
+        pause.resume()
+
+    def action_continue(self) -> None:
+        self._resume(False)
+
+    def action_step(self) -> None:
+        self._resume(True)
+
+    def action_edit(self) -> None:
+        pause = self.pause
+        if pause is None:
+            self.notify("nothing is paused: set a breakpoint (F2/F3) first", severity="warning")
+            return
+        titles = {"model_call": "Next message", "tool_call": f"Arguments of {getattr(pause.value, 'name', '')}",
+                  "tool_result": "Tool result"}
+        current = pause.value.messages[-1].content if pause.kind == "model_call" else self.pending_text()
+        validate = _json_object_problem if pause.kind == "tool_call" else None
+        self.push_screen(EditScreen(titles[pause.kind], current, validate), lambda text: self.apply_edit(text))
+
+    def apply_edit(self, text: str | None) -> None:
+        """Put the edited value in place of the pending one; the run uses it when resumed."""
+        pause = self.pause
+        if text is None or pause is None:
+            return
+        chat = self.query_one(ChatPane)
+        if pause.kind == "tool_call":
+            pause.value = pause.value.model_copy(update={"arguments": json.loads(text)})
+            chat.add_note(f"✎ {pause.value.name} will run with {json.dumps(json.loads(text), ensure_ascii=False)}")
+        elif pause.kind == "tool_result":
+            call, _, is_error = pause.value
+            pause.value = (call, text, is_error)
+            chat.add_note(f"✎ the model gets {call.name}'s result as: {text}")
+        else:
+            last = pause.value.messages[-1].model_copy(update={"content": text})
+            pause.value.messages = [*pause.value.messages[:-1], last]
+            if last.role == "user":
+                chat.edit_last_user(text)
+            else:
+                chat.add_note(f"✎ the next message ({last.role}) is now: {text}")
+        self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.notify("edited: F5 to continue with it")
+
+
+def _json_object_problem(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON: {exc}"
+    return None if isinstance(value, dict) else "the arguments must be a JSON object"
