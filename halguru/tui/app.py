@@ -123,7 +123,7 @@ class DevApp(PauseActions):
                 yield TraceTree(id="trace")
                 yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
         yield Static("", id="status")
-        yield KeyBar(KEYS, self.available, id="keys")
+        yield KeyBar(KEYS, self.available, self.switched_on, id="keys")
 
     def available(self, action: str) -> bool:
         """Whether ``action`` does something now (the key bar dims the others)."""
@@ -132,6 +132,10 @@ class DevApp(PauseActions):
                  "replay": self.stored is not None, "export": self.stored is not None,
                  "fork": self.stored is not None and self.agent is not None}
         return needs.get(action, True)
+
+    def switched_on(self, action: str) -> bool:
+        return {"toggle_model_break": self.hooks.break_models, "toggle_tool_break": self.hooks.break_tools,
+                "zoom": self.screen.has_class("zoomed")}.get(action, False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A dialog on top keeps its keys: the app's keys wait until it closes (Ctrl+Q still quits)."""
@@ -421,6 +425,9 @@ class DevApp(PauseActions):
         self.screen.toggle_class("zoomed")
         if self.screen.has_class("zoomed"):
             self.query_one(TraceTree).focus()
+        elif self.agent is not None:
+            self.query_one("#prompt", Input).focus()
+        self.refresh_status()
 
     def action_new_conversation(self) -> None:
         self.conversation_id = None

@@ -265,10 +265,12 @@ class KeyBar(Widget):
 
     DEFAULT_CSS = "KeyBar { height: auto; background: $panel; padding: 0 1; }"
 
-    def __init__(self, keys: Iterable[Key], available: Callable[[str], bool], **kwargs: Any):
+    def __init__(self, keys: Iterable[Key], available: Callable[[str], bool],
+                 switched_on: Callable[[str], bool] = lambda action: False, **kwargs: Any):
         super().__init__(**kwargs)
         self.keys = list(keys)
         self.available = available
+        self.switched_on = switched_on  # a toggle that is on now (a breakpoint) shows so
 
     def refresh_keys(self) -> None:
         self.refresh(layout=True)
@@ -278,6 +280,8 @@ class KeyBar(Widget):
         for k in self.keys:
             on = self.available(k.action)
             part = Text.assemble((k.key, "bold orange1" if on else "dim"), " ", (k.description, "" if on else "dim"))
+            if self.switched_on(k.action):
+                part.append(" ●", "bold green")
             if lines[-1].cell_len and lines[-1].cell_len + 2 + part.cell_len > max(width, 1):
                 lines.append(Text())
             if lines[-1].cell_len:

@@ -48,7 +48,7 @@ async def test_every_key_works_from_the_message_box_and_the_bar_lists_them_all(c
         assert (tmp_path / f"{app.stored.id}.json").exists()
         assert prompt.has_focus
         await pilot.press("f2")
-        assert app.hooks.break_models
+        assert app.hooks.break_models and "F2 brk model ●" in str(app.query_one(KeyBar).render())
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
