@@ -344,3 +344,14 @@ def test_edited_arguments_are_checked_before_the_approval_is_used(halguru_cmd, s
                '{"to": "bob@example.com", "body": "hello"}')
     assert done.stdout.strip() == "Mail sent."
     assert (folder / "sent.log").read_text() == "bob@example.com: hello\n"
+
+
+@pytest.mark.parametrize("command", [("models", "list"), ("plugins",), ("tools",)])
+def test_piped_listings_are_one_line_per_row(halguru_cmd, subprocess_env, command):
+    env = {k: v for k, v in subprocess_env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    lines = run(halguru_cmd, env, *command).stdout.splitlines()
+    assert "\x1b[" not in "".join(lines)
+    assert not [line for line in lines if line.startswith(" ")], lines  # no wrapped continuation lines
+    first = {"models": "smollm2", "plugins": "halguru.models.plugin", "tools": "calculator"}[command[0]]
+    [row] = [line for line in lines if line.startswith(first)]
+    assert len(row.split()) >= 3, row  # every column on the row

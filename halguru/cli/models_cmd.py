@@ -19,18 +19,12 @@ def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readab
     if json_output:
         typer.echo(json.dumps([{**e.model_dump(), "default": e.name == default} for e in entries], indent=2))
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    from halguru.cli.table import print_table
 
-    table = Table("name", "provider", "source", box=None, header_style="bold")
-    for e in entries:
-        table.add_row(escape(e.name) + (" [bold](default)[/]" if e.name == default else ""), e.provider,
-                      escape(e.source))
-    console = Console()
-    console.print(table)
+    rows = [(e.name + (" (default)" if e.name == default else ""), e.provider, e.source) for e in entries]
+    print_table(["name", "provider", "source"], rows, ("source",))
     names = ", ".join(f"{name}:ARG" for name in sorted(providers()))
-    console.print(f"[dim]Also accepted: a path to a .gguf file, {names}, or `default` ({escape(default)}).[/]")
+    typer.echo(f"Also accepted: a path to a .gguf file, {names}, or `default` ({default}).")
 
 
 @app.command()

@@ -18,11 +18,7 @@ def register(app: typer.Typer) -> None:
         if json_output:
             typer.echo(json.dumps([asdict(i) for i in infos], indent=2))
             return
-        from rich.console import Console
-        from rich.table import Table
+        from halguru.cli.table import print_table
 
-        table = Table("plugin", "package", "hooks", box=None, header_style="bold")
-        for i in infos:
-            package = "built-in" if i.builtin else f"{i.package} {i.version}"
-            table.add_row(i.name, package, ", ".join(i.hooks))
-        Console().print(table)
+        rows = [(i.name, "built-in" if i.builtin else f"{i.package} {i.version}", ", ".join(i.hooks)) for i in infos]
+        print_table(["plugin", "package", "hooks"], rows, ("hooks",))
