@@ -61,6 +61,7 @@ class ChatRepl:
     def __init__(self, session: ChatSession, console: Console | None = None):
         self.session = session
         self.console = console or Console(highlight=False)
+        self.stopped_ingests: list[str] = []  # what Ctrl-C stopped indexing during the last answer
 
     @classmethod
     def open(cls, path: Path, conversation: str | None, model: str | None) -> ChatRepl:
@@ -93,16 +94,26 @@ class ChatRepl:
                 if self.command(text) == "exit":
                     return 0
                 continue
+            self.stopped_ingests = []
             try:
                 runner.run(self.answer(text))
             except KeyboardInterrupt:
+                for line in self.stopped_ingests:
+                    self.console.print(f"\n[yellow]Stopped {escape(line)}.[/]")
                 self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
             except HalguruError as exc:
                 self.console.print(f"[red]Error:[/] {escape(str(exc))}")
 
     async def answer(self, text: str) -> None:
-        with _quiet_ctrl_c():
-            await self._answer(text)
+        from halguru.cli.run_once import ingest_scope
+
+        scope = ingest_scope()  # the knowledge ingests this answer starts (an agent's first retrieval)
+        try:
+            with _quiet_ctrl_c():
+                await self._answer(text)
+        except asyncio.CancelledError:  # Ctrl-C: such an ingest stops too, and says how far it got
+            self.stopped_ingests = scope.stop(wait=5.0)
+            raise
 
     async def _answer(self, text: str) -> None:
         live: Live | None = None

@@ -61,19 +61,28 @@ def ingest(
                   TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(), console=console,
                   transient=True) as bar:
         task = bar.add_task("files", total=None, chunks=0)
-        chunks = 0
+        chunks, seen, total = 0, 0, 0
 
         def progress(event: str, value: object) -> None:
-            nonlocal chunks
+            nonlocal chunks, seen, total
             if event == "files":
-                bar.update(task, total=int(str(value)))
+                total = int(str(value))
+                bar.update(task, total=total)
             elif event == "file":
+                seen += 1
                 bar.advance(task)
             elif event == "chunks":
                 chunks += int(str(value))
                 bar.update(task, chunks=chunks)
 
-        summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)
+        try:
+            summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)
+        except KeyboardInterrupt:
+            bar.stop()
+            where = f"at file {seen} of {total}" if total else "before any file was read"
+            console.print(f"Stopped {where}; the {chunks} chunk(s) written so far are kept. Run the same "
+                          "command again to finish: unchanged files are skipped.", markup=False, highlight=False)
+            raise typer.Exit(130) from None
     out = Console()
     out.print(f"{name}: {summary.line()}")
     if verbose:

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,9 @@ from rich.markup import escape
 from halguru.agents.events import Event, RunFinished
 from halguru.agents.loader import load_agent
 from halguru.cli.render import RunPrinter
+
+if TYPE_CHECKING:
+    from halguru.rag.indexer import IngestScope
 
 EXIT_FAILED = 1
 EXIT_PAUSED = 3  # the run waits for an approval: scripts can tell it from a finished run (0)
@@ -26,25 +30,42 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
     return stream_run(lambda: run(agent, text, conversation, model=model), json_output=json_output)
 
 
+def ingest_scope() -> IngestScope:
+    """A scope for the knowledge ingests this run starts (an agent's first retrieval), so Ctrl-C stops
+    them too and the user hears how far they got."""
+    from halguru.rag.indexer import IngestScope
+
+    return IngestScope.enter()
+
+
 def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: bool) -> int:
     """Print a run's events as they come (or as JSON lines) and return the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     printer = RunPrinter(err=err)
     finished: list[RunFinished] = []
 
+    scopes: list[IngestScope] = []
+
     async def consume() -> None:
-        async for event in make_stream():
-            if json_output:
-                sys.stdout.write(event.model_dump_json() + "\n")
-                sys.stdout.flush()
-            else:
-                printer(event)
-            if isinstance(event, RunFinished):
-                finished.append(event)
+        scopes.append(ingest_scope())
+        try:
+            async for event in make_stream():
+                if json_output:
+                    sys.stdout.write(event.model_dump_json() + "\n")
+                    sys.stdout.flush()
+                else:
+                    printer(event)
+                if isinstance(event, RunFinished):
+                    finished.append(event)
+        except asyncio.CancelledError:  # Ctrl-C: an ingest on a worker thread stops too, not only the run
+            scopes[0].stop()
+            raise
 
     try:
         asyncio.run(consume())
     except KeyboardInterrupt:
+        for line in scopes[0].stopped if scopes else []:  # asyncio.run waited for their threads
+            err.print(f"\n[yellow]Stopped {escape(line)}.[/]")
         err.print("\n[yellow]Stopped.[/] The partial answer is stored (see `halguru logs`).")
         return EXIT_INTERRUPTED
     result = finished[-1]

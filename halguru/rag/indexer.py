@@ -4,17 +4,24 @@ Order of writes for a changed file: its new chunks are committed first, then the
 chunks of its old version are deleted. A kill in between leaves both versions
 (still queryable); the next ingest sees two hashes for the path and finishes the
 job. An exclusive lock file keeps a second ingest of the same base out.
+
+``stop_ingests()`` asks the ingests running in this process to stop after their
+current file (Ctrl-C during an agent's first retrieval): what was committed is
+kept, the next ingest does the rest, and the caller can say how far each got.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from halguru.rag.chunking import chunk_text
 from halguru.rag.errors import KnowledgeError
@@ -45,6 +52,69 @@ class IngestSummary:
 
 # progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch
 Progress = Callable[[str, object], None]
+
+
+class IngestStopped(KnowledgeError):
+    """An ingest stopped by its ``IngestScope``; what it committed is kept."""
+
+
+class IngestScope:
+    """Lets a caller stop the ingests its work starts, on whatever thread they run, and say how far they got.
+
+    ``IngestScope.enter()`` makes a scope current in the caller's context (contextvars: the threads of
+    ``asyncio.to_thread`` and the tasks it starts inherit it). ``stop()`` makes each of its ingests stop
+    after its current file, and ``stopped`` lists, one line each, the ingests that did so.
+    """
+
+    def __init__(self) -> None:
+        self.stop_requested = threading.Event()
+        self.stopped: list[str] = []
+        self._active = 0
+        self._idle = threading.Condition()
+
+    @classmethod
+    def enter(cls) -> IngestScope:
+        scope = cls()
+        _SCOPE.set(scope)
+        return scope
+
+    def stop(self, wait: float = 0.0) -> list[str]:
+        """Ask this scope's ingests to stop; wait up to ``wait`` seconds for the running ones to do so."""
+        self.stop_requested.set()
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=wait)
+        return list(self.stopped)
+
+    @contextlib.contextmanager
+    def running(self, base: str) -> Iterator[_Running]:
+        with self._idle:
+            self._active += 1
+        try:
+            yield _Running(base, self)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+
+@dataclass
+class _Running:
+    base: str
+    scope: IngestScope | None
+    total: int = 0
+    done: int = 0
+
+    def check(self) -> None:
+        """Raise IngestStopped (and tell the scope) when the scope asked to stop."""
+        if self.scope is not None and self.scope.stop_requested.is_set():
+            line = (f"indexing knowledge base {self.base!r} stopped after {self.done} of {self.total} file(s); "
+                    "those are kept and the next run indexes the rest") if self.total else (
+                    f"indexing knowledge base {self.base!r} stopped before it began; the next run indexes it")
+            self.scope.stopped.append(line)
+            raise IngestStopped(line)
+
+
+_SCOPE: contextvars.ContextVar[IngestScope | None] = contextvars.ContextVar("halguru_ingest_scope", default=None)
 
 
 @contextlib.contextmanager
@@ -86,89 +156,105 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
     """Add or update the files under ``paths``; ``prune`` removes chunks of files that are gone."""
     if isinstance(kb, str):
         kb = KnowledgeBase.open(kb)
-    model = kb.embedder(embedder)
     notify = progress or (lambda event, value: None)
-    summary = IngestSummary()
     roots = [Path(p).expanduser() for p in paths]
-    with ingest_lock(kb, wait=wait):
-        kb.refresh()
-        stored = kb.documents()
-        files: list[tuple[Path, Path]] = []
-        for root in roots:
-            found, skipped = discover([root])
-            summary.skipped += [(str(s.path), s.reason) for s in skipped]
-            files += [(f, root) for f in found]
-        notify("files", len(files))
-        seen: set[str] = set()
-        pending: list[dict[str, object]] = []
-        stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
+    scope = _SCOPE.get()
+    with contextlib.ExitStack() as stack:
+        running = stack.enter_context(scope.running(kb.name)) if scope is not None else _Running(kb.name, None)
+        model = kb.embedder(embedder)  # loading it takes seconds the first time: a stop is seen right after
+        running.check()
+        stack.enter_context(ingest_lock(kb, wait=wait))
+        return _ingest(kb, roots, running, prune=prune, model=model, notify=notify)
 
-        def commit() -> None:
-            if pending:
-                texts = [str(row["search_text"]) for row in pending]
-                for row, vector in zip(pending, model.embed(texts), strict=True):
-                    row["vector"] = vector
-                kb.table.add(list(pending))
-                summary.chunks += len(pending)
-                notify("chunks", len(pending))
-                pending.clear()
-            if stale:
-                kb.table.delete(" OR ".join(stale))
-                stale.clear()
 
-        for file, root in files:
-            notify("file", str(file))
-            key = str(file.resolve())
-            seen.add(key)
-            data = read_bytes(file)
-            loaded: Document | Skip = data if isinstance(data, Skip) else load(file, data)
-            if isinstance(loaded, Skip):
-                summary.skipped.append((str(file), loaded.reason))
-                continue
-            assert isinstance(data, bytes)
-            summary.warnings += [(str(file), w) for w in loaded.warnings]
-            digest = hashlib.sha256(data).hexdigest()[:32]
-            source = _source_name(file, root)
-            old = stored.get(key)
-            if old is not None and digest in old[1]:
-                if len(old[1]) > 1:  # an update killed half-way: drop the older version now
-                    stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
-                    summary.updated.append(source)
-                else:
-                    summary.unchanged.append(source)
-                continue
-            chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
-            if not chunks:
-                summary.skipped.append((str(file), "no text to index"))
-                continue
-            (summary.updated if old is not None else summary.added).append(source)
-            for i, chunk in enumerate(chunks):
-                label = f"{source} {chunk.heading}".strip()
-                pending.append({
-                    "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
-                    "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,
-                    "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
-                })
-            if old is not None:
+def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool, model: Any,
+            notify: Progress) -> IngestSummary:
+    """The body of ``ingest``, under its lock."""
+    summary = IngestSummary()
+    kb.refresh()
+    stored = kb.documents()
+    files: list[tuple[Path, Path]] = []
+    for root in roots:
+        found, skipped = discover([root])
+        summary.skipped += [(str(s.path), s.reason) for s in skipped]
+        files += [(f, root) for f in found]
+    notify("files", len(files))
+    running.total = len(files)
+    seen: set[str] = set()
+    pending: list[dict[str, object]] = []
+    stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
+
+    def commit() -> None:
+        if pending:
+            texts = [str(row["search_text"]) for row in pending]
+            for row, vector in zip(pending, model.embed(texts), strict=True):
+                row["vector"] = vector
+            kb.table.add(list(pending))
+            summary.chunks += len(pending)
+            notify("chunks", len(pending))
+            pending.clear()
+        if stale:
+            kb.table.delete(" OR ".join(stale))
+            stale.clear()
+
+    for index, (file, root) in enumerate(files):
+        running.done = index
+        if running.scope is not None and running.scope.stop_requested.is_set():
+            commit()  # whole files only: the next ingest finds them unchanged
+            running.check()
+        notify("file", str(file))
+        key = str(file.resolve())
+        seen.add(key)
+        data = read_bytes(file)
+        loaded: Document | Skip = data if isinstance(data, Skip) else load(file, data)
+        if isinstance(loaded, Skip):
+            summary.skipped.append((str(file), loaded.reason))
+            continue
+        assert isinstance(data, bytes)
+        summary.warnings += [(str(file), w) for w in loaded.warnings]
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        source = _source_name(file, root)
+        old = stored.get(key)
+        if old is not None and digest in old[1]:
+            if len(old[1]) > 1:  # an update killed half-way: drop the older version now
                 stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
-            if len(pending) >= BATCH_CHUNKS:
-                commit()
-        commit()
-        if prune:
-            under = [str(r.resolve()) for r in roots if r.is_dir()]
-            gone = [p for p in stored if p not in seen and (not Path(p).exists()
-                                                             or any(p.startswith(u + os.sep) for u in under))]
-            for start in range(0, len(gone), 200):
-                kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
-            summary.removed = sorted(stored[p][0] for p in gone)
-        if summary.chunks or summary.removed or summary.updated:
-            kb.ensure_fts_index()
-            if kb.fragments() > OPTIMIZE_FRAGMENTS:
-                kb.optimize()
-            import time
+                summary.updated.append(source)
+            else:
+                summary.unchanged.append(source)
+            continue
+        chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
+        if not chunks:
+            summary.skipped.append((str(file), "no text to index"))
+            continue
+        (summary.updated if old is not None else summary.added).append(source)
+        for i, chunk in enumerate(chunks):
+            label = f"{source} {chunk.heading}".strip()
+            pending.append({
+                "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
+                "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,
+                "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
+            })
+        if old is not None:
+            stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
+        if len(pending) >= BATCH_CHUNKS:
+            commit()
+    commit()
+    running.done = len(files)
+    if prune:
+        under = [str(r.resolve()) for r in roots if r.is_dir()]
+        gone = [p for p in stored if p not in seen and (not Path(p).exists()
+                                                         or any(p.startswith(u + os.sep) for u in under))]
+        for start in range(0, len(gone), 200):
+            kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
+        summary.removed = sorted(stored[p][0] for p in gone)
+    if summary.chunks or summary.removed or summary.updated:
+        kb.ensure_fts_index()
+        if kb.fragments() > OPTIMIZE_FRAGMENTS:
+            kb.optimize()
+        import time
 
-            kb.meta.updated = time.time()
-            kb.save_meta()
+        kb.meta.updated = time.time()
+        kb.save_meta()
     return summary
 
 
