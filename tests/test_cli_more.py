@@ -355,3 +355,11 @@ def test_piped_listings_are_one_line_per_row(halguru_cmd, subprocess_env, comman
     first = {"models": "smollm2", "plugins": "halguru.models.plugin", "tools": "calculator"}[command[0]]
     [row] = [line for line in lines if line.startswith(first)]
     assert len(row.split()) >= 3, row  # every column on the row
+
+
+def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_home):
+    halguru_home.mkdir(parents=True, exist_ok=True)
+    (halguru_home / "config.toml").write_text("llama_n_ctx = 2048\nllama_ctx = 8192\n")
+    proc = run(halguru_cmd, subprocess_env, "config", "show")
+    assert proc.stderr.strip() == f"warning: {halguru_home / 'config.toml'}: unknown setting 'llama_ctx' is ignored"
+    assert re.search(r"^llama_n_ctx\s+2048\s", proc.stdout, re.M)
