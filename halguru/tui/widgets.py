@@ -127,8 +127,12 @@ class TraceTree(Tree[Event]):
                 self._root_id, _Scope(self.root))
             at = parent.step_branch(e) or parent.open_call or parent.step or parent.home
             agent = e.agent if isinstance(e, RunStarted) else ""
-            self._scopes[run_id] = _Scope(at.add(label(e), data=e, expand=True) if isinstance(e, RunStarted) else at,
-                                          agent=agent)
+            if isinstance(e, RunStarted):
+                at = at.add(label(e), data=e, expand=True)
+            elif isinstance(at.data, ToolCall) and at.data.name.startswith("ask_"):  # a specialist's own branch
+                agent = at.data.name.removeprefix("ask_")
+                at = at.add(agent_label(agent), data=at.data, expand=True)
+            self._scopes[run_id] = _Scope(at, agent=agent)
         return self._scopes[run_id]
 
     def unpaused(self, e: Event) -> Event:

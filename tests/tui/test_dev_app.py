@@ -315,7 +315,9 @@ async def test_a_specialists_calls_nest_under_the_ask_that_started_them(tmp_path
         await wait_for(pilot, lambda: app.last_answer == "All good.")
         tree = app.query_one(TraceTree)
         ask = next(n for n in _nodes(tree.root) if n.data is not None and n.data.type == "tool_call")
-        inner = [n.data for n in _nodes(ask) if n is not ask and n.data is not None]
+        branch = ask.children[0]  # the specialist's own branch, named
+        assert str(branch.label) == "agent tech"
+        inner = [n.data for n in _nodes(branch) if n is not branch and n.data is not None]
         assert [e.type for e in inner][:2] == ["model_call", "model_result"]
         assert all(e.run_id != tree.root.data.run_id for e in inner[:2])  # the specialist's own run
         assert inner[1].text == "Line is fine."
