@@ -111,7 +111,7 @@ def test_add_a_gguf_file(cli, tmp_path, models_file, write_agent):
 
 
 def test_add_a_relative_gguf_path_is_stored_absolute(cli, tmp_path, models_file, monkeypatch):
-    (tmp_path / "rel.gguf").write_bytes(b"GGUF")
+    (tmp_path / "rel.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + bytes(16))
     monkeypatch.chdir(tmp_path)
     cli("models", "add", "rel", "--gguf", "rel.gguf")
     assert user_models(models_file)["rel"]["options"]["path"] == str(tmp_path / "rel.gguf")
@@ -121,6 +121,14 @@ def test_add_a_missing_gguf_file_is_one_line(cli_error, tmp_path, models_file):
     missing = tmp_path / "nope.gguf"
     line = cli_error("models", "add", "ghost", "--gguf", str(missing))
     assert "not found" in line and str(missing) in line
+    assert not models_file.exists()
+
+
+def test_add_a_truncated_gguf_file_is_refused(cli_error, tmp_path, models_file):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (1).to_bytes(8, "little") + bytes(8))  # 1 tensor, no table
+    line = cli_error("models", "add", "cut", "--gguf", str(cut))
+    assert str(cut) in line and "is truncated" in line
     assert not models_file.exists()
 
 

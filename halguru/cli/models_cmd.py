@@ -48,9 +48,9 @@ def add(
         path = gguf.expanduser().resolve()
         if not path.is_file():
             raise HalguruError(f"GGUF file not found: {path}")
-        with path.open("rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise HalguruError(f"{path} is not a GGUF model file (it does not start with the GGUF magic)")
+        from halguru.models.llama_cpp import check_gguf
+
+        check_gguf(path)  # the header and tensor table: a truncated download is refused here, not at the first run
         options: dict = {"path": str(path)}
         if n_ctx:
             options["n_ctx"] = n_ctx
