@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import threading
 from collections.abc import Callable
@@ -61,7 +62,8 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
                 result = tool.function(*args, **kwargs)
             else:
                 # A sync tool runs on a thread so a slow one never blocks the event loop.
-                result = await in_daemon_thread(tool.function, *args, name=f"halguru-tool-{tool.name}", **kwargs)
+                result = await in_daemon_thread(functools.partial(tool.function, *args, **kwargs),
+                                                thread_name=THREAD_PREFIX + tool.name)
     except TimeoutError:
         abandoned = "; its thread was abandoned (it may still be running until the process exits)" \
             if threaded else ""
@@ -73,9 +75,18 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     return result_text(result)
 
 
-def in_daemon_thread(function: Callable[..., Any], /, *args: Any, name: str = "halguru-tool",
-                     **kwargs: Any) -> asyncio.Future[Any]:
-    """``function(*args, **kwargs)`` on a new daemon thread, awaited as a future of this loop.
+THREAD_PREFIX = "halguru-tool-"
+
+
+def running_tools() -> list[str]:
+    """The tools whose threads still run (after a Ctrl-C: the ones abandoned), by name."""
+    return sorted({t.name.removeprefix(THREAD_PREFIX) for t in threading.enumerate()
+                   if t.name.startswith(THREAD_PREFIX) and t.is_alive()})
+
+
+def in_daemon_thread(function: Callable[[], Any], *, thread_name: str = "halguru-tool") -> asyncio.Future[Any]:
+    """``function()`` on a new daemon thread, awaited as a future of this loop (bind a tool's arguments with
+    functools.partial: a tool may have an argument called ``name`` or anything else).
 
     Cancelling the future (a timeout, Ctrl-C) abandons the thread: nothing waits for it, neither
     ``asyncio.run`` (it is not in the default executor) nor the interpreter at exit (it is a daemon).
@@ -95,7 +106,7 @@ def in_daemon_thread(function: Callable[..., Any], /, *args: Any, name: str = "h
     def work() -> None:
         value, error = None, None
         try:
-            value = context.run(function, *args, **kwargs)
+            value = context.run(function)
         except Exception as exc:
             error = exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the tool itself
@@ -103,5 +114,5 @@ def in_daemon_thread(function: Callable[..., Any], /, *args: Any, name: str = "h
         with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=work, name=name, daemon=True).start()
+    threading.Thread(target=work, name=thread_name, daemon=True).start()
     return future
