@@ -57,6 +57,7 @@ def test_ctrl_c_during_a_slow_tool_exits_at_once(write_agent, tmp_path, halguru_
     assert proc.returncode == 130, (out, err)
     assert took < 5, f"the process waited {took:.1f}s for the tool"
     assert "Stopped." in err and "Traceback" not in err
+    assert "The tool slow was still running: its thread is abandoned" in err
     assert not (folder / "finished").exists()
     from halguru.store import open_store
 
