@@ -63,6 +63,8 @@ def test_ctrl_c_during_a_slow_tool_exits_at_once(write_agent, tmp_path, halguru_
 
     [run] = open_store().list_runs()
     assert run["status"] == "cancelled"
+    assert run["error"] == ("cancelled by the user while slow ran; its thread was abandoned and may run on until "
+                            "the process exits")  # the trace says so too
 
 
 def test_a_timed_out_tool_does_not_keep_the_process_alive(write_agent, tmp_path, halguru_cmd, subprocess_env):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from halguru.agents.policies import Resume
     from halguru.models.base import Model, PerAgentModel
     from halguru.store.base import TraceStore
+    from halguru.tools.decorator import Tool
 
 
 def new_id(prefix: str) -> str:
@@ -106,6 +107,7 @@ class RunContext:
     # Durable runs (teams, workflows): the driver's state now, saved after each step for a resume to start from.
     durable_state: Callable[[], dict[str, Any]] | None = None
     checkpoint_state: dict[str, Any] | None = None  # the state to save with the checkpoint event being yielded
+    running_tool: Tool | None = None  # the tool a cancellation interrupted, if any
     _models: dict[str, Model] = field(default_factory=dict)
     is_sub_run: bool = field(init=False)
 
@@ -117,6 +119,14 @@ class RunContext:
         return RunContext(new_id("run"), self.conversation_id, min(self.deadline, deadline or self.deadline),
                           self.trace, self.store, self.hooks, self.totals, self.model, self.sampling,
                           parent_run_id=self.run_id, mcp=self.mcp, _models=self._models)
+
+    @staticmethod
+    def cancelling() -> bool:
+        """Whether the current task is being cancelled (Ctrl-C, a client that left, a shutdown)."""
+        import asyncio
+
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
 
     def tag(self, event: BaseEvent) -> BaseEvent:
         """Name this sub-run on an event it emits (not on one a deeper sub-run already named); the top-level

@@ -206,10 +206,17 @@ def _(e: Error, *, limit: int = 100, stable: bool = False) -> Line:
     return Line("error", "red" if e.fatal else "yellow", f"{e.kind}: {clip(e.message, max(limit, 200))}")
 
 
+def token_count(prompt: int, completion: int, status: str, unit: str = "tok") -> str:
+    """``12+30 tok``; nothing for a run stopped before its model reported usage (a cancelled stream)."""
+    if not prompt and not completion and status in ("cancelled", "interrupted"):
+        return ""
+    return f"{prompt}+{completion} {unit}"
+
+
 @describe.register
 def _(e: RunFinished, *, limit: int = 100, stable: bool = False) -> Line:
     figures = "" if stable else _join(ms(e.duration_ms), f"{e.steps} steps",
-                                      f"{e.prompt_tokens}+{e.completion_tokens} tok")
+                                      token_count(e.prompt_tokens, e.completion_tokens, e.status))
     return Line("run_finished", STATUS_STYLES.get(e.status, "magenta"),
                 _join(e.status, clip(e.output, limit) if e.output else "", figures))
 

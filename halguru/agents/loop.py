@@ -295,11 +295,15 @@ class _TurnState:
         try:
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
+            self.ctx.running_tool = tool  # still set if the run is cancelled meanwhile (Ctrl-C): run() says so
             async with asyncio.timeout_at(self.ctx.deadline):
                 outcome.content = await execute_tool(tool, call.arguments)
         except ToolError as exc:
             outcome.content, outcome.is_error = f"error: {exc}", True
             return Error(kind="tool", message=str(exc))
+        finally:
+            if not self.ctx.cancelling():
+                self.ctx.running_tool = None
         return None
 
     async def stream_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncGenerator[BaseEvent, None]:

@@ -112,10 +112,14 @@ async def run(
         yield trace(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
         # Ctrl-C, a consumer that stopped listening, or a server shutting down: keep the partial answer.
+        tool = ctx.running_tool
+        left = "" if tool is None else f" while {tool.name} ran" + (
+            "; its thread was abandoned and may run on until the process exits"
+            if not tool.is_async and not tool.inline else "")
         if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
-            book.finish("interrupted", "interrupted by server shutdown; resume it with `halguru runs resume`")
+            book.finish("interrupted", f"interrupted by server shutdown{left}; resume it with `halguru runs resume`")
         else:
-            book.finish("cancelled", "cancelled by the user")
+            book.finish("cancelled", f"cancelled by the user{left}")
         raise
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
         book.finish("failed", f"internal error: {type(exc).__name__}: {exc}")

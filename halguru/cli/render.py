@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from halguru.agents.describe import STATUS_STYLES, clip, describe, ms, note, parent_of, parse_events
+from halguru.agents.describe import STATUS_STYLES, clip, describe, ms, note, parent_of, parse_events, token_count
 from halguru.agents.events import (
     BaseEvent,
     Error,
@@ -145,8 +145,9 @@ def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]
     status_style = STATUS_STYLES.get(run["status"], "magenta")
     root = Tree(
         f"[bold]{escape(run['id'])}[/] {escape(run['agent'])} · {escape(run['model'])} · "
-        f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))} · "
-        f"{run.get('prompt_tokens', 0)}+{run.get('completion_tokens', 0)} tokens"
+        f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))}"
+        + (f" · {tokens}" if (tokens := token_count(run.get('prompt_tokens') or 0, run.get('completion_tokens') or 0,
+                                                     run["status"], "tokens")) else "")
     )
     root.add(f"[cyan]input[/] {escape(clip(run['input']))}")
     builder = _TreeBuilder(root, run["id"], run["agent"], team=any(isinstance(e, Handoff) for e in typed))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halguru.agents.spec import TeamSettings
-from halguru.errors import AgentSpecError
+from halguru.errors import AgentSpecError, did_you_mean
 from halguru.models.base import ToolSpec
 from halguru.yamlfile import yaml_line_for
 
@@ -86,7 +86,8 @@ def load_team(lead: Agent) -> Team:
                 where = f"{agent_file}:{line}: team.{kind}.{index}"
                 folder = (agent.path / ref).resolve()
                 if not (folder / AGENT_FILE).is_file():
-                    raise AgentSpecError(f"{where}: unknown agent {ref!r} (no {folder / AGENT_FILE})")
+                    raise AgentSpecError(f"{where}: unknown agent {ref!r}{folder_hint(folder)} "
+                                         f"(no {folder / AGENT_FILE})")
                 target = by_path.get(folder)
                 if target is None:
                     try:
@@ -119,6 +120,17 @@ def load_team(lead: Agent) -> Team:
             members[handed_to].handoffs.setdefault(HANDOFF_PREFIX + name, name)
             members[handed_to].descriptions.setdefault(name, members[name].agent.spec.description)
     return Team(lead=lead.name, members=members, settings=lead.spec.team)
+
+
+def folder_hint(folder: Path) -> str:
+    """`` (did you mean 'billing'?)`` when a sibling of a missing agent folder (one with agent.yaml) has a
+    close name."""
+    from halguru.agents.loader import AGENT_FILE
+
+    parent = folder.parent
+    if not parent.is_dir():
+        return ""
+    return did_you_mean(folder.name, {p.name for p in parent.iterdir() if (p / AGENT_FILE).is_file()})
 
 
 def _reject_cycles(declared: dict[str, list[tuple[str, int | None]]], agents: dict[str, Agent]) -> None:

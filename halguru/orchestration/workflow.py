@@ -17,7 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from halguru.agents.spec import WorkflowSettings, WorkflowStep
-from halguru.errors import AgentSpecError, ToolError
+from halguru.errors import AgentSpecError, ToolError, did_you_mean
 from halguru.models.base import ToolCallRequest
 from halguru.yamlfile import yaml_line_for
 
@@ -72,6 +72,7 @@ def load_workflow(agent: Agent) -> Workflow:
     from jinja2 import TemplateSyntaxError
 
     from halguru.agents.loader import AGENT_FILE, load_agent
+    from halguru.orchestration.team import folder_hint
 
     assert agent.spec.workflow is not None and agent.path is not None
     settings = agent.spec.workflow
@@ -102,16 +103,19 @@ def load_workflow(agent: Agent) -> Workflow:
         i = index_of[sid]
         for j, need in enumerate(step.needs or []):
             if need not in steps:
-                raise fail(("steps", i, "needs", j), f"unknown step {need!r} (steps: {', '.join(steps)})")
+                raise fail(("steps", i, "needs", j), f"unknown step {need!r}{did_you_mean(need, steps)} "
+                           f"(steps: {', '.join(steps)})")
             if need == sid:
                 raise fail(("steps", i, "needs", j), "a step cannot need itself")
         if step.tool is not None and step.tool not in agent.tools:
-            raise fail(("steps", i, "tool"), f"{step.tool!r} is not one of this agent's tools "
-                       f"({', '.join(agent.tools) or 'none: list it under tools:'})")
+            known = ", ".join(agent.tools) or "none: list it under tools:"
+            raise fail(("steps", i, "tool"), f"{step.tool!r} is not one of this agent's tools"
+                       f"{did_you_mean(step.tool, agent.tools)} ({known})")
         if step.agent is not None:
             folder = (agent.path / step.agent).resolve()
             if not (folder / AGENT_FILE).is_file():
-                raise fail(("steps", i, "agent"), f"unknown agent {step.agent!r} (no {folder / AGENT_FILE})")
+                raise fail(("steps", i, "agent"), f"unknown agent {step.agent!r}{folder_hint(folder)} "
+                           f"(no {folder / AGENT_FILE})")
             try:
                 member = load_agent(folder)
             except AgentSpecError as exc:

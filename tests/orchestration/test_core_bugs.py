@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from halguru.agents.events import ModelCall, ToolResult
@@ -138,3 +139,27 @@ def test_deleting_a_conversation_while_its_run_streams(tmp_path: Path):
     events = asyncio.run(main())
     assert events[-1].type == "run_finished" and events[-1].status == "ok"
     assert store.get_conversation(events[0].conversation_id) is None
+
+
+def test_misspelled_team_and_workflow_references_get_a_suggestion(tmp_path: Path):
+    from halguru.agents.loader import load_agent
+    from halguru.errors import AgentSpecError
+
+    root = write(tmp_path / "desk", "name: desk\nmodel: scripted\nteam:\n  handoffs: [agents/biling]\n")
+    write(root / "agents/billing", "name: billing\nmodel: scripted\n")
+    with pytest.raises(AgentSpecError, match=r"unknown agent 'agents/biling' \(did you mean 'billing'\?\)"):
+        load_agent(root)
+    flow = write(tmp_path / "flow", """\
+name: flow
+tools: [calculator]
+workflow:
+  steps:
+    - {id: first, tool: calculater, args: {expression: "1+1"}}
+    - {id: second, tool: calculator, args: {expression: "2+2"}, needs: [frist]}
+""")
+    with pytest.raises(AgentSpecError, match=r"'calculater' is not one of this agent's tools \(did you mean "
+                                             r"'calculator'\?\)"):
+        load_agent(flow)
+    (flow / "agent.yaml").write_text((flow / "agent.yaml").read_text().replace("calculater", "calculator"))
+    with pytest.raises(AgentSpecError, match=r"unknown step 'frist' \(did you mean 'first'\?\)"):
+        load_agent(flow)
