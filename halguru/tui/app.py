@@ -77,7 +77,7 @@ class DevApp(PauseActions):
     #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }
     #pausebar.paused { display: block; }
     #status { height: 1; background: $boost; padding: 0 1; }
-    .zoomed #chat, .zoomed #sidebar { display: none; }
+    .zoomed #chat, .zoomed #sidebar, .nochat #chat { display: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         *[Binding(_textual_key(k.key), k.action, k.description, show=False, priority=True) for k in KEYS],
@@ -146,8 +146,9 @@ class DevApp(PauseActions):
         self.refresh_sidebar()
         self.refresh_status()
         self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)
-        if self.agent is None:
+        if self.agent is None:  # a stored run without its project: nothing to chat with, the trace gets the room
             self.query_one("#prompt", Input).disabled = True
+            self.screen.add_class("nochat")
         if self.stored is not None:
             self.open_stored(self.stored)
         else:

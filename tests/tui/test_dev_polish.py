@@ -294,6 +294,7 @@ async def test_replay_of_a_plain_run_is_event_for_event(calc_agent: Path) -> Non
     result = await run_to_result(calc_agent, "add", model=model)
     app = DevApp(None, run_id=result.run_id, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
+        assert not app.query_one("#chat").display  # no project: no chat, the trace has the width
         await pilot.press("f7")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         assert "event for event" in app.screen.title_text
