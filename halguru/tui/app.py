@@ -118,7 +118,7 @@ class DevApp(PauseActions):
             with Vertical(id="chat"):
                 yield ChatPane(id="messages")
                 yield Static("", id="pausebar")
-                yield Input(placeholder="Message the agent (Enter to send, F1 for help)", id="prompt")
+                yield Input(placeholder="Message the agent", id="prompt")
             with Vertical(id="debug"):
                 yield TraceTree(id="trace")
                 yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
