@@ -22,7 +22,6 @@ from halguru.agents.describe import CUT_NOTICE, detail, note, parent_of
 from halguru.agents.events import (
     ApprovalApproved,
     ApprovalRejected,
-    ApprovalRequested,
     Error,
     Event,
     ModelResult,
@@ -44,7 +43,8 @@ from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import ChatPane, Key, KeyBar, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
-NOTICES = (ApprovalRequested, ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen
+NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen (a pending approval
+# is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
 
 # Every key of the app: bound with priority, so they work whichever widget has the focus (the message box

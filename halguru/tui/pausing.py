@@ -93,11 +93,11 @@ class PauseActions(App[None]):
 
         self.awaiting = None
         self._clear_pause()
-        if reason is not None:
-            self.query_one(ChatPane).add_note(f"you rejected the call: {reason}")
-        else:
-            edited = f" with {json.dumps(edit_args, ensure_ascii=False)}" if edit_args is not None else ""
-            self.query_one(ChatPane).add_note(f"you approved the call{edited}")
+        # The run's own approval_approved / approval_rejected event says which call was decided; this says how.
+        if reason:
+            self.query_one(ChatPane).add_note(f"why: {reason}")
+        elif edit_args is not None:
+            self.query_one(ChatPane).add_note(f"✎ with the arguments {json.dumps(edit_args, ensure_ascii=False)}")
         await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
                                                store=self.store))
 

@@ -214,13 +214,14 @@ async def test_the_chat_shows_approval_notices(write_agent, tmp_path: Path) -> N
     async with app.run_test(size=(100, 30)) as pilot:
         await type_and_send(pilot, "mail ann")
         await wait_for(pilot, lambda: app.awaiting is not None)
-        assert "send_email" in chat_text(app) and "waits for" in chat_text(app)
-        assert "F9 approve" in chat_text(app)
+        assert "send_email waits for your approval: F9 approve · F10 reject" in chat_text(app)
         await pilot.press("f9")
         await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        app.screen.query_one("#editor", TextArea).text = '{"to": "bob@example.com"}'
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.last_answer == "Sent it.")
-        assert "you approved the call" in chat_text(app) and "approved: send_email" in chat_text(app)
+        assert 'with the arguments {"to": "bob@example.com"}' in chat_text(app)
+        assert "approved: send_email" in chat_text(app)
 
 
 # -- Ctrl+O ------------------------------------------------------------------------------------------------
