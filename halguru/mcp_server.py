@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.runtime import run_to_result
 from halguru.errors import HalguruError
+from halguru.listen import check_listen
 
 TOOL_PREFIX = "ask_"
 
@@ -95,6 +96,8 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     if transport == "stdio":
         server.run("stdio")  # the SDK points fd 1 at stderr while serving: stray prints miss the wire
         return
+    check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
     tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
     print(f"halguru mcp: serving {tools} at http://{host}:{port}/mcp (Ctrl-C stops)", file=sys.stderr)
     server.run("streamable-http", host=host, port=port)
+

@@ -294,7 +294,7 @@ class _TurnState:
         tool = agent.tools.get(call.name) or (mcp[agent.name].tools.get(call.name) if agent.name in mcp else None)
         try:
             if tool is None:
-                raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools)}")
+                raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools) or 'none'}")
             self.ctx.running_tool = tool  # still set if the run is cancelled meanwhile (Ctrl-C): run() says so
             async with asyncio.timeout_at(self.ctx.deadline):
                 outcome.content = await execute_tool(tool, call.arguments)

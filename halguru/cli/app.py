@@ -80,3 +80,14 @@ def main() -> None:
             raise
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except OSError as exc:  # a file a command reads or writes (`-o /no/such/dir/x`): one line, not a traceback
+        if _state["debug"]:
+            raise
+        if isinstance(exc, BrokenPipeError):  # `halguru logs | head`: the reader left, nothing to say
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)

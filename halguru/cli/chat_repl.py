@@ -42,10 +42,13 @@ def _quiet_ctrl_c() -> Iterator[None]:
     twice. Keys typed meanwhile still reach the next prompt, which shows them."""
     try:
         import termios
-
+    except ImportError:  # no termios (Windows)
+        yield
+        return
+    try:
         fd = sys.stdin.fileno()
         saved = termios.tcgetattr(fd)
-    except (ImportError, OSError, ValueError):  # not a terminal, or no termios (Windows)
+    except (termios.error, OSError, ValueError):  # not a terminal (piped input): termios.error is no OSError
         yield
         return
     quiet = list(saved)

@@ -59,7 +59,7 @@ def ingest(
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[chunks]} chunks"), TimeElapsedColumn(), console=console,
-                  transient=True) as bar:
+                  transient=True, disable=not console.is_terminal) as bar:  # piped: no stray blank line
         task = bar.add_task("files", total=None, chunks=0)
         chunks, seen, total = 0, 0, 0
 

@@ -77,7 +77,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
     allowed = _allowed_plugins()
+    found: set[str] = set()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.add(ep.name)
         builtin = _is_own(ep)
         if not builtin and allowed is not None and ep.name not in allowed:
             continue
@@ -93,6 +95,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _BUILTIN_ENTRY_POINTS.add(ep.name)
         if ep.dist is not None:
             _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
+    for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
+        _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS; `halguru plugins` lists what is loaded)")
     return pm
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from halguru.errors import HalguruError
+from halguru.listen import check_listen
 from halguru.store import open_store
 from halguru_server.keys import create_key, list_keys, parse_duration, revoke_key
 
@@ -33,6 +34,7 @@ def run_server(config: Path | None, **options: Any) -> None:
     app = create_app(settings) if settings.workers == 1 else None
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
+    check_listen(settings.host, settings.port)  # a port in use is one line too, not a log after the banner
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"

@@ -1,0 +1,21 @@
+"""Check that a server can listen on an address before it says it does."""
+
+from __future__ import annotations
+
+import socket
+
+from halguru.errors import HalguruError
+
+
+def check_listen(host: str, port: int) -> None:
+    """Fail with one line when HOST:PORT cannot be listened on (a port in use, a bad host or port): uvicorn
+    would only log it, after the banner that says the server is listening."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
+            sock.bind(address)
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise HalguruError(f"cannot listen on {host}:{port}: {reason}") from None

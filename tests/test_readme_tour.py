@@ -1,0 +1,94 @@
+"""What a fresh pass through the README tour tripped over: each wrong input is one `Error:` line and a non-zero
+exit, never a traceback, and no stray output on a pipe."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "agents-templates"
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A loopback port someone else already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _run(halguru_cmd, env, *args: str, input: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*halguru_cmd, *args], input=input, capture_output=True, text=True, env=env,
+                          timeout=120, start_new_session=True)
+
+
+def test_schema_to_a_missing_folder_is_one_line(cli_error, tmp_path: Path):
+    line = cli_error("schema", "-o", str(tmp_path / "no" / "such" / "agent.schema.json"))
+    assert line == f"Error: {tmp_path / 'no' / 'such' / 'agent.schema.json'}: No such file or directory"
+
+
+def test_logs_export_to_a_missing_folder_is_one_line(cli, cli_error, write_agent, tmp_path: Path):
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    cli("run", str(agent), "Hi")
+    from halguru.store import open_store
+
+    [run] = open_store().list_runs(limit=1)
+    line = cli_error("logs", "export", run["id"], "-o", str(tmp_path / "nope" / "t.yaml"))
+    assert "No such file or directory" in line and "nope" in line
+
+
+def test_chat_reads_piped_input_without_a_terminal(halguru_cmd, subprocess_env, write_agent):
+    """`termios.error` is not an OSError: piped input made the first answer a traceback."""
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    proc = _run(halguru_cmd, subprocess_env, "chat", str(agent), input="Hello\n/exit\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "You said: Hello" in proc.stdout
+
+
+def test_kb_ingest_on_a_pipe_prints_no_blank_line(halguru_cmd, subprocess_env, tmp_path: Path):
+    """The transient progress bar left an empty line on stderr, so an error was two lines."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nSome text.\n")
+    proc = _run(halguru_cmd, subprocess_env, "kb", "ingest", "nobase", str(docs))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("Error: no knowledge base")
+    assert _run(halguru_cmd, subprocess_env, "kb", "create", "docs").returncode == 0
+    proc = _run(halguru_cmd, subprocess_env, "kb", "ingest", "docs", str(docs))
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_mcp_serve_http_on_a_port_in_use_is_one_line_before_the_banner(cli_error, listening: int):
+    line = cli_error("mcp", "serve", str(TEMPLATES / "basic"), "--http", "--port", str(listening))
+    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: Address already in use"
+
+
+def test_mcp_serve_rejects_a_port_out_of_range(halguru_cmd, subprocess_env):
+    proc = _run(halguru_cmd, subprocess_env, "mcp", "serve", str(TEMPLATES / "basic"), "--http", "--port", "99999")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Invalid value for '--port'" in proc.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_the_banner(cli_error, listening: int):
+    line = cli_error("serve", str(TEMPLATES / "basic"), "--dev", "--port", str(listening))
+    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: Address already in use"
+
+
+def test_a_plugin_named_in_load_plugins_that_is_not_installed_is_a_warning(halguru_cmd, subprocess_env):
+    proc = _run(halguru_cmd, {**subprocess_env, "HALGURU_LOAD_PLUGINS": "no-such-plugin"}, "plugins")
+    assert proc.returncode == 0
+    assert proc.stderr.strip() == ("halguru: warning: plugin 'no-such-plugin' skipped: not installed (named in "
+                                   "HALGURU_LOAD_PLUGINS; `halguru plugins` lists what is loaded)")
+
+
+def test_an_unknown_tool_on_an_agent_without_tools_says_none(cli, write_agent):
+    agent = write_agent("name: bare\nmodel: scripted:s.yaml\n")
+    (agent / "s.yaml").write_text("- tool_calls: [{name: add, arguments: {a: 1}}]\n- done\n")
+    result = cli("run", str(agent), "add")
+    assert "unknown tool 'add'; available: none" in result.output
