@@ -9,6 +9,7 @@ Hooks compose with ``HookChain``; a run without hooks pays nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -41,6 +42,12 @@ class RunHooks:
 
     # The points a subclass implements (not the default pass-throughs): a chain calls only those.
     overrides: ClassVar[frozenset[str]] = frozenset()
+    # Seconds the run spent suspended in these hooks (a breakpoint): left out of the durations it records.
+    paused_seconds: float = 0.0
+
+    def suspended(self) -> float:
+        """Seconds spent suspended so far (``paused_seconds``; a chain sums its hooks')."""
+        return self.paused_seconds
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -74,7 +81,7 @@ class HookChain(RunHooks):
     """
 
     def __init__(self, *hooks: RunHooks | None):
-        present = [h for h in hooks if h is not None]
+        present = self._present = [h for h in hooks if h is not None]
 
         def overriding(name: str) -> list[Any]:
             return [getattr(h, name) for h in present if name in h.overrides]
@@ -90,6 +97,9 @@ class HookChain(RunHooks):
                             ("after_tool_result", self._after)):
             if len(found) == 1:  # one hook at a point: call it directly (a step makes several such calls)
                 setattr(self, name, found[0])
+
+    def suspended(self) -> float:
+        return sum(h.suspended() for h in self._present)
 
     async def before_model_call(self, request: ModelRequest) -> ModelRequest:
         for hook in self._model:
@@ -156,10 +166,12 @@ class BreakpointHooks(RunHooks):
         pause = Pause(kind, value, asyncio.get_running_loop().create_future())
         self.current = pause
         self.on_pause(pause)
+        started = time.perf_counter()
         try:
             return await pause.future
         finally:
             self.current = None
+            self.paused_seconds += time.perf_counter() - started
 
     async def before_model_call(self, request: ModelRequest) -> ModelRequest:
         if self.break_models or self.stepping:

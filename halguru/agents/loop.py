@@ -205,7 +205,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                                                  name=call.name))
                     continue
             yield ToolCall(call_id=call.id, name=call.name, arguments=call.arguments)
-            started, outcome = time.perf_counter(), ToolOutcome()
+            started, outcome, paused = time.perf_counter(), ToolOutcome(), t.hooks.suspended()
             if stopped:
                 outcome.content, outcome.is_error = f"error: not run: {stopped}", True
             elif t.streams(call):
@@ -216,8 +216,10 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 if error is not None:
                     yield error
             content, is_error = await t.hooks.after_tool_result(call, outcome.content, outcome.is_error)
+            # Time at a breakpoint (here or in a sub-run) is not the tool's.
+            took = time.perf_counter() - started - (t.hooks.suspended() - paused)
             yield ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
-                             duration_ms=(time.perf_counter() - started) * 1000)
+                             duration_ms=took * 1000)
             turn.messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if ctx.durable_state is not None and not stopped:
                 checkpoint = ctx.checkpoint_after(f"step {ctx.totals.steps}: {call.name} done")

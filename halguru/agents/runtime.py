@@ -202,7 +202,8 @@ class _Book:
             if output:
                 messages.append(Message(role="assistant", content=output))
         event = self.ctx.trace(RunFinished(
-            status=status, output=output, error=error, duration_ms=(time.perf_counter() - self.started) * 1000,
+            status=status, output=output, error=error,  # time suspended at breakpoints is not the run's
+            duration_ms=(time.perf_counter() - self.started - self.ctx.hooks.suspended()) * 1000,
             **self.ctx.totals.state()))
         if self.store is not None:
             # A paused run's messages wait with its pending call; its continuation adds them.

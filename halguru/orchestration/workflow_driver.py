@@ -67,10 +67,11 @@ class _Run:
 async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
     """Run one step, putting its events on the queue and, last, a ``_StepDone``."""
     step = r.workflow.steps[sid]
-    started = time.perf_counter()
+    started, paused = time.perf_counter(), r.ctx.hooks.suspended()
 
     def done(status: str, output: Any = None, error: str | None = None) -> _StepDone:
-        return _StepDone(sid, status, output, error, (time.perf_counter() - started) * 1000)
+        took = time.perf_counter() - started - (r.ctx.hooks.suspended() - paused)  # breakpoints excluded
+        return _StepDone(sid, status, output, error, took * 1000)
 
     try:
         if step.when is not None and not _evaluate(step.when, context):

@@ -106,7 +106,6 @@ class DevApp(PauseActions):
         self.last_events: list[Event] = []
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
-        self.paused_since: float | None = None  # wall-clock start of the current breakpoint pause
         started = self.stored.events[0] if self.stored is not None else None
         self.debugged = (self.agent.name if self.agent is not None
                          else started.agent if isinstance(started, RunStarted) else "")  # the sidebar's filter
@@ -247,7 +246,6 @@ class DevApp(PauseActions):
     async def _turn(self, make_stream: Callable[[], Any]) -> None:
         """Stream one run (a new turn or a continuation) into the chat and the tree; errors are one note."""
         chat = self.query_one(ChatPane)
-        self.query_one(TraceTree).paused = []
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT  # nothing of the previous run stays
         self.last_events = []
         try:
@@ -354,7 +352,6 @@ class DevApp(PauseActions):
         self.run_worker(self._replay(self.stored), group="replay", exit_on_error=False)
 
     async def _replay(self, stored: StoredRun) -> None:
-        self.query_one(TraceTree).paused = []
         events = await self.consume(replay(stored))
         comparison = compare_runs(stored.events, events, "recorded", "replay")
         why = explain(stored.events, events)

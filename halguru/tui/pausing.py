@@ -4,7 +4,6 @@ approval of a tool call (F9/F10). The debugger app's actions for both, as a mixi
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +16,7 @@ from halguru.agents.events import ApprovalRequested, Event, RunFinished
 from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.store.base import TraceStore
 from halguru.tui.screens import EditScreen
-from halguru.tui.widgets import ChatPane, TraceTree
+from halguru.tui.widgets import ChatPane
 
 
 class PauseActions(App[None]):
@@ -26,7 +25,6 @@ class PauseActions(App[None]):
     # Set and used by DevApp.
     hooks: BreakpointHooks
     pause: Pause | None
-    paused_since: float | None  # wall-clock start of the current breakpoint pause
     awaiting: dict[str, Any] | None  # the last run's tool call waiting for approval
     last_events: list[Event]
     store: TraceStore
@@ -104,7 +102,6 @@ class PauseActions(App[None]):
     # -- breakpoints ----------------------------------------------------------
     def _on_pause(self, pause: Pause) -> None:
         self.pause = pause
-        self.paused_since = time.time()
         what = {"model_call": "model call (F4 edits the next message)",
                 "tool_call": f"tool call {pause.value.name if pause.kind == 'tool_call' else ''} "
                              "(F4 edits the arguments)",
@@ -128,9 +125,6 @@ class PauseActions(App[None]):
 
     def _clear_pause(self) -> None:
         self.pause = None
-        if self.paused_since is not None:  # the time at the breakpoint is left out of the durations shown
-            self.query_one(TraceTree).paused.append((self.paused_since, time.time()))
-            self.paused_since = None
         bar = self.query_one("#pausebar", Static)
         bar.remove_class("paused")
         self.refresh_status()

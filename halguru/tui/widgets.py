@@ -98,7 +98,6 @@ class TraceTree(Tree[Event]):
         self.show_root = True
         self.guide_depth = 2
         self.streamed = 0  # tokens of the current model call, shown in batches
-        self.paused: list[tuple[float, float]] = []  # (start, end) wall-clock times the run sat at a breakpoint
 
     def clear(self) -> Self:
         self._scopes, self._step_node, self.streamed = {}, None, 0
@@ -135,24 +134,11 @@ class TraceTree(Tree[Event]):
             self._scopes[run_id] = _Scope(at, agent=agent)
         return self._scopes[run_id]
 
-    def unpaused(self, e: Event) -> Event:
-        """``e`` with its duration less the time its run sat at a breakpoint meanwhile (a debugger's pause
-        is not the tool's or the run's time)."""
-        duration = getattr(e, "duration_ms", None)
-        if not duration or not self.paused:
-            return e
-        start, end = e.ts - duration / 1000, e.ts
-        paused = sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.paused)
-        if paused <= 0:
-            return e
-        return e.model_copy(update={"duration_ms": max(0.0, duration - paused * 1000)})
-
     def add(self, e: Event) -> TreeNode[Event]:
         """Add one event (not tokens) where it belongs; returns its node."""
         if isinstance(e, RunStarted) and (not parent_of(e) or not self._scopes):
             self.begin(e)
             return self.root
-        e = self.unpaused(e)
         scope = self._scope(e)
         if isinstance(e, RunStarted):
             return scope.node

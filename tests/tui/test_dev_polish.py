@@ -164,8 +164,8 @@ async def test_durations_leave_out_the_time_paused_at_a_breakpoint(calc_agent: P
     result = next(e for e in shown if e.type == "tool_result")
     done = next(e for e in shown if e.type == "run_finished")
     recorded = next(e for e in app.last_events if e.type == "run_finished")
-    assert recorded.duration_ms > 1100  # the runtime's figure includes the pauses...
-    assert result.duration_ms < 300 and done.duration_ms < 500  # ...the debugger shows the run's own time
+    # The run's own time, shown and stored alike: the 1.2 s at the breakpoints are not in it.
+    assert result.duration_ms < 300 and done.duration_ms < 500 and recorded.duration_ms == done.duration_ms
 
 
 async def test_the_inspector_clears_when_a_new_run_fails(calc_agent: Path) -> None:
