@@ -92,3 +92,8 @@ def test_an_unknown_tool_on_an_agent_without_tools_says_none(cli, write_agent):
     (agent / "s.yaml").write_text("- tool_calls: [{name: add, arguments: {a: 1}}]\n- done\n")
     result = cli("run", str(agent), "add")
     assert "unknown tool 'add'; available: none" in result.output
+
+
+def test_load_plugins_is_read_from_the_environment_only(cli_error):
+    """README, Configuration: HALGURU_HOME and HALGURU_LOAD_PLUGINS are not config.toml settings."""
+    assert cli_error("config", "set", "load_plugins", "x").startswith("Error: unknown setting 'load_plugins'")

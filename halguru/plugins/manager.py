@@ -139,7 +139,7 @@ def _normalize(name: str) -> str:
 
 def _allowed_plugins() -> set[str] | None:
     # Read straight from the environment: pydantic-settings costs ~80 ms to import and plugins
-    # load on every CLI start, `--help` included. Settings.load_plugins documents the same variable.
+    # load on every CLI start, `--help` included. The README's Configuration table documents the variable.
     value = os.environ.get("HALGURU_LOAD_PLUGINS")
     if value is None:
         return None
