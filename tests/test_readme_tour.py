@@ -97,3 +97,25 @@ def test_an_unknown_tool_on_an_agent_without_tools_says_none(cli, write_agent):
 def test_load_plugins_is_read_from_the_environment_only(cli_error):
     """README, Configuration: HALGURU_HOME and HALGURU_LOAD_PLUGINS are not config.toml settings."""
     assert cli_error("config", "set", "load_plugins", "x").startswith("Error: unknown setting 'load_plugins'")
+
+
+def test_run_with_nothing_on_stdin_is_an_error(cli_error, write_agent):
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    assert cli_error("run", str(agent), "-") == "Error: no input on stdin ('-' reads the message from stdin)"
+
+
+def test_run_reads_its_input_from_stdin(cli, write_agent):
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    assert "You said: from stdin" in cli("run", str(agent), "-", input="from stdin\n").output
+
+
+def test_kb_ingest_lists_each_skipped_file_on_one_line_when_piped(halguru_cmd, subprocess_env, tmp_path: Path):
+    docs = tmp_path / "a-folder-with-a-rather-long-name-so-that-the-reason-would-wrap-at-eighty-columns"
+    docs.mkdir()
+    (docs / "link").symlink_to(tmp_path, target_is_directory=True)
+    env = {**subprocess_env, "COLUMNS": "80"}
+    assert _run(halguru_cmd, env, "kb", "create", "docs").returncode == 0
+    proc = _run(halguru_cmd, env, "kb", "ingest", "docs", str(docs))
+    assert proc.returncode == 0, proc.stderr
+    [skipped] = [line for line in proc.stdout.splitlines() if line.startswith("  skipped ")]
+    assert skipped.endswith("symlink to a folder (not followed; ingest its target instead)"), proc.stdout

@@ -83,7 +83,7 @@ def ingest(
             console.print(f"Stopped {where}; the {chunks} chunk(s) written so far are kept. Run the same "
                           "command again to finish: unchanged files are skipped.", markup=False, highlight=False)
             raise typer.Exit(130) from None
-    out = Console()
+    out = Console(soft_wrap=True)  # one line per file, piped or at any width: greppable
     out.print(f"{name}: {summary.line()}")
     if verbose:
         for label, items in (("added", summary.added), ("updated", summary.updated), ("removed", summary.removed)):
