@@ -119,3 +119,21 @@ def test_kb_ingest_lists_each_skipped_file_on_one_line_when_piped(halguru_cmd, s
     assert proc.returncode == 0, proc.stderr
     [skipped] = [line for line in proc.stdout.splitlines() if line.startswith("  skipped ")]
     assert skipped.endswith("symlink to a folder (not followed; ingest its target instead)"), proc.stdout
+
+
+def test_runs_list_says_whether_a_paused_run_still_waits(cli, write_agent):
+    """A decided approval leaves its run `paused`; `runs list` said nothing more, as if it still waited."""
+    agent = write_agent("name: mailer\nmodel: scripted:s.yaml\ntools: [send]\napprovals: [send]\n",
+                        "from halguru import tool\n\n@tool\ndef send(to: str) -> str:\n"
+                        "    \"\"\"Send.\"\"\"\n    return 'sent'\n")
+    (agent / "s.yaml").write_text("- tool_calls: [{name: send, arguments: {to: ann}}]\n- done\n")
+    cli("run", str(agent), "mail ann", code=3)
+    from halguru.store import open_store
+
+    [paused] = open_store().list_runs(limit=1)
+    assert "waiting for approval" in cli("runs", "list", "--status", "paused").output
+    cli("runs", "reject", paused["id"], "--reason", "no", code=3)  # the script asks again: paused again
+    listed = cli("runs", "list", "--status", "paused").output.splitlines()
+    [decided] = [line for line in listed if line.startswith(paused["id"])]
+    assert "→ rejected, continued as run_" in decided
+    assert sum("waiting for approval" in line for line in listed) == 1

@@ -28,9 +28,20 @@ def list_(
     if not rows:
         typer.echo(f"No {status} runs." if status else "No runs yet.")
         return
+    store = None
     for r in rows:
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
+        if r["status"] == "paused":  # a decided approval leaves the run `paused`: say it is not waiting
+            from halguru.store import open_store
+
+            store = store or open_store()
+            approval = store.find_approval(r["id"])
+            if approval is not None and approval["status"] != "pending":
+                after = f"  → {approval['status']}" + (f", continued as {approval['continued_by']}"
+                                                       if approval["continued_by"] else "")
+            elif approval is not None:
+                after = "  → waiting for approval (`halguru runs pending`)"
         typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']}  {clip(r['input'], 50)}{where}{after}")
 
 
