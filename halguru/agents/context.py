@@ -156,7 +156,7 @@ class RunContext:
     def checkpoint_after(self, label: str, state: dict[str, Any] | None = None) -> BaseEvent | None:
         """A checkpoint event to yield (the top-level run saves the state with it, in one transaction), or
         None when the run is not durable. ``state`` defaults to the driver's ``durable_state()``."""
-        if self.durable_state is None or self.is_sub_run or self.store is None:
+        if self.durable_state is None or self.is_sub_run or self.store is None:  # nothing saved: no event
             return None
         from halguru.agents.events import Checkpoint
 

@@ -309,16 +309,19 @@ class _TurnState:
         return None
 
     async def stream_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncGenerator[BaseEvent, None]:
-        """A team tool's events (a sub-run, a handoff) or a knowledge search's (one per base searched)."""
-        supplied = await self.hooks.supply_tool_result(call)
-        if supplied is not None:
-            outcome.content, outcome.is_error = supplied
-            return
+        """A team tool's events (a sub-run, a handoff) or a knowledge search's (one per base searched).
+
+        A team tool always runs (replay re-runs its sub-run, whose own calls are fed back); a knowledge search
+        takes its result from a hook when one supplies it."""
         try:
             streaming = self.turn.extra_tools.get(call.name)
             if streaming is not None:
                 async for event in streaming.stream(self.ctx, call, outcome):
                     yield event
+                return
+            supplied = await self.hooks.supply_tool_result(call) if self.hooks.supplies else None
+            if supplied is not None:
+                outcome.content, outcome.is_error = supplied
                 return
             from halguru.rag.errors import KnowledgeError
 

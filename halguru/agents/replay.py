@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from halguru.agents.describe import describe, parse_events
-from halguru.agents.events import Event, ModelCall, ModelResult, RunFinished, RunStarted, ToolResult, parse_event
+from halguru.agents.events import (
+    Event,
+    Handoff,
+    ModelCall,
+    ModelResult,
+    RunFinished,
+    RunStarted,
+    ToolResult,
+    parse_event,
+)
 from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent
 from halguru.agents.spec import AgentSpec
@@ -40,6 +49,7 @@ class StoredRun:
 
     run: RunRecord
     events: list[Event]
+    agent_path: str | None = None  # a team or workflow run's agent folder (from its checkpoint)
 
     @property
     def id(self) -> str:
@@ -67,7 +77,8 @@ def load_run(store: TraceStore, run_id: str) -> StoredRun:
                          f"{str(exc).splitlines()[0]}") from None
     if not events or not isinstance(events[0], RunStarted):
         raise StoreError(f"run {run['id']} has no recorded events to open or replay")
-    return StoredRun(run, events)
+    checkpoint = store.get_checkpoint(run["id"])
+    return StoredRun(run, events, checkpoint["agent_path"] if checkpoint else None)
 
 
 class RecordedModel:
@@ -129,6 +140,63 @@ class ReplayHooks(RunHooks):
         return recorded.content, recorded.is_error
 
 
+class PromptMatchedModel:
+    """Answers each request with the recorded output of the model call that sent the same messages (the first
+    not used yet), whatever order the calls come in: parallel workflow steps replay faithfully."""
+
+    def __init__(self, events: list[Event], name: str):
+        self.name = name
+        self.pending: list[tuple[list[dict[str, Any]], ModelResult]] = []
+        asked: dict[str, ModelCall] = {}  # run id -> its model call waiting for a result
+        for e in events:
+            if isinstance(e, ModelCall):
+                asked[e.run_id] = e
+            elif isinstance(e, ModelResult) and e.run_id in asked:
+                self.pending.append((asked.pop(e.run_id).messages, e))
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
+        sent = [m.model_dump(exclude_defaults=True) for m in request.messages]
+        index = next((i for i, (messages, _) in enumerate(self.pending) if messages == sent), None)
+        if index is None:
+            last = sent[-1]["content"][:80] if sent else ""
+            raise HalguruError(f"replay: no recorded model call sent these messages (the agent's prompt or files "
+                               f"changed since the run?); the last one was {last!r}")
+        _, recorded = self.pending.pop(index)
+        async for chunk in RecordedModel([recorded], self.name).stream(request):
+            yield chunk
+
+
+class RecordedResults(RunHooks):
+    """Feeds back each tool call's recorded result by call id (no tool runs); a call the run never made gets an
+    error result rather than running for real."""
+
+    def __init__(self, events: list[Event]):
+        self.results = {e.call_id: (e.content, e.is_error) for e in events if isinstance(e, ToolResult)}
+
+    async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
+        return self.results.get(call.id, (f"error: replay: {call.name} (call {call.id}) was not in the recorded run",
+                                          True))
+
+
+def _through_driver(stored: StoredRun, agent: Agent | None) -> Agent | None:
+    """The team or workflow agent to replay ``stored`` through, when the run can be reproduced event for event:
+    it started its conversation (no earlier messages) with its lead holding it."""
+    started = stored.events[0]
+    assert isinstance(started, RunStarted)
+    if agent is None and stored.agent_path:
+        from halguru.agents.loader import load_agent
+        from halguru.errors import AgentSpecError
+
+        try:
+            agent = load_agent(stored.agent_path)
+        except AgentSpecError:
+            return None
+    if agent is None or agent.driver is None or agent.name != started.agent or _prior_history(stored):
+        return None
+    holds = next((e for e in stored.events[1:3] if isinstance(e, Handoff)), None)
+    return None if holds is not None and holds.reason == "holds the conversation" else agent
+
+
 def _prior_history(stored: StoredRun) -> list[Message]:
     """The conversation before this run, as its first model call sent it."""
     calls = stored.model_calls()
@@ -146,16 +214,27 @@ def _replay_agent(stored: StoredRun) -> Agent:
     return Agent(spec=spec)
 
 
-def replay(stored: StoredRun, *, metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
-    """Re-run ``stored`` from its records: same prompts, outputs and tool results; nothing stored."""
+def replay(stored: StoredRun, *, agent: Agent | None = None, metadata: dict[str, Any] | None = None
+           ) -> AsyncIterator[Event]:
+    """Re-run ``stored`` from its records: same prompts, outputs and tool results; nothing stored.
+
+    A team or workflow run (its agent is ``agent`` or the folder its checkpoint names) is re-run through its
+    driver, each model call answered by the recorded call that sent the same messages and each tool call by
+    its recorded result: sub-runs, handoffs, steps and checkpoints come back event for event. Other runs
+    replay through a plain loop fed the top-level run's recorded prompts, outputs and tool results.
+    """
     started = stored.events[0]
     assert isinstance(started, RunStarted)
-    model = RecordedModel(stored.model_results(), started.model)
-    hooks = ReplayHooks(stored.model_calls(), stored.tool_results())
     from halguru.agents.runtime import run
 
-    return run(_replay_agent(stored), started.input, model=model, record=False, hooks=hooks,
-               metadata={"replay_of": stored.id, **(metadata or {})})
+    meta = {"replay_of": stored.id, **(metadata or {})}
+    driven = _through_driver(stored, agent)
+    if driven is not None:
+        return run(driven, started.input, model=PromptMatchedModel(stored.events, started.model), record=False,
+                   hooks=RecordedResults(stored.events), metadata=meta)
+    model = RecordedModel(stored.model_results(), started.model)
+    hooks = ReplayHooks(stored.model_calls(), stored.tool_results())
+    return run(_replay_agent(stored), started.input, model=model, record=False, hooks=hooks, metadata=meta)
 
 
 def fork(stored: StoredRun, at_seq: int, agent: Agent, model: Model, *, store: TraceStore | None = None,

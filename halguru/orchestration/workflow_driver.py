@@ -131,7 +131,10 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
     await r.put(sid, ToolCall(call_id=sid, name=name, arguments=args))
     started = time.perf_counter()
     try:
-        content = await execute_tool(r.agent.tools[name], args)
+        supplied = await r.ctx.hooks.supply_tool_result(ToolCallRequest(id=sid, name=name, arguments=args))
+        if supplied is not None and supplied[1]:  # replay: a recorded failure
+            raise ToolError(supplied[0].removeprefix("error: "))
+        content = supplied[0] if supplied is not None else await execute_tool(r.agent.tools[name], args)
     except ToolError as exc:
         await r.put(sid, ToolResult(call_id=sid, name=name, content=f"error: {exc}", is_error=True,
                                      duration_ms=(time.perf_counter() - started) * 1000))

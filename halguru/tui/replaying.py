@@ -1,9 +1,11 @@
 """What a replay reproduced, and exactly what it did not and why.
 
-``halguru.agents.replay.replay`` feeds back the top-level run's recorded model outputs and tool results
-through the plain loop: no model or tool is called. A plain agent's run comes back event for event. A team's
-or a workflow's does not, for reasons known in advance; ``explain`` sorts every differing event under its
-reason, and lists whatever is left as unexplained.
+``halguru.agents.replay.replay`` feeds back recorded model outputs and tool results: no model or tool is
+called. A plain agent's run, and a team's or a workflow's that started its conversation, come back event for
+event (the latter through their driver). A team run that continued a conversation replays through a plain
+loop fed the top-level run's records, so its sub-runs, handoffs and checkpoints are missing, for reasons known
+in advance; ``explain`` sorts every differing event under its reason, and lists whatever is left as
+unexplained.
 """
 
 from __future__ import annotations
@@ -74,16 +76,19 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
     """Compare a recorded run with its replay event by event (ids, times and token counts aside)."""
     out = Explanation()
     kinds = Counter(_kind(e) for e in recorded if not isinstance(e, Token))
+    again = Counter(_kind(e) for e in replayed if not isinstance(e, Token))
     for kind, template in REASONS.items():
-        if kinds[kind]:
-            runs = len({e.run_id for e in recorded if parent_of(e)})
-            out.reasons.append(template.format(n=kinds[kind], runs=runs))
-            out.count += kinds[kind]
+        missing = kinds[kind] - again[kind]
+        if missing > 0:  # a replay through the driver re-runs these; the plain one does not
+            runs = len({e.run_id for e in recorded if parent_of(e)}) - len({e.run_id for e in replayed if parent_of(e)})
+            out.reasons.append(template.format(n=missing, runs=max(runs, 0)))
+            out.count += missing
     workflow = any(isinstance(e, StepStarted) for e in recorded)
     top_calls = [e for e in recorded if isinstance(e, ModelCall) and not parent_of(e)]
     last = replayed[-1] if replayed else None
-    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and not _kind(e)]
-    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and not _kind(e)]
+    explained = {kind for kind in REASONS if kinds[kind] > again[kind]}
+    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and _kind(e) not in explained]
+    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and _kind(e) not in explained]
     rest = [line for line in difflib.unified_diff(kept_l, kept_r, "recorded", "replay", lineterm="", n=0)
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     out.count += len(rest)

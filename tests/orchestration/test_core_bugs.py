@@ -163,3 +163,39 @@ workflow:
     (flow / "agent.yaml").write_text((flow / "agent.yaml").read_text().replace("calculater", "calculator"))
     with pytest.raises(AgentSpecError, match=r"unknown step 'frist' \(did you mean 'first'\?\)"):
         load_agent(flow)
+
+
+def _lines(events: list) -> list[str]:
+    from halguru.agents.replay import event_line
+
+    # A replay is not stored, so it saves (and reports) no checkpoints; everything else comes back.
+    return [event_line(e) for e in events if e.type not in ("token", "checkpoint")]
+
+
+def test_team_and_workflow_replays_reproduce_the_run_event_for_event(tmp_path: Path):
+    team = team_with(tmp_path, [ask("dig"), {"tool_calls": [{"name": "handoff_to_billing", "arguments": {}}]}],
+                     ["Restart the router."])
+    original = run_sync(team, "slow wifi")
+    assert original.ok
+    stored = load_run(open_store(), original.run_id)
+    replayed = asyncio.run(collect_result(replay(stored)))
+    assert replayed.ok and replayed.output == original.output
+    assert _lines(replayed.events)[1:] == _lines(original.events)[1:]  # run_started differs by its metadata only
+    assert any(e.parent_run_id for e in replayed.events)  # the specialist's sub-run was re-run
+
+    flow = write(tmp_path / "flow", """\
+name: flow
+tools: [calculator]
+workflow:
+  steps:
+    - {id: a, agent: ../agents/one, needs: []}
+    - {id: b, agent: ../agents/two, needs: []}
+    - {id: sum, tool: calculator, args: {expression: "1+2"}, needs: [a, b]}
+""")
+    write(tmp_path / "agents/one", f"name: one\nmodel: {script(tmp_path / 'one.yaml', ['first answer'])}\n")
+    write(tmp_path / "agents/two", f"name: two\nmodel: {script(tmp_path / 'two.yaml', ['second answer'])}\n")
+    original = run_sync(flow, "go")
+    assert original.ok and original.output == "3"
+    replayed = asyncio.run(collect_result(replay(load_run(open_store(), original.run_id))))
+    assert replayed.ok and replayed.output == "3"
+    assert sorted(_lines(replayed.events)[1:]) == sorted(_lines(original.events)[1:])  # parallel steps: any order
