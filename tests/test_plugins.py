@@ -19,7 +19,7 @@ import pytest
 from halguru.plugins import hookspecs
 
 EXAMPLE_SOURCE = Path(__file__).resolve().parent / "example_plugin"
-EXAMPLE_HOOKS = ["register_commands", "register_models", "register_tools"]
+EXAMPLE_HOOKS = ["register_commands", "register_models", "register_routes", "register_tools"]
 BUILTINS = {"halguru.models.plugin": ["register_models"], "halguru.tools.plugin": ["register_tools"]}
 
 SHOUT_AGENT = "name: loud\nmodel: echo-upper:x\ntools: [shout]\n"
@@ -216,3 +216,32 @@ def test_help_imports_nothing_heavy(halguru_cmd, subprocess_env):
     top_level = {name.split(".")[0] for name in imported}
     assert "typer" in top_level and "halguru" in top_level  # the parsing sees real imports
     assert top_level & HEAVY == set()
+
+
+def test_plugin_route_in_serve_mode(halguru_cmd, subprocess_env, plugin_path, write_agent):
+    import socket
+    import time
+
+    import httpx
+
+    folder = write_agent("name: basic\nmodel: scripted\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*halguru_cmd, "serve", str(folder), "--dev", "--port", str(port)],
+                            env={**subprocess_env, "PYTHONPATH": plugin_path}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/example/shout", params={"text": "hi"}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json() == {"text": "HI!"}
+        assert "/example/shout" in httpx.get(f"http://127.0.0.1:{port}/openapi.json").text
+    finally:
+        proc.terminate()
+        proc.wait(15)

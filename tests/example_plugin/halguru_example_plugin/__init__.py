@@ -1,4 +1,5 @@
-"""An example halguru plugin: the ``echo-upper`` model provider, the ``shout`` tool, a ``hello`` command.
+"""An example halguru plugin: the ``echo-upper`` model provider, the ``shout`` tool, a ``hello`` command and a
+``GET /example/shout`` route in serve mode.
 
 Installed by tests/test_plugins.py; the entry point is ``example`` in the group ``halguru``.
 """
@@ -60,6 +61,20 @@ def register_models(register: Any) -> None:
 @hookimpl
 def register_tools(register: Any) -> None:
     register(shout)
+
+
+@hookimpl
+def register_routes(app: Any) -> None:
+    from fastapi import APIRouter
+
+    router = APIRouter(prefix="/example", tags=["example"])
+
+    @router.get("/shout")
+    def shout_route(text: str) -> dict[str, str]:
+        """The shout tool over HTTP (a plugin's own route, next to halguru's /v1)."""
+        return {"text": shout.function(text)}
+
+    app.include_router(router)
 
 
 @hookimpl
