@@ -137,3 +137,37 @@ def test_runs_list_says_whether_a_paused_run_still_waits(cli, write_agent):
     [decided] = [line for line in listed if line.startswith(paused["id"])]
     assert "→ rejected, continued as run_" in decided
     assert sum("waiting for approval" in line for line in listed) == 1
+
+
+MAILER = "name: mailer\nmodel: scripted:s.yaml\ntools: [send]\napprovals: [send]\n"
+MAILER_TOOLS = ("from halguru import tool\n\n@tool\ndef send(to: str) -> str:\n"
+                "    \"\"\"Send.\"\"\"\n    return 'sent'\n")
+
+
+def test_runs_approve_works_from_another_folder_and_a_failed_load_keeps_it_pending(
+        halguru_cmd, subprocess_env, tmp_path: Path):
+    """The paused run stored the agent folder as typed (`mailer`): approving from elsewhere failed to load it
+    and the approval was used up anyway."""
+    work = tmp_path / "work"
+    (work / "mailer").mkdir(parents=True)
+    (work / "mailer" / "agent.yaml").write_text(MAILER)
+    (work / "mailer" / "tools.py").write_text(MAILER_TOOLS)
+    (work / "mailer" / "s.yaml").write_text("- tool_calls: [{name: send, arguments: {to: ann}}]\n- done\n")
+
+    def halguru(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=subprocess_env,
+                              timeout=120, cwd=cwd, start_new_session=True)
+
+    assert halguru("run", "mailer", "mail ann", cwd=work).returncode == 3
+    assert halguru("run", "mailer", "mail bob", cwd=work).returncode == 3
+    from halguru.orchestration.approvals import list_pending
+
+    first, second = (p["run_id"] for p in sorted(list_pending(), key=lambda p: p["created"]))
+    proc = halguru("runs", "approve", first, cwd=tmp_path)  # another folder
+    assert "← sent" in proc.stderr, proc.stderr  # (the script starts over, so the continuation asks again: 3)
+    assert proc.returncode == 3
+
+    (work / "mailer").rename(work / "moved")  # now the agent cannot load: nothing is used up
+    proc = halguru("runs", "approve", second, cwd=work)
+    assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and len(proc.stderr.splitlines()) == 1
+    assert second in [p["run_id"] for p in list_pending()]

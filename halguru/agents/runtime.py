@@ -177,7 +177,8 @@ class _Book:
 
     @property
     def folder(self) -> str | None:  # what a continuation loads the same agent from, with the same --model
-        return str(self.agent.path) if self.agent.path else None
+        # Absolute: `runs approve` and `runs resume` may be run from another folder than the run was.
+        return str(self.agent.path.resolve()) if self.agent.path else None
 
     @property
     def override(self) -> str | None:

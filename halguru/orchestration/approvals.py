@@ -73,11 +73,14 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     store = _store(store)
     if edit_args is not None and reject is None:  # check the edit before the approval is used up
         _check_edited_args(store, run_id, edit_args)
+    pending, agent = store.find_approval(run_id), None
+    if pending is not None and pending["status"] == "pending" and pending["agent_path"]:
+        agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
     if not row["agent_path"]:
         raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed here")
-    agent = load_agent(row["agent_path"])
+    agent = agent or load_agent(row["agent_path"])
     call = ToolCallRequest.model_validate_json(row["call"])
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
     resume = Resume(row["run_id"], messages, {call.id: reject})
