@@ -171,3 +171,11 @@ def test_runs_approve_works_from_another_folder_and_a_failed_load_keeps_it_pendi
     proc = halguru("runs", "approve", second, cwd=work)
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ") and len(proc.stderr.splitlines()) == 1
     assert second in [p["run_id"] for p in list_pending()]
+
+
+def test_config_set_default_model_checks_the_model(cli, cli_error):
+    """`config set` "checks and saves": an unknown default_model was saved, and every `model: default` failed."""
+    assert cli_error("config", "set", "default_model", "nope").startswith("Error: unknown model 'nope'")
+    assert "nope" not in cli("config", "show").output
+    cli("config", "set", "default_model", "scripted")
+    assert cli("models", "default").output.strip() == "scripted"

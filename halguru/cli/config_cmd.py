@@ -35,6 +35,12 @@ def set_(
     """Write a setting to config.toml (the environment still wins over it)."""
     from halguru.config import config_path, set_config_value
 
+    if key == "default_model":  # checked as `halguru models default` checks it: the model must resolve
+        from halguru.models.registry import set_default_model
+
+        set_default_model(value)
+        typer.echo(f"Set {key} = {value} in {config_path()}")
+        return
     stored = set_config_value(key, value)
     typer.echo(f"Set {key} = {stored} in {config_path()}")
 
