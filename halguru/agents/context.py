@@ -120,14 +120,6 @@ class RunContext:
                           self.trace, self.store, self.hooks, self.totals, self.model, self.sampling,
                           parent_run_id=self.run_id, mcp=self.mcp, _models=self._models)
 
-    @staticmethod
-    def cancelling() -> bool:
-        """Whether the current task is being cancelled (Ctrl-C, a client that left, a shutdown)."""
-        import asyncio
-
-        task = asyncio.current_task()
-        return task is not None and task.cancelling() > 0
-
     def tag(self, event: BaseEvent) -> BaseEvent:
         """Name this sub-run on an event it emits (not on one a deeper sub-run already named); the top-level
         run's events get their id when traced."""

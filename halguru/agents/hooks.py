@@ -24,7 +24,8 @@ class ToolDecision:
 
     ``events`` are emitted first, as given. Then: ``pause`` stops the run until a human decides (approvals);
     ``run`` lets the call run as usual (an approved call); otherwise ``content`` is the call's result, given to
-    the model without running the tool (``is_error`` for a refusal).
+    the model without running the tool (``is_error`` for a refusal). ``answer_next``: the model's next call
+    in this turn may not call tools (it must answer with what it has).
     """
 
     events: list[BaseEvent] = field(default_factory=list)
@@ -32,6 +33,7 @@ class ToolDecision:
     is_error: bool = False
     pause: bool = False
     run: bool = False
+    answer_next: bool = False
 
 
 _POINTS = ("before_model_call", "before_tool_call", "decide_tool_call", "supply_tool_result", "after_tool_result")
@@ -43,7 +45,9 @@ class RunHooks:
     # The points a subclass implements (not the default pass-throughs): a chain calls only those.
     overrides: ClassVar[frozenset[str]] = frozenset()
     # Seconds the run spent suspended in these hooks (a breakpoint): left out of the durations it records.
+    # ``may_suspend``: whether they ever suspend it, so runs without such hooks skip the bookkeeping.
     paused_seconds: float = 0.0
+    may_suspend: bool = False
 
     def suspended(self) -> float:
         """Seconds spent suspended so far (``paused_seconds``; a chain sums its hooks')."""
@@ -91,8 +95,9 @@ class HookChain(RunHooks):
         self._decide = overriding("decide_tool_call")
         self._supply = overriding("supply_tool_result")
         self._after = overriding("after_tool_result")
-        # Whether any hook edits calls or supplies results: the loop skips those points otherwise.
-        self.edits_calls, self.supplies = bool(self._call), bool(self._supply)
+        # Whether any hook edits calls, supplies results or suspends the run: the loop skips those otherwise.
+        self.edits_requests, self.edits_calls, self.supplies = bool(self._model), bool(self._call), bool(self._supply)
+        self.may_suspend = any(h.may_suspend for h in present)
         for name, found in (("before_model_call", self._model), ("decide_tool_call", self._decide),
                             ("after_tool_result", self._after)):
             if len(found) == 1:  # one hook at a point: call it directly (a step makes several such calls)
@@ -154,6 +159,8 @@ class BreakpointHooks(RunHooks):
     ``on_pause`` is told of each pause; the run waits on the pause's future, so it resumes
     from exactly that point (and is cancelled cleanly if the run is stopped meanwhile).
     """
+
+    may_suspend = True
 
     def __init__(self, on_pause: Callable[[Pause], None], *, models: bool = False, tools: bool = False):
         self.on_pause = on_pause

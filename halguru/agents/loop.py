@@ -107,7 +107,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
     t = await _TurnState.open(ctx, turn)
     for event in t.opening:
         yield event
-    spec, steps = turn.agent.spec, 0
+    spec, steps, must_answer = turn.agent.spec, 0, False
     budget = turn.budget or _max_steps(turn.agent)
     unfinished = _unfinished(turn.messages) if turn.finish_paused_step else None
     while True:
@@ -123,10 +123,14 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             if not ctx.is_sub_run:
                 ctx.trace.step = ctx.totals.steps
             tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
-            request = await t.hooks.before_model_call(ModelRequest(
+            if must_answer:  # a policy asked for an answer (a repeated call)
+                tool_choice = "none"
+            request = ModelRequest(
                 messages=[*t.prefix, *turn.history, *turn.messages], tools=t.tools, settings=t.settings,
                 tool_choice=tool_choice if t.tools else "none", conversation_id=ctx.conversation_id,
-                response_schema=turn.output_schema))
+                response_schema=turn.output_schema)
+            if t.hooks.edits_requests:
+                request = await t.hooks.before_model_call(request)
             yield ModelCall(model=turn.model.name, messages=[m.model_dump(exclude_defaults=True)
                                                              for m in request.messages],
                             tools=[tool.name for tool in request.tools], settings=request.settings.model_dump())
@@ -195,6 +199,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 continue
             decision = None if stopped else await t.hooks.decide_tool_call(call)
             if decision is not None:
+                must_answer = must_answer or decision.answer_next
                 for event in decision.events:
                     yield event
                 if decision.pause:
@@ -205,10 +210,12 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                                                  name=call.name))
                     continue
             yield ToolCall(call_id=call.id, name=call.name, arguments=call.arguments)
-            started, outcome, paused = time.perf_counter(), ToolOutcome(), t.hooks.suspended()
+            started, outcome = time.perf_counter(), ToolOutcome()
+            paused = t.hooks.suspended() if t.hooks.may_suspend else 0.0
             if stopped:
                 outcome.content, outcome.is_error = f"error: not run: {stopped}", True
-            elif t.streams(call):
+            elif call.name in turn.extra_tools or (t.knowledge is not None and call.name == "search_knowledge"):
+                # a team tool or a knowledge search: its events come before its result
                 async for event in t.stream_tool(call, outcome):
                     yield event
             else:
@@ -217,7 +224,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                     yield error
             content, is_error = await t.hooks.after_tool_result(call, outcome.content, outcome.is_error)
             # Time at a breakpoint (here or in a sub-run) is not the tool's.
-            took = time.perf_counter() - started - (t.hooks.suspended() - paused)
+            took = time.perf_counter() - started - (t.hooks.suspended() - paused if t.hooks.may_suspend else 0.0)
             yield ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error,
                              duration_ms=took * 1000)
             turn.messages.append(Message(role="tool", content=content, tool_call_id=call.id, name=call.name))
@@ -281,10 +288,6 @@ class _TurnState:
             return ""
         return self.knowledge.citations.footer(text)
 
-    def streams(self, call: ToolCallRequest) -> bool:
-        """A streaming tool (a team tool) or a knowledge search: its events come before its result."""
-        return call.name in self.turn.extra_tools or (self.knowledge is not None and call.name == "search_knowledge")
-
     async def run_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> Error | None:
         """Run an ordinary tool (or take its result from a hook: replay), within the run's deadline; a failure
         becomes an error result for the model and an error event."""
@@ -297,15 +300,14 @@ class _TurnState:
         try:
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools) or 'none'}")
-            self.ctx.running_tool = tool  # still set if the run is cancelled meanwhile (Ctrl-C): run() says so
+            self.ctx.running_tool = tool  # left set if the run is cancelled meanwhile (Ctrl-C): run() says so
             async with asyncio.timeout_at(self.ctx.deadline):
                 outcome.content = await execute_tool(tool, call.arguments)
         except ToolError as exc:
+            self.ctx.running_tool = None
             outcome.content, outcome.is_error = f"error: {exc}", True
             return Error(kind="tool", message=str(exc))
-        finally:
-            if not self.ctx.cancelling():
-                self.ctx.running_tool = None
+        self.ctx.running_tool = None
         return None
 
     async def stream_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncGenerator[BaseEvent, None]:

@@ -3,7 +3,7 @@
 - ``ApprovalGate``: tools listed in ``approvals:`` pause the run before they execute; in a continuation run
   (after ``halguru runs approve|reject``) it applies the human's decision instead.
 - ``RepeatGuard``: small models loop on the same call; the guard answers a repeat with the known result and
-  makes the next model call answer (tool_choice ``none``).
+  makes the next model call answer (its decision says ``answer_next``: tool_choice ``none``).
 
 The loop installs both per agent turn, after the caller's hooks (breakpoints, replay); ``Resume`` is what a
 continuation run starts from.
@@ -17,7 +17,7 @@ from typing import Any
 
 from halguru.agents.events import ApprovalApproved, ApprovalRejected, ApprovalRequested, Error, ToolCall, ToolResult
 from halguru.agents.hooks import RunHooks, ToolDecision
-from halguru.models.base import Message, ModelRequest, ToolCallRequest
+from halguru.models.base import Message, ToolCallRequest
 
 REFUSED = "error: a human refused this call"
 
@@ -78,31 +78,20 @@ class RepeatGuard(RunHooks):
     def __init__(self) -> None:
         self.results: dict[tuple[str, str], str] = {}
         self.keys: dict[str, tuple[str, str]] = {}  # call id -> its key, between decision and result
-        self.must_answer = False
-
-    @staticmethod
-    def _key(call: ToolCallRequest) -> tuple[str, str]:
-        return call.name, json.dumps(call.arguments, sort_keys=True)
-
-    async def before_model_call(self, request: ModelRequest) -> ModelRequest:
-        if self.must_answer:
-            request.tool_choice = "none"
-        return request
 
     async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
-        key = self.keys[call.id] = self._key(call)
+        key = self.keys[call.id] = (call.name, json.dumps(call.arguments, sort_keys=True))
         known = self.results.get(key)
         if known is None:
             return None
-        self.must_answer = True
-        return ToolDecision([
+        return ToolDecision(answer_next=True, events=[
             ToolCall(call_id=call.id, name=call.name, arguments=call.arguments),
             Error(kind="limit", message=f"{call.name} called again with the same arguments; reusing the result "
                                         "and asking for an answer"),
             ToolResult(call_id=call.id, name=call.name, content=known)], content=known)
 
     async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
-        key = self.keys.pop(call.id, None) or self._key(call)
-        if not is_error:
+        key = self.keys.pop(call.id, None)
+        if key is not None and not is_error:
             self.results[key] = content
         return content, is_error

@@ -38,6 +38,7 @@ from halguru.store.base import TraceStore
 
 __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_sync", "run_to_result"]
 
+_BOOKKEPT = frozenset({"token", "model_call", "checkpoint"})  # what _Book.saw keeps or saves
 SHUTDOWN = "shutdown"  # cancel a run's task with this message: it is stored as interrupted, not cancelled
 
 
@@ -96,7 +97,8 @@ async def run(
         async with aclosing(body) as events:
             async for raw in events:
                 event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
-                book.saw(event)
+                if event.type in _BOOKKEPT:
+                    book.saw(event)
                 yield event
         if driver is None:
             outcome.status, outcome.output, outcome.error = plain_status(end)
