@@ -179,3 +179,15 @@ def test_config_set_default_model_checks_the_model(cli, cli_error):
     assert "nope" not in cli("config", "show").output
     cli("config", "set", "default_model", "scripted")
     assert cli("models", "default").output.strip() == "scripted"
+
+
+def test_run_refuses_another_agents_conversation_like_chat(cli, cli_error, write_agent):
+    one = write_agent("name: one\nmodel: scripted\n", name="one")
+    two = write_agent("name: two\nmodel: scripted\n", name="two")
+    cli("run", str(one), "Hi")
+    from halguru.store import open_store
+
+    [run] = open_store().list_runs(limit=1)
+    line = cli_error("run", str(two), "Hi", "--conversation", run["conversation_id"])
+    assert line == f"Error: conversation {run['conversation_id']} belongs to agent 'one', not 'two'"
+    assert "You said: again" in cli("run", str(one), "again", "--conversation", run["conversation_id"]).output
