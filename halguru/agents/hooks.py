@@ -86,22 +86,17 @@ class HookChain(RunHooks):
 
     def __init__(self, *hooks: RunHooks | None):
         present = self._present = [h for h in hooks if h is not None]
-
-        def overriding(name: str) -> list[Any]:
-            return [getattr(h, name) for h in present if name in h.overrides]
-
-        self._model = overriding("before_model_call")
-        self._call = overriding("before_tool_call")
-        self._decide = overriding("decide_tool_call")
-        self._supply = overriding("supply_tool_result")
-        self._after = overriding("after_tool_result")
+        points: dict[str, list[Any]] = {p: [] for p in _POINTS}  # one pass: a chain is built per agent turn
+        for hook in present:
+            for point in hook.overrides:
+                points[point].append(getattr(hook, point))
+        self._model, self._call, self._decide, self._supply, self._after = points.values()
         # Whether any hook edits calls, supplies results or suspends the run: the loop skips those otherwise.
         self.edits_requests, self.edits_calls, self.supplies = bool(self._model), bool(self._call), bool(self._supply)
         self.may_suspend = any(h.may_suspend for h in present)
-        for name, found in (("before_model_call", self._model), ("decide_tool_call", self._decide),
-                            ("after_tool_result", self._after)):
-            if len(found) == 1:  # one hook at a point: call it directly (a step makes several such calls)
-                setattr(self, name, found[0])
+        for point in ("decide_tool_call", "after_tool_result"):
+            if len(points[point]) == 1:  # one hook at a point (the usual case): call it directly
+                setattr(self, point, points[point][0])
 
     def suspended(self) -> float:
         return sum(h.suspended() for h in self._present)
