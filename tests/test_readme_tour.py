@@ -191,3 +191,30 @@ def test_run_refuses_another_agents_conversation_like_chat(cli, cli_error, write
     line = cli_error("run", str(two), "Hi", "--conversation", run["conversation_id"])
     assert line == f"Error: conversation {run['conversation_id']} belongs to agent 'one', not 'two'"
     assert "You said: again" in cli("run", str(one), "again", "--conversation", run["conversation_id"]).output
+
+
+TEST_FILE = "tests:\n  - name: hello\n    turns:\n      - user: Hi\n        expect: {contains: Hi}\n"
+
+
+def test_eval_with_a_model_that_cannot_be_reached_exits_1_naming_it(halguru_cmd, subprocess_env, write_agent):
+    """Every run failed (no server), yet eval scored it 0%, exited 0, and drew `openai:x` as an emoji."""
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    (agent / "tests").mkdir()
+    (agent / "tests" / "test_hello.yaml").write_text(TEST_FILE)
+    env = {**subprocess_env, "OPENAI_BASE_URL": "http://127.0.0.1:1/v1", "OPENAI_API_KEY": "k"}
+    proc = _run(halguru_cmd, env, "eval", str(agent), "--models", "scripted,openai:x")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "❌" not in proc.stdout + proc.stderr and "openai:x: running 1 test(s) live" in proc.stderr
+    [error] = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert error.startswith("Error: openai:x: every run failed: cannot reach http://127.0.0.1:1/v1")
+    assert "scripted  100% (1/1)" in proc.stdout
+
+
+def test_eval_without_tests_or_project_is_one_line(cli_error, halguru_cmd, subprocess_env, write_agent, tmp_path):
+    assert cli_error("eval", str(tmp_path / "nope"), "--models", "scripted").endswith(
+        "nope: no such agent project (a folder with agent.yaml)")
+    agent = write_agent("name: bare\nmodel: scripted\n")
+    proc = _run(halguru_cmd, subprocess_env, "eval", str(agent), "--models", "scripted")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == f"Error: no conversation tests found in {agent / 'tests'} (files named " \
+        "test_*.yaml)"

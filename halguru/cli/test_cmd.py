@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             from halguru.testing.evaluate import run_live
             from halguru.testing.report import LiveProgress
 
-            with LiveProgress(Console(stderr=True, highlight=False)) as progress:
+            with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
                 suite = asyncio.run(run_live(path, pattern=pattern, repeat=repeat, model=model, progress=progress))
         else:
             suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         if json_output:
             typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
         else:
-            print_report(suite, Console(highlight=False), min_pass_rate)
+            print_report(suite, Console(highlight=False, emoji=False), min_pass_rate)
         raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
 
     @app.command("eval")
@@ -69,38 +69,43 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
 
+        from halguru.errors import HalguruError
         from halguru.testing.evaluate import evaluate
         from halguru.testing.report import LiveProgress
 
         names = [m.strip() for m in models.split(",") if m.strip()]
-        err = Console(stderr=True, highlight=False)
+        err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
         with LiveProgress(err) as progress:
             scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress))
+        if scores and not any(s.tests or s.error for s in scores):  # as `halguru test` says it
+            raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
+                               if not pattern else f"no test matches -k {pattern!r}")
         failed = [s for s in scores if s.error]
         if json_output:
             typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
         else:
             _print_scores(scores)
         for s in failed:
-            err.print(f"Error: {s.model}: {s.error}", markup=False)
+            err.print(f"Error: {s.model}: {s.error}", markup=False, soft_wrap=True)  # one line, any width
         if failed:
             raise typer.Exit(1)
 
 
 def _print_scores(scores: list) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
                   box=None, header_style="bold")
     for s in scores:
         if s.error:
-            table.add_row(s.model, "[red]error[/]", "-", "-", "-", "-")
+            table.add_row(escape(s.model), "[red]error[/]", "-", "-", "-", "-")
             continue
         latency = f"{s.median_latency_ms / 1000:.2f}s" if s.median_latency_ms is not None else "-"
         validity = (f"{s.tool_call_validity:.0%} ({s.valid_tool_calls}/{s.tool_calls})"
                     if s.tool_call_validity is not None else "no calls")
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
-        table.add_row(s.model, f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
+        table.add_row(escape(s.model), f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
                       f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
-    Console().print(table)
+    Console(emoji=False).print(table)

@@ -55,12 +55,19 @@ def score_suite(model: str, suite: SuiteResult) -> ModelScore:
                     calls += 1
                     valid += not (e.is_error and _is_invalid_call(e.content))
     passed = sum(t.passed for t in suite.tests)
+    outcomes = [turn.outcome for test in suite.tests for turn in test.turns if turn.outcome is not None]
+    # Every run failed (a server that cannot be reached, a model file that will not load): the model failed,
+    # not the tests; say so (and exit 1) rather than score it 0%.
+    error = None
+    if outcomes and all(o.status == "failed" and o.error for o in outcomes):
+        error = f"every run failed: {outcomes[0].error}"
     return ModelScore(
         model=model, tests=len(suite.tests), passed=passed,
         pass_rate=passed / len(suite.tests) if suite.tests else 0.0,
         median_latency_ms=statistics.median(latencies) if latencies else None,
         prompt_tokens=prompt, completion_tokens=completion, tool_calls=calls, valid_tool_calls=valid,
-        tool_call_validity=valid / calls if calls else None, cost_usd=_cost(model, prompt, completion))
+        tool_call_validity=valid / calls if calls else None, cost_usd=_cost(model, prompt, completion),
+        error=error)
 
 
 def _cost(model: str, prompt: int, completion: int) -> float | None:
@@ -92,6 +99,9 @@ async def evaluate(project: str | Path, models: list[str], *, pattern: str | Non
         raise HalguruError("--models: name at least one model (comma-separated)")
     for model in models:
         find_entry(model)  # an unknown model stops the eval here, in one line
+    from halguru.agents.loader import load_agent
+
+    load_agent(project)  # so does a project that does not load (not once per model, under a score table)
     scores = []
     for model in models:
         if progress is not None:
