@@ -53,6 +53,11 @@ def logs(
     started_after = time.time() - parse_age(since, "--since") if since is not None else None
     store = open_store()
     if conversations:
+        ignored = [name for name, value in (("--status", status), ("--since", since), ("--conversation", conversation),
+                                            ("--all", all_runs), ("--follow", follow)) if value]
+        if ignored:  # said, not silently ignored
+            raise HalguruError(f"{', '.join(ignored)}: filter runs, not --conversations (which takes --agent, "
+                               "--limit and --json)")
         found = store.list_conversations(limit=limit, agent=agent)
         if json_output:
             typer.echo(json.dumps(found, indent=2))
@@ -61,7 +66,7 @@ def logs(
         if chats:
             print_table(["conversation", "agent", "messages", "updated", "title"], chats, ("agent", "title"))
         else:
-            typer.echo("No conversations yet.")
+            typer.echo(f"No conversations of agent {agent!r}." if agent else "No conversations yet.")
         return
     query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
                                  test_runs=all_runs or conversation is not None)
