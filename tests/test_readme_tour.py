@@ -224,3 +224,22 @@ def test_logs_conversations_refuses_the_run_filters_it_would_ignore(cli, cli_err
     assert cli_error("logs", "--conversations", "--status", "failed") == (
         "Error: --status: filter runs, not --conversations (which takes --agent, --limit and --json)")
     assert cli("logs", "--conversations", "--agent", "nope").output.strip() == "No conversations of agent 'nope'."
+
+
+def test_serve_approve_with_bad_edit_args_is_422_and_the_run_stays_pending(write_agent, tmp_path: Path):
+    """Over HTTP a bad edit was a 409 `conflict` naming the CLI's `--edit-args`."""
+    from fastapi.testclient import TestClient
+    from halguru_server import ServerSettings, create_app
+
+    agent = write_agent(MAILER, MAILER_TOOLS, name="mailer")
+    (agent / "s.yaml").write_text("- tool_calls: [{name: send, arguments: {to: ann}}]\n- done\n")
+    with TestClient(create_app(ServerSettings(agents=[agent], dev=True)), base_url="http://127.0.0.1") as client:
+        conv = client.post("/v1/conversations", json={"agent": "mailer"}).json()["id"]
+        paused = client.post(f"/v1/conversations/{conv}/messages", json={"content": "mail ann"}).json()
+        assert paused["status"] == "paused"
+        bad = client.post(f"/v1/runs/{paused['run_id']}/approve", json={"edit_args": {"to": 5}})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"] == {"type": "invalid_request", "message": (
+            f"edit_args: invalid arguments for send: to: Input should be a valid string; "
+            f"run {paused['run_id']} is still waiting for approval")}
+        assert [p["run_id"] for p in client.get("/v1/runs/pending").json()["data"]] == [paused["run_id"]]

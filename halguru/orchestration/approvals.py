@@ -72,7 +72,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
 
     store = _store(store)
     if edit_args is not None and reject is None:  # check the edit before the approval is used up
-        _check_edited_args(store, run_id, edit_args)
+        check_edited_args(store, run_id, edit_args)
     pending, agent = store.find_approval(run_id), None
     if pending is not None and pending["status"] == "pending" and pending["agent_path"]:
         agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
@@ -100,7 +100,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         yield event
 
 
-def _check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> None:
+def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> None:
     """Raise (one line) unless ``edit_args`` fit the paused call's tool; the approval stays pending. A tool
     whose schema is known only at run time (an MCP server's) is checked when it runs."""
     from halguru.agents.loader import load_agent

@@ -130,6 +130,11 @@ def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
            reject: str | None = None) -> Started:
     """Approve (``reject`` None) or reject the paused run: its continuation, queued like a message."""
     served = _check_decision(state, caller, run_id)
+    if edit_args is not None and reject is None:  # a bad edit is the request's fault (422), and uses nothing up
+        try:
+            approvals.check_edited_args(state.store, run_id, edit_args)
+        except HalguruError as exc:
+            raise ApiError(422, str(exc).replace("--edit-args: ", "edit_args: ", 1)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
     return _start(state, caller, served, run_id,
