@@ -84,7 +84,9 @@ def test_a_plugin_named_in_load_plugins_that_is_not_installed_is_a_warning(halgu
     proc = _run(halguru_cmd, {**subprocess_env, "HALGURU_LOAD_PLUGINS": "no-such-plugin"}, "plugins")
     assert proc.returncode == 0
     assert proc.stderr.strip() == ("halguru: warning: plugin 'no-such-plugin' skipped: not installed (named in "
-                                   "HALGURU_LOAD_PLUGINS; `halguru plugins` lists what is loaded)")
+                                   "HALGURU_LOAD_PLUGINS)")
+    [row] = [line for line in proc.stdout.splitlines() if line.startswith("no-such-plugin ")]
+    assert row.split(None, 2)[1:] == ["skipped", "not installed (named in HALGURU_LOAD_PLUGINS)"]
 
 
 def test_an_unknown_tool_on_an_agent_without_tools_says_none(cli, write_agent):

@@ -96,7 +96,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         if ep.dist is not None:
             _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
-        _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS; `halguru plugins` lists what is loaded)")
+        _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
     return pm
 
 
