@@ -165,8 +165,8 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
                     m.errors.labels(event.kind).inc()
                 yield event
     finally:
-        if started and not finished:
-            m.runs.labels(served.name, "cancelled").inc()
+        if started and not finished:  # the run was cut: as the store records it
+            m.runs.labels(served.name, "interrupted" if state.lifecycle.interrupted else "cancelled").inc()
 
 
 async def collect(request: Request, state: ServerState, events: AsyncIterator[Event]) -> list[Event]:
