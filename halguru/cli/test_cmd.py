@@ -37,14 +37,12 @@ def register(app: typer.Typer) -> None:
             raise HalguruError("choose one of --record, --replay and --live")
         mode: Literal["auto", "live", "record", "replay"] = (
             "record" if record else "replay" if replay else "live" if live else "auto")
-        if mode == "live":  # minutes on a local model: show the model loading and each test as it goes
-            from halguru.testing.evaluate import run_live
-            from halguru.testing.report import LiveProgress
+        from halguru.testing.report import LiveProgress
 
-            with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
-                suite = asyncio.run(run_live(path, pattern=pattern, repeat=repeat, model=model, progress=progress))
-        else:
-            suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model))
+        # Live and recording runs take minutes on a local model: show the model loading and each test as it goes.
+        with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
+            suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
+                                          progress=progress))
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from halguru.testing.runner import SuiteResult, run_test
-from halguru.testing.spec import TestFormatError, load_test_file, test_files
+from halguru.testing.runner import Progress, SuiteResult, run_suite
 
 # progress(event, value): ("model", model) as eval moves to the next model, ("loading", model) while a model
 # loads, ("tests", n) once the tests are counted, ("test", "file::name") as each starts and
 # ("done", "file::name passed|FAILED") as each ends.
-Progress = Callable[[str, str | int], None]
 
 
 @dataclass
@@ -107,46 +104,13 @@ async def evaluate(project: str | Path, models: list[str], *, pattern: str | Non
         if progress is not None:
             progress("model", model)
         try:
-            suite = await run_live(project, pattern=pattern, repeat=repeat, model=model, progress=progress)
+            suite = await run_suite(project, mode="live", pattern=pattern, repeat=repeat, model=model,
+                                    progress=progress)
         except HalguruError as exc:
             scores.append(ModelScore(model, 0, 0, 0.0, None, 0, 0, 0, 0, None, None, error=str(exc)))
             continue
         scores.append(score_suite(model, suite))
     return scores
-
-
-async def run_live(project: str | Path, *, pattern: str | None = None, repeat: int = 1, model: str | None = None,
-                   progress: Progress | None = None) -> SuiteResult:
-    """Every selected test of a project, live (the model is called, recordings neither read nor written),
-    telling ``progress`` when the model loads and as each test starts and ends (``halguru eval`` and
-    ``halguru test --live``: both take minutes on a local model, and say so as they go)."""
-    from halguru.agents.loader import load_agent
-    from halguru.testing.runner import _selected
-
-    notify = progress or (lambda event, value: None)
-    agent = load_agent(project)
-    assert agent.path is not None
-    suite = SuiteResult(tests=[], file_errors=[])
-    selected = []
-    for file in test_files(agent.path):
-        try:
-            cases = load_test_file(file).tests
-        except TestFormatError as exc:
-            suite.file_errors.append(str(exc))
-            continue
-        selected += [(file, case) for case in cases if _selected(case, file, pattern)]
-    notify("tests", len(selected) * repeat)
-    if selected and agent.workflow is None:
-        await warm_up(model or agent.spec.model, notify)
-    for file, case in selected:
-        for attempt in range(1, repeat + 1):
-            label = f"{file.stem}::{case.name}" + (f" #{attempt}" if repeat > 1 else "")
-            notify("test", label)
-            result, _ = await run_test(agent, case, file=file, mode="live", cassette=None, model=model,
-                                       attempt=attempt)
-            suite.tests.append(result)
-            notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
-    return suite
 
 
 async def warm_up(reference: str, notify: Progress) -> None:

@@ -61,7 +61,7 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
 
 
 class LiveProgress:
-    """What a long live test run shows on stderr while it works (the ``progress`` of ``run_live``).
+    """What a long live test run shows on stderr while it works (the ``progress`` of ``run_suite``).
 
     On a terminal: a spinner and a bar (tests done of all, elapsed time), "loading MODEL" while a local
     model loads; it disappears when the run ends. Elsewhere (CI logs, pipes): one plain line per step.

@@ -30,6 +30,7 @@ from halguru.testing.spec import TestCase, TestFormatError, load_test_file, test
 from halguru.tools.decorator import Tool
 
 Mode = Literal["auto", "live", "record", "replay"]
+Progress = Callable[[str, str | int], None]  # (event, value): tests, loading, model, test, done
 
 
 @dataclass
@@ -188,11 +189,19 @@ def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
 
 
 async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | None = None, repeat: int = 1,
-                    model: str | None = None, files: list[Path] | None = None) -> SuiteResult:
-    """Every test of a project (or the given files). A malformed file is reported; the others still run."""
+                    model: str | None = None, files: list[Path] | None = None,
+                    progress: Progress | None = None) -> SuiteResult:
+    """Every test of a project (or the given files). A malformed file is reported; the others still run.
+
+    ``progress`` is told how many tests will run (``tests``), when a local model loads (``loading``: only when a
+    test runs live or records) and as each test starts (``test``) and ends (``done``).
+    """
+    from halguru.testing.evaluate import warm_up
+
     agent = load_agent(project)
     assert agent.path is not None
     suite = SuiteResult(tests=[], file_errors=[])
+    planned: list[tuple[Path, dict[str, Cassette], list[tuple[TestCase, Mode]]]] = []
     for file in files or test_files(agent.path):
         try:
             cases = load_test_file(file).tests
@@ -200,17 +209,28 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
             suite.file_errors.append(str(exc))
             continue
         cassettes = load_recording(recording_path(file)) if mode in ("auto", "replay", "record") else {}
+        chosen: list[tuple[TestCase, Mode]] = [
+            (case, "replay" if mode == "auto" and case.name in cassettes else "live" if mode == "auto" else mode)
+            for case in cases if _selected(case, file, pattern)]
+        planned.append((file, cassettes, chosen))
+    runs = [(case_mode, 1 if case_mode == "record" else repeat) for _, _, chosen in planned for _, case_mode in chosen]
+    live = any(case_mode in ("live", "record") for case_mode, _ in runs)
+    # Only a run that calls the model takes long enough to need progress (replays take milliseconds).
+    notify: Progress = progress if progress is not None and live else (lambda event, value: None)
+    notify("tests", sum(times for _, times in runs))
+    if live and agent.workflow is None:
+        await warm_up(model or agent.spec.model, notify)  # seconds for a local model: say so, once
+    for file, cassettes, chosen in planned:
         new_recordings: dict[str, Cassette] = {}
-        for case in cases:
-            if not _selected(case, file, pattern):
-                continue
-            case_mode: Mode = mode
-            if mode == "auto":
-                case_mode = "replay" if case.name in cassettes else "live"
-            for attempt in range(1, (1 if case_mode == "record" else repeat) + 1):
+        for case, case_mode in chosen:
+            times = 1 if case_mode == "record" else repeat
+            for attempt in range(1, times + 1):
+                label = f"{file.stem}::{case.name}" + (f" #{attempt}" if times > 1 else "")
+                notify("test", label)
                 result, recorded = await run_test(agent, case, file=file, mode=case_mode,
                                                   cassette=cassettes.get(case.name), model=model, attempt=attempt)
                 suite.tests.append(result)
+                notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
                 if recorded is not None:
                     new_recordings[case.name] = recorded
         if new_recordings:

@@ -75,3 +75,13 @@ def test_test_live_says_it_is_loading_the_local_model(project, halguru_cmd, subp
     lines = proc.stderr.splitlines()
     assert lines[:2] == ["running 1 test(s) live", "loading model smollm2…"], lines
     assert lines[2].startswith("test_echo::greets ")
+
+
+def test_test_record_and_auto_report_progress_and_replays_stay_quiet(project, halguru_cmd, subprocess_env):
+    recorded = halguru(halguru_cmd, subprocess_env, "test", str(project), "--record")
+    assert recorded.returncode == 0, recorded.stderr
+    assert recorded.stderr.splitlines()[:3] == ["running 2 test(s) live", "test_echo::greets passed",
+                                                "test_echo::echoes passed"]
+    replayed = halguru(halguru_cmd, subprocess_env, "test", str(project))  # auto: both recorded, so replayed
+    assert replayed.returncode == 0 and replayed.stderr == "", replayed.stderr
+    assert "2 passed, 0 failed" in replayed.stdout
