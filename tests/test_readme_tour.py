@@ -245,3 +245,10 @@ def test_serve_approve_with_bad_edit_args_is_422_and_the_run_stays_pending(write
             f"edit_args: invalid arguments for send: to: Input should be a valid string; "
             f"run {paused['run_id']} is still waiting for approval")}
         assert [p["run_id"] for p in client.get("/v1/runs/pending").json()["data"]] == [paused["run_id"]]
+
+
+def test_run_with_an_empty_message_is_one_line(cli_error, write_agent):
+    folder = write_agent("name: basic\nmodel: scripted\n")
+    for message in ("", "   "):
+        line = cli_error("run", str(folder), message)
+        assert line == "Error: the message is empty; give the agent something to answer"

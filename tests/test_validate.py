@@ -333,3 +333,13 @@ def test_run_suggests_a_model_name_too(cli_error, write_agent):
     folder = write_agent("name: a\nmodel: smolm2\n")
     line = cli_error("run", str(folder), "hi")  # a real subprocess: one line, exit 1
     assert "unknown model 'smolm2' (did you mean 'smollm2'?)" in line
+
+
+def test_a_hosted_model_without_an_api_key_is_a_warning(cli, write_agent, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    folder = write_agent("name: oa\nmodel: openai:gpt-4o\n")
+    result = cli("validate", str(folder))
+    assert "OK: oa" in result.stdout
+    assert "openai:gpt-4o has no API key (OPENAI_API_KEY is not set" in result.stderr
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert "no API key" not in cli("validate", str(folder)).stderr

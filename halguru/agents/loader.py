@@ -271,7 +271,7 @@ def check_project(path: str | Path) -> ProjectReport:
         agent_file = one.path / AGENT_FILE
         text = agent_file.read_text(encoding="utf-8")
         if not (one is agent and agent.workflow is not None):  # a workflow has no model of its own
-            _check_model(one, agent_file, text)
+            report.warnings += _check_model(one, agent_file, text)
         _check_knowledge(one, agent_file, text)
         if one.spec.mcp:
             report.mcp_tools.update(_check_mcp(one, agent_file, text))
@@ -282,14 +282,27 @@ def check_project(path: str | Path) -> ProjectReport:
     return report
 
 
-def _check_model(agent: Agent, agent_file: Path, text: str) -> None:
+def _check_model(agent: Agent, agent_file: Path, text: str) -> list[str]:
+    """Raise on a model that cannot load; warn about a hosted endpoint with no API key (a local server such as
+    llama-server or Ollama needs none, so that is not an error)."""
+    from urllib.parse import urlparse
+
     from halguru.errors import ModelError
     from halguru.models.references import check_model
+    from halguru.models.secrets import resolve_api_key
 
+    line = yaml_line_for(text, ("model",))
     try:
-        check_model(agent.spec.model)
+        entry = check_model(agent.spec.model)
+        keyless = entry.provider == "openai" and resolve_api_key(entry) is None
     except ModelError as exc:
-        raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('model',))}: model: {exc}") from None
+        raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None
+    host = urlparse(str(entry.options.get("base_url", ""))).hostname or ""
+    if keyless and host not in ("localhost", "127.0.0.1", "::1"):
+        variable = entry.options.get("api_key_env") or "an API key"
+        return [f"{agent_file}:{line}: model: {entry.name} has no API key ({variable} is not set; or "
+                f"`halguru models set-key {entry.name}`): its endpoint {host} will likely refuse the run"]
+    return []
 
 
 def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:

@@ -25,10 +25,11 @@ def register(app: typer.Typer) -> None:
         from halguru.cli.run_once import run_once
 
         text = sys.stdin.read() if input == "-" else input
-        if input == "-" and not text.strip():  # `cat missing.txt | halguru run AGENT -`: say so, ask nothing
+        if not text.strip():  # `cat missing.txt | halguru run AGENT -` or `run AGENT ""`: say so, ask nothing
             from halguru.errors import HalguruError
 
-            raise HalguruError("no input on stdin ('-' reads the message from stdin)")
+            raise HalguruError("no input on stdin ('-' reads the message from stdin)" if input == "-"
+                               else "the message is empty; give the agent something to answer")
         raise typer.Exit(run_once(path, text, json_output=json_output, model=model, conversation=conversation))
 
     @app.command()
