@@ -39,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"tools"},
     {"models"},
-    {"plugins", "config", "errors", "yamlfile"},
+    {"plugins", "config", "errors", "yamlfile", "listen"},
 ]
 # Upward imports the design allows: the store records the typed events of a run.
 ALLOWED_UP = {("store", "halguru.agents.events")}
