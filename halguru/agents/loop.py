@@ -48,7 +48,7 @@ class LoopEnd:
     call: ToolCallRequest | None = None  # paused: the call that waits for a human
 
 
-@dataclass
+@dataclass(slots=True)  # one per tool call
 class ToolOutcome:
     """What a streaming tool tells the loop besides its result."""
 
@@ -341,7 +341,7 @@ class _TurnState:
             yield Error(kind="tool", message=str(exc))
 
 
-@dataclass
+@dataclass(slots=True)  # one per model call
 class _Reply:
     text: str = ""
     calls: list[ToolCallRequest] = field(default_factory=list)
