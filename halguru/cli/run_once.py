@@ -73,7 +73,7 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
     except KeyboardInterrupt:
         for line in scopes[0].stopped if scopes else []:  # asyncio.run waited for their threads
             err.print(f"\n[yellow]Stopped {escape(line)}.[/]")
-        from halguru.tools.registry import running_tools
+        from halguru.tools.threads import running_tools
 
         for name in running_tools():
             err.print(f"\n[yellow]The tool {escape(name)} was still running: its thread is abandoned "

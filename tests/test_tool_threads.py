@@ -1,0 +1,30 @@
+"""Synchronous tools share reused daemon threads: calls in a row reuse one, concurrent calls run in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from halguru.tools.decorator import tool
+from halguru.tools.registry import execute_tool
+
+
+@tool
+def which_thread(pause: float = 0.0) -> str:
+    """Say which thread ran this call."""
+    time.sleep(pause)
+    return str(threading.get_ident())
+
+
+def test_calls_in_a_row_reuse_a_thread_and_concurrent_calls_run_in_parallel() -> None:
+    async def main() -> tuple[list[str], list[str], float]:
+        in_a_row = [await execute_tool(which_thread, {}) for _ in range(5)]
+        started = time.perf_counter()
+        together = await asyncio.gather(*(execute_tool(which_thread, {"pause": 0.3}) for _ in range(3)))
+        return in_a_row, list(together), time.perf_counter() - started
+
+    in_a_row, together, took = asyncio.run(main())
+    assert len(set(in_a_row)) == 1  # one worker thread served them all
+    assert len(set(together)) == 3 and took < 0.8  # three at once, on three threads
+    assert str(threading.get_ident()) not in in_a_row  # never on the event loop's thread
