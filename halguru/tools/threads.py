@@ -25,11 +25,13 @@ class _Workers:
     """Daemon threads taking jobs from one queue; ``idle`` counts those waiting for one."""
 
     def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # A job returns what delivers its result: the thread counts itself idle first, so a caller that submits
+        # again as soon as it has the result finds it waiting (no new thread for calls in a row).
+        self.jobs: queue.SimpleQueue[Callable[[], Callable[[], None]]] = queue.SimpleQueue()
         self.idle = 0
         self.lock = threading.Lock()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], Callable[[], None]]) -> None:
         with self.lock:
             spawn = self.idle == 0
             if not spawn:
@@ -48,9 +50,10 @@ class _Workers:
                         self.idle -= 1
                         return
                 continue
-            job()
+            deliver = job()
             with self.lock:
                 self.idle += 1
+            deliver()
 
 
 _WORKERS = _Workers()
@@ -81,7 +84,7 @@ def in_daemon_thread(function: Callable[[], Any], *, tool_name: str = "tool") ->
         else:
             future.set_result(value)
 
-    def job() -> None:
+    def job() -> Callable[[], None]:
         thread = threading.current_thread()
         thread.name = THREAD_PREFIX + tool_name
         value, error = None, None
@@ -93,8 +96,12 @@ def in_daemon_thread(function: Callable[[], Any], *, tool_name: str = "tool") ->
             error = RuntimeError(f"{type(exc).__name__}: {exc}")
         finally:
             thread.name = _IDLE_NAME
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
-            loop.call_soon_threadsafe(settle, value, error)
+
+        def deliver() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                loop.call_soon_threadsafe(settle, value, error)
+
+        return deliver
 
     _WORKERS.submit(job)
     return future
