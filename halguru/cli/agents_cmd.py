@@ -65,7 +65,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"Warning: {warning}", err=True)
         own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
         tools = ", ".join([*agent.tools, *own_mcp]) or "none"
-        typer.echo(f"OK: {agent.name} (model {agent.spec.model}; tools: {tools})")
+        # A workflow has no model of its own: its steps' agents bring theirs (listed below).
+        runs_on = (f"workflow of {len(agent.workflow.steps)} steps" if agent.workflow is not None
+                   else f"model {agent.spec.model}")
+        typer.echo(f"OK: {agent.name} ({runs_on}; tools: {tools})")
         for (owner, server), names in report.mcp_tools.items():
             where = server if owner == agent.name else f"{server} (agent {owner})"
             typer.echo(f"MCP server {where}: {', '.join(names) or 'no tools'}")

@@ -236,7 +236,7 @@ def charge(amount: int) -> str:
 def test_validate_checks_each_step_agents_model(project: Path, cli, cli_error):
     folder = flow(project, ROUTER)
     out = cli("validate", str(folder)).stdout
-    assert "OK: flow (model workflow;" in out
+    assert "OK: flow (workflow of " in out and "model workflow" not in out
     assert "Workflow: classify (agent ../agents/classifier), is_billing (condition), order (tool lookup)" in out
     (project / "agents/echo/agent.yaml").write_text("name: echo\nmodel: nope\n")
     assert cli_error("validate", str(folder)).startswith(
