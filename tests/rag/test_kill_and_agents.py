@@ -21,8 +21,9 @@ def test_sigkill_mid_ingest_leaves_a_queryable_base_and_next_ingest_completes(tm
                                                                              subprocess_env):
     folder = tmp_path / "notes"
     folder.mkdir()
-    for i in range(60):
-        (folder / f"note{i:02}.md").write_text(f"# Note {i}\n\nMeeting {i} decided topic-{i} is approved.\n")
+    notes = 400  # 100 batches of 4: the kill lands mid-way even on a fast, idle machine
+    for i in range(notes):
+        (folder / f"note{i:03}.md").write_text(f"# Note {i}\n\nMeeting {i} decided topic-{i} is approved.\n")
     env = {**subprocess_env, "HALGURU_KB_BATCH_CHUNKS": "4"}
     subprocess.run([*halguru_cmd, "kb", "create", "notes"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen([*halguru_cmd, "kb", "ingest", "notes", str(folder)], env=env,
@@ -38,13 +39,13 @@ def test_sigkill_mid_ingest_leaves_a_queryable_base_and_next_ingest_completes(tm
     proc.wait()
     kb.refresh()
     partial = kb.table.count_rows()
-    assert 0 < partial < 60
+    assert 0 < partial < notes
     assert rag.search("notes", "meeting decided", k=3, mode="vector")  # queryable after the kill
     summary = rag.ingest("notes", [folder])  # the lock died with the process: no refusal
-    assert len(summary.unchanged) == partial and len(summary.added) == 60 - partial
+    assert len(summary.unchanged) == partial and len(summary.added) == notes - partial
     info = rag.open_base("notes").info()
-    assert (info.documents, info.chunks) == (60, 60)  # complete, no duplicates
-    assert rag.search("notes", "topic-59 approved", k=1, mode="fts")[0].source == "notes/note59.md"
+    assert (info.documents, info.chunks) == (notes, notes)  # complete, no duplicates
+    assert rag.search("notes", "topic-399 approved", k=1, mode="fts")[0].source == "notes/note399.md"
 
 
 def write_knowledge_agent(write_agent, mode: str, knowledge: str = "docs") -> object:
