@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from halguru.plugins.manager import list_plugins, plugin_failures, reset_plugin_manager
+from tests.feedback_plugins import install
 
 BROKEN_IMPORT = "import halguru_no_such_module_at_all\n"
 BROKEN_HOOK = '''
@@ -42,16 +43,6 @@ def whisper(text: str) -> str:
 def register_tools(register):
     register(whisper)
 '''
-
-
-def install(site: Path, name: str, module: str, source: str) -> None:
-    """What pip leaves behind for a distribution with one module and one ``halguru`` entry point."""
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{module}.py").write_text(source, encoding="utf-8")
-    info = site / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[halguru]\n{name} = {module}\n")
 
 
 @pytest.fixture

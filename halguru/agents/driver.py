@@ -18,6 +18,7 @@ from halguru.errors import HalguruError, ModelError
 if TYPE_CHECKING:
     from halguru.agents.context import RunContext
     from halguru.agents.loader import Agent
+    from halguru.agents.loop import LoopEnd
     from halguru.models.base import Message, ToolCallRequest
 
 
@@ -132,8 +133,8 @@ async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
         yield child.tag(Error(kind="limit", message=str(end.detail)))
 
 
-def plain_status(end: Any) -> tuple[str, str, str | None]:
-    """A plain agent's run status from how its loop ended."""
+def plain_status(end: LoopEnd) -> tuple[str, str, str | None]:
+    """A plain agent's run status from how its loop ended (a limit it reached: failed)."""
     if end.reason == "answer":
         return "ok", end.output, None
     if end.reason == "paused":

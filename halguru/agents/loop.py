@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 class LoopEnd:
     """Why a loop stopped. ``detail``: the agent handed to, or what limit or failure stopped it."""
 
-    reason: Literal["answer", "handoff", "paused", "limit", "failed"] = "answer"
+    reason: Literal["answer", "handoff", "paused", "limit"] = "answer"
     output: str = ""
     detail: str | None = None
     call: ToolCallRequest | None = None  # paused: the call that waits for a human
@@ -103,11 +103,15 @@ def _settings(agent: Agent, sampling: dict[str, Any] | None) -> SamplingSettings
 
 
 async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerator[BaseEvent, None]:
-    """Run ``turn`` to its end (set in ``end``), yielding its events."""
+    """Run ``turn`` to its end (set in ``end``), yielding its events.
+
+    One generator on purpose: the model stream and the tool calls stay inline (a nested async generator per call
+    costs a few µs a step); what needs no yield lives in ``_TurnState``.
+    """
     t = await _TurnState.open(ctx, turn)
     for event in t.opening:
         yield event
-    spec, steps, must_answer = turn.agent.spec, 0, False
+    steps, must_answer = 0, False
     budget = turn.budget or _max_steps(turn.agent)
     unfinished = _unfinished(turn.messages) if turn.finish_paused_step else None
     while True:
@@ -122,13 +126,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             ctx.totals.steps += 1
             if not ctx.is_sub_run:
                 ctx.trace.step = ctx.totals.steps
-            tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
-            if must_answer:  # a policy asked for an answer (a repeated call)
-                tool_choice = "none"
-            request = ModelRequest(
-                messages=[*t.prefix, *turn.history, *turn.messages], tools=t.tools, settings=t.settings,
-                tool_choice=tool_choice if t.tools else "none", conversation_id=ctx.conversation_id,
-                response_schema=turn.output_schema)
+            request = t.request(steps, must_answer)
             if t.hooks.edits_requests:
                 request = await t.hooks.before_model_call(request)
             yield ModelCall(model=turn.model.name, messages=[m.model_dump(exclude_defaults=True)
@@ -168,12 +166,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             for bad in reply.format_errors:
                 yield Error(kind="format", message=f"unparseable tool call: {bad.reason}")
             if not reply.calls:
-                if reply.format_errors and not reply.text.strip():  # ask again once more, with the reason
-                    bad = reply.format_errors[0]
-                    turn.messages.append(Message(role="assistant", content=bad.raw))
-                    turn.messages.append(Message(role="user", content=(
-                        f"Your tool call could not be parsed ({bad.reason}). "
-                        "Call the tool again with valid JSON, or answer directly.")))
+                if t.ask_again(reply):
                     continue
                 footer = t.footer(reply.text)
                 if footer:
@@ -281,6 +274,28 @@ class _TurnState:
             system = f"{system}\n\n{AUTO_PROMPT.format(context=block)}".strip()
         t.prefix = [Message(role="system", content=system)] if system else []
         return t
+
+    def request(self, steps: int, must_answer: bool) -> ModelRequest:
+        """The model request of the turn's ``steps``-th call: ``required`` tools on the first call only, none
+        when a policy asked for an answer (a repeated call)."""
+        spec, turn = self.turn.agent.spec, self.turn
+        tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
+        if must_answer or not self.tools:
+            tool_choice = "none"
+        return ModelRequest(messages=[*self.prefix, *turn.history, *turn.messages], tools=self.tools,
+                            settings=self.settings, tool_choice=tool_choice,
+                            conversation_id=self.ctx.conversation_id, response_schema=turn.output_schema)
+
+    def ask_again(self, reply: _Reply) -> bool:
+        """A reply that is only an unparseable tool call: ask once more, with the reason (True: go on)."""
+        if not reply.format_errors or reply.text.strip():
+            return False
+        bad = reply.format_errors[0]
+        self.turn.messages.append(Message(role="assistant", content=bad.raw))
+        self.turn.messages.append(Message(role="user", content=(
+            f"Your tool call could not be parsed ({bad.reason}). Call the tool again with valid JSON, or answer "
+            "directly.")))
+        return True
 
     def footer(self, text: str) -> str:
         """The sources an answer cites, when the agent cites them (``retrieval.cite``)."""

@@ -22,9 +22,9 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
 from halguru.agents.events import Event
+from halguru.agents.runtime import SHUTDOWN  # the cancel message the runtime stores as interrupted
 
 log = logging.getLogger("halguru.server")
-SHUTDOWN = "shutdown"  # the cancel message the runtime reads: stored as interrupted by shutdown
 CLIENT_GONE = "client disconnected"
 _END = object()
 T = TypeVar("T")
