@@ -96,6 +96,36 @@ class WorkflowSettings(BaseModel):
     timeout: float = Field(default=600, gt=0, description="seconds the whole workflow may take")
 
 
+class Schedule(BaseModel):
+    """A run started on a cron schedule by the worker (``halguru serve`` or ``halguru worker``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="names the schedule (unique within the agent)")
+    cron: str = Field(description="a cron expression: minute hour day-of-month month day-of-week "
+                      "(e.g. '0 9 * * MON-FRI')")
+    timezone: str = Field(default="UTC", description="an IANA time zone the cron expression is read in "
+                          "(e.g. Europe/Paris): 9:00 stays 9:00 across daylight saving changes")
+    input: str = Field(min_length=1, description="the message each scheduled run gets")
+    missed: Literal["once", "skip"] = Field(
+        default="once", description="after downtime: 'once' runs one catch-up run however many times were "
+        "missed, 'skip' waits for the next time")
+
+    @model_validator(mode="after")
+    def _check(self) -> Schedule:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from croniter import croniter
+
+        if not croniter.is_valid(self.cron):
+            raise ValueError(f"invalid cron expression {self.cron!r} (five fields: minute hour day month weekday)")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r} (an IANA name such as Europe/Paris)") from None
+        return self
+
+
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
@@ -129,6 +159,10 @@ class AgentSpec(BaseModel):
     mcp: list[MCPServerSettings] = Field(default=[], description="MCP servers whose tools the agent may call")
     http_tools: list[HTTPToolSettings] = Field(default=[], description="tools that call HTTP APIs, "
                                                "declared without Python")
+    channels: dict[str, dict[str, Any]] = Field(
+        default={}, description="messaging channels that reach this agent (twilio:, email:, or a plugin's); "
+        "each channel checks its own settings")
+    schedules: list[Schedule] = Field(default=[], description="runs started on a cron schedule by the worker")
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
 
     @model_validator(mode="before")
@@ -138,6 +172,13 @@ class AgentSpec(BaseModel):
         if isinstance(data, dict) and data.get("workflow") is not None and "model" not in data:
             return {**data, "model": "workflow"}
         return data
+
+    @model_validator(mode="after")
+    def _schedule_names_unique(self) -> AgentSpec:
+        names = [s.name for s in self.schedules]
+        if len(names) != len(set(names)):
+            raise ValueError(f"schedules: two schedules named {next(n for n in names if names.count(n) > 1)!r}")
+        return self
 
 
 def _model_or_workflow(schema: dict[str, Any]) -> None:

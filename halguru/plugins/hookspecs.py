@@ -53,12 +53,13 @@ def register_commands(cli: Any) -> None:
 
 @hookspec
 def register_channels(register: Any) -> None:
-    """Reserved, not yet called: messaging channels for serve mode (SMS, WhatsApp, ...).
+    """Register messaging channels (how messages reach agents and replies go out).
 
-    Nothing calls this hook yet, so implementing it has no effect; the
-    channels work will call it with a ``register(name, channel_class)``
-    callback and mount their webhooks. Until then, add webhook routes with
-    ``register_routes``.
+    Call ``register(name, channel_class)``; agents use it with ``channels: {name: {...}}`` in agent.yaml.
+    The class implements ``halguru.channels.base.Channel``: ``__init__(agent, config, folder)`` checks the
+    settings, ``send(message, once)`` delivers a reply, and ``webhook(request, sink)`` (messages pushed to
+    ``/channels/NAME/AGENT`` in serve mode) and/or ``source(sink)`` (messages the worker fetches). The
+    built-in ``twilio`` and ``email`` channels are registered this way.
     """
 
 

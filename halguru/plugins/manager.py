@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "halguru.tools.plugin",
     "halguru.rag.plugin",
     "halguru.orchestration.plugin",
+    "halguru.channels.plugin",
 )
 
 

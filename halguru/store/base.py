@@ -101,6 +101,56 @@ class ApiKeyRecord(TypedDict):
     last_used: float | None
 
 
+class JobRecord(TypedDict):
+    """A queued unit of work (an agent turn for a channel message, a scheduled run, ...)."""
+
+    id: str
+    kind: str  # which handler runs it: 'run' (an agent turn, replied on a channel when the payload says so)
+    agent: str
+    queue_key: str | None  # jobs with one key run one at a time, oldest first (a conversation's messages)
+    payload: dict[str, Any]
+    status: str  # queued, running, done, dead (retries used up), cancelled
+    attempts: int  # claims so far (a job whose worker died counts the attempt)
+    max_attempts: int
+    run_after: float  # not claimed before this (backoff after a failure, or a delayed job)
+    idempotency_key: str | None  # unique: enqueuing the same key again returns the first job
+    owner: str | None
+    created: float
+    started: float | None  # the first claim
+    finished: float | None
+    holder: str | None  # the worker holding its lease
+    lease_expires: float | None
+    last_error: str | None
+    result: dict[str, Any] | None
+
+
+class EffectRecord(TypedDict):
+    """A side effect of a job (a run, an outbound message): recorded so a retried job does not repeat it."""
+
+    job_id: str
+    key: str
+    state: str  # 'started' (attempted, outcome unknown if the worker died) or 'done'
+    value: dict[str, Any] | None
+    started: float
+    updated: float
+
+
+class ChannelMessageRecord(TypedDict):
+    """A message a channel received or sent, with its delivery status (status callbacks update it)."""
+
+    id: str  # the provider's id (Twilio MessageSid, email Message-ID)
+    channel: str
+    agent: str
+    conversation_id: str | None
+    direction: str  # 'in' or 'out'
+    address: str  # the other party (sender of an inbound message, recipient of an outbound one)
+    body: str
+    status: str  # received, queued, sent, delivered, failed, ... as the provider says
+    job_id: str | None
+    created: float
+    updated: float
+
+
 class Store(Protocol):
     """What every store implements. Writes that belong together are one transaction."""
 
@@ -171,6 +221,74 @@ class Store(Protocol):
     def touch_key(self, key_id: str) -> None: ...
     def rate_hit(self, bucket: str, limit: int, window_s: float) -> float | None:
         """One hit in a sliding window shared by every process: None if allowed, else seconds to wait."""
+        ...
+
+    # -- jobs (the worker's durable queue) -------------------------------------------------------
+    def enqueue_job(self, kind: str, agent: str, payload: Mapping[str, Any], *, queue_key: str | None = None,
+                    idempotency_key: str | None = None, owner: str | None = None, delay: float = 0.0,
+                    max_attempts: int = 5) -> tuple[JobRecord, bool]:
+        """Queue a job; with an ``idempotency_key`` already used, the first job and False (nothing queued)."""
+        ...
+    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None) -> JobRecord | None:
+        """Take the oldest runnable job (its ``run_after`` passed, no earlier unfinished job with its queue
+        key) or one whose holder's lease expired, for ``lease`` seconds; None when there is none. A job
+        claimed more than ``max_attempts`` times is dead instead."""
+        ...
+    def renew_job(self, job_id: str, holder: str, lease: float) -> bool:
+        """Extend the lease; False when ``holder`` lost the job (cancelled, or its lease expired and another
+        worker took it)."""
+        ...
+    def finish_job(self, job_id: str, holder: str, result: Mapping[str, Any] | None = None) -> bool: ...
+    def fail_job(self, job_id: str, holder: str, error: str, retry_in: float | None) -> str:
+        """Record a failed attempt: queued again after ``retry_in`` seconds (None: no retry, dead). The new
+        status, or '' when ``holder`` no longer held it."""
+        ...
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+    def find_job(self, job_id_or_prefix: str) -> JobRecord | None: ...
+    def list_jobs(self, limit: int = 20, *, status: str | None = None, agent: str | None = None,
+                  agents: Sequence[str] | None = None, owner: str | None = None,
+                  offset: int = 0) -> list[JobRecord]: ...
+    def retry_job(self, job_id: str) -> bool:
+        """A dead or cancelled job queued again now, with its attempts reset; False otherwise."""
+        ...
+    def cancel_job(self, job_id: str) -> bool:
+        """A queued or running job cancelled (a running one's worker loses its lease); False otherwise."""
+        ...
+    def job_stats(self) -> dict[str, float]:
+        """Counts by status, and ``oldest_queued_s``: how long the oldest runnable job has waited."""
+        ...
+    def job_next_due(self) -> float | None:
+        """When the next queued job becomes runnable (None: none queued): idle workers sleep until then."""
+        ...
+
+    # -- job side effects (at-least-once jobs whose effects happen once) ---------------------------------
+    def begin_effect(self, job_id: str, key: str) -> EffectRecord | None:
+        """Record that the effect is being attempted; the earlier record if there is one (done, or started
+        by an attempt that died), else None and the caller performs it."""
+        ...
+    def finish_effect(self, job_id: str, key: str, value: Mapping[str, Any]) -> None: ...
+
+    # -- channels ----------------------------------------------------------------------------------------
+    def thread_conversation(self, channel: str, agent: str, thread: str, *, title: str = "",
+                            owner: str | None = None) -> str:
+        """The conversation for one thread of a channel (an SMS sender, an email thread), created on first
+        use; the same id for every caller, even racing ones."""
+        ...
+    def record_channel_message(self, message: ChannelMessageRecord) -> bool:
+        """Store a received or sent message; False (nothing written) when its id is already stored."""
+        ...
+    def update_channel_message(self, channel: str, message_id: str, status: str) -> bool: ...
+    def list_channel_messages(self, conversation_id: str) -> list[ChannelMessageRecord]: ...
+
+    # -- schedules -----------------------------------------------------------------------------------------
+    def schedule_next(self, schedule_id: str) -> float | None:
+        """When the schedule is next due, as stored (None: never seen)."""
+        ...
+    def fire_schedule(self, schedule_id: str, due: float | None, next_due: float,
+                      job: Mapping[str, Any] | None) -> bool:
+        """Move the schedule from ``due`` (its stored next time; None: first seen) to ``next_due`` and, when
+        ``job`` is given, queue it (``enqueue_job`` keyword arguments plus kind, agent, payload), in one
+        transaction; False when another worker moved it first (nothing queued)."""
         ...
 
 

@@ -1,0 +1,1 @@
+"""Messaging channels: how messages reach agents (webhooks, polled inboxes) and how replies go out."""

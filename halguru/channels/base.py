@@ -1,0 +1,151 @@
+"""What a messaging channel is: how a message gets in (a webhook or a polled source) and how a reply goes out.
+
+The pipeline is the same for every channel: an inbound message is stored and queued once (its provider id is
+the job's idempotency key, so a provider's retries never start a second run), a worker runs the agent in the
+conversation of that sender or thread, and the reply goes out once (``SendOnce``). Channels are plugins: the
+``register_channels`` hook registers a class per name; the built-in Twilio and email channels use it too.
+
+Nothing here knows HTTP frameworks: serve mode turns a request into a ``WebhookRequest`` and the channel's
+``WebhookResponse`` back into a response, so a channel is testable without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message that arrived on a channel, for an agent."""
+
+    channel: str  # the channel's registered name ('twilio', 'email')
+    agent: str
+    message_id: str  # the provider's id (Twilio MessageSid, email Message-ID): stored and queued once
+    sender: str  # who wrote it ('whatsapp:+15551234567', 'ann@example.com')
+    thread: str  # which conversation it belongs to within the channel (the sender for SMS, an email thread)
+    text: str
+    reply: Mapping[str, Any] = field(default_factory=dict)  # what ``send`` needs to answer (JSON-safe)
+    title: str = ""  # the conversation's title when this message starts one
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """The reply a worker sends for one inbound message."""
+
+    channel: str
+    agent: str
+    conversation_id: str
+    job_id: str
+    text: str
+    reply: Mapping[str, Any]  # ``Inbound.reply`` of the message being answered
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An HTTP request to ``/channels/{channel}/{agent}/{path}``, framework-free."""
+
+    method: str
+    path: str  # what follows the agent name ('' for the main webhook, 'status' for Twilio's callbacks)
+    query: str  # the raw query string ('' when none)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    form: Mapping[str, str]  # the url-encoded form fields (empty for other bodies)
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int = 200
+    body: str = ""
+    content_type: str = "text/plain"
+
+
+class InboundSink(Protocol):
+    """Where channels hand what arrives (implemented by the job pipeline)."""
+
+    def accept(self, message: Inbound) -> bool:
+        """Store and queue the message for a reply; False when its id was already accepted (a retry)."""
+        ...
+
+    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+        """A provider's delivery report for a message we sent; False for an unknown message."""
+        ...
+
+
+class SendOnce(Protocol):
+    """Performs one side effect of a job at most once across its retries.
+
+    ``key`` names the effect within the job ('part:0'). When an earlier attempt finished it, its recorded
+    value comes back and ``send`` is not called; when an earlier attempt started it and died (the outcome
+    unknown), ``find(started)`` is asked first (did the provider get it after ``started``?) and its answer,
+    if not None, is recorded instead of sending again.
+    """
+
+    def __call__(self, key: str, send: Callable[[], Awaitable[dict[str, Any]]],
+                 find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None
+                 ) -> Awaitable[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """One channel configured for one agent (``channels: {name: {...}}`` in agent.yaml).
+
+    ``__init__(agent, config, folder)`` validates the config (raise ``halguru.errors.HalguruError`` with one
+    line naming the bad field) and reads its secrets. A channel implements ``webhook`` (messages pushed to
+    serve mode), ``source`` (messages the worker fetches, like an IMAP inbox), or both, and ``send``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, agent: str, config: Mapping[str, Any], folder: Path) -> None: ...
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        """Deliver the reply (split as the provider's limits require), each part through ``once``; the
+        provider ids of the parts."""
+        ...
+
+
+class WebhookChannel(Channel, Protocol):
+    async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
+        """Check the request is genuine (before anything is written) and hand its message to ``sink``."""
+        ...
+
+
+class SourceChannel(Channel, Protocol):
+    async def source(self, sink: InboundSink) -> None:
+        """Fetch messages for ever (the worker runs this as a task and cancels it to stop); each message is
+        handed to ``sink`` before it is marked processed at the provider, so a crash never loses one."""
+        ...
+
+
+ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]
+
+
+def channel_classes() -> dict[str, ChannelClass]:
+    """Channel name -> class, from the ``register_channels`` plugin hook (built-in channels included)."""
+    from halguru.plugins.manager import get_plugin_manager
+
+    found: dict[str, ChannelClass] = {}
+
+    def register(name: str, cls: ChannelClass) -> None:
+        found[name] = cls
+
+    get_plugin_manager().hook.register_channels(register=register)
+    return found
+
+
+def load_channels(agent: str, configs: Mapping[str, Mapping[str, Any]], folder: Path) -> dict[str, Channel]:
+    """The agent's ``channels:`` section as channel objects; an unknown name is one line with the known ones."""
+    from halguru.errors import HalguruError
+
+    classes = channel_classes()
+    channels: dict[str, Channel] = {}
+    for name, config in configs.items():
+        cls = classes.get(name)
+        if cls is None:
+            known = ", ".join(sorted(classes)) or "none"
+            raise HalguruError(f"agent {agent}: unknown channel {name!r} in channels: (known: {known})")
+        channels[name] = cls(agent, config or {}, folder)
+    return channels

@@ -1,0 +1,12 @@
+"""The built-in channels, registered like any plugin's: ``twilio`` and ``email``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from halguru.plugins.hookspecs import hookimpl
+
+
+@hookimpl
+def register_channels(register: Any) -> None:
+    pass  # the built-in channels register here (twilio, email)
