@@ -9,4 +9,6 @@ from halguru.plugins.hookspecs import hookimpl
 
 @hookimpl
 def register_channels(register: Any) -> None:
-    pass  # the built-in channels register here (twilio, email)
+    from halguru.channels.email import EmailChannel
+
+    register("email", EmailChannel)

@@ -1,0 +1,281 @@
+"""The email channel: an agent answers an IMAP inbox, one conversation per thread, replies over SMTP.
+
+```yaml
+channels:
+  email:
+    address: help@example.com          # ours: replies come from it; mail from it is never answered
+    imap: {host: imap.example.com, password: HELP_MAIL_PASSWORD}     # the NAME of a secret
+    smtp: {host: smtp.example.com, password: HELP_MAIL_PASSWORD}
+```
+
+The invariant: a message is handed to the sink before it is marked processed on the server (our keyword and
+``\\Seen``, then a move if configured), and the sink keys it by its Message-ID, so a crash never loses a
+message and a restart never answers one twice. A reply goes out through ``SendOnce`` with a Message-ID made
+from the job id, so a retried job neither sends again nor sends under another id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import smtplib
+import ssl
+import threading
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from halguru.channels.base import Inbound, InboundSink, Outbound, SendOnce
+from halguru.channels.imapinbox import ImapSettings, Inbox
+from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
+from halguru.errors import HalguruError
+
+log = logging.getLogger("halguru.channels.email")
+
+IDLE_SECONDS = 300.0  # re-issue IDLE this often: RFC 2177 allows 29 min, but NAT boxes drop quiet links sooner
+BACKOFF_START, BACKOFF_MAX = 1.0, 300.0
+SMTP_TIMEOUT = 30.0
+_DEFAULT_PORTS = {"imap": {"ssl": 993, "starttls": 143, "none": 143},
+                  "smtp": {"ssl": 465, "starttls": 587, "none": 25}}
+_KEYWORD = re.compile(r"^\$?[A-Za-z0-9_.-]+$")  # an IMAP flag keyword: an atom, not a system flag
+
+
+class _Server(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: by protocol and security
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str | None = None  # default: the channel's address
+    password: str | None = None  # the NAME of a secret (environment variable or keyring), never the password
+
+    @model_validator(mode="after")
+    def _plaintext_only_on_loopback(self) -> _Server:
+        if self.security == "none" and not is_loopback(self.host):
+            raise ValueError(f"security: none sends the password in clear text; it is allowed only for a "
+                             f"loopback host (localhost, 127.0.0.1), not {self.host}: use ssl or starttls")
+        return self
+
+
+class ImapConfig(_Server):
+    mailbox: str = "INBOX"
+
+
+class SmtpConfig(_Server):
+    security: Literal["ssl", "starttls", "none"] = "starttls"
+
+
+class ProcessedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flag: str = "$HalguruAnswered"  # the keyword that marks a handled message (with \Seen)
+    move_to: str | None = None  # a folder to move handled mail to (created when missing)
+
+    @field_validator("flag")
+    @classmethod
+    def _keyword(cls, value: str) -> str:
+        if not _KEYWORD.match(value):
+            raise ValueError(f"{value!r} is not an IMAP keyword (letters, digits, _ . -, optionally after $)")
+        return value
+
+
+class EmailConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str
+    imap: ImapConfig
+    smtp: SmtpConfig
+    processed: ProcessedConfig = ProcessedConfig()
+    poll_interval: float = Field(default=60.0, gt=0)  # seconds between checks when the server lacks IDLE
+    allow_from: list[str] = []  # addresses or domains ('@example.com'); empty: anyone
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value.count("@") != 1 or not all(value.split("@")) or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class EmailChannel:
+    """Answers one IMAP inbox for one agent (``channels: {email: ...}`` in agent.yaml)."""
+
+    name: ClassVar[str] = "email"
+
+    def __init__(self, agent: str, config: Mapping[str, Any], folder: Path) -> None:
+        self.agent = agent
+        try:
+            self.config = EmailConfig.model_validate(dict(config))
+        except ValidationError as exc:
+            raise HalguruError(f"agent {agent}: {_first_problem(exc)}") from None
+        imap, smtp = self.config.imap, self.config.smtp
+        self.imap_password = self._secret(imap.password, "imap")
+        if self.imap_password is None:
+            raise HalguruError(f"agent {agent}: channels.email.imap.password: name the secret that holds the "
+                               "IMAP password (an environment variable or a keyring entry)")
+        self.smtp_password = self._secret(smtp.password, "smtp")
+        self.imap_settings = ImapSettings(
+            host=imap.host, port=imap.port or _DEFAULT_PORTS["imap"][imap.security], security=imap.security,
+            username=imap.username or self.config.address, password=self.imap_password, mailbox=imap.mailbox,
+            keyword=self.config.processed.flag, move_to=self.config.processed.move_to,
+        )
+        self.domain = self.config.address.rpartition("@")[2]
+
+    def _secret(self, name: str | None, server: str) -> str | None:
+        from halguru.models.secrets import lookup_secret
+
+        if name is None:
+            return None
+        value = lookup_secret(name)
+        if value is None:
+            raise HalguruError(f"agent {self.agent}: channels.email.{server}.password: no secret {name}; set the "
+                               f"environment variable {name} or run `keyring set halguru {name}`")
+        return value
+
+    # -- reading the inbox ---------------------------------------------------------------------------------------
+
+    async def source(self, sink: InboundSink) -> None:
+        """Answer the inbox for ever: drain unprocessed mail, then IDLE (or sleep poll_interval), reconnecting
+        with backoff after any failure (one log line each, no traceback)."""
+        delay = BACKOFF_START
+        while True:
+            inbox, stop = Inbox(self.imap_settings), threading.Event()
+            try:
+                await asyncio.to_thread(inbox.connect)
+                log.info("email channel of %s: connected to %s (%s)", self.agent, inbox.where,
+                         "IDLE" if inbox.idle else f"polling every {self.config.poll_interval:g} s")
+                delay = BACKOFF_START
+                await self._serve(inbox, sink, stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: the connection is closed and reopened after a pause
+                log.warning("email channel of %s: IMAP %s: %s; retrying in %.0f s", self.agent, inbox.where,
+                            _one_line(exc), delay)
+                log.debug("email channel failure", exc_info=True)
+            finally:
+                stop.set()
+                # closing waits for a call still running in its thread: never on the event loop
+                threading.Thread(target=inbox.close, name="halguru-imap-close", daemon=True).start()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _serve(self, inbox: Inbox, sink: InboundSink, stop: threading.Event) -> None:
+        while True:
+            while await self._drain(inbox, sink):
+                pass  # mail arrived while we were busy: look again before waiting
+            if inbox.idle:
+                await asyncio.to_thread(inbox.wait, IDLE_SECONDS, stop)
+            else:
+                await asyncio.sleep(self.config.poll_interval)
+
+    async def _drain(self, inbox: Inbox, sink: InboundSink) -> int:
+        """Hand every unprocessed message to the sink, marking each after; how many there were."""
+        uids = await asyncio.to_thread(inbox.unprocessed)
+        for uid in uids:
+            fetched = await asyncio.to_thread(inbox.fetch, uid)
+            if fetched is None:
+                continue
+            # parsing reads attachments (PDF text): a thread, so the event loop stays free
+            mail = await asyncio.to_thread(parse_mail, fetched.raw, own_address=self.config.address,
+                                           allow_from=self.config.allow_from, truncated=fetched.truncated)
+            if mail.skip:
+                log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
+                         mail.sender or "?", mail.skip)
+            else:
+                sink.accept(self.inbound(mail))
+            await asyncio.to_thread(inbox.mark_processed, uid)
+        return len(uids)
+
+    def inbound(self, mail: ParsedMail) -> Inbound:
+        return Inbound(
+            channel=self.name, agent=self.agent, message_id=mail.message_id, sender=mail.sender,
+            thread=mail.thread, text=mail.text, title=mail.subject or "(no subject)",
+            reply={"to": mail.reply_to, "subject": mail.subject, "message_id": mail.message_id,
+                   "references": list(mail.references)},
+        )
+
+    # -- replying ------------------------------------------------------------------------------------------------
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        """Reply to the message in ``message.reply`` in one mail, at most once for the job."""
+        mail = self.reply_mail(message)
+        message_id = str(mail["Message-ID"])
+
+        async def deliver() -> dict[str, Any]:
+            await asyncio.to_thread(self._smtp_send, mail)
+            return {"message_id": message_id}
+
+        result = await once("mail", deliver)
+        return [str(result.get("message_id", message_id))]
+
+    def reply_mail(self, message: Outbound) -> EmailMessage:
+        reply = message.reply
+        original = str(reply.get("message_id", ""))
+        subject = " ".join(str(reply.get("subject", "")).split())
+        mail = EmailMessage()
+        mail["From"] = self.config.address
+        mail["To"] = str(reply["to"])
+        mail["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".rstrip()
+        mail["Date"] = formatdate(localtime=True)
+        # the same job always gets the same id: a resend after a crash is recognisably the same reply
+        mail["Message-ID"] = f"<{_id_part(message.job_id)}.0@{self.domain}>"
+        if original:
+            mail["In-Reply-To"] = original
+            mail["References"] = " ".join(trimmed_references(list(reply.get("references", [])), original))
+        mail["Auto-Submitted"] = "auto-replied"  # RFC 3834: other responders must not answer us
+        mail["X-Auto-Response-Suppress"] = "All"  # the same for Exchange's out-of-office replies
+        mail.set_content(message.text)
+        return mail
+
+    def _smtp_send(self, mail: EmailMessage) -> None:
+        smtp = self.config.smtp
+        port = smtp.port or _DEFAULT_PORTS["smtp"][smtp.security]
+        try:
+            context = ssl.create_default_context()
+            server = (smtplib.SMTP_SSL(smtp.host, port, timeout=SMTP_TIMEOUT, context=context)
+                      if smtp.security == "ssl" else smtplib.SMTP(smtp.host, port, timeout=SMTP_TIMEOUT))
+            with server:
+                if smtp.security == "starttls":
+                    server.starttls(context=context)
+                if self.smtp_password is not None:
+                    server.login(smtp.username or self.imap_settings.username, self.smtp_password)
+                server.send_message(mail)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise HalguruError(f"email channel of {self.agent}: SMTP {smtp.host}:{port}: {_one_line(exc)}") from None
+
+
+def _id_part(job_id: str) -> str:
+    """The job id as the left part of a Message-ID (dot-atom characters only)."""
+    return re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]", "-", job_id).strip(".") or "job"
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"channels.email{'.' + where if where else ''}: {message}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if text[:2] in ("b'", 'b"') and text[-1:] == text[1]:
+        text = text[2:-1]  # imaplib's errors carry the server's bytes
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

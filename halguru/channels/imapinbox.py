@@ -1,0 +1,171 @@
+"""One IMAP connection to the inbox an email channel answers, through ``imapclient``; blocking, so callers run
+each call in a thread (``asyncio.to_thread``) and never on the event loop.
+
+Which mail is still to answer lives on the server, not here: a processed message carries our keyword (and
+``\\Seen``), and may then be moved to another folder. The unprocessed set is therefore a search for mail without
+the keyword, the same after a restart or on another machine, and marking happens only after the message was
+handed on, so a crash between the two refetches it (the sink then recognises its Message-ID).
+
+Every call holds the connection's lock: ``close`` from another thread (a cancelled source) waits for the call in
+progress instead of closing the socket under it; ``wait`` returns within a second of ``stop`` being set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imapclient import IMAPClient
+
+SEEN = b"\\Seen"
+MAX_FETCH_BYTES = 25 * 1024 * 1024  # past this only the headers are fetched (the agent is told so)
+TIMEOUT = 30.0  # seconds for a connect or a command; IDLE sets its own
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str  # ssl | starttls | none
+    username: str
+    password: str
+    mailbox: str
+    keyword: str  # marks a processed message
+    move_to: str | None  # where processed mail goes, if anywhere
+
+
+@dataclass(frozen=True)
+class Fetched:
+    uid: int
+    raw: bytes
+    truncated: bool  # only the headers: the message was larger than MAX_FETCH_BYTES
+
+
+class Inbox:
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.client: IMAPClient | None = None
+        self.idle = False  # the server offers IDLE (else the caller polls)
+        self._can_move = False
+        self._keywords = True  # the mailbox stores custom keywords (PERMANENTFLAGS has \*)
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        s = self.settings
+        return f"{s.host}:{s.port}"
+
+    def connect(self) -> None:
+        """Connect, log in, select the mailbox (and create the move_to folder when missing)."""
+        s = self.settings
+        with self._lock:
+            context = ssl.create_default_context() if s.security != "none" else None
+            client = IMAPClient(s.host, port=s.port, ssl=s.security == "ssl", ssl_context=context, timeout=TIMEOUT)
+            try:
+                if s.security == "starttls":
+                    client.starttls(context)
+                client.login(s.username, s.password)
+                capabilities = client.capabilities()
+                self.idle = b"IDLE" in capabilities
+                self._can_move = b"MOVE" in capabilities
+                selected = client.select_folder(s.mailbox)
+                self._keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", (b"\\*",))
+                if not self._keywords and not s.move_to:
+                    raise ValueError(f"mailbox {s.mailbox} does not store keywords such as {s.keyword}: "
+                                     "set processed.move_to so answered mail is moved instead")
+                if s.move_to and not client.folder_exists(s.move_to):
+                    client.create_folder(s.move_to)
+            except BaseException:
+                _quietly(client.shutdown)
+                raise
+            self.client = client
+
+    def unprocessed(self) -> list[int]:
+        """UIDs of the messages not yet marked processed, oldest first (so a thread is answered in order)."""
+        with self._lock:
+            client = self._client()
+            criteria: list[Any] = ["UNDELETED"]
+            if self._keywords:
+                criteria += ["UNKEYWORD", self.settings.keyword]
+            return sorted(int(uid) for uid in client.search(criteria))
+
+    def fetch(self, uid: int) -> Fetched | None:
+        """The message's bytes without setting ``\\Seen`` (PEEK); None when it vanished meanwhile."""
+        with self._lock:
+            client = self._client()
+            size = client.fetch([uid], ["RFC822.SIZE"]).get(uid, {}).get(b"RFC822.SIZE")
+            if size is None:
+                return None
+            truncated = int(size) > MAX_FETCH_BYTES
+            item = b"BODY.PEEK[HEADER]" if truncated else b"BODY.PEEK[]"
+            data = client.fetch([uid], [item]).get(uid, {})
+            raw = data.get(b"BODY[HEADER]" if truncated else b"BODY[]")
+            return Fetched(uid, bytes(raw), truncated) if raw is not None else None
+
+    def mark_processed(self, uid: int) -> None:
+        """Flag the message (our keyword and \\Seen), then move it if the channel says so."""
+        s = self.settings
+        with self._lock:
+            client = self._client()
+            flags: list[Any] = [SEEN, s.keyword] if self._keywords else [SEEN]
+            client.add_flags([uid], flags, silent=True)
+            if not s.move_to:
+                return
+            if self._can_move:
+                client.move([uid], s.move_to)
+            else:  # no MOVE (RFC 6851): copy, then delete and expunge that message only (UIDPLUS)
+                client.copy([uid], s.move_to)
+                client.delete_messages([uid], silent=True)
+                if b"UIDPLUS" in client.capabilities():
+                    client.uid_expunge([uid])
+                else:
+                    client.expunge()
+
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        """IDLE until new mail arrives (True), ``seconds`` pass or ``stop`` is set (False). A connection the
+        server closed raises (at once on its BYE, else from ending IDLE), so the caller reconnects."""
+        with self._lock:
+            client = self._client()
+            client.idle()
+            deadline = time.monotonic() + seconds
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                step, began = min(1.0, left), time.monotonic()
+                # short checks so that a stopped source lets go of its thread within a second
+                responses = client.idle_check(timeout=step)
+                for response in responses:
+                    if response and response[0] == b"BYE":
+                        raise ConnectionError("the server closed the connection: " + _text(response))
+                    if len(response) > 1 and response[1] in (b"EXISTS", b"RECENT"):
+                        client.idle_done()
+                        return True
+                if not responses and time.monotonic() - began < step / 2:
+                    break  # readable yet nothing to read: end of stream (imapclient hides it); DONE will tell
+            client.idle_done()
+            return False
+
+    def close(self) -> None:
+        """Log out, waiting for a call in progress; errors are ignored (the connection may be gone already)."""
+        with self._lock:
+            client, self.client = self.client, None
+            if client is not None:
+                _quietly(client.logout)
+                _quietly(client.shutdown)
+
+    def _client(self) -> IMAPClient:
+        if self.client is None:
+            raise ConnectionError("not connected")
+        return self.client
+
+
+def _text(response: tuple[Any, ...]) -> str:
+    return " ".join(p.decode(errors="replace") if isinstance(p, bytes) else str(p) for p in response)
+
+
+def _quietly(call: Any) -> None:
+    # closing a connection that already failed: nothing is left to do with its error
+    with contextlib.suppress(Exception):
+        call()

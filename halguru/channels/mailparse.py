@@ -1,0 +1,263 @@
+"""Read one fetched email for an agent: who wrote it, which thread it belongs to, its text, and whether to answer.
+
+Everything here is a pure function of the raw message bytes (and the channel's own address and sender list), so
+the IMAP loop stays small and every rule is testable on its own. The invariants:
+
+- a message that a bot must not answer (auto-replies, bounces, list mail, our own mail, senders not allowed)
+  gets a ``skip`` reason instead of text: answering those is how mail loops start (RFC 3834);
+- the thread key is the thread's first Message-ID, so every reply in a thread lands in one conversation;
+- a message always has an id: without a Message-ID header it gets a stable one made from its bytes, so
+  a refetch after a crash is recognised as the same message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message, MIMEPart
+from email.parser import BytesParser
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # a bigger attachment is listed, not read
+MAX_ATTACHMENT_CHARS = 20_000  # per attachment: the agent's context is the limit, not the file
+MAX_TEXT_CHARS = 60_000  # the whole message, attachments included
+MAX_REFERENCES = 20  # RFC 5322 lets a reply trim References; keep the root and the latest ones
+
+_ID = re.compile(r"<[^<>\s]+>")  # a msg-id in a header (not HTML: headers are plain text)
+_BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}
+_NOT_ANSWERED_PRECEDENCE = {"bulk", "junk", "list"}
+_HTML_HIDDEN = {"script", "style", "head", "title", "noscript", "template", "svg", "object", "iframe"}
+_HTML_BLOCKS = {"p", "div", "section", "article", "header", "footer", "main", "nav", "aside", "ul", "ol",
+                "tr", "table", "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "hr"}
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str  # '<...>' as in the header
+    sender: str  # the From address, lower-case ('' when none could be read)
+    reply_to: str  # where an answer goes: Reply-To, else From
+    subject: str
+    thread: str  # the thread's root Message-ID
+    references: list[str]  # the References chain of this message (for the reply's References)
+    text: str = ""
+    skip: str | None = None  # why the message is not answered (it is still marked processed)
+    notes: list[str] = field(default_factory=list)  # what was left out (unreadable attachments...)
+
+
+def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = None,
+               truncated: bool = False) -> ParsedMail:
+    """Read ``raw`` (RFC 5322 bytes). ``truncated``: only the headers were fetched (an oversized message)."""
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    message_id = _first_id(_header(msg, "Message-ID")) or synthetic_id(raw)
+    references = _ids(_header(msg, "References"))
+    in_reply_to = _ids(_header(msg, "In-Reply-To"))
+    thread = references[0] if references else in_reply_to[0] if in_reply_to else message_id
+    if in_reply_to and in_reply_to[-1] not in references:
+        references.append(in_reply_to[-1])  # a client that sent only In-Reply-To still threads our answer
+    sender = _address(msg, "From")
+    base = ParsedMail(message_id=message_id, sender=sender, reply_to=_address(msg, "Reply-To") or sender,
+                      subject=" ".join(_header(msg, "Subject").split()), thread=thread, references=references)
+    reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from)
+    if reason:
+        return replace(base, skip=reason)
+    if truncated:
+        return replace(base, text="(The message was too large to read; only its headers arrived.)")
+    notes: list[str] = []
+    text = message_text(msg, notes)
+    return replace(base, text=text if text.strip() else "(empty message)", notes=notes)
+
+
+def synthetic_id(raw: bytes) -> str:
+    """A stable Message-ID for a message that has none: the same bytes always give the same id."""
+    return f"<{hashlib.sha256(raw).hexdigest()[:32]}@halguru.invalid>"
+
+
+def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list[str] | None) -> str | None:
+    """Why this message must not be answered, or None. Checked before the body is read."""
+    auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return f"auto-submitted ({auto})"
+    if _header(msg, "Precedence").strip().lower() in _NOT_ANSWERED_PRECEDENCE:
+        return f"precedence {_header(msg, 'Precedence').strip().lower()}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Auto-Reply"):
+        if msg.get(name) is not None:
+            return f"auto-reply ({name})"
+    suppress = _header(msg, "X-Auto-Response-Suppress").strip().lower()
+    if suppress and suppress != "none":
+        return f"the sender asks for no automatic replies (X-Auto-Response-Suppress: {suppress})"
+    if msg.get("Return-Path") is not None and _header(msg, "Return-Path").strip() in ("", "<>"):
+        return "empty Return-Path (a bounce or notification)"
+    if msg.get_content_type() == "multipart/report":
+        return "delivery or read report (multipart/report)"
+    if msg.get("List-Id") is not None:
+        return "mailing-list mail (List-Id)"
+    if not sender:
+        return "no readable From address"
+    if sender.split("@")[0] in _BOUNCE_SENDERS:
+        return f"bounce or system mail (from {sender})"
+    if sender == own_address.lower():
+        return "sent from our own address"
+    if allow_from and not sender_allowed(sender, allow_from):
+        return f"sender {sender} is not in allow_from"
+    return None
+
+
+def sender_allowed(sender: str, allow_from: list[str]) -> bool:
+    """``allow_from`` holds addresses ('ann@example.com') and domains ('@example.com' or 'example.com')."""
+    domain = sender.rpartition("@")[2]
+    for entry in allow_from:
+        entry = entry.strip().lower()
+        if entry in (sender, domain, "@" + domain):
+            return True
+    return False
+
+
+def message_text(msg: EmailMessage, notes: list[str]) -> str:
+    """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it."""
+    body = msg.get_body(preferencelist=("plain", "html"))
+    text = ""
+    if body is not None:
+        content = _content(body)
+        text = html_to_text(content) if body.get_content_type() == "text/html" else content
+        text = strip_quoted(text.replace("\r\n", "\n"))
+    parts = [text.strip()]
+    for part in msg.iter_attachments():
+        if part.is_multipart():
+            continue  # a forwarded message's own parts: its text is not ours to answer
+        parts.append(attachment_text(part, notes))
+    joined = "\n\n".join(p for p in parts if p)
+    if len(joined) > MAX_TEXT_CHARS:
+        joined = joined[:MAX_TEXT_CHARS] + "\n[... message cut here: too long]"
+        notes.append("message cut to its first characters")
+    return joined
+
+
+def attachment_text(part: MIMEPart, notes: list[str]) -> str:
+    """``[attachment: name]`` and the text the knowledge loaders read from it, or a line saying why not."""
+    from halguru.rag.loaders import Document, kind_of, load
+
+    name = part.get_filename() or "unnamed"
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return ""
+    size = f"{len(data) / 1024:.0f} KB"
+    path = Path(Path(name).name or "unnamed")  # the sender's name only, never a path it smuggles in
+    is_pdf = part.get_content_type() == "application/pdf"
+    if kind_of(path) is None and part.get_content_maintype() != "text" and not is_pdf:
+        notes.append(f"{name}: not read ({part.get_content_type()})")
+        return f"[attachment: {name} ({part.get_content_type()}, {size}), not read]"
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        notes.append(f"{name}: too large to read")
+        return f"[attachment: {name} ({size}), too large to read]"
+    if is_pdf and kind_of(path) != "pdf":
+        path = path.with_suffix(".pdf")
+    loaded = load(path, data)
+    if not isinstance(loaded, Document):
+        notes.append(f"{name}: {loaded.reason}")
+        return f"[attachment: {name}, not read: {loaded.reason}]"
+    content = loaded.text.strip()
+    if len(content) > MAX_ATTACHMENT_CHARS:
+        content = content[:MAX_ATTACHMENT_CHARS] + "\n[... attachment cut here]"
+    return f"[attachment: {name}]\n{content}"
+
+
+def strip_quoted(text: str) -> str:
+    """Drop the quoted earlier message at the end of a reply: the conversation already holds it.
+
+    Only a trailing block is cut (an 'On ... wrote:' or '-----Original Message-----' line followed by nothing
+    but quoted or blank lines, or a trailing run of '>' lines), so inline answers between quotes are kept.
+    """
+    lines = text.rstrip().split("\n")
+    end = len(lines)
+    while end > 0 and (lines[end - 1].startswith(">") or not lines[end - 1].strip()):
+        end -= 1
+    if end == len(lines):
+        return text.strip()
+    head = lines[end - 1].strip() if end else ""
+    if (head.startswith("On ") and head.endswith("wrote:")) or head.startswith("-----Original Message"):
+        end -= 1
+    if end == 0:
+        return text.strip()  # nothing but a quote: keep it rather than send the agent an empty message
+    return "\n".join(lines[:end]).strip()
+
+
+def html_to_text(html: str) -> str:
+    """HTML mail as plain text, through BeautifulSoup's parser: scripts, styles and comments vanish, blocks
+    become lines, list items '- ' lines, inline markup keeps the words around it apart."""
+    from bs4 import BeautifulSoup, Tag
+
+    soup = BeautifulSoup(html, "html.parser")
+    for hidden in soup(list(_HTML_HIDDEN)):
+        hidden.decompose()
+    for br in soup("br"):
+        br.replace_with("\n")
+    for element in soup(["li", "td", "th", *_HTML_BLOCKS]):
+        if not isinstance(element, Tag):
+            continue
+        if element.name == "li":
+            element.insert_before("\n- ")
+        elif element.name in ("td", "th"):
+            element.insert_after(" ")  # cells of a row stay on one line, apart
+        else:
+            element.insert_before("\n")
+            element.insert_after("\n")
+    lines = [" ".join(line.split()) for line in soup.get_text().splitlines()]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip()
+
+
+def _content(part: MIMEPart) -> str:
+    try:
+        content: Any = part.get_content()
+    except (LookupError, ValueError):  # an unknown or lying charset: read it as Latin-1 rather than fail
+        payload = part.get_payload(decode=True)
+        return payload.decode("latin-1") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else ""
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header as text; a malformed one (the parser's defect) as its raw value rather than an exception."""
+    try:
+        value = msg.get(name)
+    except Exception:  # email's header classes raise on some broken headers; the raw value is enough here
+        raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()] if isinstance(msg, EmailMessage) else []
+        value = raw[0] if raw else None
+    return str(value) if value is not None else ""
+
+
+def _ids(value: str) -> list[str]:
+    return _ID.findall(value)
+
+
+def _first_id(value: str) -> str | None:
+    found = _ids(value)
+    return found[0] if found else None
+
+
+def _address(msg: Message, name: str) -> str:
+    """The first address in header ``name``, lower-case, or ''."""
+    try:
+        header: Any = msg.get(name)
+        addresses = getattr(header, "addresses", None)
+        if addresses:
+            first: Address = addresses[0]
+            return first.addr_spec.lower() if first.addr_spec and "@" in first.addr_spec else ""
+    except Exception:  # a malformed address header: fall back to the lenient stdlib parser below
+        pass
+    pairs = getaddresses([_header(msg, name)])
+    return pairs[0][1].lower() if pairs and "@" in pairs[0][1] else ""
+
+
+def trimmed_references(references: list[str], message_id: str) -> list[str]:
+    """The reply's References: the original's chain plus its id, the root kept when the chain is trimmed."""
+    chain = [*references, message_id] if message_id not in references else list(references)
+    if len(chain) > MAX_REFERENCES:
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1):]]
+    return chain

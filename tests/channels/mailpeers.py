@@ -1,0 +1,257 @@
+"""Real mail peers on loopback for the email channel's tests: Dovecot (IMAP) and aiosmtpd (SMTP).
+
+Dovecot runs in the foreground from a config written into a fresh temporary folder (no system config is
+read or touched), one passwd-file user with a Maildir there. Run as root (as in CI), its login and internal
+processes use the Debian package's unprivileged users and the mailbox belongs to ``nobody``, because Dovecot
+refuses to serve mail as root; run as another user, everything runs as that user.
+
+Test modules import the fixtures (``dovecot_fixture``...); pytest knows them by their short names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+USER, PASSWORD = "bot@example.com", "imap-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dovecot exited ({proc.returncode}): {log.read_text() if log.exists() else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"dovecot did not listen on {port}: {log.read_text() if log.exists() else ''}")
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class Dovecot:
+    root: Path
+    port: int
+    idle: bool = True
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.root / "dovecot.log"
+
+    def write_config(self) -> Path:
+        if os.geteuid() == 0:
+            internal, group, login, mail_uid, mail_gid = "dovecot", "dovecot", "dovenull", 65534, 65534
+        else:
+            me = pwd.getpwuid(os.getuid()).pw_name
+            group = grp.getgrgid(os.getgid()).gr_name
+            internal, login, mail_uid, mail_gid = me, me, os.getuid(), os.getgid()
+        mail = self.root / "mail"
+        mail.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(mail, mail_uid, mail_gid)
+        (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{mail_uid}:{mail_gid}::{mail}/home::\n")
+        # without IDLE in the capability list the channel must fall back to polling
+        capability = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE NAMESPACE\n"
+        conf = self.root / "dovecot.conf"
+        conf.write_text(f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.log}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+default_internal_user = {internal}
+default_internal_group = {group}
+default_login_user = {login}
+first_valid_uid = {min(mail_uid, 500)}
+mail_location = maildir:{mail}/%u
+{capability}passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.root}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {self.root}/passwd
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+""")
+        return conf
+
+    def start(self) -> None:
+        conf = self.write_config()
+        # its own process group: the imap processes it forks outlive the master, and stop() ends them all
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_for_port(self.port, self.proc, self.log)
+
+    def stop(self) -> None:
+        """End Dovecot and every process it started (open IMAP sessions drop, as when a server goes down)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        group = proc.pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, sig)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and _group_alive(group):
+                proc.poll()  # reap the master so that its group can empty
+                time.sleep(0.05)
+            if not _group_alive(group):
+                break
+        proc.wait(5)
+
+    def client(self) -> Any:
+        from imapclient import IMAPClient
+
+        client = IMAPClient("127.0.0.1", port=self.port, ssl=False, timeout=10)
+        client.login(USER, PASSWORD)
+        return client
+
+    def append(self, raw: bytes | EmailMessage, folder: str = "INBOX") -> None:
+        """Deliver a message the way a mail server's delivery agent would: straight into the mailbox."""
+        data = raw if isinstance(raw, bytes) else raw.as_bytes()
+        with self.client() as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            client.append(folder, data)
+
+    def flags(self, folder: str = "INBOX") -> list[set[str]]:
+        """Each message's flags in ``folder``, oldest first."""
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            found = client.get_flags(client.search(["ALL"]))
+            return [{f.decode() if isinstance(f, bytes) else str(f) for f in found[uid]} for uid in sorted(found)]
+
+
+@pytest.fixture(name="dovecot")
+def dovecot_fixture() -> Iterator[Dovecot]:
+    """A Dovecot serving one user on a free loopback port (IDLE offered)."""
+    yield from _dovecot(idle=True)
+
+
+@pytest.fixture(name="dovecot_no_idle")
+def dovecot_no_idle_fixture() -> Iterator[Dovecot]:
+    """A Dovecot that does not advertise IDLE, so the channel polls."""
+    yield from _dovecot(idle=False)
+
+
+def _dovecot(idle: bool) -> Iterator[Dovecot]:
+    if shutil.which("dovecot") is None:
+        pytest.fail("dovecot is not installed: apt-get install dovecot-imapd (.ci/run does)")
+    # not pytest's tmp_path: Dovecot's unprivileged processes must traverse the folder, and its sockets
+    # need a short path (108 bytes at most)
+    root = Path(tempfile.mkdtemp(prefix="hg-dovecot-"))
+    root.chmod(0o755)
+    server = Dovecot(root, free_port(), idle=idle)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class SmtpRecorder:
+    """An SMTP server (aiosmtpd on loopback) that keeps every message it receives."""
+
+    port: int
+    received: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's handler hook
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        self.received.append(BytesParser(policy=policy.default).parsebytes(envelope.original_content or b""))
+        return "250 OK"
+
+    def wait_for(self, count: int, seconds: float = 15.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + seconds
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.received)
+
+
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture() -> Iterator[SmtpRecorder]:
+    from aiosmtpd.controller import Controller
+
+    recorder = SmtpRecorder(free_port())
+    controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port)
+    controller.start()
+    try:
+        yield recorder
+    finally:
+        controller.stop()
+
+
+def mail(subject: str = "Opening hours", body: str = "When are you open on Sunday?", *,
+         sender: str = "Ann <ann@example.org>", message_id: str | None = "<m1@example.org>",
+         headers: dict[str, str] | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = USER
+    msg["Subject"] = subject
+    if message_id:
+        msg["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def email_config(dovecot: Dovecot, smtp_port: int | None = None, **extra: Any) -> dict[str, Any]:
+    """An agent.yaml ``channels: email:`` block for these peers (the password secret named HG_TEST_IMAP)."""
+    return {
+        "address": USER,
+        "imap": {"host": "127.0.0.1", "port": dovecot.port, "security": "none", "password": "HG_TEST_IMAP"},
+        "smtp": {"host": "127.0.0.1", "port": smtp_port or free_port(), "security": "none"},
+        **extra,
+    }

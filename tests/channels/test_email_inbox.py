@@ -1,0 +1,269 @@
+"""The email channel against real peers on loopback: Dovecot for IMAP, aiosmtpd for SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halguru.channels.base import Inbound, Outbound
+from halguru.channels.email import EmailChannel
+from tests.channels.mailpeers import (
+    PASSWORD,
+    USER,
+    Dovecot,
+    SmtpRecorder,
+    dovecot_fixture,
+    dovecot_no_idle_fixture,
+    email_config,
+    mail,
+    smtp_server_fixture,
+)
+
+__all__ = ["dovecot_fixture", "dovecot_no_idle_fixture", "smtp_server_fixture"]  # pytest finds them here
+KEYWORD = "$HalguruAnswered"
+
+
+class Sink:
+    """What the job pipeline does with an inbound message, reduced to: keep it once per Message-ID."""
+
+    def __init__(self) -> None:
+        self.messages: list[Inbound] = []
+
+    def accept(self, message: Inbound) -> bool:
+        if any(m.message_id == message.message_id for m in self.messages):
+            return False
+        self.messages.append(message)
+        return True
+
+    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+        return False
+
+
+class Once:
+    """SendOnce reduced to a dict: an effect whose key is recorded is not performed again."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+
+    async def __call__(self, key: str, send: Callable[[], Awaitable[dict[str, Any]]],
+                       find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
+        if key not in self.done:
+            self.calls += 1
+            self.done[key] = await send()
+        return self.done[key]
+
+
+@pytest.fixture(autouse=True)
+def imap_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HG_TEST_IMAP", PASSWORD)
+
+
+def channel(server: Dovecot, smtp_port: int | None = None, **extra: Any) -> EmailChannel:
+    return EmailChannel("helper", email_config(server, smtp_port, **extra), Path("."))
+
+
+async def until(check: Callable[[], bool], seconds: float = 10.0) -> float:
+    """Wait for ``check`` (may block: it runs in a thread); the seconds it took."""
+    start = time.monotonic()
+    while not await asyncio.to_thread(check):
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"not true within {seconds} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+@contextlib.asynccontextmanager
+async def running(ch: EmailChannel, sink: Sink):
+    task = asyncio.create_task(ch.source(sink))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def processed(server: Dovecot, count: int, folder: str = "INBOX") -> Callable[[], bool]:
+    def check() -> bool:
+        flags = server.flags(folder)
+        return len(flags) == count and all(KEYWORD in f and "\\Seen" in f for f in flags)
+
+    return check
+
+
+async def test_mail_is_accepted_once_per_message_and_threads_by_its_root(dovecot: Dovecot) -> None:
+    sink = Sink()
+    dovecot.append(mail(message_id="<q1@example.org>"))
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 1)
+        dovecot.append(mail("Re: Opening hours", "And on Monday?", message_id="<q2@example.org>",
+                            headers={"In-Reply-To": "<reply1@example.com>",
+                                     "References": "<q1@example.org> <reply1@example.com>"}))
+        await until(lambda: len(sink.messages) == 2)
+        await until(processed(dovecot, 2))
+    first, second = sink.messages
+    assert (first.channel, first.agent, first.sender) == ("email", "helper", "ann@example.org")
+    assert (first.message_id, first.thread, first.title) == ("<q1@example.org>", "<q1@example.org>", "Opening hours")
+    assert first.text == "When are you open on Sunday?"
+    assert first.reply == {"to": "ann@example.org", "subject": "Opening hours", "message_id": "<q1@example.org>",
+                           "references": []}
+    assert (second.message_id, second.thread) == ("<q2@example.org>", "<q1@example.org>")
+    assert second.reply["references"] == ["<q1@example.org>", "<reply1@example.com>"]
+    json.dumps(second.reply)  # stored with the job: JSON-safe
+
+    restarted = Sink()  # a new source (a restarted worker) finds nothing left to answer
+    dovecot.append(mail("Later", "A new question", message_id="<q3@example.org>"))
+    async with running(channel(dovecot), restarted):
+        await until(lambda: len(restarted.messages) == 1)
+        await until(processed(dovecot, 3))
+        await asyncio.sleep(0.5)
+    assert [m.message_id for m in restarted.messages] == ["<q3@example.org>"]
+
+
+async def test_mail_not_to_answer_is_marked_processed_without_reaching_the_agent(dovecot: Dovecot) -> None:
+    dovecot.append(mail("Out of office", message_id="<ooo@example.org>", headers={"Auto-Submitted": "auto-replied"}))
+    dovecot.append(mail("Undelivered", message_id="<dsn@example.org>", sender="MAILER-DAEMON@example.org"))
+    dovecot.append(mail("Newsletter", message_id="<news@example.org>", headers={"Precedence": "bulk"}))
+    dovecot.append(mail("Re: hi", message_id="<mine@example.com>", sender=f"Bot <{USER}>"))
+    dovecot.append(mail("Spam", message_id="<eve@evil.test>", sender="eve@evil.test"))
+    dovecot.append(mail("Real question", message_id="<real@example.org>"))
+    sink = Sink()
+    async with running(channel(dovecot, allow_from=["@example.org"]), sink):
+        await until(processed(dovecot, 6))
+    assert [m.message_id for m in sink.messages] == ["<real@example.org>"]
+
+
+async def test_processed_mail_can_be_moved_to_a_folder(dovecot: Dovecot) -> None:
+    dovecot.append(mail(message_id="<m1@example.org>"))
+    dovecot.append(mail(message_id="<m2@example.org>", headers={"Auto-Submitted": "auto-generated"}))
+    sink = Sink()
+    async with running(channel(dovecot, processed={"move_to": "Answered"}), sink):
+        await until(lambda: len(dovecot.flags("INBOX")) == 0 and len(dovecot.flags("Answered")) == 2)
+    assert [m.message_id for m in sink.messages] == ["<m1@example.org>"]
+    assert all(KEYWORD in f and "\\Seen" in f for f in dovecot.flags("Answered"))
+
+
+async def test_html_mail_and_attachments_reach_the_agent_as_text(dovecot: Dovecot, tmp_path: Path) -> None:
+    from tests.rag.test_loaders_chunking import write_pdf
+
+    html = mail(message_id="<html@example.org>")
+    html.set_content("<html><head><script>steal()</script></head><body><p>My order <b>#42</b> is late.</p>"
+                     "<ul><li>Chairs</li><li>Table</li></ul></body></html>", subtype="html")
+    with_files = mail("Invoice", "Please check the attached.", message_id="<files@example.org>")
+    pdf = write_pdf(tmp_path / "invoice.pdf", ["Invoice 7731", "Total due: 99 EUR"]).read_bytes()
+    with_files.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    with_files.add_attachment("12 chairs, 1 table\n", filename="order.txt")
+    dovecot.append(html)
+    dovecot.append(with_files)
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 2)
+    html_text, files_text = (m.text for m in sink.messages)
+    assert "My order #42 is late." in html_text and "- Chairs" in html_text
+    assert "<" not in html_text and "steal" not in html_text
+    assert files_text.startswith("Please check the attached.")
+    assert "[attachment: invoice.pdf]" in files_text and "Total due: 99 EUR" in files_text
+    assert "[attachment: order.txt]\n12 chairs, 1 table" in files_text
+
+
+async def test_idle_picks_up_new_mail_well_before_the_poll_interval(dovecot: Dovecot) -> None:
+    sink = Sink()
+    async with running(channel(dovecot, poll_interval=60), sink):
+        await until(lambda: dovecot.log.exists() and "Login: user=<bot@example.com>" in dovecot.log.read_text())
+        await asyncio.sleep(0.5)  # the source has drained the empty inbox and is waiting in IDLE
+        dovecot.append(mail(message_id="<idle@example.org>"))
+        took = await until(lambda: len(sink.messages) == 1)
+    assert took < 5, took
+
+
+async def test_without_idle_the_inbox_is_polled(dovecot_no_idle: Dovecot) -> None:
+    sink = Sink()
+    ch = channel(dovecot_no_idle, poll_interval=0.3)
+    async with running(ch, sink):
+        await until(lambda: "Login: user=" in dovecot_no_idle.log.read_text())
+        await asyncio.sleep(0.5)
+        dovecot_no_idle.append(mail(message_id="<poll@example.org>"))
+        await until(lambda: len(sink.messages) == 1, seconds=5)
+    assert "IDLE" not in dovecot_no_idle.log.read_text()  # it never tried: the server did not offer it
+
+
+async def test_a_lost_connection_is_reopened_with_one_log_line_per_failure(
+        dovecot: Dovecot, caplog: pytest.LogCaptureFixture) -> None:
+    import halguru.channels.email as email_module
+
+    sink = Sink()
+    caplog.set_level(logging.INFO, logger="halguru.channels.email")
+    email_module_backoff = email_module.BACKOFF_START
+    email_module.BACKOFF_START = 0.2  # keep the test short; the schedule still doubles
+    try:
+        async with running(channel(dovecot), sink):
+            await until(lambda: "connected to" in caplog.text)
+            await asyncio.to_thread(dovecot.stop)
+            await until(lambda: "retrying in" in caplog.text)
+            await asyncio.sleep(0.5)  # a failed reconnect or two while the server is down
+            await asyncio.to_thread(dovecot.start)
+            dovecot.append(mail(message_id="<after@example.org>"))
+            await until(lambda: len(sink.messages) == 1, seconds=15)
+    finally:
+        email_module.BACKOFF_START = email_module_backoff
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems and all(r.exc_info is None and "\n" not in r.getMessage() for r in problems)
+    assert all("email channel of helper: IMAP 127.0.0.1:" in r.getMessage() for r in problems)
+    assert caplog.text.count("connected to") >= 2
+
+
+async def test_a_wrong_password_is_one_line_and_retried(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("HG_TEST_IMAP", "wrong")
+    caplog.set_level(logging.WARNING, logger="halguru.channels.email")
+    async with running(channel(dovecot), Sink()):
+        await until(lambda: "retrying in" in caplog.text)
+    line = caplog.records[0].getMessage()
+    assert "LoginError" in line and "uthentication failed" in line and "\n" not in line, line
+
+
+async def test_send_replies_in_the_thread_once(dovecot: Dovecot, smtp_server: SmtpRecorder) -> None:
+    ch = channel(dovecot, smtp_server.port)
+    reply = {"to": "desk@example.org", "subject": "Opening hours", "message_id": "<q2@example.org>",
+             "references": ["<q1@example.org>", "<r1@example.com>"]}
+    once = Once()
+    out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="job-7", text="We open at 10.",
+                   reply=reply)
+    assert await ch.send(out, once) == ["<job-7.0@example.com>"]
+    (received,) = smtp_server.wait_for(1)
+    assert smtp_server.envelopes == [(USER, ["desk@example.org"])]
+    assert received["From"] == USER and received["To"] == "desk@example.org"
+    assert received["Subject"] == "Re: Opening hours"
+    assert received["In-Reply-To"] == "<q2@example.org>"
+    assert str(received["References"]).split() == ["<q1@example.org>", "<r1@example.com>", "<q2@example.org>"]
+    assert received["Auto-Submitted"] == "auto-replied"
+    assert received["Message-ID"] == "<job-7.0@example.com>"
+    assert received.get_content().strip() == "We open at 10."
+
+    assert await ch.send(out, once) == ["<job-7.0@example.com>"]  # a retried job: nothing sent again
+    await asyncio.sleep(0.3)
+    assert len(smtp_server.received) == 1 and once.calls == 1
+
+    again = Outbound(**{**out.__dict__, "job_id": "job-8", "reply": {**reply, "subject": "RE: Opening hours"}})
+    await ch.send(again, Once())
+    assert smtp_server.wait_for(2)[1]["Subject"] == "RE: Opening hours"  # never 'Re: RE: ...'
+
+
+async def test_an_smtp_failure_is_one_line_and_leaves_the_effect_undone(dovecot: Dovecot) -> None:
+    from halguru.errors import HalguruError
+
+    once = Once()
+    out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="j", text="hi",
+                   reply={"to": "ann@example.org", "subject": "s", "message_id": "<m@x>", "references": []})
+    with pytest.raises(HalguruError, match=r"^email channel of helper: SMTP 127\.0\.0\.1:\d+: ConnectionRefused"):
+        await channel(dovecot).send(out, once)  # nobody listens on the SMTP port
+    assert once.done == {}  # the job's retry will send it

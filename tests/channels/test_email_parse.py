@@ -1,0 +1,183 @@
+"""The email channel's reading rules (threads, loop prevention, text) and its config errors, without servers."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from halguru.channels.email import EmailChannel
+from halguru.channels.mailparse import parse_mail, strip_quoted, synthetic_id
+from halguru.errors import HalguruError
+from tests.channels.mailpeers import mail
+
+OURS = "bot@example.com"
+
+
+def parsed(msg: EmailMessage | bytes, allow_from: list[str] | None = None):
+    raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+    return parse_mail(raw, own_address=OURS, allow_from=allow_from)
+
+
+def test_thread_is_the_first_reference_else_in_reply_to_else_the_message_itself() -> None:
+    first = parsed(mail(message_id="<root@x>"))
+    assert (first.thread, first.message_id, first.references) == ("<root@x>", "<root@x>", [])
+    answer = parsed(mail(message_id="<a2@x>", headers={"In-Reply-To": "<root@x>"}))
+    assert answer.thread == "<root@x>"
+    assert answer.references == ["<root@x>"]  # only In-Reply-To: our reply still carries the chain
+    deeper = parsed(mail(message_id="<a3@x>", headers={"References": "<root@x> <reply@ours>",
+                                                       "In-Reply-To": "<reply@ours>"}))
+    assert deeper.thread == "<root@x>"
+    assert deeper.references == ["<root@x>", "<reply@ours>"]
+
+
+def test_a_message_without_message_id_gets_a_stable_one_from_its_bytes() -> None:
+    raw = mail(message_id=None).as_bytes()
+    one, two = parsed(raw), parsed(raw)
+    assert one.message_id == two.message_id == synthetic_id(raw) == one.thread
+    assert one.message_id.startswith("<") and one.message_id.endswith("@halguru.invalid>")
+    assert parsed(mail(body="another", message_id=None)).message_id != one.message_id
+
+
+@pytest.mark.parametrize(("headers", "sender", "reason"), [
+    ({"Auto-Submitted": "auto-replied"}, None, "auto-submitted"),
+    ({"Auto-Submitted": "auto-generated; type=ooo"}, None, "auto-submitted"),
+    ({"Precedence": "bulk"}, None, "precedence bulk"),
+    ({"Precedence": "junk"}, None, "precedence junk"),
+    ({"X-Autoreply": "yes"}, None, "auto-reply"),
+    ({"X-Auto-Response-Suppress": "OOF, AutoReply"}, None, "no automatic replies"),
+    ({"Return-Path": "<>"}, None, "empty Return-Path"),
+    ({"List-Id": "<news.example.org>"}, None, "mailing-list"),
+    ({}, "MAILER-DAEMON@example.org", "bounce"),
+    ({}, "postmaster@example.org", "bounce"),
+    ({}, "Our Bot <BOT@example.com>", "our own address"),
+])
+def test_mail_a_bot_must_not_answer_is_skipped(headers: dict[str, str], sender: str | None, reason: str) -> None:
+    msg = mail(headers=headers, **({"sender": sender} if sender else {}))
+    result = parsed(msg)
+    assert result.skip is not None and reason in result.skip, result.skip
+    assert result.text == ""
+
+
+def test_human_mail_with_harmless_headers_is_answered() -> None:
+    result = parsed(mail(headers={"Auto-Submitted": "no", "Return-Path": "<ann@example.org>",
+                                  "X-Auto-Response-Suppress": "None"}))
+    assert result.skip is None
+    assert result.sender == "ann@example.org"
+    assert result.text == "When are you open on Sunday?"
+
+
+def test_a_delivery_report_is_skipped() -> None:
+    report = EmailMessage()
+    report["From"] = "mail-system@example.org"
+    report["Message-ID"] = "<dsn@example.org>"
+    report.set_content("Your message could not be delivered.")
+    report.make_mixed()
+    report.set_type("multipart/report")
+    assert "multipart/report" in (parsed(report).skip or "")
+
+
+def test_allow_from_takes_addresses_and_domains() -> None:
+    assert parsed(mail(sender="ann@example.org"), ["ann@example.org"]).skip is None
+    assert parsed(mail(sender="bob@example.org"), ["@example.org"]).skip is None
+    assert parsed(mail(sender="bob@example.org"), ["example.org"]).skip is None
+    skipped = parsed(mail(sender="eve@evil.test"), ["ann@example.org", "@example.org"]).skip
+    assert skipped == "sender eve@evil.test is not in allow_from"
+
+
+def test_reply_to_is_where_the_answer_goes() -> None:
+    result = parsed(mail(headers={"Reply-To": "Support Desk <desk@example.org>"}))
+    assert (result.sender, result.reply_to) == ("ann@example.org", "desk@example.org")
+
+
+def test_html_only_mail_becomes_text_without_markup_or_scripts() -> None:
+    msg = mail(body="x")
+    msg.set_content("<html><head><style>p {color: red}</style><script>alert('pwned')</script></head>"
+                    "<body><h1>Order 42</h1><p>Where is my <b>parcel</b>?</p><p>Thanks &amp; bye</p></body></html>",
+                    subtype="html")
+    text = parsed(msg).text
+    assert "Where is my parcel?" in text and "Order 42" in text and "Thanks & bye" in text
+    assert "<" not in text and "alert" not in text and "color" not in text
+
+
+def test_plain_text_is_preferred_over_html_in_an_alternative() -> None:
+    msg = mail(body="the plain version")
+    msg.add_alternative("<p>the <i>html</i> version</p>", subtype="html")
+    assert parsed(msg).text == "the plain version"
+
+
+def test_quoted_earlier_mail_at_the_end_is_dropped_inline_answers_are_kept() -> None:
+    reply = "Yes, Sunday works.\n\nOn Mon, 1 Dec 2026, Bot wrote:\n> We open at 10.\n> Anything else?\n"
+    assert strip_quoted(reply) == "Yes, Sunday works."
+    inline = "> Which day?\nSunday.\n> What time?\nTen."
+    assert strip_quoted(inline) == inline
+    assert strip_quoted("> only a quote") == "> only a quote"
+
+
+def test_attachments_text_is_read_by_the_knowledge_loaders(tmp_path: Path) -> None:
+    from tests.rag.test_loaders_chunking import write_pdf
+
+    pdf = write_pdf(tmp_path / "invoice.pdf", ["Invoice 7731", "Total due: 99 EUR"]).read_bytes()
+    msg = mail(body="See the attached invoice.")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    msg.add_attachment("order: 12 chairs\n", filename="order.txt")
+    msg.add_attachment(b"\x89PNG\r\n\x1a\n" + bytes(64), maintype="image", subtype="png", filename="photo.png")
+    result = parsed(msg)
+    assert result.text.startswith("See the attached invoice.")
+    assert "[attachment: invoice.pdf]" in result.text and "Invoice 7731" in result.text
+    assert "[attachment: order.txt]\norder: 12 chairs" in result.text
+    assert "[attachment: photo.png (image/png, 0 KB), not read]" in result.text
+
+
+def config(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "address": OURS,
+        "imap": {"host": "imap.example.com", "password": "HG_TEST_IMAP"},
+        "smtp": {"host": "smtp.example.com"},
+    }
+    return {**base, **changes}
+
+
+def channel_error(cfg: dict[str, object]) -> str:
+    with pytest.raises(HalguruError) as err:
+        EmailChannel("helper", cfg, Path("."))
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_config_errors_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HG_TEST_IMAP", "pw")
+    plain = channel_error(config(imap={"host": "imap.example.com", "password": "HG_TEST_IMAP", "security": "none"}))
+    assert plain.startswith("agent helper: channels.email.imap: security: none")
+    assert "loopback" in plain
+    assert channel_error(config(imap={"host": "h", "password": "P", "pasword": "x"})) == \
+        "agent helper: channels.email.imap.pasword: unknown field"
+    assert "channels.email.address" in channel_error(config(address="not an address"))
+    assert "channels.email.processed.flag" in channel_error(config(processed={"flag": "\\Seen"}))
+    assert "channels.email.poll_interval" in channel_error(config(poll_interval=0))
+    assert "channels.email.smtp" in channel_error({k: v for k, v in config().items() if k != "smtp"})
+
+
+def test_secrets_are_named_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HG_TEST_IMAP", raising=False)
+    missing = channel_error(config())
+    assert "channels.email.imap.password: no secret HG_TEST_IMAP" in missing
+    assert "keyring set halguru HG_TEST_IMAP" in missing
+    monkeypatch.setenv("HG_TEST_IMAP", "pw")
+    assert "name the secret" in channel_error(config(imap={"host": "imap.example.com"}))
+    channel = EmailChannel("helper", config(), Path("."))
+    assert channel.imap_settings.password == "pw"
+    assert (channel.imap_settings.port, channel.imap_settings.username) == (993, OURS)
+
+
+def test_plaintext_on_loopback_is_allowed_and_email_is_a_registered_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    from halguru.channels.base import channel_classes, load_channels
+
+    monkeypatch.setenv("HG_TEST_IMAP", "pw")
+    assert channel_classes()["email"] is EmailChannel
+    cfg = config(imap={"host": "localhost", "security": "none", "password": "HG_TEST_IMAP"},
+                 smtp={"host": "127.0.0.1", "security": "none"})
+    channel = load_channels("helper", {"email": cfg}, Path("."))["email"]
+    assert isinstance(channel, EmailChannel) and channel.imap_settings.port == 143
