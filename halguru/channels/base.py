@@ -107,12 +107,14 @@ class Channel(Protocol):
         ...
 
 
+@runtime_checkable
 class WebhookChannel(Channel, Protocol):
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
         """Check the request is genuine (before anything is written) and hand its message to ``sink``."""
         ...
 
 
+@runtime_checkable
 class SourceChannel(Channel, Protocol):
     async def source(self, sink: InboundSink) -> None:
         """Fetch messages for ever (the worker runs this as a task and cancels it to stop); each message is

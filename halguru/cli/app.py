@@ -11,6 +11,7 @@ from halguru.cli import (
     agents_cmd,
     config_cmd,
     dev_cmd,
+    jobs_cmd,
     kb_cmd,
     logs_cmd,
     mcp_cmd,
@@ -58,6 +59,7 @@ app.add_typer(models_cmd.app, name="models")
 app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(mcp_cmd.app, name="mcp")
 app.add_typer(config_cmd.app, name="config")
 tools_cmd.register(app)

@@ -131,6 +131,42 @@ def m007_rate_hits(conn: sqlite3.Connection) -> None:
     )
 
 
+def m008_jobs_channels(conn: sqlite3.Connection) -> None:
+    """The worker's queue: jobs (leases, retries, idempotency keys, per-queue-key order), their side effects
+    (done once across retries), the conversation of each channel thread, channel messages with their delivery
+    status, and when each schedule is next due."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            agent TEXT NOT NULL, queue_key TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, run_after REAL NOT NULL,
+            idempotency_key TEXT UNIQUE, owner TEXT, created REAL NOT NULL, started REAL, finished REAL,
+            holder TEXT, lease_expires REAL, last_error TEXT, result TEXT
+        );
+        CREATE INDEX jobs_runnable ON jobs (status, run_after);
+        CREATE INDEX jobs_queue_key ON jobs (queue_key, status, seq);
+        CREATE INDEX jobs_created ON jobs (created);
+        CREATE TABLE job_effects (
+            job_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, value TEXT,
+            started REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (job_id, key)
+        );
+        CREATE TABLE channel_threads (
+            channel TEXT NOT NULL, agent TEXT NOT NULL, thread TEXT NOT NULL, conversation_id TEXT NOT NULL,
+            PRIMARY KEY (channel, agent, thread)
+        );
+        CREATE TABLE channel_messages (
+            channel TEXT NOT NULL, id TEXT NOT NULL, agent TEXT NOT NULL, conversation_id TEXT,
+            direction TEXT NOT NULL, address TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+            job_id TEXT, created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY (channel, id)
+        );
+        CREATE INDEX channel_messages_conversation ON channel_messages (conversation_id, created);
+        CREATE TABLE schedules (id TEXT PRIMARY KEY, next_due REAL NOT NULL, updated REAL NOT NULL)
+        """
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
-                                                          m007_rate_hits]
+                                                          m007_rate_hits, m008_jobs_channels]

@@ -3,7 +3,8 @@
 Writes that belong together happen in one transaction, so a crash (even SIGKILL) leaves either all of
 them or none: a run's final events, its status and the conversation messages it added are committed
 together. The tables are split by concern: runs and leases (``sqlite_runs``), checkpoints and approvals
-(``sqlite_resume``), API keys (``sqlite_keys``); connections in ``sqlite_base``.
+(``sqlite_resume``), API keys (``sqlite_keys``), jobs, channels and schedules (``sqlite_jobs``);
+connections in ``sqlite_base``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from halguru.errors import StoreError
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store.base import ConversationRecord, Store
 from halguru.store.migrations import MIGRATIONS
+from halguru.store.sqlite_jobs import JobsMixin
 from halguru.store.sqlite_keys import KeysMixin
 from halguru.store.sqlite_resume import ResumeMixin
 
 
-class SQLiteStore(ResumeMixin, KeysMixin):
+class SQLiteStore(ResumeMixin, KeysMixin, JobsMixin):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s)."""
 
@@ -114,6 +116,8 @@ class SQLiteStore(ResumeMixin, KeysMixin):
             conn.execute("DELETE FROM checkpoints WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM runs WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM channel_threads WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM channel_messages WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     def get_messages(self, conversation_id: str) -> list[Message]:

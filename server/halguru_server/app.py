@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from halguru import __version__
-from halguru_server import api, errors, openai_api, ops, web
+from halguru.jobs.pipeline import StoreSink
+from halguru_server import api, channels_api, errors, jobs_api, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
 from halguru_server.lifecycle import Lifecycle
@@ -22,6 +23,7 @@ from halguru_server.middleware import RequestMiddleware
 from halguru_server.ratelimit import make_limiter
 from halguru_server.settings import ServerSettings
 from halguru_server.state import ServerState
+from halguru_server.worker import load_all_channels, make_worker
 
 log = logging.getLogger("halguru.server")
 SETTINGS_ENV = "HALGURU_SERVE_SETTINGS_JSON"  # how `halguru serve --workers N` hands settings to each worker
@@ -36,12 +38,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings.check()
     store = open_store()
     agents = load_agents(settings.agents, settings.web_chat)
+    channels = load_all_channels(agents)  # a bad channels: section fails here, before anything listens
     metrics = Metrics(tools={t for served in agents.values() for t in declared_tools(served.agent)})
+    metrics.watch_jobs(store.job_stats)
     state = ServerState(
         settings=settings, agents=agents, store=store, metrics=metrics,
         gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(m).set(d)),
         limiter=make_limiter(settings.public_rate_per_minute, store),
-        lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout))
+        lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels)
+    worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
+                         settings.concurrency) if settings.worker else None
+    state.sink = StoreSink(store, worker.wake if worker else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +60,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
         if settings.keep_mcp_servers and any(served.agent.uses_mcp() for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
+        working = asyncio.create_task(worker.run(), name="worker") if worker else None
         yield
+        if worker is not None and working is not None:
+            worker.stop()  # running jobs get the shutdown timeout, then go back to the queue
+            await working
         if pool is not None:
             await pool.close()
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
@@ -64,7 +75,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
     app.state.halguru = state
     errors.install(app)
-    for router in (api.router, openai_api.router, ops.router, web.router, web.pages):
+    for router in (api.router, jobs_api.router, openai_api.router, ops.router, web.router, web.pages,
+                   channels_api.router):
         app.include_router(router)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
     _swagger(app)

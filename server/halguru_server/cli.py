@@ -38,7 +38,9 @@ def run_server(config: Path | None, **options: Any) -> None:
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
-               f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics"
+               f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics\n"
+               + (f"  worker   in-process, {settings.worker_concurrency} job(s) at a time (jobs, schedules, "
+                  "channel replies)" if settings.worker else "  worker   off (--no-worker): run `halguru worker`")
                + ("\n  dev mode: no API keys (loopback only)" if settings.dev else ""), err=True)
     # uvicorn's grace period outlasts ours (drain delay + shutdown_timeout, see lifecycle.py), so a cut run
     # still ends its stream with an error event. X-Forwarded-For is read by the app (trusted_proxies) only.

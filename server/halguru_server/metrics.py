@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 OTHER_TOOL = "other"
 RECENT_S = 300.0  # /status counts server errors over the last five minutes
@@ -38,10 +41,20 @@ class Metrics:
                               "(kind: http_4xx, http_5xx)", ["kind"], registry=r)
         self.queue_depth = Gauge("halguru_queue_depth", "runs waiting for a model", ["model"], registry=r)
         self.streams = Gauge("halguru_sse_streams", "open event streams", registry=r)
+        self.jobs = Counter("halguru_jobs", "jobs this process's worker ran, by outcome (done, retried, dead, "
+                            "released)", ["kind", "outcome"], registry=r)
+        self.job_wait = Histogram("halguru_job_wait_seconds", "from a job being due to a worker starting it",
+                                  ["kind"], registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+        self.job_duration = Histogram("halguru_job_duration_seconds", "how long a job ran", ["kind"], registry=r,
+                                      buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
         PlatformCollector(registry=r)
         GCCollector(registry=r)
         self.recent_5xx: deque[float] = deque(maxlen=10_000)
+
+    def watch_jobs(self, stats: Callable[[], Mapping[str, float]]) -> None:
+        """Expose the store's job counts (shared by every process) as gauges read at scrape time."""
+        self.registry.register(_JobsCollector(stats))
 
     def tool_label(self, name: str) -> str:
         return name if name in self.tools else OTHER_TOOL
@@ -64,3 +77,20 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+class _JobsCollector(Collector):
+    def __init__(self, stats: Callable[[], Mapping[str, float]]):
+        self.stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stats = self.stats()
+        except Exception:  # the store is down: /status says so; a scrape must still answer
+            return
+        by_status = GaugeMetricFamily("halguru_jobs_by_status", "jobs in the store by status", labels=["status"])
+        for status in ("queued", "running", "done", "dead", "cancelled"):
+            by_status.add_metric([status], stats.get(status, 0))
+        yield by_status
+        yield GaugeMetricFamily("halguru_jobs_oldest_queued_seconds", "how long the oldest runnable job has waited",
+                                value=stats.get("oldest_queued_s", 0.0))

@@ -21,6 +21,7 @@ def register_commands(cli: Any) -> None:
     if any(c.name == "serve" for c in cli.registered_commands):
         return  # already added (the CLI app is a module global; tests load plugins more than once)
     cli.command(name="serve")(serve)
+    cli.command(name="worker")(worker)
     cli.add_typer(keys_app, name="keys")
 
 
@@ -30,12 +31,28 @@ def serve(
     port: int = typer.Option(None, help="Port [default: 8000; 0 picks a free one]."),
     workers: int = typer.Option(None, help="Worker processes [default: 1]."),
     dev: bool = typer.Option(False, "--dev", help="No API keys (loopback only)."),
+    no_worker: bool = typer.Option(False, "--no-worker", help="Only the API: jobs, schedules and channel "
+                                   "replies are left to `halguru worker` processes."),
     config: Path = typer.Option(None, help="YAML file of serve settings (or HALGURU_SERVE_CONFIG)."),
 ) -> None:
-    """Serve agents: REST API (/v1, docs at /swagger), OpenAI-compatible API and web chat (/chat/)."""
+    """Serve agents: REST API (/v1, docs at /swagger), OpenAI-compatible API, web chat (/chat/), channel
+    webhooks (/channels/) and a worker for queued jobs."""
     from halguru_server.cli import run_server
 
-    run_server(config=config, agents=paths or None, host=host, port=port, workers=workers, dev=dev or None)
+    run_server(config=config, agents=paths or None, host=host, port=port, workers=workers, dev=dev or None,
+               worker=False if no_worker else None)
+
+
+def worker(
+    paths: list[Path] = typer.Argument(None, help="Agent projects, or folders holding them.", show_default=False),
+    concurrency: int = typer.Option(None, help="Jobs at once [default: 2]."),
+    config: Path = typer.Option(None, help="YAML file of serve settings (or HALGURU_SERVE_CONFIG)."),
+) -> None:
+    """Run queued jobs, schedules and fetched channels (email) for these agents, without the API. Any number
+    of workers (and `halguru serve` processes) can share one store."""
+    from halguru_server.worker import run_worker_process
+
+    run_worker_process(config, agents=paths or None, worker_concurrency=concurrency)
 
 
 @keys_app.command("create")

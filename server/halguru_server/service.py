@@ -56,7 +56,7 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,
                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; the cursor is the position of the next page (opaque to clients)."""
-    offset = _decode_cursor(cursor)
+    offset = decode_cursor(cursor)
     names = [n for n, s in state.agents.items() if principal.allows(s) and (agent is None or n == agent)]
     if principal.key is not None and principal.key.agents:
         names = [n for n in names if principal.key.allows(n)]
@@ -64,14 +64,14 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
         return [], None
     rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=principal.owner_filter)
     more = len(rows) > limit
-    return [dict(r) for r in rows[:limit]], _encode_cursor(offset + limit) if more else None
+    return [dict(r) for r in rows[:limit]], encode_cursor(offset + limit) if more else None
 
 
-def _encode_cursor(offset: int) -> str:
+def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> int:
+def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:

@@ -6,13 +6,16 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halguru.errors import HalguruError
+
+if TYPE_CHECKING:
+    from halguru.jobs.worker import WorkerSettings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -47,7 +50,22 @@ class ServerSettings(BaseSettings):
                                  "gets a keep-alive comment (long tool calls, queue waits)")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
                                    "running between requests (off: each run starts and stops its own)")
+    worker: bool = Field(default=True, description="run the worker (jobs, schedules, channel replies) in the "
+                         "serve process; off (--no-worker) when `halguru worker` processes do it")
+    worker_concurrency: int = Field(default=2, ge=1, description="jobs a worker runs at once")
+    job_lease: float = Field(default=30.0, ge=1, description="seconds a worker's claim on a job lasts without "
+                             "renewal: a job whose worker died is retried this long after")
+    job_poll: float = Field(default=0.5, gt=0, description="longest idle wait of a worker (a job queued by "
+                            "another process starts within it)")
+    job_backoff: float = Field(default=2.0, gt=0, description="seconds before a failed job's first retry "
+                               "(doubling each time, at most 5 minutes)")
     log_level: str = "info"
+
+    def worker_settings(self) -> WorkerSettings:
+        from halguru.jobs.worker import WorkerSettings
+
+        return WorkerSettings(concurrency=self.worker_concurrency, lease=self.job_lease, poll=self.job_poll,
+                              backoff=self.job_backoff, shutdown_timeout=self.shutdown_timeout)
 
     def check(self) -> None:
         """Refuse unsafe combinations before anything listens; fill in the session secret if unset (before

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from halguru.channels.base import Channel
+from halguru.jobs.pipeline import StoreSink
 from halguru.store.base import Store
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
@@ -35,6 +37,8 @@ class ServerState:
     gate: ModelGate
     limiter: Limiter
     lifecycle: Lifecycle
+    channels: dict[str, dict[str, Channel]] = field(default_factory=dict)  # agent -> channel name -> channel
+    sink: StoreSink | None = None  # where channel webhooks hand messages (stored and queued once)
     started: float = field(default_factory=time.time)
 
     @property

@@ -1,0 +1,94 @@
+"""`halguru jobs`: the worker's queue: list, show, retry and cancel jobs (the store's, whichever process runs
+them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import typer
+
+from halguru.errors import HalguruError
+
+app = typer.Typer(help="Jobs for the worker (channel replies, schedules, queued runs): list, show, retry, "
+                  "cancel.", no_args_is_help=True)
+STATUSES = ("queued", "running", "done", "dead", "cancelled")
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _find(job_id: str) -> dict[str, Any]:
+    from halguru.store import open_store
+
+    job = open_store().find_job(job_id)
+    if job is None:
+        raise HalguruError(f"no job {job_id!r} (or the prefix matches several); `halguru jobs list` shows them")
+    return dict(job)
+
+
+@app.command("list")
+def list_(
+    status: str | None = typer.Option(None, "--status", help="queued, running, done, dead or cancelled."),
+    agent: str | None = typer.Option(None, "--agent", help="Only this agent's jobs."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many (newest first)."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List jobs, newest first."""
+    from halguru.cli.table import print_table
+    from halguru.store import open_store
+
+    if status is not None and status not in STATUSES:
+        raise HalguruError(f"--status must be one of {', '.join(STATUSES)}, not {status!r}")
+    rows = open_store().list_jobs(limit, status=status, agent=agent)
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo(f"No {status} jobs." if status else "No jobs yet.")
+        return
+    print_table(["ID", "KIND", "AGENT", "STATUS", "TRIES", "CREATED", "INPUT / ERROR"],
+                [[j["id"], j["kind"], j["agent"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
+                  _when(j["created"]), (j["last_error"] if j["status"] == "dead" else None)
+                  or str(j["payload"].get("input") or j["payload"].get("text") or "")] for j in rows],
+                flexible=["AGENT", "INPUT / ERROR"])
+
+
+@app.command()
+def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix).")) -> None:
+    """A job: status, attempts, payload, error and result."""
+    job = _find(job_id)
+    for key in ("id", "kind", "agent", "status", "attempts", "max_attempts", "queue_key", "idempotency_key",
+                "owner"):
+        typer.echo(f"{key:<16}{job[key] if job[key] is not None else '-'}")
+    for key in ("created", "run_after", "started", "finished"):
+        typer.echo(f"{key:<16}{_when(job[key])}")
+    if job["last_error"]:
+        typer.echo(f"{'last_error':<16}{job['last_error']}")
+    typer.echo("payload         " + json.dumps(job["payload"], ensure_ascii=False))
+    if job["result"] is not None:
+        typer.echo("result          " + json.dumps(job["result"], ensure_ascii=False))
+
+
+@app.command()
+def retry(job_id: str = typer.Argument(..., help="A dead or cancelled job's id (or a unique prefix).")) -> None:
+    """Queue a dead or cancelled job again, its attempts starting over."""
+    from halguru.store import open_store
+
+    job = _find(job_id)
+    if not open_store().retry_job(job["id"]):
+        raise HalguruError(f"job {job['id']} is {job['status']}; only dead or cancelled jobs can be retried")
+    typer.echo(f"queued {job['id']} again")
+
+
+@app.command()
+def cancel(job_id: str = typer.Argument(..., help="A queued or running job's id (or a unique prefix).")) -> None:
+    """Cancel a queued or running job (a running one's worker stops it within a third of its lease)."""
+    from halguru.store import open_store
+
+    job = _find(job_id)
+    if not open_store().cancel_job(job["id"]):
+        raise HalguruError(f"job {job['id']} is {job['status']}; only queued or running jobs can be cancelled")
+    typer.echo(f"cancelled {job['id']}")

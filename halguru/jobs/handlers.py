@@ -1,0 +1,131 @@
+"""What each kind of job does: ``run`` (an agent turn: scheduled, or queued through the API) and ``reply``
+(answer a channel message: run the agent in the thread's conversation, send the answer on the channel).
+
+Every side effect goes through ``send_once``: the agent's turn (``run``) and each outbound part. A retried job
+finds the turn its dead attempt completed (a stored ``ok`` run with the same input in the conversation) rather
+than answering twice, and never sends a part that was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from halguru.agents.loader import Agent
+from halguru.channels.base import Channel, Outbound
+from halguru.jobs.pipeline import REPLY, send_once
+from halguru.store.base import ChannelMessageRecord, JobRecord, Store
+
+RUN = "run"
+
+
+class JobError(Exception):
+    """A job failed; ``permanent`` ones are not retried (a missing agent or channel: retrying cannot help)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+Admit = Callable[[Agent], AbstractAsyncContextManager[Any]]
+
+
+@dataclass
+class JobContext:
+    """What handlers run with: the store, the agents this worker serves and their channels."""
+
+    store: Store
+    agents: Mapping[str, Agent]
+    channels: Mapping[str, Mapping[str, Channel]] = field(default_factory=dict)  # agent -> name -> channel
+    admit: Admit | None = None  # serve mode: a place in the model's fair queue
+
+    def agent(self, name: str) -> Agent:
+        agent = self.agents.get(name)
+        if agent is None:
+            raise JobError(f"no agent {name!r} is served by this worker", permanent=True)
+        return agent
+
+
+Handler = Callable[[JobContext, JobRecord], Coroutine[Any, Any, dict[str, Any]]]
+
+
+async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -> dict[str, Any]:
+    """Run the agent once (through the queue in serve mode) and return how it ended; a failed run raises, so
+    its effect stays unfinished and a retry runs it again."""
+    from halguru.agents.runtime import collect_result, run
+
+    agent = ctx.agent(job["agent"])
+    async with ctx.admit(agent) if ctx.admit else nullcontext():
+        result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
+                                          metadata={"job_id": job["id"]}))
+    if result.status not in ("ok", "paused"):
+        raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
+    return {"run_id": result.run_id, "status": result.status, "output": result.output}
+
+
+def _find_turn(store: Store, conversation: str, text: str) -> Callable[[float], Awaitable[dict[str, Any] | None]]:
+    """Did a dead attempt finish the turn? Its stored run (same input, ok or paused, started after it began)."""
+
+    async def find(started: float) -> dict[str, Any] | None:
+        runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation)
+        for r in runs:
+            if r["input"] == text and r["status"] in ("ok", "paused") and r["started"] >= started - 1:
+                return {"run_id": r["id"], "status": r["status"], "output": r["output"]}
+        return None
+
+    return find
+
+
+async def run_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
+    """An agent turn on ``payload.input``, in ``payload.conversation_id`` or a new conversation."""
+    payload = job["payload"]
+    text = str(payload.get("input") or "")
+    if not text:
+        raise JobError("the job has no input", permanent=True)
+    conversation = str(payload.get("conversation_id") or await asyncio.to_thread(_new_conversation, ctx.store, job))
+    once = send_once(ctx.store, job["id"])
+    turn = await once("run", lambda: _turn(ctx, job, text, conversation),
+                      _find_turn(ctx.store, conversation, text))
+    return {**turn, "conversation_id": conversation}
+
+
+def _new_conversation(store: Store, job: JobRecord) -> str:
+    """One conversation per job, made once: a retry finds the one its first attempt made."""
+    title = str(job["payload"].get("title") or job["payload"].get("input", ""))[:80]
+    return store.thread_conversation("job", job["agent"], job["id"], title=title, owner=job["owner"])
+
+
+async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
+    """Answer a channel message in its thread's conversation and send the answer back on the channel."""
+    p = job["payload"]
+    channel = ctx.channels.get(job["agent"], {}).get(p["channel"])
+    if channel is None:
+        raise JobError(f"agent {job['agent']} has no {p['channel']} channel here", permanent=True)
+    conversation = await asyncio.to_thread(
+        ctx.store.thread_conversation, p["channel"], job["agent"], p["thread"],
+        title=p.get("title") or f"{p['channel']}: {p['sender']}", owner=job["owner"])
+    await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], p["message_id"],
+                            conversation_id=conversation)
+    once = send_once(ctx.store, job["id"])
+    turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation),
+                      _find_turn(ctx.store, conversation, p["text"]))
+    if turn["status"] != "ok" or not turn["output"].strip():
+        return {**turn, "conversation_id": conversation, "sent": []}  # paused for approval: nothing to say yet
+    outbound = Outbound(channel=p["channel"], agent=job["agent"], conversation_id=conversation, job_id=job["id"],
+                        text=turn["output"], reply=p.get("reply") or {})
+    sent = await channel.send(outbound, once)
+    now = time.time()
+    for part, message_id in enumerate(sent):
+        await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(
+            id=message_id or f"{job['id']}.{part}-{secrets.token_hex(3)}", channel=p["channel"], agent=job["agent"],
+            conversation_id=conversation, direction="out", address=p["sender"],
+            body=turn["output"] if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
+    return {**turn, "conversation_id": conversation, "sent": sent}
+
+
+HANDLERS: dict[str, Handler] = {RUN: run_job, REPLY: reply_job}

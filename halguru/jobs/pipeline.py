@@ -1,0 +1,82 @@
+"""The channel pipeline's two ends in the store: an inbound message is queued once (``StoreSink``), and a
+job's side effects happen once across its retries (``send_once``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from halguru.channels.base import Inbound, InboundSink, SendOnce
+from halguru.store.base import ChannelMessageRecord, Store
+
+REPLY = "reply"
+"""The job kind that answers a channel message: run the agent in the thread's conversation, send the answer."""
+
+# Delivery reports may arrive out of order (Twilio's 'sent' after 'delivered'): a status never goes back.
+_STATUS_RANK = {"received": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
+                "undelivered": 4, "failed": 4, "read": 5}
+
+
+def channel_owner(channel: str) -> str:
+    """Who owns what a channel creates: no API key's principal (only admins see SMS or email threads)."""
+    return f"channel:{channel}"
+
+
+def queue_key(channel: str, agent: str, thread: str) -> str:
+    """Jobs of one thread run one at a time, in order: two messages from one person are answered in order."""
+    return f"{channel}:{agent}:{thread}"
+
+
+class StoreSink(InboundSink):
+    """Channels hand what arrives here: stored and queued once per provider message id."""
+
+    def __init__(self, store: Store, on_enqueue: Callable[[], None] | None = None):
+        self.store = store
+        self.on_enqueue = on_enqueue or (lambda: None)  # wakes an in-process worker
+
+    def accept(self, message: Inbound) -> bool:
+        payload = {"channel": message.channel, "message_id": message.message_id, "sender": message.sender,
+                   "thread": message.thread, "text": message.text, "reply": dict(message.reply),
+                   "title": message.title}
+        job, created = self.store.enqueue_job(
+            REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, message.thread),
+            idempotency_key=f"{message.channel}:{message.message_id}", owner=channel_owner(message.channel))
+        if created:
+            now = time.time()
+            self.store.record_channel_message(ChannelMessageRecord(
+                id=message.message_id, channel=message.channel, agent=message.agent, conversation_id=None,
+                direction="in", address=message.sender, body=message.text, status="received", job_id=job["id"],
+                created=now, updated=now))
+            self.on_enqueue()
+        return created
+
+    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+        current = self.store.get_channel_message(channel, message_id)
+        if current is None:
+            return False
+        if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(current["status"], 0):
+            return True  # a late report of an earlier state: known, but it changes nothing
+        return self.store.update_channel_message(channel, message_id, status)
+
+
+def send_once(store: Store, job_id: str) -> SendOnce:
+    """The job's ``SendOnce``: each effect key is performed by one attempt, recorded, and never repeated."""
+
+    async def once(key: str, send: Callable[[], Awaitable[dict[str, Any]]],
+                   find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
+        import asyncio
+
+        earlier = await asyncio.to_thread(store.begin_effect, job_id, key)
+        if earlier is not None and earlier["state"] == "done":
+            return earlier["value"] or {}
+        if earlier is not None and find is not None:  # an attempt started it and died: did it get through?
+            found = await find(earlier["started"])
+            if found is not None:
+                await asyncio.to_thread(store.finish_effect, job_id, key, found)
+                return found
+        value = await send()
+        await asyncio.to_thread(store.finish_effect, job_id, key, value)
+        return value
+
+    return once

@@ -1,0 +1,74 @@
+"""Cron schedules (``schedules:`` in agent.yaml): each due time queues one ``run`` job.
+
+The next due time of each schedule lives in the store, so every worker sharing it agrees: moving it from one
+due time to the next and queuing the job are one transaction that only one worker wins. After downtime a
+schedule is late by more than ``GRACE``: with ``missed: once`` (the default) it runs once, however many times
+it was missed; with ``missed: skip`` it waits for its next time. Times are computed in the schedule's time zone
+(croniter on zone-aware datetimes), so "9:00 Europe/Paris" stays 9:00 across daylight saving changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from halguru.agents.loader import Agent
+from halguru.agents.spec import Schedule
+from halguru.store.base import Store
+
+GRACE = 60.0
+"""A due time passed by at most this many seconds is on time (a busy or briefly stopped worker), not missed."""
+MAX_SLEEP = 30.0  # re-read the store at least this often (another worker may have moved a schedule)
+
+
+def next_after(schedule: Schedule, now: float) -> float:
+    """The first time strictly after ``now`` that the cron expression names, in the schedule's zone."""
+    from croniter import croniter
+
+    start = datetime.fromtimestamp(now, ZoneInfo(schedule.timezone))
+    return float(croniter(schedule.cron, start).get_next(datetime).timestamp())
+
+
+def schedule_id(agent: str, schedule: Schedule) -> str:
+    """Stable while the schedule is unchanged: editing its cron or zone starts it afresh."""
+    digest = hashlib.sha256(f"{schedule.cron}|{schedule.timezone}".encode()).hexdigest()[:10]
+    return f"{agent}:{schedule.name}:{digest}"
+
+
+class Scheduler:
+    def __init__(self, store: Store, agents: Mapping[str, Agent]):
+        self.store = store
+        self.entries = [(schedule_id(name, s), name, s) for name, agent in agents.items()
+                        for s in agent.spec.schedules]
+        self.next_due: float | None = None
+
+    def tick(self, now: float) -> int:
+        """Queue the runs that are due at ``now``; how many were queued."""
+        queued, soonest = 0, None
+        for sid, agent, schedule in self.entries:
+            due = self.store.schedule_next(sid)
+            if due is None:  # first seen: its first run is its next time, not now
+                upcoming = next_after(schedule, now)
+                self.store.fire_schedule(sid, None, upcoming, None)
+            elif due <= now:
+                upcoming = next_after(schedule, now)
+                on_time = now - due <= GRACE
+                job = None if schedule.missed == "skip" and not on_time else {
+                    "kind": "run", "agent": agent, "idempotency_key": f"schedule:{sid}:{due:.0f}",
+                    "payload": {"input": schedule.input, "title": f"schedule {schedule.name}",
+                                "schedule": schedule.name, "due": due, "late_s": round(now - due, 3)}}
+                if self.store.fire_schedule(sid, due, upcoming, job) and job is not None:
+                    queued += 1
+            else:
+                upcoming = due
+            soonest = upcoming if soonest is None else min(soonest, upcoming)
+        self.next_due = soonest
+        return queued
+
+    def sleep_for(self, now: float) -> float:
+        """Seconds until the next tick is worth doing."""
+        if self.next_due is None:
+            return MAX_SLEEP
+        return min(MAX_SLEEP, max(0.05, self.next_due - now))

@@ -1,0 +1,190 @@
+"""The worker: claims jobs from the store, runs them under a renewed lease, retries failures with backoff.
+
+``halguru serve`` runs one in-process (woken at once when its own API queues a job); ``halguru worker``
+runs one alone; any number share a store. Idle workers sleep until the next job is due, at most ``poll``
+seconds (SQLite has no notifications: another process's job is seen within ``poll``). The same worker runs
+the agents' schedules and the channels that fetch their messages (``source``).
+
+A job whose holder dies (SIGKILL, a lost host) is claimed again once its lease expires; a lease renewal
+that fails (the job was cancelled, or taken over) cancels the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from halguru.agents.runtime import SHUTDOWN
+from halguru.channels.base import SourceChannel
+from halguru.jobs.handlers import HANDLERS, JobContext, JobError
+from halguru.jobs.pipeline import StoreSink
+from halguru.jobs.schedules import Scheduler
+from halguru.store.base import JobRecord
+
+log = logging.getLogger("halguru.worker")
+
+
+@dataclass
+class WorkerSettings:
+    concurrency: int = 2  # jobs at once (model calls still queue for the model)
+    lease: float = 30.0  # seconds a claim lasts without renewal
+    poll: float = 0.5  # longest idle sleep: how soon another process's job is seen
+    backoff: float = 2.0  # first retry after this many seconds, doubling, at most max_backoff
+    max_backoff: float = 300.0
+    shutdown_timeout: float = 30.0  # running jobs get this long to finish on stop; then they are released
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Exponential backoff with ±20 % jitter, so retries of a burst do not come back together."""
+    return min(cap, base * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+
+
+class Worker:
+    def __init__(self, ctx: JobContext, settings: WorkerSettings | None = None,
+                 observe: Callable[[str, JobRecord, float], None] | None = None):
+        self.ctx = ctx
+        self.settings = settings or WorkerSettings()
+        self.holder = f"worker-{uuid.uuid4().hex[:12]}"
+        self.observe = observe or (lambda outcome, job, seconds: None)  # metrics: outcome, job, duration
+        self.sink = StoreSink(ctx.store, self.wake)
+        self.scheduler = Scheduler(ctx.store, ctx.agents)
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """A job was queued in this process: look now instead of at the next poll."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to wake
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Work until cancelled or ``stop()``; running jobs then get ``shutdown_timeout`` to finish."""
+        self._loop = asyncio.get_running_loop()
+        helpers = [asyncio.create_task(self._schedules(), name="schedules"),
+                   *[asyncio.create_task(self._source(agent, name, ch), name=f"source {agent}/{name}")
+                     for agent, channels in self.ctx.channels.items() for name, ch in channels.items()
+                     if isinstance(ch, SourceChannel)]]
+        try:
+            while not self._stopping:
+                if len(self._running) < self.settings.concurrency and await self._claim_one():
+                    continue
+                await self._idle()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._drain()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _claim_one(self) -> bool:
+        names = list(self.ctx.agents)
+        job = await asyncio.to_thread(self.ctx.store.claim_job, self.holder, self.settings.lease, names)
+        if job is None:
+            return False
+        self._running[job["id"]] = asyncio.create_task(self._execute(job), name=f"job {job['id']}")
+        return True
+
+    async def _idle(self) -> None:
+        """Sleep until woken, a running job ends, the next job is due, or ``poll`` passes."""
+        self._wake.clear()
+        timeout = self.settings.poll
+        if len(self._running) < self.settings.concurrency:
+            due = await asyncio.to_thread(self.ctx.store.job_next_due)
+            if due is not None:
+                timeout = min(timeout, max(0.0, due - time.time()) + 0.005)
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait()), *self._running.values()]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waits[0].cancel()
+
+    async def _execute(self, job: JobRecord) -> None:
+        started = time.monotonic()
+        self.observe("started", job, time.time() - job["run_after"])
+        handler = HANDLERS.get(job["kind"])
+        work = asyncio.create_task(handler(self.ctx, job)) if handler else None
+        renew = asyncio.create_task(self._renew(job, work)) if work else None
+        try:
+            if work is None:
+                raise JobError(f"unknown job kind {job['kind']!r}", permanent=True)
+            result = await work
+            if await asyncio.to_thread(self.ctx.store.finish_job, job["id"], self.holder, result):
+                self.observe("done", job, time.monotonic() - started)
+        except asyncio.CancelledError:
+            if not self._stopping and not (work and work.cancelled()):
+                raise
+            # cancelled by a lost lease (nothing to record) or by stop(): released for another worker
+            if self._stopping:
+                await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, "the worker stopped", 0.0)
+            self.observe("released", job, time.monotonic() - started)
+        except Exception as exc:
+            await self._failed(job, exc, time.monotonic() - started)
+        finally:
+            if renew is not None:
+                renew.cancel()
+            self._running.pop(job["id"], None)
+            self._wake.set()
+
+    async def _failed(self, job: JobRecord, exc: Exception, seconds: float) -> None:
+        permanent = isinstance(exc, JobError) and exc.permanent
+        message = str(exc) or type(exc).__name__
+        delay = None if permanent else retry_delay(job["attempts"], self.settings.backoff, self.settings.max_backoff)
+        status = await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, message, delay)
+        log.warning("job failed", extra={"fields": {"job_id": job["id"], "kind": job["kind"], "error": message,
+                                                    "attempt": job["attempts"], "now": status}})
+        if not isinstance(exc, JobError):
+            log.debug("job traceback", exc_info=exc)
+        self.observe("dead" if status == "dead" else "retried", job, seconds)
+
+    async def _renew(self, job: JobRecord, work: asyncio.Task[Any]) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease / 3)
+            if not await asyncio.to_thread(self.ctx.store.renew_job, job["id"], self.holder, self.settings.lease):
+                log.warning("job lost (cancelled or taken over); stopping it",
+                            extra={"fields": {"job_id": job["id"]}})
+                work.cancel()
+                return
+
+    async def _drain(self) -> None:
+        """Give running jobs ``shutdown_timeout`` to finish, then cancel them (released to be retried)."""
+        self._stopping = True
+        if not self._running:
+            return
+        _, pending = await asyncio.wait(list(self._running.values()), timeout=self.settings.shutdown_timeout)
+        for task in pending:
+            task.cancel(msg=SHUTDOWN)  # their runs are stored interrupted, not cancelled by a user
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _schedules(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.scheduler.tick, time.time())
+                self._wake.set()
+            except Exception:
+                log.exception("schedules failed; retrying")
+            await asyncio.sleep(self.scheduler.sleep_for(time.time()))
+
+    async def _source(self, agent: str, name: str, channel: SourceChannel) -> None:
+        """A channel's fetch loop, restarted with backoff if it ever fails."""
+        failures = 0
+        while True:
+            try:
+                await channel.source(self.sink)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("channel source failed; restarting", extra={"fields": {
+                    "agent": agent, "channel": name, "error": str(exc) or type(exc).__name__}})
+                await asyncio.sleep(retry_delay(failures, 1.0, 60.0))

@@ -1,0 +1,254 @@
+"""The worker's durable queue in SQLite: jobs with leases, retries and per-queue-key order, their side effects,
+channel threads and messages, and schedules.
+
+A claim is one ``BEGIN IMMEDIATE`` transaction (SQLite has one writer at a time), so two workers, in one
+process or several, never take the same job: the row moves to ``running`` with the claimer's lease before
+the lock is released. A job whose holder stops renewing its lease is claimable again (at-least-once); the
+effects table is what keeps a retried job from repeating what already happened.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
+from halguru.store.sqlite_base import SQLiteBase
+from halguru.store.sqlite_runs import prefix_range
+
+UNFINISHED = ("queued", "running")
+
+# A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished.
+_RUNNABLE = """
+    ((j.status = 'queued' AND j.run_after <= :now) OR (j.status = 'running' AND j.lease_expires < :now))
+    AND (j.queue_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM jobs e WHERE e.queue_key = j.queue_key AND e.seq < j.seq
+        AND e.status IN ('queued', 'running')))
+"""
+
+
+def new_job_id() -> str:
+    return f"job_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
+
+
+def _job(row: Mapping[str, Any]) -> JobRecord:
+    job = {k: row[k] for k in JobRecord.__annotations__}
+    job["payload"] = json.loads(row["payload"])
+    job["result"] = json.loads(row["result"]) if row["result"] else None
+    return cast(JobRecord, job)
+
+
+class JobsMixin(SQLiteBase):
+    """Jobs, job effects, channel threads and messages, schedules."""
+
+    # -- jobs -------------------------------------------------------------------------
+    def enqueue_job(self, kind: str, agent: str, payload: Mapping[str, Any], *, queue_key: str | None = None,
+                    idempotency_key: str | None = None, owner: str | None = None, delay: float = 0.0,
+                    max_attempts: int = 5) -> tuple[JobRecord, bool]:
+        now = time.time()
+        with self._tx() as conn:
+            if idempotency_key is not None:
+                row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if row is not None:
+                    return _job(row), False
+            job_id = new_job_id()
+            conn.execute(
+                "INSERT INTO jobs (id, kind, agent, queue_key, payload, status, max_attempts, run_after, "
+                "idempotency_key, owner, created) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, kind, agent, queue_key, json.dumps(dict(payload)), max(1, max_attempts), now + delay,
+                 idempotency_key, owner, now))
+            return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+
+    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None) -> JobRecord | None:
+        if agents is not None and not agents:
+            return None
+        only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
+        sql = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only} ORDER BY j.run_after, j.seq LIMIT 1"
+        with self._tx() as conn:
+            while True:
+                now = time.time()
+                row = conn.execute(sql.replace(":now", "?"), (now, now, *(agents or ()))).fetchone()
+                if row is None:
+                    return None
+                if row["attempts"] >= row["max_attempts"]:  # its worker died on its last attempt
+                    conn.execute("UPDATE jobs SET status = 'dead', finished = ?, holder = NULL, lease_expires = NULL, "
+                                 "last_error = coalesce(last_error, 'its worker stopped (lease expired)') "
+                                 "WHERE id = ?", (now, row["id"]))
+                    continue
+                conn.execute("UPDATE jobs SET status = 'running', holder = ?, lease_expires = ?, "
+                             "attempts = attempts + 1, started = coalesce(started, ?) WHERE id = ?",
+                             (holder, now + lease, now, row["id"]))
+                return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def renew_job(self, job_id: str, holder: str, lease: float) -> bool:
+        with self._tx() as conn:
+            return conn.execute("UPDATE jobs SET lease_expires = ? WHERE id = ? AND holder = ? AND status = 'running'",
+                                (time.time() + lease, job_id, holder)).rowcount == 1
+
+    def finish_job(self, job_id: str, holder: str, result: Mapping[str, Any] | None = None) -> bool:
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE jobs SET status = 'done', finished = ?, result = ?, lease_expires = NULL "
+                "WHERE id = ? AND holder = ? AND status = 'running'",
+                (time.time(), json.dumps(dict(result)) if result is not None else None, job_id, holder)).rowcount == 1
+
+    def fail_job(self, job_id: str, holder: str, error: str, retry_in: float | None) -> str:
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("SELECT attempts, max_attempts FROM jobs WHERE id = ? AND holder = ? "
+                               "AND status = 'running'", (job_id, holder)).fetchone()
+            if row is None:
+                return ""
+            if retry_in is None or row["attempts"] >= row["max_attempts"]:
+                conn.execute("UPDATE jobs SET status = 'dead', finished = ?, last_error = ?, lease_expires = NULL "
+                             "WHERE id = ?", (now, error, job_id))
+                return "dead"
+            conn.execute("UPDATE jobs SET status = 'queued', run_after = ?, last_error = ?, holder = NULL, "
+                         "lease_expires = NULL WHERE id = ?", (now + retry_in, error, job_id))
+            return "queued"
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", [job_id])
+        return _job(rows[0]) if rows else None
+
+    def find_job(self, job_id_or_prefix: str) -> JobRecord | None:
+        """By id, else by a unique prefix of one."""
+        found = self.get_job(job_id_or_prefix)
+        if found is not None or not job_id_or_prefix:
+            return found
+        rows = self._rows("SELECT * FROM jobs WHERE id >= ? AND id < ? LIMIT 2", prefix_range(job_id_or_prefix))
+        return _job(rows[0]) if len(rows) == 1 else None
+
+    def list_jobs(self, limit: int = 20, *, status: str | None = None, agent: str | None = None,
+                  agents: Sequence[str] | None = None, owner: str | None = None,
+                  offset: int = 0) -> list[JobRecord]:
+        """Newest first."""
+        names = [agent] if agent else list(agents) if agents is not None else None
+        if names == []:
+            return []
+        clauses, params = [], []
+        if names is not None:
+            clauses.append(f"agent IN ({','.join('?' * len(names))})")
+            params += names
+        for column, value in (("status", status), ("owner", owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [_job(r) for r in self._rows(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+                                            [*params, limit, offset])]
+
+    def retry_job(self, job_id: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, finished = NULL, "
+                                "holder = NULL, lease_expires = NULL WHERE id = ? AND status IN ('dead', 'cancelled')",
+                                (time.time(), job_id)).rowcount == 1
+
+    def cancel_job(self, job_id: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = NULL "
+                                "WHERE id = ? AND status IN ('queued', 'running')", (time.time(), job_id)).rowcount == 1
+
+    def job_stats(self) -> dict[str, float]:
+        now = time.time()
+        stats: dict[str, float] = {s: 0 for s in ("queued", "running", "done", "dead", "cancelled")}
+        for row in self._rows("SELECT status, count(*) AS n FROM jobs GROUP BY status"):
+            stats[row["status"]] = row["n"]
+        oldest = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued' AND run_after <= ?", [now])
+        stats["oldest_queued_s"] = now - oldest[0]["t"] if oldest and oldest[0]["t"] is not None else 0.0
+        return stats
+
+    def job_next_due(self) -> float | None:
+        rows = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued'")
+        running = self._rows("SELECT min(lease_expires) AS t FROM jobs WHERE status = 'running'")
+        times = [r[0]["t"] for r in (rows, running) if r and r[0]["t"] is not None]
+        return min(times) if times else None
+
+    # -- effects ------------------------------------------------------------------------
+    def begin_effect(self, job_id: str, key: str) -> EffectRecord | None:
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM job_effects WHERE job_id = ? AND key = ?", (job_id, key)).fetchone()
+            if row is not None:
+                effect = dict(row)
+                effect["value"] = json.loads(row["value"]) if row["value"] else None
+                return cast(EffectRecord, effect)
+            conn.execute("INSERT INTO job_effects (job_id, key, state, started, updated) "
+                         "VALUES (?, ?, 'started', ?, ?)", (job_id, key, now, now))
+            return None
+
+    def finish_effect(self, job_id: str, key: str, value: Mapping[str, Any]) -> None:
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO job_effects (job_id, key, state, value, started, updated) "
+                         "VALUES (?, ?, 'done', ?, ?, ?) ON CONFLICT (job_id, key) DO UPDATE SET state = 'done', "
+                         "value = excluded.value, updated = excluded.updated",
+                         (job_id, key, json.dumps(dict(value)), now, now))
+
+    # -- channels --------------------------------------------------------------------------
+    def thread_conversation(self, channel: str, agent: str, thread: str, *, title: str = "",
+                            owner: str | None = None) -> str:
+        with self._tx() as conn:
+            row = conn.execute("SELECT t.conversation_id FROM channel_threads t JOIN conversations c "
+                               "ON c.id = t.conversation_id WHERE t.channel = ? AND t.agent = ? AND t.thread = ?",
+                               (channel, agent, thread)).fetchone()
+            if row is not None:
+                return str(row[0])
+            conv_id = f"conv_{int(time.time() * 1000):x}{secrets.token_hex(10)}"
+            now = time.time()
+            conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (conv_id, agent, title[:80], now, now, owner))
+            conn.execute("INSERT INTO channel_threads (channel, agent, thread, conversation_id) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT DO UPDATE SET conversation_id = excluded.conversation_id",
+                         (channel, agent, thread, conv_id))
+            return conv_id
+
+    def record_channel_message(self, message: ChannelMessageRecord) -> bool:
+        columns = list(ChannelMessageRecord.__annotations__)
+        with self._tx() as conn:
+            return conn.execute(f"INSERT OR IGNORE INTO channel_messages ({', '.join(columns)}) "
+                                f"VALUES ({', '.join('?' * len(columns))})",
+                                [message[c] for c in columns]).rowcount == 1  # type: ignore[literal-required]
+
+    def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
+                               conversation_id: str | None = None) -> bool:
+        with self._tx() as conn:
+            return conn.execute("UPDATE channel_messages SET status = coalesce(?, status), "
+                                "conversation_id = coalesce(?, conversation_id), updated = ? "
+                                "WHERE channel = ? AND id = ?",
+                                (status, conversation_id, time.time(), channel, message_id)).rowcount == 1
+
+    def get_channel_message(self, channel: str, message_id: str) -> ChannelMessageRecord | None:
+        rows = self._rows("SELECT * FROM channel_messages WHERE channel = ? AND id = ?", [channel, message_id])
+        return cast(ChannelMessageRecord, rows[0]) if rows else None
+
+    def list_channel_messages(self, conversation_id: str) -> list[ChannelMessageRecord]:
+        return cast(list[ChannelMessageRecord], self._rows(
+            "SELECT * FROM channel_messages WHERE conversation_id = ? ORDER BY created", [conversation_id]))
+
+    # -- schedules -------------------------------------------------------------------------------
+    def schedule_next(self, schedule_id: str) -> float | None:
+        rows = self._rows("SELECT next_due FROM schedules WHERE id = ?", [schedule_id])
+        return rows[0]["next_due"] if rows else None
+
+    def fire_schedule(self, schedule_id: str, due: float | None, next_due: float,
+                      job: Mapping[str, Any] | None) -> bool:
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("SELECT next_due FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+            if (row[0] if row else None) != due:
+                return False  # another worker moved it first
+            try:
+                conn.execute("INSERT INTO schedules (id, next_due, updated) VALUES (?, ?, ?) ON CONFLICT (id) "
+                             "DO UPDATE SET next_due = excluded.next_due, updated = excluded.updated",
+                             (schedule_id, next_due, now))
+            except sqlite3.IntegrityError:
+                return False
+            if job is not None:
+                spec = dict(job)
+                self.enqueue_job(spec.pop("kind"), spec.pop("agent"), spec.pop("payload"), **spec)
+            return True

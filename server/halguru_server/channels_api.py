@@ -1,0 +1,52 @@
+"""Channel webhooks: ``/channels/{channel}/{agent}[/{path}]``, answered by the agent's channel object.
+
+The channel checks the request is genuine (Twilio: its signature over the configured public URL) before
+anything is written, then hands the message to the pipeline, which stores and queues it once; the worker
+replies. No API key: providers authenticate by signature. Not in the OpenAPI schema (providers call these,
+not API clients).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from halguru.channels.base import WebhookChannel, WebhookRequest
+from halguru_server.errors import ApiError
+from halguru_server.state import ServerState, get_state
+
+router = APIRouter(include_in_schema=False)
+State = Annotated[ServerState, Depends(get_state)]
+METHODS = ["GET", "POST", "PUT"]
+
+
+async def _webhook(request: Request, state: ServerState, channel: str, agent: str, path: str) -> Response:
+    handler = state.channels.get(agent, {}).get(channel)
+    if not isinstance(handler, WebhookChannel) or state.sink is None:
+        raise ApiError(404, f"no {channel} webhook for agent {agent!r}")
+    if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
+        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})
+    body = await request.body()
+    form: dict[str, str] = {}
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        try:
+            form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise ApiError(400, "the form is not UTF-8") from None
+    hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
+                          headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
+    answer = await handler.webhook(hook, state.sink)
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+
+@router.api_route("/channels/{channel}/{agent}", methods=METHODS)
+async def webhook(request: Request, state: State, channel: str, agent: str) -> Response:
+    return await _webhook(request, state, channel, agent, "")
+
+
+@router.api_route("/channels/{channel}/{agent}/{path:path}", methods=METHODS)
+async def webhook_path(request: Request, state: State, channel: str, agent: str, path: str) -> Response:
+    return await _webhook(request, state, channel, agent, path)

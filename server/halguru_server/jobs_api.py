@@ -1,0 +1,124 @@
+"""/v1/jobs: queue an agent run for the worker, list, show, retry and cancel jobs.
+
+Jobs are scoped like conversations: a key sees the jobs it queued, for agents it may use; an admin key (and
+--dev) sees every job, including those channels and schedules queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from halguru.jobs.handlers import RUN
+from halguru_server import service
+from halguru_server.errors import ApiError, responses
+from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422))
+Caller = Annotated[Principal, Depends(require_key)]
+State = Annotated[ServerState, Depends(get_state)]
+JobId = Annotated[str, Path(max_length=60, description="a job id")]
+_JOB_ID = re.compile(r"^job_[0-9a-f]{6,40}$")
+STATUSES = ("queued", "running", "done", "dead", "cancelled")
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=200)
+    input: str = Field(min_length=1, description="the message the run gets")
+    conversation_id: str | None = Field(default=None, max_length=100,
+                                        description="continue this conversation (default: a new one)")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, description="queuing the "
+                                        "same key again returns the first job instead of a second one")
+    delay: float = Field(default=0.0, ge=0, le=30 * 86400, description="seconds before it may start")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    agent: str
+    status: str = Field(description="queued, running, done, dead (retries used up) or cancelled")
+    attempts: int
+    max_attempts: int
+    created: float
+    run_after: float
+    started: float | None
+    finished: float | None
+    last_error: str | None
+    result: dict[str, Any] | None = Field(description="done jobs: run_id, status, conversation_id, ...")
+    payload: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
+    next_cursor: str | None
+
+
+def _owned(state: ServerState, caller: Principal, job_id: str) -> dict[str, Any]:
+    job = state.store.get_job(job_id) if _JOB_ID.match(job_id) else None
+    served = state.agents.get(job["agent"]) if job else None
+    if job is None or served is None or not caller.allows(served) or not caller.owns(job["owner"]):
+        raise ApiError(404, f"no job {job_id!r}")
+    return dict(job)
+
+
+def _out(job: dict[str, Any]) -> JobOut:
+    return JobOut(**{k: job[k] for k in JobOut.model_fields})
+
+
+@router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413))
+def create_job(body: JobIn, state: State, caller: Caller) -> JobOut:
+    """Queue a run of an agent for the worker; poll ``GET /v1/jobs/{id}`` for its result."""
+    agent_for(state, caller, body.agent)
+    service.check_input(state, body.input)
+    if body.conversation_id is not None:
+        conversation = service.get_conversation(state, caller, body.conversation_id)
+        if conversation["agent"] != body.agent:
+            raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
+    key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
+    job, _ = state.store.enqueue_job(RUN, body.agent, {"input": body.input, "conversation_id": body.conversation_id},
+                                     idempotency_key=key, owner=caller.owner, delay=body.delay)
+    if state.sink is not None:
+        state.sink.on_enqueue()  # wakes the in-process worker
+    return _out(dict(job))
+
+
+@router.get("/jobs", response_model=JobPage, responses=responses(400))
+def list_jobs(state: State, caller: Caller, agent: str | None = None,
+              status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+              limit: Annotated[int, Query(ge=1, le=100)] = 20,
+              cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobPage:
+    """Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more."""
+    offset = service.decode_cursor(cursor)
+    names = [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
+    rows = state.store.list_jobs(limit + 1, status=status, agents=names, owner=caller.owner_filter, offset=offset)
+    more = len(rows) > limit
+    return JobPage(data=[_out(dict(r)) for r in rows[:limit]],
+                   next_cursor=service.encode_cursor(offset + limit) if more else None)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))
+def get_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
+    return _out(_owned(state, caller, job_id))
+
+
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
+def retry_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
+    """Queue a dead or cancelled job again (its attempts start over)."""
+    job = _owned(state, caller, job_id)
+    if not state.store.retry_job(job_id):
+        raise ApiError(409, f"job {job_id} is {job['status']}; only dead or cancelled jobs can be retried")
+    return _out(_owned(state, caller, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
+async def cancel_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
+    """Cancel a queued or running job (a running one stops within a third of its lease)."""
+    job = _owned(state, caller, job_id)
+    if not await asyncio.to_thread(state.store.cancel_job, job_id):
+        raise ApiError(409, f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
+    return _out(_owned(state, caller, job_id))

@@ -1,0 +1,111 @@
+"""The worker as serve mode runs it: in-process beside the API (``halguru serve``), or alone
+(``halguru worker PATH...``). Both serve the same agents, channels and schedules from the same store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from halguru.agents.loader import Agent
+from halguru.channels.base import Channel, load_channels
+from halguru.errors import HalguruError
+from halguru.jobs.handlers import JobContext
+from halguru.jobs.worker import Worker, WorkerSettings
+from halguru.store.base import JobRecord, Store
+from halguru_server.agents import ServedAgent
+from halguru_server.gate import ModelGate, QueueFull
+from halguru_server.metrics import Metrics
+
+log = logging.getLogger("halguru.worker")
+WORKER_CLIENT = "worker"  # the worker's line in each model's fair queue: web users are not starved by jobs
+
+
+def load_all_channels(agents: Mapping[str, ServedAgent]) -> dict[str, dict[str, Channel]]:
+    """Every served agent's ``channels:``; a bad one fails start-up with one line naming its agent."""
+    channels: dict[str, dict[str, Channel]] = {}
+    for name, served in agents.items():
+        spec = served.agent.spec
+        if spec.channels:
+            try:
+                channels[name] = load_channels(name, spec.channels, served.agent.path or Path.cwd())
+            except HalguruError as exc:
+                raise HalguruError(f"agent {name}: {exc}" if name not in str(exc) else str(exc)) from None
+    return channels
+
+
+def gate_admit(gate: ModelGate, agents: Mapping[str, ServedAgent], concurrency: int) -> Any:
+    """Jobs take their turn in the same per-model fair queue as API requests; a full queue makes them wait
+    (a job is not refused like a request: it is already accepted)."""
+
+    @asynccontextmanager
+    async def admit(agent: Agent) -> AsyncIterator[None]:
+        served = agents.get(agent.name)
+        model = served.model if served else agent.spec.model
+        limit = served.slots if served is not None and served.slots is not None else concurrency
+        while True:
+            try:
+                reservation = gate.reserve(model, WORKER_CLIENT, limit)
+                break
+            except QueueFull:
+                await asyncio.sleep(0.25)
+        async with reservation:
+            yield
+
+    return admit
+
+
+def observer(metrics: Metrics) -> Any:
+    def observe(outcome: str, job: JobRecord, seconds: float) -> None:
+        if outcome == "started":
+            metrics.job_wait.labels(job["kind"]).observe(max(0.0, seconds))
+        else:
+            metrics.jobs.labels(job["kind"], outcome).inc()
+            metrics.job_duration.labels(job["kind"]).observe(seconds)
+
+    return observe
+
+
+def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mapping[str, Mapping[str, Channel]],
+                gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int) -> Worker:
+    ctx = JobContext(store=store, agents={n: s.agent for n, s in agents.items()}, channels=channels,
+                     admit=gate_admit(gate, agents, concurrency))
+    return Worker(ctx, settings, observe=observer(metrics))
+
+
+def run_worker_process(config: Any, **options: Any) -> None:
+    """`halguru worker PATH...`: the agents' jobs, schedules and fetched channels, until SIGTERM or Ctrl-C
+    (running jobs then get the shutdown timeout to finish; the rest go back to the queue)."""
+    from halguru.store import open_store
+    from halguru_server.agents import load_agents
+    from halguru_server.middleware import configure_logging
+    from halguru_server.settings import load_settings
+
+    settings = load_settings(config, **options)
+    if not settings.agents:
+        settings.agents = [Path.cwd()]
+    configure_logging(settings.log_level)
+    agents = load_agents(settings.agents, settings.web_chat)
+    channels = load_all_channels(agents)
+    store = open_store()
+    metrics = Metrics()
+    worker = make_worker(store, agents, channels, ModelGate(settings.queue_size), metrics,
+                         settings.worker_settings(), settings.concurrency)
+    log.info("worker started", extra={"fields": {"agents": sorted(agents), "holder": worker.holder}})
+    import typer
+
+    typer.echo(f"halguru worker {worker.holder}: {len(agents)} agent(s), {settings.worker_concurrency} job(s) "
+               "at a time; Ctrl-C stops", err=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
+    log.info("worker stopped", extra={"fields": {"holder": worker.holder}})

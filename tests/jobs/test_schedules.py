@@ -1,0 +1,87 @@
+"""Cron schedules driven by an explicit clock: one job per due time, across workers, time zones and downtime."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from halguru.agents.loader import load_agent
+from halguru.errors import AgentSpecError
+from halguru.jobs.schedules import Scheduler
+from halguru.store import SQLiteStore
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def at(text: str, zone: ZoneInfo = PARIS) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=zone).timestamp()
+
+
+def agent_with(tmp_path: Path, **schedule: object) -> object:
+    folder = tmp_path / "digest"
+    folder.mkdir(exist_ok=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "digest", "model": "scripted", "schedules": [
+        {"name": "morning", "cron": "0 9 * * *", "timezone": "Europe/Paris", "input": "morning digest",
+         **schedule}]}))
+    return load_agent(folder)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "s.db")
+    yield s
+    s.close()
+
+
+def test_runs_at_its_local_time_once_per_day(store: SQLiteStore, tmp_path: Path) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path)})
+    assert scheduler.tick(at("2026-03-27T08:00:00")) == 0  # first seen: nothing runs now
+    assert scheduler.next_due == at("2026-03-27T09:00:00")
+    assert scheduler.tick(at("2026-03-27T08:59:59")) == 0
+    assert scheduler.tick(at("2026-03-27T09:00:01")) == 1
+    assert scheduler.tick(at("2026-03-27T09:00:30")) == 0  # the same due time never twice
+    # across the change to summer time (29 March in Paris), 9:00 stays 9:00 local
+    assert scheduler.tick(at("2026-03-28T09:00:05")) == 1
+    assert scheduler.next_due == at("2026-03-29T09:00:00")
+    assert scheduler.tick(at("2026-03-29T09:00:05")) == 1
+    jobs = store.list_jobs(10)
+    assert len(jobs) == 3 and {j["payload"]["input"] for j in jobs} == {"morning digest"}
+    assert all(j["kind"] == "run" and j["agent"] == "digest" for j in jobs)
+
+
+def test_two_workers_queue_one_job(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = agent_with(tmp_path)
+    first, second = Scheduler(store, {"digest": agent}), Scheduler(store, {"digest": agent})
+    first.tick(at("2026-05-01T08:00:00"))
+    second.tick(at("2026-05-01T08:00:00"))
+    assert first.tick(at("2026-05-01T09:00:01")) + second.tick(at("2026-05-01T09:00:01")) == 1
+
+
+def test_downtime_runs_once_not_once_per_missed_time(store: SQLiteStore, tmp_path: Path) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path)})
+    scheduler.tick(at("2026-05-01T08:00:00"))
+    assert scheduler.tick(at("2026-05-05T12:00:00")) == 1  # four days down: one catch-up run
+    job = store.list_jobs(1)[0]
+    assert job["payload"]["late_s"] > 3 * 86400
+    assert scheduler.next_due == at("2026-05-06T09:00:00")
+
+
+def test_skip_policy_waits_for_the_next_time(store: SQLiteStore, tmp_path: Path) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, missed="skip")})
+    scheduler.tick(at("2026-05-01T08:00:00"))
+    assert scheduler.tick(at("2026-05-05T12:00:00")) == 0
+    assert scheduler.tick(at("2026-05-06T09:00:20")) == 1  # on time (within the grace period)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("cron", "61 * * * *", "invalid cron expression"),
+    ("timezone", "Mars/Olympus", "unknown time zone"),
+])
+def test_bad_schedule_is_one_line(tmp_path: Path, field: str, value: str, message: str) -> None:
+    with pytest.raises(AgentSpecError) as info:
+        agent_with(tmp_path, **{field: value})
+    assert message in str(info.value) and "agent.yaml" in str(info.value) and "\n" not in str(info.value)

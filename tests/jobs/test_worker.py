@@ -1,0 +1,202 @@
+"""The in-process worker on a real SQLite store with scripted agents: runs jobs, replies on a channel once
+even when an attempt dies after sending, answers one thread in order, retries and dead-letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from halguru.agents.loader import load_agent
+from halguru.channels.base import Inbound, Outbound, SendOnce
+from halguru.jobs.handlers import JobContext
+from halguru.jobs.pipeline import StoreSink
+from halguru.jobs.worker import Worker, WorkerSettings
+from halguru.store import SQLiteStore
+
+
+def make_agent(root: Path, name: str, model: str = "scripted", **extra: Any) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": name, "model": model, "instructions": "Echo.",
+                                                       **extra}))
+    return folder
+
+
+class RecordingChannel:
+    """A channel whose 'provider' is a list; ``fail_after_send`` attempts die right after sending."""
+
+    name: ClassVar[str] = "test"
+
+    def __init__(self, fail_after_send: int = 0, delay: float = 0.0):
+        self.sent: list[tuple[str, str]] = []  # (address, text)
+        self.fail_after_send = fail_after_send
+        self.delay = delay
+        self.calls = 0
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        self.calls += 1
+
+        async def deliver() -> dict[str, Any]:
+            await asyncio.sleep(self.delay)
+            self.sent.append((str(message.reply.get("to")), message.text))
+            return {"id": f"msg{len(self.sent)}"}
+
+        value = await once("part:0", deliver)
+        if self.fail_after_send > 0:
+            self.fail_after_send -= 1
+            raise ConnectionError("worker died after the provider accepted the message")
+        return [value["id"]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "worker.db")
+    yield s
+    s.close()
+
+
+async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 20.0) -> None:
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "the worker did not finish in time"
+            await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await task
+
+
+def worker_for(store: SQLiteStore, agents: Mapping[str, Any], channels: Mapping[str, Any] | None = None,
+               **settings: Any) -> Worker:
+    ctx = JobContext(store=store, agents=dict(agents), channels=dict(channels or {}))
+    return Worker(ctx, WorkerSettings(poll=0.05, backoff=0.05, **settings))
+
+
+def inbound(text: str, message_id: str, sender: str = "+15550001") -> Inbound:
+    return Inbound(channel="test", agent="echo", message_id=message_id, sender=sender, thread=sender, text=text,
+                   reply={"to": sender})
+
+
+async def test_run_job_runs_the_agent(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "hello worker"})
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "done")
+    result = store.get_job(job["id"])["result"]
+    assert result["status"] == "ok" and "hello worker" in result["output"]
+    run = store.get_run(result["run_id"])
+    assert run["status"] == "ok" and run["conversation_id"] == result["conversation_id"]
+    assert [m.role for m in store.get_messages(result["conversation_id"])] == ["user", "assistant"]
+
+
+async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel(fail_after_send=2)
+    sink = StoreSink(store)
+    assert sink.accept(inbound("ping", "M1"))
+    assert not sink.accept(inbound("ping", "M1"))  # the provider's retry of the same message
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}})
+    job = store.list_jobs(1)[0]
+    await run_until(worker, lambda: store.get_job(job["id"])["status"] == "done")
+    assert channel.calls == 3  # two attempts died after sending
+    assert len(channel.sent) == 1 and channel.sent[0][0] == "+15550001" and "ping" in channel.sent[0][1]
+    conversation = store.get_job(job["id"])["result"]["conversation_id"]
+    runs = store.list_runs(10, conversation_id=conversation)
+    assert len(runs) == 1  # the agent answered once, not once per attempt
+    statuses = {(m["direction"], m["status"]) for m in store.list_channel_messages(conversation)}
+    assert statuses == {("in", "received"), ("out", "sent")}
+
+
+async def test_one_thread_is_answered_in_order(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))  # echoes: each answer names its message
+    channel = RecordingChannel(delay=0.3)  # slow sends: a later message would overtake if allowed
+    sink = StoreSink(store)
+    for i, text in enumerate(["one", "two", "three"]):
+        sink.accept(inbound(text, f"M{i}"))
+    sink.accept(inbound("elsewhere", "M9", sender="+15550009"))
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, concurrency=4)
+    started = time.monotonic()
+    await run_until(worker, lambda: store.job_stats()["done"] == 4)
+    mine = [text for to, text in channel.sent if to == "+15550001"]
+    assert [t.split()[-1] for t in mine] == ["one", "two", "three"]
+    assert time.monotonic() - started < 1.5  # the other sender's answer did not wait for this thread
+    conversation = store.list_jobs(4)[1]["result"]["conversation_id"]
+    users = [m.content for m in store.get_messages(conversation) if m.role == "user"]
+    assert users == ["one", "two", "three"]
+
+
+async def test_failing_job_is_retried_then_dead(store: SQLiteStore, tmp_path: Path) -> None:
+    script = tmp_path / "broken.yaml"
+    script.write_text(yaml.safe_dump([{"error": "connection refused"}] * 10))
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=3)
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "dead")
+    dead = store.get_job(job["id"])
+    assert dead["attempts"] == 3 and "connection refused" in dead["last_error"]
+
+
+async def test_unknown_agent_is_dead_at_once(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    job, _ = store.enqueue_job("reply", "echo", {"channel": "sms", "text": "x", "thread": "t", "sender": "s",
+                                                 "message_id": "m"})
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "dead")
+    dead = store.get_job(job["id"])
+    assert dead["attempts"] == 1 and "no sms channel" in dead["last_error"]
+
+
+async def test_cancelling_a_running_job_stops_it(store: SQLiteStore, tmp_path: Path) -> None:
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
+    worker = worker_for(store, {"echo": agent}, lease=0.6)
+    task = asyncio.create_task(worker.run())
+    while store.get_job(job["id"])["status"] != "running":
+        await asyncio.sleep(0.02)
+    assert store.cancel_job(job["id"])
+    started = time.monotonic()
+    while worker._running:
+        assert time.monotonic() - started < 3, "the worker kept running a cancelled job"
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    assert store.get_job(job["id"])["status"] == "cancelled"
+    runs = store.list_runs(5)
+    assert runs and runs[0]["status"] == "cancelled"
+
+
+async def test_stop_releases_running_jobs_for_another_worker(store: SQLiteStore, tmp_path: Path) -> None:
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
+    worker = worker_for(store, {"echo": agent}, shutdown_timeout=0.2)
+    task = asyncio.create_task(worker.run())
+    while store.get_job(job["id"])["status"] != "running":
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    again = store.get_job(job["id"])
+    assert again["status"] == "queued" and again["last_error"] == "the worker stopped"
+    assert store.list_runs(5)[0]["status"] == "interrupted"  # not 'cancelled': nobody cancelled it
+
+
+def test_store_sink_status_never_goes_back(store: SQLiteStore) -> None:
+    from halguru.store.base import ChannelMessageRecord
+
+    sink = StoreSink(store)
+    now = time.time()
+    store.record_channel_message(ChannelMessageRecord(
+        id="SM1", channel="twilio", agent="echo", conversation_id=None, direction="out", address="+1", body="hi",
+        status="sent", job_id=None, created=now, updated=now))
+    assert sink.update_status("twilio", "SM1", "delivered")
+    assert sink.update_status("twilio", "SM1", "sent")  # late report of an earlier state
+    assert store.get_channel_message("twilio", "SM1")["status"] == "delivered"
+    assert not sink.update_status("twilio", "SM404", "delivered")
+

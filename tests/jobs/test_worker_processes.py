@@ -1,0 +1,135 @@
+"""`halguru worker` as real processes on one SQLite store: a worker SIGKILLed before or after the side effect
+(its reply reaching the provider) is replaced, the job retried, and exactly one reply is sent; two workers
+never run a job twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from halguru.channels.base import Inbound
+from halguru.jobs.pipeline import StoreSink
+from halguru.store import open_store
+from tests.jobs.hook_channel import Provider, install_hook_channel
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    p = Provider()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, provider: Provider) -> Path:
+    script = tmp_path / "slow.yaml"  # the first answer streams for ~2 s: time to kill a worker mid-run
+    script.write_text(yaml.safe_dump([{"text": " ".join(["slowly"] * 40), "token_delay": 0.05}]))
+    folder = tmp_path / "agents" / "echo"
+    folder.mkdir(parents=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({
+        "name": "echo", "model": "scripted", "instructions": "Echo.",
+        "channels": {"hook": {"url": provider.url}}}))
+    slow = tmp_path / "agents" / "slow"
+    slow.mkdir()
+    (slow / "agent.yaml").write_text(yaml.safe_dump({
+        "name": "slow", "model": f"scripted:{script}", "channels": {"hook": {"url": provider.url}}}))
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"job_lease": 1.5, "job_poll": 0.1, "job_backoff": 0.1,
+                                      "shutdown_timeout": 1}))
+    return tmp_path
+
+
+@pytest.fixture
+def start_worker(project: Path, halguru_cmd: list[str], subprocess_env: dict[str, str]
+                 ) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    site = install_hook_channel(project / "site")
+    env = {**subprocess_env, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).parents[2])]),
+           "HALGURU_RUN_LEASE": "1.5"}  # a killed worker's run reads interrupted soon after
+    procs: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen([*halguru_cmd, "worker", str(project / "agents"), "--config",
+                                 str(project / "serve.yaml")], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def accept(agent: str, text: str, message_id: str, sender: str = "+1555") -> None:
+    StoreSink(open_store()).accept(Inbound(channel="hook", agent=agent, message_id=message_id, sender=sender,
+                                           thread=sender, text=text, reply={"to": sender}))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_killed_after_the_side_effect_sends_once(start_worker: Callable[[], subprocess.Popen[str]],
+                                                 provider: Provider) -> None:
+    first = start_worker()
+    provider.victim, provider.kill_on = first.pid, 1  # dies as its reply reaches the provider
+    accept("echo", "hello", "M1")
+    first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+    job = open_store().list_jobs(1)[0]
+    assert job["status"] == "running"  # held by a dead worker until its lease passes
+    start_worker()
+    wait_for(lambda: open_store().get_job(job["id"])["status"] == "done", what="the retried job")
+    assert len(provider.messages) == 1 and provider.messages[0]["text"].endswith("hello")
+    done = open_store().get_job(job["id"])
+    assert done["attempts"] == 2 and done["result"]["sent"] == ["msg1"]
+    assert len(open_store().list_runs(10, conversation_id=done["result"]["conversation_id"])) == 1
+
+
+def test_killed_before_the_side_effect_sends_once(start_worker: Callable[[], subprocess.Popen[str]],
+                                                  provider: Provider) -> None:
+    first = start_worker()
+    accept("slow", "take your time", "M2")
+    store = open_store()
+    wait_for(lambda: any(r["status"] == "running" for r in store.list_runs(5)), what="the run to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert provider.messages == []
+    start_worker()
+    job = store.list_jobs(1)[0]
+    wait_for(lambda: store.get_job(job["id"])["status"] == "done", what="the retried job")
+    assert len(provider.messages) == 1 and provider.messages[0]["text"].startswith("slowly")
+    runs = store.list_runs(10, conversation_id=store.get_job(job["id"])["result"]["conversation_id"])
+    assert sorted(r["status"] for r in runs) == ["interrupted", "ok"]  # the killed run, then the answer
+
+
+def test_two_workers_never_share_a_job(start_worker: Callable[[], subprocess.Popen[str]],
+                                       provider: Provider) -> None:
+    start_worker()
+    start_worker()
+    for i in range(30):
+        accept("echo", f"message {i}", f"M{i}", sender=f"+1{i % 7}")  # 7 threads, in order within each
+    store = open_store()
+    wait_for(lambda: store.job_stats()["done"] == 30, timeout=60, what="30 jobs")
+    texts = [m["text"] for m in provider.messages]
+    # each exactly once
+    assert sorted(t.removeprefix("You said: ") for t in texts) == sorted(f"message {i}" for i in range(30))
+    for thread in range(7):  # answered in order within a thread
+        mine = [int(t.split()[-1]) for t, m in zip(texts, provider.messages, strict=True) if m["to"] == f"+1{thread}"]
+        assert mine == sorted(mine)
+    holders = {j["holder"] for j in store.list_jobs(30)}
+    assert len(holders) == 2  # both workers took part

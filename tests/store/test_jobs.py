@@ -1,0 +1,159 @@
+"""The job queue's semantics in the store: one claim per job, leases, retries and dead jobs, per-queue-key
+order, idempotency keys, effects done once, schedules fired once. Written against the Store interface so the
+PostgreSQL backend can run the same tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from halguru.store import SQLiteStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(tmp_path / "jobs.db")
+    yield s
+    s.close()
+
+
+def test_enqueue_claim_finish(store: SQLiteStore) -> None:
+    job, created = store.enqueue_job("run", "echo", {"input": "hi"})
+    assert created and job["status"] == "queued" and job["attempts"] == 0
+    claimed = store.claim_job("w1", lease=30)
+    assert claimed is not None and claimed["id"] == job["id"] and claimed["status"] == "running"
+    assert claimed["attempts"] == 1 and claimed["holder"] == "w1"
+    assert store.claim_job("w2", lease=30) is None  # nobody else gets it
+    assert not store.finish_job(job["id"], "w2", {"x": 1})  # not the holder
+    assert store.finish_job(job["id"], "w1", {"answer": "hello"})
+    done = store.get_job(job["id"])
+    assert done is not None and done["status"] == "done" and done["result"] == {"answer": "hello"}
+
+
+def test_idempotency_key_queues_once(store: SQLiteStore) -> None:
+    first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
+    again, created_again = store.enqueue_job("reply", "echo", {"text": "b"}, idempotency_key="twilio:SM1")
+    assert created and not created_again and again["id"] == first["id"] and again["payload"] == {"text": "a"}
+    assert len(store.list_jobs(10)) == 1
+
+
+def test_expired_lease_is_claimed_again_and_dies_after_max_attempts(store: SQLiteStore) -> None:
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=2)
+    assert store.claim_job("dead-worker", lease=0.05) is not None
+    time.sleep(0.1)
+    again = store.claim_job("w2", lease=0.05)
+    assert again is not None and again["id"] == job["id"] and again["attempts"] == 2
+    assert not store.renew_job(job["id"], "dead-worker", 30)  # the first holder lost it
+    time.sleep(0.1)
+    assert store.claim_job("w3", lease=30) is None  # two claims used up: dead, not a third run
+    dead = store.get_job(job["id"])
+    assert dead is not None and dead["status"] == "dead" and "lease expired" in (dead["last_error"] or "")
+
+
+def test_failure_backs_off_then_dead_letter(store: SQLiteStore) -> None:
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=2)
+    store.claim_job("w", lease=30)
+    assert store.fail_job(job["id"], "w", "model down", retry_in=0.2) == "queued"
+    assert store.claim_job("w", lease=30) is None  # not before its backoff
+    assert store.job_next_due() == pytest.approx(time.time() + 0.2, abs=0.1)
+    time.sleep(0.25)
+    assert store.claim_job("w", lease=30) is not None
+    assert store.fail_job(job["id"], "w", "model still down", retry_in=0.2) == "dead"
+    dead = store.get_job(job["id"])
+    assert dead is not None and dead["status"] == "dead" and dead["last_error"] == "model still down"
+    assert store.retry_job(job["id"])
+    revived = store.claim_job("w", lease=30)
+    assert revived is not None and revived["attempts"] == 1
+
+
+def test_queue_key_runs_in_order_one_at_a_time(store: SQLiteStore) -> None:
+    a, _ = store.enqueue_job("reply", "echo", {"n": 1}, queue_key="sms:+1")
+    b, _ = store.enqueue_job("reply", "echo", {"n": 2}, queue_key="sms:+1")
+    other, _ = store.enqueue_job("reply", "echo", {"n": 3}, queue_key="sms:+2")
+    first = store.claim_job("w1", lease=30)
+    second = store.claim_job("w2", lease=30)
+    assert first is not None and second is not None
+    assert (first["id"], second["id"]) == (a["id"], other["id"])  # b waits for a, other does not
+    assert store.claim_job("w3", lease=30) is None
+    store.fail_job(a["id"], "w1", "retry me", retry_in=0.0)
+    again = store.claim_job("w3", lease=30)
+    assert again is not None and again["id"] == a["id"]  # a's retry still comes before b
+    store.finish_job(a["id"], "w3")
+    last = store.claim_job("w3", lease=30)
+    assert last is not None and last["id"] == b["id"]
+
+
+def test_cancel_takes_the_lease_away(store: SQLiteStore) -> None:
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
+    store.claim_job("w", lease=30)
+    assert store.cancel_job(job["id"])
+    assert not store.renew_job(job["id"], "w", 30)
+    assert not store.finish_job(job["id"], "w")
+    assert not store.cancel_job(job["id"])
+    assert store.get_job(job["id"])["status"] == "cancelled"  # type: ignore[index]
+
+
+def test_concurrent_claims_never_share_a_job(store: SQLiteStore) -> None:
+    for i in range(200):
+        store.enqueue_job("run", "echo", {"n": i})
+    taken: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def claim(worker: str) -> None:
+        start.wait()
+        while (job := store.claim_job(worker, lease=30)) is not None:
+            with lock:
+                taken.append(job["id"])
+            store.finish_job(job["id"], worker)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 200 and len(set(taken)) == 200
+    assert store.job_stats()["done"] == 200
+
+
+def test_effects_are_recorded_once(store: SQLiteStore) -> None:
+    assert store.begin_effect("job_1", "part:0") is None  # first attempt performs it
+    started = store.begin_effect("job_1", "part:0")
+    assert started is not None and started["state"] == "started"  # a retry sees the attempt, outcome unknown
+    store.finish_effect("job_1", "part:0", {"sid": "SM1"})
+    done = store.begin_effect("job_1", "part:0")
+    assert done is not None and done["state"] == "done" and done["value"] == {"sid": "SM1"}
+
+
+def test_thread_conversation_is_one_per_thread(store: SQLiteStore) -> None:
+    results: list[str] = []
+    start = threading.Barrier(4)
+
+    def get() -> None:
+        start.wait()
+        results.append(store.thread_conversation("twilio", "echo", "+15550001", title="sms", owner="channel:twilio"))
+
+    threads = [threading.Thread(target=get) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1
+    conversation = store.get_conversation(results[0])
+    assert conversation is not None and conversation["owner"] == "channel:twilio"
+    assert store.thread_conversation("twilio", "echo", "+15550002") != results[0]
+    store.delete_conversation(results[0])  # deleted: the thread starts a new one
+    assert store.thread_conversation("twilio", "echo", "+15550001") != results[0]
+
+
+def test_schedule_fires_once_per_due_time(store: SQLiteStore) -> None:
+    job = {"kind": "run", "agent": "echo", "payload": {"input": "digest"}, "idempotency_key": "schedule:s:100"}
+    assert store.fire_schedule("s", None, 100.0, None)  # first seen
+    assert not store.fire_schedule("s", None, 100.0, None)
+    assert store.fire_schedule("s", 100.0, 200.0, job)
+    assert not store.fire_schedule("s", 100.0, 200.0, job)  # another worker, same due time: nothing
+    assert store.schedule_next("s") == 200.0
+    assert [j["payload"] for j in store.list_jobs(10)] == [{"input": "digest"}]
