@@ -10,5 +10,7 @@ from halguru.plugins.hookspecs import hookimpl
 @hookimpl
 def register_channels(register: Any) -> None:
     from halguru.channels.email import EmailChannel
+    from halguru.channels.twilio import TwilioChannel
 
     register("email", EmailChannel)
+    register("twilio", TwilioChannel)

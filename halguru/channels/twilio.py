@@ -1,0 +1,325 @@
+"""The Twilio channel: SMS/MMS, WhatsApp, Facebook Messenger and RCS through Programmable Messaging.
+
+Every product reaches us through the same webhook format (``From``/``To`` carry a ``whatsapp:``, ``messenger:``
+or ``rcs:`` prefix; SMS has none) and is answered through the same REST resource, so one class serves them all.
+
+Invariant: nothing reaches the sink unless the request's ``X-Twilio-Signature`` is valid, checked by Twilio's own
+``RequestValidator`` against the URL Twilio was told to call: the configured ``public_url`` plus the route and
+query. The Host header is never used: a proxy rewrites it, and an attacker chooses it.
+
+The webhook answers at once with empty TwiML; the worker replies later through the REST API (``send``), each part
+of a long answer through ``SendOnce``, so a retried job never sends a part twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from halguru.channels.base import Inbound, InboundSink, Outbound, SendOnce, WebhookRequest, WebhookResponse
+from halguru.errors import AgentSpecError, HalguruError
+
+if TYPE_CHECKING:  # twilio ships no type information (no py.typed): its names are Any to mypy
+    from twilio.rest import Client  # type: ignore[import-untyped]
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+DEFAULT_API_BASE = "https://api.twilio.com"
+REQUEST_TIMEOUT = 30.0  # seconds per REST call: the official client waits for ever by default
+# How far Twilio's clock (date_created) may lag ours when looking for a part an earlier attempt sent. Small on
+# purpose: a wider window could mistake the same short answer sent earlier ("OK") for this part.
+CLOCK_SKEW = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class Product:
+    label: str  # for conversation titles
+    limit: int  # the longest Body one message may carry
+
+
+# Twilio's Messages resource takes a Body of at most 1,600 characters on every channel (error 21617/21658:
+# "This limit applies to all Programmable Messaging channels, including SMS, MMS, WhatsApp, Facebook Messenger";
+# support.twilio.com, "Maximum Message Length with Twilio Programmable Messaging"). Messenger itself allows 2,000
+# and RCS 3,072, but not through Twilio; RCS also falls back to SMS, whose concatenated maximum is 1,600.
+PRODUCTS: dict[str, Product] = {
+    "": Product("SMS", 1600),
+    "whatsapp": Product("WhatsApp", 1600),
+    "messenger": Product("Messenger", 1600),
+    "rcs": Product("RCS", 1600),
+}
+
+
+def product_of(address: str) -> Product:
+    """The product an address belongs to, by its prefix ('whatsapp:+1555...'); SMS/MMS when none is known."""
+    prefix, sep, _ = address.partition(":")
+    return PRODUCTS.get(prefix.lower() if sep else "", PRODUCTS[""])
+
+
+class TwilioConfig(BaseModel):
+    """``channels: {twilio: {...}}`` in agent.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_sid: str = Field(description="the account SID (AC followed by 32 hex digits)")
+    auth_token: str = Field(description="the NAME of the secret holding the auth token (env var or keyring)")
+    public_url: str = Field(description="the public base URL Twilio calls (https://bot.example.com)")
+    numbers: list[str] = Field(min_length=1, description="our numbers and senders this agent answers on")
+    allow_from: list[str] | None = Field(default=None, description="only these senders get an answer")
+    api_base: str = Field(default=DEFAULT_API_BASE, description="Twilio's REST base URL")
+    status_callbacks: bool = Field(default=True, description="ask Twilio to report each reply's delivery")
+
+    @field_validator("account_sid")
+    @classmethod
+    def _sid(cls, value: str) -> str:
+        if not re.fullmatch(r"AC[0-9a-fA-F]{32}", value):
+            raise ValueError("must be AC followed by 32 hex digits (the Account SID on Twilio's console)")
+        return value
+
+    @field_validator("auth_token")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        if re.fullmatch(r"[0-9a-fA-F]{32}", value):
+            raise ValueError("names the secret that holds the token (e.g. TWILIO_AUTH_TOKEN), "
+                             "not the token itself: never put the token in agent.yaml")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
+            raise ValueError("must name a secret: an environment variable or keyring entry like TWILIO_AUTH_TOKEN")
+        return value
+
+    @field_validator("public_url", "api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"must be an http(s) URL without query or fragment, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("numbers", "allow_from")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        for address in value or []:
+            if not address or address != address.strip() or " " in address:
+                raise ValueError(f"{address!r} is not an address like '+15550001111' or 'whatsapp:+15550001111'")
+        return value
+
+
+def parse_config(config: Mapping[str, Any], folder: Path) -> TwilioConfig:
+    """The validated config; a problem is one line naming agent.yaml and the field."""
+    try:
+        return TwilioConfig.model_validate(dict(config))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(
+            err["type"], str(err["msg"]).removeprefix("Value error, "))
+        raise AgentSpecError(f"{folder / 'agent.yaml'}: channels.twilio.{field}: {message}") from None
+
+
+class TwilioChannel:
+    """One agent's Twilio senders: the webhook Twilio calls, and replies through the REST API."""
+
+    name: ClassVar[str] = "twilio"
+
+    def __init__(self, agent: str, config: Mapping[str, Any], folder: Path) -> None:
+        from halguru.models.secrets import lookup_secret
+
+        self.agent = agent
+        self.config = parse_config(config, folder)
+        token = lookup_secret(self.config.auth_token)
+        if not token:
+            name = self.config.auth_token
+            raise AgentSpecError(
+                f"{folder / 'agent.yaml'}: channels.twilio.auth_token: the secret {name} is not set; "
+                f"export {name}=<auth token> or run `keyring set halguru {name}`")
+        self._token = token
+        # what Twilio is told to call, so what it signs: never derived from the request
+        self.webhook_url = f"{self.config.public_url}/channels/twilio/{quote(agent, safe='')}"
+        self.status_url = f"{self.webhook_url}/status"
+
+    # -- inbound -------------------------------------------------------------------------------------------
+    async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
+        """Twilio's message webhook ('') and status callbacks ('status'), each checked before anything is read."""
+        if request.method.upper() != "POST":
+            return WebhookResponse(405, "Twilio webhooks are POST requests")
+        if request.path not in ("", "status"):
+            return WebhookResponse(404, "not found")
+        if not self.genuine(request):
+            return WebhookResponse(403, "invalid Twilio signature")
+        if request.path == "status":
+            return self._status(request.form, sink)
+        return self._message(request.form, sink)
+
+    def genuine(self, request: WebhookRequest) -> bool:
+        """Whether Twilio signed this request (HMAC-SHA1 of our public URL and the form, with the auth token)."""
+        from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+        signature = request.headers.get("x-twilio-signature", "")
+        if not signature:
+            return False
+        url = self.webhook_url + (f"/{request.path}" if request.path else "")
+        if request.query:
+            url += f"?{request.query}"
+        return bool(RequestValidator(self._token).validate(url, dict(request.form), signature))
+
+    def _message(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
+        message_id = form.get("MessageSid") or form.get("SmsMessageSid") or ""
+        sender, ours = form.get("From", ""), form.get("To", "")
+        if not (message_id and sender and ours):
+            return WebhookResponse(400, "not a Twilio message webhook: MessageSid, From and To are required")
+        if ours not in self.config.numbers:
+            return WebhookResponse(404, f"{ours} is not one of agent {self.agent}'s numbers (channels.twilio.numbers)")
+        if self.config.allow_from is None or sender in self.config.allow_from:
+            # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer
+            sink.accept(self.inbound(form))
+        return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+
+    def inbound(self, form: Mapping[str, str]) -> Inbound:
+        """The message a webhook carries (its form already checked), for the sink."""
+        sender, ours = form["From"], form["To"]
+        product = product_of(ours)
+        who = form.get("ProfileName") or sender.partition(":")[2] or sender
+        return Inbound(
+            channel=self.name,
+            agent=self.agent,
+            message_id=form.get("MessageSid") or form["SmsMessageSid"],
+            sender=sender,
+            # one conversation per sender and number of ours (a product's prefix is part of both)
+            thread=f"{ours}|{sender}",
+            text=message_text(form),
+            reply={"to": sender, "from": ours},
+            title=f"{product.label} from {who}",
+        )
+
+    def _status(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
+        message_id = form.get("MessageSid") or form.get("SmsSid") or ""
+        status = form.get("MessageStatus") or form.get("SmsStatus") or ""
+        if not (message_id and status):
+            return WebhookResponse(400, "not a Twilio status callback: MessageSid and MessageStatus are required")
+        # an unknown SID (a message sent outside halguru) is still 200: Twilio has nothing to retry
+        sink.update_status(self.name, message_id, status)
+        return WebhookResponse(200, "")
+
+    # -- outbound ------------------------------------------------------------------------------------------
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        """The answer as one message per part (split at Twilio's Body limit), each part sent once; their SIDs."""
+        to, ours = str(message.reply.get("to") or ""), str(message.reply.get("from") or "")
+        if not (to and ours):
+            raise HalguruError(f"twilio: job {message.job_id} has no reply address (to/from)")
+        parts = split_text(message.text, product_of(ours).limit)
+        client = self.client()
+        try:
+            sids = []
+            for index, part in enumerate(parts):
+                sender = _PartSender(self, client, to, ours, part, f"part {index + 1}/{len(parts)}")
+                result = await once(f"part:{index}", sender.send, sender.find)
+                sids.append(str(result["sid"]))
+            return sids
+        finally:
+            session = getattr(client.http_client, "session", None)
+            if session is not None:
+                session.close()
+
+    def client(self) -> Client:
+        """The official REST client, pointed at ``api_base`` (one per reply: its requests session is not shared
+        across threads)."""
+        from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
+        from twilio.rest import Client
+
+        client = Client(self.config.account_sid, self._token, http_client=TwilioHttpClient(timeout=REQUEST_TIMEOUT))
+        # The Api domain's base_url is where every Messages URL (and next-page link) is built from; region and
+        # edge would rewrite its host, and only this config says where Twilio is.
+        client.api.base_url = self.config.api_base
+        client.region = client.edge = None
+        return client
+
+
+class _PartSender:
+    """Sends one part of a reply, or finds it at Twilio when an earlier attempt died after sending it."""
+
+    def __init__(self, channel: TwilioChannel, client: Client, to: str, ours: str, body: str, what: str) -> None:
+        self.channel, self.client, self.to, self.ours, self.body, self.what = channel, client, to, ours, body, what
+
+    async def send(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"to": self.to, "from_": self.ours, "body": self.body}
+        if self.channel.config.status_callbacks:
+            options["status_callback"] = self.channel.status_url
+        sent = await self._call(self.client.messages.create, **options)
+        return {"sid": sent.sid, "status": sent.status}
+
+    async def find(self, started: float) -> dict[str, Any] | None:
+        """A message with this body from us to them, created since ``started`` (less the clock skew)."""
+        since = datetime.fromtimestamp(started, UTC) - CLOCK_SKEW
+        # DateSent> filters by day, and misses a message still queued (no date_sent yet): look at the newest
+        # messages between us too
+        day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+        for filters in ({"date_sent_after": day, "limit": 200}, {"limit": 50}):
+            found = await self._call(self.client.messages.list, to=self.to, from_=self.ours, **filters)
+            for candidate in found:
+                created = candidate.date_created
+                if candidate.body == self.body and created is not None and created >= since.replace(microsecond=0):
+                    return {"sid": candidate.sid, "status": candidate.status, "found": True}
+        return None
+
+    async def _call(self, method: Callable[..., Any], **options: Any) -> Any:
+        """The sync client on a thread (the event loop keeps serving); its failures as one line."""
+        from requests import RequestException
+        from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
+
+        try:
+            return await asyncio.to_thread(method, **options)
+        except TwilioRestException as exc:
+            code = f", error {exc.code}" if exc.code else ""
+            raise HalguruError(f"twilio: {self.what} to {self.to} failed: HTTP {exc.status}{code}: {exc.msg}") from None
+        except RequestException as exc:
+            raise HalguruError(f"twilio: {self.what} to {self.to}: cannot reach {self.channel.config.api_base}: "
+                               f"{type(exc).__name__}") from None
+
+
+def message_text(form: Mapping[str, str]) -> str:
+    """What the agent reads: the body, plus a note of media and shared locations it cannot see."""
+    text = form.get("Body", "")
+    notes = []
+    num_media = form.get("NumMedia") or "0"
+    count = int(num_media) if num_media.isdigit() else 0
+    if count:
+        types = [form.get(f"MediaContentType{i}", "") for i in range(count)]
+        kinds = ", ".join(t for t in types if t)
+        notes.append(f"[{count} attachment{'s' if count > 1 else ''}{': ' + kinds if kinds else ''}]")
+    if form.get("Latitude") and form.get("Longitude"):
+        notes.append(f"[location: {form['Latitude']}, {form['Longitude']}]")
+    return "\n".join([text, *notes]).strip() if notes else text
+
+
+_BOUNDARIES = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?…:;])\s+"), re.compile(r"\s+"))
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Parts of at most ``limit`` characters, cut at the last paragraph, line, sentence or word boundary that
+    keeps a part at least half full (a word boundary anywhere, before cutting mid-word)."""
+    rest = text.strip()
+    parts: list[str] = []
+    while len(rest) > limit:
+        cut, resume = _cut(rest, limit)
+        parts.append(rest[:cut].rstrip())
+        rest = rest[resume:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+def _cut(text: str, limit: int) -> tuple[int, int]:
+    """Where the next part ends, and where the one after starts."""
+    window = text[: limit + 1]  # a boundary just after a full part counts
+    for index, pattern in enumerate(_BOUNDARIES):
+        least = 1 if index == len(_BOUNDARIES) - 1 else limit // 2
+        matches = [m for m in pattern.finditer(window) if least <= m.start() <= limit]
+        if matches:
+            return matches[-1].start(), matches[-1].end()
+    return limit, limit  # one word longer than a message: cut it
+

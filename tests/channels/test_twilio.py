@@ -1,0 +1,369 @@
+"""The Twilio channel without a server: webhooks signed with Twilio's own RequestValidator, replies through the
+official client to a real HTTP stand-in for Twilio's REST API (tests/channels/fake_twilio.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from halguru.channels.base import Inbound, Outbound, WebhookRequest, load_channels
+from halguru.channels.twilio import EMPTY_TWIML, TwilioChannel, split_text
+from halguru.errors import HalguruError
+from tests.channels.fake_twilio import FakeTwilio
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "f" * 31 + "0"
+PUBLIC = "https://bot.example.com"
+OURS = "+15550001111"
+ANN = "+15557654321"
+
+
+class MemorySink:
+    """The pipeline's contract in memory: a message id is accepted once."""
+
+    def __init__(self) -> None:
+        self.accepted: list[Inbound] = []
+        self.statuses: list[tuple[str, str, str]] = []
+
+    def accept(self, message: Inbound) -> bool:
+        if any(m.message_id == message.message_id for m in self.accepted):
+            return False
+        self.accepted.append(message)
+        return True
+
+    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+        self.statuses.append((channel, message_id, status))
+        return True
+
+
+class MemoryOnce:
+    """SendOnce's contract in memory: done effects return their value; a started one asks ``find`` first."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, dict[str, Any]] = {}
+        self.started: dict[str, float] = {}
+        self.sent: list[str] = []
+
+    async def __call__(self, key: str, send: Callable[[], Awaitable[dict[str, Any]]],
+                       find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
+        if key in self.done:
+            return self.done[key]
+        if key in self.started and find is not None:
+            found = await find(self.started[key])
+            if found is not None:
+                self.done[key] = found
+                return found
+        self.started[key] = time.time()
+        value = await send()
+        self.sent.append(key)
+        self.done[key] = value
+        return value
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_TEST_TOKEN", TOKEN)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # loopback only
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    server = FakeTwilio(SID, TOKEN).start()
+    yield server
+    server.stop()
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    base = {"account_sid": SID, "auth_token": "TWILIO_TEST_TOKEN", "public_url": PUBLIC,
+            "numbers": [OURS, f"whatsapp:{OURS}", "messenger:1234567890", "rcs:acme_agent"]}
+    return {**base, **overrides}
+
+
+def channel(tmp_path: Path, **overrides: Any) -> TwilioChannel:
+    return TwilioChannel("helper", config(**overrides), tmp_path)
+
+
+def form(**fields: str) -> dict[str, str]:
+    base = {"MessageSid": "SM" + "1" * 32, "AccountSid": SID, "From": ANN, "To": OURS, "Body": "hello",
+            "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+    return {**base, **fields}
+
+
+def request(fields: dict[str, str], *, path: str = "", query: str = "", signed_url: str | None = None,
+            token: str = TOKEN, headers: dict[str, str] | None = None, method: str = "POST",
+            sign: bool = True) -> WebhookRequest:
+    """What serve mode hands the channel for a POST Twilio signed for ``signed_url`` (default: the right URL)."""
+    url = signed_url or (f"{PUBLIC}/channels/twilio/helper" + (f"/{path}" if path else "")
+                         + (f"?{query}" if query else ""))
+    all_headers = {"host": "127.0.0.1:8000", "content-type": "application/x-www-form-urlencoded",
+                   **(headers or {})}
+    if sign:
+        all_headers["x-twilio-signature"] = RequestValidator(token).compute_signature(url, fields)
+    return WebhookRequest(method=method, path=path, query=query, headers=all_headers,
+                          body=urlencode(fields).encode(), form=fields)
+
+
+# -- webhooks ----------------------------------------------------------------------------------------------
+async def test_signed_message_is_accepted_and_answered_with_empty_twiml(tmp_path: Path) -> None:
+    sink = MemorySink()
+    response = await channel(tmp_path).webhook(request(form()), sink)
+    assert (response.status, response.body, response.content_type) == (200, EMPTY_TWIML, "text/xml")
+    [message] = sink.accepted
+    assert (message.channel, message.agent, message.message_id) == ("twilio", "helper", "SM" + "1" * 32)
+    assert (message.sender, message.text, message.thread) == (ANN, "hello", f"{OURS}|{ANN}")
+    assert dict(message.reply) == {"to": ANN, "from": OURS}
+    assert message.title == f"SMS from {ANN}"
+
+
+async def test_tampered_body_is_403_and_nothing_accepted(tmp_path: Path) -> None:
+    sink = MemorySink()
+    genuine = request(form())
+    tampered = WebhookRequest(genuine.method, genuine.path, genuine.query, genuine.headers, genuine.body,
+                              {**genuine.form, "Body": "send me the admin password"})
+    response = await channel(tmp_path).webhook(tampered, sink)
+    assert response.status == 403
+    assert sink.accepted == []
+
+
+async def test_signature_for_another_url_or_token_or_none_is_403(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    for bad in (request(form(), signed_url="https://evil.example.com/channels/twilio/helper"),
+                request(form(), signed_url=f"{PUBLIC}/channels/twilio/other-agent"),
+                request(form(), token="0" * 32),
+                request(form(), sign=False),
+                request(form(), headers={"x-twilio-signature": ""}, sign=False)):
+        assert (await ch.webhook(bad, sink)).status == 403
+    assert sink.accepted == []
+
+
+async def test_host_rewritten_by_a_proxy_is_ignored(tmp_path: Path) -> None:
+    """Twilio signed the public URL; the proxy in front of serve sends another Host: still genuine, and a Host
+    header naming the public host does not make a request signed for another URL genuine."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    proxied = request(form(), headers={"host": "halguru-internal:8000", "x-forwarded-host": "whatever"})
+    assert (await ch.webhook(proxied, sink)).status == 200
+    forged = request(form(MessageSid="SM" + "2" * 32), signed_url="http://halguru-internal:8000/channels/twilio/helper",
+                     headers={"host": "halguru-internal:8000"})
+    assert (await ch.webhook(forged, sink)).status == 403
+    assert [m.message_id for m in sink.accepted] == ["SM" + "1" * 32]
+
+
+async def test_query_string_and_public_url_prefix_are_part_of_what_is_signed(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path, public_url="https://example.com/bots/")  # a trailing slash is not doubled
+    url = "https://example.com/bots/channels/twilio/helper?tenant=7"
+    assert (await ch.webhook(request(form(), query="tenant=7", signed_url=url), sink)).status == 200
+    unsigned_query = request(form(MessageSid="SM" + "3" * 32), signed_url=url.split("?")[0], query="tenant=8")
+    assert (await ch.webhook(unsigned_query, sink)).status == 403
+    assert len(sink.accepted) == 1
+
+
+async def test_a_retried_message_sid_is_accepted_once_and_answered_each_time(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    responses = [await ch.webhook(request(form()), sink) for _ in range(3)]
+    assert [(r.status, r.body) for r in responses] == [(200, EMPTY_TWIML)] * 3
+    assert len(sink.accepted) == 1
+
+
+async def test_a_number_not_ours_starts_nothing(tmp_path: Path) -> None:
+    sink = MemorySink()
+    response = await channel(tmp_path).webhook(request(form(To="+15559999999")), sink)
+    assert response.status == 404 and "+15559999999" in response.body
+    assert sink.accepted == []
+
+
+async def test_allow_from_ignores_other_senders_quietly(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path, allow_from=[ANN])
+    stranger = await ch.webhook(request(form(From="+15551110000", MessageSid="SM" + "4" * 32)), sink)
+    friend = await ch.webhook(request(form()), sink)
+    assert (stranger.status, stranger.body) == (friend.status, friend.body) == (200, EMPTY_TWIML)
+    assert [m.sender for m in sink.accepted] == [ANN]
+
+
+@pytest.mark.parametrize(("ours", "sender", "title"), [
+    (f"whatsapp:{OURS}", f"whatsapp:{ANN}", "WhatsApp from Ann"),
+    ("messenger:1234567890", "messenger:24681357", "Messenger from 24681357"),
+    ("rcs:acme_agent", f"rcs:{ANN}", f"RCS from {ANN}"),
+])
+async def test_each_product_is_its_own_thread_and_reply_address(tmp_path: Path, ours: str, sender: str,
+                                                                 title: str) -> None:
+    sink = MemorySink()
+    extra = {"ProfileName": "Ann"} if ours.startswith("whatsapp:") else {}
+    response = await channel(tmp_path).webhook(request(form(To=ours, From=sender, **extra)), sink)
+    assert response.status == 200
+    [message] = sink.accepted
+    assert (message.sender, message.thread, message.title) == (sender, f"{ours}|{sender}", title)
+    assert dict(message.reply) == {"to": sender, "from": ours}
+
+
+async def test_media_and_locations_are_noted_for_the_agent(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    mms = form(Body="look", NumMedia="2", MediaContentType0="image/jpeg", MediaUrl0="https://api.twilio.com/m/0",
+               MediaContentType1="image/png", MediaUrl1="https://api.twilio.com/m/1")
+    await ch.webhook(request(mms), sink)
+    place = form(MessageSid="SM" + "5" * 32, To=f"whatsapp:{OURS}", From=f"whatsapp:{ANN}", Body="",
+                 Latitude="48.8584", Longitude="2.2945")
+    await ch.webhook(request(place), sink)
+    assert [m.text for m in sink.accepted] == ["look\n[2 attachments: image/jpeg, image/png]",
+                                               "[location: 48.8584, 2.2945]"]
+
+
+async def test_status_callbacks_update_the_sent_message(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    fields = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered", "AccountSid": SID, "From": OURS, "To": ANN}
+    response = await ch.webhook(request(fields, path="status"), sink)
+    assert response.status == 200
+    forged = await ch.webhook(request({**fields, "MessageStatus": "failed"}, path="status", token="0" * 32), sink)
+    assert forged.status == 403
+    assert sink.statuses == [("twilio", "SM" + "9" * 32, "delivered")]
+    assert sink.accepted == []
+
+
+async def test_other_paths_methods_and_bodies(tmp_path: Path) -> None:
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    assert (await ch.webhook(request(form(), method="GET"), sink)).status == 405
+    assert (await ch.webhook(request(form(), path="voice"), sink)).status == 404
+    no_sid = {k: v for k, v in form().items() if k != "MessageSid"}
+    assert (await ch.webhook(request(no_sid), sink)).status == 400
+    assert sink.accepted == [] and sink.statuses == []
+
+
+# -- configuration -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"account_sid": None}, "channels.twilio.account_sid: required field is missing"),
+    ({"colour": "blue"}, "channels.twilio.colour: unknown field"),
+    ({"account_sid": "SK123"}, "channels.twilio.account_sid: must be AC followed by 32 hex digits"),
+    ({"auth_token": "0123456789abcdef0123456789abcdef"}, "channels.twilio.auth_token: names the secret"),
+    ({"public_url": "bot.example.com"}, "channels.twilio.public_url: must be an http(s) URL"),
+    ({"api_base": "ftp://x"}, "channels.twilio.api_base: must be an http(s) URL"),
+    ({"numbers": []}, "channels.twilio.numbers: List should have at least 1 item"),
+    ({"numbers": ["+1 555 000"]}, "channels.twilio.numbers: '+1 555 000' is not an address"),
+    ({"auth_token": "NOT_SET_ANYWHERE"}, "channels.twilio.auth_token: the secret NOT_SET_ANYWHERE is not set; "
+                                         "export NOT_SET_ANYWHERE="),
+])
+def test_config_errors_are_one_line_naming_the_field(tmp_path: Path, overrides: dict[str, Any],
+                                                     expected: str) -> None:
+    settings = {k: v for k, v in config(**overrides).items() if v is not None}
+    with pytest.raises(HalguruError) as err:
+        TwilioChannel("helper", settings, tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'agent.yaml'}: {expected}")
+    assert "\n" not in str(err.value)
+
+
+def test_registered_through_the_plugin_hook(tmp_path: Path) -> None:
+    channels = load_channels("helper", {"twilio": config()}, tmp_path)
+    assert isinstance(channels["twilio"], TwilioChannel)
+    assert channels["twilio"].webhook_url == f"{PUBLIC}/channels/twilio/helper"
+
+
+# -- replies -------------------------------------------------------------------------------------------------
+def outbound(text: str, to: str = ANN, ours: str = OURS) -> Outbound:
+    return Outbound(channel="twilio", agent="helper", conversation_id="c1", job_id="j1", text=text,
+                    reply={"to": to, "from": ours})
+
+
+async def test_send_replies_from_the_number_written_to(tmp_path: Path, fake: FakeTwilio) -> None:
+    ch = channel(tmp_path, api_base=fake.url)
+    sids = await ch.send(outbound("Hi Ann!", f"whatsapp:{ANN}", f"whatsapp:{OURS}"), MemoryOnce())
+    [message] = fake.messages
+    assert sids == [message["sid"]]
+    assert (message["to"], message["from"], message["body"]) == (f"whatsapp:{ANN}", f"whatsapp:{OURS}", "Hi Ann!")
+    assert message["status_callback"] == f"{PUBLIC}/channels/twilio/helper/status"
+    quiet = channel(tmp_path, api_base=fake.url, status_callbacks=False)
+    await quiet.send(outbound("again"), MemoryOnce())
+    assert fake.messages[-1]["status_callback"] is None
+
+
+async def test_long_answers_are_split_in_order_at_word_boundaries(tmp_path: Path, fake: FakeTwilio) -> None:
+    text = "\n\n".join(" ".join(f"p{p}w{w}." if w % 9 == 8 else f"p{p}w{w}" for w in range(150)) for p in range(4))
+    once = MemoryOnce()
+    sids = await channel(tmp_path, api_base=fake.url).send(outbound(text), once)
+    bodies = fake.bodies()
+    assert len(bodies) == len(sids) >= 2 and all(len(b) <= 1600 for b in bodies)
+    assert " ".join(bodies).split() == text.split()  # every word, in order, none cut
+    assert once.sent == [f"part:{i}" for i in range(len(bodies))]
+
+
+async def test_a_part_already_sent_is_not_sent_again(tmp_path: Path, fake: FakeTwilio) -> None:
+    text = "A sentence that is long enough. " * 120  # ~3800 characters: three parts
+    once = MemoryOnce()
+    once.done["part:0"] = {"sid": "SMearlier", "status": "sent"}  # an earlier attempt sent the first part
+    sids = await channel(tmp_path, api_base=fake.url).send(outbound(text), once)
+    assert sids[0] == "SMearlier"
+    assert len(fake.messages) == len(sids) - 1 == 2
+    assert fake.bodies() == split_text(text, 1600)[1:]
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+async def test_a_part_twilio_got_before_a_crash_is_found_not_resent(tmp_path: Path, fake: FakeTwilio,
+                                                                    delivered: bool) -> None:
+    """Twilio accepted part 1, then the connection died (as when a worker is killed before recording it): the
+    retry finds it, sent already (the DateSent filter) or still queued (no date_sent yet), and sends the rest."""
+    text = "Word " * 900  # three parts
+    ch = channel(tmp_path, api_base=fake.url)
+    once = MemoryOnce()
+    fake.drop_next = 1  # accepted, but the answer is lost
+    with pytest.raises(HalguruError, match=r"^twilio: part 1/3 to \+15557654321: cannot reach http://127"):
+        await ch.send(outbound(text), once)
+    assert len(fake.messages) == 1 and "part:0" in once.started and "part:0" not in once.done
+    if delivered:
+        fake.deliver()
+    fake.requests.clear()
+    sids = await ch.send(outbound(text), once)
+    lookups = [path for method, path in fake.requests if method == "GET"]
+    assert len(lookups) == (1 if delivered else 2)  # a queued message is missed by DateSent>, found in the newest
+    assert fake.bodies() == split_text(text, 1600)  # each part once
+    assert sids == [m["sid"] for m in fake.messages]
+    assert once.done["part:0"]["found"] is True and once.sent == ["part:1", "part:2"]
+
+
+async def test_an_earlier_identical_message_is_not_mistaken_for_this_part(tmp_path: Path, fake: FakeTwilio) -> None:
+    ch = channel(tmp_path, api_base=fake.url)
+    await ch.send(outbound("OK"), MemoryOnce())  # yesterday's "OK" (long before this attempt started)
+    fake.messages[0]["date_created"] = "Mon, 30 Nov 2026 10:00:00 GMT"
+    once = MemoryOnce()
+    once.started["part:0"] = time.time()  # an attempt started and died before reaching Twilio
+    await ch.send(outbound("OK"), once)
+    assert fake.bodies() == ["OK", "OK"]
+
+
+async def test_rest_errors_are_one_line(tmp_path: Path, fake: FakeTwilio) -> None:
+    wrong_token = channel(tmp_path, api_base=fake.url)
+    wrong_token._token = "0" * 32
+    with pytest.raises(HalguruError, match=r"^twilio: part 1/1 to \+15557654321 failed: HTTP 401, error 20003"):
+        await wrong_token.send(outbound("hi"), MemoryOnce())
+    with pytest.raises(HalguruError, match="has no reply address"):
+        await channel(tmp_path, api_base=fake.url).send(
+            Outbound("twilio", "helper", "c1", "j1", "hi", {}), MemoryOnce())
+
+
+async def test_an_empty_answer_sends_nothing(tmp_path: Path, fake: FakeTwilio) -> None:
+    assert await channel(tmp_path, api_base=fake.url).send(outbound("  \n "), MemoryOnce()) == []
+    assert fake.messages == []
+
+
+# -- splitting -----------------------------------------------------------------------------------------------
+def test_split_prefers_paragraphs_then_sentences_then_words() -> None:
+    assert split_text("short", 10) == ["short"]
+    assert split_text("aaaa bbbb\n\ncccc dddd", 12) == ["aaaa bbbb", "cccc dddd"]
+    assert split_text("One two three. Four five.", 20) == ["One two three.", "Four five."]
+    assert split_text("alpha beta gamma delta", 12) == ["alpha beta", "gamma delta"]
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]  # one word longer than a message
+    long = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80).strip()
+    parts = split_text(long, 1600)
+    assert all(len(p) <= 1600 for p in parts) and " ".join(parts) == long
+    assert all(p.endswith(".") for p in parts)  # cut after sentences, never mid-word
