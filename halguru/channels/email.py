@@ -186,14 +186,20 @@ class EmailChannel:
 
     async def _drain(self, inbox: Inbox, sink: InboundSink) -> int:
         """Hand every unprocessed message to the sink, marking each after; how many there were."""
-        uids = await asyncio.to_thread(inbox.unprocessed)
+        uids = [uid for uid in await asyncio.to_thread(inbox.unprocessed) if uid not in inbox.unreadable]
         for uid in uids:
             fetched = await asyncio.to_thread(inbox.fetch, uid)
             if fetched is None:
                 continue
-            # parsing reads attachments (PDF text): a thread, so the event loop stays free
-            mail = await asyncio.to_thread(parse_mail, fetched.raw, own_address=self.config.address,
-                                           allow_from=self.config.allow_from, truncated=fetched.truncated)
+            try:
+                # parsing reads attachments (PDF text): a thread, so the event loop stays free
+                mail = await asyncio.to_thread(parse_mail, fetched.raw, own_address=self.config.address,
+                                               allow_from=self.config.allow_from, truncated=fetched.truncated)
+            except Exception as exc:  # a message we cannot read must not stop the inbox: left there, unmarked
+                inbox.unreadable.add(uid)
+                log.warning("email channel of %s: cannot read message UID %s (%s); left unanswered in %s",
+                            self.agent, uid, _one_line(exc), self.imap_settings.mailbox)
+                continue
             if mail.skip:
                 log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                          mail.sender or "?", mail.skip)

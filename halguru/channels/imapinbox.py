@@ -53,6 +53,7 @@ class Inbox:
         self._can_move = False
         self._keywords = True  # the mailbox stores custom keywords (PERMANENTFLAGS has \*)
         self._lock = threading.Lock()
+        self.unreadable: set[int] = set()  # UIDs the parser failed on: skipped on this connection, not marked
 
     @property
     def where(self) -> str:
