@@ -183,13 +183,20 @@ def test_every_hookspec_has_a_docstring():
     assert undocumented == []
 
 
-def test_uncalled_hooks_are_documented_as_such():
-    """Bug 10: no code calls register_channels yet, so neither its docstring nor the README says it works."""
-    doc = inspect.getdoc(hookspecs.register_channels) or ""
-    assert doc.startswith("Reserved, not yet called")
+def test_register_channels_is_called_for_builtin_and_plugin_channels(tmp_path, monkeypatch):
+    """Channels come from the hook: the built-in ones, and a third party's installed like pip would."""
+    import sys
+
+    from halguru.channels.base import channel_classes
+    from halguru.plugins.manager import reset_plugin_manager
+    from tests.jobs.hook_channel import install_hook_channel
+
+    monkeypatch.syspath_prepend(str(install_hook_channel(tmp_path / "site")))
+    monkeypatch.delitem(sys.modules, "halguru_hook_channel", raising=False)
+    reset_plugin_manager()
+    assert {"email", "hook"} <= set(channel_classes())
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    mentions = [line for line in readme.splitlines() if "register_channels" in line]
-    assert mentions and all("reserved" in line or "not called" in line for line in mentions), mentions
+    assert not [line for line in readme.splitlines() if "register_channels" in line and "not called" in line]
 
 
 def test_plugin_manager_knows_exactly_the_documented_hooks():

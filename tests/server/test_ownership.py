@@ -19,7 +19,7 @@ import yaml
 from halguru.store import open_store
 from tests.server.test_runs_api import FLOW, FLOW_TOOLS, MAILER_TOOLS, pause, script, write_project
 
-# (method, path, body): every /v1 route with a conversation or run id; the deleting one last.
+# (method, path, body): every /v1 route with a conversation, run or job id; the deleting one last.
 ROUTES = [
     ("GET", "/v1/conversations/{conv}", None),
     ("GET", "/v1/conversations/{conv}/messages", None),
@@ -28,6 +28,9 @@ ROUTES = [
     ("POST", "/v1/runs/{approve}/approve", {}),
     ("POST", "/v1/runs/{reject}/reject", {"reason": "not now"}),
     ("POST", "/v1/runs/{failed}/resume", {}),
+    ("GET", "/v1/jobs/{job}", None),
+    ("POST", "/v1/jobs/{job}/cancel", None),
+    ("POST", "/v1/jobs/{cancelled}/retry", None),
     ("DELETE", "/v1/conversations/{conv}", None),
 ]
 
@@ -73,7 +76,11 @@ def objects(owner: httpx.Client, agents_dir: Path) -> dict[str, str]:
     assert failed["status"] == "failed", failed
     (agents_dir / "flow" / "BROKEN").unlink()
     script(agents_dir, "Done.")  # what the mailer answers once a decision continues it
-    return {"conv": conv, "run": run, "approve": approve, "reject": reject, "failed": failed["run_id"]}
+    job = owner.post("/v1/jobs", json={"agent": "echo", "input": "later", "delay": 3600}).json()["id"]
+    cancelled = owner.post("/v1/jobs", json={"agent": "echo", "input": "never", "delay": 3600}).json()["id"]
+    assert owner.post(f"/v1/jobs/{cancelled}/cancel").json()["status"] == "cancelled"
+    return {"conv": conv, "run": run, "approve": approve, "reject": reject, "failed": failed["run_id"], "job": job,
+            "cancelled": cancelled}
 
 
 def call(client: httpx.Client, method: str, path: str, body: Any, ids: dict[str, str]) -> httpx.Response:
@@ -85,7 +92,8 @@ def listed(client: httpx.Client, ids: dict[str, str]) -> set[str]:
     convs = {c["id"] for c in client.get("/v1/conversations", params={"limit": 100}).json()["data"]}
     runs = {r["id"] for r in client.get("/v1/runs", params={"limit": 100}).json()["data"]}
     pending = {p["run_id"] for p in client.get("/v1/runs/pending").json()["data"]}
-    return (convs | runs | pending) & set(ids.values())
+    jobs = {j["id"] for j in client.get("/v1/jobs", params={"limit": 100}).json()["data"]}
+    return (convs | runs | pending | jobs) & set(ids.values())
 
 
 def test_another_key_gets_404_on_every_route_and_changes_nothing(callers, agents_dir: Path) -> None:

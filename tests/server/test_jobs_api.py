@@ -1,0 +1,108 @@
+"""/v1/jobs on a real `halguru serve` app with its in-process worker, `--no-worker`, job metrics, and the
+`halguru jobs` CLI over the same store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "dead"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def test_a_queued_job_runs_in_the_serve_process(client: httpx.Client) -> None:
+    queued = client.post("/v1/jobs", json={"agent": "echo", "input": "hello jobs"})
+    assert queued.status_code == 202 and queued.json()["status"] in ("queued", "running")
+    job = wait_done(client, queued.json()["id"])
+    assert job["status"] == "done" and job["attempts"] == 1 and "hello jobs" in job["result"]["output"]
+    conversation = job["result"]["conversation_id"]
+    messages = client.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert client.get(f"/v1/runs/{job['result']['run_id']}").json()["status"] == "ok"
+    listed = client.get("/v1/jobs", params={"status": "done"}).json()["data"]
+    assert [j["id"] for j in listed] == [job["id"]]
+    metrics = client.get("/metrics").text
+    assert 'halguru_jobs_by_status{status="done"} 1.0' in metrics
+    assert 'halguru_jobs_total{kind="run",outcome="done"} 1.0' in metrics
+    assert "halguru_job_wait_seconds_count" in metrics
+
+
+def test_a_job_continues_a_conversation(client: httpx.Client) -> None:
+    conversation = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    client.post(f"/v1/conversations/{conversation}/messages", json={"content": "first"})
+    job_id = client.post("/v1/jobs", json={"agent": "echo", "input": "second",
+                                           "conversation_id": conversation}).json()["id"]
+    assert wait_done(client, job_id)["result"]["conversation_id"] == conversation
+    users = [m["content"] for m in client.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+             if m["role"] == "user"]
+    assert users == ["first", "second"]
+    other = client.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    wrong = client.post("/v1/jobs", json={"agent": "echo", "input": "x", "conversation_id": other})
+    assert wrong.status_code == 400 and "belongs to agent 'slow'" in wrong.json()["error"]["message"]
+
+
+def test_idempotency_key_returns_the_first_job(client: httpx.Client) -> None:
+    first = client.post("/v1/jobs", json={"agent": "echo", "input": "once", "idempotency_key": "k1"}).json()
+    again = client.post("/v1/jobs", json={"agent": "echo", "input": "twice", "idempotency_key": "k1"}).json()
+    assert again["id"] == first["id"] and again["payload"]["input"] == "once"
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"agent": "nobody", "input": "x"}, 404),
+    ({"agent": "echo", "input": ""}, 422),
+    ({"agent": "echo", "input": "x", "delay": -1}, 422),
+    ({"agent": "echo", "input": "x", "extra": 1}, 422),
+    ({"agent": "echo", "input": "x" * 20_000}, 413),
+    ({"agent": "echo", "input": "x", "conversation_id": "conv_nope"}, 404),
+])
+def test_bad_job_requests_are_4xx(client: httpx.Client, body: dict[str, Any], code: int) -> None:
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == code, response.text
+    assert client.get("/v1/jobs").json()["data"] == []
+
+
+def test_retry_and_cancel_say_why_not(client: httpx.Client) -> None:
+    job_id = client.post("/v1/jobs", json={"agent": "echo", "input": "later", "delay": 3600}).json()["id"]
+    refused = client.post(f"/v1/jobs/{job_id}/retry")
+    assert refused.status_code == 409 and "only dead or cancelled" in refused.json()["error"]["message"]
+    assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "cancelled"
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
+    assert client.post(f"/v1/jobs/{job_id}/retry").json()["status"] == "queued"
+    assert client.get("/v1/jobs", params={"status": "bogus"}).status_code == 422
+    assert client.get("/v1/jobs/job_0123456789abcdef").status_code == 404
+
+
+def test_no_worker_leaves_jobs_queued(serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    server = serve(worker=False)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as client:
+        job_id = client.post("/v1/jobs", json={"agent": "echo", "input": "anyone?"}).json()["id"]
+        time.sleep(1.0)
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+
+
+def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> None:
+    from halguru.store import open_store
+
+    store = open_store()
+    job, _ = store.enqueue_job("run", "echo", {"input": "summarise the day"})
+    listed = cli("jobs", "list").output
+    assert job["id"] in listed and "summarise the day" in listed and "queued" in listed
+    shown = cli("jobs", "show", job["id"][:12]).output
+    assert "status          queued" in shown and '"input": "summarise the day"' in shown
+    assert "cancelled" in cli("jobs", "cancel", job["id"]).output
+    assert "queued" in cli("jobs", "retry", job["id"]).output
+    assert cli("jobs", "list", "--status", "dead").output.strip() == "No dead jobs."
+    assert "only dead or cancelled" in cli_error("jobs", "retry", job["id"])
+    assert "no job 'job_nope'" in cli_error("jobs", "show", "job_nope")
+    assert "--status must be one of" in cli_error("jobs", "list", "--status", "weird")
