@@ -52,11 +52,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds:
 
 
 def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether a process of ``group`` still runs (zombies left for init to reap do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name: state, ppid, pgrp
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
 
 
 @dataclass
@@ -131,22 +135,26 @@ service anvil {{
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         _wait_for_port(self.port, self.proc, self.log)
 
-    def stop(self) -> None:
-        """End Dovecot and every process it started (open IMAP sessions drop, as when a server goes down)."""
+    def stop(self, graceful: bool = True) -> None:
+        """End Dovecot and every process it started (open IMAP sessions drop, as when a server goes down);
+        ``graceful``: give the master a second to say BYE to them first."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         group = proc.pid
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, sig)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _group_alive(group):
-                proc.poll()  # reap the master so that its group can empty
-                time.sleep(0.05)
-            if not _group_alive(group):
-                break
+        # the master first (it says BYE to open sessions), then whatever outlived it: a TERM to the whole
+        # group races with the services the master starts while shutting down, and the master itself may
+        # take seconds, so after a second the rest is killed (open sessions then just drop)
+        if graceful:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
         proc.wait(5)
+        deadline = time.monotonic() + 5
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def client(self) -> Any:
         from imapclient import IMAPClient
@@ -195,7 +203,7 @@ def _dovecot(idle: bool) -> Iterator[Dovecot]:
         server.start()
         yield server
     finally:
-        server.stop()
+        server.stop(graceful=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
