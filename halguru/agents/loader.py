@@ -273,6 +273,7 @@ def check_project(path: str | Path) -> ProjectReport:
         if not (one is agent and agent.workflow is not None):  # a workflow has no model of its own
             report.warnings += _check_model(one, agent_file, text)
         _check_knowledge(one, agent_file, text)
+        _check_channels(one, agent_file, text)
         if one.spec.mcp:
             report.mcp_tools.update(_check_mcp(one, agent_file, text))
         tools_file = one.path / TOOLS_FILE
@@ -303,6 +304,19 @@ def _check_model(agent: Agent, agent_file: Path, text: str) -> list[str]:
         return [f"{agent_file}:{line}: model: {entry.name} has no API key ({variable} is not set; or "
                 f"`halguru models set-key {entry.name}`): its endpoint {host} will likely refuse the run"]
     return []
+
+
+def _check_channels(agent: Agent, agent_file: Path, text: str) -> None:
+    """Each ``channels:`` entry is a known channel whose settings (and named secrets) check out."""
+    if not agent.spec.channels:
+        return
+    from halguru.channels.base import load_channels
+    from halguru.errors import HalguruError
+
+    try:
+        load_channels(agent.name, agent.spec.channels, agent.path or agent_file.parent)
+    except HalguruError as exc:
+        raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('channels',))}: {exc}") from None
 
 
 def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:

@@ -21,6 +21,7 @@ router = APIRouter(tags=["operations"])
 State = Annotated[ServerState, Depends(get_state)]
 log = logging.getLogger("halguru.server")
 STUCK_GRACE_S = 60.0  # a run still 'running' this long past its agent's timeout is stuck
+JOB_LATE_S = 300.0  # a due job waiting this long means no worker is keeping up
 
 
 def model_label(reference: str) -> str:
@@ -82,11 +83,25 @@ def health(state: ServerState) -> dict[str, dict[str, Any]]:
     except Exception:
         log.exception("listing running runs failed")
         parts["runs"] = {"ok": False, "detail": "cannot list runs (see the server log)"}
+    parts["jobs"] = _jobs(state)
     depth = sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})
     full = depth >= state.settings.queue_size
     parts["queue"] = {"ok": not full, "detail": f"{depth} runs waiting (each model queues at most "
                                                 f"{state.settings.queue_size})", "queued": depth}
     return parts
+
+
+def _jobs(state: ServerState) -> dict[str, Any]:
+    """The worker keeps up: no runnable job has waited JOB_LATE_S (none would, with no worker running)."""
+    try:
+        stats = state.store.job_stats()
+    except Exception:
+        log.exception("job stats failed")
+        return {"ok": False, "detail": "cannot count jobs (see the server log)"}
+    late = stats["oldest_queued_s"]
+    worker = "in-process worker" if state.settings.worker else "no worker here (--no-worker)"
+    return {"ok": late < JOB_LATE_S, "detail": f"{int(stats['queued'])} queued, {int(stats['running'])} running, "
+            f"{int(stats['dead'])} dead; the oldest due job has waited {late:.0f} s; {worker}"}
 
 
 @router.get("/healthz")
