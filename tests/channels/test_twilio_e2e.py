@@ -1,0 +1,162 @@
+"""The whole Twilio pipeline: `halguru serve --dev` (a real process) answers signed webhooks through a real HTTP
+stand-in for Twilio's REST API.
+
+A signed webhook -> serve checks it against the public URL and queues it once -> the in-process worker runs the
+scripted agent (it echoes: "You said: ...") in the sender's conversation -> exactly one message reaches the fake
+Twilio, sent from our number to the sender; Twilio's retries of the same MessageSid change nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from twilio.request_validator import RequestValidator
+
+from halguru.store import open_store
+from tests.channels.fake_twilio import FakeTwilio
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "e" * 32
+PUBLIC = "https://bot.example.com"  # what Twilio calls (a proxy in front): never the address serve listens on
+OURS = "+15550001111"
+ANN = "+15557654321"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    server = FakeTwilio(SID, TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> list[dict[str, Any]]:
+    """The scripted model's replies before it echoes (a test may add some before serve starts)."""
+    return []
+
+
+@pytest.fixture
+def serve(tmp_path: Path, fake: FakeTwilio, script: list[dict[str, Any]], halguru_cmd: list[str],
+          subprocess_env: dict[str, str]) -> Iterator[str]:
+    """`halguru serve --dev` on a free port, serving agent `helper` with a Twilio channel; its base URL."""
+    folder = tmp_path / "agents" / "helper"
+    folder.mkdir(parents=True)
+    (tmp_path / "script.yaml").write_text(yaml.safe_dump(script))
+    (folder / "agent.yaml").write_text(yaml.safe_dump({
+        "name": "helper", "model": f"scripted:{tmp_path / 'script.yaml'}", "instructions": "Help.",
+        "channels": {"twilio": {"account_sid": SID, "auth_token": "HG_TEST_TWILIO_TOKEN", "public_url": PUBLIC,
+                                "numbers": [OURS, f"whatsapp:{OURS}"], "api_base": fake.url}}}))
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump({"job_poll": 0.1, "job_backoff": 0.1, "shutdown_timeout": 2}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in subprocess_env.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+    proc = subprocess.Popen([*halguru_cmd, "serve", str(folder), "--dev", "--port", str(port), "--config", str(config)],
+                            env={**env, "HG_TEST_TWILIO_TOKEN": TOKEN}, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            return httpx.get(f"{url}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, "halguru serve")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def post(url: str, fields: dict[str, str], path: str = "", token: str = TOKEN) -> httpx.Response:
+    """POST as Twilio does: the form, signed for the public URL Twilio was given."""
+    suffix = f"/channels/twilio/helper{'/' + path if path else ''}"
+    signature = RequestValidator(token).compute_signature(PUBLIC + suffix, fields)
+    return httpx.post(url + suffix, data=fields, headers={"X-Twilio-Signature": signature}, timeout=10)
+
+
+def sms(sid: str, body: str, sender: str = ANN, ours: str = OURS) -> dict[str, str]:
+    return {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": SID, "From": sender, "To": ours, "Body": body,
+            "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+
+
+def get(url: str, path: str, **params: Any) -> Any:
+    response = httpx.get(url + path, params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_signed_sms_gets_exactly_one_reply_however_often_twilio_retries(serve: str, fake: FakeTwilio) -> None:
+    message = sms("SM" + "a" * 32, "What time do you open?")
+    answers = [post(serve, message) for _ in range(3)]  # Twilio retries a webhook it thinks failed
+    assert [(a.status_code, a.headers["content-type"].split(";")[0]) for a in answers] == [(200, "text/xml")] * 3
+    assert all(a.text.endswith("<Response></Response>") for a in answers)
+    tampered = post(serve, {**sms("SM" + "b" * 32, "hi"), "Body": "x"}, token="0" * 32)
+    assert tampered.status_code == 403
+
+    wait_for(lambda: len(fake.messages) >= 1, "the reply at Twilio")
+    [reply] = fake.messages
+    assert (reply["to"], reply["from"], reply["body"]) == (ANN, OURS, "You said: What time do you open?")
+    assert reply["status_callback"] == f"{PUBLIC}/channels/twilio/helper/status"
+    wait_for(lambda: get(serve, "/v1/jobs")["data"][0]["status"] == "done", "the job to finish")
+    assert len(get(serve, "/v1/jobs")["data"]) == 1  # one job for the three deliveries, none for the forgery
+
+    [conversation] = get(serve, "/v1/conversations", agent="helper")["data"]
+    assert conversation["title"] == f"SMS from {ANN}"
+    history = get(serve, f"/v1/conversations/{conversation['id']}/messages")["data"]
+    assert [(m["role"], m["content"]) for m in history] == [("user", "What time do you open?"),
+                                                            ("assistant", "You said: What time do you open?")]
+    time.sleep(0.5)  # a second run or send would have had time to happen
+    assert len(fake.messages) == 1
+
+    status = post(serve, {"MessageSid": reply["sid"], "MessageStatus": "delivered", "AccountSid": SID,
+                          "From": OURS, "To": ANN}, path="status")
+    assert status.status_code == 200
+    record = open_store().get_channel_message("twilio", reply["sid"])
+    assert record is not None and record["status"] == "delivered"
+
+
+SLOW = "Let me check that for you."
+
+
+@pytest.mark.parametrize("script", [[{"text": SLOW, "token_delay": 0.1}]])
+def test_two_messages_from_one_sender_are_answered_in_order_in_one_conversation(serve: str,
+                                                                                fake: FakeTwilio) -> None:
+    """Each answer takes 0.6 s (the script starts again each run): answered side by side, both questions would
+    be stored before either answer."""
+    for index, text in enumerate(["first", "second"]):
+        assert post(serve, sms(f"SM{index:032d}", text)).status_code == 200
+    wait_for(lambda: len(fake.messages) == 2, "two replies")
+    assert [(m["to"], m["body"]) for m in fake.messages] == [(ANN, SLOW), (ANN, SLOW)]
+    assert post(serve, sms("SM" + "c" * 32, "hola", f"whatsapp:{ANN}", f"whatsapp:{OURS}")).status_code == 200
+    wait_for(lambda: len(fake.messages) == 3, "the WhatsApp reply")
+    assert (fake.messages[2]["to"], fake.messages[2]["from"], fake.messages[2]["body"]) == (
+        f"whatsapp:{ANN}", f"whatsapp:{OURS}", SLOW)
+    conversations = {c["title"]: c for c in get(serve, "/v1/conversations", agent="helper")["data"]}
+    assert set(conversations) == {f"SMS from {ANN}", f"WhatsApp from {ANN}"}  # one per sender and product
+    history = get(serve, f"/v1/conversations/{conversations[f'SMS from {ANN}']['id']}/messages")["data"]
+    assert [m["content"] for m in history] == ["first", SLOW, "second", SLOW]
