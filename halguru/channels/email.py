@@ -160,12 +160,15 @@ class EmailChannel:
                 await asyncio.to_thread(inbox.connect)
                 log.info("email channel of %s: connected to %s (%s)", self.agent, inbox.where,
                          "IDLE" if inbox.idle else f"polling every {self.config.poll_interval:g} s")
+                while await self._drain(inbox, sink):
+                    pass  # mail arrived while we were busy: look again before waiting
+                # reset only now: a connection that fails at every first drain (a store that is down) backs off
                 delay = BACKOFF_START
                 await self._serve(inbox, sink, stop)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: the connection is closed and reopened after a pause
-                log.warning("email channel of %s: IMAP %s: %s; retrying in %.0f s", self.agent, inbox.where,
+                log.warning("email channel of %s (IMAP %s): %s; retrying in %.3g s", self.agent, inbox.where,
                             _one_line(exc), delay)
                 log.debug("email channel failure", exc_info=True)
             finally:
@@ -176,13 +179,14 @@ class EmailChannel:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _serve(self, inbox: Inbox, sink: InboundSink, stop: threading.Event) -> None:
+        """Wait for mail (IDLE, else a poll interval), then answer all of it; for ever."""
         while True:
-            while await self._drain(inbox, sink):
-                pass  # mail arrived while we were busy: look again before waiting
             if inbox.idle:
                 await asyncio.to_thread(inbox.wait, IDLE_SECONDS, stop)
             else:
                 await asyncio.sleep(self.config.poll_interval)
+            while await self._drain(inbox, sink):
+                pass  # mail arrived while we were busy: look again before waiting
 
     async def _drain(self, inbox: Inbox, sink: InboundSink) -> int:
         """Hand every unprocessed message to the sink, marking each after; how many there were."""

@@ -197,28 +197,56 @@ async def test_without_idle_the_inbox_is_polled(dovecot_no_idle: Dovecot) -> Non
 
 
 async def test_a_lost_connection_is_reopened_with_one_log_line_per_failure(
-        dovecot: Dovecot, caplog: pytest.LogCaptureFixture) -> None:
+        dovecot: Dovecot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     import halguru.channels.email as email_module
 
+    monkeypatch.setattr(email_module, "BACKOFF_START", 0.2)  # keep the test short; the schedule still doubles
     sink = Sink()
     caplog.set_level(logging.INFO, logger="halguru.channels.email")
-    email_module_backoff = email_module.BACKOFF_START
-    email_module.BACKOFF_START = 0.2  # keep the test short; the schedule still doubles
-    try:
-        async with running(channel(dovecot), sink):
-            await until(lambda: "connected to" in caplog.text)
-            await asyncio.to_thread(dovecot.stop)
-            await until(lambda: "retrying in" in caplog.text)
-            await asyncio.sleep(0.5)  # a failed reconnect or two while the server is down
-            await asyncio.to_thread(dovecot.start)
-            dovecot.append(mail(message_id="<after@example.org>"))
-            await until(lambda: len(sink.messages) == 1, seconds=15)
-    finally:
-        email_module.BACKOFF_START = email_module_backoff
+    async with running(channel(dovecot), sink):
+        await until(lambda: "connected to" in caplog.text)
+        await asyncio.to_thread(dovecot.stop)
+        await until(lambda: "retrying in" in caplog.text)
+        await asyncio.sleep(0.5)  # a failed reconnect or two while the server is down
+        await asyncio.to_thread(dovecot.start)
+        dovecot.append(mail(message_id="<after@example.org>"))
+        await until(lambda: len(sink.messages) == 1, seconds=15)
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert problems and all(r.exc_info is None and "\n" not in r.getMessage() for r in problems)
-    assert all("email channel of helper: IMAP 127.0.0.1:" in r.getMessage() for r in problems)
+    assert all("email channel of helper (IMAP 127.0.0.1:" in r.getMessage() for r in problems)
     assert caplog.text.count("connected to") >= 2
+
+
+class DownSink(Sink):
+    """A store that is down for the first ``failures`` messages handed to it."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def accept(self, message: Inbound) -> bool:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("database is locked")
+        return super().accept(message)
+
+
+async def test_mail_is_marked_only_after_the_sink_took_it(dovecot: Dovecot, caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import halguru.channels.email as email_module
+
+    monkeypatch.setattr(email_module, "BACKOFF_START", 0.1)
+    caplog.set_level(logging.WARNING, logger="halguru.channels.email")
+    dovecot.append(mail(message_id="<kept@example.org>"))
+    sink = DownSink(failures=3)
+    async with running(channel(dovecot), sink):
+        await until(lambda: "retrying in" in caplog.text)
+        assert dovecot.flags() == [set()]  # not accepted, so not marked: the next attempt fetches it again
+        await until(lambda: len(sink.messages) == 1)
+        await until(processed(dovecot, 1))
+    delays = [r.getMessage().rsplit("retrying in ", 1)[1] for r in caplog.records]
+    assert delays == ["0.1 s", "0.2 s", "0.4 s"]  # backing off: the store fails at every first drain
+    assert all("OSError: database is locked" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_wrong_password_is_one_line_and_retried(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch,
