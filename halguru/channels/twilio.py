@@ -109,8 +109,9 @@ class TwilioConfig(BaseModel):
         return value
 
 
-def parse_config(config: Mapping[str, Any], folder: Path) -> TwilioConfig:
-    """The validated config; a problem is one line naming agent.yaml and the field."""
+def parse_config(agent: str, config: Mapping[str, Any]) -> TwilioConfig:
+    """The validated config; a problem is one line naming the agent and the field (``halguru validate`` adds
+    the file and line)."""
     try:
         return TwilioConfig.model_validate(dict(config))
     except ValidationError as exc:
@@ -118,7 +119,7 @@ def parse_config(config: Mapping[str, Any], folder: Path) -> TwilioConfig:
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         message = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(
             err["type"], str(err["msg"]).removeprefix("Value error, "))
-        raise AgentSpecError(f"{folder / 'agent.yaml'}: channels.twilio.{field}: {message}") from None
+        raise AgentSpecError(f"agent {agent}: channels.twilio.{field}: {message}") from None
 
 
 class TwilioChannel:
@@ -130,12 +131,12 @@ class TwilioChannel:
         from halguru.models.secrets import lookup_secret
 
         self.agent = agent
-        self.config = parse_config(config, folder)
+        self.config = parse_config(agent, config)
         token = lookup_secret(self.config.auth_token)
         if not token:
             name = self.config.auth_token
             raise AgentSpecError(
-                f"{folder / 'agent.yaml'}: channels.twilio.auth_token: the secret {name} is not set; "
+                f"agent {agent}: channels.twilio.auth_token: the secret {name} is not set; "
                 f"export {name}=<auth token> or run `keyring set halguru {name}`")
         self._token = token
         # what Twilio is told to call, so what it signs: never derived from the request

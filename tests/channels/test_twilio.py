@@ -260,7 +260,7 @@ def test_config_errors_are_one_line_naming_the_field(tmp_path: Path, overrides: 
     settings = {k: v for k, v in config(**overrides).items() if v is not None}
     with pytest.raises(HalguruError) as err:
         TwilioChannel("helper", settings, tmp_path)
-    assert str(err.value).startswith(f"{tmp_path / 'agent.yaml'}: {expected}")
+    assert str(err.value).startswith(f"agent helper: {expected}")
     assert "\n" not in str(err.value)
 
 
