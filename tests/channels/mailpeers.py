@@ -86,8 +86,8 @@ class Dovecot:
         if os.geteuid() == 0:
             os.chown(mail, mail_uid, mail_gid)
         (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{mail_uid}:{mail_gid}::{mail}/home::\n")
-        # without IDLE in the capability list the channel must fall back to polling
-        capability = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE NAMESPACE\n"
+        # a plainer server: without IDLE the channel must poll, without MOVE it copies, deletes and expunges
+        capability = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS NAMESPACE\n"
         conf = self.root / "dovecot.conf"
         conf.write_text(f"""\
 protocols = imap
@@ -187,7 +187,7 @@ def dovecot_fixture() -> Iterator[Dovecot]:
 
 @pytest.fixture(name="dovecot_no_idle")
 def dovecot_no_idle_fixture() -> Iterator[Dovecot]:
-    """A Dovecot that does not advertise IDLE, so the channel polls."""
+    """A Dovecot that advertises neither IDLE nor MOVE, so the channel polls and moves by copying."""
     yield from _dovecot(idle=False)
 
 

@@ -185,15 +185,18 @@ async def test_idle_picks_up_new_mail_well_before_the_poll_interval(dovecot: Dov
     assert took < 5, took
 
 
-async def test_without_idle_the_inbox_is_polled(dovecot_no_idle: Dovecot) -> None:
+async def test_without_idle_the_inbox_is_polled_and_without_move_mail_is_copied(dovecot_no_idle: Dovecot) -> None:
     sink = Sink()
-    ch = channel(dovecot_no_idle, poll_interval=0.3)
+    ch = channel(dovecot_no_idle, poll_interval=0.3, processed={"move_to": "Answered"})
     async with running(ch, sink):
         await until(lambda: "Login: user=" in dovecot_no_idle.log.read_text())
         await asyncio.sleep(0.5)
         dovecot_no_idle.append(mail(message_id="<poll@example.org>"))
         await until(lambda: len(sink.messages) == 1, seconds=5)
+        await until(lambda: dovecot_no_idle.flags("INBOX") == [] and len(dovecot_no_idle.flags("Answered")) == 1)
     assert "IDLE" not in dovecot_no_idle.log.read_text()  # it never tried: the server did not offer it
+    (moved,) = dovecot_no_idle.flags("Answered")
+    assert KEYWORD in moved and "\\Deleted" not in moved  # the copy is clean; the original was expunged
 
 
 async def test_a_lost_connection_is_reopened_with_one_log_line_per_failure(
