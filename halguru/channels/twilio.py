@@ -175,10 +175,16 @@ class TwilioChannel:
             return WebhookResponse(400, "not a Twilio message webhook: MessageSid, From and To are required")
         if ours not in self.config.numbers:
             return WebhookResponse(404, f"{ours} is not one of agent {self.agent}'s numbers (channels.twilio.numbers)")
-        if self.config.allow_from is None or sender in self.config.allow_from:
+        if self.allowed(sender):
             # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer
             sink.accept(self.inbound(form))
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+
+    def allowed(self, sender: str) -> bool:
+        """Whether ``allow_from`` (if any) lists the sender, with its product prefix or without it (a phone
+        number listed once covers its SMS and WhatsApp)."""
+        allow = self.config.allow_from
+        return allow is None or sender in allow or sender.partition(":")[2] in allow
 
     def inbound(self, form: Mapping[str, str]) -> Inbound:
         """The message a webhook carries (its form already checked), for the sink."""

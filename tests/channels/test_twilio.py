@@ -188,7 +188,11 @@ async def test_allow_from_ignores_other_senders_quietly(tmp_path: Path) -> None:
     stranger = await ch.webhook(request(form(From="+15551110000", MessageSid="SM" + "4" * 32)), sink)
     friend = await ch.webhook(request(form()), sink)
     assert (stranger.status, stranger.body) == (friend.status, friend.body) == (200, EMPTY_TWIML)
-    assert [m.sender for m in sink.accepted] == [ANN]
+    on_whatsapp = form(From=f"whatsapp:{ANN}", To=f"whatsapp:{OURS}", MessageSid="SM" + "6" * 32)
+    assert (await ch.webhook(request(on_whatsapp), sink)).status == 200  # the number covers its WhatsApp
+    stranger_on_whatsapp = form(From="whatsapp:+15551110000", To=f"whatsapp:{OURS}", MessageSid="SM" + "7" * 32)
+    assert (await ch.webhook(request(stranger_on_whatsapp), sink)).status == 200
+    assert [m.sender for m in sink.accepted] == [ANN, f"whatsapp:{ANN}"]
 
 
 @pytest.mark.parametrize(("ours", "sender", "title"), [
