@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     llama_n_ctx: int = 4096
     llama_n_threads: int | None = None
     llama_saved_states: int = Field(default=8, description="conversations whose KV cache is kept")
+    llama_slots: int | None = Field(
+        default=None, ge=1, le=64,
+        description="generations one llama.cpp model runs at once, batched (each with llama_n_ctx tokens); "
+                    "default 4, fewer if their KV cache would pass a quarter of the memory")
     run_lease: float = Field(default=30.0, gt=0, description="seconds a run stays 'running' without a renewal "
                              "by its process; after that it reads as interrupted")
 

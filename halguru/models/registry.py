@@ -130,6 +130,20 @@ def get_model(reference: str) -> Model:
     return _INSTANCES[key]
 
 
+def model_slots(reference: str) -> int | None:
+    """How many generations the model runs at once (llama.cpp: its slots), or None when the provider sets
+    no limit of its own (an HTTP endpoint batches on its side)."""
+    entry = find_entry(reference)
+    provider = providers().get(entry.provider)
+    slots = getattr(provider, "slots", None)
+    return int(slots(entry)) if callable(slots) else None
+
+
+def loaded_models() -> list[Model]:
+    """The shared model instances this process has built (for metrics: a model's ``stats()``, if any)."""
+    return list(_INSTANCES.values())
+
+
 def add_model(name: str, provider: str, options: dict[str, Any], source: str, *, force: bool = False) -> ModelEntry:
     """Register ``name``; an existing registration or a built-in model of that name is replaced (or
     shadowed) only with ``force``."""

@@ -13,7 +13,7 @@ from halguru.errors import HalguruError
 class ServedAgent:
     agent: Agent
     web_chat: str  # "public" or "key"
-    batches: bool  # the model can run several generations at once (not llama.cpp)
+    slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
 
     @property
     def name(self) -> str:
@@ -42,7 +42,7 @@ def find_projects(paths: list[Path]) -> list[Path]:
 
 
 def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAgent]:
-    from halguru.models.registry import find_entry
+    from halguru.models.registry import model_slots
 
     served: dict[str, ServedAgent] = {}
     for project in find_projects(paths):
@@ -52,13 +52,13 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
             if web_chat not in ("public", "key"):
                 raise HalguruError(f"metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
             # A workflow has no model of its own (its steps' providers queue their own calls).
-            batches = agent.workflow is not None or find_entry(agent.spec.model).provider != "llama-cpp"
+            slots = None if agent.workflow is not None else model_slots(agent.spec.model)
         except HalguruError as exc:
             raise _naming(project, exc) from None
         if agent.name in served:
             raise HalguruError(f"two agents are named {agent.name!r} ({served[agent.name].agent.path} and "
                                f"{project}); rename one")
-        served[agent.name] = ServedAgent(agent, web_chat, batches=batches)
+        served[agent.name] = ServedAgent(agent, web_chat, slots=slots)
     return served
 
 

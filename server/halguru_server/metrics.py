@@ -50,6 +50,8 @@ class Metrics:
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
         PlatformCollector(registry=r)
         GCCollector(registry=r)
+        from halguru_server.metrics_llama import LlamaCollector  # slots, batches, tokens/s of llama.cpp
+        r.register(LlamaCollector())
         self.recent_5xx: deque[float] = deque(maxlen=10_000)
 
     def watch_jobs(self, stats: Callable[[], Mapping[str, float]]) -> None:

@@ -110,7 +110,7 @@ def check_input(state: ServerState, text: str) -> None:
 
 def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Reservation:
     """A place in the model's queue now (503 when full), before any response byte is sent."""
-    concurrency = state.settings.concurrency if served.batches else 1
+    concurrency = served.slots if served.slots is not None else state.settings.concurrency
     return state.gate.reserve(served.model, principal.client, concurrency)
 
 

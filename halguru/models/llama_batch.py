@@ -1,0 +1,536 @@
+"""Continuous batching: many generations through one llama.cpp model, in one context, on one thread.
+
+The engine owns a llama.cpp context with ``slots`` sequences (``n_seq_max``), each with its own share
+of the KV cache (``slot_ctx`` tokens; ``n_ctx = slots × slot_ctx``). A generation is a *program*: a
+generator that yields what its sequence must hold next (``Eval``: exactly these tokens; ``Feed``:
+these tokens appended) and is resumed with the batch index of the last token's logits, from which it
+samples with its own sampler chain (its own grammar, temperature, seed). Every step decodes, in a
+single ``llama_decode``, one token for each slot that is generating plus a chunk of the prompt of
+slots still prefilling, so a new request's prompt never stalls the running ones for long.
+
+Invariants:
+- ``Slot.tokens`` is exactly what the KV cache holds for the slot's sequence (positions 0..n-1).
+- A finished or cancelled generation frees its slot at once; its sequence stays *warm* (KV kept,
+  keyed by conversation) until another request needs the slot, so a returning conversation resumes
+  from its prefix. A warm sequence whose slot is taken by another conversation is saved
+  (``llama_state_seq_get_data``) in an LRU of ``saved_states`` and restored when it comes back.
+- No slot starves: every generating slot gets a token every step; prompts are prefilled oldest first.
+  Requests beyond the slots wait in arrival order (the server's gate in front is fair across clients).
+
+Everything llama.cpp is touched from the worker thread only; ``submit`` and ``stats`` are thread-safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halguru.errors import ModelError
+
+PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
+N_BATCH = 512  # tokens per llama_decode at most (a prompt alone is prefilled this many at a time)
+COPY_PREFIX_MIN = 64  # copying another slot's whole sequence to reuse its prefix pays from this many tokens
+RATE_WINDOW_S = 10.0  # the aggregate tokens/s figure covers this many recent seconds
+
+
+@dataclass
+class Eval:
+    """The sequence must hold exactly ``tokens``; resumed with the batch index of the last one's logits."""
+
+    tokens: list[int]
+
+
+@dataclass
+class Feed:
+    """Append ``tokens`` (the one just sampled) to the sequence; resumed like ``Eval``."""
+
+    tokens: list[int]
+
+
+Program = Generator[Eval | Feed, int, None]
+
+
+@dataclass
+class Job:
+    """One generation: ``start`` builds its program once a slot is free (on the worker thread)."""
+
+    key: str | None  # the conversation: its KV prefix is kept for its next turn
+    start: Callable[[Slot], Program]
+    fail: Callable[[BaseException], None]
+    done: Callable[[], None]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for this sequence
+    key: str | None = None
+    job: Job | None = None
+    program: Program | None = None
+    pending: list[int] = field(default_factory=list)  # to decode before the program resumes
+    reused: int = 0  # prompt tokens the last Eval found in the cache
+    feeding: bool = False  # pending holds a sampled token (generation), not a prompt
+    started: float = 0.0
+    last_used: float = 0.0
+
+
+@dataclass
+class _Saved:
+    data: Any
+    size: int
+    tokens: list[int]
+
+
+@dataclass
+class Stats:
+    """Counters since the model loaded (plain numbers; the server exports them to Prometheus)."""
+
+    steps: int = 0
+    batch_tokens: int = 0  # tokens decoded, all steps
+    last_batch: int = 0
+    decoded_tokens: int = 0  # generated tokens fed back (one per slot per step)
+    prefill_tokens: int = 0
+    prefill_seconds: float = 0.0  # steps that prefilled a prompt (with any generating slots in them)
+    decode_seconds: float = 0.0  # steps that only generated
+    reused_tokens: int = 0  # prompt tokens found in the KV cache instead of evaluated
+    generations: int = 0
+    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaEngine:
+    def __init__(self, name: str, path: Path, slots: int, slot_ctx: int, n_threads: int | None,
+                 saved_states: int):
+        self.name, self.path, self.slots, self.slot_ctx = name, path, slots, slot_ctx
+        self.n_threads, self.saved_states = n_threads, saved_states
+        self.model: Any = None
+        self.ctx: Any = None
+        self.vocab: Any = None
+        self.n_vocab = 0
+        self._batch: Any = None
+        self._slots = [Slot(i) for i in range(slots)]
+        self._saved: OrderedDict[str, _Saved] = OrderedDict()
+        self._waiting: deque[Job] = deque()
+        self._jobs: queue.Queue[Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stats = Stats()
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    # -- any thread ------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=f"llama:{self.name}", daemon=True)
+                self._thread.start()
+        self._jobs.put(job)
+
+    def stats(self) -> dict[str, float]:
+        """Plain numbers for metrics: slots in use, batch sizes, aggregate tokens/s, prefill vs decode time."""
+        s = self._stats
+        now = time.monotonic()
+        recent = [(t, n) for t, n in list(s.recent) if now - t <= RATE_WINDOW_S]
+        rate = sum(n for _, n in recent) / RATE_WINDOW_S if recent else 0.0
+        return {
+            "slots": float(self.slots), "active_slots": float(sum(1 for x in self._slots if x.job is not None)),
+            "waiting": float(len(self._waiting) + self._jobs.qsize()), "steps": float(s.steps),
+            "last_batch_tokens": float(s.last_batch),
+            "mean_batch_tokens": s.batch_tokens / s.steps if s.steps else 0.0,
+            "generated_tokens": float(s.decoded_tokens), "prefill_tokens": float(s.prefill_tokens),
+            "reused_tokens": float(s.reused_tokens), "prefill_seconds": s.prefill_seconds,
+            "decode_seconds": s.decode_seconds, "tokens_per_second": rate, "generations": float(s.generations),
+        }
+
+    # -- worker thread: loading and model helpers ------------------------
+    def load(self) -> None:
+        if self.ctx is not None:
+            return
+        if not self.path.is_file():
+            raise ModelError(f"GGUF model file not found: {self.path} (model {self.name}); "
+                             "check the path or register another with `halguru models add NAME --gguf PATH`")
+        import llama_cpp
+
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
+        llama_cpp.llama_backend_init()
+        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), llama_cpp.llama_model_default_params())
+        if not model:
+            from halguru.models.gguf import check_gguf
+
+            check_gguf(self.path)  # a truncated or malformed file: say which (llama.cpp only says it failed)
+            raise ModelError(f"cannot load {self.path} as a GGUF model")
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.slots * self.slot_ctx
+        params.n_batch = params.n_ubatch = N_BATCH
+        params.n_seq_max = self.slots
+        # One KV stream per sequence: a token attends only to its own sequence's cells (a shared, unified
+        # buffer makes every token of a batch scan every slot's cells).
+        params.kv_unified = False
+        cpus = os.cpu_count() or 1
+        # llama-cpp-python's defaults (half the cores for one token, all for a batch), as before batching
+        params.n_threads = self.n_threads or max(cpus // 2, 1)
+        params.n_threads_batch = self.n_threads or cpus
+        params.no_perf = True
+        # As llama-cpp-python's Llama sets it: the same kernels, so a stream gives the text it gave before
+        # batching (the flash-attention path rounds differently).
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx = llama_cpp.llama_init_from_model(model, params)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            raise ModelError(f"llama.cpp could not create a context of {self.slots} × {self.slot_ctx} tokens "
+                             f"for {self.path.name}; lower HALGURU_LLAMA_SLOTS or HALGURU_LLAMA_N_CTX")
+        self.model, self.ctx = model, ctx
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+
+    def metadata(self, key: str) -> str | None:
+        import llama_cpp
+
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        import llama_cpp
+
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        out = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, size, add_bos, special)
+        if n < 0:  # never more tokens than bytes (+ BOS), but llama.cpp says how many it needs
+            size = -n
+            out = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, size, add_bos, special)
+        return list(out[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as text (control tokens render as nothing)."""
+        import llama_cpp
+
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+        return self._piece_buf.raw[:n] if n > 0 else b""
+
+    def is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
+                grammar: str | None = None) -> Any:
+        """A sampler chain as llama-cpp-python's ``create_completion`` builds it (same results); free it
+        with ``free_sampler``. Raises ModelError for a grammar llama.cpp rejects."""
+        import llama_cpp
+
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = _adder(chain)
+        add(llama_cpp.llama_sampler_init_penalties(self.n_vocab, 64, repeat_penalty, 0.0, 0.0))
+        if grammar is not None:
+            g = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                llama_cpp.llama_sampler_free(chain)
+                raise ModelError("llama.cpp rejected a generated grammar (see the log for the rule)")
+            add(g)
+        if temperature == 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(llama_cpp.llama_sampler_init_top_k(40))
+            add(llama_cpp.llama_sampler_init_typical(1.0, 1))
+            add(llama_cpp.llama_sampler_init_top_p(top_p, 1))
+            add(llama_cpp.llama_sampler_init_min_p(0.05, 1))
+            add(llama_cpp.llama_sampler_init_temp(temperature))
+            add(llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    @staticmethod
+    def free_sampler(chain: Any) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(chain)
+
+    def sample(self, chain: Any, index: int) -> int:
+        import llama_cpp
+
+        return int(llama_cpp.llama_sampler_sample(chain, self.ctx, index))
+
+    def logits(self, index: int) -> Any:
+        """The logits at batch ``index`` as a numpy array (valid until the next step)."""
+        import llama_cpp
+        import numpy as np
+
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+
+    # -- worker thread: the loop -----------------------------------------
+    def _work(self) -> None:
+        while True:
+            self._take_jobs(block=not any(s.job is not None for s in self._slots))
+            self._drop_cancelled()
+            self._admit()
+            if any(s.job is not None and s.pending for s in self._slots):
+                self._step()
+
+    def _take_jobs(self, block: bool) -> None:
+        if block and not self._waiting:
+            self._waiting.append(self._jobs.get())
+        while True:
+            try:
+                self._waiting.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return
+
+    def _drop_cancelled(self) -> None:
+        for s in self._slots:
+            if s.job is not None and s.job.cancelled.is_set():
+                self._finish(s)
+        if any(j.cancelled.is_set() for j in self._waiting):
+            for job in [j for j in self._waiting if j.cancelled.is_set()]:
+                self._waiting.remove(job)
+                job.done()
+
+    def _admit(self) -> None:
+        while self._waiting:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                return
+            job = self._waiting.popleft()
+            try:
+                self.load()
+            except Exception as exc:  # a missing or broken file: this request fails, the next one tries again
+                job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed on {self.path.name}: "
+                                                                            f"{exc}"))
+                job.done()
+                continue
+            slot = self._choose(free, job.key)
+            if slot.key != job.key:
+                self._save(slot)
+                slot.key = job.key
+            slot.job, slot.started = job, time.monotonic()
+            self._stats.generations += 1
+            try:
+                slot.program = job.start(slot)
+                self._apply(slot, next(slot.program))
+            except StopIteration:
+                self._finish(slot)
+            except Exception as exc:
+                self._fail(slot, exc)
+
+    @staticmethod
+    def _choose(free: list[Slot], key: str | None) -> Slot:
+        """The conversation's own warm slot, else an empty one, else the one idle longest."""
+        for s in free:
+            if key is not None and s.key == key:
+                return s
+        for s in free:
+            if not s.tokens:
+                return s
+        return min(free, key=lambda s: s.last_used)
+
+    # -- KV cache per sequence --------------------------------------------
+    def _memory(self) -> Any:
+        import llama_cpp
+
+        return llama_cpp.llama_get_memory(self.ctx)
+
+    def _truncate(self, slot: Slot, n: int) -> None:
+        import llama_cpp
+
+        if n < len(slot.tokens):
+            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, n, -1)
+            del slot.tokens[n:]
+
+    def _save(self, slot: Slot) -> None:
+        """Keep a warm sequence whose slot goes to another conversation (bounded LRU)."""
+        import llama_cpp
+
+        if slot.key is None or not slot.tokens or self.saved_states <= 0:
+            return
+        size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.ctx, data, size, slot.seq)
+        self._saved[slot.key] = _Saved(data, written, list(slot.tokens))
+        self._saved.move_to_end(slot.key)
+        while len(self._saved) > self.saved_states:
+            self._saved.popitem(last=False)
+
+    def _restore(self, slot: Slot, saved: _Saved) -> None:
+        import llama_cpp
+
+        if llama_cpp.llama_state_seq_set_data(self.ctx, saved.data, saved.size, slot.seq) == saved.size:
+            slot.tokens = list(saved.tokens)
+        else:  # could not restore: the prompt is evaluated from scratch
+            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
+            slot.tokens = []
+
+    def _reuse(self, slot: Slot, target: list[int]) -> int:
+        """Make the slot's sequence hold the longest known prefix of ``target``: its own, its
+        conversation's saved state, or another sequence's (a whole-sequence copy); returns its length."""
+        import llama_cpp
+
+        best = common_prefix(slot.tokens, target)
+        saved = self._saved.get(slot.key) if slot.key is not None else None
+        if saved is not None and common_prefix(saved.tokens, target) > best:
+            del self._saved[slot.key]  # type: ignore[arg-type]  # slot.key is not None here
+            self._restore(slot, saved)
+            best = common_prefix(slot.tokens, target)
+        donor, donor_n = None, best + COPY_PREFIX_MIN
+        for other in self._slots:
+            n = common_prefix(other.tokens, target) if other is not slot else 0
+            if n >= donor_n:
+                donor, donor_n = other, n
+        if donor is not None:
+            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
+            llama_cpp.llama_memory_seq_cp(self._memory(), donor.seq, slot.seq, -1, -1)
+            slot.tokens = list(donor.tokens)
+            best = donor_n
+        self._truncate(slot, best)
+        return best
+
+    # -- programs ----------------------------------------------------------
+    def _apply(self, slot: Slot, need: Eval | Feed) -> None:
+        slot.feeding = isinstance(need, Feed)
+        if isinstance(need, Feed):
+            slot.pending = list(need.tokens)
+            return
+        target = need.tokens
+        n = min(self._reuse(slot, target), len(target) - 1)  # the last token is decoded again for its logits
+        self._truncate(slot, n)
+        slot.reused = n
+        self._stats.reused_tokens += n
+        slot.pending = list(target[n:])
+
+    def _resume(self, slot: Slot, index: int) -> None:
+        assert slot.program is not None
+        try:
+            need = slot.program.send(index)
+        except StopIteration:
+            self._finish(slot)
+            return
+        except Exception as exc:
+            self._fail(slot, exc)
+            return
+        self._apply(slot, need)
+
+    def _fail(self, slot: Slot, exc: BaseException) -> None:
+        if slot.job is not None:
+            slot.job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed on "
+                                                                             f"{self.path.name}: {exc}"))
+        self._finish(slot)
+
+    def _finish(self, slot: Slot) -> None:
+        """Free the slot now; its sequence stays warm for the conversation's next turn."""
+        if slot.program is not None:
+            slot.program.close()  # runs the program's cleanup (its sampler chains)
+        if slot.job is not None:
+            slot.job.done()
+        slot.job, slot.program, slot.pending = None, None, []
+        slot.last_used = time.monotonic()
+
+    # -- one step: one llama_decode for every slot -----------------------
+    def _plan(self) -> list[tuple[Slot, list[int]]]:
+        """Each generating slot's next token, then prompt chunks, oldest request first, within the batch."""
+        active = [s for s in self._slots if s.job is not None and s.pending]
+        parts = [(s, s.pending[:1]) for s in active if len(s.pending) == 1]
+        budget = (min(PREFILL_CHUNK, N_BATCH - len(parts)) if parts else N_BATCH)
+        for s in sorted((s for s in active if len(s.pending) > 1), key=lambda s: s.started):
+            if budget <= 0:
+                break
+            chunk = s.pending[:budget]
+            parts.append((s, chunk))
+            budget -= len(chunk)
+        return parts
+
+    def _fill(self, parts: list[tuple[Slot, list[int]]]) -> list[int]:
+        """Write the planned tokens into the batch; returns, per part, the index of its last token."""
+        b = self._batch
+        i = 0
+        last: list[int] = []
+        for slot, chunk in parts:
+            pos = len(slot.tokens)
+            wants_logits = len(chunk) == len(slot.pending)
+            for j, token in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i] = token, pos + j, 1
+                b.seq_id[i][0] = slot.seq
+                b.logits[i] = wants_logits and j == len(chunk) - 1
+                i += 1
+            last.append(i - 1)
+        b.n_tokens = i
+        return last
+
+    def _step(self) -> None:
+        import llama_cpp
+
+        parts = self._plan()
+        last = self._fill(parts)
+        started = time.perf_counter()
+        result = llama_cpp.llama_decode(self.ctx, self._batch)
+        if result == 1 and self._evict_idle():  # no room in the KV cache: drop warm sequences, try again
+            result = llama_cpp.llama_decode(self.ctx, self._batch)
+        elapsed = time.perf_counter() - started
+        if result != 0:
+            for slot, _ in parts:
+                llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
+                slot.tokens = []
+                self._fail(slot, ModelError(f"llama.cpp could not decode a batch (code {result}) on "
+                                            f"{self.path.name}; the context may be full (HALGURU_LLAMA_N_CTX)"))
+            return
+        self._count(parts, elapsed)
+        for (slot, chunk), index in zip(parts, last, strict=True):
+            slot.tokens.extend(chunk)
+            del slot.pending[:len(chunk)]
+            if not slot.pending and slot.job is not None:
+                self._resume(slot, index)
+
+    def _count(self, parts: list[tuple[Slot, list[int]]], elapsed: float) -> None:
+        s = self._stats
+        n = sum(len(c) for _, c in parts)
+        generated = sum(len(c) for slot, c in parts if slot.feeding)
+        s.steps += 1
+        s.batch_tokens += n
+        s.last_batch = n
+        s.decoded_tokens += generated
+        s.prefill_tokens += n - generated
+        if n > generated:
+            s.prefill_seconds += elapsed
+        else:
+            s.decode_seconds += elapsed
+        s.recent.append((time.monotonic(), generated))
+
+    def _evict_idle(self) -> bool:
+        import llama_cpp
+
+        idle = [s for s in self._slots if s.job is None and s.tokens]
+        for s in idle:
+            llama_cpp.llama_memory_seq_rm(self._memory(), s.seq, -1, -1)
+            s.tokens, s.key = [], None
+        return bool(idle)
+
+
+def _adder(chain: Any) -> Callable[[Any], None]:
+    import llama_cpp
+
+    def add(sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(chain, sampler)
+
+    return add
