@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -181,3 +182,23 @@ def test_plaintext_on_loopback_is_allowed_and_email_is_a_registered_channel(monk
                  smtp={"host": "127.0.0.1", "security": "none"})
     channel = load_channels("helper", {"email": cfg}, Path("."))["email"]
     assert isinstance(channel, EmailChannel) and channel.imap_settings.port == 143
+
+
+def test_validate_names_the_file_line_and_field(cli, write_agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_agent("name: helpdesk\nmodel: scripted\nchannels:\n  email:\n    address: help@example.com\n"
+                         "    imap: {host: imap.example.com, password: HG_TEST_IMAP}\n"
+                         "    smtp: {host: smtp.example.com, port: 99999}\n")
+
+    def error() -> str:
+        result = cli("validate", str(folder), code=1)
+        assert isinstance(result.exception, HalguruError) and "\n" not in str(result.exception)
+        return str(result.exception)
+
+    monkeypatch.delenv("HG_TEST_IMAP", raising=False)
+    assert re.search(r"agent\.yaml:\d+: agent helpdesk: channels\.email\.smtp\.port: Input should be less than or "
+                     r"equal to 65535$", error())
+    monkeypatch.setenv("HG_TEST_IMAP", "pw")
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("port: 99999", "port: 587"))
+    monkeypatch.delenv("HG_TEST_IMAP")
+    assert re.search(r"agent\.yaml:\d+: agent helpdesk: channels\.email\.imap\.password: no secret HG_TEST_IMAP;",
+                     error())
