@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 API_VERSION = "2010-04-01"
 
@@ -118,7 +118,7 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             page = int(query.get("Page", 0))
             found = fake.select(query)
             chunk = found[page * size:(page + 1) * size]
-            keep = "&".join(f"{k}={v}" for k, v in query.items() if k not in ("Page", "PageSize"))
+            keep = urlencode({k: v for k, v in query.items() if k not in ("Page", "PageSize")})
             nxt = f"{base}?{keep}&PageSize={size}&Page={page + 1}" if (page + 1) * size < len(found) else None
             self._json(200, {"messages": chunk, "page": page, "page_size": size, "start": page * size,
                              "end": page * size + len(chunk), "uri": self.path, "next_page_uri": nxt,

@@ -371,3 +371,21 @@ def test_split_prefers_paragraphs_then_sentences_then_words() -> None:
     parts = split_text(long, 1600)
     assert all(len(p) <= 1600 for p in parts) and " ".join(parts) == long
     assert all(p.endswith(".") for p in parts)  # cut after sentences, never mid-word
+
+
+async def test_api_base_holds_for_every_request_and_page(tmp_path: Path, fake: FakeTwilio,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """TWILIO_REGION/TWILIO_EDGE in the environment would make the client rewrite the host: the config wins.
+    A lookup follows Twilio's next-page links, which are built on the same base."""
+    monkeypatch.setenv("TWILIO_REGION", "ie1")
+    monkeypatch.setenv("TWILIO_EDGE", "dublin")
+    ch = channel(tmp_path, api_base=fake.url)
+    for text in ("target", "one", "two", "three", "four"):
+        await ch.send(outbound(text), MemoryOnce())
+    fake.deliver()
+    fake.page_size_cap = 2  # the target is on the third page of the newest-first list
+    once = MemoryOnce()
+    once.started["part:0"] = time.time() - 5  # an attempt that died after Twilio took "target"
+    assert await ch.send(outbound("target"), once) == [fake.messages[0]["sid"]]
+    assert len(fake.messages) == 5
+    assert sum(1 for method, path in fake.requests if method == "GET" and "Page=" in path) >= 2
