@@ -12,9 +12,9 @@ that fails (the job was cancelled, or taken over) cancels the handler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -55,26 +55,23 @@ class Worker:
         self.observe = observe or (lambda outcome, job, seconds: None)  # metrics: outcome, job, duration
         self.sink = StoreSink(ctx.store, self.wake)
         self.scheduler = Scheduler(ctx.store, ctx.agents)
-        self._wake = asyncio.Event()
+        self._poke = threading.Event()  # set by wake(), a finished job, stop(): the idle wait returns
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        """A job was queued in this process: look now instead of at the next poll."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to wake
-                self._loop.call_soon_threadsafe(self._wake.set)
+        """A job was queued in this process (any thread): look now instead of at the next poll."""
+        self._poke.set()
 
     async def run(self) -> None:
         """Work until cancelled or ``stop()``; running jobs then get ``shutdown_timeout`` to finish."""
-        self._loop = asyncio.get_running_loop()
         helpers = [asyncio.create_task(self._schedules(), name="schedules"),
                    *[asyncio.create_task(self._source(agent, name, ch), name=f"source {agent}/{name}")
                      for agent, channels in self.ctx.channels.items() for name, ch in channels.items()
                      if isinstance(ch, SourceChannel)]]
         try:
             while not self._stopping:
+                self._poke.clear()  # before looking: a job queued from here on wakes the wait below
                 if len(self._running) < self.settings.concurrency and await self._claim_one():
                     continue
                 await self._idle()
@@ -86,7 +83,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self._poke.set()
 
     async def _claim_one(self) -> bool:
         names = list(self.ctx.agents)
@@ -97,16 +94,14 @@ class Worker:
         return True
 
     async def _idle(self) -> None:
-        """Sleep until woken, a running job ends, the next job is due, or ``poll`` passes."""
-        self._wake.clear()
+        """Wait until this process queues a job or a running one ends, the store changes (another process may
+        have queued one), the next job is due, or ``poll`` passes."""
         timeout = self.settings.poll
         if len(self._running) < self.settings.concurrency:
             due = await asyncio.to_thread(self.ctx.store.job_next_due)
             if due is not None:
                 timeout = min(timeout, max(0.0, due - time.time()) + 0.005)
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait()), *self._running.values()]
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        waits[0].cancel()
+        await asyncio.to_thread(self.ctx.store.wait_for_jobs, timeout, self._poke)
 
     async def _execute(self, job: JobRecord) -> None:
         started = time.monotonic()
@@ -133,7 +128,7 @@ class Worker:
             if renew is not None:
                 renew.cancel()
             self._running.pop(job["id"], None)
-            self._wake.set()
+            self._poke.set()
 
     async def _failed(self, job: JobRecord, exc: Exception, seconds: float) -> None:
         permanent = isinstance(exc, JobError) and exc.permanent
@@ -168,8 +163,8 @@ class Worker:
     async def _schedules(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.scheduler.tick, time.time())
-                self._wake.set()
+                if await asyncio.to_thread(self.scheduler.tick, time.time()):
+                    self._poke.set()
             except Exception:
                 log.exception("schedules failed; retrying")
             await asyncio.sleep(self.scheduler.sleep_for(time.time()))

@@ -10,6 +10,7 @@ listing's ``owner`` filter of ``None`` means "anyone's".
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, Protocol, TypedDict
 
@@ -256,6 +257,10 @@ class Store(Protocol):
         ...
     def job_stats(self) -> dict[str, float]:
         """Counts by status, and ``oldest_queued_s``: how long the oldest runnable job has waited."""
+        ...
+    def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
+        """Block until the store may hold a new job (another process wrote to it), ``woken`` is set, or
+        ``timeout`` seconds pass: how an idle worker hears of jobs queued elsewhere without busy polling."""
         ...
     def job_next_due(self) -> float | None:
         """When the next queued job becomes runnable (None: none queued): idle workers sleep until then."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -20,7 +21,7 @@ from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
 from halguru.store.sqlite_base import SQLiteBase
 from halguru.store.sqlite_runs import prefix_range
 
-UNFINISHED = ("queued", "running")
+CHANGE_CHECK_S = 0.02  # an idle worker notices another process's job within this
 
 # A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished.
 _RUNNABLE = """
@@ -68,6 +69,9 @@ class JobsMixin(SQLiteBase):
             return None
         only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
         sql = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only} ORDER BY j.run_after, j.seq LIMIT 1"
+        now = time.time()
+        if not self._rows(sql.replace(":now", "?"), (now, now, *(agents or ()))):
+            return None  # nothing runnable: no write lock taken (idle workers look often)
         with self._tx() as conn:
             while True:
                 now = time.time()
@@ -161,6 +165,16 @@ class JobsMixin(SQLiteBase):
         oldest = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued' AND run_after <= ?", [now])
         stats["oldest_queued_s"] = now - oldest[0]["t"] if oldest and oldest[0]["t"] is not None else 0.0
         return stats
+
+    def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
+        """SQLite has no notifications, but ``PRAGMA data_version`` changes when another connection commits:
+        a read of shared memory, cheap enough to check every ``CHANGE_CHECK_S``."""
+        conn = self._conn()
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while not woken.wait(min(CHANGE_CHECK_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return
 
     def job_next_due(self) -> float | None:
         rows = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued'")

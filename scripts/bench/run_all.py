@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["startup", "overhead", "orchestration", "tui", "decode", "multiturn", "serve", "kb"]  # cheapest first
+BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve",
+           "kb"]  # cheapest first
 
 
 def main() -> int:
