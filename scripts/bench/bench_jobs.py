@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
 import asyncio
 import os
 import signal
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
 import yaml
 from _common import HOME, Result, main
 
