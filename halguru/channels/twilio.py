@@ -274,7 +274,11 @@ class _PartSender:
         return None
 
     async def _call(self, method: Callable[..., Any], **options: Any) -> Any:
-        """The sync client on a thread (the event loop keeps serving); its failures as one line."""
+        """The sync client on a thread (the event loop keeps serving); its failures as one line.
+
+        Not twilio's AsyncTwilioHttpClient: its aiohttp session belongs to the event loop that made it and must
+        be closed there, and it has no default timeout. A reply is a few requests, so a thread each costs
+        nothing, and the synchronous client (requests) is the one Twilio's users run most."""
         from requests import RequestException
         from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
 
