@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 USER, PASSWORD = "bot@example.com", "imap-secret"
+SMTP_USER, SMTP_PASSWORD = b"relay-user", b"smtp-secret"
 
 
 def free_port() -> int:
@@ -63,11 +64,23 @@ def _group_alive(group: int) -> bool:
     return False
 
 
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost (openssl's CLI), and its key. A test trusts it
+    by pointing SSL_CERT_FILE at it, as an operator would with a private CA."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
 @dataclass
 class Dovecot:
     root: Path
-    port: int
+    port: int  # IMAP (STARTTLS offered when ``tls``)
     idle: bool = True
+    tls: bool = False
+    tls_port: int = 0  # IMAPS (TLS from the first byte) when ``tls``
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,6 +101,10 @@ class Dovecot:
         (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{mail_uid}:{mail_gid}::{mail}/home::\n")
         # a plainer server: without IDLE the channel must poll, without MOVE it copies, deletes and expunges
         capability = "" if self.idle else "imap_capability = IMAP4rev1 LITERAL+ UIDPLUS NAMESPACE\n"
+        ssl = "ssl = no"
+        if self.tls:
+            cert, key = make_certificate(self.root)
+            ssl = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
         conf = self.root / "dovecot.conf"
         conf.write_text(f"""\
 protocols = imap
@@ -95,7 +112,7 @@ listen = 127.0.0.1
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.log}
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -119,7 +136,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port if self.tls else 0}
   }}
 }}
 service anvil {{
@@ -185,20 +203,26 @@ def dovecot_fixture() -> Iterator[Dovecot]:
     yield from _dovecot(idle=True)
 
 
+@pytest.fixture(name="dovecot_tls")
+def dovecot_tls_fixture() -> Iterator[Dovecot]:
+    """A Dovecot with a self-signed certificate: STARTTLS on ``port``, TLS on ``tls_port``."""
+    yield from _dovecot(idle=True, tls=True)
+
+
 @pytest.fixture(name="dovecot_no_idle")
 def dovecot_no_idle_fixture() -> Iterator[Dovecot]:
     """A Dovecot that advertises neither IDLE nor MOVE, so the channel polls and moves by copying."""
     yield from _dovecot(idle=False)
 
 
-def _dovecot(idle: bool) -> Iterator[Dovecot]:
+def _dovecot(idle: bool, tls: bool = False) -> Iterator[Dovecot]:
     if shutil.which("dovecot") is None:
         pytest.fail("dovecot is not installed: apt-get install dovecot-imapd (.ci/run does)")
     # not pytest's tmp_path: Dovecot's unprivileged processes must traverse the folder, and its sockets
     # need a short path (108 bytes at most)
     root = Path(tempfile.mkdtemp(prefix="hg-dovecot-"))
     root.chmod(0o755)
-    server = Dovecot(root, free_port(), idle=idle)
+    server = Dovecot(root, free_port(), idle=idle, tls=tls, tls_port=free_port() if tls else 0)
     try:
         server.start()
         yield server
@@ -214,6 +238,8 @@ class SmtpRecorder:
     port: int
     received: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    cert: Path | None = None  # the certificate it presents, when it speaks TLS
+    logins: list[str] = field(default_factory=list)  # who logged in, when it requires a login
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's handler hook
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
@@ -233,6 +259,35 @@ def smtp_server_fixture() -> Iterator[SmtpRecorder]:
 
     recorder = SmtpRecorder(free_port())
     controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port)
+    controller.start()
+    try:
+        yield recorder
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(name="smtp_tls_server")
+def smtp_tls_server_fixture(tmp_path: Path) -> Iterator[SmtpRecorder]:
+    """An SMTP server that requires STARTTLS (a self-signed certificate) and a login (user SMTP_USER,
+    password SMTP_PASSWORD); its certificate is ``recorder.cert``."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    recorder = SmtpRecorder(free_port(), cert=cert)
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (SMTP_USER, SMTP_PASSWORD)
+        if ok:
+            recorder.logins.append(data.login.decode())
+        return AuthResult(success=ok, handled=False)
+
+    controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port, tls_context=context,
+                            require_starttls=True, authenticator=authenticate, auth_required=True)
     controller.start()
     try:
         yield recorder

@@ -17,17 +17,22 @@ from halguru.channels.base import Inbound, Outbound
 from halguru.channels.email import EmailChannel
 from tests.channels.mailpeers import (
     PASSWORD,
+    SMTP_PASSWORD,
+    SMTP_USER,
     USER,
     Dovecot,
     SmtpRecorder,
     dovecot_fixture,
     dovecot_no_idle_fixture,
+    dovecot_tls_fixture,
     email_config,
     mail,
     smtp_server_fixture,
+    smtp_tls_server_fixture,
 )
 
-__all__ = ["dovecot_fixture", "dovecot_no_idle_fixture", "smtp_server_fixture"]  # pytest finds them here
+__all__ = ["dovecot_fixture", "dovecot_no_idle_fixture", "dovecot_tls_fixture", "smtp_server_fixture",
+           "smtp_tls_server_fixture"]  # pytest finds them here
 KEYWORD = "$HalguruAnswered"
 
 
@@ -298,3 +303,44 @@ async def test_an_smtp_failure_is_one_line_and_leaves_the_effect_undone(dovecot:
     with pytest.raises(HalguruError, match=r"^email channel of helper: SMTP 127\.0\.0\.1:\d+: ConnectionRefused"):
         await channel(dovecot).send(out, once)  # nobody listens on the SMTP port
     assert once.done == {}  # the job's retry will send it
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+async def test_tls_to_both_servers_with_a_login_for_smtp(security: str, dovecot_tls: Dovecot,
+                                                         smtp_tls_server: SmtpRecorder,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # trust the servers' self-signed certificate the way an operator trusts a private CA (OpenSSL's variable)
+    assert smtp_tls_server.cert is not None
+    bundle = dovecot_tls.root / "trusted.pem"
+    bundle.write_bytes((dovecot_tls.root / "cert.pem").read_bytes() + smtp_tls_server.cert.read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("HG_TEST_SMTP", SMTP_PASSWORD.decode())
+    port = dovecot_tls.tls_port if security == "ssl" else dovecot_tls.port
+    ch = EmailChannel("helper", {
+        "address": USER,
+        "imap": {"host": "127.0.0.1", "port": port, "security": security, "password": "HG_TEST_IMAP"},
+        "smtp": {"host": "127.0.0.1", "port": smtp_tls_server.port, "security": "starttls",
+                 "username": SMTP_USER.decode(), "password": "HG_TEST_SMTP"},
+    }, Path("."))
+    dovecot_tls.append(mail(message_id="<tls@example.org>"))
+    sink = Sink()
+    async with running(ch, sink):
+        await until(lambda: len(sink.messages) == 1)
+    assert ", TLS," in dovecot_tls.log.read_text()  # Dovecot's login line: the session was encrypted
+    out = Outbound(channel="email", agent="helper", conversation_id="c", job_id="tls-1", text="Encrypted hello.",
+                   reply=sink.messages[0].reply)
+    await ch.send(out, Once())
+    (received,) = smtp_tls_server.wait_for(1)
+    assert smtp_tls_server.logins == [SMTP_USER.decode()] and received["In-Reply-To"] == "<tls@example.org>"
+
+
+async def test_a_certificate_nobody_vouches_for_is_refused(dovecot_tls: Dovecot,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="halguru.channels.email")
+    ch = EmailChannel("helper", {
+        "address": USER, "smtp": {"host": "127.0.0.1"},
+        "imap": {"host": "127.0.0.1", "port": dovecot_tls.tls_port, "password": "HG_TEST_IMAP"},
+    }, Path("."))
+    async with running(ch, Sink()):
+        await until(lambda: "retrying in" in caplog.text)
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.records[0].getMessage()
