@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from halguru.channels.base import Inbound, InboundSink, Outbound, SendOnce
-from halguru.channels.imapinbox import ImapSettings, Inbox
+from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
 from halguru.errors import HalguruError
 
@@ -94,6 +94,9 @@ class EmailConfig(BaseModel):
     processed: ProcessedConfig = ProcessedConfig()
     poll_interval: float = Field(default=60.0, gt=0)  # seconds between checks when the server lacks IDLE
     allow_from: list[str] = []  # addresses or domains ('@example.com'); empty: anyone
+    # where the SMTP server files what we send (Gmail and Exchange do): a job retried after a crash mid-send
+    # looks there for its reply's Message-ID before sending again
+    sent_folder: str | None = None
 
     @field_validator("address")
     @classmethod
@@ -231,7 +234,13 @@ class EmailChannel:
             await asyncio.to_thread(self._smtp_send, mail)
             return {"message_id": message_id}
 
-        result = await once("mail", deliver)
+        async def find(started: float) -> dict[str, Any] | None:
+            # an attempt died while sending: if the server filed the reply, it went out; do not send it twice
+            folder = str(self.config.sent_folder)
+            found = await asyncio.to_thread(find_message, self.imap_settings, folder, message_id)
+            return {"message_id": message_id} if found else None
+
+        result = await once("mail", deliver, find if self.config.sent_folder else None)
         return [str(result.get("message_id", message_id))]
 
     def reply_mail(self, message: Outbound) -> EmailMessage:

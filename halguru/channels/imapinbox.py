@@ -64,12 +64,8 @@ class Inbox:
         """Connect, log in, select the mailbox (and create the move_to folder when missing)."""
         s = self.settings
         with self._lock:
-            context = ssl.create_default_context() if s.security != "none" else None
-            client = IMAPClient(s.host, port=s.port, ssl=s.security == "ssl", ssl_context=context, timeout=TIMEOUT)
+            client = open_client(s)
             try:
-                if s.security == "starttls":
-                    client.starttls(context)
-                client.login(s.username, s.password)
                 capabilities = client.capabilities()
                 self.idle = b"IDLE" in capabilities
                 self._can_move = b"MOVE" in capabilities
@@ -160,6 +156,32 @@ class Inbox:
         if self.client is None:
             raise ConnectionError("not connected")
         return self.client
+
+
+def open_client(s: ImapSettings) -> IMAPClient:
+    """A logged-in connection (TLS from the start, upgraded by STARTTLS, or plain on loopback)."""
+    context = ssl.create_default_context() if s.security != "none" else None
+    client = IMAPClient(s.host, port=s.port, ssl=s.security == "ssl", ssl_context=context, timeout=TIMEOUT)
+    try:
+        if s.security == "starttls":
+            client.starttls(context)
+        client.login(s.username, s.password)
+    except BaseException:
+        _quietly(client.shutdown)
+        raise
+    return client
+
+
+def find_message(s: ImapSettings, folder: str, message_id: str) -> bool:
+    """Whether ``folder`` holds a message with this Message-ID (a reply the SMTP server filed as sent)."""
+    client = open_client(s)
+    try:
+        if not client.folder_exists(folder):
+            return False
+        client.select_folder(folder, readonly=True)
+        return bool(client.search(["HEADER", "Message-ID", message_id]))
+    finally:
+        _quietly(client.logout)
 
 
 def _text(response: tuple[Any, ...]) -> str:

@@ -294,6 +294,43 @@ async def test_send_replies_in_the_thread_once(dovecot: Dovecot, smtp_server: Sm
     assert smtp_server.wait_for(2)[1]["Subject"] == "RE: Opening hours"  # never 'Re: RE: ...'
 
 
+class StartedOnce(Once):
+    """SendOnce after an attempt that started the effect and died: the outcome is unknown, so ``find`` is asked
+    first (as the job pipeline does) and its answer, when there is one, stands for sending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[dict[str, Any] | None] = []
+
+    async def __call__(self, key: str, send: Callable[[], Awaitable[dict[str, Any]]],
+                       find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
+        assert find is not None, "with sent_folder the channel can tell whether a reply went out"
+        self.found.append(await find(time.time() - 60))
+        if self.found[-1] is not None:
+            return self.found[-1]
+        return await super().__call__(key, send, find)
+
+
+async def test_a_reply_filed_in_the_sent_folder_is_not_sent_again(dovecot: Dovecot,
+                                                                  smtp_server: SmtpRecorder) -> None:
+    ch = channel(dovecot, smtp_server.port, sent_folder="Sent")
+    reply = {"to": "ann@example.org", "subject": "Hours", "message_id": "<q@example.org>", "references": []}
+    out = Outbound(channel="email", agent="helper", conversation_id="c", job_id="job-9", text="Ten.", reply=reply)
+    # the first attempt died after the SMTP server took the reply and filed it (as Gmail does)
+    dovecot.append(ch.reply_mail(out), folder="Sent")
+    once = StartedOnce()
+    assert await ch.send(out, once) == ["<job-9.0@example.com>"]
+    assert once.found == [{"message_id": "<job-9.0@example.com>"}] and once.calls == 0
+    await asyncio.sleep(0.3)
+    assert smtp_server.received == []
+    # another job's reply is not in Sent: the retry sends it
+    other = Outbound(**{**out.__dict__, "job_id": "job-10"})
+    retry = StartedOnce()
+    assert await ch.send(other, retry) == ["<job-10.0@example.com>"]
+    assert retry.found == [None] and retry.calls == 1
+    assert smtp_server.wait_for(1)[0]["Message-ID"] == "<job-10.0@example.com>"
+
+
 async def test_an_smtp_failure_is_one_line_and_leaves_the_effect_undone(dovecot: Dovecot) -> None:
     from halguru.errors import HalguruError
 
