@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from halguru.errors import HalguruError
+
+
+class ChannelError(HalguruError):
+    """A channel could not deliver; ``permanent`` when retrying cannot help (the provider refused the message:
+    an invalid number, a blocked recipient), so the worker does not retry it."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
 
 @dataclass(frozen=True)
 class Inbound:
@@ -140,8 +151,6 @@ def channel_classes() -> dict[str, ChannelClass]:
 
 def load_channels(agent: str, configs: Mapping[str, Mapping[str, Any]], folder: Path) -> dict[str, Channel]:
     """The agent's ``channels:`` section as channel objects; an unknown name is one line with the known ones."""
-    from halguru.errors import HalguruError
-
     classes = channel_classes()
     channels: dict[str, Channel] = {}
     for name, config in configs.items():

@@ -24,11 +24,19 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from halguru.channels.base import Inbound, InboundSink, Outbound, SendOnce, WebhookRequest, WebhookResponse
+from halguru.channels.base import (
+    ChannelError,
+    Inbound,
+    InboundSink,
+    Outbound,
+    SendOnce,
+    WebhookRequest,
+    WebhookResponse,
+)
 from halguru.errors import AgentSpecError, HalguruError
 
 if TYPE_CHECKING:  # twilio ships no type information (no py.typed): its names are Any to mypy
-    from twilio.rest import Client  # type: ignore[import-untyped]
+    from twilio.rest import Client
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 DEFAULT_API_BASE = "https://api.twilio.com"
@@ -158,7 +166,7 @@ class TwilioChannel:
 
     def genuine(self, request: WebhookRequest) -> bool:
         """Whether Twilio signed this request (HMAC-SHA1 of our public URL and the form, with the auth token)."""
-        from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+        from twilio.request_validator import RequestValidator
 
         signature = request.headers.get("x-twilio-signature", "")
         if not signature:
@@ -235,7 +243,7 @@ class TwilioChannel:
     def client(self) -> Client:
         """The official REST client, pointed at ``api_base`` (one per reply: its requests session is not shared
         across threads)."""
-        from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
+        from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
         client = Client(self.config.account_sid, self._token, http_client=TwilioHttpClient(timeout=REQUEST_TIMEOUT))
@@ -280,15 +288,18 @@ class _PartSender:
         be closed there, and it has no default timeout. A reply is a few requests, so a thread each costs
         nothing, and the synchronous client (requests) is the one Twilio's users run most."""
         from requests import RequestException
-        from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
+        from twilio.base.exceptions import TwilioRestException
 
         try:
             return await asyncio.to_thread(method, **options)
         except TwilioRestException as exc:
             code = f", error {exc.code}" if exc.code else ""
-            raise HalguruError(f"twilio: {self.what} to {self.to} failed: HTTP {exc.status}{code}: {exc.msg}") from None
+            # Twilio refused the message itself (a bad number, a blocked recipient, bad credentials): retrying
+            # cannot help. Rate limits (429) and Twilio's own failures (5xx) are retried.
+            raise ChannelError(f"twilio: {self.what} to {self.to} failed: HTTP {exc.status}{code}: {exc.msg}",
+                               permanent=400 <= (exc.status or 0) < 500 and exc.status != 429) from None
         except RequestException as exc:
-            raise HalguruError(f"twilio: {self.what} to {self.to}: cannot reach {self.channel.config.api_base}: "
+            raise ChannelError(f"twilio: {self.what} to {self.to}: cannot reach {self.channel.config.api_base}: "
                                f"{type(exc).__name__}") from None
 
 

@@ -53,7 +53,11 @@ class StoreSink(InboundSink):
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         current = self.store.get_channel_message(channel, message_id)
-        if current is None:
+        if current is None:  # a report can arrive before the worker records what it sent: keep it for then
+            now = time.time()
+            self.store.record_channel_message(ChannelMessageRecord(
+                id=message_id, channel=channel, agent="", conversation_id=None, direction="out", address="",
+                body="", status=status, job_id=None, created=now, updated=now))
             return False
         if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(current["status"], 0):
             return True  # a late report of an earlier state: known, but it changes nothing

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from halguru.agents.runtime import SHUTDOWN
-from halguru.channels.base import SourceChannel
+from halguru.channels.base import ChannelError, SourceChannel
 from halguru.jobs.handlers import HANDLERS, JobContext, JobError
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.schedules import Scheduler
@@ -131,13 +131,13 @@ class Worker:
             self._poke.set()
 
     async def _failed(self, job: JobRecord, exc: Exception, seconds: float) -> None:
-        permanent = isinstance(exc, JobError) and exc.permanent
+        permanent = isinstance(exc, JobError | ChannelError) and exc.permanent
         message = str(exc) or type(exc).__name__
         delay = None if permanent else retry_delay(job["attempts"], self.settings.backoff, self.settings.max_backoff)
         status = await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, message, delay)
         log.warning("job failed", extra={"fields": {"job_id": job["id"], "kind": job["kind"], "error": message,
                                                     "attempt": job["attempts"], "now": status}})
-        if not isinstance(exc, JobError):
+        if not isinstance(exc, JobError | ChannelError):
             log.debug("job traceback", exc_info=exc)
         self.observe("dead" if status == "dead" else "retried", job, seconds)
 

@@ -280,7 +280,8 @@ class Store(Protocol):
         use; the same id for every caller, even racing ones."""
         ...
     def record_channel_message(self, message: ChannelMessageRecord) -> bool:
-        """Store a received or sent message; False (nothing written) when its id is already stored."""
+        """Store a received or sent message; True when it is new. A message known only from a delivery report
+        (which can beat the sender's own record) gets the rest, keeping its status."""
         ...
     def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
                                conversation_id: str | None = None) -> bool:

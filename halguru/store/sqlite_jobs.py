@@ -224,9 +224,18 @@ class JobsMixin(SQLiteBase):
     def record_channel_message(self, message: ChannelMessageRecord) -> bool:
         columns = list(ChannelMessageRecord.__annotations__)
         with self._tx() as conn:
-            return conn.execute(f"INSERT OR IGNORE INTO channel_messages ({', '.join(columns)}) "
-                                f"VALUES ({', '.join('?' * len(columns))})",
-                                [message[c] for c in columns]).rowcount == 1  # type: ignore[literal-required]
+            known = conn.execute("SELECT 1 FROM channel_messages WHERE channel = ? AND id = ?",
+                                 (message["channel"], message["id"])).fetchone() is not None
+            # Known already (a delivery report came first): fill in what the report could not say, keep its status.
+            conn.execute(f"INSERT INTO channel_messages ({', '.join(columns)}) "
+                         f"VALUES ({', '.join('?' * len(columns))}) "
+                         "ON CONFLICT (channel, id) DO UPDATE SET agent = excluded.agent, "
+                         "direction = excluded.direction, address = excluded.address, body = excluded.body, "
+                         "conversation_id = coalesce(conversation_id, excluded.conversation_id), "
+                         "job_id = coalesce(job_id, excluded.job_id) "
+                         "WHERE channel_messages.body = '' AND channel_messages.job_id IS NULL",
+                         [message[c] for c in columns])  # type: ignore[literal-required]
+            return not known
 
     def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
                                conversation_id: str | None = None) -> bool:

@@ -61,6 +61,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if settings.keep_mcp_servers and any(served.agent.uses_mcp() for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
         working = asyncio.create_task(worker.run(), name="worker") if worker else None
+        if worker is not None:
+            state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
         yield
         if worker is not None and working is not None:
             worker.stop()  # running jobs get the shutdown timeout, then go back to the queue

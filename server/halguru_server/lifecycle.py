@@ -50,6 +50,7 @@ class Lifecycle:
         self.stopping = False  # no longer accepting: new runs get 503
         self.interrupted = False  # grace period over: in-flight runs were cancelled
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.on_stopping: list[Callable[[], None]] = []  # called when the server stops accepting (the worker)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._previous: Any = None
 
@@ -80,6 +81,8 @@ class Lifecycle:
 
         def stopping() -> None:
             self.stopping = True
+            for callback in self.on_stopping:
+                callback()
             stop()
             assert self.loop is not None
             self.loop.call_later(self.shutdown_timeout, self.interrupt)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from halguru.agents.loader import load_agent
-from halguru.channels.base import Inbound, Outbound, SendOnce
+from halguru.channels.base import ChannelError, Inbound, Outbound, SendOnce
 from halguru.jobs.handlers import JobContext
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.worker import Worker, WorkerSettings
@@ -198,5 +198,27 @@ def test_store_sink_status_never_goes_back(store: SQLiteStore) -> None:
     assert sink.update_status("twilio", "SM1", "delivered")
     assert sink.update_status("twilio", "SM1", "sent")  # late report of an earlier state
     assert store.get_channel_message("twilio", "SM1")["status"] == "delivered"
-    assert not sink.update_status("twilio", "SM404", "delivered")
+    # a report that beats the worker's own record is kept, and the record fills in the rest
+    assert not sink.update_status("twilio", "SM2", "delivered")
+    store.record_channel_message(ChannelMessageRecord(
+        id="SM2", channel="twilio", agent="echo", conversation_id="conv_1", direction="out", address="+1",
+        body="part two", status="sent", job_id="job_1", created=now, updated=now))
+    early = store.get_channel_message("twilio", "SM2")
+    assert (early["status"], early["body"], early["conversation_id"]) == ("delivered", "part two", "conv_1")
 
+
+
+class RefusingChannel(RecordingChannel):
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        self.calls += 1
+        raise ChannelError("provider: HTTP 400, error 21211: invalid 'To' number", permanent=True)
+
+
+async def test_a_refused_message_is_not_retried(store: SQLiteStore, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RefusingChannel()
+    StoreSink(store).accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job["id"])["status"] == "dead")
+    assert channel.calls == 1 and "21211" in store.get_job(job["id"])["last_error"]
