@@ -157,3 +157,21 @@ def test_schedule_fires_once_per_due_time(store: SQLiteStore) -> None:
     assert not store.fire_schedule("s", 100.0, 200.0, job)  # another worker, same due time: nothing
     assert store.schedule_next("s") == 200.0
     assert [j["payload"] for j in store.list_jobs(10)] == [{"input": "digest"}]
+
+
+def test_concurrent_enqueues_of_one_key_queue_one_job(store: SQLiteStore) -> None:
+    """A provider retrying a webhook while the first delivery is still being stored: one job."""
+    created: list[bool] = []
+    start = threading.Barrier(8)
+
+    def enqueue() -> None:
+        start.wait()
+        created.append(store.enqueue_job("reply", "echo", {}, idempotency_key="twilio:SMdup")[1])
+
+    threads = [threading.Thread(target=enqueue) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(created) == [False] * 7 + [True]
+    assert len(store.list_jobs(10)) == 1
