@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.channels.base import Inbound, InboundSink, Outbound, SendOnce
+from halguru.channels.base import ChannelError, Inbound, InboundSink, Outbound, SendOnce
 from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
 from halguru.errors import HalguruError
@@ -276,7 +276,18 @@ class EmailChannel:
                     server.login(smtp.username or self.imap_settings.username, self.smtp_password)
                 server.send_message(mail)
         except (smtplib.SMTPException, OSError) as exc:
-            raise HalguruError(f"email channel of {self.agent}: SMTP {smtp.host}:{port}: {_one_line(exc)}") from None
+            raise ChannelError(f"email channel of {self.agent}: SMTP {smtp.host}:{port}: {_one_line(exc)}",
+                               permanent=refused_for_good(exc)) from None
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The server refused this mail with a 5xx (no such recipient, a rejected sender or content): sending it
+    again cannot help. A failed login is not: the operator fixes the secret and the retry goes out."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
+        return exc.smtp_code >= 500
+    return False
 
 
 def _id_part(job_id: str) -> str:

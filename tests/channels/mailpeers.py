@@ -240,6 +240,14 @@ class SmtpRecorder:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     cert: Path | None = None  # the certificate it presents, when it speaks TLS
     logins: list[str] = field(default_factory=list)  # who logged in, when it requires a login
+    refuse: set[str] = field(default_factory=set)  # recipients refused with a 550 (no such user)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:  # aiosmtpd's handler hook
+        if address in self.refuse:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's handler hook
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from halguru.channels.base import Inbound, Outbound
+from halguru.channels.base import ChannelError, Inbound, Outbound
 from halguru.channels.email import EmailChannel
 from tests.channels.mailpeers import (
     PASSWORD,
@@ -332,14 +332,25 @@ async def test_a_reply_filed_in_the_sent_folder_is_not_sent_again(dovecot: Dovec
 
 
 async def test_an_smtp_failure_is_one_line_and_leaves_the_effect_undone(dovecot: Dovecot) -> None:
-    from halguru.errors import HalguruError
-
     once = Once()
     out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="j", text="hi",
                    reply={"to": "ann@example.org", "subject": "s", "message_id": "<m@x>", "references": []})
-    with pytest.raises(HalguruError, match=r"^email channel of helper: SMTP 127\.0\.0\.1:\d+: ConnectionRefused"):
+    refused = r"^email channel of helper: SMTP 127\.0\.0\.1:\d+: ConnectionRefused"
+    with pytest.raises(ChannelError, match=refused) as err:
         await channel(dovecot).send(out, once)  # nobody listens on the SMTP port
-    assert once.done == {}  # the job's retry will send it
+    assert not err.value.permanent  # the job's retry will send it
+    assert once.done == {}
+
+
+async def test_a_recipient_the_server_refuses_is_a_permanent_failure(dovecot: Dovecot,
+                                                                    smtp_server: SmtpRecorder) -> None:
+    smtp_server.refuse.add("gone@example.org")
+    out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="j", text="hi",
+                   reply={"to": "gone@example.org", "subject": "s", "message_id": "<m@x>", "references": []})
+    with pytest.raises(ChannelError, match="No such user here") as err:
+        await channel(dovecot, smtp_server.port).send(out, Once())
+    assert err.value.permanent  # retrying cannot help: the job is dead at once
+    assert smtp_server.received == []
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
