@@ -11,7 +11,8 @@ channels:
 The invariant: a message is handed to the sink before it is marked processed on the server (our keyword and
 ``\\Seen``, then a move if configured), and the sink keys it by its Message-ID, so a crash never loses a
 message and a restart never answers one twice. A reply goes out through ``SendOnce`` with a Message-ID made
-from the job id, so a retried job neither sends again nor sends under another id.
+from the job id: a retry after the reply was recorded sends nothing; a retry after a crash mid-send sends the
+same mail again (the same id, shown once by mail clients) unless ``sent_folder`` shows that it went out.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class _Server(BaseModel):
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)  # default: by protocol and security
     security: Literal["ssl", "starttls", "none"] = "ssl"
-    username: str | None = None  # default: the channel's address
+    username: str | None = None  # default: the channel's address (SMTP: the IMAP username)
     password: str | None = None  # the NAME of a secret (environment variable or keyring), never the password
 
     @model_validator(mode="after")
