@@ -181,6 +181,8 @@ def strip_quoted(text: str) -> str:
     head = lines[end - 1].strip() if end else ""
     if (head.startswith("On ") and head.endswith("wrote:")) or head.startswith("-----Original Message"):
         end -= 1
+    elif head.endswith("wrote:") and end > 1 and lines[end - 2].strip().startswith("On "):
+        end -= 2  # Gmail wraps a long attribution line: 'On Mon, ... Bot <' / 'bot@example.com> wrote:'
     if end == 0:
         return text.strip()  # nothing but a quote: keep it rather than send the agent an empty message
     return "\n".join(lines[:end]).strip()

@@ -111,6 +111,8 @@ def test_plain_text_is_preferred_over_html_in_an_alternative() -> None:
 def test_quoted_earlier_mail_at_the_end_is_dropped_inline_answers_are_kept() -> None:
     reply = "Yes, Sunday works.\n\nOn Mon, 1 Dec 2026, Bot wrote:\n> We open at 10.\n> Anything else?\n"
     assert strip_quoted(reply) == "Yes, Sunday works."
+    wrapped = "Ten is fine.\n\nOn Mon, 1 Dec 2026 at 10:00, Helpdesk <\nbot@example.com> wrote:\n\n> We open at 10.\n"
+    assert strip_quoted(wrapped) == "Ten is fine."
     inline = "> Which day?\nSunday.\n> What time?\nTen."
     assert strip_quoted(inline) == inline
     assert strip_quoted("> only a quote") == "> only a quote"
