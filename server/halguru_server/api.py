@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from halguru.agents.events import Event
 from halguru.errors import StoreError
-from halguru_server import ops, runs, service
+from halguru.store.base import RunRecord
+from halguru_server import follow, ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
@@ -148,7 +150,7 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
             return service.sse("error", json.dumps({"type": "error", "kind": kind, "message": message,
                                                    "fatal": True}))
 
-        body = service.sse_body(state, events, lambda e: service.sse(e.type, e.model_dump_json()), error)
+        body = service.sse_body(state, events, follow.live_renderer(), error)  # ids: resumable elsewhere
         return service.EventStream(body, state, reservation.release)
     try:
         collected = await service.collect(request, state, events)
@@ -212,6 +214,33 @@ async def resume_run(run_id: RunId, request: Request, state: State, caller: Call
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))
 def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller) -> RunDetail:
     """A run with every recorded event (streamed tokens are summed up in model_result)."""
+    run = _owned_run(state, caller, run_id)
+    fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
+    return RunDetail(**fields, events=state.store.get_events(run_id))
+
+
+@router.get("/runs/{run_id}/events", tags=["runs"], responses={
+    200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "the run's stored events "
+          "after Last-Event-ID, then new ones as the run goes on (on any replica), to run_finished"},
+    204: {"description": "the client already has the run's end"}, **responses(400, 404)})
+async def run_events(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller,
+                     last_event_id: Annotated[str | None, Header(max_length=120)] = None,
+                     after: Annotated[int | None, Query(ge=-1, le=10**9, description="the seq of the last "
+                                                        "event the client has (Last-Event-ID wins)")] = None,
+                     ) -> Response:
+    """Resume a run's SSE stream, on any replica: send the last ``id`` you got as ``Last-Event-ID`` (a browser's
+    EventSource does). Tokens are not stored: a resumed answer arrives whole in model_result and run_finished.
+    Closing this stream never stops the run."""
+    await asyncio.to_thread(_owned_run, state, caller, run_id)
+    start = follow.parse_after(run_id, last_event_id, after)
+    if await asyncio.to_thread(follow.over, state, run_id, start):
+        return Response(status_code=204)
+    assert isinstance(start, int)
+    return service.EventStream(follow.follow(state, run_id, start), state, lambda: None)
+
+
+def _owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:
+    """The run with exactly this id, if the caller may see it; else 404 whether or not it exists."""
     try:
         run = state.store.get_run(run_id) if _RUN_ID.match(run_id) else None
     except StoreError:
@@ -219,8 +248,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     served = state.agents.get(run["agent"]) if run and run["id"] == run_id else None
     if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"]):
         raise ApiError(404, f"no run {run_id!r}")
-    fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
-    return RunDetail(**fields, events=state.store.get_events(run_id))
+    return run
 
 
 def _request_id(request: Request) -> str:

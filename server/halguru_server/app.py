@@ -84,7 +84,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
-                       loopback_only=settings.dev)
+                       loopback_only=settings.dev, replica=settings.replica_id)
     return app
 
 

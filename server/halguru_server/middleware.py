@@ -21,6 +21,7 @@ from halguru_server.metrics import Metrics
 
 Scope = dict[str, Any]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REPLICA_COOKIE = "halguru_replica"
 log = logging.getLogger("halguru.server.access")
 
 
@@ -32,8 +33,12 @@ class BodyTooLarge(HTTPException):
 
 
 class RequestMiddleware:
-    def __init__(self, app: Any, metrics: Metrics, max_body: int, loopback_only: bool = False):
+    def __init__(self, app: Any, metrics: Metrics, max_body: int, loopback_only: bool = False,
+                 replica: str | None = None):
         self.app, self.metrics, self.max_body, self.loopback_only = app, metrics, max_body, loopback_only
+        # Affinity for a load balancer (a conversation's KV cache lives on one replica); nothing depends on it.
+        self.replica = [(b"x-halguru-replica", replica.encode())] if replica else []
+        self.cookie = f"{REPLICA_COOKIE}={replica}".encode() if replica else b""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -58,7 +63,12 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 first_byte[0] = time.perf_counter()
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                if self.replica:
+                    headers.extend(self.replica)
+                    if not _has_cookie(scope, self.cookie):
+                        headers.append((b"set-cookie", self.cookie + b"; Path=/; HttpOnly; SameSite=Lax"))
             await send(message)
 
         try:
@@ -75,6 +85,11 @@ class RequestMiddleware:
                     "request_id": request_id, "method": scope["method"], "path": scope["path"],
                     "route": route, "status": status[0], "duration_ms": round(elapsed * 1000, 2),
                     "client": client[0] if client else None}})
+
+
+def _has_cookie(scope: Scope, pair: bytes) -> bool:
+    """The request already carries this replica's cookie (so the response need not set it again)."""
+    return any(k == b"cookie" and pair in [c.strip() for c in v.split(b";")] for k, v in scope["headers"])
 
 
 def _loopback_host(scope: Scope) -> bool:

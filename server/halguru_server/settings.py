@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from halguru.jobs.worker import WorkerSettings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+log = logging.getLogger("halguru.server")
 
 
 class ServerSettings(BaseSettings):
@@ -59,6 +63,9 @@ class ServerSettings(BaseSettings):
                             "another process starts within it)")
     job_backoff: float = Field(default=2.0, gt=0, description="seconds before a failed job's first retry "
                                "(doubling each time, at most 5 minutes)")
+    replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,100}$", description="this "
+                                   "replica's name in the X-Halguru-Replica header and halguru_replica cookie "
+                                   "(affinity for a load balancer); default HOSTNAME:PORT")
     log_level: str = "info"
 
     def worker_settings(self) -> WorkerSettings:
@@ -80,7 +87,12 @@ class ServerSettings(BaseSettings):
                 raise HalguruError(f"invalid serve setting trusted_proxies: {net!r} is not an address or "
                                    "network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
         if not self.session_secret:
+            if os.environ.get("HALGURU_DATABASE_URL"):  # a shared database usually means several replicas
+                log.warning("session_secret is unset: each replica signs anonymous web-chat sessions with its "
+                            "own, so a session breaks on another replica; give them all the same one")
             self.session_secret = secrets.token_urlsafe(32)
+        if not self.replica_id:
+            self.replica_id = f"{re.sub(r'[^A-Za-z0-9._-]', '-', socket.gethostname())[:80]}:{self.port}"
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> ServerSettings:

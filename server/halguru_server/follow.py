@@ -1,0 +1,121 @@
+"""Following a run through the store: SSE streams that survive a reconnect to another replica.
+
+Every event a run's SSE stream carries has ``id: <run_id>:<seq>``: the top-level run's id and the event's number
+in that run's trace (sub-runs share it). A client whose stream broke (its replica died, a deploy cut it, the
+network dropped) reconnects to any replica: ``GET /v1/runs/{run_id}/events`` with ``Last-Event-ID`` (or
+``?after=SEQ``) answers with the stored events after that one, then keeps reading the store while the run goes
+on elsewhere, until its ``run_finished`` is stored or it reads as ended without one (a replica that died: its
+lease passes and the run reads interrupted), which ends the stream with a fatal ``error`` event.
+
+Invariant: following never drives the run. Closing this stream changes nothing, unlike the stream of
+``POST .../messages``, whose closing is the web chat's Stop button (the run is cancelled).
+
+What a resumed stream lacks: ``token`` events are not stored (the runtime keeps their text in ``model_result``
+and ``run_finished.output``), so a client that resumes mid-answer gets the whole answer in those events.
+A stream that is over answers a reconnect with 204, which tells a browser's EventSource to stop retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from halguru.agents.events import Event
+from halguru.errors import StoreError
+from halguru_server import service
+from halguru_server.errors import ApiError
+from halguru_server.state import ServerState
+
+POLL = 0.2  # seconds between store reads while the run goes on elsewhere (the runtime flushes every 0.25 s)
+RETRY_MS = 1000  # what a browser's EventSource waits before reconnecting
+END = "end"  # the seq part of the id of a stream's synthetic last event: a reconnect with it gets 204
+_LAST_ID = re.compile(r"^(run_[0-9a-f]{6,40}):(\d{1,9}|end)$")
+
+
+def event_id(run_id: str, seq: int | str) -> str:
+    return f"{run_id}:{seq}"
+
+
+def live_renderer() -> Callable[[Event], str]:
+    """How a live run's SSE stream writes each event: with its id, the first event's run (the top-level run:
+    sub-runs' events carry their own run ids but share its numbering)."""
+    top = ""
+
+    def render(event: Event) -> str:
+        nonlocal top
+        top = top or event.run_id
+        return f"id: {top}:{event.seq}\n" + service.sse(event.type, event.model_dump_json())
+
+    return render
+
+
+def error_event(kind: str, message: str, last_id: str | None = None) -> str:
+    """The fatal ``error`` event a stream ends with when its run ended without ``run_finished``."""
+    data = json.dumps({"type": "error", "kind": kind, "message": message, "fatal": True})
+    return (f"id: {last_id}\n" if last_id else "") + service.sse("error", data)
+
+
+def parse_after(run_id: str, last_event_id: str | None, after: int | None) -> int | str:
+    """The last event the client has: ``Last-Event-ID`` wins over ``?after`` (a browser's EventSource
+    reconnects to the same URL with the header set); -1 for the whole run. 400 for an id of another run."""
+    if last_event_id:
+        match = _LAST_ID.match(last_event_id.strip())
+        if match is None or match[1] != run_id:
+            raise ApiError(400, f"Last-Event-ID {last_event_id[:80]!r} is not an event id of run {run_id} "
+                                f"(they read {run_id}:SEQ)")
+        return END if match[2] == END else int(match[2])
+    return -1 if after is None else after
+
+
+def finished_seq(events: list[dict[str, Any]], run_id: str) -> int | None:
+    """The seq of the run's own ``run_finished`` (not a sub-run's), if stored."""
+    return next((e["seq"] for e in reversed(events) if e["type"] == "run_finished" and e["run_id"] == run_id),
+                None)
+
+
+def over(state: ServerState, run_id: str, after: int | str) -> bool:
+    """The client already has the end of the run: nothing more will ever come (answer 204)."""
+    if after == END:
+        return True
+    assert isinstance(after, int)
+    done = finished_seq(state.store.get_events(run_id), run_id)
+    return done is not None and after >= done
+
+
+async def follow(state: ServerState, run_id: str, after: int) -> AsyncIterator[str]:
+    """The stored events after ``after``, then the new ones as they are stored, until the run ends."""
+    yield f"retry: {RETRY_MS}\n\n"
+    quiet_since = time.monotonic()
+    while True:
+        # Status first, events second: finish_run stores both in one transaction, so a final status read
+        # before the events means the events read after it are all there are.
+        try:
+            status = (await asyncio.to_thread(state.store.get_run, run_id))["status"]
+        except StoreError:  # deleted with its conversation meanwhile
+            yield error_event("deleted", f"run {run_id} was deleted", event_id(run_id, END))
+            return
+        # The whole trace each time (no "after seq" read in the store interface); a long run's re-read costs
+        # little next to the run itself, and only while someone follows it.
+        events = await asyncio.to_thread(state.store.get_events, run_id)
+        for event in events:
+            if event["seq"] <= after:
+                continue
+            after = event["seq"]
+            quiet_since = time.monotonic()
+            yield f"id: {run_id}:{after}\n" + service.sse(event["type"], json.dumps(event))
+            if event["type"] == "run_finished" and event["run_id"] == run_id:
+                return
+        if status != "running":
+            yield error_event(status, f"run {run_id} ended {status} without finishing (its process stopped); "
+                                      f"GET /v1/runs/{run_id} shows what it did", event_id(run_id, END))
+            return
+        if state.lifecycle.stopping:  # this replica is going away: the client reconnects to another one
+            return
+        if time.monotonic() - quiet_since >= state.settings.sse_keepalive:
+            quiet_since = time.monotonic()
+            yield service.KEEPALIVE
+        await asyncio.sleep(POLL)
