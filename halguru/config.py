@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".halguru")
     db_path: Path | None = Field(default=None, description="trace store; default HOME/halguru.db")
+    database_url: str | None = Field(
+        default=None, description="postgresql://USER:PASSWORD@HOST:PORT/DB: keep the store in PostgreSQL (several "
+                                  "serve replicas and workers share it) instead of the SQLite file db_path")
     default_model: str = Field(
         default="smollm2", min_length=1,
         description="the model the reference `default` names (agent.yaml `model: default`, --model default); "

@@ -2,30 +2,30 @@
 
 Writes that belong together happen in one transaction, so a crash (even SIGKILL) leaves either all of
 them or none: a run's final events, its status and the conversation messages it added are committed
-together. The tables are split by concern: runs and leases (``sqlite_runs``), checkpoints and approvals
-(``sqlite_resume``), API keys (``sqlite_keys``), jobs, channels and schedules (``sqlite_jobs``);
+together. The tables are split by concern into mixins that PostgreSQL shares (``sql_base`` says how):
+conversations (``sql_conversations``), runs and leases (``sql_runs``), checkpoints and approvals
+(``sql_resume``), API keys (``sql_keys``), jobs, channels and schedules (``sql_jobs``); SQLite's
 connections in ``sqlite_base``.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from halguru.errors import StoreError
-from halguru.models.base import Message, ToolCallRequest
-from halguru.store.base import ConversationRecord, Store
+from halguru.store.base import Store
 from halguru.store.migrations import MIGRATIONS
-from halguru.store.sqlite_jobs import JobsMixin
-from halguru.store.sqlite_keys import KeysMixin
-from halguru.store.sqlite_resume import ResumeMixin
+from halguru.store.sql_conversations import ConversationsMixin
+from halguru.store.sql_jobs import JobsMixin
+from halguru.store.sql_keys import KeysMixin
+from halguru.store.sql_resume import ResumeMixin
+from halguru.store.sqlite_base import SQLiteBase
 
 
-class SQLiteStore(ResumeMixin, KeysMixin, JobsMixin):
+class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s)."""
 
@@ -67,78 +67,26 @@ class SQLiteStore(ResumeMixin, KeysMixin, JobsMixin):
         except sqlite3.Error as exc:
             raise StoreError(f"the store is not writable: {exc}") from None
 
-    # -- conversations -----------------------------------------------------
-    def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        rows = self._rows("SELECT * FROM conversations WHERE id = ?", [conversation_id])
-        return cast(ConversationRecord, rows[0]) if rows else None
 
-    def list_conversations(self, limit: int = 20, agent: str | None = None, *,
-                           agents: Sequence[str] | None = None, offset: int = 0,
-                           owner: str | None = None) -> list[ConversationRecord]:
-        """Newest first; ``agent`` or ``agents`` narrow it to those agents' conversations, ``owner`` to
-        that principal's."""
-        names = [agent] if agent else list(agents) if agents is not None else None
-        if names == []:
-            return []
-        clauses, params = [], []
-        if names is not None:
-            clauses.append(f"agent IN ({','.join('?' * len(names))})")
-            params += names
-        if owner is not None:
-            clauses.append("owner = ?")
-            params.append(owner)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return cast(list[ConversationRecord], self._rows(
-            f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
-            f"FROM conversations c {where} ORDER BY updated DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]))
-
-    def create_conversation(self, conversation_id: str, agent: str, title: str = "",
-                            history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:
-        """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history)."""
-        now = time.time()
-        with self._tx() as conn:
-            conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title[:80], now, now, owner))
-            conn.executemany(
-                "INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
-                [(conversation_id, i, m.role, m.content, now) for i, m in enumerate(history)])
-        return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
-                                  active_agent=None, owner=owner, messages=len(history))
-
-    def delete_conversation(self, conversation_id: str) -> None:
-        """The conversation and everything in it (messages; its runs with their events, approvals and
-        checkpoints), in one transaction. A run still streaming in it then records nothing."""
-        runs = "SELECT id FROM runs WHERE conversation_id = ?"
-        with self._tx() as conn:
-            for table in ("events", "approvals", "checkpoints"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id IN ({runs})", (conversation_id,))
-            conn.execute("DELETE FROM approvals WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM checkpoints WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM runs WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM channel_threads WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM channel_messages WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
-
-    def get_messages(self, conversation_id: str) -> list[Message]:
-        rows = self._rows("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", [conversation_id])
-        return [
-            Message(
-                role=r["role"], content=r["content"], tool_call_id=r["tool_call_id"], name=r["name"],
-                tool_calls=[ToolCallRequest(**c) for c in json.loads(r["tool_calls"] or "[]")],
-            )
-            for r in rows
-        ]
+_STORES: dict[Path | str, Store] = {}
 
 
-_STORES: dict[Path, SQLiteStore] = {}
-
-
-def open_store(path: Path | None = None) -> SQLiteStore:
-    """The store at ``path`` (default: the configured one), opened once per process."""
+def open_store(path: Path | None = None) -> Store:
+    """The store at ``path`` (a SQLite file), else the configured one: PostgreSQL when ``database_url``
+    (``HALGURU_DATABASE_URL``) is set, else the SQLite file in HALGURU_HOME. Opened once per process (per
+    path or URL); the PostgreSQL driver is imported only then."""
     from halguru.config import get_settings
 
-    key = path or get_settings().database
+    settings = get_settings()
+    if path is None and settings.database_url:
+        url = settings.database_url
+        store = _STORES.get(url)
+        if store is None:
+            from halguru.store.postgres import PostgresStore
+
+            store = _STORES[url] = PostgresStore(url)
+        return store
+    key = path or settings.database
     store = _STORES.get(key)
     if store is None:  # resolve only on first use: every run opens the store
         resolved = key.expanduser().resolve()

@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from halguru.errors import StoreError
+from halguru.store.sql_base import SQLBase
 
 BUSY_TIMEOUT_MS = 10_000
+CHANGE_CHECK_S = 0.02  # an idle worker notices another process's job within this
 
 
 class _Local(threading.local):
@@ -28,11 +31,15 @@ class _Local(threading.local):
     depth: int = 0  # nested _tx() calls on this thread join the outer transaction
 
 
-class SQLiteBase:
+class SQLiteBase(SQLBase):
     """The connection handling the store's table mixins build on (``_rows``, ``_tx``)."""
+
+    errors = (sqlite3.Error,)
+    TEST_RUN = "json_extract(e.data, '$.metadata.test') = 1"
 
     def __init__(self, path: Path):
         self.path = path
+        self.location = str(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = _Local()
         self._opened: dict[threading.Thread, sqlite3.Connection] = {}
@@ -106,3 +113,13 @@ class SQLiteBase:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read on this thread's own connection, as plain dicts."""
         return [dict(row) for row in self._conn().execute(sql, params)]
+
+    def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
+        """SQLite has no notifications, but ``PRAGMA data_version`` changes when another connection commits:
+        a read of shared memory, cheap enough to check every ``CHANGE_CHECK_S``."""
+        conn = self._conn()
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while not woken.wait(min(CHANGE_CHECK_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from halguru.agents.events import RunFinished
 from halguru.store import SQLiteStore
-from halguru.store.sqlite_runs import BOOT_ID
+from halguru.store.sql_runs import BOOT_ID
 
 HOLDER = """
 import sys, time

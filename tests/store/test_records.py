@@ -12,7 +12,7 @@ import pytest
 from halguru.agents.events import RunFinished
 from halguru.errors import StoreError
 from halguru.models.base import ToolCallRequest
-from halguru.store import SQLiteStore, sqlite_keys
+from halguru.store import SQLiteStore, sql_keys
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_api_keys_and_last_used_written_at_most_once_a_minute(store: SQLiteStore
     assert first is not None
     store.touch_key("ab12cd34")
     assert store.key_by_hash("h1")["last_used"] == first  # not written again within the minute
-    monkeypatch.setattr(sqlite_keys, "TOUCH_EVERY", 0.0)
+    monkeypatch.setattr(sql_keys, "TOUCH_EVERY", 0.0)
     time.sleep(0.01)
     store.touch_key("ab12cd34")
     assert store.key_by_hash("h1")["last_used"] > first

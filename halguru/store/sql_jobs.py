@@ -1,27 +1,30 @@
-"""The worker's durable queue in SQLite: jobs with leases, retries and per-queue-key order, their side effects,
-channel threads and messages, and schedules.
+"""The worker's durable queue, on either backend: jobs with leases, retries and per-queue-key order, their side
+effects, channel threads and messages, and schedules.
 
-A claim is one ``BEGIN IMMEDIATE`` transaction (SQLite has one writer at a time), so two workers, in one
-process or several, never take the same job: the row moves to ``running`` with the claimer's lease before
-the lock is released. A job whose holder stops renewing its lease is claimable again (at-least-once); the
+A claim is one transaction that moves the row to ``running`` with the claimer's lease before anyone else can
+take it: on SQLite because there is one writer at a time (``BEGIN IMMEDIATE``), on PostgreSQL because the
+claim's SELECT locks the row ``FOR UPDATE SKIP LOCKED`` (concurrent claimers pass over it and take the next
+one instead of waiting). A job whose holder stops renewing its lease is claimable again (at-least-once); the
 effects table is what keeps a retried job from repeating what already happened.
+
+Per-queue-key order (a conversation's messages one at a time, oldest first) is the claim's rule "no earlier
+unfinished job with the same key". On PostgreSQL it holds under concurrent claimers because a job's status
+only leaves queued/running when it is finished, and because ``enqueue_job`` takes the key's lock before
+drawing its ``seq``: without it, two enqueues of one key could commit in the other order than their seqs,
+and a claimer could run the later job before the earlier one was even visible.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
-from halguru.store.sqlite_base import SQLiteBase
-from halguru.store.sqlite_runs import prefix_range
-
-CHANGE_CHECK_S = 0.02  # an idle worker notices another process's job within this
+from halguru.store.sql_base import SQLBase
+from halguru.store.sql_runs import prefix_range
 
 # A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished.
 _RUNNABLE = """
@@ -43,39 +46,42 @@ def _job(row: Mapping[str, Any]) -> JobRecord:
     return cast(JobRecord, job)
 
 
-class JobsMixin(SQLiteBase):
+class JobsMixin(SQLBase):
     """Jobs, job effects, channel threads and messages, schedules."""
 
     # -- jobs -------------------------------------------------------------------------
     def enqueue_job(self, kind: str, agent: str, payload: Mapping[str, Any], *, queue_key: str | None = None,
                     idempotency_key: str | None = None, owner: str | None = None, delay: float = 0.0,
                     max_attempts: int = 5) -> tuple[JobRecord, bool]:
-        now = time.time()
         with self._tx() as conn:
-            if idempotency_key is not None:
-                row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
-                if row is not None:
-                    return _job(row), False
-            job_id = new_job_id()
-            conn.execute(
+            if queue_key is not None:  # seqs of one key are drawn in commit order (see the module docstring)
+                self._lock(conn, "queue", queue_key)
+            now = time.time()
+            rows = conn.execute(
                 "INSERT INTO jobs (id, kind, agent, queue_key, payload, status, max_attempts, run_after, "
-                "idempotency_key, owner, created) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (job_id, kind, agent, queue_key, json.dumps(dict(payload)), max(1, max_attempts), now + delay,
-                 idempotency_key, owner, now))
-            return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+                "idempotency_key, owner, created) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+                (new_job_id(), kind, agent, queue_key, json.dumps(dict(payload)), max(1, max_attempts),
+                 now + delay, idempotency_key, owner, now)).fetchall()  # all: SQLite ends the statement
+            if not rows:  # the key was used: a concurrent insert of it waited for the first one to commit
+                return _job(conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?",
+                                         (idempotency_key,)).fetchone()), False
+            self._notify(conn)
+            return _job(rows[0]), True
 
     def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None) -> JobRecord | None:
         if agents is not None and not agents:
             return None
         only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
         sql = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only} ORDER BY j.run_after, j.seq LIMIT 1"
+        sql = sql.replace(":now", "?")
         now = time.time()
-        if not self._rows(sql.replace(":now", "?"), (now, now, *(agents or ()))):
+        if not self._rows(sql, (now, now, *(agents or ()))):
             return None  # nothing runnable: no write lock taken (idle workers look often)
         with self._tx() as conn:
             while True:
                 now = time.time()
-                row = conn.execute(sql.replace(":now", "?"), (now, now, *(agents or ()))).fetchone()
+                row = conn.execute(sql + self.SKIP_LOCKED, (now, now, *(agents or ()))).fetchone()
                 if row is None:
                     return None
                 if row["attempts"] >= row["max_attempts"]:  # its worker died on its last attempt
@@ -104,7 +110,7 @@ class JobsMixin(SQLiteBase):
         now = time.time()
         with self._tx() as conn:
             row = conn.execute("SELECT attempts, max_attempts FROM jobs WHERE id = ? AND holder = ? "
-                               "AND status = 'running'", (job_id, holder)).fetchone()
+                               "AND status = 'running'" + self.FOR_UPDATE, (job_id, holder)).fetchone()
             if row is None:
                 return ""
             if retry_in is None or row["attempts"] >= row["max_attempts"]:
@@ -113,6 +119,7 @@ class JobsMixin(SQLiteBase):
                 return "dead"
             conn.execute("UPDATE jobs SET status = 'queued', run_after = ?, last_error = ?, holder = NULL, "
                          "lease_expires = NULL WHERE id = ?", (now + retry_in, error, job_id))
+            self._notify(conn)
             return "queued"
 
     def get_job(self, job_id: str) -> JobRecord | None:
@@ -148,9 +155,12 @@ class JobsMixin(SQLiteBase):
 
     def retry_job(self, job_id: str) -> bool:
         with self._tx() as conn:
-            return conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, finished = NULL, "
-                                "holder = NULL, lease_expires = NULL WHERE id = ? AND status IN ('dead', 'cancelled')",
-                                (time.time(), job_id)).rowcount == 1
+            retried = conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, finished = NULL, "
+                                   "holder = NULL, lease_expires = NULL WHERE id = ? "
+                                   "AND status IN ('dead', 'cancelled')", (time.time(), job_id)).rowcount == 1
+            if retried:
+                self._notify(conn)
+            return retried
 
     def cancel_job(self, job_id: str) -> bool:
         with self._tx() as conn:
@@ -166,16 +176,6 @@ class JobsMixin(SQLiteBase):
         stats["oldest_queued_s"] = now - oldest[0]["t"] if oldest and oldest[0]["t"] is not None else 0.0
         return stats
 
-    def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
-        """SQLite has no notifications, but ``PRAGMA data_version`` changes when another connection commits:
-        a read of shared memory, cheap enough to check every ``CHANGE_CHECK_S``."""
-        conn = self._conn()
-        seen = conn.execute("PRAGMA data_version").fetchone()[0]
-        deadline = time.monotonic() + timeout
-        while not woken.wait(min(CHANGE_CHECK_S, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline or conn.execute("PRAGMA data_version").fetchone()[0] != seen:
-                return
-
     def job_next_due(self) -> float | None:
         rows = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued'")
         running = self._rows("SELECT min(lease_expires) AS t FROM jobs WHERE status = 'running'")
@@ -186,6 +186,7 @@ class JobsMixin(SQLiteBase):
     def begin_effect(self, job_id: str, key: str) -> EffectRecord | None:
         now = time.time()
         with self._tx() as conn:
+            self._lock(conn, "effect", f"{job_id}\n{key}")
             row = conn.execute("SELECT * FROM job_effects WHERE job_id = ? AND key = ?", (job_id, key)).fetchone()
             if row is not None:
                 effect = dict(row)
@@ -207,6 +208,7 @@ class JobsMixin(SQLiteBase):
     def thread_conversation(self, channel: str, agent: str, thread: str, *, title: str = "",
                             owner: str | None = None) -> str:
         with self._tx() as conn:
+            self._lock(conn, "thread", f"{channel}\n{agent}\n{thread}")
             row = conn.execute("SELECT t.conversation_id FROM channel_threads t JOIN conversations c "
                                "ON c.id = t.conversation_id WHERE t.channel = ? AND t.agent = ? AND t.thread = ?",
                                (channel, agent, thread)).fetchone()
@@ -217,13 +219,15 @@ class JobsMixin(SQLiteBase):
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (conv_id, agent, title[:80], now, now, owner))
             conn.execute("INSERT INTO channel_threads (channel, agent, thread, conversation_id) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT DO UPDATE SET conversation_id = excluded.conversation_id",
+                         "ON CONFLICT (channel, agent, thread) "
+                         "DO UPDATE SET conversation_id = excluded.conversation_id",
                          (channel, agent, thread, conv_id))
             return conv_id
 
     def record_channel_message(self, message: ChannelMessageRecord) -> bool:
         columns = list(ChannelMessageRecord.__annotations__)
         with self._tx() as conn:
+            self._lock(conn, "channel_message", f"{message['channel']}\n{message['id']}")
             known = conn.execute("SELECT 1 FROM channel_messages WHERE channel = ? AND id = ?",
                                  (message["channel"], message["id"])).fetchone() is not None
             # Known already (a delivery report came first): fill in what the report could not say, keep its status.
@@ -231,8 +235,8 @@ class JobsMixin(SQLiteBase):
                          f"VALUES ({', '.join('?' * len(columns))}) "
                          "ON CONFLICT (channel, id) DO UPDATE SET agent = excluded.agent, "
                          "direction = excluded.direction, address = excluded.address, body = excluded.body, "
-                         "conversation_id = coalesce(conversation_id, excluded.conversation_id), "
-                         "job_id = coalesce(job_id, excluded.job_id) "
+                         "conversation_id = coalesce(channel_messages.conversation_id, excluded.conversation_id), "
+                         "job_id = coalesce(channel_messages.job_id, excluded.job_id) "
                          "WHERE channel_messages.body = '' AND channel_messages.job_id IS NULL",
                          [message[c] for c in columns])  # type: ignore[literal-required]
             return not known
@@ -262,15 +266,13 @@ class JobsMixin(SQLiteBase):
                       job: Mapping[str, Any] | None) -> bool:
         now = time.time()
         with self._tx() as conn:
+            self._lock(conn, "schedule", schedule_id)
             row = conn.execute("SELECT next_due FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
             if (row[0] if row else None) != due:
                 return False  # another worker moved it first
-            try:
-                conn.execute("INSERT INTO schedules (id, next_due, updated) VALUES (?, ?, ?) ON CONFLICT (id) "
-                             "DO UPDATE SET next_due = excluded.next_due, updated = excluded.updated",
-                             (schedule_id, next_due, now))
-            except sqlite3.IntegrityError:
-                return False
+            conn.execute("INSERT INTO schedules (id, next_due, updated) VALUES (?, ?, ?) ON CONFLICT (id) "
+                         "DO UPDATE SET next_due = excluded.next_due, updated = excluded.updated",
+                         (schedule_id, next_due, now))
             if job is not None:
                 spec = dict(job)
                 self.enqueue_job(spec.pop("kind"), spec.pop("agent"), spec.pop("payload"), **spec)

@@ -1,4 +1,4 @@
-"""Serve mode's API keys and rate limits in SQLite. Only a hash of each key is stored; hashing and
+"""Serve mode's API keys and rate limits (either backend). Only a hash of each key is stored; hashing and
 formatting stay in ``halguru_server.keys``. Rate-limit hits live in the store so that every worker process
 (``--workers N``) counts the same window."""
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from halguru.store.base import ApiKeyRecord
-from halguru.store.sqlite_base import SQLiteBase
+from halguru.store.sql_base import SQLBase
 
 TOUCH_EVERY = 60.0
 """``last_used`` is written at most this often per key: a write per request would serialize every reader."""
@@ -23,7 +23,7 @@ def _key(row: dict[str, Any]) -> ApiKeyRecord:
                         last_used=row["last_used"])
 
 
-class KeysMixin(SQLiteBase):
+class KeysMixin(SQLBase):
     """API keys and rate limits: what serve mode's authentication reads on every request."""
 
     def _init_keys(self) -> None:
@@ -71,6 +71,7 @@ class KeysMixin(SQLiteBase):
         seconds until the oldest hit leaves the window. Expired hits of every bucket are dropped on the way."""
         now = time.time()
         with self._tx() as conn:
+            self._lock(conn, "rate", bucket)
             conn.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - window_s,))
             count, oldest = conn.execute("SELECT count(*), min(ts) FROM rate_hits WHERE bucket = ?",
                                          (bucket,)).fetchone()

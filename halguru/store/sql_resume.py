@@ -1,4 +1,4 @@
-"""What continues a run, in SQLite: checkpoints of durable team and workflow runs, approvals of paused runs.
+"""What continues a run (either backend): checkpoints of durable team and workflow runs, approvals of paused runs.
 
 Rows here belong to a run (foreign keys); a write for a run that was deleted meanwhile (its conversation
 deleted while it streamed) records nothing instead of failing.
@@ -14,7 +14,7 @@ from typing import Any, cast
 from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
 from halguru.store.base import ApprovalRecord, CheckpointRecord
-from halguru.store.sqlite_runs import RunsMixin, prefix_range
+from halguru.store.sql_runs import RunsMixin, prefix_range
 
 CLAIMING = "…"  # resumed_by while a resume is starting: a second resume is refused
 

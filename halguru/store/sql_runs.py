@@ -1,4 +1,4 @@
-"""Runs and their events in SQLite, and run liveness as a lease.
+"""Runs and their events (either backend), and run liveness as a lease.
 
 A process id says nothing in a container (``halguru serve`` is PID 1 after every restart) nor across
 hosts, so a run is alive while its holder renews a lease: ``start_run`` records this process's boot id
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
-from halguru.store.sqlite_base import SQLiteBase
+from halguru.store.sql_base import SQLBase, SQLConnection
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix + "\U0010ffff"
 
 
-class RunsMixin(SQLiteBase):
+class RunsMixin(SQLBase):
     lease: float
 
     def _init_leases(self, lease: float | None) -> None:
@@ -97,7 +96,7 @@ class RunsMixin(SQLiteBase):
                     conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
                                  f"AND id IN ({','.join('?' * len(held))})",
                                  [time.time() + self.lease, BOOT_ID, *held])
-            except sqlite3.Error as exc:  # try again at the next tick; the lease outlasts two misses
+            except self.errors as exc:  # try again at the next tick; the lease outlasts two misses
                 log.warning("could not renew the leases of %d runs: %s", len(held), exc)
 
     def _stop_leases(self) -> None:
@@ -142,7 +141,7 @@ class RunsMixin(SQLiteBase):
             self._insert_events(conn, run_id, events)
 
     @staticmethod
-    def _insert_events(conn: sqlite3.Connection, run_id: str, events: Sequence[BaseEvent],
+    def _insert_events(conn: SQLConnection, run_id: str, events: Sequence[BaseEvent],
                        exists: bool = False) -> None:
         """Insert a run's events if the run still exists (its conversation may be deleted while it streams);
         ``exists``: the caller checked already, in this transaction."""
@@ -165,6 +164,7 @@ class RunsMixin(SQLiteBase):
         now = time.time()
         try:
             with self._tx() as conn:
+                self._lock(conn, "conversation", conversation_id)  # its messages' seqs, a concurrent delete
                 run, conversation = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "
                     "EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
@@ -234,7 +234,7 @@ class RunsMixin(SQLiteBase):
             params.append(since)
         if not test_runs:
             clauses.append("NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id AND e.type = 'run_started' "
-                           "AND json_extract(e.data, '$.metadata.test') = 1)")
+                           f"AND {self.TEST_RUN})")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
             f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
@@ -272,7 +272,7 @@ class RunsMixin(SQLiteBase):
             rows = self._rows(f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.id >= ? AND r.id < ? LIMIT 2",
                               [now, *prefix_range(run_id)])
         if not rows:
-            raise StoreError(f"no run {run_id!r} in {self.path}; see `halguru logs` for run ids")
+            raise StoreError(f"no run {run_id!r} in {self.location}; see `halguru logs` for run ids")
         if len(rows) > 1:
             raise StoreError(f"run id prefix {run_id!r} is ambiguous; give more characters")
         return cast(RunRecord, rows[0])

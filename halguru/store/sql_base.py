@@ -1,0 +1,68 @@
+"""What the SQL table mixins (``sql_runs``, ``sql_resume``, ``sql_keys``, ``sql_jobs``, ``sql_conversations``)
+need from a backend: a write transaction, reads as dicts, and the few places where SQLite and PostgreSQL differ.
+
+The mixins are written once, in the SQL both databases speak (``?`` placeholders, ``ON CONFLICT``,
+``RETURNING``, ``coalesce``), and serve both stores: ``SQLiteStore`` (``sqlite_base``) and ``PostgresStore``
+(``postgres_base``, which turns ``?`` into psycopg's ``%s``). One copy of each query means one behaviour,
+and the same test suites run on both backends to hold it.
+
+Where the two differ is concurrency. SQLite has one writer at a time (``BEGIN IMMEDIATE``), so a transaction
+that reads and then writes sees nothing change in between. PostgreSQL runs writers at once (READ COMMITTED),
+so the mixins mark every such read-then-write with ``_lock(conn, scope, key)``: a no-op on SQLite, a
+transaction-scoped advisory lock on PostgreSQL that serializes exactly the writers that touch one key (one
+queue key, one rate bucket, one channel thread...) and nobody else. The other hooks: ``FOR_UPDATE`` /
+``SKIP_LOCKED`` suffixes (empty on SQLite), ``_notify`` (PostgreSQL wakes idle workers), ``TEST_RUN`` (a
+JSON test in SQL) and ``errors`` (the driver's exception classes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class SQLCursor(Protocol):
+    """What the mixins read from a statement: rows by index and by column name, ``rowcount``."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class SQLConnection(Protocol):
+    """A connection inside a transaction (``sqlite3.Connection`` as it is; psycopg through an adapter)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+
+# Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
+LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
+               "effect": 7, "conversation": 8, "idempotency": 9}
+
+
+class SQLBase:
+    """The backend hooks; ``SQLiteBase`` and ``PostgresBase`` implement them."""
+
+    location: str  # where the database is, for messages (a file path, or host/database without a password)
+    errors: tuple[type[Exception], ...] = ()  # the driver's errors (a failed lease renewal is logged, retried)
+    FOR_UPDATE = ""  # appended to a SELECT whose rows the transaction then updates
+    SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
+    TEST_RUN = "0"  # SQL, true when the run_started event ``e.data`` says ``metadata.test``
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        """One write transaction on this thread's connection; a nested call joins the outer one."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read, as plain dicts (inside this thread's open transaction, if there is one)."""
+        raise NotImplementedError
+
+    def _lock(self, conn: Any, scope: str, key: str) -> None:
+        """Serialize the transactions that touch ``key`` in ``scope`` until this one ends (read-then-write)."""
+
+    def _notify(self, conn: Any) -> None:
+        """A job became runnable: wake the idle workers of other processes when this transaction commits."""

@@ -1,0 +1,81 @@
+"""Conversations and their messages (either backend; see ``sql_base``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import cast
+
+from halguru.models.base import Message, ToolCallRequest
+from halguru.store.base import ConversationRecord
+from halguru.store.sql_base import SQLBase
+
+
+class ConversationsMixin(SQLBase):
+    """Conversations: listing (newest first, with message counts), creation with a history, deletion of
+    everything in one."""
+
+    # -- conversations -----------------------------------------------------
+    def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        rows = self._rows("SELECT * FROM conversations WHERE id = ?", [conversation_id])
+        return cast(ConversationRecord, rows[0]) if rows else None
+
+    def list_conversations(self, limit: int = 20, agent: str | None = None, *,
+                           agents: Sequence[str] | None = None, offset: int = 0,
+                           owner: str | None = None) -> list[ConversationRecord]:
+        """Newest first; ``agent`` or ``agents`` narrow it to those agents' conversations, ``owner`` to
+        that principal's."""
+        names = [agent] if agent else list(agents) if agents is not None else None
+        if names == []:
+            return []
+        clauses, params = [], []
+        if names is not None:
+            clauses.append(f"agent IN ({','.join('?' * len(names))})")
+            params += names
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return cast(list[ConversationRecord], self._rows(
+            f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
+            f"FROM conversations c {where} ORDER BY updated DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]))
+
+    def create_conversation(self, conversation_id: str, agent: str, title: str = "",
+                            history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:
+        """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history)."""
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title[:80], now, now, owner))
+            conn.executemany(
+                "INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
+                [(conversation_id, i, m.role, m.content, now) for i, m in enumerate(history)])
+        return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
+                                  active_agent=None, owner=owner, messages=len(history))
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """The conversation and everything in it (messages; its runs with their events, approvals and
+        checkpoints), in one transaction. A run still streaming in it then records nothing."""
+        runs = "SELECT id FROM runs WHERE conversation_id = ?"
+        with self._tx() as conn:
+            self._lock(conn, "conversation", conversation_id)  # a run finishing in it meanwhile waits
+            for table in ("events", "approvals", "checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id IN ({runs})", (conversation_id,))
+            conn.execute("DELETE FROM approvals WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM checkpoints WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM runs WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM channel_threads WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM channel_messages WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def get_messages(self, conversation_id: str) -> list[Message]:
+        rows = self._rows("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", [conversation_id])
+        return [
+            Message(
+                role=r["role"], content=r["content"], tool_call_id=r["tool_call_id"], name=r["name"],
+                tool_calls=[ToolCallRequest(**c) for c in json.loads(r["tool_calls"] or "[]")],
+            )
+            for r in rows
+        ]
