@@ -103,6 +103,11 @@ def cluster(tmp_path: Path, halguru_cmd: list[str], subprocess_env: dict[str, st
         (agents / name).mkdir(parents=True)
         (agents / name / "agent.yaml").write_text(yaml.safe_dump({
             "name": name, "model": model, "instructions": "Echo.", "channels": {"hook": {"url": provider.url}}}))
+    write_mailer(agents / "mailer", tmp_path / "mailer.yaml")
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump([{"text": " ".join(f"word{i}" for i in range(60)), "token_delay": 0.05}]))
+    (agents / "slow").mkdir()
+    (agents / "slow" / "agent.yaml").write_text(yaml.safe_dump({"name": "slow", "model": f"scripted:{slow}"}))
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump({
         "session_secret": "shared-by-every-replica", "job_lease": float(LEASE), "job_poll": 0.1,
         "job_backoff": 0.1, "shutdown_timeout": 1, "log_level": "warning"}))
@@ -266,3 +271,61 @@ def check_jobs(client: RoundRobin, provider: Provider, api_jobs: list[str]) -> N
         job = client.get(f"/v1/jobs/{job_id}")
         messages = client.get(f"/v1/conversations/{job['result']['conversation_id']}/messages")["data"]
         assert [m["content"] for m in messages] == [f"job {n}", f"You said: job {n}"]
+
+
+MAILER_TOOLS = """\
+from pathlib import Path
+from halguru import tool
+
+
+@tool
+def send_email(to: str) -> str:
+    \"\"\"Send an email.\"\"\"
+    with open(Path(__file__).parent / "sent.log", "a") as f:
+        f.write(to + "\\n")
+    return f"sent to {to}"
+"""
+
+
+def write_mailer(folder: Path, script: Path) -> None:
+    """`mailer`: send_email waits for a human's approval; its model says what ``script`` holds."""
+    folder.mkdir(parents=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "mailer", "model": f"scripted:{script}",
+                                                       "tools": ["send_email"], "approvals": ["send_email"]}))
+    (folder / "tools.py").write_text(MAILER_TOOLS)
+    script.write_text(yaml.safe_dump([{"tool_calls": [{"id": "c1", "name": "send_email",
+                                                        "arguments": {"to": "ann@example.com"}}]}]))
+
+
+def test_approvals_and_streams_work_from_the_other_replica(cluster: Cluster, tmp_path: Path) -> None:
+    """A run paused on one replica is approved on either, once however many ask; a stream cut by its
+    replica's death resumes on the other from the stored events and ends when the run's lease passes."""
+    (victim, url_a), (_, url_b) = cluster.replica(), cluster.replica()
+    key = {"Authorization": f"Bearer {cluster.env['HALGURU_E2E_KEY']}"}
+    a, b = (httpx.Client(base_url=u, headers=key, timeout=30) for u in (url_a, url_b))
+    conv = a.post("/v1/conversations", json={"agent": "mailer"}).json()["id"]
+    paused = a.post(f"/v1/conversations/{conv}/messages", json={"content": "mail ann"}).json()
+    assert paused["status"] == "paused"
+    (tmp_path / "mailer.yaml").write_text(yaml.safe_dump(["Sent."]))  # what the continuation's model says
+    with ThreadPoolExecutor(2) as pool:  # both replicas at once: the store's claim decides
+        answers = list(pool.map(lambda c: c.post(f"/v1/runs/{paused['run_id']}/approve", json={}), (a, b)))
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    assert next(r for r in answers if r.status_code == 200).json()["output"] == "Sent."
+    assert (tmp_path / "agents" / "mailer" / "sent.log").read_text() == "ann@example.com\n"
+
+    conv = a.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    with a.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True}) as cut:
+        lines = cut.iter_lines()
+        last = ""
+        while (line := next(lines)) != "event: token":
+            last = line[4:] if line.startswith("id: ") else last
+        victim.send_signal(signal.SIGKILL)  # the replica dies mid-answer; the client reconnects to the other
+        with pytest.raises(httpx.TransportError):
+            list(lines)
+    run_id = last.split(":")[0]
+    with b.stream("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": last}) as resumed:
+        assert resumed.status_code == 200
+        rest = [line for line in resumed.iter_lines() if line.startswith(("id: ", "event: "))]
+    assert rest[-2:] == [f"id: {run_id}:end", "event: error"]  # after the run's lease passed: interrupted
+    assert b.get(f"/v1/runs/{run_id}").json()["status"] == "interrupted"
+    assert b.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": f"{run_id}:end"}).status_code == 204
