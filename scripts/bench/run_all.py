@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve",
-           "kb"]  # cheapest first
+           "kb", "scale"]  # cheapest first
 
 
 def main() -> int:
