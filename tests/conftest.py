@@ -97,3 +97,105 @@ def cli_error(halguru_cmd, subprocess_env):
         return lines[0]
 
     return invoke
+
+
+# -- store backends: the store and queue suites run on SQLite and on PostgreSQL -----------------------------
+STORE_BACKENDS = ["sqlite", "postgres"]
+POSTGRES_ADMIN_URL = os.environ.get("HALGURU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh PostgreSQL database for this test session, dropped at the end. PostgreSQL must be running
+    (`.ci/run` starts it): an unreachable server fails the postgres tests, it never skips them."""
+    import secrets
+
+    import psycopg
+
+    name = f"halguru_test_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} (start it: pg_ctlcluster "
+                    f"--skip-systemctl-redirect 15 main start): {exc}")
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _empty_postgres(url: str) -> None:
+    """Every table of the test database emptied (the schema stays: migrating it again is slower)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                             "AND tablename <> 'migrations'")]
+        if tables:
+            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path, request) -> str:
+    """The test's database: ``sqlite:PATH`` or an emptied PostgreSQL session database."""
+    if backend == "sqlite":
+        return f"sqlite:{tmp_path / 'store.db'}"
+    url = request.getfixturevalue("postgres_url")
+    _empty_postgres(url)
+    return url
+
+
+@pytest.fixture
+def store_factory(store_url: str):
+    """Open a store on the test's database (``lease=`` passes through); a second one is another process's view
+    of the same database. All are closed at the end."""
+    from halguru.store.sqlite import SQLiteStore
+
+    opened = []
+
+    def make(**options):
+        if store_url.startswith("sqlite:"):
+            store = SQLiteStore(Path(store_url.removeprefix("sqlite:")), **options)
+        else:
+            from halguru.store.postgres import PostgresStore
+
+            store = PostgresStore(store_url, **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(store_factory):
+    """A store on each backend (the test runs once per backend)."""
+    return store_factory()
+
+
+@pytest.fixture
+def raw_sql(store_url: str):
+    """Run SQL (``?`` placeholders) straight on the test's database, as another program or an older version
+    would; the rows it returns."""
+    import sqlite3
+    from contextlib import closing
+
+    def run(sql: str, params=()):
+        if store_url.startswith("sqlite:"):
+            with closing(sqlite3.connect(store_url.removeprefix("sqlite:"))) as db:
+                rows = db.execute(sql, params).fetchall()
+                db.commit()
+                return rows
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run

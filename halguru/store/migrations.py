@@ -1,9 +1,26 @@
-"""Append-only schema migrations. Never edit or reorder one that has shipped; add a new one."""
+"""Append-only schema migrations (SQLite's list; PostgreSQL's is ``postgres_migrations``, which says why each
+backend keeps its own). Never edit or reorder one that has shipped; add a new one."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def apply(conn: Any, migrations: Sequence[Callable[[Any], None]]) -> list[str]:
+    """Apply the migrations not yet recorded in the ``migrations`` table, in the caller's transaction (all or
+    none), recording each by name; the names applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations").fetchall()}
+    applied = []
+    for migration in migrations:
+        if migration.__name__ not in done:
+            migration(conn)
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+            applied.append(migration.__name__)
+    return applied
 
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:

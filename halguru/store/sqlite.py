@@ -11,13 +11,12 @@ connections in ``sqlite_base``.
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from halguru.errors import StoreError
 from halguru.store.base import Store
-from halguru.store.migrations import MIGRATIONS
+from halguru.store.migrations import MIGRATIONS, apply
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
@@ -42,12 +41,7 @@ class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, SQLiteB
 
     def _migrate(self) -> None:
         with self._tx() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
-            done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
-            for migration in MIGRATIONS:
-                if migration.__name__ not in done:
-                    migration(conn)
-                    conn.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
+            apply(conn, MIGRATIONS)
 
     def close(self) -> None:
         """Stop renewing leases (runs still held will read interrupted once theirs pass) and close every

@@ -1,4 +1,5 @@
-"""Cron schedules driven by an explicit clock: one job per due time, across workers, time zones and downtime."""
+"""Cron schedules driven by an explicit clock: one job per due time, across workers, time zones and downtime; on
+both store backends."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from halguru.agents.loader import load_agent
 from halguru.errors import AgentSpecError
 from halguru.jobs.schedules import Scheduler
-from halguru.store import SQLiteStore
+from halguru.store import Store
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -30,14 +31,7 @@ def agent_with(tmp_path: Path, **schedule: object) -> object:
     return load_agent(folder)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "s.db")
-    yield s
-    s.close()
-
-
-def test_runs_at_its_local_time_once_per_day(store: SQLiteStore, tmp_path: Path) -> None:
+def test_runs_at_its_local_time_once_per_day(store: Store, tmp_path: Path) -> None:
     scheduler = Scheduler(store, {"digest": agent_with(tmp_path)})
     assert scheduler.tick(at("2026-03-27T08:00:00")) == 0  # first seen: nothing runs now
     assert scheduler.next_due == at("2026-03-27T09:00:00")
@@ -53,7 +47,7 @@ def test_runs_at_its_local_time_once_per_day(store: SQLiteStore, tmp_path: Path)
     assert all(j["kind"] == "run" and j["agent"] == "digest" for j in jobs)
 
 
-def test_two_workers_queue_one_job(store: SQLiteStore, tmp_path: Path) -> None:
+def test_two_workers_queue_one_job(store: Store, tmp_path: Path) -> None:
     agent = agent_with(tmp_path)
     first, second = Scheduler(store, {"digest": agent}), Scheduler(store, {"digest": agent})
     first.tick(at("2026-05-01T08:00:00"))
@@ -61,7 +55,7 @@ def test_two_workers_queue_one_job(store: SQLiteStore, tmp_path: Path) -> None:
     assert first.tick(at("2026-05-01T09:00:01")) + second.tick(at("2026-05-01T09:00:01")) == 1
 
 
-def test_downtime_runs_once_not_once_per_missed_time(store: SQLiteStore, tmp_path: Path) -> None:
+def test_downtime_runs_once_not_once_per_missed_time(store: Store, tmp_path: Path) -> None:
     scheduler = Scheduler(store, {"digest": agent_with(tmp_path)})
     scheduler.tick(at("2026-05-01T08:00:00"))
     assert scheduler.tick(at("2026-05-05T12:00:00")) == 1  # four days down: one catch-up run
@@ -70,7 +64,7 @@ def test_downtime_runs_once_not_once_per_missed_time(store: SQLiteStore, tmp_pat
     assert scheduler.next_due == at("2026-05-06T09:00:00")
 
 
-def test_skip_policy_waits_for_the_next_time(store: SQLiteStore, tmp_path: Path) -> None:
+def test_skip_policy_waits_for_the_next_time(store: Store, tmp_path: Path) -> None:
     scheduler = Scheduler(store, {"digest": agent_with(tmp_path, missed="skip")})
     scheduler.tick(at("2026-05-01T08:00:00"))
     assert scheduler.tick(at("2026-05-05T12:00:00")) == 0

@@ -1,5 +1,6 @@
-"""The in-process worker on a real SQLite store with scripted agents: runs jobs, replies on a channel once
-even when an attempt dies after sending, answers one thread in order, retries and dead-letters."""
+"""The in-process worker on a real store (SQLite and PostgreSQL: the ``store`` fixture) with scripted agents:
+runs jobs, replies on a channel once even when an attempt dies after sending, answers one thread in order,
+retries and dead-letters."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
 import yaml
 
 from halguru.agents.loader import load_agent
@@ -17,7 +17,7 @@ from halguru.channels.base import ChannelError, Inbound, Outbound, SendOnce
 from halguru.jobs.handlers import JobContext
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.worker import Worker, WorkerSettings
-from halguru.store import SQLiteStore
+from halguru.store import Store
 
 
 def make_agent(root: Path, name: str, model: str = "scripted", **extra: Any) -> Path:
@@ -54,13 +54,6 @@ class RecordingChannel:
         return [value["id"]]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "worker.db")
-    yield s
-    s.close()
-
-
 async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 20.0) -> None:
     task = asyncio.create_task(worker.run())
     try:
@@ -73,7 +66,7 @@ async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 2
         await task
 
 
-def worker_for(store: SQLiteStore, agents: Mapping[str, Any], channels: Mapping[str, Any] | None = None,
+def worker_for(store: Store, agents: Mapping[str, Any], channels: Mapping[str, Any] | None = None,
                **settings: Any) -> Worker:
     ctx = JobContext(store=store, agents=dict(agents), channels=dict(channels or {}))
     return Worker(ctx, WorkerSettings(poll=0.05, backoff=0.05, **settings))
@@ -84,7 +77,7 @@ def inbound(text: str, message_id: str, sender: str = "+15550001") -> Inbound:
                    reply={"to": sender})
 
 
-async def test_run_job_runs_the_agent(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_run_job_runs_the_agent(store: Store, tmp_path: Path) -> None:
     agent = load_agent(make_agent(tmp_path, "echo"))
     job, _ = store.enqueue_job("run", "echo", {"input": "hello worker"})
     await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "done")
@@ -95,7 +88,7 @@ async def test_run_job_runs_the_agent(store: SQLiteStore, tmp_path: Path) -> Non
     assert [m.role for m in store.get_messages(result["conversation_id"])] == ["user", "assistant"]
 
 
-async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: Store, tmp_path: Path) -> None:
     agent = load_agent(make_agent(tmp_path, "echo"))
     channel = RecordingChannel(fail_after_send=2)
     sink = StoreSink(store)
@@ -113,7 +106,7 @@ async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: SQLi
     assert statuses == {("in", "received"), ("out", "sent")}
 
 
-async def test_one_thread_is_answered_in_order(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_one_thread_is_answered_in_order(store: Store, tmp_path: Path) -> None:
     agent = load_agent(make_agent(tmp_path, "echo"))  # echoes: each answer names its message
     channel = RecordingChannel(delay=0.3)  # slow sends: a later message would overtake if allowed
     sink = StoreSink(store)
@@ -131,7 +124,7 @@ async def test_one_thread_is_answered_in_order(store: SQLiteStore, tmp_path: Pat
     assert users == ["one", "two", "three"]
 
 
-async def test_failing_job_is_retried_then_dead(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_failing_job_is_retried_then_dead(store: Store, tmp_path: Path) -> None:
     script = tmp_path / "broken.yaml"
     script.write_text(yaml.safe_dump([{"error": "connection refused"}] * 10))
     agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
@@ -141,7 +134,7 @@ async def test_failing_job_is_retried_then_dead(store: SQLiteStore, tmp_path: Pa
     assert dead["attempts"] == 3 and "connection refused" in dead["last_error"]
 
 
-async def test_unknown_agent_is_dead_at_once(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_unknown_agent_is_dead_at_once(store: Store, tmp_path: Path) -> None:
     agent = load_agent(make_agent(tmp_path, "echo"))
     job, _ = store.enqueue_job("reply", "echo", {"channel": "sms", "text": "x", "thread": "t", "sender": "s",
                                                  "message_id": "m"})
@@ -150,7 +143,7 @@ async def test_unknown_agent_is_dead_at_once(store: SQLiteStore, tmp_path: Path)
     assert dead["attempts"] == 1 and "no sms channel" in dead["last_error"]
 
 
-async def test_cancelling_a_running_job_stops_it(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
     script = tmp_path / "slow.yaml"
     script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
     agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
@@ -171,7 +164,7 @@ async def test_cancelling_a_running_job_stops_it(store: SQLiteStore, tmp_path: P
     assert runs and runs[0]["status"] == "cancelled"
 
 
-async def test_stop_releases_running_jobs_for_another_worker(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_stop_releases_running_jobs_for_another_worker(store: Store, tmp_path: Path) -> None:
     script = tmp_path / "slow.yaml"
     script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
     agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
@@ -187,7 +180,7 @@ async def test_stop_releases_running_jobs_for_another_worker(store: SQLiteStore,
     assert store.list_runs(5)[0]["status"] == "interrupted"  # not 'cancelled': nobody cancelled it
 
 
-def test_store_sink_status_never_goes_back(store: SQLiteStore) -> None:
+def test_store_sink_status_never_goes_back(store: Store) -> None:
     from halguru.store.base import ChannelMessageRecord
 
     sink = StoreSink(store)
@@ -214,7 +207,7 @@ class RefusingChannel(RecordingChannel):
         raise ChannelError("provider: HTTP 400, error 21211: invalid 'To' number", permanent=True)
 
 
-async def test_a_refused_message_is_not_retried(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_a_refused_message_is_not_retried(store: Store, tmp_path: Path) -> None:
     agent = load_agent(make_agent(tmp_path, "echo"))
     channel = RefusingChannel()
     StoreSink(store).accept(inbound("ping", "M1"))

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from halguru.agents.events import RunFinished, RunStarted
 from halguru.models.base import Message
-from halguru.store import SQLiteStore
+from halguru.store import SQLiteStore, Store
 
 THREADS = 8
 ROUNDS = 40
 
 
-def _work(store: SQLiteStore, worker: int, errors: list[BaseException], start: threading.Barrier) -> None:
+def _work(store: Store, worker: int, errors: list[BaseException], start: threading.Barrier) -> None:
     start.wait()
     try:
         for i in range(ROUNDS):
@@ -39,8 +39,8 @@ def _work(store: SQLiteStore, worker: int, errors: list[BaseException], start: t
         errors.append(exc)
 
 
-def test_threads_reading_and_writing_at_once_never_fail(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db")
+def test_threads_reading_and_writing_at_once_never_fail(store: Store) -> None:
+    """On both backends."""
     errors: list[BaseException] = []
     start = threading.Barrier(THREADS)
     threads = [threading.Thread(target=_work, args=(store, n, errors, start)) for n in range(THREADS)]
@@ -51,7 +51,6 @@ def test_threads_reading_and_writing_at_once_never_fail(tmp_path: Path) -> None:
     assert not errors, [repr(e) for e in errors[:5]]
     runs = store.list_runs(limit=THREADS * ROUNDS + 1)
     assert len(runs) == THREADS * ROUNDS and {r["status"] for r in runs} == {"ok"}
-    store.close()
 
 
 def test_each_thread_gets_its_own_connection_and_close_closes_them_all(tmp_path: Path) -> None:

@@ -1,26 +1,22 @@
 """Deleting a conversation removes everything in it, whatever runs it holds, and a run still streaming in
-it when it is deleted ends without an error and without writing anything back."""
+it when it is deleted ends without an error and without writing anything back. On both backends."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 
 from halguru.agents.events import Checkpoint, RunFinished, RunStarted
 from halguru.models.base import Message, ToolCallRequest
-from halguru.store import SQLiteStore
+from halguru.store import Store
+
+TABLES = ("conversations", "messages", "runs", "events", "approvals", "checkpoints")
 
 
-def _counts(path: Path) -> dict[str, int]:
-    db = sqlite3.connect(path)
-    tables = ("conversations", "messages", "runs", "events", "approvals", "checkpoints")
-    counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-    db.close()
-    return counts
+def _counts(raw_sql) -> dict[str, int]:
+    return {t: raw_sql(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 
-def _paused_team_run(store: SQLiteStore, run_id: str, conversation: str) -> None:
+def _paused_team_run(store: Store, run_id: str, conversation: str) -> None:
     """A team run with a checkpoint, events, and a pause for approval."""
     store.start_run(run_id, conversation, "team", "scripted", "ship it", owner="key:a")
     store.start_checkpoint(run_id, "team", conversation, "/agents/team", None, "ship it")
@@ -37,21 +33,18 @@ def _paused_team_run(store: SQLiteStore, run_id: str, conversation: str) -> None
     store.finish_run(run_id + "n", conversation, done.model_dump(), [done], [Message(role="user", content="x")])
 
 
-def test_deleting_a_conversation_with_team_workflow_and_paused_runs(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db")
+def test_deleting_a_conversation_with_team_workflow_and_paused_runs(store: Store, raw_sql) -> None:
     _paused_team_run(store, "run_team0001", "conv_1")
     _paused_team_run(store, "run_team0002", "conv_2")  # another conversation: untouched
     store.delete_conversation("conv_1")
     assert store.get_conversation("conv_1") is None
     assert store.find_approval("run_team0001") is None and store.get_checkpoint("run_team0001") is None
     assert [r["id"] for r in store.list_runs()] == ["run_team0002n", "run_team0002"]
-    assert _counts(store.path) == {"conversations": 1, "messages": 1, "runs": 2, "events": 4, "approvals": 1,
+    assert _counts(raw_sql) == {"conversations": 1, "messages": 1, "runs": 2, "events": 4, "approvals": 1,
                                    "checkpoints": 1}
-    store.close()
 
 
-def test_a_run_whose_conversation_is_deleted_while_it_streams_records_nothing(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db")
+def test_a_run_whose_conversation_is_deleted_while_it_streams_records_nothing(store: Store, raw_sql) -> None:
     store.start_run("run_gone0001", "conv_1", "agent", "scripted", "hello")
     store.start_checkpoint("run_gone0001", "workflow", "conv_1", None, None, "hello")
     store.delete_conversation("conv_1")  # the user deletes it mid-run
@@ -65,7 +58,5 @@ def test_a_run_whose_conversation_is_deleted_while_it_streams_records_nothing(tm
     done = RunFinished(run_id="run_gone0001", seq=2, status="ok", output="hi")
     store.finish_run("run_gone0001", "conv_1", done.model_dump(), [done],
                      [Message(role="user", content="hello"), Message(role="assistant", content="hi")])
-    assert _counts(store.path) == dict.fromkeys(
-        ("conversations", "messages", "runs", "events", "approvals", "checkpoints"), 0)
-    assert not store._held  # the store's own test looks inside: its lease is let go
-    store.close()
+    assert _counts(raw_sql) == dict.fromkeys(TABLES, 0)
+    assert not store._held  # type: ignore[attr-defined]  # the store's own test looks inside: its lease is let go

@@ -1,26 +1,19 @@
 """The job queue's semantics in the store: one claim per job, leases, retries and dead jobs, per-queue-key
-order, idempotency keys, effects done once, schedules fired once. Written against the Store interface so the
-PostgreSQL backend can run the same tests."""
+order, idempotency keys, effects done once, schedules fired once. Written against the Store interface: every
+test runs on SQLite and on PostgreSQL (the ``store`` fixture); ``test_postgres_queue`` adds what only concurrent
+PostgreSQL writers can show."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from halguru.store import SQLiteStore
+from halguru.store import Store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
-    s = SQLiteStore(tmp_path / "jobs.db")
-    yield s
-    s.close()
-
-
-def test_enqueue_claim_finish(store: SQLiteStore) -> None:
+def test_enqueue_claim_finish(store: Store) -> None:
     job, created = store.enqueue_job("run", "echo", {"input": "hi"})
     assert created and job["status"] == "queued" and job["attempts"] == 0
     claimed = store.claim_job("w1", lease=30)
@@ -33,14 +26,14 @@ def test_enqueue_claim_finish(store: SQLiteStore) -> None:
     assert done is not None and done["status"] == "done" and done["result"] == {"answer": "hello"}
 
 
-def test_idempotency_key_queues_once(store: SQLiteStore) -> None:
+def test_idempotency_key_queues_once(store: Store) -> None:
     first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
     again, created_again = store.enqueue_job("reply", "echo", {"text": "b"}, idempotency_key="twilio:SM1")
     assert created and not created_again and again["id"] == first["id"] and again["payload"] == {"text": "a"}
     assert len(store.list_jobs(10)) == 1
 
 
-def test_expired_lease_is_claimed_again_and_dies_after_max_attempts(store: SQLiteStore) -> None:
+def test_expired_lease_is_claimed_again_and_dies_after_max_attempts(store: Store) -> None:
     job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=2)
     assert store.claim_job("dead-worker", lease=0.05) is not None
     time.sleep(0.1)
@@ -53,7 +46,7 @@ def test_expired_lease_is_claimed_again_and_dies_after_max_attempts(store: SQLit
     assert dead is not None and dead["status"] == "dead" and "lease expired" in (dead["last_error"] or "")
 
 
-def test_failure_backs_off_then_dead_letter(store: SQLiteStore) -> None:
+def test_failure_backs_off_then_dead_letter(store: Store) -> None:
     job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=2)
     store.claim_job("w", lease=30)
     assert store.fail_job(job["id"], "w", "model down", retry_in=0.2) == "queued"
@@ -69,7 +62,7 @@ def test_failure_backs_off_then_dead_letter(store: SQLiteStore) -> None:
     assert revived is not None and revived["attempts"] == 1
 
 
-def test_queue_key_runs_in_order_one_at_a_time(store: SQLiteStore) -> None:
+def test_queue_key_runs_in_order_one_at_a_time(store: Store) -> None:
     a, _ = store.enqueue_job("reply", "echo", {"n": 1}, queue_key="sms:+1")
     b, _ = store.enqueue_job("reply", "echo", {"n": 2}, queue_key="sms:+1")
     other, _ = store.enqueue_job("reply", "echo", {"n": 3}, queue_key="sms:+2")
@@ -86,7 +79,7 @@ def test_queue_key_runs_in_order_one_at_a_time(store: SQLiteStore) -> None:
     assert last is not None and last["id"] == b["id"]
 
 
-def test_cancel_takes_the_lease_away(store: SQLiteStore) -> None:
+def test_cancel_takes_the_lease_away(store: Store) -> None:
     job, _ = store.enqueue_job("run", "echo", {"input": "x"})
     store.claim_job("w", lease=30)
     assert store.cancel_job(job["id"])
@@ -96,7 +89,7 @@ def test_cancel_takes_the_lease_away(store: SQLiteStore) -> None:
     assert store.get_job(job["id"])["status"] == "cancelled"  # type: ignore[index]
 
 
-def test_concurrent_claims_never_share_a_job(store: SQLiteStore) -> None:
+def test_concurrent_claims_never_share_a_job(store: Store) -> None:
     for i in range(200):
         store.enqueue_job("run", "echo", {"n": i})
     taken: list[str] = []
@@ -119,7 +112,7 @@ def test_concurrent_claims_never_share_a_job(store: SQLiteStore) -> None:
     assert store.job_stats()["done"] == 200
 
 
-def test_effects_are_recorded_once(store: SQLiteStore) -> None:
+def test_effects_are_recorded_once(store: Store) -> None:
     assert store.begin_effect("job_1", "part:0") is None  # first attempt performs it
     started = store.begin_effect("job_1", "part:0")
     assert started is not None and started["state"] == "started"  # a retry sees the attempt, outcome unknown
@@ -128,7 +121,7 @@ def test_effects_are_recorded_once(store: SQLiteStore) -> None:
     assert done is not None and done["state"] == "done" and done["value"] == {"sid": "SM1"}
 
 
-def test_thread_conversation_is_one_per_thread(store: SQLiteStore) -> None:
+def test_thread_conversation_is_one_per_thread(store: Store) -> None:
     results: list[str] = []
     start = threading.Barrier(4)
 
@@ -149,7 +142,7 @@ def test_thread_conversation_is_one_per_thread(store: SQLiteStore) -> None:
     assert store.thread_conversation("twilio", "echo", "+15550001") != results[0]
 
 
-def test_schedule_fires_once_per_due_time(store: SQLiteStore) -> None:
+def test_schedule_fires_once_per_due_time(store: Store) -> None:
     job = {"kind": "run", "agent": "echo", "payload": {"input": "digest"}, "idempotency_key": "schedule:s:100"}
     assert store.fire_schedule("s", None, 100.0, None)  # first seen
     assert not store.fire_schedule("s", None, 100.0, None)
@@ -159,7 +152,7 @@ def test_schedule_fires_once_per_due_time(store: SQLiteStore) -> None:
     assert [j["payload"] for j in store.list_jobs(10)] == [{"input": "digest"}]
 
 
-def test_concurrent_enqueues_of_one_key_queue_one_job(store: SQLiteStore) -> None:
+def test_concurrent_enqueues_of_one_key_queue_one_job(store: Store) -> None:
     """A provider retrying a webhook while the first delivery is still being stored: one job."""
     created: list[bool] = []
     start = threading.Barrier(8)

@@ -1,5 +1,6 @@
 """Run liveness is a lease renewed by the process running it, never a process id (in a container
-``halguru serve`` is PID 1 after every restart, so a pid says nothing)."""
+``halguru serve`` is PID 1 after every restart, so a pid says nothing). On both backends, but for runs written
+before leases (SQLite only: PostgreSQL never had them)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ import sys, time
 from pathlib import Path
 from halguru.store import SQLiteStore
 
-store = SQLiteStore(Path(sys.argv[1]), lease=float(sys.argv[2]))
+target, lease = sys.argv[1], float(sys.argv[2])
+if target.startswith("sqlite:"):
+    store = SQLiteStore(Path(target.removeprefix("sqlite:")), lease=lease)
+else:
+    from halguru.store.postgres import PostgresStore
+    store = PostgresStore(target, lease=lease)
 store.start_run("run_killed01", "conv_1", "agent", "scripted", "hello")
 print("started", flush=True)
 time.sleep(600)
 """
 
 
-def test_a_killed_run_reads_interrupted_once_its_lease_passes_not_before(tmp_path: Path) -> None:
-    path, lease = tmp_path / "t.db", 3.0
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(lease)], stdout=subprocess.PIPE, text=True)
+def test_a_killed_run_reads_interrupted_once_its_lease_passes_not_before(store_url: str, store_factory,
+                                                                         raw_sql) -> None:
+    lease = 3.0
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, store_url, str(lease)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     time.sleep(lease / 2)  # the holder has renewed its lease at least once by now
     proc.send_signal(signal.SIGKILL)
@@ -40,7 +47,7 @@ def test_a_killed_run_reads_interrupted_once_its_lease_passes_not_before(tmp_pat
         raise AssertionError("the holder's pid is still alive")
     except ProcessLookupError:
         pass
-    store = SQLiteStore(path, lease=lease)
+    store = store_factory(lease=lease)
     run = store.get_run("run_killed01")
     assert run["lease_expires"] is not None and run["lease_expires"] > killed_at  # it was renewed
     assert run["status"] == "running"  # the pid is dead, but the lease is live: still running
@@ -52,12 +59,11 @@ def test_a_killed_run_reads_interrupted_once_its_lease_passes_not_before(tmp_pat
     assert [r["id"] for r in store.list_runs(status="interrupted")] == ["run_killed01"]
     assert store.list_runs(status="running") == []
     assert store.reap_expired_runs() == 1  # and now for good, in the table itself
-    assert sqlite3.connect(path).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
-    store.close()
+    assert raw_sql("SELECT status FROM runs")[0][0] == "interrupted"
 
 
-def test_a_live_run_keeps_its_lease_and_lets_go_when_it_finishes(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db", lease=0.6)
+def test_a_live_run_keeps_its_lease_and_lets_go_when_it_finishes(store_factory) -> None:
+    store = store_factory(lease=0.6)
     store.start_run("run_live0001", "conv_1", "agent", "scripted", "hello")
     run = store.get_run("run_live0001")
     assert run["holder"] == BOOT_ID
@@ -69,7 +75,6 @@ def test_a_live_run_keeps_its_lease_and_lets_go_when_it_finishes(tmp_path: Path)
     time.sleep(0.5)
     assert store.get_run("run_live0001")["status"] == "ok"
     assert not store._held  # the store's own test looks inside: nothing left to renew
-    store.close()
 
 
 def test_runs_written_before_leases_read_interrupted(tmp_path: Path) -> None:

@@ -1,29 +1,25 @@
 """Pruning old runs (`halguru logs prune`): runs started before a time go with their events, approvals and
 checkpoints; conversations left without a run go too; running runs and newer runs stay. And test runs
-(``test`` in their run_started metadata) can be left out of listings."""
+(``test`` in their run_started metadata) can be left out of listings. On both backends."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
 
 from halguru.agents.events import Checkpoint, RunFinished, RunStarted
 from halguru.models.base import Message, ToolCallRequest
-from halguru.store import SQLiteStore
+from halguru.store import Store
+
+TABLES = ("conversations", "messages", "runs", "events", "approvals", "checkpoints")
 
 
-def _counts(path: Path) -> dict[str, int]:
-    db = sqlite3.connect(path)
-    tables = ("conversations", "messages", "runs", "events", "approvals", "checkpoints")
-    counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-    db.close()
-    return counts
+def _counts(raw_sql) -> dict[str, int]:
+    return {t: raw_sql(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 
-def _run(store: SQLiteStore, run_id: str, conversation: str, *, started: float | None = None,
-         finish: bool = True, metadata: dict | None = None) -> None:
+def _run(store: Store, run_id: str, conversation: str, *, started: float | None = None,
+         finish: bool = True, metadata: dict | None = None, raw_sql=None) -> None:
     store.start_run(run_id, conversation, "agent", "scripted", "hi")
     begun = RunStarted(run_id=run_id, seq=0, agent="agent", model="scripted", input="hi",
                        conversation_id=conversation, metadata=metadata or {})
@@ -33,24 +29,20 @@ def _run(store: SQLiteStore, run_id: str, conversation: str, *, started: float |
         store.finish_run(run_id, conversation, done.model_dump(), [done],
                          [Message(role="user", content="hi"), Message(role="assistant", content="hello")])
     if started is not None:
-        db = sqlite3.connect(store.path)
-        db.execute("UPDATE runs SET started = ? WHERE id = ?", (started, run_id))
-        db.commit()
-        db.close()
+        raw_sql("UPDATE runs SET started = ? WHERE id = ?", (started, run_id))
 
 
-def test_prune_deletes_old_runs_with_everything_they_own(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db")
+def test_prune_deletes_old_runs_with_everything_they_own(store: Store, raw_sql) -> None:
     old = time.time() - 40 * 86400
-    _run(store, "run_old1", "conv_old", started=old)  # a conversation with only old runs: goes
+    _run(store, "run_old1", "conv_old", started=old, raw_sql=raw_sql)  # a conversation with only old runs: goes
     store.start_checkpoint("run_old1", "team", "conv_old", None, None, "hi")
     store.save_checkpoint("run_old1", "step 1", {}, [Checkpoint(run_id="run_old1", seq=2, label="step 1")])
     call = ToolCallRequest(id="c1", name="send", arguments={})
     store.save_pending("run_old1", "conv_old", "agent", None, None, "hi", call.model_dump_json(),
                        json.dumps([]))
-    _run(store, "run_old2", "conv_mixed", started=old)  # its conversation has a newer run: stays
+    _run(store, "run_old2", "conv_mixed", started=old, raw_sql=raw_sql)  # its conversation has a newer run: stays
     _run(store, "run_new", "conv_mixed")
-    _run(store, "run_live", "conv_live", finish=False, started=old)  # still running (its lease is alive)
+    _run(store, "run_live", "conv_live", finish=False, started=old, raw_sql=raw_sql)  # running (a live lease)
 
     assert store.prune_runs(time.time() - 30 * 86400) == 2
 
@@ -59,14 +51,12 @@ def test_prune_deletes_old_runs_with_everything_they_own(tmp_path: Path) -> None
     assert store.get_conversation("conv_mixed") is not None
     assert len(store.get_messages("conv_mixed")) == 4  # the conversation's history is kept whole
     assert store.find_approval("run_old1") is None and store.get_checkpoint("run_old1") is None
-    assert _counts(store.path) == {"conversations": 2, "messages": 4, "runs": 2, "events": 3, "approvals": 0,
+    assert _counts(raw_sql) == {"conversations": 2, "messages": 4, "runs": 2, "events": 3, "approvals": 0,
                                    "checkpoints": 0}
     assert store.prune_runs(time.time() - 30 * 86400) == 0
-    store.close()
 
 
-def test_test_runs_can_be_left_out_of_listings(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "t.db")
+def test_test_runs_can_be_left_out_of_listings(store: Store) -> None:
     _run(store, "run_a", "conv_a")
     _run(store, "run_t", "conv_t", metadata={"test": True, "test_case": "test_x.yaml::greets"})
     _run(store, "run_b", "conv_b", metadata={"request_id": "r1"})
@@ -74,4 +64,3 @@ def test_test_runs_can_be_left_out_of_listings(tmp_path: Path) -> None:
     assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_a", "run_b"}
     assert [r["id"] for r in store.list_runs(test_runs=False, limit=1)] == ["run_b"]  # filtered in SQL
     assert store.list_runs(since=time.time() + 60) == []
-    store.close()

@@ -1,4 +1,5 @@
-"""The store's typed records: owners, approvals with who decided, checkpoints, listings, API keys."""
+"""The store's typed records: owners, approvals with who decided, checkpoints, listings, API keys. Each test runs
+on SQLite and PostgreSQL (the ``store`` fixture) but the one about SQLite's write lock."""
 
 from __future__ import annotations
 
@@ -12,22 +13,15 @@ import pytest
 from halguru.agents.events import RunFinished
 from halguru.errors import StoreError
 from halguru.models.base import ToolCallRequest
-from halguru.store import SQLiteStore, sql_keys
+from halguru.store import SQLiteStore, Store, sql_keys
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "t.db")
-    yield store
-    store.close()
-
-
-def _finish(store: SQLiteStore, run_id: str, conversation: str, status: str = "ok") -> None:
+def _finish(store: Store, run_id: str, conversation: str, status: str = "ok") -> None:
     done = RunFinished(run_id=run_id, seq=0, status=status, output="")
     store.finish_run(run_id, conversation, done.model_dump(), [done], [])
 
 
-def _pause(store: SQLiteStore, run_id: str, owner: str | None, agent: str = "agent") -> None:
+def _pause(store: Store, run_id: str, owner: str | None, agent: str = "agent") -> None:
     store.start_run(run_id, "conv_" + run_id, agent, "scripted", "ship it", owner=owner)
     call = ToolCallRequest(id="c1", name="ship", arguments={"order": "A"})
     store.save_pending(run_id, "conv_" + run_id, agent, "/agents/a", None, "ship it", call.model_dump_json(), "[]",
@@ -35,7 +29,7 @@ def _pause(store: SQLiteStore, run_id: str, owner: str | None, agent: str = "age
     _finish(store, run_id, "conv_" + run_id, "paused")
 
 
-def test_owners_are_recorded_and_filter_listings(store: SQLiteStore) -> None:
+def test_owners_are_recorded_and_filter_listings(store: Store) -> None:
     store.create_conversation("conv_a", "agent", "mine", owner="key:a")
     store.start_run("run_a0000001", "conv_a", "agent", "scripted", "hi", owner="key:a")
     store.start_run("run_b0000001", "conv_b", "agent", "scripted", "hi", owner="key:b")
@@ -52,7 +46,7 @@ def test_owners_are_recorded_and_filter_listings(store: SQLiteStore) -> None:
     assert store.list_pending(agents=[]) == []
 
 
-def test_a_decision_records_who_when_and_the_arguments_before_and_after(store: SQLiteStore) -> None:
+def test_a_decision_records_who_when_and_the_arguments_before_and_after(store: Store) -> None:
     _pause(store, "run_p0000001", "key:a")
     _pause(store, "run_p0000002", "key:a")
     assert store.find_approval("run_p0000001")["arguments_before"] == '{"order": "A"}'
@@ -74,22 +68,20 @@ def test_a_decision_records_who_when_and_the_arguments_before_and_after(store: S
     assert store.list_pending() == []
 
 
-def test_an_approval_without_an_edit_records_the_arguments_that_ran(store: SQLiteStore) -> None:
+def test_an_approval_without_an_edit_records_the_arguments_that_ran(store: Store) -> None:
     _pause(store, "run_p0000001", None)
     assert store.decide_approval("run_p0000001", "approved", None)
     assert store.find_approval("run_p0000001")["arguments_after"] == '{"order": "A"}'
 
 
-def test_checkpoints_are_claimed_once(store: SQLiteStore, tmp_path: Path) -> None:
+def test_checkpoints_are_claimed_once(store: Store, store_factory, raw_sql) -> None:
     store.start_run("run_c0000001", "conv_1", "flow", "scripted", "go")
     store.start_checkpoint("run_c0000001", "workflow", "conv_1", "/agents/flow", None, "go")
     store.save_checkpoint("run_c0000001", "step pay ok", {"steps_done": {"pay": "ok"}}, [])
     assert not store.claim_checkpoint("run_c0000001")  # its lease is live: it runs
     store.close()
-    db = sqlite3.connect(tmp_path / "t.db")
-    db.execute("UPDATE runs SET lease_expires = 1")  # as if its process died
-    db.commit()
-    store = SQLiteStore(tmp_path / "t.db", lease=30)
+    raw_sql("UPDATE runs SET lease_expires = 1")  # as if its process died
+    store = store_factory(lease=30)
     saved = store.get_checkpoint("run_c0000001")
     assert saved is not None and (saved["label"], saved["state"]) == ("step pay ok", {"steps_done": {"pay": "ok"}})
     listed = store.list_runs(status="interrupted")
@@ -101,10 +93,9 @@ def test_checkpoints_are_claimed_once(store: SQLiteStore, tmp_path: Path) -> Non
     store.set_checkpoint_resumed_by("run_c0000001", "run_c0000002")
     assert store.list_runs()[0]["resumed_by"] == "run_c0000002"
     assert store.get_checkpoint("run_none") is None
-    store.close()
 
 
-def test_run_listing_filters_by_status_agents_and_limit(store: SQLiteStore) -> None:
+def test_run_listing_filters_by_status_agents_and_limit(store: Store) -> None:
     for i, (agent, status) in enumerate([("a", "ok"), ("b", "failed"), ("a", "failed"), ("a", None)]):
         store.start_run(f"run_s000000{i}", f"conv_{i}", agent, "scripted", "hi")
         if status:
@@ -123,7 +114,7 @@ def test_run_listing_filters_by_status_agents_and_limit(store: SQLiteStore) -> N
         store.get_run("run%")
 
 
-def test_api_keys_and_last_used_written_at_most_once_a_minute(store: SQLiteStore, monkeypatch) -> None:
+def test_api_keys_and_last_used_written_at_most_once_a_minute(store: Store, monkeypatch) -> None:
     key = store.create_key("ab12cd34", "ci", "hg_ab12cd34", "h1", ["agent"], expires=None)
     store.create_key("ef56ab78", "ops", "hg_ef56ab78", "h2", scope="admin")
     assert [(k["id"], k["agents"], k["scope"]) for k in store.list_keys()] == [
@@ -143,7 +134,8 @@ def test_api_keys_and_last_used_written_at_most_once_a_minute(store: SQLiteStore
     assert all(k["revoked"] for k in store.list_keys())
 
 
-def test_ping_checks_that_the_database_takes_writes(store: SQLiteStore, tmp_path: Path) -> None:
+def test_ping_checks_that_the_database_takes_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
     store.ping()
     other = sqlite3.connect(tmp_path / "t.db", isolation_level=None, timeout=0)
     other.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
@@ -153,10 +145,11 @@ def test_ping_checks_that_the_database_takes_writes(store: SQLiteStore, tmp_path
         store.ping()
     other.execute("ROLLBACK")
     store.ping()
+    store.close()
 
 
-def test_rate_hits_are_counted_in_a_sliding_window_shared_by_stores(store: SQLiteStore, tmp_path: Path) -> None:
-    other = SQLiteStore(tmp_path / "t.db")  # another worker process's store, same database
+def test_rate_hits_are_counted_in_a_sliding_window_shared_by_stores(store: Store, store_factory) -> None:
+    other = store_factory()  # another worker process's store, same database
     assert store.rate_hit("chat:1.2.3.4", 2, 0.5) is None
     assert other.rate_hit("chat:1.2.3.4", 2, 0.5) is None
     wait = store.rate_hit("chat:1.2.3.4", 2, 0.5)
@@ -164,4 +157,3 @@ def test_rate_hits_are_counted_in_a_sliding_window_shared_by_stores(store: SQLit
     assert other.rate_hit("chat:5.6.7.8", 2, 0.5) is None  # each bucket its own
     time.sleep(wait + 0.05)
     assert other.rate_hit("chat:1.2.3.4", 2, 0.5) is None
-    other.close()

@@ -1,4 +1,5 @@
-"""The SQLite store: schema, WAL, atomic writes, lookups."""
+"""The store: schema and WAL (SQLite), atomic writes (SQLite: a trigger makes the last statement fail), lookups
+and leases read as interrupted (both backends)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,7 @@ def test_finish_run_is_all_or_nothing(tmp_path):
     assert [m.content for m in store.get_messages("conv_1")] == ["hello"]
 
 
-def test_run_lookup_by_prefix(tmp_path):
-    store = SQLiteStore(tmp_path / "t.db")
+def test_run_lookup_by_prefix(store):
     _run(store, "run_aaa111")
     _run(store, "run_aaa222", conv="conv_2")
     assert store.get_run("run_aaa1")["id"] == "run_aaa111"
@@ -71,30 +71,25 @@ def test_run_lookup_by_prefix(tmp_path):
         store.get_run("run_zzz")
 
 
-def test_running_run_whose_lease_passed_reads_as_interrupted(tmp_path):
-    store = SQLiteStore(tmp_path / "t.db")
+def test_running_run_whose_lease_passed_reads_as_interrupted(store, store_factory, raw_sql):
     run_id = _run(store)
     assert store.get_run(run_id)["status"] == "running"  # its lease is renewed by this process
     store.close()  # stops renewing
-    db = sqlite3.connect(store.path)
-    db.execute("UPDATE runs SET lease_expires = 1 WHERE id = ?", [run_id])
-    db.commit()
-    store = SQLiteStore(tmp_path / "t.db")  # opening reaps it for good
+    raw_sql("UPDATE runs SET lease_expires = 1 WHERE id = ?", [run_id])
+    store = store_factory()  # opening reaps it for good
     assert store.get_run(run_id)["status"] == "interrupted"
     assert store.list_runs()[0]["status"] == "interrupted"
-    assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+    assert raw_sql("SELECT status FROM runs")[0][0] == "interrupted"
 
 
-def test_events_are_stored_in_order(tmp_path):
-    store = SQLiteStore(tmp_path / "t.db")
+def test_events_are_stored_in_order(store):
     run_id = _run(store)
     store.record_events(run_id, [RunStarted(run_id=run_id, seq=0, agent="a", model="m", input="x",
                                             conversation_id="c")])
     assert [e["type"] for e in store.get_events(run_id)] == ["run_started"]
 
 
-def test_conversations_listing_counts_messages(tmp_path):
-    store = SQLiteStore(tmp_path / "t.db")
+def test_conversations_listing_counts_messages(store):
     run_id = _run(store)
     finished = RunFinished(run_id=run_id, seq=1, status="ok", output="hi")
     store.finish_run(run_id, "conv_1", finished.model_dump(), [finished],

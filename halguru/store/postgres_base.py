@@ -1,0 +1,172 @@
+"""PostgreSQL connections for the store: a psycopg 3 connection pool, transactions, and the ``sql_base`` hooks.
+
+The SQL mixins are written with SQLite's ``?`` placeholders and read rows by index and by name (as
+``sqlite3.Row`` allows); ``_Connection`` turns ``?`` into psycopg's ``%s`` (so no query may hold a literal
+``?``, such as a jsonb operator; ``%`` is escaped) and ``_row`` gives rows that behave like ``sqlite3.Row``.
+Every pooled connection is in autocommit mode: a read outside a transaction is one statement and holds
+nothing, and ``_tx`` opens an explicit transaction (``BEGIN``...``COMMIT``) that a nested ``_tx`` on the same
+thread joins, as on SQLite. Transactions are never held across an ``await``: every store method is
+synchronous.
+
+Concurrency (READ COMMITTED): the mixins' read-then-write transactions take ``pg_advisory_xact_lock`` on
+their key (``_lock``), released at commit or rollback, so two replicas serialize on one queue key, rate
+bucket or channel thread without locking anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from halguru.errors import StoreError
+from halguru.store.sql_base import LOCK_SCOPES, SQLBase
+
+POOL_SIZE = 10  # connections per store (per process); more threads than this wait for one
+CONNECT_TIMEOUT_S = 5
+CHANNEL = "halguru_jobs"  # NOTIFY'd when a job becomes runnable; idle workers LISTEN on it
+
+
+def describe_url(url: str) -> str:
+    """``postgresql://HOST:PORT/DB`` for messages: never the user's password. StoreError for a URL that is no
+    PostgreSQL URL (the message does not echo it either: it may hold a password)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise StoreError("the database URL is not a PostgreSQL URL: give postgresql://USER:PASSWORD@HOST:PORT/DB "
+                         "(HALGURU_DATABASE_URL, database_url in config.toml, or --url)")
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        raise StoreError(f"the database URL for {parts.hostname} is malformed: give "
+                         "postgresql://USER:PASSWORD@HOST:PORT/DB") from None
+    return f"postgresql://{parts.hostname}:{port or 5432}{parts.path or '/'}"
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by index, by column name, or as a mapping (``dict(row)``), like ``sqlite3.Row``."""
+
+    names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> _Row:
+        row = super().__new__(cls, values)
+        row.names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        return super().__getitem__(self.names[key] if isinstance(key, str) else key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: _Row(values, names)
+
+
+@lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Connection:
+    """A pooled connection as the mixins use it: ``execute`` and ``executemany`` with ``?`` placeholders."""
+
+    def __init__(self, raw: psycopg.Connection[Any]):
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        return self.raw.execute(_pg_sql(sql), parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Any]:
+        cursor = self.raw.cursor()
+        rows = list(parameters)
+        if rows:
+            cursor.executemany(_pg_sql(sql), rows)
+        return cursor
+
+
+class _Local(threading.local):
+    conn: _Connection | None = None  # this thread's open transaction, which a nested _tx joins
+
+
+class PostgresBase(SQLBase):
+    """The connection handling the store's table mixins build on, on PostgreSQL."""
+
+    errors = (psycopg.Error,)
+    FOR_UPDATE = " FOR UPDATE"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    TEST_RUN = "(e.data::jsonb #>> '{metadata,test}') IN ('true', '1')"
+
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
+        self.url = url
+        self.location = describe_url(url)
+        self._pool_size = pool_size
+        self._local = _Local()
+        self._pid = os.getpid()
+        self._pool_lock = threading.Lock()
+        self._opened_pool: ConnectionPool[Any] | None = None
+        self.connect().close()  # unreachable, refused, no such database: one clear error now
+
+    def connect(self, **options: Any) -> psycopg.Connection[Any]:
+        """A connection of its own (not pooled), autocommit; StoreError naming the host when it fails."""
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=_row,
+                                   **options)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"cannot reach the PostgreSQL store at {self.location}: {reason}") from None
+
+    def _pool(self) -> ConnectionPool[Any]:
+        """The pool, opened on first use (again in a forked child, which must not share its parent's)."""
+        with self._pool_lock:
+            if self._opened_pool is None or self._pid != os.getpid():
+                self._pid, self._local = os.getpid(), _Local()
+                self._opened_pool = ConnectionPool(
+                    self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
+                    kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S})
+                self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
+            return self._opened_pool
+
+    def close(self) -> None:
+        """Close every pooled connection (this process's pool)."""
+        with self._pool_lock:
+            pool, self._opened_pool = self._opened_pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Connection]:
+        local = self._local
+        if local.conn is not None:
+            yield local.conn
+            return
+        with self._pool().connection() as raw, raw.transaction():
+            local.conn = _Connection(raw)
+            try:
+                yield local.conn
+            finally:
+                local.conn = None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        if self._local.conn is not None:
+            return [dict(row) for row in self._local.conn.execute(sql, params)]
+        with self._pool().connection() as raw:
+            return [dict(row) for row in _Connection(raw).execute(sql, params)]
+
+    def _lock(self, conn: Any, scope: str, key: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), ?)", (key, LOCK_SCOPES[scope]))
+
+    def _notify(self, conn: Any) -> None:
+        conn.execute(f"NOTIFY {CHANNEL}")  # delivered when (if) the transaction commits

@@ -1,0 +1,122 @@
+"""PostgreSQL's append-only schema migrations. Never edit or reorder one that has shipped; add a new one, here
+and (when SQLite needs it too) in ``migrations.py``.
+
+Why our own migrations per backend rather than Alembic: the SQLite list already exists and ships (every
+installation has run it and records it by name); the code base has no ORM and no SQLAlchemy, whose models
+Alembic would want; and a schema change here is a handful of statements, each backend in its own dialect.
+So each backend keeps an append-only list of named Python functions applied in one transaction and recorded
+in a ``migrations`` table (``migrations.apply``); PostgreSQL's starts at today's whole schema
+(``pg001_initial`` = SQLite's m001..m008) and grows next to SQLite's. The same store test suites, run on both
+backends, hold the two schemas to one behaviour.
+
+Types: TEXT, BIGINT for integers (SQLite's are 64-bit), DOUBLE PRECISION for times (epoch seconds, as the
+store's records carry them), BIGSERIAL where SQLite has an implicit rowid or AUTOINCREMENT. JSON columns
+stay TEXT rather than JSONB: the store writes and reads JSON in Python on both backends, so a value reads
+back byte for byte as written (JSONB would reorder keys and respace it: an approval's ``arguments_before``
+is shown as written), `halguru db copy` moves it verbatim either way, and the one query that looks inside
+(leaving out test runs) casts. Every TEXT column uses the "C" collation: ids sort and compare by byte, as
+in SQLite, which ``ORDER BY id`` and the id-prefix lookups (``id >= 'run_ab' AND id < 'run_ab\\U0010ffff'``)
+rely on, whatever the database's default collation is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+
+def _execute_all(conn: Any, script: str) -> None:
+    script = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', script)  # byte order, as in SQLite (see above)
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def pg001_initial(conn: Any) -> None:
+    """The whole schema as of SQLite's m008: conversations and messages, runs (owners, leases) and their
+    events, approvals, checkpoints, API keys, rate-limit hits, jobs and their effects, channel threads and
+    messages, schedules. Foreign keys and indexes as in SQLite."""
+    _execute_all(
+        conn,
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY, agent TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+            created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, active_agent TEXT, owner TEXT
+        );
+        CREATE INDEX conversations_owner ON conversations (owner, updated);
+        CREATE TABLE messages (
+            id BIGSERIAL PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            seq BIGINT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,
+            name TEXT, run_id TEXT, created DOUBLE PRECISION NOT NULL, UNIQUE (conversation_id, seq)
+        );
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL,
+            input TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, error TEXT,
+            started DOUBLE PRECISION NOT NULL, finished DOUBLE PRECISION, duration_ms DOUBLE PRECISION,
+            steps BIGINT NOT NULL DEFAULT 0, prompt_tokens BIGINT NOT NULL DEFAULT 0,
+            completion_tokens BIGINT NOT NULL DEFAULT 0, owner TEXT, holder TEXT, lease_expires DOUBLE PRECISION
+        );
+        CREATE INDEX runs_started ON runs (started);
+        CREATE INDEX runs_conversation ON runs (conversation_id);
+        CREATE INDEX runs_status ON runs (status, started);
+        CREATE INDEX runs_owner ON runs (owner, started);
+        CREATE TABLE events (
+            run_id TEXT NOT NULL REFERENCES runs(id), seq BIGINT NOT NULL, type TEXT NOT NULL,
+            step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)
+        );
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+            agents TEXT NOT NULL DEFAULT '[]', created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
+            revoked DOUBLE PRECISION, last_used DOUBLE PRECISION, scope TEXT NOT NULL DEFAULT 'user'
+        );
+        CREATE INDEX api_keys_name ON api_keys (name);
+        CREATE TABLE approvals (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id), conversation_id TEXT NOT NULL, agent TEXT NOT NULL,
+            agent_path TEXT, model TEXT, input TEXT NOT NULL, call TEXT NOT NULL, messages TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending', reason TEXT, continued_by TEXT,
+            created DOUBLE PRECISION NOT NULL, resolved DOUBLE PRECISION, owner TEXT, decided_by TEXT,
+            arguments_before TEXT, arguments_after TEXT
+        );
+        CREATE INDEX approvals_status ON approvals (status, created);
+        CREATE TABLE checkpoints (
+            run_id TEXT PRIMARY KEY REFERENCES runs(id), kind TEXT NOT NULL, conversation_id TEXT NOT NULL,
+            agent_path TEXT, model TEXT, input TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
+            updated DOUBLE PRECISION NOT NULL, resumed_by TEXT
+        );
+        CREATE TABLE rate_hits (bucket TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+        CREATE INDEX rate_hits_bucket ON rate_hits (bucket, ts);
+        CREATE INDEX rate_hits_ts ON rate_hits (ts);
+        CREATE TABLE jobs (
+            seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            agent TEXT NOT NULL, queue_key TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0, max_attempts BIGINT NOT NULL, run_after DOUBLE PRECISION NOT NULL,
+            idempotency_key TEXT UNIQUE, owner TEXT, created DOUBLE PRECISION NOT NULL,
+            started DOUBLE PRECISION, finished DOUBLE PRECISION, holder TEXT, lease_expires DOUBLE PRECISION,
+            last_error TEXT, result TEXT
+        );
+        CREATE INDEX jobs_runnable ON jobs (status, run_after);
+        CREATE INDEX jobs_queue_key ON jobs (queue_key, status, seq);
+        CREATE INDEX jobs_created ON jobs (created);
+        CREATE TABLE job_effects (
+            job_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, value TEXT,
+            started DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (job_id, key)
+        );
+        CREATE TABLE channel_threads (
+            channel TEXT NOT NULL, agent TEXT NOT NULL, thread TEXT NOT NULL, conversation_id TEXT NOT NULL,
+            PRIMARY KEY (channel, agent, thread)
+        );
+        CREATE TABLE channel_messages (
+            channel TEXT NOT NULL, id TEXT NOT NULL, agent TEXT NOT NULL, conversation_id TEXT,
+            direction TEXT NOT NULL, address TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+            job_id TEXT, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (channel, id)
+        );
+        CREATE INDEX channel_messages_conversation ON channel_messages (conversation_id, created);
+        CREATE TABLE schedules (id TEXT PRIMARY KEY, next_due DOUBLE PRECISION NOT NULL,
+                                updated DOUBLE PRECISION NOT NULL)
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial]
