@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql://USER:PASSWORD@HOST:PORT/DB: keep the store in PostgreSQL (several "
                                   "serve replicas and workers share it) instead of the SQLite file db_path")
+    knowledge_path: Path | None = Field(
+        default=None, description="the folder of the knowledge bases (one LanceDB folder each); default "
+                                  "HOME/knowledge. Serve replicas on several hosts point it at one shared filesystem")
     default_model: str = Field(
         default="smollm2", min_length=1,
         description="the model the reference `default` names (agent.yaml `model: default`, --model default); "

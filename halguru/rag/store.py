@@ -1,4 +1,7 @@
-"""Knowledge bases on disk: one LanceDB folder each under HALGURU_HOME/knowledge/NAME.
+"""Knowledge bases on disk: one LanceDB folder each under HALGURU_HOME/knowledge/NAME (or knowledge_path/NAME).
+
+Several processes share a base (serve replicas on one shared folder): an ingest holds the base's lock file, and
+every read checks for a newer LanceDB version, so a search sees what another process committed at once.
 
 ``meta.json`` records the embedder, its dimension and the chunking settings, so a base
 is never queried or filled with vectors from another embedder. Writes are LanceDB
@@ -30,7 +33,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def knowledge_root() -> Path:
     from halguru.config import get_settings
 
-    return get_settings().home / "knowledge"
+    settings = get_settings()
+    return settings.knowledge_path.expanduser() if settings.knowledge_path else settings.home / "knowledge"
 
 
 @dataclass
