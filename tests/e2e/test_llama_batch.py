@@ -169,3 +169,26 @@ def test_slots_come_from_the_entry_then_the_setting(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("HALGURU_LLAMA_SLOTS")
     reset_settings()
     assert LlamaCppProvider.slots(entry) == 4  # the default: the bundled model's KV cache is small
+
+
+def test_a_new_conversation_copies_a_shared_system_prompt_from_another_slot() -> None:
+    """Two conversations of one agent share a long system prompt: the second, on another slot, starts from a copy
+    of the first one's sequence instead of evaluating the prompt again."""
+    model = make_model(slots=2)
+    system = "You are the assistant of a lighthouse keeper. " + " ".join(
+        f"Rule {i}: log the weather and the ships you see." for i in range(12))
+
+    def ask(question: str, conversation: str) -> UsageChunk:
+        req = ModelRequest(messages=[Message(role="system", content=system), Message(role="user", content=question)],
+                           settings=SamplingSettings(temperature=0, seed=1, max_tokens=8), conversation_id=conversation)
+        text, chunks = asyncio.run(collect(model, req))
+        assert text.strip()
+        (usage,) = [c for c in chunks if isinstance(c, UsageChunk)]
+        return usage
+
+    first = ask("What is rule 3?", "A")
+    second = ask("What is rule 7?", "B")
+
+    assert first.cached_tokens == 0
+    assert first.prompt_tokens > 150
+    assert second.cached_tokens > 150, second
