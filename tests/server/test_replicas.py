@@ -1,4 +1,5 @@
-"""Scale-out end to end: 2 `halguru serve` replicas (--no-worker) and 2 `halguru worker` processes on one database,
+"""Scale-out end to end: 2 `halguru serve` replicas (--no-worker) and 2 `halguru worker` processes on one database
+(a SQLite file, and a fresh PostgreSQL database),
 a client alternating between the replicas, one replica and one worker SIGKILLed in the middle.
 
 Checked as a user would: every conversation has all its turns, in order, once; every queued job ran exactly once
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -36,12 +38,39 @@ CHANNEL_JOBS, API_JOBS, SENDERS = 30, 20, 10
 KILL_AFTER = 60  # conversations done when a replica and a worker are SIGKILLed
 LEASE = "1.5"  # HALGURU_RUN_LEASE and job_lease: a killed process's runs and jobs are free again this soon
 REPO = Path(__file__).resolve().parents[2]
+POSTGRES_ADMIN = os.environ.get("HALGURU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(params=["sqlite"])
-def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The environment naming the shared database: SQLite, one file in the shared HALGURU_HOME."""
-    yield {}
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The environment naming the shared database: SQLite (one file in the shared HALGURU_HOME), or a fresh
+    PostgreSQL database made here (an unreachable server fails the test, never skips it); this process's own
+    store (the channel sink, job records) opens the same."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    import psycopg
+
+    from halguru.config import reset_settings
+    from halguru.store import sqlite as store_module
+
+    name = f"halguru_e2e_{secrets.token_hex(5)}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN}: {exc}")
+    url = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+    reset_settings()
+    try:
+        yield {"HALGURU_DATABASE_URL": url}
+    finally:
+        store = store_module._STORES.pop(url, None)
+        if store is not None:
+            store.close()
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Cluster:
