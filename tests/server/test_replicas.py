@@ -36,6 +36,7 @@ from tests.server.conftest import free_port
 CONVERSATIONS, TURNS, THREADS = 200, 3, 16
 CHANNEL_JOBS, API_JOBS, SENDERS = 30, 20, 10
 KILL_AFTER = 60  # conversations done when a replica and a worker are SIGKILLed
+PUBLIC_RATE = 8  # anonymous web-chat requests a minute per client address, counted across the replicas
 LEASE = "1.5"  # HALGURU_RUN_LEASE and job_lease: a killed process's runs and jobs are free again this soon
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN = os.environ.get("HALGURU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -131,7 +132,8 @@ def cluster(tmp_path: Path, halguru_cmd: list[str], subprocess_env: dict[str, st
     for name, model in (("echo", "scripted"), ("notes", f"scripted:{script}")):
         (agents / name).mkdir(parents=True)
         (agents / name / "agent.yaml").write_text(yaml.safe_dump({
-            "name": name, "model": model, "instructions": "Echo.", "channels": {"hook": {"url": provider.url}}}))
+            "name": name, "model": model, "instructions": "Echo.", "channels": {"hook": {"url": provider.url}},
+            "metadata": {"web_chat": "public"}}))
     write_mailer(agents / "mailer", tmp_path / "mailer.yaml")
     slow = tmp_path / "slow.yaml"
     slow.write_text(yaml.safe_dump([{"text": " ".join(f"word{i}" for i in range(60)), "token_delay": 0.05}]))
@@ -139,7 +141,7 @@ def cluster(tmp_path: Path, halguru_cmd: list[str], subprocess_env: dict[str, st
     (agents / "slow" / "agent.yaml").write_text(yaml.safe_dump({"name": "slow", "model": f"scripted:{slow}"}))
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump({
         "session_secret": "shared-by-every-replica", "job_lease": float(LEASE), "job_poll": 0.1,
-        "job_backoff": 0.1, "shutdown_timeout": 1, "log_level": "warning"}))
+        "job_backoff": 0.1, "shutdown_timeout": 1, "log_level": "warning", "public_rate_per_minute": PUBLIC_RATE}))
     site = install_hook_channel(tmp_path / "site")
     path = os.pathsep.join([str(site), str(REPO), str(REPO / "server"), os.environ.get("PYTHONPATH", "")])
     env = {**subprocess_env, **database, "PYTHONPATH": path, "HALGURU_RUN_LEASE": LEASE}
@@ -342,6 +344,8 @@ def test_approvals_and_streams_work_from_the_other_replica(cluster: Cluster, tmp
     assert next(r for r in answers if r.status_code == 200).json()["output"] == "Sent."
     assert (tmp_path / "agents" / "mailer" / "sent.log").read_text() == "ann@example.com\n"
 
+    anonymous_chat_spans_replicas(url_a, url_b)
+
     conv = a.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
     with a.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True}) as cut:
         lines = cut.iter_lines()
@@ -358,3 +362,16 @@ def test_approvals_and_streams_work_from_the_other_replica(cluster: Cluster, tmp
     assert rest[-2:] == [f"id: {run_id}:end", "event: error"]  # after the run's lease passed: interrupted
     assert b.get(f"/v1/runs/{run_id}").json()["status"] == "interrupted"
     assert b.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": f"{run_id}:end"}).status_code == 204
+
+
+def anonymous_chat_spans_replicas(url_a: str, url_b: str) -> None:
+    """A web-chat session made on one replica works on the other (one session_secret), and the public rate
+    limit counts a client's requests on both (kept in the store), not per replica."""
+    token = httpx.post(f"{url_a}/chat/api/session").json()["token"]  # request 1 of the minute
+    session = {"X-Chat-Session": token}
+    made = httpx.post(f"{url_b}/chat/api/conversations", json={"agent": "echo"}, headers=session)  # request 2
+    assert made.status_code == 201, made.text
+    path = f"/chat/api/conversations/{made.json()['id']}/messages"
+    statuses = [httpx.post(f"{url}{path}", json={"content": "hi"}, headers=session, timeout=30).status_code
+                for url in [url_a, url_b] * (PUBLIC_RATE // 2 + 1)]
+    assert statuses == [200] * (PUBLIC_RATE - 2) + [429] * (len(statuses) - PUBLIC_RATE + 2), statuses
