@@ -199,3 +199,25 @@ def raw_sql(store_url: str):
             return cursor.fetchall() if cursor.description else []
 
     return run
+
+
+@pytest.fixture
+def new_postgres_database():
+    """Make fresh, empty PostgreSQL databases (no schema yet) for this test; dropped at its end."""
+    import secrets
+
+    import psycopg
+
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"halguru_test_{secrets.token_hex(6)}"
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield make
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

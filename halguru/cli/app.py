@@ -10,6 +10,7 @@ from halguru import __version__
 from halguru.cli import (
     agents_cmd,
     config_cmd,
+    db_cmd,
     dev_cmd,
     jobs_cmd,
     kb_cmd,
@@ -62,6 +63,7 @@ app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(mcp_cmd.app, name="mcp")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(db_cmd.app, name="db")
 tools_cmd.register(app)
 plugins_cmd.register(app)
 

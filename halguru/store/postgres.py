@@ -102,6 +102,8 @@ class PostgresStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, Postg
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""
 
+    MIGRATIONS = MIGRATIONS
+
     def __init__(self, url: str, *, lease: float | None = None, migrate: bool = True):
         self._init_leases(lease)
         self._init_keys()

@@ -125,7 +125,8 @@ class PostgresBase(SQLBase):
             return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=_row,
                                    **options)
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            # psycopg's first line says what failed ("connection to server at ... failed: Connection refused")
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("connection failed: ")
             raise StoreError(f"cannot reach the PostgreSQL store at {self.location}: {reason}") from None
 
     def _pool(self) -> ConnectionPool[Any]:
@@ -170,3 +171,11 @@ class PostgresBase(SQLBase):
 
     def _notify(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered when (if) the transaction commits
+
+    def _snapshot(self, conn: Any) -> None:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def _after_copy(self, conn: Any) -> None:
+        for table, column in (("messages", "id"), ("jobs", "seq")):
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
+                         f"coalesce(max({column}), 0) + 1, false) FROM {table}")

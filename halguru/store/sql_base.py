@@ -66,3 +66,10 @@ class SQLBase:
 
     def _notify(self, conn: Any) -> None:
         """A job became runnable: wake the idle workers of other processes when this transaction commits."""
+
+    def _snapshot(self, conn: Any) -> None:
+        """Make this (just begun) transaction read one consistent snapshot of every table (`halguru db copy`);
+        SQLite's write transaction is one already."""
+
+    def _after_copy(self, conn: Any) -> None:
+        """Rows were inserted with their ids (`halguru db copy`): let generated ids continue after them."""

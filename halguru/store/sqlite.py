@@ -26,22 +26,28 @@ from halguru.store.sqlite_base import SQLiteBase
 
 class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
-    without a renewal (``HALGURU_RUN_LEASE``, else 30 s)."""
+    without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying
+    pending migrations (`halguru db status`)."""
 
-    def __init__(self, path: Path, *, lease: float | None = None):
+    MIGRATIONS = MIGRATIONS
+
+    def __init__(self, path: Path, *, lease: float | None = None, migrate: bool = True):
         self._init_leases(lease)
         self._init_keys()
         super().__init__(path)
+        if not migrate:
+            return
         try:
-            self._migrate()
+            self.migrate()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"cannot open the trace store {path}: {exc}") from None
         self.reap_expired_runs()  # one indexed UPDATE: runs of processes that died are interrupted for good
 
-    def _migrate(self) -> None:
+    def migrate(self) -> list[str]:
+        """Apply the pending migrations in one transaction; the names applied."""
         with self._tx() as conn:
-            apply(conn, MIGRATIONS)
+            return apply(conn, MIGRATIONS)
 
     def close(self) -> None:
         """Stop renewing leases (runs still held will read interrupted once theirs pass) and close every

@@ -1,0 +1,162 @@
+"""`halguru db`: migration status and migrate on either backend, and `halguru db copy` moving a whole
+installation (conversations, runs with events, checkpoints, approvals, keys, jobs with effects, channels,
+schedules) from SQLite to the test's database and back, every record equal through the Store interface."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from halguru.agents.events import Checkpoint, RunFinished, RunStarted
+from halguru.models.base import Message, ToolCallRequest
+from halguru.store import SQLiteStore, Store
+from halguru.store.admin import TABLES, migration_status
+from halguru.store.base import ChannelMessageRecord
+
+
+def _fill(store: Store) -> None:
+    store.create_conversation("conv_hist", "agent", "seeded", [Message(role="user", content="earlier")],
+                              owner="key:a")
+    store.start_run("run_one0001", "conv_1", "agent", "scripted", "hello", owner="key:a")
+    began = RunStarted(run_id="run_one0001", seq=0, agent="agent", model="scripted", input="hello",
+                       conversation_id="conv_1", metadata={"test": True})
+    done = RunFinished(run_id="run_one0001", seq=1, status="ok", output="hi")
+    store.record_events("run_one0001", [began])
+    calls = [ToolCallRequest(id="c0", name="lookup", arguments={"q": "x"})]
+    store.finish_run("run_one0001", "conv_1", done.model_dump(), [done],
+                     [Message(role="user", content="hello"), Message(role="assistant", content="", tool_calls=calls),
+                      Message(role="tool", content="42", tool_call_id="c0", name="lookup")], active_agent="agent")
+    store.start_run("run_team0001", "conv_2", "team", "scripted", "ship it")
+    store.start_checkpoint("run_team0001", "team", "conv_2", "/agents/team", None, "ship it")
+    store.save_checkpoint("run_team0001", "step 1", {"done": ["a"]}, [Checkpoint(run_id="run_team0001", seq=0,
+                                                                                 label="step 1")])
+    call = ToolCallRequest(id="c1", name="ship", arguments={"order": "A"})
+    store.save_pending("run_team0001", "conv_2", "team", "/agents/team", None, "ship it", call.model_dump_json(),
+                       json.dumps([{"role": "user", "content": "ship it"}]), owner="key:b")
+    store.decide_approval("run_team0001", "approved", "fine", "key:admin", {"order": "B"})
+    store.create_key("ab12cd34", "ci", "hg_ab12cd34", "hash1", ["agent"], expires=2e9)
+    job, _ = store.enqueue_job("reply", "echo", {"text": "hi"}, queue_key="sms:+1", idempotency_key="twilio:SM1")
+    store.enqueue_job("run", "echo", {"input": "later"}, delay=3600)
+    assert store.claim_job("w1", lease=30) is not None
+    store.begin_effect(job["id"], "part:0")
+    store.finish_effect(job["id"], "part:0", {"sid": "SM9"})
+    store.finish_job(job["id"], "w1", {"conversation_id": "conv_1"})
+    conversation = store.thread_conversation("twilio", "echo", "+15550001", owner="channel:twilio")
+    store.record_channel_message(ChannelMessageRecord(
+        id="SM1", channel="twilio", agent="echo", conversation_id=conversation, direction="in", address="+15550001",
+        body="hi", status="received", job_id=job["id"], created=1.5, updated=2.5))
+    store.fire_schedule("digest", None, 1234.5, None)
+
+
+def _records(store: Store) -> dict:
+    """Everything a user can read back, through the interface."""
+    conversations = store.list_conversations(100)
+    runs = store.list_runs(100)
+    jobs = store.list_jobs(100)
+    return {
+        "conversations": conversations,
+        "messages": {c["id"]: store.get_messages(c["id"]) for c in conversations},
+        "channel_messages": {c["id"]: store.list_channel_messages(c["id"]) for c in conversations},
+        "runs": runs, "run": [store.get_run(r["id"]) for r in runs],
+        "events": {r["id"]: store.get_events(r["id"]) for r in runs},
+        "test_runs_left_out": [r["id"] for r in store.list_runs(100, test_runs=False)],
+        "checkpoint": store.get_checkpoint("run_team0001"), "approval": store.find_approval("run_team0001"),
+        "keys": store.list_keys(), "key": store.key_by_hash("hash1"),
+        "jobs": jobs, "effect": store.begin_effect(jobs[-1]["id"], "part:0"),
+        "thread": store.thread_conversation("twilio", "echo", "+15550001"),
+        "schedule": store.schedule_next("digest"), "next_due": store.job_next_due(),
+    }
+
+
+def test_copy_moves_every_record_there_and_back(cli, store_url: str, store_factory, tmp_path: Path) -> None:
+    source = SQLiteStore(tmp_path / "source.db")
+    _fill(source)
+    expected = _records(source)
+    source.close()
+
+    out = cli("db", "copy", "--from", f"sqlite:{tmp_path / 'source.db'}", "--to", store_url).output
+    assert "Copied" in out and "events" in out
+    target = store_factory()
+    assert _records(target) == expected
+    newer, _ = target.enqueue_job("run", "echo", {})  # ids generated after the copy continue after its rows
+    assert target.list_jobs(1)[0]["id"] == newer["id"]
+
+    cli("db", "copy", "--from", store_url, "--to", f"sqlite:{tmp_path / 'back.db'}")
+    back = SQLiteStore(tmp_path / "back.db")
+    later = {"jobs": None, "next_due": None}  # the job queued in the middle is there too
+    assert _records(back) | later == expected | later
+    assert len(back.list_jobs(100)) == 3
+    back.close()
+
+
+def test_copy_refuses_a_target_with_rows_unless_forced(cli, cli_error, store_url: str, store_factory,
+                                                       tmp_path: Path) -> None:
+    source = SQLiteStore(tmp_path / "source.db")
+    source.create_conversation("conv_new", "agent")
+    source.close()
+    target = store_factory()
+    target.create_conversation("conv_old", "agent")
+    line = cli_error("db", "copy", "--from", f"sqlite:{tmp_path / 'source.db'}", "--to", store_url)
+    assert "already holds rows: conversations (1)" in line and "--force" in line
+    assert [c["id"] for c in target.list_conversations()] == ["conv_old"]  # untouched
+    cli("db", "copy", "--from", f"sqlite:{tmp_path / 'source.db'}", "--to", store_url, "--force")
+    assert [c["id"] for c in target.list_conversations()] == ["conv_new"]
+
+
+def test_bad_copy_arguments_are_one_line(cli_error, tmp_path: Path) -> None:
+    assert "no SQLite database at" in cli_error("db", "copy", "--from", f"sqlite:{tmp_path}/none.db", "--to",
+                                                f"sqlite:{tmp_path}/b.db")
+    assert "unknown database 'mysql'" in cli_error("db", "copy", "--from", "mysql://u:p@h/db", "--to",
+                                                   f"sqlite:{tmp_path}/b.db")
+    SQLiteStore(tmp_path / "a.db").close()
+    assert "are the same database" in cli_error("db", "copy", "--from", f"sqlite:{tmp_path}/a.db", "--to",
+                                                f"sqlite:{tmp_path}/a.db")
+
+
+def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_database) -> None:
+    url = new_postgres_database()
+    out = cli("db", "status", "--url", url).output
+    assert "pg001_initial" in out and "pending" in out and "1 pending" in out
+    assert "Applied 1: pg001_initial" in cli("db", "migrate", "--url", url).output
+    assert "Up to date." in cli("db", "status", "--url", url).output
+    assert "Nothing to apply" in cli("db", "migrate", "--url", url).output
+
+
+def test_status_of_the_configured_sqlite_store_applies_nothing(cli, halguru_home: Path) -> None:
+    out = cli("db", "status").output
+    assert "m001_initial" in out and "8 pending" in out and not (halguru_home / "halguru.db").exists()
+    cli("db", "migrate")
+    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 8
+
+
+def test_the_copy_covers_every_table_and_column_of_both_schemas(store_url: str, store_factory, raw_sql) -> None:
+    store_factory()
+    if store_url.startswith("sqlite:"):
+        tables = {r[0] for r in raw_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables -= {"migrations", "sqlite_sequence"}
+        columns = {t: {r[1] for r in raw_sql(f"PRAGMA table_info({t})")} - {"pid"} for t in tables}  # pid: unused
+    else:
+        rows = raw_sql("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                       "AND table_name <> 'migrations'")
+        columns = {}
+        for table, column in rows:
+            columns.setdefault(table, set()).add(column)
+    assert columns == {t: set(c) for t, c in TABLES.items()}
+
+
+def test_copy_from_an_older_sqlite_file_migrates_it_first(cli, store_url: str, store_factory, tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)
+    from halguru.store.migrations import MIGRATIONS
+
+    with db:
+        db.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        for migration in MIGRATIONS[:3]:  # an installation from before approvals, owners and jobs
+            migration(db)
+            db.execute("INSERT INTO migrations VALUES (?, 0)", (migration.__name__,))
+        db.execute("INSERT INTO conversations (id, agent, title, created, updated) VALUES ('conv_a', 'a', 't', 1, 2)")
+    db.close()
+    cli("db", "copy", "--from", f"sqlite:{old}", "--to", store_url)
+    conversation = store_factory().get_conversation("conv_a")
+    assert conversation is not None and (conversation["owner"], conversation["updated"]) == (None, 2)

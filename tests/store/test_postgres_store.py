@@ -1,0 +1,74 @@
+"""Choosing and opening the PostgreSQL store: ``HALGURU_DATABASE_URL`` selects it (SQLite otherwise), replicas
+starting together on a fresh database migrate it once, and a bad URL or an unreachable server is one line
+that names the host, never the password."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from halguru.config import get_settings, reset_settings
+from halguru.errors import StoreError
+from halguru.store import SQLiteStore, open_store
+from halguru.store.postgres import PostgresStore
+from halguru.store.postgres_migrations import MIGRATIONS
+
+
+def test_replicas_opening_a_fresh_database_at_once_migrate_it_once(new_postgres_database) -> None:
+    url = new_postgres_database()
+    start = threading.Barrier(4)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(PostgresStore(url))
+        except BaseException as exc:  # collected; the test asserts there are none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and len(opened) == 4
+    with psycopg.connect(url) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM migrations")] == [m.__name__ for m in MIGRATIONS]
+    opened[0].enqueue_job("run", "echo", {})
+    assert len(opened[3].list_jobs()) == 1
+    for store in opened:
+        store.close()
+
+
+def test_the_database_url_setting_selects_postgres_once_per_process(new_postgres_database, monkeypatch) -> None:
+    assert isinstance(open_store(), SQLiteStore)
+    url = new_postgres_database()
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+    reset_settings()
+    store = open_store()
+    assert isinstance(store, PostgresStore) and open_store() is store
+    store.create_conversation("conv_pg", "agent")
+    assert open_store().get_conversation("conv_pg") is not None
+    assert isinstance(open_store(get_settings().database), SQLiteStore)  # a path: SQLite still
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("postgresql://admin:hunter2@127.0.0.1:1/halguru", "cannot reach the PostgreSQL store at "
+                                                      "postgresql://127.0.0.1:1/halguru: connection to server at"),
+    ("postgresql://postgres:hunter2@127.0.0.1:5432/no_such_db_xyz", 'database "no_such_db_xyz" does not exist'),
+    ("postgresql://admin:hunter2@", "not a PostgreSQL URL"),
+    ("postgresql://admin:hunter2@db.example:port/x", "not a PostgreSQL URL"),
+])
+def test_a_bad_url_is_one_line_naming_the_host_not_the_password(url: str, says: str) -> None:
+    with pytest.raises(StoreError) as raised:
+        PostgresStore(url)
+    message = str(raised.value)
+    assert says in message and "hunter2" not in message and "\n" not in message
+
+
+def test_a_bad_database_url_is_one_cli_line(cli_error) -> None:
+    line = cli_error("jobs", "list", env={"HALGURU_DATABASE_URL": "postgresql://admin:hunter2@127.0.0.1:1/x"})
+    assert "127.0.0.1:1" in line and "hunter2" not in line
