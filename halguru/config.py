@@ -10,6 +10,7 @@ come from the environment (the file lives in it).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -126,7 +127,10 @@ def config_items() -> list[tuple[str, Any, str]]:
         env = f"HALGURU_{key.upper()}"
         source = (f"env {env}" if env in os.environ else str(config_path()) if key in data and key != "home"
                   else "default")
-        items.append((key, getattr(settings, key), source))
+        value = getattr(settings, key)
+        if key == "database_url" and value:  # shown without its password
+            value = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
+        items.append((key, value, source))
     return items
 
 

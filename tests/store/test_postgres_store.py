@@ -72,3 +72,10 @@ def test_a_bad_url_is_one_line_naming_the_host_not_the_password(url: str, says: 
 def test_a_bad_database_url_is_one_cli_line(cli_error) -> None:
     line = cli_error("jobs", "list", env={"HALGURU_DATABASE_URL": "postgresql://admin:hunter2@127.0.0.1:1/x"})
     assert "127.0.0.1:1" in line and "hunter2" not in line
+
+
+def test_config_show_hides_the_password(cli, monkeypatch) -> None:
+    monkeypatch.setenv("HALGURU_DATABASE_URL", "postgresql://halguru:hunter2@db.example:5432/halguru")
+    reset_settings()
+    out = cli("config", "show").output
+    assert "postgresql://halguru:***@db.example:5432/halguru" in out and "hunter2" not in out
