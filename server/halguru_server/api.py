@@ -214,7 +214,7 @@ async def resume_run(run_id: RunId, request: Request, state: State, caller: Call
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))
 def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller) -> RunDetail:
     """A run with every recorded event (streamed tokens are summed up in model_result)."""
-    run = _owned_run(state, caller, run_id)
+    run = owned_run(state, caller, run_id)
     fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
     return RunDetail(**fields, events=state.store.get_events(run_id))
 
@@ -231,15 +231,22 @@ async def run_events(run_id: Annotated[str, Path(max_length=50)], state: State, 
     """Resume a run's SSE stream, on any replica: send the last ``id`` you got as ``Last-Event-ID`` (a browser's
     EventSource does). Tokens are not stored: a resumed answer arrives whole in model_result and run_finished.
     Closing this stream never stops the run."""
-    await asyncio.to_thread(_owned_run, state, caller, run_id)
+    return await resume_stream(state, caller, run_id, last_event_id, after)
+
+
+async def resume_stream(state: ServerState, caller: Principal, run_id: str, last_event_id: str | None,
+                        after: int | None) -> Response:
+    """A run's events from the store after the client's last one (shared by the API and the web chat; an
+    anonymous caller's with error details redacted, as its live stream had them)."""
+    await asyncio.to_thread(owned_run, state, caller, run_id)
     start = follow.parse_after(run_id, last_event_id, after)
     if await asyncio.to_thread(follow.over, state, run_id, start):
         return Response(status_code=204)
     assert isinstance(start, int)
-    return service.EventStream(follow.follow(state, run_id, start), state, lambda: None)
+    return service.EventStream(follow.follow(state, run_id, start, redact=caller.anonymous), state, lambda: None)
 
 
-def _owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:
+def owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:
     """The run with exactly this id, if the caller may see it; else 404 whether or not it exists."""
     try:
         run = state.store.get_run(run_id) if _RUN_ID.match(run_id) else None

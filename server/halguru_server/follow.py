@@ -86,7 +86,17 @@ def over(state: ServerState, run_id: str, after: int | str) -> bool:
     return done is not None and after >= done
 
 
-async def follow(state: ServerState, run_id: str, after: int) -> AsyncIterator[str]:
+def redacted(event: dict[str, Any]) -> dict[str, Any]:
+    """A stored event as an anonymous web-chat visitor sees it: no model or tool error details (as
+    ``service.redacted`` does to a live stream; the operator finds them by the run id)."""
+    if event["type"] == "error":
+        return {**event, "message": f"{event['kind']} error (run {event['run_id']})"}
+    if event["type"] == "run_finished" and event.get("error"):
+        return {**event, "error": f"the run ended {event['status']} (run {event['run_id']})"}
+    return event
+
+
+async def follow(state: ServerState, run_id: str, after: int, redact: bool = False) -> AsyncIterator[str]:
     """The stored events after ``after``, then the new ones as they are stored, until the run ends."""
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = time.monotonic()
@@ -106,7 +116,8 @@ async def follow(state: ServerState, run_id: str, after: int) -> AsyncIterator[s
                 continue
             after = event["seq"]
             quiet_since = time.monotonic()
-            yield f"id: {run_id}:{after}\n" + service.sse(event["type"], json.dumps(event))
+            shown = redacted(event) if redact else event
+            yield f"id: {run_id}:{after}\n" + service.sse(event["type"], json.dumps(shown))
             if event["type"] == "run_finished" and event["run_id"] == run_id:
                 return
         if status != "running":

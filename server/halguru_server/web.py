@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -63,6 +63,14 @@ def chat_new(body: ConversationIn, state: State, caller: Caller) -> Conversation
 def chat_history(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
     service.get_conversation(state, caller, conversation_id)
     return MessageList(data=[MessageOut(**m.model_dump()) for m in state.store.get_messages(conversation_id)])
+
+
+@router.get("/runs/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}, 204: {},
+                                                **responses(400, 404)})
+async def chat_resume(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller,
+                      last_event_id: Annotated[str | None, Header(max_length=120)] = None) -> Response:
+    """Back into an answer whose stream broke (its server went away): like GET /v1/runs/{id}/events."""
+    return await api.resume_stream(state, caller, run_id, last_event_id, None)
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut,

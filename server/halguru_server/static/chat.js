@@ -134,31 +134,30 @@ async function send(text) {
       method: "POST", body: JSON.stringify({ content: text, stream: true }),
       headers: { Accept: "text/event-stream" }, signal: controller.signal,
     });
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
-        const type = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (!type || !data) continue;
-        const event = JSON.parse(data);
-        if (type === "token") { answer += event.text; renderMarkdown(answer, bubble); }
-        else if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
-          { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
-        else if (type === "model_result" && event.tool_calls.length) { answer = ""; renderMarkdown("", bubble); }
-        else if (type === "run_finished") {
-          renderMarkdown(event.output, bubble);
-          if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
-          finished = true;
-        }
-        else if (type === "error" && event.fatal) { failed(bubble, event.message); finished = true; }
-        log.scrollTop = log.scrollHeight;
+    const seen = { lastId: "" };
+    const onEvent = (type, event) => {
+      if (type === "token") { answer += event.text; renderMarkdown(answer, bubble); }
+      else if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
+        { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
+      else if (type === "model_result" && event.tool_calls.length) { answer = ""; renderMarkdown("", bubble); }
+      else if (type === "run_finished") {
+        renderMarkdown(event.output, bubble);
+        if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
+        finished = true;
       }
+      else if (type === "error" && event.fatal) { failed(bubble, event.message); finished = true; }
+      log.scrollTop = log.scrollHeight;
+    };
+    await readEvents(response, onEvent, seen).catch(rethrowAbort);
+    // A stream that broke before the answer ended (its server went away): follow the run from the last event
+    // we got, on whichever server answers; the answer then arrives whole in run_finished (tokens are not kept).
+    for (let tries = 0; !finished && seen.lastId && tries < 5; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const run = encodeURIComponent(seen.lastId.split(":")[0]);
+      const more = await api(`/runs/${run}/events`, { signal: controller.signal,
+        headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch(rethrowAbort);
+      if (more && more.status === 204) break;
+      if (more) await readEvents(more, onEvent, seen).catch(rethrowAbort);
     }
     if (!finished) failed(bubble, "The answer was cut off; send the message again.");
   } catch (error) {
@@ -174,6 +173,31 @@ async function send(text) {
     $("send").disabled = false; $("stop").hidden = true;
     input.focus();
   }
+}
+
+// Reads an SSE response, handing each event to onEvent(type, data); seen.lastId follows the events' ids.
+async function readEvents(response, onEvent, seen) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
+      seen.lastId = /^id: (.*)$/m.exec(block)?.[1] || seen.lastId;
+      const type = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (type && data) onEvent(type, JSON.parse(data));
+    }
+  }
+}
+
+// A broken stream is worth a retry; the Stop button (an abort) is not.
+function rethrowAbort(error) {
+  if (error.name === "AbortError") throw error;
+  return null;
 }
 
 function newConversation() {

@@ -1,0 +1,38 @@
+"""The web chat in real headless Chromium gets back into an answer whose stream broke: it follows the run from
+its last event id on another replica (two apps on one store), and shows the whole answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.server.test_serve_webchat import WAIT_MS, browser  # noqa: F401  (the fixture)
+
+
+def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any) -> None:  # noqa: F811
+    one, two = (serve(session_secret="shared by the replicas") for _ in range(2))  # else two refuses the session
+    page = browser.new_page()
+    resumed: list[dict[str, str]] = []
+
+    def cut(route: Any) -> None:  # a proxy that loses replica one after the first events of the answer
+        response = route.fetch()
+        blocks = response.text().split("\n\n")
+        route.fulfill(response=response, body="\n\n".join(blocks[:4]) + "\n\n")
+
+    def elsewhere(route: Any) -> None:  # the reconnect lands on replica two
+        resumed.append(route.request.headers)
+        route.continue_(url=route.request.url.replace(one.url, two.url))
+
+    page.route("**/chat/api/conversations/*/messages", cut)
+    page.route("**/chat/api/runs/*/events", elsewhere)
+    page.goto(f"{one.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.select_option("#agent", "slow")
+    page.fill("#input", "go")
+    page.click("#send")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    answer = page.locator(".msg.assistant").last
+    assert answer.inner_text().strip() == " ".join(f"word{i}" for i in range(40))  # whole, not cut off
+    assert "cut off" not in answer.inner_text() and not answer.locator(".error").count()
+    assert len(resumed) == 1 and resumed[0]["last-event-id"].startswith("run_")
