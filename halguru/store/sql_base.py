@@ -39,6 +39,18 @@ class SQLConnection(Protocol):
     def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
+def agent_filter(agent: str | None, agents: Sequence[str] | None,
+                 column: str = "agent") -> tuple[list[str], list[Any]] | None:
+    """The WHERE clauses and parameters a listing starts from: ``agent`` (one name) or ``agents`` (names; None:
+    any agent). None when no row can match (an empty ``agents``), so the listing answers [] without a query."""
+    names = [agent] if agent else list(agents) if agents is not None else None
+    if names is None:
+        return [], []
+    if not names:
+        return None
+    return [f"{column} IN ({','.join('?' * len(names))})"], list(names)
+
+
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
                "effect": 7, "conversation": 8, "idempotency": 9}

@@ -9,7 +9,7 @@ from typing import cast
 
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store.base import ConversationRecord
-from halguru.store.sql_base import SQLBase
+from halguru.store.sql_base import SQLBase, agent_filter
 
 
 class ConversationsMixin(SQLBase):
@@ -26,13 +26,10 @@ class ConversationsMixin(SQLBase):
                            owner: str | None = None) -> list[ConversationRecord]:
         """Newest first; ``agent`` or ``agents`` narrow it to those agents' conversations, ``owner`` to
         that principal's."""
-        names = [agent] if agent else list(agents) if agents is not None else None
-        if names == []:
+        start = agent_filter(agent, agents)
+        if start is None:
             return []
-        clauses, params = [], []
-        if names is not None:
-            clauses.append(f"agent IN ({','.join('?' * len(names))})")
-            params += names
+        clauses, params = start
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)

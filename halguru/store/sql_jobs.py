@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
-from halguru.store.sql_base import SQLBase
+from halguru.store.sql_base import SQLBase, agent_filter
 from halguru.store.sql_runs import prefix_range
 
 # A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished.
@@ -138,13 +138,10 @@ class JobsMixin(SQLBase):
                   agents: Sequence[str] | None = None, owner: str | None = None,
                   offset: int = 0) -> list[JobRecord]:
         """Newest first."""
-        names = [agent] if agent else list(agents) if agents is not None else None
-        if names == []:
+        start = agent_filter(agent, agents)
+        if start is None:
             return []
-        clauses, params = [], []
-        if names is not None:
-            clauses.append(f"agent IN ({','.join('?' * len(names))})")
-            params += names
+        clauses, params = start
         for column, value in (("status", status), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")

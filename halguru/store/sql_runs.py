@@ -22,7 +22,7 @@ from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
-from halguru.store.sql_base import SQLBase, SQLConnection
+from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +206,11 @@ class RunsMixin(SQLBase):
         and ``since`` (started at or after) filter, and ``test_runs=False`` leaves out the runs `halguru test`
         made (``test`` in their run_started metadata), in SQL, so a page is never short."""
         now = time.time()
-        names = [agent] if agent else list(agents) if agents is not None else None
-        if names == []:
+        start = agent_filter(agent, agents, "r.agent")
+        if start is None:
             return []
-        clauses: list[str] = []
-        params: list[Any] = [now]
-        if names is not None:
-            clauses.append(f"r.agent IN ({','.join('?' * len(names))})")
-            params += names
+        clauses, names = start
+        params: list[Any] = [now, *names]
         if conversation_id:
             clauses.append("r.conversation_id = ?")
             params.append(conversation_id)
