@@ -50,7 +50,8 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
         result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
     from halguru.models.registry import get_model
 
-    for model in sorted({s.model for s in state.agents.values()}):
+    # A workflow without a model of its own is labelled "workflow": its steps' agents bring theirs.
+    for model in sorted({s.model for s in state.agents.values() if s.agent.workflow is None or s.model != "workflow"}):
         name = f"model:{model_label(model)}"
         try:
             obj = get_model(model)

@@ -32,6 +32,7 @@ from halguru.jobs.pipeline import StoreSink
 from halguru.store import open_store
 from tests.jobs.hook_channel import Provider, install_hook_channel
 from tests.server.conftest import free_port
+from tests.server.test_runs_api import FLOW, FLOW_TOOLS, write_project
 
 CONVERSATIONS, TURNS, THREADS = 200, 3, 16
 CHANNEL_JOBS, API_JOBS, SENDERS = 30, 20, 10
@@ -91,7 +92,7 @@ class Cluster:
         port = free_port()
         proc = self._start("serve", str(self.project / "agents"), "--no-worker", "--port", str(port))
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             try:
@@ -99,7 +100,9 @@ class Cluster:
                     return proc, url
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "a replica did not start"
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"a replica did not start: {proc.communicate()[1][-3000:]}")
             time.sleep(0.1)
 
     def worker(self) -> subprocess.Popen[str]:
@@ -135,6 +138,7 @@ def cluster(tmp_path: Path, halguru_cmd: list[str], subprocess_env: dict[str, st
             "name": name, "model": model, "instructions": "Echo.", "channels": {"hook": {"url": provider.url}},
             "metadata": {"web_chat": "public"}}))
     write_mailer(agents / "mailer", tmp_path / "mailer.yaml")
+    write_project(agents / "flow", FLOW, FLOW_TOOLS)
     slow = tmp_path / "slow.yaml"
     slow.write_text(yaml.safe_dump([{"text": " ".join(f"word{i}" for i in range(60)), "token_delay": 0.05}]))
     (agents / "slow").mkdir()
@@ -329,8 +333,9 @@ def write_mailer(folder: Path, script: Path) -> None:
 
 
 def test_approvals_and_streams_work_from_the_other_replica(cluster: Cluster, tmp_path: Path) -> None:
-    """A run paused on one replica is approved on either, once however many ask; a stream cut by its
-    replica's death resumes on the other from the stored events and ends when the run's lease passes."""
+    """A run paused on one replica is approved on either, once however many ask (a failed workflow run is
+    resumed likewise); a stream cut by its replica's death resumes on the other from the stored events and
+    ends when the run's lease passes."""
     (victim, url_a), (_, url_b) = cluster.replica(), cluster.replica()
     key = {"Authorization": f"Bearer {cluster.env['HALGURU_E2E_KEY']}"}
     a, b = (httpx.Client(base_url=u, headers=key, timeout=30) for u in (url_a, url_b))
@@ -345,6 +350,7 @@ def test_approvals_and_streams_work_from_the_other_replica(cluster: Cluster, tmp
     assert (tmp_path / "agents" / "mailer" / "sent.log").read_text() == "ann@example.com\n"
 
     anonymous_chat_spans_replicas(url_a, url_b)
+    resume_from_both(a, b, tmp_path / "agents" / "flow")
 
     conv = a.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
     with a.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True}) as cut:
@@ -375,3 +381,18 @@ def anonymous_chat_spans_replicas(url_a: str, url_b: str) -> None:
     statuses = [httpx.post(f"{url}{path}", json={"content": "hi"}, headers=session, timeout=30).status_code
                 for url in [url_a, url_b] * (PUBLIC_RATE // 2 + 1)]
     assert statuses == [200] * (PUBLIC_RATE - 2) + [429] * (len(statuses) - PUBLIC_RATE + 2), statuses
+
+
+def resume_from_both(a: httpx.Client, b: httpx.Client, flow: Path) -> None:
+    """A workflow run that failed on one replica, resumed on both at once: one continues it from its
+    checkpoint (the finished step is not run again), the other answers 409."""
+    (flow / "BROKEN").touch()
+    conv = a.post("/v1/conversations", json={"agent": "flow"}).json()["id"]
+    failed = a.post(f"/v1/conversations/{conv}/messages", json={"content": "A-7"}).json()
+    assert failed["status"] == "failed", failed
+    (flow / "BROKEN").unlink()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda c: c.post(f"/v1/runs/{failed['run_id']}/resume", json={}), (a, b)))
+    assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
+    assert next(r for r in answers if r.status_code == 200).json()["output"] == "paid and shipped A-7"
+    assert (flow / "side-effects.log").read_text().splitlines() == ["charge 40", "ship A-7 failed", "ship A-7"]
