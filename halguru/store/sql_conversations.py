@@ -57,6 +57,8 @@ class ConversationsMixin(SQLBase):
         runs = "SELECT id FROM runs WHERE conversation_id = ?"
         with self._tx() as conn:
             self._lock(conn, "conversation", conversation_id)  # a run finishing in it meanwhile waits
+            # and one recording events waits too, then finds its run gone (PostgreSQL; SQLite has one writer)
+            conn.execute("SELECT id FROM runs WHERE conversation_id = ?" + self.FOR_UPDATE, (conversation_id,))
             for table in ("events", "approvals", "checkpoints"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id IN ({runs})", (conversation_id,))
             conn.execute("DELETE FROM approvals WHERE conversation_id = ?", (conversation_id,))

@@ -25,6 +25,7 @@ class ResumeMixin(RunsMixin):
                          model: str | None, input: str) -> None:
         """The run's first checkpoint (nothing done yet): what is needed to start it again."""
         with self._tx() as conn:
+            self._lock(conn, "conversation", conversation_id)  # not while it is being deleted (see delete)
             conn.execute("INSERT INTO checkpoints (run_id, kind, conversation_id, agent_path, model, input, label, "
                          "state, updated) SELECT ?, ?, ?, ?, ?, ?, 'start', '{}', ? "
                          "WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)",
@@ -71,6 +72,7 @@ class ResumeMixin(RunsMixin):
         """A paused run: its pending call and its messages so far (JSON), to continue from."""
         arguments = json.dumps(json.loads(call_json).get("arguments", {}), ensure_ascii=False)
         with self._tx() as conn:
+            self._lock(conn, "conversation", conversation_id)  # not while it is being deleted
             conn.execute(
                 "INSERT INTO approvals (run_id, conversation_id, agent, agent_path, model, input, call, messages, "
                 "created, owner, arguments_before) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "

@@ -140,14 +140,15 @@ class RunsMixin(SQLBase):
         with self._tx() as conn:
             self._insert_events(conn, run_id, events)
 
-    @staticmethod
-    def _insert_events(conn: SQLConnection, run_id: str, events: Sequence[BaseEvent],
+    def _insert_events(self, conn: SQLConnection, run_id: str, events: Sequence[BaseEvent],
                        exists: bool = False) -> None:
         """Insert a run's events if the run still exists (its conversation may be deleted while it streams);
         ``exists``: the caller checked already, in this transaction."""
         if not events:
             return
-        if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+        # FOR UPDATE (PostgreSQL): a delete of the run waits for this, or this sees it gone, never a half
+        if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?" + self.FOR_UPDATE,
+                                       (run_id,)).fetchone() is None:
             return
         conn.executemany(
             "INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, ?, ?, ?, ?, ?)",

@@ -60,3 +60,32 @@ def test_a_run_whose_conversation_is_deleted_while_it_streams_records_nothing(st
                      [Message(role="user", content="hello"), Message(role="assistant", content="hi")])
     assert _counts(raw_sql) == dict.fromkeys(TABLES, 0)
     assert not store._held  # type: ignore[attr-defined]  # the store's own test looks inside: its lease is let go
+
+
+def test_deleting_a_conversation_while_its_run_writes_from_other_threads(store: Store, raw_sql) -> None:
+    """On PostgreSQL the writers run at once: the delete and the run's writes must still never meet half-way
+    (a foreign key error, or events left behind for a deleted run)."""
+    import threading
+
+    store.start_run("run_busy0001", "conv_1", "agent", "scripted", "hello")
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        try:
+            for seq in range(300):
+                store.record_events("run_busy0001", [Checkpoint(run_id="run_busy0001", seq=seq, label=f"s{seq}")])
+                started.set()
+            store.save_pending("run_busy0001", "conv_1", "agent", None, None, "hello",
+                               ToolCallRequest(id="c1", name="t").model_dump_json(), "[]")
+        except BaseException as exc:  # collected; the test asserts there are none
+            errors.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    started.wait(10)
+    store.delete_conversation("conv_1")
+    thread.join(60)
+    assert not errors, errors
+    assert _counts(raw_sql) == dict.fromkeys(TABLES, 0)
