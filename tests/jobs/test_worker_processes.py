@@ -1,6 +1,6 @@
-"""`halguru worker` as real processes on one SQLite store: a worker SIGKILLed before or after the side effect
-(its reply reaching the provider) is replaced, the job retried, and exactly one reply is sent; two workers
-never run a job twice."""
+"""`halguru worker` as real processes on one store (SQLite, and PostgreSQL through HALGURU_DATABASE_URL): a
+worker SIGKILLed before or after the side effect (its reply reaching the provider) is replaced, the job retried,
+and exactly one reply is sent; two workers never run a job twice."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from halguru.channels.base import Inbound
+from halguru.config import reset_settings
 from halguru.jobs.pipeline import StoreSink
 from halguru.store import open_store
 from tests.jobs.hook_channel import Provider, install_hook_channel
@@ -47,7 +48,17 @@ def project(tmp_path: Path, provider: Provider) -> Path:
 
 
 @pytest.fixture
-def start_worker(project: Path, halguru_cmd: list[str], subprocess_env: dict[str, str]
+def database(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test on both backends: PostgreSQL through HALGURU_DATABASE_URL (the workers' and this process's
+    ``open_store()``), SQLite as configured by default (HALGURU_HOME)."""
+    if not store_url.startswith("sqlite:"):
+        monkeypatch.setenv("HALGURU_DATABASE_URL", store_url)
+        reset_settings()
+    return store_url
+
+
+@pytest.fixture
+def start_worker(database: str, project: Path, halguru_cmd: list[str], subprocess_env: dict[str, str]
                  ) -> Iterator[Callable[[], subprocess.Popen[str]]]:
     site = install_hook_channel(project / "site")
     env = {**subprocess_env, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).parents[2])]),
