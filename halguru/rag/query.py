@@ -1,4 +1,16 @@
-"""Search a knowledge base: vector, full-text (BM25) or hybrid (both, fused by reciprocal rank fusion)."""
+"""Search a knowledge base: vector, full-text (BM25) or hybrid (both, fused by score).
+
+Hybrid search takes a fixed pool of candidates from each side (``CANDIDATES`` chunks, or ``k`` if larger), so
+the first results do not depend on how many were asked for: the top 5 of ``-k 5`` are the top 5 of ``-k 50``.
+Each candidate is scored on both sides where it can be: a full-text candidate's cosine similarity is computed
+from its stored vector, so a chunk found by one list is not at a loss for being missed by the other. The two
+scores are normalised over the pool (min-max) and mixed with the weight of ``Fusion`` chosen on the dev splits of
+scripts/bench/bench_kb.py, so a full-text match far ahead of the rest keeps its lead (equal-weight reciprocal
+rank fusion, the former default, let a weak vector list outvote it).
+
+A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
+falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +24,19 @@ from halguru.rag.store import KnowledgeBase
 Mode = Literal["vector", "fts", "hybrid"]
 MODES = ("vector", "fts", "hybrid")
 COLUMNS = ["source", "heading", "line_start", "line_end", "text"]
+CANDIDATES = 50  # per side in hybrid search, whatever k is (up to k itself when k is larger)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How hybrid search mixes its two lists: ``score`` (normalised, weighted) or ``rrf`` (reciprocal rank)."""
+
+    method: Literal["score", "rrf"] = "score"
+    fts_weight: float = 0.5  # share of the full-text side; the vector side gets the rest
+    constant: int = 60  # RRF only
+
+
+DEFAULT_FUSION = Fusion()
 
 
 @dataclass
@@ -19,7 +44,7 @@ class Hit:
     source: str
     heading: str
     lines: str  # "12-30"
-    score: float  # higher is better: cosine similarity, BM25, or RRF score
+    score: float  # higher is better: cosine similarity, BM25, or the fused score
     text: str
     knowledge_base: str = ""
 
@@ -33,78 +58,140 @@ class Hit:
         return {**asdict(self), "citation": self.citation}
 
 
+class Hits(list[Hit]):
+    """The hits of one search, best first, with ``notes`` on how it was answered (e.g. a fallback)."""
+
+    def __init__(self, hits: list[Hit] | None = None, notes: list[str] | None = None):
+        super().__init__(hits or [])
+        self.notes = notes or []
+
+
 def _fts_text(query: str) -> str:
     # Tantivy's query parser treats quotes, colons and operators specially; a user's question is plain words.
     return " ".join(re.findall(r"\w+", query)) or query
 
 
 def build_query(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mode: Mode,
-                where: str | None) -> Any:
-    """The LanceDB query for ``mode``: also what the benchmark issues directly, as the baseline."""
+                where: str | None, columns: list[str] | None = None) -> Any:
+    """The LanceDB query for one side ("vector" or "fts"): also what the benchmark issues directly."""
     table = kb.table
     if mode == "vector":
         q = table.search(vector, query_type="vector").distance_type("cosine")
     elif mode == "fts":
         q = table.search(_fts_text(query), query_type="fts")
     else:
-        from lancedb.rerankers import RRFReranker
-
-        q = (table.search(query_type="hybrid").vector(vector).text(_fts_text(query)).distance_type("cosine")
-             .rerank(RRFReranker()))
+        raise ValueError("hybrid search is two queries, fused by fuse()")
     if where:
         q = q.where(where, prefilter=True)
-    scores = {"vector": ["_distance"], "fts": ["_score"], "hybrid": []}[mode]
-    return q.select(COLUMNS + scores).limit(k)
+    scores = {"vector": ["_distance"], "fts": ["_score"]}[mode]
+    return q.select((columns or COLUMNS) + scores).limit(k)
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int, str]:
+    return (row["source"], row["line_start"], row["text"][:64])
+
+
+def _normalised(values: dict[tuple[str, int, str], float]) -> dict[tuple[str, int, str], float]:
+    if not values:
+        return {}
+    low, high = min(values.values()), max(values.values())
+    span = high - low
+    return {key: (v - low) / span if span > 0 else 1.0 for key, v in values.items()}
 
 
 def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: int,
-         constant: int = 60) -> list[dict[str, Any]]:
-    """Reciprocal rank fusion; ties (one list's #n against the other's #n) go to the full-text match,
-    whose exact words are the stronger evidence with a small embedder."""
-    fused: dict[tuple[str, int, str], dict[str, Any]] = {}
-    for weight, rows in ((1.0, vector_rows), (1.0 + 1e-6, fts_rows)):
-        for rank, row in enumerate(rows, 1):
-            key = (row["source"], row["line_start"], row["text"][:64])
-            entry = fused.setdefault(key, {**row, "_relevance_score": 0.0})
-            entry["_relevance_score"] += weight / (constant + rank)
-    return sorted(fused.values(), key=lambda r: -r["_relevance_score"])[:k]
+         fusion: Fusion = DEFAULT_FUSION, query_vector: list[float] | None = None) -> list[dict[str, Any]]:
+    """The ``k`` best of both lists by ``fusion``; each row gets ``_relevance_score``.
+
+    With ``query_vector`` and full-text rows that carry their ``vector``, full-text candidates the vector list
+    missed are given their real cosine similarity instead of none."""
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for row in [*vector_rows, *fts_rows]:
+        rows.setdefault(_key(row), {k2: v for k2, v in row.items() if k2 != "vector"})
+    if fusion.method == "rrf":
+        scored: dict[tuple[str, int, str], float] = dict.fromkeys(rows, 0.0)
+        for weight, ranked in ((1 - fusion.fts_weight, vector_rows), (fusion.fts_weight, fts_rows)):
+            for rank, row in enumerate(ranked, 1):
+                scored[_key(row)] += weight / (fusion.constant + rank)
+    else:
+        cosine = {_key(r): 1.0 - float(r["_distance"]) for r in vector_rows}
+        if query_vector is not None:
+            import numpy as np
+
+            q = np.asarray(query_vector, dtype="float32")
+            for r in fts_rows:
+                if _key(r) not in cosine and r.get("vector") is not None:
+                    cosine[_key(r)] = float(np.dot(q, np.asarray(r["vector"], dtype="float32")))
+        vec = _normalised(cosine)
+        bm25 = {_key(r): float(r["_score"]) for r in fts_rows}
+        top = max(bm25.values(), default=0.0)
+        text = {key: v / top for key, v in bm25.items()} if top > 0 else {}
+        scored = {key: fusion.fts_weight * text.get(key, 0.0) + (1 - fusion.fts_weight) * vec.get(key, 0.0)
+                  for key in rows}
+    ranked = sorted(rows, key=lambda key: (-scored[key], key))
+    return [{**rows[key], "_relevance_score": scored[key]} for key in ranked[:k]]
 
 
-def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid", where: str | None = None,
-           embedder: str | None = None) -> list[Hit]:
-    """The ``k`` best chunks for ``query``; raises KnowledgeError on an empty base or a bad ``where``."""
-    if isinstance(kb, str):
-        kb = KnowledgeBase.cached(kb)
+def _check(kb: KnowledgeBase, query: str, k: int, mode: str) -> None:
     if mode not in MODES:
         raise KnowledgeError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     if not query.strip():
         raise KnowledgeError("empty query")
     if k < 1:
         raise KnowledgeError("k must be at least 1")
-    model = kb.embedder(embedder)
-    vector = model.embed([query])[0] if mode != "fts" else None
+
+
+def _empty(kb: KnowledgeBase) -> KnowledgeError:
+    return KnowledgeError(f"knowledge base {kb.name!r} has no documents yet, run halguru kb ingest {kb.name} PATH")
+
+
+def _missing_index(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "index" in text and ("fts" in text or "full" in text or "inverted" in text or "no" in text)
+
+
+def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mode: Mode, where: str | None,
+          fusion: Fusion, notes: list[str]) -> list[dict[str, Any]]:
+    if mode != "hybrid":
+        return list(build_query(kb, query, vector, k, mode, where).to_list())
+    depth = max(CANDIDATES, k)
+    vector_rows = build_query(kb, query, vector, depth, "vector", where).to_list()
     try:
-        if mode == "hybrid":
-            depth = max(k * 2, 20)
-            rows = fuse(build_query(kb, query, vector, depth, "vector", where).to_list(),
-                        build_query(kb, query, vector, depth, "fts", where).to_list(), k)
-        else:
-            rows = build_query(kb, query, vector, k, mode, where).to_list()
+        fts_rows = build_query(kb, query, vector, depth, "fts", where, [*COLUMNS, "vector"]).to_list()
+    except Exception as exc:  # LanceDB names the missing index in a RuntimeError/ValueError
+        if not _missing_index(exc) or kb.table.count_rows() == 0:
+            raise
+        notes.append(f"knowledge base {kb.name!r} has no full-text index yet (an ingest was interrupted): "
+                     f"vector search only; run halguru kb ingest {kb.name} PATH to finish it")
+        fts_rows = []
+    return fuse(vector_rows, fts_rows, k, fusion, vector)
+
+
+def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid", where: str | None = None,
+           embedder: str | None = None, fusion: Fusion | None = None) -> Hits:
+    """The ``k`` best chunks for ``query``; raises KnowledgeError on an empty base or a bad ``where``."""
+    if isinstance(kb, str):
+        kb = KnowledgeBase.cached(kb)
+    _check(kb, query, k, mode)
+    vector = kb.embedder(embedder).embed([query])[0] if mode != "fts" else None
+    notes: list[str] = []
+    try:
+        rows = _rows(kb, query, vector, k, mode, where, fusion or DEFAULT_FUSION, notes)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
         if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
-            raise KnowledgeError(
-                f"knowledge base {kb.name!r} has no documents yet, run halguru kb ingest {kb.name} PATH") from None
+            raise _empty(kb) from None
         if where and ("parsing" in str(exc).lower() or "sql" in str(exc).lower() or "schema" in str(exc).lower()
                       or "column" in str(exc).lower() or isinstance(exc, ValueError)):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise KnowledgeError(f"bad --where {where!r}: {first[:200]}") from None
-        if mode != "vector" and "index" in str(exc).lower():
-            raise KnowledgeError(f"knowledge base {kb.name!r} has no full-text index yet; "
-                                 f"run halguru kb ingest {kb.name} PATH") from None
+        if mode == "fts" and _missing_index(exc):
+            raise KnowledgeError(f"knowledge base {kb.name!r} has no full-text index yet (an ingest was "
+                                 f"interrupted); run halguru kb ingest {kb.name} PATH, or search with "
+                                 "--mode vector") from None
         raise
     if not rows and kb.table.count_rows() == 0:  # checked only when nothing was found: one query less
-        raise KnowledgeError(f"knowledge base {kb.name!r} has no documents yet, run halguru kb ingest {kb.name} PATH")
-    hits = []
+        raise _empty(kb)
+    hits = Hits(notes=notes)
     for row in rows:
         if "_relevance_score" in row:
             score = float(row["_relevance_score"])

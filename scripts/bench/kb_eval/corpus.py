@@ -1,0 +1,101 @@
+"""The evaluation corpora, extracted at bench time from what every machine of this kind has.
+
+- ``pydoc``: pydoc's plain text of the labelled modules plus other stdlib modules (upper-case sections,
+  no Markdown), each page capped at ``PAGE_CHARS``.
+- ``man``: the manual pages listed in ``man_pages.txt`` (Debian base tools), rendered by ``man`` at 80
+  columns; pages missing on this machine are left out and counted.
+- ``code``: standard-library source files, the labelled ones plus others in name order.
+
+Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man pages takes a while).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pkgutil
+import pydoc
+import shutil
+import subprocess
+import sys
+import sysconfig
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kb_eval.questions import SETS
+
+CACHE = Path(os.environ.get("HALGURU_BENCH_CACHE", Path.home() / ".cache" / "halguru-bench"))
+PAGE_CHARS = 30_000
+SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test"}
+
+
+def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
+    """The corpus folder for set ``name`` and label -> source (as citations name it) for its documents."""
+    folder = CACHE / f"{name}-{pages}"
+    builders = {"pydoc": _pydoc, "man": _man, "code": _code}
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        builders[name](folder, pages)
+        (folder / ".complete").write_text("ok")
+    sources = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and path.name != ".complete":
+            sources[_label(name, path.relative_to(folder))] = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+    return folder, sources
+
+
+def _label(name: str, relative: Path) -> str:
+    if name == "code":
+        return relative.as_posix()
+    return relative.name.rsplit(".", 1)[0]
+
+
+def _labels(name: str) -> list[str]:
+    return sorted({label for _, labels in SETS[name] for label in labels})
+
+
+def _pydoc(folder: Path, pages: int) -> None:
+    warnings.simplefilter("ignore")
+    labelled = [m for m in _labels("pydoc") if importlib.util.find_spec(m) is not None]
+    stdlib = sorted({m.name for m in pkgutil.iter_modules() if not m.name.startswith("_")} & sys.stdlib_module_names)
+    written = 0
+    for module in labelled + [m for m in stdlib if m not in labelled]:
+        if written >= pages:
+            break
+        if module in SKIP_MODULES:
+            continue
+        try:
+            text = pydoc.plain(pydoc.render_doc(module, renderer=pydoc.plaintext))
+        except Exception:  # a module that cannot import here is simply not in the corpus
+            continue
+        (folder / f"{module}.txt").write_text(text[:PAGE_CHARS], encoding="utf-8")
+        written += 1
+
+
+def _render_man(path: str) -> tuple[str, str]:
+    env = {**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "", "LANG": "C.UTF-8"}
+    out = subprocess.run(["man", "-P", "cat", "-l", path], capture_output=True, env=env, timeout=60).stdout
+    text = subprocess.run(["col", "-bx"], input=out, capture_output=True, timeout=60).stdout
+    return Path(path).name.rsplit(".", 2)[0], text.decode("utf-8", "replace")
+
+
+def _man(folder: Path, pages: int) -> None:
+    listed = (Path(__file__).parent / "man_pages.txt").read_text().split()
+    present = [p for p in listed if Path(p).exists()][:pages]
+    with ThreadPoolExecutor(4) as pool:
+        for page, text in pool.map(_render_man, present):
+            if text.strip():
+                (folder / f"{page}.txt").write_text(text, encoding="utf-8")
+    print(f"man corpus: {len(present)} of {len(listed)} listed pages on this machine", file=sys.stderr)
+
+
+def _code(folder: Path, pages: int) -> None:
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    labelled = [p for p in _labels("code") if (lib / p).exists()]
+    others = sorted(p.name for p in lib.glob("*.py") if not p.name.startswith("_") and p.name not in labelled)
+    for relative in (labelled + others)[:pages]:
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lib / relative, target)
