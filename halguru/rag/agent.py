@@ -143,7 +143,7 @@ class KnowledgeRetriever:
         for name in self.bases():
             started = time.perf_counter()
             try:
-                hits = search(name, query, k=k or self.top_k, mode=self.mode)
+                hits: list[Hit] = search(name, query, k=k or self.top_k, mode=self.mode)
             except KnowledgeError as exc:
                 if "no documents yet" not in str(exc):
                     raise

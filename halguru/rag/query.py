@@ -128,8 +128,8 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
         text = {key: v / top for key, v in bm25.items()} if top > 0 else {}
         scored = {key: fusion.fts_weight * text.get(key, 0.0) + (1 - fusion.fts_weight) * vec.get(key, 0.0)
                   for key in rows}
-    ranked = sorted(rows, key=lambda key: (-scored[key], key))
-    return [{**rows[key], "_relevance_score": scored[key]} for key in ranked[:k]]
+    order = sorted(rows, key=lambda item: (-scored[item], item))
+    return [{**rows[item], "_relevance_score": scored[item]} for item in order[:k]]
 
 
 def _check(kb: KnowledgeBase, query: str, k: int, mode: str) -> None:
