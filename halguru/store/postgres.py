@@ -113,9 +113,11 @@ class PostgresStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, Postg
             try:
                 self.migrate()
                 self.reap_expired_runs()  # runs of processes that died are interrupted for good
-            except psycopg.Error as exc:
+            except BaseException as exc:
                 self.close()
-                raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {exc}") from None
+                if isinstance(exc, psycopg.Error):  # the user may not create tables, ...
+                    raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {exc}") from None
+                raise
 
     def migrate(self) -> list[str]:
         """Apply the pending migrations in one transaction, under an advisory lock (a replica starting at the

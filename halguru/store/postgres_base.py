@@ -104,7 +104,7 @@ class _Local(threading.local):
 class PostgresBase(SQLBase):
     """The connection handling the store's table mixins build on, on PostgreSQL."""
 
-    errors = (psycopg.Error,)
+    errors = (psycopg.Error, StoreError)
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     TEST_RUN = "(e.data::jsonb #>> '{metadata,test}') IN ('true', '1')"
@@ -134,8 +134,10 @@ class PostgresBase(SQLBase):
         with self._pool_lock:
             if self._opened_pool is None or self._pid != os.getpid():
                 self._pid, self._local = os.getpid(), _Local()
+                # check: a connection the server dropped (a restart, a failover) is replaced, not handed out
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
+                    check=ConnectionPool.check_connection,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
@@ -148,12 +150,22 @@ class PostgresBase(SQLBase):
             pool.close()
 
     @contextmanager
+    def _lost(self) -> Iterator[None]:
+        """The server went away or no pooled connection came in time: one line naming it (a caller's CLI
+        prints it, serve answers 5xx), not a driver traceback. Other database errors pass as they are."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
+
+    @contextmanager
     def _tx(self) -> Iterator[_Connection]:
         local = self._local
         if local.conn is not None:
             yield local.conn
             return
-        with self._pool().connection() as raw, raw.transaction():
+        with self._lost(), self._pool().connection() as raw, raw.transaction():
             local.conn = _Connection(raw)
             try:
                 yield local.conn
@@ -163,7 +175,7 @@ class PostgresBase(SQLBase):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if self._local.conn is not None:
             return [dict(row) for row in self._local.conn.execute(sql, params)]
-        with self._pool().connection() as raw:
+        with self._lost(), self._pool().connection() as raw:
             return [dict(row) for row in _Connection(raw).execute(sql, params)]
 
     def _lock(self, conn: Any, scope: str, key: str) -> None:

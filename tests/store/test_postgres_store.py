@@ -79,3 +79,17 @@ def test_config_show_hides_the_password(cli, monkeypatch) -> None:
     reset_settings()
     out = cli("config", "show").output
     assert "postgresql://halguru:***@db.example:5432/halguru" in out and "hunter2" not in out
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_connections_the_server_dropped_are_replaced(store, store_url: str) -> None:
+    """A PostgreSQL restart or failover drops every connection: the pool hands out fresh ones instead."""
+    store.create_conversation("conv_1", "agent")
+    database = store_url.rsplit("/", 1)[1]
+    with psycopg.connect(store_url, autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+                               "AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+    assert killed >= 1
+    assert store.get_conversation("conv_1") is not None
+    store.enqueue_job("run", "echo", {})
+    assert len(store.list_jobs()) == 1
