@@ -254,9 +254,9 @@ def test_two_replicas_and_two_workers_survive_a_kill(cluster: Cluster, provider:
         futures = [pool.submit(one, i) for i in range(CONVERSATIONS)]
         assert halfway.wait(60), "the load did not get halfway"
         victim.send_signal(signal.SIGKILL)
+        api_jobs += queue_jobs(client, CHANNEL_JOBS // 2, CHANNEL_JOBS)  # the replica left gets these
         cut = holding(lambda job: job["holder"] == doomed)  # the worker dies in the middle of a job
         doomed_worker.send_signal(signal.SIGKILL)
-        api_jobs += queue_jobs(client, CHANNEL_JOBS // 2, CHANNEL_JOBS)  # the replica left gets these
         conversations = [f.result() for f in futures]
     assert victim.wait(5) == -signal.SIGKILL and doomed_worker.wait(5) == -signal.SIGKILL
     assert client.alive == [False, True] and client.failures["refused"] >= 1  # the client saw the replica die
