@@ -1,5 +1,6 @@
-"""The store: every table (conversations, runs and their events, checkpoints, approvals, API keys), behind
-one typed interface (``halguru.store.base.Store``); SQLite by default."""
+"""The store: every table (conversations, runs and their events, checkpoints, approvals, API keys, jobs),
+behind one typed interface (``halguru.store.base.Store``); SQLite by default, PostgreSQL when
+``HALGURU_DATABASE_URL`` is set (``open_store`` picks; ``halguru.store.postgres`` is imported only then)."""
 
 from halguru.store.base import (
     ApiKeyRecord,

@@ -33,90 +33,94 @@ def _execute_all(conn: Any, script: str) -> None:
             conn.execute(statement)
 
 
+# pg001_initial's statements (shipped: never edit), in two parts: conversations, runs and keys; rate limits and the
+# queue.
+_RUNS_SCHEMA = """
+    CREATE TABLE conversations (
+        id TEXT PRIMARY KEY, agent TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+        created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, active_agent TEXT, owner TEXT
+    );
+    CREATE INDEX conversations_owner ON conversations (owner, updated);
+    CREATE TABLE messages (
+        id BIGSERIAL PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id),
+        seq BIGINT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,
+        name TEXT, run_id TEXT, created DOUBLE PRECISION NOT NULL, UNIQUE (conversation_id, seq)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL,
+        input TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, error TEXT,
+        started DOUBLE PRECISION NOT NULL, finished DOUBLE PRECISION, duration_ms DOUBLE PRECISION,
+        steps BIGINT NOT NULL DEFAULT 0, prompt_tokens BIGINT NOT NULL DEFAULT 0,
+        completion_tokens BIGINT NOT NULL DEFAULT 0, owner TEXT, holder TEXT, lease_expires DOUBLE PRECISION
+    );
+    CREATE INDEX runs_started ON runs (started);
+    CREATE INDEX runs_conversation ON runs (conversation_id);
+    CREATE INDEX runs_status ON runs (status, started);
+    CREATE INDEX runs_owner ON runs (owner, started);
+    CREATE TABLE events (
+        run_id TEXT NOT NULL REFERENCES runs(id), seq BIGINT NOT NULL, type TEXT NOT NULL,
+        step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        agents TEXT NOT NULL DEFAULT '[]', created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
+        revoked DOUBLE PRECISION, last_used DOUBLE PRECISION, scope TEXT NOT NULL DEFAULT 'user'
+    );
+    CREATE INDEX api_keys_name ON api_keys (name);
+    CREATE TABLE approvals (
+        run_id TEXT PRIMARY KEY REFERENCES runs(id), conversation_id TEXT NOT NULL, agent TEXT NOT NULL,
+        agent_path TEXT, model TEXT, input TEXT NOT NULL, call TEXT NOT NULL, messages TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', reason TEXT, continued_by TEXT,
+        created DOUBLE PRECISION NOT NULL, resolved DOUBLE PRECISION, owner TEXT, decided_by TEXT,
+        arguments_before TEXT, arguments_after TEXT
+    );
+    CREATE INDEX approvals_status ON approvals (status, created);
+    CREATE TABLE checkpoints (
+        run_id TEXT PRIMARY KEY REFERENCES runs(id), kind TEXT NOT NULL, conversation_id TEXT NOT NULL,
+        agent_path TEXT, model TEXT, input TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
+        updated DOUBLE PRECISION NOT NULL, resumed_by TEXT
+    )
+"""
+_QUEUE_SCHEMA = """
+    CREATE TABLE rate_hits (bucket TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
+    CREATE INDEX rate_hits_bucket ON rate_hits (bucket, ts);
+    CREATE INDEX rate_hits_ts ON rate_hits (ts);
+    CREATE TABLE jobs (
+        seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+        agent TEXT NOT NULL, queue_key TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0, max_attempts BIGINT NOT NULL, run_after DOUBLE PRECISION NOT NULL,
+        idempotency_key TEXT UNIQUE, owner TEXT, created DOUBLE PRECISION NOT NULL,
+        started DOUBLE PRECISION, finished DOUBLE PRECISION, holder TEXT, lease_expires DOUBLE PRECISION,
+        last_error TEXT, result TEXT
+    );
+    CREATE INDEX jobs_runnable ON jobs (status, run_after);
+    CREATE INDEX jobs_queue_key ON jobs (queue_key, status, seq);
+    CREATE INDEX jobs_created ON jobs (created);
+    CREATE TABLE job_effects (
+        job_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, value TEXT,
+        started DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (job_id, key)
+    );
+    CREATE TABLE channel_threads (
+        channel TEXT NOT NULL, agent TEXT NOT NULL, thread TEXT NOT NULL, conversation_id TEXT NOT NULL,
+        PRIMARY KEY (channel, agent, thread)
+    );
+    CREATE TABLE channel_messages (
+        channel TEXT NOT NULL, id TEXT NOT NULL, agent TEXT NOT NULL, conversation_id TEXT,
+        direction TEXT NOT NULL, address TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
+        job_id TEXT, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (channel, id)
+    );
+    CREATE INDEX channel_messages_conversation ON channel_messages (conversation_id, created);
+    CREATE TABLE schedules (id TEXT PRIMARY KEY, next_due DOUBLE PRECISION NOT NULL,
+                            updated DOUBLE PRECISION NOT NULL)
+"""
+
+
 def pg001_initial(conn: Any) -> None:
     """The whole schema as of SQLite's m008: conversations and messages, runs (owners, leases) and their
     events, approvals, checkpoints, API keys, rate-limit hits, jobs and their effects, channel threads and
     messages, schedules. Foreign keys and indexes as in SQLite."""
-    _execute_all(
-        conn,
-        """
-        CREATE TABLE conversations (
-            id TEXT PRIMARY KEY, agent TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
-            created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, active_agent TEXT, owner TEXT
-        );
-        CREATE INDEX conversations_owner ON conversations (owner, updated);
-        CREATE TABLE messages (
-            id BIGSERIAL PRIMARY KEY, conversation_id TEXT NOT NULL REFERENCES conversations(id),
-            seq BIGINT NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL, tool_calls TEXT, tool_call_id TEXT,
-            name TEXT, run_id TEXT, created DOUBLE PRECISION NOT NULL, UNIQUE (conversation_id, seq)
-        );
-        CREATE TABLE runs (
-            id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, agent TEXT NOT NULL, model TEXT NOT NULL,
-            input TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, error TEXT,
-            started DOUBLE PRECISION NOT NULL, finished DOUBLE PRECISION, duration_ms DOUBLE PRECISION,
-            steps BIGINT NOT NULL DEFAULT 0, prompt_tokens BIGINT NOT NULL DEFAULT 0,
-            completion_tokens BIGINT NOT NULL DEFAULT 0, owner TEXT, holder TEXT, lease_expires DOUBLE PRECISION
-        );
-        CREATE INDEX runs_started ON runs (started);
-        CREATE INDEX runs_conversation ON runs (conversation_id);
-        CREATE INDEX runs_status ON runs (status, started);
-        CREATE INDEX runs_owner ON runs (owner, started);
-        CREATE TABLE events (
-            run_id TEXT NOT NULL REFERENCES runs(id), seq BIGINT NOT NULL, type TEXT NOT NULL,
-            step BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, seq)
-        );
-        CREATE TABLE api_keys (
-            id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
-            agents TEXT NOT NULL DEFAULT '[]', created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
-            revoked DOUBLE PRECISION, last_used DOUBLE PRECISION, scope TEXT NOT NULL DEFAULT 'user'
-        );
-        CREATE INDEX api_keys_name ON api_keys (name);
-        CREATE TABLE approvals (
-            run_id TEXT PRIMARY KEY REFERENCES runs(id), conversation_id TEXT NOT NULL, agent TEXT NOT NULL,
-            agent_path TEXT, model TEXT, input TEXT NOT NULL, call TEXT NOT NULL, messages TEXT NOT NULL,
-            status TEXT NOT NULL DEFAULT 'pending', reason TEXT, continued_by TEXT,
-            created DOUBLE PRECISION NOT NULL, resolved DOUBLE PRECISION, owner TEXT, decided_by TEXT,
-            arguments_before TEXT, arguments_after TEXT
-        );
-        CREATE INDEX approvals_status ON approvals (status, created);
-        CREATE TABLE checkpoints (
-            run_id TEXT PRIMARY KEY REFERENCES runs(id), kind TEXT NOT NULL, conversation_id TEXT NOT NULL,
-            agent_path TEXT, model TEXT, input TEXT NOT NULL, label TEXT NOT NULL, state TEXT NOT NULL,
-            updated DOUBLE PRECISION NOT NULL, resumed_by TEXT
-        );
-        CREATE TABLE rate_hits (bucket TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
-        CREATE INDEX rate_hits_bucket ON rate_hits (bucket, ts);
-        CREATE INDEX rate_hits_ts ON rate_hits (ts);
-        CREATE TABLE jobs (
-            seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
-            agent TEXT NOT NULL, queue_key TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
-            attempts BIGINT NOT NULL DEFAULT 0, max_attempts BIGINT NOT NULL, run_after DOUBLE PRECISION NOT NULL,
-            idempotency_key TEXT UNIQUE, owner TEXT, created DOUBLE PRECISION NOT NULL,
-            started DOUBLE PRECISION, finished DOUBLE PRECISION, holder TEXT, lease_expires DOUBLE PRECISION,
-            last_error TEXT, result TEXT
-        );
-        CREATE INDEX jobs_runnable ON jobs (status, run_after);
-        CREATE INDEX jobs_queue_key ON jobs (queue_key, status, seq);
-        CREATE INDEX jobs_created ON jobs (created);
-        CREATE TABLE job_effects (
-            job_id TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, value TEXT,
-            started DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (job_id, key)
-        );
-        CREATE TABLE channel_threads (
-            channel TEXT NOT NULL, agent TEXT NOT NULL, thread TEXT NOT NULL, conversation_id TEXT NOT NULL,
-            PRIMARY KEY (channel, agent, thread)
-        );
-        CREATE TABLE channel_messages (
-            channel TEXT NOT NULL, id TEXT NOT NULL, agent TEXT NOT NULL, conversation_id TEXT,
-            direction TEXT NOT NULL, address TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL,
-            job_id TEXT, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (channel, id)
-        );
-        CREATE INDEX channel_messages_conversation ON channel_messages (conversation_id, created);
-        CREATE TABLE schedules (id TEXT PRIMARY KEY, next_due DOUBLE PRECISION NOT NULL,
-                                updated DOUBLE PRECISION NOT NULL)
-        """
-    )
+    _execute_all(conn, _RUNS_SCHEMA + ";" + _QUEUE_SCHEMA)
 
 
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial]
