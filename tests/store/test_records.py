@@ -157,3 +157,23 @@ def test_rate_hits_are_counted_in_a_sliding_window_shared_by_stores(store: Store
     assert other.rate_hit("chat:5.6.7.8", 2, 0.5) is None  # each bucket its own
     time.sleep(wait + 0.05)
     assert other.rate_hit("chat:1.2.3.4", 2, 0.5) is None
+
+
+def test_rate_hits_from_many_threads_and_stores_never_pass_the_limit(store: Store, store_factory) -> None:
+    import threading
+
+    stores = [store, store_factory()]  # two processes' stores; four threads each
+    allowed: list[bool] = []
+    start = threading.Barrier(8)
+
+    def hit(s: Store) -> None:
+        start.wait()
+        for _ in range(10):
+            allowed.append(s.rate_hit("chat:9.9.9.9", 15, 30) is None)
+
+    threads = [threading.Thread(target=hit, args=(stores[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(allowed) == 80 and sum(allowed) == 15
