@@ -53,6 +53,7 @@ def test_the_database_url_setting_selects_postgres_once_per_process(new_postgres
     store.create_conversation("conv_pg", "agent")
     assert open_store().get_conversation("conv_pg") is not None
     assert isinstance(open_store(get_settings().database), SQLiteStore)  # a path: SQLite still
+    store.close()  # before its database is dropped
 
 
 @pytest.mark.parametrize(("url", "says"), [
