@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.errors import ModelError
+from halguru.models.llama_threads import ThreadChoice
 
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
 N_BATCH = 512  # tokens per llama_decode at most (a prompt alone is prefilled this many at a time)
@@ -134,8 +135,12 @@ class LlamaEngine:
         self._start_lock = threading.Lock()
         self._stats = Stats()
         self._piece_buf = ctypes.create_string_buffer(256)
-        self._threads = (1, 1)  # (one token, a prompt), set at load
+        self._pieces: dict[int, bytes] = {}  # bounded by the vocabulary
+        self._eog: dict[int, bool] = {}
+        self._threads = (1, 1)  # (one token, a batch), set at load
         self._batch_threads = 0  # what the context uses for batches now
+        self._generating_threads = ThreadChoice(1, 1)  # for steps that only generate, set at load
+        self._prompt_threads = ThreadChoice(1, 1)  # for steps that evaluate prompt tokens
 
     # -- any thread ------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -189,6 +194,7 @@ class LlamaEngine:
         # llama-cpp-python's defaults (half the cores for one token, all for a prompt), as before batching
         self._threads = (self.n_threads or max(cpus // 2, 1), self.n_threads or cpus)
         params.n_threads, params.n_threads_batch = self._threads
+        self._generating_threads, self._prompt_threads = ThreadChoice(*self._threads), ThreadChoice(*self._threads)
         params.no_perf = True
         # As llama-cpp-python's Llama sets it: the same kernels, so a stream gives the text it gave before
         # batching (the flash-attention path rounds differently).
@@ -228,17 +234,25 @@ class LlamaEngine:
             n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, size, add_bos, special)
         return list(out[:n])
 
+    # Cached per token: every ctypes call releases the GIL, and taking it back from a busy event loop can cost
+    # milliseconds per call; a generated token needs only two (llama_decode and its sampling).
     def piece(self, token: int) -> bytes:
         """The bytes of one token as text (control tokens render as nothing)."""
         import llama_cpp
 
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
-        return self._piece_buf.raw[:n] if n > 0 else b""
+        cached = self._pieces.get(token)
+        if cached is None:
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
+            cached = self._pieces[token] = self._piece_buf.raw[:n] if n > 0 else b""
+        return cached
 
     def is_eog(self, token: int) -> bool:
         import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return eog
 
     def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
                 grammar: str | None = None) -> Any:
@@ -490,7 +504,12 @@ class LlamaEngine:
 
         parts = self._plan()
         last = self._fill(parts)
-        self._set_threads(decoding_only=all(slot.feeding for slot, _ in parts))
+        n = sum(len(chunk) for _, chunk in parts)
+        # llama.cpp runs a one-token step on the one-token thread count; a batch gets what was measured best
+        choice = None if n == 1 else (self._generating_threads if all(s.feeding for s, _ in parts)
+                                      else self._prompt_threads)
+        threads = choice.choose() if choice is not None else self._threads[0]
+        self._use_threads(threads)
         started = time.perf_counter()
         result = llama_cpp.llama_decode(self.ctx, self._batch)
         if result == 1 and self._evict_idle():  # no room in the KV cache: drop warm sequences, try again
@@ -503,6 +522,8 @@ class LlamaEngine:
                 self._fail(slot, ModelError(f"llama.cpp could not decode a batch (code {result}) on "
                                             f"{self.path.name}; the context may be full (HALGURU_LLAMA_N_CTX)"))
             return
+        if choice is not None:
+            choice.record(threads, n, elapsed)
         self._count(parts, elapsed)
         for (slot, chunk), index in zip(parts, last, strict=True):
             slot.tokens.extend(chunk)
@@ -510,16 +531,12 @@ class LlamaEngine:
             if not slot.pending and slot.job is not None:
                 self._resume(slot, index)
 
-    def _set_threads(self, decoding_only: bool) -> None:
-        """A step that only generates (a token per slot) is bound by reading the weights, like one token:
-        it gets the one-token thread count. More threads barely speed it up, and on a busy machine threads
-        that wait for each other at every operation make it many times slower. Prompts get all the cores."""
+    def _use_threads(self, batch_threads: int) -> None:
         import llama_cpp
 
-        wanted = self._threads[0] if decoding_only else self._threads[1]
-        if wanted != self._batch_threads:
-            llama_cpp.llama_set_n_threads(self.ctx, self._threads[0], wanted)
-            self._batch_threads = wanted
+        if batch_threads != self._batch_threads:
+            llama_cpp.llama_set_n_threads(self.ctx, self._threads[0], batch_threads)
+            self._batch_threads = batch_threads
 
     def _count(self, parts: list[tuple[Slot, list[int]]], elapsed: float) -> None:
         s = self._stats

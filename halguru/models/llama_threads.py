@@ -1,0 +1,51 @@
+"""How many threads a multi-token llama.cpp step gets: measured, not assumed.
+
+One token runs on ``one`` thread (llama-cpp-python's default: half the cores). A batch (several slots'
+tokens, or a prompt) can use ``many`` (all the cores), which nearly halves its time on an idle two-core
+machine, but on a busy one llama.cpp's threads spin at every operation's barrier waiting for a thread
+the kernel has not scheduled, and a step can take many times longer than on one thread. So each kind
+of step keeps the per-token cost it has measured with each count, uses the cheaper, and re-tries the
+other now and then (exponentially less often while it keeps losing), so it follows the machine's load.
+"""
+
+from __future__ import annotations
+
+PROBE_EVERY = 32  # steps between tries of the other thread count, at first
+PROBE_MAX = 4096
+WEIGHT = 0.2  # of the newest step in the running average
+
+
+class ThreadChoice:
+    def __init__(self, one: int, many: int):
+        self.one, self.many = one, many
+        self.cost: dict[int, float] = {}  # threads -> seconds per token, running average
+        self.current = one
+        self.backoff = PROBE_EVERY
+        self.countdown = 2  # learn both costs early: the second step of this kind tries the other count
+
+    def choose(self) -> int:
+        """The thread count for the next step of this kind."""
+        if self.one == self.many:
+            return self.one
+        self.countdown -= 1
+        if self.countdown <= 0:
+            return self.many if self.current == self.one else self.one  # a try of the other count
+        return self.current
+
+    def record(self, threads: int, tokens: int, seconds: float) -> None:
+        """What a step of ``tokens`` tokens cost on ``threads`` threads."""
+        if self.one == self.many or tokens <= 0:
+            return
+        per_token = seconds / tokens
+        old = self.cost.get(threads)
+        self.cost[threads] = per_token if old is None else (1 - WEIGHT) * old + WEIGHT * per_token
+        other = self.one if threads == self.many else self.many
+        if threads != self.current:  # a try: switch if it did better, else try again later and less often
+            if self.cost[threads] < self.cost.get(other, float("inf")):
+                self.current, self.backoff = threads, PROBE_EVERY
+            else:
+                self.backoff = min(self.backoff * 2, PROBE_MAX)
+            self.countdown = self.backoff
+        elif other in self.cost and self.cost[threads] > self.cost[other] * 1.5:
+            # the machine got busier (or quieter): what was better is now clearly worse
+            self.current, self.countdown = other, self.backoff
