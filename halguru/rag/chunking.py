@@ -1,5 +1,11 @@
 """Structure-aware chunking: sections by heading, paragraphs and code blocks kept whole where they fit.
 
+Headings are Markdown headings, and in plain text (man pages, pydoc, RFC-style documents) upper-case section
+titles (``OPTIONS``) and numbered section titles (``3.1. Overview``). An option or term list entry (``-a, --all``
+followed by its more indented explanation) is one unit: it is kept whole in one chunk when it fits, and its
+term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a long entry still names it. In
+code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
+
 Sizes are in approximate tokens (words and punctuation marks, ~1.3 per English
 word, close to what BPE embedders see) so that no tokenizer has to load to chunk.
 Every chunk keeps its heading path and the 1-based line range it came from.
@@ -13,6 +19,12 @@ from dataclasses import dataclass
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
+_UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
+_NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([A-Z][^.]{1,70})$")
+# "-C NUM, --context=NUM", "-a, --all", "-c     explanation": option names, then all-caps or <> arguments
+_OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]+|[ =]\[?(?:[A-Z][A-Z_]*|<[^>]+>)\]?)*"
+                     r",?)(?:\s{2,}\S.*)?$")
+_CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn)\s+(\w+)")
 
 
 def count_tokens(text: str) -> int:
@@ -33,6 +45,7 @@ class _Block:
     start: int  # 1-based line number of lines[0]
     heading: str
     code: bool = False
+    title: bool = False  # a heading line: starts a new chunk, never a chunk on its own
 
     @property
     def text(self) -> str:
@@ -70,7 +83,7 @@ def _markdown_blocks(text: str) -> list[_Block]:
         if match:
             level = len(match.group(1))
             path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, match.group(2))]
-            current = _Block([line], number, heading())
+            current = _Block([line], number, heading(), title=True)
             blocks.append(current)
             current = None
             continue
@@ -99,6 +112,90 @@ def _plain_blocks(text: str) -> list[_Block]:
     return blocks
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _section_title(line: str) -> tuple[int, str] | None:
+    """(level, title) when ``line`` is a plain-text section title: upper case, or numbered like ``3.1. Scope``."""
+    if _indent(line) > 1:
+        return None
+    stripped = line.strip()
+    if _UPPER_TITLE.match(stripped) and sum(c.isalpha() for c in stripped) >= 3:
+        return 1, stripped
+    match = _NUMBERED_TITLE.match(stripped)
+    if match and not stripped.endswith((".", ",", ";", ":")):
+        return match.group(1).count(".") + 1, stripped
+    return None
+
+
+def _subsection_title(block: _Block, path: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """A man page's subsection (``   Generic Program Information``: indented by 2-3, followed by deeper lines)."""
+    first = block.lines[0]
+    stripped = first.strip()
+    if (path and 2 <= _indent(first) <= 3 and len(block.lines) > 1 and _indent(block.lines[1]) > _indent(first)
+            and len(stripped) <= 60 and stripped[:1].isupper() and not stripped.endswith((".", ",", ";"))):
+        return path[0][0] + 1, stripped
+    return None
+
+
+def _entry_term(block: _Block) -> str | None:
+    """The term of a definition-list entry (an option, a pydoc function): a short first line followed by
+    more indented lines, or an option line (``-c  explanation``)."""
+    first = block.lines[0]
+    if len(first.strip()) > 80:
+        return None
+    option = _OPTION.match(first)
+    if (option and _indent(first) > 0) or (len(block.lines) > 1 and _indent(block.lines[1]) > _indent(first)):
+        return re.split(r"\s{2,}", first.strip())[0][:60]
+    return None
+
+
+def _text_blocks(text: str) -> list[_Block]:
+    """Plain text: blank-line separated blocks under section titles; a definition-list entry and its more
+    indented continuation paragraphs become one block whose heading ends with the entry's term."""
+    blocks: list[_Block] = []
+    path: list[tuple[int, str]] = []
+    entry: tuple[int, _Block] | None = None  # (indent of its term, the merged block)
+    for whole in _plain_blocks(text):
+        block: _Block | None = whole
+        while block is not None and (title := _section_title(block.lines[0]) or _subsection_title(block, path)):
+            level, name = title
+            path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, name)]
+            blocks.append(_Block([block.lines[0]], block.start, " > ".join(t for _, t in path), title=True))
+            entry = None
+            block = _Block(block.lines[1:], block.start + 1, "") if len(block.lines) > 1 else None
+        if block is None:
+            continue
+        heading = " > ".join(t for _, t in path)
+        if entry is not None and _indent(block.lines[0]) > entry[0]:
+            merged = entry[1]
+            gap = block.start - (merged.start + len(merged.lines))
+            merged.lines += [""] * gap + block.lines
+            continue
+        term = _entry_term(block)
+        block.heading = f"{heading} > {term}" if term and heading else (term or heading)
+        entry = (_indent(block.lines[0]), block) if term else None
+        blocks.append(block)
+    return blocks
+
+
+def _code_blocks(text: str) -> list[_Block]:
+    """Source code: blank-line separated blocks named by the class and function they are in (``Foo > bar``)."""
+    blocks = _plain_blocks(text)
+    stack: list[tuple[int, str]] = []
+    for block in blocks:
+        first = next((line for line in block.lines if not line.lstrip().startswith("@")), block.lines[0])
+        match = _CODE_NAME.match(first)
+        indent = _indent(first)
+        if match:
+            stack = [(i, n) for i, n in stack if i < indent] + [(indent, match.group(2))]
+        elif stack and indent <= stack[-1][0] and first.strip() and not first.lstrip().startswith("#"):
+            stack = [(i, n) for i, n in stack if i < indent]
+        block.heading = " > ".join(n for _, n in stack)
+    return blocks
+
+
 def _split_block(block: _Block, size: int, overlap: int) -> list[_Block]:
     """A block larger than ``size``: cut by lines (by words for one giant line), with overlap."""
     pieces: list[_Block] = []
@@ -117,7 +214,7 @@ def _split_block(block: _Block, size: int, overlap: int) -> list[_Block]:
             tokens += count_tokens(lines[end][1])
             end += 1
         part = lines[start:end]
-        pieces.append(_Block([t for _, t in part], part[0][0], block.heading, block.code))
+        pieces.append(_Block([t for _, t in part], part[0][0], block.heading, block.code, block.title))
         if end >= len(lines):
             break
         back, kept = end, 0
@@ -133,7 +230,7 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
     if size < 16:
         raise ValueError("chunk size must be at least 16 tokens")
     overlap = max(0, min(overlap, size // 2))
-    blocks = _markdown_blocks(text) if kind == "markdown" else _plain_blocks(text)
+    blocks = {"markdown": _markdown_blocks, "code": _code_blocks}.get(kind, _text_blocks)(text)
     units: list[_Block] = []
     for block in blocks:
         units += _split_block(block, size, overlap) if block.tokens > size else [block]
@@ -143,12 +240,14 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
 
     def emit() -> None:
         body = "\n\n".join(b.text for b in group).strip()
-        if body and not all(_HEADING.match(b.text) for b in group):
+        if body and not all(b.title for b in group):
             end = group[-1].start + len(group[-1].lines) - 1
-            chunks.append(Chunk(body, group[-1].heading, group[0].start, end))
+            # The first entry (option, function) named in the chunk, else its section.
+            named = max((b for b in group if not b.title), key=lambda b: b.heading.count(" > "), default=group[-1])
+            chunks.append(Chunk(body, named.heading, group[0].start, end))
 
     for unit in units:
-        is_heading = kind == "markdown" and not unit.code and _HEADING.match(unit.text) is not None
+        is_heading = unit.title
         if group and (is_heading or tokens + unit.tokens > size):
             emit()
             # Overlap: carry the last whole blocks of the same section into the next chunk.
@@ -156,7 +255,7 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
             if not is_heading and overlap:
                 kept = 0
                 for b in reversed(group):
-                    if kept + b.tokens > overlap or b.code or _HEADING.match(b.text):
+                    if kept + b.tokens > overlap or b.code or b.title:
                         break
                     carried.insert(0, b)
                     kept += b.tokens
@@ -168,3 +267,26 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
     if group:
         emit()
     return chunks
+
+
+def document_title(text: str, kind: str = "text") -> str:
+    """What a document is about, in one line, to put beside every chunk of it (its words then count for each):
+    a man or pydoc page's NAME line (with the first line of its DESCRIPTION when NAME is a bare name), a
+    Markdown document's first heading, a Python module's docstring's first line."""
+    lines = text.split("\n")[:400]
+    if kind == "markdown":
+        return next((m.group(2) for m in map(_HEADING.match, lines) if m), "")[:120]
+    if kind == "code":
+        match = re.search(r'^\s*(?:#.*\n|\s*\n)*[rRbBuU]?("""|\'\'\')\s*(.+)', text[:4000])
+        return match.group(2).strip().rstrip('"\'')[:120] if match else ""
+
+    def section(name: str) -> str:
+        for i, line in enumerate(lines):
+            if line.strip() == name and _indent(line) <= 1:
+                return next((x.strip() for x in lines[i + 1:i + 6] if x.strip()), "")
+        return ""
+
+    name = section("NAME")
+    if name and " - " not in name:
+        name = f"{name}: {section('DESCRIPTION')}".rstrip(": ")
+    return name[:120]

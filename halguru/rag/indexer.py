@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halguru.rag.chunking import chunk_text
+from halguru.rag.chunking import chunk_text, document_title
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
 from halguru.rag.store import KnowledgeBase
@@ -227,8 +227,9 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             summary.skipped.append((str(file), "no text to index"))
             continue
         (summary.updated if old is not None else summary.added).append(source)
+        title = document_title(loaded.text, loaded.kind)
         for i, chunk in enumerate(chunks):
-            label = f"{source} {chunk.heading}".strip()
+            label = " | ".join(part for part in (source, title, chunk.heading) if part)
             pending.append({
                 "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
                 "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,

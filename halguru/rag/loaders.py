@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -262,15 +263,18 @@ class _HTMLText(HTMLParser):
             self.out.append("\n\n")
 
     def handle_data(self, data: str) -> None:
-        if not self.dropping:
-            self.out.append(" ".join(data.split()) if data.strip() else " ")
+        if not self.dropping:  # collapse runs of whitespace, but keep the space around an inline tag's text
+            words = " ".join(data.split())
+            if words:
+                words = (" " if data[0].isspace() else "") + words + (" " if data[-1].isspace() else "")
+            self.out.append(words or " ")
 
 
 def html_to_text(html: str) -> str:
     parser = _HTMLText()
     parser.feed(html)
     parser.close()
-    lines = [line.strip() for line in "".join(parser.out).splitlines()]
+    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(parser.out).splitlines()]
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

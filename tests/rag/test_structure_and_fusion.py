@@ -1,0 +1,100 @@
+"""Structure beyond Markdown (man pages, RFC-style numbering, code), HTML inline spacing, and hybrid search
+whose first results do not depend on how many were asked for."""
+
+from __future__ import annotations
+
+import pydoc
+import warnings
+from pathlib import Path
+
+from halguru import rag
+from halguru.rag.chunking import chunk_text, document_title
+from halguru.rag.loaders import html_to_text
+
+MAN_PAGE = """\
+GREP(1)                      User Commands                      GREP(1)
+
+NAME
+       grep - print lines that match patterns
+
+SYNOPSIS
+       grep [OPTION...] PATTERNS [FILE...]
+
+OPTIONS
+   Generic Program Information
+       --help Output a usage message and exit.
+
+       -r, --recursive
+              Read all files under each directory, recursively, following
+              symbolic links only if they are on the command line.
+
+              Note that if no file operand is given, grep searches the
+              working directory.
+
+       -C NUM, --context=NUM
+              Print NUM lines of output context.
+
+EXIT STATUS
+       Normally the exit status is 0 if a line is selected.
+"""
+
+
+def test_html_keeps_the_spaces_around_inline_tags():
+    text = html_to_text("<p>Where is my <b>parcel</b>? It <i>shipped</i> <a href='/t'>yesterday</a>.</p>")
+    assert text == "Where is my parcel? It shipped yesterday.\n"
+    assert html_to_text("<p>a<b>b</b>c</p>") == "abc\n"  # no space invented inside a word
+
+
+def test_man_page_sections_and_an_option_kept_with_its_explanation():
+    chunks = chunk_text(MAN_PAGE, "text", size=64, overlap=0)
+    recursive = [c for c in chunks if "-r, --recursive" in c.text]
+    assert len(recursive) == 1
+    chunk = recursive[0]
+    # The term, its explanation and its second paragraph are one chunk, named by the term under its section.
+    assert "Read all files under each directory" in chunk.text and "working directory" in chunk.text
+    assert chunk.heading == "OPTIONS > Generic Program Information > -r, --recursive"
+    term_line = MAN_PAGE.splitlines().index("       -r, --recursive") + 1
+    assert chunk.line_start <= term_line < term_line + 5 <= chunk.line_end  # the citation's line range holds it
+    exit_status = next(c for c in chunks if "exit status is 0" in c.text)
+    assert exit_status.heading == "EXIT STATUS"
+    assert document_title(MAN_PAGE) == "grep - print lines that match patterns"
+
+
+def test_numbered_sections_nest_and_code_is_named_by_class_and_function():
+    rfc = ("1. Introduction\n\nThis memo defines a protocol.\n\n2. Framing\n\nFrames have a header.\n\n"
+           "2.1. Header Layout\n\nThe header is four octets long.\n")
+    headings = {c.text.splitlines()[-1]: c.heading for c in chunk_text(rfc, "text", size=20, overlap=0)}
+    assert headings["The header is four octets long."] == "2. Framing > 2.1. Header Layout"
+    assert headings["This memo defines a protocol."] == "1. Introduction"
+    code = ('"""Parcels."""\n\n\nclass Tracker:\n    """Tracks parcels."""\n\n    def locate(self, number):\n'
+            '        return self.db[number]\n\n\ndef main():\n    pass\n')
+    named = {c.text.splitlines()[0].strip(): c.heading for c in chunk_text(code, "code", size=16, overlap=0)}
+    assert named["def locate(self, number):"] == "Tracker > locate"
+    assert named["def main():"] == "main"
+    assert document_title(code, "code") == "Parcels."
+
+
+def _pydoc_corpus(folder: Path) -> Path:
+    warnings.simplefilter("ignore")
+    folder.mkdir()
+    for module in ("json", "csv", "shutil", "textwrap", "difflib", "heapq", "bisect", "base64", "fnmatch",
+                   "glob", "tempfile", "gzip", "zipfile", "calendar", "statistics", "random", "string"):
+        (folder / f"{module}.txt").write_text(pydoc.plain(pydoc.render_doc(module, renderer=pydoc.plaintext)))
+    return folder
+
+
+def test_hybrid_top_5_is_the_same_for_k_5_and_k_50(tmp_path):
+    rag.create("std")
+    summary = rag.ingest("std", [_pydoc_corpus(tmp_path / "std")])
+    assert summary.chunks > 100  # more chunks than the candidate pool, so k could matter
+    for question in ("copy a whole folder with everything inside", "reflow a paragraph to a given width",
+                     "what changed between two texts", "the smallest item of a growing collection",
+                     "turn binary data into printable characters", "the day of the week of a date"):
+        five = rag.search("std", question, k=5)
+        fifty = rag.search("std", question, k=50)
+        assert len(five) == 5 and len(fifty) == 50
+        assert [(h.source, h.lines) for h in five] == [(h.source, h.lines) for h in fifty[:5]], question
+    # A paraphrased question finds its page first, and the citation names the section it came from.
+    best = rag.search("std", "copy a whole folder with everything inside", k=5)
+    assert any(h.source == "std/shutil.txt" for h in best[:3])
+    assert best[0].heading
