@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 from halguru.errors import StoreError
@@ -32,6 +33,18 @@ from halguru.store.sql_base import LOCK_SCOPES, SQLBase
 POOL_SIZE = 10  # connections per store (per process); more threads than this wait for one
 CONNECT_TIMEOUT_S = 5
 CHANNEL = "halguru_jobs"  # NOTIFY'd when a job becomes runnable; idle workers LISTEN on it
+
+
+class _NulFreeText(StrDumperUnknown):
+    """PostgreSQL text cannot hold NUL (SQLite's can): a NUL in a message, a tool's result or a model's output
+    is stored as U+FFFD instead of failing the whole transaction (the run's final write, say)."""
+
+    def dump(self, obj: str) -> bytes:
+        return bytes(super().dump(obj.replace("\x00", "\ufffd")))
+
+
+def _nul_free(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_dumper(str, _NulFreeText)
 
 
 def describe_url(url: str) -> str:
@@ -122,8 +135,10 @@ class PostgresBase(SQLBase):
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A connection of its own (not pooled), autocommit; StoreError naming the host when it fails."""
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=_row,
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=_row,
                                    **options)
+            _nul_free(conn)
+            return conn
         except psycopg.Error as exc:
             # psycopg's first line says what failed ("connection to server at ... failed: Connection refused")
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("connection failed: ")
@@ -137,7 +152,7 @@ class PostgresBase(SQLBase):
                 # check: a connection the server dropped (a restart, a failover) is replaced, not handed out
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
-                    check=ConnectionPool.check_connection,
+                    check=ConnectionPool.check_connection, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool

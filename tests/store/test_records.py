@@ -12,7 +12,7 @@ import pytest
 
 from halguru.agents.events import RunFinished
 from halguru.errors import StoreError
-from halguru.models.base import ToolCallRequest
+from halguru.models.base import Message, ToolCallRequest
 from halguru.store import SQLiteStore, Store, sql_keys
 
 
@@ -177,3 +177,19 @@ def test_rate_hits_from_many_threads_and_stores_never_pass_the_limit(store: Stor
     for thread in threads:
         thread.join(60)
     assert len(allowed) == 80 and sum(allowed) == 15
+
+
+def test_nul_characters_are_stored_on_every_backend(store) -> None:
+    """PostgreSQL text cannot hold NUL, SQLite's can: a NUL in a message (a tool's binary output, say) must not
+    fail the run's final write on either."""
+    from halguru.agents.events import RunFinished, RunStarted
+
+    store.create_conversation("conv_nul", "echo", "nul\x00title")
+    store.start_run("run_nul", "conv_nul", "echo", "scripted", "in\x00put")
+    events = [RunStarted(run_id="run_nul", seq=0, conversation_id="conv_nul", agent="echo", model="scripted",
+                         input="x"), RunFinished(run_id="run_nul", seq=1, status="ok", output="a\x00b")]
+    store.finish_run("run_nul", "conv_nul", {"status": "ok", "output": "a\x00b", "error": None, "steps": 1,
+                                             "duration_ms": 1.0, "prompt_tokens": 0, "completion_tokens": 0},
+                     events, [Message(role="user", content="in\x00put"), Message(role="assistant", content="a\x00b")])
+    assert store.get_run("run_nul")["status"] == "ok"
+    assert [m.content.replace("\ufffd", "\x00") for m in store.get_messages("conv_nul")] == ["in\x00put", "a\x00b"]
