@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.abc import Buffer
 from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
@@ -39,8 +40,8 @@ class _NulFreeText(StrDumperUnknown):
     """PostgreSQL text cannot hold NUL (SQLite's can): a NUL in a message, a tool's result or a model's output
     is stored as U+FFFD instead of failing the whole transaction (the run's final write, say)."""
 
-    def dump(self, obj: str) -> bytes:
-        return bytes(super().dump(obj.replace("\x00", "\ufffd")))
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd"))
 
 
 def _nul_free(conn: psycopg.Connection[Any]) -> None:
