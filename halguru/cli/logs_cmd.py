@@ -147,7 +147,8 @@ def _when(ts: float) -> str:
 def prune(
     older_than: str = typer.Option(..., "--older-than", help="Delete runs started longer ago than this: 30d, 12h."),
 ) -> None:
-    """Delete old runs with their traces, approvals and checkpoints (and conversations left empty)."""
+    """Delete old runs with their traces, approvals and checkpoints (and conversations left empty), and jobs
+    that finished as long ago."""
     from halguru.store import open_store
 
     seconds = parse_age(older_than, "--older-than")

@@ -190,7 +190,8 @@ class Store(Protocol):
     def reap_expired_runs(self) -> int: ...
     def prune_runs(self, before: float) -> int:
         """Delete the runs started before ``before`` (not those still running) with their events, approvals
-        and checkpoints, and the conversations left without a run, in one transaction; how many runs."""
+        and checkpoints, the conversations left without a run, and the jobs finished before ``before`` (done,
+        dead or cancelled), in one transaction; how many runs."""
         ...
 
     # -- checkpoints (durable team and workflow runs) ---------------------------------

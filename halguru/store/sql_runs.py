@@ -241,8 +241,9 @@ class RunsMixin(SQLBase):
 
     def prune_runs(self, before: float) -> int:
         """Delete the runs started before ``before`` that are not running (a live lease), with their events,
-        approvals and checkpoints, and the conversations (and their messages) left without a run; one
-        transaction. Returns how many runs were deleted."""
+        approvals and checkpoints, the conversations (their messages, channel threads and messages) left
+        without a run, and the jobs that finished before ``before``; one transaction. Returns how many runs
+        were deleted."""
         old = ("SELECT id FROM runs WHERE started < ? AND NOT (status = 'running' "
                "AND coalesce(lease_expires, 0) >= ?)")
         now = time.time()
@@ -256,10 +257,13 @@ class RunsMixin(SQLBase):
             count = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
             empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "
                      "(SELECT 1 FROM runs r WHERE r.conversation_id = p.conversation_id)")
-            for table in ("approvals", "checkpoints", "messages"):
+            for table in ("approvals", "checkpoints", "messages", "channel_threads", "channel_messages"):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
             conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
             conn.execute("DELETE FROM pruned")
+            finished = "SELECT id FROM jobs WHERE status IN ('done', 'dead', 'cancelled') AND finished < ?"
+            conn.execute(f"DELETE FROM job_effects WHERE job_id IN ({finished})", (before,))
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (before,))
         return count
 
     def get_run(self, run_id: str) -> RunRecord:

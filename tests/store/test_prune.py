@@ -64,3 +64,21 @@ def test_test_runs_can_be_left_out_of_listings(store: Store) -> None:
     assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_a", "run_b"}
     assert [r["id"] for r in store.list_runs(test_runs=False, limit=1)] == ["run_b"]  # filtered in SQL
     assert store.list_runs(since=time.time() + 60) == []
+
+
+def test_prune_deletes_jobs_finished_before_and_keeps_the_rest(store: Store, raw_sql) -> None:
+    old = time.time() - 40 * 86400
+    done, _ = store.enqueue_job("run", "agent", {"input": "a"}, idempotency_key="k-done")
+    dead, _ = store.enqueue_job("run", "agent", {"input": "b"})
+    recent, _ = store.enqueue_job("run", "agent", {"input": "c"})
+    queued, _ = store.enqueue_job("run", "agent", {"input": "d"}, delay=3600)
+    for _ in range(3):  # done, dead and recent (the queued one is not due)
+        store.claim_job("w", lease=30)
+    store.begin_effect(done["id"], "run")
+    store.finish_job(done["id"], "w")
+    store.fail_job(dead["id"], "w", "boom", None)
+    store.finish_job(recent["id"], "w")
+    raw_sql("UPDATE jobs SET finished = ? WHERE id IN (?, ?)", (old, done["id"], dead["id"]))
+    store.prune_runs(time.time() - 30 * 86400)
+    assert {j["id"] for j in store.list_jobs(10)} == {recent["id"], queued["id"]}
+    assert raw_sql("SELECT count(*) FROM job_effects")[0][0] == 0
