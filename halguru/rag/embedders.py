@@ -159,7 +159,8 @@ class SentenceTransformersEmbedder:
             self.model = SentenceTransformer(model, device="cpu")
         except OSError as exc:
             raise KnowledgeError(f"cannot load sentence-transformers model {model!r} offline: {exc}") from None
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dimension() or 0)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return _normalise(self.model.encode(texts, batch_size=32, convert_to_numpy=True))

@@ -183,6 +183,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     seen: set[str] = set()
     pending: list[dict[str, object]] = []
     stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
+    indexed = [True] if stored else []  # a base with rows has its full-text index, unless a kill came first
 
     def commit() -> None:
         if pending:
@@ -190,6 +191,9 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             for row, vector in zip(pending, model.embed(texts), strict=True):
                 row["vector"] = vector
             kb.table.add(list(pending))
+            if not indexed:  # from the first batch on, full-text search works (later rows are scanned until
+                kb.ensure_fts_index()  # the index is refreshed at the end): a kill leaves a searchable base
+                indexed.append(True)
             summary.chunks += len(pending)
             notify("chunks", len(pending))
             pending.clear()
@@ -248,7 +252,8 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         for start in range(0, len(gone), 200):
             kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
         summary.removed = sorted(stored[p][0] for p in gone)
-    if summary.chunks or summary.removed or summary.updated:
+    missing = kb.table.count_rows() > 0 and not kb.has_fts_index()  # a first ingest killed before its index
+    if summary.chunks or summary.removed or summary.updated or missing:
         kb.ensure_fts_index()
         if kb.fragments() > OPTIMIZE_FRAGMENTS:
             kb.optimize()

@@ -224,6 +224,9 @@ class KnowledgeBase:
         self.table.optimize(cleanup_older_than=timedelta(minutes=5), delete_unverified=False)
         return self.fragments()
 
+    def has_fts_index(self) -> bool:
+        return any(index.index_type == "FTS" for index in self.table.list_indices())
+
     def ensure_fts_index(self) -> None:
         from lancedb.index import FTS
 

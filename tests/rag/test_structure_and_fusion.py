@@ -98,3 +98,14 @@ def test_hybrid_top_5_is_the_same_for_k_5_and_k_50(tmp_path):
     best = rag.search("std", "copy a whole folder with everything inside", k=5)
     assert any(h.source == "std/shutil.txt" for h in best[:3])
     assert best[0].heading
+
+
+def test_kb_create_help_names_the_real_default_embedder():
+    from typer.testing import CliRunner
+
+    from halguru.cli.app import app
+    from halguru.rag.embedders import DEFAULT_EMBEDDER
+
+    out = CliRunner().invoke(app, ["kb", "create", "--help"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0
+    assert f"{DEFAULT_EMBEDDER} (the default" in " ".join(out.output.split())
