@@ -71,7 +71,7 @@ def test_full_queue_answers_503_with_retry_after(client) -> None:
     convs = [client.post("/v1/conversations", json={"agent": "slow"}).json()["id"] for _ in range(3)]
     with client.stream("POST", f"/v1/conversations/{convs[0]}/messages", json={"content": "a", "stream": True}) as a:
         lines = a.iter_lines()  # kept: a dropped iterator closes the stream
-        assert next(lines) == "event: run_started"  # running
+        assert next(lines).startswith("id: run_") and next(lines) == "event: run_started"  # running
         with client.stream("POST", f"/v1/conversations/{convs[1]}/messages",
                            json={"content": "b", "stream": True}) as b:
             assert b.status_code == 200  # queued
