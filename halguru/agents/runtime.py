@@ -79,10 +79,11 @@ async def run(
 
         store = open_store()
     driver, messages = agent.driver, [Message(role="user", content=input)] if resume is None else list(resume.messages)
-    book = _Book.open(agent, input, conversation, model, store, owner, messages)
+    book = _Book(agent, input, model, store, owner, messages, new_id("run"), conversation or new_id("conv"), [])
     ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
                                 Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
                                 sampling, resume)
+    await book.begin(conversation)
     trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
     yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,
                            conversation_id=book.conversation_id, metadata=metadata or {}))
@@ -129,7 +130,9 @@ async def run(
     finally:
         for box in ctx.mcp.values():
             await box.close()
-    yield book.finish(outcome.status, outcome.error)
+    # Off the event loop like the start (the final write is the run's biggest); a cancel meanwhile finds it done.
+    yield await asyncio.to_thread(book.finish, outcome.status, outcome.error) if store is not None else book.finish(
+        outcome.status, outcome.error)
 
 
 @dataclass
@@ -150,21 +153,35 @@ class _Book:
     started: float = field(default_factory=time.perf_counter)
     partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
 
-    @classmethod
-    def open(cls, agent: Agent, input: str, conversation: str | None, model: str | Model | PerAgentModel | None,
-             store: TraceStore | None, owner: str | None, messages: list[Message]) -> _Book:
+    async def begin(self, conversation: str | None) -> None:
+        """Record the run as running, off the event loop: with a database server each write is a round trip of
+        milliseconds that would stall every other run of this process. A run cancelled meanwhile is recorded as
+        cancelled once its start is (never left running: this process would renew its lease for good)."""
+        if self.store is None:
+            return
+        started = asyncio.ensure_future(asyncio.to_thread(self._begin, conversation))
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(self._abandon)
+            raise
+
+    def _begin(self, conversation: str | None) -> None:
         """Record the run as running (in its conversation, checked to exist), with a first checkpoint when it
         is a team or workflow run (durable: ``halguru runs resume``)."""
-        book = cls(agent, input, model, store, owner, messages, new_id("run"), conversation or new_id("conv"), [])
-        if store is not None:
-            if conversation and store.get_conversation(conversation) is None:
-                raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
-            book.history = store.get_messages(conversation) if conversation else []
-            store.start_run(book.run_id, book.conversation_id, agent.name, book.model_name, input, owner=owner)
-            if agent.driver is not None:
-                store.start_checkpoint(book.run_id, agent.driver.kind, book.conversation_id, book.folder,
-                                       book.override, input)
-        return book
+        store, agent = self.store, self.agent
+        assert store is not None
+        if conversation and store.get_conversation(conversation) is None:
+            raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
+        self.history = store.get_messages(conversation) if conversation else []
+        store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input, owner=self.owner)
+        if agent.driver is not None:
+            store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
+                                   self.input)
+
+    def _abandon(self, started: asyncio.Future[None]) -> None:
+        if not started.cancelled() and started.exception() is None:
+            self.finish("cancelled", "cancelled by the user")
 
     @property
     def model_name(self) -> str:

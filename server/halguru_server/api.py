@@ -129,7 +129,8 @@ async def post_message(conversation_id: ConvId, body: MessageIn, request: Reques
 async def answer(request: Request, state: ServerState, caller: Principal, conversation_id: str,
                  body: MessageIn) -> Response | RunOut:
     """Post a message: shared by the REST API and the web chat."""
-    row = service.get_conversation(state, caller, conversation_id)
+    # Off the event loop: with a database server a read is a round trip that would stall every other request.
+    row = await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
     reservation = service.reserve(state, served, caller)
