@@ -36,20 +36,28 @@ class BaseHits:
 
 @dataclass
 class Citations:
-    """Numbers sources in the order a run first sees them, so [n] stays stable across tool calls."""
+    """Numbers passages in the order a run first sees them, so [n] stays stable across tool calls.
+
+    A number stands for one passage (file, section and line range), not for a whole file, so a marker in the
+    answer points at the lines that support it; the footer lists only the passages the answer cites."""
 
     numbers: dict[str, int] = field(default_factory=dict)
 
     def number(self, hit: Hit) -> int:
-        return self.numbers.setdefault(hit.citation, len(self.numbers) + 1)
+        return self.numbers.setdefault(reference(hit), len(self.numbers) + 1)
 
     def footer(self, answer: str) -> str:
-        """``Sources:`` with what the answer cites (or, when it cites nothing, everything it was given)."""
-        if not self.numbers:
-            return ""
+        """``Sources:`` with the passages the answer cites, one per marker; nothing when it cites none."""
         cited = {int(n) for n in _CITED.findall(answer)}
-        chosen = [(n, c) for c, n in self.numbers.items() if n in cited] or [(n, c) for c, n in self.numbers.items()]
-        return "\n\nSources:\n" + "\n".join(f"[{n}] {c}" for n, c in sorted(chosen))
+        chosen = sorted((n, ref) for ref, n in self.numbers.items() if n in cited)
+        if not chosen:
+            return ""
+        return "\n\nSources:\n" + "\n".join(f"[{n}] {ref}" for n, ref in chosen)
+
+
+def reference(hit: Hit) -> str:
+    """``docs/guide.md#Install, lines 12-30``: the file, the section and the lines a passage came from."""
+    return f"{hit.citation}, lines {hit.lines}" if hit.lines else hit.citation
 
 
 @dataclass
@@ -169,11 +177,12 @@ def context_block(hits: list[Hit], citations: Citations) -> str:
     """The sources as the model sees them, numbered for citation."""
     if not hits:
         return "No document matched the question."
-    parts = [f"[{citations.number(h)}] {h.citation}\n{h.text.strip()}" for h in hits]
+    parts = [f"[{citations.number(h)}] {reference(h)}\n{h.text.strip()}" for h in hits]
     return "\n\n".join(parts)
 
 
-AUTO_PROMPT = ("Answer from these documents. Cite each fact with the number of its source, like [1]. "
+AUTO_PROMPT = ("Answer from these documents. Put the number of the passage that supports each fact right after "
+               "it, like [1]. "
                "If they do not contain the answer, say so.\n\n{context}")
 
 

@@ -115,9 +115,9 @@ class KnowledgeBase:
         model = get_embedder(embedder or DEFAULT_EMBEDDER)
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap)
         folder.mkdir(parents=True, exist_ok=True)
-        import lancedb
+        from halguru.rag.lean_import import lancedb
 
-        lancedb.connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension), exist_ok=True)
+        lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension), exist_ok=True)
         kb = cls(name, folder, meta)
         kb.save_meta()  # last: a base exists once its metadata does
         return kb
@@ -162,10 +162,10 @@ class KnowledgeBase:
     @property
     def table(self) -> Any:
         if self._table is None:
-            import lancedb
+            from halguru.rag.lean_import import lancedb
 
             # Every read checks for newer versions, so a cached base sees what another ingest committed.
-            db = lancedb.connect(str(self.folder), read_consistency_interval=timedelta(0))
+            db = lancedb().connect(str(self.folder), read_consistency_interval=timedelta(0))
             try:
                 self._table = db.open_table(TABLE)
             except (FileNotFoundError, ValueError):
@@ -228,6 +228,9 @@ class KnowledgeBase:
         return any(index.index_type == "FTS" for index in self.table.list_indices())
 
     def ensure_fts_index(self) -> None:
+        from halguru.rag.lean_import import lancedb
+
+        lancedb()
         from lancedb.index import FTS
 
         self.table.create_index("search_text", config=FTS(with_position=False), replace=True)

@@ -62,8 +62,9 @@ def test_auto_retrieval_puts_chunks_in_the_prompt_and_cites(write_agent, docs):
     retrieval = [e for e in result.events if e.type == "retrieval"]
     assert len(retrieval) == 1 and retrieval[0].knowledge_base == "helper-docs"
     assert retrieval[0].hits[0]["citation"] == "docs/guide.md#Install" and retrieval[0].hits[0]["score"] > 0
-    assert "[1] docs/guide.md#Install\n" in model.requests[0].messages[0].content
-    assert result.output == "Use pipx install halguru [1].\n\nSources:\n[1] docs/guide.md#Install"
+    lines = retrieval[0].hits[0]["lines"]  # the marker names the passage: file, section and line range
+    assert f"[1] docs/guide.md#Install, lines {lines}\n" in model.requests[0].messages[0].content
+    assert result.output == f"Use pipx install halguru [1].\n\nSources:\n[1] docs/guide.md#Install, lines {lines}"
     assert "helper-docs" in [b.name for b in rag.list_bases()]  # auto-ingested on the first run
 
 
@@ -80,7 +81,7 @@ def test_search_knowledge_tool_is_traced_and_recorded(write_agent, docs):
     assert kinds.index("tool_call") < kinds.index("retrieval") < kinds.index("tool_result")
     tool_result = next(e for e in result.events if e.type == "tool_result")
     assert tool_result.content.startswith("[1] docs/faq.txt") and "fourteen days" in tool_result.content
-    assert result.output.endswith("Sources:\n[1] docs/faq.txt")
+    assert result.output.endswith("Sources:\n[1] docs/faq.txt, lines 1-3")
     from halguru.store import open_store
 
     stored = [e["type"] for e in open_store().get_events(result.run_id)]

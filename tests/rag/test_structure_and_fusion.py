@@ -109,3 +109,19 @@ def test_kb_create_help_names_the_real_default_embedder():
     out = CliRunner().invoke(app, ["kb", "create", "--help"], env={"COLUMNS": "200"})
     assert out.exit_code == 0
     assert f"{DEFAULT_EMBEDDER} (the default" in " ".join(out.output.split())
+
+
+def test_citations_number_passages_and_the_footer_lists_only_what_the_answer_cites():
+    from halguru.rag.agent import Citations, context_block
+    from halguru.rag.query import Hit
+
+    install = Hit("docs/guide.md", "Guide > Install", "3-8", 0.9, "Run pipx install halguru.")
+    configure = Hit("docs/guide.md", "Guide > Configure", "10-14", 0.8, "Set HALGURU_HOME.")
+    refunds = Hit("docs/faq.txt", "", "1-3", 0.7, "Refunds take 14 days.")
+    citations = Citations()
+    block = context_block([install, configure, refunds], citations)
+    assert block.startswith("[1] docs/guide.md#Install, lines 3-8\nRun pipx install halguru.")
+    assert "[2] docs/guide.md#Configure, lines 10-14\n" in block  # same file, another passage: its own number
+    assert citations.footer("Install it with pipx [1]; refunds take two weeks [3].") == (
+        "\n\nSources:\n[1] docs/guide.md#Install, lines 3-8\n[3] docs/faq.txt, lines 1-3")
+    assert citations.footer("I could not find that in the documents.") == ""  # no list of all it was given

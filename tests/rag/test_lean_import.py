@@ -1,0 +1,30 @@
+"""A search loads LanceDB without its REST namespace client (a second of a CLI search), which still loads
+in full the moment something asks for it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+from halguru import rag
+rag.create("docs")
+rag.ingest("docs", [sys.argv[1]])
+hits = rag.search("docs", "how long do refunds take", k=1)
+print(hits[0].source)
+print("rest api loaded:", "lance_namespace_urllib3_client.api" in sys.modules)
+import lance_namespace_urllib3_client as client
+print("client:", client.ApiClient.__name__, client.Configuration.__name__)
+"""
+
+
+def test_search_does_not_import_the_rest_client_until_asked(tmp_path, subprocess_env):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "faq.txt").write_text("Refunds take fourteen days.\n")
+    (folder / "guide.md").write_text("# Install\n\nRun pipx install halguru.\n")
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], env=subprocess_env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["docs/faq.txt", "rest api loaded: False", "client: ApiClient Configuration"]
