@@ -24,6 +24,7 @@ from halguru.rag.store import KnowledgeBase
 Mode = Literal["vector", "fts", "hybrid"]
 MODES = ("vector", "fts", "hybrid")
 COLUMNS = ["source", "heading", "line_start", "line_end", "text"]
+Key = tuple[str, int, str]  # (source, first line, start of text): one chunk
 CANDIDATES = 50  # per side in hybrid search, whatever k is (up to k itself when k is larger)
 
 
@@ -32,8 +33,9 @@ class Fusion:
     """How hybrid search mixes its two lists: ``score`` (normalised, weighted) or ``rrf`` (reciprocal rank)."""
 
     method: Literal["score", "rrf"] = "score"
-    fts_weight: float = 0.5  # share of the full-text side; the vector side gets the rest
+    fts_weight: float = 0.3  # share of the full-text side, the vector side gets the rest (chosen on the dev splits)
     constant: int = 60  # RRF only
+    doc_weight: float = 0.0  # share of the best other chunk of the same document added to a chunk's score
 
 
 DEFAULT_FUSION = Fusion()
@@ -99,6 +101,21 @@ def _normalised(values: dict[tuple[str, int, str], float]) -> dict[tuple[str, in
     return {key: (v - low) / span if span > 0 else 1.0 for key, v in values.items()}
 
 
+def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key, float]:
+    """Add to each chunk ``weight`` times the score of the best other candidate from its document: a page
+    that several candidates come from is likelier to be the answer than one with a single lucky chunk."""
+    best: dict[str, list[float]] = {}
+    for (source, _, _), value in scored.items():
+        best.setdefault(source, []).append(value)
+    tops = {source: sorted(values, reverse=True)[:2] for source, values in best.items()}
+    out = {}
+    for key, value in scored.items():
+        top = tops[key[0]]
+        other = top[1] if len(top) > 1 and value == top[0] else (top[0] if len(top) > 1 else 0.0)
+        out[key] = value + weight * other
+    return out
+
+
 def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: int,
          fusion: Fusion = DEFAULT_FUSION, query_vector: list[float] | None = None) -> list[dict[str, Any]]:
     """The ``k`` best of both lists by ``fusion``; each row gets ``_relevance_score``.
@@ -128,6 +145,8 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
         text = {key: v / top for key, v in bm25.items()} if top > 0 else {}
         scored = {key: fusion.fts_weight * text.get(key, 0.0) + (1 - fusion.fts_weight) * vec.get(key, 0.0)
                   for key in rows}
+    if fusion.doc_weight:
+        scored = _with_document_support(scored, fusion.doc_weight)
     order = sorted(rows, key=lambda item: (-scored[item], item))
     return [{**rows[item], "_relevance_score": scored[item]} for item in order[:k]]
 

@@ -36,6 +36,10 @@ def _configs() -> dict[str, object]:
     configs["rrf fts 0.7 k20"] = Fusion("rrf", 0.7, 20)
     for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
         configs[f"score fts {w}"] = Fusion("score", w)
+    for w in (0.4, 0.5):
+        for d in (0.2, 0.5):
+            configs[f"score fts {w} doc {d}"] = Fusion("score", w, doc_weight=d)
+    configs["rrf 1:1 k60 doc 0.3"] = Fusion("rrf", 0.5, doc_weight=0.3)
     return configs
 
 
