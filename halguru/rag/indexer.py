@@ -162,6 +162,9 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
     with contextlib.ExitStack() as stack:
         running = stack.enter_context(scope.running(kb.name)) if scope is not None else _Running(kb.name, None)
         model = kb.embedder(embedder)  # loading it takes seconds the first time: a stop is seen right after
+        from halguru.rag.lean_import import lancedb
+
+        lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
         stack.enter_context(ingest_lock(kb, wait=wait))
         return _ingest(kb, roots, running, prune=prune, model=model, notify=notify)

@@ -4,8 +4,9 @@ Sets (scripts/bench/kb_eval): ``pydoc`` (stdlib pydoc pages), ``man`` (Debian ba
 ``code`` (stdlib source files), each with ~54 questions written as users ask them, labelled with the answering
 document(s), split into dev (tune here) and test (report only). For each set and split: recall@5, MRR@10 and
 nDCG@10 of every configuration (full-text, vector, hybrid fusions), against plain BM25 over whole documents
-measured in the same run. Embedders: the default, plus those named in HALGURU_BENCH_KB_EMBEDDERS (comma
-separated, e.g. ``wordllama,sentence-transformers``).
+measured in the same run. Embedders: the default, or those named in HALGURU_BENCH_KB_EMBEDDERS (comma
+separated, e.g. ``wordllama,sentence-transformers``); HALGURU_BENCH_KB_SETS picks sets and
+HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens).
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
 
     folder, labels = build(set_name, 60 if quick else PAGES[set_name])
     base = f"{set_name}-{emb.replace(':', '-')}"[:60]
-    kb = rag.create(base, emb)
+    size = int(os.environ.get("HALGURU_BENCH_KB_CHUNK_SIZE", "256"))
+    kb = rag.create(base, emb, chunk_size=size, chunk_overlap=min(32, size // 8))
     started = time.perf_counter()
     summary = rag.ingest(base, [folder])
     seconds = time.perf_counter() - started
