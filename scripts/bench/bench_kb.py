@@ -77,6 +77,9 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
     from halguru.rag.query import DEFAULT_FUSION
 
     folder, labels = build(set_name, 60 if quick else PAGES[set_name])
+    if not labels:
+        print(f"\n{set_name}: no documents on this machine (man pages or man itself missing?); set skipped")
+        return []
     base = f"{set_name}-{emb.replace(':', '-')}"[:60]
     size = int(os.environ.get("HALGURU_BENCH_KB_CHUNK_SIZE", "256"))
     kb = rag.create(base, emb, chunk_size=size, chunk_overlap=min(32, size // 8))

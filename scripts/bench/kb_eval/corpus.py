@@ -83,7 +83,7 @@ def _render_man(path: str) -> tuple[str, str]:
 
 def _man(folder: Path, pages: int) -> None:
     listed = (Path(__file__).parent / "man_pages.txt").read_text().split()
-    present = [p for p in listed if Path(p).exists()][:pages]
+    present = [p for p in listed if Path(p).exists()][:pages] if shutil.which("man") and shutil.which("col") else []
     with ThreadPoolExecutor(4) as pool:
         for page, text in pool.map(_render_man, present):
             if text.strip():
