@@ -248,6 +248,13 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             commit()
     commit()
     running.done = len(files)
+    _finish(kb, roots, stored, seen, summary, prune)
+    return summary
+
+
+def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, set[str]]], seen: set[str],
+            summary: IngestSummary, prune: bool) -> None:
+    """After the files: forget deleted ones (``prune``), refresh the full-text index, compact, stamp the base."""
     if prune:
         under = [str(r.resolve()) for r in roots if r.is_dir()]
         gone = [p for p in stored if p not in seen and (not Path(p).exists()
@@ -264,7 +271,6 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
 
         kb.meta.updated = time.time()
         kb.save_meta()
-    return summary
 
 
 def reindex(name: str, embedder: str, progress: Progress | None = None) -> IngestSummary:
