@@ -6,7 +6,9 @@ Each candidate is scored on both sides where it can be: a full-text candidate's 
 from its stored vector, so a chunk found by one list is not at a loss for being missed by the other. The two
 scores are normalised over the pool (min-max) and mixed with the weight of ``Fusion`` chosen on the dev splits of
 scripts/bench/bench_kb.py, so a full-text match far ahead of the rest keeps its lead (equal-weight reciprocal
-rank fusion, the former default, let a weak vector list outvote it).
+rank fusion, the former default, let a weak vector list outvote it). The full-text score is divided by the best
+one in the pool, the cosine is min-max normalised. Then each document's best chunk comes before its second one
+(``per_source``): the first results are as many documents as possible, the other chunks of each follow.
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -36,6 +38,7 @@ class Fusion:
     fts_weight: float = 0.3  # share of the full-text side, the vector side gets the rest (chosen on the dev splits)
     constant: int = 60  # RRF only
     doc_weight: float = 0.0  # share of the best other chunk of the same document added to a chunk's score
+    per_source: int = 1  # a document's chunks past this many wait until every other candidate is placed (0: off)
 
 
 DEFAULT_FUSION = Fusion()
@@ -101,6 +104,17 @@ def _normalised(values: dict[tuple[str, int, str], float]) -> dict[tuple[str, in
     return {key: (v - low) / span if span > 0 else 1.0 for key, v in values.items()}
 
 
+def _diversified(order: list[Key], per_source: int) -> list[Key]:
+    """``order`` with each document's chunks past the first ``per_source`` moved after all the others."""
+    seen: dict[str, int] = {}
+    first: list[Key] = []
+    later: list[Key] = []
+    for key in order:
+        seen[key[0]] = seen.get(key[0], 0) + 1
+        (first if seen[key[0]] <= per_source else later).append(key)
+    return first + later
+
+
 def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key, float]:
     """Add to each chunk ``weight`` times the score of the best other candidate from its document: a page
     that several candidates come from is likelier to be the answer than one with a single lucky chunk."""
@@ -148,6 +162,8 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
     if fusion.doc_weight:
         scored = _with_document_support(scored, fusion.doc_weight)
     order = sorted(rows, key=lambda item: (-scored[item], item))
+    if fusion.per_source:
+        order = _diversified(order, fusion.per_source)
     return [{**rows[item], "_relevance_score": scored[item]} for item in order[:k]]
 
 

@@ -31,16 +31,20 @@ PAGES = {"pydoc": 300, "man": 330, "code": 160}
 def _configs() -> dict[str, object]:
     from halguru.rag.query import Fusion
 
-    configs: dict[str, object] = {"fts": "fts", "vector": "vector", "rrf 1:1 k60 (old default)": Fusion("rrf", 0.5)}
+    configs: dict[str, object] = {"fts": "fts", "vector": "vector",
+                                  "rrf 1:1 k60 (old fusion)": Fusion("rrf", 0.5, per_source=0)}
     for w in (0.6, 0.7, 0.8):
-        configs[f"rrf fts {w} k60"] = Fusion("rrf", w)
-    configs["rrf fts 0.7 k20"] = Fusion("rrf", 0.7, 20)
+        configs[f"rrf fts {w} k60"] = Fusion("rrf", w, per_source=0)
+    configs["rrf fts 0.7 k20"] = Fusion("rrf", 0.7, 20, per_source=0)
     for w in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        configs[f"score fts {w}"] = Fusion("score", w)
+        configs[f"score fts {w}"] = Fusion("score", w, per_source=0)
     for w in (0.4, 0.5):
         for d in (0.2, 0.5):
-            configs[f"score fts {w} doc {d}"] = Fusion("score", w, doc_weight=d)
-    configs["rrf 1:1 k60 doc 0.3"] = Fusion("rrf", 0.5, doc_weight=0.3)
+            configs[f"score fts {w} doc {d}"] = Fusion("score", w, doc_weight=d, per_source=0)
+    configs["rrf 1:1 k60 doc 0.3"] = Fusion("rrf", 0.5, doc_weight=0.3, per_source=0)
+    for w in (0.3, 0.5):
+        for n in (1, 2):
+            configs[f"score fts {w} max {n}/doc"] = Fusion("score", w, per_source=n)
     return configs
 
 
@@ -98,7 +102,7 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
         for name, ranked in _rankings(kb, questions, labels).items():
             figures = scores(ranked)
             _print_row(name, figures)
-            default = name == f"{DEFAULT_FUSION.method} fts {DEFAULT_FUSION.fts_weight}"
+            default = _configs()[name] == DEFAULT_FUSION
             if part == "test" and (default or name in {"fts", "vector"}):
                 label = "hybrid (default)" if default else name
                 results.append(Result("kb", f"recall@5 {set_name} test {label} ({emb})", figures[0], "",

@@ -94,6 +94,7 @@ def test_hybrid_top_5_is_the_same_for_k_5_and_k_50(tmp_path):
         fifty = rag.search("std", question, k=50)
         assert len(five) == 5 and len(fifty) == 50
         assert [(h.source, h.lines) for h in five] == [(h.source, h.lines) for h in fifty[:5]], question
+        assert len({h.source for h in five}) == 5  # five pages first; a page's other chunks come after
     # A paraphrased question finds its page first, and the citation names the section it came from.
     best = rag.search("std", "copy a whole folder with everything inside", k=5)
     assert any(h.source == "std/shutil.txt" for h in best[:3])
