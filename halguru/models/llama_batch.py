@@ -5,8 +5,9 @@ of the KV cache (``slot_ctx`` tokens; ``n_ctx = slots × slot_ctx``). A generati
 generator that yields what its sequence must hold next (``Eval``: exactly these tokens; ``Feed``:
 these tokens appended) and is resumed with the batch index of the last token's logits, from which it
 samples with its own sampler chain (its own grammar, temperature, seed). Every step decodes, in a
-single ``llama_decode``, one token for each slot that is generating plus a chunk of the prompt of
-slots still prefilling, so a new request's prompt never stalls the running ones for long.
+single ``llama_decode``, one token for each slot that is generating, then a chunk of the prompt of
+each slot still prefilling (each in its own call, so it is evaluated as it would be alone), so a new
+request's prompt never stalls the running ones for long.
 
 Invariants:
 - ``Slot.tokens`` is exactly what the KV cache holds for the slot's sequence (positions 0..n-1).
@@ -62,13 +63,15 @@ Program = Generator[Eval | Feed, int, None]
 
 @dataclass
 class Job:
-    """One generation: ``start`` builds its program once a slot is free (on the worker thread)."""
+    """One generation: ``start`` builds its program once a slot is free (on the worker thread); its first
+    need (the prompt) decides which slot it gets."""
 
     key: str | None  # the conversation: its KV prefix is kept for its next turn
-    start: Callable[[Slot], Program]
+    start: Callable[[], Program]
     fail: Callable[[BaseException], None]
     done: Callable[[], None]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    reused: int | None = None  # prompt tokens its first Eval found in the KV cache
 
 
 @dataclass
@@ -79,7 +82,6 @@ class Slot:
     job: Job | None = None
     program: Program | None = None
     pending: list[int] = field(default_factory=list)  # to decode before the program resumes
-    reused: int = 0  # prompt tokens the last Eval found in the cache
     feeding: bool = False  # pending holds a sampled token (generation), not a prompt
     started: float = 0.0
     last_used: float = 0.0
@@ -343,30 +345,32 @@ class LlamaEngine:
                                                                             f"{exc}"))
                 job.done()
                 continue
-            slot = self._choose(free, job.key)
+            try:
+                program = job.start()
+                need = next(program)
+            except StopIteration:
+                job.done()
+                continue
+            except Exception as exc:
+                job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed: {exc}"))
+                job.done()
+                continue
+            slot = self._choose(free, job.key, need.tokens if isinstance(need, Eval) else [])
             if slot.key != job.key:
                 self._save(slot)
                 slot.key = job.key
-            slot.job, slot.started = job, time.monotonic()
+            slot.job, slot.program, slot.started = job, program, time.monotonic()
             self._stats.generations += 1
-            try:
-                slot.program = job.start(slot)
-                self._apply(slot, next(slot.program))
-            except StopIteration:
-                self._finish(slot)
-            except Exception as exc:
-                self._fail(slot, exc)
+            self._apply(slot, need)
 
     @staticmethod
-    def _choose(free: list[Slot], key: str | None) -> Slot:
-        """The conversation's own warm slot, else an empty one, else the one idle longest."""
+    def _choose(free: list[Slot], key: str | None, prompt: list[int]) -> Slot:
+        """The conversation's own warm slot; else the one holding the longest start of the prompt (the same
+        agent's instructions), an empty one before a warm one, the one idle longest before others."""
         for s in free:
             if key is not None and s.key == key:
                 return s
-        for s in free:
-            if not s.tokens:
-                return s
-        return min(free, key=lambda s: s.last_used)
+        return max(free, key=lambda s: (common_prefix(s.tokens, prompt), not s.tokens, -s.last_used))
 
     # -- KV cache per sequence --------------------------------------------
     def _memory(self) -> Any:
@@ -438,7 +442,8 @@ class LlamaEngine:
         target = need.tokens
         n = min(self._reuse(slot, target), len(target) - 1)  # the last token is decoded again for its logits
         self._truncate(slot, n)
-        slot.reused = n
+        if slot.job is not None and slot.job.reused is None:
+            slot.job.reused = n
         self._stats.reused_tokens += n
         slot.pending = list(target[n:])
 
@@ -501,15 +506,24 @@ class LlamaEngine:
         return last
 
     def _step(self) -> None:
+        """One token for every generating slot in one llama_decode, then each planned prompt chunk in its own:
+        llama.cpp splits a batch that mixes sequences into equal shares per sequence, so a prompt batched with
+        other slots' tokens would be evaluated in other pieces than alone, and rounded differently."""
+        parts = self._plan()
+        generating = [(slot, chunk) for slot, chunk in parts if slot.feeding]
+        prompts = [(slot, chunk) for slot, chunk in parts if not slot.feeding]  # before resuming changes them
+        if generating:
+            self._decode(generating, self._generating_threads)
+        for slot, chunk in prompts:
+            self._decode([(slot, chunk)], self._prompt_threads)
+
+    def _decode(self, parts: list[tuple[Slot, list[int]]], choice: ThreadChoice) -> None:
         import llama_cpp
 
-        parts = self._plan()
         last = self._fill(parts)
         n = sum(len(chunk) for _, chunk in parts)
         # llama.cpp runs a one-token step on the one-token thread count; a batch gets what was measured best
-        choice = None if n == 1 else (self._generating_threads if all(s.feeding for s, _ in parts)
-                                      else self._prompt_threads)
-        threads = choice.choose() if choice is not None else self._threads[0]
+        threads = choice.choose() if n > 1 else self._threads[0]
         self._use_threads(threads)
         started = time.perf_counter()
         result = llama_cpp.llama_decode(self.ctx, self._batch)
@@ -523,7 +537,7 @@ class LlamaEngine:
                 self._fail(slot, ModelError(f"llama.cpp could not decode a batch (code {result}) on "
                                             f"{self.path.name}; the context may be full (HALGURU_LLAMA_N_CTX)"))
             return
-        if choice is not None:
+        if n > 1:
             choice.record(threads, n, elapsed)
         self._count(parts, elapsed)
         for (slot, chunk), index in zip(parts, last, strict=True):

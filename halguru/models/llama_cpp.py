@@ -43,7 +43,7 @@ from halguru.models.base import (
     UsageChunk,
 )
 from halguru.models.gguf import check_gguf, kv_bytes_per_token
-from halguru.models.llama_batch import Eval, Feed, Job, LlamaEngine, Program, Slot
+from halguru.models.llama_batch import Eval, Feed, Job, LlamaEngine, Program
 
 DEFAULT_SLOTS = 4
 CALL_OPEN = "<tool_call>"
@@ -173,8 +173,7 @@ class _Generation:
         settings = request.settings
         # Without a seed every run would sample alike (a fixed default); with one, runs repeat.
         self.seed = settings.seed if settings.seed is not None else secrets.randbits(31)
-        self.cached: int | None = None
-        self.slot: Slot | None = None
+        self.job: Job | None = None  # set once submitted: the engine reports the prompt's reuse on it
 
     def _sampler(self, grammar: str | None) -> Any:
         s = self.request.settings
@@ -182,13 +181,9 @@ class _Generation:
                                    repeat_penalty=s.repeat_penalty, grammar=grammar)
 
     def _eval(self, tokens: list[int]) -> Generator[Eval | Feed, int, int]:
-        index = yield Eval(tokens)
-        if self.cached is None and self.slot is not None:  # the prompt's reuse is the one usage reports
-            self.cached = self.slot.reused
-        return index
+        return (yield Eval(tokens))
 
-    def run(self, slot: Slot) -> Program:
-        self.slot = slot
+    def run(self) -> Program:
         request = self.request
         tokens = self.model.prompt_tokens(request)
         tools_on = bool(request.tools) and request.tool_choice != "none"
@@ -210,7 +205,8 @@ class _Generation:
             completion += n
             finish = "tool_calls"
             self.emit(_parse_call(text))
-        self.emit(UsageChunk(prompt_tokens=len(tokens), completion_tokens=completion, cached_tokens=self.cached or 0,
+        cached = (self.job.reused if self.job is not None else None) or 0
+        self.emit(UsageChunk(prompt_tokens=len(tokens), completion_tokens=completion, cached_tokens=cached,
                              finish_reason=finish))
 
     def _answer(self, tokens: list[int], grammar: str | None,
@@ -354,8 +350,9 @@ class LlamaCppModel:
         cancelled = threading.Event()
         emit = partial(_emit, loop, out, cancelled)
         generation = _Generation(self, request, emit)
-        self.engine.submit(Job(request.conversation_id, generation.run, fail=emit, done=partial(emit, _DONE),
-                               cancelled=cancelled))
+        generation.job = Job(request.conversation_id, generation.run, fail=emit, done=partial(emit, _DONE),
+                             cancelled=cancelled)
+        self.engine.submit(generation.job)
         try:
             while True:
                 item = await out.get()
