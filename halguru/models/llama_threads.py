@@ -19,6 +19,7 @@ class ThreadChoice:
     def __init__(self, one: int, many: int):
         self.one, self.many = one, many
         self.cost: dict[int, float] = {}  # threads -> seconds per token, running average
+        self.seen: set[int] = set()
         self.current = one
         self.backoff = PROBE_EVERY
         self.countdown = 2  # learn both costs early: the second step of this kind tries the other count
@@ -37,6 +38,10 @@ class ThreadChoice:
         if self.one == self.many or tokens <= 0:
             return
         per_token = seconds / tokens
+        if threads not in self.seen:  # the first step on a thread count also starts its threads: measure again
+            self.seen.add(threads)
+            self.countdown = 1
+            return
         old = self.cost.get(threads)
         self.cost[threads] = per_token if old is None else (1 - WEIGHT) * old + WEIGHT * per_token
         other = self.one if threads == self.many else self.many
