@@ -130,9 +130,7 @@ async def run(
     finally:
         for box in ctx.mcp.values():
             await box.close()
-    # Off the event loop like the start (the final write is the run's biggest); a cancel meanwhile finds it done.
-    yield await asyncio.to_thread(book.finish, outcome.status, outcome.error) if store is not None else book.finish(
-        outcome.status, outcome.error)
+    yield await book.end(outcome.status, outcome.error)
 
 
 @dataclass
@@ -178,6 +176,12 @@ class _Book:
         if agent.driver is not None:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
                                    self.input)
+
+    async def end(self, status: str, error: str | None) -> RunFinished:
+        """``finish`` off the event loop like the start (the final write is the run's biggest)."""
+        if self.store is None:
+            return self.finish(status, error)
+        return await asyncio.to_thread(self.finish, status, error)
 
     def _abandon(self, started: asyncio.Future[None]) -> None:
         if not started.cancelled() and started.exception() is None:
