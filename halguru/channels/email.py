@@ -265,20 +265,31 @@ class EmailChannel:
 
     def _smtp_send(self, mail: EmailMessage) -> None:
         smtp = self.config.smtp
-        port = smtp.port or _DEFAULT_PORTS["smtp"][smtp.security]
         try:
-            context = ssl.create_default_context()
-            server = (smtplib.SMTP_SSL(smtp.host, port, timeout=SMTP_TIMEOUT, context=context)
-                      if smtp.security == "ssl" else smtplib.SMTP(smtp.host, port, timeout=SMTP_TIMEOUT))
-            with server:
-                if smtp.security == "starttls":
-                    server.starttls(context=context)
-                if self.smtp_password is not None:
-                    server.login(smtp.username or self.imap_settings.username, self.smtp_password)
-                server.send_message(mail)
+            send_mail(smtp, smtp.username or self.imap_settings.username, self.smtp_password, mail)
         except (smtplib.SMTPException, OSError) as exc:
-            raise ChannelError(f"email channel of {self.agent}: SMTP {smtp.host}:{port}: {_one_line(exc)}",
-                               permanent=refused_for_good(exc)) from None
+            raise ChannelError(f"email channel of {self.agent}: SMTP {smtp.host}:{smtp_port(smtp)}: "
+                               f"{_one_line(exc)}", permanent=refused_for_good(exc)) from None
+
+
+def smtp_port(smtp: SmtpConfig) -> int:
+    return smtp.port or _DEFAULT_PORTS["smtp"][smtp.security]
+
+
+def send_mail(smtp: SmtpConfig, username: str, password: str | None, mail: EmailMessage) -> None:
+    """Send one mail through ``smtp`` (TLS as configured, a login when there is a password): the one SMTP
+    client of halguru, shared by the email channel and serve mode's account mails. Raises smtplib's errors
+    or OSError."""
+    context = ssl.create_default_context()
+    port = smtp_port(smtp)
+    server = (smtplib.SMTP_SSL(smtp.host, port, timeout=SMTP_TIMEOUT, context=context)
+              if smtp.security == "ssl" else smtplib.SMTP(smtp.host, port, timeout=SMTP_TIMEOUT))
+    with server:
+        if smtp.security == "starttls":
+            server.starttls(context=context)
+        if password is not None:
+            server.login(username, password)
+        server.send_message(mail)
 
 
 def refused_for_good(exc: BaseException) -> bool:
