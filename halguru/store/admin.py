@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 # Every table the store keeps, parents before children (foreign keys), with the columns that are copied.
 TABLES: dict[str, tuple[str, ...]] = {
+    "users": ("id", "email", "name", "role", "password_hash", "email_verified", "totp_secret", "totp_enabled",
+              "totp_last", "disabled", "failed_logins", "locked_until", "created", "last_login"),
+    "identities": ("provider", "subject", "user_id", "email", "created"),
+    "web_sessions": ("id_hash", "user_id", "csrf", "created", "last_seen", "expires", "mfa_done", "address",
+                     "user_agent", "revoked"),
+    "auth_tokens": ("token_hash", "purpose", "user_id", "data", "created", "expires", "used"),
+    "recovery_codes": ("user_id", "code_hash", "created", "used"),
     "conversations": ("id", "agent", "title", "created", "updated", "active_agent", "owner"),
     "messages": ("id", "conversation_id", "seq", "role", "content", "tool_calls", "tool_call_id", "name", "run_id",
                  "created"),
@@ -36,7 +43,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                   "arguments_after"),
     "checkpoints": ("run_id", "kind", "conversation_id", "agent_path", "model", "input", "label", "state", "updated",
                     "resumed_by"),
-    "api_keys": ("id", "name", "prefix", "hash", "agents", "created", "expires", "revoked", "last_used", "scope"),
+    "api_keys": ("id", "name", "prefix", "hash", "agents", "created", "expires", "revoked", "last_used", "scope",
+                 "user_id"),
     "jobs": ("seq", "id", "kind", "agent", "queue_key", "payload", "status", "attempts", "max_attempts", "run_after",
              "idempotency_key", "owner", "created", "started", "finished", "holder", "lease_expires", "last_error",
              "result"),

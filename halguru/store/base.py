@@ -100,6 +100,63 @@ class ApiKeyRecord(TypedDict):
     expires: float | None
     revoked: float | None
     last_used: float | None
+    user_id: str | None  # the user it belongs to (its permissions are at most theirs); None: a key from before users
+
+
+class UserRecord(TypedDict):
+    """A person who signs in to serve mode (web session) and owns API keys."""
+
+    id: str  # usr_...
+    email: str | None  # lower-cased, unique
+    name: str
+    role: str  # admin, operator, developer or user (halguru_server.identity.roles)
+    password_hash: str | None  # argon2; None: no local password (OIDC only, or not set yet)
+    email_verified: bool
+    totp_secret: str | None
+    totp_enabled: bool
+    totp_last: int | None  # the last TOTP time step accepted (a code is not accepted twice)
+    disabled: bool
+    failed_logins: int  # consecutive failed sign-ins
+    locked_until: float | None
+    created: float
+    last_login: float | None
+
+
+class IdentityRecord(TypedDict):
+    """A sign-in identity at an OIDC provider, linked to a user."""
+
+    provider: str
+    subject: str  # the provider's ``sub``
+    user_id: str
+    email: str | None
+    created: float
+
+
+class WebSessionRecord(TypedDict):
+    """A signed-in browser: only the SHA-256 of its cookie is stored."""
+
+    id_hash: str
+    user_id: str
+    csrf: str  # the token its pages send back with every state change
+    created: float
+    last_seen: float  # the idle timeout counts from here
+    expires: float  # the absolute timeout
+    mfa_done: bool  # the second factor was passed (or is not needed)
+    address: str | None
+    user_agent: str | None
+    revoked: float | None
+
+
+class AuthTokenRecord(TypedDict):
+    """A single-use token (email verification, password reset, invite, OIDC state): only its hash is stored."""
+
+    token_hash: str
+    purpose: str  # verify, reset, invite, oidc, ...
+    user_id: str | None
+    data: dict[str, Any]
+    created: float
+    expires: float
+    used: float | None
 
 
 class JobRecord(TypedDict):
@@ -216,8 +273,11 @@ class Store(Protocol):
 
     # -- API keys (serve mode; only a hash of each key is kept) ------------------------------
     def create_key(self, key_id: str, name: str, prefix: str, key_hash: str, agents: Sequence[str] = (),
-                   expires: float | None = None, scope: str = "user") -> ApiKeyRecord: ...
-    def list_keys(self) -> list[ApiKeyRecord]: ...
+                   expires: float | None = None, scope: str = "user", *,
+                   user_id: str | None = None) -> ApiKeyRecord: ...
+    def list_keys(self, user_id: str | None = None) -> list[ApiKeyRecord]:
+        """Every key, or the keys of ``user_id``."""
+        ...
     def revoke_keys(self, key_ids: Sequence[str]) -> int: ...
     def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
     def touch_key(self, key_id: str) -> None: ...
@@ -301,6 +361,49 @@ class Store(Protocol):
         ``job`` is given, queue it (``enqueue_job`` keyword arguments plus kind, agent, payload), in one
         transaction; False when another worker moved it first (nothing queued)."""
         ...
+
+
+    # -- identity (serve mode's users; halguru_server.identity holds the rules) ----------------------------
+    def create_user(self, user_id: str, email: str | None, name: str, role: str, *,
+                    password_hash: str | None = None, email_verified: bool = False) -> UserRecord | None:
+        """A new user; None when another user has the email."""
+        ...
+    def get_user(self, user_id: str) -> UserRecord | None: ...
+    def user_by_email(self, email: str) -> UserRecord | None: ...
+    def list_users(self) -> list[UserRecord]: ...
+    def count_users(self, role: str | None = None) -> int: ...
+    def update_user(self, user_id: str, **fields: Any) -> bool:
+        """Set email, name, role, password_hash, email_verified, totp_secret, totp_enabled, disabled or
+        last_login; False for an unknown user, ValueError for an email another user has."""
+        ...
+    def record_login_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float) -> UserRecord:
+        """Count a failed sign-in and lock the account (doubling) from the ``max_failures``-th on."""
+        ...
+    def record_login_success(self, user_id: str) -> None: ...
+    def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Accept a TOTP time step once (False: used already, or older than the last one used)."""
+        ...
+    def set_totp(self, user_id: str, secret: str | None, enabled: bool) -> None: ...
+    def link_identity(self, provider: str, subject: str, user_id: str, email: str | None = None) -> bool: ...
+    def get_identity(self, provider: str, subject: str) -> IdentityRecord | None: ...
+    def list_identities(self, user_id: str) -> list[IdentityRecord]: ...
+    def unlink_identity(self, provider: str, subject: str) -> bool: ...
+    def create_web_session(self, session: WebSessionRecord) -> None: ...
+    def get_web_session(self, id_hash: str) -> WebSessionRecord | None: ...
+    def touch_web_session(self, id_hash: str, last_seen: float, *, mfa_done: bool | None = None) -> bool: ...
+    def list_web_sessions(self, user_id: str) -> list[WebSessionRecord]: ...
+    def revoke_web_sessions(self, user_id: str | None = None, id_hashes: Sequence[str] = (), *,
+                            keep: str | None = None) -> int: ...
+    def prune_web_sessions(self, before: float) -> int: ...
+    def create_auth_token(self, token_hash: str, purpose: str, user_id: str | None,
+                          data: Mapping[str, Any] | None, expires: float) -> None: ...
+    def consume_auth_token(self, token_hash: str, purpose: str) -> AuthTokenRecord | None:
+        """Atomically mark the token used and return it, if unused, unexpired and of this purpose."""
+        ...
+    def revoke_auth_tokens(self, user_id: str, purpose: str) -> int: ...
+    def set_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> None: ...
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool: ...
+    def recovery_codes_left(self, user_id: str) -> int: ...
 
 
 TraceStore = Store  # the earlier name, kept so imports keep working

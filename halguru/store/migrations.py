@@ -184,6 +184,47 @@ def m008_jobs_channels(conn: sqlite3.Connection) -> None:
     )
 
 
+def m009_identity(conn: sqlite3.Connection) -> None:
+    """Serve mode's people: users (role, argon2 password hash, TOTP secret and its last used time step,
+    failed sign-ins and lockout), linked OIDC identities (provider + subject), server-side web sessions (only
+    a SHA-256 of the cookie), single-use auth tokens (verify, reset, invite, oidc state), hashed recovery
+    codes; and the user an API key belongs to (NULL: a key from before users, as it was)."""
+    _execute_all(conn, IDENTITY_SCHEMA)
+
+
+IDENTITY_SCHEMA = """
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY, email TEXT UNIQUE, name TEXT NOT NULL DEFAULT '', role TEXT NOT NULL,
+            password_hash TEXT, email_verified INTEGER NOT NULL DEFAULT 0, totp_secret TEXT,
+            totp_enabled INTEGER NOT NULL DEFAULT 0, totp_last INTEGER, disabled INTEGER NOT NULL DEFAULT 0,
+            failed_logins INTEGER NOT NULL DEFAULT 0, locked_until REAL, created REAL NOT NULL, last_login REAL
+        );
+        CREATE TABLE identities (
+            provider TEXT NOT NULL, subject TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+            email TEXT, created REAL NOT NULL, PRIMARY KEY (provider, subject)
+        );
+        CREATE INDEX identities_user ON identities (user_id);
+        CREATE TABLE web_sessions (
+            id_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), csrf TEXT NOT NULL,
+            created REAL NOT NULL, last_seen REAL NOT NULL, expires REAL NOT NULL,
+            mfa_done INTEGER NOT NULL DEFAULT 0, address TEXT, user_agent TEXT, revoked REAL
+        );
+        CREATE INDEX web_sessions_user ON web_sessions (user_id, last_seen);
+        CREATE TABLE auth_tokens (
+            token_hash TEXT PRIMARY KEY, purpose TEXT NOT NULL, user_id TEXT, data TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL, expires REAL NOT NULL, used REAL
+        );
+        CREATE INDEX auth_tokens_user ON auth_tokens (user_id, purpose);
+        CREATE INDEX auth_tokens_expires ON auth_tokens (expires);
+        CREATE TABLE recovery_codes (
+            user_id TEXT NOT NULL REFERENCES users(id), code_hash TEXT NOT NULL, created REAL NOT NULL,
+            used REAL, PRIMARY KEY (user_id, code_hash)
+        );
+        ALTER TABLE api_keys ADD COLUMN user_id TEXT;
+        CREATE INDEX api_keys_user ON api_keys (user_id)
+        """
+"""m009's statements; PostgreSQL's pg002 is the same with its types (``postgres_migrations.pg_types``)."""
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
-                                                          m007_rate_hits, m008_jobs_channels]
+                                                          m007_rate_hits, m008_jobs_channels, m009_identity]

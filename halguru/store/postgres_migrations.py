@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from halguru.store.migrations import IDENTITY_SCHEMA
+
 
 def _execute_all(conn: Any, script: str) -> None:
     script = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', script)  # byte order, as in SQLite (see above)
@@ -123,4 +125,15 @@ def pg001_initial(conn: Any) -> None:
     _execute_all(conn, _RUNS_SCHEMA + ";" + _QUEUE_SCHEMA)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial]
+def pg002_identity(conn: Any) -> None:
+    """SQLite's m009 statements with PostgreSQL's types: users, identities, web sessions, auth tokens,
+    recovery codes, and ``api_keys.user_id`` (m009 says what each holds)."""
+    _execute_all(conn, _pg_types(IDENTITY_SCHEMA))
+
+
+def _pg_types(script: str) -> str:
+    """SQLite's column types as PostgreSQL's (REAL: DOUBLE PRECISION, INTEGER: BIGINT)."""
+    return re.sub(r"\bINTEGER\b", "BIGINT", re.sub(r"\bREAL\b", "DOUBLE PRECISION", script))
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity]

@@ -1,5 +1,5 @@
-"""What the SQL table mixins (``sql_runs``, ``sql_resume``, ``sql_keys``, ``sql_jobs``, ``sql_conversations``)
-need from a backend: a write transaction, reads as dicts, and the few places where SQLite and PostgreSQL differ.
+"""What the SQL table mixins (``sql_runs``, ``sql_resume``, ``sql_keys``, ``sql_jobs``, ``sql_conversations``,
+``sql_identity``) need from a backend: a write transaction, reads as dicts, and the few places where SQLite and PostgreSQL differ.
 
 The mixins are written once, in the SQL both databases speak (``?`` placeholders, ``ON CONFLICT``,
 ``RETURNING``, ``coalesce``), and serve both stores: ``SQLiteStore`` (``sqlite_base``) and ``PostgresStore``
@@ -53,7 +53,7 @@ def agent_filter(agent: str | None, agents: Sequence[str] | None,
 
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
-               "effect": 7, "conversation": 8, "idempotency": 9}
+               "effect": 7, "conversation": 8, "idempotency": 9, "user": 10}
 
 
 class SQLBase:

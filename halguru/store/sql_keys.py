@@ -20,7 +20,7 @@ TOUCH_EVERY = 60.0
 def _key(row: dict[str, Any]) -> ApiKeyRecord:
     return ApiKeyRecord(id=row["id"], name=row["name"], prefix=row["prefix"], agents=json.loads(row["agents"]),
                         scope=row["scope"], created=row["created"], expires=row["expires"], revoked=row["revoked"],
-                        last_used=row["last_used"])
+                        last_used=row["last_used"], user_id=row["user_id"])
 
 
 class KeysMixin(SQLBase):
@@ -31,16 +31,20 @@ class KeysMixin(SQLBase):
         self._touched_lock = threading.Lock()
 
     def create_key(self, key_id: str, name: str, prefix: str, key_hash: str, agents: Sequence[str] = (),
-                   expires: float | None = None, scope: str = "user") -> ApiKeyRecord:
+                   expires: float | None = None, scope: str = "user", *,
+                   user_id: str | None = None) -> ApiKeyRecord:
         now = time.time()
         with self._tx() as conn:
-            conn.execute("INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires, scope) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key_id, name, prefix, key_hash, json.dumps(list(agents)), now, expires, scope))
+            conn.execute("INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires, scope, user_id) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (key_id, name, prefix, key_hash, json.dumps(list(agents)), now, expires, scope, user_id))
         return ApiKeyRecord(id=key_id, name=name, prefix=prefix, agents=list(agents), scope=scope, created=now,
-                            expires=expires, revoked=None, last_used=None)
+                            expires=expires, revoked=None, last_used=None, user_id=user_id)
 
-    def list_keys(self) -> list[ApiKeyRecord]:
+    def list_keys(self, user_id: str | None = None) -> list[ApiKeyRecord]:
+        if user_id is not None:
+            return [_key(r) for r in self._rows("SELECT * FROM api_keys WHERE user_id = ? ORDER BY created",
+                                                [user_id])]
         return [_key(r) for r in self._rows("SELECT * FROM api_keys ORDER BY created")]
 
     def revoke_keys(self, key_ids: Sequence[str]) -> int:

@@ -4,8 +4,8 @@ Writes that belong together happen in one transaction, so a crash (even SIGKILL)
 them or none: a run's final events, its status and the conversation messages it added are committed
 together. The tables are split by concern into mixins that PostgreSQL shares (``sql_base`` says how):
 conversations (``sql_conversations``), runs and leases (``sql_runs``), checkpoints and approvals
-(``sql_resume``), API keys (``sql_keys``), jobs, channels and schedules (``sql_jobs``); SQLite's
-connections in ``sqlite_base``.
+(``sql_resume``), API keys (``sql_keys``), jobs, channels and schedules (``sql_jobs``), users and sign-in
+(``sql_identity``); SQLite's connections in ``sqlite_base``.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from halguru.errors import StoreError
 from halguru.store.base import Store
 from halguru.store.migrations import MIGRATIONS, apply
 from halguru.store.sql_conversations import ConversationsMixin
+from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
 from halguru.store.sql_resume import ResumeMixin
 from halguru.store.sqlite_base import SQLiteBase
 
 
-class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, SQLiteBase):
+class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying
     pending migrations (`halguru db status`)."""

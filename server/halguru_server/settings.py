@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halguru.errors import HalguruError
+from halguru_server.identity.settings import AuthSettings
 
 if TYPE_CHECKING:
     from halguru.jobs.worker import WorkerSettings
@@ -67,6 +68,8 @@ class ServerSettings(BaseSettings):
                                    "replica's name in the X-Halguru-Replica header and halguru_replica cookie "
                                    "(affinity for a load balancer); default HOSTNAME:PORT")
     log_level: str = "info"
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="sign-in, sessions, roles' 2FA, "
+                               "OIDC providers, SMTP for mail links, auth proxy (docs/identity.md)")
 
     def worker_settings(self) -> WorkerSettings:
         from halguru.jobs.worker import WorkerSettings

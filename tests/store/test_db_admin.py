@@ -12,7 +12,7 @@ from halguru.agents.events import Checkpoint, RunFinished, RunStarted
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store import SQLiteStore, Store
 from halguru.store.admin import TABLES, migration_status
-from halguru.store.base import ChannelMessageRecord
+from halguru.store.base import ChannelMessageRecord, WebSessionRecord
 
 
 def _fill(store: Store) -> None:
@@ -35,7 +35,14 @@ def _fill(store: Store) -> None:
     store.save_pending("run_team0001", "conv_2", "team", "/agents/team", None, "ship it", call.model_dump_json(),
                        json.dumps([{"role": "user", "content": "ship it"}]), owner="key:b")
     store.decide_approval("run_team0001", "approved", "fine", "key:admin", {"order": "B"})
-    store.create_key("ab12cd34", "ci", "hg_ab12cd34", "hash1", ["agent"], expires=2e9)
+    store.create_user("usr_a", "ann@example.com", "Ann", "admin", password_hash="argon2-hash")
+    store.create_key("ab12cd34", "ci", "hg_ab12cd34", "hash1", ["agent"], expires=2e9, user_id="usr_a")
+    store.set_totp("usr_a", "SECRET", enabled=True)
+    store.link_identity("google", "sub-1", "usr_a", "ann@example.com")
+    store.create_web_session(WebSessionRecord(id_hash="s1", user_id="usr_a", csrf="c", created=1.0, last_seen=2.0,
+                                              expires=4e9, mfa_done=True, address=None, user_agent="ua", revoked=None))
+    store.create_auth_token("t1", "reset", "usr_a", {"next": "/"}, 4e9)
+    store.set_recovery_codes("usr_a", ["h1", "h2"])
     job, _ = store.enqueue_job("reply", "echo", {"text": "hi"}, queue_key="sms:+1", idempotency_key="twilio:SM1")
     store.enqueue_job("run", "echo", {"input": "later"}, delay=3600)
     assert store.claim_job("w1", lease=30) is not None
@@ -66,6 +73,8 @@ def _records(store: Store) -> dict:
         "jobs": jobs, "effect": store.begin_effect(jobs[-1]["id"], "part:0"),
         "thread": store.thread_conversation("twilio", "echo", "+15550001"),
         "schedule": store.schedule_next("digest"), "next_due": store.job_next_due(),
+        "users": store.list_users(), "identities": store.list_identities("usr_a"),
+        "sessions": store.list_web_sessions("usr_a"), "codes": store.recovery_codes_left("usr_a"),
     }
 
 
@@ -117,17 +126,17 @@ def test_bad_copy_arguments_are_one_line(cli_error, tmp_path: Path) -> None:
 def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_database) -> None:
     url = new_postgres_database()
     out = cli("db", "status", "--url", url).output
-    assert "pg001_initial" in out and "pending" in out and "1 pending" in out
-    assert "Applied 1: pg001_initial" in cli("db", "migrate", "--url", url).output
+    assert "pg001_initial" in out and "pending" in out and "2 pending" in out
+    assert "Applied 2: pg001_initial, pg002_identity" in cli("db", "migrate", "--url", url).output
     assert "Up to date." in cli("db", "status", "--url", url).output
     assert "Nothing to apply" in cli("db", "migrate", "--url", url).output
 
 
 def test_status_of_the_configured_sqlite_store_applies_nothing(cli, halguru_home: Path) -> None:
     out = cli("db", "status").output
-    assert "m001_initial" in out and "8 pending" in out and not (halguru_home / "halguru.db").exists()
+    assert "m001_initial" in out and "9 pending" in out and not (halguru_home / "halguru.db").exists()
     cli("db", "migrate")
-    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 8
+    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 9
 
 
 def test_the_copy_covers_every_table_and_column_of_both_schemas(store_url: str, store_factory, raw_sql) -> None:

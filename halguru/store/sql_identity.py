@@ -1,0 +1,259 @@
+"""Serve mode's people (either backend; see ``sql_base``): users, their linked sign-in identities (OIDC
+provider + subject), server-side web sessions, single-use tokens (email verification, password reset,
+invites, OIDC state), TOTP recovery codes and the failed-login counters behind lockout.
+
+Only hashes of secrets are stored (session cookies, tokens, recovery codes); password hashing and the rules
+(roles, lockout timing, TOTP) live in ``halguru_server.identity``. What must happen once is decided here, in
+one statement or one locked transaction: a token is consumed by one caller only, a recovery code is used
+once, a TOTP time step is accepted once, and concurrent failed logins all count.
+
+Booleans are stored as integers (0/1) on both backends, so one query serves both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from halguru.store.base import AuthTokenRecord, IdentityRecord, UserRecord, WebSessionRecord
+from halguru.store.sql_base import SQLBase
+
+USER_FIELDS = frozenset({"email", "name", "role", "password_hash", "email_verified", "totp_secret",
+                         "totp_enabled", "disabled", "last_login"})
+"""What ``update_user`` may set (the lockout and TOTP-step counters have their own atomic methods)."""
+_BOOLS = ("email_verified", "totp_enabled", "disabled")
+
+
+def _user(row: Mapping[str, Any]) -> UserRecord:
+    record: dict[str, Any] = dict(row)
+    for name in _BOOLS:
+        record[name] = bool(record[name])
+    return UserRecord(**record)  # type: ignore[typeddict-item]
+
+
+def _session(row: Mapping[str, Any]) -> WebSessionRecord:
+    record: dict[str, Any] = dict(row)
+    record["mfa_done"] = bool(record["mfa_done"])
+    return WebSessionRecord(**record)  # type: ignore[typeddict-item]
+
+
+def _token(row: Mapping[str, Any]) -> AuthTokenRecord:
+    record: dict[str, Any] = dict(row)
+    record["data"] = json.loads(record["data"]) if record["data"] else {}
+    return AuthTokenRecord(**record)  # type: ignore[typeddict-item]
+
+
+def _db(value: Any) -> Any:
+    """A value as both backends store it (booleans as 0/1)."""
+    return int(value) if isinstance(value, bool) else value
+
+
+class IdentityMixin(SQLBase):
+    """Users, identities, web sessions, auth tokens and recovery codes."""
+
+    # -- users ---------------------------------------------------------------------------------------
+    def create_user(self, user_id: str, email: str | None, name: str, role: str, *,
+                    password_hash: str | None = None, email_verified: bool = False) -> UserRecord | None:
+        """A new user (``email`` lower-cased); None when another user has that email already."""
+        email = email.strip().lower() if email else None
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(
+                "INSERT INTO users (id, email, name, role, password_hash, email_verified, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
+                (user_id, email, name, role, password_hash, int(email_verified), now)).fetchone()
+        return _user(dict(row)) if row else None
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        rows = self._rows("SELECT * FROM users WHERE id = ?", [user_id])
+        return _user(rows[0]) if rows else None
+
+    def user_by_email(self, email: str) -> UserRecord | None:
+        rows = self._rows("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
+        return _user(rows[0]) if rows else None
+
+    def list_users(self) -> list[UserRecord]:
+        return [_user(r) for r in self._rows("SELECT * FROM users ORDER BY created, id")]
+
+    def count_users(self, role: str | None = None) -> int:
+        """How many users (with this role), disabled ones included."""
+        sql, params = ("SELECT count(*) AS n FROM users", []) if role is None else \
+            ("SELECT count(*) AS n FROM users WHERE role = ?", [role])
+        return int(self._rows(sql, params)[0]["n"])
+
+    def update_user(self, user_id: str, **fields: Any) -> bool:
+        """Set some of ``USER_FIELDS``; False for an unknown user (or an email another user has: ValueError)."""
+        unknown = set(fields) - USER_FIELDS
+        if unknown or not fields:
+            raise ValueError(f"cannot update user fields {sorted(unknown) or 'none'}")
+        if fields.get("email"):
+            fields["email"] = str(fields["email"]).strip().lower()
+        names = sorted(fields)
+        with self._tx() as conn:
+            if fields.get("email"):
+                taken = conn.execute("SELECT id FROM users WHERE email = ? AND id <> ?",
+                                     (fields["email"], user_id)).fetchone()
+                if taken:
+                    raise ValueError(f"another user has the email {fields['email']}")
+            return bool(conn.execute(f"UPDATE users SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+                                     [*(_db(fields[n]) for n in names), user_id]).rowcount)
+
+    def record_login_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float) -> UserRecord:
+        """Count a failed sign-in; from the ``max_failures``-th on the account is locked for
+        ``base_s * 2**(failures - max_failures)`` seconds (at most ``cap_s``). Concurrent failures all count."""
+        now = time.time()
+        with self._tx() as conn:
+            self._lock(conn, "user", user_id)
+            row = conn.execute(f"SELECT failed_logins FROM users WHERE id = ?{self.FOR_UPDATE}",
+                               (user_id,)).fetchone()
+            failures = (int(row[0]) if row else 0) + 1
+            locked = None
+            if failures >= max_failures:
+                locked = now + min(cap_s, base_s * 2 ** min(failures - max_failures, 30))
+            conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
+                         (failures, locked, user_id))
+        user = self.get_user(user_id)
+        if user is None:
+            raise KeyError(user_id)
+        return user
+
+    def record_login_success(self, user_id: str) -> None:
+        """A successful sign-in: the failure count and lock cleared, ``last_login`` now."""
+        with self._tx() as conn:
+            conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL, last_login = ? WHERE id = ?",
+                         (time.time(), user_id))
+
+    def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Accept a TOTP code of time step ``step`` once: False if this step (or a later one) was used already,
+        so a code cannot be replayed within its window."""
+        with self._tx() as conn:
+            return bool(conn.execute("UPDATE users SET totp_last = ? WHERE id = ? "
+                                     "AND (totp_last IS NULL OR totp_last < ?)", (step, user_id, step)).rowcount)
+
+    def set_totp(self, user_id: str, secret: str | None, enabled: bool) -> None:
+        """Set (or clear, with None) the TOTP secret; the used-step counter starts again."""
+        with self._tx() as conn:
+            conn.execute("UPDATE users SET totp_secret = ?, totp_enabled = ?, totp_last = NULL WHERE id = ?",
+                         (secret, int(enabled), user_id))
+
+    # -- identities (OIDC provider + subject -> user) -------------------------------------------------
+    def link_identity(self, provider: str, subject: str, user_id: str, email: str | None = None) -> bool:
+        """Link (provider, subject) to the user; False when it is linked already (to anyone)."""
+        with self._tx() as conn:
+            return bool(conn.execute(
+                "INSERT INTO identities (provider, subject, user_id, email, created) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", (provider, subject, user_id, email, time.time())).rowcount)
+
+    def get_identity(self, provider: str, subject: str) -> IdentityRecord | None:
+        rows = self._rows("SELECT * FROM identities WHERE provider = ? AND subject = ?", [provider, subject])
+        return IdentityRecord(**rows[0]) if rows else None  # type: ignore[typeddict-item]
+
+    def list_identities(self, user_id: str) -> list[IdentityRecord]:
+        return [IdentityRecord(**r) for r in  # type: ignore[typeddict-item]
+                self._rows("SELECT * FROM identities WHERE user_id = ? ORDER BY created", [user_id])]
+
+    def unlink_identity(self, provider: str, subject: str) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute("DELETE FROM identities WHERE provider = ? AND subject = ?",
+                                     (provider, subject)).rowcount)
+
+    # -- web sessions ---------------------------------------------------------------------------------
+    def create_web_session(self, session: WebSessionRecord) -> None:
+        names = list(_SESSION_COLUMNS)
+        with self._tx() as conn:
+            conn.execute(f"INSERT INTO web_sessions ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                         [_db(session[n]) for n in names])  # type: ignore[literal-required]
+
+    def get_web_session(self, id_hash: str) -> WebSessionRecord | None:
+        rows = self._rows("SELECT * FROM web_sessions WHERE id_hash = ?", [id_hash])
+        return _session(rows[0]) if rows else None
+
+    def touch_web_session(self, id_hash: str, last_seen: float, *, mfa_done: bool | None = None) -> bool:
+        """Record activity (and, given, that the second factor was passed); False for a revoked session."""
+        extra, params = ("", []) if mfa_done is None else (", mfa_done = ?", [int(mfa_done)])
+        with self._tx() as conn:
+            return bool(conn.execute(f"UPDATE web_sessions SET last_seen = ?{extra} WHERE id_hash = ? "
+                                     "AND revoked IS NULL", [last_seen, *params, id_hash]).rowcount)
+
+    def list_web_sessions(self, user_id: str) -> list[WebSessionRecord]:
+        """The user's sessions not revoked nor past their absolute expiry, newest activity first."""
+        return [_session(r) for r in self._rows(
+            "SELECT * FROM web_sessions WHERE user_id = ? AND revoked IS NULL AND expires > ? "
+            "ORDER BY last_seen DESC", [user_id, time.time()])]
+
+    def revoke_web_sessions(self, user_id: str | None = None, id_hashes: Sequence[str] = (), *,
+                            keep: str | None = None) -> int:
+        """Revoke the sessions ``id_hashes`` (of ``user_id`` when given), or with no ``id_hashes`` every
+        session of ``user_id`` but ``keep``; how many."""
+        clauses: list[str] = ["revoked IS NULL"]
+        params: list[Any] = [time.time()]
+        if user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(user_id)
+        if id_hashes:
+            clauses.append(f"id_hash IN ({','.join('?' * len(id_hashes))})")
+            params.extend(id_hashes)
+        elif user_id is None:
+            return 0
+        if keep is not None:
+            clauses.append("id_hash <> ?")
+            params.append(keep)
+        with self._tx() as conn:
+            return int(conn.execute(f"UPDATE web_sessions SET revoked = ? WHERE {' AND '.join(clauses)}",
+                                    params).rowcount)
+
+    def prune_web_sessions(self, before: float) -> int:
+        """Delete sessions (and auth tokens) that expired or were revoked before ``before``; how many sessions."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM auth_tokens WHERE expires < ?", (before,))
+            return int(conn.execute("DELETE FROM web_sessions WHERE expires < ? OR revoked < ?",
+                                    (before, before)).rowcount)
+
+    # -- single-use tokens ----------------------------------------------------------------------------
+    def create_auth_token(self, token_hash: str, purpose: str, user_id: str | None,
+                          data: Mapping[str, Any] | None, expires: float) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT INTO auth_tokens (token_hash, purpose, user_id, data, created, expires) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (token_hash, purpose, user_id, json.dumps(dict(data or {})), time.time(), expires))
+
+    def consume_auth_token(self, token_hash: str, purpose: str) -> AuthTokenRecord | None:
+        """The token, marked used, if it has this purpose, is unused and unexpired; else None. One statement:
+        of concurrent callers exactly one gets it."""
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute("UPDATE auth_tokens SET used = ? WHERE token_hash = ? AND purpose = ? "
+                               "AND used IS NULL AND expires > ? RETURNING *",
+                               (now, token_hash, purpose, now)).fetchone()
+        return _token(dict(row)) if row else None
+
+    def revoke_auth_tokens(self, user_id: str, purpose: str) -> int:
+        """Mark the user's unused tokens of ``purpose`` used (a newer reset link voids the older ones)."""
+        with self._tx() as conn:
+            now = time.time()
+            return int(conn.execute("UPDATE auth_tokens SET used = ? WHERE user_id = ? AND purpose = ? "
+                                    "AND used IS NULL AND expires > ?", (now, user_id, purpose, now)).rowcount)
+
+    # -- recovery codes -------------------------------------------------------------------------------
+    def set_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> None:
+        """Replace the user's recovery codes (an empty list removes them)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+            conn.executemany("INSERT INTO recovery_codes (user_id, code_hash, created) VALUES (?, ?, ?)",
+                             [(user_id, h, time.time()) for h in code_hashes])
+
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        """Use one of the user's unused codes; False if it is not one (or was used)."""
+        with self._tx() as conn:
+            return bool(conn.execute("UPDATE recovery_codes SET used = ? WHERE user_id = ? AND code_hash = ? "
+                                     "AND used IS NULL", (time.time(), user_id, code_hash)).rowcount)
+
+    def recovery_codes_left(self, user_id: str) -> int:
+        return int(self._rows("SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used IS NULL",
+                              [user_id])[0]["n"])
+
+
+_SESSION_COLUMNS = ("id_hash", "user_id", "csrf", "created", "last_seen", "expires", "mfa_done", "address",
+                    "user_agent", "revoked")

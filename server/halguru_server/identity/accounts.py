@@ -1,0 +1,312 @@
+"""Users and how they prove who they are: argon2 passwords (argon2-cffi), TOTP (pyotp) with one-time
+recovery codes, lockout after failed attempts, and single-use tokens for mail links. The store keeps the rows;
+this module holds the rules. The CLI (`halguru users`), the local sign-in pages and OIDC all come through here.
+
+Answers never tell an attacker whether an email has an account: a failed sign-in says the same for an unknown
+email, a wrong password, a disabled or a locked account, and takes about as long (an argon2 hash either way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from halguru.errors import HalguruError
+from halguru.store.base import AuthTokenRecord, Store, UserRecord
+from halguru_server.identity.roles import check_role
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+    from halguru_server.identity.settings import AuthSettings
+
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte of "password" is a denial of service
+RECOVERY_CODES = 10
+TOTP_ISSUER = "halguru"
+SIGN_IN_FAILED = "wrong email or password, or too many attempts: wait a minute and try again"
+
+
+class AccountError(HalguruError):
+    """Bad input about an account (one line, safe to show to the person who gave it)."""
+
+
+class SignInFailed(AccountError):
+    """The one answer for every failed password sign-in (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(SIGN_IN_FAILED)
+
+
+# -- users -------------------------------------------------------------------------------------------------
+def new_user_id() -> str:
+    return f"usr_{secrets.token_hex(8)}"
+
+
+def create_user(store: Store, email: str | None, *, role: str = "user", name: str = "",
+                password: str | None = None, email_verified: bool = False) -> UserRecord:
+    """A new user; ``password`` (checked by ``check_password``) is stored as an argon2 hash."""
+    try:
+        check_role(role)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    if email is not None:
+        email = check_email(email)
+    hashed = hash_password(check_password(password)) if password is not None else None
+    user = store.create_user(new_user_id(), email, name.strip()[:200], role, password_hash=hashed,
+                             email_verified=email_verified)
+    if user is None:
+        raise AccountError(f"a user with the email {email} exists already")
+    return user
+
+
+def check_email(email: str) -> str:
+    """The email, trimmed and lower-cased, if it looks like one (the mail link proves it is theirs)."""
+    email = email.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or any(c.isspace() for c in email) or len(email) > 254:
+        raise AccountError(f"invalid email address {email!r}")
+    return email
+
+
+def find_user(store: Store, id_or_email: str) -> UserRecord:
+    """The user with this id or email; AccountError when there is none."""
+    user = store.get_user(id_or_email) if id_or_email.startswith("usr_") else store.user_by_email(id_or_email)
+    if user is None:
+        raise AccountError(f"no user {id_or_email!r}; see `halguru users list`")
+    return user
+
+
+def list_users(store: Store) -> list[UserRecord]:
+    return store.list_users()
+
+
+def set_role(store: Store, id_or_email: str, role: str) -> UserRecord:
+    """Change a user's role; their sessions and keys have the new role's permissions at their next request."""
+    try:
+        check_role(role)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    user = find_user(store, id_or_email)
+    store.update_user(user["id"], role=role)
+    return {**user, "role": role}
+
+
+def disable_user(store: Store, id_or_email: str, disabled: bool = True) -> UserRecord:
+    """Disable (or enable) a user: a disabled user's sessions are revoked and their keys stop working."""
+    user = find_user(store, id_or_email)
+    store.update_user(user["id"], disabled=disabled)
+    if disabled:
+        store.revoke_web_sessions(user["id"])
+    return {**user, "disabled": disabled}
+
+
+# -- passwords ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHasher:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher().hash(secrets.token_urlsafe(16))
+
+
+def check_password(password: str | None) -> str:
+    """The password if it is acceptable (long enough, not absurdly long)."""
+    if password is None or len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"a password has at most {MAX_PASSWORD} characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(store: Store, user: UserRecord, password: str) -> bool:
+    """Whether ``password`` is the user's; a hash made with older parameters is replaced (rehash)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    stored = user["password_hash"]
+    if not stored or len(password) > MAX_PASSWORD:
+        _spend_hash_time(password)
+        return False
+    try:
+        _hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher().check_needs_rehash(stored):
+        store.update_user(user["id"], password_hash=hash_password(password))
+    return True
+
+
+def _spend_hash_time(password: str) -> None:
+    """As long as a real check, so timing does not tell which emails have accounts."""
+    from argon2.exceptions import VerificationError
+
+    with contextlib.suppress(VerificationError):
+        _hasher().verify(_dummy_hash(), password[:MAX_PASSWORD])
+
+
+def set_password(store: Store, user_id: str, password: str) -> None:
+    """A new password; earlier reset links stop working."""
+    store.update_user(user_id, password_hash=hash_password(check_password(password)))
+    store.revoke_auth_tokens(user_id, "reset")
+
+
+def authenticate(store: Store, email: str, password: str, settings: AuthSettings) -> UserRecord:
+    """The user whose email and password these are, not disabled nor locked; else ``SignInFailed`` (the same
+    for every reason). A failure counts towards the lockout; a success clears it. The second factor is the
+    caller's next step (``needs_2fa``)."""
+    user = store.user_by_email(email) if email and "@" in email else None
+    if user is None:
+        _spend_hash_time(password)
+        raise SignInFailed()
+    if user["locked_until"] is not None and user["locked_until"] > time.time():
+        _spend_hash_time(password)  # not even checked: guessing while locked learns nothing
+        raise SignInFailed()
+    if not verify_password(store, user, password) or user["disabled"]:
+        store.record_login_failure(user["id"], settings.login_max_failures, settings.lockout_base,
+                                   settings.lockout_max)
+        raise SignInFailed()
+    store.record_login_success(user["id"])
+    return user
+
+
+# -- second factor (TOTP and recovery codes) --------------------------------------------------------------------
+def needs_2fa(user: UserRecord, settings: AuthSettings) -> bool:
+    """Whether signing in takes a second factor: the user enabled TOTP, or their role requires it (then a user
+    without TOTP must enrol before using anything)."""
+    return user["totp_enabled"] or user["role"] in settings.require_2fa_roles
+
+
+def totp_begin(store: Store, user_id: str) -> str:
+    """A new TOTP secret for the user, not enabled until ``totp_confirm`` sees a code from it."""
+    import pyotp
+
+    secret = pyotp.random_base32()
+    store.set_totp(user_id, secret, enabled=False)
+    return secret
+
+
+def provisioning_uri(user: UserRecord, secret: str, issuer: str = TOTP_ISSUER) -> str:
+    """The ``otpauth://`` URI an authenticator app scans."""
+    import pyotp
+
+    return pyotp.TOTP(secret).provisioning_uri(name=user["email"] or user["id"], issuer_name=issuer)
+
+
+def qr_svg(uri: str) -> str:
+    """The URI as an SVG QR code (inline in a page: no image request, no third party)."""
+    import io
+
+    import qrcode
+    import qrcode.image.svg
+
+    buffer = io.BytesIO()
+    qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage).save(buffer)
+    return buffer.getvalue().decode()
+
+
+def totp_confirm(store: Store, user_id: str, code: str) -> list[str]:
+    """Enable TOTP once the user shows a valid code from the new secret; their new recovery codes (shown
+    once). AccountError for a wrong code or no secret begun."""
+    user = store.get_user(user_id)
+    if user is None or not user["totp_secret"]:
+        raise AccountError("start two-factor enrolment first")
+    if not _totp_ok(store, user, code):
+        raise AccountError("that code is not right; check the authenticator app's time and try the next one")
+    store.set_totp(user_id, user["totp_secret"], enabled=True)
+    store.use_totp_step(user_id, _step(time.time()))  # the code just shown cannot sign in as well
+    return new_recovery_codes(store, user_id)
+
+
+def _step(at: float) -> int:
+    return int(at // 30)
+
+
+def _totp_ok(store: Store, user: UserRecord, code: str) -> bool:
+    """A code of the previous, current or next 30 s step (``valid_window=1``), accepted once per step."""
+    import pyotp
+
+    code = "".join(code.split())
+    secret = user["totp_secret"]
+    if not secret or len(code) != 6 or not code.isdigit():
+        return False
+    totp, now = pyotp.TOTP(secret), time.time()
+    for offset in (-1, 0, 1):
+        at = now + offset * totp.interval
+        if hmac.compare_digest(totp.at(at), code):
+            return store.use_totp_step(user["id"], _step(at))
+    return False
+
+
+def verify_totp(store: Store, user: UserRecord, code: str) -> bool:
+    """An enabled TOTP's code, not used before."""
+    return user["totp_enabled"] and _totp_ok(store, user, code)
+
+
+def _code_hash(code: str) -> str:
+    # Recovery codes are 50 random bits each, so a plain hash is enough (and lets the store use one atomically).
+    return hashlib.sha256("".join(code.lower().split()).replace("-", "").encode()).hexdigest()
+
+
+def new_recovery_codes(store: Store, user_id: str) -> list[str]:
+    """Ten new one-time codes (the old ones stop working); shown once, stored hashed."""
+    import base64
+
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = base64.b32encode(secrets.token_bytes(7)).decode().lower()[:10]
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    store.set_recovery_codes(user_id, [_code_hash(c) for c in codes])
+    return codes
+
+
+def use_recovery_code(store: Store, user: UserRecord, code: str) -> bool:
+    """Spend one recovery code (each works once)."""
+    return store.use_recovery_code(user["id"], _code_hash(code))
+
+
+def verify_second_factor(store: Store, user: UserRecord, code: str) -> bool:
+    """A TOTP code or, failing that, a recovery code. Failures count towards the lockout like passwords."""
+    return verify_totp(store, user, code) or use_recovery_code(store, user, code)
+
+
+def reset_2fa(store: Store, id_or_email: str) -> UserRecord:
+    """Remove the user's TOTP and recovery codes (a lost phone; `halguru users reset-2fa`); their sessions are
+    revoked, so the next sign-in asks them to enrol again when their role requires it."""
+    user = find_user(store, id_or_email)
+    store.set_totp(user["id"], None, enabled=False)
+    store.set_recovery_codes(user["id"], [])
+    store.revoke_web_sessions(user["id"])
+    return {**user, "totp_enabled": False, "totp_secret": None}
+
+
+# -- single-use tokens (mail links, invites, OIDC state) -----------------------------------------------------
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(store: Store, purpose: str, user_id: str | None, ttl: float,
+                data: dict[str, Any] | None = None) -> str:
+    """A new random token for ``purpose``, valid ``ttl`` seconds, usable once (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    store.create_auth_token(token_hash(token), purpose, user_id, data, time.time() + ttl)
+    return token
+
+
+def consume_token(store: Store, token: str, purpose: str) -> AuthTokenRecord | None:
+    """The token's record, if it is valid for ``purpose``; it is then used up (one caller only)."""
+    if not token or len(token) > 200:
+        return None
+    return store.consume_auth_token(token_hash(token), purpose)
