@@ -1,5 +1,6 @@
 """What the SQL table mixins (``sql_runs``, ``sql_resume``, ``sql_keys``, ``sql_jobs``, ``sql_conversations``,
-``sql_identity``) need from a backend: a write transaction, reads as dicts, and the few places where SQLite and PostgreSQL differ.
+``sql_identity``) need from a backend: a write transaction, reads as dicts, and the few places where SQLite and
+PostgreSQL differ.
 
 The mixins are written once, in the SQL both databases speak (``?`` placeholders, ``ON CONFLICT``,
 ``RETURNING``, ``coalesce``), and serve both stores: ``SQLiteStore`` (``sqlite_base``) and ``PostgresStore``

@@ -17,6 +17,7 @@ from halguru_server import follow, ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
+from halguru_server.identity.guards import require
 from halguru_server.schemas import (
     AgentList,
     AgentOut,
@@ -38,10 +39,11 @@ from halguru_server.schemas import (
     ToolCallOut,
     Usage,
 )
-from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+from halguru_server.state import Principal, ServerState, agent_for, get_state
 
 router = APIRouter(prefix="/v1", responses=responses(401, 422))
-Caller = Annotated[Principal, Depends(require_key)]
+Caller = Annotated[Principal, Depends(require("chat:use"))]  # own conversations and runs (others': *_all)
+Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(get_state)]
 ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
 RunId = Annotated[str, Path(max_length=50, description="a run id")]
@@ -65,13 +67,13 @@ def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOu
 
 
 @router.get("/agents", response_model=AgentList, tags=["agents"])
-def list_agents(state: State, caller: Caller) -> AgentList:
+def list_agents(state: State, caller: Reader) -> AgentList:
     """The agents this server runs (those the API key may use)."""
     return AgentList(data=[agent_out(state, n) for n, s in state.agents.items() if caller.allows(s)])
 
 
 @router.get("/agents/{agent}", response_model=AgentOut, tags=["agents"], responses=responses(403, 404))
-def get_agent(agent: str, state: State, caller: Caller) -> AgentOut:
+def get_agent(agent: str, state: State, caller: Reader) -> AgentOut:
     agent_for(state, caller, agent)
     return agent_out(state, agent)
 
@@ -254,7 +256,7 @@ def owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:
     except StoreError:
         run = None
     served = state.agents.get(run["agent"]) if run and run["id"] == run_id else None
-    if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"]):
+    if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"], "runs"):
         raise ApiError(404, f"no run {run_id!r}")
     return run
 

@@ -72,7 +72,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
     app = FastAPI(title="halguru", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", lifespan=lifespan,
+                  openapi_url=None, lifespan=lifespan,  # /openapi.json is ours, with its guard (_swagger)
                   description="Agents behind a REST API, an OpenAI-compatible endpoint and a web chat. "
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
     app.state.halguru = state
@@ -93,13 +93,20 @@ def _swagger(app: FastAPI) -> None:
     the docs work offline and the page loads nothing from elsewhere."""
     from importlib.resources import files
 
+    from fastapi import Depends
     from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
+
+    from halguru_server.identity.guards import public
 
     assets = str(files("fastapi_offline") / "static")
     app.mount("/swagger-assets", StaticFiles(directory=assets), name="swagger-assets")
 
-    @app.get("/swagger", include_in_schema=False)
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(public)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/swagger", include_in_schema=False, dependencies=[Depends(public)])
     def swagger() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="halguru API",
                                    swagger_js_url="/swagger-assets/swagger-ui-bundle.js",

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from halguru.jobs.handlers import RUN
 from halguru_server import service
 from halguru_server.errors import ApiError, responses
-from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, agent_for, get_state
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422))
-Caller = Annotated[Principal, Depends(require_key)]
+Caller = Annotated[Principal, Depends(require("jobs:read"))]  # own jobs (everyone's: jobs:read_all)
+Writer = Annotated[Principal, Depends(require("jobs:write"))]
 State = Annotated[ServerState, Depends(get_state)]
 JobId = Annotated[str, Path(max_length=60, description="a job id")]
 _JOB_ID = re.compile(r"^job_[0-9a-f]{6,40}$")
@@ -61,7 +63,7 @@ class JobPage(BaseModel):
 def _owned(state: ServerState, caller: Principal, job_id: str) -> dict[str, Any]:
     job = state.store.get_job(job_id) if _JOB_ID.match(job_id) else None
     served = state.agents.get(job["agent"]) if job else None
-    if job is None or served is None or not caller.allows(served) or not caller.owns(job["owner"]):
+    if job is None or served is None or not caller.allows(served) or not caller.owns(job["owner"], "jobs"):
         raise ApiError(404, f"no job {job_id!r}")
     return dict(job)
 
@@ -71,7 +73,7 @@ def _out(job: dict[str, Any]) -> JobOut:
 
 
 @router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413))
-def create_job(body: JobIn, state: State, caller: Caller) -> JobOut:
+def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
     """Queue a run of an agent for the worker; poll ``GET /v1/jobs/{id}`` for its result."""
     agent_for(state, caller, body.agent)
     service.check_input(state, body.input)
@@ -95,7 +97,8 @@ def list_jobs(state: State, caller: Caller, agent: str | None = None,
     """Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more."""
     offset = service.decode_cursor(cursor)
     names = [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
-    rows = state.store.list_jobs(limit + 1, status=status, agents=names, owner=caller.owner_filter, offset=offset)
+    rows = state.store.list_jobs(limit + 1, status=status, agents=names, owner=caller.owner_filter_for("jobs"),
+                                 offset=offset)
     more = len(rows) > limit
     return JobPage(data=[_out(dict(r)) for r in rows[:limit]],
                    next_cursor=service.encode_cursor(offset + limit) if more else None)
@@ -107,7 +110,7 @@ def get_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
-def retry_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
+def retry_job(job_id: JobId, state: State, caller: Writer) -> JobOut:
     """Queue a dead or cancelled job again (its attempts start over)."""
     job = _owned(state, caller, job_id)
     if not state.store.retry_job(job_id):
@@ -116,7 +119,7 @@ def retry_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
-async def cancel_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
+async def cancel_job(job_id: JobId, state: State, caller: Writer) -> JobOut:
     """Cancel a queued or running job (a running one stops within a third of its lease)."""
     job = _owned(state, caller, job_id)
     if not await asyncio.to_thread(state.store.cancel_job, job_id):

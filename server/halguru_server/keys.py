@@ -30,7 +30,9 @@ class ApiKey:
     expires: float | None
     revoked: float | None
     last_used: float | None
-    scope: str = "user"  # "admin": an operator key, may act on every principal's objects
+    scope: str = "user"  # "admin": all of its user's permissions (legacy key: the admin role); "user": at most
+    # a developer's
+    user_id: str | None = None  # the user it belongs to; None: a key from before users (its scope is its role)
 
     def allows(self, agent: str) -> bool:
         return not self.agents or agent in self.agents
@@ -61,13 +63,15 @@ def _hash(key: str) -> str:
 
 def _key(r: ApiKeyRecord) -> ApiKey:
     return ApiKey(r["id"], r["name"], r["prefix"], tuple(r["agents"]), r["created"], r["expires"], r["revoked"],
-                  r["last_used"], r["scope"])
+                  r["last_used"], r["scope"], r["user_id"])
 
 
 def create_key(store: Store, name: str, agents: list[str] | None = None,
-               expires_in: float | None = None, scope: str = "user") -> tuple[ApiKey, str]:
-    """A new key; the secret is returned here only and never stored. ``scope="admin"``: an operator key that
-    sees and acts on every principal's objects."""
+               expires_in: float | None = None, scope: str = "user", *,
+               user_id: str | None = None) -> tuple[ApiKey, str]:
+    """A new key; the secret is returned here only and never stored. With ``user_id`` the key is that user's
+    and carries at most their permissions (``scope="user"``: at most a developer's); without, a key of the
+    old kind, whose ``scope`` is its role (admin, or user = developer)."""
     if not name.strip():
         raise HalguruError("a key needs a name (who or what uses it)")
     if scope not in SCOPES:
@@ -77,12 +81,14 @@ def create_key(store: Store, name: str, agents: list[str] | None = None,
     key_id = secrets.token_hex(4)
     secret = f"hg_{key_id}_{secrets.token_urlsafe(32)}"
     expires = time.time() + expires_in if expires_in is not None else None
-    record = store.create_key(key_id, name, secret[:11], _hash(secret), agents or [], expires, scope=scope)
+    record = store.create_key(key_id, name, secret[:11], _hash(secret), agents or [], expires, scope=scope,
+                              user_id=user_id)
     return _key(record), secret
 
 
-def list_keys(store: Store) -> list[ApiKey]:
-    return [_key(r) for r in store.list_keys()]
+def list_keys(store: Store, user_id: str | None = None) -> list[ApiKey]:
+    """Every key, or the keys of ``user_id``."""
+    return [_key(r) for r in store.list_keys(user_id)]
 
 
 def revoke_key(store: Store, name_or_id: str) -> list[ApiKey]:

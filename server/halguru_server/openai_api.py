@@ -20,10 +20,12 @@ from halguru.models.base import Message
 from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
-from halguru_server.state import Principal, ServerState, agent_for, get_state, require_key
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, agent_for, get_state
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422))
-Caller = Annotated[Principal, Depends(require_key)]
+Caller = Annotated[Principal, Depends(require("chat:use"))]
+Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(get_state)]
 
 
@@ -118,14 +120,14 @@ def _messages(state: ServerState, messages: list[ChatMessage]) -> list[tuple[str
 
 
 @router.get("/models", response_model=ModelList)
-def list_models(state: State, caller: Caller) -> ModelList:
+def list_models(state: State, caller: Reader) -> ModelList:
     """Every agent the key may use, as an OpenAI model."""
     created = int(state.started)
     return ModelList(data=[ModelCard(id=n, created=created) for n, s in state.agents.items() if caller.allows(s)])
 
 
 @router.get("/models/{model}", response_model=ModelCard, responses=responses(403, 404))
-def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller: Caller) -> ModelCard:
+def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller: Reader) -> ModelCard:
     agent_for(state, caller, model)
     return ModelCard(id=model, created=int(state.started))
 

@@ -15,9 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, get_state
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
 State = Annotated[ServerState, Depends(get_state)]
 log = logging.getLogger("halguru.server")
 STUCK_GRACE_S = 60.0  # a run still 'running' this long past its agent's timeout is stuck

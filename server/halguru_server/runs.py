@@ -39,7 +39,7 @@ def list_runs(state: ServerState, caller: Principal, status: str | None, limit: 
     """``durable.list_runs`` for the caller's agents only; an unknown status is a 400."""
     try:
         return durable.list_runs(status, limit, state.store, agents=_visible(state, caller),
-                                 owner=caller.owner_filter)
+                                 owner=caller.owner_filter_for("runs"))
     except HalguruError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -47,7 +47,7 @@ def list_runs(state: ServerState, caller: Principal, status: str | None, limit: 
 def list_pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
     """The paused runs this caller could approve here (their run still stored, their agent served here)."""
     visible = _visible(state, caller)
-    owner = caller.owner_filter
+    owner = caller.owner_filter_for("approvals")
     paths = {r["run_id"]: r["agent_path"] for r in state.store.list_pending(agents=visible, owner=owner)}
     out = []
     for row in approvals.list_pending(state.store, agents=visible, owner=owner):
@@ -81,10 +81,10 @@ def _run(state: ServerState, run_id: str) -> RunRecord | None:
 
 def _target(state: ServerState, caller: Principal, run_id: str, row: ApprovalRecord | CheckpointRecord | None,
             run: RunRecord | None) -> tuple[ServedAgent, RunRecord]:
-    """The run and its agent: 404 unless the run is served here and the caller's (or the caller an admin),
+    """The run and its agent: 404 unless the run is served here and the caller's (or its role approves all),
     403 if the key may not use that agent."""
     served = _ours(state, run["agent"], row["agent_path"] if row else None, need_path=row is not None) if run else None
-    if run is None or served is None or not caller.owns(run["owner"]):
+    if run is None or served is None or not caller.owns(run["owner"], "approvals"):
         raise ApiError(404, f"no run {run_id!r}; GET /v1/runs lists them")
     agent_for(state, caller, served.name)
     return served, run

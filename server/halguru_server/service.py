@@ -44,7 +44,7 @@ def new_conversation(state: ServerState, principal: Principal, agent: str, title
 
 
 def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> dict[str, Any]:
-    """The conversation, if ``principal`` owns it (or is an admin) and may use its agent; else 404 whether or
+    """The conversation, if ``principal`` owns it (or its role reads all) and may use its agent; else 404 whether or
     not it exists, so another principal's ids leak nothing."""
     row = state.store.get_conversation(conv_id) if ID.match(conv_id) else None
     served = state.agents.get(row["agent"]) if row else None
@@ -62,7 +62,8 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
         names = [n for n in names if principal.key.allows(n)]
     if not names:
         return [], None
-    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=principal.owner_filter)
+    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset,
+                                          owner=principal.owner_filter_for("conversations"))
     more = len(rows) > limit
     return [dict(r) for r in rows[:limit]], encode_cursor(offset + limit) if more else None
 

@@ -1,9 +1,11 @@
 """What one app holds (settings, agents, store, gate, metrics) and who is calling (API key or anonymous).
 
 Every conversation, run and approval a request creates is owned by its principal (``Principal.owner``):
-``key:<id>`` for an API key, ``anon:<session>`` for an anonymous web-chat session, None for --dev. A principal
-sees and acts only on objects it owns (``Principal.owns``); an admin-scope key and --dev act on all. Objects
-of others answer 404, exactly like objects that do not exist, so ids leak nothing.
+``user:<id>`` for a signed-in user and for that user's keys, ``key:<id>`` for a key from before users,
+``anon:<session>`` for an anonymous web-chat session, None for --dev. A principal sees and acts only on
+objects it owns (``Principal.owns``), unless its role has the resource's ``*_all`` permission (admins and
+operators; a legacy admin-scope key; --dev). Objects of others answer 404, exactly like objects that do not
+exist, so ids leak nothing. docs/identity.md has the roles and permissions.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from fastapi import Request
 
 from halguru.channels.base import Channel
 from halguru.jobs.pipeline import StoreSink
-from halguru.store.base import Store
+from halguru.store.base import Store, UserRecord, WebSessionRecord
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import ModelGate
+from halguru_server.identity import roles, websessions
 from halguru_server.keys import ApiKey, verify_key
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
@@ -55,36 +58,67 @@ class ServerState:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: an API key, the --dev developer (key None, dev True) or an anonymous web-chat user (with
-    ``session`` once the chat holds a session token)."""
+    """The caller: a signed-in user (web session), an API key (of a user, or from before users), the --dev
+    developer (key None, dev True) or an anonymous web-chat visitor (with ``session`` once the chat holds a
+    session token). What it may do is ``permissions`` (docs/identity.md); routes ask ``can`` and ``owns``."""
 
     key: ApiKey | None
     client: str  # fairness and rate-limit bucket: the key id, else the client address
     dev: bool = False
-    session: str | None = None
+    session: str | None = None  # an anonymous web-chat session's id
+    user: UserRecord | None = None  # the signed-in user, or the user the key belongs to
+    web: WebSessionRecord | None = None  # the web session, when the request came with its cookie
 
     @property
     def anonymous(self) -> bool:
-        return self.key is None and not self.dev
+        return self.key is None and not self.dev and self.user is None
+
+    @property
+    def role(self) -> str | None:
+        """The role whose permissions apply (a key may narrow them further); None for anonymous visitors."""
+        if self.dev:
+            return "admin"
+        if self.user is not None:
+            return self.user["role"]
+        if self.key is not None:
+            return roles.LEGACY_KEY_ROLES.get(self.key.scope, "developer")
+        return None
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        """The role's permissions; a user's key with scope ``user`` carries at most a developer's."""
+        if self.dev:
+            return roles.ALL_PERMISSIONS
+        if self.role is None:
+            return roles.ANONYMOUS
+        granted = roles.permissions(self.role)
+        if self.key is not None and self.user is not None and self.key.scope != "admin":
+            granted &= roles.permissions("developer")
+        return granted
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
 
     @property
     def owner(self) -> str | None:
-        """What objects this principal creates are stored as belonging to (None: --dev, like the CLI)."""
+        """What objects this principal creates are stored as belonging to (None: --dev, like the CLI): a user
+        and their keys share ``user:<id>``."""
+        if self.user is not None:
+            return f"user:{self.user['id']}"
         if self.key is not None:
             return f"key:{self.key.id}"
         if self.session is not None:
             return f"anon:{self.session}"
         return None
 
-    @property
-    def admin(self) -> bool:
-        """--dev, or a key with the admin scope: acts on every principal's objects."""
-        return self.dev or (self.key is not None and self.key.scope == "admin")
+    def sees_all(self, resource: str) -> bool:
+        """Whether everyone's objects of ``resource`` (conversations, runs, approvals, jobs, keys) are this
+        principal's to see, not only its own."""
+        return self.dev or self.can(roles.OWNER_ALL[resource])
 
-    @property
-    def owner_filter(self) -> str | None:
-        """The ``owner=`` a store listing gets: None (anyone's) only for an admin."""
-        if self.admin:
+    def owner_filter_for(self, resource: str) -> str | None:
+        """The ``owner=`` a store listing of ``resource`` gets: None (anyone's) when the role sees all."""
+        if self.sees_all(resource):
             return None
         if self.owner is None:
             raise ApiError(401, "start a chat session first: POST /chat/api/session")
@@ -95,14 +129,17 @@ class Principal:
         """Who decided an approval, as recorded."""
         return self.owner or "dev"
 
-    def owns(self, owner: str | None) -> bool:
-        return self.admin or (self.owner is not None and owner == self.owner)
+    def owns(self, owner: str | None, resource: str = "conversations") -> bool:
+        """Whether the object of ``resource`` stored as ``owner``'s is visible to this principal."""
+        return self.sees_all(resource) or (self.owner is not None and owner == self.owner)
 
     def allows(self, served: ServedAgent) -> bool:
         if self.dev:
             return True
         if self.key is not None:
             return self.key.allows(served.name)
+        if self.user is not None:
+            return True
         return served.web_chat == "public"
 
 
@@ -138,38 +175,41 @@ def _trusted(address: str, trusted: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(net, strict=False) for net in trusted)
 
 
-def _principal(request: Request, optional: bool) -> Principal:
+def resolve(request: Request) -> Principal:
+    """Who is calling: --dev; an API key (Authorization: Bearer / X-API-Key); a web session cookie; an
+    anonymous web-chat visitor (with the session its ``X-Chat-Session`` token names, if any). A key that is
+    sent but not valid is refused, never treated as anonymous; a cookie of an ended session is ignored (the
+    browser sends it along on its own). Cached on the request."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
+    principal = _resolve(request)
+    request.state.principal = principal
+    return principal
+
+
+def _resolve(request: Request) -> Principal:
     state = get_state(request)
     address = client_address(request, state.settings.trusted_proxies)
     if state.settings.dev:
         return Principal(None, address, dev=True)
     secret = _secret(request)
-    if secret is None:
-        if optional:
-            token = request.headers.get("x-chat-session")
-            session = verify_session(state.settings.session_secret or "", token) if token else None
-            if token and session is None:
-                raise ApiError(401, "invalid chat session; start a new one with POST /chat/api/session",
-                               "invalid_session")
-            return Principal(None, address, session=session)
-        raise ApiError(401, "an API key is required: send 'Authorization: Bearer KEY' "
-                            "(create one with `halguru keys create NAME`)",
-                       headers={"WWW-Authenticate": "Bearer"})
-    key = verify_key(state.store, secret)
-    if key is None:
-        raise ApiError(401, "invalid key: unknown, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(key, f"key:{key.id}")
-
-
-def require_key(request: Request) -> Principal:
-    """Every /v1 route: an API key, unless the server runs with --dev."""
-    return _principal(request, optional=False)
-
-
-def chat_caller(request: Request) -> Principal:
-    """The web chat: a key if one is sent, else anonymous (public agents only, rate-limited, objects owned by
-    the session token the chat holds)."""
-    return _principal(request, optional=True)
+    if secret is not None:
+        key = verify_key(state.store, secret)
+        user = state.store.get_user(key.user_id) if key is not None and key.user_id else None
+        if key is None or (key.user_id and (user is None or user["disabled"])):
+            raise ApiError(401, "invalid key: unknown, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
+        return Principal(key, f"key:{key.id}", user=user)
+    cookie = request.cookies.get(websessions.COOKIE)
+    found = websessions.verify(state.store, cookie, state.settings.auth) if cookie else None
+    if found is not None:  # an ended session's cookie is ignored: the browser sent it, not the person
+        web, user = found
+        return Principal(None, f"user:{user['id']}", user=user, web=web)
+    token = request.headers.get("x-chat-session")
+    session = verify_session(state.settings.session_secret or "", token) if token else None
+    if token and session is None:
+        raise ApiError(401, "invalid chat session; start a new one with POST /chat/api/session", "invalid_session")
+    return Principal(None, address, session=session)
 
 
 def agent_for(state: ServerState, principal: Principal, name: str) -> ServedAgent:

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from halguru_server import api, ratelimit, service, sessions
 from halguru_server.errors import responses
+from halguru_server.identity.guards import public, require
 from halguru_server.schemas import (
     AgentList,
     ConversationIn,
@@ -26,17 +27,18 @@ from halguru_server.schemas import (
     RunOut,
     SessionOut,
 )
-from halguru_server.state import Principal, ServerState, agent_for, chat_caller, get_state
+from halguru_server.state import Principal, ServerState, agent_for, get_state
 
 STATIC = FilePath(__file__).parent / "static"
 router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
-Caller = Annotated[Principal, Depends(chat_caller)]
+Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]  # anonymous: public agents only
+Reader = Annotated[Principal, Depends(require("agents:read", anonymous=True))]
 State = Annotated[ServerState, Depends(get_state)]
 ConvId = Annotated[str, Path(max_length=100)]
 
 
 @router.get("/agents", response_model=AgentList)
-def chat_agents(state: State, caller: Caller) -> AgentList:
+def chat_agents(state: State, caller: Reader) -> AgentList:
     """Agents whose chat this caller may open (public ones without a key)."""
     return AgentList(data=[api.agent_out(state, n, caller.anonymous) for n, s in state.agents.items()
                            if caller.allows(s)])
@@ -84,7 +86,7 @@ async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, 
     return await api.answer(request, state, caller, conversation_id, body)
 
 
-pages = APIRouter(include_in_schema=False)
+pages = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
 
 
 @pages.get("/")

@@ -114,7 +114,8 @@ def test_tokens_are_single_use_and_purpose_bound(db) -> None:
 
 def test_the_roles_grant_what_the_contract_table_says() -> None:
     table = {  # docs/identity.md
-        "agents:read": "AODU", "chat:use": "AODU", "conversations:read_all": "AO", "runs:read_all": "AO",
+        "agents:read": "AODU", "chat:use": "AODU", "account:own": "AODU", "conversations:read_all": "AO",
+        "runs:read_all": "AO",
         "runs:approve_all": "AO", "jobs:read": "AOD", "jobs:write": "AOD", "jobs:read_all": "AO",
         "jobs:write_all": "AO", "keys:own": "AOD", "keys:all": "A", "users:manage": "A", "settings:manage": "A",
         "audit:read": "A", "agents:publish": "AD", "metrics:read": "AO",

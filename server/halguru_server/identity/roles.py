@@ -7,11 +7,14 @@ from __future__ import annotations
 ROLES = ("admin", "operator", "developer", "user")
 """Every role, most powerful first."""
 
-_USER = frozenset({"agents:read", "chat:use"})
+_USER = frozenset({"agents:read", "chat:use", "account:own"})
 _DEVELOPER = _USER | {"jobs:read", "jobs:write", "keys:own", "agents:publish"}
 _OPERATOR = _USER | {"jobs:read", "jobs:write", "keys:own", "conversations:read_all", "runs:read_all",
                      "runs:approve_all", "jobs:read_all", "jobs:write_all", "metrics:read"}
 _ADMIN = _OPERATOR | _DEVELOPER | {"keys:all", "users:manage", "settings:manage", "audit:read"}
+
+ANONYMOUS = frozenset({"agents:read", "chat:use"})
+"""An anonymous web-chat visitor's: public agents only (``Principal.allows``), on routes that let them in."""
 
 PERMISSIONS: dict[str, frozenset[str]] = {"admin": _ADMIN, "operator": _OPERATOR, "developer": _DEVELOPER,
                                           "user": _USER}
