@@ -81,6 +81,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                    channels_api.router):
         app.include_router(router)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
+    if settings.auth.proxy is not None:
+        from halguru_server.identity import proxy
+
+        proxy.install(app, settings.auth.proxy)
     _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,

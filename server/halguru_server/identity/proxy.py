@@ -1,0 +1,129 @@
+"""Auth proxy mode: halguru's sign-in in front of another internal app (``auth.proxy``).
+
+Requests under ``prefix`` reach ``upstream`` only with a live, fully signed-in session (second factor
+done) whose role is at least ``role``; the upstream gets who it is in the headers oauth2-proxy made usual
+(``X-Forwarded-User``, ``-Email``, ``-Preferred-Username``, ``-Groups``) plus ``X-Forwarded-Prefix``.
+Whatever the client sent under those names is dropped first, and the session cookie never leaves halguru,
+so the upstream can trust the headers as long as only the proxy can reach it (bind it to loopback or a
+private network). Bodies stream both ways; a browser without a session is sent to the sign-in page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from halguru.store.base import UserRecord
+from halguru_server.identity import websessions
+from halguru_server.identity.guards import public
+from halguru_server.identity.roles import ROLES
+
+if TYPE_CHECKING:
+    from halguru_server.identity.settings import ProxySettings
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
+IDENTITY = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username", "x-forwarded-groups",
+            "x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-auth-request-user",
+            "x-auth-request-email", "x-auth-request-groups", "x-remote-user", "remote-user")
+
+
+def allowed(user_role: str, least: str) -> bool:
+    """Whether ``user_role`` is ``least`` or above it (ROLES is ordered most powerful first)."""
+    return user_role in ROLES and ROLES.index(user_role) <= ROLES.index(least)
+
+
+def identity_headers(request: Request, user: UserRecord, prefix: str) -> dict[str, str]:
+    """The request's headers as the upstream gets them: hop-by-hop, spoofable identity headers and the
+    session cookie removed; the signed-in user added."""
+    headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP and k not in IDENTITY
+               and k != "cookie"}
+    cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != websessions.COOKIE]
+    if cookies:
+        headers["cookie"] = "; ".join(cookies)
+    headers.update({
+        "x-forwarded-user": user["id"], "x-forwarded-email": user["email"] or "",
+        "x-forwarded-preferred-username": user["name"] or user["email"] or user["id"],
+        "x-forwarded-groups": user["role"], "x-forwarded-prefix": prefix,
+        "x-forwarded-for": request.client.host if request.client else "",
+        "x-forwarded-proto": request.url.scheme, "x-forwarded-host": request.headers.get("host", ""),
+    })
+    return headers
+
+
+def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[tuple[str, str]]:
+    """The upstream's headers minus hop-by-hop ones; a redirect to the upstream's own address is rewritten
+    to go through the proxy (the browser cannot reach the upstream)."""
+    out = []
+    for key, value in upstream.headers.multi_items():
+        if key in HOP_BY_HOP or key == "content-encoding":
+            continue
+        if key == "location" and value.startswith(base):
+            value = prefix + value[len(base):] or "/"
+        out.append((key, value))
+    return out
+
+
+def _refusal(request: Request, status: int, message: str) -> Response:
+    """A browser asking for a page goes to sign-in; anything else gets a one-line JSON error."""
+    if status == 401 and request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/auth/login?next={quote(here, safe='')}", status_code=303)
+    return JSONResponse({"error": {"message": message, "type": "auth_proxy"}}, status_code=status)
+
+
+def install(app: FastAPI, settings: ProxySettings) -> None:
+    """Route ``settings.prefix`` and everything under it to the upstream."""
+    base = settings.upstream.rstrip("/")
+    _check_upstream(base)
+    prefix = settings.prefix.rstrip("/")
+    client = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
+
+    async def forward(request: Request) -> Response:
+        state = request.app.state.halguru
+        found = websessions.verify(state.store, request.cookies.get(websessions.COOKIE, ""), state.settings.auth)
+        if found is None or not found[0]["mfa_done"]:
+            return _refusal(request, 401, "sign in first: /auth/login")
+        _session, user = found
+        if not allowed(user["role"], settings.role):
+            return _refusal(request, 403, f"the {settings.role} role or above is needed for {prefix}")
+        if request.method not in websessions.SAFE_METHODS and not websessions.same_origin(
+                request, state.settings.trusted_proxies, state.settings.auth.public_url):
+            return _refusal(request, 403, "cross-site request refused")
+        path = request.url.path[len(prefix):] or "/"
+        upstream_request = client.build_request(
+            request.method, path, params=request.url.query, headers=identity_headers(request, user, prefix),
+            content=_body(request))
+        try:
+            upstream = await client.send(upstream_request, stream=True)
+        except httpx.HTTPError as exc:
+            return _refusal(request, 502, f"the upstream app at {base} did not answer ({type(exc).__name__})")
+        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
+                                     background=BackgroundTask(upstream.aclose))
+        for key, value in _response_headers(upstream, base, prefix):  # repeated ones (Set-Cookie) kept
+            response.headers.append(key, value)
+        return response
+
+    for route in (prefix, prefix + "/{path:path}"):
+        # Guarded here, not by a permission: the least role and a finished sign-in (see forward).
+        app.add_api_route(route, forward, methods=METHODS, include_in_schema=False, dependencies=[Depends(public)])
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        yield chunk
+
+
+def _check_upstream(base: str) -> None:
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        from halguru.errors import HalguruError
+
+        raise HalguruError(f"invalid auth.proxy.upstream {base!r}: use an http(s) URL, e.g. http://127.0.0.1:9000")

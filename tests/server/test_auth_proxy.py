@@ -1,0 +1,101 @@
+"""Auth proxy mode: a real upstream app on loopback behind `halguru serve`'s sign-in."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from tests.server.conftest import Server, free_port
+
+
+async def echo(request: Request) -> Response:
+    """The upstream: says what it received (headers, path, body) and sets a cookie of its own."""
+    if request.url.path == "/go-home":
+        return RedirectResponse(f"http://127.0.0.1:{request.url.port}/home", status_code=302)
+    body = (await request.body()).decode()
+    response = JSONResponse({"path": request.url.path, "query": request.url.query, "body": body,
+                             "headers": dict(request.headers)})
+    response.set_cookie("app_a", "1")
+    response.set_cookie("app_b", "2")
+    return response
+
+
+@pytest.fixture
+def upstream():
+    app = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "DELETE"])])
+    server = Server(app, free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def proxied(serve, upstream):
+    server = serve(auth={"proxy": {"upstream": upstream.url, "prefix": "/apps/wiki", "role": "operator"}})
+    return server
+
+
+def _signed_in(server: Server, role: str, *, mfa_done: bool = True) -> httpx.Client:
+    from halguru_server.identity import accounts, websessions
+
+    state = server.state
+    user = accounts.create_user(state.store, f"{role}@example.com", role=role, name=f"The {role}")
+    secret, _ = websessions.issue(state.store, user["id"], state.settings.auth, mfa_done=mfa_done)
+    return httpx.Client(base_url=server.url, cookies={websessions.COOKIE: secret, "theirs": "kept"})
+
+
+def test_signed_in_operator_reaches_the_upstream_as_themself(proxied):
+    with _signed_in(proxied, "operator") as client:
+        got = client.post("/apps/wiki/pages/1?x=2", content="hello",
+                          headers={"Origin": proxied.url, "X-Forwarded-User": "admin@evil",
+                                   "X-Forwarded-Groups": "admin", "Remote-User": "root"})
+    assert got.status_code == 200, got.text
+    seen = got.json()
+    assert (seen["path"], seen["query"], seen["body"]) == ("/pages/1", "x=2", "hello")
+    headers = seen["headers"]
+    assert headers["x-forwarded-email"] == "operator@example.com"
+    assert headers["x-forwarded-groups"] == "operator"  # the client's spoofed one is gone
+    assert headers["x-forwarded-user"].startswith("usr_")
+    assert headers["x-forwarded-prefix"] == "/apps/wiki"
+    assert "remote-user" not in headers
+    assert headers["cookie"] == "theirs=kept"  # halguru's session cookie never reaches the upstream
+    cookies = got.headers.get_list("set-cookie")
+    assert {"app_a=1; Path=/; SameSite=lax", "app_b=2; Path=/; SameSite=lax"} <= set(cookies)  # both kept
+
+
+def test_without_a_session_browsers_go_to_sign_in_and_others_get_401(proxied):
+    page = httpx.get(f"{proxied.url}/apps/wiki/doc?a=1", headers={"Accept": "text/html"})
+    assert page.status_code == 303
+    assert page.headers["location"] == "/auth/login?next=%2Fapps%2Fwiki%2Fdoc%3Fa%3D1"
+    api = httpx.get(f"{proxied.url}/apps/wiki/doc", cookies={"halguru_session": "forged"})
+    assert api.status_code == 401
+    assert "sign in" in api.json()["error"]["message"]
+
+
+def test_role_below_the_least_or_second_factor_pending_is_refused(proxied):
+    with _signed_in(proxied, "user") as client:
+        assert client.get("/apps/wiki/").status_code == 403
+    with _signed_in(proxied, "admin", mfa_done=False) as client:
+        assert client.get("/apps/wiki/").status_code == 401
+
+
+def test_cross_site_state_change_refused_and_redirects_rewritten(proxied, upstream):
+    with _signed_in(proxied, "admin") as client:
+        assert client.post("/apps/wiki/x", content="a", headers={"Origin": "https://evil.example"}).status_code == 403
+        assert client.post("/apps/wiki/x", content="a").status_code == 403  # no Origin at all
+        moved = client.get("/apps/wiki/go-home")
+    assert moved.status_code == 302
+    assert moved.headers["location"] == "/apps/wiki/home"
+
+
+def test_upstream_down_is_a_clear_502(serve):
+    server = serve(auth={"proxy": {"upstream": f"http://127.0.0.1:{free_port()}", "prefix": "/apps/x"}})
+    with _signed_in(server, "user") as client:
+        got = client.get("/apps/x/")
+    assert got.status_code == 502
+    assert "did not answer" in json.loads(got.text)["error"]["message"]
