@@ -11,6 +11,7 @@ from halguru.cli import (
     agents_cmd,
     config_cmd,
     db_cmd,
+    deploy_cmd,
     dev_cmd,
     jobs_cmd,
     kb_cmd,
@@ -66,6 +67,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
 tools_cmd.register(app)
 plugins_cmd.register(app)
+deploy_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+"""The deployment files, checked without an engine: compose.yaml and its Caddyfile, the Kubernetes manifests
+(schema-validated offline by kubernetes-validate), the Dockerfile's promises and the dependency lock."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+HOME = "/home/halguru/.halguru"
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_compose_references_only_files_and_images_that_exist() -> None:
+    services = compose()["services"]
+    assert set(services) == {"serve", "worker", "caddy", "postgres"}
+    build = services["serve"]["build"]
+    assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == REPO / "Dockerfile"
+    for name, service in services.items():
+        image = service["image"]
+        # halguru's own (built from the Dockerfile above, or `halguru build`), or an official one, pinned
+        assert image.startswith("${HALGURU_IMAGE:-localhost/halguru:") or re.fullmatch(
+            r"docker\.io/library/(caddy|postgres):[0-9.]+", image), (name, image)
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), (name, source)
+            else:
+                assert source in compose()["volumes"], (name, source)
+
+
+def test_compose_serve_and_worker_share_the_home_volume_behind_caddy() -> None:
+    services = compose()["services"]
+    serve, worker = services["serve"], services["worker"]
+    assert f"halguru-home:{HOME}" in serve["volumes"] and f"halguru-home:{HOME}" in worker["volumes"]
+    assert "--no-worker" in serve["command"] and worker["command"][:2] == ["halguru", "worker"]
+    assert worker["healthcheck"] == {"disable": True}
+    assert services["postgres"]["profiles"] == ["postgres"]
+    caddyfile = (DEPLOY / "Caddyfile").read_text()
+    assert "reverse_proxy serve:8000" in caddyfile and "tls {$HALGURU_TLS}" in caddyfile
+    assert serve["expose"] == ["8000"] and "443:443" in services["caddy"]["ports"]
+
+
+K8S = sorted(p for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("path", K8S, ids=lambda p: p.name)
+def test_k8s_manifest_passes_the_schema(path: Path) -> None:
+    import kubernetes_validate
+
+    for resource in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(resource, "1.30.0", strict=True)
+
+
+def test_k8s_manifests_fit_together() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in K8S)
+    docs = {d["kind"]: d for p in K8S for d in yaml.safe_load_all(p.read_text())}
+    pod = docs["Deployment"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert docs["Service"]["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["volumeMounts"] == [{"name": "home", "mountPath": HOME}]
+    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == docs["PersistentVolumeClaim"][
+        "metadata"]["name"]
+    secrets = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
+    assert secrets and all(ref["name"] == "halguru" for ref in secrets)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"  # SQLite on a ReadWriteOnce volume
+
+
+def test_dockerfile_promises() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert "-DGGML_NATIVE=OFF" in text
+    assert "\nUSER halguru\n" in text
+    assert f'VOLUME ["{HOME}"]' in text and f"HALGURU_HOME={HOME}" in text
+    assert "HEALTHCHECK" in text and "/readyz" in text
+    assert 'org.opencontainers.image.revision="${REVISION}"' in text
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M)
+    allowed = (REPO / ".dockerignore").read_text().split()
+    for sources in copied:
+        for source in sources.split():
+            assert f"!{source}" in allowed, f"{source} is copied but .dockerignore leaves it out"
+
+
+def test_lock_pins_every_dependency_in_range() -> None:
+    from packaging.requirements import Requirement
+
+    pins = dict(line.split("==") for line in (DEPLOY / "requirements.lock").read_text().splitlines()
+                if line and not line.startswith("#"))
+    pins = {re.sub(r"[-_.]+", "-", name): version for name, version in pins.items()}
+    for dependency in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(dependency)
+        name = re.sub(r"[-_.]+", "-", requirement.name.lower())
+        assert name in pins, f"{name} is missing from deploy/requirements.lock: run deploy/lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} is outside {requirement.specifier}: run deploy/lock")
