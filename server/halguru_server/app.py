@@ -17,6 +17,7 @@ from halguru.jobs.pipeline import StoreSink
 from halguru_server import api, channels_api, errors, jobs_api, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
+from halguru_server.identity import session_routes
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware
@@ -80,11 +81,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     for router in (api.router, jobs_api.router, openai_api.router, ops.router, web.router, web.pages,
                    channels_api.router):
         app.include_router(router)
+    app.include_router(session_routes.router)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
-    if settings.auth.proxy is not None:
-        from halguru_server.identity import proxy
-
-        proxy.install(app, settings.auth.proxy)
     _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,

@@ -1,0 +1,101 @@
+"""The signed-in caller's JSON API: who am I (``GET /auth/me``, with the CSRF token a page sends back), my
+sessions (list, sign one out) and "sign out everywhere". For scripts and the web chat; the account pages
+(``account_routes``) offer the same to people, with forms. Sign-out of this browser is ``POST /auth/logout``
+there."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel
+
+from halguru_server.errors import ApiError, responses
+from halguru_server.identity import websessions
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, get_state
+
+router = APIRouter(prefix="/auth", tags=["account"], responses=responses(401, 403))
+Caller = Annotated[Principal, Depends(require("account:own"))]
+State = Annotated[ServerState, Depends(get_state)]
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str | None
+    name: str
+    role: str
+    email_verified: bool
+    totp_enabled: bool
+
+
+class MeOut(BaseModel):
+    user: UserOut | None  # None: --dev, or a key from before users
+    role: str | None
+    permissions: list[str]
+    via: str  # session, key or dev
+    csrf: str | None  # a session's: send it as X-CSRF-Token (or the csrf_token field) with every state change
+    mfa_done: bool
+
+
+class SessionOut(BaseModel):
+    id: str
+    created: float
+    last_seen: float
+    expires: float
+    address: str | None
+    user_agent: str | None
+    current: bool
+
+
+class SessionList(BaseModel):
+    data: list[SessionOut]
+
+
+class Revoked(BaseModel):
+    revoked: int
+
+
+@router.get("/me", response_model=MeOut)
+def me(caller: Annotated[Principal, Depends(require("account:own", mfa_pending=True))]) -> MeOut:
+    """Who is calling, with what role and permissions; a session also gets its CSRF token here (and whether
+    its second factor is done: until then nothing else answers)."""
+    user = caller.user
+    return MeOut(user=UserOut.model_validate(dict(user)) if user else None,
+                 role=caller.role, permissions=sorted(caller.permissions),
+                 via="dev" if caller.dev else "key" if caller.key is not None else "session",
+                 csrf=caller.web["csrf"] if caller.web else None,
+                 mfa_done=caller.web["mfa_done"] if caller.web else True)
+
+
+def _user_id(caller: Principal) -> str:
+    if caller.user is None:
+        raise ApiError(404, "no user: this key is not a user's (or the server runs with --dev)")
+    return caller.user["id"]
+
+
+@router.get("/sessions", response_model=SessionList)
+def list_sessions(state: State, caller: Caller) -> SessionList:
+    """The user's signed-in browsers (live ones), most recently active first."""
+    current = websessions.session_id(caller.web) if caller.web else None
+    return SessionList(data=[
+        SessionOut(id=websessions.session_id(s), created=s["created"], last_seen=s["last_seen"], expires=s["expires"],
+                   address=s["address"], user_agent=s["user_agent"], current=websessions.session_id(s) == current)
+        for s in websessions.list_sessions(state.store, _user_id(caller), state.settings.auth)])
+
+
+@router.delete("/sessions/{session_id}", status_code=204, responses=responses(404))
+def revoke_session(session_id: Annotated[str, Path(max_length=64)], state: State, caller: Caller) -> Response:
+    """Sign out one of the user's browsers (404 for an id that is not theirs)."""
+    if not websessions.revoke_by_id(state.store, _user_id(caller), session_id):
+        raise ApiError(404, f"no session {session_id!r}; GET /auth/sessions lists them")
+    return Response(status_code=204)
+
+
+@router.post("/logout-all", response_model=Revoked)
+def logout_all(request: Request, response: Response, state: State, caller: Caller) -> Revoked:
+    """Sign out every browser of the user, this one included (its cookie is cleared)."""
+    revoked = websessions.revoke_all(state.store, _user_id(caller))
+    if caller.web is not None:
+        websessions.clear_cookie(response, request, state.settings.trusted_proxies)
+    return Revoked(revoked=revoked)
