@@ -12,7 +12,7 @@ from halguru.errors import HalguruError
 @dataclass
 class ServedAgent:
     agent: Agent
-    web_chat: str  # "public" or "key"
+    web_chat: str  # "public", or "key": signed-in users and API keys only
     slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
 
     @property
@@ -49,8 +49,10 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
         try:
             agent = load_agent(project)
             web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
+            web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
             if web_chat not in ("public", "key"):
-                raise HalguruError(f"metadata.web_chat must be 'public' or 'key', not {web_chat!r}")
+                raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
+                                   f"'signin'), not {web_chat!r}")
             # A workflow has no model of its own (its steps' providers queue their own calls).
             slots = None if agent.workflow is not None else model_slots(agent.spec.model)
         except HalguruError as exc:

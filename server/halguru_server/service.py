@@ -54,16 +54,19 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,
-                       cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; the cursor is the position of the next page (opaque to clients)."""
+                       cursor: str | None, own: bool = False) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first; the cursor is the position of the next page (opaque to clients). ``own``: only the
+    principal's, even for a role that sees everyone's (the web chat's history)."""
     offset = decode_cursor(cursor)
     names = [n for n, s in state.agents.items() if principal.allows(s) and (agent is None or n == agent)]
     if principal.key is not None and principal.key.agents:
         names = [n for n in names if principal.key.allows(n)]
     if not names:
         return [], None
-    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset,
-                                          owner=principal.owner_filter_for("conversations"))
+    if own and principal.owner is None and not principal.dev:
+        return [], None  # an anonymous visitor without a session has no conversations yet
+    owner = principal.owner if own and not principal.dev else principal.owner_filter_for("conversations")
+    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=owner)
     more = len(rows) > limit
     return [dict(r) for r in rows[:limit]], encode_cursor(offset + limit) if more else None
 

@@ -216,7 +216,7 @@ def agent_for(state: ServerState, principal: Principal, name: str) -> ServedAgen
     served = state.agent(name)
     if not principal.allows(served):
         if principal.anonymous:
-            raise ApiError(401, f"agent {name!r} needs an API key for its web chat",
+            raise ApiError(401, f"agent {name!r} needs you to sign in (/auth/login) or an API key for its web chat",
                            headers={"WWW-Authenticate": "Bearer"})
         raise ApiError(403, f"this API key may not use agent {name!r}")
     return served

@@ -1,8 +1,9 @@
 """The bundled web chat: static files plus a small API under /chat/api.
 
 An agent's web chat is ``public`` (anyone, rate-limited per client address) or
-``key`` (the page asks for an API key). Agents choose with ``metadata: {web_chat:
-public}``; the server default is ``key`` (HALGURU_SERVE_WEB_CHAT).
+``key`` (signed-in users and API keys only; ``signin`` is another name for it).
+Agents choose with ``metadata: {web_chat: public}``; the server default is ``key``
+(HALGURU_SERVE_WEB_CHAT). Signed-in users see their own conversations from any device.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -21,6 +22,7 @@ from halguru_server.schemas import (
     AgentList,
     ConversationIn,
     ConversationOut,
+    ConversationPage,
     MessageIn,
     MessageList,
     MessageOut,
@@ -59,6 +61,16 @@ def chat_new(body: ConversationIn, state: State, caller: Caller) -> Conversation
     if caller.anonymous:
         ratelimit.check(state.limiter, caller.client)
     return ConversationOut(**service.new_conversation(state, caller, body.agent, body.title))
+
+
+@router.get("/conversations", response_model=ConversationPage, responses=responses(400))
+def chat_conversations(state: State, caller: Caller, agent: Annotated[str | None, Query(max_length=100)] = None,
+                       limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                       cursor: Annotated[str | None, Query(max_length=200)] = None) -> ConversationPage:
+    """The caller's own conversations, newest first: a signed-in user's from every device, an anonymous
+    session's from the browser holding it (even an operator sees only their own here)."""
+    rows, next_cursor = service.list_conversations(state, caller, agent, limit, cursor, own=True)
+    return ConversationPage(data=[ConversationOut(**r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList, responses=responses(404))

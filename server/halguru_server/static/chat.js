@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine = $("status");
 let controller = null;
 let usingKey = true;  // send the stored key; false once the server refused it (then: the session token)
+let me = null;  // the signed-in user (GET /auth/me through the session cookie), else null
 
 const store = {
   get key() { return localStorage.getItem("halguru.key") || ""; },
@@ -21,7 +22,8 @@ const store = {
 
 function headers(extra = {}, anonymous = false) {
   const h = { "Content-Type": "application/json", ...extra };
-  if (store.key && usingKey && !anonymous) h.Authorization = `Bearer ${store.key}`;
+  if (me) h["X-CSRF-Token"] = me.csrf;  // signed in: the cookie says who; its CSRF token goes with every call
+  else if (store.key && usingKey && !anonymous) h.Authorization = `Bearer ${store.key}`;
   else if (store.session) h["X-Chat-Session"] = store.session;
   return h;
 }
@@ -58,6 +60,51 @@ function addMessage(role, text) {
   return div;
 }
 
+// Who is signed in (the session cookie): their name and Sign out, else a Sign in link back to this page.
+async function loadMe() {
+  me = null;
+  try {
+    const response = await fetch("/auth/me");
+    if (response.ok) { const who = await response.json(); if (who.via === "session" && who.mfa_done) me = who; }
+  } catch { /* offline: stays anonymous */ }
+  const account = $("account");
+  if (me) {
+    const name = me.user.name || me.user.email || me.user.id;
+    const link = Object.assign(document.createElement("a"), { href: "/auth/account", textContent: name });
+    const out = Object.assign(document.createElement("button"), { type: "button", textContent: "Sign out" });
+    out.addEventListener("click", signOut);
+    account.replaceChildren("Signed in as ", link, " ", out);
+  } else {
+    account.replaceChildren(Object.assign(document.createElement("a"),
+      { href: `/auth/login?next=${encodeURIComponent("/chat/")}`, textContent: "Sign in" }));
+  }
+  $("key-button").hidden = !!me;
+  $("history").hidden = !me;
+}
+
+async function signOut() {
+  await fetch("/auth/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf } });
+  me = null;
+  await loadMe();
+  await loadAgents();
+}
+
+// A signed-in user's conversations with this agent, from every device, newest first.
+async function loadHistory() {
+  const history = $("history");
+  if (!me) return;
+  const agent = agentSelect.value;
+  const current = store.conversation(agent);
+  let items = [];
+  try {
+    items = (await (await api(`/conversations?agent=${encodeURIComponent(agent)}&limit=50`)).json()).data;
+  } catch (error) { showStatus(error.message); }
+  const options = items.map((c) => new Option(
+    `${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
+  history.replaceChildren(new Option("Your conversations…", ""), ...options);
+  history.value = items.some((c) => c.id === current) ? current : "";
+}
+
 async function loadAgents() {
   usingKey = true;
   let agents = [];
@@ -72,16 +119,18 @@ async function loadAgents() {
     try { agents = (await (await api("/agents", { anonymous: true })).json()).data; } catch { /* none */ }
     showStatus("Invalid key: it is unknown, revoked or expired. Public agents only.");
   }
-  $("key-button").hidden = false;
+  $("key-button").hidden = !!me;
   if (!agents.length) {
-    $("key-form").hidden = false;
-    if (!badKey) showStatus(store.key ? "This key opens no agent's chat." : "Enter an API key to chat.");
+    $("key-form").hidden = !!me;
+    if (!badKey) showStatus(me ? "No agent's chat is open to you." : store.key ? "This key opens no agent's chat."
+      : "Sign in, or enter an API key, to chat.");
   }
   usingKey = !!store.key && !badKey;
   agentSelect.replaceChildren(...agents.map((a) => new Option(a.name, a.name)));
   const saved = localStorage.getItem("halguru.agent");
   if (agents.some((a) => a.name === saved)) agentSelect.value = saved;
   await loadConversation();
+  await loadHistory();
 }
 
 async function loadConversation() {
@@ -102,17 +151,19 @@ async function loadConversation() {
 }
 
 async function ensureSession() {
-  if ((usingKey && store.key) || store.session) return;
+  if (me || (usingKey && store.key) || store.session) return;
   store.session = (await (await api("/session", { method: "POST" })).json()).token;
 }
 
-async function ensureConversation(agent) {
+async function ensureConversation(agent, firstMessage) {
   let id = store.conversation(agent);
   if (!id) {
     await ensureSession();
-    const response = await api("/conversations", { method: "POST", body: JSON.stringify({ agent }) });
+    const body = JSON.stringify({ agent, title: firstMessage.slice(0, 80) });  // how the history lists it
+    const response = await api("/conversations", { method: "POST", body });
     id = (await response.json()).id;
     store.setConversation(agent, id);
+    loadHistory();
   }
   return id;
 }
@@ -129,7 +180,7 @@ async function send(text) {
   controller = new AbortController();
   $("send").disabled = true; $("stop").hidden = false;
   try {
-    const id = await ensureConversation(agent);
+    const id = await ensureConversation(agent, text);
     const response = await api(`/conversations/${encodeURIComponent(id)}/messages`, {
       method: "POST", body: JSON.stringify({ content: text, stream: true }),
       headers: { Accept: "text/event-stream" }, signal: controller.signal,
@@ -229,6 +280,12 @@ $("key-form").addEventListener("submit", (e) => {
   e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true;
   showStatus(""); loadAgents();
 });
-agentSelect.addEventListener("change", () => { localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); });
+agentSelect.addEventListener("change", () => {
+  localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); loadHistory();
+});
+$("history").addEventListener("change", () => {
+  store.setConversation(agentSelect.value, $("history").value || null);
+  loadConversation();
+});
 
-loadAgents().then(() => input.focus());
+loadMe().then(loadAgents).then(() => input.focus());
