@@ -1,0 +1,168 @@
+"""A signed-in browser's own account pages: TOTP enrolment (QR code, recovery codes shown once) and its removal,
+the session list with revoke and "sign out everywhere", and sign-out. Forms only, each with the session's CSRF
+token.
+
+Enrolment is also where a user whose role requires 2FA lands after the password step while none is set up:
+their session is not complete (``mfa_done`` false) until a code from the new secret confirms it, and then a new
+session replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from halguru.store.base import UserRecord, WebSessionRecord
+from halguru_server.identity import accounts, pages, websessions
+from halguru_server.identity.guards import public
+from halguru_server.identity.local_routes import browser, login_url
+from halguru_server.identity.urls import safe_next
+from halguru_server.state import ServerState, get_state
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
+
+
+def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord, status: int = 200,
+                error: str | None = None, target: str = "/") -> Response:
+    """Enrolment (a pending secret, made once and shown again until confirmed) or, when on, removal."""
+    required = user["role"] in state.settings.auth.require_2fa_roles
+    context: dict[str, Any] = {"title": "Two-factor sign-in", "csrf": session["csrf"], "email": user["email"],
+                               "enabled": user["totp_enabled"], "required": required and not session["mfa_done"],
+                               "error": error, "next": target}
+    if not user["totp_enabled"]:
+        secret = user["totp_secret"] or accounts.totp_begin(state.store, user["id"])
+        context.update(secret=secret, qr_svg=accounts.qr_svg(accounts.provisioning_uri(user, secret)))
+    return pages.render("twofa.html", status, **context)
+
+
+def _enrolling(found: tuple[WebSessionRecord, UserRecord] | None) -> bool:
+    """A complete session, or one whose second factor is enrolment itself (no TOTP yet)."""
+    return found is not None and (found[0]["mfa_done"] or not found[1]["totp_enabled"])
+
+
+@router.get("/auth/2fa")
+def twofa(request: Request, next: str = "/") -> Response:
+    target = safe_next(next)
+    found = browser(request)
+    if not _enrolling(found):
+        return pages.redirect(login_url("/auth/2fa") if found is None else "/auth/login/code")
+    assert found is not None
+    return _twofa_page(get_state(request), *found, target=target)
+
+
+@router.post("/auth/2fa/enable")
+async def twofa_enable(request: Request) -> Response:
+    """Confirm the pending secret with a code: 2FA is on, the recovery codes are shown (this once), the other
+    sessions of the account are signed out and this browser gets a new, complete session."""
+    state = get_state(request)
+    found = browser(request)
+    data = await pages.form(request)
+    target = safe_next(data.get("next"))
+    if not _enrolling(found):
+        return pages.redirect(login_url("/auth/2fa"))
+    assert found is not None
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    try:
+        codes = await asyncio.to_thread(accounts.totp_confirm, state.store, user["id"], data.get("code", "")[:64])
+    except accounts.AccountError as exc:
+        return _twofa_page(state, session, user, 400, str(exc), target)
+    websessions.revoke_all(state.store, user["id"], keep=session)
+    response = pages.render("recovery.html", title="Recovery codes", codes=codes, next=target)
+    websessions.sign_in(request, response, user)
+    return response
+
+
+@router.post("/auth/2fa/disable")
+async def twofa_disable(request: Request) -> Response:
+    """Turn TOTP off with a current code (not while the user's role requires it)."""
+    state = get_state(request)
+    found = browser(request)
+    if found is None or not found[0]["mfa_done"]:
+        return pages.redirect(login_url("/auth/2fa"))
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    if user["role"] in state.settings.auth.require_2fa_roles:
+        return _twofa_page(state, session, user, 403, f"The role {user['role']} requires two-factor sign-in.")
+    code = (await pages.form(request)).get("code", "")[:64]
+    if not await asyncio.to_thread(accounts.verify_totp, state.store, user, code):
+        return _twofa_page(state, session, user, 400, "That code is not right (or was used already).")
+    state.store.set_totp(user["id"], None, enabled=False)
+    state.store.set_recovery_codes(user["id"], [])
+    return pages.redirect("/auth/account")
+
+
+# -- the account page: sessions -----------------------------------------------------------------------------
+def _when(at: float | None) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC") if at else ""
+
+
+def _complete(request: Request) -> tuple[WebSessionRecord, UserRecord] | None:
+    found = browser(request)
+    return found if found is not None and found[0]["mfa_done"] else None
+
+
+@router.get("/auth/account")
+def account(request: Request) -> Response:
+    """Who is signed in, with every browser signed in to the account (each can be signed out)."""
+    state = get_state(request)
+    found = browser(request)
+    if found is None or not found[0]["mfa_done"]:
+        return pages.redirect(login_url("/auth/account") if found is None else "/auth/login/code")
+    session, user = found
+    current = websessions.session_id(session)
+    rows = [{"id": websessions.session_id(s), "created": _when(s["created"]), "last_seen": _when(s["last_seen"]),
+             "address": s["address"] or "", "user_agent": (s["user_agent"] or "")[:80],
+             "current": websessions.session_id(s) == current}
+            for s in websessions.list_sessions(state.store, user["id"], state.settings.auth) if s["mfa_done"]]
+    return pages.render("account.html", title="Your account", wide=True, csrf=session["csrf"], email=user["email"],
+                        role=user["role"], totp_enabled=user["totp_enabled"], sessions=rows)
+
+
+@router.post("/auth/sessions/revoke")
+async def revoke_session(request: Request) -> Response:
+    """Sign out one of the account's other browsers."""
+    state = get_state(request)
+    found = _complete(request)
+    if found is None:
+        return pages.redirect(login_url("/auth/account"))
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    websessions.revoke_by_id(state.store, user["id"], (await pages.form(request)).get("session", "")[:64])
+    return pages.redirect("/auth/account")
+
+
+@router.post("/auth/logout-everywhere")
+async def logout_everywhere(request: Request) -> Response:
+    """Sign out every browser of the account, this one included."""
+    state = get_state(request)
+    found = _complete(request)
+    if found is None:
+        return pages.redirect("/auth/login")
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    websessions.revoke_all(state.store, user["id"])
+    response = pages.message("Signed out everywhere", "Every browser signed in to your account is signed out.",
+                             links=(("/auth/login", "Sign in"),))
+    websessions.sign_out(request, response)
+    return response
+
+
+@router.post("/auth/logout")
+async def logout(request: Request) -> Response:
+    """Sign out this browser (its session is revoked server-side, not only its cookie dropped)."""
+    state = get_state(request)
+    found = browser(request)
+    if found is not None and not await pages.session_csrf_ok(request, state, found[0]):
+        return pages.refused()
+    response = pages.redirect("/auth/login")
+    websessions.sign_out(request, response)
+    return response

@@ -1,0 +1,313 @@
+"""Local accounts in the browser: sign-in (password, then a TOTP or recovery code), registration, email
+verification and password reset, as server-rendered forms (``pages``) over ``accounts`` and ``websessions``.
+
+Every failed sign-in, at either step, shows the same line whether or not the email has an account, and the
+reset form says the same for any address. A browser whose password step passed but whose second factor is still
+due holds a session with ``mfa_done`` false: it reaches the code page, or enrolment when its role requires 2FA
+and none is set up (``account_routes``), and nothing else. Passing the second factor starts a new session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import time
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from halguru.store.base import UserRecord, WebSessionRecord
+from halguru_server import ratelimit
+from halguru_server.identity import accounts, mailer, pages, websessions
+from halguru_server.identity.guards import public
+from halguru_server.identity.urls import safe_next
+from halguru_server.state import ServerState, client_address, get_state
+
+log = logging.getLogger("halguru.server.identity")
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
+MAIL_FAILED = "The mail could not be sent just now; try again in a few minutes."
+BAD_LINK = "This link is not valid: it was used already, has expired, or was copied incompletely."
+
+
+def browser(request: Request) -> tuple[WebSessionRecord, UserRecord] | None:
+    """The browser's live session and its user (second factor passed or not), else None."""
+    state = get_state(request)
+    secret = request.cookies.get(websessions.COOKIE)
+    return websessions.verify(state.store, secret, state.settings.auth) if secret else None
+
+
+def login_url(target: str) -> str:
+    return "/auth/login" if target == "/" else f"/auth/login?next={quote(target, safe='')}"
+
+
+def _login_page(request: Request, status: int = 200, *, error: str | None = None, notice: str | None = None,
+                email: str = "", target: str = "/") -> HTMLResponse:
+    state = get_state(request)
+    token = pages.pre_token(request)
+    auth = state.settings.auth
+    response = pages.render("login.html", status, title="Sign in", csrf=token, next=target, email=email,
+                            error=error, notice=notice, providers=[p.name for p in auth.oidc],
+                            registration=auth.registration)
+    return pages.remember_pre(response, request, token)
+
+
+@router.get("/auth/login")
+def login_form(request: Request, next: str = "/") -> Response:
+    """The sign-in page; a browser signed in already goes on to ``next``."""
+    target = safe_next(next)
+    found = browser(request)
+    if found is not None:
+        return pages.redirect(target if found[0]["mfa_done"] else _second_step(found[1], target))
+    return _login_page(request, target=target)
+
+
+@router.post("/auth/login")
+async def login(request: Request) -> Response:
+    """The password step; then a new session, complete or waiting for the second factor."""
+    state = get_state(request)
+    data = await pages.pre_form(request)
+    if data is None:
+        return pages.refused()
+    email, target = data.get("email", "").strip(), safe_next(data.get("next"))
+    try:
+        user = await asyncio.to_thread(accounts.authenticate, state.store, email, data.get("password", ""),
+                                       state.settings.auth)
+    except accounts.SignInFailed as exc:
+        return _login_page(request, 401, error=str(exc), email=email, target=target)
+    if not user["email_verified"]:
+        sent = await _send_verification(request, state, user)
+        return pages.message("Confirm your email first", "This account's email address is not confirmed yet.",
+                             "A new confirmation link was sent to it." if sent else MAIL_FAILED,
+                             links=(("/auth/login", "Sign in"),), status=403)
+    needs = accounts.needs_2fa(user, state.settings.auth)
+    response = pages.redirect(_second_step(user, target) if needs else target)
+    websessions.sign_in(request, response, user, mfa_done=not needs)
+    return response
+
+
+def _second_step(user: UserRecord, target: str) -> str:
+    """Where a browser that passed the password goes for its second factor: the code, or enrolment."""
+    where = "/auth/login/code" if user["totp_enabled"] else "/auth/2fa"
+    return where if target == "/" else f"{where}?next={quote(target, safe='')}"
+
+
+@router.get("/auth/login/code")
+def code_form(request: Request, next: str = "/") -> Response:
+    target = safe_next(next)
+    found = browser(request)
+    if found is None:
+        return pages.redirect(login_url(target))
+    session, user = found
+    if session["mfa_done"] or not user["totp_enabled"]:
+        return pages.redirect(target if session["mfa_done"] else _second_step(user, target))
+    return pages.render("code.html", title="Two-factor sign-in", csrf=session["csrf"], next=target)
+
+
+@router.post("/auth/login/code")
+async def code(request: Request) -> Response:
+    """The second step: a TOTP or recovery code. Wrong codes count towards the lockout like passwords, and a
+    lockout ends this half-signed-in session (the password is asked again)."""
+    state = get_state(request)
+    found = browser(request)
+    data = await pages.form(request)
+    target = safe_next(data.get("next"))
+    if found is None:
+        return pages.redirect(login_url(target))
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    if session["mfa_done"] or not user["totp_enabled"]:
+        return pages.redirect(target if session["mfa_done"] else _second_step(user, target))
+    ok = not _locked(user) and await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
+                                                       data.get("code", "")[:64])
+    if not ok:
+        auth = state.settings.auth
+        after = state.store.record_login_failure(user["id"], auth.login_max_failures, auth.lockout_base,
+                                                 auth.lockout_max)
+        if _locked(after):
+            page = _login_page(request, 401, error=accounts.SIGN_IN_FAILED, target=target)
+            websessions.sign_out(request, page)
+            return page
+        return pages.render("code.html", 401, title="Two-factor sign-in", csrf=session["csrf"], next=target,
+                            error="That code is not right (or was used already). Try the next one.")
+    state.store.record_login_success(user["id"])
+    response = pages.redirect(target)
+    websessions.sign_in(request, response, user)  # a new session id now that both factors passed
+    return response
+
+
+def _locked(user: UserRecord) -> bool:
+    return user["locked_until"] is not None and user["locked_until"] > time.time()
+
+
+# -- registration and email verification -----------------------------------------------------------------------
+def _register_page(request: Request, status: int = 200, *, error: str | None = None, invite: str = "",
+                   email: str = "", name: str = "") -> HTMLResponse:
+    token = pages.pre_token(request)
+    response = pages.render("register.html", status, title="Create an account", csrf=token, invite=invite,
+                            email=email, name=name, error=error, min_password=accounts.MIN_PASSWORD)
+    return pages.remember_pre(response, request, token)
+
+
+def _registration_closed(state: ServerState, invite: str) -> HTMLResponse | None:
+    """The page that says why this browser cannot register, or None when it may."""
+    mode = state.settings.auth.registration
+    if mode == "closed":
+        return pages.message("Registration is closed", "Ask the operator of this server for an account.",
+                             links=(("/auth/login", "Sign in"),), status=404)
+    if mode == "invite" and not invite:
+        return pages.message("Registration needs an invitation", "Open the invitation link you were sent.",
+                             links=(("/auth/login", "Sign in"),), status=403)
+    if mode == "open" and state.settings.auth.smtp is None:
+        return pages.message("Registration is unavailable", "This server cannot send the mail that confirms an "
+                             "address (no auth.smtp).", links=(("/auth/login", "Sign in"),), status=503)
+    return None
+
+
+@router.get("/auth/register")
+def register_form(request: Request, invite: str = "") -> Response:
+    state = get_state(request)
+    invite = invite[:200]
+    return _registration_closed(state, invite) or _register_page(request, invite=invite)
+
+
+@router.post("/auth/register")
+async def register(request: Request) -> Response:
+    """A new account (role ``user``, or the invitation's), confirmed by a mailed link before it can sign in. An
+    email that has an account gets a mail saying so instead, and the page reads the same either way."""
+    state = get_state(request)
+    data = await pages.pre_form(request)
+    if data is None:
+        return pages.refused()
+    invite, name = data.get("invite", ""), data.get("name", "")[:100]
+    closed = _registration_closed(state, invite)
+    if closed is not None:
+        return closed
+    ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))
+    try:
+        email = accounts.check_email(data.get("email", ""))
+        accounts.check_password(data.get("password", ""))
+    except accounts.AccountError as exc:
+        return _register_page(request, 400, error=str(exc), invite=invite, email=data.get("email", ""), name=name)
+    role, verified = "user", False
+    if state.settings.auth.registration == "invite":
+        grant = accounts.consume_token(state.store, invite, "invite")
+        bound = str(grant["data"].get("email", "")).lower() if grant else ""
+        if grant is None or (bound and bound != email):
+            return _register_page(request, 403, error=BAD_LINK + " Ask for a new invitation.", email=email,
+                                  name=name)
+        role, verified = str(grant["data"].get("role", "user")), bool(bound)
+    return await _create(request, state, email, name, data["password"], role, verified)
+
+
+async def _create(request: Request, state: ServerState, email: str, name: str, password: str, role: str,
+                  verified: bool) -> Response:
+    done = pages.message("Check your mail", f"A link to confirm {email} is on its way. Open it, then sign in.",
+                         links=(("/auth/login", "Sign in"),))
+    try:
+        user = await asyncio.to_thread(accounts.create_user, state.store, email, role=role, name=name,
+                                       password=password, email_verified=verified)
+    except accounts.AccountError:  # the email has an account: its owner hears of it, this page does not say
+        reset = f"{mailer.base_url(request, state.settings.auth)}/auth/reset"
+        await _mail(state, email, "Your halguru account", "Someone asked to create a halguru account for this "
+                    f"address, which has one already. To set a new password, open {reset}\n\nIf it was not you, "
+                    "ignore this mail.\n")
+        return done
+    if verified:
+        return pages.message("Account created", "Your account is ready.", links=(("/auth/login", "Sign in"),),
+                             status=201)
+    return done if await _send_verification(request, state, user) else pages.message(
+        "Account created", f"The account exists, but the confirmation mail could not be sent. {MAIL_FAILED} "
+        "Signing in sends a new link.", links=(("/auth/login", "Sign in"),), status=201)
+
+
+async def _mail(state: ServerState, to: str, subject: str, text: str) -> bool:
+    """Send an account mail; False (logged) when it could not go out."""
+    try:
+        await mailer.send(state.settings.auth, to, subject, text)
+    except (mailer.MailNotConfigured, smtplib.SMTPException, OSError, ValueError):
+        return False
+    return True
+
+
+async def _send_verification(request: Request, state: ServerState, user: UserRecord) -> bool:
+    if not user["email"]:
+        return False
+    token = accounts.issue_token(state.store, "verify", user["id"], mailer.VERIFY_TTL, {"email": user["email"]})
+    url = mailer.link(request, state.settings.auth, "/auth/verify", token)
+    return await _mail(state, user["email"], "Confirm your email for halguru", mailer.verification_text(url))
+
+
+@router.get("/auth/verify")
+def verify(request: Request, token: str = "") -> Response:
+    """The link in the confirmation mail: the address is confirmed (once; the link then stops working)."""
+    state = get_state(request)
+    grant = accounts.consume_token(state.store, token, "verify")
+    user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
+    if grant is None or user is None or user["email"] != grant["data"].get("email"):
+        return pages.message("Link not valid", BAD_LINK, "Signing in sends a new one.",
+                             links=(("/auth/login", "Sign in"),), status=400)
+    state.store.update_user(user["id"], email_verified=True)
+    return pages.message("Email confirmed", f"{user['email']} is confirmed: you can sign in now.",
+                         links=(("/auth/login", "Sign in"),))
+
+
+# -- password reset ----------------------------------------------------------------------------------------
+@router.get("/auth/reset")
+def reset_form(request: Request, token: str = "") -> Response:
+    """Without a token: ask for the email. With one (the mailed link): the new-password form; the token is
+    spent only when that form is sent, so a mail scanner opening the link spends nothing."""
+    pre = pages.pre_token(request)
+    if token:
+        response = pages.render("reset_set.html", title="Choose a new password", csrf=pre, token=token[:200],
+                                min_password=accounts.MIN_PASSWORD)
+    else:
+        response = pages.render("reset_request.html", title="Reset your password", csrf=pre)
+    return pages.remember_pre(response, request, pre)
+
+
+@router.post("/auth/reset")
+async def reset_request(request: Request) -> Response:
+    """Mail a reset link if the email has an enabled account; the page reads the same for any address."""
+    state = get_state(request)
+    data = await pages.pre_form(request)
+    if data is None:
+        return pages.refused()
+    ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))
+    email = data.get("email", "").strip()
+    user = state.store.user_by_email(email) if "@" in email else None
+    if user is not None and not user["disabled"] and user["email"]:
+        state.store.revoke_auth_tokens(user["id"], "reset")  # only the newest link works
+        token = accounts.issue_token(state.store, "reset", user["id"], mailer.RESET_TTL)
+        url = mailer.link(request, state.settings.auth, "/auth/reset", token)
+        await _mail(state, user["email"], "Set a new halguru password", mailer.reset_text(url))
+    return pages.message("Check your mail", "If that address belongs to an account, a link to set a new "
+                         "password is on its way. It works once, for one hour.", links=(("/auth/login", "Sign in"),))
+
+
+@router.post("/auth/reset/set")
+async def reset_set(request: Request) -> Response:
+    """The new password; the link is spent, and every session of the account is signed out."""
+    state = get_state(request)
+    data = await pages.pre_form(request)
+    if data is None:
+        return pages.refused()
+    token, password = data.get("token", ""), data.get("password", "")
+    try:
+        accounts.check_password(password)
+    except accounts.AccountError as exc:
+        pre = pages.pre_token(request)
+        return pages.render("reset_set.html", 400, title="Choose a new password", csrf=pre, token=token,
+                            min_password=accounts.MIN_PASSWORD, error=str(exc))
+    grant = accounts.consume_token(state.store, token, "reset")
+    user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
+    if user is None or user["disabled"]:
+        return pages.message("Link not valid", BAD_LINK, links=(("/auth/reset", "Ask for a new link"),),
+                             status=400)
+    await asyncio.to_thread(accounts.set_password, state.store, user["id"], password)
+    state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address
+    websessions.revoke_all(state.store, user["id"])
+    return pages.message("Password changed", "Your new password is set, and every browser signed in to this "
+                         "account was signed out.", links=(("/auth/login", "Sign in"),))

@@ -1,0 +1,83 @@
+"""Account mail (address verification, password reset) through ``auth.smtp``, sent by the email channel's SMTP
+client (``halguru.channels.email.send_mail``): one SMTP code path, one set of TLS rules.
+
+Links point at ``auth.public_url`` when it is set. Without it they are built from the request's own address,
+which is the ``Host`` header a client chose: fine on a server reached by one name, but a stranger asking for a
+reset of someone else's account could make its link name their host, so a public server should set it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import urlencode
+
+from fastapi import Request
+
+from halguru_server.identity.settings import AuthSettings, SmtpSettings
+
+log = logging.getLogger("halguru.server.identity")
+VERIFY_TTL = 2 * 86400.0  # an address-verification link works for two days
+RESET_TTL = 3600.0  # a password-reset link for one hour
+
+
+class MailNotConfigured(Exception):
+    """``auth.smtp`` is not set: no verification or reset mail can go out."""
+
+
+def base_url(request: Request, auth: AuthSettings) -> str:
+    """Where browsers reach this server: ``auth.public_url``, else the request's scheme and host."""
+    if auth.public_url:
+        return auth.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def link(request: Request, auth: AuthSettings, path: str, token: str) -> str:
+    return f"{base_url(request, auth)}{path}?{urlencode({'token': token})}"
+
+
+def compose(smtp: SmtpSettings, to: str, subject: str, text: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = smtp.sender
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Date"] = formatdate(localtime=False)
+    mail["Message-ID"] = make_msgid(domain=smtp.sender.rpartition("@")[2] or None)
+    mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: not to be answered by responders
+    mail.set_content(text)
+    return mail
+
+
+def _send_now(smtp: SmtpSettings, mail: EmailMessage) -> None:
+    from halguru.channels.email import SmtpConfig, send_mail
+
+    security = "ssl" if smtp.ssl else "starttls" if smtp.starttls else "none"
+    config = SmtpConfig(host=smtp.host, port=smtp.port, security=security, username=smtp.username)
+    send_mail(config, smtp.username or smtp.sender, smtp.password, mail)
+
+
+async def send(auth: AuthSettings, to: str, subject: str, text: str) -> None:
+    """Send one account mail (off the event loop). MailNotConfigured without ``auth.smtp``; SMTP failures are
+    logged and raised as OSError or smtplib's errors for the page to say that the mail could not go out."""
+    if auth.smtp is None:
+        raise MailNotConfigured("auth.smtp is not set")
+    mail = compose(auth.smtp, to, subject, text)
+    try:
+        await asyncio.to_thread(_send_now, auth.smtp, mail)
+    except Exception as exc:
+        log.warning("account mail to %s failed: %s: %s", to, type(exc).__name__, exc)
+        raise
+
+
+def verification_text(url: str) -> str:
+    return (f"Confirm your email address for halguru by opening this link:\n\n{url}\n\n"
+            f"It works once, for {int(VERIFY_TTL // 3600)} hours. If you did not create an account, ignore "
+            "this mail.\n")
+
+
+def reset_text(url: str) -> str:
+    return (f"Someone (hopefully you) asked to set a new halguru password for this address. Open this link to "
+            f"choose one:\n\n{url}\n\nIt works once, for {int(RESET_TTL // 60)} minutes. If you did not ask, "
+            "ignore this mail: your password stays as it is.\n")

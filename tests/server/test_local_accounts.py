@@ -1,0 +1,222 @@
+"""Local accounts over HTTP against a real uvicorn, with aiosmtpd on loopback capturing the mail: registration
+modes, email verification, password reset, lockout, 2FA required by role, session fixation, CSRF and sign-out.
+The same journey in real Chromium is test_local_accounts_browser.py."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.server.localaccounts import (
+    PASSWORD,
+    Accounts,
+    accounts_server_fixture,
+    csrf,
+    post_form,
+    sign_in,
+    smtp_server_fixture,
+    totp_now,
+)
+
+__all__ = ["accounts_server_fixture", "smtp_server_fixture"]  # pytest finds them here
+COOKIE = "halguru_session"
+
+
+def _signed_in(client: httpx.Client, email: str) -> bool:
+    page = client.get("/auth/account")
+    return page.status_code == 200 and email in page.text
+
+
+def test_register_verify_sign_in_and_sign_out_revokes_the_session(accounts_server) -> None:
+    accounts: Accounts = accounts_server()
+    with accounts.client() as client:
+        done = post_form(client, "/auth/register", "/auth/register", email="Ann@Example.com", name="Ann",
+                         password=PASSWORD)
+        assert done.status_code == 200 and "Check your mail" in done.text
+        link = accounts.link(1, "ann@example.com")
+        assert link.startswith(accounts.url + "/auth/verify?token=")
+        refused = sign_in(client, "ann@example.com")  # not confirmed yet: a new link goes out
+        assert refused.status_code == 403 and COOKIE not in refused.cookies
+        accounts.link(2, "ann@example.com")
+        assert client.get(link).status_code == 200
+        assert client.get(link).status_code == 400  # single use
+        signed = sign_in(client, "ann@example.com")
+        assert signed.status_code == 303 and signed.headers["location"] == "/auth/account"
+        cookie = signed.headers["set-cookie"]
+        assert re.search(r"halguru_session=[^;]+;", cookie)
+        flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+        assert {"httponly", "path=/", "samesite=lax"} <= flags and "secure" not in flags  # plain http here
+        old = client.cookies[COOKIE]
+        assert _signed_in(client, "ann@example.com")
+        out = client.post("/auth/logout", data={"csrf_token": csrf(client.get("/auth/account"))})
+        assert out.status_code == 303
+    with accounts.client(cookies={COOKIE: old}) as replay:  # the old cookie, replayed: revoked server-side
+        assert replay.get("/auth/account").headers["location"].startswith("/auth/login")
+
+
+def test_registration_closed_and_by_invitation(accounts_server) -> None:
+    from halguru_server.identity import accounts as rules
+
+    closed = accounts_server(registration="closed")
+    with closed.client() as client:
+        assert client.get("/auth/register").status_code == 404
+        assert "Create an account" not in client.get("/auth/login").text
+    invited = accounts_server(registration="invite")
+    store = invited.server.state.store
+    token = rules.issue_token(store, "invite", None, 3600, {"email": "bo@example.com", "role": "developer"})
+    with invited.client() as client:
+        assert client.get("/auth/register").status_code == 403
+        wrong = post_form(client, f"/auth/register?invite={token}", "/auth/register", invite=token,
+                          email="eve@example.com", password=PASSWORD)
+        assert wrong.status_code == 403  # an invitation for another address (and now spent)
+        token = rules.issue_token(store, "invite", None, 3600, {"email": "bo@example.com", "role": "developer"})
+        made = post_form(client, f"/auth/register?invite={token}", "/auth/register", invite=token,
+                         email="bo@example.com", password=PASSWORD)
+        assert made.status_code == 201, made.text  # the invitation came by mail: the address is confirmed
+        user = store.user_by_email("bo@example.com")
+        assert user is not None and user["role"] == "developer" and user["email_verified"]
+        assert sign_in(client, "bo@example.com").status_code == 303
+
+
+def test_an_existing_email_registers_like_a_new_one_and_its_owner_is_told(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("cy@example.com")
+    with accounts.client() as client:
+        page = post_form(client, "/auth/register", "/auth/register", email="cy@example.com", password=PASSWORD * 2)
+        assert page.status_code == 200 and "Check your mail" in page.text
+    mail = accounts.smtp.wait_for(1)[0]
+    assert "has one already" in mail.get_content() and "/auth/reset" in mail.get_content()
+    assert len(accounts.server.state.store.list_users()) == 1
+
+
+def test_reset_mails_only_real_accounts_says_the_same_and_signs_out_everywhere(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("di@example.com")
+    with accounts.client() as elsewhere, accounts.client() as client:
+        assert sign_in(elsewhere, "di@example.com").status_code == 303
+        unknown = post_form(client, "/auth/reset", "/auth/reset", email="nobody@example.com")
+        known = post_form(client, "/auth/reset", "/auth/reset", email="di@example.com")
+        assert unknown.status_code == known.status_code == 200 and unknown.text == known.text
+        link = accounts.link(1, "di@example.com")
+        assert len(accounts.smtp.received) == 1
+        path = link.removeprefix(accounts.url)
+        token = path.split("token=")[1]
+        assert client.get(path).status_code == 200  # opening the link spends nothing
+        short = post_form(client, path, "/auth/reset/set", token=token, password="short")
+        assert short.status_code == 400
+        done = post_form(client, path, "/auth/reset/set", token=token, password="a brand new password")
+        assert done.status_code == 200 and "Password changed" in done.text
+        again = post_form(client, path, "/auth/reset/set", token=token, password="yet another password")
+        assert again.status_code == 400
+        assert not _signed_in(elsewhere, "di@example.com")
+        assert sign_in(client, "di@example.com").status_code == 401
+        assert sign_in(client, "di@example.com", "a brand new password").status_code == 303
+
+
+def test_lockout_after_n_failures_answers_like_an_unknown_account(accounts_server) -> None:
+    accounts = accounts_server(login_max_failures=3)
+    accounts.user("ed@example.com")
+    with accounts.client() as client:
+        unknown = sign_in(client, "nobody@example.com", "wrong password!")
+        answers = [sign_in(client, "ed@example.com", "wrong password!") for _ in range(3)]
+        locked = sign_in(client, "ed@example.com")  # the right password, while locked
+        assert {r.status_code for r in [unknown, *answers, locked]} == {401}
+        message = re.compile(r'<p class="error" role="alert">(.*?)</p>')
+        assert len({message.search(r.text).group(1) for r in [unknown, *answers, locked]}) == 1  # type: ignore[union-attr]
+        assert COOKIE not in client.cookies
+
+
+def test_a_role_that_requires_2fa_must_enrol_before_anything_else(accounts_server) -> None:
+    accounts = accounts_server(require_2fa_roles=["admin"])
+    accounts.user("fay@example.com", role="admin")
+    with accounts.client() as client:
+        first = sign_in(client, "fay@example.com")
+        assert first.headers["location"].startswith("/auth/2fa")
+        pending = client.cookies[COOKIE]
+        assert client.get("/auth/account").headers["location"] == "/auth/login/code"
+        page = client.get("/auth/2fa")
+        assert page.status_code == 200 and "requires two-factor" in page.text and "<svg" in page.text
+        secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
+        wrong = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": "000000"})
+        assert wrong.status_code == 400 and secret in wrong.text  # the same secret, shown again
+        done = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret)})
+        assert done.status_code == 200
+        codes = re.findall(r"<li><code>([a-z2-7]{5}-[a-z2-7]{5})</code></li>", done.text)
+        assert len(codes) == 10
+        assert client.cookies[COOKIE] != pending  # a new session once both factors passed
+        assert _signed_in(client, "fay@example.com")
+    with accounts.client(cookies={COOKIE: pending}) as replay:
+        assert replay.get("/auth/account").headers["location"].startswith("/auth/login")
+
+
+def test_sign_in_starts_a_new_session_and_a_planted_cookie_is_not_kept(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("gus@example.com")
+    with accounts.client() as client:
+        client.cookies.set(COOKIE, "planted-by-an-attacker-0123456789abcdef", domain="127.0.0.1")
+        token = csrf(client.get("/auth/login"))
+        fields = {"csrf_token": token, "email": "gus@example.com", "password": PASSWORD}
+        assert client.post("/auth/login", data=fields).status_code == 303
+        first = client.cookies[COOKIE]
+        assert first != "planted-by-an-attacker-0123456789abcdef"
+        assert client.post("/auth/login", data=fields).status_code == 303  # a second tab's form
+        second = client.cookies[COOKIE]
+        assert second != first
+    with accounts.client(cookies={COOKIE: first}) as replay:  # the session signed in over is gone
+        assert not _signed_in(replay, "gus@example.com")
+
+
+def test_cross_site_and_tokenless_posts_are_refused(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("hal@example.com")
+    with accounts.client() as client:
+        page = client.get("/auth/login")
+        token = csrf(page)
+        fields = {"email": "hal@example.com", "password": PASSWORD}
+        evil = client.post("/auth/login", data={"csrf_token": token, **fields},
+                           headers={"Origin": "http://evil.example"})
+        assert evil.status_code == 403 and COOKIE not in evil.cookies
+        assert client.post("/auth/login", data=fields).status_code == 403  # no token
+        assert client.post("/auth/login", data={"csrf_token": "x" * 32, **fields}).status_code == 403
+        assert client.post("/auth/login", data={"csrf_token": token, **fields},
+                           headers={"Origin": ""}).status_code == 403  # neither Origin nor Referer
+        assert sign_in(client, "hal@example.com").status_code == 303
+        account = client.get("/auth/account")
+        assert client.post("/auth/logout-everywhere", data={"csrf_token": csrf(account)},
+                           headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.post("/auth/logout", data={}).status_code == 403
+        assert client.post("/auth/logout", data={"csrf_token": token}).status_code == 403  # the pre-sign-in one
+        assert _signed_in(client, "hal@example.com")
+
+
+def test_the_account_page_lists_sessions_and_signs_out_one_or_all(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("ivy@example.com")
+    with accounts.client() as laptop, accounts.client() as phone, accounts.client() as tablet:
+        for client in (laptop, phone, tablet):
+            assert sign_in(client, "ivy@example.com").status_code == 303
+        page = laptop.get("/auth/account")
+        ids = re.findall(r'name="session" value="([0-9a-f]+)"', page.text)
+        assert len(ids) == 2 and "this browser" in page.text  # the others can be signed out
+        revoked = laptop.post("/auth/sessions/revoke", data={"csrf_token": csrf(page), "session": ids[0]})
+        assert revoked.status_code == 303
+        assert [_signed_in(c, "ivy@example.com") for c in (phone, tablet)].count(True) == 1
+        page = laptop.get("/auth/account")
+        out = laptop.post("/auth/logout-everywhere", data={"csrf_token": csrf(page)})
+        assert out.status_code == 200
+        assert not any(_signed_in(c, "ivy@example.com") for c in (laptop, phone, tablet))
+
+
+def test_pages_are_escaped_script_free_and_not_cached(accounts_server) -> None:
+    accounts = accounts_server()
+    with accounts.client() as client:
+        page = client.get("/auth/login", params={"next": "/chat/<script>alert(1)</script>"})
+        assert "<script" not in page.text
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "same-origin"
+        far = client.get("/auth/login", params={"next": "//evil.example/"})
+        assert 'name="next" value="/"' in far.text
+        assert client.get("/chat/static/auth.css").status_code == 200
