@@ -66,7 +66,7 @@ def served_agent_names(config: Path | None = None) -> list[str]:
 
 
 def create(name: str, agents: str | None, expires: str | None, admin: bool = False,
-           config: Path | None = None) -> None:
+           config: Path | None = None, user: str | None = None) -> None:
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else []
     lifetime = parse_duration(expires) if expires is not None else None
     if names:
@@ -79,9 +79,17 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
         if unknown:
             raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
                                f"known: {', '.join(known) or 'none'}")
-    key, secret = create_key(open_store(), name, names, lifetime, scope="admin" if admin else "user")
+    owner = None
+    if user is not None:
+        from halguru_server.identity.accounts import find_user
+
+        owner = find_user(open_store(), user)
+    key, secret = create_key(open_store(), name, names, lifetime, scope="admin" if admin else "user",
+                             user_id=owner["id"] if owner else None)
     typer.echo(secret)
-    scope = " with admin scope (sees and acts on every principal's objects)" if admin else ""
+    scope = " with admin scope (sees and acts on every principal's objects)" if admin and not owner else ""
+    if owner:
+        scope = f" for {owner['email'] or owner['id']} ({owner['role']}{', at most developer' if not admin else ''})"
     typer.echo(f"key {key.id} ({name}) created{scope}; store it now, it is not shown again", err=True)
 
 
@@ -94,11 +102,11 @@ def show() -> None:
     if not keys:
         typer.echo("no keys; create one with `halguru keys create NAME`")
         return
-    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<7}{'EXPIRES':<18}"
+    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<7}{'USER':<22}{'EXPIRES':<18}"
                f"{'LAST USED':<18}STATE")
     for k in keys:
         typer.echo(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}{k.scope:<7}"
-                   f"{_when(k.expires):<18}{_when(k.last_used):<18}{k.state}")
+                   f"{k.user_id or '-':<22}{_when(k.expires):<18}{_when(k.last_used):<18}{k.state}")
 
 
 def revoke(name_or_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Serve mode as a halguru plugin: adds `halguru serve` and `halguru keys`.
+"""Serve mode as a halguru plugin: adds `halguru serve`, `halguru worker`, `halguru keys` and `halguru users`.
 
 Only typer is imported here: the CLI loads plugins on every start (`--help`
 too), so FastAPI, uvicorn and prometheus load inside the commands.
@@ -14,6 +14,8 @@ import typer
 from halguru.plugins import hookimpl
 
 keys_app = typer.Typer(help="API keys for `halguru serve` (shown once, stored hashed).", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in to `halguru serve`: roles, disabling, two-factor resets.",
+                        no_args_is_help=True)
 
 
 @hookimpl
@@ -23,6 +25,7 @@ def register_commands(cli: Any) -> None:
     cli.command(name="serve")(serve)
     cli.command(name="worker")(worker)
     cli.add_typer(keys_app, name="keys")
+    cli.add_typer(users_app, name="users")
 
 
 def serve(
@@ -63,11 +66,13 @@ def keys_create(
     admin: bool = typer.Option(False, "--admin", help="Operator scope: sees and acts on every principal's "
                                "conversations, runs and approvals."),
     config: Path = typer.Option(None, help="The serve config whose agents --agents is checked against."),
+    user: str = typer.Option(None, help="The user (email or id) the key belongs to: it acts as them, with at "
+                             "most their permissions (a developer's without --admin)."),
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
     from halguru_server.cli import create
 
-    create(name, agents, expires, admin, config)
+    create(name, agents, expires, admin, config, user)
 
 
 @keys_app.command("list")
@@ -84,3 +89,55 @@ def keys_revoke(name_or_id: str = typer.Argument(..., help="A key's id, or a nam
     from halguru_server.cli import revoke
 
     revoke(name_or_id)
+
+
+USER = typer.Argument(..., help="The user's email or id (usr_...).")
+
+
+@users_app.command("create")
+def users_create(
+    email: str = typer.Argument(..., help="Their email (they sign in with it)."),
+    role: str = typer.Option("user", help="admin, operator, developer or user."),
+    name: str = typer.Option("", help="Their name, as pages show it."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input "
+                                        "(one line) instead of asking."),
+    no_password: bool = typer.Option(False, "--no-password", help="No local password (they sign in with OIDC)."),
+) -> None:
+    """Create a user (the first admin of a fresh server: `halguru users create EMAIL --role admin`)."""
+    from halguru_server.users_cli import create
+
+    create(email, role, name, password_stdin, no_password)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Users with their role, two-factor state, last sign-in and state (active, locked, disabled)."""
+    from halguru_server.users_cli import show
+
+    show()
+
+
+@users_app.command("set-role")
+def users_set_role(user: str = USER,
+                   role: str = typer.Argument(..., help="admin, operator, developer or user.")) -> None:
+    """Change a user's role (their sessions and keys follow at their next request)."""
+    from halguru_server.users_cli import set_role
+
+    set_role(user, role)
+
+
+@users_app.command("disable")
+def users_disable(user: str = USER,
+                  enable: bool = typer.Option(False, "--enable", help="Enable the user again instead.")) -> None:
+    """Disable a user: signed out everywhere, their keys stop working, sign-in refused."""
+    from halguru_server.users_cli import disable
+
+    disable(user, enable)
+
+
+@users_app.command("reset-2fa")
+def users_reset_2fa(user: str = USER) -> None:
+    """Remove a user's authenticator and recovery codes (a lost phone)."""
+    from halguru_server.users_cli import reset_2fa
+
+    reset_2fa(user)

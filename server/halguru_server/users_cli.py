@@ -1,0 +1,82 @@
+"""What `halguru users` does: bootstrap and manage serve mode's people from the server's shell (the first admin
+of a fresh server has no browser session to do it with). A thin layer over ``identity.accounts``; the plugin
+module keeps only the argument parsing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+
+import typer
+
+from halguru.errors import HalguruError
+from halguru.store import open_store
+from halguru.store.base import UserRecord
+from halguru_server.identity import accounts
+from halguru_server.identity.roles import check_role
+
+
+def _password(password_stdin: bool) -> str:
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise HalguruError("--password-stdin: no password on standard input")
+        return password
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def create(email: str, role: str, name: str, password_stdin: bool, no_password: bool) -> None:
+    try:
+        check_role(role)  # every check before asking for a password that would be thrown away
+    except ValueError as exc:
+        raise HalguruError(str(exc)) from None
+    store = open_store()
+    accounts.check_email(email)
+    if store.user_by_email(email) is not None:
+        raise HalguruError(f"a user with the email {email.strip().lower()} exists already")
+    password = None if no_password else _password(password_stdin)
+    user = accounts.create_user(store, email, role=role, name=name, password=password, email_verified=True)
+    typer.echo(f"user {user['id']} ({user['email']}) created with role {user['role']}"
+               + ("" if password else "; no password: they sign in with OIDC (or set one via a reset link)"),
+               err=True)
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "never"
+
+
+def _state(user: UserRecord) -> str:
+    if user["disabled"]:
+        return "disabled"
+    if user["locked_until"] and user["locked_until"] > time.time():
+        return "locked"
+    return "active"
+
+
+def show() -> None:
+    users = accounts.list_users(open_store())
+    if not users:
+        typer.echo("no users; create the first admin with `halguru users create EMAIL --role admin`")
+        return
+    typer.echo(f"{'ID':<22}{'EMAIL':<32}{'ROLE':<11}{'2FA':<5}{'LAST SIGN-IN':<18}STATE")
+    for u in users:
+        typer.echo(f"{u['id']:<22}{(u['email'] or '-'):<32}{u['role']:<11}{'on' if u['totp_enabled'] else 'off':<5}"
+                   f"{_when(u['last_login']):<18}{_state(u)}")
+
+
+def set_role(user: str, role: str) -> None:
+    changed = accounts.set_role(open_store(), user, role)
+    typer.echo(f"{changed['email'] or changed['id']} is now {role}")
+
+
+def disable(user: str, enable: bool) -> None:
+    changed = accounts.disable_user(open_store(), user, disabled=not enable)
+    what = "enabled" if enable else "disabled (signed out everywhere; their keys stop working)"
+    typer.echo(f"{changed['email'] or changed['id']} {what}")
+
+
+def reset_2fa(user: str) -> None:
+    changed = accounts.reset_2fa(open_store(), user)
+    typer.echo(f"two-factor sign-in of {changed['email'] or changed['id']} removed (authenticator and recovery "
+               "codes); they are signed out and enrol again at their next sign-in if their role requires it")
