@@ -26,14 +26,16 @@ from halguru.agents.events import RunFinished
 from halguru.models.base import ToolCallRequest
 
 ORIGIN = "http://testserver"
-OWNED = {"conversation_id": "conversations", "job_id": "jobs", "session_id": "sessions"}  # run_id: see _resource
-USER_ONLY = {"/auth/sessions", "/auth/sessions/{session_id}", "/auth/logout-all"}
+# run_id: see _resource
+OWNED = {"conversation_id": "conversations", "job_id": "jobs", "session_id": "sessions", "key_id": "keys"}
+USER_ONLY = {"/auth/sessions", "/auth/sessions/{session_id}", "/auth/logout-all", "/v1/keys", "/v1/keys/{key_id}"}
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/conversations"): {"agent": "echo"},
     ("POST", "/chat/api/conversations"): {"agent": "echo"},
     ("POST", "/v1/conversations/{conversation_id}/messages"): {"content": "hi"},
     ("POST", "/chat/api/conversations/{conversation_id}/messages"): {"content": "hi"},
     ("POST", "/v1/jobs"): {"agent": "echo", "input": "hi", "delay": 3600},
+    ("POST", "/v1/keys"): {"name": "matrix"},
     ("POST", "/v1/chat/completions"): {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
 }
 
@@ -140,7 +142,8 @@ class World:
         return Caller(name, headers, f"user:{user_id}", roles.permissions(role), user_id=user_id, spare_session=spare)
 
     def objects(self, owner: str) -> dict[str, str]:
-        """A conversation with a finished run, a paused run waiting for approval and a queued job, all owner's."""
+        """A conversation with a finished run, a paused run waiting for approval, a queued job and (for a user)
+        an API key, all owner's."""
         conv, run, paused = self._id("conv_"), self._id("run_"), self._id("run_")
         self.store.create_conversation(conv, "echo", "mine", owner=owner)
         for run_id, status in ((run, "ok"), (paused, "paused")):
@@ -152,7 +155,8 @@ class World:
                                         '[{"role": "user", "content": "hi"}]', owner)
             self.store.finish_run(run_id, conv, done.model_dump(), [done], [])
         job, _ = self.store.enqueue_job("run", "echo", {"input": "hi"}, owner=owner, delay=3600)
-        return {"conversation_id": conv, "run_id": run, "paused": paused, "job_id": job["id"]}
+        key = create_key(self.store, "k", user_id=owner[5:])[0].id if owner.startswith("user:") else "nosuchkey"
+        return {"conversation_id": conv, "run_id": run, "paused": paused, "job_id": job["id"], "key_id": key}
 
 
 def _resource(path: str, param: str) -> str | None:

@@ -1,0 +1,69 @@
+"""/v1/keys: users make their own keys, which act as them and never reach wider than the caller."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def _browser(server, role: str, email: str) -> tuple[httpx.Client, str]:
+    """A signed-in browser of a new user with ``role`` (its CSRF token set, as the pages send it)."""
+    from halguru_server.identity import accounts, websessions
+
+    user = accounts.create_user(server.state.store, email, role=role)
+    secret, session = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
+    client = httpx.Client(base_url=server.url, cookies={websessions.COOKIE: secret},
+                          headers={"Origin": server.url, "X-CSRF-Token": session["csrf"]})
+    return client, user["id"]
+
+
+def test_a_developer_creates_a_key_that_acts_as_them_and_revokes_it(serve) -> None:
+    server = serve()
+    dev, dev_id = _browser(server, "developer", "dev@example.com")
+    made = dev.post("/v1/keys", json={"name": "laptop", "agents": ["private"], "expires": "30d"})
+    assert made.status_code == 201, made.text
+    key = made.json()
+    assert key["user_id"] == dev_id and key["scope"] == "user" and key["state"] == "active"
+    assert key["secret"].startswith("hg_") and "secret" not in dev.get("/v1/keys").json()["data"][0]
+    bearer = {"Authorization": f"Bearer {key['secret']}"}
+    conversation = httpx.post(f"{server.url}/v1/conversations", json={"agent": "private"}, headers=bearer)
+    assert conversation.status_code == 201
+    # what the key made is the user's: the browser sees it too
+    assert [c["id"] for c in dev.get("/v1/conversations").json()["data"]] == [conversation.json()["id"]]
+    assert httpx.post(f"{server.url}/v1/conversations", json={"agent": "echo"}, headers=bearer).status_code == 403
+    assert dev.delete(f"/v1/keys/{key['id']}").json()["state"] == "revoked"
+    assert httpx.get(f"{server.url}/v1/agents", headers=bearer).status_code == 401
+
+
+def test_keys_are_private_to_their_user_and_admins_see_all(serve) -> None:
+    server = serve()
+    ann, _ = _browser(server, "developer", "ann@example.com")
+    bob, bob_id = _browser(server, "developer", "bob@example.com")
+    admin, _ = _browser(server, "admin", "root@example.com")
+    ann_key = ann.post("/v1/keys", json={"name": "a"}).json()
+    bob.post("/v1/keys", json={"name": "b"})
+    assert [k["name"] for k in bob.get("/v1/keys").json()["data"]] == ["b"]
+    assert bob.delete(f"/v1/keys/{ann_key['id']}").status_code == 404  # like a key that does not exist
+    assert bob.get("/v1/keys", params={"all": "true"}).status_code == 403
+    assert sorted(k["name"] for k in admin.get("/v1/keys", params={"all": "true"}).json()["data"]) == ["a", "b"]
+    assert [k["name"] for k in admin.get("/v1/keys", params={"user": bob_id}).json()["data"]] == ["b"]
+    assert admin.delete(f"/v1/keys/{ann_key['id']}").json()["state"] == "revoked"
+
+
+def test_roles_and_keys_cannot_mint_wider_keys(serve) -> None:
+    server = serve()
+    end_user, _ = _browser(server, "user", "u@example.com")
+    assert end_user.post("/v1/keys", json={"name": "x"}).status_code == 403  # users have no keys:own
+    dev, _ = _browser(server, "developer", "d@example.com")
+    assert dev.post("/v1/keys", json={"name": "x", "admin": True}).status_code == 403
+    assert dev.post("/v1/keys", json={"name": "x", "agents": ["nope"]}).status_code == 400
+    assert dev.post("/v1/keys", json={"name": "x", "expires": "soon"}).status_code == 400
+    narrow = dev.post("/v1/keys", json={"name": "narrow", "agents": ["echo"], "expires": "1h"}).json()
+    as_key = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {narrow['secret']}"})
+    for wider in ({"name": "w", "expires": "1h"}, {"name": "w", "agents": ["echo", "private"], "expires": "1h"},
+                  {"name": "w", "agents": ["echo"]}, {"name": "w", "agents": ["echo"], "expires": "2h"}):
+        refused = as_key.post("/v1/keys", json=wider)
+        assert refused.status_code == 403, (wider, refused.text)
+    assert as_key.post("/v1/keys", json={"name": "ok", "agents": ["echo"], "expires": "30m"}).status_code == 201
+    # a signed-in state change without the CSRF token is refused; a key needs none
+    del dev.headers["X-CSRF-Token"]
+    assert dev.post("/v1/keys", json={"name": "x"}).status_code == 403
