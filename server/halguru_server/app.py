@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from halguru import __version__
 from halguru.jobs.pipeline import StoreSink
-from halguru_server import api, channels_api, errors, jobs_api, openai_api, ops, web
+from halguru_server import api, channels_api, errors, jobs_api, keys_api, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
 from halguru_server.identity import account_routes, local_routes, oidc_routes, session_routes
@@ -78,11 +78,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
     app.state.halguru = state
     errors.install(app)
-    for router in (api.router, jobs_api.router, openai_api.router, ops.router, web.router, web.pages,
-                   channels_api.router, oidc_routes.router, local_routes.router, account_routes.router):
+    for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, ops.router, web.router,
+                   web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router):
         app.include_router(router)
     app.include_router(session_routes.router)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
+    if settings.auth.proxy is not None:
+        from halguru_server.identity import proxy
+
+        proxy.install(app, settings.auth.proxy)
     _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
