@@ -321,7 +321,7 @@ async def complete(store: Store, config: OidcProvider, params: Mapping[str, str]
 
     state = params.get("state")
     if not state and params.get("error"):  # some providers drop the state from error answers
-        raise OidcError(f"the provider did not sign you in ({params['error'][:60]})", 403)
+        raise OidcError(f"the provider did not sign you in ({_code(params['error'])})", 403)
     if not state:
         raise OidcError("the sign-in answer has no state; start the sign-in again")
     flow = await asyncio.to_thread(accounts.consume_token, store, state, PURPOSE)
@@ -333,13 +333,19 @@ async def complete(store: Store, config: OidcProvider, params: Mapping[str, str]
     if not binding or not hmac.compare_digest(_binding_hash(binding), str(data.get("browser", ""))):
         raise OidcError("this sign-in was started in another browser; start it again here")
     if params.get("error"):
-        raise OidcError(f"the provider did not sign you in ({params['error'][:60]})", 403)
+        raise OidcError(f"the provider did not sign you in ({_code(params['error'])})", 403)
     code = params.get("code")
     if not code:
         raise OidcError("the sign-in answer has no code; start the sign-in again")
     meta = await discover(config)
     id_token = await _exchange(config, meta, code, data)
     return await verify_id_token(config, meta, id_token, str(data["nonce"])), str(data.get("next") or "/")
+
+
+def _code(error: object) -> str:
+    """An OAuth error code as shown (``access_denied``); anything else in its place is not echoed, so a crafted
+    callback link cannot put its own words on this server's page."""
+    return error if isinstance(error, str) and re.fullmatch(r"[a-z_]{1,40}", error) else "error"
 
 
 async def _exchange(config: OidcProvider, meta: Metadata, code: str, data: Mapping[str, Any]) -> str:
@@ -356,7 +362,7 @@ async def _exchange(config: OidcProvider, meta: Metadata, code: str, data: Mappi
             token = await client.fetch_token(meta.token_endpoint, grant_type="authorization_code", code=code,
                                              code_verifier=data["verifier"], redirect_uri=data["redirect_uri"])
     except OAuthError as exc:
-        raise OidcError(f"the provider refused the sign-in code ({str(exc.error)[:60]})") from None
+        raise OidcError(f"the provider refused the sign-in code ({_code(exc.error)})") from None
     except (httpx.HTTPError, ValueError) as exc:
         raise OidcError(f"the provider's token endpoint failed ({type(exc).__name__})", 502) from None
     id_token = token.get("id_token")
