@@ -57,6 +57,10 @@ def test_sign_in_answers_the_same_for_every_failure_and_locks_with_backoff(db) -
     assert time.time() + 25 < locked < time.time() + 31
     db.update_user(user["id"], disabled=False)
     db.record_login_success(user["id"])  # as when the lock has passed and the password is right
+    admin = accounts.create_user(db, "root@example.com", role="admin", password="correct horse")
+    db.record_login_failure(admin["id"], 3, 30, 900)
+    accounts.authenticate(db, "root@example.com", "correct horse", settings)  # a second factor follows:
+    assert db.get_user(admin["id"])["failed_logins"] == 1  # the count of wrong codes is not reset by it
     accounts.disable_user(db, user["id"])
     with pytest.raises(SignInFailed):
         accounts.authenticate(db, "ann@example.com", "correct horse", settings)

@@ -165,8 +165,9 @@ def set_password(store: Store, user_id: str, password: str) -> None:
 
 def authenticate(store: Store, email: str, password: str, settings: AuthSettings) -> UserRecord:
     """The user whose email and password these are, not disabled nor locked; else ``SignInFailed`` (the same
-    for every reason). A failure counts towards the lockout; a success clears it. The second factor is the
-    caller's next step (``needs_2fa``)."""
+    for every reason). A failure counts towards the lockout. A success clears it only when no second factor
+    follows (``needs_2fa``): otherwise the caller clears it once the code is right, so that signing in with a
+    known password again and again never resets the count of wrong codes."""
     user = store.user_by_email(email) if email and "@" in email else None
     if user is None:
         _spend_hash_time(password)
@@ -178,7 +179,8 @@ def authenticate(store: Store, email: str, password: str, settings: AuthSettings
         store.record_login_failure(user["id"], settings.login_max_failures, settings.lockout_base,
                                    settings.lockout_max)
         raise SignInFailed()
-    store.record_login_success(user["id"])
+    if not needs_2fa(user, settings):
+        store.record_login_success(user["id"])
     return user
 
 
@@ -278,7 +280,8 @@ def use_recovery_code(store: Store, user: UserRecord, code: str) -> bool:
 
 
 def verify_second_factor(store: Store, user: UserRecord, code: str) -> bool:
-    """A TOTP code or, failing that, a recovery code. Failures count towards the lockout like passwords."""
+    """A TOTP code or, failing that, a recovery code. The caller counts a failure towards the lockout
+    (``store.record_login_failure``) and a success clears it (``store.record_login_success``)."""
     return verify_totp(store, user, code) or use_recovery_code(store, user, code)
 
 
