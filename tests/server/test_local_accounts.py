@@ -209,7 +209,8 @@ def test_the_account_page_lists_sessions_and_signs_out_one_or_all(accounts_serve
 
 
 def test_pages_are_escaped_script_free_and_not_cached(accounts_server) -> None:
-    accounts = accounts_server()
+    accounts = accounts_server(oidc=[{"name": "corp", "issuer": "https://id.example.com", "client_id": "halguru",
+                                      "label": "Corp <SSO>"}])
     with accounts.client() as client:
         page = client.get("/auth/login", params={"next": "/chat/<script>alert(1)</script>"})
         assert "<script" not in page.text
@@ -220,3 +221,30 @@ def test_pages_are_escaped_script_free_and_not_cached(accounts_server) -> None:
         far = client.get("/auth/login", params={"next": "//evil.example/"})
         assert 'name="next" value="/"' in far.text
         assert client.get("/chat/static/auth.css").status_code == 200
+        login = client.get("/auth/login", params={"next": "/auth/account"})
+        assert '<a href="/auth/oidc/corp/login?next=/auth/account">Sign in with Corp &lt;SSO&gt;</a>' in login.text
+
+
+def test_wrong_codes_lock_the_account_and_a_half_signed_in_browser_shows_on_the_account_page(accounts_server) -> None:
+    from halguru_server.identity import accounts as rules
+
+    accounts = accounts_server(login_max_failures=2)
+    user = accounts.user("kim@example.com")
+    store = accounts.server.state.store
+    secret = rules.totp_begin(store, user["id"])
+    rules.totp_confirm(store, user["id"], totp_now(secret))
+    with accounts.client() as owner, accounts.client() as thief:
+        assert sign_in(owner, "kim@example.com").headers["location"] == "/auth/login/code?next=%2Fauth%2Faccount"
+        done = post_form(owner, "/auth/login/code?next=/auth/account", "/auth/login/code",
+                         code=totp_now(secret, ahead=1), next="/auth/account")
+        assert done.headers["location"] == "/auth/account"
+        assert sign_in(thief, "kim@example.com").status_code == 303  # the password is known...
+        assert thief.get("/auth/account").headers["location"] == "/auth/login/code"
+        assert "Password only" in owner.get("/auth/account").text  # ...and its owner can see it
+        wrong = post_form(thief, "/auth/login/code", "/auth/login/code", code="123456")
+        assert wrong.status_code == 401 and "not right" in wrong.text
+        locked = post_form(thief, "/auth/login/code", "/auth/login/code", code="654321")
+        assert locked.status_code == 401 and rules.SIGN_IN_FAILED in locked.text  # the sign-in starts over
+        assert thief.get("/auth/login/code").headers["location"].startswith("/auth/login")
+        assert sign_in(thief, "kim@example.com").status_code == 401  # locked, even with the password
+        assert _signed_in(owner, "kim@example.com")

@@ -110,7 +110,8 @@ def _complete(request: Request) -> tuple[WebSessionRecord, UserRecord] | None:
 
 @router.get("/auth/account")
 def account(request: Request) -> Response:
-    """Who is signed in, with every browser signed in to the account (each can be signed out)."""
+    """Who is signed in, with every browser signed in to the account (each can be signed out), including one
+    that passed the password but not the second factor: a sign that someone else knows the password."""
     state = get_state(request)
     found = browser(request)
     if found is None or not found[0]["mfa_done"]:
@@ -119,8 +120,8 @@ def account(request: Request) -> Response:
     current = websessions.session_id(session)
     rows = [{"id": websessions.session_id(s), "created": _when(s["created"]), "last_seen": _when(s["last_seen"]),
              "address": s["address"] or "", "user_agent": (s["user_agent"] or "")[:80],
-             "current": websessions.session_id(s) == current}
-            for s in websessions.list_sessions(state.store, user["id"], state.settings.auth) if s["mfa_done"]]
+             "current": websessions.session_id(s) == current, "pending": not s["mfa_done"]}
+            for s in websessions.list_sessions(state.store, user["id"], state.settings.auth)]
     return pages.render("account.html", title="Your account", wide=True, csrf=session["csrf"], email=user["email"],
                         role=user["role"], totp_enabled=user["totp_enabled"], sessions=rows)
 

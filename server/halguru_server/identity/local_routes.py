@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.background import BackgroundTask
 
 from halguru.store.base import UserRecord, WebSessionRecord
 from halguru_server import ratelimit
@@ -47,9 +48,9 @@ def _login_page(request: Request, status: int = 200, *, error: str | None = None
     state = get_state(request)
     token = pages.pre_token(request)
     auth = state.settings.auth
+    providers = [(p.name, p.label or p.name.capitalize()) for p in auth.oidc]
     response = pages.render("login.html", status, title="Sign in", csrf=token, next=target, email=email,
-                            error=error, notice=notice, providers=[p.name for p in auth.oidc],
-                            registration=auth.registration)
+                            error=error, notice=notice, providers=providers, registration=auth.registration)
     return pages.remember_pre(response, request, token)
 
 
@@ -236,7 +237,7 @@ async def _send_verification(request: Request, state: ServerState, user: UserRec
     if not user["email"]:
         return False
     token = accounts.issue_token(state.store, "verify", user["id"], mailer.VERIFY_TTL, {"email": user["email"]})
-    url = mailer.link(request, state.settings.auth, "/auth/verify", token)
+    url = mailer.link(mailer.base_url(request, state.settings.auth), "/auth/verify", token)
     return await _mail(state, user["email"], "Confirm your email for halguru", mailer.verification_text(url))
 
 
@@ -270,21 +271,29 @@ def reset_form(request: Request, token: str = "") -> Response:
 
 @router.post("/auth/reset")
 async def reset_request(request: Request) -> Response:
-    """Mail a reset link if the email has an enabled account; the page reads the same for any address."""
+    """Mail a reset link if the email has an enabled account. The page reads the same for any address and is
+    answered before anything is looked up or sent, so its timing does not tell either."""
     state = get_state(request)
     data = await pages.pre_form(request)
     if data is None:
         return pages.refused()
     ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))
-    email = data.get("email", "").strip()
-    user = state.store.user_by_email(email) if "@" in email else None
-    if user is not None and not user["disabled"] and user["email"]:
-        state.store.revoke_auth_tokens(user["id"], "reset")  # only the newest link works
-        token = accounts.issue_token(state.store, "reset", user["id"], mailer.RESET_TTL)
-        url = mailer.link(request, state.settings.auth, "/auth/reset", token)
-        await _mail(state, user["email"], "Set a new halguru password", mailer.reset_text(url))
-    return pages.message("Check your mail", "If that address belongs to an account, a link to set a new "
-                         "password is on its way. It works once, for one hour.", links=(("/auth/login", "Sign in"),))
+    response = pages.message("Check your mail", "If that address belongs to an account, a link to set a new "
+                             "password is on its way. It works once, for one hour.",
+                             links=(("/auth/login", "Sign in"),))
+    response.background = BackgroundTask(_send_reset, state, mailer.base_url(request, state.settings.auth),
+                                         data.get("email", "").strip())
+    return response
+
+
+async def _send_reset(state: ServerState, base: str, email: str) -> None:
+    user = await asyncio.to_thread(state.store.user_by_email, email) if "@" in email else None
+    if user is None or user["disabled"] or not user["email"]:
+        return
+    state.store.revoke_auth_tokens(user["id"], "reset")  # only the newest link works
+    token = accounts.issue_token(state.store, "reset", user["id"], mailer.RESET_TTL)
+    url = mailer.link(base, "/auth/reset", token)
+    await _mail(state, user["email"], "Set a new halguru password", mailer.reset_text(url))
 
 
 @router.post("/auth/reset/set")

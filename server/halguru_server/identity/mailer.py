@@ -34,8 +34,9 @@ def base_url(request: Request, auth: AuthSettings) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def link(request: Request, auth: AuthSettings, path: str, token: str) -> str:
-    return f"{base_url(request, auth)}{path}?{urlencode({'token': token})}"
+def link(base: str, path: str, token: str) -> str:
+    """A mail link: ``base`` (``base_url``) + ``path`` with the token."""
+    return f"{base}{path}?{urlencode({'token': token})}"
 
 
 def compose(smtp: SmtpSettings, to: str, subject: str, text: str) -> EmailMessage:
