@@ -73,6 +73,8 @@ async def twofa_enable(request: Request) -> Response:
     except accounts.AccountError as exc:
         return _twofa_page(state, session, user, 400, str(exc), target)
     websessions.revoke_all(state.store, user["id"], keep=session)
+    if not session["mfa_done"]:  # this was the sign-in's second step: it passed
+        state.store.record_login_success(user["id"])
     response = pages.render("recovery.html", title="Recovery codes", codes=codes, next=target)
     websessions.sign_in(request, response, user)
     return response
