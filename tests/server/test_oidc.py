@@ -513,3 +513,53 @@ def test_sign_in_starts_are_rate_limited(serve: Callable[..., Server], fake: Fak
     with httpx.Client(base_url=server.url) as client:
         codes = [client.get("/auth/oidc/fake/login").status_code for _ in range(3)]
     assert codes == [303, 303, 429]
+
+
+def test_openid_is_always_asked_for(site: Site, fake: FakeProvider) -> None:
+    _, client = site(fake_config(fake, scopes=["email"]))
+    assert login(client)["scope"].split() == ["openid", "email"]
+
+
+def _meta(issuer: str) -> oidc.Metadata:
+    return oidc.Metadata(issuer=issuer, authorization_endpoint=f"{issuer}/a", token_endpoint=f"{issuer}/t",
+                         jwks_uri=f"{issuer}/k", algorithms=("RS256",), auth_methods=("client_secret_basic",))
+
+
+def test_google_tokens_may_name_the_bare_issuer() -> None:
+    from halguru_server.identity.settings import OidcProvider
+
+    google = OidcProvider(name="google", client_id="cid")
+    now = int(time.time())
+    claims = {"iss": "accounts.google.com", "aud": "cid", "sub": "1", "iat": now, "exp": now + 60, "nonce": "n"}
+    oidc.check_claims(google, _meta(oidc.GOOGLE_ISSUER), claims, "n")
+    with pytest.raises(oidc.OidcError, match="iss is not this provider"):
+        oidc.check_claims(google, _meta(oidc.GOOGLE_ISSUER), {**claims, "iss": "evil.example"}, "n")
+    with pytest.raises(oidc.OidcError, match="iss is not this provider"):  # only Google's own issuer has two names
+        oidc.check_claims(google, _meta("https://id.example.com"), claims, "n")
+
+
+def test_leeway_is_sixty_seconds() -> None:
+    from halguru_server.identity.settings import OidcProvider
+
+    config, meta, now = OidcProvider(name="corp", client_id="cid", issuer="https://id.example.com"), \
+        _meta("https://id.example.com"), int(time.time())
+    claims = {"iss": meta.issuer, "aud": "cid", "sub": "1", "nonce": "n"}
+    oidc.check_claims(config, meta, {**claims, "iat": now + 50, "exp": now - 50}, "n", now=now)  # skew forgiven
+    with pytest.raises(oidc.OidcError, match="expired"):
+        oidc.check_claims(config, meta, {**claims, "iat": now - 600, "exp": now - 70}, "n", now=now)
+    with pytest.raises(oidc.OidcError, match="iat is not valid"):
+        oidc.check_claims(config, meta, {**claims, "iat": now + 70, "exp": now + 600}, "n", now=now)
+
+
+@pytest.mark.parametrize(("claims", "email"), [
+    ({"email": "Ann@Example.com", "email_verified": True}, "ann@example.com"),
+    ({"email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),
+    ({"email": "ann@example.com", "xms_edov": True}, "ann@example.com"),  # Entra: domain owner verified
+    ({"email": "ann@example.com", "email_verified": False}, None),
+    ({"email": "ann@example.com", "email_verified": "yes"}, None),
+    ({"email": "ann@example.com"}, None),  # not said: not verified
+    ({"email": "ann@example.com", "email_verified": False, "xms_edov": True}, None),
+    ({"email_verified": True}, None),
+])
+def test_only_a_verified_email_counts(claims: dict[str, Any], email: str | None) -> None:
+    assert oidc.verified_email(claims) == email

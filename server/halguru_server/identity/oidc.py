@@ -18,6 +18,7 @@ the operator allows it (``link_by_email``), since an unverified email is whateve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("halguru.server.oidc")
 
-GOOGLE_ISSUER = "https://accounts.google.com"
+GOOGLE_ISSUER = "https://accounts.google.com"  # its tokens may also say plain "accounts.google.com"
 ENTRA_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
 TENANT_PLACEHOLDER = "{tenantid}"
 """Entra's multi-tenant discovery names its issuer with this placeholder; a token's ``iss`` has the real ``tid``."""
@@ -265,7 +266,8 @@ def check_claims(config: OidcProvider, meta: Metadata, claims: dict[str, Any], n
         raise OidcError(f"the ID token has no {exc.claim}") from None
     except ClaimError as exc:
         raise OidcError(f"the ID token's {exc.claim} is not valid here") from None
-    if claims["iss"] != expected_issuer(meta.issuer, claims):
+    issuer = expected_issuer(meta.issuer, claims)
+    if claims["iss"] != issuer and not (issuer == GOOGLE_ISSUER and claims["iss"] == "accounts.google.com"):
         raise OidcError("the ID token's iss is not this provider")
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != config.client_id:
@@ -296,8 +298,6 @@ async def begin(store: Store, config: OidcProvider, next_url: str, redirect_uri:
                 binding: str) -> str:
     """Start a sign-in: the provider's authorization URL. ``state`` (stored hashed, single use, 10 min), the
     ``nonce`` and the PKCE verifier are new for each sign-in; ``binding`` is the browser's flow cookie."""
-    import asyncio
-
     from authlib.common.security import generate_token
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -306,8 +306,9 @@ async def begin(store: Store, config: OidcProvider, next_url: str, redirect_uri:
     data = {"provider": config.name, "nonce": nonce, "verifier": verifier, "next": next_url,
             "redirect_uri": redirect_uri, "browser": _binding_hash(binding)}
     state = await asyncio.to_thread(accounts.issue_token, store, PURPOSE, None, FLOW_TTL, data)
+    scopes = ["openid", *(s for s in config.scopes if s != "openid")]  # no openid scope, no ID token
     async with AsyncOAuth2Client(client_id=config.client_id, code_challenge_method="S256",
-                                 scope=" ".join(config.scopes), redirect_uri=redirect_uri) as client:
+                                 scope=" ".join(scopes), redirect_uri=redirect_uri) as client:
         url, _ = client.create_authorization_url(meta.authorization_endpoint, state=state,
                                                  code_verifier=verifier, nonce=nonce)
     return str(url)
@@ -317,8 +318,6 @@ async def complete(store: Store, config: OidcProvider, params: Mapping[str, str]
                    binding: str | None) -> tuple[dict[str, Any], str]:
     """Finish a sign-in at the callback: the verified ID token's claims and the ``next`` URL it was started
     with. The state is used up first, whatever happens next, so a callback works once."""
-    import asyncio
-
     state = params.get("state")
     if not state and params.get("error"):  # some providers drop the state from error answers
         raise OidcError(f"the provider did not sign you in ({_code(params['error'])})", 403)
@@ -373,8 +372,9 @@ async def _exchange(config: OidcProvider, meta: Metadata, code: str, data: Mappi
 
 # -- accounts -------------------------------------------------------------------------------------------------------
 def verified_email(claims: Mapping[str, Any]) -> str | None:
-    """The email, lower-cased, only when the provider says it verified it (some send the string "true")."""
-    email, verified = claims.get("email"), claims.get("email_verified")
+    """The email, lower-cased, only when the provider says it verified it (some send the string "true"; Entra
+    says so with its optional ``xms_edov`` claim: the email's domain is verified by the tenant that owns it)."""
+    email, verified = claims.get("email"), claims.get("email_verified", claims.get("xms_edov"))
     if isinstance(email, str) and "@" in email and (verified is True or verified == "true"):
         return email.strip().lower()
     return None
