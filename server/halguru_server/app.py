@@ -17,7 +17,7 @@ from halguru.jobs.pipeline import StoreSink
 from halguru_server import api, channels_api, errors, jobs_api, keys_api, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
-from halguru_server.identity import account_routes, local_routes, oidc_routes, session_routes
+from halguru_server.identity import account_routes, local_routes, oidc_routes, session_routes, users_routes
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware
@@ -82,6 +82,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                    web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router):
         app.include_router(router)
     app.include_router(session_routes.router)
+    app.include_router(users_routes.router)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
     if settings.auth.proxy is not None:
         from halguru_server.identity import proxy

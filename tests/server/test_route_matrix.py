@@ -36,6 +36,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/chat/api/conversations/{conversation_id}/messages"): {"content": "hi"},
     ("POST", "/v1/jobs"): {"agent": "echo", "input": "hi", "delay": 3600},
     ("POST", "/v1/keys"): {"name": "matrix"},
+    ("PATCH", "/v1/users/{user_id}"): {"role": "developer"},
     ("POST", "/v1/chat/completions"): {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
 }
 
@@ -176,7 +177,8 @@ def _fill(path: str, mine: dict[str, str], caller: Caller, other: Caller, own: b
         elif owned is not None:
             value = mine["paused" if owned == "approvals" and path.endswith(("approve", "reject")) else param]
         else:
-            value = {"agent": "echo", "model": "echo", "provider": "google", "channel": "twilio"}.get(param, "x")
+            value = {"agent": "echo", "model": "echo", "provider": "google", "channel": "twilio",
+                     "user_id": other.user_id or "usr_nobody"}.get(param, "x")
         resource = resource or owned
         path = re.sub(r"{" + param + r"(?::\w+)?}", value, path)
     return path, resource

@@ -1,0 +1,82 @@
+"""Users over HTTP (docs/identity.md): an admin (``users:manage``) lists users, changes roles, disables and
+enables them and resets their second factor, as `halguru users` does from the shell. (Keys: ``keys_api``.)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel, ConfigDict
+
+from halguru.store.base import UserRecord
+from halguru_server.errors import ApiError, responses
+from halguru_server.identity import accounts
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, get_state
+
+router = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422))
+Admin = Annotated[Principal, Depends(require("users:manage"))]
+State = Annotated[ServerState, Depends(get_state)]
+UserId = Annotated[str, Path(max_length=40)]
+
+
+class UserOut(BaseModel):
+    id: str
+    email: str | None
+    name: str
+    role: str
+    email_verified: bool
+    totp_enabled: bool
+    disabled: bool
+    created: float
+    last_login: float | None
+
+
+class UserList(BaseModel):
+    data: list[UserOut]
+
+
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["admin", "operator", "developer", "user"] | None = None
+    disabled: bool | None = None
+
+
+def _user_out(user: UserRecord) -> UserOut:
+    return UserOut.model_validate(dict(user))
+
+
+def _user(state: ServerState, user_id: str) -> UserRecord:
+    user = state.store.get_user(user_id)
+    if user is None:
+        raise ApiError(404, f"no user {user_id!r}; GET /v1/users lists them")
+    return user
+
+
+@router.get("/users", response_model=UserList)
+def list_users(state: State, caller: Admin) -> UserList:
+    """Every user, oldest first."""
+    return UserList(data=[_user_out(u) for u in accounts.list_users(state.store)])
+
+
+@router.patch("/users/{user_id}", response_model=UserOut, responses=responses(400, 404))
+def change_user(user_id: UserId, body: UserPatch, state: State, caller: Admin) -> UserOut:
+    """Change a user's role, or disable (signed out everywhere, keys stop working) or enable them. An admin
+    cannot demote or disable themselves (so a server always keeps one)."""
+    user = _user(state, user_id)
+    if caller.user is not None and user_id == caller.user["id"] and (
+            body.disabled or (body.role is not None and body.role != "admin")):
+        raise ApiError(400, "you cannot demote or disable yourself; another admin can")
+    if body.role is not None:
+        user = accounts.set_role(state.store, user_id, body.role)
+    if body.disabled is not None:
+        user = accounts.disable_user(state.store, user_id, disabled=body.disabled)
+    return _user_out(user)
+
+
+@router.post("/users/{user_id}/reset-2fa", response_model=UserOut, responses=responses(404))
+def reset_2fa(user_id: UserId, state: State, caller: Admin) -> UserOut:
+    """Remove the user's authenticator and recovery codes (a lost phone); they are signed out."""
+    _user(state, user_id)
+    return _user_out(accounts.reset_2fa(state.store, user_id))

@@ -1,0 +1,48 @@
+"""/v1/users: an admin lists users, changes roles, disables and enables them, resets their second factor; an
+admin cannot demote or disable themselves; nobody else may."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from halguru_server import ServerSettings, create_app
+from halguru_server.identity import accounts, websessions
+from halguru_server.keys import create_key
+
+
+@pytest.fixture
+def app(agents_dir: Path):
+    app = create_app(ServerSettings(agents=[agents_dir], worker=False, keep_mcp_servers=False))
+    with TestClient(app):
+        yield app
+
+
+def test_an_admin_manages_users_and_nobody_else_may(app) -> None:
+    state = app.state.halguru
+    store = state.store
+    client = TestClient(app)
+    root = accounts.create_user(store, "root@example.com", role="admin")
+    ann = accounts.create_user(store, "ann@example.com", role="developer")
+    admin = {"Authorization": f"Bearer {create_key(store, 'root', scope='admin', user_id=root['id'])[1]}"}
+    dev = {"Authorization": f"Bearer {create_key(store, 'ann', scope='admin', user_id=ann['id'])[1]}"}
+    listed = client.get("/v1/users", headers=admin).json()["data"]
+    assert [u["email"] for u in listed] == ["root@example.com", "ann@example.com"]
+    assert "password_hash" not in listed[0] and "totp_secret" not in listed[0]
+    assert client.get("/v1/users", headers=dev).status_code == 403
+    assert client.patch(f"/v1/users/{ann['id']}", headers=dev, json={"role": "admin"}).status_code == 403
+    changed = client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"role": "operator"}).json()
+    assert changed["role"] == "operator" == store.get_user(ann["id"])["role"]
+    secret, _ = websessions.issue(store, ann["id"], state.settings.auth)
+    assert client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"disabled": True}).json()["disabled"]
+    assert websessions.verify(store, secret, state.settings.auth) is None  # signed out
+    assert client.get("/v1/agents", headers=dev).status_code == 401  # their keys stop working
+    assert not client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"disabled": False}).json()["disabled"]
+    assert client.get("/v1/agents", headers=dev).status_code == 200
+    store.set_totp(ann["id"], "SECRET", enabled=True)
+    assert not client.post(f"/v1/users/{ann['id']}/reset-2fa", headers=admin).json()["totp_enabled"]
+    assert client.patch(f"/v1/users/{root['id']}", headers=admin, json={"role": "user"}).status_code == 400
+    assert client.patch(f"/v1/users/{root['id']}", headers=admin, json={"disabled": True}).status_code == 400
+    assert client.patch("/v1/users/usr_nobody", headers=admin, json={"role": "user"}).status_code == 404
+    assert client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"role": "root"}).status_code == 422
