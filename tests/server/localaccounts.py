@@ -66,9 +66,9 @@ def accounts_server_fixture(serve: Callable[..., Server],
     """Start a server with local accounts (open registration, mail to ``smtp_server``); auth settings
     overridable."""
 
-    def start(**auth: Any) -> Accounts:
+    def start(trusted_proxies: list[str] | None = None, **auth: Any) -> Accounts:
         settings = {"registration": "open", "smtp": smtp_settings(smtp_server), **auth}
-        return Accounts(serve(auth=settings), smtp_server)
+        return Accounts(serve(auth=settings, trusted_proxies=trusted_proxies or []), smtp_server)
 
     yield start
 

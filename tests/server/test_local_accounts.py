@@ -43,7 +43,7 @@ def test_register_verify_sign_in_and_sign_out_revokes_the_session(accounts_serve
         assert client.get(link).status_code == 400  # single use
         signed = sign_in(client, "ann@example.com")
         assert signed.status_code == 303 and signed.headers["location"] == "/auth/account"
-        cookie = signed.headers["set-cookie"]
+        cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(COOKIE))
         assert re.search(r"halguru_session=[^;]+;", cookie)
         flags = {f.strip().lower() for f in cookie.split(";")[1:]}
         assert {"httponly", "path=/", "samesite=lax"} <= flags and "secure" not in flags  # plain http here
@@ -248,3 +248,33 @@ def test_wrong_codes_lock_the_account_and_a_half_signed_in_browser_shows_on_the_
         assert thief.get("/auth/login/code").headers["location"].startswith("/auth/login")
         assert sign_in(thief, "kim@example.com").status_code == 401  # locked, even with the password
         assert _signed_in(owner, "kim@example.com")
+
+
+def test_behind_a_tls_proxy_cookies_are_secure_and_the_https_origin_is_the_one_accepted(accounts_server) -> None:
+    accounts = accounts_server(trusted_proxies=["127.0.0.1"])
+    accounts.user("lu@example.com")
+    host = accounts.url.removeprefix("http://")
+    with httpx.Client(base_url=accounts.url, timeout=30, headers={"X-Forwarded-Proto": "https"}) as client:
+        page = client.get("/auth/login")
+        assert "secure" in page.headers["set-cookie"].lower()  # the pre-sign-in CSRF cookie
+        token = page.cookies["halguru_csrf"]
+        fields = {"csrf_token": token, "email": "lu@example.com", "password": PASSWORD}
+        cookie = {"Cookie": f"halguru_csrf={token}"}  # httpx keeps Secure cookies off plain http
+        plain = client.post("/auth/login", data=fields, headers={"Origin": accounts.url, **cookie})
+        assert plain.status_code == 403  # the browser is on https://: an http:// origin is not this page
+        signed = client.post("/auth/login", data=fields, headers={"Origin": f"https://{host}", **cookie})
+        assert signed.status_code == 303
+        session = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        assert {"secure", "httponly", "samesite=lax", "path=/"} <= {f.strip().lower() for f in session.split(";")}
+
+
+def test_a_mail_server_that_is_down_is_said_plainly_and_signing_in_sends_the_link_again(accounts_server) -> None:
+    from tests.channels.mailpeers import free_port
+
+    accounts = accounts_server(smtp={"host": "127.0.0.1", "port": free_port(), "sender": "halguru@example.com",
+                                     "starttls": False})
+    with accounts.client() as client:
+        page = post_form(client, "/auth/register", "/auth/register", email="mo@example.com", password=PASSWORD)
+        assert page.status_code == 201 and "could not be sent" in page.text
+        again = sign_in(client, "mo@example.com")
+        assert again.status_code == 403 and "could not be sent" in again.text
