@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from halguru.store.base import UserRecord
 from halguru_server.errors import ApiError, responses
-from halguru_server.identity import accounts
+from halguru_server.identity import accounts, session_routes
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, get_state
 
@@ -21,13 +21,9 @@ State = Annotated[ServerState, Depends(get_state)]
 UserId = Annotated[str, Path(max_length=40)]
 
 
-class UserOut(BaseModel):
-    id: str
-    email: str | None
-    name: str
-    role: str
-    email_verified: bool
-    totp_enabled: bool
+class UserOut(session_routes.UserOut):
+    """A user as /auth/me shows them, with what an admin also sees."""
+
     disabled: bool
     created: float
     last_login: float | None
