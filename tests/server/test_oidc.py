@@ -563,3 +563,18 @@ def test_leeway_is_sixty_seconds() -> None:
 ])
 def test_only_a_verified_email_counts(claims: dict[str, Any], email: str | None) -> None:
     assert oidc.verified_email(claims) == email
+
+
+def test_a_second_factor_still_owed_goes_through_the_sign_in_page(site: Site, fake: FakeProvider) -> None:
+    server, client = site(fake_config(fake, default_role="admin"))  # admins must use 2FA (the default rule)
+    response = answer(client, fake, lambda n: fake.sign(fake.claims(n)))
+    assert response.status_code == 303 and response.headers["location"] == "/auth/login?next=%2Fchat"
+    cookie = response.cookies[websessions.COOKIE]
+    session, user = websessions.verify(server.state.store, cookie, server.state.settings.auth)
+    assert not session["mfa_done"] and user["role"] == "admin"
+    onwards = client.get(response.headers["location"])  # the sign-in page sends it on to enrol TOTP
+    assert onwards.status_code == 303 and onwards.headers["location"].startswith("/auth/2fa")
+    auth = server.state.settings.auth
+    server.state.store.record_login_failure(user["id"], auth.login_max_failures, 30, 900)
+    answer(client, fake, lambda n: fake.sign(fake.claims(n)))  # signing in again does not wipe the failures
+    assert server.state.store.get_user(user["id"])["failed_logins"] == 1

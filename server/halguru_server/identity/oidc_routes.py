@@ -79,6 +79,7 @@ async def oidc_callback(request: Request, provider: str) -> Response:
     target = safe_next(next_url)
     response = pages.redirect(f"{SECOND_FACTOR}?next={quote(target, safe='')}" if pending else target)
     await asyncio.to_thread(websessions.sign_in, request, response, user, mfa_done=not pending)
-    await asyncio.to_thread(state.store.record_login_success, user["id"])
+    if not pending:  # else the code step does, once it passes: a new OIDC sign-in must not reset its failures
+        await asyncio.to_thread(state.store.record_login_success, user["id"])
     log.info("OIDC sign-in", extra={"fields": {"provider": config.name, "user": user["id"]}})
     return response
