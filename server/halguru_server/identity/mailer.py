@@ -23,6 +23,9 @@ VERIFY_TTL = 2 * 86400.0  # an address-verification link works for two days
 RESET_TTL = 3600.0  # a password-reset link for one hour
 
 
+_warned = False
+
+
 class MailNotConfigured(Exception):
     """``auth.smtp`` is not set: no verification or reset mail can go out."""
 
@@ -31,6 +34,13 @@ def base_url(request: Request, auth: AuthSettings) -> str:
     """Where browsers reach this server: ``auth.public_url``, else the request's scheme and host."""
     if auth.public_url:
         return auth.public_url.rstrip("/")
+    from halguru.channels.email import is_loopback  # (the channel's module is imported only when needed)
+
+    global _warned
+    if not _warned and not is_loopback(request.url.hostname or ""):
+        _warned = True
+        log.warning("auth.public_url is unset: mail links are built from each request's Host header, which a "
+                    "client chooses; set it to this server's address as browsers see it")
     return str(request.base_url).rstrip("/")
 
 
