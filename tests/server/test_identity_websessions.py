@@ -101,3 +101,19 @@ def test_a_state_change_needs_the_csrf_token_and_this_origin(app) -> None:
     assert client.post("/change", headers={"X-CSRF-Token": csrf}).json() == {"ok": False}  # no Origin/Referer
     referer = {"Referer": "http://testserver/admin/page", "X-CSRF-Token": csrf}
     assert client.post("/change", headers=referer).json() == {"ok": True}
+
+
+def test_a_sign_in_deletes_sessions_and_tokens_that_ended_a_day_ago(app) -> None:
+    _, store, user = app
+    settings = AuthSettings()
+    _, old = websessions.issue(store, user["id"], settings)
+    _, recent = websessions.issue(store, user["id"], settings)
+    store.revoke_web_sessions(user["id"], [old["id_hash"], recent["id_hash"]])
+    store.create_auth_token("t-old", "reset", user["id"], None, time.time() - 2 * 86400)
+    with store._tx() as conn:  # as if revoked two days ago
+        conn.execute("UPDATE web_sessions SET revoked = ? WHERE id_hash = ?", (time.time() - 2 * 86400,
+                                                                               old["id_hash"]))
+    websessions.issue(store, user["id"], settings)
+    assert store.get_web_session(old["id_hash"]) is None
+    assert store.get_web_session(recent["id_hash"]) is not None  # kept a day (the account page may show it)
+    assert store._rows("SELECT count(*) AS n FROM auth_tokens")[0]["n"] == 0

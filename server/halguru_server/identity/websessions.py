@@ -31,6 +31,7 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 TOUCH_EVERY = 60.0  # last_seen is written at most this often (the idle timeout is that precise)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PRUNE_AFTER = 86400.0  # sessions and tokens ended this long ago are deleted (at the next sign-in)
 
 
 def _hash(secret: str) -> str:
@@ -46,6 +47,7 @@ def issue(store: Store, user_id: str, settings: AuthSettings, *, mfa_done: bool 
                               last_seen=now, expires=now + settings.session_max_age, mfa_done=mfa_done,
                               address=address, user_agent=(user_agent or "")[:300] or None, revoked=None)
     store.create_web_session(record)
+    store.prune_web_sessions(now - PRUNE_AFTER)  # sign-ins are rare: the table stays small without a job
     return secret, record
 
 
