@@ -474,21 +474,6 @@ def test_a_multi_tenant_token_must_name_an_allowed_tenant(site: Site, fake: Fake
     refused(server, response, fragment, status)
 
 
-def test_presets_know_their_issuers() -> None:
-    from halguru_server.identity.settings import OidcProvider
-
-    assert oidc.issuer_url(OidcProvider(name="google", client_id="x")) == "https://accounts.google.com"
-    assert oidc.issuer_url(OidcProvider(name="entra", client_id="x", tenant="contoso-id")) == \
-        "https://login.microsoftonline.com/contoso-id/v2.0"
-    assert oidc.issuer_url(OidcProvider(name="work", client_id="x", tenant="common")) == \
-        "https://login.microsoftonline.com/common/v2.0"
-    assert oidc.issuer_url(OidcProvider(name="entra", client_id="x")).endswith("/organizations/v2.0")
-    with pytest.raises(oidc.OidcError, match="has no issuer"):
-        oidc.issuer_url(OidcProvider(name="corp", client_id="x"))
-    with pytest.raises(oidc.OidcError, match="tenant must be"):
-        oidc.issuer_url(OidcProvider(name="entra", client_id="x", tenant="a/../b"))
-
-
 @pytest.mark.parametrize("make", [lambda f, n: unsigned(f.claims(n)),
                                   lambda f, n: hmac_with_public_key(f.claims(n), _public_pem(f))],
                          ids=["alg none", "HS256 with the public key"])

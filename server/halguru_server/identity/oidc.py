@@ -103,6 +103,17 @@ def issuer_url(config: OidcProvider) -> str:
     raise OidcError(f"provider {config.name} has no issuer: set auth.oidc[].issuer", 500)
 
 
+def check_provider(config: OidcProvider) -> None:
+    """Refuse at start-up a provider that could never sign anyone in (ValueError: a settings error)."""
+    try:
+        issuer = issuer_url(config)
+    except OidcError as exc:
+        raise ValueError(exc.message) from None
+    parts = urlsplit(issuer)
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
+        raise ValueError(f"provider {config.name}: the issuer must be an https URL (http only on loopback)")
+
+
 def _check_url(url: object, what: str) -> str:
     """An endpoint the server will call: https, or http on loopback (a provider on this machine)."""
     if not isinstance(url, str):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from halguru_server.identity.roles import ROLES
 
@@ -63,6 +63,13 @@ class OidcProvider(BaseModel):
             raise ValueError(f"unknown role {role!r}: use {', '.join(ROLES)}")
         return role
 
+    @model_validator(mode="after")
+    def _issuer(self) -> OidcProvider:
+        from halguru_server.identity.oidc import check_provider
+
+        check_provider(self)  # no issuer, a bad tenant, plain http: refused before anything listens
+        return self
+
 
 class ProxySettings(BaseModel):
     """Auth proxy mode: requests under ``prefix`` go to ``upstream`` with the signed-in identity in headers."""
@@ -98,3 +105,12 @@ class AuthSettings(BaseModel):
     @classmethod
     def _roles(cls, roles: list[str]) -> list[str]:
         return [OidcProvider._role(r) for r in roles]
+
+    @field_validator("oidc")
+    @classmethod
+    def _unique(cls, providers: list[OidcProvider]) -> list[OidcProvider]:
+        names = [p.name for p in providers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two OIDC providers are named {', '.join(twice)}: each needs its own name")
+        return providers
