@@ -109,6 +109,20 @@ def users_create(
     create(email, role, name, password_stdin, no_password)
 
 
+@users_app.command("invite")
+def users_invite(
+    email: str = typer.Argument("", help="Their email: only they can use the link (empty: whoever has it)."),
+    role: str = typer.Option("user", help="admin, operator, developer or user."),
+    days: float = typer.Option(7.0, min=0.01, help="How long the link works."),
+    url: str = typer.Option("", help="This server's address as browsers see it (default: auth.public_url of the "
+                            "serve config, else http://127.0.0.1:8000)."),
+) -> None:
+    """Print a single-use registration link (auth.registration: invite) to send to someone."""
+    from halguru_server.identity.invites import invite_command
+
+    invite_command(email, role, days, url)
+
+
 @users_app.command("list")
 def users_list() -> None:
     """Users with their role, two-factor state, last sign-in and state (active, locked, disabled)."""

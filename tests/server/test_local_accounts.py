@@ -278,3 +278,20 @@ def test_a_mail_server_that_is_down_is_said_plainly_and_signing_in_sends_the_lin
         assert page.status_code == 201 and "could not be sent" in page.text
         again = sign_in(client, "mo@example.com")
         assert again.status_code == 403 and "could not be sent" in again.text
+
+
+def test_an_operator_invites_from_the_shell_and_the_link_registers_once(accounts_server, cli) -> None:
+    accounts = accounts_server(registration="invite")
+    link = cli("users", "invite", "Nia@Example.com", "--role", "operator", "--url", accounts.url).stdout.strip()
+    assert link.startswith(f"{accounts.url}/auth/register?invite=")
+    cli("users", "invite", "x@example.com", "--role", "wizard", code=1)
+    path = link.removeprefix(accounts.url)
+    token = path.split("invite=")[1]
+    with accounts.client() as client:
+        made = post_form(client, path, "/auth/register", invite=token, email="nia@example.com", password=PASSWORD)
+        assert made.status_code == 201
+        again = post_form(client, path, "/auth/register", invite=token, email="nia@example.com", password=PASSWORD)
+        assert again.status_code == 403
+        assert sign_in(client, "nia@example.com").status_code == 303
+    user = accounts.server.state.store.user_by_email("nia@example.com")
+    assert user is not None and user["role"] == "operator"

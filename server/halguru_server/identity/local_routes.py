@@ -193,7 +193,7 @@ async def register(request: Request) -> Response:
     except accounts.AccountError as exc:
         return _register_page(request, 400, error=str(exc), invite=invite, email=data.get("email", ""), name=name)
     role, verified = "user", False
-    if state.settings.auth.registration == "invite":
+    if invite or state.settings.auth.registration == "invite":  # open registration honours invitations too
         grant = accounts.consume_token(state.store, invite, "invite")
         bound = str(grant["data"].get("email", "")).lower() if grant else ""
         if grant is None or (bound and bound != email):
