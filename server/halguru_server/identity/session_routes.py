@@ -74,7 +74,7 @@ def _user_id(caller: Principal) -> str:
     return caller.user["id"]
 
 
-@router.get("/sessions", response_model=SessionList)
+@router.get("/sessions", response_model=SessionList, responses=responses(404))
 def list_sessions(state: State, caller: Caller) -> SessionList:
     """The user's signed-in browsers (live ones), most recently active first."""
     current = websessions.session_id(caller.web) if caller.web else None
@@ -92,7 +92,7 @@ def revoke_session(session_id: Annotated[str, Path(max_length=64)], state: State
     return Response(status_code=204)
 
 
-@router.post("/logout-all", response_model=Revoked)
+@router.post("/logout-all", response_model=Revoked, responses=responses(404))
 def logout_all(request: Request, response: Response, state: State, caller: Caller) -> Revoked:
     """Sign out every browser of the user, this one included (its cookie is cleared)."""
     revoked = websessions.revoke_all(state.store, _user_id(caller))
