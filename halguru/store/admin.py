@@ -53,6 +53,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "channel_messages": ("channel", "id", "agent", "conversation_id", "direction", "address", "body", "status",
                          "job_id", "created", "updated"),
     "schedules": ("id", "next_due", "updated"),
+    "audit": ("seq", "time", "actor", "action", "target", "details", "address", "alg", "prev_hash", "hash"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
 BATCH = 1000  # rows a copy reads and inserts at a time

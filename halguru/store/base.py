@@ -209,6 +209,31 @@ class ChannelMessageRecord(TypedDict):
     updated: float
 
 
+class AuditRecord(TypedDict):
+    """An entry of the audit log: who did what to what, chained to the entry before it (``sql_audit``)."""
+
+    seq: int  # 1, 2, 3... with no gaps: a missing number is a deleted entry
+    time: float
+    actor: str  # the principal: "user:usr_…", "key:…", "cli:<os user>", "dev", "anon:…"
+    action: str  # "auth.sign_in", "user.role", "run.approve", "tool.call"...
+    target: str  # what it acted on: a user, key, run, job or conversation id, a tool name
+    details: dict[str, Any]
+    address: str | None  # the client address, for requests
+    alg: str  # "sha256", or "hmac-sha256" when HALGURU_AUDIT_KEY keyed it
+    prev_hash: str
+    hash: str
+
+
+class AuditCheck(TypedDict):
+    """What ``verify_audit`` found: ok, or the first broken entry's seq and why."""
+
+    ok: bool
+    entries: int  # the entries checked and found intact
+    seq: int | None
+    reason: str | None
+    head: str  # the hash of the last intact entry (record it elsewhere to catch a truncated tail)
+
+
 class Store(Protocol):
     """What every store implements. Writes that belong together are one transaction."""
 
@@ -404,6 +429,19 @@ class Store(Protocol):
     def set_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> None: ...
     def use_recovery_code(self, user_id: str, code_hash: str) -> bool: ...
     def recovery_codes_left(self, user_id: str) -> int: ...
+
+    # -- audit log (append-only, hash-chained; halguru.audit records into it) -----------------------------
+    def append_audit(self, actor: str, action: str, target: str = "", details: Mapping[str, Any] | None = None,
+                     address: str | None = None, *, key: bytes | None = None) -> AuditRecord:
+        """Append one entry chained to the newest, in one transaction that serializes every writer."""
+        ...
+    def list_audit(self, limit: int = 50, *, action: str | None = None, actor: str | None = None,
+                   since: float | None = None, before: int | None = None) -> list[AuditRecord]:
+        """Newest first; ``action`` ending in "." is a prefix; ``before`` (a seq) is the cursor."""
+        ...
+    def verify_audit(self, *, key: bytes | None = None, batch: int = 1000) -> AuditCheck:
+        """Walk the whole chain: ok, or the first broken entry."""
+        ...
 
 
 TraceStore = Store  # the earlier name, kept so imports keep working

@@ -225,6 +225,26 @@ IDENTITY_SCHEMA = """
         """
 """m009's statements; PostgreSQL's pg002 is the same with its types (``postgres_migrations.pg_types``)."""
 
+AUDIT_SCHEMA = """
+        CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '', details TEXT NOT NULL DEFAULT '{}', address TEXT,
+            alg TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_action ON audit (action, seq);
+        CREATE INDEX audit_actor ON audit (actor, seq);
+        CREATE INDEX audit_time ON audit (time)
+        """
+"""m010's statements; PostgreSQL's pg003 is the same with its types."""
+
+
+def m010_audit(conn: sqlite3.Connection) -> None:
+    """The audit log: privileged actions, append-only, each entry hash-chained to the one before
+    (``sql_audit``). ``seq`` is assigned by the writer (no AUTOINCREMENT), so a deleted entry is a gap."""
+    _execute_all(conn, AUDIT_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
-                                                          m007_rate_hits, m008_jobs_channels, m009_identity]
+                                                          m007_rate_hits, m008_jobs_channels, m009_identity,
+                                                          m010_audit]

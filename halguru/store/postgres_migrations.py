@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.migrations import IDENTITY_SCHEMA
+from halguru.store.migrations import AUDIT_SCHEMA, IDENTITY_SCHEMA
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -136,4 +136,9 @@ def _pg_types(script: str) -> str:
     return re.sub(r"\bINTEGER\b", "BIGINT", re.sub(r"\bREAL\b", "DOUBLE PRECISION", script))
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity]
+def pg003_audit(conn: Any) -> None:
+    """SQLite's m010 with PostgreSQL's types: the hash-chained audit log."""
+    _execute_all(conn, _pg_types(AUDIT_SCHEMA))
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit]

@@ -5,7 +5,7 @@ them or none: a run's final events, its status and the conversation messages it 
 together. The tables are split by concern into mixins that PostgreSQL shares (``sql_base`` says how):
 conversations (``sql_conversations``), runs and leases (``sql_runs``), checkpoints and approvals
 (``sql_resume``), API keys (``sql_keys``), jobs, channels and schedules (``sql_jobs``), users and sign-in
-(``sql_identity``); SQLite's connections in ``sqlite_base``.
+(``sql_identity``), the audit log (``sql_audit``); SQLite's connections in ``sqlite_base``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from halguru.errors import StoreError
 from halguru.store.base import Store
 from halguru.store.migrations import MIGRATIONS, apply
+from halguru.store.sql_audit import AuditMixin
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
@@ -25,7 +26,8 @@ from halguru.store.sql_resume import ResumeMixin
 from halguru.store.sqlite_base import SQLiteBase
 
 
-class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, SQLiteBase):
+class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
+                  SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying
     pending migrations (`halguru db status`)."""
