@@ -1,0 +1,161 @@
+"""The image for real: built with Podman, run, health-checked, chatted with through the OpenAI client, pushed to
+a registry and pulled back by digest, restarted mid-run (the run reads interrupted), stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.deploy.containers import REPO, Engine, free_port, podman, wait_for
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first test builds the image
+
+HOME = "/home/halguru/.halguru"
+AGENTS_TAG = "localhost/halguru-agents:test"
+
+
+def halguru(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([str(Path(sys.executable).parent / "halguru"), *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "DOCKER_HOST": engine.docker_host})
+
+
+@pytest.fixture(scope="module")
+def agents_image(engine: Engine, base_image: str) -> str:
+    """`halguru build`: the basic template baked in on top of the base image, through the engine's API."""
+    result = halguru(engine, "build", str(REPO / "agents-templates" / "basic"), "--tag", AGENTS_TAG,
+                     "--base", base_image)
+    assert result.returncode == 0, result.stderr
+    assert "COPY" in result.stderr  # the build's progress, shown as it ran
+    assert result.stdout.startswith(f"built {AGENTS_TAG} (sha256:")
+    return AGENTS_TAG
+
+
+@dataclass
+class Served:
+    name: str
+    url: str
+    key: str
+    cold_start_s: float
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
+
+
+@pytest.fixture
+def served(agents_image: str) -> Iterator[Served]:
+    """The agents image running with HALGURU_HOME on a named volume and an admin key made in it first."""
+    name = f"halguru-test-{uuid.uuid4().hex[:8]}"
+    podman("volume", "create", name)
+    try:
+        key = podman("run", "--rm", "-v", f"{name}:{HOME}", agents_image, "halguru", "keys", "create", "tester",
+                     "--admin").stdout.strip()
+        port = free_port()
+        started = time.monotonic()
+        # --health-interval=disable: no systemd timer here; `podman healthcheck run` runs the check on demand
+        podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-e", "HALGURU_RUN_LEASE=3",
+               "--health-interval=disable",
+               "-v", f"{name}:{HOME}", agents_image)
+        served = Served(name, f"http://127.0.0.1:{port}", key, 0.0)
+        wait_for(served.ready, 180, "/readyz", step=0.1)
+        served.cold_start_s = time.monotonic() - started
+        print(f"\ncold start to /readyz: {served.cold_start_s:.1f} s")
+        yield served
+    finally:
+        podman("rm", "-f", "-t", "0", name, check=False)
+        podman("volume", "rm", "-f", name, check=False)
+
+
+def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_revision: str) -> None:
+    info = json.loads(podman("image", "inspect", base_image).stdout)[0]
+    config = info["Config"]
+    assert config["User"] == "halguru"
+    assert config["Labels"]["org.opencontainers.image.revision"] == image_revision
+    health = info.get("Healthcheck") or config["Healthcheck"]  # podman reports it beside Config
+    assert "/readyz" in " ".join(health["Test"])
+    assert HOME in config["Volumes"]
+    assert config["StopSignal"] == "SIGTERM"
+    size_mb = info["Size"] / 1e6
+    print(f"\nimage {base_image}: {size_mb:.0f} MB")
+    assert size_mb < 1500
+
+
+def test_serves_chat_through_the_openai_client(served: Served) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{served.url}/v1", api_key=served.key)
+    answer = client.chat.completions.create(model="basic", messages=[{"role": "user", "content": "Say hello."}],
+                                            max_tokens=16)
+    assert answer.choices[0].message.content
+    assert podman("healthcheck", "run", served.name, check=False).returncode == 0  # the image's HEALTHCHECK
+
+
+def test_push_then_pull_by_digest(engine: Engine, agents_image: str) -> None:
+    ref = f"{engine.registry}/halguru-agents:test"
+    podman("tag", agents_image, ref)
+    result = halguru(engine, "push", ref)
+    assert result.returncode == 0, result.stderr
+    digest = re.search(r"@(sha256:[0-9a-f]{64})", result.stdout)
+    assert digest, result.stdout
+    image_id = json.loads(podman("image", "inspect", agents_image).stdout)[0]["Id"]
+    podman("rmi", ref)
+    import docker
+
+    client = docker.DockerClient(base_url=engine.docker_host)
+    pulled = client.images.pull(f"{engine.registry}/halguru-agents@{digest.group(1)}")
+    assert pulled.id.removeprefix("sha256:") == image_id.removeprefix("sha256:")
+
+
+def test_restart_mid_run_marks_the_run_interrupted(served: Served) -> None:
+    """The container is killed while a reply streams; after the restart the run's lease has passed and the
+    run reads interrupted (not running forever: the new PID 1 is the same PID as the old one)."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{served.url}/v1", api_key=served.key, max_retries=0)
+    streaming = threading.Event()
+
+    def chat() -> None:
+        try:
+            stream = client.chat.completions.create(model="basic", stream=True, max_tokens=256, messages=[
+                {"role": "user", "content": "Write a long story about a lighthouse keeper."}])
+            for _ in stream:
+                streaming.set()
+        except Exception:
+            pass  # the connection dies with the container
+
+    thread = threading.Thread(target=chat, daemon=True)
+    thread.start()
+    assert streaming.wait(120), "no reply streamed"
+    assert served.get("/v1/runs?status=running").json()["data"]
+    podman("restart", "-t", "0", served.name)  # SIGKILL: no drain, the run's row stays 'running'
+    wait_for(served.ready, 180, "/readyz after the restart", step=0.2)
+    runs = wait_for(lambda: served.get("/v1/runs?status=interrupted").json()["data"], 30, "an interrupted run")
+    assert runs[0]["agent"] == "basic"
+    assert not served.get("/v1/runs?status=running").json()["data"]
+
+
+def test_stops_cleanly_on_sigterm(served: Served) -> None:
+    started = time.monotonic()
+    podman("stop", "-t", "30", served.name)
+    took = time.monotonic() - started
+    state = json.loads(podman("inspect", served.name).stdout)[0]["State"]
+    assert state["ExitCode"] == 0, podman("logs", served.name).stderr[-2000:]
+    assert took < 25, f"took {took:.0f} s to stop"
