@@ -37,6 +37,7 @@ LAYERS: list[set[str]] = [
     {"orchestration"},
     {"agents"},
     {"channels"},
+    {"audit"},
     {"store"},
     {"rag"},
     {"tools"},
