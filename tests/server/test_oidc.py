@@ -31,8 +31,7 @@ from tests.server.oidc_peer import (
 )
 
 Site = Callable[..., tuple[Server, httpx.Client]]
-pytestmark = [pytest.mark.filterwarnings("ignore:authlib.jose module is deprecated"),  # the mock provider's own
-              pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")  # the mock provider's own
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +105,13 @@ def refused(server: Server, response: httpx.Response, fragment: str, status: int
 # -- the happy path against a real provider (oidc-provider-mock) -------------------------------------------
 @pytest.fixture
 def mock_issuer() -> Iterator[str]:
-    import oidc_provider_mock
+    import warnings
+
+    import authlib.deprecate  # noqa: F401  (it sets its warnings to "always" when first imported)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the mock's own use of authlib.jose
+        import oidc_provider_mock
 
     with oidc_provider_mock.run_server_in_thread(require_nonce=True) as server:
         yield f"http://localhost:{server.server_port}"

@@ -49,7 +49,8 @@ def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:
 async def oidc_login(request: Request, provider: str, next: str = "/") -> Response:
     """Send the browser to the provider's sign-in, to come back to ``next`` (a local path) afterwards."""
     state = get_state(request)
-    ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))  # each start stores a row
+    address = client_address(request, state.settings.trusted_proxies)
+    await asyncio.to_thread(ratelimit.check, state.limiter, address)  # each start stores a row: not unbounded
     binding = request.cookies.get(FLOW_COOKIE, "")
     if not 20 <= len(binding) <= 64:  # kept when present: sign-ins started in two tabs both work
         binding = secrets.token_urlsafe(24)
