@@ -24,6 +24,8 @@ USER_FIELDS = frozenset({"email", "name", "role", "password_hash", "email_verifi
                          "totp_enabled", "disabled", "last_login"})
 """What ``update_user`` may set (the lockout and TOTP-step counters have their own atomic methods)."""
 _BOOLS = ("email_verified", "totp_enabled", "disabled")
+_SESSION_COLUMNS = ("id_hash", "user_id", "csrf", "created", "last_seen", "expires", "mfa_done", "address",
+                    "user_agent", "revoked")
 
 
 def _user(row: Mapping[str, Any]) -> UserRecord:
@@ -253,7 +255,3 @@ class IdentityMixin(SQLBase):
     def recovery_codes_left(self, user_id: str) -> int:
         return int(self._rows("SELECT count(*) AS n FROM recovery_codes WHERE user_id = ? AND used IS NULL",
                               [user_id])[0]["n"])
-
-
-_SESSION_COLUMNS = ("id_hash", "user_id", "csrf", "created", "last_seen", "expires", "mfa_done", "address",
-                    "user_agent", "revoked")
