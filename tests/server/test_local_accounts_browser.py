@@ -148,3 +148,29 @@ def test_a_form_on_another_site_cannot_sign_the_user_out(accounts_server, browse
         evil.server_close()
     page.goto(f"{accounts.url}/auth/account")
     expect(page.locator("#who")).to_have_text(EMAIL, timeout=WAIT_MS)
+
+
+def _session_cookie(page: Page) -> dict[str, Any] | None:
+    return next((dict(c) for c in page.context.cookies() if c["name"] == "halguru_session"), None)
+
+
+def test_sign_in_replaces_a_planted_session_and_sign_out_ends_it_on_the_server(accounts_server, browser) -> None:
+    accounts: Accounts = accounts_server()
+    accounts.user(EMAIL)
+    context = browser.new_context()
+    planted = "planted-by-an-attacker-0123456789abcdef"
+    context.add_cookies([{"name": "halguru_session", "value": planted, "url": accounts.url}])
+    page = context.new_page()
+    _sign_in(page, accounts.url)
+    expect(page.locator("#who")).to_have_text(EMAIL, timeout=WAIT_MS)
+    cookie = _session_cookie(page)
+    assert cookie is not None and cookie["value"] != planted  # a new session id at sign-in
+    _sign_out(page)
+    assert _session_cookie(page) is None
+    replay = browser.new_context()  # the old cookie, put back by hand: the server has revoked it
+    replay.add_cookies([{"name": "halguru_session", "value": cookie["value"], "url": accounts.url}])
+    again = replay.new_page()
+    again.goto(f"{accounts.url}/auth/account")
+    expect(again.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    replay.close()
+    context.close()
