@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from halguru import audit
 from halguru.errors import HalguruError
 
 app = typer.Typer(help="Jobs for the worker (channel replies, schedules, queued runs): list, show, retry, "
@@ -80,6 +81,7 @@ def retry(job_id: str = typer.Argument(..., help="A dead or cancelled job's id (
     job = _find(job_id)
     if not open_store().retry_job(job["id"]):
         raise HalguruError(f"job {job['id']} is {job['status']}; only dead or cancelled jobs can be retried")
+    audit.record(open_store(), None, "job.retry", job["id"], {"kind": job["kind"], "agent": job["agent"]})
     typer.echo(f"queued {job['id']} again")
 
 
@@ -91,4 +93,5 @@ def cancel(job_id: str = typer.Argument(..., help="A queued or running job's id 
     job = _find(job_id)
     if not open_store().cancel_job(job["id"]):
         raise HalguruError(f"job {job['id']} is {job['status']}; only queued or running jobs can be cancelled")
+    audit.record(open_store(), None, "job.cancel", job["id"], {"kind": job["kind"], "agent": job["agent"]})
     typer.echo(f"cancelled {job['id']}")

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from halguru import audit
 from halguru.agents.events import Event
 from halguru.agents.policies import REFUSED, Resume  # the gate itself is a policy of the loop
 from halguru.errors import HalguruError
@@ -82,6 +83,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed here")
     agent = agent or load_agent(row["agent_path"])
     call = ToolCallRequest.model_validate_json(row["call"])
+    audit.record(store, decided_by, "run.reject" if reject is not None else "run.approve", row["run_id"],
+                 {"tool": call.name, "edited": edit_args is not None, "reason": reject})
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
     resume = Resume(row["run_id"], messages, {call.id: reject})
     saved = store.get_checkpoint(row["run_id"])
@@ -97,6 +100,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
                            owner=row["owner"]):
         if event.type == "run_started":
             store.set_approval_continued_by(row["run_id"], event.run_id)
+        elif event.type == "tool_result" and event.call_id == call.id and reject is None:  # the side effect ran
+            audit.record(store, decided_by, "tool.call", call.name, {"run_id": row["run_id"], "error": event.is_error})
         yield event
 
 

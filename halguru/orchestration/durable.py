@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from halguru import audit
 from halguru.agents.events import BaseEvent, Event
 from halguru.errors import HalguruError
 
@@ -88,9 +89,10 @@ def _claim(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
 
 
 async def resume_events(run_id: str, *, model: str | Model | None = None, store: Store | None = None,
-                        metadata: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+                        metadata: dict[str, Any] | None = None, by: str | None = None) -> AsyncIterator[Event]:
     """Continue the interrupted run ``run_id`` from its last checkpoint; stream the continuation's events
-    (``metadata`` is added to its ``run_started``, e.g. serve mode's request id)."""
+    (``metadata`` is added to its ``run_started``, e.g. serve mode's request id; ``by``: who resumed it, for the
+    audit log, None from the CLI)."""
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
     from halguru.models.base import Message
@@ -98,6 +100,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
 
     store = _store(store)
     old, row = _claim(store, run_id)
+    audit.record(store, by, "run.resume", old["id"], {"checkpoint": row["label"]})
     started = False
     try:
         agent = load_agent(row["agent_path"] or "")  # never empty: check_resumable refused those

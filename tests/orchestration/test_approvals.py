@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from halguru import load_agent, run_sync
+from halguru import audit, load_agent, run_sync
 from halguru.agents.events import parse_event
 from halguru.errors import AgentSpecError, HalguruError
 from halguru.models.scripted import ScriptedModel
@@ -139,3 +139,19 @@ def test_cli_pending_approve_reject(mailer: Path, halguru_cmd, subprocess_env, t
 def test_cli_unknown_run_is_one_line(cli_error):
     assert cli_error("runs", "approve", "run_nope") == "Error: no paused run 'run_nope'; see `halguru runs pending`"
     assert "not valid JSON" in cli_error("runs", "approve", "run_nope", "--edit-args", "{bad")
+
+
+def test_decisions_and_the_approved_call_are_audited(mailer: Path):
+    model = ScriptedModel([{"tool_calls": [send("ann@example.com")]}, "Sent.",
+                           {"tool_calls": [send("eve@example.com", "c2")]}, "Not sent."])
+    first = run_sync(mailer, "mail ann", model=model)
+    approve(first.run_id, model=model)
+    second = run_sync(mailer, "mail eve", model=model)
+    reject(second.run_id, "not her", model=model)
+    store = open_store()
+    entries = [(e["action"], e["target"], e["details"]) for e in reversed(store.list_audit())]
+    assert entries == [
+        ("run.approve", first.run_id, {"tool": "send_email", "edited": False, "reason": None}),
+        ("tool.call", "send_email", {"run_id": first.run_id, "error": False}),
+        ("run.reject", second.run_id, {"tool": "send_email", "edited": False, "reason": "not her"})]
+    assert {e["actor"] for e in store.list_audit()} == {audit.cli_actor()} and store.verify_audit()["ok"]
