@@ -106,8 +106,8 @@ class FakeProvider:
         return {k: v for k, v in claims.items() if v is not None}
 
     def sign(self, claims: dict[str, Any], key: Key | None = None, alg: str = "RS256",
-             kid: str | None = "k1") -> str:
-        header: dict[str, Any] = {"alg": alg}
+             kid: str | None = "k1", **extra: Any) -> str:
+        header: dict[str, Any] = {"alg": alg, **extra}
         if kid is not None:
             header["kid"] = kid
         return jwt.encode(header, claims, key or self.key, algorithms=[alg])

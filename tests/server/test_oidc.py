@@ -269,6 +269,14 @@ def _other_rsa_key() -> Any:
     return RSAKey.generate_key(2048, {"kid": "k1"}, private=True)
 
 
+_ATTACKER = _other_rsa_key()
+
+
+def _self_signed(fake: FakeProvider, nonce: str, **header: Any) -> str:
+    """Signed with the attacker's own key, which the header points at: only the provider's JWKS counts."""
+    return fake.sign(fake.claims(nonce), _ATTACKER, kid="attacker", **header)
+
+
 def _public_pem(fake: FakeProvider) -> bytes:
     return fake.key.as_pem(private=False)
 
@@ -295,6 +303,8 @@ FORGERIES: dict[str, tuple[Callable[[FakeProvider, str], str], str]] = {
     "alg not advertised (RS512)": (lambda f, n: f.sign(f.claims(n), alg="RS512"), "'RS512' is not accepted"),
     "RSA key named for EC alg": (lambda f, n: _relabel(f.sign(f.claims(n)), "ES256"), "does not publish"),
     "unknown kid": (lambda f, n: f.sign(f.claims(n), _other_rsa_key(), kid="k9"), "does not publish"),
+    "key embedded (jwk)": (lambda f, n: _self_signed(f, n, jwk=_ATTACKER.as_dict(private=False)), "does not publish"),
+    "key set elsewhere (jku)": (lambda f, n: _self_signed(f, n, jku="http://127.0.0.1:9/jwks"), "does not publish"),
     "not a JWS": (lambda f, n: "not.a-token", "not a signed JWT"),
     "an encrypted token (JWE)": (lambda f, n: "a.b.c.d.e", "not a signed JWT"),
 }
