@@ -129,3 +129,22 @@ def test_the_roles_grant_what_the_contract_table_says() -> None:
             assert (permission in roles.permissions(role)) == (letter in who), (permission, role)
     assert set(table) == roles.ALL_PERMISSIONS
     assert roles.permissions("nope") == frozenset()
+
+
+def test_the_auth_settings_read_durations_and_refuse_bad_values(tmp_path) -> None:
+    from halguru_server.settings import load_settings
+
+    from halguru.errors import HalguruError
+
+    config = tmp_path / "serve.yaml"
+    config.write_text("auth:\n  registration: invite\n  session_idle: 30m\n  session_max_age: 2d\n"
+                      "  require_2fa_roles: [admin, operator]\n  oidc:\n    - {name: google, client_id: abc}\n")
+    auth = load_settings(config).auth
+    assert (auth.registration, auth.session_idle, auth.session_max_age) == ("invite", 1800.0, 172800.0)
+    assert auth.require_2fa_roles == ["admin", "operator"] and auth.oidc[0].name == "google"
+    assert "s3cret" not in repr(auth.oidc[0].model_copy(update={"client_secret": "s3cret"}))  # not in logs
+    for bad, where in [("registration: anyone", "auth.registration"), ("session_idle: soon", "auth.session_idle"),
+                       ("require_2fa_roles: [root]", "auth.require_2fa_roles"), ("smtp: {port: 25}", "auth.smtp")]:
+        config.write_text(f"auth:\n  {bad}\n")
+        with pytest.raises(HalguruError, match=f"invalid serve setting {where}"):
+            load_settings(config)
