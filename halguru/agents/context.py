@@ -45,6 +45,7 @@ class Trace:
         self.step = 0
         self.pending: list[BaseEvent] = []
         self.flushed_at = time.monotonic()
+        self.observe: Callable[[BaseEvent], None] | None = None  # telemetry: spans from the events (when on)
 
     def __call__(self, event: E) -> E:
         """Number ``event`` (a sub-run's events keep the run id they were given) and buffer it for the store."""
@@ -56,6 +57,8 @@ class Trace:
         fields["seq"] = self.seq
         fields["step"] = self.step  # the top-level run's step, for a sub-run's events too
         self.seq += 1
+        if self.observe is not None:
+            self.observe(event)
         if self.store is not None and event.type != "token":
             self.pending.append(event)
         return event

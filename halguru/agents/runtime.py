@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halguru.agents import telemetry
 from halguru.agents.context import RunContext, Totals, Trace, new_id
 from halguru.agents.driver import RunOutcome, plain_status
 from halguru.agents.events import (
@@ -83,6 +84,7 @@ async def run(
     ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
                                 Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
                                 sampling, resume)
+    ctx.trace.observe = telemetry.observer(driver.kind if driver is not None else None)
     await book.begin(conversation)
     trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
     yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,

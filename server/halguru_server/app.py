@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from halguru import __version__
+from halguru.agents import telemetry
 from halguru.jobs.pipeline import StoreSink
 from halguru_server import api, channels_api, errors, jobs_api, keys_api, openai_api, ops, web
 from halguru_server.agents import load_agents
@@ -70,6 +71,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await working
         if pool is not None:
             await pool.close()
+        telemetry.shutdown()  # the spans still buffered go out (uvicorn ends on SIGTERM re-raised: no atexit)
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
     app = FastAPI(title="halguru", version=__version__, docs_url=None, redoc_url=None,

@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from halguru.agents import telemetry
 from halguru_server.metrics import Metrics
 
 Scope = dict[str, Any]
@@ -39,6 +40,7 @@ class RequestMiddleware:
         # Affinity for a load balancer (a conversation's KV cache lives on one replica); nothing depends on it.
         self.replica = [(b"x-halguru-replica", replica.encode())] if replica else []
         self.cookie = f"{REPLICA_COOKIE}={replica}".encode() if replica else b""
+        self.telemetry = telemetry.enabled()  # OpenTelemetry: runs' trace ids in the request's log lines
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -47,6 +49,19 @@ class RequestMiddleware:
         if self.loopback_only and not _loopback_host(scope):
             await _misdirected(send)
             return
+        if not self.telemetry:
+            await self._handle(scope, receive, send)
+            return
+        # A run this request starts joins the caller's trace and leaves its ids for the request's log lines.
+        token = telemetry.REQUEST.set(telemetry.RequestTrace(
+            *(next((v.decode("latin-1") for k, v in scope["headers"] if k == name), "")
+              for name in (b"traceparent", b"tracestate"))))
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            telemetry.REQUEST.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
         incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
@@ -140,7 +155,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-                "msg": record.getMessage(), **getattr(record, "fields", {})}
+                "msg": record.getMessage(), **getattr(record, "fields", {}), **telemetry.log_ids()}
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
