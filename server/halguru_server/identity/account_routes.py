@@ -59,7 +59,7 @@ async def twofa_enable(request: Request) -> Response:
     """Confirm the pending secret with a code: 2FA is on, the recovery codes are shown (this once), the other
     sessions of the account are signed out and this browser gets a new, complete session."""
     state = get_state(request)
-    found = browser(request)
+    found = await asyncio.to_thread(browser, request)
     data = await pages.form(request)
     target = safe_next(data.get("next"))
     if not _enrolling(found):
@@ -72,20 +72,26 @@ async def twofa_enable(request: Request) -> Response:
         codes = await asyncio.to_thread(accounts.totp_confirm, state.store, user["id"], data.get("code", "")[:64])
     except accounts.AccountError as exc:
         return _twofa_page(state, session, user, 400, str(exc), target)
-    websessions.revoke_all(state.store, user["id"], keep=session)
-    if not session["mfa_done"]:  # this was the sign-in's second step: it passed
-        state.store.record_login_success(user["id"])
     response = pages.render("recovery.html", title="Recovery codes", codes=codes, next=target)
-    websessions.sign_in(request, response, user)
+    await asyncio.to_thread(_enrolled, request, response, session, user)
     return response
+
+
+def _enrolled(request: Request, response: Response, session: WebSessionRecord, user: UserRecord) -> None:
+    """2FA is on: the account's other sessions end, and this browser's is replaced by a complete one."""
+    store = get_state(request).store
+    websessions.revoke_all(store, user["id"], keep=session)
+    if not session["mfa_done"]:  # this was the sign-in's second step: it passed
+        store.record_login_success(user["id"])
+    websessions.sign_in(request, response, user)
 
 
 @router.post("/auth/2fa/disable")
 async def twofa_disable(request: Request) -> Response:
     """Turn TOTP off with a current code (not while the user's role requires it)."""
     state = get_state(request)
-    found = browser(request)
-    if found is None or not found[0]["mfa_done"]:
+    found = await _complete(request)
+    if found is None:
         return pages.redirect(login_url("/auth/2fa"))
     session, user = found
     if not await pages.session_csrf_ok(request, state, session):
@@ -95,8 +101,8 @@ async def twofa_disable(request: Request) -> Response:
     code = (await pages.form(request)).get("code", "")[:64]
     if not await asyncio.to_thread(accounts.verify_totp, state.store, user, code):
         return _twofa_page(state, session, user, 400, "That code is not right (or was used already).")
-    state.store.set_totp(user["id"], None, enabled=False)
-    state.store.set_recovery_codes(user["id"], [])
+    await asyncio.to_thread(state.store.set_totp, user["id"], None, enabled=False)
+    await asyncio.to_thread(state.store.set_recovery_codes, user["id"], [])
     return pages.redirect("/auth/account")
 
 
@@ -105,8 +111,9 @@ def _when(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC") if at else ""
 
 
-def _complete(request: Request) -> tuple[WebSessionRecord, UserRecord] | None:
-    found = browser(request)
+async def _complete(request: Request) -> tuple[WebSessionRecord, UserRecord] | None:
+    """The browser's session and user if both factors are done (read off the event loop)."""
+    found = await asyncio.to_thread(browser, request)
     return found if found is not None and found[0]["mfa_done"] else None
 
 
@@ -132,13 +139,14 @@ def account(request: Request) -> Response:
 async def revoke_session(request: Request) -> Response:
     """Sign out one of the account's other browsers."""
     state = get_state(request)
-    found = _complete(request)
+    found = await _complete(request)
     if found is None:
         return pages.redirect(login_url("/auth/account"))
     session, user = found
     if not await pages.session_csrf_ok(request, state, session):
         return pages.refused()
-    websessions.revoke_by_id(state.store, user["id"], (await pages.form(request)).get("session", "")[:64])
+    public_id = (await pages.form(request)).get("session", "")[:64]
+    await asyncio.to_thread(websessions.revoke_by_id, state.store, user["id"], public_id)
     return pages.redirect("/auth/account")
 
 
@@ -146,16 +154,16 @@ async def revoke_session(request: Request) -> Response:
 async def logout_everywhere(request: Request) -> Response:
     """Sign out every browser of the account, this one included."""
     state = get_state(request)
-    found = _complete(request)
+    found = await _complete(request)
     if found is None:
         return pages.redirect("/auth/login")
     session, user = found
     if not await pages.session_csrf_ok(request, state, session):
         return pages.refused()
-    websessions.revoke_all(state.store, user["id"])
+    await asyncio.to_thread(websessions.revoke_all, state.store, user["id"])
     response = pages.message("Signed out everywhere", "Every browser signed in to your account is signed out.",
                              links=(("/auth/login", "Sign in"),))
-    websessions.sign_out(request, response)
+    await asyncio.to_thread(websessions.sign_out, request, response)
     return response
 
 
@@ -163,9 +171,9 @@ async def logout_everywhere(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Sign out this browser (its session is revoked server-side, not only its cookie dropped)."""
     state = get_state(request)
-    found = browser(request)
+    found = await asyncio.to_thread(browser, request)
     if found is not None and not await pages.session_csrf_ok(request, state, found[0]):
         return pages.refused()
     response = pages.redirect("/auth/login")
-    websessions.sign_out(request, response)
+    await asyncio.to_thread(websessions.sign_out, request, response)
     return response

@@ -84,7 +84,7 @@ async def login(request: Request) -> Response:
                              links=(("/auth/login", "Sign in"),), status=403)
     needs = accounts.needs_2fa(user, state.settings.auth)
     response = pages.redirect(_second_step(user, target) if needs else target)
-    websessions.sign_in(request, response, user, mfa_done=not needs)
+    await asyncio.to_thread(websessions.sign_in, request, response, user, mfa_done=not needs)
     return response
 
 
@@ -111,7 +111,7 @@ async def code(request: Request) -> Response:
     """The second step: a TOTP or recovery code. Wrong codes count towards the lockout like passwords, and a
     lockout ends this half-signed-in session (the password is asked again)."""
     state = get_state(request)
-    found = browser(request)
+    found = await asyncio.to_thread(browser, request)
     data = await pages.form(request)
     target = safe_next(data.get("next"))
     if found is None:
@@ -125,17 +125,17 @@ async def code(request: Request) -> Response:
                                                        data.get("code", "")[:64])
     if not ok:
         auth = state.settings.auth
-        after = state.store.record_login_failure(user["id"], auth.login_max_failures, auth.lockout_base,
-                                                 auth.lockout_max)
+        after = await asyncio.to_thread(state.store.record_login_failure, user["id"], auth.login_max_failures,
+                                        auth.lockout_base, auth.lockout_max)
         if _locked(after):
             page = _login_page(request, 401, error=accounts.SIGN_IN_FAILED, target=target)
-            websessions.sign_out(request, page)
+            await asyncio.to_thread(websessions.sign_out, request, page)
             return page
         return pages.render("code.html", 401, title="Two-factor sign-in", csrf=session["csrf"], next=target,
                             error="That code is not right (or was used already). Try the next one.")
-    state.store.record_login_success(user["id"])
+    await asyncio.to_thread(state.store.record_login_success, user["id"])
     response = pages.redirect(target)
-    websessions.sign_in(request, response, user)  # a new session id now that both factors passed
+    await asyncio.to_thread(websessions.sign_in, request, response, user)  # a new id: both factors passed
     return response
 
 
@@ -194,7 +194,7 @@ async def register(request: Request) -> Response:
         return _register_page(request, 400, error=str(exc), invite=invite, email=data.get("email", ""), name=name)
     role, verified = "user", False
     if invite or state.settings.auth.registration == "invite":  # open registration honours invitations too
-        grant = accounts.consume_token(state.store, invite, "invite")
+        grant = await asyncio.to_thread(accounts.consume_token, state.store, invite, "invite")
         bound = str(grant["data"].get("email", "")).lower() if grant else ""
         if grant is None or (bound and bound != email):
             return _register_page(request, 403, error=BAD_LINK + " Ask for a new invitation.", email=email,
@@ -236,7 +236,8 @@ async def _mail(state: ServerState, to: str, subject: str, text: str) -> bool:
 async def _send_verification(request: Request, state: ServerState, user: UserRecord) -> bool:
     if not user["email"]:
         return False
-    token = accounts.issue_token(state.store, "verify", user["id"], mailer.VERIFY_TTL, {"email": user["email"]})
+    token = await asyncio.to_thread(accounts.issue_token, state.store, "verify", user["id"], mailer.VERIFY_TTL,
+                                    {"email": user["email"]})
     url = mailer.link(mailer.base_url(request, state.settings.auth), "/auth/verify", token)
     return await _mail(state, user["email"], "Confirm your email for halguru", mailer.verification_text(url))
 
@@ -290,8 +291,8 @@ async def _send_reset(state: ServerState, base: str, email: str) -> None:
     user = await asyncio.to_thread(state.store.user_by_email, email) if "@" in email else None
     if user is None or user["disabled"] or not user["email"]:
         return
-    state.store.revoke_auth_tokens(user["id"], "reset")  # only the newest link works
-    token = accounts.issue_token(state.store, "reset", user["id"], mailer.RESET_TTL)
+    await asyncio.to_thread(state.store.revoke_auth_tokens, user["id"], "reset")  # only the newest link works
+    token = await asyncio.to_thread(accounts.issue_token, state.store, "reset", user["id"], mailer.RESET_TTL)
     url = mailer.link(base, "/auth/reset", token)
     await _mail(state, user["email"], "Set a new halguru password", mailer.reset_text(url))
 
@@ -310,13 +311,21 @@ async def reset_set(request: Request) -> Response:
         pre = pages.pre_token(request)
         return pages.render("reset_set.html", 400, title="Choose a new password", csrf=pre, token=token,
                             min_password=accounts.MIN_PASSWORD, error=str(exc))
+    done = await asyncio.to_thread(_reset, state, token, password)
+    if not done:
+        return pages.message("Link not valid", BAD_LINK, links=(("/auth/reset", "Ask for a new link"),),
+                             status=400)
+    return pages.message("Password changed", "Your new password is set, and every browser signed in to this "
+                         "account was signed out.", links=(("/auth/login", "Sign in"),))
+
+
+def _reset(state: ServerState, token: str, password: str) -> bool:
+    """Spend the reset token and set the password (the address confirmed, every session signed out)."""
     grant = accounts.consume_token(state.store, token, "reset")
     user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
     if user is None or user["disabled"]:
-        return pages.message("Link not valid", BAD_LINK, links=(("/auth/reset", "Ask for a new link"),),
-                             status=400)
-    await asyncio.to_thread(accounts.set_password, state.store, user["id"], password)
+        return False
+    accounts.set_password(state.store, user["id"], password)
     state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address
     websessions.revoke_all(state.store, user["id"])
-    return pages.message("Password changed", "Your new password is set, and every browser signed in to this "
-                         "account was signed out.", links=(("/auth/login", "Sign in"),))
+    return True
