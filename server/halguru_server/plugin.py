@@ -1,4 +1,5 @@
-"""Serve mode as a halguru plugin: adds `halguru serve`, `halguru worker`, `halguru keys` and `halguru users`.
+"""Serve mode as a halguru plugin: adds `halguru serve`, `halguru worker`, `halguru keys`, `halguru users` and
+`halguru audit`.
 
 Only typer is imported here: the CLI loads plugins on every start (`--help`
 too), so FastAPI, uvicorn and prometheus load inside the commands.
@@ -16,6 +17,8 @@ from halguru.plugins import hookimpl
 keys_app = typer.Typer(help="API keys for `halguru serve` (shown once, stored hashed).", no_args_is_help=True)
 users_app = typer.Typer(help="People who sign in to `halguru serve`: roles, disabling, two-factor resets.",
                         no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log of privileged actions: list it, verify its hash chain.",
+                        no_args_is_help=True)
 
 
 @hookimpl
@@ -26,6 +29,7 @@ def register_commands(cli: Any) -> None:
     cli.command(name="worker")(worker)
     cli.add_typer(keys_app, name="keys")
     cli.add_typer(users_app, name="users")
+    cli.add_typer(audit_app, name="audit")
 
 
 def serve(
@@ -155,3 +159,25 @@ def users_reset_2fa(user: str = USER) -> None:
     from halguru_server.users_cli import reset_2fa
 
     reset_2fa(user)
+
+
+@audit_app.command("list")
+def audit_list(
+    action: str = typer.Option(None, help="Only this action (auth.sign_in), or a prefix ending in '.' (auth.)."),
+    actor: str = typer.Option(None, help="Only this actor (user:<id>, key:<id>, cli:<user>, dev)."),
+    since: str = typer.Option(None, help="Only entries since then: 24h, 7d, or a date (2026-12-01)."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many (newest first)."),
+    json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Audit entries, newest first: who did what to what, from where."""
+    from halguru_server.audit_cli import show
+
+    show(action, actor, since, limit, json_output)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain: exit 0 when intact, 1 naming the first broken entry (HALGURU_AUDIT_KEY if set)."""
+    from halguru_server.audit_cli import verify
+
+    verify()
