@@ -137,6 +137,7 @@ def test_a_role_that_requires_2fa_must_enrol_before_anything_else(accounts_serve
         assert client.get("/auth/account").headers["location"] == "/auth/login/code"
         page = client.get("/auth/2fa")
         assert page.status_code == 200 and "requires two-factor" in page.text and "<svg" in page.text
+        assert "<?xml" not in page.text
         secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
         wrong = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": "000000"})
         assert wrong.status_code == 400 and secret in wrong.text  # the same secret, shown again

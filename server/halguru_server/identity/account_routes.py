@@ -35,7 +35,8 @@ def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord,
                                "error": error, "next": target}
     if not user["totp_enabled"]:
         secret = user["totp_secret"] or accounts.totp_begin(state.store, user["id"])
-        context.update(secret=secret, qr_svg=accounts.qr_svg(accounts.provisioning_uri(user, secret)))
+        svg = accounts.qr_svg(accounts.provisioning_uri(user, secret))
+        context.update(secret=secret, qr_svg=svg[svg.find("<svg"):])  # no XML prolog inside HTML
     return pages.render("twofa.html", status, **context)
 
 
