@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.errors import HalguruError
+from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.keys import ApiKey, create_key, list_keys, parse_duration
@@ -82,8 +83,8 @@ def _no_wider(caller: Principal, body: KeyIn, expires_in: float | None) -> None:
         raise ApiError(403, "this key expires, so the keys it creates must expire no later", "forbidden")
 
 
-@router.post("/keys", response_model=NewKeyOut, status_code=201, responses=responses(400))
-def create(body: KeyIn, state: State, caller: Caller) -> NewKeyOut:
+@router.post("/keys", response_model=NewKeyOut, status_code=201, responses=responses(400, 404))
+def create(body: KeyIn, request: Request, state: State, caller: Caller) -> NewKeyOut:
     """A new key of yours; its secret is in this answer only."""
     user_id = _user_id(caller)
     unknown = sorted(set(body.agents) - set(state.agents))
@@ -99,10 +100,11 @@ def create(body: KeyIn, state: State, caller: Caller) -> NewKeyOut:
     _no_wider(caller, body, expires_in)
     key, secret = create_key(state.store, body.name, body.agents, expires_in, "admin" if body.admin else "user",
                              user_id=user_id)
+    audit.record(request, "key.create", key.id, {"name": key.name, "scope": key.scope, "user_id": user_id})
     return NewKeyOut(**_out(key).model_dump(), secret=secret)
 
 
-@router.get("/keys", response_model=KeyList)
+@router.get("/keys", response_model=KeyList, responses=responses(404))
 def listing(state: State, caller: Caller,
             user: Annotated[str | None, Query(max_length=100, description="a user's id (keys:all)")] = None,
             every: Annotated[bool, Query(alias="all", description="every user's keys (keys:all)")] = False,
@@ -115,7 +117,8 @@ def listing(state: State, caller: Caller,
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, responses=responses(404))
-def revoke(key_id: Annotated[str, Path(max_length=20)], state: State, caller: Caller) -> KeyOut:
+def revoke(key_id: Annotated[str, Path(max_length=20)], request: Request, state: State,
+           caller: Caller) -> KeyOut:
     """Revoke a key of yours (an admin: anyone's); other keys answer 404, like keys that do not exist."""
     found = next((k for k in list_keys(state.store) if k.id == key_id), None)
     mine = found is not None and caller.user is not None and found.user_id == caller.user["id"]
@@ -123,5 +126,6 @@ def revoke(key_id: Annotated[str, Path(max_length=20)], state: State, caller: Ca
         raise ApiError(404, f"no key {key_id!r}")
     if found.revoked is None:
         state.store.revoke_keys([found.id])
+        audit.record(request, "key.revoke", found.id, {"name": found.name, "user_id": found.user_id})
         found = next(k for k in list_keys(state.store) if k.id == key_id)
     return _out(found)
