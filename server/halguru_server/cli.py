@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from halguru import audit
 from halguru.errors import HalguruError
 from halguru.listen import check_listen
 from halguru.store import open_store
@@ -86,6 +87,7 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
         owner = find_user(open_store(), user)
     key, secret = create_key(open_store(), name, names, lifetime, scope="admin" if admin else "user",
                              user_id=owner["id"] if owner else None)
+    audit.record(open_store(), None, "key.create", key.id, {"name": name, "scope": key.scope, "user_id": key.user_id})
     typer.echo(secret)
     scope = " with admin scope (sees and acts on every principal's objects)" if admin and not owner else ""
     if owner:
@@ -111,6 +113,7 @@ def show() -> None:
 
 def revoke(name_or_id: str) -> None:
     for key in revoke_key(open_store(), name_or_id):
+        audit.record(open_store(), None, "key.revoke", key.id, {"name": key.name, "user_id": key.user_id})
         typer.echo(f"revoked {key.id} ({key.name})")
 
 

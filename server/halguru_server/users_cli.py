@@ -10,6 +10,7 @@ import time
 
 import typer
 
+from halguru import audit
 from halguru.errors import HalguruError
 from halguru.store import open_store
 from halguru.store.base import UserRecord
@@ -37,6 +38,7 @@ def create(email: str, role: str, name: str, password_stdin: bool, no_password: 
         raise HalguruError(f"a user with the email {email.strip().lower()} exists already")
     password = None if no_password else _password(password_stdin)
     user = accounts.create_user(store, email, role=role, name=name, password=password, email_verified=True)
+    audit.record(store, None, "user.create", user["id"], {"email": user["email"], "role": user["role"]})
     typer.echo(f"user {user['id']} ({user['email']}) created with role {user['role']}"
                + ("" if password else "; no password: they sign in with OIDC (or set one via a reset link)"),
                err=True)
@@ -67,16 +69,19 @@ def show() -> None:
 
 def set_role(user: str, role: str) -> None:
     changed = accounts.set_role(open_store(), user, role)
+    audit.record(open_store(), None, "user.role", changed["id"], {"role": role})
     typer.echo(f"{changed['email'] or changed['id']} is now {role}")
 
 
 def disable(user: str, enable: bool) -> None:
     changed = accounts.disable_user(open_store(), user, disabled=not enable)
+    audit.record(open_store(), None, "user.disable", changed["id"], {"disabled": not enable})
     what = "enabled" if enable else "disabled (signed out everywhere; their keys stop working)"
     typer.echo(f"{changed['email'] or changed['id']} {what}")
 
 
 def reset_2fa(user: str) -> None:
     changed = accounts.reset_2fa(open_store(), user)
+    audit.record(open_store(), None, "user.reset_2fa", changed["id"])
     typer.echo(f"two-factor sign-in of {changed['email'] or changed['id']} removed (authenticator and recovery "
                "codes); they are signed out and enrol again at their next sign-in if their role requires it")
