@@ -38,6 +38,8 @@ from halguru.agents import telemetry
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+_tracer: api.Tracer | None = None
+_registered: list[bool] = []  # the atexit hook, once
 _ENDS_SUB_RUN = frozenset({"timeout", "model", "internal", "limit"})  # a sub-run's errors that end it
 _SAMPLING = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.request.top_p",
              "max_tokens": "gen_ai.request.max_tokens", "seed": "gen_ai.request.seed"}
@@ -45,9 +47,9 @@ _SAMPLING = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.reque
 
 def tracer() -> api.Tracer:
     """halguru's tracer on its own provider (the global one is left to the application), made once."""
-    global _provider
+    global _provider, _tracer
     with _lock:
-        if _provider is None:
+        if _tracer is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             resource = Resource.create({"service.version": __version__})
@@ -55,15 +57,18 @@ def tracer() -> api.Tracer:
                 resource = resource.merge(Resource({"service.name": "halguru"}))
             _provider = TracerProvider(resource=resource)
             _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            atexit.register(shutdown)
-        return _provider.get_tracer("halguru", __version__)
+            _tracer = _provider.get_tracer("halguru", __version__)
+            if not _registered:
+                atexit.register(shutdown)
+                _registered.append(True)
+        return _tracer
 
 
 def shutdown() -> None:
     """Flush and stop the exporter; a later run starts a new one."""
-    global _provider
+    global _provider, _tracer
     with _lock:
-        provider, _provider = _provider, None
+        provider, _provider, _tracer = _provider, None, None
     if provider is not None:
         provider.shutdown()
 
