@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.store.base import RunRecord
-from halguru_server import follow, ops, runs, service
+from halguru_server import audit, follow, ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
@@ -105,10 +105,11 @@ def get_conversation(conversation_id: ConvId, state: State, caller: Caller) -> C
 
 @router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"],
                responses=responses(404))
-def delete_conversation(conversation_id: ConvId, state: State, caller: Caller) -> Response:
+def delete_conversation(conversation_id: ConvId, request: Request, state: State, caller: Caller) -> Response:
     """Delete the conversation with its messages, runs and their events."""
-    service.get_conversation(state, caller, conversation_id)
+    row = service.get_conversation(state, caller, conversation_id)
     service.delete_conversation(state, conversation_id)
+    audit.record(request, "conversation.delete", conversation_id, {"agent": row["agent"], "owner": row["owner"]})
     return Response(status_code=204)
 
 

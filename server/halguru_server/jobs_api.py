@@ -10,11 +10,11 @@ import asyncio
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.jobs.handlers import RUN
-from halguru_server import service
+from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, agent_for, get_state
@@ -110,18 +110,20 @@ def get_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
-def retry_job(job_id: JobId, state: State, caller: Writer) -> JobOut:
+def retry_job(job_id: JobId, request: Request, state: State, caller: Writer) -> JobOut:
     """Queue a dead or cancelled job again (its attempts start over)."""
     job = _owned(state, caller, job_id)
     if not state.store.retry_job(job_id):
         raise ApiError(409, f"job {job_id} is {job['status']}; only dead or cancelled jobs can be retried")
+    audit.record(request, "job.retry", job_id, {"kind": job["kind"], "agent": job["agent"]})
     return _out(_owned(state, caller, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
-async def cancel_job(job_id: JobId, state: State, caller: Writer) -> JobOut:
+async def cancel_job(job_id: JobId, request: Request, state: State, caller: Writer) -> JobOut:
     """Cancel a queued or running job (a running one stops within a third of its lease)."""
     job = _owned(state, caller, job_id)
     if not await asyncio.to_thread(state.store.cancel_job, job_id):
         raise ApiError(409, f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
+    await asyncio.to_thread(audit.record, request, "job.cancel", job_id, {"kind": job["kind"], "agent": job["agent"]})
     return _out(_owned(state, caller, job_id))

@@ -146,7 +146,7 @@ def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) 
     """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint."""
     served = _check_resume(state, caller, run_id)
     service.check_input(state, "")
-    return _start(state, caller, served, run_id, durable.resume_events(run_id, store=state.store,
+    return _start(state, caller, served, run_id, durable.resume_events(run_id, store=state.store, by=caller.label,
                                                                       metadata={"request_id": request_id}))
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict
 
 from halguru.store.base import UserRecord
+from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, session_routes
 from halguru_server.identity.guards import require
@@ -57,7 +58,7 @@ def list_users(state: State, caller: Admin) -> UserList:
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=responses(400, 404))
-def change_user(user_id: UserId, body: UserPatch, state: State, caller: Admin) -> UserOut:
+def change_user(user_id: UserId, body: UserPatch, request: Request, state: State, caller: Admin) -> UserOut:
     """Change a user's role, or disable (signed out everywhere, keys stop working) or enable them. An admin
     cannot demote or disable themselves (so a server always keeps one)."""
     user = _user(state, user_id)
@@ -66,13 +67,16 @@ def change_user(user_id: UserId, body: UserPatch, state: State, caller: Admin) -
         raise ApiError(400, "you cannot demote or disable yourself; another admin can")
     if body.role is not None:
         user = accounts.set_role(state.store, user_id, body.role)
+        audit.record(request, "user.role", user_id, {"role": body.role})
     if body.disabled is not None:
         user = accounts.disable_user(state.store, user_id, disabled=body.disabled)
+        audit.record(request, "user.disable", user_id, {"disabled": body.disabled})
     return _user_out(user)
 
 
 @router.post("/users/{user_id}/reset-2fa", response_model=UserOut, responses=responses(404))
-def reset_2fa(user_id: UserId, state: State, caller: Admin) -> UserOut:
+def reset_2fa(user_id: UserId, request: Request, state: State, caller: Admin) -> UserOut:
     """Remove the user's authenticator and recovery codes (a lost phone); they are signed out."""
     _user(state, user_id)
+    audit.record(request, "user.reset_2fa", user_id)
     return _user_out(accounts.reset_2fa(state.store, user_id))
