@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from halguru.store.base import AuditRecord, Store
+    from halguru.store.base import AuditCheck, AuditRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,10 @@ def record(store: Store | None, actor: str | None, action: str, target: str = ""
         return None
 
 
-def verify(store: Store) -> tuple[bool, str]:
-    """Verify the whole chain: (ok, the line to print). Used by `halguru audit verify` and the API."""
+def verify(store: Store) -> tuple[AuditCheck, str]:
+    """Verify the whole chain (with the key, if set): what was found, and the line that says it (the CLI
+    prints it, the API returns it)."""
     check = store.verify_audit(key=audit_key())
     if check["ok"]:
-        return True, f"audit chain intact: {check['entries']} entries (head {check['head'][:16]})"
-    return False, f"audit chain broken at entry {check['seq']}: {check['reason']}"
+        return check, f"audit chain intact: {check['entries']} entries (head {check['head'][:16]})"
+    return check, f"audit chain broken at entry {check['seq']}: {check['reason']}"
