@@ -61,6 +61,7 @@ def test_a_cli_run_with_a_tool_and_knowledge_is_one_tree_with_genai_attributes(
     assert first.kind == 3  # CLIENT
     assert first.attributes["gen_ai.operation.name"] == "chat"
     assert first.attributes["gen_ai.request.model"] == model
+    assert first.attributes["gen_ai.provider.name"] == "scripted"
     assert root.attributes["gen_ai.request.model"] == model
     assert first.attributes["gen_ai.usage.input_tokens"] > 0 and first.attributes["gen_ai.usage.output_tokens"] > 0
     assert first.attributes["gen_ai.response.finish_reasons"] == ["tool_calls"]
@@ -138,6 +139,8 @@ def test_team_and_workflow_sub_runs_nest_and_a_failed_run_is_an_error(otel_env, 
     assert tech.trace_id == desk.trace_id and tech.attributes["halguru.parent_run_id"] == desk.attributes[
         "halguru.run_id"] != tech.attributes["halguru.run_id"]
     assert tech.attributes["gen_ai.agent.name"] == "tech" and "halguru.handoff" in desk.events
+    [tech_call] = [s for s in spans if s.parent_id == tech.span_id]
+    assert tech.attributes["gen_ai.usage.output_tokens"] == tech_call.attributes["gen_ai.usage.output_tokens"] > 0
     [workflow] = named(spans, "invoke_workflow flow")
     assert workflow.attributes["gen_ai.operation.name"] == "invoke_workflow"
     assert workflow.attributes["gen_ai.workflow.name"] == "flow"

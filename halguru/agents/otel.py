@@ -41,6 +41,7 @@ _provider: TracerProvider | None = None
 _tracer: api.Tracer | None = None
 _registered: list[bool] = []  # the atexit hook, once
 _ENDS_SUB_RUN = frozenset({"timeout", "model", "internal", "limit"})  # a sub-run's errors that end it
+_PROVIDERS: dict[str, str] = {}  # model name -> its provider (gen_ai.provider.name), "" when unknown
 _SAMPLING = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.request.top_p",
              "max_tokens": "gen_ai.request.max_tokens", "seed": "gen_ai.request.seed"}
 
@@ -77,6 +78,18 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _provider_of(model: str) -> str:
+    """The provider serving a model name (llama-cpp, openai, scripted...), looked up once per name."""
+    if model not in _PROVIDERS:
+        from halguru.models.registry import find_entry
+
+        try:
+            _PROVIDERS[model] = find_entry(model).provider
+        except Exception:  # a model passed as an object under a name no registry knows
+            _PROVIDERS[model] = ""
+    return _PROVIDERS[model]
+
+
 @dataclass
 class _Run:
     """A run or sub-run: its span, what names its next sub-run, and its open calls and steps."""
@@ -88,6 +101,7 @@ class _Run:
     next_agent: str = ""  # the target of the last handoff (a team's ask_<agent> opens a sub-run of it)
     last_ns: int = 0
     error: str | None = None
+    tokens: list[int] = field(default_factory=lambda: [0, 0])  # a sub-run's input and output tokens
     open: dict[str, Span] = field(default_factory=dict)  # "model", "tool:<call id>", "step:<step id>"
     steps: dict[str, tuple[int, str, str]] = field(default_factory=dict)  # step id -> (number, kind, name)
 
@@ -139,6 +153,9 @@ class RunSpans:
         end = end_ns if end_ns is not None else run.last_ns
         for key in list(run.open):
             self.finish(run_id, key, end, "interrupted" if error else None)
+        if run_id != next(iter(self.runs)):  # a sub-run (the top-level run's totals come with run_finished)
+            run.span.set_attributes({"gen_ai.usage.input_tokens": run.tokens[0],
+                                     "gen_ai.usage.output_tokens": run.tokens[1]})
         _end(run.span, end, error or run.error, detail)
 
     # -- runs -------------------------------------------------------------------------------------------
@@ -151,8 +168,9 @@ class RunSpans:
             attributes["gen_ai.workflow.name"] = event.agent
         if self.kind:
             attributes["halguru.orchestration"] = self.kind
-        if event.metadata.get("request_id"):
-            attributes["halguru.request_id"] = str(event.metadata["request_id"])
+        for key in ("request_id", "job_id"):  # serve mode's request, the worker's job
+            if event.metadata.get(key):
+                attributes[f"halguru.{key}"] = str(event.metadata[key])
         request = telemetry.REQUEST.get()
         parent = _caller(request)
         span = self.tracer.start_span(f"{operation} {event.agent}", parent, SpanKind.INTERNAL,
@@ -225,10 +243,13 @@ def _run_started(spans: RunSpans, event: Any) -> None:
 
 def _model_call(spans: RunSpans, event: Any) -> None:
     run = spans.run_of(event)
-    settings = {name: event.settings[key] for key, name in _SAMPLING.items() if event.settings.get(key) is not None}
+    attributes = {name: event.settings[key] for key, name in _SAMPLING.items() if event.settings.get(key) is not None}
+    provider = _provider_of(event.model)
+    if provider:
+        attributes["gen_ai.provider.name"] = provider
     spans.start(run, "model", f"chat {event.model}", event.ts, {
         "gen_ai.operation.name": "chat", "gen_ai.request.model": event.model,
-        "gen_ai.conversation.id": run.conversation_id, **settings}, SpanKind.CLIENT)
+        "gen_ai.conversation.id": run.conversation_id, **attributes}, SpanKind.CLIENT)
 
 
 def _model_result(spans: RunSpans, event: Any) -> None:
@@ -243,6 +264,8 @@ def _model_result(spans: RunSpans, event: Any) -> None:
         span.set_attribute("gen_ai.usage.cache_read.input_tokens", event.cached_tokens)
     if event.ttft_ms is not None:
         span.set_attribute("halguru.ttft_ms", round(event.ttft_ms, 3))
+    run.tokens[0] += event.prompt_tokens
+    run.tokens[1] += event.completion_tokens
     spans.finish(event.run_id, "model", _ns(event.ts))
 
 

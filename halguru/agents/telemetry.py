@@ -7,8 +7,8 @@ The standard SDK environment variables turn it on and configure it: ``OTEL_EXPOR
 from ``opentelemetry`` is imported, and a run pays one environment lookup.
 
 ``run()`` hands each run's trace an ``observer``; it builds the spans from the events as they are traced
-(halguru.agents.otel). Serve mode sets a ``RequestTrace`` per request: a run started in it joins the caller's
-``traceparent`` and leaves its trace and span ids for the request's JSON log lines.
+(halguru.agents.otel). Serve mode sets a ``RequestTrace`` per request (the worker one per job): a run started
+in it joins the caller's ``traceparent`` and leaves its trace and span ids for the request's JSON log lines.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def observer(kind: str | None) -> Callable[[BaseEvent], None] | None:
 
 @dataclass
 class RequestTrace:
-    """One serve-mode request: the caller's trace context (W3C headers) and the ids of the first run it started."""
+    """One serve-mode request or worker job: the caller's trace context (W3C headers) and the ids of the first
+    run it started."""
 
     traceparent: str = ""
     tracestate: str = ""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from halguru.agents import telemetry
 from halguru.agents.runtime import SHUTDOWN
 from halguru.channels.base import ChannelError, SourceChannel
 from halguru.jobs.handlers import HANDLERS, JobContext, JobError
@@ -105,6 +106,8 @@ class Worker:
 
     async def _execute(self, job: JobRecord) -> None:
         started = time.monotonic()
+        if telemetry.enabled():  # this job's task: its run's trace and span ids go on its log lines
+            telemetry.REQUEST.set(telemetry.RequestTrace())
         self.observe("started", job, time.time() - job["run_after"])
         handler = HANDLERS.get(job["kind"])
         work = asyncio.create_task(handler(self.ctx, job)) if handler else None

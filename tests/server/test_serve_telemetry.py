@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import httpx
 
@@ -28,12 +29,17 @@ def test_serve_exports_runs_and_its_request_log_lines_carry_their_trace_ids(
         with httpx.stream("POST", f"{url}/v1/conversations/{conv}/messages", timeout=30,
                           json={"content": "again", "stream": True}, headers={"x-request-id": "req-streamed"}) as r:
             assert "event: run_finished" in r.read().decode()
+        job = httpx.post(f"{url}/v1/jobs", json={"agent": "echo", "input": "queued"}).json()["id"]
+        while httpx.get(f"{url}/v1/jobs/{job}").json()["status"] != "done":  # the in-process worker runs it
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)  # the exporter is flushed as the server stops (nothing sent before)
         assert proc.wait(15) in (0, -signal.SIGTERM)
-        spans = receiver.wait_for(4)
+        spans = receiver.wait_for(6)
     finally:
         receiver.close()
-    roots = {s.attributes["halguru.request_id"]: s for s in spans if s.name == "invoke_agent echo"}
+    [queued] = [s for s in spans if s.attributes.get("halguru.job_id") == job]
+    assert queued.name == "invoke_agent echo" and queued.parent_id == ""
+    roots = {s.attributes["halguru.request_id"]: s for s in spans if "halguru.request_id" in s.attributes}
     joined, streamed = roots["req-joined"], roots["req-streamed"]
     assert (joined.trace_id, joined.parent_id) == (CALLER_TRACE, CALLER_SPAN)  # the caller's trace goes on
     assert streamed.trace_id != CALLER_TRACE and streamed.parent_id == ""
