@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from halguru import __version__
 from halguru.agents import telemetry
 from halguru.jobs.pipeline import StoreSink
-from halguru_server import api, audit, channels_api, errors, jobs_api, keys_api, openai_api, ops, web
+from halguru_server import api, audit, channels_api, console, errors, jobs_api, keys_api, openai_api, ops, web
 from halguru_server.agents import load_agents
 from halguru_server.gate import ModelGate
 from halguru_server.identity import account_routes, local_routes, oidc_routes, session_routes, users_routes
@@ -86,6 +86,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(session_routes.router)
     app.include_router(users_routes.router)
     app.include_router(audit.router)
+    console.install(app)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
     if settings.auth.proxy is not None:
         from halguru_server.identity import proxy

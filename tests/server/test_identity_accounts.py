@@ -122,7 +122,7 @@ def test_the_roles_grant_what_the_contract_table_says() -> None:
         "runs:read_all": "AO",
         "runs:approve_all": "AO", "jobs:read": "AOD", "jobs:write": "AOD", "jobs:read_all": "AO",
         "jobs:write_all": "AO", "keys:own": "AOD", "keys:all": "A", "users:manage": "A", "settings:manage": "A",
-        "audit:read": "A", "agents:publish": "AD", "metrics:read": "AO",
+        "audit:read": "A", "agents:publish": "AD", "metrics:read": "AOD", "security:read": "AO",
     }
     for permission, who in table.items():
         for letter, role in zip("AODU", roles.ROLES, strict=True):

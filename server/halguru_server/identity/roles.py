@@ -8,9 +8,9 @@ ROLES = ("admin", "operator", "developer", "user")
 """Every role, most powerful first."""
 
 _USER = frozenset({"agents:read", "chat:use", "account:own"})
-_DEVELOPER = _USER | {"jobs:read", "jobs:write", "keys:own", "agents:publish"}
+_DEVELOPER = _USER | {"jobs:read", "jobs:write", "keys:own", "agents:publish", "metrics:read"}
 _OPERATOR = _USER | {"jobs:read", "jobs:write", "keys:own", "conversations:read_all", "runs:read_all",
-                     "runs:approve_all", "jobs:read_all", "jobs:write_all", "metrics:read"}
+                     "runs:approve_all", "jobs:read_all", "jobs:write_all", "metrics:read", "security:read"}
 _ADMIN = _OPERATOR | _DEVELOPER | {"keys:all", "users:manage", "settings:manage", "audit:read"}
 
 ANONYMOUS = frozenset({"agents:read", "chat:use"})

@@ -1,0 +1,156 @@
+"""The console's shell: templates, navigation, security headers, static assets and how refused guards answer
+a browser (see the package docstring for how a page is built)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from halguru_server.errors import ApiError
+from halguru_server.identity.guards import public
+from halguru_server.state import Principal
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+ASSETS = {"console.css": "text/css", "console.js": "text/javascript"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # not no-referrer: Chromium would send "Origin: null" on form posts
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+NAV: tuple[tuple[str, str, str], ...] = (
+    ("Monitoring", "/admin", "metrics:read"),
+    ("Conversations", "/admin/conversations", "conversations:read_all"),
+    ("Approvals", "/admin/approvals", "runs:approve_all"),
+    ("Audit", "/admin/audit", "audit:read"),
+    ("Users", "/admin/users", "users:manage"),
+    ("Security", "/admin/security", "security:read"),
+    ("Analytics", "/admin/analytics", "metrics:read"),
+    ("Status", "/admin/status", "metrics:read"),
+)
+"""The console's sections: label, path, the permission its guard asks (links the caller may not follow are
+left out of the navigation)."""
+
+
+def when(ts: float | None) -> str:
+    """An epoch time as ``YYYY-MM-DD HH:MM:SS`` UTC ('' for None)."""
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago, coarsely (``5 s``, ``3 min``, ``2 h``, ``4 d``); '' for None."""
+    if ts is None:
+        return ""
+    delta = max(0.0, (now or time.time()) - ts)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if delta >= size:
+            return f"{int(delta // size)} {unit}"
+    return f"{int(delta)} s"
+
+
+def number(value: float | int | None, digits: int = 0) -> str:
+    """A number with thousands separators ('–' for None)."""
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+@lru_cache(maxsize=1)
+def env() -> Environment:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                              auto_reload=False, trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(when=when, ago=ago, number=number)
+    return environment
+
+
+def nav_for(caller: Principal) -> list[tuple[str, str]]:
+    """The sections this caller may open."""
+    return [(label, path) for label, path, permission in NAV if caller.can(permission)]
+
+
+def render(request: Request, caller: Principal, template: str, title: str, status: int = 200,
+           **context: Any) -> HTMLResponse:
+    """A full console page: ``template`` extends ``console_base.html``."""
+    who = caller.user["email"] or caller.user["name"] if caller.user is not None else ("dev" if caller.dev else "")
+    html = env().get_template(template).render(
+        title=title, nav=nav_for(caller), path=request.url.path, who=who, role=caller.role or "",
+        csrf=caller.web["csrf"] if caller.web is not None else "", notice=None, error=None, **context)
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def fragment(template: str, **context: Any) -> HTMLResponse:
+    """A piece of a page (no layout) that ``console.js`` swaps into a ``data-live`` element."""
+    return HTMLResponse(env().get_template(template).render(**context), headers=HEADERS)
+
+
+def back(url: str) -> RedirectResponse:
+    """303 after a form post: the browser shows ``url`` with a GET (a reload never posts twice)."""
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return request.method == "GET" and "text/html" in accept
+
+
+def _refused_page(request: Request, exc: ApiError) -> Response:
+    if exc.status == 401 and exc.type != "mfa_required":
+        return RedirectResponse(f"/auth/login?next={quote(request.url.path, safe='')}", status_code=303)
+    if exc.status == 401:
+        return RedirectResponse("/auth/login/code", status_code=303)
+    html = env().get_template("refused.html").render(message=exc.message, status=exc.status)
+    return HTMLResponse(html, status_code=exc.status, headers=HEADERS)
+
+
+class ConsoleRoute(APIRoute):
+    """A console route: a browser's GET refused by the guard gets the sign-in page (401) or a short HTML page
+    (403), not the API's JSON error; API clients (Accept: application/json) get the JSON as everywhere."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                if exc.status in (401, 403) and _wants_html(request):
+                    return _refused_page(request, exc)
+                raise
+
+        return answer
+
+
+def page_router(**kwargs: Any) -> APIRouter:
+    """An ``/admin`` router for pages (left out of the OpenAPI document)."""
+    return APIRouter(prefix="/admin", include_in_schema=False, route_class=ConsoleRoute, **kwargs)
+
+
+assets = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+@assets.get("/assets/{name}", dependencies=[Depends(public)])
+def asset(name: str) -> Response:
+    """The console's CSS and script (an allow-list: nothing else in the folder is served)."""
+    if name not in ASSETS:
+        raise HTTPException(404)
+    return FileResponse(STATIC / name, media_type=ASSETS[name],
+                        headers={**HEADERS, "Cache-Control": "public, max-age=300"})
+
+
+def json_page(data: Any) -> JSONResponse:
+    """JSON with the console's headers (a fragment's data for scripts)."""
+    return JSONResponse(data, headers=HEADERS)

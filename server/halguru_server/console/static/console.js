@@ -1,0 +1,41 @@
+// The admin console's live parts (no inline script: CSP script-src 'self').
+// <div data-live="/admin/...fragment" data-every="3">: its HTML is refetched every N seconds (paused while the
+// tab is hidden) and swapped in; <form data-confirm="question">: asks before posting.
+(function () {
+  "use strict";
+
+  function refresh(el) {
+    if (document.hidden || el.dataset.busy) return;
+    el.dataset.busy = "1";
+    fetch(el.dataset.live, { headers: { Accept: "text/html" }, credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        el.innerHTML = html;
+        el.dispatchEvent(new CustomEvent("console:updated", { bubbles: true }));
+        var stamp = document.getElementById(el.id + "-stamp");
+        if (stamp) stamp.textContent = "Updated " + new Date().toLocaleTimeString();
+      })
+      .catch(function (status) {
+        var stamp = document.getElementById(el.id + "-stamp");
+        if (stamp) stamp.textContent = "Live update failed (" + status + "); retrying";
+      })
+      .finally(function () { delete el.dataset.busy; });
+  }
+
+  function start() {
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      var every = Math.max(1, parseFloat(el.dataset.every || "3")) * 1000;
+      setInterval(function () { refresh(el); }, every);
+    });
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) document.querySelectorAll("[data-live]").forEach(refresh);
+    });
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
