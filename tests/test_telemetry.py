@@ -178,3 +178,27 @@ def test_off_without_an_endpoint_imports_nothing_from_opentelemetry(halguru_cmd,
     done = subprocess.run([sys.executable, "-c", OFF_CHECK, str(folder)], env=switched_off, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "none"
+
+
+WITHOUT_SDK = """\
+import sys
+
+class NoOpenTelemetry:  # as if halguru[otel] were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "opentelemetry":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoOpenTelemetry())
+from halguru.agents.runtime import run_sync
+print(run_sync(sys.argv[1], "hi").status, run_sync(sys.argv[1], "again").status)
+"""
+
+
+def test_an_endpoint_without_the_sdk_installed_warns_once_and_runs_go_on(otel_env, write_agent):
+    folder = write_agent("name: plain\nmodel: scripted\n")
+    done = subprocess.run([sys.executable, "-c", WITHOUT_SDK, str(folder)], env=otel_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "ok"]
+    assert done.stderr.count("OpenTelemetry is configured but cannot start") == 1
+    assert "pip install 'halguru[otel]'" in done.stderr

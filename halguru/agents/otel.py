@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,10 @@ def tracer() -> api.Tracer:
         if _tracer is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            if protocol.strip() != "http/protobuf":
+                log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s: halguru exports over http/protobuf only", protocol)
             resource = Resource.create({"service.version": __version__})
             if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
                 resource = resource.merge(Resource({"service.name": "halguru"}))

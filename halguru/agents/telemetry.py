@@ -13,6 +13,7 @@ in it joins the caller's ``traceparent`` and leaves its trace and span ids for t
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from halguru.agents.events import BaseEvent
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_broken: list[str] = []  # why telemetry could not start (said once, then runs go on untraced)
 _SPANS_MODULE = "halguru.agents.otel"
 
 
@@ -39,11 +41,18 @@ def enabled() -> bool:
 def observer(kind: str | None) -> Callable[[BaseEvent], None] | None:
     """What turns one run's events into spans (``kind``: the agent's driver, "team", "workflow" or None for a
     plain agent), or None when telemetry is off."""
-    if not enabled():
+    if not enabled() or _broken:
         return None
-    from halguru.agents.otel import RunSpans
+    try:
+        from halguru.agents.otel import RunSpans
 
-    return RunSpans(kind)
+        return RunSpans(kind)
+    except Exception as exc:  # not installed, or the SDK refuses its settings: runs go on without traces
+        _broken.append(f"{type(exc).__name__}: {exc}")
+        hint = " (pip install 'halguru[otel]')" if isinstance(exc, ImportError) else ""
+        logging.getLogger(__name__).warning("OpenTelemetry is configured but cannot start, no traces are "
+                                            "exported: %s%s", _broken[0], hint)
+        return None
 
 
 @dataclass
