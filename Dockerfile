@@ -50,6 +50,10 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3
     && mkdir -p /agents /home/halguru/.halguru && chown halguru:halguru /home/halguru/.halguru
 COPY --from=deps-slim /opt/halguru /opt/halguru
 COPY --from=app /staged/ /
+# the image's bill of materials (CycloneDX JSON): every Python and Debian package in it
+ARG REVISION=unknown
+RUN /opt/halguru/bin/python -m halguru.deploy.sbom --dpkg --revision "$REVISION" \
+        > /opt/halguru/sbom.cdx.json
 ENV PATH=/opt/halguru/bin:$PATH HALGURU_HOME=/home/halguru/.halguru PYTHONUNBUFFERED=1
 USER halguru
 WORKDIR /home/halguru
@@ -60,14 +64,14 @@ VOLUME ["/home/halguru/.halguru"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "-c", \
     "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 STOPSIGNAL SIGTERM
-# last, so that a new revision rebuilds nothing but this
-ARG REVISION=unknown
+# last, so that a new revision rebuilds nothing but this and the SBOM
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="halguru" \
       org.opencontainers.image.description="halguru serve: local-first AI agents (REST, OpenAI-compatible API, web chat)" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.revision="${REVISION}" \
+      io.halguru.sbom="/opt/halguru/sbom.cdx.json"
 # -e 143: uvicorn ends a graceful SIGTERM shutdown by re-raising SIGTERM; that is a clean stop, exit 0
 ENTRYPOINT ["tini", "-e", "143", "--"]
 CMD ["halguru", "serve", "/agents", "--host", "0.0.0.0", "--port", "8000"]

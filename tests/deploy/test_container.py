@@ -3,6 +3,7 @@ a registry and pulled back by digest, restarted mid-run (the run reads interrupt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -32,10 +33,48 @@ def halguru(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=900, env={**os.environ, "DOCKER_HOST": engine.docker_host})
 
 
+RELAY_YAML = """name: relay
+description: Two tool steps; the second waits a minute, once (the container is killed meanwhile).
+tools: [first, second]
+workflow:
+  steps:
+    - {id: one, tool: first}
+    - {id: two, tool: second}
+  output: "{{ steps.two.output }}"
+"""
+RELAY_TOOLS = '''import time
+from pathlib import Path
+
+from halguru import tool
+
+ONCE = Path("/tmp/relay-waited")  # the container's own /tmp: kept across its restarts
+
+
+@tool
+def first() -> str:
+    """At once."""
+    return "one done"
+
+
+@tool
+def second() -> str:
+    """Waits a minute the first time in this container, then answers at once."""
+    if not ONCE.exists():
+        ONCE.touch()
+        time.sleep(60)
+    return "relay done"
+'''
+
+
 @pytest.fixture(scope="module")
-def agents_image(engine: Engine, base_image: str) -> str:
-    """`halguru build`: the basic template baked in on top of the base image, through the engine's API."""
-    result = halguru(engine, "build", str(REPO / "agents-templates" / "basic"), "--tag", AGENTS_TAG,
+def agents_image(engine: Engine, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`halguru build`: the basic template and a two-step workflow baked in on top of the base image, through
+    the engine's API."""
+    relay = tmp_path_factory.mktemp("agents") / "relay"
+    relay.mkdir()
+    (relay / "agent.yaml").write_text(RELAY_YAML)
+    (relay / "tools.py").write_text(RELAY_TOOLS)
+    result = halguru(engine, "build", str(REPO / "agents-templates" / "basic"), str(relay), "--tag", AGENTS_TAG,
                      "--base", base_image)
     assert result.returncode == 0, result.stderr
     assert "COPY" in result.stderr  # the build's progress, shown as it ran
@@ -93,6 +132,11 @@ def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_re
     assert "/readyz" in " ".join(health["Test"])
     assert HOME in config["Volumes"]
     assert config["StopSignal"] == "SIGTERM"
+    sbom = json.loads(podman("run", "--rm", "--entrypoint", "cat", base_image, config["Labels"]["io.halguru.sbom"]
+                             ).stdout)
+    purls = {c["purl"].split("@")[0] for c in sbom["components"]}
+    assert {"pkg:pypi/llama-cpp-python", "pkg:pypi/halguru", "pkg:deb/debian/libgomp1"} <= purls
+    assert sbom["metadata"]["component"]["properties"][0]["value"] == image_revision
     size_mb = info["Size"] / 1e6
     print(f"\nimage {base_image}: {size_mb:.0f} MB")
     assert size_mb < 1500
@@ -150,6 +194,30 @@ def test_restart_mid_run_marks_the_run_interrupted(served: Served) -> None:
     runs = wait_for(lambda: served.get("/v1/runs?status=interrupted").json()["data"], 30, "an interrupted run")
     assert runs[0]["agent"] == "basic"
     assert not served.get("/v1/runs?status=running").json()["data"]
+
+
+def test_workflow_killed_mid_run_resumes_from_its_checkpoint(served: Served) -> None:
+    """Killed during step two: after the restart the run reads interrupted at 'step one', and resuming it
+    runs only what is left."""
+    headers = {"Authorization": f"Bearer {served.key}"}
+    conversation = httpx.post(f"{served.url}/v1/conversations", json={"agent": "relay"}, headers=headers).json()
+
+    def send() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the connection dies with the container
+            httpx.post(f"{served.url}/v1/conversations/{conversation['id']}/messages", json={"content": "go"},
+                       headers=headers, timeout=120)
+
+    threading.Thread(target=send, daemon=True).start()
+    run = wait_for(lambda: [r for r in served.get("/v1/runs?status=running").json()["data"]
+                            if r["checkpoint"]], 60, "the run's first checkpoint", step=0.1)[0]
+    podman("restart", "-t", "0", served.name)
+    wait_for(served.ready, 180, "/readyz after the restart", step=0.2)
+    interrupted = wait_for(lambda: [r for r in served.get("/v1/runs?status=interrupted").json()["data"]
+                                    if r["id"] == run["id"]], 30, "the run read interrupted")[0]
+    assert (interrupted["kind"], interrupted["checkpoint"]) == ("workflow", run["checkpoint"])
+    resumed = httpx.post(f"{served.url}/v1/runs/{run['id']}/resume", headers=headers, timeout=60)
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["status"], resumed.json()["output"]) == ("ok", "relay done")
 
 
 def test_stops_cleanly_on_sigterm(served: Served) -> None:

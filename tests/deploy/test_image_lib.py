@@ -122,3 +122,17 @@ def test_context_is_a_plain_tar(tmp_path: Path) -> None:
     data = image.build_context(projects, "b").getvalue()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getmember("agents/helper/agent.yaml").size > 0
+
+
+def test_sbom_lists_python_and_debian_packages(tmp_path: Path) -> None:
+    from halguru.deploy import sbom
+
+    status = tmp_path / "status"
+    status.write_text("Package: libgomp1\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.2.0-14+deb12u1"
+                      "\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n")
+    debs = sbom.dpkg_components(status)
+    assert [c["purl"] for c in debs] == ["pkg:deb/debian/libgomp1@12.2.0-14%2Bdeb12u1?arch=amd64"]
+    document = sbom.bom(sbom.python_components() + debs, "halguru", "0.1.0", "abc123")
+    assert (document["bomFormat"], document["specVersion"]) == ("CycloneDX", "1.5")
+    purls = {c["purl"] for c in document["components"]}
+    assert "pkg:pypi/llama-cpp-python@0.3.36" in purls and len(purls) == len(document["components"])
