@@ -1,12 +1,13 @@
 """What the server-rendered sign-in pages share: Jinja2 templates (autoescaped), their security headers, form
 reading, and CSRF for the forms shown before anyone is signed in.
 
-The pages carry no script at all, so the chat's strict Content-Security-Policy holds for them unchanged. A form
+The pages carry no script at all (their Content-Security-Policy says ``script-src 'none'``). A form
 shown to a signed-in browser sends its session's CSRF token (``websessions.csrf_ok``); the forms before sign-in
 (login, register, reset) have no session yet, so they use a double-submit token: a random ``halguru_csrf``
-cookie (HttpOnly, SameSite=Strict) that the form must repeat, plus the same Origin check. A page on another
-site can neither read that cookie nor make the browser send it along, so it cannot sign a victim into the
-attacker's account (login CSRF) or send reset mail in their name.
+cookie (HttpOnly, SameSite=Lax) that the form must repeat, plus the same Origin check. A page on another site
+cannot read that cookie, so it cannot forge the field: it cannot sign a victim into the attacker's account
+(login CSRF) or send reset mail in their name. (Lax, not Strict: a Strict cookie is not sent when a link from
+elsewhere opens the page, so the page would set a new one and break a form open in another tab.)
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def remember_pre(response: HTMLResponse, request: Request, token: str) -> HTMLRe
     """Set the pre-sign-in CSRF cookie (once) on a page that shows a form."""
     if request.cookies.get(PRE_COOKIE) != token:
         state = get_state(request)
-        response.set_cookie(PRE_COOKIE, token, path="/auth", httponly=True, samesite="strict",
+        response.set_cookie(PRE_COOKIE, token, path="/auth", httponly=True, samesite="lax",
                             secure=websessions.is_https(request, state.settings.trusted_proxies))
     return response
 
