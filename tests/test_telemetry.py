@@ -86,11 +86,13 @@ from pathlib import Path
 from halguru.agents.runtime import run_sync
 from halguru.models.scripted import ScriptedModel
 
-team, flow, plain = (Path(p) for p in sys.argv[1:4])
+team, flow, plain, searcher = (Path(p) for p in sys.argv[1:5])
 ask = {"tool_calls": [{"name": "ask_tech", "arguments": {"request": "is the line up?"}}]}
 print(run_sync(team, "my line is down", model=ScriptedModel([ask, "The line is up.", "Tech says it is up."])).status)
 print(run_sync(flow, "17*23", model=ScriptedModel(["391 it is"])).status)
 print(run_sync(plain, "hi", model=ScriptedModel([{"error": "connection refused"}])).status)
+search = {"tool_calls": [{"name": "search_knowledge", "arguments": {"query": "install"}}]}
+print(run_sync(searcher, "install?", model=ScriptedModel([search, "pipx [1]"])).status)
 """
 
 
@@ -100,7 +102,7 @@ def write(folder: Path, text: str) -> Path:
     return folder
 
 
-def test_team_and_workflow_sub_runs_nest_and_a_failed_run_is_an_error(otel_env, receiver, tmp_path):
+def test_sub_runs_nest_a_failed_run_is_an_error_and_a_search_holds_its_retrieval(otel_env, receiver, tmp_path):
     team = write(tmp_path / "desk", """\
         name: desk
         model: scripted
@@ -122,19 +124,25 @@ def test_team_and_workflow_sub_runs_nest_and_a_failed_run_is_an_error(otel_env, 
         """)
     write(tmp_path / "writer", "name: writer\nmodel: scripted\n")
     plain = write(tmp_path / "plain", "name: plain\nmodel: scripted\n")
+    searcher = write(tmp_path / "searcher", "name: searcher\nmodel: scripted\nknowledge: [docs]\n"
+                     "retrieval: {mode: tool}\n")
+    (searcher / "docs").mkdir()
+    (searcher / "docs/guide.md").write_text("# Guide\n\nInstall halguru with pipx install halguru.\n")
     env = {**otel_env, "OTEL_SERVICE_NAME": "support-desk"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(team), str(flow), str(plain)], env=env,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(team), str(flow), str(plain), str(searcher)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["ok", "ok", "failed"]
-    spans = receiver.wait_for(14)
+    assert done.stdout.split() == ["ok", "ok", "failed", "ok"]
+    spans = receiver.wait_for(19)
     assert {s.service for s in spans} == {"support-desk"}
     assert tree(spans) == [
         "invoke_agent desk", "  chat scripted", "  execute_tool ask_tech", "    invoke_agent tech",
         "      chat scripted", "  chat scripted",
         "invoke_workflow flow", "  step compute", "    execute_tool calculator",
         "  step explain", "    invoke_agent writer", "      chat scripted",
-        "invoke_agent plain", "  chat scripted"]
+        "invoke_agent plain", "  chat scripted",
+        "invoke_agent searcher", "  chat scripted", "  execute_tool search_knowledge", "    retrieval searcher-docs",
+        "  chat scripted"]
     [desk, tech] = named(spans, "invoke_agent desk") + named(spans, "invoke_agent tech")
     assert tech.trace_id == desk.trace_id and tech.attributes["halguru.parent_run_id"] == desk.attributes[
         "halguru.run_id"] != tech.attributes["halguru.run_id"]

@@ -291,9 +291,10 @@ def _tool_result(spans: RunSpans, event: Any) -> None:
 def _retrieval(spans: RunSpans, event: Any) -> None:
     started = event.ts - event.duration_ms / 1000
     run = spans.run_of(event, started)
+    tools = [span for key, span in run.open.items() if key.startswith("tool:")]  # search_knowledge, if open
     span = spans.start(run, "retrieval", f"retrieval {event.knowledge_base}".strip(), started, {
         "gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": event.knowledge_base,
-        "halguru.retrieval.hits": len(event.hits)})
+        "halguru.retrieval.hits": len(event.hits)}, parent=tools[-1] if tools else None)
     run.open.pop("retrieval", None)
     span.end(end_time=max(_ns(event.ts), _ns(started)))
 
