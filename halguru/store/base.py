@@ -27,6 +27,30 @@ class ConversationRecord(TypedDict):
     active_agent: str | None  # the team member holding the conversation: the next user turn goes to it
     owner: str | None
     messages: NotRequired[int]  # listings and create_conversation: how many messages it holds
+    taken_over_by: NotRequired[str | None]  # an operator answering as a human: the agent does not run meanwhile
+    taken_over_since: NotRequired[float | None]
+
+
+class ConversationFound(ConversationRecord):
+    """A conversation in a search: its message count, its last run's status and its channel."""
+
+    last_status: str | None  # None: no run yet
+    channel: str | None  # the channel whose thread it is (twilio, email, job...); None: the API or web chat
+    match: str | None  # with a text search: the first message (or the title) that matched
+
+
+class MessageRecord(TypedDict):
+    """A stored message with who wrote it and when."""
+
+    seq: int
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str | None
+    name: str | None
+    run_id: str | None
+    author: str | None  # None: the user or the agent; an operator's principal for a human's answer
+    created: float
 
 
 class RunRecord(TypedDict):
@@ -252,6 +276,26 @@ class Store(Protocol):
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord: ...
     def delete_conversation(self, conversation_id: str) -> None: ...
     def get_messages(self, conversation_id: str) -> list[Message]: ...
+
+    # -- the admin console's conversations (sql_console) ----------------------------------------------------
+    def search_conversations(self, *, agents: Sequence[str] | None = None, owner: str | None = None,
+                             channel: str | None = None, since: float | None = None, until: float | None = None,
+                             status: str | None = None, text: str | None = None, limit: int = 50,
+                             offset: int = 0) -> list[ConversationFound]:
+        """Newest activity first, narrowed by agents, owner, channel ('api': none), last activity in
+        [since, until), the last run's status and text in the title or a message."""
+        ...
+    def conversation_messages(self, conversation_id: str) -> list[MessageRecord]: ...
+    def take_over(self, conversation_id: str, by: str | None) -> str | None:
+        """Give the conversation to operator ``by`` (None: back to the agent); who holds it afterwards (a holder
+        other than ``by`` keeps it), "" for an unknown conversation."""
+        ...
+    def append_message(self, conversation_id: str, role: str, content: str, *, author: str | None = None,
+                       if_taken_over: bool = False) -> int | None:
+        """A message added without a run; its seq, or None (no such conversation; ``if_taken_over`` and no
+        operator holds it)."""
+        ...
+    def expired_conversations(self, agent: str, before: float, limit: int = 200) -> list[str]: ...
 
     # -- runs and events ------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,

@@ -244,7 +244,24 @@ def m010_audit(conn: sqlite3.Connection) -> None:
     _execute_all(conn, AUDIT_SCHEMA)
 
 
+CONSOLE_SCHEMA = """
+        ALTER TABLE conversations ADD COLUMN taken_over_by TEXT;
+        ALTER TABLE conversations ADD COLUMN taken_over_since REAL;
+        ALTER TABLE messages ADD COLUMN author TEXT;
+        CREATE INDEX conversations_updated ON conversations (updated);
+        CREATE INDEX conversations_agent ON conversations (agent, updated)
+        """
+"""m011's statements; PostgreSQL's pg004 is the same with its types."""
+
+
+def m011_console(conn: sqlite3.Connection) -> None:
+    """The admin console's conversations: who took one over (an operator answering as a human; the agent
+    does not run there meanwhile) and since when, who wrote a message (NULL: the user or the agent; an
+    operator's principal for a human's answer), and indexes for searching by agent and date."""
+    _execute_all(conn, CONSOLE_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
-                                                          m010_audit]
+                                                          m010_audit, m011_console]

@@ -26,6 +26,7 @@ from halguru.store.migrations import apply
 from halguru.store.postgres_base import CHANNEL, PostgresBase
 from halguru.store.postgres_migrations import MIGRATIONS
 from halguru.store.sql_audit import AuditMixin
+from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
@@ -100,7 +101,7 @@ class JobListener:
 
 
 class PostgresStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
-                    PostgresBase):
+                    ConsoleMixin, PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""

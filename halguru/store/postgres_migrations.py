@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.migrations import AUDIT_SCHEMA, IDENTITY_SCHEMA
+from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, IDENTITY_SCHEMA
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -141,4 +141,9 @@ def pg003_audit(conn: Any) -> None:
     _execute_all(conn, _pg_types(AUDIT_SCHEMA))
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit]
+def pg004_console(conn: Any) -> None:
+    """SQLite's m011 with PostgreSQL's types: conversations taken over by an operator, messages' authors."""
+    _execute_all(conn, _pg_types(CONSOLE_SCHEMA))
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console]

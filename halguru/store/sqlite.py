@@ -18,6 +18,7 @@ from halguru.errors import StoreError
 from halguru.store.base import Store
 from halguru.store.migrations import MIGRATIONS, apply
 from halguru.store.sql_audit import AuditMixin
+from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
@@ -27,7 +28,7 @@ from halguru.store.sqlite_base import SQLiteBase
 
 
 class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
-                  SQLiteBase):
+                  ConsoleMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying
     pending migrations (`halguru db status`)."""

@@ -1,0 +1,126 @@
+"""What the admin console asks of conversations (either backend; see ``sql_base``): search with filters,
+messages with their authors, take-over (an operator answers as a human while the agent waits), and retention.
+
+Text search is ``LIKE`` on lower-cased text (titles and message contents), the same SQL on SQLite and
+PostgreSQL; a pattern's own ``%``, ``_`` and ``\\`` are escaped, so a search is for the text as typed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import cast
+
+from halguru.store.base import ConversationFound, MessageRecord
+from halguru.store.sql_base import SQLBase, agent_filter
+
+# The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).
+_LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
+                "ELSE r.status END FROM runs r WHERE r.conversation_id = c.id ORDER BY r.started DESC LIMIT 1)")
+_CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
+NO_CHANNEL = "api"
+"""The channel filter's name for conversations no channel started (the API, the web chat, the CLI)."""
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` lower-cased, with LIKE's own characters escaped (``ESCAPE '\\'``)."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class ConsoleMixin(SQLBase):
+    """Search, messages with authors, take-over state and retention deletes."""
+
+    def search_conversations(self, *, agents: Sequence[str] | None = None, owner: str | None = None,
+                             channel: str | None = None, since: float | None = None, until: float | None = None,
+                             status: str | None = None, text: str | None = None, limit: int = 50,
+                             offset: int = 0) -> list[ConversationFound]:
+        """Newest activity first. ``agents`` (None: any), ``owner``, ``channel`` (a channel name, or ``api``
+        for none), ``since``/``until`` (last activity in [since, until)), ``status`` (of the last run) and
+        ``text`` (in the title or any message) narrow it."""
+        start = agent_filter(None, agents, "c.agent")
+        if start is None:
+            return []
+        clauses, params = start
+        now = time.time()
+        pattern = like_pattern(text) if text else None
+        for clause, value in (("c.owner = ?", owner), ("c.updated >= ?", since), ("c.updated < ?", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if channel == NO_CHANNEL:
+            clauses.append("NOT EXISTS (SELECT 1 FROM channel_threads t WHERE t.conversation_id = c.id)")
+        elif channel:
+            clauses.append("EXISTS (SELECT 1 FROM channel_threads t WHERE t.conversation_id = c.id AND t.channel = ?)")
+            params.append(channel)
+        if status:
+            clauses.append(f"{_LAST_STATUS} = ?")
+            params.extend([now, status])
+        if pattern is not None:
+            clauses.append("(lower(c.title) LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE "
+                           "m.conversation_id = c.id AND lower(m.content) LIKE ? ESCAPE '\\'))")
+            params.extend([pattern, pattern])
+        match = ("(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND lower(m.content) LIKE ? "
+                 "ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None else "NULL"
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        head = [now] + ([pattern] if pattern is not None else [])
+        rows = self._rows(
+            f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages, "
+            f"{_LAST_STATUS} AS last_status, {_CHANNEL} AS channel, {match} AS match "
+            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ? OFFSET ?",
+            [*head, *params, limit, offset])
+        return cast(list[ConversationFound], rows)
+
+    def conversation_messages(self, conversation_id: str) -> list[MessageRecord]:
+        """The conversation's messages in order, with their authors and times."""
+        rows = self._rows("SELECT seq, role, content, tool_calls, tool_call_id, name, run_id, author, created "
+                          "FROM messages WHERE conversation_id = ? ORDER BY seq", [conversation_id])
+        for row in rows:
+            row["tool_calls"] = json.loads(row["tool_calls"] or "[]")
+        return cast(list[MessageRecord], rows)
+
+    def take_over(self, conversation_id: str, by: str | None) -> str | None:
+        """Hand the conversation to operator ``by`` (None: back to the agent). Taking one another operator
+        holds changes nothing. Who holds it afterwards (None: the agent), or "" for an unknown conversation."""
+        now = time.time()
+        with self._tx() as conn:
+            self._lock(conn, "conversation", conversation_id)
+            row = conn.execute("SELECT taken_over_by FROM conversations WHERE id = ?" + self.FOR_UPDATE,
+                               (conversation_id,)).fetchone()
+            if row is None:
+                return ""
+            holder = row[0]
+            if by is None or holder is None:
+                conn.execute("UPDATE conversations SET taken_over_by = ?, taken_over_since = ? WHERE id = ?",
+                             (by, now if by else None, conversation_id))
+                holder = by
+            return cast(str | None, holder)
+
+    def append_message(self, conversation_id: str, role: str, content: str, *, author: str | None = None,
+                       if_taken_over: bool = False) -> int | None:
+        """Add a message at the end of the conversation (no run); its seq, or None when the conversation is
+        gone or (``if_taken_over``) no operator holds it: then nothing is stored and the agent should answer."""
+        now = time.time()
+        with self._tx() as conn:
+            self._lock(conn, "conversation", conversation_id)
+            row = conn.execute("SELECT taken_over_by FROM conversations WHERE id = ?",
+                               (conversation_id,)).fetchone()
+            if row is None or (if_taken_over and row[0] is None):
+                return None
+            (last,) = conn.execute("SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = ?",
+                                   (conversation_id,)).fetchone()
+            conn.execute("INSERT INTO messages (conversation_id, seq, role, content, author, created) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, last + 1, role, content, author, now))
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+            return int(last) + 1
+
+    def expired_conversations(self, agent: str, before: float, limit: int = 200) -> list[str]:
+        """Ids of ``agent``'s conversations last active before ``before``, oldest first, leaving out those an
+        operator holds and those with a live run."""
+        rows = self._rows(
+            "SELECT c.id FROM conversations c WHERE c.agent = ? AND c.updated < ? AND c.taken_over_by IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id AND r.status = 'running' "
+            "AND coalesce(r.lease_expires, 0) >= ?) ORDER BY c.updated LIMIT ?",
+            [agent, before, time.time(), limit])
+        return [r["id"] for r in rows]

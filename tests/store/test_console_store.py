@@ -1,0 +1,79 @@
+"""The console's conversation queries on both backends: search filters, messages with authors, take-over
+state and the retention query."""
+
+from __future__ import annotations
+
+import time
+
+from halguru.agents.events import RunFinished
+from halguru.models.base import Message
+
+
+def _conversation(store, cid: str, agent: str, text: str, *, owner: str | None = None, status: str = "ok",
+                  updated: float | None = None, raw_sql=None) -> None:
+    store.create_conversation(cid, agent, f"title of {cid}", owner=owner)
+    run = f"run_{cid[-6:]}aa"
+    store.start_run(run, cid, agent, "scripted", text, owner=owner)
+    done = RunFinished(run_id=run, seq=0, status=status, output="the answer")
+    store.finish_run(run, cid, done.model_dump(), [done],
+                     [Message(role="user", content=text), Message(role="assistant", content="the answer")])
+    if updated is not None:
+        raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (updated, cid))
+
+
+def test_search_filters_by_text_agent_owner_status_channel_and_date(store, raw_sql) -> None:
+    now = time.time()
+    _conversation(store, "conv_000001", "support", "My parcel 50% late_ish", owner="user:a")
+    _conversation(store, "conv_000002", "sales", "A quote for PARCEL boxes", owner="user:b", status="failed")
+    _conversation(store, "conv_000003", "support", "hello there", owner="user:b", updated=now - 40 * 86400,
+                  raw_sql=raw_sql)
+    store.thread_conversation("twilio", "support", "+1555", title="sms")
+
+    def ids(**filters) -> list[str]:
+        return sorted(r["id"] for r in store.search_conversations(**filters) if r["id"].startswith("conv_0"))
+
+    assert ids(text="parcel") == ["conv_000001", "conv_000002"]
+    assert ids(text="50%") == ["conv_000001"] and ids(text="5_%") == [] and ids(text="late_ish") == ["conv_000001"]
+    assert ids(text="parcel", agents=["sales"]) == ["conv_000002"]
+    assert ids(owner="user:b") == ["conv_000002", "conv_000003"]
+    assert ids(status="failed") == ["conv_000002"]
+    assert ids(since=now - 86400) == ["conv_000001", "conv_000002"]
+    assert ids(until=now - 86400) == ["conv_000003"]
+    assert ids(agents=[]) == []
+    found = store.search_conversations(text="PARCEL", agents=["support"])
+    assert [(r["messages"], r["last_status"], r["channel"], r["match"]) for r in found] == \
+        [(2, "ok", None, "My parcel 50% late_ish")]
+    sms = store.search_conversations(channel="twilio")
+    assert [r["channel"] for r in sms] == ["twilio"] and sms[0]["last_status"] is None
+    assert "conv_000001" in {r["id"] for r in store.search_conversations(channel="api")}
+    assert sms[0]["id"] not in {r["id"] for r in store.search_conversations(channel="api")}
+
+
+def test_take_over_holds_messages_and_hands_back(store) -> None:
+    _conversation(store, "conv_000010", "support", "hi")
+    assert store.append_message("conv_000010", "user", "anyone?", if_taken_over=True) is None  # the agent answers
+    assert store.take_over("conv_000010", "user:op1") == "user:op1"
+    assert store.take_over("conv_000010", "user:op2") == "user:op1"  # another operator's stays theirs
+    row = store.get_conversation("conv_000010")
+    assert row["taken_over_by"] == "user:op1" and row["taken_over_since"] is not None
+    assert store.append_message("conv_000010", "user", "anyone?", if_taken_over=True) == 2
+    assert store.append_message("conv_000010", "assistant", "A human here.", author="user:op1") == 3
+    messages = store.conversation_messages("conv_000010")
+    assert [(m["seq"], m["role"], m["author"]) for m in messages] == \
+        [(0, "user", None), (1, "assistant", None), (2, "user", None), (3, "assistant", "user:op1")]
+    assert [m.content for m in store.get_messages("conv_000010")][-1] == "A human here."
+    assert store.take_over("conv_000010", None) is None
+    assert store.get_conversation("conv_000010")["taken_over_by"] is None
+    assert store.take_over("conv_nosuch", "user:op1") == ""
+    assert store.append_message("conv_nosuch", "user", "x") is None
+
+
+def test_expired_conversations_leave_out_recent_and_taken_over_ones(store, raw_sql) -> None:
+    old = time.time() - 10 * 86400
+    _conversation(store, "conv_000020", "support", "old", updated=old, raw_sql=raw_sql)
+    _conversation(store, "conv_000021", "support", "old but held", updated=old, raw_sql=raw_sql)
+    _conversation(store, "conv_000022", "support", "new")
+    _conversation(store, "conv_000023", "sales", "old, other agent", updated=old, raw_sql=raw_sql)
+    store.take_over("conv_000021", "user:op")
+    raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (old, "conv_000021"))
+    assert store.expired_conversations("support", time.time() - 86400) == ["conv_000020"]
