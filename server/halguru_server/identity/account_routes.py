@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from halguru.store.base import UserRecord, WebSessionRecord
+from halguru_server import audit
 from halguru_server.identity import accounts, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
@@ -148,6 +149,7 @@ async def revoke_session(request: Request) -> Response:
         return pages.refused()
     public_id = (await pages.form(request)).get("session", "")[:64]
     await asyncio.to_thread(websessions.revoke_by_id, state.store, user["id"], public_id)
+    await asyncio.to_thread(audit.record, request, "auth.sign_out", user["id"], {"session": public_id})
     return pages.redirect("/auth/account")
 
 
@@ -162,6 +164,7 @@ async def logout_everywhere(request: Request) -> Response:
     if not await pages.session_csrf_ok(request, state, session):
         return pages.refused()
     await asyncio.to_thread(websessions.revoke_all, state.store, user["id"])
+    await asyncio.to_thread(audit.record, request, "auth.sign_out", user["id"], {"everywhere": True})
     response = pages.message("Signed out everywhere", "Every browser signed in to your account is signed out.",
                              links=(("/auth/login", "Sign in"),))
     await asyncio.to_thread(websessions.sign_out, request, response)
@@ -176,5 +179,7 @@ async def logout(request: Request) -> Response:
     if found is not None and not await pages.session_csrf_ok(request, state, found[0]):
         return pages.refused()
     response = pages.redirect("/auth/login")
+    if found is not None:
+        await asyncio.to_thread(audit.record, request, "auth.sign_out", found[1]["id"])
     await asyncio.to_thread(websessions.sign_out, request, response)
     return response

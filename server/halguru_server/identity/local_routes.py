@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.background import BackgroundTask
 
 from halguru.store.base import UserRecord, WebSessionRecord
-from halguru_server import ratelimit
+from halguru_server import audit, ratelimit
 from halguru_server.identity import accounts, mailer, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.urls import safe_next
@@ -76,6 +76,7 @@ async def login(request: Request) -> Response:
         user = await asyncio.to_thread(accounts.authenticate, state.store, email, data.get("password", ""),
                                        state.settings.auth)
     except accounts.SignInFailed as exc:
+        await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", email.lower()[:200], {"step": "password"})
         return _login_page(request, 401, error=str(exc), email=email, target=target)
     if not user["email_verified"]:
         sent = await _send_verification(request, state, user)
@@ -127,6 +128,8 @@ async def code(request: Request) -> Response:
         auth = state.settings.auth
         after = await asyncio.to_thread(state.store.record_login_failure, user["id"], auth.login_max_failures,
                                         auth.lockout_base, auth.lockout_max)
+        await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", user["id"],
+                                {"step": "second_factor", "locked": _locked(after)})
         if _locked(after):
             page = _login_page(request, 401, error=accounts.SIGN_IN_FAILED, target=target)
             await asyncio.to_thread(websessions.sign_out, request, page)
@@ -216,6 +219,7 @@ async def _create(request: Request, state: ServerState, email: str, name: str, p
                     f"address, which has one already. To set a new password, open {reset}\n\nIf it was not you, "
                     "ignore this mail.\n")
         return done
+    await asyncio.to_thread(audit.record, request, "user.create", user["id"], {"email": user["email"], "role": role})
     if verified:
         return pages.message("Account created", "Your account is ready.", links=(("/auth/login", "Sign in"),),
                              status=201)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from halguru_server import ratelimit
+from halguru_server import audit, ratelimit
 from halguru_server.errors import error_response
 from halguru_server.identity import accounts, oidc, pages, websessions
 from halguru_server.identity.guards import public
@@ -39,6 +39,7 @@ def _redirect_uri(request: Request, name: str) -> str:
 
 def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:
     log.warning("OIDC sign-in refused", extra={"fields": {"provider": provider[:40], "reason": exc.message}})
+    audit.record(request, "auth.sign_in_failed", provider[:40], {"step": "oidc", "reason": exc.message})
     if "text/html" in request.headers.get("accept", ""):
         return pages.message("Sign-in refused", status=exc.status, error=exc.message,
                              links=(("/auth/login", "Back to sign-in"),))

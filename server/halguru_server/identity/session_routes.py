@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel
 
+from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import require
@@ -85,10 +86,12 @@ def list_sessions(state: State, caller: Caller) -> SessionList:
 
 
 @router.delete("/sessions/{session_id}", status_code=204, responses=responses(404))
-def revoke_session(session_id: Annotated[str, Path(max_length=64)], state: State, caller: Caller) -> Response:
+def revoke_session(session_id: Annotated[str, Path(max_length=64)], request: Request, state: State,
+                   caller: Caller) -> Response:
     """Sign out one of the user's browsers (404 for an id that is not theirs)."""
     if not websessions.revoke_by_id(state.store, _user_id(caller), session_id):
         raise ApiError(404, f"no session {session_id!r}; GET /auth/sessions lists them")
+    audit.record(request, "auth.sign_out", _user_id(caller), {"session": session_id})
     return Response(status_code=204)
 
 
@@ -96,6 +99,7 @@ def revoke_session(session_id: Annotated[str, Path(max_length=64)], state: State
 def logout_all(request: Request, response: Response, state: State, caller: Caller) -> Revoked:
     """Sign out every browser of the user, this one included (its cookie is cleared)."""
     revoked = websessions.revoke_all(state.store, _user_id(caller))
+    audit.record(request, "auth.sign_out", _user_id(caller), {"everywhere": True, "revoked": revoked})
     if caller.web is not None:
         websessions.clear_cookie(response, request, state.settings.trusted_proxies)
     return Revoked(revoked=revoked)

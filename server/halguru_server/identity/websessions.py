@@ -153,6 +153,10 @@ def sign_in(request: Request, response: Response, user: UserRecord, *, mfa_done:
                            address=client_address(request, state.settings.trusted_proxies),
                            user_agent=request.headers.get("user-agent"))
     set_cookie(response, request, secret, state.settings.auth, state.settings.trusted_proxies)
+    if mfa_done:  # signed in (with both factors, when 2FA is due); the audit module imports guards: import here
+        from halguru_server import audit
+
+        audit.record(request, "auth.sign_in", user["id"], {"via": request.url.path}, actor=f"user:{user['id']}")
     return record
 
 
