@@ -55,3 +55,23 @@ def test_the_serve_config_says_which_setting(tmp_path: Path) -> None:
     config.write_text("auth:\n  oidc:\n    - {name: corp, client_id: x}\n")
     with pytest.raises(HalguruError, match=r"invalid serve setting auth\.oidc\.0: .*corp has no issuer"):
         load_settings(config)
+
+
+@pytest.mark.parametrize(("said", "configured", "same"), [
+    ("https://id.example.com", "https://id.example.com", True),
+    ("https://id.example.com/", "https://id.example.com", True),
+    ("https://evil.example", "https://id.example.com", False),  # a mix-up: another issuer's document
+    ("https://id.example.com/realms/other", "https://id.example.com/realms/main", False),
+    # Entra names its tenant by id whatever alias was asked, and a template on its multi-tenant endpoints
+    ("https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/common/v2.0", True),
+    ("https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+     "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0", True),
+    ("https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+     "https://login.microsoftonline.com/consumers/v2.0", True),
+    ("https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/", "https://login.microsoftonline.com/common/v2.0",
+     False),  # the v1 issuer: not what a v2.0 token carries
+    ("https://evil.example/{tenantid}/v2.0", "https://login.microsoftonline.com/common/v2.0", False),
+    ("https://login.microsoftonline.com/{tenantid}/v2.0", "https://id.example.com", False),
+])
+def test_discovery_must_name_the_issuer_it_was_fetched_for(said: str, configured: str, same: bool) -> None:
+    assert oidc._same_issuer(said, configured) is same

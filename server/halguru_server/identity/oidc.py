@@ -58,6 +58,7 @@ KEY_TYPES = {"RS256": "RSA", "RS384": "RSA", "RS512": "RSA", "PS256": "RSA", "PS
              "ES256": "EC", "ES384": "EC", "ES512": "EC", "EdDSA": "OKP"}
 """The ID-token algorithms accepted at all (asymmetric only) and the key type each needs."""
 _TENANT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_ENTRA = re.compile(r"https://login\.microsoftonline\.com/[A-Za-z0-9._{}-]{1,100}/v2\.0")
 
 
 class OidcError(Exception):
@@ -170,9 +171,13 @@ async def discover(config: OidcProvider) -> Metadata:
 
 
 def _same_issuer(said: str, configured: str) -> bool:
-    """Discovery must name the issuer it was fetched for; Entra's multi-tenant endpoints name a template."""
+    """Discovery must name the issuer it was fetched for. Entra names its tenant by id whatever alias was asked
+    (``contoso.onmicrosoft.com``, ``consumers``), and its multi-tenant endpoints name a ``{tenantid}`` template;
+    the token's ``iss`` is then checked against what the document said."""
     if said.rstrip("/") == configured.rstrip("/"):
         return True
+    if _ENTRA.fullmatch(configured.rstrip("/")):
+        return bool(_ENTRA.fullmatch(said.rstrip("/")))
     if TENANT_PLACEHOLDER not in said:
         return False
     prefix, _, suffix = said.partition(TENANT_PLACEHOLDER)
