@@ -24,6 +24,8 @@ def halguru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HALGURU_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("HALGURU_DB_PATH", raising=False)
     monkeypatch.delenv("HALGURU_HTTP_ALLOW_PRIVATE", raising=False)
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):  # no spans to a real collector
+        monkeypatch.delenv(name, raising=False)
     reset_settings()
     reset_plugin_manager()
     for store in store_module._STORES.values():
