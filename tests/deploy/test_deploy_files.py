@@ -105,3 +105,19 @@ def test_lock_pins_every_dependency_in_range() -> None:
         assert name in pins, f"{name} is missing from deploy/requirements.lock: run deploy/lock"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"{name}=={pins[name]} is outside {requirement.specifier}: run deploy/lock")
+
+
+@pytest.mark.container  # Debian's docker-compose and caddy (.ci/run installs them)
+@pytest.mark.parametrize("profile", [[], ["--profile", "postgres"]], ids=["default", "postgres"])
+def test_compose_config_and_caddyfile_pass_their_own_tools(profile: list[str]) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "HALGURU_DOMAIN": "agents.example.com", "HALGURU_TLS": "admin@example.com"}
+    result = subprocess.run(["docker-compose", "-f", str(DEPLOY / "compose.yaml"), *profile, "config", "-q"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    adapted = subprocess.run(["caddy", "adapt", "--config", str(DEPLOY / "Caddyfile"), "--adapter", "caddyfile"],
+                             capture_output=True, text=True, env=env)
+    assert adapted.returncode == 0, adapted.stderr
+    assert '"host":["agents.example.com"]' in adapted.stdout and '"dial":"serve:8000"' in adapted.stdout
