@@ -14,6 +14,8 @@ from halguru_server.identity import websessions
 
 ORIGIN = "http://testserver"
 PAGES = ["/admin"]
+FRAGMENTS = ["/admin/monitoring/live"]
+TWINS = ["/v1/monitoring"]
 
 
 @pytest.fixture
@@ -44,6 +46,9 @@ def test_every_page_renders_for_an_admin_and_refuses_a_user(app) -> None:
         assert client.get(page, headers={**user, "Accept": "application/json"}).json()["error"]["type"] == "forbidden"
         nobody = client.get(page, headers={"Accept": "text/html"}, follow_redirects=False)
         assert nobody.status_code == 303 and nobody.headers["location"].startswith("/auth/login?next=")
+    for url in FRAGMENTS + TWINS:
+        assert client.get(url, headers=admin).status_code == 200, url
+        assert client.get(url, headers={**user, "Accept": "application/json"}).status_code == 403, url
 
 
 def test_the_navigation_shows_only_what_the_role_may_open_and_assets_are_served(app) -> None:
@@ -54,3 +59,23 @@ def test_the_navigation_shows_only_what_the_role_may_open_and_assets_are_served(
     js = client.get("/admin/assets/console.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert client.get("/admin/assets/__init__.py").status_code == 404
+
+
+def test_monitoring_counts_runs_per_agent_with_percentiles_and_the_last_error(app) -> None:
+    from halguru.agents.events import RunFinished
+
+    store = app.state.halguru.store
+    for i in range(20):
+        store.create_conversation(f"conv_m{i}", "echo", "t")
+        store.start_run(f"run_m{i}", f"conv_m{i}", "echo", "scripted", "hi")
+        status = "failed" if i % 5 == 0 else "ok"
+        done = RunFinished(run_id=f"run_m{i}", seq=0, status=status, output="", error="boom" if i % 5 == 0 else None)
+        store.finish_run(f"run_m{i}", f"conv_m{i}", done.model_dump(), [done], [])
+    client = TestClient(app, base_url=ORIGIN)
+    snap = client.get("/v1/monitoring?window=15m", headers=signed_in(app, "operator")).json()
+    echo = next(a for a in snap["agents"] if a["agent"] == "echo")
+    assert (echo["runs"], echo["errors"], echo["error_rate"], echo["state"]) == (20, 4, 0.2, "idle")
+    assert echo["p50_ms"] is not None and echo["last_error"]["error"] == "boom" and len(echo["version"]) == 12
+    assert sum(b["runs"] for b in snap["timeline"]) == 20 and sum(snap["latency"]["counts"]) == 20
+    page = client.get("/admin?window=15m", headers=signed_in(app, "developer")).text
+    assert '<tr data-agent="echo">' in page and "<svg" in page and "boom" in page

@@ -28,12 +28,13 @@ from fastapi import FastAPI
 
 def install(app: FastAPI) -> None:
     """Wire the console: its assets, then every module of this package named ``*_pages`` that has a
-    ``router`` (so a new section is a new module, and app.py is not touched again)."""
+    ``router`` (pages) or ``api`` (its ``/v1`` twins): a new section is a new module, app.py is not touched."""
     from halguru_server.console import shell
 
     app.include_router(shell.assets)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.endswith("_pages"):
             module = importlib.import_module(f"{__name__}.{info.name}")
-            if (router := getattr(module, "router", None)) is not None:
-                app.include_router(router)
+            for name in ("router", "api"):
+                if (router := getattr(module, name, None)) is not None:
+                    app.include_router(router)

@@ -1,0 +1,102 @@
+"""Aggregates over runs for the admin console (either backend): per-agent numbers, latency percentiles, a
+timeline, a latency histogram, the last error of each agent and daily counts. Each is one query that the
+database answers from its indexes (``runs_started``, ``runs_status``) without sending the rows over, so the
+monitoring page stays fast with many stored runs (scripts/bench/bench_console.py measures it).
+
+Written in the SQL both databases speak: window functions for percentiles, and a floor that holds on both
+(SQLite's CAST truncates, PostgreSQL's rounds: ``_FLOOR`` corrects the latter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from halguru.store.sql_base import SQLBase
+
+ERROR_STATUSES = ("failed", "interrupted")
+"""What counts as an error in the console's numbers (``limited`` and ``cancelled`` are outcomes, not faults)."""
+_ERR = "CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END"
+_FLOOR = "(CAST({x} AS INTEGER) - CASE WHEN CAST({x} AS INTEGER) > {x} THEN 1 ELSE 0 END)"
+LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+"""The latency histogram's upper bounds (ms); one more bucket holds the rest."""
+
+
+class StatsMixin(SQLBase):
+    """Read-only aggregates of ``runs`` (a finished run has ``duration_ms``; running ones count as runs)."""
+
+    def agent_stats(self, since: float) -> list[dict[str, Any]]:
+        """Per agent, runs started since ``since``: runs, errors, ok, limited, running, tokens in and out, the
+        mean duration (ms) and the latest start."""
+        return self._rows(
+            f"SELECT agent, count(*) AS runs, sum({_ERR}) AS errors, "
+            "sum(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok, "
+            "sum(CASE WHEN status = 'limited' THEN 1 ELSE 0 END) AS limited, "
+            "sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running, "
+            "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
+            "avg(duration_ms) AS mean_ms, max(started) AS last_started "
+            "FROM runs WHERE started >= ? GROUP BY agent ORDER BY agent", (since,))
+
+    def run_percentiles(self, since: float, quantiles: Sequence[float] = (0.5, 0.95)) -> dict[str, list[float]]:
+        """Per agent, the duration (ms) at each quantile (nearest rank) of the runs finished since ``since``."""
+        ranks = " OR ".join(f"rn = {_FLOOR.format(x=f'(n * {q:.4f} + 0.9999)')}" for q in quantiles)
+        rows = self._rows(
+            "SELECT agent, n, rn, duration_ms FROM (SELECT agent, duration_ms, "
+            "ROW_NUMBER() OVER (PARTITION BY agent ORDER BY duration_ms) AS rn, "
+            "COUNT(*) OVER (PARTITION BY agent) AS n FROM runs WHERE started >= ? AND duration_ms IS NOT NULL) t "
+            f"WHERE {ranks} ORDER BY agent, rn", (since,))
+        found: dict[str, dict[int, float]] = {}
+        for row in rows:
+            found.setdefault(row["agent"], {})[int(row["rn"])] = float(row["duration_ms"])
+        result: dict[str, list[float]] = {}
+        for agent, by_rank in found.items():
+            n = next(int(r["n"]) for r in rows if r["agent"] == agent)
+            result[agent] = [by_rank[max(1, min(n, int(n * q + 0.9999)))] for q in quantiles]
+        return result
+
+    def run_timeline(self, since: float, bucket_s: float) -> list[dict[str, Any]]:
+        """Runs and errors per time bucket (``bucket``: 0 for the one starting at ``since``), buckets with
+        none left out."""
+        bucket = _FLOOR.format(x="((started - ?) / ?)")
+        return self._rows(
+            f"SELECT bucket, count(*) AS runs, sum(err) AS errors FROM (SELECT {bucket} AS bucket, {_ERR} AS err "
+            "FROM runs WHERE started >= ?) t GROUP BY bucket ORDER BY bucket",
+            (since, bucket_s, since, bucket_s, since, bucket_s, since))
+
+    def latency_histogram(self, since: float, bounds: Sequence[int] = LATENCY_BOUNDS_MS) -> list[int]:
+        """How many runs finished since ``since`` took at most each bound (ms), and more than the last."""
+        cases = " ".join(f"WHEN duration_ms <= {int(b)} THEN {i}" for i, b in enumerate(bounds))
+        rows = self._rows(
+            f"SELECT CASE {cases} ELSE {len(bounds)} END AS bucket, count(*) AS runs FROM runs "
+            "WHERE started >= ? AND duration_ms IS NOT NULL GROUP BY 1", (since,))
+        counts = [0] * (len(bounds) + 1)
+        for row in rows:
+            counts[int(row["bucket"])] = int(row["runs"])
+        return counts
+
+    def last_errors(self, since: float) -> dict[str, dict[str, Any]]:
+        """Each agent's latest failed or interrupted run since ``since``: its id, error and start."""
+        rows = self._rows(
+            "SELECT agent, id, error, started FROM (SELECT agent, id, error, started, ROW_NUMBER() OVER "
+            "(PARTITION BY agent ORDER BY started DESC) AS rn FROM runs WHERE status IN ('failed', 'interrupted') "
+            "AND started >= ?) t WHERE rn = 1", (since,))
+        return {row["agent"]: row for row in rows}
+
+    def daily_runs(self, since: float) -> list[dict[str, Any]]:
+        """Per UTC day (``day``: days since the epoch) and agent: runs, ok, errors, limited, conversations,
+        tokens."""
+        day = _FLOOR.format(x="(started / 86400.0)")
+        return self._rows(
+            f"SELECT day, agent, count(*) AS runs, sum(ok) AS ok, sum(err) AS errors, sum(lim) AS limited, "
+            "count(DISTINCT conversation_id) AS conversations, sum(tokens) AS tokens FROM (SELECT "
+            f"{day} AS day, agent, conversation_id, {_ERR} AS err, "
+            "CASE WHEN status = 'ok' THEN 1 ELSE 0 END AS ok, CASE WHEN status = 'limited' THEN 1 ELSE 0 END "
+            "AS lim, prompt_tokens + completion_tokens AS tokens FROM runs WHERE started >= ?) t "
+            "GROUP BY day, agent ORDER BY day, agent", (since,))
+
+    def event_counts(self, since: float, types: Sequence[str]) -> list[dict[str, Any]]:
+        """Events of ``types`` since ``since`` by type and run agent (tool calls, handoffs, refusals...)."""
+        marks = ",".join("?" * len(types))
+        return self._rows(
+            f"SELECT e.type, r.agent, count(*) AS n FROM events e JOIN runs r ON r.id = e.run_id "
+            f"WHERE r.started >= ? AND e.type IN ({marks}) GROUP BY e.type, r.agent", (since, *types))

@@ -1,0 +1,91 @@
+"""The admin console's monitoring page with 10,000 stored runs: ``python scripts/bench/bench_console.py``.
+
+Fills the store with 10,000 finished runs of 6 agents spread over the last 24 hours (statuses, durations and
+tokens varied), signs an admin in (a web session) and times ``GET /admin?window=24h`` (every run in the
+window: the aggregates scan all of them), ``GET /admin`` (last hour) and the live fragment, in process
+(ASGI, no network: the server's own time), against ``GET /v1/agents`` in the same run. Goal: under 300 ms.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
+import yaml
+from _common import HOME, Result, main, median, spread
+
+AGENTS = ["support", "sales", "triage", "billing", "docs", "echo"]
+STATUSES = ["ok"] * 16 + ["failed", "limited", "cancelled", "interrupted"]
+
+
+def fill(store: object, n: int) -> None:
+    """``n`` finished runs (and a conversation each) in two statements."""
+    rng, now = random.Random(7), time.time()
+    conversations, runs = [], []
+    for i in range(n):
+        started = now - rng.random() * 86400
+        agent = rng.choice(AGENTS)
+        status = rng.choice(STATUSES)
+        duration = rng.lognormvariate(6.5, 1.0)
+        conversations.append((f"conv_b{i:06d}", agent, "bench", started, started + duration / 1000))
+        runs.append((f"run_b{i:06d}", f"conv_b{i:06d}", agent, "scripted", "hi", "ok", status,
+                     "boom" if status == "failed" else None, started, started + duration / 1000, duration,
+                     rng.randint(20, 900), rng.randint(5, 400)))
+    with store._tx() as conn:  # type: ignore[attr-defined]
+        conn.executemany("INSERT INTO conversations (id, agent, title, created, updated) VALUES (?, ?, ?, ?, ?)",
+                         conversations)
+        conn.executemany("INSERT INTO runs (id, conversation_id, agent, model, input, output, status, error, "
+                         "started, finished, duration_ms, prompt_tokens, completion_tokens) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
+
+
+def project(root: Path) -> Path:
+    for name in AGENTS:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "agent.yaml").write_text(yaml.safe_dump({"name": name, "model": "scripted",
+                                                                "instructions": "Echo."}))
+    return root
+
+
+def timed(client: object, url: str, headers: dict[str, str], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        response = client.get(url, headers=headers)  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (url, response.status_code, response.text[:200])
+    return times
+
+
+def measure(quick: bool) -> list[Result]:
+    from fastapi.testclient import TestClient
+    from halguru_server import ServerSettings, create_app
+    from halguru_server.identity import websessions
+
+    app = create_app(ServerSettings(agents=[project(HOME / "agents")], worker=False, keep_mcp_servers=False))
+    state = app.state.halguru
+    fill(state.store, 10_000)
+    user = state.store.create_user("usr_bench", "bench@example.com", "bench", "admin")
+    secret, _ = websessions.issue(state.store, user["id"], state.settings.auth)
+    headers = {"Cookie": f"{websessions.COOKIE}={secret}", "Accept": "text/html"}
+    repeat = 5 if quick else 25
+    with TestClient(app, base_url="http://testserver") as client:
+        timed(client, "/admin?window=24h", headers, 2)  # templates compiled, caches warm
+        page = timed(client, "/admin?window=24h", headers, repeat)
+        hour = timed(client, "/admin", headers, repeat)
+        live = timed(client, "/admin/monitoring/live?window=24h", headers, repeat)
+        agents = timed(client, "/v1/agents", headers, repeat)
+        runs = client.get("/v1/monitoring?window=24h", headers=headers).json()["totals"]["runs"]
+    assert runs == 10_000, runs
+    detail = (f"/admin?window=24h {spread(page, ' ms')}; /admin (1 h) {spread(hour, ' ms')}; live fragment "
+              f"{spread(live, ' ms')}; /v1/agents {spread(agents, ' ms')}; {runs} runs in the window")
+    print(detail, file=sys.stderr)
+    return [Result("console", "monitoring page, 10,000 runs (server time)", median(page), "ms", 300.0, False,
+                   median(page) / median(agents), "vs /v1/agents", detail, repeat)]
+
+
+if __name__ == "__main__":
+    main("Admin console", measure, __doc__ or "")

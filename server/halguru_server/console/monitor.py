@@ -1,0 +1,99 @@
+"""What the monitoring page and ``GET /v1/monitoring`` show: each served agent's numbers over a window, from
+the store's aggregates (``halguru.store.sql_stats``), plus this replica's queue depth and each agent's version
+(a content hash of its folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from halguru.store.sql_stats import LATENCY_BOUNDS_MS, StatsMixin
+from halguru_server.ops import model_label
+from halguru_server.state import ServerState
+
+WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
+BUCKETS = 24
+RATE_WINDOW_S = 300  # runs per minute: over the last 5 minutes
+_SKIP = {".git", "__pycache__", ".venv", "node_modules", ".halguru"}
+_versions: dict[str, tuple[tuple[int, float], str]] = {}
+
+
+def stats_store(state: ServerState) -> StatsMixin:
+    """The store, with the console's aggregates (both SQL backends have them)."""
+    return cast(StatsMixin, state.store)
+
+
+def folder_version(path: Path) -> str:
+    """The first 12 hex digits of a SHA-256 over the folder's files (names and contents), cached until a file
+    changes (count or newest modification)."""
+    root = path if path.is_dir() else path.parent
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _SKIP & set(p.relative_to(root).parts))
+    signature = (len(files), max((p.stat().st_mtime for p in files), default=0.0))
+    cached = _versions.get(str(root))
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    version = digest.hexdigest()[:12]
+    _versions[str(root)] = (signature, version)
+    return version
+
+
+def snapshot(state: ServerState, window: str = "1h", now: float | None = None) -> dict[str, Any]:
+    """Agents (every served one, and any other with runs in the window), totals, timeline and histogram."""
+    now = now or time.time()
+    span = WINDOWS.get(window, WINDOWS["1h"])
+    since = now - span
+    store = stats_store(state)
+    stats = {row["agent"]: row for row in store.agent_stats(since)}
+    recent = {row["agent"]: row["runs"] for row in store.agent_stats(now - RATE_WINDOW_S)}
+    quantiles = store.run_percentiles(since)
+    errors = store.last_errors(since)
+    agents = []
+    for name in sorted(set(state.agents) | set(stats)):
+        agents.append(_agent_row(state, name, stats.get(name), recent.get(name, 0), quantiles.get(name),
+                                 errors.get(name)))
+    bucket_s = span / BUCKETS
+    timeline = [{"start": since + i * bucket_s, "runs": 0, "errors": 0} for i in range(BUCKETS)]
+    for row in store.run_timeline(since, bucket_s):
+        slot = timeline[min(BUCKETS - 1, max(0, int(row["bucket"])))]
+        slot["runs"] += int(row["runs"])
+        slot["errors"] += int(row["errors"] or 0)
+    runs = sum(a["runs"] for a in agents)
+    failed = sum(a["errors"] for a in agents)
+    return {"window": window if window in WINDOWS else "1h", "since": since, "now": now, "agents": agents,
+            "totals": {"runs": runs, "errors": failed, "error_rate": failed / runs if runs else 0.0,
+                       "runs_per_min": sum(a["runs_per_min"] for a in agents),
+                       "tokens": sum(a["tokens"] for a in agents),
+                       "queued": sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})},
+            "timeline": timeline, "latency": {"bounds_ms": list(LATENCY_BOUNDS_MS),
+                                              "counts": store.latency_histogram(since)}}
+
+
+def _agent_row(state: ServerState, name: str, stats: dict[str, Any] | None, recent: int,
+               quantiles: list[float] | None, error: dict[str, Any] | None) -> dict[str, Any]:
+    served = state.agents.get(name)
+    runs = int(stats["runs"]) if stats else 0
+    errors = int(stats["errors"] or 0) if stats else 0
+    running = int(stats["running"] or 0) if stats else 0
+    queued = state.gate.depth(served.model) if served else 0
+    if served is None:
+        status = "not served"
+    elif state.draining:
+        status = "draining"
+    else:
+        status = "busy" if running or queued else "idle"
+    return {
+        "agent": name, "model": model_label(served.model) if served else "", "served": served is not None,
+        "version": folder_version(Path(served.agent.path)) if served and served.agent.path else "",
+        "state": status, "runs": runs, "errors": errors, "error_rate": errors / runs if runs else 0.0,
+        "runs_per_min": recent / (RATE_WINDOW_S / 60), "running": running, "queued": queued,
+        "p50_ms": quantiles[0] if quantiles else None, "p95_ms": quantiles[1] if quantiles else None,
+        "tokens": int((stats["prompt_tokens"] or 0) + (stats["completion_tokens"] or 0)) if stats else 0,
+        "last_error": {"run_id": error["id"], "error": error["error"] or "", "at": error["started"]}
+        if error else None,
+    }
