@@ -213,6 +213,9 @@ def test_a_domain_not_allowed_is_refused_with_a_page(site: Site, mock_issuer: st
     assert server.state.store.list_users() == []
     ok = mock_sign_in(client, mock_issuer, "ann-sub", ANN)
     assert signed_in(server, ok)["email"] == "ann@example.com"
+    audit = server.state.store.list_audit(10, action="auth.")  # newest first
+    assert [e["action"] for e in audit] == ["auth.sign_in", "auth.sign_in_failed"]
+    assert audit[1]["target"] == "mock" and "domain" in audit[1]["details"]["reason"]
 
 
 def test_disabled_users_and_closed_sites_are_refused(site: Site, mock_issuer: str) -> None:

@@ -37,9 +37,10 @@ def _redirect_uri(request: Request, name: str) -> str:
     return public.rstrip("/") + path if public else str(request.base_url).rstrip("/") + path
 
 
-def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:
+async def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:
     log.warning("OIDC sign-in refused", extra={"fields": {"provider": provider[:40], "reason": exc.message}})
-    audit.record(request, "auth.sign_in_failed", provider[:40], {"step": "oidc", "reason": exc.message})
+    await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", provider[:40],
+                            {"step": "oidc", "reason": exc.message})  # a store write: off the event loop
     if "text/html" in request.headers.get("accept", ""):
         return pages.message("Sign-in refused", status=exc.status, error=exc.message,
                              links=(("/auth/login", "Back to sign-in"),))
@@ -59,7 +60,7 @@ async def oidc_login(request: Request, provider: str, next: str = "/") -> Respon
         config = oidc.provider(state.settings.auth, provider)
         url = await oidc.begin(state.store, config, safe_next(next), _redirect_uri(request, config.name), binding)
     except oidc.OidcError as exc:
-        return _refused(request, exc, provider)
+        return await _refused(request, exc, provider)
     response = pages.redirect(url)
     response.set_cookie(FLOW_COOKIE, binding, max_age=int(oidc.FLOW_TTL), path=FLOW_PATH, httponly=True,
                         samesite="lax", secure=websessions.is_https(request, state.settings.trusted_proxies))
@@ -76,7 +77,7 @@ async def oidc_callback(request: Request, provider: str) -> Response:
                                                request.cookies.get(FLOW_COOKIE))
         user = await asyncio.to_thread(oidc.account_for, state.store, config, claims)
     except oidc.OidcError as exc:
-        return _refused(request, exc, provider)
+        return await _refused(request, exc, provider)
     pending = accounts.needs_2fa(user, state.settings.auth)
     target = safe_next(next_url)
     response = pages.redirect(f"{SECOND_FACTOR}?next={quote(target, safe='')}" if pending else target)
