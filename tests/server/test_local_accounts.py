@@ -296,3 +296,15 @@ def test_an_operator_invites_from_the_shell_and_the_link_registers_once(accounts
         assert sign_in(client, "nia@example.com").status_code == 303
     user = accounts.server.state.store.user_by_email("nia@example.com")
     assert user is not None and user["role"] == "operator"
+
+
+def test_one_address_trying_many_accounts_is_slowed_down(accounts_server) -> None:
+    accounts = accounts_server(login_rate_per_minute=4)
+    accounts.user("fay@example.com")
+    with accounts.client() as client:
+        tries = [sign_in(client, f"user{i}@example.com", "guessed password") for i in range(4)]
+        assert {r.status_code for r in tries} == {401}
+        refused = sign_in(client, "fay@example.com")  # even the right password waits now
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
+        assert "Too many sign-in attempts" in refused.text
+        assert COOKIE not in client.cookies

@@ -72,6 +72,15 @@ async def login(request: Request) -> Response:
     if data is None:
         return pages.refused()
     email, target = data.get("email", "").strip(), safe_next(data.get("next"))
+    # Lockout is per account; this bounds one address trying many accounts (credential stuffing).
+    address = client_address(request, state.settings.trusted_proxies)
+    wait = await asyncio.to_thread(state.store.rate_hit, f"login:{address}", state.settings.auth.login_rate_per_minute,
+                                   60.0)
+    if wait is not None:
+        page = _login_page(request, 429, error=f"Too many sign-in attempts from your address; try again in "
+                                                f"{int(wait) + 1} s.", email=email, target=target)
+        page.headers["Retry-After"] = str(int(wait) + 1)
+        return page
     try:
         user = await asyncio.to_thread(accounts.authenticate, state.store, email, data.get("password", ""),
                                        state.settings.auth)

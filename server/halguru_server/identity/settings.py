@@ -94,6 +94,7 @@ class AuthSettings(BaseModel):
     session_idle: Duration = 2 * 3600.0
     session_max_age: Duration = 7 * 86400.0
     login_max_failures: int = Field(default=5, ge=1)
+    login_rate_per_minute: int = Field(default=10, ge=1)  # password attempts per client address, any account
     lockout_base: Duration = 30.0  # the first lockout; it doubles with each further failure
     lockout_max: Duration = 900.0
     smtp: SmtpSettings | None = None
