@@ -31,7 +31,8 @@ KEY_ENV = "HALGURU_AUDIT_KEY"
 ACTIONS = frozenset({
     "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "user.create", "user.role", "user.disable",
     "user.reset_2fa", "key.create", "key.revoke", "run.approve", "run.reject", "run.resume",
-    "conversation.delete", "job.cancel", "job.retry", "tool.call",
+    "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
+    "conversation.handback", "conversation.reply", "conversation.export", "conversation.retention",
 })
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from halguru.agents.loader import Agent
-from halguru.channels.base import Channel, Outbound
+from halguru.channels.base import Channel, Outbound, SendOnce
 from halguru.jobs.pipeline import REPLY, send_once
+from halguru.jobs.retention import RETENTION, retention_job
+from halguru.jobs.takeover import HUMAN_REPLY, hold
 from halguru.store.base import ChannelMessageRecord, JobRecord, Store
 
 RUN = "run"
@@ -89,6 +91,8 @@ async def run_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
         raise JobError("the job has no input", permanent=True)
     conversation = str(payload.get("conversation_id") or await asyncio.to_thread(_new_conversation, ctx.store, job))
     once = send_once(ctx.store, job["id"])
+    if payload.get("conversation_id") and await _held(ctx, job, once, conversation, text):
+        return {"status": "taken_over", "conversation_id": conversation}
     turn = await once("run", lambda: _turn(ctx, job, text, conversation),
                       _find_turn(ctx.store, conversation, text))
     return {**turn, "conversation_id": conversation}
@@ -112,20 +116,54 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], p["message_id"],
                             conversation_id=conversation)
     once = send_once(ctx.store, job["id"])
+    if await _held(ctx, job, once, conversation, p["text"]):  # an operator answers it: the reply waits for them
+        return {"status": "taken_over", "conversation_id": conversation, "sent": []}
     turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation),
                       _find_turn(ctx.store, conversation, p["text"]))
     if turn["status"] != "ok" or not turn["output"].strip():
         return {**turn, "conversation_id": conversation, "sent": []}  # paused for approval: nothing to say yet
+    sent = await _send(ctx, job, channel, once, conversation, turn["output"])
+    return {**turn, "conversation_id": conversation, "sent": sent}
+
+
+async def _held(ctx: JobContext, job: JobRecord, once: SendOnce, conversation: str, text: str) -> bool:
+    """Is an operator holding the conversation? Then the message is stored (once) and the agent not run. A
+    first attempt in a conversation nobody holds costs one read; a retry asks what the first one did."""
+    row = await asyncio.to_thread(ctx.store.get_conversation, conversation)
+    if job["attempts"] <= 1 and not (row and row.get("taken_over_by")):
+        return False
+
+    async def store() -> dict[str, Any]:
+        return {"held": await asyncio.to_thread(hold, ctx.store, conversation, text)}
+
+    return bool((await once("hold", store)).get("held"))
+
+
+async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnce, conversation: str,
+                text: str) -> list[str]:
+    """``text`` out on the job's channel (each part once), recorded as sent channel messages; their ids."""
+    p = job["payload"]
     outbound = Outbound(channel=p["channel"], agent=job["agent"], conversation_id=conversation, job_id=job["id"],
-                        text=turn["output"], reply=p.get("reply") or {})
+                        text=text, reply=p.get("reply") or {})
     sent = await channel.send(outbound, once)
     now = time.time()
     for part, message_id in enumerate(sent):
         await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(
             id=message_id or f"{job['id']}.{part}-{secrets.token_hex(3)}", channel=p["channel"], agent=job["agent"],
             conversation_id=conversation, direction="out", address=p["sender"],
-            body=turn["output"] if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
-    return {**turn, "conversation_id": conversation, "sent": sent}
+            body=text if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
+    return sent
 
 
-HANDLERS: dict[str, Handler] = {RUN: run_job, REPLY: reply_job}
+async def human_reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
+    """Send an operator's message (a taken-over conversation) on the channel its conversation came from."""
+    p = job["payload"]
+    channel = ctx.channels.get(job["agent"], {}).get(p["channel"])
+    if channel is None:
+        raise JobError(f"agent {job['agent']} has no {p['channel']} channel here", permanent=True)
+    sent = await _send(ctx, job, channel, send_once(ctx.store, job["id"]), p["conversation_id"], p["text"])
+    return {"conversation_id": p["conversation_id"], "sent": sent}
+
+
+HANDLERS: dict[str, Handler] = {RUN: run_job, REPLY: reply_job, HUMAN_REPLY: human_reply_job,
+                                RETENTION: retention_job}

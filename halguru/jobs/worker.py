@@ -26,6 +26,7 @@ from halguru.agents.runtime import SHUTDOWN
 from halguru.channels.base import ChannelError, SourceChannel
 from halguru.jobs.handlers import HANDLERS, JobContext, JobError
 from halguru.jobs.pipeline import StoreSink
+from halguru.jobs.retention import Retention
 from halguru.jobs.schedules import Scheduler
 from halguru.store.base import JobRecord
 
@@ -56,6 +57,7 @@ class Worker:
         self.observe = observe or (lambda outcome, job, seconds: None)  # metrics: outcome, job, duration
         self.sink = StoreSink(ctx.store, self.wake)
         self.scheduler = Scheduler(ctx.store, ctx.agents)
+        self.retention = Retention(ctx.store, ctx.agents)  # agents' metadata.retention_days
         self._poke = threading.Event()  # set by wake(), a finished job, stop(): the idle wait returns
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -166,7 +168,8 @@ class Worker:
     async def _schedules(self) -> None:
         while True:
             try:
-                if await asyncio.to_thread(self.scheduler.tick, time.time()):
+                if await asyncio.to_thread(self.scheduler.tick, time.time()) + \
+                        await asyncio.to_thread(self.retention.tick, time.time()):
                     self._poke.set()
             except Exception:
                 log.exception("schedules failed; retrying")

@@ -6,12 +6,14 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from halguru.agents.events import Event
 from halguru.errors import StoreError
+from halguru.jobs import takeover
 from halguru.store.base import RunRecord
 from halguru_server import audit, follow, ops, runs, service
 from halguru_server.agents import ServedAgent
@@ -55,6 +57,11 @@ SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
     "id": {"type": "string"}, "retry": {"type": "integer"}}}
 SSE_DOC = {"content": {"text/event-stream": {"schema": SSE_EVENT}},
            "description": "the answer; with stream=true, Server-Sent Events (one per run event)"}
+TAKEN_OVER = {"status": "taken_over", "message": "A person has taken this conversation over: your message is "
+              "stored and they will answer here."}
+HELD_DOC: dict[int | str, dict[str, Any]] = {202: {
+    "description": "an operator has taken the conversation over: the message is stored, the agent does not "
+                   "answer it (body: status 'taken_over', conversation_id, message)"}}
 
 
 def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOut:
@@ -121,7 +128,7 @@ def list_messages(conversation_id: ConvId, state: State, caller: Caller) -> Mess
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut, tags=["conversations"],
-             responses={200: SSE_DOC, **responses(400, 404, 413, 503)})
+             responses={200: SSE_DOC, **HELD_DOC, **responses(400, 404, 413, 503)})
 async def post_message(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
                        caller: Caller) -> Response | RunOut:
     """Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
@@ -136,6 +143,8 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
     row = await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
+    if row.get("taken_over_by") and await asyncio.to_thread(takeover.hold, state.store, conversation_id, body.content):
+        return JSONResponse(TAKEN_OVER | {"conversation_id": conversation_id}, status_code=202)
     reservation = service.reserve(state, served, caller)
     events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
                                 row["owner"])

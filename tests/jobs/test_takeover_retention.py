@@ -1,0 +1,77 @@
+"""Take-over on a channel (the reply job stores the message and runs nothing; the operator's answer goes out
+on the channel once; handed back, the agent answers again) and the retention job (only conversations idle
+longer than the agent's retention_days go), on both backends through the worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from halguru.agents.loader import load_agent
+from halguru.errors import HalguruError
+from halguru.jobs import takeover
+from halguru.jobs.pipeline import StoreSink
+from halguru.jobs.retention import RETENTION, Retention, retention_days
+from halguru.store import Store
+from tests.jobs.test_worker import RecordingChannel, inbound, make_agent, run_until, worker_for
+
+
+async def test_a_taken_over_channel_conversation_holds_messages_and_sends_the_operators_answer(
+        store: Store, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel()
+    sink = StoreSink(store)
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}})
+    sink.accept(inbound("first", "M1"))
+    await run_until(worker, lambda: store.job_stats()["done"] == 1)
+    conversation = store.list_jobs(1)[0]["result"]["conversation_id"]
+    takeover.take_over(store, conversation, "user:op")
+    with pytest.raises(takeover.TakeoverError):
+        takeover.take_over(store, conversation, "user:other")
+    sink.accept(inbound("is anyone there?", "M2"))
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.job_stats()["done"] == 2)
+    assert len(store.list_runs(10, conversation_id=conversation)) == 1  # the agent did not answer
+    assert len(channel.sent) == 1  # the answer to "first" only
+    sent = takeover.reply(store, conversation, "user:op", "Hello, a person here.")
+    assert sent["job_id"] is not None
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.job_stats()["done"] == 3)
+    assert channel.sent[-1] == ("+15550001", "Hello, a person here.")
+    messages = store.conversation_messages(conversation)
+    assert [(m["role"], m["content"], m["author"]) for m in messages[2:]] == [
+        ("user", "is anyone there?", None), ("assistant", "Hello, a person here.", "user:op")]
+    assert takeover.hand_back(store, conversation) == "user:op"
+    sink.accept(inbound("thanks", "M3"))
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.job_stats()["done"] == 4)
+    assert len(store.list_runs(10, conversation_id=conversation)) == 2 and "thanks" in channel.sent[-1][1]
+    with pytest.raises(takeover.TakeoverError):
+        takeover.hand_back(store, conversation)
+
+
+async def test_the_retention_job_deletes_only_conversations_idle_longer_than_the_agents_days(
+        store: Store, tmp_path: Path, raw_sql) -> None:
+    keeps = load_agent(make_agent(tmp_path, "keeps"))
+    short = load_agent(make_agent(tmp_path, "short", metadata={"retention_days": 7}))
+    for cid, agent, age_days in (("conv_old", "short", 8), ("conv_new", "short", 1), ("conv_other", "keeps", 30)):
+        store.create_conversation(cid, agent, cid)
+        raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (time.time() - age_days * 86400, cid))
+    retention = Retention(store, {"keeps": keeps, "short": short})
+    assert retention.tick(time.time()) == 1 and retention.tick(time.time()) == 0  # once an hour
+    worker = worker_for(store, {"keeps": keeps, "short": short})
+    await run_until(worker, lambda: store.job_stats().get("done", 0) >= 1)
+    job = store.list_jobs(5, status="done")[0]
+    assert job["kind"] == RETENTION and job["result"] == {"deleted": 1}
+    assert store.get_conversation("conv_old") is None
+    assert store.get_conversation("conv_new") is not None and store.get_conversation("conv_other") is not None
+    entry = store.list_audit(1, action="conversation.retention")[0]
+    assert (entry["actor"], entry["target"], entry["details"]["conversations"]) == ("worker", "short", ["conv_old"])
+
+
+def test_a_bad_retention_days_is_one_line_naming_the_agent(tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "bad", metadata={"retention_days": "soon"}))
+    with pytest.raises(HalguruError, match=r"agent bad: metadata\.retention_days must be a positive number"):
+        retention_days(agent)

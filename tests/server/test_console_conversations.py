@@ -1,0 +1,135 @@
+"""Conversation management over HTTP: operators search everyone's conversations (text, agent, date, owner,
+status), read one, export it (JSON and the test-case YAML), delete it, and take one over: the user's message
+is stored but no run starts, the operator's answer reaches the user, and handed back the agent answers again.
+Each privileged action is in the audit log; roles without the permissions get 403."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from halguru_server import ServerSettings, create_app
+from halguru_server.identity import accounts
+from halguru_server.keys import create_key
+
+
+@pytest.fixture
+def app(agents_dir: Path):
+    app = create_app(ServerSettings(agents=[agents_dir], worker=False, keep_mcp_servers=False))
+    with TestClient(app):
+        yield app
+
+
+def _headers(store, email: str, role: str) -> dict[str, str]:
+    user = accounts.create_user(store, email, role=role)
+    return {"Authorization": f"Bearer {create_key(store, email, scope='admin', user_id=user['id'])[1]}",
+            "X-Owner": f"user:{user['id']}"}
+
+
+def _chat(client: TestClient, headers: dict[str, str], agent: str, *texts: str) -> str:
+    conversation = client.post("/v1/conversations", headers=headers, json={"agent": agent}).json()["id"]
+    for text in texts:
+        assert client.post(f"/v1/conversations/{conversation}/messages", headers=headers,
+                           json={"content": text}).json()["status"] == "ok"
+    return conversation
+
+
+def test_operators_search_read_export_and_delete_conversations(app) -> None:
+    store = app.state.halguru.store
+    client = TestClient(app)
+    operator = _headers(store, "op@example.com", "operator")
+    ann, bob = _headers(store, "ann@example.com", "user"), _headers(store, "bob@example.com", "user")
+    parcel = _chat(client, ann, "echo", "Where is my parcel?", "It is late")
+    other = _chat(client, bob, "private", "A parcel for the sales team")
+    quiet = _chat(client, bob, "echo", "Hello")
+
+    def ids(**query: str) -> set[str]:
+        response = client.get("/v1/admin/conversations", headers=operator, params=query)
+        assert response.status_code == 200, response.text
+        return {r["id"] for r in response.json()["data"]}
+
+    assert ids(q="PARCEL") == {parcel, other}
+    assert ids(q="parcel", agent="echo") == {parcel}
+    assert ids(owner=ann["X-Owner"]) == {parcel}
+    assert ids(status="ok") == {parcel, other, quiet}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert ids(since=today, until=today) == {parcel, other, quiet}
+    assert ids(until=str(time.time() - 86400)) == set()
+    found = client.get("/v1/admin/conversations", headers=operator, params={"q": "late"}).json()["data"]
+    assert [(r["match"], r["messages"], r["last_status"], r["channel"]) for r in found] == \
+        [("It is late", 4, "ok", None)]
+    page = client.get("/v1/admin/conversations", headers=operator, params={"limit": 2}).json()
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    assert client.get("/v1/admin/conversations", headers=operator, params={"since": "yesterday"}).status_code == 422
+
+    read = client.get(f"/v1/admin/conversations/{parcel}", headers=operator).json()
+    assert [m["content"] for m in read["messages"] if m["role"] == "user"] == ["Where is my parcel?", "It is late"]
+    assert len(read["runs"]) == 2 and read["conversation"]["owner"] == ann["X-Owner"]
+    exported = client.get(f"/v1/admin/conversations/{parcel}/export", headers=operator)
+    assert exported.headers["content-type"].startswith("application/json")
+    body = exported.json()
+    assert len(body["runs"]) == 2 and body["runs"][0]["events"][0]["type"] == "run_started"
+    as_yaml = client.get(f"/v1/admin/conversations/{parcel}/export", headers=operator, params={"format": "yaml"})
+    case = yaml.safe_load(as_yaml.text)["tests"][0]
+    assert [t["user"] for t in case["turns"]] == ["Where is my parcel?", "It is late"]
+
+    assert client.delete(f"/v1/conversations/{quiet}", headers=operator).status_code == 204
+    assert client.get(f"/v1/admin/conversations/{quiet}", headers=operator).status_code == 404
+    actions = [(e["action"], e["target"]) for e in store.list_audit(10)]
+    assert ("conversation.delete", quiet) in actions and ("conversation.export", parcel) in actions
+
+
+def test_take_over_holds_the_users_messages_until_handed_back(app) -> None:
+    store = app.state.halguru.store
+    client = TestClient(app)
+    operator = _headers(store, "op@example.com", "operator")
+    ann = _headers(store, "ann@example.com", "user")
+    conversation = _chat(client, ann, "echo", "Hi")
+    url = f"/v1/conversations/{conversation}"
+    assert client.post(f"{url}/reply", headers=operator, json={"text": "early"}).status_code == 409
+    taken = client.post(f"{url}/takeover", headers=operator).json()
+    assert taken["taken_over_by"] == operator["X-Owner"] and taken["taken_over_since"] > 0
+
+    held = client.post(f"{url}/messages", headers=ann, json={"content": "I need a person"})
+    assert held.status_code == 202 and held.json()["status"] == "taken_over"
+    streamed = client.post(f"{url}/messages", headers=ann, json={"content": "still there?", "stream": True})
+    assert streamed.status_code == 202
+    assert len(store.list_runs(10, conversation_id=conversation)) == 1  # no run for either
+    assert client.post(f"{url}/reply", headers=operator, json={"text": "Yes, Carol here."}).json()["seq"] == 4
+    seen = client.get(f"{url}/messages", headers=ann).json()["data"]
+    assert [(m["role"], m["content"]) for m in seen[2:]] == [
+        ("user", "I need a person"), ("user", "still there?"), ("assistant", "Yes, Carol here.")]
+    authors = [m["author"] for m in client.get(f"/v1/admin/conversations/{conversation}",
+                                               headers=operator).json()["messages"]]
+    assert authors == [None, None, None, None, operator["X-Owner"]]
+
+    assert client.post(f"{url}/handback", headers=operator).json()["taken_over_by"] is None
+    assert client.post(f"{url}/handback", headers=operator).status_code == 409
+    again = client.post(f"{url}/messages", headers=ann, json={"content": "bye"})
+    assert again.status_code == 200 and again.json()["status"] == "ok"
+    assert len(store.list_runs(10, conversation_id=conversation)) == 2
+    actions = [e["action"] for e in reversed(store.list_audit(10, action="conversation."))]
+    assert actions == ["conversation.takeover", "conversation.reply", "conversation.handback"]
+
+
+def test_roles_without_the_permissions_are_refused(app) -> None:
+    store = app.state.halguru.store
+    client = TestClient(app)
+    ann = _headers(store, "ann@example.com", "user")
+    dev = _headers(store, "dev@example.com", "developer")
+    mine = _chat(client, ann, "echo", "Hi")
+    for headers in (ann, dev):
+        assert client.get("/v1/admin/conversations", headers=headers).status_code == 403
+        assert client.get(f"/v1/admin/conversations/{mine}/export", headers=headers).status_code == 403
+        for action in ("takeover", "handback"):
+            assert client.post(f"/v1/conversations/{mine}/{action}", headers=headers).status_code == 403
+        assert client.post(f"/v1/conversations/{mine}/reply", headers=headers, json={"text": "x"}).status_code == 403
+    assert client.get("/v1/admin/conversations").status_code == 401
+    admin = _headers(store, "root@example.com", "admin")
+    assert client.post("/v1/conversations/conv_nosuch/takeover", headers=admin).status_code == 404
+    client.post(f"/v1/conversations/{mine}/takeover", headers=admin)
+    operator = _headers(store, "op@example.com", "operator")
+    assert client.post(f"/v1/conversations/{mine}/takeover", headers=operator).status_code == 409  # admin's
