@@ -80,8 +80,8 @@ def list_audit(state: State, caller: Auditor,
                actor: Annotated[str | None, Query(max_length=200, description="user:<id>, key:<id>, "
                                                   "cli:<user>, dev")] = None,
                since: Annotated[float | None, Query(description="epoch seconds")] = None,
-               before: Annotated[int | None, Query(ge=1, description="the cursor: entries older than this "
-                                                   "seq")] = None,
+               before: Annotated[int | None, Query(ge=1, le=2**62, description="the cursor: entries older "
+                                                   "than this seq")] = None,
                limit: Annotated[int, Query(ge=1, le=PAGE * 10)] = PAGE) -> EntryList:
     """The audit log, newest first."""
     rows = state.store.list_audit(limit + 1, action=action, actor=actor, since=since, before=before)

@@ -112,3 +112,20 @@ def test_cli_actions_are_logged_as_the_os_user(app, cli) -> None:
     actions = [(e["actor"], e["action"]) for e in reversed(store.list_audit())]
     assert actions == [(audit.cli_actor(), "job.cancel"), (audit.cli_actor(), "user.create")]
     assert '"action": "user.create"' in cli("audit", "list", "--json", "--since", "1h").output
+
+
+def test_a_keyed_chain_verifies_only_with_its_key(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from halguru.store import open_store
+
+    store = open_store()
+    audit.record(store, None, "user.create", "usr_1")  # from before the key: stays plain, still verifies
+    monkeypatch.setenv(audit.KEY_ENV, "s3cret")
+    entry = audit.record(store, None, "user.role", "usr_1", {"role": "admin"})
+    assert entry is not None and entry["alg"] == "hmac-sha256"
+    assert "audit chain intact: 2 entries" in cli("audit", "verify").output
+    monkeypatch.setenv(audit.KEY_ENV, "another")
+    assert "audit chain broken at entry 2: hash mismatch" in cli("audit", "verify", code=1).output
+    monkeypatch.delenv(audit.KEY_ENV)
+    assert "broken at entry 2: key: a keyed entry" in cli("audit", "verify", code=1).output
+    with pytest.raises(ValueError, match=r"resource\.verb"):
+        audit.record(store, None, "deleted everything", "x")
