@@ -13,9 +13,9 @@ from halguru_server import ServerSettings, create_app
 from halguru_server.identity import websessions
 
 ORIGIN = "http://testserver"
-PAGES = ["/admin"]
+PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status"]
 FRAGMENTS = ["/admin/monitoring/live"]
-TWINS = ["/v1/monitoring"]
+TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history"]
 
 
 @pytest.fixture
@@ -79,3 +79,68 @@ def test_monitoring_counts_runs_per_agent_with_percentiles_and_the_last_error(ap
     assert sum(b["runs"] for b in snap["timeline"]) == 20 and sum(snap["latency"]["counts"]) == 20
     page = client.get("/admin?window=15m", headers=signed_in(app, "developer")).text
     assert '<tr data-agent="echo">' in page and "<svg" in page and "boom" in page
+
+
+def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions(app) -> None:
+    from halguru_server.keys import create_key, list_keys
+
+    client = TestClient(app, base_url=ORIGIN)
+    store = app.state.halguru.store
+    admin = signed_in(app, "admin", "root@example.com")
+    me = next(u for u in store.list_users() if u["email"] == "root@example.com")
+    signed_in(app, "developer", "dev@example.com")
+    dev = store.user_by_email("dev@example.com")
+    form = {"csrf_token": admin["X-CSRF-Token"]}
+    post = {k: v for k, v in admin.items() if k != "X-CSRF-Token"}
+
+    def act(url: str, **fields: str) -> Any:
+        return client.post(url, headers=post, data={**form, **fields}, follow_redirects=False)
+
+    assert act(f"/admin/users/{dev['id']}/role", role="operator").status_code == 303
+    assert store.get_user(dev["id"])["role"] == "operator"
+    refused = act(f"/admin/users/{me['id']}/role", role="user")
+    assert refused.status_code == 400 and "cannot demote or disable yourself" in refused.text
+    assert act(f"/admin/users/{me['id']}/disable").status_code == 400
+    key = create_key(store, "laptop", user_id=dev["id"])[0]
+    page = client.get(f"/admin/users/{dev['id']}", headers=admin).text
+    assert "laptop" in page and "Sign out" in page
+    session = client.get(f"/v1/users/{dev['id']}/sessions", headers=admin).json()[0]["id"]
+    assert act(f"/admin/users/{dev['id']}/revoke-key", key=key.id, back=f"/admin/users/{dev['id']}").status_code == 303
+    assert next(k for k in list_keys(store, dev["id"]) if k.id == key.id).revoked is not None
+    assert act(f"/admin/users/{dev['id']}/revoke-session", session=session).status_code == 303
+    assert client.get(f"/v1/users/{dev['id']}/sessions", headers=admin).json() == []
+    assert act(f"/admin/users/{dev['id']}/disable").status_code == 303 and store.get_user(dev["id"])["disabled"]
+    invited = act("/admin/users/invite", email="new@example.com", role="developer")
+    assert invited.status_code == 200 and "/auth/register?invite=" in invited.text
+    no_token = client.post(f"/admin/users/{dev['id']}/enable", headers=post, data={}, follow_redirects=False)
+    assert no_token.status_code == 403
+    link = client.post("/v1/invites", headers=admin, json={"role": "operator"}).json()["link"]
+    assert link.startswith("http://testserver/auth/register?invite=")
+    actions = [e["action"] for e in store.list_audit(50)]
+    assert {"user.role", "user.disable", "key.revoke", "session.revoke", "user.invite"} <= set(actions)
+
+
+def test_audit_page_filters_and_verifies_the_chain(app) -> None:
+    from halguru import audit
+
+    store = app.state.halguru.store
+    for i in range(3):
+        audit.record(store, "cli:root", "user.role", f"usr_{i}", {"role": "operator"}, None)
+    audit.record(store, "cli:root", "key.create", "k1", None, None)
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    page = client.get("/admin/audit?action=user.", headers=admin).text
+    assert page.count("user.role") >= 3 and "key.create" not in page.split("<table")[1]
+    verified = client.post("/admin/audit/verify", headers=admin, data={"csrf_token": admin["X-CSRF-Token"]})
+    assert verified.status_code == 200 and "audit chain intact: 4 entries" in verified.text
+    operator = signed_in(app, "operator")
+    assert client.get("/admin/audit", headers=operator).status_code == 403
+
+
+def test_status_page_shows_the_components_with_their_history(app) -> None:
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin")
+    page = client.get("/admin/status", headers=admin).text
+    assert "store" in page and "queue" in page and 'class="strip"' in page
+    history = client.get("/v1/status/history", headers=admin).json()
+    assert len(history["samples"]) == 1 and history["samples"][0]["components"]["store"]["ok"] is True

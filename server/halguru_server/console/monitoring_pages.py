@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
-from halguru_server.console import charts, monitor, shell
+from halguru_server.console import charts, monitor, shell, status_pages
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, get_state
@@ -58,8 +58,9 @@ def monitoring(request: Request, state: State, caller: Viewer, window: Window = 
 
 
 @router.get("/monitoring/live")
-def monitoring_live(state: State, caller: Viewer, window: Window = "1h") -> HTMLResponse:
-    """The page's live part alone."""
+def monitoring_live(request: Request, state: State, caller: Viewer, window: Window = "1h") -> HTMLResponse:
+    """The page's live part alone (its polling also samples the status history)."""
+    status_pages.sample(request, state)
     return shell.fragment("monitoring_live.html", **_view(monitor.snapshot(state, window)))
 
 
