@@ -19,8 +19,10 @@ COPY deploy/wheels /prebuilt
 # the pinned dependencies (deploy/requirements.lock) in stages of their own: a change to halguru's code rebuilds
 # only its own small layers. The pip cache mount keeps a compiled llama-cpp-python between builds.
 COPY deploy/requirements.lock /src/
-RUN --mount=type=cache,target=/root/.cache/pip /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} \
-        --find-links /prebuilt -r /src/requirements.lock hatchling
+# Behind a TLS-inspecting proxy, hand pip its CA bundle: --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt -r /src/requirements.lock hatchling
 
 # the dependencies as the image ships them: no installers, compiled once (the image's user cannot write .pyc)
 FROM deps AS deps-slim
