@@ -81,7 +81,8 @@ class AuditMixin(SQLBase):
                    since: float | None = None, before: int | None = None) -> list[AuditRecord]:
         """The newest entries first; ``action`` matches a name or a prefix ending in "." (``auth.``),
         ``before`` is the cursor (a seq: the entries older than it)."""
-        where, params = [], []  # type: tuple[list[str], list[Any]]
+        where: list[str] = []
+        params: list[Any] = []
         if action and action.endswith("."):
             where.append("substr(action, 1, ?) = ?")
             params += [len(action), action]
