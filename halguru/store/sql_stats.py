@@ -100,3 +100,12 @@ class StatsMixin(SQLBase):
         return self._rows(
             f"SELECT e.type, r.agent, count(*) AS n FROM events e JOIN runs r ON r.id = e.run_id "
             f"WHERE r.started >= ? AND e.type IN ({marks}) GROUP BY e.type, r.agent", (since, *types))
+
+    def refused_tool_calls(self, since: float, limit: int = 100) -> list[dict[str, Any]]:
+        """Tool calls refused since ``since``, newest first: a human's rejection (``approval_rejected``) or a
+        tool outside the agent's allow-list (its ``tool_result`` says "unknown tool"); ``data`` is the event's
+        JSON text."""
+        return self._rows(
+            "SELECT e.ts, e.type, e.run_id, r.agent, e.data FROM events e JOIN runs r ON r.id = e.run_id "
+            "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE "
+            "'%unknown tool%')) ORDER BY e.ts DESC LIMIT ?", (since, limit))

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from halguru.agents import telemetry
+from halguru_server.console import denials
 from halguru_server.metrics import Metrics
 
 Scope = dict[str, Any]
@@ -94,6 +95,8 @@ class RequestMiddleware:
             self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
             self.metrics.request_done(status[0])
             self.metrics.latency.labels(route).observe(elapsed)
+            if status[0] in denials.DENIED:
+                denials.note_request(scope, status[0], route)
             if log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 log.info("request", extra={"fields": {

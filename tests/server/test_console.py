@@ -13,9 +13,9 @@ from halguru_server import ServerSettings, create_app
 from halguru_server.identity import websessions
 
 ORIGIN = "http://testserver"
-PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status"]
+PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status", "/admin/security"]
 FRAGMENTS = ["/admin/monitoring/live"]
-TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history"]
+TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history", "/v1/security"]
 
 
 @pytest.fixture
@@ -144,3 +144,42 @@ def test_status_page_shows_the_components_with_their_history(app) -> None:
     assert "store" in page and "queue" in page and 'class="strip"' in page
     history = client.get("/v1/status/history", headers=admin).json()
     assert len(history["samples"]) == 1 and history["samples"][0]["components"]["store"]["ok"] is True
+
+
+def test_security_page_counts_refusals_failed_sign_ins_refused_tools_and_unused_keys(app) -> None:
+    import time
+
+    from halguru_server.console import denials
+    from halguru_server.keys import create_key
+
+    from halguru import audit
+    from halguru.agents.events import ApprovalRejected, RunFinished
+
+    store = app.state.halguru.store
+    client = TestClient(app, base_url=ORIGIN)
+    user = signed_in(app, "user")
+    assert client.get("/admin/users", headers={**user, "Accept": "application/json"}).status_code == 403
+    assert client.get("/v1/agents", headers={"Authorization": "Bearer nope"}).status_code == 401
+    denials.of(app).note(403, "anon:203.0.113.9", "POST", "/channels/{channel}/{agent}")
+    audit.record(store, "anon:127.0.0.1", "auth.sign_in_failed", "jo@example.com", {"step": "password"}, "127.0.0.1")
+    store.create_conversation("conv_s1", "echo", "t")
+    store.start_run("run_s1", "conv_s1", "echo", "scripted", "hi")
+    rejected = ApprovalRejected(run_id="run_s1", seq=0, call_id="c1", name="ship", reason="too risky")
+    done = RunFinished(run_id="run_s1", seq=1, status="ok", output="")
+    store.finish_run("run_s1", "conv_s1", done.model_dump(), [rejected, done], [])
+    key = create_key(store, "forgotten")[0]
+    with store._tx() as conn:
+        conn.execute("UPDATE api_keys SET created = ? WHERE id = ?", (time.time() - 40 * 86400, key.id))
+    operator = signed_in(app, "operator")
+    report = client.get("/v1/security?days=2&unused=30", headers=operator).json()
+    denied = {(d["route"], d["status"]): d for d in report["denied"]}
+    assert denied[("GET /admin/users", 403)]["principal"].startswith("user:usr_user")
+    assert ("GET /v1/agents", 401) in denied
+    today = report["daily"][0]
+    assert (today["forbidden"], today["unauthenticated"], today["webhook_signatures"]) >= (1, 1, 1)
+    assert today["failed_sign_ins"] == 1 and today["refused_tool_calls"] == 1
+    assert report["refused_tool_calls"][0]["tool"] == "ship" and report["refused_tool_calls"][0]["by"] == "human"
+    assert [k["name"] for k in report["unused_keys"]] == ["forgotten"]
+    page = client.get("/admin/security", headers=operator).text
+    assert "too risky" in page and "forgotten" in page and "jo@example.com" in page
+    assert client.get("/admin/security", headers=signed_in(app, "developer")).status_code == 403
