@@ -155,6 +155,9 @@ def test_sign_in_with_a_real_provider(site: Site, mock_issuer: str) -> None:
     assert signed_in(server, again)["id"] == user["id"]
     assert again.cookies[websessions.COOKIE] != response.cookies[websessions.COOKIE]  # a new session each time
     assert len(store.list_users()) == 1
+    logged = [(e["actor"], e["action"], e["details"].get("via")) for e in reversed(store.list_audit())]
+    assert logged == [(f"user:{user['id']}", "user.create", "mock"),
+                      *[(f"user:{user['id']}", "auth.sign_in", "/auth/oidc/mock/callback")] * 2]
 
 
 def test_a_callback_works_once(site: Site, mock_issuer: str) -> None:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from halguru import audit
 from halguru.channels.email import is_loopback
 from halguru_server.identity import accounts
 
@@ -454,6 +455,8 @@ def _create(store: Store, config: OidcProvider, subject: str, email: str | None,
             raise OidcError("this sign-in could not be linked to an account; try again", 409)
         store.update_user(user["id"], disabled=True)  # the spare account this sign-in made is never used
         return linked
+    audit.record(store, f"user:{user['id']}", "user.create", user["id"], {"email": email, "role": config.default_role,
+                                                                       "via": config.name})
     log.info("new user from OIDC", extra={"fields": {"provider": config.name, "user": user["id"],
                                                       "role": config.default_role}})
     return user
