@@ -109,3 +109,34 @@ class StatsMixin(SQLBase):
             "SELECT e.ts, e.type, e.run_id, r.agent, e.data FROM events e JOIN runs r ON r.id = e.run_id "
             "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE "
             "'%unknown tool%')) ORDER BY e.ts DESC LIMIT ?", (since, limit))
+
+    def daily_messages(self, since: float) -> list[dict[str, Any]]:
+        """Per UTC day, channel (``api``: no channel thread) and agent: messages, the user's among them, and
+        the conversations they were in."""
+        day = _FLOOR.format(x="(m.created / 86400.0)")
+        return self._rows(
+            f"SELECT {day} AS day, coalesce(t.channel, 'api') AS channel, c.agent, count(*) AS messages, "
+            "sum(CASE WHEN m.role = 'user' THEN 1 ELSE 0 END) AS user_messages, "
+            "count(DISTINCT m.conversation_id) AS conversations FROM messages m "
+            "JOIN conversations c ON c.id = m.conversation_id LEFT JOIN (SELECT conversation_id, min(channel) "
+            "AS channel FROM channel_threads GROUP BY conversation_id) t ON t.conversation_id = m.conversation_id "
+            "WHERE m.created >= ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (since,))
+
+    def top_tools(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
+        """The tools called most since ``since`` (their results in the conversations), with the agent."""
+        return self._rows(
+            "SELECT m.name AS tool, c.agent, count(*) AS calls FROM messages m JOIN conversations c "
+            "ON c.id = m.conversation_id WHERE m.role = 'tool' AND m.created >= ? GROUP BY m.name, c.agent "
+            "ORDER BY calls DESC LIMIT ?", (since, limit))
+
+    def token_use(self, since: float) -> list[dict[str, Any]]:
+        """Tokens in and out per agent and model since ``since``."""
+        return self._rows(
+            "SELECT agent, model, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens "
+            "FROM runs WHERE started >= ? GROUP BY agent, model ORDER BY agent, model", (since,))
+
+    def handoff_events(self, since: float, limit: int = 5000) -> list[dict[str, Any]]:
+        """The handoff events since ``since`` (their JSON ``data`` names from and to), newest first."""
+        return self._rows(
+            "SELECT e.data FROM events e JOIN runs r ON r.id = e.run_id WHERE r.started >= ? AND "
+            "e.type = 'handoff' ORDER BY e.ts DESC LIMIT ?", (since, limit))

@@ -13,9 +13,9 @@ from halguru_server import ServerSettings, create_app
 from halguru_server.identity import websessions
 
 ORIGIN = "http://testserver"
-PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status", "/admin/security"]
+PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status", "/admin/security", "/admin/analytics"]
 FRAGMENTS = ["/admin/monitoring/live"]
-TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history", "/v1/security"]
+TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history", "/v1/security", "/v1/analytics"]
 
 
 @pytest.fixture
@@ -183,3 +183,30 @@ def test_security_page_counts_refusals_failed_sign_ins_refused_tools_and_unused_
     page = client.get("/admin/security", headers=operator).text
     assert "too risky" in page and "forgotten" in page and "jo@example.com" in page
     assert client.get("/admin/security", headers=signed_in(app, "developer")).status_code == 403
+
+
+def test_analytics_counts_conversations_messages_outcomes_handoffs_tools_and_tokens(app) -> None:
+    from halguru.agents.events import Handoff, RunFinished
+    from halguru.models.base import Message
+
+    store = app.state.halguru.store
+    for i, status in enumerate(["ok", "ok", "failed", "limited"]):
+        conv, run = f"conv_a{i}", f"run_a{i}"
+        store.create_conversation(conv, "echo", "t")
+        store.start_run(run, conv, "echo", "scripted", "hi")
+        events = [Handoff(run_id=run, seq=0, from_agent="echo", to_agent="private")] if i == 0 else []
+        done = RunFinished(run_id=run, seq=len(events), status=status, output="")
+        messages = [Message(role="user", content="hi"), Message(role="tool", content="42", name="lookup",
+                                                                 tool_call_id="c1"), Message(role="assistant")]
+        store.finish_run(run, conv, done.model_dump(), [*events, done], messages)
+    client = TestClient(app, base_url=ORIGIN)
+    developer = signed_in(app, "developer")
+    report = client.get("/v1/analytics?days=2", headers=developer).json()
+    assert report["resolution"] == {"ok": 2, "failed": 1, "limited": 1, "other": 0}
+    assert report["per_day"][0]["conversations"] == 4
+    assert report["messages"][0]["channel"] == "api" and report["messages"][0]["messages"] == 12
+    assert report["handoffs"] == [{"from": "echo", "to": "private", "count": 1}]
+    assert report["top_tools"] == [{"tool": "lookup", "agent": "echo", "calls": 4}]
+    assert report["tokens"][0]["agent"] == "echo" and report["tokens"][0]["cost_usd"] == 0.0
+    page = client.get("/admin/analytics", headers=developer).text
+    assert "lookup" in page and "private" in page and "<svg" in page
