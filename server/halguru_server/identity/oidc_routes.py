@@ -71,6 +71,8 @@ async def oidc_login(request: Request, provider: str, next: str = "/") -> Respon
 async def oidc_callback(request: Request, provider: str) -> Response:
     """The provider's answer: verify it, sign the user in (a new session), go on to the sign-in's ``next``."""
     state = get_state(request)
+    # Each refusal writes the audit log: bounded per address, like the starts (a real sign-in is one of each).
+    await asyncio.to_thread(ratelimit.check, state.limiter, client_address(request, state.settings.trusted_proxies))
     try:
         config = oidc.provider(state.settings.auth, provider)
         claims, next_url = await oidc.complete(state.store, config, request.query_params,
