@@ -107,7 +107,7 @@ def search(state: ServerState, caller: Principal, *, agent: str | None = None, c
            status: str | None = None, q: str | None = None, limit: int = 50,
            cursor: str | None = None) -> tuple[list[ConversationFound], str | None]:
     """Conversations of the agents the caller may use, narrowed by the filters; a page and the next cursor."""
-    if status is not None and status not in STATUSES:
+    if status and status not in STATUSES:
         raise ApiError(422, f"status: use one of {', '.join(STATUSES)}")
     names = [n for n, s in state.agents.items() if caller.allows(s) and (not agent or n == agent)]
     if q:

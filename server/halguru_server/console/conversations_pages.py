@@ -1,0 +1,113 @@
+"""Conversations (``/admin/conversations``, ``conversations:read_all``): search everyone's conversations with
+filters, open one as its user saw it with each run's trace tree (the tree of `halguru logs show`), export it,
+delete it, and take it over (``runs:approve_all``): answer as a person, then hand it back.
+
+Every action goes through the functions of ``/v1/admin/conversations`` and ``/v1/conversations/{id}/takeover``
+(``halguru_server.conversations_api``), so the API and the console record the same audit entries.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from halguru_server import audit, conversations_api, service
+from halguru_server.console import shell
+from halguru_server.errors import ApiError
+from halguru_server.identity import pages
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, get_state
+
+router = shell.page_router()
+Reader = Annotated[Principal, Depends(require("conversations:read_all"))]
+Steerer = Annotated[Principal, Depends(require("runs:approve_all"))]
+State = Annotated[ServerState, Depends(get_state)]
+ConvId = Annotated[str, Path(max_length=100)]
+Field = Annotated[str | None, Query(max_length=200)]
+FILTERS = ("q", "agent", "channel", "owner", "status", "since", "until")
+
+
+def trace_text(run: dict[str, Any], events: list[dict[str, Any]]) -> str:
+    """A run's event tree as `halguru logs show` prints it (``trace_tree``), as plain text for a <pre>."""
+    from rich.console import Console
+
+    from halguru.cli.render import trace_tree
+
+    out = StringIO()
+    Console(file=out, width=110, color_system=None, force_terminal=False, soft_wrap=False).print(
+        trace_tree(run, events))
+    return out.getvalue()
+
+
+def _fields(state: ServerState, values: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The filter form's fields, filled with the current query."""
+    agents = [("", "any")] + [(n, n) for n in sorted(state.agents)]
+    statuses = [("", "any")] + [(s, s) for s in conversations_api.STATUSES]
+    return [
+        {"name": "q", "label": "Text", "value": values["q"], "type": "search"},
+        {"name": "agent", "label": "Agent", "value": values["agent"], "type": "select", "options": agents},
+        {"name": "channel", "label": "Channel (api: none)", "value": values["channel"]},
+        {"name": "owner", "label": "User (user:<id>)", "value": values["owner"]},
+        {"name": "status", "label": "Last run", "value": values["status"], "type": "select", "options": statuses},
+        {"name": "since", "label": "Active from", "value": values["since"], "type": "date"},
+        {"name": "until", "label": "Active until", "value": values["until"], "type": "date"},
+    ]
+
+
+@router.get("/conversations")
+def conversations_page(request: Request, state: State, caller: Reader, q: Field = None, agent: Field = None,
+                       channel: Field = None, owner: Field = None, status: Field = None, since: Field = None,
+                       until: Field = None, cursor: Field = None, deleted: Field = None) -> HTMLResponse:
+    """The search form and a page of results (newest activity first)."""
+    values = {"q": q, "agent": agent, "channel": channel, "owner": owner, "status": status, "since": since,
+              "until": until}
+    error, next_cursor = None, None
+    rows: list[Any] = []
+    try:
+        rows, next_cursor = conversations_api.search(state, caller, **values, limit=50, cursor=cursor)
+    except ApiError as exc:
+        error = exc.message
+    query = {k: v for k, v in values.items() if v}
+    more = f"/admin/conversations?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
+    return shell.render(request, caller, "conversations.html", "Conversations", status=422 if error else 200,
+                        error=error, fields=_fields(state, values), rows=rows, more=more,
+                        notice=f"Deleted conversation {deleted}." if deleted else None)
+
+
+@router.get("/conversations/{conversation_id}")
+def conversation_page(conversation_id: ConvId, request: Request, state: State, caller: Reader,
+                      notice: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+    """One conversation: its messages as the user saw them, each run's trace, and the actions."""
+    row, messages, runs = conversations_api.detail(state, caller, conversation_id)
+    traces = [(run, trace_text(dict(run), state.store.get_events(run["id"]))) for run in runs]
+    return shell.render(request, caller, "conversation.html", row["title"] or conversation_id, conversation=row,
+                        messages=messages, traces=traces, can_steer=caller.can("runs:approve_all"),
+                        notice=notice)
+
+
+@router.post("/conversations/{conversation_id}/{action}")
+async def conversation_action(conversation_id: ConvId, action: Literal["takeover", "handback", "reply", "delete"],
+                              request: Request, state: State, caller: Steerer) -> Response:
+    """Take over, answer, hand back or delete, from the page's forms; back to the page with what happened."""
+    form = await pages.form(request)
+    page = f"/admin/conversations/{conversation_id}"
+    try:
+        if action == "delete":
+            row = service.get_conversation(state, caller, conversation_id)
+            service.delete_conversation(state, conversation_id)
+            audit.record(request, "conversation.delete", conversation_id, {"agent": row["agent"],
+                                                                            "owner": row["owner"]})
+            return shell.back(f"/admin/conversations?{urlencode({'deleted': conversation_id})}")
+        text = form.get("text", "").strip()
+        if action == "reply" and not text:
+            raise ApiError(422, "write the answer first")
+        conversations_api.steer(request, state, caller, conversation_id, action, text)
+    except ApiError as exc:
+        return shell.back(f"{page}?{urlencode({'notice': exc.message})}")
+    said = {"takeover": "You have the conversation: the agent waits until you hand it back.",
+            "handback": "Handed back: the agent answers again.", "reply": "Sent."}[action]
+    return shell.back(f"{page}?{urlencode({'notice': said})}")
