@@ -26,9 +26,10 @@ def app(agents_dir: Path) -> Iterator[Any]:
 
 
 def signed_in(app: Any, role: str, email: str | None = None) -> dict[str, str]:
-    """Headers of a browser signed in as a new user of ``role`` (cookie, CSRF token, Origin)."""
+    """Headers of a browser signed in as a new user of ``role`` (2FA on and passed: cookie, CSRF token, Origin)."""
     state = app.state.halguru
     user = state.store.create_user(f"usr_{role}{len(state.store.list_users())}", email, role, role)
+    state.store.update_user(user["id"], totp_enabled=True)  # an admin without 2FA would be sent to enrol
     secret, record = websessions.issue(state.store, user["id"], state.settings.auth)
     return {"Cookie": f"{websessions.COOKIE}={secret}", "X-CSRF-Token": record["csrf"], "Origin": ORIGIN,
             "Accept": "text/html"}

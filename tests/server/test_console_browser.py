@@ -1,0 +1,104 @@
+"""The admin console in real headless Chromium (Debian's /usr/bin/chromium, never `playwright install`): an
+admin (signed in with a session cookie: the sign-in pages have their own browser tests) watches a run appear
+in monitoring without reloading, changes a user's role, verifies the audit chain; every page of the console's
+own sections is screenshot at desktop (1280 px) and phone (375 px) width, without horizontal overflow, into
+$HALGURU_TEST_ARTIFACTS (else the test's tmp dir)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+WAIT_MS = 20_000
+PAGES = {"monitoring": "/admin", "users": "/admin/users", "audit": "/admin/audit", "security": "/admin/security",
+         "analytics": "/admin/analytics", "status": "/admin/status"}
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("HALGURU_TEST_ARTIFACTS") or tmp_path) / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _admin_page(browser: Any, server: Any, width: int = 1280) -> Page:
+    """A browser page signed in as a new admin (a web session's cookie)."""
+    from halguru_server.identity import websessions
+
+    state = server.state
+    user = state.store.user_by_email("root@example.com") or state.store.create_user(
+        "usr_root", "root@example.com", "Root", "admin")
+    state.store.update_user(user["id"], totp_enabled=True)  # 2FA on (the session has passed it)
+    secret, _ = websessions.issue(state.store, user["id"], state.settings.auth)
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def test_monitoring_shows_a_new_run_live_then_a_role_changes_and_the_chain_verifies(serve, api_key,
+                                                                                     browser) -> None:
+    server = serve()
+    page = _admin_page(browser, server)
+    page.goto(f"{server.url}/admin?window=15m")
+    runs = page.locator('tr[data-agent="echo"] td.runs')
+    expect(runs).to_have_text("0", timeout=WAIT_MS)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
+        conversation = c.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        assert c.post(f"/v1/conversations/{conversation}/messages", json={"content": "hi"}).status_code == 200
+    expect(runs).to_have_text("1", timeout=WAIT_MS)  # no reload: console.js swapped the live part in
+    expect(page.locator("#live-stamp")).to_contain_text("Updated", timeout=WAIT_MS)
+
+    store = server.state.store
+    other = store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    page.get_by_role("link", name="Users").click()
+    page.get_by_label("Role of jo@example.com").select_option("operator")
+    page.locator(f'tr[data-user="{other["id"]}"]').get_by_role("button", name="Set role").click()
+    expect(page.get_by_label("Role of jo@example.com")).to_have_value("operator", timeout=WAIT_MS)
+    assert store.get_user(other["id"])["role"] == "operator"
+
+    page.get_by_role("link", name="Audit").click()
+    expect(page.locator("#audit")).to_contain_text("user.role", timeout=WAIT_MS)
+    page.get_by_role("button", name="Verify chain").click()
+    expect(page.locator("#verify-result")).to_contain_text("intact", timeout=WAIT_MS)
+    expect(page.get_by_role("status")).to_contain_text("audit chain intact", timeout=WAIT_MS)
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_every_console_page_fits_the_screen(serve, browser, artifacts: Path, width: int) -> None:
+    server = serve()
+    page = _admin_page(browser, server, width)
+    for name, path in PAGES.items():
+        page.goto(f"{server.url}{path}")
+        expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+        assert page.locator("header.top nav a[aria-current=page]").count() == 1, (path, page.title())
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(artifacts / f"{name}-{width}.png"), full_page=True)
+        assert overflow <= width, f"{path} at {width} px is {overflow} px wide"
+    page.keyboard.press("Tab")  # the first stop is the skip link, then the navigation
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
