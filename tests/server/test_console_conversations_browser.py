@@ -39,11 +39,15 @@ def _people(server) -> tuple[str, httpx.Client]:
     return admin, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
+def user_id(server, email: str) -> str:
+    return server.state.store.user_by_email(email)["id"]
+
+
 def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> None:  # noqa: F811
     server = serve(worker=False)
     admin, ann = _people(server)
     for text in ("Hello", "Where is parcel 4711?"):
-        conv = ann.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        conv = ann.post("/v1/conversations", json={"agent": "echo", "title": text}).json()["id"]
         assert ann.post(f"/v1/conversations/{conv}/messages", json={"content": text}).status_code == 200
     context = browser.new_context()
     context.add_cookies([_session_cookie(server, admin)])
@@ -59,13 +63,25 @@ def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> N
     page.get_by_role("button", name="Take over").click()
     expect(page.locator("#holder")).to_contain_text("a person", timeout=WAIT_MS)
 
-    held = ann.post(f"/v1/conversations/{conv}/messages", json={"content": "I want a human"})
-    assert held.status_code == 202 and held.json()["status"] == "taken_over"
+    # Ann, in the web chat, writes in that conversation: it waits for a person, whose answer then shows up
+    chat = browser.new_context()
+    chat.add_cookies([_session_cookie(server, user_id(server, "ann@example.com"))])
+    user = chat.new_page()
+    user.goto(f"{server.url}/chat/")
+    expect(user.locator("#history option", has_text="Where is parcel 4711?")).to_have_count(1, timeout=WAIT_MS)
+    user.select_option("#history", conv)
+    user.locator(".msg.assistant", has_text="You said: Where is parcel 4711?").wait_for()
+    user.fill("#input", "I want a human")
+    user.keyboard.press("Enter")
+    expect(user.locator(".msg.held")).to_contain_text("A person has taken this conversation over", timeout=WAIT_MS)
+    assert len(server.state.store.list_runs(10, conversation_id=conv)) == 1  # the agent did not run
     page.reload()
     expect(page.locator("#messages")).to_contain_text("I want a human", timeout=WAIT_MS)
     page.fill("#reply-text", "Hi, this is Root: it ships today.")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#messages tr[data-author]")).to_contain_text("it ships today", timeout=WAIT_MS)
+    expect(user.locator(".msg.assistant", has_text="Hi, this is Root: it ships today.")).to_have_count(
+        1, timeout=WAIT_MS)
     seen = ann.get(f"/v1/conversations/{conv}/messages").json()["data"]
     assert seen[-1] == {**seen[-1], "role": "assistant", "content": "Hi, this is Root: it ships today."}
 

@@ -185,6 +185,12 @@ async function send(text) {
       method: "POST", body: JSON.stringify({ content: text, stream: true }),
       headers: { Accept: "text/event-stream" }, signal: controller.signal,
     });
+    if (response.status === 202) {  // a person has taken the conversation over: they answer here, not the agent
+      bubble.textContent = (await response.json()).message;
+      bubble.classList.add("held");
+      watchHeld(agent, id);
+      return;
+    }
     const seen = { lastId: "" };
     const onEvent = (type, event) => {
       if (type === "token") { answer += event.text; renderMarkdown(answer, bubble); }
@@ -224,6 +230,25 @@ async function send(text) {
     $("send").disabled = false; $("stop").hidden = true;
     input.focus();
   }
+}
+
+// While a person holds the conversation, their answers are fetched every few seconds and shown as they come.
+let heldTimer = null;
+function watchHeld(agent, id) {
+  clearInterval(heldTimer);
+  let count = null;
+  const look = async () => {
+    if (agentSelect.value !== agent || store.conversation(agent) !== id) { clearInterval(heldTimer); return; }
+    try {
+      const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
+      if (count !== null) {
+        for (const m of messages.slice(count)) if (m.role === "assistant" && m.content) addMessage("assistant", m.content);
+      }
+      count = messages.length;
+    } catch { /* tried again next time */ }
+  };
+  look();
+  heldTimer = setInterval(look, 3000);
 }
 
 // Reads an SSE response, handing each event to onEvent(type, data); seen.lastId follows the events' ids.
