@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from halguru.agents.loader import AGENT_FILE, Agent, load_agent
 from halguru.errors import HalguruError
@@ -14,6 +16,7 @@ class ServedAgent:
     agent: Agent
     web_chat: str  # "public", or "key": signed-in users and API keys only
     slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
+    embed_origins: tuple[str, ...] = ()  # sites whose pages may embed its chat (the widget); none: no embedding
 
     @property
     def name(self) -> str:
@@ -55,13 +58,31 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
                                    f"'signin'), not {web_chat!r}")
             # A workflow has no model of its own (its steps' providers queue their own calls).
             slots = None if agent.workflow is not None else model_slots(agent.spec.model)
+            origins = embed_origins(agent.spec.metadata, web_chat)
         except HalguruError as exc:
             raise _naming(project, exc) from None
         if agent.name in served:
             raise HalguruError(f"two agents are named {agent.name!r} ({served[agent.name].agent.path} and "
                                f"{project}); rename one")
-        served[agent.name] = ServedAgent(agent, web_chat, slots=slots)
+        served[agent.name] = ServedAgent(agent, web_chat, slots=slots, embed_origins=origins)
     return served
+
+
+_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
+def embed_origins(metadata: dict[str, Any], web_chat: str) -> tuple[str, ...]:
+    """``metadata.embed_origins``: exact origins (``https://shop.example``, ``http://127.0.0.1:8080``; no path,
+    no wildcard) whose pages may show this agent's chat widget; they become the embed page's
+    ``frame-ancestors``. The widget's visitors are anonymous, so the agent's web chat must be public."""
+    value = metadata.get("embed_origins") or []
+    if not isinstance(value, list) or not all(isinstance(o, str) and _ORIGIN.fullmatch(o) for o in value):
+        raise HalguruError(f"metadata.embed_origins must be a list of origins like 'https://shop.example' or "
+                           f"'http://127.0.0.1:8080' (scheme, host, optional port; no path, no '*'), not {value!r}")
+    if value and web_chat != "public":
+        raise HalguruError("metadata.embed_origins needs metadata.web_chat: public (the widget's visitors are "
+                           "anonymous: no sign-in cookie crosses sites)")
+    return tuple(dict.fromkeys(o.lower() for o in value))
 
 
 def _naming(project: Path, exc: HalguruError) -> HalguruError:

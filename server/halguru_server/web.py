@@ -131,7 +131,9 @@ class SecureStatic(StaticFiles):
 _SECURITY = {
     # No remote anything: scripts, styles and images from this server only (no inline HTML from models anyway).
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+                               "connect-src 'self'; worker-src 'self'; manifest-src 'self'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+SECURITY = _SECURITY  # the installable app's and the widget's pages use the same headers

@@ -7,6 +7,7 @@ const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine =
 let controller = null;
 let usingKey = true;  // send the stored key; false once the server refused it (then: the session token)
 let me = null;  // the signed-in user (GET /auth/me through the session cookie), else null
+const embedAgent = document.body.dataset.embed || "";  // the widget's iframe (/chat/embed/NAME): that agent only
 
 const store = {
   get key() { return localStorage.getItem("halguru.key") || ""; },
@@ -63,6 +64,7 @@ function addMessage(role, text) {
 // Who is signed in (the session cookie): their name and Sign out, else a Sign in link back to this page.
 async function loadMe() {
   me = null;
+  if (embedAgent) return;  // inside another site's page: anonymous (no cookie crosses sites), no account links
   try {
     const response = await fetch("/auth/me");
     if (response.ok) { const who = await response.json(); if (who.via === "session" && who.mfa_done) me = who; }
@@ -111,6 +113,7 @@ async function loadAgents() {
   let badKey = false;
   try {
     agents = (await (await api("/agents")).json()).data;
+    if (embedAgent) agents = agents.filter((a) => a.name === embedAgent);
   } catch (error) {
     badKey = error.status === 401 && !!store.key;
     if (!badKey) showStatus(error.message);
@@ -314,3 +317,7 @@ $("history").addEventListener("change", () => {
 });
 
 loadMe().then(loadAgents).then(() => input.focus());
+// The installable app: the service worker keeps the shell for offline starts (never the conversations).
+if ("serviceWorker" in navigator && !embedAgent) {
+  navigator.serviceWorker.register("/chat/sw.js", { scope: "/chat/" }).catch(() => { /* http on a LAN: no SW */ });
+}
