@@ -133,3 +133,45 @@ def test_roles_without_the_permissions_are_refused(app) -> None:
     client.post(f"/v1/conversations/{mine}/takeover", headers=admin)
     operator = _headers(store, "op@example.com", "operator")
     assert client.post(f"/v1/conversations/{mine}/takeover", headers=operator).status_code == 409  # admin's
+
+
+def test_console_pages_for_an_operator_and_a_failed_workflow_resumed_from_the_approvals_page(tmp_path: Path) -> None:
+    from halguru_server.identity import websessions
+
+    from tests.server.test_runs_api import FLOW, FLOW_TOOLS, write_project
+
+    flow = write_project(tmp_path / "agents" / "flow", FLOW, FLOW_TOOLS)
+    app = create_app(ServerSettings(agents=[flow.parent], worker=False, keep_mcp_servers=False))
+    with TestClient(app, base_url="http://testserver") as client:
+        state = app.state.halguru
+        operator = accounts.create_user(state.store, "op@example.com", role="operator")
+        secret, session = websessions.issue(state.store, operator["id"], state.settings.auth)
+        client.cookies.set(websessions.COOKIE, secret)
+        post = {"Origin": "http://testserver"}
+        (flow / "BROKEN").touch()
+        conv = client.post("/v1/conversations", headers={**post, "X-CSRF-Token": session["csrf"]},
+                           json={"agent": "flow", "title": "order A-7"}).json()["id"]
+        failed = client.post(f"/v1/conversations/{conv}/messages", headers={**post, "X-CSRF-Token": session["csrf"]},
+                             json={"content": "A-7"}).json()
+        assert failed["status"] == "failed"
+        listing = client.get("/admin/conversations", params={"q": "a-7", "status": "failed"})
+        assert listing.status_code == 200 and f'href="/admin/conversations/{conv}"' in listing.text
+        page = client.get(f"/admin/conversations/{conv}")
+        assert page.status_code == 200 and "step pay ok" in page.text  # the trace tree shows the checkpoint
+        assert "Content-Security-Policy" in page.headers
+        approvals = client.get("/admin/approvals")
+        assert f'data-run="{failed["run_id"]}"' in approvals.text
+        (flow / "BROKEN").unlink()
+        done = client.post(f"/admin/approvals/{failed['run_id']}/resume", headers=post,
+                           data={"csrf_token": session["csrf"]}, follow_redirects=True)
+        assert "resumed: continued as run_" in done.text and "which ended ok" in done.text
+        assert [e["action"] for e in state.store.list_audit(5, action="run.")] == ["run.resume"]
+        gone = client.post(f"/admin/conversations/{conv}/delete", headers=post, data={"csrf_token": session["csrf"]},
+                           follow_redirects=True)
+        assert f"Deleted conversation {conv}." in gone.text and state.store.get_conversation(conv) is None
+        no_token = client.post(f"/admin/conversations/{conv}/takeover", headers=post, data={})
+        assert no_token.status_code == 403  # CSRF
+        developer = accounts.create_user(state.store, "dev@example.com", role="developer")
+        client.cookies.set(websessions.COOKIE, websessions.issue(state.store, developer["id"], state.settings.auth)[0])
+        refused = client.get("/admin/conversations", headers={"Accept": "text/html"})
+        assert refused.status_code == 403 and "<html" in refused.text.lower()

@@ -1,6 +1,7 @@
 """Process verification (``/admin/approvals``, ``runs:approve_all``): tool calls waiting for a human
 (approve, with the arguments edited or not, or reject with a reason, as `halguru runs approve|reject` does)
-and interrupted team or workflow runs to resume from their last checkpoint.
+and team or workflow runs that stopped short (interrupted, failed, cancelled) to resume from their last
+checkpoint.
 
 A decision goes through ``halguru_server.runs`` (the checks and the library's ``approvals.resume_events`` /
 ``durable.resume_events`` of ``POST /v1/runs/{id}/approve|reject|resume``): the continuation runs to its end,
@@ -30,6 +31,8 @@ router = shell.page_router()
 Approver = Annotated[Principal, Depends(require("runs:approve_all"))]
 State = Annotated[ServerState, Depends(get_state)]
 RunId = Annotated[str, Path(max_length=50)]
+RESUMABLE = ("interrupted", "failed", "cancelled")
+"""The ends a team or workflow run resumes from (its last checkpoint), as ``durable.check_resumable`` says."""
 
 
 def _pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
@@ -41,8 +44,9 @@ def _pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
 @router.get("/approvals")
 def approvals_page(request: Request, state: State, caller: Approver,
                    notice: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
-    """Waiting tool calls (oldest first) and interrupted runs that can resume."""
-    interrupted = [r for r in runs.list_runs(state, caller, "interrupted", 50) if r["kind"]]
+    """Waiting tool calls (oldest first) and team or workflow runs that stopped short (newest first)."""
+    interrupted = sorted((r for status in RESUMABLE for r in runs.list_runs(state, caller, status, 50) if r["kind"]),
+                         key=lambda r: r["started"], reverse=True)
     return shell.render(request, caller, "approvals.html", "Approvals", pending=_pending(state, caller),
                         interrupted=interrupted, notice=notice)
 
