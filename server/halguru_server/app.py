@@ -41,6 +41,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     settings.check()
     store = open_store()
+    from halguru_server.identity.accounts import enforce_2fa_roles
+
+    enforce_2fa_roles(store, settings.auth)  # require_2fa_roles may have grown since people signed in
     agents = load_agents(settings.agents, settings.web_chat)
     channels = load_all_channels(agents)  # a bad channels: section fails here, before anything listens
     metrics = Metrics(tools={t for served in agents.values() for t in declared_tools(served.agent)})

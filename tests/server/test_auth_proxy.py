@@ -85,7 +85,7 @@ def test_role_below_the_least_or_second_factor_pending_is_refused(proxied):
 
 
 def test_cross_site_state_change_refused_and_redirects_rewritten(proxied, upstream):
-    with _signed_in(proxied, "admin") as client:
+    with _signed_in(proxied, "operator") as client:
         assert client.post("/apps/wiki/x", content="a", headers={"Origin": "https://evil.example"}).status_code == 403
         assert client.post("/apps/wiki/x", content="a").status_code == 403  # no Origin at all
         moved = client.get("/apps/wiki/go-home")

@@ -308,3 +308,32 @@ def test_one_address_trying_many_accounts_is_slowed_down(accounts_server) -> Non
         assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
         assert "Too many sign-in attempts" in refused.text
         assert COOKIE not in client.cookies
+
+
+def test_a_role_change_signs_the_person_out_and_a_2fa_role_makes_them_enrol(accounts_server) -> None:
+    from halguru_server.identity import accounts as people
+
+    accounts = accounts_server(require_2fa_roles=["admin"])
+    accounts.user("gus@example.com")
+    with accounts.client() as client:
+        assert sign_in(client, "gus@example.com").headers["location"] == "/auth/account"
+        assert client.get("/v1/agents").status_code == 200  # a user: no second factor needed
+        people.set_role(accounts.server.state.store, "gus@example.com", "admin")
+        assert client.get("/v1/agents").status_code == 401  # signed out by the change
+        assert sign_in(client, "gus@example.com").headers["location"].startswith("/auth/2fa")  # enrol first
+        assert client.get("/v1/agents").status_code == 401
+
+
+def test_a_grown_require_2fa_roles_signs_out_those_without_2fa_at_start(accounts_server) -> None:
+    from halguru_server import create_app
+    from halguru_server.identity import websessions
+
+    accounts = accounts_server(require_2fa_roles=[])
+    store, auth = accounts.server.state.store, accounts.server.state.settings.auth
+    op = accounts.user("op@example.com", role="operator")
+    secret, _ = websessions.issue(store, op["id"], auth)
+    assert websessions.verify(store, secret, auth) is not None
+    settings = accounts.server.state.settings.model_copy(
+        update={"auth": auth.model_copy(update={"require_2fa_roles": ["operator"]})})
+    create_app(settings)  # a restart with the setting grown
+    assert websessions.verify(store, secret, auth) is None

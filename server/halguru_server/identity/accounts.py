@@ -87,14 +87,25 @@ def list_users(store: Store) -> list[UserRecord]:
 
 
 def set_role(store: Store, id_or_email: str, role: str) -> UserRecord:
-    """Change a user's role; their sessions and keys have the new role's permissions at their next request."""
+    """Change a user's role; their keys have the new role's permissions at their next request, and their
+    browsers are signed out (signing in again asks for the second factor when the new role requires it)."""
     try:
         check_role(role)
     except ValueError as exc:
         raise AccountError(str(exc)) from None
     user = find_user(store, id_or_email)
-    store.update_user(user["id"], role=role)
+    if role != user["role"]:
+        store.update_user(user["id"], role=role)
+        store.revoke_web_sessions(user["id"])
     return {**user, "role": role}
+
+
+def enforce_2fa_roles(store: Store, settings: AuthSettings) -> int:
+    """Sign out the browsers of users whose role requires 2FA but who have none (the setting grew since they
+    signed in): their next sign-in makes them enrol. How many users that was."""
+    roles = set(settings.require_2fa_roles)
+    users = [u for u in store.list_users() if u["role"] in roles and not u["totp_enabled"]]
+    return sum(store.revoke_web_sessions(u["id"]) > 0 for u in users)
 
 
 def disable_user(store: Store, id_or_email: str, disabled: bool = True) -> UserRecord:
