@@ -138,7 +138,7 @@ def users_list() -> None:
 @users_app.command("set-role")
 def users_set_role(user: str = USER,
                    role: str = typer.Argument(..., help="admin, operator, developer or user.")) -> None:
-    """Change a user's role (their sessions and keys follow at their next request)."""
+    """Change a user's role (their browsers are signed out; their keys follow at their next request)."""
     from halguru_server.users_cli import set_role
 
     set_role(user, role)
