@@ -249,6 +249,10 @@ def test_spot_checks_of_the_matrix_written_out(app) -> None:
     assert [status(n, "GET", f"/v1/jobs/{theirs['job_id']}") for n in CALLERS] == [200, 200, 404, 403, 404, 404, 401]
     assert [status(n, "GET", "/chat/api/agents") for n in CALLERS] == [200] * 7
     assert [status(n, "GET", "/v1/agents") for n in CALLERS] == [200] * 6 + [401]
+    # the admin console: read-only views for developers, users never
+    assert [status(n, "GET", "/admin") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 401]
+    assert [status(n, "GET", "/admin/security") for n in CALLERS] == [200, 200, 403, 403, 403, 403, 401]
+    assert [status(n, "GET", "/admin/users") for n in CALLERS] == [200, 403, 403, 403, 403, 403, 401]
 
 
 def test_a_cookie_request_needs_its_csrf_token_and_origin_and_a_finished_second_factor(app) -> None:
