@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from tests.server.test_console_browser import artifacts  # noqa: F401  (the fixture)
 from tests.server.test_runs_api import MAILER_TOOLS, script, send, write_project
 from tests.server.test_serve_webchat import WAIT_MS, browser  # noqa: F401  (the fixture)
 from tests.server.test_webchat_signin import _session_cookie
@@ -118,3 +119,28 @@ def test_approve_a_paused_call_with_edited_arguments_and_see_it_in_the_audit_log
     approve = next(e for e in entries if e["action"] == "run.approve")
     assert approve["target"] == paused["run_id"] and approve["actor"] == f"user:{admin}"
     assert approve["details"] == {**approve["details"], "edited": True, "tool": "send_email"}
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_conversation_and_approval_pages_fit_the_screen(serve, browser, agents_dir: Path, artifacts: Path,  # noqa: F811
+                                                             width: int) -> None:
+    server = serve(worker=False)
+    admin, ann = _people(server)
+    conv = ann.post("/v1/conversations", json={"agent": "echo", "title": "A rather long question"}).json()["id"]
+    ann.post(f"/v1/conversations/{conv}/messages", json={"content": "word " * 60 + "x" * 200})
+    script(agents_dir, send("ann@example.com"))
+    paused = ann.post("/v1/conversations", json={"agent": "mailer"}).json()["id"]
+    ann.post(f"/v1/conversations/{paused}/messages", json={"content": "mail ann"})
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.add_cookies([_session_cookie(server, admin)])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    for name, path in {"conversations": "/admin/conversations", "conversation": f"/admin/conversations/{conv}",
+                       "approvals": "/admin/approvals"}.items():
+        page.goto(f"{server.url}{path}")
+        expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=str(artifacts / f"{name}-{width}.png"), full_page=True)
+        assert overflow <= width, f"{path} at {width} px is {overflow} px wide"
+    assert not errors, errors

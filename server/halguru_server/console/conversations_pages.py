@@ -84,7 +84,7 @@ def conversation_page(conversation_id: ConvId, request: Request, state: State, c
     """One conversation: its messages as the user saw them, each run's trace, and the actions."""
     row, messages, runs = conversations_api.detail(state, caller, conversation_id)
     traces = [(run, trace_text(dict(run), state.store.get_events(run["id"]))) for run in runs]
-    return shell.render(request, caller, "conversation.html", row["title"] or conversation_id, conversation=row,
+    return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation", conversation=row,
                         messages=messages, traces=traces, can_steer=caller.can("runs:approve_all"),
                         notice=notice)
 
