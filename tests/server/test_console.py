@@ -102,6 +102,8 @@ def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions
     refused = act(f"/admin/users/{me['id']}/role", role="user")
     assert refused.status_code == 400 and "cannot demote or disable yourself" in refused.text
     assert act(f"/admin/users/{me['id']}/disable").status_code == 400
+    assert client.get(f"/v1/users/{dev['id']}/sessions", headers=admin).json() == []  # a role change signs out
+    websessions.issue(store, dev["id"], app.state.halguru.settings.auth)  # signed in again
     key = create_key(store, "laptop", user_id=dev["id"])[0]
     page = client.get(f"/admin/users/{dev['id']}", headers=admin).text
     assert "laptop" in page and "Sign out" in page
