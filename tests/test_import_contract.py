@@ -31,7 +31,7 @@ PACKAGES = [(REPO / "halguru", "halguru"), (REPO / "server" / "halguru_server", 
 LAYERS: list[set[str]] = [
     {"halguru_server"},
     {"__main__", "cli"},
-    {"tui", "mcp_server", "scaffold"},
+    {"tui", "mcp_server", "scaffold", "client"},
     {"testing"},
     {"jobs"},
     {"orchestration"},
@@ -42,7 +42,7 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"tools"},
     {"models"},
-    {"plugins", "config", "errors", "yamlfile", "listen"},
+    {"plugins", "config", "errors", "yamlfile", "listen", "api_schemas"},
 ]
 # Upward imports the design allows: the store records the typed events of a run.
 ALLOWED_UP = {("store", "halguru.agents.events")}

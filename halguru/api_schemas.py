@@ -1,0 +1,174 @@
+"""Request and response bodies of the serve-mode /v1 API (they are its OpenAPI document).
+
+Pure pydantic, here rather than in ``halguru_server`` so that ``halguru.client`` shares them with the server
+without importing it (tests/test_import_contract.py); ``halguru_server.schemas`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut", "ConversationPage", "ErrorBody",
+    "ErrorDetail", "MessageIn", "MessageList", "MessageOut", "PendingList", "PendingRun", "RejectIn",
+    "ResumeIn", "RunBase", "RunDetail", "RunList", "RunOut", "RunSummary", "SessionOut", "ToolCallOut", "Usage",
+]
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind, e.g. not_found, invalid_request, unauthorized")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class AgentOut(BaseModel):
+    name: str
+    description: str
+    model: str
+    tools: list[str]
+    web_chat: Literal["public", "key"]
+
+
+class AgentList(BaseModel):
+    data: list[AgentOut]
+
+
+class SessionOut(BaseModel):
+    token: str = Field(description="send as the X-Chat-Session header; it owns the conversations started with it")
+
+
+class ConversationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str = Field(min_length=1, max_length=200)
+    title: str = Field(default="", max_length=200)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    agent: str
+    title: str
+    created: float
+    updated: float
+    messages: int = 0
+
+
+class ConversationPage(BaseModel):
+    data: list[ConversationOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] = []
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class MessageList(BaseModel):
+    data: list[MessageOut]
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: str = Field(min_length=1, description="the user's message")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ToolCallOut(BaseModel):
+    name: str
+    arguments: dict[str, Any]
+
+
+class RunOut(BaseModel):
+    """The answer to a message: the run's outcome (its events are at GET /v1/runs/{run_id})."""
+
+    run_id: str
+    conversation_id: str
+    agent: str
+    status: Literal["ok", "failed", "cancelled", "limited", "paused"]
+    output: str
+    error: str | None
+    usage: Usage
+    tool_calls: list[ToolCallOut]
+    duration_ms: float
+
+
+class RunBase(BaseModel):
+    """What every view of a run shows."""
+
+    id: str
+    conversation_id: str
+    agent: str
+    model: str
+    input: str
+    output: str
+    status: str = Field(description="running, interrupted (its process died), paused, failed, limited, cancelled "
+                                    "or ok")
+    error: str | None
+    started: float
+    finished: float | None
+    duration_ms: float | None
+
+
+class RunDetail(RunBase):
+    steps: int
+    prompt_tokens: int
+    completion_tokens: int
+    events: list[dict[str, Any]]
+
+
+class RunSummary(RunBase):
+    """A run in a list: its outcome, and where a team or workflow run would resume from."""
+
+    kind: Literal["team", "workflow"] | None = Field(description="checkpointed runs only; null for a plain agent")
+    checkpoint: str | None = Field(description="the last checkpoint's label, e.g. 'step pay ok'")
+    resumed_by: str | None = Field(description="the run that continued this one, once resumed")
+
+
+class RunList(BaseModel):
+    data: list[RunSummary]
+
+
+class PendingRun(BaseModel):
+    """A paused run: the tool call that waits for a human."""
+
+    run_id: str
+    conversation_id: str
+    agent: str
+    tool: str
+    arguments: dict[str, Any]
+    call_id: str
+    input: str
+    created: float
+
+
+class PendingList(BaseModel):
+    data: list[PendingRun]
+
+
+class ApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    edit_args: dict[str, Any] | None = Field(default=None, description="run the call with these arguments instead")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", description="why: the model is told the call was refused, and this")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class ResumeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")

@@ -1,0 +1,358 @@
+"""A Python client for a halguru server's /v1 API: ``Client`` (sync) and ``AsyncClient`` (asyncio), over httpx.
+
+    from halguru.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="hg_...") as hg:
+        chat = hg.new_conversation("support")
+        print(hg.send(chat.id, "Hello").output)              # the whole answer (RunOut)
+        for event in hg.stream(chat.id, "And then?"):        # typed run events, as the server emits them
+            if event.type == "token":
+                print(event.text, end="")
+
+Answers are the server's own models (``halguru.api_schemas``) and events (``halguru.agents.events``).
+A 429 or 503 (rate limit, a full model queue, a draining server) is retried ``max_retries`` times, waiting
+what ``Retry-After`` says or else an exponential backoff; other failures raise a ``ClientError`` subclass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from halguru.agents.events import Event, parse_event
+from halguru.api_schemas import AgentOut, ConversationOut, ConversationPage, MessageOut, RunDetail, RunOut
+
+__all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
+           "StreamError", "TakenOver", "Unavailable"]
+
+RETRY_STATUSES = frozenset({429, 503})
+Model = TypeVar("Model", bound=BaseModel)
+OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to wait, the refused response)
+
+
+class ClientError(Exception):
+    """The server said no: ``status``, its error ``type`` (``not_found``, ``queue_full``...) and message."""
+
+    def __init__(self, status: int, type: str, message: str, retry_after: float | None = None):
+        super().__init__(f"{status} {type}: {message}")
+        self.status, self.type, self.message, self.retry_after = status, type, message, retry_after
+
+
+class AuthError(ClientError):
+    """401 (no key, a wrong or revoked key) or 403 (the key may not do this)."""
+
+
+class NotFound(ClientError):
+    """404: no such agent, conversation or run (or not yours: the server does not tell the difference)."""
+
+
+class Conflict(ClientError):
+    """409: the object is not in a state for this (a run no longer paused...)."""
+
+
+class RateLimited(ClientError):
+    """429 after every retry."""
+
+
+class Unavailable(ClientError):
+    """503 after every retry: the model's queue is full, or the server is shutting down."""
+
+
+class TakenOver(ClientError):
+    """202: an operator has taken the conversation over; the message waits for them, no run was started."""
+
+
+class StreamError(ClientError):
+    """A stream ended with a fatal ``error`` event the server writes itself (``shutdown``, ``internal``...)."""
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict,
+                                            429: RateLimited, 503: Unavailable}
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def error_for(response: httpx.Response, body: bytes) -> ClientError:
+    """The exception for a refused request, from the server's ``{"error": {"type", "message"}}`` body."""
+    kind, message = "http_error", body.decode("utf-8", "replace")[:500] or response.reason_phrase
+    try:
+        detail = json.loads(body)["error"]
+        kind, message = str(detail.get("type", kind)), str(detail.get("message", message))
+    except (ValueError, KeyError, TypeError):
+        pass
+    return _BY_STATUS.get(response.status_code, ClientError)(response.status_code, kind, message,
+                                                             retry_after(response))
+
+
+class _Retry:
+    """When to try again: a 429 or 503, ``max_retries`` times, after ``Retry-After`` (capped at ``max_wait``)
+    or an exponential backoff with jitter."""
+
+    def __init__(self, max_retries: int, backoff: float, max_wait: float):
+        self.max_retries, self.backoff, self.max_wait = max_retries, backoff, max_wait
+
+    def wait(self, attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None: give up (or nothing to retry)."""
+        if response.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+            return None
+        told = retry_after(response)
+        if told is not None:
+            return min(told, self.max_wait)
+        return min(self.backoff * 2 ** attempt * (0.5 + random.random()), self.max_wait)
+
+
+class _SSE:
+    """Splits an SSE body into typed events (comments and keep-alives skipped)."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.last_id = ""
+
+    def feed(self, text: str) -> list[Event]:
+        self.buffer += text.replace("\r\n", "\n")
+        events: list[Event] = []
+        while "\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split("\n\n", 1)
+            data = "\n".join(line[5:].lstrip(" ") for line in block.split("\n") if line.startswith("data:"))
+            for line in block.split("\n"):
+                if line.startswith("id:"):
+                    self.last_id = line[3:].strip()
+            if data:
+                events.append(_event(data))
+        return events
+
+
+def _event(data: str) -> Event:
+    try:
+        return parse_event(data)
+    except ValidationError:
+        raw = json.loads(data)
+        if isinstance(raw, dict) and raw.get("type") == "error":  # the server's own end of a stream
+            raise StreamError(200, str(raw.get("kind", "error")), str(raw.get("message", ""))) from None
+        raise
+
+
+class _Base:
+    def __init__(self, base_url: str, api_key: str | None, *, max_retries: int, backoff: float, max_wait: float,
+                 on_retry: OnRetry | None):
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.retry = _Retry(max_retries, backoff, max_wait)
+        self.on_retry = on_retry
+
+    def _build(self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, accept: str | None,
+               **kwargs: Any) -> httpx.Request:
+        headers = {**self.headers, "Accept": accept} if accept else self.headers
+        return http.build_request(method, self.base_url + path, headers=headers, **kwargs)
+
+    def _wait(self, attempt: int, response: httpx.Response, body: bytes) -> float:
+        """Seconds before the next try, or raise the error for ``response`` (not retried, or retried enough)."""
+        wait = self.retry.wait(attempt, response)
+        if wait is None:
+            raise error_for(response, body)
+        if self.on_retry is not None:
+            self.on_retry(attempt, wait, response)
+        return wait
+
+    @staticmethod
+    def _page_params(agent: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if agent:
+            params["agent"] = agent
+        if cursor:
+            params["cursor"] = cursor
+        return params
+
+    @staticmethod
+    def _parse(model: type[Model], response: httpx.Response) -> Model:
+        if response.status_code == 202:
+            raise TakenOver(202, "taken_over", str(response.json().get("message", "held for an operator")))
+        return model.model_validate(response.json())
+
+
+class Client(_Base):
+    """The /v1 API, synchronously. ``api_key``: a key from ``halguru keys create``; ``http``: your own
+    ``httpx.Client`` (its base URL is ignored)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 120.0, max_retries: int = 3,
+                 backoff: float = 0.5, max_wait: float = 30.0, on_retry: OnRetry | None = None,
+                 http: httpx.Client | None = None):
+        super().__init__(base_url, api_key, max_retries=max_retries, backoff=backoff, max_wait=max_wait,
+                         on_retry=on_retry)
+        self.http = http or httpx.Client(timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _request(self, method: str, path: str, accept: str | None = None, **kwargs: Any) -> httpx.Response:
+        """One call, retried on 429/503; the response is open (streamed) until read or closed."""
+        request = self._build(self.http, method, path, accept, **kwargs)
+        for attempt in range(self.retry.max_retries + 1):
+            response = self.http.send(request, stream=True)
+            if response.is_success:
+                return response
+            body = response.read()
+            response.close()
+            time.sleep(self._wait(attempt, response, body))
+        raise AssertionError("unreachable")
+
+    def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        response = self._request(method, path, **kwargs)
+        response.read()
+        return self._parse(model, response)
+
+    def agents(self) -> list[AgentOut]:
+        data = self._request("GET", "/v1/agents")
+        return [AgentOut.model_validate(a) for a in json.loads(data.read())["data"]]
+
+    def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
+        return self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
+
+    def conversations(self, agent: str | None = None, limit: int = 20, cursor: str | None = None) -> ConversationPage:
+        """One page of your conversations, newest first (``next_cursor`` for the next)."""
+        return self._json(ConversationPage, "GET", "/v1/conversations",
+                          params=self._page_params(agent, limit, cursor))
+
+    def iter_conversations(self, agent: str | None = None) -> Iterator[ConversationOut]:
+        """All your conversations, newest first, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.conversations(agent, 100, cursor)
+            yield from page.data
+            if not (cursor := page.next_cursor):
+                return
+
+    def messages(self, conversation_id: str) -> list[MessageOut]:
+        response = self._request("GET", f"/v1/conversations/{conversation_id}/messages")
+        return [MessageOut.model_validate(m) for m in json.loads(response.read())["data"]]
+
+    def send(self, conversation_id: str, content: str) -> RunOut:
+        """Send a message; the whole answer once the run has finished."""
+        return self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",
+                          json={"content": content, "stream": False})
+
+    def stream(self, conversation_id: str, content: str) -> Iterator[Event]:
+        """Send a message; its run's events as they happen (``token``..., ``run_finished`` last). Leaving the
+        loop early closes the stream, which stops the run."""
+        response = self._request("POST", f"/v1/conversations/{conversation_id}/messages",
+                                 "text/event-stream", json={"content": content, "stream": True})
+        if response.status_code == 202:
+            response.read()
+            self._parse(RunOut, response)
+        parser = _SSE()
+        try:
+            for text in response.iter_text():
+                yield from parser.feed(text)
+        finally:
+            response.close()
+
+    def run(self, run_id: str) -> RunDetail:
+        return self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
+
+
+class AsyncClient(_Base):
+    """The /v1 API for asyncio: the same methods as ``Client``, awaited (``stream`` is an async iterator)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, timeout: float = 120.0, max_retries: int = 3,
+                 backoff: float = 0.5, max_wait: float = 30.0, on_retry: OnRetry | None = None,
+                 http: httpx.AsyncClient | None = None):
+        super().__init__(base_url, api_key, max_retries=max_retries, backoff=backoff, max_wait=max_wait,
+                         on_retry=on_retry)
+        self.http = http or httpx.AsyncClient(timeout=timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _request(self, method: str, path: str, accept: str | None = None, **kwargs: Any) -> httpx.Response:
+        request = self._build(self.http, method, path, accept, **kwargs)
+        for attempt in range(self.retry.max_retries + 1):
+            response = await self.http.send(request, stream=True)
+            if response.is_success:
+                return response
+            body = await response.aread()
+            await response.aclose()
+            await asyncio.sleep(self._wait(attempt, response, body))
+        raise AssertionError("unreachable")
+
+    async def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        response = await self._request(method, path, **kwargs)
+        await response.aread()
+        return self._parse(model, response)
+
+    async def agents(self) -> list[AgentOut]:
+        response = await self._request("GET", "/v1/agents")
+        return [AgentOut.model_validate(a) for a in json.loads(await response.aread())["data"]]
+
+    async def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
+        return await self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
+
+    async def conversations(self, agent: str | None = None, limit: int = 20,
+                            cursor: str | None = None) -> ConversationPage:
+        return await self._json(ConversationPage, "GET", "/v1/conversations",
+                                params=self._page_params(agent, limit, cursor))
+
+    async def iter_conversations(self, agent: str | None = None) -> AsyncIterator[ConversationOut]:
+        cursor: str | None = None
+        while True:
+            page = await self.conversations(agent, 100, cursor)
+            for conversation in page.data:
+                yield conversation
+            if not (cursor := page.next_cursor):
+                return
+
+    async def messages(self, conversation_id: str) -> list[MessageOut]:
+        response = await self._request("GET", f"/v1/conversations/{conversation_id}/messages")
+        return [MessageOut.model_validate(m) for m in json.loads(await response.aread())["data"]]
+
+    async def send(self, conversation_id: str, content: str) -> RunOut:
+        return await self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",
+                                json={"content": content, "stream": False})
+
+    async def stream(self, conversation_id: str, content: str) -> AsyncIterator[Event]:
+        response = await self._request("POST", f"/v1/conversations/{conversation_id}/messages",
+                                       "text/event-stream", json={"content": content, "stream": True})
+        if response.status_code == 202:
+            await response.aread()
+            self._parse(RunOut, response)
+        parser = _SSE()
+        try:
+            async for text in response.aiter_text():
+                for event in parser.feed(text):
+                    yield event
+        finally:
+            await response.aclose()
+
+    async def run(self, run_id: str) -> RunDetail:
+        return await self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
