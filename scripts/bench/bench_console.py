@@ -78,10 +78,12 @@ def measure(quick: bool) -> list[Result]:
         hour = timed(client, "/admin", headers, repeat)
         live = timed(client, "/admin/monitoring/live?window=24h", headers, repeat)
         agents = timed(client, "/v1/agents", headers, repeat)
+        others = {name: timed(client, f"/admin/{name}", headers, 3) for name in ("analytics", "security", "status")}
         runs = client.get("/v1/monitoring?window=24h", headers=headers).json()["totals"]["runs"]
     assert runs == 10_000, runs
     detail = (f"/admin?window=24h {spread(page, ' ms')}; /admin (1 h) {spread(hour, ' ms')}; live fragment "
-              f"{spread(live, ' ms')}; /v1/agents {spread(agents, ' ms')}; {runs} runs in the window")
+              f"{spread(live, ' ms')}; /v1/agents {spread(agents, ' ms')}; {runs} runs in the window; "
+              + "; ".join(f"/admin/{name} {median(t):.0f} ms" for name, t in others.items()))
     print(detail, file=sys.stderr)
     return [Result("console", "monitoring page, 10,000 runs (server time)", median(page), "ms", 300.0, False,
                    median(page) / median(agents), "vs /v1/agents", detail, repeat)]
