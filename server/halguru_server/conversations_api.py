@@ -113,6 +113,9 @@ def search(state: ServerState, caller: Principal, *, agent: str | None = None, c
     if q:
         service.check_text(q, "q")
     offset = service.decode_cursor(cursor)
+    if owner and "@" in owner and ":" not in owner:  # an email: that user's conversations
+        user = state.store.user_by_email(owner.strip().lower())
+        owner = f"user:{user['id']}" if user else "user:"  # nobody's
     rows = state.store.search_conversations(
         agents=names, owner=owner or None, channel=channel or None, since=parse_time(since, "since"),
         until=parse_time(until, "until", end=True), status=status or None, text=q or None, limit=limit + 1,
@@ -175,7 +178,8 @@ def search_conversations(
         state: State, caller: Reader,
         agent: Annotated[str | None, Query(max_length=100)] = None,
         channel: Annotated[str | None, Query(max_length=50, description="a channel name, or 'api' for none")] = None,
-        owner: Annotated[str | None, Query(max_length=200, description="user:<id>, key:<id>, anon:...")] = None,
+        owner: Annotated[str | None, Query(max_length=200, description="a user's email, or an owner: user:<id>, "
+                                           "key:<id>, anon:..., channel:<name>")] = None,
         since: Annotated[str | None, Query(max_length=30, description="last activity from: YYYY-MM-DD or epoch s")]
         = None,
         until: Annotated[str | None, Query(max_length=30, description="last activity up to (the whole day)")] = None,

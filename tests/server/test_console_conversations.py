@@ -53,7 +53,8 @@ def test_operators_search_read_export_and_delete_conversations(app) -> None:
 
     assert ids(q="PARCEL") == {parcel, other}
     assert ids(q="parcel", agent="echo") == {parcel}
-    assert ids(owner=ann["X-Owner"]) == {parcel}
+    assert ids(owner=ann["X-Owner"]) == {parcel} == ids(owner="Ann@Example.com")
+    assert ids(owner="nobody@example.com") == set()
     assert ids(status="ok") == {parcel, other, quiet}
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert ids(since=today, until=today) == {parcel, other, quiet}

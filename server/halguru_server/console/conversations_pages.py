@@ -51,11 +51,16 @@ def _fields(state: ServerState, values: dict[str, str | None]) -> list[dict[str,
         {"name": "q", "label": "Text", "value": values["q"], "type": "search"},
         {"name": "agent", "label": "Agent", "value": values["agent"], "type": "select", "options": agents},
         {"name": "channel", "label": "Channel (api: none)", "value": values["channel"]},
-        {"name": "owner", "label": "User (user:<id>)", "value": values["owner"]},
+        {"name": "owner", "label": "User (email or user:<id>)", "value": values["owner"]},
         {"name": "status", "label": "Last run", "value": values["status"], "type": "select", "options": statuses},
         {"name": "since", "label": "Active from", "value": values["since"], "type": "date"},
         {"name": "until", "label": "Active until", "value": values["until"], "type": "date"},
     ]
+
+
+def _people(state: ServerState) -> dict[str, str]:
+    """Owners as the page names them: a user's email (or name) for ``user:<id>``."""
+    return {f"user:{u['id']}": u["email"] or u["name"] or u["id"] for u in state.store.list_users()}
 
 
 @router.get("/conversations")
@@ -74,7 +79,7 @@ def conversations_page(request: Request, state: State, caller: Reader, q: Field 
     query = {k: v for k, v in values.items() if v}
     more = f"/admin/conversations?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
     return shell.render(request, caller, "conversations.html", "Conversations", status=422 if error else 200,
-                        error=error, fields=_fields(state, values), rows=rows, more=more,
+                        error=error, fields=_fields(state, values), rows=rows, more=more, people=_people(state),
                         notice=f"Deleted conversation {deleted}." if deleted else None)
 
 
@@ -84,9 +89,9 @@ def conversation_page(conversation_id: ConvId, request: Request, state: State, c
     """One conversation: its messages as the user saw them, each run's trace, and the actions."""
     row, messages, runs = conversations_api.detail(state, caller, conversation_id)
     traces = [(run, trace_text(dict(run), state.store.get_events(run["id"]))) for run in runs]
-    return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation", conversation=row,
-                        messages=messages, traces=traces, can_steer=caller.can("runs:approve_all"),
-                        notice=notice)
+    return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation",
+                        conversation=row, messages=messages, traces=traces, people=_people(state),
+                        can_steer=caller.can("runs:approve_all"), notice=notice)
 
 
 @router.post("/conversations/{conversation_id}/{action}")
