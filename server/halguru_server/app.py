@@ -70,7 +70,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         working = asyncio.create_task(worker.run(), name="worker") if worker else None
         if worker is not None:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
+        sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
         yield
+        sampling.cancel()
+        await asyncio.gather(sampling, return_exceptions=True)
         if worker is not None and working is not None:
             worker.stop()  # running jobs get the shutdown timeout, then go back to the queue
             await working

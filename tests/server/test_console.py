@@ -213,3 +213,20 @@ def test_analytics_counts_conversations_messages_outcomes_handoffs_tools_and_tok
     assert report["tokens"][0]["agent"] == "echo" and report["tokens"][0]["cost_usd"] == 0.0
     page = client.get("/admin/analytics", headers=developer).text
     assert "lookup" in page and "private" in page and "<svg" in page
+
+
+def test_serve_samples_the_status_history_on_its_own(agents_dir: Path, monkeypatch) -> None:
+    import time
+
+    from halguru_server.console import status_pages
+
+    monkeypatch.setattr(status_pages, "EVERY_S", 0.05)
+    app = create_app(ServerSettings(agents=[agents_dir], worker=False, keep_mcp_servers=False))
+    with TestClient(app, base_url=ORIGIN):
+        deadline = time.monotonic() + 10
+        while len(status_pages.history(app)) < 3:
+            assert time.monotonic() < deadline, "no samples taken"
+            time.sleep(0.02)
+    count = len(status_pages.history(app))
+    time.sleep(0.2)
+    assert len(status_pages.history(app)) == count  # stopped with the app

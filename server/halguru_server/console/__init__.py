@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -38,3 +39,10 @@ def install(app: FastAPI) -> None:
             for name in ("router", "api"):
                 if (router := getattr(module, name, None)) is not None:
                     app.include_router(router)
+
+
+async def keep_sampling(app: FastAPI, state: Any) -> None:
+    """The status page's history: a sample of the components every 15 s, until cancelled (serve's lifespan)."""
+    from halguru_server.console import status_pages
+
+    await status_pages.keep_sampling(app, state)

@@ -60,7 +60,7 @@ def monitoring(request: Request, state: State, caller: Viewer, window: Window = 
 @router.get("/monitoring/live")
 def monitoring_live(request: Request, state: State, caller: Viewer, window: Window = "1h") -> HTMLResponse:
     """The page's live part alone (its polling also samples the status history)."""
-    status_pages.sample(request, state)
+    status_pages.sample(request.app, state)
     return shell.fragment("monitoring_live.html", **_view(monitor.snapshot(state, window)))
 
 

@@ -1,14 +1,16 @@
 """Status (``/admin/status``, ``metrics:read``): the components ``/status`` checks (store, models, server,
 errors, runs, jobs/worker, queue) now, and their history.
 
-History is a ring buffer per replica (in this process's memory, not the store): a sample of ``ops.health``
-is taken when a console page or the live monitoring poll asks and the last one is older than ``EVERY_S``, so
-it covers the time someone had the console open, up to ``KEEP`` samples (a replica restarting starts empty).
+History is a ring buffer per replica (in this process's memory, not the store): serve samples ``ops.health``
+every ``EVERY_S`` seconds (``keep_sampling``, started with the app), and a console page asking when the last
+sample is older than that takes one; up to ``KEEP`` samples (a replica restarting starts empty).
 ``GET /v1/status/history`` is the same as JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -31,19 +33,30 @@ State = Annotated[ServerState, Depends(get_state)]
 EVERY_S = 15.0
 KEEP = 480  # two hours at one sample per 15 s
 _lock = threading.Lock()
+log = logging.getLogger("halguru.server")
 
 
-def history(request: Request) -> deque[dict[str, Any]]:
+def history(app: Any) -> deque[dict[str, Any]]:
     """This app's ring buffer of samples ``{"at", "components": {name: {"ok", "detail"}}}``."""
-    found = getattr(request.app.state, "console_status", None)
+    found = getattr(app.state, "console_status", None)
     if found is None:
-        found = request.app.state.console_status = deque(maxlen=KEEP)
+        found = app.state.console_status = deque(maxlen=KEEP)
     return found
 
 
-def sample(request: Request, state: ServerState, force: bool = False) -> deque[dict[str, Any]]:
+async def keep_sampling(app: Any, state: ServerState) -> None:
+    """Sample every ``EVERY_S`` seconds until cancelled (serve's lifespan runs it); a failed sample is logged."""
+    while True:
+        try:
+            await asyncio.to_thread(sample, app, state)
+        except Exception:
+            log.exception("status sample failed")
+        await asyncio.sleep(EVERY_S)
+
+
+def sample(app: Any, state: ServerState, force: bool = False) -> deque[dict[str, Any]]:
     """Take a sample unless the last is recent; the buffer."""
-    samples = history(request)
+    samples = history(app)
     with _lock:
         if force or not samples or time.time() - samples[-1]["at"] >= EVERY_S:
             parts = ops.health(state)
@@ -79,13 +92,13 @@ def _view(samples: deque[dict[str, Any]]) -> dict[str, Any]:
 @router.get("/status")
 def status_page(request: Request, state: State, caller: Viewer) -> HTMLResponse:
     """Each component now, with its history on this replica."""
-    samples = sample(request, state)
+    samples = sample(request.app, state)
     return shell.render(request, caller, "status.html", "Status", replica=state.settings.replica_id or "this replica",
                         every=int(EVERY_S), **_view(samples))
 
 
 @api.get("/status/history")
 def status_json(request: Request, state: State, caller: Viewer) -> dict[str, Any]:
-    """This replica's samples of the components, oldest first (one per 15 s while the console is open)."""
-    samples = sample(request, state)
+    """This replica's samples of the components, oldest first (one per 15 s)."""
+    samples = sample(request.app, state)
     return {"replica": state.settings.replica_id, "every_s": EVERY_S, "samples": list(samples)}
