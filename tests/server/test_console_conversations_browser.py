@@ -76,8 +76,7 @@ def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> N
     user.keyboard.press("Enter")
     expect(user.locator(".msg.held")).to_contain_text("A person has taken this conversation over", timeout=WAIT_MS)
     assert len(server.state.store.list_runs(10, conversation_id=conv)) == 1  # the agent did not run
-    page.reload()
-    expect(page.locator("#messages")).to_contain_text("I want a human", timeout=WAIT_MS)
+    expect(page.locator("#messages")).to_contain_text("I want a human", timeout=WAIT_MS)  # live, no reload
     page.fill("#reply-text", "Hi, this is Root: it ships today.")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#messages tr[data-author]")).to_contain_text("it ships today", timeout=WAIT_MS)

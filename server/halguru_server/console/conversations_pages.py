@@ -94,6 +94,13 @@ def conversation_page(conversation_id: ConvId, request: Request, state: State, c
                         can_steer=caller.can("runs:approve_all"), notice=notice)
 
 
+@router.get("/conversations/{conversation_id}/messages")
+def messages_fragment(conversation_id: ConvId, state: State, caller: Reader) -> HTMLResponse:
+    """The messages table alone: the page refreshes it while a person holds the conversation."""
+    _, messages, _ = conversations_api.detail(state, caller, conversation_id)
+    return shell.fragment("conversation_messages.html", messages=messages, people=_people(state))
+
+
 @router.post("/conversations/{conversation_id}/{action}")
 async def conversation_action(conversation_id: ConvId, action: Literal["takeover", "handback", "reply", "delete"],
                               request: Request, state: State, caller: Steerer) -> Response:
