@@ -128,9 +128,9 @@ class _SSE:
         self.buffer = ""
         self.last_id = ""
 
-    def feed(self, text: str) -> list[Event]:
-        self.buffer += text.replace("\r\n", "\n")
-        events: list[Event] = []
+    def feed(self, text: str) -> Iterator[Event]:
+        """The events completed by ``text``, each as soon as it is parsed (a fatal error raises after them)."""
+        self.buffer = (self.buffer + text).replace("\r\n", "\n")  # a CR ending one chunk meets its LF here
         while "\n\n" in self.buffer:
             block, self.buffer = self.buffer.split("\n\n", 1)
             data = "\n".join(line[5:].lstrip(" ") for line in block.split("\n") if line.startswith("data:"))
@@ -138,8 +138,7 @@ class _SSE:
                 if line.startswith("id:"):
                     self.last_id = line[3:].strip()
             if data:
-                events.append(_event(data))
-        return events
+                yield _event(data)
 
 
 def _event(data: str) -> Event:

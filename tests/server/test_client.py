@@ -26,6 +26,8 @@ def test_send_stream_and_list_conversations(serve: Serve, api_key: Callable[...,
         chat = hg.new_conversation("echo", title="first")
         answer = hg.send(chat.id, "hello")
         assert isinstance(answer, RunOut) and answer.status == "ok" and answer.conversation_id == chat.id
+        run = hg.run(answer.run_id)
+        assert run.status == "ok" and run.output == answer.output and run.events[-1]["type"] == "run_finished"
         events = list(hg.stream(chat.id, "again"))
         assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
         assert events[-1].status == "ok" and events[-1].run_id == events[0].run_id

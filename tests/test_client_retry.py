@@ -1,0 +1,75 @@
+"""halguru.client's retry rules and errors, on httpx.MockTransport (the real-server tests are in tests/server)."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+
+import httpx
+import pytest
+
+from halguru.agents.events import RunStarted
+from halguru.client import AsyncClient, Client, RateLimited, StreamError, retry_after
+
+AGENTS = {"data": [{"name": "a", "description": "", "model": "scripted", "tools": [], "web_chat": "key"}]}
+
+
+def _flaky(statuses: list[int], headers: dict[str, str]) -> httpx.MockTransport:
+    """Answers each status in turn (with ``headers`` on the refusals), then 200 with one agent."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        if statuses:
+            return httpx.Response(statuses.pop(0), headers=headers,
+                                  json={"error": {"type": "rate_limited", "message": "slow down"}})
+        return httpx.Response(200, json=AGENTS)
+    return httpx.MockTransport(handle)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert retry_after(httpx.Response(503, headers={"Retry-After": "7"})) == 7
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < (retry_after(httpx.Response(503, headers={"Retry-After": later})) or 0) <= 30
+    assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+    assert retry_after(httpx.Response(503)) is None
+
+
+def test_429_and_503_are_retried_after_retry_after_then_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    http = httpx.Client(transport=_flaky([429, 503], {"Retry-After": "2"}))
+    assert [a.name for a in Client("http://hg", "k", http=http).agents()] == ["a"]
+    assert slept == [2.0, 2.0]
+    http = httpx.Client(transport=_flaky([429] * 5, {"Retry-After": "100"}))
+    with pytest.raises(RateLimited) as refused:
+        Client("http://hg", "k", http=http, max_retries=2, max_wait=5).agents()
+    assert slept[2:] == [5.0, 5.0]  # capped at max_wait
+    assert refused.value.status == 429 and refused.value.type == "rate_limited" and refused.value.retry_after == 100
+
+
+def test_without_retry_after_the_backoff_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    http = httpx.Client(transport=_flaky([503, 503, 503], {}))
+    Client("http://hg", http=http, backoff=1.0, max_wait=100).agents()
+    assert 0.5 <= slept[0] <= 1.5 and 1 <= slept[1] <= 3 and 2 <= slept[2] <= 6
+
+
+def test_a_stream_the_server_ends_with_its_own_error_raises() -> None:
+    started = RunStarted(run_id="run_1", agent="a", model="scripted", input="hi", conversation_id="conv_1")
+    body = (f"id: run_1:0\r\nevent: run_started\r\ndata: {started.model_dump_json()}\r\n\r\n: keep-alive\n\n"
+            'event: error\ndata: {"type": "error", "kind": "shutdown", "message": "stopping", "fatal": true}\n\n')
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept"] == "text/event-stream" and request.headers["authorization"] == "Bearer k"
+        return httpx.Response(200, text=body, headers={"Content-Type": "text/event-stream"})
+
+    async def main() -> list[str]:
+        seen: list[str] = []
+        async with AsyncClient("http://hg", "k", http=httpx.AsyncClient(transport=httpx.MockTransport(handle))) as hg:
+            with pytest.raises(StreamError) as ended:
+                async for event in hg.stream("conv_1", "hi"):
+                    seen.append(event.type)
+            assert ended.value.type == "shutdown" and ended.value.message == "stopping"
+        return seen
+
+    assert asyncio.run(main()) == ["run_started"]
