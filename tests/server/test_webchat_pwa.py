@@ -64,6 +64,7 @@ def test_manifest_and_service_worker_make_it_installable_and_it_starts_offline(s
     expect(page.get_by_role("heading", name="You are offline")).to_be_visible(timeout=WAIT_MS)
     assert page.evaluate("getComputedStyle(document.body).display") == "flex"  # the shell's styles, from cache
     assert page.locator("a", has_text="Try again").get_attribute("href") == "/chat/"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
 
 
 def test_app_files_have_their_types_headers_and_a_strict_policy(serve: Serve) -> None:
@@ -134,7 +135,10 @@ def test_widget_chats_on_an_allowed_site_and_is_refused_on_another(serve: Serve,
     assert embed.headers["content-security-policy"].endswith(f"frame-ancestors http://127.0.0.1:{allowed_port}")
     page = browser.new_page()
     page.goto(host(allowed_port, server.url).url)
-    page.get_by_role("button", name="Chat with echo").click()
+    page.keyboard.press("Tab")  # the bubble is a button: keyboard users reach and open it
+    assert page.evaluate("document.activeElement.getAttribute('aria-expanded')") == "false"
+    page.keyboard.press("Enter")
+    assert page.get_by_role("button", name="Chat with echo").get_attribute("aria-expanded") == "true"
     chat = page.frame_locator("iframe")
     expect(chat.locator("#agent option")).to_have_count(1, timeout=WAIT_MS)  # this agent only
     chat.locator("#input").fill("hello from the shop")
