@@ -1,8 +1,8 @@
 """The admin console in real headless Chromium (Debian's /usr/bin/chromium, never `playwright install`): an
 admin (signed in with a session cookie: the sign-in pages have their own browser tests) watches a run appear
 in monitoring without reloading, changes a user's role, verifies the audit chain; every page of the console's
-own sections is screenshot at desktop (1280 px) and phone (375 px) width, without horizontal overflow, into
-$HALGURU_TEST_ARTIFACTS (else the test's tmp dir)."""
+own sections is screenshot at desktop (1280 px) and phone (375 px) width, without horizontal overflow and
+with a label on every form field, into $HALGURU_TEST_ARTIFACTS (else the test's tmp dir)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ def test_every_console_page_fits_the_screen(serve, browser, artifacts: Path, wid
         page.goto(f"{server.url}{path}")
         expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
         assert page.locator("header.top nav a[aria-current=page]").count() == 1, (path, page.title())
+        unlabelled = page.evaluate("""[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(el => !el.labels.length && !el.getAttribute('aria-label')).map(el => el.name)""")
+        assert not unlabelled, f"{path}: form fields without a label: {unlabelled}"
         overflow = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(artifacts / f"{name}-{width}.png"), full_page=True)
         assert overflow <= width, f"{path} at {width} px is {overflow} px wide"
