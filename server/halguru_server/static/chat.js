@@ -317,6 +317,9 @@ $("history").addEventListener("change", () => {
 });
 
 loadMe().then(loadAgents).then(() => input.focus());
+// Losing the network while the chat is open: say so (the status line is a live region), and clear it on return.
+window.addEventListener("offline", () => showStatus("You are offline: sending waits for the network."));
+window.addEventListener("online", () => showStatus(""));
 // The installable app: the service worker keeps the shell for offline starts (never the conversations).
 if ("serviceWorker" in navigator && !embedAgent) {
   navigator.serviceWorker.register("/chat/sw.js", { scope: "/chat/" }).catch(() => { /* http on a LAN: no SW */ });
