@@ -4,6 +4,7 @@ Fills the store with 10,000 finished runs of 6 agents spread over the last 24 ho
 tokens varied), signs an admin in (a web session) and times ``GET /admin?window=24h`` (every run in the
 window: the aggregates scan all of them), ``GET /admin`` (last hour) and the live fragment, in process
 (ASGI, no network: the server's own time), against ``GET /v1/agents`` in the same run. Goal: under 300 ms.
+SQLite in a throwaway home; PostgreSQL when ``HALGURU_DATABASE_URL`` names an empty database.
 """
 
 from __future__ import annotations
