@@ -105,3 +105,13 @@ def test_every_console_page_fits_the_screen(serve, browser, artifacts: Path, wid
     page.keyboard.press("Tab")  # the first stop is the skip link, then the navigation
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_a_signed_out_monitoring_page_goes_to_sign_in_instead_of_showing_it_inside(serve, browser) -> None:
+    server = serve()
+    page = _admin_page(browser, server)
+    page.goto(f"{server.url}/admin")
+    expect(page.locator("#live-stamp")).to_contain_text("Updated", timeout=WAIT_MS)
+    server.state.store.revoke_web_sessions(server.state.store.user_by_email("root@example.com")["id"])
+    expect(page).to_have_url(f"{server.url}/auth/login?next=%2Fadmin", timeout=WAIT_MS)
+    assert page.locator("#live").count() == 0

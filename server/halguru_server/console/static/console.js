@@ -8,7 +8,11 @@
     if (document.hidden || el.dataset.busy) return;
     el.dataset.busy = "1";
     fetch(el.dataset.live, { headers: { Accept: "text/html" }, credentials: "same-origin" })
-      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (r) {
+        // Signed out meanwhile: the fragment's URL was redirected to the sign-in page; reload to go there.
+        if (r.redirected) { window.location.reload(); return Promise.reject("signed out"); }
+        return r.ok ? r.text() : Promise.reject(r.status);
+      })
       .then(function (html) {
         el.innerHTML = html;
         el.dispatchEvent(new CustomEvent("console:updated", { bubbles: true }));
