@@ -27,7 +27,8 @@ def report(state: ServerState, days: int = 14) -> dict[str, Any]:
     store = monitor.stats_store(state)
     runs = store.daily_runs(since)
     messages = [{**row, "day": _date(int(row["day"]))} for row in store.daily_messages(since)]
-    by_day: dict[str, dict[str, int]] = {}
+    today = int(time.time() // 86400)
+    by_day: dict[str, dict[str, int]] = {_date(d): Counter() for d in range(today - days + 1, today + 1)}
     for row in runs:
         slot = by_day.setdefault(_date(int(row["day"])), Counter())
         for name in ("runs", "ok", "errors", "limited", "conversations", "tokens"):
@@ -48,7 +49,9 @@ def report(state: ServerState, days: int = 14) -> dict[str, Any]:
         prompt, completion = int(row["prompt_tokens"] or 0), int(row["completion_tokens"] or 0)
         tokens.append({"agent": row["agent"], "model": model_label(row["model"]), "prompt_tokens": prompt,
                        "completion_tokens": completion, "cost_usd": _price(row["model"], prompt, completion)})
-    return {"days": days, "per_day": [{"day": d, **v} for d, v in sorted(by_day.items(), reverse=True)],
+    fields = ("runs", "ok", "errors", "limited", "conversations", "tokens")
+    per_day = [{"day": d, **{f: v[f] for f in fields}} for d, v in sorted(by_day.items(), reverse=True)]
+    return {"days": days, "per_day": per_day,
             "messages": messages, "resolution": dict(resolution),
             "handoffs": [{"from": f, "to": t, "count": n} for (f, t), n in handoffs.most_common(50)],
             "top_tools": store.top_tools(since), "tokens": tokens}
