@@ -218,3 +218,18 @@ def bundled_gguf_path() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return path if path.exists() else None
+
+
+def cost_usd(model: str, prompt: int, completion: int) -> float | None:
+    """What ``prompt`` + ``completion`` tokens cost on ``model``, in USD: known when its entry has prices
+    (``price_input_per_mtok`` and ``price_output_per_mtok``); 0 for local models; None when unknown."""
+    from halguru.errors import HalguruError
+
+    try:
+        entry = find_entry(model)
+    except HalguruError:
+        return None
+    if "price_input_per_mtok" not in entry.options:
+        return 0.0 if entry.provider in ("llama-cpp", "scripted") else None
+    return (prompt * float(entry.options["price_input_per_mtok"])
+            + completion * float(entry.options.get("price_output_per_mtok", 0))) / 1e6

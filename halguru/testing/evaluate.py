@@ -6,6 +6,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from halguru.models.registry import cost_usd
 from halguru.testing.runner import Progress, SuiteResult, run_suite
 
 # progress(event, value): ("model", model) as eval moves to the next model, ("loading", model) while a model
@@ -63,23 +64,8 @@ def score_suite(model: str, suite: SuiteResult) -> ModelScore:
         pass_rate=passed / len(suite.tests) if suite.tests else 0.0,
         median_latency_ms=statistics.median(latencies) if latencies else None,
         prompt_tokens=prompt, completion_tokens=completion, tool_calls=calls, valid_tool_calls=valid,
-        tool_call_validity=valid / calls if calls else None, cost_usd=_cost(model, prompt, completion),
+        tool_call_validity=valid / calls if calls else None, cost_usd=cost_usd(model, prompt, completion),
         error=error)
-
-
-def _cost(model: str, prompt: int, completion: int) -> float | None:
-    """Known when the model's entry has prices (``price_input_per_mtok`` and ``price_output_per_mtok``, USD)."""
-    from halguru.errors import HalguruError
-    from halguru.models.registry import find_entry
-
-    try:
-        options = find_entry(model).options
-    except HalguruError:
-        return None
-    if "price_input_per_mtok" not in options:
-        return 0.0 if find_entry(model).provider in ("llama-cpp", "scripted") else None
-    return (prompt * float(options["price_input_per_mtok"])
-            + completion * float(options.get("price_output_per_mtok", 0))) / 1e6
 
 
 async def evaluate(project: str | Path, models: list[str], *, pattern: str | None = None,

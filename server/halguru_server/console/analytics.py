@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from halguru.testing.evaluate import _cost
+from halguru.models.registry import cost_usd
 from halguru_server.console import monitor
 from halguru_server.ops import model_label
 from halguru_server.state import ServerState
@@ -59,6 +59,6 @@ def report(state: ServerState, days: int = 14) -> dict[str, Any]:
 
 def _price(model: str, prompt: int, completion: int) -> float | None:
     try:
-        return _cost(model, prompt, completion)
+        return cost_usd(model, prompt, completion)
     except Exception:  # a model reference the registry cannot read (a file path): no price
         return None
