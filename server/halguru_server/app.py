@@ -17,6 +17,7 @@ from halguru.agents import telemetry
 from halguru.jobs.pipeline import StoreSink
 from halguru_server import api, audit, channels_api, console, errors, jobs_api, keys_api, openai_api, ops, web
 from halguru_server.agents import load_agents
+from halguru_server.attachments import router as attachments_router
 from halguru_server.clients_web import router as clients_web_router
 from halguru_server.conversations_api import router as conversations_router
 from halguru_server.gate import ModelGate
@@ -95,6 +96,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(users_routes.router)
     app.include_router(audit.router)
     app.include_router(clients_web_router)
+    app.include_router(attachments_router)
     app.include_router(conversations_router)
     console.install(app)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")

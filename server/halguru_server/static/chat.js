@@ -51,11 +51,16 @@ function failed(bubble, message) {
   bubble.append(note);
 }
 
+const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
+
 function addMessage(role, text) {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   div.dataset.role = role;
-  if (role === "assistant") renderMarkdown(text, div); else div.textContent = text;
+  if (role === "user" && text.startsWith(ATTACHED)) {  // the file's text is for the agent: show its name
+    div.className = "msg attachment";
+    div.textContent = `📎 ${text.split("\n")[0].slice(ATTACHED.length, -1)}`;
+  } else if (role === "assistant") renderMarkdown(text, div); else div.textContent = text;
   log.append(div);
   log.scrollTop = log.scrollHeight;
   return div;
@@ -254,6 +259,25 @@ function watchHeld(agent, id) {
   heldTimer = setInterval(look, 3000);
 }
 
+// A PDF, text or Markdown file for the agent, in this conversation only (the server parses and limits it).
+async function attach(file) {
+  const agent = agentSelect.value;
+  if (!agent || !file || controller) return;
+  showStatus("");
+  if (file.size > 1000000) { showStatus(`${file.name} is over 1 MB.`); return; }
+  try {
+    const id = await ensureConversation(agent, `Attached ${file.name}`);
+    const path = `/conversations/${encodeURIComponent(id)}/attachments?name=${encodeURIComponent(file.name)}`;
+    const info = await (await api(path, { method: "POST", body: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" } })).json();
+    addMessage("user", `${ATTACHED}${info.name}]`);
+  } catch (error) {
+    showStatus(error.message);
+    if (error.status === 404) store.setConversation(agent, null);
+  }
+  input.focus();
+}
+
 // Reads an SSE response, handing each event to onEvent(type, data); seen.lastId follows the events' ids.
 async function readEvents(response, onEvent, seen) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -302,6 +326,8 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && controller) controller.abort();
 });
 $("new").addEventListener("click", newConversation);
+$("attach-button").addEventListener("click", () => $("attach").click());
+$("attach").addEventListener("change", () => { const file = $("attach").files[0]; $("attach").value = ""; attach(file); });
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
 $("key-form").addEventListener("submit", (e) => {
