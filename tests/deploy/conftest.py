@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 
 import httpx
@@ -34,9 +36,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     _need("podman", "docker-registry")
     work = tmp_path_factory.mktemp("engine")
     port = free_port()
+    password = secrets.token_urlsafe(12)
+    (work / "htpasswd").write_text(f"pusher:{_bcrypt(password)}\n")
     (work / "registry.yml").write_text(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: "
-        f"{work / 'registry-data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+        f"{work / 'registry-data'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: halguru-test\n    path: {work / 'htpasswd'}\n")
     (work / "registries.conf").write_text(
         'unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n\n'
         f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n')
@@ -60,7 +65,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/v2/"), 30, "docker-registry")
         wait_for(lambda: _answers("http://d/_ping", transport=httpx.HTTPTransport(uds=str(sock))), 60,
                  "podman's API socket")
-        yield Engine(f"unix://{sock}", f"127.0.0.1:{port}", work)
+        yield Engine(f"unix://{sock}", f"127.0.0.1:{port}", work, ("pusher", password))
     finally:
         for name, value in saved.items():
             if value is None:
@@ -73,6 +78,15 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _bcrypt(password: str) -> str:
+    """The registry's htpasswd hash (bcrypt), through the C library's crypt (Python 3.11's crypt module)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
 
 
 def _limit(kind: int) -> int:

@@ -37,6 +37,7 @@ class Engine:
     docker_host: str  # unix:///... Podman's Docker-compatible API
     registry: str  # 127.0.0.1:PORT, plain HTTP (insecure in this engine's registries.conf)
     workdir: Path
+    registry_login: tuple[str, str] = ("pusher", "")  # the registry's only user (htpasswd) and password
 
 
 def revision() -> str:

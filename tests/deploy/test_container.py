@@ -3,8 +3,10 @@ a registry and pulled back by digest, restarted mid-run (the run reads interrupt
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,11 +28,9 @@ HOME = "/home/halguru/.halguru"
 AGENTS_TAG = "localhost/halguru-agents:test"
 
 
-def halguru(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
+def halguru(engine: Engine, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(Path(sys.executable).parent / "halguru"), *args], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "DOCKER_HOST": engine.docker_host})
+                          timeout=900, env={**os.environ, "DOCKER_HOST": engine.docker_host, **(env or {})})
 
 
 RELAY_YAML = """name: relay
@@ -152,10 +152,24 @@ def test_serves_chat_through_the_openai_client(served: Served) -> None:
     assert podman("healthcheck", "run", served.name, check=False).returncode == 0  # the image's HEALTHCHECK
 
 
-def test_push_then_pull_by_digest(engine: Engine, agents_image: str) -> None:
+def test_push_with_docker_config_or_keyring_credentials_then_pull_by_digest(engine: Engine, agents_image: str,
+                                                                              tmp_path: Path) -> None:
     ref = f"{engine.registry}/halguru-agents:test"
     podman("tag", agents_image, ref)
-    result = halguru(engine, "push", ref)
+    user, password = engine.registry_login
+    nobody = tmp_path / "no-docker-config"
+    nobody.mkdir()
+    refused = halguru(engine, "push", ref, env={"DOCKER_CONFIG": str(nobody)})
+    assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(f"Error: push of {ref} failed:")
+    # the keyring entry halguru / registry:HOST (read through lookup_secret: the environment first)
+    by_secret = halguru(engine, "push", ref, env={"DOCKER_CONFIG": str(nobody),
+                                                   f"registry:{engine.registry}": f"{user}:{password}"})
+    assert by_secret.returncode == 0, by_secret.stderr
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {engine.registry: {"auth": token}}}))
+    result = halguru(engine, "push", ref, env={"DOCKER_CONFIG": str(config)})  # `docker login`'s file
     assert result.returncode == 0, result.stderr
     digest = re.search(r"@(sha256:[0-9a-f]{64})", result.stdout)
     assert digest, result.stdout
@@ -164,7 +178,8 @@ def test_push_then_pull_by_digest(engine: Engine, agents_image: str) -> None:
     import docker
 
     client = docker.DockerClient(base_url=engine.docker_host)
-    pulled = client.images.pull(f"{engine.registry}/halguru-agents@{digest.group(1)}")
+    pulled = client.images.pull(f"{engine.registry}/halguru-agents@{digest.group(1)}",
+                                auth_config={"username": user, "password": password})
     assert pulled.id.removeprefix("sha256:") == image_id.removeprefix("sha256:")
 
 
