@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # halguru serve in a container: `halguru build` bakes agent projects into /agents on top of this image;
 # or mount them there. Build: podman build --format docker -t halguru:latest --build-arg REVISION=$(git rev-parse HEAD) .
 # llama-cpp-python is built portably (no -march=native): the image must run on other CPUs than the build
