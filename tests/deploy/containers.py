@@ -5,9 +5,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 BASE_TAG = "localhost/halguru:test"
 
@@ -22,7 +25,8 @@ def podman(*args: str, check: bool = True, timeout: float = 600) -> subprocess.C
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
 
-def wait_for(predicate, timeout: float, what: str, step: float = 0.2):  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, step: float = 0.2) -> T:
+    """The predicate's first truthy value, polled every ``step`` seconds; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
