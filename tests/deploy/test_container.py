@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -233,6 +234,43 @@ def test_workflow_killed_mid_run_resumes_from_its_checkpoint(served: Served) -> 
     resumed = httpx.post(f"{served.url}/v1/runs/{run['id']}/resume", headers=headers, timeout=60)
     assert resumed.status_code == 200, resumed.text
     assert (resumed.json()["status"], resumed.json()["output"]) == ("ok", "relay done")
+
+
+def trusting(root: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(root))
+
+
+def test_behind_caddy_with_tls(served: Served, tmp_path: Path) -> None:
+    """deploy/Caddyfile for real (Debian's caddy): HTTPS from its internal CA in front of the container, a reply
+    streamed through it."""
+    from openai import OpenAI
+
+    https = free_port()
+    env = {**os.environ, "HALGURU_DOMAIN": "localhost", "HALGURU_TLS": "internal", "HALGURU_HTTPS_PORT": str(https),
+           "HALGURU_HTTP_PORT": str(free_port()), "HALGURU_UPSTREAM": served.url.removeprefix("http://"),
+           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    with open(tmp_path / "caddy.log", "w") as log:
+        caddy = subprocess.Popen(["caddy", "run", "--config", str(REPO / "deploy" / "Caddyfile"), "--adapter",
+                                  "caddyfile"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        root = tmp_path / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+        base = f"https://localhost:{https}"
+
+        def ready() -> bool:
+            try:
+                return root.exists() and httpx.get(f"{base}/readyz", verify=trusting(root),
+                                                   timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, "/readyz through Caddy")
+        client = OpenAI(base_url=f"{base}/v1", api_key=served.key, http_client=httpx.Client(verify=trusting(root)))
+        chunks = list(client.chat.completions.create(model="basic", stream=True, max_tokens=16, messages=[
+            {"role": "user", "content": "Say hello."}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finally:
+        caddy.terminate()
+        caddy.wait(10)
 
 
 def test_stops_cleanly_on_sigterm(served: Served) -> None:

@@ -46,7 +46,7 @@ def test_compose_serve_and_worker_share_the_home_volume_behind_caddy() -> None:
     assert worker["healthcheck"] == {"disable": True}
     assert services["postgres"]["profiles"] == ["postgres"]
     caddyfile = (DEPLOY / "Caddyfile").read_text()
-    assert "reverse_proxy serve:8000" in caddyfile and "tls {$HALGURU_TLS}" in caddyfile
+    assert "reverse_proxy {$HALGURU_UPSTREAM:serve:8000}" in caddyfile and "tls {$HALGURU_TLS}" in caddyfile
     assert serve["expose"] == ["8000"] and "443:443" in services["caddy"]["ports"]
 
 
