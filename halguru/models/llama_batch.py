@@ -469,10 +469,11 @@ class LlamaEngine:
         """Free the slot now; its sequence stays warm for the conversation's next turn."""
         if slot.program is not None:
             slot.program.close()  # runs the program's cleanup (its sampler chains)
-        if slot.job is not None:
-            slot.job.done()
+        job = slot.job
         slot.job, slot.program, slot.pending = None, None, []
         slot.last_used = time.monotonic()
+        if job is not None:  # told last, so whoever it wakes finds the slot already free (stats, the next turn)
+            job.done()
 
     # -- one step: one llama_decode for every slot -----------------------
     def _plan(self) -> list[tuple[Slot, list[int]]]:
