@@ -68,6 +68,8 @@ class MessageOut(BaseModel):
     tool_calls: list[dict[str, Any]] = []
     tool_call_id: str | None = None
     name: str | None = None
+    human: bool = Field(default=False, description="an answer a person (an operator holding the conversation) "
+                                                   "wrote, not the agent")
 
 
 class MessageList(BaseModel):

@@ -29,7 +29,6 @@ from halguru_server.schemas import (
     ConversationPage,
     MessageIn,
     MessageList,
-    MessageOut,
     PendingList,
     PendingRun,
     RejectIn,
@@ -124,7 +123,7 @@ def delete_conversation(conversation_id: ConvId, request: Request, state: State,
             responses=responses(404))
 def list_messages(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
     service.get_conversation(state, caller, conversation_id)
-    return MessageList(data=[MessageOut(**m.model_dump()) for m in state.store.get_messages(conversation_id)])
+    return service.message_list(state, conversation_id)
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut, tags=["conversations"],

@@ -27,6 +27,7 @@ from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import Pump, RunCut, closing
+from halguru_server.schemas import MessageList, MessageOut
 from halguru_server.state import Principal, ServerState
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -51,6 +52,15 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
     if row is None or served is None or not principal.allows(served) or not principal.owns(row["owner"]):
         raise ApiError(404, f"no conversation {conv_id!r}")
     return dict(row)
+
+
+def message_list(state: ServerState, conversation_id: str) -> MessageList:
+    """A conversation's messages as the API shows them: an operator's answers marked ``human`` (who it was
+    stays with the operators)."""
+    return MessageList(data=[
+        MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
+                   name=m["name"], human=m["author"] is not None)
+        for m in state.store.conversation_messages(conversation_id)])
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,

@@ -25,7 +25,6 @@ from halguru_server.schemas import (
     ConversationPage,
     MessageIn,
     MessageList,
-    MessageOut,
     RunOut,
     SessionOut,
 )
@@ -76,7 +75,7 @@ def chat_conversations(state: State, caller: Caller, agent: Annotated[str | None
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList, responses=responses(404))
 def chat_history(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
     service.get_conversation(state, caller, conversation_id)
-    return MessageList(data=[MessageOut(**m.model_dump()) for m in state.store.get_messages(conversation_id)])
+    return service.message_list(state, conversation_id)
 
 
 @router.get("/runs/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}, 204: {},

@@ -103,6 +103,8 @@ def test_take_over_holds_the_users_messages_until_handed_back(app) -> None:
     seen = client.get(f"{url}/messages", headers=ann).json()["data"]
     assert [(m["role"], m["content"]) for m in seen[2:]] == [
         ("user", "I need a person"), ("user", "still there?"), ("assistant", "Yes, Carol here.")]
+    assert [m["human"] for m in seen] == [False, False, False, False, True]  # the user sees a person answered
+    assert "author" not in seen[-1]  # but not which operator
     authors = [m["author"] for m in client.get(f"/v1/admin/conversations/{conversation}",
                                                headers=operator).json()["messages"]]
     assert authors == [None, None, None, None, operator["X-Owner"]]

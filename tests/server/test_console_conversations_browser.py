@@ -82,6 +82,7 @@ def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> N
     expect(page.locator("#messages tr[data-author]")).to_contain_text("it ships today", timeout=WAIT_MS)
     expect(user.locator(".msg.assistant", has_text="Hi, this is Root: it ships today.")).to_have_count(
         1, timeout=WAIT_MS)
+    assert user.locator(".msg.human .who").inner_text() == "Operator"  # the user sees a person answered
     seen = ann.get(f"/v1/conversations/{conv}/messages").json()["data"]
     assert seen[-1] == {**seen[-1], "role": "assistant", "content": "Hi, this is Root: it ships today."}
 

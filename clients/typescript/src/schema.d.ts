@@ -1921,6 +1921,12 @@ export interface components {
         halguru__api_schemas__MessageOut: {
             /** Content */
             content: string;
+            /**
+             * Human
+             * @description an answer a person (an operator holding the conversation) wrote, not the agent
+             * @default false
+             */
+            human: boolean;
             /** Name */
             name?: string | null;
             /** Role */

@@ -53,7 +53,7 @@ function failed(bubble, message) {
 
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
-function addMessage(role, text) {
+function addMessage(role, text, human = false) {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   div.dataset.role = role;
@@ -61,6 +61,10 @@ function addMessage(role, text) {
     div.className = "msg attachment";
     div.textContent = `📎 ${text.split("\n")[0].slice(ATTACHED.length, -1)}`;
   } else if (role === "assistant") renderMarkdown(text, div); else div.textContent = text;
+  if (human) {  // an operator wrote this, not the agent: say so
+    div.classList.add("human");
+    div.prepend(Object.assign(document.createElement("span"), { className: "who", textContent: "Operator" }));
+  }
   log.append(div);
   log.scrollTop = log.scrollHeight;
   return div;
@@ -150,7 +154,7 @@ async function loadConversation() {
     const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
     for (const m of messages) {
       if (m.role === "user") addMessage("user", m.content);
-      else if (m.role === "assistant" && m.content) addMessage("assistant", m.content);
+      else if (m.role === "assistant" && m.content) addMessage("assistant", m.content, m.human);
       else if (m.role === "assistant") for (const c of m.tool_calls) addMessage("tool", `→ ${c.name}`);
     }
   } catch (error) {
@@ -250,7 +254,9 @@ function watchHeld(agent, id) {
     try {
       const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
       if (count !== null) {
-        for (const m of messages.slice(count)) if (m.role === "assistant" && m.content) addMessage("assistant", m.content);
+        for (const m of messages.slice(count)) {
+          if (m.role === "assistant" && m.content) addMessage("assistant", m.content, m.human);
+        }
       }
       count = messages.length;
     } catch { /* tried again next time */ }
