@@ -337,3 +337,24 @@ def test_a_grown_require_2fa_roles_signs_out_those_without_2fa_at_start(accounts
         update={"auth": auth.model_copy(update={"require_2fa_roles": ["operator"]})})
     create_app(settings)  # a restart with the setting grown
     assert websessions.verify(store, secret, auth) is None
+
+
+def test_a_signed_in_person_changes_their_password_and_their_other_browsers_are_signed_out(accounts_server) -> None:
+    accounts = accounts_server()
+    accounts.user("hal@example.com")
+    with accounts.client() as laptop, accounts.client() as phone:
+        sign_in(laptop, "hal@example.com")
+        sign_in(phone, "hal@example.com")
+        new = "a much better passphrase"
+        for fields, why in (({"current": "not it at all", "new": new, "confirm": new}, "not right"),
+                            ({"current": PASSWORD, "new": new, "confirm": new + "!"}, "differ"),
+                            ({"current": PASSWORD, "new": "short", "confirm": "short"}, "at least")):
+            refused = post_form(laptop, "/auth/account", "/auth/password", **fields)
+            assert refused.status_code == 400 and why in refused.text
+        changed = post_form(laptop, "/auth/account", "/auth/password", current=PASSWORD, new=new, confirm=new)
+        assert changed.status_code == 200 and "1 other browser(s) signed out" in changed.text
+        assert phone.get("/auth/account").status_code == 303  # signed out: back to sign-in
+        assert laptop.get("/auth/account").status_code == 200  # this browser stays
+    with accounts.client() as fresh:
+        assert sign_in(fresh, "hal@example.com").status_code == 401  # the old password is gone
+        assert sign_in(fresh, "hal@example.com", new).status_code == 303

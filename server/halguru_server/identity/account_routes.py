@@ -123,18 +123,53 @@ async def _complete(request: Request) -> tuple[WebSessionRecord, UserRecord] | N
 def account(request: Request) -> Response:
     """Who is signed in, with every browser signed in to the account (each can be signed out), including one
     that passed the password but not the second factor: a sign that someone else knows the password."""
-    state = get_state(request)
     found = browser(request)
     if found is None or not found[0]["mfa_done"]:
         return pages.redirect(login_url("/auth/account") if found is None else "/auth/login/code")
-    session, user = found
+    return _account_page(get_state(request), *found)
+
+
+def _account_page(state: ServerState, session: WebSessionRecord, user: UserRecord, status: int = 200,
+                  error: str | None = None, notice: str | None = None) -> Response:
     current = websessions.session_id(session)
     rows = [{"id": websessions.session_id(s), "created": _when(s["created"]), "last_seen": _when(s["last_seen"]),
              "address": s["address"] or "", "user_agent": (s["user_agent"] or "")[:80],
              "current": websessions.session_id(s) == current, "pending": not s["mfa_done"]}
             for s in websessions.list_sessions(state.store, user["id"], state.settings.auth)]
-    return pages.render("account.html", title="Your account", wide=True, csrf=session["csrf"], email=user["email"],
-                        role=user["role"], totp_enabled=user["totp_enabled"], sessions=rows)
+    return pages.render("account.html", status, title="Your account", wide=True, csrf=session["csrf"],
+                        email=user["email"], role=user["role"], totp_enabled=user["totp_enabled"], sessions=rows,
+                        has_password=bool(user["password_hash"]), error=error, notice=notice)
+
+
+@router.post("/auth/password")
+async def change_password(request: Request) -> Response:
+    """A new password, given the current one; every other browser of the account is signed out."""
+    state = get_state(request)
+    found = await _complete(request)
+    if found is None:
+        return pages.redirect(login_url("/auth/account"))
+    session, user = found
+    if not await pages.session_csrf_ok(request, state, session):
+        return pages.refused()
+    data = await pages.form(request)
+    # A stolen session must not become a way to guess the password: a few tries a minute per account.
+    if await asyncio.to_thread(state.store.rate_hit, f"password:{user['id']}", 5, 60.0) is not None:
+        return await asyncio.to_thread(_account_page, state, session, user, 429,
+                                       "Too many tries; wait a minute before changing your password again.")
+    if not await asyncio.to_thread(accounts.verify_password, state.store, user, data.get("current", "")):
+        await asyncio.to_thread(audit.record, request, "auth.password_change_failed", user["id"], {})
+        return await asyncio.to_thread(_account_page, state, session, user, 400,
+                                       "Your current password is not right.")
+    if data.get("new", "") != data.get("confirm", ""):
+        return await asyncio.to_thread(_account_page, state, session, user, 400, "The new passwords differ.")
+    try:
+        await asyncio.to_thread(accounts.set_password, state.store, user["id"], data.get("new", ""))
+    except accounts.AccountError as exc:
+        return await asyncio.to_thread(_account_page, state, session, user, 400, f"{str(exc).capitalize()}.")
+    signed_out = await asyncio.to_thread(websessions.revoke_all, state.store, user["id"], session)
+    await asyncio.to_thread(audit.record, request, "auth.password_change", user["id"], {"signed_out": signed_out})
+    return await asyncio.to_thread(_account_page, state, session, user, 200, None,
+                                   f"Password changed; {signed_out} other browser(s) signed out.")
 
 
 @router.post("/auth/sessions/revoke")
