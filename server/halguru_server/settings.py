@@ -98,6 +98,24 @@ class ServerSettings(BaseSettings):
             self.replica_id = f"{re.sub(r'[^A-Za-z0-9._-]', '-', socket.gethostname())[:80]}:{self.port}"
 
 
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _expand(value: Any, path: Path, where: str) -> Any:
+    """``${NAME}`` (a whole value) is the environment variable NAME: secrets such as an OIDC client secret or
+    the SMTP password stay out of the file (a Kubernetes Secret or a compose env_file supplies them)."""
+    if isinstance(value, dict):
+        return {k: _expand(v, path, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and (match := _ENV_REF.match(value.strip())):
+        name = match.group(1)
+        if name not in os.environ:
+            raise HalguruError(f"{path}: {where} is ${{{name}}}, but the environment variable {name} is not set")
+        return os.environ[name]
+    return value
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> ServerSettings:
     """Merge a YAML config file (``--config`` or HALGURU_SERVE_CONFIG), the environment and CLI overrides."""
     path = config or (Path(os.environ["HALGURU_SERVE_CONFIG"]) if os.environ.get("HALGURU_SERVE_CONFIG") else None)
@@ -109,6 +127,7 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ServerSetting
             raise HalguruError(f"cannot read the serve config {path}: {exc}") from None
         if not isinstance(data, dict):
             raise HalguruError(f"{path}: the serve config must be a YAML mapping")
+        data = _expand(data, path, "")
     env = ServerSettings()  # environment only
     merged = {**data, **env.model_dump(exclude_unset=True), **{k: v for k, v in overrides.items() if v is not None}}
     try:

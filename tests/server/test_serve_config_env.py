@@ -1,0 +1,40 @@
+"""The serve config names secrets as ${ENV_VAR}: they come from the environment, never the file."""
+
+from __future__ import annotations
+
+import pytest
+from halguru_server.settings import load_settings
+
+from halguru.errors import HalguruError
+
+CONFIG = """
+auth:
+  smtp: {host: smtp.example.com, sender: me@example.com, password: "${SMTP_PASSWORD}"}
+  oidc:
+    - {name: corp, issuer: "https://id.example.com", client_id: halguru, client_secret: "${CORP_SECRET}"}
+session_secret: "${SESSION_SECRET}"
+public_rate_per_minute: 7
+"""
+
+
+def test_env_references_are_read_from_the_environment(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("SMTP_PASSWORD", "s3cret pass")
+    monkeypatch.setenv("CORP_SECRET", "oidc-secret")
+    monkeypatch.setenv("SESSION_SECRET", "x" * 40)
+    settings = load_settings(config)
+    assert settings.auth.smtp is not None and settings.auth.smtp.password == "s3cret pass"
+    assert settings.auth.oidc[0].client_secret == "oidc-secret"
+    assert settings.session_secret == "x" * 40 and settings.public_rate_per_minute == 7
+
+
+def test_an_unset_variable_is_one_line_naming_the_setting(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("SMTP_PASSWORD", "p")
+    monkeypatch.delenv("CORP_SECRET", raising=False)
+    with pytest.raises(HalguruError) as caught:
+        load_settings(config)
+    assert str(caught.value) == (f"{config}: auth.oidc[0].client_secret is ${{CORP_SECRET}}, but the environment "
+                                 "variable CORP_SECRET is not set")
