@@ -55,6 +55,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                          "job_id", "created", "updated"),
     "schedules": ("id", "next_due", "updated"),
     "audit": ("seq", "time", "actor", "action", "target", "details", "address", "alg", "prev_hash", "hash"),
+    "deployments": ("agent", "version", "sha256", "manifest", "bundle", "published_by", "created", "active",
+                    "activated"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
 BATCH = 1000  # rows a copy reads and inserts at a time

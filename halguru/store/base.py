@@ -258,6 +258,20 @@ class AuditCheck(TypedDict):
     head: str  # the hash of the last intact entry (record it elsewhere to catch a truncated tail)
 
 
+class DeploymentRecord(TypedDict):
+    """One published version of an agent (``halguru publish``): its bundle's hash and manifest, who published
+    it and when, and whether it is the version being served."""
+
+    agent: str
+    version: int  # 1, 2, ... per agent
+    sha256: str  # of the bundle (tar.gz) as uploaded
+    manifest: dict[str, Any]  # files and their hashes, tools, model, knowledge
+    published_by: str | None  # the publisher's principal (``user:<id>``...); None: --dev
+    created: float
+    active: bool
+    activated: float | None  # when it last became the served version
+
+
 class Store(Protocol):
     """What every store implements. Writes that belong together are one transaction."""
 
@@ -486,6 +500,23 @@ class Store(Protocol):
     def verify_audit(self, *, key: bytes | None = None, batch: int = 1000) -> AuditCheck:
         """Walk the whole chain: ok, or the first broken entry."""
         ...
+
+
+    # -- deployments (published agent bundles; halguru_server.deployments) -------------------------------
+    def create_deployment(self, agent: str, sha256: str, manifest: Mapping[str, Any], bundle: bytes,
+                          published_by: str | None) -> DeploymentRecord:
+        """The next version of ``agent``, stored with its bundle and made the active one (one transaction)."""
+        ...
+    def activate_deployment(self, agent: str, version: int) -> DeploymentRecord | None:
+        """Make ``version`` the active one (the others inactive); None when there is no such version."""
+        ...
+    def list_deployments(self, agent: str | None = None) -> list[DeploymentRecord]:
+        """Every version (of ``agent``, else of all agents), newest first; bundles are not read."""
+        ...
+    def active_deployments(self) -> dict[str, tuple[int, str]]:
+        """Each published agent's active version and bundle hash: what replicas poll (one small query)."""
+        ...
+    def deployment_bundle(self, agent: str, version: int) -> bytes | None: ...
 
 
 TraceStore = Store  # the earlier name, kept so imports keep working

@@ -261,7 +261,25 @@ def m011_console(conn: sqlite3.Connection) -> None:
     _execute_all(conn, CONSOLE_SCHEMA)
 
 
+DEPLOYMENTS_SCHEMA = """
+        CREATE TABLE deployments (
+            agent TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, manifest TEXT NOT NULL DEFAULT '{}',
+            bundle BLOB NOT NULL, published_by TEXT, created REAL NOT NULL, active INTEGER NOT NULL DEFAULT 0,
+            activated REAL, PRIMARY KEY (agent, version)
+        );
+        CREATE INDEX deployments_active ON deployments (active, agent)
+        """
+"""m012's statements; PostgreSQL's pg005 is the same with its types (BLOB: BYTEA)."""
+
+
+def m012_deployments(conn: sqlite3.Connection) -> None:
+    """Published agent versions (``halguru publish``): the bundle, its hash and manifest, who published it,
+    and which version of each agent is served (``sql_deployments``)."""
+    _execute_all(conn, DEPLOYMENTS_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
-                                                          m010_audit, m011_console]
+                                                          m010_audit, m011_console,
+                                                          m012_deployments]

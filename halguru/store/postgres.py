@@ -28,6 +28,7 @@ from halguru.store.postgres_migrations import MIGRATIONS
 from halguru.store.sql_audit import AuditMixin
 from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
+from halguru.store.sql_deployments import DeploymentsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
@@ -102,7 +103,7 @@ class JobListener:
 
 
 class PostgresStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
-                    ConsoleMixin, StatsMixin, PostgresBase):
+                    ConsoleMixin, StatsMixin, DeploymentsMixin, PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, IDENTITY_SCHEMA
+from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, DEPLOYMENTS_SCHEMA, IDENTITY_SCHEMA
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -146,4 +146,10 @@ def pg004_console(conn: Any) -> None:
     _execute_all(conn, _pg_types(CONSOLE_SCHEMA))
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console]
+def pg005_deployments(conn: Any) -> None:
+    """SQLite's m012 with PostgreSQL's types: published agent versions, their bundles (BYTEA) and which is active."""
+    _execute_all(conn, _pg_types(DEPLOYMENTS_SCHEMA).replace(" BLOB ", " BYTEA "))
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
+                                           pg005_deployments]

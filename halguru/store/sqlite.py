@@ -20,6 +20,7 @@ from halguru.store.migrations import MIGRATIONS, apply
 from halguru.store.sql_audit import AuditMixin
 from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
+from halguru.store.sql_deployments import DeploymentsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
@@ -29,7 +30,7 @@ from halguru.store.sqlite_base import SQLiteBase
 
 
 class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
-                  ConsoleMixin, StatsMixin, SQLiteBase):
+                  ConsoleMixin, StatsMixin, DeploymentsMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying
     pending migrations (`halguru db status`)."""
