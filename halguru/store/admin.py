@@ -57,6 +57,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "audit": ("seq", "time", "actor", "action", "target", "details", "address", "alg", "prev_hash", "hash"),
     "deployments": ("agent", "version", "sha256", "manifest", "bundle", "published_by", "created", "active",
                     "activated"),
+    "push_subscriptions": ("endpoint", "user_id", "p256dh", "auth", "session", "created", "last_success",
+                           "last_failure", "failures"),
+    "server_secrets": ("name", "value", "created"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
 BATCH = 1000  # rows a copy reads and inserts at a time

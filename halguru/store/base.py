@@ -11,7 +11,7 @@ listing's ``owner`` filter of ``None`` means "anyone's".
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NotRequired, Protocol, TypedDict
 
 from halguru.agents.events import BaseEvent
@@ -272,6 +272,20 @@ class DeploymentRecord(TypedDict):
     activated: float | None  # when it last became the served version
 
 
+class PushSubscriptionRecord(TypedDict):
+    """A browser that asked the web chat for notifications: its push service's endpoint and keys (RFC 8291)."""
+
+    endpoint: str
+    user_id: str
+    p256dh: str  # the browser's P-256 public key (base64url)
+    auth: str  # its 16-byte auth secret (base64url)
+    session: str | None  # the web session (its id_hash) that subscribed: signed out, no more pushes
+    created: float
+    last_success: float | None
+    last_failure: float | None
+    failures: int  # failures in a row
+
+
 class Store(Protocol):
     """What every store implements. Writes that belong together are one transaction."""
 
@@ -517,6 +531,19 @@ class Store(Protocol):
         """Each published agent's active version and bundle hash: what replicas poll (one small query)."""
         ...
     def deployment_bundle(self, agent: str, version: int) -> bytes | None: ...
+
+    # -- Web Push (the web chat's notifications; sql_push, halguru_server.push) ---------------------------
+    def save_push_subscription(self, endpoint: str, user_id: str, p256dh: str, auth: str, session: str | None,
+                               keep: int = 20) -> None:
+        """Subscribe one browser (an endpoint) for ``user_id`` (taking it over from whoever had it); the user's
+        oldest beyond ``keep`` are dropped."""
+        ...
+    def list_push_subscriptions(self, user_id: str) -> list[PushSubscriptionRecord]: ...
+    def delete_push_subscription(self, endpoint: str, user_id: str | None = None) -> bool: ...
+    def record_push(self, endpoint: str, ok: bool) -> None: ...
+    def server_secret(self, name: str, make: Callable[[], str]) -> str:
+        """The stored secret ``name``, made with ``make()`` and stored by the first caller (any replica)."""
+        ...
 
 
 TraceStore = Store  # the earlier name, kept so imports keep working

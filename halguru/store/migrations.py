@@ -278,8 +278,27 @@ def m012_deployments(conn: sqlite3.Connection) -> None:
     _execute_all(conn, DEPLOYMENTS_SCHEMA)
 
 
+PUSH_SCHEMA = """
+        CREATE TABLE push_subscriptions (
+            endpoint TEXT PRIMARY KEY, user_id TEXT NOT NULL, p256dh TEXT NOT NULL, auth TEXT NOT NULL,
+            session TEXT, created REAL NOT NULL, last_success REAL, last_failure REAL,
+            failures INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX push_subscriptions_user ON push_subscriptions (user_id, created);
+        CREATE TABLE server_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)
+        """
+"""m013's statements; PostgreSQL's pg006 is the same with its types."""
+
+
+def m013_push(conn: sqlite3.Connection) -> None:
+    """The web chat's notifications (``sql_push``): each browser's Web Push subscription (its push service's
+    endpoint, its keys, the user and web session that subscribed, how its last pushes went), and the server's
+    own secrets (the VAPID key pair that signs pushes, shared by the replicas of one database)."""
+    _execute_all(conn, PUSH_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
-                                                          m012_deployments]
+                                                          m012_deployments, m013_push]

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, DEPLOYMENTS_SCHEMA, IDENTITY_SCHEMA
+from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, DEPLOYMENTS_SCHEMA, IDENTITY_SCHEMA, PUSH_SCHEMA
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -151,5 +151,10 @@ def pg005_deployments(conn: Any) -> None:
     _execute_all(conn, _pg_types(DEPLOYMENTS_SCHEMA).replace(" BLOB ", " BYTEA "))
 
 
+def pg006_push(conn: Any) -> None:
+    """SQLite's m013 with PostgreSQL's types: Web Push subscriptions and the server's secrets (VAPID key)."""
+    _execute_all(conn, _pg_types(PUSH_SCHEMA))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
-                                           pg005_deployments]
+                                           pg005_deployments, pg006_push]

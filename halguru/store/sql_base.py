@@ -55,7 +55,7 @@ def agent_filter(agent: str | None, agents: Sequence[str] | None,
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
                "effect": 7, "conversation": 8, "idempotency": 9, "user": 10, "audit": 11,
-               "deployment": 12}
+               "deployment": 12, "push": 13}
 
 
 class SQLBase:

@@ -57,6 +57,9 @@ def _fill(store: Store) -> None:
     store.create_deployment("echo", "ab" * 32, {"files": {"agent.yaml": "cd" * 32}}, b"\x1f\x8b\x00z", "user:usr_a")
     store.create_deployment("echo", "ef" * 32, {"files": {}}, b"v2", "user:usr_a")
     store.activate_deployment("echo", 1)
+    store.save_push_subscription("https://push.example/s1", "usr_a", "BP" + "a" * 85, "c" * 22, "ab" * 32)
+    store.record_push("https://push.example/s1", True)
+    store.server_secret("vapid_private_key", lambda: "-----BEGIN PRIVATE KEY-----")
 
 
 def _records(store: Store) -> dict:
@@ -80,6 +83,7 @@ def _records(store: Store) -> dict:
         "sessions": store.list_web_sessions("usr_a"), "codes": store.recovery_codes_left("usr_a"),
         "deployments": store.list_deployments(), "active": store.active_deployments(),
         "bundle": store.deployment_bundle("echo", 1),
+        "push": store.list_push_subscriptions("usr_a"), "secret": store.server_secret("vapid_private_key", str),
     }
 
 
@@ -131,18 +135,19 @@ def test_bad_copy_arguments_are_one_line(cli_error, tmp_path: Path) -> None:
 def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_database) -> None:
     url = new_postgres_database()
     out = cli("db", "status", "--url", url).output
-    assert "pg001_initial" in out and "pending" in out and "5 pending" in out
+    assert "pg001_initial" in out and "pending" in out and "6 pending" in out
     applied = cli("db", "migrate", "--url", url).output
-    assert "Applied 5: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments" in applied
+    assert ("Applied 6: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments, "
+            "pg006_push") in applied
     assert "Up to date." in cli("db", "status", "--url", url).output
     assert "Nothing to apply" in cli("db", "migrate", "--url", url).output
 
 
 def test_status_of_the_configured_sqlite_store_applies_nothing(cli, halguru_home: Path) -> None:
     out = cli("db", "status").output
-    assert "m001_initial" in out and "12 pending" in out and not (halguru_home / "halguru.db").exists()
+    assert "m001_initial" in out and "13 pending" in out and not (halguru_home / "halguru.db").exists()
     cli("db", "migrate")
-    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 12
+    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 13
 
 
 def test_the_copy_covers_every_table_and_column_of_both_schemas(store_url: str, store_factory, raw_sql) -> None:
