@@ -50,11 +50,13 @@ def retry_delay(attempts: int, base: float, cap: float) -> float:
 
 class Worker:
     def __init__(self, ctx: JobContext, settings: WorkerSettings | None = None,
-                 observe: Callable[[str, JobRecord, float], None] | None = None):
+                 observe: Callable[[str, JobRecord, float], None] | None = None,
+                 finished: Callable[[JobRecord, dict[str, Any]], None] | None = None):
         self.ctx = ctx
         self.settings = settings or WorkerSettings()
         self.holder = f"worker-{uuid.uuid4().hex[:12]}"
         self.observe = observe or (lambda outcome, job, seconds: None)  # metrics: outcome, job, duration
+        self.finished = finished  # a job done and recorded, with its result (serve mode: notifications); quick
         self.sink = StoreSink(ctx.store, self.wake)
         self.scheduler = Scheduler(ctx.store, ctx.agents)
         self.retention = Retention(ctx.store, ctx.agents)  # agents' metadata.retention_days
@@ -120,6 +122,11 @@ class Worker:
             result = await work
             if await asyncio.to_thread(self.ctx.store.finish_job, job["id"], self.holder, result):
                 self.observe("done", job, time.monotonic() - started)
+                if self.finished is not None:
+                    try:
+                        self.finished(job, result)
+                    except Exception:
+                        log.exception("job finished hook failed", extra={"fields": {"job_id": job["id"]}})
         except asyncio.CancelledError:
             if not self._stopping and not (work and work.cancelled()):
                 raise

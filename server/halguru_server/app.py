@@ -25,6 +25,8 @@ from halguru_server.identity import account_routes, local_routes, oidc_routes, s
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware
+from halguru_server.push import Pusher
+from halguru_server.push_api import router as push_router
 from halguru_server.ratelimit import make_limiter
 from halguru_server.settings import ServerSettings
 from halguru_server.state import ServerState
@@ -53,9 +55,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         settings=settings, agents=agents, store=store, metrics=metrics,
         gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(m).set(d)),
         limiter=make_limiter(settings.public_rate_per_minute, store),
-        lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels)
+        lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels,
+        pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
-                         settings.concurrency) if settings.worker else None
+                         settings.concurrency, state.pusher) if settings.worker else None
     state.sink = StoreSink(store, worker.wake if worker else None)
 
     @asynccontextmanager
@@ -80,6 +83,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             await working
         if pool is not None:
             await pool.close()
+        if state.pusher is not None:
+            state.pusher.close()
         telemetry.shutdown()  # the spans still buffered go out (uvicorn ends on SIGTERM re-raised: no atexit)
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
@@ -98,6 +103,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(clients_web_router)
     app.include_router(attachments_router)
     app.include_router(conversations_router)
+    app.include_router(push_router)
     console.install(app)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
     if settings.auth.proxy is not None:

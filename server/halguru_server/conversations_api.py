@@ -170,6 +170,8 @@ def steer(request: Request, state: ServerState, caller: Principal, conversation_
     details = {"agent": row["agent"], "owner": row["owner"],
                **{k: v for k, v in result.items() if k != "conversation_id"}}
     audit.record(request, f"conversation.{action}", conversation_id, details)
+    if action == "reply" and state.pusher is not None:  # the user may have left the page: tell them
+        state.pusher.notify(conversation_id, f"{row['agent']}: an operator answered", text, actor=caller.owner)
     return result
 
 

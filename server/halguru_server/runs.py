@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from halguru.agents.events import Event
+from halguru.agents.events import Event, RunFinished
 from halguru.errors import HalguruError, StoreError
 from halguru.orchestration import approvals, durable
 from halguru.store.base import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
@@ -22,6 +22,7 @@ from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
+from halguru_server.push import Pusher
 from halguru_server.state import Principal, ServerState, agent_for
 
 RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
@@ -137,9 +138,24 @@ def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
             raise ApiError(422, str(exc).replace("--edit-args: ", "edit_args: ", 1)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
-    return _start(state, caller, served, run_id,
-                  approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
-                                          metadata={"request_id": request_id}, decided_by=caller.label))
+    stream = approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
+                                     metadata={"request_id": request_id}, decided_by=caller.label)
+    row = state.store.find_approval(run_id)
+    if state.pusher is not None and row is not None:
+        said = "rejected" if reject is not None else "approved"
+        stream = _tell_owner(stream, state.pusher, row["conversation_id"], f"{served.name}: the action was {said}",
+                             caller.owner)
+    return _start(state, caller, served, run_id, stream)
+
+
+async def _tell_owner(stream: AsyncIterator[Event], pusher: Pusher, conversation_id: str, title: str,
+                      actor: str | None) -> AsyncIterator[Event]:
+    """The continuation's answer goes to the run's owner as a notification when someone else decided it
+    (an operator in the console): the owner is not watching this stream."""
+    async for event in stream:
+        yield event
+        if isinstance(event, RunFinished) and event.status == "ok" and event.output.strip():
+            pusher.notify(conversation_id, title, event.output, actor=actor)
 
 
 def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:

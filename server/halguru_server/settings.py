@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halguru.errors import HalguruError
@@ -23,6 +23,29 @@ if TYPE_CHECKING:
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 log = logging.getLogger("halguru.server")
+
+
+class PushSettings(BaseModel):
+    """The serve config's ``push:`` section: the web chat's notifications (``halguru_server.push``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(default=True, description="offer notifications in the web chat")
+    vapid_subject: str | None = Field(default=None, description="how push services reach this server's "
+                                      "operator (mailto: or https:); default: auth.public_url, else "
+                                      "mailto:admin@localhost (Apple's push service refuses that one)")
+    allow_insecure_endpoints: bool = Field(default=False, description="accept http:// endpoints and private "
+                                           "or loopback addresses (tests, a push server on a LAN)")
+    ttl: int = Field(default=86400, ge=0, le=28 * 86400, description="seconds a push service keeps a "
+                     "notification for a browser that is offline")
+    max_per_user: int = Field(default=20, ge=1, le=1000, description="browsers one user may subscribe (the "
+                              "oldest is dropped)")
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$", value):
+            raise ValueError("use mailto:ADDRESS or an https:// URL")
+        return value
 
 
 class ServerSettings(BaseSettings):
@@ -70,6 +93,8 @@ class ServerSettings(BaseSettings):
     log_level: str = "info"
     auth: AuthSettings = Field(default_factory=AuthSettings, description="sign-in, sessions, roles' 2FA, "
                                "OIDC providers, SMTP for mail links, auth proxy (docs/identity.md)")
+    push: PushSettings = Field(default_factory=PushSettings, description="the web chat's notifications "
+                               "(Web Push): VAPID subject, endpoints allowed")
 
     def worker_settings(self) -> WorkerSettings:
         from halguru.jobs.worker import WorkerSettings

@@ -26,6 +26,7 @@ from halguru_server.identity import roles, websessions
 from halguru_server.keys import ApiKey, verify_key
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
+from halguru_server.push import Pusher
 from halguru_server.ratelimit import Limiter
 from halguru_server.sessions import verify as verify_session
 from halguru_server.settings import ServerSettings
@@ -42,6 +43,7 @@ class ServerState:
     lifecycle: Lifecycle
     channels: dict[str, dict[str, Channel]] = field(default_factory=dict)  # agent -> channel name -> channel
     sink: StoreSink | None = None  # where channel webhooks hand messages (stored and queued once)
+    pusher: Pusher | None = None  # the web chat's notifications (None: push.enabled is off)
     started: float = field(default_factory=time.time)
 
     @property

@@ -14,12 +14,13 @@ from typing import Any
 from halguru.agents.loader import Agent
 from halguru.channels.base import Channel, load_channels
 from halguru.errors import HalguruError
-from halguru.jobs.handlers import JobContext
+from halguru.jobs.handlers import RUN, JobContext
 from halguru.jobs.worker import Worker, WorkerSettings
 from halguru.store.base import JobRecord, Store
 from halguru_server.agents import ServedAgent
 from halguru_server.gate import ModelGate, QueueFull
 from halguru_server.metrics import Metrics
+from halguru_server.push import Pusher
 
 log = logging.getLogger("halguru.worker")
 WORKER_CLIENT = "worker"  # the worker's line in each model's fair queue: web users are not starved by jobs
@@ -70,11 +71,23 @@ def observer(metrics: Metrics) -> Any:
     return observe
 
 
+def notifier(pusher: Pusher | None) -> Any:
+    """A queued run (``POST /v1/jobs``) answered: its conversation's signed-in owner gets a notification."""
+
+    def finished(job: JobRecord, result: dict[str, Any]) -> None:
+        if (pusher is not None and job["kind"] == RUN and result.get("status") == "ok"
+                and result.get("conversation_id") and str(result.get("output") or "").strip()):
+            pusher.notify(str(result["conversation_id"]), f"{job['agent']} answered", str(result["output"]))
+
+    return finished
+
+
 def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mapping[str, Mapping[str, Channel]],
-                gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int) -> Worker:
+                gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int,
+                pusher: Pusher | None = None) -> Worker:
     ctx = JobContext(store=store, agents={n: s.agent for n, s in agents.items()}, channels=channels,
                      admit=gate_admit(gate, agents, concurrency))
-    return Worker(ctx, settings, observe=observer(metrics))
+    return Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
 
 
 def run_worker_process(config: Any, **options: Any) -> None:
@@ -93,8 +106,9 @@ def run_worker_process(config: Any, **options: Any) -> None:
     channels = load_all_channels(agents)
     store = open_store()
     metrics = Metrics()
+    pusher = Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None
     worker = make_worker(store, agents, channels, ModelGate(settings.queue_size), metrics,
-                         settings.worker_settings(), settings.concurrency)
+                         settings.worker_settings(), settings.concurrency, pusher)
     log.info("worker started", extra={"fields": {"agents": sorted(agents), "holder": worker.holder}})
     import typer
 

@@ -29,6 +29,7 @@ ORIGIN = "http://testserver"
 # run_id: see _resource
 OWNED = {"conversation_id": "conversations", "job_id": "jobs", "session_id": "sessions", "key_id": "keys"}
 USER_ONLY = {"/auth/sessions", "/auth/sessions/{session_id}", "/auth/logout-all", "/v1/keys", "/v1/keys/{key_id}"}
+BROWSER_ONLY = {"/chat/api/push/subscriptions"}  # notifications are for a signed-in browser, not for keys
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/conversations"): {"agent": "echo"},
     ("POST", "/chat/api/conversations"): {"agent": "echo"},
@@ -38,6 +39,9 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/keys"): {"name": "matrix"},
     ("PATCH", "/v1/users/{user_id}"): {"role": "developer"},
     ("POST", "/v1/chat/completions"): {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+    ("POST", "/chat/api/push/subscriptions"): {"endpoint": "https://push.example.com/send/1", "keys": {
+        "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+        "auth": "BTBZMqHH6r4Tts7J_aSIgg"}},
 }
 
 
@@ -193,6 +197,8 @@ def _expect(guard: Guard, path: str, caller: Caller, resource: str | None, own: 
         return "forbidden"
     if path in USER_ONLY and caller.user_id is None:
         return "hidden"  # a key from before users has no sessions
+    if path in BROWSER_ONLY and "Cookie" not in caller.headers:
+        return "forbidden"
     if resource is not None and not own:
         sees_all = resource in roles.OWNER_ALL and roles.OWNER_ALL[resource] in caller.permissions
         return "allowed" if sees_all else "hidden"
