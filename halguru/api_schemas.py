@@ -11,9 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut", "ConversationPage", "ErrorBody",
-    "ErrorDetail", "MessageIn", "MessageList", "MessageOut", "PendingList", "PendingRun", "RejectIn",
-    "ResumeIn", "RunBase", "RunDetail", "RunList", "RunOut", "RunSummary", "SessionOut", "ToolCallOut", "Usage",
+    "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut", "ConversationPage",
+    "DeploymentList", "DeploymentOut", "ErrorBody", "ErrorDetail", "MessageIn", "MessageList", "MessageOut",
+    "PendingList", "PendingRun", "RejectIn", "ResumeIn", "RunBase", "RunDetail", "RunList", "RunOut", "RunSummary",
+    "SessionOut", "ToolCallOut", "Usage",
 ]
 
 
@@ -174,3 +175,29 @@ class RejectIn(BaseModel):
 class ResumeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+
+
+class DeploymentOut(BaseModel):
+    """One published version of an agent (``halguru publish``)."""
+
+    agent: str
+    version: int
+    sha256: str = Field(description="of the bundle as uploaded")
+    manifest: dict[str, Any] = Field(description="files (path: sha256), model, tools, knowledge")
+    published_by: str | None
+    created: float
+    active: bool = Field(description="the version being served")
+    activated: float | None
+    unchanged: bool = Field(default=False, description="a publish of the active version's exact bundle: no new "
+                                                       "version was made")
+    live_ms: float | None = Field(default=None, description="a publish: milliseconds from the upload's arrival "
+                                                            "to the new version answering")
+
+
+class DeploymentList(BaseModel):
+    data: list[DeploymentOut]
+
+
+class ActivateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, description="the version to serve (`halguru deployments list` shows them)")

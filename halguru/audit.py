@@ -33,6 +33,7 @@ ACTIONS = frozenset({
     "user.reset_2fa", "key.create", "key.revoke", "run.approve", "run.reject", "run.resume",
     "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
     "conversation.handback", "conversation.reply", "conversation.export", "conversation.retention",
+    "agent.publish", "agent.rollback",
 })
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 

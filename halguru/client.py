@@ -28,7 +28,16 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from halguru.agents.events import Event, parse_event
-from halguru.api_schemas import AgentOut, ConversationOut, ConversationPage, MessageOut, RunDetail, RunOut
+from halguru.api_schemas import (
+    AgentOut,
+    ConversationOut,
+    ConversationPage,
+    DeploymentList,
+    DeploymentOut,
+    MessageOut,
+    RunDetail,
+    RunOut,
+)
 
 __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
            "StreamError", "TakenOver", "Unavailable"]
@@ -162,6 +171,7 @@ class _Base:
     def _build(self, http: httpx.Client | httpx.AsyncClient, method: str, path: str, accept: str | None,
                **kwargs: Any) -> httpx.Request:
         headers = {**self.headers, "Accept": accept} if accept else self.headers
+        headers = {**headers, **kwargs.pop("headers", {})}
         return http.build_request(method, self.base_url + path, headers=headers, **kwargs)
 
     def _wait(self, attempt: int, response: httpx.Response, body: bytes) -> float:
@@ -273,6 +283,24 @@ class Client(_Base):
 
     def run(self, run_id: str) -> RunDetail:
         return self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
+
+    def me(self) -> dict[str, Any]:
+        """Who this key is (``GET /auth/me``): user, role, permissions."""
+        return dict(json.loads(self._request("GET", "/auth/me").read()))
+
+    def publish(self, bundle: bytes) -> DeploymentOut:
+        """Upload an agent bundle (``halguru.deploy.bundle.make_bundle``); the version now served."""
+        return self._json(DeploymentOut, "POST", "/v1/deployments", content=bundle,
+                          headers={"Content-Type": "application/gzip"})
+
+    def deployments(self, agent: str | None = None) -> list[DeploymentOut]:
+        """Every published version (of ``agent``); ``active`` marks the one served."""
+        params = {"agent": agent} if agent else {}
+        return self._json(DeploymentList, "GET", "/v1/deployments", params=params).data
+
+    def rollback(self, agent: str, version: int) -> DeploymentOut:
+        """Serve an earlier (or later) published version of ``agent``."""
+        return self._json(DeploymentOut, "POST", f"/v1/deployments/{agent}/rollback", json={"version": version})
 
 
 class AsyncClient(_Base):

@@ -19,6 +19,7 @@ from halguru.cli import (
     mcp_cmd,
     models_cmd,
     plugins_cmd,
+    publish_cmd,
     run_cmd,
     runs_cmd,
     test_cmd,
@@ -68,6 +69,7 @@ app.add_typer(db_cmd.app, name="db")
 tools_cmd.register(app)
 plugins_cmd.register(app)
 deploy_cmd.register(app)
+publish_cmd.register(app)
 
 
 def main() -> None:

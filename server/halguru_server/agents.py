@@ -45,27 +45,32 @@ def find_projects(paths: list[Path]) -> list[Path]:
 
 
 def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAgent]:
-    from halguru.models.registry import model_slots
-
     served: dict[str, ServedAgent] = {}
     for project in find_projects(paths):
         try:
-            agent = load_agent(project)
-            web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
-            web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
-            if web_chat not in ("public", "key"):
-                raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
-                                   f"'signin'), not {web_chat!r}")
-            # A workflow has no model of its own (its steps' providers queue their own calls).
-            slots = None if agent.workflow is not None else model_slots(agent.spec.model)
-            origins = embed_origins(agent.spec.metadata, web_chat)
+            one = serve_agent(load_agent(project), default_web_chat)
         except HalguruError as exc:
             raise _naming(project, exc) from None
-        if agent.name in served:
-            raise HalguruError(f"two agents are named {agent.name!r} ({served[agent.name].agent.path} and "
+        if one.name in served:
+            raise HalguruError(f"two agents are named {one.name!r} ({served[one.name].agent.path} and "
                                f"{project}); rename one")
-        served[agent.name] = ServedAgent(agent, web_chat, slots=slots, embed_origins=origins)
+        served[one.name] = one
     return served
+
+
+def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
+    """A loaded agent as the server serves it: its web chat access, model slots and embedding origins."""
+    from halguru.models.registry import model_slots
+
+    web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
+    web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
+    if web_chat not in ("public", "key"):
+        raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
+                           f"'signin'), not {web_chat!r}")
+    # A workflow has no model of its own (its steps' providers queue their own calls).
+    slots = None if agent.workflow is not None else model_slots(agent.spec.model)
+    origins = embed_origins(agent.spec.metadata, web_chat)
+    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins)
 
 
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")

@@ -15,13 +15,34 @@ from fastapi.staticfiles import StaticFiles
 from halguru import __version__
 from halguru.agents import telemetry
 from halguru.jobs.pipeline import StoreSink
-from halguru_server import api, audit, channels_api, console, errors, jobs_api, keys_api, openai_api, ops, web
+from halguru_server import (
+    api,
+    audit,
+    channels_api,
+    console,
+    deployments,
+    deployments_api,
+    errors,
+    jobs_api,
+    keys_api,
+    openai_api,
+    ops,
+    web,
+)
 from halguru_server.agents import load_agents
 from halguru_server.attachments import router as attachments_router
 from halguru_server.clients_web import router as clients_web_router
 from halguru_server.conversations_api import router as conversations_router
+from halguru_server.deployments import AgentRegistry
 from halguru_server.gate import ModelGate
-from halguru_server.identity import account_routes, local_routes, oidc_routes, session_routes, users_routes
+from halguru_server.identity import (
+    account_routes,
+    device_routes,
+    local_routes,
+    oidc_routes,
+    session_routes,
+    users_routes,
+)
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware
@@ -47,7 +68,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     from halguru_server.identity.accounts import enforce_2fa_roles
 
     enforce_2fa_roles(store, settings.auth)  # require_2fa_roles may have grown since people signed in
-    agents = load_agents(settings.agents, settings.web_chat)
+    agents = AgentRegistry(load_agents(settings.agents, settings.web_chat))
     channels = load_all_channels(agents)  # a bad channels: section fails here, before anything listens
     metrics = Metrics(tools={t for served in agents.values() for t in declared_tools(served.agent)})
     metrics.watch_jobs(store.job_stats)
@@ -60,6 +81,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
                          settings.concurrency, state.pusher) if settings.worker else None
     state.sink = StoreSink(store, worker.wake if worker else None)
+    deployments.sync(state)  # the published agents' active versions, before anything listens
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,9 +97,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if worker is not None:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
         sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
+        polling = asyncio.create_task(_follow_deployments(state), name="deployments")
         yield
         sampling.cancel()
-        await asyncio.gather(sampling, return_exceptions=True)
+        polling.cancel()
+        await asyncio.gather(sampling, polling, return_exceptions=True)
         if worker is not None and working is not None:
             worker.stop()  # running jobs get the shutdown timeout, then go back to the queue
             await working
@@ -103,6 +127,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(clients_web_router)
     app.include_router(attachments_router)
     app.include_router(conversations_router)
+    app.include_router(deployments_api.router)
+    app.include_router(device_routes.router)
+    app.include_router(device_routes.pages_router)
     app.include_router(push_router)
     console.install(app)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
@@ -113,8 +140,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     _swagger(app)
     get_plugin_manager().hook.register_routes(app=app)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
-                       loopback_only=settings.dev, replica=settings.replica_id)
+                       loopback_only=settings.dev, replica=settings.replica_id,
+                       max_bundle=settings.max_bundle_bytes)
     return app
+
+
+async def _follow_deployments(state: ServerState) -> None:
+    """Serve what another replica published or rolled back (the store is the truth), every few seconds."""
+    while True:
+        await asyncio.sleep(state.settings.deployments_poll)
+        try:
+            await asyncio.to_thread(deployments.sync, state)
+        except Exception:  # the store is away for a moment: the agents being served stay
+            log.exception("looking for published versions failed")
 
 
 def _swagger(app: FastAPI) -> None:

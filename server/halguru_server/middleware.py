@@ -30,14 +30,15 @@ log = logging.getLogger("halguru.server.access")
 class BodyTooLarge(HTTPException):
     """An HTTPException, so FastAPI's body parsing lets it through as 413 (not 'error parsing the body')."""
 
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body is larger than {limit} bytes (HALGURU_SERVE_MAX_BODY_BYTES)")
+    def __init__(self, limit: int, setting: str = "HALGURU_SERVE_MAX_BODY_BYTES"):
+        super().__init__(413, f"request body is larger than {limit} bytes ({setting})")
 
 
 class RequestMiddleware:
     def __init__(self, app: Any, metrics: Metrics, max_body: int, loopback_only: bool = False,
-                 replica: str | None = None):
+                 replica: str | None = None, max_bundle: int | None = None):
         self.app, self.metrics, self.max_body, self.loopback_only = app, metrics, max_body, loopback_only
+        self.max_bundle = max_bundle or max_body
         # Affinity for a load balancer (a conversation's KV cache lives on one replica); nothing depends on it.
         self.replica = [(b"x-halguru-replica", replica.encode())] if replica else []
         self.cookie = f"{REPLICA_COOKIE}={replica}".encode() if replica else b""
@@ -70,10 +71,13 @@ class RequestMiddleware:
         status = [500]
         first_byte = [0.0]
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            receive = _refuse(self.max_body)
+        bundle = scope["path"] == "/v1/deployments"  # halguru publish: an agent bundle
+        limit = self.max_bundle if bundle else self.max_body
+        setting = "HALGURU_SERVE_MAX_BUNDLE_BYTES" if bundle else "HALGURU_SERVE_MAX_BODY_BYTES"
+        if length is not None and length.isdigit() and int(length) > limit:
+            receive = _refuse(limit, setting)
         elif scope["method"] in ("POST", "PUT", "PATCH"):
-            receive = _counting(receive, self.max_body)
+            receive = _counting(receive, limit, setting)
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -132,14 +136,14 @@ async def _misdirected(send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _refuse(limit: int) -> Any:
+def _refuse(limit: int, setting: str) -> Any:
     async def receive() -> dict[str, Any]:
-        raise BodyTooLarge(limit)
+        raise BodyTooLarge(limit, setting)
 
     return receive
 
 
-def _counting(receive: Any, limit: int) -> Any:
+def _counting(receive: Any, limit: int, setting: str) -> Any:
     seen = [0]
 
     async def wrapped() -> dict[str, Any]:
@@ -147,7 +151,7 @@ def _counting(receive: Any, limit: int) -> Any:
         if message["type"] == "http.request":
             seen[0] += len(message.get("body", b""))
             if seen[0] > limit:
-                raise BodyTooLarge(limit)
+                raise BodyTooLarge(limit, setting)
         return message
 
     return wrapped

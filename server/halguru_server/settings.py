@@ -65,6 +65,10 @@ class ServerSettings(BaseSettings):
     session_secret: str | None = Field(default=None, repr=False, description="signs anonymous web-chat "
                                        "sessions; set it to keep them across restarts (generated if unset)")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_bundle_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest agent bundle "
+                                  "`halguru publish` may upload (POST /v1/deployments)")
+    deployments_poll: float = Field(default=2.0, gt=0, description="seconds between looks at the store for a "
+                                    "version another replica published or rolled back")
     max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
     max_messages: int = Field(default=200, ge=1, description="most messages in one OpenAI-style request")
     max_history_chars: int = Field(default=200_000, ge=1,

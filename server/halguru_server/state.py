@@ -20,6 +20,7 @@ from halguru.channels.base import Channel
 from halguru.jobs.pipeline import StoreSink
 from halguru.store.base import Store, UserRecord, WebSessionRecord
 from halguru_server.agents import ServedAgent
+from halguru_server.deployments import AgentRegistry
 from halguru_server.errors import ApiError
 from halguru_server.gate import ModelGate
 from halguru_server.identity import roles, websessions
@@ -35,7 +36,7 @@ from halguru_server.settings import ServerSettings
 @dataclass
 class ServerState:
     settings: ServerSettings
-    agents: dict[str, ServedAgent]
+    agents: AgentRegistry  # looked up per request: a publish swaps an agent, requests holding the old finish on it
     store: Store
     metrics: Metrics
     gate: ModelGate

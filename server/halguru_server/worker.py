@@ -85,7 +85,9 @@ def notifier(pusher: Pusher | None) -> Any:
 def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mapping[str, Mapping[str, Channel]],
                 gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int,
                 pusher: Pusher | None = None) -> Worker:
-    ctx = JobContext(store=store, agents={n: s.agent for n, s in agents.items()}, channels=channels,
+    from halguru_server.deployments import AgentsView
+
+    ctx = JobContext(store=store, agents=AgentsView(agents), channels=channels,
                      admit=gate_admit(gate, agents, concurrency))
     return Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
 
@@ -95,6 +97,7 @@ def run_worker_process(config: Any, **options: Any) -> None:
     (running jobs then get the shutdown timeout to finish; the rest go back to the queue)."""
     from halguru.store import open_store
     from halguru_server.agents import load_agents
+    from halguru_server.deployments import AgentRegistry, sync_registry
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
 
@@ -102,9 +105,10 @@ def run_worker_process(config: Any, **options: Any) -> None:
     if not settings.agents:
         settings.agents = [Path.cwd()]
     configure_logging(settings.log_level)
-    agents = load_agents(settings.agents, settings.web_chat)
+    agents = AgentRegistry(load_agents(settings.agents, settings.web_chat))
     channels = load_all_channels(agents)
     store = open_store()
+    sync_registry(store, agents, settings.web_chat, channels)  # published agents (`halguru publish`)
     metrics = Metrics()
     pusher = Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None
     worker = make_worker(store, agents, channels, ModelGate(settings.queue_size), metrics,
@@ -119,7 +123,18 @@ def run_worker_process(config: Any, **options: Any) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+
+        async def follow() -> None:  # versions published or rolled back meanwhile
+            while True:
+                await asyncio.sleep(settings.deployments_poll)
+                try:
+                    await asyncio.to_thread(sync_registry, store, agents, settings.web_chat, channels)
+                except Exception:
+                    log.exception("looking for published versions failed")
+
+        following = asyncio.create_task(follow())
         await worker.run()
+        following.cancel()
 
     asyncio.run(main())
     log.info("worker stopped", extra={"fields": {"holder": worker.holder}})

@@ -39,6 +39,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/keys"): {"name": "matrix"},
     ("PATCH", "/v1/users/{user_id}"): {"role": "developer"},
     ("POST", "/v1/chat/completions"): {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+    ("POST", "/v1/deployments/{agent}/rollback"): {"version": 1},  # echo is the command line's: 409 when allowed
     ("POST", "/chat/api/push/subscriptions"): {"endpoint": "https://push.example.com/send/1", "keys": {
         "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
         "auth": "BTBZMqHH6r4Tts7J_aSIgg"}},
@@ -259,6 +260,8 @@ def test_spot_checks_of_the_matrix_written_out(app) -> None:
     assert [status(n, "GET", "/admin") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 401]
     assert [status(n, "GET", "/admin/security") for n in CALLERS] == [200, 200, 403, 403, 403, 403, 401]
     assert [status(n, "GET", "/admin/users") for n in CALLERS] == [200, 403, 403, 403, 403, 403, 401]
+    # publishing agents (`halguru publish`): developers and admins; an operator's key carries no more than both
+    assert [status(n, "GET", "/v1/deployments") for n in CALLERS] == [200, 403, 200, 403, 403, 200, 401]
 
 
 def test_a_cookie_request_needs_its_csrf_token_and_origin_and_a_finished_second_factor(app) -> None:

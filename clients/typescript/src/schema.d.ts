@@ -4,6 +4,46 @@
  */
 
 export interface paths {
+    "/auth/device/code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Device Code
+         * @description Start signing a program in: its device code (secret) and the user code a person approves.
+         */
+        post: operations["device_code_auth_device_code_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/device/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Device Token
+         * @description The poll: 400 ``authorization_pending`` until a person approves (or the code expires), then the key.
+         */
+        post: operations["device_token_auth_device_token_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/logout-all": {
         parameters: {
             query?: never;
@@ -163,6 +203,50 @@ export interface paths {
          */
         post: operations["chat_send_chat_api_conversations__conversation_id__messages_post"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/chat/api/push/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Push Key
+         * @description The server's VAPID public key (made on first need, the same on every replica).
+         */
+        get: operations["push_key_chat_api_push_key_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/chat/api/push/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Subscribe
+         * @description Notify this browser (``PushSubscription.toJSON()``) of answers that come while the chat is elsewhere.
+         */
+        post: operations["subscribe_chat_api_push_subscriptions_post"];
+        /**
+         * Unsubscribe
+         * @description Turn this browser's notifications off (done already is fine).
+         */
+        delete: operations["unsubscribe_chat_api_push_subscriptions_delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -592,6 +676,52 @@ export interface paths {
          *     (409 while another operator has it).
          */
         post: operations["take_over_v1_conversations__conversation_id__takeover_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/deployments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Deployments
+         * @description Every published version (of ``agent``), newest first per agent; ``active`` marks the one served.
+         */
+        get: operations["list_deployments_v1_deployments_get"];
+        put?: never;
+        /**
+         * Publish
+         * @description Publish a bundle (a tar.gz made by `halguru publish`): checked, validated like `halguru validate`,
+         *     stored as the agent's next version and served from the next request on. Requests already running finish
+         *     on the version they started with. The active version's exact bundle again makes no new version.
+         */
+        post: operations["publish_v1_deployments_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/deployments/{agent}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rollback
+         * @description Serve an earlier (or later) stored version of the agent from the next request on.
+         */
+        post: operations["rollback_v1_deployments__agent__rollback_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1091,6 +1221,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ActivateIn */
+        ActivateIn: {
+            /**
+             * Version
+             * @description the version to serve (`halguru deployments list` shows them)
+             */
+            version: number;
+        };
         /** AgentList */
         AgentList: {
             /** Data */
@@ -1274,6 +1412,55 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** DeploymentList */
+        DeploymentList: {
+            /** Data */
+            data: components["schemas"]["DeploymentOut"][];
+        };
+        /**
+         * DeploymentOut
+         * @description One published version of an agent (``halguru publish``).
+         */
+        DeploymentOut: {
+            /** Activated */
+            activated: number | null;
+            /**
+             * Active
+             * @description the version being served
+             */
+            active: boolean;
+            /** Agent */
+            agent: string;
+            /** Created */
+            created: number;
+            /**
+             * Live Ms
+             * @description a publish: milliseconds from the upload's arrival to the new version answering
+             */
+            live_ms?: number | null;
+            /**
+             * Manifest
+             * @description files (path: sha256), model, tools, knowledge
+             */
+            manifest: {
+                [key: string]: unknown;
+            };
+            /** Published By */
+            published_by: string | null;
+            /**
+             * Sha256
+             * @description of the bundle as uploaded
+             */
+            sha256: string;
+            /**
+             * Unchanged
+             * @description a publish of the active version's exact bundle: no new version was made
+             * @default false
+             */
+            unchanged: boolean;
+            /** Version */
+            version: number;
+        };
         /** Detail */
         Detail: {
             /** Conversation */
@@ -1289,6 +1476,50 @@ export interface components {
             runs: {
                 [key: string]: unknown;
             }[];
+        };
+        /** DeviceCodeOut */
+        DeviceCodeOut: {
+            /**
+             * Device Code
+             * @description the program's secret: send it to /auth/device/token
+             */
+            device_code: string;
+            /** Expires In */
+            expires_in: number;
+            /**
+             * Interval
+             * @description seconds between polls
+             */
+            interval: number;
+            /**
+             * User Code
+             * @description what the person enters (or confirms) on the verification page
+             */
+            user_code: string;
+            /** Verification Uri */
+            verification_uri: string;
+            /** Verification Uri Complete */
+            verification_uri_complete: string;
+        };
+        /** DeviceTokenIn */
+        DeviceTokenIn: {
+            /** Device Code */
+            device_code: string;
+        };
+        /** DeviceTokenOut */
+        DeviceTokenOut: {
+            /**
+             * Access Token
+             * @description an API key of the person who approved (shown this once)
+             */
+            access_token: string;
+            /** Expires In */
+            expires_in: number;
+            /**
+             * Token Type
+             * @default bearer
+             */
+            token_type: string;
         };
         /** EntryList */
         EntryList: {
@@ -1663,6 +1894,14 @@ export interface components {
             /** Tool */
             tool: string;
         };
+        /** PushKey */
+        PushKey: {
+            /**
+             * Public Key
+             * @description the applicationServerKey for pushManager.subscribe (base64url)
+             */
+            public_key: string;
+        };
         /** RejectIn */
         RejectIn: {
             /**
@@ -1842,6 +2081,33 @@ export interface components {
              * @description the session's id as listed
              */
             session: string;
+        };
+        /** Subscribed */
+        Subscribed: {
+            /** Endpoint */
+            endpoint: string;
+        };
+        /**
+         * SubscriptionIn
+         * @description What ``PushSubscription.toJSON()`` gives in the browser (``expirationTime`` is ignored).
+         */
+        SubscriptionIn: {
+            /** Endpoint */
+            endpoint: string;
+            keys: components["schemas"]["SubscriptionKeys"];
+        };
+        /** SubscriptionKeys */
+        SubscriptionKeys: {
+            /**
+             * Auth
+             * @description the browser's 16-byte auth secret (base64url)
+             */
+            auth: string;
+            /**
+             * P256Dh
+             * @description the browser's P-256 public key (base64url)
+             */
+            p256dh: string;
         };
         /** TakeoverOut */
         TakeoverOut: {
@@ -2062,6 +2328,95 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    device_code_auth_device_code_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceCodeOut"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    device_token_auth_device_token_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeviceTokenIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceTokenOut"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description rate_limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     logout_all_auth_logout_all_post: {
         parameters: {
             query?: never;
@@ -2678,6 +3033,179 @@ export interface operations {
             };
             /** @description unavailable */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    push_key_chat_api_push_key_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushKey"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    subscribe_chat_api_push_subscriptions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubscriptionIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscribed"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unsubscribe_chat_api_push_subscriptions_delete: {
+        parameters: {
+            query?: {
+                /** @description the endpoint of the subscription to delete */
+                endpoint?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3986,6 +4514,204 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TakeoverOut"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deployments_v1_deployments_get: {
+        parameters: {
+            query?: {
+                agent?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentList"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    publish_v1_deployments_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/gzip": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rollback_v1_deployments__agent__rollback_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ActivateIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeploymentOut"];
                 };
             };
             /** @description unauthorized */

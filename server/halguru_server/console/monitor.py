@@ -74,6 +74,14 @@ def snapshot(state: ServerState, window: str = "1h", now: float | None = None) -
                                               "counts": store.latency_histogram(since)}}
 
 
+def _version(state: ServerState, name: str, served: Any) -> str:
+    """A published agent's version and bundle hash (``v3 1a2b3c4d5e6f``); else its folder's hash."""
+    deployed = state.agents.deployed.get(name)
+    if deployed is not None:
+        return f"v{deployed.version} {deployed.sha256[:12]}"
+    return folder_version(Path(served.agent.path)) if served and served.agent.path else ""
+
+
 def _agent_row(state: ServerState, name: str, stats: dict[str, Any] | None, recent: int,
                quantiles: list[float] | None, error: dict[str, Any] | None) -> dict[str, Any]:
     served = state.agents.get(name)
@@ -89,7 +97,7 @@ def _agent_row(state: ServerState, name: str, stats: dict[str, Any] | None, rece
         status = "busy" if running or queued else "idle"
     return {
         "agent": name, "model": model_label(served.model) if served else "", "served": served is not None,
-        "version": folder_version(Path(served.agent.path)) if served and served.agent.path else "",
+        "version": _version(state, name, served),
         "state": status, "runs": runs, "errors": errors, "error_rate": errors / runs if runs else 0.0,
         "runs_per_min": recent / (RATE_WINDOW_S / 60), "running": running, "queued": queued,
         "p50_ms": quantiles[0] if quantiles else None, "p95_ms": quantiles[1] if quantiles else None,

@@ -1,0 +1,151 @@
+"""`halguru login`, `logout`, `publish` and `deployments`: a `halguru serve` as the place agents are published to."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back.",
+                              no_args_is_help=True)
+TO = typer.Option(None, "--to", help="Server URL (default: the last `halguru login`).")
+
+
+@contextmanager
+def _server(url: str | None) -> Iterator[tuple[str, Any]]:
+    """A client for the server (``url`` or the last login) with its token; its refusals as one line."""
+    import httpx
+
+    from halguru.client import Client, ClientError
+    from halguru.errors import HalguruError
+    from halguru.login import target
+
+    chosen, token = target(url)
+    try:
+        with Client(chosen, token, timeout=300, max_retries=2) as client:
+            yield chosen, client
+    except ClientError as exc:
+        hint = f" (run `halguru login {chosen}`)" if exc.status == 401 else ""
+        raise HalguruError(f"{chosen}: {exc.message}{hint}") from None
+    except httpx.HTTPError as exc:
+        raise HalguruError(f"cannot reach {chosen}: {exc}") from None
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def login(
+        url: str = typer.Argument(..., help="The server, e.g. https://halguru.example.com"),
+        api_key: bool = typer.Option(False, "--api-key", help="Paste an API key (`halguru keys create` or the "
+                                     "account page) instead of signing in through the browser; read from "
+                                     "stdin when it is not a terminal."),
+    ) -> None:
+        """Sign in to a halguru server to publish to it: through your browser (device flow: approve the code
+        shown here while signed in there), or with an API key. The token goes to the keyring."""
+        import sys
+
+        from halguru.errors import HalguruError
+        from halguru.login import save_login, server_url
+
+        base = server_url(url)
+        if api_key:
+            token = (typer.prompt("API key", hide_input=True) if sys.stdin.isatty()
+                     else sys.stdin.readline()).strip()
+        else:
+            from halguru.login import device_login
+
+            token = device_login(base, typer.echo)
+        if not token:
+            raise HalguruError("no API key given")
+        import os
+
+        os.environ.pop("HALGURU_TOKEN", None)  # the key being checked is this one
+        from halguru.client import Client, ClientError
+
+        try:
+            with Client(base, token, max_retries=1) as client:
+                me = client.me()
+        except ClientError as exc:
+            raise HalguruError(f"{base}: {exc.message}") from None
+        except Exception as exc:
+            raise HalguruError(f"cannot reach {base}: {exc}") from None
+        user = me.get("user") or {}
+        who = user.get("email") or user.get("name") or me.get("via", "key")
+        save_login(base, token, str(who))
+        typer.echo(f"Signed in to {base} as {who} ({me.get('role')}); the token is in the keyring.")
+        if "agents:publish" not in me.get("permissions", []):
+            typer.echo(f"Warning: role {me.get('role')} may not publish (developer or admin can)", err=True)
+
+    @app.command()
+    def logout(url: str | None = typer.Argument(None, help="The server (default: the last login).")) -> None:
+        """Forget a server's token (the key itself stays valid on the server: revoke it there)."""
+        from halguru.login import forget
+
+        typer.echo(f"Signed out of {forget(url)}.")
+
+    @app.command()
+    def publish(
+        path: Path = typer.Argument(Path("."), help="Agent project folder (or its agent.yaml)."),
+        to: str | None = TO,
+    ) -> None:
+        """Upload the agent as a new version: the folder's files (hashed; secrets and caches left out; see
+        .halguruignore), checked by the server like `halguru validate`, served from the next request on."""
+        from halguru.deploy.bundle import make_bundle
+
+        started = time.perf_counter()
+        with _server(to) as (url, client):
+            bundle = make_bundle(path)
+            for name in bundle.left_out:
+                typer.echo(f"Left out {name} (a secret: the server reads secrets from its environment or "
+                           "keyring)", err=True)
+            out = client.publish(bundle.data)
+        took = (time.perf_counter() - started) * 1000
+        files = len(bundle.manifest["files"])
+        if out.unchanged:
+            typer.echo(f"{out.agent} v{out.version} is already live on {url} (the same bundle, "
+                       f"sha256 {out.sha256[:12]}); nothing published.")
+            return
+        typer.echo(f"Published {out.agent} v{out.version} to {url}: {files} files, {len(bundle.data):,} bytes, "
+                   f"sha256 {out.sha256[:12]}; live in {took:.0f} ms.")
+
+    app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.command("list")
+def list_deployments(agent: str | None = typer.Argument(None, help="Only this agent's versions."),
+                     to: str | None = TO) -> None:
+    """Published versions, newest first; * marks the one served."""
+    from halguru.cli.table import print_table
+
+    with _server(to) as (_, client):
+        rows = client.deployments(agent)
+    if not rows:
+        typer.echo("No published versions." if not agent else f"No published versions of {agent}.")
+        return
+    print_table(["", "AGENT", "VERSION", "SHA256", "FILES", "MODEL", "PUBLISHED", "BY"],
+                [["*" if d.active else "", d.agent, f"v{d.version}", d.sha256[:12],
+                  str(len(d.manifest.get("files", {}))), str(d.manifest.get("model", "")), _when(d.created),
+                  d.published_by or "dev"] for d in rows])
+
+
+@deployments_app.command()
+def rollback(agent: str = typer.Argument(..., help="The agent."),
+             version: str = typer.Argument(..., help="The version to serve, e.g. 3 or v3."),
+             to: str | None = TO) -> None:
+    """Serve an earlier (or later) published version from the next request on; running requests finish on
+    the version they started with."""
+    from halguru.errors import HalguruError
+
+    number = version.lower().removeprefix("v")
+    if not number.isdigit() or int(number) < 1:
+        raise HalguruError(f"{version!r} is not a version number (like 3 or v3; `halguru deployments list`)")
+    with _server(to) as (url, client):
+        out = client.rollback(agent, int(number))
+    typer.echo(f"{out.agent} v{out.version} is live on {url} (sha256 {out.sha256[:12]}).")

@@ -1,0 +1,230 @@
+"""Agent bundles for ``halguru publish``: an agent folder as one reproducible tar.gz with a manifest, and the
+server's side, which opens one only after every entry checks out.
+
+What goes in: every file under the folder except version-control and cache folders (``SKIPPED_DIRS``,
+``SKIPPED_FILES``), the patterns in the folder's ``.halguruignore`` (one per line, matched against the path
+and the file name), and secrets. A file *named* like a secret (``SECRET_NAMES``: ``.env``, keys, keystores,
+keyring files) is left out and reported; a file that *holds* a private key under another name makes the
+client refuse (a secret must never be uploaded by accident), and the server refuses any bundle with either.
+Symbolic links are refused: a bundle is plain files.
+
+The manifest (``MANIFEST``, the first entry) lists each file with its SHA-256, the agent's name, model, tools
+and knowledge; the server checks that the entries are exactly those files with those hashes. The archive is
+byte-for-byte reproducible (sorted entries, zeroed times and owners), so an unchanged folder has the same
+bundle hash and publishing it again is a no-op.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from halguru.errors import HalguruError
+
+MANIFEST = ".halguru-bundle.json"
+IGNORE_FILE = ".halguruignore"
+FORMAT = 1
+MAX_BUNDLE_BYTES = 20 * 1024 * 1024  # the tar.gz as uploaded
+MAX_FILES_BYTES = 100 * 1024 * 1024  # all files, unpacked
+MAX_FILES = 2000
+SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache",
+                          ".pytest_cache", ".ruff_cache", ".tox", ".idea", ".vscode", ".cache"})
+SKIPPED_FILES = ("*.pyc", "*.pyo", ".DS_Store", "Thumbs.db", "*.swp", "*~")
+SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "id_rsa",
+                "id_dsa", "id_ecdsa", "id_ed25519", ".netrc", ".pypirc", ".npmrc", ".git-credentials",
+                "keyring_pass.cfg", "crypted_pass.cfg", "*.keyring", "credentials.json", "service-account*.json")
+NOT_SECRETS = (".env.example", ".env.sample", ".env.template", ".env.dist")
+_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_SCAN_BYTES = 1024 * 1024  # files are scanned for private keys up to this size (and the first part of larger ones)
+
+
+class BundleError(HalguruError):
+    """A bundle that cannot be made or is refused; the message is one line for the publisher."""
+
+
+@dataclass
+class Bundle:
+    data: bytes
+    sha256: str
+    manifest: dict[str, Any]
+    left_out: list[str] = field(default_factory=list)  # secrets named as such, not packed
+
+
+def secret_reason(path: str, head: bytes) -> str | None:
+    """Why the file at ``path`` (posix, relative) holding ``head`` (its first bytes) is a secret, or None."""
+    name = PurePosixPath(path).name
+    if name not in NOT_SECRETS and any(fnmatch.fnmatchcase(name.lower(), p) for p in SECRET_NAMES):
+        return f"{path} is a secret file by its name ({name})"
+    if _PRIVATE_KEY.search(head):
+        return f"{path} holds a private key"
+    return None
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    name = PurePosixPath(rel).name
+    for pattern in patterns:
+        if pattern.endswith("/"):
+            folder = pattern.rstrip("/")
+            if rel.startswith(folder + "/") or any(fnmatch.fnmatchcase(part, folder) for part in rel.split("/")[:-1]):
+                return True
+        elif fnmatch.fnmatchcase(rel, pattern.lstrip("/")) or fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def _files(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+    """The files to pack (relative posix path, path) and the secrets left out; refuses links and unnamed keys."""
+    ignore = root / IGNORE_FILE
+    patterns = [line.strip() for line in ignore.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")] if ignore.is_file() else []
+    packed: list[tuple[str, Path]] = []
+    left_out: list[str] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        parts = rel.split("/")
+        if any(p in SKIPPED_DIRS for p in parts[:-1]) or (path.is_dir() and parts[-1] in SKIPPED_DIRS):
+            continue
+        if path.is_symlink():
+            raise BundleError(f"{rel} is a symbolic link: a bundle holds plain files only (copy the file in, or "
+                              f"add it to {IGNORE_FILE})")
+        if path.is_dir() or any(fnmatch.fnmatchcase(parts[-1], p) for p in SKIPPED_FILES) or _ignored(rel, patterns):
+            continue
+        with path.open("rb") as f:
+            head = f.read(_SCAN_BYTES)
+        reason = secret_reason(rel, b"")
+        if reason is not None:
+            left_out.append(rel)
+            continue
+        if secret_reason(rel, head) is not None:
+            raise BundleError(f"{rel} holds a private key: secrets are never published; move it out of the "
+                              f"folder or add it to {IGNORE_FILE} (the server reads secrets from its environment "
+                              "or keyring)")
+        packed.append((rel, path))
+    return packed, left_out
+
+
+def _entry(name: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = len(data), mode, 0, 0, 0, "", ""
+    return info, io.BytesIO(data)
+
+
+def make_bundle(project: Path) -> Bundle:
+    """Pack the agent project at ``project`` (its folder or agent.yaml) with its manifest."""
+    from halguru import __version__
+    from halguru.agents.loader import AGENT_FILE
+    from halguru.agents.spec import load_spec
+
+    root = project.parent if project.name.endswith((".yaml", ".yml")) else project
+    if not (root / AGENT_FILE).is_file():
+        raise BundleError(f"{project}: not an agent project (a folder with {AGENT_FILE})")
+    spec = load_spec(root / AGENT_FILE)
+    files, left_out = _files(root)
+    if len(files) > MAX_FILES:
+        raise BundleError(f"{root}: {len(files)} files; a bundle holds at most {MAX_FILES} (add folders to "
+                          f"{IGNORE_FILE})")
+    contents = {rel: path.read_bytes() for rel, path in files}
+    total = sum(len(d) for d in contents.values())
+    if total > MAX_FILES_BYTES:
+        raise BundleError(f"{root}: {total // 1_000_000} MB of files; a bundle holds at most "
+                          f"{MAX_FILES_BYTES // 1_000_000} MB (add large files to {IGNORE_FILE})")
+    manifest = {"format": FORMAT, "agent": spec.name, "model": spec.model, "tools": list(spec.tools),
+                "http_tools": [t.name for t in spec.http_tools], "mcp": [m.name for m in spec.mcp],
+                "knowledge": list(spec.knowledge), "halguru": __version__,
+                "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in contents.items()}}
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w",
+                                                                            format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(*_entry(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode()))
+        for rel, path in files:
+            tar.addfile(*_entry(rel, contents[rel], 0o755 if path.stat().st_mode & 0o111 else 0o644))
+    data = raw.getvalue()
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"the bundle is {len(data) // 1_000_000} MB; at most {MAX_BUNDLE_BYTES // 1_000_000} MB "
+                          f"can be published (add large files to {IGNORE_FILE})")
+    return Bundle(data, hashlib.sha256(data).hexdigest(), manifest, left_out)
+
+
+def _safe_name(name: str) -> bool:
+    path = PurePosixPath(name)
+    return (bool(name) and "\\" not in name and "\x00" not in name and not path.is_absolute()
+            and ".." not in path.parts and str(path) == name and ":" not in path.parts[0])
+
+
+def open_bundle(data: bytes, dest: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> dict[str, Any]:
+    """Check the bundle ``data`` and unpack it into the empty folder ``dest``; its manifest. Refused (one line):
+    too large, not a tar.gz, an entry that is not a plain file or whose path leaves the folder, a file the
+    manifest does not list or whose hash differs, a missing file, a secret."""
+    if len(data) > max_bytes:
+        raise BundleError(f"the bundle is {len(data)} bytes; this server takes at most {max_bytes}")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            return _unpack(tar, dest)
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"not a halguru bundle (a tar.gz made by `halguru publish`): {exc}") from None
+
+
+def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] | None = None
+    seen: dict[str, str] = {}
+    total = 0
+    for member in tar:
+        if not _safe_name(member.name):
+            raise BundleError(f"entry {member.name!r} is refused: paths must stay inside the agent folder")
+        if not member.isreg():
+            raise BundleError(f"entry {member.name!r} is refused: a bundle holds plain files only (no links, "
+                              "devices or folders)")
+        total += member.size
+        if len(seen) >= MAX_FILES or total > MAX_FILES_BYTES:
+            raise BundleError(f"the bundle unpacks to more than {MAX_FILES} files or {MAX_FILES_BYTES} bytes")
+        extracted = tar.extractfile(member)
+        content = extracted.read() if extracted is not None else b""
+        if member.name == MANIFEST:
+            manifest = _manifest(content)
+            continue
+        if member.name in seen:
+            raise BundleError(f"entry {member.name!r} appears twice")
+        reason = secret_reason(member.name, content[:_SCAN_BYTES])
+        if reason is not None:
+            raise BundleError(f"bundle refused: {reason}; secrets are never published (the server reads them "
+                              "from its environment or keyring)")
+        seen[member.name] = hashlib.sha256(content).hexdigest()
+        target = dest / member.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(0o755 if member.mode & 0o111 else 0o644)
+    if manifest is None:
+        raise BundleError(f"the bundle has no manifest ({MANIFEST}); make it with `halguru publish`")
+    listed: dict[str, str] = manifest["files"]
+    for name in sorted(set(listed) | set(seen)):
+        if name not in seen:
+            raise BundleError(f"the manifest lists {name} but the bundle does not hold it")
+        if name not in listed:
+            raise BundleError(f"{name} is in the bundle but not in its manifest")
+        if listed[name] != seen[name]:
+            raise BundleError(f"{name}: its SHA-256 is not the manifest's (the bundle was changed after it was made)")
+    return manifest
+
+
+def _manifest(content: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(content)
+    except ValueError:
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items()):
+        raise BundleError(f"the bundle's manifest ({MANIFEST}) is not valid: it must hold files: {{path: sha256}}")
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"bundle format {manifest.get('format')!r} is not one this server reads ({FORMAT}); "
+                          "publish with the server's halguru version")
+    return manifest

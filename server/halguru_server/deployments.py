@@ -1,0 +1,264 @@
+"""Published agents: the registry every route looks agents up in, and publish, rollback and sync.
+
+``AgentRegistry`` is the server's one map of agent name to ``ServedAgent``. Publishing or rolling back builds
+a whole new ``ServedAgent`` and swaps it in with one reference assignment: a request that already holds the
+old one (a streaming answer, a queued job's run) finishes on it, the next lookup gets the new one.
+
+A publish (``POST /v1/deployments``, a bundle made by ``halguru publish``; ``halguru.deploy.bundle`` says
+what it holds) is checked entry by entry, unpacked into ``HALGURU_HOME/deployments/AGENT/SHA256/`` (content
+addressed: the same bundle is one folder), validated with the same checks as ``halguru validate``
+(``check_project``), stored in the ``deployments`` table with its bundle and made the active version. The
+store is the truth: every replica sharing the database polls ``active_deployments`` (``deployments_poll``
+seconds) and loads a version it does not serve yet, unpacking the bundle from the store when its own disk
+lacks it; a restarted server loads the active versions before it listens.
+
+An agent given to ``halguru serve`` on the command line cannot be published over (409): it comes from the
+image or folder the operator chose, and a published copy would silently disagree with it.
+
+Publishing runs the bundle's ``tools.py`` on the server (validation imports it), so the permission is
+``agents:publish``: developers and admins, people trusted to run code there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from halguru.agents.loader import AGENT_FILE, Agent
+from halguru.deploy.bundle import MAX_BUNDLE_BYTES, open_bundle
+from halguru.errors import HalguruError
+from halguru.store.base import DeploymentRecord, Store
+from halguru_server.agents import ServedAgent, serve_agent
+from halguru_server.errors import ApiError
+
+if TYPE_CHECKING:
+    from halguru.channels.base import Channel
+    from halguru_server.state import Principal, ServerState
+
+log = logging.getLogger("halguru.server")
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """Which published version a registry entry is."""
+
+    version: int
+    sha256: str
+
+
+class AgentRegistry(Mapping[str, ServedAgent]):
+    """Name -> ServedAgent, swapped atomically (copy on write); ``given`` are the command line's agents."""
+
+    def __init__(self, agents: Mapping[str, ServedAgent]):
+        self._agents = dict(agents)
+        self.given = frozenset(agents)
+        self.deployed: dict[str, Deployed] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> ServedAgent:
+        return self._agents[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._agents)
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+    def items(self) -> Any:  # one snapshot: a swap during the loop neither adds nor mixes entries
+        return self._agents.items()
+
+    def values(self) -> Any:
+        return self._agents.values()
+
+    def swap(self, served: ServedAgent, deployed: Deployed) -> ServedAgent | None:
+        """Serve ``served`` from now on; the one it replaces (requests holding it finish on it)."""
+        with self._lock:
+            old = self._agents.get(served.name)
+            self._agents = {**self._agents, served.name: served}
+            self.deployed = {**self.deployed, served.name: deployed}
+        return old
+
+    def version(self, name: str) -> int | None:
+        found = self.deployed.get(name)
+        return found.version if found else None
+
+
+class AgentsView(Mapping[str, Agent]):
+    """The registry's agents (not their serving settings), live: what the worker's jobs run."""
+
+    def __init__(self, registry: Mapping[str, ServedAgent]):
+        self.registry = registry
+
+    def __getitem__(self, name: str) -> Agent:
+        return self.registry[name].agent
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry)
+
+    def __len__(self) -> int:
+        return len(self.registry)
+
+
+def root() -> Path:
+    from halguru.config import get_settings
+
+    return get_settings().home / "deployments"
+
+
+_publishing = threading.Lock()  # one publish or rollback at a time in this process (the store orders replicas)
+
+
+def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[DeploymentRecord, bool]:
+    """Check, unpack, validate, store and activate a bundle; (the version, whether it was the active one
+    already). ApiError (one line) when refused. Blocking: call it in a thread."""
+    from halguru.agents.loader import check_project
+    from halguru.agents.spec import load_spec
+
+    sha = hashlib.sha256(data).hexdigest()
+    incoming = root() / ".incoming" / secrets.token_hex(8)
+    incoming.mkdir(parents=True)
+    try:
+        try:
+            manifest = open_bundle(data, incoming, state.settings.max_bundle_bytes)
+            name = load_spec(incoming / AGENT_FILE).name if (incoming / AGENT_FILE).is_file() else None
+        except HalguruError as exc:
+            raise ApiError(400, _relative(str(exc), incoming), "invalid_bundle") from None
+        if name is None:
+            raise ApiError(400, f"the bundle has no {AGENT_FILE}", "invalid_bundle")
+        _may_publish(state, principal, name)
+        with _publishing:
+            active = state.store.active_deployments().get(name)
+            if active is not None and active[1] == sha and state.agents.version(name) == active[0]:
+                record = next(d for d in state.store.list_deployments(name) if d["version"] == active[0])
+                return record, True
+            folder = root() / name / sha
+            created = not (folder / AGENT_FILE).is_file()
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                incoming.rename(folder)
+            try:
+                agent = check_project(folder).agent  # `halguru validate`'s checks, on the server's models and tools
+                served = serve_agent(agent, state.settings.web_chat)
+            except HalguruError as exc:
+                if created:
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise ApiError(400, f"{name}: {_relative(str(exc), folder)}", "invalid_agent") from None
+            manifest = {**manifest, "model": agent.spec.model, "tools": sorted(agent.tools)}
+            record = state.store.create_deployment(name, sha, manifest, data, principal.owner)
+            _activate(state, served, record)
+            return record, False
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+
+
+def rollback(state: ServerState, principal: Principal, name: str, version: int) -> DeploymentRecord:
+    """Serve ``version`` of ``name`` again (any stored version: back or forward). Blocking."""
+    _may_publish(state, principal, name)
+    with _publishing:
+        known = {d["version"]: d for d in state.store.list_deployments(name)}
+        if version not in known:
+            raise ApiError(404, f"agent {name!r} has no version {version}" + (
+                f"; its versions: {', '.join(map(str, sorted(known)))}" if known else " (it was never published)"))
+        served = _load(state.store, state.settings.web_chat, name, version, known[version]["sha256"])
+        record = state.store.activate_deployment(name, version)
+        assert record is not None
+        _activate(state, served, record)
+        return record
+
+
+def sync(state: ServerState) -> list[str]:
+    """Serve each agent's active version as the store says (another replica published or rolled back); the
+    agents swapped. A version that fails to load is logged and the agent keeps its current one."""
+    return sync_registry(state.store, state.agents, state.settings.web_chat, state.channels)
+
+
+def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
+                  channels: dict[str, dict[str, Channel]]) -> list[str]:
+    """``sync`` for any process holding a registry (serve, and `halguru worker`)."""
+    swapped: list[str] = []
+    for name, (version, sha) in store.active_deployments().items():
+        if agents.deployed.get(name) == Deployed(version, sha):
+            continue
+        if name in agents.given:
+            log.warning("published agent %s is also given on the command line; serving the command line's", name)
+            continue
+        try:
+            with _publishing:
+                served = _load(store, web_chat, name, version, sha)
+                agents.swap(served, Deployed(version, sha))
+                _channels(channels, served)
+        except HalguruError as exc:
+            log.error("cannot serve published %s v%s: %s", name, version, exc)
+            continue
+        log.info("serving published agent", extra={"fields": {"agent": name, "version": version}})
+        swapped.append(name)
+    return swapped
+
+
+def _load(store: Store, web_chat: str, name: str, version: int, sha: str) -> ServedAgent:
+    """The stored version as a ServedAgent, unpacking its bundle from the store if this disk lacks it."""
+    from halguru.agents.loader import load_agent
+
+    folder = root() / name / sha
+    if not (folder / AGENT_FILE).is_file():
+        data = store.deployment_bundle(name, version)
+        if data is None:
+            raise HalguruError(f"agent {name!r} version {version} has no stored bundle")
+        incoming = root() / ".incoming" / secrets.token_hex(8)
+        incoming.mkdir(parents=True)
+        try:
+            open_bundle(data, incoming, max(MAX_BUNDLE_BYTES, len(data)))
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            incoming.rename(folder)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+    try:
+        return serve_agent(load_agent(folder), web_chat)
+    except HalguruError as exc:
+        raise HalguruError(f"{name} v{version}: {_relative(str(exc), folder)}") from None
+
+
+def _activate(state: ServerState, served: ServedAgent, record: DeploymentRecord) -> None:
+    state.agents.swap(served, Deployed(record["version"], record["sha256"]))
+    _channels(state.channels, served)
+    log.info("agent version live", extra={"fields": {"agent": served.name, "version": record["version"],
+                                                     "sha256": record["sha256"][:12]}})
+
+
+def _channels(channels: dict[str, dict[str, Channel]], served: ServedAgent) -> None:
+    from halguru_server.worker import load_all_channels
+
+    try:
+        channels[served.name] = load_all_channels({served.name: served}).get(served.name, {})
+    except HalguruError as exc:
+        log.error("agent %s: its channels did not load: %s", served.name, exc)
+
+
+def _may_publish(state: ServerState, principal: Principal, name: str) -> None:
+    if name in state.agents.given:
+        path = state.agents[name].agent.path
+        raise ApiError(409, f"agent {name!r} is served from {path or 'a file'} given to `halguru serve`; publish "
+                            "it under another name, or start the server without that folder", "conflict")
+    if principal.key is not None and not principal.key.allows(name):
+        raise ApiError(403, f"this API key may not use agent {name!r}")
+
+
+def _relative(message: str, folder: Path) -> str:
+    """A message without the server's folder in front of the bundle's paths (``agent.yaml:3: ...``)."""
+    for prefix in (str(folder.resolve()), str(folder)):
+        message = message.replace(prefix + "/", "").replace(prefix, ".")
+    return message
+
+
+def now_ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

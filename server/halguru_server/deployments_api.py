@@ -1,0 +1,67 @@
+"""/v1/deployments: publish an agent bundle (``halguru publish``), list the versions, roll back (or forward).
+
+Permission ``agents:publish`` (developers and admins); a key limited to some agents publishes only those.
+The logic is ``halguru_server.deployments``; publish and rollback go to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+
+from halguru.api_schemas import ActivateIn, DeploymentList, DeploymentOut
+from halguru_server import audit, deployments
+from halguru_server.errors import ApiError, responses
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, get_state
+
+router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422))
+Publisher = Annotated[Principal, Depends(require("agents:publish"))]
+State = Annotated[ServerState, Depends(get_state)]
+AgentName = Annotated[str, Path(max_length=200)]
+BUNDLE = "application/gzip"
+
+
+@router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(400, 409, 413),
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 BUNDLE: {"schema": {"type": "string", "format": "binary"}}}}})
+async def publish(request: Request, caller: Publisher, state: State) -> DeploymentOut:
+    """Publish a bundle (a tar.gz made by `halguru publish`): checked, validated like `halguru validate`,
+    stored as the agent's next version and served from the next request on. Requests already running finish
+    on the version they started with. The active version's exact bundle again makes no new version."""
+    started = time.perf_counter()
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind not in (BUNDLE, "application/octet-stream"):
+        raise ApiError(415, f"send the bundle as {BUNDLE} (`halguru publish PATH` makes and sends it)",
+                       "unsupported_media_type")
+    data = await request.body()
+    if not data:
+        raise ApiError(400, "empty body: send the bundle (`halguru publish PATH`)", "invalid_bundle")
+    record, unchanged = await asyncio.to_thread(deployments.publish, state, caller, data)
+    if not unchanged:
+        audit.record(request, "agent.publish", record["agent"], {"version": record["version"],
+                                                                 "sha256": record["sha256"]})
+    return DeploymentOut(**record, unchanged=unchanged, live_ms=deployments.now_ms(started))
+
+
+@router.get("/deployments", response_model=DeploymentList)
+def list_deployments(caller: Publisher, state: State,
+                     agent: Annotated[str | None, Query(max_length=200)] = None) -> DeploymentList:
+    """Every published version (of ``agent``), newest first per agent; ``active`` marks the one served."""
+    rows = state.store.list_deployments(agent)
+    if caller.key is not None:
+        rows = [r for r in rows if caller.key.allows(r["agent"])]
+    return DeploymentList(data=[DeploymentOut(**r) for r in rows])
+
+
+@router.post("/deployments/{agent}/rollback", response_model=DeploymentOut, responses=responses(404, 409))
+async def rollback(request: Request, caller: Publisher, state: State, agent: AgentName,
+                   body: Annotated[ActivateIn, Body()]) -> DeploymentOut:
+    """Serve an earlier (or later) stored version of the agent from the next request on."""
+    started = time.perf_counter()
+    record = await asyncio.to_thread(deployments.rollback, state, caller, agent, body.version)
+    audit.record(request, "agent.rollback", agent, {"version": body.version, "sha256": record["sha256"]})
+    return DeploymentOut(**record, live_ms=deployments.now_ms(started))

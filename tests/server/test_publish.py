@@ -1,0 +1,297 @@
+"""A hosted halguru: `halguru login`, `halguru publish`, `halguru deployments` against a real `halguru serve` on
+loopback. Publish v1 and chat with it; publish v2 while v1 streams an answer (the stream finishes on v1, the
+next chat is v2); roll back to v1; a restarted server and a second replica on the same database serve the
+active version. Refused as a user would see it: a missing tool, a secret file, a hand-made bundle that leaves
+the folder, links, lies in its manifest, the wrong role, an agent given on the command line. Browser sign-in
+(device flow) gives the CLI a key that publishes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import keyring
+import pytest
+import yaml
+
+from halguru.client import Client
+from halguru.deploy.bundle import MANIFEST
+from halguru.store import open_store
+from tests.test_models_cli import MemoryKeyring
+
+TOOLS = '''from halguru import tool
+
+
+@tool
+def lookup(order: str) -> str:
+    """Look an order up."""
+    return f"order {order}: shipped"
+'''
+
+
+@pytest.fixture(autouse=True)
+def memory_keyring(monkeypatch: pytest.MonkeyPatch):
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    monkeypatch.setenv("HALGURU_NO_BROWSER", "1")
+    monkeypatch.delenv("HALGURU_TOKEN", raising=False)
+    yield
+    keyring.set_keyring(previous)
+
+
+def user_key(role: str) -> str:
+    """A new user of ``role`` and an API key of theirs."""
+    from halguru_server.keys import create_key
+
+    store = open_store()
+    user = store.create_user(f"usr_{role}{time.monotonic_ns() % 10**8}", f"{role}@example.com", role, role)
+    assert user is not None
+    return create_key(store, "laptop", scope="user", user_id=user["id"])[1]
+
+
+def write_shop(folder: Path, says: str, tools: list[str] | None = None, words: int = 3,
+               delay: float = 0.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({
+        "name": "shop", "model": "scripted:answers.yaml", "instructions": "Help with orders.",
+        "tools": ["lookup"] if tools is None else tools}))
+    (folder / "tools.py").write_text(TOOLS)
+    text = " ".join([says] + [f"w{i}" for i in range(words)])
+    (folder / "answers.yaml").write_text(yaml.safe_dump([{"text": text, "token_delay": delay}]))
+    return folder
+
+
+def error(result: Any) -> str:
+    """The one line `halguru` prints for a refused command run in-process (``main`` prints it as ``Error: ...``)."""
+    from halguru.errors import HalguruError
+
+    assert isinstance(result.exception, HalguruError), (result.output, result.exception)
+    return str(result.exception)
+
+
+def answer(url: str, key: str) -> str:
+    with Client(url, key) as hg:
+        return hg.send(hg.new_conversation("shop").id, "hi").output
+
+
+def test_publish_chat_stream_rollback_and_restart(cli, serve, tmp_path: Path, halguru_home: Path) -> None:
+    server = serve(deployments_poll=0.2)
+    key = user_key("developer")
+    assert "Signed in to " + server.url in cli("login", server.url, "--api-key", input=key + "\n").output
+    shop = write_shop(tmp_path / "shop", "v1-answer", words=40, delay=0.05)
+    (shop / ".env").write_text("SHOP_TOKEN=very-secret\n")  # never leaves this machine
+    (shop / "__pycache__").mkdir()
+    (shop / "__pycache__" / "tools.cpython-311.pyc").write_bytes(b"\x00")
+
+    published = cli("publish", str(shop)).output
+    assert "Published shop v1 to " + server.url in published and "Left out .env" in published
+    assert answer(server.url, key).startswith("v1-answer")
+
+    # publish v2 while v1 streams an answer: the stream finishes on v1, the next chat is v2
+    tokens: list[str] = []
+    first = threading.Event()
+
+    def stream() -> None:
+        with Client(server.url, key) as hg:
+            for event in hg.stream(hg.new_conversation("shop").id, "tell me slowly"):
+                if event.type == "token":
+                    tokens.append(event.text)
+                    first.set()
+
+    streaming = threading.Thread(target=stream)
+    streaming.start()
+    assert first.wait(10)
+    write_shop(shop, "v2-answer")
+    started = time.perf_counter()
+    assert "Published shop v2" in cli("publish", str(shop)).output
+    assert answer(server.url, key).startswith("v2-answer")
+    publish_to_live = time.perf_counter() - started
+    print(f"publish-to-live (`halguru publish` v2 start to the first chat answered by v2, while v1 streams): "
+          f"{publish_to_live * 1000:.0f} ms")
+    assert streaming.is_alive()  # still streaming v1
+    streaming.join(20)
+    streamed = "".join(tokens)
+    assert streamed.startswith("v1-answer") and streamed.rstrip().endswith("w39")
+
+    # the same folder again is no new version
+    assert "already live" in cli("publish", str(shop)).output
+    listed = cli("deployments", "list").output
+    rows = [line.split() for line in listed.splitlines()[1:]]
+    assert [r[:3] for r in rows] == [["*", "shop", "v2"], ["shop", "v1", rows[1][2]]]
+    assert "v1 is live" in cli("deployments", "rollback", "shop", "v1").output
+    assert answer(server.url, key).startswith("v1-answer")
+    monitoring = httpx.get(server.url + "/admin/monitoring/live", headers={"Authorization": f"Bearer {key}"})
+    assert monitoring.status_code == 200 and f"v1 {open_store().list_deployments('shop')[-1]['sha256'][:12]}" in \
+        monitoring.text  # the console's Monitoring page names the version served
+
+    stored = open_store().list_deployments("shop")
+    assert ".env" not in stored[-1]["manifest"]["files"] and "tools.py" in stored[-1]["manifest"]["files"]
+    assert stored[-1]["manifest"]["tools"] == ["lookup"]
+    assert stored[-1]["published_by"].startswith("user:usr_developer")
+    folder = halguru_home / "deployments" / "shop" / stored[-1]["sha256"]
+    assert (folder / "agent.yaml").is_file() and not (folder / ".env").exists()
+    assert not (folder / "__pycache__" / "tools.cpython-311.pyc").exists()
+    actions = [(e["action"], e["details"].get("version")) for e in open_store().list_audit(action="agent.")]
+    assert actions == [("agent.rollback", 1), ("agent.publish", 2), ("agent.publish", 1)]
+
+    # a restarted server (and a replica on the same database) serves the active version, even without the
+    # unpacked folder on its disk; a version published on one replica reaches the other within its poll
+    import shutil
+
+    shutil.rmtree(halguru_home / "deployments")
+    replica = serve(deployments_poll=0.2)
+    assert answer(replica.url, key).startswith("v1-answer")
+    assert "v2 is live" in cli("deployments", "rollback", "shop", "2", "--to", server.url).output
+    deadline = time.monotonic() + 10
+    while not answer(replica.url, key).startswith("v2-answer"):
+        assert time.monotonic() < deadline, "the replica did not follow the rollback"
+        time.sleep(0.1)
+    cli("logout")
+    assert "no server: run `halguru login URL` first" in error(cli("publish", str(shop), code=1))
+
+
+def _tar(files: dict[str, bytes], manifest: dict[str, Any] | None = None, extra: Callable[[Any], None] | None = None,
+         listed: dict[str, str] | None = None) -> bytes:
+    """A hand-made bundle: ``files`` with a manifest listing them (or ``listed``)."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        hashes = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
+        body = json.dumps(manifest or {"format": 1, "files": listed if listed is not None else hashes}).encode()
+        for name, data in [(MANIFEST, body), *files.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if extra is not None:
+            extra(tar)
+    return raw.getvalue()
+
+
+def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tmp_path: Path) -> None:
+    server = serve()
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop = write_shop(tmp_path / "shop", "v1", tools=["lookup", "refund"])
+    # the real CLI, as CI would run it: the token from HALGURU_TOKEN
+    out = cli_error("publish", str(shop), "--to", server.url, env={"HALGURU_TOKEN": key})
+    assert "unknown tool 'refund'" in out and "shop: agent.yaml:" in out, out
+    assert str(tmp_path) not in out and "/deployments/" not in out
+
+    write_shop(shop, "v1")
+    (shop / "notes.txt").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n")
+    out = error(cli("publish", str(shop), code=1))
+    assert "notes.txt holds a private key" in out and ".halguruignore" in out
+    (shop / ".halguruignore").write_text("# kept on this machine\nnotes.txt\n")
+    (shop / "link.yaml").symlink_to(shop / "answers.yaml")
+    assert "link.yaml is a symbolic link" in error(cli("publish", str(shop), code=1))
+    (shop / "link.yaml").unlink()
+
+    agent = (shop / "agent.yaml").read_bytes()
+    good = {"agent.yaml": agent, "tools.py": TOOLS.encode(), "answers.yaml": (shop / "answers.yaml").read_bytes()}
+
+    def link(tar: Any) -> None:
+        info = tarfile.TarInfo("evil")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+
+    hostile = {
+        "a .env": (_tar({**good, ".env": b"KEY=1"}), "bundle refused: .env is a secret file"),
+        "a key inside": (_tar({**good, "deploy.pem": b"x"}), "deploy.pem is a secret file"),
+        "a key's text": (_tar({**good, "x.txt": b"-----BEGIN RSA PRIVATE KEY-----"}), "x.txt holds a private key"),
+        "a path out": (_tar({**good, "../evil.py": b"x"}), "paths must stay inside the agent folder"),
+        "an absolute path": (_tar({**good, "/tmp/evil.py": b"x"}), "paths must stay inside"),
+        "a link": (_tar(good, extra=link), "plain files only"),
+        "a changed file": (_tar(good, listed={**{n: hashlib.sha256(d).hexdigest() for n, d in good.items()},
+                                              "tools.py": "0" * 64}), "tools.py: its SHA-256 is not the manifest's"),
+        "an unlisted file": (_tar(good, listed={"agent.yaml": hashlib.sha256(agent).hexdigest()}),
+                             "is in the bundle but not in its manifest"),
+        "no manifest": (_tar(good, manifest={"files": "nope"}), "manifest"),
+        "not a tar.gz": (b"PK\x03\x04 a zip, say", "not a halguru bundle"),
+    }
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}",
+                                                     "Content-Type": "application/gzip"}) as http:
+        for case, (data, expected) in hostile.items():
+            response = http.post("/v1/deployments", content=data)
+            assert response.status_code == 400, (case, response.text)
+            assert expected in response.json()["error"]["message"], (case, response.text)
+        assert http.post("/v1/deployments", content=b"\x1f" * (21 * 1024 * 1024)).status_code == 413
+        assert http.post("/v1/deployments", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert open_store().list_deployments() == []
+
+    echo = tmp_path / "echo"  # a name the server was started with
+    echo.mkdir()
+    (echo / "agent.yaml").write_text("name: echo\nmodel: scripted\n")
+    assert "given to `halguru serve`" in error(cli("publish", str(echo), code=1))
+
+    from halguru.client import AuthError
+
+    for role in ("user", "operator"):
+        with Client(server.url, user_key(role)) as hg, pytest.raises(AuthError, match="403"):
+            hg.publish(b"x")
+    assert httpx.post(server.url + "/v1/deployments", content=b"x").status_code == 401
+
+    assert "Published shop v1" in cli("publish", str(shop)).output
+    out = error(cli("deployments", "rollback", "shop", "7", code=1))
+    assert "agent 'shop' has no version 7; its versions: 1" in out
+    assert "not a version number" in error(cli("deployments", "rollback", "shop", "latest", code=1))
+
+
+def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> None:
+    """`halguru login URL` shows a code; a signed-in developer approves it on /auth/device; the CLI gets a key."""
+    from halguru_server.identity import websessions
+
+    server = serve()
+    shown: list[str] = []
+    result: dict[str, Any] = {}
+
+    def login() -> None:
+        from halguru.login import device_login
+
+        try:
+            result["token"] = device_login(server.url, shown.append)
+        except Exception as exc:
+            result["error"] = exc
+
+    waiting = threading.Thread(target=login)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not shown:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    page_url = shown[0].split()[1]
+    code = shown[0].split("approve the code ")[1].rstrip(".")
+    assert page_url == f"{server.url}/auth/device?code={code}"
+
+    store = open_store()
+    user = store.create_user("usr_devflow", "dev@example.com", "Dev", "developer")
+    assert user is not None
+    secret, session = websessions.issue(store, user["id"], server.state.settings.auth)
+    with httpx.Client(base_url=server.url, cookies={websessions.COOKIE: secret}) as browser:
+        assert "/auth/login" in httpx.get(page_url, follow_redirects=False).headers["location"]  # not signed in
+        page = browser.get(page_url)
+        assert page.status_code == 200 and code in page.text and "dev@example.com" in page.text
+        wrong = browser.post("/auth/device", data={"csrf_token": session["csrf"], "user_code": "BBBB-BBBB"},
+                             headers={"Origin": server.url})
+        assert wrong.status_code == 400 and "not valid" in wrong.text
+        forged = browser.post("/auth/device", data={"csrf_token": "nope", "user_code": code},
+                              headers={"Origin": server.url})
+        assert forged.status_code == 403
+        approved = browser.post("/auth/device", data={"csrf_token": session["csrf"], "user_code": code.lower()},
+                                headers={"Origin": server.url})
+        assert approved.status_code == 200 and "Program signed in" in approved.text
+    waiting.join(10)
+    assert "token" in result, result
+    with Client(server.url, result["token"]) as hg:
+        me = hg.me()
+    assert me["user"]["email"] == "dev@example.com" and "agents:publish" in me["permissions"]
+    again = httpx.post(server.url + "/auth/device/token", json={"device_code": "x" * 43})
+    assert again.status_code == 400 and again.json()["error"]["type"] == "authorization_pending"
+    assert [e["details"].get("via") for e in store.list_audit(action="key.create")] == ["device"]
