@@ -65,8 +65,15 @@ def _ours(state: ServerState, agent: str, path: str | None, need_path: bool) -> 
     if served is None or (path is None and need_path):
         return None
     if path is not None and (served.agent.path is None or Path(path).resolve() != served.agent.path.resolve()):
-        return None
+        # a published agent's earlier version (`halguru publish` since the run paused) continues on the current one
+        return served if _published_version_of(agent, path) else None
     return served
+
+
+def _published_version_of(agent: str, path: str) -> bool:
+    from halguru_server.deployments import root
+
+    return Path(path).resolve().parent == (root() / agent).resolve()
 
 
 def _run(state: ServerState, run_id: str) -> RunRecord | None:

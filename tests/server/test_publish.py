@@ -226,6 +226,10 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
         assert http.post("/v1/deployments", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
     assert open_store().list_deployments() == []
 
+    assert "'ftp://x' is not a server URL" in cli_error("login", "ftp://x", "--api-key", input="k\n")
+    assert "invalid key" in error(cli("login", server.url, "--api-key", input="hg_wrong\n", code=1))
+    assert "cannot reach http://127.0.0.1:9" in cli_error("login", "http://127.0.0.1:9", "--api-key", input="k\n")
+
     echo = tmp_path / "echo"  # a name the server was started with
     echo.mkdir()
     (echo / "agent.yaml").write_text("name: echo\nmodel: scripted\n")
@@ -295,3 +299,36 @@ def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> No
     again = httpx.post(server.url + "/auth/device/token", json={"device_code": "x" * 43})
     assert again.status_code == 400 and again.json()["error"]["type"] == "authorization_pending"
     assert [e["details"].get("via") for e in store.list_audit(action="key.create")] == ["device"]
+
+
+def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -> None:
+    """The worker runs queued jobs on the published version; a run paused for approval on v1 is approved after
+    v2 is published, and its approved call runs v1's tool: the version it started with."""
+    server = serve()
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop = write_shop(tmp_path / "shop", "v1")
+    spec = yaml.safe_load((shop / "agent.yaml").read_text())
+    (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "approvals": ["lookup"]}))
+    (shop / "answers.yaml").write_text(yaml.safe_dump([
+        {"tool_calls": [{"name": "lookup", "arguments": {"order": "A1"}}]}, "v1: your order shipped"]))
+    cli("publish", str(shop))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        job = http.post("/v1/jobs", json={"agent": "shop", "input": "where is A1?"}).json()
+        conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
+        paused = http.post(f"/v1/conversations/{conv}/messages", json={"content": "where is A1?"}).json()
+        assert paused["status"] == "paused"
+
+        (shop / "tools.py").write_text(TOOLS.replace("shipped", "shipped (v2)"))
+        assert "Published shop v2" in cli("publish", str(shop)).output
+        done = http.post(f"/v1/runs/{paused['run_id']}/approve", json={})
+        assert done.status_code == 200, done.text
+        events = http.get(f"/v1/runs/{done.json()['run_id']}").json()["events"]
+        [result] = [e for e in events if e["type"] == "tool_result"]
+        assert "order A1: shipped" in str(result) and "(v2)" not in str(result)
+
+        deadline = time.monotonic() + 20
+        while (status := http.get(f"/v1/jobs/{job['id']}").json())["status"] not in ("done", "dead"):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        assert status["status"] == "done" and status["result"]["status"] in ("ok", "paused")
