@@ -16,7 +16,10 @@ bucket or channel thread without locking anything else.
 from __future__ import annotations
 
 import os
+import select
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -46,6 +49,19 @@ class _NulFreeText(StrDumperUnknown):
 
 def _nul_free(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_dumper(str, _NulFreeText)
+
+
+IDLE_CHECK_S = 2.0  # a pooled connection idle longer than this is checked with a round trip before use
+_last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+
+
+def _check_connection(conn: psycopg.Connection[Any]) -> None:
+    """Hand out only live connections, without a round trip per checkout (it was a third of a request's
+    statements): a connection the server closed (a restart, a failover, ``pg_terminate_backend``) has data
+    or EOF waiting on its idle socket; one idle for a while is checked with an empty query, as psycopg does."""
+    idle = time.monotonic() - _last_used.get(conn, 0.0)
+    if idle > IDLE_CHECK_S or select.select([conn.fileno()], [], [], 0)[0]:
+        ConnectionPool.check_connection(conn)
 
 
 def describe_url(url: str) -> str:
@@ -153,10 +169,19 @@ class PostgresBase(SQLBase):
                 # check: a connection the server dropped (a restart, a failover) is replaced, not handed out
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
-                    check=ConnectionPool.check_connection, configure=_nul_free,
+                    check=_check_connection, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; when it was last used decides whether its next checkout is checked."""
+        with self._pool().connection() as raw:
+            try:
+                yield raw
+            finally:
+                _last_used[raw] = time.monotonic()  # here, not in a pool ``reset`` (that hands the return to a thread)
 
     def close(self) -> None:
         """Close every pooled connection (this process's pool)."""
@@ -181,7 +206,7 @@ class PostgresBase(SQLBase):
         if local.conn is not None:
             yield local.conn
             return
-        with self._lost(), self._pool().connection() as raw, raw.transaction():
+        with self._lost(), self._connection() as raw, raw.transaction():
             local.conn = _Connection(raw)
             try:
                 yield local.conn
@@ -191,7 +216,7 @@ class PostgresBase(SQLBase):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if self._local.conn is not None:
             return [dict(row) for row in self._local.conn.execute(sql, params)]
-        with self._lost(), self._pool().connection() as raw:
+        with self._lost(), self._connection() as raw:
             return [dict(row) for row in _Connection(raw).execute(sql, params)]
 
     def _lock(self, conn: Any, scope: str, key: str) -> None:

@@ -88,7 +88,9 @@ def test_connections_the_server_dropped_are_replaced(store, store_url: str) -> N
     store.create_conversation("conv_1", "agent")
     database = store_url.rsplit("/", 1)[1]
     with psycopg.connect(store_url, autocommit=True) as admin:
-        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+        # 5000: wait until each backend has gone (as after a restart), not just signal it
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                               "WHERE datname = %s "
                                "AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
     assert killed >= 1
     assert store.get_conversation("conv_1") is not None
