@@ -66,7 +66,7 @@ def push_service() -> Iterator[PushService]:
     service = PushService()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             with service.seen:
                 service.received.append(Pushed(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
@@ -166,8 +166,8 @@ def test_a_push_is_vapid_signed_and_encrypted_for_the_browser_and_410_unsubscrib
     claims = verify_vapid(pushed, public_key, push_service.url)  # aud: the endpoint's origin
     assert claims["sub"] == "https://chat.example"  # the default subject: the server's public address
     message = browser.decrypt(pushed)
-    assert message == {"title": "echo answered", "body": message["body"], "url": f"/chat/?agent=echo&conversation={conv}",
-                       "tag": conv, "conversation": conv, "agent": "echo"}
+    assert message == {"title": "echo answered", "body": message["body"], "tag": conv, "conversation": conv,
+                       "url": f"/chat/?agent=echo&conversation={conv}", "agent": "echo"}
     assert message["body"].startswith("The parcel ships today. It takes") and len(message["body"]) == 120
     assert message["body"].endswith("…")
     [stored] = server.state.store.list_push_subscriptions(ann)
@@ -223,7 +223,7 @@ def test_only_a_signed_in_browser_subscribes_and_hostile_input_is_refused(
                                headers={"Origin": "https://evil.example"})
     assert cross_site.status_code == 403
 
-    bob, bobs = signed_in(strict, "bob@example.com")
+    _, bobs = signed_in(strict, "bob@example.com")
     assert bobs.delete("/chat/api/push/subscriptions", params={"endpoint": good["endpoint"]}).status_code == 204
     assert len(strict.state.store.list_push_subscriptions(ann)) == 1  # not bob's to turn off
     assert client.delete("/chat/api/push/subscriptions", params={"endpoint": good["endpoint"]}).status_code == 204
@@ -271,7 +271,7 @@ def test_operator_answer_queued_job_and_approval_each_push_once_to_the_owner_onl
 
     server = serve(**INSECURE)  # with the worker: queued jobs run here
     store = server.state.store
-    ann, client = signed_in(server, "ann@example.com")
+    _, client = signed_in(server, "ann@example.com")
     bob, bobs = signed_in(server, "bob@example.com")
     annb, bobb = Browser(f"{push_service.url}/push/ann"), Browser(f"{push_service.url}/push/bob")
     subscribe(client, annb)

@@ -91,9 +91,11 @@ async function loadMe() {
   }
   $("key-button").hidden = !!me;
   $("history").hidden = !me;
+  setupNotify();
 }
 
 async function signOut() {
+  await notificationsOff().catch(() => { /* offline: the server drops it once the session has ended */ });
   await fetch("/auth/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf } });
   me = null;
   await loadMe();
@@ -145,10 +147,19 @@ async function loadAgents() {
   await loadHistory();
 }
 
+// The address says which conversation is shown (/chat/?agent=A&conversation=ID): a notification opens it, and
+// the service worker shows none for the conversation a focused window already shows.
+function showInUrl(agent, id) {
+  if (embedAgent) return;
+  const query = agent && id ? `?agent=${encodeURIComponent(agent)}&conversation=${encodeURIComponent(id)}` : "";
+  if (location.search !== query) history.replaceState(null, "", `/chat/${query}`);
+}
+
 async function loadConversation() {
   log.replaceChildren();
   const agent = agentSelect.value;
   const id = agent && store.conversation(agent);
+  showInUrl(agent, id);
   if (!id) return;
   try {
     const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
@@ -158,7 +169,7 @@ async function loadConversation() {
       else if (m.role === "assistant") for (const c of m.tool_calls) addMessage("tool", `→ ${c.name}`);
     }
   } catch (error) {
-    if (error.status === 404) store.setConversation(agent, null); else showStatus(error.message);
+    if (error.status === 404) { store.setConversation(agent, null); showInUrl(agent, null); } else showStatus(error.message);
   }
 }
 
@@ -175,6 +186,7 @@ async function ensureConversation(agent, firstMessage) {
     const response = await api("/conversations", { method: "POST", body });
     id = (await response.json()).id;
     store.setConversation(agent, id);
+    showInUrl(agent, id);
     loadHistory();
   }
   return id;
@@ -284,6 +296,93 @@ async function attach(file) {
   input.focus();
 }
 
+// Notifications (Web Push): a signed-in browser may ask to hear of answers that come while the chat is in the
+// background. The subscription is this browser's and this sign-in's: it is posted again after each sign-in (by
+// the same person), and dropped on sign-out.
+const notify = $("notify");
+const pushable = () => !embedAgent && window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+const notifyUser = {
+  get() { return localStorage.getItem("halguru.notify") || ""; },
+  set(v) { v ? localStorage.setItem("halguru.notify", v) : localStorage.removeItem("halguru.notify"); },
+};
+
+function base64url(text) {
+  const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (text.length % 4)) % 4));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function showNotify(on) { notify.setAttribute("aria-pressed", String(on)); }
+
+async function setupNotify() {
+  notify.hidden = true;
+  if (!me || !pushable()) return;
+  try { notify.dataset.key = (await (await api("/push/key")).json()).public_key; } catch { return; }  // off here
+  notify.hidden = false;
+  showNotify(false);
+  const registration = await navigator.serviceWorker.ready;
+  const subscription = await registration.pushManager.getSubscription();
+  if (!subscription || Notification.permission !== "granted" || notifyUser.get() !== me.user.id) return;
+  try {
+    await api("/push/subscriptions", { method: "POST", body: JSON.stringify(subscription.toJSON()) });
+    showNotify(true);
+  } catch { /* shown as off: a click subscribes again */ }
+}
+
+async function notificationsOn() {
+  if (await Notification.requestPermission() !== "granted") {
+    showStatus("Notifications are blocked for this site in the browser's settings.");
+    return;
+  }
+  const registration = await navigator.serviceWorker.ready;
+  const old = await registration.pushManager.getSubscription();
+  if (old) await old.unsubscribe();  // maybe someone else's, or made with another server key: a fresh one
+  const subscription = await registration.pushManager.subscribe(
+    { userVisibleOnly: true, applicationServerKey: base64url(notify.dataset.key) });
+  await api("/push/subscriptions", { method: "POST", body: JSON.stringify(subscription.toJSON()) });
+  notifyUser.set(me.user.id);
+  showNotify(true);
+  showStatus("Notifications are on: answers that come while the chat is in the background show up here.");
+}
+
+async function notificationsOff() {
+  notifyUser.set("");
+  if (!pushable() || !me) return;
+  showNotify(false);
+  const registration = await navigator.serviceWorker.getRegistration("/chat/");
+  const subscription = registration && await registration.pushManager.getSubscription();
+  if (!subscription) return;
+  await api(`/push/subscriptions?endpoint=${encodeURIComponent(subscription.endpoint)}`, { method: "DELETE" });
+  await subscription.unsubscribe();
+}
+
+notify.addEventListener("click", async () => {
+  showStatus("");
+  notify.disabled = true;
+  try {
+    if (notify.getAttribute("aria-pressed") === "true") {
+      await notificationsOff();
+      showStatus("Notifications are off.");
+    } else await notificationsOn();
+  } catch (error) {
+    showStatus(`Notifications: ${error.message}`);
+  } finally {
+    notify.disabled = false;
+  }
+});
+
+// A push arrived (the service worker asks): the window showing that conversation reloads it (unless an answer is
+// streaming in) and answers that it shows it, so no notification pops up over it.
+if (pushable()) {
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    const data = event.data || {};
+    if (data.type !== "push") return;
+    const shown = !!data.conversation && data.conversation === store.conversation(agentSelect.value)
+      && document.visibilityState === "visible";
+    if (shown && !controller) loadConversation();
+    if (event.ports[0]) event.ports[0].postMessage({ shown });
+  });
+}
+
 // Reads an SSE response, handing each event to onEvent(type, data); seen.lastId follows the events' ids.
 async function readEvents(response, onEvent, seen) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -312,6 +411,7 @@ function rethrowAbort(error) {
 function newConversation() {
   if (controller) controller.abort();
   store.setConversation(agentSelect.value, null);
+  showInUrl(null, null);
   log.replaceChildren();
   showStatus("");
   input.focus();
@@ -348,6 +448,11 @@ $("history").addEventListener("change", () => {
   loadConversation();
 });
 
+const opened = new URLSearchParams(location.search);
+if (!embedAgent && opened.get("agent") && opened.get("conversation")) {
+  localStorage.setItem("halguru.agent", opened.get("agent"));
+  store.setConversation(opened.get("agent"), opened.get("conversation"));
+}
 loadMe().then(loadAgents).then(() => input.focus());
 // Losing the network while the chat is open: say so (the status line is a live region), and clear it on return.
 window.addEventListener("offline", () => showStatus("You are offline: sending waits for the network."));

@@ -1,5 +1,6 @@
 // The web chat's service worker: it keeps the app shell (the page, its scripts, styles and icons) for offline
 // starts and NEVER caches API answers or conversations (/chat/api/*, /auth/*, /v1/* are not even looked at).
+// It also shows the server's Web Push notifications (an answer that came while the chat was in the background).
 // The server fills in VERSION (a hash of the static files): a new release installs a new cache.
 const VERSION = "__VERSION__";
 const CACHE = `halguru-shell-${VERSION}`;
@@ -40,4 +41,48 @@ self.addEventListener("fetch", (event) => {
     }
     return response;
   }).catch(() => caches.match(request).then((hit) => hit || Response.error())));
+});
+
+// A push from the server (halguru_server.push): {title, body, url, tag, conversation}. Every open window of the
+// chat hears of it (the one showing that conversation reloads it and says so); the notification is shown unless
+// a focused window answered that it shows that conversation.
+function tell(client, conversation) {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    const timer = setTimeout(() => resolve(false), 1000);  // a window that does not answer shows nothing
+    channel.port1.onmessage = (event) => { clearTimeout(timer); resolve(!!(event.data && event.data.shown)); };
+    client.postMessage({ type: "push", conversation }, [channel.port2]);
+  });
+}
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try { data = event.data ? event.data.json() : {}; } catch { data = { body: event.data ? event.data.text() : "" }; }
+  let url = new URL(typeof data.url === "string" ? data.url : "/chat/", self.location.origin);
+  if (url.origin !== self.location.origin || !url.pathname.startsWith("/chat/")) url = new URL("/chat/", self.location.origin);
+  const conversation = typeof data.conversation === "string" ? data.conversation : null;
+  event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true })
+    .then((windows) => Promise.all(windows.map((w) => tell(w, conversation)
+      .then((shown) => shown && w.focused && w.visibilityState === "visible"))))
+    .then((inFront) => {
+      if (conversation && inFront.some(Boolean)) return undefined;
+      return self.registration.showNotification(String(data.title || "halguru"), {
+        body: String(data.body || ""), tag: data.tag ? String(data.tag) : undefined, renotify: !!data.tag,
+        icon: "/chat/static/icon-192.png", data: { url: url.href },
+      });
+    }));
+});
+
+// A click on a notification: the chat window showing that conversation, else any chat window taken there, else a
+// new one.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = (event.notification.data && event.notification.data.url) || new URL("/chat/", self.location.origin).href;
+  event.waitUntil(self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {
+    const same = windows.find((w) => w.url === url);
+    if (same) return same.focus();
+    const chat = windows.find((w) => new URL(w.url).pathname.startsWith("/chat/") && "navigate" in w);
+    if (chat) return chat.navigate(url).then((w) => (w || chat).focus());
+    return self.clients.openWindow(url);
+  }));
 });
