@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
                        f"sha256 {out.sha256[:12]}); nothing published.")
             return
         typer.echo(f"Published {out.agent} v{out.version} to {url}: {files} files, {len(bundle.data):,} bytes, "
-                   f"sha256 {out.sha256[:12]}; live in {took:.0f} ms.")
+                   f"sha256 {out.sha256[:12]}; live in {took:.0f} ms (the server's checks and swap: "
+                   f"{out.live_ms or 0:.0f} ms).")
 
     app.add_typer(deployments_app, name="deployments")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from halguru.errors import HalguruError
 
+AGENT_FILE = "agent.yaml"  # as halguru.agents.loader names it (not imported: the CLI stays quick)
 MANIFEST = ".halguru-bundle.json"
 IGNORE_FILE = ".halguruignore"
 FORMAT = 1
@@ -120,13 +121,11 @@ def _entry(name: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo, 
 def make_bundle(project: Path) -> Bundle:
     """Pack the agent project at ``project`` (its folder or agent.yaml) with its manifest."""
     from halguru import __version__
-    from halguru.agents.loader import AGENT_FILE
-    from halguru.agents.spec import load_spec
 
     root = project.parent if project.name.endswith((".yaml", ".yml")) else project
     if not (root / AGENT_FILE).is_file():
         raise BundleError(f"{project}: not an agent project (a folder with {AGENT_FILE})")
-    spec = load_spec(root / AGENT_FILE)
+    spec = _spec(root / AGENT_FILE)
     files, left_out = _files(root)
     if len(files) > MAX_FILES:
         raise BundleError(f"{root}: {len(files)} files; a bundle holds at most {MAX_FILES} (add folders to "
@@ -136,9 +135,9 @@ def make_bundle(project: Path) -> Bundle:
     if total > MAX_FILES_BYTES:
         raise BundleError(f"{root}: {total // 1_000_000} MB of files; a bundle holds at most "
                           f"{MAX_FILES_BYTES // 1_000_000} MB (add large files to {IGNORE_FILE})")
-    manifest = {"format": FORMAT, "agent": spec.name, "model": spec.model, "tools": list(spec.tools),
-                "http_tools": [t.name for t in spec.http_tools], "mcp": [m.name for m in spec.mcp],
-                "knowledge": list(spec.knowledge), "halguru": __version__,
+    manifest = {"format": FORMAT, "agent": spec["name"], "model": str(spec.get("model", "")),
+                "tools": _names(spec.get("tools")), "http_tools": _names(spec.get("http_tools")),
+                "mcp": _names(spec.get("mcp")), "knowledge": _names(spec.get("knowledge")), "halguru": __version__,
                 "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in contents.items()}}
     raw = io.BytesIO()
     with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w",
@@ -151,6 +150,26 @@ def make_bundle(project: Path) -> Bundle:
         raise BundleError(f"the bundle is {len(data) // 1_000_000} MB; at most {MAX_BUNDLE_BYTES // 1_000_000} MB "
                           f"can be published (add large files to {IGNORE_FILE})")
     return Bundle(data, hashlib.sha256(data).hexdigest(), manifest, left_out)
+
+
+def _spec(path: Path) -> dict[str, Any]:
+    """What the manifest names, read from agent.yaml as plain YAML: the server checks the spec itself (and the
+    CLI stays quick: the spec's models cost most of a second to import)."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise BundleError(f"{path}: needs a name: (and the rest of an agent; `halguru validate` checks it)")
+    return spec
+
+
+def _names(value: Any) -> list[str]:
+    """Names listed in agent.yaml: strings, or mappings with a ``name`` (HTTP tools, MCP servers)."""
+    items = value if isinstance(value, list) else []
+    return [str(i.get("name")) if isinstance(i, dict) else str(i) for i in items]
 
 
 def _safe_name(name: str) -> bool:
