@@ -72,6 +72,7 @@ def push_service() -> Iterator[PushService]:
                 service.received.append(Pushed(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 service.seen.notify_all()
             self.send_response(service.status.get(self.path, 201))
+            self.send_header("location", "/push/elsewhere")  # read only with a 3xx
             self.send_header("content-length", "0")
             self.end_headers()
 
@@ -173,9 +174,15 @@ def test_a_push_is_vapid_signed_and_encrypted_for_the_browser_and_410_unsubscrib
     [stored] = server.state.store.list_push_subscriptions(ann)
     assert stored["last_success"] is not None and stored["failures"] == 0
 
+    push_service.status["/push/ann-1"] = 307  # a push service never sends the server elsewhere
+    assert server.state.pusher.notify(conv, "echo answered", "again").result(15) == 0
+    assert [p.path for p in push_service.wait(2)] == ["/push/ann-1"] * 2  # not followed to /push/elsewhere
+    [stored] = server.state.store.list_push_subscriptions(ann)
+    assert stored["failures"] == 1 and stored["last_failure"] is not None
+
     push_service.status["/push/ann-1"] = 410  # the browser unsubscribed at its push service
     assert server.state.pusher.notify(conv, "echo answered", "again").result(15) == 0
-    assert len(push_service.wait(2)) == 2
+    assert len(push_service.wait(3)) == 3
     assert server.state.store.list_push_subscriptions(ann) == []
 
 
