@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -69,47 +70,58 @@ def secret_reason(path: str, head: bytes) -> str | None:
     return None
 
 
-def _ignored(rel: str, patterns: list[str]) -> bool:
-    name = PurePosixPath(rel).name
+def _ignored(rel: str, patterns: list[str], folder: bool = False) -> bool:
+    """``.halguruignore``, the common part of .gitignore: ``name`` or ``*.log`` matches a file or folder of
+    that name anywhere, ``name/`` a folder only, and a pattern with a ``/`` inside the path from the project's
+    top (``data/raw``, ``/notes.txt``)."""
+    parts = rel.split("/")
     for pattern in patterns:
-        if pattern.endswith("/"):
-            folder = pattern.rstrip("/")
-            if rel.startswith(folder + "/") or any(fnmatch.fnmatchcase(part, folder) for part in rel.split("/")[:-1]):
+        only_folders = pattern.endswith("/")
+        pattern = pattern.strip("/")
+        if not pattern or (only_folders and not folder):
+            continue
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(rel, pattern):
                 return True
-        elif fnmatch.fnmatchcase(rel, pattern.lstrip("/")) or fnmatch.fnmatchcase(name, pattern):
+        elif fnmatch.fnmatchcase(parts[-1], pattern):
             return True
     return False
 
 
 def _files(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    """The files to pack (relative posix path, path) and the secrets left out; refuses links and unnamed keys."""
+    """The files to pack (relative posix path, path) and the secrets left out; refuses links and unnamed keys.
+    Skipped and ignored folders are not even entered (a .venv or node_modules can hold many thousand files)."""
     ignore = root / IGNORE_FILE
     patterns = [line.strip() for line in ignore.read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.lstrip().startswith("#")] if ignore.is_file() else []
     packed: list[tuple[str, Path]] = []
     left_out: list[str] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        parts = rel.split("/")
-        if any(p in SKIPPED_DIRS for p in parts[:-1]) or (path.is_dir() and parts[-1] in SKIPPED_DIRS):
-            continue
-        if path.is_symlink():
-            raise BundleError(f"{rel} is a symbolic link: a bundle holds plain files only (copy the file in, or "
-                              f"add it to {IGNORE_FILE})")
-        if path.is_dir() or any(fnmatch.fnmatchcase(parts[-1], p) for p in SKIPPED_FILES) or _ignored(rel, patterns):
-            continue
-        with path.open("rb") as f:
-            head = f.read(_SCAN_BYTES)
-        reason = secret_reason(rel, b"")
-        if reason is not None:
-            left_out.append(rel)
-            continue
-        if secret_reason(rel, head) is not None:
-            raise BundleError(f"{rel} holds a private key: secrets are never published; move it out of the "
-                              f"folder or add it to {IGNORE_FILE} (the server reads secrets from its environment "
-                              "or keyring)")
-        packed.append((rel, path))
-    return packed, left_out
+    for folder, dirs, names in os.walk(root):
+        base = Path(folder)
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS
+                         and not _ignored((base / d).relative_to(root).as_posix(), patterns, folder=True))
+        for name in sorted(names) + [d for d in dirs if (base / d).is_symlink()]:
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise BundleError(f"{rel} is a symbolic link: a bundle holds plain files only (copy the file in, "
+                                  f"or add it to {IGNORE_FILE})")
+            if any(fnmatch.fnmatchcase(name, p) for p in SKIPPED_FILES) or _ignored(rel, patterns):
+                continue
+            if secret_reason(rel, b"") is not None:
+                left_out.append(rel)
+                continue
+            with path.open("rb") as f:
+                head = f.read(_SCAN_BYTES)
+            if secret_reason(rel, head) is not None:
+                raise BundleError(f"{rel} holds a private key: secrets are never published; move it out of the "
+                                  f"folder or add it to {IGNORE_FILE} (the server reads secrets from its "
+                                  "environment or keyring)")
+            packed.append((rel, path))
+        if len(packed) > MAX_FILES:
+            raise BundleError(f"{root}: more than {MAX_FILES} files; a bundle holds at most {MAX_FILES} (add "
+                              f"folders to {IGNORE_FILE})")
+    return sorted(packed), sorted(left_out)
 
 
 def _entry(name: str, data: bytes, mode: int = 0o644) -> tuple[tarfile.TarInfo, io.BytesIO]:
@@ -127,14 +139,11 @@ def make_bundle(project: Path) -> Bundle:
         raise BundleError(f"{project}: not an agent project (a folder with {AGENT_FILE})")
     spec = _spec(root / AGENT_FILE)
     files, left_out = _files(root)
-    if len(files) > MAX_FILES:
-        raise BundleError(f"{root}: {len(files)} files; a bundle holds at most {MAX_FILES} (add folders to "
-                          f"{IGNORE_FILE})")
-    contents = {rel: path.read_bytes() for rel, path in files}
-    total = sum(len(d) for d in contents.values())
+    total = sum(path.stat().st_size for _, path in files)
     if total > MAX_FILES_BYTES:
         raise BundleError(f"{root}: {total // 1_000_000} MB of files; a bundle holds at most "
                           f"{MAX_FILES_BYTES // 1_000_000} MB (add large files to {IGNORE_FILE})")
+    contents = {rel: path.read_bytes() for rel, path in files}
     manifest = {"format": FORMAT, "agent": spec["name"], "model": str(spec.get("model", "")),
                 "tools": _names(spec.get("tools")), "http_tools": _names(spec.get("http_tools")),
                 "mcp": _names(spec.get("mcp")), "knowledge": _names(spec.get("knowledge")), "halguru": __version__,

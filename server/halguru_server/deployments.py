@@ -140,11 +140,7 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
                 record = next(d for d in state.store.list_deployments(name) if d["version"] == active[0])
                 return record, True
             folder = root() / name / sha
-            created = not (folder / AGENT_FILE).is_file()
-            if created:
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                incoming.rename(folder)
+            created = _move_in(incoming, folder)
             try:
                 agent = check_project(folder).agent  # `halguru validate`'s checks, on the server's models and tools
                 served = serve_agent(agent, state.settings.web_chat)
@@ -217,15 +213,29 @@ def _load(store: Store, web_chat: str, name: str, version: int, sha: str) -> Ser
         incoming.mkdir(parents=True)
         try:
             open_bundle(data, incoming, max(MAX_BUNDLE_BYTES, len(data)))
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            incoming.rename(folder)
+            _move_in(incoming, folder)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
     try:
         return serve_agent(load_agent(folder), web_chat)
     except HalguruError as exc:
         raise HalguruError(f"{name} v{version}: {_relative(str(exc), folder)}") from None
+
+
+def _move_in(incoming: Path, folder: Path) -> bool:
+    """Put the unpacked ``incoming`` at ``folder`` in one rename (a folder there is always whole: another
+    process sharing HALGURU_HOME may have put the same bundle there first, and then that one stays); whether
+    this call put it there."""
+    if (folder / AGENT_FILE).is_file():
+        return False
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        incoming.rename(folder)
+    except OSError:
+        if (folder / AGENT_FILE).is_file():
+            return False
+        raise
+    return True
 
 
 def _activate(state: ServerState, served: ServedAgent, record: DeploymentRecord) -> None:
