@@ -11,7 +11,7 @@ worker shows it unless a focused window of the app already shows that conversati
 - The payload is encrypted for the browser (RFC 8291, aes128gcm) and says little: a title, the first
   120 characters of the answer, the conversation's address in the web chat.
 - The server POSTs to addresses that browsers hand it: an endpoint must be https on a public host (checked
-  when subscribing, and its addresses again when sending; redirects are not followed), unless
+  when subscribing, and the address each connection reaches when sending; redirects are not followed), unless
   ``push.allow_insecure_endpoints`` (tests, a LAN) lets http and private addresses through.
 - A subscription belongs to the signed-in browser session that made it: a push for a session that was signed
   out or expired deletes it instead (the page subscribes again after the next sign-in), as does a push
@@ -36,6 +36,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 from halguru_server.errors import ApiError
 from halguru_server.settings import PushSettings
@@ -139,7 +143,7 @@ def chat_url(agent: str, conversation_id: str) -> str:
     return f"/chat/?agent={quote(agent, safe='')}&conversation={quote(conversation_id, safe='')}"
 
 
-Outcome = Literal["sent", "gone", "failed", "refused", "signed_out"]
+Outcome = Literal["sent", "gone", "failed", "signed_out"]
 
 
 class Pusher:
@@ -209,16 +213,14 @@ class Pusher:
         if not self._session_live(sub):
             self.store.delete_push_subscription(endpoint)
             return "signed_out"
-        if not self._resolves_public(endpoint):
-            self.store.record_push(endpoint, False)
-            return "refused"
         from pywebpush import WebPushException, webpush
 
         info = {"endpoint": endpoint, "keys": {"p256dh": sub["p256dh"], "auth": sub["auth"]}}
         try:
             webpush(info, json.dumps(payload), vapid_private_key=self.vapid(),
                     vapid_claims={"sub": self.subject}, ttl=self.settings.ttl, timeout=10,
-                    requests_session=_NoRedirects(), headers={"Urgency": "normal"})
+                    requests_session=_PushSession(not self.settings.allow_insecure_endpoints),
+                    headers={"Urgency": "normal"})
         except WebPushException as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (404, 410):
@@ -240,17 +242,6 @@ class Pusher:
         return (session is not None and session["revoked"] is None and session["expires"] > time.time()
                 and session["user_id"] == sub["user_id"])
 
-    def _resolves_public(self, endpoint: str) -> bool:
-        """Every address the endpoint's host has now is public (a name may have been pointed inside since)."""
-        if self.settings.allow_insecure_endpoints:
-            return True
-        parts = urlsplit(endpoint)
-        try:
-            infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError:
-            return False
-        return bool(infos) and all(_public_ip(str(info[4][0])) for info in infos)
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -263,8 +254,52 @@ def _new_pem() -> str:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
 
 
-class _NoRedirects(requests.Session):
-    """A push service answers; it never sends the server somewhere else."""
+class _PublicOnly:
+    """A connection that refuses a peer that is not a public address, checked on the connected socket itself:
+    a name pointed inside after the subscription was checked (or between a look-up and the connect) gets
+    nothing. Through a proxy, the proxy makes the connection and this check is its own."""
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        peer = str(sock.getpeername()[0])
+        if not _public_ip(peer):
+            sock.close()
+            raise NewConnectionError(self, f"refused: the push endpoint is at {peer}, "  # type: ignore[arg-type]
+                                           "not a public address")
+        return sock
+
+
+class _PublicHTTPConnection(_PublicOnly, HTTPConnection):
+    pass
+
+
+class _PublicHTTPSConnection(_PublicOnly, HTTPSConnection):
+    pass
+
+
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class _PublicAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+
+
+class _PushSession(requests.Session):
+    """How pushes go out: no redirects (a push service answers; it never sends the server elsewhere) and, unless
+    ``push.allow_insecure_endpoints``, public peers only."""
+
+    def __init__(self, public_only: bool):
+        super().__init__()
+        if public_only:
+            self.mount("https://", _PublicAdapter())
+            self.mount("http://", _PublicAdapter())
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["allow_redirects"] = False

@@ -237,11 +237,17 @@ def test_only_a_signed_in_browser_subscribes_and_hostile_input_is_refused(
     assert strict.state.store.list_push_subscriptions(ann) == []
     assert client.delete("/chat/api/push/subscriptions", params={"endpoint": good["endpoint"]}).status_code == 204
 
-    # a stored endpoint whose name now points inside (or was never public) is not posted to
-    strict.state.store.save_push_subscription("https://localhost.example.invalid/x", ann, good["keys"]["p256dh"],
-                                              good["keys"]["auth"], None)
+    # a stored endpoint whose name points inside by the time of the push is not posted to: the address each
+    # connection reaches is checked (localhost and a loopback address stand for a name re-pointed in DNS)
+    [record] = strict.state.store.list_web_sessions(ann)
+    port = push_service.url.rsplit(":", 1)[1]
+    for endpoint in (f"https://localhost:{port}/push/inside", f"http://127.0.0.1:{port}/push/inside"):
+        strict.state.store.save_push_subscription(endpoint, ann, good["keys"]["p256dh"], good["keys"]["auth"],
+                                                  record["id_hash"])
     conv = new_chat(client)
     assert strict.state.pusher.notify(conv, "t", "x").result(15) == 0
+    assert push_service.received == []
+    assert {s["failures"] for s in strict.state.store.list_push_subscriptions(ann)} == {1}
 
     off = serve(worker=False, push={"enabled": False})
     _, offs = signed_in(off, "cy@example.com")
