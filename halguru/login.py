@@ -53,15 +53,19 @@ def _write(data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _keyring() -> Any:
+def require_keyring() -> Any:
+    """The keyring module, or one line saying there is none (and what to do instead)."""
     from halguru.models.secrets import keyring_available
 
     if not keyring_available():
-        raise HalguruError(f"no keyring on this machine to keep the token in; set {TOKEN_ENV} to the API key "
-                           "instead (and pass --to URL)")
+        raise HalguruError(f"no keyring on this machine to keep the token in (install a backend such as "
+                           f"keyrings.alt, or set {TOKEN_ENV} to an API key and pass --to URL)")
     import keyring
 
     return keyring
+
+
+_keyring = require_keyring
 
 
 def save_login(url: str, token: str, who: str) -> None:

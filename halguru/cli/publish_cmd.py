@@ -52,9 +52,10 @@ def register(app: typer.Typer) -> None:
         import sys
 
         from halguru.errors import HalguruError
-        from halguru.login import save_login, server_url
+        from halguru.login import require_keyring, save_login, server_url
 
         base = server_url(url)
+        require_keyring()  # before a key is made for us on the server: nowhere to keep it is known now
         if api_key:
             token = (typer.prompt("API key", hide_input=True) if sys.stdin.isatty()
                      else sys.stdin.readline()).strip()
