@@ -218,6 +218,8 @@ def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:
         extracted = tar.extractfile(member)
         content = extracted.read() if extracted is not None else b""
         if member.name == MANIFEST:
+            if manifest is not None:
+                raise BundleError(f"the bundle holds two manifests ({MANIFEST})")
             manifest = _manifest(content)
             continue
         if member.name in seen:

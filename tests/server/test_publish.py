@@ -332,3 +332,35 @@ def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -
             assert time.monotonic() < deadline, status
             time.sleep(0.1)
         assert status["status"] == "done" and status["result"]["status"] in ("ok", "paused")
+
+
+def test_two_replicas_on_one_database_follow_each_other(store_url: str, serve, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite and on PostgreSQL: a version published on one replica is served by the other within its poll,
+    also when that replica's disk never had the unpacked folder (the bundle comes from the database)."""
+    import shutil
+
+    from halguru.config import get_settings, reset_settings
+    from halguru.deploy.bundle import make_bundle
+
+    if store_url.startswith("sqlite:"):
+        monkeypatch.setenv("HALGURU_DB_PATH", store_url.removeprefix("sqlite:"))
+    else:
+        monkeypatch.setenv("HALGURU_DATABASE_URL", store_url)
+    reset_settings()
+    first, key = serve(deployments_poll=0.2), user_key("developer")
+    shop = write_shop(tmp_path / "shop", "v1-answer")
+    with Client(first.url, key) as hg:
+        assert hg.publish(make_bundle(shop).data).version == 1
+    shutil.rmtree(get_settings().home / "deployments")  # the second replica's disk: nothing unpacked
+    second = serve(deployments_poll=0.2)
+    assert answer(second.url, key).startswith("v1-answer")
+    write_shop(shop, "v2-answer")
+    with Client(second.url, key) as hg:
+        assert hg.publish(make_bundle(shop).data).version == 2
+    deadline = time.monotonic() + 10
+    while not answer(first.url, key).startswith("v2-answer"):
+        assert time.monotonic() < deadline, "the first replica did not follow"
+        time.sleep(0.1)
+    with Client(first.url, key) as hg:
+        assert [(d.version, d.active) for d in hg.deployments("shop")] == [(2, True), (1, False)]
