@@ -33,6 +33,8 @@ class AgentOut(BaseModel):
     model: str
     tools: list[str]
     web_chat: Literal["public", "key"]
+    version: int | None = Field(default=None, description="the published version served (`halguru publish`); "
+                                                          "null: a folder given to `halguru serve`")
 
 
 class AgentList(BaseModel):
@@ -185,6 +187,7 @@ class DeploymentOut(BaseModel):
     sha256: str = Field(description="of the bundle as uploaded")
     manifest: dict[str, Any] = Field(description="files (path: sha256), model, tools, knowledge")
     published_by: str | None
+    publisher: str | None = Field(default=None, description="who published it: the user's email or name")
     created: float
     active: bool = Field(description="the version being served")
     activated: float | None

@@ -134,7 +134,7 @@ def list_deployments(agent: str | None = typer.Argument(None, help="Only this ag
     print_table(["", "AGENT", "VERSION", "SHA256", "FILES", "MODEL", "PUBLISHED", "BY"],
                 [["*" if d.active else "", d.agent, f"v{d.version}", d.sha256[:12],
                   str(len(d.manifest.get("files", {}))), str(d.manifest.get("model", "")), _when(d.created),
-                  d.published_by or "dev"] for d in rows])
+                  d.publisher or d.published_by or "dev"] for d in rows])
 
 
 @deployments_app.command()

@@ -69,7 +69,7 @@ def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOu
     spec = served.agent.spec
     model = ops.model_label(spec.model) if anonymous else spec.model
     return AgentOut(name=name, description=spec.description, model=model, tools=list(spec.tools),
-                    web_chat=served.web_chat)
+                    web_chat=served.web_chat, version=state.agents.version(name))
 
 
 @router.get("/agents", response_model=AgentList, tags=["agents"])

@@ -19,16 +19,14 @@ from halguru_server.keys import create_key, list_keys, parse_duration, revoke_ke
 def run_server(config: Path | None, **options: Any) -> None:
     import uvicorn
 
-    from halguru_server.agents import find_projects, load_agents
+    from halguru_server.agents import load_agents
     from halguru_server.app import SETTINGS_ENV, create_app
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
 
     settings = load_settings(config, **options)
     settings.check()
-    if not settings.agents:
-        settings.agents = [Path.cwd()]
-    settings.agents = find_projects(settings.agents)  # fail here, with one line, on a bad path
+    settings.agents = folders(settings)  # fail here, with one line, on a bad path
     configure_logging(settings.log_level)
     # Every project loads before the banner: a bad one fails here, in one line naming it, not after
     # "serving at". One worker serves this very app; several load their own (this load only checks).
@@ -37,7 +35,8 @@ def run_server(config: Path | None, **options: Any) -> None:
         load_agents(settings.agents, settings.web_chat)
     check_listen(settings.host, settings.port)  # a port in use is one line too, not a log after the banner
     base = f"http://{settings.host}:{settings.port}"
-    typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)\n"
+    typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
+               f"{', and the agents published to it' if settings.published_only else ''}\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
                f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics\n"
                + (f"  worker   in-process, {settings.worker_concurrency} job(s) at a time (jobs, schedules, "
@@ -54,6 +53,17 @@ def run_server(config: Path | None, **options: Any) -> None:
     else:
         assert app is not None
         uvicorn.run(app, **common)
+
+
+def folders(settings: Any) -> list[Path]:
+    """The agent projects to serve: the given paths (else this folder); none with ``published_only``."""
+    from halguru_server.agents import find_projects
+
+    if settings.published_only:
+        if settings.agents:
+            raise HalguruError("give agent folders or --published-only, not both")
+        return []
+    return find_projects(settings.agents or [Path.cwd()])
 
 
 def served_agent_names(config: Path | None = None) -> list[str]:

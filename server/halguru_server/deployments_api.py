@@ -54,7 +54,11 @@ def list_deployments(caller: Publisher, state: State,
     rows = state.store.list_deployments(agent)
     if caller.key is not None:
         rows = [r for r in rows if caller.key.allows(r["agent"])]
-    return DeploymentList(data=[DeploymentOut(**r) for r in rows])
+    names: dict[str | None, str | None] = {None: None}
+    for owner in {r["published_by"] for r in rows} - {None}:
+        user = state.store.get_user(owner[5:]) if owner and owner.startswith("user:") else None
+        names[owner] = (user["email"] or user["name"]) if user else owner
+    return DeploymentList(data=[DeploymentOut(**r, publisher=names[r["published_by"]]) for r in rows])
 
 
 @router.post("/deployments/{agent}/rollback", response_model=DeploymentOut, responses=responses(404, 409))

@@ -41,25 +41,30 @@ def serve(
     no_worker: bool = typer.Option(False, "--no-worker", help="Only the API: jobs, schedules and channel "
                                    "replies are left to `halguru worker` processes."),
     config: Path = typer.Option(None, help="YAML file of serve settings (or HALGURU_SERVE_CONFIG)."),
+    published_only: bool = typer.Option(False, "--published-only", help="No agent folders: serve only the "
+                                        "agents published to this server (`halguru publish`)."),
 ) -> None:
     """Serve agents: REST API (/v1, docs at /swagger), OpenAI-compatible API, web chat (/chat/), channel
     webhooks (/channels/) and a worker for queued jobs."""
     from halguru_server.cli import run_server
 
     run_server(config=config, agents=paths or None, host=host, port=port, workers=workers, dev=dev or None,
-               worker=False if no_worker else None)
+               worker=False if no_worker else None, published_only=published_only or None)
 
 
 def worker(
     paths: list[Path] = typer.Argument(None, help="Agent projects, or folders holding them.", show_default=False),
     concurrency: int = typer.Option(None, help="Jobs at once [default: 2]."),
     config: Path = typer.Option(None, help="YAML file of serve settings (or HALGURU_SERVE_CONFIG)."),
+    published_only: bool = typer.Option(False, "--published-only", help="No agent folders: only the agents "
+                                        "published to the server (`halguru publish`)."),
 ) -> None:
     """Run queued jobs, schedules and fetched channels (email) for these agents, without the API. Any number
     of workers (and `halguru serve` processes) can share one store."""
     from halguru_server.worker import run_worker_process
 
-    run_worker_process(config, agents=paths or None, worker_concurrency=concurrency)
+    run_worker_process(config, agents=paths or None, worker_concurrency=concurrency,
+                       published_only=published_only or None)
 
 
 @keys_app.command("create")

@@ -52,6 +52,8 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HALGURU_SERVE_", extra="forbid")
 
     agents: list[Path] = Field(default_factory=list, description="agent projects, or folders holding them")
+    published_only: bool = Field(default=False, description="serve no agent folders: only the agents published "
+                                 "to this server (`halguru publish`), a hosting server")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)

@@ -102,8 +102,9 @@ def run_worker_process(config: Any, **options: Any) -> None:
     from halguru_server.settings import load_settings
 
     settings = load_settings(config, **options)
-    if not settings.agents:
-        settings.agents = [Path.cwd()]
+    from halguru_server.cli import folders
+
+    settings.agents = folders(settings)
     configure_logging(settings.log_level)
     agents = AgentRegistry(load_agents(settings.agents, settings.web_chat))
     channels = load_all_channels(agents)

@@ -127,8 +127,11 @@ def test_publish_chat_stream_rollback_and_restart(cli, serve, tmp_path: Path, ha
     listed = cli("deployments", "list").output
     rows = [line.split() for line in listed.splitlines()[1:]]
     assert [r[:3] for r in rows] == [["*", "shop", "v2"], ["shop", "v1", rows[1][2]]]
+    assert all(r[-1] == "developer@example.com" for r in rows)
     assert "v1 is live" in cli("deployments", "rollback", "shop", "v1").output
     assert answer(server.url, key).startswith("v1-answer")
+    with Client(server.url, key) as hg:
+        assert {a.name: a.version for a in hg.agents()} == {"echo": None, "private": None, "slow": None, "shop": 1}
     monitoring = httpx.get(server.url + "/admin/monitoring/live", headers={"Authorization": f"Bearer {key}"})
     assert monitoring.status_code == 200 and f"v1 {open_store().list_deployments('shop')[-1]['sha256'][:12]}" in \
         monitoring.text  # the console's Monitoring page names the version served
@@ -228,7 +231,12 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
 
     assert "'ftp://x' is not a server URL" in cli_error("login", "ftp://x", "--api-key", input="k\n")
     assert "invalid key" in error(cli("login", server.url, "--api-key", input="hg_wrong\n", code=1))
-    assert "cannot reach http://127.0.0.1:9" in cli_error("login", "http://127.0.0.1:9", "--api-key", input="k\n")
+    # this machine has no keyring service: said before anything else happens
+    assert "no keyring on this machine" in cli_error("login", server.url, "--api-key", input="k\n")
+    with_keyring = {"PYTHON_KEYRING_BACKEND": "tests.file_keyring.FileKeyring",
+                    "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    assert "cannot reach http://127.0.0.1:9" in cli_error("login", "http://127.0.0.1:9", "--api-key", input="k\n",
+                                                          env=with_keyring)
 
     echo = tmp_path / "echo"  # a name the server was started with
     echo.mkdir()
@@ -364,3 +372,40 @@ def test_two_replicas_on_one_database_follow_each_other(store_url: str, serve, t
         time.sleep(0.1)
     with Client(first.url, key) as hg:
         assert [(d.version, d.active) for d in hg.deployments("shop")] == [(2, True), (1, False)]
+
+
+def test_a_hosting_server_serves_only_published_agents(cli_error, halguru_cmd, subprocess_env,
+                                                       tmp_path: Path) -> None:
+    """`halguru serve --published-only` (a real process) starts with no agent folder, takes a publish and serves
+    it; folders and --published-only together are refused in one line."""
+    import subprocess
+
+    from halguru.deploy.bundle import make_bundle
+    from tests.server.conftest import free_port
+
+    key = user_key("developer")
+    port = free_port()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    server = subprocess.Popen([*halguru_cmd, "serve", "--published-only", "--port", str(port)], cwd=empty,
+                              env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.stderr else ""
+            time.sleep(0.1)
+        with Client(url, key) as hg:
+            assert hg.agents() == []
+            assert hg.publish(make_bundle(write_shop(tmp_path / "shop", "hosted")).data).version == 1
+            assert [a.name for a in hg.agents()] == ["shop"]
+        assert answer(url, key).startswith("hosted")
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "give agent folders or --published-only, not both" in cli_error("serve", str(empty), "--published-only")

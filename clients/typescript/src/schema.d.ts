@@ -1245,6 +1245,11 @@ export interface components {
             /** Tools */
             tools: string[];
             /**
+             * Version
+             * @description the published version served (`halguru publish`); null: a folder given to `halguru serve`
+             */
+            version?: number | null;
+            /**
              * Web Chat
              * @enum {string}
              */
@@ -1447,6 +1452,11 @@ export interface components {
             };
             /** Published By */
             published_by: string | null;
+            /**
+             * Publisher
+             * @description who published it: the user's email or name
+             */
+            publisher?: string | null;
             /**
              * Sha256
              * @description of the bundle as uploaded
