@@ -27,7 +27,8 @@ def test_agents_are_listed_and_described(client: httpx.Client) -> None:
     names = [a["name"] for a in client.get("/v1/agents").json()["data"]]
     assert names == ["echo", "private", "slow"]
     echo = client.get("/v1/agents/echo").json()
-    assert echo == {"name": "echo", "description": "echoes", "model": "scripted", "tools": [], "web_chat": "public"}
+    assert echo == {"name": "echo", "description": "echoes", "model": "scripted", "tools": [], "web_chat": "public",
+                    "version": None}  # None: a folder given to `halguru serve`, not a published version
     assert client.get("/v1/agents/private").json()["web_chat"] == "key"  # the documented default
 
 
