@@ -174,7 +174,10 @@ def rollback(state: ServerState, principal: Principal, name: str, version: int) 
 def sync(state: ServerState) -> list[str]:
     """Serve each agent's active version as the store says (another replica published or rolled back); the
     agents swapped. A version that fails to load is logged and the agent keeps its current one."""
-    return sync_registry(state.store, state.agents, state.settings.web_chat, state.channels)
+    swapped = sync_registry(state.store, state.agents, state.settings.web_chat, state.channels)
+    for name in swapped:
+        _label_tools(state, state.agents[name])
+    return swapped
 
 
 def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
@@ -241,8 +244,16 @@ def _move_in(incoming: Path, folder: Path) -> bool:
 def _activate(state: ServerState, served: ServedAgent, record: DeploymentRecord) -> None:
     state.agents.swap(served, Deployed(record["version"], record["sha256"]))
     _channels(state.channels, served)
+    _label_tools(state, served)
     log.info("agent version live", extra={"fields": {"agent": served.name, "version": record["version"],
                                                      "sha256": record["sha256"][:12]}})
+
+
+def _label_tools(state: ServerState, served: ServedAgent) -> None:
+    """The agent's tools become metric label values (bounded: only tools agents declare), like a folder's."""
+    from halguru_server.app import declared_tools
+
+    state.metrics.tools = state.metrics.tools | declared_tools(served.agent)
 
 
 def _channels(channels: dict[str, dict[str, Channel]], served: ServedAgent) -> None:
