@@ -411,3 +411,28 @@ def test_a_hosting_server_serves_only_published_agents(cli_error, halguru_cmd, s
         server.terminate()
         server.wait(30)
     assert "give agent folders or --published-only, not both" in cli_error("serve", str(empty), "--published-only")
+
+
+def test_the_console_lists_versions_and_serves_another(serve, tmp_path: Path) -> None:
+    """/admin/deployments: every version, the served one marked; "Serve v1" rolls back like the CLI (audited)."""
+    from halguru.deploy.bundle import make_bundle
+
+    server, key = serve(), user_key("developer")
+    shop = tmp_path / "shop"
+    with Client(server.url, key) as hg:
+        for says in ("v1-answer", "v2-answer"):
+            hg.publish(make_bundle(write_shop(shop, says)).data)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        page = http.get("/admin/deployments")
+        assert page.status_code == 200 and 'data-deployment="shop-2"' in page.text
+        assert page.text.count(">served<") == 1 and "Serve v1" in page.text and "Serve v2" not in page.text
+        done = http.post("/admin/deployments/shop/rollback", data={"version": "1"})
+        assert done.status_code == 303 and "shop+v1+is+served" in done.headers["location"]
+        missing = http.post("/admin/deployments/shop/rollback", data={"version": "9"})
+        assert "no+version+9" in missing.headers["location"]
+        assert 'href="/admin/deployments"' in http.get("/admin").text  # in the navigation of a developer
+    assert answer(server.url, key).startswith("v1-answer")
+    assert [e["action"] for e in open_store().list_audit(action="agent.")] == ["agent.rollback"] + ["agent.publish"] * 2
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {user_key('operator')}"}) as http:
+        assert http.get("/admin/deployments").status_code == 403
+        assert 'href="/admin/deployments"' not in http.get("/admin").text
