@@ -1,6 +1,7 @@
 """The whole hosted flow with real processes and a real browser: `halguru login URL` (the CLI as a subprocess)
 prints a code, a developer signed in to the server in headless Chromium approves it on /auth/device, the CLI
-keeps the key in its keyring, then `halguru publish` and `halguru deployments list` as subprocesses use it."""
+keeps the key in its keyring, then `halguru publish` and `halguru deployments list` as subprocesses use it; the
+console's Deployments page in the same browser serves v1 again."""
 
 from __future__ import annotations
 
@@ -81,6 +82,18 @@ def test_device_login_in_chromium_then_publish_with_the_cli(accounts_server, bro
     with Client(accounts.url, token) as hg:
         assert hg.send(hg.new_conversation("shop").id, "hi").output == "shop v1 here"
     print(f"publish-to-live with the CLI as a process: {(time.perf_counter() - started) * 1000:.0f} ms")
+    (shop / "a.yaml").write_text(yaml.safe_dump(["shop v2 here"]))
+    again = subprocess.run([*halguru_cmd, "publish", str(shop)], env=env, capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr
     listed = subprocess.run([*halguru_cmd, "deployments", "list"], env=env, capture_output=True, text=True,
                             timeout=60)
-    assert listed.returncode == 0 and re.search(r"\*\s+shop\s+v1\b", listed.stdout), listed.stdout
+    assert listed.returncode == 0 and re.search(r"\*\s+shop\s+v2\b", listed.stdout), listed.stdout
+    assert "dev@example.com" in listed.stdout
+
+    # the console, in the same signed-in browser: serve v1 again
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{accounts.url}/admin/deployments")
+    page.get_by_role("button", name="Serve v1").click()
+    expect(page.get_by_role("status")).to_contain_text("shop v1 is served", timeout=20_000)
+    with Client(accounts.url, token) as hg:
+        assert hg.send(hg.new_conversation("shop").id, "hi").output == "shop v1 here"
