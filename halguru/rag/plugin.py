@@ -11,6 +11,7 @@ from halguru.plugins.hookspecs import hookimpl
 def register_embedders(register: Any) -> None:
     from halguru.rag.embedders import (
         LlamaCppEmbedder,
+        MiniLMEmbedder,
         OpenAIEmbedder,
         SentenceTransformersEmbedder,
         WordLlamaEmbedder,
@@ -18,5 +19,6 @@ def register_embedders(register: Any) -> None:
 
     register("wordllama", WordLlamaEmbedder)
     register("llama-cpp", LlamaCppEmbedder)
+    register("minilm", MiniLMEmbedder)
     register("sentence-transformers", SentenceTransformersEmbedder)
     register("openai", OpenAIEmbedder)

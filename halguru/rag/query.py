@@ -5,10 +5,11 @@ the first results do not depend on how many were asked for: the top 5 of ``-k 5`
 Each candidate is scored on both sides where it can be: a full-text candidate's cosine similarity is computed
 from its stored vector, so a chunk found by one list is not at a loss for being missed by the other. The two
 scores are normalised over the pool (min-max) and mixed with the weight of ``Fusion`` chosen on the dev splits of
-scripts/bench/bench_kb.py, so a full-text match far ahead of the rest keeps its lead (equal-weight reciprocal
-rank fusion, the former default, let a weak vector list outvote it). The full-text score is divided by the best
-one in the pool, the cosine is min-max normalised. Then each document's best chunk comes before its second one
-(``per_source``): the first results are as many documents as possible, the other chunks of each follow.
+scripts/bench/bench_kb.py for the base's embedder (``default_fusion``), so a full-text match far ahead of the
+rest keeps its lead (equal-weight reciprocal rank fusion, the former default, let a weak vector list outvote it).
+The full-text score is divided by the best one in the pool, the cosine is min-max normalised. Then each
+document's best chunk comes before its second one (``per_source``): the first results are as many documents as
+possible, the other chunks of each follow.
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -42,6 +43,17 @@ class Fusion:
 
 
 DEFAULT_FUSION = Fusion()
+# The full-text share that scored best on the dev splits, per embedder: a transformer's vectors understand
+# paraphrase, so they get more of the say than static ones (which the full-text side has to make up for).
+FTS_WEIGHTS = {"minilm": 0.2, "sentence-transformers": 0.2}
+DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
+
+
+def default_fusion(embedder: str) -> Fusion:
+    """How hybrid search mixes its lists for a base built with ``embedder`` (its name, without the argument)."""
+    name = embedder.partition(":")[0]
+    return Fusion(fts_weight=FTS_WEIGHTS.get(name, DEFAULT_FUSION.fts_weight),
+                  doc_weight=DOC_WEIGHTS.get(name, DEFAULT_FUSION.doc_weight))
 
 
 @dataclass
@@ -211,7 +223,7 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     vector = kb.embedder(embedder).embed([query])[0] if mode != "fts" else None
     notes: list[str] = []
     try:
-        rows = _rows(kb, query, vector, k, mode, where, fusion or DEFAULT_FUSION, notes)
+        rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
         if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
             raise _empty(kb) from None

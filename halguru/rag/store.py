@@ -100,7 +100,7 @@ class KnowledgeBase:
     @classmethod
     def create(cls, name: str, embedder: str | None = None, chunk_size: int = 256, chunk_overlap: int = 32,
                exist_ok: bool = False) -> KnowledgeBase:
-        from halguru.rag.embedders import DEFAULT_EMBEDDER, get_embedder
+        from halguru.rag.embedders import PROFILES, default_embedder, get_embedder
 
         if not NAME_PATTERN.match(name):
             raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.'")
@@ -112,7 +112,7 @@ class KnowledgeBase:
                                  f"`halguru kb ingest {name} PATH` or drop it with `halguru kb drop {name}`")
         if chunk_size < 16 or not 0 <= chunk_overlap < chunk_size:
             raise KnowledgeError("chunk size must be ≥ 16 tokens and overlap between 0 and the size")
-        model = get_embedder(embedder or DEFAULT_EMBEDDER)
+        model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap)
         folder.mkdir(parents=True, exist_ok=True)
         from halguru.rag.lean_import import lancedb

@@ -6,7 +6,8 @@ document(s), split into dev (tune here) and test (report only). For each set and
 nDCG@10 of every configuration (full-text, vector, hybrid fusions), against plain BM25 over whole documents
 measured in the same run. Embedders: the default, or those named in HALGURU_BENCH_KB_EMBEDDERS (comma
 separated, e.g. ``wordllama,sentence-transformers``); HALGURU_BENCH_KB_SETS picks sets and
-HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens).
+HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens); HALGURU_BENCH_KB_PAGES smaller corpora
+(``pydoc=80,man=80,code=60``: the answering documents first, then as many others).
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ def _configs() -> dict[str, object]:
     for w in (0.3, 0.5):
         for n in (1, 2):
             configs[f"score fts {w} max {n}/doc"] = Fusion("score", w, per_source=n)
+    for w in (0.2, 0.4, 0.6, 0.7):  # one chunk per document first (the default's diversification), other weights
+        configs[f"score fts {w} max 1/doc"] = Fusion("score", w, per_source=1)
+    configs["score fts 0.4 doc 0.2 max 1/doc"] = Fusion("score", 0.4, doc_weight=0.2, per_source=1)
+    configs["vector max 1/doc"] = Fusion("score", 0.0, per_source=1)
+    for w in (0.1, 0.15, 0.25):
+        configs[f"score fts {w} max 1/doc"] = Fusion("score", w, per_source=1)
+    for d in (0.1, 0.2):
+        configs[f"score fts 0.2 doc {d} max 1/doc"] = Fusion("score", 0.2, doc_weight=d, per_source=1)
+    configs["rrf fts 0.3 k60 max 1/doc"] = Fusion("rrf", 0.3, per_source=1)
     return configs
 
 
@@ -78,9 +88,10 @@ def _print_row(label: str, figures: tuple[float, float, float]) -> None:
 
 def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
     from halguru import rag
-    from halguru.rag.query import DEFAULT_FUSION
+    from halguru.rag.query import default_fusion
 
-    folder, labels = build(set_name, 60 if quick else PAGES[set_name])
+    pages = dict(item.split("=") for item in os.environ.get("HALGURU_BENCH_KB_PAGES", "").split(",") if "=" in item)
+    folder, labels = build(set_name, int(pages.get(set_name, 60 if quick else PAGES[set_name])))
     if not labels:
         print(f"\n{set_name}: no documents on this machine (man pages or man itself missing?); set skipped")
         return []
@@ -102,7 +113,7 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
         for name, ranked in _rankings(kb, questions, labels).items():
             figures = scores(ranked)
             _print_row(name, figures)
-            default = _configs()[name] == DEFAULT_FUSION
+            default = _configs()[name] == default_fusion(emb)
             if part == "test" and (default or name in {"fts", "vector"}):
                 label = "hybrid (default)" if default else name
                 results.append(Result("kb", f"recall@5 {set_name} test {label} ({emb})", figures[0], "",

@@ -14,7 +14,7 @@ from halguru.rag.indexer import ingest_lock
 
 def test_ingest_every_file_type_and_search_each_mode(docs, halguru_home):
     kb = rag.create("docs")
-    assert kb.meta.embedder == "wordllama" and kb.meta.dimension == 256
+    assert kb.meta.embedder == "minilm" and kb.meta.dimension == 384
     assert (halguru_home / "knowledge" / "docs" / "meta.json").is_file()
     summary = rag.ingest("docs", [docs])
     assert sorted(summary.added) == ["docs/faq.txt", "docs/guide.md", "docs/page.html", "docs/report.pdf",
@@ -85,7 +85,7 @@ def test_cli_create_ingest_search_list_show_optimize_drop(cli, docs):
     text = cli("kb", "search", "team", "refunds", "--mode", "fts", "-k", "1").output
     assert "[1] docs/faq.txt" in text and "Refunds take fourteen days" in text
     listing = cli("kb", "list").output
-    assert "team" in listing and "wordllama" in listing and " 5 " in listing and "KB" in listing
+    assert "team" in listing and "minilm" in listing and " 5 " in listing and "KB" in listing
     assert "docs/report.pdf" in cli("kb", "show", "team").output
     assert "Optimized team" in cli("kb", "optimize", "team").output
     assert "Kept." in cli("kb", "drop", "team", input="n\n", code=1).output

@@ -83,6 +83,8 @@ def _render_man(path: str) -> tuple[str, str]:
 
 def _man(folder: Path, pages: int) -> None:
     listed = (Path(__file__).parent / "man_pages.txt").read_text().split()
+    labelled = set(_labels("man"))  # the answering pages first, so that a smaller corpus still holds them
+    listed = sorted(listed, key=lambda p: Path(p).name.rsplit(".", 2)[0] not in labelled)
     present = [p for p in listed if Path(p).exists()][:pages] if shutil.which("man") and shutil.which("col") else []
     with ThreadPoolExecutor(4) as pool:
         for page, text in pool.map(_render_man, present):
