@@ -19,10 +19,15 @@ Invariants:
   Requests beyond the slots wait in arrival order (the server's gate in front is fair across clients).
 
 Everything llama.cpp is touched from the worker thread only; ``submit`` and ``stats`` are thread-safe.
+
+The GIL: every ctypes call releases it, and taking it back from a busy event loop can wait a switch
+interval (5 ms). So sampling (tens of microseconds) keeps it (``_KeepGIL``), and what a step produces for
+the event loops (tokens, ends) is posted once per step and loop (``post``), not once per token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -143,6 +148,8 @@ class LlamaEngine:
         self._batch_threads = 0  # what the context uses for batches now
         self._generating_threads = ThreadChoice(1, 1)  # for steps that only generate, set at load
         self._prompt_threads = ThreadChoice(1, 1)  # for steps that evaluate prompt tokens
+        self._posts: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any, threading.Event]]] = {}
+        self._sample_keeping_gil: Any = None
 
     # -- any thread ------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -151,6 +158,21 @@ class LlamaEngine:
                 self._thread = threading.Thread(target=self._work, name=f"llama:{self.name}", daemon=True)
                 self._thread.start()
         self._jobs.put(job)
+
+    def post(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], item: Any,
+             cancelled: threading.Event) -> None:
+        """Hand ``item`` to ``deliver`` on ``loop`` (worker thread): sent with the step's other items in one
+        wake-up of that loop. If the loop is gone, nobody listens: ``cancelled`` is set."""
+        self._posts.setdefault(loop, []).append((deliver, item, cancelled))
+
+    def _send_posts(self) -> None:
+        posts, self._posts = self._posts, {}
+        for loop, items in posts.items():
+            try:
+                loop.call_soon_threadsafe(_deliver_all, items)
+            except RuntimeError:  # the loop is closed (its run ended early and asyncio.run returned)
+                for _, _, cancelled in items:
+                    cancelled.set()
 
     def stats(self) -> dict[str, float]:
         """Plain numbers for metrics: slots in use, batch sizes, aggregate tokens/s, prefill vs decode time."""
@@ -289,9 +311,9 @@ class LlamaEngine:
         llama_cpp.llama_sampler_free(chain)
 
     def sample(self, chain: Any, index: int) -> int:
-        import llama_cpp
-
-        return int(llama_cpp.llama_sampler_sample(chain, self.ctx, index))
+        if self._sample_keeping_gil is None:
+            self._sample_keeping_gil = _keeping_gil("llama_sampler_sample")
+        return int(self._sample_keeping_gil(chain, self.ctx, index))
 
     def logits(self, index: int) -> Any:
         """The logits at batch ``index`` as a numpy array (valid until the next step)."""
@@ -304,6 +326,7 @@ class LlamaEngine:
     def _work(self) -> None:
         while True:
             try:
+                self._send_posts()  # before waiting for work: nothing produced may sit here
                 self._take_jobs(block=not any(s.job is not None for s in self._slots))
                 self._drop_cancelled()
                 self._admit()
@@ -577,6 +600,23 @@ class LlamaEngine:
             llama_cpp.llama_memory_seq_rm(self._memory(), s.seq, -1, -1)
             s.tokens, s.key = [], None
         return bool(idle)
+
+
+def _deliver_all(items: list[tuple[Callable[[Any], None], Any, threading.Event]]) -> None:
+    for deliver, item, _ in items:
+        deliver(item)
+
+
+def _keeping_gil(name: str) -> Any:
+    """llama.cpp's function ``name`` called without releasing the GIL (ctypes.PyDLL), for calls far shorter
+    than the wait to take the GIL back; same signature as llama-cpp-python's binding."""
+    import llama_cpp.llama_cpp as bindings
+
+    lib = bindings._lib
+    function = getattr(ctypes.PyDLL(lib._name, handle=lib._handle), name)
+    binding = getattr(bindings, name)
+    function.argtypes, function.restype = binding.argtypes, binding.restype
+    return function
 
 
 def _adder(chain: Any) -> Callable[[Any], None]:

@@ -117,8 +117,10 @@ async def _one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: i
 
 async def _load(url: str, model: str, streams: int, max_tokens: int) -> float:
     """N streams at once; aggregate completion tokens/s over the wall time of the whole load."""
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=32)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         await _one(client, model, PROMPTS[0], 8)  # warm: the model is loaded, the weights paged in
+    # new connections for the load: llama-server may close an idle keep-alive one as a request goes out on it
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=32)) as client:
         started = time.perf_counter()
         tokens = await asyncio.gather(*(_one(client, model, PROMPTS[i % len(PROMPTS)], max_tokens)
                                         for i in range(streams)))
