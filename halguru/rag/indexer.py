@@ -283,8 +283,9 @@ def reindex(name: str, embedder: str, progress: Progress | None = None) -> Inges
     if missing:
         raise KnowledgeError(f"cannot re-index {name!r}: {len(missing)} source files are gone (e.g. {missing[0]}); "
                              "drop it and ingest again")
-    from halguru.rag.embedders import get_embedder
+    from halguru.rag.embedders import PROFILES, get_embedder
 
+    embedder = PROFILES.get(embedder, embedder)  # `fast`: the base records wordllama itself
     get_embedder(embedder)  # fails here, before anything is dropped, if the new embedder cannot load
     roots: list[Path] = []
     for path, (source, _) in old.documents().items():

@@ -43,6 +43,8 @@ def test_fast_profile_and_bases_keep_their_embedder(docs, cli):
         assert rag.search(name, "How do I install halguru?", k=1)[0].citation == "docs/guide.md#Install"
     with pytest.raises(KnowledgeError, match="kb reindex quick --embedder minilm"):
         rag.search("quick", "install", embedder="minilm")
+    assert "5 added" in cli("kb", "reindex", "deep", "--embedder", "fast").output
+    assert {i.name: i.embedder for i in rag.list_bases()}["deep"] == "wordllama"
     hits = [json.loads(line) for line in cli("kb", "search", "deep", "what does it cost per month", "--json",
                                              "-k", "1").output.splitlines()]
     assert hits[0]["source"] == "docs/page.html"
