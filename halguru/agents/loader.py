@@ -83,7 +83,7 @@ class Agent:
         from halguru.rag.agent import KnowledgeRetriever
 
         r = self.spec.retrieval
-        return KnowledgeRetriever(self.spec.knowledge, self.path, self.spec.name, r.top_k, r.search)
+        return KnowledgeRetriever(self.spec.knowledge, self.path, self.spec.name, r.top_k, r.search, r.embedder)
 
     @property
     def instructions(self) -> str:

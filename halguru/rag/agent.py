@@ -71,10 +71,11 @@ class _Synced:
 _SYNCED: dict[tuple[str, str], _Synced] = {}
 
 
-def sync_folder(name: str, folder: Path) -> None:
-    """Bring base ``name`` up to date with ``folder`` if the folder changed since the last call."""
+def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
+    """Bring base ``name`` up to date with ``folder`` if the folder changed since the last call; ``embedder``
+    (the agent's ``retrieval.embedder``): the base is made with it, and rebuilt if it was made with another."""
     from halguru.rag.loaders import fingerprint
-    from halguru.rag.store import META_FILE, KnowledgeBase, knowledge_root
+    from halguru.rag.store import META_FILE, knowledge_root
 
     base = knowledge_root() / name
     key = (str(base), str(folder))
@@ -88,10 +89,25 @@ def sync_folder(name: str, folder: Path) -> None:
             return
         from halguru.rag.indexer import ingest
 
-        summary = ingest(KnowledgeBase.create(name, exist_ok=True), [folder], prune=True, wait=True)
+        summary = ingest(_base(name, embedder), [folder], prune=True, wait=True)
         problems = frozenset(summary.skipped + summary.warnings)
         _warn_skipped(folder, problems - (state.warned if state is not None else frozenset()))
         _SYNCED[key] = _Synced(stamp, time.monotonic(), problems)
+
+
+def _base(name: str, embedder: str | None) -> Any:
+    """The folder's base, made with ``embedder``; one made with another is rebuilt (a folder's base holds
+    nothing but what the folder gives it again)."""
+    from halguru.rag.embedders import PROFILES, get_embedder
+    from halguru.rag.indexer import ingest_lock
+    from halguru.rag.store import KnowledgeBase
+
+    kb = KnowledgeBase.create(name, embedder, exist_ok=True)
+    if embedder is not None and kb.meta.embedder != get_embedder(PROFILES.get(embedder, embedder)).name:
+        with ingest_lock(kb):
+            kb.drop()
+            kb = KnowledgeBase.create(name, embedder)
+    return kb
 
 
 def _warn_skipped(folder: Path, problems: frozenset[tuple[str, str]]) -> None:
@@ -113,8 +129,9 @@ class KnowledgeRetriever:
     """The knowledge bases of one agent, resolved lazily on the first retrieval."""
 
     def __init__(self, entries: list[str], folder: Path | None, agent_name: str, top_k: int = 4,
-                 mode: Mode = "hybrid"):
+                 mode: Mode = "hybrid", embedder: str | None = None):
         self.entries = entries
+        self.embedder = embedder
         self.folder = folder
         self.agent_name = agent_name
         self.top_k = top_k
@@ -127,7 +144,7 @@ class KnowledgeRetriever:
             self._resolved = [self.resolve(entry) for entry in self.entries]
         for name, folder in self._resolved:
             if folder is not None:
-                sync_folder(name, folder)
+                sync_folder(name, folder, self.embedder)
         return [name for name, _ in self._resolved]
 
     def resolve(self, entry: str) -> tuple[str, Path | None]:

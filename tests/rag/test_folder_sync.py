@@ -77,3 +77,21 @@ def test_folders_are_checked_at_most_every_recheck_interval(project: Path, monke
     assert "zebra-42" not in texts(agent, "where do visitors park")  # within the interval: no re-scan
     monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
     assert "zebra-42" in texts(agent, "where do visitors park")
+
+
+def test_retrieval_embedder_picks_the_folder_bases_embedder_and_a_change_rebuilds_it(write_agent) -> None:
+    folder = write_agent("name: quick\nmodel: scripted\nknowledge: [notes]\n"
+                         "retrieval: {mode: auto, top_k: 3, embedder: fast}\n")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "cat.md").write_text("# Cat\n\nThe office cat is called Pixel.\n", encoding="utf-8")
+    agent = load_agent(folder)
+    assert "Pixel" in texts(agent, "office cat name")
+    assert rag.open_base("quick-notes").info().embedder == "wordllama"  # fast: recorded as what it is
+
+    (folder / "agent.yaml").write_text("name: quick\nmodel: scripted\nknowledge: [notes]\n"
+                                       "retrieval: {mode: auto, top_k: 3, embedder: minilm}\n")
+    rag_agent.forget_synced()  # as a new process would
+    agent = load_agent(folder)
+    assert "Pixel" in texts(agent, "office cat name")
+    info = rag.open_base("quick-notes").info()
+    assert info.embedder == "minilm" and info.documents == 1

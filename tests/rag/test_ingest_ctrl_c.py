@@ -22,7 +22,7 @@ def notes(tmp_path: Path) -> Path:
     for i in range(300):
         (folder / f"n{i}.md").write_text(f"# Note {i}\n\n" + " ".join(rng.choice(WORDS) for _ in range(3000)))
     (folder.parent / "agent.yaml").write_text(
-        "name: kb\nmodel: scripted\nknowledge: [notes]\nretrieval: {mode: auto, top_k: 3}\n")
+        "name: kb\nmodel: scripted\nknowledge: [notes]\nretrieval: {mode: auto, top_k: 3, embedder: fast}\n")
     return folder
 
 
