@@ -19,6 +19,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+# POST /v1/deployments takes a bundle (application/gzip): fuzzed as raw bytes, as application/octet-stream is
+schemathesis.serializer.alias("application/gzip", "application/octet-stream")
+
 
 def test_api_survives_fuzzing(serve, api_key) -> None:
     server = serve()
