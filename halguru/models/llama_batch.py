@@ -145,7 +145,8 @@ class LlamaEngine:
         self._pieces: dict[int, bytes] = {}  # bounded by the vocabulary
         self._eog: dict[int, bool] = {}
         self._threads = (1, 1)  # (one token, a batch), set at load
-        self._batch_threads = 0  # what the context uses for batches now
+        self._context_threads = (0, 0)  # what the context uses now: (one-token steps, batches)
+        self._single_threads = ThreadChoice(1, 1)  # for one-token steps (a lone stream), set at load
         self._generating_threads = ThreadChoice(1, 1)  # for steps that only generate, set at load
         self._prompt_threads = ThreadChoice(1, 1)  # for steps that evaluate prompt tokens
         self._posts: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any, threading.Event]]] = {}
@@ -219,6 +220,7 @@ class LlamaEngine:
         self._threads = (self.n_threads or max(cpus // 2, 1), self.n_threads or cpus)
         params.n_threads, params.n_threads_batch = self._threads
         self._generating_threads, self._prompt_threads = ThreadChoice(*self._threads), ThreadChoice(*self._threads)
+        self._single_threads = ThreadChoice(*self._threads)
         params.no_perf = True
         # As llama-cpp-python's Llama sets it: the same kernels, so a stream gives the text it gave before
         # batching (the flash-attention path rounds differently).
@@ -546,9 +548,12 @@ class LlamaEngine:
 
         last = self._fill(parts)
         n = sum(len(chunk) for _, chunk in parts)
-        # llama.cpp runs a one-token step on the one-token thread count; a batch gets what was measured best
-        threads = choice.choose() if n > 1 else self._threads[0]
-        self._use_threads(threads)
+        # llama.cpp runs a one-token step on its one-token thread count, a batch on its batch count: each is
+        # what was measured best for that kind of step (a lone stream's steps are one token)
+        if n == 1:
+            choice = self._single_threads
+        threads = choice.choose()
+        self._use_threads(threads, one_token=n == 1)
         started = time.perf_counter()
         result = llama_cpp.llama_decode(self.ctx, self._batch)
         if result == 1 and self._evict_idle():  # no room in the KV cache: drop warm sequences, try again
@@ -561,8 +566,7 @@ class LlamaEngine:
                 self._fail(slot, ModelError(f"llama.cpp could not decode a batch (code {result}) on "
                                             f"{self.path.name}; the context may be full (HALGURU_LLAMA_N_CTX)"))
             return
-        if n > 1:
-            choice.record(threads, n, elapsed)
+        choice.record(threads, n, elapsed)
         self._count(parts, elapsed)
         for (slot, chunk), index in zip(parts, last, strict=True):
             slot.tokens.extend(chunk)
@@ -570,12 +574,14 @@ class LlamaEngine:
             if not slot.pending and slot.job is not None:
                 self._resume(slot, index)
 
-    def _use_threads(self, batch_threads: int) -> None:
+    def _use_threads(self, threads: int, one_token: bool) -> None:
         import llama_cpp
 
-        if batch_threads != self._batch_threads:
-            llama_cpp.llama_set_n_threads(self.ctx, self._threads[0], batch_threads)
-            self._batch_threads = batch_threads
+        one, batch = self._context_threads
+        wanted = (threads, batch or self._threads[1]) if one_token else (one or self._threads[0], threads)
+        if wanted != self._context_threads:
+            llama_cpp.llama_set_n_threads(self.ctx, *wanted)
+            self._context_threads = wanted
 
     def _count(self, parts: list[tuple[Slot, list[int]]], elapsed: float) -> None:
         s = self._stats
