@@ -207,6 +207,15 @@ def _load(store: Store, web_chat: str, name: str, version: int, sha: str) -> Ser
     """The stored version as a ServedAgent, unpacking its bundle from the store if this disk lacks it."""
     from halguru.agents.loader import load_agent
 
+    folder = _unpacked(store, name, version, sha)
+    try:
+        return serve_agent(load_agent(folder), web_chat)
+    except HalguruError as exc:
+        raise HalguruError(f"{name} v{version}: {_relative(str(exc), folder)}") from None
+
+
+def _unpacked(store: Store, name: str, version: int, sha: str) -> Path:
+    """The version's folder on this disk, unpacked from the store's bundle if missing."""
     folder = root() / name / sha
     if not (folder / AGENT_FILE).is_file():
         data = store.deployment_bundle(name, version)
@@ -219,10 +228,19 @@ def _load(store: Store, web_chat: str, name: str, version: int, sha: str) -> Ser
             _move_in(incoming, folder)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
-    try:
-        return serve_agent(load_agent(folder), web_chat)
-    except HalguruError as exc:
-        raise HalguruError(f"{name} v{version}: {_relative(str(exc), folder)}") from None
+    return folder
+
+
+def unpack_for(store: Store, agent: str, path: str) -> None:
+    """A paused run's published version (``path``: its folder) on this disk, so any replica can resume it: one
+    that never served that version unpacks it from the store. Nothing for a folder agent's path."""
+    folder = Path(path)
+    if folder.parent.resolve() != (root() / agent).resolve() or (folder / AGENT_FILE).is_file():
+        return
+    for record in store.list_deployments(agent):
+        if record["sha256"] == folder.name:
+            _unpacked(store, agent, record["version"], record["sha256"])
+            return
 
 
 def _move_in(incoming: Path, folder: Path) -> bool:

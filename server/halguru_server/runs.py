@@ -65,8 +65,12 @@ def _ours(state: ServerState, agent: str, path: str | None, need_path: bool) -> 
     if served is None or (path is None and need_path):
         return None
     if path is not None and (served.agent.path is None or Path(path).resolve() != served.agent.path.resolve()):
-        # a published agent's earlier version (`halguru publish` since the run paused) continues on the current one
-        return served if _published_version_of(agent, path) else None
+        # a published agent's earlier version (`halguru publish` since the run paused) continues on its version
+        if not _published_version_of(agent, path):
+            return None
+        from halguru_server.deployments import unpack_for
+
+        unpack_for(state.store, agent, path)  # a replica that never served that version has it from the store
     return served
 
 

@@ -344,6 +344,36 @@ def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -
         assert status["status"] == "done" and status["result"]["status"] in ("ok", "paused")
 
 
+def test_a_paused_runs_version_missing_on_this_disk_comes_from_the_store(cli, serve, tmp_path: Path,
+                                                                         halguru_home: Path) -> None:
+    """A replica that never unpacked the version a run paused on (here: its folder removed after v2 was
+    published) still resumes it on that version: the bundle comes from the store."""
+    import shutil
+
+    server = serve()
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop = write_shop(tmp_path / "shop", "v1")
+    spec = yaml.safe_load((shop / "agent.yaml").read_text())
+    (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "approvals": ["lookup"]}))
+    (shop / "answers.yaml").write_text(yaml.safe_dump([
+        {"tool_calls": [{"name": "lookup", "arguments": {"order": "A1"}}]}, "v1: your order shipped"]))
+    cli("publish", str(shop))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
+        paused = http.post(f"/v1/conversations/{conv}/messages", json={"content": "where is A1?"}).json()
+        assert paused["status"] == "paused"
+        (shop / "tools.py").write_text(TOOLS.replace("shipped", "shipped (v2)"))
+        assert "Published shop v2" in cli("publish", str(shop)).output
+        [v1] = [d for d in http.get("/v1/deployments").json()["data"] if d["version"] == 1]
+        shutil.rmtree(halguru_home / "deployments" / "shop" / v1["sha256"])
+        done = http.post(f"/v1/runs/{paused['run_id']}/approve", json={})
+        assert done.status_code == 200, done.text
+        events = http.get(f"/v1/runs/{done.json()['run_id']}").json()["events"]
+        [result] = [e for e in events if e["type"] == "tool_result"]
+        assert "order A1: shipped" in str(result) and "(v2)" not in str(result)
+
+
 def test_two_replicas_on_one_database_follow_each_other(store_url: str, serve, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """On SQLite and on PostgreSQL: a version published on one replica is served by the other within its poll,
