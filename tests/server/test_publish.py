@@ -309,9 +309,8 @@ def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> No
     assert [e["details"].get("via") for e in store.list_audit(action="key.create")] == ["device"]
 
 
-def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -> None:
-    """The worker runs queued jobs on the published version; a run paused for approval on v1 is approved after
-    v2 is published, and its approved call runs v1's tool: the version it started with."""
+def approving_shop(cli: Callable[..., Any], serve: Callable[..., Any], tmp_path: Path) -> tuple[Any, str, Path]:
+    """A server, a developer's key (logged in) and v1 of a shop whose lookup waits for approval, published."""
     server = serve()
     key = user_key("developer")
     cli("login", server.url, "--api-key", input=key)
@@ -321,6 +320,13 @@ def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -
     (shop / "answers.yaml").write_text(yaml.safe_dump([
         {"tool_calls": [{"name": "lookup", "arguments": {"order": "A1"}}]}, "v1: your order shipped"]))
     cli("publish", str(shop))
+    return server, key, shop
+
+
+def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -> None:
+    """The worker runs queued jobs on the published version; a run paused for approval on v1 is approved after
+    v2 is published, and its approved call runs v1's tool: the version it started with."""
+    server, key, shop = approving_shop(cli, serve, tmp_path)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
         job = http.post("/v1/jobs", json={"agent": "shop", "input": "where is A1?"}).json()
         conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
@@ -350,15 +356,7 @@ def test_a_paused_runs_version_missing_on_this_disk_comes_from_the_store(cli, se
     published) still resumes it on that version: the bundle comes from the store."""
     import shutil
 
-    server = serve()
-    key = user_key("developer")
-    cli("login", server.url, "--api-key", input=key)
-    shop = write_shop(tmp_path / "shop", "v1")
-    spec = yaml.safe_load((shop / "agent.yaml").read_text())
-    (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "approvals": ["lookup"]}))
-    (shop / "answers.yaml").write_text(yaml.safe_dump([
-        {"tool_calls": [{"name": "lookup", "arguments": {"order": "A1"}}]}, "v1: your order shipped"]))
-    cli("publish", str(shop))
+    server, key, shop = approving_shop(cli, serve, tmp_path)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
         conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
         paused = http.post(f"/v1/conversations/{conv}/messages", json={"content": "where is A1?"}).json()
