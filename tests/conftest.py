@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A test run started in the background of a non-interactive shell (`./.ci/run &`) inherits SIGINT ignored, and
+# so would every `halguru` the tests start and then Ctrl-C. Caught here, it starts as the default in children
+# (exec resets a caught signal, not an ignored one), as it does for a user's process in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 TEMPLATES = REPO / "agents-templates"
 
 
