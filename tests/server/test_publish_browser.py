@@ -9,37 +9,22 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from playwright.sync_api import expect
 
 from halguru.client import Client
 from tests.server.localaccounts import PASSWORD, Accounts, accounts_server_fixture, smtp_server_fixture
+from tests.server.test_serve_webchat import browser  # noqa: F401  (the fixture)
 
 __all__ = ["accounts_server_fixture", "smtp_server_fixture"]  # pytest finds them here
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-def test_device_login_in_chromium_then_publish_with_the_cli(accounts_server, browser, halguru_cmd,
-                                                              subprocess_env, tmp_path: Path) -> None:
+def test_device_login_in_chromium_then_publish_with_the_cli(accounts_server, halguru_cmd, subprocess_env,
+                                                              tmp_path: Path, browser: Any) -> None:  # noqa: F811
     accounts: Accounts = accounts_server()
     accounts.user("dev@example.com", role="developer")
     env = {**subprocess_env, "PYTHON_KEYRING_BACKEND": "tests.file_keyring.FileKeyring", "HALGURU_NO_BROWSER": "1",
