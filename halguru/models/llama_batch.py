@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.errors import ModelError
+from halguru.models.llama_sampling import free_sampler, keeping_gil, sampler_chain
 from halguru.models.llama_threads import ThreadChoice
 
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
@@ -282,39 +283,15 @@ class LlamaEngine:
 
     def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
                 grammar: str | None = None) -> Any:
-        """A sampler chain as llama-cpp-python's ``create_completion`` builds it (same results); free it
-        with ``free_sampler``. Raises ModelError for a grammar llama.cpp rejects."""
-        import llama_cpp
+        """This model's sampler chain (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
+        return sampler_chain(self.vocab, self.n_vocab, temperature=temperature, top_p=top_p, seed=seed,
+                             repeat_penalty=repeat_penalty, grammar=grammar)
 
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        add = _adder(chain)
-        add(llama_cpp.llama_sampler_init_penalties(self.n_vocab, 64, repeat_penalty, 0.0, 0.0))
-        if grammar is not None:
-            g = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
-            if not g:
-                llama_cpp.llama_sampler_free(chain)
-                raise ModelError("llama.cpp rejected a generated grammar (see the log for the rule)")
-            add(g)
-        if temperature == 0:
-            add(llama_cpp.llama_sampler_init_greedy())
-        else:
-            add(llama_cpp.llama_sampler_init_top_k(40))
-            add(llama_cpp.llama_sampler_init_typical(1.0, 1))
-            add(llama_cpp.llama_sampler_init_top_p(top_p, 1))
-            add(llama_cpp.llama_sampler_init_min_p(0.05, 1))
-            add(llama_cpp.llama_sampler_init_temp(temperature))
-            add(llama_cpp.llama_sampler_init_dist(seed))
-        return chain
-
-    @staticmethod
-    def free_sampler(chain: Any) -> None:
-        import llama_cpp
-
-        llama_cpp.llama_sampler_free(chain)
+    free_sampler = staticmethod(free_sampler)
 
     def sample(self, chain: Any, index: int) -> int:
         if self._sample_keeping_gil is None:
-            self._sample_keeping_gil = _keeping_gil("llama_sampler_sample")
+            self._sample_keeping_gil = keeping_gil("llama_sampler_sample")
         return int(self._sample_keeping_gil(chain, self.ctx, index))
 
     def logits(self, index: int) -> Any:
@@ -611,24 +588,3 @@ class LlamaEngine:
 def _deliver_all(items: list[tuple[Callable[[Any], None], Any, threading.Event]]) -> None:
     for deliver, item, _ in items:
         deliver(item)
-
-
-def _keeping_gil(name: str) -> Any:
-    """llama.cpp's function ``name`` called without releasing the GIL (ctypes.PyDLL), for calls far shorter
-    than the wait to take the GIL back; same signature as llama-cpp-python's binding."""
-    import llama_cpp.llama_cpp as bindings
-
-    lib = bindings._lib
-    function = getattr(ctypes.PyDLL(lib._name, handle=lib._handle), name)
-    binding = getattr(bindings, name)
-    function.argtypes, function.restype = binding.argtypes, binding.restype
-    return function
-
-
-def _adder(chain: Any) -> Callable[[Any], None]:
-    import llama_cpp
-
-    def add(sampler: Any) -> None:
-        llama_cpp.llama_sampler_chain_add(chain, sampler)
-
-    return add
