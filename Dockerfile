@@ -23,9 +23,17 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt -r /src/requirements.lock hatchling
 
-# the dependencies as the image ships them: no installers, compiled once (the image's user cannot write .pyc)
+# the dependencies as the image ships them: the default embedder's weights (deploy/requirements-nodeps.lock,
+# --no-deps: their metadata asks for torch, which is not used; here, not in deps, so that the app stage's pip check
+# does not ask for it), then no installers, compiled once (the image's user cannot write .pyc)
 FROM deps AS deps-slim
-RUN /opt/halguru/bin/pip uninstall -q -y hatchling pathspec trove-classifiers setuptools pip \
+ARG OFFLINE=
+COPY deploy/requirements-nodeps.lock /src/
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt --no-deps \
+        -r /src/requirements-nodeps.lock \
+    && /opt/halguru/bin/pip uninstall -q -y hatchling pathspec trove-classifiers setuptools pip \
     && /opt/halguru/bin/python -m compileall -q /opt/halguru/lib >/dev/null
 
 FROM deps AS app

