@@ -171,10 +171,11 @@ class _Book:
         is a team or workflow run (durable: ``halguru runs resume``)."""
         store, agent = self.store, self.agent
         assert store is not None
-        if conversation and store.get_conversation(conversation) is None:
+        history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
+                                  owner=self.owner, existing=conversation is not None)
+        if history is None:
             raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
-        self.history = store.get_messages(conversation) if conversation else []
-        store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input, owner=self.owner)
+        self.history = history
         if agent.driver is not None:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
                                    self.input)

@@ -327,7 +327,10 @@ class Store(Protocol):
 
     # -- runs and events ------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None) -> None: ...
+                  owner: str | None = None, existing: bool = False) -> list[Message] | None:
+        """Record the run as running (creating its conversation if new); the conversation's messages so far.
+        ``existing``: the conversation must exist; None, and nothing recorded, when it does not."""
+        ...
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None: ...
     def finish_run(self, run_id: str, conversation_id: str, summary: Mapping[str, Any],
                    events: Sequence[BaseEvent], new_messages: Sequence[Message],

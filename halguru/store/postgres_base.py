@@ -201,7 +201,7 @@ class PostgresBase(SQLBase):
             raise StoreError(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
 
     @contextmanager
-    def _tx(self) -> Iterator[_Connection]:
+    def _tx(self, relaxed: bool = False) -> Iterator[_Connection]:
         local = self._local
         if local.conn is not None:
             yield local.conn
@@ -209,6 +209,8 @@ class PostgresBase(SQLBase):
         with self._lost(), self._connection() as raw, raw.transaction():
             local.conn = _Connection(raw)
             try:
+                if relaxed:  # COMMIT does not wait for the WAL on disk (see SQLBase._tx)
+                    local.conn.execute("SET LOCAL synchronous_commit TO off")
                 yield local.conn
             finally:
                 local.conn = None

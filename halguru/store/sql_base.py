@@ -67,8 +67,16 @@ class SQLBase:
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
     TEST_RUN = "0"  # SQL, true when the run_started event ``e.data`` says ``metadata.test``
 
-    def _tx(self) -> AbstractContextManager[Any]:
-        """One write transaction on this thread's connection; a nested call joins the outer one."""
+    def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:
+        """One write transaction on this thread's connection; a nested call joins the outer one.
+
+        ``relaxed``: the commit need not wait for the disk. A crash of the database's host may then lose what
+        committed in its last moments, never half of a transaction (PostgreSQL: also a crash of the server
+        itself, at most the last ~0.6 s, three ``wal_writer_delay``). SQLite's WAL at ``synchronous=NORMAL``
+        (the default store) gives every transaction that guarantee; on PostgreSQL only what every request
+        writes takes it (a new conversation, a run's start, events, messages and lease), since waiting for
+        the disk there is most of a request's time. Checkpoints, jobs, channel messages and their effects,
+        identity, keys, audit and deployments always wait for the disk."""
         raise NotImplementedError
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store.base import ConversationRecord
 from halguru.store.sql_base import SQLBase, agent_filter
+
+MESSAGES = "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"
+
+
+def message_from_row(row: Any) -> Message:
+    """A stored message (a row of ``messages``) as the model sees it."""
+    return Message(role=row["role"], content=row["content"], tool_call_id=row["tool_call_id"], name=row["name"],
+                   tool_calls=[ToolCallRequest(**c) for c in json.loads(row["tool_calls"] or "[]")])
 
 
 class ConversationsMixin(SQLBase):
@@ -42,7 +50,7 @@ class ConversationsMixin(SQLBase):
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:
         """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history)."""
         now = time.time()
-        with self._tx() as conn:
+        with self._tx(relaxed=True) as conn:
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title[:80], now, now, owner))
             conn.executemany(
@@ -70,11 +78,4 @@ class ConversationsMixin(SQLBase):
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     def get_messages(self, conversation_id: str) -> list[Message]:
-        rows = self._rows("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", [conversation_id])
-        return [
-            Message(
-                role=r["role"], content=r["content"], tool_call_id=r["tool_call_id"], name=r["name"],
-                tool_calls=[ToolCallRequest(**c) for c in json.loads(r["tool_calls"] or "[]")],
-            )
-            for r in rows
-        ]
+        return [message_from_row(r) for r in self._rows(MESSAGES, [conversation_id])]

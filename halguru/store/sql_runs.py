@@ -23,6 +23,7 @@ from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter
+from halguru.store.sql_conversations import MESSAGES, message_from_row
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ def _new_boot_id() -> None:
 
 
 os.register_at_fork(after_in_child=_new_boot_id)
+
+
+class _NoConversation(Exception):
+    """``start_run(existing=True)`` found no conversation: roll back what it sent."""
 
 
 def default_lease() -> float:
@@ -92,7 +97,7 @@ class RunsMixin(SQLBase):
                     self._renewer = None
                     return
             try:
-                with self._tx() as conn:
+                with self._tx(relaxed=True) as conn:
                     conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
                                  f"AND id IN ({','.join('?' * len(held))})",
                                  [time.time() + self.lease, BOOT_ID, *held])
@@ -115,29 +120,38 @@ class RunsMixin(SQLBase):
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None) -> None:
+                  owner: str | None = None, existing: bool = False) -> list[Message] | None:
         """Record a run as running (leased to this process), creating its conversation (titled by the
-        input, owned by ``owner``) if it is new."""
+        input, owned by ``owner``) if it is new; returns the conversation's messages before this run.
+        ``existing``: the conversation must exist already; None, and nothing recorded, when it does not."""
         now = time.time()
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO conversations (id, agent, title, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO NOTHING",
-                (conversation_id, agent, input[:80], now, now, owner),
-            )
-            conn.execute(
-                "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
-                "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID,
-                 now + self.lease),
-            )
+        try:
+            with self._tx(relaxed=True) as conn:
+                found = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
+                history = conn.execute(MESSAGES, (conversation_id,))
+                conn.execute(
+                    "INSERT INTO conversations (id, agent, title, created, updated, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    (conversation_id, agent, input[:80], now, now, owner),
+                )
+                conn.execute(
+                    "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
+                    "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                    (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease),
+                )
+                if existing and found.fetchone() is None:
+                    raise _NoConversation  # rolls the inserts back
+                messages = [message_from_row(row) for row in history.fetchall()]
+        except _NoConversation:
+            return None
         self._hold(run_id)
+        return messages
 
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
         """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""
         if not events:
             return
-        with self._tx() as conn:
+        with self._tx(relaxed=True) as conn:
             self._insert_events(conn, run_id, events)
 
     def _insert_events(self, conn: SQLConnection, run_id: str, events: Sequence[BaseEvent],
@@ -164,7 +178,7 @@ class RunsMixin(SQLBase):
         meanwhile (the user deleted the conversation while the run streamed), nothing is recorded."""
         now = time.time()
         try:
-            with self._tx() as conn:
+            with self._tx(relaxed=True) as conn:
                 self._lock(conn, "conversation", conversation_id)  # its messages' seqs, a concurrent delete
                 run, conversation = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "
@@ -181,16 +195,15 @@ class RunsMixin(SQLBase):
                     (summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
                      summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id),
                 )
-                (last,) = conn.execute("SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = ?",
-                                       (conversation_id,)).fetchone()
-                conn.executemany(
+                conn.executemany(  # each message's seq follows the one inserted before it
                     "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, "
-                    "run_id, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "run_id, created) VALUES (?, (SELECT coalesce(max(seq), -1) + 1 FROM messages "
+                    "WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (conversation_id, last + 1 + i, m.role, m.content,
+                        (conversation_id, conversation_id, m.role, m.content,
                          json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
                          m.tool_call_id, m.name, run_id, now)
-                        for i, m in enumerate(new_messages)
+                        for m in new_messages
                     ],
                 )
                 conn.execute("UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent) "

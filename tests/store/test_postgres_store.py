@@ -5,12 +5,17 @@ that names the host, never the password."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
 
+from halguru.agents.events import RunFinished
 from halguru.config import get_settings, reset_settings
 from halguru.errors import StoreError
+from halguru.models.base import Message
 from halguru.store import SQLiteStore, open_store
 from halguru.store.postgres import PostgresStore
 from halguru.store.postgres_migrations import MIGRATIONS
@@ -96,3 +101,30 @@ def test_connections_the_server_dropped_are_replaced(store, store_url: str) -> N
     assert store.get_conversation("conv_1") is not None
     store.enqueue_job("run", "echo", {})
     assert len(store.list_jobs()) == 1
+
+
+
+def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_database, monkeypatch) -> None:
+    """A run's records commit without waiting for the WAL on disk (as every commit on SQLite's WAL does); a
+    job, whose worker sends messages to the outside world once, waits; the setting never leaks to the pool."""
+    store = PostgresStore(new_postgres_database())
+    store._pool_size = 1  # (before the pool opens) one connection: every transaction shares it
+    committed: list[str] = []
+    tx = store._tx
+
+    @contextmanager
+    def watched(relaxed: bool = False) -> Iterator[Any]:
+        with tx(relaxed) as conn:
+            yield conn
+            committed.append(conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0])
+
+    monkeypatch.setattr(store, "_tx", watched)
+    store.start_run("run_r0000001", "conv_r", "echo", "scripted", "hi")
+    done = RunFinished(run_id="run_r0000001", status="ok", output="hello")
+    store.finish_run("run_r0000001", "conv_r", done.model_dump(), [done], [Message(role="user", content="hi")])
+    assert committed == ["off", "off"]
+    store.enqueue_job("run", "echo", {"input": "hi"})
+    assert committed[-1] == "on"
+    assert store._rows("SELECT current_setting('synchronous_commit') AS s")[0]["s"] == "on"
+    assert [m.content for m in store.get_messages("conv_r")] == ["hi"]
+    store.close()
