@@ -7,7 +7,8 @@ nDCG@10 of every configuration (full-text, vector, hybrid fusions), against plai
 measured in the same run. Embedders: the default, or those named in HALGURU_BENCH_KB_EMBEDDERS (comma
 separated, e.g. ``wordllama,sentence-transformers``); HALGURU_BENCH_KB_SETS picks sets and
 HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens); HALGURU_BENCH_KB_PAGES smaller corpora
-(``pydoc=80,man=80,code=60``: the answering documents first, then as many others).
+(``pydoc=80,man=80,code=60``: the answering documents first, then as many others). Byte-identical copies of a
+page under several names (man's gzip, gunzip, zcat) count as one document, for every configuration and the baseline.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
 from _common import Result, main
-from kb_eval.corpus import build
+from kb_eval.corpus import build, copies
 from kb_eval.metrics import WholeDocBM25, scores
 from kb_eval.questions import SETS, split
 
@@ -55,21 +56,30 @@ def _configs() -> dict[str, object]:
     for d in (0.1, 0.2):
         configs[f"score fts 0.2 doc {d} max 1/doc"] = Fusion("score", 0.2, doc_weight=d, per_source=1)
     configs["rrf fts 0.3 k60 max 1/doc"] = Fusion("rrf", 0.3, per_source=1)
+    # each document's lead (its first chunk: a man page's NAME, a module's docstring) votes for its chunks
+    for lead in (0.2, 0.3, 0.5, 0.6, 0.8):
+        configs[f"score fts 0.2 doc 0.1 lead {lead} max 1/doc"] = Fusion("score", 0.2, doc_weight=0.1, lead_weight=lead)
+    configs["score fts 0.2 lead 0.5 max 1/doc"] = Fusion("score", 0.2, lead_weight=0.5)
+    configs["score fts 0.3 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.3, doc_weight=0.1, lead_weight=0.5)
+    configs["score fts 0.1 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.1, doc_weight=0.1, lead_weight=0.5)
     return configs
 
 
-def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[str, str]) -> dict[str, list]:
-    """config -> [(ranked sources of the top 10 chunks, relevant sources)] for ``questions``."""
-    from halguru.rag.query import CANDIDATES, COLUMNS, Fusion, build_query, fuse
+def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[str, str],
+              same: dict[str, str]) -> dict[str, list]:
+    """config -> [(ranked sources of the top 10 chunks, relevant sources)] for ``questions``; identical copies
+    of a document are named by one of them (``same``)."""
+    from halguru.rag.query import CANDIDATES, COLUMNS, Fusion, build_query, fuse, lead_vectors
 
     model = kb.embedder()  # type: ignore[attr-defined]
     out: dict[str, list] = {name: [] for name in _configs()}
     for question, answer in questions:
-        relevant = {labels[a] for a in answer if a in labels}
+        relevant = {same.get(labels[a], labels[a]) for a in answer if a in labels}
         vector = model.embed([question])[0]
         vec_rows = build_query(kb, question, vector, CANDIDATES, "vector", None).to_list()  # type: ignore[arg-type]
         fts_rows = build_query(kb, question, vector, CANDIDATES, "fts", None,  # type: ignore[arg-type]
                                [*COLUMNS, "vector"]).to_list()
+        leads = lead_vectors(kb, [*vec_rows, *fts_rows])  # type: ignore[arg-type]
         for name, config in _configs().items():
             if config == "fts":
                 rows = fts_rows[:10]
@@ -77,8 +87,8 @@ def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[s
                 rows = vec_rows[:10]
             else:
                 assert isinstance(config, Fusion)
-                rows = fuse(vec_rows, fts_rows, 10, config, vector)
-            out[name].append(([r["source"] for r in rows], relevant))
+                rows = fuse(vec_rows, fts_rows, 10, config, vector, leads)
+            out[name].append(([same.get(r["source"], r["source"]) for r in rows], relevant))
     return out
 
 
@@ -104,13 +114,15 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
     results = [Result("kb", f"ingest chunks/s {set_name} ({emb})", summary.chunks / seconds, "chunks/s", 0, True,
                       1.0, "-", f"{len(labels)} docs, {summary.chunks} chunks in {seconds:.0f} s", 1)]
     bm25 = WholeDocBM25.from_folder(folder, labels)
+    same = copies(folder)
     for part in ("dev", "test"):
         questions = split(SETS[set_name], part)
         print(f"\n{set_name} / {part} ({len(questions)} questions, {len(labels)} docs, {summary.chunks} chunks, "
               f"embedder {emb})")
-        baseline = scores([(bm25.rank(q), {labels[a] for a in ans if a in labels}) for q, ans in questions])
+        baseline = scores([([same.get(s, s) for s in bm25.rank(q)], {same.get(labels[a], labels[a]) for a in ans
+                                                                     if a in labels}) for q, ans in questions])
         _print_row("BM25 whole documents (baseline)", baseline)
-        for name, ranked in _rankings(kb, questions, labels).items():
+        for name, ranked in _rankings(kb, questions, labels, same).items():
             figures = scores(ranked)
             _print_row(name, figures)
             default = _configs()[name] == default_fusion(emb)

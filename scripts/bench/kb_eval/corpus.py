@@ -11,6 +11,7 @@ Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pkgutil
@@ -44,6 +45,18 @@ def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
         if path.is_file() and path.name != ".complete":
             sources[_label(name, path.relative_to(folder))] = f"{folder.name}/{path.relative_to(folder).as_posix()}"
     return folder, sources
+
+
+def copies(folder: Path) -> dict[str, str]:
+    """source -> the first source (by name) with byte-identical content: a page under several names (man's
+    ``gzip``, ``gunzip``, ``zcat``) is one document, so returning any copy of a labelled page answers the question,
+    and nDCG counts the copies once."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != ".complete":
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            groups.setdefault(digest, []).append(f"{folder.name}/{path.relative_to(folder).as_posix()}")
+    return {source: group[0] for group in groups.values() for source in group}
 
 
 def _label(name: str, relative: Path) -> str:

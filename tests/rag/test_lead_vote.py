@@ -1,0 +1,47 @@
+"""A document's lead (its first chunk: a man page's NAME, a module's docstring) votes for all of its chunks in
+hybrid search: of two equally good passages, the one from the page that is about the question comes first."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from halguru import rag
+from halguru.rag.query import Fusion, fuse, lead_vectors
+
+
+def _row(source: str, vector: list[float], bm25: float) -> dict[str, object]:
+    return {"source": source, "heading": "OPTIONS > -f", "line_start": 9, "line_end": 12, "text": "-f  follow",
+            "vector": vector, "_score": bm25, "_distance": 0.0}
+
+
+def test_the_page_whose_lead_matches_the_question_wins_a_tie():
+    question = [1.0, 0.0]
+    passage = [math.cos(0.5), math.sin(0.5)]  # the same passage, word for word, in two pages
+    rows = [_row("a-logger.txt", passage, 3.0), _row("b-tail.txt", passage, 3.0)]
+    leads = {"a-logger.txt": [0.0, 1.0], "b-tail.txt": [1.0, 0.0]}  # tail's NAME line is what was asked
+    plain = fuse(rows, rows, 2, Fusion(lead_weight=0.0), question, leads)
+    voted = fuse(rows, rows, 2, Fusion(lead_weight=0.5), question, leads)
+    assert [r["source"] for r in plain] == ["a-logger.txt", "b-tail.txt"]  # a tie: by name
+    assert [r["source"] for r in voted] == ["b-tail.txt", "a-logger.txt"]
+    assert voted[0]["_relevance_score"] > voted[1]["_relevance_score"]
+
+
+def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Path):
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    body = "\n\n".join(f"SECTION {i}\n       Paragraph {i} about option {i} and what it does." for i in range(40))
+    (folder / "tail.txt").write_text("NAME\n       tail - output the last part of files\n\n" + body)
+    (folder / "it's.txt").write_text("NAME\n       quoting - a page whose name has a quote\n\n" + body)
+    rag.create("pages", "fast")
+    rag.ingest("pages", [folder])
+    kb = rag.open_base("pages")
+    stored = kb.table.to_arrow().select(["source", "chunk_index", "vector"]).to_pylist()
+    assert max(r["chunk_index"] for r in stored) > 1  # several chunks per page
+    leads = lead_vectors(kb, [{"source": "pages/tail.txt"}, {"source": "pages/it's.txt"}])
+    firsts = {r["source"]: r["vector"] for r in stored if r["chunk_index"] == 0}
+    assert set(leads) == {"pages/tail.txt", "pages/it's.txt"}
+    assert all(list(leads[s]) == list(firsts[s]) for s in leads)
+    hits = rag.search("pages", "show the last lines of a file", k=3,
+                      fusion=Fusion(fts_weight=0.2, doc_weight=0.1, lead_weight=0.5))
+    assert hits[0].source == "pages/tail.txt"
