@@ -9,9 +9,10 @@ scripts/bench/bench_kb.py for the base's embedder (``default_fusion``), so a ful
 rest keeps its lead (equal-weight reciprocal rank fusion, the former default, let a weak vector list outvote it).
 The full-text score is divided by the best one in the pool, the cosine is min-max normalised. Two document-level
 votes follow: a share of the best other candidate chunk of the same document (``doc_weight``), and a share of
-the question's similarity to the document's lead, its first chunk (``lead_weight``: a man page's NAME line, a
-module's docstring, a guide's opening section: what the page says it is about), min-max normalised over the
-candidate documents; the leads' stored vectors come from one small filtered scan, nothing is embedded. Then each
+the question's similarity to the document's lead, its first chunk (``lead_weight``: a man or pydoc page's NAME,
+a guide's opening section: what the page says it is about), min-max normalised over the
+candidate documents; the leads' stored vectors come from one small filtered scan, nothing is embedded (a source
+file's lead is its best candidate chunk: its first is a licence and imports). Then each
 document's best chunk comes before its second one (``per_source``): the first results are as many documents as
 possible, the other chunks of each follow.
 
@@ -52,8 +53,8 @@ DEFAULT_FUSION = Fusion()
 # paraphrase, so they get more of the say than static ones (which the full-text side has to make up for).
 FTS_WEIGHTS = {"minilm": 0.2, "sentence-transformers": 0.2}
 DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
-# The document's lead (first chunk) vote, chosen on the dev splits for minilm: +0.05 MRR on man pages and pydoc,
-# -0.04 on code (whose first chunk is a licence or imports); not measured for the static embedders.
+# The document's lead (first chunk) vote, chosen on the dev splits for minilm: +0.04-0.05 MRR on man pages and
+# pydoc (source files get no vote: see lead_vectors); not measured for the static embedders.
 LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
 
 
@@ -152,8 +153,13 @@ def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key,
 
 
 def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """The vector of the first chunk of each document that ``rows`` come from (one small filtered scan)."""
-    sources = sorted({row["source"] for row in rows})
+    """The vector of the first chunk of each document that ``rows`` come from (one small filtered scan). Source
+    files have none: their first chunk is mostly a licence and imports (their vote cost code MRR 0.04 on dev)."""
+    from pathlib import Path
+
+    from halguru.rag.loaders import kind_of
+
+    sources = sorted({row["source"] for row in rows if kind_of(Path(row["source"])) != "code"})
     if not sources:
         return {}
     names = ", ".join("'" + source.replace("'", "''") + "'" for source in sources)
@@ -163,15 +169,22 @@ def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, lis
 
 
 def _with_lead(scored: dict[Key, float], weight: float, leads: dict[str, list[float]],
-               query_vector: list[float]) -> dict[Key, float]:
+               query_vector: list[float], cosine: dict[Key, float]) -> dict[Key, float]:
     """Add to each chunk ``weight`` times its document's lead similarity, min-max normalised over the documents:
-    what a page says it is about (a man page's NAME, a module's first lines) votes for every chunk of it."""
+    what a page says it is about (a man page's NAME, a guide's opening) votes for every chunk of it. A
+    document without a lead (a source file) is judged by its best candidate chunk instead, so that in a base of
+    both it is neither favoured nor left behind."""
     import numpy as np
 
     q = np.asarray(query_vector, dtype="float32")
-    similarity = {source: float(np.dot(q, np.asarray(vector, dtype="float32"))) for source, vector in leads.items()
-                  if source in {key[0] for key in scored}}
-    lead = _normalised({(source, 0, ""): value for source, value in similarity.items()})
+    similarity: dict[str, float] = {}
+    for key, value in cosine.items():
+        if key[0] not in leads:
+            similarity[key[0]] = max(value, similarity.get(key[0], -1.0))
+    for source, vector in leads.items():
+        similarity[source] = float(np.dot(q, np.asarray(vector, dtype="float32")))
+    candidates = {key[0] for key in scored}
+    lead = _normalised({(source, 0, ""): value for source, value in similarity.items() if source in candidates})
     return {key: value + weight * lead.get((key[0], 0, ""), 0.0) for key, value in scored.items()}
 
 
@@ -186,6 +199,7 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
     rows: dict[tuple[str, int, str], dict[str, Any]] = {}
     for row in [*vector_rows, *fts_rows]:
         rows.setdefault(_key(row), {k2: v for k2, v in row.items() if k2 != "vector"})
+    cosine: dict[Key, float] = {}
     if fusion.method == "rrf":
         scored: dict[tuple[str, int, str], float] = dict.fromkeys(rows, 0.0)
         for weight, ranked in ((1 - fusion.fts_weight, vector_rows), (fusion.fts_weight, fts_rows)):
@@ -208,8 +222,8 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
                   for key in rows}
     if fusion.doc_weight:
         scored = _with_document_support(scored, fusion.doc_weight)
-    if fusion.lead_weight and leads and query_vector is not None:
-        scored = _with_lead(scored, fusion.lead_weight, leads, query_vector)
+    if fusion.lead_weight and leads is not None and query_vector is not None:
+        scored = _with_lead(scored, fusion.lead_weight, leads, query_vector, cosine)
     order = sorted(rows, key=lambda item: (-scored[item], item))
     if fusion.per_source:
         order = _diversified(order, fusion.per_source)

@@ -1,4 +1,4 @@
-"""A document's lead (its first chunk: a man page's NAME, a module's docstring) votes for all of its chunks in
+"""A document's lead (its first chunk: a man page's NAME, a guide's opening section) votes for all of its chunks in
 hybrid search: of two equally good passages, the one from the page that is about the question comes first."""
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ def test_the_page_whose_lead_matches_the_question_wins_a_tie():
     assert [r["source"] for r in plain] == ["a-logger.txt", "b-tail.txt"]  # a tie: by name
     assert [r["source"] for r in voted] == ["b-tail.txt", "a-logger.txt"]
     assert voted[0]["_relevance_score"] > voted[1]["_relevance_score"]
+    # A source file has no lead (its first chunk is a licence and imports): its best chunk stands in for it, so
+    # next to pages it is neither favoured nor left behind.
+    mixed = fuse([*rows, _row("c-follow.py", passage, 3.0)], rows, 3, Fusion(lead_weight=0.5), question, leads)
+    assert [r["source"] for r in mixed] == ["b-tail.txt", "c-follow.py", "a-logger.txt"]
 
 
 def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Path):

@@ -5,17 +5,22 @@
 - ``man``: the manual pages listed in ``man_pages.txt`` (Debian base tools), rendered by ``man`` at 80
   columns; pages missing on this machine are left out and counted.
 - ``code``: standard-library source files, the labelled ones plus others in name order.
+- ``info``: the nodes of GNU info manuals (coreutils, grep, sed, findutils, diffutils, wget, gzip), one file per
+  node (``coreutils/tac invocation.txt``): reference sections with underlined numbered titles, a kind of text none
+  of the defaults were tuned on. Index and licence nodes are left out.
 
 Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man pages takes a while).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.util
 import os
 import pkgutil
 import pydoc
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +39,7 @@ SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtlede
 def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
     """The corpus folder for set ``name`` and label -> source (as citations name it) for its documents."""
     folder = CACHE / f"{name}-{pages}"
-    builders = {"pydoc": _pydoc, "man": _man, "code": _code}
+    builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info}
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -62,6 +67,8 @@ def copies(folder: Path) -> dict[str, str]:
 def _label(name: str, relative: Path) -> str:
     if name == "code":
         return relative.as_posix()
+    if name == "info":
+        return relative.as_posix().rsplit(".", 1)[0]
     return relative.name.rsplit(".", 1)[0]
 
 
@@ -114,3 +121,31 @@ def _code(folder: Path, pages: int) -> None:
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(lib / relative, target)
+
+
+INFO_MANUALS = ("coreutils", "grep", "sed", "find", "diffutils", "wget", "gzip")
+_NODE = re.compile(r"Node: ([^,\n]+)")
+
+
+def info_nodes(manual: str) -> list[tuple[str, str]]:
+    """(node name, text) of each node of an installed info manual (all its .info*.gz parts, in order)."""
+    parts = sorted(Path("/usr/share/info").glob(f"{manual}.info*.gz"), key=lambda p: (len(p.name), p.name))
+    nodes = []
+    for part in parts:
+        for node in gzip.decompress(part.read_bytes()).decode("utf-8", "replace").split("\x1f")[1:]:
+            header, _, body = node.lstrip("\n").partition("\n")
+            match = _NODE.search(header)
+            if match and body.strip():
+                nodes.append((match.group(1).strip().replace("/", "-"), body.strip("\n") + "\n"))
+    return nodes
+
+
+def _info(folder: Path, pages: int) -> None:
+    labelled = set(_labels("info"))
+    nodes = [(f"{manual}/{name}", text) for manual in INFO_MANUALS for name, text in info_nodes(manual)
+             if "index" not in name.lower() and "Free Documentation License" not in name]
+    nodes.sort(key=lambda item: item[0] not in labelled)  # stable: the answering nodes first, then manual order
+    for label, text in nodes[:pages]:
+        (folder / f"{label}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{label}.txt").write_text(text, encoding="utf-8")
+    print(f"info corpus: {min(pages, len(nodes))} nodes of {len(INFO_MANUALS)} manuals", file=sys.stderr)

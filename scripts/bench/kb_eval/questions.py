@@ -1,10 +1,12 @@
 """Evaluation questions for bench_kb.py: asked the way a user asks, each labelled with the document(s) that answer it.
 
-Three sets of different kinds of text, all available offline on every machine of this kind:
+Four sets of different kinds of text, all available offline on every machine of this kind:
 
 - ``pydoc``: the pydoc text of standard-library modules (prose and API reference); a label is a module name.
 - ``man``: manual pages of the Debian base tools (option lists, upper-case section titles); a label is the page name.
 - ``code``: standard-library source files (code and docstrings); a label is the path under the stdlib folder.
+- ``info``: nodes of GNU info manuals (coreutils, grep, sed, findutils, diffutils, wget, gzip); a label is
+  ``manual/node name``. Added after the defaults were chosen: both of its splits measure them, neither tuned them.
 
 Questions avoid the documents' own phrasing where a user would (they name the task, not the option or function);
 some need two facts from one page. Any labelled document counts as relevant. Even positions are the dev split
@@ -189,7 +191,92 @@ CODE: list[Question] = [
     ("splitting an email address header into display name and address", ["email/utils.py"]),
 ]
 
-SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE}
+C, F, D, W = "coreutils/", "find/", "diffutils/", "wget/"
+DATES = ["Relative items in date strings", "Date input formats", "Day of week items", "General date syntax"]
+INFO: list[Question] = [
+    ("print a file's lines in reverse order, last line first", [C + "tac invocation"]),
+    ("number every line of a file in the output", [C + "nl invocation", C + "cat invocation"]),
+    ("look at the raw bytes of a binary file in hexadecimal", [C + "od invocation"]),
+    ("wrap long lines so that none is wider than 60 columns", [C + "fold invocation", C + "fmt invocation"]),
+    ("show only the first 20 lines of a huge log", [C + "head invocation"]),
+    ("break a large file into pieces of 100 megabytes each", [C + "split invocation"]),
+    ("verify a downloaded image against the checksum list published next to it",
+     [C + "md5sum invocation", C + "sha2 utilities", C + "sha1sum invocation", C + "b2sum invocation",
+      C + "cksum invocation"]),
+    ("put the lines of a file into a random order", [C + "shuf invocation"]),
+    ("lines that appear in the first list but not in the second", [C + "comm invocation"]),
+    ("merge two files line by line on a shared key column, like a database join",
+     [C + "join invocation", C + "General options in join"]),
+    ("glue the lines of two files together side by side separated by tabs", [C + "paste invocation"]),
+    ("replace every tab with spaces", [C + "expand invocation"]),
+    ("delete all digits from a stream of text", [C + "tr invocation", C + "Squeezing and deleting"]),
+    ("list a folder with the most recently modified files first", [C + "ls invocation", C + "Sorting the output"]),
+    ("copy a file but leave the destination alone if it already exists", [C + "cp invocation"]),
+    ("overwrite a file's contents several times so that it cannot be recovered", [C + "shred invocation"]),
+    ("make a file exactly one gigabyte long, or cut one down to a given size", [C + "truncate invocation"]),
+    ("flush everything cached in memory out to the disk", [C + "sync invocation"]),
+    ("what the digits in 755 mean when setting who may read, write and run a file",
+     [C + "Numeric Modes", C + "Mode Structure", F + "Numeric Modes", F + "Mode Structure"]),
+    ("check in a shell script whether a path exists and is a directory",
+     [C + "File type tests", C + "test invocation"]),
+    ("compare two numbers in a shell if statement", [C + "Numeric tests", C + "test invocation"]),
+    ("strip the folder part from a path and keep only the file name", [C + "basename invocation"]),
+    ("print which terminal I am typing on", [C + "tty invocation"]),
+    ("how many processors can a program use here", [C + "nproc invocation"]),
+    ("run a program as if another folder were the root of the filesystem", [C + "chroot invocation"]),
+    ("make a program's output reach the next command in a pipe line by line, not in big blocks",
+     [C + "stdbuf invocation"]),
+    ("break a number into its prime factors", [C + "factor invocation"]),
+    ("turn 1048576 into a readable size like 1.0M", [C + "numfmt invocation"]),
+    ("print the numbers from 1 to 100 counting by fives", [C + "seq invocation"]),
+    ("which date strings like 'next thursday' or '2 days ago' are understood",
+     [C + d for d in DATES] + [F + d for d in DATES]),
+    ("print today's date as year-month-day",
+     [C + "date invocation", C + "Date conversion specifiers", C + "Examples of date"]),
+    ("why does file10 come after file9 when sorting names that contain numbers",
+     [C + "Version sort overview", C + "Version sort ordering", C + "Version sort and natural sort",
+      C + "Using version sort in GNU Coreutils", C + "Version sort is not the same as numeric sort"]),
+    ("show only the part of each line that matched, not the whole line", ["grep/General Output Control"]),
+    ("put the line number in front of each matching line", ["grep/Output Line Prefix Control"]),
+    ("search folders recursively but skip the .git directories", ["grep/File and Directory Selection"]),
+    ("match a pattern only as a whole word", ["grep/Matching Control"]),
+    ("what the search tool's exit code means when nothing was found", ["grep/Exit Status"]),
+    ("when do parentheses need a backslash in front of them in a pattern",
+     ["grep/Basic vs Extended", "sed/BRE vs ERE", "sed/BRE syntax", "sed/ERE syntax"]),
+    ("edit a file in place and keep a backup copy of the original", ["sed/Command-Line Options"]),
+    ("replace only the second occurrence of a word on each line", ['sed/The "s" Command']),
+    ("delete the lines from one pattern up to another", ["sed/Range Addresses", "sed/Regexp Addresses"]),
+    ("join every line that ends with a backslash to the next one", ["sed/Joining lines", "sed/Multiline techniques"]),
+    ("what the hold space is for in a stream editing script",
+     ["sed/Hold and Pattern Buffers", "sed/Execution Cycle", "sed/Multiline techniques", "sed/Other Commands"]),
+    ("files changed less than ten minutes ago", [F + "Age Ranges", F + "Time"]),
+    ("files that belong to a user who no longer exists", [F + "Owner"]),
+    ("remove all empty folders below the current one", [F + "Cleaning Up", F + "Size", F + "Delete Files"]),
+    ("pass file names with spaces or newlines in them safely to another command",
+     [F + "Safe File Name Handling", F + "Unsafe File Name Handling", F + "Unusual Characters in File Names",
+      F + "Strange File Names", F + "Problems with -exec and filenames", F + "xargs options"]),
+    ("run several copies of a command at once over a list of files",
+     [F + "Controlling Parallelism", F + "xargs options"]),
+    ("find a file by name quickly from a prebuilt database", [F + "Invoking locate", F + "Fast Full Name Search"]),
+    ("ignore changes in the amount of white space when comparing files", [D + "White Space", D + "diff Options"]),
+    ("show the differences of two files in two columns",
+     [D + "Side by Side", D + "Side by Side Format", D + "sdiff Options", D + "Invoking sdiff"]),
+    ("undo a patch that was already applied", [D + "Reversed Patches", D + "patch Options"]),
+    ("try a patch without changing anything, to see whether it would apply", [D + "Dry Runs", D + "patch Options"]),
+    ("combine my edits and someone else's edits of the same original file",
+     [D + "diff3 Merging", D + "Comparing Three Files", D + "Marking Conflicts", D + "Interactive Merging"]),
+    ("download a whole website to read offline, with links pointing to the local copies",
+     [W + "Recursive Retrieval Options", W + "Advanced Usage", W + "Recursive Download"]),
+    ("fetch a file again only if the copy on the server is newer", [W + "Time-Stamping", W + "Time-Stamping Usage"]),
+    ("keep a download from using all of my bandwidth", [W + "Download Options"]),
+    ("settings for every download, kept in a file in my home folder",
+     [W + "Startup File", W + "Wgetrc Location", W + "Wgetrc Commands", W + "Wgetrc Syntax", W + "Sample Wgetrc"]),
+    ("accept an HTTPS server whose certificate is invalid", [W + "HTTPS (SSL-TLS) Options"]),
+    ("compress as small as possible even if it takes longer", ["gzip/Invoking gzip"]),
+    ("put several compressed files one after another into a single file", ["gzip/Advanced usage"]),
+]
+
+SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE, "info": INFO}
 
 
 def split(questions: list[Question], part: str) -> list[Question]:
