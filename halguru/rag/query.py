@@ -54,7 +54,8 @@ DEFAULT_FUSION = Fusion()
 FTS_WEIGHTS = {"minilm": 0.2, "sentence-transformers": 0.2}
 DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
 # The document's lead (first chunk) vote, chosen on the dev splits for minilm: +0.04-0.05 MRR on man pages and
-# pydoc (source files get no vote: see lead_vectors); not measured for the static embedders.
+# pydoc (source files get no vote: see lead_vectors). For wordllama it helped man pages and pydoc on dev but cost
+# code 0.07 MRR: off.
 LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
 
 
