@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -201,12 +201,13 @@ class PostgresBase(SQLBase):
             raise StoreError(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
 
     @contextmanager
-    def _tx(self, relaxed: bool = False) -> Iterator[_Connection]:
+    def _tx(self, relaxed: bool = False, batched: bool = False) -> Iterator[_Connection]:
         local = self._local
         if local.conn is not None:
             yield local.conn
             return
-        with self._lost(), self._connection() as raw, raw.transaction():
+        with (self._lost(), self._connection() as raw, raw.pipeline() if batched else nullcontext(),
+              raw.transaction()):
             local.conn = _Connection(raw)
             try:
                 if relaxed:  # COMMIT does not wait for the WAL on disk (see SQLBase._tx)

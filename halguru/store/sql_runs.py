@@ -126,14 +126,15 @@ class RunsMixin(SQLBase):
         ``existing``: the conversation must exist already; None, and nothing recorded, when it does not."""
         now = time.time()
         try:
-            with self._tx(relaxed=True) as conn:
+            with self._tx(relaxed=True, batched=True) as conn:  # one round trip and the commit
                 found = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
                 history = conn.execute(MESSAGES, (conversation_id,))
-                conn.execute(
-                    "INSERT INTO conversations (id, agent, title, created, updated, owner) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                    (conversation_id, agent, input[:80], now, now, owner),
-                )
+                if not existing:
+                    conn.execute(
+                        "INSERT INTO conversations (id, agent, title, created, updated, owner) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                        (conversation_id, agent, input[:80], now, now, owner),
+                    )
                 conn.execute(
                     "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
                     "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
@@ -178,7 +179,8 @@ class RunsMixin(SQLBase):
         meanwhile (the user deleted the conversation while the run streamed), nothing is recorded."""
         now = time.time()
         try:
-            with self._tx(relaxed=True) as conn:
+            # batched: the lock and the check are one round trip, the writes and the commit another
+            with self._tx(relaxed=True, batched=True) as conn:
                 self._lock(conn, "conversation", conversation_id)  # its messages' seqs, a concurrent delete
                 run, conversation = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "

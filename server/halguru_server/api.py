@@ -40,12 +40,12 @@ from halguru_server.schemas import (
     ToolCallOut,
     Usage,
 )
-from halguru_server.state import Principal, ServerState, agent_for, get_state
+from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 router = APIRouter(prefix="/v1", responses=responses(401, 422))
 Caller = Annotated[Principal, Depends(require("chat:use"))]  # own conversations and runs (others': *_all)
 Reader = Annotated[Principal, Depends(require("agents:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
 RunId = Annotated[str, Path(max_length=50, description="a run id")]
 _RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")

@@ -21,7 +21,7 @@ from halguru.rag.loaders import Skip, kind_of, load
 from halguru_server import ratelimit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 MAX_BYTES = 1_000_000
 MAX_CHARS = 50_000
@@ -31,7 +31,7 @@ PREFIX = "[Attached file: "
 
 router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 
 
 class AttachmentOut(BaseModel):

@@ -17,11 +17,11 @@ from halguru import audit
 from halguru.store.base import AuditRecord
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, client_address, get_state, resolve
+from halguru_server.state import Principal, ServerState, client_address, get_state, resolve, state_of
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=responses(401, 403, 422))
 Auditor = Annotated[Principal, Depends(require("audit:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 PAGE = 100
 
 

@@ -17,10 +17,10 @@ from fastapi.responses import Response
 from halguru.channels.base import WebhookChannel, WebhookRequest
 from halguru_server.errors import ApiError
 from halguru_server.identity.guards import public
-from halguru_server.state import ServerState, get_state
+from halguru_server.state import ServerState, state_of
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # each webhook checks its signature
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 METHODS = ["GET", "POST", "PUT"]
 
 

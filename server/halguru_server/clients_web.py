@@ -22,10 +22,10 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from halguru_server import web
 from halguru_server.errors import ApiError
 from halguru_server.identity.guards import public
-from halguru_server.state import ServerState, get_state
+from halguru_server.state import ServerState, state_of
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 REVALIDATE = {"Cache-Control": "no-cache"}  # always asked again (ETag), so a release shows at once
 
 

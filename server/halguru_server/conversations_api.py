@@ -23,12 +23,12 @@ from halguru.store.base import ConversationFound, MessageRecord, RunListRecord
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["conversations (operators)"], responses=responses(401, 403, 422))
 Reader = Annotated[Principal, Depends(require("conversations:read_all"))]
 Steerer = Annotated[Principal, Depends(require("runs:approve_all"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 ConvId = Annotated[str, Path(max_length=100, description="a conversation id")]
 STATUSES = ("ok", "failed", "paused", "limited", "cancelled", "interrupted", "running")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -16,11 +16,11 @@ from halguru.api_schemas import ActivateIn, DeploymentList, DeploymentOut
 from halguru_server import audit, deployments
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422))
 Publisher = Annotated[Principal, Depends(require("agents:publish"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 AgentName = Annotated[str, Path(max_length=200)]
 BUNDLE = "application/gzip"
 

@@ -17,12 +17,12 @@ from halguru.jobs.handlers import RUN
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, agent_for, get_state
+from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422))
 Caller = Annotated[Principal, Depends(require("jobs:read"))]  # own jobs (everyone's: jobs:read_all)
 Writer = Annotated[Principal, Depends(require("jobs:write"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 JobId = Annotated[str, Path(max_length=60, description="a job id")]
 _JOB_ID = re.compile(r"^job_[0-9a-f]{6,40}$")
 STATUSES = ("queued", "running", "done", "dead", "cancelled")

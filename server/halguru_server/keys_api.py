@@ -18,11 +18,11 @@ from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.keys import ApiKey, create_key, list_keys, parse_duration
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(401, 403, 422))
 Caller = Annotated[Principal, Depends(require("keys:own"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 
 
 class KeyIn(BaseModel):

@@ -21,12 +21,12 @@ from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, agent_for, get_state
+from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422))
 Caller = Annotated[Principal, Depends(require("chat:use"))]
 Reader = Annotated[Principal, Depends(require("agents:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 
 
 class ChatMessage(BaseModel):

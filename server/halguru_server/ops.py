@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from halguru_server.identity.guards import public
-from halguru_server.state import ServerState, get_state
+from halguru_server.state import ServerState, state_of
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 log = logging.getLogger("halguru.server")
 STUCK_GRACE_S = 60.0  # a run still 'running' this long past its agent's timeout is stuck
 JOB_LATE_S = 300.0  # a due job waiting this long means no worker is keeping up

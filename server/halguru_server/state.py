@@ -150,6 +150,12 @@ def get_state(request: Request) -> ServerState:
     return request.app.state.halguru
 
 
+async def state_of(request: Request) -> ServerState:
+    """``get_state`` as a route dependency: async, so FastAPI calls it on the event loop (a plain function
+    dependency costs a hop to a worker thread and back on every request)."""
+    return request.app.state.halguru
+
+
 def _secret(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":

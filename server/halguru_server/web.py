@@ -28,13 +28,13 @@ from halguru_server.schemas import (
     RunOut,
     SessionOut,
 )
-from halguru_server.state import Principal, ServerState, agent_for, get_state
+from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 STATIC = FilePath(__file__).parent / "static"
 router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]  # anonymous: public agents only
 Reader = Annotated[Principal, Depends(require("agents:read", anonymous=True))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 ConvId = Annotated[str, Path(max_length=100)]
 
 

@@ -113,8 +113,8 @@ def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_data
     tx = store._tx
 
     @contextmanager
-    def watched(relaxed: bool = False) -> Iterator[Any]:
-        with tx(relaxed) as conn:
+    def watched(relaxed: bool = False, batched: bool = False) -> Iterator[Any]:
+        with tx(relaxed, batched) as conn:
             yield conn
             committed.append(conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0])
 

@@ -25,11 +25,11 @@ from halguru_server.errors import ApiError
 from halguru_server.identity import pages
 from halguru_server.identity.guards import require
 from halguru_server.schemas import RunOut
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 Approver = Annotated[Principal, Depends(require("runs:approve_all"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 RunId = Annotated[str, Path(max_length=50)]
 RESUMABLE = ("interrupted", "failed", "cancelled")
 """The ends a team or workflow run resumes from (its last checkpoint), as ``durable.check_resumable`` says."""

@@ -14,11 +14,11 @@ from fastapi.responses import HTMLResponse
 from halguru import audit
 from halguru_server.console import shell
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 Auditor = Annotated[Principal, Depends(require("audit:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 PAGE = 50
 Text = Annotated[str | None, Query(max_length=200)]
 

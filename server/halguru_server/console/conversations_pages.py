@@ -20,12 +20,12 @@ from halguru_server.console import shell
 from halguru_server.errors import ApiError
 from halguru_server.identity import pages
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 Reader = Annotated[Principal, Depends(require("conversations:read_all"))]
 Steerer = Annotated[Principal, Depends(require("runs:approve_all"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 ConvId = Annotated[str, Path(max_length=100)]
 Field = Annotated[str | None, Query(max_length=200)]
 FILTERS = ("q", "agent", "channel", "owner", "status", "since", "until")

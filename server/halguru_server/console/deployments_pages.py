@@ -16,11 +16,11 @@ from halguru_server.console import shell
 from halguru_server.errors import ApiError
 from halguru_server.identity import pages
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 Publisher = Annotated[Principal, Depends(require("agents:publish"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 
 
 @router.get("/deployments")

@@ -13,12 +13,12 @@ from fastapi.responses import HTMLResponse
 from halguru_server.console import charts, monitor, shell, status_pages
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422))
 Viewer = Annotated[Principal, Depends(require("metrics:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 Window = Annotated[str, Query(pattern="^(15m|1h|24h|7d)$", description="15m, 1h, 24h or 7d")]
 
 

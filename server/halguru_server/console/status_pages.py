@@ -24,12 +24,12 @@ from halguru_server import ops
 from halguru_server.console import shell
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403))
 Viewer = Annotated[Principal, Depends(require("metrics:read"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 EVERY_S = 15.0
 KEEP = 480  # two hours at one sample per 15 s
 _lock = threading.Lock()

@@ -21,12 +21,12 @@ from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, invites, pages, roles, session_routes, users_routes, websessions
 from halguru_server.identity.guards import require
 from halguru_server.keys import list_keys
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
 api = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422))
 Admin = Annotated[Principal, Depends(require("users:manage"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]
 Role = Literal["admin", "operator", "developer", "user"]
 

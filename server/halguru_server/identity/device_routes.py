@@ -26,12 +26,12 @@ from halguru_server.identity import pages, roles
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
 from halguru_server.keys import create_key
-from halguru_server.state import ServerState, client_address, get_state
+from halguru_server.state import ServerState, client_address, get_state, state_of
 
 router = APIRouter(prefix="/auth/device", tags=["account"], dependencies=[Depends(public)],
                    responses=responses(400, 429))
 pages_router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the page checks the session
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 LIFETIME_S = 600.0
 INTERVAL_S = 2
 KEY_LIFETIME_S = 90 * 86400.0

@@ -10,6 +10,7 @@ tests/server/test_route_matrix.py can find it on every route: a route without on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -42,7 +43,10 @@ def require(permission: str, *, anonymous: bool = False,
     403 when the role lacks it or a cookie request fails CSRF."""
 
     async def guard(request: Request) -> Principal:
-        principal = resolve(request)
+        cached = getattr(request.state, "principal", None)
+        # off the event loop: a key or session lookup is a round trip to a database server, which would
+        # stall every other request of this replica meanwhile
+        principal = cached if isinstance(cached, Principal) else await asyncio.to_thread(resolve, request)
         if principal.anonymous and not anonymous:
             raise ApiError(401, "an API key is required: send 'Authorization: Bearer KEY' (create one with "
                                 "`halguru keys create NAME`), or sign in at /auth/login",

@@ -14,11 +14,11 @@ from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/auth", tags=["account"], responses=responses(401, 403))
 Caller = Annotated[Principal, Depends(require("account:own"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 
 
 class UserOut(BaseModel):

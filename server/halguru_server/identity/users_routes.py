@@ -14,11 +14,11 @@ from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, session_routes
 from halguru_server.identity.guards import require
-from halguru_server.state import Principal, ServerState, get_state
+from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422))
 Admin = Annotated[Principal, Depends(require("users:manage"))]
-State = Annotated[ServerState, Depends(get_state)]
+State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]
 
 
