@@ -12,7 +12,7 @@ while it keeps losing), so it follows the machine's load.
 from __future__ import annotations
 
 PROBE_EVERY = 32  # steps between tries of the other thread count, at first
-PROBE_MAX = 4096
+PROBE_MAX = 256  # a few seconds of steps: a count that lost during a busy spell is tried again soon
 WEIGHT = 0.2  # of the newest step in the running average
 
 
