@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.errors import ModelError
-from halguru.models.llama_sampling import free_sampler, keeping_gil, sampler_chain
+from halguru.models.llama_sampling import Sampler, free_sampler, keeping_gil, sampler_chain
 from halguru.models.llama_threads import ThreadChoice
 
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
@@ -283,17 +283,20 @@ class LlamaEngine:
         return eog
 
     def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
-                grammar: str | None = None) -> Any:
-        """This model's sampler chain (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
-        return sampler_chain(self.vocab, self.n_vocab, temperature=temperature, top_p=top_p, seed=seed,
+                grammar: str | None = None) -> Sampler:
+        """A sampler for this model (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
+        return sampler_chain(self.vocab, temperature=temperature, top_p=top_p, seed=seed,
                              repeat_penalty=repeat_penalty, grammar=grammar)
 
     free_sampler = staticmethod(free_sampler)
 
-    def sample(self, chain: Any, index: int) -> int:
+    def sample(self, sampler: Sampler, index: int) -> int:
         if self._sample_keeping_gil is None:
             self._sample_keeping_gil = keeping_gil("llama_sampler_sample")
-        return int(self._sample_keeping_gil(chain, self.ctx, index))
+        sampler.penalize(self.logits(index))
+        token = int(self._sample_keeping_gil(sampler.chain, self.ctx, index))
+        sampler.recent.append(token)
+        return token
 
     def logits(self, index: int) -> Any:
         """The logits at batch ``index`` as a numpy array (valid until the next step)."""

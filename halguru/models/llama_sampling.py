@@ -3,14 +3,43 @@
 from __future__ import annotations
 
 import ctypes
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from halguru.errors import ModelError
 
+PENALTY_LAST_N = 64  # the repetition penalty looks at this many of the last sampled tokens
 
-def sampler_chain(vocab: Any, n_vocab: int, *, temperature: float, top_p: float, seed: int,
-                  repeat_penalty: float, grammar: str | None = None) -> Any:
-    """A sampler chain as llama-cpp-python's ``create_completion`` builds it (same results); free it with
+
+@dataclass
+class Sampler:
+    """A llama.cpp sampler chain, and the repetition penalty kept here.
+
+    llama.cpp's penalties sampler looks every vocabulary entry up in a hash map at every token (~0.3 ms for a
+    49k vocabulary on these cores: three quarters of the engine's own time between batched steps).
+    ``penalize`` changes only the logits of the tokens in ``recent``, by the same float arithmetic, so the
+    chain samples what it sampled with llama.cpp's penalties in front."""
+
+    chain: Any
+    penalty: float
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=PENALTY_LAST_N))
+
+    def penalize(self, logits: Any) -> None:
+        """Apply the repetition penalty to ``logits`` (float32, in place) for the recently sampled tokens."""
+        if self.penalty == 1.0 or not self.recent:
+            return
+        import numpy as np
+
+        ids = np.unique(np.fromiter(self.recent, dtype=np.int32, count=len(self.recent)))
+        values = logits[ids]
+        penalty = np.float32(self.penalty)
+        logits[ids] = np.where(values <= 0, values * penalty, values / penalty)
+
+
+def sampler_chain(vocab: Any, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
+                  grammar: str | None = None) -> Sampler:
+    """A sampler as llama-cpp-python's ``create_completion`` builds its chain (same results); free it with
     ``free_sampler``. Raises ModelError for a grammar llama.cpp rejects."""
     import llama_cpp
 
@@ -19,7 +48,6 @@ def sampler_chain(vocab: Any, n_vocab: int, *, temperature: float, top_p: float,
     def add(sampler: Any) -> None:
         llama_cpp.llama_sampler_chain_add(chain, sampler)
 
-    add(llama_cpp.llama_sampler_init_penalties(n_vocab, 64, repeat_penalty, 0.0, 0.0))
     if grammar is not None:
         g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
         if not g:
@@ -35,13 +63,13 @@ def sampler_chain(vocab: Any, n_vocab: int, *, temperature: float, top_p: float,
         add(llama_cpp.llama_sampler_init_min_p(0.05, 1))
         add(llama_cpp.llama_sampler_init_temp(temperature))
         add(llama_cpp.llama_sampler_init_dist(seed))
-    return chain
+    return Sampler(chain, repeat_penalty)
 
 
-def free_sampler(chain: Any) -> None:
+def free_sampler(sampler: Sampler) -> None:
     import llama_cpp
 
-    llama_cpp.llama_sampler_free(chain)
+    llama_cpp.llama_sampler_free(sampler.chain)
 
 
 def keeping_gil(name: str) -> Any:
