@@ -2,7 +2,8 @@
 
 The llama.cpp provider batches the streams of several conversations into one ``llama_decode`` per step
 (slots). Each load sends N streamed ``/v1/chat/completions`` at once (bundled model, greedy, fixed seed,
-the same prompts) and counts completion tokens ÷ wall time until the last stream ends. Goals: 4 streams
+the same prompts, the same repetition penalty: halguru's default, which llama-server is sent) and counts
+completion tokens ÷ wall time until the last stream ends. Goals: 4 streams
 ≥ 1.5× one stream (stretch 2.0×), and halguru's 4-stream aggregate ≥ 1.0× llama.cpp's own
 ``llama-server`` (``--parallel 4``, continuous batching) under the same loads, built in this bench's
 setup step from the llama.cpp sources vendored in the installed llama-cpp-python's sdist and cached in
@@ -30,6 +31,7 @@ import _common
 import httpx
 from _common import HOME, Result, median, write_agent
 
+from halguru.agents.spec import Sampling
 from halguru.models.registry import bundled_gguf_path
 
 LLAMA_CPP_PYTHON = "0.3.36"  # pinned in pyproject.toml: llama-server is built from the same llama.cpp
@@ -48,6 +50,8 @@ PROMPTS = [
     "Tell a long story about two friends building a boat.",
 ]
 INSTRUCTIONS = "You are a storyteller. You write long, vivid stories."
+LLAMA_SERVER_MODEL = "smollm2"  # the model name the bench asks llama-server for
+REPEAT_PENALTY = Sampling().repeat_penalty  # halguru's default (agent.yaml sampling:), sent to llama-server too
 
 
 def _threads() -> tuple[int, int]:
@@ -99,6 +103,8 @@ async def _one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: i
 
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "seed": SEED, "stream": True, "stream_options": {"include_usage": True}}
+    if model == LLAMA_SERVER_MODEL:  # the same sampling as halguru's agent (llama-server's default is 1.0)
+        body["repeat_penalty"] = REPEAT_PENALTY
     chunks, usage = 0, None
     async with client.stream("POST", "/chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -186,7 +192,7 @@ def start_servers(stack: ExitStack, max_tokens: int) -> tuple[dict[str, tuple[st
             url = stack.enter_context(_process(argv, f"http://127.0.0.1:{port}/v1", log))
         except RuntimeError as exc:
             return servers, f"llama-server did not serve: {str(exc).splitlines()[0]}"
-        servers[f"llama-server -t {threads} -tb {tb}"] = (url, "smollm2")
+        servers[f"llama-server -t {threads} -tb {tb}"] = (url, LLAMA_SERVER_MODEL)
     return servers, ""
 
 
