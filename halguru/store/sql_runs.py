@@ -127,9 +127,11 @@ class RunsMixin(SQLBase):
         now = time.time()
         try:
             with self._tx(relaxed=True, batched=True) as conn:  # one round trip and the commit
-                found = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
                 history = conn.execute(MESSAGES, (conversation_id,))
-                if not existing:
+                found = None
+                if existing:
+                    found = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
+                else:
                     conn.execute(
                         "INSERT INTO conversations (id, agent, title, created, updated, owner) "
                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
@@ -140,7 +142,7 @@ class RunsMixin(SQLBase):
                     "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                     (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease),
                 )
-                if existing and found.fetchone() is None:
+                if found is not None and found.fetchone() is None:
                     raise _NoConversation  # rolls the inserts back
                 messages = [message_from_row(row) for row in history.fetchall()]
         except _NoConversation:

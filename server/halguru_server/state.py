@@ -153,7 +153,7 @@ def get_state(request: Request) -> ServerState:
 async def state_of(request: Request) -> ServerState:
     """``get_state`` as a route dependency: async, so FastAPI calls it on the event loop (a plain function
     dependency costs a hop to a worker thread and back on every request)."""
-    return request.app.state.halguru
+    return get_state(request)
 
 
 def _secret(request: Request) -> str | None:
