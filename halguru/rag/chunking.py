@@ -1,7 +1,9 @@
 """Structure-aware chunking: sections by heading, paragraphs and code blocks kept whole where they fit.
 
-Headings are Markdown headings, and in plain text (man pages, pydoc, RFC-style documents) upper-case section
-titles (``OPTIONS``) and numbered section titles (``3.1. Overview``). An option or term list entry (``-a, --all``
+Headings are Markdown headings, and in plain text (man pages, pydoc, RFC-style documents, info manuals) upper-case
+section titles (``OPTIONS``), numbered section titles (``3.1. Overview``) and underlined titles, whatever their case
+(a title over a line of ``=``, ``-``, ``*`` or ``.`` as long as it: an info node's ``10.1 ‘ls’: List directory
+contents``, reStructuredText, setext). An option or term list entry (``-a, --all``
 followed by its more indented explanation) is one unit: it is kept whole in one chunk when it fits, and its
 term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a long entry still names it. In
 code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
@@ -21,6 +23,8 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
 _NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([A-Z][^.]{1,70})$")
+_UNDERLINE = re.compile(r"^(=+|-+|\*+|\.+|~+|\^+)$")
+_UNDERLINE_LEVELS = {"*": 1, "=": 2, "-": 3, ".": 4, "~": 4, "^": 5}  # info's chapter, section, subsection...
 # "-C NUM, --context=NUM", "-a, --all", "-c     explanation": option names, then all-caps or <> arguments
 _OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]+|[ =]\[?(?:[A-Z][A-Z_]*|<[^>]+>)\]?)*"
                      r",?)(?:\s{2,}\S.*)?$")
@@ -129,6 +133,20 @@ def _section_title(line: str) -> tuple[int, str] | None:
     return None
 
 
+def _underlined_title(block: _Block) -> tuple[int, str] | None:
+    """(level, title) when ``block`` starts with a title line underlined by a line of one repeated mark as long as
+    it (give or take a few columns): the level is the title's section number's depth where it has one (``10.1``:
+    2), else the mark's rank (``*`` chapter, ``=`` section, ``-`` subsection, ``.``)."""
+    if len(block.lines) < 2 or _indent(block.lines[0]) > 1:
+        return None
+    title, rule = block.lines[0].strip(), block.lines[1].strip()
+    if not (len(rule) >= 3 and _UNDERLINE.match(rule) and abs(len(rule) - len(title)) <= 3
+            and any(c.isalnum() for c in title) and len(title) <= 100):
+        return None
+    number = re.match(r"(\d{1,2}(?:\.\d{1,2})*)\.?\s", title)
+    return (number.group(1).count(".") + 1 if number else _UNDERLINE_LEVELS[rule[0]]), title
+
+
 def _subsection_title(block: _Block, path: list[tuple[int, str]]) -> tuple[int, str] | None:
     """A man page's subsection (``   Generic Program Information``: indented by 2-3, followed by deeper lines)."""
     first = block.lines[0]
@@ -143,7 +161,7 @@ def _entry_term(block: _Block) -> str | None:
     """The term of a definition-list entry (an option, a pydoc function): a short first line followed by
     more indented lines, or an option line (``-c  explanation``)."""
     first = block.lines[0]
-    if len(first.strip()) > 80:
+    if len(first.strip()) > 80 or not any(c.isalnum() for c in first):  # a rule (``-----``) names nothing
         return None
     option = _OPTION.match(first)
     if (option and _indent(first) > 0) or (len(block.lines) > 1 and _indent(block.lines[1]) > _indent(first)):
@@ -159,12 +177,18 @@ def _text_blocks(text: str) -> list[_Block]:
     entry: tuple[int, _Block] | None = None  # (indent of its term, the merged block)
     for whole in _plain_blocks(text):
         block: _Block | None = whole
-        while block is not None and (title := _section_title(block.lines[0]) or _subsection_title(block, path)):
+        while block is not None:
+            underlined = _underlined_title(block)
+            title = underlined or _section_title(block.lines[0]) or _subsection_title(block, path)
+            if title is None:
+                break
             level, name = title
             path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, name)]
-            blocks.append(_Block([block.lines[0]], block.start, " > ".join(t for _, t in path), title=True))
+            used = 2 if underlined else 1  # the title, and its underline: in the line range, not in the text (a
+            # line of 40 "=" would be 40 of the 128 word pieces an embedder reads of the chunk)
+            blocks.append(_Block(block.lines[:1], block.start, " > ".join(t for _, t in path), title=True))
             entry = None
-            block = _Block(block.lines[1:], block.start + 1, "") if len(block.lines) > 1 else None
+            block = _Block(block.lines[used:], block.start + used, "") if len(block.lines) > used else None
         if block is None:
             continue
         heading = " > ".join(t for _, t in path)

@@ -74,6 +74,45 @@ def test_numbered_sections_nest_and_code_is_named_by_class_and_function():
     assert document_title(code, "code") == "Parcels."
 
 
+INFO_NODE = """\
+3.2 ‘tac’: Concatenate and write files in reverse
+==================================================
+
+‘tac’ copies each FILE to standard output, reversing the records.
+
+3.2.1 Separators
+----------------
+
+Records are separated by instances of a string.
+
+‘-s SEPARATOR’
+     Use SEPARATOR as the record separator.
+
+--------------------------
+     A rule is no term.
+"""
+
+
+def test_underlined_titles_of_any_case_are_sections_and_a_rule_is_no_term():
+    chunks = chunk_text(INFO_NODE, "text", size=40, overlap=0)
+    top = next(c for c in chunks if "copies each FILE" in c.text)
+    assert top.heading == "3.2 ‘tac’: Concatenate and write files in reverse"
+    assert top.line_start == 1  # the title opens the section's first chunk; its underline is left out of the text
+    assert top.text.startswith("3.2 ‘tac’: Concatenate and write files in reverse\n\n") and "===" not in top.text
+    nested = next(c for c in chunks if "Records are separated" in c.text)
+    assert nested.heading.startswith("3.2 ‘tac’: Concatenate and write files in reverse > 3.2.1 Separators")
+    assert all("----" not in c.heading and "====" not in c.heading for c in chunks)
+    rule = next(c for c in chunks if "A rule is no term." in c.text)
+    assert rule.heading.endswith("3.2.1 Separators")  # not "... > --------------------------"
+    # Without a section number the mark gives the level: "=" sections hold "-" subsections.
+    rst = "Install\n=======\n\nRun the installer.\n\nfrom source\n-----------\n\nBuild it first.\n"
+    headings = {c.text.splitlines()[-1]: c.heading for c in chunk_text(rst, "text", size=16, overlap=0)}
+    assert headings["Build it first."] == "Install > from source"
+    assert headings["Run the installer."] == "Install"
+    # A line of dashes under a longer sentence is a rule, not an underline.
+    assert chunk_text("Some words here that run on\n---\n\nBody.\n", "text")[0].heading == ""
+
+
 def _pydoc_corpus(folder: Path) -> Path:
     warnings.simplefilter("ignore")
     folder.mkdir()
