@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -166,11 +166,15 @@ class PostgresBase(SQLBase):
         with self._pool_lock:
             if self._opened_pool is None or self._pid != os.getpid():
                 self._pid, self._local = os.getpid(), _Local()
-                # check: a connection the server dropped (a restart, a failover) is replaced, not handed out
+                # check: a connection the server dropped (a restart, a failover) is replaced, not handed out.
+                # synchronous_commit off: the relaxed transactions (every request's) are the common case, so
+                # they need no statement of their own; a strict one sets it on for itself (_tx). Writes happen
+                # only in _tx, so nothing else commits relaxed.
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
                     check=_check_connection, configure=_nul_free,
-                    kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S})
+                    kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
+                            "options": "-c synchronous_commit=off"})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
 
@@ -201,17 +205,16 @@ class PostgresBase(SQLBase):
             raise StoreError(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
 
     @contextmanager
-    def _tx(self, relaxed: bool = False, batched: bool = False) -> Iterator[_Connection]:
+    def _tx(self, relaxed: bool = False) -> Iterator[_Connection]:
         local = self._local
         if local.conn is not None:
             yield local.conn
             return
-        with (self._lost(), self._connection() as raw, raw.pipeline() if batched else nullcontext(),
-              raw.transaction()):
+        with self._lost(), self._connection() as raw, raw.transaction():
             local.conn = _Connection(raw)
             try:
-                if relaxed:  # COMMIT does not wait for the WAL on disk (see SQLBase._tx)
-                    local.conn.execute("SET LOCAL synchronous_commit TO off")
+                if not relaxed:  # pooled connections commit without waiting for the disk (see _pool)
+                    local.conn.execute("SET LOCAL synchronous_commit TO on")
                 yield local.conn
             finally:
                 local.conn = None

@@ -22,12 +22,13 @@ from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
-from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter
+from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row
 
 log = logging.getLogger(__name__)
 
 BOOT_ID = uuid.uuid4().hex
+INSERT_ROWS = 500  # rows per multi-row INSERT (3,000 parameters: far below either database's limit)
 """This process: the holder recorded on the runs it starts."""
 
 
@@ -37,10 +38,6 @@ def _new_boot_id() -> None:
 
 
 os.register_at_fork(after_in_child=_new_boot_id)
-
-
-class _NoConversation(Exception):
-    """``start_run(existing=True)`` found no conversation: roll back what it sent."""
 
 
 def default_lease() -> float:
@@ -125,28 +122,22 @@ class RunsMixin(SQLBase):
         input, owned by ``owner``) if it is new; returns the conversation's messages before this run.
         ``existing``: the conversation must exist already; None, and nothing recorded, when it does not."""
         now = time.time()
-        try:
-            with self._tx(relaxed=True, batched=True) as conn:  # one round trip and the commit
-                history = conn.execute(MESSAGES, (conversation_id,))
-                found = None
-                if existing:
-                    found = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,))
-                else:
-                    conn.execute(
-                        "INSERT INTO conversations (id, agent, title, created, updated, owner) "
-                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                        (conversation_id, agent, input[:80], now, now, owner),
-                    )
+        run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
+               "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
+        params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease)
+        with self._tx(relaxed=True) as conn:
+            if existing:  # one statement both checks and inserts (each one costs on PostgreSQL)
+                if conn.execute(run + " WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
+                                (*params, conversation_id)).rowcount == 0:
+                    return None
+            else:
                 conn.execute(
-                    "INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, "
-                    "holder, lease_expires) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                    (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease),
+                    "INSERT INTO conversations (id, agent, title, created, updated, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                    (conversation_id, agent, input[:80], now, now, owner),
                 )
-                if found is not None and found.fetchone() is None:
-                    raise _NoConversation  # rolls the inserts back
-                messages = [message_from_row(row) for row in history.fetchall()]
-        except _NoConversation:
-            return None
+                conn.execute(run, params)
+            messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
 
@@ -167,10 +158,10 @@ class RunsMixin(SQLBase):
         if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?" + self.FOR_UPDATE,
                                        (run_id,)).fetchone() is None:
             return
-        conn.executemany(
-            "INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events],
-        )
+        for start in range(0, len(events), INSERT_ROWS):
+            chunk = events[start:start + INSERT_ROWS]
+            conn.execute(f"INSERT INTO events (run_id, seq, type, step, ts, data) VALUES {values(len(chunk), 6)}",
+                         [v for e in chunk for v in (run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json())])
 
     def finish_run(
         self, run_id: str, conversation_id: str, summary: Mapping[str, Any], events: Sequence[BaseEvent],
@@ -181,8 +172,7 @@ class RunsMixin(SQLBase):
         meanwhile (the user deleted the conversation while the run streamed), nothing is recorded."""
         now = time.time()
         try:
-            # batched: the lock and the check are one round trip, the writes and the commit another
-            with self._tx(relaxed=True, batched=True) as conn:
+            with self._tx(relaxed=True) as conn:
                 self._lock(conn, "conversation", conversation_id)  # its messages' seqs, a concurrent delete
                 run, conversation = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "
@@ -199,17 +189,17 @@ class RunsMixin(SQLBase):
                     (summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
                      summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id),
                 )
-                conn.executemany(  # each message's seq follows the one inserted before it
-                    "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, "
-                    "run_id, created) VALUES (?, (SELECT coalesce(max(seq), -1) + 1 FROM messages "
-                    "WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (conversation_id, conversation_id, m.role, m.content,
-                         json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
-                         m.tool_call_id, m.name, run_id, now)
-                        for m in new_messages
-                    ],
-                )
+                for start in range(0, len(new_messages), INSERT_ROWS):
+                    # one statement per chunk: its seqs follow the conversation's last, in this order
+                    rows = [(i, m.role, m.content,
+                             json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
+                             m.tool_call_id, m.name) for i, m in enumerate(new_messages[start:start + INSERT_ROWS])]
+                    conn.execute(
+                        "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, "
+                        "name, run_id, created) SELECT ?, last.seq + m.column1, m.column2, m.column3, m.column4, "
+                        "m.column5, m.column6, ?, ? FROM (SELECT coalesce(max(seq), -1) + 1 AS seq FROM messages "
+                        f"WHERE conversation_id = ?) AS last, (VALUES {values(len(rows), 6)}) AS m",
+                        [conversation_id, run_id, now, conversation_id, *(v for row in rows for v in row)])
                 conn.execute("UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent) "
                              "WHERE id = ?", (now, active_agent, conversation_id))
         finally:

@@ -87,10 +87,9 @@ class SQLiteBase(SQLBase):
             conn.close()
 
     @contextmanager
-    def _tx(self, relaxed: bool = False, batched: bool = False) -> Iterator[sqlite3.Connection]:
+    def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up front (BEGIN IMMEDIATE) so it never fails half-way on a lock;
-        a nested call joins the outer one. Every commit is ``relaxed`` here (WAL,
-        ``synchronous=NORMAL``); ``batched`` changes nothing (no round trips to save)."""
+        a nested call joins the outer one. Every commit is ``relaxed`` here (WAL, ``synchronous=NORMAL``)."""
         conn, local = self._conn(), self._local
         if local.depth:
             local.depth += 1

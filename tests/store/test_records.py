@@ -193,3 +193,33 @@ def test_nul_characters_are_stored_on_every_backend(store) -> None:
                      events, [Message(role="user", content="in\x00put"), Message(role="assistant", content="a\x00b")])
     assert store.get_run("run_nul")["status"] == "ok"
     assert [m.content.replace("\ufffd", "\x00") for m in store.get_messages("conv_nul")] == ["in\x00put", "a\x00b"]
+
+
+def test_a_long_runs_messages_and_events_keep_their_order_across_insert_chunks(store: Store,
+                                                                             monkeypatch) -> None:
+    """A run's messages and events are written many rows per statement: their order (and the messages' seqs
+    after the conversation's earlier ones) survives chunks, tool calls and empty fields."""
+    from halguru.store import sql_runs
+
+    monkeypatch.setattr(sql_runs, "INSERT_ROWS", 3)  # 7 messages and 8 events: chunks of 3, 3 and 1-2
+    store.start_run("run_c0000001", "conv_c", "agent", "scripted", "first")
+    done = RunFinished(run_id="run_c0000001", seq=0, status="ok", output="a")
+    store.finish_run("run_c0000001", "conv_c", done.model_dump(), [done],
+                     [Message(role="user", content="first"), Message(role="assistant", content="a")])
+    assert [m.content for m in store.start_run("run_c0000002", "conv_c", "agent", "scripted", "second",
+                                               existing=True) or []] == ["first", "a"]
+    call = ToolCallRequest(id="c1", name="ship", arguments={"order": "A"})
+    new = [Message(role="user", content="second"),
+           *[m for i in range(3) for m in (Message(role="assistant", content="", tool_calls=[call]),
+                                           Message(role="tool", content=f"shipped {i}", tool_call_id="c1",
+                                                   name="ship"))]]
+    events = [RunFinished(run_id="run_c0000002", seq=i, status="ok", output=str(i)) for i in range(8)]
+    store.finish_run("run_c0000002", "conv_c", events[-1].model_dump(), events, new)
+    stored = store.get_messages("conv_c")
+    assert [(m.role, m.content) for m in stored] == [("user", "first"), ("assistant", "a"),
+                                                     *[(m.role, m.content) for m in new]]
+    assert stored[3].tool_calls == [call] and stored[4].tool_call_id == "c1" and stored[4].name == "ship"
+    assert [e["seq"] for e in store.get_events("run_c0000002")] == list(range(8))
+    assert store.start_run("run_c0000003", "conv_gone", "agent", "scripted", "x", existing=True) is None
+    assert store.get_conversation("conv_gone") is None
+    assert [r["id"] for r in store.list_runs(conversation_id="conv_gone")] == []
