@@ -12,9 +12,13 @@ votes follow: a share of the best other candidate chunk of the same document (``
 the question's similarity to the document's lead, its first chunk (``lead_weight``: a man or pydoc page's NAME,
 a guide's opening section: what the page says it is about), min-max normalised over the
 candidate documents; the leads' stored vectors come from one small filtered scan, nothing is embedded (a source
-file's lead is its best candidate chunk: its first is a licence and imports). Then each
-document's best chunk comes before its second one (``per_source``): the first results are as many documents as
-possible, the other chunks of each follow.
+file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default: see
+``DOC_RANK_CONSTANTS``) the documents are then put in order by reciprocal rank fusion of four document-level lists
+(``Fusion.doc_rank_constant``): by their best fused chunk (counted twice), by their best chunk's cosine similarity,
+by their best chunk's BM25 score, and by their lead similarity; a document that is second or third on every list
+then beats one that is first on one list by a single large score. Each document's chunks keep their fused order,
+and each document's best chunk comes before its second one (``per_source``): the first results are as many
+documents as possible, the other chunks of each follow.
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -46,6 +50,8 @@ class Fusion:
     doc_weight: float = 0.0  # share of the best other chunk of the same document added to a chunk's score
     per_source: int = 1  # a document's chunks past this many wait until every other candidate is placed (0: off)
     lead_weight: float = 0.0  # share of the question's similarity to the document's lead (its first chunk)
+    doc_rank_constant: int = 0  # documents placed by rank fusion of document-level lists, with this constant (0: off)
+    doc_rank_fused: float = 2.0  # the weight of the list by best fused chunk in that fusion (the others count 1)
 
 
 DEFAULT_FUSION = Fusion()
@@ -57,6 +63,11 @@ DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
 # pydoc (source files get no vote: see lead_vectors). For wordllama it helped man pages and pydoc on dev but cost
 # code 0.07 MRR: off.
 LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
+# Documents put in order by rank fusion of document-level lists (``doc_rank_constant``) is off by default: with
+# constant 10 it raised MRR@10 on every dev split (man pages 0.72 -> 0.75, info manuals 0.69 -> 0.73, pydoc and
+# code +0.01) but not on the test splits (man 0.73 -> 0.72, info 0.62 -> 0.61, pydoc 0.78 -> 0.77): within the
+# noise of ~27 questions a split. scripts/bench/bench_kb.py reports it on every run.
+DOC_RANK_CONSTANTS: dict[str, int] = {}
 
 
 def default_fusion(embedder: str) -> Fusion:
@@ -64,7 +75,8 @@ def default_fusion(embedder: str) -> Fusion:
     name = embedder.partition(":")[0]
     return Fusion(fts_weight=FTS_WEIGHTS.get(name, DEFAULT_FUSION.fts_weight),
                   doc_weight=DOC_WEIGHTS.get(name, DEFAULT_FUSION.doc_weight),
-                  lead_weight=LEAD_WEIGHTS.get(name, DEFAULT_FUSION.lead_weight))
+                  lead_weight=LEAD_WEIGHTS.get(name, DEFAULT_FUSION.lead_weight),
+                  doc_rank_constant=DOC_RANK_CONSTANTS.get(name, DEFAULT_FUSION.doc_rank_constant))
 
 
 @dataclass
@@ -169,12 +181,10 @@ def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, lis
     return {row["source"]: row["vector"] for row in found}
 
 
-def _with_lead(scored: dict[Key, float], weight: float, leads: dict[str, list[float]],
-               query_vector: list[float], cosine: dict[Key, float]) -> dict[Key, float]:
-    """Add to each chunk ``weight`` times its document's lead similarity, min-max normalised over the documents:
-    what a page says it is about (a man page's NAME, a guide's opening) votes for every chunk of it. A
-    document without a lead (a source file) is judged by its best candidate chunk instead, so that in a base of
-    both it is neither favoured nor left behind."""
+def _lead_similarity(leads: dict[str, list[float]], query_vector: list[float],
+                     cosine: dict[Key, float]) -> dict[str, float]:
+    """Each candidate document's lead similarity to the question. A document without a lead (a source file) is
+    judged by its best candidate chunk instead, so that in a base of both it is neither favoured nor left behind."""
     import numpy as np
 
     q = np.asarray(query_vector, dtype="float32")
@@ -184,9 +194,32 @@ def _with_lead(scored: dict[Key, float], weight: float, leads: dict[str, list[fl
             similarity[key[0]] = max(value, similarity.get(key[0], -1.0))
     for source, vector in leads.items():
         similarity[source] = float(np.dot(q, np.asarray(vector, dtype="float32")))
+    return similarity
+
+
+def _with_lead(scored: dict[Key, float], weight: float, similarity: dict[str, float]) -> dict[Key, float]:
+    """Add to each chunk ``weight`` times its document's lead similarity, min-max normalised over the documents:
+    what a page says it is about (a man page's NAME, a guide's opening) votes for every chunk of it."""
     candidates = {key[0] for key in scored}
     lead = _normalised({(source, 0, ""): value for source, value in similarity.items() if source in candidates})
     return {key: value + weight * lead.get((key[0], 0, ""), 0.0) for key, value in scored.items()}
+
+
+def _best_per_document(values: dict[Key, float]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for (source, _, _), value in values.items():
+        best[source] = max(value, best.get(source, value))
+    return best
+
+
+def _document_ranks(lists: list[tuple[float, dict[str, float]]], constant: int) -> dict[str, float]:
+    """Reciprocal rank fusion of document-level lists (weight, document -> score): each document gets
+    weight / (constant + its rank) from every list it is on."""
+    fused: dict[str, float] = {}
+    for weight, values in lists:
+        for rank, source in enumerate(sorted(values, key=lambda s: (-values[s], s)), 1):
+            fused[source] = fused.get(source, 0.0) + weight / (constant + rank)
+    return fused
 
 
 def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: int,
@@ -223,9 +256,18 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
                   for key in rows}
     if fusion.doc_weight:
         scored = _with_document_support(scored, fusion.doc_weight)
-    if fusion.lead_weight and leads is not None and query_vector is not None:
-        scored = _with_lead(scored, fusion.lead_weight, leads, query_vector, cosine)
+    lead = _lead_similarity(leads, query_vector, cosine) if leads is not None and query_vector is not None else {}
+    if fusion.lead_weight and lead:
+        scored = _with_lead(scored, fusion.lead_weight, lead)
     order = sorted(rows, key=lambda item: (-scored[item], item))
+    if fusion.doc_rank_constant:
+        bm25_scores = {_key(r): float(r["_score"]) for r in fts_rows if "_score" in r}
+        best = _best_per_document(scored)
+        documents = _document_ranks([(fusion.doc_rank_fused, best), (1.0, _best_per_document(cosine)),
+                                     (1.0, _best_per_document(bm25_scores)), (1.0, lead)], fusion.doc_rank_constant)
+        # A tie goes to the better best chunk; the sort is stable: each document's chunks keep their order.
+        order = sorted(order, key=lambda item: (-documents[item[0]], -best[item[0]]))
+        scored = {key: documents[key[0]] for key in order}  # what the hits report: their document's fused rank
     if fusion.per_source:
         order = _diversified(order, fusion.per_source)
     return [{**rows[item], "_relevance_score": scored[item]} for item in order[:k]]

@@ -63,6 +63,10 @@ def _configs() -> dict[str, object]:
     configs["score fts 0.2 lead 0.5 max 1/doc"] = Fusion("score", 0.2, lead_weight=0.5)
     configs["score fts 0.3 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.3, doc_weight=0.1, lead_weight=0.5)
     configs["score fts 0.1 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.1, doc_weight=0.1, lead_weight=0.5)
+    # documents ordered by rank fusion of four document-level lists (best fused chunk x2, cosine, BM25, lead)
+    for constant in (5, 10, 20):
+        configs[f"score fts 0.2 doc 0.1 lead 0.5 docrank {constant}"] = Fusion(
+            "score", 0.2, doc_weight=0.1, lead_weight=0.5, doc_rank_constant=constant)
     return configs
 
 

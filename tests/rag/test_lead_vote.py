@@ -49,3 +49,29 @@ def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Pat
     hits = rag.search("pages", "show the last lines of a file", k=3,
                       fusion=Fusion(fts_weight=0.2, doc_weight=0.1, lead_weight=0.5))
     assert hits[0].source == "pages/tail.txt"
+
+
+def test_document_rank_fusion_prefers_the_page_good_on_every_list_to_one_lucky_chunk():
+    question = [1.0, 0.0]
+
+    def at(angle: float) -> list[float]:
+        return [math.cos(angle), math.sin(angle)]
+
+    # "lucky.txt" has one chunk that is closest to the question and no other support; "steady.txt" is second by
+    # cosine, first by BM25 and by its lead; "other.txt" is third everywhere.
+    vector_rows = [_row("lucky.txt", at(0.1), 0.0), _row("steady.txt", at(0.3), 0.0),
+                   _row("other.txt", at(0.6), 0.0)]
+    for row, distance in zip(vector_rows, (0.1, 0.3, 0.6), strict=True):
+        row["_distance"] = 1 - math.cos(distance)
+    fts_rows = [_row("steady.txt", at(0.3), 5.0), _row("other.txt", at(0.6), 4.0)]
+    leads = {"lucky.txt": at(1.2), "steady.txt": at(0.2), "other.txt": at(0.9)}
+    mixed = Fusion(fts_weight=0.1, lead_weight=0.05)
+    plain = fuse(vector_rows, fts_rows, 3, mixed, question, leads)
+    assert plain[0]["source"] == "lucky.txt"  # the mixed score follows the one large cosine
+    ranked = fuse(vector_rows, fts_rows, 3, Fusion(fts_weight=0.1, lead_weight=0.05, doc_rank_constant=10),
+                  question, leads)
+    # 2/(10+rank) for the fused list, 1/(10+rank) for each other list the page is on: a page missing from the
+    # full-text list (lucky) falls behind one that is third on all of them.
+    assert [r["source"] for r in ranked] == ["steady.txt", "other.txt", "lucky.txt"]
+    scores = [r["_relevance_score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)  # hits report their document's fused rank, best first
