@@ -174,21 +174,19 @@ class RunsMixin(SQLBase):
         try:
             with self._tx(relaxed=True) as conn:
                 self._lock(conn, "conversation", conversation_id)  # its messages' seqs, a concurrent delete
-                run, conversation = conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?), "
-                    "EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
-                    (run_id, conversation_id)).fetchone()
-                if not run or not conversation:
+                # first, as it also checks that both still exist (each statement costs on PostgreSQL)
+                if conn.execute(
+                    "UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?, "
+                    "prompt_tokens = ?, completion_tokens = ? WHERE id = ? "
+                    "AND EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
+                    (summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
+                     summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id,
+                     conversation_id),
+                ).rowcount == 0:
                     log.info("run %s finished after its conversation %s was deleted: not recorded",
                              run_id, conversation_id)
                     return
                 self._insert_events(conn, run_id, events, exists=True)
-                conn.execute(
-                    "UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?, "
-                    "prompt_tokens = ?, completion_tokens = ? WHERE id = ?",
-                    (summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
-                     summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id),
-                )
                 for start in range(0, len(new_messages), INSERT_ROWS):
                     # one statement per chunk: its seqs follow the conversation's last, in this order
                     rows = [(i, m.role, m.content,
