@@ -64,9 +64,9 @@ DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
 # code 0.07 MRR: off.
 LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
 # Documents put in order by rank fusion of document-level lists (``doc_rank_constant``) is off by default: with
-# constant 10 it raised MRR@10 on every dev split (man pages 0.72 -> 0.75, info manuals 0.69 -> 0.73, pydoc and
-# code +0.01) but not on the test splits (man 0.73 -> 0.72, info 0.62 -> 0.61, pydoc 0.78 -> 0.77): within the
-# noise of ~27 questions a split. scripts/bench/bench_kb.py reports it on every run.
+# constant 10 it raised MRR@10 on every dev split by 0.01-0.02 (man pages 0.72 -> 0.74) but lowered it on three
+# test splits (man 0.73 -> 0.72, info manuals 0.68 -> 0.64, pydoc 0.78 -> 0.75): within the noise of ~28
+# questions a split. scripts/bench/bench_kb.py reports it on every run.
 DOC_RANK_CONSTANTS: dict[str, int] = {}
 
 
@@ -263,8 +263,10 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
     if fusion.doc_rank_constant:
         bm25_scores = {_key(r): float(r["_score"]) for r in fts_rows if "_score" in r}
         best = _best_per_document(scored)
+        candidates = {source: value for source, value in lead.items() if source in best}
         documents = _document_ranks([(fusion.doc_rank_fused, best), (1.0, _best_per_document(cosine)),
-                                     (1.0, _best_per_document(bm25_scores)), (1.0, lead)], fusion.doc_rank_constant)
+                                     (1.0, _best_per_document(bm25_scores)), (1.0, candidates)],
+                                    fusion.doc_rank_constant)
         # A tie goes to the better best chunk; the sort is stable: each document's chunks keep their order.
         order = sorted(order, key=lambda item: (-documents[item[0]], -best[item[0]]))
         scored = {key: documents[key[0]] for key in order}  # what the hits report: their document's fused rank

@@ -75,3 +75,9 @@ def test_document_rank_fusion_prefers_the_page_good_on_every_list_to_one_lucky_c
     assert [r["source"] for r in ranked] == ["steady.txt", "other.txt", "lucky.txt"]
     scores = [r["_relevance_score"] for r in ranked]
     assert scores == sorted(scores, reverse=True)  # hits report their document's fused rank, best first
+    # Leads of documents that are not candidates rank nothing: the result does not depend on how many were fetched.
+    more = {**leads, **{f"absent-{i}.txt": at(0.0) for i in range(5)}}
+    again = fuse(vector_rows, fts_rows, 3, Fusion(fts_weight=0.1, lead_weight=0.05, doc_rank_constant=10),
+                 question, more)
+    assert [(r["source"], r["_relevance_score"]) for r in again] == list(zip(
+        [r["source"] for r in ranked], scores, strict=True))
