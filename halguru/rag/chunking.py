@@ -1,12 +1,12 @@
 """Structure-aware chunking: sections by heading, paragraphs and code blocks kept whole where they fit.
 
-Headings are Markdown headings, and in plain text (man pages, pydoc, RFC-style documents, info manuals) upper-case
-section titles (``OPTIONS``), numbered section titles (``3.1. Overview``) and underlined titles, whatever their case
-(a title over a line of ``=``, ``-``, ``*`` or ``.`` as long as it: an info node's ``10.1 ‘ls’: List directory
-contents``, reStructuredText, setext). An option or term list entry (``-a, --all``
-followed by its more indented explanation) is one unit: it is kept whole in one chunk when it fits, and its
-term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a long entry still names it. In
-code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
+Headings are Markdown headings (``#``, and setext: one line over ``===`` or ``---``), and in plain text (man
+pages, pydoc, RFC-style documents, info manuals) upper-case section titles (``OPTIONS``), numbered section titles
+(``3.1. Overview``) and underlined titles, whatever their case (a title over a line of ``=``, ``-``, ``*`` or ``.``
+as long as it: an info node's ``10.1 ‘ls’: List directory contents``, reStructuredText). An option or term list
+entry (``-a, --all`` followed by its more indented explanation) is one unit: it is kept whole in one chunk when it
+fits, and its term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a long entry still names
+it. In code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
 
 Sizes are in approximate tokens (words and punctuation marks, ~1.3 per English
 word, close to what BPE embedders see) so that no tokenizer has to load to chunk.
@@ -24,6 +24,7 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
 _NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([A-Z][^.]{1,70})$")
 _UNDERLINE = re.compile(r"^(=+|-+|\*+|\.+|~+|\^+)$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _UNDERLINE_LEVELS = {"*": 1, "=": 2, "-": 3, ".": 4, "~": 4, "^": 5}  # info's chapter, section, subsection...
 # "-C NUM, --context=NUM", "-a, --all", "-c     explanation": option names, then all-caps or <> arguments
 _OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]+|[ =]\[?(?:[A-Z][A-Z_]*|<[^>]+>)\]?)*"
@@ -90,6 +91,14 @@ def _markdown_blocks(text: str) -> list[_Block]:
             current = _Block([line], number, heading(), title=True)
             blocks.append(current)
             current = None
+            continue
+        underline = _SETEXT.match(line)
+        if underline and current is not None and not current.code and len(current.lines) == 1:
+            # A setext heading: one line of text over "===" (level 1) or "---" (level 2); the underline stays out
+            # of the text. Under a longer paragraph "---" is taken for a rule.
+            level = 1 if underline.group(1)[0] == "=" else 2
+            path = [(lvl, title) for lvl, title in path if lvl < level] + [(level, current.lines[0].strip())]
+            current.heading, current.title, current = heading(), True, None
             continue
         if not line.strip():
             current = None

@@ -111,6 +111,14 @@ def test_underlined_titles_of_any_case_are_sections_and_a_rule_is_no_term():
     assert headings["Run the installer."] == "Install"
     # A line of dashes under a longer sentence is a rule, not an underline.
     assert chunk_text("Some words here that run on\n---\n\nBody.\n", "text")[0].heading == ""
+    # Markdown's setext headings: one line over "===" (level 1) or "---" (level 2); under a longer paragraph
+    # "---" is a rule.
+    markdown = ("Guide\n=====\n\nIntro text.\n\nInstall\n-------\n\nRun pipx install halguru.\n\n"
+                "Two lines of a\nparagraph.\n---\n\nAfter the rule.\n")
+    chunks = chunk_text(markdown, "markdown", size=16, overlap=0)
+    assert [(c.heading, c.line_start) for c in chunks[:2]] == [("Guide", 1), ("Guide > Install", 6)]
+    assert chunks[1].text.startswith("Install\n\nRun pipx") and "-------" not in chunks[1].text  # no underline
+    assert chunks[-1].heading == "Guide > Install" and "After the rule." in chunks[-1].text
 
 
 def _pydoc_corpus(folder: Path) -> Path:
