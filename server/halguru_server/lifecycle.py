@@ -21,12 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
-from halguru.agents.events import Event
+from halguru.agents.events import Event, Token
 from halguru.agents.runtime import SHUTDOWN  # the cancel message the runtime stores as interrupted
 
 log = logging.getLogger("halguru.server")
 CLIENT_GONE = "client disconnected"
 _END = object()
+_QUIET = object()  # no item came in the time waited
 T = TypeVar("T")
 
 
@@ -126,15 +127,42 @@ class Pump:
         """The run was cut by the end of the shutdown grace period."""
         return self.lifecycle.interrupted and self.task.cancelled()
 
-    async def items(self, keepalive: float | None = None) -> AsyncIterator[Event | None]:
+    async def items(self, keepalive: float | None = None, coalesce: float = 0.0) -> AsyncIterator[Event | None]:
         """The run's events; None for each ``keepalive`` seconds without one. Raises what the run raised
-        (asyncio.CancelledError once shutdown cut it)."""
+        (asyncio.CancelledError once shutdown cut it).
+
+        ``coalesce``: tokens that come less than this many seconds after the last token given out are held
+        and given out together, as one token event (of the last one's seq), when that time is up or another
+        event comes. A lone token, and the first after a pause, go out at once. Each event a stream writes
+        costs the server a socket write and the client a parse, per stream, per token: with several streams
+        that is CPU taken from the model's threads (see docs/architecture.md)."""
+        loop = asyncio.get_running_loop()
+        held: Token | None = None
+        flushed = float("-inf")  # when the last token was given out
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), keepalive)
-                except TimeoutError:
+                wait = keepalive if held is None else max(0.0, flushed + coalesce - loop.time())
+                item = await self._next(wait)
+                if item is _QUIET and held is None:
                     yield None
+                    continue
+                if coalesce and isinstance(item, Token):
+                    if held is not None and _same_stream(held, item):
+                        held = held.model_copy(update={"text": held.text + item.text, "seq": item.seq,
+                                                       "ts": item.ts})
+                    else:
+                        if held is not None:
+                            yield held
+                            flushed = loop.time()
+                        held = item
+                    if loop.time() >= flushed + coalesce:
+                        yield held
+                        held, flushed = None, loop.time()
+                    continue
+                if held is not None:
+                    yield held
+                    held, flushed = None, loop.time()
+                if item is _QUIET:
                     continue
                 if item is _END:
                     return
@@ -146,6 +174,16 @@ class Pump:
         finally:
             await self.close()
 
+    async def _next(self, wait: float | None) -> Any:
+        """The next item, or _QUIET after ``wait`` seconds without one (None: wait as long as it takes)."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        try:
+            async with asyncio.timeout(wait):
+                return await self.queue.get()
+        except TimeoutError:
+            return _QUIET
+
     async def close(self) -> None:
         if not self.task.done():
             self.task.cancel(CLIENT_GONE)
@@ -154,6 +192,11 @@ class Pump:
 
     async def collect(self) -> list[Event]:
         return [e async for e in self.items() if e is not None]
+
+
+def _same_stream(a: Token, b: Token) -> bool:
+    """Two tokens of one model call's answer (a sub-run's tokens are another stream)."""
+    return (a.run_id, a.step, a.parent_run_id) == (b.run_id, b.step, b.parent_run_id)
 
 
 class RunCut(Exception):

@@ -220,7 +220,7 @@ async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Cal
     of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short."""
     pump = Pump(state.lifecycle, events)
     try:
-        async with closing(pump.items(state.settings.sse_keepalive)) as items:
+        async with closing(pump.items(state.settings.sse_keepalive, state.settings.sse_coalesce)) as items:
             async for event in items:
                 text = KEEPALIVE if event is None else render(event)
                 if text:

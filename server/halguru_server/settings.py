@@ -82,6 +82,9 @@ class ServerSettings(BaseSettings):
                                "serving while /readyz says not ready (a load balancer's time to notice)")
     sse_keepalive: float = Field(default=10.0, gt=0, description="seconds of silence after which a stream "
                                  "gets a keep-alive comment (long tool calls, queue waits)")
+    sse_coalesce: float = Field(default=0.05, ge=0, le=1, description="seconds: a stream's tokens that come "
+                                "sooner than this after the last one it sent go out together, as one event "
+                                "(one write per stream per 50 ms instead of one per token; 0: each at once)")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
                                    "running between requests (off: each run starts and stops its own)")
     worker: bool = Field(default=True, description="run the worker (jobs, schedules, channel replies) in the "
