@@ -307,7 +307,7 @@ def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mod
         notes.append(f"knowledge base {kb.name!r} has no full-text index yet (an ingest was interrupted): "
                      f"vector search only; run halguru kb ingest {kb.name} PATH to finish it")
         fts_rows = []
-    leads = lead_vectors(kb, [*vector_rows, *fts_rows]) if fusion.lead_weight else None
+    leads = lead_vectors(kb, [*vector_rows, *fts_rows]) if fusion.lead_weight or fusion.doc_rank_constant else None
     return fuse(vector_rows, fts_rows, k, fusion, vector, leads)
 
 

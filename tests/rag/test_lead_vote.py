@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from halguru import rag
+from halguru.rag import query
 from halguru.rag.query import Fusion, fuse, lead_vectors
 
 
@@ -31,7 +32,7 @@ def test_the_page_whose_lead_matches_the_question_wins_a_tie():
     assert [r["source"] for r in mixed] == ["b-tail.txt", "c-follow.py", "a-logger.txt"]
 
 
-def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Path):
+def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Path, monkeypatch):
     folder = tmp_path / "pages"
     folder.mkdir()
     body = "\n\n".join(f"SECTION {i}\n       Paragraph {i} about option {i} and what it does." for i in range(40))
@@ -49,6 +50,12 @@ def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Pat
     hits = rag.search("pages", "show the last lines of a file", k=3,
                       fusion=Fusion(fts_weight=0.2, doc_weight=0.1, lead_weight=0.5))
     assert hits[0].source == "pages/tail.txt"
+    # The document rank fusion fetches the leads too, even with no lead vote in the mixed score.
+    fetched: list[int] = []
+    monkeypatch.setattr(query, "lead_vectors", lambda kb, rows: fetched.append(len(rows)) or lead_vectors(kb, rows))
+    ranked = rag.search("pages", "show the last lines of a file", k=3,
+                        fusion=Fusion(fts_weight=0.2, lead_weight=0.0, doc_rank_constant=10))
+    assert ranked[0].source == "pages/tail.txt" and fetched
 
 
 def test_document_rank_fusion_prefers_the_page_good_on_every_list_to_one_lucky_chunk():
