@@ -219,6 +219,14 @@ class PostgresBase(SQLBase):
             finally:
                 local.conn = None
 
+    @contextmanager
+    def _autocommit(self) -> Iterator[_Connection]:
+        if self._local.conn is not None:
+            yield self._local.conn
+            return
+        with self._lost(), self._connection() as raw:  # pooled: autocommit, synchronous_commit off
+            yield _Connection(raw)
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if self._local.conn is not None:
             return [dict(row) for row in self._local.conn.execute(sql, params)]

@@ -86,6 +86,12 @@ class SQLBase:
         identity, keys, audit and deployments always wait for the disk."""
         raise NotImplementedError
 
+    def _autocommit(self) -> AbstractContextManager[Any]:
+        """This thread's connection outside any transaction (inside one, that one): each statement commits by
+        itself, relaxed (see ``_tx``). For a write that is one statement, and reads after it: on PostgreSQL it
+        saves the BEGIN and the COMMIT, two of a request's round trips."""
+        raise NotImplementedError
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read, as plain dicts (inside this thread's open transaction, if there is one)."""
         raise NotImplementedError

@@ -125,19 +125,21 @@ class RunsMixin(SQLBase):
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
                "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
         params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease)
-        with self._tx(relaxed=True) as conn:
-            if existing:  # one statement both checks and inserts (each one costs on PostgreSQL)
+        if existing:  # one statement checks and inserts: no transaction needed around it
+            with self._autocommit() as conn:
                 if conn.execute(run + " WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
                                 (*params, conversation_id)).rowcount == 0:
                     return None
-            else:
+                messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
+        else:
+            with self._tx(relaxed=True) as conn:
                 conn.execute(
                     "INSERT INTO conversations (id, agent, title, created, updated, owner) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
                     (conversation_id, agent, input[:80], now, now, owner),
                 )
                 conn.execute(run, params)
-            messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
+                messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
 

@@ -110,6 +110,10 @@ class SQLiteBase(SQLBase):
         finally:
             local.depth = 0
 
+    @contextmanager
+    def _autocommit(self) -> Iterator[sqlite3.Connection]:
+        yield self._conn()  # isolation_level=None: outside _tx, each statement is its own transaction
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read on this thread's own connection, as plain dicts."""
         return [dict(row) for row in self._conn().execute(sql, params)]
