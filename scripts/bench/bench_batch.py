@@ -197,9 +197,10 @@ def start_servers(stack: ExitStack, max_tokens: int) -> tuple[dict[str, tuple[st
 
 
 def measure_all(servers: dict[str, tuple[str, str]], quick: bool, max_tokens: int) -> dict[str, dict[int, list[float]]]:
-    """Every load on every server, round-robin, so a slow spell of the (shared) machine hits all of them alike."""
+    """Every load on every server, round-robin, so a slow spell of the (shared) machine hits all of them alike;
+    five rounds, as one load's figure moves by a fifth from one minute to the next on these machines."""
     rates: dict[str, dict[int, list[float]]] = {name: {n: [] for n in STREAMS} for name in servers}
-    for _ in range(1 if quick else 3):
+    for _ in range(1 if quick else 5):
         for n in STREAMS:
             for name, (url, model) in servers.items():
                 rates[name][n].append(asyncio.run(_load(url, model, n, max_tokens)))
