@@ -6,6 +6,7 @@
   affinity-keeping load balancer would route them): ratio 2 replicas ÷ 1 (goal ≥ 1.6; SQLite has one writer
   at a time, so its figure shows what a second replica costs there rather than what it gains);
 - the same load on one replica on PostgreSQL ÷ on SQLite (goal ≥ 0.7);
+- all four serve configurations run at once and are loaded in turn, five rounds (medians);
 - jobs/s (scripted agent) with 1 and 2 ``halguru worker`` processes, on SQLite and on PostgreSQL (2 ÷ 1).
 
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio in this process (httpx spends more CPU per
@@ -28,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,10 +245,20 @@ def run_load(setup: Setup, ports: list[int], seconds: float, warmup: float = 1.0
     return load
 
 
-def serve_runs(kind: str, replicas: int, reps: int, seconds: float) -> list[Load]:
-    with database(kind) as setup:
-        ports = [setup.replica(free_port()) for _ in range(replicas)]
-        return [run_load(setup, ports, seconds) for _ in range(reps)]
+def serve_runs(configs: list[tuple[str, int]], reps: int, seconds: float) -> dict[tuple[str, int], list[Load]]:
+    """Each (database kind, replicas) on a database of its own, all started first, then loaded in turn, round
+    by round: a slow spell of the machine (one load's figure moves by a third from one minute to the next on
+    these shared machines) then hits every configuration alike instead of the one measured at that time."""
+    with ExitStack() as stack:
+        running = []
+        for kind, replicas in configs:
+            setup = stack.enter_context(database(kind))
+            running.append(((kind, replicas), setup, [setup.replica(free_port()) for _ in range(replicas)]))
+        loads: dict[tuple[str, int], list[Load]] = {config: [] for config, _, _ in running}
+        for _ in range(reps):
+            for config, setup, ports in running:
+                loads[config].append(run_load(setup, ports, seconds))
+        return loads
 
 
 # -- jobs ----------------------------------------------------------------------------------------------------
@@ -297,8 +308,8 @@ def _describe(label: str, loads: list[Load]) -> str:
 
 
 def measure(quick: bool) -> list[Result]:
-    reps, seconds, jobs = (1, 3.0, 100) if quick else (3, 8.0, 200)
-    loads = {(kind, n): serve_runs(kind, n, reps, seconds) for kind in ("sqlite", "postgresql") for n in (1, 2)}
+    reps, seconds, jobs = (1, 3.0, 100) if quick else (5, 6.0, 200)
+    loads = serve_runs([(kind, n) for kind in ("sqlite", "postgresql") for n in (1, 2)], reps, seconds)
     rps = {k: _figures(v)[0] for k, v in loads.items()}
     rates = {(kind, n): median([jobs_per_second(kind, n, jobs) for _ in range(1 if quick else 2)])
              for kind in ("sqlite", "postgresql") for n in (1, 2)}
