@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from halguru.agents.events import Event, RunFinished, Token, ToolCall
 from halguru_server.lifecycle import Lifecycle, Pump
+
+from halguru.agents.events import Event, RunFinished, Token, ToolCall
 
 
 async def _events(script: list[tuple[float, Event]]) -> AsyncIterator[Event]:
