@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from halguru.rag.errors import KnowledgeError
@@ -168,8 +169,6 @@ def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key,
 def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     """The vector of the first chunk of each document that ``rows`` come from (one small filtered scan). Source
     files have none: their first chunk is mostly a licence and imports (their vote cost code MRR 0.04 on dev)."""
-    from pathlib import Path
-
     from halguru.rag.loaders import kind_of
 
     sources = sorted({row["source"] for row in rows if kind_of(Path(row["source"])) != "code"})

@@ -15,8 +15,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
@@ -26,10 +26,11 @@ from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BOOT_ID = uuid.uuid4().hex
-INSERT_ROWS = 500  # rows per multi-row INSERT (3,000 parameters: far below either database's limit)
 """This process: the holder recorded on the runs it starts."""
+INSERT_ROWS = 500  # rows per multi-row INSERT (3,000 parameters: far below either database's limit)
 
 
 def _new_boot_id() -> None:
@@ -38,6 +39,12 @@ def _new_boot_id() -> None:
 
 
 os.register_at_fork(after_in_child=_new_boot_id)
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in pieces of at most INSERT_ROWS, one multi-row INSERT each."""
+    for start in range(0, len(items), INSERT_ROWS):
+        yield items[start:start + INSERT_ROWS]
 
 
 def default_lease() -> float:
@@ -160,8 +167,7 @@ class RunsMixin(SQLBase):
         if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?" + self.FOR_UPDATE,
                                        (run_id,)).fetchone() is None:
             return
-        for start in range(0, len(events), INSERT_ROWS):
-            chunk = events[start:start + INSERT_ROWS]
+        for chunk in _chunks(events):
             conn.execute(f"INSERT INTO events (run_id, seq, type, step, ts, data) VALUES {values(len(chunk), 6)}",
                          [v for e in chunk for v in (run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json())])
 
@@ -189,11 +195,11 @@ class RunsMixin(SQLBase):
                              run_id, conversation_id)
                     return
                 self._insert_events(conn, run_id, events, exists=True)
-                for start in range(0, len(new_messages), INSERT_ROWS):
+                for chunk in _chunks(new_messages):
                     # one statement per chunk: its seqs follow the conversation's last, in this order
                     rows = [(i, m.role, m.content,
                              json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
-                             m.tool_call_id, m.name) for i, m in enumerate(new_messages[start:start + INSERT_ROWS])]
+                             m.tool_call_id, m.name) for i, m in enumerate(chunk)]
                     conn.execute(
                         "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, "
                         "name, run_id, created) SELECT ?, last.seq + m.column1, m.column2, m.column3, m.column4, "
