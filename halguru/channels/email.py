@@ -8,6 +8,9 @@ channels:
     smtp: {host: smtp.example.com, password: HELP_MAIL_PASSWORD}
 ```
 
+One conversation per thread (its first Message-ID) and correspondent (the address answers go to), so quoting
+another person's Message-ID never joins their conversation.
+
 The invariant: a message is handed to the sink before it is marked processed on the server (our keyword and
 ``\\Seen``, then a move if configured), and the sink keys it by its Message-ID, so a crash never loses a
 message and a restart never answers one twice. A reply goes out through ``SendOnce`` with a Message-ID made
@@ -219,7 +222,10 @@ class EmailChannel:
     def inbound(self, mail: ParsedMail) -> Inbound:
         return Inbound(
             channel=self.name, agent=self.agent, message_id=mail.message_id, sender=mail.sender,
-            thread=mail.thread, text=mail.text, title=mail.subject or "(no subject)",
+            # one conversation per thread and per address its answers go to: a thread's Message-IDs are no
+            # secret (every reply carries them), so whoever quotes them in References gets a conversation of
+            # their own, never the agent's answer from another person's thread
+            thread=f"{mail.reply_to}|{mail.thread}", text=mail.text, title=mail.subject or "(no subject)",
             reply={"to": mail.reply_to, "subject": mail.subject, "message_id": mail.message_id,
                    "references": list(mail.references)},
         )

@@ -3,9 +3,11 @@
 Everything here is a pure function of the raw message bytes (and the channel's own address and sender list), so
 the IMAP loop stays small and every rule is testable on its own. The invariants:
 
-- a message that a bot must not answer (auto-replies, bounces, list mail, our own mail, senders not allowed)
-  gets a ``skip`` reason instead of text: answering those is how mail loops start (RFC 3834);
-- the thread key is the thread's first Message-ID, so every reply in a thread lands in one conversation;
+- a message that a bot must not answer (auto-replies, bounces, list mail, our own mail, senders not allowed,
+  a Reply-To that is ours or not allowed) gets a ``skip`` reason instead of text: answering those is how mail
+  loops start (RFC 3834);
+- the thread is the thread's first Message-ID, so every reply in a thread is recognised as part of it (the
+  channel keeps one conversation per thread and correspondent: ``EmailChannel.inbound``);
 - a message always has an id: without a Message-ID header it gets a stable one made from its bytes, so
   a refetch after a crash is recognised as the same message.
 """
@@ -60,9 +62,10 @@ def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = N
     if in_reply_to and in_reply_to[-1] not in references:
         references.append(in_reply_to[-1])  # a client that sent only In-Reply-To still threads our answer
     sender = _address(msg, "From")
-    base = ParsedMail(message_id=message_id, sender=sender, reply_to=_address(msg, "Reply-To") or sender,
+    reply_to = _address(msg, "Reply-To") or sender
+    base = ParsedMail(message_id=message_id, sender=sender, reply_to=reply_to,
                       subject=" ".join(_header(msg, "Subject").split()), thread=thread, references=references)
-    reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from)
+    reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from, reply_to=reply_to)
     if reason:
         return replace(base, skip=reason)
     if truncated:
@@ -77,8 +80,13 @@ def synthetic_id(raw: bytes) -> str:
     return f"<{hashlib.sha256(raw).hexdigest()[:32]}@halguru.invalid>"
 
 
-def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list[str] | None) -> str | None:
-    """Why this message must not be answered, or None. Checked before the body is read."""
+def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list[str] | None,
+                reply_to: str | None = None) -> str | None:
+    """Why this message must not be answered, or None. Checked before the body is read.
+
+    ``reply_to`` (where the answer would go, when not ``sender``) passes the same address rules as the sender:
+    From is what the receiving server's SPF/DKIM/DMARC checks vouch for, Reply-To nobody checks, so an allowed
+    From must not carry the answer to someone ``allow_from`` keeps out."""
     auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
     if auto and auto != "no":
         return f"auto-submitted ({auto})"
@@ -104,6 +112,11 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
         return "sent from our own address"
     if allow_from and not sender_allowed(sender, allow_from):
         return f"sender {sender} is not in allow_from"
+    if reply_to and reply_to != sender:
+        if reply_to == own_address.lower():
+            return "replies would go to our own address"
+        if allow_from and not sender_allowed(reply_to, allow_from):
+            return f"replies would go to {reply_to}, which is not in allow_from"
     return None
 
 

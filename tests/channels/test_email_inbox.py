@@ -117,11 +117,12 @@ async def test_mail_is_accepted_once_per_message_and_threads_by_its_root(dovecot
         await until(processed(dovecot, 2))
     first, second = sink.messages
     assert (first.channel, first.agent, first.sender) == ("email", "helper", "ann@example.org")
-    assert (first.message_id, first.thread, first.title) == ("<q1@example.org>", "<q1@example.org>", "Opening hours")
+    assert (first.message_id, first.thread, first.title) == ("<q1@example.org>", "ann@example.org|<q1@example.org>",
+                                                             "Opening hours")
     assert first.text == "When are you open on Sunday?"
     assert first.reply == {"to": "ann@example.org", "subject": "Opening hours", "message_id": "<q1@example.org>",
                            "references": []}
-    assert (second.message_id, second.thread) == ("<q2@example.org>", "<q1@example.org>")
+    assert (second.message_id, second.thread) == ("<q2@example.org>", first.thread)
     assert second.reply["references"] == ["<q1@example.org>", "<reply1@example.com>"]
     json.dumps(second.reply)  # stored with the job: JSON-safe
 

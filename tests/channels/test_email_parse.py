@@ -92,6 +92,37 @@ def test_reply_to_is_where_the_answer_goes() -> None:
     assert (result.sender, result.reply_to) == ("ann@example.org", "desk@example.org")
 
 
+def test_allow_from_and_our_own_address_hold_for_reply_to_too() -> None:
+    """An allowed From with a Reply-To elsewhere would send the answer to someone allow_from keeps out (From is
+    what the receiving server's DMARC check vouches for; Reply-To nobody checks)."""
+    allowed = ["@example.org"]
+    assert parsed(mail(headers={"Reply-To": "desk@example.org"}), allowed).skip is None
+    outside = parsed(mail(headers={"Reply-To": "Eve <eve@evil.test>"}), allowed).skip
+    assert outside == "replies would go to eve@evil.test, which is not in allow_from"
+    ours = parsed(mail(headers={"Reply-To": f"<{OURS.upper()}>"})).skip
+    assert ours == "replies would go to our own address"
+
+
+def test_a_thread_is_one_conversation_per_correspondent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone who quotes another person's Message-ID in References (it is no secret: it travels in every
+    reply) starts a conversation of their own: the agent never answers them with another person's thread."""
+    monkeypatch.setenv("HG_TEST_IMAP", "pw")
+    channel = EmailChannel("helper", config(), Path("."))
+
+    def thread(msg: EmailMessage) -> str:
+        return channel.inbound(parsed(msg)).thread
+
+    ann = thread(mail(message_id="<q1@example.org>"))
+    ann_again = thread(mail(message_id="<q2@example.org>", headers={"References": "<q1@example.org> <r1@x>",
+                                                                    "In-Reply-To": "<r1@x>"}))
+    eve = thread(mail(sender="eve@evil.test", message_id="<e1@evil.test>",
+                      headers={"References": "<q1@example.org> <r1@x>", "In-Reply-To": "<r1@x>"}))
+    eve_as_ann = thread(mail(message_id="<e2@evil.test>", headers={"Reply-To": "eve@evil.test",
+                                                                   "References": "<q1@example.org>"}))
+    assert ann == ann_again == "ann@example.org|<q1@example.org>"
+    assert eve == eve_as_ann == "eve@evil.test|<q1@example.org>"
+
+
 def test_html_only_mail_becomes_text_without_markup_or_scripts() -> None:
     msg = mail(body="x")
     msg.set_content("<html><head><style>p {color: red}</style><script>alert('pwned')</script></head>"
