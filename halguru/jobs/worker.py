@@ -130,9 +130,10 @@ class Worker:
         except asyncio.CancelledError:
             if not self._stopping and not (work and work.cancelled()):
                 raise
-            # cancelled by a lost lease (nothing to record) or by stop(): released for another worker
+            # cancelled by a lost lease (nothing to record) or by stop(): released for another worker, the
+            # attempt not counted (a stop is no failure of the job: on its last attempt it would be dead)
             if self._stopping:
-                await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, "the worker stopped", 0.0)
+                await asyncio.to_thread(self.ctx.store.release_job, job["id"], self.holder, "the worker stopped")
             self.observe("released", job, time.monotonic() - started)
         except Exception as exc:
             await self._failed(job, exc, time.monotonic() - started)

@@ -165,19 +165,23 @@ async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -
 
 
 async def test_stop_releases_running_jobs_for_another_worker(store: Store, tmp_path: Path) -> None:
+    """A graceful stop (a deploy, a scale-down) is no failure of the job: released on its last attempt, it is
+    queued again, not dead, and its next worker has every attempt left."""
     script = tmp_path / "slow.yaml"
     script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
     agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
-    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
-    worker = worker_for(store, {"echo": agent}, shutdown_timeout=0.2)
-    task = asyncio.create_task(worker.run())
-    while store.get_job(job["id"])["status"] != "running":
-        await asyncio.sleep(0.02)
-    worker.stop()
-    await task
-    again = store.get_job(job["id"])
-    assert again["status"] == "queued" and again["last_error"] == "the worker stopped"
-    assert store.list_runs(5)[0]["status"] == "interrupted"  # not 'cancelled': nobody cancelled it
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"}, max_attempts=1)
+    for _ in range(2):  # stopped twice on its only attempt
+        worker = worker_for(store, {"echo": agent}, shutdown_timeout=0.2)
+        task = asyncio.create_task(worker.run())
+        while store.get_job(job["id"])["status"] != "running":
+            await asyncio.sleep(0.02)
+        worker.stop()
+        await task
+        again = store.get_job(job["id"])
+        assert (again["status"], again["attempts"], again["holder"]) == ("queued", 0, None)
+        assert again["last_error"] == "the worker stopped"
+    assert [r["status"] for r in store.list_runs(5)] == ["interrupted"] * 2  # not 'cancelled': nobody cancelled it
 
 
 def test_store_sink_status_never_goes_back(store: Store) -> None:
