@@ -1,8 +1,9 @@
-"""Cron schedules driven by an explicit clock: one job per due time, across workers, time zones and downtime; on
-both store backends."""
+"""Cron schedules driven by an explicit clock: one job per due time, across workers, time zones and downtime; and
+a real worker back from downtime; on both store backends."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from halguru.agents.loader import load_agent
 from halguru.errors import AgentSpecError
 from halguru.jobs.schedules import Scheduler
 from halguru.store import Store
+from tests.jobs.test_worker import run_until, worker_for
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -62,6 +64,19 @@ def test_downtime_runs_once_not_once_per_missed_time(store: Store, tmp_path: Pat
     job = store.list_jobs(1)[0]
     assert job["payload"]["late_s"] > 3 * 86400
     assert scheduler.next_due == at("2026-05-06T09:00:00")
+
+
+async def test_a_worker_back_from_downtime_runs_the_missed_schedule_once(store: Store, tmp_path: Path) -> None:
+    """The whole path on the real clock: a worker last saw the schedule three days ago; the one started now
+    queues one catch-up run (not three) and runs the agent on the schedule's input."""
+    agent = agent_with(tmp_path, cron="0 3 * * *", timezone="UTC")
+    Scheduler(store, {"digest": agent}).tick(time.time() - 3 * 86400)  # the last worker, three days ago
+    worker = worker_for(store, {"digest": agent})
+    await run_until(worker, lambda: store.job_stats()["done"] >= 1)
+    [job] = store.list_jobs(10)
+    assert (job["kind"], job["status"], job["payload"]["schedule"]) == ("run", "done", "morning")
+    assert job["payload"]["late_s"] > 2 * 86400 and "morning digest" in job["result"]["output"]
+    assert worker.scheduler.next_due is not None and worker.scheduler.next_due > time.time()
 
 
 def test_skip_policy_waits_for_the_next_time(store: Store, tmp_path: Path) -> None:
