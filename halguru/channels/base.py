@@ -1,9 +1,10 @@
 """What a messaging channel is: how a message gets in (a webhook or a polled source) and how a reply goes out.
 
-The pipeline is the same for every channel: an inbound message is stored and queued once (its provider id is
-the job's idempotency key, so a provider's retries never start a second run), a worker runs the agent in the
-conversation of that sender or thread, and the reply goes out once (``SendOnce``). Channels are plugins: the
-``register_channels`` hook registers a class per name; the built-in Twilio and email channels use it too.
+The pipeline is the same for every channel: an inbound message is stored and queued once per agent (its
+provider id and the agent are the job's idempotency key, so a provider's retries never start a second run), a
+worker runs the agent in the conversation of that sender or thread, and the reply goes out once (``SendOnce``).
+Channels are plugins: the ``register_channels`` hook registers a class per name; the built-in Twilio and email
+channels use it too.
 
 Nothing here knows HTTP frameworks: serve mode turns a request into a ``WebhookRequest`` and the channel's
 ``WebhookResponse`` back into a response, so a channel is testable without a server.
@@ -34,7 +35,7 @@ class Inbound:
 
     channel: str  # the channel's registered name ('twilio', 'email')
     agent: str
-    message_id: str  # the provider's id (Twilio MessageSid, email Message-ID): stored and queued once
+    message_id: str  # the provider's id (Twilio MessageSid, email Message-ID): stored and queued once per agent
     sender: str  # who wrote it ('whatsapp:+15551234567', 'ann@example.com')
     thread: str  # which conversation it belongs to within the channel (the sender for SMS, an email thread)
     text: str

@@ -18,7 +18,7 @@ from typing import Any
 
 from halguru.agents.loader import Agent
 from halguru.channels.base import Channel, Outbound, SendOnce
-from halguru.jobs.pipeline import REPLY, send_once
+from halguru.jobs.pipeline import REPLY, inbound_id, send_once
 from halguru.jobs.retention import RETENTION, retention_job
 from halguru.jobs.takeover import HUMAN_REPLY, hold
 from halguru.store.base import ChannelMessageRecord, JobRecord, Store
@@ -113,7 +113,7 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     conversation = await asyncio.to_thread(
         ctx.store.thread_conversation, p["channel"], job["agent"], p["thread"],
         title=p.get("title") or f"{p['channel']}: {p['sender']}", owner=job["owner"])
-    await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], p["message_id"],
+    await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], inbound_id(job["agent"], p["message_id"]),
                             conversation_id=conversation)
     once = send_once(ctx.store, job["id"])
     if await _held(ctx, job, once, conversation, p["text"]):  # an operator answers it: the reply waits for them

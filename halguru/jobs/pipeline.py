@@ -28,8 +28,14 @@ def queue_key(channel: str, agent: str, thread: str) -> str:
     return f"{channel}:{agent}:{thread}"
 
 
+def inbound_id(agent: str, message_id: str) -> str:
+    """An inbound message's key in the store (its job's idempotency key, its channel message's id): per agent,
+    as one message can reach two agents (an email to help@ with sales@ in Cc) and each answers it."""
+    return f"{agent}:{message_id}"
+
+
 class StoreSink(InboundSink):
-    """Channels hand what arrives here: stored and queued once per provider message id."""
+    """Channels hand what arrives here: stored and queued once per provider message id and agent."""
 
     def __init__(self, store: Store, on_enqueue: Callable[[], None] | None = None):
         self.store = store
@@ -41,13 +47,14 @@ class StoreSink(InboundSink):
                    "title": message.title}
         job, created = self.store.enqueue_job(
             REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, message.thread),
-            idempotency_key=f"{message.channel}:{message.message_id}", owner=channel_owner(message.channel))
+            idempotency_key=f"{message.channel}:{inbound_id(message.agent, message.message_id)}",
+            owner=channel_owner(message.channel))
         if created:
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(
-                id=message.message_id, channel=message.channel, agent=message.agent, conversation_id=None,
-                direction="in", address=message.sender, body=message.text, status="received", job_id=job["id"],
-                created=now, updated=now))
+                id=inbound_id(message.agent, message.message_id), channel=message.channel, agent=message.agent,
+                conversation_id=None, direction="in", address=message.sender, body=message.text, status="received",
+                job_id=job["id"], created=now, updated=now))
             self.on_enqueue()
         return created
 

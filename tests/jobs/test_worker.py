@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -104,6 +105,24 @@ async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: Stor
     assert len(runs) == 1  # the agent answered once, not once per attempt
     statuses = {(m["direction"], m["status"]) for m in store.list_channel_messages(conversation)}
     assert statuses == {("in", "received"), ("out", "sent")}
+
+
+async def test_one_message_to_two_agents_is_answered_by_each(store: Store, tmp_path: Path) -> None:
+    """One mail to two agents' inboxes (To: help@, Cc: sales@) has one Message-ID: each agent answers it once,
+    and each conversation keeps its inbound message (an operator's take-over reply needs it)."""
+    agents = {name: load_agent(make_agent(tmp_path, name)) for name in ("echo", "other")}
+    channels = {name: RecordingChannel() for name in agents}
+    sink = StoreSink(store)
+    for first in (True, False):  # then each provider's retry
+        accepted = [sink.accept(replace(inbound("ping", "<m1@example.org>"), agent=name)) for name in agents]
+        assert accepted == [first, first]
+    worker = worker_for(store, agents, {name: {"test": ch} for name, ch in channels.items()})
+    await run_until(worker, lambda: store.job_stats()["done"] == 2)
+    assert [len(ch.sent) for ch in channels.values()] == [1, 1]
+    for job in store.list_jobs(2):
+        conversation = job["result"]["conversation_id"]
+        inbound_records = [m for m in store.list_channel_messages(conversation) if m["direction"] == "in"]
+        assert [(m["agent"], m["job_id"]) for m in inbound_records] == [(job["agent"], job["id"])]
 
 
 async def test_one_thread_is_answered_in_order(store: Store, tmp_path: Path) -> None:
