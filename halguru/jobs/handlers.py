@@ -26,6 +26,12 @@ from halguru.store.base import ChannelMessageRecord, JobRecord, Store
 RUN = "run"
 
 
+def run_queue_key(conversation_id: str | None) -> str | None:
+    """The queue key of a ``run`` job that continues a conversation: its jobs run one at a time, in order (two
+    turns side by side would interleave their messages). A job that starts a conversation needs none."""
+    return f"conversation:{conversation_id}" if conversation_id else None
+
+
 class JobError(Exception):
     """A job failed; ``permanent`` ones are not retried (a missing agent or channel: retrying cannot help)."""
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from halguru.jobs.handlers import RUN
+from halguru.jobs.handlers import RUN, run_queue_key
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
@@ -83,7 +83,8 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
             raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
     key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
     job, _ = state.store.enqueue_job(RUN, body.agent, {"input": body.input, "conversation_id": body.conversation_id},
-                                     idempotency_key=key, owner=caller.owner, delay=body.delay)
+                                     queue_key=run_queue_key(body.conversation_id), idempotency_key=key,
+                                     owner=caller.owner, delay=body.delay)
     if state.sink is not None:
         state.sink.on_enqueue()  # wakes the in-process worker
     return _out(dict(job))

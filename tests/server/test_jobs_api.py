@@ -52,6 +52,20 @@ def test_a_job_continues_a_conversation(client: httpx.Client) -> None:
     assert wrong.status_code == 400 and "belongs to agent 'slow'" in wrong.json()["error"]["message"]
 
 
+def test_jobs_in_one_conversation_run_one_at_a_time_in_order(client: httpx.Client) -> None:
+    """Two jobs queued at once for one conversation (the worker runs two jobs at a time): the second waits for
+    the first's answer instead of running beside it."""
+    conversation = client.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    ids = [client.post("/v1/jobs", json={"agent": "slow", "input": text, "conversation_id": conversation}).json()["id"]
+           for text in ("first", "second")]
+    jobs = [wait_done(client, job_id) for job_id in ids]
+    assert [(j["status"], j["attempts"]) for j in jobs] == [("done", 1), ("done", 1)]
+    assert jobs[1]["started"] >= jobs[0]["finished"]
+    messages = client.get(f"/v1/conversations/{conversation}/messages").json()["data"]
+    assert [(m["role"], m["content"] if m["role"] == "user" else "") for m in messages] == [
+        ("user", "first"), ("assistant", ""), ("user", "second"), ("assistant", "")]
+
+
 def test_idempotency_key_returns_the_first_job(client: httpx.Client) -> None:
     first = client.post("/v1/jobs", json={"agent": "echo", "input": "once", "idempotency_key": "k1"}).json()
     again = client.post("/v1/jobs", json={"agent": "echo", "input": "twice", "idempotency_key": "k1"}).json()
