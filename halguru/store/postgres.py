@@ -25,6 +25,7 @@ from halguru.store.base import Store
 from halguru.store.migrations import apply
 from halguru.store.postgres_base import CHANNEL, PostgresBase
 from halguru.store.postgres_migrations import MIGRATIONS
+from halguru.store.postgres_runs import PostgresRunsMixin
 from halguru.store.sql_audit import AuditMixin
 from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
@@ -103,8 +104,8 @@ class JobListener:
             thread.join(2)
 
 
-class PostgresStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
-                    ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, PostgresBase):
+class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin,
+                    AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""

@@ -10,7 +10,7 @@ synchronous.
 
 Concurrency (READ COMMITTED): the mixins' read-then-write transactions take ``pg_advisory_xact_lock`` on
 their key (``_lock``), released at commit or rollback, so two replicas serialize on one queue key, rate
-bucket or channel thread without locking anything else.
+bucket or channel thread without locking anything else; a conversation's writers lock its row instead.
 """
 
 from __future__ import annotations
@@ -234,6 +234,10 @@ class PostgresBase(SQLBase):
             return [dict(row) for row in _Connection(raw).execute(sql, params)]
 
     def _lock(self, conn: Any, scope: str, key: str) -> None:
+        if scope == "conversation":
+            # the row's own lock, which a run's finish takes in its single statement (``postgres_runs``)
+            conn.execute("SELECT 1 FROM conversations WHERE id = ? FOR UPDATE", (key,))
+            return
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), ?)", (key, LOCK_SCOPES[scope]))
 
     def _notify(self, conn: Any) -> None:

@@ -111,7 +111,7 @@ def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_data
     store = PostgresStore(new_postgres_database())
     store._pool_size = 1  # (before the pool opens) one connection: every transaction shares it
     committed: list[str] = []
-    tx = store._tx
+    tx, autocommit = store._tx, store._autocommit
 
     @contextmanager
     def watched(relaxed: bool = False) -> Iterator[Any]:
@@ -119,7 +119,14 @@ def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_data
             yield conn
             committed.append(conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0])
 
+    @contextmanager
+    def watched_autocommit() -> Iterator[Any]:  # a run's finish is one statement, outside a transaction
+        with autocommit() as conn:
+            yield conn
+            committed.append(conn.execute("SELECT current_setting('synchronous_commit')").fetchone()[0])
+
     monkeypatch.setattr(store, "_tx", watched)
+    monkeypatch.setattr(store, "_autocommit", watched_autocommit)
     store.start_run("run_r0000001", "conv_r", "echo", "scripted", "hi")
     done = RunFinished(run_id="run_r0000001", status="ok", output="hello")
     store.finish_run("run_r0000001", "conv_r", done.model_dump(), [done], [Message(role="user", content="hi")])

@@ -1,0 +1,112 @@
+"""A request's run bookkeeping on PostgreSQL in one statement each: the start of a run in an existing
+conversation (with the history it reads) and its finish (status, events, messages, the conversation's
+``updated``).
+
+On PostgreSQL every statement is a round trip that hands the GIL to another thread and back; the shared
+``sql_runs`` versions take 2 and 7 of them (BEGIN, a lock, four writes, COMMIT). Here the writes are
+data-modifying CTEs over arrays (``unnest``), autocommitted: a single statement is atomic by itself, its text
+does not depend on how many rows it carries (psycopg prepares it after a few uses), and it locks the
+conversation's row before the run's, the order every other writer of a conversation follows
+(``PostgresBase._lock``): a concurrent delete either finds the finished run or makes this one record nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from halguru.agents.events import BaseEvent
+from halguru.models.base import Message
+from halguru.store.sql_conversations import message_from_row
+from halguru.store.sql_runs import BOOT_ID, RunsMixin
+
+log = logging.getLogger(__name__)
+
+_START_EXISTING = """
+WITH r AS (
+    INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, lease_expires)
+    SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)
+    RETURNING conversation_id
+)
+SELECT m.role, m.content, m.tool_calls, m.tool_call_id, m.name
+FROM r LEFT JOIN messages m ON m.conversation_id = r.conversation_id ORDER BY m.seq
+"""
+
+# The conversation's row is locked first (c); the run is updated only if both exist (r), and the events and
+# messages are written only if it was (e, m). The messages' seqs follow the conversation's last as this
+# statement's snapshot saw it: if another writer added one meanwhile, the unique (conversation_id, seq) fails
+# the whole statement, and the finish takes the shared path instead.
+_FINISH = """
+WITH c AS (
+    UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent)
+    WHERE id = ? AND EXISTS (SELECT 1 FROM runs WHERE id = ?) RETURNING id
+), r AS (
+    UPDATE runs SET status = ?, output = ?, error = ?, finished = ?, duration_ms = ?, steps = ?,
+        prompt_tokens = ?, completion_tokens = ?
+    WHERE id = ? AND EXISTS (SELECT 1 FROM c) RETURNING id
+), e AS (
+    INSERT INTO events (run_id, seq, type, step, ts, data)
+    SELECT r.id, e.seq, e.type, e.step, e.ts, e.data
+    FROM r, unnest(?::bigint[], ?::text[], ?::bigint[], ?::float8[], ?::text[]) AS e(seq, type, step, ts, data)
+), m AS (
+    INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, run_id, created)
+    SELECT c.id, last.seq + m.n - 1, m.role, m.content, m.tool_calls, m.tool_call_id, m.name, r.id, ?
+    FROM c, r, (SELECT coalesce(max(seq), -1) + 1 AS seq FROM messages WHERE conversation_id = ?) AS last,
+        unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+            WITH ORDINALITY AS m(role, content, tool_calls, tool_call_id, name, n)
+)
+SELECT count(*) FROM r
+"""
+
+
+class PostgresRunsMixin(RunsMixin):
+    """``start_run`` (in an existing conversation) and ``finish_run`` as single statements."""
+
+    def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
+                  owner: str | None = None, existing: bool = False) -> list[Message] | None:
+        if not existing:
+            return super().start_run(run_id, conversation_id, agent, model, input, owner=owner)
+        now = time.time()
+        with self._autocommit() as conn:
+            rows = conn.execute(_START_EXISTING, (run_id, conversation_id, agent, model, input, now, owner,
+                                                  BOOT_ID, now + self.lease, conversation_id)).fetchall()
+        if not rows:
+            return None
+        self._hold(run_id)
+        return [message_from_row(row) for row in rows if row["role"] is not None]
+
+    def finish_run(
+        self, run_id: str, conversation_id: str, summary: Mapping[str, Any], events: Sequence[BaseEvent],
+        new_messages: Sequence[Message], active_agent: str | None = None,
+    ) -> None:
+        now = time.time()
+        params = (
+            now, active_agent, conversation_id, run_id,
+            summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
+            summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id,
+            [e.seq for e in events], [e.type for e in events], [e.step for e in events], [e.ts for e in events],
+            [e.model_dump_json() for e in events],
+            now, conversation_id,
+            [m.role for m in new_messages], [m.content for m in new_messages],
+            [json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None for m in new_messages],
+            [m.tool_call_id for m in new_messages], [m.name for m in new_messages],
+        )
+        try:
+            try:
+                with self._autocommit() as conn:
+                    (recorded,) = conn.execute(_FINISH, params).fetchone()
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name != "messages_conversation_id_seq_key":
+                    raise
+                # another writer added messages after this statement's snapshot: the shared path (a transaction
+                # that locks the conversation's row, then reads its last seq) cannot collide
+                return super().finish_run(run_id, conversation_id, summary, events, new_messages, active_agent)
+        finally:
+            self._release(run_id)
+        if not recorded:
+            log.info("run %s finished after its conversation %s was deleted: not recorded", run_id, conversation_id)
