@@ -75,7 +75,8 @@ class WebhookResponse:
 
 
 class InboundSink(Protocol):
-    """Where channels hand what arrives (implemented by the job pipeline)."""
+    """Where channels hand what arrives (implemented by the job pipeline). Its methods write to the store and
+    block: async code calls them through ``asyncio.to_thread``, so the event loop never waits for the database."""
 
     def accept(self, message: Inbound) -> bool:
         """Store and queue the message for a reply; False when its id was already accepted (a retry)."""

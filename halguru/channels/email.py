@@ -215,7 +215,7 @@ class EmailChannel:
                 log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                          mail.sender or "?", mail.skip)
             else:
-                sink.accept(self.inbound(mail))
+                await asyncio.to_thread(sink.accept, self.inbound(mail))  # a store write: off the event loop
             await asyncio.to_thread(inbox.mark_processed, uid)
         return len(uids)
 

@@ -161,8 +161,8 @@ class TwilioChannel:
         if not self.genuine(request):
             return WebhookResponse(403, "invalid Twilio signature")
         if request.path == "status":
-            return self._status(request.form, sink)
-        return self._message(request.form, sink)
+            return await self._status(request.form, sink)
+        return await self._message(request.form, sink)
 
     def genuine(self, request: WebhookRequest) -> bool:
         """Whether Twilio signed this request (HMAC-SHA1 of our public URL and the form, with the auth token)."""
@@ -176,7 +176,7 @@ class TwilioChannel:
             url += f"?{request.query}"
         return bool(RequestValidator(self._token).validate(url, dict(request.form), signature))
 
-    def _message(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
+    async def _message(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
         message_id = form.get("MessageSid") or form.get("SmsMessageSid") or ""
         sender, ours = form.get("From", ""), form.get("To", "")
         if not (message_id and sender and ours):
@@ -184,8 +184,9 @@ class TwilioChannel:
         if ours not in self.config.numbers:
             return WebhookResponse(404, f"{ours} is not one of agent {self.agent}'s numbers (channels.twilio.numbers)")
         if self.allowed(sender):
-            # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer
-            sink.accept(self.inbound(form))
+            # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer. The sink
+            # writes to the store: on a thread, so the server's event loop never waits for the database
+            await asyncio.to_thread(sink.accept, self.inbound(form))
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
 
     def allowed(self, sender: str) -> bool:
@@ -211,13 +212,13 @@ class TwilioChannel:
             title=f"{product.label} from {who}",
         )
 
-    def _status(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
+    async def _status(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
         message_id = form.get("MessageSid") or form.get("SmsSid") or ""
         status = form.get("MessageStatus") or form.get("SmsStatus") or ""
         if not (message_id and status):
             return WebhookResponse(400, "not a Twilio status callback: MessageSid and MessageStatus are required")
         # an unknown SID (a message sent outside halguru) is still 200: Twilio has nothing to retry
-        sink.update_status(self.name, message_id, status)
+        await asyncio.to_thread(sink.update_status, self.name, message_id, status)
         return WebhookResponse(200, "")
 
     # -- outbound ------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -41,8 +42,10 @@ class Sink:
 
     def __init__(self) -> None:
         self.messages: list[Inbound] = []
+        self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
 
     def accept(self, message: Inbound) -> bool:
+        self.threads.add(threading.get_ident())
         if any(m.message_id == message.message_id for m in self.messages):
             return False
         self.messages.append(message)
@@ -125,6 +128,7 @@ async def test_mail_is_accepted_once_per_message_and_threads_by_its_root(dovecot
     assert (second.message_id, second.thread) == ("<q2@example.org>", first.thread)
     assert second.reply["references"] == ["<q1@example.org>", "<reply1@example.com>"]
     json.dumps(second.reply)  # stored with the job: JSON-safe
+    assert sink.threads and threading.get_ident() not in sink.threads  # the store is written off the event loop
 
     restarted = Sink()  # a new source (a restarted worker) finds nothing left to answer
     dovecot.append(mail("Later", "A new question", message_id="<q3@example.org>"))

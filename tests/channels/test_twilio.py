@@ -3,6 +3,7 @@ official client to a real HTTP stand-in for Twilio's REST API (tests/channels/fa
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -30,14 +31,17 @@ class MemorySink:
     def __init__(self) -> None:
         self.accepted: list[Inbound] = []
         self.statuses: list[tuple[str, str, str]] = []
+        self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
 
     def accept(self, message: Inbound) -> bool:
+        self.threads.add(threading.get_ident())
         if any(m.message_id == message.message_id for m in self.accepted):
             return False
         self.accepted.append(message)
         return True
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
+        self.threads.add(threading.get_ident())
         self.statuses.append((channel, message_id, status))
         return True
 
@@ -120,6 +124,7 @@ async def test_signed_message_is_accepted_and_answered_with_empty_twiml(tmp_path
     assert (message.sender, message.text, message.thread) == (ANN, "hello", f"{OURS}|{ANN}")
     assert dict(message.reply) == {"to": ANN, "from": OURS}
     assert message.title == f"SMS from {ANN}"
+    assert sink.threads and threading.get_ident() not in sink.threads  # the store is written off the event loop
 
 
 async def test_tampered_body_is_403_and_nothing_accepted(tmp_path: Path) -> None:
@@ -230,6 +235,7 @@ async def test_status_callbacks_update_the_sent_message(tmp_path: Path) -> None:
     fields = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered", "AccountSid": SID, "From": OURS, "To": ANN}
     response = await ch.webhook(request(fields, path="status"), sink)
     assert response.status == 200
+    assert sink.threads and threading.get_ident() not in sink.threads  # the store is written off the event loop
     forged = await ch.webhook(request({**fields, "MessageStatus": "failed"}, path="status", token="0" * 32), sink)
     assert forged.status == 403
     assert sink.statuses == [("twilio", "SM" + "9" * 32, "delivered")]
