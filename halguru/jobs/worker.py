@@ -130,10 +130,13 @@ class Worker:
         except asyncio.CancelledError:
             if not self._stopping and not (work and work.cancelled()):
                 raise
-            # cancelled by a lost lease (nothing to record) or by stop(): released for another worker, the
-            # attempt not counted (a stop is no failure of the job: on its last attempt it would be dead)
-            if self._stopping:
-                await asyncio.to_thread(self.ctx.store.release_job, job["id"], self.holder, "the worker stopped")
+            # cancelled by a lost lease or by stop(). Stopped: released for another worker, the attempt not
+            # counted (a stop is no failure of the job: on its last attempt it would be dead). Lost: if it was
+            # cancelled, the thread's next job waits for this worker to let go of it
+            store = self.ctx.store
+            if not (self._stopping and await asyncio.to_thread(store.release_job, job["id"], self.holder,
+                                                               "the worker stopped")):
+                await asyncio.to_thread(store.let_go_job, job["id"], self.holder)
             self.observe("released", job, time.monotonic() - started)
         except Exception as exc:
             await self._failed(job, exc, time.monotonic() - started)

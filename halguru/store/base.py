@@ -409,16 +409,23 @@ class Store(Protocol):
         """Give a running job back unfinished (its worker is stopping): queued at once, the attempt it was on not
         counted, ``reason`` as its last error. False when ``holder`` no longer held it."""
         ...
+    def let_go_job(self, job_id: str, holder: str) -> bool:
+        """``holder`` stopped a job that was cancelled while it ran: the next job of its queue key may start
+        (until then, or until its lease passes, a cancelled running job holds its key). False when it was not
+        ``holder``'s or is let go already."""
+        ...
     def get_job(self, job_id: str) -> JobRecord | None: ...
     def find_job(self, job_id_or_prefix: str) -> JobRecord | None: ...
     def list_jobs(self, limit: int = 20, *, status: str | None = None, agent: str | None = None,
                   agents: Sequence[str] | None = None, owner: str | None = None,
                   offset: int = 0) -> list[JobRecord]: ...
     def retry_job(self, job_id: str) -> bool:
-        """A dead or cancelled job queued again now, with its attempts reset; False otherwise."""
+        """A dead or cancelled job queued again with its attempts reset: now, or (cancelled while running) once
+        its old holder's lease has passed; False otherwise."""
         ...
     def cancel_job(self, job_id: str) -> bool:
-        """A queued or running job cancelled (a running one's worker loses its lease); False otherwise."""
+        """A queued or running job cancelled; False otherwise. A running one's worker learns it at its next
+        renewal, stops the job and lets go (``let_go_job``); until then the job still holds its queue key."""
         ...
     def job_stats(self) -> dict[str, float]:
         """Counts by status, and ``oldest_queued_s``: how long the oldest runnable job has waited."""

@@ -26,12 +26,13 @@ from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 from halguru.store.sql_runs import prefix_range
 
-# A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished.
+# A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished:
+# queued, running, or cancelled while running and still leased (its holder has not stopped it yet).
 _RUNNABLE = """
     ((j.status = 'queued' AND j.run_after <= :now) OR (j.status = 'running' AND j.lease_expires < :now))
     AND (j.queue_key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs e WHERE e.queue_key = j.queue_key AND e.seq < j.seq
-        AND e.status IN ('queued', 'running')))
+        AND (e.status IN ('queued', 'running') OR (e.status = 'cancelled' AND e.lease_expires >= :now))))
 """
 
 
@@ -76,12 +77,12 @@ class JobsMixin(SQLBase):
         sql = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only} ORDER BY j.run_after, j.seq LIMIT 1"
         sql = sql.replace(":now", "?")
         now = time.time()
-        if not self._rows(sql, (now, now, *(agents or ()))):
+        if not self._rows(sql, (now, now, now, *(agents or ()))):
             return None  # nothing runnable: no write lock taken (idle workers look often)
         with self._tx() as conn:
             while True:
                 now = time.time()
-                row = conn.execute(sql + self.SKIP_LOCKED, (now, now, *(agents or ()))).fetchone()
+                row = conn.execute(sql + self.SKIP_LOCKED, (now, now, now, *(agents or ()))).fetchone()
                 if row is None:
                     return None
                 if row["attempts"] >= row["max_attempts"]:  # its worker died on its last attempt
@@ -162,18 +163,30 @@ class JobsMixin(SQLBase):
                                             [*params, limit, offset])]
 
     def retry_job(self, job_id: str) -> bool:
-        with self._tx() as conn:
-            retried = conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, finished = NULL, "
+        now = time.time()
+        with self._tx() as conn:  # cancelled while running: not before the lease its old holder may still use
+            retried = conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = "
+                                   "CASE WHEN lease_expires > ? THEN lease_expires ELSE ? END, "
                                    "holder = NULL, lease_expires = NULL WHERE id = ? "
-                                   "AND status IN ('dead', 'cancelled')", (time.time(), job_id)).rowcount == 1
+                                   "AND status IN ('dead', 'cancelled')", (now, now, job_id)).rowcount == 1
             if retried:
                 self._notify(conn)
             return retried
 
     def cancel_job(self, job_id: str) -> bool:
-        with self._tx() as conn:
-            return conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = NULL "
+        with self._tx() as conn:  # a running one keeps its lease until its holder lets go (``let_go_job``)
+            return conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = "
+                                "CASE WHEN status = 'running' THEN lease_expires ELSE NULL END "
                                 "WHERE id = ? AND status IN ('queued', 'running')", (time.time(), job_id)).rowcount == 1
+
+    def let_go_job(self, job_id: str, holder: str) -> bool:
+        with self._tx() as conn:
+            let_go = conn.execute("UPDATE jobs SET lease_expires = NULL WHERE id = ? AND holder = ? "
+                                  "AND status = 'cancelled' AND lease_expires IS NOT NULL",
+                                  (job_id, holder)).rowcount == 1
+            if let_go:
+                self._notify(conn)
+            return let_go
 
     def job_stats(self) -> dict[str, float]:
         now = time.time()

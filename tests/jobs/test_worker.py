@@ -178,7 +178,8 @@ async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -
         await asyncio.sleep(0.02)
     worker.stop()
     await task
-    assert store.get_job(job["id"])["status"] == "cancelled"
+    cancelled = store.get_job(job["id"])
+    assert (cancelled["status"], cancelled["lease_expires"]) == ("cancelled", None)  # let go: its thread may go on
     runs = store.list_runs(5)
     assert runs and runs[0]["status"] == "cancelled"
 

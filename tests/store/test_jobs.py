@@ -89,6 +89,28 @@ def test_cancel_takes_the_lease_away(store: Store) -> None:
     assert store.get_job(job["id"])["status"] == "cancelled"  # type: ignore[index]
 
 
+def test_a_cancelled_running_job_holds_its_queue_key_until_its_worker_lets_go(store: Store) -> None:
+    """Its worker learns of the cancel only at its next renewal, so the thread's next job waits until then, and
+    a retry of it waits for the lease its old worker may still be using."""
+    a, _ = store.enqueue_job("reply", "echo", {"n": 1}, queue_key="sms:+1")
+    b, _ = store.enqueue_job("reply", "echo", {"n": 2}, queue_key="sms:+1")
+    held = store.claim_job("w1", lease=30)
+    assert held is not None and held["id"] == a["id"] and store.cancel_job(a["id"])
+    assert store.claim_job("w2", lease=30) is None  # a may still be running on w1
+    assert not store.let_go_job(a["id"], "w2")  # only its holder lets go
+    assert store.let_go_job(a["id"], "w1")  # w1 stopped it
+    after = store.claim_job("w2", lease=30)
+    assert after is not None and after["id"] == b["id"]
+    store.finish_job(b["id"], "w2")
+
+    c, _ = store.enqueue_job("reply", "echo", {"n": 3}, queue_key="sms:+1")
+    running = store.claim_job("w1", lease=30)
+    assert running is not None and running["id"] == c["id"] and store.cancel_job(c["id"])
+    assert store.retry_job(c["id"])
+    assert store.claim_job("w2", lease=30) is None  # queued again, but not before w1's lease has passed
+    assert store.get_job(c["id"])["run_after"] >= running["lease_expires"]  # type: ignore[index]
+
+
 def test_concurrent_claims_never_share_a_job(store: Store) -> None:
     for i in range(200):
         store.enqueue_job("run", "echo", {"n": i})
