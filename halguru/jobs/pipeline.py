@@ -72,12 +72,16 @@ class StoreSink(InboundSink):
 
 
 def send_once(store: Store, job_id: str) -> SendOnce:
-    """The job's ``SendOnce``: each effect key is performed by one attempt, recorded, and never repeated."""
+    """The job's ``SendOnce``: each effect key is performed by one attempt, recorded, and never repeated; and
+    none is started once the job was cancelled (its worker learns of a cancel only at its next lease renewal)."""
 
     async def once(key: str, send: Callable[[], Awaitable[dict[str, Any]]],
                    find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
         import asyncio
 
+        job = await asyncio.to_thread(store.get_job, job_id)
+        if job is None or job["status"] != "running":  # the worker then lets go, as when its renewal fails
+            raise asyncio.CancelledError(f"job {job_id} is {job['status'] if job else 'gone'}")
         earlier = await asyncio.to_thread(store.begin_effect, job_id, key)
         if earlier is not None and earlier["state"] == "done":
             return earlier["value"] or {}

@@ -184,6 +184,30 @@ async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -
     assert runs and runs[0]["status"] == "cancelled"
 
 
+class CancelledBeforeSending(RecordingChannel):
+    """An operator cancels the job between the agent's answer and its sending."""
+
+    def __init__(self, store: Store):
+        super().__init__()
+        self.store = store
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        assert self.store.cancel_job(message.job_id)
+        return await super().send(message, once)
+
+
+async def test_a_job_cancelled_before_its_reply_sends_nothing(store: Store, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = CancelledBeforeSending(store)
+    StoreSink(store).accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}})
+    await run_until(worker, lambda: channel.calls == 1 and not worker._running)
+    assert channel.sent == []  # the side effect was not started
+    cancelled = store.get_job(job["id"])
+    assert (cancelled["status"], cancelled["lease_expires"], cancelled["last_error"]) == ("cancelled", None, None)
+
+
 async def test_stop_releases_running_jobs_for_another_worker(store: Store, tmp_path: Path) -> None:
     """A graceful stop (a deploy, a scale-down) is no failure of the job: released on its last attempt, it is
     queued again, not dead, and its next worker has every attempt left."""
