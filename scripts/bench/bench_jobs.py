@@ -2,9 +2,10 @@
 
 - enqueue -> start latency with an idle worker: in the same process (woken at once) and in another process
   (``halguru worker``: it sees another process's job through the store), p50 and p99;
-- jobs/s on a scripted agent with 1 and 2 ``halguru worker`` processes on one SQLite store (ratio 2 ÷ 1; the
-  jobs queued beforehand, all due at one instant; 1 and 2 workers in turn, five rounds: the median of each
-  round's ratio);
+- jobs/s with 1 and 2 ``halguru worker`` processes on one SQLite store (ratio 2 ÷ 1; the jobs queued
+  beforehand, all due at one instant; 1 and 2 workers in turn, five rounds: the median of each round's ratio),
+  on a scripted agent (a job is nearly all store writes: SQLite's one writer bounds it) and on a model-bound
+  one (the scripted model takes 50 ms an answer, as a model's time dominates a real job);
 - webhook -> reply through the whole Twilio pipeline (``halguru serve``: signed webhook, queue, worker, agent,
   Twilio's REST API played by a local server), against a synchronous ``POST /v1/.../messages`` answer measured
   in the same run.
@@ -39,12 +40,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def project(root: Path, channels: dict | None = None) -> Path:
+def project(root: Path, channels: dict | None = None, model: str = "scripted") -> Path:
     folder = root / "agents" / "echo"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "echo", "model": "scripted", "instructions": "Echo.",
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "echo", "model": model, "instructions": "Echo.",
                                                        **({"channels": channels} if channels else {})}))
     return folder
+
+
+def model_bound() -> str:
+    """A scripted model that takes ~50 ms an answer (10 ms a token), as a model's time dominates a real job."""
+    script = HOME / "model-bound.yaml"
+    script.write_text(yaml.safe_dump([{"text": "one two three four five", "token_delay": 0.01}]))
+    return f"scripted:{script}"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> None:
@@ -121,13 +129,13 @@ def cross_process_latency(n: int) -> list[float]:
     return latencies
 
 
-def throughput(workers: int, jobs: int) -> float:
+def throughput(workers: int, jobs: int, model: str) -> float:
     """Jobs/s of ``workers`` processes on ``jobs`` jobs queued beforehand, all due at one instant: the clock runs
     from that instant to the last one done, so queuing them is not measured."""
     from halguru.store import open_store
 
     store = open_store()
-    procs = start_workers(project(HOME / f"tp{workers}"), workers)
+    procs = start_workers(project(HOME / f"tp{workers}-{len(model)}", model=model), workers)
     try:
         before = store.job_stats()["done"]
         due = time.time() + 1.0 + jobs * 0.005  # time enough to queue them all (a busy machine included)
@@ -141,13 +149,25 @@ def throughput(workers: int, jobs: int) -> float:
         stop(procs)
 
 
-def throughputs(jobs: int, rounds: int) -> dict[int, list[float]]:
+def throughputs(jobs: int, rounds: int, model: str = "scripted") -> dict[int, list[float]]:
     """1 and 2 workers in turn, ``rounds`` times, so a slow spell of the (shared) machine hits both alike."""
     rates: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(rounds):
         for workers in rates:
-            rates[workers].append(throughput(workers, jobs))
+            rates[workers].append(throughput(workers, jobs, model))
     return rates
+
+
+def scaling(jobs: int, rounds: int, model: str, what: str, goal: float) -> Result:
+    """2 workers ÷ 1: the median of each round's ratio (1 and 2 workers ran seconds apart)."""
+    rates = throughputs(jobs, rounds, model)
+    m = statistics.median
+    pairs = list(zip(rates[1], rates[2], strict=True))
+    ratio = m([b / a for a, b in pairs])
+    each = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in pairs)
+    return Result("jobs", f"jobs/s, 2 workers ÷ 1 ({what}, SQLite)", ratio, "x", goal, True, ratio, "2 workers ÷ 1",
+                  f"1 worker {m(rates[1]):.1f} jobs/s, 2 workers {m(rates[2]):.1f} jobs/s; {jobs} jobs a round, "
+                  f"jobs/s of 1/2 workers each round: {each}", rounds)
 
 
 def pipeline_latency(n: int) -> tuple[list[float], list[float]]:
@@ -203,21 +223,17 @@ def _up(url: str) -> bool:
 def measure(quick: bool) -> list[Result]:
     n, jobs, rounds = (20, 60, 1) if quick else (100, 500, 5)
     inproc, cross = in_process_latency(n), cross_process_latency(n)
-    rates = throughputs(jobs, rounds)
+    store_bound = scaling(jobs, rounds, "scripted", "scripted agent", 1.3)
+    bound = scaling(jobs // 5, rounds, model_bound(), "model-bound: 50 ms a job", 1.6)
     webhook, api = pipeline_latency(n // 2)
     m = statistics.median
-    one, two = m(rates[1]), m(rates[2])
-    pairs = list(zip(rates[1], rates[2], strict=True))
-    scaling = m([b / a for a, b in pairs])  # each round's own ratio: 1 and 2 workers ran seconds apart
-    each = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in pairs)
     return [
         Result("jobs", "enqueue→start, idle worker in another process (p50)", m(cross), "ms", 50, False,
                m(cross) / m(inproc), "÷ same process (woken)",
                f"other process p50 {m(cross):.1f} / p99 {pct(cross, 0.99):.1f} ms; same process p50 "
                f"{m(inproc):.1f} / p99 {pct(inproc, 0.99):.1f} ms", n),
-        Result("jobs", "jobs/s, 2 workers ÷ 1 (scripted agent, SQLite)", scaling, "x", 1.3, True, scaling,
-               "2 workers ÷ 1", f"1 worker {one:.1f} jobs/s, 2 workers {two:.1f} jobs/s; {jobs} jobs a round, "
-               f"jobs/s of 1/2 workers each round: {each}", rounds),
+        store_bound,
+        bound,
         Result("jobs", "Twilio webhook → reply sent (p50)", m(webhook), "ms", 250, False, m(webhook) / m(api),
                "÷ a synchronous API answer", f"webhook→reply p50 {m(webhook):.1f} / p99 {pct(webhook, 0.99):.1f} "
                f"ms; POST /v1/…/messages p50 {m(api):.1f} ms", len(webhook)),
