@@ -8,6 +8,7 @@ A model reference is one of:
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from functools import cache
@@ -20,27 +21,45 @@ from halguru.config import get_settings
 from halguru.errors import ModelError, did_you_mean
 from halguru.models.base import Model, ModelEntry, ModelProvider
 
+_PROVIDERS: dict[tuple[int, int], dict[str, type[ModelProvider]]] = {}
+
 
 def providers() -> dict[str, type[ModelProvider]]:
+    """The model providers the plugins register, asked once per plugin set (every run looks its model up)."""
     from halguru.plugins.manager import get_plugin_manager
 
-    found: dict[str, type[ModelProvider]] = {}
-    get_plugin_manager().hook.register_models(register=lambda cls: found.setdefault(cls.name, cls))
-    return found
+    manager = get_plugin_manager()
+    key = (id(manager), len(manager.get_plugins()))
+    if key not in _PROVIDERS:
+        found: dict[str, type[ModelProvider]] = {}
+        manager.hook.register_models(register=lambda cls: found.setdefault(cls.name, cls))
+        _PROVIDERS.clear()
+        _PROVIDERS[key] = found
+    return dict(_PROVIDERS[key])
+
+
+_USER_MODELS: dict[tuple[Path, int, int, int], dict[str, dict[str, Any]]] = {}
 
 
 def _read_user_models() -> dict[str, dict[str, Any]]:
+    """models.yaml's entries, parsed again only when the file changes (every run looks its model up)."""
     path = get_settings().models_file
-    if not path.exists():
-        return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ModelError(f"{path} is not valid YAML ({exc}); fix or delete it") from None
-    models = data.get("models") or {}
-    if not isinstance(models, dict):
-        raise ModelError(f"{path}: 'models' must be a mapping of name -> settings")
-    return models
+        stat = path.stat()
+    except FileNotFoundError:
+        return {}
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _USER_MODELS:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ModelError(f"{path} is not valid YAML ({exc}); fix or delete it") from None
+        models = data.get("models") or {}
+        if not isinstance(models, dict):
+            raise ModelError(f"{path}: 'models' must be a mapping of name -> settings")
+        _USER_MODELS.clear()
+        _USER_MODELS[key] = models
+    return copy.deepcopy(_USER_MODELS[key])
 
 
 def _write_user_models(models: dict[str, dict[str, Any]]) -> None:

@@ -4,9 +4,10 @@ conversation (with the history it reads) and its finish (status, events, message
 
 On PostgreSQL every statement is a round trip that hands the GIL to another thread and back; the shared
 ``sql_runs`` versions take 2 and 7 of them (BEGIN, a lock, four writes, COMMIT). Here the writes are
-data-modifying CTEs over arrays (``unnest``), autocommitted: a single statement is atomic by itself, its text
-does not depend on how many rows it carries (psycopg prepares it after a few uses), and it locks the
-conversation's row before the run's, the order every other writer of a conversation follows
+data-modifying CTEs over rows passed as JSON arrays (``json_array_elements``: one text parameter each, which
+psycopg sends as it is, where a Python list is adapted element by element), autocommitted: a single statement
+is atomic by itself, its text does not depend on how many rows it carries (psycopg prepares it after a few
+uses), and it locks the conversation's row before the run's, the order every other writer of a conversation follows
 (``PostgresBase._lock``): a concurrent delete either finds the finished run or makes this one record nothing.
 """
 
@@ -51,17 +52,23 @@ WITH c AS (
     WHERE id = ? AND EXISTS (SELECT 1 FROM c) RETURNING id
 ), e AS (
     INSERT INTO events (run_id, seq, type, step, ts, data)
-    SELECT r.id, e.seq, e.type, e.step, e.ts, e.data
-    FROM r, unnest(?::bigint[], ?::text[], ?::bigint[], ?::float8[], ?::text[]) AS e(seq, type, step, ts, data)
+    SELECT r.id, (e->>0)::bigint, e->>1, (e->>2)::bigint, (e->>3)::float8, e->>4
+    FROM r, json_array_elements(?::json) AS e
 ), m AS (
     INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, run_id, created)
-    SELECT c.id, last.seq + m.n - 1, m.role, m.content, m.tool_calls, m.tool_call_id, m.name, r.id, ?
+    SELECT c.id, last.seq + m.n - 1, m.x->>'role', m.x->>'content', m.x->>'tool_calls', m.x->>'tool_call_id',
+        m.x->>'name', r.id, ?
     FROM c, r, (SELECT coalesce(max(seq), -1) + 1 AS seq FROM messages WHERE conversation_id = ?) AS last,
-        unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
-            WITH ORDINALITY AS m(role, content, tool_calls, tool_call_id, name, n)
+        json_array_elements(?::json) WITH ORDINALITY AS m(x, n)
 )
 SELECT count(*) FROM r
 """
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL (``postgres_base._NulFreeText`` says why): as U+FFFD, like every other
+    text parameter. In JSON, a NUL would be a ``\\u0000`` escape, which ``->>`` refuses."""
+    return value.replace("\x00", "\ufffd") if value else value
 
 
 class PostgresRunsMixin(RunsMixin):
@@ -89,12 +96,11 @@ class PostgresRunsMixin(RunsMixin):
             now, active_agent, conversation_id, run_id,
             summary["status"], summary["output"], summary.get("error"), now, summary["duration_ms"],
             summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id,
-            [e.seq for e in events], [e.type for e in events], [e.step for e in events], [e.ts for e in events],
-            [e.model_dump_json() for e in events],
+            json.dumps([(e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events]),
             now, conversation_id,
-            [m.role for m in new_messages], [m.content for m in new_messages],
-            [json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None for m in new_messages],
-            [m.tool_call_id for m in new_messages], [m.name for m in new_messages],
+            json.dumps([{"role": m.role, "content": _text(m.content),
+                         "tool_calls": json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
+                         "tool_call_id": _text(m.tool_call_id), "name": _text(m.name)} for m in new_messages]),
         )
         try:
             try:

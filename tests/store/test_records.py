@@ -193,6 +193,19 @@ def test_nul_characters_are_stored_on_every_backend(store) -> None:
                      events, [Message(role="user", content="in\x00put"), Message(role="assistant", content="a\x00b")])
     assert store.get_run("run_nul")["status"] == "ok"
     assert [m.content.replace("\ufffd", "\x00") for m in store.get_messages("conv_nul")] == ["in\x00put", "a\x00b"]
+    assert store.get_events("run_nul")[1]["output"] == "a\x00b"  # an event's JSON keeps its escape
+    # NUL in every field of a message, and text that merely looks like an escape, in a later run's finish
+    store.start_run("run_nul2", "conv_nul", "echo", "scripted", "again", existing=True)
+    call = ToolCallRequest(id="c\x001", name="t\x00ool", arguments={"path": "a\x00b", "raw": "\\u0000"})
+    done = RunFinished(run_id="run_nul2", seq=0, status="ok", output="\\u0000")
+    store.finish_run("run_nul2", "conv_nul", done.model_dump(), [done],
+                     [Message(role="assistant", content="", tool_calls=[call]),
+                      Message(role="tool", content="\\u0000 \x00", tool_call_id="c\x001", name="t\x00ool")])
+    stored = store.get_messages("conv_nul")[2:]
+    assert stored[0].tool_calls[0].arguments == {"path": "a\x00b", "raw": "\\u0000"}
+    assert stored[1].content.replace("\ufffd", "\x00") == "\\u0000 \x00"
+    assert (stored[1].tool_call_id or "").replace("\ufffd", "\x00") == "c\x001"
+    assert store.get_events("run_nul2")[0]["output"] == "\\u0000"
 
 
 def test_a_long_runs_messages_and_events_keep_their_order_across_insert_chunks(store: Store,
