@@ -322,13 +322,29 @@ def message_text(form: Mapping[str, str]) -> str:
 _BOUNDARIES = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"(?<=[.!?…:;])\s+"), re.compile(r"\s+"))
 
 
+def _units(text: str) -> int:
+    """The length as SMS counts it (UTF-16 code units: an emoji is two), never less than Python's."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many of ``text``'s characters fit in ``limit`` code units."""
+    units = 0
+    for index, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return index
+    return len(text)
+
+
 def split_text(text: str, limit: int) -> list[str]:
-    """Parts of at most ``limit`` characters, cut at the last paragraph, line, sentence or word boundary that
-    keeps a part at least half full (a word boundary anywhere, before cutting mid-word)."""
+    """Parts of at most ``limit`` characters, counted as SMS counts them (an emoji is two), cut at the last
+    paragraph, line, sentence or word boundary that keeps a part at least half full (a word boundary
+    anywhere, before cutting mid-word)."""
     rest = text.strip()
     parts: list[str] = []
-    while len(rest) > limit:
-        cut, resume = _cut(rest, limit)
+    while _units(rest) > limit:
+        cut, resume = _cut(rest, _fitting(rest, limit))
         parts.append(rest[:cut].rstrip())
         rest = rest[resume:].lstrip()
     if rest:

@@ -373,6 +373,11 @@ def test_split_prefers_paragraphs_then_sentences_then_words() -> None:
     assert split_text("One two three. Four five.", 20) == ["One two three.", "Four five."]
     assert split_text("alpha beta gamma delta", 12) == ["alpha beta", "gamma delta"]
     assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]  # one word longer than a message
+    # an emoji is two of SMS's code units: 1,000 of them (and words between) never make a part over 1,600
+    emoji = " ".join("\U0001F600" * 5 for _ in range(200))
+    parts = split_text(emoji, 1600)
+    assert all(len(p.encode("utf-16-le")) // 2 <= 1600 for p in parts) and len(parts) == 2
+    assert "".join(parts).replace(" ", "") == emoji.replace(" ", "")
     long = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 80).strip()
     parts = split_text(long, 1600)
     assert all(len(p) <= 1600 for p in parts) and " ".join(parts) == long
