@@ -44,9 +44,12 @@ class ThreadChoice:
             self.countdown = 1
             return
         old = self.cost.get(threads)
-        self.cost[threads] = per_token if old is None else (1 - WEIGHT) * old + WEIGHT * per_token
+        # A try's step is all that is known of its count now: what it measured earlier, maybe in a busy spell
+        # minutes ago, would take a dozen tries hundreds of steps apart to wear off.
+        tried = threads != self.current
+        self.cost[threads] = per_token if old is None or tried else (1 - WEIGHT) * old + WEIGHT * per_token
         other = self.one if threads == self.many else self.many
-        if threads != self.current:  # a try: switch if it did better, else try again later and less often
+        if tried:  # switch if it did better, else try again later and less often
             if self.cost[threads] < self.cost.get(other, float("inf")):
                 self.current, self.backoff = threads, PROBE_EVERY
             else:
