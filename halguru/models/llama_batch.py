@@ -148,7 +148,7 @@ class LlamaEngine:
         self._threads = (1, 1)  # (one token, a batch), set at load
         self._context_threads = (0, 0)  # what the context uses now: (one-token steps, batches)
         self._single_threads = ThreadChoice(1, 1)  # for one-token steps (a lone stream), set at load
-        self._generating_threads = ThreadChoice(1, 1)  # for steps that only generate, set at load
+        self._generating_threads: dict[int, ThreadChoice] = {}  # per batch size: steps that only generate
         self._prompt_threads = ThreadChoice(1, 1)  # for steps that evaluate prompt tokens
         self._posts: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any, threading.Event]]] = {}
         self._sample_keeping_gil: Any = None
@@ -220,7 +220,7 @@ class LlamaEngine:
         # llama-cpp-python's defaults (half the cores for one token, all for a prompt), as before batching
         self._threads = (self.n_threads or max(cpus // 2, 1), self.n_threads or cpus)
         params.n_threads, params.n_threads_batch = self._threads
-        self._generating_threads, self._prompt_threads = ThreadChoice(*self._threads), ThreadChoice(*self._threads)
+        self._prompt_threads = ThreadChoice(*self._threads)
         self._single_threads = ThreadChoice(*self._threads)
         params.no_perf = True
         # Flash attention: 10-15% more tokens/s on 2 cores at 1 to 4 streams (llama-server's default, "auto",
@@ -520,7 +520,13 @@ class LlamaEngine:
         generating = [(slot, chunk) for slot, chunk in parts if slot.feeding]
         prompts = [(slot, chunk) for slot, chunk in parts if not slot.feeding]  # before resuming changes them
         if generating:
-            self._decode(generating, self._generating_threads)
+            # a choice per batch size: a token costs less in a bigger batch, so one running average over every
+            # size compares counts measured on different loads (2 streams against 8) and picks wrongly
+            size = len(generating)
+            choice = self._generating_threads.get(size)
+            if choice is None:
+                choice = self._generating_threads[size] = ThreadChoice(*self._threads)
+            self._decode(generating, choice)
         for slot, chunk in prompts:
             self._decode([(slot, chunk)], self._prompt_threads)
 
