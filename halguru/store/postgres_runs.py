@@ -7,8 +7,9 @@ On PostgreSQL every statement is a round trip that hands the GIL to another thre
 data-modifying CTEs over rows passed as JSON arrays (``json_array_elements``: one text parameter each, which
 psycopg sends as it is, where a Python list is adapted element by element), autocommitted: a single statement
 is atomic by itself, its text does not depend on how many rows it carries (psycopg prepares it after a few
-uses), and it locks the conversation's row before the run's, the order every other writer of a conversation follows
-(``PostgresBase._lock``): a concurrent delete either finds the finished run or makes this one record nothing.
+uses), and it locks the conversation's row before the run's, the order every other writer of a conversation
+follows (``PostgresBase._lock``): a concurrent delete either finds the finished run or makes this one record
+nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import psycopg
 
 from halguru.agents.events import BaseEvent
 from halguru.models.base import Message
-from halguru.store.sql_conversations import message_from_row
+from halguru.store.sql_conversations import message_from_row, tool_calls_json
 from halguru.store.sql_runs import BOOT_ID, RunsMixin
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,7 @@ class PostgresRunsMixin(RunsMixin):
             summary["steps"], summary["prompt_tokens"], summary["completion_tokens"], run_id,
             json.dumps([(e.seq, e.type, e.step, e.ts, e.model_dump_json()) for e in events]),
             now, conversation_id,
-            json.dumps([{"role": m.role, "content": _text(m.content),
-                         "tool_calls": json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
+            json.dumps([{"role": m.role, "content": _text(m.content), "tool_calls": tool_calls_json(m),
                          "tool_call_id": _text(m.tool_call_id), "name": _text(m.name)} for m in new_messages]),
         )
         try:

@@ -14,6 +14,11 @@ from halguru.store.sql_base import SQLBase, agent_filter
 MESSAGES = "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"
 
 
+def tool_calls_json(message: Message) -> str | None:
+    """A message's tool calls as the ``tool_calls`` column holds them (None when it has none)."""
+    return json.dumps([c.model_dump() for c in message.tool_calls]) if message.tool_calls else None
+
+
 def message_from_row(row: Any) -> Message:
     """A stored message (a row of ``messages``) as the model sees it."""
     return Message(role=row["role"], content=row["content"], tool_call_id=row["tool_call_id"], name=row["name"],

@@ -23,7 +23,7 @@ from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
-from halguru.store.sql_conversations import MESSAGES, message_from_row
+from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -197,9 +197,8 @@ class RunsMixin(SQLBase):
                 self._insert_events(conn, run_id, events, exists=True)
                 for chunk in _chunks(new_messages):
                     # one statement per chunk: its seqs follow the conversation's last, in this order
-                    rows = [(i, m.role, m.content,
-                             json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
-                             m.tool_call_id, m.name) for i, m in enumerate(chunk)]
+                    rows = [(i, m.role, m.content, tool_calls_json(m), m.tool_call_id, m.name)
+                            for i, m in enumerate(chunk)]
                     conn.execute(
                         "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, "
                         "name, run_id, created) SELECT ?, last.seq + m.column1, m.column2, m.column3, m.column4, "
