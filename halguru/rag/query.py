@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from halguru.rag.embedders import embed_queries
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.store import KnowledgeBase
 
@@ -316,7 +317,7 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     if isinstance(kb, str):
         kb = KnowledgeBase.cached(kb)
     _check(kb, query, k, mode)
-    vector = kb.embedder(embedder).embed([query])[0] if mode != "fts" else None
+    vector = embed_queries(kb.embedder(embedder), [query])[0] if mode != "fts" else None
     notes: list[str] = []
     try:
         rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes)

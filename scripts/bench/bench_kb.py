@@ -74,13 +74,14 @@ def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[s
               same: dict[str, str]) -> dict[str, list]:
     """config -> [(ranked sources of the top 10 chunks, relevant sources)] for ``questions``; identical copies
     of a document are named by one of them (``same``)."""
+    from halguru.rag.embedders import embed_queries
     from halguru.rag.query import CANDIDATES, COLUMNS, Fusion, build_query, fuse, lead_vectors
 
     model = kb.embedder()  # type: ignore[attr-defined]
     out: dict[str, list] = {name: [] for name in _configs()}
     for question, answer in questions:
         relevant = {same.get(labels[a], labels[a]) for a in answer if a in labels}
-        vector = model.embed([question])[0]
+        vector = embed_queries(model, [question])[0]
         vec_rows = build_query(kb, question, vector, CANDIDATES, "vector", None).to_list()  # type: ignore[arg-type]
         fts_rows = build_query(kb, question, vector, CANDIDATES, "fts", None,  # type: ignore[arg-type]
                                [*COLUMNS, "vector"]).to_list()
