@@ -11,14 +11,16 @@ The full-text score is divided by the best one in the pool, the cosine is min-ma
 votes follow: a share of the best other candidate chunk of the same document (``doc_weight``), and a share of
 the question's similarity to the document's lead, its first chunk (``lead_weight``: a man or pydoc page's NAME,
 a guide's opening section: what the page says it is about), min-max normalised over the
-candidate documents; the leads' stored vectors come from one small filtered scan, nothing is embedded (a source
-file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default: see
+candidate documents; the leads' stored vectors are kept in memory per table version (``KnowledgeBase.leads``),
+nothing is embedded (a source file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default: see
 ``DOC_RANK_CONSTANTS``) the documents are then put in order by reciprocal rank fusion of four document-level lists
 (``Fusion.doc_rank_constant``): by their best fused chunk (counted twice), by their best chunk's cosine similarity,
 by their best chunk's BM25 score, and by their lead similarity; a document that is second or third on every list
 then beats one that is first on one list by a single large score. Each document's chunks keep their fused order,
 and each document's best chunk comes before its second one (``per_source``): the first results are as many
 documents as possible, the other chunks of each follow.
+
+The full-text query runs on a background thread while the question is embedded (each ~15 ms on 5,800 chunks).
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -27,6 +29,8 @@ falls back to vector search and says so in ``Hits.notes``; full-text search rais
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -167,21 +171,19 @@ def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key,
     return out
 
 
-def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """The vector of the first chunk of each document that ``rows`` come from (one small filtered scan). Source
+def lead_vectors(kb: KnowledgeBase, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The vector of the first chunk of each document that ``rows`` come from (``KnowledgeBase.leads``). Source
     files have none: their first chunk is mostly a licence and imports (their vote cost code MRR 0.04 on dev)."""
     from halguru.rag.loaders import kind_of
 
-    sources = sorted({row["source"] for row in rows if kind_of(Path(row["source"])) != "code"})
+    sources = {row["source"] for row in rows}
     if not sources:
         return {}
-    names = ", ".join("'" + source.replace("'", "''") + "'" for source in sources)
-    found = (kb.table.search().where(f"chunk_index = 0 AND source IN ({names})")
-             .select(["source", "vector"]).limit(2 * len(sources)).to_list())
-    return {row["source"]: row["vector"] for row in found}
+    leads = kb.leads()
+    return {source: leads[source] for source in sources if source in leads and kind_of(Path(source)) != "code"}
 
 
-def _lead_similarity(leads: dict[str, list[float]], query_vector: list[float],
+def _lead_similarity(leads: dict[str, Any], query_vector: list[float],
                      cosine: dict[Key, float]) -> dict[str, float]:
     """Each candidate document's lead similarity to the question. A document without a lead (a source file) is
     judged by its best candidate chunk instead, so that in a base of both it is neither favoured nor left behind."""
@@ -224,7 +226,7 @@ def _document_ranks(lists: list[tuple[float, dict[str, float]]], constant: int) 
 
 def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: int,
          fusion: Fusion = DEFAULT_FUSION, query_vector: list[float] | None = None,
-         leads: dict[str, list[float]] | None = None) -> list[dict[str, Any]]:
+         leads: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The ``k`` best of both lists by ``fusion``; each row gets ``_relevance_score``.
 
     With ``query_vector`` and full-text rows that carry their ``vector``, full-text candidates the vector list
@@ -293,14 +295,29 @@ def _missing_index(exc: Exception) -> bool:
     return "index" in text and ("fts" in text or "full" in text or "inverted" in text or "no" in text)
 
 
+def _background(work: Callable[[], Any]) -> Future[Any]:
+    """``work`` on a shared thread: LanceDB lets go of the GIL while it searches, so the full-text query runs
+    while the question is embedded (~15 ms each on 5,800 chunks)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(4, thread_name_prefix="halguru-kb")
+    return _POOL.submit(work)
+
+
+_POOL: Any = None
+
+
 def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mode: Mode, where: str | None,
-          fusion: Fusion, notes: list[str]) -> list[dict[str, Any]]:
+          fusion: Fusion, notes: list[str], fts: Future[Any] | None = None) -> list[dict[str, Any]]:
     if mode != "hybrid":
         return list(build_query(kb, query, vector, k, mode, where).to_list())
     depth = max(CANDIDATES, k)
     vector_rows = build_query(kb, query, vector, depth, "vector", where).to_list()
     try:
-        fts_rows = build_query(kb, query, vector, depth, "fts", where, [*COLUMNS, "vector"]).to_list()
+        fts_rows = (fts.result() if fts is not None
+                    else build_query(kb, query, vector, depth, "fts", where, [*COLUMNS, "vector"]).to_list())
     except Exception as exc:  # LanceDB names the missing index in a RuntimeError/ValueError
         if not _missing_index(exc) or kb.table.count_rows() == 0:
             raise
@@ -317,10 +334,15 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     if isinstance(kb, str):
         kb = KnowledgeBase.cached(kb)
     _check(kb, query, k, mode)
-    vector = embed_queries(kb.embedder(embedder), [query])[0] if mode != "fts" else None
+    model = kb.embedder(embedder) if mode != "fts" else None
+    fts = None
+    if mode == "hybrid":
+        _, depth = kb.table, max(CANDIDATES, k)  # the table is opened here, not by two threads at once
+        fts = _background(lambda: build_query(kb, query, None, depth, "fts", where, [*COLUMNS, "vector"]).to_list())
     notes: list[str] = []
     try:
-        rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes)
+        vector = embed_queries(model, [query])[0] if model is not None else None
+        rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes, fts)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
         if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
             raise _empty(kb) from None

@@ -94,6 +94,7 @@ class KnowledgeBase:
         self.folder = folder
         self.meta = meta
         self._table: Any = None
+        self._leads: tuple[int, dict[str, Any]] | None = None  # (table version, source -> lead vector)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -175,6 +176,23 @@ class KnowledgeBase:
     def refresh(self) -> None:
         """See commits made by other processes (an ingest running beside a search)."""
         self._table = None
+        self._leads = None
+
+    def leads(self) -> dict[str, Any]:
+        """Each document's lead, the vector of its first chunk (hybrid search's lead vote), by source: read in one
+        scan and kept until the table's version changes, so a search in a long-lived process scans nothing
+        (~14 ms a query on 5,800 chunks before) and a commit by any process is seen at the next search. Costs
+        1.5 KB a document (384 float32s)."""
+        import numpy as np
+
+        version = self.table.version
+        if self._leads is None or self._leads[0] != version:
+            rows = (self.table.search().where("chunk_index = 0").select(["source", "vector"])
+                    .limit(max(1, self.table.count_rows())).to_arrow())
+            vectors = np.asarray(rows.column("vector").combine_chunks().values, dtype=np.float32)
+            matrix = vectors.reshape(rows.num_rows, -1) if rows.num_rows else vectors.reshape(0, 0)
+            self._leads = (version, dict(zip(rows.column("source").to_pylist(), matrix, strict=True)))
+        return self._leads[1]
 
     # -- embedder --------------------------------------------------------------------------------------
 

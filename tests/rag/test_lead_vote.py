@@ -4,11 +4,15 @@ hybrid search: of two equally good passages, the one from the page that is about
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
+
+import numpy as np
 
 from halguru import rag
 from halguru.rag import query
 from halguru.rag.query import Fusion, fuse, lead_vectors
+from halguru.rag.store import KnowledgeBase
 
 
 def _row(source: str, vector: list[float], bm25: float) -> dict[str, object]:
@@ -56,6 +60,28 @@ def test_leads_are_each_documents_first_chunk_and_search_uses_them(tmp_path: Pat
     ranked = rag.search("pages", "show the last lines of a file", k=3,
                         fusion=Fusion(fts_weight=0.2, lead_weight=0.0, doc_rank_constant=10))
     assert ranked[0].source == "pages/tail.txt" and fetched
+
+
+def test_the_leads_kept_in_memory_follow_every_commit_even_another_processes(tmp_path: Path, halguru_cmd: list[str],
+                                                                           subprocess_env: dict[str, str]):
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    (folder / "tail.txt").write_text("NAME\n       tail - output the last part of files\n")
+    rag.create("live", "fast")
+    rag.ingest("live", [folder])
+    kb = KnowledgeBase.cached("live")  # what searches use: one open base per process
+    before = {source: np.array(vector) for source, vector in kb.leads().items()}
+    assert set(before) == {"pages/tail.txt"}
+    (folder / "tail.txt").write_text("NAME\n       tail - print the end of a log as it grows\n")
+    (folder / "head.txt").write_text("NAME\n       head - output the first part of files\n")
+    done = subprocess.run([*halguru_cmd, "kb", "ingest", "live", str(folder)], env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    after = KnowledgeBase.cached("live").leads()
+    assert set(after) == {"pages/tail.txt", "pages/head.txt"}  # the other process's commit is seen at once
+    assert not np.allclose(after["pages/tail.txt"], before["pages/tail.txt"])  # the changed page's new lead
+    hits = rag.search("live", "show the first lines of a file", k=2)
+    assert hits[0].source == "pages/head.txt"
 
 
 def test_document_rank_fusion_prefers_the_page_good_on_every_list_to_one_lucky_chunk():
