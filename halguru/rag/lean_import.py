@@ -7,13 +7,27 @@ a CLI search's wall time), though a local base never talks REST. Here the client
 ``lance_namespace`` names) import as usual, and the first attribute asked of the package itself (a remote
 connection's ``ApiClient``) runs its real ``__init__`` then. Invariant: every name the real package has is there
 when asked for; only the time at which it loads changes.
+
+On Python 3.11 LanceDB also decorates ~100 methods with the ``overrides`` package's ``@override``, which checks
+each against its base class by disassembling the class body's bytecode at import: ~0.3 s of a CLI search here.
+On 3.12 and later LanceDB uses ``typing.override`` (it only marks the method) and an empty ``EnforceOverrides``
+instead; while LanceDB imports, this module lends it that same pair (``typing_extensions.override``, the
+backport), so it imports as it does on 3.12. Only LanceDB's own modules bind them: ``overrides`` is back in
+place for anything imported afterwards.
+
+The REST client's request/response models (about 200 pydantic models that ``lance_namespace`` imports) are
+created with pydantic's ``defer_build``: each builds its validator at its first use instead of at import (~0.25 s
+of a CLI search here; a local base never uses them). Pydantic merges ``BaseModel.model_config`` into every new
+model's, so it carries the flag while LanceDB imports and is put back after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import types
+from collections.abc import Iterator
 from typing import Any
 
 CLIENT = "lance_namespace_urllib3_client"
@@ -21,11 +35,47 @@ CLIENT = "lance_namespace_urllib3_client"
 
 def lancedb() -> Any:
     """The ``lancedb`` module, imported with the REST client's package deferred."""
-    if "lancedb" not in sys.modules and CLIENT not in sys.modules:
-        _defer_client()
+    if "lancedb" not in sys.modules:
+        if CLIENT not in sys.modules:
+            _defer_client()
+        with _overrides_as_on_312(), _models_built_when_first_used():
+            import lancedb as module
     import lancedb as module
 
     return module
+
+
+@contextlib.contextmanager
+def _models_built_when_first_used() -> Iterator[None]:
+    from pydantic import BaseModel, ConfigDict
+
+    saved = BaseModel.model_config
+    BaseModel.model_config = ConfigDict(**saved, defer_build=True)
+    try:
+        yield
+    finally:
+        BaseModel.model_config = saved
+
+
+@contextlib.contextmanager
+def _overrides_as_on_312() -> Iterator[None]:
+    if sys.version_info >= (3, 12):  # LanceDB does not import overrides there
+        yield
+        return
+    from typing_extensions import override
+
+    shim = types.ModuleType("overrides")
+    shim.override = override  # type: ignore[attr-defined]
+    shim.EnforceOverrides = type("EnforceOverrides", (), {})  # type: ignore[attr-defined]
+    saved = sys.modules.get("overrides")
+    sys.modules["overrides"] = shim
+    try:
+        yield
+    finally:
+        if saved is None:
+            sys.modules.pop("overrides", None)
+        else:
+            sys.modules["overrides"] = saved
 
 
 def _defer_client() -> None:

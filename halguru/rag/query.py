@@ -10,17 +10,18 @@ rest keeps its lead (equal-weight reciprocal rank fusion, the former default, le
 The full-text score is divided by the best one in the pool, the cosine is min-max normalised. Two document-level
 votes follow: a share of the best other candidate chunk of the same document (``doc_weight``), and a share of
 the question's similarity to the document's lead, its first chunk (``lead_weight``: a man or pydoc page's NAME,
-a guide's opening section: what the page says it is about), min-max normalised over the
-candidate documents; the leads' stored vectors are kept in memory per table version (``KnowledgeBase.leads``),
-nothing is embedded (a source file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default: see
-``DOC_RANK_CONSTANTS``) the documents are then put in order by reciprocal rank fusion of four document-level lists
+a guide's opening section: what the page says it is about), min-max normalised over the candidate documents;
+the leads' stored vectors are kept in memory per table version (``KnowledgeBase.leads``), nothing is embedded (a
+source file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default:
+see ``DOC_RANK_CONSTANTS``) the documents are then put in order by reciprocal rank fusion of four document-level lists
 (``Fusion.doc_rank_constant``): by their best fused chunk (counted twice), by their best chunk's cosine similarity,
 by their best chunk's BM25 score, and by their lead similarity; a document that is second or third on every list
 then beats one that is first on one list by a single large score. Each document's chunks keep their fused order,
 and each document's best chunk comes before its second one (``per_source``): the first results are as many
 documents as possible, the other chunks of each follow.
 
-The full-text query runs on a background thread while the question is embedded (each ~15 ms on 5,800 chunks).
+The question is embedded on a background thread while the table is opened and the full-text query runs (each
+~15 ms on 5,800 chunks; in a new process, loading the model and importing LanceDB overlap too).
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -296,8 +297,7 @@ def _missing_index(exc: Exception) -> bool:
 
 
 def _background(work: Callable[[], Any]) -> Future[Any]:
-    """``work`` on a shared thread: LanceDB lets go of the GIL while it searches, so the full-text query runs
-    while the question is embedded (~15 ms each on 5,800 chunks)."""
+    """``work`` on a shared thread: LanceDB and NumPy let go of the GIL while they compute."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
@@ -334,14 +334,17 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     if isinstance(kb, str):
         kb = KnowledgeBase.cached(kb)
     _check(kb, query, k, mode)
-    model = kb.embedder(embedder) if mode != "fts" else None
+    # The question is embedded on a background thread (the model loaded first, once a process) while the table
+    # is opened here (LanceDB imported, once a process: most of a CLI search); the full-text query then runs
+    # beside the embedding.
+    embedding = _background(lambda: embed_queries(kb.embedder(embedder), [query])[0]) if mode != "fts" else None
+    _, depth = kb.table, max(CANDIDATES, k)
     fts = None
     if mode == "hybrid":
-        _, depth = kb.table, max(CANDIDATES, k)  # the table is opened here, not by two threads at once
         fts = _background(lambda: build_query(kb, query, None, depth, "fts", where, [*COLUMNS, "vector"]).to_list())
+    vector = embedding.result() if embedding is not None else None
     notes: list[str] = []
     try:
-        vector = embed_queries(model, [query])[0] if model is not None else None
         rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes, fts)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
         if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
