@@ -42,13 +42,6 @@ def bundled_e5() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
-def e5_installed() -> bool:
-    try:
-        return bundled_e5().is_file()
-    except KnowledgeError:
-        return False
-
-
 class Unigram:
     """SentencePiece unigram tokenisation (Viterbi: the most probable split of each word into pieces). Pieces
     never hold a word-start mark after their first character, so each word is split on its own, and a word's
