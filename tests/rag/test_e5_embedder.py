@@ -73,11 +73,14 @@ def test_a_batch_gives_each_text_the_vector_it_gets_alone():
     assert np.allclose(together, alone, atol=1e-4)
 
 
-def test_a_base_searches_with_the_question_prefix(docs):
-    rag.create("e5-docs", "e5")
-    rag.ingest("e5-docs", [docs])
+def test_a_base_answers_questions_in_another_language_than_its_documents(docs, cli):
+    (docs / "horaires.md").write_text("# Horaires\n\nLe café est fermé le dimanche et ouvre à 8 h en semaine.\n")
+    assert "embedder e5" in cli("kb", "create", "e5-docs", "--embedder", "e5").output
+    cli("kb", "ingest", "e5-docs", str(docs))
     assert rag.list_bases()[0].embedder == "e5"
     assert rag.search("e5-docs", "How do I install halguru?", k=1)[0].citation == "docs/guide.md#Install"
+    assert rag.search("e5-docs", "On which day is the café closed?", k=1)[0].source == "docs/horaires.md"
+    assert rag.search("e5-docs", "Combien coûte le forfait équipe ?", k=1)[0].source == "docs/page.html"
 
 
 def test_a_file_that_is_not_a_model_is_one_line(tmp_path: Path):
