@@ -137,12 +137,14 @@ async def test_a_team_draws_one_branch_per_agent_turn() -> None:
 
 
 async def test_labels_stop_saying_streaming_when_the_call_finishes(calc_agent: Path) -> None:
-    model = ScriptedModel([{"text": " ".join(["word"] * 30), "token_delay": 0.01}])
+    # 2 s of tokens: long enough that a slow machine shows the label on some refresh tick before the end (a
+    # 0.3 s stream was sometimes over before the first one)
+    model = ScriptedModel([{"text": " ".join(["word"] * 100), "token_delay": 0.02}])
     app = DevApp(calc_agent, model=model, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await type_and_send(pilot, "talk")
         await wait_for(pilot, lambda: any("streaming" in s for s in labels(app.query_one(TraceTree))))
-        await wait_for(pilot, lambda: finished(app))
+        await wait_for(pilot, lambda: finished(app), timeout=10)
         await pilot.pause(0.3)  # several refresh ticks after the end
         assert not any("streaming" in s for s in labels(app.query_one(TraceTree)))
 
