@@ -192,6 +192,11 @@ def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
             continue
         try:
             with _publishing:
+                # Read again under the lock: a publish in this process may have made a newer version active (and
+                # swapped it in) since the read above, which would otherwise be swapped back out until next poll.
+                if (store.active_deployments().get(name) != (version, sha)
+                        or agents.deployed.get(name) == Deployed(version, sha)):
+                    continue
                 served = _load(store, web_chat, name, version, sha)
                 agents.swap(served, Deployed(version, sha))
                 _channels(channels, served)
