@@ -98,18 +98,8 @@ class _Words:
         import numpy as np
 
         unique, where = np.unique(ids, return_inverse=True)
-        rows = _dequantised(self.blocks[unique])
+        rows = _dequantised_transposed(self.blocks[unique]).T
         return rows[where.reshape(-1)].reshape(*ids.shape, rows.shape[1])
-
-
-def _dequantised(blocks: Any) -> Any:
-    """Q4_0 blocks (rows, blocks, 18 bytes) as float32 (rows, 32 x blocks)."""
-    import numpy as np
-
-    scale = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
-    packed = blocks[:, :, 2:]
-    values = np.concatenate([packed & 15, packed >> 4], axis=2).astype(np.float32) - 8.0
-    return (values * scale).reshape(len(blocks), -1)
 
 
 def _dequantised_transposed(*matrices: Any) -> Any:

@@ -310,14 +310,15 @@ _POOL: Any = None
 
 
 def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mode: Mode, where: str | None,
-          fusion: Fusion, notes: list[str], fts: Future[Any] | None = None) -> list[dict[str, Any]]:
+          fusion: Fusion, notes: list[str], fts: Future[Any] | None) -> list[dict[str, Any]]:
+    """The rows of one search; ``fts`` is the full-text query already running (hybrid only)."""
     if mode != "hybrid":
         return list(build_query(kb, query, vector, k, mode, where).to_list())
     depth = max(CANDIDATES, k)
     vector_rows = build_query(kb, query, vector, depth, "vector", where).to_list()
     try:
-        fts_rows = (fts.result() if fts is not None
-                    else build_query(kb, query, vector, depth, "fts", where, [*COLUMNS, "vector"]).to_list())
+        assert fts is not None
+        fts_rows = fts.result()
     except Exception as exc:  # LanceDB names the missing index in a RuntimeError/ValueError
         if not _missing_index(exc) or kb.table.count_rows() == 0:
             raise
