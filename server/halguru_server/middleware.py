@@ -24,6 +24,8 @@ from halguru_server.metrics import Metrics
 Scope = dict[str, Any]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 REPLICA_COOKIE = "halguru_replica"
+# Their 503 reports what is wrong elsewhere; counted as a server error, a red /status would keep itself red.
+HEALTH_PROBES = frozenset({"/readyz", "/status"})
 log = logging.getLogger("halguru.server.access")
 
 
@@ -97,7 +99,8 @@ class RequestMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = (first_byte[0] or time.perf_counter()) - started
             self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
-            self.metrics.request_done(status[0])
+            if route not in HEALTH_PROBES:
+                self.metrics.request_done(status[0])
             self.metrics.latency.labels(route).observe(elapsed)
             if status[0] in denials.DENIED:
                 denials.note_request(scope, status[0], route)

@@ -224,8 +224,10 @@ def test_workflow_killed_mid_run_resumes_from_its_checkpoint(served: Served) -> 
                        headers=headers, timeout=120)
 
     threading.Thread(target=send, daemon=True).start()
+    # 'start' comes first and 'step one ok' a moment later; step two then waits a minute, so kill it there
     run = wait_for(lambda: [r for r in served.get("/v1/runs?status=running").json()["data"]
-                            if r["checkpoint"]], 60, "the run's first checkpoint", step=0.1)[0]
+                            if r["checkpoint"] not in (None, "start")], 60, "step one's checkpoint", step=0.1)[0]
+    assert run["checkpoint"] == "step one ok"
     podman("restart", "-t", "0", served.name)
     wait_for(served.ready, 180, "/readyz after the restart", step=0.2)
     interrupted = wait_for(lambda: [r for r in served.get("/v1/runs?status=interrupted").json()["data"]

@@ -26,7 +26,10 @@ def test_status_is_red_with_server_errors_and_stuck_runs_and_shows_no_secrets(cl
     assert red.status_code == 503 and red.json()["status"] == "degraded"
     assert red.json()["components"]["errors"] == {"ok": False,
                                                   "detail": "1 server errors (5xx) in the last 5 minutes"}
+    again = httpx.get(f"{client.server.url}/status")
+    assert again.status_code == 503 and state.metrics.server_errors() == 1  # a red /status is not itself an error
     state.metrics.recent_5xx.clear()
+    assert httpx.get(f"{client.server.url}/status").status_code == 200
 
     state.store.start_run("run_0000000000000001", "conv_stuck", "echo", "scripted", "hi", owner=None)
     assert httpx.get(f"{client.server.url}/status").status_code == 200  # running, not stuck yet
