@@ -65,7 +65,11 @@ def test_a_full_queue_is_retried_after_retry_after(serve: Serve, api_key: Callab
         threads[0].start()
         assert started[0].wait(10)  # running
         threads[1].start()  # waiting: the queue (size 1) is full
-        time.sleep(0.3)
+        gate, model = server.state.gate, server.state.agents["slow"].model
+        deadline = time.monotonic() + 10
+        while gate.queues[model].depth < 1:  # queued, not merely started (a fixed sleep was too short under load)
+            assert time.monotonic() < deadline, "the second stream never queued"
+            time.sleep(0.02)
         with Client(server.url, key, max_retries=0) as impatient, pytest.raises(Unavailable) as full:
             impatient.send(chats[2], "now")
         assert full.value.type == "queue_full" and full.value.retry_after is not None and full.value.retry_after >= 1
