@@ -153,12 +153,14 @@ def test_a_json_answer_cut_by_the_end_of_the_grace_period_is_a_503_and_stored_in
     thread = threading.Thread(target=lambda: result.setdefault(
         "r", client.post(f"/v1/conversations/{conv}/messages", json={"content": "go"})))
     thread.start()
-    lifecycle = client.server.state.lifecycle
-    deadline = time.monotonic() + 5
-    while not lifecycle.inflight:
-        assert time.monotonic() < deadline
+    lifecycle, store = client.server.state.lifecycle, client.server.state.store
+    deadline = time.monotonic() + 20
+    # the run is streaming (its model_call is flushed to the store during the generation): a cut before its
+    # start is recorded would leave no run, or one stored as cancelled
+    while not ((runs := store.list_runs(conversation_id=conv))
+               and any(e["type"] == "model_call" for e in store.get_events(runs[0]["id"]))):
+        assert time.monotonic() < deadline, "the run never started streaming"
         time.sleep(0.02)
-    time.sleep(0.2)
     lifecycle.loop.call_soon_threadsafe(lifecycle.interrupt)
     thread.join(10)
     response = result["r"]
