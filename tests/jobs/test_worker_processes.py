@@ -130,8 +130,12 @@ def test_killed_before_the_side_effect_sends_once(start_worker: Callable[[], sub
 
 def test_two_workers_never_share_a_job(start_worker: Callable[[], subprocess.Popen[str]],
                                        provider: Provider) -> None:
-    start_worker()
-    start_worker()
+    for worker in (start_worker(), start_worker()):
+        # both up before the jobs are queued: on a slow machine one worker's start-up (its imports) can take
+        # longer than the other needs to answer all 30 echoes, and then only one took part
+        assert worker.stderr is not None
+        while not (line := worker.stderr.readline()).startswith("halguru worker "):
+            assert line, f"the worker exited before it started (exit {worker.wait()})"
     for i in range(30):
         accept("echo", f"message {i}", f"M{i}", sender=f"+1{i % 7}")  # 7 threads, in order within each
     store = open_store()
