@@ -248,7 +248,9 @@ async def test_mail_is_marked_only_after_the_sink_took_it(dovecot: Dovecot, capl
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import halguru.channels.email as email_module
 
-    monkeypatch.setattr(email_module, "BACKOFF_START", 0.1)
+    # the unmarked mail is checked after the first failure, before the fourth drain takes it: 0.5 + 1 + 2 s
+    # of backoff leave a slow machine time for that check's own IMAP login
+    monkeypatch.setattr(email_module, "BACKOFF_START", 0.5)
     caplog.set_level(logging.WARNING, logger="halguru.channels.email")
     dovecot.append(mail(message_id="<kept@example.org>"))
     sink = DownSink(failures=3)
@@ -258,7 +260,7 @@ async def test_mail_is_marked_only_after_the_sink_took_it(dovecot: Dovecot, capl
         await until(lambda: len(sink.messages) == 1)
         await until(processed(dovecot, 1))
     delays = [r.getMessage().rsplit("retrying in ", 1)[1] for r in caplog.records]
-    assert delays == ["0.1 s", "0.2 s", "0.4 s"]  # backing off: the store fails at every first drain
+    assert delays == ["0.5 s", "1 s", "2 s"]  # backing off: the store fails at every first drain
     assert all("OSError: database is locked" in r.getMessage() for r in caplog.records)
 
 
