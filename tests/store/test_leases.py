@@ -67,11 +67,12 @@ def test_a_killed_run_reads_interrupted_once_its_lease_passes_not_before(store_u
 
 
 def test_a_live_run_keeps_its_lease_and_lets_go_when_it_finishes(store_factory) -> None:
-    store = store_factory(lease=0.6)
+    # renewed every lease/3: a 1.5 s lease outlasts a renewal a slow machine delays by up to a second
+    store = store_factory(lease=1.5)
     store.start_run("run_live0001", "conv_1", "agent", "scripted", "hello")
     run = store.get_run("run_live0001")
     assert run["holder"] == BOOT_ID
-    time.sleep(1.5)  # more than two leases: renewed all along
+    time.sleep(3.5)  # more than two leases: renewed all along
     assert store.get_run("run_live0001")["status"] == "running"
     assert store.reap_expired_runs() == 0
     done = RunFinished(run_id="run_live0001", seq=0, status="ok", output="hi")
