@@ -32,7 +32,10 @@ def test_time_at_breakpoints_is_not_in_the_durations() -> None:
     assert result.ok and result.output == "42."
     stops = 2 + 2  # two model calls; the tool call and its result
     assert wall >= 0.4 * stops
+    # Bounds set by the pauses, not by the machine's speed (a loaded one resumes each stop late, and that is the
+    # run's own time): with its 0.4 s stop the tool or a model call would take over 400 ms, and with all four
+    # the run would take nearly all of the wall time
     [tool] = [e for e in result.events if isinstance(e, ToolResult)]
-    assert tool.duration_ms < 200, tool.duration_ms
-    assert all(e.duration_ms < 200 for e in result.events if isinstance(e, ModelResult))
-    assert result.events[-1].duration_ms < 400, result.events[-1].duration_ms
+    assert tool.duration_ms < 400, tool.duration_ms
+    assert all(e.duration_ms < 400 for e in result.events if isinstance(e, ModelResult))
+    assert result.events[-1].duration_ms < wall * 1000 - 1000, (result.events[-1].duration_ms, wall)
