@@ -108,11 +108,14 @@ def test_independent_steps_run_in_parallel(project: Path):
     - {id: c, agent: ../agents/slow, needs: []}
   output: "{{ steps.a.output }} / {{ steps.b.output }} / {{ steps.c.output }}"
 """
+    # 1.5 s steps: the bound below leaves a slow machine 1.5 s to load the workflow and its agents (0.3 s
+    # steps left it 0.6 s)
+    (project / "slow.yaml").write_text('- {text: "slow part done", token_delay: 0.5}\n')
     started = time.perf_counter()
     result = run_sync(flow(project, body), "go", record=False)
     elapsed = time.perf_counter() - started
     assert result.output == "slow part done / slow part done / slow part done"
-    assert elapsed < 0.9, f"three 0.3 s steps took {elapsed:.2f}s: not parallel"  # sequential would be ≥0.9 s
+    assert elapsed < 3.0, f"three 1.5 s steps took {elapsed:.2f}s: not parallel"  # sequential would be ≥4.5 s
     starts = [i for i, e in enumerate(result.events) if e.type == "step_started"]
     first_finish = next(i for i, e in enumerate(result.events) if e.type == "step_finished")
     assert len(starts) == 3 and max(starts) < first_finish
