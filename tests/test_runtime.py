@@ -201,3 +201,39 @@ def test_stored_events_rebuild_the_run(write_agent):
     stored = [parse_event(e) for e in open_store().get_events(result.run_id)]
     live = [e for e in result.events if e.type != "token"]
     assert stored == live
+
+
+@pytest.mark.parametrize(("reason", "status"), [(None, "cancelled"), ("shutdown", "interrupted")])
+def test_a_run_cut_while_its_start_is_written_is_stored_by_why_it_was_cut(write_agent, reason, status):
+    """The start is written on a thread; a cut meanwhile is recorded once the start is: a user's cancel as
+    cancelled, a server shutdown as interrupted (resumable), as it would be later in the run."""
+    import threading
+
+    from halguru.agents.runtime import SHUTDOWN
+
+    store = open_store()
+    writing, release = threading.Event(), threading.Event()
+    start_run = store.start_run
+
+    def slow_start_run(*args, **kwargs):
+        writing.set()
+        release.wait(10)
+        return start_run(*args, **kwargs)
+
+    store.start_run = slow_start_run  # type: ignore[method-assign]
+
+    async def main():
+        task = asyncio.create_task(run(write_agent(CALC), "hi", model="scripted", store=store).__anext__())
+        while not writing.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel(msg=SHUTDOWN if reason else None)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(1000):  # the end is recorded by the start's done-callback, on this loop
+            if (runs := store.list_runs()) and runs[0]["status"] != "running":
+                return runs
+            await asyncio.sleep(0.01)
+        return store.list_runs()
+
+    assert [r["status"] for r in asyncio.run(main())] == [status]

@@ -155,15 +155,17 @@ class _Book:
 
     async def begin(self, conversation: str | None) -> None:
         """Record the run as running, off the event loop: with a database server each write is a round trip of
-        milliseconds that would stall every other run of this process. A run cancelled meanwhile is recorded as
-        cancelled once its start is (never left running: this process would renew its lease for good)."""
+        milliseconds that would stall every other run of this process. A run cut meanwhile is recorded once its
+        start is (never left running: this process would renew its lease for good), as cancelled, or as
+        interrupted when a server shutdown cut it."""
         if self.store is None:
             return
         started = asyncio.ensure_future(asyncio.to_thread(self._begin, conversation))
         try:
             await asyncio.shield(started)
-        except asyncio.CancelledError:
-            started.add_done_callback(self._abandon)
+        except asyncio.CancelledError as exc:
+            shutdown = SHUTDOWN in exc.args
+            started.add_done_callback(lambda done: self._abandon(done, shutdown))
             raise
 
     def _begin(self, conversation: str | None) -> None:
@@ -186,9 +188,12 @@ class _Book:
             return self.finish(status, error)
         return await asyncio.to_thread(self.finish, status, error)
 
-    def _abandon(self, started: asyncio.Future[None]) -> None:
+    def _abandon(self, started: asyncio.Future[None], shutdown: bool) -> None:
         if not started.cancelled() and started.exception() is None:
-            self.finish("cancelled", "cancelled by the user")
+            if shutdown:  # as a shutdown later in the run is recorded: resumable, not the user's doing
+                self.finish("interrupted", "interrupted by server shutdown; resume it with `halguru runs resume`")
+            else:
+                self.finish("cancelled", "cancelled by the user")
 
     @property
     def model_name(self) -> str:
