@@ -95,6 +95,12 @@ class Worker:
         job = await asyncio.to_thread(self.ctx.store.claim_job, self.holder, self.settings.lease, names)
         if job is None:
             return False
+        if job["id"] in self._running:
+            # Its lease lapsed while this worker still runs it (renewals held up) and it was claimed back here:
+            # the claim renewed the lease for the attempt going on; a second one would run the job twice.
+            log.warning("job lease lapsed and was claimed back; its attempt goes on",
+                        extra={"fields": {"job_id": job["id"]}})
+            return True
         self._running[job["id"]] = asyncio.create_task(self._execute(job), name=f"job {job['id']}")
         return True
 

@@ -268,3 +268,39 @@ async def test_a_refused_message_is_not_retried(store: Store, tmp_path: Path) ->
     await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
                     lambda: store.get_job(job["id"])["status"] == "dead")
     assert channel.calls == 1 and "21211" in store.get_job(job["id"])["last_error"]
+
+
+async def test_a_worker_whose_lease_lapsed_does_not_run_its_own_job_twice(store: Store, tmp_path: Path) -> None:
+    """Renewals held up past the lease (a stalled process): the job is claimable again, and this worker, with a
+    free slot, claims it. It goes on with the attempt it runs: one run, one result, its slot count right."""
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 80), "token_delay": 0.05}]))  # 4 s
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
+    renew = store.renew_job
+    stalled = {"until": 0.0}
+
+    def late_renew(job_id: str, holder: str, lease: float) -> bool:
+        if time.monotonic() < stalled["until"]:
+            return True  # the renewal never reached the store
+        return renew(job_id, holder, lease)
+
+    store.renew_job = late_renew  # type: ignore[method-assign]
+    worker = worker_for(store, {"echo": agent}, lease=0.6)
+    task = asyncio.create_task(worker.run())
+    try:
+        while store.get_job(job["id"])["status"] != "running":
+            await asyncio.sleep(0.02)
+        stalled["until"] = time.monotonic() + 1.0  # past the 0.6 s lease: claimable again
+        while store.get_job(job["id"])["attempts"] < 2:  # ... and claimed again, by this same worker
+            assert store.get_job(job["id"])["status"] == "running", "the job ended before its lease lapsed"
+            await asyncio.sleep(0.02)
+        assert store.get_job(job["id"])["holder"] == worker.holder and len(worker._running) == 1
+        deadline = time.monotonic() + 20
+        while store.get_job(job["id"])["status"] != "done":
+            assert time.monotonic() < deadline, store.get_job(job["id"])
+            await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await task
+    assert len(store.list_runs(10)) == 1  # the agent ran once
