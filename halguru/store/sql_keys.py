@@ -73,9 +73,9 @@ class KeysMixin(SQLBase):
     def rate_hit(self, bucket: str, limit: int, window_s: float) -> float | None:
         """Count one hit for ``bucket`` in a sliding window: None if it is allowed (and recorded), else the
         seconds until the oldest hit leaves the window. Expired hits of every bucket are dropped on the way."""
-        now = time.time()
         with self._tx() as conn:
             self._lock(conn, "rate", bucket)
+            now = time.time()  # after the lock: a hit that waited for it is counted when it is let in
             conn.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - window_s,))
             count, oldest = conn.execute("SELECT count(*), min(ts) FROM rate_hits WHERE bucket = ?",
                                          (bucket,)).fetchone()
