@@ -3,10 +3,12 @@
 Headings are Markdown headings (``#``, and setext: one line over ``===`` or ``---``), and in plain text (man
 pages, pydoc, RFC-style documents, info manuals) upper-case section titles (``OPTIONS``), numbered section titles
 (``3.1. Overview``) and underlined titles, whatever their case (a title over a line of ``=``, ``-``, ``*`` or ``.``
-as long as it: an info node's ``10.1 ‘ls’: List directory contents``, reStructuredText). An option or term list
-entry (``-a, --all`` followed by its more indented explanation) is one unit: it is kept whole in one chunk when it
-fits, and its term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a long entry still names
-it. In code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
+as long as it: an info node's ``10.1 ‘ls’: List directory contents``, reStructuredText), and mixed-case titles at
+the margin over an indented body of prose (an RFC's ``Status of this Memo``, an info manual's ``Character
+classes``). An RFC's page footers and headers are left out, so a paragraph cut by a page break is one again. An
+option or term list entry (``-a, --all`` followed by its more indented explanation) is one unit: it is kept whole
+in one chunk when it fits, and its term joins the heading path (``OPTIONS > -a, --all``) so that every piece of a
+long entry still names it. In code, ``class`` and ``def`` lines name the heading (``Foo > bar``).
 
 Sizes are in approximate tokens (words and punctuation marks, ~1.3 per English
 word, close to what BPE embedders see) so that no tokenizer has to load to chunk.
@@ -23,6 +25,14 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
 _NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([A-Z][^.]{1,70})$")
+# a deeper number is a section's even when its title starts in lower case (an RFC's ``3.2.2 http URL``)
+_DEEP_NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})+)\.?\s+([a-z\"'‘(][^.]{0,70})$")
+BODY_TITLE_LEVEL = 9  # deeper than any numbered section: see _body_title
+_APPENDIX_TITLE = re.compile(r"^Appendix ([A-Z](?:\.\d{1,2})*)\.?\s+(\S.{0,70})$")
+# An RFC's or Internet-Draft's page furniture: the footer ``Fielding, et al.   Standards Track   [Page 19]``
+# and the next page's header ``RFC 2616   HTTP/1.1   June 1999``, left between two halves of a paragraph.
+_PAGE_FOOTER = re.compile(r"^\S.*\s\[Page \d+\]\s*$")
+_PAGE_HEADER = re.compile(r"^(?:RFC \d{1,5}|Internet-Draft)\s{2,}\S.*\s{2,}\S.*\b\d{4}\s*$")
 _UNDERLINE = re.compile(r"^(=+|-+|\*+|\.+|~+|\^+)$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _UNDERLINE_LEVELS = {"*": 1, "=": 2, "-": 3, ".": 4, "~": 4, "^": 5}  # info's chapter, section, subsection...
@@ -136,10 +146,26 @@ def _section_title(line: str) -> tuple[int, str] | None:
     stripped = line.strip()
     if _UPPER_TITLE.match(stripped) and sum(c.isalpha() for c in stripped) >= 3:
         return 1, stripped
-    match = _NUMBERED_TITLE.match(stripped)
+    match = _NUMBERED_TITLE.match(stripped) or _DEEP_NUMBERED_TITLE.match(stripped) or _APPENDIX_TITLE.match(
+        stripped)
     if match and not stripped.endswith((".", ",", ";", ":")):
         return match.group(1).count(".") + 1, stripped
     return None
+
+
+def _without_page_furniture(text: str) -> str:
+    """Page footers and headers (and form feeds) blanked, so that a paragraph broken by a page break is one
+    block again and no chunk carries them; blanked, not removed, so that line numbers stay the file's."""
+    if "[Page " not in text and "\f" not in text:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        bare = line.replace("\f", "")
+        if _PAGE_FOOTER.match(bare) or _PAGE_HEADER.match(bare):
+            lines[i] = ""
+        elif bare != line:
+            lines[i] = bare
+    return "\n".join(lines)
 
 
 def _underlined_title(block: _Block) -> tuple[int, str] | None:
@@ -166,6 +192,22 @@ def _subsection_title(block: _Block, path: list[tuple[int, str]]) -> tuple[int, 
     return None
 
 
+def _body_title(block: _Block, following: _Block | None) -> tuple[int, str] | None:
+    """A title in mixed case on a line of its own at the margin, over an indented body (an RFC's ``Status of
+    this Memo``, an info manual's ``Character classes``): under the numbered or upper-case section it is in,
+    the next such title or any section title ends it."""
+    line = block.lines[0]
+    stripped = line.strip()
+    if not (len(block.lines) == 1 and _indent(line) == 0 and following is not None
+            and 3 <= len(stripped) <= 60 and stripped[0].isupper() and not stripped.endswith((".", ",", ";", ":"))
+            and sum(c.isalpha() for c in stripped) >= 3 and len(stripped.split()) <= 8):
+        return None
+    body = following.lines[0]
+    # over prose (``   This document specifies...``), not over an example (``   grep -r PATTERN``) it leads into
+    prose = body.strip()[:1].isupper() and len(" ".join(following.lines).split()) >= 12
+    return (BODY_TITLE_LEVEL, stripped) if _indent(body) >= 3 and prose else None
+
+
 def _entry_term(block: _Block) -> str | None:
     """The term of a definition-list entry (an option, a pydoc function): a short first line followed by
     more indented lines, or an option line (``-c  explanation``)."""
@@ -184,11 +226,13 @@ def _text_blocks(text: str) -> list[_Block]:
     blocks: list[_Block] = []
     path: list[tuple[int, str]] = []
     entry: tuple[int, _Block] | None = None  # (indent of its term, the merged block)
-    for whole in _plain_blocks(text):
+    plain = _plain_blocks(text)
+    for index, whole in enumerate(plain):
         block: _Block | None = whole
         while block is not None:
             underlined = _underlined_title(block)
-            title = underlined or _section_title(block.lines[0]) or _subsection_title(block, path)
+            title = (underlined or _section_title(block.lines[0]) or _subsection_title(block, path)
+                     or _body_title(block, plain[index + 1] if index + 1 < len(plain) else None))
             if title is None:
                 break
             level, name = title
@@ -263,6 +307,8 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
     if size < 16:
         raise ValueError("chunk size must be at least 16 tokens")
     overlap = max(0, min(overlap, size // 2))
+    if kind not in ("markdown", "code"):
+        text = _without_page_furniture(text)
     blocks = {"markdown": _markdown_blocks, "code": _code_blocks}.get(kind, _text_blocks)(text)
     units: list[_Block] = []
     for block in blocks:
@@ -322,4 +368,18 @@ def document_title(text: str, kind: str = "text") -> str:
     name = section("NAME")
     if name and " - " not in name:
         name = f"{name}: {section('DESCRIPTION')}".rstrip(": ")
-    return name[:120]
+    return (name or _centered_title(lines))[:120]
+
+
+def _centered_title(lines: list[str]) -> str:
+    """A plain-text document's centred title line (an RFC's, under its front matter), before its first
+    section: indented by 8 or more, words not a rule, with a blank line after it."""
+    for i, line in enumerate(lines[:40]):
+        if _section_title(line):
+            break
+        stripped = line.strip()
+        if (_indent(line) >= 8 and 3 <= len(stripped) <= 100 and sum(c.isalpha() for c in stripped) >= 3
+                and not stripped[0].islower() and not stripped.endswith((".", ",", ";", ":"))
+                and "  " not in stripped and (i + 1 == len(lines) or not lines[i + 1].strip())):
+            return stripped
+    return ""

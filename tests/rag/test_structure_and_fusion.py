@@ -74,6 +74,65 @@ def test_numbered_sections_nest_and_code_is_named_by_class_and_function():
     assert document_title(code, "code") == "Parcels."
 
 
+RFC_PAGES = """\
+Network Working Group                                        R. Fielding
+Request for Comments: 2616                                     UC Irvine
+Category: Standards Track                                      June 1999
+
+
+                Hypertext Transfer Protocol -- HTTP/1.1
+
+Status of this Memo
+
+   This document specifies an Internet standards track protocol for the
+   Internet community, and requests discussion and suggestions.
+
+3. Protocol Parameters
+
+3.2.1 General Syntax
+
+   URIs in HTTP can be represented in absolute form or relative to some
+   known base URI. The two forms are differentiated by the fact that
+
+
+
+Fielding, et al.            Standards Track                    [Page 19]
+\f
+RFC 2616                        HTTP/1.1                       June 1999
+
+
+   absolute URIs always begin with a scheme name followed by a colon.
+
+3.2.2 http URL
+
+   The "http" scheme is used to locate network resources via the HTTP
+   protocol.
+
+Appendix A.  Collected ABNF
+
+   The rules of this appendix are collected from the sections above.
+"""
+
+
+def test_an_rfc_s_pages_and_sections_mixed_case_titles_and_centred_title():
+    """Page furniture is left out and a paragraph broken by a page is one again; lower-case numbered titles,
+    appendices and mixed-case titles over an indented body are sections; the centred line is the title."""
+    chunks = chunk_text(RFC_PAGES, "text", size=256, overlap=0)
+    assert not any("[Page" in c.text or "RFC 2616    " in c.text or "\f" in c.text for c in chunks)
+    syntax = next(c for c in chunks if "absolute form" in c.text)
+    assert syntax.heading == "3. Protocol Parameters > 3.2.1 General Syntax"
+    assert "the fact that\n\n" in syntax.text and "absolute URIs always begin" in syntax.text
+    assert (syntax.line_start, syntax.line_end) == (15, 27)  # the file's own line numbers
+    assert next(c for c in chunks if '"http" scheme' in c.text).heading == "3. Protocol Parameters > 3.2.2 http URL"
+    assert next(c for c in chunks if "standards track protocol" in c.text).heading == "Status of this Memo"
+    assert next(c for c in chunks if "collected from" in c.text).heading == "Appendix A.  Collected ABNF"
+    assert document_title(RFC_PAGES, "text") == "Hypertext Transfer Protocol -- HTTP/1.1"
+    # a line at the margin leading into an indented example is no title; a sentence centred is no title
+    example = "The general synopsis of the command line is\n\n     grep OPTIONS PATTERN INPUT-FILES\n"
+    assert [c.heading for c in chunk_text(example, "text")] == [""]
+    assert document_title("          see the options below.\n\nBody.\n", "text") == ""
+
+
 INFO_NODE = """\
 3.2 ‘tac’: Concatenate and write files in reverse
 ==================================================
