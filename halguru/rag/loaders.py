@@ -237,45 +237,92 @@ def _load_pdf(path: Path, data: bytes) -> Document | Skip:
 
 
 class _HTMLText(HTMLParser):
-    """HTML to Markdown-ish text: headings become #, blocks become paragraphs, scripts/styles vanish."""
+    """HTML to Markdown-ish text: headings become #, blocks become paragraphs, ``<pre>`` a fenced code block kept
+    line by line, a definition term (``<dt>``) heads its definition's first paragraph (one block, so one chunk),
+    table cells are separated; scripts and styles vanish."""
 
-    BLOCK = frozenset({"p", "div", "section", "article", "li", "tr", "br", "pre", "table", "ul", "ol", "blockquote",
-             "header", "footer", "main", "nav", "dd", "dt"})
+    BLOCK = frozenset({"p", "div", "section", "article", "li", "tr", "br", "table", "ul", "ol", "blockquote",
+                       "header", "footer", "main", "nav", "dl", "dt", "figure", "caption"})
     DROP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.dropping = 0
+        self.pre = 0
+        self.after_term = False  # a <dt> just ended: its <dd> starts on the next line of the same block
+        self.joining = False  # in that <dd>, before its first words
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.DROP:
             self.dropping += 1
+        elif self.pre:
+            return
+        elif tag == "pre":
+            self.pre += 1
+            self.out.append(f"\n\n{_FENCE_OPEN}\n")
         elif len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
             self.out.append("\n\n" + "#" * int(tag[1]) + " ")
-        elif tag in self.BLOCK:
+        elif tag == "dd":
+            self.joining = self.after_term
+            self.out.append("\n" if self.after_term else "\n\n")
+        elif tag in ("td", "th"):
+            self.out.append(" | ")
+        elif tag == "tr":  # a table's rows stay one block
+            self.out.append("\n")
+        elif tag in self.BLOCK and not self.joining:  # (a definition's first paragraph stays under its term)
             self.out.append("\n\n" if tag != "li" else "\n- ")
+        self.after_term = False
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.DROP:
             self.dropping = max(0, self.dropping - 1)
-        elif (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()) or tag in self.BLOCK:
+        elif tag == "pre" and self.pre:
+            self.pre -= 1
+            self.out.append(f"\n{_FENCE_CLOSE}\n\n")
+        elif self.pre:
+            return
+        elif tag == "dt":
+            self.after_term = True
+        elif (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()) or tag == "dd" or (
+                tag in self.BLOCK and tag != "tr"):
             self.out.append("\n\n")
 
     def handle_data(self, data: str) -> None:
-        if not self.dropping:  # collapse runs of whitespace, but keep the space around an inline tag's text
-            words = " ".join(data.split())
-            if words:
-                words = (" " if data[0].isspace() else "") + words + (" " if data[-1].isspace() else "")
-            self.out.append(words or " ")
+        if self.dropping:
+            return
+        data = data.replace("\x00", "")  # the marks below use it
+        if self.pre:  # kept as it is: its lines and indentation are what it says
+            self.out.append(data)
+            return
+        # collapse runs of whitespace, but keep the space around an inline tag's text
+        words = " ".join(data.split())
+        if words:
+            words = (" " if data[0].isspace() else "") + words + (" " if data[-1].isspace() else "")
+            self.after_term = self.joining = False
+        self.out.append(words or " ")
+
+
+# Private marks around <pre> text while the rest is tidied; they become Markdown fences at the end.
+_FENCE_OPEN, _FENCE_CLOSE = "\x00pre\x00", "\x00/pre\x00"
+_PRE = re.compile(re.escape(_FENCE_OPEN) + r"\n?(.*?)\n?" + re.escape(_FENCE_CLOSE), re.S)
 
 
 def html_to_text(html: str) -> str:
     parser = _HTMLText()
     parser.feed(html)
     parser.close()
-    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(parser.out).splitlines()]
+    text = "".join(parser.out)
+    kept: list[str] = []
+
+    def park(match: re.Match[str]) -> str:
+        kept.append(match.group(1).strip("\n"))
+        return f"\x00{len(kept) - 1}\x00"
+
+    text = _PRE.sub(park, text)
+    lines = [re.sub(r" {2,}", " ", line).strip() for line in text.splitlines()]
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
+    text = re.sub(r"\x00(\d+)\x00", lambda m: "```\n" + kept[int(m.group(1))] + "\n```", text)
     return text.strip() + "\n"

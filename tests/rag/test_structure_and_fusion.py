@@ -45,6 +45,22 @@ def test_html_keeps_the_spaces_around_inline_tags():
     assert html_to_text("<p>a<b>b</b>c</p>") == "abc\n"  # no space invented inside a word
 
 
+def test_html_code_stays_code_a_term_stays_with_its_definition_and_a_table_is_one_block():
+    page = ("<h2>Options</h2><dl><dt><code>-r</code>, <code>--recursive</code></dt>"
+            "<dd><p>Copy directories recursively.</p><p>Symbolic links are not followed.</p></dd></dl>"
+            "<p>For example:</p><pre><span class='k'>if</span> (rc == 0)\n    copy(&amp;src,  dest);\n</pre>"
+            "<table><tr><th>user</th><th>uid</th></tr><tr><td>root</td><td>0</td></tr></table>")
+    text = html_to_text(page)
+    assert "-r, --recursive\nCopy directories recursively.\n\nSymbolic links" in text
+    assert "```\nif (rc == 0)\n    copy(&src,  dest);\n```" in text  # lines and spaces as written
+    assert "| user | uid\n| root | 0" in text
+    chunks = chunk_text(text, "markdown", size=32, overlap=0)
+    term = next(c for c in chunks if "Copy directories" in c.text)
+    assert "--recursive" in term.text and term.heading == "Options"
+    code = next(c for c in chunks if "copy(&src" in c.text)
+    assert "```\nif (rc == 0)\n    copy(&src,  dest);\n```" in code.text  # the code block whole, not split
+
+
 def test_man_page_sections_and_an_option_kept_with_its_explanation():
     chunks = chunk_text(MAN_PAGE, "text", size=64, overlap=0)
     recursive = [c for c in chunks if "-r, --recursive" in c.text]
