@@ -230,10 +230,35 @@ def _load_pdf(path: Path, data: bytes) -> Document | Skip:
             return Skip(path, f"unreadable PDF ({type(exc).__name__}: {exc})")
     if not any(pages):
         return Skip(path, "PDF has no text layer (scanned?); run OCR on it first")
+    pages = _without_running_lines(pages)
     # One heading per page so that chunks cite "file.pdf#page 3".
     text = "\n\n".join(f"# page {i}\n\n{t}" for i, t in enumerate(pages, 1) if t)
     repaired = ["pypdf: " + "; ".join(dict.fromkeys(warned))] if warned else []
     return Document(path, text, "markdown", repaired)
+
+
+def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
+    """Pages without their running headers and footers: a line among the first or last ``edge`` of at least
+    half the pages (and 3), page numbers counted alike (``Chapter 3 · 27``, ``- 28 -``). Left in, they would
+    open and close every chunk and cut paragraphs that run on to the next page."""
+    def key(line: str) -> str:
+        return re.sub(r"\d+", "#", " ".join(line.split()).lower())
+
+    split = [[line for line in page.splitlines() if line.strip()] for page in pages]
+    seen: dict[str, int] = {}
+    for lines in split:
+        for found in {key(line) for line in lines[:edge] + lines[-edge:]}:
+            seen[found] = seen.get(found, 0) + 1
+    running = {k for k, n in seen.items() if n >= max(3, len(pages) / 2)}
+    if not running:
+        return pages
+    kept = []
+    for lines in split:
+        top = [i for i in range(min(edge, len(lines))) if key(lines[i]) in running]
+        bottom = [i for i in range(max(0, len(lines) - edge), len(lines)) if key(lines[i]) in running]
+        drop = set(top) | set(bottom)
+        kept.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
+    return kept
 
 
 class _HTMLText(HTMLParser):

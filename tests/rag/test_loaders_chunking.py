@@ -68,6 +68,26 @@ def test_pdf_text_layer_and_pdf_without_one(tmp_path):
     assert isinstance(scanned, Skip) and "no text layer" in scanned.reason
 
 
+def test_a_pdf_s_running_header_and_page_numbers_are_left_out(tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    bodies = [["Setting up the router", "Plug the router into power."], ["Note", "Hold reset for 10 seconds."],
+              ["Note", "The admin password is printed under the router."], ["Firmware updates run at night."]]
+    for number, body in enumerate(bodies, 1):
+        pdf.add_page()
+        for line in ["ACME R7 Router - User Guide", *body, f"Page {number} of 4"]:
+            pdf.cell(0, 10, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(tmp_path / "guide.pdf"))
+    doc = loaded(tmp_path / "guide.pdf")
+    assert isinstance(doc, Document)
+    assert "User Guide" not in doc.text and "of 4" not in doc.text
+    for body in bodies:  # a line on two pages of four ("Note") is content, not a running head
+        assert all(line in doc.text for line in body)
+    assert [c.heading for c in chunk_text(doc.text)] == ["page 1", "page 2", "page 3", "page 4"]
+
+
 def test_bad_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
     (tmp_path / "empty.md").write_text("  \n")
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary" * 10)
