@@ -337,7 +337,7 @@ def html_to_text(html: str) -> str:
     parser = _HTMLText()
     parser.feed(html)
     parser.close()
-    text = "".join(parser.out)
+    text = "".join(parser.out) + (f"\n{_FENCE_CLOSE}" if parser.pre else "")  # a <pre> never closed ends here
     kept: list[str] = []
 
     def park(match: re.Match[str]) -> str:

@@ -54,6 +54,7 @@ def test_html_code_stays_code_a_term_stays_with_its_definition_and_a_table_is_on
     assert "-r, --recursive\nCopy directories recursively.\n\nSymbolic links" in text
     assert "```\nif (rc == 0)\n    copy(&src,  dest);\n```" in text  # lines and spaces as written
     assert "| user | uid\n| root | 0" in text
+    assert html_to_text("<p>Run:</p><pre>make\n  install") == "Run:\n\n```\nmake\n  install\n```\n"  # never closed
     chunks = chunk_text(text, "markdown", size=32, overlap=0)
     term = next(c for c in chunks if "Copy directories" in c.text)
     assert "--recursive" in term.text and term.heading == "Options"
