@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from halguru import Agent, AgentSpec, load_agent, run, run_sync, tool
 from halguru.agents.events import parse_event
-from halguru.agents.runtime import iter_events
+from halguru.agents.runtime import SHUTDOWN, iter_events
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 
@@ -207,10 +208,6 @@ def test_stored_events_rebuild_the_run(write_agent):
 def test_a_run_cut_while_its_start_is_written_is_stored_by_why_it_was_cut(write_agent, reason, status):
     """The start is written on a thread; a cut meanwhile is recorded once the start is: a user's cancel as
     cancelled, a server shutdown as interrupted (resumable), as it would be later in the run."""
-    import threading
-
-    from halguru.agents.runtime import SHUTDOWN
-
     store = open_store()
     writing, release = threading.Event(), threading.Event()
     start_run = store.start_run

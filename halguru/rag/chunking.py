@@ -29,6 +29,7 @@ _NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s+([A-Z][^.]{1,70})$"
 _DEEP_NUMBERED_TITLE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})+)\.?\s+([a-z\"'‘(][^.]{0,70})$")
 BODY_TITLE_LEVEL = 9  # deeper than any numbered section: see _body_title
 _APPENDIX_TITLE = re.compile(r"^Appendix ([A-Z](?:\.\d{1,2})*)\.?\s+(\S.{0,70})$")
+_NUMBERED_TITLES = (_NUMBERED_TITLE, _DEEP_NUMBERED_TITLE, _APPENDIX_TITLE)  # group 1: the number, its depth
 # An RFC's or Internet-Draft's page furniture: the footer ``Fielding, et al.   Standards Track   [Page 19]``
 # and the next page's header ``RFC 2616   HTTP/1.1   June 1999``, left between two halves of a paragraph.
 _PAGE_FOOTER = re.compile(r"^\S.*\s\[Page \d+\]\s*$")
@@ -146,8 +147,7 @@ def _section_title(line: str) -> tuple[int, str] | None:
     stripped = line.strip()
     if _UPPER_TITLE.match(stripped) and sum(c.isalpha() for c in stripped) >= 3:
         return 1, stripped
-    match = _NUMBERED_TITLE.match(stripped) or _DEEP_NUMBERED_TITLE.match(stripped) or _APPENDIX_TITLE.match(
-        stripped)
+    match = next(filter(None, (title.match(stripped) for title in _NUMBERED_TITLES)), None)
     if match and not stripped.endswith((".", ",", ";", ":")):
         return match.group(1).count(".") + 1, stripped
     return None

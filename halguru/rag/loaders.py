@@ -254,9 +254,8 @@ def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
         return pages
     kept = []
     for lines in split:
-        top = [i for i in range(min(edge, len(lines))) if key(lines[i]) in running]
-        bottom = [i for i in range(max(0, len(lines) - edge), len(lines)) if key(lines[i]) in running]
-        drop = set(top) | set(bottom)
+        edges = {*range(min(edge, len(lines))), *range(max(0, len(lines) - edge), len(lines))}
+        drop = {i for i in edges if key(lines[i]) in running}
         kept.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return kept
 
@@ -274,7 +273,9 @@ class _HTMLText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.dropping = 0
-        self.pre = 0
+        self.pre = 0  # <pre> depth: its text is kept as written, in ``code`` until it ends
+        self.code: list[str] = []
+        self.blocks: list[str] = []  # the finished <pre> texts; ``out`` holds a placeholder for each
         self.after_term = False  # a <dt> just ended: its <dd> starts on the next line of the same block
         self.joining = False  # in that <dd>, before its first words
 
@@ -284,8 +285,7 @@ class _HTMLText(HTMLParser):
         elif self.pre:
             return
         elif tag == "pre":
-            self.pre += 1
-            self.out.append(f"\n\n{_FENCE_OPEN}\n")
+            self.pre = 1
         elif len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
             self.out.append("\n\n" + "#" * int(tag[1]) + " ")
         elif tag == "dd":
@@ -303,8 +303,7 @@ class _HTMLText(HTMLParser):
         if tag in self.DROP:
             self.dropping = max(0, self.dropping - 1)
         elif tag == "pre" and self.pre:
-            self.pre -= 1
-            self.out.append(f"\n{_FENCE_CLOSE}\n\n")
+            self.end_pre()
         elif self.pre:
             return
         elif tag == "dt":
@@ -313,12 +312,18 @@ class _HTMLText(HTMLParser):
                 tag in self.BLOCK and tag != "tr"):
             self.out.append("\n\n")
 
+    def end_pre(self) -> None:
+        self.pre = 0
+        self.blocks.append("".join(self.code).strip("\n"))
+        self.code = []
+        self.out.append(f"\n\n\x00{len(self.blocks) - 1}\x00\n\n")
+
     def handle_data(self, data: str) -> None:
         if self.dropping:
             return
-        data = data.replace("\x00", "")  # the marks below use it
+        data = data.replace("\x00", "")  # the placeholders use it
         if self.pre:  # kept as it is: its lines and indentation are what it says
-            self.out.append(data)
+            self.code.append(data)
             return
         # collapse runs of whitespace, but keep the space around an inline tag's text
         words = " ".join(data.split())
@@ -328,26 +333,15 @@ class _HTMLText(HTMLParser):
         self.out.append(words or " ")
 
 
-# Private marks around <pre> text while the rest is tidied; they become Markdown fences at the end.
-_FENCE_OPEN, _FENCE_CLOSE = "\x00pre\x00", "\x00/pre\x00"
-_PRE = re.compile(re.escape(_FENCE_OPEN) + r"\n?(.*?)\n?" + re.escape(_FENCE_CLOSE), re.S)
-
-
 def html_to_text(html: str) -> str:
     parser = _HTMLText()
     parser.feed(html)
     parser.close()
-    text = "".join(parser.out) + (f"\n{_FENCE_CLOSE}" if parser.pre else "")  # a <pre> never closed ends here
-    kept: list[str] = []
-
-    def park(match: re.Match[str]) -> str:
-        kept.append(match.group(1).strip("\n"))
-        return f"\x00{len(kept) - 1}\x00"
-
-    text = _PRE.sub(park, text)
-    lines = [re.sub(r" {2,}", " ", line).strip() for line in text.splitlines()]
+    if parser.pre:  # a <pre> never closed ends with the page
+        parser.end_pre()
+    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(parser.out).splitlines()]
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
-    text = re.sub(r"\x00(\d+)\x00", lambda m: "```\n" + kept[int(m.group(1))] + "\n```", text)
+    text = re.sub(r"\x00(\d+)\x00", lambda m: "```\n" + parser.blocks[int(m.group(1))] + "\n```", text)
     return text.strip() + "\n"

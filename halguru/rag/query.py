@@ -315,9 +315,9 @@ def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mod
     if mode != "hybrid":
         return list(build_query(kb, query, vector, k, mode, where).to_list())
     depth = max(CANDIDATES, k)
+    assert fts is not None, "a hybrid search starts its full-text query first"
     vector_rows = build_query(kb, query, vector, depth, "vector", where).to_list()
     try:
-        assert fts is not None
         fts_rows = fts.result()
     except Exception as exc:  # LanceDB names the missing index in a RuntimeError/ValueError
         if not _missing_index(exc) or kb.table.count_rows() == 0:
