@@ -139,6 +139,7 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
                                       "whole-document BM25", f"MRR@10 {figures[1]:.2f} (BM25 {baseline[1]:.2f}), "
                                       f"nDCG@10 {figures[2]:.2f} (BM25 {baseline[2]:.2f})", 1))
     results.append(_latency(base, SETS[set_name], emb))
+    results.append(_cli_latency(base, SETS[set_name], 5 if quick else 10))
     return results
 
 
@@ -153,6 +154,25 @@ def _latency(base: str, questions: list[tuple[str, list[str]]], emb: str) -> Res
     p50 = statistics.median(ms)
     return Result("kb", f"hybrid search p50 ms {base}", p50, "ms", 50, False, 1.0, "-",
                   f"p95 {statistics.quantiles(ms, n=20)[-1]:.1f} ms", len(ms))
+
+
+def _cli_latency(base: str, questions: list[tuple[str, list[str]]], runs: int) -> Result:
+    """`halguru kb search` wall time (a new process each: what a user waits for), interleaved with a bare
+    `import lancedb`, the floor any CLI search on LanceDB pays."""
+    from bench_startup import halguru_command, wall_ms
+
+    halguru = halguru_command()[:1]
+    floor = [sys.executable, "-c", "import lancedb"]
+    wall_ms([*halguru, "kb", "search", base, questions[0][0]]), wall_ms(floor)  # warm the page cache
+    cli: list[float] = []
+    bare: list[float] = []
+    for question, _ in questions[:runs]:
+        cli.append(wall_ms([*halguru, "kb", "search", base, question, "-k", "5"]))
+        bare.append(wall_ms(floor))
+    p50 = statistics.median(cli)
+    return Result("kb", f"`halguru kb search` wall ms {base}", p50, "ms", 1000, False, p50 / statistics.median(bare),
+                  "of `python -c 'import lancedb'`", f"{min(cli):.0f}-{max(cli):.0f} ms; import lancedb "
+                  f"{statistics.median(bare):.0f} ms", len(cli))
 
 
 def measure(quick: bool) -> list[Result]:
