@@ -1,4 +1,4 @@
-"""Turn files into text: Markdown, plain text, HTML, PDF (text layer) and source code.
+"""Turn files into text: Markdown, plain text, HTML, PDF (text layer) and source code, each also gzipped.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
 text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
@@ -30,6 +30,10 @@ CODE = {
     ".yml", ".json", ".ini", ".cfg", ".css", ".scss", ".vue", ".svelte", ".dart", ".ex", ".exs", ".erl", ".hs",
 }
 SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
+COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)
+# Plain text whatever follows the name: README.Debian, changelog.Debian.gz, README.source
+DOC_NAMES = {"readme", "changelog", "changes", "news", "install", "todo", "faq", "copying", "authors", "history",
+             "notes", "thanks", "bugs", "hacking"}
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache",
              ".ruff_cache", ".pytest_cache", "dist", "build"}
 
@@ -50,8 +54,17 @@ class Skip:
     reason: str
 
 
+def file_type(path: Path) -> str:
+    """The extension that decides how a file is read: a gzipped file's is its inner one (``NEWS.gz``: no
+    extension, ``guide.md.gz``: ``.md``), as most of Debian's /usr/share/doc is gzipped."""
+    if path.suffix.lower() == COMPRESSED:
+        inner = path.with_suffix("").suffix
+        return f"{inner}{path.suffix}" if inner.lower() == COMPRESSED else inner
+    return path.suffix
+
+
 def kind_of(path: Path) -> str | None:
-    suffix = path.suffix.lower()
+    suffix = file_type(path).lower()
     if suffix in MARKDOWN:
         return "markdown"
     if suffix in HTML:
@@ -60,7 +73,7 @@ def kind_of(path: Path) -> str | None:
         return "pdf"
     if suffix in CODE:
         return "code"
-    if suffix in TEXT:
+    if suffix in TEXT or (suffix != f"{COMPRESSED}{COMPRESSED}" and path.name.split(".")[0].lower() in DOC_NAMES):
         return "text"
     return None
 
@@ -119,7 +132,7 @@ def _walk(root: Path, files: list[Path], skipped: list[Skip]) -> None:
             if (reason := not_a_file(path)) is not None:
                 skipped.append(Skip(path, reason))
             elif kind_of(path) is None:
-                skipped.append(Skip(path, f"unsupported file type {path.suffix or '(no extension)'}"))
+                skipped.append(Skip(path, f"unsupported file type {file_type(path) or '(no extension)'}"))
             else:
                 files.append(path)
 
@@ -163,8 +176,29 @@ def read_bytes(path: Path, max_bytes: int | None = None) -> bytes | Skip:
         return Skip(path, f"unreadable ({exc.strerror or exc})")
 
 
+def _gunzip(path: Path, data: bytes) -> bytes | Skip:
+    """A gzipped file's content, read no further than MAX_BYTES (a small file can unpack to gigabytes)."""
+    import gzip
+    import io
+    import zlib
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+            content = unpacked.read(MAX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut file ends early (EOFError)
+        return Skip(path, f"not a readable gzip file ({exc})")
+    if len(content) > MAX_BYTES:
+        return Skip(path, f"too large (over {MAX_BYTES / 1e6:.0f} MB uncompressed)")
+    return content
+
+
 def load(path: Path, data: bytes) -> Document | Skip:
-    """Decode ``data`` (the file's bytes) by the file's kind."""
+    """Decode ``data`` (the file's bytes; gzipped ones are unpacked here) by the file's kind."""
+    if path.suffix.lower() == COMPRESSED:
+        unpacked = _gunzip(path, data)
+        if isinstance(unpacked, Skip):
+            return unpacked
+        data = unpacked
     kind = kind_of(path) or "text"
     if not data.strip():
         return Skip(path, "empty file")

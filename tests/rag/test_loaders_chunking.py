@@ -101,3 +101,41 @@ def test_bad_files_are_skipped_with_a_reason(tmp_path, monkeypatch):
     files, skipped = loaders.discover([tmp_path])
     assert "image.png" not in {f.name for f in files}
     assert any("unsupported file type .png" in s.reason for s in skipped)
+
+
+def test_gzipped_files_are_read_by_the_name_inside_and_a_bad_or_huge_one_is_skipped(tmp_path, monkeypatch):
+    import gzip
+
+    (tmp_path / "NEWS.gz").write_bytes(gzip.compress(b"Version 2.1\n\nThe pager now remembers the last search.\n"))
+    (tmp_path / "guide.md.gz").write_bytes(gzip.compress(b"# Guide\n\n## Install\n\nRun make install as root.\n"))
+    (tmp_path / "page.html.gz").write_bytes(gzip.compress(b"<h1>Page</h1><script>x()</script><p>Body text.</p>"))
+    packed = gzip.compress(" ".join(f"word{i * 7919 % 1000}" for i in range(500)).encode())
+    (tmp_path / "cut.txt.gz").write_bytes(packed[:len(packed) // 2])  # a download that stopped half-way
+    (tmp_path / "fake.gz").write_bytes(b"plain text, not gzip")
+    (tmp_path / "bomb.txt.gz").write_bytes(gzip.compress(b"a" * 5000))  # 5000 bytes unpacked, ~30 packed
+    (tmp_path / "README.Debian.gz").write_bytes(gzip.compress(b"Debian notes: the package keeps its config in /etc."))
+    (tmp_path / "data.Debian.gz").write_bytes(gzip.compress(b"x"))
+    (tmp_path / "twice.txt.gz.gz").write_bytes(gzip.compress(gzip.compress(b"x")))
+    monkeypatch.setattr(loaders, "MAX_BYTES", 4000)
+
+    files, skipped = loaders.discover([tmp_path])
+    assert {f.name for f in files} == {"NEWS.gz", "guide.md.gz", "page.html.gz", "cut.txt.gz", "fake.gz",
+                                       "bomb.txt.gz", "README.Debian.gz"}
+    why = {s.path.name: s.reason for s in skipped}
+    assert why == {"data.Debian.gz": "unsupported file type .Debian",
+                   "twice.txt.gz.gz": "unsupported file type .gz.gz"}
+    readme = loaded(tmp_path / "README.Debian.gz")  # a README is text whatever follows its name
+    assert isinstance(readme, Document) and readme.kind == "text" and "/etc" in readme.text
+
+    news = loaded(tmp_path / "NEWS.gz")
+    assert isinstance(news, Document) and news.kind == "text" and "remembers the last search" in news.text
+    guide = loaded(tmp_path / "guide.md.gz")
+    assert isinstance(guide, Document) and guide.kind == "markdown"
+    assert [c.heading for c in chunk_text(guide.text, guide.kind)] == ["Guide > Install"]
+    page = loaded(tmp_path / "page.html.gz")
+    assert isinstance(page, Document) and "Body text." in page.text and "x()" not in page.text
+    reasons = {name: r.reason for name in ("cut.txt.gz", "fake.gz", "bomb.txt.gz")
+               if isinstance(r := loaded(tmp_path / name), Skip)}
+    assert reasons["cut.txt.gz"].startswith("not a readable gzip file")
+    assert reasons["fake.gz"].startswith("not a readable gzip file")
+    assert reasons["bomb.txt.gz"] == "too large (over 0 MB uncompressed)"
