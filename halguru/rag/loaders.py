@@ -1,4 +1,5 @@
-"""Turn files into text: Markdown, plain text, HTML, PDF (text layer) and source code, each also gzipped.
+"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff) and source code, each
+also gzipped.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
 text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
@@ -31,6 +32,7 @@ CODE = {
 }
 SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
 COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)
+_MAN_SECTION = re.compile(r"^\.[1-9][a-z]{0,4}$")  # a manual page's troff source: ls.1, GET.1p, CA.pl.1ssl
 # Plain text whatever follows the name: README.Debian, changelog.Debian.gz, README.source
 DOC_NAMES = {"readme", "changelog", "changes", "news", "install", "todo", "faq", "copying", "authors", "history",
              "notes", "thanks", "bugs", "hacking"}
@@ -73,6 +75,8 @@ def kind_of(path: Path) -> str | None:
         return "pdf"
     if suffix in CODE:
         return "code"
+    if _MAN_SECTION.match(suffix):
+        return "man"
     if suffix in TEXT or (suffix != f"{COMPRESSED}{COMPRESSED}" and path.name.split(".")[0].lower() in DOC_NAMES):
         return "text"
     return None
@@ -216,6 +220,14 @@ def load(path: Path, data: bytes) -> Document | Skip:
     if kind == "html":
         text = html_to_text(text)
         kind = "markdown"  # headings were turned into Markdown headings
+    elif kind == "man":
+        from halguru.rag import troff
+
+        if (target := troff.link_target(text)) is not None:
+            return Skip(path, f"a link to the manual page {target} (ingest that page)")
+        if troff.LOOKS_LIKE_TROFF.search(text):
+            text = troff.man_to_text(text)  # laid out as `man` shows it: its sections and options are found
+        kind = "text"
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return Skip(path, "no text")
