@@ -1,5 +1,5 @@
-"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff) and source code, each
-also gzipped.
+"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff), GNU info manuals and
+source code, each also gzipped.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
 text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
@@ -33,6 +33,9 @@ CODE = {
 SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
 COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)
 _MAN_SECTION = re.compile(r"^\.[1-9][a-z]{0,4}$")  # a manual page's troff source: ls.1, GET.1p, CA.pl.1ssl
+_INFO_MARKS = re.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")
+_INFO_HEADER = re.compile(r"^File: [^\n]*,\s+Node: [^\n]*$", re.M)
+_INFO_PART = re.compile(r"^\.info-\d{1,3}$")  # a GNU info manual's part: coreutils.info-2
 # Plain text whatever follows the name: README.Debian, changelog.Debian.gz, README.source
 DOC_NAMES = {"readme", "changelog", "changes", "news", "install", "todo", "faq", "copying", "authors", "history",
              "notes", "thanks", "bugs", "hacking"}
@@ -77,6 +80,8 @@ def kind_of(path: Path) -> str | None:
         return "code"
     if _MAN_SECTION.match(suffix):
         return "man"
+    if suffix == ".info" or _INFO_PART.match(suffix):
+        return "info"
     if suffix in TEXT or (suffix != f"{COMPRESSED}{COMPRESSED}" and path.name.split(".")[0].lower() in DOC_NAMES):
         return "text"
     return None
@@ -180,6 +185,15 @@ def read_bytes(path: Path, max_bytes: int | None = None) -> bytes | Skip:
         return Skip(path, f"unreadable ({exc.strerror or exc})")
 
 
+def info_text(text: str) -> str:
+    """A GNU info file's text without its navigation: each node's ``File: ..., Node: ...`` header line and the
+    separator before it become blank lines (so line numbers stay the file's), and the tag table at the end (byte
+    offsets of the nodes) is left out, as is a split manual's table of its parts. A node's underlined title then
+    heads its section."""
+    text = re.split(r"\x1f\n(?:Tag Table|Indirect):", text, maxsplit=1)[0]
+    return _INFO_HEADER.sub("", text.replace("\x1f", ""))
+
+
 def _gunzip(path: Path, data: bytes) -> bytes | Skip:
     """A gzipped file's content, read no further than MAX_BYTES (a small file can unpack to gigabytes)."""
     import gzip
@@ -204,6 +218,8 @@ def load(path: Path, data: bytes) -> Document | Skip:
             return unpacked
         data = unpacked
     kind = kind_of(path) or "text"
+    if kind == "info":  # an index node marks its entries with NUL-backspace brackets; they are not binary
+        data = _INFO_MARKS.sub(b"", data)
     if not data.strip():
         return Skip(path, "empty file")
     if kind == "pdf" or data[:5] == b"%PDF-":
@@ -220,6 +236,9 @@ def load(path: Path, data: bytes) -> Document | Skip:
     if kind == "html":
         text = html_to_text(text)
         kind = "markdown"  # headings were turned into Markdown headings
+    elif kind == "info":
+        text = info_text(text)
+        kind = "text"
     elif kind == "man":
         from halguru.rag import troff
 

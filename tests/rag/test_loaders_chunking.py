@@ -139,3 +139,62 @@ def test_gzipped_files_are_read_by_the_name_inside_and_a_bad_or_huge_one_is_skip
     assert reasons["cut.txt.gz"].startswith("not a readable gzip file")
     assert reasons["fake.gz"].startswith("not a readable gzip file")
     assert reasons["bomb.txt.gz"] == "too large (over 0 MB uncompressed)"
+
+
+INFO_MANUAL = """This is demo.info, produced by makeinfo version 6.8 from demo.texi.
+
+\x1f
+File: demo.info,  Node: Top,  Next: Reversing,  Up: (dir)
+
+Demo
+****
+
+* Menu:
+
+* Reversing::   Lines last first.
+
+\x1f
+File: demo.info,  Node: Reversing,  Prev: Top,  Up: Top
+
+1 Reversing lines
+*****************
+
+1.1 ‘tac’: Concatenate and write files in reverse
+=================================================
+
+‘tac’ copies each FILE to standard output, reversing the records.
+
+\x00\x08[index\x00\x08]
+* Menu:
+
+* tac:     Reversing.   (line 6)
+
+\x1f
+Tag Table:
+Node: Top\x7f98
+Node: Reversing\x7f260
+\x1f
+End Tag Table
+"""
+
+
+def test_an_info_manual_and_its_parts_read_without_navigation(tmp_path):
+    import gzip
+
+    (tmp_path / "demo.info").write_text(INFO_MANUAL)
+    (tmp_path / "big.info-2.gz").write_bytes(gzip.compress(INFO_MANUAL.encode()))
+    (tmp_path / "big.info.gz").write_bytes(gzip.compress(b"This is big.info.\n\n\x1f\nIndirect:\nbig.info-1: 1201\n"))
+    files, skipped = loaders.discover([tmp_path])
+    assert {f.name for f in files} == {"demo.info", "big.info-2.gz", "big.info.gz"} and not skipped
+    for name in ("demo.info", "big.info-2.gz"):
+        doc = loaded(tmp_path / name)
+        assert isinstance(doc, Document) and doc.kind == "text"
+        assert "\x1f" not in doc.text and "Node:" not in doc.text and "Tag Table" not in doc.text
+        assert "\x00" not in doc.text and "* tac:" in doc.text  # an index node's NUL marks are not binary
+        # line numbers stay the file's: the title is where it is in the manual
+        assert doc.text.splitlines()[18] == "1.1 ‘tac’: Concatenate and write files in reverse"  # line 19
+        tac = next(c for c in chunk_text(doc.text, doc.kind) if "reversing the records" in c.text)
+        assert tac.heading == "1 Reversing lines > 1.1 ‘tac’: Concatenate and write files in reverse"
+        assert tac.line_start <= 19 and tac.line_end >= 22  # the title's line and the text's
+    index = loaded(tmp_path / "big.info.gz")
+    assert isinstance(index, Document) and index.text.strip() == "This is big.info."
