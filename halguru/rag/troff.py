@@ -58,6 +58,8 @@ def _escape(match: re.Match[str]) -> str:
         name = match.group(group)
         if name is not None:
             name = name.strip("[]()") if group == "string" else name
+            if group == "named" and re.fullmatch(r"u[0-9A-Fa-f]{4,6}", name):  # \[u2014]: a Unicode code point
+                return chr(int(name[1:], 16))
             return _CHARS.get(name, "" if group == "string" else name if len(name) == 1 else "")
     if match.group("space") is not None:
         return " "
@@ -72,8 +74,7 @@ def text_of(line: str) -> str:
 
 def _arguments(rest: str) -> list[str]:
     """A request's arguments: words, or "quoted words" ("" inside quotes is one quote)."""
-    return [quoted.replace('""', '"') if quoted is not None and word == "" else word
-            for quoted, word in re.findall(r'"((?:[^"]|"")*)"?|(\S+)', rest)]
+    return [word or quoted.replace('""', '"') for quoted, word in re.findall(r'"((?:[^"]|"")*)"?|(\S+)', rest)]
 
 
 def _mdoc(words: list[str], name: str) -> str:

@@ -28,7 +28,7 @@ tool \- print the lines of files in reverse order
 [\fI\,OPTION\/\fR]... [\fI\,FILE\/\fR]...
 .SH DESCRIPTION
 .PP
-Write each FILE to standard output, last line first \(em the opposite of
+Write each FILE to standard output, last line first \[u2014] the opposite of
 .BR cat (1).
 .SS "Matching options"
 .TP
