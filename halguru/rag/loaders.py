@@ -34,6 +34,7 @@ SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
 COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)
 _MAN_SECTION = re.compile(r"^\.[1-9][a-z]{0,4}$")  # a manual page's troff source: ls.1, GET.1p, CA.pl.1ssl
 _INFO_MARKS = re.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")
+_INFO_INDEX = re.compile(rb"\x00\x08\[index\x00\x08\][^\x1f]*")  # an index node's menu, up to the next node
 _INFO_HEADER = re.compile(r"^File: [^\n]*,\s+Node: [^\n]*$", re.M)
 _INFO_PART = re.compile(r"^\.info-\d{1,3}$")  # a GNU info manual's part: coreutils.info-2
 # Plain text whatever follows the name: README.Debian, changelog.Debian.gz, README.source
@@ -218,8 +219,10 @@ def load(path: Path, data: bytes) -> Document | Skip:
             return unpacked
         data = unpacked
     kind = kind_of(path) or "text"
-    if kind == "info":  # an index node marks its entries with NUL-backspace brackets; they are not binary
-        data = _INFO_MARKS.sub(b"", data)
+    if kind == "info":
+        # An index node (a menu of every term with its node and line) would match any question and say nothing:
+        # its lines are blanked, so line numbers stay the file's. Other NUL-backspace marks (images) are dropped.
+        data = _INFO_MARKS.sub(b"", _INFO_INDEX.sub(lambda m: b"\n" * m.group().count(b"\n"), data))
     if not data.strip():
         return Skip(path, "empty file")
     if kind == "pdf" or data[:5] == b"%PDF-":

@@ -190,7 +190,8 @@ def test_an_info_manual_and_its_parts_read_without_navigation(tmp_path):
         doc = loaded(tmp_path / name)
         assert isinstance(doc, Document) and doc.kind == "text"
         assert "\x1f" not in doc.text and "Node:" not in doc.text and "Tag Table" not in doc.text
-        assert "\x00" not in doc.text and "* tac:" in doc.text  # an index node's NUL marks are not binary
+        assert "\x00" not in doc.text and "* tac:" not in doc.text  # an index node is neither binary nor text
+        assert doc.text.count("\n") == INFO_MANUAL.split("\x1f\nTag Table")[0].count("\n")  # lines kept
         # line numbers stay the file's: the title is where it is in the manual
         assert doc.text.splitlines()[18] == "1.1 ‘tac’: Concatenate and write files in reverse"  # line 19
         tac = next(c for c in chunk_text(doc.text, doc.kind) if "reversing the records" in c.text)
