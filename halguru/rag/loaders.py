@@ -83,7 +83,7 @@ def kind_of(path: Path) -> str | None:
         return "man"
     if suffix == ".info" or _INFO_PART.match(suffix):
         return "info"
-    if suffix in TEXT or (suffix != f"{COMPRESSED}{COMPRESSED}" and path.name.split(".")[0].lower() in DOC_NAMES):
+    if suffix in TEXT or path.name.split(".")[0].lower() in DOC_NAMES:
         return "text"
     return None
 

@@ -41,6 +41,7 @@ _ESCAPE = re.compile(
 _MDOC_PLAIN = {"Ar", "Cm", "Pa", "Ev", "Va", "Fn", "Fa", "Ic", "Li", "Em", "Sy", "Dv", "Er", "Ad", "No", "Ta", "St",
                "At", "Bx", "Ux", "Ms", "Tn", "Ot", "Ft", "Cd", "Lb", "Mt", "Lk", "An", "Sx", "Vt"}
 _MDOC_QUOTES = {"Dq": "“”", "Sq": "‘’", "Ql": "‘’", "Qq": '""', "Pq": "()", "Op": "[]", "Aq": "<>", "Bq": "[]"}
+_MDOC_MACROS = _MDOC_PLAIN | set(_MDOC_QUOTES) | {"Nm", "Nd", "Fl", "Xr", "In", "Oo", "Oc", "Ns"}  # inline ones
 _CLOSING = {".", ",", ";", ":", ")", "]", "?", "!"}
 
 
@@ -93,7 +94,7 @@ def _mdoc(words: list[str], name: str) -> str:
         elif word == "In" and at < len(words):
             word, at = f"<{words[at]}>", at + 1
         elif word == "Nm":
-            if at < len(words) and words[at] not in _MDOC_PLAIN | set(_MDOC_QUOTES) | {"Fl", "Ns"}:
+            if at < len(words) and words[at] not in _MDOC_MACROS:
                 continue  # the name itself follows
             word = name
         elif word in {"Nd", "Fl", "Oo", "Oc", "Ns"} or word in _MDOC_PLAIN:
@@ -285,7 +286,7 @@ class _Reader:
             return text_of("".join(args))
         if name == "OP":
             return "[" + text_of(" ".join(args)) + "]"
-        if name in _MDOC_PLAIN | set(_MDOC_QUOTES) | {"Nm", "Nd", "Fl", "Xr", "In", "Oo", "Oc"}:
+        if name in _MDOC_MACROS:
             self.title = args[0] if name == "Nm" and args and not self.title else self.title
             return _mdoc([name, *args], self.title)
         return ""
