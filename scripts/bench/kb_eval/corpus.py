@@ -8,6 +8,10 @@
 - ``info``: the nodes of GNU info manuals (coreutils, grep, sed, findutils, diffutils, wget, gzip), one file per
   node (``coreutils/tac invocation.txt``): reference sections with underlined numbered titles, a kind of text none
   of the defaults were tuned on. Index and licence nodes are left out.
+- ``html``: HTML reference pages as Debian ships them (Node.js API, Valgrind manual, libxslt and libexslt
+  manuals and API reference, libffi manual, Expat reference, shared-mime-info spec), copied unchanged
+  (``nodejs/fs.html``) so that halguru's own HTML loader reads them. Index, table-of-contents and licence pages
+  and the second rendering of libxslt's API are left out; packages missing on this machine are left out and counted.
 
 Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man pages takes a while).
 """
@@ -39,7 +43,7 @@ SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtlede
 def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
     """The corpus folder for set ``name`` and label -> source (as citations name it) for its documents."""
     folder = CACHE / f"{name}-{pages}"
-    builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info}
+    builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info, "html": _html}
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -67,7 +71,7 @@ def copies(folder: Path) -> dict[str, str]:
 def _label(name: str, relative: Path) -> str:
     if name == "code":
         return relative.as_posix()
-    if name == "info":
+    if name in ("info", "html"):
         return relative.as_posix().rsplit(".", 1)[0]
     return relative.name.rsplit(".", 1)[0]
 
@@ -149,3 +153,37 @@ def _info(folder: Path, pages: int) -> None:
         (folder / f"{label}.txt").parent.mkdir(parents=True, exist_ok=True)
         (folder / f"{label}.txt").write_text(text, encoding="utf-8")
     print(f"info corpus: {min(pages, len(nodes))} nodes of {len(INFO_MANUALS)} manuals", file=sys.stderr)
+
+
+XSLT = "/usr/share/doc/libxslt1-dev"
+_API_INDEXES = {"API", "APIconstructors", "APIfiles", "APIfunctions", "APIsymbols",
+                *(f"APIchunk{i}" for i in range(20))}
+# (corpus folder, installed folder, file pattern, pages left out: index and table-of-contents pages, licences, and
+# the whole site again on one page, like Node's all.html: libxslt's xslt.html and EXSLT/exslt.html)
+HTML_SOURCES = (
+    ("nodejs", "/usr/share/doc/nodejs/api", "*.html", {"all", "index"}),
+    ("valgrind", "/usr/share/doc/valgrind/html", "*.html",
+     {"index", "manual", "tech-docs", "dist", "licenses", "license.gpl", "license.gfdl", "FAQ", "QuickStart"}),
+    ("libxslt", f"{XSLT}/html", "*.html", {"index", "docs", "xslt", *_API_INDEXES}),
+    ("libxslt/EXSLT", f"{XSLT}/html/EXSLT", "*.html", {"index", "docs", "exslt", *_API_INDEXES}),
+    ("libxslt", f"{XSLT}/html/tutorial", "*.html", set()),
+    ("libxslt", f"{XSLT}/html/tutorial2", "*.html", set()),
+    ("libxslt", f"{XSLT}/gtk-doc/html/libxslt", "libxslt-*.html", set()),  # (html/html/ renders this API again)
+    ("libxslt", f"{XSLT}/gtk-doc/html/libexslt", "libexslt-*.html", set()),
+    ("libffi", "/usr/share/doc/libffi8/html", "*.html", {"index", "Index", "Types", "Using-libffi"}),
+    ("expat", "/usr/share/doc/libexpat1-dev/expat.html", "reference.html", set()),  # (index.html: the same page)
+    ("shared-mime-info", "/usr/share/doc/shared-mime-info/shared-mime-info-spec.html", "*.html", {"index"}),
+)
+
+
+def _html(folder: Path, pages: int) -> None:
+    labelled = set(_labels("html"))
+    found = [(f"{prefix}/{path.stem}", path) for prefix, installed, pattern, left_out in HTML_SOURCES
+             for path in sorted(Path(installed).glob(pattern)) if path.is_file() and path.stem not in left_out]
+    found.sort(key=lambda item: item[0] not in labelled)  # stable: the answering pages first, then by collection
+    for label, path in found[:pages]:
+        (folder / f"{label}.html").parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / f"{label}.html")
+    missing = sorted(labelled - {label for label, _ in found})
+    print(f"html corpus: {min(pages, len(found))} of {len(found)} pages found; {len(missing)} answering pages missing "
+          f"on this machine{': ' + ', '.join(missing) if missing else ''}", file=sys.stderr)

@@ -1,12 +1,14 @@
 """Evaluation questions for bench_kb.py: asked the way a user asks, each labelled with the document(s) that answer it.
 
-Four sets of different kinds of text, all available offline on every machine of this kind:
+Five sets of different kinds of text, all available offline on every machine of this kind:
 
 - ``pydoc``: the pydoc text of standard-library modules (prose and API reference); a label is a module name.
 - ``man``: manual pages of the Debian base tools (option lists, upper-case section titles); a label is the page name.
 - ``code``: standard-library source files (code and docstrings); a label is the path under the stdlib folder.
 - ``info``: nodes of GNU info manuals (coreutils, grep, sed, findutils, diffutils, wget, gzip); a label is
   ``manual/node name``. Added after the defaults were chosen: both of its splits measure them, neither tuned them.
+- ``html``: HTML reference pages as Debian ships them (Node.js API, Valgrind manual, libxslt, libffi, Expat), read
+  by halguru's HTML loader; a label is ``collection/page`` (``nodejs/fs``). Also added after the defaults were chosen.
 
 Questions avoid the documents' own phrasing where a user would (they name the task, not the option or function);
 some need two facts from one page. Any labelled document counts as relevant. Even positions are the dev split
@@ -276,7 +278,117 @@ INFO: list[Question] = [
     ("put several compressed files one after another into a single file", ["gzip/Advanced usage"]),
 ]
 
-SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE, "info": INFO}
+# Added after every default was chosen (like info): both splits are unseen. Collections interleaved so that both
+# splits hold each of them; several questions need two facts, a few are answered deep inside a long page.
+N, V, X = "nodejs/", "valgrind/", "libxslt/"
+HTML: list[Question] = [
+    ("get told whenever a file inside a folder is changed, renamed or added", [N + "fs"]),
+    ("my C program branches on a value that was never set: find where that value originally came from",
+     [V + "mc-manual", V + "quick-start", V + "faq"]),
+    ("apply a stylesheet to an XML file from the shell and save the result in a file",
+     [X + "xsltproc", X + "xsltproc2"]),
+    ("start another program from my script and read what it prints while it is still running",
+     [N + "child_process"]),
+    ("list every block my program allocated and never gave back, each with the call stack that allocated it",
+     [V + "mc-manual", V + "quick-start"]),
+    ("hand a plain text value to a stylesheet from the command line: the value I pass arrives empty",
+     [X + "FAQ", X + "xsltproc"]),
+    ("store users' passwords as slow salted hashes instead of plain text", [N + "crypto", N + "webcrypto"]),
+    ("silence reports coming from a system library I cannot fix, so they stop showing up on every run",
+     [V + "manual-core", V + "mc-manual"]),
+    ("keep the command-line transformer from downloading DTDs from the internet", [X + "xsltproc", X + "xsltproc2"]),
+    ("ask something at the terminal and wait for what the person types", [N + "readline"]),
+    ("write the checker's report into a file instead of the terminal, one file per process", [V + "manual-core"]),
+    ("see how much time each template takes during a transformation",
+     [X + "xsltproc", X + "xsltproc2", X + "libxslt-transform"]),
+    ("move a heavy number-crunching job off the main thread so the server keeps answering requests",
+     [N + "worker_threads"]),
+    ("detect two threads touching the same variable without holding a lock", [V + "hg-manual", V + "drd-manual"]),
+    ("write my own function in C and call it from inside a stylesheet", [X + "extensions", X + "libxslt-extensions"]),
+    ("compress an HTTP response before sending it to a browser that accepts that", [N + "zlib"]),
+    ("which functions of my program execute the most instructions, annotated line by line in the source",
+     [V + "cg-manual", V + "cl-manual"]),
+    ("forbid a stylesheet from writing files or creating folders on disk", [X + "libxslt-security", X + "xsltproc"]),
+    ("how much RAM is free on this machine and how many processor cores it has", [N + "os"]),
+    ("how my program's heap grows over time and which allocation sites dominate at the peak", [V + "ms-manual"]),
+    ("use the XSLT library from a Python script", [X + "python"]),
+    ("how long has my program been running, and how much memory is it using right now", [N + "process"]),
+    ("find heap blocks that are allocated but hardly ever read or written, or kept far longer than needed",
+     [V + "dh-manual"]),
+    ("the smallest C program that loads a stylesheet, transforms a document and writes out the result",
+     [X + "libxslttutorial", X + "libxslt_pipes"]),
+    ("run one copy of my web server per CPU core, all of them listening on the same port", [N + "cluster"]),
+    ("freeze the program at the first error the checker finds and inspect it with gdb",
+     [V + "manual-core-adv", V + "manual-core"]),
+    ("turn on the date, math and string extension functions in my own C program", [X + "libexslt-exslt"]),
+    ("serve my site over an encrypted connection with my own certificate and private key",
+     [N + "https", N + "tls"]),
+    ("tell the memory checker about my own pool allocator so it tracks the pieces I hand out",
+     [V + "mc-manual", V + "manual-core-adv"]),
+    ("how a stylesheet is compiled before it is applied, and how templates get matched to nodes",
+     [X + "internals"]),
+    ("write unit tests and run them with nothing but the runtime itself, no framework to install", [N + "test"]),
+    ("my program overflows its stack only under the checker: give the main thread a bigger stack",
+     [V + "manual-core"]),
+    ("which member of the transformation context holds the node that output is currently added to",
+     [X + "libxslt-xsltInternals"]),
+    ("check in a test that two nested objects hold the same values, not that they are the same object",
+     [N + "assert"]),
+    ("my program needs a system call the tool does not support yet: how do I add it", [V + "dist.readme-missing"]),
+    ("pass parameter values to a stylesheet from my C code",
+     [X + "libxslt-transform", X + "libxslttutorial", X + "libxslt_pipes"]),
+    ("time a piece of code with sub-millisecond precision", [N + "perf_hooks", N + "process"]),
+    ("what the lines of the profile data file written by the call-graph profiler mean", [V + "cl-format"]),
+    ("send the library's error messages to a function of mine instead of standard error",
+     [X + "libxslt-xsltutils"]),
+    ("evaluate a snippet of code in a sandbox that has its own separate set of globals", [N + "vm"]),
+    ("let my program behave differently when it notices it is being run under the tool", [V + "manual-core-adv"]),
+    ("control how external documents are fetched when a stylesheet pulls in other files",
+     [X + "libxslt-documents"]),
+    ("my program dies out of memory on big inputs: raise the heap limit when starting it", [N + "cli"]),
+    ("make a test script fail whenever the checker found any error", [V + "manual-core"]),
+    ("run several transformations in a row inside one process, each output feeding the next",
+     [X + "libxslt_pipes"]),
+    ("what to put in my project's manifest so that .js files may use import and export", [N + "packages", N + "esm"]),
+    ("what separates lost, possibly lost and still reachable memory in the leak summary",
+     [V + "mc-manual", V + "faq"]),
+    ("compiler and linker flags needed to build my program against the XSLT library", [X + "FAQ"]),
+    ("my server fails to start because the port is already taken: what the error means and how to retry",
+     [N + "errors", N + "net"]),
+    ("collect the profile only around the interesting part of the program, not from the start",
+     [V + "cl-manual"]),
+    ("raise the limit on how deeply templates may call each other",
+     [X + "xsltproc", X + "xsltproc2", X + "libxslt-xslt"]),
+    ("keep per-request data reachable across all the asynchronous calls of one request without passing it along",
+     [N + "async_context"]),
+    ("format DocBook documents without the stylesheets being fetched over the network every time",
+     [X + "docbook", X + "xsltproc"]),
+    ("write a diagnostic summary file automatically when the process crashes", [N + "report", N + "cli"]),
+    ("call a C function whose argument types are only known while my program runs",
+     ["libffi/Introduction", "libffi/The-Basics", "libffi/Simple-Example"]),
+    ("describe the layout of a C struct so it can be passed by value through a dynamic call",
+     ["libffi/Structures", "libffi/Type-Example", "libffi/Size-and-Alignment"]),
+    ("ship my program as one executable file that bundles the runtime", [N + "single-executable-applications"]),
+    ("only let my script read files under one folder and forbid writing anywhere", [N + "permissions", N + "cli"]),
+    ("make a plain C function pointer that ends up in my interpreter's generic handler",
+     ["libffi/The-Closure-API", "libffi/Closure-Example"]),
+    ("feed an XML document to a streaming parser in pieces, as they arrive from the network", ["expat/reference"]),
+    ("create a file only if it does not exist yet, and fail otherwise", [N + "fs"]),
+    ("reuse TCP connections between successive outgoing HTTP requests instead of reconnecting each time",
+     [N + "http"]),
+    ("protect my XML parser against documents whose entities expand into gigabytes", ["expat/reference"]),
+    ("how a desktop decides a file's type from its first bytes when the name gives no clue",
+     ["shared-mime-info/x34"]),
+    ("chain a file read, a compressor and a file write, with one place to handle an error from any of them",
+     [N + "stream", N + "zlib"]),
+    ("read the search parameters out of a web address", [N + "url", N + "querystring"]),
+    ("turn incoming bytes into text when a multi-byte character may be split across two chunks",
+     [N + "string_decoder"]),
+    ("is my output going to a terminal, and how many columns wide is it", [N + "tty"]),
+    ("step through my script line by line and set breakpoints, from the terminal", [N + "debugger"]),
+]
+
+SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE, "info": INFO, "html": HTML}
 
 
 def split(questions: list[Question], part: str) -> list[Question]:
