@@ -234,7 +234,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             summary.skipped.append((str(file), "no text to index"))
             continue
         (summary.updated if old is not None else summary.added).append(source)
-        title = document_title(loaded.text, loaded.kind)
+        title = loaded.title or document_title(loaded.text, loaded.kind)
         for i, chunk in enumerate(chunks):
             label = " | ".join(part for part in (source, title, chunk.heading) if part)
             pending.append({

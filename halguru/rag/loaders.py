@@ -16,7 +16,6 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 
 MAX_BYTES = 20 * 1024 * 1024  # past this a file is more likely a dump than a document
@@ -51,6 +50,7 @@ class Document:
     path: Path
     text: str
     kind: str  # markdown | text | html | pdf | code
+    title: str = ""  # what the file names itself (an HTML page's <title>); else the chunker finds one
     warnings: list[str] = field(default_factory=list)  # what the parser repaired or ignored
 
 
@@ -236,8 +236,11 @@ def load(path: Path, data: bytes) -> Document | Skip:
             text = data.decode("cp1252")
         except UnicodeDecodeError:
             return Skip(path, "not UTF-8 text")
+    title = ""
     if kind == "html":
-        text = html_to_text(text)
+        from halguru.rag.html import page_text
+
+        title, text = page_text(text)
         kind = "markdown"  # headings were turned into Markdown headings
     elif kind == "info":
         text = info_text(text)
@@ -253,7 +256,7 @@ def load(path: Path, data: bytes) -> Document | Skip:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return Skip(path, "no text")
-    return Document(path, text, kind)
+    return Document(path, text, kind, title=title)
 
 
 class _Collect(logging.Handler):
@@ -302,7 +305,7 @@ def _load_pdf(path: Path, data: bytes) -> Document | Skip:
     # One heading per page so that chunks cite "file.pdf#page 3".
     text = "\n\n".join(f"# page {i}\n\n{t}" for i, t in enumerate(pages, 1) if t)
     repaired = ["pypdf: " + "; ".join(dict.fromkeys(warned))] if warned else []
-    return Document(path, text, "markdown", repaired)
+    return Document(path, text, "markdown", warnings=repaired)
 
 
 def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
@@ -326,90 +329,3 @@ def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
         drop = {i for i in edges if key(lines[i]) in running}
         kept.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return kept
-
-
-class _HTMLText(HTMLParser):
-    """HTML to Markdown-ish text: headings become #, blocks become paragraphs, ``<pre>`` a fenced code block kept
-    line by line, a definition term (``<dt>``) heads its definition's first paragraph (one block, so one chunk),
-    table cells are separated; scripts and styles vanish."""
-
-    BLOCK = frozenset({"p", "div", "section", "article", "li", "tr", "br", "table", "ul", "ol", "blockquote",
-                       "header", "footer", "main", "nav", "dl", "dt", "figure", "caption"})
-    DROP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.dropping = 0
-        self.pre = 0  # <pre> depth: its text is kept as written, in ``code`` until it ends
-        self.code: list[str] = []
-        self.blocks: list[str] = []  # the finished <pre> texts; ``out`` holds a placeholder for each
-        self.after_term = False  # a <dt> just ended: its <dd> starts on the next line of the same block
-        self.joining = False  # in that <dd>, before its first words
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.DROP:
-            self.dropping += 1
-        elif self.pre:
-            return
-        elif tag == "pre":
-            self.pre = 1
-        elif len(tag) == 2 and tag[0] == "h" and tag[1].isdigit():
-            self.out.append("\n\n" + "#" * int(tag[1]) + " ")
-        elif tag == "dd":
-            self.joining = self.after_term
-            self.out.append("\n" if self.after_term else "\n\n")
-        elif tag in ("td", "th"):
-            self.out.append(" | ")
-        elif tag == "tr":  # a table's rows stay one block
-            self.out.append("\n")
-        elif tag in self.BLOCK and not self.joining:  # (a definition's first paragraph stays under its term)
-            self.out.append("\n\n" if tag != "li" else "\n- ")
-        self.after_term = False
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.DROP:
-            self.dropping = max(0, self.dropping - 1)
-        elif tag == "pre" and self.pre:
-            self.end_pre()
-        elif self.pre:
-            return
-        elif tag == "dt":
-            self.after_term = True
-        elif (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()) or tag == "dd" or (
-                tag in self.BLOCK and tag != "tr"):
-            self.out.append("\n\n")
-
-    def end_pre(self) -> None:
-        self.pre = 0
-        self.blocks.append("".join(self.code).strip("\n"))
-        self.code = []
-        self.out.append(f"\n\n\x00{len(self.blocks) - 1}\x00\n\n")
-
-    def handle_data(self, data: str) -> None:
-        if self.dropping:
-            return
-        data = data.replace("\x00", "")  # the placeholders use it
-        if self.pre:  # kept as it is: its lines and indentation are what it says
-            self.code.append(data)
-            return
-        # collapse runs of whitespace, but keep the space around an inline tag's text
-        words = " ".join(data.split())
-        if words:
-            words = (" " if data[0].isspace() else "") + words + (" " if data[-1].isspace() else "")
-            self.after_term = self.joining = False
-        self.out.append(words or " ")
-
-
-def html_to_text(html: str) -> str:
-    parser = _HTMLText()
-    parser.feed(html)
-    parser.close()
-    if parser.pre:  # a <pre> never closed ends with the page
-        parser.end_pre()
-    lines = [re.sub(r" {2,}", " ", line).strip() for line in "".join(parser.out).splitlines()]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    text = re.sub(r"\x00(\d+)\x00", lambda m: "```\n" + parser.blocks[int(m.group(1))] + "\n```", text)
-    return text.strip() + "\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from halguru import rag
 from halguru.rag.chunking import chunk_text, document_title
-from halguru.rag.loaders import html_to_text
+from halguru.rag.html import page_text
 
 MAN_PAGE = """\
 GREP(1)                      User Commands                      GREP(1)
@@ -39,10 +39,14 @@ EXIT STATUS
 """
 
 
+def _text_of(html: str) -> str:
+    return page_text(html)[1]
+
+
 def test_html_keeps_the_spaces_around_inline_tags():
-    text = html_to_text("<p>Where is my <b>parcel</b>? It <i>shipped</i> <a href='/t'>yesterday</a>.</p>")
+    text = _text_of("<p>Where is my <b>parcel</b>? It <i>shipped</i> <a href='/t'>yesterday</a>.</p>")
     assert text == "Where is my parcel? It shipped yesterday.\n"
-    assert html_to_text("<p>a<b>b</b>c</p>") == "abc\n"  # no space invented inside a word
+    assert _text_of("<p>a<b>b</b>c</p>") == "abc\n"  # no space invented inside a word
 
 
 def test_html_code_stays_code_a_term_stays_with_its_definition_and_a_table_is_one_block():
@@ -50,11 +54,11 @@ def test_html_code_stays_code_a_term_stays_with_its_definition_and_a_table_is_on
             "<dd><p>Copy directories recursively.</p><p>Symbolic links are not followed.</p></dd></dl>"
             "<p>For example:</p><pre><span class='k'>if</span> (rc == 0)\n    copy(&amp;src,  dest);\n</pre>"
             "<table><tr><th>user</th><th>uid</th></tr><tr><td>root</td><td>0</td></tr></table>")
-    text = html_to_text(page)
+    text = _text_of(page)
     assert "-r, --recursive\nCopy directories recursively.\n\nSymbolic links" in text
     assert "```\nif (rc == 0)\n    copy(&src,  dest);\n```" in text  # lines and spaces as written
     assert "| user | uid\n| root | 0" in text
-    assert html_to_text("<p>Run:</p><pre>make\n  install") == "Run:\n\n```\nmake\n  install\n```\n"  # never closed
+    assert _text_of("<p>Run:</p><pre>make\n  install") == "Run:\n\n```\nmake\n  install\n```\n"  # never closed
     chunks = chunk_text(text, "markdown", size=32, overlap=0)
     term = next(c for c in chunks if "Copy directories" in c.text)
     assert "--recursive" in term.text and term.heading == "Options"
