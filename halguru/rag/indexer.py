@@ -213,22 +213,24 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         key = str(file.resolve())
         seen.add(key)
         data = read_bytes(file)
-        loaded: Document | Skip = data if isinstance(data, Skip) else load(file, data)
-        if isinstance(loaded, Skip):
-            summary.skipped.append((str(file), loaded.reason))
+        if isinstance(data, Skip):
+            summary.skipped.append((str(file), data.reason))
             continue
-        assert isinstance(data, bytes)
-        summary.warnings += [(str(file), w) for w in loaded.warnings]
         digest = hashlib.sha256(data).hexdigest()[:32]
         source = _source_name(file, root)
         old = stored.get(key)
-        if old is not None and digest in old[1]:
+        if old is not None and digest in old[1]:  # unchanged: not parsed again
             if len(old[1]) > 1:  # an update killed half-way: drop the older version now
                 stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
                 summary.updated.append(source)
             else:
                 summary.unchanged.append(source)
             continue
+        loaded: Document | Skip = load(file, data)
+        if isinstance(loaded, Skip):
+            summary.skipped.append((str(file), loaded.reason))
+            continue
+        summary.warnings += [(str(file), w) for w in loaded.warnings]
         chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
         if not chunks:
             summary.skipped.append((str(file), "no text to index"))

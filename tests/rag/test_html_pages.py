@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from halguru import rag
 from halguru.rag.chunking import chunk_text
 from halguru.rag.html import page_text
-from halguru.rag.loaders import load
+from halguru.rag.loaders import Document, load
 
 SIDEBAR = "".join(f"<li><a href='{name}.html'>{name.title()}</a></li>" for name in
                   ("buffer", "crypto", "events", "fs", "http", "net", "os", "path", "stream", "tty", "zlib"))
@@ -71,14 +73,14 @@ def test_a_page_that_is_only_links_is_kept_whole() -> None:
     assert title == "Bookmarks" and "- Zlib" in text and "- Buffer" in text
 
 
-def test_a_folder_of_pages_cites_content_and_leads_with_it(tmp_path: Path) -> None:
+def test_a_folder_of_pages_cites_content_and_leads_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "site"
     folder.mkdir()
     (folder / "tty.html").write_text(MODERN_PAGE)
     (folder / "converter.html").write_text(OLD_PAGE)
     document = load(folder / "tty.html", (folder / "tty.html").read_bytes())
-    assert not isinstance(document, type(None)) and getattr(document, "title", "") == "TTY | Toolkit v2 Documentation"
-    first = chunk_text(document.text, document.kind, 256, 0)[0]  # type: ignore[union-attr]
+    assert isinstance(document, Document) and document.title == "TTY | Toolkit v2 Documentation"
+    first = chunk_text(document.text, document.kind, 256, 0)[0]
     assert first.heading == "TTY" and "Zlib" not in first.text  # the page's lead is what it is about
     rag.create("site", "fast", chunk_size=40, chunk_overlap=0)
     assert rag.ingest("site", [folder]).chunks >= 3
@@ -86,3 +88,9 @@ def test_a_folder_of_pages_cites_content_and_leads_with_it(tmp_path: Path) -> No
     assert hit.citation == "site/tty.html#readStream.setRawMode(mode)"
     hit = rag.search("site", "give the stylesheet a parameter value", k=1, mode="fts")[0]
     assert hit.citation == "site/converter.html#2. Options"
+
+    def parse(*_: object) -> None:
+        raise AssertionError("an unchanged page was parsed again")
+
+    monkeypatch.setattr("halguru.rag.indexer.load", parse)
+    assert sorted(rag.ingest("site", [folder]).unchanged) == ["site/converter.html", "site/tty.html"]
