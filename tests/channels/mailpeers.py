@@ -217,7 +217,7 @@ def dovecot_no_idle_fixture() -> Iterator[Dovecot]:
 
 def _dovecot(idle: bool, tls: bool = False) -> Iterator[Dovecot]:
     if shutil.which("dovecot") is None:
-        pytest.fail("dovecot is not installed: apt-get install dovecot-imapd (.ci/run does)")
+        pytest.fail("dovecot is not installed: apt-get install dovecot-imapd (./scripts/test does, as root)")
     # not pytest's tmp_path: Dovecot's unprivileged processes must traverse the folder, and its sockets
     # need a short path (108 bytes at most)
     root = Path(tempfile.mkdtemp(prefix="hg-dovecot-"))

@@ -1,7 +1,7 @@
 """The container tests' engine: Debian's Podman behind its Docker-compatible API socket (started here, on a
 socket of its own) and Debian's docker-registry on loopback; the halguru image built once per session.
 
-Marked ``container``: `pytest -m 'not container'` skips them; .ci/run installs podman, runc and
+Marked ``container``: `pytest -m 'not container'` skips them; scripts/test-machine installs podman, runc and
 docker-registry and runs them.
 """
 
@@ -26,7 +26,7 @@ from tests.deploy.containers import BASE_TAG, REPO, Engine, free_port, revision,
 def _need(*tools: str) -> None:
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install podman runc docker-registry (see .ci/run)")
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install podman runc docker-registry (./scripts/test does, as root)")
 
 
 @pytest.fixture(scope="session")

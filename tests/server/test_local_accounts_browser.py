@@ -34,7 +34,7 @@ EMAIL = "jo@example.com"
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (./scripts/test does, as root)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield browser

@@ -27,7 +27,7 @@ def test_sign_in_with_a_provider_in_a_browser(serve: Callable[..., Server]) -> N
         warnings.simplefilter("ignore", DeprecationWarning)  # the mock's own use of authlib.jose
         import oidc_provider_mock
 
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (./scripts/test does, as root)"
     with oidc_provider_mock.run_server_in_thread() as provider:
         issuer = f"http://localhost:{provider.server_port}"
         httpx.put(f"{issuer}/users/ann-sub", json={"email": "ann@example.com", "email_verified": True,

@@ -22,7 +22,7 @@ MARKDOWN = ("**bold** and [a link](https://example.com) <img src=x onerror=alert
 def browser():
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (see .ci/run)"
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (./scripts/test does, as root)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield browser

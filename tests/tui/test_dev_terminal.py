@@ -12,7 +12,7 @@ import pytest
 
 
 def test_dev_in_a_real_terminal(calc_agent: Path, halguru_cmd: list[str], subprocess_env: dict[str, str]) -> None:
-    assert shutil.which("tmux"), "tmux is required (apt-get install -y tmux; .ci/run installs it)"
+    assert shutil.which("tmux"), "tmux is required (apt-get install -y tmux; ./scripts/test does, as root)"
     session = f"halguru-dev-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in subprocess_env.items() if k not in ("NO_COLOR", "COLUMNS")}
     command = " ".join([*halguru_cmd, "dev", str(calc_agent), "--no-watch"])
