@@ -45,7 +45,7 @@ from halguru_server.identity import (
 )
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
-from halguru_server.middleware import RequestMiddleware
+from halguru_server.middleware import RequestMiddleware, configure_logging
 from halguru_server.push import Pusher
 from halguru_server.push_api import router as push_router
 from halguru_server.ratelimit import make_limiter
@@ -188,6 +188,11 @@ def declared_tools(agent: Any) -> set[str]:
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for multi-worker runs: each worker rebuilds the app from the parent's settings."""
-    return create_app(ServerSettings.model_validate_json(os.environ[SETTINGS_ENV]))
+    """uvicorn factory for multi-worker runs: each worker rebuilds the app from the parent's settings.
+
+    A worker is a fresh (spawned) process: the parent's JSON logging is not inherited, so it is set up here,
+    before uvicorn's "Started server process" line, or the worker's start-up and request lines are lost."""
+    settings = ServerSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings.log_level)
+    return create_app(settings)
 

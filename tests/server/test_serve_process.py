@@ -125,3 +125,22 @@ def test_workers_share_the_session_secret(halguru_cmd, subprocess_env, agents_di
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_every_worker_writes_json_request_lines(halguru_cmd, subprocess_env, agents_dir):
+    """With ``--workers 2`` each worker logs as one worker does: its start-up lines and one JSON access line
+    (with a request id) per request; they were lost because logging was set up in the parent only."""
+    proc, url = start(halguru_cmd, subprocess_env, str(agents_dir), "--workers", "2")
+    try:
+        ids = set()
+        for _ in range(8):  # new connections: both workers get some
+            with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:
+                ids.add(client.get("/v1/agents").headers["x-request-id"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    logs = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
+    access = [entry for entry in logs if entry["logger"] == "halguru.server.access" and entry["msg"] == "request"]
+    assert ids <= {entry["request_id"] for entry in access}
+    assert all(entry["path"] and entry["status"] for entry in access)
+    assert sum(entry["msg"].startswith("Started server process") for entry in logs) == 2
