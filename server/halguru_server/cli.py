@@ -66,30 +66,56 @@ def folders(settings: Any) -> list[Path]:
     return find_projects(settings.agents or [Path.cwd()])
 
 
-def served_agent_names(config: Path | None = None) -> list[str]:
-    """The agents `halguru serve` would serve from here (its config, HALGURU_SERVE_*, else this folder)."""
+def served_agents(config: Path | None = None) -> tuple[list[str], list[Path]] | None:
+    """The names of the agents `halguru serve` would serve from here (its config, HALGURU_SERVE_*, else this
+    folder) and the projects that do not load (one broken project must not hide its siblings); None when
+    nothing names agent folders and this folder holds no project (there is nothing to check against)."""
     from halguru.agents.loader import load_agent
     from halguru_server.agents import find_projects
     from halguru_server.settings import load_settings
 
     settings = load_settings(config)
-    return [load_agent(p).name for p in find_projects(settings.agents or [Path.cwd()])]
+    if settings.agents:
+        projects = find_projects(settings.agents)  # named explicitly: a bad path is an error
+    else:
+        try:
+            projects = find_projects([Path.cwd()])
+        except HalguruError:
+            return None
+    names: list[str] = []
+    broken: list[Path] = []
+    for project in projects:
+        try:
+            names.append(load_agent(project).name)
+        except HalguruError:
+            broken.append(project)
+    return names, broken
+
+
+def check_key_agents(names: list[str], config: Path | None = None) -> str | None:
+    """Refuse ``--agents`` names that no served agent has; a note (to print) when there is nothing to check
+    them against, as beside an `agents-templates/` folder: the key then keeps the names as given."""
+    try:
+        served = served_agents(config)
+    except HalguruError as exc:
+        raise HalguruError(f"cannot check --agents: {exc}") from None
+    if served is None:
+        return (f"note: --agents kept as given, unchecked (no agent project in {Path.cwd()}; run this where "
+                "`halguru serve` runs, or pass --config, to check)")
+    known, broken = served
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        unloaded = f"; not loaded: {', '.join(map(str, broken))}" if broken else ""
+        raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
+                           f"known: {', '.join(known) or 'none'}{unloaded}")
+    return None
 
 
 def create(name: str, agents: str | None, expires: str | None, admin: bool = False,
            config: Path | None = None, user: str | None = None) -> None:
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else []
     lifetime = parse_duration(expires) if expires is not None else None
-    if names:
-        try:
-            known = served_agent_names(config)
-        except HalguruError as exc:
-            raise HalguruError(f"cannot check --agents: {exc}; run this where you run `halguru serve` "
-                               "(or pass --config)") from None
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
-                               f"known: {', '.join(known) or 'none'}")
+    note = check_key_agents(names, config) if names else None
     owner = None
     if user is not None:
         from halguru_server.identity.accounts import find_user
@@ -103,6 +129,8 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
     if owner:
         scope = f" for {owner['email'] or owner['id']} ({owner['role']}{', at most developer' if not admin else ''})"
     typer.echo(f"key {key.id} ({name}) created{scope}; store it now, it is not shown again", err=True)
+    if note:
+        typer.echo(note, err=True)
 
 
 def _when(ts: float | None) -> str:
@@ -122,8 +150,8 @@ def show() -> None:
 
 
 def revoke(name_or_id: str) -> None:
-    for key in revoke_key(open_store(), name_or_id):
-        audit.record(open_store(), None, "key.revoke", key.id, {"name": key.name, "user_id": key.user_id})
-        typer.echo(f"revoked {key.id} ({key.name})")
+    key = revoke_key(open_store(), name_or_id)
+    audit.record(open_store(), None, "key.revoke", key.id, {"name": key.name, "user_id": key.user_id})
+    typer.echo(f"revoked {key.id} ({key.name})")
 
 

@@ -91,13 +91,18 @@ def list_keys(store: Store, user_id: str | None = None) -> list[ApiKey]:
     return [_key(r) for r in store.list_keys(user_id)]
 
 
-def revoke_key(store: Store, name_or_id: str) -> list[ApiKey]:
-    """Revoke the key with this id, or every active key with this name."""
-    keys = [k for k in list_keys(store) if k.revoked is None and name_or_id in (k.id, k.name)]
+def revoke_key(store: Store, name_or_id: str) -> ApiKey:
+    """Revoke the active key with this id, or the one active key with this name. A name that several active
+    keys share is refused, naming their ids: revoking all of them at once would cut off more than asked."""
+    active = [k for k in list_keys(store) if k.revoked is None]
+    keys = [k for k in active if k.id == name_or_id] or [k for k in active if k.name == name_or_id]
     if not keys:
         raise HalguruError(f"no active key named {name_or_id!r}; see `halguru keys list`")
-    store.revoke_keys([k.id for k in keys])
-    return keys
+    if len(keys) > 1:
+        raise HalguruError(f"{len(keys)} active keys are named {name_or_id!r} ({', '.join(k.id for k in keys)}); "
+                           "revoke one by its id")
+    store.revoke_keys([keys[0].id])
+    return keys[0]
 
 
 def verify_key(store: Store, secret: str) -> ApiKey | None:

@@ -93,7 +93,9 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(name_or_id: str = typer.Argument(..., help="A key's id, or a name (revokes all its keys).")) -> None:
+def keys_revoke(
+    name_or_id: str = typer.Argument(..., help="A key's id, or its name when only one active key has it."),
+) -> None:
     """Revoke a key at once."""
     from halguru_server.cli import revoke
 

@@ -63,10 +63,27 @@ def test_keys_create_refuses_a_zero_lifetime_and_unknown_agents(cli, agents_dir,
 
 
 def test_keys_create_checks_agents_only_where_there_are_some(cli, tmp_path, monkeypatch) -> None:
+    """README runs `halguru keys create my-app --agents basic --expires 30d` beside agents-templates/: no
+    project there, so the names are kept as given, with a one-line note."""
+    (tmp_path / "agents-templates").mkdir()
     monkeypatch.chdir(tmp_path)
-    error = str(cli("keys", "create", "x", "--agents", "echo", code=1).exception)
-    assert error.startswith("cannot check --agents") and "\n" not in error
+    result = cli("keys", "create", "my-app", "--agents", "basic", "--expires", "30d")
+    assert result.stdout.startswith("hg_")
+    assert "note: --agents kept as given, unchecked (no agent project in" in result.stderr
+    assert "basic" in cli("keys", "list").stdout
     assert cli("keys", "create", "all-agents").stdout.startswith("hg_")  # no --agents: nothing to check
+    error = str(cli("keys", "create", "x", "--agents", "echo", "--config", str(tmp_path / "none.yaml"),
+                    code=1).exception)
+    assert error.startswith("cannot check --agents: cannot read the serve config") and "\n" not in error
+
+
+def test_a_broken_sibling_agent_does_not_stop_a_key_for_a_valid_one(cli, agents_dir, monkeypatch) -> None:
+    (agents_dir / "broken").mkdir()
+    (agents_dir / "broken" / "agent.yaml").write_text("name: [\n")
+    monkeypatch.chdir(agents_dir)
+    assert cli("keys", "create", "app", "--agents", "echo").stdout.startswith("hg_")
+    error = str(cli("keys", "create", "x", "--agents", "nope", code=1).exception)
+    assert "no agent named 'nope'" in error and "not loaded:" in error and "broken" in error and "\n" not in error
 
 
 def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch) -> None:

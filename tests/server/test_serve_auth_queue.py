@@ -56,6 +56,15 @@ def test_keys_cli_prints_once_and_stores_only_a_hash(cli, halguru_home, agents_d
     assert "invalid duration" in str(cli("keys", "create", "x", "--expires", "soon", code=1).exception)
 
 
+def test_revoking_a_name_two_active_keys_share_is_refused(cli) -> None:
+    ids = [cli("keys", "create", "my-app").stdout.split("_")[1] for _ in range(2)]
+    error = str(cli("keys", "revoke", "my-app", code=1).exception)
+    assert error == f"2 active keys are named 'my-app' ({ids[0]}, {ids[1]}); revoke one by its id"
+    assert cli("keys", "list").stdout.count("active") == 2  # nothing revoked
+    assert cli("keys", "revoke", ids[0]).stdout == f"revoked {ids[0]} (my-app)\n"
+    assert cli("keys", "revoke", "my-app").stdout == f"revoked {ids[1]} (my-app)\n"  # one left: by name again
+
+
 def test_dev_mode_needs_no_key_and_refuses_public_addresses(serve) -> None:
     from halguru_server import ServerSettings
 
