@@ -37,6 +37,25 @@ def yaml_line_for(text: str, loc: tuple[Any, ...]) -> int | None:
         return None
 
 
+def parse_yaml(text: str, path: Path, error: type[HalguruError]) -> Any:
+    """The YAML document in ``text``; a syntax error is one ``error`` line, ``path:line:column: problem``
+    (PyYAML's own message spans several lines and names "<unicode string>", not the file)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark, start = _at(getattr(exc, "problem_mark", None)), _at(getattr(exc, "context_mark", None))
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if context := getattr(exc, "context", None):  # "while parsing a flow sequence": where it began
+            problem += f" ({context}{f' at line {start[0]}, column {start[1]}' if start and start != mark else ''})"
+        where = f":{mark[0]}:{mark[1]}" if mark else ""
+        raise error(f"{path}{where}: invalid YAML: {problem}") from None
+
+
+def _at(mark: yaml.Mark | None) -> tuple[int, int] | None:
+    """A PyYAML mark as a 1-based (line, column)."""
+    return (mark.line + 1, mark.column + 1) if mark is not None else None
+
+
 def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str) -> tuple[str, dict[str, Any]]:
     """The file's text and its YAML mapping; any problem is one ``error`` naming the file (and line)."""
     try:
@@ -45,12 +64,7 @@ def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str
         raise error(f"{path}: {missing}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise error(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    data = parse_yaml(text, path, error)
     if not isinstance(data, dict):
         raise error(f"{path}:1: must be a YAML mapping ({shape})")
     return text, data

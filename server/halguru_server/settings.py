@@ -11,11 +11,11 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from halguru.errors import HalguruError
+from halguru.yamlfile import parse_yaml
 from halguru_server.identity.settings import AuthSettings
 
 if TYPE_CHECKING:
@@ -156,9 +156,12 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ServerSetting
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise HalguruError(f"cannot read the serve config {path}: {exc}") from None
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HalguruError(f"cannot read the serve config {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise HalguruError(f"cannot read the serve config {path}: not UTF-8 text") from None
+        data = parse_yaml(text, path, HalguruError) or {}
         if not isinstance(data, dict):
             raise HalguruError(f"{path}: the serve config must be a YAML mapping")
         data = _expand(data, path, "")

@@ -38,3 +38,14 @@ def test_an_unset_variable_is_one_line_naming_the_setting(tmp_path, monkeypatch)
         load_settings(config)
     assert str(caught.value) == (f"{config}: auth.oidc[0].client_secret is ${{CORP_SECRET}}, but the environment "
                                  "variable CORP_SECRET is not set")
+
+
+def test_a_broken_config_is_one_line_naming_file_line_and_column(cli_error, tmp_path) -> None:
+    """PyYAML's own message spans several lines and names "<unicode string>"; the user sees the file's."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("port: [1\n")
+    error = cli_error("serve", str(tmp_path), "--config", str(config))
+    assert error == (f"Error: {config}:2:1: invalid YAML: expected ',' or ']', but got '<stream end>' "
+                     "(while parsing a flow sequence at line 1, column 7)")
+    config.write_bytes(b"\xff\xfe")
+    assert cli_error("serve", str(tmp_path), "--config", str(config)).endswith(f"{config}: not UTF-8 text")
