@@ -184,9 +184,10 @@ def test_add_a_bad_url_is_one_line(cli_error, models_file, url):
     assert not models_file.exists()
 
 
-def test_add_an_invalid_name_is_one_line(cli_error, models_file):
-    line = cli_error("models", "add", "bad:name", "--openai-base-url", "http://127.0.0.1:1/v1")
-    assert "bad:name" in line
+@pytest.mark.parametrize("name", ["bad:name", "bad name!", ".hidden", "a/b", ""])
+def test_add_an_invalid_name_is_one_line(cli_error, models_file, name):
+    line = cli_error("models", "add", name, "--openai-base-url", "http://127.0.0.1:1/v1")
+    assert line == f"Error: invalid model name {name!r}: use letters, digits, '-', '_' or '.'"
     assert not models_file.exists()
 
 
@@ -202,6 +203,17 @@ def test_remove(cli, cli_error, models_file):
     line = cli_error("models", "remove", "one")
     assert "'one'" in line
     assert set(user_models(models_file)) == {"two"}
+
+
+def test_removing_the_default_model_resets_the_default(cli, models_file, halguru_home):
+    cli("models", "add", "qwen", "--openai-base-url", "http://127.0.0.1:1/v1")
+    cli("models", "default", "qwen")
+    assert cli("models", "remove", "qwen").stdout == \
+        "Removed model qwen. It was the default model: the default is now smollm2.\n"
+    assert "default_model" not in (halguru_home / "config.toml").read_text()
+    assert cli("models", "default").stdout == "smollm2\n"
+    cli("models", "add", "other", "--openai-base-url", "http://127.0.0.1:2/v1")
+    assert cli("models", "remove", "other").stdout == "Removed model other.\n"  # not the default: untouched
 
 
 # --- API keys -----------------------------------------------------------------------------------

@@ -70,12 +70,16 @@ def add(
 
 @app.command()
 def remove(name: str = typer.Argument(..., help="A model added with `halguru models add`.")) -> None:
-    """Forget a registered model (built-in models cannot be removed)."""
-    from halguru.models.registry import remove_model
+    """Forget a registered model (built-in models cannot be removed); if it was the default model, the
+    default_model setting is reset too."""
+    from halguru.models.registry import default_model, remove_model
 
-    shadowed = remove_model(name)
+    removed = remove_model(name)
+    shadowed = removed.shadowed
     typer.echo(f"Removed model {name}." + (f" The built-in {name} ({shadowed.provider}) is used again."
-                                             if shadowed is not None else ""))
+                                             if shadowed is not None else "")
+               + (f" It was the default model: the default is now {default_model()}."
+                  if removed.default_reset else ""))
 
 
 @app.command()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tempfile
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import yaml
 from halguru.config import get_settings
 from halguru.errors import ModelError, did_you_mean
 from halguru.models.base import Model, ModelEntry, ModelProvider
+from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
 
 _PROVIDERS: dict[tuple[int, int], dict[str, type[ModelProvider]]] = {}
 
@@ -169,8 +172,8 @@ def add_model(name: str, provider: str, options: dict[str, Any], source: str, *,
     shadowed) only with ``force``."""
     if provider not in providers():
         raise ModelError(f"unknown provider {provider!r}")
-    if ":" in name or not name.strip():
-        raise ModelError(f"invalid model name {name!r}: use letters, digits, '-', '_' or '.'")
+    if not re.match(NAME_PATTERN, name):
+        raise ModelError(f"invalid model name {name!r}: {NAME_RULE}")
     if name == DEFAULT:
         raise ModelError(f"{DEFAULT!r} is reserved for your default model; choose another name "
                          "(set the default with `halguru models default NAME`)")
@@ -188,8 +191,20 @@ def add_model(name: str, provider: str, options: dict[str, Any], source: str, *,
     return ModelEntry(name=name, provider=provider, source=source, options=options)
 
 
-def remove_model(name: str) -> ModelEntry | None:
-    """Forget a registered model; returns the built-in model of that name it shadowed, if any."""
+@dataclass(frozen=True)
+class RemovedModel:
+    """What `halguru models remove` changed besides the registration."""
+
+    shadowed: ModelEntry | None  # the built-in model of that name, used again
+    default_reset: bool  # the removed model was the default: `default_model` went back to its default
+
+
+def remove_model(name: str) -> RemovedModel:
+    """Forget a registered model. When it was the default (``default_model`` in the config file) and no
+    built-in model of that name takes its place, the setting is removed too: a default naming nothing would
+    break every `model: default` agent at its next run."""
+    from halguru.config import read_config_file, set_config_value
+
     models = _read_user_models()
     builtin = builtin_models().get(name)
     if name not in models and builtin is not None:
@@ -202,7 +217,10 @@ def remove_model(name: str) -> ModelEntry | None:
         raise ModelError(f"no model named {name!r} in {get_settings().models_file}")
     del models[name]
     _write_user_models(models)
-    return builtin
+    reset = builtin is None and read_config_file().get("default_model") == name
+    if reset:
+        set_config_value("default_model", None)
+    return RemovedModel(builtin, reset)
 
 
 def set_default_model(reference: str) -> ModelEntry:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # names of agents and MCP servers
+from halguru.names import NAME_PATTERN  # names of agents and MCP servers
 
 
 class MCPServerSettings(BaseModel):
