@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,11 @@ def embed_origins(metadata: dict[str, Any], web_chat: str) -> tuple[str, ...]:
 
 
 def _naming(project: Path, exc: HalguruError) -> HalguruError:
-    """``exc`` with the project it came from in front, unless its message already names it."""
+    """``exc`` with the project it came from in front, unless its message already starts with the project's
+    path (``emb/agent.yaml:3: ...``). A path as a bare substring is not enough: project ``emb`` is "in"
+    ``metadata.embed_origins ...``, which named no project."""
     message = str(exc)
-    if str(project) in message or str(project.resolve()) in message:
-        return exc
+    for path in (str(project), str(project.resolve())):
+        if message == path or message.startswith((f"{path}:", f"{path}/", f"{path}{os.sep}")):
+            return exc
     return type(exc)(f"agent project {project}: {message}")
