@@ -134,18 +134,33 @@ def config_items() -> list[tuple[str, Any, str]]:
     return items
 
 
-def set_config_value(key: str, value: str | None) -> Any:
-    """Check ``value`` (text, as typed) against setting ``key`` and write it to the config file; ``None``
-    removes the key (back to the default). Returns the value as stored. The file is replaced atomically."""
+def _check_key(key: str) -> None:
+    """Refuse a key that is no setting, with the closest one as a hint (a typo must not be written)."""
     import difflib
-
-    from pydantic import TypeAdapter
 
     if key not in settable_keys():
         close = difflib.get_close_matches(key, settable_keys(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         why = "HALGURU_HOME is set in the environment only; " if key == "home" else ""
         raise ConfigError(f"unknown setting {key!r}: {why}{hint}keys: {', '.join(settable_keys())}")
+
+
+def unset_config_value(key: str) -> bool:
+    """Remove setting ``key`` from the config file (back to its default); False when the file did not hold
+    it, so that nothing is reported removed that was not there."""
+    _check_key(key)
+    if key not in read_config_file():
+        return False
+    set_config_value(key, None)
+    return True
+
+
+def set_config_value(key: str, value: str | None) -> Any:
+    """Check ``value`` (text, as typed) against setting ``key`` and write it to the config file; ``None``
+    removes the key (back to the default). Returns the value as stored. The file is replaced atomically."""
+    from pydantic import TypeAdapter
+
+    _check_key(key)
     data = read_config_file()
     if value is None:
         data.pop(key, None)

@@ -64,9 +64,11 @@ def test_config_set_show_and_unset(cli, halguru_home):
     [row] = [line for line in shown.splitlines() if line.startswith("llama_n_ctx")]
     assert "8192" in row and "config.toml" in row
     assert json.loads(cli("config", "show", "--json").stdout)["run_lease"] == {"value": 30.0, "source": "default"}
-    cli("config", "unset", "llama_n_ctx")
+    path = halguru_home / "config.toml"
+    assert cli("config", "unset", "llama_n_ctx").stdout == f"llama_n_ctx removed from {path}\n"
     reset_settings()
     assert get_settings().llama_n_ctx == 4096
+    assert cli("config", "unset", "llama_n_ctx").stdout == f"llama_n_ctx is not set in {path}; nothing to remove\n"
 
 
 def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
@@ -83,6 +85,8 @@ def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
 @pytest.mark.parametrize(("args", "message"), [
     (("config", "set", "llama_n_ctx", "lots"), "Error: invalid value 'lots' for llama_n_ctx: "),
     (("config", "set", "run_lease", "0"), "Error: invalid value '0' for run_lease: "),
+    (("config", "set", "run_lease", "-5"), "Error: invalid value '-5' for run_lease: "),  # not taken for an option
+    (("config", "unset", "nope"), "Error: unknown setting 'nope'"),
     (("config", "set", "defualt_model", "x"), "Error: unknown setting 'defualt_model': did you mean 'default_model'?"),
     (("models", "remove", "smollm2"), "Error: 'smollm2' is built in (llama-cpp provider) and cannot be removed"),
     (("models", "default", "no-such-model"), "Error: unknown model 'no-such-model'"),

@@ -27,10 +27,11 @@ def show(json_output: bool = typer.Option(False, "--json", help="Machine-readabl
     typer.echo(f"# config file: {config_path()}")
 
 
-@app.command("set")
+# ignore_unknown_options: a VALUE such as -5 reaches the setting's own check instead of being taken for an option
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_(
     key: str = typer.Argument(..., help="A setting from `halguru config show`."),
-    value: str = typer.Argument(..., help="Its new value."),
+    value: str = typer.Argument(..., help="Its new value (a negative number too: `config set KEY -5`)."),
 ) -> None:
     """Write a setting to config.toml (the environment still wins over it)."""
     from halguru.config import config_path, set_config_value
@@ -48,10 +49,12 @@ def set_(
 @app.command()
 def unset(key: str = typer.Argument(..., help="A setting from `halguru config show`.")) -> None:
     """Remove a setting from config.toml (back to its default)."""
-    from halguru.config import config_path, set_config_value
+    from halguru.config import config_path, unset_config_value
 
-    set_config_value(key, None)
-    typer.echo(f"{key} removed from {config_path()}")
+    if unset_config_value(key):
+        typer.echo(f"{key} removed from {config_path()}")
+    else:
+        typer.echo(f"{key} is not set in {config_path()}; nothing to remove")
 
 
 @app.command()
