@@ -265,7 +265,7 @@ def test_piped_logs_are_plain_and_unwrapped(halguru_cmd, subprocess_env, write_a
     assert header.split() == ["run", "when", "agent", "model", "status", "took", "tokens", "input"]
     assert len(row) > 80  # one line per run, not wrapped at 80 columns
     assert "an-agent-with-a-rather-long-name" in row and "please summarise paragraph0" in row
-    assert row.endswith("…")  # the long input is cut, not wrapped
+    assert row.endswith(LONG_INPUT)  # the long input whole: neither wrapped nor cut
     assert len(run(halguru_cmd, {**env, "COLUMNS": "80"}, "logs").stdout.splitlines()[1]) <= 80
 
 
@@ -359,6 +359,61 @@ def test_piped_listings_are_one_line_per_row(halguru_cmd, subprocess_env, comman
     first = {"models": "smollm2", "plugins": "halguru.models.plugin", "tools": "calculator"}[command[0]]
     [row] = [line for line in lines if line.startswith(first)]
     assert len(row.split()) >= 3, row  # every column on the row
+
+
+LONG_TOOLS = '''\
+from halguru import tool
+
+
+@tool
+def lookup_the_order(order_id: str) -> str:
+    """Look an order up by its id in the shop's database and say where it is, when it left and when it comes."""
+    return "shipped"
+'''
+LONG_TEST = """\
+tests:
+  - name: looks the order up in the shop database when a customer asks where it is
+    turns:
+      - user: Where is my order?
+        expect:
+          max_tokens: 300
+"""
+
+
+def test_piped_tables_keep_long_values_whole_on_one_line(halguru_cmd, subprocess_env, write_agent):
+    """Piped, every table (and the event tree) is one line per row with nothing cut: Rich wrapped at 80
+    columns, and the listings cut long cells with "…"."""
+    env = {k: v for k, v in subprocess_env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    folder = write_agent("name: an-agent-with-a-rather-long-name\nmodel: scripted\ntools: [lookup_the_order]\n",
+                         LONG_TOOLS)
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_orders.yaml").write_text(LONG_TEST)
+    description = ("Look an order up by its id in the shop's database and say where it is, when it left and "
+                   "when it comes.")
+    test_name = "test_orders::looks the order up in the shop database when a customer asks where it is"
+    long_model = "scripted:" + "a-scripted-model-with-a-name-long-enough-to-pass-eighty-columns" * 2
+
+    def row(out: str, start: str) -> str:
+        assert "\x1b[" not in out and "…" not in out, out
+        [line] = [line for line in out.splitlines() if line.strip().startswith(start)]
+        return line
+
+    assert description in row(run(halguru_cmd, env, "tools", str(folder)).stdout, "lookup_the_order")
+    assert row(run(halguru_cmd, env, "models", "list").stdout, "smollm2").rstrip().endswith(".gguf)")
+    from halguru.scaffold import list_templates
+
+    templates = run(halguru_cmd, env, "templates").stdout
+    for t in list_templates():
+        assert t.description in row(templates, t.name)
+    assert "max_tokens" in row(run(halguru_cmd, env, "test", str(folder), "--live").stdout, test_name)
+    evaluated = run(halguru_cmd, env, "eval", str(folder), "--models", f"scripted,{long_model}", code=1).stdout
+    assert "error" in row(evaluated, long_model)
+    chat = subprocess.run([*halguru_cmd, "chat", str(folder)], input="/tools\n/exit\n", capture_output=True,
+                          text=True, env=env, timeout=60, start_new_session=True)
+    assert "order_id" in row(chat.stdout, "lookup_the_order") and description in chat.stdout
+    run_id = json.loads(run(halguru_cmd, env, "logs", "--all", "--json").stdout)[0]["id"]
+    header = row(run(halguru_cmd, env, "logs", "show", run_id).stdout, run_id)
+    assert len(header) > 80 and header.endswith(" tokens"), header
 
 
 def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_home):

@@ -25,15 +25,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def templates() -> None:
         """List the agent templates."""
-        from rich.console import Console
         from rich.table import Table
 
+        from halguru.cli.table import stdout_console
         from halguru.scaffold import list_templates
 
         table = Table("template", "description", box=None, header_style="bold")
         for t in list_templates():
             table.add_row(t.name, t.description)
-        Console().print(table)
+        stdout_console().print(table)
 
     @app.command()
     def schema(

@@ -24,6 +24,7 @@ from halguru.agents.describe import clip, note, short_args
 from halguru.agents.events import ModelResult, RunFinished, Token
 from halguru.agents.session import ChatSession
 from halguru.cli.render import trace_tree
+from halguru.cli.table import stdout_console
 from halguru.errors import HalguruError
 
 HELP = """\
@@ -63,7 +64,7 @@ def _quiet_ctrl_c() -> Iterator[None]:
 class ChatRepl:
     def __init__(self, session: ChatSession, console: Console | None = None):
         self.session = session
-        self.console = console or Console(highlight=False)
+        self.console = console or stdout_console(highlight=False)
         self.stopped_ingests: list[str] = []  # what Ctrl-C stopped indexing during the last answer
 
     @classmethod
@@ -178,7 +179,8 @@ class ChatRepl:
         elif name == "/tools":
             table = Table("tool", "description", "arguments", box=None, header_style="bold")
             for t in s.agent.tools.values():
-                table.add_row(t.name, clip(t.description, 60), json.dumps(list(t.parameters.get("properties", {}))))
+                description = clip(t.description, 60) if self.console.is_terminal else t.description  # piped: whole
+                table.add_row(t.name, description, json.dumps(list(t.parameters.get("properties", {}))))
             self.console.print(table if s.agent.tools else "[dim]This agent has no tools.[/]")
         elif name == "/trace":
             trace = s.last_trace()

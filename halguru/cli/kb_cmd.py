@@ -156,13 +156,14 @@ def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readab
     if not bases:
         typer.echo("No knowledge bases yet; create one with `halguru kb create NAME`.")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from halguru.cli.table import stdout_console
 
     table = Table("name", "embedder", "documents", "chunks", "size", box=None, header_style="bold")
     for b in bases:
         table.add_row(b.name, b.embedder, str(b.documents), str(b.chunks), _size(b.size_bytes))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @app.command()

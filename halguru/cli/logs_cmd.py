@@ -162,9 +162,8 @@ def show(
     json_output: bool = typer.Option(False, "--json", help="Print the run and its events as JSON."),
 ) -> None:
     """Print the event tree of a run."""
-    from rich.console import Console
-
     from halguru.cli.render import trace_tree
+    from halguru.cli.table import stdout_console
     from halguru.store import open_store
 
     store = open_store()
@@ -173,7 +172,7 @@ def show(
     if json_output:
         typer.echo(json.dumps({"run": run, "events": events}, indent=2, ensure_ascii=False))
         return
-    Console().print(trace_tree(run, events))  # parses the stored events once
+    stdout_console().print(trace_tree(run, events))  # parses the stored events once
 
 
 @app.command()

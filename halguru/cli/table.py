@@ -1,9 +1,12 @@
-"""Tables for listings (`logs`, `tools`): every column stays; long cells are cut with an ellipsis.
+"""Tables on stdout: listings (`logs`, `tools`) keep every column, long cells cut with an ellipsis; piped
+output is never wrapped or cut.
 
 Rich's tables drop or squash whole columns when a terminal is narrow, and wrap every line at 80 columns
 when output is piped. Here the fixed columns (ids, times, figures) keep their full text, the flexible ones
 give way, cut with "…", and nothing is wrapped: in a terminal the table fits its width; piped, it fits
-``COLUMNS`` when that is set, else each flexible cell is cut at ``cap`` characters, and the text is plain.
+``COLUMNS`` when that is set, else every cell is whole (one line per row), and the text is plain.
+Everything else printed through Rich on stdout (tables of reports, event trees) uses ``stdout_console``,
+which piped likewise wraps nothing unless ``COLUMNS`` is set.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 ELLIPSIS = "…"
 GAP = "  "
+UNWRAPPED = 1 << 16  # a piped console's width when COLUMNS is not set: wide enough that no row wraps
 
 
 def clip_cell(text: str, width: int) -> str:
@@ -23,14 +31,14 @@ def clip_cell(text: str, width: int) -> str:
 
 
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str],
-               width: int | None, cap: int = 60) -> list[int]:
+               width: int | None) -> list[int]:
     """Column widths: natural ones, then the widest flexible column narrowed first until the line fits
-    ``width`` (never below its header, or 5); ``width`` None: flexible columns are capped at ``cap``."""
+    ``width`` (never below its header, or 5); ``width`` None: the natural widths, nothing is cut."""
     natural = [max([len(h), *(len(" ".join(r[i].split())) for r in rows)]) for i, h in enumerate(headers)]
     flex = [i for i, h in enumerate(headers) if h in flexible]
-    if width is None:
-        return [min(w, max(cap, len(headers[i]))) if i in flex else w for i, w in enumerate(natural)]
     widths = list(natural)
+    if width is None:
+        return widths
     floor = {i: min(natural[i], max(len(headers[i]), 5)) for i in flex}
     excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
     while excess > 0:
@@ -46,7 +54,7 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: 
 
 
 def target_width() -> int | None:
-    """The terminal's width; piped: ``COLUMNS`` if set, else None (no limit, cells capped)."""
+    """The terminal's width; piped: ``COLUMNS`` if set, else None (no limit: cells are whole)."""
     if sys.stdout.isatty():
         return shutil.get_terminal_size().columns
     columns = os.environ.get("COLUMNS", "")
@@ -62,9 +70,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
     if widths is None:
         widths = fit_widths(headers, rows, flexible, target_width())
     last = len(headers) - 1
+    whole = target_width() is None  # piped, no COLUMNS: no cell is cut, not even a later one wider than ``widths``
 
     def line(cells: Sequence[str]) -> list[str]:
-        return [clip_cell(c, w).ljust(w if i < last else 0)
+        return [(" ".join(c.split()) if whole else clip_cell(c, w)).ljust(w if i < last else 0)
                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
 
     if not sys.stdout.isatty():
@@ -72,10 +81,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
             sys.stdout.write(GAP.join(line(cells)).rstrip() + "\n")
         sys.stdout.flush()
         return widths
-    from rich.console import Console
     from rich.markup import escape
 
-    console = Console(highlight=False)
+    console = stdout_console(highlight=False)
     if header:
         console.print("[bold]" + escape(GAP.join(line(headers)).rstrip()) + "[/]", soft_wrap=True)
     for cells in rows:
@@ -85,3 +93,13 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
             parts.append(f"[{style(raw)}]{escape(text)}[/]" if style else escape(text))
         console.print(GAP.join(parts).rstrip(), soft_wrap=True)
     return widths
+
+
+def stdout_console(**kwargs: Any) -> Console:
+    """A Rich console on stdout for tables and trees: in a terminal, Rich's own (fits its width); piped, as
+    wide as ``COLUMNS`` when set, else wide enough that nothing wraps or is squashed: one line per row."""
+    from rich.console import Console
+
+    if not sys.stdout.isatty():
+        kwargs.setdefault("width", target_width() or UNWRAPPED)
+    return Console(**kwargs)

@@ -51,7 +51,9 @@ def register(app: typer.Typer) -> None:
         if json_output:
             typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
         else:
-            print_report(suite, Console(highlight=False, emoji=False), min_pass_rate)
+            from halguru.cli.table import stdout_console
+
+            print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate)
         raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
 
     @app.command("eval")
@@ -90,9 +92,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_scores(scores: list) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from halguru.cli.table import stdout_console
 
     table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
                   box=None, header_style="bold")
@@ -106,4 +109,4 @@ def _print_scores(scores: list) -> None:
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
         table.add_row(escape(s.model), f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
                       f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
-    Console(emoji=False).print(table)
+    stdout_console(emoji=False).print(table)
