@@ -18,12 +18,20 @@ from halguru_server.identity import accounts
 from halguru_server.identity.roles import check_role
 
 
+def _interactive() -> bool:
+    """Whether standard input is a terminal a hidden prompt can read (a seam for tests: CliRunner's is not)."""
+    return sys.stdin.isatty()
+
+
 def _password(password_stdin: bool) -> str:
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise HalguruError("--password-stdin: no password on standard input")
         return password
+    if not _interactive():  # getpass would warn (GetPassWarning), echo, and abort at the confirmation
+        raise HalguruError("no terminal to ask for a password: pipe it in with --password-stdin (one line), "
+                           "or pass --no-password")
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 

@@ -8,7 +8,10 @@ from halguru_server.identity.settings import AuthSettings
 from halguru.store import open_store
 
 
-def test_create_the_first_admin_with_a_prompted_password_and_sign_in(cli) -> None:
+def test_create_the_first_admin_with_a_prompted_password_and_sign_in(cli, monkeypatch) -> None:
+    from halguru_server import users_cli
+
+    monkeypatch.setattr(users_cli, "_interactive", lambda: True)  # a terminal (CliRunner's stdin is not one)
     result = cli("users", "create", "Root@Example.com", "--role", "admin", "--name", "Root",
                  input="correct horse battery\ncorrect horse battery\n")
     assert "created with role admin" in result.output
@@ -56,3 +59,12 @@ def test_bad_input_is_one_line(cli_error) -> None:
     assert "no user" in cli_error("users", "disable", "usr_nobody")
     assert "no user" in cli_error("users", "reset-2fa", "x@example.com")
     assert "no user" in cli_error("keys", "create", "k", "--user", "x@example.com")
+
+
+def test_create_without_a_terminal_says_how_to_give_the_password(cli, cli_error) -> None:
+    """`halguru users create you@example.com --role admin < /dev/null`: one line, no GetPassWarning."""
+    assert cli_error("users", "create", "you@example.com", "--role", "admin") == \
+        "Error: no terminal to ask for a password: pipe it in with --password-stdin (one line), or pass --no-password"
+    assert cli("users", "list").stdout.startswith("no users")  # nothing created
+    cli("users", "create", "you@example.com", "--role", "admin", "--password-stdin", input="correct horse battery\n")
+    assert "you@example.com" in cli("users", "list").stdout
