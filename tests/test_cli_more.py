@@ -35,6 +35,17 @@ def test_version_short_flag(halguru_cmd, subprocess_env):
     assert run(halguru_cmd, subprocess_env, "-V").stdout.strip() == f"halguru {__version__}"
 
 
+@pytest.mark.parametrize(("command", "usage"), [
+    (("run",), "Usage: halguru run [OPTIONS] PATH INPUT"),
+    (("test",), "Usage: halguru test [OPTIONS] [PATH]"),
+    (("runs", "approve"), "Usage: halguru runs approve [OPTIONS] RUN_ID"),
+    (("config", "set"), "Usage: halguru config set [OPTIONS] KEY VALUE"),
+])
+def test_usage_lines_name_arguments_in_capitals(cli, command, usage):
+    """typer 0.29 wrote `{path} {input}`, while the help's text says INPUT."""
+    assert cli(*command, "--help").stdout.splitlines()[0] == usage
+
+
 def test_shell_completion_is_offered_and_completes(halguru_cmd, subprocess_env, tmp_path):
     help_text = run(halguru_cmd, subprocess_env, "--help").stdout
     assert "--install-completion" in help_text and "--show-completion" in help_text

@@ -26,6 +26,19 @@ from halguru.cli import (
     tools_cmd,
 )
 
+
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    """An argument on a usage line as click writes it and as the help's text names it: PATH, [PATH] when
+    optional, PATH... when repeated. typer 0.29 wrote ``{path}`` for a required argument."""
+    name = self.metavar or (self.name or "").upper()
+    if not self.required:
+        name = f"[{name}]"
+    return name + "..." if self.nargs != 1 else name
+
+
+if hasattr(typer.core.TyperArgument, "_usage_display_name"):  # typer >= 0.29; older ones use click's PATH
+    typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
+
 app = typer.Typer(
     name="halguru",
     help="Build, debug and operate AI agents, locally first.",
