@@ -227,13 +227,13 @@ class MiniLMEmbedder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(min(self.MAX_TOKENS, int(config.get("max_position_embeddings", 512))))
 
-        def t(name: str) -> Any:  # a PyTorch weight (out x in), copied as in x out
-            return w[name].T.copy()
+        def t(name: str) -> Any:  # a PyTorch weight (out x in) as in x out: a view of the mapped file, no copy
+            return w[name].T
 
         def block(at: str) -> tuple[Any, ...]:
             attention = f"{at}attention.self."
             names = ("query", "key", "value")
-            return layer(np.concatenate([w[f"{attention}{n}.weight"] for n in names]).T.copy(),
+            return layer(np.concatenate([w[f"{attention}{n}.weight"] for n in names]).T,
                          np.concatenate([w[f"{attention}{n}.bias"] for n in names]),
                          t(f"{at}attention.output.dense.weight"), w[f"{at}attention.output.dense.bias"],
                          (w[f"{at}attention.output.LayerNorm.weight"], w[f"{at}attention.output.LayerNorm.bias"]),
