@@ -6,16 +6,34 @@ without importing it (tests/test_import_contract.py); ``halguru_server.schemas``
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 __all__ = [
-    "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut", "ConversationPage",
+    "BLANK_MESSAGE", "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut",
+    "ConversationPage",
     "DeploymentList", "DeploymentOut", "ErrorBody", "ErrorDetail", "MessageIn", "MessageList", "MessageOut",
     "PendingList", "PendingRun", "RejectIn", "ResumeIn", "RunBase", "RunDetail", "RunList", "RunOut", "RunSummary",
-    "SessionOut", "ToolCallOut", "Usage",
+    "SessionOut", "ToolCallOut", "Usage", "UserMessage", "non_blank",
 ]
+
+BLANK_MESSAGE = "the message is empty or only whitespace; give the agent something to answer"
+
+
+def non_blank(message: str) -> AfterValidator:
+    """A validator refusing text that is only whitespace (422 with ``message``): ``min_length`` counts spaces,
+    so "   " would start a run on nothing (the CLI refuses it as well)."""
+    def check(text: str) -> str:
+        if not text.strip():
+            raise PydanticCustomError("blank", message)
+        return text
+
+    return AfterValidator(check)
+
+
+UserMessage = Annotated[str, Field(min_length=1), non_blank(BLANK_MESSAGE)]
 
 
 class ErrorDetail(BaseModel):
@@ -81,7 +99,7 @@ class MessageList(BaseModel):
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: str = Field(min_length=1, description="the user's message")
+    content: UserMessage = Field(description="the user's message (not only whitespace)")
     stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
 
 

@@ -23,6 +23,7 @@ from halguru.store.base import ConversationFound, MessageRecord, RunListRecord
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
+from halguru_server.schemas import non_blank
 from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["conversations (operators)"], responses=responses(401, 403, 422))
@@ -74,7 +75,8 @@ class Detail(BaseModel):
 
 class ReplyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=20000, description="the operator's answer, sent as a person")
+    text: Annotated[str, non_blank("the answer is only whitespace; write the answer first")] = Field(
+        min_length=1, max_length=20000, description="the operator's answer, sent as a person")
 
 
 class TakeoverOut(BaseModel):

@@ -17,6 +17,7 @@ from halguru.jobs.handlers import RUN, run_queue_key
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
+from halguru_server.schemas import UserMessage
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422))
@@ -31,7 +32,7 @@ STATUSES = ("queued", "running", "done", "dead", "cancelled")
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent: str = Field(min_length=1, max_length=200)
-    input: str = Field(min_length=1, description="the message the run gets")
+    input: UserMessage = Field(description="the message the run gets (not only whitespace)")
     conversation_id: str | None = Field(default=None, max_length=100,
                                         description="continue this conversation (default: a new one)")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, description="queuing the "

@@ -21,6 +21,7 @@ from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
+from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422))
@@ -148,8 +149,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     history = [Message(role="system" if role == "developer" else role, content=text)
                for role, text in messages[:-1] if role != "tool"]
     text = messages[-1][1]
-    if not text.strip():
-        raise ApiError(400, "messages: the last user message is empty")
+    if not text.strip():  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
+        raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}")
     service.check_input(state, text)
     sampling = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
                                   "max_tokens": body.max_completion_tokens or body.max_tokens}.items()

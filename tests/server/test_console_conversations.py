@@ -93,6 +93,8 @@ def test_take_over_holds_the_users_messages_until_handed_back(app) -> None:
     assert client.post(f"{url}/reply", headers=operator, json={"text": "early"}).status_code == 409
     taken = client.post(f"{url}/takeover", headers=operator).json()
     assert taken["taken_over_by"] == operator["X-Owner"] and taken["taken_over_since"] > 0
+    blank = client.post(f"{url}/reply", headers=operator, json={"text": "  \n"})
+    assert blank.status_code == 422 and "only whitespace" in blank.json()["error"]["message"]
 
     held = client.post(f"{url}/messages", headers=ann, json={"content": "I need a person"})
     assert held.status_code == 202 and held.json()["status"] == "taken_over"

@@ -75,6 +75,7 @@ def test_idempotency_key_returns_the_first_job(client: httpx.Client) -> None:
 @pytest.mark.parametrize(("body", "code"), [
     ({"agent": "nobody", "input": "x"}, 404),
     ({"agent": "echo", "input": ""}, 422),
+    ({"agent": "echo", "input": " \n\t"}, 422),  # only whitespace: nothing to answer
     ({"agent": "echo", "input": "x", "delay": -1}, 422),
     ({"agent": "echo", "input": "x", "extra": 1}, 422),
     ({"agent": "echo", "input": "x" * 20_000}, 413),

@@ -113,6 +113,20 @@ def test_bad_input_gets_clear_json_errors(client: httpx.Client) -> None:
     assert error(client.delete("/v1/agents"), 405)
 
 
+def test_a_whitespace_only_message_is_a_422_and_starts_no_run(client: httpx.Client) -> None:
+    """As `halguru run my-agent "   "` refuses it: min_length counts spaces, so "   " once ran the agent."""
+    conv = new_conversation(client)
+    for blank in ("   ", "\n\t ", "\u3000"):
+        response = client.post(f"/v1/conversations/{conv}/messages", json={"content": blank})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["message"] == ("content: the message is empty or only whitespace; "
+                                                       "give the agent something to answer")
+    assert client.get(f"/v1/conversations/{conv}/messages").json()["data"] == []
+    assert client.get("/v1/runs", params={"conversation_id": conv}).json()["data"] == []
+    padded = client.post(f"/v1/conversations/{conv}/messages", json={"content": "  hi  "})
+    assert padded.status_code == 200 and padded.json()["output"] == "You said:   hi  "
+
+
 def test_health_readiness_metrics_and_status(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()

@@ -41,3 +41,13 @@ def test_openai_errors_map_to_the_client_exceptions(oai, serve) -> None:
     bad = openai.OpenAI(base_url=str(oai.base_url), api_key="hg_nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
+
+
+def test_blank_messages_are_a_422_like_the_rest_api(oai) -> None:
+    """A last user message that is empty or only whitespace (as text or as text parts) starts no run."""
+    for messages in ([{"role": "user", "content": "   "}],
+                     [{"role": "system", "content": " "}, {"role": "user", "content": "\n"}],
+                     [{"role": "user", "content": "first"},
+                      {"role": "user", "content": [{"type": "text", "text": " "}]}]):
+        with pytest.raises(openai.UnprocessableEntityError, match="only whitespace"):
+            oai.chat.completions.create(model="echo", messages=messages)

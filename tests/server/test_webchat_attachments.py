@@ -77,3 +77,17 @@ def test_attachment_limits_are_the_servers(serve: Serve) -> None:
         assert attach("facts.txt", b"x", {"X-Chat-Session": other}).status_code == 404  # not their conversation
         messages = http.get(f"/chat/api/conversations/{conv}/messages", headers=mine).json()["data"]
         assert [m["content"].split("]")[0] for m in messages] == ["[Attached file: facts.txt"]
+
+
+def test_a_blank_message_is_refused_but_an_attachment_alone_is_not(serve: Serve) -> None:
+    """The chat's own endpoint refuses "   " as the REST API does; a file needs no message beside it."""
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        mine = {"X-Chat-Session": http.post("/chat/api/session").json()["token"]}
+        conversation = http.post("/chat/api/conversations", headers=mine, json={"agent": "echo"}).json()["id"]
+        attached = http.post(f"/chat/api/conversations/{conversation}/attachments", params={"name": "a.txt"},
+                             headers=mine, content=FACT.encode())
+        assert attached.status_code == 201, attached.text
+        blank = http.post(f"/chat/api/conversations/{conversation}/messages", headers=mine, json={"content": " \t"})
+        assert blank.status_code == 422 and "only whitespace" in blank.json()["error"]["message"]
+    assert server.state.store.list_runs(conversation_id=conversation) == []

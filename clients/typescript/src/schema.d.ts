@@ -1673,7 +1673,7 @@ export interface components {
             idempotency_key?: string | null;
             /**
              * Input
-             * @description the message the run gets
+             * @description the message the run gets (not only whitespace)
              */
             input: string;
         };
@@ -1798,7 +1798,7 @@ export interface components {
         MessageIn: {
             /**
              * Content
-             * @description the user's message
+             * @description the user's message (not only whitespace)
              */
             content: string;
             /**
