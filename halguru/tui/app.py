@@ -355,9 +355,13 @@ class DevApp(PauseActions):
         events = await self.consume(replay(stored))
         comparison = compare_runs(stored.events, events, "recorded", "replay")
         why = explain(stored.events, events)
-        verdict = ("identical answer" if comparison.same_answer else "the answer DIFFERS") + (
-            ", event for event" if why.identical else f", {why.count} event(s) differ")
-        self.notify(f"replay of {stored.id}: {verdict}", severity="information" if comparison.same_answer else "error")
+        if why.failed:  # no answer to compare: say why, not "identical answer" of two empty ones
+            verdict = f"cannot be replayed: {why.failed}"
+        else:
+            verdict = ("identical answer" if comparison.same_answer else "the answer DIFFERS") + (
+                ", event for event" if why.identical else f", {why.count} event(s) differ")
+        good = comparison.same_answer and not why.failed
+        self.notify(f"replay of {stored.id}: {verdict}", severity="information" if good else "error")
         self.push_screen(CompareScreen(f"Replay of {stored.id}: {verdict}", "\n".join(comparison.left),
                                        "\n".join(comparison.right), why.text(comparison.tree_diff)))
 

@@ -5,7 +5,9 @@ called. A plain agent's run, and a team's or a workflow's that started its conve
 event (the latter through their driver). A team run that continued a conversation replays through a plain
 loop fed the top-level run's records, so its sub-runs, handoffs and checkpoints are missing, for reasons known
 in advance; ``explain`` sorts every differing event under its reason, and lists whatever is left as
-unexplained.
+unexplained. A replay that fails where the run did not (a run cut before it finished has no records past the
+cut; a workflow outside its driver has no model calls of its own to feed back) means the run cannot be
+replayed: ``Explanation.failed`` says why in one line.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ import difflib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from halguru.agents.describe import ASK_PREFIX, parent_of
+from halguru.agents.describe import ASK_PREFIX, clip, parent_of
 from halguru.agents.events import (
     Checkpoint,
     Event,
     Handoff,
-    ModelCall,
     RunFinished,
     StepFinished,
     StepStarted,
@@ -56,20 +57,46 @@ class Explanation:
     reasons: list[str] = field(default_factory=list)  # what differs, and why
     unexplained: list[str] = field(default_factory=list)  # diff lines (-recorded/+replay) with no known reason
     count: int = 0  # events that differ
+    failed: str = ""  # why the run cannot be replayed, one line: the replay failed where the run did not
 
     @property
     def identical(self) -> bool:
-        return self.count == 0
+        return self.count == 0 and not self.failed
 
     def text(self, tree_diff: str) -> str:
         """The comparison for people: empty when the replay matched event for event."""
         if self.identical:
             return ""
-        parts = ["What differs and why:", *(f"- {r}" for r in self.reasons)]
+        parts = [f"This run cannot be replayed: {self.failed}.", ""] if self.failed else []
+        parts += ["What differs and why:", *(f"- {r}" for r in self.reasons)]
         if self.unexplained:
             parts += ["", "Differences with no known reason (a bug: replay should reproduce these):",
                       *self.unexplained]
         return "\n".join([*parts, "", "Event trees (recorded → replay):", tree_diff])
+
+
+def _finish(events: list[Event]) -> RunFinished | None:
+    return next((e for e in reversed(events) if isinstance(e, RunFinished) and not parent_of(e)), None)
+
+
+def _failure(recorded: list[Event], replayed: list[Event], driven: bool) -> str:
+    """Why the replay failed where the recorded run did not ("" when it did not): in one line."""
+    end, again = _finish(recorded), _finish(replayed)
+    if again is None or again.status != "failed" or (end is not None and end.status == "failed"
+                                                      and end.error == again.error):
+        return ""
+    status = end.status if end is not None else "running"
+    if status in ("interrupted", "cancelled", "running"):
+        started = {e.step_id for e in recorded if isinstance(e, StepStarted) and not parent_of(e)}
+        open_steps = started - {e.step_id for e in recorded if isinstance(e, StepFinished) and not parent_of(e)}
+        where = f" (in step {', '.join(sorted(open_steps))})" if open_steps else ""
+        cut = "is still running or was killed" if status == "running" else f"was {status}"
+        return (f"it {cut} before it finished{where}, and a replay feeds back only recorded outputs: there are "
+                "none past that point")
+    if not driven and any(isinstance(e, StepStarted) for e in recorded):
+        return ("a workflow run makes no model calls of its own (its agent steps are sub-runs), so there is "
+                "nothing to feed back outside its workflow")
+    return f"the replay failed ({clip(again.error or '', 160)})"
 
 
 def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
@@ -83,20 +110,15 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
             runs = len({e.run_id for e in recorded if parent_of(e)}) - len({e.run_id for e in replayed if parent_of(e)})
             out.reasons.append(template.format(n=missing, runs=max(runs, 0)))
             out.count += missing
-    workflow = any(isinstance(e, StepStarted) for e in recorded)
-    top_calls = [e for e in recorded if isinstance(e, ModelCall) and not parent_of(e)]
-    last = replayed[-1] if replayed else None
     explained = {kind for kind in REASONS if kinds[kind] > again[kind]}
     kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and _kind(e) not in explained]
     kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and _kind(e) not in explained]
     rest = [line for line in difflib.unified_diff(kept_l, kept_r, "recorded", "replay", lineterm="", n=0)
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     out.count += len(rest)
-    if rest and isinstance(last, RunFinished) and last.status != "ok" and workflow and not top_calls:
-        out.reasons.append(
-            f"The replay failed ({last.error}): a workflow run makes no model calls of its own (its agent steps "
-            "are sub-runs), so there is no top-level output to feed back; the replay stops at its first model "
-            "call, so these differ too:\n  " + "\n  ".join(rest))
+    out.failed = _failure(recorded, replayed, driven=any(isinstance(e, StepStarted) for e in replayed))
+    if rest and out.failed:
+        out.reasons.append("The replay failed where the run did not, so these differ too:\n  " + "\n  ".join(rest))
     else:
         out.unexplained = rest
     return out

@@ -4,6 +4,7 @@ a checked model picker, a filtered sidebar and honest replays (issue 21)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -329,6 +330,39 @@ async def test_replay_of_team_and_workflow_runs_says_what_differs_and_why() -> N
             assert "sub-run(s) were not re-run" not in text, text
 
 
+
+
+async def test_replay_of_an_interrupted_workflow_run_says_in_one_line_it_cannot_be_replayed() -> None:
+    """The replay ran past the recording's end and failed; the title said "identical answer" (two empty ones)."""
+    from halguru.agents.runtime import SHUTDOWN
+    from halguru.models.scripted import ScriptedReply
+    from halguru.store import open_store
+
+    model = ScriptedModel([WORKFLOW_SCRIPT[0], ScriptedReply(text=WORKFLOW_SCRIPT[1], token_delay=30)])
+    task = asyncio.create_task(run_to_result(TEMPLATES / "workflow", "Where is order 1001?", model=model))
+    while model.position < 2:  # the writer's model call, in step reply
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    task.cancel(msg=SHUTDOWN)  # a server shutdown: the run is stored interrupted
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for _ in range(500):
+        if (runs := open_store().list_runs()) and runs[0]["status"] != "running":
+            break
+        await asyncio.sleep(0.01)
+    [run] = [r for r in runs if r["agent"] == "workflow"]
+    assert run["status"] == "interrupted"
+    app = DevApp(None, run_id=run["id"], watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        line = (f"Replay of {run['id']}: cannot be replayed: it was interrupted before it finished (in step reply), "
+                "and a replay feeds back only recorded outputs: there are none past that point")
+        assert app.screen.title_text == line
+        assert [n.message for n in app._notifications] == [line.replace("Replay", "replay", 1)]
+        text = app.screen.query_one("#diff", TextArea).text
+        assert text.startswith("This run cannot be replayed: it was interrupted") and "identical" not in text
+        assert "no model calls of its own" not in text  # it replayed through its workflow, which is not why
 
 
 async def test_parallel_workflow_steps_keep_their_own_branches(tmp_path: Path) -> None:
