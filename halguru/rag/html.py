@@ -7,8 +7,8 @@ chunks that speak for the page in hybrid search's lead vote), and the same list 
 question. ``main_content`` keeps what the page itself says, by the rules browsers and screen readers use:
 
 - a page that marks its main content (``<main>``, ``role="main"``) is read from there;
-- landmarks that are not content (``<nav>``, ``<aside>``, ``role="navigation"``, banners, a page's ``<header>``
-  and ``<footer>`` outside an article) and controls (buttons, pickers) are left out;
+- landmarks that are not content (``<nav>``, ``role="navigation"``, banners, a page's ``<header>``, ``<footer>``
+  and ``<aside>`` outside an article or the main content) and controls (buttons, pickers) are left out;
 - so are the navigation blocks of generated documentation that predates those tags, named by their class or id
   (DocBook's ``navheader`` and ``toc``, gtk-doc's ``navigation``, texinfo's ``nav-panel``, Sphinx's
   ``sphinxsidebar``), and any list, table or box that is mostly links (a layout table's menu column);
@@ -23,9 +23,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-NOT_CONTENT_TAGS = frozenset({"nav", "aside", "button", "select", "input", "textarea", "dialog"})
+NOT_CONTENT_TAGS = frozenset({"nav", "button", "select", "input", "textarea", "dialog"})
+# a page's header, footer and sidebar; inside an article or the main content they are its own (a note's <aside>)
+PAGE_FRAME_TAGS = frozenset({"header", "footer", "aside"})
 INVISIBLE_TAGS = ("script", "style", "noscript", "template", "svg", "head", "title")
-NOT_CONTENT_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary", "menu",
+NOT_CONTENT_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "menu",
                                "menubar", "toolbar"})
 # class or id of a navigation block in generated documentation (whole names only: "section-header" is content)
 NAVIGATION_NAMES = frozenset({"nav", "navbar", "navigation", "navheader", "navfooter", "nav-panel", "sidebar",
@@ -118,7 +120,7 @@ def _not_content(root: Any, size: _Measures) -> list[Any]:
 def _is_not_content(element: Any, size: _Measures) -> bool:
     if element.tag in NOT_CONTENT_TAGS or element.get("role", "").strip().lower() in NOT_CONTENT_ROLES:
         return True
-    if element.tag in ("header", "footer") and not any(
+    if (element.tag in PAGE_FRAME_TAGS or element.get("role") == "complementary") and not any(
             ancestor.tag in ("article", "main", "section") or ancestor.get("role") == "main"
             for ancestor in element.iterancestors()):
         return True

@@ -30,7 +30,9 @@ MODERN_PAGE = f"""<!DOCTYPE html><html><head><title>TTY | Toolkit v2 Documentati
 <button class="copy-button">copy</button></pre>
 <h3 id="raw">readStream.setRawMode(mode)<a class="headerlink" href="#raw">¶</a></h3>
 <ul><li><p>Characters arrive one by one, without waiting for the Enter key.</p></li></ul>
+<aside class="note"><p>Raw mode needs a terminal on standard input.</p></aside>
 </div></div>
+<aside><p>Sponsored by Example Corp</p></aside>
 <footer><a href="a.html">About</a> <a href="b.html">Privacy</a> <a href="c.html">Terms</a></footer>
 </body></html>"""
 
@@ -51,12 +53,14 @@ def test_a_modern_page_is_read_from_its_main_content_without_navigation_or_contr
     title, text = page_text(MODERN_PAGE)
     assert title == "TTY | Toolkit v2 Documentation"
     assert text.startswith("## TTY\n\nThe tty module gives")  # no skip link, sidebar, banner or contents
-    for navigation in ("Skip to content", "Zlib", "Table of contents", "v1", "copy", "Privacy", "#\n", "¶"):
+    for navigation in ("Skip to content", "Zlib", "Table of contents", "v1", "copy", "Privacy", "#\n", "¶",
+                       "Sponsored"):
         assert navigation not in text
     # both versions of the example, one per line; a heading without its permalink; a bullet with its words
     assert "```\nimport tty from 'tty';\nconst tty = require('tty');\n```" in text
     assert "### readStream.setRawMode(mode)\n" in text
     assert "- Characters arrive one by one" in text
+    assert "Raw mode needs a terminal" in text  # a note's <aside> inside the content is content
 
 
 def test_a_page_without_landmarks_loses_its_menu_column_navigation_bar_and_contents() -> None:
