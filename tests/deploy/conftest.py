@@ -26,7 +26,8 @@ from tests.deploy.containers import BASE_TAG, REPO, Engine, free_port, revision,
 def _need(*tools: str) -> None:
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
-        pytest.fail(f"missing {', '.join(missing)}: apt-get install podman runc docker-registry (./scripts/test does, as root)")
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install podman runc docker-registry "
+                    "(./scripts/test does, as root)")
 
 
 @pytest.fixture(scope="session")
