@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from halguru.config import get_settings
+from halguru.config import get_settings, read_config_file, set_config_value
 from halguru.errors import ModelError, did_you_mean
 from halguru.models.base import Model, ModelEntry, ModelProvider
 from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
@@ -203,8 +203,6 @@ def remove_model(name: str) -> RemovedModel:
     """Forget a registered model. When it was the default (``default_model`` in the config file) and no
     built-in model of that name takes its place, the setting is removed too: a default naming nothing would
     break every `model: default` agent at its next run."""
-    from halguru.config import read_config_file, set_config_value
-
     models = _read_user_models()
     builtin = builtin_models().get(name)
     if name not in models and builtin is not None:

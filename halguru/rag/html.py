@@ -60,7 +60,8 @@ def page_text(html: str) -> tuple[str, str]:
 def main_content(page: Any) -> Any:
     """The element holding the page's own content, with what is not content inside it removed (see the module's
     docstring); the whole page's body when that would leave less than a fifth of its text."""
-    body = page.find("body") if page.find("body") is not None else page
+    body = page.find("body")
+    body = page if body is None else body
     size = _Measures(body)
     main = next(iter(body.xpath(".//main | .//*[@role='main']")), None)
     root = main if main is not None and size.text(main) * MAIN_SHARE >= size.text(body) else body
@@ -118,9 +119,10 @@ def _not_content(root: Any, size: _Measures) -> list[Any]:
 
 
 def _is_not_content(element: Any, size: _Measures) -> bool:
-    if element.tag in NOT_CONTENT_TAGS or element.get("role", "").strip().lower() in NOT_CONTENT_ROLES:
+    role = element.get("role", "").strip().lower()
+    if element.tag in NOT_CONTENT_TAGS or role in NOT_CONTENT_ROLES:
         return True
-    if (element.tag in PAGE_FRAME_TAGS or element.get("role") == "complementary") and not any(
+    if (element.tag in PAGE_FRAME_TAGS or role == "complementary") and not any(
             ancestor.tag in ("article", "main", "section") or ancestor.get("role") == "main"
             for ancestor in element.iterancestors()):
         return True
