@@ -30,4 +30,5 @@ def verify(secret: str, token: str) -> str | None:
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != PREFIX or not 16 <= len(parts[1]) <= 64:
         return None
-    return parts[1] if hmac.compare_digest(parts[2], _mac(secret, parts[1])) else None
+    # bytes: compare_digest refuses str with non-ASCII characters (a header may carry any latin-1 byte)
+    return parts[1] if hmac.compare_digest(parts[2].encode(), _mac(secret, parts[1]).encode()) else None

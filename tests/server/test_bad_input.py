@@ -4,6 +4,7 @@ and `halguru keys create` with a zero lifetime or agents that are not served."""
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -99,3 +100,32 @@ def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch)
     rows = {line.split()[1]: line for line in cli("keys", "list").stdout.splitlines()[1:]}
     assert " admin " in rows["ops"] and " user " in rows["app"]
     assert rows["ops"].count("never") == 1 and rows["app"].count("never") == 2  # ops: used just now
+
+
+def test_tokens_and_numbers_in_other_scripts_are_refused_never_a_500(serve, api_key) -> None:
+    """hmac.compare_digest raises TypeError on str with non-ASCII characters, and '²'.isdigit() is True: a
+    header or form field holding such characters is a refusal (401/403), never an internal error."""
+    import httpx
+    from halguru_server.identity import accounts
+
+    server = serve()
+    store = server.state.store
+    with httpx.Client(base_url=server.url, headers={"Origin": server.url}, timeout=30) as browser:
+        session = browser.get("/chat/api/conversations", headers={"X-Chat-Session": b"s1.aaaaaaaaaaaaaaaaaaaa.\xe9"})
+        assert session.status_code == 401 and session.json()["error"]["type"] == "invalid_session"
+        browser.get("/auth/login")  # the sign-in form's CSRF cookie
+        form = {"email": "ann@example.com", "password": "correct horse battery"}
+        refused = browser.post("/auth/login", data={**form, "csrf_token": "é"})
+        assert refused.status_code == 403 and "halguru_session" not in browser.cookies
+        accounts.create_user(store, "ann@example.com", password=form["password"], email_verified=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/auth/login").text)
+        assert token and browser.post("/auth/login", data={**form, "csrf_token": token[1]}).status_code == 303
+        forged = browser.post("/chat/api/conversations", json={"agent": "echo"}, headers={"X-CSRF-Token": b"\xe9"})
+        assert forged.status_code == 403 and forged.json()["error"]["type"] == "csrf"
+    user = {"id": "usr_x", "totp_secret": "JBSWY3DPEHPK3PXP"}
+    assert accounts._totp_ok(store, user, "١٢٣٤٥٦") is False  # type: ignore[arg-type]  # Arabic-Indic digits
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as developer:
+        for version in ("²", "9" * 5000):
+            back = developer.post("/admin/deployments/echo/rollback", data={"version": version})
+            assert back.status_code == 303 and "error=" in back.headers["location"], back.text
+    assert server.state.metrics.server_errors() == 0

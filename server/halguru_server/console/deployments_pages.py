@@ -39,8 +39,8 @@ async def rollback_page(request: Request, state: State, caller: Publisher,
     """Serve the form's version of the agent; back to the page saying what happened."""
     form = await pages.form(request)
     version = form.get("version", "")
-    if not version.isdigit():
-        return shell.back(f"/admin/deployments?{urlencode({'error': 'no version given'})}")
+    if not (version.isascii() and version.isdigit() and len(version) <= 18):  # '²'.isdigit(), and int() limits
+        return shell.back(f"/admin/deployments?{urlencode({'error': 'give a version number'})}")
     try:
         record = await asyncio.to_thread(deployments.rollback, state, caller, agent, int(version))
     except ApiError as exc:

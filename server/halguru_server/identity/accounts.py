@@ -253,7 +253,7 @@ def _totp_ok(store: Store, user: UserRecord, code: str) -> bool:
 
     code = "".join(code.split())
     secret = user["totp_secret"]
-    if not secret or len(code) != 6 or not code.isdigit():
+    if not secret or len(code) != 6 or not (code.isascii() and code.isdigit()):  # isdigit alone takes '٣'
         return False
     totp, now = pyotp.TOTP(secret), time.time()
     for offset in (-1, 0, 1):

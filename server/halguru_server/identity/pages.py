@@ -96,7 +96,7 @@ async def pre_csrf_ok(request: Request) -> bool:
         return False
     cookie = request.cookies.get(PRE_COOKIE, "")
     sent = (await form(request)).get(websessions.CSRF_FIELD, "")
-    return bool(cookie) and hmac.compare_digest(cookie, sent)
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), sent.encode())  # bytes: any text compares
 
 
 async def pre_form(request: Request) -> dict[str, str] | None:

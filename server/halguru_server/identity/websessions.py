@@ -206,4 +206,5 @@ async def csrf_ok(request: Request, session: WebSessionRecord, trusted_proxies: 
         return True
     if not same_origin(request, trusted_proxies, public_url):
         return False
-    return hmac.compare_digest(await csrf_token_sent(request), session["csrf"])
+    # bytes: compare_digest refuses str with non-ASCII characters, which a header or field may hold
+    return hmac.compare_digest((await csrf_token_sent(request)).encode(), session["csrf"].encode())
