@@ -88,7 +88,9 @@ def test_full_queue_answers_503_with_retry_after(client) -> None:
             full = client.post(f"/v1/conversations/{convs[2]}/messages", json={"content": "c"})
             assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
             assert full.json()["error"]["type"] == "queue_full"
-            assert 'halguru_queue_depth{model="scripted:' in client.get("/metrics").text
+            metrics = client.get("/metrics").text  # public: the model's file name, never its folders
+            assert 'halguru_queue_depth{model="scripted:slow.yaml"} 1.0' in metrics
+            assert client.server.state.agents["slow"].model.partition(":")[2] not in metrics  # /tmp/.../slow.yaml
 
 
 def test_client_disconnect_cancels_the_run_and_keeps_the_partial_answer(client) -> None:
