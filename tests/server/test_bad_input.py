@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 
+import httpx
 import pytest
 
 
@@ -105,7 +106,6 @@ def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch)
 def test_tokens_and_numbers_in_other_scripts_are_refused_never_a_500(serve, api_key) -> None:
     """hmac.compare_digest raises TypeError on str with non-ASCII characters, and '²'.isdigit() is True: a
     header or form field holding such characters is a refusal (401/403), never an internal error."""
-    import httpx
     from halguru_server.identity import accounts
 
     server = serve()
@@ -129,3 +129,12 @@ def test_tokens_and_numbers_in_other_scripts_are_refused_never_a_500(serve, api_
             back = developer.post("/admin/deployments/echo/rollback", data={"version": version})
             assert back.status_code == 303 and "error=" in back.headers["location"], back.text
     assert server.state.metrics.server_errors() == 0
+
+
+def test_the_audit_pages_refuse_a_cursor_past_64_bits(serve, api_key) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key(scope='admin')}"}) as admin:
+        for path in ("/admin/audit", "/v1/audit"):
+            huge = admin.get(path, params={"before": "9" * 22})
+            assert huge.status_code == 422 and "query.before" in huge.json()["error"]["message"], huge.text
+        assert admin.get("/admin/audit", params={"before": 2**62}).status_code == 200

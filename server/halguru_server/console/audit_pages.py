@@ -42,7 +42,7 @@ def _page(request: Request, state: ServerState, caller: Principal, action: str |
 
 @router.get("/audit")
 def audit_page(request: Request, state: State, caller: Auditor, action: Text = None, actor: Text = None,
-               before: Annotated[int | None, Query(ge=1)] = None) -> HTMLResponse:
+               before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> HTMLResponse:  # SQLite: 64 bits
     """The log, newest first."""
     return _page(request, state, caller, action, actor, before)
 
