@@ -82,6 +82,25 @@ def test_monitoring_counts_runs_per_agent_with_percentiles_and_the_last_error(ap
     assert '<tr data-agent="echo">' in page and "<svg" in page and "boom" in page
 
 
+def test_a_key_limited_to_some_agents_reads_no_numbers_of_every_agent(app) -> None:
+    """Monitoring and analytics name every agent, its model and its last error: a key given --agents does
+    not see the other agents anywhere else (GET /v1/agents), so not there either."""
+    from halguru_server.keys import create_key
+
+    store = app.state.halguru.store
+    store.create_conversation("conv_p", "private", "t")
+    store.start_run("run_p", "conv_p", "private", "scripted", "hi")
+    client = TestClient(app, base_url=ORIGIN)
+    narrow = {"Authorization": f"Bearer {create_key(store, 'narrow', ['echo'])[1]}"}
+    for url in ("/v1/monitoring", "/v1/analytics", "/admin", "/admin/monitoring/live", "/admin/analytics"):
+        refused = client.get(url, headers=narrow)
+        assert refused.status_code == 403 and "private" not in refused.text, url
+        assert "may use only echo" in refused.json()["error"]["message"]
+    assert "private" not in client.get("/v1/agents", headers=narrow).text
+    every = {"Authorization": f"Bearer {create_key(store, 'every')[1]}"}
+    assert "private" in client.get("/v1/monitoring", headers=every).text
+
+
 def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions(app) -> None:
     from halguru_server.keys import create_key, list_keys
 

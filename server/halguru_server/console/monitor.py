@@ -7,17 +7,30 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
+
+from fastapi import Depends
 
 from halguru.store.sql_stats import LATENCY_BOUNDS_MS, StatsMixin
+from halguru_server.errors import ApiError
+from halguru_server.identity.guards import require
 from halguru_server.ops import model_label
-from halguru_server.state import ServerState
+from halguru_server.state import Principal, ServerState
 
 WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 BUCKETS = 24
 RATE_WINDOW_S = 300  # runs per minute: over the last 5 minutes
 _SKIP = {".git", "__pycache__", ".venv", "node_modules", ".halguru"}
 _versions: dict[str, tuple[tuple[int, float], str]] = {}
+
+
+async def every_agent(caller: Annotated[Principal, Depends(require("metrics:read"))]) -> Principal:
+    """``metrics:read`` for numbers that cover every agent (monitoring, analytics): not for a key limited to
+    some agents (``--agents``), which must not learn the others' names, models and errors."""
+    if caller.key is not None and caller.key.agents:
+        raise ApiError(403, f"this API key may use only {', '.join(caller.key.agents)}; monitoring and analytics "
+                            "cover every agent: use a key without an agent list", "forbidden")
+    return caller
 
 
 def stats_store(state: ServerState) -> StatsMixin:
