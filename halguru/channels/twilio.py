@@ -44,6 +44,7 @@ REQUEST_TIMEOUT = 30.0  # seconds per REST call: the official client waits for e
 # How far Twilio's clock (date_created) may lag ours when looking for a part an earlier attempt sent. Small on
 # purpose: a wider window could mistake the same short answer sent earlier ("OK") for this part.
 CLOCK_SKEW = timedelta(seconds=10)
+MAX_MEDIA = 10  # media a Twilio message carries at most (MediaContentType0..9)
 
 
 @dataclass(frozen=True)
@@ -309,9 +310,9 @@ def message_text(form: Mapping[str, str]) -> str:
     text = form.get("Body", "")
     notes = []
     num_media = form.get("NumMedia") or "0"
-    count = int(num_media) if num_media.isdigit() else 0
+    count = int(num_media) if num_media.isascii() and num_media.isdigit() else 0  # int('²') raises
     if count:
-        types = [form.get(f"MediaContentType{i}", "") for i in range(count)]
+        types = [form.get(f"MediaContentType{i}", "") for i in range(min(count, MAX_MEDIA))]
         kinds = ", ".join(t for t in types if t)
         notes.append(f"[{count} attachment{'s' if count > 1 else ''}{': ' + kinds if kinds else ''}]")
     if form.get("Latitude") and form.get("Longitude"):

@@ -14,7 +14,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from halguru.channels.base import Inbound, Outbound, WebhookRequest, load_channels
-from halguru.channels.twilio import EMPTY_TWIML, TwilioChannel, split_text
+from halguru.channels.twilio import EMPTY_TWIML, TwilioChannel, message_text, split_text
 from halguru.errors import HalguruError
 from tests.channels.fake_twilio import FakeTwilio
 
@@ -227,6 +227,8 @@ async def test_media_and_locations_are_noted_for_the_agent(tmp_path: Path) -> No
     await ch.webhook(request(place), sink)
     assert [m.text for m in sink.accepted] == ["look\n[2 attachments: image/jpeg, image/png]",
                                                "[location: 48.8584, 2.2945]"]
+    for odd, note in (("²", ""), ("99999999", "\n[99999999 attachments: image/jpeg, image/png]")):  # never a 500
+        assert message_text({**mms, "NumMedia": odd}) == "look" + note  # nor 10**8 lookups
 
 
 async def test_status_callbacks_update_the_sent_message(tmp_path: Path) -> None:
