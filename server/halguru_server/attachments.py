@@ -49,8 +49,8 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
                  ) -> AttachmentOut:
     """Attach a file (the request body) to one of the caller's conversations: its text goes to the agent."""
     await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)  # 404 before anything
-    if caller.anonymous:
-        ratelimit.check(state.limiter, caller.client)
+    if caller.anonymous:  # a write: off the event loop, as the store may be busy with another writer
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
     filename = FilePath(name.replace("\\", "/")).name or "file"  # a name, never a path
     if FilePath(filename).suffix.lower() not in SUFFIXES or kind_of(FilePath(filename)) not in KINDS:
         raise ApiError(415, f"{filename!r}: attach a PDF, text (.txt) or Markdown (.md) file", "unsupported_type")

@@ -7,6 +7,7 @@ request is traced like any other run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -157,7 +158,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                 if v is not None}
     reservation = service.reserve(state, served, caller)
     try:
-        conversation = service.new_conversation(state, caller, served.name, text[:80], history)["id"]
+        conversation = (await asyncio.to_thread(service.new_conversation, state, caller, served.name, text[:80],
+                                                history))["id"]  # a write: off the event loop
     except BaseException:
         reservation.release()
         raise

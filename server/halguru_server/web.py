@@ -8,6 +8,7 @@ Agents choose with ``metadata: {web_chat: public}``; the server default is ``key
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -91,9 +92,10 @@ async def chat_resume(run_id: Annotated[str, Path(max_length=50)], state: State,
 async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
                     caller: Caller) -> Response | RunOut:
     """Like POST /v1/conversations/{id}/messages; anonymous callers are rate-limited."""
-    service.get_conversation(state, caller, conversation_id)
+    # Off the event loop: the rate limit is a write, which waits while another process writes to the store
+    await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     if caller.anonymous:
-        ratelimit.check(state.limiter, caller.client)
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
     return await api.answer(request, state, caller, conversation_id, body)
 
 
