@@ -47,9 +47,9 @@ class Settings(BaseSettings):
     http_allow_private: bool = Field(
         default=False, description="let http_get reach loopback and private addresses"
     )
-    llama_n_ctx: int = 4096
-    llama_n_threads: int | None = None
-    llama_saved_states: int = Field(default=8, description="conversations whose KV cache is kept")
+    llama_n_ctx: int = Field(default=4096, ge=256, description="llama.cpp context size of each slot, in tokens")
+    llama_n_threads: int | None = Field(default=None, ge=1, description="llama.cpp threads; default measured")
+    llama_saved_states: int = Field(default=8, ge=0, description="conversations whose KV cache is kept")
     llama_slots: int | None = Field(
         default=None, ge=1, le=64,
         description="generations one llama.cpp model runs at once, batched (each with llama_n_ctx tokens); "

@@ -76,6 +76,7 @@ def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field
     err = errors[0]
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
-    message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(err["type"], err["msg"])
+    message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(
+        err["type"], str(err["msg"]).removeprefix("Value error, "))  # a validator's own words, without pydantic's tag
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}{more}"

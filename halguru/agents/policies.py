@@ -60,6 +60,7 @@ class ApprovalGate(RunHooks):
                 return ToolDecision([ApprovalApproved(call_id=call.id, name=call.name, arguments=call.arguments,
                                                       edited=call.id in self.edited,
                                                       paused_run_id=self.paused_run_id)], run=True)
+            reason = reason.strip()  # `--reason " "` gives none, not "refused this call:  "
             refusal = f"{REFUSED}: {reason}" if reason else REFUSED
             return ToolDecision([ApprovalRejected(call_id=call.id, name=call.name, reason=reason,
                                                   paused_run_id=self.paused_run_id),

@@ -9,7 +9,7 @@ import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from halguru.errors import AgentSpecError, did_you_mean
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
@@ -114,19 +114,26 @@ class Schedule(BaseModel):
         default="once", description="after downtime: 'once' runs one catch-up run however many times were "
         "missed, 'skip' waits for the next time")
 
-    @model_validator(mode="after")
-    def _check(self) -> Schedule:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+    # Field validators, so that an error names the line of the field (schedules.0.cron), not of the schedule.
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, cron: str) -> str:
         from croniter import croniter
 
-        if not croniter.is_valid(self.cron):
-            raise ValueError(f"invalid cron expression {self.cron!r} (five fields: minute hour day month weekday)")
+        if not croniter.is_valid(cron):
+            raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour day month weekday)")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, timezone: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
-            ZoneInfo(self.timezone)
+            ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.timezone!r} (an IANA name such as Europe/Paris)") from None
-        return self
+            raise ValueError(f"unknown time zone {timezone!r} (an IANA name such as Europe/Paris)") from None
+        return timezone
 
 
 class AgentSpec(BaseModel):

@@ -193,12 +193,29 @@ def drop(name: str = typer.Argument(..., help="The knowledge base."),
     from halguru import rag
 
     info = rag.open_base(name).info()
-    if not yes and not typer.confirm(f"Delete knowledge base {name} ({info.documents} documents, "
-                                     f"{info.chunks} chunks)?", default=False):
+    question = f"Delete knowledge base {name} ({info.documents} documents, {info.chunks} chunks)?"
+    if not yes and not _confirm(question, f"pass --yes to drop {name} without asking"):
         typer.echo("Kept.")
         raise typer.Exit(1)
     rag.drop(name)
     typer.echo(f"Dropped knowledge base {name}.")
+
+
+def _confirm(question: str, instead: str) -> bool:
+    """Ask on the terminal; piped, read the answer from standard input, and none at all is one line (click
+    would print 'Aborted!')."""
+    import sys
+
+    import click
+
+    try:
+        return typer.confirm(question, default=False)
+    except (click.Abort, typer.Abort):  # typer's own Abort is no click.Abort
+        if sys.stdin.isatty():
+            raise
+        from halguru.errors import HalguruError
+
+        raise HalguruError(f"no answer on standard input to {question!r}: {instead}") from None
 
 
 @app.command()

@@ -179,14 +179,35 @@ def show(
 def export(
     run_id: str = typer.Argument(..., help="A run id (or unique prefix); its conversation up to it is exported."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the test file here (tests/test_*.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Replace the --output file if it exists."),
 ) -> None:
     """Turn a stored run into a conversation test case (YAML for `halguru test`)."""
+    from halguru.errors import HalguruError
     from halguru.store import open_store
     from halguru.testing.export import run_to_test_yaml
 
+    if output is not None and output.exists() and not force:  # a test file you edited is not overwritten
+        raise HalguruError(f"{output} exists already; pass --force to replace it, or choose another file")
+    if output is not None and not output.absolute().parent.is_dir():
+        raise HalguruError(f"{output}: No such file or directory (the folder {output.parent} does not exist)")
     text = run_to_test_yaml(open_store(), run_id)
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        _write_atomically(output, text)
         typer.echo(f"Wrote {output}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it: never half a file."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

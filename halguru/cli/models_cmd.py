@@ -97,14 +97,23 @@ def default(name: str | None = typer.Argument(None, help="A model name or refere
 
 @app.command("set-key")
 def set_key(name: str = typer.Argument(..., help="A model added with --openai-base-url.")) -> None:
-    """Store a model's API key in the system keyring (never in a file)."""
+    """Store a model's API key in the system keyring (never in a file); piped, it reads one line."""
+    import sys
+
+    from halguru.errors import HalguruError
     from halguru.models.registry import require_user_model, set_model_option
     from halguru.models.secrets import require_keyring, store_api_key
 
     # Check everything before asking for the secret: nothing typed for nothing, nothing stored under a bad name.
     require_user_model(name)
     require_keyring(name)
-    key = typer.prompt(f"API key for {name}", hide_input=True)
+    if sys.stdin.isatty():
+        key = typer.prompt(f"API key for {name}", hide_input=True)
+    else:  # piped (`pass show x | halguru models set-key NAME`): one line, no GetPassWarning
+        key = sys.stdin.readline().strip()
+        if not key:
+            raise HalguruError(f"no API key on standard input for {name}: pipe it in (one line), or run "
+                               "this on a terminal")
     store_api_key(name, key)
     set_model_option(name, "keyring", True)
     typer.echo(f"Stored the API key for {name} in the keyring.")

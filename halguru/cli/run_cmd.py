@@ -40,5 +40,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Chat with an agent in the terminal (/help lists the slash commands)."""
         from halguru.cli.chat_repl import ChatRepl
+        from halguru.models.references import check_model_option
 
+        check_model_option(model)  # a typo is one line here, not a chat whose every answer fails
         raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=model).loop())

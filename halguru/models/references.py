@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halguru.errors import ModelError
+from halguru.errors import HalguruError, ModelError
 from halguru.models.base import ModelEntry
 from halguru.models.registry import find_entry, list_models, providers
 
@@ -45,3 +45,14 @@ def check_model(reference: str) -> ModelEntry:
     if check is not None:
         check(entry)
     return entry
+
+
+def check_model_option(reference: str | None, option: str = "--model") -> None:
+    """Refuse a command line's model reference up front, as one line naming the option (an interactive
+    command, `halguru chat` or `halguru dev`, would otherwise start and fail at every message)."""
+    if reference is None:
+        return
+    try:
+        check_model(reference)
+    except HalguruError as exc:
+        raise HalguruError(f"{option}: {exc}") from None

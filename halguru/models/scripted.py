@@ -23,8 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from halguru.errors import ModelError
 from halguru.models.base import (
@@ -46,9 +45,19 @@ def word_pieces(text: str) -> list[str]:
     return _PIECES.findall(text)
 
 
+class ScriptedCall(BaseModel):
+    """One tool call of a scripted reply."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: dict[str, Any] = {}
+    id: str | None = None
+
+
 class ScriptedReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not a silently empty reply
     text: str = ""
-    tool_calls: list[dict[str, Any]] = []
+    tool_calls: list[ScriptedCall] = []
     raw_tool_call: str | None = None
     error: str | None = None
     token_delay: float = 0.0
@@ -94,29 +103,48 @@ class ScriptedModel:
         for call in reply.tool_calls:
             completion += 1
             yield ToolCallChunk(
-                ToolCallRequest(
-                    id=call.get("id") or f"call_{uuid.uuid4().hex[:8]}",
-                    name=call["name"],
-                    arguments=call.get("arguments", {}),
-                )
+                ToolCallRequest(id=call.id or f"call_{uuid.uuid4().hex[:8]}", name=call.name,
+                                arguments=call.arguments)
             )
         finish = "tool_calls" if reply.tool_calls else "stop"
         yield UsageChunk(prompt_tokens=prompt_tokens, completion_tokens=completion, finish_reason=finish)
 
 
+class _ScriptError(ModelError):
+    def __init__(self, message: str):
+        super().__init__(f"scripted model: {message}")
+
+
 def load_script(path: Path) -> list[ScriptedReply]:
+    """The replies of a script file; any problem is one line naming the file (and the line and field)."""
+    import yaml
+
+    from halguru.yamlfile import first_problem, parse_yaml, yaml_line_for
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError(f"scripted model: cannot read script {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ModelError(f"scripted model: {path} is not valid YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"scripted model: cannot read script {path}: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+    data = parse_yaml(text, path, _ScriptError)
     if not isinstance(data, list):
         raise ModelError(f"scripted model: {path} must be a YAML list of replies")
-    try:
-        return [_coerce(item) for item in data]
-    except ValidationError as exc:
-        raise ModelError(f"scripted model: {path}: {exc.errors()[0]['msg']}") from None
+    replies = []
+    for index, item in enumerate(data):
+        if isinstance(item, str):
+            replies.append(ScriptedReply(text=item))
+            continue
+        if not isinstance(item, dict):
+            line = yaml_line_for(text, (index,)) or 1
+            raise ModelError(f"scripted model: {path}:{line}: reply {index + 1}: a reply is a text or a mapping "
+                             "(text, tool_calls, raw_tool_call, error, token_delay)")
+        try:
+            replies.append(ScriptedReply.model_validate(item))
+        except ValidationError as exc:
+            loc, _, problem = first_problem(yaml.safe_dump(item), exc)
+            line = yaml_line_for(text, (index, *loc)) or 1
+            raise ModelError(f"scripted model: {path}:{line}: reply {index + 1}: {problem}") from None
+    return replies
 
 
 class ScriptedProvider:

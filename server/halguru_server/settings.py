@@ -172,4 +172,11 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ServerSetting
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise HalguruError(f"invalid serve setting {where}: {first['msg']}") from None
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":  # a typo (`prot: 8001`): say so, with the setting meant
+            import difflib
+
+            known = list(ServerSettings.model_fields) if len(first["loc"]) == 1 else []
+            close = difflib.get_close_matches(str(first["loc"][0]), known, n=1)
+            message = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
+        raise HalguruError(f"invalid serve setting {where}: {message}") from None
