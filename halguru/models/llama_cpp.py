@@ -436,11 +436,18 @@ class LlamaCppProvider:
         return cls._sizes(entry)[1]
 
     @classmethod
+    def context(cls, entry: ModelEntry) -> int:
+        """Tokens one generation holds, prompt and answer: the entry's ``n_ctx``, else HALGURU_LLAMA_N_CTX."""
+        from halguru.config import get_settings
+
+        return int(entry.options.get("n_ctx", get_settings().llama_n_ctx))
+
+    @classmethod
     def _sizes(cls, entry: ModelEntry) -> tuple[int, int]:
         from halguru.config import get_settings
 
         settings = get_settings()
-        n_ctx = int(entry.options.get("n_ctx", settings.llama_n_ctx))
+        n_ctx = cls.context(entry)
         slots = entry.options.get("slots", settings.llama_slots)
         if slots is None:
             slots = default_slots(Path(entry.options["path"]).expanduser(), n_ctx)

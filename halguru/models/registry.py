@@ -162,6 +162,14 @@ def model_slots(reference: str) -> int | None:
     return int(slots(entry)) if callable(slots) else None
 
 
+def model_context(reference: str) -> int | None:
+    """Tokens one generation holds, prompt and answer (llama.cpp: its n_ctx), or None when the provider does
+    not say (an HTTP endpoint checks its own)."""
+    entry = find_entry(reference)
+    context = getattr(providers().get(entry.provider), "context", None)
+    return int(context(entry)) if callable(context) else None
+
+
 def loaded_models() -> list[Model]:
     """The shared model instances this process has built (for metrics: a model's ``stats()``, if any)."""
     return list(_INSTANCES.values())

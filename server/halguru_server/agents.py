@@ -18,6 +18,7 @@ class ServedAgent:
     web_chat: str  # "public", or "key": signed-in users and API keys only
     slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
     embed_origins: tuple[str, ...] = ()  # sites whose pages may embed its chat (the widget); none: no embedding
+    context: int | None = None  # tokens its model holds per generation, prompt and answer (llama.cpp: n_ctx)
 
     @property
     def name(self) -> str:
@@ -61,7 +62,7 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
 
 def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     """A loaded agent as the server serves it: its web chat access, model slots and embedding origins."""
-    from halguru.models.registry import model_slots
+    from halguru.models.registry import model_context, model_slots
 
     web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
     web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
@@ -69,9 +70,11 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
         raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
                            f"'signin'), not {web_chat!r}")
     # A workflow has no model of its own (its steps' providers queue their own calls).
-    slots = None if agent.workflow is not None else model_slots(agent.spec.model)
+    own_model = agent.workflow is None
+    slots = model_slots(agent.spec.model) if own_model else None
+    context = model_context(agent.spec.model) if own_model else None
     origins = embed_origins(agent.spec.metadata, web_chat)
-    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins)
+    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context)
 
 
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")

@@ -157,6 +157,9 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     sampling = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
                                   "max_tokens": body.max_completion_tokens or body.max_tokens}.items()
                 if v is not None}
+    if served.context is not None and sampling.get("max_tokens", 0) >= served.context:
+        raise ApiError(400, f"max_tokens: {sampling['max_tokens']} leaves no room for the messages in the model's "
+                            f"context of {served.context} tokens; ask for fewer")
     reservation = service.reserve(state, served, caller)
     try:
         conversation = (await asyncio.to_thread(service.new_conversation, state, caller, served.name, text[:80],

@@ -74,3 +74,31 @@ def test_a_request_given_up_in_the_queue_leaves_no_conversation_behind(serve, ap
                 assert time.monotonic() < deadline, http.get("/v1/conversations").text
                 time.sleep(0.05)
             assert server.state.gate.depth(server.state.agents["slow"].model) == 0
+
+
+def test_max_tokens_beyond_the_models_context_is_a_400_not_a_failed_run(serve, api_key, agents_dir) -> None:
+    """No prompt fits beside an answer as long as the whole context: the request's mistake, said before any
+    run (it was a 502 "run failed", which also counted as a server error on /status)."""
+    import httpx
+    import yaml
+
+    from halguru.config import get_settings
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    context = get_settings().llama_n_ctx
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as http:
+        for max_tokens in (context, 10**9):
+            for stream in (False, True):
+                refused = http.post("/v1/chat/completions", json={
+                    "model": "small", "max_tokens": max_tokens, "stream": stream,
+                    "messages": [{"role": "user", "content": "hi"}]})
+                assert refused.status_code == 400, refused.text
+                assert refused.json()["error"]["message"] == (
+                    f"max_tokens: {max_tokens} leaves no room for the messages in the model's context of {context} "
+                    "tokens; ask for fewer")
+        echo = http.post("/v1/chat/completions", json={"model": "echo", "max_tokens": 10**9,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+        assert echo.status_code == 200  # a model that states no context of its own
+    assert server.state.store.list_runs(agent="small") == [] and server.state.metrics.server_errors() == 0
