@@ -135,3 +135,27 @@ def test_a_misspelt_serve_setting_is_named_as_unknown(tmp_path: Path, config: st
     with pytest.raises(HalguruError) as info:
         load_settings(path)
     assert str(info.value) == expected
+
+
+@pytest.mark.llama
+def test_ctrl_c_during_a_prompts_evaluation_exits_130_not_a_crash(halguru_cmd, subprocess_env, write_agent):
+    """The worker thread was still in llama_decode when the process exited: llama.cpp's static destructors
+    then ran under it and the process died of SIGSEGV instead of exiting 130."""
+    import signal
+    import time
+
+    agent = write_agent("name: long\nmodel: smollm2\nlimits: {max_tokens: 8}\n")
+    proc = subprocess.Popen([*halguru_cmd, "run", str(agent), "Summarise: " + "the cat sat on the mat. " * 480,
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=subprocess_env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the model loads (under a second), then evaluates the ~3,400-token prompt
+            if '"type":"model_call"' in line:
+                break
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()

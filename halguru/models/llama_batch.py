@@ -28,12 +28,14 @@ the event loops (tokens, ends) is posted once per step and loop (``post``), not 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import ctypes
 import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (
 N_BATCH = 512  # tokens per llama_decode at most (a prompt alone is prefilled this many at a time)
 COPY_PREFIX_MIN = 64  # copying another slot's whole sequence to reuse its prefix pays from this many tokens
 RATE_WINDOW_S = 10.0  # the aggregate tokens/s figure covers this many recent seconds
+EXIT_WAIT_S = 60.0  # at exit, how long a worker may take to finish the llama.cpp step it is in
 
 
 @dataclass
@@ -138,8 +141,9 @@ class LlamaEngine:
         self._slots = [Slot(i) for i in range(slots)]
         self._saved: OrderedDict[str, _Saved] = OrderedDict()
         self._waiting: deque[Job] = deque()
-        self._jobs: queue.Queue[Job] = queue.Queue()
+        self._jobs: queue.Queue[Job | None] = queue.Queue()  # None: the process is exiting (close)
         self._thread: threading.Thread | None = None
+        self._closing = False
         self._start_lock = threading.Lock()
         self._stats = Stats()
         self._piece_buf = ctypes.create_string_buffer(256)
@@ -159,7 +163,17 @@ class LlamaEngine:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=f"llama:{self.name}", daemon=True)
                 self._thread.start()
+                _RUNNING.add(self)
         self._jobs.put(job)
+
+    def close(self, timeout: float) -> None:
+        """Stop the worker thread once the llama.cpp step it is in has finished (at most ``timeout`` s)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._closing = True
+        self._jobs.put(None)  # wakes a worker waiting for work
+        thread.join(timeout)
 
     def post(self, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], item: Any,
              cancelled: threading.Event) -> None:
@@ -307,10 +321,12 @@ class LlamaEngine:
 
     # -- worker thread: the loop -----------------------------------------
     def _work(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 self._send_posts()  # before waiting for work: nothing produced may sit here
                 self._take_jobs(block=not any(s.job is not None for s in self._slots))
+                if self._closing:
+                    return
                 self._drop_cancelled()
                 self._admit()
                 if any(s.job is not None and s.pending for s in self._slots):
@@ -322,12 +338,18 @@ class LlamaEngine:
 
     def _take_jobs(self, block: bool) -> None:
         if block and not self._waiting:
-            self._waiting.append(self._jobs.get())
+            self._take(self._jobs.get())
         while True:
             try:
-                self._waiting.append(self._jobs.get_nowait())
+                self._take(self._jobs.get_nowait())
             except queue.Empty:
                 return
+
+    def _take(self, job: Job | None) -> None:
+        if job is None:
+            self._closing = True
+        else:
+            self._waiting.append(job)
 
     def _drop_cancelled(self) -> None:
         for s in self._slots:
@@ -598,3 +620,15 @@ class LlamaEngine:
 def _deliver_all(items: list[tuple[Callable[[Any], None], Any, threading.Event]]) -> None:
     for deliver, item, _ in items:
         deliver(item)
+
+
+_RUNNING: weakref.WeakSet[LlamaEngine] = weakref.WeakSet()  # engines whose worker thread was started
+
+
+@atexit.register
+def _close_engines() -> None:
+    """Let each engine's worker finish the llama.cpp step it is in before the process exits: the exit runs
+    llama.cpp's static destructors, and a step still computing on the (daemon) worker thread then crashed
+    the process (SIGSEGV on Ctrl-C during a prompt's evaluation, in `halguru run`, `test`, `eval`...)."""
+    for engine in list(_RUNNING):
+        engine.close(timeout=EXIT_WAIT_S)
