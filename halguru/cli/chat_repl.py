@@ -103,7 +103,7 @@ class ChatRepl:
                 runner.run(self.answer(text))
             except KeyboardInterrupt:
                 for line in self.stopped_ingests:
-                    self.console.print(f"\n[yellow]Stopped {escape(line)}.[/]")
+                    self.console.print(f"\n[yellow]{escape(line[:1].upper() + line[1:])}.[/]")
                 self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
             except HalguruError as exc:
                 self.console.print(f"[red]Error:[/] {escape(str(exc))}")

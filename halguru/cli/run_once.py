@@ -72,7 +72,7 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
         asyncio.run(consume())
     except KeyboardInterrupt:
         for line in scopes[0].stopped if scopes else []:  # asyncio.run waited for their threads
-            err.print(f"\n[yellow]Stopped {escape(line)}.[/]")
+            err.print(f"\n[yellow]{escape(line[:1].upper() + line[1:])}.[/]")  # "Indexing ... stopped after ..."
         from halguru.tools.threads import running_tools
 
         for name in running_tools():

@@ -52,7 +52,7 @@ def test_ctrl_c_during_an_agents_first_ingest_says_how_far_it_got(notes, halguru
     assert proc.returncode == 130, err
     assert took < 5, f"it took {took:.1f}s to stop"
     assert "Traceback" not in err
-    assert "Stopped indexing knowledge base 'kb-notes' stopped after" in err and "of 300 file(s)" in err, err
+    assert "Indexing knowledge base 'kb-notes' stopped after" in err and "of 300 file(s)" in err, err
     assert "the next run indexes the rest" in err
     # and the next run does: it finishes the base and answers
     done = subprocess.run([*halguru_cmd, "run", str(notes.parent), "what is the price"], capture_output=True,
