@@ -43,6 +43,10 @@ _BOOKKEPT = frozenset({"token", "model_call", "checkpoint"})  # what _Book.saw k
 SHUTDOWN = "shutdown"  # cancel a run's task with this message: it is stored as interrupted, not cancelled
 
 
+class NoConversation(HalguruError):
+    """The run's conversation is not in the store (never was, or was deleted before the run started)."""
+
+
 async def run(
     agent: Agent | str | Path,
     input: str,
@@ -176,7 +180,7 @@ class _Book:
         history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
                                   owner=self.owner, existing=conversation is not None)
         if history is None:
-            raise HalguruError(f"no conversation {conversation!r}; start one without --conversation")
+            raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")
         self.history = history
         if agent.driver is not None:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,

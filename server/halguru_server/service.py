@@ -21,7 +21,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
-from halguru.agents.runtime import run
+from halguru.agents.runtime import NoConversation, run
 from halguru.models.base import Message
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
@@ -135,8 +135,11 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
     is the conversation's: an admin posting into another's conversation adds a run its owner sees."""
     stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
                  metadata={"request_id": request_id}, owner=owner)
-    async for event in metered(state, served, reservation, stream):
-        yield event
+    try:
+        async for event in metered(state, served, reservation, stream):
+            yield event
+    except NoConversation:  # deleted between the request's check and the run's start: as if never there
+        raise ApiError(404, f"no conversation {conversation!r}") from None
 
 
 async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -138,3 +138,26 @@ def test_the_audit_pages_refuse_a_cursor_past_64_bits(serve, api_key) -> None:
             huge = admin.get(path, params={"before": "9" * 22})
             assert huge.status_code == 422 and "query.before" in huge.json()["error"]["message"], huge.text
         assert admin.get("/admin/audit", params={"before": 2**62}).status_code == 200
+
+
+def test_a_conversation_deleted_as_its_message_starts_a_run_is_a_404(client, monkeypatch) -> None:
+    """Deleted between the request's check and the run's start (another request of its owner): the answer is
+    the 404 of a conversation that is not there, a streamed one's an error event saying so, not an internal
+    error (with a traceback in the log) or the CLI's advice to start one without --conversation."""
+    from halguru_server import service
+
+    reserve = service.reserve
+
+    def delete_then_reserve(state, served, principal):  # the DELETE lands just before the run starts
+        state.store.delete_conversation(conv)
+        return reserve(state, served, principal)
+
+    monkeypatch.setattr(service, "reserve", delete_then_reserve)
+    conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    answer = client.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"})
+    assert answer.status_code == 404 and answer.json()["error"]["message"] == f"no conversation {conv!r}"
+    conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    streamed = client.post(f"/v1/conversations/{conv}/messages", json={"content": "hi", "stream": True})
+    assert streamed.status_code == 200 and streamed.text.startswith("event: error\n"), streamed.text
+    assert '"kind": "not_found"' in streamed.text and "internal" not in streamed.text
+    assert client.server.state.store.list_runs(agent="echo") == []
