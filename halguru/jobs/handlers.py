@@ -65,12 +65,16 @@ Handler = Callable[[JobContext, JobRecord], Coroutine[Any, Any, dict[str, Any]]]
 async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -> dict[str, Any]:
     """Run the agent once (through the queue in serve mode) and return how it ended; a failed run raises, so
     its effect stays unfinished and a retry runs it again."""
-    from halguru.agents.runtime import collect_result, run
+    from halguru.agents.runtime import NoConversation, collect_result, run
 
     agent = ctx.agent(job["agent"])
     async with ctx.admit(agent) if ctx.admit else nullcontext():
-        result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
-                                          metadata={"job_id": job["id"]}))
+        try:
+            result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
+                                              metadata={"job_id": job["id"]}))
+        except NoConversation:  # deleted since the job was queued: no retry brings it back
+            raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
+                           permanent=True) from None
     if result.status not in ("ok", "paused"):
         raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
     return {"run_id": result.run_id, "status": result.status, "output": result.output}

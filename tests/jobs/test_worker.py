@@ -163,6 +163,17 @@ async def test_unknown_agent_is_dead_at_once(store: Store, tmp_path: Path) -> No
     assert dead["attempts"] == 1 and "no sms channel" in dead["last_error"]
 
 
+async def test_a_job_whose_conversation_was_deleted_is_dead_at_once(store: Store, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    store.create_conversation("conv_gone", "echo", "t")
+    job, _ = store.enqueue_job("run", "echo", {"input": "x", "conversation_id": "conv_gone"})
+    store.delete_conversation("conv_gone")  # after the job was queued (POST /v1/jobs checked it was there)
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "dead")
+    dead = store.get_job(job["id"])
+    assert dead["attempts"] == 1 and dead["last_error"] == ("conversation conv_gone was deleted; the job has "
+                                                            "nothing to answer in")
+
+
 async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
     script = tmp_path / "slow.yaml"
     script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
