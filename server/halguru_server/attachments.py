@@ -67,4 +67,6 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
     service.check_text(text, "the file")
     seq = await asyncio.to_thread(state.store.append_message, conversation_id, "user",
                                   f"{PREFIX}{filename}]\n\n{text}")
+    if seq is None:  # deleted while the file was read: nothing was stored
+        raise ApiError(404, f"no conversation {conversation_id!r}")
     return AttachmentOut(name=filename, kind=document.kind, chars=len(text), seq=seq)

@@ -79,6 +79,26 @@ def test_attachment_limits_are_the_servers(serve: Serve) -> None:
         assert [m["content"].split("]")[0] for m in messages] == ["[Attached file: facts.txt"]
 
 
+def test_a_conversation_deleted_while_its_file_is_read_is_a_404(serve: Serve, monkeypatch) -> None:
+    """Nothing is stored then, so the answer is not 201 (with seq null) but the 404 of a missing conversation."""
+    from halguru_server import attachments
+
+    server = serve()
+    load = attachments.load
+
+    def load_while_deleted(path, data):  # the owner deletes the conversation while the file is parsed
+        server.state.store.delete_conversation(conv)
+        return load(path, data)
+
+    monkeypatch.setattr(attachments, "load", load_while_deleted)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        mine = {"X-Chat-Session": http.post("/chat/api/session").json()["token"]}
+        conv = http.post("/chat/api/conversations", headers=mine, json={"agent": "echo"}).json()["id"]
+        gone = http.post(f"/chat/api/conversations/{conv}/attachments", params={"name": "a.txt"}, headers=mine,
+                         content=FACT.encode())
+        assert gone.status_code == 404 and gone.json()["error"]["message"] == f"no conversation {conv!r}"
+
+
 def test_a_blank_message_is_refused_but_an_attachment_alone_is_not(serve: Serve) -> None:
     """The chat's own endpoint refuses "   " as the REST API does; a file needs no message beside it."""
     server = serve()
