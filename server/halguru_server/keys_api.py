@@ -1,8 +1,9 @@
 """/v1/keys: a signed-in user's own API keys (create, list, revoke); an admin (``keys:all``) sees everyone's.
 
 A key always belongs to the user who creates it here and carries at most their permissions. A caller that is
-itself a key can only make keys no wider than it: its agents at most, its scope at most, and a key that
-expires no later than it does (a stolen narrow key must not mint a broad, eternal one).
+itself a key can only make, and revoke, keys no wider than it (itself included): its agents at most, its scope
+at most, and a key that expires no later than it does (a stolen narrow key must not mint a broad, eternal one,
+nor revoke the broad keys its user relies on).
 """
 
 from __future__ import annotations
@@ -69,18 +70,18 @@ def _user_id(caller: Principal) -> str:
     return caller.user["id"]
 
 
-def _no_wider(caller: Principal, body: KeyIn, expires_in: float | None) -> None:
-    """A key may only mint keys within its own reach."""
+def _no_wider(caller: Principal, agents: list[str], admin: bool, expires: float | None, doing: str) -> None:
+    """A key may only mint (or revoke) keys within its own reach: its agents, its scope, expiring no later."""
     key = caller.key
     if key is None:
         return
-    if key.agents and (not body.agents or not set(body.agents) <= set(key.agents)):
-        raise ApiError(403, f"this key may only create keys for its own agents: {', '.join(key.agents)}",
+    if key.agents and (not agents or not set(agents) <= set(key.agents)):
+        raise ApiError(403, f"this key may only {doing} keys for its own agents: {', '.join(key.agents)}",
                        "forbidden")
-    if body.admin and key.scope != "admin":
-        raise ApiError(403, "this key may not create a key with wider permissions than its own", "forbidden")
-    if key.expires is not None and (expires_in is None or time.time() + expires_in > key.expires):
-        raise ApiError(403, "this key expires, so the keys it creates must expire no later", "forbidden")
+    if admin and key.scope != "admin":
+        raise ApiError(403, f"this key may not {doing} a key with wider permissions than its own", "forbidden")
+    if key.expires is not None and (expires is None or expires > key.expires):
+        raise ApiError(403, f"this key expires, so the keys it may {doing} must expire no later", "forbidden")
 
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, responses=responses(400, 404))
@@ -97,7 +98,8 @@ def create(body: KeyIn, request: Request, state: State, caller: Caller) -> NewKe
         expires_in = parse_duration(body.expires) if body.expires else None
     except HalguruError as exc:
         raise ApiError(400, str(exc)) from None
-    _no_wider(caller, body, expires_in)
+    _no_wider(caller, body.agents, body.admin, time.time() + expires_in if expires_in is not None else None,
+              "create")
     key, secret = create_key(state.store, body.name, body.agents, expires_in, "admin" if body.admin else "user",
                              user_id=user_id)
     audit.record(request, "key.create", key.id, {"name": key.name, "scope": key.scope, "user_id": user_id})
@@ -124,6 +126,8 @@ def revoke(key_id: Annotated[str, Path(max_length=20)], request: Request, state:
     mine = found is not None and caller.user is not None and found.user_id == caller.user["id"]
     if found is None or not (mine or caller.sees_all("keys")):
         raise ApiError(404, f"no key {key_id!r}")
+    if found.id != (caller.key.id if caller.key else None):  # a stolen narrow key must not cut off broader ones
+        _no_wider(caller, list(found.agents), found.scope == "admin", found.expires, "revoke")
     if found.revoked is None:
         state.store.revoke_keys([found.id])
         audit.record(request, "key.revoke", found.id, {"name": found.name, "user_id": found.user_id})

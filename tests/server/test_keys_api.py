@@ -63,7 +63,15 @@ def test_roles_and_keys_cannot_mint_wider_keys(serve) -> None:
                   {"name": "w", "agents": ["echo"]}, {"name": "w", "agents": ["echo"], "expires": "2h"}):
         refused = as_key.post("/v1/keys", json=wider)
         assert refused.status_code == 403, (wider, refused.text)
-    assert as_key.post("/v1/keys", json={"name": "ok", "agents": ["echo"], "expires": "30m"}).status_code == 201
+    within = as_key.post("/v1/keys", json={"name": "ok", "agents": ["echo"], "expires": "30m"})
+    assert within.status_code == 201
+    # nor revoke the user's broader keys (a stolen narrow key cutting off the keys its user relies on)
+    broad = dev.post("/v1/keys", json={"name": "broad"}).json()
+    refused = as_key.delete(f"/v1/keys/{broad['id']}")
+    assert refused.status_code == 403 and "only revoke keys for its own agents: echo" in refused.text
+    assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": f"Bearer {broad['secret']}"}).is_success
+    assert as_key.delete(f"/v1/keys/{within.json()['id']}").json()["state"] == "revoked"
+    assert as_key.delete(f"/v1/keys/{narrow['id']}").json()["state"] == "revoked"  # itself: always
     # a signed-in state change without the CSRF token is refused; a key needs none
     del dev.headers["X-CSRF-Token"]
     assert dev.post("/v1/keys", json={"name": "x"}).status_code == 403
