@@ -26,6 +26,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 REPLICA_COOKIE = "halguru_replica"
 # Their 503 reports what is wrong elsewhere; counted as a server error, a red /status would keep itself red.
 HEALTH_PROBES = frozenset({"/readyz", "/status"})
+# A metric label: any other method a client makes up counts as "other" (one series each would grow without bound)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("halguru.server.access")
 
 
@@ -98,7 +100,8 @@ class RequestMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = (first_byte[0] or time.perf_counter()) - started
-            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.metrics.requests.labels(method, route, str(status[0])).inc()
             if route not in HEALTH_PROBES:
                 self.metrics.request_done(status[0])
             self.metrics.latency.labels(route).observe(elapsed)

@@ -63,8 +63,12 @@ def test_metrics_bound_tool_labels_count_failed_requests_and_expose_the_process(
     metrics.tool_calls.labels("echo", metrics.tool_label("made_up_tool_1")).inc()
     metrics.tool_calls.labels("echo", metrics.tool_label("made_up_tool_2")).inc()
     assert client.get("/v1/conversations/nope").status_code == 404
+    for made_up in ("MADEUP1", "MADEUP2"):  # methods anyone can invent: one series each would grow for ever
+        assert client.request(made_up, "/healthz").status_code == 405
     text = client.get("/metrics").text
     assert 'halguru_tool_calls_total{agent="echo",tool="other"} 2.0' in text and "made_up" not in text
+    assert 'halguru_http_requests_total{method="other",route="/healthz",status="405"} 2.0' in text
+    assert "MADEUP" not in text
     assert 'halguru_errors_total{kind="http_4xx"}' in text
     assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
 
