@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from halguru.rag.chunking import chunk_text, document_title
+from halguru.rag.chunking import Chunk, chunk_text, document_title
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
 from halguru.rag.store import KnowledgeBase
@@ -176,11 +176,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     summary = IngestSummary()
     kb.refresh()
     stored = kb.documents()
-    files: list[tuple[Path, Path]] = []
-    for root in roots:
-        found, skipped = discover([root])
-        summary.skipped += [(str(s.path), s.reason) for s in skipped]
-        files += [(f, root) for f in found]
+    files = _files(roots, summary)
     notify("files", len(files))
     running.total = len(files)
     seen: set[str] = set()
@@ -236,14 +232,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             summary.skipped.append((str(file), "no text to index"))
             continue
         (summary.updated if old is not None else summary.added).append(source)
-        title = loaded.title or document_title(loaded.text, loaded.kind)
-        for i, chunk in enumerate(chunks):
-            label = " | ".join(part for part in (source, title, chunk.heading) if part)
-            pending.append({
-                "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
-                "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,
-                "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
-            })
+        pending += _chunk_rows(key, source, digest, loaded.title or document_title(loaded.text, loaded.kind), chunks)
         if old is not None:
             stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
         if len(pending) >= BATCH_CHUNKS:
@@ -252,6 +241,30 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     running.done = len(files)
     _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+def _files(roots: list[Path], summary: IngestSummary) -> list[tuple[Path, Path]]:
+    """(file, the root it was found under) for every file to read; what cannot be read is noted as skipped."""
+    files: list[tuple[Path, Path]] = []
+    for root in roots:
+        found, skipped = discover([root])
+        summary.skipped += [(str(s.path), s.reason) for s in skipped]
+        files += [(f, root) for f in found]
+    return files
+
+
+def _chunk_rows(key: str, source: str, digest: str, title: str, chunks: list[Chunk]) -> list[dict[str, object]]:
+    """The table rows of one document's chunks. What is embedded and searched is the chunk's text under a label
+    naming its source, the document's title and the chunk's heading, so a passage is found by what it is part of."""
+    rows: list[dict[str, object]] = []
+    for i, chunk in enumerate(chunks):
+        label = " | ".join(part for part in (source, title, chunk.heading) if part)
+        rows.append({
+            "id": f"{digest}:{i}", "path": key, "source": source, "doc_hash": digest,
+            "heading": chunk.heading, "line_start": chunk.line_start, "line_end": chunk.line_end,
+            "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
+        })
+    return rows
 
 
 def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, set[str]]], seen: set[str],
