@@ -159,3 +159,16 @@ def test_ctrl_c_during_a_prompts_evaluation_exits_130_not_a_crash(halguru_cmd, s
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_keys_agents_names_each_known_agent_once(write_agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from halguru_server.cli import check_key_agents
+
+    from halguru.errors import HalguruError
+
+    write_agent("name: twin\nmodel: scripted\n", name="a")
+    write_agent("name: twin\nmodel: scripted\n", name="b")  # a copy of a project keeps its name
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HalguruError) as info:
+        check_key_agents(["basic"])
+    assert str(info.value) == "--agents: no agent named 'basic' here; known: twin"

@@ -107,7 +107,7 @@ def check_key_agents(names: list[str], config: Path | None = None) -> str | None
     if unknown:
         unloaded = f"; not loaded: {', '.join(map(str, broken))}" if broken else ""
         raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
-                           f"known: {', '.join(known) or 'none'}{unloaded}")
+                           f"known: {', '.join(dict.fromkeys(known)) or 'none'}{unloaded}")  # each name once
     return None
 
 
