@@ -172,3 +172,50 @@ def test_keys_agents_names_each_known_agent_once(write_agent, tmp_path: Path, mo
     with pytest.raises(HalguruError) as info:
         check_key_agents(["basic"])
     assert str(info.value) == "--agents: no agent named 'basic' here; known: twin"
+
+
+MARK_AND_SEND = '''\
+from pathlib import Path
+from halguru import tool
+
+
+@tool
+def mark(x: int) -> str:
+    """Mark."""
+    with open(Path(__file__).parent / "marks.log", "a") as f:
+        f.write("mark\\n")
+    return "marked"
+
+
+@tool
+def send(x: int) -> str:
+    """Send."""
+    if not (Path(__file__).parent / "fixed").exists():
+        raise RuntimeError("smtp down")
+    return "sent"
+'''
+
+
+def test_resuming_a_failed_workflow_continuation_reuses_the_steps_before_the_pause(write_agent):
+    """README: a failed workflow run resumes 'after fixing the tool that failed', its finished steps never run
+    again. A continuation (after an approval) that failed had only a 'start' checkpoint: step a ran twice."""
+    from halguru import run_sync
+    from halguru.orchestration.approvals import approve, list_pending
+    from halguru.orchestration.durable import list_runs, resume
+
+    agent = write_agent("name: dw\ntools: [mark, send]\napprovals: [send]\nworkflow:\n  steps:\n"
+                        "    - {id: a, tool: mark, args: {x: 1}}\n    - {id: b, tool: send, args: {x: 2}}\n",
+                        MARK_AND_SEND)
+    assert run_sync(agent, "go").status == "paused"
+    [pending] = list_pending()
+    failed = approve(pending["run_id"])
+    assert failed.status == "failed" and "smtp down" in (failed.error or "")
+    [row] = [r for r in list_runs("failed") if r["id"] == failed.run_id]
+    assert row["checkpoint"] == "step a ok"
+    (agent / "fixed").touch()
+    again = resume(failed.run_id)
+    assert again.status == "paused"  # step b asks for its approval again; step a is reused
+    assert (agent / "marks.log").read_text() == "mark\n"
+    [pending] = list_pending()
+    assert approve(pending["run_id"]).status == "ok"
+    assert (agent / "marks.log").read_text() == "mark\n"

@@ -185,6 +185,10 @@ class _Book:
         if agent.driver is not None:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
                                    self.input)
+            resume = self.ctx.resume
+            if resume is not None and resume.state:  # a continuation starts where the run it continues was: a
+                # resume of it (it failed, or died before its own first step) must not run those steps again
+                store.save_checkpoint(self.run_id, resume.checkpoint or "start", resume.state, [])
 
     async def end(self, status: str, error: str | None) -> RunFinished:
         """``finish`` off the event loop like the start (the final write is the run's biggest)."""

@@ -89,7 +89,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     resume = Resume(row["run_id"], messages, {call.id: reject})
     saved = store.get_checkpoint(row["run_id"])
     if saved is not None and agent.workflow is not None:  # a workflow goes on from the steps it had finished
-        resume.state = saved["state"]
+        resume.state, resume.checkpoint = saved["state"], saved["label"]
     if edit_args is not None and reject is None:
         resume.edited.add(call.id)
         for message in messages:  # the edited call is the one run and kept in the conversation
