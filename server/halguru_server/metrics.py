@@ -1,17 +1,18 @@
 """Prometheus metrics, one registry per app (several apps in one process, as in tests, do not clash).
 
 Label values stay bounded: a tool label is one of the served agents' declared tools, any other name (a model
-may call a tool that does not exist) counts under ``other``.
+may call a tool that does not exist) counts under ``other``. ``render(agents=...)`` leaves out the samples
+labelled with any other agent (a scrape without a key sees the public agents' only).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -75,10 +76,29 @@ class Metrics:
             self.recent_5xx.popleft()
         return len(self.recent_5xx)
 
-    def render(self) -> bytes:
+    def render(self, agents: Collection[str] | None = None) -> bytes:
+        """The exposition text; with ``agents``, without the samples whose ``agent`` label is another's."""
         from prometheus_client import generate_latest
 
-        return generate_latest(self.registry)
+        return generate_latest(self.registry if agents is None else _Only(self.registry, frozenset(agents)))
+
+
+class _Only(Collector):
+    """A registry's metrics less the samples whose ``agent`` label is not one of ``agents``."""
+
+    def __init__(self, registry: CollectorRegistry, agents: frozenset[str]):
+        self.registry = registry
+        self.agents = agents
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            kept = [s for s in family.samples if s.labels.get("agent", "") in self.agents or "agent" not in s.labels]
+            if len(kept) == len(family.samples):
+                yield family
+                continue
+            only = Metric(family.name, family.documentation, family.type, family.unit)
+            only.samples = kept
+            yield only
 
 
 class _JobsCollector(Collector):

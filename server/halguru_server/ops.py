@@ -1,7 +1,8 @@
 """Operations endpoints: liveness, readiness, Prometheus metrics and a status page that tells the truth.
 
 These answer without a key, so they show states, counts and the public agents only: no filesystem path,
-no exception text (both go to the log), no name of a key-only agent.
+no exception text (both go to the log), no name of a key-only agent. ``/metrics`` labels every agent for a
+caller whose key (or signed-in user) may read metrics (``metrics:read``) and use that agent.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from halguru_server.agents import ServedAgent
 from halguru_server.identity.guards import public
-from halguru_server.state import ServerState, state_of
+from halguru_server.state import Principal, ServerState, resolve, state_of
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
 State = Annotated[ServerState, Depends(state_of)]
@@ -120,10 +122,26 @@ def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": "ok" if ok else "unavailable", "components": parts}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics", response_class=Response)
-def metrics(state: State) -> Response:
-    """Prometheus text format."""
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+@router.get("/metrics", response_class=Response, responses={401: {"description": "the key sent is not valid"}})
+def metrics(request: Request, state: State) -> Response:
+    """Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
+    not public); a key that may read metrics (``metrics:read``, e.g. Prometheus' ``authorization:
+    credentials: KEY``) sees the agents it may use. A plain function: FastAPI runs it on a thread, where the
+    key's lookup (a round trip to the database server) blocks no other request."""
+    caller = resolve(request)
+    shown = [name for name, served in state.agents.items() if _labels_shown(caller, served)]
+    return Response(state.metrics.render(shown), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _labels_shown(caller: Principal, served: ServedAgent) -> bool:
+    """Whether ``/metrics`` shows this caller the samples labelled with ``served``'s name: a public agent's to
+    anyone; another's to a caller that may read metrics and use it (a session still owing its second factor
+    is nobody yet)."""
+    if served.web_chat == "public":
+        return True
+    if caller.web is not None and not caller.web["mfa_done"]:
+        return False
+    return caller.can("metrics:read") and caller.allows(served)
 
 
 @router.get("/status", response_class=HTMLResponse, responses={503: {"description": "something is wrong"}})

@@ -340,8 +340,9 @@ def test_jobs_and_paused_runs_of_a_published_agent(cli, serve, tmp_path: Path) -
         events = http.get(f"/v1/runs/{done.json()['run_id']}").json()["events"]
         [result] = [e for e in events if e["type"] == "tool_result"]
         assert "order A1: shipped" in str(result) and "(v2)" not in str(result)
-        metrics = httpx.get(server.url + "/metrics").text  # a published agent's tools are metric labels too
-        assert 'tool="lookup"' in metrics
+        metrics = http.get("/metrics").text  # a published agent's tools are metric labels too
+        assert 'halguru_tool_calls_total{agent="shop",tool="lookup"}' in metrics
+        assert 'agent="shop"' not in httpx.get(server.url + "/metrics").text  # key-only: no name without a key
 
         deadline = time.monotonic() + 20
         while (status := http.get(f"/v1/jobs/{job['id']}").json())["status"] not in ("done", "dead"):

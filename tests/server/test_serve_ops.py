@@ -73,6 +73,29 @@ def test_metrics_bound_tool_labels_count_failed_requests_and_expose_the_process(
     assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
 
 
+def test_metrics_name_a_key_only_agent_only_to_a_key_that_may_read_them(client, api_key) -> None:
+    """README: /metrics shows no key-only agent's name without a key; an operator's key (Prometheus'
+    ``authorization: credentials: KEY``) scrapes every agent's numbers."""
+    for agent in ("echo", "private"):  # echo is public, private key-only
+        conv = client.post("/v1/conversations", json={"agent": agent}).json()["id"]
+        assert client.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"}).status_code == 200
+    url = f"{client.server.url}/metrics"
+    anonymous = httpx.get(url).text
+    assert 'halguru_runs_total{agent="echo",status="ok"} 1.0' in anonymous
+    assert 'halguru_tokens_total{agent="echo",direction="out"}' in anonymous
+    assert "private" not in anonymous  # not in runs, durations, tokens: anywhere
+    assert 'halguru_http_requests_total{method="POST",route="/v1/conversations",status="201"} 2.0' in anonymous
+
+    scraped = client.get("/metrics").text  # the client's key: a developer's, which may read metrics
+    assert 'halguru_runs_total{agent="private",status="ok"} 1.0' in scraped
+    assert 'halguru_run_duration_seconds_count{agent="private"} 1.0' in scraped
+    assert 'halguru_runs_total{agent="echo",status="ok"} 1.0' in scraped
+    narrow = httpx.get(url, headers={"Authorization": f"Bearer {api_key('narrow', agents=['echo'])}"}).text
+    assert "private" not in narrow and 'agent="echo"' in narrow  # a key limited to echo learns no other
+    wrong = httpx.get(url, headers={"Authorization": "Bearer hg_not_a_key"})
+    assert wrong.status_code == 401  # a misconfigured scrape says so instead of quietly seeing less
+
+
 def test_sse_sends_keep_alive_comments_while_a_run_is_silent(serve, agents_dir: Path) -> None:
     script = agents_dir.parent / "pause.yaml"
     script.write_text(yaml.safe_dump([{"text": "late answer", "token_delay": 0.6}]))
