@@ -219,3 +219,13 @@ def test_resuming_a_failed_workflow_continuation_reuses_the_steps_before_the_pau
     [pending] = list_pending()
     assert approve(pending["run_id"]).status == "ok"
     assert (agent / "marks.log").read_text() == "mark\n"
+
+
+def test_validate_warns_when_tool_choice_required_has_no_tool_to_call(halguru_cmd, subprocess_env, write_agent):
+    agent = write_agent("name: tc\nmodel: scripted\ntool_choice: required\n")
+    proc = _run(halguru_cmd, subprocess_env, "validate", str(agent))
+    assert proc.returncode == 0 and proc.stdout.startswith("OK: tc")
+    assert proc.stderr.strip() == (f"Warning: {agent / 'agent.yaml'}:3: tool_choice: required but this agent has no "
+                                   "tools, so the model just answers; list some in tools: or use auto")
+    (agent / "agent.yaml").write_text("name: tc\nmodel: scripted\ntool_choice: required\ntools: [calculator]\n")
+    assert _run(halguru_cmd, subprocess_env, "validate", str(agent)).stderr == ""

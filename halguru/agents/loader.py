@@ -276,11 +276,22 @@ def check_project(path: str | Path) -> ProjectReport:
         _check_channels(one, agent_file, text)
         if one.spec.mcp:
             report.mcp_tools.update(_check_mcp(one, agent_file, text))
+        if agent.spec.team is None and _offers_no_tool(one) and one.spec.tool_choice == "required":
+            report.warnings.append(f"{agent_file}:{yaml_line_for(text, ('tool_choice',))}: tool_choice: required "
+                                   "but this agent has no tools, so the model just answers; list some in tools: "
+                                   "or use auto")
         tools_file = one.path / TOOLS_FILE
         report.warnings += [f"{tools_file}:{line}: {name}() looks like a tool but has no @tool, so no agent can "
                             f"call it; add @tool (or name it _{name} if it is a helper)"
                             for name, line in untagged_functions(tools_file)]
     return report
+
+
+def _offers_no_tool(agent: Agent) -> bool:
+    """Whether the model is offered no tool at all: none listed, declared (HTTP, MCP) or for knowledge."""
+    spec = agent.spec
+    searches = bool(spec.knowledge) and spec.retrieval.mode != "auto"  # search_knowledge
+    return not (spec.tools or spec.http_tools or spec.mcp or searches)
 
 
 def _check_model(agent: Agent, agent_file: Path, text: str) -> list[str]:
