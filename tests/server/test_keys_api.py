@@ -75,3 +75,27 @@ def test_roles_and_keys_cannot_mint_wider_keys(serve) -> None:
     # a signed-in state change without the CSRF token is refused; a key needs none
     del dev.headers["X-CSRF-Token"]
     assert dev.post("/v1/keys", json={"name": "x"}).status_code == 403
+
+
+def test_only_a_key_of_the_users_full_reach_lists_and_ends_their_web_sessions(serve) -> None:
+    """A narrow key (some agents, or expiring) gets a one-line 403 for the account's web sessions: a stolen
+    one must not see where the user is signed in nor sign every browser out."""
+    server = serve()
+    dev, _ = _browser(server, "developer", "dev@example.com")
+    [session] = dev.get("/auth/sessions").json()["data"]
+    for limits, says in (({"agents": ["echo"]}, "limited to echo;"), ({"expires": "1h"}, "limited in time"),
+                         ({"agents": ["echo"], "expires": "1h"}, "limited to echo and in time")):
+        secret = dev.post("/v1/keys", json={"name": "narrow", **limits}).json()["secret"]
+        narrow = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+        for refused in (narrow.get("/auth/sessions"), narrow.post("/auth/logout-all"),
+                        narrow.delete(f"/auth/sessions/{session['id']}")):
+            assert refused.status_code == 403, (limits, refused.text)
+            message = refused.json()["error"]["message"]
+            assert says in message and "\n" not in message and "sign in at /auth/account" in message
+        assert narrow.get("/v1/agents").is_success  # what the key is for still works
+    assert dev.get("/auth/me").json()["via"] == "session"  # the browser is still signed in
+    secret = dev.post("/v1/keys", json={"name": "full"}).json()["secret"]
+    full = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+    assert [s["id"] for s in full.get("/auth/sessions").json()["data"]] == [session["id"]]
+    assert full.post("/auth/logout-all").json() == {"revoked": 1}
+    assert dev.get("/auth/me").status_code == 401  # signed out everywhere

@@ -1,7 +1,11 @@
 """The signed-in caller's JSON API: who am I (``GET /auth/me``, with the CSRF token a page sends back), my
 sessions (list, sign one out) and "sign out everywhere". For scripts and the web chat; the account pages
 (``account_routes``) offer the same to people, with forms. Sign-out of this browser is ``POST /auth/logout``
-there."""
+there.
+
+The sessions are the whole account's, so an API key reaches them only with the user's full reach: a key limited
+to some agents or that expires is refused (403), as it may revoke only keys within its own reach (keys_api): a
+stolen narrow key must not watch the user's browsers nor sign them all out."""
 
 from __future__ import annotations
 
@@ -75,6 +79,19 @@ def _user_id(caller: Principal) -> str:
     return caller.user["id"]
 
 
+def _account_user_id(caller: Principal) -> str:
+    """The user whose web sessions the caller may list and end: a signed-in browser's, or a key's that has
+    the user's full reach (no agent list, no expiry)."""
+    user_id = _user_id(caller)
+    key = caller.key
+    if key is not None and (key.agents or key.expires is not None):
+        limits = " and ".join(([f"to {', '.join(key.agents)}"] if key.agents else [])
+                              + (["in time (it expires)"] if key.expires is not None else []))
+        raise ApiError(403, f"this API key is limited {limits}; your web sessions are the whole account's: use a "
+                            "key without an agent list or expiry, or sign in at /auth/account", "forbidden")
+    return user_id
+
+
 @router.get("/sessions", response_model=SessionList, responses=responses(404))
 def list_sessions(state: State, caller: Caller) -> SessionList:
     """The user's signed-in browsers (live ones), most recently active first."""
@@ -82,24 +99,26 @@ def list_sessions(state: State, caller: Caller) -> SessionList:
     return SessionList(data=[
         SessionOut(id=websessions.session_id(s), created=s["created"], last_seen=s["last_seen"], expires=s["expires"],
                    address=s["address"], user_agent=s["user_agent"], current=websessions.session_id(s) == current)
-        for s in websessions.list_sessions(state.store, _user_id(caller), state.settings.auth)])
+        for s in websessions.list_sessions(state.store, _account_user_id(caller), state.settings.auth)])
 
 
 @router.delete("/sessions/{session_id}", status_code=204, responses=responses(404))
 def revoke_session(session_id: Annotated[str, Path(max_length=64)], request: Request, state: State,
                    caller: Caller) -> Response:
     """Sign out one of the user's browsers (404 for an id that is not theirs)."""
-    if not websessions.revoke_by_id(state.store, _user_id(caller), session_id):
+    user_id = _account_user_id(caller)
+    if not websessions.revoke_by_id(state.store, user_id, session_id):
         raise ApiError(404, f"no session {session_id!r}; GET /auth/sessions lists them")
-    audit.record(request, "auth.sign_out", _user_id(caller), {"session": session_id})
+    audit.record(request, "auth.sign_out", user_id, {"session": session_id})
     return Response(status_code=204)
 
 
 @router.post("/logout-all", response_model=Revoked, responses=responses(404))
 def logout_all(request: Request, response: Response, state: State, caller: Caller) -> Revoked:
     """Sign out every browser of the user, this one included (its cookie is cleared)."""
-    revoked = websessions.revoke_all(state.store, _user_id(caller))
-    audit.record(request, "auth.sign_out", _user_id(caller), {"everywhere": True, "revoked": revoked})
+    user_id = _account_user_id(caller)
+    revoked = websessions.revoke_all(state.store, user_id)
+    audit.record(request, "auth.sign_out", user_id, {"everywhere": True, "revoked": revoked})
     if caller.web is not None:
         websessions.clear_cookie(response, request, state.settings.trusted_proxies)
     return Revoked(revoked=revoked)
