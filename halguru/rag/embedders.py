@@ -340,7 +340,13 @@ def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     factories = embedder_factories()
     factory = factories.get(name)
     if factory is None:
-        raise KnowledgeError(f"unknown embedder {name!r}; available: {', '.join(sorted(factories))}")
+        import difflib
+
+        names = sorted(factories.keys() | PROFILES.keys())
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KnowledgeError(f"unknown embedder {name!r}{hint}; available: {', '.join(names)} (default and fast "
+                             f"are profiles: {PROFILES['default']} and {PROFILES['fast']})")
     embedder = factory(argument) if argument else factory()
     embedder.name = reference
     if hasattr(embedder, "close"):

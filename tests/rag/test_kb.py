@@ -111,3 +111,15 @@ def test_llama_cpp_embedder_on_the_bundled_gguf(docs):
     assert rag.search("gguf", "How do I install halguru?", k=1)[0].citation == "docs/guide.md#Install"
     with pytest.raises(KnowledgeError, match="kb reindex gguf --embedder"):
         rag.search("gguf", "install", embedder="wordllama")
+
+
+def test_a_mistyped_embedder_is_named_with_the_closest_one_and_the_profiles(halguru_home):
+    with pytest.raises(KnowledgeError) as raised:
+        rag.create("typo", "fsat")
+    message = str(raised.value)
+    assert "unknown embedder 'fsat' (did you mean 'fast'?)" in message
+    assert "default and fast are profiles: minilm and wordllama" in message
+    with pytest.raises(KnowledgeError) as raised:
+        rag.create("typo", "nope")
+    assert "did you mean" not in str(raised.value)  # no far-fetched guess
+    assert [base.name for base in rag.list_bases()] == []  # nothing half-made
