@@ -39,6 +39,7 @@ from halguru_server.identity import (
     account_routes,
     device_routes,
     local_routes,
+    mailer,
     oidc_routes,
     session_routes,
     users_routes,
@@ -88,6 +89,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.dev:
             log.warning("dev mode: API keys are OFF; listening on loopback only")
+        if settings.auth.smtp is not None and not settings.auth.public_url:
+            log.warning(mailer.NO_PUBLIC_URL)
         state.lifecycle.install(asyncio.get_running_loop())
         pool = None
         from halguru.tools.mcp import keep_servers_running

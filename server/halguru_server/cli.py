@@ -21,6 +21,7 @@ def run_server(config: Path | None, **options: Any) -> None:
 
     from halguru_server.agents import load_agents
     from halguru_server.app import SETTINGS_ENV, create_app
+    from halguru_server.identity.mailer import NO_PUBLIC_URL
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
 
@@ -41,7 +42,9 @@ def run_server(config: Path | None, **options: Any) -> None:
                f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics\n"
                + (f"  worker   in-process, {settings.worker_concurrency} job(s) at a time (jobs, schedules, "
                   "channel replies)" if settings.worker else "  worker   off (--no-worker): run `halguru worker`")
-               + ("\n  dev mode: no API keys (loopback only)" if settings.dev else ""), err=True)
+               + ("\n  dev mode: no API keys (loopback only)" if settings.dev else "")
+               + (f"\n  warning: {NO_PUBLIC_URL}" if settings.auth.smtp and not settings.auth.public_url else ""),
+               err=True)
     # uvicorn's grace period outlasts ours (drain delay + shutdown_timeout, see lifecycle.py), so a cut run
     # still ends its stream with an error event. X-Forwarded-For is read by the app (trusted_proxies) only.
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,

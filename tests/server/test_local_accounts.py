@@ -358,3 +358,45 @@ def test_a_signed_in_person_changes_their_password_and_their_other_browsers_are_
     with accounts.client() as fresh:
         assert sign_in(fresh, "hal@example.com").status_code == 401  # the old password is gone
         assert sign_in(fresh, "hal@example.com", new).status_code == 303
+
+
+def test_without_public_url_a_strangers_host_header_never_names_a_mail_links_host(accounts_server, serve,
+                                                                                   smtp_server, caplog) -> None:
+    """docs/identity.md: without auth.public_url a link is built from the request's Host, which a stranger
+    sets. serve warns at start; a Host that is neither loopback nor --host gets no mail (same page); with
+    --host or public_url the link names that host, whatever Host the request said."""
+    from tests.server.localaccounts import smtp_settings
+
+    caplog.set_level("WARNING", logger="halguru.server")
+    accounts = accounts_server()
+    assert any("auth.public_url is not" in r.getMessage() for r in caplog.records)  # the start-up warning
+    accounts.user("di@example.com")
+    evil = {"Host": "evil.example", "Origin": "http://evil.example"}
+    with httpx.Client(base_url=accounts.url, headers=evil) as stranger, accounts.client() as local:
+        tricked = post_form(stranger, "/auth/reset", "/auth/reset", email="di@example.com")
+        honest = post_form(local, "/auth/reset", "/auth/reset", email="nobody@example.com")
+        assert tricked.status_code == 200 and tricked.text == honest.text  # it says nothing either way
+        registered = post_form(stranger, "/auth/register", "/auth/register", email="eve@example.com",
+                               password=PASSWORD)
+        assert registered.status_code == 201 and "could not be sent" in registered.text
+        again = post_form(stranger, "/auth/register", "/auth/register", email="di@example.com", password=PASSWORD)
+        assert again.status_code == 200
+        assert accounts.smtp.wait_for(1, seconds=1.0) == []
+        assert any("'evil.example'" in r.getMessage() and "auth.public_url" in r.getMessage() for r in caplog.records)
+        post_form(local, "/auth/reset", "/auth/reset", email="di@example.com")
+        assert accounts.link(1, "di@example.com").startswith(accounts.url + "/auth/reset?token=")
+
+    named = Accounts(serve(host="halguru.lan", auth={"registration": "open", "smtp": smtp_settings(smtp_server)}),
+                     smtp_server)
+    lan = {"Host": "halguru.lan:8000", "Origin": "http://halguru.lan:8000"}
+    with httpx.Client(base_url=named.url, headers=lan) as client:
+        post_form(client, "/auth/reset", "/auth/reset", email="di@example.com")
+        assert named.link(2, "di@example.com").startswith("http://halguru.lan:8000/auth/reset?token=")
+
+    caplog.clear()
+    public = Accounts(serve(auth={"registration": "open", "smtp": smtp_settings(smtp_server),
+                                  "public_url": "https://halguru.example.com"}), smtp_server)
+    assert not any("auth.public_url is not" in r.getMessage() for r in caplog.records)
+    with httpx.Client(base_url=public.url, headers=evil) as stranger:
+        post_form(stranger, "/auth/reset", "/auth/reset", email="di@example.com")
+        assert public.link(3, "di@example.com").startswith("https://halguru.example.com/auth/reset?token=")

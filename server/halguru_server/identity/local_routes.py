@@ -223,10 +223,11 @@ async def _create(request: Request, state: ServerState, email: str, name: str, p
         user = await asyncio.to_thread(accounts.create_user, state.store, email, role=role, name=name,
                                        password=password, email_verified=verified)
     except accounts.AccountError:  # the email has an account: its owner hears of it, this page does not say
-        reset = f"{mailer.base_url(request, state.settings.auth)}/auth/reset"
-        await _mail(state, email, "Your halguru account", "Someone asked to create a halguru account for this "
-                    f"address, which has one already. To set a new password, open {reset}\n\nIf it was not you, "
-                    "ignore this mail.\n")
+        base = mailer.base_url(request, state.settings.auth, state.settings.host)
+        if base is not None:
+            await _mail(state, email, "Your halguru account", "Someone asked to create a halguru account for "
+                        f"this address, which has one already. To set a new password, open {base}/auth/reset"
+                        "\n\nIf it was not you, ignore this mail.\n")
         return done
     await asyncio.to_thread(audit.record, request, "user.create", user["id"], {"email": user["email"], "role": role})
     if verified:
@@ -249,9 +250,12 @@ async def _mail(state: ServerState, to: str, subject: str, text: str) -> bool:
 async def _send_verification(request: Request, state: ServerState, user: UserRecord) -> bool:
     if not user["email"]:
         return False
+    base = mailer.base_url(request, state.settings.auth, state.settings.host)
+    if base is None:
+        return False
     token = await asyncio.to_thread(accounts.issue_token, state.store, "verify", user["id"], mailer.VERIFY_TTL,
                                     {"email": user["email"]})
-    url = mailer.link(mailer.base_url(request, state.settings.auth), "/auth/verify", token)
+    url = mailer.link(base, "/auth/verify", token)
     return await _mail(state, user["email"], "Confirm your email for halguru", mailer.verification_text(url))
 
 
@@ -295,8 +299,9 @@ async def reset_request(request: Request) -> Response:
     response = pages.message("Check your mail", "If that address belongs to an account, a link to set a new "
                              "password is on its way. It works once, for one hour.",
                              links=(("/auth/login", "Sign in"),))
-    response.background = BackgroundTask(_send_reset, state, mailer.base_url(request, state.settings.auth),
-                                         data.get("email", "").strip())
+    base = mailer.base_url(request, state.settings.auth, state.settings.host)
+    if base is not None:  # the page reads the same either way
+        response.background = BackgroundTask(_send_reset, state, base, data.get("email", "").strip())
     return response
 
 

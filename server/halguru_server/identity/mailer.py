@@ -2,8 +2,10 @@
 client (``halguru.channels.email.send_mail``): one SMTP code path, one set of TLS rules.
 
 Links point at ``auth.public_url`` when it is set. Without it they are built from the request's own address,
-which is the ``Host`` header a client chose: fine on a server reached by one name, but a stranger asking for a
-reset of someone else's account could make its link name their host, so a public server should set it.
+which is the ``Host`` header a client chose: a stranger asking for a reset of someone else's account could make
+its link name their host. So without ``public_url`` a link is built only from a Host that is loopback or the
+address `serve` listens on (``--host``, unless a wildcard such as 0.0.0.0); for any other the mail is not sent
+(logged), and ``serve`` warns at start when ``auth.smtp`` is set without ``public_url``.
 """
 
 from __future__ import annotations
@@ -23,25 +25,32 @@ VERIFY_TTL = 2 * 86400.0  # an address-verification link works for two days
 RESET_TTL = 3600.0  # a password-reset link for one hour
 
 
-_warned = False
+WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+NO_PUBLIC_URL = ("auth.smtp is set but auth.public_url is not: password-reset and verification mails go out only "
+                 "for requests to a loopback address or to --host; set auth.public_url to this server's address "
+                 "as browsers see it (e.g. https://halguru.example.com)")
 
 
 class MailNotConfigured(Exception):
     """``auth.smtp`` is not set: no verification or reset mail can go out."""
 
 
-def base_url(request: Request, auth: AuthSettings) -> str:
-    """Where browsers reach this server: ``auth.public_url``, else the request's scheme and host."""
+def base_url(request: Request, auth: AuthSettings, listen: str) -> str | None:
+    """Where browsers reach this server, for a link in a mail: ``auth.public_url``; else the request's scheme
+    and host when that host is loopback or ``listen`` (the address `serve` listens on, unless a wildcard);
+    else None (logged): a Host header any client chooses must not name the host of someone's reset link."""
     if auth.public_url:
         return auth.public_url.rstrip("/")
     from halguru.channels.email import is_loopback  # (the channel's module is imported only when needed)
 
-    global _warned
-    if not _warned and not is_loopback(request.url.hostname or ""):
-        _warned = True
-        log.warning("auth.public_url is unset: mail links are built from each request's Host header, which a "
-                    "client chooses; set it to this server's address as browsers see it")
-    return str(request.base_url).rstrip("/")
+    host = (request.url.hostname or "").lower()
+    own = listen.strip("[]").lower()
+    if is_loopback(host) or (host == own and own not in WILDCARDS):
+        return str(request.base_url).rstrip("/")
+    log.warning("no mail link built for a request to host %r: auth.public_url is unset and that host is neither "
+                "loopback nor --host (%s); set auth.public_url to this server's address as browsers see it",
+                host[:100], listen)
+    return None
 
 
 def link(base: str, path: str, token: str) -> str:
