@@ -201,8 +201,8 @@ async def approve_run(run_id: RunId, request: Request, state: State, caller: Cal
     """Run the paused call (with ``edit_args`` instead of its arguments, if given) and continue the run: the
     continuation run is answered like a message (JSON, or SSE with ``stream: true``). 409 once decided."""
     body = body or ApproveIn()
-    return await respond(request, state, *runs.decide(state, caller, run_id, _request_id(request), body.edit_args),
-                         body.stream)
+    return await respond(request, state, *await runs.decide(state, caller, run_id, _request_id(request),
+                                                            body.edit_args), body.stream)
 
 
 @router.post("/runs/{run_id}/reject", response_model=RunOut, tags=["runs"], responses=CONTINUES)
@@ -210,8 +210,8 @@ async def reject_run(run_id: RunId, request: Request, state: State, caller: Call
                      body: RejectIn | None = None) -> Response | RunOut:
     """Refuse the paused call: the model is told so (and why) and the run goes on, answered like a message."""
     body = body or RejectIn()
-    return await respond(request, state, *runs.decide(state, caller, run_id, _request_id(request), reject=body.reason),
-                         body.stream)
+    return await respond(request, state, *await runs.decide(state, caller, run_id, _request_id(request),
+                                                            reject=body.reason), body.stream)
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunOut, tags=["runs"], responses=CONTINUES)
@@ -220,7 +220,8 @@ async def resume_run(run_id: RunId, request: Request, state: State, caller: Call
     """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint (finished
     steps and tool calls are reused, not run again); answered like a message. 409 if it is not resumable."""
     body = body or ResumeIn()
-    return await respond(request, state, *runs.resume(state, caller, run_id, _request_id(request)), body.stream)
+    return await respond(request, state, *await runs.resume(state, caller, run_id, _request_id(request)),
+                         body.stream)
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))

@@ -4,10 +4,15 @@ Approve, reject and resume wrap the library's ``resume_events`` (``halguru.orche
 ``.durable``), which check and claim a run only once their stream starts: after the model queue lets it in,
 when an SSE response has already begun. So the same checks are made here first, to answer 404, 403 or 409
 before any byte; the library's own claim stays the last word (another worker may decide the run meanwhile).
+
+Those checks read the store on a thread (on PostgreSQL each read is a round trip, which on the event loop
+would stall every other request of the server); ``_BUSY`` is read and written on the event loop only, with no
+``await`` between the last check and the reservation, so of concurrent requests here one continues the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -109,50 +114,65 @@ def _not_busy(run_id: str) -> None:
         raise ApiError(409, f"run {run_id} is being continued by another request")
 
 
-def _check_decision(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+def _decision_target(state: ServerState, caller: Principal,
+                     run_id: str) -> tuple[ServedAgent, RunRecord, ApprovalRecord | None]:
+    """The run, its agent and its approval row (store reads: call on a thread)."""
     run = _run(state, run_id)
     row = state.store.find_approval(run_id) if run else None
     if row is not None and row["run_id"] != run_id:
         row = None
     served, run = _target(state, caller, run_id, row, run)
+    return served, run, row
+
+
+async def _check_decision(state: ServerState, caller: Principal, run_id: str) -> tuple[ServedAgent, ApprovalRecord]:
+    served, run, row = await asyncio.to_thread(_decision_target, state, caller, run_id)
     _not_busy(run_id)
     if row is None:
         raise ApiError(409, f"run {run_id} is not waiting for approval (it is {run['status']})")
     if row["status"] != "pending":
         after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
         raise ApiError(409, f"run {run_id} is not waiting for approval (already {row['status']}{after})")
-    return served
+    return served, row
 
 
-def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
-    """The refusals of ``durable.resume_events`` (the same check), made before it claims the run."""
+def _resume_target(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+    """The run's agent (store reads: call on a thread)."""
     run = _run(state, run_id)
-    served, _ = _target(state, caller, run_id, state.store.get_checkpoint(run_id) if run else None, run)
-    _not_busy(run_id)
+    return _target(state, caller, run_id, state.store.get_checkpoint(run_id) if run else None, run)[0]
+
+
+def _resumable(state: ServerState, run_id: str) -> None:
     try:
         durable.check_resumable(state.store, run_id)
     except HalguruError as exc:
         raise ApiError(409, str(exc)) from None
+
+
+async def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+    """The refusals of ``durable.resume_events`` (the same check), made before it claims the run."""
+    served = await asyncio.to_thread(_resume_target, state, caller, run_id)
+    _not_busy(run_id)
+    await asyncio.to_thread(_resumable, state, run_id)
     return served
 
 
 # -- continuing ----------------------------------------------------------------
-def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
-           edit_args: dict[str, Any] | None = None,
-           reject: str | None = None) -> Started:
+async def decide(state: ServerState, caller: Principal, run_id: str, request_id: str,
+                 edit_args: dict[str, Any] | None = None,
+                 reject: str | None = None) -> Started:
     """Approve (``reject`` None) or reject the paused run: its continuation, queued like a message."""
-    served = _check_decision(state, caller, run_id)
+    served, row = await _check_decision(state, caller, run_id)
     if edit_args is not None and reject is None:  # a bad edit is the request's fault (422), and uses nothing up
-        try:
-            approvals.check_edited_args(state.store, run_id, edit_args)
+        try:  # (it reads the approval and loads the agent: on a thread)
+            await asyncio.to_thread(approvals.check_edited_args, state.store, run_id, edit_args)
         except HalguruError as exc:
             raise ApiError(422, str(exc).replace("--edit-args: ", "edit_args: ", 1)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
     stream = approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
                                      metadata={"request_id": request_id}, decided_by=caller.label)
-    row = state.store.find_approval(run_id)
-    if state.pusher is not None and row is not None:
+    if state.pusher is not None:
         said = "rejected" if reject is not None else "approved"
         stream = _tell_owner(stream, state.pusher, row["conversation_id"], f"{served.name}: the action was {said}",
                              caller.owner)
@@ -169,9 +189,9 @@ async def _tell_owner(stream: AsyncIterator[Event], pusher: Pusher, conversation
             pusher.notify(conversation_id, title, event.output, actor=actor)
 
 
-def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
+async def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
     """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint."""
-    served = _check_resume(state, caller, run_id)
+    served = await _check_resume(state, caller, run_id)
     service.check_input(state, "")
     return _start(state, caller, served, run_id, durable.resume_events(run_id, store=state.store, by=caller.label,
                                                                       metadata={"request_id": request_id}))
@@ -179,6 +199,9 @@ def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) 
 
 def _start(state: ServerState, caller: Principal, served: ServedAgent, run_id: str,
            stream: AsyncIterator[Event]) -> Started:
+    """Hold the run and a place in its model's queue: on the event loop, with no ``await`` since the busy
+    check (made again: another request may have taken the run while this one read the store)."""
+    _not_busy(run_id)
     reservation = service.reserve(state, served, caller)
     _BUSY[run_id] = reservation
     return served, reservation, service.metered(state, served, reservation, _conflicts(stream))

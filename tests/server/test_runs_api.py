@@ -7,7 +7,9 @@ the script before a continuation to say what the model answers next.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -273,3 +275,55 @@ def test_failed_workflow_run_resumes_without_rerunning_finished_steps(client: ht
     again = error(client.post(f"/v1/runs/{failed['run_id']}/resume", json={}), 409)
     assert again == f"run {failed['run_id']} was already resumed as run {body['run_id']}"
     assert "finished (ok)" in error(client.post(f"/v1/runs/{body['run_id']}/resume"), 409)
+
+
+def test_twelve_concurrent_approvals_continue_the_run_once(client: httpx.Client, agents_dir: Path) -> None:
+    """Many people (or retries) approving at once: one continuation runs the call, every other one is a 409."""
+    _, run_id = pause(client, agents_dir)
+    script(agents_dir, "Sent.")
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: client.post(f"/v1/runs/{run_id}/approve", json={}), range(12)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 11, [a.text for a in answers]
+    assert next(a for a in answers if a.status_code == 200).json()["output"] == "Sent."
+    for refused in (a for a in answers if a.status_code == 409):
+        assert f"run {run_id}" in error(refused, 409)
+    assert (agents_dir / "mailer" / "sent.log").read_text() == "ann@example.com: hi\n"  # the call ran once
+    assert client.get("/v1/runs/pending").json()["data"] == []
+
+
+def test_a_slow_store_read_of_a_decision_holds_up_only_that_request(client: httpx.Client, agents_dir: Path,
+                                                                   monkeypatch) -> None:
+    """Approve, reject and resume first read the run (on PostgreSQL, a round trip to the database server). Made
+    slow here, that read waits on a thread: /healthz (every other request) still answers at once."""
+    state = client.server.state  # type: ignore[attr-defined]
+    _, approved = pause(client, agents_dir)
+    _, rejected = pause(client, agents_dir, "bo@example.com")
+    (agents_dir / "flow" / "BROKEN").touch()
+    failed = client.post(f"/v1/conversations/{new_conversation(client, 'flow')}/messages",
+                         json={"content": "A-7"}).json()
+    assert failed["status"] == "failed"
+    (agents_dir / "flow" / "BROKEN").unlink()
+    slow_ids = {approved, rejected, failed["run_id"]}
+    get_run = state.store.get_run
+
+    def slow_get_run(run_id: str):
+        if run_id in slow_ids:  # the request's first read of its run: slow, once
+            slow_ids.discard(run_id)
+            time.sleep(2.0)
+        return get_run(run_id)
+
+    monkeypatch.setattr(state.store, "get_run", slow_get_run)
+    script(agents_dir, "Done.")
+    for run_id, action in ((approved, "approve"), (rejected, "reject"), (failed["run_id"], "resume")):
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda url, out: out.append(client.post(url, json={})),
+                                  args=(f"/v1/runs/{run_id}/{action}", answers))
+        sender.start()
+        time.sleep(0.3)  # the request is reading its run
+        started = time.monotonic()
+        assert httpx.get(f"{client.base_url}/healthz", timeout=30).status_code == 200
+        waited = time.monotonic() - started
+        sender.join(30)
+        assert waited < 1.0, f"/healthz waited {waited:.1f} s for {action}'s store read"
+        assert answers and answers[0].status_code == 200, (action, answers[0].text if answers else None)
+        assert answers[0].json()["status"] == "ok"

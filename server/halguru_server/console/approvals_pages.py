@@ -11,6 +11,7 @@ then the page comes back saying how it ended. The library records the decision (
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -66,13 +67,15 @@ async def _decide(request: Request, state: ServerState, caller: Principal, run_i
                   decision: str, form: dict[str, str]) -> RunOut:
     """Approve (with edited arguments), reject or resume, and run the continuation to its end."""
     if decision == "resume":
-        started = runs.resume(state, caller, run_id, rest_api._request_id(request))
+        started = await runs.resume(state, caller, run_id, rest_api._request_id(request))
     elif decision == "reject":
-        started = runs.decide(state, caller, run_id, rest_api._request_id(request), reject=form.get("reason", ""))
+        started = await runs.decide(state, caller, run_id, rest_api._request_id(request),
+                                    reject=form.get("reason", ""))
     else:
-        original = next((r["arguments"] for r in runs.list_pending(state, caller) if r["run_id"] == run_id), None)
+        pending = await asyncio.to_thread(runs.list_pending, state, caller)  # store reads: off the event loop
+        original = next((r["arguments"] for r in pending if r["run_id"] == run_id), None)
         edit = _edited(form.get("arguments", "{}"), original) if "arguments" in form else None
-        started = runs.decide(state, caller, run_id, rest_api._request_id(request), edit)
+        started = await runs.decide(state, caller, run_id, rest_api._request_id(request), edit)
     answer = await rest_api.respond(request, state, *started, stream=False)
     assert isinstance(answer, RunOut)
     return answer
