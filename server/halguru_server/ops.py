@@ -125,10 +125,9 @@ def readyz(state: State) -> JSONResponse:
 @router.get("/metrics", response_class=Response, responses={401: {"description": "the key sent is not valid"}})
 def metrics(request: Request, state: State) -> Response:
     """Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
-    not public); a key that may read metrics (``metrics:read``, e.g. Prometheus' ``authorization:
-    credentials: KEY``) sees the agents it may use. A plain function: FastAPI runs it on a thread, where the
-    key's lookup (a round trip to the database server) blocks no other request."""
-    caller = resolve(request)
+    not public); a key that may read metrics (Prometheus: `authorization: {credentials: KEY}`) sees those
+    of the agents it may use."""
+    caller = resolve(request)  # a plain function runs on a thread: the key's lookup blocks no other request
     shown = [name for name, served in state.agents.items() if _labels_shown(caller, served)]
     return Response(state.metrics.render(shown), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -322,7 +322,9 @@ export interface paths {
         };
         /**
          * Metrics
-         * @description Prometheus text format.
+         * @description Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
+         *     not public); a key that may read metrics (Prometheus: `authorization: {credentials: KEY}`) sees those
+         *     of the agents it may use.
          */
         get: operations["metrics_metrics_get"];
         put?: never;
@@ -3391,6 +3393,13 @@ export interface operations {
         responses: {
             /** @description Successful Response */
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description the key sent is not valid */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
