@@ -162,7 +162,10 @@ class RoundRobin:
     failed request is retried on the other (the caller makes sure a retry is idempotent)."""
 
     def __init__(self, urls: list[str], key: str):
-        self.clients = [httpx.Client(base_url=u, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        # A long timeout: a turn that is slow on a loaded machine is not abandoned and retried while the server
+        # still answers it (a message has no idempotency key: the retry would store the turn twice). A killed
+        # replica's requests fail at once, refused or cut.
+        self.clients = [httpx.Client(base_url=u, headers={"Authorization": f"Bearer {key}"}, timeout=180)
                         for u in urls]
         self.alive = [True] * len(urls)
         self.turn = itertools.count()
@@ -268,7 +271,7 @@ def test_two_replicas_and_two_workers_survive_a_kill(cluster: Cluster, provider:
         messages = [(m["role"], m["content"]) for m in client.get(f"/v1/conversations/{conv}/messages")["data"]]
         expected = [(role, f"{prefix}conversation {i} turn {t}") for t in range(TURNS)
                     for role, prefix in (("user", ""), ("assistant", "You said: "))]
-        assert messages == expected, (conv, messages)
+        assert messages == expected, (conv, messages, client.failures)
 
     check_jobs(client, provider, api_jobs)
     assert client.get(f"/v1/jobs/{cut['id']}")["attempts"] == 2  # the killed attempt, then another worker's
