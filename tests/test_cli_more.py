@@ -107,6 +107,7 @@ def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
     (("logs", "--since", "yesterday"), "Error: --since: 'yesterday' is not a duration"),
     (("logs", "--status", "done"), "Error: --status: unknown status 'done'"),
     (("logs", "prune", "--older-than", "30"), "Error: --older-than: '30' is not a duration"),
+    (("logs", "prune", "--older-than", "0m"), "Error: --older-than: '0m' must be longer than zero"),
 ])
 def test_errors_are_one_line(cli_error, args, message):
     assert cli_error(*args).startswith(message)

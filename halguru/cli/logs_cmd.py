@@ -148,10 +148,13 @@ def prune(
     older_than: str = typer.Option(..., "--older-than", help="Delete runs started longer ago than this: 30d, 12h."),
 ) -> None:
     """Delete old runs with their traces, approvals and checkpoints (and conversations left empty), and jobs
-    that finished as long ago."""
+    that finished as long ago. Runs waiting for approval or that `halguru runs resume` can continue stay."""
+    from halguru.errors import HalguruError
     from halguru.store import open_store
 
     seconds = parse_age(older_than, "--older-than")
+    if seconds <= 0:
+        raise HalguruError(f"--older-than: {older_than!r} must be longer than zero, e.g. 30d")
     count = open_store().prune_runs(time.time() - seconds)
     typer.echo(f"Deleted {count} run{'s' if count != 1 else ''} started more than {older_than} ago.")
 

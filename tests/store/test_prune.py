@@ -40,6 +40,7 @@ def test_prune_deletes_old_runs_with_everything_they_own(store: Store, raw_sql) 
     call = ToolCallRequest(id="c1", name="send", arguments={})
     store.save_pending("run_old1", "conv_old", "agent", None, None, "hi", call.model_dump_json(),
                        json.dumps([]))
+    store.decide_approval("run_old1", "rejected", "no")  # decided: nothing waits on it any more
     _run(store, "run_old2", "conv_mixed", started=old, raw_sql=raw_sql)  # its conversation has a newer run: stays
     _run(store, "run_new", "conv_mixed")
     _run(store, "run_live", "conv_live", finish=False, started=old, raw_sql=raw_sql)  # running (a live lease)
@@ -54,6 +55,30 @@ def test_prune_deletes_old_runs_with_everything_they_own(store: Store, raw_sql) 
     assert _counts(raw_sql) == {"conversations": 2, "messages": 4, "runs": 2, "events": 3, "approvals": 0,
                                    "checkpoints": 0}
     assert store.prune_runs(time.time() - 30 * 86400) == 0
+
+
+def test_prune_keeps_old_runs_waiting_for_approval_or_resumable(store: Store, raw_sql) -> None:
+    old = time.time() - 40 * 86400
+    call = ToolCallRequest(id="c1", name="send", arguments={}).model_dump_json()
+    for run_id in ("run_paused", "run_dead", "run_failed", "run_resumed", "run_plain", "run_decided"):
+        _run(store, run_id, f"conv_{run_id}", finish=False, started=old, raw_sql=raw_sql)
+    raw_sql("UPDATE runs SET lease_expires = ?", (old,))  # every process died long ago: interrupted
+    raw_sql("UPDATE runs SET status = 'paused' WHERE id IN ('run_paused', 'run_decided')")
+    raw_sql("UPDATE runs SET status = 'failed' WHERE id IN ('run_failed', 'run_resumed')")
+    for run_id in ("run_paused", "run_decided"):
+        store.save_pending(run_id, f"conv_{run_id}", "agent", "/agents/a", None, "hi", call, "[]")
+    store.decide_approval("run_decided", "approved", None)
+    for run_id in ("run_dead", "run_failed", "run_resumed"):
+        store.start_checkpoint(run_id, "team", f"conv_{run_id}", "/agents/a", None, "hi")
+    store.set_checkpoint_resumed_by("run_resumed", "run_later")
+
+    assert store.prune_runs(time.time() - 30 * 86400) == 3
+
+    assert {r["id"] for r in store.list_runs()} == {"run_paused", "run_dead", "run_failed"}
+    assert [a["run_id"] for a in store.list_pending()] == ["run_paused"]
+    assert store.get_checkpoint("run_dead") is not None and store.get_checkpoint("run_failed") is not None
+    assert store.get_conversation("conv_run_paused") is not None
+    assert store.get_conversation("conv_run_plain") is None
 
 
 def test_test_runs_can_be_left_out_of_listings(store: Store) -> None:
