@@ -115,6 +115,11 @@ class TwilioConfig(BaseModel):
         for address in value or []:
             if not address or address != address.strip() or " " in address:
                 raise ValueError(f"{address!r} is not an address like '+15550001111' or 'whatsapp:+15550001111'")
+            prefix, sep, number = address.rpartition(":")
+            if prefix.lower() in ("", "whatsapp") and not re.fullmatch(r"\+[1-9][0-9]{1,14}", number):
+                # Twilio sends phone numbers in E.164 only: anything else would never match a message
+                raise ValueError(f"{address!r} is not an E.164 phone number like '{prefix + sep}+15550001111' "
+                                 "('+', country code, digits): Twilio sends numbers so, this one would never match")
         return value
 
 

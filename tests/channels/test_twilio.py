@@ -264,6 +264,11 @@ async def test_other_paths_methods_and_bodies(tmp_path: Path) -> None:
     ({"api_base": "ftp://x"}, "channels.twilio.api_base: must be an http(s) URL"),
     ({"numbers": []}, "channels.twilio.numbers: List should have at least 1 item"),
     ({"numbers": ["+1 555 000"]}, "channels.twilio.numbers: '+1 555 000' is not an address"),
+    ({"numbers": ["15550001111"]}, "channels.twilio.numbers: '15550001111' is not an E.164 phone number like "
+                                   "'+15550001111' ("),
+    ({"numbers": [OURS, "whatsapp:1-555-000-1111"]},
+     "channels.twilio.numbers: 'whatsapp:1-555-000-1111' is not an E.164 phone number like 'whatsapp:+15550001111'"),
+    ({"allow_from": ["5557654321"]}, "channels.twilio.allow_from: '5557654321' is not an E.164 phone number"),
     ({"auth_token": "NOT_SET_ANYWHERE"}, "channels.twilio.auth_token: the secret NOT_SET_ANYWHERE is not set; "
                                          "export NOT_SET_ANYWHERE="),
 ])
