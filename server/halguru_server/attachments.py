@@ -51,7 +51,10 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
     await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)  # 404 before anything
     if caller.anonymous:  # a write: off the event loop, as the store may be busy with another writer
         await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
-    filename = FilePath(name.replace("\\", "/")).name or "file"  # a name, never a path
+    filename = FilePath(name.replace("\\", "/")).name  # a name, never a path
+    if not filename.strip():
+        raise ApiError(400, "the file's name is missing: add ?name= with it, e.g. ?name=notes.pdf "
+                       "(.pdf, .txt or .md says how its text is read)")
     if FilePath(filename).suffix.lower() not in SUFFIXES or kind_of(FilePath(filename)) not in KINDS:
         raise ApiError(415, f"{filename!r}: attach a PDF, text (.txt) or Markdown (.md) file", "unsupported_type")
     data = await request.body()

@@ -67,6 +67,12 @@ def test_attachment_limits_are_the_servers(serve: Serve) -> None:
         ok = attach("../../etc/facts.txt", FACT.encode())
         assert ok.status_code == 201 and ok.json()["name"] == "facts.txt" and ok.json()["kind"] == "text"
         assert attach("tool.exe", b"MZ...").json()["error"]["type"] == "unsupported_type"
+        for nameless in ("", "  "):
+            missing = attach(nameless, FACT.encode())
+            assert missing.status_code == 400
+            assert missing.json()["error"]["message"].startswith("the file's name is missing: add ?name=")
+        unnamed = http.post(f"/chat/api/conversations/{conv}/attachments", content=b"x", headers=mine)
+        assert unnamed.status_code == 400 and "?name=" in unnamed.json()["error"]["message"]
         assert attach("page.html", b"<p>hi</p>").status_code == 415
         assert attach("big.txt", b"x" * 1_000_001).status_code == 413
         assert attach("long.txt", b"word " * 11_000).json()["error"]["type"] == "attachment_too_long"
