@@ -33,6 +33,9 @@ class Resume:
     # An interrupted run's checkpoint (halguru.orchestration.durable): team or workflow state, and its label.
     state: dict[str, Any] | None = None
     checkpoint: str = ""
+    # A team continuation after an approval: the state at the pause, its first checkpoint (a resume of it must
+    # go on from there, not from the user's message); its totals start from zero, unlike ``state``'s.
+    first_state: dict[str, Any] | None = None
 
     @property
     def done(self) -> set[str]:

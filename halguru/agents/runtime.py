@@ -186,9 +186,10 @@ class _Book:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
                                    self.input)
             resume = self.ctx.resume
-            if resume is not None and resume.state:  # a continuation starts where the run it continues was: a
+            first = (resume.state or resume.first_state) if resume is not None else None
+            if resume is not None and first:  # a continuation starts where the run it continues was: a
                 # resume of it (it failed, or died before its own first step) must not run those steps again
-                store.save_checkpoint(self.run_id, resume.checkpoint or "start", resume.state, [])
+                store.save_checkpoint(self.run_id, resume.checkpoint or "start", first, [])
 
     async def end(self, status: str, error: str | None) -> RunFinished:
         """``finish`` off the event loop like the start (the final write is the run's biggest)."""

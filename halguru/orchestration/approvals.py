@@ -95,6 +95,10 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         for message in messages:  # the edited call is the one run and kept in the conversation
             message.tool_calls = [c.model_copy(update={"arguments": edit_args}) if c.id == call.id else c
                                   for c in message.tool_calls]
+    if saved is not None and agent.workflow is None:  # a team goes on from the paused step's messages
+        kept: dict[str, Any] = {k: saved["state"][k] for k in ("active_agent", "handoffs") if k in saved["state"]}
+        resume.first_state = {"messages": [m.model_dump(exclude_defaults=True) for m in messages], **kept}
+        resume.checkpoint = saved["label"]
     async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                            store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
                            owner=row["owner"]):

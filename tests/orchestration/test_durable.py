@@ -193,3 +193,39 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list
         proc.wait(10)
     assert cli_error("runs", "list", "--status", "bogus") == (
         "Error: unknown status 'bogus'; one of: running, interrupted, paused, failed, limited, cancelled, ok")
+
+
+def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str]):
+    """A continuation after an approval that dies in the approved call resumes from the paused step (the call
+    asks for its approval again), not from the user's message: the calls before the pause never run again."""
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: charge, arguments: {amount: 40}}]\n"
+                      "- tool_calls: [{name: ship, arguments: {order: A-7}}]\n"
+                      "- never reached\n")
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [charge, ship]\n"
+                 "approvals: [ship]\nteam:\n  specialists: [../helper]\n", TOOLS)
+    write(tmp_path / "helper", "name: helper\nmodel: scripted\n")
+    log = Path(env["SIDE_EFFECTS"])
+    paused = halguru(halguru_cmd, env, "run", str(desk), "Charge and ship A-7", "--json")
+    assert paused.returncode == 3, paused.stderr
+    first = json.loads(paused.stdout.splitlines()[-1])["run_id"]
+    proc = subprocess.Popen([*halguru_cmd, "runs", "approve", first], env={**env, "HANG": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kill_when(proc, log, "ship A-7 started")
+    run = interrupted_run(halguru_cmd, env)
+    assert run["checkpoint"] == "step 2: ship requested"
+
+    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"], "--json")
+    assert resumed.returncode == 3, resumed.stderr  # paused again: the approved call never finished
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert not [e for e in events if e["type"] == "model_call"]  # no new start from the user's message
+    assert [(e["type"], e.get("name")) for e in events if e["type"].startswith("approval")] == [
+        ("approval_requested", "ship")]
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started"]
+
+    script.write_text("- Charged 40 EUR and shipped A-7.\n")
+    done = halguru(halguru_cmd, env, "runs", "approve", events[-1]["run_id"], "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
