@@ -35,6 +35,19 @@ def test_version_short_flag(halguru_cmd, subprocess_env):
     assert run(halguru_cmd, subprocess_env, "-V").stdout.strip() == f"halguru {__version__}"
 
 
+@pytest.mark.parametrize("args", [("--debug", "logs", "show", "run_nope"), ("logs", "show", "run_nope", "--debug"),
+                                  ("logs", "--debug", "show", "run_nope")])
+def test_debug_before_or_after_the_command_shows_the_traceback(halguru_cmd, subprocess_env, args):
+    proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=subprocess_env, timeout=60,
+                          start_new_session=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("Traceback") and "StoreError: no run 'run_nope'" in proc.stderr
+
+
+def test_debug_after_dashes_is_an_argument(cli, write_agent):
+    assert "--debug" in cli("run", str(write_agent(ECHO_AGENT)), "--", "--debug").stdout  # the input, echoed
+
+
 @pytest.mark.parametrize(("command", "usage"), [
     (("run",), "Usage: halguru run [OPTIONS] PATH INPUT"),
     (("test",), "Usage: halguru test [OPTIONS] [PATH]"),

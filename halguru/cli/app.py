@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -39,8 +40,21 @@ def _usage_name(self: typer.core.TyperArgument) -> str:
 if hasattr(typer.core.TyperArgument, "_usage_display_name"):  # typer >= 0.29; older ones use click's PATH
     typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 
+
+class _Root(typer.core.TyperGroup):
+    """The root command: ``--debug`` is its option, taken after the command too (``halguru run x --debug``:
+    click said "No such option"); not after ``--``, where everything is an argument."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click)
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[1:end]:
+            args = ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="halguru",
+    cls=_Root,
     help="Build, debug and operate AI agents, locally first.",
     no_args_is_help=True,
     # typer's own --install-completion / --show-completion (bash, zsh, fish, PowerShell).
