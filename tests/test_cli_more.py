@@ -447,3 +447,10 @@ def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_
     proc = run(halguru_cmd, subprocess_env, "config", "show")
     assert proc.stderr.strip() == f"warning: {halguru_home / 'config.toml'}: unknown setting 'llama_ctx' is ignored"
     assert re.search(r"^llama_n_ctx\s+2048\s", proc.stdout, re.M)
+
+
+def test_runs_list_lines_up_the_agents(cli, write_agent):
+    for name in ("a", "a-much-longer-agent-name"):
+        cli("run", str(write_agent(f"name: {name}\nmodel: scripted\n", name=name)), f"hello from {name}")
+    lines = cli("runs", "list").stdout.splitlines()
+    assert len(lines) == 2 and len({line.index("hello from") for line in lines}) == 1, lines

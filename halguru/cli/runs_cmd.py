@@ -28,7 +28,7 @@ def list_(
     if not rows:
         typer.echo(f"No {status} runs." if status else "No runs yet.")
         return
-    store = None
+    store, width = None, max(len(r["agent"]) for r in rows)  # the inputs start in one column
     for r in rows:
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
@@ -42,7 +42,7 @@ def list_(
                                                        if approval["continued_by"] else "")
             elif approval is not None:
                 after = "  → waiting for approval (`halguru runs pending`)"
-        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']}  {clip(r['input'], 50)}{where}{after}")
+        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']:<{width}}  {clip(r['input'], 50)}{where}{after}")
 
 
 @app.command()
