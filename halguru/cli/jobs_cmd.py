@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import typer
@@ -57,13 +58,21 @@ def list_(
                 flexible=["AGENT", "INPUT / ERROR"])
 
 
+def _idempotency_key(job: Mapping[str, Any]) -> str | None:
+    """The key as its sender gave it: POST /v1/jobs stores it scoped as ``api:OWNER:KEY``, and OWNER is None
+    (printed 'None') in `serve --dev`; the owner has a line of its own."""
+    key, scope = job["idempotency_key"], f"api:{job['owner']}:"
+    return f"{key.removeprefix(scope)} (POST /v1/jobs)" if key and key.startswith(scope) else key
+
+
 @app.command()
 def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix).")) -> None:
     """A job: status, attempts, payload, error and result."""
     job = _find(job_id)
     for key in ("id", "kind", "agent", "status", "attempts", "max_attempts", "queue_key", "idempotency_key",
                 "owner"):
-        typer.echo(f"{key:<16}{job[key] if job[key] is not None else '-'}")
+        value = _idempotency_key(job) if key == "idempotency_key" else job[key]
+        typer.echo(f"{key:<16}{value if value is not None else '-'}")
     for key in ("created", "run_after", "started", "finished"):
         typer.echo(f"{key:<16}{_when(job[key])}")
     if job["last_error"]:

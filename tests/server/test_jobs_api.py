@@ -121,3 +121,15 @@ def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> Non
     assert "only dead or cancelled" in cli_error("jobs", "retry", job["id"])
     assert "no job 'job_nope'" in cli_error("jobs", "show", "job_nope")
     assert "--status must be one of" in cli_error("jobs", "list", "--status", "weird")
+
+
+@pytest.mark.parametrize("dev", [True, False])
+def test_jobs_show_names_the_idempotency_key_as_sent(serve: Callable[..., Any], api_key: Callable[..., str],
+                                                     cli: Callable[..., Any], dev: bool) -> None:
+    """An API job's key is stored scoped by its owner; --dev has none, and `jobs show` printed api:None:order-42."""
+    server = serve(worker=False, dev=dev)
+    headers = {} if dev else {"Authorization": f"Bearer {api_key()}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        job = client.post("/v1/jobs", json={"agent": "echo", "input": "x", "idempotency_key": "order-42"}).json()
+    [line] = [line for line in cli("jobs", "show", job["id"]).output.splitlines() if line.startswith("idempotency")]
+    assert line == "idempotency_key order-42 (POST /v1/jobs)"
