@@ -346,8 +346,8 @@ class Store(Protocol):
     def get_events(self, run_id: str) -> list[dict[str, Any]]: ...
     def reap_expired_runs(self) -> int: ...
     def prune_runs(self, before: float) -> int:
-        """Delete the runs started before ``before`` (not those still running, waiting for approval or that
-        `halguru runs resume` could continue) with their events, approvals and checkpoints, the conversations
+        """Delete the runs started before ``before`` (not those still running, waiting for approval or
+        interrupted with a checkpoint to resume from) with their events, approvals and checkpoints, the conversations
         left without a run, and the jobs finished before ``before`` (done, dead or cancelled), in one
         transaction; how many runs."""
         ...

@@ -253,14 +253,15 @@ class RunsMixin(SQLBase):
 
     def prune_runs(self, before: float) -> int:
         """Delete the runs started before ``before`` that are not running (a live lease), waiting for approval
-        (a pending approval) or resumable (what `halguru runs resume` accepts: interrupted, failed or cancelled
-        with a checkpoint not yet resumed), with their events, approvals and checkpoints, the conversations
-        (their messages, channel threads and messages) left without a run, and the jobs that finished before
-        ``before``; one transaction. Returns how many runs were deleted."""
+        (a pending approval) or interrupted (a crash or a shutdown stopped it and its checkpoint is not yet
+        resumed; an old failed or cancelled run goes, though `halguru runs resume` would take it), with their
+        events, approvals and checkpoints, the conversations (their messages, channel threads and messages) left
+        without a run, and the jobs that finished before ``before``; one transaction. Returns how many runs were
+        deleted."""
         old = ("SELECT id FROM runs r WHERE started < ? AND NOT (status = 'running' "
                "AND coalesce(lease_expires, 0) >= ?) "
                "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
-               "AND NOT (r.status IN ('running', 'interrupted', 'failed', 'cancelled') AND EXISTS "
+               "AND NOT (r.status IN ('running', 'interrupted') AND EXISTS "
                "(SELECT 1 FROM checkpoints c WHERE c.run_id = r.id AND c.resumed_by IS NULL "
                "AND coalesce(c.agent_path, '') <> ''))")
         now = time.time()

@@ -72,11 +72,11 @@ def test_prune_keeps_old_runs_waiting_for_approval_or_resumable(store: Store, ra
         store.start_checkpoint(run_id, "team", f"conv_{run_id}", "/agents/a", None, "hi")
     store.set_checkpoint_resumed_by("run_resumed", "run_later")
 
-    assert store.prune_runs(time.time() - 30 * 86400) == 3
+    assert store.prune_runs(time.time() - 30 * 86400) == 4  # an old failed run goes, resumable or not
 
-    assert {r["id"] for r in store.list_runs()} == {"run_paused", "run_dead", "run_failed"}
+    assert {r["id"] for r in store.list_runs()} == {"run_paused", "run_dead"}
     assert [a["run_id"] for a in store.list_pending()] == ["run_paused"]
-    assert store.get_checkpoint("run_dead") is not None and store.get_checkpoint("run_failed") is not None
+    assert store.get_checkpoint("run_dead") is not None and store.get_checkpoint("run_failed") is None
     assert store.get_conversation("conv_run_paused") is not None
     assert store.get_conversation("conv_run_plain") is None
 
