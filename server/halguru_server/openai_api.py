@@ -22,7 +22,6 @@ from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.lifecycle import closing
 from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
@@ -168,8 +167,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         reservation.release()
         raise
     request_id = request.scope["state"]["request_id"]
-    events = _forget_unstarted(state, conversation, service.run_events(state, served, text, conversation, request_id,
-                                                                      reservation, caller.owner, sampling))
+    events = service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling)
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
     if body.stream:
@@ -191,20 +189,6 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         choices=[Choice(message=ChoiceMessage(content=content), finish_reason=_finish(results[-1:]))],
         usage=CompletionUsage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
                               total_tokens=finished.prompt_tokens + finished.completion_tokens))
-
-
-async def _forget_unstarted(state: ServerState, conversation: str, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """The run's events; the conversation made for it is deleted if the run never started (its client left
-    while it waited in the model's queue, or the server stopped meanwhile): it held only the request's history."""
-    started = False
-    try:
-        async with closing(events) as stream:
-            async for event in stream:
-                started = True
-                yield event
-    finally:
-        if not started:
-            await asyncio.to_thread(state.store.delete_conversation, conversation)
 
 
 def _finish(last: list[Any]) -> str:

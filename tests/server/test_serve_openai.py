@@ -53,29 +53,6 @@ def test_blank_messages_are_a_422_like_the_rest_api(oai) -> None:
             oai.chat.completions.create(model="echo", messages=messages)
 
 
-
-def test_a_request_given_up_in_the_queue_leaves_no_conversation_behind(serve, api_key) -> None:
-    """A completion's conversation is made before its run waits for the model: one whose client leaves
-    while it waits (its run never starts) is deleted, not listed with only the request's history."""
-    import time
-
-    import httpx
-
-    server = serve(concurrency=1)
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as http:
-        ask = {"model": "slow", "messages": [{"role": "system", "content": "Be slow."},
-                                             {"role": "user", "content": "go"}]}
-        with http.stream("POST", "/v1/chat/completions", json={**ask, "stream": True}) as running:
-            assert next(running.iter_lines()).startswith("data: ")  # its run holds the model's only place
-            with pytest.raises(httpx.ReadTimeout):  # waits in the queue; its client gives up
-                http.post("/v1/chat/completions", json=ask, timeout=0.5)
-            deadline = time.monotonic() + 5
-            while len(http.get("/v1/conversations").json()["data"]) > 1:
-                assert time.monotonic() < deadline, http.get("/v1/conversations").text
-                time.sleep(0.05)
-            assert server.state.gate.depth(server.state.agents["slow"].model) == 0
-
-
 def test_max_tokens_beyond_the_models_context_is_a_400_not_a_failed_run(serve, api_key, agents_dir) -> None:
     """No prompt fits beside an answer as long as the whole context: the request's mistake, said before any
     run (it was a 502 "run failed", which also counted as a server error on /status)."""
