@@ -94,6 +94,8 @@ def ingest(
             elif event == "chunks":
                 chunks += int(str(value))
                 bar.update(task, chunks=chunks)
+            elif event == "note":
+                console.print(f"note: {value}", markup=False, highlight=False)
 
         try:
             summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)

@@ -50,7 +50,8 @@ class IngestSummary:
                 f"({self.chunks} chunks embedded)")
 
 
-# progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch
+# progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch;
+# ("note", line) for what the user should hear of (a model prepared once)
 Progress = Callable[[str, object], None]
 
 
@@ -162,7 +163,7 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
     with contextlib.ExitStack() as stack:
         running = stack.enter_context(scope.running(kb.name)) if scope is not None else _Running(kb.name, None)
         model = kb.embedder(embedder)  # loading it takes seconds the first time: a stop is seen right after
-        lead = kb.lead_encoder()  # the lead model (prepared from its wheels the first time), or None
+        lead = kb.lead_encoder(lambda line: notify("note", line))  # prepared from its wheels the first time
         from halguru.rag.lean_import import lancedb
 
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment

@@ -181,8 +181,9 @@ def _graph(w: dict[str, Any], layers: int) -> Any:
 
 
 def prepare(notify: Callable[[str], None] | None = None) -> Path:
-    """The prepared model's folder, built from the installed wheels the first time (~40 s): written to a
-    temporary folder and renamed, so a killed or concurrent preparation never leaves a half-written model."""
+    """The prepared model's folder, built from the installed wheels the first time (~15 s; ``notify`` is told):
+    written to a temporary folder and renamed, so a killed or concurrent preparation never leaves a half-written
+    model."""
     target = folder()
     if (target / "model.onnx").is_file():
         return target
@@ -190,7 +191,7 @@ def prepare(notify: Callable[[str], None] | None = None) -> Path:
     if parts is None:
         raise KnowledgeError(f"the lead model cannot load: {MISSING}")
     if notify:
-        notify("preparing all-mpnet-base-v2 for the lead vote (once, about a minute)")
+        notify(f"preparing the lead model (all-mpnet-base-v2) in {target} (once, ~15 s)")
     import tempfile
     import zipfile
 
@@ -198,7 +199,7 @@ def prepare(notify: Callable[[str], None] | None = None) -> Path:
     from safetensors.numpy import load
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-", ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         with _Joined(parts) as joined, zipfile.ZipFile(io.BufferedReader(joined, 1 << 20)) as archive:
             names = {Path(n).name: n for n in archive.namelist()}
@@ -335,10 +336,10 @@ _ENCODER: MPNetEncoder | None = None
 _ENCODER_LOCK = threading.Lock()
 
 
-def encoder() -> MPNetEncoder:
-    """The process's encoder (prepared the first time, then loaded once a process)."""
+def encoder(notify: Callable[[str], None] | None = None) -> MPNetEncoder:
+    """The process's encoder (prepared the first time, telling ``notify``; then loaded once a process)."""
     global _ENCODER
     with _ENCODER_LOCK:
         if _ENCODER is None:
-            _ENCODER = MPNetEncoder()
+            _ENCODER = MPNetEncoder(prepare(notify))
         return _ENCODER

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -207,13 +208,14 @@ class KnowledgeBase:
 
     # -- embedder --------------------------------------------------------------------------------------
 
-    def lead_encoder(self) -> Any:
-        """The base's lead model (``embed(texts)`` -> normalised vectors), or None where it has none."""
+    def lead_encoder(self, notify: Callable[[str], None] | None = None) -> Any:
+        """The base's lead model (``embed(texts)`` -> normalised vectors), or None where it has none; ``notify``
+        hears of its one-time preparation."""
         if not self.meta.lead_model:
             return None
         from halguru.rag import mpnet
 
-        return mpnet.encoder()
+        return mpnet.encoder(notify)
 
     def embedder(self, override: str | None = None) -> Any:
         """The base's embedder; another one is refused because its vectors would not compare."""

