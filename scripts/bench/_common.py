@@ -59,6 +59,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.3f}x"
     if unit.startswith("+"):  # a difference from the baseline: keep its sign
         return f"{value:+.1f} {unit[1:]}"
+    if not unit:  # a score such as recall@5: 0.87 is not 0.9
+        return f"{value:.2f}"
     return f"{value:.1f} {unit}"
 
 
