@@ -298,7 +298,6 @@ class MPNetEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.dimension = WIDTH
-        self.lock = threading.Lock()
 
     def _embed_ids(self, ids: list[list[int]]) -> Any:
         import numpy as np
