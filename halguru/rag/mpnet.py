@@ -192,6 +192,18 @@ def prepare(notify: Callable[[str], None] | None = None) -> Path:
         raise KnowledgeError(f"the lead model cannot load: {MISSING}")
     if notify:
         notify(f"preparing the lead model (all-mpnet-base-v2) in {target} (once, ~15 s)")
+    try:
+        _build(parts, target)
+    except OSError as exc:  # an unwritable or full cache: say where, and how to choose another
+        raise KnowledgeError(f"cannot prepare the lead model in {target.parent}: {exc.strerror or exc} "
+                             "(set HALGURU_MODEL_CACHE to a writable folder)") from None
+    if not (target / "model.onnx").is_file():
+        raise KnowledgeError(f"could not prepare all-mpnet-base-v2 in {target}")
+    return target
+
+
+def _build(parts: list[Path], target: Path) -> None:
+    """Unpack, convert and quantise the weights into ``target`` (see ``prepare``)."""
     import tempfile
     import zipfile
 
@@ -235,9 +247,6 @@ def prepare(notify: Callable[[str], None] | None = None) -> Path:
         work.chmod(0o755)  # a temporary folder is private: the model is for every user of this cache
         with contextlib.suppress(OSError):
             work.rename(target)  # another process may have finished first: its model is the same
-    if not (target / "model.onnx").is_file():
-        raise KnowledgeError(f"could not prepare all-mpnet-base-v2 in {target}")
-    return target
 
 
 @contextlib.contextmanager
@@ -280,13 +289,6 @@ class MPNetEncoder:
         from tokenizers import Tokenizer
 
         path = path or prepare()
-        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.words = np.load(path / "words.npy", mmap_mode="r")
-        self.positions = np.load(path / "positions.npy")
-        self.norm = np.load(path / "norm.npy")
-        self.relative = np.load(path / "relative.npy")  # [buckets, heads]
         if threads is None:  # as the embedders: HALGURU_EMBED_THREADS, else every core
             setting = os.environ.get("HALGURU_EMBED_THREADS", "")
             threads = int(setting) if setting.isdigit() and int(setting) > 0 else (os.cpu_count() or 1)
@@ -296,7 +298,20 @@ class MPNetEncoder:
         options.log_severity_level = 3
         # idle threads sleep instead of spinning: a search runs its full-text query and the other embedder beside
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+            self.words = np.load(path / "words.npy", mmap_mode="r")
+            self.positions = np.load(path / "positions.npy")
+            self.norm = np.load(path / "norm.npy")
+            self.relative = np.load(path / "relative.npy")  # [buckets, heads]
+            self.session = ort.InferenceSession(str(path / "model.onnx"), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # tokenizers and ONNX Runtime raise their own types: a damaged cache
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise KnowledgeError(f"the lead model in {path} cannot load ({first}); delete that folder and it "
+                                 "is prepared again") from None
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
         self.dimension = WIDTH
 
     def _embed_ids(self, ids: list[list[int]]) -> Any:

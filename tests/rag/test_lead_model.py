@@ -157,3 +157,24 @@ def test_the_cli_names_the_lead_model_and_says_when_it_is_missing(tmp_path: Path
     created = cli("kb", "create", "plain")
     assert f"note: {mpnet.MISSING}: this base's lead vote uses minilm" in created.output
     assert "lead vote:  minilm (own vectors)" in cli("kb", "show", "plain").output
+
+
+def test_a_bad_cache_is_a_one_line_error(tmp_path: Path, monkeypatch):
+    """A cache that cannot be written (here a file where its folder should be) or a damaged prepared model is
+    one clear error naming the folder and what to do, not a traceback."""
+    source = mpnet.prepare()  # the working cache, before it is pointed elsewhere
+    blocked = tmp_path / "cache-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(blocked / "models"))
+    with pytest.raises(KnowledgeError, match=r"cannot prepare the lead model in .*cache-file/models: .*"
+                                             r"\(set HALGURU_MODEL_CACHE to a writable folder\)"):
+        mpnet.prepare()
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "copy"))
+    target = mpnet.folder()
+    target.mkdir(parents=True)
+    for item in source.iterdir():
+        (target / item.name).symlink_to(item)
+    (target / "model.onnx").unlink()
+    (target / "model.onnx").write_bytes(source.joinpath("model.onnx").read_bytes()[:1000])  # cut short
+    with pytest.raises(KnowledgeError, match=f"the lead model in {target} cannot load .*; delete that folder"):
+        mpnet.MPNetEncoder()
