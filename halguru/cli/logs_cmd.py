@@ -147,9 +147,9 @@ def _when(ts: float) -> str:
 def prune(
     older_than: str = typer.Option(..., "--older-than", help="Delete runs started longer ago than this: 30d, 12h."),
 ) -> None:
-    """Delete old runs with their traces, approvals and checkpoints (and conversations left empty), and jobs
-    that finished as long ago. Runs waiting for approval, and interrupted runs `halguru runs resume` can
-    continue, stay."""
+    """Delete old runs with their traces, approvals and checkpoints (and conversations left empty), jobs
+    that finished as long ago, and message idempotency keys older than a day. Runs waiting for approval, and
+    interrupted runs `halguru runs resume` can continue, stay."""
     from halguru.errors import HalguruError
     from halguru.store import open_store
 

@@ -60,6 +60,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "push_subscriptions": ("endpoint", "user_id", "p256dh", "auth", "session", "created", "last_success",
                            "last_failure", "failures"),
     "server_secrets": ("name", "value", "created"),
+    "message_keys": ("owner", "conversation_id", "key", "request_hash", "status", "run_id", "created"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
 BATCH = 1000  # rows a copy reads and inserts at a time

@@ -53,6 +53,18 @@ class MessageRecord(TypedDict):
     created: float
 
 
+class MessageKeyRecord(TypedDict):
+    """An ``Idempotency-Key`` of ``POST /v1/conversations/{id}/messages`` (``sql_message_keys``)."""
+
+    owner: str  # the caller's principal ('' for none)
+    conversation_id: str
+    key: str
+    request_hash: str  # of the message the key was first sent with
+    status: str  # 'claimed' (its run not started yet), 'run' (run_id) or 'held' (taken over: for an operator)
+    run_id: str | None
+    created: float
+
+
 class RunRecord(TypedDict):
     id: str
     conversation_id: str
@@ -304,6 +316,23 @@ class Store(Protocol):
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord: ...
     def delete_conversation(self, conversation_id: str) -> None: ...
     def get_messages(self, conversation_id: str) -> list[Message]: ...
+
+    # -- the messages endpoint's idempotency keys (sql_message_keys) -----------------------------------------
+    def claim_message_key(self, owner: str, conversation_id: str, key: str,
+                          request_hash: str) -> MessageKeyRecord | None:
+        """Claim the key atomically: None if this call claimed it (go on, then ``start_message_key``,
+        ``hold_message_key`` or ``release_message_key``); else the claim already there (a repeat). A key older
+        than 24 hours, a claim whose run never started after 10 minutes, or one whose run is gone, is claimed
+        anew."""
+        ...
+    def start_message_key(self, owner: str, conversation_id: str, key: str, run_id: str) -> bool: ...
+    def hold_message_key(self, owner: str, conversation_id: str, key: str) -> bool: ...
+    def release_message_key(self, owner: str, conversation_id: str, key: str) -> bool:
+        """Delete a claim whose run did not start (the request failed first), so the key can be used again."""
+        ...
+    def prune_message_keys(self, before: float | None = None) -> int:
+        """Delete the keys claimed before ``before`` (default: 24 hours ago); how many."""
+        ...
 
     # -- the admin console's conversations (sql_console) ----------------------------------------------------
     def search_conversations(self, *, agents: Sequence[str] | None = None, owner: str | None = None,

@@ -297,8 +297,28 @@ def m013_push(conn: sqlite3.Connection) -> None:
     _execute_all(conn, PUSH_SCHEMA)
 
 
+MESSAGE_KEYS_SCHEMA = """
+        CREATE TABLE message_keys (
+            owner TEXT NOT NULL, conversation_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+            status TEXT NOT NULL, run_id TEXT, created REAL NOT NULL, PRIMARY KEY (owner, conversation_id, key)
+        );
+        CREATE INDEX message_keys_conversation ON message_keys (conversation_id);
+        CREATE INDEX message_keys_created ON message_keys (created)
+        """
+"""m014's statements; PostgreSQL's pg007 is the same with its types."""
+
+
+def m014_message_keys(conn: sqlite3.Connection) -> None:
+    """``Idempotency-Key`` of ``POST /v1/conversations/{id}/messages`` (``sql_message_keys``): per caller
+    (``owner``, '' for none) and conversation, the key's request (a hash of the message), whether its run is
+    still to start (``claimed``), started (``run``, with ``run_id``) or the message was held for an operator
+    (``held``), and when it was claimed (keys live 24 hours)."""
+    _execute_all(conn, MESSAGE_KEYS_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
-                                                          m012_deployments, m013_push]
+                                                          m012_deployments, m013_push,
+                                                          m014_message_keys]

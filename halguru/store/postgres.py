@@ -33,6 +33,7 @@ from halguru.store.sql_deployments import DeploymentsMixin
 from halguru.store.sql_identity import IdentityMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
+from halguru.store.sql_message_keys import MessageKeysMixin
 from halguru.store.sql_push import PushMixin
 from halguru.store.sql_resume import ResumeMixin
 from halguru.store.sql_stats import StatsMixin
@@ -105,7 +106,7 @@ class JobListener:
 
 
 class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin,
-                    AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, PostgresBase):
+                    AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, MessageKeysMixin, PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""

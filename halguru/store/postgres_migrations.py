@@ -25,7 +25,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.migrations import AUDIT_SCHEMA, CONSOLE_SCHEMA, DEPLOYMENTS_SCHEMA, IDENTITY_SCHEMA, PUSH_SCHEMA
+from halguru.store.migrations import (
+    AUDIT_SCHEMA,
+    CONSOLE_SCHEMA,
+    DEPLOYMENTS_SCHEMA,
+    IDENTITY_SCHEMA,
+    MESSAGE_KEYS_SCHEMA,
+    PUSH_SCHEMA,
+)
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -156,5 +163,10 @@ def pg006_push(conn: Any) -> None:
     _execute_all(conn, _pg_types(PUSH_SCHEMA))
 
 
+def pg007_message_keys(conn: Any) -> None:
+    """SQLite's m014 with PostgreSQL's types: the messages endpoint's idempotency keys."""
+    _execute_all(conn, _pg_types(MESSAGE_KEYS_SCHEMA))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
-                                           pg005_deployments, pg006_push]
+                                           pg005_deployments, pg006_push, pg007_message_keys]

@@ -65,8 +65,8 @@ class ConversationsMixin(SQLBase):
                                   active_agent=None, owner=owner, messages=len(history))
 
     def delete_conversation(self, conversation_id: str) -> None:
-        """The conversation and everything in it (messages; its runs with their events, approvals and
-        checkpoints), in one transaction. A run still streaming in it then records nothing."""
+        """The conversation and everything in it (messages, idempotency keys; its runs with their events,
+        approvals and checkpoints), in one transaction. A run still streaming in it then records nothing."""
         runs = "SELECT id FROM runs WHERE conversation_id = ?"
         with self._tx() as conn:
             self._lock(conn, "conversation", conversation_id)  # a run finishing in it meanwhile waits
@@ -80,6 +80,7 @@ class ConversationsMixin(SQLBase):
             conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM channel_threads WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM channel_messages WHERE conversation_id = ?", (conversation_id,))
+            conn.execute("DELETE FROM message_keys WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
     def get_messages(self, conversation_id: str) -> list[Message]:

@@ -24,6 +24,7 @@ from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
+from halguru.store.sql_message_keys import KEY_TTL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -256,8 +257,8 @@ class RunsMixin(SQLBase):
         (a pending approval) or interrupted (a crash or a shutdown stopped it and its checkpoint is not yet
         resumed; an old failed or cancelled run goes, though `halguru runs resume` would take it), with their
         events, approvals and checkpoints, the conversations (their messages, channel threads and messages) left
-        without a run, and the jobs that finished before ``before``; one transaction. Returns how many runs were
-        deleted."""
+        without a run, the jobs that finished before ``before``, and the messages endpoint's idempotency keys
+        older than 24 hours; one transaction. Returns how many runs were deleted."""
         old = ("SELECT id FROM runs r WHERE started < ? AND NOT (status = 'running' "
                "AND coalesce(lease_expires, 0) >= ?) "
                "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
@@ -275,10 +276,12 @@ class RunsMixin(SQLBase):
             count = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
             empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "
                      "(SELECT 1 FROM runs r WHERE r.conversation_id = p.conversation_id)")
-            for table in ("approvals", "checkpoints", "messages", "channel_threads", "channel_messages"):
+            for table in ("approvals", "checkpoints", "messages", "channel_threads", "channel_messages",
+                          "message_keys"):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
             conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
             conn.execute("DELETE FROM pruned")
+            conn.execute("DELETE FROM message_keys WHERE created < ?", (now - KEY_TTL,))  # keys live a day
             finished = "SELECT id FROM jobs WHERE status IN ('done', 'dead', 'cancelled') AND finished < ?"
             conn.execute(f"DELETE FROM job_effects WHERE job_id IN ({finished})", (before,))
             conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (before,))

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.jobs import takeover
-from halguru.store.base import RunRecord
-from halguru_server import audit, follow, ops, runs, service
+from halguru.store.base import MessageKeyRecord, RunRecord
+from halguru_server import audit, follow, idempotency, ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
@@ -127,29 +127,59 @@ def list_messages(conversation_id: ConvId, state: State, caller: Caller) -> Mess
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut, tags=["conversations"],
-             responses={200: SSE_DOC, **HELD_DOC, **responses(400, 404, 413, 503)})
+             responses={200: SSE_DOC, **HELD_DOC, **responses(400, 404, 409, 413, 503)})
 async def post_message(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
-                       caller: Caller) -> Response | RunOut:
+                       caller: Caller, idempotency_key: Annotated[str | None, Header(
+                           alias="Idempotency-Key", description=idempotency.HEADER_DOC)] = None,
+                       ) -> Response | RunOut:
     """Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
-    (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished."""
-    return await answer(request, state, caller, conversation_id, body)
+    (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished.
+    With an ``Idempotency-Key``, a retry of the same message gets the first answer instead of a second turn."""
+    return await answer(request, state, caller, conversation_id, body, idempotency_key)
 
 
 async def answer(request: Request, state: ServerState, caller: Principal, conversation_id: str,
-                 body: MessageIn) -> Response | RunOut:
-    """Post a message: shared by the REST API and the web chat."""
+                 body: MessageIn, idempotency_key: str | None = None) -> Response | RunOut:
+    """Post a message: shared by the REST API and the web chat (``idempotency`` says what a key does)."""
     # Off the event loop: with a database server a read is a round trip that would stall every other request.
     row = await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
-    if row.get("taken_over_by") and await asyncio.to_thread(takeover.hold, state.store, conversation_id, body.content):
-        return JSONResponse(TAKEN_OVER | {"conversation_id": conversation_id}, status_code=202)
-    reservation = service.reserve(state, served, caller)
+    claim = None
+    if idempotency_key is not None:  # claimed before the run is queued; released if it never starts
+        claim, earlier = await idempotency.claim(state, caller, conversation_id, idempotency_key, body.content)
+        if earlier is not None:
+            return await _repeat(request, state, caller, earlier, body.stream)
+    try:
+        if row.get("taken_over_by") and await asyncio.to_thread(takeover.hold, state.store, conversation_id,
+                                                                body.content):
+            if claim is not None:
+                await asyncio.to_thread(state.store.hold_message_key, *claim.args)
+            return JSONResponse(TAKEN_OVER | {"conversation_id": conversation_id}, status_code=202)
+        reservation = service.reserve(state, served, caller)
+    except BaseException:
+        if claim is not None:
+            await idempotency.release(state, claim)
+        raise
     events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
                                 row["owner"])
+    if claim is not None:
+        events = idempotency.tracked(state, claim, events)
     if caller.anonymous:
         events = service.redacted(events)
     return await respond(request, state, served, reservation, events, body.stream)
+
+
+async def _repeat(request: Request, state: ServerState, caller: Principal, earlier: MessageKeyRecord,
+                  stream: bool) -> Response | RunOut:
+    """A repeat of a keyed message: the first request's answer (its run's stored events as SSE when a stream is
+    asked for), 202 again for a message held for an operator, 409 while the first is still going."""
+    if earlier["status"] == "held":
+        return JSONResponse(TAKEN_OVER | {"conversation_id": earlier["conversation_id"]}, status_code=202)
+    out = await asyncio.to_thread(idempotency.stored_run, state, caller, earlier)  # 409 unless it ended
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        return await resume_stream(state, caller, out.run_id, None, -1)
+    return out
 
 
 async def respond(request: Request, state: ServerState, served: ServedAgent, reservation: Reservation,

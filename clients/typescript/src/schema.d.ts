@@ -634,6 +634,7 @@ export interface paths {
          * Post Message
          * @description Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
          *     (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished.
+         *     With an ``Idempotency-Key``, a retry of the same message gets the first answer instead of a second turn.
          */
         post: operations["post_message_v1_conversations__conversation_id__messages_post"];
         delete?: never;
@@ -4349,7 +4350,10 @@ export interface operations {
     post_message_v1_conversations__conversation_id__messages_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Send the same key again to retry this message safely (1 to 200 printable ASCII characters; per caller and conversation, kept 24 hours): a repeat gets the first request's run (200, same run_id; with stream=true its stored events as SSE) without running the agent or storing the message again; 409 (Retry-After) while that run is still going, 422 if the key came with another message. A first request that failed before its run started (503 queue full) leaves the key unused. */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 /** @description a conversation id */
                 conversation_id: string;
@@ -4406,6 +4410,15 @@ export interface operations {
             };
             /** @description not_found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

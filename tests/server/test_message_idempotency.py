@@ -1,0 +1,156 @@
+"""``Idempotency-Key`` on POST /v1/conversations/{id}/messages, on a real uvicorn over SQLite and PostgreSQL: a retry
+gets the first run and stores no second turn; a repeat while the first runs is 409; another message under the key
+is 422; a first attempt refused before its run started (503) leaves the key usable; keys go with their
+conversation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from halguru.store import open_store
+from tests.server.test_serve_api import new_conversation, sse_events
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, serve: Callable[..., Any],
+           api_key: Callable[..., str]) -> Iterator[httpx.Client]:
+    """A client with a key, on a server whose store is SQLite (HALGURU_HOME) or the session's PostgreSQL database
+    (emptied; an unreachable server fails the test)."""
+    if request.param == "postgres":
+        from halguru.config import reset_settings
+        from tests.conftest import _empty_postgres
+
+        url = request.getfixturevalue("postgres_url")
+        _empty_postgres(url)
+        monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+        reset_settings()
+    server = serve()
+    assert type(server.state.store).__name__ == ("PostgresStore" if request.param == "postgres" else "SQLiteStore")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
+        c.server = server  # type: ignore[attr-defined]
+        yield c
+
+
+def post(client: httpx.Client, conv: str, content: str, key: str | bytes | None, **body: Any) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return client.post(f"/v1/conversations/{conv}/messages", json={"content": content, **body}, headers=headers)
+
+
+def turns(client: httpx.Client, conv: str) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in client.get(f"/v1/conversations/{conv}/messages").json()["data"]]
+
+
+def runs_of(conv: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in open_store().list_runs(conversation_id=conv)]
+
+
+def one_line_error(response: httpx.Response, status: int, kind: str) -> str:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == kind and "\n" not in error["message"], error
+    return str(error["message"])
+
+
+def test_a_retry_after_the_first_finished_gets_the_same_run_and_stores_one_turn(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    first = post(client, conv, "hello", "order-42")
+    assert first.status_code == 200, first.text
+    again = post(client, conv, "hello", "order-42")
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()  # run_id, output, status, usage, tool calls, duration: the first run's
+    assert first.json()["output"] == "You said: hello" and first.json()["status"] == "ok"
+    assert turns(client, conv) == [("user", "hello"), ("assistant", "You said: hello")]
+    assert len(runs_of(conv)) == 1
+    # Asking for a stream: the first run's stored events replayed (tokens are not stored), nothing run again.
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "hello", "stream": True},
+                       headers={"Idempotency-Key": "order-42"}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(response)
+    assert events[0][0] == "run_started" and events[-1][0] == "run_finished"
+    assert {d["run_id"] for _, d in events} == {first.json()["run_id"]}
+    assert events[-1][1]["output"] == "You said: hello"
+    assert len(runs_of(conv)) == 1 and len(turns(client, conv)) == 2
+    # The key is the caller's in this conversation: the same key elsewhere, or no key, is a new message.
+    other = new_conversation(client)
+    assert post(client, other, "hello", "order-42").json()["run_id"] != first.json()["run_id"]
+    post(client, conv, "hello", None)
+    assert len(turns(client, conv)) == 4
+
+
+def test_a_repeat_while_the_first_is_running_is_409_then_gets_its_run(client: httpx.Client) -> None:
+    conv = new_conversation(client, "slow")
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True},
+                       headers={"Idempotency-Key": "k-slow"}) as first:
+        lines = first.iter_lines()  # kept: a dropped iterator closes the stream
+        while next(lines) != "event: token":  # the run has started
+            pass
+        repeat = post(client, conv, "go", "k-slow")
+        message = one_line_error(repeat, 409, "idempotency_key_in_progress")
+        assert "still in progress" in message and repeat.headers["retry-after"] == "1"
+        events = [line for line in lines if line.startswith("data: ")]
+    assert '"run_finished"' in events[-1]
+    [run] = runs_of(conv)
+    assert run["status"] == "ok"
+    after = post(client, conv, "go", "k-slow")
+    assert after.status_code == 200 and after.json()["run_id"] == run["id"]
+    assert after.json()["output"] == run["output"] and run["output"].endswith("word39")
+    assert [role for role, _ in turns(client, conv)] == ["user", "assistant"]
+
+
+def test_the_same_key_with_another_message_is_422(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    assert post(client, conv, "first", "k1").status_code == 200
+    message = one_line_error(post(client, conv, "second", "k1"), 422, "idempotency_key_reused")
+    assert "another message" in message
+    assert turns(client, conv) == [("user", "first"), ("assistant", "You said: first")]
+
+
+def test_a_first_attempt_refused_with_503_leaves_the_key_usable(client: httpx.Client) -> None:
+    client.server.state.settings.concurrency = 1  # type: ignore[attr-defined]
+    client.server.state.gate.queue_size = 0  # type: ignore[attr-defined]
+    busy, conv = new_conversation(client, "slow"), new_conversation(client, "slow")
+    with client.stream("POST", f"/v1/conversations/{busy}/messages", json={"content": "a", "stream": True}) as a:
+        lines = a.iter_lines()
+        while next(lines) != "event: run_started":
+            pass
+        full = post(client, conv, "b", "k-503")
+        assert full.status_code == 503 and full.json()["error"]["type"] == "queue_full"
+    deadline = time.monotonic() + 10  # the closed stream's run is cancelled and frees the model
+    while (retry := post(client, conv, "b", "k-503")).status_code == 503:
+        assert time.monotonic() < deadline, retry.text
+        time.sleep(0.05)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "ok" and [r["id"] for r in runs_of(conv)] == [retry.json()["run_id"]]
+    assert post(client, conv, "b", "k-503").json()["run_id"] == retry.json()["run_id"]
+
+
+def test_bad_keys_are_400_with_one_line(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    for key in ("", "x" * 201, b"caf\xe9"):
+        message = one_line_error(post(client, conv, "hi", key), 400, "invalid_idempotency_key")
+        assert message.startswith("Idempotency-Key ") and "1 to 200 printable ASCII characters" in message
+    assert post(client, conv, "hi", "x" * 200).status_code == 200
+    assert post(client, conv, "hi", "a key with spaces ~!").status_code == 200
+    assert runs_of(conv) and len(runs_of(conv)) == 2
+
+
+def test_keys_go_with_their_conversation(client: httpx.Client) -> None:
+    conv = new_conversation(client)
+    run_id = post(client, conv, "hello", "k-del").json()["run_id"]
+    store = open_store()
+    assert store._rows("SELECT run_id FROM message_keys") == [{"run_id": run_id}]  # type: ignore[attr-defined]
+    assert client.delete(f"/v1/conversations/{conv}").status_code == 204
+    assert store._rows("SELECT * FROM message_keys") == []  # type: ignore[attr-defined]
+    assert post(client, conv, "hello", "k-del").status_code == 404
+
+
+def test_the_endpoint_documents_the_header(client: httpx.Client) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/conversations/{conversation_id}/messages"]["post"]
+    [header] = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert header["name"] == "Idempotency-Key" and "409" in header["description"]
+    assert "409" in operation["responses"]
