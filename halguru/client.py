@@ -87,6 +87,10 @@ _BY_STATUS: dict[int, type[ClientError]] = {401: AuthError, 403: AuthError, 404:
                                             429: RateLimited, 503: Unavailable}
 
 
+def _keyed(idempotency_key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), or None."""
     value = response.headers.get("retry-after")
@@ -261,16 +265,18 @@ class Client(_Base):
         response = self._request("GET", f"/v1/conversations/{conversation_id}/messages")
         return [MessageOut.model_validate(m) for m in json.loads(response.read())["data"]]
 
-    def send(self, conversation_id: str, content: str) -> RunOut:
-        """Send a message; the whole answer once the run has finished."""
+    def send(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> RunOut:
+        """Send a message; the whole answer once the run has finished. Sent again with the same
+        ``idempotency_key`` (after a timeout), it gets the first answer instead of a second turn."""
         return self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",
-                          json={"content": content, "stream": False})
+                          json={"content": content, "stream": False}, headers=_keyed(idempotency_key))
 
-    def stream(self, conversation_id: str, content: str) -> Iterator[Event]:
+    def stream(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> Iterator[Event]:
         """Send a message; its run's events as they happen (``token``..., ``run_finished`` last). Leaving the
-        loop early closes the stream, which stops the run."""
+        loop early closes the stream, which stops the run. ``idempotency_key`` as for ``send``."""
         response = self._request("POST", f"/v1/conversations/{conversation_id}/messages",
-                                 "text/event-stream", json={"content": content, "stream": True})
+                                 "text/event-stream", json={"content": content, "stream": True},
+                                 headers=_keyed(idempotency_key))
         if response.status_code == 202:
             response.read()
             self._parse(RunOut, response)
@@ -363,13 +369,15 @@ class AsyncClient(_Base):
         response = await self._request("GET", f"/v1/conversations/{conversation_id}/messages")
         return [MessageOut.model_validate(m) for m in json.loads(await response.aread())["data"]]
 
-    async def send(self, conversation_id: str, content: str) -> RunOut:
+    async def send(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> RunOut:
         return await self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",
-                                json={"content": content, "stream": False})
+                                json={"content": content, "stream": False}, headers=_keyed(idempotency_key))
 
-    async def stream(self, conversation_id: str, content: str) -> AsyncIterator[Event]:
+    async def stream(self, conversation_id: str, content: str, *,
+                     idempotency_key: str | None = None) -> AsyncIterator[Event]:
         response = await self._request("POST", f"/v1/conversations/{conversation_id}/messages",
-                                       "text/event-stream", json={"content": content, "stream": True})
+                                       "text/event-stream", json={"content": content, "stream": True},
+                                       headers=_keyed(idempotency_key))
         if response.status_code == 202:
             await response.aread()
             self._parse(RunOut, response)

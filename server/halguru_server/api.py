@@ -167,7 +167,7 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
         events = idempotency.tracked(state, claim, events)
     if caller.anonymous:
         events = service.redacted(events)
-    return await respond(request, state, served, reservation, events, body.stream)
+    return await respond(request, state, served, reservation, events, body.stream, finish_alone=claim is not None)
 
 
 async def _repeat(request: Request, state: ServerState, caller: Principal, earlier: MessageKeyRecord,
@@ -183,8 +183,9 @@ async def _repeat(request: Request, state: ServerState, caller: Principal, earli
 
 
 async def respond(request: Request, state: ServerState, served: ServedAgent, reservation: Reservation,
-                  events: AsyncIterator[Event], stream: bool) -> Response | RunOut:
-    """A queued run as the client asked: SSE (``stream`` or ``Accept: text/event-stream``), else one RunOut.
+                  events: AsyncIterator[Event], stream: bool, finish_alone: bool = False) -> Response | RunOut:
+    """A queued run as the client asked: SSE (``stream`` or ``Accept: text/event-stream``), else one RunOut
+    (``finish_alone``: the run goes on if its client leaves, see ``service.collect``).
 
     Shared by messages and the continuations of paused or interrupted runs, so both answer alike."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
@@ -195,7 +196,7 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
         body = service.sse_body(state, events, follow.live_renderer(), error)  # ids: resumable elsewhere
         return service.EventStream(body, state, reservation.release)
     try:
-        collected = await service.collect(request, state, events)
+        collected = await service.collect(request, state, events, finish_alone)
     finally:
         reservation.release()
     started, finished = service.summary(collected)

@@ -186,9 +186,11 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
             m.runs.labels(served.name, "interrupted" if state.lifecycle.interrupted else "cancelled").inc()
 
 
-async def collect(request: Request, state: ServerState, events: AsyncIterator[Event]) -> list[Event]:
-    """Run to the end in its own task; if the client goes away first, cancel the run (stored as cancelled);
-    if the shutdown grace period cuts it, a 503 (the run is stored as interrupted)."""
+async def collect(request: Request, state: ServerState, events: AsyncIterator[Event],
+                  finish_alone: bool = False) -> list[Event]:
+    """Run to the end in its own task; if the client goes away first, cancel the run (stored as cancelled), or
+    with ``finish_alone`` (a message with an Idempotency-Key: its retry is to get the whole answer) let it run to
+    its end; if the shutdown grace period cuts it, a 503 (the run is stored as interrupted)."""
     pump = Pump(state.lifecycle, events)
 
     async def disconnected() -> None:
@@ -201,6 +203,8 @@ async def collect(request: Request, state: ServerState, events: AsyncIterator[Ev
         await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
+    if not task.done() and finish_alone:
+        await asyncio.wait({task})
     if not task.done():
         await pump.close()
         with suppress(BaseException):

@@ -95,3 +95,26 @@ def test_async_client(serve: Serve, api_key: Callable[..., str]) -> None:
             assert len(await hg.messages(chat.id)) == 4
 
     asyncio.run(main())
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer(serve: Serve, api_key: Callable[..., str]) -> None:
+    """What a client that timed out does: send the message again with the key it used; one turn is stored."""
+    server = serve()
+    with Client(server.url, api_key()) as hg:
+        chat = hg.new_conversation("echo")
+        first = hg.send(chat.id, "hello", idempotency_key="turn-1")
+        again = hg.send(chat.id, "hello", idempotency_key="turn-1")
+        assert again.run_id == first.run_id and again.output == first.output
+        replayed = list(hg.stream(chat.id, "hello", idempotency_key="turn-1"))
+        assert isinstance(replayed[-1], RunFinished) and replayed[-1].run_id == first.run_id
+        other = hg.send(chat.id, "hello", idempotency_key="turn-2")
+        assert other.run_id != first.run_id
+        assert [m.role for m in hg.messages(chat.id)] == ["user", "assistant", "user", "assistant"]
+
+    async def asynchronous() -> None:
+        async with AsyncClient(server.url, api_key()) as hg:
+            chat = await hg.new_conversation("echo")
+            first = await hg.send(chat.id, "hi", idempotency_key="a")
+            assert (await hg.send(chat.id, "hi", idempotency_key="a")).run_id == first.run_id
+
+    asyncio.run(asynchronous())

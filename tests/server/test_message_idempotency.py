@@ -154,3 +154,28 @@ def test_the_endpoint_documents_the_header(client: httpx.Client) -> None:
     [header] = [p for p in operation["parameters"] if p["in"] == "header"]
     assert header["name"] == "Idempotency-Key" and "409" in header["description"]
     assert "409" in operation["responses"]
+
+
+def test_a_keyed_run_goes_on_when_its_client_times_out_so_the_retry_gets_the_whole_answer(
+        client: httpx.Client) -> None:
+    """The case the key is for: the client gives up waiting (here after 0.5 s of a 2 s answer) and sends again.
+    Without a key the run is cancelled with its client; with one it runs to its end and the retry gets it."""
+    conv = new_conversation(client, "slow")
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(f"/v1/conversations/{conv}/messages", json={"content": "go"},
+                    headers={"Idempotency-Key": "k-timeout"}, timeout=0.5)
+    deadline = time.monotonic() + 20
+    while (retry := post(client, conv, "go", "k-timeout")).status_code == 409:  # still answering
+        assert time.monotonic() < deadline, retry.text
+        time.sleep(0.1)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "ok" and retry.json()["output"].endswith("word39")
+    assert [role for role, _ in turns(client, conv)] == ["user", "assistant"]
+    plain = new_conversation(client, "slow")  # without a key: cancelled with its client, as before
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(f"/v1/conversations/{plain}/messages", json={"content": "go"}, timeout=0.5)
+    deadline = time.monotonic() + 20
+    while not runs_of(plain) or runs_of(plain)[0]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert runs_of(plain)[0]["status"] == "cancelled"
