@@ -187,7 +187,14 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
     if json_output:
         typer.echo(json.dumps(asdict(info), indent=2))
         return
-    lead = LEAD_MODELS.get(info.lead_model, info.lead_model) if info.lead_model else f"{info.embedder} (own vectors)"
+    from halguru.rag.query import default_fusion
+
+    if not default_fusion(info.embedder, info.lead_model).lead_weight:
+        lead = "none (not used with this embedder)"
+    elif info.lead_model:
+        lead = LEAD_MODELS.get(info.lead_model, info.lead_model)
+    else:
+        lead = f"{info.embedder} (own vectors)"
     typer.echo(f"name:       {info.name}\nembedder:   {info.embedder} ({info.dimension} dimensions)\n"
                f"lead vote:  {lead}\n"
                f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap\n"

@@ -157,6 +157,8 @@ def test_the_cli_names_the_lead_model_and_says_when_it_is_missing(tmp_path: Path
     created = cli("kb", "create", "plain")
     assert f"note: {mpnet.MISSING}: this base's lead vote uses minilm" in created.output
     assert "lead vote:  minilm (own vectors)" in cli("kb", "show", "plain").output
+    cli("kb", "create", "quick", "--embedder", "fast")  # wordllama's fusion has no lead vote
+    assert "lead vote:  none (not used with this embedder)" in cli("kb", "show", "quick").output
 
 
 def test_a_bad_cache_is_a_one_line_error(tmp_path: Path, monkeypatch):
