@@ -25,6 +25,12 @@ STALE_CLAIM = 600.0
 _KEY = "owner = ? AND conversation_id = ? AND key = ?"
 
 
+def delete_old_keys(conn: Any, cutoff: float) -> int:
+    """Delete the keys claimed before ``cutoff`` in the caller's transaction (``prune_runs`` and
+    ``prune_message_keys``); how many."""
+    return int(conn.execute("DELETE FROM message_keys WHERE created < ?", (cutoff,)).rowcount)
+
+
 def _record(row: Any) -> MessageKeyRecord:
     return cast(MessageKeyRecord, {k: row[k] for k in MessageKeyRecord.__annotations__})
 
@@ -68,4 +74,4 @@ class MessageKeysMixin(SQLBase):
     def prune_message_keys(self, before: float | None = None) -> int:
         cutoff = time.time() - KEY_TTL if before is None else before
         with self._tx() as conn:
-            return conn.execute("DELETE FROM message_keys WHERE created < ?", (cutoff,)).rowcount
+            return delete_old_keys(conn, cutoff)

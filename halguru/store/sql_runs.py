@@ -24,7 +24,7 @@ from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
-from halguru.store.sql_message_keys import KEY_TTL
+from halguru.store.sql_message_keys import KEY_TTL, delete_old_keys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -281,7 +281,7 @@ class RunsMixin(SQLBase):
                 conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
             conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
             conn.execute("DELETE FROM pruned")
-            conn.execute("DELETE FROM message_keys WHERE created < ?", (now - KEY_TTL,))  # keys live a day
+            delete_old_keys(conn, now - KEY_TTL)  # keys live a day
             finished = "SELECT id FROM jobs WHERE status IN ('done', 'dead', 'cancelled') AND finished < ?"
             conn.execute(f"DELETE FROM job_effects WHERE job_id IN ({finished})", (before,))
             conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (before,))
