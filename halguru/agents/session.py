@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,16 @@ class ChatSession:
 
         if self.agent.uses_mcp():  # a chat keeps its MCP servers for the next turns (close() stops them)
             keep_servers_running()
-        async for event in run(self.agent, text, self.conversation_id, model=self._model(), store=self.store):
-            if isinstance(event, RunStarted):
-                self.conversation_id = event.conversation_id
-                self.last_run_id = event.run_id
-            yield event
-            if isinstance(event, RunFinished):
-                return
+        # Closed with this generator: a caller that stops listening cancels the run now, not at garbage collection.
+        async with aclosing(run(self.agent, text, self.conversation_id, model=self._model(),
+                                store=self.store)) as events:
+            async for event in events:
+                if isinstance(event, RunStarted):
+                    self.conversation_id = event.conversation_id
+                    self.last_run_id = event.run_id
+                yield event
+                if isinstance(event, RunFinished):
+                    return
 
     async def close(self) -> None:
         """Stop the MCP servers this session kept running (call it on the loop its turns ran on)."""

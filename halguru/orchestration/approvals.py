@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from halguru import audit
@@ -99,14 +100,16 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         kept: dict[str, Any] = {k: saved["state"][k] for k in ("active_agent", "handoffs") if k in saved["state"]}
         resume.first_state = {"messages": [m.model_dump(exclude_defaults=True) for m in messages], **kept}
         resume.checkpoint = saved["label"]
-    async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                           store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
-                           owner=row["owner"]):
-        if event.type == "run_started":
-            store.set_approval_continued_by(row["run_id"], event.run_id)
-        elif event.type == "tool_result" and event.call_id == call.id and reject is None:  # the side effect ran
-            audit.record(store, decided_by, "tool.call", call.name, {"run_id": row["run_id"], "error": event.is_error})
-        yield event
+    async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
+                            store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
+                            owner=row["owner"])) as events:
+        async for event in events:
+            if event.type == "run_started":
+                store.set_approval_continued_by(row["run_id"], event.run_id)
+            elif event.type == "tool_result" and event.call_id == call.id and reject is None:  # the side effect ran
+                audit.record(store, decided_by, "tool.call", call.name,
+                             {"run_id": row["run_id"], "error": event.is_error})
+            yield event
 
 
 def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from halguru import audit
@@ -108,13 +109,14 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
         messages = [Message.model_validate(m) for m in state.get("messages", [])]
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
                         state=state, checkpoint=row["label"])
-        async for event in run(agent, row["input"], row["conversation_id"], model=model or row["model"],
-                               store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]},
-                               owner=old["owner"]):  # the continuation belongs to whoever owned the run
-            if event.type == "run_started":
-                started = True
-                store.set_checkpoint_resumed_by(old["id"], event.run_id)
-            yield event
+        async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
+                                store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]},
+                                owner=old["owner"])) as events:  # the continuation belongs to whoever owned the run
+            async for event in events:
+                if event.type == "run_started":
+                    started = True
+                    store.set_checkpoint_resumed_by(old["id"], event.run_id)
+                yield event
     finally:
         if not started:  # nothing ran: the run may be resumed again
             store.set_checkpoint_resumed_by(old["id"], None)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
+from contextlib import aclosing, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +44,7 @@ from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import ChatPane, Key, KeyBar, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
+QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before the app exits
 NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen (a pending approval
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
@@ -272,46 +274,49 @@ class DevApp(PauseActions):
         answer = markdown_stream = None
         pending: list[str] = []  # tokens not yet shown: the answer is updated in batches, not per token
         flushed = time.monotonic()
-        async for event in stream:
-            if isinstance(event, Token):
-                tree.streamed += 1
-                if chat is not None:
-                    pending.append(event.text)
-                    if time.monotonic() - flushed >= STREAM_REFRESH:
-                        if markdown_stream is None:
-                            answer = chat.add_answer()
-                            markdown_stream = answer.get_stream(answer)
-                        await markdown_stream.write("".join(pending))
-                        pending, flushed = [], time.monotonic()
-                continue
-            if pending and chat is not None:
-                if markdown_stream is None:
-                    answer = chat.add_answer()
-                    markdown_stream = answer.get_stream(answer)
-                await markdown_stream.write("".join(pending))
-                pending = []
-            events.append(event)
-            self.last_events = events
-            if isinstance(event, RunStarted):
-                if not parent_of(event):
-                    self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
-                if chat is not None and not parent_of(event):
-                    self.conversation_id = event.conversation_id
-            elif isinstance(event, NOTICES) and chat is not None:
-                shown = note(event)
-                if shown:
-                    chat.add_note(Text.from_markup(shown))
-            elif isinstance(event, ModelResult):
-                if chat is not None and event.finish_reason == "length":
-                    chat.add_note(CUT_NOTICE.removeprefix("! "))
-                if markdown_stream is not None and event.tool_calls:
-                    await markdown_stream.stop()
-                    markdown_stream = None
-            elif isinstance(event, Error) and chat is not None:
-                chat.add_note(f"{event.kind} error: {event.message}")
-            tree.add(event)
-            if isinstance(event, RunFinished) and not parent_of(event):
-                self.last_answer = event.output
+        # Closed here, not left to the garbage collector: a cancel (Ctrl+Q) that lands while the answer is drawn
+        # must still let the runtime store the partial run as cancelled before the app exits.
+        async with aclosing(stream) as events_in:
+            async for event in events_in:
+                if isinstance(event, Token):
+                    tree.streamed += 1
+                    if chat is not None:
+                        pending.append(event.text)
+                        if time.monotonic() - flushed >= STREAM_REFRESH:
+                            if markdown_stream is None:
+                                answer = chat.add_answer()
+                                markdown_stream = answer.get_stream(answer)
+                            await markdown_stream.write("".join(pending))
+                            pending, flushed = [], time.monotonic()
+                    continue
+                if pending and chat is not None:
+                    if markdown_stream is None:
+                        answer = chat.add_answer()
+                        markdown_stream = answer.get_stream(answer)
+                    await markdown_stream.write("".join(pending))
+                    pending = []
+                events.append(event)
+                self.last_events = events
+                if isinstance(event, RunStarted):
+                    if not parent_of(event):
+                        self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
+                    if chat is not None and not parent_of(event):
+                        self.conversation_id = event.conversation_id
+                elif isinstance(event, NOTICES) and chat is not None:
+                    shown = note(event)
+                    if shown:
+                        chat.add_note(Text.from_markup(shown))
+                elif isinstance(event, ModelResult):
+                    if chat is not None and event.finish_reason == "length":
+                        chat.add_note(CUT_NOTICE.removeprefix("! "))
+                    if markdown_stream is not None and event.tool_calls:
+                        await markdown_stream.stop()
+                        markdown_stream = None
+                elif isinstance(event, Error) and chat is not None:
+                    chat.add_note(f"{event.kind} error: {event.message}")
+                tree.add(event)
+                if isinstance(event, RunFinished) and not parent_of(event):
+                    self.last_answer = event.output
         if markdown_stream is not None:
             await markdown_stream.stop()
         if chat is not None:
@@ -448,10 +453,8 @@ class DevApp(PauseActions):
         worker = self.run_worker_
         if worker is not None and worker.is_running:
             worker.cancel()
-            for _ in range(50):
-                if worker.is_finished:
-                    break
-                await asyncio.sleep(0.01)
+            with suppress(Exception):  # WorkerCancelled is the expected end; a slow store gets a few seconds
+                await asyncio.wait_for(worker.wait(), QUIT_GRACE)
         from halguru.tools.mcp import stop_kept_servers
 
         await stop_kept_servers()

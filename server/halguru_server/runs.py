@@ -27,6 +27,7 @@ from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
+from halguru_server.lifecycle import closing
 from halguru_server.push import Pusher
 from halguru_server.state import Principal, ServerState, agent_for
 
@@ -183,10 +184,11 @@ async def _tell_owner(stream: AsyncIterator[Event], pusher: Pusher, conversation
                       actor: str | None) -> AsyncIterator[Event]:
     """The continuation's answer goes to the run's owner as a notification when someone else decided it
     (an operator in the console): the owner is not watching this stream."""
-    async for event in stream:
-        yield event
-        if isinstance(event, RunFinished) and event.status == "ok" and event.output.strip():
-            pusher.notify(conversation_id, title, event.output, actor=actor)
+    async with closing(stream) as events:
+        async for event in events:
+            yield event
+            if isinstance(event, RunFinished) and event.status == "ok" and event.output.strip():
+                pusher.notify(conversation_id, title, event.output, actor=actor)
 
 
 async def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
@@ -211,9 +213,10 @@ async def _conflicts(stream: AsyncIterator[Event]) -> AsyncIterator[Event]:
     """A refusal from the library's claim (the run was decided elsewhere meanwhile) becomes a 409."""
     started = False
     try:
-        async for event in stream:
-            started = True
-            yield event
+        async with closing(stream) as events:
+            async for event in events:
+                started = True
+                yield event
     except HalguruError as exc:
         if started:
             raise

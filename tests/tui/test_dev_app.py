@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, TextArea
+from textual.worker import WorkerCancelled
 
 from halguru.agents.replay import load_run
 from halguru.agents.runtime import run_to_result
@@ -234,6 +235,31 @@ async def test_quit_during_generation_stores_the_partial_run(calc_agent: Path) -
         await pilot.pause()
     runs = open_store().list_runs()
     assert runs[0]["status"] == "cancelled" and runs[0]["output"].startswith("word word")
+
+
+async def test_a_run_cut_while_its_answer_is_drawn_is_stored_at_once(calc_agent: Path, monkeypatch) -> None:
+    """The cancel lands in the app's own drawing, outside the run: the run is still closed and stored before
+    the worker ends, not whenever the garbage collector gets to it."""
+    from textual.widgets._markdown import MarkdownStream
+
+    drawing = asyncio.Event()
+
+    async def stuck_write(self, text: str) -> None:
+        drawing.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(MarkdownStream, "write", stuck_write)
+    model = ScriptedModel([{"text": " ".join(["word"] * 200), "token_delay": 0.01}])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "talk")
+        await wait_for(pilot, drawing.is_set)
+        worker = app.run_worker_
+        worker.cancel()
+        with pytest.raises(WorkerCancelled):
+            await worker.wait()
+        run = open_store().list_runs()[0]
+        assert run["status"] == "cancelled" and run["output"].startswith("word")
 
 
 async def test_help_and_theme(calc_agent: Path) -> None:
