@@ -197,6 +197,9 @@ def app_from_env() -> FastAPI:
     A worker is a fresh (spawned) process: the parent's JSON logging is not inherited, so it is set up here,
     before uvicorn's "Started server process" line, or the worker's start-up and request lines are lost."""
     settings = ServerSettings.model_validate_json(os.environ[SETTINGS_ENV])
+    from halguru_server.connections import configure_connections
+
     configure_logging(settings.log_level)
+    configure_connections(settings)
     return create_app(settings)
 

@@ -21,6 +21,7 @@ def run_server(config: Path | None, **options: Any) -> None:
 
     from halguru_server.agents import load_agents
     from halguru_server.app import SETTINGS_ENV, create_app
+    from halguru_server.connections import configure_connections
     from halguru_server.identity.mailer import NO_PUBLIC_URL
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
@@ -34,6 +35,7 @@ def run_server(config: Path | None, **options: Any) -> None:
     app = create_app(settings) if settings.workers == 1 else None
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
+    limits = configure_connections(settings)  # each worker of several does the same in app_from_env
     check_listen(settings.host, settings.port)  # a port in use is one line too, not a log after the banner
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
@@ -48,7 +50,7 @@ def run_server(config: Path | None, **options: Any) -> None:
     # uvicorn's grace period outlasts ours (drain delay + shutdown_timeout, see lifecycle.py), so a cut run
     # still ends its stream with an error event. X-Forwarded-For is read by the app (trusted_proxies) only.
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                              "access_log": False, "proxy_headers": False,
+                              "access_log": False, "proxy_headers": False, **limits,
                               "timeout_graceful_shutdown": settings.shutdown_timeout + 2}
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()

@@ -77,6 +77,12 @@ class ServerSettings(BaseSettings):
                                    description="most characters in all the messages of an OpenAI-style request")
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
+    header_timeout: float = Field(default=10.0, gt=0, description="seconds a connection has, from connecting "
+                                  "or from its last response, to send a whole request line and headers (then "
+                                  "408 and closed: half-sent requests cannot hold sockets)")
+    max_idle_connections: int | None = Field(default=None, ge=1, description="connections waiting for a "
+                                             "request's head, per process, before the oldest is closed (default "
+                                             "half the open-file limit)")
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")
     drain_delay: float = Field(default=0.0, ge=0, description="seconds after SIGTERM that the server keeps "
                                "serving while /readyz says not ready (a load balancer's time to notice)")

@@ -1,0 +1,134 @@
+"""`halguru serve` against clients that connect and never finish a request (slowloris): a real process on
+loopback, raw sockets as the attacker."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.server.conftest import free_port
+
+HALF_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"  # the blank line that ends the head never comes
+
+
+@pytest.fixture
+def server(halguru_cmd, subprocess_env, agents_dir) -> Iterator[Callable[..., int]]:
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], open_files: int | None = None) -> int:
+        port = free_port()
+
+        def limit() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+        proc = subprocess.Popen([*halguru_cmd, "serve", str(agents_dir), "--dev", "--port", str(port)],
+                                env={**subprocess_env, **env}, preexec_fn=limit, text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    return port
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(15)
+
+
+def connect(port: int, first: bytes = HALF_HEAD) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    if first:
+        sock.sendall(first)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_a_half_sent_request_gets_408_and_a_silent_connection_is_closed(server) -> None:
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
+    half, silent = connect(port), connect(port, b"")
+    started = time.monotonic()
+    assert read_all(half).startswith(b"HTTP/1.1 408 ")
+    assert read_all(silent) == b""  # it never asked anything: just closed
+    assert 0.8 < time.monotonic() - started < 4
+
+
+def test_trickled_headers_do_not_buy_time(server) -> None:
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
+    sock = connect(port, b"GET /healthz HTTP/1.1\r\n")
+    started, answer = time.monotonic(), b""
+    for i in range(40):  # one header line every 0.1 s: 4 s of headers, each arriving well within 1 s
+        try:
+            sock.sendall(b"X-Pad-%d: y\r\n" % i)
+        except OSError:
+            break
+        time.sleep(0.1)
+    sock.settimeout(5)
+    try:
+        answer = read_all(sock)
+    except ConnectionResetError:  # closed while lines were still coming: a reset instead of the 408
+        answer = b"reset"
+    assert answer.startswith(b"HTTP/1.1 408 ") or answer == b"reset"
+    assert time.monotonic() - started < 3, "the trickle kept the connection open"
+
+
+def test_keep_alive_clients_are_served_as_before(server) -> None:
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(4):  # one connection: each request's head comes at once, the pauses are between them
+            assert client.get("/healthz").status_code == 200
+            time.sleep(0.3)
+        assert client.post("/v1/conversations", json={"agent": "echo"}).status_code == 201
+
+
+def test_a_flood_of_half_sent_requests_does_not_lock_others_out(server) -> None:
+    """256 open files: without a cap, 400 half-sent requests take them all and nobody else gets in (the
+    deadline alone would free them only after it passes)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1024:  # the attacker's sockets are this process's files
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "60"}, open_files=256)
+    flood = []
+    for _ in range(400):
+        try:
+            flood.append(connect(port))
+        except OSError:  # the kernel's queue full for a moment: the flood goes on
+            time.sleep(0.01)
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 5
+        held = 0
+        for sock in flood:
+            sock.setblocking(False)
+            try:
+                held += sock.recv(1) != b""
+            except BlockingIOError:
+                held += 1
+            except OSError:
+                pass
+        assert 0 < held <= 128  # the oldest were closed: half of 256 files may wait for a head
+    finally:
+        for sock in flood:
+            sock.close()
