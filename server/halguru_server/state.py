@@ -222,10 +222,14 @@ def _resolve(request: Request) -> Principal:
 
 
 def agent_for(state: ServerState, principal: Principal, name: str) -> ServedAgent:
-    served = state.agent(name)
-    if not principal.allows(served):
-        if principal.anonymous:
-            raise ApiError(401, f"agent {name!r} needs you to sign in (/auth/login) or an API key for its web chat",
-                           headers={"WWW-Authenticate": "Bearer"})
-        raise ApiError(403, f"this API key may not use agent {name!r}")
-    return served
+    """The agent ``name`` if the caller may use it. An anonymous caller gets the same 401 for an agent that
+    does not exist as for one that needs a key, so the names of key-only agents cannot be guessed from outside."""
+    served = state.agents.get(name)
+    if served is not None and principal.allows(served):
+        return served
+    if principal.anonymous:
+        raise ApiError(401, f"agent {name!r} needs you to sign in (/auth/login) or an API key for its web chat",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if served is None:
+        return state.agent(name)  # raises the 404 that says where agents are listed
+    raise ApiError(403, f"this API key may not use agent {name!r}")

@@ -139,6 +139,12 @@ def test_web_chat_sessions_own_their_conversations(callers, agents_dir: Path) ->
     one, two = ({"X-Chat-Session": t} for t in tokens)
     conv = anon.post("/chat/api/conversations", json={"agent": "echo"}, headers=one).json()["id"]
     path = f"/chat/api/conversations/{conv}/messages"
+    # a key-only agent and one that does not exist look the same from outside: its name cannot be guessed
+    keyed, missing = (anon.post("/chat/api/conversations", json={"agent": name}, headers=one)
+                      for name in ("private", "privat"))
+    assert keyed.status_code == missing.status_code == 401
+    assert keyed.json()["error"]["message"].replace("private", "privat") == missing.json()["error"]["message"]
+    assert callers["A"].post("/v1/conversations", json={"agent": "privat"}).status_code == 404  # keys learn it
     sent = anon.post(path, json={"content": "hi"}, headers=one)
     assert sent.status_code == 200 and sent.json()["output"] == "You said: hi"
     assert len(anon.get(path, headers=one).json()["data"]) == 2
