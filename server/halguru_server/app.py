@@ -32,6 +32,7 @@ from halguru_server import (
 from halguru_server.agents import load_agents
 from halguru_server.attachments import router as attachments_router
 from halguru_server.clients_web import router as clients_web_router
+from halguru_server.connections import configure_connections, quiet_accept_failures
 from halguru_server.conversations_api import router as conversations_router
 from halguru_server.deployments import AgentRegistry
 from halguru_server.gate import ModelGate
@@ -92,6 +93,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if settings.auth.smtp is not None and not settings.auth.public_url:
             log.warning(mailer.NO_PUBLIC_URL)
         state.lifecycle.install(asyncio.get_running_loop())
+        quiet_accept_failures(asyncio.get_running_loop())
         pool = None
         from halguru.tools.mcp import keep_servers_running
 
@@ -197,8 +199,6 @@ def app_from_env() -> FastAPI:
     A worker is a fresh (spawned) process: the parent's JSON logging is not inherited, so it is set up here,
     before uvicorn's "Started server process" line, or the worker's start-up and request lines are lost."""
     settings = ServerSettings.model_validate_json(os.environ[SETTINGS_ENV])
-    from halguru_server.connections import configure_connections
-
     configure_logging(settings.log_level)
     configure_connections(settings)
     return create_app(settings)

@@ -1,19 +1,26 @@
-"""Connections that send no request cannot hold the server: uvicorn's HTTP/1.1 protocol, with a deadline for
-each request's head and a cap on connections that wait for one.
+"""Clients that never finish a request cannot hold the server: uvicorn's HTTP/1.1 protocol, with a deadline
+for each request's head and body and a cap on connections that owe the server one.
 
-uvicorn times out only the keep-alive wait after a response. A connection that sends half a request line, or
-trickles its headers a byte at a time, or sends nothing, stays open for good; a thousand of them exhaust a
-1,024-file limit and the server accepts nobody (measured: ``ulimit -n 1024``, 1,100 such sockets, every later
-request timed out). Here a connection has ``header_timeout`` seconds, from connecting or from its last response,
-to finish the next request's line and headers (then 408, closed), and when more than ``max_idle`` connections
-wait so, the one that has waited longest is closed: a flood pushes out its own sockets, not the clients that
-are being served. Both are per process (each worker of ``--workers`` counts its own).
+uvicorn times out only the keep-alive wait after a response. A connection that sends half a request line,
+trickles its headers a byte at a time, sends nothing, or announces a body and sends one byte of it stays open
+for good; a thousand of them exhaust a 1,024-file limit and the server accepts nobody (measured: ``ulimit -n
+1024``, 1,100 such sockets of either kind, every later request timed out, and asyncio logged each refused
+accept: 107,000 log records in 40 s).
+
+Here a connection has ``header_timeout`` seconds, from connecting or from its last response, to finish the
+next request's line and headers (then 408, closed), and then as long again plus one second per
+``min_body_rate`` bytes of its announced body (1 MB assumed when it is chunked) to finish the body (then
+closed: the app sees a disconnect). When more than ``max_idle`` connections owe the server a request's head
+or body, the one that has owed it longest is closed, so a flood pushes out its own sockets, not the clients
+being served. Both are per process (each worker of ``--workers`` counts its own).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar
+import logging
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -21,65 +28,93 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 if TYPE_CHECKING:
     from halguru_server.settings import ServerSettings
 
+log = logging.getLogger("halguru.server")
 TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+UNKNOWN_BODY = 1_000_000  # bytes assumed for a chunked body's deadline (the default max_body_bytes)
+ACCEPT_FAILED = "socket.accept() out of system resource"
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a request-head deadline and a cap on waiting connections."""
+    """uvicorn's h11 protocol with head and body deadlines and a cap on connections that owe a request."""
 
     header_timeout: ClassVar[float] = 10.0
+    min_body_rate: ClassVar[float] = 16 * 1024  # bytes a second: a 128 kbit/s link
     max_idle: ClassVar[int] = 512
-    _waiting: ClassVar[dict[GuardedH11Protocol, None]] = {}  # oldest first (insertion order)
+    _owing: ClassVar[dict[GuardedH11Protocol, None]] = {}  # longest owing first (insertion order)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_deadline: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase: Literal["head", "body"] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        self._expect("head")
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # a whole request line and its headers came
-            self._head_done()
+        self._progress()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may already have parsed a pipelined request
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self._await_head()
+            self._expect("head")
+        else:
+            self._progress()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._head_done()
+        self._settled()
         super().connection_lost(exc)
 
-    def _await_head(self) -> None:
-        self._head_done()
-        self._head_deadline = self.loop.call_later(self.header_timeout, self._head_timed_out)
-        waiting = GuardedH11Protocol._waiting
-        waiting[self] = None
-        while len(waiting) > self.max_idle:
-            oldest = next(iter(waiting))
-            oldest._close(timed_out=False)
+    def _progress(self) -> None:
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            if self._phase == "head":  # the head is in: the body's deadline starts
+                self._expect("body")
+        elif state is not h11.IDLE:  # the whole request came (or the connection failed)
+            self._settled()
 
-    def _head_done(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
-        GuardedH11Protocol._waiting.pop(self, None)
+    def _expect(self, phase: Literal["head", "body"]) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._phase = phase
+        seconds = self.header_timeout
+        if phase == "body":
+            seconds += self._body_length() / self.min_body_rate
+        self._deadline = self.loop.call_later(seconds, self._timed_out)
+        owing = GuardedH11Protocol._owing
+        if self not in owing:  # a body keeps the head's place: the flood's oldest go first
+            owing[self] = None
+            while len(owing) > self.max_idle:
+                next(iter(owing))._close(timed_out=False)
 
-    def _head_timed_out(self) -> None:
-        self._head_deadline = None
-        if self.conn.their_state is h11.IDLE:
+    def _body_length(self) -> int:
+        for name, value in self.headers or ():
+            if name == b"content-length" and value.isdigit():
+                return int(value)
+        return UNKNOWN_BODY
+
+    def _settled(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._phase = None
+        GuardedH11Protocol._owing.pop(self, None)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self._phase is not None:
             self._close(timed_out=True)
 
     def _close(self, timed_out: bool) -> None:
-        """Close a connection that owes its request's head: a 408 if it had started one, else just closed."""
-        self._head_done()
+        """Close a connection that owes its request: a 408 if its head had begun (a body's request already
+        belongs to the app, which sees a disconnect), else just closed."""
+        phase = self._phase
+        self._settled()
         if self.transport.is_closing():
             return
         partial, _ = self.conn.trailing_data
-        if timed_out and partial:
+        if timed_out and phase == "head" and partial:
             self.transport.write(TIMED_OUT)
         self.transport.close()
 
@@ -90,7 +125,7 @@ def configure_connections(settings: ServerSettings) -> dict[str, Any]:
     The open-file limit is raised to its hard cap first (Python keeps the soft one as inherited, often 1,024,
     though the hard one allows more). No ``max_idle_connections`` is half of it. The listen backlog, which is
     also how many connections asyncio accepts in one go before any of them is looked at, is a quarter of it
-    (at most uvicorn's 2,048): a burst must not take the files that closing the oldest waiting ones frees.
+    (at most uvicorn's 2,048): a burst must not take the files that closing the longest owing ones frees.
     """
     import resource
 
@@ -105,3 +140,26 @@ def configure_connections(settings: ServerSettings) -> dict[str, Any]:
     GuardedH11Protocol.header_timeout = settings.header_timeout
     GuardedH11Protocol.max_idle = settings.max_idle_connections or max(16, soft // 2)
     return {"http": GuardedH11Protocol, "backlog": min(2048, max(64, soft // 4))}
+
+
+def quiet_accept_failures(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:
+    """One warning per ``every`` seconds when accepting fails for want of files, with how many failed:
+    asyncio logs a traceback for each failed accept (thousands a second under a flood)."""
+    previous = loop.get_exception_handler()
+    failed, last = 0, 0.0
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal failed, last
+        if context.get("message") != ACCEPT_FAILED:
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        failed += 1
+        if time.monotonic() - last >= every:
+            log.warning("new connections refused: out of open files", extra={"fields": {
+                "refused": failed, "error": str(context.get("exception"))}})
+            failed, last = 0, time.monotonic()
+
+    loop.set_exception_handler(handler)

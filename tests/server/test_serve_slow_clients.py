@@ -3,6 +3,7 @@ loopback, raw sockets as the attacker."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import socket
 import subprocess
@@ -18,8 +19,9 @@ HALF_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"  # the blank line that ends 
 
 
 @pytest.fixture
-def server(halguru_cmd, subprocess_env, agents_dir) -> Iterator[Callable[..., int]]:
+def server(halguru_cmd, subprocess_env, agents_dir, tmp_path) -> Iterator[Callable[..., int]]:
     procs: list[subprocess.Popen] = []
+    logs = (tmp_path / "serve.log").open("w")  # a file, not a pipe nobody reads: a full pipe would stall it
 
     def start(env: dict[str, str], open_files: int | None = None) -> int:
         port = free_port()
@@ -30,11 +32,11 @@ def server(halguru_cmd, subprocess_env, agents_dir) -> Iterator[Callable[..., in
 
         proc = subprocess.Popen([*halguru_cmd, "serve", str(agents_dir), "--dev", "--port", str(port)],
                                 env={**subprocess_env, **env}, preexec_fn=limit, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=logs)
         procs.append(proc)
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, proc.communicate()
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     return port
@@ -47,6 +49,7 @@ def server(halguru_cmd, subprocess_env, agents_dir) -> Iterator[Callable[..., in
     for proc in procs:
         proc.terminate()
         proc.wait(15)
+    logs.close()
 
 
 def connect(port: int, first: bytes = HALF_HEAD) -> socket.socket:
@@ -92,6 +95,17 @@ def test_trickled_headers_do_not_buy_time(server) -> None:
     assert time.monotonic() - started < 3, "the trickle kept the connection open"
 
 
+def test_a_body_that_never_comes_is_cut_and_a_real_one_is_served(server) -> None:
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
+    sock = connect(port, b"POST /v1/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{")
+    started = time.monotonic()
+    assert read_all(sock) == b""  # 1 s + 500 bytes at 16 KiB/s: closed, no answer (the app saw a disconnect)
+    assert 0.8 < time.monotonic() - started < 4
+    created = httpx.post(f"http://127.0.0.1:{port}/v1/conversations", json={"agent": "echo"})
+    assert created.status_code == 201
+
+
 def test_keep_alive_clients_are_served_as_before(server) -> None:
     port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
@@ -101,9 +115,11 @@ def test_keep_alive_clients_are_served_as_before(server) -> None:
         assert client.post("/v1/conversations", json={"agent": "echo"}).status_code == 201
 
 
-def test_a_flood_of_half_sent_requests_does_not_lock_others_out(server) -> None:
-    """256 open files: without a cap, 400 half-sent requests take them all and nobody else gets in (the
-    deadline alone would free them only after it passes)."""
+@pytest.mark.parametrize("first", [HALF_HEAD, b"POST /v1/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                             b"Content-Length: 100\r\n\r\n{"], ids=["head", "body"])
+def test_a_flood_of_half_sent_requests_does_not_lock_others_out(server, first: bytes) -> None:
+    """256 open files: without a cap, 400 half-sent requests (heads, or bodies) take them all and nobody else
+    gets in (the deadline alone would free them only after it passes)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1024:  # the attacker's sockets are this process's files
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
@@ -111,7 +127,7 @@ def test_a_flood_of_half_sent_requests_does_not_lock_others_out(server) -> None:
     flood = []
     for _ in range(400):
         try:
-            flood.append(connect(port))
+            flood.append(connect(port, first))
         except OSError:  # the kernel's queue full for a moment: the flood goes on
             time.sleep(0.01)
     try:
@@ -132,3 +148,20 @@ def test_a_flood_of_half_sent_requests_does_not_lock_others_out(server) -> None:
     finally:
         for sock in flood:
             sock.close()
+
+
+def test_refused_accepts_are_one_warning_not_a_traceback_each(caplog) -> None:
+    from halguru_server.connections import ACCEPT_FAILED, quiet_accept_failures
+
+    loop = asyncio.new_event_loop()
+    others: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: others.append(context["message"]))
+    try:
+        quiet_accept_failures(loop)
+        for _ in range(500):
+            loop.call_exception_handler({"message": ACCEPT_FAILED, "exception": OSError(24, "Too many open files")})
+        loop.call_exception_handler({"message": "something else"})
+    finally:
+        loop.close()
+    warned = [r for r in caplog.records if "out of open files" in r.getMessage()]
+    assert len(warned) == 1 and others == ["something else"]  # the rest still reach the previous handler
