@@ -8,11 +8,12 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from halguru.errors import HalguruError
 from halguru.yamlfile import parse_yaml
@@ -171,18 +172,31 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ServerSetting
         if not isinstance(data, dict):
             raise HalguruError(f"{path}: the serve config must be a YAML mapping")
         data = _expand(data, path, "")
-    env = ServerSettings()  # environment only
+    try:
+        env = ServerSettings()  # environment only
+    except ValidationError as exc:  # named as the variable that is wrong: HALGURU_SERVE_SHUTDOWN_TIMEOUT
+        raise _one_line(exc, lambda where: f"HALGURU_SERVE_{where.upper()}") from None
+    except SettingsError as exc:  # a list or mapping variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"HALGURU_SERVE_{field.group(1).upper()}" if field else "HALGURU_SERVE_*"
+        raise HalguruError(f"invalid serve setting {name}: not valid JSON (a list is written "
+                           '\'["a", "b"]\')') from None
     merged = {**data, **env.model_dump(exclude_unset=True), **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return ServerSettings.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":  # a typo (`prot: 8001`): say so, with the setting meant
-            import difflib
+        raise _one_line(exc, lambda where: where) from None
 
-            known = list(ServerSettings.model_fields) if len(first["loc"]) == 1 else []
-            close = difflib.get_close_matches(str(first["loc"][0]), known, n=1)
-            message = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
-        raise HalguruError(f"invalid serve setting {where}: {message}") from None
+
+def _one_line(exc: ValidationError, name: Callable[[str], str]) -> HalguruError:
+    """The first error of ``exc`` as one line naming the setting (``name`` spells it as the user wrote it)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":  # a typo (`prot: 8001`): say so, with the setting meant
+        import difflib
+
+        known = list(ServerSettings.model_fields) if len(first["loc"]) == 1 else []
+        close = difflib.get_close_matches(str(first["loc"][0]), known, n=1)
+        message = "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return HalguruError(f"invalid serve setting {name(where)}: {message}")

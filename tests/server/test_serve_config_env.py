@@ -49,3 +49,14 @@ def test_a_broken_config_is_one_line_naming_file_line_and_column(cli_error, tmp_
                      "(while parsing a flow sequence at line 1, column 7)")
     config.write_bytes(b"\xff\xfe")
     assert cli_error("serve", str(tmp_path), "--config", str(config)).endswith(f"{config}: not UTF-8 text")
+
+
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("HALGURU_SERVE_SHUTDOWN_TIMEOUT", "-1", "greater than or equal to 0"),
+    ("HALGURU_SERVE_HEADER_TIMEOUT", "soon", "a valid number"),
+    ("HALGURU_SERVE_TRUSTED_PROXIES", "10.0.0.1", "not valid JSON"),
+])
+def test_a_bad_variable_is_one_line_naming_it(cli_error, tmp_path, variable, value, said) -> None:
+    error = cli_error("serve", str(tmp_path), env={variable: value})
+    assert error.startswith(f"Error: invalid serve setting {variable}: ") and said in error
+    assert "\n" not in error.strip()
