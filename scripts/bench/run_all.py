@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve",
+BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve", "slow_clients",
            "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
 
 
