@@ -80,10 +80,10 @@ class ServerSettings(BaseSettings):
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
     header_timeout: float = Field(default=10.0, gt=0, description="seconds a connection has, from connecting "
                                   "or from its last response, to send a whole request line and headers (then "
-                                  "408 and closed: half-sent requests cannot hold sockets)")
-    max_idle_connections: int | None = Field(default=None, ge=1, description="connections waiting for a "
-                                             "request's head, per process, before the oldest is closed (default "
-                                             "half the open-file limit)")
+                                  "408 and closed), and again, plus a second per 16 KiB, for the body")
+    max_idle_connections: int | None = Field(default=None, ge=1, description="connections that owe a request's "
+                                             "head or body, per process, before the longest owing is closed "
+                                             "(default half the open-file limit)")
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")
     drain_delay: float = Field(default=0.0, ge=0, description="seconds after SIGTERM that the server keeps "
                                "serving while /readyz says not ready (a load balancer's time to notice)")
