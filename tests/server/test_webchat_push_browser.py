@@ -71,6 +71,27 @@ def _registration_id(page: Any, cdp: Any, scope: str) -> str:
     return found["id"]
 
 
+# Counts the notifications the service worker has finished showing. getNotifications() is read once that count
+# moves, never while one is being shown: Chromium drops from its notification database any entry written but not
+# yet on display when getNotifications() asks, so a read in that window loses the notification for good.
+COUNT_SHOWN = """() => {
+  const show = ServiceWorkerRegistration.prototype.showNotification;
+  self.__shown = 0;
+  ServiceWorkerRegistration.prototype.showNotification = function (...args) {
+    return show.apply(this, args).finally(() => { self.__shown += 1; });
+  };
+}"""
+SHOWN = "() => self.__shown"
+
+
+def _count_shown(context: BrowserContext) -> Any:
+    """The chat's running service worker, counting the notifications it shows (COUNT_SHOWN)."""
+    workers = [w for w in context.service_workers if w.url.endswith("/chat/sw.js")]
+    worker = workers[0] if workers else context.wait_for_event("serviceworker", timeout=WAIT_MS)
+    worker.evaluate(COUNT_SHOWN)
+    return worker
+
+
 def test_notify_me_subscribes_and_pushes_show_unless_the_conversation_is_in_front(
         serve: Callable[..., Server], profile: BrowserContext) -> None:
     server = serve(worker=False, **INSECURE)
@@ -114,16 +135,16 @@ def test_notify_me_subscribes_and_pushes_show_unless_the_conversation_is_in_fron
     assert page.evaluate(NOTIFICATIONS) == []
 
     # an answer in another conversation: a notification, with what the server sent
+    worker = _count_shown(profile)
     cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": json.dumps(
         {"title": "echo answered", "body": "Your report is ready.", "tag": other, "conversation": other,
          "url": f"/chat/?agent=echo&conversation={other}"})})
     expect(page.locator("#log")).not_to_contain_text("Your report is ready.")
-    notes: list[dict[str, Any]] = []
-    for _ in range(100):
-        notes = page.evaluate(NOTIFICATIONS)
-        if notes:
+    for _ in range(WAIT_MS // 100):
+        if worker.evaluate(SHOWN):
             break
         page.wait_for_timeout(100)
+    notes = page.evaluate(NOTIFICATIONS)
     assert notes == [{"title": "echo answered", "body": "Your report is ready.", "tag": other,
                       "url": f"{server.url}/chat/?agent=echo&conversation={other}"}]
 
