@@ -1,5 +1,5 @@
-"""A BERT-family sentence encoder's forward pass in NumPy (mean pooling), shared by the ``minilm`` and ``e5``
-embedders: no torch and no new runtime, only a handful of matrix products per layer.
+"""A BERT-family sentence encoder (mean pooling), shared by the ``minilm`` and ``e5`` embedders: no torch. The
+embeddings are read in NumPy; the layers run in ONNX Runtime (minilm) or NumPy (e5's dequantised weights).
 
 Texts are encoded in batches sorted by length (little padding is computed), one batch per core, each with a
 single-threaded BLAS: NumPy lets go of the GIL while it computes, and BLAS's own threads spin on a busy machine
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 Layer = tuple[Any, ...]  # qkv, qkv bias, out, out bias, norm gain/bias, up, up bias, down, down bias, norm gain/bias
@@ -24,38 +25,20 @@ def layer(qkv: Any, qkv_bias: Any, out: Any, out_bias: Any, norm1: tuple[Any, An
     return (qkv, qkv_bias, out, out_bias, *norm1, up, up_bias, down, down_bias, *norm2)
 
 
-class BertEncoder:
-    """Mean-pooled BERT over token ids. ``words`` is indexed by an id array (a NumPy array, or any object that
-    gives the rows of the ids it is asked for: the e5 weights dequantise only those)."""
+class NumpyLayers:
+    """``layers(hidden, mask)`` for ``BertEncoder``: the layers' forward pass in NumPy (the ``e5`` embedder's
+    dequantised weights; minilm runs its layers in ONNX Runtime, ``halguru.rag.onnx_layers``)."""
 
-    BATCH = 16  # texts per forward pass
-
-    def __init__(self, words: Any, positions: Any, token_type: Any, norm: tuple[Any, Any], layers: list[Layer],
-                 heads: int, eps: float):
+    def __init__(self, layers: list[Layer], heads: int, eps: float):
         import numpy as np
-        from threadpoolctl import ThreadpoolController
 
-        self.words, self.positions, self.token_type, self.norm0 = words, positions, token_type, norm
         self.layers, self.heads, self.eps = layers, heads, np.float32(eps)
-        self.dimension = int(positions.shape[1])
-        threads = os.environ.get("HALGURU_EMBED_THREADS")
-        self.threads = max(1, int(threads) if threads and threads.isdigit() else (os.cpu_count() or 1))
-        self.blas = ThreadpoolController()  # found once: each limit() is then cheap
-        self.lock = threading.Lock()  # BLAS limits are process-wide: one encode call at a time
 
-    def _norm(self, x: Any, gain: Any, bias: Any) -> Any:
+    def __call__(self, hidden: Any, mask: Any) -> Any:
         import numpy as np
 
-        x = x - x.mean(-1, keepdims=True)
-        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps) * gain + bias
-
-    def _forward(self, ids: Any, mask: Any) -> Any:
-        import numpy as np
-
-        batch, length = ids.shape
-        x = self._norm(self.words[ids] + self.positions[:length] + self.token_type, *self.norm0)
-        x = x.reshape(batch * length, -1)
-        width = x.shape[1]
+        batch, length, width = hidden.shape
+        x = hidden.reshape(batch * length, width)
         head = width // self.heads
         masked = ((1.0 - mask) * -1e9).astype(np.float32)[:, None, None, :]
         scale = np.float32(1 / np.sqrt(head))
@@ -68,11 +51,44 @@ class BertEncoder:
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)
             attended = (scores @ v).transpose(0, 2, 1, 3).reshape(batch * length, width)
-            x = self._norm(x + attended @ out_w + out_b, g1, b1)
+            x = layer_norm(x + attended @ out_w + out_b, g1, b1, self.eps)
             h = x @ up_w + up_b
             h = 0.5 * h * (1 + np.tanh(np.float32(0.7978845608) * (h + np.float32(0.044715) * h * h * h)))  # GELU
-            x = self._norm(x + h @ down_w + down_b, g2, b2)
-        x = x.reshape(batch, length, width)
+            x = layer_norm(x + h @ down_w + down_b, g2, b2, self.eps)
+        return x.reshape(batch, length, width)
+
+
+def layer_norm(x: Any, gain: Any, bias: Any, eps: Any) -> Any:
+    import numpy as np
+
+    x = x - x.mean(-1, keepdims=True)
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * gain + bias
+
+
+class BertEncoder:
+    """Mean-pooled BERT over token ids: the embeddings in NumPy, then ``layers(hidden, mask)`` (``NumpyLayers``
+    or ``halguru.rag.onnx_layers.OnnxLayers``). ``words`` is indexed by an id array (a NumPy array, or any object
+    that gives the rows of the ids it is asked for: the e5 weights dequantise only those)."""
+
+    BATCH = 16  # texts per forward pass
+
+    def __init__(self, words: Any, positions: Any, token_type: Any, norm: tuple[Any, Any], eps: float,
+                 layers: Callable[[Any, Any], Any]):
+        import numpy as np
+        from threadpoolctl import ThreadpoolController
+
+        self.words, self.positions, self.token_type, self.norm0 = words, positions, token_type, norm
+        self.eps, self.layers = np.float32(eps), layers
+        self.dimension = int(positions.shape[1])
+        threads = os.environ.get("HALGURU_EMBED_THREADS")
+        self.threads = max(1, int(threads) if threads and threads.isdigit() else (os.cpu_count() or 1))
+        self.blas = ThreadpoolController()  # found once: each limit() is then cheap
+        self.lock = threading.Lock()  # BLAS limits are process-wide: one encode call at a time
+
+    def _forward(self, ids: Any, mask: Any) -> Any:
+        length = ids.shape[1]
+        x = layer_norm(self.words[ids] + self.positions[:length] + self.token_type, *self.norm0, self.eps)
+        x = self.layers(x, mask)
         return (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)  # mean over the real tokens
 
     def encode(self, ids: list[list[int]]) -> Any:

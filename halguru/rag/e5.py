@@ -181,7 +181,7 @@ class E5Embedder:
     def __init__(self, path: str | None = None):
         import numpy as np
 
-        from halguru.rag.bert import BertEncoder, layer
+        from halguru.rag.bert import BertEncoder, NumpyLayers, layer
 
         file = Path(path).expanduser() if path else bundled_e5()
         if not file.is_file():
@@ -208,8 +208,9 @@ class E5Embedder:
             words = _Words(t["emb.word"].reshape(config["vocabulary"], -1, 18))
             self.encoder = BertEncoder(words, t["emb.pos"].reshape(config["positions"], hidden),
                                        t["emb.type"].reshape(config["types"], hidden)[0],
-                                       (t["emb.ln.w"], t["emb.ln.b"]), [block(i) for i in range(config["layers"])],
-                                       config["heads"], config["eps"])
+                                       (t["emb.ln.w"], t["emb.ln.b"]), config["eps"],
+                                       NumpyLayers([block(i) for i in range(config["layers"])], config["heads"],
+                                                   config["eps"]))
         except KeyError as exc:
             raise KnowledgeError(f"{file} lacks the tensor {exc}") from None
         self.dimension = hidden

