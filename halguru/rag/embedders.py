@@ -253,18 +253,21 @@ class MiniLMEmbedder:
             width, layers, heads = (int(config[k]) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"))
             graph = partial(onnx_layers.layers_graph, w, onnx_layers.BERT, layers=layers, heads=heads, width=width,
                             eps=eps, bias_heads=1, name="minilm")
+            self.layers = onnx_layers.OnnxLayers(
+                partial(onnx_layers.prepared, f"minilm-{version}-{self.FORMAT}", graph), small=self.SMALL,
+                fallback=NumpyLayers([block(f"encoder.layer.{i}.") for i in range(layers)], heads, eps))
             self.encoder = BertEncoder(
                 w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
                 w["embeddings.token_type_embeddings.weight"][0],
-                (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]), eps,
-                onnx_layers.OnnxLayers(partial(onnx_layers.prepared, f"minilm-{version}-{self.FORMAT}", graph),
-                                       small=self.SMALL,
-                                       fallback=NumpyLayers([block(f"encoder.layer.{i}.") for i in range(layers)],
-                                                            heads, eps)))
+                (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"]), eps, self.layers)
         except KeyError as exc:
             raise KnowledgeError(f"{path} is not a BERT model (no tensor {exc})") from None
         self.dimension = width
         self.name = f"minilm:{path}" if folder else "minilm"
+
+    def prepare(self) -> None:
+        """Build the layers' ONNX model into the cache now, not at the first ingest (scripts/install, the image)."""
+        self.layers.start()
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         ids = [e.ids for e in self.tokenizer.encode_batch([t or " " for t in texts])]

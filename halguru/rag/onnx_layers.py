@@ -183,7 +183,8 @@ class OnnxLayers:
         self.session: Any = None
         self.lock = threading.Lock()
 
-    def _session(self) -> Any:
+    def start(self) -> Any:
+        """The session, started (and the model prepared) if it was not."""
         with self.lock:
             if self.session is None:
                 from halguru.rag.errors import KnowledgeError
@@ -204,6 +205,6 @@ class OnnxLayers:
         if self.fallback is not None and hidden.shape[0] <= self.small and self.session is None:
             return self.fallback(hidden, mask)
         bias = np.ascontiguousarray(((1.0 - mask) * -1e9)[:, None, None, :], dtype=np.float32)
-        (out,) = self._session().run(["out"], {"hidden": np.ascontiguousarray(hidden, dtype=np.float32),
+        (out,) = self.start().run(["out"], {"hidden": np.ascontiguousarray(hidden, dtype=np.float32),
                                                "bias": bias})
         return out
