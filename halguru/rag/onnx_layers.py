@@ -172,8 +172,8 @@ def session(model: str | bytes, threads: int) -> Any:
 class OnnxLayers:
     """``layers(hidden, mask)`` for ``halguru.rag.bert.BertEncoder``, run by ONNX Runtime on one thread per call
     (the encoder runs batches side by side). The session starts at the first call of more than ``small`` texts:
-    smaller ones (a question) run in ``fallback`` (NumPy, the same vectors to 1e-6), as starting a session and
-    preparing the model would be most of what a one-shot ``halguru kb search`` waits for the model."""
+    until then smaller ones (a question) run in ``fallback`` (NumPy: cosine 0.99999 to the session's vectors), as
+    starting a session (~40 ms) would be most of what a one-shot ``halguru kb search`` waits for the model."""
 
     def __init__(self, model: Callable[[], str | bytes], small: int = 0,
                  fallback: Callable[[Any, Any], Any] | None = None):
