@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -163,11 +163,13 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
         raise
     events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
                                 row["owner"])
-    if claim is not None:
-        events = idempotency.tracked(state, claim, events)
+    tracked = idempotency.Tracked(state, claim, events) if claim is not None else None
+    if tracked is not None:
+        events = tracked.events()
     if caller.anonymous:
         events = service.redacted(events)
-    return await respond(request, state, served, reservation, events, body.stream, finish_alone=claim is not None)
+    return await respond(request, state, served, reservation, events, body.stream, finish_alone=claim is not None,
+                         settle=tracked.settle if tracked is not None else None)
 
 
 async def _repeat(request: Request, state: ServerState, caller: Principal, earlier: MessageKeyRecord,
@@ -183,9 +185,11 @@ async def _repeat(request: Request, state: ServerState, caller: Principal, earli
 
 
 async def respond(request: Request, state: ServerState, served: ServedAgent, reservation: Reservation,
-                  events: AsyncIterator[Event], stream: bool, finish_alone: bool = False) -> Response | RunOut:
+                  events: AsyncIterator[Event], stream: bool, finish_alone: bool = False,
+                  settle: Callable[[], Awaitable[None]] | None = None) -> Response | RunOut:
     """A queued run as the client asked: SSE (``stream`` or ``Accept: text/event-stream``), else one RunOut
-    (``finish_alone``: the run goes on if its client leaves, see ``service.collect``).
+    (``finish_alone``: the run goes on if its client leaves, see ``service.collect``); ``settle`` is awaited once
+    the response is done, whether or not it ever asked for an event.
 
     Shared by messages and the continuations of paused or interrupted runs, so both answer alike."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
@@ -194,11 +198,13 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
                                                    "fatal": True}))
 
         body = service.sse_body(state, events, follow.live_renderer(), error)  # ids: resumable elsewhere
-        return service.EventStream(body, state, reservation.release)
+        return service.EventStream(body, state, reservation.release, settle)
     try:
         collected = await service.collect(request, state, events, finish_alone)
     finally:
         reservation.release()
+        if settle is not None:
+            await settle()
     started, finished = service.summary(collected)
     return RunOut(run_id=finished.run_id, conversation_id=started.conversation_id, agent=served.name,
                   status=finished.status, output=finished.output, error=finished.error,

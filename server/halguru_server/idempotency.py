@@ -10,7 +10,7 @@ The key is scoped by the caller (its owner) and the conversation, and claimed in
 - while the first request is still queued or running: 409 with ``Retry-After``;
 - with another message under the same key: 422;
 - after the first failed before its run started (the queue was full, the conversation vanished, the client went
-  away while queued): as a first request, since the failure released the claim.
+  away while queued or before its stream began): as a first request, since the failure released the claim.
 
 A first run that a server shutdown interrupted answers 409 (resume it: ``POST /v1/runs/{id}/resume``). Keys last
 24 hours; they go with their conversation.
@@ -86,20 +86,36 @@ async def release(state: ServerState, mine: Claim) -> None:
     await asyncio.shield(asyncio.to_thread(state.store.release_message_key, *mine.args))
 
 
-async def tracked(state: ServerState, mine: Claim, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """The run's events, recording its id with the key when it starts; a run that never starts (the queue wait
-    ended by a disconnect or a shutdown, the conversation deleted meanwhile) releases the key."""
-    started = False
-    try:
-        async with closing(events) as stream:
-            async for event in stream:
-                if not started and isinstance(event, RunStarted):
-                    started = True
-                    await asyncio.to_thread(state.store.start_message_key, *mine.args, event.run_id)
-                yield event
-    finally:
-        if not started:
-            await release(state, mine)
+class Tracked:
+    """A keyed request's run events (``events()``), recording the run's id with the key when it starts. A run that
+    never starts releases the key: its events ended without one (the queue wait ended by a disconnect or a
+    shutdown, the conversation deleted meanwhile), or its response was closed before it asked for the first
+    event (a stream whose client went away first), which ``settle`` catches, as a generator that never started
+    runs no ``finally``."""
+
+    def __init__(self, state: ServerState, mine: Claim, events: AsyncIterator[Event]):
+        self.state, self.mine, self.inner = state, mine, events
+        self.began = False
+
+    async def events(self) -> AsyncIterator[Event]:
+        self.began = True
+        started = False
+        try:
+            async with closing(self.inner) as stream:
+                async for event in stream:
+                    if not started and isinstance(event, RunStarted):
+                        started = True
+                        await asyncio.to_thread(self.state.store.start_message_key, *self.mine.args, event.run_id)
+                    yield event
+        finally:
+            if not started:
+                await release(self.state, self.mine)
+
+    async def settle(self) -> None:
+        """Once the response is done: release the key if its events were never asked for (else ``events`` did)."""
+        if not self.began:
+            self.began = True
+            await release(self.state, self.mine)
 
 
 def in_progress(record: MessageKeyRecord) -> ApiError:

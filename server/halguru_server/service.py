@@ -12,7 +12,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -248,12 +248,14 @@ def summary(events: list[Event]) -> tuple[RunStarted, RunFinished]:
 
 
 class EventStream(StreamingResponse):
-    """An SSE response that frees its queue place even if the client left before the first byte."""
+    """An SSE response that frees its queue place even if the client left before the first byte (``on_close``,
+    then ``settle``, awaited: what a body that never started would otherwise leave undone)."""
 
-    def __init__(self, content: AsyncIterator[str], state: ServerState, on_close: Callable[[], None]):
+    def __init__(self, content: AsyncIterator[str], state: ServerState, on_close: Callable[[], None],
+                 settle: Callable[[], Awaitable[None]] | None = None):
         super().__init__(content, media_type="text/event-stream",
                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._state, self._on_close = state, on_close
+        self._state, self._on_close, self._settle = state, on_close, settle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._state.metrics.streams.inc()
@@ -265,6 +267,8 @@ class EventStream(StreamingResponse):
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if self._settle is not None:
+                await self._settle()
 
 
 def sse(event: str, data: str) -> str:

@@ -179,3 +179,45 @@ def test_a_keyed_run_goes_on_when_its_client_times_out_so_the_retry_gets_the_who
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert runs_of(plain)[0]["status"] == "cancelled"
+
+
+def test_a_streamed_attempt_whose_client_left_before_the_answer_began_leaves_the_key_usable(
+        client: httpx.Client) -> None:
+    """A keyed, streamed message whose client is gone by the time the response starts: under ASGI spec 2.4 the
+    server's send raises OSError at the response's start, so the response never asks for its first event and the
+    run never starts; the retry under the same key runs at once (it was a 409 until the claim expired, 10 minutes
+    later). Sent to the app on uvicorn's own loop as such a server would (uvicorn 0.55 speaks 2.3, where the body
+    starts anyway and its end releases the key)."""
+    import asyncio
+    import contextlib
+    import json
+
+    conv = new_conversation(client)
+    server = client.server  # type: ignore[attr-defined]
+    body = json.dumps({"content": "hello", "stream": True}).encode()
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", client.headers["Authorization"].encode()),
+               (b"idempotency-key", b"k-gone"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    path = f"/v1/conversations/{conv}/messages"
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        raise OSError("the client is gone")
+
+    loop = server.server.servers[0].get_loop()
+    with contextlib.suppress(Exception):  # Starlette's ClientDisconnect, as the server would see it
+        asyncio.run_coroutine_threadsafe(server.app(scope, receive, send), loop).result(timeout=30)
+    assert [m["type"] for m in sent] == ["http.response.start"]  # it never answered
+    retry = post(client, conv, "hello", "k-gone")
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "ok" and retry.json()["output"] == "You said: hello"
+    assert [r["id"] for r in runs_of(conv)] == [retry.json()["run_id"]]
+    assert post(client, conv, "hello", "k-gone").json()["run_id"] == retry.json()["run_id"]
