@@ -225,9 +225,8 @@ class MPNetEncoder:
             self.relative = np.load(path / "relative.npy")  # [buckets, heads]
             self.session = onnx_layers.session(str(path / "model.onnx"), threads)
         except Exception as exc:  # tokenizers and ONNX Runtime raise their own types: a damaged cache
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise KnowledgeError(f"the lead model in {path} cannot load ({first}); delete that folder and it "
-                                 "is prepared again") from None
+            raise KnowledgeError(f"the lead model in {path} cannot load ({onnx_layers.first_line(exc)}); delete "
+                                 "that folder and it is prepared again") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.dimension = WIDTH

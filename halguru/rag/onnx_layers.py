@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,13 +148,18 @@ def prepared(folder_name: str, build: Callable[[], Any]) -> str | bytes:
     target = cache_root() / folder_name
     if (target / "model.onnx").is_file():
         return str(target / "model.onnx")
-    model = build()
+    data: bytes = build().SerializeToString()
     try:
         with building(target) as work:
-            (work / "model.onnx").write_bytes(model.SerializeToString())
+            (work / "model.onnx").write_bytes(data)
     except OSError:
-        return bytes(model.SerializeToString())
-    return str(target / "model.onnx") if (target / "model.onnx").is_file() else bytes(model.SerializeToString())
+        return data
+    return str(target / "model.onnx") if (target / "model.onnx").is_file() else data
+
+
+def first_line(exc: Exception) -> str:
+    """What a runtime's exception says, in one line (ONNX Runtime and tokenizers raise long texts of their own)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
 
 
 def session(model: str | bytes, threads: int) -> Any:
@@ -177,8 +183,6 @@ class OnnxLayers:
 
     def __init__(self, model: Callable[[], str | bytes], small: int = 0,
                  fallback: Callable[[Any, Any], Any] | None = None):
-        import threading
-
         self.model, self.small, self.fallback = model, small, fallback
         self.session: Any = None
         self.lock = threading.Lock()
@@ -193,10 +197,10 @@ class OnnxLayers:
                 try:
                     self.session = session(model, threads=1)
                 except Exception as exc:  # ONNX Runtime raises its own types: a damaged cache
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
                     where = f" in {Path(model).parent}; delete that folder and it is built again" \
                         if isinstance(model, str) else ""
-                    raise KnowledgeError(f"the embedder's ONNX model cannot load ({first}){where}") from None
+                    raise KnowledgeError(f"the embedder's ONNX model cannot load ({first_line(exc)}){where}") \
+                        from None
             return self.session
 
     def __call__(self, hidden: Any, mask: Any) -> Any:

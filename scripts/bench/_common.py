@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -52,6 +53,16 @@ class Result:
     @property
     def goal_text(self) -> str:
         return f"{'≥' if self.higher_is_better else '≤'} {fmt(self.goal, self.unit)}"
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Terminate a server the bench started; killed if it has not exited within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def fmt(value: float, unit: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import _common
 import httpx
-from _common import HOME, Result, median, write_agent
+from _common import HOME, Result, median, stop, write_agent
 
 from halguru.agents.spec import Sampling
 from halguru.models.registry import bundled_gguf_path
@@ -89,12 +89,7 @@ def _process(argv: list[str], url: str, log: Path, env: dict[str, str] | None = 
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
 
 
 async def _one(client: httpx.AsyncClient, model: str, prompt: str, max_tokens: int) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 import _common
 import httpx
 import yaml
-from _common import Result, median
+from _common import Result, median, stop
 
 OPEN_FILES = 1024
 FLOOD = 1100
@@ -128,11 +128,7 @@ def measure(quick: bool) -> list[Result]:
             figures[guarded] = {"rps": (rps, 0.0), "head": _through_flood(url, HEAD, tries),
                                 "body": _through_flood(url, BODY, tries)}
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, 15)
     base, ours = figures[False], figures[True]
     ratio = ours["rps"][0] / base["rps"][0]
     results = [Result("slow_clients", "req/s GET /healthz, guarded ÷ uvicorn's protocol", ratio, "x", 0.9, True,

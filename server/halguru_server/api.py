@@ -163,8 +163,9 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
         raise
     events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
                                 row["owner"])
-    tracked = idempotency.Tracked(state, claim, events) if claim is not None else None
-    if tracked is not None:
+    tracked = None
+    if claim is not None:
+        tracked = idempotency.Tracked(state, claim, events)
         events = tracked.events()
     if caller.anonymous:
         events = service.redacted(events)
