@@ -165,7 +165,7 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
                                 row["owner"])
     tracked = None
     if claim is not None:
-        tracked = idempotency.Tracked(state, claim, events)
+        tracked = idempotency.tracked(state, claim, events)
         events = tracked.events()
     if caller.anonymous:
         events = service.redacted(events)

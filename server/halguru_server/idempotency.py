@@ -24,12 +24,12 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from halguru.agents.events import Event, RunStarted
+from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.store.base import MessageKeyRecord
 from halguru_server.errors import ApiError
-from halguru_server.lifecycle import closing
 from halguru_server.schemas import RunOut, ToolCallOut, Usage
+from halguru_server.service import UntilStarted
 from halguru_server.state import Principal, ServerState
 
 HEADER_DOC = ("Send the same key again to retry this message safely (1 to 200 printable ASCII characters; "
@@ -86,36 +86,11 @@ async def release(state: ServerState, mine: Claim) -> None:
     await asyncio.shield(asyncio.to_thread(state.store.release_message_key, *mine.args))
 
 
-class Tracked:
-    """A keyed request's run events (``events()``), recording the run's id with the key when it starts. A run that
-    never starts releases the key: its events ended without one (the queue wait ended by a disconnect or a
-    shutdown, the conversation deleted meanwhile), or its response was closed before it asked for the first
-    event (a stream whose client went away first), which ``settle`` catches, as a generator that never started
-    runs no ``finally``."""
-
-    def __init__(self, state: ServerState, mine: Claim, events: AsyncIterator[Event]):
-        self.state, self.mine, self.inner = state, mine, events
-        self.began = False
-
-    async def events(self) -> AsyncIterator[Event]:
-        self.began = True
-        started = False
-        try:
-            async with closing(self.inner) as stream:
-                async for event in stream:
-                    if not started and isinstance(event, RunStarted):
-                        started = True
-                        await asyncio.to_thread(self.state.store.start_message_key, *self.mine.args, event.run_id)
-                    yield event
-        finally:
-            if not started:
-                await release(self.state, self.mine)
-
-    async def settle(self) -> None:
-        """Once the response is done: release the key if its events were never asked for (else ``events`` did)."""
-        if not self.began:
-            self.began = True
-            await release(self.state, self.mine)
+def tracked(state: ServerState, mine: Claim, events: AsyncIterator[Event]) -> UntilStarted:
+    """A keyed request's run events, recording the run's id with the key when it starts; a run that never starts
+    releases the key (``UntilStarted``: also when the response closed before it asked for the first event)."""
+    return UntilStarted(events, never=lambda: state.store.release_message_key(*mine.args),
+                        on_start=lambda run_id: state.store.start_message_key(*mine.args, run_id))
 
 
 def in_progress(record: MessageKeyRecord) -> ApiError:

@@ -167,16 +167,20 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         reservation.release()
         raise
     request_id = request.scope["state"]["request_id"]
-    events = service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling)
+    # A completion whose run never starts (its client gave up while it was queued) leaves no conversation behind.
+    run = service.UntilStarted(
+        service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling),
+        never=lambda: state.store.delete_conversation(conversation))
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
     if body.stream:
-        return service.EventStream(_chunks(state, events, completion_id, created, body.model), state,
-                                   reservation.release)
+        return service.EventStream(_chunks(state, run.events(), completion_id, created, body.model), state,
+                                   reservation.release, run.settle)
     try:
-        collected = await service.collect(request, state, events)
+        collected = await service.collect(request, state, run.events())
     finally:
         reservation.release()
+        await run.settle()
     _, finished = service.summary(collected)
     if finished.status != "ok":
         raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"

@@ -142,6 +142,40 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
         raise ApiError(404, f"no conversation {conversation!r}") from None
 
 
+class UntilStarted:
+    """A run's events (``events()``) that tell when the run starts (``on_start(run_id)``) or that it never will
+    (``never()``): its events ended without a RunStarted (the queue wait ended by a disconnect or a shutdown, the
+    conversation deleted meanwhile), or its response was closed before it asked for the first event, which
+    ``settle`` catches (a generator that never started runs no ``finally``). Both are store calls, run off the
+    event loop; ``never`` is shielded, so a cancelled request still cleans up."""
+
+    def __init__(self, events: AsyncIterator[Event], never: Callable[[], object],
+                 on_start: Callable[[str], object] | None = None):
+        self.inner, self.never, self.on_start = events, never, on_start
+        self.began = False
+
+    async def events(self) -> AsyncIterator[Event]:
+        self.began = True
+        started = False
+        try:
+            async with closing(self.inner) as stream:
+                async for event in stream:
+                    if not started and isinstance(event, RunStarted):
+                        started = True
+                        if self.on_start is not None:
+                            await asyncio.to_thread(self.on_start, event.run_id)
+                    yield event
+        finally:
+            if not started:
+                await asyncio.shield(asyncio.to_thread(self.never))
+
+    async def settle(self) -> None:
+        """Once the response is done: ``never()`` if the events were never asked for (else ``events`` saw to it)."""
+        if not self.began:
+            self.began = True
+            await asyncio.shield(asyncio.to_thread(self.never))
+
+
 async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
     """What an anonymous web-chat visitor sees of a run: model and tool error details go to the log, the
     visitor gets a generic line with the run id (the operator finds the details by it)."""

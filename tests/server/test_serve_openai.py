@@ -79,3 +79,35 @@ def test_max_tokens_beyond_the_models_context_is_a_400_not_a_failed_run(serve, a
                                                        "messages": [{"role": "user", "content": "hi"}]})
         assert echo.status_code == 200  # a model that states no context of its own
     assert server.state.store.list_runs(agent="small") == [] and server.state.metrics.server_errors() == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_completion_given_up_in_the_queue_leaves_no_conversation(client, stream: bool) -> None:
+    """The endpoint stores each completion as a conversation before the queue lets its run in; a client that gives
+    up while queued leaves none behind (its run never started), while the running one keeps its own."""
+    import time
+
+    import httpx
+
+    from halguru.store import open_store
+
+    client.server.state.settings.concurrency = 1
+    store = open_store()
+    body = {"model": "slow", "messages": [{"role": "user", "content": "go"}]}
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as running:
+        lines = running.iter_lines()
+        assert '"content": "word0' in next(line for line in lines if '"content": "w' in line)  # it runs
+        kept = {c["id"] for c in store.list_conversations()}
+        assert len(kept) == 1
+        gives_up = {**body, "messages": [{"role": "user", "content": "queued"}], "stream": stream}
+        # queued behind the running one, then the client leaves
+        with pytest.raises(httpx.ReadTimeout), client.stream("POST", "/v1/chat/completions", json=gives_up,
+                                                             timeout=1.5) as queued:
+            for _ in queued.iter_lines():
+                pass
+        deadline = time.monotonic() + 10
+        while {c["id"] for c in store.list_conversations()} != kept:
+            assert time.monotonic() < deadline, [c["title"] for c in store.list_conversations()]
+            time.sleep(0.05)
+    assert [c["id"] for c in store.list_conversations()] == sorted(kept)
+    assert client.server.state.gate.queues[client.server.state.agents["slow"].model].depth == 0
