@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
@@ -39,7 +40,7 @@ from halguru.store.base import TraceStore
 
 __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_sync", "run_to_result"]
 
-_BOOKKEPT = frozenset({"token", "model_call", "checkpoint"})  # what _Book.saw keeps or saves
+_BOOKKEPT = frozenset({"token", "model_call"})  # what _Book.saw keeps
 SHUTDOWN = "shutdown"  # cancel a run's task with this message: it is stored as interrupted, not cancelled
 
 
@@ -106,6 +107,8 @@ async def run(
                 event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
                 if event.type in _BOOKKEPT:
                     book.saw(event)
+                elif event.type == "checkpoint":
+                    await book.checkpoint(event.label)
                 yield event
         if driver is None:
             outcome.status, outcome.output, outcome.error = plain_status(end)
@@ -156,6 +159,7 @@ class _Book:
     outcome: RunOutcome = field(default_factory=RunOutcome)
     started: float = field(default_factory=time.perf_counter)
     partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
+    writing: threading.Lock = field(default_factory=threading.Lock)  # held while a checkpoint is written
 
     async def begin(self, conversation: str | None) -> None:
         """Record the run as running, off the event loop: with a database server each write is a round trip of
@@ -225,14 +229,25 @@ class _Book:
         return self.model if isinstance(self.model, str) else None
 
     def saw(self, event: Any) -> None:
-        """Keep the streamed answer; save a checkpoint's state with the trace so far (all or nothing)."""
-        kind = event.type
-        if kind == "token" and not event.parent_run_id:
+        """Keep the streamed answer (what a cancelled run stores)."""
+        if event.type == "token" and not event.parent_run_id:
             self.partial.append(event.text)
-        elif kind == "model_call" and not event.parent_run_id:
+        elif event.type == "model_call" and not event.parent_run_id:
             self.partial.clear()
-        elif kind == "checkpoint" and self.store is not None and self.ctx.checkpoint_state is not None:
-            self.store.save_checkpoint(self.run_id, event.label, self.ctx.checkpoint_state, self.ctx.trace.take())
+
+    async def checkpoint(self, label: str) -> None:
+        """Save a checkpoint's state with the trace so far (all or nothing), off the event loop like the start
+        and the end; the driver waits for it (it is paused at the event), so the state does not change meanwhile.
+        Shielded: a run cut during the write still gets it, and its end is written after it (``writing``)."""
+        if self.store is None or self.ctx.checkpoint_state is None:
+            return
+        state, events, store = self.ctx.checkpoint_state, self.ctx.trace.take(), self.store
+
+        def save() -> None:
+            with self.writing:
+                store.save_checkpoint(self.run_id, label, state, events)
+
+        await asyncio.shield(asyncio.to_thread(save))
 
     def finish(self, status: str, error: str | None) -> RunFinished:
         """The run_finished event; its status, events and the conversation's new messages stored together."""
@@ -247,13 +262,14 @@ class _Book:
             duration_ms=(time.perf_counter() - self.started - self.ctx.hooks.suspended()) * 1000,
             **self.ctx.totals.state()))
         if self.store is not None:
-            # A paused run's messages wait with its pending call; its continuation adds them.
-            self.store.finish_run(self.run_id, self.conversation_id, event.model_dump(), self.ctx.trace.take(),
-                                  [] if outcome.paused else messages, active_agent=outcome.active_agent)
-            if outcome.paused is not None:
-                self.store.save_pending(self.run_id, self.conversation_id, self.agent.name, self.folder,
-                                        self.override, self.input, outcome.paused.model_dump_json(),
-                                        json.dumps([m.model_dump() for m in messages]), owner=self.owner)
+            with self.writing:  # after a checkpoint still being written (a run cut during the write)
+                # A paused run's messages wait with its pending call; its continuation adds them.
+                self.store.finish_run(self.run_id, self.conversation_id, event.model_dump(), self.ctx.trace.take(),
+                                      [] if outcome.paused else messages, active_agent=outcome.active_agent)
+                if outcome.paused is not None:
+                    self.store.save_pending(self.run_id, self.conversation_id, self.agent.name, self.folder,
+                                            self.override, self.input, outcome.paused.model_dump_json(),
+                                            json.dumps([m.model_dump() for m in messages]), owner=self.owner)
         return event
 
 

@@ -8,6 +8,7 @@ metadata names the paused run (``resumes``), which runs (or refuses) the call an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -20,6 +21,7 @@ from halguru.errors import HalguruError
 from halguru.models.base import Message, ToolCallRequest
 
 if TYPE_CHECKING:
+    from halguru.agents.loader import Agent
     from halguru.agents.runtime import RunResult
     from halguru.models.base import Model
     from halguru.store.base import ApprovalRecord, Store
@@ -62,17 +64,13 @@ def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_b
     return row
 
 
-async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
-                        model: str | Model | None = None, store: Store | None = None,
-                        metadata: dict[str, Any] | None = None, decided_by: str | None = None
-                        ) -> AsyncIterator[Event]:
-    """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
-    its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
-    with the decision)."""
+def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject: str | None,
+            decided_by: str | None) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
+    """Record the decision on the paused run (checked, claimed once, audited) and what its continuation needs:
+    the agent, the decided call and the ``Resume``. Store calls and file reads, so serve mode runs it on a
+    thread."""
     from halguru.agents.loader import load_agent
-    from halguru.agents.runtime import run
 
-    store = _store(store)
     if edit_args is not None and reject is None:  # check the edit before the approval is used up
         check_edited_args(store, run_id, edit_args)
     pending, agent = store.find_approval(run_id), None
@@ -100,15 +98,29 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
         kept: dict[str, Any] = {k: saved["state"][k] for k in ("active_agent", "handoffs") if k in saved["state"]}
         resume.first_state = {"messages": [m.model_dump(exclude_defaults=True) for m in messages], **kept}
         resume.checkpoint = saved["label"]
+    return row, agent, call, resume
+
+
+async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
+                        model: str | Model | None = None, store: Store | None = None,
+                        metadata: dict[str, Any] | None = None, decided_by: str | None = None
+                        ) -> AsyncIterator[Event]:
+    """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
+    its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
+    with the decision). Its store calls run off the event loop, as the runtime's own do."""
+    from halguru.agents.runtime import run
+
+    store = _store(store)
+    row, agent, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by)
     async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                             store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
                             owner=row["owner"])) as events:
         async for event in events:
             if event.type == "run_started":
-                store.set_approval_continued_by(row["run_id"], event.run_id)
+                await asyncio.to_thread(store.set_approval_continued_by, row["run_id"], event.run_id)
             elif event.type == "tool_result" and event.call_id == call.id and reject is None:  # the side effect ran
-                audit.record(store, decided_by, "tool.call", call.name,
-                             {"run_id": row["run_id"], "error": event.is_error})
+                await asyncio.to_thread(audit.record, store, decided_by, "tool.call", call.name,
+                                        {"run_id": row["run_id"], "error": event.is_error})
             yield event
 
 

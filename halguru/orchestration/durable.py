@@ -8,6 +8,7 @@ event after it is ``resumed``; completed tool calls and steps are reused, never 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -100,11 +101,11 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     from halguru.orchestration.approvals import Resume
 
     store = _store(store)
-    old, row = _claim(store, run_id)
-    audit.record(store, by, "run.resume", old["id"], {"checkpoint": row["label"]})
+    old, row = await asyncio.to_thread(_claim, store, run_id)  # store calls off the event loop, as the runtime's
     started = False
     try:
-        agent = load_agent(row["agent_path"] or "")  # never empty: check_resumable refused those
+        await asyncio.to_thread(audit.record, store, by, "run.resume", old["id"], {"checkpoint": row["label"]})
+        agent = await asyncio.to_thread(load_agent, row["agent_path"] or "")  # never empty: see check_resumable
         state = row["state"]
         messages = [Message.model_validate(m) for m in state.get("messages", [])]
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
@@ -115,11 +116,11 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
             async for event in events:
                 if event.type == "run_started":
                     started = True
-                    store.set_checkpoint_resumed_by(old["id"], event.run_id)
+                    await asyncio.to_thread(store.set_checkpoint_resumed_by, old["id"], event.run_id)
                 yield event
     finally:
-        if not started:  # nothing ran: the run may be resumed again
-            store.set_checkpoint_resumed_by(old["id"], None)
+        if not started:  # nothing ran: the run may be resumed again (shielded: a cancelled request still frees it)
+            await asyncio.shield(asyncio.to_thread(store.set_checkpoint_resumed_by, old["id"], None))
 
 
 def resume(run_id: str, *, model: str | Model | None = None, store: Store | None = None) -> RunResult:

@@ -155,3 +155,46 @@ def test_decisions_and_the_approved_call_are_audited(mailer: Path):
         ("tool.call", "send_email", {"run_id": first.run_id, "error": False}),
         ("run.reject", second.run_id, {"tool": "send_email", "edited": False, "reason": "not her"})]
     assert {e["actor"] for e in store.list_audit()} == {audit.cli_actor()} and store.verify_audit()["ok"]
+
+
+class _ThreadWatch:
+    """A store whose every call records the thread it ran on."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            import threading
+
+            self.calls.append((name, threading.get_ident()))
+            return attr(*args, **kwargs)
+        return call
+
+
+def test_a_continuation_makes_its_store_calls_off_the_event_loop(mailer: Path):
+    """Serve mode decides approvals on its event loop: the decision's store calls, the agent's load and the
+    audit entries run on threads, as the runtime's own writes do, so a slow database holds up no other request."""
+    import asyncio
+    import threading
+
+    from halguru.orchestration.approvals import resume_events
+
+    model = ScriptedModel([{"tool_calls": [send("ann@example.com")]}, "Sent."])
+    paused = run_sync(mailer, "mail ann", model=model)
+    store = _ThreadWatch(open_store())
+
+    async def decide() -> list[str]:
+        return [e.type async for e in resume_events(paused.run_id, model=model, store=store)]
+
+    types = asyncio.run(decide())
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    names = {name for name, _ in store.calls}
+    assert {"find_approval", "decide_approval", "set_approval_continued_by"} <= names
+    on_loop = [name for name, thread in store.calls if thread == threading.get_ident()]
+    assert on_loop == [], on_loop
+    assert [e["action"] for e in open_store().list_audit()] == ["tool.call", "run.approve"]

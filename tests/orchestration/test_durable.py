@@ -229,3 +229,40 @@ def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
     assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+
+
+def test_a_resume_makes_its_store_calls_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Serve mode resumes runs on its event loop: the claim, the audit entry, the agent's load and the
+    bookkeeping of the continuation run on threads, as the runtime's own writes do."""
+    import asyncio
+    import threading
+
+    from halguru import run_sync
+    from halguru.orchestration.durable import resume_events
+    from halguru.store import open_store
+    from tests.orchestration.test_approvals import _ThreadWatch
+
+    monkeypatch.setenv("SIDE_EFFECTS", str(tmp_path / "side-effects.log"))
+    flaky = TOOLS.replace('    note(f"ship {order} started")\n',
+                          '    note(f"ship {order} started")\n'
+                          '    if (Path(__file__).parent / "fail").exists():\n'
+                          '        raise RuntimeError("the carrier is down")\n')
+    flow = write(tmp_path / "order", "name: order\ntools: [charge, ship]\nworkflow:\n  steps:\n"
+                 "    - {id: pay, tool: charge, args: {amount: 40}}\n"
+                 "    - {id: send, tool: ship, args: {order: '{{ input }}'}}\n", flaky)
+    (flow / "fail").touch()
+    failed = run_sync(flow, "A-7")
+    assert failed.status == "failed"
+    (flow / "fail").unlink()
+    store = _ThreadWatch(open_store())
+
+    async def resume() -> list[str]:
+        return [e.type async for e in resume_events(failed.run_id, store=store)]
+
+    types = asyncio.run(resume())
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    assert {"claim_checkpoint", "set_checkpoint_resumed_by"} <= {name for name, _ in store.calls}
+    on_loop = [name for name, thread in store.calls if thread == threading.get_ident()]
+    assert on_loop == [], on_loop
+    assert Path(tmp_path / "side-effects.log").read_text().splitlines() == [
+        "charge 40", "ship A-7 started", "ship A-7 started"]  # the charge was not made again
