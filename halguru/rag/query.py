@@ -325,11 +325,14 @@ def _rows(kb: KnowledgeBase, query: str, vector: list[float] | None, k: int, mod
           lead_query: Future[Any] | None = None) -> list[dict[str, Any]]:
     """The rows of one search; ``fts`` is the full-text query already running (hybrid only), ``lead_query`` the
     question's vector by the base's lead model, being computed."""
-    if mode != "hybrid":
+    if mode == "fts":
         return list(build_query(kb, query, vector, k, mode, where).to_list())
-    depth = max(CANDIDATES, k)
+    depth = k if mode == "vector" else max(CANDIDATES, k)
+    vector_rows = (kb.nearest(vector, depth, COLUMNS) if where is None and vector is not None else None
+                   ) or build_query(kb, query, vector, depth, "vector", where).to_list()
+    if mode == "vector":
+        return list(vector_rows)
     assert fts is not None, "a hybrid search starts its full-text query first"
-    vector_rows = build_query(kb, query, vector, depth, "vector", where).to_list()
     try:
         fts_rows = fts.result()
     except Exception as exc:  # LanceDB names the missing index in a RuntimeError/ValueError

@@ -14,14 +14,18 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halguru.rag.errors import KnowledgeError
+
+if TYPE_CHECKING:
+    from halguru.rag.chunk_matrix import ChunkMatrix
 
 # Lance logs deprecation chatter to stderr from Rust; a user wants answers, not that.
 os.environ.setdefault("LANCEDB_LOG", "error")
@@ -103,6 +107,9 @@ class KnowledgeBase:
         self.meta = meta
         self._table: Any = None
         self._leads: tuple[int, dict[str, Any]] | None = None  # (table version, source -> lead vector)
+        self._matrix: ChunkMatrix | None = None  # the chunks in memory (``nearest``)
+        self._first_search: int | None = None  # the table version ``nearest`` was last asked about first
+        self._matrix_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -188,6 +195,7 @@ class KnowledgeBase:
         """See commits made by other processes (an ingest running beside a search)."""
         self._table = None
         self._leads = None
+        self._matrix = None
 
     def leads(self) -> dict[str, Any]:
         """Each document's lead vector (hybrid search's lead vote), by source: the lead model's vector of its first
@@ -205,6 +213,27 @@ class KnowledgeBase:
             matrix = vectors.reshape(rows.num_rows, -1) if rows.num_rows else vectors.reshape(0, 0)
             self._leads = (version, dict(zip(rows.column("source").to_pylist(), matrix, strict=True)))
         return self._leads[1]
+
+    def nearest(self, vector: list[float], k: int, columns: list[str]) -> list[dict[str, Any]] | None:
+        """The ``k`` chunks nearest ``vector``, found by NumPy over the chunks held in memory
+        (``halguru.rag.chunk_matrix``: 0.2 ms against LanceDB's ~9 ms), or None where LanceDB is to answer: at the
+        first search of a table version in this process (so a one-shot ``kb search`` loads nothing), for columns
+        not held, or in a base of more than ``MAX_CHUNKS`` chunks."""
+        from halguru.rag.chunk_matrix import COLUMNS, MAX_CHUNKS, ChunkMatrix
+
+        if not set(columns) <= set(COLUMNS):
+            return None
+        version = self.table.version
+        with self._matrix_lock:
+            held = self._matrix
+            if held is None or held.version != version:
+                if self._first_search != version:
+                    self._first_search = version
+                    return None
+                if self.table.count_rows() > MAX_CHUNKS:
+                    return None
+                held = self._matrix = ChunkMatrix.load(self.table, version)
+        return held.nearest(vector, k, columns)
 
     # -- embedder --------------------------------------------------------------------------------------
 

@@ -107,3 +107,29 @@ def test_a_damaged_prepared_model_is_a_one_line_error_that_says_what_to_delete(t
     prepared.write_bytes(b"not a model")
     with pytest.raises(KnowledgeError, match=f"cannot load .*in {prepared.parent}; delete that folder"):
         MiniLMEmbedder().embed(["a", "b", "c"])
+
+
+def test_a_second_question_starts_the_session_in_the_background_and_later_ones_run_there(tmp_path, monkeypatch):
+    """A one-shot search embeds one question in NumPy and starts nothing; a process that asks again is long-lived,
+    so the session starts on a background thread and the questions after it run in ONNX Runtime (same vectors)."""
+    import time
+
+    from halguru.rag.embedders import MiniLMEmbedder, embed_queries
+
+    monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "models"))
+    model = MiniLMEmbedder()
+    first = np.asarray(embed_queries(model, ["copy a folder with everything inside"]))
+    time.sleep(0.2)
+    assert model.layers.session is None and not (tmp_path / "models").exists()  # one question: nothing started
+    embed_queries(model, ["show hidden files"])
+    deadline = time.monotonic() + 60
+    while model.layers.session is None:
+        assert time.monotonic() < deadline, "the session never started"
+        time.sleep(0.05)
+    calls: list[int] = []
+    run = model.layers.session.run
+    monkeypatch.setattr(model.layers, "session", type("Spy", (), {
+        "run": lambda self, *args: calls.append(1) or run(*args)})())
+    again = np.asarray(embed_queries(model, ["copy a folder with everything inside"]))
+    assert calls == [1]  # the third question ran in the session
+    assert float(again[0] @ first[0]) > 0.99999
