@@ -45,7 +45,9 @@ class ChunkMatrix:
             return []
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
-        cosine = self.vectors @ (query / norm if norm > 0 else query)
+        # einsum's own loop, not BLAS: OpenBLAS's threads spin on after a product (0.2 ms) and took ~30 ms of CPU a
+        # search from the models embedding beside it (hybrid p50 on a 2-core machine 43 -> 33 ms); 0.4 ms here.
+        cosine = np.einsum("ij,j->i", self.vectors, query / norm if norm > 0 else query)
         k = min(k, len(cosine))
         top = np.argpartition(-cosine, k - 1)[:k]
         top = top[np.lexsort((top, -cosine[top]))]  # closest first; a tie goes to the earlier row
