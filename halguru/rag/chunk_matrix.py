@@ -1,7 +1,7 @@
 """Exact vector search in NumPy over a base's chunks held in memory, for long-lived processes.
 
 LanceDB's flat vector search costs ~9 ms a query on 5,800 chunks on a slow 2-core machine, nearly all of it the
-query's planning and execution around a scan that NumPy does in 0.2 ms; the base has no ANN index, so the two give
+query's planning and execution around a scan that NumPy does in 0.4 ms; the base has no ANN index, so the two give
 the same neighbours. A process that searches a base more than once (serve, chat, an agent's runs) keeps the chunks'
 vectors (normalised) and the columns a search returns (``COLUMNS``) until the table's version changes; a one-shot
 ``halguru kb search`` never loads them (~70 ms on 5,800 chunks) and asks LanceDB. Bases larger than

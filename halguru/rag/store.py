@@ -216,7 +216,7 @@ class KnowledgeBase:
 
     def nearest(self, vector: list[float], k: int, columns: list[str]) -> list[dict[str, Any]] | None:
         """The ``k`` chunks nearest ``vector``, found by NumPy over the chunks held in memory
-        (``halguru.rag.chunk_matrix``: 0.2 ms against LanceDB's ~9 ms), or None where LanceDB is to answer: at the
+        (``halguru.rag.chunk_matrix``: 0.4 ms against LanceDB's ~9 ms), or None where LanceDB is to answer: at the
         first search of a table version in this process (so a one-shot ``kb search`` loads nothing), for columns
         not held, or in a base of more than ``MAX_CHUNKS`` chunks."""
         from halguru.rag.chunk_matrix import COLUMNS, MAX_CHUNKS, ChunkMatrix
