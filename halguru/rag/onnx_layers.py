@@ -217,8 +217,9 @@ class OnnxLayers:
 
         if self.fallback is not None and hidden.shape[0] <= self.small and self.session is None:
             self.small_calls += 1
-            if self.small_calls == 2:
-                threading.Thread(target=self._start_quietly, name="halguru-onnx-start", daemon=True).start()
+            if self.small_calls == 2:  # not a daemon: a process that exits meanwhile waits for it (<0.2 s)
+                # rather than tear ONNX Runtime down under a thread still inside it
+                threading.Thread(target=self._start_quietly, name="halguru-onnx-start").start()
             return self.fallback(hidden, mask)
         bias = np.ascontiguousarray(((1.0 - mask) * -1e9)[:, None, None, :], dtype=np.float32)
         (out,) = self.start().run(["out"], {"hidden": np.ascontiguousarray(hidden, dtype=np.float32),
