@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_CHUNKS = 100_000  # 150 MB of 384-dimensional float32 vectors
-COLUMNS = ["source", "heading", "line_start", "line_end", "text"]
+COLUMNS = ["source", "heading", "line_start", "line_end", "text"]  # what a search returns of a chunk
 
 
 @dataclass(frozen=True)

@@ -40,13 +40,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from halguru.rag.chunk_matrix import COLUMNS
 from halguru.rag.embedders import embed_queries
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.store import KnowledgeBase
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES = ("vector", "fts", "hybrid")
-COLUMNS = ["source", "heading", "line_start", "line_end", "text"]
 Key = tuple[str, int, str]  # (source, first line, start of text): one chunk
 CANDIDATES = 50  # per side in hybrid search, whatever k is (up to k itself when k is larger)
 
