@@ -85,6 +85,7 @@ class Inbox:
         """UIDs of the messages not yet marked processed, oldest first (so a thread is answered in order)."""
         with self._lock:
             client = self._client()
+            _announced_mail(client)  # what the server announced before now is in the view this search sees
             criteria: list[Any] = ["UNDELETED"]
             if self._keywords:
                 criteria += ["UNKEYWORD", self.settings.keyword]
@@ -127,6 +128,8 @@ class Inbox:
         server closed raises (at once on its BYE, else from ending IDLE), so the caller reconnects."""
         with self._lock:
             client = self._client()
+            if _announced_mail(client):
+                return True  # it came while the last command ran: the server told us then and will not in IDLE
             client.idle()
             deadline = time.monotonic() + seconds
             while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
@@ -192,3 +195,13 @@ def _quietly(call: Any) -> None:
     # closing a connection that already failed: nothing is left to do with its error
     with contextlib.suppress(Exception):
         call()
+
+
+def _announced_mail(client: IMAPClient) -> bool:
+    """Whether the server announced new mail (``EXISTS``) in a command's response since the last call.
+
+    A server answers a command (SEARCH too) from the mailbox as the session last saw it and announces mail that
+    arrived meanwhile only at the command's end, once; imaplib files such unsolicited responses aside, where
+    imapclient leaves them. Without this look a mail that came during the last search would wait in IDLE, which
+    reports only later changes, for the next mail or the IDLE timeout."""
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))

@@ -16,6 +16,7 @@ import pytest
 
 from halguru.channels.base import ChannelError, Inbound, Outbound
 from halguru.channels.email import EmailChannel
+from halguru.channels.imapinbox import Inbox
 from tests.channels.mailpeers import (
     PASSWORD,
     SMTP_PASSWORD,
@@ -192,6 +193,29 @@ async def test_idle_picks_up_new_mail_well_before_the_poll_interval(dovecot: Dov
         await asyncio.sleep(0.5)  # the source has drained the empty inbox and is waiting in IDLE
         dovecot.append(mail(message_id="<idle@example.org>"))
         took = await until(lambda: len(sink.messages) == 1)
+    assert took < 5, took
+
+
+async def test_mail_that_arrives_just_before_a_search_is_answered_at_once(dovecot: Dovecot,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server answers a SEARCH from the mailbox as the session last saw it and announces newer mail only at
+    the command's end, not again in IDLE: such a mail must not wait there for the next one (or the IDLE
+    timeout, 5 minutes)."""
+    dovecot.append(mail(message_id="<first@example.org>"))
+    real, looks = Inbox.unprocessed, 0
+
+    def unprocessed(self: Inbox) -> list[int]:
+        nonlocal looks
+        looks += 1
+        if looks == 2:  # the look after the first mail was marked: the second arrives just before it
+            dovecot.append(mail(message_id="<second@example.org>"))
+        return real(self)
+
+    monkeypatch.setattr(Inbox, "unprocessed", unprocessed)
+    sink = Sink()
+    async with running(channel(dovecot, poll_interval=60), sink):
+        took = await until(lambda: len(sink.messages) == 2, seconds=15)
+    assert [m.message_id for m in sink.messages] == ["<first@example.org>", "<second@example.org>"]
     assert took < 5, took
 
 
