@@ -47,10 +47,24 @@ class SQLiteBase(SQLBase):
         self._generation = 0
         self._pid = os.getpid()
         try:
-            self._conn().execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode (it stays so). The switch needs an exclusive lock, and while another process
+        holds a write lock on a file not yet in WAL (two processes creating the same store at once), SQLite
+        refuses at once rather than wait, as waiting could deadlock: so this waits as the busy timeout would."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self._conn().execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False only so close() may close it from another thread; it is used by one.

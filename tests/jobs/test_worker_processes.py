@@ -134,8 +134,10 @@ def test_two_workers_never_share_a_job(start_worker: Callable[[], subprocess.Pop
         # both up before the jobs are queued: on a slow machine one worker's start-up (its imports) can take
         # longer than the other needs to answer all 30 echoes, and then only one took part
         assert worker.stderr is not None
+        said: list[str] = []
         while not (line := worker.stderr.readline()).startswith("halguru worker "):
-            assert line, f"the worker exited before it started (exit {worker.wait()})"
+            said.append(line)
+            assert line, f"the worker exited before it started (exit {worker.wait()}): {''.join(said)}"
     for i in range(30):
         accept("echo", f"message {i}", f"M{i}", sender=f"+1{i % 7}")  # 7 threads, in order within each
     store = open_store()

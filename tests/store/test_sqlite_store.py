@@ -4,6 +4,8 @@ and leases read as interrupted (both backends)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -34,6 +36,26 @@ def test_reopening_does_not_migrate_twice(tmp_path):
     from halguru.store.migrations import MIGRATIONS
 
     assert sqlite3.connect(path).execute("SELECT count(*) FROM migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_store_opens_while_another_process_is_creating_it(tmp_path):
+    """Two processes (say two `halguru worker`s) creating the same store at once: one holds a write lock on the
+    file before it is in WAL mode, where SQLite refuses the other's switch to WAL at once instead of waiting."""
+    path = tmp_path / "t.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE early (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO early VALUES (1)")
+    released = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    released.start()
+    started = time.monotonic()
+    store = SQLiteStore(path)  # "cannot open the trace store ...: database is locked" before
+    released.join()
+    assert time.monotonic() - started >= 0.25  # it waited for the lock
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.list_runs(5) == []
+    store.close()
+    other.close()
 
 
 def _run(store, run_id="run_abc123", conv="conv_1"):
