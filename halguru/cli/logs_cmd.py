@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from halguru.durations import parse_duration
+
 app = typer.Typer(help="Recent runs and their traces.", invoke_without_command=True)
 
 STATUSES = ("running", "ok", "failed", "paused", "limited", "cancelled", "interrupted")
 RUN_HEADERS = ["run", "when", "agent", "model", "status", "took", "tokens", "input"]
 RUN_FLEXIBLE = ("agent", "model", "input")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_age(text: str, option: str) -> float:
-    """A duration such as 45s, 30m, 1h, 2d or 1w, in seconds (a one-line error otherwise)."""
-    from halguru.errors import HalguruError
-
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text.lower())
-    if found is None:
-        raise HalguruError(f"{option}: {text!r} is not a duration; give a number and a unit, e.g. 30m, 1h, 2d or 1w")
-    return float(found.group(1)) * _UNITS[found.group(2)]
 
 
 @app.callback()
@@ -50,7 +40,7 @@ def logs(
 
     if status is not None and status not in STATUSES:
         raise HalguruError(f"--status: unknown status {status!r}; use one of {', '.join(STATUSES)}")
-    started_after = time.time() - parse_age(since, "--since") if since is not None else None
+    started_after = time.time() - parse_duration(since, "--since") if since is not None else None
     store = open_store()
     if conversations:
         ignored = [name for name, value in (("--status", status), ("--since", since), ("--conversation", conversation),
@@ -153,7 +143,7 @@ def prune(
     from halguru.errors import HalguruError
     from halguru.store import open_store
 
-    seconds = parse_age(older_than, "--older-than")
+    seconds = parse_duration(older_than, "--older-than")
     if seconds <= 0:
         raise HalguruError(f"--older-than: {older_than!r} must be longer than zero, e.g. 30d")
     count = open_store().prune_runs(time.time() - seconds)

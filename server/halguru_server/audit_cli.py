@@ -17,10 +17,10 @@ from halguru.store import open_store
 
 def parse_since(text: str) -> float:
     """``24h``, ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise), as epoch seconds."""
-    from halguru_server.keys import parse_duration
+    from halguru.durations import parse_duration
 
-    if text[-1:] in "smhdw" and text[:-1].strip().isdigit():
-        return time.time() - parse_duration(text)
+    if text[-1:] in "smhdw" and text[:-1].strip().isascii() and text[:-1].strip().isdigit():
+        return time.time() - parse_duration(text, "--since")
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:

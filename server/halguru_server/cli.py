@@ -139,7 +139,12 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
 
 
 def _when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "never"
+    if not ts:
+        return "never"
+    try:
+        return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # a lifetime stored before they were capped at 100 years
+        return "year 9999+"
 
 
 def show() -> None:

@@ -7,16 +7,14 @@ lookups by hash are a single indexed query per request.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from dataclasses import dataclass
 
+from halguru import durations
 from halguru.errors import HalguruError
 from halguru.store.base import ApiKeyRecord, Store
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SCOPES = ("user", "admin")
 
 
@@ -47,13 +45,11 @@ class ApiKey:
 
 
 def parse_duration(text: str) -> float:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise HalguruError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 30d)")
-    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    """A key's lifetime (30d, 12h): longer than 0, at most 100 years."""
+    seconds = durations.parse_duration(text, "expires")
     if seconds <= 0:  # "0s" would otherwise mean "never expires"
-        raise HalguruError(f"invalid duration {text!r}: a key's lifetime must be longer than 0 (e.g. 30d); "
-                           "leave --expires out for a key that never expires")
+        raise HalguruError(f"expires: {text!r}: a key's lifetime must be longer than 0 (e.g. 30d); "
+                           "leave it out for a key that never expires")
     return seconds
 
 

@@ -53,7 +53,12 @@ def test_keys_cli_prints_once_and_stores_only_a_hash(cli, halguru_home, agents_d
     cli("keys", "revoke", "mobile-app")
     assert "revoked" in cli("keys", "list").stdout
     assert "no active key" in str(cli("keys", "revoke", "mobile-app", code=1).exception)
-    assert "invalid duration" in str(cli("keys", "create", "x", "--expires", "soon", code=1).exception)
+    assert "is not a duration" in str(cli("keys", "create", "x", "--expires", "soon", code=1).exception)
+    # a lifetime past any date, or digits that are not ASCII ("３d"), are refused; the listing is untouched
+    assert "longer than 100 years" in str(cli("keys", "create", "x", "--expires", "999999999999d",
+                                              code=1).exception)
+    assert "is not a duration" in str(cli("keys", "create", "x", "--expires", "\uff13d", code=1).exception)
+    assert cli("keys", "list").stdout == listing.replace("active", "revoked")
 
 
 def test_revoking_a_name_two_active_keys_share_is_refused(cli) -> None:

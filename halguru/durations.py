@@ -1,0 +1,22 @@
+"""Durations as people type them: 45s, 30m, 1h, 2d, 1w (``logs --since``, ``--older-than``, key lifetimes)."""
+
+from __future__ import annotations
+
+import re
+
+from halguru.errors import HalguruError
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_SECONDS = 100 * 365 * 86400  # nobody means more, and a date that far off overflows (year 9999)
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", re.ASCII)  # ASCII: "３d" is not 3 days
+
+
+def parse_duration(text: str, what: str) -> float:
+    """``text`` in seconds; a one-line error naming ``what`` (the option or field) for anything else."""
+    found = _DURATION.fullmatch(text.lower())
+    if found is None:
+        raise HalguruError(f"{what}: {text!r} is not a duration; give a number and a unit, e.g. 30m, 1h, 2d or 1w")
+    seconds = float(found.group(1)) * UNITS[found.group(2)]
+    if seconds > MAX_SECONDS:
+        raise HalguruError(f"{what}: {text!r} is longer than 100 years")
+    return seconds
