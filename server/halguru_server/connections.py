@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from halguru_server.settings import ServerSettings
 
 log = logging.getLogger("halguru.server")
-TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_TIMED_OUT_BODY = b'{"error": {"type": "timeout", "message": "the request was not sent in time"}}'
+TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMED_OUT_BODY), _TIMED_OUT_BODY))
 UNKNOWN_BODY = 1_000_000  # bytes assumed for a chunked body's deadline (the default max_body_bytes)
 ACCEPT_FAILED = "socket.accept() out of system resource"
 

@@ -63,10 +63,13 @@ class Metrics:
         return name if name in self.tools else OTHER_TOOL
 
     def request_done(self, status: int) -> None:
-        """Count a failed request (4xx or 5xx); 5xx are also kept for /status."""
+        """Count a failed request (4xx or 5xx); 5xx that are this server's own faults are also kept for /status,
+        so no client turns it red: not a 502 (the agent's run ended failed or at a limit: its trace and
+        ``halguru_runs_total`` say so) nor a 503 (load shed or draining: the client was told when to retry)."""
         if status >= 500:
             self.errors.labels("http_5xx").inc()
-            self.recent_5xx.append(time.monotonic())
+            if status not in (502, 503):
+                self.recent_5xx.append(time.monotonic())
         elif status >= 400:
             self.errors.labels("http_4xx").inc()
 

@@ -173,3 +173,9 @@ def status_page(request: Request, state: State) -> Response:
 <p><a href="/swagger">API docs</a> · <a href="/chat/">web chat</a> · <a href="/metrics">metrics</a></p>
 </body></html>"""
     return HTMLResponse(page, status_code=code)
+
+
+# HEAD, which load balancers and uptime checks send: the same answer without its body (uvicorn drops it), left out
+# of the API's docs, where a second operation per path would repeat its operationId
+for _path, _endpoint in (("/healthz", healthz), ("/readyz", readyz), ("/status", status_page)):
+    router.add_api_route(_path, _endpoint, methods=["HEAD"], include_in_schema=False)

@@ -102,13 +102,13 @@ async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, 
 pages = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
 
 
-@pages.get("/")
+@pages.api_route("/", methods=["GET", "HEAD"])  # HEAD: what uptime checks and load balancers send
 def root() -> RedirectResponse:
     return RedirectResponse("/chat/")
 
 
-@pages.get("/chat")
-@pages.get("/chat/")
+@pages.api_route("/chat", methods=["GET", "HEAD"])
+@pages.api_route("/chat/", methods=["GET", "HEAD"])
 def chat_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers=_SECURITY)
 

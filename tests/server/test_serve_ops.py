@@ -21,6 +21,9 @@ def test_status_is_red_with_server_errors_and_stuck_runs_and_shows_no_secrets(cl
     assert status["status"] == "ok" and set(status["components"]) >= {"store", "errors", "runs", "queue", "server"}
     assert str(agents_dir.parent) not in json.dumps(status)
 
+    state.metrics.request_done(503)  # load shed: a client that sends too much cannot turn /status red
+    state.metrics.request_done(502)  # nor one whose run ended failed or at a limit
+    assert httpx.get(f"{client.server.url}/status").status_code == 200
     state.metrics.request_done(500)  # a server error a minute ago
     red = httpx.get(f"{client.server.url}/status", headers={"Accept": "application/json"})
     assert red.status_code == 503 and red.json()["status"] == "degraded"
@@ -42,6 +45,18 @@ def test_status_is_red_with_server_errors_and_stuck_runs_and_shows_no_secrets(cl
     finally:
         ops.STUCK_GRACE_S = grace
     assert stuck["components"]["runs"]["ok"] is False and "1 stuck" in stuck["components"]["runs"]["detail"]
+
+
+def test_probes_and_the_chat_page_answer_head(client) -> None:
+    """Load balancers and uptime checks often probe with HEAD: the same status and headers, no body."""
+    url = client.server.url
+    for path in ("/healthz", "/readyz", "/status", "/chat/", "/"):
+        got, head = httpx.get(f"{url}{path}"), httpx.head(f"{url}{path}")
+        assert head.status_code == got.status_code and head.status_code in (200, 307), path
+        for name in ("content-type", "location"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+        assert head.content == b"", path
+    assert "head" not in client.get("/openapi.json").json()["paths"]["/healthz"]  # the API's docs: GET only
 
 
 def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ loopback, raw sockets as the attacker."""
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 import socket
 import subprocess
@@ -71,7 +72,10 @@ def test_a_half_sent_request_gets_408_and_a_silent_connection_is_closed(server) 
     port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
     half, silent = connect(port), connect(port, b"")
     started = time.monotonic()
-    assert read_all(half).startswith(b"HTTP/1.1 408 ")
+    answer = read_all(half)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    head, body = answer.split(b"\r\n\r\n", 1)  # the one error shape, as JSON
+    assert b"content-type: application/json" in head and json.loads(body)["error"]["type"] == "timeout"
     assert read_all(silent) == b""  # it never asked anything: just closed
     assert 0.8 < time.monotonic() - started < 4
 
