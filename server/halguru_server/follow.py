@@ -87,13 +87,8 @@ def over(state: ServerState, run_id: str, after: int | str) -> bool:
 
 
 def redacted(event: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as an anonymous web-chat visitor sees it: no model or tool error details (as
-    ``service.redacted`` does to a live stream; the operator finds them by the run id)."""
-    if event["type"] == "error":
-        return {**event, "message": f"{event['kind']} error (run {event['run_id']})"}
-    if event["type"] == "run_finished" and event.get("error"):
-        return {**event, "error": f"the run ended {event['status']} (run {event['run_id']})"}
-    return event
+    """A stored event as an anonymous web-chat visitor sees it, as ``service.redacted`` shows a live stream."""
+    return {**event, **service.redaction(event)} if event["type"] in service.REDACTED else event
 
 
 async def follow(state: ServerState, run_id: str, after: int, redact: bool = False) -> AsyncIterator[str]:

@@ -27,6 +27,7 @@ from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import Pump, RunCut, closing
+from halguru_server.ops import model_label
 from halguru_server.schemas import MessageList, MessageOut
 from halguru_server.state import Principal, ServerState
 
@@ -176,19 +177,35 @@ class UntilStarted:
             await asyncio.shield(asyncio.to_thread(self.never))
 
 
+REDACTED = frozenset({"error", "run_finished", "run_started", "model_call"})  # the event types redaction() changes
+
+
+def redaction(event: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an event (one of the REDACTED types) that an anonymous web-chat visitor sees otherwise: no
+    model or tool error details (the operator finds them by the run id), no folders of a model file's path, and
+    no prompt (the instructions and retrieved knowledge are the operator's; the chat page never shows them)."""
+    kind = event["type"]
+    if kind == "error":
+        return {"message": f"{event['kind']} error (run {event['run_id']})"}
+    if kind == "run_finished":
+        return {"error": f"the run ended {event['status']} (run {event['run_id']})"} if event.get("error") else {}
+    if kind in ("run_started", "model_call"):
+        return {"model": model_label(event["model"]), **({"messages": []} if kind == "model_call" else {})}
+    return {}
+
+
 async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """What an anonymous web-chat visitor sees of a run: model and tool error details go to the log, the
-    visitor gets a generic line with the run id (the operator finds the details by it)."""
+    """What an anonymous web-chat visitor sees of a run (``redaction``); the error details go to the log."""
     async with closing(events) as stream:
         async for event in stream:
-            if isinstance(event, Error):
-                log.warning("run error", extra={"fields": {"run_id": event.run_id, "kind": event.kind,
-                                                           "message": event.message}})
-                event = event.model_copy(update={"message": f"{event.kind} error (run {event.run_id})"})
-            elif isinstance(event, RunFinished) and event.error:
-                log.warning("run failed", extra={"fields": {"run_id": event.run_id, "status": event.status,
-                                                            "error": event.error}})
-                event = event.model_copy(update={"error": f"the run ended {event.status} (run {event.run_id})"})
+            if event.type in REDACTED:
+                if isinstance(event, Error):
+                    log.warning("run error", extra={"fields": {"run_id": event.run_id, "kind": event.kind,
+                                                               "message": event.message}})
+                elif isinstance(event, RunFinished) and event.error:
+                    log.warning("run failed", extra={"fields": {"run_id": event.run_id, "status": event.status,
+                                                                "error": event.error}})
+                event = event.model_copy(update=redaction(event.model_dump()))
             yield event
 
 

@@ -170,7 +170,8 @@ def test_anonymous_visitors_get_no_model_error_details(serve, agents_dir: Path, 
     script.write_text(yaml.safe_dump([{"error": "connect to /srv/secret/model.sock refused"}]))
     (agents_dir / "broken").mkdir()
     (agents_dir / "broken" / "agent.yaml").write_text(yaml.safe_dump({
-        "name": "broken", "model": f"scripted:{script}", "metadata": {"web_chat": "public"}}))
+        "name": "broken", "model": f"scripted:{script}", "metadata": {"web_chat": "public"},
+        "instructions": "The discount code is OPERATORS-ONLY."}))
     server = serve()
     session = {"X-Chat-Session": httpx.post(f"{server.url}/chat/api/session").json()["token"]}
     conv = httpx.post(f"{server.url}/chat/api/conversations", json={"agent": "broken"}, headers=session).json()["id"]
@@ -181,6 +182,14 @@ def test_anonymous_visitors_get_no_model_error_details(serve, agents_dir: Path, 
     with httpx.stream("POST", path, json={"content": "hi", "stream": True}, headers=session, timeout=30) as r:
         streamed = "".join(r.iter_lines())
     assert "secret" not in streamed and "run_finished" in streamed
+    # nor the prompt (the operator's instructions) or where the server keeps the model's file, live or replayed
+    assert '"model_call"' in streamed and "OPERATORS-ONLY" not in streamed and str(script.parent) not in streamed
+    assert '"model":"scripted:broken.yaml"' in streamed
+    from halguru_server import follow
+
+    stored = json.dumps([follow.redacted(e) for run in server.state.store.list_runs(agent="broken")
+                         for e in server.state.store.get_events(run["id"])])
+    assert "OPERATORS-ONLY" not in stored and str(script.parent) not in stored and "secret" not in stored
     assert any("secret" in str(getattr(rec, "fields", "")) for rec in caplog.records)  # the log has it
     keyed = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30)
     conv = keyed.post("/v1/conversations", json={"agent": "broken"}).json()["id"]
