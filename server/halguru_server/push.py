@@ -90,6 +90,19 @@ def _public_ip(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def _literal_address(host: str) -> str | None:
+    """The address a host name spells, if it is one: also the short IPv4 forms resolvers accept (``127.1``,
+    ``0177.0.0.1``, ``0x7f.1``) that ``ipaddress`` does not."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def check_endpoint(endpoint: str, insecure: bool) -> str:
     """The endpoint if the server may POST to it: https, a host name or public address, no credentials."""
     try:
@@ -105,11 +118,8 @@ def check_endpoint(endpoint: str, insecure: bool) -> str:
     if port == 0:
         raise ApiError(422, "endpoint: not a push service's address")
     if not insecure:
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        if (literal is not None and not _public_ip(host)) or _LOCAL_NAMES.search(host) or "." not in host:
+        literal = _literal_address(host)
+        if (literal is not None and not _public_ip(literal)) or _LOCAL_NAMES.search(host) or "." not in host:
             raise ApiError(422, "endpoint: a push service on a private or local address is refused")
     return endpoint
 

@@ -198,6 +198,10 @@ def test_only_a_signed_in_browser_subscribes_and_hostile_input_is_refused(
         "http://push.example.com/x": "https://",
         "https://127.0.0.1/x": "private or local",
         "https://10.1.2.3/x": "private or local",
+        "https://127.1/x": "private or local",  # short IPv4 forms that resolvers read as 127.0.0.1
+        "https://0177.0.0.1/x": "private or local",
+        "https://0x7f.1/x": "private or local",
+        "https://10.1/x": "private or local",
         "https://[::1]/x": "private or local",
         "https://[::ffff:169.254.169.254]/latest": "private or local",
         "https://localhost:8443/x": "private or local",
