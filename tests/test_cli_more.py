@@ -270,6 +270,14 @@ def test_logs_at_80_columns_keep_every_column(write_agent, cli):
     folder = write_agent("name: an-agent-with-a-rather-long-name\nmodel: scripted\n")
     cli("run", str(folder), LONG_INPUT)
     [run_id] = _run_ids(cli)
+    cli("run", str(folder), "a second one")
+    import sqlite3
+
+    from halguru.store import open_store
+
+    with sqlite3.connect(open_store().path) as db:  # the widest fixed cells: a long status, big token counts
+        db.execute("UPDATE runs SET status = 'interrupted', prompt_tokens = 12345, completion_tokens = 6789 "
+                   "WHERE id != ?", (run_id,))
     from halguru.cli.app import app
 
     out = CliRunner().invoke(app, ["logs"], env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout

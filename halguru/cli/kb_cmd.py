@@ -139,13 +139,15 @@ def search(
         for hit in hits:
             typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
         return
-    from rich.console import Console
+    from rich.markup import escape
 
-    console = Console()
+    from halguru.cli.table import stdout_console
+
+    console = stdout_console()  # piped: one line per hit's header and paragraph, not wrapped at 80 columns
     if not hits:
         console.print("No matching chunks.")
     for i, hit in enumerate(hits, 1):
-        console.print(f"[bold][{i}] {hit.citation}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]",
+        console.print(f"[bold]\\[{i}] {escape(hit.citation)}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]",
                       highlight=False)
         text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
         console.print(text, markup=False, highlight=False)

@@ -33,24 +33,34 @@ def clip_cell(text: str, width: int) -> str:
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str],
                width: int | None) -> list[int]:
     """Column widths: natural ones, then the widest flexible column narrowed first until the line fits
-    ``width`` (never below its header, or 5); ``width`` None: the natural widths, nothing is cut."""
+    ``width`` (not below its header, or 5; where the fixed columns leave too little, with one space between
+    columns and down to 3); ``width`` None: the natural widths, nothing is cut."""
     natural = [max([len(h), *(len(" ".join(r[i].split())) for r in rows)]) for i, h in enumerate(headers)]
-    flex = [i for i, h in enumerate(headers) if h in flexible]
     widths = list(natural)
     if width is None:
         return widths
-    floor = {i: min(natural[i], max(len(headers[i]), 5)) for i in flex}
-    excess = sum(widths) + len(GAP) * (len(widths) - 1) - width
-    while excess > 0:
-        shrinkable = [i for i in flex if widths[i] > floor[i]]
-        if not shrinkable:
+    flex = [i for i, h in enumerate(headers) if h in flexible]
+    for floor_of, between in ((lambda i: max(len(headers[i]), 5), GAP), (lambda i: 3, " ")):
+        floor = {i: min(natural[i], floor_of(i)) for i in flex}
+        excess = sum(widths) + len(between) * (len(widths) - 1) - width
+        while excess > 0:
+            shrinkable = [i for i in flex if widths[i] > floor[i]]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i])
+            others = [widths[i] for i in shrinkable if i != widest]
+            step = min(excess, widths[widest] - max([floor[widest], *others]) or 1)
+            widths[widest] -= step
+            excess -= step
+        if excess <= 0:
             break
-        widest = max(shrinkable, key=lambda i: widths[i])
-        others = [widths[i] for i in shrinkable if i != widest]
-        step = min(excess, widths[widest] - max([floor[widest], *others]) or 1)
-        widths[widest] -= step
-        excess -= step
     return widths
+
+
+def gap(widths: Sequence[int], width: int | None) -> str:
+    """Between columns: two spaces, or one where two would not let the columns fit ``width``."""
+    wide = sum(widths) + len(GAP) * (len(widths) - 1)
+    return GAP if width is None or wide <= width else " "
 
 
 def target_width() -> int | None:
@@ -71,6 +81,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
         widths = fit_widths(headers, rows, flexible, target_width())
     last = len(headers) - 1
     whole = target_width() is None  # piped, no COLUMNS: no cell is cut, not even a later one wider than ``widths``
+    between = gap(widths, target_width())
 
     def line(cells: Sequence[str]) -> list[str]:
         return [(" ".join(c.split()) if whole else clip_cell(c, w)).ljust(w if i < last else 0)
@@ -78,20 +89,20 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
 
     if not sys.stdout.isatty():
         for cells in [headers, *rows] if header else rows:
-            sys.stdout.write(GAP.join(line(cells)).rstrip() + "\n")
+            sys.stdout.write(between.join(line(cells)).rstrip() + "\n")
         sys.stdout.flush()
         return widths
     from rich.markup import escape
 
     console = stdout_console(highlight=False)
     if header:
-        console.print("[bold]" + escape(GAP.join(line(headers)).rstrip()) + "[/]", soft_wrap=True)
+        console.print("[bold]" + escape(between.join(line(headers)).rstrip()) + "[/]", soft_wrap=True)
     for cells in rows:
         parts = []
         for name, raw, text in zip(headers, cells, line(cells), strict=True):
             style = (styles or {}).get(name)
             parts.append(f"[{style(raw)}]{escape(text)}[/]" if style else escape(text))
-        console.print(GAP.join(parts).rstrip(), soft_wrap=True)
+        console.print(between.join(parts).rstrip(), soft_wrap=True)
     return widths
 
 

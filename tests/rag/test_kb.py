@@ -103,6 +103,20 @@ def test_cli_errors_are_one_line(cli_error, halguru_cmd, subprocess_env, docs):
     assert "no knowledge base 'zzz'" in cli_error("kb", "show", "zzz")
 
 
+def test_piped_search_is_not_wrapped_and_shows_names_as_they_are(halguru_cmd, subprocess_env, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    long_line = "The backup runs nightly at two and keeps thirty days of snapshots " * 3
+    (folder / "[bold]backup.md").write_text(f"# Backups\n\n{long_line.strip()}\n")
+    env = {k: v for k, v in subprocess_env.items() if k != "COLUMNS"}
+    for args in (("kb", "create", "n"), ("kb", "ingest", "n", str(folder))):
+        subprocess.run([*halguru_cmd, *args], env=env, check=True, capture_output=True)
+    out = subprocess.run([*halguru_cmd, "kb", "search", "n", "when do backups run"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.splitlines()[0].startswith("[1] notes/[bold]backup.md#Backups  lines 1-3")  # no markup eaten
+    assert long_line.strip() in out.splitlines()  # one line, not wrapped at 80 columns
+
+
 @pytest.mark.llama
 def test_llama_cpp_embedder_on_the_bundled_gguf(docs):
     kb = rag.create("gguf", "llama-cpp")
