@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,16 @@ def test_template_project_validates_and_its_tests_pass(template, tmp_path, subpr
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in done.stdout and "failed" not in done.stdout
+    # the Python tests ran in homes of their own: the user's holds at most the conversation tests' runs (marked
+    # as such, as `halguru test` leaves them), no other run, approval or knowledge base
+    home = Path(subprocess_env["HALGURU_HOME"])
+    assert not (home / "knowledge").exists()
+    if (home / "halguru.db").exists():
+        from halguru.store import SQLiteStore
+
+        store = SQLiteStore(home / "halguru.db")
+        assert store.list_runs(test_runs=False) == [] and store.list_runs(status="paused") == []
+        store.close()
 
 
 def test_team_members_validate():
