@@ -235,7 +235,7 @@ def test_logs_filters_by_status_agent_and_since(cli, write_agent):
     assert len(json.loads(cli("logs", "--json", "--since", "10m").stdout)) == 3
     _age("one", 7200)
     assert [r["input"] for r in json.loads(cli("logs", "--json", "--since", "1h").stdout)] == ["three", "two"]
-    assert "No runs match" in cli("logs", "--status", "paused").stdout
+    assert cli("logs", "--status", "paused").stdout == "No runs match.\n"  # no test run hides there either
 
 
 def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
@@ -244,6 +244,7 @@ def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
     (folder / "tests" / "test_echo.yaml").write_text(
         "tests:\n  - name: echoes\n    turns:\n      - user: ping\n        expect: {contains: ping}\n")
     cli("test", str(folder), "--live")
+    assert cli("logs").stdout.endswith("(runs made by `halguru test` show with --all).\n")  # one hides there
     cli("run", str(folder), "by hand")
     assert [r["input"] for r in json.loads(cli("logs", "--json").stdout)] == ["by hand"]
     every = json.loads(cli("logs", "--json", "--all").stdout)
@@ -251,6 +252,7 @@ def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
     events = json.loads(cli("logs", "show", every[1]["id"], "--json").stdout)["events"]
     assert events[0]["metadata"] == {"test": True, "test_case": "test_echo.yaml::echoes"}
     assert "ping" not in cli("logs").stdout and "ping" in cli("logs", "--all").stdout
+    assert cli("logs", "--status", "failed").stdout == "No runs match.\n"  # no test run hides there
 
 
 def test_logs_prune(cli, write_agent):

@@ -68,7 +68,8 @@ def logs(
         _follow(store, runs, query, json_output)
         return
     if not runs:
-        hidden = "" if all_runs else " (runs made by `halguru test` show with --all)"
+        tests_hidden = not query["test_runs"] and store.list_runs(limit=1, **{**query, "test_runs": True})
+        hidden = " (runs made by `halguru test` show with --all)" if tests_hidden else ""
         narrowed = agent or status or since or conversation
         typer.echo(f"No runs match{hidden}." if narrowed else f"No runs yet: try `halguru run PATH \"Hello\"`{hidden}.")
         return
