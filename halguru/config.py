@@ -128,10 +128,15 @@ def config_items() -> list[tuple[str, Any, str]]:
         source = (f"env {env}" if env in os.environ else str(config_path()) if key in data and key != "home"
                   else "default")
         value = getattr(settings, key)
-        if key == "database_url" and value:  # shown without its password
-            value = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", value)
-        items.append((key, value, source))
+        items.append((key, shown(key, value), source))
     return items
+
+
+def shown(key: str, value: Any) -> Any:
+    """A setting's value as printed: a database URL without its password."""
+    if key == "database_url" and value:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(value))
+    return value
 
 
 def _check_key(key: str) -> None:
@@ -184,20 +189,11 @@ def set_config_value(key: str, value: str | None) -> Any:
 
 
 def _write_config_file(data: dict[str, Any]) -> None:
-    import tempfile
-
     import tomli_w
 
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config-", suffix=".toml")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            tomli_w.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from halguru.atomic import write_atomically
+
+    write_atomically(config_path(), tomli_w.dumps(data), private=True)  # database_url may hold a password
 
 
 @lru_cache(maxsize=1)

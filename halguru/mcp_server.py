@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from halguru import __version__
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.runtime import run_to_result
 from halguru.errors import HalguruError
@@ -59,7 +60,7 @@ def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
 def _server(agents: dict[str, Agent]) -> MCPServer:
     server: MCPServer = MCPServer(
         "halguru", instructions="Each tool asks one halguru agent a question and returns its answer.",
-        log_level="WARNING")
+        version=__version__, log_level="WARNING")
     for name, agent in agents.items():
         about = agent.spec.description or f"the {name} agent"
         server.add_tool(_asker(agent), name=f"{TOOL_PREFIX}{name}",

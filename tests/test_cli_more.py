@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import time
 
@@ -93,6 +94,9 @@ def test_config_set_show_and_unset(cli, halguru_home):
     reset_settings()
     assert get_settings().llama_n_ctx == 4096
     assert cli("config", "unset", "llama_n_ctx").stdout == f"llama_n_ctx is not set in {path}; nothing to remove\n"
+    said = cli("config", "set", "database_url", "postgresql://app:hunter2@db.example.com/halguru").stdout
+    assert said == f"Set database_url = postgresql://app:***@db.example.com/halguru in {path}\n"  # not echoed
+    assert "hunter2" in path.read_text() and stat.S_IMODE(path.stat().st_mode) == 0o600  # the owner's only
 
 
 def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
@@ -273,8 +277,6 @@ def test_logs_at_80_columns_keep_every_column(write_agent, cli):
     cli("run", str(folder), LONG_INPUT)
     [run_id] = _run_ids(cli)
     cli("run", str(folder), "a second one")
-    import sqlite3
-
     from halguru.store import open_store
 
     with sqlite3.connect(open_store().path) as db:  # the widest fixed cells: a long status, big token counts

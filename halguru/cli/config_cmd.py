@@ -34,7 +34,7 @@ def set_(
     value: str = typer.Argument(..., help="Its new value (a negative number too: `config set KEY -5`)."),
 ) -> None:
     """Write a setting to config.toml (the environment still wins over it)."""
-    from halguru.config import config_path, set_config_value
+    from halguru.config import config_path, set_config_value, shown
 
     if key == "default_model":  # checked as `halguru models default` checks it: the model must resolve
         from halguru.models.registry import set_default_model
@@ -43,7 +43,7 @@ def set_(
         typer.echo(f"Set {key} = {value} in {config_path()}")
         return
     stored = set_config_value(key, value)
-    typer.echo(f"Set {key} = {stored} in {config_path()}")
+    typer.echo(f"Set {key} = {shown(key, stored)} in {config_path()}")
 
 
 @app.command()

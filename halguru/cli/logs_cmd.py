@@ -189,20 +189,9 @@ def export(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        _write_atomically(output, text)
+        from halguru.atomic import write_atomically
+
+        write_atomically(output, text)
         typer.echo(f"Wrote {output}")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it: never half a file."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

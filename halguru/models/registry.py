@@ -9,9 +9,7 @@ A model reference is one of:
 from __future__ import annotations
 
 import copy
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -67,12 +65,9 @@ def _read_user_models() -> dict[str, dict[str, Any]]:
 
 def _write_user_models(models: dict[str, dict[str, Any]]) -> None:
     """Write models.yaml atomically: a crash leaves the old file or the new one, never half."""
-    path = get_settings().models_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".models-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        yaml.safe_dump({"models": models}, fh, sort_keys=True)
-    os.replace(tmp, path)
+    from halguru.atomic import write_atomically
+
+    write_atomically(get_settings().models_file, yaml.safe_dump({"models": models}, sort_keys=True))
 
 
 DEFAULT = "default"

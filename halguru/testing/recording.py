@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from halguru.atomic import write_atomically
 from halguru.errors import HalguruError, ToolError
 from halguru.models.base import (
     Chunk,
@@ -261,8 +260,4 @@ def save_recording(path: Path, cassettes: dict[str, Cassette], agent: str, model
     """Write atomically: an interrupted --record never leaves half a file."""
     data = {"format": FORMAT, "agent": agent, "model": model,
             "tests": {name: c.to_json() for name, c in sorted(cassettes.items())}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")  # mode as the file replaced

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from mcp import Client, StdioServerParameters, stdio_client
 
+from halguru import __version__
 from halguru.errors import AgentSpecError, HalguruError
 from halguru.mcp_server import build_server
 from halguru.store import open_store
@@ -72,7 +73,9 @@ async def test_serve_over_stdio_as_a_subprocess(helper: Path, halguru_cmd, subpr
     with (tmp_path / "serve.log").open("w") as log:
         async with Client(stdio_client(params, errlog=log)) as client:
             text, ids, is_error = await ask(client, "ask_helper", message="over stdio")
+            info = client.server_info
     assert (text, is_error) == ("You said: over stdio", False)
+    assert (info.name, info.version) == ("halguru", __version__)  # what a client shows of the server
     run = open_store().get_run(ids["run_id"])  # the server's runs land in the same HALGURU_HOME
     assert run["agent"] == "helper" and run["status"] == "ok"
 
