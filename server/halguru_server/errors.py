@@ -14,8 +14,8 @@ from halguru_server.gate import QueueFull
 from halguru_server.schemas import ErrorBody
 
 _TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid_request",
-          429: "rate_limited", 503: "unavailable"}
+          405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",
+          422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
 
 
 class ApiError(Exception):
@@ -30,6 +30,11 @@ def error_response(status: int, message: str, type: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"type": type or _TYPES.get(status, "error"), "message": message}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _json_type(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def _describe(errors: list[Any]) -> str:
@@ -48,6 +53,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
+        sent = request.headers.get("content-type", "")
+        if sent and not _json_type(sent) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+            # FastAPI parses only a JSON body: another type's reached the model whole, as bytes (a form's
+            # fields are checked one by one, at ("body", FIELD), and keep their 422)
+            return error_response(415, f"the body is {sent.split(';')[0].strip()!r}: send it as JSON, with "
+                                       "Content-Type: application/json", "unsupported_type")
         status = 400 if errors and errors[0].get("type") == "json_invalid" else 422
         return error_response(status, _describe(errors))
 

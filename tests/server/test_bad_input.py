@@ -40,6 +40,19 @@ def test_lone_surrogates_are_refused_everywhere_text_is_stored(client) -> None:
     assert client.get(f"/v1/conversations/{conv}/messages").json()["data"] == []  # nothing half-stored
 
 
+def test_a_body_that_is_not_json_is_a_415_that_says_so(client) -> None:
+    conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        for path in (f"/v1/conversations/{conv}/messages", "/v1/chat/completions", "/v1/conversations"):
+            sent = client.post(path, content='{"content": "hi"}', headers={"Content-Type": content_type})
+            assert sent.status_code == 415, (path, content_type, sent.text)
+            assert "Content-Type: application/json" in sent.json()["error"]["message"]
+    assert client.post(f"/v1/conversations/{conv}/messages", content='{"content": "hi"}',
+                       headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    wrong = client.post(f"/v1/conversations/{conv}/messages", json={"content": 5})  # JSON, wrong: still a 422
+    assert wrong.status_code == 422 and wrong.json()["error"]["message"].startswith("content:")
+
+
 def test_openai_endpoint_limits_message_count_and_total_size(client) -> None:
     settings = client.server.state.settings
     settings.max_messages, settings.max_history_chars = 5, 1000
