@@ -29,11 +29,21 @@ if TYPE_CHECKING:
     from halguru_server.settings import ServerSettings
 
 log = logging.getLogger("halguru.server")
-_TIMED_OUT_BODY = b'{"error": {"type": "timeout", "message": "the request was not sent in time"}}'
-TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_TIMED_OUT_BODY), _TIMED_OUT_BODY))
+
+
+def _refusal(status: bytes, kind: bytes, message: bytes) -> bytes:
+    """A whole response written before the app sees a request: the one JSON error shape, then close."""
+    body = b'{"error": {"type": "%s", "message": "%s"}}' % (kind, message)
+    return (b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, len(body), body))
+
+
+TIMED_OUT = _refusal(b"408 Request Timeout", b"timeout", b"the request was not sent in time")
+HEAD_TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", b"too_large",
+                          b"the request line and headers are over 64 KiB")
 UNKNOWN_BODY = 1_000_000  # bytes assumed for a chunked body's deadline (the default max_body_bytes)
 ACCEPT_FAILED = "socket.accept() out of system resource"
+LINGER_S = 2.0  # how long a refused connection's late data is read and dropped before it is closed
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -42,20 +52,43 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout: ClassVar[float] = 10.0
     min_body_rate: ClassVar[float] = 16 * 1024  # bytes a second: a 128 kbit/s link
     max_idle: ClassVar[int] = 512
+    max_head_bytes: ClassVar[int] = 64 * 1024  # a request line and headers; h11 checks only heads still incomplete
     _owing: ClassVar[dict[GuardedH11Protocol, None]] = {}  # longest owing first (insertion order)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: Literal["head", "body"] | None = None
+        self._head_bytes = 0
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._expect("head")
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused head: read and dropped until the lingering close
+        if self._phase == "head" and self.conn.their_state is h11.IDLE:
+            # before h11 parses it: a head that arrives whole in one read (up to 256 KiB) passes h11's own limit
+            end = data.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else end
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(HEAD_TOO_LARGE)
+                return
         super().data_received(data)
         self._progress()
+
+    def _refuse(self, response: bytes) -> None:
+        """Answer and close without the app. The close lingers: a socket closed with the client's data unread
+        is reset, and the reset can overtake the answer, so what still comes is read and dropped for up to
+        LINGER_S while our side is shut (the client then reads the answer and closes)."""
+        self._settled()
+        self._refused = True
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may already have parsed a pipelined request
@@ -80,6 +113,8 @@ class GuardedH11Protocol(H11Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self._phase = phase
+        if phase == "head":
+            self._head_bytes = 0
         seconds = self.header_timeout
         if phase == "body":
             seconds += self._body_length() / self.min_body_rate
@@ -141,7 +176,9 @@ def configure_connections(settings: ServerSettings) -> dict[str, Any]:
             pass
     GuardedH11Protocol.header_timeout = settings.header_timeout
     GuardedH11Protocol.max_idle = settings.max_idle_connections or max(16, soft // 2)
-    return {"http": GuardedH11Protocol, "backlog": min(2048, max(64, soft // 4))}
+    # h11's own cap on a head still incomplete (16 KiB) raised to ours, which answers first and lingers
+    return {"http": GuardedH11Protocol, "backlog": min(2048, max(64, soft // 4)),
+            "h11_max_incomplete_event_size": GuardedH11Protocol.max_head_bytes}
 
 
 def quiet_accept_failures(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:

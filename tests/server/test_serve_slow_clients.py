@@ -80,6 +80,26 @@ def test_a_half_sent_request_gets_408_and_a_silent_connection_is_closed(server) 
     assert 0.8 < time.monotonic() - started < 4
 
 
+def test_a_head_over_64_kib_gets_431_however_it_arrives(server) -> None:
+    port = server({})
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"
+    many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(8000)) + b"\r\n"
+    for head in (big, many):
+        answer = read_all(connect(port, head))  # sent whole: one read holds it, past h11's incomplete-head limit
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["type"] == "too_large"
+    trickled = connect(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(20):
+        trickled.sendall(b"X-Pad: " + b"b" * 4000 + b"\r\n")
+    assert read_all(trickled).startswith(b"HTTP/1.1 431 ")
+    fine = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Fine": "c" * 40_000})
+    assert fine.status_code == 200
+    body = json.dumps({"agent": "echo", "title": "t" * 300_000}).encode()  # a big body right after its head
+    posted = httpx.post(f"http://127.0.0.1:{port}/v1/conversations", content=body,
+                        headers={"Content-Type": "application/json"})
+    assert posted.status_code != 431, posted.text
+
+
 def test_trickled_headers_do_not_buy_time(server) -> None:
     port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
     sock = connect(port, b"GET /healthz HTTP/1.1\r\n")
