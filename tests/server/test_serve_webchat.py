@@ -117,7 +117,7 @@ def test_wrong_key_says_so_and_still_shows_public_agents_and_failed_sends_say_wh
     page.keyboard.press("Enter")
     failed = page.locator(".msg.assistant.failed")
     expect(failed).to_have_count(1, timeout=WAIT_MS)
-    expect(failed.locator(".error")).to_contain_text("too many messages")
+    expect(failed.locator(".error")).to_contain_text("too many requests")
 
 
 def test_favicon_and_static_files_are_served_safely(serve) -> None:
