@@ -42,8 +42,10 @@ def _timeout(state: ServerState, agent: str) -> float:
     return max([spec.limits.timeout] + [s.timeout for s in (spec.team, spec.workflow) if s is not None])
 
 
-def components(state: ServerState) -> dict[str, dict[str, Any]]:
-    """Readiness: the store (answers and takes writes), each model (resolvable, file present), the server."""
+def components(state: ServerState, caller: Principal | None = None) -> dict[str, dict[str, Any]]:
+    """Readiness: the store (answers and takes writes), each model (resolvable, file present), the server. A
+    model only key-only agents use is named to a caller who may read metrics; to others it is ``model:private-N``
+    (its file's name may be the agent's)."""
     result: dict[str, dict[str, Any]] = {}
     try:
         state.store.ping()
@@ -54,8 +56,15 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
     from halguru.models.registry import get_model
 
     # A workflow without a model of its own is labelled "workflow": its steps' agents bring theirs.
+    public = {s.model for s in state.agents.values() if s.web_chat == "public"}
+    named = caller is not None and _reads_metrics(caller)
+    private = 0
     for model in sorted({s.model for s in state.agents.values() if s.agent.workflow is None or s.model != "workflow"}):
-        name = f"model:{model_label(model)}"
+        if model in public or named:
+            name = f"model:{model_label(model)}"
+        else:
+            private += 1
+            name = f"model:private-{private}"
         try:
             obj = get_model(model)
             path = getattr(obj, "path", None)
@@ -73,10 +82,10 @@ def components(state: ServerState) -> dict[str, dict[str, Any]]:
     return result
 
 
-def health(state: ServerState) -> dict[str, dict[str, Any]]:
+def health(state: ServerState, caller: Principal | None = None) -> dict[str, dict[str, Any]]:
     """Readiness plus what has gone wrong lately: server errors (5 minutes), runs stuck past their timeout,
     and the queues' depth against their bound."""
-    parts = components(state)
+    parts = components(state, caller)
     errors = state.metrics.server_errors()
     parts["errors"] = {"ok": errors == 0, "detail": f"{errors} server errors (5xx) in the last 5 minutes"}
     now = time.time()
@@ -114,10 +123,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready"}})
-def readyz(state: State) -> JSONResponse:
+@router.get("/readyz", responses={401: {"description": "the key sent is not valid"}, 503: {"description": "not ready"}})
+def readyz(request: Request, state: State) -> JSONResponse:
     """Ready: models resolvable and their files present, the store writable, not draining after SIGTERM."""
-    parts = components(state)
+    parts = components(state, resolve(request))
     ok = all(p["ok"] for p in parts.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "components": parts}, status_code=200 if ok else 503)
 
@@ -136,18 +145,19 @@ def _labels_shown(caller: Principal, served: ServedAgent) -> bool:
     """Whether ``/metrics`` shows this caller the samples labelled with ``served``'s name: a public agent's to
     anyone; another's to a caller that may read metrics and use it (a session still owing its second factor
     is nobody yet)."""
-    if served.web_chat == "public":
-        return True
-    if caller.web is not None and not caller.web["mfa_done"]:
-        return False
-    return caller.can("metrics:read") and caller.allows(served)
+    return served.web_chat == "public" or (_reads_metrics(caller) and caller.allows(served))
+
+
+def _reads_metrics(caller: Principal) -> bool:
+    """A caller who may read metrics (a session still owing its second factor is nobody yet)."""
+    return (caller.web is None or bool(caller.web["mfa_done"])) and caller.can("metrics:read")
 
 
 @router.get("/status", response_class=HTMLResponse, responses={503: {"description": "something is wrong"}})
 def status_page(request: Request, state: State) -> Response:
     """For people (HTML) or monitors (JSON with ``Accept: application/json``): each component, recent server
     errors, stuck runs, queue depth; 503 when any is bad."""
-    parts = health(state)
+    parts = health(state, resolve(request))
     ok = all(p["ok"] for p in parts.values())
     code = 200 if ok else 503
     public = [(n, s) for n, s in state.agents.items() if s.web_chat == "public"]

@@ -59,16 +59,19 @@ def test_probes_and_the_chat_page_answer_head(client) -> None:
     assert "head" not in client.get("/openapi.json").json()["paths"]["/healthz"]  # the API's docs: GET only
 
 
-def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: Path) -> None:
-    gguf = tmp_path / "secret-folder" / "gone.gguf"
+def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: Path, api_key) -> None:
+    gguf = tmp_path / "secret-folder" / "local-helper.gguf"  # a file named as its key-only agent might be
     (agents_dir / "local").mkdir()
     (agents_dir / "local" / "agent.yaml").write_text(yaml.safe_dump({"name": "local", "model": str(gguf)}))
     server = serve()
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 503
     text = ready.text + httpx.get(f"{server.url}/status").text
-    assert "secret-folder" not in text and str(tmp_path) not in text
-    assert "model:gone.gguf" in ready.json()["components"]
+    assert "secret-folder" not in text and str(tmp_path) not in text and "local-helper" not in text
+    assert ready.json()["components"]["model:private-1"]["ok"] is False  # said, but not named to anyone
+    keyed = httpx.get(f"{server.url}/readyz", headers={"Authorization": f"Bearer {api_key()}"})  # a developer's
+    assert "model:local-helper.gguf" in keyed.json()["components"] and "secret-folder" not in keyed.text
+    assert httpx.get(f"{server.url}/readyz", headers={"Authorization": "Bearer hg_wrong"}).status_code == 401
     chat = httpx.get(f"{server.url}/chat/api/agents").json()["data"]
     assert all(str(tmp_path) not in a["model"] for a in chat)  # the anonymous chat's list too
 
