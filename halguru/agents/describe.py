@@ -38,6 +38,7 @@ from halguru.agents.events import (
     parse_event,
 )
 from halguru.errors import StoreError
+from halguru.printable import printable
 
 ASK_PREFIX = "asked: "  # a handoff whose reason starts so is an agent asking another (agent-as-tool)
 STATUS_STYLES = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow", "paused": "yellow",
@@ -54,12 +55,12 @@ class Line:
     text: str = ""
 
     def markup(self) -> str:
-        """The line as Rich markup (the text escaped)."""
-        return f"[{self.style}]{escape(self.title)}[/] {escape(self.text)}".rstrip()
+        """The line as Rich markup (the text escaped, its control characters shown)."""
+        return f"[{self.style}]{escape(printable(self.title))}[/] {escape(printable(self.text))}".rstrip()
 
     @property
     def plain(self) -> str:
-        return f"{self.title} {self.text}".rstrip()
+        return printable(f"{self.title} {self.text}".rstrip())
 
 
 def ms(value: float | None) -> str:
@@ -70,8 +71,8 @@ def ms(value: float | None) -> str:
 
 
 def clip(text: str, limit: int = 100) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    text = " ".join(str(text).split())
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis (control characters shown)."""
+    text = " ".join(printable(str(text)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

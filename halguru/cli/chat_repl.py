@@ -26,6 +26,7 @@ from halguru.agents.session import ChatSession
 from halguru.cli.render import trace_tree
 from halguru.cli.table import stdout_console
 from halguru.errors import HalguruError
+from halguru.printable import printable
 
 HELP = """\
 /reset           start a new conversation (the old one stays stored)
@@ -136,7 +137,7 @@ class ChatRepl:
         try:
             async for event in self.session.send(text):
                 if isinstance(event, Token):
-                    buffer += event.text
+                    buffer += printable(event.text) if interactive else event.text  # no escape reaches a terminal
                     if interactive:
                         if live is None:
                             live = Live(Markdown(buffer), console=self.console, refresh_per_second=12,

@@ -12,6 +12,7 @@ import typer
 
 from halguru import audit
 from halguru.errors import HalguruError
+from halguru.printable import printable
 
 app = typer.Typer(help="Jobs for the worker (channel replies, schedules, queued runs): list, show, retry, "
                   "cancel.", no_args_is_help=True)
@@ -76,8 +77,8 @@ def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix)."
     for key in ("created", "run_after", "started", "finished"):
         typer.echo(f"{key:<16}{_when(job[key])}")
     if job["last_error"]:
-        typer.echo(f"{'last_error':<16}{job['last_error']}")
-    typer.echo("payload         " + json.dumps(job["payload"], ensure_ascii=False))
+        typer.echo(printable(f"{'last_error':<16}{job['last_error']}"))  # a remote server's words
+    typer.echo(printable("payload         " + json.dumps(job["payload"], ensure_ascii=False)))
     if job["result"] is not None:
         typer.echo("result          " + json.dumps(job["result"], ensure_ascii=False))
 

@@ -142,6 +142,7 @@ def search(
     from rich.markup import escape
 
     from halguru.cli.table import stdout_console
+    from halguru.printable import printable
 
     console = stdout_console()  # piped: one line per hit's header and paragraph, not wrapped at 80 columns
     if not hits:
@@ -149,7 +150,7 @@ def search(
     for i, hit in enumerate(hits, 1):
         console.print(f"[bold]\\[{i}] {escape(hit.citation)}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]",
                       highlight=False)
-        text = hit.text if len(hit.text) <= 600 else hit.text[:600] + " …"
+        text = printable(hit.text if len(hit.text) <= 600 else hit.text[:600] + " …")  # a document may hold escapes
         console.print(text, markup=False, highlight=False)
         console.print()
 

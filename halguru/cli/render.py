@@ -27,6 +27,7 @@ from halguru.agents.events import (
     ToolCall,
     ToolResult,
 )
+from halguru.printable import printable
 
 
 class RunPrinter:
@@ -36,10 +37,11 @@ class RunPrinter:
         self.out = out or sys.stdout
         self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
         self.at_line_start = True
+        self.terminal = self.out.isatty()
 
     def __call__(self, event: BaseEvent) -> None:
         if isinstance(event, Token):
-            self.out.write(event.text)
+            self.out.write(printable(event.text) if self.terminal else event.text)  # piped: the answer as it is
             self.out.flush()
             self.at_line_start = event.text.endswith("\n")
             return
@@ -144,7 +146,7 @@ def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]
     typed = parse_events(events, run["id"])
     status_style = STATUS_STYLES.get(run["status"], "magenta")
     root = Tree(
-        f"[bold]{escape(run['id'])}[/] {escape(run['agent'])} · {escape(run['model'])} · "
+        f"[bold]{escape(run['id'])}[/] {escape(clip(run['agent']))} · {escape(clip(run['model']))} · "
         f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))}"
         + (f" · {tokens}" if (tokens := token_count(run.get('prompt_tokens') or 0, run.get('completion_tokens') or 0,
                                                      run["status"], "tokens")) else "")

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from halguru.printable import printable
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -26,8 +28,13 @@ UNWRAPPED = 1 << 16  # a piped console's width when COLUMNS is not set: wide eno
 
 
 def clip_cell(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    text = one_line(text)
     return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS
+
+
+def one_line(text: str) -> str:
+    """A cell's text on one line, its control characters shown (a stored message may hold escapes)."""
+    return " ".join(printable(text).split())
 
 
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: Sequence[str],
@@ -35,7 +42,7 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible: 
     """Column widths: natural ones, then the widest flexible column narrowed first until the line fits
     ``width`` (not below its header, or 5; where the fixed columns leave too little, with one space between
     columns and down to 3); ``width`` None: the natural widths, nothing is cut."""
-    natural = [max([len(h), *(len(" ".join(r[i].split())) for r in rows)]) for i, h in enumerate(headers)]
+    natural = [max([len(h), *(len(one_line(r[i])) for r in rows)]) for i, h in enumerate(headers)]
     widths = list(natural)
     if width is None:
         return widths
@@ -84,7 +91,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flexible:
     between = gap(widths, target_width())
 
     def line(cells: Sequence[str]) -> list[str]:
-        return [(" ".join(c.split()) if whole else clip_cell(c, w)).ljust(w if i < last else 0)
+        return [(one_line(c) if whole else clip_cell(c, w)).ljust(w if i < last else 0)
                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
 
     if not sys.stdout.isatty():

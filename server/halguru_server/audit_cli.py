@@ -12,6 +12,7 @@ import typer
 
 from halguru import audit
 from halguru.errors import HalguruError
+from halguru.printable import printable
 from halguru.store import open_store
 
 
@@ -41,7 +42,8 @@ def show(action: str | None, actor: str | None, since: str | None, limit: int, j
         when = dt.datetime.fromtimestamp(r["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         details = json.dumps(r["details"], ensure_ascii=False, sort_keys=True) if r["details"] else ""
         where = f"  from {r['address']}" if r["address"] else ""
-        typer.echo(f"{r['seq']:>6}  {when}  {r['actor']}  {r['action']}  {r['target']}  {details}{where}".rstrip())
+        typer.echo(printable(f"{r['seq']:>6}  {when}  {r['actor']}  {r['action']}  {r['target']}  {details}{where}"
+                             .rstrip()))  # names and details from API clients: their control characters shown
 
 
 def verify() -> None:

@@ -12,6 +12,7 @@ import typer
 from halguru import audit
 from halguru.errors import HalguruError
 from halguru.listen import check_listen
+from halguru.printable import printable
 from halguru.store import open_store
 from halguru_server.keys import create_key, list_keys, parse_duration, revoke_key
 
@@ -155,8 +156,9 @@ def show() -> None:
     typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<7}{'USER':<22}{'EXPIRES':<18}"
                f"{'LAST USED':<18}STATE")
     for k in keys:
-        typer.echo(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}{k.scope:<7}"
-                   f"{k.user_id or '-':<22}{_when(k.expires):<18}{_when(k.last_used):<18}{k.state}")
+        typer.echo(printable(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}"
+                             f"{k.scope:<7}{k.user_id or '-':<22}{_when(k.expires):<18}{_when(k.last_used):<18}"
+                             f"{k.state}"))  # a name an API client chose: its control characters shown
 
 
 def revoke(name_or_id: str) -> None:

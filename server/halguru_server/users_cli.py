@@ -12,6 +12,7 @@ import typer
 
 from halguru import audit
 from halguru.errors import HalguruError
+from halguru.printable import printable
 from halguru.store import open_store
 from halguru.store.base import UserRecord
 from halguru_server.identity import accounts
@@ -71,8 +72,8 @@ def show() -> None:
         return
     typer.echo(f"{'ID':<22}{'EMAIL':<32}{'ROLE':<11}{'2FA':<5}{'LAST SIGN-IN':<18}STATE")
     for u in users:
-        typer.echo(f"{u['id']:<22}{(u['email'] or '-'):<32}{u['role']:<11}{'on' if u['totp_enabled'] else 'off':<5}"
-                   f"{_when(u['last_login']):<18}{_state(u)}")
+        typer.echo(printable(f"{u['id']:<22}{(u['email'] or '-'):<32}{u['role']:<11}"
+                             f"{'on' if u['totp_enabled'] else 'off':<5}{_when(u['last_login']):<18}{_state(u)}"))
 
 
 def set_role(user: str, role: str) -> None:

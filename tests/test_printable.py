@@ -1,0 +1,41 @@
+"""Text from outside cannot drive the operator's terminal: a visitor's message, a model's answer or a key's name
+holding escape sequences or bidi overrides is printed with those characters shown, not obeyed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from halguru.printable import printable
+
+HOSTILE = "hi \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \u202eevil\u202c \x9b2J done"
+
+
+def test_control_characters_and_bidi_overrides_are_shown_tabs_and_line_breaks_kept() -> None:
+    assert printable(HOSTILE) == "hi \\x1b[31mred\\x1b[0m \\x1b]0;pwned\\x07 \\u202eevil\\u202c \\x9b2J done"
+    assert printable("a\tb\r\nc\nd") == "a\tb\nc\nd" and printable("plain ünïcode ✓") == "plain ünïcode ✓"
+
+
+def test_logs_runs_and_the_event_tree_show_a_hostile_message_inert(cli, write_agent, halguru_cmd,
+                                                                   subprocess_env) -> None:
+    folder = write_agent("name: echoer\nmodel: scripted\n")  # echoes the message: the answer carries it too
+    cli("run", str(folder), HOSTILE)
+    run_id = json.loads(cli("logs", "--json").stdout)[0]["id"]
+    outputs = [cli("logs").stdout, cli("logs", "show", run_id).stdout, cli("runs", "list").stdout]
+    piped = subprocess.run([*halguru_cmd, "logs", "show", run_id], env=subprocess_env, capture_output=True,
+                           text=True, check=True).stdout
+    for out in [*outputs, piped]:
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out and "\x9b" not in out, out
+    assert "\\x1b]0;pwned" in piped and "\\u202eevil" in piped
+    assert json.loads(cli("logs", "--json").stdout)[0]["input"] == HOSTILE  # stored and exported as it came
+
+
+def test_a_key_name_chosen_by_an_api_client_is_listed_inert(halguru_cmd, subprocess_env) -> None:
+    from halguru_server.keys import create_key
+
+    from halguru.store import open_store
+
+    create_key(open_store(), "app\x1b[2J\u202etxt.exe")  # what POST /v1/keys accepts as a name
+    listing = subprocess.run([*halguru_cmd, "keys", "list"], env=subprocess_env, capture_output=True, text=True,
+                             check=True).stdout
+    assert "\x1b" not in listing and "\u202e" not in listing and "app\\x1b[2J\\u202etxt.exe" in listing
