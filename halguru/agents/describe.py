@@ -281,7 +281,12 @@ def _messages(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def detail(e: BaseEvent) -> str:
-    """Everything about one event, whole: messages as sent, settings, raw output, JSON arguments."""
+    """Everything about one event, whole: messages as sent, settings, raw output, JSON arguments (control
+    characters shown, as everywhere text from outside is printed)."""
+    return printable(_detail(e))
+
+
+def _detail(e: BaseEvent) -> str:
     parent = f" · parent {parent_of(e)}" if parent_of(e) else ""
     head = f"{e.type} · run {e.run_id}{parent} · seq {e.seq} · step {e.step}\n\n"
     if isinstance(e, ModelCall):

@@ -36,6 +36,7 @@ from halguru.agents.loader import Agent, load_agent
 from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
 from halguru.errors import HalguruError
 from halguru.models.base import Model
+from halguru.printable import printable
 from halguru.store import open_store
 from halguru.tui.pausing import PauseActions
 from halguru.tui.replaying import explain
@@ -281,7 +282,7 @@ class DevApp(PauseActions):
                 if isinstance(event, Token):
                     tree.streamed += 1
                     if chat is not None:
-                        pending.append(event.text)
+                        pending.append(printable(event.text))
                         if time.monotonic() - flushed >= STREAM_REFRESH:
                             if markdown_stream is None:
                                 answer = chat.add_answer()
