@@ -2862,7 +2862,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description error */
+            /** @description unsupported_type */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -3425,6 +3425,13 @@ export interface operations {
                 content: {
                     "application/json": unknown;
                 };
+            };
+            /** @description the key sent is not valid */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description not ready */
             503: {
