@@ -82,8 +82,12 @@ class GuardedH11Protocol(H11Protocol):
     def _refuse(self, response: bytes) -> None:
         """Answer and close without the app. The close lingers: a socket closed with the client's data unread
         is reset, and the reset can overtake the answer, so what still comes is read and dropped for up to
-        LINGER_S while our side is shut (the client then reads the answer and closes)."""
-        self._settled()
+        LINGER_S while our side is shut (the client then reads the answer and closes). Meanwhile it still counts
+        among the connections that owe a request, so a flood of such heads is capped like any other."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._phase = None
         self._refused = True
         self.transport.write(response)
         if self.transport.can_write_eof():
