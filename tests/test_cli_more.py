@@ -198,6 +198,14 @@ def test_tools_lists_builtin_tools_with_schemas(cli):
     assert tools["calculator"]["source"] == "built-in"
 
 
+def test_tools_show_the_values_an_argument_allows(cli):
+    from pathlib import Path
+
+    assistant = Path(__file__).parents[1] / "agents-templates" / "assistant"
+    [row] = [line for line in cli("tools", str(assistant)).stdout.splitlines() if line.startswith("convert_")]
+    assert 'value: number, unit: "C"|"F"' in row  # Literal["C", "F"], not just "string"
+
+
 def test_tools_of_a_project(cli, write_agent):
     folder = write_agent("name: shop\nmodel: scripted\ntools: [lookup, calculator]\n", TOOLS_PY)
     tools = {t["name"]: t for t in json.loads(cli("tools", str(folder), "--json").stdout)}

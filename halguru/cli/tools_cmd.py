@@ -79,7 +79,10 @@ def register(app: typer.Typer) -> None:
 
 
 def _type(schema: dict[str, Any]) -> str:
+    """An argument's type as people read it: ``string``, ``integer|null``, or the values it allows (``"C"|"F"``)."""
+    if "enum" in schema or "const" in schema:
+        return "|".join(json.dumps(v, ensure_ascii=False) for v in schema.get("enum", [schema.get("const")]))
     if "type" in schema:
         return str(schema["type"])
     options = schema.get("anyOf") or schema.get("oneOf") or []
-    return "|".join(str(o.get("type", "?")) for o in options) or "any"
+    return "|".join(_type(o) for o in options) or "any"
