@@ -152,6 +152,7 @@ def test_default_model_is_set_shown_and_used(cli, write_agent, halguru_home):
     folder = write_agent("name: anyone\nmodel: default\n")
     out = cli("run", str(folder), "hello there").stdout
     assert "You said: hello there" in out
+    assert json.loads(cli("logs", "--json").stdout)[0]["model"] == "scripted"  # the trace names what ran
     cli("validate", str(folder))
 
 

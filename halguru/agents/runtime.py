@@ -36,6 +36,7 @@ from halguru.agents.loop import LoopEnd, Turn, agent_loop
 from halguru.agents.policies import Resume
 from halguru.errors import HalguruError, ModelError
 from halguru.models.base import Message, Model, PerAgentModel
+from halguru.models.registry import DEFAULT, default_model
 from halguru.store.base import TraceStore
 
 __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_sync", "run_to_result"]
@@ -210,9 +211,14 @@ class _Book:
 
     @property
     def model_name(self) -> str:
+        """The model the trace names: ``default`` as the model it stood for when the run started."""
         if self.model is None or isinstance(self.model, PerAgentModel):
-            return self.agent.spec.model
-        return self.model if isinstance(self.model, str) else self.model.name
+            name = self.agent.spec.model
+        else:
+            name = self.model if isinstance(self.model, str) else self.model.name
+        if name == DEFAULT:
+            return default_model()
+        return name
 
     @property
     def timeout(self) -> float:
