@@ -164,6 +164,21 @@ def test_attachments_text_is_read_by_the_knowledge_loaders(tmp_path: Path) -> No
     assert "[attachment: photo.png (image/png, 0 KB), not read]" in result.text
 
 
+def test_once_the_text_is_long_enough_no_further_attachment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from halguru.channels import mailparse
+
+    msg = mail(body="Four long notes attached.")
+    for i in range(4):
+        msg.add_attachment(f"note {i}: " + "word " * 6000, filename=f"note{i}.txt")  # each read cut to 20,000
+    read: list[str] = []
+    real = mailparse.attachment_text
+    monkeypatch.setattr(mailparse, "attachment_text", lambda part, notes: read.append(part.get_filename())
+                        or real(part, notes))
+    text = parsed(msg).text
+    assert read == ["note0.txt", "note1.txt", "note2.txt"]  # 60,000 characters: the fourth would be cut away
+    assert text.endswith("[... message cut here: too long]") and "note 2:" in text
+
+
 def config(**changes: object) -> dict[str, object]:
     base: dict[str, object] = {
         "address": OURS,
