@@ -142,9 +142,8 @@ def message_text(msg: EmailMessage, notes: list[str]) -> str:
     for part in msg.iter_attachments():
         if part.is_multipart():
             continue  # a forwarded message's own parts: its text is not ours to answer
-        if sum(len(p) for p in parts) > MAX_TEXT_CHARS:  # the rest would be cut anyway: none is parsed
-            parts.append(f"[attachment: {part.get_filename() or 'unnamed'}, not read: the message is long enough]")
-            continue
+        if sum(len(p) for p in parts) > MAX_TEXT_CHARS:
+            break  # the rest would only be cut away below: none is parsed
         parts.append(attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
     if len(joined) > MAX_TEXT_CHARS:
