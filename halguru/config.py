@@ -135,7 +135,8 @@ def config_items() -> list[tuple[str, Any, str]]:
 def shown(key: str, value: Any) -> Any:
     """A setting's value as printed: a database URL without its password."""
     if key == "database_url" and value:
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(value))
+        # up to the last @: a password may hold an @ or a / that its owner did not percent-encode
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", str(value))
     return value
 
 

@@ -25,6 +25,12 @@ class StoreError(HalguruError):
     """The trace store could not find or write something."""
 
 
+class StoreUnavailable(HalguruError):
+    """The store's database did not answer (down, unreachable, no connection in time): nothing the caller
+    did wrong, and worth trying again. Not a StoreError, so code that reads "not found" from one never takes
+    an outage for a missing record."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

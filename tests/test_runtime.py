@@ -41,6 +41,15 @@ def test_plain_answer_streams_tokens_and_is_recorded(write_agent):
     assert stored["status"] == "ok" and stored["output"] == result.output and stored["steps"] == 1
 
 
+def test_a_nul_in_the_input_is_what_every_store_keeps_from_the_start(write_agent):
+    """PostgreSQL cannot store U+0000 and writes U+FFFD: the run itself sees U+FFFD, so its answer is the one
+    stored, and an idempotent request's replay repeats it on either backend."""
+    result = run_sync(write_agent(CALC), "a\x00b")
+    assert result.output == "You said: a\ufffdb"
+    assert result.events[0].input == "a\ufffdb"
+    assert [m.content for m in open_store().get_messages(result.conversation_id)] == ["a\ufffdb", result.output]
+
+
 def test_tool_loop(write_agent):
     model = ScriptedModel([call("calculator", expression="17*23"), "17*23 is 391."])
     result = run_sync(write_agent(CALC), "What is 17*23?", model=model)

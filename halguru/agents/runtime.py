@@ -79,6 +79,9 @@ async def run(
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
+    # PostgreSQL text cannot hold NUL (its store writes U+FFFD): the run sees what every store keeps, so an
+    # answer and its replay (an idempotent request's) agree, and SQLite's search does not stop at a NUL
+    input = input.replace("\x00", "\ufffd")
     if not record:
         store = None
     elif store is None:

@@ -24,6 +24,7 @@ from typing import Any
 from halguru.agents import telemetry
 from halguru.agents.runtime import SHUTDOWN
 from halguru.channels.base import ChannelError, SourceChannel
+from halguru.errors import StoreUnavailable
 from halguru.jobs.handlers import HANDLERS, JobContext, JobError
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.retention import Retention
@@ -31,6 +32,7 @@ from halguru.jobs.schedules import Scheduler
 from halguru.store.base import JobRecord
 
 log = logging.getLogger("halguru.worker")
+STORE_BACKOFF_MAX_S = 30.0  # the longest wait between tries while the store is unavailable
 
 
 @dataclass
@@ -74,17 +76,38 @@ class Worker:
                    *[asyncio.create_task(self._source(agent, name, ch), name=f"source {agent}/{name}")
                      for agent, channels in self.ctx.channels.items() for name, ch in channels.items()
                      if isinstance(ch, SourceChannel)]]
+        failures = 0  # store calls failed in a row: a database outage is waited out, not the worker's end
         try:
             while not self._stopping:
                 self._poke.clear()  # before looking: a job queued from here on wakes the wait below
-                if len(self._running) < self.settings.concurrency and await self._claim_one():
+                try:
+                    if len(self._running) < self.settings.concurrency and await self._claim_one():
+                        failures = 0
+                        continue
+                    await self._idle()
+                except Exception as exc:
+                    failures += 1
+                    self._looking_failed(exc, failures)
+                    await asyncio.to_thread(self._poke.wait, retry_delay(failures, 1.0, STORE_BACKOFF_MAX_S))
                     continue
-                await self._idle()
+                if failures:
+                    log.info("store reachable again; claiming jobs", extra={"fields": {"holder": self.holder}})
+                failures = 0
         finally:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._drain()
+
+    def _looking_failed(self, exc: Exception, failures: int) -> None:
+        """Log a failed claim or wait: an outage once as it starts (and every tenth try), a bug with its
+        traceback."""
+        fields = {"holder": self.holder, "error": str(exc) or type(exc).__name__, "failures": failures}
+        if isinstance(exc, StoreUnavailable):
+            if failures == 1 or failures % 10 == 0:
+                log.warning("store unavailable; retrying", extra={"fields": fields})
+        else:
+            log.exception("looking for jobs failed; retrying", extra={"fields": fields})
 
     def stop(self) -> None:
         self._stopping = True
@@ -145,7 +168,11 @@ class Worker:
                 await asyncio.to_thread(store.let_go_job, job["id"], self.holder)
             self.observe("released", job, time.monotonic() - started)
         except Exception as exc:
-            await self._failed(job, exc, time.monotonic() - started)
+            try:
+                await self._failed(job, exc, time.monotonic() - started)
+            except StoreUnavailable as down:  # its lease lapses and it is claimed again once the store is back
+                log.warning("job outcome not recorded: store unavailable", extra={"fields": {
+                    "job_id": job["id"], "error": str(down)}})
         finally:
             if renew is not None:
                 renew.cancel()
@@ -166,7 +193,11 @@ class Worker:
     async def _renew(self, job: JobRecord, work: asyncio.Task[Any]) -> None:
         while True:
             await asyncio.sleep(self.settings.lease / 3)
-            if not await asyncio.to_thread(self.ctx.store.renew_job, job["id"], self.holder, self.settings.lease):
+            try:
+                held = await asyncio.to_thread(self.ctx.store.renew_job, job["id"], self.holder, self.settings.lease)
+            except StoreUnavailable:  # nobody can claim it meanwhile either: renew again at the next turn
+                continue
+            if not held:
                 log.warning("job lost (cancelled or taken over); stopping it",
                             extra={"fields": {"job_id": job["id"]}})
                 work.cancel()
@@ -188,6 +219,8 @@ class Worker:
                 if await asyncio.to_thread(self.scheduler.tick, time.time()) + \
                         await asyncio.to_thread(self.retention.tick, time.time()):
                     self._poke.set()
+            except StoreUnavailable as exc:
+                log.warning("schedules: store unavailable; retrying", extra={"fields": {"error": str(exc)}})
             except Exception:
                 log.exception("schedules failed; retrying")
             await asyncio.sleep(self.scheduler.sleep_for(time.time()))

@@ -367,22 +367,37 @@ class LlamaCppModel:
             else:
                 messages.insert(0, Message(role="system", content=system))
         budget = self.n_ctx - request.settings.max_tokens
-        while True:
-            text = self._chat_template().render(messages=render_messages(messages), add_generation_prompt=True,
-                                                bos_token="", eos_token="")
+
+        def tokens_from(start: int) -> list[int]:  # the prompt without the turns before ``start``
+            text = self._chat_template().render(messages=render_messages(messages[:first] + messages[start:]),
+                                                add_generation_prompt=True, bos_token="", eos_token="")
             if request.tool_choice == "required" and request.tools:
                 text += CALL_OPEN
-            tokens = self.engine.tokenize(text, add_bos=True, special=True)
-            if len(tokens) <= budget:
-                return tokens
-            # Too long for the context: drop the oldest turns, keep the system prompt and the last message.
-            first = 1 if messages and messages[0].role == "system" else 0
-            if len(messages) - first <= 1:
-                raise ModelError(
-                    f"prompt of {len(tokens)} tokens does not fit the context ({self.n_ctx}, "
-                    f"{request.settings.max_tokens} kept for the answer); raise HALGURU_LLAMA_N_CTX"
-                )
-            del messages[first]
+            return self.engine.tokenize(text, add_bos=True, special=True)
+
+        first = 1 if messages and messages[0].role == "system" else 0
+        tokens = tokens_from(first)
+        if len(tokens) <= budget:
+            return tokens
+        # Too long for the context: the oldest turns go, the system prompt and the last message stay. The
+        # fewest to drop is found by bisection: a long conversation is rendered ~log2(turns) times, not once
+        # per turn dropped (2,000 turns took minutes a message).
+        last = len(messages) - 1
+        shortest = tokens_from(last)
+        if last <= first or len(shortest) > budget:
+            raise ModelError(
+                f"prompt of {len(shortest)} tokens does not fit the context ({self.n_ctx}, "
+                f"{request.settings.max_tokens} kept for the answer); raise HALGURU_LLAMA_N_CTX"
+            )
+        low, high, fits = first, last, shortest  # tokens_from(low) does not fit, tokens_from(high) does
+        while high - low > 1:
+            middle = (low + high) // 2
+            candidate = tokens_from(middle)
+            if len(candidate) <= budget:
+                high, fits = middle, candidate
+            else:
+                low = middle
+        return fits
 
     def _chat_template(self) -> Any:
         if self._template is None:

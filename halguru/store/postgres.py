@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from halguru.errors import StoreError
+from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.base import Store
 from halguru.store.migrations import apply
 from halguru.store.postgres_base import CHANNEL, PostgresBase
@@ -40,6 +40,7 @@ from halguru.store.sql_stats import StatsMixin
 
 log = logging.getLogger(__name__)
 
+PING_WAIT_S = 2.0  # a readiness probe's wait for a pooled connection
 WAKE_CHECK_S = 0.05  # wait_for_jobs looks at ``woken`` at least this often
 
 
@@ -71,18 +72,24 @@ class JobListener:
             self._changed.notify_all()
 
     def _listen(self) -> None:
+        lost = False
         while not self._stop.is_set():
             try:
                 with self._connect() as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if lost:
+                        log.info("job notifications back")
+                    lost = False
                     if self._ready.is_set():
                         self._bump()  # reconnected
                     self._ready.set()
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5):
                             self._bump()
-            except (psycopg.Error, StoreError) as exc:
-                log.warning("job notifications lost (%s); listening again in 1 s", exc)
+            except (psycopg.Error, StoreError, StoreUnavailable) as exc:
+                # once per outage, not every second of it
+                (log.debug if lost else log.warning)("job notifications lost (%s); listening again", exc)
+                lost = True
                 self._ready.set()  # waiters fall back to their timeout meanwhile
                 self._stop.wait(1)
 
@@ -143,9 +150,10 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
         super().close()
 
     def ping(self) -> None:
-        """Raise StoreError unless the database answers and takes writes (not a read-only standby)."""
+        """Raise StoreError unless the database answers and takes writes (not a read-only standby), and
+        StoreUnavailable when no connection comes within PING_WAIT_S (a readiness probe waits no longer)."""
         try:
-            with self._tx() as conn:
+            with self._tx(wait=PING_WAIT_S) as conn:
                 conn.execute("SELECT count(*) FROM migrations").fetchone()
                 (read_only,) = conn.execute("SHOW transaction_read_only").fetchone() or ("off",)
                 if read_only == "on":

@@ -24,18 +24,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.abc import Buffer
 from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
-from halguru.errors import StoreError
+from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.sql_base import LOCK_SCOPES, SQLBase
 
 POOL_SIZE = 10  # connections per store (per process); more threads than this wait for one
 CONNECT_TIMEOUT_S = 5
+# how long a statement waits for a pooled connection: long enough for a burst (statements take milliseconds),
+# short enough that an outage is answered with a 503 in seconds, not after psycopg_pool's 30
+POOL_WAIT_S = 10.0
 CHANNEL = "halguru_jobs"  # NOTIFY'd when a job becomes runnable; idle workers LISTEN on it
 
 
@@ -66,21 +68,21 @@ def _check_connection(conn: psycopg.Connection[Any]) -> None:
 
 def describe_url(url: str) -> str:
     """``postgresql://HOST:PORT/DB`` for messages: never the user's password. StoreError for a URL that is no
-    PostgreSQL URL (the message does not echo it either: it may hold a password)."""
+    PostgreSQL URL (the message does not echo it either: it may hold a password). The URL is read as libpq
+    reads it (a password may hold ``#`` or ``?``), and refused where libpq would take part of the password
+    for the host or the port (an ``@`` or ``/`` in it, not percent-encoded)."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        parts, port = None, None
-    if parts is None or parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise StoreError("the database URL is not a PostgreSQL URL: give postgresql://USER:PASSWORD@HOST:PORT/DB "
-                         "(HALGURU_DATABASE_URL, database_url in config.toml, or --url)")
-    try:
-        psycopg.conninfo.conninfo_to_dict(url)
+        parts = psycopg.conninfo.conninfo_to_dict(url) if url.partition("://")[0] in ("postgresql", "postgres") \
+            else {}
     except psycopg.Error:
-        raise StoreError(f"the database URL for {parts.hostname} is malformed: give "
-                         "postgresql://USER:PASSWORD@HOST:PORT/DB") from None
-    return f"postgresql://{parts.hostname}:{port or 5432}{parts.path or '/'}"
+        parts = {}
+    host, port = str(parts.get("host") or ""), str(parts.get("port") or "5432")
+    if not host or "@" in host or not all(p.isdigit() for p in port.split(",")):
+        raise StoreError("the database URL is not a PostgreSQL URL: give postgresql://USER:PASSWORD@HOST:PORT/DB, "
+                         "with any @ / : in the user or password percent-encoded (%40 %2F %3A) "
+                         "(HALGURU_DATABASE_URL, database_url in config.toml, or --url)")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"postgresql://{host}:{port}/{parts.get('dbname') or ''}"
 
 
 class _Row(tuple[Any, ...]):
@@ -134,10 +136,14 @@ class _Local(threading.local):
 class PostgresBase(SQLBase):
     """The connection handling the store's table mixins build on, on PostgreSQL."""
 
-    errors = (psycopg.Error, StoreError)
+    errors = (psycopg.Error, StoreError, StoreUnavailable)
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
-    TEST_RUN = "(e.data::jsonb #>> '{metadata,test}') IN ('true', '1')"
+    # the columns are COLLATE "C" (byte order), whose lower() folds ASCII only: the database's own locale folds
+    FOLD = 'lower({} COLLATE "default")'
+    # jsonb cannot hold U+0000, which json.dumps writes as an escape (a tool read a binary file): replaced
+    # for the cast only (each match is a whole escape or an escaped backslash and "u0000": still JSON)
+    TEST_RUN = r"""(replace(e.data, '\u0000', '\ufffd')::jsonb #>> '{metadata,test}') IN ('true', '1')"""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
         self.url = url
@@ -159,7 +165,7 @@ class PostgresBase(SQLBase):
         except psycopg.Error as exc:
             # psycopg's first line says what failed ("connection to server at ... failed: Connection refused")
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("connection failed: ")
-            raise StoreError(f"cannot reach the PostgreSQL store at {self.location}: {reason}") from None
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store at {self.location}: {reason}") from None
 
     def _pool(self) -> ConnectionPool[Any]:
         """The pool, opened on first use (again in a forked child, which must not share its parent's)."""
@@ -172,16 +178,17 @@ class PostgresBase(SQLBase):
                 # only in _tx, so nothing else commits relaxed.
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
-                    check=_check_connection, configure=_nul_free,
+                    timeout=POOL_WAIT_S, check=_check_connection, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
                             "options": "-c synchronous_commit=off"})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; when it was last used decides whether its next checkout is checked."""
-        with self._pool().connection() as raw:
+    def _connection(self, wait: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (waiting at most ``wait`` seconds for one, else POOL_WAIT_S); when it was last
+        used decides whether its next checkout is checked."""
+        with self._pool().connection(timeout=wait) as raw:
             try:
                 yield raw
             finally:
@@ -196,21 +203,22 @@ class PostgresBase(SQLBase):
 
     @contextmanager
     def _lost(self) -> Iterator[None]:
-        """The server went away or no pooled connection came in time: one line naming it (a caller's CLI
-        prints it, serve answers 5xx), not a driver traceback. Other database errors pass as they are."""
+        """The server went away or no pooled connection came in time: StoreUnavailable, one line naming it (a
+        caller's CLI prints it, serve answers 503), not a driver traceback. Other database errors pass as
+        they are."""
         try:
             yield
-        except psycopg.OperationalError as exc:
+        except psycopg.OperationalError as exc:  # PoolTimeout is one
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreError(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
+            raise StoreUnavailable(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
 
     @contextmanager
-    def _tx(self, relaxed: bool = False) -> Iterator[_Connection]:
+    def _tx(self, relaxed: bool = False, wait: float | None = None) -> Iterator[_Connection]:
         local = self._local
         if local.conn is not None:
             yield local.conn
             return
-        with self._lost(), self._connection() as raw, raw.transaction():
+        with self._lost(), self._connection(wait) as raw, raw.transaction():
             local.conn = _Connection(raw)
             try:
                 if not relaxed:  # pooled connections commit without waiting for the disk (see _pool)

@@ -73,6 +73,7 @@ class SQLBase:
     FOR_UPDATE = ""  # appended to a SELECT whose rows the transaction then updates
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
     TEST_RUN = "0"  # SQL, true when the run_started event ``e.data`` says ``metadata.test``
+    FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
     def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:
         """One write transaction on this thread's connection; a nested call joins the outer one.

@@ -58,11 +58,12 @@ class ConsoleMixin(SQLBase):
             clauses.append(f"{_LAST_STATUS} = ?")
             params.extend([now, status])
         if pattern is not None:
-            clauses.append("(lower(c.title) LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE "
-                           "m.conversation_id = c.id AND lower(m.content) LIKE ? ESCAPE '\\'))")
+            clauses.append(f"({self.FOLD.format('c.title')} LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
+                           f"WHERE m.conversation_id = c.id AND {self.FOLD.format('m.content')} LIKE ? ESCAPE '\\'))")
             params.extend([pattern, pattern])
-        match = ("(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND lower(m.content) LIKE ? "
-                 "ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None else "NULL"
+        match = (f"(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND "
+                 f"{self.FOLD.format('m.content')} LIKE ? ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None \
+            else "NULL"
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         head = [now] + ([pattern] if pattern is not None else [])
         rows = self._rows(

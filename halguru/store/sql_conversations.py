@@ -64,9 +64,10 @@ class ConversationsMixin(SQLBase):
         return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
 
-    def delete_conversation(self, conversation_id: str) -> None:
+    def delete_conversation(self, conversation_id: str) -> bool:
         """The conversation and everything in it (messages, idempotency keys; its runs with their events,
-        approvals and checkpoints), in one transaction. A run still streaming in it then records nothing."""
+        approvals and checkpoints), in one transaction. A run still streaming in it then records nothing.
+        False if it was not there (already deleted by a concurrent call: that one reports the deletion)."""
         runs = "SELECT id FROM runs WHERE conversation_id = ?"
         with self._tx() as conn:
             self._lock(conn, "conversation", conversation_id)  # a run finishing in it meanwhile waits
@@ -81,7 +82,7 @@ class ConversationsMixin(SQLBase):
             conn.execute("DELETE FROM channel_threads WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM channel_messages WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM message_keys WHERE conversation_id = ?", (conversation_id,))
-            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            return bool(conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount)
 
     def get_messages(self, conversation_id: str) -> list[Message]:
         return [message_from_row(r) for r in self._rows(MESSAGES, [conversation_id])]

@@ -31,11 +31,16 @@ class _Local(threading.local):
     depth: int = 0  # nested _tx() calls on this thread join the outer transaction
 
 
+def _fold(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 class SQLiteBase(SQLBase):
     """The connection handling the store's table mixins build on (``_rows``, ``_tx``)."""
 
     errors = (sqlite3.Error,)
     TEST_RUN = "json_extract(e.data, '$.metadata.test') = 1"
+    FOLD = "fold({})"  # SQLite's own lower() folds ASCII only: "école" would not find "École"
 
     def __init__(self, path: Path):
         self.path = path
@@ -71,6 +76,7 @@ class SQLiteBase(SQLBase):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
+        conn.create_function("fold", 1, _fold, deterministic=True)  # FOLD
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")

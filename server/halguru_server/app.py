@@ -59,6 +59,12 @@ log = logging.getLogger("halguru.server")
 SETTINGS_ENV = "HALGURU_SERVE_SETTINGS_JSON"  # how `halguru serve --workers N` hands settings to each worker
 
 
+def _worker_ended(task: asyncio.Task[None]) -> None:
+    """The in-process worker stopped: expected at shutdown; otherwise logged (and /readyz says so)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the in-process worker stopped", exc_info=task.exception())
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Load the agents, open the store and wire every route; plugins add theirs via ``register_routes``."""
     from halguru.plugins.manager import get_plugin_manager
@@ -99,7 +105,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
         if settings.keep_mcp_servers and any(served.agent.uses_mcp() for served in state.agents.values()):
             pool = keep_servers_running()  # MCP servers start once, not per request
-        working = asyncio.create_task(worker.run(), name="worker") if worker else None
+        working = state.worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
+        if working is not None:
+            working.add_done_callback(_worker_ended)
         if worker is not None:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
         sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")

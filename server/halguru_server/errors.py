@@ -9,13 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, StoreUnavailable
 from halguru_server.gate import QueueFull
 from halguru_server.schemas import ErrorBody
 
 _TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",
           422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
+STORE_RETRY_AFTER_S = 5  # a database outage: clients (and our own client's retries) come back after this
 
 
 class ApiError(Exception):
@@ -72,6 +73,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QueueFull)
     async def busy(request: Request, exc: QueueFull) -> JSONResponse:
         return error_response(503, str(exc), "queue_full", {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # the operator's problem, not the client's: the database's address goes to the log, not the answer
+        import logging
+
+        logging.getLogger("halguru.server").error("store unavailable on %s: %s", request.url.path, exc)
+        return error_response(503, "the store is unavailable; try again shortly", "unavailable",
+                              {"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(HalguruError)
     async def user_error(request: Request, exc: HalguruError) -> JSONResponse:

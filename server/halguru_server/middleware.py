@@ -177,9 +177,12 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "info") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
-    for name in ("halguru", "uvicorn", "uvicorn.error"):
+    # psycopg's pool reports reconnection failures on its own logger: as JSON lines too, not plain text
+    for name in ("halguru", "uvicorn", "uvicorn.error", "psycopg"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.propagate = False
         logger.setLevel(level.upper())
+    psycopg = logging.getLogger("psycopg")
+    psycopg.setLevel(max(psycopg.level, logging.WARNING))  # its info lines are per connection
     logging.getLogger("uvicorn.access").disabled = True  # our access log has the request id

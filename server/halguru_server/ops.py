@@ -79,6 +79,9 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
                             "queued": state.gate.depth(model)}
     result["server"] = {"ok": not state.draining, "detail": "draining: shutting down" if state.draining
                         else "accepting"}
+    task = state.worker_task
+    if task is not None and task.done() and not state.draining:
+        result["worker"] = {"ok": False, "detail": "the in-process worker stopped (see the server log)"}
     return result
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents.events import Event, RunFinished
-from halguru.errors import HalguruError, StoreError
+from halguru.errors import HalguruError, StoreError, StoreUnavailable
 from halguru.orchestration import approvals, durable
 from halguru.store.base import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
 from halguru_server import service
@@ -47,6 +47,8 @@ def list_runs(state: ServerState, caller: Principal, status: str | None, limit: 
     try:
         return durable.list_runs(status, limit, state.store, agents=_visible(state, caller),
                                  owner=caller.owner_filter_for("runs"))
+    except StoreUnavailable:  # 503: not the request's fault
+        raise
     except HalguruError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -146,6 +148,8 @@ def _resume_target(state: ServerState, caller: Principal, run_id: str) -> Served
 def _resumable(state: ServerState, run_id: str) -> None:
     try:
         durable.check_resumable(state.store, run_id)
+    except StoreUnavailable:  # 503: not the request's fault
+        raise
     except HalguruError as exc:
         raise ApiError(409, str(exc)) from None
 
@@ -167,6 +171,8 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
     if edit_args is not None and reject is None:  # a bad edit is the request's fault (422), and uses nothing up
         try:  # (it reads the approval and loads the agent: on a thread)
             await asyncio.to_thread(approvals.check_edited_args, state.store, run_id, edit_args)
+        except StoreUnavailable:  # 503: not the request's fault
+            raise
         except HalguruError as exc:
             raise ApiError(422, str(exc).replace("--edit-args: ", "edit_args: ", 1)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
@@ -217,6 +223,8 @@ async def _conflicts(stream: AsyncIterator[Event]) -> AsyncIterator[Event]:
             async for event in events:
                 started = True
                 yield event
+    except StoreUnavailable:  # 503: not the request's fault
+        raise
     except HalguruError as exc:
         if started:
             raise

@@ -101,7 +101,9 @@ def decode_cursor(cursor: str | None) -> int:
 
 
 def delete_conversation(state: ServerState, conv_id: str) -> None:
-    state.store.delete_conversation(conv_id)
+    """404 when a concurrent request deleted it first (that one answers 204 and is audited)."""
+    if not state.store.delete_conversation(conv_id):
+        raise ApiError(404, f"no conversation {conv_id!r}")
 
 
 # -- runs --------------------------------------------------------------------

@@ -10,6 +10,7 @@ exist, so ids leak nothing. docs/identity.md has the roles and permissions.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class ServerState:
     sink: StoreSink | None = None  # where channel webhooks hand messages (stored and queued once)
     pusher: Pusher | None = None  # the web chat's notifications (None: push.enabled is off)
     started: float = field(default_factory=time.time)
+    worker_task: asyncio.Task[None] | None = None  # the in-process worker (None: --no-worker, or not started)
 
     @property
     def draining(self) -> bool:

@@ -192,3 +192,27 @@ def test_a_new_conversation_copies_a_shared_system_prompt_from_another_slot() ->
     assert first.cached_tokens == 0
     assert first.prompt_tokens > 150
     assert second.cached_tokens > 150, second
+
+
+def test_a_long_conversation_keeps_its_newest_turns_that_fit_and_is_cut_quickly() -> None:
+    """2,000 turns against a 1,024-token context: the system prompt, then the newest turns that fit (one
+    more would not), then the question; found in well under a second (dropping one turn per rendering took
+    minutes)."""
+    model = make_model(slots=1)
+    model.engine.load()  # as a first generation does, on its worker thread
+    turns = [Message(role="user" if i % 2 == 0 else "assistant", content=f"turn {i}: the quick brown fox")
+             for i in range(2000)]
+    system = Message(role="system", content="You are a concise assistant.")
+    question = Message(role="user", content="What was the last turn about?")
+    settings = SamplingSettings(max_tokens=100)
+    started = time.perf_counter()
+    tokens = model.prompt_tokens(ModelRequest(messages=[system, *turns, question], settings=settings))
+    elapsed = time.perf_counter() - started
+    text = b"".join(model.engine.piece(t) for t in tokens).decode(errors="replace")
+    kept = [t for t in turns if f"\n{t.content}\n" in text]  # control tokens render as nothing
+    assert len(tokens) <= 1024 - 100
+    assert system.content in text and question.content in text
+    assert 5 < len(kept) < 2000 and kept == turns[-len(kept):], "the newest turns are the ones kept"
+    with_one_more = ModelRequest(messages=[system, *turns[-len(kept) - 1:], question], settings=settings)
+    assert model.prompt_tokens(with_one_more) == tokens, "one more turn does not fit: it is dropped again"
+    assert elapsed < 1.0, f"cutting 2,000 turns took {elapsed:.2f} s"

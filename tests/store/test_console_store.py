@@ -77,3 +77,9 @@ def test_expired_conversations_leave_out_recent_and_taken_over_ones(store, raw_s
     store.take_over("conv_000021", "user:op")
     raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (old, "conv_000021"))
     assert store.expired_conversations("support", time.time() - 86400) == ["conv_000020"]
+
+
+def test_search_folds_case_beyond_ascii(store) -> None:
+    _conversation(store, "conv_000004", "support", "Inscription à l'École Normale, ÅRHUS")
+    for text in ("école", "ÉCOLE", "École Normale", "århus"):
+        assert [r["id"] for r in store.search_conversations(text=text)] == ["conv_000004"], text

@@ -4,6 +4,7 @@ it when it is deleted ends without an error and without writing anything back. O
 from __future__ import annotations
 
 import json
+import threading
 
 from halguru.agents.events import Checkpoint, RunFinished, RunStarted
 from halguru.models.base import Message, ToolCallRequest
@@ -89,3 +90,24 @@ def test_deleting_a_conversation_while_its_run_writes_from_other_threads(store: 
     thread.join(60)
     assert not errors, errors
     assert _counts(raw_sql) == dict.fromkeys(TABLES, 0)
+
+
+def test_a_conversation_deleted_by_several_callers_at_once_is_deleted_once(store_factory) -> None:
+    """Four replicas' DELETEs of one conversation: exactly one reports the deletion (the API's 204 and audit
+    entry), the others find it gone (404)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [store_factory() for _ in range(4)]
+    for round in range(5):
+        conv = f"conv_race{round}"
+        stores[0].create_conversation(conv, "agent", "t")
+        barrier = threading.Barrier(4)
+
+        def delete(s, conv=conv, barrier=barrier) -> bool:
+            barrier.wait()
+            return s.delete_conversation(conv)
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(delete, stores))
+        assert sorted(results) == [False, False, False, True], results
+        assert stores[1].get_conversation(conv) is None

@@ -14,7 +14,7 @@ import pytest
 
 from halguru.agents.events import RunFinished
 from halguru.config import get_settings, reset_settings
-from halguru.errors import StoreError
+from halguru.errors import StoreError, StoreUnavailable
 from halguru.models.base import Message
 from halguru.store import SQLiteStore, open_store
 from halguru.store.postgres import PostgresStore
@@ -67,9 +67,13 @@ def test_the_database_url_setting_selects_postgres_once_per_process(new_postgres
     ("postgresql://postgres:hunter2@127.0.0.1:5432/no_such_db_xyz", 'database "no_such_db_xyz" does not exist'),
     ("postgresql://admin:hunter2@", "not a PostgreSQL URL"),
     ("postgresql://admin:hunter2@db.example:port/x", "not a PostgreSQL URL"),
+    ("postgresql://admin:hunter2@pw@127.0.0.1:5432/x", "percent-encoded"),  # libpq would take "pw@127..." as host
+    ("postgresql://admin:hun/ter2@127.0.0.1:5432/x", "percent-encoded"),
+    ("postgresql://admin:hunter2#x@127.0.0.1:1/halguru", "cannot reach the PostgreSQL store at "  # libpq reads it
+                                                        "postgresql://127.0.0.1:1/halguru"),
 ])
 def test_a_bad_url_is_one_line_naming_the_host_not_the_password(url: str, says: str) -> None:
-    with pytest.raises(StoreError) as raised:
+    with pytest.raises((StoreError, StoreUnavailable)) as raised:
         PostgresStore(url)
     message = str(raised.value)
     assert says in message and "hunter2" not in message and "\n" not in message
@@ -80,11 +84,13 @@ def test_a_bad_database_url_is_one_cli_line(cli_error) -> None:
     assert "127.0.0.1:1" in line and "hunter2" not in line
 
 
-def test_config_show_hides_the_password(cli, monkeypatch) -> None:
-    monkeypatch.setenv("HALGURU_DATABASE_URL", "postgresql://halguru:hunter2@db.example:5432/halguru")
+@pytest.mark.parametrize("password", ["hunter2", "hun@ter2", "hun/ter2", "hun#ter2"])
+def test_config_show_hides_the_password(cli, monkeypatch, password: str) -> None:
+    """Even one whose @ or / its owner did not percent-encode."""
+    monkeypatch.setenv("HALGURU_DATABASE_URL", f"postgresql://halguru:{password}@db.example:5432/halguru")
     reset_settings()
     out = cli("config", "show").output
-    assert "postgresql://halguru:***@db.example:5432/halguru" in out and "hunter2" not in out
+    assert "postgresql://halguru:***@db.example:5432/halguru" in out and "ter2" not in out
 
 
 @pytest.mark.parametrize("backend", ["postgres"])

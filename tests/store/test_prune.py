@@ -107,3 +107,12 @@ def test_prune_deletes_jobs_finished_before_and_keeps_the_rest(store: Store, raw
     store.prune_runs(time.time() - 30 * 86400)
     assert {j["id"] for j in store.list_jobs(10)} == {recent["id"], queued["id"]}
     assert raw_sql("SELECT count(*) FROM job_effects")[0][0] == 0
+
+
+def test_a_nul_in_a_run_leaves_the_listings_working(store: Store) -> None:
+    """A tool that read a binary file, or a client that sent U+0000: the event's JSON holds ``\\u0000``
+    (PostgreSQL's jsonb refuses it), and an escaped backslash before ``u0000`` must stay what it was."""
+    _run(store, "run_n", "conv_n", metadata={"test": True, "note": "a\x00b \\u0000 \\\\u0000"})
+    _run(store, "run_m", "conv_m", metadata={"note": "x\x00"})
+    assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_m"}
+    assert {r["id"] for r in store.list_runs()} == {"run_n", "run_m"}
