@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from halguru.errors import HalguruError
@@ -29,7 +29,8 @@ class ConfigError(HalguruError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HALGURU_", extra="ignore")
+    # an empty variable (HALGURU_HOME= ...) is unset, as home_dir() reads it: one home, not two
+    model_config = SettingsConfigDict(env_prefix="HALGURU_", extra="ignore", env_ignore_empty=True)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".halguru")
     db_path: Path | None = Field(default=None, description="trace store; default HOME/halguru.db")
@@ -54,8 +55,23 @@ class Settings(BaseSettings):
         default=None, ge=1, le=64,
         description="generations one llama.cpp model runs at once, batched (each with llama_n_ctx tokens); "
                     "default 4, fewer if their KV cache would pass a quarter of the memory")
-    run_lease: float = Field(default=30.0, gt=0, description="seconds a run stays 'running' without a renewal "
-                             "by its process; after that it reads as interrupted")
+    run_lease: float = Field(default=30.0, gt=0, le=86400, description="seconds a run stays 'running' without "
+                             "a renewal by its process; after that it reads as interrupted")
+
+    @field_validator("db_path", "knowledge_path", mode="before")
+    @classmethod
+    def _a_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():  # Path("") is the current folder, wherever that is
+            raise ValueError("give a path (unset it with `halguru config unset` for the default)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_postgresql_url(cls, value: str | None) -> str | None:
+        # only its form here (no driver import at start-up); the connection says the rest, naming the host
+        if value and value.partition("://")[0] not in ("postgresql", "postgres"):
+            raise ValueError("not a PostgreSQL URL: give postgresql://USER:PASSWORD@HOST:PORT/DB")
+        return value or None
 
     @property
     def database(self) -> Path:
@@ -164,21 +180,16 @@ def unset_config_value(key: str) -> bool:
 def set_config_value(key: str, value: str | None) -> Any:
     """Check ``value`` (text, as typed) against setting ``key`` and write it to the config file; ``None``
     removes the key (back to the default). Returns the value as stored. The file is replaced atomically."""
-    from pydantic import TypeAdapter
-
     _check_key(key)
     data = read_config_file()
     if value is None:
         data.pop(key, None)
         stored = None
     else:
-        annotation = Settings.model_fields[key].annotation
-        assert annotation is not None
-        try:
-            typed = TypeAdapter(annotation).validate_python(value)
-            Settings.model_validate({**data, key: typed, "home": home_dir()})  # constraints (gt=0, ...)
+        try:  # the text as typed: the field's validators see "" before it becomes Path(".")
+            typed = getattr(Settings.model_validate({**data, key: value, "home": home_dir()}), key)
         except ValidationError as exc:
-            raise ConfigError(f"invalid value {value!r} for {key}: {exc.errors()[0]['msg']}") from None
+            raise ConfigError(f"invalid value {value!r} for {key}: {_said(exc)}") from None
         stored = str(typed) if isinstance(typed, Path) else typed
         if stored is None:
             data.pop(key, None)
@@ -205,7 +216,12 @@ def get_settings() -> Settings:
         problem = exc.errors()[0]
         key = ".".join(str(p) for p in problem["loc"])
         raise ConfigError(f"invalid setting {key} (HALGURU_{key.upper()} or {key} in {config_path()}): "
-                          f"{problem['msg']}") from None
+                          f"{_said(exc)}") from None
+
+
+def _said(exc: ValidationError) -> str:
+    """The first problem in pydantic's words, without its "Value error, " tag on a validator's own."""
+    return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
 
 def reset_settings() -> None:

@@ -11,6 +11,12 @@ from pydantic import ValidationError
 from halguru.errors import HalguruError
 
 
+def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """``PATH: not UTF-8 text (byte 0xe9 at line 3)``: a file saved in another encoding, or not text at all."""
+    line = exc.object[:exc.start].count(b"\n") + 1
+    return f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); save it as UTF-8"
+
+
 def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """Follow a pydantic error location through the YAML node tree to a line number."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -64,6 +70,8 @@ def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str
         raise error(f"{path}: {missing}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise error(not_utf8(path, exc)) from None
     data = parse_yaml(text, path, error)
     if not isinstance(data, dict):
         raise error(f"{path}:1: must be a YAML mapping ({shape})")

@@ -475,3 +475,36 @@ def test_runs_list_lines_up_the_agents(cli, write_agent):
         cli("run", str(write_agent(f"name: {name}\nmodel: scripted\n", name=name)), f"hello from {name}")
     lines = cli("runs", "list").stdout.splitlines()
     assert len(lines) == 2 and len({line.index("hello from") for line in lines}) == 1, lines
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("database_url", "notaurl", "not a PostgreSQL URL"),  # saved before, then every command failed
+    ("knowledge_path", "", "give a path"),  # saved as "." before: wherever the command ran
+    ("db_path", " ", "give a path"),
+    ("run_lease", "inf", "less than or equal to 86400"),  # accepted before, then a thread traceback per run
+    ("run_lease", "1e12", "less than or equal to 86400"),
+])
+def test_config_set_refuses_what_would_break_later(cli, cli_error, key: str, value: str, says: str) -> None:
+    line = cli_error("config", "set", key, value)
+    assert says in line and "Value error" not in line, line
+    assert key not in cli("config", "show").output.split(f"{key} ", 1)[1].split("\n", 1)[0].replace("(default)", "")
+
+
+def test_an_empty_halguru_home_is_unset_for_config_and_store_alike(halguru_cmd, subprocess_env, tmp_path) -> None:
+    """`HALGURU_HOME= halguru …` read the config from ~/.halguru but wrote halguru.db into the current folder."""
+    import subprocess
+
+    (tmp_path / "ag").mkdir()
+    (tmp_path / "ag" / "agent.yaml").write_text("name: ag\nmodel: scripted\n")
+    fake_home = tmp_path / "user"
+    env = {**subprocess_env, "HALGURU_HOME": "", "HOME": str(fake_home)}
+    done = subprocess.run([*halguru_cmd, "run", "ag", "hi"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "halguru.db").exists() and (fake_home / ".halguru" / "halguru.db").is_file()
+
+
+def test_a_store_under_a_file_is_one_line_naming_it(cli_error, write_agent, tmp_path) -> None:
+    folder = write_agent("name: ag\nmodel: scripted\n")
+    line = cli_error("run", str(folder), "hi", env={"HALGURU_DB_PATH": "/dev/null/x/halguru.db"})
+    assert line == "Error: cannot open the trace store /dev/null/x/halguru.db: /dev/null/x is not a folder", line

@@ -343,3 +343,54 @@ def test_a_hosted_model_without_an_api_key_is_a_warning(cli, write_agent, monkey
     assert "openai:gpt-4o has no API key (OPENAI_API_KEY is not set" in result.stderr
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert "no API key" not in cli("validate", str(folder)).stderr
+
+
+@pytest.mark.parametrize("shape", ["itself", "pair", "team"])
+def test_agents_that_lead_back_to_one_another_are_one_line_naming_the_loop(cli_error, write_agent, shape):
+    """A workflow whose step is itself, two workflows running each other, a team whose specialist is one of
+    them: a RecursionError traceback before."""
+    step = "workflow:\n  steps:\n    - id: s\n      agent: {}\n"
+    write_agent("name: a\n" + step.format("../b"), name="a")
+    write_agent("name: b\n" + step.format("../a"), name="b")
+    folder = {"itself": write_agent("name: x\n" + step.format("."), name="x"),
+              "pair": write_agent("name: a\n" + step.format("../b"), name="a"),
+              "team": write_agent("name: t\nmodel: scripted\nteam:\n  specialists: [../a]\n", name="t")}[shape]
+    for command in (["validate", str(folder)], ["run", str(folder), "hi", "--model", "scripted"]):
+        line = cli_error(*command)
+        assert "lead back to one another in a loop" in line, line
+        assert ("(x → x)" if shape == "itself" else "(a → b → a)") in line, line
+
+
+def test_files_that_are_not_utf8_are_one_line_naming_the_byte(cli, cli_error, write_agent):
+    folder = write_agent("name: l\nmodel: scripted\n")
+    (folder / "agent.yaml").write_bytes(b"name: l\nmodel: scripted\ninstructions: caf\xe9\n")
+    assert cli_error("validate", str(folder)).endswith("agent.yaml: not UTF-8 text (byte 0xe9 at line 3); "
+                                                       "save it as UTF-8")
+    (folder / "agent.yaml").write_text("name: l\nmodel: scripted\ninstructions_file: prompt.md\n")
+    (folder / "prompt.md").write_bytes(b"Be brief.\ncaf\xe9")  # validated OK, then every run crashed
+    for command in (["validate", str(folder)], ["run", str(folder), "hi"]):
+        assert cli_error(*command).endswith("agent.yaml:3: instructions_file: prompt.md is not UTF-8 text "
+                                            "(byte 0xe9 at line 2), save it as UTF-8")
+    (folder / "prompt.md").unlink()
+    (folder / "prompt.md").mkdir()
+    assert cli_error("validate", str(folder)).endswith("instructions_file: prompt.md is not a file")
+    tests = folder / "tests"
+    tests.mkdir()
+    (folder / "prompt.md").rmdir()
+    (folder / "agent.yaml").write_text("name: l\nmodel: scripted\n")
+    (tests / "test_x.yaml").write_bytes(b"tests:\n  - name: caf\xe9\n    turns: [{user: hi}]\n")
+    report = cli("test", str(folder), code=1).output  # a file error in the report, as any other
+    assert "test_x.yaml: not UTF-8 text (byte 0xe9 at line 2)" in report and "Traceback" not in report
+
+
+def test_an_argument_that_is_not_utf8_runs_as_what_is_stored(write_agent, halguru_cmd, subprocess_env):
+    """A Latin-1 terminal's `café`: the byte that is not UTF-8 becomes U+FFFD (it crashed the store before)."""
+    import subprocess
+
+    folder = write_agent("name: a1\nmodel: scripted\n")
+    done = subprocess.run([*halguru_cmd, "run", str(folder), b"caf\xe9"], env=subprocess_env, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.decode() == "You said: caf\ufffd\n", done.stderr.decode()[-500:]
+    piped = subprocess.run([*halguru_cmd, "chat", str(folder)], input=b"\xff ok\n", env=subprocess_env,
+                           capture_output=True, timeout=60)
+    assert piped.returncode == 0 and "You said: \ufffd ok" in piped.stdout.decode(), piped.stderr.decode()[-500:]

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 import traceback
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,7 +17,7 @@ from halguru.agents.spec import AgentSpec, load_spec
 from halguru.errors import AgentSpecError, did_you_mean
 from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
-from halguru.yamlfile import yaml_line_for
+from halguru.yamlfile import not_utf8, yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.agents.driver import Driver
@@ -190,9 +191,8 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
                 raise AgentSpecError(f"{agent_file}:{line}: http_tools.{index}.name: {name!r} is already a tool "
                                      "from tools:; choose another name")
             tools[name] = http_tool
-    if spec.instructions_file and not (folder / spec.instructions_file).is_file():
-        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
-        raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {spec.instructions_file} does not exist")
+    if spec.instructions_file:
+        _check_instructions_file(folder / spec.instructions_file, agent_file, spec.instructions_file)
     for index, name in enumerate(spec.approvals):
         # An MCP server's tools are known only when it runs: its allow-list (or no allow-list) may name them.
         if name not in tools and not any(server.tools is None or name in server.tools for server in spec.mcp):
@@ -204,12 +204,30 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
     return agent
 
 
+def _check_instructions_file(path: Path, agent_file: Path, named: str) -> None:
+    """The file is there and is UTF-8 text (as the run reads it): else one line naming agent.yaml's line."""
+    problem = "does not exist" if not path.exists() else "is not a file" if not path.is_file() else None
+    if problem is None:
+        try:
+            path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            problem = "is " + not_utf8(path, exc).removeprefix(f"{path}: ").replace("; save it", ", save it")
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror})"
+    if problem is not None:
+        line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("instructions_file",))
+        raise AgentSpecError(f"{agent_file}:{line}: instructions_file: {named} {problem}")
+
+
 def _with_model_resolved(spec: AgentSpec, folder: Path) -> AgentSpec:
     """A relative path in ``model:`` (a .gguf file, ``scripted:s.yaml``) is relative to the agent folder."""
     from halguru.models.references import resolve_reference
 
     model = resolve_reference(spec.model, folder)
     return spec if model == spec.model else spec.model_copy(update={"model": model})
+
+
+_LOADING: ContextVar[tuple[Path, ...]] = ContextVar("halguru_loading_drivers", default=())  # folders, outermost first
 
 
 def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
@@ -222,7 +240,18 @@ def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
         line = yaml_line_for(agent_file.read_text(encoding="utf-8"), (used[1],))
         raise AgentSpecError(f"{agent_file}:{line}: {used[1]}: an agent has one of {' or '.join(used)}, not both")
     if used:
-        agent.driver = registered[used[0]](agent)
+        # A workflow's step or a team's member may be a folder whose own section leads back here: one line
+        # naming the loop, not a RecursionError
+        loading = _LOADING.get()
+        folder = agent_file.resolve().parent
+        if folder in loading:
+            chain = " → ".join(str(f.name) for f in (*loading[loading.index(folder):], folder))
+            raise AgentSpecError(f"{agent_file}: {used[0]}: agents lead back to one another in a loop ({chain})")
+        token = _LOADING.set((*loading, folder))
+        try:
+            agent.driver = registered[used[0]](agent)
+        finally:
+            _LOADING.reset(token)
 
 
 def _plugin_tool_list(spec: AgentSpec) -> list[str]:

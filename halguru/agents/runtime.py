@@ -37,6 +37,7 @@ from halguru.agents.policies import Resume
 from halguru.errors import HalguruError, ModelError
 from halguru.models.base import Message, Model, PerAgentModel
 from halguru.models.registry import DEFAULT, default_model
+from halguru.storable import storable
 from halguru.store.base import TraceStore
 
 __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_sync", "run_to_result"]
@@ -79,9 +80,7 @@ async def run(
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
-    # PostgreSQL text cannot hold NUL (its store writes U+FFFD): the run sees what every store keeps, so an
-    # answer and its replay (an idempotent request's) agree, and SQLite's search does not stop at a NUL
-    input = input.replace("\x00", "\ufffd")
+    input = storable(input)
     if not record:
         store = None
     elif store is None:

@@ -44,6 +44,7 @@ from halguru.rag.chunk_matrix import COLUMNS
 from halguru.rag.embedders import embed_queries
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.store import KnowledgeBase
+from halguru.storable import storable
 
 Mode = Literal["vector", "fts", "hybrid"]
 MODES = ("vector", "fts", "hybrid")
@@ -357,6 +358,7 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     """The ``k`` best chunks for ``query``; raises KnowledgeError on an empty base or a bad ``where``."""
     if isinstance(kb, str):
         kb = KnowledgeBase.cached(kb)
+    query = storable(query)  # a terminal's Latin-1 bytes would stop the tokenizer
     _check(kb, query, k, mode)
     # The question is embedded on a background thread (the model loaded first, once a process) while the table
     # is opened here (LanceDB imported, once a process: most of a CLI search); the full-text query then runs

@@ -10,6 +10,7 @@ conversations (``sql_conversations``), runs and leases (``sql_runs``), checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +51,10 @@ class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, Identit
         except sqlite3.DatabaseError as exc:
             self.close()
             raise StoreError(f"cannot open the trace store {path}: {exc}") from None
-        self.reap_expired_runs()  # one indexed UPDATE: runs of processes that died are interrupted for good
+        # one indexed UPDATE: runs of processes that died are interrupted for good; a read-only file (a mounted
+        # backup, say) is still read (such runs read interrupted all the same)
+        with contextlib.suppress(StoreError):
+            self.reap_expired_runs()
 
     def migrate(self) -> list[str]:
         """Apply the pending migrations in one transaction; the names applied."""

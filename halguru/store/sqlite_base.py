@@ -45,7 +45,11 @@ class SQLiteBase(SQLBase):
     def __init__(self, path: Path):
         self.path = path
         self.location = str(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "is not a folder" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
+            raise StoreError(f"cannot open the trace store {path}: {exc.filename or path.parent} {why}") from None
         self._local = _Local()
         self._opened: dict[threading.Thread, sqlite3.Connection] = {}
         self._opened_lock = threading.Lock()
@@ -118,21 +122,34 @@ class SQLiteBase(SQLBase):
             finally:
                 local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        local.depth = 1
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # also when COMMIT itself failed: never leave one open
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            local.depth = 0
+        with self._writable():
+            conn.execute("BEGIN IMMEDIATE")
+            local.depth = 1
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # also when COMMIT itself failed: never leave one open
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                local.depth = 0
 
     @contextmanager
     def _autocommit(self) -> Iterator[sqlite3.Connection]:
-        yield self._conn()  # isolation_level=None: outside _tx, each statement is its own transaction
+        with self._writable():
+            yield self._conn()  # isolation_level=None: outside _tx, each statement is its own transaction
+
+    @contextmanager
+    def _writable(self) -> Iterator[None]:
+        """A write to a file on a read-only mount (or one without write permission) is one line, not a
+        driver traceback."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc):
+                raise
+            raise StoreError(f"the trace store {self.path} is read-only: {exc}") from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read on this thread's own connection, as plain dicts."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,29 @@ def test_unreadable_database_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot open the trace store"):
         SQLiteStore(path)
+
+
+def test_a_home_on_a_read_only_mount_is_read_and_a_write_is_one_line(tmp_path, halguru_cmd, subprocess_env):
+    """A home mounted read-only (a backup looked at, a locked-down container): `halguru logs` lists its runs
+    (opening no longer writes first), and a run that must record is one `Error:` line."""
+    import shlex
+    import subprocess
+
+    home = Path(subprocess_env["HALGURU_HOME"])
+    agent = tmp_path / "ag"
+    agent.mkdir()
+    (agent / "agent.yaml").write_text("name: ag\nmodel: scripted\n")
+    first = subprocess.run([*halguru_cmd, "run", str(agent), "hello"], env=subprocess_env, capture_output=True,
+                           text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    cli = " ".join(map(shlex.quote, halguru_cmd))
+    script = (f"mount --bind {home} {home} && mount -o remount,ro,bind {home} && "
+              f"{cli} logs; echo rc=$?; {cli} run {agent} again; echo rc=$?")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert "hello" in done.stdout and done.stdout.count("rc=") == 2, done.stdout
+    assert done.stdout.split("rc=")[1].startswith("0")
+    assert done.stdout.split("rc=")[2].startswith("1")
+    assert "Traceback" not in done.stderr
+    assert "Error: the trace store" in done.stderr and "is read-only" in done.stderr, done.stderr
