@@ -95,6 +95,7 @@ class MessageOut(BaseModel):
 
 class MessageList(BaseModel):
     data: list[MessageOut]
+    next_cursor: str | None = Field(default=None, description="the next page's cursor (with limit); null: no more")
 
 
 class MessageIn(BaseModel):

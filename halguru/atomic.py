@@ -12,6 +12,15 @@ def write_atomically(path: Path, data: str | bytes, *, private: bool = False) ->
     """Write ``data`` to ``path``: a crash leaves the old file or the new one, never half of one. The file keeps
     the mode of the one it replaces; a new one gets what an editor's would (0644 under the usual umask) or,
     ``private``, its owner's only (settings that may hold a password)."""
+    try:
+        _write(path, data, private)
+    except OSError as exc:  # named by the file asked for, not the temporary one beside it
+        if exc.errno is None or exc.filename is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+
+
+def _write(path: Path, data: str | bytes, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:

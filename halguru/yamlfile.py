@@ -43,11 +43,31 @@ def yaml_line_for(text: str, loc: tuple[Any, ...]) -> int | None:
         return None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's loader, refusing a key given twice in one mapping (``name: x`` then ``name: y``: PyYAML
+    keeps the last, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # << merges are their own thing
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue  # an unhashable key: PyYAML's own error follows
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice in this mapping (the first would be ignored)",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, path: Path, error: type[HalguruError]) -> Any:
     """The YAML document in ``text``; a syntax error is one ``error`` line, ``path:line:column: problem``
     (PyYAML's own message spans several lines and names "<unicode string>", not the file)."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark, start = _at(getattr(exc, "problem_mark", None)), _at(getattr(exc, "context_mark", None))
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

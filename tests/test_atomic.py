@@ -45,3 +45,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_litter(tmp_path: Path, monkey
     with pytest.raises(OSError, match="disk full"):
         write_atomically(target, "new\n")
     assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["models.yaml"]
+
+
+def test_a_failure_names_the_file_asked_for_not_the_temporary_one(tmp_path: Path) -> None:
+    """`logs export -o DIR --force` said `.expdir.t6259t7q.tmp: Is a directory`."""
+    target = tmp_path / "expdir"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as raised:
+        write_atomically(target, "x")
+    assert raised.value.filename == str(target) and ".tmp" not in str(raised.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["expdir"]  # nothing left beside it

@@ -63,9 +63,12 @@ def test_usage_lines_name_arguments_in_capitals(cli, command, usage):
 def test_shell_completion_is_offered_and_completes(halguru_cmd, subprocess_env, tmp_path):
     help_text = run(halguru_cmd, subprocess_env, "--help").stdout
     assert "--install-completion" in help_text and "--show-completion" in help_text
-    script = run(halguru_cmd, subprocess_env, "--show-completion", "bash").stdout
+    # the shell named, not detected from the process tree (a test runner's parent may be no shell at all:
+    # "Shell  not supported"); typer's own switch for that
+    named = {**subprocess_env, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = run(halguru_cmd, named, "--show-completion", "bash").stdout
     assert "_halguru_completion" in script and "complete " in script
-    env = {**subprocess_env, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    env = {**named, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
     run(halguru_cmd, env, "--install-completion", "bash")
     assert "halguru.sh" in (tmp_path / ".bashrc").read_text()
     # what the installed script asks the CLI when the user presses Tab

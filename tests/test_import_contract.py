@@ -42,7 +42,8 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"tools"},
     {"models"},
-    {"plugins", "config", "errors", "yamlfile", "listen", "api_schemas", "names", "durations", "atomic", "printable", "storable"},
+    {"plugins", "config", "errors", "yamlfile", "listen", "api_schemas", "names", "durations", "atomic", "printable",
+     "storable"},
 ]
 # Upward imports the design allows: the store records the typed events of a run.
 ALLOWED_UP = {("store", "halguru.agents.events")}

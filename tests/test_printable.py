@@ -39,3 +39,24 @@ def test_a_key_name_chosen_by_an_api_client_is_listed_inert(halguru_cmd, subproc
     listing = subprocess.run([*halguru_cmd, "keys", "list"], env=subprocess_env, capture_output=True, text=True,
                              check=True).stdout
     assert "\x1b" not in listing and "\u202e" not in listing and "app\\x1b[2J\\u202etxt.exe" in listing
+
+
+def test_a_test_name_and_a_file_name_are_printed_inert(write_agent, halguru_cmd, subprocess_env, tmp_path) -> None:
+    """`halguru test`'s progress lines name each test, and `kb ingest -v` each file: either is anyone's text."""
+    folder = write_agent("name: t\nmodel: scripted\n")
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_x.yaml").write_text(
+        'tests:\n  - name: "x\\e[2J\\e]0;pwned\\ahi"\n    turns: [{user: hi, expect: {contains: hi}}]\n')
+    done = subprocess.run([*halguru_cmd, "test", str(folder), "--live"], env=subprocess_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stderr + done.stdout and "\\x1b[2J" in done.stderr, done.stderr
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "odd\x1b[31mname\nline.txt").write_text("some text about parcels")
+    subprocess.run([*halguru_cmd, "kb", "create", "notes", "--embedder", "wordllama"], env=subprocess_env,
+                   check=True, capture_output=True, timeout=120)
+    ingested = subprocess.run([*halguru_cmd, "kb", "ingest", "notes", str(docs), "-v"], env=subprocess_env,
+                              capture_output=True, text=True, timeout=300)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "\x1b" not in ingested.stdout and "odd\\x1b[31mname" in ingested.stdout, ingested.stdout

@@ -394,3 +394,17 @@ def test_an_argument_that_is_not_utf8_runs_as_what_is_stored(write_agent, halgur
     piped = subprocess.run([*halguru_cmd, "chat", str(folder)], input=b"\xff ok\n", env=subprocess_env,
                            capture_output=True, timeout=60)
     assert piped.returncode == 0 and "You said: \ufffd ok" in piped.stdout.decode(), piped.stderr.decode()[-500:]
+
+
+def test_a_tools_file_that_exits_when_imported_is_one_line(cli_error, write_agent):
+    """It ended `halguru validate` with its own exit code (3: "paused") and no word."""
+    folder = write_agent("name: tx\nmodel: scripted\n", tools_py="import sys\nsys.exit(3)\n")
+    assert cli_error("validate", str(folder)).endswith("tools.py:2: exits when imported (sys.exit(3)); a tools file "
+                                                       "only defines tools")
+
+
+def test_a_key_given_twice_is_an_error_naming_its_line(cli_error, write_agent):
+    """`name: x` then `name: y` validated as `OK: y` (PyYAML keeps the last)."""
+    folder = write_agent("name: x\nmodel: scripted\nlimits: {max_steps: 2, max_steps: 3}\n")
+    assert cli_error("validate", str(folder)).endswith(
+        "agent.yaml:3:24: invalid YAML: 'max_steps' is given twice in this mapping (the first would be ignored)")

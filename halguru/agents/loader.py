@@ -132,10 +132,13 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise AgentSpecError(f"{tools_file}:{exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() at import would end halguru with its code, silently
         sys.modules.pop(module_name, None)
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(tools_file)]
         line = f":{frames[-1].lineno}" if frames else ""
+        if isinstance(exc, SystemExit):
+            raise AgentSpecError(f"{tools_file}{line}: exits when imported (sys.exit({exc.code!r})); a tools "
+                                 "file only defines tools") from None
         raise AgentSpecError(f"{tools_file}{line}: {type(exc).__name__}: {exc}") from None
     return {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
 
@@ -377,8 +380,9 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
             looked = where if where.is_absolute() else agent.path / where
             line = yaml_line_for(text, ("knowledge", index))
             near = [*list_names(), *(p.name for p in agent.path.iterdir() if p.is_dir())]
+            there = "is a file" if looked.is_file() else "does not exist"
             raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {entry!r} is neither a folder ({looked} "
-                                 f"does not exist) nor a knowledge base{did_you_mean(entry, near)} (see `halguru kb "
+                                 f"{there}) nor a knowledge base{did_you_mean(entry, near)} (see `halguru kb "
                                  "list`)") from None
 
 

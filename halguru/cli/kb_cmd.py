@@ -8,6 +8,8 @@ from typing import cast
 
 import typer
 
+from halguru.printable import printable
+
 LEAD_MODELS = {"mpnet": "all-mpnet-base-v2"}  # a base's lead model, as kb create and kb show name it
 app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
 
@@ -111,11 +113,11 @@ def ingest(
     if verbose:
         for label, items in (("added", summary.added), ("updated", summary.updated), ("removed", summary.removed)):
             for item in items:
-                out.print(f"  {label}: {item}", highlight=False)
+                out.print(f"  {label}: {printable(item)}", highlight=False, markup=False)
     for path, reason in summary.skipped:
-        out.print(f"  skipped {path}: {reason}", highlight=False, markup=False)
+        out.print(f"  skipped {printable(str(path))}: {reason}", highlight=False, markup=False)
     for path, warning in summary.warnings:
-        out.print(f"  warning {path}: {warning}", highlight=False, markup=False)
+        out.print(f"  warning {printable(str(path))}: {warning}", highlight=False, markup=False)
 
 
 @app.command()
@@ -142,7 +144,6 @@ def search(
     from rich.markup import escape
 
     from halguru.cli.table import stdout_console
-    from halguru.printable import printable
 
     console = stdout_console()  # piped: one line per hit's header and paragraph, not wrapped at 80 columns
     if not hits:

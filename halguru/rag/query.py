@@ -139,7 +139,9 @@ def build_query(kb: KnowledgeBase, query: str, vector: list[float] | None, k: in
     else:
         raise ValueError("hybrid search is two queries, fused by fuse()")
     if where:
-        q = q.where(where, prefilter=True)
+        # parenthesised: DataFusion stops at the end of an expression and ignores what follows ("x = 1 garbage",
+        # "1=1; DROP TABLE t"), so a mistyped filter would quietly change the results; inside ( ) it is an error
+        q = q.where(f"({where})", prefilter=True)
     scores = {"vector": ["_distance"], "fts": ["_score"]}[mode]
     return q.select((columns or COLUMNS) + scores).limit(k)
 

@@ -251,9 +251,18 @@ def load_recording(path: Path) -> dict[str, Cassette]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HalguruError(f"{path}: unreadable recording ({exc}); re-record with --record") from None
-    return {name: Cassette(c) for name, c in data.get("tests", {}).items()}
+    from pydantic import TypeAdapter, ValidationError
+
+    try:  # each test's lists of records (a hand-edited or foreign file: one line, not a traceback at replay)
+        tests = TypeAdapter(dict[str, dict[str, list[dict[str, Any]] | None]]).validate_python(
+            data.get("tests", {}) if isinstance(data, dict) else None)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise HalguruError(f"{path}: not a halguru recording (tests{'.' + where if where else ''}: "
+                           f"{exc.errors()[0]['msg']}); re-record with --record") from None
+    return {name: Cassette(c) for name, c in tests.items()}
 
 
 def save_recording(path: Path, cassettes: dict[str, Cassette], agent: str, model: str) -> None:

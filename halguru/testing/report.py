@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from halguru.printable import printable
 from halguru.testing.runner import SuiteResult, TestResult
 
 
@@ -18,6 +19,11 @@ def _short(value: Any, limit: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shown(text: str) -> str:
+    """Anyone's text (a test's name, the user's turn, the answer) for the terminal: inert and not markup."""
+    return escape(printable(text))
 
 
 def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.0) -> None:
@@ -28,11 +34,11 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
         rows += [(str(turn.index), c.expectation, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.why)
                  for turn in t.turns for c in turn.checks]
         for i, (turn_no, expectation, result, why) in enumerate(rows):
-            table.add_row(escape(label) if i == 0 else "", turn_no, expectation, result, escape(why),
+            table.add_row(_shown(label) if i == 0 else "", turn_no, expectation, result, _shown(why),
                           end_section=i == len(rows) - 1)
     console.print(table)
     for error in suite.file_errors:
-        console.print(f"[red]error:[/] {escape(error)}")
+        console.print(f"[red]error:[/] {_shown(error)}")
     for t in suite.tests:
         if t.passed:
             continue
@@ -40,15 +46,15 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
             failed = [c for c in turn.checks if not c.passed]
             if not failed or turn.outcome is None:
                 continue
-            console.print(f"\n[bold red]✗ {escape(t.file.stem)}::{escape(t.name)}[/] turn {turn.index} "
+            console.print(f"\n[bold red]✗ {_shown(t.file.stem)}::{_shown(t.name)}[/] turn {turn.index} "
                           f"[dim](run {turn.outcome.run_id}; `halguru logs show {turn.outcome.run_id}`)[/]")
-            console.print(f"  user:   {escape(_short(turn.user, 200))}")
-            console.print(f"  answer: {escape(_short(turn.outcome.answer, 200))}")
+            console.print(f"  user:   {_shown(_short(turn.user, 200))}")
+            console.print(f"  answer: {_shown(_short(turn.outcome.answer, 200))}")
             for c in failed:
-                console.print(f"  {c.expectation}: expected {escape(_short(c.expected))}, {escape(c.why)}")
+                console.print(f"  {c.expectation}: expected {_shown(_short(c.expected))}, {_shown(c.why)}")
             if turn.diff:
                 console.print("  [bold]what changed since the recording:[/]")
-                console.print(escape(turn.diff), highlight=False)
+                console.print(_shown(turn.diff), highlight=False)
     rates = suite.pass_rates()
     passed = sum(1 for r in rates.values() if r >= min_pass_rate)
     repeated = any(t.attempt > 1 for t in suite.tests)
@@ -98,6 +104,7 @@ class LiveProgress:
             self.prefix = str(value)
             return
         head = f"{self.prefix}: " if self.prefix else ""
+        value = value if isinstance(value, int) else printable(value)  # a test's name is anyone's text
         if self.bar is not None:
             if event == "tests":
                 self.bar.update(self.task, total=int(value), completed=0)

@@ -16,13 +16,14 @@ Errors name the file, the test and the line, like agent.yaml errors do.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from halguru.errors import HalguruError
-from halguru.yamlfile import first_problem, read_mapping
+from halguru.yamlfile import first_problem, read_mapping, yaml_line_for
 
 TEST_GLOB = "test_*.y*ml"
 
@@ -68,6 +69,29 @@ class Expect(BaseModel):
     judge: Judge | None = None
 
 
+    @field_validator("regex")
+    @classmethod
+    def _a_regex(cls, value: str | None) -> str | None:
+        if value is not None:  # checked at load, before any model runs
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("json_schema")
+    @classmethod
+    def _a_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a JSON schema: {exc.message}") from None
+        return value
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,7 +129,7 @@ def test_files(project: Path) -> list[Path]:
 def load_test_file(path: Path) -> TestFile:
     text, data = read_mapping(path, TestFormatError, "no such test file", "with a `tests:` list")
     try:
-        return TestFile.model_validate(data)
+        loaded = TestFile.model_validate(data)
     except ValidationError as exc:
         loc, line, problem = first_problem(text, exc, unknown="unknown key")
         test = ""
@@ -114,6 +138,14 @@ def load_test_file(path: Path) -> TestFile:
             name = raw.get("name") if isinstance(raw, dict) else None
             test = f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
         raise TestFormatError(f"{path}:{line}:{test} {problem}") from None
+    seen: dict[str, int] = {}
+    for index, case in enumerate(loaded.tests):
+        if case.name in seen:  # runs, recordings and reports tell tests apart by name
+            where = yaml_line_for(text, ("tests", index, "name")) or 1
+            raise TestFormatError(f"{path}:{where}: test {case.name!r}: the name of test #{seen[case.name] + 1} "
+                                  "too; give each test its own")
+        seen[case.name] = index
+    return loaded
 
 
 def tests_json_schema() -> dict[str, Any]:

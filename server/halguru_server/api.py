@@ -120,10 +120,13 @@ def delete_conversation(conversation_id: ConvId, request: Request, state: State,
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList, tags=["conversations"],
-            responses=responses(404))
-def list_messages(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
+            responses=responses(400, 404))
+def list_messages(conversation_id: ConvId, state: State, caller: Caller,
+                  limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> MessageList:
+    """Oldest first: all of them, or ``limit`` per page (follow ``next_cursor`` for more)."""
     service.get_conversation(state, caller, conversation_id)
-    return service.message_list(state, conversation_id)
+    return service.message_list(state, conversation_id, limit, cursor)
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut, tags=["conversations"],

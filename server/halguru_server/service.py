@@ -55,13 +55,18 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
     return dict(row)
 
 
-def message_list(state: ServerState, conversation_id: str) -> MessageList:
-    """A conversation's messages as the API shows them: an operator's answers marked ``human`` (who it was
-    stays with the operators)."""
+def message_list(state: ServerState, conversation_id: str, limit: int | None = None,
+                 cursor: str | None = None) -> MessageList:
+    """A conversation's messages as the API shows them, oldest first: an operator's answers marked ``human``
+    (who it was stays with the operators). ``limit`` per page (None: all), ``next_cursor`` for the next."""
+    offset = decode_cursor(cursor)
+    messages = state.store.conversation_messages(conversation_id)
+    page = messages[offset:offset + limit] if limit is not None else messages[offset:]
+    more = limit is not None and offset + limit < len(messages)
     return MessageList(data=[
         MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
                    name=m["name"], human=m["author"] is not None)
-        for m in state.store.conversation_messages(conversation_id)])
+        for m in page], next_cursor=encode_cursor(offset + limit) if more and limit is not None else None)
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,

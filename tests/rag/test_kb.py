@@ -64,6 +64,10 @@ def test_embedder_mismatch_empty_base_bad_where_and_locked_base(docs):
         rag.search("docs", "q", embedder="openai:x")
     with pytest.raises(KnowledgeError, match="bad --where"):
         rag.search("docs", "q", where="source LIKE")
+    for trailing in ("source LIKE '%guide%' garbage", "1=1; DROP TABLE chunks"):  # ignored before: all results
+        with pytest.raises(KnowledgeError, match="bad --where"):
+            rag.search("docs", "q", where=trailing)
+    assert {h.source for h in rag.search("docs", "q", where="source LIKE '%guide%'")} == {"docs/guide.md"}
     with ingest_lock(kb), pytest.raises(KnowledgeError, match="is being ingested by pid"):
         rag.ingest("docs", [docs])
     with pytest.raises(KnowledgeError, match="already exists"):

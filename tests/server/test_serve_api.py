@@ -43,6 +43,12 @@ def test_conversation_lifecycle_with_answers_whole(client: httpx.Client) -> None
     assert [(m["role"], m["content"]) for m in messages] == [
         ("user", "hello"), ("assistant", "You said: hello"), ("user", "again"), ("assistant", "You said: again")]
     assert client.get(f"/v1/conversations/{conv}").json()["messages"] == 4
+    page = client.get(f"/v1/conversations/{conv}/messages", params={"limit": 3}).json()  # ?limit was ignored
+    rest = client.get(f"/v1/conversations/{conv}/messages", params={"limit": 3, "cursor": page["next_cursor"]}).json()
+    assert [m["content"] for m in page["data"] + rest["data"]] == [m["content"] for m in messages]
+    assert len(page["data"]) == 3 and rest["next_cursor"] is None
+    for bad in ({"limit": -1}, {"limit": 0}, {"limit": "x"}, {"cursor": "zzz"}):
+        assert client.get(f"/v1/conversations/{conv}/messages", params=bad).status_code in (400, 422), bad
     run = client.get(f"/v1/runs/{body['run_id']}").json()
     assert run["status"] == "ok" and run["input"] == "hello"
     assert next(e["type"] for e in run["events"]) == "run_started" and run["events"][-1]["type"] == "run_finished"

@@ -152,6 +152,31 @@ def test_format_errors_name_file_and_line(tmp_path):
         load_test_file(bad)
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    # two tests of one name: the report counted one and the recording kept only the second
+    ("tests:\n  - name: hi\n    turns: [{user: a}]\n  - name: hi\n    turns: [{user: b}]\n",
+     r"test_bad\.yaml:4: test 'hi': the name of test #1 too"),
+    # checked only after the model had run
+    ("tests:\n  - name: r\n    turns: [{user: a, expect: {regex: '([a-'}}]\n",
+     r"test_bad\.yaml:3: test 'r': tests\.0\.turns\.0\.expect\.regex: not a regular expression"),
+    ("tests:\n  - name: s\n    turns: [{user: a, expect: {json_schema: {type: 12}}}]\n",
+     r"test 's': tests\.0\.turns\.0\.expect\.json_schema: not a JSON schema"),
+])
+def test_a_test_file_is_checked_whole_before_anything_runs(tmp_path, text, says):
+    bad = tmp_path / "test_bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(TestFormatError, match=says):
+        load_test_file(bad)
+
+
+@pytest.mark.parametrize("recording", ['[1, 2]', '{"format": 1, "tests": {"greets": {"model_calls": "zz"}}}'])
+def test_a_recording_of_the_wrong_shape_is_one_line(project, cli, recording):
+    for path in (project / "tests").glob("test_*.yaml"):
+        path.with_name(path.stem + ".recording.json").write_text(recording)
+    result = cli("test", str(project), "--replay", code=1)
+    assert "not a halguru recording" in str(result.exception) and "re-record with --record" in str(result.exception)
+
+
 def test_filter_with_k(project, cli):
     (project / "tests" / "test_more.yaml").write_text(
         "tests:\n  - name: other\n    turns:\n      - user: hi\n        expect: {regex: '.'}\n")

@@ -627,7 +627,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Messages */
+        /**
+         * List Messages
+         * @description Oldest first: all of them, or ``limit`` per page (follow ``next_cursor`` for more).
+         */
         get: operations["list_messages_v1_conversations__conversation_id__messages_get"];
         put?: never;
         /**
@@ -1815,6 +1818,11 @@ export interface components {
         MessageList: {
             /** Data */
             data: components["schemas"]["halguru__api_schemas__MessageOut"][];
+            /**
+             * Next Cursor
+             * @description the next page's cursor (with limit); null: no more
+             */
+            next_cursor?: string | null;
         };
         /** ModelCard */
         ModelCard: {
@@ -4306,7 +4314,10 @@ export interface operations {
     };
     list_messages_v1_conversations__conversation_id__messages_get: {
         parameters: {
-            query?: never;
+            query?: {
+                limit?: number | null;
+                cursor?: string | null;
+            };
             header?: never;
             path: {
                 /** @description a conversation id */
@@ -4323,6 +4334,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MessageList"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description unauthorized */
