@@ -11,8 +11,10 @@ use turns them, once, into an 8-bit ONNX model in the user's cache (``prepare``,
 a 16-token question in ~14 ms on one core (float32: ~29 ms in ONNX Runtime, 60-130 ms in NumPy, too slow for
 the 50 ms budget of a search) and a 128-token lead in ~90 ms. The matrices are 8-bit in blocks of 32 weights
 (MatMulNBits: cosine 0.9994 or more to float32 on man pages' leads; dynamic int8 with one scale per tensor of
-activations fell to 0.76, as MPNet's activations have outliers). The token and position embeddings stay in
-NumPy (float16, read only for the tokens used); the graph holds the 12 layers.
+activations fell to 0.76, as MPNet's activations have outliers). On a CPU without fast 8-bit dot products (x86
+without VNNI) those kernels are slower than float32's, so there the model runs from a float32 copy of the same
+matrices, made once beside the 8-bit one (``precision``). The token and position embeddings stay in NumPy
+(float16, read only for the tokens used); the graph holds the 12 layers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ FORMAT = 1  # bump when what prepare() writes changes: a new cache folder is bui
 MAX_TOKENS = 128  # a lead is cut here (what it was measured with); questions are shorter
 HEADS, WIDTH, EPS = 12, 768, 1e-5
 BUCKETS, MAX_DISTANCE = 32, 128
+FLOAT_MODEL, FLOAT_WEIGHTS = "model-float32.onnx", "model-float32.weights"  # made from model.onnx where faster
 
 
 def _part_files() -> list[Path] | None:
@@ -204,6 +207,99 @@ def relative_buckets(length: int) -> Any:
     return bucket + np.where(n < exact, n, np.minimum(large, half - 1))
 
 
+def precision() -> str:
+    """How the lead model multiplies on this CPU: ``int8`` (the prepared 8-bit matrices) where it has fast 8-bit
+    dot products (x86 VNNI or AMX, ARM's dot product: a question in ~14 ms on one core, half float32's time),
+    else ``float32`` (those matrices dequantised: on an AVX2 CPU without VNNI, MatMulNBits' 8-bit kernels took
+    84 ms a question on two cores against float32's 42, and 0.69 s a lead at ingest against 0.29)."""
+    import platform
+
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        cpuinfo = None
+    return precision_for(platform.machine(), cpuinfo)
+
+
+def precision_for(machine: str, cpuinfo: str | None) -> str:
+    """``precision`` for a CPU architecture (``platform.machine()``) and its /proc/cpuinfo text (None: not Linux;
+    then 8-bit as Apple silicon has the dot product, and an Intel Mac or Windows cannot tell here)."""
+    if cpuinfo is None:
+        return "int8"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):  # x86 says flags, ARM features
+            flags.update(value.split())
+    machine = machine.lower()
+    if machine in ("arm64", "aarch64"):
+        return "int8" if "asimddp" in flags else "float32"
+    if machine in ("x86_64", "amd64", "i386", "i686"):
+        return "int8" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "float32"
+    return "int8"
+
+
+def _model(path: Path, kind: str) -> str | bytes:
+    """The lead model's file for ``kind`` (see ``precision``): the prepared 8-bit one, or its float32 copy, made
+    from it once (~10 s, 340 MB) beside it, its weights in a file of their own (ONNX Runtime loads those in 0.24 s
+    against 0.56 s from one file); the model's bytes in memory where that folder cannot be written (a container
+    image's: made again in each process then)."""
+    quantized = path / "model.onnx"
+    if kind == "int8":
+        return str(quantized)
+    target = path / FLOAT_MODEL
+    if target.is_file() and (path / FLOAT_WEIGHTS).is_file():
+        return str(target)
+    model = _dequantised(quantized)
+    import tempfile
+
+    import onnx
+
+    try:  # written beside, then moved in weights first: the model file is there only with all its weights
+        with tempfile.TemporaryDirectory(dir=path, prefix=".float32-") as tmp:
+            onnx.save_model(model, f"{tmp}/{FLOAT_MODEL}", save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=FLOAT_WEIGHTS, size_threshold=1024)
+            os.chmod(f"{tmp}/{FLOAT_WEIGHTS}", os.stat(f"{tmp}/{FLOAT_MODEL}").st_mode & 0o777)  # onnx: 0600
+            os.replace(f"{tmp}/{FLOAT_WEIGHTS}", path / FLOAT_WEIGHTS)
+            os.replace(f"{tmp}/{FLOAT_MODEL}", target)
+    except OSError:
+        return bytes(model.SerializeToString())
+    return str(target)
+
+
+def _dequantised(quantized: Path) -> Any:
+    """The 8-bit model with each MatMulNBits (symmetric, zero point 128, one scale per block) turned back into a
+    float32 MatMul."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(quantized))
+    graph = model.graph
+    tensors = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "MatMulNBits":
+            nodes.append(node)
+            continue
+        shape = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if shape.get("bits") != 8 or len([i for i in node.input if i]) != 3:
+            raise KnowledgeError(f"the lead model in {quantized.parent} is not the 8-bit one prepare() makes; "
+                                 "delete that folder and it is prepared again")
+        blocks = numpy_helper.to_array(tensors.pop(node.input[1])).astype(np.float32) - 128.0  # [N, blocks, size]
+        scales = numpy_helper.to_array(tensors.pop(node.input[2]))
+        n, k = int(shape["N"]), int(shape["K"])
+        weight = (blocks * scales.reshape(n, -1, 1)).reshape(n, -1)[:, :k].T
+        name = node.input[1].removesuffix("_Q8")
+        tensors[name] = numpy_helper.from_array(np.ascontiguousarray(weight, dtype=np.float32), name)
+        nodes.append(helper.make_node("MatMul", [node.input[0], name], list(node.output), name=node.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(tensors.values())
+    return model
+
+
 class MPNetEncoder:
     """all-mpnet-base-v2's sentence vectors (mean pooled, L2-normalised), from ``prepare``'s folder."""
 
@@ -223,7 +319,8 @@ class MPNetEncoder:
             self.positions = np.load(path / "positions.npy")
             self.norm = np.load(path / "norm.npy")
             self.relative = np.load(path / "relative.npy")  # [buckets, heads]
-            self.session = onnx_layers.session(str(path / "model.onnx"), threads)
+            self.precision = precision()
+            self.session = onnx_layers.session(_model(path, self.precision), threads)
         except Exception as exc:  # tokenizers and ONNX Runtime raise their own types: a damaged cache
             raise KnowledgeError(f"the lead model in {path} cannot load ({onnx_layers.first_line(exc)}); delete "
                                  "that folder and it is prepared again") from None

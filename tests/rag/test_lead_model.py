@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -23,18 +24,73 @@ from halguru.rag.store import KnowledgeBase
 REFERENCE = json.loads((Path(__file__).parent / "data" / "mpnet_reference.json").read_text())
 
 
-def test_vectors_match_transformers_float32_run():
+@pytest.mark.parametrize("kind", ["int8", "float32"])
+def test_vectors_match_transformers_float32_run(kind: str, monkeypatch):
     """Cosine ≥ 0.999 to MPNetModel's float32 vectors (8-bit weights lose a little), for a question, a man page's
-    lead and a text cut at 128 tokens (relative positions up to 127 apart)."""
-    ours = mpnet.encoder().embed(REFERENCE["texts"])
+    lead and a text cut at 128 tokens (relative positions up to 127 apart): whichever way this CPU runs it."""
+    monkeypatch.setattr(mpnet, "precision", lambda: kind)
+    encoder = mpnet.MPNetEncoder()
+    assert encoder.precision == kind
+    ours = encoder.embed(REFERENCE["texts"])
     reference = np.asarray(REFERENCE["vectors"], dtype=np.float32)
     assert ours.shape == reference.shape == (3, 768)
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-4)
     cosine = (ours * reference).sum(1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.999, cosine
     # batched with padding or one at a time: the same vectors
-    alone = np.vstack([mpnet.encoder().embed([text]) for text in REFERENCE["texts"]])
+    alone = np.vstack([encoder.embed([text]) for text in REFERENCE["texts"]])
     assert np.allclose(alone, ours, atol=2e-3)
+
+
+X86_AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma f16c\n"
+X86_VNNI = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512_vnni\n"
+ARM_DOT = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics asimdrdm asimddp\n"
+ARM_OLD = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32\n"
+
+
+@pytest.mark.parametrize(("machine", "cpuinfo", "kind"), [
+    ("x86_64", X86_AVX2, "float32"), ("x86_64", X86_VNNI, "int8"),
+    ("x86_64", X86_AVX2.replace("f16c", "f16c avx_vnni"), "int8"), ("aarch64", ARM_DOT, "int8"),
+    ("aarch64", ARM_OLD, "float32"), ("arm64", None, "int8"), ("x86_64", None, "int8")])
+def test_the_cpu_chooses_8_bit_or_float32(machine: str, cpuinfo: str | None, kind: str):
+    """8-bit kernels only where the CPU has fast 8-bit dot products (they are twice float32's time elsewhere)."""
+    assert mpnet.precision_for(machine, cpuinfo) == kind
+
+
+def test_the_float32_copy_is_made_once_whole_and_readable(tmp_path: Path, monkeypatch):
+    """The float32 copy is written beside the 8-bit model once (its weights in their own file, readable by every
+    user of the cache, no temporary file left); where that folder is read-only it is made in memory instead, with
+    the same vectors."""
+    source = mpnet.prepare()
+    monkeypatch.setattr(mpnet, "precision", lambda: "float32")
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    for item in source.iterdir():
+        if not item.name.startswith("model-float32"):
+            (folder / item.name).symlink_to(item)
+    encoder = mpnet.MPNetEncoder(folder)
+    made = sorted(p.name for p in folder.iterdir() if not p.is_symlink())
+    assert made == [mpnet.FLOAT_MODEL, mpnet.FLOAT_WEIGHTS]
+    assert all(stat.S_IMODE((folder / name).stat().st_mode) == 0o644 for name in made)
+    assert (folder / mpnet.FLOAT_WEIGHTS).stat().st_size > 300_000_000
+    stamp = (folder / mpnet.FLOAT_WEIGHTS).stat().st_mtime_ns
+    vectors = encoder.embed(REFERENCE["texts"])
+    again = mpnet.MPNetEncoder(folder).embed(REFERENCE["texts"])  # read, not made again
+    assert (folder / mpnet.FLOAT_WEIGHTS).stat().st_mtime_ns == stamp
+    assert np.allclose(vectors, again, atol=1e-5)
+    for name in made:
+        (folder / name).unlink()
+    np.save(tmp_path / "vectors.npy", vectors)
+    texts = json.dumps(REFERENCE["texts"])
+    code = ("import numpy as np, json; from halguru.rag import mpnet; mpnet.precision = lambda: 'float32'; "
+            f"v = mpnet.MPNetEncoder(mpnet.Path({str(folder)!r})).embed(json.loads({texts!r})); "
+            f"print('same', np.allclose(v, np.load({str(tmp_path / 'vectors.npy')!r}), atol=1e-5))")
+    script = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} && "
+              f"{sys.executable} -c {shlex.quote(code)}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert done.stdout.strip() == "same True", done.stderr
+    assert sorted(p.name for p in folder.iterdir() if not p.is_symlink()) == []  # nothing could be written
 
 
 def test_prepare_builds_once_into_a_shared_cache(tmp_path: Path):
@@ -176,7 +232,11 @@ def test_a_bad_cache_is_a_one_line_error(tmp_path: Path, monkeypatch):
     target.mkdir(parents=True)
     for item in source.iterdir():
         (target / item.name).symlink_to(item)
-    (target / "model.onnx").unlink()
-    (target / "model.onnx").write_bytes(source.joinpath("model.onnx").read_bytes()[:1000])  # cut short
-    with pytest.raises(KnowledgeError, match=f"the lead model in {target} cannot load .*; delete that folder"):
-        mpnet.MPNetEncoder()
+    for kind in ("int8", "float32"):  # the 8-bit model cut short; the float32 copy is made from it, or fails too
+        monkeypatch.setattr(mpnet, "precision", lambda kind=kind: kind)
+        (target / "model.onnx").unlink()
+        (target / "model.onnx").write_bytes(source.joinpath("model.onnx").read_bytes()[:1000])
+        for name in (mpnet.FLOAT_MODEL, mpnet.FLOAT_WEIGHTS):
+            (target / name).unlink(missing_ok=True)
+        with pytest.raises(KnowledgeError, match=f"the lead model in {target} cannot load .*; delete that folder"):
+            mpnet.MPNetEncoder()
