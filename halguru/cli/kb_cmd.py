@@ -197,7 +197,9 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
     if not default_fusion(info.embedder, info.lead_model).lead_weight:
         lead = "none (not used with this embedder)"
     elif info.lead_model:
-        lead = LEAD_MODELS.get(info.lead_model, info.lead_model)
+        from halguru.rag.mpnet import precision
+
+        lead = f"{LEAD_MODELS.get(info.lead_model, info.lead_model)} ({precision()} on this CPU)"
     else:
         lead = f"{info.embedder} (own vectors)"
     typer.echo(f"name:       {info.name}\nembedder:   {info.embedder} ({info.dimension} dimensions)\n"

@@ -198,7 +198,7 @@ def test_a_base_whose_lead_model_is_gone_still_answers_and_says_so(tmp_path: Pat
 def test_the_cli_names_the_lead_model_and_says_when_it_is_missing(tmp_path: Path, cli, cli_error, monkeypatch):
     assert "lead vote by all-mpnet-base-v2" in cli("kb", "create", "docs").output
     cli("kb", "ingest", "docs", str(_pages(tmp_path / "pages")))
-    assert "lead vote:  all-mpnet-base-v2" in cli("kb", "show", "docs").output
+    assert f"lead vote:  all-mpnet-base-v2 ({mpnet.precision()} on this CPU)" in cli("kb", "show", "docs").output
     hits = cli("kb", "search", "docs", "how much room is left on my drives", "--json").output.splitlines()
     assert json.loads(hits[0])["source"] == "pages/df.txt"
     # a base moved to a machine without the weights: searched without the vote, ingest says what to install
