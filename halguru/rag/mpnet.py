@@ -251,10 +251,16 @@ def _model(path: Path, kind: str) -> str | bytes:
     if target.is_file() and (path / FLOAT_WEIGHTS).is_file():
         return str(target)
     model = _dequantised(quantized)
+    import shutil
     import tempfile
+    import time
 
     import onnx
 
+    for stale in path.glob(".float32-*"):  # what a killed process left (340 MB); a running one's is minutes old
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > 600:
+                shutil.rmtree(stale, ignore_errors=True)
     try:  # written beside, then moved in weights first: the model file is there only with all its weights
         with tempfile.TemporaryDirectory(dir=path, prefix=".float32-") as tmp:
             onnx.save_model(model, f"{tmp}/{FLOAT_MODEL}", save_as_external_data=True,

@@ -68,6 +68,10 @@ def test_the_float32_copy_is_made_once_whole_and_readable(tmp_path: Path, monkey
     for item in source.iterdir():
         if not item.name.startswith("model-float32"):
             (folder / item.name).symlink_to(item)
+    killed = folder / ".float32-killed"  # what a process killed while writing the copy left, an hour ago
+    killed.mkdir()
+    (killed / mpnet.FLOAT_WEIGHTS).write_bytes(b"\0" * 1000)
+    os.utime(killed, (killed.stat().st_atime, killed.stat().st_mtime - 3600))
     encoder = mpnet.MPNetEncoder(folder)
     made = sorted(p.name for p in folder.iterdir() if not p.is_symlink())
     assert made == [mpnet.FLOAT_MODEL, mpnet.FLOAT_WEIGHTS]
