@@ -142,11 +142,16 @@ def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_re
     print(f"\nimage {base_image}: {size_mb:.0f} MB")
     assert size_mb < 1500
     # the lead model ships prepared; minilm's ONNX layers are not (41 MB): the image's user cannot write them into
-    # /opt/halguru/models, so a process builds them in memory at its first batch (~1 s) and embeds as anywhere
+    # /opt/halguru/models, so a process builds them in memory at its first batch (~1 s) and embeds as anywhere;
+    # so does the lead model's float32 copy on a CPU without fast 8-bit dot products
+    from halguru.rag import mpnet
+
     found = podman("run", "--rm", "--entrypoint", "python3", base_image, "-c", (
         "from halguru.rag import embedders, mpnet; m = embedders.MiniLMEmbedder(); "
-        "print(len(m.embed(['a', 'b', 'c'])), m.layers.session is not None, mpnet.installed())")).stdout.split()
-    assert found == ["3", "True", "True"], found
+        "print(len(m.embed(['a', 'b', 'c'])), m.layers.session is not None, mpnet.installed(), "
+        "mpnet.encoder().embed(['how much disk is free']).shape, mpnet.encoder().precision)")).stdout
+    printed = found.strip().split(maxsplit=3)
+    assert printed == ["3", "True", "True", f"(1, 768) {mpnet.precision()}"], printed
 
 
 def test_serves_chat_through_the_openai_client(served: Served) -> None:
