@@ -241,7 +241,7 @@ def precision_for(machine: str, cpuinfo: str | None) -> str:
 
 def _model(path: Path, kind: str) -> str | bytes:
     """The lead model's file for ``kind`` (see ``precision``): the prepared 8-bit one, or its float32 copy, made
-    from it once (~10 s, 340 MB) beside it, its weights in a file of their own (ONNX Runtime loads those in 0.24 s
+    from it once (~5 s, 340 MB) beside it, its weights in a file of their own (ONNX Runtime loads those in 0.24 s
     against 0.56 s from one file); the model's bytes in memory where that folder cannot be written (a container
     image's: made again in each process then)."""
     quantized = path / "model.onnx"
@@ -290,8 +290,7 @@ def _dequantised(quantized: Path) -> Any:
             continue
         shape = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if shape.get("bits") != 8 or len([i for i in node.input if i]) != 3:
-            raise KnowledgeError(f"the lead model in {quantized.parent} is not the 8-bit one prepare() makes; "
-                                 "delete that folder and it is prepared again")
+            raise ValueError("not the 8-bit model prepare() makes")  # the encoder names the folder
         blocks = numpy_helper.to_array(tensors.pop(node.input[1])).astype(np.float32) - 128.0  # [N, blocks, size]
         scales = numpy_helper.to_array(tensors.pop(node.input[2]))
         n, k = int(shape["N"]), int(shape["K"])
