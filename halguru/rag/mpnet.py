@@ -269,7 +269,7 @@ def _model(path: Path, kind: str) -> str | bytes:
             os.replace(f"{tmp}/{FLOAT_WEIGHTS}", path / FLOAT_WEIGHTS)
             os.replace(f"{tmp}/{FLOAT_MODEL}", target)
     except OSError:
-        return bytes(model.SerializeToString())
+        return model.SerializeToString()  # already bytes: no second 340 MB copy
     return str(target)
 
 
