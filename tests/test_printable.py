@@ -60,3 +60,20 @@ def test_a_test_name_and_a_file_name_are_printed_inert(write_agent, halguru_cmd,
                               capture_output=True, text=True, timeout=300)
     assert ingested.returncode == 0, ingested.stderr
     assert "\x1b" not in ingested.stdout and "odd\\x1b[31mname" in ingested.stdout, ingested.stdout
+
+
+def test_a_hostile_file_name_and_heading_are_shown_inert_by_kb_search_and_kb_show(cli, tmp_path) -> None:
+    """A search's citation line names the file and its heading path: both are the document author's text."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "esc\x1b[31mname.md").write_text("# Head \x1b]0;PWNED\x07 \u202eevil\n\nParcels ship on Mondays.\n")
+    cli("kb", "create", "notes", "--embedder", "wordllama")
+    cli("kb", "ingest", "notes", str(docs))
+    found = cli("kb", "search", "notes", "parcels mondays", "--mode", "fts", "-k", "1").stdout
+    shown = cli("kb", "show", "notes").stdout
+    for out in (found, shown):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, out
+    assert "esc\\x1b[31mname.md" in shown and "esc\\x1b[31mname.md" in found and "\\x1b]0;PWNED" in found, found
+    hits = json.loads(cli("kb", "search", "notes", "parcels", "--json").stdout)  # --json: as stored, one array
+    assert hits[0]["source"].endswith("esc\x1b[31mname.md")
+    assert json.loads(cli("kb", "search", "notes", "zzzqqq", "--mode", "fts", "--json").stdout) == []

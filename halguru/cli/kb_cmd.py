@@ -128,7 +128,7 @@ def search(
     mode: str = typer.Option("hybrid", "--mode", "-m",
                              help="vector, fts (BM25) or hybrid (both, scores normalised and mixed)."),
     where: str | None = typer.Option(None, "--where", help="SQL filter, e.g. \"source LIKE '%guide%'\"."),
-    json_output: bool = typer.Option(False, "--json", help="One JSON object per hit, one per line."),
+    json_output: bool = typer.Option(False, "--json", help="The hits as a JSON array ([] when none match)."),
 ) -> None:
     """Search a knowledge base; hybrid (vector + full-text, score fusion) by default."""
     from halguru.rag.query import Mode
@@ -138,8 +138,7 @@ def search(
     for note in hits.notes:
         typer.echo(f"note: {note}", err=True)
     if json_output:
-        for hit in hits:
-            typer.echo(json.dumps(hit.to_dict(), ensure_ascii=False))
+        typer.echo(json.dumps([hit.to_dict() for hit in hits], ensure_ascii=False, indent=2))
         return
     from rich.markup import escape
 
@@ -149,8 +148,8 @@ def search(
     if not hits:
         console.print("No matching chunks.")
     for i, hit in enumerate(hits, 1):
-        console.print(f"[bold]\\[{i}] {escape(hit.citation)}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]",
-                      highlight=False)
+        cited = escape(printable(hit.citation))  # the file's name and headings are the author's text
+        console.print(f"[bold]\\[{i}] {cited}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]", highlight=False)
         text = printable(hit.text if len(hit.text) <= 600 else hit.text[:600] + " …")  # a document may hold escapes
         console.print(text, markup=False, highlight=False)
         console.print()
@@ -206,9 +205,9 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
                f"lead vote:  {lead}\n"
                f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap\n"
                f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
-               f"path:       {info.path}")
+               f"path:       {printable(str(info.path))}")
     for source in info.sources:
-        typer.echo(f"  {source}")
+        typer.echo(f"  {printable(source)}")
 
 
 @app.command()

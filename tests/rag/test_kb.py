@@ -82,8 +82,7 @@ def test_cli_create_ingest_search_list_show_optimize_drop(cli, docs):
     assert "no such file or folder" in str(failed.exception) and "nothing was ingested" in str(failed.exception)
     out = cli("kb", "ingest", "team", str(docs)).output
     assert "5 added, 0 updated" in out
-    hits = [json.loads(line) for line in cli("kb", "search", "team", "install halguru", "--json", "-k", "2")
-            .output.splitlines()]
+    hits = json.loads(cli("kb", "search", "team", "install halguru", "--json", "-k", "2").output)
     assert len(hits) == 2 and {"source", "heading", "lines", "score", "text"} <= set(hits[0])
     assert hits[0]["source"] == "docs/guide.md"
     text = cli("kb", "search", "team", "refunds", "--mode", "fts", "-k", "1").output

