@@ -27,13 +27,13 @@ _PROVIDERS: dict[tuple[int, int], dict[str, type[ModelProvider]]] = {}
 
 def providers() -> dict[str, type[ModelProvider]]:
     """The model providers the plugins register, asked once per plugin set (every run looks its model up)."""
-    from halguru.plugins.manager import get_plugin_manager
+    from halguru.plugins.manager import get_plugin_manager, registered
 
     manager = get_plugin_manager()
     key = (id(manager), len(manager.get_plugins()))
     if key not in _PROVIDERS:
-        found: dict[str, type[ModelProvider]] = {}
-        manager.hook.register_models(register=lambda cls: found.setdefault(cls.name, cls))
+        found: dict[str, type[ModelProvider]] = registered("register_models", "model provider",
+                                                           lambda cls: (cls.name, cls))
         _PROVIDERS.clear()
         _PROVIDERS[key] = found
     return dict(_PROVIDERS[key])

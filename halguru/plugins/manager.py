@@ -7,7 +7,9 @@ and the entry points halguru's own distribution declares (the server plugin).
 
 A plugin fails alone: one that cannot be imported or registered, or whose hook
 raises, is skipped with a one-line warning on stderr naming it (the ``llm`` and
-``datasette`` behaviour), and every other plugin keeps working. ``plugin_failures()``
+``datasette`` behaviour; from then on none of its hooks run), and every other
+plugin keeps working. A tool, model provider or embedder name belongs to the
+first plugin that registers it, built-in ones first (``registered``). ``plugin_failures()``
 lists what was skipped, for ``halguru plugins``.
 """
 
@@ -21,12 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any, TypeVar
 
 import pluggy
 
 from halguru.plugins import hookspecs
 
 ENTRY_POINT_GROUP = "halguru"
+T = TypeVar("T")
 
 # Built-in plugins use the same hooks as third-party ones.
 BUILTIN_PLUGINS = (
@@ -64,11 +68,24 @@ def _reason(exc: BaseException) -> str:
 
 
 def _warn(name: str, reason: str) -> None:
-    """Record a failed plugin and say so once, on one line naming it."""
+    """Record a failed plugin and say so once, on one line naming it; from then on none of its hooks run."""
     if name in _FAILURES:
         return
     _FAILURES[name] = reason
     print(f"halguru: warning: plugin {name!r} skipped: {reason}", file=sys.stderr)
+    pm = get_plugin_manager() if get_plugin_manager.cache_info().currsize else None  # None: still loading
+    if pm is not None and pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+
+
+_SAID: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A warning about plugins that is not a failure (a name registered twice), said once a process."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(f"halguru: warning: {message}", file=sys.stderr)
 
 
 @lru_cache(maxsize=1)
@@ -99,6 +116,38 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
         _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
     return pm
+
+
+def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dict[str, T]:
+    """What the plugins' ``hook`` (``register_tools``, ``register_models``, ...) registers, by name.
+
+    Plugins are asked in the order they loaded, built-in ones first (pluggy's own call goes last-registered
+    first), and a name stays its first plugin's: a later one of the same name is left out with a warning
+    naming both plugins, never a silent stand-in for a built-in. ``entry`` turns what a plugin passes to
+    ``register`` into (name, value)."""
+    pm = get_plugin_manager()
+    found: dict[str, T] = {}
+    owner: dict[str, str] = {}
+
+    def register_from(plugin: str) -> Callable[..., None]:
+        def register(*args: Any, **kwargs: Any) -> None:
+            name, value = entry(*args, **kwargs)
+            if name not in found:
+                found[name], owner[name] = value, plugin
+            elif found[name] is not value:
+                warn_once(f"plugin {plugin!r}: its {what} {name!r} is not loaded: plugin {owner[name]!r} "
+                          "registered one of that name first")
+        return register
+
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        plugin = impl.plugin_name
+        if pm.get_plugin(plugin) is None:  # unregistered by a failure meanwhile
+            continue
+        impl.function(**{name: register_from(plugin) for name in impl.argnames})
+        if pm.get_plugin(plugin) is None:  # its hook raised half-way (guarded): none of what it gave counts
+            for name in [n for n, by in owner.items() if by == plugin]:
+                del found[name], owner[name]
+    return found
 
 
 def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
@@ -151,6 +200,7 @@ def reset_plugin_manager() -> None:
     """Forget loaded plugins (tests change HALGURU_LOAD_PLUGINS)."""
     get_plugin_manager.cache_clear()
     _FAILURES.clear()
+    _SAID.clear()
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -342,11 +342,9 @@ def _pooled(embedding: Any) -> Any:
 
 def embedder_factories() -> dict[str, Callable[..., Embedder]]:
     """Every registered embedder: built-in and from plugins."""
-    from halguru.plugins.manager import get_plugin_manager
+    from halguru.plugins.manager import registered
 
-    found: dict[str, Callable[..., Embedder]] = {}
-    get_plugin_manager().hook.register_embedders(register=lambda name, factory: found.setdefault(name, factory))
-    return found
+    return registered("register_embedders", "embedder", lambda name, factory: (name, factory))
 
 
 @lru_cache(maxsize=4)

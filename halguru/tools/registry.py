@@ -15,11 +15,10 @@ from halguru.tools.threads import in_daemon_thread
 
 
 def plugin_tools() -> dict[str, Tool]:
-    from halguru.plugins.manager import get_plugin_manager
+    """Every plugin's tools by name (a name is its first plugin's: see ``registered``)."""
+    from halguru.plugins.manager import registered
 
-    found: dict[str, Tool] = {}
-    get_plugin_manager().hook.register_tools(register=lambda t: found.setdefault(t.name, t))
-    return found
+    return registered("register_tools", "tool", lambda tool: (tool.name, tool))
 
 
 def result_text(value: Any) -> str:
