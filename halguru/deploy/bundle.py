@@ -37,6 +37,7 @@ FORMAT = 1
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024  # the tar.gz as uploaded
 MAX_FILES_BYTES = 100 * 1024 * 1024  # all files, unpacked
 MAX_FILES = 2000
+MAX_HEADER_BYTES = 64 * 1024  # a PAX or GNU long-name header (a path, a few attributes): read whole into memory
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache",
                           ".pytest_cache", ".ruff_cache", ".tox", ".idea", ".vscode", ".cache"})
 SKIPPED_FILES = ("*.pyc", "*.pyo", ".DS_Store", "Thumbs.db", "*.swp", "*~")
@@ -194,12 +195,32 @@ def open_bundle(data: bytes, dest: Path, max_bytes: int = MAX_BUNDLE_BYTES) -> d
     if len(data) > max_bytes:
         raise BundleError(f"the bundle is {len(data)} bytes; this server takes at most {max_bytes}")
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz", tarinfo=_BoundedTarInfo) as tar:
             return _unpack(tar, dest)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, BundleError):
             raise
         raise BundleError(f"not a halguru bundle (a tar.gz made by `halguru publish`): {exc}") from None
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses an extended header (PAX, GNU long name) larger than MAX_HEADER_BYTES, or a chain of them longer
+    than a file needs, before tarfile reads it: a 1 MB upload could otherwise declare a 1 GB header, which
+    tarfile reads into memory whole, and each chained header is one more level of recursion."""
+
+    _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME,
+                 tarfile.GNUTYPE_LONGLINK)
+
+    def _proc_member(self, tarfile: Any) -> Any:
+        if self.type in self._EXTENDED:
+            chain = getattr(tarfile, "_halguru_chain", 0) + 1
+            tarfile._halguru_chain = chain
+            if self.size > MAX_HEADER_BYTES or chain > 8:
+                raise BundleError(f"the bundle's extended tar headers are too large ({self.size} bytes) or too "
+                                  f"many in a row; `halguru publish` writes headers of at most {MAX_HEADER_BYTES}")
+        else:
+            tarfile._halguru_chain = 0
+        return super()._proc_member(tarfile)  # type: ignore[misc]
 
 
 def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:

@@ -4,7 +4,10 @@ and the server's unpacking giving back exactly the files."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,38 @@ def test_keys_under_other_names_and_links_are_refused(tmp_path: Path) -> None:
         make_bundle(root)
     with pytest.raises(BundleError, match="not an agent project"):
         make_bundle(tmp_path / "nowhere")
+
+
+def _tar_gz(*entries: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as gz:
+        for info, payload in entries:
+            gz.write(info.tobuf(tarfile.USTAR_FORMAT))
+            if payload is not None:
+                gz.write(payload + b"\0" * (-len(payload) % 512))
+    return raw.getvalue()
+
+
+def test_a_huge_or_endless_extended_header_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A 1 MB upload declaring a 1 GB PAX header (the zeros compress away) was read whole into memory."""
+    import resource
+
+    huge = tarfile.TarInfo("././@PaxHeader")
+    huge.type, huge.size = tarfile.XHDTYPE, 1 << 30
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz:
+        gz.write(huge.tobuf(tarfile.USTAR_FORMAT))
+        zeros = b"\0" * (1 << 20)
+        for _ in range(1024):
+            gz.write(zeros)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BundleError, match="extended tar headers are too large"):
+        open_bundle(raw.getvalue(), tmp_path / "a")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nowhere near 1 GB
+    chained = []
+    for _ in range(5000):  # header after header, each naming the next: recursed once each
+        long_name = tarfile.TarInfo("././@LongLink")
+        long_name.type, long_name.size = tarfile.GNUTYPE_LONGNAME, 10
+        chained.append((long_name, b"x" * 10))
+    with pytest.raises(BundleError, match="too many"):
+        open_bundle(_tar_gz(*chained), tmp_path / "b")
