@@ -88,14 +88,26 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._phase = None
-        self._refused = True
         self.transport.write(response)
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Shut our side now, drop whatever the client still sends, close after LINGER_S."""
+        self._refused = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
     def on_response_complete(self) -> None:
+        # Answered before the request's body came in whole (a 413, a 401 before the body was read): what follows
+        # on this connection is the rest of that body, under no deadline worth the name (one second per 16 KiB
+        # of a length the client chose) and parsed as a new request only if it happens to end; so it is closed.
+        unread = self.conn.their_state is h11.SEND_BODY
         super().on_response_complete()  # may already have parsed a pipelined request
+        if unread and not self.transport.is_closing():
+            self._settled()
+            self._linger_close()
+            return
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._expect("head")
         else:

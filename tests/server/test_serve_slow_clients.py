@@ -4,6 +4,7 @@ loopback, raw sockets as the attacker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import socket
@@ -128,6 +129,32 @@ def test_a_body_that_never_comes_is_cut_and_a_real_one_is_served(server) -> None
     assert 0.8 < time.monotonic() - started < 4
     created = httpx.post(f"http://127.0.0.1:{port}/v1/conversations", json={"agent": "echo"})
     assert created.status_code == 201
+
+
+def test_a_connection_answered_before_its_body_came_is_closed(server) -> None:
+    """A 413 for an announced 100 GB body: what the client sends next is that body's rest, so the connection
+    is closed, not kept under a deadline of 100 GB at 16 KiB/s (nor its later heads let past the 64 KiB cap)."""
+    port = server({"HALGURU_SERVE_HEADER_TIMEOUT": "1"})
+    sock = connect(port, b"POST /v1/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 99999999999\r\n\r\n")
+    started, answer = time.monotonic(), b""
+    for _ in range(8):  # a header-like drip, as a slow client would send
+        try:
+            sock.sendall(b"X-n: a\r\n")
+            time.sleep(0.5)
+        except OSError:
+            break
+    sock.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        answer = read_all(sock)
+    assert time.monotonic() - started < 8, "the connection outlived its 413"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:  # over the body limit, then a big head
+        too_big = client.post("/v1/conversations", content=b"x" * 1_100_000,
+                              headers={"Content-Type": "application/json"})
+        assert too_big.status_code == 413
+        after = client.get("/healthz", headers={"X-Big": "b" * 70_000})
+        assert after.status_code == 431, after.text
 
 
 def test_keep_alive_clients_are_served_as_before(server) -> None:
