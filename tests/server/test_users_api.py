@@ -46,3 +46,24 @@ def test_an_admin_manages_users_and_nobody_else_may(app) -> None:
     assert client.patch(f"/v1/users/{root['id']}", headers=admin, json={"disabled": True}).status_code == 400
     assert client.patch("/v1/users/usr_nobody", headers=admin, json={"role": "user"}).status_code == 404
     assert client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"role": "root"}).status_code == 422
+
+
+def test_a_user_less_admin_key_cannot_leave_the_server_without_an_admin(app, halguru_cmd, subprocess_env) -> None:
+    """`keys create --admin` belongs to no user, so "not yourself" did not stop it demoting the only admin."""
+    import subprocess
+
+    store = app.state.halguru.store
+    client = TestClient(app)
+    root = accounts.create_user(store, "root@example.com", role="admin")
+    ops = accounts.create_user(store, "ops@example.com", role="operator")
+    key = {"Authorization": f"Bearer {create_key(store, 'automation', scope='admin')[1]}"}
+    for change in ({"role": "user"}, {"disabled": True}):
+        refused = client.patch(f"/v1/users/{root['id']}", headers=key, json=change)
+        assert refused.status_code == 400 and "last enabled admin" in refused.json()["error"]["message"]
+    assert store.get_user(root["id"])["role"] == "admin" and not store.get_user(root["id"])["disabled"]
+    assert client.patch(f"/v1/users/{ops['id']}", headers=key, json={"role": "admin"}).status_code == 200
+    assert client.patch(f"/v1/users/{root['id']}", headers=key, json={"role": "user"}).status_code == 200  # one left
+    shell = subprocess.run([*halguru_cmd, "users", "disable", "ops@example.com"], env=subprocess_env,
+                           capture_output=True, text=True, timeout=60)
+    assert shell.returncode == 1 and "last enabled admin" in shell.stderr and "Traceback" not in shell.stderr
+    assert store.get_user(ops["id"])["role"] == "admin" and not store.get_user(ops["id"])["disabled"]

@@ -60,7 +60,7 @@ def list_users(state: State, caller: Admin) -> UserList:
 @router.patch("/users/{user_id}", response_model=UserOut, responses=responses(400, 404))
 def change_user(user_id: UserId, body: UserPatch, request: Request, state: State, caller: Admin) -> UserOut:
     """Change a user's role, or disable (signed out everywhere, keys stop working) or enable them. An admin
-    cannot demote or disable themselves (so a server always keeps one)."""
+    cannot demote or disable themselves, and nobody the last enabled admin (so a server always keeps one)."""
     user = _user(state, user_id)
     if caller.user is not None and user_id == caller.user["id"] and (
             body.disabled or (body.role is not None and body.role != "admin")):
