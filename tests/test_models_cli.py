@@ -293,3 +293,29 @@ def test_resolve_api_key_without_any_source(monkeypatch, use_keyring):
     monkeypatch.delenv("REMOTE_KEY")
     with pytest.raises(ModelError, match="set-key remote"):
         resolve_api_key(wants_keyring)
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b"models: {x: 5}", "model 'x' must be a mapping with provider"),
+    (b"models: [broken", "is not valid YAML at line 2"),
+    (b"\xff\xfe", "is not UTF-8 text"),
+    (b"- a list", "'models' must be a mapping"),
+])
+def test_a_hand_edited_models_file_that_cannot_be_read_is_one_line(cli_error, models_file, content, said):
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_bytes(content)
+    assert said in cli_error("models", "list")
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ("{}", "lacks the option 'path' that provider 'llama-cpp' needs"),
+    ("{path: 5}", "has an option provider 'llama-cpp' cannot use"),
+    ("{path: /x.gguf, n_ctx: many}", "has an option provider 'llama-cpp' cannot use"),
+])
+def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_error, models_file, write_agent,
+                                                                          options, said):
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_text(f"models: {{x: {{provider: llama-cpp, options: {options}}}}}\n")
+    folder = write_agent("name: m\nmodel: x\n")
+    line = cli_error("run", str(folder), "hi")
+    assert said in line and "'x'" in line

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -21,6 +22,8 @@ from halguru.config import get_settings, read_config_file, set_config_value
 from halguru.errors import ModelError, did_you_mean
 from halguru.models.base import Model, ModelEntry, ModelProvider
 from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
+
+T = TypeVar("T")
 
 _PROVIDERS: dict[tuple[int, int], dict[str, type[ModelProvider]]] = {}
 
@@ -53,11 +56,21 @@ def _read_user_models() -> dict[str, dict[str, Any]]:
     if key not in _USER_MODELS:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ModelError(f"{path} is not UTF-8 text; fix or delete it") from None
         except yaml.YAMLError as exc:
-            raise ModelError(f"{path} is not valid YAML ({exc}); fix or delete it") from None
-        models = data.get("models") or {}
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ModelError(f"{path} is not valid YAML{where} ({problem}); fix or delete it") from None
+        models = (data.get("models") or {}) if isinstance(data, dict) else None
         if not isinstance(models, dict):
             raise ModelError(f"{path}: 'models' must be a mapping of name -> settings")
+        for name, entry in models.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("provider"), str) or not isinstance(
+                    entry.get("options") or {}, dict):
+                raise ModelError(f"{path}: model {name!r} must be a mapping with provider: NAME and options: "
+                                 "{...}; fix or delete that entry")
         _USER_MODELS.clear()
         _USER_MODELS[key] = models
     return copy.deepcopy(_USER_MODELS[key])
@@ -141,11 +154,27 @@ def get_model(reference: str) -> Model:
     if provider is None:
         raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
     if not getattr(provider, "shared", True):
-        return provider.create(entry)
-    key = f"{entry.provider}|{sorted(entry.options.items())}"
+        return _with_options(entry, provider.create)
+    key = f"{entry.provider}|{sorted(entry.options.items(), key=repr)}"
     if key not in _INSTANCES:
-        _INSTANCES[key] = provider.create(entry)
+        _INSTANCES[key] = _with_options(entry, provider.create)
     return _INSTANCES[key]
+
+
+def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
+    """``use(entry)``, where a provider's KeyError, TypeError or ValueError is an option of the entry missing or
+    of the wrong type (models.yaml is edited by hand): one line naming the model, not a traceback."""
+    try:
+        return use(entry)
+    except ModelError:
+        raise
+    except KeyError as exc:
+        raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that provider "
+                         f"{entry.provider!r} needs; register it again with `halguru models add`") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model {entry.name!r} ({entry.source}) has an option provider {entry.provider!r} "
+                         f"cannot use ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); register "
+                         "it again with `halguru models add`") from None
 
 
 def model_slots(reference: str) -> int | None:
@@ -154,7 +183,7 @@ def model_slots(reference: str) -> int | None:
     entry = find_entry(reference)
     provider = providers().get(entry.provider)
     slots = getattr(provider, "slots", None)
-    return int(slots(entry)) if callable(slots) else None
+    return _with_options(entry, lambda e: int(slots(e))) if callable(slots) else None
 
 
 def model_context(reference: str) -> int | None:
@@ -162,7 +191,7 @@ def model_context(reference: str) -> int | None:
     not say (an HTTP endpoint checks its own)."""
     entry = find_entry(reference)
     context = getattr(providers().get(entry.provider), "context", None)
-    return int(context(entry)) if callable(context) else None
+    return _with_options(entry, lambda e: int(context(e))) if callable(context) else None
 
 
 def loaded_models() -> list[Model]:
