@@ -297,7 +297,7 @@ def test_resolve_api_key_without_any_source(monkeypatch, use_keyring):
 
 @pytest.mark.parametrize(("content", "said"), [
     (b"models: {x: 5}", "model 'x' must be a mapping with provider"),
-    (b"models: [broken", "is not valid YAML at line 2"),
+    (b"models: [broken\n", "is not valid YAML at line 2"),
     (b"\xff\xfe", "is not UTF-8 text"),
     (b"- a list", "'models' must be a mapping"),
 ])
