@@ -16,9 +16,10 @@ def register(app: typer.Typer) -> None:
         no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload the agent when files change."),
     ) -> None:
         """Debug an agent in the terminal: chat, live trace, breakpoints, replay, hot reload."""
-        from halguru.models.references import check_model_option
+        from halguru.models.references import check_model_option, option_reference
 
         check_model_option(model)  # a typo is one line here, not a TUI whose every run fails
+        model = option_reference(model)
         from halguru.tui.app import DevApp
 
         project: Path | None = path

@@ -30,7 +30,10 @@ def register(app: typer.Typer) -> None:
 
             raise HalguruError("no input on stdin ('-' reads the message from stdin)" if input == "-"
                                else "the message is empty; give the agent something to answer")
-        raise typer.Exit(run_once(path, text, json_output=json_output, model=model, conversation=conversation))
+        from halguru.models.references import option_reference
+
+        raise typer.Exit(run_once(path, text, json_output=json_output, model=option_reference(model),
+                                  conversation=conversation))
 
     @app.command()
     def chat(
@@ -40,7 +43,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Chat with an agent in the terminal (/help lists the slash commands)."""
         from halguru.cli.chat_repl import ChatRepl
-        from halguru.models.references import check_model_option
+        from halguru.models.references import check_model_option, option_reference
 
         check_model_option(model)  # a typo is one line here, not a chat whose every answer fails
-        raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=model).loop())
+        raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=option_reference(model)).loop())

@@ -53,9 +53,10 @@ def resume(
 ) -> None:
     """Continue a team or workflow run from its last checkpoint; finished tool calls and steps are not redone."""
     from halguru.cli.run_once import stream_run
+    from halguru.models.references import option_reference
     from halguru.orchestration.durable import resume_events
 
-    stream = resume_events(run_id, model=model)
+    stream = resume_events(run_id, model=option_reference(model))
     raise typer.Exit(stream_run(lambda: stream, json_output=json_output))
 
 

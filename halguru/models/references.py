@@ -47,6 +47,13 @@ def check_model(reference: str) -> ModelEntry:
     return entry
 
 
+def option_reference(reference: str | None) -> str | None:
+    """A command line's model reference with a relative path made absolute against the current folder, where
+    whoever typed it is: a run stores it, and approving or resuming that run from another folder must still
+    find ``scripted:script.yaml`` or ``model.gguf``."""
+    return None if reference is None else resolve_reference(reference, Path.cwd())
+
+
 def check_model_option(reference: str | None, option: str = "--model") -> None:
     """Refuse a command line's model reference up front, as one line naming the option (an interactive
     command, `halguru chat` or `halguru dev`, would otherwise start and fail at every message)."""

@@ -65,17 +65,25 @@ def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_b
 
 
 def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject: str | None,
-            decided_by: str | None) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
+            decided_by: str | None, model: str | Model | None = None
+            ) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
     """Record the decision on the paused run (checked, claimed once, audited) and what its continuation needs:
     the agent, the decided call and the ``Resume``. Store calls and file reads, so serve mode runs it on a
     thread."""
     from halguru.agents.loader import load_agent
+    from halguru.models.references import check_model
 
     if edit_args is not None and reject is None:  # check the edit before the approval is used up
         check_edited_args(store, run_id, edit_args)
     pending, agent = store.find_approval(run_id), None
     if pending is not None and pending["status"] == "pending" and pending["agent_path"]:
         agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
+        reference = model if model is not None else pending["model"]
+        if isinstance(reference, str) and reference:  # nor a model that cannot load
+            try:
+                check_model(reference)
+            except HalguruError as exc:
+                raise HalguruError(f"{exc}; run {pending['run_id']} is still waiting for approval") from None
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
     if not row["agent_path"]:
@@ -111,7 +119,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     from halguru.agents.runtime import run
 
     store = _store(store)
-    row, agent, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by)
+    row, agent, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by,
+                                                       model)
     async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                             store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
                             owner=row["owner"])) as events:

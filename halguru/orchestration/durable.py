@@ -98,12 +98,17 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
     from halguru.models.base import Message
+    from halguru.models.references import check_model
     from halguru.orchestration.approvals import Resume
 
     store = _store(store)
+    if isinstance(model, str):  # a model that cannot load is said before the run is claimed
+        await asyncio.to_thread(check_model, model)
     old, row = await asyncio.to_thread(_claim, store, run_id)  # store calls off the event loop, as the runtime's
     started = False
     try:
+        if model is None and row["model"]:  # the run's own model: checked before anything is recorded
+            await asyncio.to_thread(check_model, row["model"])
         await asyncio.to_thread(audit.record, store, by, "run.resume", old["id"], {"checkpoint": row["label"]})
         agent = await asyncio.to_thread(load_agent, row["agent_path"] or "")  # never empty: see check_resumable
         state = row["state"]

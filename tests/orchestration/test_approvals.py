@@ -136,6 +136,34 @@ def test_cli_pending_approve_reject(mailer: Path, halguru_cmd, subprocess_env, t
     assert "approval requested" in shown
 
 
+def test_a_relative_model_path_is_found_from_another_folder_and_a_model_that_cannot_load_keeps_it_pending(
+        mailer: Path, halguru_cmd, subprocess_env, tmp_path: Path):
+    """`--model scripted:script.yaml` typed in one folder, `runs approve` from another: the run stored the path
+    as typed, so the approval was used up on a model that could not be found."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+
+    def cli(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=subprocess_env, cwd=cwd,
+                              timeout=60, start_new_session=True)
+        assert proc.returncode == code, (proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    (here / "script.yaml").write_text(json.dumps([{"tool_calls": [send("ann@example.com")]}]))
+    first = cli("run", str(mailer), "mail ann", "--json", "--model", "scripted:script.yaml", cwd=here, code=3)
+    run_id = json.loads(first.stdout.splitlines()[-1])["run_id"]
+    second = json.loads(cli("run", str(mailer), "mail bob", "--json", "--model", "scripted:script.yaml", cwd=here,
+                            code=3).stdout.splitlines()[-1])["run_id"]
+    (here / "script.yaml").write_text(json.dumps(["Mail sent."]))
+    assert cli("runs", "approve", run_id, cwd=elsewhere).stdout.strip() == "Mail sent."
+    (here / "script.yaml").unlink()  # the model of the second run cannot load now
+    refused = cli("runs", "approve", second, cwd=elsewhere, code=1).stderr
+    assert "cannot read script" in refused and f"run {second} is still waiting for approval" in refused
+    assert second in cli("runs", "pending", cwd=elsewhere).stdout  # nothing used up
+    assert (mailer / "sent.log").read_text() == "ann@example.com: hi\n"
+
+
 def test_cli_unknown_run_is_one_line(cli_error):
     assert cli_error("runs", "approve", "run_nope") == "Error: no paused run 'run_nope'; see `halguru runs pending`"
     assert "not valid JSON" in cli_error("runs", "approve", "run_nope", "--edit-args", "{bad")

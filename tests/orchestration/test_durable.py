@@ -193,6 +193,11 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list
         proc.wait(10)
     assert cli_error("runs", "list", "--status", "bogus") == (
         "Error: unknown status 'bogus'; one of: running, interrupted, paused, failed, limited, cancelled, ok")
+    killed = interrupted_run(halguru_cmd, env)  # a model that cannot load is refused before the run is claimed
+    assert "unknown model 'nosuch'" in cli_error("runs", "resume", killed["id"], "--model", "nosuch")
+    again = json.loads(halguru(halguru_cmd, env, "runs", "list", "--status", "interrupted", "--json").stdout)
+    assert [r["id"] for r in again] == [killed["id"]] and "resumed" not in halguru(
+        halguru_cmd, env, "runs", "list").stdout
 
 
 def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
