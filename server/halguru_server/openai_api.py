@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from halguru.agents.events import ModelResult, Token
 from halguru.models.base import Message
@@ -35,19 +35,51 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
+class JsonSchemaFormat(BaseModel):
+    name: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's structured output: ``json_object`` or ``json_schema`` becomes the run's output schema (constrained
+    decoding where the model provider can, as a workflow step's ``output:``)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+# The fields OpenAI's API types are typed here too, strictly ("yes" is not a boolean, "10" not a number), so a
+# client's mistake is a 422 naming the field, not a request answered as if it had sent something else.
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # OpenAI clients send many optional fields
     model: str = Field(min_length=1, description="the agent's name")
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_completion_tokens: int | None = Field(default=None, gt=0)
-    seed: int | None = None
+    stream: StrictBool = False
+    stream_options: dict[str, Any] | None = None
+    n: StrictInt | None = Field(default=None, description="1: one choice per request")
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, gt=0, le=1, strict=True)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
+    max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
+    seed: StrictInt | None = None
+    response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = Field(default=None, description="not supported: agents bring their tools")
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+
+
+def _output_schema(body: ChatRequest) -> dict[str, Any] | None:
+    form = body.response_format
+    if form is None or form.type == "text":
+        return None
+    if form.type == "json_object":
+        return {"type": "object"}
+    if form.json_schema is None:
+        raise ApiError(422, "response_format: json_schema needs its json_schema: {name, schema}")
+    return form.json_schema.schema_
 
 
 class ModelCard(BaseModel):
@@ -142,8 +174,11 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                            ) -> Response | ChatCompletion:
     """Run the agent named by ``model`` on the conversation in ``messages``."""
     served = agent_for(state, caller, body.model)
-    if body.tools:
+    if body.tools or body.tool_choice == "required" or isinstance(body.tool_choice, dict):
         raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used")
+    if body.n is not None and body.n != 1:
+        raise ApiError(400, f"n: {body.n} choices asked; an agent answers with one (send n=1 or leave it out)")
+    output_schema = _output_schema(body)
     messages = _messages(state, body.messages)
     if not messages or messages[-1][0] != "user":
         raise ApiError(400, "messages: the last message must be from the user")
@@ -169,7 +204,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     request_id = request.scope["state"]["request_id"]
     # A completion whose run never starts (its client gave up while it was queued) leaves no conversation behind.
     run = service.UntilStarted(
-        service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling),
+        service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling,
+                           output_schema),
         never=lambda: state.store.delete_conversation(conversation))
     completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())

@@ -138,11 +138,13 @@ def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Re
 
 async def run_events(state: ServerState, served: ServedAgent, text: str, conversation: str | None,
                      request_id: str, reservation: Reservation, owner: str | None,
-                     sampling: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+                     sampling: dict[str, Any] | None = None, output_schema: dict[str, Any] | None = None
+                     ) -> AsyncIterator[Event]:
     """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored). ``owner``
-    is the conversation's: an admin posting into another's conversation adds a run its owner sees."""
+    is the conversation's: an admin posting into another's conversation adds a run its owner sees.
+    ``output_schema``: the answer is one JSON value matching it (the OpenAI endpoint's ``response_format``)."""
     stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
-                 metadata={"request_id": request_id}, owner=owner)
+                 metadata={"request_id": request_id}, owner=owner, output_schema=output_schema)
     try:
         async for event in metered(state, served, reservation, stream):
             yield event

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -111,3 +113,47 @@ def test_a_completion_given_up_in_the_queue_leaves_no_conversation(client, strea
             time.sleep(0.05)
     assert [c["id"] for c in store.list_conversations()] == sorted(kept)
     assert client.server.state.gate.queues[client.server.state.agents["slow"].model].depth == 0
+
+
+def test_parameters_are_typed_as_openai_types_them_and_unsupported_ones_are_refused(serve, api_key) -> None:
+    """`stream: "yes"`, `n: 5` or junk `tool_calls` were answered 200 as if the client had sent something else."""
+    import httpx
+
+    server = serve()
+    hi = [{"role": "user", "content": "hi"}]
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as http:
+        for extra, status, said in (
+                ({"stream": "yes"}, 422, "stream"), ({"max_tokens": "10"}, 422, "max_tokens"),
+                ({"n": "z"}, 422, "n"), ({"n": 5}, 400, "n: 5 choices"), ({"n": 0}, 400, "n: 0 choices"),
+                ({"temperature": "hot"}, 422, "temperature"), ({"stream_options": "x"}, 422, "stream_options"),
+                ({"tool_choice": {"a": 1}}, 400, "client-side tools"),
+                ({"tool_choice": "sometimes"}, 422, "tool_choice"),
+                ({"response_format": {"type": "json_schema", "json_schema": 123}}, 422, "response_format"),
+                ({"response_format": {"type": "yaml"}}, 422, "response_format"),
+                ({"messages": [{"role": "assistant", "content": "x", "tool_calls": "junk"}, *hi]}, 422, "tool_calls")):
+            answer = http.post("/v1/chat/completions", json={"model": "echo", "messages": hi, **extra})
+            assert answer.status_code == status, (extra, answer.text)
+            assert said in json.dumps(answer.json()), (extra, answer.text)
+        for extra in ({"n": 1, "temperature": 1, "stream": False, "stream_options": {"include_usage": True}},
+                      {"tool_choice": "none", "response_format": {"type": "text"}}):
+            assert http.post("/v1/chat/completions", json={"model": "echo", "messages": hi, **extra}).status_code == 200
+    assert server.state.store.list_runs(agent="echo") and server.state.metrics.server_errors() == 0
+
+
+def test_response_format_json_schema_constrains_the_answer(serve, api_key, agents_dir) -> None:
+    """OpenAI's structured output, on the bundled llama.cpp model: the answer is JSON that fits the schema."""
+    import httpx
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}}, "required": ["city"],
+              "additionalProperties": False}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=120) as http:
+        answer = http.post("/v1/chat/completions", json={
+            "model": "small", "max_tokens": 40, "messages": [{"role": "user", "content": "Name a city in France."}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}})
+    assert answer.status_code == 200, answer.text
+    value = json.loads(answer.json()["choices"][0]["message"]["content"])
+    assert set(value) == {"city"} and isinstance(value["city"], str)

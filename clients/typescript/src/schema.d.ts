@@ -1158,7 +1158,7 @@ export interface paths {
         /**
          * Change User
          * @description Change a user's role, or disable (signed out everywhere, keys stop working) or enable them. An admin
-         *     cannot demote or disable themselves (so a server always keeps one).
+         *     cannot demote or disable themselves, and nobody the last enabled admin (so a server always keeps one).
          */
         patch: operations["change_user_v1_users__user_id__patch"];
         trace?: never;
@@ -1317,6 +1317,10 @@ export interface components {
              * @enum {string}
              */
             role: "system" | "developer" | "user" | "assistant" | "tool";
+            /** Tool Calls */
+            tool_calls?: {
+                [key: string]: unknown;
+            }[] | null;
         } & {
             [key: string]: unknown;
         };
@@ -1333,6 +1337,12 @@ export interface components {
              * @description the agent's name
              */
             model: string;
+            /**
+             * N
+             * @description 1: one choice per request
+             */
+            n?: number | null;
+            response_format?: components["schemas"]["ResponseFormat"] | null;
             /** Seed */
             seed?: number | null;
             /**
@@ -1340,8 +1350,16 @@ export interface components {
              * @default false
              */
             stream: boolean;
+            /** Stream Options */
+            stream_options?: {
+                [key: string]: unknown;
+            } | null;
             /** Temperature */
             temperature?: number | null;
+            /** Tool Choice */
+            tool_choice?: ("none" | "auto" | "required") | {
+                [key: string]: unknown;
+            } | null;
             /**
              * Tools
              * @description not supported: agents bring their tools
@@ -1729,6 +1747,17 @@ export interface components {
             /** Next Cursor */
             next_cursor: string | null;
         };
+        /** JsonSchemaFormat */
+        JsonSchemaFormat: {
+            /** Name */
+            name?: string | null;
+            /** Schema */
+            schema: {
+                [key: string]: unknown;
+            };
+            /** Strict */
+            strict?: boolean | null;
+        };
         /** KeyIn */
         KeyIn: {
             /**
@@ -1960,6 +1989,19 @@ export interface components {
              * @description the stored message's position in the conversation
              */
             seq: number;
+        };
+        /**
+         * ResponseFormat
+         * @description OpenAI's structured output: ``json_object`` or ``json_schema`` becomes the run's output schema (constrained
+         *     decoding where the model provider can, as a workflow step's ``output:``).
+         */
+        ResponseFormat: {
+            json_schema?: components["schemas"]["JsonSchemaFormat"] | null;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "text" | "json_object" | "json_schema";
         };
         /** ResumeIn */
         ResumeIn: {
