@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from halguru.printable import is_blank
+
 __all__ = [
     "BLANK_MESSAGE", "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut",
     "ConversationPage",
@@ -19,14 +21,15 @@ __all__ = [
     "SessionOut", "ToolCallOut", "Usage", "UserMessage", "non_blank",
 ]
 
-BLANK_MESSAGE = "the message is empty or only whitespace; give the agent something to answer"
+BLANK_MESSAGE = ("the message is empty or only whitespace (or invisible characters); give the agent something "
+                 "to answer")
 
 
 def non_blank(message: str) -> AfterValidator:
     """A validator refusing text that is only whitespace (422 with ``message``): ``min_length`` counts spaces,
     so "   " would start a run on nothing (the CLI refuses it as well)."""
     def check(text: str) -> str:
-        if not text.strip():
+        if is_blank(text):
             raise PydanticCustomError("blank", message)
         return text
 

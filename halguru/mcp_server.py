@@ -18,11 +18,13 @@ from pydantic import BaseModel, Field
 
 from halguru import __version__
 from halguru.agents.loader import Agent, load_agent
-from halguru.agents.runtime import run_to_result
+from halguru.agents.runtime import NoConversation, run_to_result
 from halguru.errors import HalguruError
 from halguru.listen import check_listen
+from halguru.printable import is_blank
 
 TOOL_PREFIX = "ask_"
+BLANK = "the message is empty or only whitespace; give the agent something to answer"
 
 
 class AskResult(BaseModel):
@@ -71,9 +73,13 @@ def _server(agents: dict[str, Agent]) -> MCPServer:
 
 def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult]]:
     async def ask(message: Message, conversation_id: ConversationId = None) -> Annotated[CallToolResult, AskResult]:
+        if is_blank(message):  # as `halguru run` and the REST API: no run on nothing
+            return _error(BLANK)
         try:
             result = await run_to_result(agent, message, conversation_id, metadata={"via": "mcp"})
-        except HalguruError as exc:  # e.g. an unknown conversation id: the caller's mistake, said plainly
+        except NoConversation:
+            return _error(f"no conversation {conversation_id!r}; leave conversation_id out to start one")
+        except HalguruError as exc:  # the caller's mistake, said plainly
             return _error(str(exc))
         if not result.ok:
             hint = f"; decide it with `halguru runs approve {result.run_id}`" if result.status == "paused" else ""

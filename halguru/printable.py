@@ -7,6 +7,7 @@ when `halguru logs` prints it, and a bidi override would make a name read as ano
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # C0 controls but tab and newline, DEL, C1 controls, and the bidi marks, embeddings, overrides and isolates
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -22,3 +23,9 @@ def printable(text: str) -> str:
 def _escaped(char: str) -> str:
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` has nothing to read: only whitespace, control characters and invisible format characters
+    (a zero-width space, NUL, a bidi mark). A message like that would start a run on nothing."""
+    return all(char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp") for char in text)

@@ -249,6 +249,6 @@ def test_serve_approve_with_bad_edit_args_is_422_and_the_run_stays_pending(write
 
 def test_run_with_an_empty_message_is_one_line(cli_error, write_agent):
     folder = write_agent("name: basic\nmodel: scripted\n")
-    for message in ("", "   "):
+    for message in ("", "   ", "\u200b\u200b"):
         line = cli_error("run", str(folder), message)
         assert line == "Error: the message is empty; give the agent something to answer"

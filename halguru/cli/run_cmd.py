@@ -23,9 +23,10 @@ def register(app: typer.Typer) -> None:
         the timeout, 3 paused for an approval (`halguru runs approve|reject RUN`), 130 stopped with Ctrl-C.
         """
         from halguru.cli.run_once import run_once
+        from halguru.printable import is_blank
 
         text = sys.stdin.read() if input == "-" else input
-        if not text.strip():  # `cat missing.txt | halguru run AGENT -` or `run AGENT ""`: say so, ask nothing
+        if is_blank(text):  # `cat missing.txt | halguru run AGENT -` or `run AGENT ""`: say so, ask nothing
             from halguru.errors import HalguruError
 
             raise HalguruError("no input on stdin ('-' reads the message from stdin)" if input == "-"

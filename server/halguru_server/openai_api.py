@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from halguru.agents.events import ModelResult, Token
 from halguru.models.base import Message
+from halguru.printable import is_blank
 from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.errors import ApiError, responses
@@ -185,7 +186,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     history = [Message(role="system" if role == "developer" else role, content=text)
                for role, text in messages[:-1] if role != "tool"]
     text = messages[-1][1]
-    if not text.strip():  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
+    if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
         raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}")
     service.check_input(state, text)
     sampling = {k: v for k, v in {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,

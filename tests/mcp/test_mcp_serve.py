@@ -57,7 +57,13 @@ async def test_each_agent_is_a_tool_and_runs_are_recorded(helper: Path, broken: 
         text, _, is_error = await ask(client, "ask_broken", message="hi")
         assert is_error and text.startswith("run run_") and "failed: the model exploded" in text
         text, _, is_error = await ask(client, "ask_helper", message="hi", conversation_id="conv_nope")
-        assert is_error and "no conversation 'conv_nope'" in text
+        assert is_error and "no conversation 'conv_nope'" in text and "leave conversation_id out" in text
+        assert "--conversation" not in text  # a CLI flag an MCP client does not have
+        runs = len(store.list_runs())
+        for blank in ("", "  \n", "\u200b"):  # as `halguru run` and the REST API: no run on nothing
+            text, _, is_error = await ask(client, "ask_helper", message=blank)
+            assert is_error and "empty or only whitespace" in text
+        assert len(store.list_runs()) == runs
 
 
 def test_bad_projects_are_refused_before_serving(helper: Path, tmp_path: Path):

@@ -122,11 +122,11 @@ def test_bad_input_gets_clear_json_errors(client: httpx.Client) -> None:
 def test_a_whitespace_only_message_is_a_422_and_starts_no_run(client: httpx.Client) -> None:
     """As `halguru run my-agent "   "` refuses it: min_length counts spaces, so "   " once ran the agent."""
     conv = new_conversation(client)
-    for blank in ("   ", "\n\t ", "\u3000"):
+    for blank in ("   ", "\n\t ", "\u3000", "\u200b\u200b", "\x00", "\u202e \u2066"):  # invisible ones too
         response = client.post(f"/v1/conversations/{conv}/messages", json={"content": blank})
         assert response.status_code == 422, response.text
-        assert response.json()["error"]["message"] == ("content: the message is empty or only whitespace; "
-                                                       "give the agent something to answer")
+        assert response.json()["error"]["message"] == ("content: the message is empty or only whitespace (or "
+                                                       "invisible characters); give the agent something to answer")
     assert client.get(f"/v1/conversations/{conv}/messages").json()["data"] == []
     assert client.get("/v1/runs", params={"conversation_id": conv}).json()["data"] == []
     padded = client.post(f"/v1/conversations/{conv}/messages", json={"content": "  hi  "})

@@ -50,7 +50,8 @@ def test_blank_messages_are_a_422_like_the_rest_api(oai) -> None:
     for messages in ([{"role": "user", "content": "   "}],
                      [{"role": "system", "content": " "}, {"role": "user", "content": "\n"}],
                      [{"role": "user", "content": "first"},
-                      {"role": "user", "content": [{"type": "text", "text": " "}]}]):
+                      {"role": "user", "content": [{"type": "text", "text": " "}]}],
+                     [{"role": "user", "content": "\u200b\ufeff"}]):
         with pytest.raises(openai.UnprocessableEntityError, match="only whitespace"):
             oai.chat.completions.create(model="echo", messages=messages)
 
