@@ -37,13 +37,18 @@ def inbound_id(agent: str, message_id: str) -> str:
 class StoreSink(InboundSink):
     """Channels hand what arrives here: stored and queued once per provider message id and agent."""
 
-    def __init__(self, store: Store, on_enqueue: Callable[[], None] | None = None):
+    def __init__(self, store: Store, on_enqueue: Callable[[], None] | None = None, max_chars: int | None = None):
         self.store = store
         self.on_enqueue = on_enqueue or (lambda: None)  # wakes an in-process worker
+        self.max_chars = max_chars  # serve's max_input_chars: a longer message is cut (a provider cannot be told 413)
 
     def accept(self, message: Inbound) -> bool:
+        text = message.text
+        if self.max_chars is not None and len(text) > self.max_chars:
+            text = (f"{text[:self.max_chars]}\n[the message was cut here: it has {len(text)} characters and this "
+                    f"server reads at most {self.max_chars}]")
         payload = {"channel": message.channel, "message_id": message.message_id, "sender": message.sender,
-                   "thread": message.thread, "text": message.text, "reply": dict(message.reply),
+                   "thread": message.thread, "text": text, "reply": dict(message.reply),
                    "title": message.title}
         job, created = self.store.enqueue_job(
             REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, message.thread),
@@ -53,7 +58,7 @@ class StoreSink(InboundSink):
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(
                 id=inbound_id(message.agent, message.message_id), channel=message.channel, agent=message.agent,
-                conversation_id=None, direction="in", address=message.sender, body=message.text, status="received",
+                conversation_id=None, direction="in", address=message.sender, body=text, status="received",
                 job_id=job["id"], created=now, updated=now))
             self.on_enqueue()
         return created

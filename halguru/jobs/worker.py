@@ -43,6 +43,7 @@ class WorkerSettings:
     backoff: float = 2.0  # first retry after this many seconds, doubling, at most max_backoff
     max_backoff: float = 300.0
     shutdown_timeout: float = 30.0  # running jobs get this long to finish on stop; then they are released
+    max_input_chars: int | None = None  # a channel's message longer than this is cut (serve's max_input_chars)
 
 
 def retry_delay(attempts: int, base: float, cap: float) -> float:
@@ -59,7 +60,7 @@ class Worker:
         self.holder = f"worker-{uuid.uuid4().hex[:12]}"
         self.observe = observe or (lambda outcome, job, seconds: None)  # metrics: outcome, job, duration
         self.finished = finished  # a job done and recorded, with its result (serve mode: notifications); quick
-        self.sink = StoreSink(ctx.store, self.wake)
+        self.sink = StoreSink(ctx.store, self.wake, self.settings.max_input_chars)
         self.scheduler = Scheduler(ctx.store, ctx.agents)
         self.retention = Retention(ctx.store, ctx.agents)  # agents' metadata.retention_days
         self._poke = threading.Event()  # set by wake(), a finished job, stop(): the idle wait returns

@@ -89,7 +89,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
                          settings.concurrency, state.pusher) if settings.worker else None
-    state.sink = StoreSink(store, worker.wake if worker else None)
+    state.sink = StoreSink(store, worker.wake if worker else None, settings.max_input_chars)
     deployments.sync(state)  # the published agents' active versions, before anything listens
 
     @asynccontextmanager

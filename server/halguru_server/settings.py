@@ -116,7 +116,8 @@ class ServerSettings(BaseSettings):
         from halguru.jobs.worker import WorkerSettings
 
         return WorkerSettings(concurrency=self.worker_concurrency, lease=self.job_lease, poll=self.job_poll,
-                              backoff=self.job_backoff, shutdown_timeout=self.shutdown_timeout)
+                              backoff=self.job_backoff, shutdown_timeout=self.shutdown_timeout,
+                              max_input_chars=self.max_input_chars)
 
     def check(self) -> None:
         """Refuse unsafe combinations before anything listens; fill in the session secret if unset (before

@@ -160,3 +160,16 @@ def test_two_messages_from_one_sender_are_answered_in_order_in_one_conversation(
     assert set(conversations) == {f"SMS from {ANN}", f"WhatsApp from {ANN}"}  # one per sender and product
     history = get(serve, f"/v1/conversations/{conversations[f'SMS from {ANN}']['id']}/messages")["data"]
     assert [m["content"] for m in history] == ["first", SLOW, "second", SLOW]
+
+
+def test_a_message_over_max_input_chars_is_cut_and_answered_once(serve: str, fake: FakeTwilio) -> None:
+    """Twilio cannot be told 413: a 20,000-character Body (the limit is 16,000) was stored and run whole, and a
+    run whose prompt does not fit failed each of its retries."""
+    assert post(serve, sms("SM" + "d" * 32, "word " * 4000)).status_code == 200
+    wait_for(lambda: len(fake.messages) >= 1, "the reply at Twilio")
+    wait_for(lambda: get(serve, "/v1/jobs")["data"][0]["status"] == "done", "the job to finish")
+    [conversation] = get(serve, "/v1/conversations", agent="helper")["data"]
+    question = get(serve, f"/v1/conversations/{conversation['id']}/messages")["data"][0]["content"]
+    assert question.startswith("word word") and len(question) < 16_200
+    assert question.endswith("[the message was cut here: it has 20000 characters and this server reads at most 16000]")
+    assert get(serve, "/v1/jobs")["data"][0]["attempts"] == 1
