@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -218,10 +218,13 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
                   duration_ms=finished.duration_ms)
 
 
-@router.get("/runs", response_model=RunList, tags=["runs"], responses=responses(400))
+# a bad value is a 422 naming the ones there are, as on /v1/jobs (durable.STATUSES: the CLI's list)
+RunStatus = Literal["running", "interrupted", "paused", "failed", "limited", "cancelled", "ok"]
+
+
+@router.get("/runs", response_model=RunList, tags=["runs"])
 def list_runs(state: State, caller: Caller,
-              status: Annotated[str | None, Query(max_length=20, description="running, interrupted, paused, "
-                                                  "failed, limited, cancelled or ok")] = None,
+              status: Annotated[RunStatus | None, Query(description="what the runs' status is")] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunList:
     """Runs of the agents this key may use, newest first, with the checkpoint a resume would start from."""
     return RunList(data=[RunSummary(**r) for r in runs.list_runs(state, caller, status, limit)])

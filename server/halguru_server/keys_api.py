@@ -90,7 +90,7 @@ def create(body: KeyIn, request: Request, state: State, caller: Caller) -> NewKe
     user_id = _user_id(caller)
     unknown = sorted(set(body.agents) - set(state.agents))
     if unknown:
-        raise ApiError(400, f"no agent {unknown[0]!r}; GET /v1/agents lists them")
+        raise ApiError(404, f"no agent {unknown[0]!r}; GET /v1/agents lists them")  # as everywhere an agent is named
     if body.admin and caller.role not in ("admin", "operator"):
         raise ApiError(403, f"your role ({caller.role}) gets keys of a developer's reach at most; leave admin "
                             "off", "forbidden")

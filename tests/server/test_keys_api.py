@@ -55,7 +55,7 @@ def test_roles_and_keys_cannot_mint_wider_keys(serve) -> None:
     assert end_user.post("/v1/keys", json={"name": "x"}).status_code == 403  # users have no keys:own
     dev, _ = _browser(server, "developer", "d@example.com")
     assert dev.post("/v1/keys", json={"name": "x", "admin": True}).status_code == 403
-    assert dev.post("/v1/keys", json={"name": "x", "agents": ["nope"]}).status_code == 400
+    assert dev.post("/v1/keys", json={"name": "x", "agents": ["nope"]}).status_code == 404  # as for any unknown agent
     assert dev.post("/v1/keys", json={"name": "x", "expires": "soon"}).status_code == 400
     narrow = dev.post("/v1/keys", json={"name": "narrow", "agents": ["echo"], "expires": "1h"}).json()
     as_key = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {narrow['secret']}"})

@@ -4926,7 +4926,8 @@ export interface operations {
         parameters: {
             query?: {
                 agent?: string | null;
-                status?: string | null;
+                /** @description what the jobs' status is */
+                status?: ("queued" | "running" | "done" | "dead" | "cancelled") | null;
                 limit?: number;
                 cursor?: string | null;
             };
@@ -5559,8 +5560,8 @@ export interface operations {
     list_runs_v1_runs_get: {
         parameters: {
             query?: {
-                /** @description running, interrupted, paused, failed, limited, cancelled or ok */
-                status?: string | null;
+                /** @description what the runs' status is */
+                status?: ("running" | "interrupted" | "paused" | "failed" | "limited" | "cancelled" | "ok") | null;
                 limit?: number;
             };
             header?: never;
@@ -5576,15 +5577,6 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunList"];
-                };
-            };
-            /** @description invalid_request */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description unauthorized */
