@@ -59,6 +59,12 @@ class Skip:
     path: Path
     reason: str
 
+    @property
+    def summary(self) -> str:
+        """The reason without its parenthesised detail (a parser's exception, an OS error): what a web visitor
+        is told; the operator's listings keep the whole reason."""
+        return self.reason.split(" (", 1)[0]
+
 
 def file_type(path: Path) -> str:
     """The extension that decides how a file is read: a gzipped file's is its inner one (``NEWS.gz``: no

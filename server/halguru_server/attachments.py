@@ -62,7 +62,7 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
         raise ApiError(413, f"the file is {len(data)} bytes; the limit is {MAX_BYTES}", "attachment_too_large")
     document = await asyncio.to_thread(load, FilePath(filename), data)
     if isinstance(document, Skip):
-        raise ApiError(400, f"{filename!r} has no text to read: {document.reason}", "unreadable_attachment")
+        raise ApiError(400, f"{filename!r} has no text to read: {document.summary}", "unreadable_attachment")
     text = document.text.strip()
     if len(text) > MAX_CHARS:
         raise ApiError(413, f"{filename!r} holds {len(text)} characters of text; the limit is {MAX_CHARS}",

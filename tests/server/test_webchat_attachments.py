@@ -78,7 +78,9 @@ def test_attachment_limits_are_the_servers(serve: Serve) -> None:
         assert attach("long.txt", b"word " * 11_000).json()["error"]["type"] == "attachment_too_long"
         assert attach("empty.md", b"  \n").json()["error"]["type"] == "unreadable_attachment"
         assert attach("bin.txt", b"\x00\x01\x02" * 10).status_code == 400
-        assert attach("fake.pdf", b"%PDF-1.4 not really").status_code == 400
+        fake = attach("fake.pdf", b"%PDF-1.4 not really")  # the parser's exception is not shown to a visitor
+        assert fake.status_code == 400 and fake.json()["error"]["message"] == (
+            "'fake.pdf' has no text to read: unreadable PDF"), fake.text
         other = http.post("/chat/api/session").json()["token"]
         assert attach("facts.txt", b"x", {"X-Chat-Session": other}).status_code == 404  # not their conversation
         messages = http.get(f"/chat/api/conversations/{conv}/messages", headers=mine).json()["data"]
