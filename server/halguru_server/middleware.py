@@ -88,6 +88,8 @@ class RequestMiddleware:
                 status[0] = message["status"]
                 first_byte[0] = time.perf_counter()
                 headers = message.setdefault("headers", [])
+                if 300 <= status[0] < 400:
+                    _same_site_relative(scope, headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 if self.replica:
                     headers.extend(self.replica)
@@ -113,6 +115,21 @@ class RequestMiddleware:
                     "request_id": request_id, "method": scope["method"], "path": scope["path"],
                     "route": route, "status": status[0], "duration_ms": round(elapsed * 1000, 2),
                     "client": client[0] if client else None}})
+
+
+def _same_site_relative(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """A redirect to this same site (Starlette's trailing-slash redirects build ``http://HOST/path`` from the
+    request's own Host header) is made relative: a Host header a client made up is not sent back in
+    ``Location``, where a cache in front could serve it to others."""
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    if host is None:
+        return
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"location":
+            for scheme in (b"http://", b"https://"):
+                prefix = scheme + host
+                if value.startswith(prefix) and value[len(prefix):len(prefix) + 1] in (b"/", b"?", b""):
+                    headers[i] = (name, value[len(prefix):] or b"/")
 
 
 def _has_cookie(scope: Scope, pair: bytes) -> bool:

@@ -174,3 +174,15 @@ def test_a_conversation_deleted_as_its_message_starts_a_run_is_a_404(client, mon
     assert streamed.status_code == 200 and streamed.text.startswith("event: error\n"), streamed.text
     assert '"kind": "not_found"' in streamed.text and "internal" not in streamed.text
     assert client.server.state.store.list_runs(agent="echo") == []
+
+
+def test_a_made_up_host_header_is_not_sent_back_in_a_redirect(serve) -> None:
+    """Trailing-slash redirects were built from the request's Host: `Location: http://evil.example/admin`."""
+    server = serve()
+    for path in ("/admin/", "/v1/agents/", "/auth/login/"):
+        answer = httpx.get(server.url + path, headers={"Host": "evil.example"}, follow_redirects=False)
+        assert answer.is_redirect, (path, answer.status_code)
+        assert "evil.example" not in answer.headers["location"], answer.headers["location"]
+        assert answer.headers["location"].startswith("/"), answer.headers["location"]
+    followed = httpx.get(server.url + "/v1/agents/", follow_redirects=True)  # a relative Location still lands
+    assert followed.url.path == "/v1/agents" and followed.status_code == 401  # (no key: the route itself answered)
