@@ -31,6 +31,16 @@ class StoreUnavailable(HalguruError):
     an outage for a missing record."""
 
 
+class ConversationBusy(HalguruError):
+    """Another run is answering in this conversation now: a second turn beside it would read the same history
+    and both answers would land after it, neither seeing the other (serve mode: 409)."""
+
+    def __init__(self, conversation_id: str, run_id: str, seconds: float):
+        self.conversation_id, self.run_id = conversation_id, run_id
+        super().__init__(f"conversation {conversation_id} is answering another message (run {run_id}); send this "
+                         f"one when it is done (a run whose process died frees it within {max(1, round(seconds))} s)")
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

@@ -362,6 +362,33 @@ def test_conversation_continues_with_the_earlier_exchange(cli, cli_error, write_
     assert "conv_nosuch" in line
 
 
+def test_two_turns_at_once_in_one_conversation_one_waits_its_turn(cli, write_agent, halguru_cmd, subprocess_env,
+                                                                    tmp_path):
+    """Four `halguru run -c CONV` at once each read the same history; now one answers and the others are told
+    the conversation is busy (one line, nothing stored), and can ask again when it is done."""
+    import subprocess
+
+    script = tmp_path / "slow.yaml"
+    script.write_text("- {text: \"" + "word " * 20 + "\", token_delay: 0.2}\n")
+    folder = write_agent(f"name: slow\nmodel: 'scripted:{script}'\n")
+    conversation = run_json(cli, str(folder), "hello")[0].conversation_id
+    procs = [subprocess.Popen([*halguru_cmd, "run", str(folder), f"turn {i}", "-c", conversation],
+                              env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    outcomes = [(p.wait(60), *p.communicate()) for p in procs]  # each answer takes ~4 s: they overlap
+    answered = [o for o in outcomes if o[0] == 0]
+    refused = [o for o in outcomes if o[0] == 1]
+    assert len(answered) == 1 and len(refused) == 2, outcomes
+    for _, _, err in refused:
+        assert err.count("\n") == 1 and f"conversation {conversation} is answering another message" in err, err
+    from halguru.store import open_store
+
+    roles = [m.role for m in open_store().get_messages(conversation)]
+    assert roles == ["user", "assistant"] * (1 + len(answered))  # each answer right after its own question
+    runs = json.loads(cli("logs", "--json", "--conversation", conversation).stdout)
+    assert len(runs) == 1 + len(answered) and {r["status"] for r in runs} == {"ok"}
+
+
 # --- --version ----------------------------------------------------------------------------------
 
 

@@ -80,7 +80,13 @@ class PostgresRunsMixin(RunsMixin):
         if not existing:
             return super().start_run(run_id, conversation_id, agent, model, input, owner=owner)
         now = time.time()
-        with self._autocommit() as conn:
+        with self._tx(relaxed=True) as conn:
+            # The conversation's row locked first: a second start waits here, and (read committed) its check
+            # below then sees the first one's run, which committed as the lock was released.
+            if conn.execute("SELECT 1 FROM conversations WHERE id = ? FOR UPDATE", (conversation_id,)).fetchone() \
+                    is None:
+                return None
+            self._not_busy(conn, conversation_id, now)
             rows = conn.execute(_START_EXISTING, (run_id, conversation_id, agent, model, input, now, owner,
                                                   BOOT_ID, now + self.lease, conversation_id)).fetchall()
         if not rows:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from halguru.agents.events import BaseEvent
-from halguru.errors import StoreError
+from halguru.errors import ConversationBusy, StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
@@ -133,11 +133,12 @@ class RunsMixin(SQLBase):
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
                "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
         params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease)
-        if existing:  # one statement checks and inserts: no transaction needed around it
-            with self._autocommit() as conn:
-                if conn.execute(run + " WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)",
-                                (*params, conversation_id)).rowcount == 0:
+        if existing:
+            with self._tx(relaxed=True) as conn:  # SQLite's write transactions are serial: check and insert as one
+                if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
                     return None
+                self._not_busy(conn, conversation_id, now)
+                conn.execute(run, params)
                 messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         else:
             with self._tx(relaxed=True) as conn:
@@ -150,6 +151,13 @@ class RunsMixin(SQLBase):
                 messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
+
+    def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float) -> None:
+        """Raise ConversationBusy while a live run (its lease held) answers in the conversation."""
+        row = conn.execute("SELECT id, lease_expires FROM runs WHERE conversation_id = ? AND status = 'running' "
+                           "AND lease_expires > ? LIMIT 1", (conversation_id, now)).fetchone()
+        if row is not None:
+            raise ConversationBusy(conversation_id, row["id"], row["lease_expires"] - now)
 
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
         """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""

@@ -153,3 +153,22 @@ def test_swagger_and_openapi_are_served(client: httpx.Client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/agents", "/v1/conversations", "/v1/conversations/{conversation_id}/messages", "/v1/runs/{run_id}",
             "/v1/chat/completions", "/v1/models"} <= set(paths)
+
+
+def test_a_second_message_while_one_is_answered_is_a_409_and_then_goes_through(client: httpx.Client) -> None:
+    """Two turns at once in one conversation read the same history and neither answer saw the other."""
+    conv = new_conversation(client, "slow")
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "first", "stream": True}) \
+            as first:
+        lines = first.iter_lines()
+        next(line for line in lines if line.startswith("event: token"))  # it is answering
+        second = client.post(f"/v1/conversations/{conv}/messages", json={"content": "second"})
+        assert second.status_code == 409 and second.headers["retry-after"] == "2", second.text
+        assert second.json()["error"]["type"] == "conversation_busy"
+        assert "is answering another message" in second.json()["error"]["message"]
+        for _ in lines:  # the first one finishes
+            pass
+    again = client.post(f"/v1/conversations/{conv}/messages", json={"content": "second"})
+    assert again.status_code == 200, again.text
+    history = [m["content"] for m in client.get(f"/v1/conversations/{conv}/messages").json()["data"]]
+    assert history[0] == "first" and history[2] == "second" and len(history) == 4

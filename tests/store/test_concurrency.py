@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from halguru.agents.events import RunFinished, RunStarted
+from halguru.errors import ConversationBusy
 from halguru.models.base import Message
 from halguru.store import SQLiteStore, Store
 
@@ -54,20 +56,34 @@ def test_threads_reading_and_writing_at_once_never_fail(store: Store) -> None:
 
 
 def test_runs_finishing_at_once_in_one_conversation_keep_every_message_in_order(store: Store) -> None:
-    """Runs of one conversation finishing at once (two replicas answering one user, an operator's message
-    meanwhile) each add their messages as one block after the others, with no seq taken twice or skipped. On
-    PostgreSQL a finish whose snapshot missed another's messages collides on their seq and is run again."""
+    """Runs of one conversation started at once (two replicas answering one user) go one at a time (a start
+    while another run answers is refused: it retries here), and each run's messages, with an operator's
+    written meanwhile, land as one block after the others, with no seq taken twice or skipped. On PostgreSQL
+    a finish whose snapshot missed another's messages collides on their seq and is run again."""
     store.create_conversation("conv_busy", "agent", "busy")
     start = threading.Barrier(THREADS)
     errors: list[BaseException] = []
+    answering: list[str] = []
+    counting = threading.Lock()
 
     def finish(worker: int) -> None:
         start.wait()
         try:
             for i in range(ROUNDS // 4):
                 run_id = f"run_b{worker:02d}{i:04d}"
-                assert store.start_run(run_id, "conv_busy", "agent", "scripted", "q", existing=True) is not None
+                while True:
+                    try:
+                        assert store.start_run(run_id, "conv_busy", "agent", "scripted", "q", existing=True) \
+                            is not None
+                        break
+                    except ConversationBusy:
+                        time.sleep(0.001)
+                with counting:
+                    answering.append(run_id)
+                    assert len(answering) == 1, answering  # never two runs answering at once
                 done = RunFinished(run_id=run_id, seq=0, status="ok", output="a")
+                with counting:
+                    answering.remove(run_id)
                 store.finish_run(run_id, "conv_busy", done.model_dump(), [done],
                                  [Message(role="user", content=f"{run_id} q"),
                                   Message(role="assistant", content=f"{run_id} a")])
@@ -89,6 +105,21 @@ def test_runs_finishing_at_once_in_one_conversation_keep_every_message_in_order(
     assert len(questions) == runs and all(contents[i + 1] == contents[i][:-1] + "a" for i in questions)
     seqs = [m["seq"] for m in store.conversation_messages("conv_busy")]
     assert seqs == list(range(len(contents)))
+
+
+def test_a_second_turn_while_one_is_answered_is_refused_until_it_ends_or_its_lease_does(store: Store) -> None:
+    store.create_conversation("conv_one", "agent", "one")
+    assert store.start_run("run_first", "conv_one", "agent", "scripted", "q", existing=True) == []
+    try:
+        store.start_run("run_second", "conv_one", "agent", "scripted", "q", existing=True)
+        raise AssertionError("a second run started beside the first")
+    except ConversationBusy as exc:
+        assert exc.run_id == "run_first" and "conversation conv_one is answering another message" in str(exc)
+    assert [r["id"] for r in store.list_runs()] == ["run_first"]  # nothing half-recorded
+    done = RunFinished(run_id="run_first", seq=0, status="ok", output="a")
+    store.finish_run("run_first", "conv_one", done.model_dump(), [done], [])
+    assert store.start_run("run_second", "conv_one", "agent", "scripted", "q", existing=True) == []
+    assert store.start_run("run_other", "conv_new", "agent", "scripted", "q") == []  # other conversations: free
 
 
 def test_each_thread_gets_its_own_connection_and_close_closes_them_all(tmp_path: Path) -> None:
