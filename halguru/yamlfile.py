@@ -99,8 +99,9 @@ def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str
 
 
 def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field") -> tuple[tuple[Any, ...], int, str]:
-    """The first validation error as (location, line, "field: message")."""
-    errors = exc.errors()
+    """The first validation error as (location, line, "field: message"); an unknown field comes before the rest,
+    as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``)."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"

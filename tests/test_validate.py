@@ -286,6 +286,8 @@ def test_the_schema_still_requires_a_model_without_a_workflow(cli):
                      "limits.max_step: unknown field (did you mean 'max_steps'?)", id="nested-field"),
         pytest.param("name: a\nmodel: scripted\nmcp:\n  - name: x\n    comand: [x]\n", "agent.yaml:5",
                      "mcp.0.comand: unknown field (did you mean 'command'?)", id="list-item-field"),
+        pytest.param("name: a\nmodle: scripted\n", "agent.yaml:2",  # also "model: required field is missing"
+                     "modle: unknown field (did you mean 'model'?)", id="misspelt-required-field"),
         pytest.param("name: a\nmodel: scriptd\n", "agent.yaml:2",
                      "model: unknown model 'scriptd' (did you mean 'scripted'?)", id="model"),
         pytest.param("name: a\nmodel: 'scripte:s.yaml'\n", "agent.yaml:2",

@@ -207,7 +207,7 @@ def load_spec(path: Path) -> AgentSpec:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
         loc, line, problem = first_problem(text, exc)
-        if exc.errors()[0]["type"] == "extra_forbidden" and loc:
+        if any(e["type"] == "extra_forbidden" for e in exc.errors()) and loc:  # first_problem put it first
             hint = did_you_mean(str(loc[-1]), _fields_at(AgentSpec, loc[:-1]))
             problem = problem.replace("unknown field", f"unknown field{hint}", 1)
         raise AgentSpecError(f"{path}:{line}: {problem}") from None
