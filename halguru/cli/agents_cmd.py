@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
         own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
         tools = ", ".join([*agent.tools, *own_mcp]) or "none"
         # A workflow has no model of its own: its steps' agents bring theirs (listed below).
-        runs_on = (f"workflow of {len(agent.workflow.steps)} steps" if agent.workflow is not None
+        count = len(agent.workflow.steps) if agent.workflow is not None else 0
+        runs_on = (f"workflow of {count} step{'' if count == 1 else 's'}" if agent.workflow is not None
                    else f"model {agent.spec.model}")
         typer.echo(f"OK: {agent.name} ({runs_on}; tools: {tools})")
         for (owner, server), names in report.mcp_tools.items():
