@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from halguru.channels.base import WebhookChannel, WebhookRequest
-from halguru_server.errors import ApiError
+from halguru_server.errors import ApiError, error_response
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
 
@@ -40,6 +40,8 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
     hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
     answer = await handler.webhook(hook, state.sink)
+    if answer.status >= 400:  # a refusal in the one error shape, as everywhere else on this server
+        return error_response(answer.status, answer.body or "refused")
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
 
 

@@ -116,7 +116,8 @@ def test_a_signed_sms_gets_exactly_one_reply_however_often_twilio_retries(serve:
     assert [(a.status_code, a.headers["content-type"].split(";")[0]) for a in answers] == [(200, "text/xml")] * 3
     assert all(a.text.endswith("<Response></Response>") for a in answers)
     tampered = post(serve, {**sms("SM" + "b" * 32, "hi"), "Body": "x"}, token="0" * 32)
-    assert tampered.status_code == 403
+    assert tampered.status_code == 403 and tampered.json()["error"]["type"] == "forbidden"  # the one error shape
+    assert "signature" in tampered.json()["error"]["message"]
 
     wait_for(lambda: len(fake.messages) >= 1, "the reply at Twilio")
     [reply] = fake.messages

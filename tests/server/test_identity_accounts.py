@@ -36,7 +36,7 @@ def test_users_are_created_checked_and_changed(db) -> None:
     assert accounts.find_user(db, "ANN@example.com")["id"] == user["id"] == accounts.find_user(db, user["id"])["id"]
     with pytest.raises(AccountError, match=r"no user 'x@example\.com'"):
         accounts.find_user(db, "x@example.com")
-    with pytest.raises(AccountError, match="ann@example.com is the last enabled admin"):
+    with pytest.raises(AccountError, match=r"ann@example\.com is the last enabled admin"):
         accounts.set_role(db, user["id"], "operator")
     accounts.create_user(db, "root@example.com", role="admin")
     assert accounts.set_role(db, user["id"], "operator")["role"] == "operator"
