@@ -299,7 +299,7 @@ class _Server:
         except OSError:
             return ""
         lines = [line.strip() for line in tail.splitlines() if line.strip()]
-        return f" (stderr: {lines[-1][:300]})" if lines else ""
+        return f" (stderr: {lines[-1] if len(lines[-1]) <= 300 else lines[-1][:299] + '…'})" if lines else ""
 
     def close_log(self) -> None:
         if self.log is not None:
