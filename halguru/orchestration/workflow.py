@@ -111,6 +111,12 @@ def load_workflow(agent: Agent) -> Workflow:
             known = ", ".join(agent.tools) or "none: list it under tools:"
             raise fail(("steps", i, "tool"), f"{step.tool!r} is not one of this agent's tools"
                        f"{did_you_mean(step.tool, agent.tools)} ({known})")
+        if step.tool is not None:  # a required argument left out would fail only when the step runs
+            missing = [a for a in agent.tools[step.tool].parameters.get("required", []) if a not in step.args]
+            if missing:
+                where = ("steps", i, "args") if step.args else ("steps", i)
+                raise fail(where, f"{step.tool} needs {', '.join(map(repr, missing))} "
+                           f"(args: {', '.join(step.args) or 'none'})")
         if step.agent is not None:
             folder = (agent.path / step.agent).resolve()
             if not (folder / AGENT_FILE).is_file():

@@ -167,6 +167,8 @@ def test_timeout_ends_the_workflow_as_limited(project: Path):
     ("  steps:\n    - {id: a, condition: 'true', needs: [zz]}\n", 5, "unknown step 'zz' (steps: a)"),
     ("  steps:\n    - {id: a, agent: ../agents/nobody}\n", 5, "unknown agent '../agents/nobody'"),
     ("  steps:\n    - {id: a, tool: http_get}\n", 5, "'http_get' is not one of this agent's tools"),
+    ("  steps:\n    - {id: a, tool: lookup}\n", 5, "lookup needs 'order_id' (args: none)"),
+    ("  steps:\n    - id: a\n      tool: lookup\n      args: {id: 7}\n", 7, "lookup needs 'order_id' (args: id)"),
     ("  steps:\n    - {id: a, condition: 'true', tool: lookup}\n", 5, "give exactly one of agent, tool or condition"),
     ("  steps:\n    - {id: a, condition: 'true', needs: []}\n    - {id: b, condition: 'steps.a.output', needs: []}\n",
      6, "refers to steps.a, which may not have finished yet"),
