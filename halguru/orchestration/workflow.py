@@ -114,8 +114,8 @@ def load_workflow(agent: Agent) -> Workflow:
         if step.tool is not None:  # a required argument left out would fail only when the step runs
             missing = [a for a in agent.tools[step.tool].parameters.get("required", []) if a not in step.args]
             if missing:
-                where = ("steps", i, "args") if step.args else ("steps", i)
-                raise fail(where, f"{step.tool} needs {', '.join(map(repr, missing))} "
+                at: tuple[str | int, ...] = ("steps", i, "args") if step.args else ("steps", i)
+                raise fail(at, f"{step.tool} needs {', '.join(map(repr, missing))} "
                            f"(args: {', '.join(step.args) or 'none'})")
         if step.agent is not None:
             folder = (agent.path / step.agent).resolve()
