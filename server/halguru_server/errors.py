@@ -55,11 +55,13 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         sent = request.headers.get("content-type", "")
-        if sent and not _json_type(sent) and any(tuple(e.get("loc", ())) == ("body",) for e in errors):
-            # FastAPI parses only a JSON body: another type's reached the model whole, as bytes (a form's
-            # fields are checked one by one, at ("body", FIELD), and keep their 422)
-            return error_response(415, f"the body is {sent.split(';')[0].strip()!r}: send it as JSON, with "
-                                       "Content-Type: application/json", "unsupported_type")
+        if not _json_type(sent) and any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
+                                        for e in errors):
+            # FastAPI parses only a JSON body: another type's (or one without a type) reached the model whole,
+            # as bytes (a form's fields are checked one by one, at ("body", FIELD), and keep their 422)
+            what = f"is {sent.split(';')[0].strip()!r}" if sent else "has no Content-Type"
+            return error_response(415, f"the body {what}: send it as JSON, with Content-Type: application/json",
+                                  "unsupported_type")
         status = 400 if errors and errors[0].get("type") == "json_invalid" else 422
         return error_response(status, _describe(errors))
 

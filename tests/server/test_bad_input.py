@@ -51,6 +51,12 @@ def test_a_body_that_is_not_json_is_a_415_that_says_so(client) -> None:
                        headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
     wrong = client.post(f"/v1/conversations/{conv}/messages", json={"content": 5})  # JSON, wrong: still a 422
     assert wrong.status_code == 422 and wrong.json()["error"]["message"].startswith("content:")
+    untyped = client.build_request("POST", f"/v1/conversations/{conv}/messages", content=b'{"content": 1}')
+    assert "content-type" not in untyped.headers  # no type at all: the same 415, not "a valid dictionary"
+    answer = client.send(untyped)
+    assert answer.status_code == 415 and "has no Content-Type" in answer.json()["error"]["message"], answer.text
+    empty = client.post(f"/v1/conversations/{conv}/messages")  # no body at all: a missing field, 422
+    assert empty.status_code == 422, empty.text
 
 
 def test_openai_endpoint_limits_message_count_and_total_size(client) -> None:
