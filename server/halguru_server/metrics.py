@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -49,7 +48,7 @@ class Metrics:
         self.job_duration = Histogram("halguru_job_duration_seconds", "how long a job ran", ["kind"], registry=r,
                                       buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
-        PlatformCollector(registry=r)
+        # no PlatformCollector: its python_info names the interpreter's exact version to anyone who reads /metrics
         GCCollector(registry=r)
         from halguru_server.metrics_llama import LlamaCollector  # slots, batches, tokens/s of llama.cpp
         r.register(LlamaCollector())

@@ -89,6 +89,7 @@ def test_metrics_bound_tool_labels_count_failed_requests_and_expose_the_process(
     assert "MADEUP" not in text
     assert 'halguru_errors_total{kind="http_4xx"}' in text
     assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
+    assert "python_info" not in text  # the interpreter's exact version is nobody's business on a public /metrics
 
 
 def test_metrics_name_a_key_only_agent_only_to_a_key_that_may_read_them(client, api_key) -> None:
