@@ -70,6 +70,8 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /swagger"
+        elif exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own words
+            message = "the body is not valid JSON (not UTF-8, or nested too deeply)"
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(QueueFull)
