@@ -58,7 +58,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        self._phase: Literal["head", "body"] | None = None
+        self._phase: Literal["head", "body", "drain"] | None = None
         self._head_bytes = 0
         self._refused = False
 
@@ -88,25 +88,20 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
         self._phase = None
-        self.transport.write(response)
-        self._linger_close()
-
-    def _linger_close(self) -> None:
-        """Shut our side now, drop whatever the client still sends, close after LINGER_S."""
         self._refused = True
+        self.transport.write(response)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
     def on_response_complete(self) -> None:
-        # Answered before the request's body came in whole (a 413, a 401 before the body was read): what follows
-        # on this connection is the rest of that body, under no deadline worth the name (one second per 16 KiB
-        # of a length the client chose) and parsed as a new request only if it happens to end; so it is closed.
+        # Answered before the request's body came in whole (a 413, a 401 before the body was read): the rest of
+        # that body gets header_timeout to arrive, whatever length the client announced (its own deadline was a
+        # second per 16 KiB of it: for ever, for a made-up 100 GB), and the next request's head is guarded again.
         unread = self.conn.their_state is h11.SEND_BODY
         super().on_response_complete()  # may already have parsed a pipelined request
         if unread and not self.transport.is_closing():
-            self._settled()
-            self._linger_close()
+            self._expect("drain")
             return
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self._expect("head")
@@ -119,13 +114,20 @@ class GuardedH11Protocol(H11Protocol):
 
     def _progress(self) -> None:
         state = self.conn.their_state
+        if self._phase == "drain":
+            if self.conn.our_state is h11.DONE:  # still the answered request's body
+                return
+            self._phase = None  # that body ended and the next request began: guarded as any other
+            if state is h11.IDLE or state is h11.SEND_BODY:
+                self._expect("head" if state is h11.IDLE else "body")
+                return
         if state is h11.SEND_BODY:
             if self._phase == "head":  # the head is in: the body's deadline starts
                 self._expect("body")
         elif state is not h11.IDLE:  # the whole request came (or the connection failed)
             self._settled()
 
-    def _expect(self, phase: Literal["head", "body"]) -> None:
+    def _expect(self, phase: Literal["head", "body", "drain"]) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
         self._phase = phase

@@ -29,6 +29,7 @@ HEALTH_PROBES = frozenset({"/readyz", "/status"})
 # A metric label: any other method a client makes up counts as "other" (one series each would grow without bound)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("halguru.server.access")
+MAX_HEAD_BYTES = 64 * 1024  # as connections.GuardedH11Protocol.max_head_bytes
 
 
 class BodyTooLarge(HTTPException):
@@ -54,6 +55,9 @@ class RequestMiddleware:
             return
         if self.loopback_only and not _loopback_host(scope):
             await _misdirected(send)
+            return
+        if _head_bytes(scope) > MAX_HEAD_BYTES:  # the protocol refuses most before they are parsed; not a head
+            await _head_too_large(send)  # that shares its first read with the end of a body nobody read
             return
         if not self.telemetry:
             await self._handle(scope, receive, send)
@@ -149,6 +153,19 @@ def _loopback_host(scope: Scope) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def _head_bytes(scope: Scope) -> int:
+    """About how long the request line and headers were on the wire."""
+    return (len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            + sum(len(k) + len(v) + 4 for k, v in scope["headers"]))
+
+
+async def _head_too_large(send: Any) -> None:
+    body = json.dumps({"error": {"type": "too_large", "message": "the request line and headers are over 64 KiB"}})
+    await send({"type": "http.response.start", "status": 431,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 async def _misdirected(send: Any) -> None:
