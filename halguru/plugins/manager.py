@@ -141,8 +141,8 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
 
     for impl in getattr(pm.hook, hook).get_hookimpls():
         plugin = impl.plugin_name
-        if pm.get_plugin(plugin) is None:  # unregistered by a failure meanwhile
-            continue
+        if impl.hookwrapper or impl.wrapper or pm.get_plugin(plugin) is None:  # a wrapper registers nothing;
+            continue  # an unregistered plugin failed meanwhile
         impl.function(**{name: register_from(plugin) for name in impl.argnames})
         if pm.get_plugin(plugin) is None:  # its hook raised half-way (guarded): none of what it gave counts
             for name in [n for n, by in owner.items() if by == plugin]:
