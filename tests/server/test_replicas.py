@@ -180,9 +180,14 @@ class RoundRobin:
                 index = self.alive.index(True)
             try:
                 response = self.clients[index].request(method, path, **kwargs)
-                if response.status_code < 500:
+                busy = response.status_code == 409 and "conversation_busy" in response.text
+                if response.status_code < 500 and not busy:
                     return response
-                self.failures[f"http {response.status_code}"] += 1
+                # busy: the killed replica's run holds the conversation until its lease ends (or the cut
+                # request's run still answers on the other): wait as Retry-After says, then retry if not there
+                self.failures["busy" if busy else f"http {response.status_code}"] += 1
+                if busy:
+                    time.sleep(float(response.headers.get("retry-after", "1")) / 4)
             except httpx.ConnectError:
                 self.alive[index] = False
                 self.failures["refused"] += 1
