@@ -19,12 +19,12 @@ from pydantic import BaseModel, Field
 from halguru import __version__
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.runtime import NoConversation, run_to_result
+from halguru.api_schemas import BLANK_MESSAGE
 from halguru.errors import HalguruError
 from halguru.listen import check_listen
 from halguru.printable import is_blank
 
 TOOL_PREFIX = "ask_"
-BLANK = "the message is empty or only whitespace; give the agent something to answer"
 
 
 class AskResult(BaseModel):
@@ -74,7 +74,7 @@ def _server(agents: dict[str, Agent]) -> MCPServer:
 def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult]]:
     async def ask(message: Message, conversation_id: ConversationId = None) -> Annotated[CallToolResult, AskResult]:
         if is_blank(message):  # as `halguru run` and the REST API: no run on nothing
-            return _error(BLANK)
+            return _error(BLANK_MESSAGE)
         try:
             result = await run_to_result(agent, message, conversation_id, metadata={"via": "mcp"})
         except NoConversation:

@@ -66,9 +66,11 @@ def register(app: typer.Typer) -> None:
         own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
         tools = ", ".join([*agent.tools, *own_mcp]) or "none"
         # A workflow has no model of its own: its steps' agents bring theirs (listed below).
-        count = len(agent.workflow.steps) if agent.workflow is not None else 0
-        runs_on = (f"workflow of {count} step{'' if count == 1 else 's'}" if agent.workflow is not None
-                   else f"model {agent.spec.model}")
+        if agent.workflow is not None:
+            count = len(agent.workflow.steps)
+            runs_on = f"workflow of {count} step{'' if count == 1 else 's'}"
+        else:
+            runs_on = f"model {agent.spec.model}"
         typer.echo(f"OK: {agent.name} ({runs_on}; tools: {tools})")
         for (owner, server), names in report.mcp_tools.items():
             where = server if owner == agent.name else f"{server} (agent {owner})"

@@ -166,8 +166,6 @@ def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
     of the wrong type (models.yaml is edited by hand): one line naming the model, not a traceback."""
     try:
         return use(entry)
-    except ModelError:
-        raise
     except KeyError as exc:
         raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that provider "
                          f"{entry.provider!r} needs; register it again with `halguru models add`") from None

@@ -1,9 +1,8 @@
-"""A request's run bookkeeping on PostgreSQL in one statement each: the start of a run in an existing
-conversation (with the history it reads) and its finish (status, events, messages, the conversation's
-``updated``).
+"""A run's finish on PostgreSQL in one statement: status, events, messages, the conversation's ``updated``.
 
 On PostgreSQL every statement is a round trip that hands the GIL to another thread and back; the shared
-``sql_runs`` versions take 2 and 7 of them (BEGIN, a lock, four writes, COMMIT). Here the writes are
+``sql_runs`` version takes 7 of them (BEGIN, a lock, four writes, COMMIT). (A run's start stays the shared
+transaction: it locks the conversation's row to see whether another run answers in it.) Here the writes are
 data-modifying CTEs over rows passed as JSON arrays (``json_array_elements``: one text parameter each, which
 psycopg sends as it is, where a Python list is adapted element by element), autocommitted: a single statement
 is atomic by itself, its text does not depend on how many rows it carries (psycopg prepares it after a few
@@ -24,20 +23,10 @@ import psycopg
 
 from halguru.agents.events import BaseEvent
 from halguru.models.base import Message
-from halguru.store.sql_conversations import message_from_row, tool_calls_json
-from halguru.store.sql_runs import BOOT_ID, RunsMixin
+from halguru.store.sql_conversations import tool_calls_json
+from halguru.store.sql_runs import RunsMixin
 
 log = logging.getLogger(__name__)
-
-_START_EXISTING = """
-WITH r AS (
-    INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, lease_expires)
-    SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?)
-    RETURNING conversation_id
-)
-SELECT m.role, m.content, m.tool_calls, m.tool_call_id, m.name
-FROM r LEFT JOIN messages m ON m.conversation_id = r.conversation_id ORDER BY m.seq
-"""
 
 # The conversation's row is locked first (c); the run is updated only if both exist (r), and the events and
 # messages are written only if it was (e, m). The messages' seqs follow the conversation's last as this
@@ -73,26 +62,7 @@ def _text(value: str | None) -> str | None:
 
 
 class PostgresRunsMixin(RunsMixin):
-    """``start_run`` (in an existing conversation) and ``finish_run`` as single statements."""
-
-    def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, existing: bool = False) -> list[Message] | None:
-        if not existing:
-            return super().start_run(run_id, conversation_id, agent, model, input, owner=owner)
-        now = time.time()
-        with self._tx(relaxed=True) as conn:
-            # The conversation's row locked first: a second start waits here, and (read committed) its check
-            # below then sees the first one's run, which committed as the lock was released.
-            if conn.execute("SELECT 1 FROM conversations WHERE id = ? FOR UPDATE", (conversation_id,)).fetchone() \
-                    is None:
-                return None
-            self._not_busy(conn, conversation_id, now)
-            rows = conn.execute(_START_EXISTING, (run_id, conversation_id, agent, model, input, now, owner,
-                                                  BOOT_ID, now + self.lease, conversation_id)).fetchall()
-        if not rows:
-            return None
-        self._hold(run_id)
-        return [message_from_row(row) for row in rows if row["role"] is not None]
+    """``finish_run`` as a single statement."""
 
     def finish_run(
         self, run_id: str, conversation_id: str, summary: Mapping[str, Any], events: Sequence[BaseEvent],

@@ -133,22 +133,22 @@ class RunsMixin(SQLBase):
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
                "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
         params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease)
-        if existing:
-            with self._tx(relaxed=True) as conn:  # SQLite's write transactions are serial: check and insert as one
-                if conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+        with self._tx(relaxed=True) as conn:
+            if existing:
+                # The conversation's row locked before the check (SQLite's write transactions are serial anyway):
+                # a second start waits here, then (read committed) sees the first one's run, committed meanwhile.
+                if conn.execute("SELECT 1 FROM conversations WHERE id = ?" + self.FOR_UPDATE,
+                                (conversation_id,)).fetchone() is None:
                     return None
                 self._not_busy(conn, conversation_id, now)
-                conn.execute(run, params)
-                messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
-        else:
-            with self._tx(relaxed=True) as conn:
+            else:
                 conn.execute(
                     "INSERT INTO conversations (id, agent, title, created, updated, owner) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
                     (conversation_id, agent, input[:80], now, now, owner),
                 )
-                conn.execute(run, params)
-                messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
+            conn.execute(run, params)
+            messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
 

@@ -38,9 +38,10 @@ def _refusal(status: bytes, kind: bytes, message: bytes) -> bytes:
             % (status, len(body), body))
 
 
+MAX_HEAD_BYTES = 64 * 1024  # a request line and headers (the middleware checks those parsed past this guard)
+HEAD_TOO_LARGE_MESSAGE = "the request line and headers are over 64 KiB"
 TIMED_OUT = _refusal(b"408 Request Timeout", b"timeout", b"the request was not sent in time")
-HEAD_TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", b"too_large",
-                          b"the request line and headers are over 64 KiB")
+HEAD_TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", b"too_large", HEAD_TOO_LARGE_MESSAGE.encode())
 UNKNOWN_BODY = 1_000_000  # bytes assumed for a chunked body's deadline (the default max_body_bytes)
 ACCEPT_FAILED = "socket.accept() out of system resource"
 LINGER_S = 2.0  # how long a refused connection's late data is read and dropped before it is closed
@@ -52,7 +53,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout: ClassVar[float] = 10.0
     min_body_rate: ClassVar[float] = 16 * 1024  # bytes a second: a 128 kbit/s link
     max_idle: ClassVar[int] = 512
-    max_head_bytes: ClassVar[int] = 64 * 1024  # a request line and headers; h11 checks only heads still incomplete
+    max_head_bytes: ClassVar[int] = MAX_HEAD_BYTES  # h11 checks only heads still incomplete
     _owing: ClassVar[dict[GuardedH11Protocol, None]] = {}  # longest owing first (insertion order)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from halguru.agents import telemetry
+from halguru_server.connections import HEAD_TOO_LARGE_MESSAGE, MAX_HEAD_BYTES
 from halguru_server.console import denials
 from halguru_server.metrics import Metrics
 
@@ -29,7 +30,6 @@ HEALTH_PROBES = frozenset({"/readyz", "/status"})
 # A metric label: any other method a client makes up counts as "other" (one series each would grow without bound)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 log = logging.getLogger("halguru.server.access")
-MAX_HEAD_BYTES = 64 * 1024  # as connections.GuardedH11Protocol.max_head_bytes
 
 
 class BodyTooLarge(HTTPException):
@@ -162,7 +162,7 @@ def _head_bytes(scope: Scope) -> int:
 
 
 async def _head_too_large(send: Any) -> None:
-    body = json.dumps({"error": {"type": "too_large", "message": "the request line and headers are over 64 KiB"}})
+    body = json.dumps({"error": {"type": "too_large", "message": HEAD_TOO_LARGE_MESSAGE}})
     await send({"type": "http.response.start", "status": 431,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body.encode()})
