@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from halguru.agents.events import BaseEvent
+from halguru.agents.events import BaseEvent, ModelCall, compact_history
 from halguru.agents.hooks import RunHooks
 
 E = TypeVar("E", bound=BaseEvent)
@@ -21,7 +21,7 @@ E = TypeVar("E", bound=BaseEvent)
 if TYPE_CHECKING:
     from halguru.agents.loader import Agent
     from halguru.agents.policies import Resume
-    from halguru.models.base import Model, PerAgentModel
+    from halguru.models.base import Message, Model, PerAgentModel
     from halguru.store.base import TraceStore
     from halguru.tools.decorator import Tool
 
@@ -46,6 +46,8 @@ class Trace:
         self.pending: list[BaseEvent] = []
         self.flushed_at = time.monotonic()
         self.observe: Callable[[BaseEvent], None] | None = None  # telemetry: spans from the events (when on)
+        self.history: list[Message] = []  # the conversation's messages before the run (stored by reference)
+        self._history_dumps: list[dict[str, Any]] | None = None
 
     def __call__(self, event: E) -> E:
         """Number ``event`` (a sub-run's events keep the run id they were given) and buffer it for the store."""
@@ -64,9 +66,18 @@ class Trace:
         return event
 
     def take(self) -> list[BaseEvent]:
+        """The events to store since the last take, each model call's copy of the history as its marker."""
         pending, self.pending = self.pending, []
         self.flushed_at = time.monotonic()
+        if self.history:
+            pending = [self._compact(e) if isinstance(e, ModelCall) else e for e in pending]
         return pending
+
+    def _compact(self, event: ModelCall) -> BaseEvent:
+        if self._history_dumps is None:
+            self._history_dumps = [m.model_dump(exclude_defaults=True) for m in self.history]
+        messages = compact_history(event.messages, self._history_dumps)
+        return event if messages is None else event.model_copy(update={"messages": messages})
 
     def flush(self, force: bool = False) -> None:
         if self.store is None or not self.pending:

@@ -197,6 +197,40 @@ Event = Annotated[
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+# How a stored model_call holds the conversation's history: one ``{"history": n}`` in its messages stands for the
+# conversation's first n messages (those before the run: a conversation's messages are only ever appended). Each
+# call sends the whole history, so storing it whole made a conversation's trace grow with the square of its length.
+HISTORY = "history"
+
+
+def compact_history(messages: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``messages`` with the run's ``history`` (as dumped) replaced by its marker; None where they do not hold
+    it whole and in order (a sub-run's own messages, a history the driver changed)."""
+    count = len(history)
+    if not count:
+        return None
+    first = history[0]
+    for start in range(len(messages) - count + 1):
+        if messages[start] == first and messages[start:start + count] == history:
+            return [*messages[:start], {HISTORY: count}, *messages[start + count:]]
+    return None
+
+
+def history_wanted(event: dict[str, Any]) -> int:
+    """How many of the conversation's first messages a stored event's marker stands for (0: none)."""
+    if event.get("type") != "model_call":
+        return 0
+    return max((m[HISTORY] for m in event.get("messages", ()) if HISTORY in m), default=0)
+
+
+def expand_history(event: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stored event with its history marker replaced by the conversation's messages (as dumped)."""
+    if not history_wanted(event):
+        return event
+    messages = [piece for m in event["messages"] for piece in (history[:m[HISTORY]] if HISTORY in m else (m,))]
+    return {**event, "messages": messages}
+
+
 def parse_event(data: dict[str, Any] | str) -> Event:
     """Rebuild an event from its dict or JSON form (as stored or printed by ``--json``)."""
     if isinstance(data, str):

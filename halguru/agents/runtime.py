@@ -189,6 +189,7 @@ class _Book:
         if history is None:
             raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")
         self.history = history
+        self.ctx.trace.history = list(history)  # as stored before the run: its model calls refer to it
         if agent.driver is not None:
             store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
                                    self.input)

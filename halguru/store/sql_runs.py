@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from halguru.agents.events import BaseEvent
+from halguru.agents.events import BaseEvent, expand_history, history_wanted
 from halguru.errors import ConversationBusy, StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
@@ -309,5 +309,14 @@ class RunsMixin(SQLBase):
         return cast(RunRecord, rows[0])
 
     def get_events(self, run_id: str) -> list[dict[str, Any]]:
-        return [json.loads(r["data"]) for r in
-                self._rows("SELECT data FROM events WHERE run_id = ? ORDER BY seq", [run_id])]
+        """A run's events in order, each model call's messages whole (stored, the conversation's history is a
+        reference to its messages: see ``halguru.agents.events.HISTORY``)."""
+        events = [json.loads(r["data"]) for r in
+                  self._rows("SELECT data FROM events WHERE run_id = ? ORDER BY seq", [run_id])]
+        wanted = max(map(history_wanted, events), default=0)
+        if not wanted:
+            return events
+        rows = self._rows("SELECT m.* FROM messages m JOIN runs r ON r.conversation_id = m.conversation_id "
+                          "WHERE r.id = ? ORDER BY m.seq LIMIT ?", [run_id, wanted])
+        history = [message_from_row(row).model_dump(exclude_defaults=True) for row in rows]
+        return [expand_history(e, history) for e in events]
