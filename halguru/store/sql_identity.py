@@ -127,6 +127,11 @@ class IdentityMixin(SQLBase):
             conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL, last_login = ? WHERE id = ?",
                          (time.time(), user_id))
 
+    def unlock_user(self, user_id: str) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?",
+                                     (user_id,)).rowcount)
+
     def use_totp_step(self, user_id: str, step: int) -> bool:
         """Accept a TOTP code of time step ``step`` once: False if this step (or a later one) was used already,
         so a code cannot be replayed within its window."""

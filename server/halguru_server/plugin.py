@@ -160,6 +160,14 @@ def users_disable(user: str = USER,
     disable(user, enable)
 
 
+@users_app.command("unlock")
+def users_unlock(user: str = USER) -> None:
+    """End a user's lock after too many failed sign-ins (a password reset ends it too)."""
+    from halguru_server.users_cli import unlock
+
+    unlock(user)
+
+
 @users_app.command("reset-2fa")
 def users_reset_2fa(user: str = USER) -> None:
     """Remove a user's authenticator and recovery codes (a lost phone)."""

@@ -89,6 +89,12 @@ def disable(user: str, enable: bool) -> None:
     typer.echo(f"{changed['email'] or changed['id']} {what}")
 
 
+def unlock(user: str) -> None:
+    changed = accounts.unlock(open_store(), user)
+    audit.record(open_store(), None, "user.unlock", changed["id"])
+    typer.echo(f"{changed['email'] or changed['id']} unlocked: their next sign-in is checked as usual")
+
+
 def reset_2fa(user: str) -> None:
     changed = accounts.reset_2fa(open_store(), user)
     audit.record(open_store(), None, "user.reset_2fa", changed["id"])

@@ -99,3 +99,19 @@ def test_upstream_down_is_a_clear_502(serve):
         got = client.get("/apps/x/")
     assert got.status_code == 502
     assert "did not answer" in json.loads(got.text)["error"]["message"]
+
+
+def test_identity_headers_spelt_with_underscores_or_forwarded_never_reach_the_upstream(proxied):
+    """WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join it with the proxy's
+    (wsgiref: ``"usr_admin,usr_me"``); ``Forwarded`` and ``X-Real-IP`` would name another client."""
+    with _signed_in(proxied, "operator") as client:
+        got = client.get("/apps/wiki/whoami", headers={
+            "X_Forwarded_User": "usr_admin", "X_Forwarded_Groups": "admin", "x_forwarded_email": "a@evil",
+            "Forwarded": "for=10.0.0.1;proto=https", "X-Real-IP": "10.0.0.1", "X-Forwarded-Port": "443",
+            "X-App-Thing": "kept"})
+    headers = got.json()["headers"]
+    assert not [k for k in headers if "_" in k], headers
+    assert not {"forwarded", "x-real-ip", "x-forwarded-port"} & set(headers)
+    assert headers["x-forwarded-groups"] == "operator" and headers["x-app-thing"] == "kept"
+    assert "transfer-encoding" not in headers  # a GET without a body is not sent chunked
+    assert len(got.headers.get_list("date")) == 1 and len(got.headers.get_list("server")) == 1

@@ -131,6 +131,13 @@ def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions
     assert next(k for k in list_keys(store, dev["id"]) if k.id == key.id).revoked is not None
     assert act(f"/admin/users/{dev['id']}/revoke-session", session=session).status_code == 303
     assert client.get(f"/v1/users/{dev['id']}/sessions", headers=admin).json() == []
+    for _ in range(5):
+        store.record_login_failure(dev["id"], 5, 60, 900)
+    listing = client.get("/admin/users", headers=admin).text
+    assert ">locked<" in listing and f"/admin/users/{dev['id']}/unlock" in listing
+    assert act(f"/admin/users/{dev['id']}/unlock").status_code == 303
+    assert store.get_user(dev["id"])["locked_until"] is None
+    assert f"/admin/users/{dev['id']}/unlock" not in client.get("/admin/users", headers=admin).text
     assert act(f"/admin/users/{dev['id']}/disable").status_code == 303 and store.get_user(dev["id"])["disabled"]
     invited = act("/admin/users/invite", email="new@example.com", role="developer")
     assert invited.status_code == 200 and "/auth/register?invite=" in invited.text
@@ -139,7 +146,7 @@ def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions
     link = client.post("/v1/invites", headers=admin, json={"role": "operator"}).json()["link"]
     assert link.startswith("http://testserver/auth/register?invite=")
     actions = [e["action"] for e in store.list_audit(50)]
-    assert {"user.role", "user.disable", "key.revoke", "session.revoke", "user.invite"} <= set(actions)
+    assert {"user.role", "user.unlock", "user.disable", "key.revoke", "session.revoke", "user.invite"} <= set(actions)
 
 
 def test_audit_page_filters_and_verifies_the_chain(app) -> None:

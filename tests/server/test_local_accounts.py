@@ -127,6 +127,23 @@ def test_lockout_after_n_failures_answers_like_an_unknown_account(accounts_serve
         assert COOKIE not in client.cookies
 
 
+def test_a_locked_out_owner_gets_back_in_by_a_password_reset(accounts_server) -> None:
+    """Anyone who knows an address can keep its account locked with a wrong guess now and then: the mailed
+    reset link proves the owner and ends the lock (the guesser's count starts again from nothing)."""
+    accounts = accounts_server(login_max_failures=3)
+    accounts.user("ed@example.com")
+    with accounts.client() as client:
+        for _ in range(3):
+            sign_in(client, "ed@example.com", "wrong password!")
+        assert sign_in(client, "ed@example.com").status_code == 401  # locked
+        post_form(client, "/auth/reset", "/auth/reset", email="ed@example.com")
+        path = accounts.link(1, "ed@example.com").removeprefix(accounts.url)
+        done = post_form(client, path, "/auth/reset/set", token=path.split("token=")[1],
+                         password="a brand new password")
+        assert done.status_code == 200
+        assert sign_in(client, "ed@example.com", "a brand new password").status_code == 303
+
+
 def test_a_role_that_requires_2fa_must_enrol_before_anything_else(accounts_server) -> None:
     accounts = accounts_server(require_2fa_roles=["admin"])
     accounts.user("fay@example.com", role="admin")

@@ -207,6 +207,32 @@ def test_a_verified_email_links_only_when_allowed(site: Site, mock_issuer: str) 
     assert len(store.list_users()) == 1
 
 
+@pytest.mark.parametrize("link_by_email", [True, False])
+def test_a_sign_up_nobody_confirmed_goes_to_the_verified_owner_without_its_password(
+        site: Site, mock_issuer: str, link_by_email: bool) -> None:
+    """Mallory registers ann's address with a password of hers (open registration; the account waits for its
+    confirmation link). Ann signs in with her provider, which vouches for the address. Linked as it was, ann
+    used mallory's account, and once ann clicked the confirmation mail mallory's password signed in to it;
+    without ``link_by_email`` the sign-up locked ann out of the provider's sign-in. Now ann gets the account,
+    and what mallory set (password, pending links, sessions) is gone."""
+    from halguru_server.identity import accounts
+
+    server, client = site(mock_config(mock_issuer, link_by_email=link_by_email))
+    store, settings = server.state.store, server.state.settings.auth
+    squat = accounts.create_user(store, "ann@example.com", password="mallory's password 1")
+    link = accounts.issue_token(store, "verify", squat["id"], 3600, {"email": "ann@example.com"})
+    mallory = websessions.issue(store, squat["id"], settings)[0]
+
+    ann = signed_in(server, mock_sign_in(client, mock_issuer, "ann-sub", ANN))
+    assert ann["id"] == squat["id"] and ann["email_verified"] and ann["password_hash"] is None
+    with pytest.raises(accounts.SignInFailed):
+        accounts.authenticate(store, "ann@example.com", "mallory's password 1", settings)
+    assert accounts.consume_token(store, link, "verify") is None
+    assert websessions.verify(store, mallory, settings) is None
+    assert [e["action"] for e in store.list_audit(10, action="user.")] == ["user.take_over"]
+    assert signed_in(server, mock_sign_in(client, mock_issuer, "ann-sub", ANN))["id"] == ann["id"]
+
+
 def test_a_domain_not_allowed_is_refused_with_a_page(site: Site, mock_issuer: str) -> None:
     server, client = site(mock_config(mock_issuer, allowed_domains=["example.com"]))
     client.headers["Accept"] = "text/html"

@@ -42,6 +42,13 @@ def test_an_admin_manages_users_and_nobody_else_may(app) -> None:
     assert client.get("/v1/agents", headers=dev).status_code == 200
     store.set_totp(ann["id"], "SECRET", enabled=True)
     assert not client.post(f"/v1/users/{ann['id']}/reset-2fa", headers=admin).json()["totp_enabled"]
+    for _ in range(5):
+        store.record_login_failure(ann["id"], 5, 60, 900)
+    assert client.get("/v1/users", headers=admin).json()["data"][1]["locked_until"] > 0
+    assert client.post(f"/v1/users/{ann['id']}/unlock", headers=dev).status_code == 403
+    assert client.post(f"/v1/users/{ann['id']}/unlock", headers=admin).json()["locked_until"] is None
+    assert store.get_user(ann["id"])["locked_until"] is None
+    assert client.post("/v1/users/usr_nobody/unlock", headers=admin).status_code == 404
     assert client.patch(f"/v1/users/{root['id']}", headers=admin, json={"role": "user"}).status_code == 400
     assert client.patch(f"/v1/users/{root['id']}", headers=admin, json={"disabled": True}).status_code == 400
     assert client.patch("/v1/users/usr_nobody", headers=admin, json={"role": "user"}).status_code == 404

@@ -39,6 +39,11 @@ def test_roles_disable_and_2fa_reset(cli) -> None:
     assert "disabled" in cli("users", "list").stdout
     cli("users", "disable", "ann@example.com", "--enable")
     assert not store.get_user(user["id"])["disabled"]
+    for _ in range(5):
+        store.record_login_failure(user["id"], 5, 60, 900)
+    assert "locked" in cli("users", "list").stdout
+    assert "unlocked" in cli("users", "unlock", "ann@example.com").stdout
+    assert "active" in cli("users", "list").stdout and store.get_user(user["id"])["locked_until"] is None
 
 
 def test_keys_can_belong_to_a_user(cli) -> None:

@@ -89,7 +89,8 @@ def render(request: Request, caller: Principal, template: str, title: str, statu
     who = caller.user["email"] or caller.user["name"] if caller.user is not None else ("dev" if caller.dev else "")
     html = env().get_template(template).render(
         title=title, nav=nav_for(caller), path=request.url.path, who=who, role=caller.role or "",
-        csrf=caller.web["csrf"] if caller.web is not None else "", **{"notice": None, "error": None, **context})
+        csrf=caller.web["csrf"] if caller.web is not None else "", now=time.time(),
+        **{"notice": None, "error": None, **context})
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 

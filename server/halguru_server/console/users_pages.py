@@ -141,10 +141,10 @@ async def invite_form(request: Request, state: State, caller: Admin) -> Response
 
 
 @router.post("/users/{user_id}/{action}")
-async def user_action(user_id: UserId, action: Literal["role", "disable", "enable", "reset-2fa", "revoke-key",
-                                                       "revoke-session"],
+async def user_action(user_id: UserId, action: Literal["role", "disable", "enable", "unlock", "reset-2fa",
+                                                       "revoke-key", "revoke-session"],
                       request: Request, state: State, caller: Admin) -> Response:
-    """A user's action from a form (role change, disable, enable, 2FA reset, key or session revoke)."""
+    """A user's action from a form (role change, disable, enable, unlock, 2FA reset, key or session revoke)."""
     form = await _form(request)
     try:
         _apply(action, user_id, form, request, state, caller)
@@ -166,6 +166,8 @@ def _apply(action: str, user_id: str, form: dict[str, Any], request: Request, st
                                  caller)
     elif action == "reset-2fa":
         users_routes.reset_2fa(user_id, request, state, caller)
+    elif action == "unlock":
+        users_routes.unlock(user_id, request, state, caller)
     elif action == "revoke-key":
         key = next((k for k in list_keys(state.store, user_id) if k.id == form.get("key")), None)
         if key is None:

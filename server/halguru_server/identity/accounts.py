@@ -131,6 +131,28 @@ def disable_user(store: Store, id_or_email: str, disabled: bool = True) -> UserR
     return {**user, "disabled": disabled}
 
 
+def unlock(store: Store, id_or_email: str) -> UserRecord:
+    """End a user's sign-in lock (too many wrong passwords or codes) and its count: anyone who knows an address
+    can keep its account locked, so an admin can let its owner in (so does a finished password reset)."""
+    user = find_user(store, id_or_email)
+    store.unlock_user(user["id"])
+    return {**user, "locked_until": None, "failed_logins": 0}
+
+
+def take_over_unconfirmed(store: Store, user: UserRecord) -> UserRecord:
+    """Give an account whose email was never confirmed to the person who just proved the address (a verified
+    OIDC sign-in). Anyone can register any address, so what they set goes: the password, a second factor,
+    sessions, keys and pending mail links; the address is then confirmed."""
+    store.update_user(user["id"], email_verified=True, password_hash=None)
+    store.set_totp(user["id"], None, enabled=False)
+    store.set_recovery_codes(user["id"], [])
+    store.revoke_web_sessions(user["id"])
+    store.revoke_keys([key["id"] for key in store.list_keys(user["id"])])
+    for purpose in ("verify", "reset"):
+        store.revoke_auth_tokens(user["id"], purpose)
+    return {**user, "email_verified": True, "password_hash": None, "totp_enabled": False, "totp_secret": None}
+
+
 # -- passwords ------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _hasher() -> PasswordHasher:

@@ -345,5 +345,6 @@ def _reset(state: ServerState, token: str, password: str) -> bool:
         return False
     accounts.set_password(state.store, user["id"], password)
     state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address
+    state.store.unlock_user(user["id"])  # and is how a locked-out owner gets back in without an admin
     websessions.revoke_all(state.store, user["id"])
     return True

@@ -411,22 +411,38 @@ def refusal(config: OidcProvider, claims: Mapping[str, Any]) -> str | None:
 
 
 def account_for(store: Store, config: OidcProvider, claims: Mapping[str, Any]) -> UserRecord:
-    """The user this verified sign-in belongs to: linked by (provider, sub); else, by a verified email when
-    ``link_by_email`` is on; else a new user with ``default_role`` (``create_users``). OidcError (403) if the
+    """The user this verified sign-in belongs to: linked by (provider, sub); else, by a verified email, an
+    account whose address was never confirmed (taken over: ``take_over_unconfirmed``) or, when
+    ``link_by_email`` is on, any; else a new user with ``default_role`` (``create_users``). OidcError (403) if the
     domain/tenant is not allowed, nobody matches and users are not created, or the user is disabled."""
     reason = refusal(config, claims)
     if reason:
         raise OidcError(reason, 403)
     subject, email = str(claims["sub"]), verified_email(claims)
     user = _linked(store, config.name, subject)
-    if user is None and email and config.link_by_email:
+    if user is None and email:
         user = store.user_by_email(email)
+        if user is not None and not user["email_verified"]:
+            # A sign-up nobody confirmed: whoever made it did not prove the address, this sign-in did. Linked
+            # as it was, its maker's password would sign in to the account its owner now uses.
+            user = _take_over(store, config, user)
+        elif user is not None and not config.link_by_email:
+            user = None  # _create says the address has an account
         if user is not None and not store.link_identity(config.name, subject, user["id"], email):
             user = _linked(store, config.name, subject)  # linked meanwhile by a concurrent sign-in
     if user is None:
         user = _create(store, config, subject, email, claims)
     if user["disabled"]:
         raise OidcError("this account is disabled; ask an administrator", 403)
+    return user
+
+
+def _take_over(store: Store, config: OidcProvider, user: UserRecord) -> UserRecord:
+    user = accounts.take_over_unconfirmed(store, user)
+    audit.record(store, f"user:{user['id']}", "user.take_over", user["id"],
+                 {"email": user["email"], "via": config.name})
+    log.warning("an unconfirmed sign-up was taken over by a verified OIDC sign-in for its address",
+                extra={"fields": {"provider": config.name, "user": user["id"]}})
     return user
 
 

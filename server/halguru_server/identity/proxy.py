@@ -32,7 +32,10 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
 IDENTITY = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username", "x-forwarded-groups",
             "x-forwarded-prefix", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-auth-request-user",
-            "x-auth-request-email", "x-auth-request-groups", "x-remote-user", "remote-user")
+            "x-auth-request-email", "x-auth-request-groups", "x-remote-user", "remote-user", "forwarded",
+            "x-real-ip", "x-forwarded-port", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-ssl")
+# Set by the server that answers (uvicorn): the upstream's copies would go out twice.
+OWN_RESPONSE_HEADERS = frozenset({"date", "server"})
 
 
 def allowed(user_role: str, least: str) -> bool:
@@ -42,9 +45,10 @@ def allowed(user_role: str, least: str) -> bool:
 
 def identity_headers(request: Request, user: UserRecord, prefix: str) -> dict[str, str]:
     """The request's headers as the upstream gets them: hop-by-hop, spoofable identity headers and the
-    session cookie removed; the signed-in user added."""
+    session cookie removed; the signed-in user added. A name with an underscore goes too (as nginx and Apache
+    drop them): WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join the two."""
     headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP and k not in IDENTITY
-               and k != "cookie"}
+               and k != "cookie" and "_" not in k}
     cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != websessions.COOKIE]
     if cookies:
         headers["cookie"] = "; ".join(cookies)
@@ -63,7 +67,7 @@ def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[
     to go through the proxy (the browser cannot reach the upstream)."""
     out = []
     for key, value in upstream.headers.multi_items():
-        if key in HOP_BY_HOP or key == "content-encoding":
+        if key in HOP_BY_HOP or key in OWN_RESPONSE_HEADERS or key == "content-encoding":
             continue
         if key == "location" and value.startswith(base):
             value = prefix + value[len(base):] or "/"
@@ -100,7 +104,7 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
         path = request.url.path[len(prefix):] or "/"
         upstream_request = client.build_request(
             request.method, path, params=request.url.query, headers=identity_headers(request, user, prefix),
-            content=_body(request))
+            content=_body(request) if _has_body(request) else None)
         try:
             upstream = await client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
@@ -114,6 +118,12 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
     for route in (prefix, prefix + "/{path:path}"):
         # Guarded here, not by a permission: the least role and a finished sign-in (see forward).
         app.add_api_route(route, forward, methods=METHODS, include_in_schema=False, dependencies=[Depends(public)])
+
+
+def _has_body(request: Request) -> bool:
+    """Whether the client sends a body (a GET without one must not reach the upstream chunked)."""
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() != "0")
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:

@@ -1,5 +1,5 @@
 """Users over HTTP (docs/identity.md): an admin (``users:manage``) lists users, changes roles, disables and
-enables them and resets their second factor, as `halguru users` does from the shell. (Keys: ``keys_api``.)
+enables them, unlocks them and resets their second factor, as `halguru users` does from the shell. (Keys: ``keys_api``.)
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ class UserOut(session_routes.UserOut):
     disabled: bool
     created: float
     last_login: float | None
+    locked_until: float | None  # too many failed sign-ins: refused until then (POST .../unlock ends it)
 
 
 class UserList(BaseModel):
@@ -72,6 +73,14 @@ def change_user(user_id: UserId, body: UserPatch, request: Request, state: State
         user = accounts.disable_user(state.store, user_id, disabled=body.disabled)
         audit.record(request, "user.disable", user_id, {"disabled": body.disabled})
     return _user_out(user)
+
+
+@router.post("/users/{user_id}/unlock", response_model=UserOut, responses=responses(404))
+def unlock(user_id: UserId, request: Request, state: State, caller: Admin) -> UserOut:
+    """End the user's sign-in lock (too many failed sign-ins) and its count of failures."""
+    _user(state, user_id)
+    audit.record(request, "user.unlock", user_id)
+    return _user_out(accounts.unlock(state.store, user_id))
 
 
 @router.post("/users/{user_id}/reset-2fa", response_model=UserOut, responses=responses(404))
