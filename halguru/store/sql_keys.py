@@ -14,6 +14,7 @@ from halguru.store.base import ApiKeyRecord
 from halguru.store.sql_base import SQLBase
 
 TOUCH_EVERY = 60.0
+MAX_RATE_WINDOW = 3600.0  # the longest window a rate bucket may have (a recipient's account mails: an hour)
 """``last_used`` is written at most this often per key: a write per request would serialize every reader."""
 
 
@@ -71,12 +72,15 @@ class KeysMixin(SQLBase):
                          "AND (last_used IS NULL OR last_used < ?)", (now, key_id, now - TOUCH_EVERY))
 
     def rate_hit(self, bucket: str, limit: int, window_s: float) -> float | None:
-        """Count one hit for ``bucket`` in a sliding window: None if it is allowed (and recorded), else the
-        seconds until the oldest hit leaves the window. Expired hits of every bucket are dropped on the way."""
+        """Count one hit for ``bucket`` in a sliding window (at most ``MAX_RATE_WINDOW``): None if it is allowed
+        (and recorded), else the seconds until the oldest hit leaves the window. The bucket's expired hits are
+        dropped on the way, and every bucket's older than the longest window."""
+        window_s = min(window_s, MAX_RATE_WINDOW)
         with self._tx() as conn:
             self._lock(conn, "rate", bucket)
             now = time.time()  # after the lock: a hit that waited for it is counted when it is let in
-            conn.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - window_s,))
+            conn.execute("DELETE FROM rate_hits WHERE bucket = ? AND ts <= ?", (bucket, now - window_s))
+            conn.execute("DELETE FROM rate_hits WHERE ts <= ?", (now - MAX_RATE_WINDOW,))
             count, oldest = conn.execute("SELECT count(*), min(ts) FROM rate_hits WHERE bucket = ?",
                                          (bucket,)).fetchone()
             if count >= limit:

@@ -5,6 +5,7 @@ The same journey in real Chromium is test_local_accounts_browser.py."""
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 
@@ -125,6 +126,26 @@ def test_lockout_after_n_failures_answers_like_an_unknown_account(accounts_serve
         message = re.compile(r'<p class="error" role="alert">(.*?)</p>')
         assert len({message.search(r.text).group(1) for r in [unknown, *answers, locked]}) == 1  # type: ignore[union-attr]
         assert COOKIE not in client.cookies
+
+
+def test_one_address_gets_at_most_five_account_mails_an_hour_and_its_newest_link_works(accounts_server) -> None:
+    """The per-client limit alone let anyone send an address 20 reset mails a minute from each of their
+    addresses; past the cap nothing is sent and, checked first, the last link sent is not voided."""
+    accounts = accounts_server()
+    accounts.user("di@example.com")
+    accounts.user("jo@example.com")
+    with accounts.client() as client:
+        for _ in range(7):
+            assert post_form(client, "/auth/reset", "/auth/reset", email="di@example.com").status_code == 200
+        post_form(client, "/auth/reset", "/auth/reset", email="jo@example.com")
+        accounts.smtp.wait_for(6)
+        time.sleep(0.5)  # the requests past the cap have had their turn
+        mails = accounts.smtp.received
+        assert [m["To"] for m in mails].count("di@example.com") == 5 and mails[-1]["To"] == "jo@example.com"
+        paths = [accounts.link(n, "di@example.com").removeprefix(accounts.url) for n in range(1, 6)]
+        answers = [post_form(client, path, "/auth/reset/set", token=path.split("token=")[1],
+                             password="a brand new password").status_code for path in paths]
+        assert sorted(answers) == [200, 400, 400, 400, 400]  # the newest link works (each voids the older)
 
 
 def test_a_locked_out_owner_gets_back_in_by_a_password_reset(accounts_server) -> None:

@@ -29,6 +29,9 @@ from halguru_server.state import ServerState, client_address, get_state
 log = logging.getLogger("halguru.server.identity")
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
 MAIL_FAILED = "The mail could not be sent just now; try again in a few minutes."
+# Account mails one address gets in an hour (confirmation, reset, "you have an account"): the per-client limit
+# alone let anyone send a victim 20 a minute from each address they have.
+MAILS_PER_ADDRESS = 5
 BAD_LINK = "This link is not valid: it was used already, has expired, or was copied incompletely."
 
 
@@ -224,7 +227,7 @@ async def _create(request: Request, state: ServerState, email: str, name: str, p
                                        password=password, email_verified=verified)
     except accounts.AccountError:  # the email has an account: its owner hears of it, this page does not say
         base = mailer.base_url(request, state.settings.auth, state.settings.host)
-        if base is not None:
+        if base is not None and await _may_mail(state, email):
             await _mail(state, email, "Your halguru account", "Someone asked to create a halguru account for "
                         f"this address, which has one already. To set a new password, open {base}/auth/reset"
                         "\n\nIf it was not you, ignore this mail.\n")
@@ -236,6 +239,15 @@ async def _create(request: Request, state: ServerState, email: str, name: str, p
     return done if await _send_verification(request, state, user) else pages.message(
         "Account created", f"The account exists, but the confirmation mail could not be sent. {MAIL_FAILED} "
         "Signing in sends a new link.", links=(("/auth/login", "Sign in"),), status=201)
+
+
+async def _may_mail(state: ServerState, to: str) -> bool:
+    """Whether ``to`` may get another account mail this hour (``MAILS_PER_ADDRESS``); checked before a new
+    link voids the older ones, so a flood of requests cannot leave the owner without a working link."""
+    wait = await asyncio.to_thread(state.store.rate_hit, f"mail:{to.lower()}", MAILS_PER_ADDRESS, 3600.0)
+    if wait is not None:
+        log.warning("account mail not sent: %d sent to this address in the last hour", MAILS_PER_ADDRESS)
+    return wait is None
 
 
 async def _mail(state: ServerState, to: str, subject: str, text: str) -> bool:
@@ -251,7 +263,7 @@ async def _send_verification(request: Request, state: ServerState, user: UserRec
     if not user["email"]:
         return False
     base = mailer.base_url(request, state.settings.auth, state.settings.host)
-    if base is None:
+    if base is None or not await _may_mail(state, user["email"]):
         return False
     token = await asyncio.to_thread(accounts.issue_token, state.store, "verify", user["id"], mailer.VERIFY_TTL,
                                     {"email": user["email"]})
@@ -307,7 +319,7 @@ async def reset_request(request: Request) -> Response:
 
 async def _send_reset(state: ServerState, base: str, email: str) -> None:
     user = await asyncio.to_thread(state.store.user_by_email, email) if "@" in email else None
-    if user is None or user["disabled"] or not user["email"]:
+    if user is None or user["disabled"] or not user["email"] or not await _may_mail(state, user["email"]):
         return
     await asyncio.to_thread(state.store.revoke_auth_tokens, user["id"], "reset")  # only the newest link works
     token = await asyncio.to_thread(accounts.issue_token, state.store, "reset", user["id"], mailer.RESET_TTL)
