@@ -213,7 +213,23 @@ def _render(template: str, context: dict[str, Any]) -> str:
 
 
 def _evaluate(expression: str, context: dict[str, Any]) -> Any:
-    return _compiled(expression)(**context)
+    """The expression's value; a name or attribute it reads that is not there raises UndefinedError (compiled
+    with ``undefined_to_none=False``, StrictUndefined would come back as the value, also inside a list)."""
+    return _defined(_compiled(expression)(**context))
+
+
+def _defined(value: Any) -> Any:
+    from jinja2 import Undefined
+
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, dict):
+        for item in value.values():
+            _defined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _defined(item)
+    return value
 
 
 def _render_args(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

@@ -159,7 +159,12 @@ async def _call_agent(r: _Run, sid: str, member: Agent, message: str, schema: di
 
 def _answer(workflow: Workflow, results: dict[str, dict[str, Any]], context: dict[str, Any]) -> str:
     if workflow.settings.output is not None:
-        return _render(workflow.settings.output, context)
+        from jinja2 import TemplateError
+
+        try:
+            return _render(workflow.settings.output, context)
+        except TemplateError as exc:
+            raise HalguruError(f"workflow output: template error: {exc}") from None
     for sid in reversed(list(workflow.steps)):
         if results.get(sid, {}).get("status") == "ok":
             value = results[sid]["output"]

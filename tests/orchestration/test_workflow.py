@@ -246,3 +246,24 @@ def test_validate_checks_each_step_agents_model(project: Path, cli, cli_error):
     (project / "agents/echo/agent.yaml").write_text("name: echo\nmodel: nope\n")
     assert cli_error("validate", str(folder)).startswith(
         f"Error: {project / 'agents/echo/agent.yaml'}:2: model: unknown model 'nope'")
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    # A whole-expression argument, a condition (also inside a list) and the workflow's output that read an
+    # attribute the step's output does not have: StrictUndefined came back as a value and crashed the run
+    # with a serialization traceback, leaving it stored "running".
+    ("    - {id: b, tool: calculator, args: {expression: '{{ steps.a.output.value }}'}}\n",
+     "step b failed: template error: 'int object' has no attribute 'value'"),
+    ("    - {id: b, condition: steps.a.output.value}\n",
+     "step b failed: template error: 'int object' has no attribute 'value'"),
+    ("    - {id: b, condition: '[1, steps.a.output.value]'}\n",
+     "step b failed: template error: 'int object' has no attribute 'value'"),
+    ("    - {id: b, condition: steps.a.output > 1}\n  output: '{{ steps.a.output.value }}'\n",
+     "workflow output: template error: 'int object' has no attribute 'value'"),
+])
+def test_a_missing_attribute_at_run_time_fails_the_run_in_one_line(project: Path, body: str, error: str) -> None:
+    folder = flow(project, "  steps:\n    - {id: a, tool: calculator, args: {expression: '2+2'}}\n" + body)
+    result = run_sync(load_agent(folder), "go")
+    assert result.status == "failed" and result.error == error
+    stored = open_store().get_run(result.run_id)
+    assert stored["status"] == "failed" and stored["error"] == error
