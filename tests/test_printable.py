@@ -77,3 +77,26 @@ def test_a_hostile_file_name_and_heading_are_shown_inert_by_kb_search_and_kb_sho
     hits = json.loads(cli("kb", "search", "notes", "parcels", "--json").stdout)  # --json: as stored, one array
     assert hits[0]["source"].endswith("esc\x1b[31mname.md")
     assert json.loads(cli("kb", "search", "notes", "zzzqqq", "--mode", "fts", "--json").stdout) == []
+
+
+def test_error_lines_and_chat_tool_descriptions_are_printed_inert(write_agent, halguru_cmd, subprocess_env,
+                                                                 tmp_path) -> None:
+    """Error text is often someone else's: a model endpoint's reply, an HTTP tool's body, an MCP server's
+    stderr. The `Error:` line of `halguru run`, a failed command's one line and chat's `/tools` (a plugin's or
+    MCP server's description, which Rich read as markup: `[/nope]` crashed the chat) show it inert."""
+    script = tmp_path / "s.yaml"
+    script.write_text(f"- {{error: {json.dumps('upstream said ' + HOSTILE)}}}\n")
+    folder = write_agent(f"name: fe\nmodel: scripted:{script}\ntools: [shout]\n",
+                         tools_py='from halguru import tool\n\n@tool\ndef shout(text: str) -> str:\n'
+                                  '    """Shout [bold]it[/] \\x1b[2J [/nope]."""\n    return text\n')
+    ran = subprocess.run([*halguru_cmd, "run", str(folder), "hi"], env=subprocess_env, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 1 and "upstream said hi \\x1b[31mred" in ran.stderr, ran.stderr
+    missing = subprocess.run([*halguru_cmd, "logs", "show", "run_\x1b]0;pwned\x07"], env=subprocess_env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "run_\\x1b]0;pwned\\x07" in missing.stderr, missing.stderr
+    chat = subprocess.run([*halguru_cmd, "chat", str(folder)], input="/tools\n/exit\n", capture_output=True,
+                          text=True, env=subprocess_env, timeout=60, start_new_session=True)
+    assert chat.returncode == 0 and "Shout [bold]it[/] \\x1b[2J [/nope]." in chat.stdout, chat.stdout + chat.stderr
+    for out in (ran.stdout, ran.stderr, missing.stderr, chat.stdout, chat.stderr):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, out

@@ -246,7 +246,8 @@ def note(event: BaseEvent) -> str | None:
         verdict = "approved" if isinstance(event, ApprovalApproved) else "rejected"
         return f"[yellow]{verdict}: {escape(event.name)}[/]"
     if isinstance(event, Error):
-        return f"[red]Error:[/] {escape(event.message)}" if event.fatal else f"[yellow]! {escape(event.message)}[/]"
+        message = escape(printable(event.message))  # often outside text: an HTTP body, a server's stderr
+        return f"[red]Error:[/] {message}" if event.fatal else f"[yellow]! {message}[/]"
     if isinstance(event, ModelResult) and event.finish_reason == "length":
         return f"[yellow]{escape(CUT_NOTICE)}[/]"
     return None

@@ -26,6 +26,7 @@ from halguru.cli import (
     test_cmd,
     tools_cmd,
 )
+from halguru.printable import printable
 
 
 def _usage_name(self: typer.core.TyperArgument) -> str:
@@ -113,7 +114,7 @@ def main() -> None:
     except HalguruError as exc:
         if _state["debug"]:
             raise
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {printable(str(exc))}", file=sys.stderr)  # may quote a server's reply or stderr
         sys.exit(1)
     except OSError as exc:  # a file a command reads or writes (`-o /no/such/dir/x`): one line, not a traceback
         if _state["debug"]:
@@ -124,7 +125,7 @@ def main() -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"Error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"Error: {where}{exc.strerror or exc}"), file=sys.stderr)
         sys.exit(1)
     finally:
         # The command is over: the interpreter's last garbage collection at exit would walk every object that

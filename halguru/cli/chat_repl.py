@@ -107,7 +107,7 @@ class ChatRepl:
                     self.console.print(f"\n[yellow]{escape(line[:1].upper() + line[1:])}.[/]")
                 self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
             except HalguruError as exc:
-                self.console.print(f"[red]Error:[/] {escape(str(exc))}")
+                self.console.print(f"[red]Error:[/] {escape(printable(str(exc)))}")
 
     async def answer(self, text: str) -> None:
         from halguru.cli.run_once import ingest_scope
@@ -180,8 +180,9 @@ class ChatRepl:
         elif name == "/tools":
             table = Table("tool", "description", "arguments", box=None, header_style="bold")
             for t in s.agent.tools.values():
-                description = clip(t.description, 60) if self.console.is_terminal else t.description  # piped: whole
-                table.add_row(t.name, description, json.dumps(list(t.parameters.get("properties", {}))))
+                description = clip(t.description, 60) if self.console.is_terminal else printable(t.description)
+                table.add_row(escape(printable(t.name)), escape(description),  # plugins' and MCP servers' text
+                              escape(json.dumps(list(t.parameters.get("properties", {})))))
             self.console.print(table if s.agent.tools else "[dim]This agent has no tools.[/]")
         elif name == "/trace":
             trace = s.last_trace()
@@ -195,7 +196,7 @@ class ChatRepl:
                 try:
                     find_entry(arg)
                 except HalguruError as exc:
-                    self.console.print(f"[red]Error:[/] {escape(str(exc))}")
+                    self.console.print(f"[red]Error:[/] {escape(printable(str(exc)))}")
                 else:
                     s.model = arg
                     self.console.print(f"[dim]Model is now {escape(arg)}.[/]")

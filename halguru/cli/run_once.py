@@ -14,6 +14,7 @@ from rich.markup import escape
 from halguru.agents.events import Event, RunFinished
 from halguru.agents.loader import load_agent
 from halguru.cli.render import RunPrinter
+from halguru.printable import printable
 
 if TYPE_CHECKING:
     from halguru.rag.indexer import IngestScope
@@ -82,10 +83,10 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
         return EXIT_INTERRUPTED
     result = finished[-1]
     if result.status == "paused":
-        err.print(f"[yellow]Paused:[/] {escape(result.error or '')}: `halguru runs approve {result.run_id}` "
+        err.print(f"[yellow]Paused:[/] {escape(printable(result.error or ''))}: `halguru runs approve {result.run_id}` "
                   f"or `halguru runs reject {result.run_id} --reason TEXT`")
         return EXIT_PAUSED
     if result.status != "ok":
-        err.print(f"[red]Error:[/] {escape(result.error or result.status)} [dim](run {result.run_id})[/]")
+        err.print(f"[red]Error:[/] {escape(printable(result.error or result.status))} [dim](run {result.run_id})[/]")
         return EXIT_FAILED
     return 0

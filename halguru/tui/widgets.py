@@ -30,6 +30,7 @@ from halguru.agents.events import (
     ToolCall,
     ToolResult,
 )
+from halguru.printable import printable
 
 TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
 
@@ -238,7 +239,7 @@ class ChatPane(VerticalScroll):
         return widget
 
     def add_note(self, text: str | Text) -> None:
-        self.mount(Static(Text(text) if isinstance(text, str) else text, classes="note"))
+        self.mount(Static(Text(printable(text)) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
 
 
