@@ -41,6 +41,16 @@ class ConversationBusy(HalguruError):
                          f"one when it is done (a run whose process died frees it within {max(1, round(seconds))} s)")
 
 
+class ConversationPaused(ConversationBusy):
+    """A turn of this conversation waits for a human to approve or reject a tool call: a new message now would
+    come before that turn's end, which its continuation would then add after it (serve mode: 409)."""
+
+    def __init__(self, conversation_id: str, run_id: str):
+        self.conversation_id, self.run_id = conversation_id, run_id
+        HalguruError.__init__(self, f"conversation {conversation_id} waits for a human to approve or reject a "
+                                    f"tool call of run {run_id}; send this message once it is decided")
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

@@ -151,6 +151,10 @@ class ChatRepl:
                     close_live()
                     if (line := note(event)) is not None:  # an answer cut at max_tokens says so
                         self.console.print(line)
+                    if isinstance(event, RunFinished) and event.status == "paused":
+                        self.console.print(f"[yellow]Decide it from another terminal: `halguru runs approve "
+                                           f"{event.run_id}` or `halguru runs reject {event.run_id} --reason "
+                                           "TEXT`; this conversation waits until then.[/]")
                 elif (line := note(event)) is not None:
                     close_live()
                     self.console.print(line)

@@ -18,6 +18,7 @@ from typing import Any
 
 from halguru.agents.loader import Agent
 from halguru.channels.base import Channel, Outbound, SendOnce
+from halguru.errors import ConversationBusy
 from halguru.jobs.pipeline import REPLY, inbound_id, send_once
 from halguru.jobs.retention import RETENTION, retention_job
 from halguru.jobs.takeover import HUMAN_REPLY, hold
@@ -75,6 +76,8 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
         except NoConversation:  # deleted since the job was queued: no retry brings it back
             raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
                            permanent=True) from None
+        except ConversationBusy as exc:  # answering, or waiting for an approval: a later attempt can go on
+            raise JobError(str(exc)) from None
     if result.status not in ("ok", "paused"):
         raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
     return {"run_id": result.run_id, "status": result.status, "output": result.output}

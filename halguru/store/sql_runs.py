@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from halguru.agents.events import BaseEvent, expand_history, history_wanted
-from halguru.errors import ConversationBusy, StoreError
+from halguru.errors import ConversationBusy, ConversationPaused, StoreError
 from halguru.models.base import Message
 from halguru.store.base import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
@@ -153,11 +153,16 @@ class RunsMixin(SQLBase):
         return messages
 
     def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float) -> None:
-        """Raise ConversationBusy while a live run (its lease held) answers in the conversation."""
+        """Raise ConversationBusy while a live run (its lease held) answers in the conversation, ConversationPaused
+        while one of its turns waits for an approval."""
         row = conn.execute("SELECT id, lease_expires FROM runs WHERE conversation_id = ? AND status = 'running' "
                            "AND lease_expires > ? LIMIT 1", (conversation_id, now)).fetchone()
         if row is not None:
             raise ConversationBusy(conversation_id, row["id"], row["lease_expires"] - now)
+        row = conn.execute("SELECT run_id FROM approvals WHERE conversation_id = ? AND status = 'pending' LIMIT 1",
+                           (conversation_id,)).fetchone()
+        if row is not None:
+            raise ConversationPaused(conversation_id, row["run_id"])
 
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
         """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
 from halguru.agents.runtime import NoConversation, run
-from halguru.errors import ConversationBusy
+from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.models.base import Message
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
@@ -151,6 +151,8 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
             yield event
     except NoConversation:  # deleted between the request's check and the run's start: as if never there
         raise ApiError(404, f"no conversation {conversation!r}") from None
+    except ConversationPaused as exc:  # a turn of it waits for an approval: no retry helps until it is decided
+        raise ApiError(409, str(exc), "conversation_paused") from None
     except ConversationBusy as exc:  # another message of it is being answered
         raise ApiError(409, str(exc), "conversation_busy", headers={"Retry-After": "2"}) from None
 

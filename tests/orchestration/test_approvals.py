@@ -94,6 +94,26 @@ def test_reject_tells_the_model(mailer: Path):
     assert [e.type for e in done.events][:2] == ["run_started", "approval_rejected"]
 
 
+def test_a_conversation_waits_for_its_pending_approval(mailer: Path, cli_error):
+    """A message sent while a turn waits for approval came before that turn's end, which its continuation then
+    added after it (the model saw "second message", its answer, then "mail eve" and the send). It is refused
+    until the approval is decided; then the conversation goes on in order."""
+    from halguru.errors import ConversationPaused
+
+    model = ScriptedModel([{"tool_calls": [send("eve@example.com")]}, "Sent.", "Anything else?"])
+    paused = run_sync(mailer, "mail eve", model=model)
+    with pytest.raises(ConversationPaused, match=f"waits for a human to approve or reject a tool call of run "
+                                                 f"{paused.run_id}"):
+        run_sync(mailer, "second message", paused.conversation_id, model=model)
+    line = cli_error("run", str(mailer), "second message", "-c", paused.conversation_id, "--model", "scripted")
+    assert f"run {paused.run_id}" in line and "once it is decided" in line
+    assert approve(paused.run_id, model=model).output == "Sent."
+    after = run_sync(mailer, "second message", paused.conversation_id, model=model)
+    assert after.ok
+    contents = [m.content for m in open_store().get_messages(paused.conversation_id) if m.role in ("user",)]
+    assert contents == ["mail eve", "second message"]
+
+
 def test_plain_runs_are_unchanged(write_agent):
     result = run_sync(write_agent("name: solo\nmodel: scripted\n"), "hi", record=False)
     assert result.ok and not [e for e in result.events if e.type.startswith("approval")]

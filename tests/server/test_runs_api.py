@@ -116,6 +116,9 @@ def error(response: httpx.Response, status: int) -> str:
 
 def test_paused_run_is_listed_then_approved_with_edited_args(client: httpx.Client, agents_dir: Path) -> None:
     conv, run_id = pause(client, agents_dir)
+    busy = client.post(f"/v1/conversations/{conv}/messages", json={"content": "and?"})
+    assert busy.json()["error"]["type"] == "conversation_paused" and run_id in error(busy, 409)
+    assert "retry-after" not in busy.headers  # no retry helps before a human decides
     [pending] = client.get("/v1/runs/pending").json()["data"]
     assert pending == {**pending, "run_id": run_id, "conversation_id": conv, "agent": "mailer", "tool": "send_email",
                        "arguments": {"to": "ann@example.com", "body": "hi"}, "call_id": "c1",
