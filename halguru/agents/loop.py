@@ -36,6 +36,7 @@ from halguru.tools.registry import execute_tool
 if TYPE_CHECKING:
     from halguru.agents.context import RunContext
     from halguru.agents.loader import Agent
+    from halguru.tools.decorator import Tool
 
 
 @dataclass
@@ -242,7 +243,7 @@ class _TurnState:
     def __init__(self, ctx: RunContext, turn: Turn):
         agent, spec = turn.agent, turn.agent.spec
         resume = ctx.resume if not ctx.is_sub_run else None
-        gate = ApprovalGate(spec.approvals, resume) if spec.approvals or resume is not None else None
+        gate = ApprovalGate(spec.approvals, resume, self.find_tool) if spec.approvals or resume is not None else None
         self.ctx, self.turn = ctx, turn
         self.hooks = HookChain(gate, RepeatGuard(), ctx.hooks, turn.hooks)
         self.done: set[str] = resume.done if resume is not None else set()
@@ -303,6 +304,11 @@ class _TurnState:
             return ""
         return self.knowledge.citations.footer(text)
 
+    def find_tool(self, name: str) -> Tool | None:
+        """The agent's tool of this name, or its MCP servers' (started once the turn opened)."""
+        agent, mcp = self.turn.agent, self.ctx.mcp
+        return agent.tools.get(name) or (mcp[agent.name].tools.get(name) if agent.name in mcp else None)
+
     async def run_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> Error | None:
         """Run an ordinary tool (or take its result from a hook: replay), within the run's deadline; a failure
         becomes an error result for the model and an error event."""
@@ -310,8 +316,7 @@ class _TurnState:
         if supplied is not None:  # replay: the recorded result, the tool is not run
             outcome.content, outcome.is_error = supplied
             return Error(kind="tool", message=outcome.content.removeprefix("error: ")) if outcome.is_error else None
-        agent, mcp = self.turn.agent, self.ctx.mcp
-        tool = agent.tools.get(call.name) or (mcp[agent.name].tools.get(call.name) if agent.name in mcp else None)
+        agent, tool = self.turn.agent, self.find_tool(call.name)
         try:
             if tool is None:
                 raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools) or 'none'}")

@@ -12,12 +12,17 @@ continuation run starts from.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halguru.agents.events import ApprovalApproved, ApprovalRejected, ApprovalRequested, Error, ToolCall, ToolResult
 from halguru.agents.hooks import RunHooks, ToolDecision
+from halguru.errors import ToolError
 from halguru.models.base import Message, ToolCallRequest
+
+if TYPE_CHECKING:
+    from halguru.tools.decorator import Tool
 
 REFUSED = "error: a human refused this call"
 
@@ -50,8 +55,10 @@ class Resume:
 class ApprovalGate(RunHooks):
     """Pauses calls to the tools in ``approvals`` and applies a continuation's decisions."""
 
-    def __init__(self, approvals: list[str], resume: Resume | None = None):
+    def __init__(self, approvals: list[str], resume: Resume | None = None,
+                 find: Callable[[str], Tool | None] | None = None):
         self.approvals = set(approvals)
+        self.find = find  # the run's tool of a name (MCP servers' too), to check a call before a human sees it
         self.decisions = resume.decisions if resume is not None else {}
         self.edited = resume.edited if resume is not None else set()
         self.paused_run_id = resume.paused_run_id if resume is not None else ""
@@ -70,10 +77,24 @@ class ApprovalGate(RunHooks):
                                  ToolCall(call_id=call.id, name=call.name, arguments=call.arguments),
                                  ToolResult(call_id=call.id, name=call.name, content=refusal, is_error=True)],
                                 content=refusal, is_error=True)
-        if call.name in self.approvals:
+        if call.name in self.approvals and self._runnable(call):
             return ToolDecision([ApprovalRequested(call_id=call.id, name=call.name, arguments=call.arguments)],
                                 pause=True)
         return None
+
+    def _runnable(self, call: ToolCallRequest) -> bool:
+        """Whether the call could run if approved: a human is not asked about a tool that is not there (an MCP
+        server that did not start) or arguments its schema refuses; the model gets that error instead."""
+        if self.find is None:
+            return True
+        tool = self.find(call.name)
+        if tool is None:
+            return False
+        try:
+            tool.validate(call.arguments)
+        except ToolError:
+            return False
+        return True
 
 
 class RepeatGuard(RunHooks):

@@ -114,6 +114,19 @@ def test_a_conversation_waits_for_its_pending_approval(mailer: Path, cli_error):
     assert contents == ["mail eve", "second message"]
 
 
+def test_a_call_that_could_not_run_goes_back_to_the_model_not_to_a_human(mailer: Path):
+    """Arguments the tool's schema refuses were put to a human, and failed once approved; the model gets the
+    error at once (and can call again), and only a call that could run waits for approval."""
+    model = ScriptedModel([{"tool_calls": [{"id": "c0", "name": "send_email", "arguments": {"to": "ann"}}]},
+                           {"tool_calls": [send("ann@example.com")]}])
+    paused = run_sync(mailer, "mail ann", model=model)
+    assert paused.status == "paused"
+    [requested] = [e for e in paused.events if e.type == "approval_requested"]
+    assert requested.call_id == "c1"
+    [refused] = [e for e in paused.events if e.type == "tool_result"]
+    assert refused.is_error and "invalid arguments for send_email: body: Field required" in refused.content
+
+
 def test_plain_runs_are_unchanged(write_agent):
     result = run_sync(write_agent("name: solo\nmodel: scripted\n"), "hi", record=False)
     assert result.ok and not [e for e in result.events if e.type.startswith("approval")]
