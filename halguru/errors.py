@@ -35,6 +35,8 @@ class ConversationBusy(HalguruError):
     """Another run is answering in this conversation now: a second turn beside it would read the same history
     and both answers would land after it, neither seeing the other (serve mode: 409)."""
 
+    retry_after = 2.0  # seconds a caller waits before it tries again (a run answers in seconds)
+
     def __init__(self, conversation_id: str, run_id: str, seconds: float):
         self.conversation_id, self.run_id = conversation_id, run_id
         super().__init__(f"conversation {conversation_id} is answering another message (run {run_id}); send this "
@@ -44,6 +46,8 @@ class ConversationBusy(HalguruError):
 class ConversationPaused(ConversationBusy):
     """A turn of this conversation waits for a human to approve or reject a tool call: a new message now would
     come before that turn's end, which its continuation would then add after it (serve mode: 409)."""
+
+    retry_after = 30.0  # a human decides: no hurry
 
     def __init__(self, conversation_id: str, run_id: str):
         self.conversation_id, self.run_id = conversation_id, run_id

@@ -41,6 +41,15 @@ class JobError(Exception):
         self.permanent = permanent
 
 
+class JobPostponed(Exception):
+    """The job cannot run yet through no fault of its own (its conversation is answering another message, or
+    waits for an approval): queued again ``delay`` seconds later, the attempt not counted."""
+
+    def __init__(self, message: str, delay: float):
+        super().__init__(message)
+        self.delay = delay
+
+
 Admit = Callable[[Agent], AbstractAsyncContextManager[Any]]
 
 
@@ -76,8 +85,8 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
         except NoConversation:  # deleted since the job was queued: no retry brings it back
             raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
                            permanent=True) from None
-        except ConversationBusy as exc:  # answering, or waiting for an approval: a later attempt can go on
-            raise JobError(str(exc)) from None
+        except ConversationBusy as exc:  # answering (a dead process's run: until its lease ends), or waiting
+            raise JobPostponed(str(exc), exc.retry_after) from None  # for an approval
     if result.status not in ("ok", "paused"):
         raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
     return {"run_id": result.run_id, "status": result.status, "output": result.output}

@@ -12,6 +12,7 @@ that fails (the job was cancelled, or taken over) cancels the handler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -25,7 +26,7 @@ from halguru.agents import telemetry
 from halguru.agents.runtime import SHUTDOWN
 from halguru.channels.base import ChannelError, SourceChannel
 from halguru.errors import StoreUnavailable
-from halguru.jobs.handlers import HANDLERS, JobContext, JobError
+from halguru.jobs.handlers import HANDLERS, JobContext, JobError, JobPostponed
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.retention import Retention
 from halguru.jobs.schedules import Scheduler
@@ -167,6 +168,12 @@ class Worker:
             if not (self._stopping and await asyncio.to_thread(store.release_job, job["id"], self.holder,
                                                                "the worker stopped")):
                 await asyncio.to_thread(store.let_go_job, job["id"], self.holder)
+            self.observe("released", job, time.monotonic() - started)
+        except JobPostponed as exc:  # e.g. its conversation is busy: no failure, no attempt used
+            log.info("job postponed", extra={"fields": {"job_id": job["id"], "reason": str(exc),
+                                                        "delay": exc.delay}})
+            with contextlib.suppress(StoreUnavailable):  # else its lease lapses and it is claimed again
+                await asyncio.to_thread(self.ctx.store.release_job, job["id"], self.holder, str(exc), exc.delay)
             self.observe("released", job, time.monotonic() - started)
         except Exception as exc:
             try:

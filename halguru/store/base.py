@@ -437,9 +437,10 @@ class Store(Protocol):
         """Record a failed attempt: queued again after ``retry_in`` seconds (None: no retry, dead). The new
         status, or '' when ``holder`` no longer held it."""
         ...
-    def release_job(self, job_id: str, holder: str, reason: str) -> bool:
-        """Give a running job back unfinished (its worker is stopping): queued at once, the attempt it was on not
-        counted, ``reason`` as its last error. False when ``holder`` no longer held it."""
+    def release_job(self, job_id: str, holder: str, reason: str, delay: float = 0.0) -> bool:
+        """Give a running job back unfinished (its worker is stopping, its conversation is busy): queued again
+        ``delay`` seconds from now, the attempt it was on not counted, ``reason`` as its last error. False when
+        ``holder`` no longer held it."""
         ...
     def let_go_job(self, job_id: str, holder: str) -> bool:
         """``holder`` stopped a job that was cancelled while it ran: the next job of its queue key may start

@@ -123,13 +123,13 @@ class JobsMixin(SQLBase):
             self._notify(conn)
             return "queued"
 
-    def release_job(self, job_id: str, holder: str, reason: str) -> bool:
+    def release_job(self, job_id: str, holder: str, reason: str, delay: float = 0.0) -> bool:
         with self._tx() as conn:
             released = conn.execute(
                 "UPDATE jobs SET status = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
                 "run_after = ?, last_error = ?, holder = NULL, lease_expires = NULL "
                 "WHERE id = ? AND holder = ? AND status = 'running'",
-                (time.time(), reason, job_id, holder)).rowcount == 1
+                (time.time() + delay, reason, job_id, holder)).rowcount == 1
             if released:
                 self._notify(conn)
             return released

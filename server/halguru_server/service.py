@@ -154,7 +154,8 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
     except ConversationPaused as exc:  # a turn of it waits for an approval: no retry helps until it is decided
         raise ApiError(409, str(exc), "conversation_paused") from None
     except ConversationBusy as exc:  # another message of it is being answered
-        raise ApiError(409, str(exc), "conversation_busy", headers={"Retry-After": "2"}) from None
+        raise ApiError(409, str(exc), "conversation_busy",
+                       headers={"Retry-After": str(round(exc.retry_after))}) from None
 
 
 class UntilStarted:

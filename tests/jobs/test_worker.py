@@ -315,3 +315,30 @@ async def test_a_worker_whose_lease_lapsed_does_not_run_its_own_job_twice(store:
         worker.stop()
         await task
     assert len(store.list_runs(10)) == 1  # the agent ran once
+
+
+async def test_a_job_whose_conversation_is_busy_waits_without_using_its_attempts(store: Store, tmp_path: Path) -> None:
+    """A message answered over the API (or a dead worker's run, until its lease ends) holds the conversation:
+    the job was failed for it, 5 times in ~30 s, and went dead although nothing was wrong."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    store.create_conversation("conv_busy", "echo", "t")
+    store.start_run("run_live", "conv_busy", "echo", "scripted", "first", existing=True)
+    job, _ = store.enqueue_job("run", "echo", {"input": "second", "conversation_id": "conv_busy"}, max_attempts=2)
+    worker = worker_for(store, {"echo": agent})
+    task = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 10
+        while "answering another message" not in (store.get_job(job["id"])["last_error"] or ""):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        waiting = store.get_job(job["id"])
+        assert waiting["status"] == "queued" and waiting["attempts"] == 0
+        store.finish_run("run_live", "conv_busy", {"status": "ok", "output": "", "duration_ms": 0, "steps": 0,
+                                                   "prompt_tokens": 0, "completion_tokens": 0}, [], [])
+        while store.get_job(job["id"])["status"] != "done":
+            assert time.monotonic() < deadline + 10
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await task
+    assert store.get_job(job["id"])["attempts"] == 1
