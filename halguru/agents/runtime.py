@@ -132,7 +132,7 @@ async def run(
             "; its thread was abandoned and may run on until the process exits"
             if not tool.is_async and not tool.inline else "")
         if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
-            book.finish("interrupted", f"interrupted by server shutdown{left}; resume it with `halguru runs resume`")
+            book.finish("interrupted", f"interrupted by server shutdown{left}; {book.after_shutdown}")
         else:
             book.finish("cancelled", f"cancelled by the user{left}")
         raise
@@ -208,7 +208,7 @@ class _Book:
     def _abandon(self, started: asyncio.Future[None], shutdown: bool) -> None:
         if not started.cancelled() and started.exception() is None:
             if shutdown:  # as a shutdown later in the run is recorded: resumable, not the user's doing
-                self.finish("interrupted", "interrupted by server shutdown; resume it with `halguru runs resume`")
+                self.finish("interrupted", f"interrupted by server shutdown; {self.after_shutdown}")
             else:
                 self.finish("cancelled", "cancelled by the user")
 
@@ -222,6 +222,13 @@ class _Book:
         if name == DEFAULT:
             return default_model()
         return name
+
+    @property
+    def after_shutdown(self) -> str:
+        """What to do about a run a shutdown cut: a team's or workflow's resumes from its checkpoint."""
+        if self.agent.driver is not None:
+            return "resume it with `halguru runs resume`"
+        return "send the message again"
 
     @property
     def timeout(self) -> float:

@@ -332,6 +332,10 @@ class Store(Protocol):
     def release_message_key(self, owner: str, conversation_id: str, key: str) -> bool:
         """Delete a claim whose run did not start (the request failed first), so the key can be used again."""
         ...
+    def forget_message_key(self, owner: str, conversation_id: str, key: str, run_id: str) -> bool:
+        """Delete the key if its run is ``run_id`` (one a shutdown cut that cannot be resumed): a retry of the
+        message then claims it again. False when another retry did so first."""
+        ...
     def prune_message_keys(self, before: float | None = None) -> int:
         """Delete the keys claimed before ``before`` (default: 24 hours ago); how many."""
         ...

@@ -71,6 +71,11 @@ class MessageKeysMixin(SQLBase):
             return conn.execute(f"DELETE FROM message_keys WHERE {_KEY} AND status = 'claimed'",
                                 (owner, conversation_id, key)).rowcount == 1
 
+    def forget_message_key(self, owner: str, conversation_id: str, key: str, run_id: str) -> bool:
+        with self._tx(relaxed=True) as conn:
+            return conn.execute(f"DELETE FROM message_keys WHERE {_KEY} AND status = 'run' AND run_id = ?",
+                                (owner, conversation_id, key, run_id)).rowcount == 1
+
     def prune_message_keys(self, before: float | None = None) -> int:
         cutoff = time.time() - KEY_TTL if before is None else before
         with self._tx() as conn:

@@ -12,8 +12,9 @@ The key is scoped by the caller (its owner) and the conversation, and claimed in
 - after the first failed before its run started (the queue was full, the conversation vanished, the client went
   away while queued or before its stream began): as a first request, since the failure released the claim.
 
-A first run that a server shutdown interrupted answers 409 (resume it: ``POST /v1/runs/{id}/resume``). Keys last
-24 hours; they go with their conversation.
+A first run that a server shutdown interrupted answers 409 when it can be resumed (a team's or workflow's: ``POST
+/v1/runs/{id}/resume``); a plain agent's cannot, so the repeat runs the message again. Keys last 24 hours; they go
+with their conversation.
 """
 
 from __future__ import annotations
@@ -74,10 +75,25 @@ async def claim(state: ServerState, caller: Principal, conversation_id: str, key
     mine = Claim(caller.owner or "", conversation_id, check_key(key))
     digest = request_hash(content)
     earlier = await asyncio.to_thread(state.store.claim_message_key, *mine.args, digest)
+    if earlier is not None and earlier["request_hash"] == digest and await asyncio.to_thread(_lost, state, earlier):
+        await asyncio.to_thread(state.store.forget_message_key, *mine.args, earlier["run_id"] or "")  # unanswered
+        earlier = await asyncio.to_thread(state.store.claim_message_key, *mine.args, digest)
     if earlier is not None and earlier["request_hash"] != digest:
         raise ApiError(422, "this Idempotency-Key was already used for another message in this conversation; "
                             "send a new key for a new message", "idempotency_key_reused")
     return mine, earlier
+
+
+def _lost(state: ServerState, record: MessageKeyRecord) -> bool:
+    """Whether the key's run was cut by a shutdown and cannot be resumed (a plain agent's: only team and workflow
+    runs have checkpoints), so the message was never answered and nothing could finish it."""
+    if record["status"] != "run" or record["run_id"] is None:
+        return False
+    try:
+        run = state.store.get_run(record["run_id"])
+    except StoreError:
+        return False
+    return run["status"] == "interrupted" and state.store.get_checkpoint(run["id"]) is None
 
 
 async def release(state: ServerState, mine: Claim) -> None:

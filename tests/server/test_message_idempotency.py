@@ -221,3 +221,18 @@ def test_a_streamed_attempt_whose_client_left_before_the_answer_began_leaves_the
     assert retry.json()["status"] == "ok" and retry.json()["output"] == "You said: hello"
     assert [r["id"] for r in runs_of(conv)] == [retry.json()["run_id"]]
     assert post(client, conv, "hello", "k-gone").json()["run_id"] == retry.json()["run_id"]
+
+
+def test_a_retry_of_a_plain_run_a_shutdown_cut_runs_the_message_again(client: httpx.Client) -> None:
+    """A plain agent's run cut by a server shutdown cannot be resumed (only team and workflow runs have
+    checkpoints): its key answered 409 "resume it", and the resume 409 "not a team or workflow run", for a day.
+    The retry now answers the message."""
+    conv = new_conversation(client)
+    first = post(client, conv, "hello", "order-7").json()
+    store = client.server.state.store  # type: ignore[attr-defined]
+    with store._tx() as conn:  # as a shutdown leaves it
+        conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = ?", (first["run_id"],))
+    again = post(client, conv, "hello", "order-7")
+    assert again.status_code == 200, again.text
+    assert again.json()["run_id"] != first["run_id"] and again.json()["output"] == "You said: hello"
+    assert post(client, conv, "hello", "order-7").json()["run_id"] == again.json()["run_id"]  # once
