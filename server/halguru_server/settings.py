@@ -10,9 +10,9 @@ import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from halguru.errors import HalguruError
@@ -106,7 +106,8 @@ class ServerSettings(BaseSettings):
     replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,100}$", description="this "
                                    "replica's name in the X-Halguru-Replica header and halguru_replica cookie "
                                    "(affinity for a load balancer); default HOSTNAME:PORT")
-    log_level: str = "info"
+    log_level: Annotated[Literal["debug", "info", "warning", "error", "critical"],
+                         BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "info"
     auth: AuthSettings = Field(default_factory=AuthSettings, description="sign-in, sessions, roles' 2FA, "
                                "OIDC providers, SMTP for mail links, auth proxy (docs/identity.md)")
     push: PushSettings = Field(default_factory=PushSettings, description="the web chat's notifications "

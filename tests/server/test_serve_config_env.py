@@ -55,6 +55,7 @@ def test_a_broken_config_is_one_line_naming_file_line_and_column(cli_error, tmp_
     ("HALGURU_SERVE_SHUTDOWN_TIMEOUT", "-1", "greater than or equal to 0"),
     ("HALGURU_SERVE_HEADER_TIMEOUT", "soon", "a valid number"),
     ("HALGURU_SERVE_TRUSTED_PROXIES", "10.0.0.1", "not valid JSON"),
+    ("HALGURU_SERVE_LOG_LEVEL", "LOUD", "'debug', 'info', 'warning', 'error' or 'critical'"),  # was a traceback
 ])
 def test_a_bad_variable_is_one_line_naming_it(cli_error, tmp_path, variable, value, said) -> None:
     error = cli_error("serve", str(tmp_path), env={variable: value})
