@@ -71,12 +71,16 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
             missing = path is not None and not path.is_file()
             if missing:
                 log.error("model file missing", extra={"fields": {"model": model, "path": str(path)}})
-            result[name] = {"ok": not missing, "detail": "model file missing (see the server log)" if missing
-                            else "ready", "queued": state.gate.depth(model)}
+            entry = {"ok": not missing, "detail": "model file missing (see the server log)" if missing
+                     else "ready", "queued": state.gate.depth(model)}
         except Exception:
             log.exception("model %s not available", model)
-            result[name] = {"ok": False, "detail": "not available (see the server log)",
-                            "queued": state.gate.depth(model)}
+            entry = {"ok": False, "detail": "not available (see the server log)", "queued": state.gate.depth(model)}
+        earlier = result.get(name)  # another model file of the same name (model.gguf in two folders): one entry,
+        if earlier is not None:     # ready only when both are
+            entry = {"ok": earlier["ok"] and entry["ok"], "detail": entry["detail"] if earlier["ok"]
+                     else earlier["detail"], "queued": earlier["queued"] + entry["queued"]}
+        result[name] = entry
     result["server"] = {"ok": not state.draining, "detail": "draining: shutting down" if state.draining
                         else "accepting"}
     task = state.worker_task

@@ -76,6 +76,23 @@ def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: P
     assert all(str(tmp_path) not in a["model"] for a in chat)  # the anonymous chat's list too
 
 
+def test_a_missing_model_file_is_not_hidden_by_another_of_the_same_name(serve, agents_dir: Path, tmp_path: Path,
+                                                                         api_key) -> None:
+    """Models are shown by their file's name: with model.gguf in two projects, the later one's entry replaced
+    the earlier's, so a deleted file could read ready."""
+    for project, exists in (("a", False), ("b", True)):
+        gguf = tmp_path / project / "model.gguf"
+        gguf.parent.mkdir()
+        if exists:
+            gguf.write_bytes(b"GGUF")
+        (agents_dir / f"m{project}").mkdir()
+        (agents_dir / f"m{project}" / "agent.yaml").write_text(yaml.safe_dump({"name": f"m{project}",
+                                                                                "model": str(gguf)}))
+    server = serve()
+    ready = httpx.get(f"{server.url}/readyz", headers={"Authorization": f"Bearer {api_key()}"})
+    assert ready.status_code == 503 and ready.json()["components"]["model:model.gguf"]["ok"] is False
+
+
 def test_metrics_bound_tool_labels_count_failed_requests_and_expose_the_process(client) -> None:
     metrics = client.server.state.metrics
     metrics.tool_calls.labels("echo", metrics.tool_label("made_up_tool_1")).inc()
