@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from halguru.errors import StoreError
+from halguru.store.migrations import check_known
 from halguru.store.sql_base import SQLBase
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ def migration_status(target: str) -> list[MigrationState]:
         except store.errors:  # no migrations table: a new database
             rows = []
         applied = {r["name"]: r["applied"] for r in rows}
+        check_known(set(applied), store.MIGRATIONS)
         return [MigrationState(m.__name__, applied.get(m.__name__)) for m in store.MIGRATIONS]
     finally:
         store.close()

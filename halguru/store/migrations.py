@@ -14,6 +14,7 @@ def apply(conn: Any, migrations: Sequence[Callable[[Any], None]]) -> list[str]:
     none), recording each by name; the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied DOUBLE PRECISION NOT NULL)")
     done = {row[0] for row in conn.execute("SELECT name FROM migrations").fetchall()}
+    check_known(done, migrations)
     applied = []
     for migration in migrations:
         if migration.__name__ not in done:
@@ -21,6 +22,16 @@ def apply(conn: Any, migrations: Sequence[Callable[[Any], None]]) -> list[str]:
             conn.execute("INSERT INTO migrations VALUES (?, ?)", (migration.__name__, time.time()))
             applied.append(migration.__name__)
     return applied
+
+
+def check_known(done: set[str], migrations: Sequence[Callable[[Any], None]]) -> None:
+    """Refuse a database a newer halguru migrated: this version would read and write tables it does not know."""
+    unknown = sorted(done - {m.__name__ for m in migrations})
+    if unknown:
+        from halguru.errors import StoreError
+
+        raise StoreError(f"the database was migrated by a newer halguru ({', '.join(unknown)} is not known to this "
+                         "version): upgrade halguru, or use a copy made by this version")
 
 
 def _execute_all(conn: sqlite3.Connection, script: str) -> None:

@@ -8,7 +8,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from halguru.agents.events import Checkpoint, RunFinished, RunStarted
+from halguru.errors import StoreError
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store import SQLiteStore, Store
 from halguru.store.admin import TABLES, migration_status
@@ -180,3 +183,17 @@ def test_copy_from_an_older_sqlite_file_migrates_it_first(cli, store_url: str, s
     cli("db", "copy", "--from", f"sqlite:{old}", "--to", store_url)
     conversation = store_factory().get_conversation("conv_a")
     assert conversation is not None and (conversation["owner"], conversation["updated"]) == (None, 2)
+
+
+def test_a_database_a_newer_halguru_migrated_is_refused_in_one_line(cli_error, store_url: str, store_factory,
+                                                                    raw_sql) -> None:
+    """`db status` said "Up to date." and serve started on a schema with tables and columns it does not know."""
+    store_factory().close()
+    raw_sql("INSERT INTO migrations VALUES (?, ?)", ("m999_future", 1.0))
+    try:
+        with pytest.raises(StoreError, match=r"migrated by a newer halguru \(m999_future is not known"):
+            store_factory()
+        line = cli_error("db", "status", "--url", store_url)
+        assert "newer halguru" in line and "m999_future" in line
+    finally:  # the PostgreSQL session database outlives the test (its tables are emptied, not dropped)
+        raw_sql("DELETE FROM migrations WHERE name = ?", ("m999_future",))
