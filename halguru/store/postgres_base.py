@@ -77,12 +77,13 @@ def describe_url(url: str) -> str:
     except psycopg.Error:
         parts = {}
     host, port = str(parts.get("host") or ""), str(parts.get("port") or "5432")
-    if not host or "@" in host or not all(p.isdigit() for p in port.split(",")):
+    dbname = str(parts.get("dbname") or "")  # "s3c@ret/pw" as a password made host "ret" and dbname "pw@HOST/DB"
+    if not host or "@" in host + dbname or "/" in dbname or not all(p.isdigit() for p in port.split(",")):
         raise StoreError("the database URL is not a PostgreSQL URL: give postgresql://USER:PASSWORD@HOST:PORT/DB, "
                          "with any @ / : in the user or password percent-encoded (%40 %2F %3A) "
                          "(HALGURU_DATABASE_URL, database_url in config.toml, or --url)")
     host = f"[{host}]" if ":" in host else host  # an IPv6 address
-    return f"postgresql://{host}:{port}/{parts.get('dbname') or ''}"
+    return f"postgresql://{host}:{port}/{dbname}"
 
 
 class _Row(tuple[Any, ...]):

@@ -69,6 +69,7 @@ def test_the_database_url_setting_selects_postgres_once_per_process(new_postgres
     ("postgresql://admin:hunter2@db.example:port/x", "not a PostgreSQL URL"),
     ("postgresql://admin:hunter2@pw@127.0.0.1:5432/x", "percent-encoded"),  # libpq would take "pw@127..." as host
     ("postgresql://admin:hun/ter2@127.0.0.1:5432/x", "percent-encoded"),
+    ("postgresql://admin:hun@ter/2@127.0.0.1:5432/x", "percent-encoded"),  # host "ter" (a DNS lookup), db "2@..."
     ("postgresql://admin:hunter2#x@127.0.0.1:1/halguru", "cannot reach the PostgreSQL store at "  # libpq reads it
                                                         "postgresql://127.0.0.1:1/halguru"),
 ])
