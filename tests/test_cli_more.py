@@ -261,6 +261,8 @@ def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
         "tests:\n  - name: echoes\n    turns:\n      - user: ping\n        expect: {contains: ping}\n")
     cli("test", str(folder), "--live")
     assert cli("logs").stdout.endswith("(runs made by `halguru test` show with --all).\n")  # one hides there
+    assert cli("runs", "list").stdout == "No runs yet (runs made by `halguru test` show with --all).\n"  # as logs
+    assert [r["input"] for r in json.loads(cli("runs", "list", "--all", "--json").stdout)] == ["ping"]
     cli("run", str(folder), "by hand")
     assert [r["input"] for r in json.loads(cli("logs", "--json").stdout)] == ["by hand"]
     every = json.loads(cli("logs", "--json", "--all").stdout)

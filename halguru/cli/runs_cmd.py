@@ -16,17 +16,20 @@ def list_(
                                       "cancelled or ok."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many (newest first)."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    all_runs: bool = typer.Option(False, "--all", help="Also the runs `halguru test` made (as `halguru logs`)."),
 ) -> None:
     """List runs, newest first, with each team or workflow run's last checkpoint."""
     from halguru.agents.describe import clip
     from halguru.orchestration.durable import list_runs
 
-    rows = list_runs(status, limit)
+    rows = list_runs(status, limit, test_runs=all_runs)
     if json_output:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
-        typer.echo(f"No {status} runs." if status else "No runs yet.")
+        hidden = " (runs made by `halguru test` show with --all)" if not all_runs and list_runs(
+            status, 1, test_runs=True) else ""
+        typer.echo((f"No {status} runs" if status else "No runs yet") + f"{hidden}.")
         return
     store, width = None, max(len(r["agent"]) for r in rows)  # the inputs start in one column
     for r in rows:

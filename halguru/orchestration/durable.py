@@ -48,13 +48,15 @@ def _store(store: Store | None) -> Store:
 
 
 def list_runs(status: str | None = None, limit: int = 20, store: Store | None = None,
-              agents: Sequence[str] | None = None, owner: str | None = None) -> list[RunListRecord]:
+              agents: Sequence[str] | None = None, owner: str | None = None,
+              test_runs: bool = True) -> list[RunListRecord]:
     """Newest first, with each run's checkpoint (kind, label) and who resumed it; ``status``, ``agents``
-    (names; serve mode: those a key may use) and ``owner`` filter, in the store, so a page is never short.
-    A run whose lease passed (its process died) is listed as ``interrupted``."""
+    (names; serve mode: those a key may use) and ``owner`` filter, in the store, so a page is never short;
+    ``test_runs=False`` leaves out the runs `halguru test` made. A run whose lease passed (its process died) is
+    listed as ``interrupted``."""
     if status is not None and status not in STATUSES:
         raise HalguruError(f"unknown status {status!r}; one of: {', '.join(STATUSES)}")
-    return _store(store).list_runs(limit, status=status, agents=agents, owner=owner)
+    return _store(store).list_runs(limit, status=status, agents=agents, owner=owner, test_runs=test_runs)
 
 
 def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
