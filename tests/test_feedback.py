@@ -48,6 +48,17 @@ def test_run_notice_in_a_real_process_goes_to_stderr(halguru_cmd, subprocess_env
     assert notice.startswith("! ")
 
 
+def test_an_empty_answer_is_said_on_stderr_not_left_blank(halguru_cmd, subprocess_env, write_agent, tmp_path):
+    """A tiny model may stop at once on a long prompt: the run was `ok`, printed nothing and exited 0."""
+    script = tmp_path / "empty.yaml"
+    script.write_text('- ""\n')
+    folder = write_agent(f"name: mute\nmodel: scripted:{script}\n")
+    proc = subprocess.run([*halguru_cmd, "run", str(folder), "Hi"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == ""
+    assert "! The model answered nothing" in proc.stderr, proc.stderr
+
+
 def test_chat_says_when_the_answer_was_cut(cut_site, write_agent):
     from rich.console import Console
 

@@ -250,11 +250,15 @@ def note(event: BaseEvent) -> str | None:
         return f"[red]Error:[/] {message}" if event.fatal else f"[yellow]! {message}[/]"
     if isinstance(event, ModelResult) and event.finish_reason == "length":
         return f"[yellow]{escape(CUT_NOTICE)}[/]"
+    if isinstance(event, ModelResult) and not (event.text.strip() or event.tool_calls or event.format_errors):
+        return f"[yellow]{escape(EMPTY_NOTICE)}[/]"
     return None
 
 
 CUT_NOTICE = ("! The answer was cut at max_tokens (the model's reply limit); "
               "raise max_tokens in agent.yaml for longer answers.")
+EMPTY_NOTICE = ("! The model answered nothing (a small model may stop at once on a long prompt; "
+                "see `halguru logs show` for what it was sent).")
 
 
 # -- detail: everything about one event, for an inspector ---------------------------------------------

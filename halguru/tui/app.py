@@ -19,7 +19,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.describe import CUT_NOTICE, detail, note, parent_of
+from halguru.agents.describe import detail, note, parent_of
 from halguru.agents.events import (
     ApprovalApproved,
     ApprovalRejected,
@@ -308,8 +308,8 @@ class DevApp(PauseActions):
                     if shown:
                         chat.add_note(Text.from_markup(shown))
                 elif isinstance(event, ModelResult):
-                    if chat is not None and event.finish_reason == "length":
-                        chat.add_note(CUT_NOTICE.removeprefix("! "))
+                    if chat is not None and (shown := note(event)):  # cut at max_tokens, or empty
+                        chat.add_note(Text.from_markup(shown.replace("! ", "", 1)))
                     if markdown_stream is not None and event.tool_calls:
                         await markdown_stream.stop()
                         markdown_stream = None
