@@ -36,7 +36,8 @@ class JobIn(BaseModel):
     conversation_id: str | None = Field(default=None, max_length=100,
                                         description="continue this conversation (default: a new one)")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200, description="queuing the "
-                                        "same key again returns the first job instead of a second one")
+                                        "same job again under its key returns the first job instead of a second "
+                                        "one (another job under the same key: 422)")
     delay: float = Field(default=0.0, ge=0, le=30 * 86400, description="seconds before it may start")
 
 
@@ -83,9 +84,12 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
         if conversation["agent"] != body.agent:
             raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
     key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
-    job, _ = state.store.enqueue_job(RUN, body.agent, {"input": body.input, "conversation_id": body.conversation_id},
-                                     queue_key=run_queue_key(body.conversation_id), idempotency_key=key,
-                                     owner=caller.owner, delay=body.delay)
+    payload = {"input": body.input, "conversation_id": body.conversation_id}
+    job, new = state.store.enqueue_job(RUN, body.agent, payload, queue_key=run_queue_key(body.conversation_id),
+                                       idempotency_key=key, owner=caller.owner, delay=body.delay)
+    if not new and (job["agent"], job["payload"]) != (body.agent, payload):  # as the messages endpoint does
+        raise ApiError(422, "this idempotency_key was already used for another job; send a new key for a new job",
+                       "idempotency_key_reused")
     if state.sink is not None:
         state.sink.on_enqueue()  # wakes the in-process worker
     return _out(dict(job))

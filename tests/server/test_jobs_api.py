@@ -66,10 +66,13 @@ def test_jobs_in_one_conversation_run_one_at_a_time_in_order(client: httpx.Clien
         ("user", "first"), ("assistant", ""), ("user", "second"), ("assistant", "")]
 
 
-def test_idempotency_key_returns_the_first_job(client: httpx.Client) -> None:
+def test_idempotency_key_returns_the_first_job_and_refuses_another_job_under_it(client: httpx.Client) -> None:
     first = client.post("/v1/jobs", json={"agent": "echo", "input": "once", "idempotency_key": "k1"}).json()
-    again = client.post("/v1/jobs", json={"agent": "echo", "input": "twice", "idempotency_key": "k1"}).json()
+    again = client.post("/v1/jobs", json={"agent": "echo", "input": "once", "idempotency_key": "k1"}).json()
     assert again["id"] == first["id"] and again["payload"]["input"] == "once"
+    other = client.post("/v1/jobs", json={"agent": "echo", "input": "twice", "idempotency_key": "k1"})
+    assert other.status_code == 422 and other.json()["error"]["type"] == "idempotency_key_reused"  # was the first
+    assert len(client.get("/v1/jobs").json()["data"]) == 1
 
 
 @pytest.mark.parametrize(("body", "code"), [

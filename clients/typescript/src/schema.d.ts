@@ -1712,7 +1712,7 @@ export interface components {
             delay: number;
             /**
              * Idempotency Key
-             * @description queuing the same key again returns the first job instead of a second one
+             * @description queuing the same job again under its key returns the first job instead of a second one (another job under the same key: 422)
              */
             idempotency_key?: string | null;
             /**
