@@ -108,10 +108,14 @@ class _JobsCollector(Collector):
         self.stats = stats
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        from halguru_server.probes import PROBE_TIMEOUT_S, within
+
         try:
-            stats = self.stats()
-        except Exception:  # the store is down: /status says so; a scrape must still answer
+            stats = within(PROBE_TIMEOUT_S, self.stats)
+        except Exception:  # the store is down: the scrape answers at once, and says so
+            yield GaugeMetricFamily("halguru_store_up", "whether the store answered this scrape's read", value=0)
             return
+        yield GaugeMetricFamily("halguru_store_up", "whether the store answered this scrape's read", value=1)
         by_status = GaugeMetricFamily("halguru_jobs_by_status", "jobs in the store by status", labels=["status"])
         for status in ("queued", "running", "done", "dead", "cancelled"):
             by_status.add_metric([status], stats.get(status, 0))

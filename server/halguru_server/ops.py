@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from halguru_server.agents import ServedAgent
 from halguru_server.identity.guards import public
+from halguru_server.probes import PROBE_TIMEOUT_S, ProbeTimeout, within
 from halguru_server.state import Principal, ServerState, resolve, state_of
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
@@ -48,8 +49,11 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
     (its file's name may be the agent's)."""
     result: dict[str, dict[str, Any]] = {}
     try:
-        state.store.ping()
+        within(PROBE_TIMEOUT_S, state.store.ping)
         result["store"] = {"ok": True, "detail": "writable"}
+    except ProbeTimeout:
+        log.error("store check failed: no answer within %g s", PROBE_TIMEOUT_S)
+        result["store"] = {"ok": False, "detail": f"no answer within {PROBE_TIMEOUT_S:g} s"}
     except Exception:
         log.exception("store check failed")
         result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
@@ -95,15 +99,11 @@ def health(state: ServerState, caller: Principal | None = None) -> dict[str, dic
     parts = components(state, caller)
     errors = state.metrics.server_errors()
     parts["errors"] = {"ok": errors == 0, "detail": f"{errors} server errors (5xx) in the last 5 minutes"}
-    now = time.time()
-    try:
-        running = state.store.list_runs(limit=1000, status="running")
-        stuck = sum(1 for r in running if now - r["started"] > _timeout(state, r["agent"]) + STUCK_GRACE_S)
-        parts["runs"] = {"ok": stuck == 0, "detail": f"{len(running)} running, {stuck} stuck past their timeout"}
-    except Exception:
-        log.exception("listing running runs failed")
-        parts["runs"] = {"ok": False, "detail": "cannot list runs (see the server log)"}
-    parts["jobs"] = _jobs(state)
+    if parts["store"]["ok"]:
+        parts["runs"] = _runs(state)
+        parts["jobs"] = _jobs(state)
+    else:  # each read would wait out the store's timeout again
+        parts["runs"] = parts["jobs"] = {"ok": False, "detail": "unknown: the store does not answer"}
     depth = sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})
     full = depth >= state.settings.queue_size
     parts["queue"] = {"ok": not full, "detail": f"{depth} runs waiting (each model queues at most "
@@ -111,10 +111,22 @@ def health(state: ServerState, caller: Principal | None = None) -> dict[str, dic
     return parts
 
 
+def _runs(state: ServerState) -> dict[str, Any]:
+    """No run is still 'running' well past its agent's timeout."""
+    now = time.time()
+    try:
+        running = within(PROBE_TIMEOUT_S, lambda: state.store.list_runs(limit=1000, status="running"))
+    except Exception:
+        log.exception("listing running runs failed")
+        return {"ok": False, "detail": "cannot list runs (see the server log)"}
+    stuck = sum(1 for r in running if now - r["started"] > _timeout(state, r["agent"]) + STUCK_GRACE_S)
+    return {"ok": stuck == 0, "detail": f"{len(running)} running, {stuck} stuck past their timeout"}
+
+
 def _jobs(state: ServerState) -> dict[str, Any]:
     """The worker keeps up: no runnable job has waited JOB_LATE_S (none would, with no worker running)."""
     try:
-        stats = state.store.job_stats()
+        stats = within(PROBE_TIMEOUT_S, state.store.job_stats)
     except Exception:
         log.exception("job stats failed")
         return {"ok": False, "detail": "cannot count jobs (see the server log)"}

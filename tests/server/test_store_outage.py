@@ -109,6 +109,12 @@ def test_an_outage_is_a_quick_503_and_every_worker_carries_on_after_it(served) -
         started = time.monotonic()
         ready = httpx.get(f"{base}/readyz", timeout=30)
         assert ready.status_code == 503 and time.monotonic() - started < 5
+        # What a monitor reads just then answers within seconds (was 22 s and 10 s: Prometheus' whole timeout).
+        probed = time.monotonic()
+        status = httpx.get(f"{base}/status", headers={"Accept": "application/json"}, timeout=30)
+        assert status.status_code == 503 and status.json()["components"]["store"]["ok"] is False
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+        assert "halguru_store_up 0.0" in metrics and time.monotonic() - probed < 6, time.monotonic() - probed
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
     finally:
         _outage(name, False)
