@@ -128,6 +128,7 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
         if migrate:
             try:
                 self.migrate()
+                self.heals = True
                 self.reap_expired_runs()  # runs of processes that died are interrupted for good
             except BaseException as exc:
                 self.close()

@@ -15,6 +15,7 @@ bucket or channel thread without locking anything else; a conversation's writers
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
@@ -33,6 +34,7 @@ from psycopg_pool import ConnectionPool
 from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.sql_base import LOCK_SCOPES, SQLBase
 
+log = logging.getLogger(__name__)
 POOL_SIZE = 10  # connections per store (per process); more threads than this wait for one
 CONNECT_TIMEOUT_S = 5
 # how long a statement waits for a pooled connection: long enough for a burst (statements take milliseconds),
@@ -149,6 +151,8 @@ class PostgresBase(SQLBase):
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
         self.url = url
         self.location = describe_url(url)
+        self._recreated_at = -1e9
+        self.heals = False  # whether lost tables are made again (a store opened to migrate, once it has)
         self._pool_size = pool_size
         self._local = _Local()
         self._pid = os.getpid()
@@ -212,6 +216,30 @@ class PostgresBase(SQLBase):
         except psycopg.OperationalError as exc:  # PoolTimeout is one
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreUnavailable(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
+        except psycopg.errors.UndefinedTable as exc:  # the database was dropped and made again, or emptied
+            if not self.heals:  # opened not to migrate (`halguru db status`): it reads what is there
+                raise
+            self._recreate_tables()
+            raise StoreUnavailable(f"the PostgreSQL store at {self.location} had no halguru tables (was the "
+                                   "database made again?); they were created, try again") from exc
+
+    def _recreate_tables(self) -> None:
+        """Apply the migrations to a database that lost its tables while this process ran (a restore from an
+        old copy, a dropped and recreated database), at most once in 30 s; each request until then got a 500
+        and a traceback in the log. Another replica doing it too waits on the migration lock."""
+        now = time.monotonic()
+        if now - self._recreated_at < 30:
+            return
+        self._recreated_at = now
+        log.warning("the PostgreSQL store has no halguru tables: applying the migrations again",
+                    extra={"fields": {"store": self.location}})
+        try:
+            self.migrate()
+        except Exception as exc:  # a user without CREATE: the operator has to run `halguru db migrate`
+            log.error("could not recreate the store's tables: %s", str(exc).splitlines()[0] if str(exc) else exc)
+
+    def migrate(self) -> list[str]:
+        raise NotImplementedError
 
     @contextmanager
     def _tx(self, relaxed: bool = False, wait: float | None = None) -> Iterator[_Connection]:

@@ -144,3 +144,25 @@ def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_data
     assert committed[-1] == "off"
     assert [m.content for m in store.get_messages("conv_r")] == ["hi"]
     store.close()
+
+
+def test_a_database_made_again_under_a_running_store_gets_its_tables_back(new_postgres_database) -> None:
+    """Dropped and created again (or emptied) while serve ran: each request was a 500 with a traceback, and a
+    poller logged one every 2 s, until a restart. Now the first read says so in one line (serve: 503) and
+    puts the tables back; the next works."""
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    try:
+        store.create_conversation("conv_1", "echo", "before")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+        with pytest.raises(StoreUnavailable, match="had no halguru tables .* they were created, try again"):
+            store.list_conversations()
+        assert store.list_conversations() == []
+        store.create_conversation("conv_2", "echo", "after")
+        assert [c["id"] for c in store.list_conversations()] == ["conv_2"]
+    finally:
+        store.close()
