@@ -133,9 +133,9 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
             yield event
 
 
-def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> None:
-    """Raise (one line) unless ``edit_args`` fit the paused call's tool; the approval stays pending. A tool
-    whose schema is known only at run time (an MCP server's) is checked when it runs."""
+def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any], what: str = "--edit-args") -> None:
+    """Raise (one line, naming them as ``what``) unless ``edit_args`` fit the paused call's tool; the approval
+    stays pending. A tool whose schema is known only at run time (an MCP server's) is checked when it runs."""
     from halguru.agents.loader import load_agent
 
     row = store.find_approval(run_id)
@@ -149,7 +149,7 @@ def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any]) -> N
     try:
         tool.validate(edit_args)
     except HalguruError as exc:
-        raise HalguruError(f"--edit-args: {exc}; run {row['run_id']} is still waiting for approval") from None
+        raise HalguruError(f"{what}: {exc}; run {row['run_id']} is still waiting for approval") from None
 
 
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,

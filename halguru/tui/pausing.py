@@ -62,6 +62,18 @@ class PauseActions(App[None]):
             return
         current = json.dumps(waiting["arguments"], indent=2, ensure_ascii=False)
 
+        def problem(text: str) -> str | None:  # checked before the dialog closes: a refused edit decides nothing
+            from halguru.errors import HalguruError
+            from halguru.orchestration.approvals import check_edited_args
+
+            found = _json_object_problem(text)
+            if found is None:
+                try:
+                    check_edited_args(self.store, waiting["run_id"], json.loads(text), "the arguments")
+                except HalguruError as exc:
+                    return str(exc).split("; run ")[0]
+            return found
+
         def approved(text: str | None) -> None:
             if text is not None:
                 args = json.loads(text)
@@ -69,8 +81,8 @@ class PauseActions(App[None]):
                     self.decide(waiting["run_id"], args if args != waiting["arguments"] else None, None),
                     group="run", exit_on_error=False)
 
-        self.push_screen(EditScreen(f"Approve {waiting['name']} with these arguments", current,
-                                    _json_object_problem), approved)
+        self.push_screen(EditScreen(f"Approve {waiting['name']} with these arguments", current, problem),
+                         approved)
 
     def action_reject(self) -> None:
         waiting = self.awaiting
@@ -89,7 +101,7 @@ class PauseActions(App[None]):
         """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
         from halguru.orchestration.approvals import resume_events
 
-        self.awaiting = None
+        waiting, self.awaiting = self.awaiting, None
         self._clear_pause()
         # The run's own approval_approved / approval_rejected event says which call was decided; this says how.
         if reason:
@@ -98,6 +110,13 @@ class PauseActions(App[None]):
             self.query_one(ChatPane).add_note(f"✎ with the arguments {json.dumps(edit_args, ensure_ascii=False)}")
         await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
                                                store=self.store))
+        row = self.store.find_approval(run_id) if self.store is not None else None
+        if waiting is not None and self.awaiting is None and row is not None and row["status"] == "pending":
+            self.awaiting = waiting  # refused before anything was decided (its model did not load): F9/F10 again
+            bar = self.query_one("#pausebar", Static)
+            bar.update(Text(f"⏸ {waiting['name']} still waits for approval · F9 approve · F10 reject"))
+            bar.add_class("paused")
+            self.refresh_status()
 
     # -- breakpoints ----------------------------------------------------------
     def _on_pause(self, pause: Pause) -> None:

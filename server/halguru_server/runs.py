@@ -170,11 +170,11 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
     served, row = await _check_decision(state, caller, run_id)
     if edit_args is not None and reject is None:  # a bad edit is the request's fault (422), and uses nothing up
         try:  # (it reads the approval and loads the agent: on a thread)
-            await asyncio.to_thread(approvals.check_edited_args, state.store, run_id, edit_args)
+            await asyncio.to_thread(approvals.check_edited_args, state.store, run_id, edit_args, "edit_args")
         except StoreUnavailable:  # 503: not the request's fault
             raise
         except HalguruError as exc:
-            raise ApiError(422, str(exc).replace("--edit-args: ", "edit_args: ", 1)) from None
+            raise ApiError(422, str(exc)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
     stream = approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,

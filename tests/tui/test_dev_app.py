@@ -308,6 +308,13 @@ async def test_approve_and_reject_a_paused_tool_call_from_the_debugger(write_age
         assert not sent.exists()
         await pilot.press("f9")  # the arguments open for editing; Ctrl+S approves with them
         await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        # Arguments the tool refuses keep the dialog open with why (they failed after closing it, and the
+        # run, still waiting, could no longer be approved from the debugger).
+        app.screen.query_one("#editor", TextArea).text = '{"to": 5}'
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, EditScreen)
+        assert "invalid arguments for send_email" in str(app.screen.query_one("#error").render())
         app.screen.query_one("#editor", TextArea).text = '{"to": "bob@example.com"}'
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: app.last_answer == "Sent it.")
