@@ -168,3 +168,42 @@ def test_a_plugin_cannot_stand_in_for_a_built_in_tool_and_a_skipped_one_gives_no
     assert len(clash) == 1 and "'shadow'" in clash[0] and "halguru.tools.plugin" in clash[0], proc.stderr
     assert "murmur" not in rows  # its register_commands raised: skipped, so none of its tools either
     assert "'halfbroken' skipped" in proc.stderr and "no commands today" in proc.stderr
+
+
+MODELS_BROKEN = '''
+from halguru.plugins import hookimpl
+from halguru.tools.decorator import tool
+
+@tool
+def hum(text: str) -> str:
+    """Hum the text."""
+    return text
+
+@hookimpl
+def register_tools(register):
+    register(hum)
+
+@hookimpl
+def register_models(register):
+    raise RuntimeError("no models today")
+'''
+
+
+def test_a_plugin_whose_models_hook_raises_is_skipped_for_every_command_alike(tmp_path, halguru_cmd,
+                                                                            subprocess_env, write_agent):
+    """The skip was lazy: `halguru plugins` listed it loaded and `halguru tools` its tool, while `validate`
+    and `run` (which ask for models) skipped it and then found no such tool."""
+    site = tmp_path / "site"
+    install(site, "nomodels", "halguru_no_models_plugin", MODELS_BROKEN)
+    env = {**subprocess_env, "PYTHONPATH": str(site)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    listed, tools = run("plugins"), run("tools", "--json")
+    assert "skipped" in next(line for line in listed.stdout.splitlines() if line.startswith("nomodels"))
+    assert "hum" not in {row["name"] for row in json.loads(tools.stdout)}
+    for proc in (listed, tools):
+        assert "'nomodels' skipped: its register_models hook raised RuntimeError: no models today" in proc.stderr
+    validated = run("validate", str(write_agent("name: h\nmodel: scripted\ntools: [hum]\n")))
+    assert validated.returncode == 1 and "hum" in validated.stderr

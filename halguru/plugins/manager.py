@@ -8,7 +8,9 @@ and the entry points halguru's own distribution declares (the server plugin).
 A plugin fails alone: one that cannot be imported or registered, or whose hook
 raises, is skipped with a one-line warning on stderr naming it (the ``llm`` and
 ``datasette`` behaviour; from then on none of its hooks run), and every other
-plugin keeps working. A tool, model provider or embedder name belongs to the
+plugin keeps working. Its registration hooks (tools, models, embedders, channels,
+sections) are called once as it loads, so one that raises skips it for every
+command alike, whichever hook that command needs. A tool, model provider or embedder name belongs to the
 first plugin that registers it, built-in ones first (``registered``). ``plugin_failures()``
 lists what was skipped, for ``halguru plugins``.
 """
@@ -109,6 +111,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _warn(ep.name, f"failed to load ({_reason(exc)})")
             continue
         _guard_hooks(pm, ep.name)
+        if not builtin and not _registers_cleanly(pm, ep.name):
+            continue  # skipped now, whatever a command asks for first (the tools of a plugin whose models
+            # hook raised were listed by `halguru tools`, then missing from the run that needed them)
         if builtin:
             _BUILTIN_ENTRY_POINTS.add(ep.name)
         if ep.dist is not None:
@@ -148,6 +153,31 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
             for name in [n for n, by in owner.items() if by == plugin]:
                 del found[name], owner[name]
     return found
+
+
+# The hooks that only hand names to ``register``: called once at load to learn whether any raises.
+_REGISTRATIONS = ("register_tools", "register_models", "register_embedders", "register_channels",
+                  "register_sections")
+
+
+def _registers_cleanly(pm: pluggy.PluginManager, name: str) -> bool:
+    """Run plugin ``name``'s registration hooks with a register that keeps nothing: False (and the plugin
+    skipped, with its warning) when one raises."""
+    plugin = pm.get_plugin(name)
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name not in _REGISTRATIONS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper):
+                impl.function(**{arg: _ignore for arg in impl.argnames})  # guarded: a raise skips the plugin
+                if name in _FAILURES:
+                    pm.unregister(name=name)
+                    return False
+    return True
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:

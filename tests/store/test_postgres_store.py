@@ -159,7 +159,7 @@ def test_a_database_made_again_under_a_running_store_gets_its_tables_back(new_po
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP SCHEMA public CASCADE")
             conn.execute("CREATE SCHEMA public")
-        with pytest.raises(StoreUnavailable, match="had no halguru tables .* they were created, try again"):
+        with pytest.raises(StoreUnavailable, match=r"had no halguru tables .* they were created, try again"):
             store.list_conversations()
         assert store.list_conversations() == []
         store.create_conversation("conv_2", "echo", "after")
