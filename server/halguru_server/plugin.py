@@ -58,12 +58,15 @@ def worker(
     config: Path = typer.Option(None, help="YAML file of serve settings (or HALGURU_SERVE_CONFIG)."),
     published_only: bool = typer.Option(False, "--published-only", help="No agent folders: only the agents "
                                         "published to the server (`halguru publish`)."),
+    metrics_port: int = typer.Option(None, "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics "
+                                     "(jobs run, waits, durations, the store's job counts) on this port of the "
+                                     "serve setting `host`."),
 ) -> None:
     """Run queued jobs, schedules and fetched channels (email) for these agents, without the API. Any number
     of workers (and `halguru serve` processes) can share one store."""
     from halguru_server.worker import run_worker_process
 
-    run_worker_process(config, agents=paths or None, worker_concurrency=concurrency,
+    run_worker_process(config, metrics_port, agents=paths or None, worker_concurrency=concurrency,
                        published_only=published_only or None)
 
 

@@ -92,9 +92,23 @@ def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mappi
     return Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
 
 
-def run_worker_process(config: Any, **options: Any) -> None:
+def serve_metrics(metrics: Metrics, store: Store, host: str, port: int) -> None:
+    """Prometheus' text format on ``host:port`` (any path), from a daemon thread: this worker's job counters
+    and histograms, and the store's job gauges as serve's /metrics has them."""
+    from prometheus_client import start_http_server
+
+    metrics.watch_jobs(store.job_stats)
+    try:
+        start_http_server(port, addr=host, registry=metrics.registry)
+    except OSError as exc:
+        raise HalguruError(f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    log.info("metrics served", extra={"fields": {"address": f"{host}:{port}"}})
+
+
+def run_worker_process(config: Any, metrics_port: int | None = None, **options: Any) -> None:
     """`halguru worker PATH...`: the agents' jobs, schedules and fetched channels, until SIGTERM or Ctrl-C
-    (running jobs then get the shutdown timeout to finish; the rest go back to the queue)."""
+    (running jobs then get the shutdown timeout to finish; the rest go back to the queue). ``metrics_port``:
+    its metrics over HTTP (without the API, `halguru serve`'s /metrics never has this process's)."""
     from halguru.store import open_store
     from halguru_server.agents import load_agents
     from halguru_server.deployments import AgentRegistry, sync_registry
@@ -111,6 +125,8 @@ def run_worker_process(config: Any, **options: Any) -> None:
     store = open_store()
     sync_registry(store, agents, settings.web_chat, channels)  # published agents (`halguru publish`)
     metrics = Metrics()
+    if metrics_port is not None:
+        serve_metrics(metrics, store, settings.host, metrics_port)
     pusher = Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None
     worker = make_worker(store, agents, channels, ModelGate(settings.queue_size), metrics,
                          settings.worker_settings(), settings.concurrency, pusher)

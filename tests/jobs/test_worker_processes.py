@@ -65,9 +65,9 @@ def start_worker(database: str, project: Path, halguru_cmd: list[str], subproces
            "HALGURU_RUN_LEASE": "1.5"}  # a killed worker's run reads interrupted soon after
     procs: list[subprocess.Popen[str]] = []
 
-    def start() -> subprocess.Popen[str]:
+    def start(*extra: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen([*halguru_cmd, "worker", str(project / "agents"), "--config",
-                                 str(project / "serve.yaml")], env=env, text=True,
+                                 str(project / "serve.yaml"), *extra], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         procs.append(proc)
         return proc
@@ -150,3 +150,22 @@ def test_two_workers_never_share_a_job(start_worker: Callable[[], subprocess.Pop
         assert mine == sorted(mine)
     holders = {j["holder"] for j in store.list_jobs(30)}
     assert len(holders) == 2  # both workers took part
+
+
+def test_a_standalone_worker_serves_its_own_metrics(start_worker: Callable[..., subprocess.Popen[str]],
+                                                    provider: Provider) -> None:
+    """Beside `serve --no-worker` (deploy/compose.yaml), the jobs' counters and histograms existed nowhere."""
+    import httpx
+
+    from tests.server.conftest import free_port
+
+    port = free_port()
+    start_worker("--metrics-port", str(port))
+    for i in range(2):
+        accept("echo", f"message {i}", f"M{i}")
+    store = open_store()
+    wait_for(lambda: store.job_stats()["done"] == 2, timeout=60, what="2 jobs")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'halguru_jobs_total{kind="reply",outcome="done"} 2.0' in text, text
+    assert "halguru_job_duration_seconds_count" in text and 'halguru_jobs_by_status{status="done"} 2.0' in text
+    assert "halguru_store_up 1.0" in text
