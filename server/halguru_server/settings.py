@@ -183,11 +183,29 @@ def load_settings(config: Path | None = None, **overrides: Any) -> ServerSetting
         name = f"HALGURU_SERVE_{field.group(1).upper()}" if field else "HALGURU_SERVE_*"
         raise HalguruError(f"invalid serve setting {name}: not valid JSON (a list is written "
                            '\'["a", "b"]\')') from None
+    _warn_unknown_variables()
     merged = {**data, **env.model_dump(exclude_unset=True), **{k: v for k, v in overrides.items() if v is not None}}
     try:
         return ServerSettings.model_validate(merged)
     except ValidationError as exc:
         raise _one_line(exc, lambda where: where) from None
+
+
+_NOT_SETTINGS = ("HALGURU_SERVE_CONFIG", "HALGURU_SERVE_SETTINGS_JSON")  # read by name, not settings
+
+
+def _warn_unknown_variables() -> None:
+    """A HALGURU_SERVE_ variable that names no setting is said once, with the one meant: pydantic-settings
+    ignores it, so `HALGURU_SERVE_PROT=9000` served on 8000 without a word (a YAML key like it is an error)."""
+    import difflib
+    import sys
+
+    known = [f"HALGURU_SERVE_{name.upper()}" for name in ServerSettings.model_fields]
+    for variable in sorted(os.environ):
+        if variable.startswith("HALGURU_SERVE_") and variable not in known and variable not in _NOT_SETTINGS:
+            close = difflib.get_close_matches(variable, known, n=1)
+            meant = f" (did you mean {close[0]}?)" if close else ""
+            print(f"halguru: warning: {variable} is not a serve setting{meant}; it is ignored", file=sys.stderr)
 
 
 def _one_line(exc: ValidationError, name: Callable[[str], str]) -> HalguruError:

@@ -61,3 +61,13 @@ def test_a_bad_variable_is_one_line_naming_it(cli_error, tmp_path, variable, val
     error = cli_error("serve", str(tmp_path), env={variable: value})
     assert error.startswith(f"Error: invalid serve setting {variable}: ") and said in error
     assert "\n" not in error.strip()
+
+
+def test_a_misspelt_variable_is_said_with_the_one_meant(halguru_cmd, subprocess_env, tmp_path) -> None:
+    """pydantic-settings ignores a variable that names no setting: `HALGURU_SERVE_PROT=9000` served on 8000."""
+    import subprocess
+
+    proc = subprocess.run([*halguru_cmd, "serve", str(tmp_path / "none")], capture_output=True, text=True,
+                          env={**subprocess_env, "HALGURU_SERVE_PROT": "9000"}, timeout=60)
+    assert ("halguru: warning: HALGURU_SERVE_PROT is not a serve setting (did you mean HALGURU_SERVE_PORT?); "
+            "it is ignored") in proc.stderr.splitlines()
