@@ -49,6 +49,8 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
     if template not in templates:
         raise HalguruError(f"unknown template {template!r}; choose one of: {', '.join(templates)}")
     target = parent / name
+    if parent.exists() and not parent.is_dir():
+        raise HalguruError(f"--dir {parent}: not a folder (the project is created inside it)")
     if target.exists():
         raise HalguruError(f"{target} already exists; choose another name or remove it")
     parent.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, did_you_mean
 
 
 def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
@@ -98,14 +99,47 @@ def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str
     return text, data
 
 
-def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field") -> tuple[tuple[Any, ...], int, str]:
+def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field",
+                  model: type[BaseModel] | None = None) -> tuple[tuple[Any, ...], int, str]:
     """The first validation error as (location, line, "field: message"); an unknown field comes before the rest,
-    as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``)."""
+    as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``), and
+    with the ``model`` validated it names the field meant (``unknown field (did you mean 'model'?)``)."""
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden" and model is not None and loc:
+        unknown += did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
     message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(
         err["type"], str(err["msg"]).removeprefix("Value error, "))  # a validator's own words, without pydantic's tag
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}{more}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found at ``loc`` (a pydantic error location) under ``model``."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _model_in(annotation)
+        if annotation is None:
+            return []
+        if isinstance(part, int):
+            continue  # an item of a list: _model_in looks through list[...] already
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+    found = _model_in(annotation)
+    return list(found.model_fields) if found is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation (through ``X | None`` and ``list[X]``), or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (list, Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

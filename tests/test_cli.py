@@ -78,6 +78,9 @@ def test_new_refuses_an_existing_folder_and_leaves_it_untouched(cli, cli_error, 
     assert str(project) in line and "already exists" in line
     assert tree_files(project) == before
     assert [p.name for p in parent.iterdir()] == ["bot"]  # no staging folder left behind
+    (parent / "a-file").write_text("x")  # --dir naming a file: said, not "File exists"
+    assert cli_error("new", "bot2", "--dir", str(parent / "a-file")).endswith("a-file: not a folder (the project "
+                                                                               "is created inside it)")
 
 
 def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):

@@ -5,13 +5,12 @@ Errors name the file, the field and the line: ``agent.yaml:7: tools.0: ...``.
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.errors import AgentSpecError, did_you_mean
+from halguru.errors import AgentSpecError
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
 from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
 from halguru.yamlfile import first_problem, read_mapping
@@ -206,40 +205,8 @@ def load_spec(path: Path) -> AgentSpec:
     try:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
-        loc, line, problem = first_problem(text, exc)
-        if any(e["type"] == "extra_forbidden" for e in exc.errors()) and loc:  # first_problem put it first
-            hint = did_you_mean(str(loc[-1]), _fields_at(AgentSpec, loc[:-1]))
-            problem = problem.replace("unknown field", f"unknown field{hint}", 1)
+        _, line, problem = first_problem(text, exc, model=AgentSpec)
         raise AgentSpecError(f"{path}:{line}: {problem}") from None
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the model found at ``loc`` (a pydantic error location) under ``model``."""
-    annotation: Any = model
-    for part in loc:
-        annotation = _model_in(annotation)
-        if annotation is None:
-            return []
-        if isinstance(part, int):
-            continue  # an item of a list: _model_in looks through list[...] already
-        field = annotation.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-    found = _model_in(annotation)
-    return list(found.model_fields) if found is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model in an annotation (through ``X | None`` and ``list[X]``), or None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (list, Union, types.UnionType):
-        for arg in get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
 
 
 def agent_json_schema() -> dict[str, Any]:

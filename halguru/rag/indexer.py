@@ -129,7 +129,7 @@ def ingest_lock(kb: KnowledgeBase, wait: bool = False) -> Iterator[None]:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; "
-                                 "try again when it finishes") from None
+                                 "try again when it finishes (`halguru kb ingest --wait` waits for it)") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")

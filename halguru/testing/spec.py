@@ -131,7 +131,7 @@ def load_test_file(path: Path) -> TestFile:
     try:
         loaded = TestFile.model_validate(data)
     except ValidationError as exc:
-        loc, line, problem = first_problem(text, exc, unknown="unknown key")
+        loc, line, problem = first_problem(text, exc, unknown="unknown key", model=TestFile)
         test = ""
         if len(loc) >= 2 and loc[0] == "tests" and isinstance(loc[1], int):
             raw = data["tests"][loc[1]] if isinstance(data.get("tests"), list) else None

@@ -137,7 +137,8 @@ def test_malformed_file_is_one_error_and_the_others_still_run(project, cli):
     (project / "tests" / "test_broken.yaml").write_text(
         "tests:\n  - name: typo\n    turns:\n      - user: hi\n        expect:\n          contians: x\n")
     result = cli("test", str(project), code=1)
-    assert "test_broken.yaml:6: test 'typo': tests.0.turns.0.expect.contians: unknown key" in result.stdout
+    assert ("test_broken.yaml:6: test 'typo': tests.0.turns.0.expect.contians: unknown key (did you mean "
+            "'contains'?)") in result.stdout
     assert "prices two bikes" in result.stdout and "1 passed, 0 failed, 1 file error(s)" in result.stdout
 
 
