@@ -48,3 +48,16 @@ def test_team_members_validate():
     team = next(t for t in list_templates() if t.name == "team")
     for member in ["agents/researcher", "agents/writer"]:
         validate_project(team.path / member)
+
+
+def test_a_teams_tools_are_listed_as_its_lead_gets_them(tmp_path, cli):
+    """`halguru tools TEAM` said "No tools." and `validate` "tools: none", while the lead's model is offered a
+    handoff to each member."""
+    import json
+
+    project = create_project("crew", "team", tmp_path)
+    rows = {r["name"]: r for r in json.loads(cli("tools", str(project), "--json").stdout)}
+    assert {"handoff_to_researcher", "handoff_to_writer"} <= set(rows)
+    assert rows["handoff_to_writer"]["source"] == "team" and "reason" in rows["handoff_to_writer"]["parameters"][
+        "properties"]
+    assert "tools: handoff_to_researcher, handoff_to_writer)" in cli("validate", str(project)).stdout

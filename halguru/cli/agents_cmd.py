@@ -64,7 +64,8 @@ def register(app: typer.Typer) -> None:
         for warning in report.warnings:
             typer.echo(f"Warning: {warning}", err=True)
         own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
-        tools = ", ".join([*agent.tools, *own_mcp]) or "none"
+        team_tools = [t.name for t in agent.team.members[agent.name].team_tool_specs] if agent.team else []
+        tools = ", ".join([*agent.tools, *own_mcp, *team_tools]) or "none"
         # A workflow has no model of its own: its steps' agents bring theirs (listed below).
         if agent.workflow is not None:
             count = len(agent.workflow.steps)
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
             where = server if owner == agent.name else f"{server} (agent {owner})"
             typer.echo(f"MCP server {where}: {', '.join(names) or 'no tools'}")
         if agent.team is not None:
-            typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name)}")
+            typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name) or 'no other members'}")
         if agent.workflow is not None:
             steps = [f"{sid} ({'agent ' + s.agent if s.agent else 'tool ' + s.tool if s.tool else 'condition'})"
                      for sid, s in agent.workflow.steps.items()]

@@ -43,6 +43,9 @@ def _rows(path: Path | None) -> tuple[list[dict[str, Any]], list[str]]:
     for name, tool in own.items():
         if name not in agent.tools:
             add(tool, "tools.py", False)
+    if agent.team is not None:  # what its team gives the lead's model: handoffs and specialists to ask
+        for spec in agent.team.members[agent.name].team_tool_specs:
+            add(spec, "team", True)
     for server in agent.spec.mcp:
         which = ", ".join(server.tools) if server.tools is not None else "all its tools"
         notes.append(f"MCP server {server.name}: {which} (listed when the server starts; see `halguru validate`)")
