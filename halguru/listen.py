@@ -7,15 +7,17 @@ import socket
 from halguru.errors import HalguruError
 
 
-def check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int) -> int:
     """Fail with one line when HOST:PORT cannot be listened on (a port in use, a bad host or port): uvicorn
-    would only log it, after the banner that says the server is listening."""
+    would only log it, after the banner that says the server is listening. The port to listen on: ``port``,
+    or for 0 one the system has free now (so the banner names the port the server will have)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
             sock.bind(address)
+            return int(sock.getsockname()[1])
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise HalguruError(f"cannot listen on {host}:{port}: {reason}") from None

@@ -103,7 +103,7 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     if transport == "stdio":
         server.run("stdio")  # the SDK points fd 1 at stderr while serving: stray prints miss the wire
         return
-    check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
+    port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
     tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
     print(f"halguru mcp: serving {tools} at http://{host}:{port}/mcp (Ctrl-C stops)", file=sys.stderr)
     server.run("streamable-http", host=host, port=port)

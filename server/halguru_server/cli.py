@@ -31,13 +31,15 @@ def run_server(config: Path | None, **options: Any) -> None:
     settings.check()
     settings.agents = folders(settings)  # fail here, with one line, on a bad path
     configure_logging(settings.log_level)
+    # A port in use is one line, not a log after the banner; --port 0 becomes the free port the banner names
+    # (before the app is made: it names this replica by its port).
+    settings.port = check_listen(settings.host, settings.port)
     # Every project loads before the banner: a bad one fails here, in one line naming it, not after
     # "serving at". One worker serves this very app; several load their own (this load only checks).
     app = create_app(settings) if settings.workers == 1 else None
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
     limits = configure_connections(settings)  # each worker of several does the same in app_from_env
-    check_listen(settings.host, settings.port)  # a port in use is one line too, not a log after the banner
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
                f"{', and the agents published to it' if settings.published_only else ''}\n"

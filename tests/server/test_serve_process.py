@@ -144,3 +144,27 @@ def test_every_worker_writes_json_request_lines(halguru_cmd, subprocess_env, age
     assert ids <= {entry["request_id"] for entry in access}
     assert all(entry["path"] and entry["status"] for entry in access)
     assert sum(entry["msg"].startswith("Started server process") for entry in logs) == 2
+
+
+def test_port_0_serves_on_the_free_port_its_banner_names(halguru_cmd, subprocess_env, agents_dir):
+    """The banner said http://127.0.0.1:0 while uvicorn listened elsewhere."""
+    import re
+
+    proc = subprocess.Popen([*halguru_cmd, "serve", str(agents_dir), "--dev", "--port", "0"], env=subprocess_env,
+                            text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        banner = "".join(proc.stderr.readline() for _ in range(3))
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1", banner).group(1))  # type: ignore[union-attr]
+        assert port != 0
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, banner
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
