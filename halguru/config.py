@@ -210,13 +210,28 @@ def _write_config_file(data: dict[str, Any]) -> None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings (cached: once a process); a key of config.toml that names no setting is said then."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problem = exc.errors()[0]
         key = ".".join(str(p) for p in problem["loc"])
         raise ConfigError(f"invalid setting {key} (HALGURU_{key.upper()} or {key} in {config_path()}): "
                           f"{_said(exc)}") from None
+    _warn_unknown_keys()
+    return settings
+
+
+def _warn_unknown_keys() -> None:
+    """A misspelt key of config.toml is ignored by the settings: say so, with the key meant (`llama_ctx`)."""
+    import sys
+
+    from halguru.errors import did_you_mean
+
+    keys = settable_keys()
+    for key in sorted(set(read_config_file()) - set(keys)):
+        print(f"warning: {config_path()}: unknown setting {key!r} is ignored{did_you_mean(key, keys)}",
+              file=sys.stderr)
 
 
 def _said(exc: ValidationError) -> str:

@@ -471,7 +471,10 @@ def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_
     halguru_home.mkdir(parents=True, exist_ok=True)
     (halguru_home / "config.toml").write_text("llama_n_ctx = 2048\nllama_ctx = 8192\n")
     proc = run(halguru_cmd, subprocess_env, "config", "show")
-    assert proc.stderr.strip() == f"warning: {halguru_home / 'config.toml'}: unknown setting 'llama_ctx' is ignored"
+    assert proc.stderr.strip() == (f"warning: {halguru_home / 'config.toml'}: unknown setting 'llama_ctx' is ignored "
+                                   "(did you mean 'llama_n_ctx'?)")
+    ran = run(halguru_cmd, subprocess_env, "models", "list")  # every command that reads the settings says it
+    assert "unknown setting 'llama_ctx' is ignored" in ran.stderr
     assert re.search(r"^llama_n_ctx\s+2048\s", proc.stdout, re.M)
 
 

@@ -12,11 +12,9 @@ app = typer.Typer(help="Show and change your settings (config.toml in HALGURU_HO
 @app.command()
 def show(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Every setting, its value and where it comes from (environment, config file or default)."""
-    from halguru.config import config_items, config_path, read_config_file, settable_keys
+    from halguru.config import config_items, config_path
 
-    items = config_items()
-    for key in sorted(set(read_config_file()) - set(settable_keys())):
-        typer.echo(f"warning: {config_path()}: unknown setting {key!r} is ignored", err=True)
+    items = config_items()  # a misspelt key in the file is said on stderr as the settings load
     if json_output:
         typer.echo(json.dumps({k: {"value": str(v) if v is not None and not isinstance(v, bool | int | float)
                                    else v, "source": s} for k, v, s in items}, indent=2))
