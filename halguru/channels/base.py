@@ -12,6 +12,7 @@ Nothing here knows HTTP frameworks: serve mode turns a request into a ``WebhookR
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,16 @@ class WebhookChannel(Channel, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """How a fetching channel's connection stands (``status`` of a source channel, shown by /status and the
+    ``halguru_channel_up`` gauge): an inbox that is down or refuses its password was only in the log."""
+
+    ok: bool
+    detail: str
+    since: float = field(default_factory=time.time)
+
+
 @runtime_checkable
 class SourceChannel(Channel, Protocol):
     async def source(self, sink: InboundSink) -> None:
@@ -136,6 +147,12 @@ class SourceChannel(Channel, Protocol):
 
 
 ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]
+
+
+def source_statuses(channels: Mapping[str, Mapping[str, Channel]]) -> list[tuple[str, str, SourceStatus | None]]:
+    """(agent, channel, status) of every fetching channel (None: not connected yet, or no status kept)."""
+    return [(agent, name, getattr(channel, "status", None)) for agent, named in channels.items()
+            for name, channel in named.items() if isinstance(channel, SourceChannel)]
 
 
 def channel_classes() -> dict[str, ChannelClass]:

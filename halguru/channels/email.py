@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.channels.base import ChannelError, Inbound, InboundSink, Outbound, SendOnce
+from halguru.channels.base import ChannelError, Inbound, InboundSink, Outbound, SendOnce, SourceStatus
 from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
 from halguru.errors import HalguruError
@@ -143,6 +143,7 @@ class EmailChannel:
             keyword=self.config.processed.flag, move_to=self.config.processed.move_to,
         )
         self.domain = self.config.address.rpartition("@")[2]
+        self.status: SourceStatus | None = None  # None until the first connection attempt ends
 
     def _secret(self, name: str | None, server: str) -> str | None:
         from halguru.models.secrets import lookup_secret
@@ -167,6 +168,7 @@ class EmailChannel:
                 await asyncio.to_thread(inbox.connect)
                 log.info("email channel of %s: connected to %s (%s)", self.agent, inbox.where,
                          "IDLE" if inbox.idle else f"polling every {self.config.poll_interval:g} s")
+                self.status = SourceStatus(True, f"IMAP {inbox.where}: connected")
                 while await self._drain(inbox, sink):
                     pass  # mail arrived while we were busy: look again before waiting
                 # reset only now: a connection that fails at every first drain (a store that is down) backs off
@@ -177,6 +179,7 @@ class EmailChannel:
             except Exception as exc:  # any failure: the connection is closed and reopened after a pause
                 log.warning("email channel of %s (IMAP %s): %s; retrying in %.3g s", self.agent, inbox.where,
                             _one_line(exc), delay)
+                self.status = SourceStatus(False, f"IMAP {inbox.where}: {_one_line(exc)}; retrying")
                 log.debug("email channel failure", exc_info=True)
             finally:
                 stop.set()

@@ -80,6 +80,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     channels = load_all_channels(agents)  # a bad channels: section fails here, before anything listens
     metrics = Metrics(tools={t for served in agents.values() for t in declared_tools(served.agent)})
     metrics.watch_jobs(store.job_stats)
+    if settings.worker:  # the fetching channels run in this process's worker
+        metrics.watch_sources(channels)
     state = ServerState(
         settings=settings, agents=agents, store=store, metrics=metrics,
         # /metrics is public: a model's label is its file's name without the folders (as /status shows it)

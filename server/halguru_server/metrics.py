@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -58,6 +59,11 @@ class Metrics:
         """Expose the store's job counts (shared by every process) as gauges read at scrape time."""
         self.registry.register(_JobsCollector(stats))
 
+    def watch_sources(self, channels: Mapping[str, Mapping[str, Any]]) -> None:
+        """``halguru_channel_up{agent,channel}``: whether each fetching channel (an email inbox) this process
+        runs is connected (only those that tried)."""
+        self.registry.register(_SourcesCollector(channels))
+
     def tool_label(self, name: str) -> str:
         return name if name in self.tools else OTHER_TOOL
 
@@ -101,6 +107,21 @@ class _Only(Collector):
             only = Metric(family.name, family.documentation, family.type, family.unit)
             only.samples = kept
             yield only
+
+
+class _SourcesCollector(Collector):
+    def __init__(self, channels: Mapping[str, Mapping[str, Any]]):
+        self.channels = channels
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from halguru.channels.base import source_statuses
+
+        up = GaugeMetricFamily("halguru_channel_up", "whether a fetching channel (an email inbox) is connected",
+                               labels=["agent", "channel"])
+        for agent, name, status in source_statuses(self.channels):
+            if status is not None:
+                up.add_metric([agent, name], 1 if status.ok else 0)
+        yield up
 
 
 class _JobsCollector(Collector):

@@ -104,11 +104,32 @@ def health(state: ServerState, caller: Principal | None = None) -> dict[str, dic
         parts["jobs"] = _jobs(state)
     else:  # each read would wait out the store's timeout again
         parts["runs"] = parts["jobs"] = {"ok": False, "detail": "unknown: the store does not answer"}
+    if state.settings.worker:  # the fetching channels run in this process's worker
+        sources = _sources(state, caller is not None and _reads_metrics(caller))
+        if sources is not None:
+            parts["channels"] = sources
     depth = sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})
     full = depth >= state.settings.queue_size
     parts["queue"] = {"ok": not full, "detail": f"{depth} runs waiting (each model queues at most "
                                                 f"{state.settings.queue_size})", "queued": depth}
     return parts
+
+
+def _sources(state: ServerState, named: bool) -> dict[str, Any] | None:
+    """The fetching channels (email inboxes): all connected, or which are not (named to a caller who may read
+    metrics; to others, how many: an agent's name and its mail server are not public)."""
+    from halguru.channels.base import source_statuses
+
+    sources = source_statuses(state.channels)
+    if not sources:
+        return None
+    failing = [(agent, name, status) for agent, name, status in sources if status is not None and not status.ok]
+    if not failing:
+        return {"ok": True, "detail": f"{len(sources)} fetching channel(s) connected or connecting"}
+    if named:
+        return {"ok": False, "detail": "; ".join(f"{agent}/{name}: {status.detail}" for agent, name, status in failing)}
+    return {"ok": False, "detail": f"{len(failing)} of {len(sources)} fetching channels cannot connect "
+                                   "(see the server log)"}
 
 
 def _runs(state: ServerState) -> dict[str, Any]:

@@ -92,12 +92,15 @@ def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mappi
     return Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
 
 
-def serve_metrics(metrics: Metrics, store: Store, host: str, port: int) -> None:
+def serve_metrics(metrics: Metrics, store: Store, channels: Mapping[str, Mapping[str, Channel]], host: str,
+                  port: int) -> None:
     """Prometheus' text format on ``host:port`` (any path), from a daemon thread: this worker's job counters
-    and histograms, and the store's job gauges as serve's /metrics has them."""
+    and histograms, its fetching channels' ``halguru_channel_up``, and the store's job gauges as serve's
+    /metrics has them."""
     from prometheus_client import start_http_server
 
     metrics.watch_jobs(store.job_stats)
+    metrics.watch_sources(channels)
     try:
         start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
@@ -126,7 +129,7 @@ def run_worker_process(config: Any, metrics_port: int | None = None, **options: 
     sync_registry(store, agents, settings.web_chat, channels)  # published agents (`halguru publish`)
     metrics = Metrics()
     if metrics_port is not None:
-        serve_metrics(metrics, store, settings.host, metrics_port)
+        serve_metrics(metrics, store, channels, settings.host, metrics_port)
     pusher = Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None
     worker = make_worker(store, agents, channels, ModelGate(settings.queue_size), metrics,
                          settings.worker_settings(), settings.concurrency, pusher)

@@ -292,10 +292,19 @@ async def test_a_wrong_password_is_one_line_and_retried(dovecot: Dovecot, monkey
                                                        caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("HG_TEST_IMAP", "wrong")
     caplog.set_level(logging.WARNING, logger="halguru.channels.email")
-    async with running(channel(dovecot), Sink()):
+    ch = channel(dovecot)
+    assert ch.status is None  # not tried yet
+    async with running(ch, Sink()):
         await until(lambda: "retrying in" in caplog.text)
     line = caplog.records[0].getMessage()
     assert "LoginError" in line and "uthentication failed" in line and "\n" not in line, line
+    # /status and halguru_channel_up read this (the log alone said so before)
+    assert ch.status is not None and not ch.status.ok and "LoginError" in ch.status.detail
+    monkeypatch.setenv("HG_TEST_IMAP", PASSWORD)
+    good = channel(dovecot)
+    async with running(good, Sink()):
+        await until(lambda: good.status is not None)
+    assert good.status is not None and good.status.ok and good.status.detail.endswith(": connected")
 
 
 async def test_send_replies_in_the_thread_once(dovecot: Dovecot, smtp_server: SmtpRecorder) -> None:

@@ -239,3 +239,32 @@ def test_a_json_answer_cut_by_the_end_of_the_grace_period_is_a_503_and_stored_in
     assert response.status_code == 503 and response.json()["error"]["type"] == "shutdown"
     [run] = client.server.state.store.list_runs(conversation_id=conv)
     assert run["status"] == "interrupted" and "shutdown" in run["error"]
+
+
+def test_an_inbox_that_cannot_connect_shows_on_status_and_metrics(serve, agents_dir: Path, api_key,
+                                                                  monkeypatch) -> None:
+    """An email channel whose IMAP server is down was only in the log: /status and /metrics said all was well."""
+    import time
+
+    from tests.server.conftest import free_port
+
+    monkeypatch.setenv("HG_TEST_IMAP", "secret")
+    (agents_dir / "mailer").mkdir()
+    (agents_dir / "mailer" / "agent.yaml").write_text(yaml.safe_dump({"name": "mailer", "model": "scripted",
+        "channels": {"email": {"address": "help@example.com", "imap": {
+            "host": "127.0.0.1", "port": free_port(), "security": "none", "password": "HG_TEST_IMAP"},
+            "smtp": {"host": "127.0.0.1", "port": free_port(), "security": "none"}}}}))
+    server = serve(worker=True)
+    admin = {"Authorization": f"Bearer {api_key(scope='admin')}", "Accept": "application/json"}
+    deadline = time.monotonic() + 20
+    while (part := httpx.get(f"{server.url}/status", headers=admin).json()["components"].get("channels", {})).get(
+            "ok", True):
+        assert time.monotonic() < deadline, "the failing inbox never showed"
+        time.sleep(0.1)
+    assert part["detail"].startswith("mailer/email: IMAP 127.0.0.1:") and "retrying" in part["detail"]
+    anonymous = httpx.get(f"{server.url}/status", headers={"Accept": "application/json"}).json()
+    assert anonymous["components"]["channels"]["detail"] == ("1 of 1 fetching channels cannot connect (see the "
+                                                             "server log)")  # no agent name, no mail server
+    metrics = httpx.get(f"{server.url}/metrics", headers=admin).text
+    assert 'halguru_channel_up{agent="mailer",channel="email"} 0.0' in metrics
+    assert "mailer" not in httpx.get(f"{server.url}/metrics").text  # a key-only agent's name is not public
