@@ -185,7 +185,8 @@ class _Book:
         store, agent = self.store, self.agent
         assert store is not None
         history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
-                                  owner=self.owner, existing=conversation is not None)
+                                  owner=self.owner, existing=conversation is not None,
+                                  continuation=self.ctx.resume is not None)
         if history is None:
             raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")
         self.history = history
@@ -279,13 +280,15 @@ class _Book:
             **self.ctx.totals.state()))
         if self.store is not None:
             with self.writing:  # after a checkpoint still being written (a run cut during the write)
-                # A paused run's messages wait with its pending call; its continuation adds them.
-                self.store.finish_run(self.run_id, self.conversation_id, event.model_dump(), self.ctx.trace.take(),
-                                      [] if outcome.paused else messages, active_agent=outcome.active_agent)
+                # A paused run's messages wait with its pending call; its continuation adds them. The call is
+                # saved first: from then on its approval holds the conversation (the run, still running, held it
+                # until then), so no message slips in before it; a crash between leaves it decidable.
                 if outcome.paused is not None:
                     self.store.save_pending(self.run_id, self.conversation_id, self.agent.name, self.folder,
                                             self.override, self.input, outcome.paused.model_dump_json(),
                                             json.dumps([m.model_dump() for m in messages]), owner=self.owner)
+                self.store.finish_run(self.run_id, self.conversation_id, event.model_dump(), self.ctx.trace.take(),
+                                      [] if outcome.paused else messages, active_agent=outcome.active_agent)
         return event
 
 

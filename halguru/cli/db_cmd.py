@@ -49,7 +49,8 @@ def copy(
     target: str = typer.Option(..., "--to", help="The database to fill: postgresql://... or sqlite:PATH."),
     force: bool = typer.Option(False, "--force", help="Empty the target's tables first if it holds rows (in the "
                                "same transaction): it ends as a copy of the source."),
-    rate_hits: bool = typer.Option(False, "--rate-hits", help="Copy rate-limit hits too (gone within a minute)."),
+    rate_hits: bool = typer.Option(False, "--rate-hits", help="Copy rate-limit hits too (each gone within an hour: "
+                                   "chat messages, sign-ins, account mails)."),
 ) -> None:
     """Copy every table (conversations, messages, runs and events, checkpoints, approvals, API keys, jobs and
     their effects, channel threads and messages, schedules) in one transaction on the target, and check each

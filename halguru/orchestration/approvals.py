@@ -64,6 +64,18 @@ def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_b
     return row
 
 
+def _reject_without_continuation(store: Store, pending: ApprovalRecord, reason: str, decided_by: str | None,
+                                 problem: str) -> None:
+    """Reject a call whose agent (or model) no longer loads: the decision is recorded, so the conversation the
+    approval held goes on, though no continuation can tell the model; then say so (one line)."""
+    row = _claim(store, pending["run_id"], "rejected", reason, decided_by)
+    call = ToolCallRequest.model_validate_json(row["call"])
+    audit.record(store, decided_by, "run.reject", row["run_id"], {"tool": call.name, "edited": False,
+                                                                  "reason": reason, "continued": False})
+    raise HalguruError(f"run {row['run_id']} is rejected, but no continuation ran ({problem}); its conversation "
+                       "can go on")
+
+
 def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject: str | None,
             decided_by: str | None, model: str | Model | None = None
             ) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
@@ -77,13 +89,16 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
         check_edited_args(store, run_id, edit_args)
     pending, agent = store.find_approval(run_id), None
     if pending is not None and pending["status"] == "pending" and pending["agent_path"]:
-        agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
-        reference = model if model is not None else pending["model"]
-        if isinstance(reference, str) and reference:  # nor a model that cannot load
-            try:
+        try:
+            agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
+            reference = model if model is not None else pending["model"]
+            if isinstance(reference, str) and reference:  # nor a model that cannot load
                 check_model(reference)
-            except HalguruError as exc:
-                raise HalguruError(f"{exc}; run {pending['run_id']} is still waiting for approval") from None
+        except HalguruError as exc:
+            if reject is None:
+                raise HalguruError(f"{exc}; run {pending['run_id']} is still waiting for approval (rejecting it "
+                                   "frees its conversation)") from None
+            _reject_without_continuation(store, pending, reject, decided_by, str(exc))
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
     if not row["agent_path"]:

@@ -151,11 +151,14 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
         super().close()
 
     def ping(self) -> None:
-        """Raise StoreError unless the database answers and takes writes (not a read-only standby), and
+        """Raise StoreError unless the database answers, has its tables and takes writes (not a read-only standby), and
         StoreUnavailable when no connection comes within PING_WAIT_S (a readiness probe waits no longer)."""
         try:
             with self._tx(wait=PING_WAIT_S) as conn:
                 conn.execute("SELECT count(*) FROM migrations").fetchone()
+                # the tables every request uses are there (one lost under a recorded migration is not made again)
+                conn.execute("SELECT 1 FROM conversations, messages, runs, events, approvals, checkpoints, jobs, "
+                             "api_keys, users LIMIT 0").fetchall()
                 (read_only,) = conn.execute("SHOW transaction_read_only").fetchone() or ("off",)
                 if read_only == "on":
                     raise StoreError(f"the store is not writable: {self.location} is read-only")

@@ -152,6 +152,7 @@ class PostgresBase(SQLBase):
         self.url = url
         self.location = describe_url(url)
         self._recreated_at = -1e9
+        self._recreated = ""  # what the last attempt to make lost tables again found
         self.heals = False  # whether lost tables are made again (a store opened to migrate, once it has)
         self._pool_size = pool_size
         self._local = _Local()
@@ -219,24 +220,28 @@ class PostgresBase(SQLBase):
         except psycopg.errors.UndefinedTable as exc:  # the database was dropped and made again, or emptied
             if not self.heals:  # opened not to migrate (`halguru db status`): it reads what is there
                 raise
-            self._recreate_tables()
-            raise StoreUnavailable(f"the PostgreSQL store at {self.location} had no halguru tables (was the "
-                                   "database made again?); they were created, try again") from exc
+            raise StoreUnavailable(f"the PostgreSQL store at {self.location} {self._recreate_tables()}") from exc
 
-    def _recreate_tables(self) -> None:
-        """Apply the migrations to a database that lost its tables while this process ran (a restore from an
-        old copy, a dropped and recreated database), at most once in 30 s; each request until then got a 500
-        and a traceback in the log. Another replica doing it too waits on the migration lock."""
+    def _recreate_tables(self) -> str:
+        """Apply the migrations to a database that lost its tables while this process ran (a dropped and
+        recreated database, an empty restore), at most once in 30 s; each request until then got a 500 and a
+        traceback in the log. Another replica doing it too waits on the migration lock. What happened, for the
+        error: a table lost while its migration stays recorded cannot be made again here."""
         now = time.monotonic()
         if now - self._recreated_at < 30:
-            return
+            return self._recreated
         self._recreated_at = now
-        log.warning("the PostgreSQL store has no halguru tables: applying the migrations again",
-                    extra={"fields": {"store": self.location}})
         try:
-            self.migrate()
+            applied = self.migrate()
         except Exception as exc:  # a user without CREATE: the operator has to run `halguru db migrate`
-            log.error("could not recreate the store's tables: %s", str(exc).splitlines()[0] if str(exc) else exc)
+            self._recreated = ("has lost its halguru tables and they could not be made again "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        else:
+            self._recreated = ("had no halguru tables (was the database made again?); they were created, try again"
+                               if applied else "misses a halguru table whose migration is recorded: restore the "
+                               "database from a copy (`halguru db copy`), or empty it to start over")
+        log.warning("the PostgreSQL store %s", self._recreated, extra={"fields": {"store": self.location}})
+        return self._recreated
 
     def migrate(self) -> list[str]:
         raise NotImplementedError

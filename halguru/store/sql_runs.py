@@ -125,10 +125,13 @@ class RunsMixin(SQLBase):
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, existing: bool = False) -> list[Message] | None:
+                  owner: str | None = None, existing: bool = False,
+                  continuation: bool = False) -> list[Message] | None:
         """Record a run as running (leased to this process), creating its conversation (titled by the
         input, owned by ``owner``) if it is new; returns the conversation's messages before this run.
-        ``existing``: the conversation must exist already; None, and nothing recorded, when it does not."""
+        ``existing``: the conversation must exist already; None, and nothing recorded, when it does not.
+        ``continuation``: the run goes on with a decided approval or a checkpoint, so another approval pending in
+        the conversation does not hold it back (its decision would be used up for nothing)."""
         now = time.time()
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
                "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
@@ -140,7 +143,7 @@ class RunsMixin(SQLBase):
                 if conn.execute("SELECT 1 FROM conversations WHERE id = ?" + self.FOR_UPDATE,
                                 (conversation_id,)).fetchone() is None:
                     return None
-                self._not_busy(conn, conversation_id, now)
+                self._not_busy(conn, conversation_id, now, paused=not continuation)
             else:
                 conn.execute(
                     "INSERT INTO conversations (id, agent, title, created, updated, owner) "
@@ -152,15 +155,15 @@ class RunsMixin(SQLBase):
         self._hold(run_id)
         return messages
 
-    def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float) -> None:
+    def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float, paused: bool = True) -> None:
         """Raise ConversationBusy while a live run (its lease held) answers in the conversation, ConversationPaused
-        while one of its turns waits for an approval."""
+        (``paused``) while one of its turns waits for an approval."""
         row = conn.execute("SELECT id, lease_expires FROM runs WHERE conversation_id = ? AND status = 'running' "
                            "AND lease_expires > ? LIMIT 1", (conversation_id, now)).fetchone()
         if row is not None:
             raise ConversationBusy(conversation_id, row["id"], row["lease_expires"] - now)
         row = conn.execute("SELECT run_id FROM approvals WHERE conversation_id = ? AND status = 'pending' LIMIT 1",
-                           (conversation_id,)).fetchone()
+                           (conversation_id,)).fetchone() if paused else None
         if row is not None:
             raise ConversationPaused(conversation_id, row["run_id"])
 

@@ -114,6 +114,71 @@ def test_a_conversation_waits_for_its_pending_approval(mailer: Path, cli_error):
     assert contents == ["mail eve", "second message"]
 
 
+def test_a_reject_frees_the_conversation_even_when_the_agent_no_longer_loads(mailer: Path):
+    """A paused turn holds its conversation; with its folder moved, `runs reject` loaded the agent first and
+    failed, so nothing could ever free it."""
+    model = ScriptedModel([{"tool_calls": [send("eve@example.com")]}, "Hello again."])
+    paused = run_sync(mailer, "mail eve", model=model)
+    moved = mailer.with_name("mailer-moved")
+    mailer.rename(moved)
+    with pytest.raises(HalguruError, match=r"still waiting for approval \(rejecting it frees its conversation\)"):
+        approve(paused.run_id, model=model)
+    with pytest.raises(HalguruError, match=f"run {paused.run_id} is rejected, but no continuation ran .*no such "
+                                           "agent project.*its conversation can go on"):
+        reject(paused.run_id, "too late", model=model)
+    assert list_pending() == []
+    assert run_sync(moved, "hi", paused.conversation_id, model=model).ok
+
+
+def test_no_message_slips_in_while_a_pausing_run_records_its_call(mailer: Path):
+    """The run was stored finished (no longer holding the conversation) before its pending call was saved (the
+    approval then held it): a message sent between the two got in ahead of the paused turn."""
+    import threading
+
+    from halguru.errors import ConversationBusy
+
+    store = open_store()
+    entered, release = threading.Event(), threading.Event()
+    save_pending = store.save_pending
+
+    def slow_save_pending(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        return save_pending(*args, **kwargs)
+
+    store.save_pending = slow_save_pending  # type: ignore[method-assign]
+    model = ScriptedModel([{"tool_calls": [send("eve@example.com")]}])
+    pausing = threading.Thread(target=run_sync, args=(mailer, "mail eve"), kwargs={"model": model, "store": store})
+    pausing.start()
+    try:
+        assert entered.wait(10)
+        [run] = open_store().list_runs(1)
+        with pytest.raises(ConversationBusy):
+            run_sync(mailer, "quick, another", run["conversation_id"], model=ScriptedModel(["No."]))
+    finally:
+        release.set()
+        pausing.join(10)
+    assert [p["run_id"] for p in list_pending()] == [run["id"]]
+
+
+def test_a_decided_approval_continues_beside_another_still_pending_in_its_conversation(mailer: Path):
+    """Two approvals pending in one conversation (made before a conversation waited for its approval): approving
+    one used it up, then its continuation was refused for the other, and the call never ran."""
+    model = ScriptedModel([{"tool_calls": [send("ann@example.com")]}, {"tool_calls": [send("bob@example.com")]},
+                           "Sent to ann."])
+    first = run_sync(mailer, "mail ann", model=model)
+    second = run_sync(mailer, "mail bob", model=model)
+    store = open_store()
+    with store._tx() as conn:  # as an older halguru left it
+        for table, column in (("runs", "id"), ("approvals", "run_id")):
+            conn.execute(f"UPDATE {table} SET conversation_id = ? WHERE {column} = ?",
+                         (first.conversation_id, second.run_id))
+    done = approve(first.run_id, model=model)
+    assert done.ok and done.output == "Sent to ann."
+    assert (mailer / "sent.log").read_text() == "ann@example.com: hi\n"
+    assert [p["run_id"] for p in list_pending()] == [second.run_id]
+
+
 def test_a_call_that_could_not_run_goes_back_to_the_model_not_to_a_human(mailer: Path):
     """Arguments the tool's schema refuses were put to a human, and failed once approved; the model gets the
     error at once (and can call again), and only a call that could run waits for approval."""

@@ -166,3 +166,21 @@ def test_a_database_made_again_under_a_running_store_gets_its_tables_back(new_po
         assert [c["id"] for c in store.list_conversations()] == ["conv_2"]
     finally:
         store.close()
+
+
+def test_a_table_lost_under_a_recorded_migration_is_said_not_claimed_fixed(new_postgres_database) -> None:
+    """Only `events` dropped: the repair said "they were created, try again" every 30 s while nothing was, and
+    /readyz said the store was fine."""
+    import psycopg
+
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE events")
+        with pytest.raises(StoreUnavailable, match="misses a halguru table whose migration is recorded: restore"):
+            store.get_events("run_x")
+        with pytest.raises((StoreError, StoreUnavailable), match="misses a halguru table"):
+            store.ping()  # /readyz: 503
+    finally:
+        store.close()
