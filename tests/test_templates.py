@@ -14,10 +14,13 @@ from halguru.scaffold import create_project, list_templates
 TEMPLATES = ["assistant", "basic", "knowledge", "team", "workflow"]
 
 
-def test_the_templates_ship_with_descriptions():
+def test_the_templates_ship_with_descriptions(cli):
     found = {t.name: t.description for t in list_templates()}
     assert sorted(found) == TEMPLATES
     assert all(len(d) > 20 for d in found.values())
+    import json
+
+    assert json.loads(cli("templates", "--json").stdout) == [{"name": n, "description": d} for n, d in found.items()]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

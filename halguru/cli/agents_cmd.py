@@ -23,12 +23,19 @@ def register(app: typer.Typer) -> None:
         typer.echo(f'Try it:  halguru run {path} "Hello!"   or   halguru chat {path}')
 
     @app.command()
-    def templates() -> None:
+    def templates(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
         """List the agent templates."""
         from rich.table import Table
 
         from halguru.cli.table import stdout_console
         from halguru.scaffold import list_templates
+
+        if json_output:
+            import json
+
+            typer.echo(json.dumps([{"name": t.name, "description": t.description} for t in list_templates()],
+                                  indent=2))
+            return
 
         table = Table("template", "description", box=None, header_style="bold")
         for t in list_templates():

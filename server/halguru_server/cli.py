@@ -150,8 +150,15 @@ def _when(ts: float | None) -> str:
         return "year 9999+"
 
 
-def show() -> None:
+def show(json_output: bool = False) -> None:
     keys = list_keys(open_store())
+    if json_output:  # as stored (a name is anyone's text: JSON escapes its control characters)
+        import dataclasses
+        import json
+
+        typer.echo(json.dumps([{**dataclasses.asdict(k), "state": k.state} for k in keys], indent=2,
+                              ensure_ascii=False))
+        return
     if not keys:
         typer.echo("no keys; create one with `halguru keys create NAME`")
         return

@@ -88,11 +88,11 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Keys with their prefix, agents, expiry and state (never the key itself)."""
     from halguru_server.cli import show
 
-    show()
+    show(json_output)
 
 
 @keys_app.command("revoke")
@@ -138,11 +138,11 @@ def users_invite(
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Users with their role, two-factor state, last sign-in and state (active, locked, disabled)."""
     from halguru_server.users_cli import show
 
-    show()
+    show(json_output)
 
 
 @users_app.command("set-role")

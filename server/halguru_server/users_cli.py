@@ -65,8 +65,15 @@ def _state(user: UserRecord) -> str:
     return "active"
 
 
-def show() -> None:
+def show(json_output: bool = False) -> None:
     users = accounts.list_users(open_store())
+    if json_output:
+        import json
+
+        secret = ("password_hash", "totp_secret", "totp_last")  # never printed
+        typer.echo(json.dumps([{**{k: v for k, v in u.items() if k not in secret}, "state": _state(u)}
+                               for u in users], indent=2, ensure_ascii=False))
+        return
     if not users:
         typer.echo("no users; create the first admin with `halguru users create EMAIL --role admin`")
         return

@@ -97,6 +97,11 @@ def test_keys_create_checks_agents_only_where_there_are_some(cli, tmp_path, monk
     assert result.stdout.startswith("hg_")
     assert "note: --agents kept as given, unchecked (no agent project in" in result.stderr
     assert "basic" in cli("keys", "list").stdout
+    import json
+
+    [key] = json.loads(cli("keys", "list", "--json").stdout)
+    assert (key["name"], key["agents"], key["state"]) == ("my-app", ["basic"], "active") and key["expires"] > 0
+    assert result.stdout.strip() not in json.dumps(key)  # never the secret
     assert cli("keys", "create", "all-agents").stdout.startswith("hg_")  # no --agents: nothing to check
     error = str(cli("keys", "create", "x", "--agents", "echo", "--config", str(tmp_path / "none.yaml"),
                     code=1).exception)

@@ -44,6 +44,11 @@ def test_roles_disable_and_2fa_reset(cli) -> None:
     assert "locked" in cli("users", "list").stdout
     assert "unlocked" in cli("users", "unlock", "ann@example.com").stdout
     assert "active" in cli("users", "list").stdout and store.get_user(user["id"])["locked_until"] is None
+    import json
+
+    [listed] = json.loads(cli("users", "list", "--json").stdout)  # scripts read it; no secret in it
+    assert (listed["email"], listed["role"], listed["state"]) == ("ann@example.com", "operator", "active")
+    assert not {"password_hash", "totp_secret", "totp_last"} & set(listed)
 
 
 def test_keys_can_belong_to_a_user(cli) -> None:
