@@ -225,7 +225,7 @@ def history_wanted(event: dict[str, Any]) -> int:
 
 def expand_history(event: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     """A stored event with its history marker replaced by the conversation's messages (as dumped)."""
-    if not history_wanted(event):
+    if event.get("type") != "model_call":
         return event
     messages = [piece for m in event["messages"] for piece in (history[:m[HISTORY]] if HISTORY in m else (m,))]
     return {**event, "messages": messages}

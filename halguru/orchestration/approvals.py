@@ -150,21 +150,30 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
 
 def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any], what: str = "--edit-args") -> None:
     """Raise (one line, naming them as ``what``) unless ``edit_args`` fit the paused call's tool; the approval
-    stays pending. A tool whose schema is known only at run time (an MCP server's) is checked when it runs."""
+    stays pending."""
+    row = store.find_approval(run_id)
+    problem = edited_args_problem(row, edit_args) if row is not None else None
+    if row is not None and problem is not None:
+        raise HalguruError(f"{what}: {problem}; run {row['run_id']} is still waiting for approval")
+
+
+def edited_args_problem(row: ApprovalRecord, edit_args: dict[str, Any]) -> str | None:
+    """Why ``edit_args`` do not fit the paused call's tool (its schema's words), or None. A tool whose schema is
+    known only at run time (an MCP server's) is checked when it runs."""
     from halguru.agents.loader import load_agent
 
-    row = store.find_approval(run_id)
-    if row is None or row["status"] != "pending" or not row["agent_path"]:
-        return  # _claim (or the agent_path check) says what is wrong
+    if row["status"] != "pending" or not row["agent_path"]:
+        return None  # _claim (or the agent_path check) says what is wrong
     call = ToolCallRequest.model_validate_json(row["call"])
     agent = load_agent(row["agent_path"])
     tool = next((a.tools[call.name] for a in agent.involved() if call.name in a.tools), None)
     if tool is None:
-        return
+        return None
     try:
         tool.validate(edit_args)
     except HalguruError as exc:
-        raise HalguruError(f"{what}: {exc}; run {row['run_id']} is still waiting for approval") from None
+        return str(exc)
+    return None
 
 
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,

@@ -163,16 +163,12 @@ _REGISTRATIONS = ("register_tools", "register_models", "register_embedders", "re
 def _registers_cleanly(pm: pluggy.PluginManager, name: str) -> bool:
     """Run plugin ``name``'s registration hooks with a register that keeps nothing: False (and the plugin
     skipped, with its warning) when one raises."""
-    plugin = pm.get_plugin(name)
-    for caller in pm.get_hookcallers(plugin) or []:
-        if caller.name not in _REGISTRATIONS:
-            continue
-        for impl in caller.get_hookimpls():
-            if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper):
-                impl.function(**{arg: _ignore for arg in impl.argnames})  # guarded: a raise skips the plugin
-                if name in _FAILURES:
-                    pm.unregister(name=name)
-                    return False
+    for hook, impl in _own_hooks(pm, name):
+        if hook in _REGISTRATIONS:
+            impl.function(**{arg: _ignore for arg in impl.argnames})  # guarded: a raise skips the plugin
+            if name in _FAILURES:
+                pm.unregister(name=name)
+                return False
     return True
 
 
@@ -182,12 +178,16 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
 
 def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
     """Wrap each hook of plugin ``name`` so that one that raises is skipped with a warning naming it."""
-    plugin = pm.get_plugin(name)
-    for caller in pm.get_hookcallers(plugin) or []:
-        for impl in caller.get_hookimpls():
-            if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper):
-                # HookImpl.function is typed Final, but pluggy calls whatever it holds: swap in the guard.
-                setattr(impl, "function", _guarded(name, caller.name, impl.function))  # noqa: B010
+    for hook, impl in _own_hooks(pm, name):
+        # HookImpl.function is typed Final, but pluggy calls whatever it holds: swap in the guard.
+        setattr(impl, "function", _guarded(name, hook, impl.function))  # noqa: B010
+
+
+def _own_hooks(pm: pluggy.PluginManager, name: str) -> list[tuple[str, Any]]:
+    """(hook name, implementation) of each hook plugin ``name`` implements, wrappers left out."""
+    return [(caller.name, impl) for caller in pm.get_hookcallers(pm.get_plugin(name)) or []
+            for impl in caller.get_hookimpls()
+            if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper)]
 
 
 def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[..., object]:

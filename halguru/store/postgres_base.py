@@ -244,6 +244,7 @@ class PostgresBase(SQLBase):
         return self._recreated
 
     def migrate(self) -> list[str]:
+        """Apply the pending migrations (PostgresStore's); the names applied."""
         raise NotImplementedError
 
     @contextmanager

@@ -63,16 +63,11 @@ class PauseActions(App[None]):
         current = json.dumps(waiting["arguments"], indent=2, ensure_ascii=False)
 
         def problem(text: str) -> str | None:  # checked before the dialog closes: a refused edit decides nothing
-            from halguru.errors import HalguruError
-            from halguru.orchestration.approvals import check_edited_args
+            from halguru.orchestration.approvals import edited_args_problem
 
             found = _json_object_problem(text)
-            if found is None:
-                try:
-                    check_edited_args(self.store, waiting["run_id"], json.loads(text), "the arguments")
-                except HalguruError as exc:
-                    return str(exc).split("; run ")[0]
-            return found
+            row = self.store.find_approval(waiting["run_id"]) if found is None and self.store is not None else None
+            return edited_args_problem(row, json.loads(text)) if row is not None else found
 
         def approved(text: str | None) -> None:
             if text is not None:

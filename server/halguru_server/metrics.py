@@ -134,9 +134,11 @@ class _JobsCollector(Collector):
         try:
             stats = within(PROBE_TIMEOUT_S, self.stats)
         except Exception:  # the store is down: the scrape answers at once, and says so
-            yield GaugeMetricFamily("halguru_store_up", "whether the store answered this scrape's read", value=0)
+            stats = None
+        yield GaugeMetricFamily("halguru_store_up", "whether the store answered this scrape's read",
+                                value=0 if stats is None else 1)
+        if stats is None:
             return
-        yield GaugeMetricFamily("halguru_store_up", "whether the store answered this scrape's read", value=1)
         by_status = GaugeMetricFamily("halguru_jobs_by_status", "jobs in the store by status", labels=["status"])
         for status in ("queued", "running", "done", "dead", "cancelled"):
             by_status.add_metric([status], stats.get(status, 0))
