@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from halguru.store.base import AuditCheck, AuditRecord, Store
+    from halguru.store.base import Store
+    from halguru.store.records import AuditCheck, AuditRecord
 
 log = logging.getLogger(__name__)
 

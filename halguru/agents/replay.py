@@ -40,7 +40,8 @@ from halguru.models.base import (
     UsageChunk,
 )
 from halguru.models.scripted import word_pieces
-from halguru.store.base import RunRecord, TraceStore
+from halguru.store.base import TraceStore
+from halguru.store.records import RunRecord
 
 
 @dataclass

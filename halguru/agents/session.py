@@ -13,7 +13,8 @@ from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
 from halguru.models.base import Message, Model
 from halguru.store import open_store
-from halguru.store.base import RunRecord, TraceStore
+from halguru.store.base import TraceStore
+from halguru.store.records import RunRecord
 
 
 @dataclass

@@ -22,7 +22,8 @@ from halguru.errors import ConversationBusy
 from halguru.jobs.pipeline import REPLY, inbound_id, send_once
 from halguru.jobs.retention import RETENTION, retention_job
 from halguru.jobs.takeover import HUMAN_REPLY, hold
-from halguru.store.base import ChannelMessageRecord, JobRecord, Store
+from halguru.store.base import Store
+from halguru.store.records import ChannelMessageRecord, JobRecord
 
 RUN = "run"
 

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from halguru.channels.base import Inbound, InboundSink, SendOnce
-from halguru.store.base import ChannelMessageRecord, Store
+from halguru.store.base import Store
+from halguru.store.records import ChannelMessageRecord
 
 REPLY = "reply"
 """The job kind that answers a channel message: run the agent in the thread's conversation, send the answer."""

@@ -21,7 +21,7 @@ from halguru.store.base import Store
 
 if TYPE_CHECKING:
     from halguru.jobs.handlers import JobContext
-    from halguru.store.base import JobRecord
+    from halguru.store.records import JobRecord
 
 RETENTION = "retention"
 """The job kind that deletes an agent's expired conversations."""

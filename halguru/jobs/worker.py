@@ -30,7 +30,7 @@ from halguru.jobs.handlers import HANDLERS, JobContext, JobError, JobPostponed
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.retention import Retention
 from halguru.jobs.schedules import Scheduler
-from halguru.store.base import JobRecord
+from halguru.store.records import JobRecord
 
 log = logging.getLogger("halguru.worker")
 STORE_BACKOFF_MAX_S = 30.0  # the longest wait between tries while the store is unavailable

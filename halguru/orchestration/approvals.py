@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from halguru.agents.loader import Agent
     from halguru.agents.runtime import RunResult
     from halguru.models.base import Model
-    from halguru.store.base import ApprovalRecord, Store
+    from halguru.store.base import Store
+    from halguru.store.records import ApprovalRecord
 
 __all__ = ["REFUSED", "Resume", "approve", "list_pending", "reject", "resume_events"]
 

@@ -21,7 +21,8 @@ from halguru.errors import HalguruError
 if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
     from halguru.models.base import Model
-    from halguru.store.base import CheckpointRecord, RunListRecord, RunRecord, Store
+    from halguru.store.base import Store
+    from halguru.store.records import CheckpointRecord, RunListRecord, RunRecord
 
 RESUMABLE = ("interrupted", "failed", "cancelled")
 STATUSES = ("running", "interrupted", "paused", "failed", "limited", "cancelled", "ok")

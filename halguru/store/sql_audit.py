@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from halguru.store.base import AuditCheck, AuditRecord
+from halguru.store.records import AuditCheck, AuditRecord
 from halguru.store.sql_base import SQLBase
 
 GENESIS = "0" * 64  # the prev_hash of the first entry

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
-from halguru.store.base import ConversationFound, MessageRecord
+from halguru.store.records import ConversationFound, MessageRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 
 # The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from halguru.models.base import Message, ToolCallRequest
-from halguru.store.base import ConversationRecord
+from halguru.store.records import ConversationRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 
 MESSAGES = "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from halguru.store.base import DeploymentRecord
+from halguru.store.records import DeploymentRecord
 from halguru.store.sql_base import SQLBase
 
 _COLUMNS = "agent, version, sha256, manifest, published_by, created, active, activated"

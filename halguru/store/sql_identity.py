@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from halguru.store.base import AuthTokenRecord, IdentityRecord, UserRecord, WebSessionRecord
+from halguru.store.records import AuthTokenRecord, IdentityRecord, UserRecord, WebSessionRecord
 from halguru.store.sql_base import SQLBase
 
 USER_FIELDS = frozenset({"email", "name", "role", "password_hash", "email_verified", "totp_secret",

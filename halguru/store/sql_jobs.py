@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from halguru.store.base import ChannelMessageRecord, EffectRecord, JobRecord
+from halguru.store.records import ChannelMessageRecord, EffectRecord, JobRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 from halguru.store.sql_runs import prefix_range
 

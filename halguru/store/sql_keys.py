@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from halguru.store.base import ApiKeyRecord
+from halguru.store.records import ApiKeyRecord
 from halguru.store.sql_base import SQLBase
 
 TOUCH_EVERY = 60.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-from halguru.store.base import MessageKeyRecord
+from halguru.store.records import MessageKeyRecord
 from halguru.store.sql_base import SQLBase
 
 KEY_TTL = 24 * 3600.0

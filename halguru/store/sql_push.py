@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from halguru.store.base import PushSubscriptionRecord
+from halguru.store.records import PushSubscriptionRecord
 from halguru.store.sql_base import SQLBase
 
 _COLUMNS = "endpoint, user_id, p256dh, auth, session, created, last_success, last_failure, failures"

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
-from halguru.store.base import ApprovalRecord, CheckpointRecord
+from halguru.store.records import ApprovalRecord, CheckpointRecord
 from halguru.store.sql_runs import RunsMixin, prefix_range
 
 CLAIMING = "…"  # resumed_by while a resume is starting: a second resume is refused

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from halguru.agents.events import BaseEvent, expand_history, history_wanted
 from halguru.errors import ConversationBusy, ConversationPaused, StoreError
 from halguru.models.base import Message
-from halguru.store.base import RunListRecord, RunRecord
+from halguru.store.records import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
 from halguru.store.sql_message_keys import KEY_TTL, delete_old_keys

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.jobs import takeover
-from halguru.store.base import MessageKeyRecord, RunRecord
+from halguru.store.records import MessageKeyRecord, RunRecord
 from halguru_server import audit, follow, idempotency, ops, runs, service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from halguru import audit
-from halguru.store.base import AuditRecord
+from halguru.store.records import AuditRecord
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, client_address, get_state, resolve, state_of

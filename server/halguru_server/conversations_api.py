@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.errors import StoreError
 from halguru.jobs import takeover
-from halguru.store.base import ConversationFound, MessageRecord, RunListRecord
+from halguru.store.records import ConversationFound, MessageRecord, RunListRecord
 from halguru_server import audit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require

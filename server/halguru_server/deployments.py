@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from halguru.agents.loader import AGENT_FILE, Agent
 from halguru.deploy.bundle import MAX_BUNDLE_BYTES, open_bundle
 from halguru.errors import HalguruError
-from halguru.store.base import DeploymentRecord, Store
+from halguru.store.base import Store
+from halguru.store.records import DeploymentRecord
 from halguru_server.agents import ServedAgent, serve_agent
 from halguru_server.errors import ApiError
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from halguru.agents.events import Event
 from halguru.errors import StoreError
-from halguru.store.base import MessageKeyRecord
+from halguru.store.records import MessageKeyRecord
 from halguru_server.errors import ApiError
 from halguru_server.schemas import RunOut, ToolCallOut, Usage
 from halguru_server.service import UntilStarted

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from halguru import durations
 from halguru.errors import HalguruError
-from halguru.store.base import ApiKeyRecord, Store
+from halguru.store.base import Store
+from halguru.store.records import ApiKeyRecord
 
 SCOPES = ("user", "admin")
 

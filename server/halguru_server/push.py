@@ -47,7 +47,8 @@ from halguru_server.settings import PushSettings
 if TYPE_CHECKING:
     from py_vapid import Vapid01
 
-    from halguru.store.base import PushSubscriptionRecord, Store
+    from halguru.store.base import Store
+    from halguru.store.records import PushSubscriptionRecord
 
 log = logging.getLogger("halguru.push")
 VAPID_SECRET = "vapid_private_key"  # its name in the store's server_secrets (PEM, PKCS#8)

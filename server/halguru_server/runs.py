@@ -22,7 +22,7 @@ from typing import Any
 from halguru.agents.events import Event, RunFinished
 from halguru.errors import HalguruError, StoreError, StoreUnavailable
 from halguru.orchestration import approvals, durable
-from halguru.store.base import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
+from halguru.store.records import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
 from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError

@@ -19,7 +19,8 @@ from fastapi import Request
 
 from halguru.channels.base import Channel
 from halguru.jobs.pipeline import StoreSink
-from halguru.store.base import Store, UserRecord, WebSessionRecord
+from halguru.store.base import Store
+from halguru.store.records import UserRecord, WebSessionRecord
 from halguru_server.agents import ServedAgent
 from halguru_server.deployments import AgentRegistry
 from halguru_server.errors import ApiError

@@ -14,7 +14,7 @@ from halguru import audit
 from halguru.errors import HalguruError
 from halguru.printable import printable
 from halguru.store import open_store
-from halguru.store.base import UserRecord
+from halguru.store.records import UserRecord
 from halguru_server.identity import accounts
 from halguru_server.identity.roles import check_role
 

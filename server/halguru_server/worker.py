@@ -16,7 +16,8 @@ from halguru.channels.base import Channel, load_channels
 from halguru.errors import HalguruError
 from halguru.jobs.handlers import RUN, JobContext
 from halguru.jobs.worker import Worker, WorkerSettings
-from halguru.store.base import JobRecord, Store
+from halguru.store.base import Store
+from halguru.store.records import JobRecord
 from halguru_server.agents import ServedAgent
 from halguru_server.gate import ModelGate, QueueFull
 from halguru_server.metrics import Metrics

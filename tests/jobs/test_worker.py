@@ -245,7 +245,7 @@ async def test_stop_releases_running_jobs_for_another_worker(store: Store, tmp_p
 
 
 def test_store_sink_status_never_goes_back(store: Store) -> None:
-    from halguru.store.base import ChannelMessageRecord
+    from halguru.store.records import ChannelMessageRecord
 
     sink = StoreSink(store)
     now = time.time()

@@ -15,7 +15,7 @@ from halguru.errors import StoreError
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store import SQLiteStore, Store
 from halguru.store.admin import TABLES, migration_status
-from halguru.store.base import ChannelMessageRecord, WebSessionRecord
+from halguru.store.records import ChannelMessageRecord, WebSessionRecord
 
 
 def _fill(store: Store) -> None:

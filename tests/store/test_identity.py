@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from halguru.store import Store
-from halguru.store.base import WebSessionRecord
+from halguru.store.records import WebSessionRecord
 
 
 def _user(store: Store, user_id: str = "usr_a", email: str | None = "Ann@Example.com", role: str = "user"):

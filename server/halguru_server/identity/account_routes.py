@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from halguru.store.base import UserRecord, WebSessionRecord
+from halguru.store.records import UserRecord, WebSessionRecord
 from halguru_server import audit
 from halguru_server.identity import accounts, pages, websessions
 from halguru_server.identity.guards import public

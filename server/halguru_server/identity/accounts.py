@@ -17,7 +17,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from halguru.errors import HalguruError
-from halguru.store.base import AuthTokenRecord, Store, UserRecord
+from halguru.store.base import Store
+from halguru.store.records import AuthTokenRecord, UserRecord
 from halguru_server.identity.roles import check_role
 
 if TYPE_CHECKING:

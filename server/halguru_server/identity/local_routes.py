@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.background import BackgroundTask
 
-from halguru.store.base import UserRecord, WebSessionRecord
+from halguru.store.records import UserRecord, WebSessionRecord
 from halguru_server import audit, ratelimit
 from halguru_server.identity import accounts, mailer, pages, websessions
 from halguru_server.identity.guards import public

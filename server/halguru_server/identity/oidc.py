@@ -41,7 +41,8 @@ from halguru_server.identity import accounts
 if TYPE_CHECKING:
     from joserfc.jwk import Key
 
-    from halguru.store.base import Store, UserRecord
+    from halguru.store.base import Store
+    from halguru.store.records import UserRecord
     from halguru_server.identity.settings import AuthSettings, OidcProvider
 
 log = logging.getLogger("halguru.server.oidc")

@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from halguru.store.base import UserRecord
+from halguru.store.records import UserRecord
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.roles import ROLES

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict
 
-from halguru.store.base import UserRecord
+from halguru.store.records import UserRecord
 from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, session_routes

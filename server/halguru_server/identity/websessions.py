@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 
-from halguru.store.base import Store, UserRecord, WebSessionRecord
+from halguru.store.base import Store
+from halguru.store.records import UserRecord, WebSessionRecord
 
 if TYPE_CHECKING:
     from halguru_server.identity.settings import AuthSettings
