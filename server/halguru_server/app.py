@@ -113,11 +113,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if worker is not None:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
         sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
+        mirroring = asyncio.create_task(metrics.keep_mirroring(), name="metrics-mirror")
         polling = asyncio.create_task(_follow_deployments(state), name="deployments")
         yield
-        sampling.cancel()
-        polling.cancel()
-        await asyncio.gather(sampling, polling, return_exceptions=True)
+        for task in (sampling, polling, mirroring):
+            task.cancel()
+        await asyncio.gather(sampling, polling, mirroring, return_exceptions=True)
+        metrics.process_ended()
         if worker is not None and working is not None:
             worker.stop()  # running jobs get the shutdown timeout, then go back to the queue
             await working

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +61,28 @@ def run_server(config: Path | None, **options: Any) -> None:
                               "timeout_graceful_shutdown": settings.shutdown_timeout + 2}
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
+        with shared_metrics_dir():
+            uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
     else:
         assert app is not None
         uvicorn.run(app, **common)
+
+
+@contextlib.contextmanager
+def shared_metrics_dir() -> Iterator[None]:
+    """Workers' metrics in prometheus_client's multiprocess mode, so /metrics sums every worker's whichever
+    answers: an empty folder of this run's (an operator's ``PROMETHEUS_MULTIPROC_DIR`` is used as it is),
+    named to the workers, which start after this, and removed when they have stopped."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="halguru-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def folders(settings: Any) -> list[Path]:

@@ -1,5 +1,10 @@
 """Prometheus metrics, one registry per app (several apps in one process, as in tests, do not clash).
 
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``serve --workers N`` sets it for its workers) the figures are
+prometheus_client's multiprocess ones: each process writes its own to files in that folder and a scrape, whichever
+process answers it, sums every process's, so counters do not jump between processes. Process and GC figures then
+describe no single process and are left out; llama.cpp's are mirrored into the shared files every few seconds.
+
 Label values stay bounded: a tool label is one of the served agents' declared tools, any other name (a model
 may call a tool that does not exist) counts under ``other``. ``render(agents=...)`` leaves out the samples
 labelled with any other agent (a scrape without a key sees the public agents' only).
@@ -7,6 +12,7 @@ labelled with any other agent (a scrape without a key sees the public agents' on
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -22,10 +28,20 @@ OTHER_TOOL = "other"
 RECENT_S = 300.0  # /status counts server errors over the last five minutes
 
 
+MIRROR_EVERY_S = 5.0  # multiprocess mode: how often a process copies its llama.cpp figures to the shared files
+
+
+def shared_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, when this process is in it."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class Metrics:
     def __init__(self, tools: set[str] | None = None) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = CollectorRegistry()  # what a scrape of this process reads
+        shared = shared_dir()
+        # multiprocess: the metrics themselves belong to no registry; their values go to the shared files
+        r = None if shared else self.registry
         self.tools = frozenset(tools or ())
         self.requests = Counter("halguru_http_requests", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=r)
@@ -40,20 +56,42 @@ class Metrics:
                                   ["agent", "tool"], registry=r)
         self.errors = Counter("halguru_errors", "error events (kind: the event's kind) and failed requests "
                               "(kind: http_4xx, http_5xx)", ["kind"], registry=r)
-        self.queue_depth = Gauge("halguru_queue_depth", "runs waiting for a model", ["model"], registry=r)
-        self.streams = Gauge("halguru_sse_streams", "open event streams", registry=r)
+        self.queue_depth = Gauge("halguru_queue_depth", "runs waiting for a model", ["model"], registry=r,
+                                 multiprocess_mode="livesum")
+        self.streams = Gauge("halguru_sse_streams", "open event streams", registry=r, multiprocess_mode="livesum")
         self.jobs = Counter("halguru_jobs", "jobs this process's worker ran, by outcome (done, retried, dead, "
                             "released)", ["kind", "outcome"], registry=r)
         self.job_wait = Histogram("halguru_job_wait_seconds", "from a job being due to a worker starting it",
                                   ["kind"], registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.job_duration = Histogram("halguru_job_duration_seconds", "how long a job ran", ["kind"], registry=r,
                                       buckets=(0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds...
-        # no PlatformCollector: its python_info names the interpreter's exact version to anyone who reads /metrics
-        GCCollector(registry=r)
-        from halguru_server.metrics_llama import LlamaCollector  # slots, batches, tokens/s of llama.cpp
-        r.register(LlamaCollector())
+        from halguru_server.metrics_llama import LlamaCollector, LlamaMirror  # slots, batches, tokens/s
+
+        self.llama_mirror = LlamaMirror() if shared else None
+        if shared:
+            self.registry.register(_SharedCollector(shared))
+        else:
+            ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, resident memory, open fds...
+            # no PlatformCollector: its python_info names the interpreter's exact version to anyone who reads it
+            GCCollector(registry=self.registry)
+            self.registry.register(LlamaCollector())
         self.recent_5xx: deque[float] = deque(maxlen=10_000)
+
+    async def keep_mirroring(self) -> None:
+        """Multiprocess mode: copy this process's llama.cpp figures to the shared files every few seconds (a
+        scrape answered by another process reads them there), until cancelled; otherwise return at once."""
+        import asyncio
+
+        while self.llama_mirror is not None:
+            self.llama_mirror.sync()
+            await asyncio.sleep(MIRROR_EVERY_S)
+
+    def process_ended(self) -> None:
+        """Multiprocess mode: this process's live gauges (open streams, queues) leave the shared sums."""
+        if self.llama_mirror is not None and (shared := shared_dir()):
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid(), shared)
 
     def watch_jobs(self, stats: Callable[[], Mapping[str, float]]) -> None:
         """Expose the store's job counts (shared by every process) as gauges read at scrape time."""
@@ -88,6 +126,8 @@ class Metrics:
         """The exposition text; with ``agents``, without the samples whose ``agent`` label is another's."""
         from prometheus_client import generate_latest
 
+        if self.llama_mirror is not None:
+            self.llama_mirror.sync()  # this process's own figures as of now
         return generate_latest(self.registry if agents is None else _Only(self.registry, frozenset(agents)))
 
 
@@ -107,6 +147,41 @@ class _Only(Collector):
             only = Metric(family.name, family.documentation, family.type, family.unit)
             only.samples = kept
             yield only
+
+
+class _SharedCollector(Collector):
+    """Every process's figures from the multiprocess folder, once the live gauges of processes that died without
+    saying so (a killed worker, which uvicorn replaces) are dropped: their open streams and queues are gone."""
+
+    def __init__(self, path: str):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self.path = path
+        self.collector = MultiProcessCollector(None, path)
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        for pid in {_pid(name) for name in os.listdir(self.path) if name.startswith("gauge_live")}:
+            if pid is not None and not _alive(pid):
+                mark_process_dead(pid, self.path)
+        yield from self.collector.collect()
+
+
+def _pid(file_name: str) -> int | None:
+    """The process id in a multiprocess file's name (``gauge_livesum_1234.db``)."""
+    digits = file_name.removesuffix(".db").rpartition("_")[2]
+    return int(digits) if digits.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 class _SourcesCollector(Collector):

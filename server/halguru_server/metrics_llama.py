@@ -6,8 +6,10 @@ counted twice; a model shows once an agent has asked for it. Labels: the model's
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -49,3 +51,41 @@ class LlamaCollector(Collector):
                 if key in figures:
                     family.add_metric([model.name], float(figures[key]))
         yield from families.values()
+
+
+class LlamaMirror:
+    """The same figures in prometheus_client's multiprocess mode (``serve --workers N``): each process writes its
+    models' figures to the shared files (gauges summed over the live processes, the two batch sizes per
+    process; counters as increments), so a scrape that one process answers has every process's."""
+
+    def __init__(self) -> None:
+        self.gauges: dict[str, Gauge] = {}
+        self.counters: dict[str, Counter] = {}
+        for key, (name, text, counter) in _METRICS.items():
+            if counter:
+                self.counters[key] = Counter(name, text, ["model"], registry=None)
+            else:
+                per_process = key in ("last_batch_tokens", "mean_batch_tokens")  # a sum of sizes means nothing
+                self.gauges[key] = Gauge(name, text, ["model"], registry=None,
+                                         multiprocess_mode="liveall" if per_process else "livesum")
+        self.written: dict[tuple[str, str], float] = {}  # counters' values as last written
+        self.lock = threading.Lock()  # a scrape's thread and the event loop's mirroring task both sync
+
+    def sync(self) -> None:
+        from halguru.models.registry import loaded_models
+
+        with self.lock:
+            for model in loaded_models():
+                self._write(model)
+
+    def _write(self, model: object) -> None:
+        stats = getattr(model, "stats", None)
+        if not callable(stats):
+            return
+        name = str(getattr(model, "name", ""))
+        for key, value in stats().items():
+            if key in self.gauges:
+                self.gauges[key].labels(name).set(float(value))
+            elif key in self.counters and float(value) > (before := self.written.get((name, key), 0.0)):
+                self.counters[key].labels(name).inc(float(value) - before)
+                self.written[(name, key)] = float(value)

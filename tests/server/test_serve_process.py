@@ -168,3 +168,30 @@ def test_port_0_serves_on_the_free_port_its_banner_names(halguru_cmd, subprocess
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_workers_metrics_count_every_workers_requests(halguru_cmd, subprocess_env, agents_dir, tmp_path):
+    """With ``--workers 2`` a scrape is answered by one worker: each showed only its own counters, so the totals
+    jumped between scrapes. Every scrape now has both workers' requests, and the shared folder goes with serve."""
+    import re
+
+    env = {**subprocess_env, "TMPDIR": str(tmp_path)}
+    proc, url = start(halguru_cmd, env, str(agents_dir), "--workers", "2")
+    try:
+        for _ in range(20):  # new connections: both workers get some
+            with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:
+                assert client.get("/v1/agents").status_code == 401  # no key: counted all the same
+        pattern = re.compile(r'^halguru_http_requests_total\{method="GET",route="/v1/agents",status="401"\} (\S+)$',
+                             re.M)
+        texts = []
+        for _ in range(8):
+            with httpx.Client(base_url=url, headers={"Connection": "close"}) as client:
+                texts.append(client.get("/metrics").text)
+        assert [float(pattern.search(text).group(1)) for text in texts] == [20.0] * 8  # type: ignore[union-attr]
+        # one process's memory or CPU would pass for the server's
+        assert not any("process_resident_memory_bytes" in text for text in texts)
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith("halguru-metrics-")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("halguru-metrics-")]
