@@ -13,6 +13,9 @@ from halguru.store.records import ChannelMessageRecord
 
 REPLY = "reply"
 """The job kind that answers a channel message: run the agent in the thread's conversation, send the answer."""
+REPLY_ATTEMPTS = 8
+"""Tries of a job that sends on a channel: a failed run's retries span ~4 minutes, an undelivered reply's ~1 hour
+(the worker's ``delivery_backoff``), where the 5 tries of other jobs gave a mail server ~30 s to come back."""
 
 # Delivery reports may arrive out of order (Twilio's 'sent' after 'delivered'): a status never goes back.
 _STATUS_RANK = {"received": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
@@ -54,7 +57,7 @@ class StoreSink(InboundSink):
         job, created = self.store.enqueue_job(
             REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, message.thread),
             idempotency_key=f"{message.channel}:{inbound_id(message.agent, message.message_id)}",
-            owner=channel_owner(message.channel))
+            owner=channel_owner(message.channel), max_attempts=REPLY_ATTEMPTS)
         if created:
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from halguru.errors import HalguruError
-from halguru.jobs.pipeline import channel_owner, queue_key
+from halguru.jobs.pipeline import REPLY_ATTEMPTS, channel_owner, queue_key
 from halguru.store.base import Store
 
 HUMAN_REPLY = "human_reply"
@@ -81,5 +81,6 @@ def _send_on_channel(store: Store, conversation_id: str, seq: int, text: str) ->
                "text": text, "conversation_id": conversation_id, "seq": seq}
     queued, _ = store.enqueue_job(HUMAN_REPLY, job["agent"], payload,
                                   queue_key=queue_key(p["channel"], job["agent"], p["thread"]),
-                                  idempotency_key=f"human:{conversation_id}:{seq}", owner=channel_owner(p["channel"]))
+                                  idempotency_key=f"human:{conversation_id}:{seq}", owner=channel_owner(p["channel"]),
+                                  max_attempts=REPLY_ATTEMPTS)
     return queued["id"]

@@ -43,6 +43,10 @@ class WorkerSettings:
     poll: float = 0.5  # longest idle sleep: how soon another process's job is seen
     backoff: float = 2.0  # first retry after this many seconds, doubling, at most max_backoff
     max_backoff: float = 300.0
+    # a reply the channel could not deliver (its provider or mail server down): outages outlast a run's hiccup,
+    # so its retries wait longer (30 s doubling to an hour: REPLY_ATTEMPTS tries span about an hour)
+    delivery_backoff: float = 30.0
+    delivery_max_backoff: float = 3600.0
     shutdown_timeout: float = 30.0  # running jobs get this long to finish on stop; then they are released
     max_input_chars: int | None = None  # a channel's message longer than this is cut (serve's max_input_chars)
 
@@ -190,7 +194,10 @@ class Worker:
     async def _failed(self, job: JobRecord, exc: Exception, seconds: float) -> None:
         permanent = isinstance(exc, JobError | ChannelError) and exc.permanent
         message = str(exc) or type(exc).__name__
-        delay = None if permanent else retry_delay(job["attempts"], self.settings.backoff, self.settings.max_backoff)
+        s = self.settings
+        base, cap = ((s.delivery_backoff, s.delivery_max_backoff) if isinstance(exc, ChannelError)
+                     else (s.backoff, s.max_backoff))
+        delay = None if permanent else retry_delay(job["attempts"], base, cap)
         status = await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, message, delay)
         log.warning("job failed", extra={"fields": {"job_id": job["id"], "kind": job["kind"], "error": message,
                                                     "attempt": job["attempts"], "now": status}})

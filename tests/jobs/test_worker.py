@@ -281,6 +281,40 @@ async def test_a_refused_message_is_not_retried(store: Store, tmp_path: Path) ->
     assert channel.calls == 1 and "21211" in store.get_job(job["id"])["last_error"]
 
 
+class DownChannel(RecordingChannel):
+    """A channel whose mail server is down for its first ``down`` sends."""
+
+    def __init__(self, down: int):
+        super().__init__()
+        self.down = down
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        if self.down > 0:
+            self.down -= 1
+            raise ChannelError("email channel of echo: SMTP 127.0.0.1:2525: [Errno 111] Connection refused")
+        return await super().send(message, once)
+
+
+async def test_an_undelivered_reply_waits_longer_and_has_more_tries(store: Store, tmp_path: Path) -> None:
+    """A mail server down for ~30 s made a reply dead after its 5 tries (2, 4, 8, 16 s apart). A reply that
+    could not be delivered now waits ``delivery_backoff`` between its 8 tries; the answer is made only once."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = DownChannel(down=2)
+    StoreSink(store).accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    assert job["max_attempts"] == 8
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, delivery_backoff=0.5)
+    await run_until(worker, lambda: channel.down == 1 and store.get_job(job["id"])["status"] == "queued")
+    waiting = store.get_job(job["id"])
+    assert waiting["run_after"] - time.time() > 0.3  # delivery_backoff (0.5 ± 20 %), not backoff (0.05)
+    assert "Connection refused" in waiting["last_error"]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, delivery_backoff=0.05),
+                    lambda: store.get_job(job["id"])["status"] == "done")
+    assert channel.down == 0 and len(channel.sent) == 1
+    assert store.get_job(job["id"])["attempts"] == 3
+    assert len(store.list_runs(10, agent="echo")) == 1  # retries send; they do not run the agent again
+
+
 async def test_a_worker_whose_lease_lapsed_does_not_run_its_own_job_twice(store: Store, tmp_path: Path) -> None:
     """Renewals held up past the lease (a stalled process): the job is claimable again, and this worker, with a
     free slot, claims it. It goes on with the attempt it runs: one run, one result, its slot count right."""
