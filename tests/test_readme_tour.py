@@ -195,6 +195,27 @@ def test_run_refuses_another_agents_conversation_like_chat(cli, cli_error, write
     assert "You said: again" in cli("run", str(one), "again", "--conversation", run["conversation_id"]).output
 
 
+def test_conversation_last_continues_the_agents_latest_conversation(cli, cli_error, write_agent, halguru_cmd,
+                                                                    subprocess_env):
+    """`-c last` picks up where the agent's latest conversation left off (as `llm -c`), in run and chat."""
+    one = write_agent("name: one\nmodel: scripted\n", name="one")
+    two = write_agent("name: two\nmodel: scripted\n", name="two")
+    assert cli_error("run", str(one), "Hi", "-c", "last") == (
+        "Error: agent 'one' has no conversation yet; leave out --conversation to start one")
+    cli("run", str(one), "first")
+    cli("run", str(two), "other agent's")
+    cli("run", str(one), "second", "-c", "last")
+    from halguru.store import open_store
+
+    store = open_store()
+    [latest] = store.list_conversations(1, "one")
+    assert [m.content for m in store.get_messages(latest["id"]) if m.role == "user"] == ["first", "second"]
+    proc = subprocess.run([*halguru_cmd, "chat", str(one), "-c", "last"], input="third\n/history\n", text=True,
+                          capture_output=True, env=subprocess_env, timeout=60)
+    assert proc.returncode == 0 and latest["id"] in proc.stdout + proc.stderr
+    assert [m.content for m in store.get_messages(latest["id"]) if m.role == "user"] == ["first", "second", "third"]
+
+
 TEST_FILE = "tests:\n  - name: hello\n    turns:\n      - user: Hi\n        expect: {contains: Hi}\n"
 
 

@@ -30,6 +30,7 @@ class ChatSession:
     def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None) -> ChatSession:
         agent = load_agent(path)
         store = open_store()
+        conversation_id = conversation_reference(store, agent.name, conversation_id)
         if conversation_id is not None:
             conversation = store.get_conversation(conversation_id)
             if conversation is None:
@@ -94,3 +95,18 @@ class ChatSession:
         if self.last_run_id is None:
             return None
         return self.store.get_run(self.last_run_id), self.store.get_events(self.last_run_id)
+
+
+LAST = "last"
+"""``--conversation last``: the agent's most recently active conversation."""
+
+
+def conversation_reference(store: TraceStore, agent: str, reference: str | None) -> str | None:
+    """The conversation id that ``--conversation`` names: an id as given, or ``last``, this agent's most
+    recently active conversation (an error when it has none)."""
+    if reference != LAST:
+        return reference
+    latest = store.list_conversations(1, agent)
+    if not latest:
+        raise HalguruError(f"agent {agent!r} has no conversation yet; leave out --conversation to start one")
+    return latest[0]["id"]

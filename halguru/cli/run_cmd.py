@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
         input: str = typer.Argument(..., help="The message to send ('-' reads stdin)."),
         json_output: bool = typer.Option(False, "--json", help="Print the event stream as JSON lines."),
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
-        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Continue a conversation."),
+        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Continue a conversation: "
+                                                "its id, or 'last' (this agent's latest)."),
     ) -> None:
         """Run an agent once on INPUT and stream its answer.
 
@@ -40,7 +41,8 @@ def register(app: typer.Typer) -> None:
     def chat(
         path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml."),
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
-        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Resume a conversation."),
+        conversation: str | None = typer.Option(None, "--conversation", "-c", help="Resume a conversation: "
+                                                "its id, or 'last' (this agent's latest)."),
     ) -> None:
         """Chat with an agent in the terminal (/help lists the slash commands)."""
         from halguru.cli.chat_repl import ChatRepl

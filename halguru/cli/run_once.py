@@ -29,10 +29,13 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
 
     agent = load_agent(path)
     if conversation is not None:  # as `chat --conversation`: another agent's conversation is refused
+        from halguru.agents.session import conversation_reference
         from halguru.errors import HalguruError
         from halguru.store import open_store
 
-        found = open_store().get_conversation(conversation)
+        store = open_store()
+        conversation = conversation_reference(store, agent.name, conversation)
+        found = store.get_conversation(conversation) if conversation else None
         if found is not None and found["agent"] != agent.name:
             raise HalguruError(f"conversation {conversation} belongs to agent {found['agent']!r}, not {agent.name!r}")
     return stream_run(lambda: run(agent, text, conversation, model=model), json_output=json_output)
