@@ -216,6 +216,31 @@ def test_conversation_last_continues_the_agents_latest_conversation(cli, cli_err
     assert [m.content for m in store.get_messages(latest["id"]) if m.role == "user"] == ["first", "second", "third"]
 
 
+def test_run_and_chat_take_sampling_settings_for_one_run(cli, write_agent, halguru_cmd, subprocess_env):
+    """`--temperature`, `--max-tokens` and `--seed` override the agent's sampling for that run only."""
+    import json
+
+    agent = write_agent("name: one\nmodel: scripted\nsampling: {temperature: 0.7}\n", name="one")
+    events = [json.loads(line) for line in cli("run", str(agent), "Hi", "--json", "-t", "0", "--max-tokens", "9",
+                                                "--seed", "4").output.splitlines()]
+    [call] = [e for e in events if e["type"] == "model_call"]
+    assert (call["settings"]["temperature"], call["settings"]["max_tokens"], call["settings"]["seed"]) == (0, 9, 4)
+    events = [json.loads(line) for line in cli("run", str(agent), "Hi", "--json").output.splitlines()]
+    [call] = [e for e in events if e["type"] == "model_call"]
+    assert (call["settings"]["temperature"], call["settings"]["max_tokens"]) == (0.7, 512)
+    bad = subprocess.run([*halguru_cmd, "run", str(agent), "Hi", "-t", "3"], capture_output=True, text=True,
+                         env=subprocess_env, timeout=60)
+    assert bad.returncode == 2 and "Invalid value for '--temperature'" in bad.stderr
+    proc = subprocess.run([*halguru_cmd, "chat", str(agent), "--max-tokens", "5"], input="hello\n", text=True,
+                          capture_output=True, env=subprocess_env, timeout=60)
+    from halguru.store import open_store
+
+    store = open_store()
+    [run] = store.list_runs(limit=1)
+    [call] = [e for e in store.get_events(run["id"]) if e["type"] == "model_call"]
+    assert proc.returncode == 0 and call["settings"]["max_tokens"] == 5
+
+
 TEST_FILE = "tests:\n  - name: hello\n    turns:\n      - user: Hi\n        expect: {contains: Hi}\n"
 
 

@@ -24,10 +24,12 @@ class ChatSession:
     model: str | None = None
     store: TraceStore = field(default_factory=open_store)
     last_run_id: str | None = None
+    sampling: dict[str, Any] | None = None  # overrides of the agent's sampling (temperature, max_tokens, seed)
     _resolved: dict[str, Model] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None) -> ChatSession:
+    def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None,
+             sampling: dict[str, Any] | None = None) -> ChatSession:
         agent = load_agent(path)
         store = open_store()
         conversation_id = conversation_reference(store, agent.name, conversation_id)
@@ -38,7 +40,7 @@ class ChatSession:
             if conversation["agent"] != agent.name:
                 raise HalguruError(
                     f"conversation {conversation_id} belongs to agent {conversation['agent']!r}, not {agent.name!r}")
-        return cls(agent=agent, conversation_id=conversation_id, model=model, store=store)
+        return cls(agent=agent, conversation_id=conversation_id, model=model, store=store, sampling=sampling)
 
     @property
     def model_name(self) -> str:
@@ -68,7 +70,7 @@ class ChatSession:
             keep_servers_running()
         # Closed with this generator: a caller that stops listening cancels the run now, not at garbage collection.
         async with aclosing(run(self.agent, text, self.conversation_id, model=self._model(),
-                                store=self.store)) as events:
+                                store=self.store, sampling=self.sampling)) as events:
             async for event in events:
                 if isinstance(event, RunStarted):
                     self.conversation_id = event.conversation_id

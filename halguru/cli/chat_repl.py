@@ -13,6 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -69,8 +70,9 @@ class ChatRepl:
         self.stopped_ingests: list[str] = []  # what Ctrl-C stopped indexing during the last answer
 
     @classmethod
-    def open(cls, path: Path, conversation: str | None, model: str | None) -> ChatRepl:
-        return cls(ChatSession.open(path, conversation_id=conversation, model=model))
+    def open(cls, path: Path, conversation: str | None, model: str | None,
+             sampling: dict[str, Any] | None = None) -> ChatRepl:
+        return cls(ChatSession.open(path, conversation_id=conversation, model=model, sampling=sampling))
 
     def loop(self) -> int:
         with contextlib.suppress(ImportError):  # line editing and history for input(), where available

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+
+TEMPERATURE = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0,
+                           help="Sampling temperature for this run (the agent's sampling.temperature otherwise).")
+MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Tokens the model may generate per call "
+                          "(the agent's limits.max_tokens otherwise).")
+SEED = typer.Option(None, "--seed", help="Sampling seed, for answers that repeat.")
+
+
+def sampling(temperature: float | None, max_tokens: int | None, seed: int | None) -> dict[str, Any] | None:
+    """The sampling settings given on the command line, over the agent's own."""
+    given = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    return {name: value for name, value in given.items() if value is not None} or None
 
 
 def register(app: typer.Typer) -> None:
@@ -17,6 +30,9 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
         conversation: str | None = typer.Option(None, "--conversation", "-c", help="Continue a conversation: "
                                                 "its id, or 'last' (this agent's latest)."),
+        temperature: float | None = TEMPERATURE,
+        max_tokens: int | None = MAX_TOKENS,
+        seed: int | None = SEED,
     ) -> None:
         """Run an agent once on INPUT and stream its answer.
 
@@ -35,7 +51,7 @@ def register(app: typer.Typer) -> None:
         from halguru.models.references import option_reference
 
         raise typer.Exit(run_once(path, text, json_output=json_output, model=option_reference(model),
-                                  conversation=conversation))
+                                  conversation=conversation, sampling=sampling(temperature, max_tokens, seed)))
 
     @app.command()
     def chat(
@@ -43,10 +59,14 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
         conversation: str | None = typer.Option(None, "--conversation", "-c", help="Resume a conversation: "
                                                 "its id, or 'last' (this agent's latest)."),
+        temperature: float | None = TEMPERATURE,
+        max_tokens: int | None = MAX_TOKENS,
+        seed: int | None = SEED,
     ) -> None:
         """Chat with an agent in the terminal (/help lists the slash commands)."""
         from halguru.cli.chat_repl import ChatRepl
         from halguru.models.references import check_model_option, option_reference
 
         check_model_option(model)  # a typo is one line here, not a chat whose every answer fails
-        raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=option_reference(model)).loop())
+        raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=option_reference(model),
+                                      sampling=sampling(temperature, max_tokens, seed)).loop())

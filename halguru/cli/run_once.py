@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +24,8 @@ EXIT_PAUSED = 3  # the run waits for an approval: scripts can tell it from a fin
 EXIT_INTERRUPTED = 130
 
 
-def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None) -> int:
+def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None,
+             sampling: dict[str, Any] | None = None) -> int:
     from halguru.agents.runtime import run
 
     agent = load_agent(path)
@@ -38,7 +39,7 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
         found = store.get_conversation(conversation) if conversation else None
         if found is not None and found["agent"] != agent.name:
             raise HalguruError(f"conversation {conversation} belongs to agent {found['agent']!r}, not {agent.name!r}")
-    return stream_run(lambda: run(agent, text, conversation, model=model), json_output=json_output)
+    return stream_run(lambda: run(agent, text, conversation, model=model, sampling=sampling), json_output=json_output)
 
 
 def ingest_scope() -> IngestScope:
