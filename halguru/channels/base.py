@@ -121,6 +121,11 @@ class Channel(Protocol):
         ...
 
 
+NOT_SIGNED = "the request has no valid signature for this webhook"
+"""A webhook's refusal of a request it cannot authenticate, and the server's answer for a webhook that is not
+there: the same 403, so nobody outside can tell which agents have which channels."""
+
+
 @runtime_checkable
 class WebhookChannel(Channel, Protocol):
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from halguru.channels.base import (
+    NOT_SIGNED,
     ChannelError,
     Inbound,
     InboundSink,
@@ -160,12 +161,12 @@ class TwilioChannel:
     # -- inbound -------------------------------------------------------------------------------------------
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
         """Twilio's message webhook ('') and status callbacks ('status'), each checked before anything is read."""
+        if not self.genuine(request):  # first: to an outsider, this webhook answers as one that is not there
+            return WebhookResponse(403, NOT_SIGNED)
         if request.method.upper() != "POST":
             return WebhookResponse(405, "Twilio webhooks are POST requests")
         if request.path not in ("", "status"):
             return WebhookResponse(404, "not found")
-        if not self.genuine(request):
-            return WebhookResponse(403, "invalid Twilio signature")
         if request.path == "status":
             return await self._status(request.form, sink)
         return await self._message(request.form, sink)

@@ -8,26 +8,30 @@ not API clients).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from halguru.channels.base import WebhookChannel, WebhookRequest
+from halguru.channels.base import NOT_SIGNED, WebhookChannel, WebhookRequest
 from halguru_server.errors import ApiError, error_response
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # each webhook checks its signature
 State = Annotated[ServerState, Depends(state_of)]
+log = logging.getLogger("halguru.server.channels")
 METHODS = ["GET", "POST", "PUT"]
 
 
 async def _webhook(request: Request, state: ServerState, channel: str, agent: str, path: str) -> Response:
     handler = state.channels.get(agent, {}).get(channel)
     if not isinstance(handler, WebhookChannel) or state.sink is None:
-        raise ApiError(404, f"no {channel} webhook for agent {agent!r}")
+        # answered as a webhook answers an unsigned request: a 404 would tell outsiders which agents have one
+        log.info("no such webhook", extra={"fields": {"channel": channel, "agent": agent}})
+        raise ApiError(403, NOT_SIGNED)
     if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})
     body = await request.body()

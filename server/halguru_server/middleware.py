@@ -84,7 +84,7 @@ class RequestMiddleware:
         setting = "HALGURU_SERVE_MAX_BUNDLE_BYTES" if bundle else "HALGURU_SERVE_MAX_BODY_BYTES"
         if length is not None and length.isdigit() and int(length) > limit:
             receive = _refuse(limit, setting)
-        elif scope["method"] in ("POST", "PUT", "PATCH"):
+        else:  # every method: a chunked body on a GET was read whole, unlimited
             receive = _counting(receive, limit, setting)
 
         async def send_wrapper(message: dict[str, Any]) -> None:

@@ -174,3 +174,21 @@ def test_a_message_over_max_input_chars_is_cut_and_answered_once(serve: str, fak
     assert question.startswith("word word") and len(question) < 16_200
     assert question.endswith("[the message was cut here: it has 20000 characters and this server reads at most 16000]")
     assert get(serve, "/v1/jobs")["data"][0]["attempts"] == 1
+
+
+def test_outsiders_cannot_tell_which_agents_have_a_webhook_nor_send_it_unlimited_bodies(serve: str) -> None:
+    """An agent's webhook answered 405 to a GET and 403 to an unsigned POST where a name without one answered
+    404: key-only agents' names could be probed. And a chunked body on a GET was read whole, without the 1 MB
+    limit (1 GB in 5 s took the server from 225 MB to 1.2 GB)."""
+    answers = [httpx.request(method, serve + path, data={"Body": "x"} if method == "POST" else None, timeout=10)
+               for method in ("GET", "POST") for path in ("/channels/twilio/helper", "/channels/twilio/nobody",
+                                                          "/channels/sms/helper", "/channels/twilio/helper/voice")]
+    assert {(a.status_code, a.json()["error"]["message"]) for a in answers} == {
+        (403, "the request has no valid signature for this webhook")}
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(8):
+            yield b"x" * 512_000
+
+    big = httpx.request("GET", serve + "/channels/twilio/helper", content=chunks(), timeout=10)
+    assert big.status_code == 413
