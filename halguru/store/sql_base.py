@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from halguru.errors import ConversationBusy, ConversationPaused
+
 
 class SQLCursor(Protocol):
     """What the mixins read from a statement: rows by index and by column name, ``rowcount``."""
@@ -92,6 +94,18 @@ class SQLBase:
         itself, relaxed (see ``_tx``). For a write that is one statement, and reads after it: on PostgreSQL it
         saves the BEGIN and the COMMIT, two of a request's round trips."""
         raise NotImplementedError
+
+    def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float, paused: bool = True) -> None:
+        """Raise ConversationBusy while a live run (its lease held) answers in the conversation, ConversationPaused
+        (``paused``) while one of its turns waits for an approval."""
+        row = conn.execute("SELECT id, lease_expires FROM runs WHERE conversation_id = ? AND status = 'running' "
+                           "AND lease_expires > ? LIMIT 1", (conversation_id, now)).fetchone()
+        if row is not None:
+            raise ConversationBusy(conversation_id, row["id"], row["lease_expires"] - now)
+        row = conn.execute("SELECT run_id FROM approvals WHERE conversation_id = ? AND status = 'pending' LIMIT 1",
+                           (conversation_id,)).fetchone() if paused else None
+        if row is not None:
+            raise ConversationPaused(conversation_id, row["run_id"])
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read, as plain dicts (inside this thread's open transaction, if there is one)."""

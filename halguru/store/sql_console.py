@@ -99,9 +99,11 @@ class ConsoleMixin(SQLBase):
             return cast(str | None, holder)
 
     def append_message(self, conversation_id: str, role: str, content: str, *, author: str | None = None,
-                       if_taken_over: bool = False) -> int | None:
+                       if_taken_over: bool = False, when_idle: bool = False) -> int | None:
         """Add a message at the end of the conversation (no run); its seq, or None when the conversation is
-        gone or (``if_taken_over``) no operator holds it: then nothing is stored and the agent should answer."""
+        gone or (``if_taken_over``) no operator holds it: then nothing is stored and the agent should answer.
+        ``when_idle``: ConversationBusy or ConversationPaused as ``start_run`` raises them (a run's messages are
+        stored as it ends, so one added meanwhile would land before the turn it came after)."""
         now = time.time()
         with self._tx() as conn:
             self._lock(conn, "conversation", conversation_id)
@@ -109,6 +111,8 @@ class ConsoleMixin(SQLBase):
                                (conversation_id,)).fetchone()
             if row is None or (if_taken_over and row[0] is None):
                 return None
+            if when_idle:
+                self._not_busy(conn, conversation_id, now)
             (last,) = conn.execute("SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = ?",
                                    (conversation_id,)).fetchone()
             conn.execute("INSERT INTO messages (conversation_id, seq, role, content, author, created) "

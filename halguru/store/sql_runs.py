@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from halguru.agents.events import BaseEvent, expand_history, history_wanted
-from halguru.errors import ConversationBusy, ConversationPaused, StoreError
+from halguru.errors import StoreError
 from halguru.models.base import Message
 from halguru.store.records import RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
@@ -154,18 +154,6 @@ class RunsMixin(SQLBase):
             messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
-
-    def _not_busy(self, conn: SQLConnection, conversation_id: str, now: float, paused: bool = True) -> None:
-        """Raise ConversationBusy while a live run (its lease held) answers in the conversation, ConversationPaused
-        (``paused``) while one of its turns waits for an approval."""
-        row = conn.execute("SELECT id, lease_expires FROM runs WHERE conversation_id = ? AND status = 'running' "
-                           "AND lease_expires > ? LIMIT 1", (conversation_id, now)).fetchone()
-        if row is not None:
-            raise ConversationBusy(conversation_id, row["id"], row["lease_expires"] - now)
-        row = conn.execute("SELECT run_id FROM approvals WHERE conversation_id = ? AND status = 'pending' LIMIT 1",
-                           (conversation_id,)).fetchone() if paused else None
-        if row is not None:
-            raise ConversationPaused(conversation_id, row["run_id"])
 
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
         """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""

@@ -11,14 +11,17 @@ Nothing of the file is kept but that text.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
+import weakref
 from pathlib import Path as FilePath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
+from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.rag.loaders import Skip, kind_of, load
-from halguru_server import ratelimit, service
+from halguru_server import attachment_reader, ratelimit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
@@ -28,6 +31,8 @@ MAX_CHARS = 50_000
 KINDS = {"pdf", "markdown", "text"}  # what the loaders call .pdf, .md/.markdown and .txt (among others)
 SUFFIXES = {".pdf", ".md", ".markdown", ".txt"}
 PREFIX = "[Attached file: "
+READERS = 2  # PDFs read at once per server process (each in a process of its own); others wait their turn
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]
@@ -42,7 +47,7 @@ class AttachmentOut(BaseModel):
 
 
 @router.post("/conversations/{conversation_id}/attachments", response_model=AttachmentOut, status_code=201,
-             responses=responses(400, 404, 413, 415, 429))
+             responses=responses(400, 404, 409, 413, 415, 422, 429, 503))
 async def attach(conversation_id: Annotated[str, Path(max_length=100)],
                  request: Request, state: State, caller: Caller,
                  name: Annotated[str, Query(max_length=200, description="the file's name (.pdf, .txt, .md)")] = "",
@@ -55,21 +60,54 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
     if not filename.strip():
         raise ApiError(400, "the file's name is missing: add ?name= with it, e.g. ?name=notes.pdf "
                        "(.pdf, .txt or .md says how its text is read)")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in filename):  # it opens the message the model reads
+        raise ApiError(400, "the file's name has control characters (a line break, NUL); rename the file")
     if FilePath(filename).suffix.lower() not in SUFFIXES or kind_of(FilePath(filename)) not in KINDS:
         raise ApiError(415, f"{filename!r}: attach a PDF, text (.txt) or Markdown (.md) file", "unsupported_type")
     data = await request.body()
     if len(data) > MAX_BYTES:
         raise ApiError(413, f"the file is {len(data)} bytes; the limit is {MAX_BYTES}", "attachment_too_large")
-    document = await asyncio.to_thread(load, FilePath(filename), data)
-    if isinstance(document, Skip):
-        raise ApiError(400, f"{filename!r} has no text to read: {document.summary}", "unreadable_attachment")
-    text = document.text.strip()
+    kind, text = await _read(filename, data)
+    if not text:
+        raise ApiError(400, f"{filename!r} has no text to read", "unreadable_attachment")
     if len(text) > MAX_CHARS:
         raise ApiError(413, f"{filename!r} holds {len(text)} characters of text; the limit is {MAX_CHARS}",
                        "attachment_too_long")
     service.check_text(text, "the file")
-    seq = await asyncio.to_thread(state.store.append_message, conversation_id, "user",
-                                  f"{PREFIX}{filename}]\n\n{text}")
+    try:  # as a message would be: not while a turn is answered or waits for an approval (it would land before it)
+        seq = await asyncio.to_thread(state.store.append_message, conversation_id, "user",
+                                      f"{PREFIX}{filename}]\n\n{text}", when_idle=True)
+    except ConversationPaused as exc:
+        raise ApiError(409, str(exc), "conversation_paused") from None
+    except ConversationBusy as exc:
+        raise ApiError(409, str(exc), "conversation_busy",
+                       headers={"Retry-After": str(round(exc.retry_after))}) from None
     if seq is None:  # deleted while the file was read: nothing was stored
         raise ApiError(404, f"no conversation {conversation_id!r}")
-    return AttachmentOut(name=filename, kind=document.kind, chars=len(text), seq=seq)
+    return AttachmentOut(name=filename, kind=kind, chars=len(text), seq=seq)
+
+
+async def _read(filename: str, data: bytes) -> tuple[str, str]:
+    """The file's kind and text (stripped). Text and Markdown are decoded here; a PDF is parsed in a process of
+    its own under time and memory limits (``attachment_reader``), at most ``READERS`` at once."""
+    if kind_of(FilePath(filename)) != "pdf" and data[:5] != b"%PDF-":
+        document = await asyncio.to_thread(load, FilePath(filename), data)
+        if isinstance(document, Skip):
+            raise ApiError(400, f"{filename!r} has no text to read: {document.summary}", "unreadable_attachment")
+        return document.kind, document.text.strip()
+    readers = _readers.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(READERS))
+    try:
+        await asyncio.wait_for(readers.acquire(), attachment_reader.TIMEOUT_S)
+    except TimeoutError:
+        raise ApiError(503, "the server is busy reading other files; try again shortly", "busy",
+                       headers={"Retry-After": "10"}) from None
+    try:
+        answer = await attachment_reader.read(filename, data)
+    except attachment_reader.TooSlow:
+        raise ApiError(422, f"{filename!r} could not be read within {attachment_reader.TIMEOUT_S:.0f} s; "
+                       "attach a smaller or simpler file", "unreadable_attachment") from None
+    finally:
+        readers.release()
+    if "skip" in answer:
+        raise ApiError(400, f"{filename!r} has no text to read: {answer['skip']}", "unreadable_attachment")
+    return answer["kind"], answer["text"].strip()
