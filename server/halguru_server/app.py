@@ -85,7 +85,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     state = ServerState(
         settings=settings, agents=agents, store=store, metrics=metrics,
         # /metrics is public: a model's label is its file's name without the folders (as /status shows it)
-        gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(ops.model_label(m)).set(d)),
+        gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(ops.model_label(m)).set(d),
+                       client_share=settings.client_queue_share),
         limiter=make_limiter(settings.public_rate_per_minute, store),
         lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels,
         pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)

@@ -3,8 +3,10 @@
 llama.cpp runs one generation at a time per loaded model; without a bound a
 burst of requests would wait forever. Each model admits ``concurrency`` runs;
 up to ``queue_size`` more wait, served round-robin across clients so one client
-with many requests cannot starve the others. When the queue is full the caller
-gets :class:`QueueFull` (the API answers 503 with Retry-After).
+with many requests cannot starve the others, and one client may hold at most
+``client_share`` of the waiting places, so it cannot fill the queue either. When
+the queue (or the client's share) is full the caller gets :class:`QueueFull` (the
+API answers 503 with Retry-After).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from collections.abc import Callable
 
 
 class QueueFull(Exception):
-    def __init__(self, model: str, retry_after: int):
-        super().__init__(f"model {model} is busy: its queue is full; retry in {retry_after} s")
+    def __init__(self, model: str, retry_after: int, share: int | None = None):
+        from halguru_server.ops import model_label  # a file path's folders are not the caller's business
+
+        super().__init__(f"model {model_label(model)} is busy: " + (
+            "its queue is full" if share is None else f"you have {share} runs waiting for it, the most one client "
+            "may queue") + f"; retry in {retry_after} s")
         self.model = model
         self.retry_after = retry_after
 
@@ -84,8 +90,10 @@ class Reservation:
 
 
 class ModelGate:
-    def __init__(self, queue_size: int, on_depth: Callable[[str, int], None] | None = None):
+    def __init__(self, queue_size: int, on_depth: Callable[[str, int], None] | None = None,
+                 client_share: float = 1.0):
         self.queue_size = queue_size
+        self.per_client = max(1, int(queue_size * client_share))  # waiting places one client may hold
         self.queues: dict[str, _ModelQueue] = {}
         self.on_depth = on_depth or (lambda model, depth: None)
 
@@ -101,6 +109,8 @@ class ModelGate:
             return Reservation(self, model, queue, client, None)
         if queue.depth >= self.queue_size:
             raise QueueFull(model, retry_after=max(1, queue.depth))
+        if len(queue.waiting.get(client, ())) >= self.per_client:
+            raise QueueFull(model, retry_after=max(1, queue.depth), share=self.per_client)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.waiting.setdefault(client, deque()).append(future)
         self.on_depth(model, queue.depth)

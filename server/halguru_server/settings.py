@@ -77,6 +77,9 @@ class ServerSettings(BaseSettings):
     max_history_chars: int = Field(default=200_000, ge=1,
                                    description="most characters in all the messages of an OpenAI-style request")
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
+    client_queue_share: float = Field(default=0.5, gt=0, le=1, description="the part of a model's queue one "
+                                      "client (an API key, a web-chat visitor) may fill, so others still find "
+                                      "room; 1: no cap")
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
     header_timeout: float = Field(default=10.0, gt=0, description="seconds a connection has, from connecting "
                                   "or from its last response, to send a whole request line and headers (then "

@@ -98,6 +98,37 @@ def test_full_queue_answers_503_with_retry_after(client) -> None:
             assert client.server.state.agents["slow"].model.partition(":")[2] not in metrics  # /tmp/.../slow.yaml
 
 
+def test_one_client_cannot_fill_a_models_queue(client, api_key) -> None:
+    """One key's 30 messages took every place (8 running + 16 waiting): everyone else's got 503. A client now
+    holds at most its share of the waiting places (half the queue by default); another still gets in. The
+    refusal names the model by its file's name, not its folders (anonymous visitors saw the path)."""
+    import contextlib
+
+    state = client.server.state
+    state.settings.concurrency = 1
+    state.gate.queue_size, state.gate.per_client = 4, 2
+    other = httpx.Client(base_url=str(client.base_url), headers={"Authorization": f"Bearer {api_key('b')}"},
+                         timeout=30)
+    convs = [client.post("/v1/conversations", json={"agent": "slow"}).json()["id"] for _ in range(4)]
+    theirs = other.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+    with contextlib.ExitStack() as streams:
+        for conv in convs[:3]:  # one running, two waiting
+            response = streams.enter_context(client.stream("POST", f"/v1/conversations/{conv}/messages",
+                                                           json={"content": "a", "stream": True}))
+            assert response.status_code == 200
+            time.sleep(0.1)
+        refused = client.post(f"/v1/conversations/{convs[3]}/messages", json={"content": "d"})
+        assert refused.status_code == 503 and refused.json()["error"]["type"] == "queue_full"
+        message = refused.json()["error"]["message"]
+        assert message == "model scripted:slow.yaml is busy: you have 2 runs waiting for it, the most one client " \
+                          "may queue; retry in 2 s"
+        with other.stream("POST", f"/v1/conversations/{theirs}/messages",
+                          json={"content": "b", "stream": True}) as admitted:
+            assert admitted.status_code == 200
+            assert state.gate.depth(state.agents["slow"].model) == 3
+    other.close()
+
+
 def test_client_disconnect_cancels_the_run_and_keeps_the_partial_answer(client) -> None:
     conv = client.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
     tokens = 0
