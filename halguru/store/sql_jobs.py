@@ -74,15 +74,24 @@ class JobsMixin(SQLBase):
         if agents is not None and not agents:
             return None
         only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
-        sql = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only} ORDER BY j.run_after, j.seq LIMIT 1"
-        sql = sql.replace(":now", "?")
+        runnable = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only}".replace(":now", "?")
+        oldest = " ORDER BY j.run_after, j.seq LIMIT 1"
         now = time.time()
-        if not self._rows(sql, (now, now, now, *(agents or ()))):
+        if not self._rows(runnable + oldest, (now, now, now, *(agents or ()))):
             return None  # nothing runnable: no write lock taken (idle workers look often)
         with self._tx() as conn:
             while True:
                 now = time.time()
-                row = conn.execute(sql + self.SKIP_LOCKED, (now, now, now, *(agents or ()))).fetchone()
+                params = (now, now, now, *(agents or ()))
+                # Fair across owners: the oldest due job of an owner with none running goes first, so one key's
+                # 40 queued jobs do not hold back another's (or the channels' replies) until all are done.
+                busy = [r[0] for r in conn.execute("SELECT DISTINCT coalesce(owner, '') FROM jobs WHERE status = "
+                                                   "'running' AND lease_expires >= ?", (now,)).fetchall()]
+                row = conn.execute(
+                    f"{runnable} AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(busy))}){oldest}"
+                    f"{self.SKIP_LOCKED}", (*params, *busy)).fetchone() if busy else None
+                if row is None:
+                    row = conn.execute(runnable + oldest + self.SKIP_LOCKED, params).fetchone()
                 if row is None:
                     return None
                 if row["attempts"] >= row["max_attempts"]:  # its worker died on its last attempt

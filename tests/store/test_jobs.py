@@ -24,6 +24,17 @@ def test_enqueue_claim_finish(store: Store) -> None:
     assert done is not None and done["status"] == "done" and done["result"] == {"answer": "hello"}
 
 
+def test_claims_are_fair_across_owners(store: Store) -> None:
+    """One key's 40 queued jobs held back another key's job until all were done: claims went oldest first. The
+    due job of the owner with the fewest running comes first now; within one owner, oldest first."""
+    mine = [store.enqueue_job("run", "slow", {"input": str(i)}, owner="key:a")[0]["id"] for i in range(5)]
+    time.sleep(0.01)
+    theirs, _ = store.enqueue_job("run", "echo", {"input": "b"}, owner="key:b")
+    channel, _ = store.enqueue_job("reply", "echo", {"text": "c"}, owner="channel:twilio")
+    claims = [store.claim_job("w", lease=30) for _ in range(4)]
+    assert [c["id"] for c in claims if c] == [mine[0], theirs["id"], channel["id"], mine[1]]
+
+
 def test_idempotency_key_queues_once(store: Store) -> None:
     first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
     again, created_again = store.enqueue_job("reply", "echo", {"text": "b"}, idempotency_key="twilio:SM1")
