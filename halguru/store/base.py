@@ -60,6 +60,10 @@ class Store(Protocol):
         """Delete it with everything in it; False if it was not there."""
         ...
     def get_messages(self, conversation_id: str) -> list[Message]: ...
+    def check_idle(self, conversation_id: str) -> None:
+        """Raise ConversationBusy or ConversationPaused as ``start_run`` would: a check ahead of an answer whose
+        status goes out before its run starts (a stream)."""
+        ...
 
     # -- the messages endpoint's idempotency keys (sql_message_keys) -----------------------------------------
     def claim_message_key(self, owner: str, conversation_id: str, key: str,

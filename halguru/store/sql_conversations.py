@@ -84,5 +84,9 @@ class ConversationsMixin(SQLBase):
             conn.execute("DELETE FROM message_keys WHERE conversation_id = ?", (conversation_id,))
             return bool(conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount)
 
+    def check_idle(self, conversation_id: str) -> None:
+        with self._tx(relaxed=True) as conn:
+            self._not_busy(conn, conversation_id, time.time())
+
     def get_messages(self, conversation_id: str) -> list[Message]:
         return [message_from_row(r) for r in self._rows(MESSAGES, [conversation_id])]

@@ -159,6 +159,8 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
             if claim is not None:
                 await asyncio.to_thread(state.store.hold_message_key, *claim.args)
             return JSONResponse(TAKEN_OVER | {"conversation_id": conversation_id}, status_code=202)
+        if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+            await service.check_idle(state, conversation_id)  # a 409 before the stream's 200
         reservation = service.reserve(state, served, caller)
     except BaseException:
         if claim is not None:

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from halguru.errors import ConversationBusy, ConversationPaused
+from halguru.errors import ConversationBusy
 from halguru.rag.loaders import Skip, kind_of, load
 from halguru_server import attachment_reader, ratelimit, service
 from halguru_server.errors import ApiError, responses
@@ -77,11 +77,8 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
     try:  # as a message would be: not while a turn is answered or waits for an approval (it would land before it)
         seq = await asyncio.to_thread(state.store.append_message, conversation_id, "user",
                                       f"{PREFIX}{filename}]\n\n{text}", when_idle=True)
-    except ConversationPaused as exc:
-        raise ApiError(409, str(exc), "conversation_paused") from None
-    except ConversationBusy as exc:
-        raise ApiError(409, str(exc), "conversation_busy",
-                       headers={"Retry-After": str(round(exc.retry_after))}) from None
+    except ConversationBusy as exc:  # or paused
+        raise service.conflict(exc) from None
     if seq is None:  # deleted while the file was read: nothing was stored
         raise ApiError(404, f"no conversation {conversation_id!r}")
     return AttachmentOut(name=filename, kind=kind, chars=len(text), seq=seq)

@@ -151,11 +151,25 @@ async def run_events(state: ServerState, served: ServedAgent, text: str, convers
             yield event
     except NoConversation:  # deleted between the request's check and the run's start: as if never there
         raise ApiError(404, f"no conversation {conversation!r}") from None
-    except ConversationPaused as exc:  # a turn of it waits for an approval: no retry helps until it is decided
-        raise ApiError(409, str(exc), "conversation_paused") from None
-    except ConversationBusy as exc:  # another message of it is being answered
-        raise ApiError(409, str(exc), "conversation_busy",
-                       headers={"Retry-After": str(round(exc.retry_after))}) from None
+    except ConversationBusy as exc:
+        raise conflict(exc) from None
+
+
+def conflict(exc: ConversationBusy) -> ApiError:
+    """The 409 of a conversation that takes no message now: a turn of it waits for an approval (no retry helps
+    until it is decided), or another message of it is being answered (retry after)."""
+    if isinstance(exc, ConversationPaused):
+        return ApiError(409, str(exc), "conversation_paused")
+    return ApiError(409, str(exc), "conversation_busy", headers={"Retry-After": str(round(exc.retry_after))})
+
+
+async def check_idle(state: ServerState, conversation_id: str) -> None:
+    """409 now, before a stream's 200, for a conversation that would refuse the run as it starts (a race with
+    another request still ends the stream in an error event)."""
+    try:
+        await asyncio.to_thread(state.store.check_idle, conversation_id)
+    except ConversationBusy as exc:
+        raise conflict(exc) from None
 
 
 class UntilStarted:

@@ -119,6 +119,8 @@ def test_paused_run_is_listed_then_approved_with_edited_args(client: httpx.Clien
     busy = client.post(f"/v1/conversations/{conv}/messages", json={"content": "and?"})
     assert busy.json()["error"]["type"] == "conversation_paused" and run_id in error(busy, 409)
     assert "retry-after" not in busy.headers  # no retry helps before a human decides
+    streamed = client.post(f"/v1/conversations/{conv}/messages", json={"content": "and?", "stream": True})
+    assert streamed.json()["error"]["type"] == "conversation_paused" and run_id in error(streamed, 409)
     [pending] = client.get("/v1/runs/pending").json()["data"]
     assert pending == {**pending, "run_id": run_id, "conversation_id": conv, "agent": "mailer", "tool": "send_email",
                        "arguments": {"to": "ann@example.com", "body": "hi"}, "call_id": "c1",

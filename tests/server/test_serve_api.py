@@ -166,6 +166,10 @@ def test_a_second_message_while_one_is_answered_is_a_409_and_then_goes_through(c
         assert second.status_code == 409 and second.headers["retry-after"] == "2", second.text
         assert second.json()["error"]["type"] == "conversation_busy"
         assert "is answering another message" in second.json()["error"]["message"]
+        # streamed alike: a 409 with Retry-After, not a 200 whose one event is the error
+        streamed = client.post(f"/v1/conversations/{conv}/messages", json={"content": "second", "stream": True})
+        assert streamed.status_code == 409 and streamed.headers["retry-after"] == "2", streamed.text
+        assert streamed.json()["error"]["type"] == "conversation_busy"
         for _ in lines:  # the first one finishes
             pass
     again = client.post(f"/v1/conversations/{conv}/messages", json={"content": "second"})
