@@ -20,6 +20,7 @@ from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
 from halguru_server.identity.guards import require
+from halguru_server.lifecycle import Pump
 from halguru_server.schemas import (
     AgentList,
     AgentOut,
@@ -203,8 +204,24 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
             return service.sse("error", json.dumps({"type": "error", "kind": kind, "message": message,
                                                    "fatal": True}))
 
-        body = service.sse_body(state, events, follow.live_renderer(), error)  # ids: resumable elsewhere
-        return service.EventStream(body, state, reservation.release, settle)
+        if not finish_alone:  # ids: resumable elsewhere
+            body = service.sse_body(state, events, follow.live_renderer(), error)
+            return service.EventStream(body, state, reservation.release, settle)
+        # a keyed message runs on if its client leaves: its queue place is freed when the run ends, or with the
+        # response if the run never started (the client left before the body began)
+        pumps: list[Pump] = []
+
+        def run_alone(pump: Pump) -> None:
+            def ended(task: asyncio.Future[None]) -> None:
+                reservation.release()
+                if not task.cancelled():
+                    task.exception()  # retrieved: a run that raised is stored as failed; nobody is left to tell
+
+            pumps.append(pump)
+            pump.task.add_done_callback(ended)
+
+        body = service.sse_body(state, events, follow.live_renderer(), error, run_alone)
+        return service.EventStream(body, state, lambda: None if pumps else reservation.release(), settle)
     try:
         collected = await service.collect(request, state, events, finish_alone)
     finally:

@@ -102,10 +102,12 @@ class Lifecycle:
 
 class Pump:
     """Runs ``events`` in a task of its own; :meth:`items` yields them, or None every ``keepalive`` seconds
-    of silence. Closing the consumer (the client left) cancels the run."""
+    of silence. Closing the consumer (the client left) cancels the run, or with ``finish_alone`` (a message
+    with an Idempotency-Key, whose retry is to get the whole answer) waits for it to end."""
 
-    def __init__(self, lifecycle: Lifecycle, events: AsyncIterator[Event]):
+    def __init__(self, lifecycle: Lifecycle, events: AsyncIterator[Event], finish_alone: bool = False):
         self.lifecycle = lifecycle
+        self.finish_alone = finish_alone
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.task = asyncio.ensure_future(self._produce(events))
         lifecycle.inflight.add(self.task)
@@ -185,6 +187,8 @@ class Pump:
             return _QUIET
 
     async def close(self) -> None:
+        if self.finish_alone and not self.task.done():
+            return  # not awaited: the consumer may be being cancelled, and awaiting would cancel the run too
         if not self.task.done():
             self.task.cancel(CLIENT_GONE)
         with suppress(BaseException):

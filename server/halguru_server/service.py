@@ -302,10 +302,15 @@ KEEPALIVE = ": keep-alive\n\n"
 
 
 async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Callable[[Event], str | None],
-                   error: Callable[[str, str], str]) -> AsyncIterator[str]:
+                   error: Callable[[str, str], str], alone: Callable[[Pump], None] | None = None
+                   ) -> AsyncIterator[str]:
     """An SSE body: each event as ``render`` writes it, a keep-alive comment every ``sse_keepalive`` seconds
-    of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short."""
-    pump = Pump(state.lifecycle, events)
+    of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short. A client
+    that leaves cancels the run, unless ``alone`` is given (a keyed message, see ``collect``): then the run goes
+    on to its end, and ``alone`` gets its pump as it starts (to free the queue place when the run ends)."""
+    pump = Pump(state.lifecycle, events, finish_alone=alone is not None)
+    if alone is not None:
+        alone(pump)
     try:
         async with closing(pump.items(state.settings.sse_keepalive, state.settings.sse_coalesce)) as items:
             async for event in items:

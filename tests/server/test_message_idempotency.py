@@ -181,6 +181,34 @@ def test_a_keyed_run_goes_on_when_its_client_times_out_so_the_retry_gets_the_who
     assert runs_of(plain)[0]["status"] == "cancelled"
 
 
+def test_a_keyed_stream_whose_client_drops_runs_on_so_the_retry_gets_the_whole_answer(
+        client: httpx.Client) -> None:
+    """A keyed stream dropped mid-answer was cancelled with its client, and every retry under the key got
+    ``cancelled`` for its 24 hours. It now runs to its end as a keyed whole answer does; a plain stream is still
+    cancelled with its client."""
+    conv = new_conversation(client, "slow")
+    with client.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True},
+                       headers={"Idempotency-Key": "k-stream"}) as first:
+        lines = first.iter_lines()
+        next(line for line in lines if line.startswith("event: token"))  # answering; then the client drops
+    deadline = time.monotonic() + 20
+    while (retry := post(client, conv, "go", "k-stream")).status_code == 409:  # still answering
+        assert time.monotonic() < deadline, retry.text
+        time.sleep(0.1)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "ok" and retry.json()["output"].endswith("word39")
+    state = client.server.state  # type: ignore[attr-defined]
+    assert state.gate.queues[state.agents["slow"].model].active == 0  # its queue place freed as it ended
+    plain = new_conversation(client, "slow")
+    with client.stream("POST", f"/v1/conversations/{plain}/messages", json={"content": "go", "stream": True}) as s:
+        next(line for line in s.iter_lines() if line.startswith("event: token"))
+    deadline = time.monotonic() + 20
+    while not runs_of(plain) or runs_of(plain)[0]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert runs_of(plain)[0]["status"] == "cancelled"
+
+
 def test_a_streamed_attempt_whose_client_left_before_the_answer_began_leaves_the_key_usable(
         client: httpx.Client) -> None:
     """A keyed, streamed message whose client is gone by the time the response starts: under ASGI spec 2.4 the
