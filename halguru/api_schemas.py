@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from halguru.printable import is_blank
@@ -104,7 +104,7 @@ class MessageList(BaseModel):
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: UserMessage = Field(description="the user's message (not only whitespace)")
-    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+    stream: StrictBool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
 
 
 class Usage(BaseModel):
@@ -187,18 +187,18 @@ class PendingList(BaseModel):
 class ApproveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     edit_args: dict[str, Any] | None = Field(default=None, description="run the call with these arguments instead")
-    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+    stream: StrictBool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
 
 
 class RejectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", description="why: the model is told the call was refused, and this")
-    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+    stream: StrictBool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
 
 
 class ResumeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stream: bool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+    stream: StrictBool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
 
 
 class DeploymentOut(BaseModel):

@@ -128,7 +128,9 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     for part in content:
         if part.get("type") != "text":
             raise ApiError(400, f"content part type {part.get('type')!r} is not supported; send text")
-        parts.append(str(part.get("text", "")))
+        if not isinstance(part.get("text"), str):  # a number or an object was echoed back as its repr
+            raise ApiError(400, "a text content part's 'text' must be a string")
+        parts.append(part["text"])
     return "".join(parts)
 
 

@@ -176,3 +176,15 @@ def test_a_second_message_while_one_is_answered_is_a_409_and_then_goes_through(c
     assert again.status_code == 200, again.text
     history = [m["content"] for m in client.get(f"/v1/conversations/{conv}/messages").json()["data"]]
     assert history[0] == "first" and history[2] == "second" and len(history) == 4
+
+
+def test_stream_must_be_a_boolean_and_text_parts_strings(client: httpx.Client) -> None:
+    """``stream: "true"`` and ``1`` were taken as true here while the OpenAI endpoint refused them; a text part
+    whose ``text`` was an object was echoed back as its repr."""
+    conv = new_conversation(client)
+    for value in ("true", 1):
+        refused = client.post(f"/v1/conversations/{conv}/messages", json={"content": "hi", "stream": value})
+        assert refused.status_code == 422, refused.text
+    part = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": {"a": 1}}]}]})
+    assert part.status_code == 400 and "'text' must be a string" in part.json()["error"]["message"]
