@@ -322,9 +322,10 @@ def test_piped_logs_are_plain_and_unwrapped(halguru_cmd, subprocess_env, write_a
 
 def test_logs_follow_prints_runs_as_they_finish(halguru_cmd, subprocess_env, write_agent):
     folder = write_agent(ECHO_AGENT)
+    run(halguru_cmd, subprocess_env, "run", str(folder), "long before")
     run(halguru_cmd, subprocess_env, "run", str(folder), "before following")
-    follower = subprocess.Popen([*halguru_cmd, "logs", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=subprocess_env, start_new_session=True)
+    follower = subprocess.Popen([*halguru_cmd, "logs", "-f", "-n", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=subprocess_env, start_new_session=True)
     follower.seen = ""
     try:
         assert "before following" in _read_until(follower, "before following")
@@ -332,6 +333,8 @@ def test_logs_follow_prints_runs_as_they_finish(halguru_cmd, subprocess_env, wri
         line = _read_until(follower, "while following")
         assert re.search(r"run_\w+ .* echoer .* ok .* while following", line), line
         assert follower.poll() is None  # still following
+        # the run -n left out is not news: it was printed as if it had just finished
+        assert "long before" not in follower.everything  # type: ignore[attr-defined]
     finally:
         os.killpg(follower.pid, 2)  # Ctrl-C
         follower.wait(10)
@@ -357,6 +360,7 @@ def _read_until(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
             if not chunk:
                 break
             proc.seen += chunk
+            proc.everything = getattr(proc, "everything", "") + chunk  # type: ignore[attr-defined]
     raise AssertionError(f"{text!r} never came; got {proc.seen!r}")
 
 

@@ -95,7 +95,9 @@ def _follow(store: Any, shown: list[Any], query: dict[str, Any], json_output: bo
     """Print the runs so far (oldest first), then each run as it finishes, until Ctrl-C."""
     from halguru.cli.table import print_table
 
-    done = {r["id"] for r in shown if r["status"] != "running"}
+    window = 200  # runs looked at per poll: more than this many finishing within one poll would be missed
+    # every run already ended counts as seen, not only the ones shown (-n): they are not news
+    done = {r["id"] for r in [*shown, *store.list_runs(limit=window, **query)] if r["status"] != "running"}
     widths: list[int] | None = None
 
     def emit(rows: list[Any]) -> None:
@@ -115,7 +117,7 @@ def _follow(store: Any, shown: list[Any], query: dict[str, Any], json_output: bo
     try:
         while True:
             time.sleep(interval)
-            recent = store.list_runs(limit=50, **query)
+            recent = store.list_runs(limit=window, **query)
             new = [r for r in reversed(recent) if r["status"] != "running" and r["id"] not in done]
             done.update(r["id"] for r in new)
             if new:
