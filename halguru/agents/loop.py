@@ -316,10 +316,11 @@ class _TurnState:
         if supplied is not None:  # replay: the recorded result, the tool is not run
             outcome.content, outcome.is_error = supplied
             return Error(kind="tool", message=outcome.content.removeprefix("error: ")) if outcome.is_error else None
-        agent, tool = self.turn.agent, self.find_tool(call.name)
+        tool = self.find_tool(call.name)
         try:
             if tool is None:
-                raise ToolError(f"unknown tool {call.name!r}; available: {', '.join(agent.tools) or 'none'}")
+                offered = ", ".join(spec.name for spec in self.tools)  # what this call was offered (a team's too)
+                raise ToolError(f"unknown tool {call.name!r}; available: {offered or 'none'}")
             self.ctx.running_tool = tool  # left set if the run is cancelled meanwhile (Ctrl-C): run() says so
             async with asyncio.timeout_at(self.ctx.deadline):
                 outcome.content = await execute_tool(tool, call.arguments)

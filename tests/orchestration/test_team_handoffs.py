@@ -72,6 +72,15 @@ def test_calls_after_a_handoff_in_the_same_reply_are_not_run(team: Path):
     assert result.output == "billing answers"
 
 
+def test_an_unknown_tool_after_a_handoff_names_the_tools_that_member_was_offered(team: Path):
+    """Billing, given `handoff_to_tech` (the desk's), was told only its own tools were available: not the
+    handoff back to the desk it had been offered in that very call."""
+    model = ScriptedModel([handoff("billing"), handoff("tech"), "billing answers"])
+    result = run_sync(team, "x", model=model, record=False)
+    [refused] = [e for e in result.events if e.type == "tool_result" and e.is_error]
+    assert refused.content == "error: unknown tool 'handoff_to_tech'; available: calculator, handoff_to_desk"
+
+
 def test_loop_detection_stops_ping_pong(team: Path):
     model = ScriptedModel([handoff("billing"), handoff("desk"), handoff("billing"), "never reached"])
     result = run_sync(team, "ping pong", model=model)
