@@ -18,7 +18,11 @@ class ModelError(HalguruError):
 
 
 class ToolError(HalguruError):
-    """A tool could not be found, validated or run."""
+    """A tool could not be found, validated or run; ``detail``: where a tool's own code failed (its traceback)."""
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail
 
 
 class StoreError(HalguruError):

@@ -74,6 +74,30 @@ def test_raising_tool_reports_type_and_message():
         run(execute_tool(fragile, {}))
 
 
+def test_a_raising_tools_traceback_is_kept_from_its_own_code_on(halguru_cmd, subprocess_env, write_agent):
+    """The run's error said only "boom raised ZeroDivisionError": no file or line anywhere, not with --debug."""
+    import subprocess
+
+    from halguru.store import open_store
+
+    folder = write_agent("name: t1\nmodel: scripted:s.yaml\ntools: [boom]\n")
+    (folder / "s.yaml").write_text("- tool_calls: [{name: boom, arguments: {}}]\n- done\n")
+    (folder / "tools.py").write_text("from halguru import tool\n\n\ndef helper():\n    return 1 / 0\n\n\n"
+                                     "@tool\ndef boom() -> str:\n    \"\"\"Explode.\"\"\"\n    return str(helper())\n")
+    proc = subprocess.run([*halguru_cmd, "--debug", "run", str(folder), "go"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert f'File "{folder / "tools.py"}", line 5, in helper' in proc.stderr
+    [run_] = open_store().list_runs(limit=1)
+    [error] = [e for e in open_store().get_events(run_["id"]) if e["type"] == "error"]
+    assert error["message"] == "boom raised ZeroDivisionError: division by zero"
+    assert error["detail"].splitlines()[0] == f'  File "{folder / "tools.py"}", line 11, in boom'
+    assert error["detail"].endswith("ZeroDivisionError: division by zero") and "registry.py" not in error["detail"]
+    plain = subprocess.run([*halguru_cmd, "run", str(folder), "go"], capture_output=True, text=True,
+                           env=subprocess_env, timeout=60)
+    assert "line 5" not in plain.stderr  # without --debug, the one line
+
+
 def test_slow_tool_times_out():
     @tool(timeout=0.2)
     async def slow() -> str:

@@ -173,6 +173,7 @@ class Error(BaseEvent):
     kind: Literal["model", "tool", "format", "limit", "timeout", "cancelled", "internal", "step", "mcp"]
     message: str
     fatal: bool = False
+    detail: str | None = None  # where it happened: a tool's traceback from its own code on
 
 
 class RunFinished(BaseEvent):

@@ -327,7 +327,7 @@ class _TurnState:
         except ToolError as exc:
             self.ctx.running_tool = None
             outcome.content, outcome.is_error = f"error: {exc}", True
-            return Error(kind="tool", message=str(exc))
+            return Error(kind="tool", message=str(exc), detail=exc.detail)
         self.ctx.running_tool = None
         return None
 

@@ -100,6 +100,11 @@ deploy_cmd.register(app)
 publish_cmd.register(app)
 
 
+def debugging() -> bool:
+    """Whether ``--debug`` was given: full tracebacks, and a tool's under its error as a run prints."""
+    return bool(_state.get("debug"))
+
+
 def main() -> None:
     """Entry point: load plugin commands, run, and turn user errors into one line."""
     from halguru.errors import HalguruError

@@ -33,7 +33,8 @@ from halguru.printable import printable
 class RunPrinter:
     """Streams answer tokens to stdout; tool activity and errors go to stderr, dimmed."""
 
-    def __init__(self, out: TextIO | None = None, err: Console | None = None):
+    def __init__(self, out: TextIO | None = None, err: Console | None = None, debug: bool = False):
+        self.debug = debug  # --debug: a tool's traceback under its error
         self.out = out or sys.stdout
         self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
         self.at_line_start = True
@@ -55,6 +56,8 @@ class RunPrinter:
             self.at_line_start = True
         if line is not None:
             self.err.print(line)
+        if self.debug and isinstance(event, Error) and event.detail:
+            self.err.print(f"[dim]{escape(printable(event.detail))}[/]")
 
 
 @dataclass
@@ -112,6 +115,8 @@ class _TreeBuilder:
             scope.open_call = None
             parent = scope.calls.get(e.call_id, parent)
         node = parent.add(describe(e).markup())
+        if isinstance(e, Error) and e.detail:  # a tool's traceback: where its own code failed
+            node.add(f"[dim]{escape(printable(e.detail))}[/]")
         if isinstance(e, ToolCall):
             scope.calls[e.call_id] = scope.open_call = node
 

@@ -53,7 +53,9 @@ def ingest_scope() -> IngestScope:
 def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: bool) -> int:
     """Print a run's events as they come (or as JSON lines) and return the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    printer = RunPrinter(err=err)
+    from halguru.cli.app import debugging
+
+    printer = RunPrinter(err=err, debug=debugging())
     finished: list[RunFinished] = []
 
     scopes: list[IngestScope] = []

@@ -67,5 +67,18 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     except ToolError:
         raise
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
-        raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}") from None
+        raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}", detail=tool_traceback(exc)) from None
     return result_text(result)
+
+
+def tool_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the tool's own code on (halguru's frames that called it left out): stored with the
+    error event, so a tool's bug can be found from its trace (`logs show`, `halguru dev`, `--debug`)."""
+    import traceback
+    from pathlib import Path
+
+    ours = str(Path(__file__).resolve().parents[1])
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and str(Path(frames[0].filename).resolve()).startswith(ours):
+        del frames[0]
+    return "".join([*traceback.format_list(frames), *traceback.format_exception_only(exc)]).rstrip()
