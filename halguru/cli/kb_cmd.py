@@ -162,7 +162,10 @@ def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readab
 
     from halguru.rag.store import list_bases
 
-    bases = list_bases()
+    problems: list[str] = []
+    bases = list_bases(problems)
+    for problem in problems:  # a damaged base is said, the others still listed
+        typer.echo(f"warning: {printable(problem)}", err=True)
     if json_output:
         typer.echo(json.dumps([asdict(b) for b in bases], indent=2))
         return
@@ -215,9 +218,16 @@ def drop(name: str = typer.Argument(..., help="The knowledge base."),
          yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
     """Delete a knowledge base and its files."""
     from halguru import rag
+    from halguru.rag.errors import KnowledgeError
 
-    info = rag.open_base(name).info()
-    question = f"Delete knowledge base {name} ({info.documents} documents, {info.chunks} chunks)?"
+    try:
+        info = rag.open_base(name).info()
+        held = f"{info.documents} documents, {info.chunks} chunks"
+    except KnowledgeError:
+        raise
+    except Exception as exc:  # damaged data: it can still be dropped
+        held = f"unreadable: {printable(str(exc))[:200]}"
+    question = f"Delete knowledge base {name} ({held})?"
     if not yes and not _confirm(question, f"pass --yes to drop {name} without asking"):
         typer.echo("Kept.")
         raise typer.Exit(1)

@@ -71,6 +71,26 @@ class _Synced:
 _SYNCED: dict[tuple[str, str], _Synced] = {}
 
 
+def folder_base(agent: str, folder: Path) -> str:
+    """The base that mirrors an agent's knowledge folder: ``AGENT-FOLDER``, or that with a hash of the folder's
+    path when that base mirrors another folder (two agents of one name in two projects shared one base, and each
+    answered from the other's documents)."""
+    import hashlib
+    import json
+
+    from halguru.rag.store import META_FILE, knowledge_root
+
+    plain = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{agent}-{folder.name}")[:64]
+    resolved = str(folder.resolve())
+    try:
+        owner = json.loads((knowledge_root() / plain / META_FILE).read_text(encoding="utf-8")).get("folder") or ""
+    except (OSError, ValueError, AttributeError):
+        owner = ""  # no base yet, or one made before bases recorded their folder: this folder takes it
+    if owner in ("", resolved):
+        return plain
+    return f"{plain[:55]}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
+
+
 def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
     """Bring base ``name`` up to date with ``folder`` if the folder changed since the last call; ``embedder``
     (the agent's ``retrieval.embedder``): the base is made with it, and rebuilt if it was made with another."""
@@ -89,15 +109,15 @@ def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
             return
         from halguru.rag.indexer import ingest
 
-        summary = ingest(_base(name, embedder), [folder], prune=True, wait=True)
+        summary = ingest(_base(name, embedder, folder), [folder], prune="mirror", wait=True)
         problems = frozenset(summary.skipped + summary.warnings)
         _warn_skipped(folder, problems - (state.warned if state is not None else frozenset()))
         _SYNCED[key] = _Synced(stamp, time.monotonic(), problems)
 
 
-def _base(name: str, embedder: str | None) -> Any:
+def _base(name: str, embedder: str | None, folder: Path) -> Any:
     """The folder's base, made with ``embedder``; one made with another is rebuilt (a folder's base holds
-    nothing but what the folder gives it again)."""
+    nothing but what the folder gives it again). It records the folder it mirrors (``folder_base``)."""
     from halguru.rag.embedders import PROFILES, get_embedder
     from halguru.rag.indexer import ingest_lock
     from halguru.rag.store import KnowledgeBase
@@ -107,6 +127,9 @@ def _base(name: str, embedder: str | None) -> Any:
         with ingest_lock(kb):
             kb.drop()
             kb = KnowledgeBase.create(name, embedder)
+    if kb.meta.folder != str(folder.resolve()):
+        kb.meta.folder = str(folder.resolve())
+        kb.save_meta()
     return kb
 
 
@@ -155,7 +178,7 @@ class KnowledgeRetriever:
         if not candidate.is_absolute():
             candidate = (self.folder or Path.cwd()) / candidate
         if candidate.is_dir():
-            return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{self.agent_name}-{candidate.name}")[:64], candidate
+            return folder_base(self.agent_name, candidate), candidate
         if NAME_PATTERN.match(entry) and entry in list_names():
             return entry, None
         raise KnowledgeError(f"agent {self.agent_name}: knowledge: {entry!r} is neither a knowledge base "

@@ -17,6 +17,7 @@ import contextvars
 import fcntl
 import hashlib
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,8 +120,9 @@ _SCOPE: contextvars.ContextVar[IngestScope | None] = contextvars.ContextVar("hal
 
 
 @contextlib.contextmanager
-def ingest_lock(kb: KnowledgeBase, wait: bool = False) -> Iterator[None]:
-    """An exclusive flock (released by the kernel even on SIGKILL)."""
+def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> Iterator[None]:
+    """An exclusive flock (released by the kernel even on SIGKILL); ``waits``: the refusal names ``--wait``
+    (only `kb ingest` has it)."""
     path = kb.folder / ".ingest.lock"
     with path.open("a+") as handle:
         try:
@@ -128,8 +130,8 @@ def ingest_lock(kb: KnowledgeBase, wait: bool = False) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; "
-                                 "try again when it finishes (`halguru kb ingest --wait` waits for it)") from None
+            raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; try again when it "
+                                 "finishes" + (" (`--wait` waits for it)" if waits else "")) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
@@ -152,9 +154,10 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = False, embedder: str | None = None,
+def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | str = False, embedder: str | None = None,
            progress: Progress | None = None, wait: bool = False) -> IngestSummary:
-    """Add or update the files under ``paths``; ``prune`` removes chunks of files that are gone."""
+    """Add or update the files under ``paths``; ``prune`` removes chunks of files that are gone, ``"mirror"``
+    every file not found under ``paths`` (a knowledge folder's base holds that folder only)."""
     if isinstance(kb, str):
         kb = KnowledgeBase.open(kb)
     notify = progress or (lambda event, value: None)
@@ -168,16 +171,21 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool = Fa
 
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
-        stack.enter_context(ingest_lock(kb, wait=wait))
+        stack.enter_context(ingest_lock(kb, wait=wait, waits=True))
         return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify)
 
 
-def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool, model: Any, lead: Any,
+def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool | str, model: Any, lead: Any,
             notify: Progress) -> IngestSummary:
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
     kb.refresh()
-    stored = kb.documents()
+    try:
+        stored = kb.documents()
+    except (RuntimeError, OSError) as exc:  # a damaged folder: said in one line, nothing written
+        from halguru.rag.query import unreadable
+
+        raise unreadable(kb, exc) from None
     files = _files(roots, summary)
     notify("files", len(files))
     running.total = len(files)
@@ -211,14 +219,17 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             running.check()
         notify("file", str(file))
         key = str(file.resolve())
+        if key in seen:  # the same file again (a symlink to it, a folder and the file in it): indexed once
+            continue
         seen.add(key)
+        old = stored.get(key)
         data = read_bytes(file)
         if isinstance(data, Skip):
             summary.skipped.append((str(file), data.reason))
+            _forget(key, old, stale, summary)
             continue
         digest = hashlib.sha256(data).hexdigest()[:32]
         source = _source_name(file, root)
-        old = stored.get(key)
         if old is not None and digest in old[1]:  # unchanged: not parsed again
             if len(old[1]) > 1:  # an update killed half-way: drop the older version now
                 stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
@@ -229,11 +240,13 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         loaded: Document | Skip = load(file, data)
         if isinstance(loaded, Skip):
             summary.skipped.append((str(file), loaded.reason))
+            _forget(key, old, stale, summary)
             continue
         summary.warnings += [(str(file), w) for w in loaded.warnings]
         chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
         if not chunks:
             summary.skipped.append((str(file), "no text to index"))
+            _forget(key, old, stale, summary)
             continue
         (summary.updated if old is not None else summary.added).append(source)
         pending += _chunk_rows(key, source, digest, loaded.title or document_title(loaded.text, loaded.kind), chunks)
@@ -245,6 +258,14 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     running.done = len(files)
     _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+def _forget(key: str, old: tuple[str, set[str]] | None, stale: list[str], summary: IngestSummary) -> None:
+    """A file that was indexed and now gives no text (emptied, turned binary): its old chunks go, or its old text
+    stayed searchable and cited (with lines that no longer exist)."""
+    if old is not None:
+        stale.append(f"(path = {_quote(key)})")
+        summary.removed.append(old[0])
 
 
 def _files(roots: list[Path], summary: IngestSummary) -> list[tuple[Path, Path]]:
@@ -285,15 +306,15 @@ def _add_leads(rows: list[dict[str, object]], lead: Any) -> None:
 
 
 def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, set[str]]], seen: set[str],
-            summary: IngestSummary, prune: bool) -> None:
+            summary: IngestSummary, prune: bool | str) -> None:
     """After the files: forget deleted ones (``prune``), refresh the full-text index, compact, stamp the base."""
     if prune:
         under = [str(r.resolve()) for r in roots if r.is_dir()]
-        gone = [p for p in stored if p not in seen and (not Path(p).exists()
+        gone = [p for p in stored if p not in seen and (prune == "mirror" or not Path(p).exists()
                                                          or any(p.startswith(u + os.sep) for u in under))]
         for start in range(0, len(gone), 200):
             kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
-        summary.removed = sorted(stored[p][0] for p in gone)
+        summary.removed = sorted([*summary.removed, *(stored[p][0] for p in gone)])
     missing = kb.table.count_rows() > 0 and not kb.has_fts_index()  # a first ingest killed before its index
     if summary.chunks or summary.removed or summary.updated or missing:
         kb.ensure_fts_index()
@@ -327,7 +348,22 @@ def reindex(name: str, embedder: str, progress: Progress | None = None) -> Inges
         if root not in roots:
             roots.append(root)
     meta = old.meta
+    # Built beside the old base, which takes searches (and refuses other ingests) until the new one is whole: a
+    # killed or stopped re-index left a base with part of its documents, and the next re-index re-read only those.
+    building, retired = old.folder.with_name(f".{name}.reindexing"), old.folder.with_name(f".{name}.replaced")
     with ingest_lock(old):
-        old.drop()
-        new = KB.create(name, embedder, meta.chunk_size, meta.chunk_overlap)
-    return ingest(new, list(roots), progress=progress)
+        shutil.rmtree(building, ignore_errors=True)  # what a killed re-index left
+        try:
+            new = KB.create(name, embedder, meta.chunk_size, meta.chunk_overlap, folder=building)
+            if meta.folder:  # a knowledge folder's base stays that folder's
+                new.meta.folder = meta.folder
+                new.save_meta()
+            summary = ingest(new, list(roots), progress=progress)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+        old.folder.rename(retired)
+        building.rename(old.folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    return summary

@@ -186,7 +186,7 @@ def read_bytes(path: Path, max_bytes: int | None = None) -> bytes | Skip:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return Skip(path, f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.0f} MB)")
+            return Skip(path, f"too large ({size / 2**20:.1f} MiB > {max_bytes / 2**20:.0f} MiB)")
         return path.read_bytes()
     except OSError as exc:
         return Skip(path, f"unreadable ({exc.strerror or exc})")
@@ -213,7 +213,7 @@ def _gunzip(path: Path, data: bytes) -> bytes | Skip:
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut file ends early (EOFError)
         return Skip(path, f"not a readable gzip file ({exc})")
     if len(content) > MAX_BYTES:
-        return Skip(path, f"too large (over {MAX_BYTES / 1e6:.0f} MB uncompressed)")
+        return Skip(path, f"too large (over {MAX_BYTES / 2**20:.0f} MiB uncompressed)")
     return content
 
 
@@ -238,8 +238,9 @@ def load(path: Path, data: bytes) -> Document | Skip:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        mostly = _mostly_utf8(data)
         try:
-            text = data.decode("cp1252")
+            text = mostly if mostly is not None else data.decode("cp1252")
         except UnicodeDecodeError:
             return Skip(path, "not UTF-8 text")
     title = ""
@@ -335,3 +336,13 @@ def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
         drop = {i for i in edges if key(lines[i]) in running}
         kept.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return kept
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 text with a few stray bytes (a paste from elsewhere), those replaced; None when it reads as another
+    encoding (Latin-1's accents are lone bytes, never valid UTF-8 sequences). Read as Windows-1252 instead, its
+    every accent became two characters ("CrÃ¨me"), and a single curly quote beside it skipped the whole file."""
+    text = data.decode("utf-8-sig", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for c in text if ord(c) > 127 and c != "\ufffd")
+    return text if good >= bad > 0 else None

@@ -66,6 +66,8 @@ class Fusion:
     doc_rank_fused: float = 2.0  # the weight of the list by best fused chunk in that fusion (the others count 1)
 
 
+MAX_K = 10_000  # hits a search returns at most (LanceDB takes k as a 32-bit count)
+
 DEFAULT_FUSION = Fusion()
 # The full-text share that scored best on the dev splits, per embedder: a transformer's vectors understand
 # paraphrase, so they get more of the say than static ones (which the full-text side has to make up for).
@@ -297,8 +299,22 @@ def _check(kb: KnowledgeBase, query: str, k: int, mode: str) -> None:
         raise KnowledgeError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
     if not query.strip():
         raise KnowledgeError("empty query")
-    if k < 1:
-        raise KnowledgeError("k must be at least 1")
+    if not 1 <= k <= MAX_K:
+        raise KnowledgeError(f"k must be between 1 and {MAX_K}")
+
+
+def _count(kb: KnowledgeBase) -> int:
+    try:
+        return int(kb.table.count_rows())
+    except (RuntimeError, OSError) as exc:
+        raise unreadable(kb, exc) from None
+
+
+def unreadable(kb: KnowledgeBase, exc: Exception) -> KnowledgeError:
+    """A base whose files are damaged (some deleted, a disk error): one line that says what can be done."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return KnowledgeError(f"knowledge base {kb.name!r} cannot be read ({first}); drop it with `halguru kb drop "
+                          f"{kb.name}` and ingest its files again")
 
 
 def _empty(kb: KnowledgeBase) -> KnowledgeError:
@@ -379,7 +395,7 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     try:
         rows = _rows(kb, query, vector, k, mode, where, fusion, notes, fts, lead_query)
     except Exception as exc:  # LanceDB reports SQL errors as ValueError/RuntimeError with long text
-        if kb.table.count_rows() == 0:  # an empty base has no full-text index yet either
+        if _count(kb) == 0:  # an empty base has no full-text index yet either
             raise _empty(kb) from None
         if where and ("parsing" in str(exc).lower() or "sql" in str(exc).lower() or "schema" in str(exc).lower()
                       or "column" in str(exc).lower() or isinstance(exc, ValueError)):
@@ -389,8 +405,10 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
             raise KnowledgeError(f"knowledge base {kb.name!r} has no full-text index yet (an ingest was "
                                  f"interrupted); run halguru kb ingest {kb.name} PATH, or search with "
                                  "--mode vector") from None
+        if isinstance(exc, RuntimeError | OSError):  # LanceDB's "Not found" of a damaged folder
+            raise unreadable(kb, exc) from None
         raise
-    if not rows and kb.table.count_rows() == 0:  # checked only when nothing was found: one query less
+    if not rows and _count(kb) == 0:  # checked only when nothing was found: one query less
         raise _empty(kb)
     hits = Hits(notes=notes)
     for row in rows:

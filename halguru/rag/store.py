@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,15 @@ TABLE = "chunks"
 META_FILE = "meta.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LEAD_DIMENSIONS = {"mpnet": 768}
+
+
+def base_folder(name: str) -> Path:
+    """The folder of base ``name``; a name that is not one (a path, ``..``) is refused, so no command reaches
+    outside the knowledge root (`kb drop /some/folder` deleted it)."""
+    if not NAME_PATTERN.match(name):
+        raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.' "
+                             "(not a path)")
+    return knowledge_root() / name
 
 
 def knowledge_root() -> Path:
@@ -55,6 +64,7 @@ class KnowledgeMeta:
     # the model of each document's lead vector (the "lead" column: hybrid search's lead vote), "" where the lead
     # vote uses the chunk's own vector (bases built before it, or where its weights are not installed)
     lead_model: str = ""
+    folder: str = ""  # an agent's knowledge folder that this base mirrors (resolved path); "" for other bases
 
 
 @dataclass
@@ -115,12 +125,11 @@ class KnowledgeBase:
 
     @classmethod
     def create(cls, name: str, embedder: str | None = None, chunk_size: int = 256, chunk_overlap: int = 32,
-               exist_ok: bool = False) -> KnowledgeBase:
+               exist_ok: bool = False, folder: Path | None = None) -> KnowledgeBase:
+        """A new, empty base; ``folder``: built elsewhere than its name's folder (a re-index, moved in after)."""
         from halguru.rag.embedders import PROFILES, default_embedder, get_embedder
 
-        if not NAME_PATTERN.match(name):
-            raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.'")
-        folder = knowledge_root() / name
+        folder = folder or base_folder(name)
         if (folder / META_FILE).exists():
             if exist_ok:
                 return cls.open(name)
@@ -144,7 +153,7 @@ class KnowledgeBase:
     def cached(cls, name: str) -> KnowledgeBase:
         """An open base reused across searches (reopening costs ~3 ms a query); reopened when its
         metadata file changes (reindex, drop and create)."""
-        folder = knowledge_root() / name
+        folder = base_folder(name)
         try:
             stamp = (folder / META_FILE).stat().st_mtime_ns
         except FileNotFoundError:
@@ -158,7 +167,7 @@ class KnowledgeBase:
 
     @classmethod
     def open(cls, name: str) -> KnowledgeBase:
-        folder = knowledge_root() / name
+        folder = base_folder(name)
         try:
             data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -167,7 +176,7 @@ class KnowledgeBase:
                                  f"create it with `halguru kb create {name}`") from None
         except (OSError, ValueError) as exc:
             raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}") from None
-        return cls(name, folder, KnowledgeMeta(**data))
+        return cls(name, folder, _meta(name, folder, data))
 
     def save_meta(self) -> None:
         tmp = self.folder / (META_FILE + ".tmp")
@@ -313,12 +322,32 @@ def default_lead_model(embedder: str) -> str:
     return mpnet.NAME if embedder.partition(":")[0] == "minilm" and mpnet.installed() else ""
 
 
+def _meta(name: str, folder: Path, data: Any) -> KnowledgeMeta:
+    """A base's metadata; keys a newer halguru may have added are left out, a file that is no mapping or
+    lacks what every base records is one clear error."""
+    known = {f.name for f in fields(KnowledgeMeta)}
+    try:
+        return KnowledgeMeta(**{k: v for k, v in dict(data).items() if k in known})
+    except (TypeError, ValueError) as exc:
+        raise KnowledgeError(f"knowledge base {name!r}: {folder / META_FILE} is not a base's metadata ({exc}); "
+                             f"drop the folder {folder} if it is not one") from None
+
+
 def list_names() -> list[str]:
     root = knowledge_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / META_FILE).is_file())
+    return sorted(p.name for p in root.iterdir() if NAME_PATTERN.match(p.name) and (p / META_FILE).is_file())
 
 
-def list_bases() -> list[KnowledgeInfo]:
-    return [KnowledgeBase.open(name).info() for name in list_names()]
+def list_bases(problems: list[str] | None = None) -> list[KnowledgeInfo]:
+    """Every base's figures; one that cannot be read (a damaged folder, foreign metadata) is left out and said in
+    ``problems``, so the others are still listed."""
+    bases = []
+    for name in list_names():
+        try:
+            bases.append(KnowledgeBase.open(name).info())
+        except Exception as exc:  # LanceDB raises RuntimeError, OSError, ValueError... on damaged data
+            if problems is not None:
+                problems.append(f"knowledge base {name!r} cannot be read: {exc}")
+    return bases

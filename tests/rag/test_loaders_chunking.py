@@ -138,7 +138,7 @@ def test_gzipped_files_are_read_by_the_name_inside_and_a_bad_or_huge_one_is_skip
                if isinstance(r := loaded(tmp_path / name), Skip)}
     assert reasons["cut.txt.gz"].startswith("not a readable gzip file")
     assert reasons["fake.gz"].startswith("not a readable gzip file")
-    assert reasons["bomb.txt.gz"] == "too large (over 0 MB uncompressed)"
+    assert reasons["bomb.txt.gz"] == "too large (over 0 MiB uncompressed)"
 
 
 INFO_MANUAL = """This is demo.info, produced by makeinfo version 6.8 from demo.texi.

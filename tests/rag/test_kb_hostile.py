@@ -1,0 +1,137 @@
+"""What a hostile or careless user did to knowledge bases (an outside pass): names that are paths, two projects'
+agents of one name, a re-index cut short, files emptied or reached twice, damaged bases, absurd ``-k``, a UTF-8
+file with a stray byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from halguru import rag
+from halguru.rag.store import knowledge_root, list_names
+
+
+def test_a_name_that_is_a_path_reaches_nothing_outside_the_knowledge_root(cli_error, tmp_path: Path):
+    """`kb drop /some/folder --yes` deleted any folder holding a base-like meta.json; only `create` checked."""
+    victim = tmp_path / "precious"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "meta.json").write_text(json.dumps({"name": "x", "embedder": "wordllama", "dimension": 64}))
+    (victim / "sub" / "f.txt").write_text("keep me")
+    knowledge_root().mkdir(parents=True, exist_ok=True)
+    relative = f"../{Path('..') / victim.relative_to(tmp_path)}"
+    for name in (str(victim), relative, "a/b"):
+        for command in (["kb", "drop", name, "--yes"], ["kb", "show", name], ["kb", "search", name, "q"]):
+            assert "invalid knowledge base name" in cli_error(*command)
+    assert (victim / "sub" / "f.txt").read_text() == "keep me"
+
+
+def test_two_agents_of_one_name_in_two_projects_do_not_share_a_base(write_agent, tmp_path: Path):
+    from halguru.rag.agent import KnowledgeRetriever as Knowledge
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for root, fact in ((one, "The museum opens at nine."), (two, "The vault code is 4242.")):
+        (root / "knowledge").mkdir(parents=True)
+        (root / "knowledge" / "facts.md").write_text(f"# Facts\n\n{fact}\n")
+    first = Knowledge(["knowledge"], one, "helper", embedder="fast")
+    second = Knowledge(["knowledge"], two, "helper", embedder="fast")
+    [a], [b] = first.bases(), second.bases()
+    assert a == "helper-knowledge" and b.startswith("helper-knowledge-") and a != b
+    found = [hit.text for hits in first.retrieve("vault code") for hit in hits.hits]
+    assert found and not any("4242" in text for text in found)
+    assert first.bases() == [a] and second.bases() == [b]  # stable across calls
+
+
+def test_a_base_shared_before_bases_recorded_their_folder_sheds_the_other_folders_files(tmp_path: Path):
+    """A base two folders had filled (made before the folder was recorded) keeps only its folder's files."""
+    from halguru.rag.agent import KnowledgeRetriever as Knowledge
+
+    ours, theirs = tmp_path / "ours" / "knowledge", tmp_path / "theirs" / "knowledge"
+    for folder, fact in ((ours, "Opening hours are nine to five."), (theirs, "The vault code is 4242.")):
+        folder.mkdir(parents=True)
+        (folder / "facts.md").write_text(f"# Facts\n\n{fact}\n")
+    rag.create("helper-knowledge", embedder="fast")
+    rag.ingest("helper-knowledge", [ours, theirs])
+    [name] = Knowledge(["knowledge"], ours.parent, "helper", embedder="fast").bases()
+    assert name == "helper-knowledge"
+    assert sorted(rag.open_base(name).info(with_sources=True).sources) == ["knowledge/facts.md"]
+
+
+def test_a_reindex_cut_short_keeps_every_document(docs, monkeypatch):
+    """Re-index dropped the base first: killed or stopped half-way it held part of its documents, and the next
+    re-index rebuilt only those. The new base is now built beside the old, which stays whole until the swap."""
+    from halguru.rag import indexer
+
+    rag.create("docs", embedder="fast")
+    rag.ingest("docs", [docs])
+    real = indexer.ingest
+
+    def cut(kb, paths, **kwargs):  # type: ignore[no-untyped-def]
+        real(kb, [next(Path(docs).iterdir())], **kwargs)  # one file in, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexer, "ingest", cut)
+    with pytest.raises(KeyboardInterrupt):
+        rag.reindex("docs", "wordllama:128")
+    info = rag.open_base("docs").info()
+    assert (info.embedder, info.documents) == ("wordllama", 5)
+    assert list_names() == ["docs"] and sorted(p.name for p in knowledge_root().iterdir()) == ["docs"]
+    monkeypatch.setattr(indexer, "ingest", real)
+    assert "5 added" in rag.reindex("docs", "wordllama:128").line()
+    info = rag.open_base("docs").info()
+    assert (info.embedder, info.documents) == ("wordllama:128", 5)
+    assert sorted(p.name for p in knowledge_root().iterdir()) == ["docs"]
+
+
+def test_a_file_emptied_or_reached_twice(tmp_path: Path):
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\naardvark\n")
+    (folder / "b.md").write_text("# Beta\n\nbison\n")
+    (folder / "link.md").symlink_to(folder / "a.md")
+    rag.create("dup", embedder="fast")
+    summary = rag.ingest("dup", [folder, folder / "a.md", folder / "a.md"])
+    assert len(summary.added) == 2  # one file, one copy, however many routes lead to it
+    assert [h.source for h in rag.search("dup", "aardvark", k=10, mode="fts")] == ["dup/a.md"]
+    (folder / "b.md").write_text("")  # emptied: its old text went on being found (and cited)
+    summary = rag.ingest("dup", [folder])
+    assert summary.removed == ["dup/b.md"] and any("empty file" in why for _, why in summary.skipped)
+    assert rag.search("dup", "bison", k=10, mode="fts") == []
+
+
+def test_a_damaged_base_is_one_line_and_the_others_are_still_listed(cli, cli_error, docs):
+    rag.create("good", embedder="fast")
+    rag.ingest("good", [docs])
+    rag.create("broken", embedder="fast")
+    rag.ingest("broken", [docs])
+    rag.create("newer", embedder="fast")
+    for data in (knowledge_root() / "broken" / "chunks.lance" / "data").iterdir():
+        data.unlink()
+    meta = knowledge_root() / "newer" / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "from_the_future": 1}))  # a newer halguru's key
+    listed = cli("kb", "list")
+    assert "good" in listed.output and "newer" in listed.output
+    assert "knowledge base 'broken' cannot be read" in listed.output  # said (stderr), not a traceback
+    assert "cannot be read" in cli_error("kb", "search", "broken", "install")
+    assert "drop it with `halguru kb drop broken`" in cli_error("kb", "ingest", "broken", str(docs))
+    cli("kb", "drop", "broken", "--yes")
+    assert list_names() == ["good", "newer"]
+    meta.write_text("[1, 2]")
+    assert "is not a base's metadata" in cli_error("kb", "show", "newer")
+
+
+def test_absurd_k_is_one_line(cli_error, docs):
+    rag.create("docs", embedder="fast")
+    rag.ingest("docs", [docs])
+    assert cli_error("kb", "search", "docs", "install", "-k", "4294967296") == (
+        "Error: k must be between 1 and 10000")
+
+
+def test_utf8_with_a_stray_byte_stays_utf8():
+    from halguru.rag.loaders import load
+
+    text = load(Path("menu.txt"), "Crème brûlée, “Straße” ".encode() + b"\xe9\n").text  # type: ignore[union-attr]
+    assert text.startswith("Crème brûlée, “Straße” ")
+    latin = load(Path("old.txt"), "Café déjà vu".encode("latin-1")).text  # type: ignore[union-attr]
+    assert latin == "Café déjà vu"
