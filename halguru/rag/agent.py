@@ -41,15 +41,24 @@ class Citations:
     A number stands for one passage (file, section and line range), not for a whole file, so a marker in the
     answer points at the lines that support it; the footer lists only the passages the answer cites."""
 
-    numbers: dict[str, int] = field(default_factory=dict)
+    numbers: dict[tuple[str, str], int] = field(default_factory=dict)  # (knowledge base, reference) -> [n]
 
     def number(self, hit: Hit) -> int:
-        return self.numbers.setdefault(reference(hit), len(self.numbers) + 1)
+        """The passage's number: per base, as two bases can hold a file of one name (two passages numbered [1])."""
+        return self.numbers.setdefault((hit.knowledge_base, reference(hit)), len(self.numbers) + 1)
+
+    def label(self, hit: Hit) -> str:
+        """The passage's reference, naming its base when a passage of another base has the same reference."""
+        return self._label(hit.knowledge_base, reference(hit))
+
+    def _label(self, base: str, ref: str) -> str:
+        shared = any(other != base and r == ref for other, r in self.numbers)
+        return f"{ref} ({base})" if shared and base else ref
 
     def footer(self, answer: str) -> str:
         """``Sources:`` with the passages the answer cites, one per marker; nothing when it cites none."""
         cited = {int(n) for n in _CITED.findall(answer)}
-        chosen = sorted((n, ref) for ref, n in self.numbers.items() if n in cited)
+        chosen = sorted((n, self._label(*key)) for key, n in self.numbers.items() if n in cited)
         if not chosen:
             return ""
         return "\n\nSources:\n" + "\n".join(f"[{n}] {ref}" for n, ref in chosen)
@@ -217,7 +226,8 @@ def context_block(hits: list[Hit], citations: Citations) -> str:
     """The sources as the model sees them, numbered for citation."""
     if not hits:
         return "No document matched the question."
-    parts = [f"[{citations.number(h)}] {reference(h)}\n{h.text.strip()}" for h in hits]
+    numbered = [(citations.number(h), h) for h in hits]  # all numbered first: a label sees every base's
+    parts = [f"[{n}] {citations.label(h)}\n{h.text.strip()}" for n, h in numbered]
     return "\n\n".join(parts)
 
 

@@ -193,6 +193,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     pending: list[dict[str, object]] = []
     stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
     indexed = [True] if stored else []  # a base with rows has its full-text index, unless a kill came first
+    taken = {source: path for path, (source, _) in stored.items()}  # citation name -> the file that has it
 
     def commit() -> None:
         if pending:
@@ -229,7 +230,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             _forget(key, old, stale, summary)
             continue
         digest = hashlib.sha256(data).hexdigest()[:32]
-        source = _source_name(file, root)
+        source = _unique_source(_source_name(file, root), key, taken)
         if old is not None and digest in old[1]:  # unchanged: not parsed again
             if len(old[1]) > 1:  # an update killed half-way: drop the older version now
                 stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
@@ -258,6 +259,16 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     running.done = len(files)
     _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+def _unique_source(source: str, key: str, taken: dict[str, str]) -> str:
+    """``source``, or with the folders above it until no other file of the base has that name: twelve packages'
+    ``README.Debian`` given one by one were one document to search and cite (``dpkg/README.Debian`` now)."""
+    above = [part for part in Path(key).parts[:-len(Path(source).parts)] if part != "/"]
+    while taken.get(source, key) != key and above:
+        source = f"{above.pop()}/{source}"
+    taken[source] = key
+    return source
 
 
 def _forget(key: str, old: tuple[str, set[str]] | None, stale: list[str], summary: IngestSummary) -> None:

@@ -135,3 +135,31 @@ def test_utf8_with_a_stray_byte_stays_utf8():
     assert text.startswith("Crème brûlée, “Straße” ")
     latin = load(Path("old.txt"), "Café déjà vu".encode("latin-1")).text  # type: ignore[union-attr]
     assert latin == "Café déjà vu"
+
+
+def test_files_of_one_name_are_told_apart_in_citations(tmp_path: Path):
+    """Twelve packages' README.Debian given one by one were one document to rank and cite; two folders called
+    docs both cited docs/install.md; two bases' passages of one reference were both numbered [1]."""
+    from halguru.rag.agent import Citations, context_block
+
+    for package, word in (("alpha", "aardvark"), ("beta", "bison")):
+        (tmp_path / package / "docs").mkdir(parents=True)
+        (tmp_path / package / "README.Debian").write_text(f"Notes\n\n{word} notes for {package}.\n")
+        (tmp_path / package / "docs" / "install.md").write_text(f"# Install\n\nInstall {package} with {word}.\n")
+    rag.create("pkgs", embedder="fast")
+    rag.ingest("pkgs", [tmp_path / "alpha" / "README.Debian", tmp_path / "beta" / "README.Debian",
+                        tmp_path / "alpha" / "docs", tmp_path / "beta" / "docs"])
+    sources = sorted(rag.open_base("pkgs").info(with_sources=True).sources)
+    assert sources == ["README.Debian", "beta/README.Debian", "beta/docs/install.md", "docs/install.md"]
+    assert {h.source for h in rag.search("pkgs", "bison", k=5, mode="fts")} == {"beta/README.Debian",
+                                                                                 "beta/docs/install.md"}
+    rag.create("other", embedder="fast")
+    rag.ingest("other", [tmp_path / "beta" / "docs"])
+    citations = Citations()
+    mine = rag.search("pkgs", "aardvark install", k=1, mode="fts")[0]
+    theirs = rag.search("other", "bison install", k=1, mode="fts")[0]
+    assert mine.citation == theirs.citation == "docs/install.md#Install"
+    block = context_block([mine, theirs], citations)
+    assert "[1] docs/install.md#Install, lines 1-3 (pkgs)" in block
+    assert "[2] docs/install.md#Install, lines 1-3 (other)" in block
+    assert citations.footer("It is [2].").endswith("[2] docs/install.md#Install, lines 1-3 (other)")
