@@ -163,3 +163,14 @@ def test_files_of_one_name_are_told_apart_in_citations(tmp_path: Path):
     assert "[1] docs/install.md#Install, lines 1-3 (pkgs)" in block
     assert "[2] docs/install.md#Install, lines 1-3 (other)" in block
     assert citations.footer("It is [2].").endswith("[2] docs/install.md#Install, lines 1-3 (other)")
+
+
+def test_a_file_name_with_a_line_break_is_one_line_of_a_listing(cli, tmp_path: Path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "two\nlines.md").write_text("# Title\n\nzebra\n")
+    rag.create("odd", embedder="fast")
+    out = cli("kb", "ingest", "odd", str(folder), "-v").output
+    assert "  added: odd/two\\nlines.md" in out.splitlines()
+    assert "odd/two\\nlines.md" in cli("kb", "show", "odd").output.splitlines()[-1]
+    assert cli("kb", "search", "odd", "zebra").output.splitlines()[0].startswith("[1] odd/two\\nlines.md#Title")
