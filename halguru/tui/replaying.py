@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from halguru.agents.describe import ASK_PREFIX, clip, parent_of
 from halguru.agents.events import (
+    ApprovalApproved,
+    ApprovalRejected,
+    ApprovalRequested,
     Checkpoint,
     Event,
     Handoff,
@@ -25,6 +28,8 @@ from halguru.agents.events import (
     StepFinished,
     StepStarted,
     Token,
+    ToolCall,
+    ToolResult,
 )
 from halguru.agents.replay import event_line
 
@@ -37,10 +42,13 @@ REASONS = {
             "not the workflow driver.",
     "handoff": "{n} handoff(s) missing: replay runs without the team driver; the handoff tool's recorded result "
                "is fed back, but no member takes over (the next model calls replay as the same agent's).",
+    "approval": "{n} event(s) of an approval missing: the decision and the decided call (run or refused) came "
+                "before the continuation's first model call, where a replay starts.",
 }
 
 
-def _kind(e: Event) -> str:
+def _kind(e: Event, decided: frozenset[str] = frozenset()) -> str:
+    """Why ``e`` may be missing from a replay ("" for none); ``decided``: the call ids a human decided."""
     if parent_of(e):
         return "sub-run"
     if isinstance(e, Checkpoint):
@@ -49,6 +57,10 @@ def _kind(e: Event) -> str:
         return "step"
     if isinstance(e, Handoff) and not e.reason.startswith(ASK_PREFIX):
         return "handoff"
+    if isinstance(e, ApprovalApproved | ApprovalRejected | ApprovalRequested):
+        return "approval"
+    if isinstance(e, ToolCall | ToolResult) and e.call_id in decided:
+        return "approval"
     return ""
 
 
@@ -86,6 +98,9 @@ def _failure(recorded: list[Event], replayed: list[Event], driven: bool) -> str:
                                                       and end.error == again.error):
         return ""
     status = end.status if end is not None else "running"
+    if status == "paused":
+        return ("it paused for an approval, so it has no answer to reproduce: replay the run that continued it "
+                "once the call was decided (`halguru runs list` names it)")
     if status in ("interrupted", "cancelled", "running"):
         started = {e.step_id for e in recorded if isinstance(e, StepStarted) and not parent_of(e)}
         open_steps = started - {e.step_id for e in recorded if isinstance(e, StepFinished) and not parent_of(e)}
@@ -102,8 +117,9 @@ def _failure(recorded: list[Event], replayed: list[Event], driven: bool) -> str:
 def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
     """Compare a recorded run with its replay event by event (ids, times and token counts aside)."""
     out = Explanation()
-    kinds = Counter(_kind(e) for e in recorded if not isinstance(e, Token))
-    again = Counter(_kind(e) for e in replayed if not isinstance(e, Token))
+    decided = frozenset(e.call_id for e in recorded if isinstance(e, ApprovalApproved | ApprovalRejected))
+    kinds = Counter(_kind(e, decided) for e in recorded if not isinstance(e, Token))
+    again = Counter(_kind(e, decided) for e in replayed if not isinstance(e, Token))
     for kind, template in REASONS.items():
         missing = kinds[kind] - again[kind]
         if missing > 0:  # a replay through the driver re-runs these; the plain one does not
@@ -111,8 +127,8 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
             out.reasons.append(template.format(n=missing, runs=max(runs, 0)))
             out.count += missing
     explained = {kind for kind in REASONS if kinds[kind] > again[kind]}
-    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and _kind(e) not in explained]
-    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and _kind(e) not in explained]
+    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and _kind(e, decided) not in explained]
+    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and _kind(e, decided) not in explained]
     rest = [line for line in difflib.unified_diff(kept_l, kept_r, "recorded", "replay", lineterm="", n=0)
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     out.count += len(rest)

@@ -365,6 +365,37 @@ async def test_replay_of_an_interrupted_workflow_run_says_in_one_line_it_cannot_
         assert "no model calls of its own" not in text  # it replayed through its workflow, which is not why
 
 
+async def test_replay_of_a_turn_that_waited_for_an_approval_says_why_it_cannot_be_replayed(write_agent) -> None:
+    """F7 on a paused run and on its continuation said "the replay failed (stopped after 1 model calls without a
+    final answer (limits.max_steps))": true, but not why."""
+    from halguru.agents.runtime import collect_result
+    from halguru.orchestration.approvals import resume_events
+    from halguru.store import open_store
+    from tests.tui.conftest import TOOLS
+
+    folder = write_agent("name: calc\nmodel: scripted\ntools: [add]\napprovals: [add]\n", TOOLS, name="calc")
+    script = [{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is 5."]
+    paused = await run_to_result(folder, "add", model=ScriptedModel(script))
+    assert paused.status == "paused"
+    continued = await collect_result(resume_events(paused.run_id, model=ScriptedModel(script[1:])))
+    assert continued.status == "ok"
+    app = DevApp(None, run_id=paused.run_id, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.title_text.startswith(f"Replay of {paused.run_id}: cannot be replayed: it paused for an "
+                                                "approval, so it has no answer to reproduce"), app.screen.title_text
+    app = DevApp(None, run_id=continued.run_id, watch=False)  # the continuation replays, and says what is not
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        assert app.screen.title_text.startswith(f"Replay of {continued.run_id}: identical answer")
+        text = app.screen.query_one("#diff", TextArea).text
+        assert "3 event(s) of an approval missing" in text, text
+        assert "no known reason" not in text, text
+    assert open_store().get_run(continued.run_id)["status"] == "ok"
+
+
 async def test_parallel_workflow_steps_keep_their_own_branches(tmp_path: Path) -> None:
     for name in ("fast", "slow"):
         (tmp_path / name).mkdir()
