@@ -23,7 +23,7 @@ from halguru.models.base import Message, ToolCallRequest
 if TYPE_CHECKING:
     from halguru.agents.loader import Agent
     from halguru.agents.runtime import RunResult
-    from halguru.models.base import Model
+    from halguru.models.base import Model, PerAgentModel
     from halguru.store.base import Store
     from halguru.store.records import ApprovalRecord
 
@@ -78,7 +78,8 @@ def _reject_without_continuation(store: Store, pending: ApprovalRecord, reason: 
 
 
 def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject: str | None,
-            decided_by: str | None, model: str | Model | None = None
+            decided_by: str | None, model: str | Model | PerAgentModel | None = None,
+            agent_given: Agent | None = None
             ) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
     """Record the decision on the paused run (checked, claimed once, audited) and what its continuation needs:
     the agent, the decided call and the ``Resume``. Store calls and file reads, so serve mode runs it on a
@@ -88,8 +89,8 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
 
     if edit_args is not None and reject is None:  # check the edit before the approval is used up
         check_edited_args(store, run_id, edit_args)
-    pending, agent = store.find_approval(run_id), None
-    if pending is not None and pending["status"] == "pending" and pending["agent_path"]:
+    pending, agent = store.find_approval(run_id), agent_given
+    if agent is None and pending is not None and pending["status"] == "pending" and pending["agent_path"]:
         try:
             agent = load_agent(pending["agent_path"])  # before the claim: a failed load uses nothing up
             reference = model if model is not None else pending["model"]
@@ -102,9 +103,11 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
             _reject_without_continuation(store, pending, reject, decided_by, str(exc))
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
-    if not row["agent_path"]:
-        raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed here")
-    agent = agent or load_agent(row["agent_path"])
+    if agent is None:
+        if not row["agent_path"]:
+            raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed "
+                               "here")
+        agent = load_agent(row["agent_path"])
     call = ToolCallRequest.model_validate_json(row["call"])
     audit.record(store, decided_by, "run.reject" if reject is not None else "run.approve", row["run_id"],
                  {"tool": call.name, "edited": edit_args is not None, "reason": reject})
@@ -126,18 +129,20 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
 
 
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
-                        model: str | Model | None = None, store: Store | None = None,
-                        metadata: dict[str, Any] | None = None, decided_by: str | None = None
-                        ) -> AsyncIterator[Event]:
+                        model: str | Model | PerAgentModel | None = None, store: Store | None = None,
+                        metadata: dict[str, Any] | None = None, decided_by: str | None = None,
+                        agent: Agent | None = None) -> AsyncIterator[Event]:
     """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
     its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
-    with the decision). Its store calls run off the event loop, as the runtime's own do."""
+    with the decision; ``agent``: the agent to continue with instead of the one loaded from its folder, as
+    conversation tests give theirs, whose tools record or replay). Its store calls run off the event loop, as
+    the runtime's own do."""
     from halguru.agents.runtime import run
 
     store = _store(store)
-    row, agent, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by,
-                                                       model)
-    async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
+    row, decided, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by,
+                                                         model, agent)
+    async with aclosing(run(decided, row["input"], row["conversation_id"], model=model or row["model"],
                             store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
                             owner=row["owner"])) as events:
         async for event in events:

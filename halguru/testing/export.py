@@ -19,18 +19,48 @@ def run_to_test_case(store: TraceStore, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     runs = sorted(store.list_runs(limit=1000, conversation_id=run["conversation_id"]), key=lambda r: r["started"])
     runs = [r for r in runs if r["started"] <= run["started"]]
-    turns = []
+    turns: list[dict[str, Any]] = []
     for r in runs:
-        calls = [{"name": e["name"], "arguments": e["arguments"]}
-                 for e in store.get_events(r["id"]) if e["type"] == "tool_call"]
-        expect: dict[str, Any] = {}
+        events = store.get_events(r["id"])
+        decision = _decision(events)
+        if decision is not None and turns:  # a continuation after a human's decision: the same turn goes on
+            turn = turns[-1]
+            turn.setdefault("decide", []).append(decision)
+        else:
+            turn = {"user": r["input"], "expect": {}}
+            turns.append(turn)
+        # the calls the model made: a call that waits for approval is one (its tool_call comes, if approved, in
+        # the continuation, which does not count it again)
+        decided = decision_call(events) if decision is not None else None
+        calls = [{"name": e["name"], "arguments": e["arguments"]} for e in events
+                 if (e["type"] == "tool_call" and e.get("call_id") != decided)
+                 or (e["type"] == "approval_requested" and not e.get("parent_run_id"))]
         if calls:
-            expect["tool_called"] = calls
+            turn["expect"].setdefault("tool_called", []).extend(calls)
+        turn["expect"].pop("equals", None)
         if r["status"] == "ok":
-            expect["equals"] = r["output"]
-        turns.append({"user": r["input"], "expect": expect})
+            turn["expect"]["equals"] = r["output"]
+    for turn in turns:  # decide: before expect, as a person would write it
+        if "decide" in turn:
+            turn["expect"] = turn.pop("expect")
     name = " ".join(run["input"].split())[:50] or run["id"]
     return {"name": f"{name} ({run['id']})", "turns": turns}
+
+
+def _decision(events: list[dict[str, Any]]) -> Any:
+    """The human's decision a continuation run starts with, as a test turn's ``decide:`` entry; None for another
+    run."""
+    for e in events:
+        if e["type"] == "approval_approved" and not e.get("parent_run_id"):
+            return {"approve": e["arguments"]} if e.get("edited") else "approve"
+        if e["type"] == "approval_rejected" and not e.get("parent_run_id"):
+            return {"reject": e.get("reason") or "refused"}
+    return None
+
+
+def decision_call(events: list[dict[str, Any]]) -> str | None:
+    """The call id a continuation's decision was about (its call is the paused turn's, already exported)."""
+    return next((e["call_id"] for e in events if e["type"] in ("approval_approved", "approval_rejected")), None)
 
 
 def run_to_test_yaml(store: TraceStore, run_id: str) -> str:

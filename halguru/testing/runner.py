@@ -108,10 +108,12 @@ def _single_model(agent: Agent) -> bool:
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
-    from halguru.agents.runtime import run_to_result
+    from halguru.agents.runtime import collect_result, run_to_result
     from halguru.models.base import Model, PerAgentModel
     from halguru.models.registry import get_model
+    from halguru.orchestration.approvals import resume_events
     from halguru.testing.judge import judge_answer
+    from halguru.testing.spec import ApproveEdited, Reject
 
     result = TestResult(file=file, name=case.name, attempt=attempt, mode=mode)
     model_ref = model or agent.spec.model
@@ -153,9 +155,20 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     started = time.perf_counter()
     for index, turn in enumerate(case.turns, 1):
         turn_started = time.perf_counter()
-        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj,
-                                  metadata={"test": True, "test_case": f"{file.name}::{case.name}"})
-        outcome = TurnOutcome.from_events(run.events, (time.perf_counter() - turn_started) * 1000)
+        metadata = {"test": True, "test_case": f"{file.name}::{case.name}"}
+        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj, metadata=metadata)
+        events, undecided = list(run.events), list(turn.decide)
+        while run.status == "paused" and undecided:  # a human's decisions, in order: each continues the turn
+            decision = undecided.pop(0)
+            edit = decision.approve if isinstance(decision, ApproveEdited) else None
+            reason = decision.reject if isinstance(decision, Reject) else None
+            run = await collect_result(resume_events(run.run_id, edit, reject=reason, model=model_obj,
+                                                     metadata=metadata, agent=test_agent))
+            events += run.events
+        outcome = TurnOutcome.from_events(events, (time.perf_counter() - turn_started) * 1000)
+        if undecided and outcome.status == "ok":
+            outcome.status, outcome.error = "failed", (f"the turn did not wait for an approval that decide: has "
+                                                       f"{len(undecided)} more decision(s) for")
         conversation = run.conversation_id
         if turn.expect.judge is not None:
             judge = turn.expect.judge

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -92,10 +92,27 @@ class Expect(BaseModel):
         return value
 
 
+class ApproveEdited(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approve: dict[str, Any] = Field(description="approve the call with these arguments instead of the model's")
+
+
+class Reject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reject: str = Field(description="refuse the call; the model is told this reason")
+
+
+Decision = Literal["approve"] | ApproveEdited | Reject
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: str = Field(description="the user's message")
+    decide: list[Decision] = Field(default=[], description="what a human decides on each approval the turn "
+                                   "waits for, in order: approve, {approve: {edited arguments}}, {reject: reason}")
     expect: Expect = Expect()
 
 
