@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
 
         if sum((record, replay, live)) > 1:
             raise HalguruError("choose one of --record, --replay and --live")
+        if record and repeat > 1:
+            raise HalguruError("--record records each test once; --repeat runs tests several times (with --live)")
         mode: Literal["auto", "live", "record", "replay"] = (
             "record" if record else "replay" if replay else "live" if live else "auto")
         from halguru.testing.report import LiveProgress
@@ -54,6 +56,8 @@ def register(app: typer.Typer) -> None:
             from halguru.cli.table import stdout_console
 
             print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate)
+        for label in suite.unrecorded:
+            typer.echo(f"not recorded: {label} failed; its earlier recording (if any) is kept", err=True)
         raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
 
     @app.command("eval")

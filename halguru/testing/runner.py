@@ -67,6 +67,7 @@ class TestResult:
 class SuiteResult:
     tests: list[TestResult]
     file_errors: list[str]
+    unrecorded: list[str] = field(default_factory=list)  # --record: tests that failed, so kept their old recording
 
     @property
     def passed(self) -> bool:
@@ -244,8 +245,10 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
                                                   cassette=cassettes.get(case.name), model=model, attempt=attempt)
                 suite.tests.append(result)
                 notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
-                if recorded is not None:
+                if recorded is not None and result.passed:
                     new_recordings[case.name] = recorded
+                elif recorded is not None:  # a failing run would replace the good recording it is tested against
+                    suite.unrecorded.append(label)
         if new_recordings:
             save_recording(recording_path(file), {**cassettes, **new_recordings}, agent.name,
                            model or agent.spec.model)

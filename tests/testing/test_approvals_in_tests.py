@@ -86,3 +86,4 @@ def test_logs_export_writes_the_decisions_and_the_export_passes(write_agent, cli
     (folder / "s.yaml").write_text(yaml.safe_dump([CALL, CALL, "Sent."]))
     (folder / "tests" / "test_exported.yaml").write_text(yaml.safe_dump(exported, sort_keys=False))
     assert "1 passed" in cli("test", str(folder), "--live").output
+

@@ -373,3 +373,26 @@ tests:
     (tmp_path / "reply.yaml").write_text("- 'Something else.'\n")
     assert "1 passed, 0 failed" in cli("test", str(flow)).stdout
     assert "0 passed, 1 failed" in cli("test", str(flow), "--live", code=1).stdout
+
+
+def test_record_keeps_a_good_recording_from_a_failing_run_and_refuses_repeat(write_agent, cli, cli_error):
+    """`--record` of a failing test replaced the good recording it was tested against; `--record --repeat 2`
+    ran once and said nothing."""
+    import json
+
+    import yaml
+
+    folder = write_agent("name: echoer\nmodel: scripted\n", name="echoer")
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_echo.yaml").write_text(yaml.safe_dump({"tests": [
+        {"name": "echoes", "turns": [{"user": "hello", "expect": {"contains": "hello"}}]}]}))
+    cli("test", str(folder), "--record")
+    recording = folder / "tests" / "test_echo.recording.json"
+    good = json.loads(recording.read_text())
+    (folder / "s.yaml").write_text(yaml.safe_dump(["something else"]))
+    failed = cli("test", str(folder), "--record", "-m", f"scripted:{folder / 's.yaml'}", code=1)
+    assert "not recorded: test_echo::echoes failed; its earlier recording (if any) is kept" in failed.output
+    assert json.loads(recording.read_text()) == good
+    assert "1 passed" in cli("test", str(folder)).output
+    assert cli_error("test", str(folder), "--record", "--repeat", "2") == (
+        "Error: --record records each test once; --repeat runs tests several times (with --live)")
