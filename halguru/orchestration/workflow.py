@@ -9,6 +9,7 @@ resumes after its last finished step (see halguru.orchestration.durable).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -129,7 +130,9 @@ def load_workflow(agent: Agent) -> Workflow:
             if member.spec.workflow is not None:
                 raise fail(("steps", i, "agent"), f"{member.name!r} is a workflow itself; workflows do not nest")
             workflow.agents[sid] = member
-    _reject_cycles(workflow, lambda sid, j: fail(("steps", index_of[sid], "needs", j), ""))
+    _reject_cycles(workflow, lambda sid, j: fail(("steps", index_of[sid], "needs", j) if steps[sid].needs is not None
+                                                 else ("steps", index_of[sid]), ""),
+                   explicit={sid for sid, step in steps.items() if step.needs is not None})
     for sid, step in steps.items():
         before = _ancestors(workflow, sid)
         for path, template, is_expression in _templates(step):
@@ -165,15 +168,22 @@ def _ancestors(workflow: Workflow, sid: str) -> set[str]:
     return seen
 
 
-def _reject_cycles(workflow: Workflow, fail: Callable[[str, int], AgentSpecError]) -> None:
+def _reject_cycles(workflow: Workflow, fail: Callable[[str, int], AgentSpecError],
+                   explicit: set[str] | None = None) -> None:
+    """A cycle is an error at one of its edges: one written in a ``needs:`` list (``explicit``: the steps that
+    have one) where there is one, not a step's implicit need of the step before it, which has no line."""
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
     def visit(sid: str, path: list[str]) -> None:
         state[sid] = 1
-        for j, need in enumerate(workflow.needs[sid]):
+        for need in workflow.needs[sid]:
             if state.get(need) == 1:
-                chain = " → ".join([*path[path.index(need):], need])
-                error = fail(sid, j)
+                cycle = [*path[path.index(need):], need]
+                chain = " → ".join(cycle)
+                edges = list(itertools.pairwise(cycle))  # (step, the step it needs)
+                written = [(a, b) for a, b in edges[::-1] if explicit is None or a in explicit]  # closing first
+                at, needed = (written or [(sid, need)])[0]
+                error = fail(at, workflow.needs[at].index(needed))
                 raise AgentSpecError(f"{str(error).rstrip()} cycle {chain}; a workflow runs each step once")
             if need not in state:
                 visit(need, [*path, need])

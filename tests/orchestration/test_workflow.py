@@ -164,6 +164,9 @@ def test_timeout_ends_the_workflow_as_limited(project: Path):
 @pytest.mark.parametrize(("body", "line", "message"), [
     ("  steps:\n    - {id: a, condition: 'true'}\n    - {id: b, condition: 'true', needs: [a, c]}\n"
      "    - {id: c, condition: 'true', needs: [b]}\n", 7, "needs.0: cycle b → c → b"),
+    # c needs b only by coming after it: the error is at the needs: that was written (b's), not at c's line
+    ("  steps:\n    - {id: a, condition: 'true'}\n    - {id: b, condition: 'true', needs: [c]}\n"
+     "    - {id: c, condition: 'true'}\n", 6, "1.needs.0: cycle b → c → b"),
     ("  steps:\n    - {id: a, condition: 'true', needs: [zz]}\n", 5, "unknown step 'zz' (steps: a)"),
     ("  steps:\n    - {id: a, agent: ../agents/nobody}\n", 5, "unknown agent '../agents/nobody'"),
     ("  steps:\n    - {id: a, tool: http_get}\n", 5, "'http_get' is not one of this agent's tools"),
