@@ -207,3 +207,34 @@ def test_a_plugin_whose_models_hook_raises_is_skipped_for_every_command_alike(tm
         assert "'nomodels' skipped: its register_models hook raised RuntimeError: no models today" in proc.stderr
     validated = run("validate", str(write_agent("name: h\nmodel: scripted\ntools: [hum]\n")))
     assert validated.returncode == 1 and "hum" in validated.stderr
+
+
+CLASHING = '''
+import typer
+from halguru.plugins import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command(name="logs")
+    def mine() -> None:
+        """Not halguru's logs."""
+        typer.echo("the plugin's logs")
+
+    @cli.command(name="hello")
+    def hello() -> None:
+        """A command of its own."""
+        typer.echo("hello from the plugin")
+'''
+
+
+def test_a_plugin_command_named_like_a_built_in_one_is_said_and_not_used(halguru_cmd, subprocess_env, tmp_path):
+    """It was dropped (or took over) silently; a plugin's tool of a taken name already said so."""
+    site = install(tmp_path / "clash", "clash", "halguru_clash_plugin", CLASHING)
+    env = {**subprocess_env, "PYTHONPATH": str(site)}
+    proc = subprocess.run([*halguru_cmd, "logs"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and "the plugin's logs" not in proc.stdout
+    assert proc.stderr.strip() == ("halguru: warning: a plugin's command 'logs' is not used: halguru has a command "
+                                   "of that name")
+    own = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=env, timeout=60)
+    assert own.stdout.strip() == "hello from the plugin"

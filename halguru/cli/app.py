@@ -100,6 +100,14 @@ deploy_cmd.register(app)
 publish_cmd.register(app)
 
 
+def _name(info: Any) -> str:
+    """A registered command's or group's name as typer will give it."""
+    group = getattr(info, "typer_instance", None)
+    name = getattr(info, "name", None) or (group.info.name if group is not None else None)
+    callback = getattr(info, "callback", None)
+    return str(name or (callback.__name__.replace("_", "-") if callback is not None else ""))
+
+
 def debugging() -> bool:
     """Whether ``--debug`` was given: full tracebacks, and a tool's under its error as a run prints."""
     return bool(_state.get("debug"))
@@ -110,10 +118,17 @@ def main() -> None:
     from halguru.errors import HalguruError
     from halguru.plugins.manager import get_plugin_manager
 
+    builtin = {_name(c) for c in [*app.registered_commands, *app.registered_groups]}
+    commands, groups = len(app.registered_commands), len(app.registered_groups)
     try:
         get_plugin_manager().hook.register_commands(cli=app)
     except Exception as exc:  # a broken plugin must not break the whole CLI
         print(f"halguru: warning: a plugin failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
+    for added, first in ((app.registered_commands, commands), (app.registered_groups, groups)):
+        for info in [c for c in added[first:] if _name(c) in builtin]:  # the built-in one is kept: said, not silent
+            added.remove(info)  # type: ignore[arg-type]
+            print(f"halguru: warning: a plugin's command {_name(info)!r} is not used: halguru has a command of "
+                  "that name", file=sys.stderr)
     try:
         app()
     except HalguruError as exc:
