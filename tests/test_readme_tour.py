@@ -51,6 +51,19 @@ def test_chat_reads_piped_input_without_a_terminal(halguru_cmd, subprocess_env, 
     assert "You said: Hello" in proc.stdout
 
 
+def test_chat_model_checks_a_file_model_before_switching(halguru_cmd, subprocess_env, write_agent, tmp_path):
+    """`/model ./nope.gguf` said "Model is now ./nope.gguf." and the next message failed, stored as a failed run;
+    a script relative to where the chat started is found."""
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    (tmp_path / "s.yaml").write_text("- scripted hello\n")
+    typed = "/model ./nope.gguf\nHello\n/model scripted:s.yaml\nHi\n/exit\n"
+    proc = subprocess.run([*halguru_cmd, "chat", str(agent)], input=typed, capture_output=True, text=True,
+                          env=subprocess_env, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Model is now ./nope.gguf" not in proc.stdout and "nope.gguf" in proc.stdout
+    assert "You said: Hello" in proc.stdout and "scripted hello" in proc.stdout
+
+
 def test_kb_ingest_on_a_pipe_prints_no_blank_line(halguru_cmd, subprocess_env, tmp_path: Path):
     """The transient progress bar left an empty line on stderr, so an error was two lines."""
     docs = tmp_path / "docs"

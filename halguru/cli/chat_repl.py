@@ -197,15 +197,16 @@ class ChatRepl:
             if not arg:
                 self.console.print(f"model: {escape(s.model_name)}")
             else:
-                from halguru.models.registry import find_entry
+                from halguru.models.references import check_model, option_reference
 
+                reference = option_reference(arg) or arg  # a relative file path: from where the chat was started
                 try:
-                    find_entry(arg)
+                    check_model(reference)  # a missing .gguf or script too, as `--model` checks it
                 except HalguruError as exc:
                     self.console.print(f"[red]Error:[/] {escape(printable(str(exc)))}")
                 else:
-                    s.model = arg
-                    self.console.print(f"[dim]Model is now {escape(arg)}.[/]")
+                    s.model = reference
+                    self.console.print(f"[dim]Model is now {escape(printable(arg))}.[/]")
         else:
             self.console.print(f"[red]Unknown command {escape(name)}.[/] /help lists them.")
         return None
