@@ -178,6 +178,8 @@ def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
     partial = stored["output"]
     assert partial and partial == "".join(seen[1:]) and partial != "one two three four five six seven eight"
     assert store.get_messages(stored["conversation_id"])[-1].content == partial
+    # the pieces streamed before the cut were generated: counted (a cancelled run said 0+0 tokens)
+    assert stored["completion_tokens"] == len(seen) - 1
 
 
 def test_record_false_stores_nothing(write_agent):

@@ -136,7 +136,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             ctx.trace.flush()
             # The model's stream, within the run's deadline (inline: a generator per call costs ~5 µs a step).
             reply, usage, pieces, ttft, started = _Reply(), UsageChunk(), [], None, time.perf_counter()
-            stream = turn.model.stream(request)
+            stream, ended = turn.model.stream(request), False
             try:
                 while True:
                     async with asyncio.timeout_at(ctx.deadline):
@@ -156,7 +156,10 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                         reply.format_errors.append(chunk)
                     elif isinstance(chunk, UsageChunk):
                         usage = chunk
+                ended = True
             finally:
+                if not ended:  # cut mid-answer (Ctrl-C, a client gone): its streamed pieces, about a token each,
+                    ctx.totals.completion_tokens += len(pieces)  # were generated all the same (it said 0+0)
                 close = getattr(stream, "aclose", None)  # a provider's generator: stop it (and free its slot) now
                 if close is not None:
                     await close()
