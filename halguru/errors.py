@@ -10,7 +10,12 @@ class HalguruError(Exception):
 
 
 class AgentSpecError(HalguruError):
-    """agent.yaml (or tools.py) is invalid."""
+    """agent.yaml (or tools.py) is invalid; ``problems``: each problem found, one line each (``validate`` lists
+    them all, other commands say the first)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 class ModelError(HalguruError):

@@ -104,16 +104,32 @@ def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field
     """The first validation error as (location, line, "field: message"); an unknown field comes before the rest,
     as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``), and
     with the ``model`` validated it names the field meant (``unknown field (did you mean 'model'?)``)."""
-    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    err = errors[0]
+    errors = sorted(exc.errors(), key=lambda e: (e["type"] != "extra_forbidden",  # then the file's order
+                                                 yaml_line_for(text, tuple(e["loc"])) or 1))
+    loc, line, problem = _problem(text, errors[0], unknown, model)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return loc, line, f"{problem}{more}"
+
+
+def every_problem(text: str, exc: ValidationError, unknown: str = "unknown field",
+                  model: type[BaseModel] | None = None) -> list[tuple[int, str]]:
+    """Each validation error as (line, "field: message"), in the file's order: `halguru validate` lists them all
+    instead of one a round."""
+    errors = exc.errors()
+    # a field missing beside an unknown one is most often that one misspelt (``modle:``): said once, as unknown
+    misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    kept = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt)]
+    return sorted((line, problem) for _, line, problem in (_problem(text, e, unknown, model) for e in kept))
+
+
+def _problem(text: str, err: Any, unknown: str, model: type[BaseModel] | None) -> tuple[tuple[Any, ...], int, str]:
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden" and model is not None and loc:
         unknown += did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
     message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(
         err["type"], str(err["msg"]).removeprefix("Value error, "))  # a validator's own words, without pydantic's tag
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}{more}"
+    return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -410,3 +410,21 @@ def test_a_key_given_twice_is_an_error_naming_its_line(cli_error, write_agent):
     folder = write_agent("name: x\nmodel: scripted\nlimits: {max_steps: 2, max_steps: 3}\n")
     assert cli_error("validate", str(folder)).endswith(
         "agent.yaml:3:24: invalid YAML: 'max_steps' is given twice in this mapping (the first would be ignored)")
+
+
+def test_validate_lists_every_problem_of_agent_yaml(cli_error, halguru_cmd, subprocess_env, tmp_path):
+    """Three typos took three rounds of `validate`; other commands still say the first (in the file's order)."""
+    import subprocess
+
+    (tmp_path / "agent.yaml").write_text("name: t\nmodel: scripted\ninstructons: hi\nsampling: {temprature: 1}\n"
+                                         "limits: {max_steps: 0}\n")
+    proc = subprocess.run([*halguru_cmd, "validate", str(tmp_path)], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    where = tmp_path / "agent.yaml"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"Error: {where}:3: instructons: unknown field (did you mean 'instructions'?)",
+        f"Error: {where}:4: sampling.temprature: unknown field (did you mean 'temperature'?)",
+        f"Error: {where}:5: limits.max_steps: Input should be greater than or equal to 1"]
+    assert cli_error("run", str(tmp_path), "hi") == (
+        f"Error: {where}:3: instructons: unknown field (did you mean 'instructions'?) (and 2 more)")

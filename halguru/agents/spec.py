@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from halguru.errors import AgentSpecError
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
 from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
-from halguru.yamlfile import first_problem, read_mapping
+from halguru.yamlfile import every_problem, first_problem, read_mapping
 
 
 class Sampling(BaseModel):
@@ -206,7 +206,8 @@ def load_spec(path: Path) -> AgentSpec:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
         _, line, problem = first_problem(text, exc, model=AgentSpec)
-        raise AgentSpecError(f"{path}:{line}: {problem}") from None
+        raise AgentSpecError(f"{path}:{line}: {problem}", [f"{path}:{n}: {p}" for n, p in
+                                                           every_problem(text, exc, model=AgentSpec)]) from None
 
 
 def agent_json_schema() -> dict[str, Any]:

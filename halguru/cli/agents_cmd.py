@@ -65,8 +65,17 @@ def register(app: typer.Typer) -> None:
         """Check an agent project as a run will need it: agent.yaml, tools.py, tools, model file, knowledge
         folders and MCP servers (started, and their tools listed)."""
         from halguru.agents.loader import check_project
+        from halguru.errors import AgentSpecError
+        from halguru.printable import printable
 
-        report = check_project(path)
+        try:
+            report = check_project(path)
+        except AgentSpecError as exc:
+            if len(exc.problems) < 2:
+                raise
+            for problem in exc.problems:  # all of agent.yaml's, not one a round
+                typer.echo(f"Error: {printable(problem)}", err=True)
+            raise typer.Exit(1) from None
         agent = report.agent
         for warning in report.warnings:
             typer.echo(f"Warning: {warning}", err=True)
