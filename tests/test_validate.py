@@ -428,3 +428,21 @@ def test_validate_lists_every_problem_of_agent_yaml(cli_error, halguru_cmd, subp
         f"Error: {where}:5: limits.max_steps: Input should be greater than or equal to 1"]
     assert cli_error("run", str(tmp_path), "hi") == (
         f"Error: {where}:3: instructons: unknown field (did you mean 'instructions'?) (and 2 more)")
+
+
+def test_validate_warns_about_an_http_tools_unset_secret(halguru_cmd, subprocess_env, tmp_path):
+    """It showed only at the tool's first call, mid-run."""
+    import subprocess
+
+    (tmp_path / "agent.yaml").write_text(
+        "name: t\nmodel: scripted\nhttp_tools:\n  - name: weather\n    url: https://api.example.com/w\n"
+        "    auth: {secret: HALGURU_TEST_WEATHER_TOKEN}\n")
+    env = {k: v for k, v in subprocess_env.items() if k != "HALGURU_TEST_WEATHER_TOKEN"}
+    proc = subprocess.run([*halguru_cmd, "validate", str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"Warning: {tmp_path / 'agent.yaml'}:6: http_tools.0.auth.secret: HALGURU_TEST_WEATHER_TOKEN is not set, "
+            "so weather will fail when called") in proc.stderr
+    proc = subprocess.run([*halguru_cmd, "validate", str(tmp_path)], capture_output=True, text=True,
+                          env={**env, "HALGURU_TEST_WEATHER_TOKEN": "t0k"}, timeout=60)
+    assert proc.returncode == 0 and "not set" not in proc.stderr

@@ -312,11 +312,29 @@ def check_project(path: str | Path) -> ProjectReport:
             report.warnings.append(f"{agent_file}:{yaml_line_for(text, ('tool_choice',))}: tool_choice: required "
                                    "but this agent has no tools, so the model just answers; list some in tools: "
                                    "or use auto")
+        report.warnings += _unset_secrets(one, agent_file, text)
         tools_file = one.path / TOOLS_FILE
         report.warnings += [f"{tools_file}:{line}: {name}() looks like a tool but has no @tool, so no agent can "
                             f"call it; add @tool (or name it _{name} if it is a helper)"
                             for name, line in untagged_functions(tools_file)]
     return report
+
+
+def _unset_secrets(agent: Agent, agent_file: Path, text: str) -> list[str]:
+    """An HTTP tool whose secret is neither in the environment nor in the keyring: said now, not at its first
+    call (a warning: the server that runs it may have it where this shell does not)."""
+    import os
+
+    from halguru.models.secrets import lookup_secret
+
+    found = []
+    for i, tool in enumerate(agent.spec.http_tools):
+        secret = tool.auth.secret if tool.auth is not None else None
+        if secret and not (os.environ.get(secret) or lookup_secret(secret)):
+            line = yaml_line_for(text, ("http_tools", i, "auth", "secret")) or 1
+            found.append(f"{agent_file}:{line}: http_tools.{i}.auth.secret: {secret} is not set, so {tool.name} "
+                         f"will fail when called; export {secret}=... or `keyring set halguru {secret}`")
+    return found
 
 
 def _offers_no_tool(agent: Agent) -> bool:
