@@ -144,6 +144,8 @@ def config_items() -> list[tuple[str, Any, str]]:
         source = (f"env {env}" if env in os.environ else str(config_path()) if key in data and key != "home"
                   else "default")
         value = getattr(settings, key)
+        if value is None and key in ("db_path", "knowledge_path"):  # the path used, not a dash
+            value = settings.database if key == "db_path" else settings.home / "knowledge"
         items.append((key, shown(key, value), source))
     return items
 
