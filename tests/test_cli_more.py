@@ -525,3 +525,24 @@ def test_a_store_under_a_file_is_one_line_naming_it(cli_error, write_agent, tmp_
     folder = write_agent("name: ag\nmodel: scripted\n")
     line = cli_error("run", str(folder), "hi", env={"HALGURU_DB_PATH": "/dev/null/x/halguru.db"})
     assert line == "Error: cannot open the trace store /dev/null/x/halguru.db: /dev/null/x is not a folder", line
+
+
+def test_logs_conversation_prints_the_transcript(cli, cli_error, write_agent):
+    """There was no way to read a conversation's messages outside chat's /history."""
+    import json as json_
+
+    folder = write_agent("name: calc\nmodel: scripted:s.yaml\ntools: [calculator]\n", name="calc")
+    (folder / "s.yaml").write_text("- tool_calls: [{name: calculator, arguments: {expression: '2*21'}}]\n"
+                                   "- It is 42.\n")
+    cli("run", str(folder), "what is 2*21?")
+    from halguru.store import open_store
+
+    [conversation] = open_store().list_conversations(1)
+    out = cli("logs", "conversation", conversation["id"]).output.splitlines()
+    assert out[0].startswith(f"{conversation['id']} · agent calc · 4 messages")
+    assert [line for line in out[1:] if line] == ["user: what is 2*21?", '  → calculator({"expression": "2*21"})',
+                                                  "tool calculator: 42", "assistant: It is 42."]
+    data = json_.loads(cli("logs", "conversation", conversation["id"], "--json").output)
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert cli_error("logs", "conversation", "conv_nope") == (
+        "Error: no conversation 'conv_nope'; `halguru logs --conversations` lists them")

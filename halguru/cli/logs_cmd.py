@@ -173,6 +173,35 @@ def show(
 
 
 @app.command()
+def conversation(
+    conversation_id: str = typer.Argument(..., help="A conversation id from `halguru logs --conversations`."),
+    json_output: bool = typer.Option(False, "--json", help="The conversation and its messages as JSON."),
+) -> None:
+    """Print a conversation's transcript: each message in order, tool calls and results included."""
+    from halguru.errors import HalguruError
+    from halguru.printable import printable
+    from halguru.store import open_store
+
+    store = open_store()
+    found = store.get_conversation(conversation_id)
+    if found is None:
+        raise HalguruError(f"no conversation {conversation_id!r}; `halguru logs --conversations` lists them")
+    messages = store.get_messages(conversation_id)
+    if json_output:
+        typer.echo(json.dumps({"conversation": found, "messages": [m.model_dump(exclude_defaults=True)
+                                                                    for m in messages]}, indent=2,
+                              ensure_ascii=False))
+        return
+    typer.echo(f"{found['id']} · agent {found['agent']} · {len(messages)} messages · {found['title']!r}")
+    for message in messages:
+        who = f"tool {message.name}" if message.role == "tool" and message.name else message.role
+        if message.content:
+            typer.echo(f"\n{who}: {printable(message.content)}")
+        for call in message.tool_calls:
+            typer.echo(f"  → {call.name}({printable(json.dumps(call.arguments, ensure_ascii=False))})")
+
+
+@app.command()
 def export(
     run_id: str = typer.Argument(..., help="A run id (or unique prefix); its conversation up to it is exported."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the test file here (tests/test_*.yaml)."),
