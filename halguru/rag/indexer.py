@@ -43,12 +43,15 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what its parser repaired), indexed
     chunks: int = 0  # chunks embedded and written by this ingest
+    gone: list[str] = field(default_factory=list)  # indexed files deleted since, kept (no --prune)
 
     def line(self) -> str:
         warned = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+        gone = (f"; {len(self.gone)} indexed file(s) no longer exist and are still searched (--prune removes "
+                "them)") if self.gone else ""
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
                 f"{len(self.removed)} removed, {len(self.skipped)} skipped{warned} "
-                f"({self.chunks} chunks embedded)")
+                f"({self.chunks} chunks embedded){gone}")
 
 
 # progress(event, value): ("files", total) once, then ("file", path) per file and ("chunks", n) per batch;
@@ -326,6 +329,8 @@ def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, s
         for start in range(0, len(gone), 200):
             kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
         summary.removed = sorted([*summary.removed, *(stored[p][0] for p in gone)])
+    else:  # said, so a deleted file's answers do not go on silently
+        summary.gone = sorted(stored[p][0] for p in stored if p not in seen and not Path(p).exists())
     missing = kb.table.count_rows() > 0 and not kb.has_fts_index()  # a first ingest killed before its index
     if summary.chunks or summary.removed or summary.updated or missing:
         kb.ensure_fts_index()

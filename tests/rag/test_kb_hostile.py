@@ -174,3 +174,16 @@ def test_a_file_name_with_a_line_break_is_one_line_of_a_listing(cli, tmp_path: P
     assert "  added: odd/two\\nlines.md" in out.splitlines()
     assert "odd/two\\nlines.md" in cli("kb", "show", "odd").output.splitlines()[-1]
     assert cli("kb", "search", "odd", "zebra").output.splitlines()[0].startswith("[1] odd/two\\nlines.md#Title")
+
+
+def test_an_ingest_without_prune_says_which_indexed_files_are_gone(cli, tmp_path: Path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\naardvark\n")
+    (folder / "b.md").write_text("# B\n\nbison\n")
+    rag.create("notes", embedder="fast")
+    cli("kb", "ingest", "notes", str(folder))
+    (folder / "b.md").unlink()
+    out = cli("kb", "ingest", "notes", str(folder)).output
+    assert out.strip().endswith("; 1 indexed file(s) no longer exist and are still searched (--prune removes them)")
+    assert "removes them" not in cli("kb", "ingest", "notes", str(folder), "--prune").output
