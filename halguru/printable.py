@@ -20,7 +20,7 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(lambda m: _escaped(m.group()), text) if _UNSAFE.search(text) else text
 
 
-def one_line(text: str) -> str:
+def printable_name(text: str) -> str:
     """``printable`` for a name (a file's, a source's): its line breaks and tabs escaped too, so one name is one
     line of a listing."""
     return printable(text).replace("\n", "\\n").replace("\t", "\\t")

@@ -485,11 +485,16 @@ def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_
     assert re.search(r"^llama_n_ctx\s+2048\s", proc.stdout, re.M)
 
 
-def test_runs_list_lines_up_the_agents(cli, write_agent):
-    for name in ("a", "a-much-longer-agent-name"):
-        cli("run", str(write_agent(f"name: {name}\nmodel: scripted\n", name=name)), f"hello from {name}")
+def test_runs_list_lines_up_the_agents_under_a_header_and_keeps_inputs_whole(cli, write_agent):
+    """Piped, a long input was cut at 50 characters; there was no header row."""
+    long = "hello from a-much-longer-agent-name, " + "with a question that goes on " * 4
+    for name, text in (("a", "hello from a"), ("a-much-longer-agent-name", long)):
+        cli("run", str(write_agent(f"name: {name}\nmodel: scripted\n", name=name)), text)
     lines = cli("runs", "list").stdout.splitlines()
-    assert len(lines) == 2 and len({line.index("hello from") for line in lines}) == 1, lines
+    assert lines[0].split() == ["run", "status", "agent", "input", "state"]
+    assert len(lines) == 3 and len({line.index(column) for line, column in zip(lines, ("input", "hello", "hello"),
+                                                                               strict=True)}) == 1, lines
+    assert lines[1].rstrip().endswith(long.strip())
 
 
 @pytest.mark.parametrize(("key", "value", "says"), [

@@ -8,7 +8,7 @@ from typing import cast
 
 import typer
 
-from halguru.printable import one_line, printable
+from halguru.printable import printable, printable_name
 
 LEAD_MODELS = {"mpnet": "all-mpnet-base-v2"}  # a base's lead model, as kb create and kb show name it
 app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
@@ -113,11 +113,11 @@ def ingest(
     if verbose:
         for label, items in (("added", summary.added), ("updated", summary.updated), ("removed", summary.removed)):
             for item in items:
-                out.print(f"  {label}: {one_line(item)}", highlight=False, markup=False)
+                out.print(f"  {label}: {printable_name(item)}", highlight=False, markup=False)
     for path, reason in summary.skipped:
-        out.print(f"  skipped {one_line(str(path))}: {reason}", highlight=False, markup=False)
+        out.print(f"  skipped {printable_name(str(path))}: {reason}", highlight=False, markup=False)
     for path, warning in summary.warnings:
-        out.print(f"  warning {one_line(str(path))}: {warning}", highlight=False, markup=False)
+        out.print(f"  warning {printable_name(str(path))}: {warning}", highlight=False, markup=False)
 
 
 @app.command()
@@ -148,7 +148,7 @@ def search(
     if not hits:
         console.print("No matching chunks.")
     for i, hit in enumerate(hits, 1):
-        cited = escape(one_line(hit.citation))  # the file's name and headings are the author's text
+        cited = escape(printable_name(hit.citation))  # the file's name and headings are the author's text
         console.print(f"[bold]\\[{i}] {cited}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]", highlight=False)
         text = printable(hit.text if len(hit.text) <= 600 else hit.text[:600] + " …")  # a document may hold escapes
         console.print(text, markup=False, highlight=False)
@@ -210,7 +210,7 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
                f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
                f"path:       {printable(str(info.path))}")
     for source in info.sources:
-        typer.echo(f"  {one_line(source)}")
+        typer.echo(f"  {printable_name(source)}")
 
 
 @app.command()

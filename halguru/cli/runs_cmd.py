@@ -19,7 +19,6 @@ def list_(
     all_runs: bool = typer.Option(False, "--all", help="Also the runs `halguru test` made (as `halguru logs`)."),
 ) -> None:
     """List runs, newest first, with each team or workflow run's last checkpoint."""
-    from halguru.agents.describe import clip
     from halguru.orchestration.durable import list_runs
 
     rows = list_runs(status, limit, test_runs=all_runs)
@@ -31,7 +30,9 @@ def list_(
             status, 1, test_runs=True) else ""
         typer.echo((f"No {status} runs" if status else "No runs yet") + f"{hidden}.")
         return
-    store, width = None, max(len(r["agent"]) for r in rows)  # the inputs start in one column
+    from halguru.cli.table import print_table
+
+    store, table = None, []
     for r in rows:
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
@@ -45,7 +46,9 @@ def list_(
                                                        if approval["continued_by"] else "")
             elif approval is not None:
                 after = "  → waiting for approval (`halguru runs pending`)"
-        typer.echo(f"{r['id']}  {r['status']:<11}  {r['agent']:<{width}}  {clip(r['input'], 50)}{where}{after}")
+        table.append((r["id"], r["status"], r["agent"], r["input"], f"{where}{after}".strip()))
+    # a table as `halguru logs` prints it: a header row, and piped, every input whole
+    print_table(["run", "status", "agent", "input", "state"], table, ("input", "state"))
 
 
 @app.command()
@@ -76,8 +79,10 @@ def pending(json_output: bool = typer.Option(False, "--json", help="Machine-read
     if not rows:
         typer.echo("No runs are waiting for approval.")
         return
-    for r in rows:
-        typer.echo(f"{r['run_id']}  {r['agent']}  {r['tool']}({short_args(r['arguments'])})")
+    from halguru.cli.table import print_table
+
+    print_table(["run", "agent", "call"], [(r["run_id"], r["agent"], f"{r['tool']}({short_args(r['arguments'])})")
+                                           for r in rows], ("call",))
 
 
 @app.command()
