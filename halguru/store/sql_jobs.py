@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from halguru.store.records import ChannelMessageRecord, EffectRecord, JobRecord
 from halguru.store.sql_base import SQLBase, agent_filter
-from halguru.store.sql_runs import prefix_range
+from halguru.store.sql_runs import PRUNED, prefix_range
 
 # A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished:
 # queued, running, or cancelled while running and still leased (its holder has not stopped it yet).
@@ -163,6 +163,7 @@ class JobsMixin(SQLBase):
         if start is None:
             return []
         clauses, params = start
+        clauses.append(f"kind <> '{PRUNED}'")  # stubs kept against replays are no jobs to list
         for column, value in (("status", status), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -200,7 +201,7 @@ class JobsMixin(SQLBase):
     def job_stats(self) -> dict[str, float]:
         now = time.time()
         stats: dict[str, float] = {s: 0 for s in ("queued", "running", "done", "dead", "cancelled")}
-        for row in self._rows("SELECT status, count(*) AS n FROM jobs GROUP BY status"):
+        for row in self._rows(f"SELECT status, count(*) AS n FROM jobs WHERE kind <> '{PRUNED}' GROUP BY status"):
             stats[row["status"]] = row["n"]
         oldest = self._rows("SELECT min(run_after) AS t FROM jobs WHERE status = 'queued' AND run_after <= ?", [now])
         stats["oldest_queued_s"] = now - oldest[0]["t"] if oldest and oldest[0]["t"] is not None else 0.0

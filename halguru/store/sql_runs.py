@@ -69,6 +69,9 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix + "\U0010ffff"
 
 
+PRUNED = "pruned"  # the kind of a pruned channel job's stub: its idempotency key kept, its content gone
+REPLAY_GUARD_S = 180 * 86400.0  # how long such a stub refuses the same provider message again
+
 class RunsMixin(SQLBase):
     lease: float
 
@@ -288,7 +291,13 @@ class RunsMixin(SQLBase):
             delete_old_keys(conn, now - KEY_TTL)  # keys live a day
             finished = "SELECT id FROM jobs WHERE status IN ('done', 'dead', 'cancelled') AND finished < ?"
             conn.execute(f"DELETE FROM job_effects WHERE job_id IN ({finished})", (before,))
-            conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (before,))
+            # A channel message's job leaves a stub (its key, no content) for REPLAY_GUARD_S: a provider's
+            # signature has no time in it, so a captured webhook sent again after a prune was answered again.
+            conn.execute(f"UPDATE jobs SET kind = '{PRUNED}', payload = '{{}}', result = NULL, last_error = NULL "
+                         f"WHERE id IN ({finished}) AND idempotency_key IS NOT NULL AND owner LIKE 'channel:%' "
+                         "AND finished >= ?", (before, now - REPLAY_GUARD_S))
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({finished}) AND (kind <> '{PRUNED}' OR finished < ?)",
+                         (before, now - REPLAY_GUARD_S))
         return count
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -202,3 +202,27 @@ def test_concurrent_enqueues_of_one_key_queue_one_job(store: Store) -> None:
         t.join()
     assert sorted(created) == [False] * 7 + [True]
     assert len(store.list_jobs(10)) == 1
+
+
+def test_a_pruned_channel_message_is_not_answered_again(store: Store, monkeypatch) -> None:
+    """A provider's signature carries no time: a captured webhook sent again after `logs prune` deleted its job
+    was a new job, and the agent answered (and texted) again. A stub keeps the key, without the content."""
+    channel, _ = store.enqueue_job("reply", "echo", {"text": "secret"}, idempotency_key="twilio:echo:SM1",
+                                   owner="channel:twilio")
+    api, _ = store.enqueue_job("run", "echo", {"input": "x"}, idempotency_key="k1", owner="key:a")
+    for _ in range(2):
+        claimed = store.claim_job("w", lease=30)
+        assert claimed is not None and store.finish_job(claimed["id"], "w", {"answer": "hi"})
+    store.prune_runs(time.time() + 1)
+    stub = store.get_job(channel["id"])
+    assert stub is not None and stub["kind"] == "pruned" and stub["payload"] == {} and stub["result"] is None
+    assert store.get_job(api["id"]) is None
+    assert store.list_jobs(10) == [] and store.job_stats()["done"] == 0
+    again, created = store.enqueue_job("reply", "echo", {"text": "secret"}, idempotency_key="twilio:echo:SM1",
+                                       owner="channel:twilio")
+    assert not created and again["id"] == channel["id"]
+    import halguru.store.sql_runs as sql_runs
+
+    monkeypatch.setattr(sql_runs, "REPLAY_GUARD_S", 0.0)  # stubs go after their guard time
+    store.prune_runs(time.time() + 1)
+    assert store.get_job(channel["id"]) is None
