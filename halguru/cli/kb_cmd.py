@@ -149,7 +149,8 @@ def search(
         console.print("No matching chunks.")
     for i, hit in enumerate(hits, 1):
         cited = escape(printable_name(hit.citation))  # the file's name and headings are the author's text
-        console.print(f"[bold]\\[{i}] {cited}[/]  [dim]lines {hit.lines} · score {hit.score:.4f}[/]", highlight=False)
+        where = f"lines {hit.file_lines} · " if hit.file_lines else ""
+        console.print(f"[bold]\\[{i}] {cited}[/]  [dim]{where}score {hit.score:.4f}[/]", highlight=False)
         text = printable(hit.text if len(hit.text) <= 600 else hit.text[:600] + " …")  # a document may hold escapes
         console.print(text, markup=False, highlight=False)
         console.print()

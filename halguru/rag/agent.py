@@ -66,7 +66,7 @@ class Citations:
 
 def reference(hit: Hit) -> str:
     """``docs/guide.md#Install, lines 12-30``: the file, the section and the lines a passage came from."""
-    return f"{hit.citation}, lines {hit.lines}" if hit.lines else hit.citation
+    return f"{hit.citation}, lines {hit.file_lines}" if hit.file_lines else hit.citation
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Fusion:
     doc_rank_fused: float = 2.0  # the weight of the list by best fused chunk in that fusion (the others count 1)
 
 
+LAID_OUT = {"html", "pdf", "man"}  # kinds read through a layout: a chunk's lines are not the file's
 MAX_K = 10_000  # hits a search returns at most (LanceDB takes k as a 32-bit count)
 
 DEFAULT_FUSION = Fusion()
@@ -112,6 +113,14 @@ class Hit:
         """``docs/guide.md#Install`` (the innermost heading), or the bare source."""
         inner = self.heading.split(" > ")[-1] if self.heading else ""
         return f"{self.source}#{inner}" if inner else self.source
+
+    @property
+    def file_lines(self) -> str:
+        """``lines``, where they are the file's: "" for a document read through a layout (HTML, PDF, a man
+        page's troff source), whose line numbers count the text it was laid out as, not the file's lines."""
+        from halguru.rag.loaders import kind_of
+
+        return "" if kind_of(Path(self.source)) in LAID_OUT else self.lines
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "citation": self.citation}

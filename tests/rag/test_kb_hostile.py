@@ -187,3 +187,22 @@ def test_an_ingest_without_prune_says_which_indexed_files_are_gone(cli, tmp_path
     out = cli("kb", "ingest", "notes", str(folder)).output
     assert out.strip().endswith("; 1 indexed file(s) no longer exist and are still searched (--prune removes them)")
     assert "removes them" not in cli("kb", "ingest", "notes", str(folder), "--prune").output
+
+
+def test_citations_give_lines_only_where_they_are_the_files(docs, cli):
+    """An HTML page cited "lines 1-17", which in the file are its DOCTYPE and head: a laid-out document's lines
+    count the text it became. Markdown's and plain text's are the file's."""
+    from halguru.rag.agent import reference
+
+    rag.create("docs", embedder="fast")
+    rag.ingest("docs", [docs])
+    html = rag.search("docs", "team plan price", k=5, mode="fts")
+    pdf = rag.search("docs", "solar megawatt", k=5, mode="fts")
+    guide = rag.search("docs", "pipx install", k=5, mode="fts")
+    page = next(h for h in html if h.source.endswith(".html"))
+    report = next(h for h in pdf if h.source.endswith(".pdf"))
+    markdown = next(h for h in guide if h.source.endswith(".md"))
+    assert ", lines" not in reference(page) and ", lines" not in reference(report)
+    assert reference(markdown).endswith(f", lines {markdown.lines}")
+    out = cli("kb", "search", "docs", "team plan price", "-m", "fts").output
+    assert "page.html" in out and "lines" not in out.splitlines()[0]
