@@ -257,8 +257,9 @@ class KnowledgeBase:
 
     def embedder(self, override: str | None = None) -> Any:
         """The base's embedder; another one is refused because its vectors would not compare."""
-        from halguru.rag.embedders import get_embedder
+        from halguru.rag.embedders import PROFILES, get_embedder
 
+        override = PROFILES.get(override, override) if override else override  # `fast`: the embedder it names
         if override and override != self.meta.embedder:
             raise KnowledgeError(
                 f"knowledge base {self.name!r} was built with embedder {self.meta.embedder!r}, not {override!r}; "

@@ -206,3 +206,11 @@ def test_citations_give_lines_only_where_they_are_the_files(docs, cli):
     assert reference(markdown).endswith(f", lines {markdown.lines}")
     out = cli("kb", "search", "docs", "team plan price", "-m", "fts").output
     assert "page.html" in out and "lines" not in out.splitlines()[0]
+
+
+def test_a_profile_names_the_embedder_it_stands_for(docs):
+    """rag.search(..., embedder="fast") on a wordllama base was refused and told to re-index to `fast`."""
+    rag.create("docs", embedder="fast")
+    rag.ingest("docs", [docs])
+    assert rag.search("docs", "install", k=1, embedder="fast")
+    assert rag.search("docs", "install", k=1, embedder="wordllama")
