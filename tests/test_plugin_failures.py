@@ -221,6 +221,14 @@ def register_commands(cli):
         """Not halguru's logs."""
         typer.echo("the plugin's logs")
 
+    serve = typer.Typer()
+
+    @serve.command()
+    def up() -> None:
+        typer.echo("the plugin's serve")
+
+    cli.add_typer(serve, name="serve")  # halguru's server plugin has it
+
     @cli.command(name="hello")
     def hello() -> None:
         """A command of its own."""
@@ -234,7 +242,10 @@ def test_a_plugin_command_named_like_a_built_in_one_is_said_and_not_used(halguru
     env = {**subprocess_env, "PYTHONPATH": str(site)}
     proc = subprocess.run([*halguru_cmd, "logs"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and "the plugin's logs" not in proc.stdout
-    assert proc.stderr.strip() == ("halguru: warning: a plugin's command 'logs' is not used: halguru has a command "
-                                   "of that name")
+    assert proc.stderr.splitlines() == [
+        "halguru: warning: plugin 'clash': its command 'logs' is not used: halguru has a command of that name",
+        "halguru: warning: plugin 'clash': its command 'serve' is not used: halguru has a command of that name"]
+    serve = subprocess.run([*halguru_cmd, "serve", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert "--workers" in serve.stdout
     own = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=env, timeout=60)
     assert own.stdout.strip() == "hello from the plugin"

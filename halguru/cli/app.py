@@ -100,6 +100,25 @@ deploy_cmd.register(app)
 publish_cmd.register(app)
 
 
+def _add_plugin_commands() -> None:
+    """Each plugin's commands, built-in plugins first; a command named like one already there (halguru's own,
+    ``serve`` of its server plugin, another plugin's) is left out and said, naming the plugin."""
+    from halguru.plugins.manager import plugin_commands
+
+    taken = {_name(c) for c in [*app.registered_commands, *app.registered_groups]}
+    for plugin, _, register in plugin_commands():
+        commands, groups = len(app.registered_commands), len(app.registered_groups)
+        register(cli=app)  # guarded: a plugin whose hook raises is skipped with a warning naming it
+        for added, first in ((app.registered_commands, commands), (app.registered_groups, groups)):
+            for info in list(added[first:]):
+                if _name(info) in taken:
+                    added.remove(info)  # type: ignore[arg-type]
+                    print(f"halguru: warning: plugin {plugin!r}: its command {_name(info)!r} is not used: halguru "
+                          "has a command of that name", file=sys.stderr)
+                else:
+                    taken.add(_name(info))
+
+
 def _name(info: Any) -> str:
     """A registered command's or group's name as typer will give it."""
     group = getattr(info, "typer_instance", None)
@@ -116,19 +135,11 @@ def debugging() -> bool:
 def main() -> None:
     """Entry point: load plugin commands, run, and turn user errors into one line."""
     from halguru.errors import HalguruError
-    from halguru.plugins.manager import get_plugin_manager
 
-    builtin = {_name(c) for c in [*app.registered_commands, *app.registered_groups]}
-    commands, groups = len(app.registered_commands), len(app.registered_groups)
     try:
-        get_plugin_manager().hook.register_commands(cli=app)
+        _add_plugin_commands()
     except Exception as exc:  # a broken plugin must not break the whole CLI
         print(f"halguru: warning: a plugin failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
-    for added, first in ((app.registered_commands, commands), (app.registered_groups, groups)):
-        for info in [c for c in added[first:] if _name(c) in builtin]:  # the built-in one is kept: said, not silent
-            added.remove(info)  # type: ignore[arg-type]
-            print(f"halguru: warning: a plugin's command {_name(info)!r} is not used: halguru has a command of "
-                  "that name", file=sys.stderr)
     try:
         app()
     except HalguruError as exc:

@@ -155,6 +155,18 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
     return found
 
 
+def plugin_commands() -> list[tuple[str, bool, Callable[..., object]]]:
+    """(plugin, built in?, its register_commands function) of every loaded plugin, built-in ones first: the CLI
+    calls them in that order, so a command a built-in plugin gives (``serve``) is there before another
+    plugin's of the same name, which is then left out with a warning."""
+    pm = get_plugin_manager()
+    impls = [impl for impl in pm.hook.register_commands.get_hookimpls()
+             if not (impl.hookwrapper or impl.wrapper) and pm.get_plugin(impl.plugin_name) is not None]
+    found = [(impl.plugin_name, impl.plugin_name in BUILTIN_PLUGINS or impl.plugin_name in _BUILTIN_ENTRY_POINTS,
+              impl.function) for impl in impls]
+    return sorted(found, key=lambda item: not item[1])  # stable: loaded order within each
+
+
 # The hooks that only hand names to ``register``: called once at load to learn whether any raises.
 _REGISTRATIONS = ("register_tools", "register_models", "register_embedders", "register_channels",
                   "register_sections")
