@@ -206,7 +206,7 @@ class UntilStarted:
             await asyncio.shield(asyncio.to_thread(self.never))
 
 
-REDACTED = frozenset({"error", "run_finished", "run_started", "model_call"})  # the event types redaction() changes
+REDACTED = frozenset({"error", "run_finished", "run_started", "model_call", "tool_result"})  # what redaction() changes
 
 
 def redaction(event: dict[str, Any]) -> dict[str, Any]:
@@ -214,8 +214,10 @@ def redaction(event: dict[str, Any]) -> dict[str, Any]:
     model or tool error details (the operator finds them by the run id), no folders of a model file's path, and
     no prompt (the instructions and retrieved knowledge are the operator's; the chat page never shows them)."""
     kind = event["type"]
-    if kind == "error":
-        return {"message": f"{event['kind']} error (run {event['run_id']})"}
+    if kind == "error":  # nor a tool's traceback (its detail): the server's paths and source lines
+        return {"message": f"{event['kind']} error (run {event['run_id']})", "detail": None}
+    if kind == "tool_result":  # a failed call's words are the tool's error (a path, a host, an exception)
+        return {"content": f"error (run {event['run_id']})"} if event.get("is_error") else {}
     if kind == "run_finished":
         return {"error": f"the run ended {event['status']} (run {event['run_id']})"} if event.get("error") else {}
     if kind in ("run_started", "model_call"):

@@ -217,6 +217,32 @@ def test_anonymous_visitors_get_no_model_error_details(serve, agents_dir: Path, 
     assert "secret" in keyed.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"}).json()["error"]
 
 
+def test_anonymous_visitors_get_no_tool_error_details(serve, agents_dir: Path) -> None:
+    """A tool's traceback (its error event's detail: server paths and source lines) reached anonymous visitors,
+    live and replayed, and so did a failed call's own words in its tool_result."""
+    folder = agents_dir / "toolish"
+    folder.mkdir()
+    (folder / "tools.py").write_text("from halguru import tool\n\n\n@tool\ndef lookup(q: str) -> str:\n"
+                                     "    \"\"\"Look up.\"\"\"\n    raise RuntimeError('db at /srv/secret refused')\n")
+    (folder / "s.yaml").write_text(yaml.safe_dump([{"tool_calls": [{"name": "lookup", "arguments": {"q": "x"}}]},
+                                                   "Sorry."]))
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "toolish", "model": "scripted:s.yaml",
+                                                       "tools": ["lookup"], "metadata": {"web_chat": "public"}}))
+    server = serve()
+    session = {"X-Chat-Session": httpx.post(f"{server.url}/chat/api/session").json()["token"]}
+    conv = httpx.post(f"{server.url}/chat/api/conversations", json={"agent": "toolish"}, headers=session).json()["id"]
+    with httpx.stream("POST", f"{server.url}/chat/api/conversations/{conv}/messages",
+                      json={"content": "hi", "stream": True}, headers=session, timeout=30) as r:
+        streamed = "".join(r.iter_lines())
+    assert "run_finished" in streamed and '"tool_result"' in streamed
+    assert "secret" not in streamed and "tools.py" not in streamed and "RuntimeError" not in streamed
+    [run] = server.state.store.list_runs(agent="toolish")
+    replayed = httpx.get(f"{server.url}/chat/api/runs/{run['id']}/events", headers=session, timeout=30).text
+    assert "lookup" in replayed and "secret" not in replayed and "tools.py" not in replayed
+    stored = [e for e in server.state.store.get_events(run["id"]) if e["type"] == "error"]
+    assert "tools.py" in stored[0]["detail"]  # the operator keeps it
+
+
 def test_a_json_answer_cut_by_the_end_of_the_grace_period_is_a_503_and_stored_interrupted(client) -> None:
     import threading
 
