@@ -158,9 +158,10 @@ def _quote(value: str) -> str:
 
 
 def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | str = False, embedder: str | None = None,
-           progress: Progress | None = None, wait: bool = False) -> IngestSummary:
+           progress: Progress | None = None, wait: bool = False, only: set[str] | None = None) -> IngestSummary:
     """Add or update the files under ``paths``; ``prune`` removes chunks of files that are gone, ``"mirror"``
-    every file not found under ``paths`` (a knowledge folder's base holds that folder only)."""
+    every file not found under ``paths`` (a knowledge folder's base holds that folder only); ``only``: read just
+    these files (resolved paths) of those found."""
     if isinstance(kb, str):
         kb = KnowledgeBase.open(kb)
     notify = progress or (lambda event, value: None)
@@ -175,11 +176,11 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | st
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
         stack.enter_context(ingest_lock(kb, wait=wait, waits=True))
-        return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify)
+        return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify, only=only)
 
 
 def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool | str, model: Any, lead: Any,
-            notify: Progress) -> IngestSummary:
+            notify: Progress, only: set[str] | None = None) -> IngestSummary:
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
     kb.refresh()
@@ -190,6 +191,8 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
 
         raise unreadable(kb, exc) from None
     files = _files(roots, summary)
+    if only is not None:  # a re-index: the files the base held, not all the folders around them hold now
+        files = [(file, root) for file, root in files if str(file.resolve()) in only]
     notify("files", len(files))
     running.total = len(files)
     seen: set[str] = set()
@@ -374,7 +377,7 @@ def reindex(name: str, embedder: str, progress: Progress | None = None) -> Inges
             if meta.folder:  # a knowledge folder's base stays that folder's
                 new.meta.folder = meta.folder
                 new.save_meta()
-            summary = ingest(new, list(roots), progress=progress)
+            summary = ingest(new, list(roots), progress=progress, only=set(paths))
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise

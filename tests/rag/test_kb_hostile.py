@@ -153,6 +153,9 @@ def test_files_of_one_name_are_told_apart_in_citations(tmp_path: Path):
     assert sources == ["README.Debian", "beta/README.Debian", "beta/docs/install.md", "docs/install.md"]
     assert {h.source for h in rag.search("pkgs", "bison", k=5, mode="fts")} == {"beta/README.Debian",
                                                                                  "beta/docs/install.md"}
+    (tmp_path / "beta" / "secret.txt").write_text("not for this base\n")  # beside a file given alone
+    assert "4 added" in rag.reindex("pkgs", "wordllama:128").line()  # the same files, under the same names
+    assert sorted(rag.open_base("pkgs").info(with_sources=True).sources) == sources
     rag.create("other", embedder="fast")
     rag.ingest("other", [tmp_path / "beta" / "docs"])
     citations = Citations()
