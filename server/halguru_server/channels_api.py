@@ -27,20 +27,23 @@ METHODS = ["GET", "POST", "PUT"]
 
 
 async def _webhook(request: Request, state: ServerState, channel: str, agent: str, path: str) -> Response:
-    handler = state.channels.get(agent, {}).get(channel)
-    if not isinstance(handler, WebhookChannel) or state.sink is None:
-        # answered as a webhook answers an unsigned request: a 404 would tell outsiders which agents have one
-        log.info("no such webhook", extra={"fields": {"channel": channel, "agent": agent}})
-        raise ApiError(403, NOT_SIGNED)
-    if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
-        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})
+    # Until a webhook has checked the request's signature, every answer is the same whether or not the webhook
+    # exists: the body is read (a 413 alike) and a form that is not UTF-8 is an unsigned request, not a 400.
     body = await request.body()
     form: dict[str, str] = {}
+    readable = True
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         try:
             form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
-            raise ApiError(400, "the form is not UTF-8") from None
+            readable = False  # no provider signs one
+    handler = state.channels.get(agent, {}).get(channel)
+    if not isinstance(handler, WebhookChannel) or state.sink is None or not readable:
+        log.info("webhook refused", extra={"fields": {"channel": channel, "agent": agent, "reason": (
+            "not UTF-8" if readable is False and isinstance(handler, WebhookChannel) else "no such webhook")}})
+        raise ApiError(403, NOT_SIGNED)
+    if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
+        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})
     hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
     answer = await handler.webhook(hook, state.sink)

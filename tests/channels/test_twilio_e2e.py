@@ -192,3 +192,10 @@ def test_outsiders_cannot_tell_which_agents_have_a_webhook_nor_send_it_unlimited
 
     big = httpx.request("GET", serve + "/channels/twilio/helper", content=chunks(), timeout=10)
     assert big.status_code == 413
+    # nor a form that is not UTF-8, nor a body over the limit, tells one apart
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    for path in ("/channels/twilio/helper", "/channels/twilio/nobody"):
+        bad = httpx.post(serve + path, content=b"a=\xff", headers=form, timeout=10)
+        assert (bad.status_code, bad.json()["error"]["message"]) == (403, "the request has no valid signature for "
+                                                                           "this webhook")
+        assert httpx.post(serve + path, content=b"x" * 1_100_000, headers=form, timeout=10).status_code == 413
