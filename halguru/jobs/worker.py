@@ -18,6 +18,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,7 @@ class Worker:
         self.retention = Retention(ctx.store, ctx.agents)  # agents' metadata.retention_days
         self._poke = threading.Event()  # set by wake(), a finished job, stop(): the idle wait returns
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._served: deque[str] = deque(maxlen=max(2, self.settings.concurrency))  # owners served last, oldest first
         self._stopping = False
 
     def wake(self) -> None:
@@ -121,9 +123,14 @@ class Worker:
 
     async def _claim_one(self) -> bool:
         names = list(self.ctx.agents)
-        job = await asyncio.to_thread(self.ctx.store.claim_job, self.holder, self.settings.lease, names)
+        job = await asyncio.to_thread(self.ctx.store.claim_job, self.holder, self.settings.lease, names,
+                                      list(self._served))
         if job is None:
             return False
+        owner = job["owner"] or ""
+        if owner in self._served:
+            self._served.remove(owner)
+        self._served.append(owner)  # the owners served last wait while another has a job due
         if job["id"] in self._running:
             # Its lease lapsed while this worker still runs it (renewals held up) and it was claimed back here:
             # the claim renewed the lease for the attempt going on; a second one would run the job twice.

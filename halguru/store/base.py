@@ -176,10 +176,13 @@ class Store(Protocol):
                     max_attempts: int = 5) -> tuple[JobRecord, bool]:
         """Queue a job; with an ``idempotency_key`` already used, the first job and False (nothing queued)."""
         ...
-    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None) -> JobRecord | None:
-        """Take the oldest runnable job (its ``run_after`` passed, no earlier unfinished job with its queue
-        key) or one whose holder's lease expired, for ``lease`` seconds; None when there is none. A job
-        claimed more than ``max_attempts`` times is dead instead."""
+    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None,
+                  served: Sequence[str] = ()) -> JobRecord | None:
+        """Take a runnable job (its ``run_after`` passed, no earlier unfinished job with its queue key) or one
+        whose holder's lease expired, for ``lease`` seconds; None when there is none. Fair across owners: the
+        oldest of an owner with none running and not among ``served`` (the owners this worker served last)
+        first, then of the owners with the fewest running, then the oldest. A job claimed more than
+        ``max_attempts`` times is dead instead."""
         ...
     def renew_job(self, job_id: str, holder: str, lease: float) -> bool:
         """Extend the lease; False when ``holder`` lost the job (cancelled, or its lease expired and another

@@ -70,7 +70,8 @@ class JobsMixin(SQLBase):
             self._notify(conn)
             return _job(rows[0]), True
 
-    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None) -> JobRecord | None:
+    def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None,
+                  served: Sequence[str] = ()) -> JobRecord | None:
         if agents is not None and not agents:
             return None
         only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
@@ -83,13 +84,18 @@ class JobsMixin(SQLBase):
             while True:
                 now = time.time()
                 params = (now, now, now, *(agents or ()))
-                # Fair across owners: the oldest due job of an owner with none running goes first, so one key's
-                # 40 queued jobs do not hold back another's (or the channels' replies) until all are done.
-                busy = [r[0] for r in conn.execute("SELECT DISTINCT coalesce(owner, '') FROM jobs WHERE status = "
-                                                   "'running' AND lease_expires >= ?", (now,)).fetchall()]
-                row = conn.execute(
-                    f"{runnable} AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(busy))}){oldest}"
-                    f"{self.SKIP_LOCKED}", (*params, *busy)).fetchone() if busy else None
+                # Fair across owners: two keys' 40 queued jobs each must not hold back a third's (or the channels'
+                # replies) until all are done. Owners with a job running, or served last, wait their turn.
+                running = dict(conn.execute("SELECT coalesce(owner, ''), count(*) FROM jobs WHERE status = 'running' "
+                                            "AND lease_expires >= ? GROUP BY 1", (now,)).fetchall())
+                passes = [{*running, *served}] + [{o for o, n in running.items() if n > level}
+                                                 for level in sorted({0, *running.values()})]
+                row = None
+                for skipped in [s for s in passes if s]:
+                    row = conn.execute(f"{runnable} AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(skipped))})"
+                                       f"{oldest}{self.SKIP_LOCKED}", (*params, *skipped)).fetchone()
+                    if row is not None:
+                        break
                 if row is None:
                     row = conn.execute(runnable + oldest + self.SKIP_LOCKED, params).fetchone()
                 if row is None:

@@ -35,6 +35,27 @@ def test_claims_are_fair_across_owners(store: Store) -> None:
     assert [c["id"] for c in claims if c] == [mine[0], theirs["id"], channel["id"], mine[1]]
 
 
+def test_two_busy_owners_do_not_hold_back_a_third(store: Store) -> None:
+    """A worker of two slots busy with A's and B's floods, claiming one as one finishes: C's job went after all
+    of their older ones (A, B, A, B, ... C). The owners it served last wait while another has a job due."""
+    for owner in "ab":
+        for i in range(5):
+            store.enqueue_job("run", "echo", {"input": f"{owner}{i}"}, owner=f"key:{owner}")
+    time.sleep(0.01)
+    third, _ = store.enqueue_job("run", "echo", {"input": "c"}, owner="key:c")
+    served: list[str] = []
+
+    def claim() -> dict:
+        job = store.claim_job("w", lease=30, served=served[-2:])
+        assert job is not None
+        served.append(job["owner"])
+        return job
+
+    first, second = claim(), claim()
+    assert {first["owner"], second["owner"]} == {"key:a", "key:b"}
+    assert store.finish_job(first["id"], "w")
+    assert claim()["id"] == third["id"]  # not the next of a (or b)
+
 def test_idempotency_key_queues_once(store: Store) -> None:
     first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
     again, created_again = store.enqueue_job("reply", "echo", {"text": "b"}, idempotency_key="twilio:SM1")
