@@ -98,6 +98,23 @@ def test_a_raising_tools_traceback_is_kept_from_its_own_code_on(halguru_cmd, sub
     assert "line 5" not in plain.stderr  # without --debug, the one line
 
 
+def test_a_plugin_tools_traceback_is_kept_though_its_module_is_named_halguru_something():
+    """Frames were dropped by a prefix test on the path: site-packages/halguru_x.py "starts with" .../halguru."""
+    from pathlib import Path
+
+    import halguru
+    from halguru.tools.registry import tool_traceback
+
+    beside = Path(halguru.__file__).resolve().parent.with_name("halguru_myplugin.py")  # compiled as if there
+    namespace: dict = {}
+    exec(compile("def probe():\n    return 1 / 0\n", str(beside), "exec"), namespace)
+    try:
+        namespace["probe"]()
+    except ZeroDivisionError as exc:
+        detail = tool_traceback(exc)
+    assert f'File "{beside}", line 2, in probe' in detail, detail
+
+
 def test_slow_tool_times_out():
     @tool(timeout=0.2)
     async def slow() -> str:

@@ -77,8 +77,8 @@ def tool_traceback(exc: BaseException) -> str:
     import traceback
     from pathlib import Path
 
-    ours = str(Path(__file__).resolve().parents[1])
+    ours = Path(__file__).resolve().parents[1]  # the halguru package (halguru_myplugin.py beside it is not)
     frames = traceback.extract_tb(exc.__traceback__)
-    while frames and str(Path(frames[0].filename).resolve()).startswith(ours):
+    while frames and Path(frames[0].filename).resolve().is_relative_to(ours):
         del frames[0]
     return "".join([*traceback.format_list(frames), *traceback.format_exception_only(exc)]).rstrip()
