@@ -551,3 +551,17 @@ def test_logs_conversation_prints_the_transcript(cli, cli_error, write_agent):
     assert [m["role"] for m in data["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert cli_error("logs", "conversation", "conv_nope") == (
         "Error: no conversation 'conv_nope'; `halguru logs --conversations` lists them")
+
+
+def test_a_tool_name_a_model_made_up_prints_inert(cli, write_agent):
+    """A tool name with a terminal escape (OSC: set the title) went raw to the terminal in `logs conversation`
+    and in the live run's `→ name(...)` line."""
+    folder = write_agent("name: odd\nmodel: scripted:s.yaml\n", name="odd")
+    (folder / "s.yaml").write_text('- tool_calls: [{name: "\\e]0;T\\a\\e[31mred", arguments: {}}]\n- done\n')
+    ran = cli("run", str(folder), "go").output
+    assert "\x1b" not in ran and "\\x1b]0;T" in ran
+    from halguru.store import open_store
+
+    [conversation] = open_store().list_conversations(1)
+    shown = cli("logs", "conversation", conversation["id"]).output
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b]0;T\\x07\\x1b[31mred" in shown

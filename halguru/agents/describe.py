@@ -230,21 +230,23 @@ def note(event: BaseEvent) -> str | None:
 
     Answer text (tokens) is the surface's own business; a fatal error reads ``Error: ...``.
     """
+    # names and arguments a model chose, a tool's output: outside text, shown inert (printable)
     if isinstance(event, ToolCall):
-        return f"[dim]→ {escape(event.name)}({escape(short_args(event.arguments))})[/]"
+        return f"[dim]→ {escape(printable(event.name))}({escape(printable(short_args(event.arguments)))})[/]"
     if isinstance(event, ToolResult):
-        return f"[{'red' if event.is_error else 'dim'}]← {escape(clip(event.content))}[/]"
+        return f"[{'red' if event.is_error else 'dim'}]← {escape(printable(clip(event.content)))}[/]"
     if isinstance(event, StepStarted):
-        return f"[dim]▸ {escape(event.step_id)}: {event.kind} {escape(clip(event.name, 60))}[/]"
+        return f"[dim]▸ {escape(event.step_id)}: {event.kind} {escape(printable(clip(event.name, 60)))}[/]"
     if isinstance(event, StepFinished) and event.status != "ok":
         return f"[dim]▸ {escape(event.step_id)}: {event.status}[/]"
     if isinstance(event, Resumed):
         return f"[cyan]resumed {escape(event.from_run_id)} at {escape(event.checkpoint)}[/]"
     if isinstance(event, ApprovalRequested):
-        return f"[yellow]⏸ {escape(event.name)}({escape(short_args(event.arguments))}) waits for approval[/]"
+        call = f"{printable(event.name)}({printable(short_args(event.arguments))})"
+        return f"[yellow]⏸ {escape(call)} waits for approval[/]"
     if isinstance(event, ApprovalApproved | ApprovalRejected):
         verdict = "approved" if isinstance(event, ApprovalApproved) else "rejected"
-        return f"[yellow]{verdict}: {escape(event.name)}[/]"
+        return f"[yellow]{verdict}: {escape(printable(event.name))}[/]"
     if isinstance(event, Error):
         message = escape(printable(event.message))  # often outside text: an HTTP body, a server's stderr
         return f"[red]Error:[/] {message}" if event.fatal else f"[yellow]! {message}[/]"

@@ -179,7 +179,7 @@ def conversation(
 ) -> None:
     """Print a conversation's transcript: each message in order, tool calls and results included."""
     from halguru.errors import HalguruError
-    from halguru.printable import printable
+    from halguru.printable import printable, printable_name
     from halguru.store import open_store
 
     store = open_store()
@@ -192,13 +192,13 @@ def conversation(
                                                                     for m in messages]}, indent=2,
                               ensure_ascii=False))
         return
-    typer.echo(f"{found['id']} · agent {found['agent']} · {len(messages)} messages · {found['title']!r}")
-    for message in messages:
+    typer.echo(printable(f"{found['id']} · agent {found['agent']} · {len(messages)} messages · {found['title']!r}"))
+    for message in messages:  # every name and text here came from outside (a model, a tool, a client)
         who = f"tool {message.name}" if message.role == "tool" and message.name else message.role
         if message.content:
-            typer.echo(f"\n{who}: {printable(message.content)}")
+            typer.echo(f"\n{printable_name(who)}: {printable(message.content)}")
         for call in message.tool_calls:
-            typer.echo(f"  → {call.name}({printable(json.dumps(call.arguments, ensure_ascii=False))})")
+            typer.echo(f"  → {printable_name(call.name)}({printable(json.dumps(call.arguments, ensure_ascii=False))})")
 
 
 @app.command()
