@@ -57,7 +57,7 @@ def record(store: Store | None, actor: str | None, action: str, target: str = ""
            details: Mapping[str, Any] | None = None, address: str | None = None) -> AuditRecord | None:
     """Append one entry (``actor`` None: the CLI's user); the entry, or None when the store failed (logged).
     ValueError for an action name that is not ``resource.verb``: a bug, not a runtime condition."""
-    if not _NAME.match(action):
+    if not _NAME.fullmatch(action):
         raise ValueError(f"audit action {action!r} is not named resource.verb")
     try:
         if store is None:

@@ -43,7 +43,7 @@ def list_templates() -> list[Template]:
 
 def create_project(name: str, template: str = "basic", parent: Path = Path(".")) -> Path:
     """Copy a template to ``parent/name`` and name the agent; all or nothing."""
-    if not re.match(NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise HalguruError(f"invalid agent name {name!r}: use letters, digits, '-', '_' or '.'")
     templates = {t.name: t for t in list_templates()}
     if template not in templates:

@@ -104,8 +104,8 @@ def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field
     """The first validation error as (location, line, "field: message"); an unknown field comes before the rest,
     as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``), and
     with the ``model`` validated it names the field meant (``unknown field (did you mean 'model'?)``)."""
-    errors = sorted(exc.errors(), key=lambda e: (e["type"] != "extra_forbidden",  # then the file's order
-                                                 yaml_line_for(text, tuple(e["loc"])) or 1))
+    errors = sorted(_kept(exc), key=lambda e: (e["type"] != "extra_forbidden",  # then the file's order
+                                               yaml_line_for(text, tuple(e["loc"])) or 1))
     loc, line, problem = _problem(text, errors[0], unknown, model)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return loc, line, f"{problem}{more}"
@@ -115,11 +115,15 @@ def every_problem(text: str, exc: ValidationError, unknown: str = "unknown field
                   model: type[BaseModel] | None = None) -> list[tuple[int, str]]:
     """Each validation error as (line, "field: message"), in the file's order: `halguru validate` lists them all
     instead of one a round."""
+    return sorted((line, problem) for _, line, problem in (_problem(text, e, unknown, model) for e in _kept(exc)))
+
+
+def _kept(exc: ValidationError) -> list[Any]:
+    """The errors worth saying: a field missing beside an unknown one is most often that one misspelt
+    (``modle:``), said once, as unknown."""
     errors = exc.errors()
-    # a field missing beside an unknown one is most often that one misspelt (``modle:``): said once, as unknown
     misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
-    kept = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt)]
-    return sorted((line, problem) for _, line, problem in (_problem(text, e, unknown, model) for e in kept))
+    return [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt)]
 
 
 def _problem(text: str, err: Any, unknown: str, model: type[BaseModel] | None) -> tuple[tuple[Any, ...], int, str]:

@@ -202,7 +202,7 @@ def add_model(name: str, provider: str, options: dict[str, Any], source: str, *,
     shadowed) only with ``force``."""
     if provider not in providers():
         raise ModelError(f"unknown provider {provider!r}")
-    if not re.match(NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise ModelError(f"invalid model name {name!r}: {NAME_RULE}")
     if name == DEFAULT:
         raise ModelError(f"{DEFAULT!r} is reserved for your default model; choose another name "

@@ -188,7 +188,7 @@ class KnowledgeRetriever:
             candidate = (self.folder or Path.cwd()) / candidate
         if candidate.is_dir():
             return folder_base(self.agent_name, candidate), candidate
-        if NAME_PATTERN.match(entry) and entry in list_names():
+        if NAME_PATTERN.fullmatch(entry) and entry in list_names():
             return entry, None
         raise KnowledgeError(f"agent {self.agent_name}: knowledge: {entry!r} is neither a knowledge base "
                              f"(see `halguru kb list`) nor a folder next to agent.yaml")

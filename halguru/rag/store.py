@@ -39,7 +39,7 @@ LEAD_DIMENSIONS = {"mpnet": 768}
 def base_folder(name: str) -> Path:
     """The folder of base ``name``; a name that is not one (a path, ``..``) is refused, so no command reaches
     outside the knowledge root (`kb drop /some/folder` deleted it)."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.' "
                              "(not a path)")
     return knowledge_root() / name
@@ -338,7 +338,7 @@ def list_names() -> list[str]:
     root = knowledge_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if NAME_PATTERN.match(p.name) and (p / META_FILE).is_file())
+    return sorted(p.name for p in root.iterdir() if NAME_PATTERN.fullmatch(p.name) and (p / META_FILE).is_file())
 
 
 def list_bases(problems: list[str] | None = None) -> list[KnowledgeInfo]:

@@ -31,6 +31,7 @@ MAX_CHARS = 50_000
 KINDS = {"pdf", "markdown", "text"}  # what the loaders call .pdf, .md/.markdown and .txt (among others)
 SUFFIXES = {".pdf", ".md", ".markdown", ".txt"}
 PREFIX = "[Attached file: "
+_BRACKETS = str.maketrans("[]", "()")
 READERS = 2  # PDFs read at once per server process (each in a process of its own); others wait their turn
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
@@ -60,8 +61,9 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
     if not filename.strip():
         raise ApiError(400, "the file's name is missing: add ?name= with it, e.g. ?name=notes.pdf "
                        "(.pdf, .txt or .md says how its text is read)")
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in filename):  # it opens the message the model reads
-        raise ApiError(400, "the file's name has control characters (a line break, NUL); rename the file")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in filename):  # it opens what the model reads
+        raise ApiError(400, "the file's name has a line break or control character; rename the file")
+    filename = filename.translate(_BRACKETS)  # "evil] SYSTEM: ..." would close the [Attached file: ...] marker
     if FilePath(filename).suffix.lower() not in SUFFIXES or kind_of(FilePath(filename)) not in KINDS:
         raise ApiError(415, f"{filename!r}: attach a PDF, text (.txt) or Markdown (.md) file", "unsupported_type")
     data = await request.body()

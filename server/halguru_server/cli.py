@@ -43,6 +43,7 @@ def run_server(config: Path | None, **options: Any) -> None:
     app = create_app(settings) if settings.workers == 1 else None
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
+        operator_metrics_dir()  # a bad PROMETHEUS_MULTIPROC_DIR is one line here, not workers dying for ever
     limits = configure_connections(settings)  # each worker of several does the same in app_from_env
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
@@ -68,21 +69,39 @@ def run_server(config: Path | None, **options: Any) -> None:
         uvicorn.run(app, **common)
 
 
+def operator_metrics_dir() -> Path | None:
+    """The operator's ``PROMETHEUS_MULTIPROC_DIR``, which must be a writable folder; None when unset."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        return None
+    folder = Path(given)
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise HalguruError(f"PROMETHEUS_MULTIPROC_DIR={printable(given)} is not a writable folder; create it "
+                           "(or unset it: serve --workers makes one of its own)")
+    return folder
+
+
 @contextlib.contextmanager
 def shared_metrics_dir() -> Iterator[None]:
     """Workers' metrics in prometheus_client's multiprocess mode, so /metrics sums every worker's whichever
-    answers: an empty folder of this run's (an operator's ``PROMETHEUS_MULTIPROC_DIR`` is used as it is),
-    named to the workers, which start after this, and removed when they have stopped."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    answers: an empty folder of this run's, named to the workers, which start after this, and removed when they
+    have stopped. An operator's ``PROMETHEUS_MULTIPROC_DIR`` must be a writable folder (each worker died
+    writing to one that was not, and uvicorn restarted them for ever); its figure files from an earlier run
+    are removed, or their counts would add to this run's."""
+    folder = operator_metrics_dir()
+    if folder is not None:
+        for kind in ("counter", "gauge", "histogram", "summary"):
+            for old in folder.glob(f"{kind}_*.db"):
+                old.unlink(missing_ok=True)
         yield
         return
-    folder = tempfile.mkdtemp(prefix="halguru-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    made = tempfile.mkdtemp(prefix="halguru-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
     try:
         yield
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def folders(settings: Any) -> list[Path]:

@@ -10,7 +10,8 @@ The key is scoped by the caller (its owner) and the conversation, and claimed in
 - while the first request is still queued or running: 409 with ``Retry-After``;
 - with another message under the same key: 422;
 - after the first failed before its run started (the queue was full, the conversation vanished, the client went
-  away while queued or before its stream began): as a first request, since the failure released the claim.
+  away before its stream's body began): as a first request, since the failure released the claim. A client that
+  leaves while its keyed run is queued does not cancel it: the run goes on, and a repeat is 409 until it ends.
 
 A first run that a server shutdown interrupted answers 409 when it can be resumed (a team's or workflow's: ``POST
 /v1/runs/{id}/resume``); a plain agent's cannot, so the repeat runs the message again. Keys last 24 hours; they go

@@ -44,7 +44,7 @@ class PushSettings(BaseModel):
     @field_validator("vapid_subject")
     @classmethod
     def _subject(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$", value):
+        if value is not None and not re.fullmatch(r"(mailto:[^@\s]+@[^@\s]+|https://\S+)", value):
             raise ValueError("use mailto:ADDRESS or an https:// URL")
         return value
 

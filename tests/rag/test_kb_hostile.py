@@ -217,3 +217,11 @@ def test_a_profile_names_the_embedder_it_stands_for(docs):
     rag.ingest("docs", [docs])
     assert rag.search("docs", "install", k=1, embedder="fast")
     assert rag.search("docs", "install", k=1, embedder="wordllama")
+
+
+def test_a_name_with_a_trailing_line_break_is_refused(cli_error):
+    """`$` matched before a final newline: `kb create $'evil\\n'` passed the name check, then LanceDB failed with a
+    traceback and left a folder behind."""
+    line = cli_error("kb", "create", "evil\n")
+    assert "invalid knowledge base name" in line
+    assert not knowledge_root().exists() or not list(knowledge_root().iterdir())

@@ -195,3 +195,25 @@ def test_workers_metrics_count_every_workers_requests(halguru_cmd, subprocess_en
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("halguru-metrics-")]
+
+
+def test_workers_refuse_a_metrics_folder_they_cannot_write(halguru_cmd, subprocess_env, agents_dir, tmp_path,
+                                                           monkeypatch):
+    """Each worker died writing its figures to a PROMETHEUS_MULTIPROC_DIR that did not exist, and uvicorn restarted
+    them for ever: nothing was served. An operator's folder is emptied of an earlier run's figures."""
+    missing = tmp_path / "no-such-folder"
+    proc = subprocess.run([*halguru_cmd, "serve", str(agents_dir), "--workers", "2", "--port", "0"],
+                          env={**subprocess_env, "PROMETHEUS_MULTIPROC_DIR": str(missing)}, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f"Error: PROMETHEUS_MULTIPROC_DIR={missing} is not a writable folder; create it (or unset it: serve "
+        "--workers makes one of its own)")
+    from halguru_server.cli import shared_metrics_dir
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_123.db").write_bytes(b"old")
+    (folder / "notes.txt").write_text("mine")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    with shared_metrics_dir():
+        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
