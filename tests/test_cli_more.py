@@ -565,3 +565,20 @@ def test_a_tool_name_a_model_made_up_prints_inert(cli, write_agent):
     [conversation] = open_store().list_conversations(1)
     shown = cli("logs", "conversation", conversation["id"]).output
     assert "\x1b" not in shown and "\x07" not in shown and "\\x1b]0;T\\x07\\x1b[31mred" in shown
+
+
+def test_logs_replay_says_whether_a_run_is_reproduced(cli, write_agent):
+    """Replay was only in `halguru dev` (F7): nothing a script or CI could run."""
+    import json as json_
+
+    folder = write_agent("name: calc\nmodel: scripted:s.yaml\ntools: [calculator]\n", name="calc")
+    (folder / "s.yaml").write_text("- tool_calls: [{name: calculator, arguments: {expression: '2*21'}}]\n"
+                                   "- It is 42.\n")
+    cli("run", str(folder), "what is 2*21?")
+    from halguru.store import open_store
+
+    [run] = open_store().list_runs(limit=1)
+    assert cli("logs", "replay", run["id"]).output == f"replay of {run['id']}: identical answer, event for event\n"
+    data = json_.loads(cli("logs", "replay", run["id"][:12], "--json").output)
+    assert data == {"run_id": run["id"], "reproduced": True, "same_answer": True, "differences": 0,
+                    "outcome": "identical answer, event for event"}

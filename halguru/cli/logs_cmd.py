@@ -173,6 +173,39 @@ def show(
 
 
 @app.command()
+def replay(
+    run_id: str = typer.Argument(..., help="A run id (or a unique prefix) from `halguru logs`."),
+    json_output: bool = typer.Option(False, "--json", help="The outcome as JSON."),
+) -> None:
+    """Replay a stored run from its records (no model or tool is called) and say whether it reproduces the run;
+    exit 0 when the answer is the same, 1 otherwise (as `halguru dev`'s F7, for scripts and CI)."""
+    import asyncio
+
+    from halguru.agents.replay import compare_runs, load_run
+    from halguru.agents.replay import replay as replay_run
+    from halguru.store import open_store
+    from halguru.tui.replaying import explain, verdict
+
+    stored = load_run(open_store(), run_id)
+
+    async def events() -> list[Any]:
+        return [event async for event in replay_run(stored)]
+
+    again = asyncio.run(events())
+    comparison = compare_runs(stored.events, again, "recorded", "replay")
+    why = explain(stored.events, again)
+    outcome, good = verdict(comparison.same_answer, why)
+    if json_output:
+        typer.echo(json.dumps({"run_id": stored.id, "reproduced": good, "same_answer": comparison.same_answer,
+                               "differences": why.count, "outcome": outcome}, indent=2))
+    else:
+        typer.echo(f"replay of {stored.id}: {outcome}")
+        if not why.identical:
+            typer.echo(why.text(comparison.tree_diff))
+    raise typer.Exit(0 if good else 1)
+
+
+@app.command()
 def conversation(
     conversation_id: str = typer.Argument(..., help="A conversation id from `halguru logs --conversations`."),
     json_output: bool = typer.Option(False, "--json", help="The conversation and its messages as JSON."),

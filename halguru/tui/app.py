@@ -39,7 +39,7 @@ from halguru.models.base import Model
 from halguru.printable import printable
 from halguru.store import open_store
 from halguru.tui.pausing import PauseActions
-from halguru.tui.replaying import explain
+from halguru.tui.replaying import explain, verdict
 from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import ChatPane, Key, KeyBar, TraceTree
@@ -361,14 +361,9 @@ class DevApp(PauseActions):
         events = await self.consume(replay(stored))
         comparison = compare_runs(stored.events, events, "recorded", "replay")
         why = explain(stored.events, events)
-        if why.failed:  # no answer to compare: say why, not "identical answer" of two empty ones
-            verdict = f"cannot be replayed: {why.failed}"
-        else:
-            verdict = ("identical answer" if comparison.same_answer else "the answer DIFFERS") + (
-                ", event for event" if why.identical else f", {why.count} event(s) differ")
-        good = comparison.same_answer and not why.failed
-        self.notify(f"replay of {stored.id}: {verdict}", severity="information" if good else "error")
-        self.push_screen(CompareScreen(f"Replay of {stored.id}: {verdict}", "\n".join(comparison.left),
+        outcome, good = verdict(comparison.same_answer, why)
+        self.notify(f"replay of {stored.id}: {outcome}", severity="information" if good else "error")
+        self.push_screen(CompareScreen(f"Replay of {stored.id}: {outcome}", "\n".join(comparison.left),
                                        "\n".join(comparison.right), why.text(comparison.tree_diff)))
 
     def action_fork(self) -> None:
