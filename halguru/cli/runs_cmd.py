@@ -22,8 +22,8 @@ def list_(
     from halguru.orchestration.durable import list_runs
 
     rows = list_runs(status, limit, test_runs=all_runs)
-    if json_output:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    if json_output:  # run_id too: the name `runs pending --json` and the API give it
+        typer.echo(json.dumps([{"run_id": r["id"], **r} for r in rows], indent=2, ensure_ascii=False))
         return
     if not rows:
         hidden = " (runs made by `halguru test` show with --all)" if not all_runs and list_runs(

@@ -115,6 +115,7 @@ workflow:
     listed = json.loads(halguru(halguru_cmd, env, "runs", "list", "--json").stdout)
     new, old = listed[0], listed[1]
     assert (new["status"], old["status"], old["resumed_by"]) == ("ok", "interrupted", new["id"])
+    assert new["run_id"] == new["id"]  # the name `runs pending --json` and the API use too
     shown = halguru(halguru_cmd, env, "logs", "show", new["id"])
     assert f"resumed from {run['id']} at step pay ok · reused pay" in shown.stdout
     assert "step 2 · send · tool ship" in shown.stdout
