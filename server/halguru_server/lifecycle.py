@@ -103,7 +103,8 @@ class Lifecycle:
 class Pump:
     """Runs ``events`` in a task of its own; :meth:`items` yields them, or None every ``keepalive`` seconds
     of silence. Closing the consumer (the client left) cancels the run, or with ``finish_alone`` (a message
-    with an Idempotency-Key, whose retry is to get the whole answer) waits for it to end."""
+    with an Idempotency-Key, whose retry is to get the whole answer) leaves it running to its end (a shutdown's
+    grace period still cuts it: the task is in ``lifecycle.inflight``)."""
 
     def __init__(self, lifecycle: Lifecycle, events: AsyncIterator[Event], finish_alone: bool = False):
         self.lifecycle = lifecycle
