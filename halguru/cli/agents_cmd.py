@@ -64,37 +64,42 @@ def register(app: typer.Typer) -> None:
     def validate(path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml.")) -> None:
         """Check an agent project as a run will need it: agent.yaml, tools.py, tools, model file, knowledge
         folders and MCP servers (started, and their tools listed)."""
-        from halguru.agents.loader import check_project
-        from halguru.errors import AgentSpecError
-        from halguru.printable import printable
+        _validate(path)
 
-        try:
-            report = check_project(path)
-        except AgentSpecError as exc:
-            if len(exc.problems) < 2:
-                raise
-            for problem in exc.problems:  # all of agent.yaml's, not one a round
-                typer.echo(f"Error: {printable(problem)}", err=True)
-            raise typer.Exit(1) from None
-        agent = report.agent
-        for warning in report.warnings:
-            typer.echo(f"Warning: {warning}", err=True)
-        own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
-        team_tools = [t.name for t in agent.team.members[agent.name].team_tool_specs] if agent.team else []
-        tools = ", ".join([*agent.tools, *own_mcp, *team_tools]) or "none"
-        # A workflow has no model of its own: its steps' agents bring theirs (listed below).
-        if agent.workflow is not None:
-            count = len(agent.workflow.steps)
-            runs_on = f"workflow of {count} step{'' if count == 1 else 's'}"
-        else:
-            runs_on = f"model {agent.spec.model}"
-        typer.echo(f"OK: {agent.name} ({runs_on}; tools: {tools})")
-        for (owner, server), names in report.mcp_tools.items():
-            where = server if owner == agent.name else f"{server} (agent {owner})"
-            typer.echo(f"MCP server {where}: {', '.join(names) or 'no tools'}")
-        if agent.team is not None:
-            typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name) or 'no other members'}")
-        if agent.workflow is not None:
-            steps = [f"{sid} ({'agent ' + s.agent if s.agent else 'tool ' + s.tool if s.tool else 'condition'})"
-                     for sid, s in agent.workflow.steps.items()]
-            typer.echo(f"Workflow: {', '.join(steps)}")
+
+def _validate(path: Path) -> None:
+    """`halguru validate`: every problem of agent.yaml's schema at once, or what the project offers."""
+    from halguru.agents.loader import check_project
+    from halguru.errors import AgentSpecError
+    from halguru.printable import printable
+
+    try:
+        report = check_project(path)
+    except AgentSpecError as exc:
+        if len(exc.problems) < 2:
+            raise
+        for problem in exc.problems:  # all of agent.yaml's, not one a round
+            typer.echo(f"Error: {printable(problem)}", err=True)
+        raise typer.Exit(1) from None
+    agent = report.agent
+    for warning in report.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    own_mcp = [n for (owner, _), names in report.mcp_tools.items() if owner == agent.name for n in names]
+    team_tools = [t.name for t in agent.team.members[agent.name].team_tool_specs] if agent.team else []
+    tools = ", ".join([*agent.tools, *own_mcp, *team_tools]) or "none"
+    # A workflow has no model of its own: its steps' agents bring theirs (listed below).
+    if agent.workflow is not None:
+        count = len(agent.workflow.steps)
+        runs_on = f"workflow of {count} step{'' if count == 1 else 's'}"
+    else:
+        runs_on = f"model {agent.spec.model}"
+    typer.echo(f"OK: {agent.name} ({runs_on}; tools: {tools})")
+    for (owner, server), names in report.mcp_tools.items():
+        where = server if owner == agent.name else f"{server} (agent {owner})"
+        typer.echo(f"MCP server {where}: {', '.join(names) or 'no tools'}")
+    if agent.team is not None:
+        typer.echo(f"Team: {', '.join(n for n in agent.team.members if n != agent.name) or 'no other members'}")
+    if agent.workflow is not None:
+        steps = [f"{sid} ({'agent ' + s.agent if s.agent else 'tool ' + s.tool if s.tool else 'condition'})"
+                 for sid, s in agent.workflow.steps.items()]
+        typer.echo(f"Workflow: {', '.join(steps)}")

@@ -33,12 +33,7 @@ def register(app: typer.Typer) -> None:
         from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
         from halguru.testing.runner import run_suite
 
-        if sum((record, replay, live)) > 1:
-            raise HalguruError("choose one of --record, --replay and --live")
-        if record and repeat > 1:
-            raise HalguruError("--record records each test once; --repeat runs tests several times (with --live)")
-        mode: Literal["auto", "live", "record", "replay"] = (
-            "record" if record else "replay" if replay else "live" if live else "auto")
+        mode = _mode(record, replay, live, repeat)
         from halguru.testing.report import LiveProgress
 
         # Live and recording runs take minutes on a local model: show the model loading and each test as it goes.
@@ -114,3 +109,14 @@ def _print_scores(scores: list) -> None:
         table.add_row(escape(s.model), f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
                       f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
     stdout_console(emoji=False).print(table)
+
+
+def _mode(record: bool, replay: bool, live: bool, repeat: int) -> Literal["auto", "live", "record", "replay"]:
+    """How `halguru test` runs, from its flags (a combination that means nothing is one line)."""
+    from halguru.errors import HalguruError
+
+    if sum((record, replay, live)) > 1:
+        raise HalguruError("choose one of --record, --replay and --live")
+    if record and repeat > 1:
+        raise HalguruError("--record records each test once; --repeat runs tests several times (with --live)")
+    return "record" if record else "replay" if replay else "live" if live else "auto"

@@ -183,13 +183,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             notify: Progress, only: set[str] | None = None) -> IngestSummary:
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
-    kb.refresh()
-    try:
-        stored = kb.documents()
-    except (RuntimeError, OSError) as exc:  # a damaged folder: said in one line, nothing written
-        from halguru.rag.query import unreadable
-
-        raise unreadable(kb, exc) from None
+    stored = _stored(kb)
     files = _files(roots, summary)
     if only is not None:  # a re-index: the files the base held, not all the folders around them hold now
         files = [(file, root) for file, root in files if str(file.resolve()) in only]
@@ -232,8 +226,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         old = stored.get(key)
         data = read_bytes(file)
         if isinstance(data, Skip):
-            summary.skipped.append((str(file), data.reason))
-            _forget(key, old, stale, summary)
+            _skip(file, data.reason, old, stale, summary)
             continue
         digest = hashlib.sha256(data).hexdigest()[:32]
         source = _unique_source(_source_name(file, root), key, taken)
@@ -246,14 +239,12 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             continue
         loaded: Document | Skip = load(file, data)
         if isinstance(loaded, Skip):
-            summary.skipped.append((str(file), loaded.reason))
-            _forget(key, old, stale, summary)
+            _skip(file, loaded.reason, old, stale, summary)
             continue
         summary.warnings += [(str(file), w) for w in loaded.warnings]
         chunks = chunk_text(loaded.text, loaded.kind, kb.meta.chunk_size, kb.meta.chunk_overlap)
         if not chunks:
-            summary.skipped.append((str(file), "no text to index"))
-            _forget(key, old, stale, summary)
+            _skip(file, "no text to index", old, stale, summary)
             continue
         (summary.updated if old is not None else summary.added).append(source)
         pending += _chunk_rows(key, source, digest, loaded.title or document_title(loaded.text, loaded.kind), chunks)
@@ -277,11 +268,24 @@ def _unique_source(source: str, key: str, taken: dict[str, str]) -> str:
     return source
 
 
-def _forget(key: str, old: tuple[str, set[str]] | None, stale: list[str], summary: IngestSummary) -> None:
-    """A file that was indexed and now gives no text (emptied, turned binary): its old chunks go, or its old text
-    stayed searchable and cited (with lines that no longer exist)."""
+def _stored(kb: KnowledgeBase) -> dict[str, tuple[str, set[str]]]:
+    """The base's documents as they are now (another process may have committed); a damaged folder is one line."""
+    kb.refresh()
+    try:
+        return kb.documents()
+    except (RuntimeError, OSError) as exc:  # nothing is written to it
+        from halguru.rag.query import unreadable
+
+        raise unreadable(kb, exc) from None
+
+
+def _skip(file: Path, reason: str, old: tuple[str, set[str]] | None, stale: list[str],
+          summary: IngestSummary) -> None:
+    """A file not indexed, with why. One that was indexed and now gives no text (emptied, turned binary) loses
+    its old chunks, or its old text stayed searchable and cited (with lines that no longer exist)."""
+    summary.skipped.append((str(file), reason))
     if old is not None:
-        stale.append(f"(path = {_quote(key)})")
+        stale.append(f"(path = {_quote(str(file.resolve()))})")
         summary.removed.append(old[0])
 
 

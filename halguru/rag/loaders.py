@@ -231,7 +231,7 @@ def load(path: Path, data: bytes) -> Document | Skip:
         data = _INFO_MARKS.sub(b"", _INFO_INDEX.sub(lambda m: b"\n" * m.group().count(b"\n"), data))
     if not data.strip():
         return Skip(path, "empty file")
-    if kind == "pdf" or data[:5] == b"%PDF-":
+    if is_pdf(path, data):
         return _load_pdf(path, data)
     if b"\x00" in data[:8192]:
         return Skip(path, "binary file")
@@ -293,6 +293,11 @@ def _captured(logger_name: str) -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+
+
+def is_pdf(path: Path, data: bytes) -> bool:
+    """Read as a PDF: named one, or starting as one whatever its name."""
+    return kind_of(path) == "pdf" or data[:5] == b"%PDF-"
 
 
 def _load_pdf(path: Path, data: bytes) -> Document | Skip:

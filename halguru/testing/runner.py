@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
@@ -26,8 +26,21 @@ from halguru.testing.recording import (
     replay_tool,
     save_recording,
 )
-from halguru.testing.spec import TestCase, TestFormatError, load_test_file, test_files
+from halguru.testing.spec import (
+    ApproveEdited,
+    Decision,
+    Reject,
+    TestCase,
+    TestFormatError,
+    Turn,
+    load_test_file,
+    test_files,
+)
 from halguru.tools.decorator import Tool
+
+if TYPE_CHECKING:
+    from halguru.agents.events import Event
+    from halguru.agents.runtime import RunResult
 
 Mode = Literal["auto", "live", "record", "replay"]
 Progress = Callable[[str, str | int], None]  # (event, value): tests, loading, model, test, done
@@ -109,12 +122,10 @@ def _single_model(agent: Agent) -> bool:
 async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cassette: Cassette | None,
                    model: str | None, attempt: int = 1) -> tuple[TestResult, Cassette | None]:
     """One conversation test; returns its result and, when recording, what was recorded."""
-    from halguru.agents.runtime import collect_result, run_to_result
+    from halguru.agents.runtime import run_to_result
     from halguru.models.base import Model, PerAgentModel
     from halguru.models.registry import get_model
-    from halguru.orchestration.approvals import resume_events
     from halguru.testing.judge import judge_answer
-    from halguru.testing.spec import ApproveEdited, Reject
 
     result = TestResult(file=file, name=case.name, attempt=attempt, mode=mode)
     model_ref = model or agent.spec.model
@@ -158,14 +169,7 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
         turn_started = time.perf_counter()
         metadata = {"test": True, "test_case": f"{file.name}::{case.name}"}
         run = await run_to_result(test_agent, turn.user, conversation, model=model_obj, metadata=metadata)
-        events, undecided = list(run.events), list(turn.decide)
-        while run.status == "paused" and undecided:  # a human's decisions, in order: each continues the turn
-            decision = undecided.pop(0)
-            edit = decision.approve if isinstance(decision, ApproveEdited) else None
-            reason = decision.reject if isinstance(decision, Reject) else None
-            run = await collect_result(resume_events(run.run_id, edit, reject=reason, model=model_obj,
-                                                     metadata=metadata, agent=test_agent))
-            events += run.events
+        run, events, undecided = await _decided(run, turn, test_agent, model_obj, metadata)
         outcome = TurnOutcome.from_events(events, (time.perf_counter() - turn_started) * 1000)
         if undecided and outcome.status == "ok":
             outcome.status, outcome.error = "failed", (f"the turn did not wait for an approval that decide: has "
@@ -193,6 +197,24 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
             break  # later turns depend on this one
     result.duration_ms = (time.perf_counter() - started) * 1000
     return result, recorded
+
+
+async def _decided(run: RunResult, turn: Turn, agent: Agent, model: Any,
+                   metadata: dict[str, Any]) -> tuple[RunResult, list[Event], list[Decision]]:
+    """A turn's run continued through its ``decide:`` list, as a human's decisions would: the last run, every
+    run's events, and the decisions left over (the turn did not wait for them)."""
+    from halguru.agents.runtime import collect_result
+    from halguru.orchestration.approvals import resume_events
+
+    events, undecided = list(run.events), list(turn.decide)
+    while run.status == "paused" and undecided:
+        decision = undecided.pop(0)
+        edit = decision.approve if isinstance(decision, ApproveEdited) else None
+        reason = decision.reject if isinstance(decision, Reject) else None
+        run = await collect_result(resume_events(run.run_id, edit, reject=reason, model=model, metadata=metadata,
+                                                 agent=agent))
+        events += run.events
+    return run, events, undecided
 
 
 def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from halguru.errors import ConversationBusy
-from halguru.rag.loaders import Skip, kind_of, load
+from halguru.rag.loaders import Skip, is_pdf, kind_of, load
 from halguru_server import attachment_reader, ratelimit, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
@@ -89,7 +89,7 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
 async def _read(filename: str, data: bytes) -> tuple[str, str]:
     """The file's kind and text (stripped). Text and Markdown are decoded here; a PDF is parsed in a process of
     its own under time and memory limits (``attachment_reader``), at most ``READERS`` at once."""
-    if kind_of(FilePath(filename)) != "pdf" and data[:5] != b"%PDF-":
+    if not is_pdf(FilePath(filename), data):
         document = await asyncio.to_thread(load, FilePath(filename), data)
         if isinstance(document, Skip):
             raise ApiError(400, f"{filename!r} has no text to read: {document.summary}", "unreadable_attachment")

@@ -39,8 +39,8 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
             readable = False  # no provider signs one
     handler = state.channels.get(agent, {}).get(channel)
     if not isinstance(handler, WebhookChannel) or state.sink is None or not readable:
-        log.info("webhook refused", extra={"fields": {"channel": channel, "agent": agent, "reason": (
-            "not UTF-8" if readable is False and isinstance(handler, WebhookChannel) else "no such webhook")}})
+        why = "a form not in UTF-8" if isinstance(handler, WebhookChannel) and state.sink else "no such webhook"
+        log.info("webhook refused", extra={"fields": {"channel": channel, "agent": agent, "reason": why}})
         raise ApiError(403, NOT_SIGNED)
     if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
         raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})

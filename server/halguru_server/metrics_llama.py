@@ -36,20 +36,15 @@ class LlamaCollector(Collector):
     """Collects every loaded model that has ``stats()`` (the llama.cpp provider's)."""
 
     def collect(self) -> Iterator[Metric]:
-        from halguru.models.registry import loaded_models
 
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         for key, (name, text, counter) in _METRICS.items():
             families[key] = (CounterMetricFamily(name, text, labels=["model"]) if counter
                              else GaugeMetricFamily(name, text, labels=["model"]))
-        for model in loaded_models():
-            stats = getattr(model, "stats", None)
-            if not callable(stats):
-                continue
-            figures = stats()
+        for model, figures in _figures():
             for key, family in families.items():
                 if key in figures:
-                    family.add_metric([model.name], float(figures[key]))
+                    family.add_metric([model], float(figures[key]))
         yield from families.values()
 
 
@@ -72,20 +67,24 @@ class LlamaMirror:
         self.lock = threading.Lock()  # a scrape's thread and the event loop's mirroring task both sync
 
     def sync(self) -> None:
-        from halguru.models.registry import loaded_models
-
         with self.lock:
-            for model in loaded_models():
-                self._write(model)
+            for name, figures in _figures():
+                self._write(name, figures)
 
-    def _write(self, model: object) -> None:
-        stats = getattr(model, "stats", None)
-        if not callable(stats):
-            return
-        name = str(getattr(model, "name", ""))
-        for key, value in stats().items():
+    def _write(self, name: str, figures: dict[str, float]) -> None:
+        for key, value in figures.items():
             if key in self.gauges:
                 self.gauges[key].labels(name).set(float(value))
             elif key in self.counters and float(value) > (before := self.written.get((name, key), 0.0)):
                 self.counters[key].labels(name).inc(float(value) - before)
                 self.written[(name, key)] = float(value)
+
+
+def _figures() -> Iterator[tuple[str, dict[str, float]]]:
+    """(model name, its ``stats()``) of each model this process has loaded that keeps them (llama.cpp's)."""
+    from halguru.models.registry import loaded_models
+
+    for model in loaded_models():
+        stats = getattr(model, "stats", None)
+        if callable(stats):
+            yield str(model.name), stats()

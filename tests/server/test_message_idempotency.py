@@ -156,6 +156,24 @@ def test_the_endpoint_documents_the_header(client: httpx.Client) -> None:
     assert "409" in operation["responses"]
 
 
+def retry_until_answered(client: httpx.Client, conv: str, content: str, key: str) -> httpx.Response:
+    """The same keyed message again until the first one has answered (409 while it runs)."""
+    deadline = time.monotonic() + 20
+    while (retry := post(client, conv, content, key)).status_code == 409:
+        assert time.monotonic() < deadline, retry.text
+        time.sleep(0.1)
+    return retry
+
+
+def ended(conversation: str) -> dict[str, Any]:
+    """The conversation's run once it is no longer running."""
+    deadline = time.monotonic() + 20
+    while not runs_of(conversation) or runs_of(conversation)[0]["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return runs_of(conversation)[0]
+
+
 def test_a_keyed_run_goes_on_when_its_client_times_out_so_the_retry_gets_the_whole_answer(
         client: httpx.Client) -> None:
     """The case the key is for: the client gives up waiting (here after 0.5 s of a 2 s answer) and sends again.
@@ -164,21 +182,14 @@ def test_a_keyed_run_goes_on_when_its_client_times_out_so_the_retry_gets_the_who
     with pytest.raises(httpx.ReadTimeout):
         client.post(f"/v1/conversations/{conv}/messages", json={"content": "go"},
                     headers={"Idempotency-Key": "k-timeout"}, timeout=0.5)
-    deadline = time.monotonic() + 20
-    while (retry := post(client, conv, "go", "k-timeout")).status_code == 409:  # still answering
-        assert time.monotonic() < deadline, retry.text
-        time.sleep(0.1)
+    retry = retry_until_answered(client, conv, "go", "k-timeout")
     assert retry.status_code == 200, retry.text
     assert retry.json()["status"] == "ok" and retry.json()["output"].endswith("word39")
     assert [role for role, _ in turns(client, conv)] == ["user", "assistant"]
     plain = new_conversation(client, "slow")  # without a key: cancelled with its client, as before
     with pytest.raises(httpx.ReadTimeout):
         client.post(f"/v1/conversations/{plain}/messages", json={"content": "go"}, timeout=0.5)
-    deadline = time.monotonic() + 20
-    while not runs_of(plain) or runs_of(plain)[0]["status"] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert runs_of(plain)[0]["status"] == "cancelled"
+    assert ended(plain)["status"] == "cancelled"
 
 
 def test_a_keyed_stream_whose_client_drops_runs_on_so_the_retry_gets_the_whole_answer(
@@ -191,10 +202,7 @@ def test_a_keyed_stream_whose_client_drops_runs_on_so_the_retry_gets_the_whole_a
                        headers={"Idempotency-Key": "k-stream"}) as first:
         lines = first.iter_lines()
         next(line for line in lines if line.startswith("event: token"))  # answering; then the client drops
-    deadline = time.monotonic() + 20
-    while (retry := post(client, conv, "go", "k-stream")).status_code == 409:  # still answering
-        assert time.monotonic() < deadline, retry.text
-        time.sleep(0.1)
+    retry = retry_until_answered(client, conv, "go", "k-stream")
     assert retry.status_code == 200, retry.text
     assert retry.json()["status"] == "ok" and retry.json()["output"].endswith("word39")
     state = client.server.state  # type: ignore[attr-defined]
@@ -202,11 +210,7 @@ def test_a_keyed_stream_whose_client_drops_runs_on_so_the_retry_gets_the_whole_a
     plain = new_conversation(client, "slow")
     with client.stream("POST", f"/v1/conversations/{plain}/messages", json={"content": "go", "stream": True}) as s:
         next(line for line in s.iter_lines() if line.startswith("event: token"))
-    deadline = time.monotonic() + 20
-    while not runs_of(plain) or runs_of(plain)[0]["status"] == "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert runs_of(plain)[0]["status"] == "cancelled"
+    assert ended(plain)["status"] == "cancelled"
 
 
 def test_a_streamed_attempt_whose_client_left_before_the_answer_began_leaves_the_key_usable(
