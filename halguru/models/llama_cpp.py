@@ -84,6 +84,13 @@ def _is_plain_string(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "string" and not ({"enum", "const", "pattern", "format"} & schema.keys())
 
 
+def json_strings(gbnf: str) -> str:
+    """``gbnf`` (llama-cpp-python's grammar of a JSON schema) with strings that hold no raw control characters:
+    its char rule allows them, and a small model then wanders into multi-line strings json.loads rejects (a
+    tool's argument, or a typed answer: `{ "city" : "Paris, France }\\n\\nI'm" }`)."""
+    return gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]')
+
+
 def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     """GBNF for one JSON value matching ``schema`` (``definitions`` resolves its $refs)."""
     from llama_cpp.llama_grammar import SchemaConverter
@@ -91,9 +98,7 @@ def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.resolve_refs(definitions, "tool")
     rule = converter.visit(schema, "value")
-    # JSON strings may not hold raw control characters; the converter's char rule allows them,
-    # and a small model then wanders into multi-line strings that json.loads rejects.
-    return converter.format_grammar().replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]') + (
+    return json_strings(converter.format_grammar()) + (
         # The prompt ends at ':' so the model can pick its natural ' "' token (no token-healing issue),
         # and the value must be followed by ',' or '}' (dropped afterwards): without a natural way to
         # end, the model keeps appending digits or characters to the value.
@@ -187,7 +192,7 @@ class _Generation:
                 # A typed answer: decoding under the schema's grammar, so it always parses.
                 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-                grammar = json_schema_to_gbnf(json.dumps(request.response_schema))
+                grammar = json_strings(json_schema_to_gbnf(json.dumps(request.response_schema)))
             finish, completion = yield from self._answer(tokens, grammar, tools_on)
             if finish == "tool":
                 tokens = tokens + self.engine.tokenize(CALL_OPEN)
