@@ -80,12 +80,13 @@ def test_tool_outside_the_allow_list_is_refused(write_agent):
     assert tool_result.is_error and "unknown tool 'http_get'" in tool_result.content
 
 
-def test_max_steps_ends_the_run_as_failed(write_agent):
+def test_max_steps_ends_the_run_as_limited(write_agent):
+    """As a team's or a workflow's run at its limits (a plain agent's said failed, counted as an error)."""
     model = ScriptedModel([call("calculator", expression=f"{i}+1") for i in range(5)])
     result = run_sync(write_agent(CALC), "loop", model=model)
-    assert result.status == "failed" and "limits.max_steps" in result.error
+    assert result.status == "limited" and "limits.max_steps" in result.error
     assert len([e for e in result.events if e.type == "model_call"]) == 3
-    assert open_store().get_run(result.run_id)["status"] == "failed"
+    assert open_store().get_run(result.run_id)["status"] == "limited"
 
 
 def test_repeated_identical_call_is_not_rerun_and_the_model_must_answer(write_agent):
@@ -124,7 +125,7 @@ def test_timeout_limit(write_agent):
     folder = write_agent(CALC.replace("limits: {max_steps: 3}", "limits: {timeout: 0.3}"))
     model = ScriptedModel([{"text": "slow " * 50, "token_delay": 0.05}])
     result = run_sync(folder, "hi", model=model)
-    assert result.status == "failed" and "limits.timeout" in result.error
+    assert result.status == "limited" and "limits.timeout" in result.error
 
 
 def test_conversation_keeps_history(write_agent):
@@ -180,6 +181,7 @@ def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
     assert store.get_messages(stored["conversation_id"])[-1].content == partial
     # the pieces streamed before the cut were generated: counted (a cancelled run said 0+0 tokens)
     assert stored["completion_tokens"] == len(seen) - 1
+    assert stored["prompt_tokens"] > 0  # the prompt was read before the cut (it said 0)
 
 
 def test_record_false_stores_nothing(write_agent):

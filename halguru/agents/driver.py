@@ -134,9 +134,9 @@ async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
 
 
 def plain_status(end: LoopEnd) -> tuple[str, str, str | None]:
-    """A plain agent's run status from how its loop ended (a limit it reached: failed)."""
+    """A plain agent's run status from how its loop ended (a limit it reached: limited, as a team's run)."""
     if end.reason == "answer":
         return "ok", end.output, None
     if end.reason == "paused":
         return "paused", end.output, end.detail
-    return "failed", end.output, end.detail
+    return "limited", end.output, end.detail

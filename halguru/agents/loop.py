@@ -158,8 +158,9 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                         usage = chunk
                 ended = True
             finally:
-                if not ended:  # cut mid-answer (Ctrl-C, a client gone): its streamed pieces, about a token each,
-                    ctx.totals.completion_tokens += len(pieces)  # were generated all the same (it said 0+0)
+                if not ended:  # cut mid-answer (Ctrl-C, a client gone): its prompt (from an early usage chunk)
+                    ctx.totals.prompt_tokens += usage.prompt_tokens  # was read and its streamed pieces, about
+                    ctx.totals.completion_tokens += len(pieces)  # a token each, generated all the same (0+0)
                 close = getattr(stream, "aclose", None)  # a provider's generator: stop it (and free its slot) now
                 if close is not None:
                     await close()

@@ -116,11 +116,11 @@ async def run(
         if driver is None:
             outcome.status, outcome.output, outcome.error = plain_status(end)
             outcome.paused = end.call
-            if end.reason == "limit":  # a plain agent that reached its limits failed
+            if end.reason == "limit":  # a plain agent that reached its limits: limited, as a team or workflow
                 yield trace(Error(kind="limit", message=str(end.detail), fatal=True))
     except TimeoutError:
         outcome.status, outcome.error = driver.timed_out() if driver is not None else (
-            "failed", f"run exceeded limits.timeout ({book.timeout:g}s)")
+            "limited", f"run exceeded limits.timeout ({book.timeout:g}s)")
         yield trace(Error(kind="timeout", message=outcome.error, fatal=True))
     except HalguruError as exc:
         outcome.status, outcome.error = "failed", str(exc)

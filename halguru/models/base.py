@@ -72,6 +72,9 @@ class FormatErrorChunk:
 
 @dataclass
 class UsageChunk:
+    """A call's token counts. A provider may send one early (the prompt's count, ``finish_reason`` "cancelled")
+    before its final one: the last one seen counts, so a stream cut mid-answer still knows its prompt."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0

@@ -183,6 +183,7 @@ class _Generation:
     def run(self) -> Program:
         request = self.request
         tokens = self.model.prompt_tokens(request)
+        self.emit(UsageChunk(prompt_tokens=len(tokens), finish_reason="cancelled"))  # what stands if cut
         tools_on = bool(request.tools) and request.tool_choice != "none"
         forced = request.tool_choice == "required" and bool(request.tools)
         finish, completion = "stop", 0

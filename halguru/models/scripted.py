@@ -91,6 +91,7 @@ class ScriptedModel:
         if reply.error:
             raise ModelError(reply.error)
         prompt_tokens = sum(len(m.content.split()) + 4 for m in request.messages)
+        yield UsageChunk(prompt_tokens=prompt_tokens, finish_reason="cancelled")  # as llama.cpp's: the prompt's
         completion = 0
         for piece in word_pieces(reply.text):
             if reply.token_delay:

@@ -94,8 +94,8 @@ def _finish(events: list[Event]) -> RunFinished | None:
 def _failure(recorded: list[Event], replayed: list[Event], driven: bool) -> str:
     """Why the replay failed where the recorded run did not ("" when it did not): in one line."""
     end, again = _finish(recorded), _finish(replayed)
-    if again is None or again.status != "failed" or (end is not None and end.status == "failed"
-                                                      and end.error == again.error):
+    if again is None or again.status not in ("failed", "limited") or (end is not None and end.status == again.status
+                                                                       and end.error == again.error):
         return ""
     status = end.status if end is not None else "running"
     if status == "paused":

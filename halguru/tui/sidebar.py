@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import Checkbox, Select, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from halguru.agents.describe import clip
+from halguru.agents.describe import STATUS_STYLES, clip
 from halguru.store.base import TraceStore
 
 RunRow = Mapping[str, Any]
@@ -35,13 +35,12 @@ class RunsSidebar(Tree[RunRow]):
     def fill(self, conversations: Sequence[tuple[Mapping[str, Any], Sequence[RunRow]]]) -> None:
         self.clear()
         self.titles = {}
-        styles = {"ok": "green", "failed": "red", "cancelled": "yellow"}
         for conversation, runs in conversations:
             full = conversation.get("title") or conversation["id"]
             node = self.root.add(Text(clip(full, 24)), data=None, expand=True)
             self.titles[node.id] = f"{full} · {conversation.get('agent', '')}"
             for r in runs:
-                style = styles.get(r["status"], "magenta")
+                style = STATUS_STYLES.get(r["status"], "magenta")
                 leaf = node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
                 self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']}"
         self.root.expand()

@@ -6,6 +6,8 @@
   beforehand, all due at one instant; 1 and 2 workers in turn, five rounds: the median of each round's ratio),
   on a scripted agent (a job is nearly all store writes: SQLite's one writer bounds it) and on a model-bound
   one (the scripted model takes 50 ms an answer, as a model's time dominates a real job);
+- a claim under a backlog of 10,000 queued jobs (the store's fair claim: owners with a job running or served
+  last wait their turn), one owner's flood and a hundred owners', against a claim from a queue of 100 jobs;
 - webhook -> reply through the whole Twilio pipeline (``halguru serve``: signed webhook, queue, worker, agent,
   Twilio's REST API played by a local server), against a synchronous ``POST /v1/.../messages`` answer measured
   in the same run.
@@ -211,6 +213,30 @@ def pipeline_latency(n: int) -> tuple[list[float], list[float]]:
     return webhook, api
 
 
+def claim_latency(backlog: int, owners: int, claims: int) -> list[float]:
+    """Milliseconds per ``claim_job`` with ``backlog`` jobs queued over ``owners`` owners in a fresh SQLite store,
+    one job per owner running meanwhile (so the fair passes skip them), as a busy worker sees it."""
+    from halguru.store import open_store
+
+    store = open_store(HOME / f"claims-{backlog}-{owners}.db")
+    with store._tx() as conn:  # one transaction: 10,000 enqueue_job calls would each commit
+        now = time.time()
+        conn.executemany(
+            "INSERT INTO jobs (id, kind, agent, payload, status, max_attempts, run_after, owner, created) "
+            "VALUES (?, 'run', 'echo', '{}', 'queued', 5, ?, ?, ?)",
+            [(f"job_{i:08d}", now - 1, f"key_{i % owners}", now) for i in range(backlog)])
+    for _ in range(min(owners, 8)):  # a few owners busy: the claim's fair passes have work to do
+        store.claim_job("busy", 600)
+    times = []
+    for _ in range(claims):
+        started = time.perf_counter()
+        job = store.claim_job("bench", 600, served=["key_1"])
+        times.append((time.perf_counter() - started) * 1000)
+        assert job is not None
+    store.close()
+    return times
+
+
 def _up(url: str) -> bool:
     import httpx
 
@@ -226,6 +252,7 @@ def measure(quick: bool) -> list[Result]:
     store_bound = scaling(jobs, rounds, "scripted", "scripted agent", 1.3)
     bound = scaling(jobs // 5, rounds, model_bound(), "model-bound: 50 ms a job", 1.6)
     webhook, api = pipeline_latency(n // 2)
+    small, flood, many = claim_latency(100, 1, 40), claim_latency(10_000, 1, 40), claim_latency(10_000, 100, 40)
     m = statistics.median
     return [
         Result("jobs", "enqueue→start, idle worker in another process (p50)", m(cross), "ms", 50, False,
@@ -234,6 +261,10 @@ def measure(quick: bool) -> list[Result]:
                f"{m(inproc):.1f} / p99 {pct(inproc, 0.99):.1f} ms", n),
         store_bound,
         bound,
+        Result("jobs", "claim with 10,000 jobs queued by 100 owners (p50)", m(many), "ms", 25, False,
+               m(many) / m(small), "÷ a claim with 100 queued", f"100 owners p50 {m(many):.1f} / p99 "
+               f"{pct(many, 0.99):.1f} ms; one owner's flood p50 {m(flood):.1f} ms; 100 queued p50 {m(small):.1f} ms",
+               len(many)),
         Result("jobs", "Twilio webhook → reply sent (p50)", m(webhook), "ms", 250, False, m(webhook) / m(api),
                "÷ a synchronous API answer", f"webhook→reply p50 {m(webhook):.1f} / p99 {pct(webhook, 0.99):.1f} "
                f"ms; POST /v1/…/messages p50 {m(api):.1f} ms", len(webhook)),
