@@ -1295,7 +1295,7 @@ export interface components {
              * @description answer as Server-Sent Events (typed run events)
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
         };
         /** AttachmentOut */
         AttachmentOut: {
@@ -1323,7 +1323,7 @@ export interface components {
              * @default chat.completion
              * @constant
              */
-            object: "chat.completion";
+            object?: "chat.completion";
             usage: components["schemas"]["CompletionUsage"];
         };
         /** ChatMessage */
@@ -1369,7 +1369,7 @@ export interface components {
              * Stream
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
             /** Stream Options */
             stream_options?: {
                 [key: string]: unknown;
@@ -1400,7 +1400,7 @@ export interface components {
              * Index
              * @default 0
              */
-            index: number;
+            index?: number;
             message: components["schemas"]["ChoiceMessage"];
         };
         /** ChoiceMessage */
@@ -1412,7 +1412,7 @@ export interface components {
              * @default assistant
              * @constant
              */
-            role: "assistant";
+            role?: "assistant";
         };
         /** CompletionUsage */
         CompletionUsage: {
@@ -1431,7 +1431,7 @@ export interface components {
              * Title
              * @default
              */
-            title: string;
+            title?: string;
         };
         /** ConversationOut */
         ConversationOut: {
@@ -1445,7 +1445,7 @@ export interface components {
              * Messages
              * @default 0
              */
-            messages: number;
+            messages?: number;
             /** Title */
             title: string;
             /** Updated */
@@ -1511,7 +1511,7 @@ export interface components {
              * @description a publish of the active version's exact bundle: no new version was made
              * @default false
              */
-            unchanged: boolean;
+            unchanged?: boolean;
             /** Version */
             version: number;
         };
@@ -1573,7 +1573,7 @@ export interface components {
              * Token Type
              * @default bearer
              */
-            token_type: string;
+            token_type?: string;
         };
         /** EntryList */
         EntryList: {
@@ -1681,7 +1681,7 @@ export interface components {
              * @default user
              * @enum {string}
              */
-            role: "admin" | "operator" | "developer" | "user";
+            role?: "admin" | "operator" | "developer" | "user";
         };
         /** InviteOut */
         InviteOut: {
@@ -1709,7 +1709,7 @@ export interface components {
              * @description seconds before it may start
              * @default 0
              */
-            delay: number;
+            delay?: number;
             /**
              * Idempotency Key
              * @description queuing the same job again under its key returns the first job instead of a second one (another job under the same key: 422)
@@ -1785,7 +1785,7 @@ export interface components {
              * @description all of your permissions, not at most a developer's
              * @default false
              */
-            admin: boolean;
+            admin?: boolean;
             /**
              * Agents
              * @description the agents it may use (empty: all)
@@ -1861,7 +1861,7 @@ export interface components {
              * @description answer as Server-Sent Events (typed run events)
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
         };
         /** MessageList */
         MessageList: {
@@ -1884,12 +1884,12 @@ export interface components {
              * @default model
              * @constant
              */
-            object: "model";
+            object?: "model";
             /**
              * Owned By
              * @default halguru
              */
-            owned_by: string;
+            owned_by?: string;
         };
         /** ModelList */
         ModelList: {
@@ -1900,7 +1900,7 @@ export interface components {
              * @default list
              * @constant
              */
-            object: "list";
+            object?: "list";
         };
         /** NewKeyOut */
         NewKeyOut: {
@@ -1979,13 +1979,13 @@ export interface components {
              * @description why: the model is told the call was refused, and this
              * @default
              */
-            reason: string;
+            reason?: string;
             /**
              * Stream
              * @description answer as Server-Sent Events (typed run events)
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
         };
         /** ReplyIn */
         ReplyIn: {
@@ -2030,7 +2030,7 @@ export interface components {
              * @description answer as Server-Sent Events (typed run events)
              * @default false
              */
-            stream: boolean;
+            stream?: boolean;
         };
         /** Revoked */
         Revoked: {
@@ -2275,7 +2275,7 @@ export interface components {
              * @description an answer a person (an operator holding the conversation) wrote, not the agent
              * @default false
              */
-            human: boolean;
+            human?: boolean;
             /** Name */
             name?: string | null;
             /** Role */
@@ -2286,7 +2286,7 @@ export interface components {
              * Tool Calls
              * @default []
              */
-            tool_calls: {
+            tool_calls?: {
                 [key: string]: unknown;
             }[];
         };
