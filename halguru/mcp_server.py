@@ -83,7 +83,9 @@ def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult
             return _error(str(exc))
         if not result.ok:
             hint = f"; decide it with `halguru runs approve {result.run_id}`" if result.status == "paused" else ""
-            return _error(f"run {result.run_id} {result.status}: {result.error or 'no answer'}{hint}")
+            # the ids, as an answer gives them: once the call is decided, the caller continues the conversation
+            return _error(f"run {result.run_id} {result.status}: {result.error or 'no answer'}{hint} "
+                          f"(conversation_id {result.conversation_id})")
         ids = AskResult(answer=result.output, conversation_id=result.conversation_id, run_id=result.run_id)
         return CallToolResult(content=[TextContent(text=result.output)], structured_content=ids.model_dump())
 

@@ -56,6 +56,9 @@ async def test_each_agent_is_a_tool_and_runs_are_recorded(helper: Path, broken: 
 
         text, _, is_error = await ask(client, "ask_broken", message="hi")
         assert is_error and text.startswith("run run_") and "failed: the model exploded" in text
+        # the conversation is named, so a caller can go on once the cause (an approval, say) is dealt with
+        run_id = text.split()[1]
+        assert f"(conversation_id {store.get_run(run_id)['conversation_id']})" in text
         text, _, is_error = await ask(client, "ask_helper", message="hi", conversation_id="conv_nope")
         assert is_error and "no conversation 'conv_nope'" in text and "leave conversation_id out" in text
         assert "--conversation" not in text  # a CLI flag an MCP client does not have
