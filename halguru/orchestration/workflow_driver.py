@@ -59,6 +59,7 @@ class _Run:
     decisions: dict[str, str | None] = field(default_factory=dict)  # step id -> None approved, or a reason
     edited: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> the arguments a human set
     resumed_from: str = ""
+    asked: str = ""  # the step whose approval this run waits for: one at a time (a run pauses on one call)
 
     async def put(self, sid: str, item: BaseEvent | _StepDone) -> None:
         await self.queue.put((sid, item))
@@ -114,7 +115,9 @@ async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | Non
     """A tool in ``approvals:``: None when a human approved it (run it), "" when it must wait for one (the
     workflow pauses), else why the step fails (a human rejected it)."""
     if sid not in r.decisions:
-        await r.put(sid, ApprovalRequested(call_id=sid, name=tool, arguments=args))
+        if not r.asked:  # a second step that needs a human at once asks after this one is decided (it said it
+            r.asked = sid  # waited too, but only one call is pending; it asked again after the first decision)
+            await r.put(sid, ApprovalRequested(call_id=sid, name=tool, arguments=args))
         return ""
     reason = r.decisions[sid]
     if reason is None:
@@ -227,8 +230,8 @@ class WorkflowDriver:
                     yield item
                     continue
                 await running.pop(item.step_id)  # surfaces a bug in the step as this run's failure
-                if item.status == "paused":
-                    waiting = item.call
+                if item.status == "paused":  # the pending call is the step that asked; another starts again later
+                    waiting = item.call if item.step_id == r.asked else waiting or item.call
                     continue
                 yield StepFinished(step_id=item.step_id, status=cast(StepStatus, item.status), output=item.output,
                                    error=item.error, duration_ms=item.duration_ms)

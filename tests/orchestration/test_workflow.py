@@ -241,6 +241,39 @@ def charge(amount: int) -> str:
     assert log.read_text() == "35\n"
 
 
+def test_two_steps_needing_a_human_at_once_ask_one_after_the_other(project: Path, tmp_path: Path):
+    """Both said they waited for approval, but only one call was pending (the other asked after it was decided)."""
+    from halguru.orchestration.approvals import approve, list_pending
+
+    log = tmp_path / "charges.log"
+    (project / "flow").mkdir(parents=True, exist_ok=True)
+    (project / "flow" / "tools.py").write_text(TOOLS + f'''
+@tool
+def charge(amount: int) -> str:
+    "Charge the card."
+    with open({str(log)!r}, "a") as f:
+        f.write(f"{{amount}}\\n")
+    return f"charged {{amount}}"
+''')
+    body = """\
+  steps:
+    - {id: first, tool: charge, args: {amount: 1}}
+    - {id: second, tool: charge, args: {amount: 2}}
+    - {id: both, condition: "steps.first.output ~ ' + ' ~ steps.second.output", needs: [first, second]}
+"""
+    folder = write(project / "flow", "name: flow\ntools: [charge]\napprovals: [charge]\nworkflow:\n" + body)
+    paused = run_sync(folder, "pay")
+    asked = [e.call_id for e in paused.events if e.type == "approval_requested"]
+    (pending,) = list_pending()
+    assert paused.status == "paused" and asked == [pending["call_id"]]
+    then = approve(paused.run_id)
+    (other,) = [e.call_id for e in then.events if e.type == "approval_requested"]
+    assert then.status == "paused" and {asked[0], other} == {"first", "second"}
+    done = approve(then.run_id)
+    assert done.ok and done.output == "charged 1 + charged 2", done.error
+    assert sorted(log.read_text().split()) == ["1", "2"]
+
+
 def test_validate_checks_each_step_agents_model(project: Path, cli, cli_error):
     folder = flow(project, ROUTER)
     out = cli("validate", str(folder)).stdout
