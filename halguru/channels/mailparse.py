@@ -258,18 +258,25 @@ def _first_id(value: str) -> str | None:
     return found[0] if found else None
 
 
+_PLAIN_ADDRESS = re.compile(r"[^\s@<>\"(),;:\\\[\]]+@[^\s@<>\"(),;:\\\[\]]+")
+"""local@domain without spaces, quotes or brackets: what a reply can be sent to (``"unterminated <x@`` was)."""
+
+
 def _address(msg: Message, name: str) -> str:
-    """The first address in header ``name``, lower-case, or ''."""
+    """The first address in header ``name``, lower-case, or '' (then the mail is skipped, not answered)."""
+    found = ""
     try:
         header: Any = msg.get(name)
         addresses = getattr(header, "addresses", None)
         if addresses:
             first: Address = addresses[0]
-            return first.addr_spec.lower() if first.addr_spec and "@" in first.addr_spec else ""
+            found = first.addr_spec or ""
     except Exception:  # a malformed address header: fall back to the lenient stdlib parser below
         pass
-    pairs = getaddresses([_header(msg, name)])
-    return pairs[0][1].lower() if pairs and "@" in pairs[0][1] else ""
+    if not found:
+        pairs = getaddresses([_header(msg, name)])
+        found = pairs[0][1] if pairs else ""
+    return found.lower() if _PLAIN_ADDRESS.fullmatch(found) else ""
 
 
 def trimmed_references(references: list[str], message_id: str) -> list[str]:

@@ -362,9 +362,8 @@ def split_text(text: str, limit: int) -> list[str]:
 def _cut(text: str, limit: int) -> tuple[int, int]:
     """Where the next part ends, and where the one after starts."""
     window = text[: limit + 1]  # a boundary just after a full part counts
-    for index, pattern in enumerate(_BOUNDARIES):
-        least = 1 if index == len(_BOUNDARIES) - 1 else limit // 2
-        matches = [m for m in pattern.finditer(window) if least <= m.start() <= limit]
+    for pattern in _BOUNDARIES:  # in the part's second half, or a word is cut: a space at 9 of 800 units made
+        matches = [m for m in pattern.finditer(window) if limit // 2 <= m.start() <= limit]  # a paid 9-unit SMS
         if matches:
             return matches[-1].start(), matches[-1].end()
     return limit, limit  # one word longer than a message: cut it

@@ -93,7 +93,7 @@ def _files(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     """The files to pack (relative posix path, path) and the secrets left out; refuses links and unnamed keys.
     Skipped and ignored folders are not even entered (a .venv or node_modules can hold many thousand files)."""
     ignore = root / IGNORE_FILE
-    patterns = [line.strip() for line in ignore.read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in _text(ignore).splitlines()
                 if line.strip() and not line.lstrip().startswith("#")] if ignore.is_file() else []
     packed: list[tuple[str, Path]] = []
     left_out: list[str] = []
@@ -162,13 +162,26 @@ def make_bundle(project: Path) -> Bundle:
     return Bundle(data, hashlib.sha256(data).hexdigest(), manifest, left_out)
 
 
+def _text(path: Path) -> str:
+    """A text file publish reads (agent.yaml, .halguruignore); one not UTF-8 (Notepad's UTF-16, Latin-1) or
+    unreadable is one line, as `halguru validate` says it (it was a traceback)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        from halguru.yamlfile import not_utf8
+
+        raise BundleError(not_utf8(path, exc)) from None
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def _spec(path: Path) -> dict[str, Any]:
     """What the manifest names, read from agent.yaml as plain YAML: the server checks the spec itself (and the
     CLI stays quick: the spec's models cost most of a second to import)."""
     import yaml
 
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = yaml.safe_load(_text(path))
     except yaml.YAMLError as exc:
         raise BundleError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):

@@ -47,7 +47,8 @@ class StoreSink(InboundSink):
         self.max_chars = max_chars  # serve's max_input_chars: a longer message is cut (a provider cannot be told 413)
 
     def accept(self, message: Inbound) -> bool:
-        text = message.text
+        # as email does: the API refuses a blank message, and an empty SMS ran the agent on nothing
+        text = message.text if message.text.strip() else "(empty message)"
         if self.max_chars is not None and len(text) > self.max_chars:
             text = (f"{text[:self.max_chars]}\n[the message was cut here: it has {len(text)} characters and this "
                     f"server reads at most {self.max_chars}]")

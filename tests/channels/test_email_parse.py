@@ -61,6 +61,14 @@ def test_mail_a_bot_must_not_answer_is_skipped(headers: dict[str, str], sender: 
     assert result.text == ""
 
 
+@pytest.mark.parametrize("sender", ['"unterminated <x@', "x@", "@example.org", "ann smith@example.org"])
+def test_a_from_no_reply_can_go_to_is_skipped(sender: str) -> None:
+    """``"unterminated <x@`` was answered: a reply to ``To: "unterminated <x@``, ``RCPT TO:<>``, a dead job."""
+    raw = (f"From: {sender}\r\nTo: {OURS}\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nhello\r\n")
+    result = parsed(raw.encode())
+    assert result.skip == "no readable From address", (sender, result.sender)
+
+
 def test_human_mail_with_harmless_headers_is_answered() -> None:
     result = parsed(mail(headers={"Auto-Submitted": "no", "Return-Path": "<ann@example.org>",
                                   "X-Auto-Response-Suppress": "None"}))

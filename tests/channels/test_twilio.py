@@ -389,6 +389,9 @@ def test_split_prefers_paragraphs_then_sentences_then_words() -> None:
     parts = split_text(long, 1600)
     assert all(len(p) <= 1600 for p in parts) and " ".join(parts) == long
     assert all(p.endswith(".") for p in parts)  # cut after sentences, never mid-word
+    # a boundary only in a part's first half is not taken: "You said:" went alone, a third paid message
+    parts = split_text("You said: " + "\U0001F600" * 1000, 1600)
+    assert len(parts) == 2 and parts[0].startswith("You said: \U0001F600")
 
 
 async def test_api_base_holds_for_every_request_and_page(tmp_path: Path, fake: FakeTwilio,

@@ -75,6 +75,18 @@ def test_keys_under_other_names_and_links_are_refused(tmp_path: Path) -> None:
         make_bundle(tmp_path / "nowhere")
 
 
+def test_files_not_in_utf8_are_one_line(tmp_path: Path) -> None:
+    """agent.yaml in Latin-1 and a .halguruignore saved as UTF-16 (Notepad) were tracebacks."""
+    root = project(tmp_path / "shop")
+    (root / ".halguruignore").write_text("*.log\n", encoding="utf-16")
+    with pytest.raises(BundleError, match=r"\.halguruignore: not UTF-8 text \(byte 0xff at line 1\); save it as"):
+        make_bundle(root)
+    (root / ".halguruignore").unlink()
+    (root / "agent.yaml").write_bytes(b"name: shop\nmodel: scripted\ninstructions: caf\xe9\n")
+    with pytest.raises(BundleError, match=r"agent\.yaml: not UTF-8 text \(byte 0xe9 at line 3\)"):
+        make_bundle(root)
+
+
 def _tar_gz(*entries: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
     raw = io.BytesIO()
     with gzip.GzipFile(fileobj=raw, mode="wb") as gz:

@@ -107,6 +107,14 @@ async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: Stor
     assert statuses == {("in", "received"), ("out", "sent")}
 
 
+def test_an_empty_or_blank_message_reaches_the_agent_as_said_not_as_nothing(store: Store) -> None:
+    """An empty SMS ran the agent on nothing (the API refuses a blank message; email already said so)."""
+    sink = StoreSink(store)
+    for n, text in enumerate(("", "   \n ")):
+        assert sink.accept(inbound(text, f"M{n}"))
+    assert [j["payload"]["text"] for j in store.list_jobs(2)] == ["(empty message)"] * 2
+
+
 async def test_one_message_to_two_agents_is_answered_by_each(store: Store, tmp_path: Path) -> None:
     """One mail to two agents' inboxes (To: help@, Cc: sales@) has one Message-ID: each agent answers it once,
     and each conversation keeps its inbound message (an operator's take-over reply needs it)."""
