@@ -41,6 +41,9 @@ class Server:
                     self._send(404, b"no such\n   thing", "text/plain")
                 elif route == "/empty":
                     self._send(204, b"", "text/plain")
+                elif route in ("/headers", "/denied"):  # an API that echoes the request's headers back
+                    echoed = json.dumps(dict(self.headers)).encode()
+                    self._send(200 if route == "/headers" else 403, echoed, "application/json")
                 elif route == "/big":
                     self._send(200, b"x" * 20000, "text/plain")
                 else:
@@ -231,6 +234,21 @@ def test_auth_header_comes_from_the_secret_and_never_reaches_the_trace(server, w
     assert headers["/keyed"]["X-Api-Key"] == "key-s3cret" and headers["/keyed"]["Accept"] == "application/json"
     stored = json.dumps(open_store().get_events(result.run_id))
     assert "/keyed" in stored and "s3cret" not in stored
+
+
+def test_a_secret_an_api_echoes_back_is_hidden_in_results_and_errors(server, write_agent, monkeypatch):
+    from halguru.models.scripted import ScriptedModel
+
+    monkeypatch.setenv("SHOP_TOKEN", "tok-s3cret")
+    folder = write_agent(AUTH.format(url=server.url).replace("/me", "/headers").replace(
+        "url: " + server.url + "/keyed", "url: " + server.url + "/denied"))
+    monkeypatch.setenv("SHOP_KEY", "key-s3cret")
+    model = ScriptedModel([{"tool_calls": [{"name": "whoami", "arguments": {}},
+                                           {"name": "keyed", "arguments": {}}]}, "Done."])
+    result = run_sync(folder, "who am I?", model=model)
+    results = [e for e in result.events if e.type == "tool_result"]
+    assert "Bearer ***" in results[0].content and results[1].is_error and "HTTP 403" in results[1].content
+    assert "s3cret" not in json.dumps(open_store().get_events(result.run_id))
 
 
 def test_missing_secret_is_an_error_result_naming_it(server, write_agent, monkeypatch):

@@ -429,10 +429,16 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
     except httpx.TimeoutException:
         raise ToolError(f"{where} timed out after {plan.timeout:g}s") from None
     except Exception as exc:
-        message = _one_line(f"{where} failed: {type(exc).__name__}: {exc}", 500)
-        raise ToolError(message.replace(secret, "***") if secret else message) from None
+        raise ToolError(_hidden(_one_line(f"{where} failed: {type(exc).__name__}: {exc}", 500), secret)) from None
     if not response.is_success:
         moved = f" (redirects to {response.headers['location']})" if response.has_redirect_location else ""
         body = _one_line(response.text)
-        raise ToolError(f"HTTP {response.status_code} from {where}{moved}" + (f": {body}" if body else ""))
-    return _result(response)
+        raise ToolError(_hidden(f"HTTP {response.status_code} from {where}{moved}" + (f": {body}" if body else ""),
+                                secret))
+    return _hidden(_result(response), secret)
+
+
+def _hidden(text: str, secret: str) -> str:
+    """``text`` with the secret's value as ``***``: an API that echoes the request's headers (in an error page,
+    a debug endpoint) put it in the trace and before the model."""
+    return text.replace(secret, "***") if secret else text
