@@ -91,7 +91,7 @@ class ChatRepl:
         """Read and answer messages until the user leaves (one event loop for the whole chat)."""
         while True:
             try:
-                text = input("you> ").strip()
+                text = _read_message().strip()
             except (EOFError, KeyboardInterrupt):
                 self.console.print()
                 return 0
@@ -210,3 +210,19 @@ class ChatRepl:
         else:
             self.console.print(f"[red]Unknown command {escape(name)}.[/] /help lists them.")
         return None
+
+
+def _read_message(pasted_within: float = 0.03) -> str:
+    """One message from the terminal: a line, and the lines pasted with it (already waiting when it ends). A
+    pasted paragraph was several messages, each answered on its own; piped input stays one message a line."""
+    import select
+    import sys
+
+    lines = [input("you> ")]
+    if sys.stdin.isatty():
+        while select.select([sys.stdin], [], [], pasted_within)[0]:
+            try:
+                lines.append(input(""))
+            except EOFError:
+                break
+    return "\n".join(lines)
