@@ -37,11 +37,14 @@ def list_(
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
         if r["status"] == "paused":  # a decided approval leaves the run `paused`: say it is not waiting
+            from halguru.orchestration.approvals import stalled
             from halguru.store import open_store
 
             store = store or open_store()
             approval = store.find_approval(r["id"])
-            if approval is not None and approval["status"] != "pending":
+            if approval is not None and stalled(approval):  # its deciding process died before continuing it
+                after = f"  → {approval['status']}, never continued (`halguru runs resume {r['id']}`)"
+            elif approval is not None and approval["status"] != "pending":
                 after = f"  → {approval['status']}" + (f", continued as {approval['continued_by']}"
                                                        if approval["continued_by"] else "")
             elif approval is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from halguru.agents.events import Event
 from halguru.agents.policies import REFUSED, Resume  # the gate itself is a policy of the loop
 from halguru.errors import HalguruError
 from halguru.models.base import Message, ToolCallRequest
+from halguru.orchestration.claims import claimed
 
 if TYPE_CHECKING:
     from halguru.agents.loader import Agent
@@ -52,24 +54,65 @@ def list_pending(store: Store | None = None, owner: str | None = None,
     return out
 
 
+def stalled(row: ApprovalRecord) -> bool:
+    """Decided, but its continuation never started and the process that was starting it is gone (its claim, a
+    lease, expired): another may take the continuation over (``runs resume``, or the same decision again)."""
+    return (row["status"] != "pending" and row["continued_by"] is None and row["claim_expires"] is not None
+            and row["claim_expires"] < time.time())
+
+
+def recorded(row: ApprovalRecord) -> tuple[str | None, dict[str, Any] | None]:
+    """A decided approval's decision as ``resume_events`` takes it: the reason if rejected (else None), and the
+    edited arguments if an edit changed them (else None)."""
+    if row["status"] == "rejected":
+        return row["reason"] or "", None
+    after = json.loads(row["arguments_after"]) if row["arguments_after"] else None
+    before = json.loads(row["arguments_before"]) if row["arguments_before"] else None
+    return None, after if after != before else None
+
+
+def refusal(row: ApprovalRecord, reject: str | None = None, edit_args: dict[str, Any] | None = None) -> str | None:
+    """Why a decision (``reject``'s reason, else an approval with ``edit_args``) cannot be made on the run
+    now, one line; None when it can: the approval is pending, or it was decided so but its continuation stalled
+    (it is taken over, with the recorded decision)."""
+    rid, status = row["run_id"], row["status"]
+    if status == "pending":
+        return None
+    if row["continued_by"]:
+        return f"run {rid} is not waiting for approval (already {status}, continued as run {row['continued_by']})"
+    if not stalled(row):
+        starting = "; its continuation is starting" if row["claim_expires"] is not None else ""
+        return f"run {rid} is not waiting for approval (already {status}{starting})"
+    reason, edited = recorded(row)
+    if (reject is None) == (reason is None) and (reject is None or reject == reason) and edit_args in (None, edited):
+        return None
+    return (f"run {rid} was {status}, but its continuation never started (the process that decided it stopped); "
+            f"`halguru runs resume {rid}` continues it as decided")
+
+
 def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_by: str | None = None,
-           arguments: dict[str, Any] | None = None) -> ApprovalRecord:
+           arguments: dict[str, Any] | None = None, continues: bool = True) -> ApprovalRecord:
     """Mark the pending approval decided, by whom and with which arguments (once: a second approve or
-    reject is refused)."""
+    reject is refused), and claim its continuation (``continues``). A decided approval whose continuation
+    stalled is taken over instead, once, if the decision asked for is the one recorded: the row returned is then
+    the decided one (its status not 'pending')."""
     row = store.find_approval(run_id)
     if row is None:
         raise HalguruError(f"no paused run {run_id!r}; see `halguru runs pending`")
-    if not store.decide_approval(row["run_id"], status, reason, decided_by, arguments):
-        after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
-        raise HalguruError(f"run {row['run_id']} is not waiting for approval (already {row['status']}{after})")
-    return row
+    if store.decide_approval(row["run_id"], status, reason, decided_by, arguments, continues=continues):
+        return row
+    row = store.find_approval(row["run_id"]) or row  # decided meanwhile, or before
+    problem = refusal(row, reason if status == "rejected" else None, arguments)
+    if problem is None and continues and store.take_over_approval(row["run_id"]):
+        return row
+    raise HalguruError(problem or f"run {row['run_id']} is being continued already")
 
 
 def _reject_without_continuation(store: Store, pending: ApprovalRecord, reason: str, decided_by: str | None,
                                  problem: str) -> None:
     """Reject a call whose agent (or model) no longer loads: the decision is recorded, so the conversation the
     approval held goes on, though no continuation can tell the model; then say so (one line)."""
-    row = _claim(store, pending["run_id"], "rejected", reason, decided_by)
+    row = _claim(store, pending["run_id"], "rejected", reason, decided_by, continues=False)
     call = ToolCallRequest.model_validate_json(row["call"])
     audit.record(store, decided_by, "run.reject", row["run_id"], {"tool": call.name, "edited": False,
                                                                   "reason": reason, "continued": False})
@@ -103,14 +146,32 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
             _reject_without_continuation(store, pending, reject, decided_by, str(exc))
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
+    try:
+        return _continuation(store, row, agent, edit_args, reject, decided_by)
+    except BaseException:  # nothing continues it here: another may take it over at once
+        store.release_approval(row["run_id"])
+        raise
+
+
+def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_args: dict[str, Any] | None,
+                  reject: str | None, decided_by: str | None
+                  ) -> tuple[ApprovalRecord, Agent, ToolCallRequest, Resume]:
+    """What the continuation of a claimed approval needs, audited: a new decision, or (``row`` decided already:
+    taken over) the recorded one."""
+    from halguru.agents.loader import load_agent
+
+    call = ToolCallRequest.model_validate_json(row["call"])
+    if row["status"] != "pending":
+        reject, edit_args = recorded(row)
+        audit.record(store, decided_by, "run.resume", row["run_id"], {"approval": row["status"], "tool": call.name})
+    else:
+        audit.record(store, decided_by, "run.reject" if reject is not None else "run.approve", row["run_id"],
+                     {"tool": call.name, "edited": edit_args is not None, "reason": reject})
     if agent is None:
         if not row["agent_path"]:
             raise HalguruError(f"run {row['run_id']} was paused by an agent built in Python; it cannot be resumed "
                                "here")
         agent = load_agent(row["agent_path"])
-    call = ToolCallRequest.model_validate_json(row["call"])
-    audit.record(store, decided_by, "run.reject" if reject is not None else "run.approve", row["run_id"],
-                 {"tool": call.name, "edited": edit_args is not None, "reason": reject})
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
     resume = Resume(row["run_id"], messages, {call.id: reject})
     saved = store.get_checkpoint(row["run_id"])
@@ -131,7 +192,7 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
                         model: str | Model | PerAgentModel | None = None, store: Store | None = None,
                         metadata: dict[str, Any] | None = None, decided_by: str | None = None,
-                        agent: Agent | None = None) -> AsyncIterator[Event]:
+                        agent: Agent | None = None) -> AsyncGenerator[Event, None]:
     """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
     its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
     with the decision; ``agent``: the agent to continue with instead of the one loaded from its folder, as
@@ -140,18 +201,25 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
     from halguru.agents.runtime import run
 
     store = _store(store)
-    row, decided, call, resume = await asyncio.to_thread(_decide, store, run_id, edit_args, reject, decided_by,
-                                                         model, agent)
-    async with aclosing(run(decided, row["input"], row["conversation_id"], model=model or row["model"],
-                            store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
-                            owner=row["owner"])) as events:
-        async for event in events:
-            if event.type == "run_started":
-                await asyncio.to_thread(store.set_approval_continued_by, row["run_id"], event.run_id)
-            elif event.type == "tool_result" and event.call_id == call.id and reject is None:  # the side effect ran
-                await asyncio.to_thread(audit.record, store, decided_by, "tool.call", call.name,
-                                        {"run_id": row["run_id"], "error": event.is_error})
-            yield event
+    row, decided, call, resume = await claimed(
+        lambda: _decide(store, run_id, edit_args, reject, decided_by, model, agent),
+        lambda done: store.release_approval(done[0]["run_id"]))
+    started, approved = False, resume.decisions[call.id] is None  # the decision taken (a take-over's: recorded)
+    try:
+        async with aclosing(run(decided, row["input"], row["conversation_id"], model=model or row["model"],
+                                store=store, resume=resume, metadata={**(metadata or {}), "resumes": row["run_id"]},
+                                owner=row["owner"])) as events:
+            async for event in events:
+                if event.type == "run_started":
+                    started = True
+                    await asyncio.to_thread(store.set_approval_continued_by, row["run_id"], event.run_id)
+                elif event.type == "tool_result" and event.call_id == call.id and approved:  # the side effect ran
+                    await asyncio.to_thread(audit.record, store, decided_by, "tool.call", call.name,
+                                            {"run_id": row["run_id"], "error": event.is_error})
+                yield event
+    finally:
+        if not started:  # nothing ran (shielded: a cancelled request still frees it for a take-over)
+            await asyncio.shield(asyncio.to_thread(store.release_approval, row["run_id"]))
 
 
 def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any], what: str = "--edit-args") -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from halguru import audit
 from halguru.agents.events import BaseEvent, Event
 from halguru.errors import HalguruError
+from halguru.orchestration.claims import claimed
+from halguru.store.records import CLAIMING
 
 if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
@@ -60,9 +62,10 @@ def list_runs(status: str | None = None, limit: int = 20, store: Store | None = 
     return _store(store).list_runs(limit, status=status, agents=agents, owner=owner, test_runs=test_runs)
 
 
-def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
-    """The run (id or unique prefix) and its checkpoint when it can be resumed; else why not, as a
-    HalguruError (the CLI and serve mode say the same)."""
+def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord | None]:
+    """The run (id or unique prefix) and its checkpoint when it can be resumed (None: a paused run whose
+    approval was decided but whose continuation stalled, which ``resume_events`` starts as decided); else why
+    not, as a HalguruError (the CLI and serve mode say the same)."""
     run = store.get_run(run_id)
     rid, status = run["id"], run["status"]
     if status == "running":
@@ -70,11 +73,14 @@ def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRec
         raise HalguruError(f"run {rid} is still running (its lease expires in {expires} s); "
                            "stop it before resuming it")
     if status == "paused":
-        raise HalguruError(f"run {rid} waits for approval; use `halguru runs approve {rid}` or `runs reject`")
+        _check_stalled(store, rid)
+        return run, None
     row = store.get_checkpoint(rid)
     if row is None:
         raise HalguruError(f"run {rid} is not a team or workflow run; only those are checkpointed "
                            "(ask again with `halguru run`)")
+    if row["resumed_by"] == CLAIMING:  # another process is starting its resume (its claim is renewed)
+        raise HalguruError(f"run {rid} is being resumed already")
     if row["resumed_by"]:
         raise HalguruError(f"run {rid} was already resumed as run {row['resumed_by']}")
     if status not in RESUMABLE:
@@ -84,10 +90,25 @@ def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRec
     return run, row
 
 
+def _check_stalled(store: Store, run_id: str) -> None:
+    """Raise unless the paused run's approval was decided and its continuation stalled (the process that was
+    starting it died): waiting for a decision, continued, or being continued."""
+    from halguru.orchestration.approvals import refusal, stalled
+
+    approval = store.find_approval(run_id)
+    if approval is None or approval["status"] == "pending":
+        raise HalguruError(f"run {run_id} waits for approval; use `halguru runs approve {run_id}` or `runs reject`")
+    if not stalled(approval):
+        raise HalguruError(refusal(approval) or f"run {run_id} is being continued already")
+
+
 def _claim(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
-    """The run and its checkpoint, marked as being resumed (once: a second resume is refused); a run still
-    stored 'running' (its lease passed) is marked interrupted for good."""
+    """The run and its checkpoint, marked as being resumed by this process (once: a second resume is refused
+    while the claim lasts; a claim whose process died expires); a run still stored 'running' (its lease passed)
+    is marked interrupted for good."""
     run, row = check_resumable(store, run_id)
+    if row is None:  # paused meanwhile? (check_resumable's None is for paused runs, which resume_events routes)
+        raise HalguruError(f"run {run['id']} waits for approval; use `halguru runs approve {run['id']}`")
     if not store.claim_checkpoint(run["id"]):
         raise HalguruError(f"run {run['id']} is being resumed already")
     return run, row
@@ -107,7 +128,13 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     store = _store(store)
     if isinstance(model, str):  # a model that cannot load is said before the run is claimed
         await asyncio.to_thread(check_model, model)
-    old, row = await asyncio.to_thread(_claim, store, run_id)  # store calls off the event loop, as the runtime's
+    if (await asyncio.to_thread(store.get_run, run_id))["status"] == "paused":
+        async with aclosing(_continue_decided(store, run_id, model, metadata, by)) as decided:
+            async for event in decided:
+                yield event
+        return
+    old, row = await claimed(lambda: _claim(store, run_id),  # store calls off the event loop, as the runtime's
+                             lambda done: store.set_checkpoint_resumed_by(done[0]["id"], None))
     started = False
     try:
         if model is None and row["model"]:  # the run's own model: checked before anything is recorded
@@ -129,6 +156,25 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     finally:
         if not started:  # nothing ran: the run may be resumed again (shielded: a cancelled request still frees it)
             await asyncio.shield(asyncio.to_thread(store.set_checkpoint_resumed_by, old["id"], None))
+
+
+async def _continue_decided(store: Store, run_id: str, model: str | Model | None, metadata: dict[str, Any] | None,
+                            by: str | None) -> AsyncGenerator[Event, None]:
+    """A paused run whose approval was decided but whose continuation stalled: its continuation, taken over
+    (once) and run with the recorded decision."""
+    from halguru.orchestration import approvals
+
+    def decision() -> tuple[str, str | None, dict[str, Any] | None]:
+        run, _ = check_resumable(store, run_id)
+        approval = store.find_approval(run["id"])
+        assert approval is not None  # check_resumable found it
+        return (run["id"], *approvals.recorded(approval))
+
+    rid, reject, edit_args = await asyncio.to_thread(decision)
+    async with aclosing(approvals.resume_events(rid, edit_args, reject=reject, model=model, store=store,
+                                                metadata=metadata, decided_by=by)) as events:
+        async for event in events:
+            yield event
 
 
 def resume(run_id: str, *, model: str | Model | None = None, store: Store | None = None) -> RunResult:

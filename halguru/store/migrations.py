@@ -327,9 +327,27 @@ def m014_message_keys(conn: sqlite3.Connection) -> None:
     _execute_all(conn, MESSAGE_KEYS_SCHEMA)
 
 
+CLAIMS_SCHEMA = """
+        ALTER TABLE checkpoints ADD COLUMN claim_holder TEXT;
+        ALTER TABLE checkpoints ADD COLUMN claim_expires REAL;
+        ALTER TABLE approvals ADD COLUMN claim_holder TEXT;
+        ALTER TABLE approvals ADD COLUMN claim_expires REAL;
+        UPDATE approvals SET claim_expires = resolved + 3600 WHERE status = 'approved' AND continued_by IS NULL
+        """
+"""m015's statements; PostgreSQL's pg008 is the same with its types."""
+
+
+def m015_claims(conn: sqlite3.Connection) -> None:
+    """Who is starting a continuation, until when (a lease its process renews, ``sql_resume``): a resume of a
+    checkpoint, or the continuation of a decided approval. A process killed before its continuation started
+    leaves a claim that expires, so another resume can take the run over. An approval approved before this
+    migration and never continued (its process died) can be taken over an hour after its decision."""
+    _execute_all(conn, CLAIMS_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
-                                                          m014_message_keys]
+                                                          m014_message_keys, m015_claims]

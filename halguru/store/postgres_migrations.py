@@ -27,6 +27,7 @@ from typing import Any
 
 from halguru.store.migrations import (
     AUDIT_SCHEMA,
+    CLAIMS_SCHEMA,
     CONSOLE_SCHEMA,
     DEPLOYMENTS_SCHEMA,
     IDENTITY_SCHEMA,
@@ -168,5 +169,11 @@ def pg007_message_keys(conn: Any) -> None:
     _execute_all(conn, _pg_types(MESSAGE_KEYS_SCHEMA))
 
 
+def pg008_claims(conn: Any) -> None:
+    """SQLite's m015 with PostgreSQL's types: continuation claims of checkpoints and approvals, with expiry."""
+    _execute_all(conn, _pg_types(CLAIMS_SCHEMA))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
-                                           pg005_deployments, pg006_push, pg007_message_keys]
+                                           pg005_deployments, pg006_push, pg007_message_keys,
+                                           pg008_claims]

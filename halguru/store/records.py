@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+CLAIMING = "…"
+"""A checkpoint's ``resumed_by`` while a resume is starting (its claim held until ``claim_expires``)."""
+
 
 class ConversationRecord(TypedDict):
     id: str
@@ -90,7 +93,11 @@ class CheckpointRecord(TypedDict):
     label: str
     state: dict[str, Any]
     updated: float
-    resumed_by: str | None  # '…' while a resume is starting, then the continuation run's id
+    resumed_by: str | None  # CLAIMING while a resume is starting, then the continuation run's id
+    # The process starting the resume (boot id) and until when: a lease it renews. An expired claim (its process
+    # died before the continuation started) reads as none: resumed_by None.
+    claim_holder: str | None
+    claim_expires: float | None
 
 
 class ApprovalRecord(TypedDict):
@@ -111,6 +118,11 @@ class ApprovalRecord(TypedDict):
     decided_by: str | None
     arguments_before: str | None  # JSON: the call's arguments as the model gave them
     arguments_after: str | None  # JSON: what ran (differs after an edit; None when rejected)
+    # Once decided, the process starting its continuation (boot id) and until when: a lease it renews until the
+    # continuation starts (continued_by). Expired with no continuation: its process died, another may take it
+    # over. None when no continuation will come (a reject whose agent no longer loads).
+    claim_holder: str | None
+    claim_expires: float | None
 
 
 class ApiKeyRecord(TypedDict):

@@ -2,6 +2,11 @@
 
 Rows here belong to a run (foreign keys); a write for a run that was deleted meanwhile (its conversation
 deleted while it streamed) records nothing instead of failing.
+
+A continuation is claimed before it starts (a resume of a checkpoint, the decision on an approval) and the
+claim is a lease, as a run's liveness is: its process renews it (``RunsMixin._renew_leases``) until the
+continuation's run starts and takes over with its own lease. A process killed in between leaves a claim that
+expires, and another resume (or approve) takes the run over; two processes never both hold it.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from typing import Any, cast
 
 from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
-from halguru.store.records import ApprovalRecord, CheckpointRecord
-from halguru.store.sql_runs import RunsMixin, prefix_range
+from halguru.store.records import CLAIMING, ApprovalRecord, CheckpointRecord
+from halguru.store.sql_runs import BOOT_ID, RunsMixin, prefix_range
 
-CLAIMING = "…"  # resumed_by while a resume is starting: a second resume is refused
+__all__ = ["CLAIMING", "ResumeMixin"]
 
 
 class ResumeMixin(RunsMixin):
@@ -40,14 +45,19 @@ class ResumeMixin(RunsMixin):
                          (label, json.dumps(state, ensure_ascii=False), time.time(), run_id))
 
     def get_checkpoint(self, run_id: str) -> CheckpointRecord | None:
+        """The run's checkpoint; a resume's claim that expired (its process died first) reads as none."""
         rows = self._rows("SELECT * FROM checkpoints WHERE run_id = ?", [run_id])
         if not rows:
             return None
-        rows[0]["state"] = json.loads(rows[0]["state"])
-        return cast(CheckpointRecord, rows[0])
+        row = rows[0]
+        row["state"] = json.loads(row["state"])
+        if row["resumed_by"] == CLAIMING and (row["claim_expires"] or 0) < time.time():
+            row["resumed_by"] = None
+        return cast(CheckpointRecord, row)
 
     def claim_checkpoint(self, run_id: str) -> bool:
-        """Mark the checkpoint as being resumed, once (False: claimed already, or its run is alive). A run
+        """Mark the checkpoint as being resumed by this process, once (False: claimed already, or its run is
+        alive); the claim is renewed until ``set_checkpoint_resumed_by``, and an expired one is free again. A run
         still stored 'running' (its lease passed) is marked interrupted for good."""
         now = time.time()
         with self._tx() as conn:
@@ -55,15 +65,24 @@ class ResumeMixin(RunsMixin):
                                 (run_id, now)).fetchone()
             if live:
                 return False
-            claimed = conn.execute("UPDATE checkpoints SET resumed_by = ? WHERE run_id = ? AND resumed_by IS NULL",
-                                   (CLAIMING, run_id)).rowcount
+            claimed = conn.execute(
+                "UPDATE checkpoints SET resumed_by = ?, claim_holder = ?, claim_expires = ? WHERE run_id = ? "
+                "AND (resumed_by IS NULL OR (resumed_by = ? AND coalesce(claim_expires, 0) < ?))",
+                (CLAIMING, BOOT_ID, now + self.lease, run_id, CLAIMING, now)).rowcount
             conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'", (run_id,))
+        if claimed:
+            self._hold(run_id, claim="checkpoints")
         return bool(claimed)
 
     def set_checkpoint_resumed_by(self, run_id: str, by: str | None) -> None:
-        """The continuation run's id, or None to let the run be resumed again (nothing ran)."""
-        with self._tx() as conn:
-            conn.execute("UPDATE checkpoints SET resumed_by = ? WHERE run_id = ?", (by, run_id))
+        """This process's claim ends: the continuation run's id, or None to let the run be resumed again (nothing
+        ran). A claim another process took over meanwhile (this one's had expired) is left alone."""
+        try:
+            with self._tx() as conn:
+                conn.execute("UPDATE checkpoints SET resumed_by = ?, claim_holder = NULL, claim_expires = NULL "
+                             "WHERE run_id = ? AND coalesce(claim_holder, ?) = ?", (by, run_id, BOOT_ID, BOOT_ID))
+        finally:
+            self._release(run_id, claim="checkpoints")
 
     # -- approvals ---------------------------------------------------------------------
     def save_pending(self, run_id: str, conversation_id: str, agent: str, agent_path: str | None,
@@ -109,17 +128,50 @@ class ResumeMixin(RunsMixin):
         return cast(ApprovalRecord, rows[0]) if rows else None
 
     def decide_approval(self, run_id: str, status: str, reason: str | None, decided_by: str | None = None,
-                        arguments_after: Mapping[str, Any] | None = None) -> bool:
+                        arguments_after: Mapping[str, Any] | None = None, continues: bool = True) -> bool:
         """Record the decision (once: False if it was no longer pending): who, when, and the arguments that
-        will run (the edited ones, else the model's; none when rejected)."""
+        will run (the edited ones, else the model's; none when rejected). ``continues``: this process claims its
+        continuation (renewed until it starts, see ``set_approval_continued_by``); False: none will come."""
         after = json.dumps(arguments_after, ensure_ascii=False) if arguments_after is not None else None
+        now = time.time()
         with self._tx() as conn:
-            return bool(conn.execute(
+            decided = conn.execute(
                 "UPDATE approvals SET status = ?, reason = ?, resolved = ?, decided_by = ?, "
-                "arguments_after = CASE WHEN ? = 'approved' THEN coalesce(?, arguments_before) END "
-                "WHERE run_id = ? AND status = 'pending'",
-                (status, reason, time.time(), decided_by, status, after, run_id)).rowcount)
+                "arguments_after = CASE WHEN ? = 'approved' THEN coalesce(?, arguments_before) END, "
+                "claim_holder = ?, claim_expires = ? WHERE run_id = ? AND status = 'pending'",
+                (status, reason, now, decided_by, status, after, BOOT_ID, now + self.lease if continues else None,
+                 run_id)).rowcount
+        if decided and continues:
+            self._hold(run_id, claim="approvals")
+        return bool(decided)
+
+    def take_over_approval(self, run_id: str) -> bool:
+        """Claim the continuation of a decided approval whose own never started and whose claim expired (the
+        deciding process died): once, as ``decide_approval`` claims it (False: not so, or taken already)."""
+        now = time.time()
+        with self._tx() as conn:
+            taken = conn.execute(
+                "UPDATE approvals SET claim_holder = ?, claim_expires = ? WHERE run_id = ? AND status <> 'pending' "
+                "AND continued_by IS NULL AND claim_expires IS NOT NULL AND claim_expires < ?",
+                (BOOT_ID, now + self.lease, run_id, now)).rowcount
+        if taken:
+            self._hold(run_id, claim="approvals")
+        return bool(taken)
+
+    def release_approval(self, run_id: str) -> None:
+        """This process's continuation of a decided approval did not start: another may take it over now."""
+        try:
+            with self._tx() as conn:
+                conn.execute("UPDATE approvals SET claim_expires = 0 WHERE run_id = ? AND claim_holder = ? "
+                             "AND continued_by IS NULL AND claim_expires IS NOT NULL", (run_id, BOOT_ID))
+        finally:
+            self._release(run_id, claim="approvals")
 
     def set_approval_continued_by(self, run_id: str, by: str) -> None:
-        with self._tx() as conn:
-            conn.execute("UPDATE approvals SET continued_by = ? WHERE run_id = ?", (by, run_id))
+        """The continuation run started: it holds the run from now on (its own lease), the claim ends."""
+        try:
+            with self._tx() as conn:
+                conn.execute("UPDATE approvals SET continued_by = ?, claim_expires = NULL WHERE run_id = ?",
+                             (by, run_id))
+        finally:
+            self._release(run_id, claim="approvals")

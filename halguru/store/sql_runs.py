@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from halguru.agents.events import BaseEvent, expand_history, history_wanted
 from halguru.errors import StoreError
 from halguru.models.base import Message
-from halguru.store.records import RunListRecord, RunRecord
+from halguru.store.records import CLAIMING, RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
 from halguru.store.sql_message_keys import KEY_TTL, delete_old_keys
@@ -58,6 +58,9 @@ def default_lease() -> float:
 # A 'running' row whose lease passed (or that never had one: written before leases) is interrupted.
 _STATUS = ("CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
            "ELSE r.status END AS status")
+# A resume's claim whose process died before its continuation started (the claim expired) reads as none.
+RESUMED_BY = (f"CASE WHEN c.resumed_by = '{CLAIMING}' AND coalesce(c.claim_expires, 0) < ? THEN NULL "
+              "ELSE c.resumed_by END")
 _RUN_COLUMNS = ("r.id, r.conversation_id, r.agent, r.model, r.input, r.output, " + _STATUS + ", r.error, "
                 "r.started, r.finished, r.duration_ms, r.steps, r.prompt_tokens, r.completion_tokens, r.owner, "
                 "r.holder, r.lease_expires")
@@ -78,44 +81,61 @@ class RunsMixin(SQLBase):
     def _init_leases(self, lease: float | None) -> None:
         self.lease = default_lease() if lease is None else lease
         self._held: set[str] = set()
+        self._claims: set[tuple[str, str]] = set()  # (table, run id): continuation claims (``sql_resume``)
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._stop_renewing = threading.Event()
 
     # -- leases -----------------------------------------------------------------------
-    def _hold(self, run_id: str) -> None:
+    def _hold(self, run_id: str, claim: str | None = None) -> None:
+        """Renew the run's lease (or, with ``claim``, its claim in that table: checkpoints or approvals)."""
         with self._held_lock:
-            self._held.add(run_id)
+            if claim is None:
+                self._held.add(run_id)
+            else:
+                self._claims.add((claim, run_id))
             if self._renewer is None or not self._renewer.is_alive():
                 self._stop_renewing.clear()
                 self._renewer = threading.Thread(target=self._renew_leases, name="halguru-store-leases",
                                                  daemon=True)
                 self._renewer.start()
 
-    def _release(self, run_id: str) -> None:
+    def _release(self, run_id: str, claim: str | None = None) -> None:
         with self._held_lock:
-            self._held.discard(run_id)
+            if claim is None:
+                self._held.discard(run_id)
+            else:
+                self._claims.discard((claim, run_id))
 
     def _renew_leases(self) -> None:
-        """Renew every held run's lease in one UPDATE, every lease/3 s; end when none is held."""
+        """Renew every held run's lease and claim in one UPDATE per table, every lease/3 s; end when none is
+        held."""
         while not self._stop_renewing.wait(self.lease / 3):
             with self._held_lock:
-                held = sorted(self._held)
-                if not held:
+                held, claims = sorted(self._held), sorted(self._claims)
+                if not held and not claims:
                     self._renewer = None
                     return
             try:
                 with self._tx(relaxed=True) as conn:
-                    conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
-                                 f"AND id IN ({','.join('?' * len(held))})",
-                                 [time.time() + self.lease, BOOT_ID, *held])
+                    until = time.time() + self.lease
+                    if held:
+                        conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
+                                     f"AND id IN ({','.join('?' * len(held))})", [until, BOOT_ID, *held])
+                    for table in ("approvals", "checkpoints"):  # a claim taken over meanwhile is not ours
+                        ids = [rid for t, rid in claims if t == table]
+                        if ids:
+                            conn.execute(f"UPDATE {table} SET claim_expires = ? WHERE claim_holder = ? "
+                                         f"AND claim_expires IS NOT NULL AND run_id IN ({','.join('?' * len(ids))})",
+                                         [until, BOOT_ID, *ids])
             except self.errors as exc:  # try again at the next tick; the lease outlasts two misses
-                log.warning("could not renew the leases of %d runs: %s", len(held), exc)
+                log.warning("could not renew the leases of %d runs: %s", len(held) + len(claims), exc)
 
     def _stop_leases(self) -> None:
         with self._held_lock:
             renewer, self._renewer = self._renewer, None
             self._held.clear()
+            self._claims.clear()
         self._stop_renewing.set()
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(10)
@@ -231,7 +251,7 @@ class RunsMixin(SQLBase):
         if start is None:
             return []
         clauses, names = start
-        params: list[Any] = [now, *names]
+        params: list[Any] = [now, now, *names]  # the status's and resumed_by's clocks, then the filters
         if conversation_id:
             clauses.append("r.conversation_id = ?")
             params.append(conversation_id)
@@ -255,7 +275,7 @@ class RunsMixin(SQLBase):
                            f"AND {self.TEST_RUN})")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
-            f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, c.resumed_by FROM runs r "
+            f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, {RESUMED_BY} AS resumed_by FROM runs r "
             f"LEFT JOIN checkpoints c ON c.run_id = r.id {where} ORDER BY r.started DESC LIMIT ?", [*params, limit])
         return cast(list[RunListRecord], rows)
 
@@ -270,14 +290,14 @@ class RunsMixin(SQLBase):
                "AND coalesce(lease_expires, 0) >= ?) "
                "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
                "AND NOT (r.status IN ('running', 'interrupted') AND EXISTS "
-               "(SELECT 1 FROM checkpoints c WHERE c.run_id = r.id AND c.resumed_by IS NULL "
+               f"(SELECT 1 FROM checkpoints c WHERE c.run_id = r.id AND {RESUMED_BY} IS NULL "
                "AND coalesce(c.agent_path, '') <> ''))")
         now = time.time()
         with self._tx() as conn:
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (id TEXT PRIMARY KEY, conversation_id TEXT)")
             conn.execute("DELETE FROM pruned")
             conn.execute(f"INSERT INTO pruned SELECT id, conversation_id FROM runs WHERE id IN ({old})",
-                         (before, now))
+                         (before, now, now))
             for table in ("events", "approvals", "checkpoints"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM pruned)")
             count = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount

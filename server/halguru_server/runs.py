@@ -128,14 +128,17 @@ def _decision_target(state: ServerState, caller: Principal,
     return served, run, row
 
 
-async def _check_decision(state: ServerState, caller: Principal, run_id: str) -> tuple[ServedAgent, ApprovalRecord]:
+async def _check_decision(state: ServerState, caller: Principal, run_id: str, reject: str | None,
+                          edit_args: dict[str, Any] | None) -> tuple[ServedAgent, ApprovalRecord]:
+    """The refusals of ``approvals.resume_events`` (the library's own words), made before it claims the run: a
+    decided approval whose continuation stalled is taken over when the decision asked for is the recorded one."""
     served, run, row = await asyncio.to_thread(_decision_target, state, caller, run_id)
     _not_busy(run_id)
     if row is None:
         raise ApiError(409, f"run {run_id} is not waiting for approval (it is {run['status']})")
-    if row["status"] != "pending":
-        after = f", continued as run {row['continued_by']}" if row["continued_by"] else ""
-        raise ApiError(409, f"run {run_id} is not waiting for approval (already {row['status']}{after})")
+    problem = approvals.refusal(row, reject, edit_args)
+    if problem is not None:
+        raise ApiError(409, problem)
     return served, row
 
 
@@ -167,7 +170,7 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
                  edit_args: dict[str, Any] | None = None,
                  reject: str | None = None) -> Started:
     """Approve (``reject`` None) or reject the paused run: its continuation, queued like a message."""
-    served, row = await _check_decision(state, caller, run_id)
+    served, row = await _check_decision(state, caller, run_id, reject, edit_args if reject is None else None)
     if edit_args is not None and reject is None:  # a bad edit is the request's fault (422), and uses nothing up
         try:  # (it reads the approval and loads the agent: on a thread)
             await asyncio.to_thread(approvals.check_edited_args, state.store, run_id, edit_args, "edit_args")
@@ -177,8 +180,9 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
             raise ApiError(422, str(exc)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
-    stream = approvals.resume_events(run_id, edit_args, reject=reject, store=state.store,
-                                     metadata={"request_id": request_id}, decided_by=caller.label)
+    stream: AsyncIterator[Event] = approvals.resume_events(
+        run_id, edit_args, reject=reject, store=state.store, metadata={"request_id": request_id},
+        decided_by=caller.label)
     if state.pusher is not None:
         said = "rejected" if reject is not None else "approved"
         stream = _tell_owner(stream, state.pusher, row["conversation_id"], f"{served.name}: the action was {said}",

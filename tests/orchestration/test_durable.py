@@ -164,6 +164,37 @@ team:
     assert messages[2].content == "charged 40 EUR"
 
 
+def test_a_resume_killed_before_its_continuation_started_leaves_the_run_resumable(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error):
+    """A resume SIGKILLed between its claim and its continuation's start (here: while it loads the agent's
+    tools) once left the run refused for good ("already resumed as run …"); its claim is a lease now: the run
+    reads as being resumed while it lasts, then resumes."""
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: ship, arguments: {order: A-7}}]\n- Shipped A-7.\n")
+    tools = TOOLS + 'if os.environ.get("HANG_LOAD"):\n    note("loading")\n    time.sleep(120)\n'
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [ship]\n"
+                 "team:\n  specialists: [../helper]\n", tools)
+    write(tmp_path / "helper", "name: helper\nmodel: scripted\n")
+    log = Path(env["SIDE_EFFECTS"])
+    proc = subprocess.Popen([*halguru_cmd, "run", str(desk), "Ship A-7"], env={**env, "HANG": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kill_when(proc, log, "ship A-7 started")
+    run = interrupted_run(halguru_cmd, env)
+    proc = subprocess.Popen([*halguru_cmd, "runs", "resume", run["id"]], env={**env, "HANG_LOAD": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kill_when(proc, log, "loading")  # claimed, its continuation not started
+    refusals = set()
+    deadline = time.monotonic() + LEASE * 3 + 10
+    while (resumed := halguru(halguru_cmd, env, "runs", "resume", run["id"])).returncode != 0:
+        refusals.add(resumed.stderr.strip())
+        assert time.monotonic() < deadline, refusals
+        time.sleep(0.3)
+    assert refusals <= {f"Error: run {run['id']} is being resumed already"}, refusals
+    assert resumed.stdout.strip() == "Shipped A-7."
+    assert log.read_text().splitlines() == ["ship A-7 started", "loading", "ship A-7 started"]
+    assert cli_error("runs", "resume", run["id"]).startswith(f"Error: run {run['id']} was already resumed as run ")
+
+
 def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list[str], env: dict[str, str],
                                                 cli_error):
     plain = write(tmp_path / "plain", "name: plain\nmodel: scripted\n")
@@ -235,6 +266,89 @@ def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
     assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+
+
+DIE_AFTER_DECIDING = """
+import os, signal, sys
+from halguru.store.sql_resume import ResumeMixin
+ResumeMixin.get_checkpoint = lambda self, run_id: os.kill(os.getpid(), signal.SIGKILL)  # read after the decision
+sys.argv = ["halguru", *sys.argv[1:]]
+from halguru.cli.app import main
+main()
+"""
+
+
+@pytest.mark.parametrize("how", ["resume", "approve"])
+def test_an_approval_killed_before_its_continuation_started_is_continued_as_decided(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error, how: str):
+    """`runs approve` SIGKILLed after it recorded the decision, before its continuation started: approve and
+    reject said "already approved", resume "waits for approval", and the approved call never ran. Once the
+    dead process's claim expires, `runs resume` (or the same approval again) continues it, once."""
+    import sys
+
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: ship, arguments: {order: A-7}}]\n")
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [ship]\napprovals: [ship]\n",
+                 TOOLS)
+    log = Path(env["SIDE_EFFECTS"])
+    paused = halguru(halguru_cmd, env, "run", str(desk), "Ship A-7", "--json")
+    assert paused.returncode == 3, paused.stderr
+    first = json.loads(paused.stdout.splitlines()[-1])["run_id"]
+    script.write_text("- Shipped A-7.\n")
+    died = subprocess.run([sys.executable, "-c", DIE_AFTER_DECIDING, "runs", "approve", first, "--edit-args",
+                           '{"order": "A-8"}'], capture_output=True, text=True, env=env, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    assert not log.exists()
+    assert cli_error("runs", "reject", first, "--reason", "no").startswith(
+        f"Error: run {first} is not waiting for approval (already approved")
+
+    deadline = time.monotonic() + LEASE * 3 + 10
+    while "never continued" not in (listed := halguru(halguru_cmd, env, "runs", "list").stdout):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.3)
+    assert f"approved, never continued (`halguru runs resume {first}`)" in listed
+    args = ["resume", first] if how == "resume" else ["approve", first, "--edit-args", '{"order": "A-8"}']
+    refusals = set()
+    deadline = time.monotonic() + LEASE * 3 + 10
+    while (done := halguru(halguru_cmd, env, "runs", *args, "--json")).returncode != 0:
+        refusals.add(done.stderr.strip())
+        assert time.monotonic() < deadline, refusals
+        time.sleep(0.3)
+    assert refusals <= {f"Error: run {first} is not waiting for approval (already approved; its continuation is "
+                        "starting)"}, refusals
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["metadata"] == {"resumes": first}
+    assert [(e["type"], e.get("arguments")) for e in events if e["type"] == "approval_approved"] == [
+        ("approval_approved", {"order": "A-8"})]  # the recorded decision: the edited arguments
+    assert events[-1]["status"] == "ok" and events[-1]["output"] == "Shipped A-7."
+    assert log.read_text().splitlines() == ["ship A-8 started"]  # ran once
+    line = f"Error: run {first} is not waiting for approval (already approved, continued as run {events[0]['run_id']})"
+    assert cli_error("runs", "resume", first) == line
+    assert cli_error("runs", "approve", first) == line
+    assert log.read_text().splitlines() == ["ship A-8 started"]
+
+
+def test_a_stalled_approval_asked_for_another_decision_says_how_to_continue_it(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error):
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: ship, arguments: {order: A-7}}]\n")
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [ship]\napprovals: [ship]\n",
+                 TOOLS)
+    first = json.loads(halguru(halguru_cmd, env, "run", str(desk), "Ship A-7", "--json").stdout.splitlines()[-1])
+    from halguru.store import SQLiteStore
+
+    store = SQLiteStore(Path(env["HALGURU_HOME"]) / "halguru.db", lease=0.1)  # another process's view
+    assert store.decide_approval(first["run_id"], "rejected", "not today")
+    store.close()  # its process stops renewing the claim
+    time.sleep(0.3)
+    rid = first["run_id"]
+    assert cli_error("runs", "approve", rid) == (
+        f"Error: run {rid} was rejected, but its continuation never started (the process that decided it "
+        f"stopped); `halguru runs resume {rid}` continues it as decided")
+    script.write_text("- Not shipped, then.\n")
+    done = halguru(halguru_cmd, env, "runs", "reject", rid, "--reason", "not today")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Not shipped, then." and not Path(env["SIDE_EFFECTS"]).exists()
 
 
 def test_a_resume_makes_its_store_calls_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -297,6 +297,33 @@ def test_twelve_concurrent_approvals_continue_the_run_once(client: httpx.Client,
     assert client.get("/v1/runs/pending").json()["data"] == []
 
 
+def test_an_approval_whose_deciding_process_died_is_continued_once(client: httpx.Client, agents_dir: Path,
+                                                                   halguru_home: Path) -> None:
+    """A process that recorded a decision and died before its continuation started once left the run "already
+    approved" for good, its call never run; once its claim expires, resume (or the same approval) continues it,
+    once, with the recorded decision."""
+    from halguru.store import SQLiteStore
+
+    _, run_id = pause(client, agents_dir)
+    dead = SQLiteStore(halguru_home / "halguru.db", lease=0.2)  # another process, deciding
+    assert dead.decide_approval(run_id, "approved", None, "key:gone")
+    refused = error(client.post(f"/v1/runs/{run_id}/resume", json={}), 409)
+    assert refused == f"run {run_id} is not waiting for approval (already approved; its continuation is starting)"
+    dead.close()  # it died: its claim is renewed no more
+    time.sleep(0.5)
+    assert "`halguru runs resume " in error(client.post(f"/v1/runs/{run_id}/reject", json={"reason": "x"}), 409)
+    script(agents_dir, "Sent.")
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: client.post(f"/v1/runs/{run_id}/{('resume', 'approve')[i % 2]}", json={}),
+                                range(6)))
+    assert sorted(a.status_code for a in answers) == [200] + [409] * 5, [a.text for a in answers]
+    done = next(a for a in answers if a.status_code == 200).json()
+    assert done["output"] == "Sent." and done["tool_calls"][0]["name"] == "send_email"
+    assert (agents_dir / "mailer" / "sent.log").read_text() == "ann@example.com: hi\n"  # the call ran once
+    assert error(client.post(f"/v1/runs/{run_id}/resume", json={}), 409) == (
+        f"run {run_id} is not waiting for approval (already approved, continued as run {done['run_id']})")
+
+
 def test_a_slow_store_read_of_a_decision_holds_up_only_that_request(client: httpx.Client, agents_dir: Path,
                                                                    monkeypatch) -> None:
     """Approve, reject and resume first read the run (on PostgreSQL, a round trip to the database server). Made

@@ -95,6 +95,59 @@ def test_checkpoints_are_claimed_once(store: Store, store_factory, raw_sql) -> N
     assert store.get_checkpoint("run_none") is None
 
 
+def test_a_resume_claim_is_a_lease_its_process_renews_and_a_dead_one_expires(store_factory, raw_sql) -> None:
+    """A resume killed between its claim and its continuation's start leaves a claim that expires (it once
+    stayed for good: every later resume was refused); while its process lives, the claim is renewed."""
+    from halguru.store.records import CLAIMING
+
+    store = store_factory(lease=0.6)
+    store.start_run("run_c0000001", "conv_1", "team", "scripted", "go")
+    store.start_checkpoint("run_c0000001", "team", "conv_1", "/agents/team", None, "go")
+    store.close()
+    raw_sql("UPDATE runs SET lease_expires = 1")  # its process died: interrupted
+    mine, other = store_factory(lease=0.6), store_factory(lease=0.6)
+    assert mine.claim_checkpoint("run_c0000001")
+    assert other.get_checkpoint("run_c0000001")["resumed_by"] == CLAIMING
+    time.sleep(1.5)  # past the lease: renewed meanwhile, as its process lives
+    assert not other.claim_checkpoint("run_c0000001")
+    assert other.list_runs()[0]["resumed_by"] == CLAIMING
+    raw_sql("UPDATE checkpoints SET claim_expires = ?", (time.time() - 1,))  # as if its process had died
+    mine._stop_leases()  # (and with it, its renewals)
+    assert other.get_checkpoint("run_c0000001")["resumed_by"] is None
+    assert other.list_runs()[0]["resumed_by"] is None
+    assert other.claim_checkpoint("run_c0000001")  # taken over, once
+    assert not mine.claim_checkpoint("run_c0000001")
+    other.set_checkpoint_resumed_by("run_c0000001", "run_c0000002")
+    assert other.get_checkpoint("run_c0000001")["resumed_by"] == "run_c0000002"
+    assert not mine.claim_checkpoint("run_c0000001")
+
+
+def test_a_decided_approval_is_continued_once_and_taken_over_when_its_process_died(store_factory, raw_sql) -> None:
+    """A decision claims its continuation (renewed while its process lives); killed before the continuation
+    started, the claim expires and one other process takes it over (it once stayed 'approved' with no
+    continuation for good)."""
+    mine, other = store_factory(lease=0.6), store_factory(lease=0.6)
+    _pause(mine, "run_p0000001", None)
+    _pause(mine, "run_p0000002", None)
+    assert mine.decide_approval("run_p0000001", "approved", None, "key:a")
+    time.sleep(1.5)  # past the lease: renewed meanwhile
+    assert not other.take_over_approval("run_p0000001")
+    raw_sql("UPDATE approvals SET claim_expires = ? WHERE run_id = 'run_p0000001'", (time.time() - 1,))
+    mine._stop_leases()  # as if its process had died
+    assert other.take_over_approval("run_p0000001")
+    assert not mine.take_over_approval("run_p0000001")  # once
+    other.release_approval("run_p0000001")  # its continuation could not start either: free at once
+    assert mine.take_over_approval("run_p0000001")
+    mine.set_approval_continued_by("run_p0000001", "run_next0001")
+    raw_sql("UPDATE approvals SET claim_expires = ? WHERE run_id = 'run_p0000001'", (time.time() - 1,))
+    assert not other.take_over_approval("run_p0000001")  # continued: nothing to take over
+    assert not other.take_over_approval("run_p0000002")  # still pending: decide it
+    assert other.decide_approval("run_p0000002", "rejected", "no", continues=False)  # no continuation will come
+    other.release_approval("run_p0000002")
+    assert not mine.take_over_approval("run_p0000002")
+    assert store_factory().find_approval("run_p0000002")["claim_expires"] is None
+
+
 def test_run_listing_filters_by_status_agents_and_limit(store: Store) -> None:
     for i, (agent, status) in enumerate([("a", "ok"), ("b", "failed"), ("a", "failed"), ("a", None)]):
         store.start_run(f"run_s000000{i}", f"conv_{i}", agent, "scripted", "hi")
