@@ -158,7 +158,9 @@ class RunDetail(RunBase):
 class RunSummary(RunBase):
     """A run in a list: its outcome, and where a team or workflow run would resume from."""
 
-    kind: Literal["team", "workflow"] | None = Field(description="checkpointed runs only; null for a plain agent")
+    kind: Literal["team", "workflow", "agent"] | None = Field(
+        description="checkpointed runs only: a team's, a workflow's, or a plain agent's continuation after an "
+        "approval ('agent'); null for other plain agent runs")
     checkpoint: str | None = Field(description="the last checkpoint's label, e.g. 'step pay ok'")
     resumed_by: str | None = Field(description="the run that continued this one, once resumed")
 

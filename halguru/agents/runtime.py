@@ -181,7 +181,7 @@ class _Book:
 
     def _begin(self, conversation: str | None) -> None:
         """Record the run as running (in its conversation, checked to exist), with a first checkpoint when it
-        is a team or workflow run (durable: ``halguru runs resume``)."""
+        is durable (``kind``: ``halguru runs resume``)."""
         store, agent = self.store, self.agent
         assert store is not None
         history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
@@ -191,8 +191,11 @@ class _Book:
             raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")
         self.history = history
         self.ctx.trace.history = list(history)  # as stored before the run: its model calls refer to it
-        if agent.driver is not None:
-            store.start_checkpoint(self.run_id, agent.driver.kind, self.conversation_id, self.folder, self.override,
+        if self.kind is not None:
+            if agent.driver is None:  # the plain loop saves its messages after each step, as a team's does
+                self.ctx.durable_state = lambda: {"messages": [m.model_dump(exclude_defaults=True)
+                                                               for m in self.messages]}
+            store.start_checkpoint(self.run_id, self.kind, self.conversation_id, self.folder, self.override,
                                    self.input)
             resume = self.ctx.resume
             first = (resume.state or resume.first_state) if resume is not None else None
@@ -225,9 +228,18 @@ class _Book:
         return name
 
     @property
-    def after_shutdown(self) -> str:
-        """What to do about a run a shutdown cut: a team's or workflow's resumes from its checkpoint."""
+    def kind(self) -> str | None:
+        """What the run's checkpoints are of (None: it has none): its driver's kind (team, workflow), or 'agent'
+        for a plain agent's continuation, which carries a human's decision and the paused turn (not in the
+        conversation yet): a crash in the approved call must not lose them."""
         if self.agent.driver is not None:
+            return self.agent.driver.kind
+        return "agent" if self.ctx.resume is not None else None
+
+    @property
+    def after_shutdown(self) -> str:
+        """What to do about a run a shutdown cut: a checkpointed one resumes from its checkpoint."""
+        if self.kind is not None:
             return "resume it with `halguru runs resume`"
         return "send the message again"
 

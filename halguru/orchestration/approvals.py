@@ -182,10 +182,11 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
         for message in messages:  # the edited call is the one run and kept in the conversation
             message.tool_calls = [c.model_copy(update={"arguments": edit_args}) if c.id == call.id else c
                                   for c in message.tool_calls]
-    if saved is not None and agent.workflow is None:  # a team goes on from the paused step's messages
-        kept: dict[str, Any] = {k: saved["state"][k] for k in ("active_agent", "handoffs") if k in saved["state"]}
+    if agent.workflow is None:  # a team (or a plain agent) goes on from the paused step's messages
+        kept: dict[str, Any] = {k: saved["state"][k] for k in ("active_agent", "handoffs")
+                                if saved is not None and k in saved["state"]}
         resume.first_state = {"messages": [m.model_dump(exclude_defaults=True) for m in messages], **kept}
-        resume.checkpoint = saved["label"]
+        resume.checkpoint = saved["label"] if saved is not None else f"{call.name} requested"
     return row, agent, call, resume
 
 

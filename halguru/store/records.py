@@ -78,7 +78,7 @@ class RunRecord(TypedDict):
 class RunListRecord(RunRecord):
     """A run in a listing, with its checkpoint (team and workflow runs) and who resumed it."""
 
-    kind: str | None  # 'team' or 'workflow' when checkpointed
+    kind: str | None  # 'team', 'workflow' or 'agent' (a plain agent's continuation) when checkpointed
     checkpoint: str | None  # the label of its last checkpoint
     resumed_by: str | None
 

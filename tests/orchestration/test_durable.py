@@ -268,6 +268,48 @@ def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
     assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
 
 
+def test_a_plain_agents_continuation_killed_in_the_approved_call_resumes_at_the_pause(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str]):
+    """A plain agent's continuation killed inside the approved call lost the call and the turn: `runs resume`
+    said it was "not a team or workflow run" and the conversation never got the user's message. It is
+    checkpointed as a team's run is: the resume asks for the approval again (whether the call ran is unknown)
+    and the turn reaches the conversation once decided."""
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: charge, arguments: {amount: 40}}, {name: ship, arguments: {order: A-7}}]\n"
+                      "- never reached\n")
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [charge, ship]\n"
+                 "approvals: [ship]\n", TOOLS)
+    log = Path(env["SIDE_EFFECTS"])
+    paused = halguru(halguru_cmd, env, "run", str(desk), "Charge and ship A-7", "--json")
+    assert paused.returncode == 3, paused.stderr
+    first = json.loads(paused.stdout.splitlines()[-1])["run_id"]
+    proc = subprocess.Popen([*halguru_cmd, "runs", "approve", first], env={**env, "HANG": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    kill_when(proc, log, "ship A-7 started")
+    run = interrupted_run(halguru_cmd, env)
+    assert (run["kind"], run["checkpoint"]) == ("agent", "ship requested")
+
+    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"], "--json")
+    assert resumed.returncode == 3, resumed.stderr  # paused again: the approved call never finished
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert events[1]["type"] == "resumed" and events[1]["reused"] == [events[1]["reused"][0]]  # the charge
+    assert not [e for e in events if e["type"] == "model_call"]  # no new start from the user's message
+    assert [(e["type"], e.get("name")) for e in events if e["type"].startswith("approval")] == [
+        ("approval_requested", "ship")]
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started"]
+
+    script.write_text("- Charged 40 EUR and shipped A-7.\n")
+    done = halguru(halguru_cmd, env, "runs", "approve", events[-1]["run_id"], "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
+    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+    from halguru.store import open_store
+
+    messages = open_store().get_messages(events[0]["conversation_id"])
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert messages[0].content == "Charge and ship A-7"
+
+
 DIE_AFTER_DECIDING = """
 import os, signal, sys
 from halguru.store.sql_resume import ResumeMixin

@@ -2132,9 +2132,9 @@ export interface components {
             input: string;
             /**
              * Kind
-             * @description checkpointed runs only; null for a plain agent
+             * @description checkpointed runs only: a team's, a workflow's, or a plain agent's continuation after an approval ('agent'); null for other plain agent runs
              */
-            kind: ("team" | "workflow") | null;
+            kind: ("team" | "workflow" | "agent") | null;
             /** Model */
             model: string;
             /** Output */
