@@ -345,9 +345,20 @@ def m015_claims(conn: sqlite3.Connection) -> None:
     _execute_all(conn, CLAIMS_SCHEMA)
 
 
+KEY_ROLES_SQL = "UPDATE api_keys SET scope = 'developer' WHERE user_id IS NULL AND scope = 'user'"
+"""m016's statement; PostgreSQL's pg009 is the same."""
+
+
+def m016_key_roles(conn: sqlite3.Connection) -> None:
+    """A key without a user has a role of its own, its ``scope`` (admin, operator, developer or user). Such keys
+    made before said ``user`` for a developer's reach: they keep it, and a new key's ``user`` means chat only
+    (every `halguru keys create NAME` for an app could publish, which runs code on the server)."""
+    conn.execute(KEY_ROLES_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
-                                                          m014_message_keys, m015_claims]
+                                                          m014_message_keys, m015_claims, m016_key_roles]

@@ -31,6 +31,7 @@ from halguru.store.migrations import (
     CONSOLE_SCHEMA,
     DEPLOYMENTS_SCHEMA,
     IDENTITY_SCHEMA,
+    KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
     PUSH_SCHEMA,
 )
@@ -174,6 +175,11 @@ def pg008_claims(conn: Any) -> None:
     _execute_all(conn, _pg_types(CLAIMS_SCHEMA))
 
 
+def pg009_key_roles(conn: Any) -> None:
+    """SQLite's m016: a key without a user has a role of its own (its scope); old ``user`` ones stay developers."""
+    conn.execute(KEY_ROLES_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
-                                           pg008_claims]
+                                           pg008_claims, pg009_key_roles]

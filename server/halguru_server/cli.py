@@ -160,8 +160,19 @@ def check_key_agents(names: list[str], config: Path | None = None) -> str | None
     return None
 
 
+def _key_scope(admin: bool, user: str | None, role: str | None) -> str:
+    """What ``keys create``'s flags ask for: a user's key's scope, or a key's own role."""
+    if role is not None and user is not None:
+        raise HalguruError("--role is for a key without --user (a user's key has that user's role; --admin gives it "
+                           "all of the user's permissions)")
+    if admin and role not in (None, "admin"):
+        raise HalguruError(f"--admin and --role {role} disagree; give one")
+    return "admin" if admin else role or "user"
+
+
 def create(name: str, agents: str | None, expires: str | None, admin: bool = False,
-           config: Path | None = None, user: str | None = None) -> None:
+           config: Path | None = None, user: str | None = None, role: str | None = None) -> None:
+    scope = _key_scope(admin, user, role)
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else []
     lifetime = parse_duration(expires) if expires is not None else None
     note = check_key_agents(names, config) if names else None
@@ -170,16 +181,21 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
         from halguru_server.identity.accounts import find_user
 
         owner = find_user(open_store(), user)
-    key, secret = create_key(open_store(), name, names, lifetime, scope="admin" if admin else "user",
-                             user_id=owner["id"] if owner else None)
+    key, secret = create_key(open_store(), name, names, lifetime, scope=scope, user_id=owner["id"] if owner else None)
     audit.record(open_store(), None, "key.create", key.id, {"name": name, "scope": key.scope, "user_id": key.user_id})
     typer.echo(secret)
-    scope = " with admin scope (sees and acts on every principal's objects)" if admin and not owner else ""
     if owner:
-        scope = f" for {owner['email'] or owner['id']} ({owner['role']}{', at most developer' if not admin else ''})"
-    typer.echo(f"key {key.id} ({name}) created{scope}; store it now, it is not shown again", err=True)
+        reach = f" for {owner['email'] or owner['id']} ({owner['role']}{', at most developer' if not admin else ''})"
+    else:
+        reach = f" with the {scope} role ({ROLE_REACH[scope]})"
+    typer.echo(f"key {key.id} ({name}) created{reach}; store it now, it is not shown again", err=True)
     if note:
         typer.echo(note, err=True)
+
+
+ROLE_REACH = {"user": "chat with the agents; --role developer to publish or queue jobs",
+              "developer": "chat, jobs, publishing: runs code on the server", "operator":
+              "everyone's conversations, runs, approvals and jobs", "admin": "everything"}
 
 
 def _when(ts: float | None) -> str:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from halguru.agents.loader import AGENT_FILE, Agent
 from halguru.deploy.bundle import MAX_BUNDLE_BYTES, open_bundle
 from halguru.errors import HalguruError
+from halguru.printable import printable
 from halguru.store.base import Store
 from halguru.store.records import DeploymentRecord
 from halguru_server.agents import ServedAgent, serve_agent
@@ -129,11 +130,13 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
     try:
         try:
             manifest = open_bundle(data, incoming, state.settings.max_bundle_bytes)
-            name = load_spec(incoming / AGENT_FILE).name if (incoming / AGENT_FILE).is_file() else None
+            spec = load_spec(incoming / AGENT_FILE) if (incoming / AGENT_FILE).is_file() else None
         except HalguruError as exc:
             raise ApiError(400, _relative(str(exc), incoming), "invalid_bundle") from None
-        if name is None:
+        if spec is None:
             raise ApiError(400, f"the bundle has no {AGENT_FILE}", "invalid_bundle")
+        name = spec.name
+        _confined(spec.instructions_file, spec.knowledge, incoming)
         _may_publish(state, principal, name)
         with _publishing:
             active = state.store.active_deployments().get(name)
@@ -155,6 +158,16 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
             return record, False
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _confined(instructions_file: str | None, knowledge: list[str], folder: Path) -> None:
+    """instructions_file and knowledge folders name what the bundle holds: ``/etc/passwd`` or ``../..`` would
+    put the server's own files in the agent's prompt or its knowledge base."""
+    named = [("instructions_file", instructions_file)] if instructions_file else []
+    for field, value in [*named, *(("knowledge", k) for k in knowledge)]:
+        if not (folder / value).resolve().is_relative_to(folder.resolve()):
+            raise ApiError(400, f"{AGENT_FILE}: {field}: {printable(value)} is outside the bundle; name a file or "
+                                "folder inside the agent's folder", "invalid_agent")
 
 
 def rollback(state: ServerState, principal: Principal, name: str, version: int) -> DeploymentRecord:

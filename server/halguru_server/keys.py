@@ -15,8 +15,7 @@ from halguru import durations
 from halguru.errors import HalguruError
 from halguru.store.base import Store
 from halguru.store.records import ApiKeyRecord
-
-SCOPES = ("user", "admin")
+from halguru_server.identity import roles
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,9 @@ class ApiKey:
     expires: float | None
     revoked: float | None
     last_used: float | None
-    scope: str = "user"  # "admin": all of its user's permissions (legacy key: the admin role); "user": at most
-    # a developer's
-    user_id: str | None = None  # the user it belongs to; None: a key from before users (its scope is its role)
+    scope: str = "user"  # a user's key: "admin" all of its user's permissions, "user" at most a developer's;
+    # a key without a user: its role (user, developer, operator, admin)
+    user_id: str | None = None  # the user it belongs to; None: a key with a role of its own (its scope)
 
     def allows(self, agent: str) -> bool:
         return not self.agents or agent in self.agents
@@ -67,12 +66,13 @@ def create_key(store: Store, name: str, agents: list[str] | None = None,
                expires_in: float | None = None, scope: str = "user", *,
                user_id: str | None = None) -> tuple[ApiKey, str]:
     """A new key; the secret is returned here only and never stored. With ``user_id`` the key is that user's
-    and carries at most their permissions (``scope="user"``: at most a developer's); without, a key of the
-    old kind, whose ``scope`` is its role (admin, or user = developer)."""
+    and carries at most their permissions (``scope="user"``: at most a developer's, ``"admin"``: all); without,
+    ``scope`` is the key's own role (``user``: chat only; developer, operator, admin)."""
     if not name.strip():
         raise HalguruError("a key needs a name (who or what uses it)")
-    if scope not in SCOPES:
-        raise HalguruError(f"invalid key scope {scope!r}: use {' or '.join(SCOPES)}")
+    scopes = roles.KEY_SCOPES if user_id is not None else roles.ROLES
+    if scope not in scopes:
+        raise HalguruError(f"invalid key {'scope' if user_id else 'role'} {scope!r}: use {', '.join(scopes)}")
     if expires_in is not None and expires_in <= 0:
         raise HalguruError("a key's lifetime must be longer than 0; pass None for a key that never expires")
     key_id = secrets.token_hex(4)

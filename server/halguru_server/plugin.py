@@ -75,16 +75,18 @@ def keys_create(
     name: str = typer.Argument(..., help="Who or what uses the key."),
     agents: str = typer.Option(None, help="Comma-separated agents the key may use [default: all]."),
     expires: str = typer.Option(None, help="Lifetime, e.g. 12h, 30d, 8w [default: never]."),
-    admin: bool = typer.Option(False, "--admin", help="Operator scope: sees and acts on every principal's "
-                               "conversations, runs and approvals."),
+    admin: bool = typer.Option(False, "--admin", help="With --user: all of the user's permissions; without: "
+                               "the admin role (the same as --role admin)."),
     config: Path = typer.Option(None, help="The serve config whose agents --agents is checked against."),
     user: str = typer.Option(None, help="The user (email or id) the key belongs to: it acts as them, with at "
                              "most their permissions (a developer's without --admin)."),
+    role: str = typer.Option(None, help="Without --user, the key's own role: user (chat only), developer (also "
+                             "jobs, publishing: runs code on the server), operator, admin [default: user]."),
 ) -> None:
     """Create a key and print it (the only time it is shown)."""
     from halguru_server.cli import create
 
-    create(name, agents, expires, admin, config, user)
+    create(name, agents, expires, admin, config, user, role)
 
 
 @keys_app.command("list")

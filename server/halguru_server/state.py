@@ -86,8 +86,8 @@ class Principal:
             return "admin"
         if self.user is not None:
             return self.user["role"]
-        if self.key is not None:
-            return roles.LEGACY_KEY_ROLES.get(self.key.scope, "developer")
+        if self.key is not None:  # a key without a user: its scope is its role
+            return self.key.scope
         return None
 
     @property

@@ -102,7 +102,7 @@ def api_key() -> Callable[..., str]:
     from halguru.store import open_store
 
     def make(name: str = "test", agents: list[str] | None = None, expires_in: float | None = None,
-             scope: str = "user") -> str:
+             scope: str = "developer") -> str:  # a key's own role (keys made before roles: m016)
         return create_key(open_store(), name, agents, expires_in, scope)[1]
 
     return make

@@ -91,13 +91,13 @@ def test_a_key_limited_to_some_agents_reads_no_numbers_of_every_agent(app) -> No
     store.create_conversation("conv_p", "private", "t")
     store.start_run("run_p", "conv_p", "private", "scripted", "hi")
     client = TestClient(app, base_url=ORIGIN)
-    narrow = {"Authorization": f"Bearer {create_key(store, 'narrow', ['echo'])[1]}"}
+    narrow = {"Authorization": f"Bearer {create_key(store, 'narrow', ['echo'], scope='developer')[1]}"}
     for url in ("/v1/monitoring", "/v1/analytics", "/admin", "/admin/monitoring/live", "/admin/analytics"):
         refused = client.get(url, headers=narrow)
         assert refused.status_code == 403 and "private" not in refused.text, url
         assert "may use only echo" in refused.json()["error"]["message"]
     assert "private" not in client.get("/v1/agents", headers=narrow).text
-    every = {"Authorization": f"Bearer {create_key(store, 'every')[1]}"}
+    every = {"Authorization": f"Bearer {create_key(store, 'every', scope='developer')[1]}"}
     assert "private" in client.get("/v1/monitoring", headers=every).text
 
 

@@ -54,7 +54,7 @@ def agents_dir(tmp_path: Path) -> Path:
 def callers(serve: Callable[..., Any], api_key: Callable[..., str]) -> Iterator[dict[str, httpx.Client]]:
     server = serve()
     clients = {}
-    for name, scope in (("A", "user"), ("B", "user"), ("C", "admin")):
+    for name, scope in (("A", "developer"), ("B", "developer"), ("C", "admin")):  # keys with roles of their own
         secret = api_key(name, scope=scope)
         clients[name] = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {secret}"})
         clients[name].key_id = secret.split("_")[1]  # type: ignore[attr-defined]

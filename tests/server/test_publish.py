@@ -256,6 +256,51 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
     assert "not a version number" in error(cli("deployments", "rollback", "shop", "latest", code=1))
 
 
+def test_an_app_key_chats_but_publishes_only_with_the_developer_role(cli, cli_error, serve, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """`halguru keys create NAME` (the README's key for an app) could publish, and so run any code on the server."""
+    server = serve()
+    app_key = cli("keys", "create", "my-app").stdout.strip()
+    assert "with the user role (chat with the agents" in cli("keys", "create", "other").stderr
+    ci_key = cli("keys", "create", "ci", "--role", "developer").stdout.strip()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {app_key}"}) as http:
+        assert http.post("/v1/conversations", json={"agent": "echo"}).status_code == 201
+        refused = http.post("/v1/deployments", content=b"x", headers={"Content-Type": "application/gzip"})
+        assert refused.status_code == 403 and "may not do this" in refused.json()["error"]["message"]
+        assert http.post("/v1/jobs", json={"agent": "echo", "input": "hi"}).status_code == 403
+    shop = write_shop(tmp_path / "shop", "v1")
+    assert "your role (user) may not do this" in cli_error("publish", str(shop), "--to", server.url,
+                                                         env={"HALGURU_TOKEN": app_key})
+    monkeypatch.setenv("HALGURU_TOKEN", ci_key)
+    assert "Published shop v1" in cli("publish", str(shop), "--to", server.url).output
+    for field, value in (("instructions_file", "/etc/hostname"), ("knowledge", "../../..")):
+        spec = yaml.safe_load((shop / "agent.yaml").read_text())
+        (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, field: value if field != "knowledge" else [value]}))
+        out = cli_error("publish", str(shop), "--to", server.url, env={"HALGURU_TOKEN": ci_key})
+        assert f"{field}: {value} is outside the bundle" in out, out
+        (shop / "agent.yaml").write_text(yaml.safe_dump(spec))
+    assert "invalid key role 'root'" in cli_error("keys", "create", "x", "--role", "root")
+    assert "--role is for a key without --user" in cli_error("keys", "create", "x", "--role", "user", "--user", "a@b.c")
+    assert "disagree" in cli_error("keys", "create", "x", "--role", "user", "--admin")
+
+
+def test_keys_made_before_roles_of_their_own_keep_a_developers_reach(tmp_path: Path) -> None:
+    """Migration m016: a userless key of scope `user` meant a developer's reach; it is rewritten so it keeps it."""
+    import sqlite3
+
+    from halguru.store.migrations import MIGRATIONS, apply
+    from halguru.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        apply(conn, MIGRATIONS[:-1])
+        conn.execute("INSERT INTO api_keys (id, name, prefix, hash, created, scope) VALUES "
+                     "('k1', 'old', 'hg_k1', 'h1', 0, 'user'), ('k2', 'root', 'hg_k2', 'h2', 0, 'admin')")
+    store = SQLiteStore(path)
+    assert {k["name"]: k["scope"] for k in store.list_keys()} == {"old": "developer", "root": "admin"}
+    store.close()
+
+
 def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> None:
     """`halguru login URL` shows a code; a signed-in developer approves it on /auth/device; the CLI gets a key."""
     from halguru_server.identity import websessions

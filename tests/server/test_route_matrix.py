@@ -134,7 +134,7 @@ class World:
             owner = f"anon:{sessions.verify(self.state.settings.session_secret, token)}"
             return Caller(name, {"X-Chat-Session": token}, owner, roles.ANONYMOUS, anonymous=True)
         if name == "legacy key":
-            key, secret = create_key(self.store, "old", scope="user")
+            key, secret = create_key(self.store, "old", scope="developer")  # a role of its own (old keys': m016)
             return Caller(name, {"Authorization": f"Bearer {secret}"}, f"key:{key.id}", roles.permissions("developer"))
         role = "operator" if name == "operator's key" else name
         user_id, spare = self.user(role)

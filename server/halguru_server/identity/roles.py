@@ -24,8 +24,9 @@ OWNER_ALL = {"conversations": "conversations:read_all", "runs": "runs:read_all",
              "jobs": "jobs:read_all", "keys": "keys:all"}
 """The permission that lets a principal see everyone's objects of a resource (else only its own)."""
 
-LEGACY_KEY_ROLES = {"admin": "admin", "user": "developer"}
-"""The role of a key from before users (no ``user_id``), by its scope."""
+KEY_SCOPES = ("user", "admin")
+"""A user's key: ``user`` carries at most a developer's permissions of its user's, ``admin`` all of them. A key
+without a user has a role of its own instead: its scope is one of ``ROLES`` (``user`` by default: chat only)."""
 
 
 def permissions(role: str) -> frozenset[str]:
