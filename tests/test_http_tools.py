@@ -201,7 +201,7 @@ def test_unreachable_service_is_a_one_line_error(write_agent):
 
 def test_long_and_empty_responses(shop):
     big = call(shop.tools["big"])
-    assert big.startswith("x" * 8000) and big.endswith("[truncated: the first 8000 of 20000 characters]")
+    assert big.startswith("x" * 8000) and big.endswith("\n… (cut: 12000 characters)")
     assert call(shop.tools["empty"]) == "HTTP 204 (no content)"
 
 

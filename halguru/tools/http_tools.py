@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from halguru.tools.settings import HTTPToolAuth, HTTPToolSettings
 
-MAX_RESULT_CHARS = 8000  # a small model's context is short; the rest is cut with a note
 ERROR_BODY_CHARS = 300
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _ORIGIN = re.compile(r"^(https?)://[^/?#]+", re.IGNORECASE)
@@ -401,9 +400,7 @@ def _result(response: httpx.Response) -> str:
     if "json" in response.headers.get("content-type", ""):
         with contextlib.suppress(ValueError):  # mislabelled: the text as it came
             text = json.dumps(response.json(), ensure_ascii=False)
-    if len(text) > MAX_RESULT_CHARS:
-        text = f"{text[:MAX_RESULT_CHARS]}\n[truncated: the first {MAX_RESULT_CHARS} of {len(text)} characters]"
-    return text
+    return text  # cut to MAX_RESULT_CHARS by execute_tool, as every tool's result
 
 
 async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:

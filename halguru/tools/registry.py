@@ -13,6 +13,10 @@ from halguru.errors import ToolError
 from halguru.tools.decorator import Tool
 from halguru.tools.threads import in_daemon_thread
 
+# What the model reads of one tool result (its text, or its error's): a small model's context is short, and a
+# result of megabytes would fill the trace and the prompt for nothing. The rest is cut with a note (cut_result).
+MAX_RESULT_CHARS = 8000
+
 
 def plugin_tools() -> dict[str, Tool]:
     """Every plugin's tools by name (a name is its first plugin's: see ``registered``)."""
@@ -34,6 +38,13 @@ def result_text(value: Any) -> str:
         raise ToolError(str(exc)) from None
 
 
+def cut_result(text: str, limit: int = MAX_RESULT_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and a last line saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… (cut: {len(text) - limit} characters)"
+
+
 def _unserialisable(value: Any) -> Any:
     raise TypeError(f"tool returned a value of type {type(value).__name__} that cannot be turned into JSON")
 
@@ -45,7 +56,9 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     it times out or the run is cancelled (Ctrl-C), its call is abandoned, so the process exits at once instead
     of waiting for the tool to return; a timeout says so in its error.
 
-    Raises ToolError with a message meant for the model (and the trace) on any failure.
+    Raises ToolError with a message meant for the model (and the trace) on any failure. A result or an error
+    message longer than MAX_RESULT_CHARS is cut (``cut_result``): every kind of tool (Python, HTTP, MCP) comes
+    through here.
     """
     validated = tool.validate(arguments)
     args, kwargs = tool.call_args(validated)
@@ -64,11 +77,15 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         abandoned = "; its thread was abandoned (it may still be running until the process exits)" \
             if threaded else ""
         raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s{abandoned}") from None
-    except ToolError:
-        raise
+    except ToolError as exc:
+        message = str(exc)
+        if len(message) <= MAX_RESULT_CHARS:
+            raise
+        raise ToolError(cut_result(message), detail=exc.detail) from None  # e.g. an MCP server's error result
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
-        raise ToolError(f"{tool.name} raised {type(exc).__name__}: {exc}", detail=tool_traceback(exc)) from None
-    return result_text(result)
+        raise ToolError(cut_result(f"{tool.name} raised {type(exc).__name__}: {exc}"),
+                        detail=tool_traceback(exc)) from None
+    return cut_result(result_text(result))
 
 
 def tool_traceback(exc: BaseException) -> str:

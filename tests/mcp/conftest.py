@@ -61,6 +61,16 @@ async def nap(seconds: float) -> str:
 
 
 @server.tool()
+def dump(chars: int, fail: bool = False) -> str:
+    """Returns (or fails with) a text of that many characters."""
+    if fail:
+        from mcp.server.mcpserver.exceptions import ToolError
+
+        raise ToolError("y" * chars)  # its text reaches the client
+    return "x" * chars
+
+
+@server.tool()
 def crash() -> str:
     """Dies mid-call."""
     print("about to die: disk on fire", file=sys.stderr, flush=True)

@@ -225,3 +225,17 @@ def test_a_workflow_agent_cannot_have_mcp_servers(mcp_agent):
     folder = mcp_agent(FILES.replace("model: scripted\n", "") + "workflow:\n  steps:\n    - {id: a, condition: '1'}\n")
     with pytest.raises(AgentSpecError, match=r"agent.yaml:3: mcp: a workflow's tool steps use its tools:"):
         load_agent(folder)
+
+
+def test_a_huge_result_or_error_is_cut_as_any_tool_result(mcp_agent):
+    folder = mcp_agent(FILES.replace("tools: [add, shout, send, crash]", "tools: [dump]"))
+    model = ScriptedModel([call("dump", chars=2_000_000), call("dump", "c2", chars=50_000, fail=True), "done"])
+    result = run_sync(folder, "dump", model=model)
+    assert result.ok and result.output == "done"
+    big, failed = of_type(result, "tool_result")
+    assert big.content == "x" * 8000 + "\n… (cut: 1992000 characters)"
+    assert failed.is_error and len(failed.content) < 8100 and failed.content.endswith(" characters)")
+    assert "… (cut: " in of_type(result, "error")[0].message
+    assert model.requests[1].messages[-1].content == big.content  # what the model read, and the trace keeps
+    stored = [e for e in open_store().get_events(result.run_id) if e["type"] == "tool_result"]
+    assert max(len(e["content"]) for e in stored) < 8100
