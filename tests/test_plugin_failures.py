@@ -7,6 +7,7 @@ next to the module) into a folder on PYTHONPATH, so ``importlib.metadata`` finds
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -249,3 +250,62 @@ def test_a_plugin_command_named_like_a_built_in_one_is_said_and_not_used(halguru
     assert "--workers" in serve.stdout
     own = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=env, timeout=60)
     assert own.stdout.strip() == "hello from the plugin"
+
+
+STAND_IN = '''
+import typer
+from halguru.plugins import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command(name="serve")
+    def serve() -> None:
+        """Not halguru's serve."""
+        typer.echo("the plugin's serve")
+'''
+
+
+def _on_path(site: Path, subprocess_env: dict[str, str]) -> dict[str, str]:
+    """The environment with ``site`` first on the path (before halguru's own distribution, as a distribution
+    sorting before it would be), the rest of PYTHONPATH kept."""
+    return {**subprocess_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
+def test_an_entry_point_named_like_halguru_s_own_plugin_is_skipped_and_said(halguru_cmd, subprocess_env, tmp_path):
+    """A distribution found first whose entry point was named `server` replaced halguru's server plugin, silently:
+    `serve` became its, and `users`, `keys`, `jobs`, `worker` were gone."""
+    site = install(tmp_path / "standin", "server", "aaa_server_plugin", STAND_IN)
+    env = _on_path(site, subprocess_env)
+    serve = subprocess.run([*halguru_cmd, "serve", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert serve.returncode == 0 and "--workers" in serve.stdout, serve.stdout + serve.stderr
+    assert warnings_of(serve.stderr) == ["halguru: warning: plugin 'server' of 'aaa-server-plugin' skipped: "
+                                         "halguru's own plugin has that name; its entry point needs another"]
+    users = subprocess.run([*halguru_cmd, "users", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert users.returncode == 0, users.stderr
+
+
+def test_a_command_two_plugins_give_names_the_plugin_that_has_it(halguru_cmd, subprocess_env, tmp_path):
+    site = install(tmp_path / "two", "first", "halguru_first_plugin", CLASHING.replace("the plugin's", "first's"))
+    install(site, "second", "halguru_second_plugin", CLASHING.replace("the plugin's", "second's"))
+    proc = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=_on_path(site, subprocess_env),
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "hello from the plugin"
+    later = "second" if "'first'" in proc.stderr.splitlines()[0] else "first"  # the order the path lists them
+    assert (f"halguru: warning: plugin {later!r}: its command 'hello' is not used: plugin "
+            f"{'first' if later == 'second' else 'second'!r} has a command of that name") in proc.stderr.splitlines()
+
+
+def test_two_distributions_with_one_entry_point_name_load_the_first_and_name_the_other(tmp_path, monkeypatch,
+                                                                                       capsys):
+    site = install(tmp_path / "twins", "twin", "halguru_twin_one", GOOD)
+    install(site, "twin", "halguru_twin_two", GOOD.replace("whisper", "murmur"))
+    monkeypatch.syspath_prepend(str(site))
+    reset_plugin_manager()
+    from halguru.tools.registry import plugin_tools
+
+    tools = plugin_tools()
+    assert [p.name for p in list_plugins()].count("twin") == 1 and ("whisper" in tools) != ("murmur" in tools)
+    [line] = warnings_of(capsys.readouterr().err)
+    loser = "halguru-twin-two" if "whisper" in tools else "halguru-twin-one"
+    assert line.startswith(f"halguru: warning: plugin 'twin' of {loser!r} skipped: 'halguru-twin-")

@@ -105,18 +105,21 @@ def _add_plugin_commands() -> None:
     ``serve`` of its server plugin, another plugin's) is left out and said, naming the plugin."""
     from halguru.plugins.manager import plugin_commands
 
-    taken = {_name(c) for c in [*app.registered_commands, *app.registered_groups]}
-    for plugin, _, register in plugin_commands():
+    # command name -> who gave it: "halguru" (its own commands and built-in plugins'), or a plugin's name
+    taken = dict.fromkeys((_name(c) for c in [*app.registered_commands, *app.registered_groups]), "halguru")
+    for plugin, builtin, register in plugin_commands():
         commands, groups = len(app.registered_commands), len(app.registered_groups)
         register(cli=app)  # guarded: a plugin whose hook raises is skipped with a warning naming it
         for added, first in ((app.registered_commands, commands), (app.registered_groups, groups)):
             for info in list(added[first:]):
-                if _name(info) in taken:
+                name = _name(info)
+                if name in taken:
                     added.remove(info)  # type: ignore[arg-type]
-                    print(f"halguru: warning: plugin {plugin!r}: its command {_name(info)!r} is not used: halguru "
+                    owner = "halguru" if taken[name] == "halguru" else f"plugin {taken[name]!r}"
+                    print(f"halguru: warning: plugin {plugin!r}: its command {name!r} is not used: {owner} "
                           "has a command of that name", file=sys.stderr)
                 else:
-                    taken.add(_name(info))
+                    taken[name] = "halguru" if builtin else plugin
 
 
 def _name(info: Any) -> str:

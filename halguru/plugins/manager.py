@@ -11,7 +11,8 @@ raises, is skipped with a one-line warning on stderr naming it (the ``llm`` and
 plugin keeps working. Its registration hooks (tools, models, embedders, channels,
 sections) are called once as it loads, so one that raises skips it for every
 command alike, whichever hook that command needs. A tool, model provider or embedder name belongs to the
-first plugin that registers it, built-in ones first (``registered``). ``plugin_failures()``
+first plugin that registers it, built-in ones first (``registered``); so does a plugin's own name (its entry
+point's): a second distribution's entry point of a taken name is skipped with a warning naming it. ``plugin_failures()``
 lists what was skipped, for ``halguru plugins``.
 """
 
@@ -98,12 +99,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm.register(importlib.import_module(module_name), name=module_name)
     allowed = _allowed_plugins()
     found: set[str] = set()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    owners = dict.fromkeys(BUILTIN_PLUGINS, OWN_DISTRIBUTION)  # plugin name -> the distribution that has it
+    for ep in _entry_points():
         found.add(ep.name)
         builtin = _is_own(ep)
         if not builtin and allowed is not None and ep.name not in allowed:
             continue
-        if pm.get_plugin(ep.name) is not None or ep.name in _FAILURES:
+        dist = OWN_DISTRIBUTION if builtin else ep.dist.name if ep.dist is not None else "an unknown distribution"
+        if ep.name in owners:  # a name is its first plugin's, halguru's own first: never a silent stand-in
+            if owners[ep.name] != dist:
+                taken = "halguru's own plugin" if owners[ep.name] == OWN_DISTRIBUTION else repr(owners[ep.name])
+                warn_once(f"plugin {ep.name!r} of {dist!r} skipped: {taken} has that name; its entry point "
+                          "needs another")
+            continue
+        owners[ep.name] = dist
+        if ep.name in _FAILURES:
             continue
         try:
             pm.register(ep.load(), name=ep.name)
@@ -121,6 +131,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
         _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
     return pm
+
+
+def _entry_points() -> list[EntryPoint]:
+    """The ``halguru`` entry points, halguru's own first (the server plugin): whichever distribution sorts
+    first on the path, one whose entry point is named ``server`` cannot stand in for it."""
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_own(ep))
 
 
 def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dict[str, T]:
