@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from halguru.agents.spec import WorkflowSettings, WorkflowStep
@@ -70,8 +70,6 @@ def _templates(step: WorkflowStep) -> list[tuple[tuple[str | int, ...], str, boo
 def load_workflow(agent: Agent) -> Workflow:
     """Check a workflow at load: one kind per step, known agents and tools, known needs, no cycle, templates
     that parse and only read steps that surely ran before. Errors name agent.yaml, the line and the field."""
-    from jinja2 import TemplateSyntaxError
-
     from halguru.agents.loader import AGENT_FILE, load_agent
     from halguru.orchestration.team import folder_hint
 
@@ -134,27 +132,34 @@ def load_workflow(agent: Agent) -> Workflow:
                                                  else ("steps", index_of[sid]), ""),
                    explicit={sid for sid, step in steps.items() if step.needs is not None})
     for sid, step in steps.items():
-        before = _ancestors(workflow, sid)
-        for path, template, is_expression in _templates(step):
-            where = ("steps", index_of[sid], *path)
-            try:
-                if is_expression:
-                    _env().compile_expression(_expression(template))
-                else:
-                    _env().from_string(template)
-            except TemplateSyntaxError as exc:
-                raise fail(where, f"template error: {exc.message}") from None
-            for ref in (a or b for a, b in _STEP_REF.findall(template)):
-                if ref not in steps:
-                    raise fail(where, f"refers to unknown step {ref!r}")
-                if ref not in before:
-                    raise fail(where, f"refers to steps.{ref}, which may not have finished yet (add it to needs)")
-    if settings.output is not None:
-        try:
-            _env().from_string(settings.output)
-        except TemplateSyntaxError as exc:
-            raise fail(("output",), f"template error: {exc.message}") from None
+        templates = _templates(step)
+        # the steps surely ended before this one: a walk up its needs, only for a step whose templates read steps
+        before = _ancestors(workflow, sid) if any(_STEP_REF.search(t) for _, t, _ in templates) else set()
+        for path, template, is_expression in templates:
+            _check_template(workflow, template, is_expression, before, partial(fail, ("steps", index_of[sid], *path)))
+    if settings.output is not None:  # rendered once every step has ended: any step may be read
+        _check_template(workflow, settings.output, False, set(steps), partial(fail, ("output",)))
     return workflow
+
+
+def _check_template(workflow: Workflow, template: str, is_expression: bool, before: set[str],
+                    fail: Callable[[str], AgentSpecError]) -> None:
+    """A template must parse and read only known steps that surely ended before it renders (``before``)."""
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        if is_expression:
+            _env().compile_expression(_expression(template))
+        else:
+            _env().from_string(template)
+    except TemplateSyntaxError as exc:
+        raise fail(f"template error: {exc.message}") from None
+    for ref in (a or b for a, b in _STEP_REF.findall(template)):
+        if ref not in workflow.steps:
+            raise fail(f"refers to unknown step {ref!r}{did_you_mean(ref, workflow.steps)} "
+                       f"(steps: {', '.join(workflow.steps)})")
+        if ref not in before:
+            raise fail(f"refers to steps.{ref}, which may not have finished yet (add it to needs)")
 
 
 def _ancestors(workflow: Workflow, sid: str) -> set[str]:
@@ -173,25 +178,28 @@ def _reject_cycles(workflow: Workflow, fail: Callable[[str, int], AgentSpecError
     """A cycle is an error at one of its edges: one written in a ``needs:`` list (``explicit``: the steps that
     have one) where there is one, not a step's implicit need of the step before it, which has no line."""
     state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(sid: str, path: list[str]) -> None:
-        state[sid] = 1
-        for need in workflow.needs[sid]:
-            if state.get(need) == 1:
+    for root in workflow.steps:  # depth first, on a stack of its own: a long chain of needs is no recursion
+        if root in state:
+            continue
+        state[root], path, pending = 1, [root], [iter(workflow.needs[root])]
+        while pending:
+            sid, need = path[-1], next(pending[-1], None)
+            if need is None:
+                state[sid] = 2
+                path.pop()
+                pending.pop()
+            elif state.get(need) == 1:
                 cycle = [*path[path.index(need):], need]
-                chain = " → ".join(cycle)
                 edges = list(itertools.pairwise(cycle))  # (step, the step it needs)
                 written = [(a, b) for a, b in edges[::-1] if explicit is None or a in explicit]  # closing first
                 at, needed = (written or [(sid, need)])[0]
                 error = fail(at, workflow.needs[at].index(needed))
-                raise AgentSpecError(f"{str(error).rstrip()} cycle {chain}; a workflow runs each step once")
-            if need not in state:
-                visit(need, [*path, need])
-        state[sid] = 2
-
-    for sid in workflow.steps:
-        if sid not in state:
-            visit(sid, [sid])
+                raise AgentSpecError(f"{str(error).rstrip()} cycle {' → '.join(cycle)}; a workflow runs each step "
+                                     "once")
+            elif need not in state:
+                state[need] = 1
+                path.append(need)
+                pending.append(iter(workflow.needs[need]))
 
 
 @dataclass

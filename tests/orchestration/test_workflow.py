@@ -303,3 +303,32 @@ def test_a_missing_attribute_at_run_time_fails_the_run_in_one_line(project: Path
     assert result.status == "failed" and result.error == error
     stored = open_store().get_run(result.run_id)
     assert stored["status"] == "failed" and stored["error"] == error
+
+
+def test_an_output_naming_an_unknown_step_is_rejected_at_load(project: Path):
+    """It passed `validate`, then failed the run once every step had run."""
+    body = "  steps:\n    - {id: result, condition: '2 * 21'}\n  output: 'Total: {{ steps.reslt.output }}'\n"
+    folder = flow(project, body)
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    assert str(exc.value) == (f"{folder / 'agent.yaml'}:6: workflow.output: refers to unknown step 'reslt' "
+                              "(did you mean 'result'?) (steps: result)")
+    good = flow(project, body.replace("reslt", "result"))
+    assert run_sync(good, "x", record=False).output == "Total: 42"
+
+
+def test_a_long_chain_of_needs_written_last_first_loads_and_runs(project: Path):
+    """~1,500 steps, each needing the next one down: validate and run ended in RecursionError (past ~1,000)."""
+    n = 1200
+    lines = [f"    - {{id: s{i}, condition: '{i}', needs: [s{i + 1}]}}" for i in range(n - 1)]
+    body = "  output: '{{ steps.s0.output }}'\n  steps:\n" + "\n".join(
+        [*lines, f"    - {{id: s{n - 1}, condition: '{n - 1}', needs: []}}"]) + "\n"
+    result = run_sync(flow(project, body), "x", record=False)
+    assert result.ok and result.output == "0", result.error
+    closed = body.replace("needs: []}", "needs: [s0]}")  # the last step needs the first: a cycle through all
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(flow(project, closed))
+    text = str(exc.value)  # at the needs: written last in the cycle, as for a short one
+    where = f"{project / 'flow' / 'agent.yaml'}:{n + 5}: workflow.steps.{n - 1}.needs.0"
+    assert text.startswith(f"{where}: cycle s0 → s1 → ")
+    assert text.endswith(f" → s{n - 1} → s0; a workflow runs each step once")
