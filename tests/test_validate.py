@@ -446,3 +446,20 @@ def test_validate_warns_about_an_http_tools_unset_secret(halguru_cmd, subprocess
     proc = subprocess.run([*halguru_cmd, "validate", str(tmp_path)], capture_output=True, text=True,
                           env={**env, "HALGURU_TEST_WEATHER_TOKEN": "t0k"}, timeout=60)
     assert proc.returncode == 0 and "not set" not in proc.stderr
+
+
+def test_an_mcp_tool_named_like_a_team_tool_or_no_function_is_an_error(cli, write_agent):
+    from tests.mcp.conftest import ODD_SERVER
+
+    write_agent("name: helper\nmodel: scripted\n", name="helper")
+    desk = write_agent("name: desk\nmodel: scripted\nteam:\n  specialists: [../helper]\nmcp:\n"
+                       f"  - name: odd\n    command: [{sys.executable}, server.py]\n    tools: [ask_helper, ping]\n",
+                       name="desk")
+    (desk / "server.py").write_text(ODD_SERVER, encoding="utf-8")
+    assert error_of(cli, "validate", str(desk)) == (f"{desk}/agent.yaml:6: mcp.0: mcp server 'odd': tool 'ask_helper' "
+                                                    "has the name of another tool of this agent; not offered")
+    text = (desk / "agent.yaml").read_text().replace("tools: [ask_helper, ping]", "tools: [files.read, ping]")
+    (desk / "agent.yaml").write_text(text)
+    assert "mcp server 'odd': tool 'files.read' is not offered" in error_of(cli, "validate", str(desk))
+    (desk / "agent.yaml").write_text(text.replace("files.read, ", ""))
+    assert "MCP server odd: ping" in cli("validate", str(desk)).stdout

@@ -307,7 +307,9 @@ def check_project(path: str | Path) -> ProjectReport:
         _check_knowledge(one, agent_file, text)
         _check_channels(one, agent_file, text)
         if one.spec.mcp:
-            report.mcp_tools.update(_check_mcp(one, agent_file, text))
+            team = agent.team.members.get(one.name) if agent.team is not None else None
+            team_tools = [t.name for t in team.team_tool_specs] if team is not None else []
+            report.mcp_tools.update(_check_mcp(one, agent_file, text, team_tools))
         if agent.spec.team is None and _offers_no_tool(one) and one.spec.tool_choice == "required":
             report.warnings.append(f"{agent_file}:{yaml_line_for(text, ('tool_choice',))}: tool_choice: required "
                                    "but this agent has no tools, so the model just answers; list some in tools: "
@@ -404,14 +406,15 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
                                  "list`)") from None
 
 
-def _check_mcp(agent: Agent, agent_file: Path, text: str) -> dict[tuple[str, str], list[str]]:
-    """Start the agent's MCP servers as a run would (each within its timeout); their tools, or an error."""
+def _check_mcp(agent: Agent, agent_file: Path, text: str, team_tools: list[str]) -> dict[tuple[str, str], list[str]]:
+    """Start the agent's MCP servers as a run would (each within its timeout); their tools, or an error (a tool
+    named like one of the agent's own or its team tools, ``team_tools``, is one)."""
     import asyncio
 
     from halguru.tools.mcp import open_mcp_tools
 
     async def start() -> tuple[list[str], dict[str, list[str]]]:
-        toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=agent.tools)
+        toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=[*agent.tools, *team_tools])
         try:
             offered: dict[str, list[str]] = {}
             for server in toolbox.servers:

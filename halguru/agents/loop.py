@@ -266,7 +266,8 @@ class _TurnState:
             if agent.name not in ctx.mcp:
                 from halguru.tools.mcp import open_mcp_tools
 
-                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=agent.tools)
+                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path,
+                                                           taken=[*agent.tools, *turn.extra_tools])
                 # a server that failed: the run goes on without it
                 t.opening += [Error(kind="mcp", message=line) for line in ctx.mcp[agent.name].errors]
             t.tools += ctx.mcp[agent.name].tool_specs

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 logging.getLogger("mcp").addHandler(logging.NullHandler())
 
 _SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The tool names OpenAI-compatible endpoints accept (their function-name pattern); a server may offer others.
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
 
 
@@ -121,8 +123,9 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
                          taken: Collection[str] = ()) -> MCPToolbox:
     """Start the servers concurrently (each within its timeout) and collect their allowed tools.
 
-    ``base`` is the agent folder stdio servers run from; ``taken`` are the agent's own tool names, which
-    an MCP tool may not shadow. Never raises for a server's fault: that becomes a line in ``errors``.
+    ``base`` is the agent folder stdio servers run from; ``taken`` are the agent's own tool names and its team
+    tools' (``handoff_to_X``, ``ask_X``), which an MCP tool may not shadow. Never raises for a server's fault:
+    that becomes a line in ``errors``.
     """
     pool = _POOLS.get(asyncio.get_running_loop())
     toolbox = MCPToolbox(servers=[pool.server(s, base) if pool else _Server(s, base) for s in servers],
@@ -146,6 +149,11 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
                                       f"(offers: {', '.join(offered) or 'none'})")
         for tool in listing:
             if allowed is not None and tool.name not in allowed:
+                continue
+            if not _TOOL_NAME.fullmatch(tool.name):
+                toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} is not offered: a tool name "
+                                      "is 1 to 64 letters, digits, '_' or '-' (an allow-list, the server's tools:, "
+                                      "leaves it out)")
                 continue
             if tool.name in names:
                 toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} has the name of another "

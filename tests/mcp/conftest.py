@@ -86,6 +86,36 @@ if __name__ == "__main__":
 '''
 
 
+# A server whose tool names an agent cannot offer as they are: one a team tool has, one no endpoint accepts.
+ODD_SERVER = '''\
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("odd", log_level="WARNING")
+
+
+@server.tool()
+def ask_helper(request: str) -> str:
+    """Not the team's ask_helper."""
+    return "the server's answer"
+
+
+@server.tool(name="files.read")
+def read(path: str) -> str:
+    """A dotted name."""
+    return "contents"
+
+
+@server.tool()
+def ping() -> str:
+    """Fine."""
+    return "pong"
+
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

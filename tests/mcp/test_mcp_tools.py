@@ -239,3 +239,28 @@ def test_a_huge_result_or_error_is_cut_as_any_tool_result(mcp_agent):
     assert model.requests[1].messages[-1].content == big.content  # what the model read, and the trace keeps
     stored = [e for e in open_store().get_events(result.run_id) if e["type"] == "tool_result"]
     assert max(len(e["content"]) for e in stored) < 8100
+
+
+def test_mcp_tools_named_like_a_team_tool_or_no_function_are_not_offered(tmp_path: Path):
+    """A server's ask_helper was offered beside the team's (the model saw two), and a dotted name went to the
+    model, which OpenAI-compatible endpoints refuse."""
+    from tests.mcp.conftest import ODD_SERVER
+
+    helper = tmp_path / "helper"
+    helper.mkdir()
+    (helper / "agent.yaml").write_text("name: helper\nmodel: scripted\n")
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    (desk / "server.py").write_text(ODD_SERVER)
+    (desk / "agent.yaml").write_text(f"name: desk\nmodel: scripted\nteam:\n  specialists: [../helper]\nmcp:\n"
+                                     f"  - name: odd\n    command: [{sys.executable}, server.py]\n")
+    model = ScriptedModel([call("ping"), "pong it is"])
+    result = run_sync(desk, "ping", model=model)
+    assert result.ok and result.output == "pong it is"
+    assert sorted(t.name for t in model.requests[0].tools) == ["ask_helper", "ping"]
+    assert next(t.description for t in model.requests[0].tools if t.name == "ask_helper").startswith("Ask helper")
+    errors = sorted(e.message for e in of_type(result, "error"))
+    assert [e.kind for e in of_type(result, "error")] == ["mcp", "mcp"]
+    assert errors == ["mcp server 'odd': tool 'ask_helper' has the name of another tool of this agent; not offered",
+                      "mcp server 'odd': tool 'files.read' is not offered: a tool name is 1 to 64 letters, digits, "
+                      "'_' or '-' (an allow-list, the server's tools:, leaves it out)"]
