@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from halguru.tools.settings import MCPServerSettings
 
 # A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
-# would reach the user's terminal through logging's last-resort handler.
+# would reach the user's terminal through logging's last-resort handler. What junk came is said in the
+# server's errors instead (_Server._incoming).
 logging.getLogger("mcp").addHandler(logging.NullHandler())
 
 _SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -182,6 +183,8 @@ class _Server:
         self.base = base
         self.client: Client | None = None
         self.log: IO[str] | None = None
+        # What it sent that is not JSON-RPC (a stdio server printing to stdout): how often, and the last piece.
+        self.garbled, self.garbled_text = 0, ""
         self.stop = asyncio.Event()
         self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
@@ -219,8 +222,8 @@ class _Server:
                     await self.stop.wait()
             if scope.cancelled_caught and not self._ready.done():
                 self._ready.set_exception(TimeoutError(
-                    "stopped while starting" if self.stop.is_set()
-                    else f"no answer within {self.settings.timeout:g}s (timeout)"))
+                    "stopped while starting" if self.stop.is_set() else self.garbled_note(0)
+                    or f"no answer within {self.settings.timeout:g}s (timeout)"))
         except Exception as exc:
             if not self._ready.done():
                 self._ready.set_exception(exc)
@@ -258,8 +261,23 @@ class _Server:
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout))))
             transport = streamable_http_client(s.url, http_client=http)
-        return Client(transport, read_timeout_seconds=s.timeout, cache=None,
+        return Client(transport, read_timeout_seconds=s.timeout, cache=None, message_handler=self._incoming,
                       client_info=Implementation(name="halguru", version=__version__))
+
+    async def _incoming(self, message: Any) -> None:
+        """The SDK hands over what it could not read as an exception (and logs it where nobody looks)."""
+        if isinstance(message, Exception):
+            self.garbled += 1
+            self.garbled_text = _garbled(message)
+
+    def garbled_note(self, before: int) -> str:
+        """Why no answer came, when the server sent something that is not JSON-RPC since ``before``, else ''."""
+        if self.garbled <= before:
+            return ""
+        where = "wrote on stdout" if self.settings.command is not None else "sent"
+        return (f"it {where} something that is not JSON-RPC ({self.garbled_text}) and no answer within "
+                f"{self.settings.timeout:g}s" + ("; a stdio server must write only its messages to stdout (logs go "
+                                                  "to stderr)" if self.settings.command is not None else ""))
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> str:
         """Call one tool; any failure is a ToolError naming the server (the model reads it)."""
@@ -271,6 +289,7 @@ class _Server:
         where = f"mcp server '{self.name}'"
         if client is None:
             raise ToolError(f"{where} is not running{self.last_words()}")
+        garbled = self.garbled
         try:
             result = await client.call_tool(tool, arguments, read_timeout_seconds=self.settings.timeout)
         except MCPError as exc:
@@ -278,7 +297,8 @@ class _Server:
                 self.client = None  # later calls say it is not running, without a round trip
                 raise ToolError(f"{where} stopped during {tool}: connection closed{self.last_words()}") from None
             if exc.code == REQUEST_TIMEOUT:
-                raise ToolError(f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
+                raise ToolError(f"{where}: {tool} failed: {self.garbled_note(garbled)}" if self.garbled > garbled
+                                else f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
             raise ToolError(f"{where}: {tool} failed: {exc.message}") from None
         except ValidationError as exc:
             raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
@@ -348,6 +368,18 @@ def _result_text(result: mcp_types.CallToolResult) -> str:
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content, ensure_ascii=False)
     return "\n".join(parts)
+
+
+def _garbled(exc: Exception) -> str:
+    """What a server sent that could not be read, quoted and cut short, or the reason."""
+    from pydantic import ValidationError
+
+    errors = exc.errors() if isinstance(exc, ValidationError) else []
+    found = errors[0].get("input") if errors else None
+    if found is None:
+        return _reason(exc)
+    text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False, default=str)
+    return repr(text if len(text) <= 80 else text[:79] + "…")
 
 
 def _expand(value: str) -> str:

@@ -116,6 +116,34 @@ if __name__ == "__main__":
 '''
 
 
+# A stdio server written by hand, which breaks the protocol on stdout: at each tools/call (a message cut short),
+# or (--chatty) from the first line on (a greeting instead of JSON-RPC).
+GARBLING_SERVER = '''\
+import json
+import sys
+
+for line in sys.stdin:
+    message = json.loads(line)
+    if sys.argv[1:] == ["--chatty"]:
+        print("Hello from chatty v1.2", flush=True)
+        continue
+    if "id" not in message:
+        continue
+    method, answer = message["method"], {"jsonrpc": "2.0", "id": message["id"]}
+    if method == "initialize":
+        answer["result"] = {"protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "garbling", "version": "1"}}
+    elif method == "tools/list":
+        answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": "object"}}]}
+    elif method == "tools/call":
+        print(json.dumps(answer)[:-1] + ', "result": {"content": [', flush=True)
+        continue
+    else:
+        answer["error"] = {"code": -32601, "message": "method not found"}
+    print(json.dumps(answer), flush=True)
+'''
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -264,3 +265,30 @@ def test_mcp_tools_named_like_a_team_tool_or_no_function_are_not_offered(tmp_pat
     assert errors == ["mcp server 'odd': tool 'ask_helper' has the name of another tool of this agent; not offered",
                       "mcp server 'odd': tool 'files.read' is not offered: a tool name is 1 to 64 letters, digits, "
                       "'_' or '-' (an allow-list, the server's tools:, leaves it out)"]
+
+
+def test_a_server_writing_what_is_not_json_rpc_on_stdout_is_said_so(mcp_agent):
+    """It was reported as a timeout ("no answer within 5s"), the SDK's own warning silenced."""
+    from tests.mcp.conftest import GARBLING_SERVER
+
+    folder = mcp_agent(FILES.replace("tools: [add, shout, send, crash]", "tools: [add]") + """\
+  - name: garbling
+    command: [PYTHON, garbling.py]
+    timeout: 3
+  - name: chatty
+    command: [PYTHON, garbling.py, --chatty]
+    timeout: 3
+""")
+    (folder / "garbling.py").write_text(GARBLING_SERVER)
+    model = ScriptedModel([call("garble"), call("add", "c2", a=1, b=2), "done"])
+    result = run_sync(folder, "go", model=model)
+    assert result.ok and result.output == "done"
+    started, garbled = (e.message for e in of_type(result, "error"))
+    assert started == ("mcp server 'chatty' failed to start: it wrote on stdout something that is not JSON-RPC "
+                       "('Hello from chatty v1.2') and no answer within 3s; a stdio server must write only its "
+                       "messages to stdout (logs go to stderr)")
+    assert re.sub(r'"id": \d+', '"id": N', garbled) == (
+        "mcp server 'garbling': garble failed: it wrote on stdout something that is not JSON-RPC "
+        """('{"jsonrpc": "2.0", "id": N, "result": {"content": [') and no answer within 3s; a stdio server must """
+        "write only its messages to stdout (logs go to stderr)")
+    assert [r.content for r in of_type(result, "tool_result")][1] == "3"  # the other server still serves
