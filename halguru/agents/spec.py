@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from halguru.errors import AgentSpecError
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
@@ -98,6 +98,9 @@ class WorkflowSettings(BaseModel):
     timeout: float = Field(default=600, gt=0, description="seconds the whole workflow may take")
 
 
+CRON_HORIZON_YEARS = 5  # a schedule's cron must name a time within this many years (31 February never comes)
+
+
 class Schedule(BaseModel):
     """A run started on a cron schedule by the worker (``halguru serve`` or ``halguru worker``)."""
 
@@ -116,11 +119,18 @@ class Schedule(BaseModel):
     # Field validators, so that an error names the line of the field (schedules.0.cron), not of the schedule.
     @field_validator("cron")
     @classmethod
-    def _check_cron(cls, cron: str) -> str:
-        from croniter import croniter
+    def _check_cron(cls, cron: str, info: ValidationInfo) -> str:
+        from datetime import UTC, datetime
+
+        from croniter import CroniterBadDateError, croniter
 
         if not croniter.is_valid(cron):
             raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour day month weekday)")
+        try:  # a valid expression may name no date at all (31 February): the worker would never run it
+            croniter(cron, datetime.now(UTC), max_years_between_matches=CRON_HORIZON_YEARS).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"schedule {info.data.get('name', '?')!r}: cron {cron!r} names no time in the next "
+                             f"{CRON_HORIZON_YEARS} years (a day its month never has, such as 31 February?)") from None
         return cron
 
     @field_validator("timezone")

@@ -10,13 +10,17 @@ it was missed; with ``missed: skip`` it waits for its next time. Times are compu
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from halguru.agents.loader import Agent
 from halguru.agents.spec import Schedule
+from halguru.errors import StoreUnavailable
 from halguru.store.base import Store
+
+log = logging.getLogger("halguru.worker")
 
 GRACE = 60.0
 """A due time passed by at most this many seconds is on time (a busy or briefly stopped worker), not missed."""
@@ -43,29 +47,46 @@ class Scheduler:
         self.entries = [(schedule_id(name, s), name, s) for name, agent in agents.items()
                         for s in agent.spec.schedules]
         self.next_due: float | None = None
+        self._failing: set[str] = set()  # schedules whose failure was logged: once each, not every tick
 
     def tick(self, now: float) -> int:
-        """Queue the runs that are due at ``now``; how many were queued."""
+        """Queue the runs that are due at ``now``; how many were queued. A schedule that fails (a cron with no
+        next time) is logged once and skipped: the others run; a store outage raises."""
         queued, soonest = 0, None
         for sid, agent, schedule in self.entries:
-            due = self.store.schedule_next(sid)
-            if due is None:  # first seen: its first run is its next time, not now
-                upcoming = next_after(schedule, now)
-                self.store.fire_schedule(sid, None, upcoming, None)
-            elif due <= now:
-                upcoming = next_after(schedule, now)
-                on_time = now - due <= GRACE
-                job = None if schedule.missed == "skip" and not on_time else {
-                    "kind": "run", "agent": agent, "idempotency_key": f"schedule:{sid}:{due:.0f}",
-                    "payload": {"input": schedule.input, "title": f"schedule {schedule.name}",
-                                "schedule": schedule.name, "due": due, "late_s": round(now - due, 3)}}
-                if self.store.fire_schedule(sid, due, upcoming, job) and job is not None:
-                    queued += 1
-            else:
-                upcoming = due
+            try:
+                fired, upcoming = self._fire(sid, agent, schedule, now)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                if sid not in self._failing:
+                    self._failing.add(sid)
+                    log.error("schedule %s of agent %s cannot run: %s; skipped (the other schedules run)",
+                              schedule.name, agent, str(exc) or type(exc).__name__,
+                              extra={"fields": {"agent": agent, "schedule": schedule.name, "cron": schedule.cron}})
+                continue
+            self._failing.discard(sid)
+            queued += fired
             soonest = upcoming if soonest is None else min(soonest, upcoming)
         self.next_due = soonest
         return queued
+
+    def _fire(self, sid: str, agent: str, schedule: Schedule, now: float) -> tuple[bool, float]:
+        """Queue the schedule's run if it is due (whether this worker queued it) and its next due time."""
+        due = self.store.schedule_next(sid)
+        if due is None:  # first seen: its first run is its next time, not now
+            upcoming = next_after(schedule, now)
+            self.store.fire_schedule(sid, None, upcoming, None)
+            return False, upcoming
+        if due > now:
+            return False, due
+        upcoming = next_after(schedule, now)
+        on_time = now - due <= GRACE
+        job = None if schedule.missed == "skip" and not on_time else {
+            "kind": "run", "agent": agent, "idempotency_key": f"schedule:{sid}:{due:.0f}",
+            "payload": {"input": schedule.input, "title": f"schedule {schedule.name}",
+                        "schedule": schedule.name, "due": due, "late_s": round(now - due, 3)}}
+        return self.store.fire_schedule(sid, due, upcoming, job) and job is not None, upcoming
 
     def sleep_for(self, now: float) -> float:
         """Seconds until the next tick is worth doing."""

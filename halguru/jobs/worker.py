@@ -237,14 +237,15 @@ class Worker:
 
     async def _schedules(self) -> None:
         while True:
-            try:
-                if await asyncio.to_thread(self.scheduler.tick, time.time()) + \
-                        await asyncio.to_thread(self.retention.tick, time.time()):
-                    self._poke.set()
-            except StoreUnavailable as exc:
-                log.warning("schedules: store unavailable; retrying", extra={"fields": {"error": str(exc)}})
-            except Exception:
-                log.exception("schedules failed; retrying")
+            for what, tick in (("schedules", self.scheduler.tick), ("retention", self.retention.tick)):
+                try:  # each on its own: a failing one holds back neither the other nor the next turn
+                    if await asyncio.to_thread(tick, time.time()):
+                        self._poke.set()
+                except StoreUnavailable as exc:
+                    log.warning("schedules: store unavailable; retrying", extra={"fields": {"error": str(exc)}})
+                    break
+                except Exception:
+                    log.exception("%s failed; retrying", what)
             await asyncio.sleep(self.scheduler.sleep_for(time.time()))
 
     async def _source(self, agent: str, name: str, channel: SourceChannel) -> None:

@@ -3,15 +3,18 @@ a real worker back from downtime; on both store backends."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from halguru.agents.loader import load_agent
+from halguru.agents.spec import Schedule
 from halguru.errors import AgentSpecError
 from halguru.jobs.schedules import Scheduler
 from halguru.store import Store
@@ -88,9 +91,40 @@ def test_skip_policy_waits_for_the_next_time(store: Store, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("cron", "61 * * * *", "invalid cron expression"),
+    ("cron", "0 0 31 2 *", "schedule 'morning': cron '0 0 31 2 *' names no time in the next 5 years"),
     ("timezone", "Mars/Olympus", "unknown time zone"),
 ])
 def test_bad_schedule_is_one_line(tmp_path: Path, field: str, value: str, message: str) -> None:
     with pytest.raises(AgentSpecError) as info:
         agent_with(tmp_path, **{field: value})
     assert message in str(info.value) and "agent.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+def impossible(agent: Any) -> Any:
+    """``agent`` with a second schedule whose cron names no date (31 February), as an agent validated before
+    validation checked that gets it (a version published earlier)."""
+    agent.spec.schedules.append(Schedule.model_construct(name="never", cron="0 0 31 2 *", timezone="UTC",
+                                                         input="never", missed="once"))
+    return agent
+
+
+def test_a_schedule_that_never_comes_is_logged_once_and_the_others_run(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    scheduler = Scheduler(store, {"digest": impossible(agent_with(tmp_path))})
+    with caplog.at_level(logging.ERROR, "halguru.worker"):
+        assert scheduler.tick(at("2026-05-01T08:00:00")) == 0
+        assert scheduler.tick(at("2026-05-01T09:00:01")) == 1  # the good schedule of the same agent runs
+        assert scheduler.tick(at("2026-05-02T09:00:01")) == 1
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "schedule never of agent digest cannot run" in line and "skipped" in line
+    assert [j["payload"]["schedule"] for j in store.list_jobs(10)] == ["morning", "morning"]
+
+
+async def test_a_broken_schedule_holds_back_neither_retention_nor_the_worker(store: Store, tmp_path: Path) -> None:
+    """The worker ticks retention after the schedules: a schedule that fails must not stop it."""
+    from tests.jobs.test_worker import make_agent
+
+    keeps = load_agent(make_agent(tmp_path, "short", metadata={"retention_days": 7}))
+    worker = worker_for(store, {"digest": impossible(agent_with(tmp_path)), "short": keeps})
+    await run_until(worker, lambda: any(j["kind"] == "retention" and j["status"] == "done"
+                                        for j in store.list_jobs(10)), timeout=10)
