@@ -98,6 +98,7 @@ class WorkflowSettings(BaseModel):
     timeout: float = Field(default=600, gt=0, description="seconds the whole workflow may take")
 
 
+CRON_SHORTCUTS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 CRON_HORIZON_YEARS = 5  # a schedule's cron must name a time within this many years (31 February never comes)
 
 
@@ -107,8 +108,8 @@ class Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="names the schedule (unique within the agent)")
-    cron: str = Field(description="a cron expression: minute hour day-of-month month day-of-week "
-                      "(e.g. '0 9 * * MON-FRI')")
+    cron: str = Field(description="a cron expression, five fields: minute hour day-of-month month day-of-week "
+                      "(e.g. '0 9 * * MON-FRI'), or @hourly, @daily, @weekly, @monthly, @yearly")
     timezone: str = Field(default="UTC", description="an IANA time zone the cron expression is read in "
                           "(e.g. Europe/Paris): 9:00 stays 9:00 across daylight saving changes")
     input: str = Field(min_length=1, description="the message each scheduled run gets")
@@ -124,6 +125,13 @@ class Schedule(BaseModel):
 
         from croniter import CroniterBadDateError, croniter
 
+        fields = cron.split()
+        if fields[:1] and fields[0].startswith("@"):
+            if cron.strip() not in CRON_SHORTCUTS:
+                raise ValueError(f"unknown cron shortcut {cron!r} (one of {', '.join(CRON_SHORTCUTS)})")
+        elif len(fields) != 5:  # croniter reads a sixth field as seconds, a seventh as the year: not cron
+            raise ValueError(f"cron {cron!r} has {len(fields)} fields; it takes five: minute hour day month weekday "
+                             "(no seconds or year field), e.g. '0 9 * * *' for 9:00 every day")
         if not croniter.is_valid(cron):
             raise ValueError(f"invalid cron expression {cron!r} (five fields: minute hour day month weekday)")
         try:  # a valid expression may name no date at all (31 February): the worker would never run it

@@ -92,6 +92,11 @@ def test_skip_policy_waits_for_the_next_time(store: Store, tmp_path: Path) -> No
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("cron", "61 * * * *", "invalid cron expression"),
     ("cron", "0 0 31 2 *", "schedule 'morning': cron '0 0 31 2 *' names no time in the next 5 years"),
+    # a Quartz user's 9:00 (seconds first) would run every second of a minute: cron has five fields
+    ("cron", "0 0 9 * * *", "cron '0 0 9 * * *' has 6 fields; it takes five: minute hour day month weekday"),
+    ("cron", "* * * * * * 2030", "has 7 fields; it takes five"),
+    ("cron", "0 9 * *", "has 4 fields; it takes five"),
+    ("cron", "@reboot", "unknown cron shortcut '@reboot' (one of @yearly"),
     ("timezone", "Mars/Olympus", "unknown time zone"),
 ])
 def test_bad_schedule_is_one_line(tmp_path: Path, field: str, value: str, message: str) -> None:
@@ -128,3 +133,11 @@ async def test_a_broken_schedule_holds_back_neither_retention_nor_the_worker(sto
     worker = worker_for(store, {"digest": impossible(agent_with(tmp_path)), "short": keeps})
     await run_until(worker, lambda: any(j["kind"] == "retention" and j["status"] == "done"
                                         for j in store.list_jobs(10)), timeout=10)
+
+
+@pytest.mark.parametrize(("cron", "first"), [("@daily", "2026-05-02T00:00:00"), ("@hourly", "2026-05-01T09:00:00"),
+                                             ("@weekly", "2026-05-03T00:00:00")])
+def test_cron_shortcuts_run_as_their_five_fields(store: Store, tmp_path: Path, cron: str, first: str) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron=cron)})
+    scheduler.tick(at("2026-05-01T08:30:00"))  # a Friday
+    assert scheduler.next_due == at(first)
