@@ -141,6 +141,13 @@ class Schedule(BaseModel):
                              f"{CRON_HORIZON_YEARS} years (a day its month never has, such as 31 February?)") from None
         return cron
 
+    @field_validator("input")
+    @classmethod
+    def _check_input(cls, text: str) -> str:
+        if not text.strip():  # the API refuses such a message (422): a schedule must not run the agent on it
+            raise ValueError("the input is blank: write the message each scheduled run gets")
+        return text
+
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, timezone: str) -> str:

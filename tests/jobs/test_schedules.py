@@ -98,6 +98,7 @@ def test_skip_policy_waits_for_the_next_time(store: Store, tmp_path: Path) -> No
     ("cron", "0 9 * *", "has 4 fields; it takes five"),
     ("cron", "@reboot", "unknown cron shortcut '@reboot' (one of @yearly"),
     ("timezone", "Mars/Olympus", "unknown time zone"),
+    ("input", " \n\t", "schedules.0.input: the input is blank"),
 ])
 def test_bad_schedule_is_one_line(tmp_path: Path, field: str, value: str, message: str) -> None:
     with pytest.raises(AgentSpecError) as info:
