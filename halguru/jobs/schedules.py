@@ -4,7 +4,8 @@ The next due time of each schedule lives in the store, so every worker sharing i
 due time to the next and queuing the job are one transaction that only one worker wins. After downtime a
 schedule is late by more than ``GRACE``: with ``missed: once`` (the default) it runs once, however many times
 it was missed; with ``missed: skip`` it waits for its next time. Times are computed in the schedule's time zone
-(croniter on zone-aware datetimes), so "9:00 Europe/Paris" stays 9:00 across daylight saving changes.
+(croniter on zone-aware datetimes), so "9:00 Europe/Paris" stays 9:00 across daylight saving changes, and a
+fixed hour runs once when the clocks go back (``next_after``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,33 @@ GRACE = 60.0
 MAX_SLEEP = 30.0  # re-read the store at least this often (another worker may have moved a schedule)
 
 
-def next_after(schedule: Schedule, now: float) -> float:
-    """The first time strictly after ``now`` that the cron expression names, in the schedule's zone."""
+def next_after(schedule: Schedule, now: float, last: float | None = None) -> float:
+    """The first time strictly after ``now`` that the cron expression names, in the schedule's zone.
+
+    As crontab does across daylight saving changes: when the clocks go back, a schedule with a fixed hour runs
+    once in the repeated hour (a local time already passed, at ``now`` or at the ``last`` run, is not run
+    again), one whose hour is a wildcard (``*``, ``*/2``, @hourly) runs by elapsed time, in both passes; when
+    they go forward, a time that does not exist (2:30 in a skipped hour) runs once, at the first time after it
+    (3:00)."""
     from croniter import croniter
 
-    start = datetime.fromtimestamp(now, ZoneInfo(schedule.timezone))
-    return float(croniter(schedule.cron, start).get_next(datetime).timestamp())
+    zone = ZoneInfo(schedule.timezone)
+
+    def wall(moment: datetime) -> datetime:  # the local clock's reading: compares across a repeated hour's passes
+        return moment.replace(tzinfo=None)
+
+    start = datetime.fromtimestamp(now, zone)
+    passed = max(wall(start), wall(datetime.fromtimestamp(now if last is None else last, zone)))
+    times = croniter(schedule.cron, start)
+    while True:
+        upcoming = times.get_next(datetime)
+        if _hour_is_wildcard(schedule.cron) or wall(upcoming) > passed:
+            return float(upcoming.timestamp())
+
+
+def _hour_is_wildcard(cron: str) -> bool:
+    fields = cron.split()
+    return fields == ["@hourly"] or (len(fields) == 5 and fields[1].startswith("*"))
 
 
 def schedule_id(agent: str, schedule: Schedule) -> str:
@@ -80,7 +102,7 @@ class Scheduler:
             return False, upcoming
         if due > now:
             return False, due
-        upcoming = next_after(schedule, now)
+        upcoming = next_after(schedule, now, last=due)
         on_time = now - due <= GRACE
         job = None if schedule.missed == "skip" and not on_time else {
             "kind": "run", "agent": agent, "idempotency_key": f"schedule:{sid}:{due:.0f}",

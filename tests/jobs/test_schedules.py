@@ -142,3 +142,47 @@ def test_cron_shortcuts_run_as_their_five_fields(store: Store, tmp_path: Path, c
     scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron=cron)})
     scheduler.tick(at("2026-05-01T08:30:00"))  # a Friday
     assert scheduler.next_due == at(first)
+
+
+def offset(text: str) -> float:
+    """A moment written with its UTC offset: which pass through a repeated hour."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_a_fixed_hour_runs_once_on_the_night_the_clocks_go_back(store: Store, tmp_path: Path) -> None:
+    """25 October 2026 in Paris: 2:00-3:00 comes twice (+02:00, then +01:00); 2:30 runs in the first pass only."""
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron="30 2 * * *")})
+    scheduler.tick(at("2026-10-24T12:00:00"))
+    assert scheduler.next_due == offset("2026-10-25T02:30:00+02:00")
+    assert scheduler.tick(offset("2026-10-25T02:30:01+02:00")) == 1
+    assert scheduler.next_due == at("2026-10-26T02:30:00")
+    assert scheduler.tick(offset("2026-10-25T02:30:01+01:00")) == 0  # the repeated 2:30
+    assert scheduler.tick(at("2026-10-26T02:30:01")) == 1
+    assert len(store.list_jobs(10)) == 2
+
+
+def test_a_run_caught_up_in_the_repeated_hour_is_not_run_again_in_it(store: Store, tmp_path: Path) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron="30 2 * * *")})
+    scheduler.tick(at("2026-10-24T12:00:00"))
+    assert scheduler.tick(offset("2026-10-25T02:10:00+01:00")) == 1  # down over the first pass's 2:30
+    assert scheduler.next_due == at("2026-10-26T02:30:00")
+
+
+def test_a_wildcard_hour_runs_by_elapsed_time_in_both_passes(store: Store, tmp_path: Path) -> None:
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron="0 * * * *")})
+    scheduler.tick(at("2026-10-25T01:30:00"))
+    assert scheduler.tick(offset("2026-10-25T02:00:01+02:00")) == 1
+    assert scheduler.next_due == offset("2026-10-25T02:00:00+01:00")  # an hour later
+    assert scheduler.tick(offset("2026-10-25T02:00:01+01:00")) == 1
+    assert scheduler.next_due == offset("2026-10-25T03:00:00+01:00")
+
+
+def test_a_time_the_clocks_skip_runs_once_at_the_next_valid_time(store: Store, tmp_path: Path) -> None:
+    """29 March 2026 in Paris: 2:00 becomes 3:00, so 2:30 does not exist; that day's run is at 3:00."""
+    scheduler = Scheduler(store, {"digest": agent_with(tmp_path, cron="30 2 * * *")})
+    scheduler.tick(at("2026-03-28T12:00:00"))
+    assert scheduler.next_due == at("2026-03-29T03:00:00")
+    assert scheduler.tick(at("2026-03-29T03:00:01")) == 1
+    assert scheduler.next_due == at("2026-03-30T02:30:00")
+    assert scheduler.tick(at("2026-03-30T02:30:01")) == 1
+    assert len(store.list_jobs(10)) == 2
