@@ -11,6 +11,7 @@ taken over and those with a run still going.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from halguru.store.base import Store
 if TYPE_CHECKING:
     from halguru.jobs.handlers import JobContext
     from halguru.store.records import JobRecord
+
+log = logging.getLogger("halguru.worker")
 
 RETENTION = "retention"
 """The job kind that deletes an agent's expired conversations."""
@@ -46,13 +49,30 @@ class Retention:
 
     def __init__(self, store: Store, agents: Mapping[str, Agent]):
         self.store = store
-        self.entries = [(name, days) for name, agent in agents.items()
-                        if (days := retention_days(agent)) is not None]
+        self.agents = agents  # read at each tick: a version published or rolled back meanwhile counts from then
+        self._refused: set[tuple[str, object]] = set()  # (agent, bad value) logged: once each, not every tick
+
+    def entries(self) -> list[tuple[str, float]]:
+        """(agent, days) of the agents served now that keep conversations a limited time; an agent whose
+        ``retention_days`` is not a number of days is logged once and left out (its conversations are kept)."""
+        entries = []
+        for name, agent in list(self.agents.items()):
+            try:
+                days = retention_days(agent)
+            except HalguruError as exc:
+                value = (name, repr(agent.spec.metadata.get("retention_days")))
+                if value not in self._refused:
+                    self._refused.add(value)
+                    log.error("%s; its conversations are kept", exc)
+                continue
+            if days is not None:
+                entries.append((name, days))
+        return entries
 
     def tick(self, now: float) -> int:
         """Queue the retention jobs that are due; how many."""
         queued = 0
-        for agent, days in self.entries:
+        for agent, days in self.entries():
             sid = f"{agent}:{RETENTION}"
             due = self.store.schedule_next(sid)
             if due is not None and due > now:

@@ -66,16 +66,20 @@ def schedule_id(agent: str, schedule: Schedule) -> str:
 class Scheduler:
     def __init__(self, store: Store, agents: Mapping[str, Agent]):
         self.store = store
-        self.entries = [(schedule_id(name, s), name, s) for name, agent in agents.items()
-                        for s in agent.spec.schedules]
+        self.agents = agents  # read at each tick: a version published or rolled back meanwhile counts from then
         self.next_due: float | None = None
         self._failing: set[str] = set()  # schedules whose failure was logged: once each, not every tick
+
+    def entries(self) -> list[tuple[str, str, Schedule]]:
+        """(schedule id, agent, schedule) of every schedule of the agents served now."""
+        return [(schedule_id(name, s), name, s) for name, agent in list(self.agents.items())
+                for s in agent.spec.schedules]
 
     def tick(self, now: float) -> int:
         """Queue the runs that are due at ``now``; how many were queued. A schedule that fails (a cron with no
         next time) is logged once and skipped: the others run; a store outage raises."""
         queued, soonest = 0, None
-        for sid, agent, schedule in self.entries:
+        for sid, agent, schedule in self.entries():
             try:
                 fired, upcoming = self._fire(sid, agent, schedule, now)
             except StoreUnavailable:

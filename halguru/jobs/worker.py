@@ -3,7 +3,8 @@
 ``halguru serve`` runs one in-process (woken at once when its own API queues a job); ``halguru worker``
 runs one alone; any number share a store. Idle workers sleep until the next job is due, at most ``poll``
 seconds (SQLite has no notifications: another process's job is seen within ``poll``). The same worker runs
-the agents' schedules and the channels that fetch their messages (``source``).
+the agents' schedules and the channels that fetch their messages (``source``), as they are now: an agent
+added or replaced while it runs (a published version) is taken up at once (``agents_changed``).
 
 A job whose holder dies (SIGKILL, a lost host) is claimed again once its lease expires; a lease renewal
 that fails (the job was cancelled, or taken over) cancels the handler.
@@ -71,6 +72,10 @@ class Worker:
         self.retention = Retention(ctx.store, ctx.agents)  # agents' metadata.retention_days
         self._poke = threading.Event()  # set by wake(), a finished job, stop(): the idle wait returns
         self._running: dict[str, asyncio.Task[None]] = {}
+        # (agent, channel) -> the fetching channel and its task; replaced when the agent's channels are
+        self._sources: dict[tuple[str, str], tuple[SourceChannel, asyncio.Task[None]]] = {}
+        self._changed = asyncio.Event()  # agents_changed(): the schedule loop looks again now
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._served: deque[str] = deque(maxlen=max(2, self.settings.concurrency))  # owners served last, oldest first
         self._stopping = False
 
@@ -78,12 +83,18 @@ class Worker:
         """A job was queued in this process (any thread): look now instead of at the next poll."""
         self._poke.set()
 
+    def agents_changed(self) -> None:
+        """An agent was added or replaced (a version published or rolled back; from any thread): its schedules
+        and fetching channels are taken up now, not at the schedule loop's next turn."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: the worker has stopped
+                loop.call_soon_threadsafe(self._changed.set)
+
     async def run(self) -> None:
         """Work until cancelled or ``stop()``; running jobs then get ``shutdown_timeout`` to finish."""
-        helpers = [asyncio.create_task(self._schedules(), name="schedules"),
-                   *[asyncio.create_task(self._source(agent, name, ch), name=f"source {agent}/{name}")
-                     for agent, channels in self.ctx.channels.items() for name, ch in channels.items()
-                     if isinstance(ch, SourceChannel)]]
+        self._loop = asyncio.get_running_loop()
+        helpers = [asyncio.create_task(self._schedules(), name="schedules")]
         failures = 0  # store calls failed in a row: a database outage is waited out, not the worker's end
         try:
             while not self._stopping:
@@ -105,6 +116,7 @@ class Worker:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await self._end_sources(list(self._sources))
             await self._drain()
 
     def _looking_failed(self, exc: Exception, failures: int) -> None:
@@ -236,7 +248,11 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _schedules(self) -> None:
+        """Schedules, retention and fetching channels of the agents served now, at each turn (at most
+        ``MAX_SLEEP`` apart, or at once after ``agents_changed``)."""
         while True:
+            self._changed.clear()
+            await self._follow_sources()
             for what, tick in (("schedules", self.scheduler.tick), ("retention", self.retention.tick)):
                 try:  # each on its own: a failing one holds back neither the other nor the next turn
                     if await asyncio.to_thread(tick, time.time()):
@@ -246,7 +262,28 @@ class Worker:
                     break
                 except Exception:
                     log.exception("%s failed; retrying", what)
-            await asyncio.sleep(self.scheduler.sleep_for(time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self.scheduler.sleep_for(time.time()))
+
+    async def _follow_sources(self) -> None:
+        """A task per fetching channel of the agents served now: started for a new one, cancelled for one
+        gone, both for one replaced (its agent's new version loads its channels afresh: a new address, a new
+        allow_from)."""
+        wanted = {(agent, name): ch for agent, channels in dict(self.ctx.channels).items()
+                  for name, ch in dict(channels).items() if isinstance(ch, SourceChannel)}
+        await self._end_sources([key for key, (ch, _) in self._sources.items() if wanted.get(key) is not ch])
+        for (agent, name), ch in wanted.items():
+            if (agent, name) not in self._sources:
+                task = asyncio.create_task(self._source(agent, name, ch), name=f"source {agent}/{name}")
+                self._sources[(agent, name)] = (ch, task)
+
+    async def _end_sources(self, keys: list[tuple[str, str]]) -> None:
+        """Cancel these channels' fetching and wait (briefly) for it to let go of its connection."""
+        tasks = [self._sources.pop(key)[1] for key in keys]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     async def _source(self, agent: str, name: str, channel: SourceChannel) -> None:
         """A channel's fetch loop, restarted with backoff if it ever fails."""

@@ -90,10 +90,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         limiter=make_limiter(settings.public_rate_per_minute, store),
         lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels,
         pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)
+    deployments.sync(state)  # the published agents' active versions, before anything listens or works
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
                          settings.concurrency, state.pusher) if settings.worker else None
     state.sink = StoreSink(store, worker.wake if worker else None, settings.max_input_chars)
-    deployments.sync(state)  # the published agents' active versions, before anything listens
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

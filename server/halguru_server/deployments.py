@@ -27,7 +27,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ class AgentRegistry(Mapping[str, ServedAgent]):
         self.given = frozenset(agents)
         self.deployed: dict[str, Deployed] = {}
         self._lock = threading.Lock()
+        self.listeners: list[Callable[[], None]] = []  # told after a swap (the worker: schedules, channels)
 
     def __getitem__(self, name: str) -> ServedAgent:
         return self._agents[name]
@@ -87,6 +88,14 @@ class AgentRegistry(Mapping[str, ServedAgent]):
             self._agents = {**self._agents, served.name: served}
             self.deployed = {**self.deployed, served.name: deployed}
         return old
+
+    def changed(self) -> None:
+        """Tell the listeners an agent was swapped (once its channels are loaded too); from any thread."""
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("an agent registry listener failed")
 
     def version(self, name: str) -> int | None:
         found = self.deployed.get(name)
@@ -212,8 +221,7 @@ def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
                         or agents.deployed.get(name) == Deployed(version, sha)):
                     continue
                 served = _load(store, web_chat, name, version, sha)
-                agents.swap(served, Deployed(version, sha))
-                _channels(channels, served)
+                _install(agents, channels, served, Deployed(version, sha))
         except HalguruError as exc:
             log.error("cannot serve published %s v%s: %s", name, version, exc)
             continue
@@ -278,9 +286,17 @@ def _move_in(incoming: Path, folder: Path) -> bool:
     return True
 
 
+def _install(agents: AgentRegistry, channels: dict[str, dict[str, Channel]], served: ServedAgent,
+             deployed: Deployed) -> None:
+    """Serve ``served`` with its channels, then tell the registry's listeners (the worker takes up its
+    schedules and fetching channels)."""
+    agents.swap(served, deployed)
+    _channels(channels, served)
+    agents.changed()
+
+
 def _activate(state: ServerState, served: ServedAgent, record: DeploymentRecord) -> None:
-    state.agents.swap(served, Deployed(record["version"], record["sha256"]))
-    _channels(state.channels, served)
+    _install(state.agents, state.channels, served, Deployed(record["version"], record["sha256"]))
     _label_tools(state, served)
     log.info("agent version live", extra={"fields": {"agent": served.name, "version": record["version"],
                                                      "sha256": record["sha256"][:12]}})

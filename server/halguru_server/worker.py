@@ -86,11 +86,24 @@ def notifier(pusher: Pusher | None) -> Any:
 def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mapping[str, Mapping[str, Channel]],
                 gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int,
                 pusher: Pusher | None = None) -> Worker:
-    from halguru_server.deployments import AgentsView
+    from halguru_server.deployments import AgentRegistry, AgentsView
 
+    check_retention(agents)
     ctx = JobContext(store=store, agents=AgentsView(agents), channels=channels,
                      admit=gate_admit(gate, agents, concurrency))
-    return Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
+    worker = Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
+    if isinstance(agents, AgentRegistry):  # a version published or rolled back: its schedules and inboxes now
+        agents.listeners.append(worker.agents_changed)
+    return worker
+
+
+def check_retention(agents: Mapping[str, ServedAgent]) -> None:
+    """A bad ``metadata.retention_days`` of an agent given on the command line fails start-up with one line
+    naming it; a published version's is logged by the worker, which keeps that agent's conversations."""
+    from halguru.jobs.retention import retention_days
+
+    for name in getattr(agents, "given", agents):
+        retention_days(agents[name].agent)
 
 
 def serve_metrics(metrics: Metrics, store: Store, channels: Mapping[str, Mapping[str, Channel]], host: str,

@@ -26,7 +26,10 @@ import yaml
 from halguru.client import Client
 from halguru.deploy.bundle import MANIFEST
 from halguru.store import open_store
+from tests.channels.mailpeers import dovecot_fixture, smtp_server_fixture
 from tests.test_models_cli import MemoryKeyring
+
+__all__ = ["dovecot_fixture", "smtp_server_fixture"]  # pytest finds them here
 
 TOOLS = '''from halguru import tool
 
@@ -510,3 +513,94 @@ def test_the_console_lists_versions_and_serves_another(serve, tmp_path: Path) ->
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {user_key('operator')}"}) as http:
         assert http.get("/admin/deployments").status_code == 403
         assert 'href="/admin/deployments"' not in http.get("/admin").text
+
+
+def scheduled_shop(folder: Path, cron: str = "0 3 * * *") -> tuple[Path, str]:
+    """The shop with a daily schedule, and that schedule's id in the store."""
+    from halguru.agents.spec import Schedule
+    from halguru.jobs.schedules import schedule_id
+
+    write_shop(folder, "scheduled-answer")
+    spec = yaml.safe_load((folder / "agent.yaml").read_text())
+    schedule = {"name": "report", "cron": cron, "input": "the daily report"}
+    (folder / "agent.yaml").write_text(yaml.safe_dump({**spec, "schedules": [schedule]}))
+    return folder, schedule_id("shop", Schedule.model_validate(schedule))
+
+
+def missed(sid: str, days: int) -> None:
+    """The schedule was due ``days`` days ago (its worker was down): the next worker serving it runs it at once."""
+    store = open_store()
+    store.fire_schedule(sid, store.schedule_next(sid), time.time() - days * 86400, None)
+
+
+def scheduled_runs(url: str, admin: str) -> list[dict[str, Any]]:
+    response = httpx.get(url + "/v1/jobs", params={"agent": "shop"}, headers={"Authorization": f"Bearer {admin}"})
+    assert response.status_code == 200, response.text
+    return [j for j in response.json()["data"] if j["payload"].get("schedule") == "report"]
+
+
+def test_a_published_agents_schedules_run_without_a_restart_and_after_one(cli, serve, api_key,
+                                                                           tmp_path: Path) -> None:
+    """The serve process's worker takes up the schedules of a version published to it (and of the versions a
+    restarted server loads before it listens), and a new version's changed schedule at once."""
+    server, key, admin = serve(), user_key("developer"), api_key("ops", scope="admin")
+    cli("login", server.url, "--api-key", input=key)
+    shop, sid = scheduled_shop(tmp_path / "shop")
+    missed(sid, days=1)
+    assert "Published shop v1" in cli("publish", str(shop)).output
+    deadline = time.monotonic() + 10  # not the schedule loop's next turn (30 s): the publish wakes it
+    while not [j for j in scheduled_runs(server.url, admin) if j["status"] == "done"]:
+        assert time.monotonic() < deadline, "the published agent's missed schedule did not run"
+        time.sleep(0.1)
+    assert open_store().schedule_next(sid) > time.time()
+
+    server.stop()  # a restarted server: the published version's schedules are its worker's from the start
+    missed(sid, days=2)  # another due time: another run (a run's key is its schedule and due time)
+    restarted = serve()
+    deadline = time.monotonic() + 10
+    while len(scheduled_runs(restarted.url, admin)) < 2:
+        assert time.monotonic() < deadline, "the restarted server did not run the published agent's schedule"
+        time.sleep(0.1)
+
+    cli("login", restarted.url, "--api-key", input=key)
+    shop, changed = scheduled_shop(shop, cron="0 4 * * *")  # v2 moves it: a new schedule, counted from now
+    assert "Published shop v2" in cli("publish", str(shop)).output
+    deadline = time.monotonic() + 10
+    while open_store().schedule_next(changed) is None:
+        assert time.monotonic() < deadline, "the new version's schedule was not taken up"
+        time.sleep(0.1)
+
+
+def test_a_published_agents_inbox_is_answered_and_follows_its_new_version(
+        cli, serve, tmp_path: Path, dovecot: Any, smtp_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent with an email channel, published to a running server, answers its inbox without a restart (a
+    real Dovecot and SMTP server); v2 with allow_from replaces the fetching at once: v1's no longer answers."""
+    from tests.channels.mailpeers import PASSWORD, email_config, mail
+
+    monkeypatch.setenv("HG_TEST_IMAP", PASSWORD)
+    server, key = serve(), user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop = write_shop(tmp_path / "shop", "mail-answer")
+    spec = yaml.safe_load((shop / "agent.yaml").read_text())
+
+    def publish(**email: Any) -> Any:
+        (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "channels": {
+            "email": email_config(dovecot, smtp_server.port, **email)}}))
+        assert "Published shop" in cli("publish", str(shop)).output
+        channel = server.state.channels["shop"]["email"]
+        deadline = time.monotonic() + 10  # its inbox is fetched: connected
+        while channel.status is None or not channel.status.ok:
+            assert time.monotonic() < deadline, "the published agent's inbox was not fetched"
+            time.sleep(0.05)
+
+    publish()
+    dovecot.append(mail("Opening hours", "When are you open?", message_id="<a1@example.org>"))
+    [reply] = smtp_server.wait_for(1)
+    assert reply["In-Reply-To"] == "<a1@example.org>" and reply.get_content().startswith("mail-answer")
+
+    publish(allow_from=["@example.net"])  # v2: only example.net is answered
+    dovecot.append(mail("Again", "Still there?", message_id="<a2@example.org>"))
+    dovecot.append(mail("Hello", "Open today?", sender="Bob <bob@example.net>", message_id="<b1@example.net>"))
+    assert [m["In-Reply-To"] for m in smtp_server.wait_for(2)[1:]] == ["<b1@example.net>"]
+    time.sleep(1.0)  # time enough for v1's fetching, were it still running, to answer Ann
+    assert len(smtp_server.received) == 2
