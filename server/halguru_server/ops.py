@@ -16,10 +16,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from halguru.errors import StoreUnavailable
 from halguru_server.agents import ServedAgent
 from halguru_server.identity.guards import public
-from halguru_server.probes import PROBE_TIMEOUT_S, ProbeTimeout, within
-from halguru_server.state import Principal, ServerState, resolve, state_of
+from halguru_server.probes import PROBE_TIMEOUT_S, ProbeTimeout, one_look, within
+from halguru_server.state import Principal, ServerState, client_address, resolve, state_of
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
 State = Annotated[ServerState, Depends(state_of)]
@@ -157,6 +158,16 @@ def _jobs(state: ServerState) -> dict[str, Any]:
             f"{int(stats['dead'])} dead; the oldest due job has waited {late:.0f} s; {worker}"}
 
 
+def _caller(request: Request, state: ServerState) -> Principal:
+    """Who is calling, looked up within the probes' time: in an outage a key or session cannot be checked, and
+    waiting for the store's pool (10 s) would spend a scrape's whole timeout to end in a 503; the caller gets
+    what anyone without a key gets. A key the store refuses is still refused (401)."""
+    try:
+        return within(PROBE_TIMEOUT_S, lambda: resolve(request))
+    except (ProbeTimeout, StoreUnavailable):  # the store check that follows says (and logs) that it is down
+        return Principal(None, client_address(request, state.settings.trusted_proxies))
+
+
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
     """Alive: the process answers."""
@@ -166,7 +177,8 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={401: {"description": "the key sent is not valid"}, 503: {"description": "not ready"}})
 def readyz(request: Request, state: State) -> JSONResponse:
     """Ready: models resolvable and their files present, the store writable, not draining after SIGTERM."""
-    parts = components(state, resolve(request))
+    with one_look():
+        parts = components(state, _caller(request, state))
     ok = all(p["ok"] for p in parts.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "components": parts}, status_code=200 if ok else 503)
 
@@ -176,9 +188,11 @@ def metrics(request: Request, state: State) -> Response:
     """Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
     not public); a key that may read metrics (Prometheus: `authorization: {credentials: KEY}`) sees those
     of the agents it may use."""
-    caller = resolve(request)  # a plain function runs on a thread: the key's lookup blocks no other request
-    shown = [name for name, served in state.agents.items() if _labels_shown(caller, served)]
-    return Response(state.metrics.render(shown), media_type="text/plain; version=0.0.4; charset=utf-8")
+    with one_look():  # a plain function runs on a thread: the key's lookup blocks no other request
+        caller = _caller(request, state)
+        shown = [name for name, served in state.agents.items() if _labels_shown(caller, served)]
+        text = state.metrics.render(shown)
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def _labels_shown(caller: Principal, served: ServedAgent) -> bool:
@@ -197,7 +211,8 @@ def _reads_metrics(caller: Principal) -> bool:
 def status_page(request: Request, state: State) -> Response:
     """For people (HTML) or monitors (JSON with ``Accept: application/json``): each component, recent server
     errors, stuck runs, queue depth; 503 when any is bad."""
-    parts = health(state, resolve(request))
+    with one_look():
+        parts = health(state, _caller(request, state))
     ok = all(p["ok"] for p in parts.values())
     code = 200 if ok else 503
     public = [(n, s) for n, s in state.agents.items() if s.web_chat == "public"]

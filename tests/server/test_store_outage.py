@@ -137,3 +137,37 @@ def test_an_outage_is_a_quick_503_and_every_worker_carries_on_after_it(served) -
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert any("store unavailable" in r.get("msg", "") for r in records), records[-5:]
     assert sum("job notifications lost" in r.get("msg", "") for r in records) <= 2
+
+
+def test_a_keyed_scrape_in_an_outage_is_answered_as_an_anonymous_one_within_seconds(
+        new_postgres_database, monkeypatch: pytest.MonkeyPatch, serve, api_key) -> None:
+    """README: Prometheus scrapes with a key. In an outage that key cannot be looked up; the scrape, /readyz and
+    /status still answer within ~2 s (they waited out the pool's 10 s and said 503 "the store is unavailable",
+    so `halguru_store_up 0` never reached the monitor), as to a caller without a key: no key-only agent named."""
+    from halguru.config import reset_settings
+
+    url = new_postgres_database()
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+    reset_settings()
+    server = serve()
+    key = {"Authorization": f"Bearer {api_key(scope='admin')}"}
+    server.state.metrics.runs.labels("private", "ok").inc()  # a key-only agent's sample
+    assert 'agent="private"' in httpx.get(f"{server.url}/metrics", headers=key).text
+    name = url.rsplit("/", 1)[1]
+    _outage(name, True)
+    try:
+        for path, code in (("/metrics", 200), ("/readyz", 503), ("/status", 503)):
+            started = time.monotonic()
+            answer = httpx.get(f"{server.url}{path}", headers={**key, "Accept": "application/json"}, timeout=30)
+            waited = time.monotonic() - started
+            assert answer.status_code == code and waited < 3.5, (path, answer.status_code, waited, answer.text)
+            assert "private" not in answer.text, (path, answer.text)  # the anonymous view: no key-only agent
+        assert "halguru_store_up 0.0" in httpx.get(f"{server.url}/metrics", headers=key, timeout=30).text
+        status = httpx.get(f"{server.url}/status", headers={**key, "Accept": "application/json"}, timeout=30).json()
+        assert status["components"]["store"]["ok"] is False
+    finally:
+        _outage(name, False)
+    deadline = time.monotonic() + 30  # back: the key is the operator's again
+    while 'agent="private"' not in httpx.get(f"{server.url}/metrics", headers=key, timeout=30).text:
+        assert time.monotonic() < deadline, "the key was not recognised after the outage"
+        time.sleep(0.2)
