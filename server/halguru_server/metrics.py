@@ -7,7 +7,8 @@ describe no single process and are left out; llama.cpp's are mirrored into the s
 
 Label values stay bounded: a tool label is one of the served agents' declared tools, any other name (a model
 may call a tool that does not exist) counts under ``other``. ``render(agents=...)`` leaves out the samples
-labelled with any other agent (a scrape without a key sees the public agents' only).
+labelled with any other agent (a scrape without a key sees the public agents' only); ``render(models=...)`` renames
+the ``model`` labels (a model only key-only agents use is ``private-N`` to such a scrape).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 OTHER_TOOL = "other"
 RECENT_S = 300.0  # /status counts server errors over the last five minutes
@@ -122,31 +124,47 @@ class Metrics:
             self.recent_5xx.popleft()
         return len(self.recent_5xx)
 
-    def render(self, agents: Collection[str] | None = None) -> bytes:
-        """The exposition text; with ``agents``, without the samples whose ``agent`` label is another's."""
+    def render(self, agents: Collection[str] | None = None, models: Mapping[str, str] | None = None) -> bytes:
+        """The exposition text; with ``agents``, without the samples whose ``agent`` label is another's; with
+        ``models``, each ``model`` label renamed as it maps (a value it lacks: the sample left out)."""
         from prometheus_client import generate_latest
 
         if self.llama_mirror is not None:
             self.llama_mirror.sync()  # this process's own figures as of now
-        return generate_latest(self.registry if agents is None else _Only(self.registry, frozenset(agents)))
+        if agents is None and models is None:
+            return generate_latest(self.registry)
+        return generate_latest(_Only(self.registry, None if agents is None else frozenset(agents), models))
 
 
 class _Only(Collector):
-    """A registry's metrics less the samples whose ``agent`` label is not one of ``agents``."""
+    """A registry's metrics less the samples whose ``agent`` label is not one of ``agents``, their ``model`` labels
+    renamed by ``models`` (a model it does not name: left out)."""
 
-    def __init__(self, registry: CollectorRegistry, agents: frozenset[str]):
+    def __init__(self, registry: CollectorRegistry, agents: frozenset[str] | None, models: Mapping[str, str] | None):
         self.registry = registry
         self.agents = agents
+        self.models = models
 
     def collect(self) -> Iterator[Metric]:
         for family in self.registry.collect():
-            kept = [s for s in family.samples if s.labels.get("agent", "") in self.agents or "agent" not in s.labels]
-            if len(kept) == len(family.samples):
+            kept = [s for s in map(self._shown, family.samples) if s is not None]
+            if kept == family.samples:
                 yield family
                 continue
             only = Metric(family.name, family.documentation, family.type, family.unit)
             only.samples = kept
             yield only
+
+    def _shown(self, sample: Sample) -> Sample | None:
+        labels = sample.labels
+        if self.agents is not None and "agent" in labels and labels["agent"] not in self.agents:
+            return None
+        if self.models is None or "model" not in labels:
+            return sample
+        name = self.models.get(labels["model"])
+        if name is None:
+            return None
+        return sample if name == labels["model"] else sample._replace(labels={**labels, "model": name})
 
 
 class _SharedCollector(Collector):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from contextlib import suppress
 from pathlib import PurePath
 from typing import Annotated, Any
 
@@ -44,6 +45,42 @@ def _timeout(state: ServerState, agent: str) -> float:
     return max([spec.limits.timeout] + [s.timeout for s in (spec.team, spec.workflow) if s is not None])
 
 
+def model_names(state: ServerState, named: bool) -> dict[str, str]:
+    """Each served model reference -> its name on /readyz, /status and /metrics: its label (``model_label``) if a
+    public agent uses it or ``named`` (a caller who may read metrics), else ``private-N`` (its file's name may be
+    a key-only agent's). A workflow without a model of its own ("workflow") is left out: its steps' agents
+    bring theirs."""
+    public = {s.model for s in state.agents.values() if s.web_chat == "public"}
+    names: dict[str, str] = {}
+    private = 0
+    for model in sorted({s.model for s in state.agents.values() if s.agent.workflow is None or s.model != "workflow"}):
+        if model in public or named:
+            names[model] = model_label(model)
+        else:
+            private += 1
+            names[model] = f"private-{private}"
+    return names
+
+
+def _metric_models(state: ServerState, caller: Principal) -> dict[str, str] | None:
+    """The ``model`` label values /metrics shows ``caller``: None (all, as they are) to a caller who may read
+    metrics; to others each served model's values (its ``model_label``, the gate's, and its registry name,
+    llama.cpp's figures') -> its /status name. A value no served model has is left out."""
+    if _reads_metrics(caller):
+        return None
+    from halguru.models.registry import find_entry
+
+    shown: dict[str, str] = {}
+    # public names last: a value a public and a key-only model share (model.gguf in two folders) is public anyway
+    for model, name in sorted(model_names(state, False).items(), key=lambda item: item[1] == model_label(item[0])):
+        public = name == model_label(model)
+        values = {model_label(model)}
+        with suppress(Exception):  # not resolvable: /readyz says so, and no figures carry its registry name
+            values.add(find_entry(model).name)
+        shown.update({value: value if public else name for value in values})
+    return shown
+
+
 def components(state: ServerState, caller: Principal | None = None) -> dict[str, dict[str, Any]]:
     """Readiness: the store (answers and takes writes), each model (resolvable, file present), the server. A
     model only key-only agents use is named to a caller who may read metrics; to others it is ``model:private-N``
@@ -60,16 +97,8 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
         result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
     from halguru.models.registry import get_model
 
-    # A workflow without a model of its own is labelled "workflow": its steps' agents bring theirs.
-    public = {s.model for s in state.agents.values() if s.web_chat == "public"}
-    named = caller is not None and _reads_metrics(caller)
-    private = 0
-    for model in sorted({s.model for s in state.agents.values() if s.agent.workflow is None or s.model != "workflow"}):
-        if model in public or named:
-            name = f"model:{model_label(model)}"
-        else:
-            private += 1
-            name = f"model:private-{private}"
+    for model, label in model_names(state, caller is not None and _reads_metrics(caller)).items():
+        name = f"model:{label}"
         try:
             obj = get_model(model)
             path = getattr(obj, "path", None)
@@ -186,12 +215,12 @@ def readyz(request: Request, state: State) -> JSONResponse:
 @router.get("/metrics", response_class=Response, responses={401: {"description": "the key sent is not valid"}})
 def metrics(request: Request, state: State) -> Response:
     """Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
-    not public); a key that may read metrics (Prometheus: `authorization: {credentials: KEY}`) sees those
-    of the agents it may use."""
+    not public) and a model only they use is ``private-N``, as on /status; a key that may read metrics
+    (Prometheus: `authorization: {credentials: KEY}`) sees those of the agents it may use."""
     with one_look():  # a plain function runs on a thread: the key's lookup blocks no other request
         caller = _caller(request, state)
         shown = [name for name, served in state.agents.items() if _labels_shown(caller, served)]
-        text = state.metrics.render(shown)
+        text = state.metrics.render(shown, _metric_models(state, caller))
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

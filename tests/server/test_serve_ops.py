@@ -132,6 +132,30 @@ def test_metrics_name_a_key_only_agent_only_to_a_key_that_may_read_them(client, 
     assert wrong.status_code == 401  # a misconfigured scrape says so instead of quietly seeing less
 
 
+def test_metrics_name_a_key_only_agents_model_as_status_does(serve, agents_dir: Path, tmp_path: Path,
+                                                              api_key) -> None:
+    """A model only key-only agents use is ``model:private-N`` on /status; anonymous /metrics named it in
+    ``halguru_queue_depth{model=...}`` (its script's or file's name may be the agent's)."""
+    script = tmp_path / "hidden-script.yaml"
+    script.write_text(yaml.safe_dump([{"text": "psst"}]))
+    (agents_dir / "hidden").mkdir()
+    (agents_dir / "hidden" / "agent.yaml").write_text(yaml.safe_dump({"name": "hidden", "model": f"scripted:{script}"}))
+    server = serve()
+    key = {"Authorization": f"Bearer {api_key()}"}
+    for agent in ("hidden", "echo"):  # the gate sets each model's queue depth
+        conv = httpx.post(f"{server.url}/v1/conversations", json={"agent": agent}, headers=key).json()["id"]
+        assert httpx.post(f"{server.url}/v1/conversations/{conv}/messages", json={"content": "hi"},
+                          headers=key).status_code == 200
+    status = httpx.get(f"{server.url}/status", headers={"Accept": "application/json"}).json()["components"]
+    assert "model:private-1" in status
+    anonymous = httpx.get(f"{server.url}/metrics").text
+    assert "hidden-script" not in anonymous, anonymous
+    assert 'halguru_queue_depth{model="private-1"} 0.0' in anonymous
+    assert 'halguru_queue_depth{model="scripted"} 0.0' in anonymous  # a public agent's model, as it is
+    scraped = httpx.get(f"{server.url}/metrics", headers=key).text  # a key that may read metrics: named
+    assert 'halguru_queue_depth{model="scripted:hidden-script.yaml"} 0.0' in scraped
+
+
 def test_sse_sends_keep_alive_comments_while_a_run_is_silent(serve, agents_dir: Path) -> None:
     script = agents_dir.parent / "pause.yaml"
     script.write_text(yaml.safe_dump([{"text": "late answer", "token_delay": 0.6}]))
