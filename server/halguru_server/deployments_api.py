@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from halguru.api_schemas import ActivateIn, DeploymentList, DeploymentOut
+from halguru.store.records import DeploymentRecord
 from halguru_server import audit, deployments
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
+from halguru_server.ops import model_label
 from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422))
@@ -44,7 +46,7 @@ async def publish(request: Request, caller: Publisher, state: State) -> Deployme
     if not unchanged:
         audit.record(request, "agent.publish", record["agent"], {"version": record["version"],
                                                                  "sha256": record["sha256"]})
-    return DeploymentOut(**record, unchanged=unchanged, live_ms=deployments.now_ms(started))
+    return _out(record, unchanged=unchanged, live_ms=deployments.now_ms(started))
 
 
 @router.get("/deployments", response_model=DeploymentList)
@@ -58,7 +60,7 @@ def list_deployments(caller: Publisher, state: State,
     for owner in {r["published_by"] for r in rows} - {None}:
         user = state.store.get_user(owner[5:]) if owner and owner.startswith("user:") else None
         names[owner] = (user["email"] or user["name"]) if user else owner
-    return DeploymentList(data=[DeploymentOut(**r, publisher=names[r["published_by"]]) for r in rows])
+    return DeploymentList(data=[_out(r, publisher=names[r["published_by"]]) for r in rows])
 
 
 @router.post("/deployments/{agent}/rollback", response_model=DeploymentOut, responses=responses(404, 409))
@@ -68,4 +70,13 @@ async def rollback(request: Request, caller: Publisher, state: State, agent: Age
     started = time.perf_counter()
     record = await asyncio.to_thread(deployments.rollback, state, caller, agent, body.version)
     audit.record(request, "agent.rollback", agent, {"version": body.version, "sha256": record["sha256"]})
-    return DeploymentOut(**record, live_ms=deployments.now_ms(started))
+    return _out(record, live_ms=deployments.now_ms(started))
+
+
+def _out(record: DeploymentRecord, **extra: Any) -> DeploymentOut:
+    """A version as the API shows it: its model without the server's folders (``scripted:answers.yaml``, not
+    where the server unpacked the bundle), as the ops endpoints name models."""
+    manifest = record["manifest"]
+    if isinstance(manifest.get("model"), str):
+        manifest = {**manifest, "model": model_label(manifest["model"])}
+    return DeploymentOut(**{**record, "manifest": manifest}, **extra)

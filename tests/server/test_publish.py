@@ -131,6 +131,9 @@ def test_publish_chat_stream_rollback_and_restart(cli, serve, tmp_path: Path, ha
     rows = [line.split() for line in listed.splitlines()[1:]]
     assert [r[:3] for r in rows] == [["*", "shop", "v2"], ["shop", "v1", rows[1][2]]]
     assert all(r[-1] == "developer@example.com" for r in rows)
+    assert all("scripted:answers.yaml" in r for r in rows) and str(halguru_home) not in listed  # no server path
+    with Client(server.url, key) as hg:
+        assert {d.manifest["model"] for d in hg.deployments("shop")} == {"scripted:answers.yaml"}
     assert "v1 is live" in cli("deployments", "rollback", "shop", "v1").output
     assert answer(server.url, key).startswith("v1-answer")
     with Client(server.url, key) as hg:
