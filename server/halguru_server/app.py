@@ -115,7 +115,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
         sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
         mirroring = asyncio.create_task(metrics.keep_mirroring(), name="metrics-mirror")
-        polling = asyncio.create_task(_follow_deployments(state), name="deployments")
+        polling = asyncio.create_task(deployments.follow(lambda: deployments.sync(state),
+                                                         state.settings.deployments_poll), name="deployments")
         yield
         for task in (sampling, polling, mirroring):
             task.cancel()
@@ -162,16 +163,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                        loopback_only=settings.dev, replica=settings.replica_id,
                        max_bundle=settings.max_bundle_bytes)
     return app
-
-
-async def _follow_deployments(state: ServerState) -> None:
-    """Serve what another replica published or rolled back (the store is the truth), every few seconds."""
-    while True:
-        await asyncio.sleep(state.settings.deployments_poll)
-        try:
-            await asyncio.to_thread(deployments.sync, state)
-        except Exception:  # the store is away for a moment: the agents being served stay
-            log.exception("looking for published versions failed")
 
 
 def _swagger(app: FastAPI) -> None:

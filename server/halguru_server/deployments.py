@@ -21,6 +21,7 @@ Publishing runs the bundle's ``tools.py`` on the server (validation imports it),
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -34,12 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from halguru.agents.loader import AGENT_FILE, Agent
 from halguru.deploy.bundle import MAX_BUNDLE_BYTES, open_bundle
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, StoreUnavailable
 from halguru.printable import printable
 from halguru.store.base import Store
 from halguru.store.records import DeploymentRecord
 from halguru_server.agents import ServedAgent, serve_agent
 from halguru_server.errors import ApiError
+from halguru_server.probes import OutageLog
 
 if TYPE_CHECKING:
     from halguru.channels.base import Channel
@@ -203,6 +205,20 @@ def sync(state: ServerState) -> list[str]:
     return swapped
 
 
+async def follow(sync: Callable[[], object], every: float) -> None:
+    """Call ``sync`` (in a thread) every ``every`` seconds until cancelled: serve what another replica published or
+    rolled back. An outage is logged once as it starts and once as it ends; the agents being served stay."""
+    said = OutageLog("looking for published versions")
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(sync)
+        except Exception as exc:
+            said.failed(exc)
+        else:
+            said.answered()
+
+
 def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
                   channels: dict[str, dict[str, Channel]]) -> list[str]:
     """``sync`` for any process holding a registry (serve, and `halguru worker`)."""
@@ -222,6 +238,8 @@ def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
                     continue
                 served = _load(store, web_chat, name, version, sha)
                 _install(agents, channels, served, Deployed(version, sha))
+        except StoreUnavailable:  # not this version's fault: the caller's next look tries again
+            raise
         except HalguruError as exc:
             log.error("cannot serve published %s v%s: %s", name, version, exc)
             continue

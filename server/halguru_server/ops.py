@@ -89,11 +89,12 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
     try:
         within(PROBE_TIMEOUT_S, state.store.ping)
         result["store"] = {"ok": True, "detail": "writable"}
-    except ProbeTimeout:
-        log.error("store check failed: no answer within %g s", PROBE_TIMEOUT_S)
+        state.store_log.answered()
+    except ProbeTimeout as exc:
+        state.store_log.failed(exc)
         result["store"] = {"ok": False, "detail": f"no answer within {PROBE_TIMEOUT_S:g} s"}
-    except Exception:
-        log.exception("store check failed")
+    except Exception as exc:
+        state.store_log.failed(exc)
         result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
     from halguru.models.registry import get_model
 

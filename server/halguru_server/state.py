@@ -29,6 +29,7 @@ from halguru_server.identity import roles, websessions
 from halguru_server.keys import ApiKey, verify_key
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
+from halguru_server.probes import OutageLog
 from halguru_server.push import Pusher
 from halguru_server.ratelimit import Limiter
 from halguru_server.sessions import verify as verify_session
@@ -49,6 +50,7 @@ class ServerState:
     pusher: Pusher | None = None  # the web chat's notifications (None: push.enabled is off)
     started: float = field(default_factory=time.time)
     worker_task: asyncio.Task[None] | None = None  # the in-process worker (None: --no-worker, or not started)
+    store_log: OutageLog = field(default_factory=lambda: OutageLog("store check"))  # /readyz, /status: once an outage
 
     @property
     def draining(self) -> bool:

@@ -128,7 +128,7 @@ def run_worker_process(config: Any, metrics_port: int | None = None, **options: 
     its metrics over HTTP (without the API, `halguru serve`'s /metrics never has this process's)."""
     from halguru.store import open_store
     from halguru_server.agents import load_agents
-    from halguru_server.deployments import AgentRegistry, sync_registry
+    from halguru_server.deployments import AgentRegistry, follow, sync_registry
     from halguru_server.middleware import configure_logging
     from halguru_server.settings import load_settings
 
@@ -158,15 +158,8 @@ def run_worker_process(config: Any, metrics_port: int | None = None, **options: 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
 
-        async def follow() -> None:  # versions published or rolled back meanwhile
-            while True:
-                await asyncio.sleep(settings.deployments_poll)
-                try:
-                    await asyncio.to_thread(sync_registry, store, agents, settings.web_chat, channels)
-                except Exception:
-                    log.exception("looking for published versions failed")
-
-        following = asyncio.create_task(follow())
+        following = asyncio.create_task(follow(  # versions published or rolled back meanwhile
+            lambda: sync_registry(store, agents, settings.web_chat, channels), settings.deployments_poll))
         await worker.run()
         following.cancel()
 

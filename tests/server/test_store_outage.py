@@ -171,3 +171,44 @@ def test_a_keyed_scrape_in_an_outage_is_answered_as_an_anonymous_one_within_seco
     while 'agent="private"' not in httpx.get(f"{server.url}/metrics", headers=key, timeout=30).text:
         assert time.monotonic() < deadline, "the key was not recognised after the outage"
         time.sleep(0.2)
+
+
+def test_an_outage_is_one_log_line_as_it_starts_and_one_as_it_ends(serve, monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """README: in an outage the server logs `store unavailable; retrying` once. The deployments poller logged
+    "looking for published versions failed" with a traceback at every poll, /readyz "store check failed" with
+    one at every probe."""
+    import logging
+
+    from halguru.errors import StoreUnavailable
+
+    server = serve(deployments_poll=0.05)
+    store = server.state.store
+    down = True
+
+    def unavailable(real):
+        def call(*args, **kwargs):
+            if down:
+                raise StoreUnavailable("the PostgreSQL store at postgresql://db:5432/x failed: connection refused")
+            return real(*args, **kwargs)
+        return call
+
+    caplog.set_level(logging.INFO, logger="halguru.server")
+    monkeypatch.setattr(store, "active_deployments", unavailable(store.active_deployments))
+    monkeypatch.setattr(store, "ping", unavailable(store.ping))
+    for _ in range(3):
+        assert httpx.get(f"{server.url}/readyz").status_code == 503
+    time.sleep(0.5)  # ~10 polls
+    down = False
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    deadline = time.monotonic() + 10
+    while not any("published versions: store reachable again" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.05)
+    said = [r.getMessage() for r in caplog.records if r.name == "halguru.server"]
+    assert not [r for r in caplog.records if r.exc_info], said  # no traceback: an outage is no bug
+    assert [m for m in said if "published versions" in m] == [
+        "looking for published versions: store unavailable; retrying",
+        "looking for published versions: store reachable again"], said
+    assert [m for m in said if "store check" in m] == ["store check: store unavailable; retrying",
+                                                       "store check: store reachable again"], said
