@@ -226,6 +226,11 @@ class IdentityMixin(SQLBase):
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (token_hash, purpose, user_id, json.dumps(dict(data or {})), time.time(), expires))
 
+    def get_auth_token(self, token_hash: str, purpose: str) -> AuthTokenRecord | None:
+        rows = self._rows("SELECT * FROM auth_tokens WHERE token_hash = ? AND purpose = ? AND used IS NULL "
+                          "AND expires > ?", [token_hash, purpose, time.time()])
+        return _token(rows[0]) if rows else None
+
     def consume_auth_token(self, token_hash: str, purpose: str) -> AuthTokenRecord | None:
         """The token, marked used, if it has this purpose, is unused and unexpired; else None. One statement:
         of concurrent callers exactly one gets it."""

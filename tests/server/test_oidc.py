@@ -441,6 +441,22 @@ def test_a_callback_in_another_browser_is_refused(site: Site, fake: FakeProvider
     refused(server, response, "started in another browser")
 
 
+def test_a_link_scanner_opening_the_callback_first_leaves_the_sign_in_to_its_browser(site: Site,
+                                                                                    fake: FakeProvider) -> None:
+    """A mail scanner or prefetcher (another browser, without the flow's cookie) that opened the callback URL
+    first spent the state: the real sign-in then said "expired or was used already"."""
+    server, client = site(fake_config(fake))
+    params = _good(fake, client)
+    query = {"code": "c", "state": params["state"]}
+    with httpx.Client(base_url=server.url) as scanner:
+        refused(server, scanner.get("/auth/oidc/fake/callback", params=query), "started in another browser")
+    assert fake.token_requests == []  # the scanner's visit exchanged no code
+    response = client.get("/auth/oidc/fake/callback", params=query)
+    assert response.status_code == 303 and signed_in(server, response) is not None
+    again = client.get("/auth/oidc/fake/callback", params=query)  # still single use
+    assert again.status_code == 400 and "used already" in again.json()["error"]["message"]
+
+
 def test_a_state_from_another_provider_is_refused(site: Site, fake: FakeProvider) -> None:
     server, client = site(fake_config(fake), fake_config(fake, name="other"))
     params = _good(fake, client)

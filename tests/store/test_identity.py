@@ -109,11 +109,16 @@ def test_an_auth_token_is_consumed_once_even_by_racing_callers(store: Store) -> 
     _user(store)
     store.create_auth_token("t1", "reset", "usr_a", {"next": "/x"}, time.time() + 60)
     assert store.consume_auth_token("t1", "verify") is None  # another purpose
+    assert store.get_auth_token("t1", "verify") is None
+    for _ in range(2):  # looking spends nothing
+        seen = store.get_auth_token("t1", "reset")
+        assert seen is not None and seen["data"] == {"next": "/x"} and seen["used"] is None
     with ThreadPoolExecutor(8) as pool:
         got = [t for t in pool.map(lambda _: store.consume_auth_token("t1", "reset"), range(16)) if t]
     assert len(got) == 1 and got[0]["data"] == {"next": "/x"} and got[0]["used"] is not None
+    assert store.get_auth_token("t1", "reset") is None  # used
     store.create_auth_token("t2", "reset", "usr_a", None, time.time() - 1)
-    assert store.consume_auth_token("t2", "reset") is None  # expired
+    assert store.consume_auth_token("t2", "reset") is None and store.get_auth_token("t2", "reset") is None  # expired
     store.create_auth_token("t3", "reset", "usr_a", None, time.time() + 60)
     assert store.revoke_auth_tokens("usr_a", "reset") == 1
     assert store.consume_auth_token("t3", "reset") is None

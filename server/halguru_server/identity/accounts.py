@@ -356,6 +356,13 @@ def issue_token(store: Store, purpose: str, user_id: str | None, ttl: float,
     return token
 
 
+def peek_token(store: Store, token: str, purpose: str) -> AuthTokenRecord | None:
+    """The token's record, if it is valid for ``purpose``, not used up (``consume_token`` does that)."""
+    if not token or len(token) > 200:
+        return None
+    return store.get_auth_token(token_hash(token), purpose)
+
+
 def consume_token(store: Store, token: str, purpose: str) -> AuthTokenRecord | None:
     """The token's record, if it is valid for ``purpose``; it is then used up (one caller only)."""
     if not token or len(token) > 200:

@@ -8,12 +8,13 @@ token's ``iss`` carries), and anything else by ``issuer`` (its discovery documen
 
 Why each check exists: ``state`` is stored hashed and consumed once (no replayed callback), bound to the browser
 that started the flow by a cookie (no login CSRF: an attacker's code cannot sign a victim into the attacker's
-account); the ``nonce`` ties the ID token to that one flow (no replayed token); PKCE (S256) makes a stolen code
-useless. The ID token's signature is checked against the provider's JWKS, with only the asymmetric algorithms the
-provider advertises (never ``none``, never HMAC: an HS256 token "signed" with the public key is forged by
-anyone), and ``iss``, ``aud``/``azp``, ``exp``/``iat`` (60 s leeway) and ``nonce`` are checked before any account
-is touched. Accounts are linked by (provider, ``sub``); by email only when the provider says it is verified and
-the operator allows it (``link_by_email``), since an unverified email is whatever the person typed.
+account), checked before the state is spent (a link scanner's visit leaves the sign-in to its browser); the
+``nonce`` ties the ID token to that one flow (no replayed token); PKCE (S256) makes a stolen code useless. The ID
+token's signature is checked against the provider's JWKS, with only the asymmetric algorithms the provider
+advertises (never ``none``, never HMAC: an HS256 token "signed" with the public key is forged by anyone), and
+``iss``, ``aud``/``azp``, ``exp``/``iat`` (60 s leeway) and ``nonce`` are checked before any account is touched.
+Accounts are linked by (provider, ``sub``); by email only when the provider says it is verified and the operator
+allows it (``link_by_email``), since an unverified email is whatever the person typed.
 """
 
 from __future__ import annotations
@@ -335,13 +336,14 @@ async def begin(store: Store, config: OidcProvider, next_url: str, redirect_uri:
 async def complete(store: Store, config: OidcProvider, params: Mapping[str, str],
                    binding: str | None) -> tuple[dict[str, Any], str]:
     """Finish a sign-in at the callback: the verified ID token's claims and the ``next`` URL it was started
-    with. The state is used up first, whatever happens next, so a callback works once."""
+    with. The state is used up once its browser (and provider) are checked, whatever happens next, so a callback
+    works once; another browser's visit (a mail scanner or prefetcher opening the link first) spends nothing."""
     state = params.get("state")
     if not state and params.get("error"):  # some providers drop the state from error answers
         raise OidcError(f"the provider did not sign you in ({_code(params['error'])})", 403)
     if not state:
         raise OidcError("the sign-in answer has no state; start the sign-in again")
-    flow = await asyncio.to_thread(accounts.consume_token, store, state, PURPOSE)
+    flow = await asyncio.to_thread(accounts.peek_token, store, state, PURPOSE)
     if flow is None:
         raise OidcError("this sign-in expired or was used already; start it again")
     data = flow["data"]
@@ -349,6 +351,8 @@ async def complete(store: Store, config: OidcProvider, params: Mapping[str, str]
         raise OidcError("this sign-in was started with another provider; start it again")
     if not binding or not hmac.compare_digest(_binding_hash(binding), str(data.get("browser", ""))):
         raise OidcError("this sign-in was started in another browser; start it again here")
+    if await asyncio.to_thread(accounts.consume_token, store, state, PURPOSE) is None:  # its browser, twice at once
+        raise OidcError("this sign-in expired or was used already; start it again")
     if params.get("error"):
         raise OidcError(f"the provider did not sign you in ({_code(params['error'])})", 403)
     code = params.get("code")
