@@ -31,12 +31,13 @@ log = logging.getLogger(__name__)
 KEY_ENV = "HALGURU_AUDIT_KEY"
 ACTIONS = frozenset({
     "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "user.create", "user.role", "user.disable",
-    "user.reset_2fa", "key.create", "key.revoke", "run.approve", "run.reject", "run.resume",
+    "user.reset_2fa", "user.2fa_enable", "user.2fa_disable", "key.create", "key.revoke", "run.approve",
+    "run.reject", "run.resume",
     "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
     "conversation.handback", "conversation.reply", "conversation.export", "conversation.retention",
     "agent.publish", "agent.rollback",
 })
-_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")  # user.2fa_enable
 
 
 def audit_key() -> bytes | None:

@@ -191,6 +191,47 @@ def test_a_role_that_requires_2fa_must_enrol_before_anything_else(accounts_serve
         assert replay.get("/auth/account").headers["location"].startswith("/auth/login")
 
 
+def test_2fa_on_and_off_and_the_factor_a_sign_in_used_are_audited_and_on_the_security_page(accounts_server,
+                                                                                             api_key) -> None:
+    """Turning 2FA on was only an ``auth.sign_in`` (via /auth/2fa/enable), turning it off was not recorded at
+    all, and a sign-in with a recovery code looked like one with a TOTP code."""
+    from halguru_server.identity import accounts as rules
+
+    accounts = accounts_server()
+    store = accounts.server.state.store
+    lee, may = accounts.user("lee@example.com"), accounts.user("may@example.com")
+    with accounts.client() as client:  # lee turns 2FA on, then signs in with a TOTP code
+        assert sign_in(client, "lee@example.com").status_code == 303
+        page = client.get("/auth/2fa")
+        secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
+        enabled = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret)})
+        assert enabled.status_code == 200
+    with accounts.client() as client:
+        assert sign_in(client, "lee@example.com").headers["location"].startswith("/auth/login/code")
+        signed = post_form(client, "/auth/login/code", "/auth/login/code", code=totp_now(secret, ahead=1))
+        assert signed.status_code == 303
+    may_secret = rules.totp_begin(store, may["id"])  # may has 2FA, lost her phone: a recovery code, then off
+    recovery = rules.totp_confirm(store, may["id"], totp_now(may_secret))
+    with accounts.client() as client:
+        assert sign_in(client, "may@example.com").headers["location"].startswith("/auth/login/code")
+        assert post_form(client, "/auth/login/code", "/auth/login/code", code=recovery[0]).status_code == 303
+        off = post_form(client, "/auth/2fa", "/auth/2fa/disable", code=totp_now(may_secret, ahead=1))
+        assert off.headers["location"] == "/auth/account"
+    said = [(e["target"], e["action"], e["details"].get("factor")) for e in reversed(store.list_audit(100))
+            if e["action"].startswith(("auth.", "user.2fa"))]
+    assert said == [(lee["id"], "auth.sign_in", None), (lee["id"], "user.2fa_enable", None),
+                    (lee["id"], "auth.sign_in", "totp"), (lee["id"], "auth.sign_in", "totp"),
+                    (may["id"], "auth.sign_in", "recovery_code"), (may["id"], "user.2fa_disable", None)], said
+    assert all(e["actor"] == f"user:{e['target']}" for e in store.list_audit(100))
+    admin = {"Authorization": f"Bearer {api_key(scope='admin')}"}
+    report = httpx.get(f"{accounts.url}/v1/security", headers=admin).json()
+    assert [(e["event"], e["user"]) for e in report["second_factor"]] == [
+        ("2fa_disable", "may@example.com"), ("recovery_code_sign_in", "may@example.com"),
+        ("2fa_enable", "lee@example.com")]
+    page = httpx.get(f"{accounts.url}/admin/security", headers=admin).text
+    assert "2FA turned off" in page and "Signed in with a recovery code" in page and "2FA turned on" in page
+
+
 def test_sign_in_starts_a_new_session_and_a_planted_cookie_is_not_kept(accounts_server) -> None:
     accounts = accounts_server()
     accounts.user("gus@example.com")

@@ -1,5 +1,6 @@
 """What the security page and ``GET /v1/security`` show: failed sign-ins (the audit log's
-``auth.sign_in_failed``) and accounts locked now, refused requests by principal and route (401, 403, 429: the
+``auth.sign_in_failed``) and accounts locked now, second-factor events (2FA turned on, off or reset, sign-ins with a
+recovery code), refused requests by principal and route (401, 403, 429: the
 middleware's counters, ``denials``; a 403 on a channel webhook is a failed signature check), tool calls refused
 by a human or an allow-list (the runs' events), keys unused for N days, and a daily summary of all of them."""
 
@@ -30,6 +31,22 @@ def _refusals(state: ServerState, since: float) -> list[dict[str, Any]]:
     return found
 
 
+SECOND_FACTOR = {"user.2fa_enable": "2fa_enable", "user.2fa_disable": "2fa_disable", "user.reset_2fa": "2fa_reset"}
+
+
+def _second_factor(state: ServerState, since: float) -> list[dict[str, Any]]:
+    """Accounts' second factor turned on, off or reset (by an admin), and sign-ins with a recovery code (a lost
+    phone, or a code someone else has), newest first; ``user`` is the account's email where it has one."""
+    store = state.store
+    events = [(e, SECOND_FACTOR[e["action"]]) for e in store.list_audit(500, action="user.", since=since)
+              if e["action"] in SECOND_FACTOR]
+    events += [(e, "recovery_code_sign_in") for e in store.list_audit(2000, action="auth.sign_in", since=since)
+               if e["details"].get("factor") == "recovery_code"]
+    emails = {u["id"]: u["email"] for u in store.list_users() if u["email"]}
+    return [{"at": e["time"], "event": event, "user": emails.get(e["target"], e["target"]), "actor": e["actor"],
+             "address": e["address"]} for e, event in sorted(events, key=lambda found: -found[0]["seq"])]
+
+
 def report(state: ServerState, app: Any, days: int = 7, unused_days: int = 30) -> dict[str, Any]:
     """The security overview over the last ``days`` days."""
     now = time.time()
@@ -49,7 +66,7 @@ def report(state: ServerState, app: Any, days: int = 7, unused_days: int = 30) -
              and (k.last_used or k.created) < now - unused_days * 86400]
     denied = [{"principal": p, "route": r, "status": s, "count": n} for (p, r, s), n in by_who.most_common(100)]
     return {"days": days, "unused_days": unused_days, "failed_sign_ins": failed, "locked": locked, "denied": denied,
-            "refused_tool_calls": refused, "unused_keys": stale,
+            "second_factor": _second_factor(state, since), "refused_tool_calls": refused, "unused_keys": stale,
             "daily": _daily(failed, counted, refused, days, now)}
 
 

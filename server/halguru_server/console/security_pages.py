@@ -33,6 +33,6 @@ def security_page(request: Request, state: State, caller: Officer, days: Days = 
 @api.get("/security")
 def security_json(request: Request, state: State, caller: Officer, days: Days = 7, unused: Unused = 30
                   ) -> dict[str, Any]:
-    """Failed sign-ins, locked accounts, refused requests by principal and route, refused tool calls, keys
-    unused for ``unused`` days, and the daily summary (newest day first)."""
+    """Failed sign-ins, locked accounts, second-factor events, refused requests by principal and route, refused
+    tool calls, keys unused for ``unused`` days, and the daily summary (newest day first)."""
     return security.report(state, request.app, days, unused)

@@ -75,6 +75,7 @@ async def twofa_enable(request: Request) -> Response:
     except accounts.AccountError as exc:
         return _twofa_page(state, session, user, 400, str(exc), target)
     response = pages.render("recovery.html", title="Recovery codes", codes=codes, next=target)
+    await asyncio.to_thread(audit.record, request, "user.2fa_enable", user["id"], {"recovery_codes": len(codes)})
     await asyncio.to_thread(_enrolled, request, response, session, user)
     return response
 
@@ -85,7 +86,7 @@ def _enrolled(request: Request, response: Response, session: WebSessionRecord, u
     websessions.revoke_all(store, user["id"], keep=session)
     if not session["mfa_done"]:  # this was the sign-in's second step: it passed
         store.record_login_success(user["id"])
-    websessions.sign_in(request, response, user)
+    websessions.sign_in(request, response, user, factor="totp")
 
 
 @router.post("/auth/2fa/disable")
@@ -105,6 +106,7 @@ async def twofa_disable(request: Request) -> Response:
         return _twofa_page(state, session, user, 400, "That code is not right (or was used already).")
     await asyncio.to_thread(state.store.set_totp, user["id"], None, enabled=False)
     await asyncio.to_thread(state.store.set_recovery_codes, user["id"], [])
+    await asyncio.to_thread(audit.record, request, "user.2fa_disable", user["id"], {})
     return pages.redirect("/auth/account")
 
 

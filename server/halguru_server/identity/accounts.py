@@ -327,10 +327,13 @@ def use_recovery_code(store: Store, user: UserRecord, code: str) -> bool:
     return store.use_recovery_code(user["id"], _code_hash(code))
 
 
-def verify_second_factor(store: Store, user: UserRecord, code: str) -> bool:
-    """A TOTP code or, failing that, a recovery code. The caller counts a failure towards the lockout
-    (``store.record_login_failure``) and a success clears it (``store.record_login_success``)."""
-    return verify_totp(store, user, code) or use_recovery_code(store, user, code)
+def verify_second_factor(store: Store, user: UserRecord, code: str) -> str | None:
+    """A TOTP code or, failing that, a recovery code: which one passed (``totp``, ``recovery_code``), or None.
+    The caller counts a failure towards the lockout (``store.record_login_failure``) and a success clears it
+    (``store.record_login_success``)."""
+    if verify_totp(store, user, code):
+        return "totp"
+    return "recovery_code" if use_recovery_code(store, user, code) else None
 
 
 def reset_2fa(store: Store, id_or_email: str) -> UserRecord:

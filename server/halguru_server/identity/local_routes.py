@@ -134,9 +134,9 @@ async def code(request: Request) -> Response:
         return pages.refused()
     if session["mfa_done"] or not user["totp_enabled"]:
         return pages.redirect(target if session["mfa_done"] else _second_step(user, target))
-    ok = not _locked(user) and await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
-                                                       data.get("code", "")[:64])
-    if not ok:
+    factor = None if _locked(user) else await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
+                                                                 data.get("code", "")[:64])
+    if factor is None:
         auth = state.settings.auth
         after = await asyncio.to_thread(state.store.record_login_failure, user["id"], auth.login_max_failures,
                                         auth.lockout_base, auth.lockout_max)
@@ -150,7 +150,7 @@ async def code(request: Request) -> Response:
                             error="That code is not right (or was used already). Try the next one.")
     await asyncio.to_thread(state.store.record_login_success, user["id"])
     response = pages.redirect(target)
-    await asyncio.to_thread(websessions.sign_in, request, response, user)  # a new id: both factors passed
+    await asyncio.to_thread(websessions.sign_in, request, response, user, factor=factor)  # a new id: both passed
     return response
 
 

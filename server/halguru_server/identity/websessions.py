@@ -140,10 +140,12 @@ def _server_state(request: Request) -> Any:
     return request.app.state.halguru
 
 
-def sign_in(request: Request, response: Response, user: UserRecord, *, mfa_done: bool = True) -> WebSessionRecord:
+def sign_in(request: Request, response: Response, user: UserRecord, *, mfa_done: bool = True,
+            factor: str | None = None) -> WebSessionRecord:
     """Start a new session for ``user`` and set its cookie on ``response``; a session the browser already had
     is revoked (a new id on every sign-in: no fixation). ``mfa_done=False`` while the second factor is still to
-    come (the guards then let the session reach nothing but the 2FA pages)."""
+    come (the guards then let the session reach nothing but the 2FA pages). ``factor``: the second factor that
+    passed (``totp``, ``recovery_code``), for the audit log."""
     state = _server_state(request)
     old = request.cookies.get(COOKIE)
     if old:
@@ -157,7 +159,8 @@ def sign_in(request: Request, response: Response, user: UserRecord, *, mfa_done:
     if mfa_done:  # signed in (with both factors, when 2FA is due); the audit module imports guards: import here
         from halguru_server import audit
 
-        audit.record(request, "auth.sign_in", user["id"], {"via": request.url.path}, actor=f"user:{user['id']}")
+        details = {"via": request.url.path, **({"factor": factor} if factor else {})}
+        audit.record(request, "auth.sign_in", user["id"], details, actor=f"user:{user['id']}")
     return record
 
 
