@@ -323,8 +323,8 @@ export interface paths {
         /**
          * Metrics
          * @description Prometheus text format. Without a key, the samples of key-only agents are left out (their names are
-         *     not public); a key that may read metrics (Prometheus: `authorization: {credentials: KEY}`) sees those
-         *     of the agents it may use.
+         *     not public) and a model only they use is ``private-N``, as on /status; a key that may read metrics
+         *     (Prometheus: `authorization: {credentials: KEY}`) sees those of the agents it may use.
          */
         get: operations["metrics_metrics_get"];
         put?: never;
@@ -1090,8 +1090,8 @@ export interface paths {
         };
         /**
          * Security Json
-         * @description Failed sign-ins, locked accounts, refused requests by principal and route, refused tool calls, keys
-         *     unused for ``unused`` days, and the daily summary (newest day first).
+         * @description Failed sign-ins, locked accounts, second-factor events, refused requests by principal and route, refused
+         *     tool calls, keys unused for ``unused`` days, and the daily summary (newest day first).
          */
         get: operations["security_json_v1_security_get"];
         put?: never;
