@@ -184,6 +184,81 @@ def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
     assert stored["prompt_tokens"] > 0  # the prompt was read before the cut (it said 0)
 
 
+SLOW = """\
+name: tooly
+model: scripted
+tools: [slow]
+"""
+SLOW_TOOLS = """\
+import time
+from halguru import tool
+
+
+@tool
+def slow(seconds: float) -> str:
+    \"\"\"Wait a while.\"\"\"
+    time.sleep(seconds)
+    return "slept"
+"""
+
+
+def test_a_call_cancelled_before_its_result_gets_one_so_the_next_turn_sends_a_valid_conversation(write_agent):
+    """Ctrl-C while a tool ran kept the assistant's call without a result: every later request sent it, and an
+    OpenAI-compatible endpoint refuses that for good."""
+    folder = write_agent(SLOW, SLOW_TOOLS)
+    model = ScriptedModel([{"text": "Let me wait.", "tool_calls": [{"name": "slow", "arguments": {"seconds": 5}}]},
+                           "done"])
+    seen: list = []
+
+    async def consume():
+        async for event in run(folder, "go", model=model):
+            seen.append(event)
+
+    async def main():
+        task = asyncio.create_task(consume())
+        for _ in range(3000):
+            if any(e.type == "tool_call" for e in seen) or task.done():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    conversation = seen[0].conversation_id
+    messages = open_store().get_messages(conversation)
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]  # the reply's text once, with its call
+    assert messages[1].content == "Let me wait." and messages[1].tool_calls[0].name == "slow"
+    assert messages[2].tool_call_id == messages[1].tool_calls[0].id
+    assert messages[2].content == "error: cancelled by the user before this call finished"
+    result = run_sync(folder, "again", conversation, model=model)
+    assert result.ok and result.output == "done"
+    sent = model.requests[-1].messages
+    assert [m.role for m in sent] == ["user", "assistant", "tool", "user"]
+
+
+def test_a_conversation_stored_with_a_call_but_no_result_is_sent_with_one(write_agent):
+    """Conversations an older version stored with a dangling call are repaired in every request, not refused."""
+    from halguru.models.base import Message, ToolCallRequest
+
+    store, folder = open_store(), write_agent(CALC)
+    first = run_sync(folder, "hi")
+    dangling = [Message(role="user", content="what is 1+1?"),
+                Message(role="assistant", tool_calls=[ToolCallRequest(id="c1", name="calculator"),
+                                                      ToolCallRequest(id="c2", name="calculator")]),
+                Message(role="tool", content="2", tool_call_id="c1", name="calculator")]
+    store.start_run("run_old", first.conversation_id, "calc", "scripted", "what is 1+1?", existing=True)
+    summary = {"status": "cancelled", "output": "", "duration_ms": 1, "steps": 1, "prompt_tokens": 1,
+               "completion_tokens": 1}
+    store.finish_run("run_old", first.conversation_id, summary, [], dangling)
+    model = ScriptedModel(["ok"])
+    assert run_sync(folder, "next", first.conversation_id, model=model).ok
+    sent = model.requests[0].messages
+    assert [(m.role, m.tool_call_id) for m in sent[-5:]] == [
+        ("user", None), ("assistant", None), ("tool", "c1"), ("tool", "c2"), ("user", None)]
+    assert sent[-2].content == "error: no result was recorded for this call"
+
+
 def test_record_false_stores_nothing(write_agent):
     run_sync(write_agent(CALC), "hi", record=False)
     assert open_store().list_runs() == []

@@ -30,6 +30,7 @@ from halguru.models.base import (
     ToolCallRequest,
     ToolSpec,
     UsageChunk,
+    answer_dangling_calls,
 )
 from halguru.tools.registry import execute_tool
 
@@ -254,6 +255,9 @@ class _TurnState:
         self.tools: list[ToolSpec] = [*agent.tool_specs, *(x.spec for x in turn.extra_tools.values())]
         self.knowledge = _Knowledge(agent) if agent.knowledge is not None else None
         self.settings = _settings(agent, ctx.sampling)
+        # A call stored without its result (older versions kept a cancelled run's call so) is never sent that way:
+        # OpenAI-compatible endpoints refuse it.
+        self.history = answer_dangling_calls(turn.history, "error: no result was recorded for this call")
         self.prefix: list[Message] = []
         self.opening: list[BaseEvent] = []  # events of its start: MCP servers that failed, auto retrieval
 
@@ -288,7 +292,7 @@ class _TurnState:
         tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
         if must_answer or not self.tools:
             tool_choice = "none"
-        return ModelRequest(messages=[*self.prefix, *turn.history, *turn.messages], tools=self.tools,
+        return ModelRequest(messages=[*self.prefix, *self.history, *turn.messages], tools=self.tools,
                             settings=self.settings, tool_choice=tool_choice,
                             conversation_id=self.ctx.conversation_id, response_schema=turn.output_schema)
 

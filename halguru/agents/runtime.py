@@ -35,14 +35,15 @@ from halguru.agents.loader import Agent, load_agent
 from halguru.agents.loop import LoopEnd, Turn, agent_loop
 from halguru.agents.policies import Resume
 from halguru.errors import HalguruError, ModelError
-from halguru.models.base import Message, Model, PerAgentModel
+from halguru.models.base import Message, Model, PerAgentModel, answer_dangling_calls
 from halguru.models.registry import DEFAULT, default_model
 from halguru.storable import storable
 from halguru.store.base import TraceStore
 
 __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_sync", "run_to_result"]
 
-_BOOKKEPT = frozenset({"token", "model_call"})  # what _Book.saw keeps
+_BOOKKEPT = frozenset({"token", "model_call", "model_result"})  # what _Book.saw keeps
+_CUT = {"cancelled": "cancelled by the user", "interrupted": "interrupted by a server shutdown"}
 SHUTDOWN = "shutdown"  # cancel a run's task with this message: it is stored as interrupted, not cancelled
 
 
@@ -258,10 +259,13 @@ class _Book:
         return self.model if isinstance(self.model, str) else None
 
     def saw(self, event: Any) -> None:
-        """Keep the streamed answer (what a cancelled run stores)."""
-        if event.type == "token" and not event.parent_run_id:
+        """Keep the streamed answer (what a cancelled run stores); a reply with tool calls is kept by the loop, its
+        text with them."""
+        if event.parent_run_id:
+            return
+        if event.type == "token":
             self.partial.append(event.text)
-        elif event.type == "model_call" and not event.parent_run_id:
+        elif event.type == "model_call" or event.tool_calls:  # a model_result
             self.partial.clear()
 
     async def checkpoint(self, label: str) -> None:
@@ -283,6 +287,9 @@ class _Book:
         outcome, messages = self.outcome, self.messages
         output = outcome.output
         if status in ("cancelled", "interrupted"):
+            # A call cut before its result gets one: every later request sends the conversation's calls, and
+            # OpenAI-compatible endpoints refuse a call without its result.
+            messages[:] = answer_dangling_calls(messages, f"error: {_CUT[status]} before this call finished")
             output = "".join(self.partial)
             if output:
                 messages.append(Message(role="assistant", content=output))

@@ -23,6 +23,23 @@ class Message(BaseModel):
     name: str | None = None  # tool name, on role="tool"
 
 
+def answer_dangling_calls(messages: list[Message], content: str) -> list[Message]:
+    """``messages`` with a tool result (``content``) right after the results of each assistant tool call that has
+    none (a run cut among its calls): OpenAI-compatible endpoints refuse a call not followed by its result.
+    ``messages`` itself when nothing is missing."""
+    out: list[Message] = []
+    pending: list[ToolCallRequest] = []
+    for message in messages:
+        if message.role == "tool":
+            pending = [c for c in pending if c.id != message.tool_call_id]
+        else:
+            out += [Message(role="tool", content=content, tool_call_id=c.id, name=c.name) for c in pending]
+            pending = list(message.tool_calls) if message.role == "assistant" else []
+        out.append(message)
+    out += [Message(role="tool", content=content, tool_call_id=c.id, name=c.name) for c in pending]
+    return messages if len(out) == len(messages) else out
+
+
 class ToolSpec(BaseModel):
     """A tool as a model sees it: name, description and JSON schema of the arguments."""
 
