@@ -392,13 +392,25 @@ class DevApp(PauseActions):
         if self.stored is None:
             self.notify("no run to export yet", severity="warning")
             return
+        from halguru.atomic import write_atomically
         from halguru.testing.export import run_to_test_yaml
 
         stored = load_run(self.store, self.stored.id)
         json_path = self.export_dir / f"{stored.id}.json"
         test_path = self.export_dir / f"{stored.id}.test.yaml"
-        json_path.write_text(json.dumps(run_export(stored), indent=2, ensure_ascii=False), encoding="utf-8")
-        test_path.write_text(run_to_test_yaml(self.store, stored.id), encoding="utf-8")
+        if test_path.exists():  # a test you may have edited is kept, as `halguru logs export` keeps it
+            self.notify(f"{printable(str(test_path))} exists already: kept, nothing exported (rename or delete it "
+                        "to export again)", severity="warning")
+            return
+        try:
+            if not self.export_dir.is_dir():  # not created: a folder gone from under the debugger is a mistake
+                raise FileNotFoundError(2, "No such file or directory (the folder does not exist)")
+            write_atomically(json_path, json.dumps(run_export(stored), indent=2, ensure_ascii=False))
+            write_atomically(test_path, run_to_test_yaml(self.store, stored.id))
+        except OSError as exc:  # a folder gone or read-only: said, the debugger goes on
+            self.notify(f"cannot export to {printable(str(self.export_dir))}: {exc.strerror or exc}",
+                        severity="error")
+            return
         self.notify(f"exported {json_path.name} and {test_path.name} to {self.export_dir}")
 
     # -- settings, sidebar, theme, help, quit ------------------------------------

@@ -354,3 +354,38 @@ async def test_a_specialists_calls_nest_under_the_ask_that_started_them(tmp_path
         assert [e.type for e in inner][:2] == ["model_call", "model_result"]
         assert all(e.run_id != tree.root.data.run_id for e in inner[:2])  # the specialist's own run
         assert inner[1].text == "Line is fine."
+
+
+async def test_export_that_cannot_write_says_why_and_keeps_an_existing_test_file(calc_agent: Path,
+                                                                                  tmp_path: Path) -> None:
+    """Ctrl+S into a missing or read-only folder crashed the debugger with a traceback; a second Ctrl+S replaced
+    RUN_ID.test.yaml (a test you may have edited) without a word."""
+    out = tmp_path / "out"
+    app = DevApp(calc_agent, watch=False, export_dir=out)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "hello there")
+        await wait_for(pilot, lambda: app.stored is not None)
+        await pilot.press("ctrl+s")  # the folder does not exist
+        await pilot.pause()
+        [missing] = [n for n in app._notifications]
+        assert missing.severity == "error" and f"cannot export to {out}: No such file" in missing.message
+        assert not out.exists()
+        out.mkdir()
+        blocker = out / f"{app.stored.id}.json"
+        blocker.mkdir()  # a write that fails (as in a read-only folder, which root could still write)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        failed = list(app._notifications)[-1]
+        assert failed.severity == "error" and f"cannot export to {out}: Is a directory" in failed.message
+        blocker.rmdir()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        test_file = out / f"{app.stored.id}.test.yaml"
+        assert test_file.exists() and list(app._notifications)[-1].severity == "information"
+        test_file.write_text("# my edits\n")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        kept = list(app._notifications)[-1]
+        assert kept.severity == "warning" and "exists already: kept" in kept.message
+        assert test_file.read_text() == "# my edits\n"
+        assert app.is_running
