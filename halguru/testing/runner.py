@@ -108,6 +108,18 @@ def _with_tools(agent: Agent, wrap: Callable[[Tool], Tool], knowledge: Callable[
     return test_agent
 
 
+def tool_names(agent: Agent) -> set[str] | None:
+    """Every tool a run of ``agent`` may call: its own, its team members' and their handoff and ask tools, its
+    workflow steps' agents'. None when some are known only once it runs (MCP servers' tools)."""
+    if agent.uses_mcp():
+        return None
+    names = {name for a in agent.involved() for name in a.tools}
+    team = agent.team
+    if team is not None:
+        names.update(spec.name for member in team.members.values() for spec in member.team_tool_specs)
+    return names
+
+
 def _replay_retriever(searches: list[dict[str, Any]], cursor: list[int], live: Any) -> ReplayRetriever:
     return ReplayRetriever(searches, cursor, live.top_k)
 
@@ -238,9 +250,10 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     assert agent.path is not None
     suite = SuiteResult(tests=[], file_errors=[])
     planned: list[tuple[Path, dict[str, Cassette], list[tuple[TestCase, Mode]]]] = []
+    tools = tool_names(agent)
     for file in files or test_files(agent.path):
         try:
-            cases = load_test_file(file).tests
+            cases = load_test_file(file, tools).tests
         except TestFormatError as exc:
             suite.file_errors.append(str(exc))
             continue

@@ -17,12 +17,13 @@ Errors name the file, the test and the line, like agent.yaml errors do.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, did_you_mean
 from halguru.yamlfile import first_problem, read_mapping, yaml_line_for
 
 TEST_GLOB = "test_*.y*ml"
@@ -143,7 +144,9 @@ def test_files(project: Path) -> list[Path]:
     return sorted((project / "tests").glob(TEST_GLOB))
 
 
-def load_test_file(path: Path) -> TestFile:
+def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile:
+    """The file's tests; with ``tools`` (every tool the agent may call), an expectation naming another tool is an
+    error too (``tool_not_called: calculater`` would always pass)."""
     text, data = read_mapping(path, TestFormatError, "no such test file", "with a `tests:` list")
     try:
         loaded = TestFile.model_validate(data)
@@ -162,7 +165,35 @@ def load_test_file(path: Path) -> TestFile:
             raise TestFormatError(f"{path}:{where}: test {case.name!r}: the name of test #{seen[case.name] + 1} "
                                   "too; give each test its own")
         seen[case.name] = index
+    unknown = _unknown_tools(loaded, text, tools) if tools is not None else []
+    if unknown:
+        raise TestFormatError("\n".join(f"{path}:{line}: {problem}" for line, problem in unknown))
     return loaded
+
+
+def _unknown_tools(loaded: TestFile, text: str, tools: Collection[str]) -> list[tuple[int, str]]:
+    """(line, problem) for each tool an expectation names that the agent does not have."""
+    problems = []
+    known = f"its tools: {', '.join(sorted(tools)) or 'none'}"
+    for i, case in enumerate(loaded.tests):
+        for j, turn in enumerate(case.turns):
+            for key, index, name in _named_tools(turn.expect):
+                if name not in tools:
+                    line = yaml_line_for(text, ("tests", i, "turns", j, "expect", key, *index)) or 1
+                    problems.append((line, f"test {case.name!r}: expect.{key}: the agent has no tool {name!r}"
+                                           f"{did_you_mean(name, tools)}; {known}"))
+    return problems
+
+
+def _named_tools(expect: Expect) -> list[tuple[str, tuple[int, ...], str]]:
+    """(key, index in its list or (), tool name) of each tool ``expect`` names."""
+    named: list[tuple[str, tuple[int, ...], str]] = []
+    for key in ("tool_called", "tool_not_called"):
+        value = getattr(expect, key)
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        for k, item in enumerate(items):
+            named.append((key, (k,) if isinstance(value, list) else (), item if isinstance(item, str) else item.name))
+    return named
 
 
 def tests_json_schema() -> dict[str, Any]:

@@ -396,3 +396,37 @@ def test_record_keeps_a_good_recording_from_a_failing_run_and_refuses_repeat(wri
     assert "1 passed" in cli("test", str(folder)).output
     assert cli_error("test", str(folder), "--record", "--repeat", "2") == (
         "Error: --record records each test once; --repeat runs tests several times (with --live)")
+
+
+def test_an_expectation_naming_a_tool_the_agent_lacks_is_a_file_error(project, cli):
+    """`tool_not_called: calculater` (misspelt) always passed, and `tool_called: calculater` failed only as
+    'was not called'."""
+    (project / "tests" / "test_typo.yaml").write_text(
+        "tests:\n  - name: typo\n    turns:\n      - user: hi\n        expect:\n"
+        "          tool_not_called: calculater\n"
+        "          tool_called: [calculator, {name: calculater}]\n")
+    result = cli("test", str(project), code=1)
+    assert ("test_typo.yaml:6: test 'typo': expect.tool_not_called: the agent has no tool 'calculater' "
+            "(did you mean 'calculator'?); its tools: calculator") in result.stdout
+    assert "test_typo.yaml:7: test 'typo': expect.tool_called: the agent has no tool 'calculater'" in result.stdout
+    assert "prices two bikes" in result.stdout and "1 passed, 0 failed, 1 file error(s)" in result.stdout
+
+
+def test_a_teams_tools_are_its_members_and_their_handoff_tools(tmp_path):
+    import shutil
+
+    from halguru.agents.loader import load_agent
+    from halguru.testing.runner import tool_names
+
+    folder = tmp_path / "team"
+    shutil.copytree(Path(__file__).parents[2] / "agents-templates" / "team", folder)
+    tools = tool_names(load_agent(folder))
+    assert tools is not None and {"calculator", "save_note", "handoff_to_researcher", "handoff_to_writer"} <= tools
+    test = folder / "tests" / "test_names.yaml"
+    test.write_text("tests:\n  - name: t\n    turns:\n      - user: hi\n        expect:\n"
+                    "          tool_called: [handoff_to_writer, save_note]\n          tool_not_called: calculator\n")
+    load_test_file(test, tools)
+    test.write_text(test.read_text().replace("handoff_to_writer", "handoff_to_writter"))
+    with pytest.raises(TestFormatError, match=r"test_names\.yaml:6: .*no tool 'handoff_to_writter' \(did you mean "
+                                              r"'handoff_to_writer'\?\)"):
+        load_test_file(test, tools)
