@@ -582,3 +582,32 @@ def test_logs_replay_says_whether_a_run_is_reproduced(cli, write_agent):
     data = json_.loads(cli("logs", "replay", run["id"][:12], "--json").output)
     assert data == {"run_id": run["id"], "reproduced": True, "same_answer": True, "differences": 0,
                     "outcome": "identical answer, event for event"}
+
+
+def test_logs_replay_of_a_cancelled_run_says_only_why_it_cannot_be_replayed(cli, write_agent):
+    """It printed the reason, then a diff of what the replay did past the cut ("unknown tool 'slow'",
+    "max_steps", "run_finished limited") as if those were findings."""
+    import asyncio
+    import contextlib
+
+    from halguru.agents.runtime import run
+    from halguru.models.scripted import ScriptedModel
+    from halguru.store import open_store
+
+    folder = write_agent("name: tooly\nmodel: scripted\ntools: [slow]\n",
+                         "import time\nfrom halguru import tool\n\n@tool\ndef slow(seconds: float) -> str:\n"
+                         "    'Wait.'\n    time.sleep(seconds)\n    return 'slept'\n", name="tooly")
+    model = ScriptedModel([{"tool_calls": [{"name": "slow", "arguments": {"seconds": 5}}]}, "done"])
+
+    async def cut() -> None:
+        async for event in run(folder, "go", model=model):
+            if event.type == "tool_call":
+                raise asyncio.CancelledError  # as Ctrl-C while the tool runs
+
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(cut())
+    [stored] = open_store().list_runs(limit=1)
+    assert stored["status"] == "cancelled"
+    out = cli("logs", "replay", stored["id"], code=1).output
+    assert out == (f"replay of {stored['id']}: cannot be replayed: it was cancelled before it finished, and a replay "
+                   "feeds back only recorded outputs: there are none past that point\n")

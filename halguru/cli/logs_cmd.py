@@ -200,7 +200,7 @@ def replay(
                                "differences": why.count, "outcome": outcome}, indent=2))
     else:
         typer.echo(f"replay of {stored.id}: {outcome}")
-        if not why.identical:
+        if not why.identical and not why.failed:  # a run that cannot be replayed: the outcome says why, alone
             typer.echo(why.text(comparison.tree_diff))
     raise typer.Exit(0 if good else 1)
 

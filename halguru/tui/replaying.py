@@ -76,11 +76,13 @@ class Explanation:
         return self.count == 0 and not self.failed
 
     def text(self, tree_diff: str) -> str:
-        """The comparison for people: empty when the replay matched event for event."""
+        """The comparison for people: empty when the replay matched event for event; only why, when the run cannot
+        be replayed (what the replay did past the recorded records, an unknown tool, a limit, is no finding)."""
         if self.identical:
             return ""
-        parts = [f"This run cannot be replayed: {self.failed}.", ""] if self.failed else []
-        parts += ["What differs and why:", *(f"- {r}" for r in self.reasons)]
+        if self.failed:
+            return f"This run cannot be replayed: {self.failed}."
+        parts = ["What differs and why:", *(f"- {r}" for r in self.reasons)]
         if self.unexplained:
             parts += ["", "Differences with no known reason (a bug: replay should reproduce these):",
                       *self.unexplained]
@@ -133,10 +135,7 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     out.count += len(rest)
     out.failed = _failure(recorded, replayed, driven=any(isinstance(e, StepStarted) for e in replayed))
-    if rest and out.failed:
-        out.reasons.append("The replay failed where the run did not, so these differ too:\n  " + "\n  ".join(rest))
-    else:
-        out.unexplained = rest
+    out.unexplained = [] if out.failed else rest  # past a cut, a replay differs for that reason alone
     return out
 
 
