@@ -30,7 +30,10 @@ def test_run_says_when_the_answer_was_cut(cli, cut_site, write_agent):
     folder = write_agent("name: cutter\nmodel: cut\n")
     result = cli("run", str(folder), "Tell me everything")
     assert "The answer is long and" in result.output
-    assert CUT in result.output and "max_tokens in agent.yaml" in result.output
+    assert f"{CUT} 512 (limits.max_tokens in {folder}'s agent.yaml); raise it" in result.output
+    # the limit the flag set is the one named (it said "raise max_tokens in agent.yaml")
+    flagged = cli("run", str(folder), "Tell me everything", "--max-tokens", "64").output
+    assert f"{CUT} 64 (set for this run: --max-tokens" in flagged and "agent.yaml" not in flagged
 
 
 def test_run_says_nothing_when_the_answer_was_whole(cli, write_agent):

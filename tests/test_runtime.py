@@ -259,6 +259,50 @@ def test_a_conversation_stored_with_a_call_but_no_result_is_sent_with_one(write_
     assert sent[-2].content == "error: no result was recorded for this call"
 
 
+class _CutModel:
+    """Replies cut at max_tokens: an answer, or (``call``) a constrained tool call cut before it was complete."""
+
+    name = "cut"
+
+    def __init__(self, call: bool = False):
+        self.call = call
+
+    async def stream(self, request):
+        from halguru.models.base import FormatErrorChunk, TextChunk, UsageChunk
+
+        if self.call:
+            yield FormatErrorChunk('{"name": "calculator", "arguments": {"expression": "17', "Unterminated string")
+            self.call = False
+        else:
+            yield TextChunk("a long answer")
+        yield UsageChunk(prompt_tokens=5, completion_tokens=request.settings.max_tokens, finish_reason="length")
+
+
+def test_an_answer_cut_at_max_tokens_names_the_limit_that_cut_it(write_agent):
+    """It always said "raise max_tokens in agent.yaml", though `--max-tokens 64` had set it."""
+    from halguru.agents.describe import note
+
+    folder = write_agent(CALC.replace("limits: {max_steps: 3}", "limits: {max_steps: 3, max_tokens: 100}"))
+    flag = run_sync(folder, "hi", model=_CutModel(), sampling={"max_tokens": 64})
+    [result] = [e for e in flag.events if e.type == "model_result"]
+    assert "cut at max_tokens 64 (set for this run: --max-tokens" in note(result)
+    own = run_sync(folder, "hi", model=_CutModel())
+    [result] = [e for e in own.events if e.type == "model_result"]
+    assert f"cut at max_tokens 100 (limits.max_tokens in {folder}'s agent.yaml)" in note(result)
+
+
+def test_a_tool_call_cut_at_max_tokens_says_so_not_unparseable(write_agent):
+    """`--max-tokens 8` with a forced call said "unparseable tool call: ... Unterminated string"."""
+    from halguru.agents.describe import note
+
+    result = run_sync(write_agent(CALC), "17*23?", model=_CutModel(call=True), sampling={"max_tokens": 8})
+    [error] = [e for e in result.events if e.type == "error"]
+    assert error.message == ("the tool call was cut at max_tokens 8 (set for this run: --max-tokens, `halguru dev`'s "
+                             "Ctrl+O or the request) before it was complete; raise it")
+    first = next(e for e in result.events if e.type == "model_result")
+    assert note(first) is None  # the error says it once
+
+
 def test_record_false_stores_nothing(write_agent):
     run_sync(write_agent(CALC), "hi", record=False)
     assert open_store().list_runs() == []

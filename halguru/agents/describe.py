@@ -250,15 +250,22 @@ def note(event: BaseEvent) -> str | None:
     if isinstance(event, Error):
         message = escape(printable(event.message))  # often outside text: an HTTP body, a server's stderr
         return f"[red]Error:[/] {message}" if event.fatal else f"[yellow]! {message}[/]"
-    if isinstance(event, ModelResult) and event.finish_reason == "length":
-        return f"[yellow]{escape(CUT_NOTICE)}[/]"
+    if isinstance(event, ModelResult) and event.finish_reason == "length" and not event.format_errors:
+        return f"[yellow]{escape(cut_notice(event))}[/]"  # a cut tool call: its format error says so
     if isinstance(event, ModelResult) and not (event.text.strip() or event.tool_calls or event.format_errors):
         return f"[yellow]{escape(EMPTY_NOTICE)}[/]"
     return None
 
 
 CUT_NOTICE = ("! The answer was cut at max_tokens (the model's reply limit); "
-              "raise max_tokens in agent.yaml for longer answers.")
+              "raise max_tokens in agent.yaml for longer answers.")  # a result stored before cut_by
+
+
+def cut_notice(event: ModelResult) -> str:
+    """What a surface says of an answer cut at max_tokens: which limit, where it was set."""
+    if event.cut_by is None:
+        return CUT_NOTICE
+    return f"! The answer was cut at {event.cut_by}; raise it for longer answers."
 EMPTY_NOTICE = ("! The model answered nothing (a small model may stop at once on a long prompt; "
                 "see `halguru logs show` for what it was sent).")
 

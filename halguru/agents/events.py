@@ -66,6 +66,7 @@ class ModelResult(BaseEvent):
     ttft_ms: float | None = None
     finish_reason: str = "stop"
     format_errors: int = 0
+    cut_by: str | None = None  # finish_reason "length": the max_tokens that cut it (the run's or agent.yaml's)
 
 
 class ToolCall(BaseEvent):

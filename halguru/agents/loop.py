@@ -168,9 +168,11 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             ctx.totals.prompt_tokens += usage.prompt_tokens
             ctx.totals.completion_tokens += usage.completion_tokens
             reply.text = "".join(pieces)
-            yield _model_result(reply, usage, started, ttft)
+            cut_by = t.max_tokens_source() if usage.finish_reason == "length" else None
+            yield _model_result(reply, usage, started, ttft, cut_by)
             for bad in reply.format_errors:
-                yield Error(kind="format", message=f"unparseable tool call: {bad.reason}")
+                yield Error(kind="format", message=f"the tool call was cut at {cut_by} before it was complete; "
+                            "raise it" if cut_by else f"unparseable tool call: {bad.reason}")
             if not reply.calls:
                 if t.ask_again(reply):
                     continue
@@ -296,6 +298,15 @@ class _TurnState:
                             settings=self.settings, tool_choice=tool_choice,
                             conversation_id=self.ctx.conversation_id, response_schema=turn.output_schema)
 
+    def max_tokens_source(self) -> str:
+        """The max_tokens a reply was cut at, and where it was set: the caller's for this run, or agent.yaml's."""
+        if self.ctx.sampling and self.ctx.sampling.get("max_tokens") is not None:
+            return (f"max_tokens {self.settings.max_tokens} (set for this run: --max-tokens, `halguru dev`'s Ctrl+O "
+                    "or the request)")
+        agent = self.turn.agent
+        where = f"{agent.path}'s agent.yaml" if agent.path is not None else f"agent {agent.name!r}"
+        return f"max_tokens {self.settings.max_tokens} (limits.max_tokens in {where})"
+
     def ask_again(self, reply: _Reply) -> bool:
         """A reply that is only an unparseable tool call: ask once more, with the reason (True: go on)."""
         if not reply.format_errors or reply.text.strip():
@@ -378,12 +389,13 @@ class _Reply:
     format_errors: list[FormatErrorChunk] = field(default_factory=list)
 
 
-def _model_result(reply: _Reply, usage: UsageChunk, started: float, ttft: float | None) -> ModelResult:
+def _model_result(reply: _Reply, usage: UsageChunk, started: float, ttft: float | None,
+                  cut_by: str | None) -> ModelResult:
     return ModelResult(
         text=reply.text, tool_calls=[c.model_dump() for c in reply.calls], prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
         duration_ms=(time.perf_counter() - started) * 1000, ttft_ms=ttft, finish_reason=usage.finish_reason,
-        format_errors=len(reply.format_errors))
+        format_errors=len(reply.format_errors), cut_by=cut_by)
 
 
 class _Knowledge:

@@ -201,8 +201,11 @@ class _Generation:
         if forced:
             text, n = yield from self._call(tokens, request.tools)
             completion += n
-            finish = "tool_calls"
-            self.emit(_parse_call(text))
+            call = _parse_call(text)
+            # A constrained call always parses unless max_tokens cut it: the loop says which limit.
+            finish = "length" if isinstance(call, FormatErrorChunk) and n >= request.settings.max_tokens \
+                else "tool_calls"
+            self.emit(call)
         cached = (self.job.reused if self.job is not None else None) or 0
         self.emit(UsageChunk(prompt_tokens=len(tokens), completion_tokens=completion, cached_tokens=cached,
                              finish_reason=finish))

@@ -91,6 +91,20 @@ limits: {max_tokens: 48, max_steps: 1}
 
 
 @pytest.mark.llama
+def test_a_required_call_cut_at_max_tokens_says_which_limit_cut_it(write_agent):
+    """With a few tokens the constrained call stops mid-value: it said "unparseable tool call: tool call cut short
+    or invalid: Unterminated string", not that max_tokens cut it, nor which."""
+    agent = write_agent("name: calc\nmodel: smollm2\ntools: [calculator]\ntool_choice: required\n"
+                        "sampling: {temperature: 0, seed: 3}\nlimits: {max_tokens: 2, max_steps: 1}\n")
+    result = run_sync(agent, "What is 1234567 * 7654321?")
+    first = model_results(result)[0]
+    assert first.finish_reason == "length" and first.format_errors == 1, first
+    [error] = [e for e in result.events if e.type == "error" and e.kind == "format"]
+    assert error.message == (f"the tool call was cut at max_tokens 2 (limits.max_tokens in {agent}'s agent.yaml) "
+                             "before it was complete; raise it")
+
+
+@pytest.mark.llama
 @pytest.mark.parametrize("question", ["What time is it in Tokyo?", "What is 3 * 7?"])
 def test_required_tool_call_picks_a_listed_tool_with_valid_arguments(write_agent, question):
     agent = write_agent("""\
