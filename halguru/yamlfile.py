@@ -112,10 +112,10 @@ def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field
 
 
 def every_problem(text: str, exc: ValidationError, unknown: str = "unknown field",
-                  model: type[BaseModel] | None = None) -> list[tuple[int, str]]:
-    """Each validation error as (line, "field: message"), in the file's order: `halguru validate` lists them all
-    instead of one a round."""
-    return sorted((line, problem) for _, line, problem in (_problem(text, e, unknown, model) for e in _kept(exc)))
+                  model: type[BaseModel] | None = None) -> list[tuple[tuple[Any, ...], int, str]]:
+    """Each validation error as (location, line, "field: message"), in the file's order: `halguru validate` and
+    `halguru test` list them all instead of one a round."""
+    return sorted((_problem(text, e, unknown, model) for e in _kept(exc)), key=lambda p: (p[1], p[2]))
 
 
 def _kept(exc: ValidationError) -> list[Any]:

@@ -231,7 +231,7 @@ def load_spec(path: Path) -> AgentSpec:
         return AgentSpec.model_validate(data)
     except ValidationError as exc:
         _, line, problem = first_problem(text, exc, model=AgentSpec)
-        raise AgentSpecError(f"{path}:{line}: {problem}", [f"{path}:{n}: {p}" for n, p in
+        raise AgentSpecError(f"{path}:{line}: {problem}", [f"{path}:{n}: {p}" for _, n, p in
                                                            every_problem(text, exc, model=AgentSpec)]) from None
 
 

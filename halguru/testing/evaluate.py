@@ -10,8 +10,8 @@ from halguru.models.registry import cost_usd
 from halguru.testing.runner import Progress, SuiteResult, run_suite
 
 # progress(event, value): ("model", model) as eval moves to the next model, ("loading", model) while a model
-# loads, ("tests", n) once the tests are counted, ("test", "file::name") as each starts and
-# ("done", "file::name passed|FAILED") as each ends.
+# loads, ("tests", n) once the tests are counted, ("plan", "n test(s): a live, b replayed") with it,
+# ("test", "file::name") as each starts and ("done", "file::name passed|FAILED") as each ends.
 
 
 @dataclass

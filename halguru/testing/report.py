@@ -60,10 +60,18 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
     repeated = any(t.attempt > 1 for t in suite.tests)
     summary = f"{passed} passed, {len(rates) - passed} failed"
     if repeated:
-        summary += " · pass rates: " + ", ".join(f"{name} {rate:.0%}" for (_, name), rate in rates.items())
+        summary += " · pass rates: " + ", ".join(f"{_shown(label)} {rate:.0%}" for label, rate in _labelled(rates))
     if suite.file_errors:
         summary += f", {len(suite.file_errors)} file error(s)"
     console.print(f"\n[bold]{summary}[/]")
+
+
+def _labelled(rates: dict[tuple[Path, str], float]) -> list[tuple[str, float]]:
+    """Each test's pass rate by its name, or ``file::name`` where two files have a test of that name."""
+    files: dict[str, set[Path]] = {}
+    for file, name in rates:
+        files.setdefault(name, set()).add(file)
+    return [(f"{file.stem}::{name}" if len(files[name]) > 1 else name, rate) for (file, name), rate in rates.items()]
 
 
 class LiveProgress:
@@ -117,8 +125,8 @@ class LiveProgress:
             return
         if event == "loading":
             self.console.print(f"{head}loading model {value}…", markup=False, highlight=False)
-        elif event == "tests":
-            self.console.print(f"{head}running {value} test(s) live", markup=False, highlight=False)
+        elif event == "plan":
+            self.console.print(f"{head}running {value}", markup=False, highlight=False)
         elif event == "done":
             self.console.print(f"{head}{value}", markup=False, highlight=False)
 

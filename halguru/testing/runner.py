@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from halguru.agents.runtime import RunResult
 
 Mode = Literal["auto", "live", "record", "replay"]
-Progress = Callable[[str, str | int], None]  # (event, value): tests, loading, model, test, done
+Progress = Callable[[str, str | int], None]  # (event, value): tests, plan, loading, model, test, done
 
 
 @dataclass
@@ -241,8 +241,9 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
                     progress: Progress | None = None) -> SuiteResult:
     """Every test of a project (or the given files). A malformed file is reported; the others still run.
 
-    ``progress`` is told how many tests will run (``tests``), when a local model loads (``loading``: only when a
-    test runs live or records) and as each test starts (``test``) and ends (``done``).
+    ``progress`` is told how many tests will run (``tests``; ``plan``: how many live and replayed), when a local
+    model loads (``loading``: only when a test runs live or records) and as each test starts (``test``) and ends
+    (``done``).
     """
     from halguru.testing.evaluate import warm_up
 
@@ -267,6 +268,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     # Only a run that calls the model takes long enough to need progress (replays take milliseconds).
     notify: Progress = progress if progress is not None and live else (lambda event, value: None)
     notify("tests", sum(times for _, times in runs))
+    notify("plan", _plan(runs))
     if live and agent.workflow is None:
         await warm_up(model or agent.spec.model, notify)  # seconds for a local model: say so, once
     for file, cassettes, chosen in planned:
@@ -288,6 +290,13 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
             save_recording(recording_path(file), {**cassettes, **new_recordings}, agent.name,
                            model or agent.spec.model)
     return suite
+
+
+def _plan(runs: list[tuple[Mode, int]]) -> str:
+    """``2 test(s) live``, or ``3 test(s): 1 live, 2 replayed`` when some replay their recordings."""
+    live = sum(times for case_mode, times in runs if case_mode in ("live", "record"))
+    replayed = sum(times for _, times in runs) - live
+    return f"{live} test(s) live" if not replayed else f"{live + replayed} test(s): {live} live, {replayed} replayed"
 
 
 def run_suite_sync(project: str | Path, **kwargs: Any) -> SuiteResult:

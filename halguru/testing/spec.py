@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from halguru.errors import HalguruError, did_you_mean
-from halguru.yamlfile import first_problem, read_mapping, yaml_line_for
+from halguru.yamlfile import every_problem, read_mapping, yaml_line_for
 
 TEST_GLOB = "test_*.y*ml"
 
@@ -150,14 +150,9 @@ def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile
     text, data = read_mapping(path, TestFormatError, "no such test file", "with a `tests:` list")
     try:
         loaded = TestFile.model_validate(data)
-    except ValidationError as exc:
-        loc, line, problem = first_problem(text, exc, unknown="unknown key", model=TestFile)
-        test = ""
-        if len(loc) >= 2 and loc[0] == "tests" and isinstance(loc[1], int):
-            raw = data["tests"][loc[1]] if isinstance(data.get("tests"), list) else None
-            name = raw.get("name") if isinstance(raw, dict) else None
-            test = f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
-        raise TestFormatError(f"{path}:{line}:{test} {problem}") from None
+    except ValidationError as exc:  # every problem, one a line, as `halguru validate` lists agent.yaml's
+        raise TestFormatError("\n".join(f"{path}:{line}:{_test_of(data, loc)} {problem}" for loc, line, problem
+                                        in every_problem(text, exc, unknown="unknown key", model=TestFile))) from None
     seen: dict[str, int] = {}
     for index, case in enumerate(loaded.tests):
         if case.name in seen:  # runs, recordings and reports tell tests apart by name
@@ -169,6 +164,15 @@ def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile
     if unknown:
         raise TestFormatError("\n".join(f"{path}:{line}: {problem}" for line, problem in unknown))
     return loaded
+
+
+def _test_of(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """`` test 'name':`` (or `` test #n:``) for a problem at ``loc`` inside a test, else ""."""
+    if len(loc) < 2 or loc[0] != "tests" or not isinstance(loc[1], int):
+        return ""
+    raw = data["tests"][loc[1]] if isinstance(data.get("tests"), list) else None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
 
 
 def _unknown_tools(loaded: TestFile, text: str, tools: Collection[str]) -> list[tuple[int, str]]:

@@ -430,3 +430,19 @@ def test_a_teams_tools_are_its_members_and_their_handoff_tools(tmp_path):
     with pytest.raises(TestFormatError, match=r"test_names\.yaml:6: .*no tool 'handoff_to_writter' \(did you mean "
                                               r"'handoff_to_writer'\?\)"):
         load_test_file(test, tools)
+
+
+def test_a_file_with_several_problems_lists_each_on_its_own_line(tmp_path):
+    """It said the first and "(and 2 more)": fixing them took a run each."""
+    bad = tmp_path / "test_bad.yaml"
+    bad.write_text("tests:\n  - name: a\n    turns:\n      - user: hi\n        expect: {contians: x}\n"
+                   "  - name: b\n    turns: []\n  - turns: [{user: hi, expect: {max_tokens: 0}}]\n")
+    with pytest.raises(TestFormatError) as raised:
+        load_test_file(bad)
+    lines = str(raised.value).splitlines()
+    assert lines == [
+        f"{bad}:5: test 'a': tests.0.turns.0.expect.contians: unknown key (did you mean 'contains'?)",
+        f"{bad}:7: test 'b': tests.1.turns: List should have at least 1 item after validation, not 0",
+        f"{bad}:8: test #3: tests.2.name: required field is missing",
+        f"{bad}:8: test #3: tests.2.turns.0.expect.max_tokens: Input should be greater than 0",
+    ], lines

@@ -85,3 +85,21 @@ def test_test_record_and_auto_report_progress_and_replays_stay_quiet(project, ha
     replayed = halguru(halguru_cmd, subprocess_env, "test", str(project))  # auto: both recorded, so replayed
     assert replayed.returncode == 0 and replayed.stderr == "", replayed.stderr
     assert "2 passed, 0 failed" in replayed.stdout
+
+
+def test_a_run_of_live_and_replayed_tests_counts_each_kind(project, halguru_cmd, subprocess_env):
+    """It said "running 2 test(s) live" though one of them replayed its recording."""
+    recorded = halguru(halguru_cmd, subprocess_env, "test", str(project), "--record", "-k", "greets")
+    assert recorded.returncode == 0, recorded.stderr
+    mixed = halguru(halguru_cmd, subprocess_env, "test", str(project))
+    assert mixed.returncode == 0, mixed.stderr
+    assert mixed.stderr.splitlines() == ["running 2 test(s): 1 live, 1 replayed", "test_echo::greets passed",
+                                         "test_echo::echoes passed"], mixed.stderr
+
+
+def test_pass_rates_name_the_file_where_two_files_have_a_test_of_one_name(project, cli):
+    """Two `greets` tests of two files read "greets 100%, greets 0%": which was which?"""
+    (project / "tests" / "test_other.yaml").write_text(
+        "tests:\n  - name: greets\n    turns:\n      - user: Hi\n        expect: {contains: nope}\n")
+    out = cli("test", str(project), "--live", "--repeat", "2", code=1).stdout
+    assert "pass rates: test_echo::greets 100%, echoes 100%, test_other::greets 0%" in out, out
