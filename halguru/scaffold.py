@@ -13,6 +13,7 @@ import yaml
 
 from halguru.agents.spec import NAME_PATTERN, agent_json_schema
 from halguru.errors import HalguruError
+from halguru.names import NAME_RULE
 
 SCHEMA_FILE = "agent.schema.json"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".halguru")
@@ -44,7 +45,7 @@ def list_templates() -> list[Template]:
 def create_project(name: str, template: str = "basic", parent: Path = Path(".")) -> Path:
     """Copy a template to ``parent/name`` and name the agent; all or nothing."""
     if not re.fullmatch(NAME_PATTERN, name):
-        raise HalguruError(f"invalid agent name {name!r}: use letters, digits, '-', '_' or '.'")
+        raise HalguruError(f"invalid agent name {name!r}: {NAME_RULE}")
     templates = {t.name: t for t in list_templates()}
     if template not in templates:
         raise HalguruError(f"unknown template {template!r}; choose one of: {', '.join(templates)}")

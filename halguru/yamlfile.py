@@ -131,7 +131,8 @@ def _problem(text: str, err: Any, unknown: str, model: type[BaseModel] | None) -
     field = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden" and model is not None and loc:
         unknown += did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
-    message = {"extra_forbidden": unknown, "missing": "required field is missing"}.get(
+    message = {"extra_forbidden": unknown, "missing": "required field is missing",
+               "finite_number": "must be a number, not .nan or .inf"}.get(
         err["type"], str(err["msg"]).removeprefix("Value error, "))  # a validator's own words, without pydantic's tag
     return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}"
 

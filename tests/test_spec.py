@@ -52,6 +52,25 @@ def test_invalid_agent_yaml_is_one_line_naming_file_line_and_field(write_agent, 
         assert part in message
 
 
+@pytest.mark.parametrize(("setting", "line"), [
+    ("sampling: {temperature: .nan}", "sampling.temperature"),  # said "should be less than or equal to 2"
+    ("sampling: {top_p: .inf}", "sampling.top_p"),
+    ("limits: {max_steps: 3, timeout: .inf}", "limits.timeout"),  # was accepted: a run without a time limit
+])
+def test_a_float_setting_that_is_not_a_number_says_so(write_agent, setting, line):
+    with pytest.raises(AgentSpecError) as info:
+        load_agent(write_agent(GOOD.replace("limits:\n  max_steps: 3\n", setting + "\n")))
+    assert f"{line}: must be a number, not .nan or .inf" in str(info.value)
+
+
+@pytest.mark.parametrize("name", [".", ".hidden", "_x"])
+def test_a_new_agent_name_must_start_with_a_letter_or_digit(cli_error, name, tmp_path):
+    """`halguru new .hidden` was told to "use letters, digits, '-', '_' or '.'", which it did."""
+    line = cli_error("new", name, "--dir", str(tmp_path))
+    assert line == f"Error: invalid agent name {name!r}: start with a letter or digit, then use letters, digits, " \
+                   "'-', '_' or '.'"
+
+
 def test_unknown_tool_names_its_line_and_the_choices(write_agent):
     folder = write_agent(GOOD.replace("tools: [calculator]", "tools:\n  - calculator\n  - teleport"))
     with pytest.raises(AgentSpecError) as info:

@@ -17,7 +17,7 @@ from halguru.yamlfile import every_problem, first_problem, read_mapping
 
 
 class Sampling(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     temperature: float = Field(default=0.2, ge=0, le=2, description="0 = most deterministic")
     top_p: float = Field(default=0.95, gt=0, le=1)
@@ -26,7 +26,7 @@ class Sampling(BaseModel):
 
 
 class Limits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_steps: int = Field(default=6, ge=1, le=100, description="model calls per run (each tool round is one)")
     max_tokens: int = Field(default=512, ge=1, description="tokens the model may generate per call")
@@ -36,7 +36,7 @@ class Limits(BaseModel):
 class RetrievalSettings(BaseModel):
     """How an agent with ``knowledge:`` uses it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     mode: Literal["auto", "tool", "both"] = Field(
         default="auto", description="auto: top chunks go into the prompt; tool: the model calls search_knowledge")
@@ -51,7 +51,7 @@ class RetrievalSettings(BaseModel):
 class TeamSettings(BaseModel):
     """Other agents this one works with, and the guards of a team run (see README, "Teams and orchestration")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     handoffs: list[str] = Field(
         default=[], description="agent folders (relative to this agent.yaml) this agent may hand the "
@@ -68,7 +68,7 @@ class TeamSettings(BaseModel):
 class WorkflowStep(BaseModel):
     """One step of a workflow: exactly one of ``agent``, ``tool`` or ``condition``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     id: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="names the step; later steps read "
                     "its output as steps.<id>.output")
@@ -89,7 +89,7 @@ class WorkflowStep(BaseModel):
 class WorkflowSettings(BaseModel):
     """Declared steps run in dependency order, in parallel where they can; each one is checkpointed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: list[WorkflowStep] = Field(min_length=1)
     output: str | None = Field(default=None, description="the answer, a template (default: the last step's "
@@ -105,7 +105,7 @@ CRON_HORIZON_YEARS = 5  # a schedule's cron must name a time within this many ye
 class Schedule(BaseModel):
     """A run started on a cron schedule by the worker (``halguru serve`` or ``halguru worker``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN, description="names the schedule (unique within the agent)")
     cron: str = Field(description="a cron expression, five fields: minute hour day-of-month month day-of-week "
@@ -163,7 +163,8 @@ class Schedule(BaseModel):
 class AgentSpec(BaseModel):
     """The contents of agent.yaml."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _model_or_workflow(schema))
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra=lambda schema: _model_or_workflow(schema))
 
     name: str = Field(pattern=NAME_PATTERN, description="agent name, used in traces and URLs")
     description: str = Field(default="", description="one line: what the agent is for")

@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halguru.names import NAME_RULE
 from halguru.rag.errors import KnowledgeError
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ def base_folder(name: str) -> Path:
     """The folder of base ``name``; a name that is not one (a path, ``..``) is refused, so no command reaches
     outside the knowledge root (`kb drop /some/folder` deleted it)."""
     if not NAME_PATTERN.fullmatch(name):
-        raise KnowledgeError(f"invalid knowledge base name {name!r}: use letters, digits, '-', '_' or '.' "
-                             "(not a path)")
+        raise KnowledgeError(f"invalid knowledge base name {name!r}: {NAME_RULE} (not a path, at most 64 "
+                             "characters)")
     return knowledge_root() / name
 
 

@@ -16,7 +16,7 @@ from halguru.names import NAME_PATTERN  # names of agents and MCP servers
 class MCPServerSettings(BaseModel):
     """An MCP server whose tools the agent may call: a command (stdio) or a URL (streamable HTTP)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=NAME_PATTERN, description="names the server in traces and error messages")
     command: list[str] | None = Field(
@@ -41,7 +41,7 @@ class MCPServerSettings(BaseModel):
 class HTTPToolAuth(BaseModel):
     """An auth header whose value is a secret, looked up when the tool is called (never stored in a file)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     secret: str = Field(min_length=1, description="the secret's name: an environment variable, or an entry "
                         "`halguru` / NAME in the system keyring (`keyring set halguru NAME`)")
@@ -52,7 +52,7 @@ class HTTPToolAuth(BaseModel):
 class HTTPToolSettings(BaseModel):
     """A tool that calls an HTTP API: a request template, or one operation of an OpenAPI document."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", description="the tool's name, as the model sees it")
     description: str = Field(default="", description="what it does (the model reads it); with openapi, the "
