@@ -177,10 +177,12 @@ async def run_test(agent: Agent, case: TestCase, *, file: Path, mode: Mode, cass
     conversation: str | None = None
     judged = 0
     started = time.perf_counter()
+    sampling = _attempt_sampling(agent, attempt) if mode == "live" else None
     for index, turn in enumerate(case.turns, 1):
         turn_started = time.perf_counter()
         metadata = {"test": True, "test_case": f"{file.name}::{case.name}"}
-        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj, metadata=metadata)
+        run = await run_to_result(test_agent, turn.user, conversation, model=model_obj, metadata=metadata,
+                                  sampling=sampling)
         run, events, undecided = await _decided(run, turn, test_agent, model_obj, metadata)
         outcome = TurnOutcome.from_events(events, (time.perf_counter() - turn_started) * 1000)
         if undecided and outcome.status == "ok":
@@ -290,6 +292,14 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
             save_recording(recording_path(file), {**cassettes, **new_recordings}, agent.name,
                            model or agent.spec.model)
     return suite
+
+
+def _attempt_sampling(agent: Agent, attempt: int) -> dict[str, Any] | None:
+    """A live ``--repeat`` attempt's own seed (the agent's seed, plus one per attempt after the first), so a pass
+    rate samples the model; with one seed for all, attempts differed only by the KV cache's rounding (the
+    assistant template passed its first attempt and failed the others). An agent without a seed samples anew."""
+    seed = agent.spec.sampling.seed
+    return {"seed": seed + attempt - 1} if seed is not None and attempt > 1 else None
 
 
 def _plan(runs: list[tuple[Mode, int]]) -> str:

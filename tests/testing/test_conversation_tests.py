@@ -225,6 +225,20 @@ def test_repeat_reports_pass_rate(project, cli, flaky_openai_server):
     assert "says yes 50%" in table
 
 
+def test_each_live_repeat_samples_with_its_own_seed(project, cli):
+    """With one seed for every attempt, repeats differed only by the KV cache's rounding: the assistant
+    template's Tokyo test passed its first attempt and failed the other four, so no pass rate meant anything."""
+    from halguru.store import open_store
+
+    agent = project / "agent.yaml"
+    agent.write_text(agent.read_text() + "sampling: {seed: 42}\n")
+    cli("test", str(project), "--live", "--repeat", "3")
+    store = open_store()
+    runs = store.list_runs(20)
+    seeds = {e["settings"].get("seed") for r in runs for e in store.get_events(r["id"]) if e["type"] == "model_call"}
+    assert seeds == {42, 43, 44}
+
+
 def test_eval_compares_models(project, cli, flaky_openai_server):
     cli("models", "add", "flaky", "--openai-base-url", flaky_openai_server)
     (project / "tests" / "test_shop.yaml").write_text(
