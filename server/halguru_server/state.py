@@ -1,10 +1,10 @@
 """What one app holds (settings, agents, store, gate, metrics) and who is calling (API key or anonymous).
 
 Every conversation, run and approval a request creates is owned by its principal (``Principal.owner``):
-``user:<id>`` for a signed-in user and for that user's keys, ``key:<id>`` for a key from before users,
+``user:<id>`` for a signed-in user and for that user's keys, ``key:<id>`` for a key without a user (its own role),
 ``anon:<session>`` for an anonymous web-chat session, None for --dev. A principal sees and acts only on
 objects it owns (``Principal.owns``), unless its role has the resource's ``*_all`` permission (admins and
-operators; a legacy admin-scope key; --dev). Objects of others answer 404, exactly like objects that do not
+operators; a key of the admin or operator role; --dev). Objects of others answer 404, exactly like objects that do not
 exist, so ids leak nothing. docs/identity.md has the roles and permissions.
 """
 
@@ -66,7 +66,7 @@ class ServerState:
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a signed-in user (web session), an API key (of a user, or from before users), the --dev
+    """The caller: a signed-in user (web session), an API key (of a user, or with a role of its own), the --dev
     developer (key None, dev True) or an anonymous web-chat visitor (with ``session`` once the chat holds a
     session token). What it may do is ``permissions`` (docs/identity.md); routes ask ``can`` and ``owns``."""
 

@@ -35,7 +35,7 @@ class UserOut(BaseModel):
 
 
 class MeOut(BaseModel):
-    user: UserOut | None  # None: --dev, or a key from before users
+    user: UserOut | None  # None: --dev, or a key without a user (a role of its own)
     role: str | None
     permissions: list[str]
     via: str  # session, key or dev
