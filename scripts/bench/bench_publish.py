@@ -56,7 +56,7 @@ def measure(quick: bool) -> list[Result]:
     work = Path(tempfile.mkdtemp(prefix="halguru-bench-publish-"))
     (work / "agents" / "echo").mkdir(parents=True)
     (work / "agents" / "echo" / "agent.yaml").write_text("name: echo\nmodel: scripted\n")
-    key = create_key(open_store(), "bench", scope="user")[1]
+    key = create_key(open_store(), "bench", scope="developer")[1]  # publishing takes a developer's key
     port = _port()
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "HALGURU_TOKEN": key, "NO_COLOR": "1"}
