@@ -219,11 +219,12 @@ def show(json_output: bool = False) -> None:
     if not keys:
         typer.echo("no keys; create one with `halguru keys create NAME`")
         return
-    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<7}{'USER':<22}{'EXPIRES':<18}"
+    # SCOPE: a user's key's scope (user, admin), or a key's own role (developer, operator: the widest words)
+    typer.echo(f"{'ID':<10}{'NAME':<20}{'PREFIX':<14}{'AGENTS':<20}{'SCOPE':<11}{'USER':<22}{'EXPIRES':<18}"
                f"{'LAST USED':<18}STATE")
     for k in keys:
         typer.echo(printable(f"{k.id:<10}{k.name:<20}{k.prefix + '…':<14}{','.join(k.agents) or 'all':<20}"
-                             f"{k.scope:<7}{k.user_id or '-':<22}{_when(k.expires):<18}{_when(k.last_used):<18}"
+                             f"{k.scope:<11}{k.user_id or '-':<22}{_when(k.expires):<18}{_when(k.last_used):<18}"
                              f"{k.state}"))  # a name an API client chose: its control characters shown
 
 

@@ -132,6 +132,16 @@ def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch)
     assert rows["ops"].count("never") == 1 and rows["app"].count("never") == 2  # ops: used just now
 
 
+def test_keys_list_keeps_its_columns_for_every_role(cli) -> None:
+    """A key without a user shows its role (developer, operator) in the SCOPE column, apart from the USER one."""
+    cli("keys", "create", "ci", "--role", "developer")
+    cli("keys", "create", "watch", "--role", "operator")
+    rows = [line.split() for line in cli("keys", "list").stdout.splitlines()]
+    assert rows[0][4:6] == ["SCOPE", "USER"]
+    assert sorted((row[1], row[4], row[5]) for row in rows[1:]) == [("ci", "developer", "-"),
+                                                                     ("watch", "operator", "-")]
+
+
 def test_tokens_and_numbers_in_other_scripts_are_refused_never_a_500(serve, api_key) -> None:
     """hmac.compare_digest raises TypeError on str with non-ASCII characters, and '²'.isdigit() is True: a
     header or form field holding such characters is a refusal (401/403), never an internal error."""
