@@ -118,7 +118,8 @@ async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
     except TimeoutError:
         if loop.time() >= ctx.deadline:  # the parent's time is up: the whole run stops
             raise
-        result.status, result.error = "failed", f"run exceeded limits.timeout ({agent.spec.limits.timeout:g}s)"
+        # its own limit: limited, as past its max_steps, and as the same agent run on its own ends
+        result.status, result.error = "limited", f"run exceeded limits.timeout ({agent.spec.limits.timeout:g}s)"
         yield child.tag(Error(kind="timeout", message=result.error))
         return
     except HalguruError as exc:

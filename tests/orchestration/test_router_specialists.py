@@ -37,6 +37,20 @@ def test_failed_specialist_is_a_tool_error_for_the_lead(team: Path):
     assert error_result.is_error and "tech failed: model crashed" in error_result.content
 
 
+def test_a_specialist_past_its_own_timeout_is_limited_as_past_its_max_steps(team: Path):
+    """A member's own limits.timeout ends its sub-run limited, as its limits.max_steps does (and as the same agent
+    run alone ends): the lead is told 'limited', not 'failed'."""
+    tech = team / "agents/tech/agent.yaml"
+    tech.write_text(tech.read_text() + "limits:\n  timeout: 0.2\n")
+    slow = {"text": "one two three four five six", "token_delay": 0.1}
+    result = run_sync(team, "x", model=ScriptedModel([ask("help"), slow, "Tech is slow today."]), record=False)
+    assert result.ok and result.output == "Tech is slow today."
+    back = [e.reason for e in result.events if e.type == "handoff" and e.from_agent == "tech"]
+    assert back == ["limited"]
+    error_result = next(e for e in result.events if e.type == "tool_result")
+    assert error_result.is_error and "limits.timeout" in error_result.content
+
+
 def test_logs_show_draws_the_tree_across_agents(team: Path, halguru_cmd, subprocess_env, tmp_path: Path):
     script = tmp_path / "script.yaml"
     script.write_text(json.dumps([
