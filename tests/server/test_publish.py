@@ -307,6 +307,24 @@ def test_keys_made_before_roles_of_their_own_keep_a_developers_reach(tmp_path: P
     store.close()
 
 
+def test_keys_made_before_roles_of_their_own_keep_a_developers_reach_on_postgres(new_postgres_database) -> None:
+    """pg009, the same as SQLite's m016: an old key's `user` scope becomes `developer`; a user's key keeps it."""
+    import psycopg
+
+    from halguru.store.postgres import PostgresStore
+
+    url = new_postgres_database()
+    PostgresStore(url).close()  # every migration applied; then the database is put back to before pg009
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM migrations WHERE name = 'pg009_key_roles'")
+        conn.execute("INSERT INTO users (id, email, name, role, created) VALUES ('u1', 'a@b.c', 'a', 'developer', 0)")
+        conn.execute("INSERT INTO api_keys (id, name, prefix, hash, created, scope, user_id) VALUES "
+                     "('k1', 'old', 'hg_k1', 'h1', 0, 'user', NULL), ('k2', 'mine', 'hg_k2', 'h2', 0, 'user', 'u1')")
+    store = PostgresStore(url)
+    assert {k["name"]: k["scope"] for k in store.list_keys()} == {"old": "developer", "mine": "user"}
+    store.close()
+
+
 def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> None:
     """`halguru login URL` shows a code; a signed-in developer approves it on /auth/device; the CLI gets a key."""
     from halguru_server.identity import websessions

@@ -133,9 +133,10 @@ class World:
             token = sessions.issue(self.state.settings.session_secret)
             owner = f"anon:{sessions.verify(self.state.settings.session_secret, token)}"
             return Caller(name, {"X-Chat-Session": token}, owner, roles.ANONYMOUS, anonymous=True)
-        if name == "legacy key":
-            key, secret = create_key(self.store, "old", scope="developer")  # a role of its own (old keys': m016)
-            return Caller(name, {"Authorization": f"Bearer {secret}"}, f"key:{key.id}", roles.permissions("developer"))
+        if name in ("legacy key", "app key"):  # keys without a user, with a role of their own: a developer's (as
+            role = "developer" if name == "legacy key" else "user"  # old keys kept, m016) or `keys create`'s default
+            key, secret = create_key(self.store, name, scope=role)
+            return Caller(name, {"Authorization": f"Bearer {secret}"}, f"key:{key.id}", roles.permissions(role))
         role = "operator" if name == "operator's key" else name
         user_id, spare = self.user(role)
         if name == "operator's key":  # scope user: the operator's permissions narrowed to a developer's
@@ -210,7 +211,7 @@ def _got(status: int) -> str:
     return {401: "unauthenticated", 403: "forbidden", 404: "hidden"}.get(status, "allowed")
 
 
-CALLERS = ("admin", "operator", "developer", "user", "operator's key", "legacy key", "anonymous")
+CALLERS = ("admin", "operator", "developer", "user", "operator's key", "legacy key", "app key", "anonymous")
 
 
 def test_every_guarded_route_answers_each_role_and_owner_as_the_contract_says(app) -> None:
@@ -251,17 +252,19 @@ def test_spot_checks_of_the_matrix_written_out(app) -> None:
         return client.request(method, url, headers=callers[name].headers).status_code
 
     conversation = f"/v1/conversations/{theirs['conversation_id']}"
-    assert [status(n, "GET", conversation) for n in CALLERS] == [200, 200, 404, 404, 404, 404, 401]
-    assert [status(n, "GET", "/v1/jobs") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 401]
-    assert [status(n, "GET", f"/v1/jobs/{theirs['job_id']}") for n in CALLERS] == [200, 200, 404, 403, 404, 404, 401]
-    assert [status(n, "GET", "/chat/api/agents") for n in CALLERS] == [200] * 7
-    assert [status(n, "GET", "/v1/agents") for n in CALLERS] == [200] * 6 + [401]
+    assert [status(n, "GET", conversation) for n in CALLERS] == [200, 200, 404, 404, 404, 404, 404, 401]
+    assert [status(n, "GET", "/v1/jobs") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 403, 401]
+    assert [status(n, "GET", f"/v1/jobs/{theirs['job_id']}") for n in CALLERS] == [200, 200, 404, 403, 404, 404, 403,
+                                                                                      401]
+    assert [status(n, "GET", "/chat/api/agents") for n in CALLERS] == [200] * 8
+    assert [status(n, "GET", "/v1/agents") for n in CALLERS] == [200] * 7 + [401]
     # the admin console: read-only views for developers, users never
-    assert [status(n, "GET", "/admin") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 401]
-    assert [status(n, "GET", "/admin/security") for n in CALLERS] == [200, 200, 403, 403, 403, 403, 401]
-    assert [status(n, "GET", "/admin/users") for n in CALLERS] == [200, 403, 403, 403, 403, 403, 401]
-    # publishing agents (`halguru publish`): developers and admins; an operator's key carries no more than both
-    assert [status(n, "GET", "/v1/deployments") for n in CALLERS] == [200, 403, 200, 403, 403, 200, 401]
+    assert [status(n, "GET", "/admin") for n in CALLERS] == [200, 200, 200, 403, 200, 200, 403, 401]
+    assert [status(n, "GET", "/admin/security") for n in CALLERS] == [200, 200, 403, 403, 403, 403, 403, 401]
+    assert [status(n, "GET", "/admin/users") for n in CALLERS] == [200, 403, 403, 403, 403, 403, 403, 401]
+    # publishing agents (`halguru publish`): developers and admins; an operator's key carries no more than both,
+    # and an app's key (`keys create NAME`) chats only: it could publish, which runs code on the server
+    assert [status(n, "GET", "/v1/deployments") for n in CALLERS] == [200, 403, 200, 403, 403, 200, 403, 401]
 
 
 def test_a_cookie_request_needs_its_csrf_token_and_origin_and_a_finished_second_factor(app) -> None:
