@@ -29,9 +29,12 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Col
 
 class ConversationFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        from halguru.agents.loader import load_agent
+        from halguru.testing.runner import tool_names
         from halguru.testing.spec import load_test_file
 
-        for case in load_test_file(self.path).tests:
+        # the tools the expectations name are checked, as `halguru test` does (a misspelt one always passed)
+        for case in load_test_file(self.path, tool_names(load_agent(self.path.parent.parent))).tests:
             yield ConversationItem.from_parent(self, name=case.name, case=case)
 
 

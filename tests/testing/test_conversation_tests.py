@@ -338,6 +338,16 @@ def test_pytest_collects_yaml_conversation_tests(project, subprocess_env):
     assert "turn 1 equals: expected 'nope'" in done.stdout
 
 
+def test_pytest_collection_checks_the_tools_expectations_name(project, subprocess_env):
+    (project / "tests" / "test_more.yaml").write_text(
+        "tests:\n  - name: typo\n    turns:\n      - user: hi\n        expect: {tool_not_called: calculater}\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           str(project / "tests" / "test_more.yaml")], cwd=project, env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout + done.stderr  # it passed: the agent has no such tool
+    assert "the agent has no tool 'calculater' (did you mean 'calculator'?)" in done.stdout, done.stdout
+
+
 def test_pytest_fixtures(tmp_path, subprocess_env):
     (tmp_path / "test_mine.py").write_text(
         "def test_agent(halguru_home, halguru_agent, halguru_run, scripted_model, tmp_path):\n"
