@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -148,24 +150,18 @@ def test_unknown_conversation_is_an_error(write_agent):
         run_sync(write_agent(CALC), "hi", "conv_nope")
 
 
-def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
-    folder = write_agent(CALC)
-    model = ScriptedModel([{"text": "one two three four five six seven eight", "token_delay": 0.05}])
-    seen: list[str] = []
+def cancel_when(events: Any, ready: Callable[[list[Any]], bool]) -> list[Any]:
+    """Consume a run's ``events`` and cancel it (as Ctrl-C does) once ``ready(events seen)``; the events seen."""
+    seen: list[Any] = []
 
-    async def consume():
-        async for event in run(folder, "count", model=model):
-            if event.type == "run_started":
-                seen.append(event.run_id)
-            if event.type == "token":
-                seen.append(event.text)
+    async def consume() -> None:
+        async for event in events:
+            seen.append(event)
 
-    async def main():
+    async def main() -> None:
         task = asyncio.create_task(consume())
-        # cancelled after its first two tokens, not after a fixed 0.18 s: on a slow machine loading the agent
-        # and opening the store took longer than that, and the run was cancelled before it started or streamed
         for _ in range(3000):
-            if len(seen) >= 3 or task.done():
+            if ready(seen) or task.done():
                 break
             await asyncio.sleep(0.01)
         task.cancel()
@@ -173,6 +169,16 @@ def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
             await task
 
     asyncio.run(main())
+    return seen
+
+
+def test_cancelling_a_run_keeps_the_partial_answer(write_agent):
+    folder = write_agent(CALC)
+    model = ScriptedModel([{"text": "one two three four five six seven eight", "token_delay": 0.05}])
+    # cancelled after its first two tokens, not after a fixed 0.18 s: on a slow machine loading the agent
+    # and opening the store took longer than that, and the run was cancelled before it started or streamed
+    events = cancel_when(run(folder, "count", model=model), lambda seen: sum(e.type == "token" for e in seen) >= 2)
+    seen = [events[0].run_id, *(e.text for e in events if e.type == "token")]
     store = open_store()
     stored = store.get_run(seen[0])
     assert stored["status"] == "cancelled"
@@ -208,23 +214,7 @@ def test_a_call_cancelled_before_its_result_gets_one_so_the_next_turn_sends_a_va
     folder = write_agent(SLOW, SLOW_TOOLS)
     model = ScriptedModel([{"text": "Let me wait.", "tool_calls": [{"name": "slow", "arguments": {"seconds": 5}}]},
                            "done"])
-    seen: list = []
-
-    async def consume():
-        async for event in run(folder, "go", model=model):
-            seen.append(event)
-
-    async def main():
-        task = asyncio.create_task(consume())
-        for _ in range(3000):
-            if any(e.type == "tool_call" for e in seen) or task.done():
-                break
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(main())
+    seen = cancel_when(run(folder, "go", model=model), lambda seen: any(e.type == "tool_call" for e in seen))
     conversation = seen[0].conversation_id
     messages = open_store().get_messages(conversation)
     assert [m.role for m in messages] == ["user", "assistant", "tool"]  # the reply's text once, with its call

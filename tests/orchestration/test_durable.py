@@ -232,28 +232,24 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list
         halguru_cmd, env, "runs", "list").stdout
 
 
-def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
-        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str]):
-    """A continuation after an approval that dies in the approved call resumes from the paused step (the call
-    asks for its approval again), not from the user's message: the calls before the pause never run again."""
-    script = tmp_path / "script.yaml"
-    script.write_text("- tool_calls: [{name: charge, arguments: {amount: 40}}]\n"
-                      "- tool_calls: [{name: ship, arguments: {order: A-7}}]\n"
-                      "- never reached\n")
-    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [charge, ship]\n"
-                 "approvals: [ship]\nteam:\n  specialists: [../helper]\n", TOOLS)
-    write(tmp_path / "helper", "name: helper\nmodel: scripted\n")
-    log = Path(env["SIDE_EFFECTS"])
+def approve_then_kill_in_the_call(halguru_cmd: list[str], env: dict[str, str], desk: Path) -> dict:
+    """Run ``desk`` until it pauses for ``ship``, approve it, and kill the continuation inside the approved call
+    (once it has logged that it started); the interrupted continuation as `runs list --json` gives it."""
     paused = halguru(halguru_cmd, env, "run", str(desk), "Charge and ship A-7", "--json")
     assert paused.returncode == 3, paused.stderr
     first = json.loads(paused.stdout.splitlines()[-1])["run_id"]
     proc = subprocess.Popen([*halguru_cmd, "runs", "approve", first], env={**env, "HANG": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    kill_when(proc, log, "ship A-7 started")
-    run = interrupted_run(halguru_cmd, env)
-    assert run["checkpoint"] == "step 2: ship requested"
+    kill_when(proc, Path(env["SIDE_EFFECTS"]), "ship A-7 started")
+    return interrupted_run(halguru_cmd, env)
 
-    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"], "--json")
+
+def resume_asks_again_then_approve(halguru_cmd: list[str], env: dict[str, str], run_id: str,
+                                   script: Path) -> list[dict]:
+    """Resume a continuation killed in the approved ``ship``: it asks for the approval again (whether the call
+    ran is unknown), from the paused step, not the user's message; approved, it ends. The resume's events."""
+    log = Path(env["SIDE_EFFECTS"])
+    resumed = halguru(halguru_cmd, env, "runs", "resume", run_id, "--json")
     assert resumed.returncode == 3, resumed.stderr  # paused again: the approved call never finished
     events = [json.loads(line) for line in resumed.stdout.splitlines()]
     assert not [e for e in events if e["type"] == "model_call"]  # no new start from the user's message
@@ -266,6 +262,24 @@ def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
     assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
+    return events
+
+
+def test_team_run_killed_in_an_approved_call_resumes_at_the_pause(
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str]):
+    """A continuation after an approval that dies in the approved call resumes from the paused step (the call
+    asks for its approval again), not from the user's message: the calls before the pause never run again."""
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{name: charge, arguments: {amount: 40}}]\n"
+                      "- tool_calls: [{name: ship, arguments: {order: A-7}}]\n"
+                      "- never reached\n")
+    desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [charge, ship]\n"
+                 "approvals: [ship]\nteam:\n  specialists: [../helper]\n", TOOLS)
+    write(tmp_path / "helper", "name: helper\nmodel: scripted\n")
+    run = approve_then_kill_in_the_call(halguru_cmd, env, desk)
+    assert run["checkpoint"] == "step 2: ship requested"
+
+    resume_asks_again_then_approve(halguru_cmd, env, run["id"], script)
 
 
 def test_a_plain_agents_continuation_killed_in_the_approved_call_resumes_at_the_pause(
@@ -279,30 +293,11 @@ def test_a_plain_agents_continuation_killed_in_the_approved_call_resumes_at_the_
                       "- never reached\n")
     desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [charge, ship]\n"
                  "approvals: [ship]\n", TOOLS)
-    log = Path(env["SIDE_EFFECTS"])
-    paused = halguru(halguru_cmd, env, "run", str(desk), "Charge and ship A-7", "--json")
-    assert paused.returncode == 3, paused.stderr
-    first = json.loads(paused.stdout.splitlines()[-1])["run_id"]
-    proc = subprocess.Popen([*halguru_cmd, "runs", "approve", first], env={**env, "HANG": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    kill_when(proc, log, "ship A-7 started")
-    run = interrupted_run(halguru_cmd, env)
+    run = approve_then_kill_in_the_call(halguru_cmd, env, desk)
     assert (run["kind"], run["checkpoint"]) == ("agent", "ship requested")
 
-    resumed = halguru(halguru_cmd, env, "runs", "resume", run["id"], "--json")
-    assert resumed.returncode == 3, resumed.stderr  # paused again: the approved call never finished
-    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    events = resume_asks_again_then_approve(halguru_cmd, env, run["id"], script)
     assert events[1]["type"] == "resumed" and events[1]["reused"] == [events[1]["reused"][0]]  # the charge
-    assert not [e for e in events if e["type"] == "model_call"]  # no new start from the user's message
-    assert [(e["type"], e.get("name")) for e in events if e["type"].startswith("approval")] == [
-        ("approval_requested", "ship")]
-    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started"]
-
-    script.write_text("- Charged 40 EUR and shipped A-7.\n")
-    done = halguru(halguru_cmd, env, "runs", "approve", events[-1]["run_id"], "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["output"] == "Charged 40 EUR and shipped A-7."
-    assert log.read_text().splitlines() == ["charge 40", "ship A-7 started", "ship A-7 started"]
     from halguru.store import open_store
 
     messages = open_store().get_messages(events[0]["conversation_id"])

@@ -195,11 +195,9 @@ def test_workflow_needs_no_model_and_shows_in_the_schema(project: Path):
     assert "workflow" in agent_json_schema()["properties"]
 
 
-def test_tool_step_in_approvals_pauses_until_a_human_decides(project: Path, tmp_path: Path):
-    from halguru.orchestration.approvals import approve, list_pending, reject
-
-    log = tmp_path / "charges.log"
-    tools = TOOLS + f'''
+def charging(log: Path) -> str:
+    """tools.py with a ``charge`` tool that writes each amount to ``log`` (a side effect the tests count)."""
+    return TOOLS + f'''
 @tool
 def charge(amount: int) -> str:
     "Charge the card."
@@ -207,6 +205,13 @@ def charge(amount: int) -> str:
         f.write(f"{{amount}}\\n")
     return f"charged {{amount}}"
 '''
+
+
+def test_tool_step_in_approvals_pauses_until_a_human_decides(project: Path, tmp_path: Path):
+    from halguru.orchestration.approvals import approve, list_pending, reject
+
+    log = tmp_path / "charges.log"
+    tools = charging(log)
     body = """\
   steps:
     - {id: total, condition: "20 * 2"}
@@ -247,14 +252,7 @@ def test_two_steps_needing_a_human_at_once_ask_one_after_the_other(project: Path
 
     log = tmp_path / "charges.log"
     (project / "flow").mkdir(parents=True, exist_ok=True)
-    (project / "flow" / "tools.py").write_text(TOOLS + f'''
-@tool
-def charge(amount: int) -> str:
-    "Charge the card."
-    with open({str(log)!r}, "a") as f:
-        f.write(f"{{amount}}\\n")
-    return f"charged {{amount}}"
-''')
+    (project / "flow" / "tools.py").write_text(charging(log))
     body = """\
   steps:
     - {id: first, tool: charge, args: {amount: 1}}
