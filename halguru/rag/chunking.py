@@ -354,7 +354,7 @@ def document_title(text: str, kind: str = "text") -> str:
     Markdown document's first heading, a Python module's docstring's first line."""
     lines = text.split("\n")[:400]
     if kind == "markdown":
-        return next((m.group(2) for m in map(_HEADING.match, lines) if m), "")[:120]
+        return _markdown_title(lines)[:120]
     if kind == "code":
         match = re.search(r'^\s*(?:#.*\n|\s*\n)*[rRbBuU]?("""|\'\'\')\s*(.+)', text[:4000])
         return match.group(2).strip().rstrip('"\'')[:120] if match else ""
@@ -369,6 +369,26 @@ def document_title(text: str, kind: str = "text") -> str:
     if name and " - " not in name:
         name = f"{name}: {section('DESCRIPTION')}".rstrip(": ")
     return (name or _centered_title(lines))[:120]
+
+
+def _markdown_title(lines: list[str]) -> str:
+    """A Markdown manual page's NAME line (``buildah\\-rename - Rename a local container.``, under a ``## NAME``
+    among its first headings, as go-md2man and pandoc pages have), a pandoc title block's ``% title``, else the
+    first heading."""
+    headings: list[tuple[int, str]] = []
+    fence = False
+    for i, line in enumerate(lines):
+        fence ^= bool(_FENCE.match(line))  # a shell comment in a code block is no heading
+        if not fence and (match := _HEADING.match(line)):
+            headings.append((i, match.group(2)))
+    for i, title in headings[:3]:
+        if title == "NAME":
+            name = next((x.strip() for x in lines[i + 1:i + 6] if x.strip()), "")
+            if name and not _HEADING.match(name):
+                return re.sub(r"\\(.)", r"\1", name).replace("**", "").strip()
+    if lines and lines[0].startswith("% ") and len(lines[0]) > 2:
+        return lines[0][2:].strip()
+    return headings[0][1] if headings else ""
 
 
 def _centered_title(lines: list[str]) -> str:

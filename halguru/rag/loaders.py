@@ -244,7 +244,11 @@ def load(path: Path, data: bytes) -> Document | Skip:
         except UnicodeDecodeError:
             return Skip(path, "not UTF-8 text")
     title = ""
-    if kind == "html":
+    if kind == "markdown":
+        from halguru.rag.front_matter import split_front_matter
+
+        text, title = split_front_matter(text.replace("\r\n", "\n"))
+    elif kind == "html":
         from halguru.rag.html import page_text
 
         title, text = page_text(text)

@@ -1,0 +1,58 @@
+"""A Markdown file's front matter: the YAML (``---``) or TOML (``+++``) block that documentation sites (Jekyll,
+Hugo, Docusaurus, MkDocs, npm's own docs) put before the text, naming the page (``title:``) and saying what it
+is for (``description:``).
+
+Read as text it would be the document's first chunk (its lead, which votes for the whole document) while the page
+is titled by its first heading, which on such sites is a section (``Synopsis`` on every npm command's page). So
+the block is blanked (line numbers stay the file's) and its title and description become the document's title.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_MAX_LINES = 80  # a block longer than this is no page header
+_FENCES = {"---": ("---", "..."), "+++": ("+++",)}
+
+
+def split_front_matter(text: str) -> tuple[str, str]:
+    """(the text with its front matter blanked, the title it gives: ``title - description``, or ``""``); a text
+    without a well-formed block comes back as it is."""
+    lines = text.split("\n", _MAX_LINES + 1)
+    opener = lines[0].strip()
+    if opener not in _FENCES:
+        return text, ""
+    end = next((i for i, line in enumerate(lines[1:_MAX_LINES + 1], 1) if line.rstrip() in _FENCES[opener]), None)
+    if end is None:
+        return text, ""
+    fields = _parse("\n".join(lines[1:end]), toml=opener == "+++")
+    if fields is None:  # a rule over some text, not a page header
+        return text, ""
+    rest = text.split("\n", end + 1)[end + 1] if text.count("\n") > end else ""
+    return "\n" * (end + 1) + rest, _title(fields)
+
+
+def _parse(block: str, toml: bool) -> dict[str, Any] | None:
+    try:
+        if toml:
+            import tomllib
+
+            fields: Any = tomllib.loads(block)
+        else:
+            import yaml
+
+            fields = yaml.safe_load(block)
+    except Exception:  # YAML and TOML raise their own errors: not front matter, read as text
+        return None
+    return fields if isinstance(fields, dict) or (fields is None and not block.strip()) else None
+
+
+def _title(fields: dict[str, Any] | None) -> str:
+    def text(key: str) -> str:
+        value = (fields or {}).get(key)
+        return re.sub(r"\s+", " ", value).strip() if isinstance(value, str) else ""
+
+    title = text("title") or text("name")
+    about = text("description") or text("summary")
+    return " - ".join(part for part in (title, about) if part)[:120]
