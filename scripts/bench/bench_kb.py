@@ -1,19 +1,21 @@
-"""Knowledge bases: retrieval quality on five offline evaluation sets, ingest speed and query latency.
+"""Knowledge bases: retrieval quality on six offline evaluation sets, ingest speed and query latency.
 
 Sets (scripts/bench/kb_eval): ``pydoc`` (stdlib pydoc pages), ``man`` (Debian base tools' manual pages), ``code``
-(stdlib source files), ``info`` (the nodes of GNU info manuals) and ``html`` (HTML reference pages as Debian ships
-them: Node.js API, Valgrind manual, libxslt; read by halguru's HTML loader); info and html were added after the
-defaults were chosen, so both of their splits are unseen; pydoc and man also have a ``holdout`` split
-(kb_eval/holdout.py: 24 questions each, written after the lead model was chosen, never tuned on). Each set has 54-69
-questions written as users ask them, labelled with the answering document(s), split into dev (tune here) and test
-(report only). A label that names no document of a full-size corpus stops the run (a typo, or an answering page not
-installed here), except man's alternatives (awk, gawk, mawk: whichever is installed). For each set and split:
-recall@5, MRR@10 and nDCG@10 of every configuration (full-text, vector, hybrid fusions), against plain BM25 over
-whole documents measured in the same run. Embedders: the default, or those named in HALGURU_BENCH_KB_EMBEDDERS
-(comma separated, e.g. ``wordllama,sentence-transformers``); HALGURU_BENCH_KB_SETS picks sets and
-HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens); HALGURU_BENCH_KB_PAGES smaller corpora
-(``pydoc=80,man=80,code=60``: the answering documents first, then as many others). Byte-identical copies of a page
-under several names (man's gzip, gunzip, zcat) count as one document, for every configuration and the baseline.
+(stdlib source files), ``info`` (the nodes of GNU info manuals), ``html`` (HTML reference pages as Debian ships
+them: Node.js API, Valgrind manual, libxslt; read by halguru's HTML loader) and ``md`` (Markdown pages as this
+machine ships them: npm's documentation, buildah's manual pages, podman, docker-registry, pip and containerd docs,
+some gzipped); info, html and md were added after the defaults were chosen, so both of their splits are unseen;
+pydoc and man also have a ``holdout`` split (kb_eval/holdout.py: 24 questions each, written after the lead model was
+chosen, never tuned on). Each set has 54-69 questions written as users ask them, labelled with the answering
+document(s), split into dev (tune here) and test (report only). A label that names no document of a full-size corpus
+stops the run (a typo, or an answering page not installed here), except man's alternatives (awk, gawk, mawk:
+whichever is installed). For each set and split: recall@5, MRR@10 and nDCG@10 of every configuration (full-text,
+vector, hybrid fusions), against plain BM25 over whole documents measured in the same run. Embedders: the default,
+or those named in HALGURU_BENCH_KB_EMBEDDERS (comma separated, e.g. ``wordllama,sentence-transformers``);
+HALGURU_BENCH_KB_SETS picks sets and HALGURU_BENCH_KB_CHUNK_SIZE the chunk size (default 256 tokens);
+HALGURU_BENCH_KB_PAGES smaller corpora (``pydoc=80,man=80,code=60``: the answering documents first, then as many
+others). Byte-identical copies of a page under several names (man's gzip, gunzip, zcat) count as one document, for
+every configuration and the baseline.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from kb_eval.holdout import HOLDOUT
 from kb_eval.metrics import WholeDocBM25, scores
 from kb_eval.questions import SETS, split
 
-PAGES = {"pydoc": 300, "man": 330, "code": 160, "info": 700, "html": 200}
+PAGES = {"pydoc": 300, "man": 330, "code": 160, "info": 700, "html": 200, "md": 200}
 ALTERNATIVES = {"man"}  # sets whose labels may name pages not installed here, as alternatives to installed ones
 
 

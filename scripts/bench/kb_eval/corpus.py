@@ -12,12 +12,20 @@
   manuals and API reference, libffi manual, Expat reference, shared-mime-info spec), copied unchanged
   (``nodejs/fs.html``) so that halguru's own HTML loader reads them. Index, table-of-contents and licence pages
   and the second rendering of libxslt's API are left out; packages missing on this machine are left out and counted.
+- ``md``: Markdown reference pages as this machine ships them (npm's documentation with YAML front matter, buildah's
+  manual pages with md2man ``# name "1"`` titles, one a pandoc ``%`` block, and its tutorials, podman's guides,
+  docker-registry's configuration and specifications, pip's topic and reference pages (its reStructuredText pages are
+  not Markdown and are left out), containerd's docs), copied unchanged, gzipped ones still
+  gzipped (``buildah/buildah-run.1.md.gz``), so that halguru's own loader reads them. Changelogs and release notes,
+  licences, contributing, security and governance files, translations and pages that only link to others are left
+  out; collections missing on this machine are left out and counted.
 
 Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man pages takes a while).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 import importlib.util
@@ -43,7 +51,8 @@ SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtlede
 def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
     """The corpus folder for set ``name`` and label -> source (as citations name it) for its documents."""
     folder = CACHE / f"{name}-{pages}"
-    builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info, "html": _html}
+    builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info, "html": _html,
+                "md": _md}
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -73,6 +82,8 @@ def _label(name: str, relative: Path) -> str:
         return relative.as_posix()
     if name in ("info", "html"):
         return relative.as_posix().rsplit(".", 1)[0]
+    if name == "md":
+        return _MD_SUFFIX.sub("", relative.as_posix())
     return relative.name.rsplit(".", 1)[0]
 
 
@@ -187,3 +198,43 @@ def _html(folder: Path, pages: int) -> None:
     missing = sorted(labelled - {label for label, _ in found})
     print(f"html corpus: {min(pages, len(found))} of {len(found)} pages found; {len(missing)} answering pages missing "
           f"on this machine{': ' + ', '.join(missing) if missing else ''}", file=sys.stderr)
+
+
+_MD_SUFFIX = re.compile(r"\.md(\.gz)?$")
+# (collection, installed folder, pages left out by their path under it without .md/.md.gz: changelogs and release
+# notes, licences, contributing, security and governance files, translations and pages that only link to others)
+MD_SOURCES = (
+    ("npm", "/usr/lib/node_modules/npm/docs/content", set()),
+    ("buildah", "/usr/share/doc/buildah",
+     {"tutorials/README", "release-announcements/*"}),  # (the tutorials' README: links to the five tutorials)
+    ("podman", "/usr/share/doc/podman",
+     {"RELEASE_NOTES", "CONTRIBUTING", "SECURITY", "commands", "podman_tutorial_cn"}),  # (commands: "has moved")
+    ("docker-registry", "/usr/share/doc/docker-registry", {"spec/index", "spec/auth/index", "spec/menu"}),
+    ("pip", "/usr/share/doc/python3-pip/html",
+     {"index", "cli/index", "topics/index", "reference/index", "development/*"}),  # (development: triage policy)
+    ("containerd", "/usr/share/doc/containerd", set()),
+)
+
+
+def _md(folder: Path, pages: int) -> None:
+    labelled = set(_labels("md"))
+    present = [(collection, Path(installed), left_out) for collection, installed, left_out in MD_SOURCES
+               if Path(installed).is_dir()]
+    found = []
+    for collection, installed, left_out in present:
+        for path in sorted(installed.rglob("*")):
+            relative = _MD_SUFFIX.sub("", path.relative_to(installed).as_posix())
+            if (path.is_file() and _MD_SUFFIX.search(path.name)
+                    and not any(fnmatch.fnmatchcase(relative, pattern) for pattern in left_out)):
+                found.append((f"{collection}/{relative}", path))
+    found.sort(key=lambda item: item[0] not in labelled)  # stable: the answering pages first, then by collection
+    for label, path in found[:pages]:
+        target = folder / (label + (".md.gz" if path.name.endswith(".gz") else ".md"))  # gzipped stays gzipped
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    missing = sorted(labelled - {label for label, _ in found})
+    absent = [collection for collection, installed, _ in MD_SOURCES if not Path(installed).is_dir()]
+    print(f"md corpus: {min(pages, len(found))} of {len(found)} pages found in {len(present)} of {len(MD_SOURCES)} "
+          f"collections{' (missing: ' + ', '.join(absent) + ')' if absent else ''}; {len(missing)} answering pages "
+          f"missing on this machine{': ' + ', '.join(missing) if missing else ''}", file=sys.stderr)
+

@@ -3,12 +3,14 @@
 A ranking is the list of sources of the returned chunks, best first. recall@5: a relevant document is among
 the first 5 chunks' sources; MRR@10: 1 / rank of the first chunk from a relevant document (0 past 10);
 nDCG@10: binary gain per distinct relevant document, counted at the rank where it first appears.
-The baseline reads an HTML page's text only (its tags, attributes, scripts and styles dropped by the standard
-library's parser, not by halguru's loader, which is what the html set evaluates).
+The baseline reads a gzipped page unpacked (the md set's ``.md.gz``), and an HTML page's text only (its tags,
+attributes, scripts and styles dropped by the standard library's parser, not by halguru's loader, which is what the
+html set evaluates).
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 from collections import Counter
@@ -69,8 +71,12 @@ class _PageText(HTMLParser):
 
 
 def page_text(path: Path) -> str:
-    """A document's text as the baseline reads it: the file, or an HTML page's text without its markup."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    """A document's text as the baseline reads it: the file (a gzipped one unpacked, as halguru reads it), or an HTML
+    page's text without its markup."""
+    if path.suffix == ".gz":
+        text = gzip.decompress(path.read_bytes()).decode("utf-8", "replace")
+    else:
+        text = path.read_text(encoding="utf-8", errors="replace")
     if path.suffix != ".html":
         return text
     parser = _PageText()

@@ -1,6 +1,6 @@
 """Evaluation questions for bench_kb.py: asked the way a user asks, each labelled with the document(s) that answer it.
 
-Five sets of different kinds of text, all available offline on every machine of this kind:
+Six sets of different kinds of text, all available offline on every machine of this kind:
 
 - ``pydoc``: the pydoc text of standard-library modules (prose and API reference); a label is a module name.
 - ``man``: manual pages of the Debian base tools (option lists, upper-case section titles); a label is the page name.
@@ -9,6 +9,11 @@ Five sets of different kinds of text, all available offline on every machine of 
   ``manual/node name``. Added after the defaults were chosen: both of its splits measure them, neither tuned them.
 - ``html``: HTML reference pages as Debian ships them (Node.js API, Valgrind manual, libxslt, libffi, Expat), read
   by halguru's HTML loader; a label is ``collection/page`` (``nodejs/fs``). Also added after the defaults were chosen.
+- ``md``: Markdown reference pages as this machine ships them (npm's documentation, buildah's manual pages and
+  tutorials, podman's guides, docker-registry's configuration and specifications, pip's topic and reference pages,
+  containerd's docs), read by halguru's own loader, gzipped ones included; a label is ``collection/path`` without
+  ``.md``/``.md.gz`` (``npm/commands/npm-ci``). Also added after the defaults were chosen, written blind (no
+  retrieval was run on its questions before they were fixed).
 
 Questions avoid the documents' own phrasing where a user would (they name the task, not the option or function);
 some need two facts from one page. Any labelled document counts as relevant. Even positions are the dev split
@@ -388,7 +393,140 @@ HTML: list[Question] = [
     ("step through my script line by line and set breakpoints, from the terminal", [N + "debugger"]),
 ]
 
-SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE, "info": INFO, "html": HTML}
+# Added after every default was chosen (like info and html): both splits are unseen. Written from the pages alone,
+# before any retrieval ran on them. Questions come in pairs (dev, then test), most of one collection and kind, so that
+# both splits hold each collection and each kind: "why" questions, differences, two facts from one page, and single
+# options deep inside a long page (npm's config, buildah build).
+NC, NU, NF = "npm/commands/", "npm/using-npm/", "npm/configuring-npm/"
+B, P, R, PIP, C = "buildah/", "podman/", "docker-registry/", "pip/", "containerd/"
+MD: list[Question] = [
+    ("since upgrading the package manager, nothing that my dependencies' setup steps print shows up during an "
+     "install any more: why", [NU + "logging", NU + "scripts"]),
+    ("why did installing a library by its name give me an older release than the newest one shown on the registry",
+     [NC + "npm-install"]),
+    ("my container build needs an API key, but the key must not be left anywhere in the finished image",
+     [B + "buildah-build.1"]),
+    ("building the same sources twice gives images with different digests: how do I make the result reproducible",
+     [B + "buildah-build.1", B + "buildah-commit.1"]),
+    ("my project's script needs to know which folder I was in when I typed the command, but it always starts in the "
+     "project's top folder", [NU + "scripts", NC + "npm-run"]),
+    ("in a repository holding several packages, run the test script of each of them and skip the ones that have none",
+     [NU + "workspaces", NC + "npm-run", NU + "config"]),
+    ("make my own image registry keep local copies of what it fetches from Docker Hub, so machines pull from it "
+     "instead", [R + "configuration"]),
+    ("change a single setting of the registry, such as where it stores data, from an environment variable instead of "
+     "replacing its whole config file", [R + "configuration"]),
+    ("keep the package manager's debug log files in my project folder instead of the cache, and how to stop it "
+     "writing them at all", [NU + "logging", NU + "config"]),
+    ("I removed my package from the registry entirely: how long until I can publish it again, and can I reuse the "
+     "version number it had", [NC + "npm-unpublish"]),
+    ("installing Python packages fails with certificate verify failed behind my company's proxy: make the installer "
+     "trust the operating system's certificates", [PIP + "topics/https-certificates"]),
+    ("my private Python package index needs a login: give the installer the credentials without writing the "
+     "password into the index URL", [PIP + "topics/authentication"]),
+    ("depend on two different major versions of the same library at the same time, under different names",
+     [NC + "npm-install", NU + "package-spec"]),
+    ("work on a library and an app side by side so that the app uses my local checkout of the library and sees each "
+     "edit without reinstalling", [NC + "npm-link", NU + "developers"]),
+    ("my containers, run as a normal user, all stop as soon as I log out of my SSH session",
+     [P + "troubleshooting"]),
+    ("as a normal user my container cannot listen on port 80: why, and what can the administrator change",
+     [P + "rootless"]),
+    ("an install stops because two plugins demand incompatible versions of the host library they plug into: how do "
+     "I get past it anyway", [NU + "config"]),
+    ("new dependencies should be recorded so that they only accept bug-fix updates, not new minor versions, by "
+     "default", [NU + "config"]),
+    ("content I just wrote through the container daemon's Go client disappears before I get to use it",
+     [C + "garbage-collection"]),
+    ("run the container daemon itself without root privileges", [C + "rootless"]),
+    ("in the report of stale dependencies, what is the difference between the wanted and the latest column, and what "
+     "does a yellow line mean", [NC + "npm-outdated"]),
+    ("what is different about the clean install meant for CI compared to the normal install, and why does it fail "
+     "when the lock file and the manifest disagree", [NC + "npm-ci"]),
+    ("mounting a working container's file system fails when I am not root",
+     [B + "buildah-mount.1", B + "buildah-unshare.1", B + "tutorials/01-intro"]),
+    ("steps I set in a base image to run later, when someone builds on top of it, are silently dropped from the "
+     "image", [B + "tutorials/03-on-build", B + "buildah-config.1"]),
+    ("my compiled output folder is listed in .gitignore and now it is missing from the package I published",
+     [NU + "developers", NF + "package-json", NC + "npm-publish"]),
+    ("people who install my command-line tool should get exactly the dependency versions I tested it with",
+     [NF + "npm-shrinkwrap-json", NC + "npm-shrinkwrap", NF + "package-lock-json", NF + "package-json"]),
+    ("delete an image from my registry over HTTP: why does the request with the tag fail, and what must I send "
+     "instead", [R + "spec/api"]),
+    ("an old client pulls an image that was pushed in the newer multi-platform format: what does the registry send "
+     "it, and how does a client say it understands the new format", [R + "spec/manifest-v2-2"]),
+    ("a dependency of a dependency pulls in a version with a security hole: force every copy in my tree to the fixed "
+     "version", [NF + "package-json"]),
+    ("make everyone working on the repository use the same runtime and package manager, and fail the install if they "
+     "do not", [NF + "package-json"]),
+    ("what is the difference between the two container tools of this family, and why don't the containers made by "
+     "one show up in the other's list", [B + "README", P + "README"]),
+    ("after pushing my image built for several CPU architectures, only the list arrived in the registry, not the "
+     "images for each architecture", [B + "buildah-manifest.1", B + "buildah-manifest-push.1", B + "buildah-push.1"]),
+    ("I ran the update command but package.json still lists the old version ranges: why",
+     [NC + "npm-update"]),
+    ("why does the registry reject v2 as the name of a release channel label for my package",
+     [NC + "npm-dist-tag"]),
+    ("files the container wrote into a shared host folder belong to a strange large user number, and I cannot read "
+     "or delete them", [P + "troubleshooting"]),
+    ("pressing ctrl-p in a shell inside a container does not bring back my previous command",
+     [P + "troubleshooting"]),
+    ("find out which of my dependencies caused a certain package to be installed", [NC + "npm-explain", NC + "npm-ls"]),
+    ("I edited a file inside node_modules by hand and the package manager does not notice: what stale file should "
+     "I delete", [NF + "package-lock-json"]),
+    ("the Python installer keeps downloading version after version of the same package before it finally installs: "
+     "how do I make it faster", [PIP + "topics/dependency-resolution"]),
+    ("refuse to install any Python package whose downloaded file does not match a checksum I recorded",
+     [PIP + "topics/secure-installs", PIP + "topics/repeatable-installs"]),
+    ("only install dependency versions that have been out for at least a week, except our company's own packages",
+     [NU + "config", NC + "npm-install", NC + "npm-install-test", NC + "npm-outdated", NC + "npm-query",
+      NC + "npm-update"]),
+    ("change the git commit message created when I bump my package's version so that it contains the new number",
+     [NC + "npm-version", NU + "config"]),
+    ("make the container daemon pull Docker Hub images through a local mirror, and skip certificate checks for our "
+     "internal registry", [C + "hosts"]),
+    ("let two tools, say a Docker engine and Kubernetes, share one container daemon without seeing each other's "
+     "containers and images", [C + "namespaces", C + "README"]),
+    ("make my CI job fail on the security check only for serious problems, not for low ones",
+     [NC + "npm-audit", NU + "config"]),
+    ("why does publishing a package named after my account fail with a payment required error",
+     [NC + "npm-access", NU + "scope"]),
+    ("build images from my own Go program instead of calling the command-line tool",
+     [B + "tutorials/04-include-in-your-build-tool"]),
+    ("build container images inside an unprivileged pod on an OpenShift cluster",
+     [B + "tutorials/05-openshift-rootless-build"]),
+    ("run a command-line tool from a package without adding it to my project, and without being asked to confirm "
+     "the download in a script", [NC + "npm-exec", NC + "npx"]),
+    ("after upgrading the JavaScript runtime my compiled C++ add-ons fail to load", [NC + "npm-rebuild"]),
+    ("stop clients from pushing to my registry while I reclaim disk space from deleted images", [R + "configuration"]),
+    ("the registry answers my client's first request with 401 and a header naming an authentication server: what "
+     "must the client do next", [R + "spec/auth/token", R + "spec/auth/jwt"]),
+    ("the install lists dependencies whose setup scripts were skipped: allow just the two I trust, each only at the "
+     "version I reviewed", [NC + "npm-install-scripts", NC + "npm-approve-scripts"]),
+    ("let my CI pipeline upload new releases but have a person confirm with two-factor before they become public",
+     [NC + "npm-stage"]),
+    ("control containers on a remote Linux server from my laptop over SSH", [P + "remote_client"]),
+    ("coming from Docker: creating a volume that already exists now fails; what else behaves differently, and which "
+     "commands are missing", [P + "transfer"]),
+    ("a setting my other build tool reads from the package manager's user config file now prints an unknown config "
+     "warning: where should it go instead", [NF + "npmrc"]),
+    ("put up a warning for everyone who installs an old, buggy release of my package without deleting it",
+     [NC + "npm-deprecate"]),
+    ("every rebuild of my Containerfile runs all the steps again: reuse what earlier builds produced",
+     [B + "buildah-build.1"]),
+    ("processes started during a build have no network: where does the tool look for the network plugin setup, and "
+     "where must the plugins be installed", [B + "examples/cni-examples/README"]),
+    ("does the package manager send the registry anything about me or my machine, for example whether it runs in CI",
+     [NU + "registry"]),
+    ("make sure our internal package can never be published to the public registry by mistake",
+     [NU + "registry", NF + "package-json"]),
+    ("building a Python package fails because it needs a library that is installed on my system but not in the "
+     "isolated environment the installer builds it in", [PIP + "reference/build-system/pyproject-toml"]),
+    ("start containers before the whole image has downloaded, fetching the layers' contents only when they are read",
+     [C + "remote-snapshotter"]),
+]
+
+SETS: dict[str, list[Question]] = {"pydoc": PYDOC, "man": MAN, "code": CODE, "info": INFO, "html": HTML, "md": MD}
 
 
 def split(questions: list[Question], part: str) -> list[Question]:
