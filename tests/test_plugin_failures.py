@@ -309,3 +309,32 @@ def test_two_distributions_with_one_entry_point_name_load_the_first_and_name_the
     [line] = warnings_of(capsys.readouterr().err)
     loser = "halguru-twin-two" if "whisper" in tools else "halguru-twin-one"
     assert line.startswith(f"halguru: warning: plugin 'twin' of {loser!r} skipped: 'halguru-twin-")
+
+
+EXITS_AT_IMPORT = 'import sys\nsys.exit("plugin called sys.exit at import")\n'
+EXITS_IN_HOOK = '''
+import sys
+from halguru.plugins import hookimpl
+
+@hookimpl
+def register_tools(register):
+    sys.exit(3)
+'''
+
+
+def test_a_plugin_calling_sys_exit_is_skipped_not_halguru(tmp_path, halguru_cmd, subprocess_env, write_agent):
+    """SystemExit is no Exception: a plugin exiting at import (an argparse app run on import) ended every
+    command, `--help` included, with its message and status 1, never naming the plugin."""
+    site = install(tmp_path / "site", "exits", "halguru_exits_plugin", EXITS_AT_IMPORT)
+    install(site, "exitshook", "halguru_exits_hook_plugin", EXITS_IN_HOOK)
+    install(site, "good", "halguru_good_plugin", GOOD)
+    env = _on_path(site, subprocess_env)
+    folder = write_agent("name: quiet\nmodel: scripted\ntools: [whisper]\n")
+    for args in (["--help"], ["run", str(folder), "Hello"], ["plugins"]):
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        assert sorted(warnings_of(proc.stderr)) == [
+            "halguru: warning: plugin 'exits' skipped: failed to load (SystemExit: plugin called sys.exit at "
+            "import)",
+            "halguru: warning: plugin 'exitshook' skipped: its register_tools hook raised SystemExit: 3"], proc.stderr
+    assert proc.stdout.count("skipped") == 2 and "good" in proc.stdout

@@ -117,7 +117,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
             continue
         try:
             pm.register(ep.load(), name=ep.name)
-        except Exception as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad hookimpl, ...)
+        except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
+            # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
             _warn(ep.name, f"failed to load ({_reason(exc)})")
             continue
         _guard_hooks(pm, ep.name)
@@ -223,7 +224,7 @@ def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[
     def call(*args: object, **kwargs: object) -> object:
         try:
             return function(*args, **kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook skips the plugin, not halguru; Ctrl-C stops it
             _warn(name, f"its {hook} hook raised {_reason(exc)}")
             return None
 
