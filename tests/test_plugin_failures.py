@@ -338,3 +338,30 @@ def test_a_plugin_calling_sys_exit_is_skipped_not_halguru(tmp_path, halguru_cmd,
             "import)",
             "halguru: warning: plugin 'exitshook' skipped: its register_tools hook raised SystemExit: 3"], proc.stderr
     assert proc.stdout.count("skipped") == 2 and "good" in proc.stdout
+
+
+HALF_COMMANDS = '''
+import typer
+from halguru.plugins import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def halfcmd() -> None:
+        typer.echo("half")
+
+    raise RuntimeError("cmd boom")
+'''
+
+
+def test_a_plugin_whose_commands_hook_raises_leaves_no_command(tmp_path, halguru_cmd, subprocess_env):
+    """The command it added before raising ran, and was in --help, though the plugin was said skipped."""
+    site = install(tmp_path / "site", "cmd_raise", "halguru_cmd_raise_plugin", HALF_COMMANDS)
+    env = _on_path(site, subprocess_env)
+    proc = subprocess.run([*halguru_cmd, "halfcmd"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "half" not in proc.stdout and "No such command 'halfcmd'" in proc.stderr
+    assert warnings_of(proc.stderr) == [
+        "halguru: warning: plugin 'cmd_raise' skipped: its register_commands hook raised RuntimeError: cmd boom"]
+    helped = subprocess.run([*halguru_cmd, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert helped.returncode == 0 and "halfcmd" not in helped.stdout

@@ -103,13 +103,16 @@ publish_cmd.register(app)
 def _add_plugin_commands() -> None:
     """Each plugin's commands, built-in plugins first; a command named like one already there (halguru's own,
     ``serve`` of its server plugin, another plugin's) is left out and said, naming the plugin."""
-    from halguru.plugins.manager import plugin_commands
+    from halguru.plugins.manager import plugin_hooks, skipped
 
     # command name -> who gave it: "halguru" (its own commands and built-in plugins'), or a plugin's name
     taken = dict.fromkeys((_name(c) for c in [*app.registered_commands, *app.registered_groups]), "halguru")
-    for plugin, builtin, register in plugin_commands():
+    for plugin, builtin, register in plugin_hooks("register_commands"):
         commands, groups = len(app.registered_commands), len(app.registered_groups)
         register(cli=app)  # guarded: a plugin whose hook raises is skipped with a warning naming it
+        if skipped(plugin):  # what it added before raising goes too: a skipped plugin gives nothing
+            del app.registered_commands[commands:], app.registered_groups[groups:]
+            continue
         for added, first in ((app.registered_commands, commands), (app.registered_groups, groups)):
             for info in list(added[first:]):
                 name = _name(info)

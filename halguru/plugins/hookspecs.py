@@ -67,7 +67,11 @@ def register_channels(register: Any) -> None:
 def register_routes(app: Any) -> None:
     """Add HTTP routes to the serve-mode application.
 
-    ``app`` is the FastAPI application built by ``halguru_server.create_app``.
+    ``app`` is the FastAPI application built by ``halguru_server.create_app``; plugin routes go after
+    halguru's own, and one a route already there answers (``GET /v1/agents``) is left out with a warning.
+    Routes are public unless guarded: ``dependencies=[Depends(require("chat:use"))]`` (from
+    ``halguru_server.identity.guards``) asks for an API key or a session, as halguru's ``/v1`` routes do; a
+    plugin route under ``/v1`` without a guard is warned about.
     """
 
 

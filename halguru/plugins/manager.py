@@ -172,16 +172,22 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
     return found
 
 
-def plugin_commands() -> list[tuple[str, bool, Callable[..., object]]]:
-    """(plugin, built in?, its register_commands function) of every loaded plugin, built-in ones first: the CLI
-    calls them in that order, so a command a built-in plugin gives (``serve``) is there before another
-    plugin's of the same name, which is then left out with a warning."""
+def plugin_hooks(hook: str) -> list[tuple[str, bool, Callable[..., object]]]:
+    """(plugin, built in?, its ``hook`` function) of every loaded plugin, built-in ones first: the CLI (commands)
+    and serve (routes) call them in that order, one plugin at a time, so that what a built-in plugin gives
+    (``serve``) is there before another plugin's of the same name, and what a plugin skipped half-way added is
+    taken back (``skipped``)."""
     pm = get_plugin_manager()
-    impls = [impl for impl in pm.hook.register_commands.get_hookimpls()
+    impls = [impl for impl in getattr(pm.hook, hook).get_hookimpls()
              if not (impl.hookwrapper or impl.wrapper) and pm.get_plugin(impl.plugin_name) is not None]
     found = [(impl.plugin_name, impl.plugin_name in BUILTIN_PLUGINS or impl.plugin_name in _BUILTIN_ENTRY_POINTS,
               impl.function) for impl in impls]
     return sorted(found, key=lambda item: not item[1])  # stable: loaded order within each
+
+
+def skipped(plugin: str) -> bool:
+    """Whether ``plugin`` was skipped (it failed to load, or a hook of it raised)."""
+    return plugin in _FAILURES
 
 
 # The hooks that only hand names to ``register``: called once at load to learn whether any raises.

@@ -48,6 +48,7 @@ from halguru_server.identity import (
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware, configure_logging
+from halguru_server.plugin_routes import add_plugin_routes
 from halguru_server.push import Pusher
 from halguru_server.push_api import router as push_router
 from halguru_server.ratelimit import make_limiter
@@ -67,7 +68,6 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Load the agents, open the store and wire every route; plugins add theirs via ``register_routes``."""
-    from halguru.plugins.manager import get_plugin_manager
     from halguru.store import open_store
 
     settings = settings or ServerSettings()
@@ -158,7 +158,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
         proxy.install(app, settings.auth.proxy)
     _swagger(app)
-    get_plugin_manager().hook.register_routes(app=app)
+    add_plugin_routes(app)  # after halguru's own: a plugin's route of a taken path is left out, and said
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
                        loopback_only=settings.dev, replica=settings.replica_id,
                        max_bundle=settings.max_bundle_bytes)

@@ -1,0 +1,104 @@
+"""The routes plugins add (the ``register_routes`` hook), one plugin at a time after halguru's own.
+
+A route of a plugin that a route already there would answer instead (halguru's ``/v1/agents``, another
+plugin's) is never reached: it is left out with a warning naming the plugin, as a command of a taken name is.
+A plugin skipped half-way (its hook raised) gives nothing: the routes and middleware it added go. A plugin
+route under ``/v1`` without a guard answers without an API key, where every route of halguru's asks for one:
+that is said too (docs/plugins.md shows ``Depends(require(...))``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
+
+from halguru_server.identity.guards import guard_of
+
+# A sample value per path-parameter type, so that a route's template can be matched against the others'.
+_SAMPLES = {"int": "1", "float": "1", "uuid": "00000000-0000-0000-0000-000000000000"}
+
+
+def add_plugin_routes(app: FastAPI) -> None:
+    """Call each plugin's ``register_routes``, built-in plugins first, keeping only what can be reached."""
+    from halguru.plugins.manager import plugin_hooks, skipped, warn_once
+
+    owners = {id(route): "halguru" for route in app.router.routes}  # route -> who added it
+    for plugin, builtin, register in plugin_hooks("register_routes"):
+        before, middleware = list(app.router.routes), list(app.user_middleware)
+        register(app=app)  # guarded: a plugin whose hook raises is skipped with a warning naming it
+        added = [route for route in app.router.routes if id(route) not in owners]
+        app.router.routes[:] = before  # a plugin's routes go after the others', whatever it did to the list
+        if skipped(plugin):
+            app.user_middleware[:] = middleware
+            continue
+        for route in added:
+            where = _describe(route)
+            taken = _answered_by(route, app.router.routes)
+            if taken is not None:
+                owner = "halguru" if owners[id(taken)] == "halguru" else f"plugin {owners[id(taken)]!r}"
+                warn_once(f"plugin {plugin!r}: its route {where} is not used: {owner} answers there")
+                continue
+            if not builtin and _under_v1(route) and not _guarded(route):
+                warn_once(f"plugin {plugin!r}: its route {where} answers without an API key, unlike halguru's "
+                          "/v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)")
+            app.router.routes.append(route)
+            owners[id(route)] = "halguru" if builtin else plugin
+
+
+def _answered_by(route: BaseRoute, routes: list[BaseRoute]) -> BaseRoute | None:
+    """The first of ``routes`` that takes a request meant for ``route`` (Starlette serves the first full match),
+    for any of its methods but HEAD; None when every request of it reaches it."""
+    path = _sample_path(route)
+    if isinstance(route, WebSocketRoute):
+        scopes = [{"type": "websocket", "path": path}]
+    else:
+        methods = set(getattr(route, "methods", None) or {"GET"})
+        scopes = [{"type": "http", "path": path, "method": m} for m in sorted(methods - {"HEAD"} or methods)]
+    for scope in scopes:
+        for other in routes:
+            if other.matches({**scope, "root_path": ""})[0] == Match.FULL:
+                return other
+    return None
+
+
+def _sample_path(route: BaseRoute) -> str:
+    """A path ``route`` answers: its template with each parameter given a value of its type."""
+    if isinstance(route, Mount):
+        return f"{route.path}/x"
+    template = str(getattr(route, "path", "/"))
+    convertors: dict[str, Any] = getattr(route, "param_convertors", {})
+    for name, convertor in convertors.items():
+        kind = type(convertor).__name__.removesuffix("Convertor").lower()
+        value = _SAMPLES.get(kind, "x")
+        for spelled in (f"{{{name}}}", f"{{{name}:{kind}}}"):
+            template = template.replace(spelled, value)
+    return template
+
+
+def _under_v1(route: BaseRoute) -> bool:
+    path = str(getattr(route, "path", ""))
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def _guarded(route: BaseRoute) -> bool:
+    """Whether a halguru guard (``require(...)``, ``public``) is among the route's dependencies."""
+    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while stack:
+        dependency = stack.pop()
+        if guard_of(dependency.call) is not None:
+            return True
+        stack.extend(dependency.dependencies)
+    return False
+
+
+def _describe(route: BaseRoute) -> str:
+    """``GET /acme/ok`` (methods but HEAD), ``WEBSOCKET /ws``, ``MOUNT /files``."""
+    path = str(getattr(route, "path", "?"))
+    if isinstance(route, Mount):
+        return f"MOUNT {path}"
+    if isinstance(route, WebSocketRoute):
+        return f"WEBSOCKET {path}"
+    methods = set(getattr(route, "methods", None) or {"GET"})
+    return f"{','.join(sorted(methods - {'HEAD'} or methods))} {path}"

@@ -1,0 +1,126 @@
+"""Plugin routes (register_routes): reachable or refused with a warning, never silently dead; a plugin skipped
+half-way gives none; a keyless route under /v1 is said. The plugins are installed the way pip leaves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from halguru.plugins.manager import reset_plugin_manager
+from tests.feedback_plugins import install
+
+ROUTES = '''
+from fastapi import Depends
+from halguru.plugins import hookimpl
+from halguru_server.identity.guards import require
+
+
+@hookimpl
+def register_routes(app):
+    @app.get("/v1/agents")
+    def mine():
+        return {"from": "plugin"}
+
+    @app.get("/v1/agents/{name}")
+    def mine_too(name: str):
+        return {"from": "plugin"}
+
+    @app.get("/v1/plugin-thing")
+    def keyless():
+        return {"open": True}
+
+    @app.get("/v1/plugin-guarded", dependencies=[Depends(require("chat:use"))])
+    def guarded():
+        return {"guarded": True}
+
+    @app.get("/acme/ok")
+    def ok():
+        return {"acme": "ok"}
+
+    app.router.routes[:0] = [app.router.routes.pop() for _ in range(5)]  # ahead of halguru's: still after them
+'''
+SECOND = '''
+from halguru.plugins import hookimpl
+
+
+@hookimpl
+def register_routes(app):
+    @app.get("/acme/ok")
+    def again():
+        return {"second": True}
+'''
+HALF = '''
+from halguru.plugins import hookimpl
+from starlette.middleware.base import BaseHTTPMiddleware
+
+
+async def tag(request, call_next):
+    response = await call_next(request)
+    response.headers["x-half"] = "1"
+    return response
+
+
+@hookimpl
+def register_routes(app):
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    app.add_api_route("/half/ok", lambda: {"half": "registered"})
+    raise RuntimeError("routes boom")
+'''
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agents_dir: Path, capsys: pytest.CaptureFixture[str]):
+    site = install(tmp_path / "site", "acme", "halguru_acme_routes", ROUTES)
+    install(site, "second", "halguru_second_routes", SECOND)
+    install(site, "half", "halguru_half_routes", HALF)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "acme,second,half")
+    reset_plugin_manager()
+    from halguru_server import ServerSettings, create_app
+
+    with TestClient(create_app(ServerSettings(agents=[agents_dir]))) as test_client:
+        yield test_client
+
+
+def plugin_warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("halguru: warning: plugin")]
+
+
+def test_a_plugin_route_halguru_answers_is_refused_and_said(client, capsys):
+    """`GET /v1/agents` of a plugin was never called (halguru's matched first), without a word."""
+    warnings = plugin_warnings(capsys.readouterr().err)
+    assert "halguru: warning: plugin 'acme': its route GET /v1/agents is not used: halguru answers there" in warnings
+    assert "halguru: warning: plugin 'acme': its route GET /v1/agents/{name} is not used: halguru answers there" \
+        in warnings
+    assert client.get("/v1/agents").status_code == 401  # halguru's, guarded
+    # two plugins' /acme/ok: the first loaded (the order the path lists them) has it, the other is said
+    [clash] = [line for line in warnings if "/acme/ok" in line]
+    first, later = ("acme", "second") if "plugin 'second'" in clash.split(":")[1] else ("second", "acme")
+    assert clash == f"halguru: warning: plugin {later!r}: its route GET /acme/ok is not used: plugin {first!r} " \
+                    "answers there"
+    assert client.get("/acme/ok").json() == ({"acme": "ok"} if first == "acme" else {"second": True})
+    paths = [getattr(route, "path", None) for route in client.app.router.routes]
+    assert paths.index("/v1/plugin-thing") > paths.index("/swagger")  # acme put its routes first: not kept so
+
+
+def test_a_keyless_plugin_route_under_v1_is_said_and_require_guards_one(client, capsys):
+    warnings = plugin_warnings(capsys.readouterr().err)
+    keyless = [line for line in warnings if "/v1/plugin-thing" in line]
+    assert keyless == ["halguru: warning: plugin 'acme': its route GET /v1/plugin-thing answers without an API "
+                       "key, unlike halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] "
+                       "(docs/plugins.md)"]
+    assert not [line for line in warnings if "/v1/plugin-guarded" in line]
+    assert client.get("/v1/plugin-thing").json() == {"open": True}
+    assert client.get("/v1/plugin-guarded").status_code == 401  # the guard docs/plugins.md shows
+
+
+def test_a_plugin_whose_routes_hook_raises_gives_no_routes_nor_middleware(client, capsys):
+    """Its /half/ok answered 200 after the warning said it was skipped."""
+    warnings = plugin_warnings(capsys.readouterr().err)
+    assert "halguru: warning: plugin 'half' skipped: its register_routes hook raised RuntimeError: routes boom" \
+        in warnings
+    answer = client.get("/half/ok")
+    assert answer.status_code == 404 and "x-half" not in answer.headers
+    assert "x-half" not in client.get("/acme/ok").headers
