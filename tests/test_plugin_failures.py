@@ -365,3 +365,32 @@ def test_a_plugin_whose_commands_hook_raises_leaves_no_command(tmp_path, halguru
         "halguru: warning: plugin 'cmd_raise' skipped: its register_commands hook raised RuntimeError: cmd boom"]
     helped = subprocess.run([*halguru_cmd, "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert helped.returncode == 0 and "halfcmd" not in helped.stdout
+
+
+CHANNEL_CLASH = '''
+from halguru.plugins import hookimpl
+
+
+class FakeTwilio:
+    def __init__(self, agent, config, folder):
+        pass
+
+
+@hookimpl
+def register_channels(register):
+    register("twilio", FakeTwilio)
+    register("pager", FakeTwilio)
+'''
+
+
+def test_a_channel_named_like_a_taken_one_is_said_and_not_used(tmp_path, monkeypatch, capsys):
+    """A plugin's `twilio` channel replaced halguru's, or lost to it, without a word (tools already warned)."""
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "clash", "halguru_channel_clash", CHANNEL_CLASH)))
+    reset_plugin_manager()
+    from halguru.channels.base import channel_classes
+
+    classes = channel_classes()
+    assert classes["twilio"].__module__ == "halguru.channels.twilio" and classes["pager"].__name__ == "FakeTwilio"
+    assert warnings_of(capsys.readouterr().err) == [
+        "halguru: warning: plugin 'clash': its channel 'twilio' is not loaded: plugin 'halguru.channels.plugin' "
+        "registered one of that name first"]

@@ -161,16 +161,11 @@ def source_statuses(channels: Mapping[str, Mapping[str, Channel]]) -> list[tuple
 
 
 def channel_classes() -> dict[str, ChannelClass]:
-    """Channel name -> class, from the ``register_channels`` plugin hook (built-in channels included)."""
-    from halguru.plugins.manager import get_plugin_manager
+    """Channel name -> class, from the ``register_channels`` plugin hook (built-in channels included); a name is
+    its first plugin's, built-in ones first, and a later one of it is left out with a warning naming both."""
+    from halguru.plugins.manager import registered
 
-    found: dict[str, ChannelClass] = {}
-
-    def register(name: str, cls: ChannelClass) -> None:
-        found[name] = cls
-
-    get_plugin_manager().hook.register_channels(register=register)
-    return found
+    return registered("register_channels", "channel", lambda name, cls: (name, cls))
 
 
 def load_channels(agent: str, configs: Mapping[str, Mapping[str, Any]], folder: Path) -> dict[str, Channel]:

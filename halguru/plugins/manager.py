@@ -10,8 +10,8 @@ raises, is skipped with a one-line warning on stderr naming it (the ``llm`` and
 ``datasette`` behaviour; from then on none of its hooks run), and every other
 plugin keeps working. Its registration hooks (tools, models, embedders, channels,
 sections) are called once as it loads, so one that raises skips it for every
-command alike, whichever hook that command needs. A tool, model provider or embedder name belongs to the
-first plugin that registers it, built-in ones first (``registered``); so does a plugin's own name (its entry
+command alike, whichever hook that command needs. A tool, model provider, embedder or channel name belongs to
+the first plugin that registers it, built-in ones first (``registered``); so does a plugin's own name (its entry
 point's): a second distribution's entry point of a taken name is skipped with a warning naming it. ``plugin_failures()``
 lists what was skipped, for ``halguru plugins``.
 """
