@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -394,3 +395,45 @@ def test_a_channel_named_like_a_taken_one_is_said_and_not_used(tmp_path, monkeyp
     assert warnings_of(capsys.readouterr().err) == [
         "halguru: warning: plugin 'clash': its channel 'twilio' is not loaded: plugin 'halguru.channels.plugin' "
         "registered one of that name first"]
+
+
+WRONG_TYPES = '''
+from halguru.plugins import hookimpl
+
+def plain_function(x: str) -> str:
+    """not decorated with @tool"""
+    return x
+
+class NoName:
+    pass
+
+@hookimpl
+def register_{hook}(register):
+    {call}
+'''
+
+
+@pytest.mark.parametrize(("hook", "call", "said"), [
+    ("tools", "register(plain_function)",
+     "register_tools expects a Tool, got the function plain_function (decorate plain_function with @tool)"),
+    ("models", "register(NoName)",
+     "register_models expects a model provider class with a name; the class NoName has no 'name'"),
+    ("models", "NoName.name = 'noname'; register(NoName)",
+     "model provider 'noname' (the class NoName) lacks default_models, from_reference, create"),
+    ("embedders", "register('wt-emb')", "register_embedders calls register(name, factory), not register('wt-emb')"),
+    ("channels", "register('pager', 'not a class')",
+     "register_channels: channel 'pager' needs a channel_class to call, got a str"),
+    ("embedders", "register('wt:emb', NoName)",
+     "register_embedders expects register(name, factory) with the embedder's name (text, no ':'); got 'wt:emb'"),
+])
+def test_a_registration_of_the_wrong_kind_skips_the_plugin_at_load_saying_what_was_expected(
+        tmp_path, monkeypatch, capsys, hook, call, said):
+    """`halguru plugins` listed such a plugin as fine; each command then failed its own way with an internal
+    AttributeError or TypeError ("'function' object has no attribute 'name'")."""
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "wrongtypes", "halguru_wrong_types",
+                                            WRONG_TYPES.format(hook=hook, call=call))))
+    monkeypatch.delitem(sys.modules, "halguru_wrong_types", raising=False)  # each case's own module
+    reset_plugin_manager()
+    assert plugin_failures() == {"wrongtypes": said}
+    assert "wrongtypes" not in {p.name for p in list_plugins()}
+    assert warnings_of(capsys.readouterr().err) == [f"halguru: warning: plugin 'wrongtypes' skipped: {said}"]

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from halguru.plugins import hookspecs
+from halguru.plugins.contracts import REGISTRATIONS, RegistrationError
 
 ENTRY_POINT_GROUP = "halguru"
 T = TypeVar("T")
@@ -147,9 +148,25 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
     first), and a name stays its first plugin's: a later one of the same name is left out with a warning
     naming both plugins, never a silent stand-in for a built-in. ``entry`` turns what a plugin passes to
     ``register`` into (name, value)."""
+    found, owner, lost = _collect(hook, entry)
+    for plugin, name in lost:
+        warn_once(f"plugin {plugin!r}: its {what} {name!r} is not loaded: plugin {owner[name]!r} "
+                  "registered one of that name first")
+    return found
+
+
+def owners(hook: str) -> dict[str, str]:
+    """Name -> the plugin whose registration of it counts, for a registration hook (``halguru tools``)."""
+    return _collect(hook, REGISTRATIONS[hook][1])[1]
+
+
+def _collect(hook: str, entry: Callable[..., tuple[str, T]]) -> tuple[dict[str, T], dict[str, str],
+                                                                       list[tuple[str, str]]]:
+    """(name -> value, name -> its plugin, (plugin, name) of each registration left out for a name taken)."""
     pm = get_plugin_manager()
     found: dict[str, T] = {}
     owner: dict[str, str] = {}
+    lost: list[tuple[str, str]] = []
 
     def register_from(plugin: str) -> Callable[..., None]:
         def register(*args: Any, **kwargs: Any) -> None:
@@ -157,8 +174,7 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
             if name not in found:
                 found[name], owner[name] = value, plugin
             elif found[name] is not value:
-                warn_once(f"plugin {plugin!r}: its {what} {name!r} is not loaded: plugin {owner[name]!r} "
-                          "registered one of that name first")
+                lost.append((plugin, name))
         return register
 
     for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -169,6 +185,20 @@ def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dic
         if pm.get_plugin(plugin) is None:  # its hook raised half-way (guarded): none of what it gave counts
             for name in [n for n, by in owner.items() if by == plugin]:
                 del found[name], owner[name]
+            lost = [(p, n) for p, n in lost if p != plugin]
+    return found, owner, lost
+
+
+def registrations() -> dict[str, dict[str, dict[str, str | None]]]:
+    """plugin -> what it registers (``tools``, ``model_providers``...) -> name -> None when it counts, else the
+    plugin whose registration of that name was first (for ``halguru plugins``)."""
+    found: dict[str, dict[str, dict[str, str | None]]] = {}
+    for hook, (kind, entry) in REGISTRATIONS.items():
+        _, owner, lost = _collect(hook, entry)
+        for name, plugin in owner.items():
+            found.setdefault(plugin, {}).setdefault(kind, {})[name] = None
+        for plugin, name in lost:
+            found.setdefault(plugin, {}).setdefault(kind, {})[name] = owner[name]
     return found
 
 
@@ -190,25 +220,18 @@ def skipped(plugin: str) -> bool:
     return plugin in _FAILURES
 
 
-# The hooks that only hand names to ``register``: called once at load to learn whether any raises.
-_REGISTRATIONS = ("register_tools", "register_models", "register_embedders", "register_channels",
-                  "register_sections")
-
-
 def _registers_cleanly(pm: pluggy.PluginManager, name: str) -> bool:
-    """Run plugin ``name``'s registration hooks with a register that keeps nothing: False (and the plugin
-    skipped, with its warning) when one raises."""
+    """Run plugin ``name``'s registration hooks with a register that checks what it is given (``contracts``)
+    and keeps nothing: False (and the plugin skipped, with its warning) when one raises or registers something
+    of the wrong kind."""
     for hook, impl in _own_hooks(pm, name):
-        if hook in _REGISTRATIONS:
-            impl.function(**{arg: _ignore for arg in impl.argnames})  # guarded: a raise skips the plugin
+        if hook in REGISTRATIONS:
+            check = REGISTRATIONS[hook][1]
+            impl.function(**{arg: check for arg in impl.argnames})  # guarded: a raise skips the plugin
             if name in _FAILURES:
                 pm.unregister(name=name)
                 return False
     return True
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None
 
 
 def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
@@ -231,7 +254,7 @@ def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[
         try:
             return function(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # sys.exit() in a hook skips the plugin, not halguru; Ctrl-C stops it
-            _warn(name, f"its {hook} hook raised {_reason(exc)}")
+            _warn(name, str(exc) if isinstance(exc, RegistrationError) else f"its {hook} hook raised {_reason(exc)}")
             return None
 
     return call
