@@ -33,25 +33,39 @@ def add_plugin_routes(app: FastAPI) -> None:
         if skipped(plugin):
             app.user_middleware[:] = middleware
             continue
-        for route in added:
-            where = _describe(route)
-            taken = _answered_by(route, app.router.routes)
-            if taken is not None:
-                owner = "halguru" if owners[id(taken)] == "halguru" else f"plugin {owners[id(taken)]!r}"
-                warn_once(f"plugin {plugin!r}: its route {where} is not used: {owner} answers there")
-                continue
-            if not builtin and _under_v1(route) and not _guarded(route):
-                warn_once(f"plugin {plugin!r}: its route {where} answers without an API key, unlike halguru's "
-                          "/v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)")
-            app.router.routes.append(route)
-            owners[id(route)] = "halguru" if builtin else plugin
+        for item in added:  # a route, a mount, or a router the plugin included (FastAPI keeps it whole)
+            routes, dead = _routes_of(item), 0
+            for route in routes:
+                where = _describe(route)
+                taken = _answered_by(route, app.router.routes)
+                if taken is not None:
+                    owner = "halguru" if owners[id(taken)] == "halguru" else f"plugin {owners[id(taken)]!r}"
+                    warn_once(f"plugin {plugin!r}: its route {where} is not used: {owner} answers there")
+                    dead += 1
+                elif not builtin and _under_v1(route) and not _guarded(route):
+                    warn_once(f"plugin {plugin!r}: its route {where} answers without an API key, unlike "
+                              "halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)")
+            if routes and dead == len(routes):
+                continue  # nothing of it can be reached: left out (and out of /openapi.json)
+            app.router.routes.append(item)
+            owners[id(item)] = "halguru" if builtin else plugin
 
 
-def _answered_by(route: BaseRoute, routes: list[BaseRoute]) -> BaseRoute | None:
+def _routes_of(item: BaseRoute) -> list[Any]:
+    """The routes ``item`` serves: itself, or each route of an included router as served (its prefix and
+    dependencies applied; FastAPI >= 0.120 keeps an included router as one item)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # an older FastAPI copies an included router's routes into the app
+        return [item]
+    return list(iter_route_contexts([item]))
+
+
+def _answered_by(route: Any, routes: list[BaseRoute]) -> BaseRoute | None:
     """The first of ``routes`` that takes a request meant for ``route`` (Starlette serves the first full match),
     for any of its methods but HEAD; None when every request of it reaches it."""
     path = _sample_path(route)
-    if isinstance(route, WebSocketRoute):
+    if isinstance(_original(route), WebSocketRoute):
         scopes = [{"type": "websocket", "path": path}]
     else:
         methods = set(getattr(route, "methods", None) or {"GET"})
@@ -63,9 +77,9 @@ def _answered_by(route: BaseRoute, routes: list[BaseRoute]) -> BaseRoute | None:
     return None
 
 
-def _sample_path(route: BaseRoute) -> str:
+def _sample_path(route: Any) -> str:
     """A path ``route`` answers: its template with each parameter given a value of its type."""
-    if isinstance(route, Mount):
+    if isinstance(_original(route), Mount):
         return f"{route.path}/x"
     template = str(getattr(route, "path", "/"))
     convertors: dict[str, Any] = getattr(route, "param_convertors", {})
@@ -77,12 +91,17 @@ def _sample_path(route: BaseRoute) -> str:
     return template
 
 
-def _under_v1(route: BaseRoute) -> bool:
+def _original(route: Any) -> Any:
+    """The route a FastAPI route context stands for (the route itself otherwise)."""
+    return getattr(route, "original_route", route)
+
+
+def _under_v1(route: Any) -> bool:
     path = str(getattr(route, "path", ""))
     return path == "/v1" or path.startswith("/v1/")
 
 
-def _guarded(route: BaseRoute) -> bool:
+def _guarded(route: Any) -> bool:
     """Whether a halguru guard (``require(...)``, ``public``) is among the route's dependencies."""
     stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
     while stack:
@@ -93,12 +112,12 @@ def _guarded(route: BaseRoute) -> bool:
     return False
 
 
-def _describe(route: BaseRoute) -> str:
+def _describe(route: Any) -> str:
     """``GET /acme/ok`` (methods but HEAD), ``WEBSOCKET /ws``, ``MOUNT /files``."""
     path = str(getattr(route, "path", "?"))
-    if isinstance(route, Mount):
+    if isinstance(_original(route), Mount):
         return f"MOUNT {path}"
-    if isinstance(route, WebSocketRoute):
+    if isinstance(_original(route), WebSocketRoute):
         return f"WEBSOCKET {path}"
     methods = set(getattr(route, "methods", None) or {"GET"})
     return f"{','.join(sorted(methods - {'HEAD'} or methods))} {path}"

@@ -12,7 +12,7 @@ from halguru.plugins.manager import reset_plugin_manager
 from tests.feedback_plugins import install
 
 ROUTES = '''
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 from halguru.plugins import hookimpl
 from halguru_server.identity.guards import require
 
@@ -40,6 +40,25 @@ def register_routes(app):
         return {"acme": "ok"}
 
     app.router.routes[:0] = [app.router.routes.pop() for _ in range(5)]  # ahead of halguru's: still after them
+
+    v1 = APIRouter(prefix="/v1")
+
+    @v1.get("/keys")
+    def keys():
+        return {"from": "plugin"}
+
+    @v1.get("/router-thing")
+    def router_thing():
+        return {"open": True}
+
+    app.include_router(v1)
+    guarded_router = APIRouter(prefix="/v1/acme", dependencies=[Depends(require("chat:use"))])
+
+    @guarded_router.get("/me")
+    def me():
+        return {"me": True}
+
+    app.include_router(guarded_router)
 '''
 SECOND = '''
 from halguru.plugins import hookimpl
@@ -94,7 +113,9 @@ def test_a_plugin_route_halguru_answers_is_refused_and_said(client, capsys):
     assert "halguru: warning: plugin 'acme': its route GET /v1/agents is not used: halguru answers there" in warnings
     assert "halguru: warning: plugin 'acme': its route GET /v1/agents/{name} is not used: halguru answers there" \
         in warnings
+    assert "halguru: warning: plugin 'acme': its route GET /v1/keys is not used: halguru answers there" in warnings
     assert client.get("/v1/agents").status_code == 401  # halguru's, guarded
+    assert client.get("/v1/router-thing").json() == {"open": True}  # the rest of its router is served
     # two plugins' /acme/ok: the first loaded (the order the path lists them) has it, the other is said
     [clash] = [line for line in warnings if "/acme/ok" in line]
     first, later = ("acme", "second") if "plugin 'second'" in clash.split(":")[1] else ("second", "acme")
@@ -107,13 +128,13 @@ def test_a_plugin_route_halguru_answers_is_refused_and_said(client, capsys):
 
 def test_a_keyless_plugin_route_under_v1_is_said_and_require_guards_one(client, capsys):
     warnings = plugin_warnings(capsys.readouterr().err)
-    keyless = [line for line in warnings if "/v1/plugin-thing" in line]
-    assert keyless == ["halguru: warning: plugin 'acme': its route GET /v1/plugin-thing answers without an API "
-                       "key, unlike halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] "
-                       "(docs/plugins.md)"]
-    assert not [line for line in warnings if "/v1/plugin-guarded" in line]
+    keyless = [line for line in warnings if "without an API key" in line]
+    assert keyless == [f"halguru: warning: plugin 'acme': its route GET {path} answers without an API key, unlike "
+                       "halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)"
+                       for path in ("/v1/plugin-thing", "/v1/router-thing")]
     assert client.get("/v1/plugin-thing").json() == {"open": True}
     assert client.get("/v1/plugin-guarded").status_code == 401  # the guard docs/plugins.md shows
+    assert client.get("/v1/acme/me").status_code == 401  # a router's guard counts too
 
 
 def test_a_plugin_whose_routes_hook_raises_gives_no_routes_nor_middleware(client, capsys):
