@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CUT_PLUGIN = '''
@@ -59,3 +60,9 @@ def install(site: Path, name: str, module: str, source: str) -> Path:
 
 def install_cut(site: Path) -> Path:
     return install(site, "cut", "halguru_cut_plugin", CUT_PLUGIN)
+
+
+def on_path(site: Path | str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with ``site`` first on PYTHONPATH, the rest of it kept (a checkout's own halguru, not the one
+    installed, when the tests run with PYTHONPATH set to it)."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}

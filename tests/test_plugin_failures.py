@@ -7,7 +7,6 @@ next to the module) into a folder on PYTHONPATH, so ``importlib.metadata`` finds
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from halguru.plugins.manager import list_plugins, plugin_failures, reset_plugin_manager
-from tests.feedback_plugins import install
+from tests.feedback_plugins import install, on_path
 
 BROKEN_IMPORT = "import halguru_no_such_module_at_all\n"
 BROKEN_HOOK = '''
@@ -60,7 +59,7 @@ def site(tmp_path: Path) -> Path:
 @pytest.fixture
 def halguru(halguru_cmd, subprocess_env, site):
     def invoke(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        env = {**subprocess_env, "PYTHONPATH": str(site)}
+        env = on_path(site, subprocess_env)
         proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
         assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
@@ -160,7 +159,7 @@ def test_a_plugin_cannot_stand_in_for_a_built_in_tool_and_a_skipped_one_gives_no
     site = tmp_path / "site"
     install(site, "shadow", "halguru_shadow_plugin", SHADOW)
     install(site, "halfbroken", "halguru_half_broken_plugin", HALF_BROKEN)
-    env = {**subprocess_env, "PYTHONPATH": str(site)}
+    env = on_path(site, subprocess_env)
     proc = subprocess.run([*halguru_cmd, "tools", "--json"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     rows = {row["name"]: row for row in json.loads(proc.stdout)}
@@ -197,7 +196,7 @@ def test_a_plugin_whose_models_hook_raises_is_skipped_for_every_command_alike(tm
     and `run` (which ask for models) skipped it and then found no such tool."""
     site = tmp_path / "site"
     install(site, "nomodels", "halguru_no_models_plugin", MODELS_BROKEN)
-    env = {**subprocess_env, "PYTHONPATH": str(site)}
+    env = on_path(site, subprocess_env)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
@@ -241,7 +240,7 @@ def register_commands(cli):
 def test_a_plugin_command_named_like_a_built_in_one_is_said_and_not_used(halguru_cmd, subprocess_env, tmp_path):
     """It was dropped (or took over) silently; a plugin's tool of a taken name already said so."""
     site = install(tmp_path / "clash", "clash", "halguru_clash_plugin", CLASHING)
-    env = {**subprocess_env, "PYTHONPATH": str(site)}
+    env = on_path(site, subprocess_env)
     proc = subprocess.run([*halguru_cmd, "logs"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0 and "the plugin's logs" not in proc.stdout
     assert proc.stderr.splitlines() == [
@@ -267,17 +266,11 @@ def register_commands(cli):
 '''
 
 
-def _on_path(site: Path, subprocess_env: dict[str, str]) -> dict[str, str]:
-    """The environment with ``site`` first on the path (before halguru's own distribution, as a distribution
-    sorting before it would be), the rest of PYTHONPATH kept."""
-    return {**subprocess_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
-
-
 def test_an_entry_point_named_like_halguru_s_own_plugin_is_skipped_and_said(halguru_cmd, subprocess_env, tmp_path):
     """A distribution found first whose entry point was named `server` replaced halguru's server plugin, silently:
     `serve` became its, and `users`, `keys`, `jobs`, `worker` were gone."""
     site = install(tmp_path / "standin", "server", "aaa_server_plugin", STAND_IN)
-    env = _on_path(site, subprocess_env)
+    env = on_path(site, subprocess_env)
     serve = subprocess.run([*halguru_cmd, "serve", "--help"], capture_output=True, text=True, env=env, timeout=60)
     assert serve.returncode == 0 and "--workers" in serve.stdout, serve.stdout + serve.stderr
     assert warnings_of(serve.stderr) == ["halguru: warning: plugin 'server' of 'aaa-server-plugin' skipped: "
@@ -289,7 +282,7 @@ def test_an_entry_point_named_like_halguru_s_own_plugin_is_skipped_and_said(halg
 def test_a_command_two_plugins_give_names_the_plugin_that_has_it(halguru_cmd, subprocess_env, tmp_path):
     site = install(tmp_path / "two", "first", "halguru_first_plugin", CLASHING.replace("the plugin's", "first's"))
     install(site, "second", "halguru_second_plugin", CLASHING.replace("the plugin's", "second's"))
-    proc = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=_on_path(site, subprocess_env),
+    proc = subprocess.run([*halguru_cmd, "hello"], capture_output=True, text=True, env=on_path(site, subprocess_env),
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "hello from the plugin"
     later = "second" if "'first'" in proc.stderr.splitlines()[0] else "first"  # the order the path lists them
@@ -329,7 +322,7 @@ def test_a_plugin_calling_sys_exit_is_skipped_not_halguru(tmp_path, halguru_cmd,
     site = install(tmp_path / "site", "exits", "halguru_exits_plugin", EXITS_AT_IMPORT)
     install(site, "exitshook", "halguru_exits_hook_plugin", EXITS_IN_HOOK)
     install(site, "good", "halguru_good_plugin", GOOD)
-    env = _on_path(site, subprocess_env)
+    env = on_path(site, subprocess_env)
     folder = write_agent("name: quiet\nmodel: scripted\ntools: [whisper]\n")
     for args in (["--help"], ["run", str(folder), "Hello"], ["plugins"]):
         proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
@@ -359,7 +352,7 @@ def register_commands(cli):
 def test_a_plugin_whose_commands_hook_raises_leaves_no_command(tmp_path, halguru_cmd, subprocess_env):
     """The command it added before raising ran, and was in --help, though the plugin was said skipped."""
     site = install(tmp_path / "site", "cmd_raise", "halguru_cmd_raise_plugin", HALF_COMMANDS)
-    env = _on_path(site, subprocess_env)
+    env = on_path(site, subprocess_env)
     proc = subprocess.run([*halguru_cmd, "halfcmd"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "half" not in proc.stdout and "No such command 'halfcmd'" in proc.stderr
     assert warnings_of(proc.stderr) == [
@@ -437,3 +430,27 @@ def test_a_registration_of_the_wrong_kind_skips_the_plugin_at_load_saying_what_w
     assert plugin_failures() == {"wrongtypes": said}
     assert "wrongtypes" not in {p.name for p in list_plugins()}
     assert warnings_of(capsys.readouterr().err) == [f"halguru: warning: plugin 'wrongtypes' skipped: {said}"]
+
+
+def test_plugins_lists_entry_points_skipped_for_their_name_and_names_lost_to_others(tmp_path, halguru_cmd,
+                                                                                    subprocess_env):
+    """An entry point skipped for a taken name was only in a stderr line, and a plugin's tool that lost to a
+    built-in one was nowhere in the listing."""
+    site = install(tmp_path / "site", "twin", "halguru_twin_one", GOOD)
+    install(site, "twin", "halguru_twin_two", GOOD.replace("whisper", "murmur"))
+    install(site, "shadow", "halguru_shadow_plugin", SHADOW)
+    proc = subprocess.run([*halguru_cmd, "plugins", "--json"], capture_output=True, text=True,
+                          env=on_path(site, subprocess_env), timeout=60)
+    report = json.loads(proc.stdout)
+    [loaded] = [p for p in report if p["name"] == "twin" and "skipped" not in p]
+    [skipped] = [p for p in report if p["name"] == "twin" and "skipped" in p]
+    assert {loaded["package"], skipped["package"]} == {"halguru-twin-one", "halguru-twin-two"}
+    assert skipped["skipped"] == f"{loaded['package']!r} has that name; its entry point needs another"
+    [shadow] = [p for p in report if p["name"] == "shadow"]
+    assert shadow["registered"] == {"tools": ["shout"]}
+    assert shadow["not_loaded"] == [{"kind": "tools", "name": "calculator", "taken_by": "halguru.tools.plugin"}]
+    table = subprocess.run([*halguru_cmd, "plugins"], capture_output=True, text=True,
+                           env=on_path(site, subprocess_env), timeout=60).stdout
+    rows = [line for line in table.splitlines() if line.startswith("twin ")]
+    assert len(rows) == 2 and f"{skipped['package']}, skipped" in rows[1] and "has that name" in rows[1]
+    assert "tools: shout; not loaded: tool calculator (halguru.tools.plugin has it)" in table

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from halguru.plugins import hookspecs
+from tests.feedback_plugins import on_path
 
 EXAMPLE_SOURCE = Path(__file__).resolve().parent / "example_plugin"
 EXAMPLE_HOOKS = ["register_commands", "register_models", "register_routes", "register_tools"]
@@ -58,7 +59,7 @@ def halguru(halguru_cmd, subprocess_env, plugin_path):
     """Run the CLI with the example plugin installed; ``load`` sets HALGURU_LOAD_PLUGINS."""
 
     def invoke(*args: str, load: str | None = None, code: int | None = 0) -> subprocess.CompletedProcess[str]:
-        env = {**subprocess_env, "PYTHONPATH": plugin_path}
+        env = on_path(plugin_path, subprocess_env)
         if load is not None:
             env["HALGURU_LOAD_PLUGINS"] = load
         proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
@@ -91,9 +92,20 @@ def test_plugins_lists_the_example_and_the_builtins(halguru):
 def test_plugins_json(halguru):
     infos = {i["name"]: i for i in json.loads(halguru("plugins", "--json").stdout)}
     assert infos["example"] == {"name": "example", "hooks": EXAMPLE_HOOKS, "builtin": False,
-                                "package": "halguru-example-plugin", "version": "0.3.1"}
+                                "package": "halguru-example-plugin", "version": "0.3.1",
+                                "registered": {"tools": ["shout"], "model_providers": ["echo-upper"]},
+                                "not_loaded": []}
     for name, hooks in BUILTINS.items():
         assert infos[name]["builtin"] is True and infos[name]["hooks"] == hooks
+
+
+def test_plugins_says_what_each_plugin_registers_and_tools_names_the_plugin(halguru):
+    """The listing gave hooks only; `halguru tools` said `plugin` without naming which."""
+    assert "tools: shout; model providers: echo-upper" in row(halguru("plugins").stdout, "example")
+    assert "tools: calculator, current_time" in row(halguru("plugins").stdout, "halguru.tools.plugin")
+    assert row(halguru("tools").stdout, "shout").split()[1:3] == ["plugin", "example"]
+    tools = {t["name"]: t for t in json.loads(halguru("tools", "--json").stdout)}
+    assert tools["shout"]["source"] == "plugin" and tools["shout"]["plugin"] == "example"
 
 
 def test_plugin_command(halguru):
@@ -236,7 +248,7 @@ def test_plugin_route_in_serve_mode(halguru_cmd, subprocess_env, plugin_path, wr
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([*halguru_cmd, "serve", str(folder), "--dev", "--port", str(port)],
-                            env={**subprocess_env, "PYTHONPATH": plugin_path}, stdout=subprocess.DEVNULL,
+                            env=on_path(plugin_path, subprocess_env), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

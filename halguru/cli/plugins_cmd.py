@@ -1,9 +1,9 @@
-"""`halguru plugins`: what is loaded and which hooks each implements."""
+"""`halguru plugins`: what is loaded, the hooks each implements and what it registers, and what was skipped."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from typing import Any
 
 import typer
 
@@ -11,16 +11,26 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def plugins(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-        """List loaded plugins and the hooks each implements, and plugins skipped because they failed."""
-        from halguru.plugins.manager import list_plugins, plugin_failures
+        """List loaded plugins, the hooks each implements and what it registers, and plugins skipped (why)."""
+        from halguru.plugins.manager import plugin_report
 
-        infos, failed = list_plugins(), plugin_failures()
+        report = plugin_report()
         if json_output:
-            typer.echo(json.dumps([asdict(i) for i in infos]
-                                  + [{"name": n, "skipped": reason} for n, reason in failed.items()], indent=2))
+            typer.echo(json.dumps(report, indent=2))
             return
         from halguru.cli.table import print_table
 
-        rows = [(i.name, "built-in" if i.builtin else f"{i.package} {i.version}", ", ".join(i.hooks)) for i in infos]
-        rows += [(name, "skipped", reason) for name, reason in failed.items()]
-        print_table(["plugin", "package", "hooks"], rows, ("hooks",))
+        print_table(["plugin", "package", "hooks", "registers"], [_row(entry) for entry in report],
+                    ("hooks", "registers"))
+
+
+def _row(entry: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A plugin's row: its package, hooks and names (``tools: a, b; not loaded: tool c (X has it)``), or why
+    it was skipped."""
+    if "skipped" in entry:
+        return entry["name"], ", ".join(filter(None, [entry.get("package"), "skipped"])), entry["skipped"], ""
+    package = "built-in" if entry["builtin"] else f"{entry['package']} {entry['version']}"
+    names = [f"{kind.replace('_', ' ')}: {', '.join(found)}" for kind, found in entry["registered"].items()]
+    names += [f"not loaded: {lost['kind'].replace('_', ' ').rstrip('s')} {lost['name']} ({lost['taken_by']} has it)"
+              for lost in entry["not_loaded"]]
+    return entry["name"], package, ", ".join(entry["hooks"]), "; ".join(names)

@@ -11,17 +11,21 @@ import typer
 
 def _rows(path: Path | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Tool rows (name, source, description, parameters, allowed) and notes (MCP servers)."""
+    from halguru.plugins.manager import owners
     from halguru.tools.builtin import BUILTIN_TOOLS
     from halguru.tools.registry import plugin_tools
 
     builtin = {t.name for t in BUILTIN_TOOLS}
     registered = plugin_tools()
+    by = owners("register_tools")  # a plugin tool's row names its plugin
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
 
     def add(tool: Any, source: str, allowed: bool | None = None) -> None:
         row = {"name": tool.name, "source": source, "description": tool.description,
                "parameters": tool.parameters}
+        if source == "plugin":
+            row["plugin"] = by.get(tool.name)
         if allowed is not None:
             row["allowed"] = allowed
         rows.append(row)
@@ -70,7 +74,8 @@ def register(app: typer.Typer) -> None:
             required = set(row["parameters"].get("required", []))
             args = ", ".join(f"{name}{'' if name in required else '?'}: {_type(schema)}"
                              for name, schema in row["parameters"].get("properties", {}).items())
-            source = row["source"] + (" (not in tools:)" if row.get("allowed") is False else "")
+            source = " ".join(filter(None, [row["source"], row.get("plugin")]))
+            source += " (not in tools:)" if row.get("allowed") is False else ""
             cells.append((row["name"], source, args, row["description"]))
         if cells:
             print_table(["tool", "source", "arguments", "description"], cells, ("arguments", "description"))

@@ -23,7 +23,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
@@ -64,6 +64,8 @@ _DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
 _BUILTIN_ENTRY_POINTS: set[str] = set()
 # plugin name -> why it was skipped (failed to load, or a hook of it raised), in the order seen
 _FAILURES: dict[str, str] = {}
+# (entry point name, distribution, why) of each entry point skipped because its name was taken
+_NAME_TAKEN: list[tuple[str, str, str]] = []
 
 
 def _reason(exc: BaseException) -> str:
@@ -110,10 +112,13 @@ def get_plugin_manager() -> pluggy.PluginManager:
         if ep.name in owners:  # a name is its first plugin's, halguru's own first: never a silent stand-in
             if owners[ep.name] != dist:
                 taken = "halguru's own plugin" if owners[ep.name] == OWN_DISTRIBUTION else repr(owners[ep.name])
-                warn_once(f"plugin {ep.name!r} of {dist!r} skipped: {taken} has that name; its entry point "
-                          "needs another")
+                why = f"{taken} has that name; its entry point needs another"
+                warn_once(f"plugin {ep.name!r} of {dist!r} skipped: {why}")
+                _NAME_TAKEN.append((ep.name, dist, why))
             continue
         owners[ep.name] = dist
+        if ep.dist is not None:  # also for a plugin that fails: `halguru plugins` names its package
+            _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
         if ep.name in _FAILURES:
             continue
         try:
@@ -128,8 +133,6 @@ def get_plugin_manager() -> pluggy.PluginManager:
             # hook raised were listed by `halguru tools`, then missing from the run that needed them)
         if builtin:
             _BUILTIN_ENTRY_POINTS.add(ep.name)
-        if ep.dist is not None:
-            _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
         _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
     return pm
@@ -288,6 +291,7 @@ def reset_plugin_manager() -> None:
     """Forget loaded plugins (tests change HALGURU_LOAD_PLUGINS)."""
     get_plugin_manager.cache_clear()
     _FAILURES.clear()
+    _NAME_TAKEN.clear()
     _SAID.clear()
 
 
@@ -300,3 +304,22 @@ def list_plugins() -> list[PluginInfo]:
         builtin = name in BUILTIN_PLUGINS or name in _BUILTIN_ENTRY_POINTS
         infos.append(PluginInfo(name, hooks, builtin, package, version))
     return infos
+
+
+def plugin_report() -> list[dict[str, Any]]:
+    """``halguru plugins``: each loaded plugin (``PluginInfo``'s fields, ``registered``: what it registers by
+    kind, ``not_loaded``: each name of it another plugin had first), then each entry point skipped (``name``,
+    ``package``, ``skipped``: why)."""
+    given = registrations()
+    report: list[dict[str, Any]] = []
+    for info in list_plugins():
+        names = given.get(info.name, {})
+        report.append({**asdict(info),
+                       "registered": {kind: [n for n, by in found.items() if by is None]
+                                      for kind, found in names.items() if any(by is None for by in found.values())},
+                       "not_loaded": [{"kind": kind, "name": n, "taken_by": by}
+                                      for kind, found in names.items() for n, by in found.items() if by is not None]})
+    for name, reason in plugin_failures().items():
+        report.append({"name": name, "package": _DISTRIBUTIONS.get(name, (None, None))[0], "skipped": reason})
+    report += [{"name": name, "package": dist, "skipped": why} for name, dist, why in _NAME_TAKEN]
+    return report
