@@ -211,6 +211,23 @@ def test_register_channels_is_called_for_builtin_and_plugin_channels(tmp_path, m
     assert not [line for line in readme.splitlines() if "register_channels" in line and "not called" in line]
 
 
+def test_the_hookspecs_say_what_the_code_calls_as_docs_plugins_md_does():
+    """register_models' docstring named a describe() nothing has and left out from_reference, which every
+    PROVIDER:ARG reference calls; register_embedders' said factory(**options), but the code calls
+    factory(argument) and then sets the embedder's name."""
+    from halguru.plugins.contracts import PROVIDER_METHODS
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    models = inspect.getdoc(hookspecs.register_models) or ""
+    for attribute in ("name", "description", *PROVIDER_METHODS):
+        assert f"``{attribute}" in models and f"`{attribute}" in guide, attribute
+    assert "describe()" not in models
+    embedders = " ".join((inspect.getdoc(hookspecs.register_embedders) or "").split())
+    assert "**options" not in embedders
+    assert "``factory()`` or ``factory(argument)``" in embedders and "``name`` must be writable" in embedders
+    assert "`factory(argument)`" in guide and "writable attribute" in " ".join(guide.split())
+
+
 def test_plugin_manager_knows_exactly_the_documented_hooks():
     from halguru.plugins.manager import get_plugin_manager
 

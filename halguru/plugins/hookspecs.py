@@ -2,7 +2,9 @@
 
 Hooks take a ``register`` callback (the ``llm``/``datasette`` pattern), so a
 plugin can register any number of things and the order of plugins does not
-matter. A test fails if a hook here has no docstring.
+matter. What a registration hook passes to ``register`` is checked as the plugin
+loads (``halguru.plugins.contracts``). docs/plugins.md shows each hook with an
+example. A test fails if a hook here has no docstring.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ hookimpl = pluggy.HookimplMarker("halguru")
 def register_models(register: Any) -> None:
     """Register model providers.
 
-    Call ``register(provider_class)`` for each class implementing
-    ``halguru.models.base.ModelProvider`` (a ``name``, ``describe()``,
-    ``default_models()`` and ``create(entry)``).
+    Call ``register(provider_class)`` for each class implementing ``halguru.models.base.ModelProvider``: class
+    attributes ``name`` (the provider's name: ``ModelEntry.provider`` and ``PROVIDER:ARGUMENT`` references use
+    it) and ``description`` (one line for people), and class methods ``default_models()`` (the entries it
+    offers without configuration), ``from_reference(argument)`` (the entry for ``PROVIDER:ARGUMENT``) and
+    ``create(entry)`` (the model: ``stream(request)`` is an async iterator of chunks). Optional ``shared =
+    False`` gives a new model on every use instead of one per process. A class lacking ``name`` or one of the
+    three methods skips the plugin as it loads.
     """
 
 
@@ -29,8 +35,11 @@ def register_models(register: Any) -> None:
 def register_embedders(register: Any) -> None:
     """Register embedding providers for knowledge bases.
 
-    Call ``register(name, factory)``; ``factory(**options)`` returns an object
-    with ``dimension`` and ``embed(texts) -> list[list[float]]``.
+    Call ``register(name, factory)`` (a name without ``:``). A knowledge base's embedder reference is ``NAME``
+    or ``NAME:ARGUMENT``: halguru calls ``factory()`` or ``factory(argument)`` (one string), once per process,
+    and sets the returned object's ``name`` attribute to the reference (so ``name`` must be writable). The
+    object has ``dimension`` (an int), ``embed(texts) -> list[list[float]]`` (one vector of that length per
+    text, for passages) and optionally ``embed_query(texts)`` (for questions; ``embed`` otherwise).
     """
 
 
@@ -38,7 +47,8 @@ def register_embedders(register: Any) -> None:
 def register_tools(register: Any) -> None:
     """Register tools that agents may allow in ``tools:``.
 
-    Call ``register(tool)`` with a ``halguru.tools.Tool`` (what ``@tool`` returns).
+    Call ``register(tool)`` with a ``halguru.tools.Tool`` (what ``@tool`` returns); anything else (a plain
+    function) skips the plugin as it loads.
     """
 
 
@@ -55,7 +65,8 @@ def register_commands(cli: Any) -> None:
 def register_channels(register: Any) -> None:
     """Register messaging channels (how messages reach agents and replies go out).
 
-    Call ``register(name, channel_class)``; agents use it with ``channels: {name: {...}}`` in agent.yaml.
+    Call ``register(name, channel_class)``; agents use it with ``channels: {name: {...}}`` in agent.yaml. A name
+    is its first plugin's (built-in ones first); a later plugin's channel of that name is left out with a warning.
     The class implements ``halguru.channels.base.Channel``: ``__init__(agent, config, folder)`` checks the
     settings, ``send(message, once)`` delivers a reply, and ``webhook(request, sink)`` (messages pushed to
     ``/channels/NAME/AGENT`` in serve mode) and/or ``source(sink)`` (messages the worker fetches). The
