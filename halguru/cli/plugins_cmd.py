@@ -1,17 +1,24 @@
-"""`halguru plugins`: what is loaded, the hooks each implements and what it registers, and what was skipped."""
+"""`halguru plugins`: what is loaded, the hooks each implements and what it registers, and what was skipped;
+`halguru plugins new NAME`: a plugin package to start from."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def plugins(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    group = typer.Typer(help="List loaded plugins (what each registers, what was skipped); `new` writes one.")
+
+    @group.callback(invoke_without_command=True)
+    def plugins(ctx: typer.Context,
+                json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
         """List loaded plugins, the hooks each implements and what it registers, and plugins skipped (why)."""
+        if ctx.invoked_subcommand is not None:
+            return
         from halguru.plugins.manager import plugin_report
 
         report = plugin_report()
@@ -22,6 +29,18 @@ def register(app: typer.Typer) -> None:
 
         print_table(["plugin", "package", "hooks", "registers"], [_row(entry) for entry in report],
                     ("hooks", "registers"))
+
+    @group.command()
+    def new(name: str = typer.Argument(..., help="The plugin's name (its entry point's), e.g. weather."),
+            directory: Path = typer.Option(Path("."), "--dir", help="Where to write halguru-NAME/.")) -> None:
+        """Write an installable plugin package: pyproject entry point, one example tool and a passing test."""
+        from halguru.plugins.scaffold import write_plugin
+
+        folder = write_plugin(name, directory)
+        typer.echo(f"Wrote {folder}: `pytest` in it runs its test; `pip install -e {folder}` installs it "
+                   "(then `halguru plugins`, `halguru tools`).")
+
+    app.add_typer(group, name="plugins")
 
 
 def _row(entry: dict[str, Any]) -> tuple[str, str, str, str]:

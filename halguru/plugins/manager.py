@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pluggy
@@ -62,6 +63,8 @@ OWN_DISTRIBUTION = "halguru"
 _DISTRIBUTIONS: dict[str, tuple[str, str]] = {}
 # entry-point plugins that ship with halguru (filled as they load)
 _BUILTIN_ENTRY_POINTS: set[str] = set()
+# plugin name -> module, of plugins tests load without installing them (load_test_plugin)
+_TEST_PLUGINS: dict[str, ModuleType] = {}
 # plugin name -> why it was skipped (failed to load, or a hook of it raised), in the order seen
 _FAILURES: dict[str, str] = {}
 # (entry point name, distribution, why) of each entry point skipped because its name was taken
@@ -119,23 +122,39 @@ def get_plugin_manager() -> pluggy.PluginManager:
         owners[ep.name] = dist
         if ep.dist is not None:  # also for a plugin that fails: `halguru plugins` names its package
             _DISTRIBUTIONS[ep.name] = (ep.dist.name, ep.dist.version)
-        if ep.name in _FAILURES:
+        _load(pm, ep.name, ep.load, builtin)
+    for name, module in _TEST_PLUGINS.items():  # load_test_plugin: as an installed plugin, after halguru's own
+        if name in owners:
+            warn_once(f"plugin {name!r} (load_test_plugin) skipped: {owners[name]!r} has that name")
             continue
-        try:
-            pm.register(ep.load(), name=ep.name)
-        except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
-            # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
-            _warn(ep.name, f"failed to load ({_reason(exc)})")
-            continue
-        _guard_hooks(pm, ep.name)
-        if not builtin and not _registers_cleanly(pm, ep.name):
-            continue  # skipped now, whatever a command asks for first (the tools of a plugin whose models
-            # hook raised were listed by `halguru tools`, then missing from the run that needed them)
-        if builtin:
-            _BUILTIN_ENTRY_POINTS.add(ep.name)
+        owners[name] = "tests"
+        _load(pm, name, functools.partial(_same, module), builtin=False)
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
         _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
     return pm
+
+
+def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], builtin: bool) -> None:
+    """Register the plugin ``load()`` gives, or skip it with a warning naming it (it failed before, it cannot be
+    imported, a hook of it is invalid, a registration hook raises or registers something of the wrong kind)."""
+    if name in _FAILURES:
+        return
+    try:
+        pm.register(load(), name=name)
+    except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
+        # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
+        _warn(name, f"failed to load ({_reason(exc)})")
+        return
+    _guard_hooks(pm, name)
+    if not builtin and not _registers_cleanly(pm, name):
+        return  # skipped now, whatever a command asks for first (the tools of a plugin whose models
+        # hook raised were listed by `halguru tools`, then missing from the run that needed them)
+    if builtin:
+        _BUILTIN_ENTRY_POINTS.add(name)
+
+
+def _same(value: T) -> T:
+    return value
 
 
 def _entry_points() -> list[EntryPoint]:
@@ -288,11 +307,41 @@ def _allowed_plugins() -> set[str] | None:
 
 
 def reset_plugin_manager() -> None:
-    """Forget loaded plugins (tests change HALGURU_LOAD_PLUGINS)."""
+    """Forget loaded plugins, and those ``load_test_plugin`` added: the next use loads them again (tests change
+    HALGURU_LOAD_PLUGINS and sys.path)."""
+    _TEST_PLUGINS.clear()
+    _forget_loaded()
+
+
+def load_test_plugin(module: ModuleType | str, name: str | None = None) -> str:
+    """Load ``module`` (or the module of that import name) from the next use on as an installed plugin named
+    ``name`` would be (default: the module's last name less ``halguru_``): tests of a plugin that is not
+    installed. Returns the name; ``reset_plugin_manager()`` forgets it. The ``halguru_plugin`` pytest fixture
+    calls this."""
+    if isinstance(module, str):
+        module = importlib.import_module(module)
+    name = name or module.__name__.rpartition(".")[2].removeprefix("halguru_")
+    _TEST_PLUGINS[name] = module
+    _forget_loaded()
+    return name
+
+
+# What halguru keeps per process from the plugins (module, attribute): cleared whenever the plugin set changes.
+# Read from sys.modules: a module not imported yet has nothing kept (and importing it would cost, `rag`'s most).
+_PLUGIN_CACHES = (("halguru.agents.driver", "sections"), ("halguru.rag.embedders", "get_embedder"),
+                  ("halguru.models.registry", "_PROVIDERS"))
+
+
+def _forget_loaded() -> None:
     get_plugin_manager.cache_clear()
     _FAILURES.clear()
     _NAME_TAKEN.clear()
     _SAID.clear()
+    for module_name, attribute in _PLUGIN_CACHES:
+        cache = getattr(sys.modules.get(module_name), attribute, None)
+        clear = getattr(cache, "cache_clear", None) or getattr(cache, "clear", None)
+        if clear is not None:
+            clear()
 
 
 def list_plugins() -> list[PluginInfo]:

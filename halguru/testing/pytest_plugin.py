@@ -104,6 +104,20 @@ def halguru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def halguru_plugin(halguru_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., str]]:
+    """Load a plugin that is not installed, as it would load installed: ``halguru_plugin(halguru_weather)`` (the
+    module, or its import name; ``name=`` its entry point's name, default the module's less ``halguru_``).
+    Its hooks are checked and its names registered as an installed plugin's are; built-in plugins load too,
+    installed third-party ones do not (HALGURU_LOAD_PLUGINS is empty meanwhile). Forgotten after the test."""
+    from halguru.plugins.manager import load_test_plugin, reset_plugin_manager
+
+    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "")
+    reset_plugin_manager()
+    yield load_test_plugin
+    reset_plugin_manager()
+
+
+@pytest.fixture
 def halguru_agent() -> Callable[[str | Path], Any]:
     """Load an agent project: ``agent = halguru_agent("path/to/project")``."""
     from halguru.agents.loader import load_agent
