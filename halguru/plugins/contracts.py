@@ -40,11 +40,11 @@ def _what(value: Any) -> str:
 
 
 def tool_entry(*args: Any, **kwargs: Any) -> tuple[str, Any]:
-    """``register(tool)``: a ``halguru.tools.Tool``, what ``@tool`` returns."""
-    from halguru.tools.decorator import Tool
-
+    """``register(tool)``: a ``halguru.tools.Tool``, what ``@tool`` returns (known by its fields: ``plugins`` sits
+    below ``tools`` and never imports it)."""
     [tool] = _args("register_tools", ("tool",), args, kwargs)
-    if not isinstance(tool, Tool):
+    if not (isinstance(getattr(tool, "name", None), str) and callable(getattr(tool, "function", None))
+            and hasattr(tool, "arguments_model")):
         hint = f" (decorate {getattr(tool, '__name__', 'it')} with @tool)" if callable(tool) else ""
         raise RegistrationError(f"register_tools expects a Tool, got {_what(tool)}{hint}")
     return tool.name, tool
