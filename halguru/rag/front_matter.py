@@ -4,7 +4,8 @@ is for (``description:``).
 
 Read as text it would be the document's first chunk (its lead, which votes for the whole document) while the page
 is titled by its first heading, which on such sites is a section (``Synopsis`` on every npm command's page). So
-the block is blanked (line numbers stay the file's) and its title and description become the document's title.
+its title and description become the document's title, and the block is replaced by that one line (the rest
+blanked, so line numbers stay the file's): the lead says what the page is, as a man page's NAME line does.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ _FENCES = {"---": ("---", "..."), "+++": ("+++",)}
 
 
 def split_front_matter(text: str) -> tuple[str, str]:
-    """(the text with its front matter blanked, the title it gives: ``title - description``, or ``""``); a text
-    without a well-formed block comes back as it is."""
+    """(the text with its front matter replaced by the title line it gives, ``title - description``, and that
+    title, or ``""``); a text without a well-formed block comes back as it is."""
     lines = text.split("\n", _MAX_LINES + 1)
     opener = lines[0].strip()
     if opener not in _FENCES:
@@ -30,7 +31,8 @@ def split_front_matter(text: str) -> tuple[str, str]:
     if fields is None:  # a rule over some text, not a page header
         return text, ""
     rest = text.split("\n", end + 1)[end + 1] if text.count("\n") > end else ""
-    return "\n" * (end + 1) + rest, _title(fields)
+    title = _title(fields)
+    return title + "\n" * (end + 1) + rest, title
 
 
 def _parse(block: str, toml: bool) -> dict[str, Any] | None:

@@ -97,12 +97,14 @@ def test_front_matter_titles_the_page_and_is_no_chunk(tmp_path):
     table = rag.open_base("site").table.to_arrow().to_pylist()
     labels = {row["source"].rsplit("/", 1)[-1]: row["search_text"].split("\n", 1)[0] for row in table
               if row["chunk_index"] == 0}
-    assert labels["npm-ci.md"] == "docs/npm-ci.md | npm-ci - Clean install a project | Synopsis"
+    assert labels["npm-ci.md"] == "docs/npm-ci.md | npm-ci - Clean install a project"
     assert labels["gc.md"].startswith("docs/gc.md | Garbage collection - Freeing the disk space of deleted image")
     assert "buildah-rename - Rename a local container." in labels["buildah-rename.1.md"]
     assert labels["rule.md"].startswith("docs/rule.md | Real title")  # a rule over text is not front matter
     assert "Some text under a rule" in " ".join(texts)
     assert labels["build.md"].startswith("docs/build.md | Building")  # a shell comment is no title
-    # Citations keep the file's own line numbers: the first chunk starts under the block.
+    # The page's lead (its first chunk, which votes for it) says what it is; citations keep the file's line numbers.
     first = next(row for row in table if row["source"].endswith("npm-ci.md") and row["chunk_index"] == 0)
-    assert first["line_start"] == 7
+    assert (first["text"], first["line_start"], first["line_end"]) == ("npm-ci - Clean install a project", 1, 1)
+    second = next(row for row in table if row["source"].endswith("npm-ci.md") and row["chunk_index"] == 1)
+    assert second["line_start"] == 7 and second["text"].startswith("### Synopsis")
