@@ -1,6 +1,7 @@
 """Test-only plugins installed the way pip leaves them: a module and a ``*.dist-info`` with its entry point.
 
 ``cut``: a model provider whose answers stop at max_tokens (``finish_reason: length``), as a real model's do.
+``twin``: one provider of two models (``twin-small``, ``twin-large``) with equal options, each saying its name.
 """
 
 from __future__ import annotations
@@ -8,43 +9,55 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-CUT_PLUGIN = '''
+
+def model_plugin(provider: str, models: list[str], stream: str, create: str = "return PluginModel(entry.name)") -> str:
+    """The source of a plugin whose provider ``provider`` offers ``models``; ``stream`` and ``create``: the
+    bodies of the model's ``stream(request)`` and of the provider's ``create(entry)``, indented 8 spaces."""
+    return f'''
 from typing import ClassVar
 from halguru.models.base import ModelEntry, TextChunk, UsageChunk
 from halguru.plugins import hookimpl
 
 
-class CutModel:
+class PluginModel:
     def __init__(self, name):
         self.name = name
 
     async def stream(self, request):
-        for word in ["The", " answer", " is", " long", " and"]:
-            yield TextChunk(word)
-        yield UsageChunk(prompt_tokens=3, completion_tokens=5, finish_reason="length")
+{stream}
 
 
-class CutProvider:
-    name: ClassVar[str] = "cut"
-    description: ClassVar[str] = "answers cut at max_tokens (tests)"
+class Provider:
+    name: ClassVar[str] = {provider!r}
+    description: ClassVar[str] = "a test plugin's models"
 
     @classmethod
     def default_models(cls):
-        return [ModelEntry(name="cut", provider=cls.name, source="tests")]
+        return [ModelEntry(name=name, provider=cls.name, source="tests") for name in {models!r}]
 
     @classmethod
     def from_reference(cls, argument):
-        return ModelEntry(name=f"cut:{argument}", provider=cls.name, source="tests")
+        return ModelEntry(name=f"{provider}:{{argument}}", provider=cls.name, source="tests")
 
     @classmethod
     def create(cls, entry):
-        return CutModel(entry.name)
+        {create}
 
 
 @hookimpl
 def register_models(register):
-    register(CutProvider)
+    register(Provider)
 '''
+
+
+CUT_PLUGIN = model_plugin("cut", ["cut"], '''\
+        for word in ["The", " answer", " is", " long", " and"]:
+            yield TextChunk(word)
+        yield UsageChunk(prompt_tokens=3, completion_tokens=5, finish_reason="length")''')
+
+TWIN_PLUGIN = model_plugin("twin", ["twin-small", "twin-large"], '''\
+        yield TextChunk(f"I am {self.name}")
+        yield UsageChunk(prompt_tokens=1, completion_tokens=3)''')
 
 
 def install(site: Path, name: str, module: str, source: str) -> Path:
@@ -66,3 +79,7 @@ def on_path(site: Path | str, env: dict[str, str]) -> dict[str, str]:
     """``env`` with ``site`` first on PYTHONPATH, the rest of it kept (a checkout's own halguru, not the one
     installed, when the tests run with PYTHONPATH set to it)."""
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+
+
+def install_twin(site: Path) -> Path:
+    return install(site, "twin", "halguru_twin_plugin", TWIN_PLUGIN)

@@ -145,7 +145,7 @@ _INSTANCES: dict[str, Model] = {}
 def get_model(reference: str) -> Model:
     """The model for a reference.
 
-    One instance per process for providers whose models are costly to load (llama.cpp) or
+    One instance per model entry and process for providers whose models are costly to load (llama.cpp) or
     stateless (HTTP); a provider with ``shared = False`` (scripted) gives a new instance per call,
     so each conversation test or chat session starts its script afresh.
     """
@@ -155,7 +155,9 @@ def get_model(reference: str) -> Model:
         raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
     if not getattr(provider, "shared", True):
         return _with_options(entry, provider.create)
-    key = f"{entry.provider}|{sorted(entry.options.items(), key=repr)}"
+    # The whole entry is the key: two names of one provider (twin-small, twin-large) are two models even when
+    # their options match, and two references resolving to one entry (default, smollm2) share one.
+    key = f"{entry.provider}|{entry.name}|{sorted(entry.options.items(), key=repr)}"
     if key not in _INSTANCES:
         _INSTANCES[key] = _with_options(entry, provider.create)
     return _INSTANCES[key]
