@@ -64,6 +64,13 @@ class ConversationPaused(ConversationBusy):
                                     f"tool call of run {run_id}; send this message once it is decided")
 
 
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of its message`` (or the type alone): another library's or a plugin's exception, said on
+    the one line of a HalguruError."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

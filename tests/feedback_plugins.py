@@ -2,6 +2,8 @@
 
 ``cut``: a model provider whose answers stop at max_tokens (``finish_reason: length``), as a real model's do.
 ``twin``: one provider of two models (``twin-small``, ``twin-large``) with equal options, each saying its name.
+``boom``: models that break the contract: ``boom`` raises mid-answer, ``boom-chunks`` streams a dict,
+``boom-create`` cannot be created.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ TWIN_PLUGIN = model_plugin("twin", ["twin-small", "twin-large"], '''\
         yield TextChunk(f"I am {self.name}")
         yield UsageChunk(prompt_tokens=1, completion_tokens=3)''')
 
+BOOM_PLUGIN = model_plugin("boom", ["boom", "boom-chunks", "boom-create"], '''\
+        yield TextChunk("partial ")
+        if self.name == "boom-chunks":
+            yield {"text": "a dict"}
+        raise RuntimeError("upstream 502 from provider")''', '''\
+if entry.name == "boom-create":
+            raise ValueError("cannot create: missing API key")
+        return PluginModel(entry.name)''')
+
 
 def install(site: Path, name: str, module: str, source: str) -> Path:
     """What pip leaves behind for a distribution with one module and one ``halguru`` entry point."""
@@ -83,3 +94,7 @@ def on_path(site: Path | str, env: dict[str, str]) -> dict[str, str]:
 
 def install_twin(site: Path) -> Path:
     return install(site, "twin", "halguru_twin_plugin", TWIN_PLUGIN)
+
+
+def install_boom(site: Path) -> Path:
+    return install(site, "boom", "halguru_boom_plugin", BOOM_PLUGIN)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from halguru.agents.events import BaseEvent, Error, ModelCall, ModelResult, Retrieval, Token, ToolCall, ToolResult
 from halguru.agents.hooks import HookChain, RunHooks
 from halguru.agents.policies import ApprovalGate, RepeatGuard
-from halguru.errors import ToolError
+from halguru.errors import HalguruError, ModelError, ToolError, exception_line
 from halguru.models.base import (
     FormatErrorChunk,
     Message,
@@ -145,6 +145,10 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                             chunk = await anext(stream)
                         except StopAsyncIteration:
                             break
+                        except (HalguruError, TimeoutError):
+                            raise
+                        except Exception as exc:  # a plugin's model that raised anything: one line, not a 500
+                            raise _model_failed(turn.model, exc) from exc
                     if isinstance(chunk, TextChunk):
                         if ttft is None:
                             ttft = (time.perf_counter() - started) * 1000
@@ -157,6 +161,10 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                         reply.format_errors.append(chunk)
                     elif isinstance(chunk, UsageChunk):
                         usage = chunk
+                    else:  # dropped in silence, the answer was missing with no reason given
+                        raise ModelError(f"model {turn.model.name} streamed a {type(chunk).__name__}; a model's "
+                                         "stream yields TextChunk, ToolCallChunk, FormatErrorChunk or UsageChunk "
+                                         "(halguru.models.base)")
                 ended = True
             finally:
                 if not ended:  # cut mid-answer (Ctrl-C, a client gone): its prompt (from an early usage chunk)
@@ -387,6 +395,12 @@ class _Reply:
     text: str = ""
     calls: list[ToolCallRequest] = field(default_factory=list)
     format_errors: list[FormatErrorChunk] = field(default_factory=list)
+
+
+def _model_failed(model: Model, exc: Exception) -> ModelError:
+    """A model's stream that raised something other than a HalguruError (a plugin's provider should raise
+    ModelError): a model error of one line naming the model, as the run's ``error`` event says it."""
+    return ModelError(f"model {model.name} failed: {exception_line(exc)}")
 
 
 def _model_result(reply: _Reply, usage: UsageChunk, started: float, ttft: float | None,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from halguru.config import get_settings, read_config_file, set_config_value
-from halguru.errors import ModelError, did_you_mean
+from halguru.errors import HalguruError, ModelError, did_you_mean, exception_line
 from halguru.models.base import Model, ModelEntry, ModelProvider
 from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
 
@@ -164,17 +164,25 @@ def get_model(reference: str) -> Model:
 
 
 def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
-    """``use(entry)``, where a provider's KeyError, TypeError or ValueError is an option of the entry missing or
-    of the wrong type (models.yaml is edited by hand): one line naming the model, not a traceback."""
+    """``use(entry)`` (the provider's ``create``, ``slots`` or ``context``), where what the provider raises is one
+    line naming the model, not a traceback. For an entry of models.yaml (edited by hand) a KeyError, TypeError or
+    ValueError is an option missing or of the wrong type; anything else, or for a provider's own model (a
+    plugin's, which `halguru models add` does not make), is the provider's failure, said as it is."""
     try:
         return use(entry)
-    except KeyError as exc:
-        raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that provider "
-                         f"{entry.provider!r} needs; register it again with `halguru models add`") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"model {entry.name!r} ({entry.source}) has an option provider {entry.provider!r} "
-                         f"cannot use ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); register "
-                         "it again with `halguru models add`") from None
+    except HalguruError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, KeyError | TypeError | ValueError) and entry.name in _read_user_models():
+            if isinstance(exc, KeyError):
+                raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that "
+                                 f"provider {entry.provider!r} needs; register it again with `halguru models "
+                                 "add`") from None
+            raise ModelError(f"model {entry.name!r} ({entry.source}) has an option provider {entry.provider!r} "
+                             f"cannot use ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                             "register it again with `halguru models add`") from None
+        raise ModelError(f"model {entry.name!r}: its provider {entry.provider!r} failed "
+                         f"({exception_line(exc)})") from None
 
 
 def model_slots(reference: str) -> int | None:
