@@ -64,17 +64,43 @@ class Driver(Protocol):
 SectionLoader = Callable[["Agent"], Driver]
 
 
-@lru_cache(maxsize=1)
-def sections() -> dict[str, SectionLoader]:
-    """agent.yaml section name -> the loader of its driver, from the ``register_sections`` plugin hook."""
+@dataclass(frozen=True)
+class Section:
+    """An agent.yaml section a plugin registered: the loader of its driver and the plugin, for errors."""
+
+    loader: SectionLoader
+    plugin: str
+    builtin: bool  # halguru's own (team:, workflow:): the only ones that may be fields of agent.yaml itself
+
+
+def sections() -> dict[str, Section]:
+    """agent.yaml section name -> its Section, from the ``register_sections`` plugin hook; asked again when the
+    plugins change (tests reset them)."""
     from halguru.plugins.manager import get_plugin_manager
 
-    found: dict[str, SectionLoader] = {}
+    pm = get_plugin_manager()
+    return _sections(id(pm), len(pm.get_plugins()))
 
-    def register(name: str, loader: SectionLoader) -> None:
-        found[name] = loader
 
-    get_plugin_manager().hook.register_sections(register=register)
+@lru_cache(maxsize=1)
+def _sections(manager: int, plugins: int) -> dict[str, Section]:
+    """A name is its first plugin's, built-in ones first, with a warning naming both (``registered``). A plugin's
+    section named like a field of agent.yaml (metadata:, tools:) is refused with a warning: it would take over
+    every agent, which all have that field."""
+    from halguru.agents.spec import AgentSpec
+    from halguru.plugins.manager import BUILTIN_PLUGINS, registered, warn_once
+
+    owners: dict[str, str] = {}
+    loaders = registered("register_sections", "section", lambda name, loader: (name, loader), owners)
+    found: dict[str, Section] = {}
+    for name, loader in loaders.items():
+        plugin = owners[name]
+        builtin = plugin in BUILTIN_PLUGINS
+        if name in AgentSpec.model_fields and not builtin:
+            warn_once(f"plugin {plugin!r}: its section {name!r} is not loaded: {name}: is a field of agent.yaml "
+                      "itself; the plugin must name its section otherwise")
+            continue
+        found[name] = Section(loader, plugin, builtin)
     return found
 
 

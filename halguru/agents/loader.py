@@ -20,7 +20,7 @@ from halguru.tools.decorator import Tool
 from halguru.yamlfile import not_utf8, yaml_line_for
 
 if TYPE_CHECKING:
-    from halguru.agents.driver import Driver
+    from halguru.agents.driver import Driver, Section
 
 AGENT_FILE = "agent.yaml"
 TOOLS_FILE = "tools.py"
@@ -238,7 +238,7 @@ def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
     from halguru.agents.driver import sections
 
     registered = sections()
-    used = [name for name in registered if name not in skip and getattr(agent.spec, name, None) is not None]
+    used = [name for name in registered if name not in skip and agent.spec.section(name) is not None]
     if len(used) > 1:
         line = yaml_line_for(agent_file.read_text(encoding="utf-8"), (used[1],))
         raise AgentSpecError(f"{agent_file}:{line}: {used[1]}: an agent has one of {' or '.join(used)}, not both")
@@ -252,9 +252,30 @@ def _load_driver(agent: Agent, agent_file: Path, skip: tuple[str, ...]) -> None:
             raise AgentSpecError(f"{agent_file}: {used[0]}: agents lead back to one another in a loop ({chain})")
         token = _LOADING.set((*loading, folder))
         try:
-            agent.driver = registered[used[0]](agent)
+            agent.driver = _driver_of(agent, agent_file, used[0], registered[used[0]])
         finally:
             _LOADING.reset(token)
+
+
+def _driver_of(agent: Agent, agent_file: Path, name: str, section: Section) -> Driver:
+    """``section``'s loader on the agent. A plugin's loader that raises or returns no driver is one line naming
+    the agent's file, the section and the plugin (a traceback from the plugin's code told neither)."""
+    from halguru.errors import HalguruError, exception_line
+
+    where = f"{agent_file}:{yaml_line_for(agent_file.read_text(encoding='utf-8'), (name,))}: {name}"
+    try:
+        driver = section.loader(agent)
+    except HalguruError as exc:
+        if section.builtin:  # team:, workflow: say where, in this agent.yaml or a member's
+            raise
+        raise AgentSpecError(f"{where}: {exc} (plugin {section.plugin!r})") from None
+    except Exception as exc:
+        raise AgentSpecError(f"{where}: plugin {section.plugin!r} failed to load agent {agent.name}'s section "
+                             f"({exception_line(exc)})") from None
+    if not callable(getattr(driver, "drive", None)):
+        raise AgentSpecError(f"{where}: plugin {section.plugin!r} gave agent {agent.name} a "
+                             f"{type(driver).__name__}, not a driver (halguru.agents.driver.Driver)")
+    return driver
 
 
 def _plugin_tool_list(spec: AgentSpec) -> list[str]:

@@ -8,7 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from halguru.errors import AgentSpecError
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
@@ -199,6 +208,15 @@ class AgentSpec(BaseModel):
         "each channel checks its own settings")
     schedules: list[Schedule] = Field(default=[], description="runs started on a cron schedule by the worker")
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
+    # The sections plugins registered (register_sections) as agent.yaml has them: their plugins check them.
+    _sections: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The value of agent.yaml's section ``name``: a field's (``team``, ``workflow``) or a plugin's
+        section's (``relay``); None when the agent has none."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return self._sections.get(name)
 
     @model_validator(mode="before")
     @classmethod
@@ -228,12 +246,27 @@ def load_spec(path: Path) -> AgentSpec:
     """Read and validate agent.yaml; any problem is one AgentSpecError naming file, field and line."""
     text, data = read_mapping(path, AgentSpecError, "no agent.yaml here; create one with `halguru new`",
                               "name: ..., model: ...")
+    claimed = _plugin_sections(data)
     try:
-        return AgentSpec.model_validate(data)
+        spec = AgentSpec.model_validate({key: value for key, value in data.items() if key not in claimed})
+        spec._sections = claimed
+        return spec
     except ValidationError as exc:
         _, line, problem = first_problem(text, exc, model=AgentSpec)
         raise AgentSpecError(f"{path}:{line}: {problem}", [f"{path}:{n}: {p}" for _, n, p in
                                                            every_problem(text, exc, model=AgentSpec)]) from None
+
+
+def _plugin_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of agent.yaml that are not fields but sections plugins registered (with their values); any other
+    key stays an unknown field. Plugins are asked only when such a key is there."""
+    others = data.keys() - AgentSpec.model_fields.keys()
+    if not others:
+        return {}
+    from halguru.agents.driver import sections
+
+    registered = sections()
+    return {key: data[key] for key in others if key in registered}
 
 
 def agent_json_schema() -> dict[str, Any]:

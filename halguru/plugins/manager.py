@@ -163,14 +163,17 @@ def _entry_points() -> list[EntryPoint]:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_own(ep))
 
 
-def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]]) -> dict[str, T]:
+def registered(hook: str, what: str, entry: Callable[..., tuple[str, T]],
+               owners: dict[str, str] | None = None) -> dict[str, T]:
     """What the plugins' ``hook`` (``register_tools``, ``register_models``, ...) registers, by name.
 
     Plugins are asked in the order they loaded, built-in ones first (pluggy's own call goes last-registered
     first), and a name stays its first plugin's: a later one of the same name is left out with a warning
     naming both plugins, never a silent stand-in for a built-in. ``entry`` turns what a plugin passes to
-    ``register`` into (name, value)."""
+    ``register`` into (name, value); ``owners``, when given, gets each name's plugin."""
     found, owner, lost = _collect(hook, entry)
+    if owners is not None:
+        owners.update(owner)
     for plugin, name in lost:
         warn_once(f"plugin {plugin!r}: its {what} {name!r} is not loaded: plugin {owner[name]!r} "
                   "registered one of that name first")
