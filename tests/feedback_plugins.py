@@ -4,6 +4,8 @@
 ``twin``: one provider of two models (``twin-small``, ``twin-large``) with equal options, each saying its name.
 ``boom``: models that break the contract: ``boom`` raises mid-answer, ``boom-chunks`` streams a dict,
 ``boom-create`` cannot be created.
+``embed``: embedders ``hashy`` (4 numbers a text), ``baddim`` (says 8, gives 3) and ``badcount`` (one vector
+whatever the number of texts).
 """
 
 from __future__ import annotations
@@ -70,6 +72,38 @@ if entry.name == "boom-create":
             raise ValueError("cannot create: missing API key")
         return PluginModel(entry.name)''')
 
+EMBED_PLUGIN = '''
+import hashlib
+
+from halguru.plugins import hookimpl
+
+
+class Hashy:
+    dimension = 4
+
+    def __init__(self, argument=""):
+        self.name = "hashy"
+
+    def embed(self, texts):
+        return [[b / 255 for b in hashlib.sha256(t.encode()).digest()[:4]] for t in texts]
+
+
+class BadDim(Hashy):
+    dimension = 8
+
+
+class BadCount(Hashy):
+    def embed(self, texts):
+        return super().embed(texts[:1])
+
+
+@hookimpl
+def register_embedders(register):
+    register("hashy", Hashy)
+    register("baddim", BadDim)
+    register("badcount", BadCount)
+'''
+
 
 def install(site: Path, name: str, module: str, source: str) -> Path:
     """What pip leaves behind for a distribution with one module and one ``halguru`` entry point."""
@@ -98,3 +132,7 @@ def install_twin(site: Path) -> Path:
 
 def install_boom(site: Path) -> Path:
     return install(site, "boom", "halguru_boom_plugin", BOOM_PLUGIN)
+
+
+def install_embed(site: Path) -> Path:
+    return install(site, "embed", "halguru_embed_plugin", EMBED_PLUGIN)

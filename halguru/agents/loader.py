@@ -411,10 +411,11 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
     from halguru.rag.errors import KnowledgeError
     from halguru.rag.store import list_names
 
-    retriever = KnowledgeRetriever(agent.spec.knowledge, agent.path, agent.spec.name)
+    retriever = KnowledgeRetriever(agent.spec.knowledge, agent.path, agent.spec.name,
+                                   embedder=agent.spec.retrieval.embedder)
     for index, entry in enumerate(agent.spec.knowledge):
         try:
-            retriever.resolve(entry)
+            missing = retriever.missing_embedder(entry)
         except KnowledgeError:
             assert agent.path is not None
             where = Path(entry).expanduser()
@@ -425,6 +426,30 @@ def _check_knowledge(agent: Agent, agent_file: Path, text: str) -> None:
             raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {entry!r} is neither a folder ({looked} "
                                  f"{there}) nor a knowledge base{did_you_mean(entry, near)} (see `halguru kb "
                                  "list`)") from None
+        if missing is not None:  # as a model whose provider is gone: every retrieval would fail
+            raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('knowledge', index))}: knowledge.{index}: "
+                                 f"{missing}")
+
+
+def check_knowledge_embedders(agent: Agent) -> None:
+    """`serve`'s start-up check that every knowledge base the agent (or an agent it runs) searches has its
+    embedder registered, as `validate` checks (a base made with a plugin's embedder, that plugin not loaded,
+    failed every request). An entry that names no base yet is left to the run, as before."""
+    from halguru.rag.agent import KnowledgeRetriever
+    from halguru.rag.errors import KnowledgeError
+
+    for one in agent.involved():
+        spec = one.spec
+        retriever = KnowledgeRetriever(spec.knowledge, one.path, spec.name, embedder=spec.retrieval.embedder)
+        for index, entry in enumerate(spec.knowledge):
+            try:
+                missing = retriever.missing_embedder(entry)
+            except KnowledgeError:
+                continue
+            if missing is not None:
+                agent_file = (one.path or Path.cwd()) / AGENT_FILE
+                line = yaml_line_for(agent_file.read_text(encoding="utf-8"), ("knowledge", index))
+                raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {missing}")
 
 
 def _check_mcp(agent: Agent, agent_file: Path, text: str, team_tools: list[str]) -> dict[tuple[str, str], list[str]]:

@@ -193,6 +193,22 @@ class KnowledgeRetriever:
         raise KnowledgeError(f"agent {self.agent_name}: knowledge: {entry!r} is neither a knowledge base "
                              f"(see `halguru kb list`) nor a folder next to agent.yaml")
 
+    def missing_embedder(self, entry: str) -> str | None:
+        """Why ``entry``'s base could not be searched in this process: its embedder (a named base's own; the one a
+        folder's base is made with) is a plugin's that is not loaded; None when it is registered. Nothing is
+        loaded or ingested; KnowledgeError when the entry names no base or folder (``resolve``)."""
+        from halguru.rag.embedders import unavailable_embedder
+        from halguru.rag.store import KnowledgeBase
+
+        name, folder = self.resolve(entry)
+        if folder is not None and self.embedder is not None:  # its base is made (again) with this embedder
+            problem = unavailable_embedder(self.embedder)
+            return None if problem is None else f"retrieval.embedder: {problem}"
+        try:
+            return KnowledgeBase.open(name).missing_embedder()
+        except KnowledgeError:  # a folder's base not made yet: it will be, with the default embedder
+            return None
+
     def retrieve(self, query: str, k: int | None = None) -> list[BaseHits]:
         from halguru.rag.query import search
 

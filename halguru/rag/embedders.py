@@ -347,6 +347,21 @@ def embedder_factories() -> dict[str, Callable[..., Embedder]]:
     return registered("register_embedders", "embedder", lambda name, factory: (name, factory))
 
 
+def unavailable_embedder(reference: str) -> str | None:
+    """Why the embedder ``reference`` (a profile, ``NAME`` or ``NAME:ARGUMENT``) cannot be built in this process,
+    found by its name alone (nothing is loaded), or None. Built-in embedders are always registered, so a name
+    none registers is a plugin's that is not loaded now (uninstalled, or left out by HALGURU_LOAD_PLUGINS)."""
+    from halguru.errors import did_you_mean
+
+    name = PROFILES.get(reference, reference).partition(":")[0]
+    factories = embedder_factories()
+    if name in factories:
+        return None
+    return (f"embedder {name!r} is not available: no loaded plugin registers it{did_you_mean(name, factories)} "
+            "(is the plugin that gives it installed, and named in HALGURU_LOAD_PLUGINS when that is set? "
+            "`halguru plugins` lists the loaded ones)")
+
+
 @lru_cache(maxsize=4)
 def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build (once per process) the embedder named ``NAME`` or ``NAME:ARGUMENT``."""

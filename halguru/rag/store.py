@@ -265,6 +265,9 @@ class KnowledgeBase:
             raise KnowledgeError(
                 f"knowledge base {self.name!r} was built with embedder {self.meta.embedder!r}, not {override!r}; "
                 f"re-index it with `halguru kb reindex {self.name} --embedder {override}`")
+        missing = self.missing_embedder()
+        if missing is not None:
+            raise KnowledgeError(missing)
         model = get_embedder(self.meta.embedder)
         if model.dimension != self.meta.dimension:
             raise KnowledgeError(
@@ -272,6 +275,14 @@ class KnowledgeBase:
                 f"{self.meta.embedder!r} now gives {model.dimension}; re-index it with "
                 f"`halguru kb reindex {self.name} --embedder {self.meta.embedder}`")
         return model
+
+    def missing_embedder(self) -> str | None:
+        """Why the base's embedder cannot be built in this process (a plugin's, not loaded now), or None; nothing
+        is loaded, so `halguru validate` and `serve`'s start-up ask it of every base."""
+        from halguru.rag.embedders import unavailable_embedder
+
+        problem = unavailable_embedder(self.meta.embedder)
+        return None if problem is None else f"knowledge base {self.name!r}: {problem}"
 
     # -- inspection ------------------------------------------------------------------------------------
 

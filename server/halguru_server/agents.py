@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from halguru.agents.loader import AGENT_FILE, Agent, load_agent
+from halguru.agents.loader import AGENT_FILE, Agent, check_knowledge_embedders, load_agent
 from halguru.errors import HalguruError
 
 
@@ -69,6 +69,7 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     if web_chat not in ("public", "key"):
         raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
                            f"'signin'), not {web_chat!r}")
+    check_knowledge_embedders(agent)  # a base whose embedder's plugin is not loaded: refused, as validate does
     # A workflow has no model of its own (its steps' providers queue their own calls).
     own_model = agent.workflow is None
     slots = model_slots(agent.spec.model) if own_model else None

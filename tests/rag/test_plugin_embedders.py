@@ -1,0 +1,74 @@
+"""Knowledge bases made with a plugin's embedder: refused up front when that plugin is not loaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from halguru.errors import HalguruError
+from tests.feedback_plugins import install_embed
+
+GONE = "knowledge base 'hkb': embedder 'hashy' is not available: no loaded plugin registers it"
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from halguru.plugins.manager import reset_plugin_manager
+
+    folder = install_embed(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(folder))
+    reset_plugin_manager()
+    return folder
+
+
+@pytest.fixture
+def without_plugins(monkeypatch: pytest.MonkeyPatch):
+    """What a user has after uninstalling the plugin, or leaving it out of HALGURU_LOAD_PLUGINS."""
+    from halguru.plugins.manager import reset_plugin_manager
+
+    def leave_out() -> None:
+        monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "")
+        reset_plugin_manager()
+
+    return leave_out
+
+
+@pytest.fixture
+def agent(site, write_agent) -> Path:
+    from halguru.rag.store import KnowledgeBase
+
+    KnowledgeBase.create("hkb", "hashy")
+    return write_agent("name: kb\nmodel: scripted\nknowledge: [hkb]\n", name="kb")
+
+
+def test_validate_refuses_a_base_whose_plugin_embedder_is_not_loaded(agent, cli_error, site) -> None:
+    from halguru.agents.loader import check_project
+
+    check_project(agent)  # with the plugin: fine
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    line = cli_error("validate", str(agent), env={"HALGURU_LOAD_PLUGINS": "", "PYTHONPATH": path})
+    assert line.startswith(f"Error: {agent / 'agent.yaml'}:3: knowledge.0: {GONE}"), line  # was "OK: kb"
+
+
+def test_serve_refuses_it_at_start_up(agent, without_plugins) -> None:
+    from halguru_server.agents import load_agents
+
+    assert "kb" in load_agents([agent], "key")
+    without_plugins()
+    with pytest.raises(HalguruError) as caught:  # it started, then every request failed
+        load_agents([agent], "key")
+    assert GONE in str(caught.value)
+
+
+def test_a_folder_whose_embedder_is_not_loaded_is_refused_too(site, write_agent, without_plugins) -> None:
+    from halguru.agents.loader import check_project
+
+    folder = write_agent("name: kf\nmodel: scripted\nknowledge: [docs]\nretrieval: {embedder: hashy}\n", name="kf")
+    (folder / "docs").mkdir()
+    check_project(folder)
+    without_plugins()
+    with pytest.raises(HalguruError) as caught:
+        check_project(folder)
+    assert "agent.yaml:3: knowledge.0: retrieval.embedder: embedder 'hashy' is not available" in str(caught.value)
