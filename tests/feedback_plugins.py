@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def model_plugin(provider: str, models: list[str], stream: str, create: str = "return PluginModel(entry.name)") -> str:
@@ -114,6 +115,20 @@ def install(site: Path, name: str, module: str, source: str) -> Path:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[halguru]\n{name} = {module}\n")
     return site
+
+
+def load(site: Path, monkeypatch: Any) -> Path:
+    """``site``'s plugins loaded in this process (``monkeypatch``: pytest's), as the next halguru start loads them."""
+    from halguru.plugins.manager import reset_plugin_manager
+
+    monkeypatch.syspath_prepend(str(site))
+    reset_plugin_manager()
+    return site
+
+
+def python_path(site: Path) -> str:
+    """PYTHONPATH for a halguru subprocess that finds ``site``'s plugins (and halguru where this process does)."""
+    return os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def install_cut(site: Path) -> Path:

@@ -3,14 +3,13 @@ named like a field of agent.yaml itself (it would take over every agent)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from halguru.errors import AgentSpecError
-from tests.feedback_plugins import install
+from tests.feedback_plugins import install, load, python_path
 
 RELAY = '''
 from halguru.agents.events import Token
@@ -66,12 +65,7 @@ def register_sections(register):
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from halguru.plugins.manager import reset_plugin_manager
-
-    folder = install(tmp_path / "site", "relay", "halguru_relay_plugin", RELAY)
-    monkeypatch.syspath_prepend(str(folder))
-    reset_plugin_manager()
-    return folder
+    return load(install(tmp_path / "site", "relay", "halguru_relay_plugin", RELAY), monkeypatch)
 
 
 def relay_agent(write_agent, relay: str) -> Path:
@@ -83,7 +77,7 @@ def test_a_plugin_section_in_agent_yaml_drives_the_agent(site, write_agent, halg
 
     folder = relay_agent(write_agent, "{to: desk}")
     assert load_agent(folder).driver.kind == "relay"  # was "relay: unknown field"
-    env = {**subprocess_env, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {**subprocess_env, "PYTHONPATH": python_path(site)}
     run = subprocess.run([*halguru_cmd, "run", str(folder), "hi"], capture_output=True, text=True, env=env,
                          timeout=60)
     assert run.returncode == 0, run.stderr

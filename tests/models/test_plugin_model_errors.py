@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.feedback_plugins import install_boom
+from tests.feedback_plugins import install_boom, python_path
 
 
 @pytest.mark.parametrize(("model", "said"), [
@@ -20,7 +19,6 @@ from tests.feedback_plugins import install_boom
 def test_a_plugin_model_that_raises_or_streams_the_wrong_thing_is_one_line(cli_error, write_agent, tmp_path: Path,
                                                                            model: str, said: str) -> None:
     site = install_boom(tmp_path / "site")
-    path = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
-    line = cli_error("run", str(write_agent(f"name: b\nmodel: {model}\n")), "hi", env={"PYTHONPATH": path})
+    line = cli_error("run", str(write_agent(f"name: b\nmodel: {model}\n")), "hi", env={"PYTHONPATH": python_path(site)})
     assert line.startswith(said), line
     assert "models add" not in line

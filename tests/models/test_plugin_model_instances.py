@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.feedback_plugins import install_twin
+from tests.feedback_plugins import install_twin, load
 
 
 @pytest.fixture
 def twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from halguru.plugins.manager import reset_plugin_manager
-
-    monkeypatch.syspath_prepend(str(install_twin(tmp_path / "site")))
-    reset_plugin_manager()
+    load(install_twin(tmp_path / "site"), monkeypatch)
 
 
 def test_two_names_of_one_provider_are_two_models(twin) -> None:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from halguru.errors import HalguruError
-from tests.feedback_plugins import install_embed
+from tests.feedback_plugins import install_embed, load, python_path
 
 GONE = "knowledge base 'hkb': embedder 'hashy' is not available: no loaded plugin registers it"
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from halguru.plugins.manager import reset_plugin_manager
-
-    folder = install_embed(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(folder))
-    reset_plugin_manager()
-    return folder
+    return load(install_embed(tmp_path / "site"), monkeypatch)
 
 
 @pytest.fixture
@@ -47,8 +41,7 @@ def test_validate_refuses_a_base_whose_plugin_embedder_is_not_loaded(agent, cli_
     from halguru.agents.loader import check_project
 
     check_project(agent)  # with the plugin: fine
-    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
-    line = cli_error("validate", str(agent), env={"HALGURU_LOAD_PLUGINS": "", "PYTHONPATH": path})
+    line = cli_error("validate", str(agent), env={"HALGURU_LOAD_PLUGINS": "", "PYTHONPATH": python_path(site)})
     assert line.startswith(f"Error: {agent / 'agent.yaml'}:3: knowledge.0: {GONE}"), line  # was "OK: kb"
 
 

@@ -8,16 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.feedback_plugins import install_boom, install_twin
+from tests.feedback_plugins import install_boom, install_twin, load
 
 
 @pytest.fixture
 def http(serve, api_key, agents_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from halguru.plugins.manager import reset_plugin_manager
-
     install_boom(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(install_twin(tmp_path / "site")))
-    reset_plugin_manager()
+    load(install_twin(tmp_path / "site"), monkeypatch)
     for name, model in (("small", "twin-small"), ("large", "twin-large"), ("boom", "boom")):
         (agents_dir / name).mkdir()
         (agents_dir / name / "agent.yaml").write_text(f"name: {name}\nmodel: {model}\n")
