@@ -160,22 +160,33 @@ def source_statuses(channels: Mapping[str, Mapping[str, Channel]]) -> list[tuple
             for name, channel in named.items() if isinstance(channel, SourceChannel)]
 
 
-def channel_classes() -> dict[str, ChannelClass]:
+def channel_classes(owners: dict[str, str] | None = None) -> dict[str, ChannelClass]:
     """Channel name -> class, from the ``register_channels`` plugin hook (built-in channels included); a name is
-    its first plugin's, built-in ones first, and a later one of it is left out with a warning naming both."""
+    its first plugin's, built-in ones first, with a warning naming both. ``owners`` gets each name's plugin."""
     from halguru.plugins.manager import registered
 
-    return registered("register_channels", "channel", lambda name, cls: (name, cls))
+    return registered("register_channels", "channel", lambda name, cls: (name, cls), owners)
 
 
 def load_channels(agent: str, configs: Mapping[str, Mapping[str, Any]], folder: Path) -> dict[str, Channel]:
-    """The agent's ``channels:`` section as channel objects; an unknown name is one line with the known ones."""
-    classes = channel_classes()
+    """The agent's ``channels:`` section as channel objects; an unknown name is one line with the known ones, and
+    so is a channel whose constructor fails otherwise than with its HalguruError (a plugin's ``config["url"]``
+    raising KeyError was a traceback naming neither the agent, the channel nor the plugin)."""
+    from halguru.errors import exception_line
+
+    owners: dict[str, str] = {}
+    classes = channel_classes(owners)
     channels: dict[str, Channel] = {}
     for name, config in configs.items():
         cls = classes.get(name)
         if cls is None:
             known = ", ".join(sorted(classes)) or "none"
             raise HalguruError(f"agent {agent}: unknown channel {name!r} in channels: (known: {known})")
-        channels[name] = cls(agent, config or {}, folder)
+        try:
+            channels[name] = cls(agent, config or {}, folder)
+        except HalguruError:
+            raise
+        except Exception as exc:
+            raise HalguruError(f"agent {agent}: channel {name!r} (plugin {owners[name]!r}) failed to start: "
+                               f"{exception_line(exc)}") from None
     return channels

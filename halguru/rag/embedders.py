@@ -55,7 +55,27 @@ class Embedder(Protocol):
 def embed_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     """Vectors of questions: an embedder trained with one prefix for questions and another for passages (e5)
     has an ``embed_query``; for the others a question is embedded like any text."""
-    return getattr(embedder, "embed_query", embedder.embed)(texts)
+    return checked_vectors(embedder, texts, getattr(embedder, "embed_query", embedder.embed)(texts))
+
+
+def embed_passages(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Vectors of the chunks a base stores, checked before any is written."""
+    return checked_vectors(embedder, texts, embedder.embed(texts))
+
+
+def checked_vectors(embedder: Embedder, texts: list[str], vectors: Any) -> Any:
+    """``vectors`` once they keep the embedder's promise, one per text of ``embedder.dimension`` numbers: a
+    plugin's that does not is one line naming it (LanceDB's cast error or zip's said neither), raised before
+    the batch is written, so a base holds whole files only."""
+    if len(vectors) != len(texts):
+        raise KnowledgeError(f"embedder {embedder.name!r} returned {len(vectors)} vector"
+                             f"{'' if len(vectors) == 1 else 's'} for {len(texts)} texts; embed(texts) must return "
+                             "one vector per text")
+    wrong = next((len(v) for v in vectors if len(v) != embedder.dimension), None)
+    if wrong is not None:
+        raise KnowledgeError(f"embedder {embedder.name!r} returned {wrong}-dimensional vectors, expected "
+                             f"{embedder.dimension} (its dimension)")
+    return vectors
 
 
 def _normalise(vectors: Any) -> list[list[float]]:

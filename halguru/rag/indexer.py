@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.rag.chunking import Chunk, chunk_text, document_title
+from halguru.rag.embedders import embed_passages
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
 from halguru.rag.store import KnowledgeBase
@@ -198,7 +199,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     def commit() -> None:
         if pending:
             texts = [str(row["search_text"]) for row in pending]
-            for row, vector in zip(pending, model.embed(texts), strict=True):
+            for row, vector in zip(pending, embed_passages(model, texts), strict=True):
                 row["vector"] = vector
             if lead is not None:
                 _add_leads(pending, lead)

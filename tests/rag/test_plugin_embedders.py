@@ -65,3 +65,24 @@ def test_a_folder_whose_embedder_is_not_loaded_is_refused_too(site, write_agent,
     with pytest.raises(HalguruError) as caught:
         check_project(folder)
     assert "agent.yaml:3: knowledge.0: retrieval.embedder: embedder 'hashy' is not available" in str(caught.value)
+
+
+@pytest.mark.parametrize(("embedder", "said"), [
+    ("baddim", "embedder 'baddim' returned 4-dimensional vectors, expected 8 (its dimension)"),
+    ("badcount", "embedder 'badcount' returned 1 vector for 2 texts; embed(texts) must return one vector per text"),
+])
+def test_an_embedder_that_breaks_its_promise_is_one_line_and_writes_nothing(site, tmp_path: Path, embedder: str,
+                                                                            said: str) -> None:
+    from halguru.rag.errors import KnowledgeError
+    from halguru.rag.indexer import ingest
+    from halguru.rag.store import KnowledgeBase
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("cats", "dogs"):
+        (docs / f"{name}.md").write_text(f"# {name}\n\nA page about {name}, and what they eat.\n")
+    kb = KnowledgeBase.create("bad", embedder)
+    with pytest.raises(KnowledgeError) as caught:  # was LanceDB's cast error, or zip()'s
+        ingest(kb, [docs])
+    assert str(caught.value) == said
+    assert kb.info().chunks == 0
