@@ -87,10 +87,10 @@ def test_reset_plugin_manager_forgets_the_embedders_and_sections_built_from_plug
     from halguru.rag.embedders import get_embedder
 
     halguru_plugin(_plugin("halguru_flat_one", EMBEDDER_AND_SECTION.format(dimension=3)), name="flat")
-    assert get_embedder("flat").dimension == 3 and sections()["relay"](None) == 3
+    assert get_embedder("flat").dimension == 3 and sections()["relay"].loader(None) == 3
     reset_plugin_manager()
     halguru_plugin(_plugin("halguru_flat_two", EMBEDDER_AND_SECTION.format(dimension=5)), name="flat")
-    assert get_embedder("flat").dimension == 5 and sections()["relay"](None) == 5
+    assert get_embedder("flat").dimension == 5 and sections()["relay"].loader(None) == 5
 
 
 def test_the_fixture_checks_a_plugin_as_an_installed_one_is_and_keeps_installed_ones_out(

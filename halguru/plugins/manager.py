@@ -331,7 +331,7 @@ def load_test_plugin(module: ModuleType | str, name: str | None = None) -> str:
 
 # What halguru keeps per process from the plugins (module, attribute): cleared whenever the plugin set changes.
 # Read from sys.modules: a module not imported yet has nothing kept (and importing it would cost, `rag`'s most).
-_PLUGIN_CACHES = (("halguru.agents.driver", "sections"), ("halguru.rag.embedders", "get_embedder"),
+_PLUGIN_CACHES = (("halguru.agents.driver", "_sections"), ("halguru.rag.embedders", "get_embedder"),
                   ("halguru.models.registry", "_PROVIDERS"))
 
 
