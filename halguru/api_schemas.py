@@ -83,7 +83,8 @@ class ConversationOut(BaseModel):
 
 class ConversationPage(BaseModel):
     data: list[ConversationOut]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page (the conversations after the "
+                                                "last one shown); null on the last page")
 
 
 class MessageOut(BaseModel):

@@ -253,7 +253,8 @@ class Client(_Base):
                           params=self._page_params(agent, limit, cursor))
 
     def iter_conversations(self, agent: str | None = None) -> Iterator[ConversationOut]:
-        """All your conversations, newest first, page after page."""
+        """All your conversations, newest activity first, page after page; each at most once, even as they
+        change. One given a new message after the first page moved to the top: the next pass starts with it."""
         cursor: str | None = None
         while True:
             page = self.conversations(agent, 100, cursor)

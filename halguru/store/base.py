@@ -52,8 +52,10 @@ class Store(Protocol):
     # -- conversations ------------------------------------------------------------
     def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
     def list_conversations(self, limit: int = 20, agent: str | None = None, *,
-                           agents: Sequence[str] | None = None, offset: int = 0,
-                           owner: str | None = None) -> list[ConversationRecord]: ...
+                           agents: Sequence[str] | None = None, after: tuple[float, str] | None = None,
+                           owner: str | None = None) -> list[ConversationRecord]:
+        """Newest activity first (``updated DESC, id``); ``after``: the rows after that ``(updated, id)``."""
+        ...
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord: ...
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -90,9 +92,10 @@ class Store(Protocol):
     def search_conversations(self, *, agents: Sequence[str] | None = None, owner: str | None = None,
                              channel: str | None = None, since: float | None = None, until: float | None = None,
                              status: str | None = None, text: str | None = None, limit: int = 50,
-                             offset: int = 0) -> list[ConversationFound]:
+                             after: tuple[float, str] | None = None) -> list[ConversationFound]:
         """Newest activity first, narrowed by agents, owner, channel ('api': none), last activity in
-        [since, until), the last run's status and text in the title or a message."""
+        [since, until), the last run's status and text in the title or a message; ``after`` as in
+        ``list_conversations``."""
         ...
     def conversation_messages(self, conversation_id: str) -> list[MessageRecord]: ...
     def take_over(self, conversation_id: str, by: str | None) -> str | None:
@@ -211,7 +214,9 @@ class Store(Protocol):
     def find_job(self, job_id_or_prefix: str) -> JobRecord | None: ...
     def list_jobs(self, limit: int = 20, *, status: str | None = None, agent: str | None = None,
                   agents: Sequence[str] | None = None, owner: str | None = None,
-                  offset: int = 0) -> list[JobRecord]: ...
+                  before: int | None = None) -> list[JobRecord]:
+        """Newest first (``seq DESC``); ``before``: the jobs older than that seq."""
+        ...
     def retry_job(self, job_id: str) -> bool:
         """A dead or cancelled job queued again with its attempts reset: now, or (cancelled while running) once
         its old holder's lease has passed; False otherwise."""

@@ -197,6 +197,7 @@ class AuthTokenRecord(TypedDict):
 class JobRecord(TypedDict):
     """A queued unit of work (an agent turn for a channel message, a scheduled run, ...)."""
 
+    seq: int  # the order jobs were queued in (the listing's cursor)
     id: str
     kind: str  # which handler runs it: 'run' (an agent turn, replied on a channel when the payload says so)
     agent: str

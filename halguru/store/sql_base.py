@@ -61,6 +61,16 @@ def agent_filter(agent: str | None, agents: Sequence[str] | None,
     return [f"{column} IN ({','.join('?' * len(names))})"], list(names)
 
 
+def after_position(after: tuple[float, str] | None, updated: str = "c.updated",
+                   id: str = "c.id") -> tuple[list[str], list[Any]]:
+    """The keyset clause of a listing ordered ``updated DESC, id``: the rows after ``after`` (the last row's
+    ``(updated, id)``). A row bumped or added at the head meanwhile does not shift the rest, as an OFFSET would.
+    The plain ``updated <= ?`` lets both engines start the index scan there instead of filtering from the top."""
+    if after is None:
+        return [], []
+    return [f"{updated} <= ?", f"({updated} < ? OR {id} > ?)"], [after[0], after[0], after[1]]
+
+
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
                "effect": 7, "conversation": 8, "idempotency": 9, "user": 10, "audit": 11,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from halguru.store.records import ConversationFound, MessageRecord
-from halguru.store.sql_base import SQLBase, agent_filter
+from halguru.store.sql_base import SQLBase, after_position, agent_filter
 
 # The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).
 _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
@@ -35,10 +35,11 @@ class ConsoleMixin(SQLBase):
     def search_conversations(self, *, agents: Sequence[str] | None = None, owner: str | None = None,
                              channel: str | None = None, since: float | None = None, until: float | None = None,
                              status: str | None = None, text: str | None = None, limit: int = 50,
-                             offset: int = 0) -> list[ConversationFound]:
-        """Newest activity first. ``agents`` (None: any), ``owner``, ``channel`` (a channel name, or ``api``
-        for none), ``since``/``until`` (last activity in [since, until)), ``status`` (of the last run) and
-        ``text`` (in the title or any message) narrow it."""
+                             after: tuple[float, str] | None = None) -> list[ConversationFound]:
+        """Newest activity first (``updated DESC, id``). ``agents`` (None: any), ``owner``, ``channel`` (a channel
+        name, or ``api`` for none), ``since``/``until`` (last activity in [since, until)), ``status`` (of the last
+        run) and ``text`` (in the title or any message) narrow it; ``after`` (the last row's ``(updated, id)``)
+        is the next page's start."""
         start = agent_filter(None, agents, "c.agent")
         if start is None:
             return []
@@ -61,6 +62,9 @@ class ConsoleMixin(SQLBase):
             clauses.append(f"({self.FOLD.format('c.title')} LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
                            f"WHERE m.conversation_id = c.id AND {self.FOLD.format('m.content')} LIKE ? ESCAPE '\\'))")
             params.extend([pattern, pattern])
+        keyset, values = after_position(after)
+        clauses += keyset
+        params += values
         match = (f"(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND "
                  f"{self.FOLD.format('m.content')} LIKE ? ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None \
             else "NULL"
@@ -69,8 +73,8 @@ class ConsoleMixin(SQLBase):
         rows = self._rows(
             f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages, "
             f"{_LAST_STATUS} AS last_status, {_CHANNEL} AS channel, {match} AS match "
-            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ? OFFSET ?",
-            [*head, *params, limit, offset])
+            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ?",
+            [*head, *params, limit])
         return cast(list[ConversationFound], rows)
 
     def conversation_messages(self, conversation_id: str) -> list[MessageRecord]:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from halguru.models.base import Message, ToolCallRequest
 from halguru.store.records import ConversationRecord
-from halguru.store.sql_base import SQLBase, agent_filter
+from halguru.store.sql_base import SQLBase, after_position, agent_filter
 
 MESSAGES = "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"
 
@@ -35,10 +35,11 @@ class ConversationsMixin(SQLBase):
         return cast(ConversationRecord, rows[0]) if rows else None
 
     def list_conversations(self, limit: int = 20, agent: str | None = None, *,
-                           agents: Sequence[str] | None = None, offset: int = 0,
+                           agents: Sequence[str] | None = None, after: tuple[float, str] | None = None,
                            owner: str | None = None) -> list[ConversationRecord]:
-        """Newest first; ``agent`` or ``agents`` narrow it to those agents' conversations, ``owner`` to
-        that principal's."""
+        """Newest activity first (``updated DESC, id``); ``agent`` or ``agents`` narrow it to those agents'
+        conversations, ``owner`` to that principal's; ``after`` (the last row's ``(updated, id)``) is the
+        next page's start."""
         start = agent_filter(agent, agents)
         if start is None:
             return []
@@ -46,10 +47,13 @@ class ConversationsMixin(SQLBase):
         if owner is not None:
             clauses.append("owner = ?")
             params.append(owner)
+        keyset, values = after_position(after)
+        clauses += keyset
+        params += values
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return cast(list[ConversationRecord], self._rows(
             f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
-            f"FROM conversations c {where} ORDER BY updated DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]))
+            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ?", [*params, limit]))
 
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:

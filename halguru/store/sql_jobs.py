@@ -163,20 +163,21 @@ class JobsMixin(SQLBase):
 
     def list_jobs(self, limit: int = 20, *, status: str | None = None, agent: str | None = None,
                   agents: Sequence[str] | None = None, owner: str | None = None,
-                  offset: int = 0) -> list[JobRecord]:
-        """Newest first."""
+                  before: int | None = None) -> list[JobRecord]:
+        """Newest first (``seq DESC``); ``before`` (the last row's seq) is the next page's start: jobs queued
+        meanwhile go to the head and shift nothing."""
         start = agent_filter(agent, agents)
         if start is None:
             return []
         clauses, params = start
         clauses.append(f"kind <> '{PRUNED}'")  # stubs kept against replays are no jobs to list
-        for column, value in (("status", status), ("owner", owner)):
+        for clause, value in (("status = ?", status), ("owner = ?", owner), ("seq < ?", before)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(clause)
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return [_job(r) for r in self._rows(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
-                                            [*params, limit, offset])]
+        return [_job(r) for r in self._rows(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ?",
+                                            [*params, limit])]
 
     def retry_job(self, job_id: str) -> bool:
         now = time.time()

@@ -97,7 +97,9 @@ def create_conversation(body: ConversationIn, state: State, caller: Caller) -> C
 def list_conversations(state: State, caller: Caller, agent: str | None = None,
                        limit: Annotated[int, Query(ge=1, le=100)] = 20,
                        cursor: Annotated[str | None, Query(max_length=200)] = None) -> ConversationPage:
-    """Newest first, ``limit`` per page; follow ``next_cursor`` for more."""
+    """Newest activity first, ``limit`` per page; follow ``next_cursor`` for more. The cursor marks the last
+    conversation shown, so conversations created or given a message meanwhile never repeat or shift the rest:
+    each shows at most once per pass, and one that moved to the top after the first page heads the next pass."""
     rows, next_cursor = service.list_conversations(state, caller, agent, limit, cursor)
     return ConversationPage(data=[ConversationOut(**r) for r in rows], next_cursor=next_cursor)
 

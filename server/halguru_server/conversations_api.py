@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from halguru.errors import StoreError
 from halguru.jobs import takeover
 from halguru.store.records import ConversationFound, MessageRecord, RunListRecord
-from halguru_server import audit, service
+from halguru_server import audit, cursors, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.schemas import non_blank
@@ -114,15 +114,15 @@ def search(state: ServerState, caller: Principal, *, agent: str | None = None, c
     names = [n for n, s in state.agents.items() if caller.allows(s) and (not agent or n == agent)]
     if q:
         service.check_text(q, "q")
-    offset = service.decode_cursor(cursor)
+    after = cursors.conversation_after(cursor)
     if owner and "@" in owner and ":" not in owner:  # an email: that user's conversations
         user = state.store.user_by_email(owner.strip().lower())
         owner = f"user:{user['id']}" if user else "user:"  # nobody's
     rows = state.store.search_conversations(
         agents=names, owner=owner or None, channel=channel or None, since=parse_time(since, "since"),
         until=parse_time(until, "until", end=True), status=status or None, text=q or None, limit=limit + 1,
-        offset=offset)
-    return rows[:limit], service.encode_cursor(offset + limit) if len(rows) > limit else None
+        after=after)
+    return rows[:limit], cursors.conversation_cursor(rows[limit - 1]) if len(rows) > limit else None
 
 
 def detail(state: ServerState, caller: Principal, conversation_id: str) -> tuple[dict[str, Any],
@@ -191,7 +191,8 @@ def search_conversations(
         q: Annotated[str | None, Query(max_length=200, description="text in its title or any message")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=200)] = None) -> FoundPage:
-    """Everyone's conversations, newest activity first, with filters."""
+    """Everyone's conversations, newest activity first, with filters; ``next_cursor`` pages on as
+    ``GET /v1/conversations`` does (each conversation at most once per pass)."""
     rows, next_cursor = search(state, caller, agent=agent, channel=channel, owner=owner, since=since, until=until,
                                status=status, q=q, limit=limit, cursor=cursor)
     return FoundPage(data=[Found(**r) for r in rows], next_cursor=next_cursor)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.jobs.handlers import RUN, run_queue_key
-from halguru_server import audit, service
+from halguru_server import audit, cursors, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.schemas import UserMessage
@@ -100,14 +100,15 @@ def list_jobs(state: State, caller: Caller, agent: str | None = None,
               status: Annotated[JobStatus | None, Query(description="what the jobs' status is")] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20,
               cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobPage:
-    """Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more."""
-    offset = service.decode_cursor(cursor)
+    """Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more (the jobs
+    queued before the last one shown: jobs queued meanwhile shift nothing)."""
+    before = cursors.job_before(cursor)
     names = [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
     rows = state.store.list_jobs(limit + 1, status=status, agents=names, owner=caller.owner_filter_for("jobs"),
-                                 offset=offset)
+                                 before=before)
     more = len(rows) > limit
     return JobPage(data=[_out(dict(r)) for r in rows[:limit]],
-                   next_cursor=service.encode_cursor(offset + limit) if more else None)
+                   next_cursor=cursors.job_cursor(rows[limit - 1]) if more else None)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))

@@ -7,7 +7,6 @@ inside a place in the model's fair queue, with the request id in the trace.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import secrets
@@ -24,6 +23,7 @@ from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCal
 from halguru.agents.runtime import NoConversation, run
 from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.models.base import Message
+from halguru_server import cursors
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
@@ -60,21 +60,21 @@ def message_list(state: ServerState, conversation_id: str, limit: int | None = N
                  cursor: str | None = None) -> MessageList:
     """A conversation's messages as the API shows them, oldest first: an operator's answers marked ``human``
     (who it was stays with the operators). ``limit`` per page (None: all), ``next_cursor`` for the next."""
-    offset = decode_cursor(cursor)
+    offset = cursors.offset_of(cursor)
     messages = state.store.conversation_messages(conversation_id)
     page = messages[offset:offset + limit] if limit is not None else messages[offset:]
     more = limit is not None and offset + limit < len(messages)
     return MessageList(data=[
         MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
                    name=m["name"], human=m["author"] is not None)
-        for m in page], next_cursor=encode_cursor(offset + limit) if more and limit is not None else None)
+        for m in page], next_cursor=cursors.offset_cursor(offset + limit) if more and limit is not None else None)
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,
                        cursor: str | None, own: bool = False) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; the cursor is the position of the next page (opaque to clients). ``own``: only the
-    principal's, even for a role that sees everyone's (the web chat's history)."""
-    offset = decode_cursor(cursor)
+    """Newest activity first; the cursor is a keyset (see ``cursors``: each conversation at most once per pass).
+    ``own``: only the principal's, even for a role that sees everyone's (the web chat's history)."""
+    after = cursors.conversation_after(cursor)
     names = [n for n, s in state.agents.items() if principal.allows(s) and (agent is None or n == agent)]
     if principal.key is not None and principal.key.agents:
         names = [n for n in names if principal.key.allows(n)]
@@ -83,27 +83,9 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
     if own and principal.owner is None and not principal.dev:
         return [], None  # an anonymous visitor without a session has no conversations yet
     owner = principal.owner if own and not principal.dev else principal.owner_filter_for("conversations")
-    rows = state.store.list_conversations(limit + 1, agents=names, offset=offset, owner=owner)
-    more = len(rows) > limit
-    return [dict(r) for r in rows[:limit]], encode_cursor(offset + limit) if more else None
-
-
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = text.partition(":")
-        # ASCII digits only, and short: a huge offset would overflow SQLite's 64-bit integer (a 500).
-        if kind != "o" or not (value.isascii() and value.isdigit() and len(value) <= 12):
-            raise ValueError
-        return int(value)
-    except ValueError:
-        raise ApiError(400, "invalid cursor: pass the next_cursor of a previous page") from None
+    rows = state.store.list_conversations(limit + 1, agents=names, after=after, owner=owner)
+    page = [dict(r) for r in rows[:limit]]
+    return page, cursors.conversation_cursor(page[-1]) if len(rows) > limit else None
 
 
 def delete_conversation(state: ServerState, conv_id: str) -> None:

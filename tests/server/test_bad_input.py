@@ -21,6 +21,24 @@ def test_a_bad_or_overflowing_cursor_is_a_400(client, cursor: str) -> None:
     assert response.status_code == 400 and "invalid cursor" in response.json()["error"]["message"]
 
 
+def test_a_malformed_or_foreign_list_cursor_is_a_400(serve, api_key) -> None:
+    """Each list takes only its own cursors: a keyset for conversations and jobs, never an offset (an older
+    server's) or another list's, and no time that is not a finite number."""
+    cases = [("/v1/conversations", "o:2"), ("/v1/conversations", "j:7"), ("/v1/conversations", "c:nan:conv_a"),
+             ("/v1/conversations", "c:1e400:conv_a"), ("/v1/conversations", "c:soon:conv_a"),
+             ("/v1/conversations", "c:17.5:"), ("/v1/conversations", "c"), ("/v1/admin/conversations", "j:7"),
+             ("/v1/admin/conversations", "c:-inf:x"), ("/v1/jobs", "c:17.5:conv_a"), ("/v1/jobs", "j:" + "9" * 30),
+             ("/v1/jobs", "j:-1"), ("/v1/jobs", "j:\u00b2"), ("/v1/jobs", "o:1")]
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key(scope='admin')}"}) as admin:
+        for path, text in cases:
+            response = admin.get(path, params={"cursor": _cursor(text)})
+            assert response.status_code == 400, (path, text, response.text)
+            message = response.json()["error"]["message"]
+            assert message.startswith("invalid cursor: pass the next_cursor of a previous page"), message
+        assert admin.get("/v1/jobs", params={"cursor": "!!"}).status_code == 400
+
+
 def test_lone_surrogates_are_refused_everywhere_text_is_stored(client) -> None:
     raw = '{"model": "echo", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}'
     completion = client.post("/v1/chat/completions", content=raw, headers={"Content-Type": "application/json"})

@@ -120,6 +120,21 @@ def test_take_over_holds_the_users_messages_until_handed_back(app) -> None:
     assert actions == ["conversation.takeover", "conversation.reply", "conversation.handback"]
 
 
+def test_the_operators_search_pages_past_a_conversation_bumped_meanwhile(app) -> None:
+    client = TestClient(app)
+    operator = _headers(app.state.halguru.store, "op@example.com", "operator")
+    created = [_chat(client, operator, "echo") for _ in range(4)][::-1]  # newest first, as listed
+    first = client.get("/v1/admin/conversations", headers=operator, params={"limit": 2}).json()
+    assert [r["id"] for r in first["data"]] == created[:2]
+    _chat(client, operator, "echo", "a message into the oldest, which moves to the top")
+    client.post(f"/v1/conversations/{created[3]}/messages", headers=operator, json={"content": "bump"})
+    second = client.get("/v1/admin/conversations", headers=operator,
+                        params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [r["id"] for r in second["data"]] == created[2:3] and second["next_cursor"] is None
+    page = client.get("/admin/conversations", headers=operator, params={"cursor": first["next_cursor"]})
+    assert page.status_code == 200 and created[2] in page.text and created[1] not in page.text
+
+
 def test_roles_without_the_permissions_are_refused(app) -> None:
     store = app.state.halguru.store
     client = TestClient(app)

@@ -102,6 +102,18 @@ def test_retry_and_cancel_say_why_not(client: httpx.Client) -> None:
     assert client.get("/v1/jobs/job_0123456789abcdef").status_code == 404
 
 
+def test_a_job_queued_between_pages_does_not_repeat_the_next_page(client: httpx.Client) -> None:
+    """Jobs page by keyset (the last job's place in the queue): an offset repeated the item a new job pushed
+    down."""
+    queued = [client.post("/v1/jobs", json={"agent": "echo", "input": f"job {i}", "delay": 3600}).json()["id"]
+              for i in range(4)][::-1]  # newest first, as listed
+    first = client.get("/v1/jobs", params={"limit": 2}).json()
+    assert [j["id"] for j in first["data"]] == queued[:2]
+    client.post("/v1/jobs", json={"agent": "echo", "input": "late", "delay": 3600})
+    second = client.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [j["id"] for j in second["data"]] == queued[2:] and second["next_cursor"] is None
+
+
 def test_no_worker_leaves_jobs_queued(serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
     server = serve(worker=False)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as client:

@@ -97,6 +97,27 @@ def test_conversations_are_paginated(client: httpx.Client) -> None:
     assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
 
 
+def _ids(page: dict) -> list[str]:
+    return [c["id"] for c in page["data"]]
+
+
+def test_a_conversation_bumped_or_created_between_pages_is_not_repeated(client: httpx.Client) -> None:
+    """The tester's sequence: page 1, a message into a later conversation, page 2. An offset cursor repeated the
+    last item of page 1 and never showed the bumped one; the keyset cursor shows each at most once per pass,
+    and the bumped one heads the next pass."""
+    created = [new_conversation(client) for _ in range(6)][::-1]  # newest first, as listed
+    first = client.get("/v1/conversations", params={"limit": 3}).json()
+    assert _ids(first) == created[:3]
+    assert client.post(f"/v1/conversations/{created[5]}/messages", json={"content": "bump"}).status_code == 200
+    second = client.get("/v1/conversations", params={"limit": 3, "cursor": first["next_cursor"]}).json()
+    assert _ids(second) == created[3:5] and second["next_cursor"] is None
+    assert _ids(client.get("/v1/conversations", params={"limit": 3}).json()) == [created[5], *created[:2]]
+    fresh = client.get("/v1/conversations", params={"limit": 2}).json()
+    new_conversation(client), new_conversation(client)
+    after = client.get("/v1/conversations", params={"limit": 2, "cursor": fresh["next_cursor"]}).json()
+    assert _ids(after) == created[1:3]  # two new ones at the head shift nothing
+
+
 def test_bad_input_gets_clear_json_errors(client: httpx.Client) -> None:
     def error(response: httpx.Response, status: int) -> str:
         assert response.status_code == status, response.text

@@ -385,7 +385,8 @@ export interface paths {
         };
         /**
          * Search Conversations
-         * @description Everyone's conversations, newest activity first, with filters.
+         * @description Everyone's conversations, newest activity first, with filters; ``next_cursor`` pages on as
+         *     ``GET /v1/conversations`` does (each conversation at most once per pass).
          */
         get: operations["search_conversations_v1_admin_conversations_get"];
         put?: never;
@@ -564,7 +565,9 @@ export interface paths {
         };
         /**
          * List Conversations
-         * @description Newest first, ``limit`` per page; follow ``next_cursor`` for more.
+         * @description Newest activity first, ``limit`` per page; follow ``next_cursor`` for more. The cursor marks the last
+         *     conversation shown, so conversations created or given a message meanwhile never repeat or shift the rest:
+         *     each shows at most once per pass, and one that moved to the top after the first page heads the next pass.
          */
         get: operations["list_conversations_v1_conversations_get"];
         put?: never;
@@ -763,7 +766,8 @@ export interface paths {
         };
         /**
          * List Jobs
-         * @description Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more.
+         * @description Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more (the jobs
+         *     queued before the last one shown: jobs queued meanwhile shift nothing).
          */
         get: operations["list_jobs_v1_jobs_get"];
         put?: never;
@@ -1457,7 +1461,7 @@ export interface components {
             data: components["schemas"]["ConversationOut"][];
             /**
              * Next Cursor
-             * @description pass as ?cursor= for the next page; null on the last page
+             * @description pass as ?cursor= for the next page (the conversations after the last one shown); null on the last page
              */
             next_cursor: string | null;
         };
