@@ -29,6 +29,22 @@ def browser():
         browser.close()
 
 
+def open_chat(browser, server):
+    """A new page on the server's web chat, once it lists the agents."""
+    page = browser.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    return page
+
+
+def ask(page, text: str, answer: str) -> None:
+    """Send ``text`` with Enter; return once the answer containing ``answer`` has ended."""
+    page.fill("#input", text)
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant", has_text=answer).wait_for()
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+
+
 def test_chat_streams_renders_markdown_safely_and_survives_reload(serve, agents_dir: Path, browser) -> None:
     script = agents_dir.parent / "md.yaml"
     script.write_text(yaml.safe_dump([MARKDOWN]))

@@ -1,6 +1,6 @@
 // The web chat: picks an agent, streams answers over SSE (fetch + ReadableStream), keeps each
 // agent's conversation id in localStorage so a reload resumes it. No framework, no build step.
-import { renderMarkdown } from "/chat/static/markdown.js";
+import { MarkdownView, renderMarkdown } from "/chat/static/markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine = $("status");
@@ -199,8 +199,6 @@ async function send(text) {
   addMessage("user", text);
   const bubble = addMessage("assistant", "");
   bubble.setAttribute("aria-busy", "true");
-  let answer = "";
-  let finished = false;
   controller = new AbortController();
   $("send").disabled = true; $("stop").hidden = false;
   try {
@@ -215,32 +213,7 @@ async function send(text) {
       watchHeld(agent, id);
       return;
     }
-    const seen = { lastId: "" };
-    const onEvent = (type, event) => {
-      if (type === "token") { answer += event.text; renderMarkdown(answer, bubble); }
-      else if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
-        { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
-      else if (type === "model_result" && event.tool_calls.length) { answer = ""; renderMarkdown("", bubble); }
-      else if (type === "run_finished") {
-        renderMarkdown(event.output, bubble);
-        if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
-        finished = true;
-      }
-      else if (type === "error" && event.fatal) { failed(bubble, event.message); finished = true; }
-      log.scrollTop = log.scrollHeight;
-    };
-    await readEvents(response, onEvent, seen).catch(rethrowAbort);
-    // A stream that broke before the answer ended (its server went away): follow the run from the last event
-    // we got, on whichever server answers; the answer then arrives whole in run_finished (tokens are not kept).
-    for (let tries = 0; !finished && seen.lastId && tries < 5; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      const run = encodeURIComponent(seen.lastId.split(":")[0]);
-      const more = await api(`/runs/${run}/events`, { signal: controller.signal,
-        headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch(rethrowAbort);
-      if (more && more.status === 204) break;
-      if (more) await readEvents(more, onEvent, seen).catch(rethrowAbort);
-    }
-    if (!finished) failed(bubble, "The answer was cut off; send the message again.");
+    await streamAnswer(response, bubble);
   } catch (error) {
     if (error.name === "AbortError") showStatus("Stopped.");
     else {
@@ -254,6 +227,46 @@ async function send(text) {
     $("send").disabled = false; $("stop").hidden = true;
     input.focus();
   }
+}
+
+// The answer's events into its bubble. Tokens are drawn at most once a frame, and only what they add
+// (MarkdownView): drawing the whole answer again on every chunk froze the tab for seconds on long answers.
+async function streamAnswer(response, bubble) {
+  const view = new MarkdownView(bubble);
+  let answer = "", frame = 0, finished = false;
+  const draw = () => { cancelAnimationFrame(frame); frame = 0; view.update(answer); log.scrollTop = log.scrollHeight; };
+  const onEvent = (type, event) => {
+    if (type === "token") { answer += event.text; frame ||= requestAnimationFrame(draw); return; }
+    if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
+      { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
+    else if (type === "model_result" && event.tool_calls.length) { answer = ""; draw(); }
+    else if (type === "run_finished") {
+      if (event.output !== answer || bubble.classList.contains("failed")) view.reset();  // not what streamed
+      answer = event.output;
+      draw();
+      if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
+      finished = true;
+    }
+    else if (type === "error" && event.fatal) { draw(); failed(bubble, event.message); finished = true; }
+    log.scrollTop = log.scrollHeight;
+  };
+  const seen = { lastId: "" };
+  try {
+    await readEvents(response, onEvent, seen).catch(rethrowAbort);
+    // A stream that broke before the answer ended (its server went away): follow the run from the last event
+    // we got, on whichever server answers; the answer then arrives whole in run_finished (tokens are not kept).
+    for (let tries = 0; !finished && seen.lastId && tries < 5; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const run = encodeURIComponent(seen.lastId.split(":")[0]);
+      const more = await api(`/runs/${run}/events`, { signal: controller.signal,
+        headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch(rethrowAbort);
+      if (more && more.status === 204) break;
+      if (more) await readEvents(more, onEvent, seen).catch(rethrowAbort);
+    }
+  } finally {
+    if (frame) draw();  // what came before a stop or a break, before any note under it
+  }
+  if (!finished) failed(bubble, "The answer was cut off; send the message again.");
 }
 
 // While a person holds the conversation, their answers are fetched every few seconds and shown as they come.

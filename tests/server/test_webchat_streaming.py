@@ -1,0 +1,84 @@
+"""A streamed answer is drawn incrementally: what is drawn stays, only the unfinished last line is drawn again
+(the whole answer was rendered again on every chunk: O(length²), seconds of frozen tab on long answers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from playwright.sync_api import expect
+
+from tests.server.test_serve_webchat import WAIT_MS, browser, open_chat  # noqa: F401  (the fixture)
+
+TRICKY = [
+    "", "a", "a\n", "```\ncode\n", "```py\ncode", "- a\n- b\n\n1. c\n2) d", "para\nline\n# h\n```\nx\n```\nafter",
+    "**bold** and `code` and [a link](https://example.com/x) and ![pic](https://e.com/p.png)\n* em *\n\n## t",
+    "<img src=x onerror=alert(1)> [bad](javascript:alert(1)) http://a.b/c\n```\n<script>x</script>\n",
+]
+
+
+def test_markdown_streamed_in_pieces_is_drawn_as_the_whole_text_is(serve: Any, browser: Any) -> None:  # noqa: F811
+    page = open_chat(browser, serve())
+    differ = page.evaluate("""async (texts) => {
+      const { MarkdownView, renderMarkdown } = await import('/chat/static/markdown.js');
+      const whole = document.createElement('div'), streamed = document.createElement('div');
+      const differ = [];
+      for (const text of texts) {
+        renderMarkdown(text, whole);
+        for (const step of [1, 2, 5]) {  // every way of cutting it into chunks of that size
+          for (let start = 1; start <= step; start++) {
+            const view = new MarkdownView(streamed);
+            for (let end = start; end < text.length; end += step) view.update(text.slice(0, end));
+            view.update(text);
+            if (streamed.innerHTML !== whole.innerHTML) differ.push([text, step, start, streamed.innerHTML]);
+          }
+        }
+        const view = new MarkdownView(streamed);  // not a continuation (a tool call began a new answer): redrawn
+        view.update(text + "\\n\\n- other"); view.update(text);
+        if (streamed.innerHTML !== whole.innerHTML) differ.push([text, 'restart', streamed.innerHTML]);
+      }
+      return differ;
+    }""", TRICKY)
+    assert differ == []
+    kept = page.evaluate("""async () => {
+      const { MarkdownView } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      const view = new MarkdownView(box);
+      view.update('first paragraph\\n\\n- an item\\n- anoth');
+      const [p, li] = [box.querySelector('p'), box.querySelector('li')];
+      view.update('first paragraph\\n\\n- an item\\n- another\\n\\nmore');
+      return box.querySelector('p') === p && box.querySelector('li') === li && box.querySelectorAll('li').length;
+    }""")
+    assert kept == 2  # the nodes drawn before are the same nodes, not drawn again
+
+
+def test_a_long_streamed_answer_is_not_drawn_again_per_chunk(serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    items = "".join(f"**Item {i}** has `code{i}` and a [link](https://example.com/{i}).\n- bullet {i}\n"
+                    for i in range(150))
+    script = agents_dir.parent / "long.yaml"
+    script.write_text(yaml.safe_dump([{"text": items.strip(), "token_delay": 0.002}]))
+    spec = yaml.safe_load((agents_dir / "slow" / "agent.yaml").read_text())
+    (agents_dir / "slow" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
+    page = open_chat(browser, serve(sse_coalesce=0.01))
+    page.select_option("#agent", "slow")
+    page.evaluate("""() => {  // every list item taken out of the log while the answer streams
+      window.removed = 0;
+      const items = (n) => n.nodeName === 'LI' ? 1 : n.querySelectorAll ? n.querySelectorAll('li').length : 0;
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of r.removedNodes) window.removed += items(n);
+      }).observe(document.getElementById('log'), { childList: true, subtree: true });
+    }""")
+    page.fill("#input", "long please")
+    page.keyboard.press("Enter")
+    first = page.locator(".msg.assistant li").first
+    first.wait_for()
+    first.evaluate("li => { window.firstItem = li; }")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    answer = page.locator(".msg.assistant").last
+    assert answer.locator("li").count() == 150 and answer.locator("a").count() == 150
+    assert not answer.locator(".error").count()
+    # What was drawn stays: the first item is the same node at the end, and no item was taken out but the
+    # unfinished last line's.
+    assert page.evaluate("window.firstItem === document.querySelector('.msg.assistant li')")
+    assert page.evaluate("window.removed") < 600  # a draft item at most once a frame (here ~60; before, thousands)
