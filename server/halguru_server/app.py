@@ -27,6 +27,7 @@ from halguru_server import (
     keys_api,
     openai_api,
     ops,
+    sessions,
     web,
 )
 from halguru_server.agents import load_agents
@@ -73,6 +74,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     settings.check()
     store = open_store()
+    # the operator's secret first; else the store's, so sessions outlive a restart (every replica shares it)
+    settings.session_secret = settings.session_secret or sessions.stored_secret(store)
     from halguru_server.identity.accounts import enforce_2fa_roles
 
     enforce_2fa_roles(store, settings.auth)  # require_2fa_roles may have grown since people signed in

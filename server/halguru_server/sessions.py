@@ -1,7 +1,9 @@
 """Anonymous web-chat sessions: a token the server issues, so anonymous conversations have an owner.
 
 A token is ``s1.<id>.<mac>``: 18 random bytes and an HMAC-SHA256 of them under the server's session secret
-(``HALGURU_SERVE_SESSION_SECRET``; generated at start when unset, so sessions then last until a restart).
+(``HALGURU_SERVE_SESSION_SECRET``; when unset, one made once and kept in the store, so sessions outlive a
+restart and every replica or worker on that store accepts them). A token signed under another secret (the
+operator rotated it) is refused with 401 ``invalid_session``; the web chat then starts a new session.
 Invariant: an ``anon:<id>`` owner is only ever taken from a token this server (or one sharing its secret)
 signed; the id alone, as stored with the objects, cannot be turned back into a token.
 """
@@ -11,8 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from halguru.store.base import Store
 
 PREFIX = "s1"
+STORED_SECRET = "chat_session_secret"  # its name in the store's server_secrets (when the operator sets none)
 
 
 def _mac(secret: str, session_id: str) -> str:
@@ -32,3 +39,9 @@ def verify(secret: str, token: str) -> str | None:
         return None
     # bytes: compare_digest refuses str with non-ASCII characters (a header may carry any latin-1 byte)
     return parts[1] if hmac.compare_digest(parts[2].encode(), _mac(secret, parts[1]).encode()) else None
+
+
+def stored_secret(store: Store) -> str:
+    """The secret to sign with when ``session_secret`` is unset: made by the first process that asks and kept in
+    the store (as the VAPID key is), so a restart, ``--workers`` and replicas sharing the store all agree."""
+    return store.server_secret(STORED_SECRET, lambda: secrets.token_urlsafe(32))

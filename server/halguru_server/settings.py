@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import re
-import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,6 @@ if TYPE_CHECKING:
     from halguru.jobs.worker import WorkerSettings
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-log = logging.getLogger("halguru.server")
 
 
 class PushSettings(BaseModel):
@@ -66,7 +63,8 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="addresses or networks of reverse proxies whose X-Forwarded-For "
                                           "names the client (rate limits); nobody else's is believed")
     session_secret: str | None = Field(default=None, repr=False, description="signs anonymous web-chat "
-                                       "sessions; set it to keep them across restarts (generated if unset)")
+                                       "sessions; if unset, one made once and kept in the store (so every "
+                                       "replica of a database, and each restart, signs alike)")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_bundle_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest agent bundle "
                                   "`halguru publish` may upload (POST /v1/deployments)")
@@ -128,8 +126,8 @@ class ServerSettings(BaseSettings):
                               max_input_chars=self.max_input_chars)
 
     def check(self) -> None:
-        """Refuse unsafe combinations before anything listens; fill in the session secret if unset (before
-        ``--workers`` hands these settings to each worker, so they all share it)."""
+        """Refuse unsafe combinations before anything listens (an unset session secret is the store's: see
+        ``sessions.stored_secret``)."""
         if self.dev and self.host not in LOOPBACK:
             raise HalguruError(f"--dev turns API keys off, so it only listens on loopback, not {self.host}; "
                                "drop --dev and create a key with `halguru keys create NAME`")
@@ -139,11 +137,6 @@ class ServerSettings(BaseSettings):
             except ValueError:
                 raise HalguruError(f"invalid serve setting trusted_proxies: {net!r} is not an address or "
                                    "network (e.g. 10.0.0.5 or 10.0.0.0/8)") from None
-        if not self.session_secret:
-            if os.environ.get("HALGURU_DATABASE_URL"):  # a shared database usually means several replicas
-                log.warning("session_secret is unset: each replica signs anonymous web-chat sessions with its "
-                            "own, so a session breaks on another replica; give them all the same one")
-            self.session_secret = secrets.token_urlsafe(32)
         if not self.replica_id:
             self.replica_id = f"{re.sub(r'[^A-Za-z0-9._-]', '-', socket.gethostname())[:80]}:{self.port}"
 

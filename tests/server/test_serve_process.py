@@ -115,7 +115,7 @@ def test_public_rate_limit_holds_across_processes(halguru_cmd, subprocess_env, a
 
 
 def test_workers_share_the_session_secret(halguru_cmd, subprocess_env, agents_dir):
-    """A chat session issued by one worker is valid on every other (the secret is made before they fork)."""
+    """A chat session issued by one worker is valid on every other (they take the secret from the store)."""
     proc, url = start(halguru_cmd, subprocess_env, str(agents_dir), "--workers", "2")
     try:
         token = httpx.post(f"{url}/chat/api/session").json()["token"]

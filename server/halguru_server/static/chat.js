@@ -19,25 +19,66 @@ const store = {
   setConversation(agent, id) {
     id ? localStorage.setItem(`halguru.conversation.${agent}`, id) : localStorage.removeItem(`halguru.conversation.${agent}`);
   },
+  // The conversations started under the session token: only it opens them, so they go when it does.
+  get sessionConversations() {
+    try { return JSON.parse(localStorage.getItem("halguru.session.conversations")) || []; } catch { return []; }
+  },
+  set sessionConversations(ids) {
+    ids.length ? localStorage.setItem("halguru.session.conversations", JSON.stringify(ids))
+      : localStorage.removeItem("halguru.session.conversations");
+  },
 };
+
+// What a call is sent as: the signed-in user (cookie), the API key, the anonymous session token, or nothing.
+function credential(anonymous = false) {
+  if (me) return "user";
+  if (store.key && usingKey && !anonymous) return "key";
+  return store.session ? "session" : "";
+}
 
 function headers(extra = {}, anonymous = false) {
   const h = { "Content-Type": "application/json", ...extra };
-  if (me) h["X-CSRF-Token"] = me.csrf;  // signed in: the cookie says who; its CSRF token goes with every call
-  else if (store.key && usingKey && !anonymous) h.Authorization = `Bearer ${store.key}`;
-  else if (store.session) h["X-Chat-Session"] = store.session;
+  const via = credential(anonymous);
+  if (via === "user") h["X-CSRF-Token"] = me.csrf;  // the cookie says who; its CSRF token goes with every call
+  else if (via === "key") h.Authorization = `Bearer ${store.key}`;
+  else if (via === "session") h["X-Chat-Session"] = store.session;
   return h;
 }
 
 async function api(path, options = {}) {
-  const { anonymous = false, ...rest } = options;
+  const { anonymous = false, retried = false, ...rest } = options;
+  const via = credential(anonymous);
   const response = await fetch(`/chat/api${path}`, { ...rest, headers: headers(rest.headers, anonymous) });
   if (!response.ok) {
-    let message = `${response.status}`;
-    try { message = (await response.json()).error.message; } catch { /* not JSON */ }
-    const error = new Error(message); error.status = response.status; throw error;
+    let message = `${response.status}`, type = "";
+    try { ({ message, type } = (await response.json()).error); } catch { /* not JSON */ }
+    if (response.status === 401 && type === "invalid_session" && via === "session" && !retried) {
+      dropSession();
+      // What named a conversation or run of the old session is gone with it; anything else is asked again
+      // (a new session first, for what creates something).
+      if (!/^\/(conversations|runs)\//.test(path)) {
+        if (rest.method === "POST" && path !== "/session") await ensureSession();
+        return api(path, { ...options, retried: true });
+      }
+      message = "Your earlier chat session has ended, and its conversation with it.";
+    }
+    const error = new Error(message); error.status = response.status; error.sessionEnded = type === "invalid_session";
+    throw error;
   }
   return response;
+}
+
+// The server no longer accepts the session token (restarted with another secret, or the operator changed it):
+// forget the token and the conversations started under it (nobody can open them now). Without this the page
+// sent the dead token on every call, and each call (even the list of public agents) was refused for good.
+function dropSession() {
+  const tied = new Set(store.sessionConversations);
+  for (const key of Object.keys(localStorage)) {
+    if (key.startsWith("halguru.conversation.") && tied.has(localStorage.getItem(key))) localStorage.removeItem(key);
+  }
+  store.sessionConversations = [];
+  store.session = "";
+  showStatus("Your earlier chat session has ended; a new one starts with your next message.");
 }
 
 function showStatus(text) { statusLine.textContent = text || ""; }
@@ -169,13 +210,21 @@ async function loadConversation() {
       else if (m.role === "assistant") for (const c of m.tool_calls) addMessage("tool", `→ ${c.name}`);
     }
   } catch (error) {
-    if (error.status === 404) { store.setConversation(agent, null); showInUrl(agent, null); } else showStatus(error.message);
+    if (error.status === 404 || error.sessionEnded) { store.setConversation(agent, null); showInUrl(agent, null); }
+    else showStatus(error.message);
   }
 }
 
 async function ensureSession() {
   if (me || (usingKey && store.key) || store.session) return;
   store.session = (await (await api("/session", { method: "POST" })).json()).token;
+}
+
+// Remember that conversation `id` (now stored for its agent) is the session's; ids no longer stored are let go.
+function tieToSession(id) {
+  const stored = new Set(Object.keys(localStorage).filter((k) => k.startsWith("halguru.conversation."))
+    .map((k) => localStorage.getItem(k)));
+  store.sessionConversations = [...store.sessionConversations.filter((c) => stored.has(c) && c !== id), id];
 }
 
 async function ensureConversation(agent, firstMessage) {
@@ -186,6 +235,7 @@ async function ensureConversation(agent, firstMessage) {
     const response = await api("/conversations", { method: "POST", body });
     id = (await response.json()).id;
     store.setConversation(agent, id);
+    if (credential() === "session") tieToSession(id);
     showInUrl(agent, id);
     loadHistory();
   }
@@ -196,17 +246,32 @@ async function send(text) {
   const agent = agentSelect.value;
   if (!agent || controller) return;
   showStatus("");
-  addMessage("user", text);
+  const question = addMessage("user", text);
   const bubble = addMessage("assistant", "");
   bubble.setAttribute("aria-busy", "true");
   controller = new AbortController();
   $("send").disabled = true; $("stop").hidden = false;
-  try {
+  const post = async () => {
     const id = await ensureConversation(agent, text);
     const response = await api(`/conversations/${encodeURIComponent(id)}/messages`, {
       method: "POST", body: JSON.stringify({ content: text, stream: true }),
       headers: { Accept: "text/event-stream" }, signal: controller.signal,
     });
+    return { id, response };
+  };
+  try {
+    let id, response;
+    try {
+      ({ id, response } = await post());
+    } catch (error) {
+      if (!error.sessionEnded) throw error;
+      // The server no longer knows this browser's session (it restarted, or its secret changed): the message
+      // starts a new conversation under a new session instead of failing.
+      store.setConversation(agent, null);
+      log.replaceChildren(question, bubble);
+      ({ id, response } = await post());
+      showStatus("Your earlier chat session had ended, so this is a new conversation.");
+    }
     if (response.status === 202) {  // a person has taken the conversation over: they answer here, not the agent
       bubble.textContent = (await response.json()).message;
       bubble.classList.add("held");
@@ -304,7 +369,7 @@ async function attach(file) {
     addMessage("user", `${ATTACHED}${info.name}]`);
   } catch (error) {
     showStatus(error.message);
-    if (error.status === 404) store.setConversation(agent, null);
+    if (error.status === 404 || error.sessionEnded) store.setConversation(agent, null);
   }
   input.focus();
 }
