@@ -95,6 +95,11 @@ class MessageOut(BaseModel):
     name: str | None = None
     human: bool = Field(default=False, description="an answer a person (an operator holding the conversation) "
                                                    "wrote, not the agent")
+    run_id: str | None = Field(default=None, description="the run that added it (GET /v1/runs/{id}); null for "
+                               "a message no run added: a person's answer, a chat completion's given history")
+    run_status: str | None = Field(default=None, description="how that run ended: ok; cancelled, failed, limited "
+                                   "or interrupted (the answer was cut short: what it had written by then is "
+                                   "kept); paused (a tool call waits for approval); running")
 
 
 class MessageList(BaseModel):

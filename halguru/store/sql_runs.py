@@ -320,6 +320,13 @@ class RunsMixin(SQLBase):
                          (before, now - REPLAY_GUARD_S))
         return count
 
+    def run_statuses(self, conversation_id: str) -> dict[str, str]:
+        """Each of the conversation's runs by id: its status as read (a lapsed lease is 'interrupted'), so a
+        client shown the conversation again can tell an answer cut short (cancelled, failed, …) from a whole one."""
+        rows = self._rows(f"SELECT r.id, {_STATUS} FROM runs r WHERE r.conversation_id = ?",
+                          [time.time(), conversation_id])
+        return {str(row["id"]): str(row["status"]) for row in rows}
+
     def get_run(self, run_id: str) -> RunRecord:
         """A run by id or unique id prefix."""
         now = time.time()

@@ -59,14 +59,17 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
 def message_list(state: ServerState, conversation_id: str, limit: int | None = None,
                  cursor: str | None = None) -> MessageList:
     """A conversation's messages as the API shows them, oldest first: an operator's answers marked ``human``
-    (who it was stays with the operators). ``limit`` per page (None: all), ``next_cursor`` for the next."""
+    (who it was stays with the operators), each with its run's status (an answer cut short says so when shown
+    again). ``limit`` per page (None: all), ``next_cursor`` for the next."""
     offset = cursors.offset_of(cursor)
     messages = state.store.conversation_messages(conversation_id)
     page = messages[offset:offset + limit] if limit is not None else messages[offset:]
     more = limit is not None and offset + limit < len(messages)
+    statuses = state.store.run_statuses(conversation_id) if any(m["run_id"] for m in page) else {}
     return MessageList(data=[
         MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
-                   name=m["name"], human=m["author"] is not None)
+                   name=m["name"], human=m["author"] is not None, run_id=m["run_id"],
+                   run_status=statuses.get(m["run_id"]) if m["run_id"] else None)
         for m in page], next_cursor=cursors.offset_cursor(offset + limit) if more and limit is not None else None)
 
 

@@ -290,3 +290,15 @@ def test_a_long_runs_messages_and_events_keep_their_order_across_insert_chunks(s
     assert store.start_run("run_c0000003", "conv_gone", "agent", "scripted", "x", existing=True) is None
     assert store.get_conversation("conv_gone") is None
     assert [r["id"] for r in store.list_runs(conversation_id="conv_gone")] == []
+
+
+def test_run_statuses_say_how_each_run_of_a_conversation_ended(store, raw_sql) -> None:
+    store.start_run("run_ok", "conv_s", "agent", "scripted", "one")
+    _finish(store, "run_ok", "conv_s")
+    store.start_run("run_stop", "conv_s", "agent", "scripted", "two", existing=True)
+    _finish(store, "run_stop", "conv_s", "cancelled")
+    store.start_run("run_lost", "conv_s", "agent", "scripted", "three", existing=True)
+    assert store.run_statuses("conv_s") == {"run_ok": "ok", "run_stop": "cancelled", "run_lost": "running"}
+    raw_sql("UPDATE runs SET lease_expires = 1 WHERE id = 'run_lost'")  # its process died: the lease lapsed
+    assert store.run_statuses("conv_s")["run_lost"] == "interrupted"
+    assert store.run_statuses("conv_other") == {}

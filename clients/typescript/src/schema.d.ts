@@ -2284,6 +2284,16 @@ export interface components {
             name?: string | null;
             /** Role */
             role: string;
+            /**
+             * Run Id
+             * @description the run that added it (GET /v1/runs/{id}); null for a message no run added: a person's answer, a chat completion's given history
+             */
+            run_id?: string | null;
+            /**
+             * Run Status
+             * @description how that run ended: ok; cancelled, failed, limited or interrupted (the answer was cut short: what it had written by then is kept); paused (a tool call waits for approval); running
+             */
+            run_status?: string | null;
             /** Tool Call Id */
             tool_call_id?: string | null;
             /**

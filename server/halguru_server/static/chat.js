@@ -92,6 +92,15 @@ function failed(bubble, message) {
   bubble.append(note);
 }
 
+// What the page says under an answer whose run ended short of "ok" (the messages' run_status).
+const CUT = {
+  cancelled: "This answer was stopped before it finished.",
+  failed: "This answer failed before it finished.",
+  limited: "This answer was cut short by a limit.",
+  interrupted: "This answer was cut off when the server stopped.",
+  paused: "This answer waits for a tool call to be approved.",
+};
+
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
 function addMessage(role, text, human = false) {
@@ -204,11 +213,15 @@ async function loadConversation() {
   if (!id) return;
   try {
     const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
-    for (const m of messages) {
-      if (m.role === "user") addMessage("user", m.content);
-      else if (m.role === "assistant" && m.content) addMessage("assistant", m.content, m.human);
-      else if (m.role === "assistant") for (const c of m.tool_calls) addMessage("tool", `→ ${c.name}`);
-    }
+    let shown = null;  // the last message shown of the current run
+    messages.forEach((m, i) => {
+      if (m.run_id !== messages[i - 1]?.run_id) shown = null;
+      if (m.role === "user") shown = addMessage("user", m.content);
+      else if (m.role === "assistant" && m.content) shown = addMessage("assistant", m.content, m.human);
+      else if (m.role === "assistant") for (const c of m.tool_calls) shown = addMessage("tool", `→ ${c.name}`);
+      // a run that did not end well says so under the last of its messages, as it did while it streamed
+      if (shown && m.run_id !== messages[i + 1]?.run_id && CUT[m.run_status]) failed(shown, CUT[m.run_status]);
+    });
   } catch (error) {
     if (error.status === 404 || error.sessionEnded) { store.setConversation(agent, null); showInUrl(agent, null); }
     else showStatus(error.message);
@@ -280,7 +293,7 @@ async function send(text) {
     }
     await streamAnswer(response, bubble);
   } catch (error) {
-    if (error.name === "AbortError") showStatus("Stopped.");
+    if (error.name === "AbortError") { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
     else {
       failed(bubble, error.message);
       showStatus(error.message);
