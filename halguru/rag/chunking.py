@@ -20,7 +20,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+# CJK characters are a token each (BERT's word pieces split them so; ``\w+`` took a whole sentence as one);
+# a run of letters and digits longer than _LONG_RUN (a hex blob) counts one more token per _PER_TOKEN characters
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
+_LONG_RUN, _PER_TOKEN = 24, 8
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
@@ -44,7 +48,28 @@ _CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn
 
 
 def count_tokens(text: str) -> int:
-    return len(_TOKEN.findall(text))
+    return sum(map(_weight, _TOKEN.findall(text)))
+
+
+def _weight(token: str) -> int:
+    return 1 + max(0, len(token) - _LONG_RUN) // _PER_TOKEN
+
+
+def _hard_split(word: str, size: int) -> list[str]:
+    """A "word" of more than ``size`` tokens (a minified script's line, JSON written without spaces, CJK text
+    with none) cut at token boundaries into pieces of at most ``size`` tokens; a single run longer than that
+    (a hex blob) by characters."""
+    pieces: list[str] = []
+    start = tokens = 0
+    for match in _TOKEN.finditer(word):
+        weight = _weight(match.group())
+        if tokens and tokens + weight > size:
+            pieces.append(word[start:match.start()])
+            start, tokens = match.start(), 0
+        tokens += weight
+    pieces.append(word[start:])
+    step = _LONG_RUN + size * _PER_TOKEN
+    return [piece[i:i + step] for piece in pieces for i in range(0, len(piece), step)]
 
 
 @dataclass
@@ -281,9 +306,17 @@ def _split_block(block: _Block, size: int, overlap: int) -> list[_Block]:
         if count_tokens(line) <= size:
             lines.append((block.start + i, line))
             continue
-        words = line.split(" ")
+        words = [piece for word in line.split(" ")
+                 for piece in (_hard_split(word, size) if count_tokens(word) > size else [word])]
         step = max(1, int(size / 1.5))
-        lines += [(block.start + i, " ".join(words[j:j + step])) for j in range(0, len(words), step)]
+        j = 0
+        while j < len(words):  # ``step`` words, fewer where they hold more than ``size`` tokens
+            end, tokens = j, 0
+            while end < len(words) and end - j < step and (end == j or tokens + count_tokens(words[end]) <= size):
+                tokens += count_tokens(words[end])
+                end += 1
+            lines.append((block.start + i, " ".join(words[j:end])))
+            j = end
     start = 0
     while start < len(lines):
         end, tokens = start, 0

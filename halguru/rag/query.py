@@ -180,6 +180,32 @@ def _diversified(order: list[Key], per_source: int) -> list[Key]:
     return first + later
 
 
+# Sections that say who wrote a page, its licence or where else to look, and chunks of a few words (a NAME line, a
+# SYNOPSIS): never the passage that answers a question, but short, so such a chunk is mostly its label (the page's
+# name and title, which it repeats) and comes out the page's most similar chunk ("sort lines numerically" -> sort's
+# COPYRIGHT). A page's other candidates are shown first.
+THIN_TOKENS = 20
+BACK_MATTER = frozenset({"author", "authors", "copyright", "see also", "reporting bugs", "colophon", "license",
+                         "licence", "copying", "credits", "acknowledgements", "acknowledgments", "thanks"})
+
+
+def _content_first(order: list[Key], rows: dict[Key, dict[str, Any]]) -> list[Key]:
+    """``order`` with each document's back-matter and thin chunks after its other chunks, in the places its chunks
+    had: which documents come where is unchanged, only which of a document's chunks stands for it."""
+    from halguru.rag.chunking import count_tokens
+
+    def back(key: Key) -> bool:
+        heading = str(rows[key].get("heading") or "")
+        return (any(part.strip().lower() in BACK_MATTER for part in heading.split(" > "))
+                or count_tokens(str(rows[key].get("text") or "")) < THIN_TOKENS)
+
+    chunks: dict[str, list[Key]] = {}
+    for key in order:
+        chunks.setdefault(key[0], []).append(key)
+    queue = {source: [k for k in keys if not back(k)] + [k for k in keys if back(k)] for source, keys in chunks.items()}
+    return [queue[key[0]].pop(0) for key in order]
+
+
 def _with_document_support(scored: dict[Key, float], weight: float) -> dict[Key, float]:
     """Add to each chunk ``weight`` times the score of the best other candidate from its document: a page
     that several candidates come from is likelier to be the answer than one with a single lucky chunk."""
@@ -298,6 +324,9 @@ def fuse(vector_rows: list[dict[str, Any]], fts_rows: list[dict[str, Any]], k: i
         # A tie goes to the better best chunk; the sort is stable: each document's chunks keep their order.
         order = sorted(order, key=lambda item: (-documents[item[0]], -best[item[0]]))
         scored = {key: documents[key[0]] for key in order}  # what the hits report: their document's fused rank
+    slots = [scored[item] for item in order]  # a chunk standing in for its document's best keeps that one's score
+    order = _content_first(order, rows)
+    scored = {item: slot for item, slot in zip(order, slots, strict=True)}
     if fusion.per_source:
         order = _diversified(order, fusion.per_source)
     return [{**rows[item], "_relevance_score": scored[item]} for item in order[:k]]
