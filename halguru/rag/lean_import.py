@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -33,15 +34,26 @@ from typing import Any
 CLIENT = "lance_namespace_urllib3_client"
 
 
-def lancedb() -> Any:
-    """The ``lancedb`` module, imported with the REST client's package deferred."""
-    if "lancedb" not in sys.modules:
-        if CLIENT not in sys.modules:
-            _defer_client()
-        with _overrides_as_on_312(), _models_built_when_first_used():
-            import lancedb as module
-    import lancedb as module
+# One import at a time: the loans above are process-wide, and a second thread that entered while the first held
+# them saved the patched config as the original (pydantic's "multiple values for keyword argument 'defer_build'",
+# a 500 to concurrent first requests of `serve`) or put a loan back for good.
+_IMPORTING = threading.Lock()
+_LOADED: list[Any] = []  # the module once imported: later calls take no lock
 
+
+def lancedb() -> Any:
+    """The ``lancedb`` module, imported with the REST client's package deferred (thread-safe)."""
+    if _LOADED:
+        return _LOADED[0]
+    with _IMPORTING:
+        if "lancedb" not in sys.modules:
+            if CLIENT not in sys.modules:
+                _defer_client()
+            with _overrides_as_on_312(), _models_built_when_first_used():
+                import lancedb as module
+        import lancedb as module
+
+        _LOADED[:] = [module]
     return module
 
 
@@ -50,7 +62,7 @@ def _models_built_when_first_used() -> Iterator[None]:
     from pydantic import BaseModel, ConfigDict
 
     saved = BaseModel.model_config
-    BaseModel.model_config = ConfigDict(**saved, defer_build=True)
+    BaseModel.model_config = ConfigDict(**{**saved, "defer_build": True})
     try:
         yield
     finally:
