@@ -151,7 +151,9 @@ def main() -> None:
     except HalguruError as exc:
         if _state["debug"]:
             raise
-        print(f"Error: {printable(str(exc))}", file=sys.stderr)  # may quote a server's reply or stderr
+        # ``terminal``: what the error says on the user's own terminal only (a knowledge error names the other
+        # bases there); it may quote a server's reply or stderr
+        print(f"Error: {printable(getattr(exc, 'terminal', None) or str(exc))}", file=sys.stderr)
         sys.exit(1)
     except OSError as exc:  # a file a command reads or writes (`-o /no/such/dir/x`): one line, not a traceback
         if _state["debug"]:

@@ -172,9 +172,11 @@ class KnowledgeBase:
         try:
             data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
+            # The other bases' names help on a terminal; a client of a served agent is not to learn them.
             known = ", ".join(list_names()) or "none yet"
-            raise KnowledgeError(f"no knowledge base {name!r} (known: {known}); "
-                                 f"create it with `halguru kb create {name}`") from None
+            create = f"create it with `halguru kb create {name}`"
+            raise KnowledgeError(f"no knowledge base {name!r}; {create}",
+                                 terminal=f"no knowledge base {name!r} (known: {known}); {create}") from None
         except (OSError, ValueError) as exc:
             raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}") from None
         return cls(name, folder, _meta(name, folder, data))

@@ -96,3 +96,18 @@ def test_agent_without_knowledge_does_no_retrieval_and_unknown_base_is_one_error
     broken = write_knowledge_agent(write_agent, "auto", knowledge="missing-base")
     failed = run_sync(broken, "hi", model=ScriptedModel(["x"]), record=False)
     assert failed.status == "failed" and "'missing-base' is neither a knowledge base" in failed.error
+
+
+def test_a_missing_base_names_the_others_on_the_terminal_only(write_agent, docs, cli_error):
+    """A served agent whose base was dropped told API and web-chat clients every base on the server."""
+    for name in ("manual", "payroll-secrets"):
+        rag.create(name, embedder="fast")
+    rag.ingest("manual", [docs])
+    agent = load_agent(write_agent("name: helper\nmodel: scripted\nknowledge: [manual]\nretrieval: {mode: auto}\n"))
+    assert run_sync(agent, "refunds?", model=ScriptedModel(["14 days [1]."]), record=False).ok
+    rag.drop("manual")
+    failed = run_sync(agent, "refunds?", model=ScriptedModel(["x"]), record=False)
+    assert failed.status == "failed"
+    assert failed.error == "no knowledge base 'manual'; create it with `halguru kb create manual`"
+    assert cli_error("kb", "show", "manual") == ("Error: no knowledge base 'manual' (known: payroll-secrets); "
+                                                 "create it with `halguru kb create manual`")
