@@ -47,22 +47,32 @@ def open_base(name: str) -> KnowledgeBase:
 
 
 def drop(name: str) -> None:
-    """Delete a knowledge base and its files (refused while an ingest holds it)."""
-    from halguru.rag.indexer import ingest_lock
+    """Delete a knowledge base and its files, with what a killed re-index of it left (refused while an ingest
+    holds it)."""
+    from halguru.rag.indexer import clear_leftovers, ingest_lock
 
     kb = open_base(name)
     with ingest_lock(kb):
         kb.drop()
+        clear_leftovers(name)
 
 
 def optimize(name: str) -> int:
-    """Compact a base's fragments and refresh its indexes; returns the fragments left."""
+    """Compact a base's fragments and refresh its indexes; returns the fragments left. A failed write (a full
+    disk) is one line: LanceDB commits atomically, so the base keeps its last version."""
+    from halguru.rag.errors import KnowledgeError
     from halguru.rag.indexer import ingest_lock
+    from halguru.rag.store import write_problem
 
     kb = open_base(name)
     with ingest_lock(kb):
-        kb.ensure_fts_index() if kb.table.count_rows() else None
-        return kb.optimize()
+        try:
+            kb.ensure_fts_index() if kb.table.count_rows() else None
+            return kb.optimize()
+        except (OSError, RuntimeError) as exc:
+            raise KnowledgeError(f"optimizing knowledge base {name!r} failed: {write_problem(exc)}; it is unchanged "
+                                 f"and still searchable. Make room (or fix the cause) and run `halguru kb optimize "
+                                 f"{name}` again") from None
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,12 @@
 Order of writes for a changed file: its new chunks are committed first, then the
 chunks of its old version are deleted. A kill in between leaves both versions
 (still queryable); the next ingest sees two hashes for the path and finishes the
-job. An exclusive lock file keeps a second ingest of the same base out.
+job. An exclusive lock file keeps a second ingest of the same base out; it lives beside the bases (in
+``.locks/``), not in the base's folder, which a re-index replaces. An ingest that waited for it reads the base's
+metadata again once it holds it, so it never writes one embedder's vectors into a base re-indexed with another.
+
+A write that fails (a full disk) is one line saying how far the ingest got; what was committed is kept and the
+next ingest finishes the job, as after a kill.
 
 ``stop_ingests()`` asks the ingests running in this process to stop after their
 current file (Ctrl-C during an agent's first retrieval): what was committed is
@@ -17,6 +22,7 @@ import contextvars
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +34,7 @@ from halguru.rag.chunking import Chunk, chunk_text, document_title
 from halguru.rag.embedders import embed_passages
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
-from halguru.rag.store import KnowledgeBase
+from halguru.rag.store import KnowledgeBase, base_folder
 
 # Chunks embedded and committed together: fewer LanceDB fragments, bounded work lost on a kill.
 BATCH_CHUNKS = int(os.environ.get("HALGURU_KB_BATCH_CHUNKS", "128"))
@@ -123,12 +129,18 @@ class _Running:
 _SCOPE: contextvars.ContextVar[IngestScope | None] = contextvars.ContextVar("halguru_ingest_scope", default=None)
 
 
+class IngestFailed(KnowledgeError):
+    """A write to the base failed (a full disk); what was committed before is kept."""
+
+
 @contextlib.contextmanager
 def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> Iterator[None]:
     """An exclusive flock (released by the kernel even on SIGKILL); ``waits``: the refusal names ``--wait``
-    (only `kb ingest` has it)."""
-    path = kb.folder / ".ingest.lock"
-    with path.open("a+") as handle:
+    (only `kb ingest` has it). Its file is ``.locks/NAME.lock`` beside the base's folder: in the folder, a
+    re-index (which swaps folders) left its waiters holding the lock of a deleted file, free to write at once."""
+    locks = kb.folder.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{kb.folder.name}.lock").open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -150,8 +162,35 @@ def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> I
 def _source_name(path: Path, root: Path) -> str:
     """Citation name: the path from the folder given (its name included), e.g. docs/guide.md."""
     if root.is_file():
-        return path.name
-    return (Path(root.resolve().name) / path.relative_to(root)).as_posix()
+        return _safe(path.name)
+    return _safe((Path(root.resolve().name) / path.relative_to(root)).as_posix())
+
+
+def _key(file: Path) -> str:
+    """A file's key in the base (its ``path`` column): its resolved path, display-safe."""
+    return _safe(str(file.resolve()))
+
+
+def _safe(name: str) -> str:
+    """``name`` with the bytes of a file name that are not UTF-8 (a Latin-1 name from an old archive or a Windows
+    zip) written as ``\\xe9``: Python reads them as lone surrogates, which the tokenizers and Arrow refuse (the
+    whole ingest failed with a traceback)."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
+def _on_disk(key: str) -> Path:
+    """The file a stored key names (``_safe`` undone: each ``\\xNN`` back to the byte it stood for)."""
+    path = Path(key)
+    if "\\x" not in key or path.exists():
+        return path
+    return Path(_ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m[1], 16)), key))  # os.fsdecode's form of the byte
 
 
 def _quote(value: str) -> str:
@@ -177,6 +216,11 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | st
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
         stack.enter_context(ingest_lock(kb, wait=wait, waits=True))
+        if kb.reload_meta():  # re-indexed while this ingest waited: embed as the base now does, or refuse
+            model = kb.embedder(embedder)
+            lead = kb.lead_encoder(lambda line: notify("note", line))
+        if kb.folder == base_folder(kb.name):  # no re-index runs now (it would hold the lock): its leftovers go
+            clear_leftovers(kb.name)
         return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify, only=only)
 
 
@@ -187,7 +231,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     stored = _stored(kb)
     files = _files(roots, summary)
     if only is not None:  # a re-index: the files the base held, not all the folders around them hold now
-        files = [(file, root) for file, root in files if str(file.resolve()) in only]
+        files = [(file, root) for file, root in files if _key(file) in only]
     notify("files", len(files))
     running.total = len(files)
     seen: set[str] = set()
@@ -203,15 +247,17 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
                 row["vector"] = vector
             if lead is not None:
                 _add_leads(pending, lead)
-            kb.table.add(list(pending))
-            if not indexed:  # from the first batch on, full-text search works (later rows are scanned until
-                kb.ensure_fts_index()  # the index is refreshed at the end): a kill leaves a searchable base
-                indexed.append(True)
+            with _writing(kb, running, summary):
+                kb.table.add(list(pending))
+                if not indexed:  # from the first batch on, full-text search works (later rows are scanned until
+                    kb.ensure_fts_index()  # the index is refreshed at the end): a kill leaves a searchable base
+                    indexed.append(True)
             summary.chunks += len(pending)
             notify("chunks", len(pending))
             pending.clear()
         if stale:
-            kb.table.delete(" OR ".join(stale))
+            with _writing(kb, running, summary):
+                kb.table.delete(" OR ".join(stale))
             stale.clear()
 
     for index, (file, root) in enumerate(files):
@@ -220,7 +266,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             commit()  # whole files only: the next ingest finds them unchanged
             running.check()
         notify("file", str(file))
-        key = str(file.resolve())
+        key = _key(file)
         if key in seen:  # the same file again (a symlink to it, a folder and the file in it): indexed once
             continue
         seen.add(key)
@@ -255,8 +301,25 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             commit()
     commit()
     running.done = len(files)
-    _finish(kb, roots, stored, seen, summary, prune)
+    with _writing(kb, running, summary):
+        _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+@contextlib.contextmanager
+def _writing(kb: KnowledgeBase, running: _Running, summary: IngestSummary) -> Iterator[None]:
+    """A write to the base; one that fails (LanceDB's IO errors are RuntimeErrors naming a Rust source file) is
+    one line saying what happened and how far the ingest got, as Ctrl-C's is, instead of a traceback."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        from halguru.rag.store import write_problem
+
+        where = (f"at file {running.done + 1} of {running.total}" if running.done < running.total
+                 else f"after its {running.total} file(s)")
+        raise IngestFailed(f"writing to knowledge base {kb.name!r} failed {where}: {write_problem(exc)}; the "
+                           f"{summary.chunks} chunk(s) written before are kept and searchable. Make room (or fix "
+                           "the cause) and run the same ingest again to finish: unchanged files are skipped") from None
 
 
 def _unique_source(source: str, key: str, taken: dict[str, str]) -> str:
@@ -286,7 +349,7 @@ def _skip(file: Path, reason: str, old: tuple[str, set[str]] | None, stale: list
     its old chunks, or its old text stayed searchable and cited (with lines that no longer exist)."""
     summary.skipped.append((str(file), reason))
     if old is not None:
-        stale.append(f"(path = {_quote(str(file.resolve()))})")
+        stale.append(f"(path = {_quote(_key(file))})")
         summary.removed.append(old[0])
 
 
@@ -331,14 +394,14 @@ def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, s
             summary: IngestSummary, prune: bool | str) -> None:
     """After the files: forget deleted ones (``prune``), refresh the full-text index, compact, stamp the base."""
     if prune:
-        under = [str(r.resolve()) for r in roots if r.is_dir()]
-        gone = [p for p in stored if p not in seen and (prune == "mirror" or not Path(p).exists()
+        under = [_key(r) for r in roots if r.is_dir()]
+        gone = [p for p in stored if p not in seen and (prune == "mirror" or not _on_disk(p).exists()
                                                          or any(p.startswith(u + os.sep) for u in under))]
         for start in range(0, len(gone), 200):
             kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
         summary.removed = sorted([*summary.removed, *(stored[p][0] for p in gone)])
     else:  # said, so a deleted file's answers do not go on silently
-        summary.gone = sorted(stored[p][0] for p in stored if p not in seen and not Path(p).exists())
+        summary.gone = sorted(stored[p][0] for p in stored if p not in seen and not _on_disk(p).exists())
     missing = kb.table.count_rows() > 0 and not kb.has_fts_index()  # a first ingest killed before its index
     if summary.chunks or summary.removed or summary.updated or missing:
         kb.ensure_fts_index()
@@ -352,33 +415,21 @@ def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, s
 
 def reindex(name: str, embedder: str, progress: Progress | None = None) -> IngestSummary:
     """Rebuild a base with another embedder from the files it was built from (they must still exist)."""
-    from halguru.rag.store import KnowledgeBase as KB
-
-    old = KB.open(name)
-    paths = sorted(old.documents())
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        raise KnowledgeError(f"cannot re-index {name!r}: {len(missing)} source files are gone (e.g. {missing[0]}); "
-                             "drop it and ingest again")
     from halguru.rag.embedders import PROFILES, get_embedder
 
+    old = KnowledgeBase.open(name)
     embedder = PROFILES.get(embedder, embedder)  # `fast`: the base records wordllama itself
     get_embedder(embedder)  # fails here, before anything is dropped, if the new embedder cannot load
-    roots: list[Path] = []
-    for path, (source, _) in old.documents().items():
-        root = Path(path)
-        for _ in Path(source).parts[1:]:
-            root = root.parent  # the folder that gave the file its citation name
-        if root not in roots:
-            roots.append(root)
-    meta = old.meta
     # Built beside the old base, which takes searches (and refuses other ingests) until the new one is whole: a
     # killed or stopped re-index left a base with part of its documents, and the next re-index re-read only those.
     building, retired = old.folder.with_name(f".{name}.reindexing"), old.folder.with_name(f".{name}.replaced")
     with ingest_lock(old):
-        shutil.rmtree(building, ignore_errors=True)  # what a killed re-index left
+        old.reload_meta()  # as it is now: another re-index may have finished since it was opened
+        paths, roots = _sources(old)
+        meta = old.meta
+        clear_leftovers(name)  # what a killed re-index left
         try:
-            new = KB.create(name, embedder, meta.chunk_size, meta.chunk_overlap, folder=building)
+            new = KnowledgeBase.create(name, embedder, meta.chunk_size, meta.chunk_overlap, folder=building)
             if meta.folder:  # a knowledge folder's base stays that folder's
                 new.meta.folder = meta.folder
                 new.save_meta()
@@ -386,8 +437,34 @@ def reindex(name: str, embedder: str, progress: Progress | None = None) -> Inges
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise
-        shutil.rmtree(retired, ignore_errors=True)
         old.folder.rename(retired)
         building.rename(old.folder)
         shutil.rmtree(retired, ignore_errors=True)
     return summary
+
+
+def _sources(kb: KnowledgeBase) -> tuple[list[str], list[Path]]:
+    """The keys of the files a base holds, and the folders they were ingested from (which gave each file its
+    citation name); a file that is gone is one line."""
+    documents = kb.documents()
+    paths = sorted(documents)
+    missing = [p for p in paths if not _on_disk(p).exists()]
+    if missing:
+        raise KnowledgeError(f"cannot re-index {kb.name!r}: {len(missing)} source files are gone (e.g. "
+                             f"{missing[0]}); drop it and ingest again")
+    roots: list[Path] = []
+    for path, (source, _) in documents.items():
+        root = _on_disk(path)
+        for _ in Path(source).parts[1:]:
+            root = root.parent
+        if root not in roots:
+            roots.append(root)
+    return paths, roots
+
+
+def clear_leftovers(name: str) -> None:
+    """Delete what a killed re-index of base ``name`` left beside it (the new base half built, or the old one
+    after the swap: up to a full copy). Called under the base's lock, so no re-index is running."""
+    folder = base_folder(name)
+    for leftover in (f".{name}.reindexing", f".{name}.replaced"):
+        shutil.rmtree(folder.with_name(leftover), ignore_errors=True)

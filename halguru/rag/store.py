@@ -181,6 +181,23 @@ class KnowledgeBase:
             raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}") from None
         return cls(name, folder, _meta(name, folder, data))
 
+    def reload_meta(self) -> bool:
+        """Read ``meta.json`` again (an ingest that waited for the lock: the base may have been re-indexed or
+        dropped meanwhile); True when its embedder, dimension or lead model changed, so the caller embeds with the
+        new ones. A base dropped meanwhile is one line, before anything is written to its folder."""
+        try:
+            data = json.loads((self.folder / META_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KnowledgeError(f"knowledge base {self.name!r} was dropped while this ingest waited for it; "
+                                 "nothing was ingested") from None
+        except (OSError, ValueError) as exc:
+            raise KnowledgeError(f"knowledge base {self.name!r}: unreadable {self.folder / META_FILE}: "
+                                 f"{exc}") from None
+        fresh = _meta(self.name, self.folder, data)
+        old, self.meta = self.meta, fresh
+        self.refresh()  # a re-index swapped in another table under the same folder name
+        return (old.embedder, old.dimension, old.lead_model) != (fresh.embedder, fresh.dimension, fresh.lead_model)
+
     def save_meta(self) -> None:
         tmp = self.folder / (META_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(self.meta), indent=2), encoding="utf-8")
@@ -346,6 +363,19 @@ def _meta(name: str, folder: Path, data: Any) -> KnowledgeMeta:
     except (TypeError, ValueError) as exc:
         raise KnowledgeError(f"knowledge base {name!r}: {folder / META_FILE} is not a base's metadata ({exc}); "
                              f"drop the folder {folder} if it is not one") from None
+
+
+_LANCE_ERROR = re.compile(r"LanceError\(\w+\): (.*?)(?:, /\S+\.rs:\d+:\d+|$)")
+
+
+def write_problem(exc: BaseException) -> str:
+    """What a failed write says, in one line: LanceDB's ``lance error: LanceError(IO): No space left on device
+    (os error 28), /root/.cargo/.../structural.rs:191:9`` becomes ``No space left on device (os error 28)``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    found = _LANCE_ERROR.search(text)
+    return (found.group(1) if found else text)[:300]
 
 
 def list_names() -> list[str]:

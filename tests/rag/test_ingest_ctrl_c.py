@@ -46,7 +46,7 @@ def interrupt_when_indexing(argv: list[str], env: dict[str, str], lock: Path,
 
 def test_ctrl_c_during_an_agents_first_ingest_says_how_far_it_got(notes, halguru_cmd, subprocess_env,
                                                                   halguru_home):
-    lock = halguru_home / "knowledge" / "kb-notes" / ".ingest.lock"
+    lock = halguru_home / "knowledge" / ".locks" / "kb-notes.lock"
     proc, err, took = interrupt_when_indexing([*halguru_cmd, "run", str(notes.parent), "what is the price"],
                                               subprocess_env, lock)
     assert proc.returncode == 130, err
@@ -65,7 +65,7 @@ def test_ctrl_c_during_an_agents_first_ingest_says_how_far_it_got(notes, halguru
 
 def test_ctrl_c_during_kb_ingest_says_what_is_kept(notes, halguru_cmd, subprocess_env, halguru_home):
     assert subprocess.run([*halguru_cmd, "kb", "create", "docs"], env=subprocess_env, timeout=60).returncode == 0
-    lock = halguru_home / "knowledge" / "docs" / ".ingest.lock"
+    lock = halguru_home / "knowledge" / ".locks" / "docs.lock"
     proc, err, _ = interrupt_when_indexing([*halguru_cmd, "kb", "ingest", "docs", str(notes)], subprocess_env, lock,
                                            after=1.5)
     assert proc.returncode == 130, err
@@ -80,7 +80,7 @@ async def test_chat_stops_the_ingest_its_answer_started(notes, halguru_home):
     from halguru.cli.chat_repl import ChatRepl
 
     repl = ChatRepl.open(notes.parent, conversation=None, model=None)
-    lock = halguru_home / "knowledge" / "kb-notes" / ".ingest.lock"
+    lock = halguru_home / "knowledge" / ".locks" / "kb-notes.lock"
     task = asyncio.create_task(repl.answer("what is the price"))
     try:
         for _ in range(3000):

@@ -76,12 +76,12 @@ def test_a_reindex_cut_short_keeps_every_document(docs, monkeypatch):
         rag.reindex("docs", "wordllama:128")
     info = rag.open_base("docs").info()
     assert (info.embedder, info.documents) == ("wordllama", 5)
-    assert list_names() == ["docs"] and sorted(p.name for p in knowledge_root().iterdir()) == ["docs"]
+    assert list_names() == ["docs"] and sorted(p.name for p in knowledge_root().iterdir()) == [".locks", "docs"]
     monkeypatch.setattr(indexer, "ingest", real)
     assert "5 added" in rag.reindex("docs", "wordllama:128").line()
     info = rag.open_base("docs").info()
     assert (info.embedder, info.documents) == ("wordllama:128", 5)
-    assert sorted(p.name for p in knowledge_root().iterdir()) == ["docs"]
+    assert sorted(p.name for p in knowledge_root().iterdir()) == [".locks", "docs"]
 
 
 def test_a_file_emptied_or_reached_twice(tmp_path: Path):
