@@ -39,7 +39,7 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
 FROM deps AS app
 ARG OFFLINE=
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY halguru halguru
 COPY server server
 COPY agents-templates agents-templates
@@ -68,6 +68,8 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3
     && mkdir -p /agents /home/halguru/.halguru && chown halguru:halguru /home/halguru/.halguru
 COPY --from=deps-slim /opt/halguru /opt/halguru
 COPY --from=app /staged/ /
+# the licence where Debian keeps each package's (also in halguru's dist-info/licenses)
+COPY LICENSE /usr/share/doc/halguru/LICENSE
 # the image's bill of materials (CycloneDX JSON): every Python and Debian package in it
 ARG REVISION=unknown
 RUN /opt/halguru/bin/python -m halguru.deploy.sbom --dpkg --revision "$REVISION" \
