@@ -3,6 +3,7 @@ and leases read as interrupted (both backends)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -28,6 +29,47 @@ def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"conversations", "messages", "runs", "events", "approvals", "checkpoints", "api_keys"} <= tables
     db.close()
+
+
+def _old_store(path: Path, migrations: int = 13) -> None:
+    """A store an older halguru made (its first ``migrations`` applied) holding one conversation."""
+    from halguru.store.migrations import MIGRATIONS, apply
+
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        apply(conn, MIGRATIONS[:migrations])
+        conn.execute("INSERT INTO conversations (id, agent, title, created, updated) VALUES ('conv_a', 'a', 't', 1, 2)")
+
+
+def test_upgrading_a_store_keeps_a_copy_the_older_halguru_can_open(tmp_path, capsys):
+    from halguru.store.migrations import MIGRATIONS, check_known
+
+    path = tmp_path / "halguru.db"
+    _old_store(path)
+    capsys.readouterr()
+    SQLiteStore(path).close()
+    copy = tmp_path / "halguru.db.before-m014"
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"halguru: upgrading the store {path} (m014_message_keys, m015_claims, m016_key_roles); a copy "
+                    f"of it as it was goes to {copy}"]
+    with contextlib.closing(sqlite3.connect(copy)) as old:
+        assert old.execute("SELECT id FROM conversations").fetchall() == [("conv_a",)]
+        check_known({r[0] for r in old.execute("SELECT name FROM migrations")}, MIGRATIONS[:13])  # opens
+    with pytest.raises(StoreError, match="newer halguru"):  # what the older halguru says of the upgraded store
+        check_known({r[0] for r in sqlite3.connect(path).execute("SELECT name FROM migrations")}, MIGRATIONS[:13])
+    SQLiteStore(path).close()  # up to date: no second copy, nothing said
+    SQLiteStore(tmp_path / "new.db").close()  # a new store: nothing to copy
+    assert capsys.readouterr().err == ""
+    assert sorted(p.name for p in tmp_path.iterdir() if ".before-" in p.name) == ["halguru.db.before-m014"]
+
+
+def test_a_copy_that_cannot_be_made_stops_the_upgrade_and_changes_nothing(tmp_path):
+    path = tmp_path / "halguru.db"
+    _old_store(path)
+    (tmp_path / "halguru.db.before-m014").mkdir()  # in the way
+    with pytest.raises(StoreError, match=r"cannot copy the store to .*before-m014 before upgrading it .*nothing"):
+        SQLiteStore(path)
+    names = sqlite3.connect(path).execute("SELECT name FROM migrations").fetchall()
+    assert len(names) == 13 and not list(tmp_path.glob("*.partial"))
 
 
 def test_reopening_does_not_migrate_twice(tmp_path):
