@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -611,3 +612,37 @@ def test_logs_replay_of_a_cancelled_run_says_only_why_it_cannot_be_replayed(cli,
     out = cli("logs", "replay", stored["id"], code=1).output
     assert out == (f"replay of {stored['id']}: cannot be replayed: it was cancelled before it finished, and a replay "
                    "feeds back only recorded outputs: there are none past that point\n")
+
+
+@pytest.mark.parametrize("unwritable", ["folder", "database"])
+def test_a_home_this_user_cannot_write_is_one_line_naming_the_owner_and_the_fix(halguru_cmd, subprocess_env,
+                                                                                unwritable):
+    """A host folder mounted as the image's HALGURU_HOME, made by root: SQLite said only "unable to open database
+    file". As root (who may write anything) the command runs as nobody, as the image's uid 1000 would."""
+    import tempfile
+
+    as_root = os.geteuid() == 0
+    user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_root else []
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)  # the other user reaches what is inside
+        home, agent = Path(top) / "home", Path(top) / "echo"
+        home.mkdir()
+        agent.mkdir()
+        (agent / "agent.yaml").write_text("name: echo\nmodel: scripted\n")
+        env = {**subprocess_env, "HALGURU_HOME": str(home)}
+        if unwritable == "database":  # a store made by another user in a folder anyone may write
+            subprocess.run([*halguru_cmd, "logs"], env=env, check=True, capture_output=True, timeout=60)
+            os.chmod(home, 0o777)
+            os.chmod(home / "halguru.db", 0o444 if not as_root else 0o644)
+        else:
+            os.chmod(home, 0o755 if as_root else 0o555)
+        done = subprocess.run([*user, *halguru_cmd, "run", str(agent), "Hi"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        blamed = home if unwritable == "folder" else home / "halguru.db"
+        uid = 65534 if as_root else os.geteuid()
+        fix = f"chown -R 65534 {home} (on the host, for a mounted folder)" if as_root else f"chmod u+w {blamed}"
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("Error: ") and "Traceback" not in done.stderr
+        assert f": this user (uid {uid}) cannot write {blamed} (" in done.stderr
+        assert done.stderr.endswith(f"): {fix}, or set HALGURU_HOME to a folder it can write\n"), done.stderr
+        os.chmod(home, 0o755)  # removable again

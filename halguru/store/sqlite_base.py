@@ -25,6 +25,28 @@ BUSY_TIMEOUT_MS = 10_000
 CHANGE_CHECK_S = 0.02  # an idle worker notices another process's job within this
 
 
+def not_writable(path: Path) -> str:
+    """Why this user cannot write the store at ``path`` and what fixes it, as ": ..." to end an error line; "" when
+    nothing in the way is unwritable. The usual case: a host folder mounted as a container's HALGURU_HOME, made
+    by root, while the image runs as uid 1000 (SQLite itself says only "unable to open database file")."""
+    folder = path.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)  # the folder, or what holds it
+    uid = os.geteuid() if hasattr(os, "geteuid") else -1
+    for item in (existing, path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if not item.exists() or os.access(item, os.W_OK):
+            continue
+        owner = item.stat().st_uid
+        if owner == uid:
+            why, fix = "its permissions, or a read-only mount", f"chmod u+w {item}"
+        elif item == existing != folder:
+            why, fix = f"it belongs to uid {owner}", f"mkdir -p {folder} && chown {uid} {folder} as root"
+        else:
+            why, fix = f"it belongs to uid {owner}", f"chown -R {uid} {folder} (on the host, for a mounted folder)"
+        return (f": this user (uid {uid}) cannot write {item} ({why}): {fix}, or set HALGURU_HOME to a folder it "
+                "can write")
+    return ""
+
+
 class _Local(threading.local):
     conn: sqlite3.Connection | None = None
     generation: int = -1
@@ -49,7 +71,8 @@ class SQLiteBase(SQLBase):
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             why = "is not a folder" if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror
-            raise StoreError(f"cannot open the trace store {path}: {exc.filename or path.parent} {why}") from None
+            raise StoreError(f"cannot open the trace store {path}: {exc.filename or path.parent} {why}"
+                             f"{not_writable(path)}") from None
         self._local = _Local()
         self._opened: dict[threading.Thread, sqlite3.Connection] = {}
         self._opened_lock = threading.Lock()
@@ -59,7 +82,7 @@ class SQLiteBase(SQLBase):
             self._use_wal()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+            raise StoreError(f"cannot open the trace store {path}: {exc}{not_writable(path)}") from None
 
     def _use_wal(self) -> None:
         """Put the file in WAL mode (it stays so). The switch needs an exclusive lock, and while another process
@@ -149,7 +172,7 @@ class SQLiteBase(SQLBase):
         except sqlite3.OperationalError as exc:
             if "readonly" not in str(exc):
                 raise
-            raise StoreError(f"the trace store {self.path} is read-only: {exc}") from None
+            raise StoreError(f"the trace store {self.path} is read-only: {exc}{not_writable(self.path)}") from None
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read on this thread's own connection, as plain dicts."""
