@@ -210,3 +210,22 @@ def test_an_endpoint_without_the_sdk_installed_warns_once_and_runs_go_on(otel_en
     assert done.stdout.split() == ["ok", "ok"]
     assert done.stderr.count("OpenTelemetry is configured but cannot start") == 1
     assert "pip install 'halguru[otel]'" in done.stderr
+
+
+def test_a_command_waits_at_most_2_s_at_exit_for_a_collector_that_is_down(halguru_cmd, subprocess_env, write_agent):
+    """The exporter retried for up to 10 s (OTEL_EXPORTER_OTLP_TIMEOUT) at exit: every `halguru run` took ~9 s."""
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in subprocess_env.items() if k not in OTEL_VARIABLES}
+    folder = write_agent("name: plain\nmodel: scripted\n")
+    started = time.monotonic()
+    done = subprocess.run([*halguru_cmd, "run", str(folder), "hi"], capture_output=True, text=True, timeout=60,
+                          env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
+    took = time.monotonic() - started
+    assert done.returncode == 0 and done.stdout.strip() == "You said: hi", done.stderr
+    assert "the collector did not take this run's spans within 2 s; they are not exported" in done.stderr
+    assert took < 6, took  # the start, the run, and at most 2 s of retries

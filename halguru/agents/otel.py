@@ -45,6 +45,10 @@ _ENDS_SUB_RUN = frozenset({"timeout", "model", "internal", "limit"})  # a sub-ru
 _PROVIDERS: dict[str, str] = {}  # model name -> its provider (gen_ai.provider.name), "" when unknown
 _SAMPLING = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.request.top_p",
              "max_tokens": "gen_ai.request.max_tokens", "seed": "gen_ai.request.seed"}
+# A command's exit waits at most this long for spans still buffered: a collector that is down would otherwise hold
+# every `halguru run` for the exporter's retries (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s). serve and the worker flush in
+# full when they stop (shutdown() without a timeout).
+EXIT_FLUSH_S = 2.0
 
 
 def tracer() -> api.Tracer:
@@ -61,22 +65,37 @@ def tracer() -> api.Tracer:
             resource = Resource.create({"service.version": __version__})
             if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
                 resource = resource.merge(Resource({"service.name": "halguru"}))
-            _provider = TracerProvider(resource=resource)
+            _provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # ours is capped: _at_exit
             _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             _tracer = _provider.get_tracer("halguru", __version__)
             if not _registered:
-                atexit.register(shutdown)
+                atexit.register(_at_exit)
                 _registered.append(True)
         return _tracer
 
 
-def shutdown() -> None:
-    """Flush and stop the exporter; a later run starts a new one."""
+def shutdown(timeout: float | None = None) -> None:
+    """Flush and stop the exporter; a later run starts a new one. ``timeout``: wait at most that many seconds (None:
+    as long as the exporter retries), then leave the spans unsent, said in one warning."""
     global _provider, _tracer
     with _lock:
         provider, _provider, _tracer = _provider, None, None
-    if provider is not None:
+    if provider is None:
+        return
+    if timeout is None:
         provider.shutdown()
+        return
+    # the SDK's flush takes no deadline: it runs on a daemon thread, which the process's exit does not wait for
+    flushing = threading.Thread(target=provider.shutdown, name="halguru-otel-flush", daemon=True)
+    flushing.start()
+    flushing.join(timeout)
+    if flushing.is_alive():
+        log.warning("OpenTelemetry: the collector did not take this run's spans within %g s; they are not "
+                    "exported", timeout)
+
+
+def _at_exit() -> None:
+    shutdown(EXIT_FLUSH_S)
 
 
 def _ns(seconds: float) -> int:

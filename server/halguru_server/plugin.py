@@ -64,10 +64,14 @@ def worker(
 ) -> None:
     """Run queued jobs, schedules and fetched channels (email) for these agents, without the API. Any number
     of workers (and `halguru serve` processes) can share one store."""
+    from halguru.agents import telemetry
     from halguru_server.worker import run_worker_process
 
-    run_worker_process(config, metrics_port, agents=paths or None, worker_concurrency=concurrency,
-                       published_only=published_only or None)
+    try:
+        run_worker_process(config, metrics_port, agents=paths or None, worker_concurrency=concurrency,
+                           published_only=published_only or None)
+    finally:  # a service: its last spans get the exporter's full flush, not a command's capped one at exit
+        telemetry.shutdown()
 
 
 @keys_app.command("create")
