@@ -71,8 +71,22 @@ def _project_files(project: Path) -> Iterator[Path]:
 
 
 def dockerfile(base: str) -> str:
+    """The agents' files belong to root and are read by the image's user, who cannot rewrite their code (tools.py)
+    for the next start; their bytecode is compiled here, as that user cannot write __pycache__ either."""
     return (f"FROM {base}\n"
-            f"COPY --chown={IMAGE_UID}:{IMAGE_UID} agents/ /agents/\n")
+            "USER root\n"
+            "COPY agents/ /agents/\n"
+            "RUN python3 -m compileall -q /agents >/dev/null\n"
+            f"USER {IMAGE_UID}\n")
+
+
+def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A file as the image gets it: root's, readable by everyone (executable where it was), whatever its mode and
+    owner on the build machine (a 0600 file would be unreadable to the image's user)."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.mode & 0o111 else 0o644
+    return info
 
 
 def build_context(projects: dict[str, Path], base: str) -> io.BytesIO:
@@ -87,7 +101,8 @@ def build_context(projects: dict[str, Path], base: str) -> io.BytesIO:
         add_bytes("Dockerfile", dockerfile(base).encode())
         for name, project in projects.items():
             for file in _project_files(project):
-                tar.add(file, arcname=f"agents/{name}/{file.relative_to(project).as_posix()}", recursive=False)
+                tar.add(file, arcname=f"agents/{name}/{file.relative_to(project).as_posix()}", recursive=False,
+                        filter=_readable)
     buffer.seek(0)
     return buffer
 

@@ -154,6 +154,18 @@ def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_re
     assert printed == ["3", "True", "True", f"(1, 768) {mpnet.precision()}"], printed
 
 
+def test_baked_agents_belong_to_root_compiled_and_readonly_to_the_serving_user(agents_image: str) -> None:
+    """`halguru build` gave the files to uid 1000 (COPY --chown): code running as the server could rewrite
+    tools.py, and the change outlived a restart."""
+    found = podman("run", "--rm", "--entrypoint", "sh", agents_image, "-c",
+                   "id -u; stat -c '%u %a' /agents/relay/tools.py; ls /agents/relay/__pycache__; "
+                   "(echo '# planted' >> /agents/relay/tools.py) 2>/dev/null && echo written || echo refused"
+                   ).stdout.split()
+    assert found == ["1000", "0", "644", "tools.cpython-311.pyc", "refused"], found
+    licence = podman("run", "--rm", "--entrypoint", "cat", agents_image, "/usr/share/doc/halguru/LICENSE").stdout
+    assert "Apache License" in licence and "Version 2.0" in licence
+
+
 def test_serves_chat_through_the_openai_client(served: Served) -> None:
     from openai import OpenAI
 

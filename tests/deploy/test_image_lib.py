@@ -31,12 +31,17 @@ def test_context_bakes_agents_without_secrets_or_state(tmp_path: Path) -> None:
         (folder / secret).write_text("secret")
     (folder / "docs").mkdir()
     (folder / "docs" / "faq.md").write_text("faq")
+    (folder / "docs" / "faq.md").chmod(0o600)  # private on the build machine
     projects = image.find_agent_projects([tmp_path / "agents"])
     with tarfile.open(fileobj=image.build_context(projects, "localhost/halguru:1")) as tar:
         names = sorted(tar.getnames())
         dockerfile = tar.extractfile("Dockerfile").read().decode()  # type: ignore[union-attr]
+        modes = {m.name: (m.uid, oct(m.mode)) for m in tar.getmembers() if m.name.startswith("agents/")}
     assert names == ["Dockerfile", "agents/helper/agent.yaml", "agents/helper/docs/faq.md"]
-    assert dockerfile.startswith("FROM localhost/halguru:1\nCOPY --chown=1000:1000 agents/ /agents/")
+    # root's files, readable by the image's user (uid 1000), who cannot rewrite them; bytecode compiled at build
+    assert modes == {"agents/helper/agent.yaml": (0, "0o644"), "agents/helper/docs/faq.md": (0, "0o644")}
+    assert dockerfile == ("FROM localhost/halguru:1\nUSER root\nCOPY agents/ /agents/\n"
+                          "RUN python3 -m compileall -q /agents >/dev/null\nUSER 1000\n")
 
 
 def test_projects_are_named_once(tmp_path: Path) -> None:
