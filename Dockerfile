@@ -1,8 +1,9 @@
 # halguru serve in a container: `halguru build` bakes agent projects into /agents on top of this image;
 # or mount them there. Build: podman build --format docker -t halguru:latest --build-arg REVISION=$(git rev-parse HEAD) .
 # llama-cpp-python is built portably (no -march=native): the image must run on other CPUs than the build
-# machine, and native builds crash on some (see DESIGN.md). deploy/wheelhouse puts every locked wheel (llama.cpp
-# compiled once on the host, same flags) in deploy/wheels; then --build-arg OFFLINE=1 asks no index at all.
+# machine, and native builds crash on some (README, "Install with pip"). deploy/wheelhouse puts every locked
+# wheel (llama.cpp compiled once on the host, same flags) in deploy/wheels; then --build-arg OFFLINE=1 asks no
+# index at all.
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS deps

@@ -86,11 +86,22 @@ def test_dockerfile_promises() -> None:
     assert f'VOLUME ["{HOME}"]' in text and f"HALGURU_HOME={HOME}" in text
     assert "HEALTHCHECK" in text and "/readyz" in text
     assert 'org.opencontainers.image.revision="${REVISION}"' in text
+    assert "COPY LICENSE /usr/share/doc/halguru/LICENSE" in text  # Apache-2.0 4(a): the licence goes with it
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M)
     allowed = (REPO / ".dockerignore").read_text().split()
     for sources in copied:
         for source in sources.split():
             assert f"!{source}" in allowed, f"{source} is copied but .dockerignore leaves it out"
+
+
+def test_the_documented_docker_run_keeps_halguru_home_on_a_named_volume() -> None:
+    """README's `docker run` left HALGURU_HOME on an anonymous volume: the next container (a new image) started with
+    an empty store, and its keys answered 401."""
+    for doc in ("README.md", "docs/deploy.md"):
+        runs = [line for line in (REPO / doc).read_text().splitlines() if re.search(r"\b(docker|podman) run ", line)]
+        assert runs, doc
+        for line in runs:
+            assert re.search(rf"-v [a-z][\w.-]*:{re.escape(HOME)}( |$)", line), (doc, line)
 
 
 def test_lock_pins_every_dependency_in_range() -> None:
