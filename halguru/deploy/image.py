@@ -72,11 +72,12 @@ def _project_files(project: Path) -> Iterator[Path]:
 
 def dockerfile(base: str) -> str:
     """The agents' files belong to root and are read by the image's user, who cannot rewrite their code (tools.py)
-    for the next start; their bytecode is compiled here, as that user cannot write __pycache__ either."""
+    for the next start; their bytecode is compiled here, as that user cannot write __pycache__ either (a .py file
+    that does not compile, say a sample in a knowledge folder, is left as it is: the projects were loaded first)."""
     return (f"FROM {base}\n"
             "USER root\n"
             "COPY agents/ /agents/\n"
-            "RUN python3 -m compileall -q /agents >/dev/null\n"
+            "RUN python3 -m compileall -q /agents >/dev/null || true\n"
             f"USER {IMAGE_UID}\n")
 
 
