@@ -32,6 +32,7 @@ from halguru.models.base import (
     UsageChunk,
     answer_dangling_calls,
 )
+from halguru.models.stops import cut_at_stops
 from halguru.tools.registry import execute_tool
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             # The model's stream, within the run's deadline (inline: a generator per call costs ~5 µs a step).
             reply, usage, pieces, ttft, started = _Reply(), UsageChunk(), [], None, time.perf_counter()
             stream, ended = turn.model.stream(request), False
+            if request.settings.stop:  # whatever the provider does with them, the answer ends before one
+                stream = cut_at_stops(stream, request.settings.stop)
             try:
                 while True:
                     async with asyncio.timeout_at(ctx.deadline):

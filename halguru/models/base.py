@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class ToolCallRequest(BaseModel):
@@ -48,12 +48,29 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any]
 
 
+# Settings a run asks for only now and then (the OpenAI endpoint's); left out of a dump while unset, so the
+# traces and conversation-test recordings made before they existed still match.
+OPTIONAL_SAMPLING = ("stop", "frequency_penalty", "presence_penalty")
+
+
 class SamplingSettings(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_tokens: int = Field(default=512, gt=0)
     seed: int | None = None
     repeat_penalty: float = Field(default=1.1, ge=1, le=2)
+    # The answer ends before the first of these (never included); every model honours it (the agent loop cuts
+    # the stream), llama.cpp and OpenAI-compatible endpoints stop generating there themselves.
+    stop: list[str] | None = None
+    # OpenAI's penalties (-2 to 2): a token's logit is lowered by frequency_penalty per time it was generated
+    # recently and by presence_penalty once it was. Only providers that list them in ``sampling`` apply them.
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k not in OPTIONAL_SAMPLING or v is not None}
 
 
 @dataclass
@@ -125,6 +142,8 @@ class ModelProvider(Protocol):
     description: ClassVar[str]
     # Optional ``shared: ClassVar[bool]`` (default True): False makes get_model() build a new instance
     # on every call, for providers whose models hold per-user state (the scripted model's position).
+    # Optional ``sampling: ClassVar[frozenset[str]]``: the optional settings (``frequency_penalty``,
+    # ``presence_penalty``) its models apply; the OpenAI endpoint refuses the others rather than ignore them.
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

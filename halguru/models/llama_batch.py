@@ -297,10 +297,12 @@ class LlamaEngine:
         return eog
 
     def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
-                grammar: str | None = None) -> Sampler:
+                grammar: str | None = None, frequency_penalty: float = 0.0, presence_penalty: float = 0.0
+                ) -> Sampler:
         """A sampler for this model (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
         return sampler_chain(self.vocab, temperature=temperature, top_p=top_p, seed=seed,
-                             repeat_penalty=repeat_penalty, grammar=grammar)
+                             repeat_penalty=repeat_penalty, grammar=grammar, frequency_penalty=frequency_penalty,
+                             presence_penalty=presence_penalty)
 
     free_sampler = staticmethod(free_sampler)
 

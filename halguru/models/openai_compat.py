@@ -81,8 +81,10 @@ class OpenAIModel:
             "top_p": request.settings.top_p,
             "max_tokens": request.settings.max_tokens,
         }
-        if request.settings.seed is not None:
-            body["seed"] = request.settings.seed
+        for name in ("seed", "stop", "frequency_penalty", "presence_penalty"):  # sent only when set
+            value = getattr(request.settings, name)
+            if value is not None:
+                body[name] = value
         if request.tools and request.tool_choice != "none":
             body["tools"] = [
                 {"type": "function", "function": t.model_dump()} for t in request.tools
@@ -158,6 +160,7 @@ class OpenAIModel:
 class OpenAIProvider:
     name: ClassVar[str] = "openai"
     description: ClassVar[str] = "any OpenAI-compatible /chat/completions endpoint, over HTTP"
+    sampling: ClassVar[frozenset[str]] = frozenset({"frequency_penalty", "presence_penalty"})  # sent on as they are
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

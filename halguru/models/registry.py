@@ -202,6 +202,13 @@ def model_context(reference: str) -> int | None:
     return _with_options(entry, lambda e: int(context(e))) if callable(context) else None
 
 
+def model_sampling(reference: str) -> frozenset[str]:
+    """The optional sampling settings (``frequency_penalty``, ``presence_penalty``) the model applies: its
+    provider's ``sampling`` (none unless it says)."""
+    entry = find_entry(reference)
+    return frozenset(getattr(providers().get(entry.provider), "sampling", frozenset()))
+
+
 def loaded_models() -> list[Model]:
     """The shared model instances this process has built (for metrics: a model's ``stats()``, if any)."""
     return list(_INSTANCES.values())

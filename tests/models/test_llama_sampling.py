@@ -31,3 +31,32 @@ def test_only_the_last_64_sampled_tokens_count_and_no_penalty_changes_nothing() 
     plain.recent.extend([0, 1])
     plain.penalize(untouched)
     assert (untouched == 1.0).all()
+
+
+def test_frequency_and_presence_penalties_match_llama_cpps_own_sampler_bit_for_bit() -> None:
+    """OpenAI's frequency_penalty (per occurrence) and presence_penalty (once), after the repetition penalty: the
+    logits llama.cpp's penalties sampler leaves, for positive and negative penalties alike."""
+    import ctypes
+
+    import llama_cpp
+
+    logits = np.array([2.0, -1.0, 0.0, 3.0, -4.0, 1.5, 0.25], dtype=np.float32)
+    recent = [1, 3, 3, 0, 3, 6]
+    for repeat, frequency, presence in ((1.25, 0.5, 0.3), (1.0, -0.7, 1.9), (1.1, 0.0, -2.0)):
+        ours = logits.copy()
+        sampler = Sampler(chain=None, penalty=repeat, frequency=frequency, presence=presence)
+        sampler.recent.extend(recent)
+        sampler.penalize(ours)
+        data = (llama_cpp.llama_token_data * len(logits))(
+            *[llama_cpp.llama_token_data(i, float(v), 0.0) for i, v in enumerate(logits)])
+        candidates = llama_cpp.llama_token_data_array(data=data, size=len(logits), selected=-1, sorted=False)
+        theirs = llama_cpp.llama_sampler_init_penalties(len(logits), PENALTY_LAST_N, repeat, frequency, presence)
+        try:
+            for token in recent:
+                llama_cpp.llama_sampler_accept(theirs, token)
+            llama_cpp.llama_sampler_apply(theirs, ctypes.byref(candidates))
+        finally:
+            llama_cpp.llama_sampler_free(theirs)
+        expected = np.array([data[i].logit for i in range(len(logits))], dtype=np.float32)
+        assert ours.tobytes() == expected.tobytes(), (repeat, frequency, presence, ours, expected)
+        assert (ours != logits).any()
