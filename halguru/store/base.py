@@ -252,6 +252,16 @@ class Store(Protocol):
         """The conversation for one thread of a channel (an SMS sender, an email thread), created on first
         use; the same id for every caller, even racing ones."""
         ...
+    def claim_thread(self, channel: str, agent: str, threads: Sequence[str],
+                     owner: str | None) -> tuple[str, str] | None:
+        """The first of ``threads`` that names a conversation of ``owner`` (no operator holding it), claimed:
+        (thread, conversation id), and the thread is no longer found (a racing claim gets None) until
+        ``set_thread``. The OpenAI endpoint's stateless chats, whose thread is their messages' hash."""
+        ...
+    def set_thread(self, channel: str, agent: str, conversation_id: str, thread: str | None) -> None:
+        """The conversation's thread on ``channel`` is ``thread`` from now on (None, or one another conversation
+        holds: a thread no claim finds, keeping the conversation listed under the channel)."""
+        ...
     def record_channel_message(self, message: ChannelMessageRecord) -> bool:
         """Store a received or sent message; True when it is new. A message known only from a delivery report
         (which can beat the sender's own record) gets the rest, keeping its status."""

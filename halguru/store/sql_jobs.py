@@ -262,6 +262,43 @@ class JobsMixin(SQLBase):
                          (channel, agent, thread, conv_id))
             return conv_id
 
+    def claim_thread(self, channel: str, agent: str, threads: Sequence[str],
+                     owner: str | None) -> tuple[str, str] | None:
+        if not threads:
+            return None
+        owned = "c.owner = ?" if owner is not None else "c.owner IS NULL"
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT t.thread, t.conversation_id FROM channel_threads t JOIN conversations c "
+                f"ON c.id = t.conversation_id WHERE t.channel = ? AND t.agent = ? AND t.thread IN "
+                f"({', '.join('?' * len(threads))}) AND {owned} AND c.taken_over_by IS NULL",
+                (channel, agent, *threads, *([owner] if owner is not None else []))).fetchall()
+            found = {str(r[0]): str(r[1]) for r in rows}
+            for thread in (t for t in threads if t in found):
+                conversation_id = found[thread]
+                # Set aside by the row's key: a concurrent claim of the same row (PostgreSQL) updates nothing.
+                if conn.execute("UPDATE channel_threads SET thread = ? WHERE channel = ? AND agent = ? AND thread = ?",
+                                (_held(conversation_id), channel, agent, thread)).rowcount:
+                    return thread, conversation_id
+        return None
+
+    def set_thread(self, channel: str, agent: str, conversation_id: str, thread: str | None) -> None:
+        held = _held(conversation_id)
+        with self._tx() as conn:
+            if thread is not None:  # two conversations setting the same thread at once: one after the other
+                self._lock(conn, "thread", f"{channel}\n{agent}\n{thread}")
+            if thread is not None and conn.execute(
+                    "SELECT 1 FROM channel_threads WHERE channel = ? AND agent = ? AND thread = ? "
+                    "AND conversation_id <> ?", (channel, agent, thread, conversation_id)).fetchone():
+                thread = None  # the same messages in another conversation: that one keeps them
+            value = thread or held
+            if not conn.execute("UPDATE channel_threads SET thread = ? WHERE channel = ? AND agent = ? AND thread = ?",
+                                (value, channel, agent, held)).rowcount:
+                conn.execute("INSERT INTO channel_threads (channel, agent, thread, conversation_id) "
+                             "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM conversations WHERE id = ?) "
+                             "ON CONFLICT (channel, agent, thread) DO NOTHING",
+                             (channel, agent, value, conversation_id, conversation_id))
+
     def record_channel_message(self, message: ChannelMessageRecord) -> bool:
         columns = list(ChannelMessageRecord.__annotations__)
         with self._tx() as conn:
@@ -315,3 +352,9 @@ class JobsMixin(SQLBase):
                 spec = dict(job)
                 self.enqueue_job(spec.pop("kind"), spec.pop("agent"), spec.pop("payload"), **spec)
             return True
+
+
+def _held(conversation_id: str) -> str:
+    """The thread a conversation holds while it is claimed or has no thread of its own: one no claim asks for
+    (threads are hashes)."""
+    return f"~{conversation_id}"

@@ -4,11 +4,11 @@ their conversation and are pruned after a day."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 from halguru.store.sql_message_keys import KEY_TTL, STALE_CLAIM
+from tests.store.races import race
 
 KEY = ("alice", "conv_1", "k")
 
@@ -17,28 +17,12 @@ def _conversation(store: Any, conv: str = "conv_1") -> None:
     store.create_conversation(conv, "echo", owner="alice")
 
 
-def _race(stores: list[Any], key: tuple[str, str, str], n: int = 8) -> list[Any]:
-    """``n`` threads claiming ``key`` at once, alternating between the stores; what each got."""
-    results: list[Any] = []
-    barrier = threading.Barrier(n)
-
-    def claim(store: Any) -> None:
-        barrier.wait()
-        results.append(store.claim_message_key(*key, "hash"))
-
-    threads = [threading.Thread(target=claim, args=(stores[i % len(stores)],)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_concurrent_claims_of_one_key_let_exactly_one_through(store_factory) -> None:
     stores = [store_factory(), store_factory()]  # two connections: two processes' views of one database
     _conversation(stores[0])
     for round_ in range(5):
-        results = _race(stores, ("alice", "conv_1", f"k{round_}"))
+        key = ("alice", "conv_1", f"k{round_}")
+        results = race(stores, lambda store, key=key: store.claim_message_key(*key, "hash"))
         assert len(results) == 8 and results.count(None) == 1, results
         assert all(r["status"] == "claimed" and r["request_hash"] == "hash" for r in results if r is not None)
 
