@@ -19,6 +19,7 @@ class ServedAgent:
     slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
     embed_origins: tuple[str, ...] = ()  # sites whose pages may embed its chat (the widget); none: no embedding
     context: int | None = None  # tokens its model holds per generation, prompt and answer (llama.cpp: n_ctx)
+    sampling: frozenset[str] = frozenset()  # optional sampling settings its model applies (penalties)
 
     @property
     def name(self) -> str:
@@ -62,7 +63,7 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
 
 def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     """A loaded agent as the server serves it: its web chat access, model slots and embedding origins."""
-    from halguru.models.registry import model_context, model_slots
+    from halguru.models.registry import model_context, model_sampling, model_slots
 
     web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
     web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
@@ -74,8 +75,9 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     own_model = agent.workflow is None
     slots = model_slots(agent.spec.model) if own_model else None
     context = model_context(agent.spec.model) if own_model else None
+    sampling = model_sampling(agent.spec.model) if own_model else frozenset()
     origins = embed_origins(agent.spec.metadata, web_chat)
-    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context)
+    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context, sampling=sampling)
 
 
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")

@@ -1,4 +1,5 @@
-"""One error shape for every failure: ``{"error": {"type", "message"}}`` with the right status code."""
+"""One error shape for every failure: ``{"error": {"type", "message"}}`` with the right status code; on the
+OpenAI-compatible routes, OpenAI's own: ``{"error": {"message", "type", "param", "code"}}``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from halguru.errors import HalguruError, StoreUnavailable
@@ -17,20 +19,41 @@ _TYPES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "n
           405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_type",
           422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
 STORE_RETRY_AFTER_S = 5  # a database outage: clients (and our own client's retries) come back after this
+# The paths OpenAI clients call (the routes of openai_api, and the OpenAI routes halguru does not offer, whose
+# 404 an OpenAI client should read too): their errors take OpenAI's shape.
+OPENAI_PATHS = ("/v1/chat/", "/v1/models", "/v1/completions", "/v1/embeddings", "/v1/responses")
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                 429: "rate_limit_error"}  # other 4xx: invalid_request_error; 5xx: server_error
+_OPENAI_CODES = {"unauthorized": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None):
+    """A refusal: its status, one-line message, machine-readable type and, where one field of the request is at
+    fault, that field (``param``, as OpenAI's errors name it)."""
+
+    def __init__(self, status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None,
+                 param: str | None = None):
         super().__init__(message)
         self.status, self.message = status, message
         self.type = type or _TYPES.get(status, "error")
-        self.headers = headers
+        self.headers, self.param = headers, param
 
 
-def error_response(status: int, message: str, type: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"type": type or _TYPES.get(status, "error"), "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def openai_error(status: int, message: str, kind: str, param: str | None = None) -> dict[str, str | None]:
+    """An error as OpenAI writes it: its type from the status (``invalid_request_error``, ``authentication_error``,
+    ``permission_error``, ``not_found_error``, ``rate_limit_error``, ``server_error``) and halguru's own type as
+    the ``code`` (``model_not_found``, ``invalid_api_key``, ``queue_full``...), so clients can tell cases apart."""
+    kind_of = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"message": message, "type": kind_of, "param": param, "code": _OPENAI_CODES.get(kind, kind)}
+
+
+def error_response(status: int, message: str, type: str | None = None, headers: dict[str, str] | None = None,
+                   *, path: str = "", param: str | None = None) -> JSONResponse:
+    """The error body for a request to ``path``: OpenAI's shape on the OpenAI-compatible routes, else halguru's."""
+    kind = type or _TYPES.get(status, "error")
+    detail = openai_error(status, message, kind, param) if path.startswith(OPENAI_PATHS) else \
+        {"type": kind, "message": message}
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
 def _json_type(content_type: str) -> bool:
@@ -38,18 +61,24 @@ def _json_type(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _field(errors: list[Any]) -> str | None:
+    """The request field the first validation error is about (``messages.0.content``), None for the whole body."""
+    where = ".".join(str(p) for p in errors[0].get("loc", ()) if p != "body") if errors else ""
+    return where or None
+
+
 def _describe(errors: list[Any]) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":
         return "the body is not valid JSON"
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return f"{where}: {first.get('msg', 'invalid')}"
+    return f"{_field(errors) or 'body'}: {first.get('msg', 'invalid')}"
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.type, exc.headers)
+        return error_response(exc.status, exc.message, exc.type, exc.headers, path=request.url.path,
+                              param=exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,9 +90,10 @@ def install(app: FastAPI) -> None:
             # as bytes (a form's fields are checked one by one, at ("body", FIELD), and keep their 422)
             what = f"is {sent.split(';')[0].strip()!r}" if sent else "has no Content-Type"
             return error_response(415, f"the body {what}: send it as JSON, with Content-Type: application/json",
-                                  "unsupported_type")
-        status = 400 if errors and errors[0].get("type") == "json_invalid" else 422
-        return error_response(status, _describe(errors))
+                                  "unsupported_type", path=request.url.path)
+        invalid_json = bool(errors) and errors[0].get("type") == "json_invalid"
+        return error_response(400 if invalid_json else 422, _describe(errors), path=request.url.path,
+                              param=None if invalid_json else _field(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -72,11 +102,12 @@ def install(app: FastAPI) -> None:
             message = f"no route {request.method} {request.url.path}; see /swagger"
         elif exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own words
             message = "the body is not valid JSON (not UTF-8, or nested too deeply)"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None), path=request.url.path)
 
     @app.exception_handler(QueueFull)
     async def busy(request: Request, exc: QueueFull) -> JSONResponse:
-        return error_response(503, str(exc), "queue_full", {"Retry-After": str(exc.retry_after)})
+        return error_response(503, str(exc), "queue_full", {"Retry-After": str(exc.retry_after)},
+                              path=request.url.path)
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -85,20 +116,21 @@ def install(app: FastAPI) -> None:
 
         logging.getLogger("halguru.server").error("store unavailable on %s: %s", request.url.path, exc)
         return error_response(503, "the store is unavailable; try again shortly", "unavailable",
-                              {"Retry-After": str(STORE_RETRY_AFTER_S)})
+                              {"Retry-After": str(STORE_RETRY_AFTER_S)}, path=request.url.path)
 
     @app.exception_handler(HalguruError)
     async def user_error(request: Request, exc: HalguruError) -> JSONResponse:
-        return error_response(400, str(exc))
+        return error_response(400, str(exc), path=request.url.path)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         import logging
 
         logging.getLogger("halguru.server").exception("unhandled error on %s", request.url.path)
-        return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal")
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal",
+                              path=request.url.path)
 
 
-def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI declarations of the error codes a route can answer."""
-    return {code: {"model": ErrorBody, "description": _TYPES.get(code, "error")} for code in codes}
+def responses(*codes: int, model: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the error codes a route can answer (``model``: the body, for OpenAI's shape)."""
+    return {code: {"model": model, "description": _TYPES.get(code, "error")} for code in codes}

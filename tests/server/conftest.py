@@ -115,3 +115,14 @@ def client(serve: Callable[..., Server], api_key: Callable[..., str]) -> Iterato
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
         c.server = server  # type: ignore[attr-defined]
         yield c
+
+
+@pytest.fixture
+def openai_client(serve: Callable[..., Server], api_key: Callable[..., str]) -> Any:
+    """The official openai client with a valid key, on a server requiring keys (``.server``: that server)."""
+    import openai
+
+    server = serve()
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0, timeout=120)
+    client.server = server  # type: ignore[attr-defined]
+    return client

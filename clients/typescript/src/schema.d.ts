@@ -1350,12 +1350,24 @@ export interface components {
         };
         /** ChatRequest */
         ChatRequest: {
+            /**
+             * Frequency Penalty
+             * @description models that apply it (llama.cpp, OpenAI-compatible); else a 400
+             */
+            frequency_penalty?: number | null;
+            /**
+             * Logprobs
+             * @description not supported: true is a 400
+             */
+            logprobs?: boolean | null;
             /** Max Completion Tokens */
             max_completion_tokens?: number | null;
             /** Max Tokens */
             max_tokens?: number | null;
             /** Messages */
             messages: components["schemas"]["ChatMessage"][];
+            /** Modalities */
+            modalities?: "text"[] | null;
             /**
              * Model
              * @description the agent's name
@@ -1366,18 +1378,25 @@ export interface components {
              * @description 1: one choice per request
              */
             n?: number | null;
+            /**
+             * Presence Penalty
+             * @description models that apply it (llama.cpp, OpenAI-compatible); else a 400
+             */
+            presence_penalty?: number | null;
             response_format?: components["schemas"]["ResponseFormat"] | null;
             /** Seed */
             seed?: number | null;
+            /**
+             * Stop
+             * @description up to 4 strings: the answer ends before the first that it would contain
+             */
+            stop?: string | string[] | null;
             /**
              * Stream
              * @default false
              */
             stream?: boolean;
-            /** Stream Options */
-            stream_options?: {
-                [key: string]: unknown;
-            } | null;
+            stream_options?: components["schemas"]["StreamOptions"] | null;
             /** Temperature */
             temperature?: number | null;
             /** Tool Choice */
@@ -1391,6 +1410,11 @@ export interface components {
             tools?: {
                 [key: string]: unknown;
             }[] | null;
+            /**
+             * Top Logprobs
+             * @description not supported: a 400
+             */
+            top_logprobs?: number | null;
             /** Top P */
             top_p?: number | null;
         } & {
@@ -1939,6 +1963,30 @@ export interface components {
             /** User Id */
             user_id: string | null;
         };
+        /** OpenAIErrorBody */
+        OpenAIErrorBody: {
+            error: components["schemas"]["OpenAIErrorDetail"];
+        };
+        /** OpenAIErrorDetail */
+        OpenAIErrorDetail: {
+            /**
+             * Code
+             * @description what went wrong exactly: model_not_found, invalid_api_key, queue_full...
+             */
+            code: string | null;
+            /** Message */
+            message: string;
+            /**
+             * Param
+             * @description the request field at fault, if one is
+             */
+            param: string | null;
+            /**
+             * Type
+             * @description invalid_request_error, authentication_error, permission_error, not_found_error, rate_limit_error or server_error
+             */
+            type: string;
+        };
         /** PendingList */
         PendingList: {
             /** Data */
@@ -2168,6 +2216,17 @@ export interface components {
              * @description the session's id as listed
              */
             session: string;
+        };
+        /** StreamOptions */
+        StreamOptions: {
+            /**
+             * Include Usage
+             * @description a last chunk with the usage and no choices
+             * @default false
+             */
+            include_usage?: boolean;
+        } & {
+            [key: string]: unknown;
         };
         /** Subscribed */
         Subscribed: {
@@ -4063,7 +4122,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description unauthorized */
@@ -4072,7 +4131,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description forbidden */
@@ -4081,7 +4140,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description not_found */
@@ -4090,7 +4149,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description too_large */
@@ -4099,7 +4158,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description invalid_request */
@@ -4108,7 +4167,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description error */
@@ -4117,7 +4176,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description unavailable */
@@ -4126,7 +4185,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
@@ -5496,7 +5555,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description invalid_request */
@@ -5505,7 +5564,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
@@ -5536,7 +5595,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description forbidden */
@@ -5545,7 +5604,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description not_found */
@@ -5554,7 +5613,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description invalid_request */
@@ -5563,7 +5622,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ErrorBody"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };

@@ -1,0 +1,168 @@
+"""The OpenAI-compatible endpoint's bodies: requests typed as OpenAI types them, answers and errors in its shapes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from halguru_server.agents import ServedAgent
+from halguru_server.errors import ApiError
+
+# OpenAI fields accepted and ignored: they change nothing in the answer (who the end user is, OpenAI's own
+# storage, billing tier and caching, a latency hint). Any other field this endpoint does not type is a 400
+# naming it, as OpenAI answers an unknown field: a client relying on it gets told, not a different answer.
+IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
+                  "safety_identifier", "prediction")
+PENALTIES = ("frequency_penalty", "presence_penalty")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's structured output: ``json_object`` or ``json_schema`` becomes the run's output schema (constrained
+    decoding where the model provider can, as a workflow step's ``output:``)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI adds options; only include_usage changes what is sent
+    include_usage: StrictBool = Field(default=False, description="a last chunk with the usage and no choices")
+
+
+StopString = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+# The fields OpenAI's API types are typed here too, strictly ("yes" is not a boolean, "10" not a number), so a
+# client's mistake is a 422 naming the field, not a request answered as if it had sent something else.
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # checked by ``unsupported``: IGNORED_FIELDS pass, others are a 400
+    model: str = Field(min_length=1, description="the agent's name")
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    n: StrictInt | None = Field(default=None, description="1: one choice per request")
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, gt=0, le=1, strict=True)
+    max_tokens: StrictInt | None = Field(default=None, gt=0)
+    max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
+    seed: StrictInt | None = None
+    stop: StopString | Annotated[list[StopString], Field(min_length=1, max_length=4)] | None = Field(
+        default=None, description="up to 4 strings: the answer ends before the first that it would contain")
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
+                                            description="models that apply it (llama.cpp, OpenAI-compatible); "
+                                                        "else a 400")
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
+                                           description="models that apply it (llama.cpp, OpenAI-compatible); "
+                                                       "else a 400")
+    logprobs: StrictBool | None = Field(default=None, description="not supported: true is a 400")
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20, description="not supported: a 400")
+    modalities: list[Literal["text"]] | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, description="not supported: agents bring their tools")
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+
+    def stops(self) -> list[str] | None:
+        return [self.stop] if isinstance(self.stop, str) else self.stop
+
+    def sampling(self, served: ServedAgent) -> dict[str, Any]:
+        """The run's sampling settings from the request; 400 for what the agent's model would not honour."""
+        for name in PENALTIES:
+            if getattr(self, name) and name not in served.sampling:  # 0 changes nothing: accepted anywhere
+                raise ApiError(400, f"{name}: agent {served.name}'s model ({served.model}) does not apply it; "
+                                    "leave it out", param=name)
+        if self.logprobs or self.top_logprobs:
+            name = "logprobs" if self.logprobs else "top_logprobs"
+            raise ApiError(400, f"{name}: this endpoint does not return log probabilities; leave it out", param=name)
+        settings = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed,
+                    "max_tokens": self.max_completion_tokens or self.max_tokens, "stop": self.stops(),
+                    **{name: getattr(self, name) or None for name in PENALTIES}}
+        return {k: v for k, v in settings.items() if v is not None}
+
+    def check_supported(self) -> None:
+        """400 for a field this endpoint does not type and does not knowingly ignore, and for client-side tools
+        and several choices."""
+        unknown = [name for name in self.model_extra or {} if name not in IGNORED_FIELDS]
+        if unknown:
+            raise ApiError(400, f"{unknown[0]}: not supported by this endpoint; leave it out (it ignores only "
+                                f"{', '.join(IGNORED_FIELDS)})", param=unknown[0])
+        if self.tools or self.tool_choice == "required" or isinstance(self.tool_choice, dict):
+            raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used",
+                           param="tools")
+        if self.n is not None and self.n != 1:
+            raise ApiError(400, f"n: {self.n} choices asked; an agent answers with one (send n=1 or leave it out)",
+                           param="n")
+
+    def output_schema(self) -> dict[str, Any] | None:
+        form = self.response_format
+        if form is None or form.type == "text":
+            return None
+        if form.type == "json_object":
+            return {"type": "object"}
+        if form.json_schema is None:
+            raise ApiError(422, "response_format: json_schema needs its json_schema: {name, schema}",
+                           param="response_format")
+        return form.json_schema.schema_
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "halguru"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ChoiceMessage
+    finish_reason: str
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: CompletionUsage
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, authentication_error, permission_error, not_found_error, "
+                                  "rate_limit_error or server_error")
+    param: str | None = Field(description="the request field at fault, if one is")
+    code: str | None = Field(description="what went wrong exactly: model_not_found, invalid_api_key, queue_full...")
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIErrorDetail

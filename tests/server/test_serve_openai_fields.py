@@ -1,0 +1,153 @@
+"""The OpenAI endpoint honours or refuses each field a client sends (it used to accept `stop`, `logprobs` and the
+penalties and ignore them), answers errors in OpenAI's shape (type, param, code) and sends `usage` in a stream
+only when asked, in a last chunk of its own, as the official client and LangChain read it."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+
+@pytest.fixture
+def oai(openai_client):
+    return openai_client
+
+
+def _streamed(oai, **request) -> tuple[str, list]:
+    chunks = list(oai.chat.completions.create(stream=True, **request))
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks
+
+
+def test_stop_ends_the_answer_before_it_streamed_or_whole(oai) -> None:
+    """The echo model streams word by word: "ha be" arrives split across two chunks and is still found."""
+    say = [{"role": "user", "content": "alpha beta STOP gamma"}]
+    for stop, expected in (("STOP", "You said: alpha beta "), (["zzz", "ha be", "STOP"], "You said: alp"),
+                           (["nowhere"], "You said: alpha beta STOP gamma")):
+        whole = oai.chat.completions.create(model="echo", messages=say, stop=stop)
+        assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == (expected, "stop")
+        text, chunks = _streamed(oai, model="echo", messages=say, stop=stop)
+        assert text == expected and chunks[-1].choices[0].finish_reason == "stop"
+    run = oai.server.state.store.list_runs(agent="echo")[0]
+    assert oai.server.state.store.get_run(run["id"])["output"] == "You said: alpha beta STOP gamma"  # the last one
+
+
+def test_stop_is_typed_as_openai_types_it(oai) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    for stop in (["a", "b", "c", "d", "e"], [""], 5, [1]):
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            oai.chat.completions.create(model="echo", messages=hi, stop=stop)
+        assert refused.value.body["param"].startswith("stop"), refused.value.body
+
+
+def test_fields_a_model_cannot_honour_are_a_400_naming_them(oai) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    for extra, param, said in (({"frequency_penalty": 0.5}, "frequency_penalty", "does not apply it"),
+                               ({"presence_penalty": -1}, "presence_penalty", "does not apply it"),
+                               ({"logprobs": True}, "logprobs", "log probabilities"),
+                               ({"logprobs": True, "top_logprobs": 3}, "logprobs", "log probabilities"),
+                               ({"top_logprobs": 2}, "top_logprobs", "log probabilities"),
+                               ({"extra_body": {"logit_bias": {"50256": -100}}}, "logit_bias", "not supported"),
+                               ({"extra_body": {"top_k": 5}}, "top_k", "not supported"),
+                               ({"extra_body": {"functions": [{"name": "f"}]}}, "functions", "not supported")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            oai.chat.completions.create(model="echo", messages=hi, **extra)
+        assert refused.value.body["param"] == param and said in refused.value.message, (extra, refused.value.body)
+        assert refused.value.body["type"] == "invalid_request_error"
+    # zero penalties change nothing, false logprobs ask for nothing, and the fields documented as ignored pass
+    fine = oai.chat.completions.create(model="echo", messages=hi, frequency_penalty=0, presence_penalty=0.0,
+                                       logprobs=False, user="u-1", metadata={"a": "b"}, store=False,
+                                       parallel_tool_calls=False, service_tier="auto")
+    assert fine.choices[0].message.content == "You said: hi"
+    assert oai.server.state.metrics.server_errors() == 0
+
+
+@pytest.fixture
+def small(agents_dir, request):
+    """The official client, on a server that also serves `small`: an agent on the bundled llama.cpp model."""
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    return request.getfixturevalue("openai_client")  # its server starts now, serving `small` too
+
+
+def test_penalties_reach_a_model_that_applies_them(small) -> None:
+    """The bundled llama.cpp model applies both penalties: strong ones change a greedy count (its commas repeat)."""
+    ask = {"model": "small", "max_tokens": 30, "temperature": 0,
+           "messages": [{"role": "user", "content": "Count from 1 to 20 separated by commas."}]}
+    plain = small.chat.completions.create(**ask).choices[0].message.content
+    for penalty in ({"frequency_penalty": 2}, {"presence_penalty": 2}):
+        penalized = small.chat.completions.create(**ask, **penalty).choices[0].message.content
+        assert plain and penalized and plain != penalized, penalty
+    assert small.chat.completions.create(**ask).choices[0].message.content == plain  # greedy: only the penalties
+
+
+def test_stop_on_the_bundled_model_ends_generation_there(small) -> None:
+    """The tester's report: counting with stop=["5"] ran on to 10. llama.cpp now stops at the stop string."""
+    oai = small
+    ask = {"model": "small", "max_tokens": 60, "temperature": 0,
+           "messages": [{"role": "user", "content": "Count from 1 to 20 separated by commas."}]}
+    free = oai.chat.completions.create(**ask)
+    assert "5" in free.choices[0].message.content  # without stop the count goes past 5
+    cut = oai.chat.completions.create(**ask, stop=["5"])
+    text = cut.choices[0].message.content
+    assert "5" not in text and free.choices[0].message.content.startswith(text) and cut.choices[0].finish_reason \
+        == "stop"
+    assert cut.usage.completion_tokens < free.usage.completion_tokens
+    streamed, chunks = _streamed(oai, **ask, stop="5")
+    assert streamed == text and chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_errors_are_in_openais_shape_with_param_and_code(oai) -> None:
+    hi = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai.chat.completions.create(model="nope", messages=hi)
+    assert (missing.value.code, missing.value.param, missing.value.type) == ("model_not_found", "model",
+                                                                             "not_found_error")
+    with pytest.raises(openai.NotFoundError) as card:
+        oai.models.retrieve("nope")
+    assert card.value.code == "model_not_found"
+    bad = openai.OpenAI(base_url=str(oai.base_url), api_key="hg_nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as unknown_key:
+        bad.chat.completions.create(model="echo", messages=hi)
+    assert (unknown_key.value.code, unknown_key.value.type) == ("invalid_api_key", "authentication_error")
+    with pytest.raises(openai.BadRequestError) as choices:
+        oai.chat.completions.create(model="echo", messages=hi, n=2)
+    assert (choices.value.param, choices.value.type, choices.value.code) == ("n", "invalid_request_error",
+                                                                             "invalid_request")
+    with pytest.raises(openai.UnprocessableEntityError) as typed:
+        oai.chat.completions.create(model="echo", messages=hi, extra_body={"max_tokens": "10"})
+    assert (typed.value.param, typed.value.type) == ("max_tokens", "invalid_request_error")
+    with pytest.raises(openai.UnprocessableEntityError) as deep:
+        oai.chat.completions.create(model="echo", messages=[{"role": "robot", "content": "x"}])
+    assert deep.value.param == "messages.0.role"
+    with pytest.raises(openai.NotFoundError) as elsewhere:
+        oai.embeddings.create(model="echo", input="x")  # not offered: still an error an OpenAI client reads
+    assert elsewhere.value.type == "not_found_error" and "no route" in elsewhere.value.message
+
+
+def test_other_routes_keep_halgurus_error_shape(oai) -> None:
+    """Only the OpenAI routes changed: the rest of /v1 (halguru.client, the TypeScript client) reads type/message."""
+    url = str(oai.base_url).rstrip("/")
+    for path in ("/agents", "/conversations/conv_missing"):
+        body = httpx.get(url + path, headers={"Authorization": "Bearer hg_nope"}).json()
+        assert body == {"error": {"type": "unauthorized", "message": body["error"]["message"]}}
+    key = {"Authorization": f"Bearer {oai.api_key}"}
+    assert set(httpx.get(url + "/conversations/conv_missing", headers=key).json()["error"]) == {"type", "message"}
+
+
+def test_usage_is_streamed_only_when_asked_in_a_last_chunk_without_choices(oai) -> None:
+    hi = [{"role": "user", "content": "hi you"}]
+    text, chunks = _streamed(oai, model="echo", messages=hi)
+    assert text == "You said: hi you" and all(c.usage is None for c in chunks) and chunks[-1].choices
+    text, chunks = _streamed(oai, model="echo", messages=hi, stream_options={"include_usage": True})
+    *rest, last = chunks
+    assert text == "You said: hi you" and last.choices == [] and all(c.usage is None for c in rest)
+    assert last.usage.completion_tokens > 0 and last.usage.total_tokens == (last.usage.prompt_tokens
+                                                                            + last.usage.completion_tokens)
+    assert rest[-1].choices[0].finish_reason == "stop"
+    with httpx.stream("POST", f"{oai.base_url}chat/completions", headers={"Authorization": f"Bearer {oai.api_key}"},
+                      json={"model": "echo", "messages": hi, "stream": True}) as raw:
+        lines = [line for line in raw.iter_lines() if line.startswith("data: {")]
+    assert lines and not any('"usage"' in line for line in lines)  # not even null, when not asked
