@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints: the model name is the agent name, so existing clients and SDKs work unchanged.
 
-Each request carries the whole chat; the earlier messages become a stored conversation's history and the last
-user message is the run's input, so the request is traced like any other run.
+Each request carries the whole chat; the last user message is the run's input, so the request is traced like
+any other run. The earlier messages are a stored conversation: the one an earlier completion of the same chat
+left (``openai_threads``), or a new one holding them as its history.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from halguru_server.openai_schemas import (
     ModelList,
     OpenAIErrorBody,
 )
+from halguru_server.openai_threads import Thread, open_thread
 from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
@@ -123,22 +125,23 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         raise ApiError(400, f"max_tokens: {sampling['max_tokens']} leaves no room for the messages in the model's "
                             f"context of {served.context} tokens; ask for fewer", param="max_tokens")
     reservation = service.reserve(state, served, caller)
-    try:
-        conversation = (await asyncio.to_thread(service.new_conversation, state, caller, served.name, text[:80],
-                                                messages[:-1]))["id"]  # a write: off the event loop
+    try:  # store writes: off the event loop
+        thread = await asyncio.to_thread(open_thread, state, caller, served.name, messages)
     except BaseException:
         reservation.release()
         raise
     request_id = request.scope["state"]["request_id"]
-    # A completion whose run never starts (its client gave up while it was queued) leaves no conversation behind.
+    # A completion whose run never starts (its client gave up while it was queued) leaves no new conversation
+    # behind, and a continued one as it was.
     run = service.UntilStarted(
-        service.run_events(state, served, text, conversation, request_id, reservation, caller.owner, sampling,
-                           output_schema),
-        never=lambda: state.store.delete_conversation(conversation))
+        service.run_events(state, served, text, thread.conversation, request_id, reservation, caller.owner,
+                           sampling, output_schema),
+        never=lambda: thread.never_ran(state))
     head = {"id": f"chatcmpl-{request_id}", "created": int(time.time()), "model": body.model}
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        return service.EventStream(_chunks(state, run.events(), head, usage), state, reservation.release, run.settle)
+        return service.EventStream(_chunks(state, run.events(), head, thread, usage), state, reservation.release,
+                                   run.settle)
     try:
         collected = await service.collect(request, state, run.events())
     finally:
@@ -151,6 +154,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
     content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
     results = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
+    await asyncio.to_thread(thread.remember, state, content)
     return ChatCompletion(
         **head, choices=[Choice(message=ChoiceMessage(content=content), finish_reason=_finish(results[-1:]))],
         usage=_usage(finished))
@@ -166,11 +170,13 @@ def _usage(finished: Any) -> CompletionUsage:
                            total_tokens=finished.prompt_tokens + finished.completion_tokens)
 
 
-async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str, Any], usage: bool
-                  ) -> AsyncIterator[str]:
+async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str, Any], thread: Thread,
+                  usage: bool) -> AsyncIterator[str]:
     """The run as chat.completion.chunk events. ``usage`` (``stream_options.include_usage``): each chunk has a
     null ``usage``, and the token counts come last in a chunk of their own with no choices, as OpenAI sends them."""
     last: list[Any] = []  # the run's last top-level model_result
+    answer: list[str] = []  # what the client is sent: its next request carries it back
+    answered: list[bool] = []
 
     def data(value: dict[str, Any]) -> str:
         return f"data: {json.dumps(value)}\n\n"
@@ -187,12 +193,14 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if event.type == "model_result" and not event.parent_run_id:
             last[:] = [event]
         if event.type == "token":
+            answer.append(event.text)
             return chunk({"content": event.text})
         if event.type == "model_result" and event.tool_calls:
             return chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
         if event.type == "run_finished":
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
+            answered.append(True)
             counts = data({**head, "object": "chat.completion.chunk", "choices": [],
                            "usage": _usage(event).model_dump()}) if usage else ""
             return chunk({}, _finish(last)) + counts + "data: [DONE]\n\n"
@@ -200,4 +208,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
 
     yield chunk({"role": "assistant", "content": ""})
     async for text in service.sse_body(state, events, render, error):
+        if answered:  # filed before [DONE] goes out: the client's next request may follow at once
+            answered.clear()
+            await asyncio.to_thread(thread.remember, state, "".join(answer))
         yield text

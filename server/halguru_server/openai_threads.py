@@ -1,0 +1,92 @@
+"""One stored conversation per OpenAI-style chat, though its client sends the whole chat with every request.
+
+After a completion, its conversation is filed (as a thread of the ``openai`` channel) under a hash of the
+messages the client sees: those it sent and the answer. A later request of the same owner to the same agent
+whose messages before its last user message start with such a hashed list continues that conversation: only
+the messages after it are added. Anything else (another owner, an edited earlier message, a changed system
+prompt) starts a new conversation with the history the request carries. A continued conversation is claimed
+while its turn runs, so a second request with the same history at the same time gets a conversation of its
+own (the two chats have parted), and a run that fails leaves its conversation to no later request
+(its retry starts a new one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from halguru.errors import StoreError
+from halguru.models.base import Message
+from halguru_server import service
+from halguru_server.state import Principal, ServerState
+
+CHANNEL = "openai"
+log = logging.getLogger("halguru.server")
+
+
+def _step(key: bytes, role: str, text: str) -> bytes:
+    # Outer whitespace does not count: some clients trim the answer they send back.
+    return hashlib.sha256(key + json.dumps([role, text.strip()], ensure_ascii=False).encode()).digest()
+
+
+def transcript_keys(owner: str | None, agent: str, messages: list[Message]) -> list[bytes]:
+    """The key of each leading part of ``messages``: ``keys[i]`` is that of messages[:i + 1] for this owner and
+    agent (a hash chain: one hash per message)."""
+    key = hashlib.sha256(json.dumps([owner or "", agent]).encode()).digest()
+    keys = []
+    for message in messages:
+        key = _step(key, message.role, message.content)
+        keys.append(key)
+    return keys
+
+
+@dataclass
+class Thread:
+    """Where a completion's run goes: a conversation continued (``claimed``) or new, and the keys of its
+    messages, to file it under once answered (``remember``) or to give back if its run never starts."""
+
+    conversation: str
+    claimed: bool
+    keys: list[bytes]
+    agent: str
+
+    def answered_key(self, answer: str) -> str:
+        """The thread of the conversation once ``answer`` closes it: what the client's next request starts with."""
+        return _step(self.keys[-1], "assistant", answer).hex()
+
+    def remember(self, state: ServerState, answer: str) -> None:
+        """File the answered conversation so that the client's next request continues it."""
+        try:
+            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.answered_key(answer))
+        except StoreError as exc:  # the answer stands; the chat's next request starts a new conversation
+            log.warning("could not file conversation %s for its next completion: %s", self.conversation, exc)
+
+    def never_ran(self, state: ServerState) -> None:
+        """The run never started (its client left while it was queued): a new conversation is deleted, as if
+        never asked for; a continued one is filed again under what it holds now."""
+        if not self.claimed:
+            state.store.delete_conversation(self.conversation)
+        elif len(self.keys) > 1:
+            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.keys[-2].hex())
+
+
+def open_thread(state: ServerState, caller: Principal, agent: str, messages: list[Message]) -> Thread:
+    """The conversation the request's run goes to (store writes: call it off the event loop). ``messages`` are
+    the request's, the last one the user's new message."""
+    keys = transcript_keys(caller.owner, agent, messages)
+    # An earlier completion's messages end with its answer: the longest such start of this request's history.
+    # Only a known owner's (or --dev's) conversations are continued: never another's, nor a visitor's.
+    ends = [i for i in range(len(messages) - 2, -1, -1) if messages[i].role == "assistant"]
+    claimed = state.store.claim_thread(CHANNEL, agent, [keys[i].hex() for i in ends], caller.owner) \
+        if ends and (caller.owner is not None or caller.dev) else None
+    if claimed is not None:
+        thread, conversation = claimed
+        at = next(i for i in ends if keys[i].hex() == thread)
+        for message in messages[at + 1:-1]:  # what the client added since, before its new message
+            state.store.append_message(conversation, message.role, message.content)
+        return Thread(conversation, True, keys, agent)
+    conversation = service.new_conversation(state, caller, agent, messages[-1].content[:80], messages[:-1])["id"]
+    state.store.set_thread(CHANNEL, agent, conversation, None)  # listed under the channel from the start
+    return Thread(conversation, False, keys, agent)
