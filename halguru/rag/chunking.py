@@ -25,6 +25,7 @@ from dataclasses import dataclass
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]")
 _LONG_RUN, _PER_TOKEN = 24, 8
+_ASCII_TOKEN = re.compile(r"\w+|[^\w\s]")
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _UPPER_TITLE = re.compile(r"^[A-Z][A-Z0-9 ,/&()'-]{1,60}$")
@@ -48,7 +49,10 @@ _CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn
 
 
 def count_tokens(text: str) -> int:
-    return sum(map(_weight, _TOKEN.findall(text)))
+    tokens = (_ASCII_TOKEN if text.isascii() else _TOKEN).findall(text)  # ASCII has no CJK: the faster pattern
+    if tokens and len(max(tokens, key=len)) > _LONG_RUN + _PER_TOKEN - 1:
+        return sum(map(_weight, tokens))
+    return len(tokens)
 
 
 def _weight(token: str) -> int:

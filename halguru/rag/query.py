@@ -185,6 +185,7 @@ def _diversified(order: list[Key], per_source: int) -> list[Key]:
 # name and title, which it repeats) and comes out the page's most similar chunk ("sort lines numerically" -> sort's
 # COPYRIGHT). A page's other candidates are shown first.
 THIN_TOKENS = 20
+THIN_CHARS = 640  # longer texts hold 20 tokens (a token weighs more past 31 characters): not counted, for speed
 BACK_MATTER = frozenset({"author", "authors", "copyright", "see also", "reporting bugs", "colophon", "license",
                          "licence", "copying", "credits", "acknowledgements", "acknowledgments", "thanks"})
 
@@ -196,8 +197,9 @@ def _content_first(order: list[Key], rows: dict[Key, dict[str, Any]]) -> list[Ke
 
     def back(key: Key) -> bool:
         heading = str(rows[key].get("heading") or "")
+        text = str(rows[key].get("text") or "")
         return (any(part.strip().lower() in BACK_MATTER for part in heading.split(" > "))
-                or count_tokens(str(rows[key].get("text") or "")) < THIN_TOKENS)
+                or (len(text) < THIN_CHARS and count_tokens(text) < THIN_TOKENS))
 
     chunks: dict[str, list[Key]] = {}
     for key in order:
