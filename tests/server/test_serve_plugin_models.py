@@ -42,6 +42,6 @@ def test_a_plugin_model_that_raises_fails_its_run_and_says_why(http) -> None:
     response = ask(http, "boom")
     assert response.status_code == 502, response.text
     error = response.json()["error"]
-    assert error["type"] == "run_failed"
+    assert (error["type"], error["code"]) == ("server_error", "run_failed")  # OpenAI's shape on its route
     run = http.get(f"/v1/runs/{error['message'].split()[3]}").json()
     assert run["error"] == "model boom failed: RuntimeError: upstream 502 from provider"
