@@ -115,6 +115,12 @@ def test_two_clients_sending_the_same_history_at_once_each_get_an_answer(oai) ->
     assert sorted(len(s) for s in stored) == [4, 4]
 
 
+def _held(state, conversation_id: str) -> bool:
+    """Whether a request holds the conversation (its thread set aside while it is answered)."""
+    return bool(state.store._rows("SELECT 1 FROM channel_threads WHERE conversation_id = ? AND thread LIKE '~%'",
+                                  [conversation_id]))
+
+
 def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai) -> None:
     """Its run never started, so nothing was added: the client's retry of the same turn continues the chat."""
     state = oai.server.state
@@ -132,8 +138,8 @@ def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai) 
             httpx.post(f"{oai.base_url}chat/completions", headers=headers, timeout=1.5,
                        json={"model": "slow", "messages": retry})
         deadline = time.monotonic() + 10
-        while state.gate.queues[state.agents["slow"].model].depth:
-            assert time.monotonic() < deadline
+        while state.gate.queues[state.agents["slow"].model].depth or _held(state, chat["id"]):
+            assert time.monotonic() < deadline  # the server hands the conversation back once it sees the client left
             time.sleep(0.05)
     assert _stored(chat["id"]) == [(m["role"], m["content"]) for m in messages]  # nothing was added
     _turn(oai, messages, "second", model="slow")
