@@ -126,7 +126,7 @@ def load(site: Path, monkeypatch: Any) -> Path:
     return site
 
 
-def python_path(site: Path) -> str:
+def python_path(site: Path | str) -> str:
     """PYTHONPATH for a halguru subprocess that finds ``site``'s plugins (and halguru where this process does)."""
     return os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
 
@@ -138,7 +138,7 @@ def install_cut(site: Path) -> Path:
 def on_path(site: Path | str, env: dict[str, str]) -> dict[str, str]:
     """``env`` with ``site`` first on PYTHONPATH, the rest of it kept (a checkout's own halguru, not the one
     installed, when the tests run with PYTHONPATH set to it)."""
-    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return {**env, "PYTHONPATH": python_path(site)}
 
 
 def install_twin(site: Path) -> Path:

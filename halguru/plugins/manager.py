@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import pluggy
 
+from halguru.errors import exception_line
 from halguru.plugins import hookspecs
 from halguru.plugins.contracts import REGISTRATIONS, RegistrationError
 
@@ -69,11 +70,6 @@ _TEST_PLUGINS: dict[str, ModuleType] = {}
 _FAILURES: dict[str, str] = {}
 # (entry point name, distribution, why) of each entry point skipped because its name was taken
 _NAME_TAKEN: list[tuple[str, str, str]] = []
-
-
-def _reason(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _warn(name: str, reason: str) -> None:
@@ -143,7 +139,7 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         pm.register(load(), name=name)
     except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
         # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
-        _warn(name, f"failed to load ({_reason(exc)})")
+        _warn(name, f"failed to load ({exception_line(exc)})")
         return
     _guard_hooks(pm, name)
     if not builtin and not _registers_cleanly(pm, name):
@@ -279,7 +275,8 @@ def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[
         try:
             return function(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # sys.exit() in a hook skips the plugin, not halguru; Ctrl-C stops it
-            _warn(name, str(exc) if isinstance(exc, RegistrationError) else f"its {hook} hook raised {_reason(exc)}")
+            _warn(name, str(exc) if isinstance(exc, RegistrationError)
+                  else f"its {hook} hook raised {exception_line(exc)}")
             return None
 
     return call

@@ -35,29 +35,3 @@ def test_serve_s_worker_refuses_to_start_with_one_line(agent: Path) -> None:
     with pytest.raises(HalguruError) as caught:
         load_all_channels(load_agents([agent], "key"))
     assert str(caught.value) == SAID
-
-
-CLASH = '''
-from halguru.plugins.hookspecs import hookimpl
-
-
-class Impostor:
-    def __init__(self, agent, config, folder):
-        pass
-
-
-@hookimpl
-def register_channels(register):
-    register("twilio", Impostor)
-'''
-
-
-def test_a_channel_named_like_a_built_in_one_is_left_out_with_a_warning(tmp_path: Path, monkeypatch, capsys) -> None:
-    from halguru.channels.base import channel_classes
-    from halguru.channels.twilio import TwilioChannel
-    from tests.feedback_plugins import install
-
-    load(install(tmp_path / "site", "clash", "halguru_clash_channel", CLASH), monkeypatch)
-    assert channel_classes()["twilio"] is TwilioChannel
-    assert ("plugin 'clash': its channel 'twilio' is not loaded: plugin 'halguru.channels.plugin' registered one "
-            "of that name first") in capsys.readouterr().err  # was silent
