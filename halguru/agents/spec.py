@@ -32,6 +32,11 @@ class Sampling(BaseModel):
     top_p: float = Field(default=0.95, gt=0, le=1)
     seed: int | None = Field(default=None, description="fixed seed for reproducible sampling")
     repeat_penalty: float = Field(default=1.1, ge=1, le=2, description="discourages loops (local models)")
+    top_k: int | None = Field(default=None, ge=0, description="sample from the k likeliest tokens only (0: all; "
+                                                                 "llama.cpp models, 40 when unset)")
+    min_p: float | None = Field(default=None, ge=0, le=1, description="drop tokens less likely than min_p times "
+                                                                         "the likeliest (llama.cpp models, 0.05 "
+                                                                         "when unset)")
 
 
 class Limits(BaseModel):

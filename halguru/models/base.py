@@ -48,9 +48,9 @@ class ToolSpec(BaseModel):
     parameters: dict[str, Any]
 
 
-# Settings a run asks for only now and then (the OpenAI endpoint's); left out of a dump while unset, so the
-# traces and conversation-test recordings made before they existed still match.
-OPTIONAL_SAMPLING = ("stop", "frequency_penalty", "presence_penalty")
+# Settings a run asks for only now and then (the OpenAI endpoint's, agent.yaml's top_k/min_p); left out of a dump
+# while unset, so the traces and conversation-test recordings made before they existed still match.
+OPTIONAL_SAMPLING = ("stop", "frequency_penalty", "presence_penalty", "top_k", "min_p")
 
 
 class SamplingSettings(BaseModel):
@@ -66,6 +66,10 @@ class SamplingSettings(BaseModel):
     # recently and by presence_penalty once it was. Only providers that list them in ``sampling`` apply them.
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # llama.cpp's truncations before temperature: the top_k most likely tokens (0: all), then those at least
+    # min_p times as likely as the likeliest (0: all). Unset: the provider's own (llama.cpp: 40 and 0.05).
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -142,8 +146,9 @@ class ModelProvider(Protocol):
     description: ClassVar[str]
     # Optional ``shared: ClassVar[bool]`` (default True): False makes get_model() build a new instance
     # on every call, for providers whose models hold per-user state (the scripted model's position).
-    # Optional ``sampling: ClassVar[frozenset[str]]``: the optional settings (``frequency_penalty``,
-    # ``presence_penalty``) its models apply; the OpenAI endpoint refuses the others rather than ignore them.
+    # Optional ``sampling: ClassVar[frozenset[str]]``: the settings beyond temperature, top_p, max_tokens, seed and
+    # stop that its models apply (``frequency_penalty``, ``presence_penalty``, ``top_k``, ``min_p``,
+    # ``repeat_penalty``); the OpenAI endpoint refuses the others rather than ignore them.
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.errors import ModelError
-from halguru.models.llama_sampling import Sampler, free_sampler, keeping_gil, sampler_chain
+from halguru.models.llama_sampling import MIN_P, TOP_K, Sampler, free_sampler, keeping_gil, sampler_chain
 from halguru.models.llama_threads import ThreadChoice
 
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
@@ -297,12 +297,12 @@ class LlamaEngine:
         return eog
 
     def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
-                grammar: str | None = None, frequency_penalty: float = 0.0, presence_penalty: float = 0.0
-                ) -> Sampler:
+                grammar: str | None = None, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                top_k: int = TOP_K, min_p: float = MIN_P) -> Sampler:
         """A sampler for this model (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
         return sampler_chain(self.vocab, temperature=temperature, top_p=top_p, seed=seed,
                              repeat_penalty=repeat_penalty, grammar=grammar, frequency_penalty=frequency_penalty,
-                             presence_penalty=presence_penalty)
+                             presence_penalty=presence_penalty, top_k=top_k, min_p=min_p)
 
     free_sampler = staticmethod(free_sampler)
 

@@ -44,6 +44,7 @@ from halguru.models.base import (
 )
 from halguru.models.gguf import check_gguf, kv_bytes_per_token
 from halguru.models.llama_batch import Eval, Feed, Job, LlamaEngine, Program
+from halguru.models.llama_sampling import MIN_P, TOP_K
 from halguru.models.stops import StopCut
 
 DEFAULT_SLOTS = 4
@@ -169,7 +170,9 @@ class _Generation:
         return self.engine.sampler(temperature=s.temperature, top_p=s.top_p, seed=self.seed,
                                    repeat_penalty=s.repeat_penalty, grammar=grammar,
                                    frequency_penalty=s.frequency_penalty or 0.0,
-                                   presence_penalty=s.presence_penalty or 0.0)
+                                   presence_penalty=s.presence_penalty or 0.0,
+                                   top_k=TOP_K if s.top_k is None else s.top_k,
+                                   min_p=MIN_P if s.min_p is None else s.min_p)
 
     def _eval(self, tokens: list[int]) -> Generator[Eval | Feed, int, int]:
         return (yield Eval(tokens))
@@ -426,7 +429,8 @@ class LlamaCppProvider:
     name: ClassVar[str] = "llama-cpp"
     description: ClassVar[str] = "GGUF models in-process with llama.cpp (offline)"
     path_argument: ClassVar[bool] = True  # llama-cpp:PATH (and a bare .gguf path) in agent.yaml: relative to it
-    sampling: ClassVar[frozenset[str]] = frozenset({"frequency_penalty", "presence_penalty"})  # llama_sampling
+    sampling: ClassVar[frozenset[str]] = frozenset({"frequency_penalty", "presence_penalty", "top_k", "min_p",
+                                                     "repeat_penalty"})  # llama_sampling
 
     @classmethod
     def check(cls, entry: ModelEntry) -> None:

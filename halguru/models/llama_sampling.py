@@ -10,6 +10,9 @@ from typing import Any
 from halguru.errors import ModelError
 
 PENALTY_LAST_N = 64  # the repetition penalty looks at this many of the last sampled tokens
+# The truncations llama-cpp-python's create_completion applies by default, used while a request leaves them unset.
+TOP_K = 40
+MIN_P = 0.05
 
 
 @dataclass
@@ -48,9 +51,10 @@ class Sampler:
 
 def sampler_chain(vocab: Any, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
                   grammar: str | None = None, frequency_penalty: float = 0.0,
-                  presence_penalty: float = 0.0) -> Sampler:
+                  presence_penalty: float = 0.0, top_k: int = TOP_K, min_p: float = MIN_P) -> Sampler:
     """A sampler as llama-cpp-python's ``create_completion`` builds its chain (same results); free it with
-    ``free_sampler``. Raises ModelError for a grammar llama.cpp rejects."""
+    ``free_sampler``. ``top_k`` 0 and ``min_p`` 0 keep every token (llama.cpp's samplers do nothing then).
+    Raises ModelError for a grammar llama.cpp rejects."""
     import llama_cpp
 
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -67,10 +71,10 @@ def sampler_chain(vocab: Any, *, temperature: float, top_p: float, seed: int, re
     if temperature == 0:
         add(llama_cpp.llama_sampler_init_greedy())
     else:
-        add(llama_cpp.llama_sampler_init_top_k(40))
+        add(llama_cpp.llama_sampler_init_top_k(top_k))
         add(llama_cpp.llama_sampler_init_typical(1.0, 1))
         add(llama_cpp.llama_sampler_init_top_p(top_p, 1))
-        add(llama_cpp.llama_sampler_init_min_p(0.05, 1))
+        add(llama_cpp.llama_sampler_init_min_p(min_p, 1))
         add(llama_cpp.llama_sampler_init_temp(temperature))
         add(llama_cpp.llama_sampler_init_dist(seed))
     return Sampler(chain, repeat_penalty, frequency_penalty, presence_penalty)

@@ -81,7 +81,9 @@ class OpenAIModel:
             "top_p": request.settings.top_p,
             "max_tokens": request.settings.max_tokens,
         }
-        for name in ("seed", "stop", "frequency_penalty", "presence_penalty"):  # sent only when set
+        # Sent only when set. top_k and min_p are not OpenAI's own, but vLLM, llama.cpp's server, SGLang and LM
+        # Studio read them under these names; OpenAI itself answers a 400 for them, which the run reports.
+        for name in ("seed", "stop", "frequency_penalty", "presence_penalty", "top_k", "min_p"):
             value = getattr(request.settings, name)
             if value is not None:
                 body[name] = value
@@ -160,7 +162,9 @@ class OpenAIModel:
 class OpenAIProvider:
     name: ClassVar[str] = "openai"
     description: ClassVar[str] = "any OpenAI-compatible /chat/completions endpoint, over HTTP"
-    sampling: ClassVar[frozenset[str]] = frozenset({"frequency_penalty", "presence_penalty"})  # sent on as they are
+    # Sent on as they are. Not repeat_penalty: it always has a value (1.1 unless set), which OpenAI would refuse
+    # on every call, and the servers that take one disagree on its name (vLLM: repetition_penalty).
+    sampling: ClassVar[frozenset[str]] = frozenset({"frequency_penalty", "presence_penalty", "top_k", "min_p"})
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

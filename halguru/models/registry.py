@@ -203,8 +203,9 @@ def model_context(reference: str) -> int | None:
 
 
 def model_sampling(reference: str) -> frozenset[str]:
-    """The optional sampling settings (``frequency_penalty``, ``presence_penalty``) the model applies: its
-    provider's ``sampling`` (none unless it says)."""
+    """The sampling settings beyond temperature, top_p, max_tokens, seed and stop (``frequency_penalty``,
+    ``presence_penalty``, ``top_k``, ``min_p``, ``repeat_penalty``) the model applies: its provider's ``sampling``
+    (none unless it says)."""
     entry = find_entry(reference)
     return frozenset(getattr(providers().get(entry.provider), "sampling", frozenset()))
 

@@ -1,5 +1,5 @@
-"""The `openai` provider sends the run's stop strings and penalties on to its endpoint (which stops generating
-there itself), and nothing it was not asked for."""
+"""The `openai` provider sends the run's stop strings, penalties, top_k and min_p on to its endpoint (which stops
+generating there itself), and nothing it was not asked for."""
 
 from __future__ import annotations
 
@@ -59,4 +59,15 @@ def test_stop_and_penalties_go_to_the_endpoint_only_when_set(peer) -> None:
     assert (bodies[0]["stop"], bodies[0]["frequency_penalty"], bodies[0]["presence_penalty"]) == ([", 3", "\n"],
                                                                                                    0.5, -1)
     _ask(base_url, SamplingSettings())
-    assert not {"stop", "frequency_penalty", "presence_penalty", "seed"} & set(bodies[1])
+    assert not {"stop", "frequency_penalty", "presence_penalty", "seed", "top_k", "min_p", "repeat_penalty"} & set(
+        bodies[1])
+
+
+def test_top_k_and_min_p_go_on_under_the_names_vllm_and_llama_server_read(peer) -> None:
+    """They are not OpenAI's own fields, but vLLM, llama.cpp's server, SGLang and LM Studio take them as they are;
+    0 (off) is sent too. The repetition penalty is not sent: it always has a value, which OpenAI would refuse."""
+    base_url, bodies = peer
+    _ask(base_url, SamplingSettings(top_k=20, min_p=0.05, repeat_penalty=1.3))
+    _ask(base_url, SamplingSettings(top_k=0, min_p=0.0))
+    assert [(b["top_k"], b["min_p"]) for b in bodies] == [(20, 0.05), (0, 0.0)]
+    assert not {"repeat_penalty", "repetition_penalty"} & set(bodies[0])
