@@ -19,7 +19,7 @@ class ServedAgent:
     slots: int | None  # runs its model generates at once (llama.cpp: its slots); None: no limit of its own
     embed_origins: tuple[str, ...] = ()  # sites whose pages may embed its chat (the widget); none: no embedding
     context: int | None = None  # tokens its model holds per generation, prompt and answer (llama.cpp: n_ctx)
-    sampling: frozenset[str] = frozenset()  # optional sampling settings its model applies (penalties)
+    sampling: frozenset[str] = frozenset()  # optional sampling settings its model applies (its provider's)
 
     @property
     def name(self) -> str:

@@ -15,6 +15,9 @@ from halguru_server.errors import ApiError
 IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
                   "safety_identifier", "prediction")
 PENALTIES = ("frequency_penalty", "presence_penalty")
+# llama.cpp's own (its server's names; vLLM and Ollama clients send them too), each with the value that turns it
+# off. A model whose provider does not list one in ``sampling`` is refused any other value (400), as a penalty.
+LLAMA_SAMPLING = {"top_k": 0, "min_p": 0, "repeat_penalty": 1}
 
 
 class ChatMessage(BaseModel):
@@ -68,6 +71,16 @@ class ChatRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
                                            description="models that apply it (llama.cpp, OpenAI-compatible); "
                                                        "else a 400")
+    top_k: StrictInt | None = Field(default=None, ge=0, description="llama.cpp's: sample from the k likeliest "
+                                    "tokens (0: all); models that apply it (llama.cpp, OpenAI-compatible), else a "
+                                    "400 unless 0")
+    min_p: float | None = Field(default=None, ge=0, le=1, strict=True,
+                                description="llama.cpp's: drop tokens less likely than min_p times the likeliest "
+                                            "(0: none); models that apply it (llama.cpp, OpenAI-compatible), else a "
+                                            "400 unless 0")
+    repeat_penalty: float | None = Field(default=None, ge=1, le=2, strict=True,
+                                         description="llama.cpp's repetition penalty (1: none; the agent's "
+                                                     "otherwise); llama.cpp models, else a 400 unless 1")
     logprobs: StrictBool | None = Field(default=None, description="not supported: true is a 400")
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20, description="not supported: a 400")
     modalities: list[Literal["text"]] | None = None
@@ -80,8 +93,9 @@ class ChatRequest(BaseModel):
 
     def sampling(self, served: ServedAgent) -> dict[str, Any]:
         """The run's sampling settings from the request; 400 for what the agent's model would not honour."""
-        for name in PENALTIES:
-            if getattr(self, name) and name not in served.sampling:  # 0 changes nothing: accepted anywhere
+        off = {**dict.fromkeys(PENALTIES, 0), **LLAMA_SAMPLING}  # changes nothing: accepted anywhere
+        for name, value in off.items():
+            if getattr(self, name) not in (None, value) and name not in served.sampling:
                 raise ApiError(400, f"{name}: agent {served.name}'s model ({served.model}) does not apply it; "
                                     "leave it out", param=name)
         if self.logprobs or self.top_logprobs:
@@ -89,7 +103,8 @@ class ChatRequest(BaseModel):
             raise ApiError(400, f"{name}: this endpoint does not return log probabilities; leave it out", param=name)
         settings = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed,
                     "max_tokens": self.max_completion_tokens or self.max_tokens, "stop": self.stops(),
-                    **{name: getattr(self, name) or None for name in PENALTIES}}
+                    **{name: getattr(self, name) or None for name in PENALTIES},
+                    **{name: getattr(self, name) for name in LLAMA_SAMPLING if name in served.sampling}}
         return {k: v for k, v in settings.items() if v is not None}
 
     def check_supported(self) -> None:

@@ -48,18 +48,56 @@ def test_fields_a_model_cannot_honour_are_a_400_naming_them(oai) -> None:
                                ({"logprobs": True, "top_logprobs": 3}, "logprobs", "log probabilities"),
                                ({"top_logprobs": 2}, "top_logprobs", "log probabilities"),
                                ({"extra_body": {"logit_bias": {"50256": -100}}}, "logit_bias", "not supported"),
-                               ({"extra_body": {"top_k": 5}}, "top_k", "not supported"),
+                               ({"extra_body": {"top_k": 5}}, "top_k", "does not apply it"),
+                               ({"extra_body": {"min_p": 0.1}}, "min_p", "does not apply it"),
+                               ({"extra_body": {"repeat_penalty": 1.3}}, "repeat_penalty", "does not apply it"),
+                               ({"extra_body": {"mirostat": 2}}, "mirostat", "not supported"),
                                ({"extra_body": {"functions": [{"name": "f"}]}}, "functions", "not supported")):
         with pytest.raises(openai.BadRequestError) as refused:
             oai.chat.completions.create(model="echo", messages=hi, **extra)
         assert refused.value.body["param"] == param and said in refused.value.message, (extra, refused.value.body)
         assert refused.value.body["type"] == "invalid_request_error"
-    # zero penalties change nothing, false logprobs ask for nothing, and the fields documented as ignored pass
+    # zero penalties, top_k and min_p 0 and a repeat_penalty of 1 change nothing, false logprobs ask for nothing,
+    # and the fields documented as ignored pass
     fine = oai.chat.completions.create(model="echo", messages=hi, frequency_penalty=0, presence_penalty=0.0,
                                        logprobs=False, user="u-1", metadata={"a": "b"}, store=False,
-                                       parallel_tool_calls=False, service_tier="auto")
+                                       parallel_tool_calls=False, service_tier="auto",
+                                       extra_body={"top_k": 0, "min_p": 0, "repeat_penalty": 1.0})
     assert fine.choices[0].message.content == "You said: hi"
     assert oai.server.state.metrics.server_errors() == 0
+
+
+def test_llama_cpps_sampling_fields_out_of_range_or_mistyped_are_refused_naming_them(oai) -> None:
+    """As for OpenAI's own fields: a 422 in OpenAI's error shape, whatever the agent's model."""
+    hi = [{"role": "user", "content": "hi"}]
+    for name, value in (("top_k", -1), ("top_k", 1.5), ("top_k", "5"), ("top_k", True), ("min_p", 1.5),
+                        ("min_p", -0.1), ("min_p", "0.1"), ("repeat_penalty", 0.5), ("repeat_penalty", 3)):
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            oai.chat.completions.create(model="echo", messages=hi, extra_body={name: value})
+        assert (refused.value.param, refused.value.type) == (name, "invalid_request_error"), (name, value)
+    assert oai.server.state.store.list_runs(agent="echo") == []  # nothing ran
+
+
+def test_an_openai_compatible_model_gets_top_k_and_min_p_but_no_repeat_penalty(write_agent) -> None:
+    """The openai provider sends top_k and min_p on (vLLM and llama.cpp's server read them); it cannot send a
+    repeat_penalty, so a request for one is refused rather than ignored, and one of 1 (none) is left out."""
+    from halguru_server.agents import ServedAgent
+    from halguru_server.errors import ApiError
+    from halguru_server.openai_schemas import ChatRequest
+
+    from halguru.agents.loader import load_agent
+    from halguru.models.openai_compat import OpenAIProvider
+
+    served = ServedAgent(load_agent(write_agent("name: up\nmodel: scripted\n")), "key", None,
+                         sampling=OpenAIProvider.sampling)
+
+    def sampling(**fields: object) -> dict:
+        return ChatRequest(model="up", messages=[{"role": "user", "content": "hi"}], **fields).sampling(served)
+
+    assert sampling(top_k=20, min_p=0.05, repeat_penalty=1.0) == {"top_k": 20, "min_p": 0.05}
+    with pytest.raises(ApiError) as refused:
+        sampling(top_k=20, repeat_penalty=1.3)
+    assert (refused.value.status, refused.value.param) == (400, "repeat_penalty")
 
 
 @pytest.fixture
@@ -81,6 +119,30 @@ def test_penalties_reach_a_model_that_applies_them(small) -> None:
         penalized = small.chat.completions.create(**ask, **penalty).choices[0].message.content
         assert plain and penalized and plain != penalized, penalty
     assert small.chat.completions.create(**ask).choices[0].message.content == plain  # greedy: only the penalties
+
+
+@pytest.mark.llama
+def test_top_k_min_p_and_repeat_penalty_reach_the_llama_cpp_model(small) -> None:
+    """What a client of llama.cpp's server, vLLM or Ollama sends (the openai client's extra_body) is applied: top_k 1
+    or min_p 1 at temperature 1 samples the likeliest token each time, as greedy does; a strong repeat_penalty
+    changes a greedy count (its commas repeat). Each run records the settings it was given."""
+    ask = {"model": "small", "max_tokens": 30,
+           "messages": [{"role": "user", "content": "Count from 1 to 20 separated by commas."}]}
+
+    def answer(temperature: float, **extra: float) -> str:
+        text = small.chat.completions.create(**ask, temperature=temperature, seed=3, extra_body=extra)
+        return text.choices[0].message.content
+
+    greedy = answer(0, repeat_penalty=1.0)
+    assert greedy
+    assert answer(1, top_k=1, repeat_penalty=1.0) == greedy
+    assert answer(1, min_p=1.0, repeat_penalty=1.0) == greedy
+    assert answer(0, repeat_penalty=2.0) != greedy
+    store = small.server.state.store
+    recorded = [next(e["settings"] for e in store.get_events(run["id"]) if e["type"] == "model_call")
+                for run in reversed(store.list_runs(agent="small"))]
+    assert [(s.get("top_k"), s.get("min_p"), s["repeat_penalty"]) for s in recorded] == [
+        (None, None, 1.0), (1, None, 1.0), (None, 1.0, 1.0), (None, None, 2.0)]
 
 
 def test_stop_on_the_bundled_model_ends_generation_there(small) -> None:

@@ -1366,6 +1366,11 @@ export interface components {
             max_tokens?: number | null;
             /** Messages */
             messages: components["schemas"]["ChatMessage"][];
+            /**
+             * Min P
+             * @description llama.cpp's: drop tokens less likely than min_p times the likeliest (0: none); models that apply it (llama.cpp, OpenAI-compatible), else a 400 unless 0
+             */
+            min_p?: number | null;
             /** Modalities */
             modalities?: "text"[] | null;
             /**
@@ -1383,6 +1388,11 @@ export interface components {
              * @description models that apply it (llama.cpp, OpenAI-compatible); else a 400
              */
             presence_penalty?: number | null;
+            /**
+             * Repeat Penalty
+             * @description llama.cpp's repetition penalty (1: none; the agent's otherwise); llama.cpp models, else a 400 unless 1
+             */
+            repeat_penalty?: number | null;
             response_format?: components["schemas"]["ResponseFormat"] | null;
             /** Seed */
             seed?: number | null;
@@ -1410,6 +1420,11 @@ export interface components {
             tools?: {
                 [key: string]: unknown;
             }[] | null;
+            /**
+             * Top K
+             * @description llama.cpp's: sample from the k likeliest tokens (0: all); models that apply it (llama.cpp, OpenAI-compatible), else a 400 unless 0
+             */
+            top_k?: number | null;
             /**
              * Top Logprobs
              * @description not supported: a 400
