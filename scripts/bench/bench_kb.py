@@ -88,6 +88,12 @@ def _configs() -> dict[str, object]:
     for lead in (0.2, 0.3, 0.5, 0.6, 0.8):
         configs[f"score fts 0.2 doc 0.1 lead {lead} max 1/doc"] = Fusion("score", 0.2, doc_weight=0.1, lead_weight=lead)
     configs["score fts 0.2 lead 0.5 max 1/doc"] = Fusion("score", 0.2, lead_weight=0.5)
+    # the full-text share raised by its best document's lead over its second (``fts_gap``; the default's is 0.4)
+    for gap in (0.3, 0.4, 0.5):
+        configs[f"score fts 0.2 gap {gap} doc 0.1 lead 0.8 max 1/doc"] = Fusion(
+            "score", 0.2, doc_weight=0.1, lead_weight=0.8, fts_gap=gap)
+    configs["score fts 0.2 gap 0.4 doc 0.1 lead 0.5 max 1/doc"] = Fusion(
+        "score", 0.2, doc_weight=0.1, lead_weight=0.5, fts_gap=0.4)  # a base without a lead model
     configs["score fts 0.3 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.3, doc_weight=0.1, lead_weight=0.5)
     configs["score fts 0.1 doc 0.1 lead 0.5 max 1/doc"] = Fusion("score", 0.1, doc_weight=0.1, lead_weight=0.5)
     # documents ordered by rank fusion of four document-level lists (best fused chunk x2, cosine, BM25, lead)

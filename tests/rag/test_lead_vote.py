@@ -114,3 +114,24 @@ def test_document_rank_fusion_prefers_the_page_good_on_every_list_to_one_lucky_c
                  question, more)
     assert [(r["source"], r["_relevance_score"]) for r in again] == list(zip(
         [r["source"] for r in ranked], scores, strict=True))
+
+
+def _passage(source: str, angle: float, bm25: float) -> dict[str, object]:
+    return {**_row(source, [math.cos(angle), math.sin(angle)], bm25), "_distance": 1.0 - math.cos(angle)}
+
+
+def test_a_full_text_match_far_ahead_of_the_rest_is_not_outvoted_by_the_vectors():
+    """The issue's case: BM25 38.4 for the page that names what was asked, 24.5 for the next; the vectors prefer
+    another page a little. A clear lexical winner gets more of the say; words found everywhere (scores close
+    together) leave the vectors theirs."""
+    question = [1.0, 0.0]
+    rows = [_passage("a-rss.txt", 0.5, 38.4), _passage("b-memory.txt", 0.4, 24.5), _passage("c-free.txt", 0.9, 20.0)]
+    fixed = fuse(rows, rows, 3, Fusion(fts_weight=0.2), question)
+    adaptive = fuse(rows, rows, 3, Fusion(fts_weight=0.2, fts_gap=0.4), question)
+    assert [r["source"] for r in fixed][:2] == ["b-memory.txt", "a-rss.txt"]
+    assert [r["source"] for r in adaptive][:2] == ["a-rss.txt", "b-memory.txt"]
+    close = [_passage("a-rss.txt", 0.5, 25.0), _passage("b-memory.txt", 0.4, 24.5), _passage("c-free.txt", 0.9, 20.0)]
+    first = fuse(close, close, 3, Fusion(fts_weight=0.2, fts_gap=0.4), question)[0]
+    assert first["source"] == "b-memory.txt"
+    assert query.default_fusion("minilm", "mpnet").fts_gap == 0.4
+    assert query.default_fusion("wordllama").fts_gap == 0.0
