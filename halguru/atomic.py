@@ -1,11 +1,16 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed over it."""
+"""Files written whole or not at all: a temporary file beside the target, renamed over it; and read-modify-write
+of such a file by one process at a time (an exclusive lock)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 def write_atomically(path: Path, data: str | bytes, *, private: bool = False) -> None:
@@ -47,3 +52,25 @@ def _umask() -> int:
     except (OSError, ValueError):
         pass
     return 0o022
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: Path, *, wait: bool = True) -> Iterator[IO[str]]:
+    """Hold an exclusive flock on ``lock_file`` (created, with its folder) for the block; the kernel releases it
+    even on SIGKILL. Without ``wait`` a lock held elsewhere raises BlockingIOError at once. Yields the open file,
+    in which a holder may say who it is."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_for_update(path: Path) -> contextlib.AbstractContextManager[IO[str]]:
+    """Hold ``path``'s lock while reading, changing and writing it back, so that another process doing the same
+    (two `halguru models add` at once) waits for this one instead of writing over its change. The lock is
+    ``.locks/NAME.lock`` beside it: one on the file itself would be lost when write_atomically renames a new
+    file over it."""
+    return exclusive_lock(path.parent / ".locks" / f"{path.name}.lock")

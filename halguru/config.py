@@ -173,36 +173,47 @@ def unset_config_value(key: str) -> bool:
     """Remove setting ``key`` from the config file (back to its default); False when the file did not hold
     it, so that nothing is reported removed that was not there."""
     _check_key(key)
-    if key not in read_config_file():
-        return False
-    set_config_value(key, None)
+    from halguru.atomic import lock_for_update
+
+    with lock_for_update(config_path()):
+        data = read_config_file()
+        if key not in data:
+            return False
+        del data[key]
+        _write_config_file(data)
+    reset_settings()
     return True
 
 
 def set_config_value(key: str, value: str | None) -> Any:
     """Check ``value`` (text, as typed) against setting ``key`` and write it to the config file; ``None``
-    removes the key (back to the default). Returns the value as stored. The file is replaced atomically."""
+    removes the key (back to the default). Returns the value as stored. The file is replaced atomically, and
+    read and written under its lock: settings set by parallel commands all land."""
     _check_key(key)
-    data = read_config_file()
-    if value is None:
-        data.pop(key, None)
-        stored = None
-    else:
-        try:  # the text as typed: the field's validators see "" before it becomes Path(".")
-            typed = getattr(Settings.model_validate({**data, key: value, "home": home_dir()}), key)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid value {value!r} for {key}: {_said(exc)}") from None
-        stored = str(typed) if isinstance(typed, Path) else typed
-        if stored is None:
+    from halguru.atomic import lock_for_update
+
+    with lock_for_update(config_path()):
+        data = read_config_file()
+        if value is None:
             data.pop(key, None)
+            stored = None
         else:
-            data[key] = stored
-    _write_config_file(data)
+            try:  # the text as typed: the field's validators see "" before it becomes Path(".")
+                typed = getattr(Settings.model_validate({**data, key: value, "home": home_dir()}), key)
+            except ValidationError as exc:
+                raise ConfigError(f"invalid value {value!r} for {key}: {_said(exc)}") from None
+            stored = str(typed) if isinstance(typed, Path) else typed
+            if stored is None:
+                data.pop(key, None)
+            else:
+                data[key] = stored
+        _write_config_file(data)
     reset_settings()
     return stored
 
 
 def _write_config_file(data: dict[str, Any]) -> None:
+    """Replace the config file atomically; the caller holds its lock (``lock_for_update``)."""
     import tomli_w
 
     from halguru.atomic import write_atomically

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,12 +46,17 @@ def _read() -> dict[str, Any]:
     return data if ok else {"servers": {}, "default": None}
 
 
-def _write(data: dict[str, Any]) -> None:
-    path = _file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+@contextlib.contextmanager
+def _updating() -> Iterator[dict[str, Any]]:
+    """The servers file's data, to change in the block, then written back atomically; locked from the read to
+    the write, so two logins at once (CI jobs sharing a HALGURU_HOME) both land. A block that raises writes
+    nothing."""
+    from halguru.atomic import lock_for_update, write_atomically
+
+    with lock_for_update(_file()):
+        data = _read()
+        yield data
+        write_atomically(_file(), json.dumps(data, indent=1, sort_keys=True))
 
 
 def require_keyring() -> Any:
@@ -71,24 +77,22 @@ _keyring = require_keyring
 def save_login(url: str, token: str, who: str) -> None:
     """Keep ``token`` for ``url`` in the keyring and make ``url`` the default server."""
     _keyring().set_password("halguru", f"server:{url}", token)
-    data = _read()
-    data["servers"][url] = {"user": who}
-    data["default"] = url
-    _write(data)
+    with _updating() as data:
+        data["servers"][url] = {"user": who}
+        data["default"] = url
 
 
 def forget(url: str | None) -> str:
     """Drop the token of ``url`` (default: the default server); the URL forgotten."""
-    data = _read()
-    url = server_url(url) if url else data.get("default")
-    if not url or url not in data["servers"]:
-        raise HalguruError(f"not signed in to {url}" if url else "not signed in to any server")
-    keyring = _keyring()
-    with contextlib.suppress(Exception):  # already gone from the keyring: forgetting it here is what was asked
-        keyring.delete_password("halguru", f"server:{url}")
-    del data["servers"][url]
-    data["default"] = next(iter(data["servers"]), None) if data.get("default") == url else data.get("default")
-    _write(data)
+    with _updating() as data:
+        url = server_url(url) if url else data.get("default")
+        if not url or url not in data["servers"]:
+            raise HalguruError(f"not signed in to {url}" if url else "not signed in to any server")
+        keyring = _keyring()
+        with contextlib.suppress(Exception):  # already gone from the keyring: forgetting it here is what was asked
+            keyring.delete_password("halguru", f"server:{url}")
+        del data["servers"][url]
+        data["default"] = next(iter(data["servers"]), None) if data.get("default") == url else data.get("default")
     return url
 
 

@@ -8,9 +8,10 @@ A model reference is one of:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -76,11 +77,19 @@ def _read_user_models() -> dict[str, dict[str, Any]]:
     return copy.deepcopy(_USER_MODELS[key])
 
 
-def _write_user_models(models: dict[str, dict[str, Any]]) -> None:
-    """Write models.yaml atomically: a crash leaves the old file or the new one, never half."""
-    from halguru.atomic import write_atomically
+@contextlib.contextmanager
+def _updating_user_models() -> Iterator[dict[str, dict[str, Any]]]:
+    """models.yaml's entries, to change in the block, then written back atomically (a crash leaves the old file
+    or the new one, never half; a block that raises writes nothing). The file is locked from the read to the
+    write, so a parallel `halguru models add` waits for this one rather than writing over its entry."""
+    from halguru.atomic import lock_for_update, write_atomically
 
-    write_atomically(get_settings().models_file, yaml.safe_dump({"models": models}, sort_keys=True))
+    path = get_settings().models_file
+    with lock_for_update(path):
+        _USER_MODELS.clear()  # read afresh: another process may have replaced the file since this one cached it
+        models = _read_user_models()
+        yield models
+        write_atomically(path, yaml.safe_dump({"models": models}, sort_keys=True))
 
 
 DEFAULT = "default"
@@ -225,17 +234,16 @@ def add_model(name: str, provider: str, options: dict[str, Any], source: str, *,
     if name == DEFAULT:
         raise ModelError(f"{DEFAULT!r} is reserved for your default model; choose another name "
                          "(set the default with `halguru models default NAME`)")
-    models = _read_user_models()
-    if not force:
-        if name in models:
-            raise ModelError(f"model {name!r} is already registered ({models[name].get('source', '?')}); "
-                             "pass --force to replace it, or choose another name")
-        builtin = builtin_models().get(name)
-        if builtin is not None:
-            raise ModelError(f"{name!r} is a built-in model ({builtin.provider}); pass --force to shadow it, "
-                             "or choose another name")
-    models[name] = {"provider": provider, "options": options, "source": source}
-    _write_user_models(models)
+    with _updating_user_models() as models:
+        if not force:
+            if name in models:
+                raise ModelError(f"model {name!r} is already registered ({models[name].get('source', '?')}); "
+                                 "pass --force to replace it, or choose another name")
+            builtin = builtin_models().get(name)
+            if builtin is not None:
+                raise ModelError(f"{name!r} is a built-in model ({builtin.provider}); pass --force to shadow "
+                                 "it, or choose another name")
+        models[name] = {"provider": provider, "options": options, "source": source}
     return ModelEntry(name=name, provider=provider, source=source, options=options)
 
 
@@ -251,18 +259,17 @@ def remove_model(name: str) -> RemovedModel:
     """Forget a registered model. When it was the default (``default_model`` in the config file) and no
     built-in model of that name takes its place, the setting is removed too: a default naming nothing would
     break every `model: default` agent at its next run."""
-    models = _read_user_models()
     builtin = builtin_models().get(name)
-    if name not in models and builtin is not None:
-        raise ModelError(f"{name!r} is built in ({builtin.provider} provider) and cannot be removed; "
-                         "`halguru models remove` forgets models added with `halguru models add`")
-    if name not in models and name == DEFAULT:
-        raise ModelError(f"{DEFAULT!r} names your default model ({default_model()}); change it with "
-                         "`halguru models default NAME`")
-    if name not in models:
-        raise ModelError(f"no model named {name!r} in {get_settings().models_file}")
-    del models[name]
-    _write_user_models(models)
+    with _updating_user_models() as models:
+        if name not in models and builtin is not None:
+            raise ModelError(f"{name!r} is built in ({builtin.provider} provider) and cannot be removed; "
+                             "`halguru models remove` forgets models added with `halguru models add`")
+        if name not in models and name == DEFAULT:
+            raise ModelError(f"{DEFAULT!r} names your default model ({default_model()}); change it with "
+                             "`halguru models default NAME`")
+        if name not in models:
+            raise ModelError(f"no model named {name!r} in {get_settings().models_file}")
+        del models[name]
     reset = builtin is None and read_config_file().get("default_model") == name
     if reset:
         set_config_value("default_model", None)
@@ -288,9 +295,10 @@ def require_user_model(name: str) -> dict[str, Any]:
 
 
 def set_model_option(name: str, key: str, value: Any) -> None:
-    models = require_user_model(name)
-    models[name].setdefault("options", {})[key] = value
-    _write_user_models(models)
+    with _updating_user_models() as models:
+        if name not in models:
+            raise ModelError(f"no model named {name!r}; add it first with `halguru models add`")
+        models[name].setdefault("options", {})[key] = value
 
 
 @cache  # the installed packages do not change under a running process; looked up for every run's model

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import hashlib
 import os
 import re
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halguru.atomic import exclusive_lock
 from halguru.rag.chunking import Chunk, chunk_text, document_title
 from halguru.rag.embedders import embed_passages
 from halguru.rag.errors import KnowledgeError
@@ -138,14 +138,12 @@ def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> I
     """An exclusive flock (released by the kernel even on SIGKILL); ``waits``: the refusal names ``--wait``
     (only `kb ingest` has it). Its file is ``.locks/NAME.lock`` beside the base's folder: in the folder, a
     re-index (which swaps folders) left its waiters holding the lock of a deleted file, free to write at once."""
-    locks = kb.folder.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with (locks / f"{kb.folder.name}.lock").open("a+") as handle:
+    lock_file = kb.folder.parent / ".locks" / f"{kb.folder.name}.lock"
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            handle = held.enter_context(exclusive_lock(lock_file, wait=wait))
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = lock_file.read_text(encoding="utf-8").strip() or "another process"
             raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; try again when it "
                                  "finishes" + (" (`--wait` waits for it)" if waits else "")) from None
         handle.seek(0)
@@ -156,7 +154,6 @@ def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> I
             yield
         finally:
             handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _source_name(path: Path, root: Path) -> str:
