@@ -146,24 +146,53 @@ def test_files(project: Path) -> list[Path]:
 
 def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile:
     """The file's tests; with ``tools`` (every tool the agent may call), an expectation naming another tool is an
-    error too (``tool_not_called: calculater`` would always pass)."""
+    error too (``tool_not_called: calculater`` would always pass). Every problem of the file is said at once, one
+    a line in line order (a duplicate name does not hide a misspelt tool), as `halguru validate` lists agent.yaml's."""
     text, data = read_mapping(path, TestFormatError, "no such test file", "with a `tests:` list")
+    tests = data.get("tests")
+    raw: list[Any] = tests if isinstance(tests, list) else []
+    problems: list[tuple[int, str]] = []
     try:
-        loaded = TestFile.model_validate(data)
-    except ValidationError as exc:  # every problem, one a line, as `halguru validate` lists agent.yaml's
-        raise TestFormatError("\n".join(f"{path}:{line}:{_test_of(data, loc)} {problem}" for loc, line, problem
-                                        in every_problem(text, exc, unknown="unknown key", model=TestFile))) from None
-    seen: dict[str, int] = {}
-    for index, case in enumerate(loaded.tests):
-        if case.name in seen:  # runs, recordings and reports tell tests apart by name
-            where = yaml_line_for(text, ("tests", index, "name")) or 1
-            raise TestFormatError(f"{path}:{where}: test {case.name!r}: the name of test #{seen[case.name] + 1} "
-                                  "too; give each test its own")
-        seen[case.name] = index
-    unknown = _unknown_tools(loaded, text, tools) if tools is not None else []
-    if unknown:
-        raise TestFormatError("\n".join(f"{path}:{line}: {problem}" for line, problem in unknown))
+        loaded: TestFile | None = TestFile.model_validate(data)
+    except ValidationError as exc:
+        loaded = None
+        problems += [(line, f"{_test_of(data, loc)} {problem}".lstrip()) for loc, line, problem
+                     in every_problem(text, exc, unknown="unknown key", model=TestFile)]
+    # the valid tests (all, when the file is) are checked further, each by its index in the file
+    cases = list(enumerate(loaded.tests)) if loaded is not None else [
+        (i, case) for i, item in enumerate(raw) if (case := _valid_case(item)) is not None]
+    problems += _duplicate_names(raw, text)
+    if tools is not None:
+        problems += _unknown_tools(cases, text, tools)
+    if problems:
+        raise TestFormatError("\n".join(f"{path}:{line}: {problem}"
+                                        for line, problem in sorted(problems, key=lambda p: p[0])))
+    assert loaded is not None  # no problem: the file validated
     return loaded
+
+
+def _valid_case(item: Any) -> TestCase | None:
+    try:
+        return TestCase.model_validate(item)
+    except ValidationError:
+        return None  # its problems are the file's, said already
+
+
+def _duplicate_names(raw: list[Any], text: str) -> list[tuple[int, str]]:
+    """(line, problem) for each test named as an earlier one: runs, recordings and reports tell tests apart by
+    name. Read from the file as written, so that a test with other problems still counts."""
+    problems: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            continue
+        if name in seen:
+            where = yaml_line_for(text, ("tests", index, "name")) or 1
+            problems.append((where, f"test {name!r}: the name of test #{seen[name] + 1} too; give each test its own"))
+        else:
+            seen[name] = index
+    return problems
 
 
 def _test_of(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
@@ -175,11 +204,11 @@ def _test_of(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
 
 
-def _unknown_tools(loaded: TestFile, text: str, tools: Collection[str]) -> list[tuple[int, str]]:
+def _unknown_tools(cases: list[tuple[int, TestCase]], text: str, tools: Collection[str]) -> list[tuple[int, str]]:
     """(line, problem) for each tool an expectation names that the agent does not have."""
     problems = []
     known = f"its tools: {', '.join(sorted(tools)) or 'none'}"
-    for i, case in enumerate(loaded.tests):
+    for i, case in cases:
         for j, turn in enumerate(case.turns):
             for key, index, name in _named_tools(turn.expect):
                 if name not in tools:

@@ -470,3 +470,27 @@ def test_a_file_with_several_problems_lists_each_on_its_own_line(tmp_path):
         f"{bad}:8: test #3: tests.2.name: required field is missing",
         f"{bad}:8: test #3: tests.2.turns.0.expect.max_tokens: Input should be greater than 0",
     ], lines
+
+
+def test_every_kind_of_problem_is_listed_in_one_run_in_line_order(tmp_path):
+    """A duplicate name hid a misspelt tool until it was renamed, a schema problem hid both, and unknown tools came
+    in the order they were checked (tool_called first), not the file's."""
+    bad = tmp_path / "test_bad.yaml"
+    bad.write_text("tests:\n"
+                   "  - name: one\n    turns:\n      - user: hi\n        expect: {contains: x}\n"  # 2-5
+                   "  - name: one\n    turns:\n      - user: hi\n        expect:\n"  # 6-9
+                   "          tool_not_called: calculater\n          tool_called: clock\n"  # 10-11
+                   "  - name: three\n    turns:\n      - user: hi\n        expect: {contians: x}\n"  # 12-15
+                   "  - name: one\n    turns: []\n")  # 16-17
+    with pytest.raises(TestFormatError) as raised:
+        load_test_file(bad, {"calculator", "current_time"})
+    tools = "its tools: calculator, current_time"
+    assert str(raised.value).splitlines() == [
+        f"{bad}:6: test 'one': the name of test #1 too; give each test its own",
+        f"{bad}:10: test 'one': expect.tool_not_called: the agent has no tool 'calculater' (did you mean "
+        f"'calculator'?); {tools}",
+        f"{bad}:11: test 'one': expect.tool_called: the agent has no tool 'clock'; {tools}",
+        f"{bad}:15: test 'three': tests.2.turns.0.expect.contians: unknown key (did you mean 'contains'?)",
+        f"{bad}:16: test 'one': the name of test #1 too; give each test its own",
+        f"{bad}:17: test 'one': tests.3.turns: List should have at least 1 item after validation, not 0",
+    ]
