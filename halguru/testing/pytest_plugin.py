@@ -56,7 +56,7 @@ class ConversationItem(pytest.Item):
         result, recorded = asyncio.run(run_test(agent, self.case, file=self.path, mode=mode,
                                                 cassette=cassettes.get(self.case.name), model=None))
         if recorded is not None:
-            save_recording(recording_path(self.path), {**cassettes, self.case.name: recorded}, agent.name,
+            save_recording(recording_path(self.path), {self.case.name: recorded}, agent.name,
                            agent.spec.model)
         if not result.passed:
             raise ConversationFailure(result)

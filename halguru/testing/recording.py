@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from halguru.atomic import write_atomically
+from halguru.atomic import exclusive_lock, write_atomically
 from halguru.errors import HalguruError, ToolError
 from halguru.models.base import (
     Chunk,
@@ -265,8 +265,18 @@ def load_recording(path: Path) -> dict[str, Cassette]:
     return {name: Cassette(c) for name, c in tests.items()}
 
 
-def save_recording(path: Path, cassettes: dict[str, Cassette], agent: str, model: str) -> None:
-    """Write atomically: an interrupted --record never leaves half a file."""
-    data = {"format": FORMAT, "agent": agent, "model": model,
-            "tests": {name: c.to_json() for name, c in sorted(cassettes.items())}}
-    write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")  # mode as the file replaced
+def save_recording(path: Path, recorded: dict[str, Cassette], agent: str, model: str) -> None:
+    """Put ``recorded`` (by test name) into the recording at ``path``, keeping its other tests'. The file is read
+    afresh and written atomically under a lock: two `--record` runs of one file at once (``-k`` in two terminals,
+    pytest-xdist workers) keep both's tests, and an interrupted one never leaves half a file. The lock is in
+    HALGURU_HOME, not beside the recording, where it would be committed with the project."""
+    import hashlib
+
+    from halguru.config import home_dir
+
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with exclusive_lock(home_dir() / ".locks" / f"recording-{key}.lock"):
+        cassettes = {**load_recording(path), **recorded}
+        data = {"format": FORMAT, "agent": agent, "model": model,
+                "tests": {name: c.to_json() for name, c in sorted(cassettes.items())}}
+        write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")  # mode as the file replaced

@@ -289,7 +289,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
                 elif recorded is not None:  # a failing run would replace the good recording it is tested against
                     suite.unrecorded.append(label)
         if new_recordings:
-            save_recording(recording_path(file), {**cassettes, **new_recordings}, agent.name,
+            save_recording(recording_path(file), new_recordings, agent.name,
                            model or agent.spec.model)
     return suite
 

@@ -494,3 +494,27 @@ def test_every_kind_of_problem_is_listed_in_one_run_in_line_order(tmp_path):
         f"{bad}:16: test 'one': the name of test #1 too; give each test its own",
         f"{bad}:17: test 'one': tests.3.turns: List should have at least 1 item after validation, not 0",
     ]
+
+
+def test_two_record_runs_of_one_file_at_once_keep_both_recordings(tmp_path, halguru_cmd, subprocess_env):
+    """`halguru test --record -k` in two terminals (or pytest-xdist workers): the run that finished last wrote the
+    recording as it had read it at its start, dropping the other's test."""
+    import subprocess
+
+    folder = tmp_path / "slow"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "script.yaml").write_text('- {text: "Hello there, how are you today?", token_delay: 0.1}\n')
+    (folder / "agent.yaml").write_text(f"name: slow\nmodel: scripted:{folder / 'script.yaml'}\n")
+    (folder / "tests" / "test_slow.yaml").write_text(
+        "tests:\n  - name: first\n    turns: [{user: hi, expect: {contains: Hello}}]\n"
+        "  - name: second\n    turns: [{user: hey, expect: {contains: Hello}}]\n")
+    procs = [subprocess.Popen([*halguru_cmd, "test", str(folder), "--record", "-k", name], env=subprocess_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+             for name in ("first", "second")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (out, err)
+
+    recording = json.loads((folder / "tests" / "test_slow.recording.json").read_text())
+    assert sorted(recording["tests"]) == ["first", "second"]
+    assert not (folder / "tests" / ".locks").exists()  # nothing to commit with the project
