@@ -14,6 +14,10 @@ import re
 from typing import Any
 
 _MAX_LINES = 80  # a block longer than this is no page header
+# Nor one bigger than this: pure-Python YAML took 23 s for a 1 MB flow sequence on one line, and 2 s for 8 KB of
+# nested brackets; a web-chat attachment or an ingested file could make the reader pay that. Real ones are < 1 KB.
+MAX_BYTES = 4096
+_MAX_DEPTH = 32  # flow brackets ([ {) nested deeper than this: no page header (and seconds of the YAML parser)
 _FENCES = {"---": ("---", "..."), "+++": ("+++",)}
 
 
@@ -27,12 +31,28 @@ def split_front_matter(text: str) -> tuple[str, str]:
     end = next((i for i, line in enumerate(lines[1:_MAX_LINES + 1], 1) if line.rstrip() in _FENCES[opener]), None)
     if end is None:
         return text, ""
-    fields = _parse("\n".join(lines[1:end]), toml=opener == "+++")
+    block = "\n".join(lines[1:end])
+    if len(block.encode("utf-8", "replace")) > MAX_BYTES or _too_deep(block):
+        return text, ""  # read as text: parsing it would cost more than any page header is worth
+    fields = _parse(block, toml=opener == "+++")
     if fields is None:  # a rule over some text, not a page header
         return text, ""
     rest = text.split("\n", end + 1)[end + 1] if text.count("\n") > end else ""
     title = _title(fields)
     return title + "\n" * (end + 1) + rest, title
+
+
+def _too_deep(block: str) -> bool:
+    """Whether ``[``/``{`` nest past ``_MAX_DEPTH`` (counted over the whole block, quotes and all: a cheap bound)."""
+    depth = 0
+    for char in block:
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif char in "]}" and depth:
+            depth -= 1
+    return False
 
 
 def _parse(block: str, toml: bool) -> dict[str, Any] | None:

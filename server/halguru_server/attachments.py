@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path as FilePath
 from typing import Annotated
 
@@ -34,6 +35,10 @@ PREFIX = "[Attached file: "
 _BRACKETS = str.maketrans("[]", "()")
 READERS = 2  # PDFs read at once per server process (each in a process of its own); others wait their turn
 _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# Text and Markdown are decoded on threads of their own: on the event loop's default executor, which every store
+# call of every request goes through (asyncio.to_thread), six slow files held all of its threads and another
+# user's one-line message waited 100 s. Here a file waits only for other files.
+_text_readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="halguru-attachment")
 
 router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]
@@ -87,10 +92,12 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
 
 
 async def _read(filename: str, data: bytes) -> tuple[str, str]:
-    """The file's kind and text (stripped). Text and Markdown are decoded here; a PDF is parsed in a process of
-    its own under time and memory limits (``attachment_reader``), at most ``READERS`` at once."""
+    """The file's kind and text (stripped). Text and Markdown are decoded here, on ``READERS`` threads of their
+    own (bounded work: a Markdown file's front matter is parsed only up to a few KB); a PDF is parsed in a process
+    of its own under time and memory limits (``attachment_reader``), at most ``READERS`` at once."""
     if not is_pdf(FilePath(filename), data):
-        document = await asyncio.to_thread(load, FilePath(filename), data)
+        loop = asyncio.get_running_loop()
+        document = await loop.run_in_executor(_text_readers, load, FilePath(filename), data)
         if isinstance(document, Skip):
             raise ApiError(400, f"{filename!r} has no text to read: {document.summary}", "unreadable_attachment")
         return document.kind, document.text.strip()

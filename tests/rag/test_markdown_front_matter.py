@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from halguru import rag
+from halguru.rag.front_matter import split_front_matter
 from halguru.rag.query import Hit
 
 NPM_CI = """\
@@ -108,3 +109,18 @@ def test_front_matter_titles_the_page_and_is_no_chunk(tmp_path):
     assert (first["text"], first["line_start"], first["line_end"]) == ("npm-ci - Clean install a project", 1, 1)
     second = next(row for row in table if row["source"].endswith("npm-ci.md") and row["chunk_index"] == 1)
     assert second["line_start"] == 7 and second["text"].startswith("### Synopsis")
+
+
+def test_a_hostile_front_matter_block_is_read_as_text_at_once():
+    """A web-chat attachment or an ingested file whose front matter was 1 MB of one YAML flow sequence (23 s of
+    the YAML parser) or 2,000 nested brackets (2 s in 8 KB): a block over a few KB, or nested that deep, is no
+    page header; it is read as text, unparsed."""
+    import time
+
+    for block in ("a: [" + "1," * 495_000 + "1]", "a: " + "[" * 2000, "title: " + "{" * 1000 + "x"):
+        text = f"---\n{block}\n---\nhello\n"
+        started = time.perf_counter()
+        assert split_front_matter(text) == (text, "")
+        assert time.perf_counter() - started < 0.2
+    long_but_fine = "---\ntitle: Page\ndescription: " + "word " * 700 + "\n---\nhello\n"  # ~3.5 KB: still a header
+    assert split_front_matter(long_but_fine)[1].startswith("Page - word word")

@@ -215,3 +215,65 @@ def test_an_attachment_waits_for_the_turn_and_its_name_has_no_line_breaks(serve:
     messages = server.state.store.get_messages(conversation)
     assert [m.role for m in messages] == ["user", "assistant", "user"]
     assert messages[2].content.startswith("[Attached file: notes.txt]")
+
+
+def test_a_markdown_file_with_hostile_front_matter_is_read_at_once(serve: Serve) -> None:
+    """1 MB of Markdown whose front matter was one YAML flow sequence took the server 23 s of CPU to read (six of
+    them: 100 s); a block over a few KB is now read as text, so the file is answered within a moment."""
+    server = serve()
+    bomb = b"---\na: [" + b"1," * 495_000 + b"1]\n---\nhello\n"
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        mine = {"X-Chat-Session": http.post("/chat/api/session").json()["token"]}
+        conversation = http.post("/chat/api/conversations", headers=mine, json={"agent": "echo"}).json()["id"]
+        started = time.perf_counter()
+        answer = http.post(f"/chat/api/conversations/{conversation}/attachments", params={"name": "notes.md"},
+                           headers=mine, content=bomb)
+        took = time.perf_counter() - started
+    assert answer.status_code == 413 and answer.json()["error"]["type"] == "attachment_too_long", answer.text
+    assert took < 3, took
+
+
+def test_files_being_read_hold_up_no_other_request(serve: Serve, api_key, monkeypatch) -> None:
+    """Text and Markdown were read on the event loop's default executor, which every store call goes through: a
+    few slow files at once held all its threads, and another user's message waited for them. Files now wait only
+    for other files."""
+    import concurrent.futures
+    import os
+    import threading
+
+    from halguru_server import attachments
+
+    server = serve(public_rate_per_minute=100)
+    release = threading.Event()
+    load = attachments.load
+
+    def slow_load(path, data):  # a file that takes long to read (holding its thread, not the GIL)
+        release.wait(30)
+        return load(path, data)
+
+    monkeypatch.setattr(attachments, "load", slow_load)
+    files = min(32, (os.cpu_count() or 1) + 4) + 1  # more than the default executor has threads
+    key = {"Authorization": f"Bearer {api_key()}"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        mine = {"X-Chat-Session": http.post("/chat/api/session").json()["token"]}
+        conversation = http.post("/chat/api/conversations", headers=mine, json={"agent": "echo"}).json()["id"]
+        other = http.post("/v1/conversations", headers=key, json={"agent": "echo"}).json()["id"]
+
+        def upload(i: int) -> httpx.Response:
+            with httpx.Client(base_url=server.url, timeout=60) as own:
+                return own.post(f"/chat/api/conversations/{conversation}/attachments", params={"name": f"{i}.md"},
+                                headers=mine, content=FACT.encode())
+
+        with concurrent.futures.ThreadPoolExecutor(files) as pool:
+            uploads = [pool.submit(upload, i) for i in range(files)]
+            try:
+                time.sleep(1)  # the files are being read
+                started = time.perf_counter()
+                sent = http.post(f"/v1/conversations/{other}/messages", headers=key, json={"content": "hi"},
+                                 timeout=5)
+                took = time.perf_counter() - started
+            finally:
+                release.set()
+            answers = [u.result() for u in uploads]
+    assert sent.status_code == 200 and took < 2, (sent.status_code, took)
+    assert {a.status_code for a in answers} == {201}
