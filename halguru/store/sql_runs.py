@@ -340,11 +340,12 @@ class RunsMixin(SQLBase):
             raise StoreError(f"run id prefix {run_id!r} is ambiguous; give more characters")
         return cast(RunRecord, rows[0])
 
-    def get_events(self, run_id: str) -> list[dict[str, Any]]:
-        """A run's events in order, each model call's messages whole (stored, the conversation's history is a
-        reference to its messages: see ``halguru.agents.events.HISTORY``)."""
+    def get_events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+        """A run's events in order (those numbered after ``after``: what a follower has not seen yet), each model
+        call's messages whole (stored, the conversation's history is a reference to its messages: see
+        ``halguru.agents.events.HISTORY``)."""
         events = [json.loads(r["data"]) for r in
-                  self._rows("SELECT data FROM events WHERE run_id = ? ORDER BY seq", [run_id])]
+                  self._rows("SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", [run_id, after])]
         wanted = max(map(history_wanted, events), default=0)
         if not wanted:
             return events

@@ -300,7 +300,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
 @router.get("/runs/{run_id}/events", tags=["runs"], responses={
     200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "the run's stored events "
           "after Last-Event-ID, then new ones as the run goes on (on any replica), to run_finished"},
-    204: {"description": "the client already has the run's end"}, **responses(400, 404)})
+    204: {"description": "the client already has the run's end"}, **responses(400, 404, 429)})
 async def run_events(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller,
                      last_event_id: Annotated[str | None, Header(max_length=120)] = None,
                      after: Annotated[int | None, Query(ge=-1, le=10**9, description="the seq of the last "
@@ -321,7 +321,8 @@ async def resume_stream(state: ServerState, caller: Principal, run_id: str, last
     if await asyncio.to_thread(follow.over, state, run_id, start):
         return Response(status_code=204)
     assert isinstance(start, int)
-    return service.EventStream(follow.follow(state, run_id, start, redact=caller.anonymous), state, lambda: None)
+    free = follow.admit(state, caller.client)  # 429 past the client's share of followers
+    return service.EventStream(follow.follow(state, run_id, start, redact=caller.anonymous), state, free)
 
 
 def owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:

@@ -13,6 +13,11 @@ Invariant: following never drives the run. Closing this stream changes nothing, 
 What a resumed stream lacks: ``token`` events are not stored (the runtime keeps their text in ``model_result``
 and ``run_finished.output``), so a client that resumes mid-answer gets the whole answer in those events.
 A stream that is over answers a reconnect with 204, which tells a browser's EventSource to stop retrying.
+
+What a follower costs: every ``POLL`` seconds, one read of the run's status and one of its events after the last
+one sent (an index range, usually empty). Each client (an API key, a signed-in user, an anonymous visitor's
+address) follows at most ``max_followers`` streams at once per process (``admit``): one visitor opening 1,500
+followers of one run made ``/healthz`` take up to 7 s.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from halguru.errors import StoreError
 from halguru_server import service
 from halguru_server.errors import ApiError
 from halguru_server.state import ServerState
+
+TOO_MANY = "too_many_streams"
 
 POLL = 0.2  # seconds between store reads while the run goes on elsewhere (the runtime flushes every 0.25 s)
 RETRY_MS = 1000  # what a browser's EventSource waits before reconnecting
@@ -86,6 +93,34 @@ def over(state: ServerState, run_id: str, after: int | str) -> bool:
     return done is not None and after >= done
 
 
+def admit(state: ServerState, client: str) -> Callable[[], None]:
+    """Count one more stream followed by ``client`` (429 past ``max_followers``); returns what frees it (once).
+    Counted on the event loop only, so no lock."""
+    limit = state.settings.max_followers
+    if state.followers[client] >= limit:
+        raise ApiError(429, f"too many streams followed at once: {limit} per client; close one first (a stream "
+                       "ends at its run's run_finished)", TOO_MANY, headers={"Retry-After": "5"})
+    state.followers[client] += 1
+    freed = False
+
+    def free() -> None:
+        nonlocal freed
+        if not freed:
+            freed = True
+            state.followers[client] -= 1
+            if state.followers[client] <= 0:
+                del state.followers[client]
+
+    return free
+
+
+def _poll(state: ServerState, run_id: str, after: int) -> tuple[str, list[dict[str, Any]]]:
+    """The run's status, then its events after ``after``: status first, as finish_run stores both in one
+    transaction, so a final status read before the events means the events read after it are all there are."""
+    status = state.store.get_run(run_id)["status"]
+    return status, state.store.get_events(run_id, after)
+
+
 def redacted(event: dict[str, Any]) -> dict[str, Any]:
     """A stored event as an anonymous web-chat visitor sees it, as ``service.redacted`` shows a live stream."""
     return {**event, **service.redaction(event)} if event["type"] in service.REDACTED else event
@@ -96,19 +131,12 @@ async def follow(state: ServerState, run_id: str, after: int, redact: bool = Fal
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = time.monotonic()
     while True:
-        # Status first, events second: finish_run stores both in one transaction, so a final status read
-        # before the events means the events read after it are all there are.
-        try:
-            status = (await asyncio.to_thread(state.store.get_run, run_id))["status"]
+        try:  # one thread hop for both reads; only the events not sent yet
+            status, events = await asyncio.to_thread(_poll, state, run_id, after)
         except StoreError:  # deleted with its conversation meanwhile
             yield error_event("deleted", f"run {run_id} was deleted", event_id(run_id, END))
             return
-        # The whole trace each time (no "after seq" read in the store interface); a long run's re-read costs
-        # little next to the run itself, and only while someone follows it.
-        events = await asyncio.to_thread(state.store.get_events, run_id)
         for event in events:
-            if event["seq"] <= after:
-                continue
             after = event["seq"]
             quiet_since = time.monotonic()
             shown = redacted(event) if redact else event

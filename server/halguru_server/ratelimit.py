@@ -65,10 +65,10 @@ def make_limiter(per_minute: int, store: Any) -> Limiter:
 
 def check(limiter: Limiter, client: str) -> None:
     """429 with Retry-After once ``client`` has made its requests for this minute (messages, new sessions and
-    conversations, attachments: each writes to the store)."""
+    conversations, attachments: each writes to the store; resumed answers: each polls it)."""
     wait = limiter.retry_after(client)
     if wait is not None:
         retry = int(wait) + 1
         raise ApiError(429, f"too many requests: {limiter.per_minute} a minute per client (messages, new chats, "
-                       f"attachments); retry in {retry} s",
+                       f"attachments, resumed answers); retry in {retry} s",
                        headers={"Retry-After": str(retry)})

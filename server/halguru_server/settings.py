@@ -93,6 +93,9 @@ class ServerSettings(BaseSettings):
     sse_coalesce: float = Field(default=0.05, ge=0, le=1, description="seconds: a stream's tokens that come "
                                 "sooner than this after the last one it sent go out together, as one event "
                                 "(one write per stream per 50 ms instead of one per token; 0: each at once)")
+    max_followers: int = Field(default=10, ge=1, description="run streams one client (an API key, a signed-in "
+                               "user, an anonymous visitor's address) may follow at once through GET "
+                               ".../runs/ID/events, per process (each polls the store); past it 429")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
                                    "running between requests (off: each run starts and stops its own)")
     worker: bool = Field(default=True, description="run the worker (jobs, schedules, channel replies) in the "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -51,6 +52,7 @@ class ServerState:
     started: float = field(default_factory=time.time)
     worker_task: asyncio.Task[None] | None = None  # the in-process worker (None: --no-worker, or not started)
     store_log: OutageLog = field(default_factory=lambda: OutageLog("store check"))  # /readyz, /status: once an outage
+    followers: Counter[str] = field(default_factory=Counter)  # client -> run streams it follows (follow.admit)
 
     @property
     def draining(self) -> bool:

@@ -80,10 +80,13 @@ def chat_history(conversation_id: ConvId, state: State, caller: Caller) -> Messa
 
 
 @router.get("/runs/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}, 204: {},
-                                                **responses(400, 404)})
+                                                **responses(400, 404, 429)})
 async def chat_resume(run_id: Annotated[str, Path(max_length=50)], state: State, caller: Caller,
                       last_event_id: Annotated[str | None, Header(max_length=120)] = None) -> Response:
-    """Back into an answer whose stream broke (its server went away): like GET /v1/runs/{id}/events."""
+    """Back into an answer whose stream broke (its server went away): like GET /v1/runs/{id}/events; anonymous
+    callers' resumes count in their rate limit (each one follows the run in the store)."""
+    if caller.anonymous:
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
     return await api.resume_stream(state, caller, run_id, last_event_id, None)
 
 

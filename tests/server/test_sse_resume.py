@@ -89,3 +89,97 @@ def test_replica_affinity_header_and_cookie(serve: Callable[..., Server], api_ke
     named = httpx.get(f"{b.url}/healthz").headers["x-halguru-replica"]
     assert named.endswith(f":{b.state.settings.port}") and named != "replica-a"  # default: HOSTNAME:PORT
 
+
+
+def _running(client: httpx.Client, conversation: str, path: str) -> tuple[str, threading.Thread]:
+    """A slow answer streamed on a thread (its stream stays open: closing it would stop the run); its run id."""
+    started: list[str] = []
+    first = threading.Event()
+
+    def listen() -> None:
+        with client.stream("POST", path.format(conversation), json={"content": "go", "stream": True}) as r:
+            for line in r.iter_lines():
+                if line.startswith("id: ") and not started:
+                    started.append(line[4:].split(":")[0])
+                    first.set()
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert first.wait(10)
+    return started[0], listener
+
+
+def test_one_client_follows_a_bounded_number_of_streams(serve: Callable[..., Server],
+                                                        api_key: Callable[..., str]) -> None:
+    """1,500 followers of one run from one anonymous visitor made /healthz take up to 7 s: each client now follows
+    at most ``max_followers`` streams at once (429 past them, in each route's error shape), and the others
+    still stream to the end; an anonymous visitor's resumes count in the public rate limit."""
+    import contextlib
+
+    server = serve(max_followers=3, public_rate_per_minute=8)
+    secret = api_key()
+    with keyed(server, secret) as client, contextlib.ExitStack() as streams:
+        run_id, listener = _running(client, new_conversation(client, "slow"), "/v1/conversations/{}/messages")
+        followers = [streams.enter_context(client.stream("GET", f"/v1/runs/{run_id}/events")) for _ in range(3)]
+        assert [f.status_code for f in followers] == [200] * 3
+        refused = client.get(f"/v1/runs/{run_id}/events")
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_streams", refused.text
+        assert "3 per client" in refused.json()["error"]["message"] and refused.headers["retry-after"]
+        with keyed(server, api_key("other", scope="admin")) as admin, \
+                admin.stream("GET", f"/v1/runs/{run_id}/events") as theirs:  # another client has its own share
+            assert theirs.status_code == 200
+        ends = [blocks(f)[-1]["event"] for f in followers]
+        listener.join(10)
+    assert ends == ["run_finished"] * 3
+    assert client_follows(server) == {}  # every follower's place is freed with its stream
+    with keyed(server, secret) as client:  # so the client may follow again
+        assert client.get(f"/v1/runs/{run_id}/events", params={"after": -1}).status_code == 200
+
+    # The web chat's resume: the same cap for an anonymous visitor (by address), and each resume is rate-limited.
+    with httpx.Client(base_url=server.url, timeout=30) as http, contextlib.ExitStack() as streams:
+        mine = {"X-Chat-Session": http.post("/chat/api/session").json()["token"]}  # 1 of the 8 a minute
+        conversation = http.post("/chat/api/conversations", headers=mine, json={"agent": "slow"}).json()["id"]  # 2
+        http.headers.update(mine)
+        run_id, listener = _running(http, conversation, "/chat/api/conversations/{}/messages")  # 3
+        followed = [streams.enter_context(http.stream("GET", f"/chat/api/runs/{run_id}/events")) for _ in range(3)]
+        assert [f.status_code for f in followed] == [200] * 3  # 6
+        capped = http.get(f"/chat/api/runs/{run_id}/events")  # 7
+        assert capped.status_code == 429 and capped.json()["error"]["type"] == "too_many_streams"
+        assert http.get(f"/chat/api/runs/{run_id}/events").json()["error"]["type"] == "too_many_streams"  # 8
+        limited = http.get(f"/chat/api/runs/{run_id}/events")  # the 9th: the minute's budget is spent
+        assert limited.status_code == 429 and "a minute per client" in limited.json()["error"]["message"]
+        assert all(blocks(f)[-1]["event"] == "run_finished" for f in followed)
+        listener.join(10)
+
+
+def client_follows(server: Server) -> dict[str, int]:
+    return dict(server.state.followers)
+
+
+def test_a_follower_reads_only_new_events_each_time(serve: Callable[..., Server], api_key: Callable[..., str],
+                                                    monkeypatch) -> None:
+    """Each follower re-read the run's whole trace every 0.2 s; it now asks the store only for the events after
+    the last one it sent, so each stored event is read once however long the run."""
+    server = serve()
+    store = server.state.store
+    reads: list[tuple[int, list[int]]] = []
+    get_events = store.get_events
+
+    def counted(run_id: str, *after: int) -> list[dict[str, Any]]:
+        events = get_events(run_id, *after)
+        if run_id == followed:
+            reads.append((after[0] if after else -1, [e["seq"] for e in events]))
+        return events
+
+    with keyed(server, api_key()) as client:
+        followed = ""
+        run_id, listener = _running(client, new_conversation(client, "slow"), "/v1/conversations/{}/messages")
+        followed = run_id
+        monkeypatch.setattr(store, "get_events", counted)
+        with client.stream("GET", f"/v1/runs/{run_id}/events", params={"after": -1}) as resumed:
+            got = [int(b["id"].split(":")[1]) for b in blocks(resumed)]
+        listener.join(10)
+    polls = reads[1:]  # the first read: follow.over's look for the run's end
+    assert len(polls) >= 3, reads  # the run went on for a while: it was polled
+    seen = [seq for _, seqs in polls for seq in seqs]
+    assert seen == got == sorted(set(got)), reads  # each event read once, none again

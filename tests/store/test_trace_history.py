@@ -99,3 +99,17 @@ def test_messages_added_while_a_run_answers_are_not_its_history(store):
     calls = stored_calls(store, second.run_id)
     assert calls == [e for e in second.events if e.type == "model_call"]
     assert all("an operator was here" not in m.get("content", "") for c in calls for m in c.messages)
+
+
+def test_a_follower_reads_only_the_events_after_its_last(store):
+    """A follower of a run's stream (GET /v1/runs/ID/events) polls the store; it read the whole trace each time.
+    ``get_events(run, after)`` gives only the later events, a late model call's history still whole."""
+    results = chat(store, 3)
+    run_id = results[-1].run_id
+    whole = store.get_events(run_id)
+    assert len(whole) > 2 and store.get_events(run_id, -1) == whole
+    for after in range(-1, len(whole)):
+        assert store.get_events(run_id, after) == [e for e in whole if e["seq"] > after]
+    call = next(e for e in whole if e["type"] == "model_call")
+    assert store.get_events(run_id, call["seq"] - 1)[0] == call  # its messages expanded, as in the whole read
+    assert store.get_events(run_id, whole[-1]["seq"]) == []

@@ -261,7 +261,8 @@ export interface paths {
         };
         /**
          * Chat Resume
-         * @description Back into an answer whose stream broke (its server went away): like GET /v1/runs/{id}/events.
+         * @description Back into an answer whose stream broke (its server went away): like GET /v1/runs/{id}/events; anonymous
+         *     callers' resumes count in their rate limit (each one follows the run in the store).
          */
         get: operations["chat_resume_chat_api_runs__run_id__events_get"];
         put?: never;
@@ -3490,6 +3491,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description rate_limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     chat_session_chat_api_session_post: {
@@ -5990,6 +6000,15 @@ export interface operations {
             };
             /** @description invalid_request */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
