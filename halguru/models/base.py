@@ -149,6 +149,8 @@ class ModelProvider(Protocol):
     # Optional ``sampling: ClassVar[frozenset[str]]``: the settings beyond temperature, top_p, max_tokens, seed and
     # stop that its models apply (``frequency_penalty``, ``presence_penalty``, ``top_k``, ``min_p``,
     # ``repeat_penalty``); the OpenAI endpoint refuses the others rather than ignore them.
+    # Optional ``check_schema(schema)`` classmethod: ValueError (the reason) for a response schema its models
+    # cannot follow (llama.cpp: one it cannot turn into a grammar); the OpenAI endpoint answers that with a 400.
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

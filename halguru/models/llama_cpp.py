@@ -93,6 +93,20 @@ def json_strings(gbnf: str) -> str:
     return gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]')
 
 
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """GBNF for an answer that is one JSON value matching ``schema``; ValueError (the reason) for a schema
+    llama-cpp-python's converter cannot turn into one (an unknown type, an unanchored pattern, a $ref it cannot
+    resolve or that loops)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return json_strings(json_schema_to_gbnf(json.dumps(schema)))
+    except KeyError as exc:  # the converter's own lookup of a $ref it is still resolving: a loop
+        raise ValueError(f"a $ref that cannot be resolved (it refers to itself?): {exc}") from None
+    except Exception as exc:  # AssertionError, AttributeError...: what it says is the reason
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
 def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     """GBNF for one JSON value matching ``schema`` (``definitions`` resolves its $refs)."""
     from llama_cpp.llama_grammar import SchemaConverter
@@ -188,9 +202,7 @@ class _Generation:
             grammar = None
             if request.response_schema is not None and not tools_on:
                 # A typed answer: decoding under the schema's grammar, so it always parses.
-                from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-                grammar = json_strings(json_schema_to_gbnf(json.dumps(request.response_schema)))
+                grammar = schema_grammar(request.response_schema)
             finish, completion = yield from self._answer(tokens, grammar, tools_on)
             if finish == "tool":
                 tokens = tokens + self.engine.tokenize(CALL_OPEN)
@@ -436,6 +448,12 @@ class LlamaCppProvider:
     def check(cls, entry: ModelEntry) -> None:
         """What ``halguru validate`` asks: the GGUF file is there, whole and readable."""
         check_gguf(Path(entry.options["path"]).expanduser())
+
+    @classmethod
+    def check_schema(cls, schema: dict[str, Any]) -> None:
+        """ValueError (the reason) for a response schema this provider cannot decode under (its grammar), so a
+        server refuses it up front rather than failing the run."""
+        schema_grammar(schema)
 
     @classmethod
     def default_models(cls) -> list[ModelEntry]:

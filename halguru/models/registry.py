@@ -219,6 +219,14 @@ def model_sampling(reference: str) -> frozenset[str]:
     return frozenset(getattr(providers().get(entry.provider), "sampling", frozenset()))
 
 
+def model_schema_check(reference: str) -> Callable[[dict[str, Any]], None] | None:
+    """The provider's ``check_schema`` (ValueError for a response schema its model cannot follow), or None when
+    it checks none of its own."""
+    entry = find_entry(reference)
+    check = getattr(providers().get(entry.provider), "check_schema", None)
+    return check if callable(check) else None
+
+
 def loaded_models() -> list[Model]:
     """The shared model instances this process has built (for metrics: a model's ``stats()``, if any)."""
     return list(_INSTANCES.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ class ServedAgent:
     embed_origins: tuple[str, ...] = ()  # sites whose pages may embed its chat (the widget); none: no embedding
     context: int | None = None  # tokens its model holds per generation, prompt and answer (llama.cpp: n_ctx)
     sampling: frozenset[str] = frozenset()  # optional sampling settings its model applies (its provider's)
+    check_schema: Callable[[dict[str, Any]], None] | None = None  # ValueError: a response schema it cannot follow
 
     @property
     def name(self) -> str:
@@ -63,7 +65,7 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
 
 def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     """A loaded agent as the server serves it: its web chat access, model slots and embedding origins."""
-    from halguru.models.registry import model_context, model_sampling, model_slots
+    from halguru.models.registry import model_context, model_sampling, model_schema_check, model_slots
 
     web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
     web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
@@ -76,8 +78,10 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     slots = model_slots(agent.spec.model) if own_model else None
     context = model_context(agent.spec.model) if own_model else None
     sampling = model_sampling(agent.spec.model) if own_model else frozenset()
+    check_schema = model_schema_check(agent.spec.model) if own_model else None
     origins = embed_origins(agent.spec.metadata, web_chat)
-    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context, sampling=sampling)
+    return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context, sampling=sampling,
+                       check_schema=check_schema)
 
 
 _ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")

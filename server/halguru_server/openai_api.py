@@ -112,7 +112,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     """Run the agent named by ``model`` on the conversation in ``messages``."""
     served = _agent(state, caller, body.model)
     body.check_supported()
-    output_schema = body.output_schema()
+    output_schema = await asyncio.to_thread(body.output_schema, served)  # 400 for a schema it cannot follow
     messages = _messages(state, body.messages)
     if not messages or messages[-1].role != "user":
         raise ApiError(400, "messages: the last message must be from the user", param="messages")

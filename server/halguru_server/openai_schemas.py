@@ -121,7 +121,10 @@ class ChatRequest(BaseModel):
             raise ApiError(400, f"n: {self.n} choices asked; an agent answers with one (send n=1 or leave it out)",
                            param="n")
 
-    def output_schema(self) -> dict[str, Any] | None:
+    def output_schema(self, served: ServedAgent) -> dict[str, Any] | None:
+        """The answer's schema, if one is asked for; 400 for a schema that is not valid JSON Schema, or that the
+        agent's model cannot follow (llama.cpp: turn into a grammar), before any run is stored. Pure Python work
+        in the size of the schema: called off the event loop."""
         form = self.response_format
         if form is None or form.type == "text":
             return None
@@ -130,7 +133,30 @@ class ChatRequest(BaseModel):
         if form.json_schema is None:
             raise ApiError(422, "response_format: json_schema needs its json_schema: {name, schema}",
                            param="response_format")
-        return form.json_schema.schema_
+        schema = form.json_schema.schema_
+        check_json_schema(schema)
+        if served.check_schema is not None:
+            try:
+                served.check_schema(schema)
+            except ValueError as exc:
+                raise ApiError(400, f"response_format: agent {served.name}'s model ({served.model}) cannot follow "
+                                    f"this schema: {exc}", param="response_format") from None
+        return schema
+
+
+def check_json_schema(schema: dict[str, Any]) -> None:
+    """400 naming the fault for a schema that is not valid JSON Schema (its ``$schema``'s draft, else 2020-12)."""
+    from jsonschema import Draft202012Validator, SchemaError, validators
+
+    try:
+        validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
+    except SchemaError as exc:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.path) or " (its top)"
+        raise ApiError(400, f"response_format: the json_schema's schema is not valid JSON Schema: {exc.message[:300]}, "
+                            f"at schema{where}", param="response_format") from None
+    except RecursionError:
+        raise ApiError(400, "response_format: the json_schema's schema is nested too deeply",
+                       param="response_format") from None
 
 
 class ModelCard(BaseModel):

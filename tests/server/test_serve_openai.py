@@ -158,3 +158,42 @@ def test_response_format_json_schema_constrains_the_answer(serve, api_key, agent
     assert answer.status_code == 200, answer.text
     value = json.loads(answer.json()["choices"][0]["message"]["content"])
     assert set(value) == {"city"} and isinstance(value["city"], str)
+
+
+def test_a_response_schema_the_model_cannot_follow_is_a_400_before_any_run(serve, api_key, agents_dir) -> None:
+    """A schema that is not JSON Schema, or that llama.cpp cannot turn into a grammar (an unanchored pattern, a
+    $ref that does not resolve or loops), is the request's mistake: a 400 naming response_format and the reason,
+    with no run stored. It was a 502 "run failed" after the run started, counted as a server and model error."""
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0, timeout=60)
+
+    def ask(model: str, schema: dict, stream: bool = False):
+        return oai.chat.completions.create(
+            model=model, max_tokens=5, stream=stream, messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+
+    not_json_schema = {"type": "object", "properties": {"a": {"type": "nonsense"}}}
+    for model in ("small", "echo"):  # whichever model
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as refused:
+                ask(model, not_json_schema, stream)
+            error = refused.value.body
+            assert refused.value.status_code == 400 and error["param"] == "response_format", error
+            assert error["type"] == "invalid_request_error" and error["message"] == (
+                "response_format: the json_schema's schema is not valid JSON Schema: 'nonsense' is not valid under "
+                "any of the given schemas, at schema.properties.a.type")
+    for schema, reason in (({"type": "string", "pattern": "a+"}, 'Pattern must start with "^" and end with "$"'),
+                           ({"$ref": "#/$defs/missing"}, "Error resolving ref"),
+                           ({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}, "cannot be resolved")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            ask("small", schema)
+        assert refused.value.body["param"] == "response_format"
+        assert refused.value.body["message"].startswith(
+            "response_format: agent small's model (smollm2) cannot follow this schema: "), refused.value.body
+        assert reason in refused.value.body["message"]
+    assert server.state.store.list_runs() == [] and server.state.metrics.server_errors() == 0
+    assert ask("echo", {"type": "string", "pattern": "a+"}).choices[0].message.content  # valid, for a scripted model
