@@ -337,12 +337,13 @@ def _channels(channels: dict[str, dict[str, Channel]], served: ServedAgent) -> N
 
 
 def _may_publish(state: ServerState, principal: Principal, name: str) -> None:
+    # The key's limit first: its 403 is the same whether the agent exists or not (the 409 below says it does).
+    if principal.key is not None and not principal.key.allows(name):
+        raise ApiError(403, f"this API key may not use agent {name!r}")
     if name in state.agents.given:
         path = state.agents[name].agent.path
         raise ApiError(409, f"agent {name!r} is served from {path or 'a file'} given to `halguru serve`; publish "
                             "it under another name, or start the server without that folder", "conflict")
-    if principal.key is not None and not principal.key.allows(name):
-        raise ApiError(403, f"this API key may not use agent {name!r}")
 
 
 def _relative(message: str, folder: Path) -> str:

@@ -29,7 +29,7 @@ from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import closing
 from halguru_server.push import Pusher
-from halguru_server.state import Principal, ServerState, agent_for
+from halguru_server.state import Principal, ServerState
 
 RUN_ID = re.compile(r"^run_[0-9a-f]{6,40}$")
 Started = tuple[ServedAgent, Reservation, AsyncIterator[Event]]
@@ -101,12 +101,12 @@ def _run(state: ServerState, run_id: str) -> RunRecord | None:
 
 def _target(state: ServerState, caller: Principal, run_id: str, row: ApprovalRecord | CheckpointRecord | None,
             run: RunRecord | None) -> tuple[ServedAgent, RunRecord]:
-    """The run and its agent: 404 unless the run is served here and the caller's (or its role approves all),
-    403 if the key may not use that agent."""
+    """The run and its agent: 404 unless the run is served here, of an agent the caller may use, and the
+    caller's (or its role approves all); the same 404 whichever it is, so a key limited to some agents learns
+    nothing of the others' runs."""
     served = _ours(state, run["agent"], row["agent_path"] if row else None, need_path=row is not None) if run else None
-    if run is None or served is None or not caller.owns(run["owner"], "approvals"):
+    if run is None or served is None or not caller.allows(served) or not caller.owns(run["owner"], "approvals"):
         raise ApiError(404, f"no run {run_id!r}; GET /v1/runs lists them")
-    agent_for(state, caller, served.name)
     return served, run
 
 

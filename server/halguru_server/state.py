@@ -62,8 +62,13 @@ class ServerState:
     def agent(self, name: str) -> ServedAgent:
         served = self.agents.get(name)
         if served is None:
-            raise ApiError(404, f"no agent {name!r}; GET /v1/agents lists them")
+            raise self.not_found(name)
         return served
+
+    @staticmethod
+    def not_found(name: str) -> ApiError:
+        """The 404 for an agent that is not here, or that the caller may not use (``agent_for``): one answer."""
+        return ApiError(404, f"no agent {name!r}; GET /v1/agents lists them")
 
 
 @dataclass(frozen=True)
@@ -230,13 +235,13 @@ def _resolve(request: Request) -> Principal:
 
 def agent_for(state: ServerState, principal: Principal, name: str) -> ServedAgent:
     """The agent ``name`` if the caller may use it. An anonymous caller gets the same 401 for an agent that
-    does not exist as for one that needs a key, so the names of key-only agents cannot be guessed from outside."""
+    does not exist as for one that needs a key, and a key limited to some agents (``--agents``) the same 404 for
+    one it may not use as for one that does not exist (GET /v1/agents does not list it either), so the names of
+    agents a caller may not use cannot be guessed."""
     served = state.agents.get(name)
     if served is not None and principal.allows(served):
         return served
     if principal.anonymous:
         raise ApiError(401, f"agent {name!r} needs you to sign in (/auth/login) or an API key for its web chat",
                        headers={"WWW-Authenticate": "Bearer"})
-    if served is None:
-        return state.agent(name)  # raises the 404 that says where agents are listed
-    raise ApiError(403, f"this API key may not use agent {name!r}")
+    raise state.not_found(name)

@@ -179,12 +179,14 @@ def test_unknown_foreign_and_undecidable_runs_are_refused(
             assert "no run" in error(client.post(f"/v1/runs/{bad}/{action}", json={}), 404)
     assert "'interrupted'" in error(client.get("/v1/runs", params={"status": "bogus"}), 422)  # as /v1/jobs
 
-    # an operator key limited to other agents: the run is visible to its scope, its agent is not
+    # an admin key limited to other agents: the run is visible to its scope, its agent is not; the same 404 as
+    # for a run that does not exist (a 403 named the agent)
     scoped = httpx.Client(base_url=client.base_url, timeout=30, headers={
         "Authorization": f"Bearer {api_key('flow-only', agents=['flow'], scope='admin')}"})
     with scoped:
-        assert "may not use agent 'mailer'" in error(scoped.post(f"/v1/runs/{run_id}/approve", json={}), 403)
-        assert "may not use" in error(scoped.post(f"/v1/runs/{run_id}/reject", json={}), 403)
+        for action in ("approve", "reject", "resume"):
+            assert error(scoped.post(f"/v1/runs/{run_id}/{action}", json={}), 404) == (
+                f"no run {run_id!r}; GET /v1/runs lists them")
         assert scoped.get("/v1/runs/pending").json()["data"] == []
         assert scoped.get("/v1/runs").json()["data"] == []
     assert [p["run_id"] for p in client.get("/v1/runs/pending").json()["data"]] == [run_id]  # still pending

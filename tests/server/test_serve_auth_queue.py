@@ -26,11 +26,40 @@ def test_every_v1_route_needs_a_valid_key(serve, api_key) -> None:
 
 
 def test_a_key_scoped_to_agents_sees_only_those(serve, api_key) -> None:
+    """A key limited with --agents gets the same answer for an agent it may not use as for one that does not
+    exist, on every route that takes an agent's name (it was a 403 "may not use agent 'private'" beside a 404),
+    so it cannot find the others' names by guessing; an unlimited key's answers are unchanged."""
     server = serve()
-    headers = {"Authorization": f"Bearer {api_key('scoped', agents=['echo'])}"}
-    assert [a["name"] for a in httpx.get(f"{server.url}/v1/agents", headers=headers).json()["data"]] == ["echo"]
-    denied = httpx.post(f"{server.url}/v1/conversations", json={"agent": "private"}, headers=headers)
-    assert denied.status_code == 403 and "private" in denied.json()["error"]["message"]
+    scoped = httpx.Client(base_url=server.url, timeout=30,
+                          headers={"Authorization": f"Bearer {api_key('scoped', agents=['echo'], scope='admin')}"})
+    whole = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {api_key('all')}"})
+    with scoped, whole:
+        assert [a["name"] for a in scoped.get("/v1/agents").json()["data"]] == ["echo"]
+        hi = [{"role": "user", "content": "hi"}]
+
+        def routes(name: str) -> list[httpx.Response]:
+            return [scoped.get(f"/v1/agents/{name}"), scoped.get(f"/v1/models/{name}"),
+                    scoped.post("/v1/conversations", json={"agent": name}),
+                    scoped.post("/chat/api/conversations", json={"agent": name}),
+                    scoped.post("/v1/chat/completions", json={"model": name, "messages": hi}),
+                    scoped.post("/v1/chat/completions", json={"model": name, "messages": hi, "stream": True}),
+                    scoped.post("/v1/jobs", json={"agent": name, "input": "hi"}),
+                    scoped.post(f"/v1/deployments/{name}/rollback", json={"version": 1})]
+
+        for hidden, missing in zip(routes("private"), routes("nosuch"), strict=True):
+            assert hidden.status_code == missing.status_code, (hidden.request.url, hidden.text, missing.text)
+            assert hidden.text.replace("private", "NAME") == missing.text.replace("nosuch", "NAME"), hidden.text
+        # publishing (a rollback) is refused for a name outside the key's agents whether or not it exists (it was a
+        # 409 "served from FOLDER" for an agent served here, where another name got the 403)
+        assert scoped.post("/v1/deployments/private/rollback", json={"version": 1}).status_code == 403
+        assert scoped.get("/v1/agents/private").json()["error"] == {
+            "type": "not_found", "message": "no agent 'private'; GET /v1/agents lists them"}
+        assert scoped.post("/v1/chat/completions", json={"model": "private", "messages": hi}).json()["error"] == {
+            "message": "no agent 'private'; GET /v1/agents lists them", "type": "not_found_error",
+            "param": "model", "code": "model_not_found"}
+        assert scoped.get("/v1/conversations", params={"agent": "private"}).json()["data"] == []
+        assert whole.get("/v1/agents/private").status_code == 200 and whole.get("/v1/agents/nosuch").status_code == 404
+        assert whole.post("/v1/conversations", json={"agent": "private"}).status_code == 201
 
 
 def test_revoked_key_stops_working_at_once(serve, api_key, cli) -> None:
