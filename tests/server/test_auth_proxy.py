@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -38,6 +41,32 @@ def upstream():
 def proxied(serve, upstream):
     server = serve(auth={"proxy": {"upstream": upstream.url, "prefix": "/apps/wiki", "role": "operator"}})
     return server
+
+
+class _LengthOnlyEcho(BaseHTTPRequestHandler):
+    """A plain http.server app, as many small internal apps are: it reads a body by Content-Length only."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        out = json.dumps({"body": body, "content-length": self.headers.get("content-length"),
+                          "transfer-encoding": self.headers.get("transfer-encoding")}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def plain_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _LengthOnlyEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 def _signed_in(server: Server, role: str, *, mfa_done: bool = True) -> httpx.Client:
@@ -115,3 +144,16 @@ def test_identity_headers_spelt_with_underscores_or_forwarded_never_reach_the_up
     assert headers["x-forwarded-groups"] == "operator" and headers["x-app-thing"] == "kept"
     assert "transfer-encoding" not in headers  # a GET without a body is not sent chunked
     assert len(got.headers.get_list("date")) == 1 and len(got.headers.get_list("server")) == 1
+
+
+def test_a_form_post_reaches_an_http_server_upstream_whole(serve, plain_upstream):
+    """The client's Content-Length is passed on (the body is not re-sent chunked, which http.server,
+    wsgiref and the like read as an empty body, or answer early and hang up: a 502)."""
+    server = serve(auth={"proxy": {"upstream": plain_upstream, "prefix": "/apps/wiki", "role": "operator"}})
+    with _signed_in(server, "operator") as client:
+        for _ in range(3):
+            got = client.post("/apps/wiki/save", data={"title": "hello", "body": "world"},
+                              headers={"Origin": server.url})
+            assert got.status_code == 200, got.text
+            assert got.json() == {"body": "title=hello&body=world", "content-length": "22",
+                                  "transfer-encoding": None}

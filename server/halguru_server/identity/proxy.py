@@ -5,7 +5,9 @@ done) whose role is at least ``role``; the upstream gets who it is in the header
 (``X-Forwarded-User``, ``-Email``, ``-Preferred-Username``, ``-Groups``) plus ``X-Forwarded-Prefix``.
 Whatever the client sent under those names is dropped first, and the session cookie never leaves halguru,
 so the upstream can trust the headers as long as only the proxy can reach it (bind it to loopback or a
-private network). Bodies stream both ways; a browser without a session is sent to the sign-in page.
+private network). Bodies stream both ways, a request's with the client's Content-Length when it sent one
+(many small apps, Python's http.server among them, read a body only by its length, never chunked); a browser
+without a session is sent to the sign-in page.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ def allowed(user_role: str, least: str) -> bool:
 def identity_headers(request: Request, user: UserRecord, prefix: str) -> dict[str, str]:
     """The request's headers as the upstream gets them: hop-by-hop, spoofable identity headers and the
     session cookie removed; the signed-in user added. A name with an underscore goes too (as nginx and Apache
-    drop them): WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join the two."""
-    headers = {k: v for k, v in request.headers.items() if k not in HOP_BY_HOP and k not in IDENTITY
-               and k != "cookie" and "_" not in k}
+    drop them): WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join the two.
+    Content-Length stays: the body is streamed as it comes, and with the length httpx sends it as it is
+    rather than chunked (uvicorn has checked that the body is exactly that long)."""
+    headers = {k: v for k, v in request.headers.items() if (k not in HOP_BY_HOP or k == "content-length")
+               and k not in IDENTITY and k != "cookie" and "_" not in k}
     cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != websessions.COOKIE]
     if cookies:
         headers["cookie"] = "; ".join(cookies)
