@@ -463,3 +463,34 @@ def test_an_mcp_tool_named_like_a_team_tool_or_no_function_is_an_error(cli, writ
     assert "mcp server 'odd': tool 'files.read' is not offered" in error_of(cli, "validate", str(desk))
     (desk / "agent.yaml").write_text(text.replace("files.read, ", ""))
     assert "MCP server odd: ping" in cli("validate", str(desk)).stdout
+
+
+# --- metadata that serve and the worker read ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("metadata", "line", "expected"), [
+    ("  web_chat: publik\n", 4, "metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
+                                "'signin'), not 'publik'"),
+    ("  web_chat: public\n  embed_origins: ['*']\n", 5, "metadata.embed_origins must be a list of origins"),
+    ("  embed_origins: [https://shop.example]\n  web_chat: key\n", 4,
+     "metadata.embed_origins needs metadata.web_chat: public"),
+    ("  retention_days: -1\n", 4, "metadata.retention_days must be a positive number of days, not -1"),
+    ("  retention_days: abc\n", 4, "not 'abc'"),
+    ("  retention_days: [1]\n", 4, "not [1]"),
+])
+def test_metadata_serve_or_the_worker_would_refuse_is_refused_by_validate(cli_error, write_agent, metadata, line,
+                                                                          expected):
+    """`halguru validate` in CI said OK, then `serve`, `worker` or `publish` refused the agent."""
+    folder = write_agent(f"name: d4\nmodel: scripted\nmetadata:\n{metadata}")
+    out = cli_error("validate", str(folder))
+    assert out.startswith(f"Error: {folder}/agent.yaml:{line}: ") and expected in out, out
+
+
+def test_metadata_serve_takes_validates(cli, write_agent):
+    folder = write_agent("name: shop\nmodel: scripted\nmetadata:\n  web_chat: signin\n  retention_days: 30\n"
+                         "  owner: team-a\n")
+    assert "OK: shop" in cli("validate", str(folder)).stdout
+    folder = write_agent("name: shop\nmodel: scripted\nmetadata:\n  embed_origins: [https://shop.example]\n")
+    result = cli("validate", str(folder))
+    assert "OK: shop" in result.stdout  # a server whose web_chat setting is public takes it
+    assert f"{folder}/agent.yaml:4: metadata.embed_origins needs web chat public" in result.stderr

@@ -316,9 +316,11 @@ def validate_project(path: str | Path) -> Agent:
 def check_project(path: str | Path) -> ProjectReport:
     """Load the agent and check, for it and every agent it may run (team members, workflow step agents),
     what a run will need: the model (a GGUF file whole, a script readable), the knowledge folders or bases,
-    the MCP servers (started, each within its timeout) and tools.py. Raises on the first problem."""
+    the MCP servers (started, each within its timeout) and tools.py; and the agent's metadata as serve and
+    the worker read it. Raises on the first problem."""
     agent = load_agent(path)
     report = ProjectReport(agent)
+    report.warnings += _check_metadata(agent)
     for one in agent.involved():
         assert one.path is not None
         agent_file = one.path / AGENT_FILE
@@ -341,6 +343,23 @@ def check_project(path: str | Path) -> ProjectReport:
                             f"call it; add @tool (or name it _{name} if it is a helper)"
                             for name, line in untagged_functions(tools_file)]
     return report
+
+
+def _check_metadata(agent: Agent) -> list[str]:
+    """``metadata:`` as ``serve`` and the worker read it (web_chat, embed_origins, retention_days): refused
+    here with the words they would use, at the key's line. Only the agent itself: a team member's or a step
+    agent's metadata is not served."""
+    from halguru.agents.metadata import MetadataError, check_metadata
+
+    assert agent.path is not None
+    agent_file = agent.path / AGENT_FILE
+    text = agent_file.read_text(encoding="utf-8")
+    try:
+        warnings = check_metadata(agent.spec.metadata)
+    except MetadataError as exc:
+        line = yaml_line_for(text, ("metadata", exc.key)) or yaml_line_for(text, ("metadata",)) or 1
+        raise AgentSpecError(f"{agent_file}:{line}: {exc}") from None
+    return [f"{agent_file}:{yaml_line_for(text, ('metadata', 'embed_origins')) or 1}: {w}" for w in warnings]
 
 
 def _unset_secrets(agent: Agent, agent_file: Path, text: str) -> list[str]:

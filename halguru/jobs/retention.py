@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from halguru.agents import metadata
 from halguru.agents.loader import Agent
 from halguru.errors import HalguruError
 from halguru.store.base import Store
@@ -34,14 +35,11 @@ BATCH = 200  # conversations one job deletes at most (the next one goes on)
 
 def retention_days(agent: Agent) -> float | None:
     """The agent's ``metadata.retention_days``, or None; a value that is not a positive number is a one-line
-    error naming the agent."""
-    value = agent.spec.metadata.get("retention_days")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise HalguruError(f"agent {agent.spec.name}: metadata.retention_days must be a positive number of days, "
-                           f"not {value!r}")
-    return float(value)
+    error naming the agent (the check is `halguru validate`'s: halguru.agents.metadata)."""
+    try:
+        return metadata.retention_days(agent.spec.metadata)
+    except HalguruError as exc:
+        raise HalguruError(f"agent {agent.spec.name}: {exc}") from None
 
 
 class Retention:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from halguru.agents import metadata
 from halguru.agents.loader import AGENT_FILE, Agent, check_knowledge_embedders, load_agent
 from halguru.errors import HalguruError
 
@@ -64,14 +64,11 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
 
 
 def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
-    """A loaded agent as the server serves it: its web chat access, model slots and embedding origins."""
+    """A loaded agent as the server serves it: its web chat access, model slots and embedding origins
+    (metadata checked as `halguru validate` checks it: halguru.agents.metadata)."""
     from halguru.models.registry import model_context, model_sampling, model_schema_check, model_slots
 
-    web_chat = str(agent.spec.metadata.get("web_chat", default_web_chat))
-    web_chat = "key" if web_chat == "signin" else web_chat  # two names, one meaning
-    if web_chat not in ("public", "key"):
-        raise HalguruError(f"metadata.web_chat must be 'public' or 'key' (sign-in or an API key; also "
-                           f"'signin'), not {web_chat!r}")
+    web_chat = metadata.web_chat(agent.spec.metadata, default_web_chat)
     check_knowledge_embedders(agent)  # a base whose embedder's plugin is not loaded: refused, as validate does
     # A workflow has no model of its own (its steps' providers queue their own calls).
     own_model = agent.workflow is None
@@ -79,26 +76,9 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     context = model_context(agent.spec.model) if own_model else None
     sampling = model_sampling(agent.spec.model) if own_model else frozenset()
     check_schema = model_schema_check(agent.spec.model) if own_model else None
-    origins = embed_origins(agent.spec.metadata, web_chat)
+    origins = metadata.embed_origins(agent.spec.metadata, web_chat)
     return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context, sampling=sampling,
                        check_schema=check_schema)
-
-
-_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
-
-
-def embed_origins(metadata: dict[str, Any], web_chat: str) -> tuple[str, ...]:
-    """``metadata.embed_origins``: exact origins (``https://shop.example``, ``http://127.0.0.1:8080``; no path,
-    no wildcard) whose pages may show this agent's chat widget; they become the embed page's
-    ``frame-ancestors``. The widget's visitors are anonymous, so the agent's web chat must be public."""
-    value = metadata.get("embed_origins") or []
-    if not isinstance(value, list) or not all(isinstance(o, str) and _ORIGIN.fullmatch(o) for o in value):
-        raise HalguruError(f"metadata.embed_origins must be a list of origins like 'https://shop.example' or "
-                           f"'http://127.0.0.1:8080' (scheme, host, optional port; no path, no '*'), not {value!r}")
-    if value and web_chat != "public":
-        raise HalguruError("metadata.embed_origins needs metadata.web_chat: public (the widget's visitors are "
-                           "anonymous: no sign-in cookie crosses sites)")
-    return tuple(dict.fromkeys(o.lower() for o in value))
 
 
 def _naming(project: Path, exc: HalguruError) -> HalguruError:

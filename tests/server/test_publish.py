@@ -262,6 +262,21 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
     assert "not a version number" in error(cli("deployments", "rollback", "shop", "latest", code=1))
 
 
+def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
+    """A published version with ``retention_days: -1`` was stored and served, its conversations silently
+    kept for ever; publish runs `halguru validate`'s metadata checks, with its words."""
+    server = serve()
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    shop = write_shop(tmp_path / "shop", "v1")
+    spec = yaml.safe_load((shop / "agent.yaml").read_text())
+    for metadata, expected in [({"retention_days": -1}, "metadata.retention_days must be a positive number"),
+                               ({"web_chat": "publik"}, "metadata.web_chat must be 'public' or 'key'")]:
+        (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "metadata": metadata}))
+        out = error(cli("publish", str(shop), code=1))
+        assert out.startswith(f"{server.url}: shop: agent.yaml:") and expected in out, out
+    assert open_store().list_deployments() == []
+
+
 def test_an_app_key_chats_but_publishes_only_with_the_developer_role(cli, cli_error, serve, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """`halguru keys create NAME` (the README's key for an app) could publish, and so run any code on the server."""
