@@ -38,12 +38,12 @@ def run_server(config: Path | None, **options: Any) -> None:
     # A port in use is one line, not a log after the banner; --port 0 becomes the free port the banner names
     # (before the app is made: it names this replica by its port).
     settings.port = check_listen(settings.host, settings.port)
+    metrics_dir = operator_metrics_dir()  # before any figure is made, by this process or its workers
     # Every project loads before the banner: a bad one fails here, in one line naming it, not after
     # "serving at". One worker serves this very app; several load their own (this load only checks).
     app = create_app(settings) if settings.workers == 1 else None
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
-        operator_metrics_dir()  # a bad PROMETHEUS_MULTIPROC_DIR is one line here, not workers dying for ever
     limits = configure_connections(settings)  # each worker of several does the same in app_from_env
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
@@ -62,7 +62,7 @@ def run_server(config: Path | None, **options: Any) -> None:
                               "timeout_graceful_shutdown": settings.shutdown_timeout + 2}
     if settings.workers > 1:
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
-        with shared_metrics_dir():
+        with shared_metrics_dir(metrics_dir):
             uvicorn.run("halguru_server.app:app_from_env", factory=True, workers=settings.workers, **common)
     else:
         assert app is not None
@@ -70,7 +70,12 @@ def run_server(config: Path | None, **options: Any) -> None:
 
 
 def operator_metrics_dir() -> Path | None:
-    """The operator's ``PROMETHEUS_MULTIPROC_DIR``, which must be a writable folder; None when unset."""
+    """The operator's ``PROMETHEUS_MULTIPROC_DIR`` made ready for this run, or None when unset. Set, it puts
+    prometheus_client in multiprocess mode with one process or several, so `serve` (any --workers) and
+    `halguru worker` call this at start, before any figure is made. It must be a writable folder: one line
+    here, rather than prometheus_client's "No such file" at the first figure (or, with --workers, each worker
+    dying and restarted for ever). An earlier run's figure files are removed, or their counts would add to
+    this run's (a restarted server reported the requests of the one before)."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not given:
         return None
@@ -78,21 +83,18 @@ def operator_metrics_dir() -> Path | None:
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise HalguruError(f"PROMETHEUS_MULTIPROC_DIR={printable(given)} is not a writable folder; create it "
                            "(or unset it: serve --workers makes one of its own)")
+    for kind in ("counter", "gauge", "histogram", "summary"):
+        for old in folder.glob(f"{kind}_*.db"):
+            old.unlink(missing_ok=True)
     return folder
 
 
 @contextlib.contextmanager
-def shared_metrics_dir() -> Iterator[None]:
+def shared_metrics_dir(operator: Path | None) -> Iterator[None]:
     """Workers' metrics in prometheus_client's multiprocess mode, so /metrics sums every worker's whichever
-    answers: an empty folder of this run's, named to the workers, which start after this, and removed when they
-    have stopped. An operator's ``PROMETHEUS_MULTIPROC_DIR`` must be a writable folder (each worker died
-    writing to one that was not, and uvicorn restarted them for ever); its figure files from an earlier run
-    are removed, or their counts would add to this run's."""
-    folder = operator_metrics_dir()
-    if folder is not None:
-        for kind in ("counter", "gauge", "histogram", "summary"):
-            for old in folder.glob(f"{kind}_*.db"):
-                old.unlink(missing_ok=True)
+    answers: the operator's folder (``operator_metrics_dir``), else an empty folder of this run's, named to
+    the workers, which start after this, and removed when they have stopped."""
+    if operator is not None:
         yield
         return
     made = tempfile.mkdtemp(prefix="halguru-metrics-")

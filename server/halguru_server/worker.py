@@ -133,9 +133,10 @@ def run_worker_process(config: Any, metrics_port: int | None = None, **options: 
     from halguru_server.settings import load_settings
 
     settings = load_settings(config, **options)
-    from halguru_server.cli import folders
+    from halguru_server.cli import folders, operator_metrics_dir
 
     settings.agents = folders(settings)
+    operator_metrics_dir()  # before any figure is made: a bad folder is one line, an old run's files go
     configure_logging(settings.log_level)
     agents = AgentRegistry(load_agents(settings.agents, settings.web_chat))
     channels = load_all_channels(agents)

@@ -208,12 +208,45 @@ def test_workers_refuse_a_metrics_folder_they_cannot_write(halguru_cmd, subproce
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
         f"Error: PROMETHEUS_MULTIPROC_DIR={missing} is not a writable folder; create it (or unset it: serve "
         "--workers makes one of its own)")
-    from halguru_server.cli import shared_metrics_dir
+    from halguru_server.cli import operator_metrics_dir
 
     folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / "counter_123.db").write_bytes(b"old")
     (folder / "notes.txt").write_text("mine")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    with shared_metrics_dir():
-        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert operator_metrics_dir() == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_one_process_checks_and_empties_prometheus_multiproc_dir_too(halguru_cmd, subprocess_env, agents_dir,
+                                                                     tmp_path):
+    """Without --workers the variable still puts prometheus_client in multiprocess mode, but the folder was
+    neither checked (``Error: /x/gauge_livesum_16830.db: No such file or directory``) nor emptied (a restarted
+    server's /metrics added the requests of the run before)."""
+    import re
+
+    missing = tmp_path / "no-such-folder"
+    env = {**subprocess_env, "PROMETHEUS_MULTIPROC_DIR": str(missing)}
+    for command in (["serve", str(agents_dir), "--dev", "--port", "0"], ["worker", str(agents_dir)]):
+        proc = subprocess.run([*halguru_cmd, *command], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            f"Error: PROMETHEUS_MULTIPROC_DIR={missing} is not a writable folder; create it (or unset it: serve "
+            "--workers makes one of its own)"], (command, proc.stderr)
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    pattern = re.compile(r'^halguru_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$', re.M)
+    for _run in range(2):
+        proc, url = start(halguru_cmd, env, str(agents_dir), "--dev")
+        try:
+            with httpx.Client(base_url=url) as client:
+                for _ in range(2):
+                    assert client.get("/healthz").status_code == 200
+                found = pattern.search(client.get("/metrics").text)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        # start() polled /healthz once too: 3 requests each run, never the run before's added
+        assert found is not None and float(found.group(1)) == 3.0
