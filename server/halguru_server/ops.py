@@ -66,7 +66,7 @@ def _metric_models(state: ServerState, caller: Principal) -> dict[str, str] | No
     """The ``model`` label values /metrics shows ``caller``: None (all, as they are) to a caller who may read
     metrics; to others each served model's values (its ``model_label``, the gate's, and its registry name,
     llama.cpp's figures') -> its /status name. A value no served model has is left out."""
-    if _reads_metrics(caller):
+    if reads_metrics(caller):
         return None
     from halguru.models.registry import find_entry
 
@@ -81,10 +81,10 @@ def _metric_models(state: ServerState, caller: Principal) -> dict[str, str] | No
     return shown
 
 
-def components(state: ServerState, caller: Principal | None = None) -> dict[str, dict[str, Any]]:
+def components(state: ServerState, named: bool = False) -> dict[str, dict[str, Any]]:
     """Readiness: the store (answers and takes writes), each model (resolvable, file present), the server. A
-    model only key-only agents use is named to a caller who may read metrics; to others it is ``model:private-N``
-    (its file's name may be the agent's)."""
+    model only key-only agents use is named when ``named`` (for a caller who may read metrics:
+    ``reads_metrics``); otherwise it is ``model:private-N`` (its file's name may be the agent's)."""
     result: dict[str, dict[str, Any]] = {}
     try:
         within(PROBE_TIMEOUT_S, state.store.ping)
@@ -98,7 +98,7 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
         result["store"] = {"ok": False, "detail": "not writable (see the server log)"}
     from halguru.models.registry import get_model
 
-    for model, label in model_names(state, caller is not None and _reads_metrics(caller)).items():
+    for model, label in model_names(state, named).items():
         name = f"model:{label}"
         try:
             obj = get_model(model)
@@ -124,10 +124,10 @@ def components(state: ServerState, caller: Principal | None = None) -> dict[str,
     return result
 
 
-def health(state: ServerState, caller: Principal | None = None) -> dict[str, dict[str, Any]]:
+def health(state: ServerState, named: bool = False) -> dict[str, dict[str, Any]]:
     """Readiness plus what has gone wrong lately: server errors (5 minutes), runs stuck past their timeout,
-    and the queues' depth against their bound."""
-    parts = components(state, caller)
+    and the queues' depth against their bound. ``named``: as ``components``, and failing inboxes by name."""
+    parts = components(state, named)
     errors = state.metrics.server_errors()
     parts["errors"] = {"ok": errors == 0, "detail": f"{errors} server errors (5xx) in the last 5 minutes"}
     if parts["store"]["ok"]:
@@ -136,7 +136,7 @@ def health(state: ServerState, caller: Principal | None = None) -> dict[str, dic
     else:  # each read would wait out the store's timeout again
         parts["runs"] = parts["jobs"] = {"ok": False, "detail": "unknown: the store does not answer"}
     if state.settings.worker:  # the fetching channels run in this process's worker
-        sources = _sources(state, caller is not None and _reads_metrics(caller))
+        sources = _sources(state, named)
         if sources is not None:
             parts["channels"] = sources
     depth = sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})
@@ -208,7 +208,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request, state: State) -> JSONResponse:
     """Ready: models resolvable and their files present, the store writable, not draining after SIGTERM."""
     with one_look():
-        parts = components(state, _caller(request, state))
+        parts = components(state, reads_metrics(_caller(request, state)))
     ok = all(p["ok"] for p in parts.values())
     return JSONResponse({"status": "ok" if ok else "unavailable", "components": parts}, status_code=200 if ok else 503)
 
@@ -229,10 +229,10 @@ def _labels_shown(caller: Principal, served: ServedAgent) -> bool:
     """Whether ``/metrics`` shows this caller the samples labelled with ``served``'s name: a public agent's to
     anyone; another's to a caller that may read metrics and use it (a session still owing its second factor
     is nobody yet)."""
-    return served.web_chat == "public" or (_reads_metrics(caller) and caller.allows(served))
+    return served.web_chat == "public" or (reads_metrics(caller) and caller.allows(served))
 
 
-def _reads_metrics(caller: Principal) -> bool:
+def reads_metrics(caller: Principal) -> bool:
     """A caller who may read metrics (a session still owing its second factor is nobody yet)."""
     return (caller.web is None or bool(caller.web["mfa_done"])) and caller.can("metrics:read")
 
@@ -242,7 +242,7 @@ def status_page(request: Request, state: State) -> Response:
     """For people (HTML) or monitors (JSON with ``Accept: application/json``): each component, recent server
     errors, stuck runs, queue depth; 503 when any is bad."""
     with one_look():
-        parts = health(state, _caller(request, state))
+        parts = health(state, reads_metrics(_caller(request, state)))
     ok = all(p["ok"] for p in parts.values())
     code = 200 if ok else 503
     public = [(n, s) for n, s in state.agents.items() if s.web_chat == "public"]

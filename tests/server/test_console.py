@@ -175,6 +175,29 @@ def test_status_page_shows_the_components_with_their_history(app) -> None:
     assert len(history["samples"]) == 1 and history["samples"][0]["components"]["store"]["ok"] is True
 
 
+def test_status_history_names_a_key_only_agents_model_as_status_does_for_them(agents_dir: Path) -> None:
+    """The sampler has no caller, so it recorded the anonymous view: an admin's Status page and
+    /v1/status/history said ``model:private-1`` where /status names the model to them."""
+    import yaml
+
+    (agents_dir.parent / "hidden-script.yaml").write_text(yaml.safe_dump([{"text": "psst"}]))
+    (agents_dir / "hidden").mkdir()
+    (agents_dir / "hidden" / "agent.yaml").write_text(yaml.safe_dump(
+        {"name": "hidden", "model": f"scripted:{agents_dir.parent / 'hidden-script.yaml'}"}))
+    app = create_app(ServerSettings(agents=[agents_dir], worker=False, keep_mcp_servers=False))
+    with TestClient(app, base_url=ORIGIN) as client:
+        admin = signed_in(app, "admin")
+        history = client.get("/v1/status/history", headers=admin).json()["samples"]
+        assert "model:scripted:hidden-script.yaml" in history[-1]["components"], history[-1]
+        assert not [n for n in history[-1]["components"] if "private-" in n]
+        page = client.get("/admin/status", headers=admin).text
+        assert "model:scripted:hidden-script.yaml" in page and "private-1" not in page
+        named = client.get("/status", headers={**admin, "Accept": "application/json"}).json()["components"]
+        assert "model:scripted:hidden-script.yaml" in named  # as /status names it to the same admin
+        anonymous = client.get("/status", headers={"Accept": "application/json"}).json()["components"]
+        assert "model:private-1" in anonymous and "hidden-script" not in str(anonymous)
+
+
 def test_security_page_counts_refusals_failed_sign_ins_refused_tools_and_unused_keys(app) -> None:
     import time
 

@@ -4,7 +4,9 @@ errors, runs, jobs/worker, queue) now, and their history.
 History is a ring buffer per replica (in this process's memory, not the store): serve samples ``ops.health``
 every ``EVERY_S`` seconds (``keep_sampling``, started with the app), and a console page asking when the last
 sample is older than that takes one; up to ``KEEP`` samples (a replica restarting starts empty).
-``GET /v1/status/history`` is the same as JSON.
+``GET /v1/status/history`` is the same as JSON. Samples hold the names ``/status`` gives a caller who may read
+metrics (a key-only agents' model by its name, not ``private-N``): both pages take ``metrics:read``, and the
+sampler, which has no caller, must not record the anonymous view for them.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def sample(app: Any, state: ServerState, force: bool = False) -> deque[dict[str,
     samples = history(app)
     with _lock:
         if force or not samples or time.time() - samples[-1]["at"] >= EVERY_S:
-            parts = ops.health(state)
+            parts = ops.health(state, named=True)  # served only to metrics:read callers (Viewer)
             samples.append({"at": time.time(), "components": {n: {"ok": bool(p["ok"]), "detail": str(p["detail"])}
                                                               for n, p in parts.items()}})
     return samples
