@@ -64,25 +64,24 @@ HELD_DOC: dict[int | str, dict[str, Any]] = {202: {
                    "answer it (body: status 'taken_over', conversation_id, message)"}}
 
 
-def agent_out(state: ServerState, name: str, anonymous: bool = False) -> AgentOut:
-    """An agent as the API shows it; to anonymous callers without the folders of a model file's path."""
+def agent_out(state: ServerState, name: str, caller: Principal) -> AgentOut:
+    """An agent as the API shows ``caller`` it: its model as ``ops.model_shown`` gives it."""
     served = state.agents[name]
     spec = served.agent.spec
-    model = ops.model_label(spec.model) if anonymous else spec.model
-    return AgentOut(name=name, description=spec.description, model=model, tools=list(spec.tools),
-                    web_chat=served.web_chat, version=state.agents.version(name))
+    return AgentOut(name=name, description=spec.description, model=ops.model_shown(spec.model, caller),
+                    tools=list(spec.tools), web_chat=served.web_chat, version=state.agents.version(name))
 
 
 @router.get("/agents", response_model=AgentList, tags=["agents"])
 def list_agents(state: State, caller: Reader) -> AgentList:
     """The agents this server runs (those the API key may use)."""
-    return AgentList(data=[agent_out(state, n) for n, s in state.agents.items() if caller.allows(s)])
+    return AgentList(data=[agent_out(state, n, caller) for n, s in state.agents.items() if caller.allows(s)])
 
 
 @router.get("/agents/{agent}", response_model=AgentOut, tags=["agents"], responses=responses(403, 404))
 def get_agent(agent: str, state: State, caller: Reader) -> AgentOut:
     agent_for(state, caller, agent)
-    return agent_out(state, agent)
+    return agent_out(state, agent, caller)
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201, tags=["conversations"],
@@ -248,7 +247,8 @@ def list_runs(state: State, caller: Caller,
               status: Annotated[RunStatus | None, Query(description="what the runs' status is")] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunList:
     """Runs of the agents this key may use, newest first, with the checkpoint a resume would start from."""
-    return RunList(data=[RunSummary(**r) for r in runs.list_runs(state, caller, status, limit)])
+    return RunList(data=[RunSummary(**{**r, "model": ops.model_shown(r["model"], caller)})
+                         for r in runs.list_runs(state, caller, status, limit)])
 
 
 @router.get("/runs/pending", response_model=PendingList, tags=["runs"])
@@ -294,6 +294,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     """A run with every recorded event (streamed tokens are summed up in model_result)."""
     run = owned_run(state, caller, run_id)
     fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
+    fields["model"] = ops.model_shown(run["model"], caller)
     return RunDetail(**fields, events=state.store.get_events(run_id))
 
 

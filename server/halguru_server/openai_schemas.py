@@ -96,8 +96,10 @@ class ChatRequest(BaseModel):
         off = {**dict.fromkeys(PENALTIES, 0), **LLAMA_SAMPLING}  # changes nothing: accepted anywhere
         for name, value in off.items():
             if getattr(self, name) not in (None, value) and name not in served.sampling:
-                raise ApiError(400, f"{name}: agent {served.name}'s model ({served.model}) does not apply it; "
-                                    "leave it out", param=name)
+                from halguru_server.ops import model_label  # a file path's folders are not the caller's business
+
+                raise ApiError(400, f"{name}: agent {served.name}'s model ({model_label(served.model)}) does not "
+                                    "apply it; leave it out", param=name)
         if self.logprobs or self.top_logprobs:
             name = "logprobs" if self.logprobs else "top_logprobs"
             raise ApiError(400, f"{name}: this endpoint does not return log probabilities; leave it out", param=name)

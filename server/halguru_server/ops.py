@@ -37,6 +37,14 @@ def model_label(reference: str) -> str:
     return f"{kind}{sep}{name}"
 
 
+def model_shown(reference: str, caller: Principal) -> str:
+    """A model reference as ``caller`` sees it in the API (agents, runs): whole to a caller who may read metrics
+    (developers, operators and admins, who run and publish the agents and read the server's logs), else
+    without the folders of a file path (``model_label``), as anonymous visitors see it: a chat-only key's app
+    has no business with where the server keeps its files."""
+    return reference if reads_metrics(caller) else model_label(reference)
+
+
 def _timeout(state: ServerState, agent: str) -> float:
     served = state.agents.get(agent)
     if served is None:

@@ -42,7 +42,7 @@ ConvId = Annotated[str, Path(max_length=100)]
 @router.get("/agents", response_model=AgentList)
 def chat_agents(state: State, caller: Reader) -> AgentList:
     """Agents whose chat this caller may open (public ones without a key)."""
-    return AgentList(data=[api.agent_out(state, n, caller.anonymous) for n, s in state.agents.items()
+    return AgentList(data=[api.agent_out(state, n, caller) for n, s in state.agents.items()
                            if caller.allows(s)])
 
 

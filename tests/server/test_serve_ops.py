@@ -76,6 +76,27 @@ def test_readyz_and_status_hide_model_paths(serve, agents_dir: Path, tmp_path: P
     assert all(str(tmp_path) not in a["model"] for a in chat)  # the anonymous chat's list too
 
 
+def test_a_chat_only_key_sees_no_server_path_in_agents_or_runs(serve, agents_dir: Path, tmp_path: Path,
+                                                                api_key) -> None:
+    """`slow` runs ``scripted:/.../slow.yaml``: /v1/agents and /v1/runs gave that path to any key, a chat-only
+    (``user``) key's app included; it sees what anonymous visitors see. Keys that may read metrics (a
+    developer's, an operator's) still see it whole."""
+    server = serve()
+    chat_only, developer = api_key("app", scope="user"), api_key("dev")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {chat_only}"}, timeout=30) as http:
+        conv = http.post("/v1/conversations", json={"agent": "slow"}).json()["id"]
+        run = http.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"}).json()["run_id"]
+        seen = [a["model"] for a in http.get("/v1/agents").json()["data"] if a["name"] == "slow"]
+        seen += [http.get("/v1/agents/slow").json()["model"], http.get(f"/v1/runs/{run}").json()["model"]]
+        seen += [r["model"] for r in http.get("/v1/runs").json()["data"]]
+    assert seen == ["scripted:slow.yaml"] * 4, seen
+    whole = f"scripted:{tmp_path / 'slow.yaml'}"
+    assert httpx.get(f"{server.url}/v1/agents/slow", headers={"Authorization": f"Bearer {developer}"}
+                     ).json()["model"] == whole
+    operator = {"Authorization": f"Bearer {api_key('ops', scope='operator')}"}  # may read everyone's runs
+    assert httpx.get(f"{server.url}/v1/runs/{run}", headers=operator).json()["model"] == whole
+
+
 def test_a_missing_model_file_is_not_hidden_by_another_of_the_same_name(serve, agents_dir: Path, tmp_path: Path,
                                                                          api_key) -> None:
     """Models are shown by their file's name: with model.gguf in two projects, the later one's entry replaced
