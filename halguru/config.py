@@ -140,14 +140,20 @@ def config_items() -> list[tuple[str, Any, str]]:
     settings, data = get_settings(), read_config_file()
     items = []
     for key in Settings.model_fields:
-        env = f"HALGURU_{key.upper()}"
-        source = (f"env {env}" if env in os.environ else str(config_path()) if key in data and key != "home"
-                  else "default")
+        env = _variable_for(key)
+        source = (f"env {env}" if env else str(config_path()) if key in data and key != "home" else "default")
         value = getattr(settings, key)
         if value is None and key in ("db_path", "knowledge_path"):  # the path used, not a dash
             value = settings.database if key == "db_path" else settings.home / "knowledge"
         items.append((key, shown(key, value), source))
     return items
+
+
+def _variable_for(key: str) -> str | None:
+    """The environment variable that sets ``key``, read as the settings read it (pydantic-settings: any case;
+    an empty one, ``HALGURU_RUN_LEASE=``, is unset), or None."""
+    wanted = f"HALGURU_{key.upper()}"
+    return next((name for name, value in os.environ.items() if name.upper() == wanted and value != ""), None)
 
 
 def shown(key: str, value: Any) -> Any:

@@ -117,6 +117,25 @@ def test_environment_wins_over_the_config_file(cli, halguru_home, monkeypatch):
     assert "env HALGURU_RUN_LEASE" in row
 
 
+def test_an_empty_variable_is_not_named_as_the_source(cli, halguru_home, monkeypatch):
+    """``HALGURU_RUN_LEASE=`` counts as unset (the value shown was the file's), but config show said
+    ``(env HALGURU_RUN_LEASE)``; a variable spelt in lower case is read (pydantic-settings) and named."""
+    from halguru.config import reset_settings
+
+    cli("config", "set", "run_lease", "60")
+    for name in ("HALGURU_RUN_LEASE", "HALGURU_DB_PATH", "HALGURU_DEFAULT_MODEL"):
+        monkeypatch.setenv(name, "")
+    reset_settings()
+    rows = {line.split()[0]: line for line in cli("config", "show").stdout.splitlines() if line.strip()}
+    assert rows["run_lease"].endswith(f"60.0  ({halguru_home / 'config.toml'})"), rows["run_lease"]
+    assert rows["db_path"].endswith(f"{halguru_home / 'halguru.db'}  (default)"), rows["db_path"]
+    assert rows["default_model"].endswith("smollm2  (default)"), rows["default_model"]
+    monkeypatch.setenv("halguru_default_model", "scripted")
+    reset_settings()
+    [row] = [line for line in cli("config", "show").stdout.splitlines() if line.startswith("default_model")]
+    assert row.endswith("scripted  (env halguru_default_model)"), row
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("config", "set", "llama_n_ctx", "lots"), "Error: invalid value 'lots' for llama_n_ctx: "),
     (("config", "set", "run_lease", "0"), "Error: invalid value '0' for run_lease: "),
