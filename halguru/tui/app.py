@@ -15,6 +15,7 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Static, TextArea, Tree
 from textual.worker import Worker
@@ -177,6 +178,12 @@ class DevApp(PauseActions):
             parts.append(f"reloaded ×{self.reloads}")
         self.query_one("#status", Static).update(Text(" · ".join(parts)))
         self.query_one(KeyBar).refresh_keys()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast, shown as plain text by default: what the app says quotes outside text (an exception's
+        message, a path, a name), and a bracket in it (pydantic's ``[type=int_parsing, ...]``) is not markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def refresh_sidebar(self) -> None:
         self.query_one(RunsPanel).refresh_runs()

@@ -76,7 +76,7 @@ class EditScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text} — Ctrl+S to keep, Esc to cancel")
+            yield Label(Text(f"{self.title_text} — Ctrl+S to keep, Esc to cancel"))
             yield TextArea(self.text, id="editor")
             yield Static("", id="error")
 
@@ -85,7 +85,7 @@ class EditScreen(ModalScreen[str | None]):
         if self.validate is not None:
             problem = self.validate(text)
             if problem:
-                self.query_one("#error", Static).update(problem)
+                self.query_one("#error", Static).update(Text(problem))  # plain: it may quote brackets
                 return
         self.dismiss(text)
 
@@ -170,11 +170,11 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             if m is not None and m < 1:
                 raise ValueError("max tokens must be at least 1")
         except ValueError as exc:
-            self.query_one("#error", Static).update(f"{exc}")
+            self.query_one("#error", Static).update(Text(str(exc)))  # plain: it quotes what was typed
             return
         problem = model_problem(model) if model or not self.per_agent else None
         if problem:
-            self.query_one("#error", Static).update(problem)
+            self.query_one("#error", Static).update(Text(problem))
             return
         self.dismiss({"model": model, "temperature": t, "max_tokens": m})
 
@@ -227,7 +227,7 @@ class CompareScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text} — Esc to close")
+            yield Label(Text(f"{self.title_text} — Esc to close"))
             with Horizontal():
                 yield TextArea(self.left, read_only=True, id="left")
                 yield TextArea(self.right, read_only=True, id="right")

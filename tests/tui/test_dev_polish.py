@@ -440,3 +440,49 @@ async def test_a_run_that_fails_midway_keeps_what_it_did(calc_agent: Path) -> No
         shown = labels(app.query_one(TraceTree))
         assert shown[0].startswith("run run_x") and any(s.startswith("model_call") for s in shown)
         assert shown[-1] == "error the store went away" and "error: the store went away" in chat_text(app)
+
+
+# -- outside text is shown as it is ---------------------------------------------------------------------------
+
+
+async def test_a_reload_error_with_brackets_is_shown_and_the_debugger_keeps_running(calc_agent: Path) -> None:
+    """pydantic's ``[type=int_parsing, input_value='ten', ...]`` is not markup: the toast shows it, no crash."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        (calc_agent / "tools.py").write_text(
+            "from pydantic import BaseModel\nfrom halguru import tool\n\n"
+            "class Settings(BaseModel):\n    timeout: int = 10\n\nsettings = Settings(timeout='ten')\n\n"
+            "@tool\ndef add(a: int, b: int) -> int:\n    'Add two numbers.'\n    return a + b\n")
+        await app.reload()  # what saving the file does
+        await pilot.pause(0.2)  # the toast is drawn
+        assert app.reload_error is not None and "input_value='ten'" in app.reload_error
+        assert any("input_value='ten'" in str(toast.render()) for toast in app.screen.query("Toast"))
+        assert "[reload failed]" in str(app.query_one("#status").render())
+        (calc_agent / "tools.py").write_text(
+            "from halguru import tool\n\n@tool\ndef add(a: int, b: int) -> int:\n    'Add.'\n    return a + b\n")
+        (calc_agent / "agent.yaml").write_text("name: calc\nmodel: scripted\ntools: [add, '[/x]']\n")
+        await app.reload()
+        await pilot.pause(0.2)
+        assert "[/x]" in app.reload_error
+        await type_and_send(pilot, "still here")  # the previous version keeps answering
+        await wait_for(pilot, lambda: app.last_answer == "You said: still here")
+
+
+async def test_ctrl_o_shows_an_error_that_quotes_brackets(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        temperature = app.screen.query_one("#temperature", Input)
+        temperature.value = "scripted:[/x].yaml"
+        temperature.focus()
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, SettingsScreen)
+        assert "'scripted:[/x].yaml'" in str(app.screen.query_one("#error", Static).render())
+        model = app.screen.query_one("#model", Input)
+        temperature.value, model.value = "", "[/x]"
+        model.focus()
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert "[/x]" in str(app.screen.query_one("#error", Static).render())
