@@ -93,6 +93,7 @@ async def run(
     ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
                                 Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
                                 sampling, resume)
+    book.suspended_before = ctx.hooks.suspended()  # hooks outlive a run (a debugger's): only this run's pauses count
     ctx.trace.observe = telemetry.observer(driver.kind if driver is not None else None)
     await book.begin(conversation)
     trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
@@ -162,6 +163,7 @@ class _Book:
     ctx: RunContext = field(init=False)
     outcome: RunOutcome = field(default_factory=RunOutcome)
     started: float = field(default_factory=time.perf_counter)
+    suspended_before: float = 0.0  # seconds the hooks had spent suspended when this run started
     partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
     writing: threading.Lock = field(default_factory=threading.Lock)  # held while a checkpoint is written
 
@@ -295,7 +297,8 @@ class _Book:
                 messages.append(Message(role="assistant", content=output))
         event = self.ctx.trace(RunFinished(
             status=status, output=output, error=error,  # time suspended at breakpoints is not the run's
-            duration_ms=(time.perf_counter() - self.started - self.ctx.hooks.suspended()) * 1000,
+            duration_ms=(time.perf_counter() - self.started - (self.ctx.hooks.suspended() - self.suspended_before))
+            * 1000,
             **self.ctx.totals.state()))
         if self.store is not None:
             with self.writing:  # after a checkpoint still being written (a run cut during the write)

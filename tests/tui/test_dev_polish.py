@@ -13,6 +13,7 @@ from textual.widgets import Input, OptionList, Select, Static, TextArea
 
 from halguru.agents.runtime import run_to_result
 from halguru.models.scripted import ScriptedModel
+from halguru.store import open_store
 from halguru.tui.app import KEYS, DevApp
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsSidebar
@@ -175,6 +176,26 @@ async def test_durations_leave_out_the_time_paused_at_a_breakpoint(calc_agent: P
     # with both pauses the run would take nearly all of the wall time
     assert result.duration_ms < 600 and done.duration_ms < wall_ms - 1000
     assert recorded.duration_ms == done.duration_ms
+
+
+async def test_a_run_after_a_paused_one_keeps_its_own_duration(calc_agent: Path) -> None:
+    """The debugger's breakpoints serve every run of the session: a run leaves out only its own pauses."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.pause is not None)
+        await asyncio.sleep(0.8)
+        await pilot.press("f2", "f5")
+        await wait_for(pilot, lambda: app.last_answer == "You said: one")
+        first = app.stored.id
+        began = time.monotonic()
+        await type_and_send(pilot, "two")
+        await wait_for(pilot, lambda: app.last_answer == "You said: two")
+        wall_ms = (time.monotonic() - began) * 1000
+    assert app.stored.id != first
+    stored = next(e for e in open_store().get_events(app.stored.id) if e["type"] == "run_finished")
+    assert 0 <= stored["duration_ms"] <= wall_ms  # not minus the 0.8 s the first run sat at its breakpoint
 
 
 async def test_the_inspector_clears_when_a_new_run_fails(calc_agent: Path) -> None:
