@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.live import Live
-from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
 
 from halguru.agents.describe import clip, note, short_args
 from halguru.agents.events import ModelResult, RunFinished, Token
 from halguru.agents.session import ChatSession
+from halguru.cli.markdown_stream import MarkdownStream
 from halguru.cli.render import trace_tree
 from halguru.cli.table import stdout_console
 from halguru.errors import HalguruError
@@ -123,34 +122,32 @@ class ChatRepl:
             raise
 
     async def _answer(self, text: str) -> None:
-        live: Live | None = None
-        buffer = ""
+        stream: MarkdownStream | None = None
+        streamed = False  # piped: whether the raw answer was written (it ends with a line break)
         interactive = self.console.is_terminal
 
-        def close_live() -> None:
-            nonlocal live, buffer
-            if live is not None:
-                live.stop()
-                live = None
-            elif buffer and not interactive:
+        def close_stream() -> None:
+            nonlocal stream, streamed
+            if stream is not None:
+                stream.close()
+                stream = None
+            elif streamed:
                 self.console.file.write("\n")
-            buffer = ""
+            streamed = False
 
         try:
             async for event in self.session.send(text):
                 if isinstance(event, Token):
-                    buffer += printable(event.text) if interactive else event.text  # no escape reaches a terminal
                     if interactive:
-                        if live is None:
-                            live = Live(Markdown(buffer), console=self.console, refresh_per_second=12,
-                                        vertical_overflow="visible")
-                            live.start()
-                        live.update(Markdown(buffer))
+                        if stream is None:
+                            stream = MarkdownStream(self.console)
+                        stream.write(printable(event.text))  # no escape reaches a terminal
                     else:
                         self.console.file.write(event.text)
                         self.console.file.flush()
+                        streamed = streamed or bool(event.text)
                 elif isinstance(event, ModelResult | RunFinished):
-                    close_live()
+                    close_stream()
                     if (line := note(event)) is not None:  # an answer cut at max_tokens says so
                         self.console.print(line)
                     if isinstance(event, RunFinished) and event.status == "paused":
@@ -158,10 +155,10 @@ class ChatRepl:
                                            f"{event.run_id}` or `halguru runs reject {event.run_id} --reason "
                                            "TEXT`; this conversation waits until then.[/]")
                 elif (line := note(event)) is not None:
-                    close_live()
+                    close_stream()
                     self.console.print(line)
         finally:
-            close_live()
+            close_stream()
 
     def command(self, line: str) -> str | None:
         name, _, arg = line.partition(" ")
