@@ -604,6 +604,29 @@ def test_logs_replay_says_whether_a_run_is_reproduced(cli, write_agent):
                     "outcome": "identical answer, event for event"}
 
 
+def test_logs_replay_of_an_approval_continuation_gives_each_call_its_own_result(cli, write_agent):
+    """The approved call's result (recorded before the continuation's first model call) went to the next call:
+    `calculator · saved groceries`, flagged as a bug."""
+    import json as json_
+
+    folder = write_agent("name: ap\nmodel: scripted:s1.yaml\ntools: [save_note, calculator]\napprovals: [save_note]\n",
+                         "from halguru import tool\n\n@tool\ndef save_note(title: str) -> str:\n"
+                         "    'Save a note.'\n    return f'saved {title}'\n", name="ap")
+    (folder / "s1.yaml").write_text("- tool_calls: [{name: save_note, arguments: {title: groceries}}]\n")
+    (folder / "s2.yaml").write_text('- tool_calls: [{name: calculator, arguments: {expression: "2+2"}}]\n'
+                                    '- "done: 4"\n')
+    cli("run", str(folder), "save a note then add", code=3)  # paused for the approval
+    paused = json_.loads(cli("logs", "--agent", "ap", "--json").output)[0]["id"]
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("s1.yaml", "s2.yaml"))
+    cli("runs", "approve", paused)
+    continued = json_.loads(cli("logs", "--agent", "ap", "--json").output)[0]
+    assert continued["output"] == "done: 4"
+    out = cli("logs", "replay", continued["id"]).output
+    assert out.startswith(f"replay of {continued['id']}: identical answer"), out
+    assert "no known reason" not in out and "saved groceries" not in out.split("Event trees")[0], out
+    assert "+tool_result calculator" not in out
+
+
 def test_logs_replay_of_a_cancelled_run_says_only_why_it_cannot_be_replayed(cli, write_agent):
     """It printed the reason, then a diff of what the replay did past the cut ("unknown tool 'slow'",
     "max_steps", "run_finished limited") as if those were findings."""

@@ -9,6 +9,7 @@ agent and model; ``compare_runs`` diffs the two answers and event trees.
 from __future__ import annotations
 
 import difflib
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,7 +119,15 @@ class ReplayHooks(RunHooks):
     exact_prompts: bool = True
     history: list[Message] = field(default_factory=list)
     model_position: int = 0
-    tool_position: int = 0
+    by_call: dict[str, deque[ToolResult]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # By call id, not in order: a continuation's first result is the approved call's, which came before its
+        # first model call (where a replay starts), and a fork's live calls get none. A queue per id: some
+        # models number their calls afresh each turn.
+        self.by_call = {}
+        for result in self.results:
+            self.by_call.setdefault(result.call_id, deque()).append(result)
 
     async def before_model_call(self, request: ModelRequest) -> ModelRequest:
         index = self.model_position
@@ -134,10 +143,11 @@ class ReplayHooks(RunHooks):
         return request
 
     async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
-        if self.tool_position >= len(self.results):
+        """The recorded result of this call (the recorded model output gave it its id), or None to run it."""
+        queue = self.by_call.get(call.id)
+        if not queue:
             return None
-        recorded = self.results[self.tool_position]
-        self.tool_position += 1
+        recorded = queue.popleft()
         return recorded.content, recorded.is_error
 
 

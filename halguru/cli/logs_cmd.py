@@ -178,7 +178,8 @@ def replay(
     json_output: bool = typer.Option(False, "--json", help="The outcome as JSON."),
 ) -> None:
     """Replay a stored run from its records (no model or tool is called) and say whether it reproduces the run;
-    exit 0 when the answer is the same, 1 otherwise (as `halguru dev`'s F7, for scripts and CI)."""
+    exit 0 when it does (the same answer, and no event that differs for no known reason), 1 otherwise (as
+    `halguru dev`'s F7, for scripts and CI)."""
     import asyncio
 
     from halguru.agents.replay import compare_runs, load_run

@@ -140,10 +140,12 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
 
 
 def verdict(same_answer: bool, why: Explanation) -> tuple[str, bool]:
-    """A replay's outcome in one line, and whether it reproduced the run's answer (`halguru dev`'s F7 and
-    `halguru logs replay` say the same)."""
+    """A replay's outcome in one line, and whether it reproduced the run: its answer, and no event that differs
+    for no known reason (`halguru dev`'s F7 and `halguru logs replay` say the same)."""
     if why.failed:  # no answer to compare: say why, not "identical answer" of two empty ones
         return f"cannot be replayed: {why.failed}", False
     line = ("identical answer" if same_answer else "the answer DIFFERS") + (
         ", event for event" if why.identical else f", {why.count} event(s) differ")
-    return line, same_answer
+    if why.unexplained:  # the same answer by other means is no reproduction: the diff lists what went wrong
+        line += ", some for no known reason"
+    return line, same_answer and not why.unexplained

@@ -507,3 +507,13 @@ async def test_ctrl_o_shows_an_error_that_quotes_brackets(calc_agent: Path) -> N
         await pilot.press("enter")
         await pilot.pause(0.2)
         assert "[/x]" in str(app.screen.query_one("#error", Static).render())
+
+
+def test_a_replay_that_differs_for_no_known_reason_is_not_a_reproduction() -> None:
+    """`halguru logs replay` exited 0 ("identical answer") on a replay that gave a call another call's result."""
+    from halguru.tui.replaying import Explanation, verdict
+
+    why = Explanation(unexplained=["-tool_result calculator · 4", "+tool_result calculator · saved groceries"], count=2)
+    assert verdict(True, why) == ("identical answer, 2 event(s) differ, some for no known reason", False)
+    assert verdict(True, Explanation(reasons=["3 checkpoint(s) missing: ..."], count=3)) == (
+        "identical answer, 3 event(s) differ", True)
