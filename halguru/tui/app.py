@@ -310,6 +310,11 @@ class DevApp(PauseActions):
                         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
                     if chat is not None and not parent_of(event):
                         self.conversation_id = event.conversation_id
+                        # The open run is this one from its start: paused at a breakpoint, the status line, Ctrl+S
+                        # and F7 name it, not the previous run
+                        with suppress(HalguruError):  # not in the store: the error comes with the run's end
+                            self.stored = StoredRun(self.store.get_run(event.run_id), events)
+                            self.refresh_status()
                 elif isinstance(event, NOTICES) and chat is not None:
                     shown = note(event)
                     if shown:
@@ -399,10 +404,18 @@ class DevApp(PauseActions):
         if self.stored is None:
             self.notify("no run to export yet", severity="warning")
             return
+        if self.run_worker_ is not None and self.run_worker_.is_running and self.stored.events is self.last_events:
+            self.notify(f"{self.stored.id} has not finished: export it once it has (F5 continues a paused run)",
+                        severity="warning")
+            return
         from halguru.atomic import write_atomically
         from halguru.testing.export import run_to_test_yaml
 
-        stored = load_run(self.store, self.stored.id)
+        try:
+            stored = load_run(self.store, self.stored.id)
+        except HalguruError as exc:  # deleted meanwhile (`halguru logs prune`): said, the debugger goes on
+            self.notify(str(exc), severity="error")
+            return
         json_path = self.export_dir / f"{stored.id}.json"
         test_path = self.export_dir / f"{stored.id}.test.yaml"
         if test_path.exists():  # a test you may have edited is kept, as `halguru logs export` keeps it

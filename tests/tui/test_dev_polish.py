@@ -198,6 +198,31 @@ async def test_a_run_after_a_paused_one_keeps_its_own_duration(calc_agent: Path)
     assert 0 <= stored["duration_ms"] <= wall_ms  # not minus the 0.8 s the first run sat at its breakpoint
 
 
+async def test_the_status_line_names_the_run_paused_at_a_breakpoint(calc_agent: Path, tmp_path: Path) -> None:
+    """It named the previous run until the paused one ended, so Ctrl+S exported that one."""
+    model = ScriptedModel(["Hello.", {"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "Done."])
+    app = DevApp(calc_agent, model=model, watch=False, export_dir=tmp_path)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: app.last_answer == "Hello.")
+        previous = app.stored.id
+        await pilot.press("f3")
+        await type_and_send(pilot, "add 2 and 3")
+        await wait_for(pilot, lambda: app.pause is not None)
+        current = app.last_events[0].run_id
+        assert current != previous
+        status = str(app.query_one("#status").render())
+        assert f"run {current}" in status and previous not in status
+        await pilot.press("ctrl+s")  # this run, which has not finished: not the previous one
+        await pilot.pause()
+        assert not list(tmp_path.glob("*.json"))
+        await pilot.press("f3", "f5")
+        await wait_for(pilot, lambda: app.last_answer == "Done.")
+        assert f"run {current}" in str(app.query_one("#status").render())
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: (tmp_path / f"{current}.json").exists())
+
+
 async def test_the_inspector_clears_when_a_new_run_fails(calc_agent: Path) -> None:
     app = DevApp(calc_agent, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
