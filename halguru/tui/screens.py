@@ -100,7 +100,10 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     an unknown name, or a model file that is not there, is an error on the screen. Enter applies.
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "cancel"),
+        # in the model field (the list has its own): ↑/↓ pick from the list while typing stays possible
+        Binding("up", "pick(-1)", "previous model", show=False), Binding("down", "pick(1)", "next model", show=False)]
     DEFAULT_CSS = """
     SettingsScreen { align: center middle; }
     SettingsScreen > Vertical { width: 72; height: auto; max-height: 100%; border: thick $primary;
@@ -140,7 +143,17 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             options.highlighted = options.get_option_index(self.values[0])
         except OptionDoesNotExist:
             options.highlighted = None
-        options.focus()
+        self.query_one("#model", Input).focus()  # what is typed goes to the field (the list ignored it)
+
+    def action_pick(self, step: int) -> None:
+        """↑/↓ in the model field: the previous or next listed model."""
+        options = self.query_one("#models", OptionList)
+        if self.focused is not self.query_one("#model", Input) or not options.option_count:
+            return
+        if options.highlighted is None:
+            options.highlighted = 0 if step > 0 else options.option_count - 1
+        else:
+            options.highlighted = max(0, min(options.option_count - 1, options.highlighted + step))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.query_one("#model", Input).value = event.option.id or ""

@@ -308,6 +308,31 @@ async def test_ctrl_o_lists_the_models_and_checks_the_choice(calc_agent: Path) -
         assert app.model_name == "scripted"
 
 
+async def test_ctrl_o_takes_a_typed_model_and_arrows_still_pick_from_the_list(calc_agent: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The dialog opened on the list: what was typed went nowhere, and Enter applied the old model."""
+    (tmp_path / "s3.yaml").write_text("- Scripted three.\n")
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        model = app.screen.query_one("#model", Input)
+        assert model.has_focus
+        listed = [o.id for o in app.screen.query_one("#models", OptionList).options]
+        at = listed.index("scripted")
+        away, back = ("up", "down") if at > 0 else ("down", "up")
+        await pilot.press(away)  # ↑/↓ pick a listed model, from the field
+        assert model.value == listed[at - 1 if at > 0 else at + 1]
+        await pilot.press(back)
+        assert model.value == "scripted"
+        model.value = ""
+        await pilot.press(*f"scripted:{tmp_path / 's3.yaml'}", "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        assert app.model_name == f"scripted:{tmp_path / 's3.yaml'}"
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: app.last_answer == "Scripted three.")
+
+
 # -- the sidebar -------------------------------------------------------------------------------------------
 
 
