@@ -627,6 +627,36 @@ def test_logs_replay_of_an_approval_continuation_gives_each_call_its_own_result(
     assert "+tool_result calculator" not in out
 
 
+def test_logs_replay_of_parallel_workflow_steps_differs_only_by_its_checkpoints(cli, write_agent):
+    """The README's triage workflow: `tech` was skipped while `order`'s tool ran; replayed, the tool's result comes
+    at once and the skip after it. That is scheduling, and it was reported as "a bug" (exit 1)."""
+    import json as json_
+
+    (write_agent("name: classifier\nmodel: scripted:c.yaml\n", name="classifier") / "c.yaml").write_text(
+        "- '{\"category\": \"billing\", \"order_id\": 7}'\n")
+    write_agent("name: tech\nmodel: scripted\n", name="tech")
+    write_agent("name: writer\nmodel: scripted\n", name="writer")
+    folder = write_agent(
+        "name: triage\ntools: [lookup_order]\nworkflow:\n  steps:\n"
+        "    - {id: classify, agent: ../classifier, output: {type: object, properties: {category: {enum: [billing, "
+        "tech]}, order_id: {type: integer}}, required: [category, order_id]}}\n"
+        "    - {id: billing, condition: \"steps.classify.output.category == 'billing'\"}\n"
+        "    - {id: order, tool: lookup_order, when: '{{ steps.billing.output }}', "
+        "args: {order_id: '{{ steps.classify.output.order_id }}'}}\n"
+        "    - {id: tech, agent: ../tech, needs: [billing], when: not steps.billing.output}\n"
+        "    - {id: reply, agent: ../writer, needs: [order, tech], input: 'Order: {{ steps.order.output }}'}\n"
+        "  output: '{{ steps.reply.output }}'\n  max_parallel: 4\n",
+        "import time\nfrom halguru import tool\n\n@tool\ndef lookup_order(order_id: int) -> dict:\n"
+        "    'Look up an order.'\n    time.sleep(0.3)\n    return {'order_id': order_id, 'status': 'refunded'}\n",
+        name="triage")
+    cli("run", str(folder), "Where is my refund for order 7?")
+    run = json_.loads(cli("logs", "--agent", "triage", "--json").output)[0]
+    assert run["status"] == "ok"
+    out = cli("logs", "replay", run["id"]).output
+    assert out.startswith(f"replay of {run['id']}: identical answer, 5 event(s) differ\n"), out
+    assert "checkpoint(s) missing" in out and "no known reason" not in out, out
+
+
 def test_logs_replay_of_a_cancelled_run_says_only_why_it_cannot_be_replayed(cli, write_agent):
     """It printed the reason, then a diff of what the replay did past the cut ("unknown tool 'slow'",
     "max_steps", "run_finished limited") as if those were findings."""

@@ -25,6 +25,7 @@ from halguru.agents.events import (
     Event,
     Handoff,
     RunFinished,
+    RunStarted,
     StepFinished,
     StepStarted,
     Token,
@@ -116,6 +117,40 @@ def _failure(recorded: list[Event], replayed: list[Event], driven: bool) -> str:
     return f"the replay failed ({clip(again.error or '', 160)})"
 
 
+def _branches(events: list[Event]) -> dict[str, list[str]]:
+    """The event lines of each workflow step (its own events, its agent's sub-run, its tool call), in order, and
+    the run's other events under "". Steps that run side by side interleave as their tasks happen to be scheduled
+    (a skipped step can come before or after a parallel tool's result), so only the order within a branch is the
+    run's; a run without steps is one branch, compared in order."""
+    steps = {e.step_id for e in events if isinstance(e, StepStarted | StepFinished) and not parent_of(e)}
+    agent_steps: list[StepStarted] = []  # started, their sub-run not seen yet
+    sub_runs: dict[str, str] = {}  # sub-run id -> its step
+    out: dict[str, list[str]] = {"": []}
+    for e in events:
+        branch = ""
+        if isinstance(e, StepStarted | StepFinished) and not parent_of(e):
+            branch = e.step_id
+            if isinstance(e, StepStarted) and e.kind == "agent":
+                agent_steps.append(e)
+        elif parent_of(e):
+            if e.run_id not in sub_runs:
+                if parent_of(e) in sub_runs:  # asked by a step's agent: that step's
+                    sub_runs[e.run_id] = sub_runs[parent_of(e)]
+                elif isinstance(e, RunStarted):  # the sub-run of the first started step with its agent
+                    step = next((s for s in agent_steps if s.name == e.agent), None)
+                    if step is not None:
+                        agent_steps.remove(step)
+                        sub_runs[e.run_id] = step.step_id
+            branch = sub_runs.get(e.run_id, "")
+        elif isinstance(e, ToolCall | ToolResult | ApprovalRequested | ApprovalApproved | ApprovalRejected) \
+                and e.call_id in steps:  # a tool step's call is named after the step
+            branch = e.call_id
+        elif isinstance(e, Checkpoint) and e.label.startswith("step ") and e.label.split()[1] in steps:
+            branch = e.label.split()[1]
+        out.setdefault(branch, []).append(event_line(e))
+    return out
+
+
 def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
     """Compare a recorded run with its replay event by event (ids, times and token counts aside)."""
     out = Explanation()
@@ -129,9 +164,11 @@ def explain(recorded: list[Event], replayed: list[Event]) -> Explanation:
             out.reasons.append(template.format(n=missing, runs=max(runs, 0)))
             out.count += missing
     explained = {kind for kind in REASONS if kinds[kind] > again[kind]}
-    kept_l = [event_line(e) for e in recorded if not isinstance(e, Token) and _kind(e, decided) not in explained]
-    kept_r = [event_line(e) for e in replayed if not isinstance(e, Token) and _kind(e, decided) not in explained]
-    rest = [line for line in difflib.unified_diff(kept_l, kept_r, "recorded", "replay", lineterm="", n=0)
+    kept_l = _branches([e for e in recorded if not isinstance(e, Token) and _kind(e, decided) not in explained])
+    kept_r = _branches([e for e in replayed if not isinstance(e, Token) and _kind(e, decided) not in explained])
+    rest = [line for branch in {**kept_l, **kept_r}
+            for line in difflib.unified_diff(kept_l.get(branch, []), kept_r.get(branch, []), "recorded", "replay",
+                                             lineterm="", n=0)
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     out.count += len(rest)
     out.failed = _failure(recorded, replayed, driven=any(isinstance(e, StepStarted) for e in replayed))
