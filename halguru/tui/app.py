@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Static, TextArea, Tree
+from textual.widgets import Static, TextArea, Tree
 from textual.worker import Worker
 
 from halguru.agents.describe import detail, note, parent_of
@@ -43,7 +43,7 @@ from halguru.tui.pausing import PauseActions
 from halguru.tui.replaying import explain, verdict
 from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
-from halguru.tui.widgets import ChatPane, Key, KeyBar, TraceTree
+from halguru.tui.widgets import ChatPane, Key, KeyBar, MessageBox, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
 QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before the app exits
@@ -121,7 +121,7 @@ class DevApp(PauseActions):
             with Vertical(id="chat"):
                 yield ChatPane(id="messages")
                 yield Static("", id="pausebar")
-                yield Input(placeholder="Message the agent", id="prompt")
+                yield MessageBox(placeholder="Message the agent", id="prompt")
             with Vertical(id="debug"):
                 yield TraceTree(id="trace")
                 yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
@@ -150,12 +150,12 @@ class DevApp(PauseActions):
         self.refresh_status()
         self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)
         if self.agent is None:  # a stored run without its project: nothing to chat with, the trace gets the room
-            self.query_one("#prompt", Input).disabled = True
+            self.query_one("#prompt", MessageBox).disabled = True
             self.screen.add_class("nochat")
         if self.stored is not None:
             self.open_stored(self.stored)
         else:
-            self.query_one("#prompt", Input).focus()
+            self.query_one("#prompt", MessageBox).focus()
         if self.watching:
             self.watch_project()
 
@@ -205,14 +205,14 @@ class DevApp(PauseActions):
             yield SystemCommand(name, help_text, action)
 
     # -- chat and live runs -------------------------------------------------
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_message_box_submitted(self, event: MessageBox.Submitted) -> None:
         text = event.value.strip()
-        if not text or event.input.id != "prompt":
+        if not text:
             return
         if self.run_worker_ is not None and self.run_worker_.is_running:
             self.notify("a run is in progress: wait, or continue it if paused", severity="warning")
             return
-        event.input.value = ""
+        event.box.value = ""
         self.query_one(ChatPane).add_user(text)
         self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)
 
@@ -461,7 +461,7 @@ class DevApp(PauseActions):
         if self.screen.has_class("zoomed"):
             self.query_one(TraceTree).focus()
         elif self.agent is not None:
-            self.query_one("#prompt", Input).focus()
+            self.query_one("#prompt", MessageBox).focus()
         self.refresh_status()
 
     def action_new_conversation(self) -> None:

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.geometry import Size
+from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown, Static, Tree
+from textual.widgets import Markdown, Static, TextArea, Tree
 from textual.widgets.tree import TreeNode
 
 from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, describe, ms, parent_of
@@ -210,6 +212,42 @@ class TraceTree(Tree[Event]):
 
 def _offers_handoffs(call: ModelCall) -> bool:
     return any(name.startswith("handoff_to_") for name in call.tools)
+
+
+class MessageBox(TextArea):
+    """The message box. Enter sends; a pasted block keeps all its lines and is one message (as in `halguru
+    chat`): a one-line input kept only a paste's first line and dropped the rest unsaid. It grows with what it
+    holds, up to a few lines."""
+
+    DEFAULT_CSS = """
+    MessageBox { height: auto; max-height: 8; }
+    """
+
+    @dataclass
+    class Submitted(Message):
+        box: MessageBox
+        value: str
+
+    def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
+                         placeholder=placeholder, highlight_cursor_line=False)
+
+    @property
+    def value(self) -> str:
+        return self.text
+
+    @value.setter
+    def value(self, text: str) -> None:
+        self.text = text
+        self.move_cursor(self.document.end)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":  # typed Enter sends; the line breaks of a paste arrive as one Paste event
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        await super()._on_key(event)
 
 
 class ChatPane(VerticalScroll):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, TextArea
+from textual.widgets import TextArea
 from textual.worker import WorkerCancelled
 
 from halguru.agents.replay import load_run
@@ -16,7 +16,7 @@ from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 from halguru.tui.app import DevApp
 from halguru.tui.screens import EditScreen
-from halguru.tui.widgets import ChatPane, TraceTree
+from halguru.tui.widgets import ChatPane, MessageBox, TraceTree
 
 
 def labels(tree: TraceTree) -> list[str]:
@@ -40,7 +40,7 @@ async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
 
 
 async def type_and_send(pilot, text: str) -> None:
-    prompt = pilot.app.query_one("#prompt", Input)
+    prompt = pilot.app.query_one("#prompt", MessageBox)
     prompt.focus()
     prompt.value = text
     await pilot.press("enter")
@@ -70,6 +70,25 @@ async def test_send_a_message_streams_the_answer_and_fills_the_tree(calc_agent: 
         exported = json.loads((tmp_path / f"{run_id}.json").read_text())
         assert exported["run"]["output"] == "You said: hello there"
         assert "equals: 'You said: hello there'" in (tmp_path / f"{run_id}.test.yaml").read_text()
+
+
+async def test_a_pasted_block_is_sent_whole_as_one_message(calc_agent: Path) -> None:
+    """The one-line input kept a paste's first line: 299 of 300 pasted lines were dropped without a word."""
+    from textual import events
+
+    pasted = "\n".join(f"pasted line {i} " + "x" * 50 for i in range(300))
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.query_one("#prompt", MessageBox)
+        prompt.focus()
+        app.post_message(events.Paste(pasted))  # as the terminal driver passes on a bracketed paste
+        await pilot.pause()
+        assert prompt.value == pasted and not app.last_answer  # the line breaks did not send it
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.last_answer.startswith("You said: pasted line 0"))
+        assert prompt.value == ""
+    sent = open_store().get_run(app.stored.id)["input"]
+    assert sent == pasted
 
 
 async def test_tool_breakpoint_pauses_the_runtime_and_edited_arguments_are_used(calc_agent: Path) -> None:
@@ -129,7 +148,7 @@ async def test_open_stored_run_and_replay_gives_the_identical_answer(calc_agent:
     async with app.run_test(size=(100, 30)) as pilot:
         tree_text = "\n".join(labels(app.query_one(TraceTree)))
         assert "tool_call add" in tree_text and "tool_result add" in tree_text and "finished ok" in tree_text
-        assert app.query_one("#prompt", Input).disabled  # no project: view and replay only
+        assert app.query_one("#prompt", MessageBox).disabled  # no project: view and replay only
         await pilot.press("f7")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CompareScreen")
         assert "identical answer" in str(app.screen.title_text)

@@ -17,7 +17,7 @@ from halguru.store import open_store
 from halguru.tui.app import KEYS, DevApp
 from halguru.tui.screens import CompareScreen, EditScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsSidebar
-from halguru.tui.widgets import ChatPane, KeyBar, TraceTree
+from halguru.tui.widgets import ChatPane, KeyBar, MessageBox, TraceTree
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "agents-templates"
 WORKFLOW_SCRIPT = ['{"category": "order", "order_id": 1001}', "It ships with DHL."]
@@ -42,7 +42,7 @@ async def test_every_key_works_from_the_message_box_and_the_bar_lists_them_all(c
     async with app.run_test(size=(80, 24)) as pilot:
         await type_and_send(pilot, "hi")
         await wait_for(pilot, lambda: app.last_answer == "You said: hi")
-        prompt = app.query_one("#prompt", Input)
+        prompt = app.query_one("#prompt", MessageBox)
         prompt.focus()
         await pilot.press("question_mark")  # a question mark is text in the message box
         assert prompt.value == "?" and not isinstance(app.screen, HelpScreen)

@@ -56,16 +56,14 @@ def test_dev_missing_run_is_one_line(cli_error, calc_agent: Path) -> None:
 
 @pytest.mark.llama
 async def test_real_model_answers_in_the_app(write_agent) -> None:
-    from textual.widgets import Input
-
     from halguru.tui.app import DevApp
-    from halguru.tui.widgets import TraceTree
+    from halguru.tui.widgets import MessageBox, TraceTree
 
     folder = write_agent("name: real\nmodel: smollm2\ninstructions: Answer briefly.\n"
                          "sampling: {temperature: 0, seed: 1}\nlimits: {max_tokens: 24}\n", name="real")
     app = DevApp(folder, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        prompt = app.query_one("#prompt", Input)
+        prompt = app.query_one("#prompt", MessageBox)
         prompt.focus()
         prompt.value = "What is the capital of France?"
         await pilot.press("enter")
