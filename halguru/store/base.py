@@ -296,9 +296,11 @@ class Store(Protocol):
     def user_by_email(self, email: str) -> UserRecord | None: ...
     def list_users(self) -> list[UserRecord]: ...
     def count_users(self, role: str | None = None) -> int: ...
-    def update_user(self, user_id: str, **fields: Any) -> bool:
+    def update_user(self, user_id: str, *, keep_an_admin: bool = False, **fields: Any) -> bool:
         """Set email, name, role, password_hash, email_verified, totp_secret, totp_enabled, disabled or
-        last_login; False for an unknown user, ValueError for an email another user has."""
+        last_login; False for an unknown user, ValueError for an email another user has. ``keep_an_admin``:
+        ``LastAdmin`` (a ValueError; nothing changed) when the user is the last enabled admin, checked in the
+        write's own transaction."""
         ...
     def record_login_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float) -> UserRecord:
         """Count a failed sign-in and lock the account (doubling) from the ``max_failures``-th on."""

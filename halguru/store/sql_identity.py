@@ -47,6 +47,10 @@ def _token(row: Mapping[str, Any]) -> AuthTokenRecord:
     return AuthTokenRecord(**record)  # type: ignore[typeddict-item]
 
 
+class LastAdmin(ValueError):
+    """The change would take the last enabled admin's role or access away (``update_user(keep_an_admin=True)``)."""
+
+
 def _db(value: Any) -> Any:
     """A value as both backends store it (booleans as 0/1)."""
     return int(value) if isinstance(value, bool) else value
@@ -85,8 +89,11 @@ class IdentityMixin(SQLBase):
             ("SELECT count(*) AS n FROM users WHERE role = ?", [role])
         return int(self._rows(sql, params)[0]["n"])
 
-    def update_user(self, user_id: str, **fields: Any) -> bool:
-        """Set some of ``USER_FIELDS``; False for an unknown user (or an email another user has: ValueError)."""
+    def update_user(self, user_id: str, *, keep_an_admin: bool = False, **fields: Any) -> bool:
+        """Set some of ``USER_FIELDS``; False for an unknown user (or an email another user has: ValueError).
+        ``keep_an_admin``: refused with ``LastAdmin`` (nothing changed) when the user is the last enabled admin.
+        That check runs in the write's transaction, one such transaction at a time (the ``user`` lock on
+        PostgreSQL, the single writer on SQLite): two admins demoting each other at once cannot both pass it."""
         unknown = set(fields) - USER_FIELDS
         if unknown or not fields:
             raise ValueError(f"cannot update user fields {sorted(unknown) or 'none'}")
@@ -94,6 +101,13 @@ class IdentityMixin(SQLBase):
             fields["email"] = str(fields["email"]).strip().lower()
         names = sorted(fields)
         with self._tx() as conn:
+            if keep_an_admin:
+                self._lock(conn, "user", "admins")
+                row = conn.execute("SELECT email, role, disabled FROM users WHERE id = ?", (user_id,)).fetchone()
+                if row is not None and row["role"] == "admin" and not row["disabled"] and not conn.execute(
+                        "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?", (user_id,)).fetchone():
+                    raise LastAdmin(f"{row['email'] or user_id} is the last enabled admin; make another user admin "
+                                    "first")
             if fields.get("email"):
                 taken = conn.execute("SELECT id FROM users WHERE email = ? AND id <> ?",
                                      (fields["email"], user_id)).fetchone()

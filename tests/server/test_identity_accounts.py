@@ -3,6 +3,7 @@ recovery codes used once, single-use tokens; and the roles' permission table."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -151,3 +152,44 @@ def test_the_auth_settings_read_durations_and_refuse_bad_values(tmp_path) -> Non
         config.write_text(f"auth:\n  {bad}\n")
         with pytest.raises(HalguruError, match=f"invalid serve setting {where}"):
             load_settings(config)
+
+
+@pytest.mark.parametrize("change", ["demote", "disable"])
+def test_two_admins_removing_each_other_at_once_leave_one_admin(store_factory, change: str) -> None:
+    """Two admins, each in their own process, demote (or disable) the other at the same moment: one change
+    is refused, so the server keeps an enabled admin (both used to pass the check and leave none)."""
+    import threading
+
+    first, second = store_factory(), store_factory()
+    ann = accounts.create_user(first, "ann@example.com", role="admin")
+    bo = accounts.create_user(first, "bo@example.com", role="admin")
+    both_read = threading.Barrier(2)
+    for store in (first, second):  # both read the users before either writes, as concurrent requests may
+        def list_users(read=store.list_users):
+            users = read()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait(timeout=1)
+            return users
+        store.list_users = list_users
+    outcomes: list[str] = []
+
+    def remove(store, user_id: str) -> None:
+        try:
+            if change == "demote":
+                accounts.set_role(store, user_id, "operator")
+            else:
+                accounts.disable_user(store, user_id)
+            outcomes.append("done")
+        except AccountError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=remove, args=(first, bo["id"])),
+               threading.Thread(target=remove, args=(second, ann["id"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert outcomes.count("done") == 1 and any("is the last enabled admin" in o for o in outcomes), outcomes
+    admins = [u for u in (first.get_user(ann["id"]), first.get_user(bo["id"])) if u["role"] == "admin"
+              and not u["disabled"]]
+    assert len(admins) == 1

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from halguru.errors import HalguruError
 from halguru.store.base import Store
 from halguru.store.records import AuthTokenRecord, UserRecord
+from halguru.store.sql_identity import LastAdmin
 from halguru_server.identity.roles import check_role
 
 if TYPE_CHECKING:
@@ -95,22 +96,22 @@ def set_role(store: Store, id_or_email: str, role: str) -> UserRecord:
     except ValueError as exc:
         raise AccountError(str(exc)) from None
     user = find_user(store, id_or_email)
-    if role != "admin":
-        _keep_an_admin(store, user)
     if role != user["role"]:
-        store.update_user(user["id"], role=role)
+        _update_keeping_an_admin(store, user, role=role)
         store.revoke_web_sessions(user["id"])
     return {**user, "role": role}
 
 
-def _keep_an_admin(store: Store, user: UserRecord) -> None:
-    """Refuse to take the last enabled admin's role or access away: nobody could manage users after it (a key
-    made with `keys create --admin` belongs to no user and could, unnoticed, leave a server without one)."""
-    if user["role"] != "admin" or user["disabled"]:
-        return
-    if not any(u["role"] == "admin" and not u["disabled"] and u["id"] != user["id"] for u in store.list_users()):
-        raise AccountError(f"{user['email'] or user['id']} is the last enabled admin; make another user admin "
-                           "first")
+def _update_keeping_an_admin(store: Store, user: UserRecord, **fields: Any) -> None:
+    """Change the user's role or state, refused when it would take the last enabled admin's role or access away:
+    nobody could manage users after it (a key made with `keys create --admin` belongs to no user and could,
+    unnoticed, leave a server without one). The store checks and writes in one transaction, so two admins
+    demoting each other at once cannot both pass the check."""
+    try:
+        store.update_user(user["id"], keep_an_admin=fields.get("role", "admin") != "admin" or bool(
+            fields.get("disabled")), **fields)
+    except LastAdmin as exc:
+        raise AccountError(str(exc)) from None
 
 
 def enforce_2fa_roles(store: Store, settings: AuthSettings) -> int:
@@ -124,9 +125,7 @@ def enforce_2fa_roles(store: Store, settings: AuthSettings) -> int:
 def disable_user(store: Store, id_or_email: str, disabled: bool = True) -> UserRecord:
     """Disable (or enable) a user: a disabled user's sessions are revoked and their keys stop working."""
     user = find_user(store, id_or_email)
-    if disabled:
-        _keep_an_admin(store, user)
-    store.update_user(user["id"], disabled=disabled)
+    _update_keeping_an_admin(store, user, disabled=disabled)
     if disabled:
         store.revoke_web_sessions(user["id"])
     return {**user, "disabled": disabled}
