@@ -22,7 +22,8 @@ async def echo(request: Request) -> Response:
     if request.url.path == "/go-home":
         return RedirectResponse(f"http://127.0.0.1:{request.url.port}/home", status_code=302)
     body = (await request.body()).decode()
-    response = JSONResponse({"path": request.url.path, "query": request.url.query, "body": body,
+    response = JSONResponse({"path": request.url.path, "raw_path": request.scope["raw_path"].decode(),
+                             "query": request.url.query, "body": body,
                              "headers": dict(request.headers)})
     response.set_cookie("app_a", "1")
     response.set_cookie("app_b", "2")
@@ -157,3 +158,21 @@ def test_a_form_post_reaches_an_http_server_upstream_whole(serve, plain_upstream
             assert got.status_code == 200, got.text
             assert got.json() == {"body": "title=hello&body=world", "content-length": "22",
                                   "transfer-encoding": None}
+
+
+def test_the_upstream_gets_the_path_as_sent_below_its_own_path(serve, upstream):
+    """An encoded slash stays one segment, a double slash stays in the path (it was read as a host and dropped,
+    so `//x/y` reached `/y`), the query is kept as sent; dot segments that would climb out of the upstream's
+    own path are refused without reaching it."""
+    server = serve(auth={"proxy": {"upstream": f"{upstream.url}/wiki", "prefix": "/apps/wiki", "role": "user"}})
+    with _signed_in(server, "operator") as client:
+        for sent, arrived in [("/apps/wiki/projects/group%2Fname", "/wiki/projects/group%2Fname"),
+                              ("/apps/wiki//x/y", "/wiki//x/y"), ("/apps/wiki", "/wiki/"),
+                              ("/apps/wiki/caf%C3%A9%20au%20lait", "/wiki/caf%C3%A9%20au%20lait")]:
+            answer = client.get(sent, params={"q": "a&b", "n": "1"})
+            assert answer.status_code == 200, (sent, answer.text)
+            assert (answer.json()["raw_path"], answer.json()["query"]) == (arrived, "q=a%26b&n=1"), sent
+        for climbing in ("/apps/wiki/%2e%2e/admin", "/apps/wiki/a/%2E%2E/%2e%2e/admin", "/apps/wiki/%2e/x"):
+            refused = client.get(httpx.URL(server.url).copy_with(raw_path=climbing.encode()))
+            assert refused.status_code == 400, (climbing, refused.text)
+            assert refused.json()["error"]["type"] == "auth_proxy"

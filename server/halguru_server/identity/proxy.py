@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -79,6 +79,22 @@ def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[
     return out
 
 
+_SAFE = "/%:@!$&'()*+,;=-._~?"  # kept as they are in a path or query (RFC 3986 pchar, and existing %XX escapes)
+
+
+def upstream_path(request: Request, prefix: str) -> bytes | None:
+    """The path below ``prefix`` as the client sent it, still percent-encoded (``a%2Fb`` stays one segment,
+    ``//x`` stays in the path), to go after the upstream's own path; None when a segment is ``.`` or ``..``
+    (also encoded), which would climb out of that path on the upstream."""
+    raw = request.scope.get("raw_path") or quote(request.url.path).encode()
+    rest = raw[len(prefix):] if raw.startswith(prefix.encode()) else None
+    if rest is None or rest[:1] not in (b"", b"/"):  # the prefix was sent encoded: the decoded path's rest
+        rest = quote(request.url.path[len(prefix):]).encode()
+    if any(unquote(segment) in (".", "..") for segment in rest.decode("latin-1").split("/")):
+        return None
+    return quote(rest, safe=_SAFE).encode() or b"/"
+
+
 def _refusal(request: Request, status: int, message: str) -> Response:
     """A browser asking for a page goes to sign-in; anything else gets a one-line JSON error."""
     if status == 401 and request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", ""):
@@ -92,7 +108,8 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
     base = settings.upstream.rstrip("/")
     _check_upstream(base)
     prefix = settings.prefix.rstrip("/")
-    client = httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
+    upstream = httpx.URL(base)
+    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
 
     async def forward(request: Request) -> Response:
         state = request.app.state.halguru
@@ -105,17 +122,21 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
         if request.method not in websessions.SAFE_METHODS and not websessions.same_origin(
                 request, state.settings.trusted_proxies, state.settings.auth.public_url):
             return _refusal(request, 403, "cross-site request refused")
-        path = request.url.path[len(prefix):] or "/"
+        path = upstream_path(request, prefix)
+        if path is None:
+            return _refusal(request, 400, "a path with '.' or '..' segments is not passed on; use the plain path")
+        query = request.scope.get("query_string", b"")
         upstream_request = client.build_request(
-            request.method, path, params=request.url.query, headers=identity_headers(request, user, prefix),
-            content=_body(request) if _has_body(request) else None)
+            request.method, upstream.copy_with(raw_path=upstream.raw_path.rstrip(b"/") + path
+                                               + (b"?" + quote(query, safe=_SAFE).encode() if query else b"")),
+            headers=identity_headers(request, user, prefix), content=_body(request) if _has_body(request) else None)
         try:
-            upstream = await client.send(upstream_request, stream=True)
+            answer = await client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
             return _refusal(request, 502, f"the upstream app at {base} did not answer ({type(exc).__name__})")
-        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                     background=BackgroundTask(upstream.aclose))
-        for key, value in _response_headers(upstream, base, prefix):  # repeated ones (Set-Cookie) kept
+        response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
+                                     background=BackgroundTask(answer.aclose))
+        for key, value in _response_headers(answer, base, prefix):  # repeated ones (Set-Cookie) kept
             response.headers.append(key, value)
         return response
 
