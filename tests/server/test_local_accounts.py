@@ -113,6 +113,10 @@ def test_reset_mails_only_real_accounts_says_the_same_and_signs_out_everywhere(a
         assert not _signed_in(elsewhere, "di@example.com")
         assert sign_in(client, "di@example.com").status_code == 401
         assert sign_in(client, "di@example.com", "a brand new password").status_code == 303
+    user_id = accounts.server.state.store.user_by_email("di@example.com")["id"]
+    resets = [e for e in accounts.server.state.store.list_audit(100) if e["action"] == "auth.password_reset"]
+    assert [(e["actor"], e["target"], e["details"]) for e in resets] == [
+        (f"user:{user_id}", user_id, {"signed_out": "everywhere"})]  # once: the spent link's retry is not
 
 
 def test_lockout_after_n_failures_answers_like_an_unknown_account(accounts_server) -> None:

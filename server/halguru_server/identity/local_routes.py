@@ -341,22 +341,26 @@ async def reset_set(request: Request) -> Response:
         pre = pages.pre_token(request)
         return pages.render("reset_set.html", 400, title="Choose a new password", csrf=pre, token=token,
                             min_password=accounts.MIN_PASSWORD, error=str(exc))
-    done = await asyncio.to_thread(_reset, state, token, password)
-    if not done:
+    user_id = await asyncio.to_thread(_reset, state, token, password)
+    if user_id is None:
         return pages.message("Link not valid", BAD_LINK, links=(("/auth/reset", "Ask for a new link"),),
                              status=400)
+    # by the owner of the mailbox (or whoever reads it): an account taken over this way must leave a trace
+    await asyncio.to_thread(audit.record, request, "auth.password_reset", user_id, {"signed_out": "everywhere"},
+                            actor=f"user:{user_id}")
     return pages.message("Password changed", "Your new password is set, and every browser signed in to this "
                          "account was signed out.", links=(("/auth/login", "Sign in"),))
 
 
-def _reset(state: ServerState, token: str, password: str) -> bool:
-    """Spend the reset token and set the password (the address confirmed, every session signed out)."""
+def _reset(state: ServerState, token: str, password: str) -> str | None:
+    """Spend the reset token and set the password (the address confirmed, every session signed out): the
+    user's id, or None for a link that is not valid."""
     grant = accounts.consume_token(state.store, token, "reset")
     user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
     if user is None or user["disabled"]:
-        return False
+        return None
     accounts.set_password(state.store, user["id"], password)
     state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address
     state.store.unlock_user(user["id"])  # and is how a locked-out owner gets back in without an admin
     websessions.revoke_all(state.store, user["id"])
-    return True
+    return user["id"]
