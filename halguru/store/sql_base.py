@@ -62,13 +62,22 @@ def agent_filter(agent: str | None, agents: Sequence[str] | None,
 
 
 def after_position(after: tuple[float, str] | None, updated: str = "c.updated",
-                   id: str = "c.id") -> tuple[list[str], list[Any]]:
-    """The keyset clause of a listing ordered ``updated DESC, id``: the rows after ``after`` (the last row's
-    ``(updated, id)``). A row bumped or added at the head meanwhile does not shift the rest, as an OFFSET would.
-    The plain ``updated <= ?`` lets both engines start the index scan there instead of filtering from the top."""
+                   id: str = "c.id", *, oldest_first: bool = False) -> tuple[list[str], list[Any]]:
+    """The keyset clause of a listing ordered ``updated DESC, id`` (``oldest_first``: ``updated, id``): the rows
+    after ``after`` (the last row's ``(updated, id)``). A row bumped or added meanwhile does not shift the rest,
+    as an OFFSET would. The plain ``updated <= ?`` (``>=``) lets both engines start the index scan there instead
+    of filtering from the top."""
     if after is None:
         return [], []
-    return [f"{updated} <= ?", f"({updated} < ? OR {id} > ?)"], [after[0], after[0], after[1]]
+    start, beyond = (">=", ">") if oldest_first else ("<=", "<")
+    return [f"{updated} {start} ?", f"({updated} {beyond} ? OR {id} > ?)"], [after[0], after[0], after[1]]
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` lower-cased, with LIKE's own characters escaped (``ESCAPE '\\'``): a search for the text as
+    typed, matched against a column folded with ``SQLBase.FOLD``."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from halguru.store.records import ConversationFound, MessageRecord
-from halguru.store.sql_base import SQLBase, after_position, agent_filter
+from halguru.store.sql_base import SQLBase, after_position, agent_filter, like_pattern
 
 # The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).
 _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
@@ -21,12 +21,6 @@ _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_exp
 _CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
 NO_CHANNEL = "api"
 """The channel filter's name for conversations no channel started (the API, the web chat, the CLI)."""
-
-
-def like_pattern(text: str) -> str:
-    """``%text%`` lower-cased, with LIKE's own characters escaped (``ESCAPE '\\'``)."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 class ConsoleMixin(SQLBase):

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from halguru.store.records import AuthTokenRecord, IdentityRecord, UserRecord, WebSessionRecord
-from halguru.store.sql_base import SQLBase
+from halguru.store.sql_base import SQLBase, after_position, like_pattern
 
 USER_FIELDS = frozenset({"email", "name", "role", "password_hash", "email_verified", "totp_secret",
                          "totp_enabled", "disabled", "last_login"})
@@ -80,8 +80,22 @@ class IdentityMixin(SQLBase):
         rows = self._rows("SELECT * FROM users WHERE email = ?", [email.strip().lower()])
         return _user(rows[0]) if rows else None
 
-    def list_users(self) -> list[UserRecord]:
-        return [_user(r) for r in self._rows("SELECT * FROM users ORDER BY created, id")]
+    def list_users(self, limit: int | None = None, *, after: tuple[float, str] | None = None,
+                   text: str | None = None) -> list[UserRecord]:
+        """Oldest first (``created, id``): all of them, or ``limit`` from ``after`` (the last row's
+        ``(created, id)``: a keyset, so a user created between two pages is neither repeated nor skipped).
+        ``text``: only those whose email or name holds it (any case)."""
+        clauses, params = after_position(after, "created", "id", oldest_first=True)
+        if text:
+            pattern = like_pattern(text)
+            clauses.append(f"({self.FOLD.format('email')} LIKE ? ESCAPE '\\' OR "
+                           f"{self.FOLD.format('name')} LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        page = "LIMIT ?" if limit is not None else ""
+        rows = self._rows(f"SELECT * FROM users {where}ORDER BY created, id {page}",
+                          [*params, *([limit] if limit is not None else [])])
+        return [_user(r) for r in rows]
 
     def count_users(self, role: str | None = None) -> int:
         """How many users (with this role), disabled ones included."""

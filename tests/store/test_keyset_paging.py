@@ -72,3 +72,42 @@ def test_jobs_queued_between_pages_do_not_repeat_the_next_page(store: Store) -> 
     store.enqueue_job("run", "agent", {"input": "late"}, delay=3600)
     rest = store.list_jobs(10, before=first[-1]["seq"])
     assert [j["id"] for j in rest] == [jobs[2]["id"], jobs[1]["id"], jobs[0]["id"]]
+
+
+def _users(store: Store, raw_sql, names: list[str], created: list[float]) -> list[str]:
+    """Users named ``names`` created at ``created`` (set directly: equal times must tie exactly); their ids."""
+    ids = [f"usr_{i:02d}" for i in range(len(names))]
+    for user_id, name, when in zip(ids, names, created, strict=True):
+        assert store.create_user(user_id, f"{name.lower()}@example.com", name, "user") is not None
+        raw_sql("UPDATE users SET created = ? WHERE id = ?", (when, user_id))
+    return ids
+
+
+def _created(row) -> tuple[float, str]:
+    return row["created"], row["id"]
+
+
+def test_users_page_oldest_first_and_one_created_between_pages_is_neither_repeated_nor_skipped(
+        store: Store, raw_sql) -> None:
+    ids = _users(store, raw_sql, ["Ann", "Bob", "Cat", "Dan", "Eve"], [10.0, 20.0, 20.0, 20.0, 30.0])
+    first = store.list_users(2)
+    assert [u["id"] for u in first] == ids[:2]
+    assert store.create_user("usr_new", "new@example.com", "New", "user") is not None  # created now: the newest
+    seen, after = [u["id"] for u in first], _created(first[-1])
+    while page := store.list_users(2, after=after):
+        seen += [u["id"] for u in page]
+        after = _created(page[-1])
+    assert seen == [*ids, "usr_new"]  # the ties at 20.0 in id order, each once; the new user at the end
+    assert [u["id"] for u in store.list_users()] == seen  # no limit: everyone, as before
+
+
+def test_users_search_by_email_or_name_in_any_case_and_pages_on(store: Store, raw_sql) -> None:
+    ids = _users(store, raw_sql, ["Zoë", "Anna", "Joanna", "Bob", "Hannah"], [1.0, 2.0, 3.0, 4.0, 5.0])
+    store.update_user(ids[3], name="Bob ANNex")
+    assert [u["id"] for u in store.list_users(text="ANN")] == [ids[1], ids[2], ids[3], ids[4]]
+    first = store.list_users(2, text="ann")
+    assert [u["id"] for u in first] == ids[1:3]
+    assert [u["id"] for u in store.list_users(2, text="ann", after=_created(first[-1]))] == ids[3:5]
+    assert [u["id"] for u in store.list_users(text="ZOË")] == [ids[0]]  # folded beyond ASCII
+    assert [u["id"] for u in store.list_users(text="@EXAMPLE.com")] == ids
+    assert store.list_users(text="%") == [] and store.list_users(text="_") == []  # LIKE's own characters, as typed
