@@ -1,7 +1,8 @@
 """The list endpoints' cursors: opaque to clients (unpadded base64url of ``KIND:VALUE``), checked on the way in.
 
 Lists whose head changes while a client pages through them use a keyset cursor, the last item's sort key:
-conversations (newest activity first: ``c:UPDATED:ID``) and jobs (newest first: ``j:SEQ``). The next page
+conversations (newest activity first: ``c:UPDATED:ID``), jobs (newest first: ``j:SEQ``) and users (oldest
+first: ``u:CREATED:ID``). The next page
 starts after that key, so an item created, or bumped to the top by a new message, between two pages shifts
 nothing (an offset repeated the items it pushed down). Each item shows at most once in one pass; one bumped to
 the top after the pass began shows on the next pass from the start (a sync job starts each pass there and stops
@@ -57,24 +58,44 @@ def offset_of(cursor: str | None) -> int:
     return _integer(_decode(cursor, "o")) if cursor else 0
 
 
+def _time_id(kind: str, when: float, row_id: str) -> str:
+    """A ``(time, id)`` keyset cursor; ``repr`` keeps every bit of the float, so the key compares equal to the
+    stored one."""
+    return _encode(kind, f"{float(when)!r}:{row_id}")
+
+
+def _time_id_of(cursor: str | None, kind: str) -> tuple[float, str] | None:
+    """The ``(time, id)`` of a ``kind`` cursor (None: the first page)."""
+    if not cursor:
+        return None
+    when_text, _, row_id = _decode(cursor, kind).partition(":")
+    try:
+        when = float(when_text)
+    except ValueError:
+        raise _invalid() from None
+    if not math.isfinite(when) or not row_id:
+        raise _invalid()
+    return when, row_id
+
+
 def conversation_cursor(row: Mapping[str, Any]) -> str:
-    """The cursor of the page after ``row`` (conversations: ``updated DESC, id``). ``repr`` keeps every bit of
-    the float, so the key compares equal to the stored one."""
-    return _encode("c", f"{float(row['updated'])!r}:{row['id']}")
+    """The cursor of the page after ``row`` (conversations: ``updated DESC, id``)."""
+    return _time_id("c", row["updated"], row["id"])
 
 
 def conversation_after(cursor: str | None) -> tuple[float, str] | None:
     """The ``(updated, id)`` a conversations page starts after (None: the first page)."""
-    if not cursor:
-        return None
-    updated, _, conversation_id = _decode(cursor, "c").partition(":")
-    try:
-        when = float(updated)
-    except ValueError:
-        raise _invalid() from None
-    if not math.isfinite(when) or not conversation_id:
-        raise _invalid()
-    return when, conversation_id
+    return _time_id_of(cursor, "c")
+
+
+def user_cursor(row: Mapping[str, Any]) -> str:
+    """The cursor of the page after ``row`` (users: ``created, id``)."""
+    return _time_id("u", row["created"], row["id"])
+
+
+def user_after(cursor: str | None) -> tuple[float, str] | None:
+    """The ``(created, id)`` a users page starts after (None: the first page)."""
+    return _time_id_of(cursor, "u")
 
 
 def job_cursor(row: Mapping[str, Any]) -> str:

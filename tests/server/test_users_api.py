@@ -74,3 +74,28 @@ def test_a_user_less_admin_key_cannot_leave_the_server_without_an_admin(app, hal
                            capture_output=True, text=True, timeout=60)
     assert shell.returncode == 1 and "last enabled admin" in shell.stderr and "Traceback" not in shell.stderr
     assert store.get_user(ops["id"])["role"] == "admin" and not store.get_user(ops["id"])["disabled"]
+
+
+def test_users_come_in_pages_with_a_cursor_and_a_search(app) -> None:
+    store = app.state.halguru.store
+    client = TestClient(app)
+    root = accounts.create_user(store, "root@example.com", role="admin")
+    admin = {"Authorization": f"Bearer {create_key(store, 'root', scope='admin', user_id=root['id'])[1]}"}
+    for i in range(59):
+        accounts.create_user(store, f"person{i:02d}@example.com", name=f"Person {i:02d}")
+    first = client.get("/v1/users", headers=admin).json()
+    assert len(first["data"]) == 50 and first["data"][0]["email"] == "root@example.com"  # 50 by default
+    accounts.create_user(store, "late@example.com")  # created between two pages: at the end, once
+    second = client.get("/v1/users", headers=admin, params={"cursor": first["next_cursor"]}).json()
+    assert [u["email"] for u in second["data"]] == [f"person{i:02d}@example.com" for i in range(49, 59)] + [
+        "late@example.com"]
+    assert second["next_cursor"] is None
+    found = client.get("/v1/users", headers=admin, params={"q": "PERSON 1", "limit": 4}).json()
+    assert [u["name"] for u in found["data"]] == [f"Person {i}" for i in range(10, 14)]
+    more = client.get("/v1/users", headers=admin, params={"q": "person 1", "limit": 4,
+                                                          "cursor": found["next_cursor"]}).json()
+    assert [u["name"] for u in more["data"]] == [f"Person {i}" for i in range(14, 18)]
+    assert client.get("/v1/users", headers=admin, params={"q": "nobody"}).json() == {"data": [], "next_cursor": None}
+    bad = client.get("/v1/users", headers=admin, params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400 and "invalid cursor" in bad.json()["error"]["message"]
+    assert client.get("/v1/users", headers=admin, params={"limit": 201}).status_code == 422

@@ -1136,7 +1136,8 @@ export interface paths {
         };
         /**
          * List Users
-         * @description Every user, oldest first.
+         * @description Users, oldest first, ``limit`` per page; follow ``next_cursor`` for more. The cursor marks the last user
+         *     shown, so users created meanwhile never repeat or shift the rest (they come at the end).
          */
         get: operations["list_users_v1_users_get"];
         put?: never;
@@ -2300,6 +2301,11 @@ export interface components {
         UserList: {
             /** Data */
             data: components["schemas"]["halguru_server__identity__users_routes__UserOut"][];
+            /**
+             * Next Cursor
+             * @description the next page's cursor; null: this was the last page
+             */
+            next_cursor: string | null;
         };
         /** UserPatch */
         UserPatch: {
@@ -6310,7 +6316,12 @@ export interface operations {
     };
     list_users_v1_users_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description text in their email or name, any case */
+                q?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -6324,6 +6335,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserList"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description unauthorized */

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.store.records import UserRecord
-from halguru_server import audit
+from halguru_server import audit, cursors, service
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, session_routes
 from halguru_server.identity.guards import require
@@ -33,6 +33,7 @@ class UserOut(session_routes.UserOut):
 
 class UserList(BaseModel):
     data: list[UserOut]
+    next_cursor: str | None = Field(description="the next page's cursor; null: this was the last page")
 
 
 class UserPatch(BaseModel):
@@ -52,10 +53,25 @@ def _user(state: ServerState, user_id: str) -> UserRecord:
     return user
 
 
-@router.get("/users", response_model=UserList)
-def list_users(state: State, caller: Admin) -> UserList:
-    """Every user, oldest first."""
-    return UserList(data=[_user_out(u) for u in accounts.list_users(state.store)])
+def page(state: ServerState, q: str | None, limit: int, cursor: str | None) -> tuple[list[UserRecord], str | None]:
+    """A page of users, oldest first, whose email or name holds ``q`` (any case); and the next page's cursor."""
+    after = cursors.user_after(cursor)
+    if q:
+        service.check_text(q, "q")
+    rows = state.store.list_users(limit + 1, after=after, text=q or None)
+    return rows[:limit], cursors.user_cursor(rows[limit - 1]) if len(rows) > limit else None
+
+
+@router.get("/users", response_model=UserList, responses=responses(400))
+def list_users(state: State, caller: Admin,
+               q: Annotated[str | None, Query(max_length=200, description="text in their email or name, any case")]
+               = None,
+               limit: Annotated[int, Query(ge=1, le=200)] = 50,
+               cursor: Annotated[str | None, Query(max_length=200)] = None) -> UserList:
+    """Users, oldest first, ``limit`` per page; follow ``next_cursor`` for more. The cursor marks the last user
+    shown, so users created meanwhile never repeat or shift the rest (they come at the end)."""
+    rows, next_cursor = page(state, q, limit, cursor)
+    return UserList(data=[_user_out(u) for u in rows], next_cursor=next_cursor)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=responses(400, 404))
