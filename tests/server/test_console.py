@@ -149,6 +149,41 @@ def test_users_page_changes_roles_disables_invites_and_revokes_keys_and_sessions
     assert {"user.role", "user.unlock", "user.disable", "key.revoke", "session.revoke", "user.invite"} <= set(actions)
 
 
+def test_users_page_shows_one_page_with_a_next_link_a_search_and_actions_that_come_back_to_it(app) -> None:
+    import html
+    import re
+
+    client = TestClient(app, base_url=ORIGIN)
+    store = app.state.halguru.store
+    admin = signed_in(app, "admin", "root@example.com")
+    for i in range(120):
+        store.create_user(f"usr_p{i:03d}", f"person{i:03d}@example.com", f"Person {i:03d}", "user")
+    first = client.get("/admin/users", headers=admin)
+    assert first.status_code == 200 and first.text.count("<tr data-user=") == 50  # not all 121
+    assert "root@example.com" in first.text and "person048@example.com" in first.text
+    assert "person049@example.com" not in first.text
+    follow = re.findall(r'<p class="pager"><a href="([^"]+)">Next', first.text)
+    assert len(follow) == 1
+    second = client.get(html.unescape(follow[0]), headers=admin).text
+    assert second.count("<tr data-user=") == 50 and "person049@example.com" in second
+    assert "person048@example.com" not in second and "person099@example.com" not in second
+    third = client.get(html.unescape(re.findall(r'class="pager"><a href="([^"]+)"', second)[0]), headers=admin).text
+    assert third.count("<tr data-user=") == 21 and "person119@example.com" in third and 'class="pager"' not in third
+
+    found = client.get("/admin/users", headers=admin, params={"q": "PERSON 07"}).text
+    assert found.count("<tr data-user=") == 10 and "person070@example.com" in found
+    assert 'value="PERSON 07"' in found and 'class="pager"' not in found
+    assert "No user matches." in client.get("/admin/users", headers=admin, params={"q": "nobody"}).text
+    bad = client.get("/admin/users", headers=admin, params={"cursor": "x"})
+    assert bad.status_code == 422 and "invalid cursor" in bad.text
+
+    back = html.unescape(follow[0])  # an action on the second page returns to it
+    assert f'name="back" value="{follow[0]}"' in second
+    done = client.post("/admin/users/usr_p060/disable", headers={k: v for k, v in admin.items() if k != "X-CSRF-Token"},
+                       data={"csrf_token": admin["X-CSRF-Token"], "back": back}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == back and store.get_user("usr_p060")["disabled"]
+
+
 def test_audit_page_filters_and_verifies_the_chain(app) -> None:
     from halguru import audit
 

@@ -1,7 +1,8 @@
-"""Users (``/admin/users``, ``users:manage``): every user with their role (changed here), state, 2FA and last
-sign-in; disable/enable, 2FA reset, invitations (a single-use link shown once), and per user their API keys
-(revoke) and live sessions (revoke). The changes go through ``/v1/users``' own functions (the same rule: an
-admin cannot demote or disable themselves) and ``/v1/keys``' revoke, so each is audited alike.
+"""Users (``/admin/users``, ``users:manage``): 50 users a page, oldest first, searchable by email or name, each
+with their role (changed here), state, 2FA and last sign-in; disable/enable, 2FA reset, invitations (a
+single-use link shown once), and per user their API keys (revoke) and live sessions (revoke). The changes go
+through ``/v1/users``' own functions (the same rule: an admin cannot demote or disable themselves) and
+``/v1/keys``' revoke, so each is audited alike.
 
 JSON twins beyond /v1/users and /v1/keys: ``POST /v1/invites``, ``GET /v1/users/{id}/sessions`` and
 ``POST /v1/users/{id}/sessions/revoke``.
@@ -10,11 +11,13 @@ JSON twins beyond /v1/users and /v1/keys: ``POST /v1/invites``, ``GET /v1/users/
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from halguru.store.records import UserRecord
 from halguru_server import audit, keys_api
 from halguru_server.console import shell
 from halguru_server.errors import ApiError, responses
@@ -29,6 +32,9 @@ Admin = Annotated[Principal, Depends(require("users:manage"))]
 State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]
 Role = Literal["admin", "operator", "developer", "user"]
+Text = Annotated[str | None, Query(max_length=200)]
+PAGE = 50
+"""Users per console page."""
 
 
 class InviteIn(BaseModel):
@@ -101,10 +107,28 @@ def revoke_json(user_id: UserId, body: SessionRevoke, request: Request, state: S
 
 
 @router.get("/users")
-def users_page(request: Request, state: State, caller: Admin) -> HTMLResponse:
-    """Everyone, with the actions."""
-    return shell.render(request, caller, "users.html", "Users", users=accounts.list_users(state.store),
-                        roles=roles.ROLES, me=caller.user["id"] if caller.user else None, link=None)
+def users_page(request: Request, state: State, caller: Admin, q: Text = None, cursor: Text = None) -> HTMLResponse:
+    """A page of users (oldest first; ``q``: email or name), with the actions and a link to the next page."""
+    return _users(request, caller, state, q=q, cursor=cursor)
+
+
+def _users(request: Request, caller: Principal, state: ServerState, *, q: str | None = None,
+           cursor: str | None = None, status: int = 200, **context: Any) -> HTMLResponse:
+    """The Users page: ``PAGE`` users at most (thousands would make one page megabytes), the search box, the
+    "Next" link and ``context`` (a notice, an error, the invitation link)."""
+    rows: list[UserRecord] = []
+    next_cursor = None
+    try:
+        rows, next_cursor = users_routes.page(state, q, PAGE, cursor)
+    except ApiError as exc:
+        status, context["error"] = 422, exc.message
+    query = {"q": q} if q else {}
+    here = f"/admin/users?{urlencode({**query, 'cursor': cursor})}" if cursor else \
+        f"/admin/users?{urlencode(query)}" if query else "/admin/users"
+    more = f"/admin/users?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
+    return shell.render(request, caller, "users.html", "Users", status=status, users=rows, more=more, here=here,
+                        fields=[{"name": "q", "label": "Email or name", "value": q}], roles=roles.ROLES,
+                        me=caller.user["id"] if caller.user else None, **{"link": None, **context})
 
 
 @router.get("/users/{user_id}")
@@ -121,9 +145,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _refusal(request: Request, caller: Principal, state: ServerState, exc: ApiError) -> HTMLResponse:
-    return shell.render(request, caller, "users.html", "Users", status=exc.status, error=exc.message,
-                        users=accounts.list_users(state.store), roles=roles.ROLES,
-                        me=caller.user["id"] if caller.user else None, link=None)
+    return _users(request, caller, state, status=exc.status, error=exc.message)
 
 
 @router.post("/users/invite")
@@ -134,10 +156,9 @@ async def invite_form(request: Request, state: State, caller: Admin) -> Response
         made = invite(request, state, form.get("email", "").strip() or None, form.get("role", "user"))
     except ApiError as exc:
         return _refusal(request, caller, state, exc)
-    return shell.render(request, caller, "users.html", "Users", users=accounts.list_users(state.store),
-                        roles=roles.ROLES, me=caller.user["id"] if caller.user else None, link=made.link,
-                        notice=f"Invitation for {made.email or 'anyone with the link'} as {made.role}: send "
-                               "them the link below (single use, 7 days; it is not shown again).")
+    return _users(request, caller, state, link=made.link,
+                  notice=f"Invitation for {made.email or 'anyone with the link'} as {made.role}: send them the "
+                         "link below (single use, 7 days; it is not shown again).")
 
 
 @router.post("/users/{user_id}/{action}")
