@@ -170,12 +170,17 @@ def _indent(line: str) -> int:
 
 
 def _section_title(line: str) -> tuple[int, str] | None:
-    """(level, title) when ``line`` is a plain-text section title: upper case, or numbered like ``3.1. Scope``."""
+    """(level, title) when ``line`` is a plain-text section title: upper case, or numbered like ``3.1. Scope``.
+    A numbered title is at the margin: `` 1. Give the login name`` (indented by one, as wiki exports and
+    tables of contents write their lists) is a list item, whose number would otherwise replace the page's
+    title in the heading of every section after it."""
     if _indent(line) > 1:
         return None
     stripped = line.strip()
     if _UPPER_TITLE.match(stripped) and sum(c.isalpha() for c in stripped) >= 3:
         return 1, stripped
+    if _indent(line) > 0:
+        return None
     match = next(filter(None, (title.match(stripped) for title in _NUMBERED_TITLES)), None)
     if match and not stripped.endswith((".", ",", ";", ":")):
         return match.group(1).count(".") + 1, stripped

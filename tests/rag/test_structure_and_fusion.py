@@ -201,6 +201,19 @@ def test_underlined_titles_of_any_case_are_sections_and_a_rule_is_no_term():
     assert chunks[-1].heading == "Guide > Install" and "After the rule." in chunks[-1].text
 
 
+def test_a_numbered_list_item_is_no_section_title():
+    """A wiki export's list and table of contents (`` 1. SQL``, indented by one) stay items of their section:
+    their number took the page's title out of the heading of every section after them."""
+    page = ("SQL\n===\n\nContents\n\n 1. SQL\n\n     1. Dovecot configuration\n\n"
+            "Dovecot configuration\n---------------------\n\nSet the driver.\n\n"
+            "Master users log in in two ways:\n\n 1. Give the login username in the SASL\n"
+            "    authorization ID field.\n\nMaster passwords\n----------------\n\nA password for all.\n")
+    chunks = chunk_text(page, "text", size=16, overlap=0)
+    assert next(c for c in chunks if "Set the driver." in c.text).heading == "SQL > Dovecot configuration"
+    assert next(c for c in chunks if "A password for all." in c.text).heading == "SQL > Master passwords"
+    assert all(c.heading.startswith("SQL") for c in chunks)  # not "1. SQL > ...", "1. Give the login ... > ..."
+
+
 def _pydoc_corpus(folder: Path) -> Path:
     warnings.simplefilter("ignore")
     folder.mkdir()
