@@ -202,18 +202,29 @@ def _without_page_furniture(text: str) -> str:
     return "\n".join(lines)
 
 
-def _underlined_title(block: _Block) -> tuple[int, str] | None:
-    """(level, title) when ``block`` starts with a title line underlined by a line of one repeated mark as long as
-    it (give or take a few columns): the level is the title's section number's depth where it has one (``10.1``:
-    2), else the mark's rank (``*`` chapter, ``=`` section, ``-`` subsection, ``.``)."""
-    if len(block.lines) < 2 or _indent(block.lines[0]) > 1:
+def _underlined_title(block: _Block) -> tuple[int, str, int] | None:
+    """(level, title, lines it takes) when ``block`` starts with a title line underlined by a line of one repeated
+    mark as long as it (give or take a few columns): the level is the title's section number's depth where it has
+    one (``10.1``: 2), else the mark's rank (``*`` chapter, ``=`` section, ``-`` subsection, ``.``). A title
+    between two such lines (reStructuredText's page title: ``=====`` / `` Authentication System`` / ``=====``,
+    often indented by one) heads the page: level 0, above every underlined section of it."""
+    lines = block.lines
+    if (len(lines) >= 3 and _is_rule(lines[0].strip(), lines[1].strip()) and lines[2].strip() == lines[0].strip()
+            and _indent(lines[0]) == 0 and _indent(lines[1]) <= 2):
+        return 0, lines[1].strip(), 3
+    if len(lines) < 2 or _indent(lines[0]) > 1:
         return None
-    title, rule = block.lines[0].strip(), block.lines[1].strip()
-    if not (len(rule) >= 3 and _UNDERLINE.match(rule) and abs(len(rule) - len(title)) <= 3
-            and any(c.isalnum() for c in title) and len(title) <= 100):
+    title, rule = lines[0].strip(), lines[1].strip()
+    if not _is_rule(rule, title):
         return None
     number = re.match(r"(\d{1,2}(?:\.\d{1,2})*)\.?\s", title)
-    return (number.group(1).count(".") + 1 if number else _UNDERLINE_LEVELS[rule[0]]), title
+    return (number.group(1).count(".") + 1 if number else _UNDERLINE_LEVELS[rule[0]]), title, 2
+
+
+def _is_rule(rule: str, title: str) -> bool:
+    """Whether ``rule`` is a line of one repeated mark about as long as ``title`` (and ``title`` names something)."""
+    return bool(len(rule) >= 3 and _UNDERLINE.match(rule) and abs(len(rule) - len(title)) <= 3
+                and any(c.isalnum() for c in title) and len(title) <= 100)
 
 
 def _subsection_title(block: _Block, path: list[tuple[int, str]]) -> tuple[int, str] | None:
@@ -265,15 +276,18 @@ def _text_blocks(text: str) -> list[_Block]:
         block: _Block | None = whole
         while block is not None:
             underlined = _underlined_title(block)
-            title = (underlined or _section_title(block.lines[0]) or _subsection_title(block, path)
-                     or _body_title(block, plain[index + 1] if index + 1 < len(plain) else None))
+            title = (underlined[:2] if underlined else None) or _section_title(block.lines[0]) or \
+                _subsection_title(block, path) or _body_title(block, plain[index + 1] if index + 1 < len(plain)
+                                                              else None)
             if title is None:
                 break
             level, name = title
             path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, name)]
-            used = 2 if underlined else 1  # the title, and its underline: in the line range, not in the text (a
-            # line of 40 "=" would be 40 of the 128 word pieces an embedder reads of the chunk)
-            blocks.append(_Block(block.lines[:1], block.start, " > ".join(t for _, t in path), title=True))
+            # the title, and its rules: in the line range, not in the text (a line of 40 "=" would be 40 of the
+            # 128 word pieces an embedder reads of the chunk)
+            used = underlined[2] if underlined else 1
+            line = block.lines[1] if used == 3 else block.lines[0]  # an overlined title's own line
+            blocks.append(_Block([line], block.start, " > ".join(t for _, t in path), title=True))
             entry = None
             block = _Block(block.lines[used:], block.start + used, "") if len(block.lines) > used else None
         if block is None:

@@ -36,6 +36,9 @@ _INFO_MARKS = re.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")
 _INFO_INDEX = re.compile(rb"\x00\x08\[index\x00\x08\][^\x1f]*")  # an index node's menu, up to the next node
 _INFO_HEADER = re.compile(r"^File: [^\n]*,\s+Node: [^\n]*$", re.M)
 _INFO_PART = re.compile(r"^\.info-\d{1,3}$")  # a GNU info manual's part: coreutils.info-2
+# reStructuredText's link targets (``.. _auth:``): a label for cross-references, no text; left at the top of a
+# page, it would be the page's first chunk, on its own
+_RST_TARGET = re.compile(r"^\.\. _[^:\n]+:[ \t]*$", re.M)
 # Plain text whatever follows the name: README.Debian, changelog.Debian.gz, README.source
 DOC_NAMES = {"readme", "changelog", "changes", "news", "install", "todo", "faq", "copying", "authors", "history",
              "notes", "thanks", "bugs", "hacking"}
@@ -256,6 +259,8 @@ def load(path: Path, data: bytes) -> Document | Skip:
     elif kind == "info":
         text = info_text(text)
         kind = "text"
+    elif kind == "text" and file_type(path).lower().startswith(".rst"):
+        text = _RST_TARGET.sub("", text)  # blanked, not removed: line numbers stay the file's
     elif kind == "man":
         from halguru.rag import troff
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from halguru import rag
 from halguru.rag.chunking import chunk_text, document_title
 from halguru.rag.html import page_text
+from halguru.rag.loaders import Document, load
 
 MAN_PAGE = """\
 GREP(1)                      User Commands                      GREP(1)
@@ -199,6 +200,36 @@ def test_underlined_titles_of_any_case_are_sections_and_a_rule_is_no_term():
     assert [(c.heading, c.line_start) for c in chunks[:2]] == [("Guide", 1), ("Guide > Install", 6)]
     assert chunks[1].text.startswith("Install\n\nRun pipx") and "-------" not in chunks[1].text  # no underline
     assert chunks[-1].heading == "Guide > Install" and "After the rule." in chunks[-1].text
+
+
+RST_PAGE = """\
+.. _auth:
+
+=======================
+ Authentication System
+=======================
+
+The server checks each client's user name and password.
+
+Activating Authentication
+=========================
+
+Pass an authenticator to the server.
+"""
+
+
+def test_a_restructuredtext_page_title_between_two_rules_heads_the_page(tmp_path):
+    """Sphinx's and Python's pages put their title between two rules: it heads every section of the page, its
+    rules and the page's ``.. _auth:`` label are in no chunk's text (the label was the page's first chunk)."""
+    page = tmp_path / "auth.rst"
+    page.write_text(RST_PAGE)
+    document = load(page, page.read_bytes())
+    assert isinstance(document, Document)
+    chunks = chunk_text(document.text, document.kind, size=16, overlap=0)
+    assert [(c.heading, c.line_start) for c in chunks] == [
+        ("Authentication System", 3), ("Authentication System > Activating Authentication", 9)]
+    assert chunks[0].text == "Authentication System\n\nThe server checks each client's user name and password."
+    assert not any("====" in c.text or ".. _auth" in c.text for c in chunks)
 
 
 def test_a_numbered_list_item_is_no_section_title():
