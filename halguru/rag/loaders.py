@@ -1,5 +1,5 @@
-"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff), GNU info manuals and
-source code, each also gzipped.
+"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff), GNU info manuals,
+Perl POD and source code, each also gzipped.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
 text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
@@ -24,12 +24,13 @@ MARKDOWN = {".md", ".markdown", ".mdx"}
 TEXT = {".txt", ".text", ".rst", ".adoc", ".org", ".csv", ".log", ""}
 HTML = {".html", ".htm", ".xhtml"}
 PDF = {".pdf"}
+POD = {".pod"}  # Perl's documentation (perldoc pages)
 CODE = {
     ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp", ".hpp",
     ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".bash", ".sql", ".lua", ".r", ".m", ".toml", ".yaml",
     ".yml", ".json", ".ini", ".cfg", ".css", ".scss", ".vue", ".svelte", ".dart", ".ex", ".exs", ".erl", ".hs",
 }
-SUPPORTED = MARKDOWN | TEXT | HTML | PDF | CODE
+SUPPORTED = MARKDOWN | TEXT | HTML | PDF | POD | CODE
 COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)
 _MAN_SECTION = re.compile(r"^\.[1-9][a-z]{0,4}$")  # a manual page's troff source: ls.1, GET.1p, CA.pl.1ssl
 _INFO_MARKS = re.compile(rb"\x00\x08\[[^\x00]*\x00\x08\]")
@@ -92,6 +93,8 @@ def kind_of(path: Path) -> str | None:
         return "man"
     if suffix == ".info" or _INFO_PART.match(suffix):
         return "info"
+    if suffix in POD:
+        return "pod"
     if suffix in TEXT or path.name.split(".")[0].lower() in DOC_NAMES:
         return "text"
     return None
@@ -261,6 +264,10 @@ def load(path: Path, data: bytes) -> Document | Skip:
         kind = "text"
     elif kind == "text" and file_type(path).lower().startswith(".rst"):
         text = _RST_TARGET.sub("", text)  # blanked, not removed: line numbers stay the file's
+    elif kind == "pod":
+        from halguru.rag.pod import pod_to_markdown
+
+        text, kind = pod_to_markdown(text), "markdown"  # line for line: a chunk's lines are the file's
     elif kind == "man":
         from halguru.rag import troff
 

@@ -199,3 +199,58 @@ def test_an_info_manual_and_its_parts_read_without_navigation(tmp_path):
         assert tac.line_start <= 19 and tac.line_end >= 22  # the title's line and the text's
     index = loaded(tmp_path / "big.info.gz")
     assert isinstance(index, Document) and index.text.strip() == "This is big.info."
+
+
+POD_PAGE = """\
+=encoding utf8
+
+=head1 NAME
+
+Mail::Address - parse mail addresses
+
+=head1 METHODS
+
+=head2 Constructors
+
+=over 4
+
+=item Mail::Address-E<gt>B<parse>($line)
+
+Split a header line into C<Mail::Address> objects, see L<Mail::Header|Mail::Header>.
+
+    my @addrs = Mail::Address->parse($line);
+
+=back
+
+=begin html
+
+<p>Only for the HTML page.</p>
+
+=end html
+
+=cut
+"""
+
+
+def test_a_perl_pod_page_is_read_as_its_sections(tmp_path):
+    """Perl's documentation (``.pod``, perldoc pages) was skipped as an unsupported type: it is read with its
+    ``=head`` sections as headings, titled by its NAME line, formatting codes unwrapped, lines the file's."""
+    folder = tmp_path / "perl"
+    folder.mkdir()
+    (folder / "Address.pod").write_text(POD_PAGE)
+    files, skipped = loaders.discover([folder])
+    assert [f.name for f in files] == ["Address.pod"] and skipped == []
+    document = load(files[0], read_bytes(files[0]))
+    assert isinstance(document, Document)
+    from halguru.rag.chunking import document_title
+
+    assert document_title(document.text, document.kind) == "Mail::Address - parse mail addresses"
+    chunks = chunk_text(document.text, document.kind, size=64, overlap=0)
+    method = next(c for c in chunks if "Split a header line" in c.text)
+    assert method.heading == "METHODS > Constructors"
+    assert "Mail::Address->parse($line)" in method.text and "Split a header line into Mail::Address objects, see " \
+        "Mail::Header." in method.text
+    assert "    my @addrs = Mail::Address->parse($line);" in method.text  # verbatim, as written
+    assert (method.line_start, method.line_end) == (9, 17)
+    assert not any("=over" in c.text or "=item" in c.text or "HTML page" in c.text or "E<gt>" in c.text
+                   for c in chunks)
