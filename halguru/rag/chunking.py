@@ -259,6 +259,8 @@ def _entry_term(block: _Block) -> str | None:
     first = block.lines[0]
     if len(first.strip()) > 80 or not any(c.isalnum() for c in first):  # a rule (``-----``) names nothing
         return None
+    if first.rstrip().endswith(("{", "(", "[")):  # code or configuration opening a block (``passdb {``)
+        return None
     option = _OPTION.match(first)
     if (option and _indent(first) > 0) or (len(block.lines) > 1 and _indent(block.lines[1]) > _indent(first)):
         return re.split(r"\s{2,}", first.strip())[0][:60]

@@ -245,6 +245,17 @@ def test_a_numbered_list_item_is_no_section_title():
     assert all(c.heading.startswith("SQL") for c in chunks)  # not "1. SQL > ...", "1. Give the login ... > ..."
 
 
+def test_a_line_of_code_opening_a_block_is_no_entry_term():
+    """Configuration and code in a text page (``passdb {`` over its indented settings) stay in their section:
+    they were taken for a definition-list term, which named the chunk and its citation (``ACL.txt#plugin {``)."""
+    page = ("Access Control Lists\n====================\n\nEnable the plugin:\n\nplugin {\n  acl = vfile\n}\n\n"
+            "my %handler = (\n    lookup => sub { 1 },\n);\n\n-r, --recursive\n    Read all folders.\n")
+    chunks = chunk_text(page, "text", size=16, overlap=0)
+    assert next(c for c in chunks if "acl = vfile" in c.text).heading == "Access Control Lists"
+    assert next(c for c in chunks if "lookup =>" in c.text).heading == "Access Control Lists"
+    assert next(c for c in chunks if "Read all" in c.text).heading == "Access Control Lists > -r, --recursive"
+
+
 def _pydoc_corpus(folder: Path) -> Path:
     warnings.simplefilter("ignore")
     folder.mkdir()
