@@ -14,7 +14,7 @@ import re
 _COMMAND = re.compile(r"^=([a-zA-Z]\w*)\s*(.*)$")
 _HEAD = re.compile(r"^head([1-6])$")
 # a formatting code with several brackets and spaces inside (``C<< $a->b >>``), which may hold ``>``
-_WIDE_CODE = re.compile(r"([A-Z])(<{2,})\s+(.*?)\s+(>{2,})")
+_WIDE_CODE = re.compile(r"([A-Z])<{2,}(\s+)(.*?)(\s+)>{2,}", re.S)
 _CODE = re.compile(r"([A-Z])<([^<>]*)>")  # the innermost one-bracket code
 _ENTITIES = {"lt": "<", "gt": ">", "verbar": "|", "sol": "/", "amp": "&", "quot": '"', "apos": "'", "nbsp": " "}
 
@@ -36,7 +36,7 @@ def _code(letter: str, inner: str) -> str:
     if letter == "E":
         return _entity(inner)
     if letter in "XZ":
-        return ""
+        return "\n" * inner.count("\n")  # a paragraph keeps its lines
     if letter == "L":
         text, bar, _ = inner.partition("|")  # L<text|target>, else L<name/"section">: its words
         return text if bar else inner.replace('"', "").replace("/", " ").strip()
@@ -45,7 +45,8 @@ def _code(letter: str, inner: str) -> str:
 
 def unwrap(text: str) -> str:
     """``text`` with its formatting codes replaced by what they show."""
-    text = _WIDE_CODE.sub(lambda m: _code(m.group(1), m.group(3)), text)
+    text = _WIDE_CODE.sub(lambda m: "\n" * m.group(2).count("\n") + _code(m.group(1), m.group(3))
+                          + "\n" * m.group(4).count("\n"), text)  # a paragraph keeps its lines
     for _ in range(10):  # nested codes: the innermost first (``B<C<--all>>``); a stray ``<`` stops it
         unwrapped = _CODE.sub(lambda m: _code(m.group(1), m.group(2)), text)
         if unwrapped == text:
@@ -61,6 +62,7 @@ def pod_to_markdown(text: str) -> str:
     skipping: str | None = None  # the format of a ``=begin FORMAT`` block being left out
     for_other = False  # in a ``=for FORMAT`` paragraph: for another formatter, left out
     paragraph_start = True  # the line follows a blank line: a command can start here
+    ordinary: list[int] = []  # the lines of text paragraphs, whose formatting codes may span lines
     for line in text.split("\n"):
         command = _COMMAND.match(line) if paragraph_start else None
         paragraph_start = not line.strip()
@@ -93,5 +95,19 @@ def pod_to_markdown(text: str) -> str:
         elif line[:1] in (" ", "\t"):
             out.append(line)  # verbatim: code, as written
         else:
-            out.append(unwrap(line))
+            ordinary.append(len(out))
+            out.append(line)
+    # Each run of consecutive text lines is one paragraph: unwrapped whole, its line count kept
+    runs: list[list[int]] = []
+    for index in ordinary:
+        if runs and runs[-1][-1] == index - 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    for run in runs:
+        lines = unwrap("\n".join(out[i] for i in run)).split("\n")
+        if len(lines) != len(run):  # never expected; line by line then, so line numbers stay the file's
+            lines = [unwrap(out[i]) for i in run]
+        for i, line in zip(run, lines, strict=True):
+            out[i] = line
     return "\n".join(out)

@@ -216,7 +216,9 @@ Mail::Address - parse mail addresses
 
 =item Mail::Address-E<gt>B<parse>($line)
 
-Split a header line into C<Mail::Address> objects, see L<Mail::Header|Mail::Header>.
+Split a header line into C<Mail::Address> objects, see L<the Mail::Header
+documentation|Mail::Header> or C<<
+$obj->format >>.
 
     my @addrs = Mail::Address->parse($line);
 
@@ -248,9 +250,10 @@ def test_a_perl_pod_page_is_read_as_its_sections(tmp_path):
     chunks = chunk_text(document.text, document.kind, size=64, overlap=0)
     method = next(c for c in chunks if "Split a header line" in c.text)
     assert method.heading == "METHODS > Constructors"
-    assert "Mail::Address->parse($line)" in method.text and "Split a header line into Mail::Address objects, see " \
-        "Mail::Header." in method.text
+    assert "Mail::Address->parse($line)" in method.text  # codes unwrapped, also across lines
+    assert "Split a header line into Mail::Address objects, see the Mail::Header\ndocumentation or \n" \
+        "$obj->format." in method.text
     assert "    my @addrs = Mail::Address->parse($line);" in method.text  # verbatim, as written
-    assert (method.line_start, method.line_end) == (9, 17)
+    assert (method.line_start, method.line_end) == (9, 19)
     assert not any("=over" in c.text or "=item" in c.text or "HTML page" in c.text or "E<gt>" in c.text
                    for c in chunks)
