@@ -1,5 +1,5 @@
-"""Turn files into text: Markdown, plain text, HTML, PDF (text layer), manual pages (troff), GNU info manuals,
-Perl POD and source code, each also gzipped.
+"""Turn files into text: Markdown, AsciiDoc and Org, plain text, HTML, PDF (text layer), manual pages (troff), GNU
+info manuals, Perl POD and source code, each also gzipped.
 
 Every problem a file can have (unreadable, binary, empty, enormous, a PDF without a
 text layer, a dangling symlink, a FIFO) becomes a ``Skip`` with a reason, so one bad
@@ -262,6 +262,15 @@ def load(path: Path, data: bytes) -> Document | Skip:
     elif kind == "info":
         text = info_text(text)
         kind = "text"
+    elif kind == "text" and file_type(path).lower() in (".adoc", ".org"):
+        from halguru.rag.markup import asciidoc_to_markdown, org_to_markdown
+
+        text = text.replace("\r\n", "\n")
+        if file_type(path).lower() == ".org":
+            text, title = org_to_markdown(text)
+        else:
+            text = asciidoc_to_markdown(text)
+        kind = "markdown"  # their headings are Markdown's now, line for line
     elif kind == "text" and file_type(path).lower().startswith(".rst"):
         text = _RST_TARGET.sub("", text)  # blanked, not removed: line numbers stay the file's
     elif kind == "pod":

@@ -257,3 +257,64 @@ def test_a_perl_pod_page_is_read_as_its_sections(tmp_path):
     assert (method.line_start, method.line_end) == (9, 19)
     assert not any("=over" in c.text or "=item" in c.text or "HTML page" in c.text or "E<gt>" in c.text
                    for c in chunks)
+
+
+ORG_PAGE = """\
+#+TITLE: Backup guide
+
+* Installing
+Run the installer from the release page.
+
+** On Debian
+Use apt to install the package.
+
+#+BEGIN_SRC sh
+* not a heading
+#+END_SRC
+
+* Restoring files
+Pick a snapshot and copy the files back.
+"""
+
+ADOC_PAGE = """\
+= Backup Guide
+:toc:
+
+== Installing
+
+Run the installer from the release page.
+
+=== On Debian
+
+Use apt to install the package.
+
+----
+== not a heading
+----
+
+== Restoring files
+
+Pick a snapshot and copy the files back.
+"""
+
+
+def test_asciidoc_and_org_pages_are_read_by_their_sections(tmp_path):
+    """``.adoc`` and ``.org`` files were plain text: their headings headed nothing, and ``== Restoring files``
+    ended one chunk while its paragraph began the next. Their sections now head their chunks (lines the file's);
+    a heading-like line in a code block is none."""
+    from halguru.rag.chunking import document_title
+
+    for name, page, title, top in (("guide.org", ORG_PAGE, "Backup guide", ""),
+                                   ("guide.adoc", ADOC_PAGE, "Backup Guide", "Backup Guide > ")):
+        path = tmp_path / name
+        path.write_text(page)
+        document = load(path, read_bytes(path))
+        assert isinstance(document, Document)
+        assert (document.title or document_title(document.text, document.kind)) == title
+        chunks = chunk_text(document.text, document.kind, size=16, overlap=0)
+        restore = next(c for c in chunks if "Pick a snapshot" in c.text)
+        assert restore.heading == f"{top}Restoring files" and "Restoring files" in restore.text
+        assert restore.line_start == page.split("\n").index(next(x for x in page.split("\n") if "Restoring" in x)) + 1
+        debian = next(c for c in chunks if "Use apt" in c.text)
+        assert debian.heading == f"{top}Installing > On Debian"
+        assert all("not a heading" not in c.heading for c in chunks)
