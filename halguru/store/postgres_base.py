@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.abc import Buffer
 from psycopg.types.string import StrDumperUnknown
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.sql_base import LOCK_SCOPES, SQLBase
@@ -59,13 +59,18 @@ IDLE_CHECK_S = 2.0  # a pooled connection idle longer than this is checked with 
 _last_used: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
 
 
-def _check_connection(conn: psycopg.Connection[Any]) -> None:
-    """Hand out only live connections, without a round trip per checkout (it was a third of a request's
-    statements): a connection the server closed (a restart, a failover, ``pg_terminate_backend``) has data
-    or EOF waiting on its idle socket; one idle for a while is checked with an empty query, as psycopg does."""
-    idle = time.monotonic() - _last_used.get(conn, 0.0)
-    if idle > IDLE_CHECK_S or select.select([conn.fileno()], [], [], 0)[0]:
-        ConnectionPool.check_connection(conn)
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled connection may be handed out, without a round trip per checkout (it was a third of a
+    request's statements): a connection the server closed (a restart, a failover, ``pg_terminate_backend``) has
+    data or EOF waiting on its idle socket; one idle for a while is checked with an empty query, as psycopg
+    does."""
+    try:
+        idle = time.monotonic() - _last_used.get(conn, 0.0)
+        if idle > IDLE_CHECK_S or select.select([conn.fileno()], [], [], 0)[0]:
+            ConnectionPool.check_connection(conn)
+    except (psycopg.Error, OSError):
+        return False
+    return True
 
 
 def describe_url(url: str) -> str:
@@ -178,13 +183,12 @@ class PostgresBase(SQLBase):
         with self._pool_lock:
             if self._opened_pool is None or self._pid != os.getpid():
                 self._pid, self._local = os.getpid(), _Local()
-                # check: a connection the server dropped (a restart, a failover) is replaced, not handed out.
                 # synchronous_commit off: the relaxed transactions (every request's) are the common case, so
                 # they need no statement of their own; a strict one sets it on for itself (_tx). Writes happen
                 # only in _tx, so nothing else commits relaxed.
                 self._opened_pool = ConnectionPool(
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
-                    timeout=POOL_WAIT_S, check=_check_connection, configure=_nul_free,
+                    timeout=POOL_WAIT_S, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
                             "options": "-c synchronous_commit=off"})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
@@ -192,13 +196,29 @@ class PostgresBase(SQLBase):
 
     @contextmanager
     def _connection(self, wait: float | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection (waiting at most ``wait`` seconds for one, else POOL_WAIT_S); when it was last
-        used decides whether its next checkout is checked."""
-        with self._pool().connection(timeout=wait) as raw:
-            try:
+        """A live pooled connection (waiting at most ``wait`` seconds for one, else POOL_WAIT_S); when it was
+        last used decides whether its next checkout is checked.
+
+        A connection the server dropped is replaced, not handed out, and the next pooled one is tried at once:
+        psycopg_pool's own ``check`` waits 1 s, 2 s, 4 s... between tries, so after a PostgreSQL restart, with
+        every pooled connection dead, requests outwaited their 10 s and answered 503 with the database up."""
+        pool = self._pool()
+        waited = POOL_WAIT_S if wait is None else wait
+        deadline = time.monotonic() + waited
+        try:
+            raw = pool.getconn(timeout=waited)
+            while not _alive(raw):
+                raw.close()
+                pool.putconn(raw)  # closed: the pool discards it and connects a replacement
+                raw = pool.getconn(timeout=deadline - time.monotonic())
+        except PoolTimeout:
+            raise PoolTimeout(f"couldn't get a connection after {waited:.2f} sec") from None
+        try:
+            with raw:  # as ``pool.connection()``: commit, or roll back on an error
                 yield raw
-            finally:
-                _last_used[raw] = time.monotonic()  # here, not in a pool ``reset`` (that hands the return to a thread)
+        finally:
+            _last_used[raw] = time.monotonic()  # here, not in a pool ``reset`` (that hands the return to a thread)
+            pool.putconn(raw)
 
     def close(self) -> None:
         """Close every pooled connection (this process's pool)."""

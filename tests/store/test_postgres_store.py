@@ -4,7 +4,9 @@ that names the host, never the password."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -108,6 +110,27 @@ def test_connections_the_server_dropped_are_replaced(store, store_url: str) -> N
     assert store.get_conversation("conv_1") is not None
     store.enqueue_job("run", "echo", {})
     assert len(store.list_jobs()) == 1
+
+
+def test_a_restart_under_a_busy_pool_is_not_answered_as_an_outage(new_postgres_database) -> None:
+    """After a restart every pooled connection is dead: the next statement is answered at once on a new one,
+    not after seconds of waiting between dead ones (a request's 10 s ran out: 503 with the database up)."""
+    url = new_postgres_database()
+    store = PostgresStore(url)
+    try:
+        store.migrate()
+        store.create_conversation("conv_1", "agent")
+        with contextlib.ExitStack() as held:  # a busy moment: the pool holds several connections
+            for _ in range(6):
+                held.enter_context(store._connection())
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],))
+        started = time.monotonic()
+        assert store.get_conversation("conv_1") is not None
+        assert time.monotonic() - started < 0.9
+    finally:
+        store.close()
 
 
 
