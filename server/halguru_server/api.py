@@ -201,9 +201,11 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
 
     Shared by messages and the continuations of paused or interrupted runs, so both answer alike."""
     if stream or "text/event-stream" in request.headers.get("accept", ""):
-        def error(kind: str, message: str) -> str:
-            return service.sse("error", json.dumps({"type": "error", "kind": kind, "message": message,
-                                                   "fatal": True}))
+        def error(kind: str, message: str, retry_after: int | None) -> str:
+            event: dict[str, Any] = {"type": "error", "kind": kind, "message": message, "fatal": True}
+            if retry_after is not None:  # a refusal that sending again later gets past (conversation_busy)
+                event["retry_after"] = retry_after
+            return service.sse("error", json.dumps(event))
 
         if not finish_alone:  # ids: resumable elsewhere
             body = service.sse_body(state, events, follow.live_renderer(), error)

@@ -186,7 +186,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                      **({"usage": None} if usage else {})})
 
-    def error(kind: str, message: str) -> str:
+    def error(kind: str, message: str, retry_after: int | None = None) -> str:
         return data({"error": openai_error(500, message, kind)})
 
     def render(event: Any) -> str | None:

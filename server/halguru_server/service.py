@@ -289,10 +289,11 @@ KEEPALIVE = ": keep-alive\n\n"
 
 
 async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Callable[[Event], str | None],
-                   error: Callable[[str, str], str], alone: Callable[[Pump], None] | None = None
+                   error: Callable[[str, str, int | None], str], alone: Callable[[Pump], None] | None = None
                    ) -> AsyncIterator[str]:
     """An SSE body: each event as ``render`` writes it, a keep-alive comment every ``sse_keepalive`` seconds
-    of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short. A client
+    of silence (long tool calls, queue waits), and a final ``error`` if the run is refused or cut short (with the
+    seconds to wait before sending again, where the refusal has them, as a 409's Retry-After). A client
     that leaves cancels the run, unless ``alone`` is given (a keyed message, see ``collect``): then the run goes
     on to its end, and ``alone`` gets its pump as it starts (to free the queue place when the run ends)."""
     pump = Pump(state.lifecycle, events, finish_alone=alone is not None)
@@ -304,13 +305,15 @@ async def sse_body(state: ServerState, events: AsyncIterator[Event], render: Cal
                 text = KEEPALIVE if event is None else render(event)
                 if text:
                     yield text
-    except ApiError as exc:  # refused once the stream had begun (a continuation decided elsewhere)
-        yield error(exc.type, exc.message)
+    except ApiError as exc:  # refused once the stream had begun: a continuation decided elsewhere, or a message
+        # whose conversation another message (another replica's) began answering in while it waited in the queue
+        retry = (exc.headers or {}).get("Retry-After")
+        yield error(exc.type, exc.message, int(retry) if retry else None)
     except RunCut as cut:
-        yield error("shutdown" if cut.shutdown else "cancelled", str(cut))
+        yield error("shutdown" if cut.shutdown else "cancelled", str(cut), None)
     except Exception:
         log.exception("a run failed mid-stream")
-        yield error("internal", "internal error; see the server log")
+        yield error("internal", "internal error; see the server log", None)
 
 
 def summary(events: list[Event]) -> tuple[RunStarted, RunFinished]:

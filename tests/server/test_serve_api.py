@@ -199,6 +199,30 @@ def test_a_second_message_while_one_is_answered_is_a_409_and_then_goes_through(c
     assert history[0] == "first" and history[2] == "second" and len(history) == 4
 
 
+def test_a_stream_refused_as_its_queued_run_starts_says_when_to_retry(serve, api_key) -> None:
+    """Another replica's message began answering in the conversation while this stream's run waited for the
+    model (its 200 was sent): the stream's one event is the refusal, and it said neither that nor when to send
+    the message again, as a 409's Retry-After does."""
+    from halguru.store import open_store
+
+    server = serve(concurrency=1)  # one run of the model at a time: the second waits in its queue
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as client:
+        other, conv = new_conversation(client, "slow"), new_conversation(client, "slow")
+        with client.stream("POST", f"/v1/conversations/{other}/messages", json={"content": "x", "stream": True}) \
+                as holding, client.stream("POST", f"/v1/conversations/{conv}/messages",
+                                          json={"content": "mine", "stream": True}) as queued:
+            assert queued.status_code == 200  # waiting for the model
+            # ...and now another replica starts answering in that conversation
+            open_store().start_run("run_elsewhere", conv, "slow", "scripted", "theirs", existing=True)
+            for _ in holding.iter_lines():
+                pass
+            events = sse_events(queued)
+    assert [kind for kind, _ in events] == ["error"]
+    error = events[0][1]
+    assert error["kind"] == "conversation_busy" and error["fatal"] and error["retry_after"] == 2
+    assert open_store().get_messages(conv) == []  # nothing of the refused message was stored
+
+
 def test_stream_must_be_a_boolean_and_text_parts_strings(client: httpx.Client) -> None:
     """``stream: "true"`` and ``1`` were taken as true here while the OpenAI endpoint refused them; a text part
     whose ``text`` was an object was echoed back as its repr."""
