@@ -3,6 +3,7 @@ job's side effects happen once across its retries (``send_once``)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,21 @@ REPLY_ATTEMPTS = 8
 # Delivery reports may arrive out of order (Twilio's 'sent' after 'delivered'): a status never goes back.
 _STATUS_RANK = {"received": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
                 "undelivered": 4, "failed": 4, "read": 5}
+
+
+MAX_KEY_CHARS = 200
+"""The longest provider id or thread kept as it is in the store's keys (longer ones: see ``store_key``)."""
+
+
+def store_key(value: str) -> str:
+    """``value`` (a message id, a thread) as a key the store can index: itself when short, else its start and a
+    digest of the whole, the same for the same value. An email's sender writes its Message-ID and References at
+    any length, and PostgreSQL refuses an index entry over ~2,700 bytes: such a mail failed at every try and the
+    inbox behind it was never answered."""
+    if len(value) <= MAX_KEY_CHARS:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[:MAX_KEY_CHARS // 2]}...sha256:{digest}"
 
 
 def channel_owner(channel: str) -> str:
@@ -52,17 +68,18 @@ class StoreSink(InboundSink):
         if self.max_chars is not None and len(text) > self.max_chars:
             text = (f"{text[:self.max_chars]}\n[the message was cut here: it has {len(text)} characters and this "
                     f"server reads at most {self.max_chars}]")
-        payload = {"channel": message.channel, "message_id": message.message_id, "sender": message.sender,
-                   "thread": message.thread, "text": text, "reply": dict(message.reply),
-                   "title": message.title}
+        # the keys the store indexes; the reply itself goes by ``reply``, which keeps the ids as they came
+        message_id, thread = store_key(message.message_id), store_key(message.thread)
+        payload = {"channel": message.channel, "message_id": message_id, "sender": message.sender,
+                   "thread": thread, "text": text, "reply": dict(message.reply), "title": message.title}
         job, created = self.store.enqueue_job(
-            REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, message.thread),
-            idempotency_key=f"{message.channel}:{inbound_id(message.agent, message.message_id)}",
+            REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, thread),
+            idempotency_key=f"{message.channel}:{inbound_id(message.agent, message_id)}",
             owner=channel_owner(message.channel), max_attempts=REPLY_ATTEMPTS)
         if created:
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(
-                id=inbound_id(message.agent, message.message_id), channel=message.channel, agent=message.agent,
+                id=inbound_id(message.agent, message_id), channel=message.channel, agent=message.agent,
                 conversation_id=None, direction="in", address=message.sender, body=text, status="received",
                 job_id=job["id"], created=now, updated=now))
             self.on_enqueue()
