@@ -45,7 +45,7 @@ _UNDERLINE_LEVELS = {"*": 1, "=": 2, "-": 3, ".": 4, "~": 4, "^": 5}  # info's c
 # "-C NUM, --context=NUM", "-a, --all", "-c     explanation": option names, then all-caps or <> arguments
 _OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]+|[ =]\[?(?:[A-Z][A-Z_]*|<[^>]+>)\]?)*"
                      r",?)(?:\s{2,}\S.*)?$")
-_CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn)\s+(\w+)")
+_CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn|sub)\s+(\w+)")
 
 
 def count_tokens(text: str) -> int:

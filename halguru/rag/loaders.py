@@ -29,6 +29,7 @@ CODE = {
     ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp", ".hpp",
     ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".bash", ".sql", ".lua", ".r", ".m", ".toml", ".yaml",
     ".yml", ".json", ".ini", ".cfg", ".css", ".scss", ".vue", ".svelte", ".dart", ".ex", ".exs", ".erl", ".hs",
+    ".pl", ".pm",
 }
 SUPPORTED = MARKDOWN | TEXT | HTML | PDF | POD | CODE
 COMPRESSED = ".gz"  # any of the above, gzipped (read decompressed, up to MAX_BYTES)

@@ -318,3 +318,18 @@ def test_asciidoc_and_org_pages_are_read_by_their_sections(tmp_path):
         debian = next(c for c in chunks if "Use apt" in c.text)
         assert debian.heading == f"{top}Installing > On Debian"
         assert all("not a heading" not in c.heading for c in chunks)
+
+
+def test_perl_modules_and_scripts_are_read_as_code_named_by_their_subs(tmp_path):
+    """Perl's .pm and .pl files beside its .pod pages (/usr/share/perl5) are source code: each sub heads its
+    chunk, as a Python def does (they were skipped as an unsupported type)."""
+    (tmp_path / "Address.pm").write_text(
+        "package Mail::Address;\nuse strict;\n\nsub parse {\n    my ($class, $line) = @_;\n"
+        "    return split /,/, $line;\n}\n\nsub format {\n    my @addrs = @_;\n    return join ', ', @addrs;\n}\n")
+    (tmp_path / "send.pl").write_text("#!/usr/bin/perl\nuse Mail::Address;\nprint Mail::Address->parse($ARGV[0]);\n")
+    files, skipped = loaders.discover([tmp_path])
+    assert {f.name for f in files} == {"Address.pm", "send.pl"} and not skipped
+    document = loaded(tmp_path / "Address.pm")
+    assert not isinstance(document, Skip) and document.kind == "code"
+    chunks = chunk_text(document.text, document.kind, size=20, overlap=0)
+    assert any(c.heading == "format" and "join" in c.text for c in chunks)
