@@ -119,15 +119,13 @@ def test_run_help_documents_the_exit_codes(cli):
 
 
 async def test_the_debugger_chat_says_when_the_answer_was_cut(cut_site, write_agent, tmp_path):
-    from textual.widgets import Input
-
     from halguru.tui.app import DevApp
-    from halguru.tui.widgets import ChatPane
+    from halguru.tui.widgets import ChatPane, MessageBox
 
     folder = write_agent("name: cutter\nmodel: cut\n")
     app = DevApp(folder, watch=False, export_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        prompt = app.query_one("#prompt", Input)
+        prompt = app.query_one("#prompt", MessageBox)
         prompt.focus()
         prompt.value = "Tell me everything"
         await pilot.press("enter")
