@@ -91,9 +91,8 @@ def _rendered_whole(markdown: str, width: int) -> str:
     return _plain(console.file.getvalue())
 
 
-def test_an_answer_taller_than_the_terminal_is_in_the_scrollback_once(write_agent, tmp_path: Path) -> None:
-    terminal = Terminal(100, 30)
-    repl = _chat(_agent_answering(write_agent, tmp_path, CODE, token_delay=0.002), terminal)
+def _ask(repl: ChatRepl) -> None:
+    """Send "hi" and wait for the whole answer to be drawn, then close the chat's session."""
 
     async def main() -> None:
         try:
@@ -102,6 +101,13 @@ def test_an_answer_taller_than_the_terminal_is_in_the_scrollback_once(write_agen
             await repl.session.close()
 
     asyncio.run(main())
+
+
+def test_an_answer_taller_than_the_terminal_is_in_the_scrollback_once(write_agent, tmp_path: Path) -> None:
+    terminal = Terminal(100, 30)
+    repl = _chat(_agent_answering(write_agent, tmp_path, CODE, token_delay=0.002), terminal)
+
+    _ask(repl)
     shown = _plain(terminal.text())
     assert shown.count("Here is the code") == 1 and shown.count("def f0(x)") == 1, shown
     assert shown == _rendered_whole(CODE, 100)  # once, as the whole answer rendered as Markdown reads
@@ -115,13 +121,7 @@ def test_a_long_answer_is_not_slowed_down_by_drawing_it(write_agent, tmp_path: P
     terminal = Terminal(120, 40)
     repl = _chat(_agent_answering(write_agent, tmp_path, answer), terminal)
 
-    async def main() -> None:
-        try:
-            await repl.answer("hi")
-        finally:
-            await repl.session.close()
-
-    asyncio.run(main())
+    _ask(repl)
     run = open_store().list_runs()[0]
     assert run["status"] == "ok" and run["output"] == answer
     assert run["duration_ms"] < 5000, run["duration_ms"]  # the run's own time, as stored
