@@ -168,14 +168,12 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
         if claim is not None:
             await idempotency.release(state, claim)
         raise
-    events = service.run_events(state, served, body.content, conversation_id, _request_id(request), reservation,
-                                row["owner"])
+    events = service.shown(service.run_events(state, served, body.content, conversation_id, _request_id(request),
+                                              reservation, row["owner"]), caller)
     tracked = None
     if claim is not None:
         tracked = idempotency.tracked(state, claim, events)
         events = tracked.events()
-    if caller.anonymous:
-        events = service.redacted(events)
     return await respond(request, state, served, reservation, events, body.stream, finish_alone=claim is not None,
                          settle=tracked.settle if tracked is not None else None)
 
@@ -297,7 +295,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     run = owned_run(state, caller, run_id)
     fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
     fields["model"] = ops.model_shown(run["model"], caller)
-    return RunDetail(**fields, events=state.store.get_events(run_id))
+    return RunDetail(**fields, events=[service.event_shown(e, caller) for e in state.store.get_events(run_id)])
 
 
 @router.get("/runs/{run_id}/events", tags=["runs"], responses={
@@ -325,7 +323,7 @@ async def resume_stream(state: ServerState, caller: Principal, run_id: str, last
         return Response(status_code=204)
     assert isinstance(start, int)
     free = follow.admit(state, caller.client)  # 429 past the client's share of followers
-    return service.EventStream(follow.follow(state, run_id, start, redact=caller.anonymous), state, free)
+    return service.EventStream(follow.follow(state, run_id, start, caller), state, free)
 
 
 def owned_run(state: ServerState, caller: Principal, run_id: str) -> RunRecord:

@@ -33,7 +33,7 @@ from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru_server import service
 from halguru_server.errors import ApiError
-from halguru_server.state import ServerState
+from halguru_server.state import Principal, ServerState
 
 TOO_MANY = "too_many_streams"
 
@@ -121,12 +121,7 @@ def _poll(state: ServerState, run_id: str, after: int) -> tuple[str, list[dict[s
     return status, state.store.get_events(run_id, after)
 
 
-def redacted(event: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as an anonymous web-chat visitor sees it, as ``service.redacted`` shows a live stream."""
-    return {**event, **service.redaction(event)} if event["type"] in service.REDACTED else event
-
-
-async def follow(state: ServerState, run_id: str, after: int, redact: bool = False) -> AsyncIterator[str]:
+async def follow(state: ServerState, run_id: str, after: int, caller: Principal) -> AsyncIterator[str]:
     """The stored events after ``after``, then the new ones as they are stored, until the run ends."""
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = time.monotonic()
@@ -139,7 +134,7 @@ async def follow(state: ServerState, run_id: str, after: int, redact: bool = Fal
         for event in events:
             after = event["seq"]
             quiet_since = time.monotonic()
-            shown = redacted(event) if redact else event
+            shown = service.event_shown(event, caller)
             yield f"id: {run_id}:{after}\n" + service.sse(event["type"], json.dumps(shown))
             if event["type"] == "run_finished" and event["run_id"] == run_id:
                 return

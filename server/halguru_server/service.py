@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
+from halguru.agents.events import Error, Event, ModelCall, RunFinished, RunStarted, ToolCall
 from halguru.agents.runtime import NoConversation, run
 from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.models.base import Message
@@ -28,7 +28,7 @@ from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import Pump, RunCut, closing
-from halguru_server.ops import model_label
+from halguru_server.ops import model_label, reads_metrics
 from halguru_server.schemas import MessageList, MessageOut
 from halguru_server.state import Principal, ServerState
 
@@ -208,6 +208,37 @@ def redaction(event: dict[str, Any]) -> dict[str, Any]:
     if kind in ("run_started", "model_call"):
         return {"model": model_label(event["model"]), **({"messages": []} if kind == "model_call" else {})}
     return {}
+
+
+def event_shown(event: dict[str, Any], caller: Principal) -> dict[str, Any]:
+    """A stored event as ``caller`` sees it: as ``redaction`` leaves it to an anonymous visitor, with a model
+    reference's folders left out for a caller who may not read metrics (``ops.model_shown``), else whole."""
+    if event["type"] not in REDACTED:
+        return event
+    if caller.anonymous:
+        return {**event, **redaction(event)}
+    if "model" in event and not reads_metrics(caller):
+        return {**event, "model": model_label(event["model"])}
+    return event
+
+
+async def shown(events: AsyncIterator[Event], caller: Principal) -> AsyncIterator[Event]:
+    """A run's live events as ``caller`` sees them (``event_shown``)."""
+    if caller.anonymous:
+        events = redacted(events)
+    elif not reads_metrics(caller):
+        events = _labelled(events)
+    async with closing(events) as stream:
+        async for event in stream:
+            yield event
+
+
+async def _labelled(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    async with closing(events) as stream:
+        async for event in stream:
+            if isinstance(event, (RunStarted, ModelCall)):
+                event = event.model_copy(update={"model": model_label(event.model)})
+            yield event
 
 
 async def redacted(events: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -89,7 +89,14 @@ def test_a_chat_only_key_sees_no_server_path_in_agents_or_runs(serve, agents_dir
         seen = [a["model"] for a in http.get("/v1/agents").json()["data"] if a["name"] == "slow"]
         seen += [http.get("/v1/agents/slow").json()["model"], http.get(f"/v1/runs/{run}").json()["model"]]
         seen += [r["model"] for r in http.get("/v1/runs").json()["data"]]
-    assert seen == ["scripted:slow.yaml"] * 4, seen
+        # its run's events too: stored (GET /v1/runs/{id}), resumed (SSE) and live
+        seen += [e["model"] for e in http.get(f"/v1/runs/{run}").json()["events"] if "model" in e]
+        resumed = http.get(f"/v1/runs/{run}/events").text
+        with http.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "hi", "stream": True}) as r:
+            live = "".join(r.iter_lines())
+    assert seen == ["scripted:slow.yaml"] * 6, seen
+    assert '"run_started"' in resumed and '"run_started"' in live and '"model_call"' in live
+    assert str(tmp_path) not in resumed + live and resumed.count('"scripted:slow.yaml"') == 2
     whole = f"scripted:{tmp_path / 'slow.yaml'}"
     assert httpx.get(f"{server.url}/v1/agents/slow", headers={"Authorization": f"Bearer {developer}"}
                      ).json()["model"] == whole
@@ -251,10 +258,9 @@ def test_anonymous_visitors_get_no_model_error_details(serve, agents_dir: Path, 
     # nor the prompt (the operator's instructions) or where the server keeps the model's file, live or replayed
     assert '"model_call"' in streamed and "OPERATORS-ONLY" not in streamed and str(script.parent) not in streamed
     assert '"model":"scripted:broken.yaml"' in streamed
-    from halguru_server import follow
-
-    stored = json.dumps([follow.redacted(e) for run in server.state.store.list_runs(agent="broken")
-                         for e in server.state.store.get_events(run["id"])])
+    stored = "".join(httpx.get(f"{server.url}/chat/api/runs/{run['id']}/events", headers=session).text
+                     for run in server.state.store.list_runs(agent="broken"))  # replayed: as resumed
+    assert stored.count('"run_finished"') == 2
     assert "OPERATORS-ONLY" not in stored and str(script.parent) not in stored and "secret" not in stored
     assert any("secret" in str(getattr(rec, "fields", "")) for rec in caplog.records)  # the log has it
     keyed = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30)
