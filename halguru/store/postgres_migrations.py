@@ -31,6 +31,7 @@ from halguru.store.migrations import (
     CONSOLE_SCHEMA,
     DEPLOYMENTS_SCHEMA,
     IDENTITY_SCHEMA,
+    JOBS_WAITING_SQL,
     KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
     PUSH_SCHEMA,
@@ -180,6 +181,11 @@ def pg009_key_roles(conn: Any) -> None:
     conn.execute(KEY_ROLES_SQL)
 
 
+def pg010_jobs_waiting(conn: Any) -> None:
+    """SQLite's m017: the queued jobs indexed in the order a claim takes them, with their owner."""
+    _execute_all(conn, JOBS_WAITING_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
-                                           pg008_claims, pg009_key_roles]
+                                           pg008_claims, pg009_key_roles, pg010_jobs_waiting]

@@ -22,17 +22,21 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from halguru.errors import TooManyJobs
 from halguru.store.records import ChannelMessageRecord, EffectRecord, JobRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 from halguru.store.sql_runs import PRUNED, prefix_range
 
 # A job may run when it is due (or its holder's lease passed) and no earlier job of its queue key is unfinished:
-# queued, running, or cancelled while running and still leased (its holder has not stopped it yet).
-_RUNNABLE = """
-    ((j.status = 'queued' AND j.run_after <= :now) OR (j.status = 'running' AND j.lease_expires < :now))
-    AND (j.queue_key IS NULL OR NOT EXISTS (
+# queued, running, or cancelled while running and still leased (its holder has not stopped it yet). The two ways
+# to be due are looked for apart, each in an index's order so that the search stops at its first match: one
+# query with both (an OR) sorted every runnable row, 86 ms a pass for a backlog of 20,000 on SQLite.
+_DUE = ("j.status = 'queued' AND j.run_after <= ?",  # jobs_waiting (status, run_after, seq, owner): in order
+        "j.status = 'running' AND j.lease_expires < ?")  # abandoned by a stopped worker: a few at most
+_IN_ORDER = """
+    (j.queue_key IS NULL OR NOT EXISTS (
         SELECT 1 FROM jobs e WHERE e.queue_key = j.queue_key AND e.seq < j.seq
-        AND (e.status IN ('queued', 'running') OR (e.status = 'cancelled' AND e.lease_expires >= :now))))
+        AND (e.status IN ('queued', 'running') OR (e.status = 'cancelled' AND e.lease_expires >= ?))))
 """
 
 
@@ -53,8 +57,10 @@ class JobsMixin(SQLBase):
     # -- jobs -------------------------------------------------------------------------
     def enqueue_job(self, kind: str, agent: str, payload: Mapping[str, Any], *, queue_key: str | None = None,
                     idempotency_key: str | None = None, owner: str | None = None, delay: float = 0.0,
-                    max_attempts: int = 5) -> tuple[JobRecord, bool]:
+                    max_attempts: int = 5, max_waiting: int | None = None) -> tuple[JobRecord, bool]:
         with self._tx() as conn:
+            if max_waiting is not None and owner is not None:
+                self._check_waiting(conn, owner, max_waiting, idempotency_key)
             if queue_key is not None:  # seqs of one key are drawn in commit order (see the module docstring)
                 self._lock(conn, "queue", queue_key)
             now = time.time()
@@ -70,45 +76,68 @@ class JobsMixin(SQLBase):
             self._notify(conn)
             return _job(rows[0]), True
 
+    def _check_waiting(self, conn: Any, owner: str, limit: int, idempotency_key: str | None) -> None:
+        """TooManyJobs if ``owner`` has ``limit`` jobs queued (a repeat of a used idempotency key is no new job).
+        Counted in the transaction: on PostgreSQL concurrent enqueues may pass it together, a few over."""
+        if idempotency_key is not None and conn.execute("SELECT 1 FROM jobs WHERE idempotency_key = ?",
+                                                        (idempotency_key,)).fetchone() is not None:
+            return
+        waiting = conn.execute("SELECT count(*) AS n FROM (SELECT 1 FROM jobs WHERE owner = ? AND status = 'queued' "
+                               "LIMIT ?) w", (owner, limit)).fetchone()["n"]
+        if waiting >= limit:
+            raise TooManyJobs(f"{limit} of your jobs are already waiting; queue more when some have run")
+
     def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None,
                   served: Sequence[str] = ()) -> JobRecord | None:
         if agents is not None and not agents:
             return None
-        only = f"AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
-        runnable = f"SELECT * FROM jobs j WHERE {_RUNNABLE} {only}".replace(":now", "?")
-        oldest = " ORDER BY j.run_after, j.seq LIMIT 1"
-        now = time.time()
-        if not self._rows(runnable + oldest, (now, now, now, *(agents or ()))):
+        if self._first_runnable(None, time.time(), agents, set()) is None:
             return None  # nothing runnable: no write lock taken (idle workers look often)
         with self._tx() as conn:
             while True:
                 now = time.time()
-                params = (now, now, now, *(agents or ()))
                 # Fair across owners: two keys' 40 queued jobs each must not hold back a third's (or the channels'
                 # replies) until all are done. Owners with a job running, or served last, wait their turn.
                 running = dict(conn.execute("SELECT coalesce(owner, ''), count(*) FROM jobs WHERE status = 'running' "
                                             "AND lease_expires >= ? GROUP BY 1", (now,)).fetchall())
                 passes = [{*running, *served}] + [{o for o, n in running.items() if n > level}
                                                  for level in sorted({0, *running.values()})]
-                row = None
-                for skipped in [s for s in passes if s]:
-                    row = conn.execute(f"{runnable} AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(skipped))})"
-                                       f"{oldest}{self.SKIP_LOCKED}", (*params, *skipped)).fetchone()
-                    if row is not None:
+                job_id = None
+                tries = [*(s for s in passes if s), set()]  # then anyone's
+                for i, skipped in enumerate(tries):
+                    if skipped in tries[:i]:  # the same owners passed over again: the same rows walked again
+                        continue
+                    job_id = self._first_runnable(conn, now, agents, skipped)
+                    if job_id is not None:
                         break
-                if row is None:
-                    row = conn.execute(runnable + oldest + self.SKIP_LOCKED, params).fetchone()
-                if row is None:
+                if job_id is None:
                     return None
+                row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 if row["attempts"] >= row["max_attempts"]:  # its worker died on its last attempt
                     conn.execute("UPDATE jobs SET status = 'dead', finished = ?, holder = NULL, lease_expires = NULL, "
                                  "last_error = coalesce(last_error, 'its worker stopped (lease expired)') "
-                                 "WHERE id = ?", (now, row["id"]))
+                                 "WHERE id = ?", (now, job_id))
                     continue
                 conn.execute("UPDATE jobs SET status = 'running', holder = ?, lease_expires = ?, "
                              "attempts = attempts + 1, started = coalesce(started, ?) WHERE id = ?",
-                             (holder, now + lease, now, row["id"]))
-                return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+                             (holder, now + lease, now, job_id))
+                return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    def _first_runnable(self, conn: Any, now: float, agents: Sequence[str] | None, skipped: set[str]) -> str | None:
+        """The id of the runnable job due first (then the oldest) of ``agents``' jobs, of an owner not in
+        ``skipped``; in ``conn``'s transaction locked for the claim (PostgreSQL: rows other claimers hold are
+        passed over), else (None) a look without a lock."""
+        only = f" AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
+        others = f" AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(skipped))})" if skipped else ""
+        found: list[Any] = []
+        for due in _DUE:
+            sql = (f"SELECT j.id, j.run_after, j.seq FROM jobs j WHERE {due} AND {_IN_ORDER}{only}{others} "
+                   f"ORDER BY j.run_after, j.seq LIMIT 1")
+            params = (now, now, *(agents or ()), *skipped)
+            rows = conn.execute(sql + self.SKIP_LOCKED, params).fetchall() if conn is not None else \
+                self._rows(sql, params)
+            found += rows
+        return min(found, key=lambda r: (r["run_after"], r["seq"]))["id"] if found else None
 
     def renew_job(self, job_id: str, holder: str, lease: float) -> bool:
         with self._tx() as conn:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from halguru.errors import TooManyJobs
 from halguru.jobs.handlers import RUN, run_queue_key
 from halguru_server import audit, cursors, service
 from halguru_server.errors import ApiError, responses
@@ -74,7 +75,7 @@ def _out(job: dict[str, Any]) -> JobOut:
     return JobOut(**{k: job[k] for k in JobOut.model_fields})
 
 
-@router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413))
+@router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413, 429))
 def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
     """Queue a run of an agent for the worker; poll ``GET /v1/jobs/{id}`` for its result."""
     agent_for(state, caller, body.agent)
@@ -85,8 +86,12 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
             raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
     key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
     payload = {"input": body.input, "conversation_id": body.conversation_id}
-    job, new = state.store.enqueue_job(RUN, body.agent, payload, queue_key=run_queue_key(body.conversation_id),
-                                       idempotency_key=key, owner=caller.owner, delay=body.delay)
+    try:
+        job, new = state.store.enqueue_job(RUN, body.agent, payload, queue_key=run_queue_key(body.conversation_id),
+                                           idempotency_key=key, owner=caller.owner, delay=body.delay,
+                                           max_waiting=state.settings.max_waiting_jobs)
+    except TooManyJobs as exc:  # a flood of jobs would slow every claim (and so every owner's jobs)
+        raise ApiError(429, str(exc), "too_many_jobs") from None
     if not new and (job["agent"], job["payload"]) != (body.agent, payload):  # as the messages endpoint does
         raise ApiError(422, "this idempotency_key was already used for another job; send a new key for a new job",
                        "idempotency_key_reused")

@@ -96,6 +96,8 @@ class ServerSettings(BaseSettings):
     max_followers: int = Field(default=10, ge=1, description="run streams one client (an API key, a signed-in "
                                "user, an anonymous visitor's address) may follow at once through GET "
                                ".../runs/ID/events, per process (each polls the store); past it 429")
+    max_waiting_jobs: int = Field(default=1000, ge=1, description="jobs one owner (an API key's user or the key, "
+                                  "a channel) may have queued at once through POST /v1/jobs; past it 429")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
                                    "running between requests (off: each run starts and stops its own)")
     worker: bool = Field(default=True, description="run the worker (jobs, schedules, channel replies) in the "

@@ -122,6 +122,28 @@ def test_no_worker_leaves_jobs_queued(serve: Callable[..., Any], api_key: Callab
         assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
 
 
+def test_an_owner_with_max_waiting_jobs_queued_gets_429_and_others_are_not_held(
+        serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """A key could queue jobs without end (each one slows every claim a little, everyone's included): past
+    ``max_waiting_jobs`` queued, 429 ``too_many_jobs``; a repeat of a used idempotency key is still its job, and
+    another owner still queues."""
+    server = serve(worker=False, max_waiting_jobs=3)
+    mine = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('a')}"})
+    theirs = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('b')}"})
+    queued = [mine.post("/v1/jobs", json={"agent": "echo", "input": f"{i}", "idempotency_key": f"k{i}"})
+              for i in range(3)]
+    assert [r.status_code for r in queued] == [202] * 3
+    refused = mine.post("/v1/jobs", json={"agent": "echo", "input": "one more"})
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_jobs", refused.text
+    assert "3 of your jobs are already waiting" in refused.json()["error"]["message"]
+    again = mine.post("/v1/jobs", json={"agent": "echo", "input": "0", "idempotency_key": "k0"})
+    assert again.status_code == 202 and again.json()["id"] == queued[0].json()["id"]
+    assert theirs.post("/v1/jobs", json={"agent": "echo", "input": "b"}).status_code == 202
+    assert mine.post(f"/v1/jobs/{queued[0].json()['id']}/cancel").status_code == 200  # one fewer waiting
+    assert mine.post("/v1/jobs", json={"agent": "echo", "input": "now"}).status_code == 202
+    assert len(mine.get("/v1/jobs").json()["data"]) == 4  # 3 queued + the cancelled one: nothing half-stored
+
+
 def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> None:
     from halguru.store import open_store
 

@@ -309,12 +309,12 @@ def test_keys_made_before_roles_of_their_own_keep_a_developers_reach(tmp_path: P
     """Migration m016: a userless key of scope `user` meant a developer's reach; it is rewritten so it keeps it."""
     import sqlite3
 
-    from halguru.store.migrations import MIGRATIONS, apply
+    from halguru.store.migrations import MIGRATIONS, apply, m016_key_roles
     from halguru.store.sqlite import SQLiteStore
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        apply(conn, MIGRATIONS[:-1])
+        apply(conn, MIGRATIONS[:MIGRATIONS.index(m016_key_roles)])
         conn.execute("INSERT INTO api_keys (id, name, prefix, hash, created, scope) VALUES "
                      "('k1', 'old', 'hg_k1', 'h1', 0, 'user'), ('k2', 'root', 'hg_k2', 'h2', 0, 'admin')")
     store = SQLiteStore(path)

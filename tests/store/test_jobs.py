@@ -8,6 +8,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
+from halguru.errors import TooManyJobs
 from halguru.store import Store
 
 
@@ -55,6 +58,35 @@ def test_two_busy_owners_do_not_hold_back_a_third(store: Store) -> None:
     assert {first["owner"], second["owner"]} == {"key:a", "key:b"}
     assert store.finish_job(first["id"], "w")
     assert claim()["id"] == third["id"]  # not the next of a (or b)
+
+def test_an_owners_waiting_jobs_are_capped_when_asked(store: Store) -> None:
+    for i in range(2):
+        store.enqueue_job("run", "echo", {"input": str(i)}, owner="key:a", max_waiting=2, idempotency_key=f"a{i}")
+    with pytest.raises(TooManyJobs, match="2 of your jobs are already waiting"):
+        store.enqueue_job("run", "echo", {"input": "x"}, owner="key:a", max_waiting=2)
+    assert not store.enqueue_job("run", "echo", {"input": "0"}, owner="key:a", max_waiting=2,
+                                 idempotency_key="a0")[1]  # a repeat: the first job, no error
+    assert store.enqueue_job("run", "echo", {"input": "b"}, owner="key:b", max_waiting=2)[1]
+    assert store.enqueue_job("reply", "echo", {"text": "c"}, owner="key:a")[1]  # no cap asked: the channels'
+    job = store.claim_job("w", lease=30)  # running, no longer waiting
+    assert job is not None and job["owner"] == "key:a"
+    assert store.enqueue_job("run", "echo", {"input": "y"}, owner="key:a", max_waiting=3)[1]
+    assert len(store.list_jobs(10, owner="key:a")) == 4
+
+
+def test_a_flood_of_one_owners_jobs_does_not_hold_back_anothers(store: Store) -> None:
+    """With one owner's 300 jobs queued and one of them running, another owner's later job is next, then the
+    flood's, oldest first (the claim's searches walk the due jobs in order: each stops at its first match)."""
+    for i in range(300):
+        store.enqueue_job("run", "echo", {"input": str(i)}, owner="key:flood")
+    first = store.claim_job("w", lease=30)
+    late, _ = store.enqueue_job("run", "echo", {"input": "me"}, owner="key:late")
+    assert first is not None and first["owner"] == "key:flood"
+    second = store.claim_job("w", lease=30)
+    assert second is not None and second["id"] == late["id"]
+    third = store.claim_job("w", lease=30)
+    assert third is not None and third["payload"] == {"input": "1"}  # then the flood, oldest first
+
 
 def test_idempotency_key_queues_once(store: Store) -> None:
     first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
