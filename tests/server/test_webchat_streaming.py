@@ -82,3 +82,20 @@ def test_a_long_streamed_answer_is_not_drawn_again_per_chunk(serve: Any, agents_
     # unfinished last line's.
     assert page.evaluate("window.firstItem === document.querySelector('.msg.assistant li')")
     assert page.evaluate("window.removed") < 600  # a draft item at most once a frame (here ~60; before, thousands)
+
+
+def test_a_message_sent_while_an_answer_streams_stays_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Enter while an answer came in cleared the box and dropped the message: it was never sent, nor kept."""
+    page = open_chat(browser, serve())
+    page.select_option("#agent", "slow")
+    page.fill("#input", "first")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant", has_text="word1").wait_for()  # streaming now
+    page.fill("#input", "second, typed meanwhile")
+    page.keyboard.press("Enter")
+    assert page.input_value("#input") == "second, typed meanwhile"
+    expect(page.locator("#status")).to_contain_text("still coming")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    page.keyboard.press("Enter")  # the answer has ended: now it goes
+    expect(page.locator(".msg.user")).to_have_text(["first", "second, typed meanwhile"], timeout=WAIT_MS)
+    assert page.input_value("#input") == ""

@@ -371,7 +371,8 @@ function watchHeld(agent, id) {
 // A PDF, text or Markdown file for the agent, in this conversation only (the server parses and limits it).
 async function attach(file) {
   const agent = agentSelect.value;
-  if (!agent || !file || controller) return;
+  if (!agent || !file) return;
+  if (controller) { showStatus(`An answer is still coming: attach ${file.name} when it has ended.`); return; }
   showStatus("");
   if (file.size > 1000000) { showStatus(`${file.name} is over 1 MB.`); return; }
   try {
@@ -512,6 +513,9 @@ $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = input.value.trim();
   if (!text) return;
+  // Not sendable now: the text stays in the box (it was cleared and silently dropped).
+  if (controller) { showStatus("An answer is still coming: send this when it has ended, or press Escape to stop it."); return; }
+  if (!agentSelect.value) { showStatus("No agent to send this to."); return; }
   input.value = "";
   send(text);
 });
