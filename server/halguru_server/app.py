@@ -141,6 +141,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
     app.state.halguru = state
     errors.install(app)
+    errors.document_body_errors(app)
     for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, ops.router, web.router,
                    web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router):
         app.include_router(router)

@@ -91,7 +91,7 @@ async def chat_resume(run_id: Annotated[str, Path(max_length=50)], state: State,
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut,
-             responses={200: api.SSE_DOC, **responses(400, 404, 409, 413, 429, 503)})
+             responses={200: api.SSE_DOC, **api.HELD_DOC, **responses(400, 404, 409, 413, 429, 503)})
 async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, state: State,
                     caller: Caller) -> Response | RunOut:
     """Like POST /v1/conversations/{id}/messages; anonymous callers are rate-limited."""
