@@ -43,6 +43,9 @@ __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "Not
            "StreamError", "TakenOver", "Unavailable"]
 
 RETRY_STATUSES = frozenset({429, 503})
+# A 503 of these types answered a request the server had taken: a message stored and its run cut off by a
+# shutdown (stored as interrupted). Sent again, it would be a second turn with the same text: not retried.
+TAKEN_TYPES = frozenset({"shutdown"})
 Model = TypeVar("Model", bound=BaseModel)
 OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to wait, the refused response)
 
@@ -180,9 +183,10 @@ class _Base:
 
     def _wait(self, attempt: int, response: httpx.Response, body: bytes) -> float:
         """Seconds before the next try, or raise the error for ``response`` (not retried, or retried enough)."""
-        wait = self.retry.wait(attempt, response)
+        error = error_for(response, body)
+        wait = None if error.type in TAKEN_TYPES else self.retry.wait(attempt, response)
         if wait is None:
-            raise error_for(response, body)
+            raise error
         if self.on_retry is not None:
             self.on_retry(attempt, wait, response)
         return wait

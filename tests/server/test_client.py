@@ -118,3 +118,28 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer(serve: Serv
             assert (await hg.send(chat.id, "hi", idempotency_key="a")).run_id == first.run_id
 
     asyncio.run(asynchronous())
+
+
+def test_a_message_cut_off_by_a_shutdown_is_not_sent_again() -> None:
+    """The server's 503 ``shutdown`` answers a message it stored and began answering (run interrupted): the
+    client retried it after Retry-After, and the restarted server stored the same message as a second turn."""
+    sent: list[httpx.Request] = []
+    body = {"error": {"type": "shutdown", "message": "the server shut down before the run finished"}}
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503, json=body, headers={"Retry-After": "5"})
+
+    waits: list[float] = []
+    with Client("http://test", http=httpx.Client(transport=httpx.MockTransport(server)),
+                on_retry=lambda n, w, r: waits.append(w)) as hg, pytest.raises(Unavailable) as cut:
+        hg.send("conv_x", "only once")
+    assert cut.value.type == "shutdown" and len(sent) == 1 and waits == []
+
+    async def send_async() -> None:
+        async with AsyncClient("http://test", http=httpx.AsyncClient(transport=httpx.MockTransport(server))) as hg:
+            await hg.send("conv_x", "only once")
+
+    with pytest.raises(Unavailable):
+        asyncio.run(send_async())
+    assert len(sent) == 2
