@@ -99,3 +99,15 @@ def test_a_message_sent_while_an_answer_streams_stays_in_the_box(serve: Any, bro
     page.keyboard.press("Enter")  # the answer has ended: now it goes
     expect(page.locator(".msg.user")).to_have_text(["first", "second, typed meanwhile"], timeout=WAIT_MS)
     assert page.input_value("#input") == ""
+
+
+def test_a_link_whose_address_holds_parentheses_is_drawn_whole(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The link's address was cut at its first ")": a wrong href and a stray ")" after the link's text."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async () => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown('See [Foo](https://en.wikipedia.org/wiki/Foo_(bar)) and [bad](javascript:alert(1)) now.', box);
+      return [box.textContent, [...box.querySelectorAll('a')].map((a) => a.href)];
+    }""")
+    assert drawn == ["See Foo and bad now.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]]

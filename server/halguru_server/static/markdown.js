@@ -2,7 +2,8 @@
 // so model output can never inject HTML. Links get rel=noopener and only http(s)/mailto;
 // images are shown as links (no remote fetches).
 
-const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\([^)\s]+\))|(https?:\/\/[^\s<>()]+)/;
+// A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at the first ")" it lost its end.
+const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/[^\s<>()]+)/;
 
 function safeHref(url) {
   try {
@@ -39,7 +40,7 @@ export function renderInline(text, parent) {
       const i = document.createElement("em"); renderInline(token.slice(1, -1), i); parent.append(i);
     } else if (m[4]) {
       const image = token.startsWith("!");
-      const inner = /!?\[([^\]]*)\]\(([^)\s]+)\)/.exec(token);
+      const inner = /!?\[([^\]]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/.exec(token);
       parent.append(link(image ? `image: ${inner[1] || inner[2]}` : inner[1] || inner[2], inner[2]));
     } else {
       parent.append(link(token, token));
