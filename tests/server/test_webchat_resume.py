@@ -36,3 +36,34 @@ def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any)
     assert answer.inner_text().strip() == " ".join(f"word{i}" for i in range(40))  # whole, not cut off
     assert "cut off" not in answer.inner_text() and not answer.locator(".error").count()
     assert len(resumed) == 1 and resumed[0]["last-event-id"].startswith("run_")
+
+
+def test_an_answer_whose_server_died_says_so_in_the_pages_words(serve: Any, browser: Any) -> None:  # noqa: F811
+    """After a kill -9 and a restart the resumed stream ends with the server's fatal error for API clients
+    ("run ... ended interrupted without finishing (its process stopped); GET /v1/runs/... shows what it did"),
+    which the page showed a visitor as it was."""
+    from halguru_server.follow import error_event
+
+    server = serve()
+    page = browser.new_page()
+
+    def cut(route: Any) -> None:  # the server dies after the first events of the answer
+        response = route.fetch()
+        route.fulfill(response=response, body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n")
+
+    def restarted(route: Any) -> None:  # the restarted server found the run interrupted (its process stopped)
+        run_id = route.request.url.split("/runs/")[1].split("/")[0]
+        body = error_event("interrupted", f"run {run_id} ended interrupted without finishing (its process "
+                                          f"stopped); GET /v1/runs/{run_id} shows what it did", f"{run_id}:end")
+        route.fulfill(status=200, body=body, headers={"Content-Type": "text/event-stream"})
+
+    page.route("**/chat/api/conversations/*/messages", cut)
+    page.route("**/chat/api/runs/*/events", restarted)
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.select_option("#agent", "slow")
+    page.fill("#input", "go")
+    page.click("#send")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    note = page.locator(".msg.assistant .error").last
+    expect(note).to_have_text("⚠ This answer was cut off when the server stopped.")

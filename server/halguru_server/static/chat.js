@@ -101,6 +101,12 @@ const CUT = {
   paused: "This answer waits for a tool call to be approved.",
 };
 
+// A stream's fatal error in the page's words where it says how the answer ended (a run whose server went away:
+// "interrupted"); the server's own wording is for API clients ("GET /v1/runs/ID shows what it did").
+function cutShort(event) {
+  return CUT[event.kind === "shutdown" ? "interrupted" : event.kind] || event.message;
+}
+
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
 function addMessage(role, text, human = false) {
@@ -325,7 +331,7 @@ async function streamAnswer(response, bubble) {
       if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
       finished = true;
     }
-    else if (type === "error" && event.fatal) { draw(); failed(bubble, event.message); finished = true; }
+    else if (type === "error" && event.fatal) { draw(); failed(bubble, cutShort(event)); finished = true; }
     log.scrollTop = log.scrollHeight;
   };
   const seen = { lastId: "" };
