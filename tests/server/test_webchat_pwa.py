@@ -58,7 +58,8 @@ def test_manifest_and_service_worker_make_it_installable_and_it_starts_offline(s
     assert f"{server.url}/chat/" in cached and f"{server.url}/chat/static/chat.js" in cached
     assert not [u for u in cached if "/api/" in u or "/auth/" in u or "/v1/" in u]  # never answers or chats
     profile.set_offline(True)  # the chat, open, says it lost the network
-    expect(page.locator("#status")).to_have_text("You are offline: sending waits for the network.")
+    expect(page.locator("#status")).to_have_text(
+        "You are offline: your message stays in the box; send it when the network is back.")
     profile.set_offline(False)
     expect(page.locator("#status")).to_have_text("")
     server.stop()  # the network to the server is gone

@@ -111,3 +111,27 @@ def test_a_link_whose_address_holds_parentheses_is_drawn_whole(serve: Any, brows
       return [box.textContent, [...box.querySelectorAll('a')].map((a) => a.href)];
     }""")
     assert drawn == ["See Foo and bad now.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]]
+
+
+def test_a_message_sent_offline_stays_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Offline, the page said "sending waits for the network", yet Enter cleared the box and the answer's bubble
+    said only "Failed to fetch": the message was gone. Now it stays until it can go."""
+    page = open_chat(browser, serve())
+    page.context.set_offline(True)
+    page.fill("#input", "sent offline")
+    page.keyboard.press("Enter")
+    assert page.input_value("#input") == "sent offline"
+    expect(page.locator("#status")).to_contain_text("offline")
+    assert page.locator(".msg").count() == 0
+    page.context.set_offline(False)
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant")).to_have_text("You said: sent offline", timeout=WAIT_MS)
+
+
+def test_a_message_the_server_never_got_goes_back_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
+    page = open_chat(browser, serve())
+    page.route("**/chat/api/conversations/*/messages", lambda route: route.abort("connectionrefused"))
+    page.fill("#input", "lost on the way")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant .error")).to_contain_text("could not be reached", timeout=WAIT_MS)
+    assert page.input_value("#input") == "lost on the way"

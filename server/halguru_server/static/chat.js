@@ -82,6 +82,7 @@ function dropSession() {
 }
 
 function showStatus(text) { statusLine.textContent = text || ""; }
+const OFFLINE = "You are offline: your message stays in the box; send it when the network is back.";
 
 // A failed send says why in its own bubble (plain text, never HTML), not only in the status line.
 function failed(bubble, message) {
@@ -301,8 +302,12 @@ async function send(text) {
   } catch (error) {
     if (error.name === "AbortError") { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
     else {
-      failed(bubble, error.message);
-      showStatus(error.message);
+      // fetch's own "Failed to fetch": the server was not reached; the text goes back in the box to send again
+      const unreached = error instanceof TypeError && !error.status;
+      const message = unreached ? "The server could not be reached; your message is back in the box." : error.message;
+      if (unreached && !input.value) input.value = text;
+      failed(bubble, message);
+      showStatus(message);
       if (error.status === 404) store.setConversation(agent, null);
     }
   } finally {
@@ -522,6 +527,7 @@ $("composer").addEventListener("submit", (e) => {
   // Not sendable now: the text stays in the box (it was cleared and silently dropped).
   if (controller) { showStatus("An answer is still coming: send this when it has ended, or press Escape to stop it."); return; }
   if (!agentSelect.value) { showStatus("No agent to send this to."); return; }
+  if (!navigator.onLine) { showStatus(OFFLINE); return; }
   input.value = "";
   send(text);
 });
@@ -556,7 +562,7 @@ if (!embedAgent && opened.get("agent") && opened.get("conversation")) {
 }
 loadMe().then(loadAgents).then(() => input.focus());
 // Losing the network while the chat is open: say so (the status line is a live region), and clear it on return.
-window.addEventListener("offline", () => showStatus("You are offline: sending waits for the network."));
+window.addEventListener("offline", () => showStatus(OFFLINE));
 window.addEventListener("online", () => showStatus(""));
 // The installable app: the service worker keeps the shell for offline starts (never the conversations).
 if ("serviceWorker" in navigator && !embedAgent) {
