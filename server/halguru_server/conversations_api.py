@@ -177,7 +177,7 @@ def steer(request: Request, state: ServerState, caller: Principal, conversation_
     return result
 
 
-@router.get("/admin/conversations", response_model=FoundPage)
+@router.get("/admin/conversations", response_model=FoundPage, responses=responses(400))
 def search_conversations(
         state: State, caller: Reader,
         agent: Annotated[str | None, Query(max_length=100)] = None,

@@ -27,7 +27,7 @@ AgentName = Annotated[str, Path(max_length=200)]
 BUNDLE = "application/gzip"
 
 
-@router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(400, 409, 413),
+@router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(400, 409, 413, 415),
              openapi_extra={"requestBody": {"required": True, "content": {
                  BUNDLE: {"schema": {"type": "string", "format": "binary"}}}}})
 async def publish(request: Request, caller: Publisher, state: State) -> DeploymentOut:

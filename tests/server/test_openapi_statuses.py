@@ -27,3 +27,11 @@ def test_every_json_body_route_documents_the_400_and_415_it_answers(client: Any)
 def test_the_web_chat_documents_the_202_of_a_conversation_held_by_an_operator(client: Any) -> None:
     doc = client.get("/openapi.json").json()
     assert "202" in doc["paths"]["/chat/api/conversations/{conversation_id}/messages"]["post"]["responses"]
+
+
+def test_a_bad_cursor_and_a_bundle_of_another_type_are_documented(client: Any) -> None:
+    """schemathesis: GET /v1/admin/conversations?cursor=junk answered an undocumented 400, POST /v1/deployments
+    with another Content-Type an undocumented 415."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "400" in paths["/v1/admin/conversations"]["get"]["responses"]
+    assert "415" in paths["/v1/deployments"]["post"]["responses"]

@@ -3767,6 +3767,15 @@ export interface operations {
                     "application/json": components["schemas"]["FoundPage"];
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description unauthorized */
             401: {
                 headers: {
@@ -5032,6 +5041,15 @@ export interface operations {
             };
             /** @description too_large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_type */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
