@@ -134,4 +134,18 @@ def test_a_message_the_server_never_got_goes_back_in_the_box(serve: Any, browser
     page.fill("#input", "lost on the way")
     page.keyboard.press("Enter")
     expect(page.locator(".msg.assistant .error")).to_contain_text("could not be reached", timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("back in the box")
     assert page.input_value("#input") == "lost on the way"
+
+
+def test_a_message_the_server_refused_goes_back_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A 429 (the public rate limit) cleared the box: the refused message, never stored, was lost."""
+    page = open_chat(browser, serve(public_rate_per_minute=3))  # a session, a conversation, one message
+    page.fill("#input", "first")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    page.fill("#input", "one too many")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant .error")).to_have_count(1, timeout=WAIT_MS)
+    assert page.input_value("#input") == "one too many"
+    expect(page.locator("#status")).to_contain_text("back in the box")

@@ -302,12 +302,14 @@ async function send(text) {
   } catch (error) {
     if (error.name === "AbortError") { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
     else {
-      // fetch's own "Failed to fetch": the server was not reached; the text goes back in the box to send again
+      // Refused (429, 503, 413...) or never reached (fetch's own "Failed to fetch"): nothing was stored, so the
+      // text goes back in the box to send again rather than being lost with the cleared box.
       const unreached = error instanceof TypeError && !error.status;
-      const message = unreached ? "The server could not be reached; your message is back in the box." : error.message;
-      if (unreached && !input.value) input.value = text;
-      failed(bubble, message);
-      showStatus(message);
+      const why = unreached ? "The server could not be reached" : error.message;
+      const back = !input.value;
+      if (back) input.value = text;
+      failed(bubble, why);
+      showStatus(back ? `${why}; your message is back in the box.` : why);
       if (error.status === 404) store.setConversation(agent, null);
     }
   } finally {
