@@ -527,7 +527,7 @@ $("composer").addEventListener("submit", (e) => {
   const text = input.value.trim();
   if (!text) return;
   // Not sendable now: the text stays in the box (it was cleared and silently dropped).
-  if (controller) { showStatus("An answer is still coming: send this when it has ended, or press Escape to stop it."); return; }
+  if (controller) { showStatus("An answer is still coming: send this when it has ended, or stop it first (Stop, or Escape)."); return; }
   if (!agentSelect.value) { showStatus("No agent to send this to."); return; }
   if (!navigator.onLine) { showStatus(OFFLINE); return; }
   input.value = "";
