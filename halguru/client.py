@@ -163,7 +163,9 @@ def _event(data: str) -> Event:
     except ValidationError:
         raw = json.loads(data)
         if isinstance(raw, dict) and raw.get("type") == "error":  # the server's own end of a stream
-            raise StreamError(200, str(raw.get("kind", "error")), str(raw.get("message", ""))) from None
+            wait = raw.get("retry_after")  # conversation_busy: when sending again gets past
+            raise StreamError(200, str(raw.get("kind", "error")), str(raw.get("message", "")),
+                              float(wait) if isinstance(wait, int | float) else None) from None
         raise
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from halguru.agents.events import RunFinished, RunStarted, Token
 from halguru.api_schemas import RunOut
-from halguru.client import AsyncClient, AuthError, Client, NotFound, Unavailable
+from halguru.client import AsyncClient, AuthError, Client, NotFound, StreamError, Unavailable
 from tests.server.conftest import Server
 
 Serve = Callable[..., Server]
@@ -143,3 +143,17 @@ def test_a_message_cut_off_by_a_shutdown_is_not_sent_again() -> None:
     with pytest.raises(Unavailable):
         asyncio.run(send_async())
     assert len(sent) == 2
+
+
+def test_a_stream_refused_as_busy_says_when_to_send_again() -> None:
+    """The server's fatal ``conversation_busy`` event carries ``retry_after``; the StreamError dropped it."""
+    busy = ('event: error\ndata: {"type": "error", "kind": "conversation_busy", "message": "busy", "fatal": true, '
+            '"retry_after": 3}\n\n')
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=busy.encode(), headers={"Content-Type": "text/event-stream"})
+
+    with Client("http://test", http=httpx.Client(transport=httpx.MockTransport(server))) as hg, \
+            pytest.raises(StreamError) as refused:
+        list(hg.stream("conv_x", "hi"))
+    assert refused.value.type == "conversation_busy" and refused.value.retry_after == 3
