@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any
@@ -227,13 +228,30 @@ def _compiled(expression: str) -> Any:
 
 
 def _render(template: str, context: dict[str, Any]) -> str:
-    return _template(template).render(context)
+    with _as_template_error():
+        return _template(template).render(context)
 
 
 def _evaluate(expression: str, context: dict[str, Any]) -> Any:
     """The expression's value; a name or attribute it reads that is not there raises UndefinedError (compiled
     with ``undefined_to_none=False``, StrictUndefined would come back as the value, also inside a list)."""
-    return _defined(_compiled(expression)(**context))
+    with _as_template_error():
+        return _defined(_compiled(expression)(**context))
+
+
+@contextmanager
+def _as_template_error() -> Iterator[None]:
+    """What a template raises is its own error, not halguru's: ``1 / 0`` or ``'a' + 1`` fails its step in one
+    line as an undefined name does (raised as anything else, the step's task died unheard and the workflow
+    waited for its timeout)."""
+    from jinja2 import TemplateError, TemplateRuntimeError
+
+    try:
+        yield
+    except TemplateError:
+        raise
+    except Exception as exc:
+        raise TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _defined(value: Any) -> Any:

@@ -106,9 +106,11 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
     except Exception as exc:  # a template that fails at run time (e.g. an undefined name) fails its step
         from jinja2 import TemplateError
 
-        if not isinstance(exc, TemplateError):
-            raise
-        await r.put(sid, done("failed", error=f"template error: {exc}"))
+        if isinstance(exc, TemplateError):
+            await r.put(sid, done("failed", error=f"template error: {exc}"))
+            return
+        await r.put(sid, done("failed", error=f"internal error: {type(exc).__name__}: {exc}"))  # wakes the driver,
+        raise  # which awaits this task: the bug is the run's failure at once, not a wait for the timeout
 
 
 async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | None:

@@ -330,3 +330,41 @@ def test_a_long_chain_of_needs_written_last_first_loads_and_runs(project: Path):
     where = f"{project / 'flow' / 'agent.yaml'}:{n + 5}: workflow.steps.{n - 1}.needs.0"
     assert text.startswith(f"{where}: cycle s0 → s1 → ")
     assert text.endswith(f" → s{n - 1} → s0; a workflow runs each step once")
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    # An expression that raises something other than a Jinja error (arithmetic, types) left its step's task dead
+    # without a word: the workflow waited for it until workflow.timeout and ended `limited`.
+    ("    - {id: b, condition: 'steps.a.output / 0', needs: [a]}\n",
+     "step b failed: template error: ZeroDivisionError: division by zero"),
+    ("    - {id: b, condition: 'true', when: \"steps.a.output + 'x'\", needs: [a]}\n",
+     "step b failed: template error: TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
+    ("    - {id: b, tool: calculator, args: {expression: '{{ steps.a.output // 0 }}'}, needs: [a]}\n",
+     "step b failed: template error: ZeroDivisionError: integer division or modulo by zero"),
+    ("    - {id: b, condition: 'true', needs: [a]}\n  output: '{{ steps.a.output / 0 }}'\n",
+     "workflow output: template error: ZeroDivisionError: division by zero"),
+])
+def test_an_expression_that_raises_fails_its_step_at_once(project: Path, body: str, error: str) -> None:
+    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, condition: '4'}\n" + body)
+    started = time.monotonic()
+    result = run_sync(load_agent(folder), "go")
+    assert (result.status, result.error) == ("failed", error)
+    assert time.monotonic() - started < 10
+    assert open_store().get_run(result.run_id)["status"] == "failed"
+
+
+def test_a_bug_in_a_step_fails_the_run_at_once(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that raised something unexpected left the workflow waiting for it until workflow.timeout."""
+    from halguru.orchestration import workflow_driver
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(workflow_driver, "_call_tool", broken)
+    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, tool: calculator, args: {expression: '1'}}\n")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_sync(load_agent(folder), "go")
+    assert time.monotonic() - started < 10
+    (stored,) = open_store().list_runs(1)
+    assert stored["status"] == "failed" and stored["error"] == "internal error: RuntimeError: a bug"
