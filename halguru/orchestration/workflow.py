@@ -96,6 +96,8 @@ def load_workflow(agent: Agent) -> Workflow:
         if len(kinds) != 1:
             raise fail(("steps", i), "give exactly one of agent, tool or condition"
                        + (f" (got {' and '.join(kinds)})" if kinds else ""))
+        if step.output is not None and (problem := _schema_problem(step.output)):
+            raise fail(("steps", i, "output"), f"not a JSON schema: {problem}")
         steps[step.id], index_of[step.id] = step, i
         needs[step.id] = list(step.needs) if step.needs is not None else ([settings.steps[i - 1].id] if i else [])
     workflow = Workflow(settings, steps, needs)
@@ -141,6 +143,18 @@ def load_workflow(agent: Agent) -> Workflow:
     if settings.output is not None:  # rendered once every step has ended: any step may be read
         _check_template(workflow, settings.output, False, set(steps), partial(fail, ("output",)))
     return workflow
+
+
+def _schema_problem(schema: dict[str, Any]) -> str | None:
+    """Why ``schema`` is not a JSON schema its step's output can be checked against (one line), or None."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path)
+        return f"{where}: {exc.message}" if where else exc.message
+    return None
 
 
 def _check_template(workflow: Workflow, template: str, is_expression: bool, before: set[str],

@@ -353,6 +353,15 @@ def test_an_expression_that_raises_fails_its_step_at_once(project: Path, body: s
     assert open_store().get_run(result.run_id)["status"] == "failed"
 
 
+def test_an_output_schema_that_is_not_a_json_schema_is_rejected_at_load(project: Path) -> None:
+    """`type: objekt` loaded, then the step's check raised outside the step and the run waited for its timeout."""
+    folder = flow(project, "  steps:\n    - id: a\n      condition: '4'\n      output: {type: objekt}\n")
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    assert str(exc.value).startswith(f"{folder / 'agent.yaml'}:7: workflow.steps.0.output: not a JSON schema: ")
+    assert "objekt" in str(exc.value)
+
+
 def test_a_bug_in_a_step_fails_the_run_at_once(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A step that raised something unexpected left the workflow waiting for it until workflow.timeout."""
     from halguru.orchestration import workflow_driver
