@@ -187,9 +187,10 @@ class _Book:
         is durable (``kind``: ``halguru runs resume``)."""
         store, agent = self.store, self.agent
         assert store is not None
+        resume = self.ctx.resume
         history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
-                                  owner=self.owner, existing=conversation is not None,
-                                  continuation=self.ctx.resume is not None)
+                                  owner=self.owner, existing=conversation is not None, continuation=resume is not None,
+                                  replaces=resume.paused_run_id if resume is not None and resume.after_crash else None)
         if history is None:
             raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")
         self.history = history

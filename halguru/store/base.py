@@ -112,11 +112,12 @@ class Store(Protocol):
     # -- runs and events ------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
                   owner: str | None = None, existing: bool = False,
-                  continuation: bool = False) -> list[Message] | None:
+                  continuation: bool = False, replaces: str | None = None) -> list[Message] | None:
         """Record the run as running (creating its conversation if new); the conversation's messages so far.
         ``existing``: the conversation must exist; None, and nothing recorded, when it does not. Raises
         ConversationBusy while a run answers in it, ConversationPaused while an approval is pending in it
-        (not for a ``continuation``: a decided approval's, or a resumed checkpoint's)."""
+        (not for a ``continuation``: a decided approval's, or a resumed checkpoint's). ``replaces``: the run a
+        resume goes on from, whose messages leave the conversation (the continuation stores them again)."""
         ...
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None: ...
     def finish_run(self, run_id: str, conversation_id: str, summary: Mapping[str, Any],

@@ -149,12 +149,15 @@ class RunsMixin(SQLBase):
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
                   owner: str | None = None, existing: bool = False,
-                  continuation: bool = False) -> list[Message] | None:
+                  continuation: bool = False, replaces: str | None = None) -> list[Message] | None:
         """Record a run as running (leased to this process), creating its conversation (titled by the
         input, owned by ``owner``) if it is new; returns the conversation's messages before this run.
         ``existing``: the conversation must exist already; None, and nothing recorded, when it does not.
         ``continuation``: the run goes on with a decided approval or a checkpoint, so another approval pending in
-        the conversation does not hold it back (its decision would be used up for nothing)."""
+        the conversation does not hold it back (its decision would be used up for nothing). ``replaces``: the
+        run a resume goes on from: what it left in the conversation (a failed, cancelled or shut-down run keeps
+        its turn so far) is taken back, as its checkpoint holds it and the continuation stores it again; kept,
+        the question was there twice and every later model call read it twice."""
         now = time.time()
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
                "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
@@ -174,6 +177,9 @@ class RunsMixin(SQLBase):
                     (conversation_id, agent, input[:80], now, now, owner),
                 )
             conn.execute(run, params)
+            if replaces is not None:
+                conn.execute("DELETE FROM messages WHERE conversation_id = ? AND run_id = ?",
+                             (conversation_id, replaces))
             messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages

@@ -423,3 +423,29 @@ def test_a_resume_makes_its_store_calls_off_the_event_loop(tmp_path: Path, monke
     assert on_loop == [], on_loop
     assert Path(tmp_path / "side-effects.log").read_text().splitlines() == [
         "charge 40", "ship A-7 started", "ship A-7 started"]  # the charge was not made again
+
+
+def test_a_resumed_run_leaves_its_turn_once_in_the_conversation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failed (or cancelled, or shut-down) run keeps its turn so far in the conversation; its resume, which goes
+    on from the checkpoint holding that turn, stored it again: the question twice, and the next turn's model read
+    it twice."""
+    from halguru import run_sync
+    from halguru.orchestration.durable import resume
+    from halguru.store import open_store
+
+    flow = write(tmp_path / "flow", """\
+name: flow
+tools: [flaky]
+workflow:
+  steps:
+    - {id: a, condition: "'first'"}
+    - {id: b, tool: flaky, args: {x: 1}}
+""", "import os\nfrom halguru import tool\n\n@tool\ndef flaky(x: int) -> str:\n    \"Fails until fixed.\"\n"
+         "    if not os.environ.get('FIXED'):\n        raise RuntimeError('broken')\n    return 'fixed'\n")
+    failed = run_sync(flow, "hello")
+    assert failed.status == "failed"
+    monkeypatch.setenv("FIXED", "1")
+    done = resume(failed.run_id)
+    assert done.ok and done.output == "fixed", done.error
+    messages = open_store().get_messages(done.conversation_id)
+    assert [(m.role, m.content) for m in messages] == [("user", "hello"), ("assistant", "fixed")]
