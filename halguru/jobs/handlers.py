@@ -77,12 +77,17 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
     """Run the agent once (through the queue in serve mode) and return how it ended; a failed run raises, so
     its effect stays unfinished and a retry runs it again."""
     from halguru.agents.runtime import NoConversation, collect_result, run
+    from halguru.orchestration.durable import resume_events
 
     agent = ctx.agent(job["agent"])
+    cut = await _cut_run(ctx.store, job, conversation, text)
     async with ctx.admit(agent) if ctx.admit else nullcontext():
         try:
-            result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
-                                              metadata={"job_id": job["id"]}))
+            if cut is not None:  # an earlier attempt's team or workflow run: on from its checkpoint, not afresh
+                result = await collect_result(resume_events(cut, store=ctx.store, metadata={"job_id": job["id"]}))
+            else:
+                result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
+                                                  metadata={"job_id": job["id"]}))
         except NoConversation:  # deleted since the job was queued: no retry brings it back
             raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
                            permanent=True) from None
@@ -91,6 +96,15 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
     if result.status not in ("ok", "paused"):
         raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
     return {"run_id": result.run_id, "status": result.status, "output": result.output}
+
+
+async def _cut_run(store: Store, job: JobRecord, conversation: str, text: str) -> str | None:
+    """The checkpointed run (a team's, a workflow's) an earlier attempt of this job started and a stop or a
+    crash cut (interrupted, not resumed yet): its retry resumes it, so the steps and tool calls it finished (a
+    payment, a mail sent) are not made again. None when there is none."""
+    runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation, status="interrupted",
+                                   since=job["created"])
+    return next((r["id"] for r in runs if r["input"] == text and r["kind"] and not r["resumed_by"]), None)
 
 
 def _find_turn(store: Store, conversation: str, text: str) -> Callable[[float], Awaitable[dict[str, Any] | None]]:

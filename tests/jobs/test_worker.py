@@ -409,3 +409,41 @@ async def test_a_job_whose_conversation_is_busy_waits_without_using_its_attempts
         worker.stop()
         await task
     assert store.get_job(job["id"])["attempts"] == 1
+
+
+async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
+    """A workflow job cut after a step with a side effect (a worker stopped, or killed: its run interrupted): the
+    next worker started the workflow afresh, so the charge ran again, and the interrupted run stayed resumable
+    (`runs resume` would have answered a third time). Its retry now resumes the run from its checkpoint."""
+    log = tmp_path / "charges.log"
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 60), "token_delay": 0.05}]))
+    make_agent(tmp_path, "writer", model=f"scripted:{slow}")
+    folder = tmp_path / "flow"
+    folder.mkdir()
+    (folder / "tools.py").write_text(
+        "from halguru import tool\n\n@tool\ndef charge(amount: int) -> str:\n    \"Charge the card.\"\n"
+        f"    with open({str(log)!r}, 'a') as f:\n        f.write(f'{{amount}}\\n')\n"
+        "    return f'charged {amount}'\n")
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "flow", "tools": ["charge"], "workflow": {"steps": [
+        {"id": "pay", "tool": "charge", "args": {"amount": 5}},
+        {"id": "reply", "agent": "../writer", "input": "{{ steps.pay.output }}"}]}}))
+    agent = load_agent(folder)
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill me"})
+    worker = worker_for(store, {"flow": agent}, shutdown_timeout=0.1)
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 20
+    while not (log.exists() and store.list_runs(1)[0]["checkpoint"] == "step pay ok"):
+        assert time.monotonic() < deadline, "the charge step did not finish"
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    (cut,) = store.list_runs(5)
+    assert cut["status"] == "interrupted"
+    await run_until(worker_for(store, {"flow": agent}), lambda: store.get_job(job["id"])["status"] == "done")
+    assert log.read_text() == "5\n"  # charged once
+    result = store.get_job(job["id"])["result"]
+    assert result["status"] == "ok" and result["output"].startswith("word")
+    assert store.list_runs(5, status="interrupted")[0]["resumed_by"] == result["run_id"]
+    messages = store.get_messages(result["conversation_id"])
+    assert [(m.role, m.content) for m in messages] == [("user", "bill me"), ("assistant", result["output"])]
