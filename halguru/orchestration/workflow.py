@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 _STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])")
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+TEMPLATE_NAMES = ("input", "steps")  # what templates and expressions read (see ``_context``)
 
 
 @dataclass
@@ -169,12 +170,25 @@ def _check_template(workflow: Workflow, template: str, is_expression: bool, befo
             _env().from_string(template)
     except TemplateSyntaxError as exc:
         raise fail(f"template error: {exc.message}") from None
+    unknown = _unknown_names(f"{{{{ {_expression(template)} }}}}" if is_expression else template)
+    if unknown:
+        raise fail(f"unknown name {unknown[0]!r}{did_you_mean(unknown[0], TEMPLATE_NAMES)} (a template reads "
+                   "input and steps.<id>.output)")
     for ref in (a or b for a, b in _STEP_REF.findall(template)):
         if ref not in workflow.steps:
             raise fail(f"refers to unknown step {ref!r}{did_you_mean(ref, workflow.steps)} "
                        f"(steps: {', '.join(workflow.steps)})")
         if ref not in before:
             raise fail(f"refers to steps.{ref}, which may not have finished yet (add it to needs)")
+
+
+def _unknown_names(template: str) -> list[str]:
+    """The names a (parsed) template reads that no run gives it: a typo (``inptu``, ``step.a``) passed validate
+    and failed the run at that step, after the steps before it had run (and cost)."""
+    from jinja2 import meta
+
+    names = meta.find_undeclared_variables(_env().parse(template)) - set(TEMPLATE_NAMES) - set(_env().globals)
+    return sorted(names)
 
 
 def _ancestors(workflow: Workflow, sid: str) -> set[str]:

@@ -377,3 +377,29 @@ def test_a_bug_in_a_step_fails_the_run_at_once(project: Path, monkeypatch: pytes
     assert time.monotonic() - started < 10
     (stored,) = open_store().list_runs(1)
     assert stored["status"] == "failed" and stored["error"] == "internal error: RuntimeError: a bug"
+
+
+@pytest.mark.parametrize(("body", "line", "message"), [
+    ("  steps:\n    - {id: a, condition: \"inptu == 'x'\"}\n", 5,
+     "workflow.steps.0.condition: unknown name 'inptu' (did you mean 'input'?)"),
+    ("  steps:\n    - {id: a, condition: '1'}\n"
+     "    - {id: b, agent: ../agents/echo, input: 'Say {{ step.a.output }}'}\n", 6,
+     "workflow.steps.1.input: unknown name 'step' (did you mean 'steps'?)"),
+    ("  steps:\n    - {id: a, condition: '1', when: '{{ imput }}'}\n", 5,
+     "workflow.steps.0.when: unknown name 'imput' (did you mean 'input'?)"),
+])
+def test_a_template_reading_an_unknown_name_is_rejected_at_load(project: Path, body: str, line: int,
+                                                                message: str) -> None:
+    """A typo of input or steps passed validate; the run failed at that step, after the steps before it ran."""
+    folder = flow(project, body)
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    expected = f"{folder / 'agent.yaml'}:{line}: {message} (a template reads input and steps.<id>.output)"
+    assert str(exc.value) == expected
+
+
+def test_templates_may_use_loops_sets_and_jinja_globals(project: Path) -> None:
+    body = ("  steps:\n    - {id: a, condition: 'range(3) | list | length'}\n"
+            "    - {id: b, agent: ../agents/echo, input: '{% for i in range(2) %}{{ loop.index }}{% endfor %}"
+            "{% set n = steps.a.output %}{{ n }} {{ input }}'}\n")
+    assert run_sync(flow(project, body), "x", record=False).output == "You said: 123 x"
