@@ -99,12 +99,14 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
 
 
 async def _cut_run(store: Store, job: JobRecord, conversation: str, text: str) -> str | None:
-    """The checkpointed run (a team's, a workflow's) an earlier attempt of this job started and a stop or a
-    crash cut (interrupted, not resumed yet): its retry resumes it, so the steps and tool calls it finished (a
+    """The checkpointed run (a team's, a workflow's) an earlier attempt of this job started and a stop, a crash,
+    a failure or a cancel cut (not resumed yet): its retry resumes it, so the steps and tool calls it finished (a
     payment, a mail sent) are not made again. None when there is none."""
-    runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation, status="interrupted",
-                                   since=job["created"])
-    return next((r["id"] for r in runs if r["input"] == text and r["kind"] and not r["resumed_by"]), None)
+    from halguru.orchestration.durable import RESUMABLE
+
+    runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation, since=job["created"])
+    return next((r["id"] for r in runs if r["input"] == text and r["status"] in RESUMABLE and r["kind"]
+                 and not r["resumed_by"]), None)
 
 
 def _find_turn(store: Store, conversation: str, text: str) -> Callable[[float], Awaitable[dict[str, Any] | None]]:

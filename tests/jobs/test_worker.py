@@ -447,3 +447,30 @@ async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: S
     assert store.list_runs(5, status="interrupted")[0]["resumed_by"] == result["run_id"]
     messages = store.get_messages(result["conversation_id"])
     assert [(m.role, m.content) for m in messages] == [("user", "bill me"), ("assistant", result["output"])]
+
+
+async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
+    """A failed step fails the job, which is tried again: the retry ran the workflow afresh, charging again."""
+    log, flag = tmp_path / "charges.log", tmp_path / "ship_fixed"
+    folder = tmp_path / "flow"
+    folder.mkdir()
+    (folder / "tools.py").write_text(
+        "from pathlib import Path\nfrom halguru import tool\n\n@tool\ndef charge(amount: int) -> str:\n"
+        "    \"Charge the card.\"\n"
+        f"    with open({str(log)!r}, 'a') as f:\n        f.write(f'{{amount}}\\n')\n"
+        f"    Path({str(flag)!r}).touch()\n    return f'charged {{amount}}'\n\n"
+        "@tool\ndef ship(order: str) -> str:\n    \"Ship it; the carrier is down at the first try.\"\n"
+        f"    marker = Path({str(flag)!r} + '.tried')\n    if not marker.exists():\n        marker.touch()\n"
+        "        raise ConnectionError('carrier down')\n    return f'shipped {order}'\n")
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "flow", "tools": ["charge", "ship"], "workflow": {
+        "steps": [{"id": "pay", "tool": "charge", "args": {"amount": 5}},
+                  {"id": "send", "tool": "ship", "args": {"order": "A-7"}}]}}))
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill and ship"})
+    await run_until(worker_for(store, {"flow": load_agent(folder)}),
+                    lambda: store.get_job(job["id"])["status"] in ("done", "dead"))
+    done = store.get_job(job["id"])
+    assert (done["status"], done["attempts"]) == ("done", 2), done["last_error"]
+    assert log.read_text() == "5\n"  # charged once
+    assert done["result"]["output"] == "shipped A-7"
+    failed = next(r for r in store.list_runs(5) if r["status"] == "failed")
+    assert failed["resumed_by"] == done["result"]["run_id"]
