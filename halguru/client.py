@@ -17,7 +17,6 @@ what ``Retry-After`` says or else an exponential backoff; other failures raise a
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import random
 import time
@@ -38,6 +37,7 @@ from halguru.api_schemas import (
     RunDetail,
     RunOut,
 )
+from halguru.durations import retry_after_seconds
 
 __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
            "StreamError", "TakenOver", "Unavailable"]
@@ -96,16 +96,7 @@ def _keyed(idempotency_key: str | None) -> dict[str, str]:
 
 def retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), or None."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+    return retry_after_seconds(response.headers.get("retry-after"))
 
 
 def error_for(response: httpx.Response, body: bytes) -> ClientError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 
 from halguru.errors import HalguruError
 
@@ -20,3 +22,16 @@ def parse_duration(text: str, what: str) -> float:
     if seconds > MAX_SECONDS:
         raise HalguruError(f"{what}: {text!r} is longer than 100 years")
     return seconds
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP ``Retry-After`` header in seconds from now (it is a number or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx
 
-from halguru.errors import ModelError
+from halguru.durations import retry_after_seconds
+from halguru.errors import ModelError, exception_line
 from halguru.models.base import (
     Chunk,
     FormatErrorChunk,
@@ -63,13 +67,21 @@ def recover_text_tool_call(text: str, tool_names: set[str]) -> Chunk | None:
     return None
 
 
+def _error_message(error: Any) -> str:
+    """The ``message`` of an OpenAI-style ``error`` object (or the value itself), on one line."""
+    message = error.get("message", error) if isinstance(error, dict) else error
+    return " ".join(str(message).split())[:300]
+
+
 class OpenAIModel:
-    def __init__(self, name: str, base_url: str, model_id: str, api_key: str | None, timeout: float = 120):
+    def __init__(self, name: str, base_url: str, model_id: str, api_key: str | None, timeout: float = 120,
+                 max_retries: int = 3, max_wait: float = 30):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id
         self.api_key = api_key
         self.timeout = timeout
+        self.max_retries, self.max_wait = max_retries, max_wait
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
@@ -96,30 +108,20 @@ class OpenAIModel:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "output", "schema": request.response_schema}}
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        url = f"{self.base_url}/chat/completions"
         text_parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = UsageChunk()
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client, client.stream(
-                "POST", url, json=body, headers=headers
+            async with httpx.AsyncClient(timeout=self.timeout) as client, self._response(
+                client, body, headers
             ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise ModelError(self._http_error(response))
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    data = json.loads(payload)
-                    if data.get("usage"):
-                        usage.prompt_tokens = data["usage"].get("prompt_tokens", 0)
-                        usage.completion_tokens = data["usage"].get("completion_tokens", 0)
+                async for data in self._payloads(response):
+                    if isinstance(data.get("usage"), dict):
+                        usage.prompt_tokens = data["usage"].get("prompt_tokens", 0) or 0
+                        usage.completion_tokens = data["usage"].get("completion_tokens", 0) or 0
                         details = data["usage"].get("prompt_tokens_details") or {}
                         usage.cached_tokens = details.get("cached_tokens", 0) or 0
-                    for choice in data.get("choices", []):
+                    for choice in data.get("choices") or []:
                         delta = choice.get("delta") or {}
                         if delta.get("content"):
                             text_parts.append(delta["content"])
@@ -139,8 +141,9 @@ class OpenAIModel:
             ) from None
         except httpx.TimeoutException:
             raise ModelError(f"{self.base_url} did not answer within {self.timeout:.0f}s (model {self.name})") from None
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{self.base_url} sent a stream that is not JSON: {exc.msg}") from None
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:  # the connection broke mid-answer
+            raise ModelError(f"{self.base_url} broke off the answer (model {self.name}): "
+                             f"{exception_line(exc)}") from None
         for slot in calls.values():
             yield parse_tool_call(slot["id"], slot["name"], slot["args"])
         if not calls and request.tools:
@@ -149,14 +152,107 @@ class OpenAIModel:
                 yield recovered
         yield usage
 
-    def _http_error(self, response: httpx.Response) -> str:
+    @contextlib.asynccontextmanager
+    async def _response(self, client: httpx.AsyncClient, body: dict[str, Any],
+                        headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """The endpoint's streaming response. A 429 or 503 (rate limit, a full queue) is tried again
+        ``max_retries`` times, after its Retry-After (at most ``max_wait`` s) or a backoff: an eval or a busy
+        channel would otherwise fail a run for a limit that lifts in seconds."""
+        attempt = 0
+        while True:
+            async with client.stream("POST", f"{self.base_url}/chat/completions", json=body,
+                                     headers=headers) as response:
+                if response.status_code < 400:
+                    yield response
+                    return
+                await response.aread()
+                wait = self._retry_wait(attempt, response)
+                if wait is None:
+                    raise ModelError(self._http_error(response, attempt))
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait before trying again, or None: give up (or nothing to retry)."""
+        if response.status_code not in (429, 503) or attempt >= self.max_retries:
+            return None
+        told = retry_after_seconds(response.headers.get("retry-after"))
+        return min(told if told is not None else 2 ** attempt * (0.5 + random.random()), self.max_wait)
+
+    async def _payloads(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+        """Each JSON object of the event stream, up to ``[DONE]``. A body that is no event stream is read as a
+        whole answer (a server that does not stream) or refused; an event that is no JSON object or reports
+        an error, and a stream that ends before the answer did, are ModelErrors: each used to pass as an empty
+        or cut answer that the run called a success."""
+        other: list[str] = []
+        events = finished = 0
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                if not events and line.strip() and not line.startswith((":", "event:", "id:", "retry:")):
+                    other.append(line)
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            events += 1
+            data = self._event(payload)
+            finished += any(c.get("finish_reason") for c in data["choices"])
+            yield data
+        if not events:
+            yield self._whole_answer("\n".join(other), response)
+        elif not finished:
+            raise ModelError(f"{self.base_url} ended the stream before the answer did (no finish_reason, no "
+                             f"[DONE]; model {self.name}): the connection was cut, or the server failed")
+
+    def _event(self, payload: str) -> dict[str, Any]:
+        """One event's JSON object, its ``choices`` a list of objects; an ``error`` event (sent mid-stream by
+        vLLM, llama-server, OpenAI) raises."""
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{self.base_url} sent a stream that is not JSON: {exc.msg}") from None
+        if isinstance(data, dict) and data.get("error"):
+            raise ModelError(f"{self.base_url} reported an error mid-answer (model {self.name}): "
+                             f"{_error_message(data['error'])}")
+        choices = (data.get("choices") or []) if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise ModelError(f"{self.base_url} sent a stream event that is not a chat completion chunk "
+                             f"(model {self.name}): {payload[:100]}")
+        return {**data, "choices": choices}
+
+    def _whole_answer(self, text: str, response: httpx.Response) -> dict[str, Any]:
+        """A non-streamed chat completion as one stream event (``message`` as the ``delta``)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and data.get("error"):
+            raise ModelError(f"{self.base_url} reported an error (model {self.name}): {_error_message(data['error'])}")
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            kind = response.headers.get("content-type", "no content type")
+            start = " ".join(text.split())[:80]
+            raise ModelError(f"{self.base_url} answered HTTP {response.status_code} ({kind}) without a chat "
+                             f"completion (model {self.name}): {start!r}; check the base URL (it usually ends "
+                             "in /v1)")
+        whole = []
+        for choice in choices:
+            message = dict(choice.get("message") or {})
+            message["tool_calls"] = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls") or [])
+                                     if isinstance(c, dict)]
+            whole.append({"delta": message, "finish_reason": choice.get("finish_reason") or "stop"})
+        assert isinstance(data, dict)
+        return {"choices": whole, "usage": data.get("usage")}
+
+    def _http_error(self, response: httpx.Response, retries: int = 0) -> str:
         if response.status_code in (401, 403):
             return (
                 f"{self.base_url} refused the API key (HTTP {response.status_code}) for model {self.name}: "
                 "check the key (`halguru models set-key` or the variable named by --api-key-env)"
             )
         detail = response.text.strip().replace("\n", " ")[:200]
-        return f"{self.base_url} answered HTTP {response.status_code} for model {self.name}: {detail}"
+        tried = f" (tried {retries + 1} times)" if retries else ""
+        return f"{self.base_url} answered HTTP {response.status_code}{tried} for model {self.name}: {detail}"
 
 
 class OpenAIProvider:
@@ -188,4 +284,6 @@ class OpenAIProvider:
             model_id=opts.get("model_id") or entry.name,
             api_key=resolve_api_key(entry),
             timeout=float(opts.get("timeout", 120)),
+            max_retries=int(opts.get("max_retries", 3)),
+            max_wait=float(opts.get("max_wait", 30)),
         )
