@@ -162,11 +162,14 @@ def suite_passed(suite: SuiteResult, min_pass_rate: float = 1.0) -> bool:
 
 
 def write_junit(suite: SuiteResult, path: Path) -> None:
+    """JUnit XML as CI servers read it. Its folder is made (``--junit reports/junit.xml`` on a fresh checkout),
+    and text from outside is written with its control characters escaped, which XML 1.0 cannot hold: an answer
+    or an endpoint's error with an ESC or NUL in it made a file that CI refused to parse."""
     root = ET.Element("testsuite", name="halguru", tests=str(len(suite.tests)),
                       failures=str(sum(not t.passed for t in suite.tests)), errors=str(len(suite.file_errors)))
     for t in suite.tests:
-        case = ET.SubElement(root, "testcase", classname=t.file.stem,
-                             name=t.name + (f" #{t.attempt}" if t.attempt > 1 else ""),
+        case = ET.SubElement(root, "testcase", classname=printable(t.file.stem),
+                             name=printable(t.name + (f" #{t.attempt}" if t.attempt > 1 else "")),
                              time=f"{t.duration_ms / 1000:.3f}")
         if t.passed:
             continue
@@ -175,9 +178,10 @@ def write_junit(suite: SuiteResult, path: Path) -> None:
             lines += [f"turn {turn.index} ({c.expectation}): {c.why}" for c in turn.checks if not c.passed]
             if turn.diff:
                 lines.append(turn.diff)
-        failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "failed")[:500])
-        failure.text = "\n".join(lines)
+        failure = ET.SubElement(case, "failure", message=printable(lines[0] if lines else "failed")[:500])
+        failure.text = printable("\n".join(lines))
     for error in suite.file_errors:
-        case = ET.SubElement(root, "testcase", classname="halguru", name=error.split(":", 1)[0])
-        ET.SubElement(case, "error", message=error[:500]).text = error
+        case = ET.SubElement(root, "testcase", classname="halguru", name=printable(error.split(":", 1)[0]))
+        ET.SubElement(case, "error", message=printable(error)[:500]).text = printable(error)
+    path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)

@@ -518,3 +518,14 @@ def test_two_record_runs_of_one_file_at_once_keep_both_recordings(tmp_path, halg
     recording = json.loads((folder / "tests" / "test_slow.recording.json").read_text())
     assert sorted(recording["tests"]) == ["first", "second"]
     assert not (folder / "tests" / ".locks").exists()  # nothing to commit with the project
+
+
+def test_junit_xml_goes_into_a_new_folder_and_parses_with_control_characters_in_an_error(project, cli, tmp_path):
+    # the model fails with an error that carries an ESC and a NUL (an endpoint's body, say): XML 1.0 has no place
+    # for them, so they are written escaped; and a CI job's reports/ folder does not exist on a fresh checkout
+    (project / "script.yaml").write_text('- {error: "upstream \\e[31mexploded\\0"}\n')
+    junit = tmp_path / "reports" / "ci" / "junit.xml"
+    cli("test", str(project), "--junit", str(junit), code=1)
+    failure = ET.parse(junit).getroot().find("testcase/failure")
+    assert failure is not None and "upstream \\x1b[31mexploded\\x00" in failure.text
+
