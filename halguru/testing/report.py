@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -24,6 +25,28 @@ def _short(value: Any, limit: int = 60) -> str:
 def _shown(text: str) -> str:
     """Anyone's text (a test's name, the user's turn, the answer) for the terminal: inert and not markup."""
     return escape(printable(text))
+
+
+def failure_line(t: TestResult, turn: int, expectation: str) -> int | None:
+    """The line of a failed expectation in its test file (of the turn's ``user:`` for a failed run), so an editor
+    or a CI log goes straight to it; None when the file changed since it was read."""
+    from halguru.testing.spec import Expect
+    from halguru.yamlfile import yaml_line_for
+
+    try:
+        text = t.file.read_text(encoding="utf-8")
+        names = [case.get("name") for case in yaml.safe_load(text)["tests"]]
+        index = names.index(t.name)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError):
+        return None
+    where = ("expect", expectation) if expectation in Expect.model_fields else ("user",)
+    return yaml_line_for(text, ("tests", index, "turns", turn - 1, *where))
+
+
+def _located(t: TestResult, turn: int, expectation: str) -> str:
+    """``tests/test_x.yaml:14`` (the file alone when its line is not found)."""
+    line = failure_line(t, turn, expectation)
+    return f"{t.file}:{line}" if line is not None else str(t.file)
 
 
 def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.0) -> None:
@@ -51,7 +74,8 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
             console.print(f"  user:   {_shown(_short(turn.user, 200))}")
             console.print(f"  answer: {_shown(_short(turn.outcome.answer, 200))}")
             for c in failed:
-                console.print(f"  {c.expectation}: expected {_shown(_short(c.expected))}, {_shown(c.why)}")
+                console.print(f"  {_shown(_located(t, turn.index, c.expectation))}: {c.expectation}: "
+                              f"expected {_shown(_short(c.expected))}, {_shown(c.why)}")
             if turn.diff:
                 console.print("  [bold]what changed since the recording:[/]")
                 console.print(_shown(turn.diff), highlight=False)
@@ -141,7 +165,8 @@ def _test_json(t: TestResult) -> dict[str, Any]:
             "run_id": turn.outcome.run_id if turn.outcome else None,
             "latency_ms": round(turn.outcome.latency_ms, 1) if turn.outcome else None,
             "checks": [{"expectation": c.expectation, "passed": c.passed, "why": c.why, "expected": c.expected,
-                        "actual": c.actual} for c in turn.checks],
+                        "actual": c.actual, "line": None if c.passed else failure_line(t, turn.index, c.expectation)}
+                       for c in turn.checks],
             "diff": turn.diff or None,
         } for turn in t.turns],
     }
@@ -175,7 +200,8 @@ def write_junit(suite: SuiteResult, path: Path) -> None:
             continue
         lines = [t.error] if t.error else []
         for turn in t.turns:
-            lines += [f"turn {turn.index} ({c.expectation}): {c.why}" for c in turn.checks if not c.passed]
+            lines += [f"{_located(t, turn.index, c.expectation)}: turn {turn.index} ({c.expectation}): {c.why}"
+                      for c in turn.checks if not c.passed]
             if turn.diff:
                 lines.append(turn.diff)
         failure = ET.SubElement(case, "failure", message=printable(lines[0] if lines else "failed")[:500])

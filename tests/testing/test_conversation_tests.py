@@ -529,3 +529,18 @@ def test_junit_xml_goes_into_a_new_folder_and_parses_with_control_characters_in_
     failure = ET.parse(junit).getroot().find("testcase/failure")
     assert failure is not None and "upstream \\x1b[31mexploded\\x00" in failure.text
 
+
+def test_a_failed_expectation_names_its_file_and_line(project, cli, tmp_path):
+    (project / "tests" / "test_shop.yaml").write_text(TESTS.replace('contains: "300"', 'contains: "250"'))
+    where = f"{project / 'tests' / 'test_shop.yaml'}:7"  # the line of `contains: "250"`
+    assert f"{where}: contains: expected 250, '250' not in the answer" in cli("test", str(project), code=1).stdout
+    data = json.loads(cli("test", str(project), "--json", code=1).stdout)
+    assert [(c["expectation"], c["line"]) for c in data["results"][0]["turns"][0]["checks"] if not c["passed"]] == [
+        ("contains", 7)]
+    junit = tmp_path / "junit.xml"
+    cli("test", str(project), "--junit", str(junit), code=1)
+    assert f"{where}: turn 1 (contains)" in ET.parse(junit).getroot().find("testcase/failure").text
+    # a run that failed points at its turn's user line
+    (project / "script.yaml").write_text('- {error: "connection refused"}\n')
+    where = f"{project / 'tests' / 'test_shop.yaml'}:4"
+    assert f"{where}: run: expected ok, connection refused" in cli("test", str(project), code=1).stdout
