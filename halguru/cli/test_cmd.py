@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
                                             help="With --repeat: the share of runs a test must pass."),
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML to this file."),
+        concurrency: int = typer.Option(1, "--concurrency", "-j", min=1,
+                                        help="How many tests run at once (a model's slots, an endpoint's limit)."),
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
         # Live and recording runs take minutes on a local model: show the model loading and each test as it goes.
         with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
             suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
-                                          progress=progress))
+                                          progress=progress, concurrency=concurrency))
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")
@@ -61,6 +63,8 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option(..., "--models", help="Comma-separated model references to compare."),
         pattern: str | None = typer.Option(None, "-k", help="Only tests whose 'file::name' contains this."),
         repeat: int = typer.Option(1, "--repeat", min=1, help="Run each test N times per model."),
+        concurrency: int = typer.Option(1, "--concurrency", "-j", min=1,
+                                        help="How many tests run at once (a model's slots, an endpoint's limit)."),
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run the conversation tests against several models and compare them."""
@@ -75,7 +79,8 @@ def register(app: typer.Typer) -> None:
         names = [m.strip() for m in models.split(",") if m.strip()]
         err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
         with LiveProgress(err) as progress:
-            scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress))
+            scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
+                                           concurrency=concurrency))
         if scores and not any(s.tests or s.error for s in scores):  # as `halguru test` says it
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")

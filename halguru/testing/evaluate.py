@@ -69,7 +69,7 @@ def score_suite(model: str, suite: SuiteResult) -> ModelScore:
 
 
 async def evaluate(project: str | Path, models: list[str], *, pattern: str | None = None,
-                   repeat: int = 1, progress: Progress | None = None) -> list[ModelScore]:
+                   repeat: int = 1, progress: Progress | None = None, concurrency: int = 1) -> list[ModelScore]:
     """Run the suite live once per model (recordings are not used: each model must answer).
 
     Every model reference is checked first: an unknown one is a ModelError before anything runs. A model
@@ -91,7 +91,7 @@ async def evaluate(project: str | Path, models: list[str], *, pattern: str | Non
             progress("model", model)
         try:
             suite = await run_suite(project, mode="live", pattern=pattern, repeat=repeat, model=model,
-                                    progress=progress)
+                                    progress=progress, concurrency=concurrency)
         except HalguruError as exc:
             scores.append(ModelScore(model, 0, 0, 0.0, None, 0, 0, 0, 0, None, None, error=str(exc)))
             continue

@@ -240,12 +240,12 @@ def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
 
 async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | None = None, repeat: int = 1,
                     model: str | None = None, files: list[Path] | None = None,
-                    progress: Progress | None = None) -> SuiteResult:
+                    progress: Progress | None = None, concurrency: int = 1) -> SuiteResult:
     """Every test of a project (or the given files). A malformed file is reported; the others still run.
 
     ``progress`` is told how many tests will run (``tests``; ``plan``: how many live and replayed), when a local
     model loads (``loading``: only when a test runs live or records) and as each test starts (``test``) and ends
-    (``done``).
+    (``done``). ``concurrency``: how many tests run at once.
     """
     from halguru.testing.evaluate import warm_up
 
@@ -273,24 +273,35 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     notify("plan", _plan(runs))
     if live and agent.workflow is None:
         await warm_up(model or agent.spec.model, notify)  # seconds for a local model: say so, once
-    for file, cassettes, chosen in planned:
-        new_recordings: dict[str, Cassette] = {}
-        for case, case_mode in chosen:
-            times = 1 if case_mode == "record" else repeat
-            for attempt in range(1, times + 1):
-                label = f"{file.stem}::{case.name}" + (f" #{attempt}" if times > 1 else "")
-                notify("test", label)
-                result, recorded = await run_test(agent, case, file=file, mode=case_mode,
-                                                  cassette=cassettes.get(case.name), model=model, attempt=attempt)
-                suite.tests.append(result)
-                notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
-                if recorded is not None and result.passed:
-                    new_recordings[case.name] = recorded
-                elif recorded is not None:  # a failing run would replace the good recording it is tested against
-                    suite.unrecorded.append(label)
-        if new_recordings:
-            save_recording(recording_path(file), new_recordings, agent.name,
-                           model or agent.spec.model)
+    jobs = [(file, cassettes, case, case_mode, attempt) for file, cassettes, chosen in planned
+            for case, case_mode in chosen for attempt in range(1, (1 if case_mode == "record" else repeat) + 1)]
+    results: list[TestResult | None] = [None] * len(jobs)
+    left = {file: sum(job[0] == file for job in jobs) for file, _, _ in planned}
+    new_recordings: dict[Path, dict[str, Cassette]] = {file: {} for file, _, _ in planned}
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(index: int, file: Path, cassettes: dict[str, Cassette], case: TestCase, case_mode: Mode,
+                  attempt: int) -> None:
+        times = 1 if case_mode == "record" else repeat
+        label = f"{file.stem}::{case.name}" + (f" #{attempt}" if times > 1 else "")
+        async with limit:
+            notify("test", label)
+            result, recorded = await run_test(agent, case, file=file, mode=case_mode,
+                                              cassette=cassettes.get(case.name), model=model, attempt=attempt)
+        results[index] = result
+        notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
+        if recorded is not None and result.passed:
+            new_recordings[file][case.name] = recorded
+        elif recorded is not None:  # a failing run would replace the good recording it is tested against
+            suite.unrecorded.append(label)
+        left[file] -= 1
+        if not left[file] and new_recordings[file]:  # the file's tests are done: keep what they recorded
+            save_recording(recording_path(file), new_recordings[file], agent.name, model or agent.spec.model)
+
+    # ``concurrency`` tests at a time (in file order; results too): an eval of hundreds of tests against an
+    # endpoint that answers in seconds took hundreds of seconds one by one
+    await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
+    suite.tests = [r for r in results if r is not None]
     return suite
 
 

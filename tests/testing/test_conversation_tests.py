@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -544,3 +545,18 @@ def test_a_failed_expectation_names_its_file_and_line(project, cli, tmp_path):
     (project / "script.yaml").write_text('- {error: "connection refused"}\n')
     where = f"{project / 'tests' / 'test_shop.yaml'}:4"
     assert f"{where}: run: expected ok, connection refused" in cli("test", str(project), code=1).stdout
+
+
+def test_concurrency_runs_tests_at_once_and_reports_them_in_file_order(project, cli):
+    # each test waits 1 s for its answer (an endpoint's latency): five at once take about one second, not five
+    (project / "script.yaml").write_text('- {text: "slow answer", token_delay: 1}\n')
+    cases = "".join(f"  - name: t{i}\n    turns:\n      - user: q{i}\n        expect: {{contains: slow}}\n"
+                    for i in range(5))
+    (project / "tests" / "test_shop.yaml").write_text("tests:\n" + cases)
+    started = time.monotonic()
+    data = json.loads(cli("test", str(project), "--live", "--concurrency", "5", "--json").stdout)
+    assert time.monotonic() - started < 3.5
+    assert data["passed"] and [r["test"] for r in data["results"]] == [f"t{i}" for i in range(5)]
+    started = time.monotonic()
+    cli("eval", str(project), "--models", "scripted:" + str(project / "script.yaml"), "-j", "5")
+    assert time.monotonic() - started < 3.5
