@@ -45,14 +45,14 @@ def register(app: typer.Typer) -> None:
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")
-        if junit is not None:
-            write_junit(suite, junit)
         if json_output:
             typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
         else:
             from halguru.cli.table import stdout_console
 
             print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate)
+        if junit is not None:  # after the report: a path it cannot write must not hide the results
+            write_junit(suite, junit)
         for label in suite.unrecorded:
             typer.echo(f"not recorded: {label} failed; its earlier recording (if any) is kept", err=True)
         raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)

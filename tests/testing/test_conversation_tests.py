@@ -560,3 +560,9 @@ def test_concurrency_runs_tests_at_once_and_reports_them_in_file_order(project, 
     started = time.monotonic()
     cli("eval", str(project), "--models", "scripted:" + str(project / "script.yaml"), "-j", "5")
     assert time.monotonic() - started < 3.5
+
+
+def test_a_junit_path_that_cannot_be_written_still_shows_the_results(project, cli, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = cli("test", str(project), "--junit", str(tmp_path / "file" / "junit.xml"), code=1)
+    assert "1 passed, 0 failed" in result.stdout
