@@ -106,8 +106,15 @@ class Cassette:
                 "retrievals": self.retrievals, "judge_scores": self.judge_scores}
 
 
+# A search's score differs in its 6th digit from run to run (float sums in another order) and its time always does;
+# neither reaches the model. Kept as they came, each `--record` of an unchanged test rewrote its recording, and
+# the committed file changed in every pull request. A recording keeps the score to this many digits and no time.
+SCORE_DIGITS = 3
+
+
 class RecordingRetriever:
-    """An agent's knowledge that keeps each search's hits (auto retrieval and ``search_knowledge``)."""
+    """An agent's knowledge that keeps each search's hits (auto retrieval and ``search_knowledge``), without the
+    noise of their times and scores' last digits (see SCORE_DIGITS)."""
 
     def __init__(self, inner: Any, cassette: Cassette):
         self.inner, self.cassette, self.top_k = inner, cassette, inner.top_k
@@ -117,8 +124,9 @@ class RecordingRetriever:
     def retrieve(self, query: str, k: int | None = None) -> list[Any]:
         found = self.inner.retrieve(query, k)
         self.searches.append({"query": query, "results": [
-            {"knowledge_base": r.knowledge_base, "duration_ms": r.duration_ms,
-             "hits": [dataclasses.asdict(h) for h in r.hits]} for r in found]})
+            {"knowledge_base": r.knowledge_base, "duration_ms": 0.0,
+             "hits": [{**dataclasses.asdict(h), "score": round(h.score, SCORE_DIGITS)} for h in r.hits]}
+            for r in found]})
         return found
 
 

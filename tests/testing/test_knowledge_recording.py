@@ -42,3 +42,20 @@ def test_knowledge_searches_are_recorded_and_replayed(tmp_path: Path, cli):
     shutil.rmtree(folder / "docs")  # a live search would now fail: replay must not need the documents
     replayed = cli("test", str(folder))
     assert "1 passed, 0 failed" in replayed.stdout, replayed.stdout
+
+
+def test_recording_an_unchanged_test_again_leaves_its_file_as_it_was(tmp_path: Path, cli):
+    # a search's time (and its scores' last digits) change from run to run but never reach the model: were they
+    # kept, every re-record would change the committed recording
+    folder = tmp_path / "helper"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "tests").mkdir()
+    (folder / "docs" / "faq.txt").write_text("Refunds take fourteen days.\n\nThe office cat is called Pixel.\n")
+    (folder / "agent.yaml").write_text(AGENT)
+    (folder / "tests" / "test_helper.yaml").write_text(TESTS)
+    recording = folder / "tests" / "test_helper.recording.json"
+    cli("test", str(folder), "--record")
+    first = recording.read_text()
+    cli("test", str(folder), "--record")
+    assert recording.read_text() == first
+    assert "1 passed" in cli("test", str(folder), "--replay").stdout
