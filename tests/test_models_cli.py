@@ -320,3 +320,16 @@ def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_er
     folder = write_agent("name: m\nmodel: x\n")
     line = cli_error("run", str(folder), "hi")
     assert said in line and "'x'" in line
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ("{base_url: 12}", "base_url must be an http:// or https:// URL, not 12"),
+    ("{base_url: 'ftp://x'}", "base_url must be an http:// or https:// URL, not 'ftp://x'"),
+    ("{base_url: 'http://127.0.0.1:9/v1', timeout: -5}", "timeout must be above 0"),
+    ("{base_url: 'http://127.0.0.1:9/v1', max_retries: lots}", "invalid literal for int()"),
+])
+def test_an_openai_entry_with_a_mistyped_option_says_which(cli_error, models_file, write_agent, options, said):
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_text(f"models: {{x: {{provider: openai, options: {options}}}}}\n")
+    line = cli_error("run", str(write_agent("name: m\nmodel: x\n")), "hi")
+    assert "model 'x' (models.yaml) has an option provider 'openai' cannot use" in line and said in line

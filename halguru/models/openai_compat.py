@@ -278,12 +278,13 @@ class OpenAIProvider:
     @classmethod
     def create(cls, entry: ModelEntry) -> OpenAIModel:
         opts = entry.options
-        return OpenAIModel(
-            name=entry.name,
-            base_url=opts["base_url"],
-            model_id=opts.get("model_id") or entry.name,
-            api_key=resolve_api_key(entry),
-            timeout=float(opts.get("timeout", 120)),
-            max_retries=int(opts.get("max_retries", 3)),
-            max_wait=float(opts.get("max_wait", 30)),
-        )
+        base_url, timeout = opts["base_url"], float(opts.get("timeout", 120))
+        max_retries, max_wait = int(opts.get("max_retries", 3)), float(opts.get("max_wait", 30))
+        # a hand-edited models.yaml: said here as the option it is, not as a run's AttributeError or a wait of -5 s
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
+        if timeout <= 0 or max_retries < 0 or max_wait < 0:
+            raise ValueError("timeout must be above 0, max_retries and max_wait 0 or more")
+        return OpenAIModel(name=entry.name, base_url=base_url, model_id=opts.get("model_id") or entry.name,
+                           api_key=resolve_api_key(entry), timeout=timeout, max_retries=max_retries,
+                           max_wait=max_wait)
