@@ -33,15 +33,21 @@ def register(app: typer.Typer) -> None:
 
         from halguru.errors import HalguruError
         from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
-        from halguru.testing.runner import run_suite
+        from halguru.testing.runner import SuiteResult, run_suite
 
         mode = _mode(record, replay, live, repeat)
         from halguru.testing.report import LiveProgress
 
         # Live and recording runs take minutes on a local model: show the model loading and each test as it goes.
+        suite, interrupted = SuiteResult(tests=[], file_errors=[]), False
         with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
-            suite = asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
-                                          progress=progress, concurrency=concurrency))
+            try:
+                asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
+                                      progress=progress, concurrency=concurrency, into=suite))
+            except KeyboardInterrupt:  # Ctrl-C: the tests that finished are reported (and in --junit), as pytest does
+                interrupted = True
+        if interrupted and not suite.tests:
+            raise typer.Exit(130)
         if not suite.tests and not suite.file_errors:
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")
@@ -55,6 +61,9 @@ def register(app: typer.Typer) -> None:
             write_junit(suite, junit)
         for label in suite.unrecorded:
             typer.echo(f"not recorded: {label} failed; its earlier recording (if any) is kept", err=True)
+        if interrupted:
+            typer.echo(f"interrupted: the {len(suite.tests)} test(s) that finished are reported", err=True)
+            raise typer.Exit(130)
         raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
 
     @app.command("eval")

@@ -240,18 +240,20 @@ def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
 
 async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | None = None, repeat: int = 1,
                     model: str | None = None, files: list[Path] | None = None,
-                    progress: Progress | None = None, concurrency: int = 1) -> SuiteResult:
+                    progress: Progress | None = None, concurrency: int = 1,
+                    into: SuiteResult | None = None) -> SuiteResult:
     """Every test of a project (or the given files). A malformed file is reported; the others still run.
 
     ``progress`` is told how many tests will run (``tests``; ``plan``: how many live and replayed), when a local
     model loads (``loading``: only when a test runs live or records) and as each test starts (``test``) and ends
-    (``done``). ``concurrency``: how many tests run at once.
+    (``done``). ``concurrency``: how many tests run at once. ``into``: the result to fill as each test ends, so
+    what a Ctrl-C leaves of the run can still be reported.
     """
     from halguru.testing.evaluate import warm_up
 
     agent = load_agent(project)
     assert agent.path is not None
-    suite = SuiteResult(tests=[], file_errors=[])
+    suite = into if into is not None else SuiteResult(tests=[], file_errors=[])
     planned: list[tuple[Path, dict[str, Cassette], list[tuple[TestCase, Mode]]]] = []
     tools = tool_names(agent)
     for file in files or test_files(agent.path):
@@ -289,6 +291,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
             result, recorded = await run_test(agent, case, file=file, mode=case_mode,
                                               cassette=cassettes.get(case.name), model=model, attempt=attempt)
         results[index] = result
+        suite.tests = [r for r in results if r is not None]
         notify("done", f"{label} {'passed' if result.passed else 'FAILED'}")
         if recorded is not None and result.passed:
             new_recordings[file][case.name] = recorded
@@ -301,7 +304,6 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     # ``concurrency`` tests at a time (in file order; results too): an eval of hundreds of tests against an
     # endpoint that answers in seconds took hundreds of seconds one by one
     await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
-    suite.tests = [r for r in results if r is not None]
     return suite
 
 

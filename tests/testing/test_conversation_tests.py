@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -566,3 +567,29 @@ def test_a_junit_path_that_cannot_be_written_still_shows_the_results(project, cl
     (tmp_path / "file").write_text("")
     result = cli("test", str(project), "--junit", str(tmp_path / "file" / "junit.xml"), code=1)
     assert "1 passed, 0 failed" in result.stdout
+
+
+
+def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_cmd, subprocess_env, tmp_path):
+    # test "quick" answers at once; test "stuck" waits in its second turn: Ctrl-C then, and "quick" is reported
+    (project / "script.yaml").write_text('- "fast"\n- {text: "slow", token_delay: 60}\n')
+    turn = "      - user: hi\n        expect: {contains: fast}\n"
+    (project / "tests" / "test_shop.yaml").write_text(
+        f"tests:\n  - name: quick\n    turns:\n{turn}  - name: stuck\n    turns:\n{turn}{turn}")
+    junit = tmp_path / "junit.xml"
+    proc = subprocess.Popen([*halguru_cmd, "test", str(project), "--junit", str(junit)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # one progress line per test, piped
+            if "quick passed" in line:
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "1 passed, 0 failed" in out and "Traceback" not in err
+    assert [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")] == ["quick"]
