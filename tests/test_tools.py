@@ -200,3 +200,50 @@ def test_http_get_refuses_other_schemes():
 
 def test_builtin_tools_come_through_the_plugin_hook():
     assert {"calculator", "current_time", "http_get"} <= set(plugin_tools())
+
+
+@pytest.fixture
+def schema_server():
+    """A loopback server that serves a JSON schema and records each request for it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/schema.json", hits
+    server.shutdown()
+
+
+def test_a_schema_ref_to_a_url_is_not_fetched(schema_server):
+    """An MCP server's (or OpenAPI document's) $ref to a URL was fetched by jsonschema with urllib, on the event
+    loop and without a timeout, from whatever address it named."""
+    from halguru.tools.schema_tool import schema_tool
+
+    url, hits = schema_server
+    remote = schema_tool("lookup", "Look up.", {"type": "object", "properties": {"q": {"$ref": url}}},
+                         lambda arguments: "found")
+    with pytest.raises(ToolError, match=r"^lookup cannot be called: its argument schema is invalid \(Unresolvable"):
+        run(execute_tool(remote, {"q": "x"}))
+    assert hits == []
+
+
+def test_a_tool_with_an_invalid_schema_is_an_error_result_not_a_crash():
+    from halguru.tools.schema_tool import schema_tool
+
+    typo = schema_tool("typo", "Typo.", {"type": "object", "properties": {"q": {"type": "strnig"}}},
+                       lambda arguments: "found")
+    with pytest.raises(ToolError, match=r"^typo cannot be called: its argument schema is invalid \(Unknown type "
+                                        r"'strnig'"):
+        run(execute_tool(typo, {"q": "x"}))

@@ -30,12 +30,19 @@ class SchemaTool(Tool):
     @cached_property
     def _validator(self) -> Any:
         import jsonschema
+        from referencing import Registry
 
         cls = jsonschema.validators.validator_for(self.schema)
-        return cls(self.schema)
+        # A $ref to a URL is not fetched: jsonschema would get it with urllib, blocking the event loop without
+        # a timeout, from any address the schema's author (an MCP server, an OpenAPI document) chose.
+        return cls(self.schema, registry=Registry(retrieve=_no_retrieval))  # type: ignore[call-arg]
 
     def validate(self, arguments: dict[str, Any]) -> Any:
-        problems = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        try:
+            problems = sorted(self._validator.iter_errors(arguments), key=lambda e: list(e.absolute_path))
+        except Exception as exc:  # the schema's fault (unknown type, bad $ref or pattern), not the arguments'
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+            raise ToolError(f"{self.name} cannot be called: its argument schema is invalid ({reason})") from None
         if problems:
             text = "; ".join(f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
                              for e in problems[:3])
@@ -44,6 +51,12 @@ class SchemaTool(Tool):
 
     def call_args(self, validated: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return (validated,), {}
+
+
+def _no_retrieval(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs class
 
 
 def schema_tool(name: str, description: str, schema: dict[str, Any],
