@@ -44,11 +44,27 @@ class Server:
                 elif route in ("/headers", "/denied"):  # an API that echoes the request's headers back
                     echoed = json.dumps(dict(self.headers)).encode()
                     self._send(200 if route == "/headers" else 403, echoed, "application/json")
+                elif route == "/endless":  # a body that never ends (HTTP/1.0: until the connection closes)
+                    self._endless()
+                elif route == "/trickle":  # a byte every 0.1 s: each read is quick, the whole is not
+                    self._endless(pause=0.1, chunk=b"x")
                 elif route == "/big":
                     self._send(200, b"x" * 20000, "text/plain")
                 else:
                     echo = {"method": self.command, "path": self.path, "body": body}
                     self._send(200, json.dumps(echo, indent=4).encode(), "application/json")
+
+            def _endless(self, pause: float = 0, chunk: bytes = b"x" * 65536) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 try:
@@ -119,6 +135,11 @@ http_tools:
   - name: empty
     method: DELETE
     url: {url}/empty
+  - name: endless
+    url: {url}/endless
+  - name: trickle
+    url: {url}/trickle
+    timeout: 0.5
 """
 
 
@@ -203,6 +224,37 @@ def test_long_and_empty_responses(shop):
     big = call(shop.tools["big"])
     assert big.startswith("x" * 8000) and big.endswith("\n… (cut: 12000 characters)")
     assert call(shop.tools["empty"]) == "HTTP 204 (no content)"
+
+
+def test_an_endless_body_is_read_only_up_to_a_limit(shop):
+    """The whole body was read into memory: 2.7 GB in 15 s from an endless one, for 8000 characters."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    result = call(shop.tools["endless"])
+    assert result.startswith("x" * 8000) and result.endswith("\n… (cut: 992000 characters)")
+    assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
+
+
+def test_timeout_bounds_the_whole_request(shop):
+    """A body trickling in a byte at a time kept the request going past its timeout (httpx's is per read)."""
+    started = time.monotonic()
+    with pytest.raises(ToolError, match=r"^GET http://127\.0\.0\.1:\d+/trickle timed out after 0\.5s$"):
+        call(shop.tools["trickle"])
+    assert time.monotonic() - started < 2
+
+
+def test_http_get_reads_an_endless_body_only_up_to_a_limit(server, monkeypatch):
+    from halguru.config import reset_settings
+    from halguru.tools.builtin import http_get
+
+    monkeypatch.setenv("HALGURU_HTTP_ALLOW_PRIVATE", "1")
+    reset_settings()
+    started = time.monotonic()
+    assert call(http_get, url=server.url + "/endless", max_chars=10) == "HTTP 200\n" + "x" * 10
+    assert time.monotonic() - started < 5
 
 
 AUTH = """\

@@ -56,7 +56,7 @@ async def http_get(url: str, max_chars: int = 4000) -> str:
     """Fetch a web page or API over HTTP(S) GET and return the start of its body as text."""
     import httpx
 
-    from halguru.tools.netpin import pinned_client
+    from halguru.tools.netpin import fetch, pinned_client
 
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -64,10 +64,10 @@ async def http_get(url: str, max_chars: int = 4000) -> str:
     # Resolved once and connected to the address checked: DNS rebinding cannot swap in a private one.
     async with pinned_client(not get_settings().http_allow_private, timeout=15, follow_redirects=False) as client:
         try:
-            response = await client.get(url)
+            response, text = await fetch(client, "GET", url)
         except httpx.HTTPError as exc:
             raise ToolError(f"GET {url} failed: {exc}") from None
-    body = response.text[:max_chars]
+    body = text[:max_chars]
     return f"HTTP {response.status_code}\n{body}"
 
 

@@ -25,7 +25,7 @@ import yaml
 from halguru.config import get_settings
 from halguru.errors import AgentSpecError, ToolError
 from halguru.models.secrets import lookup_secret
-from halguru.tools.netpin import pinned_client
+from halguru.tools.netpin import fetch, pinned_client
 from halguru.tools.schema_tool import SchemaTool, schema_tool
 from halguru.yamlfile import yaml_line_for
 
@@ -393,13 +393,12 @@ def _one_line(text: str, limit: int = ERROR_BODY_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _result(response: httpx.Response) -> str:
-    text = response.text
+def _result(response: httpx.Response, text: str) -> str:
     if not text.strip():
         return f"HTTP {response.status_code} (no content)"
     if "json" in response.headers.get("content-type", ""):
-        with contextlib.suppress(ValueError):  # mislabelled: the text as it came
-            text = json.dumps(response.json(), ensure_ascii=False)
+        with contextlib.suppress(ValueError):  # mislabelled or cut: the text as it came
+            text = json.dumps(json.loads(text), ensure_ascii=False)
     return text  # cut to MAX_RESULT_CHARS by execute_tool, as every tool's result
 
 
@@ -419,20 +418,22 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
     host = httpx.URL(url).host
     refuse = not (get_settings().http_allow_private or host == "localhost" or _is_ip(host))
     try:
-        async with pinned_client(refuse, timeout=plan.timeout, follow_redirects=False) as client:
-            response = await client.request(plan.method, url, headers=headers, **extra)
+        # timeout: bounds the whole request too (httpx's bounds each read: a body trickling in would not end).
+        async with asyncio.timeout(plan.timeout), \
+                pinned_client(refuse, timeout=plan.timeout, follow_redirects=False) as client:
+            response, text = await fetch(client, plan.method, url, headers=headers, **extra)
     except ToolError as exc:
         raise ToolError(f"{where}: {exc}") from None
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         raise ToolError(f"{where} timed out after {plan.timeout:g}s") from None
     except Exception as exc:
         raise ToolError(_hidden(_one_line(f"{where} failed: {type(exc).__name__}: {exc}", 500), secret)) from None
     if not response.is_success:
         moved = f" (redirects to {response.headers['location']})" if response.has_redirect_location else ""
-        body = _one_line(response.text)
+        body = _one_line(text)
         raise ToolError(_hidden(f"HTTP {response.status_code} from {where}{moved}" + (f": {body}" if body else ""),
                                 secret))
-    return _hidden(_result(response), secret)
+    return _hidden(_result(response, text), secret)
 
 
 def _hidden(text: str, secret: str) -> str:

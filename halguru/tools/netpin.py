@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 PRIVATE_HINT = "set HALGURU_HTTP_ALLOW_PRIVATE=1 to allow it"
+BODY_LIMIT = 1_000_000  # bytes of a response body read; a model reads 8000 characters of a tool's result
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -104,3 +105,19 @@ def pinned_client(refuse_private: bool, **kwargs: Any) -> httpx.AsyncClient:
     import httpx
 
     return httpx.AsyncClient(transport=_transport_class()(refuse_private), **kwargs)
+
+
+async def fetch(client: httpx.AsyncClient, method: str, url: str, *, limit: int = BODY_LIMIT,
+                **kwargs: Any) -> tuple[httpx.Response, str]:
+    """The response and its body as text, of which at most ``limit`` bytes are read: a huge or endless body
+    would otherwise fill the memory for the few thousand characters a model reads."""
+    chunks: list[bytes] = []
+    size = 0
+    async with client.stream(method, url, **kwargs) as response:
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    body = b"".join(chunks)[:limit]
+    return response, body.decode(response.encoding or "utf-8", errors="replace")
