@@ -448,7 +448,16 @@ def test_unknown_operation_is_a_load_error_with_line_and_the_choices(pets, cli_e
     (lambda y, d: (y.replace("approvals: [createPet]", "tools: [calculator]\napprovals: [createPet]")
                    .replace("name: get_pet", "name: calculator"), d),
      ":9: http_tools.1.name: 'calculator' is already a tool from tools:; choose another name"),
-], ids=["missing-file", "bad-yaml", "swagger-2", "bad-ref", "no-server", "name-clash"])
+    (lambda y, d: (y, d.replace('application/json:\n            schema: {$ref: "#/components/schemas/NewPet"}',
+                                'application/json: oops')),
+     ":7: http_tools.0.operation: createPet in openapi.yaml is not a valid OpenAPI operation (AttributeError: "),
+    (lambda y, d: (y, d.replace("Kind: {type: string, enum: [cat, dog]}", "Kind: {$ref: '#/components/schemas/K0'}"
+                                + "".join(f"\n    K{i}: {{properties: {{a: {{$ref: '#/components/schemas/K{i + 1}'}}, "
+                                          f"b: {{$ref: '#/components/schemas/K{i + 1}'}}}}}}" for i in range(40))
+                                + "\n    K40: {type: string}")),
+     ":7: http_tools.0.operation: createPet in openapi.yaml: its schemas are too large once their $refs are inlined"),
+], ids=["missing-file", "bad-yaml", "swagger-2", "bad-ref", "no-server", "name-clash", "body-not-an-object",
+        "exponential-refs"])
 def test_bad_declarations_are_one_line_load_errors(pets, change, expected):
     yaml_text, doc = change(PETS.format(model="scripted"), (pets / "openapi.yaml").read_text(encoding="utf-8"))
     (pets / "agent.yaml").write_text(yaml_text, encoding="utf-8")
@@ -457,6 +466,16 @@ def test_bad_declarations_are_one_line_load_errors(pets, change, expected):
         load_agent(pets)
     assert expected in str(caught.value) and "\n" not in str(caught.value)
     assert str(caught.value).startswith(str(pets / "agent.yaml") + ":")
+
+
+def test_a_schema_that_contains_itself_through_a_yaml_alias_is_cut_where_it_recurses(pets):
+    """A YAML alias inside its own anchor made a structure that contains itself: loading it was a RecursionError."""
+    doc = (pets / "openapi.yaml").read_text(encoding="utf-8").replace(
+        "    NewPet:\n      type: object", "    NewPet: &pet\n      type: object").replace(
+        "        name: {type: string}\n", "        name: {type: string}\n        parent: *pet\n")
+    (pets / "openapi.yaml").write_text(doc, encoding="utf-8")
+    properties = load_agent(pets).tools["createPet"].parameters["properties"]
+    assert properties["parent"] == {} and properties["name"] == {"type": "string"}
 
 
 @pytest.mark.parametrize("entry, expected", [

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from halguru.tools.settings import HTTPToolAuth, HTTPToolSettings
 
 ERROR_BODY_CHARS = 300
+INLINE_LIMIT = 50_000  # nodes of one operation's schema with its $refs inlined
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _ORIGIN = re.compile(r"^(https?)://[^/?#]+", re.IGNORECASE)
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -188,18 +189,29 @@ def _pointer(doc: dict[str, Any], ref: str) -> Any:
     return node
 
 
-def _inline(doc: dict[str, Any], node: Any, stack: tuple[str, ...] = ()) -> Any:
+def _inline(doc: dict[str, Any], node: Any, stack: tuple[object, ...] = (), budget: list[int] | None = None) -> Any:
     """``node`` with every local $ref replaced by its target: the model gets one self-contained schema.
 
-    A recursive schema is cut where it recurses (an empty schema there accepts anything).
+    A recursive schema (by $ref, or a YAML alias inside itself) is cut where it recurses (an empty schema there
+    accepts anything). Inlining copies what is shared, so refs that each use the next twice grow exponentially:
+    past INLINE_LIMIT nodes it is an error, not a load that never ends.
     """
+    budget = [INLINE_LIMIT] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"its schemas are too large once their $refs are inlined (over {INLINE_LIMIT} nodes); "
+                         "declare a url template with the arguments the model needs instead")
+    if isinstance(node, dict | list):
+        if id(node) in stack:  # a YAML alias inside its own anchor
+            return {}
+        stack = (*stack, id(node))
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str):
-            return {} if ref in stack else _inline(doc, _pointer(doc, ref), (*stack, ref))
-        return {key: _inline(doc, value, stack) for key, value in node.items()}
+            return {} if ref in stack else _inline(doc, _pointer(doc, ref), (*stack, ref), budget)
+        return {key: _inline(doc, value, stack, budget) for key, value in node.items()}
     if isinstance(node, list):
-        return [_inline(doc, value, stack) for value in node]
+        return [_inline(doc, value, stack, budget) for value in node]
     return node
 
 
@@ -236,6 +248,9 @@ def _openapi_tool(settings: HTTPToolSettings, base: Path, where: _Where,
         schema, routes, body_kind = _arguments(doc, url_path, operation, item)
     except ValueError as exc:
         raise where.error("operation", f"{settings.operation} in {settings.openapi}: {exc}") from None
+    except (AttributeError, TypeError, RecursionError) as exc:  # a list or text where the spec wants an object
+        raise where.error("operation", f"{settings.operation} in {settings.openapi} is not a valid OpenAPI "
+                          f"operation ({type(exc).__name__}: {exc})") from None
     url = _base_url(settings, doc, where).rstrip("/") + "/" + url_path.lstrip("/")
     summary = " ".join(str(operation.get(k) or "").strip() for k in ("summary", "description")).strip()
     description = settings.description or summary[:1000] or f"{method} {url_path}"
