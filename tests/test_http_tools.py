@@ -456,8 +456,10 @@ def test_unknown_operation_is_a_load_error_with_line_and_the_choices(pets, cli_e
                                           f"b: {{$ref: '#/components/schemas/K{i + 1}'}}}}}}" for i in range(40))
                                 + "\n    K40: {type: string}")),
      ":7: http_tools.0.operation: createPet in openapi.yaml: its schemas are too large once their $refs are inlined"),
+    (lambda y, d: (y, d.replace("prefix: {default: api}", "prefix: api")),
+     "/{prefix}'; give url: the API's absolute base URL"),
 ], ids=["missing-file", "bad-yaml", "swagger-2", "bad-ref", "no-server", "name-clash", "body-not-an-object",
-        "exponential-refs"])
+        "exponential-refs", "variable-not-an-object"])
 def test_bad_declarations_are_one_line_load_errors(pets, change, expected):
     yaml_text, doc = change(PETS.format(model="scripted"), (pets / "openapi.yaml").read_text(encoding="utf-8"))
     (pets / "agent.yaml").write_text(yaml_text, encoding="utf-8")

@@ -222,8 +222,14 @@ def _base_url(settings: HTTPToolSettings, doc: dict[str, Any], where: _Where) ->
     servers = doc.get("servers")
     server = servers[0] if isinstance(servers, list) and servers and isinstance(servers[0], dict) else {}
     url = str(server.get("url", ""))
-    variables = server.get("variables") or {}
-    url = _PLACEHOLDER.sub(lambda m: str((variables.get(m.group(1)) or {}).get("default", m.group(0))), url)
+    variables = server.get("variables")
+    variables = variables if isinstance(variables, dict) else {}
+
+    def default(match: re.Match[str]) -> str:
+        variable = variables.get(match.group(1))
+        return str(variable["default"]) if isinstance(variable, dict) and "default" in variable else match.group(0)
+
+    url = _PLACEHOLDER.sub(default, url)  # a variable without a default stays: refused below
     if not _ORIGIN.match(url) or "{" in url:
         found = f"servers[0].url is {url!r}" if url else "it has no servers[0].url"
         raise where.error("openapi", f"{settings.openapi}: {found}; give url: the API's absolute base URL")
