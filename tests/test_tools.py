@@ -247,3 +247,9 @@ def test_a_tool_with_an_invalid_schema_is_an_error_result_not_a_crash():
     with pytest.raises(ToolError, match=r"^typo cannot be called: its argument schema is invalid \(Unknown type "
                                         r"'strnig'"):
         run(execute_tool(typo, {"q": "x"}))
+
+
+def test_http_get_max_chars_must_be_positive():
+    """max_chars=-1 returned all of the body but its last character (a slice from the end)."""
+    with pytest.raises(ToolError, match="invalid arguments for http_get"):
+        run(execute_tool(http_get, {"url": "http://example.com/", "max_chars": -1}))

@@ -52,7 +52,7 @@ def current_time(timezone: str = "UTC") -> str:
 
 
 @tool(timeout=20.0)
-async def http_get(url: str, max_chars: int = 4000) -> str:
+async def http_get(url: str, max_chars: Annotated[int, Field(ge=1)] = 4000) -> str:
     """Fetch a web page or API over HTTP(S) GET and return the start of its body as text."""
     import httpx
 
