@@ -454,3 +454,34 @@ def test_plugins_lists_entry_points_skipped_for_their_name_and_names_lost_to_oth
     rows = [line for line in table.splitlines() if line.startswith("twin ")]
     assert len(rows) == 2 and f"{skipped['package']}, skipped" in rows[1] and "has that name" in rows[1]
     assert "tools: shout; not loaded: tool calculator (halguru.tools.plugin has it)" in table
+
+
+MISSPELT = '''
+from halguru.plugins import hookimpl
+from halguru.tools.decorator import tool
+
+@tool
+def whisper(text: str) -> str:
+    """Lower-case the text."""
+    return text.lower()
+
+@hookimpl
+def register_tool(register):
+    register(whisper)
+
+@hookimpl(optionalhook=True)
+def register_later(register):
+    pass
+'''
+
+
+def test_a_misspelt_hook_is_said_naming_the_hook_it_meant(tmp_path, monkeypatch, capsys):
+    """``register_tool`` (no s) was kept by pluggy and never called: the plugin loaded, its tool was missing
+    from every agent, and nothing said why."""
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "typo", "halguru_typo_plugin", MISSPELT)))
+    reset_plugin_manager()
+    assert "typo" in {p.name for p in list_plugins()} and plugin_failures() == {}
+    assert warnings_of(capsys.readouterr().err) == [
+        "halguru: warning: plugin 'typo': its hook 'register_tool' is not a halguru hook (did you mean "
+        "'register_tools'?); it is never called"]
+

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from halguru.errors import exception_line
+from halguru.errors import did_you_mean, exception_line
 from halguru.plugins import hookspecs
 from halguru.plugins.contracts import REGISTRATIONS, RegistrationError
 
@@ -141,12 +141,23 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
         _warn(name, f"failed to load ({exception_line(exc)})")
         return
+    _warn_unknown_hooks(pm, name)
     _guard_hooks(pm, name)
     if not builtin and not _registers_cleanly(pm, name):
         return  # skipped now, whatever a command asks for first (the tools of a plugin whose models
         # hook raised were listed by `halguru tools`, then missing from the run that needed them)
     if builtin:
         _BUILTIN_ENTRY_POINTS.add(name)
+
+
+def _warn_unknown_hooks(pm: pluggy.PluginManager, name: str) -> None:
+    """Say each ``@hookimpl`` of plugin ``name`` that no halguru hook has (a typo: ``register_tool``): pluggy
+    keeps it and never calls it, so what it registers was missing without a word."""
+    known = [hook for hook in dir(hookspecs) if hook.startswith("register_")]
+    for hook, impl in _own_hooks(pm, name):
+        if not getattr(pm.hook, hook).has_spec() and not impl.optionalhook:
+            warn_once(f"plugin {name!r}: its hook {hook!r} is not a halguru hook{did_you_mean(hook, known)}; "
+                      "it is never called")
 
 
 def _same(value: T) -> T:
