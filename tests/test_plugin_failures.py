@@ -485,3 +485,31 @@ def test_a_misspelt_hook_is_said_naming_the_hook_it_meant(tmp_path, monkeypatch,
         "halguru: warning: plugin 'typo': its hook 'register_tool' is not a halguru hook (did you mean "
         "'register_tools'?); it is never called"]
 
+
+ASYNC_HOOK = '''
+from halguru.plugins import hookimpl
+from halguru.tools.decorator import tool
+
+@tool
+def whisper(text: str) -> str:
+    """Lower-case the text."""
+    return text.lower()
+
+@hookimpl
+async def register_tools(register):
+    register(whisper)
+'''
+
+
+def test_an_async_hook_skips_its_plugin_saying_so(tmp_path, monkeypatch, capsys):
+    """An ``async def`` hook was called and never awaited: it registered nothing, the plugin was listed as
+    loaded, and its tool was unknown to every agent."""
+    from halguru.tools.registry import plugin_tools
+
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "eager", "halguru_async_plugin", ASYNC_HOOK)))
+    reset_plugin_manager()
+    said = "its register_tools hook is async (async def): halguru calls hooks as plain functions"
+    assert plugin_failures() == {"eager": said}
+    assert "eager" not in {p.name for p in list_plugins()} and "calculator" in plugin_tools()
+    assert warnings_of(capsys.readouterr().err) == [f"halguru: warning: plugin 'eager' skipped: {said}"]
+

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -141,6 +142,8 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
         _warn(name, f"failed to load ({exception_line(exc)})")
         return
+    if not _hooks_are_plain(pm, name):
+        return
     _warn_unknown_hooks(pm, name)
     _guard_hooks(pm, name)
     if not builtin and not _registers_cleanly(pm, name):
@@ -148,6 +151,17 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         # hook raised were listed by `halguru tools`, then missing from the run that needed them)
     if builtin:
         _BUILTIN_ENTRY_POINTS.add(name)
+
+
+def _hooks_are_plain(pm: pluggy.PluginManager, name: str) -> bool:
+    """False (and plugin ``name`` skipped) when a hook of it is ``async def``: halguru calls hooks as plain
+    functions, so such a hook's body never ran and it registered nothing, without a word."""
+    for hook, impl in _own_hooks(pm, name):
+        if inspect.iscoroutinefunction(impl.function) or inspect.isasyncgenfunction(impl.function):
+            _warn(name, f"its {hook} hook is async (async def): halguru calls hooks as plain functions")
+            pm.unregister(name=name)
+            return False
+    return True
 
 
 def _warn_unknown_hooks(pm: pluggy.PluginManager, name: str) -> None:
