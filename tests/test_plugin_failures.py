@@ -513,3 +513,16 @@ def test_an_async_hook_skips_its_plugin_saying_so(tmp_path, monkeypatch, capsys)
     assert "eager" not in {p.name for p in list_plugins()} and "calculator" in plugin_tools()
     assert warnings_of(capsys.readouterr().err) == [f"halguru: warning: plugin 'eager' skipped: {said}"]
 
+
+def test_a_slow_plugin_is_named_with_its_load_time(tmp_path, monkeypatch, capsys):
+    """A plugin importing a heavy library at module level (or a hook doing network calls) made every command,
+    ``--help`` included, wait seconds with nothing saying which plugin it waited for."""
+    from halguru.plugins import manager
+
+    slow = "import time\ntime.sleep(0.3)\n" + GOOD
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "sloth", "halguru_slow_plugin", slow)))
+    monkeypatch.setattr(manager, "SLOW_LOAD_S", 0.2)
+    reset_plugin_manager()
+    assert "sloth" in {p.name for p in list_plugins()} and plugin_failures() == {}
+    [line] = warnings_of(capsys.readouterr().err)
+    assert line.startswith("halguru: warning: plugin 'sloth' took 0.") and "every halguru command waits" in line

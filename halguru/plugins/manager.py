@@ -23,6 +23,7 @@ import importlib
 import inspect
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -37,6 +38,8 @@ from halguru.plugins import hookspecs
 from halguru.plugins.contracts import REGISTRATIONS, RegistrationError
 
 ENTRY_POINT_GROUP = "halguru"
+# A third-party plugin taking this long to import and register is said: every command, `--help` included, waits.
+SLOW_LOAD_S = 1.0
 T = TypeVar("T")
 
 # Built-in plugins use the same hooks as third-party ones.
@@ -136,6 +139,7 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
     imported, a hook of it is invalid, a registration hook raises or registers something of the wrong kind)."""
     if name in _FAILURES:
         return
+    started = time.perf_counter()
     try:
         pm.register(load(), name=name)
     except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
@@ -151,6 +155,9 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         # hook raised were listed by `halguru tools`, then missing from the run that needed them)
     if builtin:
         _BUILTIN_ENTRY_POINTS.add(name)
+    elif (took := time.perf_counter() - started) >= SLOW_LOAD_S:
+        warn_once(f"plugin {name!r} took {took:.1f} s to load, and every halguru command waits for it: import "
+                  "heavy libraries inside hooks and commands, not at module level (docs/plugins.md)")
 
 
 def _hooks_are_plain(pm: pluggy.PluginManager, name: str) -> bool:
