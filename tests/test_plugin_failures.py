@@ -526,3 +526,33 @@ def test_a_slow_plugin_is_named_with_its_load_time(tmp_path, monkeypatch, capsys
     assert "sloth" in {p.name for p in list_plugins()} and plugin_failures() == {}
     [line] = warnings_of(capsys.readouterr().err)
     assert line.startswith("halguru: warning: plugin 'sloth' took 0.") and "every halguru command waits" in line
+
+
+def test_threads_starting_at_once_share_one_load_of_the_plugins(tmp_path, monkeypatch):
+    """Threads that each ran an agent first thing (``run_sync`` from a thread pool) each loaded every plugin
+    again, calling its registration hooks once per thread, and held managers of their own."""
+    import threading
+
+    from halguru.plugins.manager import get_plugin_manager
+
+    counted = GOOD.replace("def register_tools(register):\n",
+                           "def register_tools(register):\n    import builtins\n"
+                           "    builtins.wt_calls = getattr(builtins, 'wt_calls', 0) + 1\n")
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "counted", "halguru_counted_plugin", counted)))
+    import builtins
+
+    monkeypatch.setattr(builtins, "wt_calls", 0, raising=False)
+    reset_plugin_manager()
+    start, managers = threading.Barrier(8), []
+
+    def use() -> None:
+        start.wait()
+        managers.append(get_plugin_manager())
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(pm) for pm in managers}) == 1
+    assert builtins.wt_calls == 1  # type: ignore[attr-defined]  # its load checked the registrations once

@@ -23,6 +23,7 @@ import importlib
 import inspect
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -82,7 +83,7 @@ def _warn(name: str, reason: str) -> None:
         return
     _FAILURES[name] = reason
     print(f"halguru: warning: plugin {name!r} skipped: {reason}", file=sys.stderr)
-    pm = get_plugin_manager() if get_plugin_manager.cache_info().currsize else None  # None: still loading
+    pm = _plugin_manager() if _plugin_manager.cache_info().currsize else None  # None: still loading
     if pm is not None and pm.get_plugin(name) is not None:
         pm.unregister(name=name)
 
@@ -97,8 +98,18 @@ def warn_once(message: str) -> None:
         print(f"halguru: warning: {message}", file=sys.stderr)
 
 
-@lru_cache(maxsize=1)
+# Threads that start at once (``run_sync`` from a thread pool) share one load: each loaded every plugin again.
+_LOADING = threading.RLock()
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
+    """The loaded plugins, loaded on first use (one load a process, whichever threads ask at once)."""
+    with _LOADING:
+        return _plugin_manager()
+
+
+@lru_cache(maxsize=1)
+def _plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("halguru")
     pm.add_hookspecs(hookspecs)
     for module_name in BUILTIN_PLUGINS:
@@ -365,15 +376,16 @@ _PLUGIN_CACHES = (("halguru.agents.driver", "_sections"), ("halguru.rag.embedder
 
 
 def _forget_loaded() -> None:
-    get_plugin_manager.cache_clear()
-    _FAILURES.clear()
-    _NAME_TAKEN.clear()
-    _SAID.clear()
-    for module_name, attribute in _PLUGIN_CACHES:
-        cache = getattr(sys.modules.get(module_name), attribute, None)
-        clear = getattr(cache, "cache_clear", None) or getattr(cache, "clear", None)
-        if clear is not None:
-            clear()
+    with _LOADING:  # never half-way through another thread's load
+        _plugin_manager.cache_clear()
+        _FAILURES.clear()
+        _NAME_TAKEN.clear()
+        _SAID.clear()
+        for module_name, attribute in _PLUGIN_CACHES:
+            cache = getattr(sys.modules.get(module_name), attribute, None)
+            clear = getattr(cache, "cache_clear", None) or getattr(cache, "clear", None)
+            if clear is not None:
+                clear()
 
 
 def list_plugins() -> list[PluginInfo]:
