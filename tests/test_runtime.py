@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -356,3 +357,21 @@ def test_a_run_cut_while_its_start_is_written_is_stored_by_why_it_was_cut(write_
         return store.list_runs()
 
     assert [r["status"] for r in asyncio.run(main())] == [status]
+
+
+def test_a_caller_leaving_right_after_run_started_leaves_a_cancelled_run_not_a_running_one(write_agent):
+    """``break`` on the first event (``async for event in run(...)``, or ``iter_events``) left the run
+    'running' in the store for good, after the process was long gone; leaving after a later event said
+    'cancelled'."""
+    agent = load_agent(write_agent(CALC))
+
+    async def first_event_only() -> None:
+        async with contextlib.aclosing(run(agent, "async")) as events:
+            async for _ in events:
+                break
+
+    asyncio.run(first_event_only())
+    for _ in iter_events(agent, "sync"):
+        break
+    stored = {r["input"]: (r["status"], r["error"]) for r in open_store().list_runs()}
+    assert stored == {"async": ("cancelled", "cancelled by the user"), "sync": ("cancelled", "cancelled by the user")}

@@ -97,13 +97,14 @@ async def run(
     ctx.trace.observe = telemetry.observer(driver.kind if driver is not None else None)
     await book.begin(conversation)
     trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
-    yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,
-                           conversation_id=book.conversation_id, metadata=metadata or {}))
-    if resume is not None and resume.after_crash:
-        assert resume.state is not None
-        reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
-        yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint, reused=sorted(reused)))
-    try:
+    try:  # from the first event on: a caller leaving after run_started left the run 'running' for good
+        yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,
+                               conversation_id=book.conversation_id, metadata=metadata or {}))
+        if resume is not None and resume.after_crash:
+            assert resume.state is not None
+            reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
+            yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
+                                reused=sorted(reused)))
         body = driver.drive(ctx, agent, book.history, messages, outcome) if driver is not None else agent_loop(
             ctx, Turn(agent, ctx.model_for(agent), book.history, messages, output_schema=output_schema,
                       finish_paused_step=resume is not None), end)
