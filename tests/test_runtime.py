@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from halguru import Agent, AgentSpec, load_agent, run, run_sync, tool
+from halguru import Agent, AgentSpec, HalguruError, load_agent, run, run_sync, tool
 from halguru.agents.events import parse_event
 from halguru.agents.runtime import SHUTDOWN, iter_events
 from halguru.models.scripted import ScriptedModel
@@ -375,3 +375,20 @@ def test_a_caller_leaving_right_after_run_started_leaves_a_cancelled_run_not_a_r
         break
     stored = {r["input"]: (r["status"], r["error"]) for r in open_store().list_runs()}
     assert stored == {"async": ("cancelled", "cancelled by the user"), "sync": ("cancelled", "cancelled by the user")}
+
+
+@pytest.mark.parametrize(("blocking", "instead"), [
+    (lambda agent: run_sync(agent, "hi"), "await halguru.agents.runtime.run_to_result(...)"),
+    (lambda agent: next(iter_events(agent, "hi")), "async for event in halguru.run(...)"),
+])
+def test_a_blocking_call_inside_an_event_loop_says_what_to_use(write_agent, blocking, instead):
+    """iter_events in async code (a notebook) raised asyncio's 'Cannot run the event loop while another loop is
+    running', where run_sync said what to use instead."""
+    agent = load_agent(write_agent(CALC))
+
+    async def in_a_loop() -> None:
+        blocking(agent)
+
+    with pytest.raises(HalguruError, match="cannot be called inside a running event loop") as refused:
+        asyncio.run(in_a_loop())
+    assert instead in str(refused.value) and open_store().list_runs() == []

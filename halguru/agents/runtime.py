@@ -351,17 +351,24 @@ async def collect_result(stream: AsyncIterator[Event]) -> RunResult:
 
 def run_sync(agent: Agent | str | Path, input: str, conversation: str | None = None, **kwargs: Any) -> RunResult:
     """Blocking version of ``run`` for scripts (in a notebook, ``await run_to_result(...)`` instead)."""
+    _outside_a_loop("run_sync", "await halguru.agents.runtime.run_to_result(...)")
+    return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
+
+
+def _outside_a_loop(caller: str, instead: str) -> None:
+    """Refuse a blocking call from a running event loop in one line saying what to use (asyncio said only
+    'Cannot run the event loop while another loop is running')."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
-    raise HalguruError("run_sync cannot be called inside a running event loop (e.g. Jupyter): "
-                       "use `await halguru.agents.runtime.run_to_result(...)`")
+        return
+    raise HalguruError(f"{caller} cannot be called inside a running event loop (e.g. Jupyter): use `{instead}`")
 
 
 def iter_events(agent: Agent | str | Path, input: str, conversation: str | None = None,
                 **kwargs: Any) -> Iterator[Event]:
     """Blocking iterator over the events of a run, for code without asyncio."""
+    _outside_a_loop("iter_events", "async for event in halguru.run(...)")
     loop = asyncio.new_event_loop()
     stream = run(agent, input, conversation, **kwargs)
     try:
