@@ -119,3 +119,23 @@ def _no_leftover_modules():
 def test_docs_show_the_fixture_and_the_scaffold():
     guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
     assert "halguru plugins new" in guide and "halguru_plugin(" in guide
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("server", "plugin name 'server' is taken: halguru has a plugin of that name; choose another NAME"),
+    ("json-tools", "plugin name 'json-tools': a module halguru_json_tools is already installed, and the new "
+                   "package would stand in for it; choose another NAME"),
+])
+def test_plugins_new_refuses_a_name_whose_plugin_could_never_load(tmp_path, monkeypatch, name, said):
+    """`halguru plugins new server` wrote a package `halguru_server` with the entry point `server`: installed,
+    it was skipped for halguru's own plugin's name and its module stood in for halguru's server package."""
+    from halguru.errors import HalguruError
+    from halguru.plugins.scaffold import write_plugin
+
+    installed = tmp_path / "site"
+    installed.mkdir()
+    (installed / "halguru_json_tools.py").write_text("", encoding="utf-8")  # another distribution's module
+    monkeypatch.syspath_prepend(str(installed))
+    with pytest.raises(HalguruError) as refused:
+        write_plugin(name, tmp_path)
+    assert str(refused.value) == said and [p.name for p in tmp_path.iterdir()] == ["site"]

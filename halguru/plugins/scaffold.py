@@ -107,6 +107,7 @@ def write_plugin(name: str, parent: Path) -> Path:
     ident = name.replace("-", "_")
     values = {"name": name, "dist": f"halguru-{ident.replace('_', '-')}", "module": f"halguru_{ident}",
               "tool": f"{ident}_reverse"}
+    _free(name, values["module"])
     folder = parent / values["dist"]
     if folder.exists():
         raise HalguruError(f"{folder} already exists: choose another NAME or --dir")
@@ -117,3 +118,21 @@ def write_plugin(name: str, parent: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.format(**values), encoding="utf-8")
     return folder
+
+
+def _free(name: str, module: str) -> None:
+    """Refuse a name whose plugin could never load: an entry point of that name is installed (halguru's own
+    ``server``), or a module ``halguru_NAME`` is (``halguru_server``, which the new package would shadow, and
+    ``halguru serve`` with it)."""
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    from halguru.plugins.manager import ENTRY_POINT_GROUP
+
+    taken = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if taken:
+        owner = taken[0].dist.name if taken[0].dist is not None else "an installed distribution"
+        raise HalguruError(f"plugin name {name!r} is taken: {owner} has a plugin of that name; choose another NAME")
+    if find_spec(module) is not None:
+        raise HalguruError(f"plugin name {name!r}: a module {module} is already installed, and the new package "
+                           "would stand in for it; choose another NAME")
