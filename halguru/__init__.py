@@ -22,7 +22,10 @@ _EXPORTS = {
     "HalguruError": "halguru.errors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+# Spelt out: type checkers read a literal __all__ only, and without it `from halguru import run` failed
+# mypy --strict (the names were implicit re-exports).
+__all__ = ["Agent", "AgentSpec", "HalguruError", "RunResult", "Tool", "__version__", "load_agent", "run",
+           "run_sync", "tool"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from halguru.agents.loader import Agent, load_agent

@@ -392,3 +392,18 @@ def test_a_blocking_call_inside_an_event_loop_says_what_to_use(write_agent, bloc
     with pytest.raises(HalguruError, match="cannot be called inside a running event loop") as refused:
         asyncio.run(in_a_loop())
     assert instead in str(refused.value) and open_store().list_runs() == []
+
+
+def test_the_public_api_type_checks_strictly_as_the_readme_imports_it(tmp_path):
+    """``from halguru import load_agent, run, run_sync`` (the README's example) failed ``mypy --strict``
+    ('Module "halguru" does not explicitly export attribute "run"'): ``__all__`` was built from a dict, which
+    type checkers cannot read."""
+    import halguru
+
+    api = pytest.importorskip("mypy.api")
+    script = tmp_path / "use.py"
+    script.write_text(f"from halguru import {', '.join(n for n in halguru.__all__ if n != '__version__')}\n"
+                      "from halguru import __version__\n", encoding="utf-8")
+    out, err, code = api.run(["--strict", "--cache-dir", str(tmp_path / "cache"), str(script)])
+    assert code == 0, out + err
+    assert sorted(halguru.__all__) == sorted([*halguru._EXPORTS, "__version__"])
