@@ -281,3 +281,33 @@ def test_plugin_route_in_serve_mode(halguru_cmd, subprocess_env, plugin_path, wr
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_each_agent_loaded_does_not_ask_the_plugins_again(halguru_plugin, write_agent):
+    """Every load_agent (every validate, every agent serve loads) called every plugin's register_tools again:
+    a hook that builds its tools from a spec made each one wait for it."""
+    import types
+
+    from halguru.agents.loader import load_agent
+    from halguru.plugins import hookimpl
+    from halguru.tools.decorator import tool
+
+    @tool
+    def ping() -> str:
+        """Answer pong."""
+        return "pong"
+
+    calls: list[int] = []
+
+    @hookimpl
+    def register_tools(register):
+        calls.append(1)
+        register(ping)
+
+    plugin = types.ModuleType("halguru_counting")
+    plugin.register_tools = register_tools  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+    folder = write_agent("name: pinger\nmodel: scripted\ntools: [ping, calculator]\n")
+    for _ in range(3):
+        assert list(load_agent(folder).tools) == ["ping", "calculator"]
+    assert len(calls) == 2  # its load checks what it registers, then halguru asks it once

@@ -224,10 +224,26 @@ def owners(hook: str) -> dict[str, str]:
     return _collect(hook, REGISTRATIONS[hook][1])[1]
 
 
+# (plugin manager, its number of plugins, hook) -> what _ask gave: each agent loaded asked every plugin's
+# register_tools again (a hook building its tools from a spec made every load_agent, every validate, wait)
+_ASKED: dict[tuple[int, int, str], tuple[dict[str, Any], dict[str, str], list[tuple[str, str]]]] = {}
+
+
 def _collect(hook: str, entry: Callable[..., tuple[str, T]]) -> tuple[dict[str, T], dict[str, str],
                                                                        list[tuple[str, str]]]:
-    """(name -> value, name -> its plugin, (plugin, name) of each registration left out for a name taken)."""
+    """(name -> value, name -> its plugin, (plugin, name) of each registration left out for a name taken), the
+    plugins asked once per plugin set."""
     pm = get_plugin_manager()
+    key = (id(pm), len(pm.get_plugins()), hook)
+    if key not in _ASKED:
+        _ASKED[key] = _ask(pm, hook, entry)
+    found, owner, lost = _ASKED[key]
+    return dict(found), dict(owner), list(lost)
+
+
+def _ask(pm: pluggy.PluginManager, hook: str, entry: Callable[..., tuple[str, T]]) -> tuple[
+        dict[str, T], dict[str, str], list[tuple[str, str]]]:
+    """Call each loaded plugin's ``hook`` (see ``_collect``)."""
     found: dict[str, T] = {}
     owner: dict[str, str] = {}
     lost: list[tuple[str, str]] = []
@@ -381,6 +397,7 @@ def _forget_loaded() -> None:
         _FAILURES.clear()
         _NAME_TAKEN.clear()
         _SAID.clear()
+        _ASKED.clear()
         for module_name, attribute in _PLUGIN_CACHES:
             cache = getattr(sys.modules.get(module_name), attribute, None)
             clear = getattr(cache, "cache_clear", None) or getattr(cache, "clear", None)
