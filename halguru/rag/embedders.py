@@ -23,6 +23,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from halguru.errors import HalguruError, exception_line
 from halguru.rag.errors import KnowledgeError
 
 DEFAULT_EMBEDDER = "minilm"
@@ -385,8 +386,11 @@ def unavailable_embedder(reference: str) -> str | None:
 @lru_cache(maxsize=4)
 def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build (once per process) the embedder named ``NAME`` or ``NAME:ARGUMENT``."""
+    from halguru.plugins.manager import registered
+
     name, _, argument = reference.partition(":")
-    factories = embedder_factories()
+    owners: dict[str, str] = {}
+    factories = registered("register_embedders", "embedder", lambda name, factory: (name, factory), owners)
     factory = factories.get(name)
     if factory is None:
         import difflib
@@ -396,8 +400,14 @@ def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise KnowledgeError(f"unknown embedder {name!r}{hint}; available: {', '.join(names)} (default and fast "
                              f"are profiles: {PROFILES['default']} and {PROFILES['fast']})")
-    embedder = factory(argument) if argument else factory()
-    embedder.name = reference
+    try:
+        embedder = factory(argument) if argument else factory()
+        embedder.name = reference  # a read-only property fails here: the plugin's bug, said as one
+    except HalguruError:
+        raise
+    except Exception as exc:  # a plugin's bug: one line naming the embedder and its plugin, not a traceback
+        raise KnowledgeError(f"embedder {reference!r} (plugin {owners[name]!r}) failed to start: "
+                             f"{exception_line(exc)}") from exc
     if hasattr(embedder, "close"):
         import atexit
 

@@ -86,3 +86,52 @@ def test_an_embedder_that_breaks_its_promise_is_one_line_and_writes_nothing(site
         ingest(kb, [docs])
     assert str(caught.value) == said
     assert kb.info().chunks == 0
+
+
+class _NoDevice:
+    dimension = 4
+
+    def __init__(self, argument: str = "") -> None:
+        raise RuntimeError("no gpu here")
+
+
+class _ReadOnlyName:
+    dimension = 4
+
+    @property
+    def name(self) -> str:
+        return "ro"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0, 0.0, 0.0] for _ in texts]
+
+
+@pytest.mark.parametrize(("embedder", "said"), [
+    ("nodevice", "embedder 'nodevice' (plugin 'brokenemb') failed to start: RuntimeError: no gpu here"),
+    ("nodevice:big", "embedder 'nodevice:big' (plugin 'brokenemb') failed to start: RuntimeError: no gpu here"),
+    ("readonly", "embedder 'readonly' (plugin 'brokenemb') failed to start: AttributeError: property 'name' of "
+                 "'_ReadOnlyName' object has no setter"),
+])
+def test_a_plugin_embedder_that_cannot_start_is_one_line_naming_it_and_its_plugin(halguru_plugin, embedder: str,
+                                                                                   said: str) -> None:
+    """A plugin's factory that raised (or an embedder whose name is a read-only property) came out of `halguru kb
+    create --embedder ...` as the plugin's traceback."""
+    import types
+
+    from halguru import rag
+    from halguru.plugins import hookimpl
+    from halguru.rag.errors import KnowledgeError
+
+    @hookimpl
+    def register_embedders(register):
+        register("nodevice", _NoDevice)
+        register("readonly", _ReadOnlyName)
+
+    plugin = types.ModuleType("halguru_brokenemb")
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+    with pytest.raises(KnowledgeError) as refused:
+        rag.create("kb", embedder=embedder)
+    assert str(refused.value) == said
+    with pytest.raises(KnowledgeError):  # nothing was made
+        rag.open_base("kb")
