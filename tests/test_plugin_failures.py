@@ -556,3 +556,46 @@ def test_threads_starting_at_once_share_one_load_of_the_plugins(tmp_path, monkey
         thread.join()
     assert len({id(pm) for pm in managers}) == 1
     assert builtins.wt_calls == 1  # type: ignore[attr-defined]  # its load checked the registrations once
+
+
+def test_a_provider_failing_to_list_or_resolve_its_models_is_one_line_and_the_others_work(halguru_plugin, capsys):
+    """A plugin provider whose default_models() raised failed `models list`, and `run` and `validate` of agents
+    on any other model, with its traceback; one whose from_reference raised was a traceback too."""
+    import types
+    from typing import ClassVar
+
+    from halguru.errors import ModelError
+    from halguru.models.registry import find_entry, get_model, list_models
+    from halguru.plugins import hookimpl
+
+    class Flaky:
+        name: ClassVar[str] = "flaky"
+        description: ClassVar[str] = "breaks"
+
+        @classmethod
+        def default_models(cls):
+            raise RuntimeError("catalogue offline")
+
+        @classmethod
+        def from_reference(cls, argument):
+            raise ValueError(f"bad argument {argument}")
+
+        @classmethod
+        def create(cls, entry):
+            raise AssertionError("never reached")
+
+    @hookimpl
+    def register_models(register):
+        register(Flaky)
+
+    plugin = types.ModuleType("halguru_flaky")
+    plugin.register_models = register_models  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+    assert "smollm2" in {m.name for m in list_models()}
+    assert get_model("scripted") is not None and find_entry("smollm2").provider == "llama-cpp"
+    with pytest.raises(ModelError) as refused:
+        find_entry("flaky:x")
+    assert str(refused.value) == "model 'flaky:x': its provider 'flaky' failed (ValueError: bad argument x)"
+    assert warnings_of(capsys.readouterr().err) == [
+        "halguru: warning: plugin 'flaky': model provider 'flaky' failed to list its models (RuntimeError: "
+        "catalogue offline); they are left out"]

@@ -99,10 +99,24 @@ DEFAULT = "default"
 def builtin_models() -> dict[str, ModelEntry]:
     """The models providers (built-in and plugins) offer by name."""
     entries: dict[str, ModelEntry] = {}
-    for provider in providers().values():
-        for entry in provider.default_models():
+    for name, provider in providers().items():
+        for entry in _defaults_of(name, provider):
             entries[entry.name] = entry
     return entries
+
+
+def _defaults_of(name: str, provider: type[ModelProvider]) -> list[ModelEntry]:
+    """A provider's ``default_models()``; one that raises is said once, naming its plugin, and offers none: it
+    failed every command that looks a model up (`models list`, `run` and `validate` of agents on other models)."""
+    from halguru.plugins.manager import owners, warn_once
+
+    try:
+        return list(provider.default_models())
+    except Exception as exc:  # a plugin's bug; the other providers' models still work
+        plugin = owners("register_models").get(name, "?")
+        warn_once(f"plugin {plugin!r}: model provider {name!r} failed to list its models ({exception_line(exc)}); "
+                  "they are left out")
+        return []
 
 
 def list_models() -> list[ModelEntry]:
@@ -137,7 +151,7 @@ def find_entry(reference: str) -> ModelEntry:
     known = providers()
     prefix, sep, argument = reference.partition(":")
     if sep and prefix in known:
-        return known[prefix].from_reference(argument)
+        return _reference_of(known[prefix], reference, argument)
     if reference.endswith(".gguf") and "llama-cpp" in known:
         return known["llama-cpp"].from_reference(reference)
     # A misspelt provider: the reference with the provider corrected; else the closest model name.
@@ -149,6 +163,18 @@ def find_entry(reference: str) -> ModelEntry:
 
 
 _INSTANCES: dict[str, Model] = {}
+
+
+def _reference_of(provider: type[ModelProvider], reference: str, argument: str) -> ModelEntry:
+    """``provider.from_reference(argument)``, where what a plugin's provider raises is one line naming the
+    reference, not its traceback."""
+    try:
+        return provider.from_reference(argument)
+    except HalguruError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model {reference!r}: its provider {provider.name!r} failed ({exception_line(exc)})") \
+            from None
 
 
 def get_model(reference: str) -> Model:
