@@ -56,12 +56,25 @@ class Embedder(Protocol):
 def embed_queries(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     """Vectors of questions: an embedder trained with one prefix for questions and another for passages (e5)
     has an ``embed_query``; for the others a question is embedded like any text."""
-    return checked_vectors(embedder, texts, getattr(embedder, "embed_query", embedder.embed)(texts))
+    return checked_vectors(embedder, texts, _embedded(embedder, getattr(embedder, "embed_query", embedder.embed),
+                                                      texts))
 
 
 def embed_passages(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     """Vectors of the chunks a base stores, checked before any is written."""
-    return checked_vectors(embedder, texts, embedder.embed(texts))
+    return checked_vectors(embedder, texts, _embedded(embedder, embedder.embed, texts))
+
+
+def _embedded(embedder: Embedder, embed: Callable[[list[str]], Any], texts: list[str]) -> Any:
+    """``embed(texts)``, where an embedder's failure that is not a HalguruError (a plugin's RuntimeError, its
+    service's ConnectionError) is one line naming the embedder: `kb ingest` printed its traceback, and a
+    ConnectionError came out as a bare 'Error: <message>' naming nothing."""
+    try:
+        return embed(texts)
+    except HalguruError:
+        raise
+    except Exception as exc:
+        raise KnowledgeError(f"embedder {embedder.name!r} failed: {exception_line(exc)}") from exc
 
 
 def checked_vectors(embedder: Embedder, texts: list[str], vectors: Any) -> Any:

@@ -135,3 +135,38 @@ def test_a_plugin_embedder_that_cannot_start_is_one_line_naming_it_and_its_plugi
     assert str(refused.value) == said
     with pytest.raises(KnowledgeError):  # nothing was made
         rag.open_base("kb")
+
+
+class _ServiceDown:
+    dimension = 4
+
+    def __init__(self, argument: str = "") -> None:
+        self.name = "down"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("embedding service down")
+
+
+def test_a_plugin_embedder_failing_to_embed_is_one_line_naming_it_and_writes_nothing(halguru_plugin,
+                                                                                    tmp_path: Path) -> None:
+    """`halguru kb ingest` into a base whose plugin embedder raised printed the plugin's traceback (and a
+    ConnectionError came out as 'Error: <message>' naming no embedder)."""
+    import types
+
+    from halguru import rag
+    from halguru.plugins import hookimpl
+    from halguru.rag.errors import KnowledgeError
+
+    @hookimpl
+    def register_embedders(register):
+        register("down", _ServiceDown)
+
+    plugin = types.ModuleType("halguru_down")
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+    (tmp_path / "cats.md").write_text("# Cats\n\nCats sleep most of the day.\n", encoding="utf-8")
+    rag.create("kb", embedder="down")
+    with pytest.raises(KnowledgeError) as refused:
+        rag.ingest("kb", [tmp_path / "cats.md"])
+    assert str(refused.value) == "embedder 'down' failed: RuntimeError: embedding service down"
+    assert rag.open_base("kb").info().chunks == 0
