@@ -599,3 +599,29 @@ def test_a_provider_failing_to_list_or_resolve_its_models_is_one_line_and_the_ot
     assert warnings_of(capsys.readouterr().err) == [
         "halguru: warning: plugin 'flaky': model provider 'flaky' failed to list its models (RuntimeError: "
         "catalogue offline); they are left out"]
+
+
+SLOW_COMMANDS = '''
+import time
+from halguru.plugins import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    time.sleep(1.1)
+
+    @cli.command()
+    def lazy():
+        """Print lazy."""
+        print("lazy")
+'''
+
+
+def test_a_plugin_slow_to_add_its_commands_is_named(tmp_path, halguru_cmd, subprocess_env):
+    """A register_commands hook importing a heavy library made `halguru --help` (every command) wait, naming
+    nothing: the plugin loaded quickly, its commands hook was the slow part."""
+    site = install(tmp_path / "site", "lazy", "halguru_lazy_plugin", SLOW_COMMANDS)
+    proc = subprocess.run([*halguru_cmd, "lazy"], capture_output=True, text=True, env=on_path(site, subprocess_env),
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "lazy\n", proc.stderr
+    [line] = warnings_of(proc.stderr)
+    assert line.startswith("halguru: warning: plugin 'lazy' took 1.") and "to add its commands" in line

@@ -103,13 +103,19 @@ publish_cmd.register(app)
 def _add_plugin_commands() -> None:
     """Each plugin's commands, built-in plugins first; a command named like one already there (halguru's own,
     ``serve`` of its server plugin, another plugin's) is left out and said, naming the plugin."""
-    from halguru.plugins.manager import plugin_hooks, skipped
+    import time
+
+    from halguru.plugins.manager import SLOW_LOAD_S, plugin_hooks, skipped, warn_once
 
     # command name -> who gave it: "halguru" (its own commands and built-in plugins'), or a plugin's name
     taken = dict.fromkeys((_name(c) for c in [*app.registered_commands, *app.registered_groups]), "halguru")
     for plugin, builtin, register in plugin_hooks("register_commands"):
         commands, groups = len(app.registered_commands), len(app.registered_groups)
+        started = time.perf_counter()
         register(cli=app)  # guarded: a plugin whose hook raises is skipped with a warning naming it
+        if not builtin and (took := time.perf_counter() - started) >= SLOW_LOAD_S:
+            warn_once(f"plugin {plugin!r} took {took:.1f} s to add its commands, and every halguru command waits "
+                      "for it: import heavy libraries inside the commands (docs/plugins.md)")
         if skipped(plugin):  # what it added before raising goes too: a skipped plugin gives nothing
             del app.registered_commands[commands:], app.registered_groups[groups:]
             continue
