@@ -625,3 +625,24 @@ def test_a_plugin_slow_to_add_its_commands_is_named(tmp_path, halguru_cmd, subpr
     assert proc.returncode == 0 and proc.stdout == "lazy\n", proc.stderr
     [line] = warnings_of(proc.stderr)
     assert line.startswith("halguru: warning: plugin 'lazy' took 1.") and "to add its commands" in line
+
+
+WRONG_ARGUMENT = '''
+from halguru.plugins import hookimpl
+
+@hookimpl
+def register_tools(reg):
+    pass
+'''
+
+
+def test_a_hook_with_an_argument_halguru_does_not_pass_says_which_and_what_halguru_passes(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """pluggy's refusal was cut to its first line: "PluginValidationError: Plugin 'wrongarg' for hook
+    'register_tools'", without what was wrong with it."""
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "wrongarg", "halguru_wrong_arg", WRONG_ARGUMENT)))
+    reset_plugin_manager()
+    said = ("failed to load (invalid hook: hookimpl definition: register_tools(reg); Argument(s) {'reg'} are "
+            "declared in the hookimpl but can not be found in the hookspec; halguru's is register_tools(register))")
+    assert plugin_failures() == {"wrongarg": said}
+    assert warnings_of(capsys.readouterr().err) == [f"halguru: warning: plugin 'wrongarg' skipped: {said}"]

@@ -22,6 +22,7 @@ import functools
 import importlib
 import inspect
 import os
+import re
 import sys
 import threading
 import time
@@ -155,7 +156,7 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
         pm.register(load(), name=name)
     except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
         # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
-        _warn(name, f"failed to load ({exception_line(exc)})")
+        _warn(name, f"failed to load ({_why_not_loaded(exc)})")
         return
     if not _hooks_are_plain(pm, name):
         return
@@ -169,6 +170,19 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
     elif (took := time.perf_counter() - started) >= SLOW_LOAD_S:
         warn_once(f"plugin {name!r} took {took:.1f} s to load, and every halguru command waits for it: import "
                   "heavy libraries inside hooks and commands, not at module level (docs/plugins.md)")
+
+
+def _why_not_loaded(exc: BaseException) -> str:
+    """The exception's line; for a hook pluggy refuses, its whole message on one line, with halguru's signature
+    (its first line alone said 'Plugin 'x' for hook 'register_tools'', not what was wrong)."""
+    if not isinstance(exc, pluggy.PluginValidationError):
+        return exception_line(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    hook = re.search(r"for hook '(\w+)'", lines[0]) if lines else None
+    spec = getattr(hookspecs, hook.group(1), None) if hook else None
+    expected = (f"; halguru's is {spec.__name__}({', '.join(inspect.signature(spec).parameters)})"
+                if spec is not None else "")
+    return f"invalid hook: {'; '.join(lines[1:]) or lines[0]}{expected}"
 
 
 def _hooks_are_plain(pm: pluggy.PluginManager, name: str) -> bool:
