@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from halguru_server.state import Principal, ServerState
 
 log = logging.getLogger("halguru.server")
+MAX_NAME = 200  # a published agent's name: the API's routes take no longer one, and it names a folder (255 bytes)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
         if spec is None:
             raise ApiError(400, f"the bundle has no {AGENT_FILE}", "invalid_bundle")
         name = spec.name
+        if len(name) > MAX_NAME:
+            raise ApiError(400, f"agent name {name[:20]}… is {len(name)} characters long; a published agent's name "
+                                f"has at most {MAX_NAME}", "invalid_agent")
         _confined(spec.instructions_file, spec.knowledge, incoming)
         _may_publish(state, principal, name)
         with _publishing:

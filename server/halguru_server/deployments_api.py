@@ -23,7 +23,7 @@ from halguru_server.state import Principal, ServerState, state_of
 router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422))
 Publisher = Annotated[Principal, Depends(require("agents:publish"))]
 State = Annotated[ServerState, Depends(state_of)]
-AgentName = Annotated[str, Path(max_length=200)]
+AgentName = Annotated[str, Path(max_length=deployments.MAX_NAME)]
 BUNDLE = "application/gzip"
 
 
@@ -51,7 +51,7 @@ async def publish(request: Request, caller: Publisher, state: State) -> Deployme
 
 @router.get("/deployments", response_model=DeploymentList)
 def list_deployments(caller: Publisher, state: State,
-                     agent: Annotated[str | None, Query(max_length=200)] = None) -> DeploymentList:
+                     agent: Annotated[str | None, Query(max_length=deployments.MAX_NAME)] = None) -> DeploymentList:
     """Every published version (of ``agent``), newest first per agent; ``active`` marks the one served."""
     rows = state.store.list_deployments(agent)
     if caller.key is not None:

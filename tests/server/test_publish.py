@@ -262,6 +262,26 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
     assert "not a version number" in error(cli("deployments", "rollback", "shop", "latest", code=1))
 
 
+def test_an_agent_name_too_long_for_the_routes_is_refused_in_one_line(cli, serve, tmp_path: Path) -> None:
+    """A 300-character agent name was a 500 (its folder name is over the filesystem's 255), and one of 250 was
+    published but could not be rolled back or listed (the routes take 200)."""
+    server = serve()
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    def named(name: str) -> Path:
+        shop = write_shop(tmp_path / name[:8] / str(len(name)), "v1")
+        (shop / "agent.yaml").write_text((shop / "agent.yaml").read_text().replace("name: shop", f"name: {name}"))
+        return shop
+
+    for length in (250, 300):
+        shop = named("a" * length)
+        out = error(cli("publish", str(shop), code=1))
+        assert f"is {length} characters long; a published agent's name has at most 200" in out, out
+    assert open_store().list_deployments() == []
+    longest = "b" * 200
+    assert f"Published {longest} v1" in cli("publish", str(named(longest))).output
+    assert "v1 is live" in cli("deployments", "rollback", longest, "1").output
+
+
 def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
     """A published version with ``retention_days: -1`` was stored and served, its conversations silently
     kept for ever; publish runs `halguru validate`'s metadata checks, with its words."""
