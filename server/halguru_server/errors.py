@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from halguru.errors import HalguruError, StoreUnavailable
 from halguru_server.gate import QueueFull
@@ -138,6 +139,13 @@ def install(app: FastAPI) -> None:
         logging.getLogger("halguru.server").error("store unavailable on %s: %s", request.url.path, exc)
         return error_response(503, "the store is unavailable; try again shortly", "unavailable",
                               {"Retry-After": str(STORE_RETRY_AFTER_S)}, path=request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # the client left before its whole body came (an upload cut off): nobody reads this answer, and it is
+        # no server error (a traceback in the log, a 500 in the metrics)
+        return error_response(400, "the client disconnected before sending the whole body", "client_disconnected",
+                              path=request.url.path)
 
     @app.exception_handler(HalguruError)
     async def user_error(request: Request, exc: HalguruError) -> JSONResponse:

@@ -282,6 +282,26 @@ def test_an_agent_name_too_long_for_the_routes_is_refused_in_one_line(cli, serve
     assert "v1 is live" in cli("deployments", "rollback", longest, "1").output
 
 
+def test_an_upload_cut_off_midway_stores_nothing_and_logs_no_traceback(cli, serve, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A publish whose connection drops mid-upload (a laptop closed, CI cancelled) was logged as an unhandled
+    error with two tracebacks and counted as a 500; it is the client's doing, not the server's."""
+    import socket
+
+    server = serve()
+    key = user_key("developer")
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(f"POST /v1/deployments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                     "Content-Type: application/gzip\r\nContent-Length: 5000000\r\n\r\n".encode() + b"\x1f" * 200_000)
+    time.sleep(0.5)
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"], caplog.text
+    assert open_store().list_deployments() == []
+    shop = write_shop(tmp_path / "shop", "v1")
+    cli("login", server.url, "--api-key", input=key)
+    assert "Published shop v1" in cli("publish", str(shop)).output
+
+
 def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
     """A published version with ``retention_days: -1`` was stored and served, its conversations silently
     kept for ever; publish runs `halguru validate`'s metadata checks, with its words."""
