@@ -104,6 +104,22 @@ def test_the_documented_docker_run_keeps_halguru_home_on_a_named_volume() -> Non
             assert re.search(rf"-v [a-z][\w.-]*:{re.escape(HOME)}( |$)", line), (doc, line)
 
 
+def test_the_documented_docker_run_waits_for_in_flight_answers_on_stop() -> None:
+    """`docker stop` (and podman's) sends SIGKILL after 10 s by default, while halguru gives in-flight answers
+    shutdown_timeout (30 s): a stop cut a streaming answer off mid-way (exit 137, the run left `running`)."""
+    from halguru_server.settings import ServerSettings
+
+    needed = ServerSettings().shutdown_timeout
+    for doc in ("README.md", "docs/deploy.md"):
+        for line in (REPO / doc).read_text().splitlines():
+            if re.search(r"\b(docker|podman) run ", line):
+                found = re.search(r"--stop-timeout (\d+)", line)
+                assert found and int(found.group(1)) > needed, (doc, line)
+    services = compose()["services"]
+    for name in ("serve", "worker"):
+        assert int(services[name]["stop_grace_period"].rstrip("s")) > needed
+
+
 def test_lock_pins_every_dependency_in_range() -> None:
     from packaging.requirements import Requirement
 
