@@ -94,6 +94,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels,
         pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)
     deployments.sync(state)  # the published agents' active versions, before anything listens or works
+    deployments.sweep_incoming()  # what a publish killed midway left unpacked
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
                          settings.concurrency, state.pusher) if settings.worker else None
     state.sink = StoreSink(store, worker.wake if worker else None, settings.max_input_chars)

@@ -22,6 +22,7 @@ Publishing runs the bundle's ``tools.py`` on the server (validation imports it),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -127,6 +128,21 @@ def root() -> Path:
     return get_settings().home / "deployments"
 
 
+STALE_INCOMING_S = 600.0  # an unpack folder untouched this long belongs to no running publish
+
+
+def sweep_incoming() -> None:
+    """Remove the unpack folders a killed process left in ``.incoming`` (a publish cut off by kill -9 left up to
+    100 MB there for good); only those untouched for STALE_INCOMING_S: another process sharing HALGURU_HOME may
+    be unpacking into its own right now."""
+    folder = root() / ".incoming"
+    limit = time.time() - STALE_INCOMING_S
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < limit:
+                shutil.rmtree(entry)
+
+
 _publishing = threading.Lock()  # one publish or rollback at a time in this process (the store orders replicas)
 
 
@@ -137,6 +153,7 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
     from halguru.agents.spec import load_spec
 
     sha = hashlib.sha256(data).hexdigest()
+    sweep_incoming()
     incoming = root() / ".incoming" / secrets.token_hex(8)
     incoming.mkdir(parents=True)
     try:

@@ -302,6 +302,26 @@ def test_an_upload_cut_off_midway_stores_nothing_and_logs_no_traceback(cli, serv
     assert "Published shop v1" in cli("publish", str(shop)).output
 
 
+def test_what_a_killed_publish_left_unpacked_is_removed(cli, serve, tmp_path: Path, halguru_home: Path) -> None:
+    """A server killed while it unpacked a bundle left that folder (up to 100 MB) in deployments/.incoming for
+    good; a start or the next publish removes such leftovers, not a folder another process is unpacking now."""
+    import os
+
+    incoming = halguru_home / "deployments" / ".incoming"
+    stale, fresh = incoming / "0123456789abcdef", incoming / "fedcba9876543210"
+    for folder in (stale, fresh):
+        folder.mkdir(parents=True)
+        (folder / "zeros.bin").write_bytes(b"\0" * 1024)
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    server = serve()
+    assert not stale.exists() and fresh.exists()
+    os.utime(fresh, (hour_ago, hour_ago))
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    assert "Published shop v1" in cli("publish", str(write_shop(tmp_path / "shop", "v1"))).output
+    assert list(incoming.iterdir()) == []
+
+
 def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
     """A published version with ``retention_days: -1`` was stored and served, its conversations silently
     kept for ever; publish runs `halguru validate`'s metadata checks, with its words."""
