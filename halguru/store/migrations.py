@@ -402,10 +402,28 @@ def m017_jobs_waiting(conn: sqlite3.Connection) -> None:
     _execute_all(conn, JOBS_WAITING_SQL)
 
 
+TEST_RUNS_SQL = """
+        ALTER TABLE runs ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
+        UPDATE runs SET test = 1 WHERE id IN (SELECT run_id FROM events WHERE type = 'run_started' AND {test});
+        CREATE INDEX runs_listed ON runs (started) WHERE test = 0;
+        CREATE INDEX runs_agent ON runs (agent, started) WHERE test = 0
+        """
+"""m018's statements (``{test}``: the backend's SQL, true when a run_started event's ``data`` says
+``metadata.test``); PostgreSQL's pg011 is the same."""
+
+
+def m018_test_runs(conn: sqlite3.Connection) -> None:
+    """Whether `halguru test` made a run, as a column (set from the existing runs' run_started metadata), and the
+    other runs indexed in listing order: `halguru logs` hid test runs by reading each run's run_started event as
+    it walked back through the newest runs (0.2-0.5 s with 40,000 recent test runs, every second with -f).
+    Partial indexes: with a full one on (test, started), PostgreSQL's planner still walked ``runs_started``."""
+    _execute_all(conn, TEST_RUNS_SQL.format(test="json_extract(data, '$.metadata.test') = 1"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
                                                           m014_message_keys, m015_claims, m016_key_roles,
-                                                          m017_jobs_waiting]
+                                                          m017_jobs_waiting, m018_test_runs]

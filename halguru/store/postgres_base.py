@@ -149,9 +149,6 @@ class PostgresBase(SQLBase):
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
     # the columns are COLLATE "C" (byte order), whose lower() folds ASCII only: the database's own locale folds
     FOLD = 'lower({} COLLATE "default")'
-    # jsonb cannot hold U+0000, which json.dumps writes as an escape (a tool read a binary file): replaced
-    # for the cast only (each match is a whole escape or an escaped backslash and "u0000": still JSON)
-    TEST_RUN = r"""(replace(e.data, '\u0000', '\ufffd')::jsonb #>> '{metadata,test}') IN ('true', '1')"""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
         self.url = url

@@ -35,6 +35,7 @@ from halguru.store.migrations import (
     KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
     PUSH_SCHEMA,
+    TEST_RUNS_SQL,
 )
 
 
@@ -186,6 +187,15 @@ def pg010_jobs_waiting(conn: Any) -> None:
     _execute_all(conn, JOBS_WAITING_SQL)
 
 
+def pg011_test_runs(conn: Any) -> None:
+    """SQLite's m018: whether `halguru test` made a run, as a column set from the run_started metadata, indexed."""
+    # jsonb cannot hold U+0000, which json.dumps writes as an escape (a tool read a binary file): replaced
+    # for the cast only (each match is a whole escape or an escaped backslash and "u0000": still JSON)
+    test = r"""(replace(data, '\u0000', '\ufffd')::jsonb #>> '{metadata,test}') IN ('true', '1')"""
+    _execute_all(conn, _pg_types(TEST_RUNS_SQL.format(test=test)))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
-                                           pg008_claims, pg009_key_roles, pg010_jobs_waiting]
+                                           pg008_claims, pg009_key_roles, pg010_jobs_waiting,
+                                           pg011_test_runs]

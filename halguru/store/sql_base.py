@@ -12,8 +12,8 @@ that reads and then writes sees nothing change in between. PostgreSQL runs write
 so the mixins mark every such read-then-write with ``_lock(conn, scope, key)``: a no-op on SQLite, a
 transaction-scoped advisory lock on PostgreSQL that serializes exactly the writers that touch one key (one
 queue key, one rate bucket, one channel thread...) and nobody else. The other hooks: ``FOR_UPDATE`` /
-``SKIP_LOCKED`` suffixes (empty on SQLite), ``_notify`` (PostgreSQL wakes idle workers), ``TEST_RUN`` (a
-JSON test in SQL) and ``errors`` (the driver's exception classes).
+``SKIP_LOCKED`` suffixes (empty on SQLite), ``_notify`` (PostgreSQL wakes idle workers) and ``errors`` (the
+driver's exception classes).
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ class SQLBase:
     errors: tuple[type[Exception], ...] = ()  # the driver's errors (a failed lease renewal is logged, retried)
     FOR_UPDATE = ""  # appended to a SELECT whose rows the transaction then updates
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
-    TEST_RUN = "0"  # SQL, true when the run_started event ``e.data`` says ``metadata.test``
     FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
     def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:

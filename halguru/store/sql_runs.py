@@ -72,6 +72,11 @@ def prefix_range(prefix: str) -> tuple[str, str]:
     return prefix, prefix + "\U0010ffff"
 
 
+def is_test_start(event: BaseEvent) -> bool:
+    """A run_started event of a run `halguru test` made (``test`` in its metadata)."""
+    return event.type == "run_started" and bool(getattr(event, "metadata", {}).get("test"))
+
+
 PRUNED = "pruned"  # the kind of a pruned channel job's stub: its idempotency key kept, its content gone
 REPLAY_GUARD_S = 180 * 86400.0  # how long such a stub refuses the same provider message again
 
@@ -201,6 +206,8 @@ class RunsMixin(SQLBase):
         if not exists and conn.execute("SELECT 1 FROM runs WHERE id = ?" + self.FOR_UPDATE,
                                        (run_id,)).fetchone() is None:
             return
+        if any(map(is_test_start, events)):  # listings leave it out by this column (indexed), not its events
+            conn.execute("UPDATE runs SET test = 1 WHERE id = ?", (run_id,))
         for chunk in _chunks(events):
             conn.execute(f"INSERT INTO events (run_id, seq, type, step, ts, data) VALUES {values(len(chunk), 6)}",
                          [v for e in chunk for v in (run_id, e.seq, e.type, e.step, e.ts, e.model_dump_json())])
@@ -251,7 +258,8 @@ class RunsMixin(SQLBase):
         """Newest first, each with its checkpoint (kind, label) and who resumed it. ``agent`` or ``agents``
         (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases), ``owner``
         and ``since`` (started at or after) filter, and ``test_runs=False`` leaves out the runs `halguru test`
-        made (``test`` in their run_started metadata), in SQL, so a page is never short."""
+        made (``test`` in their run_started metadata: the ``test`` column, set as that event is stored), in SQL, so
+        a page is never short."""
         now = time.time()
         start = agent_filter(agent, agents, "r.agent")
         if start is None:
@@ -277,8 +285,7 @@ class RunsMixin(SQLBase):
             clauses.append("r.started >= ?")
             params.append(since)
         if not test_runs:
-            clauses.append("NOT EXISTS (SELECT 1 FROM events e WHERE e.run_id = r.id AND e.type = 'run_started' "
-                           f"AND {self.TEST_RUN})")
+            clauses.append("r.test = 0")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._rows(
             f"SELECT {_RUN_COLUMNS}, c.kind, c.label AS checkpoint, {RESUMED_BY} AS resumed_by FROM runs r "

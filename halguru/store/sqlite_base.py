@@ -61,7 +61,6 @@ class SQLiteBase(SQLBase):
     """The connection handling the store's table mixins build on (``_rows``, ``_tx``)."""
 
     errors = (sqlite3.Error,)
-    TEST_RUN = "json_extract(e.data, '$.metadata.test') = 1"
     FOLD = "fold({})"  # SQLite's own lower() folds ASCII only: "école" would not find "École"
 
     def __init__(self, path: Path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve", "slow_clients",
-           "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
+           "logs", "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
 
 
 def main() -> int:

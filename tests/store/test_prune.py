@@ -116,3 +116,38 @@ def test_a_nul_in_a_run_leaves_the_listings_working(store: Store) -> None:
     _run(store, "run_m", "conv_m", metadata={"note": "x\x00"})
     assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_m"}
     assert {r["id"] for r in store.list_runs()} == {"run_n", "run_m"}
+
+
+def test_a_test_run_whose_start_is_recorded_at_its_finish_is_left_out(store: Store) -> None:
+    """A run short enough that its run_started event is stored only with its finish (PostgreSQL finishes a run in
+    one statement): it is still marked as a test run."""
+    store.start_run("run_q", "conv_q", "agent", "scripted", "hi")
+    begun = RunStarted(run_id="run_q", seq=0, agent="agent", model="scripted", input="hi", conversation_id="conv_q",
+                       metadata={"test": True})
+    done = RunFinished(run_id="run_q", seq=1, status="ok", output="hello")
+    store.finish_run("run_q", "conv_q", done.model_dump(), [begun, done],
+                     [Message(role="user", content="hi"), Message(role="assistant", content="hello")])
+    assert store.list_runs(test_runs=False) == []
+    assert [r["id"] for r in store.list_runs()] == ["run_q"]
+    assert store.get_events("run_q")[0]["metadata"] == {"test": True}
+
+
+def test_upgrading_marks_the_test_runs_an_older_halguru_stored(store_factory, raw_sql) -> None:
+    """Runs stored before the ``test`` column existed (only their run_started event says so, a NUL in it
+    included) are marked as the store is upgraded: `halguru logs` hides them as before."""
+    store_factory().close()
+    for index in ("runs_listed", "runs_agent"):
+        raw_sql(f"DROP INDEX {index}")
+    raw_sql("ALTER TABLE runs DROP COLUMN test")
+    raw_sql("DELETE FROM migrations WHERE name IN ('m018_test_runs', 'pg011_test_runs')")
+    for run_id, metadata in (("run_t", {"test": True, "note": "a\x00b"}), ("run_u", {"request_id": "r1"}),
+                             ("run_v", {"test": False})):
+        raw_sql("INSERT INTO runs (id, conversation_id, agent, model, input, status, started) "
+                "VALUES (?, ?, 'agent', 'scripted', 'hi', 'ok', ?)", (run_id, "conv_" + run_id, time.time()))
+        begun = RunStarted(run_id=run_id, seq=0, agent="agent", model="scripted", input="hi",
+                           conversation_id="conv_" + run_id, metadata=metadata)
+        raw_sql("INSERT INTO events (run_id, seq, type, step, ts, data) VALUES (?, 0, 'run_started', 0, ?, ?)",
+                (run_id, begun.ts, begun.model_dump_json()))
+    store = store_factory()
+    assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_u", "run_v"}
+    assert {r["id"] for r in store.list_runs()} == {"run_t", "run_u", "run_v"}
