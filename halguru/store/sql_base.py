@@ -93,6 +93,7 @@ class SQLBase:
     errors: tuple[type[Exception], ...] = ()  # the driver's errors (a failed lease renewal is logged, retried)
     FOR_UPDATE = ""  # appended to a SELECT whose rows the transaction then updates
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
+    WRITE_PAUSE = 0.0  # seconds a write done in several transactions (a prune) waits between two of them
     FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
     def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:

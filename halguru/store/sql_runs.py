@@ -79,6 +79,7 @@ def is_test_start(event: BaseEvent) -> bool:
 
 PRUNED = "pruned"  # the kind of a pruned channel job's stub: its idempotency key kept, its content gone
 REPLAY_GUARD_S = 180 * 86400.0  # how long such a stub refuses the same provider message again
+PRUNE_BATCH = 10_000  # runs ``prune_runs`` deletes per transaction (SQLite: about 0.3 s each)
 
 class RunsMixin(SQLBase):
     lease: float
@@ -298,29 +299,18 @@ class RunsMixin(SQLBase):
         resumed; an old failed or cancelled run goes, though `halguru runs resume` would take it), with their
         events, approvals and checkpoints, the conversations (their messages, channel threads and messages) left
         without a run, the jobs that finished before ``before``, and the messages endpoint's idempotency keys
-        older than 24 hours; one transaction. Returns how many runs were deleted."""
-        old = ("SELECT id FROM runs r WHERE started < ? AND NOT (status = 'running' "
-               "AND coalesce(lease_expires, 0) >= ?) "
-               "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
-               "AND NOT (r.status IN ('running', 'interrupted') AND EXISTS "
-               f"(SELECT 1 FROM checkpoints c WHERE c.run_id = r.id AND {RESUMED_BY} IS NULL "
-               "AND coalesce(c.agent_path, '') <> ''))")
+        older than 24 hours. One transaction per PRUNE_BATCH runs: a prune of 100,000 runs held the store's write
+        lock for seconds (on SQLite every run, chat and worker of ``serve`` waited, or timed out). Returns how
+        many runs were deleted."""
+        count = 0
+        while True:
+            deleted = self._prune_batch(before)
+            count += deleted
+            if deleted < PRUNE_BATCH:
+                break
+            time.sleep(self.WRITE_PAUSE)
         now = time.time()
         with self._tx() as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (id TEXT PRIMARY KEY, conversation_id TEXT)")
-            conn.execute("DELETE FROM pruned")
-            conn.execute(f"INSERT INTO pruned SELECT id, conversation_id FROM runs WHERE id IN ({old})",
-                         (before, now, now))
-            for table in ("events", "approvals", "checkpoints"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM pruned)")
-            count = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
-            empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "
-                     "(SELECT 1 FROM runs r WHERE r.conversation_id = p.conversation_id)")
-            for table in ("approvals", "checkpoints", "messages", "channel_threads", "channel_messages",
-                          "message_keys"):
-                conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
-            conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
-            conn.execute("DELETE FROM pruned")
             delete_old_keys(conn, now - KEY_TTL)  # keys live a day
             finished = "SELECT id FROM jobs WHERE status IN ('done', 'dead', 'cancelled') AND finished < ?"
             conn.execute(f"DELETE FROM job_effects WHERE job_id IN ({finished})", (before,))
@@ -331,6 +321,33 @@ class RunsMixin(SQLBase):
                          "AND finished >= ?", (before, now - REPLAY_GUARD_S))
             conn.execute(f"DELETE FROM jobs WHERE id IN ({finished}) AND (kind <> '{PRUNED}' OR finished < ?)",
                          (before, now - REPLAY_GUARD_S))
+        return count
+
+    def _prune_batch(self, before: float) -> int:
+        """Up to PRUNE_BATCH of ``prune_runs``'s runs, oldest first, and the conversations they leave empty, in
+        one transaction; how many runs."""
+        old = ("SELECT id FROM runs r WHERE started < ? AND NOT (status = 'running' "
+               "AND coalesce(lease_expires, 0) >= ?) "
+               "AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.run_id = r.id AND a.status = 'pending') "
+               "AND NOT (r.status IN ('running', 'interrupted') AND EXISTS "
+               f"(SELECT 1 FROM checkpoints c WHERE c.run_id = r.id AND {RESUMED_BY} IS NULL "
+               "AND coalesce(c.agent_path, '') <> '')) ORDER BY started LIMIT ?")
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS pruned (id TEXT PRIMARY KEY, conversation_id TEXT)")
+            conn.execute("DELETE FROM pruned")
+            conn.execute(f"INSERT INTO pruned SELECT id, conversation_id FROM runs WHERE id IN ({old})",
+                         (before, now, now, PRUNE_BATCH))
+            for table in ("events", "approvals", "checkpoints"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM pruned)")
+            count: int = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
+            empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "
+                     "(SELECT 1 FROM runs r WHERE r.conversation_id = p.conversation_id)")
+            for table in ("approvals", "checkpoints", "messages", "channel_threads", "channel_messages",
+                          "message_keys"):
+                conn.execute(f"DELETE FROM {table} WHERE conversation_id IN ({empty})")
+            conn.execute(f"DELETE FROM conversations WHERE id IN ({empty})")
+            conn.execute("DELETE FROM pruned")
         return count
 
     def run_statuses(self, conversation_id: str) -> dict[str, str]:

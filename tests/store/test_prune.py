@@ -151,3 +151,20 @@ def test_upgrading_marks_the_test_runs_an_older_halguru_stored(store_factory, ra
     store = store_factory()
     assert {r["id"] for r in store.list_runs(test_runs=False)} == {"run_u", "run_v"}
     assert {r["id"] for r in store.list_runs()} == {"run_t", "run_u", "run_v"}
+
+
+def test_a_prune_larger_than_a_batch_deletes_every_old_run(store: Store, raw_sql, monkeypatch) -> None:
+    """A big prune goes in several transactions (the write lock is let go between them): every old run goes,
+    and a conversation whose old runs fall in two batches goes only with its last one."""
+    from halguru.store import sql_runs
+
+    monkeypatch.setattr(sql_runs, "PRUNE_BATCH", 2)
+    old = time.time() - 40 * 86400
+    for i, conversation in enumerate(("conv_a", "conv_a", "conv_b", "conv_c", "conv_c")):
+        _run(store, f"run_{i}", conversation, started=old + i, raw_sql=raw_sql)
+    _run(store, "run_new", "conv_c")
+    assert store.prune_runs(time.time() - 30 * 86400) == 5
+    assert [r["id"] for r in store.list_runs()] == ["run_new"]
+    assert store.get_conversation("conv_a") is None and store.get_conversation("conv_b") is None
+    assert len(store.get_messages("conv_c")) == 6  # its newer run keeps it whole
+    assert _counts(raw_sql)["events"] == 2  # run_new's
