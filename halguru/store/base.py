@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from halguru.agents.events import BaseEvent
-from halguru.models.base import Message
 from halguru.store.records import (
     ApiKeyRecord,
     ApprovalRecord,
@@ -38,6 +36,10 @@ from halguru.store.records import (
     UserRecord,
     WebSessionRecord,
 )
+
+if TYPE_CHECKING:  # a listing (`halguru logs`) needs neither: their pydantic models cost 80 ms to import
+    from halguru.agents.events import BaseEvent
+    from halguru.models.base import Message
 
 
 class Store(Protocol):

@@ -17,14 +17,16 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from halguru.agents.events import BaseEvent
-from halguru.models.base import Message
 from halguru.store.sql_conversations import tool_calls_json
 from halguru.store.sql_runs import RunsMixin, is_test_start
+
+if TYPE_CHECKING:  # a listing (`halguru logs`) needs neither: their pydantic models cost 80 ms to import
+    from halguru.agents.events import BaseEvent
+    from halguru.models.base import Message
 
 log = logging.getLogger(__name__)
 

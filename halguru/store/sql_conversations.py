@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from halguru.models.base import Message, ToolCallRequest
 from halguru.store.records import ConversationRecord
 from halguru.store.sql_base import SQLBase, after_position, agent_filter
+
+if TYPE_CHECKING:  # a listing (`halguru logs`) needs no message: the pydantic models cost time to import
+    from halguru.models.base import Message
 
 MESSAGES = "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq"
 
@@ -21,6 +23,8 @@ def tool_calls_json(message: Message) -> str | None:
 
 def message_from_row(row: Any) -> Message:
     """A stored message (a row of ``messages``) as the model sees it."""
+    from halguru.models.base import Message, ToolCallRequest
+
     return Message(role=row["role"], content=row["content"], tool_call_id=row["tool_call_id"], name=row["name"],
                    tool_calls=[ToolCallRequest(**c) for c in json.loads(row["tool_calls"] or "[]")])
 

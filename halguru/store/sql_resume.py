@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from halguru.agents.events import BaseEvent
 from halguru.errors import StoreError
 from halguru.store.records import CLAIMING, ApprovalRecord, CheckpointRecord
 from halguru.store.sql_runs import BOOT_ID, RunsMixin, prefix_range
+
+if TYPE_CHECKING:  # a listing (`halguru logs`) needs neither: their pydantic models cost 80 ms to import
+    from halguru.agents.events import BaseEvent
 
 __all__ = ["CLAIMING", "ResumeMixin"]
 

@@ -16,15 +16,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from halguru.agents.events import BaseEvent, expand_history, history_wanted
 from halguru.errors import StoreError
-from halguru.models.base import Message
 from halguru.store.records import CLAIMING, RunListRecord, RunRecord
 from halguru.store.sql_base import SQLBase, SQLConnection, agent_filter, values
 from halguru.store.sql_conversations import MESSAGES, message_from_row, tool_calls_json
 from halguru.store.sql_message_keys import KEY_TTL, delete_old_keys
+
+if TYPE_CHECKING:  # a listing (`halguru logs`) needs neither: their pydantic models cost 80 ms to import
+    from halguru.agents.events import BaseEvent
+    from halguru.models.base import Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -374,6 +376,8 @@ class RunsMixin(SQLBase):
         """A run's events in order (those numbered after ``after``: what a follower has not seen yet), each model
         call's messages whole (stored, the conversation's history is a reference to its messages: see
         ``halguru.agents.events.HISTORY``)."""
+        from halguru.agents.events import expand_history, history_wanted
+
         events = [json.loads(r["data"]) for r in
                   self._rows("SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", [run_id, after])]
         wanted = max(map(history_wanted, events), default=0)
