@@ -112,8 +112,31 @@ def _project_file(path: Path) -> tuple[Path, Path]:
     if path.name.endswith((".yaml", ".yml")):
         return path.parent, path
     if not path.exists():
-        raise AgentSpecError(f"{path}: no such agent project (a folder with agent.yaml)")
+        raise AgentSpecError(f"{path}: no such agent project (a folder with agent.yaml){_missing_hint(path)}")
     raise AgentSpecError(f"{path}: not an agent project; give a folder with agent.yaml or the file itself")
+
+
+def _missing_hint(path: Path) -> str:
+    """Why a project path is missing: a typo of a project beside it, or a template not made yet.
+
+    The README's ``agents-templates/NAME`` exists only in a checkout; elsewhere ``halguru new`` makes it.
+    """
+    import shlex
+    from itertools import islice
+
+    from halguru.scaffold import templates_root
+
+    parent = path.parent
+    try:
+        projects = [p.name for p in islice(parent.iterdir(), 1000) if (p / AGENT_FILE).is_file()]
+    except OSError:
+        projects = []
+    if hint := did_you_mean(path.name, projects):
+        return hint
+    if (templates_root() / path.name / AGENT_FILE).is_file():
+        where = f" --dir {shlex.quote(str(parent))}" if parent != Path(".") else ""
+        return f"; `halguru new {path.name} --template {path.name}{where}` makes it from the template"
+    return ""
 
 
 def load_project_tools(tools_file: Path) -> dict[str, Tool]:

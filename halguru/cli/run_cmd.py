@@ -21,6 +21,20 @@ def sampling(temperature: float | None, max_tokens: int | None, seed: int | None
     return {name: value for name, value in given.items() if value is not None} or None
 
 
+def _check_order(path: Path, input: str) -> None:
+    """`halguru run "Hi" my-agent`: name the swap instead of "Hi: no such agent project"."""
+    if path.exists() or len(input) > 1000 or "\n" in input:
+        return
+    given = Path(input).expanduser()
+    if (given / "agent.yaml").is_file() or (given.suffix in (".yaml", ".yml") and given.is_file()):
+        import shlex
+
+        from halguru.errors import HalguruError
+
+        raise HalguruError(f"{path}: no such agent project, but {input} is one: the project comes first "
+                           f"(halguru run {shlex.quote(input)} {shlex.quote(str(path))})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
@@ -42,6 +56,7 @@ def register(app: typer.Typer) -> None:
         from halguru.cli.run_once import run_once
         from halguru.printable import is_blank
 
+        _check_order(path, input)
         text = sys.stdin.read() if input == "-" else input
         if is_blank(text):  # `cat missing.txt | halguru run AGENT -` or `run AGENT ""`: say so, ask nothing
             from halguru.errors import HalguruError

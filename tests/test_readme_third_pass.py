@@ -1,0 +1,25 @@
+"""A third newcomer's pass through the README: a mistyped, swapped or not-yet-made project path says what to type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def test_a_misspelt_project_folder_gets_a_did_you_mean(cli_error, write_agent, tmp_path: Path):
+    write_agent("name: my-agent\nmodel: scripted\n", name="my-agent")
+    line = cli_error("run", str(tmp_path / "my-agnet"), "Hi")
+    assert line.endswith("no such agent project (a folder with agent.yaml) (did you mean 'my-agent'?)")
+
+
+def test_a_readme_template_path_outside_a_checkout_says_how_to_make_it(cli_error, tmp_path: Path):
+    missing = tmp_path / "agents-templates" / "assistant"
+    line = cli_error("validate", str(missing))
+    assert line.endswith(f"`halguru new assistant --template assistant --dir {missing.parent}` makes it from "
+                         "the template")
+
+
+def test_the_message_before_the_project_names_the_swap(cli_error, write_agent, tmp_path: Path):
+    agent = write_agent("name: my-agent\nmodel: scripted\n", name="my-agent")
+    line = cli_error("run", "Hi there", str(agent))
+    assert line == (f"Error: Hi there: no such agent project, but {agent} is one: the project comes first "
+                    f"(halguru run {agent} 'Hi there')")
