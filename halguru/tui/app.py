@@ -185,6 +185,11 @@ class DevApp(PauseActions):
         message, a path, a name), and a bracket in it (pydantic's ``[type=int_parsing, ...]``) is not markup."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C (a reflex) does not quit: say which key does. Textual's own hint is markup, shown raw here."""
+        self.notify("Press Ctrl+Q to quit (a generation in progress is stopped and stored)",
+                    title="Do you want to quit?")
+
     def refresh_sidebar(self) -> None:
         self.query_one(RunsPanel).refresh_runs()
 

@@ -567,3 +567,14 @@ def test_a_replay_that_differs_for_no_known_reason_is_not_a_reproduction() -> No
     assert verdict(True, why) == ("identical answer, 2 event(s) differ, some for no known reason", False)
     assert verdict(True, Explanation(reasons=["3 checkpoint(s) missing: ..."], count=3)) == (
         "identical answer, 3 event(s) differ", True)
+
+
+async def test_ctrl_c_says_which_key_quits_in_plain_words(calc_agent: Path) -> None:
+    """Ctrl+C showed Textual's hint through the plain-text toast as "Press [b]ctrl+q[/b] to quit the app"."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        [hint] = list(app._notifications)
+        assert hint.message == "Press Ctrl+Q to quit (a generation in progress is stopped and stored)"
+        assert app.is_running
