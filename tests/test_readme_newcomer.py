@@ -171,7 +171,8 @@ def test_keys_agents_names_each_known_agent_once(write_agent, tmp_path: Path, mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HalguruError) as info:
         check_key_agents(["basic"])
-    assert str(info.value) == "--agents: no agent named 'basic' here; known: twin"
+    assert str(info.value) == (f"--agents: no agent named 'basic' in {tmp_path} (what `halguru serve` serves from "
+                               "here: run this where it runs, or pass --config naming its agents); known: twin")
 
 
 MARK_AND_SEND = '''\

@@ -157,9 +157,19 @@ def check_key_agents(names: list[str], config: Path | None = None) -> str | None
     unknown = [n for n in names if n not in known]
     if unknown:
         unloaded = f"; not loaded: {', '.join(map(str, broken))}" if broken else ""
-        raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} here; "
+        raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} {_where_checked(config)}; "
                            f"known: {', '.join(dict.fromkeys(known)) or 'none'}{unloaded}")  # each name once
     return None
+
+
+def _where_checked(config: Path | None) -> str:
+    """Where ``--agents`` was checked: `serve AGENT_PATH...` elsewhere serves other agents than this folder's."""
+    from halguru_server.settings import load_settings
+
+    if load_settings(config).agents:
+        return "among the agents of serve's settings"
+    return (f"in {Path.cwd()} (what `halguru serve` serves from here: run this where it runs, or pass --config "
+            "naming its agents)")
 
 
 def _key_scope(admin: bool, user: str | None, role: str | None) -> str:
