@@ -23,3 +23,11 @@ def test_the_message_before_the_project_names_the_swap(cli_error, write_agent, t
     line = cli_error("run", "Hi there", str(agent))
     assert line == (f"Error: Hi there: no such agent project, but {agent} is one: the project comes first "
                     f"(halguru run {agent} 'Hi there')")
+
+
+def test_a_folder_of_projects_names_them(cli_error, write_agent, tmp_path: Path):
+    write_agent("name: my-agent\nmodel: scripted\n", name="my-agent")
+    write_agent("name: my-team\nmodel: scripted\n", name="my-team")
+    line = cli_error("validate", str(tmp_path))
+    assert line == (f"Error: {tmp_path / 'agent.yaml'}: no agent.yaml here; name a project folder in it: "
+                    "my-agent, my-team")

@@ -108,6 +108,9 @@ class Agent:
 def _project_file(path: Path) -> tuple[Path, Path]:
     path = path.expanduser()
     if path.is_dir():
+        if not (path / AGENT_FILE).exists() and (inside := _projects_in(path)):
+            shown = ", ".join(inside[:8]) + (", …" if len(inside) > 8 else "")
+            raise AgentSpecError(f"{path / AGENT_FILE}: no agent.yaml here; name a project folder in it: {shown}")
         return path, path / AGENT_FILE
     if path.name.endswith((".yaml", ".yml")):
         return path.parent, path
@@ -116,22 +119,27 @@ def _project_file(path: Path) -> tuple[Path, Path]:
     raise AgentSpecError(f"{path}: not an agent project; give a folder with agent.yaml or the file itself")
 
 
+def _projects_in(folder: Path) -> list[str]:
+    """The agent projects directly inside ``folder`` (the first 1000 entries: a home folder can be huge)."""
+    from itertools import islice
+
+    try:
+        return sorted(p.name for p in islice(folder.iterdir(), 1000) if (p / AGENT_FILE).is_file())
+    except OSError:
+        return []
+
+
 def _missing_hint(path: Path) -> str:
     """Why a project path is missing: a typo of a project beside it, or a template not made yet.
 
     The README's ``agents-templates/NAME`` exists only in a checkout; elsewhere ``halguru new`` makes it.
     """
     import shlex
-    from itertools import islice
 
     from halguru.scaffold import templates_root
 
     parent = path.parent
-    try:
-        projects = [p.name for p in islice(parent.iterdir(), 1000) if (p / AGENT_FILE).is_file()]
-    except OSError:
-        projects = []
-    if hint := did_you_mean(path.name, projects):
+    if hint := did_you_mean(path.name, _projects_in(parent)):
         return hint
     if (templates_root() / path.name / AGENT_FILE).is_file():
         where = f" --dir {shlex.quote(str(parent))}" if parent != Path(".") else ""
