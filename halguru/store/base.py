@@ -226,9 +226,10 @@ class Store(Protocol):
                   before: int | None = None) -> list[JobRecord]:
         """Newest first (``seq DESC``); ``before``: the jobs older than that seq."""
         ...
-    def retry_job(self, job_id: str) -> bool:
+    def retry_job(self, job_id: str, *, owner: str | None = None, max_waiting: int | None = None) -> bool:
         """A dead or cancelled job queued again with its attempts reset: now, or (cancelled while running) once
-        its old holder's lease has passed; False otherwise."""
+        its old holder's lease has passed; False otherwise. TooManyJobs when ``owner`` already has
+        ``max_waiting`` jobs queued (as ``enqueue_job``: else cancel and retry would pass the cap)."""
         ...
     def cancel_job(self, job_id: str) -> bool:
         """A queued or running job cancelled; False otherwise. A running one's worker learns it at its next

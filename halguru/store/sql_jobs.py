@@ -208,9 +208,11 @@ class JobsMixin(SQLBase):
         return [_job(r) for r in self._rows(f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ?",
                                             [*params, limit])]
 
-    def retry_job(self, job_id: str) -> bool:
+    def retry_job(self, job_id: str, *, owner: str | None = None, max_waiting: int | None = None) -> bool:
         now = time.time()
         with self._tx() as conn:  # cancelled while running: not before the lease its old holder may still use
+            if max_waiting is not None and owner is not None:
+                self._check_waiting(conn, owner, max_waiting, None)
             retried = conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = "
                                    "CASE WHEN lease_expires > ? THEN lease_expires ELSE ? END, "
                                    "holder = NULL, lease_expires = NULL WHERE id = ? "

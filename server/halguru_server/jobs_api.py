@@ -121,11 +121,15 @@ def get_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
     return _out(_owned(state, caller, job_id))
 
 
-@router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409, 429))
 def retry_job(job_id: JobId, request: Request, state: State, caller: Writer) -> JobOut:
     """Queue a dead or cancelled job again (its attempts start over)."""
     job = _owned(state, caller, job_id)
-    if not state.store.retry_job(job_id):
+    try:
+        retried = state.store.retry_job(job_id, owner=job["owner"], max_waiting=state.settings.max_waiting_jobs)
+    except TooManyJobs as exc:  # cancel and retry must not pass the cap POST /jobs keeps
+        raise ApiError(429, str(exc), "too_many_jobs") from None
+    if not retried:
         raise ApiError(409, f"job {job_id} is {job['status']}; only dead or cancelled jobs can be retried")
     audit.record(request, "job.retry", job_id, {"kind": job["kind"], "agent": job["agent"]})
     return _out(_owned(state, caller, job_id))

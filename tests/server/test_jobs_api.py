@@ -144,6 +144,22 @@ def test_an_owner_with_max_waiting_jobs_queued_gets_429_and_others_are_not_held(
     assert len(mine.get("/v1/jobs").json()["data"]) == 4  # 3 queued + the cancelled one: nothing half-stored
 
 
+def test_retrying_jobs_counts_against_max_waiting_jobs(serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """Queue to the cap, cancel, queue again, retry the cancelled ones: retry skipped the cap, so one key held
+    50 jobs queued with ``max_waiting_jobs: 5``. A retry past the cap is 429 and leaves the job cancelled."""
+    server = serve(worker=False, max_waiting_jobs=2)
+    mine = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('a')}"})
+    first = [mine.post("/v1/jobs", json={"agent": "echo", "input": f"{i}"}).json()["id"] for i in range(2)]
+    for job_id in first:
+        assert mine.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    assert [mine.post("/v1/jobs", json={"agent": "echo", "input": f"again {i}"}).status_code
+            for i in range(2)] == [202, 202]
+    refused = mine.post(f"/v1/jobs/{first[0]}/retry")
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_jobs", refused.text
+    assert mine.get(f"/v1/jobs/{first[0]}").json()["status"] == "cancelled"
+    assert len(mine.get("/v1/jobs", params={"status": "queued"}).json()["data"]) == 2
+
+
 def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> None:
     from halguru.store import open_store
 
