@@ -141,8 +141,9 @@ class ChatRequest(BaseModel):
             try:
                 served.check_schema(schema)
             except ValueError as exc:
-                raise ApiError(400, f"response_format: agent {served.name}'s model ({served.model}) cannot follow "
-                                    f"this schema: {exc}", param="response_format") from None
+                from halguru_server.ops import model_label  # a file path's folders are not the caller's business
+                raise ApiError(400, f"response_format: agent {served.name}'s model ({model_label(served.model)}) "
+                                    f"cannot follow this schema: {exc}", param="response_format") from None
         return schema
 
 

@@ -197,3 +197,25 @@ def test_a_response_schema_the_model_cannot_follow_is_a_400_before_any_run(serve
         assert reason in refused.value.body["message"]
     assert server.state.store.list_runs() == [] and server.state.metrics.server_errors() == 0
     assert ask("echo", {"type": "string", "pattern": "a+"}).choices[0].message.content  # valid, for a scripted model
+
+
+def test_a_refused_response_schema_names_the_model_file_without_its_folders(serve, api_key, agents_dir,
+                                                                           tmp_path) -> None:
+    """An agent on a .gguf file: a chat-only key's schema it cannot follow was a 400 naming the file's whole
+    server path, which /v1/agents and the runs show such a key without folders."""
+    import httpx
+    import yaml
+
+    gguf = tmp_path / "secret-folder" / "helper.gguf"
+    (agents_dir / "local").mkdir()
+    (agents_dir / "local" / "agent.yaml").write_text(yaml.safe_dump({"name": "local", "model": str(gguf)}))
+    server = serve()
+    schema = {"type": "string", "pattern": "a+"}
+    refused = httpx.post(f"{server.url}/v1/chat/completions",
+                         headers={"Authorization": f"Bearer {api_key(scope='user')}"},
+                         json={"model": "local", "messages": [{"role": "user", "content": "hi"}], "response_format": {
+                             "type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["error"]["message"]
+    assert message.startswith("response_format: agent local's model (helper.gguf) cannot follow this schema: ")
+    assert "secret-folder" not in refused.text
