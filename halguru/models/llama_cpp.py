@@ -21,6 +21,7 @@ import asyncio
 import codecs
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -93,6 +94,28 @@ def json_strings(gbnf: str) -> str:
     return gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]')
 
 
+MAX_GRAMMAR_DEPTH = 1000  # llama.cpp parses nested groups recursively: ~20,000 deep overflowed its thread's stack
+MAX_GRAMMAR_CHARS = 1_000_000  # 3,000 properties with such a pattern made 21 MB: 8 s and 130 MB a request
+_GRAMMAR_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
+
+
+def bounded(gbnf: str) -> str:
+    """``gbnf`` if llama.cpp can take it safely; else ValueError. A repetition (``{1,20000}``, a maxLength or
+    maxItems that large) becomes groups nested that deep, and llama.cpp's parser then crashed the process
+    (a segfault: every request of the server lost) instead of refusing it."""
+    if len(gbnf) > MAX_GRAMMAR_CHARS:
+        raise ValueError(f"its grammar would be {len(gbnf):,} characters (at most {MAX_GRAMMAR_CHARS:,}): "
+                         "fewer or smaller repetitions, properties or lengths")
+    depth = deepest = 0
+    for paren in re.findall(r"[()]", _GRAMMAR_LITERAL.sub("", gbnf)):
+        depth += 1 if paren == "(" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_GRAMMAR_DEPTH:
+        raise ValueError(f"its grammar would nest {deepest:,} deep (at most {MAX_GRAMMAR_DEPTH:,}): a repetition "
+                         "count, maxLength, maxItems or number of digits that large")
+    return gbnf
+
+
 def schema_grammar(schema: dict[str, Any]) -> str:
     """GBNF for an answer that is one JSON value matching ``schema``; ValueError (the reason) for a schema
     llama-cpp-python's converter cannot turn into one (an unknown type, an unanchored pattern, a $ref it cannot
@@ -100,11 +123,12 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_strings(json_schema_to_gbnf(json.dumps(schema)))
+        gbnf = json_strings(json_schema_to_gbnf(json.dumps(schema)))
     except KeyError as exc:  # the converter's own lookup of a $ref it is still resolving: a loop
         raise ValueError(f"a $ref that cannot be resolved (it refers to itself?): {exc}") from None
     except Exception as exc:  # AssertionError, AttributeError...: what it says is the reason
         raise ValueError(str(exc) or type(exc).__name__) from None
+    return bounded(gbnf)
 
 
 def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
@@ -114,7 +138,7 @@ def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.resolve_refs(definitions, "tool")
     rule = converter.visit(schema, "value")
-    return json_strings(converter.format_grammar()) + (
+    return bounded(json_strings(converter.format_grammar())) + (
         # The prompt ends at ':' so the model can pick its natural ' "' token (no token-healing issue),
         # and the value must be followed by ',' or '}' (dropped afterwards): without a natural way to
         # end, the model keeps appending digits or characters to the value.

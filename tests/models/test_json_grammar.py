@@ -21,3 +21,28 @@ def test_a_typed_answers_strings_hold_no_raw_control_characters(schema) -> None:
     for gbnf in (json_strings(json_schema_to_gbnf(json.dumps(schema))), value_grammar(schema, {})):
         [char] = [line for line in gbnf.splitlines() if line.startswith("char ::=")]
         assert char.startswith('char ::= [^"\\\\\\x00-\\x1F\\x7F]'), char
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "string", "pattern": "^c{1,20000}$"},  # 215 bytes of request: llama.cpp's parser segfaulted
+    {"type": "string", "maxLength": 5000},
+    {"type": "array", "maxItems": 5000, "items": {"type": "integer"}},
+    {"type": "object", "properties": {f"p{i}": {"type": "string", "pattern": "^(a|b)*c{1,999}$"} for i in range(300)}},
+])
+def test_a_schema_whose_grammar_llama_cpp_cannot_take_safely_is_refused(schema) -> None:
+    """A repetition becomes groups nested as deep; 20,000 deep crashed the server (a stack overflow in
+    llama_sampler_init_grammar), and thousands of properties with one made a grammar of megabytes that took
+    seconds and hundreds of MB per request. Refused with the reason, before llama.cpp sees it."""
+    from halguru.models.llama_cpp import schema_grammar, value_grammar
+
+    for make in (lambda: schema_grammar(schema), lambda: value_grammar(schema, {})):
+        with pytest.raises(ValueError, match="its grammar would"):
+            make()
+
+
+def test_sizes_llama_cpp_takes_still_pass() -> None:
+    from halguru.models.llama_cpp import schema_grammar
+
+    for schema in ({"type": "string", "maxLength": 1000}, {"type": "string", "pattern": '^[(]{3}"\\($'},
+                   {"type": "array", "minItems": 20000, "maxItems": 20000, "items": {"type": "string"}}):
+        assert "root ::=" in schema_grammar(schema)

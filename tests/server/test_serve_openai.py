@@ -219,3 +219,22 @@ def test_a_refused_response_schema_names_the_model_file_without_its_folders(serv
     message = refused.json()["error"]["message"]
     assert message.startswith("response_format: agent local's model (helper.gguf) cannot follow this schema: ")
     assert "secret-folder" not in refused.text
+
+
+def test_a_response_schema_too_deep_for_llama_cpp_is_a_400_and_the_server_lives(serve, api_key, agents_dir) -> None:
+    """``maxLength: 5000`` was a 502 after the run started (llama.cpp refused the grammar), and a pattern
+    ``^c{1,20000}$`` (215 bytes, any chat-only key) killed the server process with a segfault."""
+    import httpx
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key(scope='user')}"}) as http:
+        refused = http.post("/v1/chat/completions", json={
+            "model": "small", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}], "response_format": {
+                "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "maxLength": 5000}}}})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_format", refused.text
+        assert "its grammar would nest 5,000 deep (at most 1,000)" in refused.json()["error"]["message"]
+        assert http.get("/healthz").status_code == 200
+    assert server.state.store.list_runs() == []
