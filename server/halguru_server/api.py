@@ -247,7 +247,8 @@ def list_runs(state: State, caller: Caller,
               status: Annotated[RunStatus | None, Query(description="what the runs' status is")] = None,
               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> RunList:
     """Runs of the agents this key may use, newest first, with the checkpoint a resume would start from."""
-    return RunList(data=[RunSummary(**{**r, "model": ops.model_shown(r["model"], caller)})
+    return RunList(data=[RunSummary(**{**r, "model": ops.model_shown(r["model"], caller),
+                                       "error": ops.error_shown(r["error"], caller)})
                          for r in runs.list_runs(state, caller, status, limit)])
 
 
@@ -295,6 +296,7 @@ def get_run(run_id: Annotated[str, Path(max_length=50)], state: State, caller: C
     run = owned_run(state, caller, run_id)
     fields = {k: v for k, v in run.items() if k in RunDetail.model_fields and k != "events"}
     fields["model"] = ops.model_shown(run["model"], caller)
+    fields["error"] = ops.error_shown(run["error"], caller)
     return RunDetail(**fields, events=[service.event_shown(e, caller) for e in state.store.get_events(run_id)])
 
 

@@ -30,6 +30,7 @@ from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.store.records import MessageKeyRecord
 from halguru_server.errors import ApiError
+from halguru_server.ops import error_shown
 from halguru_server.schemas import RunOut, ToolCallOut, Usage
 from halguru_server.service import UntilStarted
 from halguru_server.state import Principal, ServerState
@@ -133,6 +134,7 @@ def stored_run(state: ServerState, caller: Principal, record: MessageKeyRecord) 
     error = run["error"]
     if caller.anonymous and error:  # as service.redacted showed it the first time
         error = f"the run ended {run['status']} (run {run_id})"
+    error = error_shown(error, caller)  # and service.labelled
     events = state.store.get_events(run_id)
     return RunOut(run_id=run_id, conversation_id=run["conversation_id"], agent=run["agent"],
                   status=run["status"],  # one of ENDED

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from contextlib import suppress
 from pathlib import PurePath
@@ -35,6 +36,22 @@ def model_label(reference: str) -> str:
     kind, sep, rest = reference.rpartition(":") if ":" in reference else ("", "", reference)
     name = PurePath(rest).name if ("/" in rest or "\\" in rest) else rest
     return f"{kind}{sep}{name}"
+
+
+# An absolute path of two or more parts (not a URL's: no scheme, host or dot before it), or a Windows one
+_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s/'\"()<>,;]+)+/([^\s/'\"()<>,;]+)"
+                   r"|\b[A-Za-z]:\\(?:[^\s\\'\"]+\\)+([^\s\\'\"]+)")
+
+
+def without_folders(text: str) -> str:
+    """``text`` (a run's error: a model file missing or not GGUF, a tool's exception) with each absolute file path
+    cut to its file's name, as ``model_label`` cuts a model reference."""
+    return _PATH.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def error_shown(text: str | None, caller: Principal) -> str | None:
+    """A run's error as ``caller`` sees it: whole to a caller who may read metrics, else ``without_folders``."""
+    return text if text is None or reads_metrics(caller) else without_folders(text)
 
 
 def model_shown(reference: str, caller: Principal) -> str:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from halguru.agents.events import Error, Event, ModelCall, RunFinished, RunStarted, ToolCall
+from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
 from halguru.agents.runtime import NoConversation, run
 from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.models.base import Message
@@ -28,7 +28,7 @@ from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import Pump, RunCut, closing
-from halguru_server.ops import model_label, reads_metrics
+from halguru_server.ops import model_label, reads_metrics, without_folders
 from halguru_server.schemas import MessageList, MessageOut
 from halguru_server.state import Principal, ServerState
 
@@ -217,9 +217,21 @@ def event_shown(event: dict[str, Any], caller: Principal) -> dict[str, Any]:
         return event
     if caller.anonymous:
         return {**event, **redaction(event)}
-    if "model" in event and not reads_metrics(caller):
-        return {**event, "model": model_label(event["model"])}
+    if not reads_metrics(caller):
+        return {**event, **labelled(event)}
     return event
+
+
+def labelled(event: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an event (one of the REDACTED types) that a caller who may not read metrics sees otherwise:
+    a model reference, and the file paths in an error (a model file missing), without their folders."""
+    changed: dict[str, Any] = {}
+    if "model" in event:
+        changed["model"] = model_label(event["model"])
+    for field in ("message", "detail", "error") + (("content",) if event.get("is_error") else ()):
+        if isinstance(event.get(field), str):
+            changed[field] = without_folders(event[field])
+    return changed
 
 
 async def shown(events: AsyncIterator[Event], caller: Principal) -> AsyncIterator[Event]:
@@ -236,8 +248,8 @@ async def shown(events: AsyncIterator[Event], caller: Principal) -> AsyncIterato
 async def _labelled(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
     async with closing(events) as stream:
         async for event in stream:
-            if isinstance(event, (RunStarted, ModelCall)):
-                event = event.model_copy(update={"model": model_label(event.model)})
+            if event.type in REDACTED:
+                event = event.model_copy(update=labelled(event.model_dump()))
             yield event
 
 

@@ -345,3 +345,31 @@ def test_an_inbox_that_cannot_connect_shows_on_status_and_metrics(serve, agents_
     metrics = httpx.get(f"{server.url}/metrics", headers=admin).text
     assert 'halguru_channel_up{agent="mailer",channel="email"} 0.0' in metrics
     assert "mailer" not in httpx.get(f"{server.url}/metrics").text  # a key-only agent's name is not public
+
+
+def test_a_chat_only_key_sees_a_failed_models_error_without_server_folders(serve, agents_dir: Path, tmp_path: Path,
+                                                                           api_key) -> None:
+    """A model file missing: the run's error said "GGUF model file not found: /srv/secret-folder/x.gguf" to a
+    chat-only key, in the answer, its stream, GET /v1/runs and its events, though ``model`` was ``x.gguf``
+    there. It now names the file without its folders; an operator still reads the whole path."""
+    gguf = tmp_path / "secret-folder" / "helper.gguf"
+    (agents_dir / "local").mkdir()
+    (agents_dir / "local" / "agent.yaml").write_text(yaml.safe_dump({"name": "local", "model": str(gguf)}))
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('app', scope='user')}"},
+                      timeout=30) as http:
+        conv = http.post("/v1/conversations", json={"agent": "local"}).json()["id"]
+        answer = http.post(f"/v1/conversations/{conv}/messages", json={"content": "hi"})
+        run = answer.json()["run_id"]
+        keyed = {"json": {"content": "hi"}, "headers": {"Idempotency-Key": "k"}}
+        again, repeat = (http.post(f"/v1/conversations/{conv}/messages", **keyed) for _ in range(2))
+        seen = [answer.text, again.text, repeat.text, http.get(f"/v1/runs/{run}").text, http.get("/v1/runs").text,
+                http.get(f"/v1/runs/{run}/events").text]
+        with http.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "hi", "stream": True}) as r:
+            seen.append("".join(r.iter_lines()))
+    assert answer.json()["status"] == "failed" and "helper.gguf" in answer.json()["error"], answer.text
+    for text in seen:
+        assert "helper.gguf" in text and "secret-folder" not in text and str(tmp_path) not in text, text
+    operator = {"Authorization": f"Bearer {api_key('ops', scope='operator')}"}
+    operator = httpx.get(f"{server.url}/v1/runs/{run}", headers=operator)
+    assert str(gguf) in operator.json()["error"]
