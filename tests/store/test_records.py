@@ -111,8 +111,8 @@ def test_a_resume_claim_is_a_lease_its_process_renews_and_a_dead_one_expires(sto
     time.sleep(1.5)  # past the lease: renewed meanwhile, as its process lives
     assert not other.claim_checkpoint("run_c0000001")
     assert other.list_runs()[0]["resumed_by"] == CLAIMING
-    raw_sql("UPDATE checkpoints SET claim_expires = ?", (time.time() - 1,))  # as if its process had died
-    mine._stop_leases()  # (and with it, its renewals)
+    mine._stop_leases()  # as if its process had died (first: a renewal after the expiry below would undo it)
+    raw_sql("UPDATE checkpoints SET claim_expires = ?", (time.time() - 1,))
     assert other.get_checkpoint("run_c0000001")["resumed_by"] is None
     assert other.list_runs()[0]["resumed_by"] is None
     assert other.claim_checkpoint("run_c0000001")  # taken over, once
@@ -132,8 +132,8 @@ def test_a_decided_approval_is_continued_once_and_taken_over_when_its_process_di
     assert mine.decide_approval("run_p0000001", "approved", None, "key:a")
     time.sleep(1.5)  # past the lease: renewed meanwhile
     assert not other.take_over_approval("run_p0000001")
+    mine._stop_leases()  # as if its process had died (first: a renewal after the expiry below would undo it)
     raw_sql("UPDATE approvals SET claim_expires = ? WHERE run_id = 'run_p0000001'", (time.time() - 1,))
-    mine._stop_leases()  # as if its process had died
     assert other.take_over_approval("run_p0000001")
     assert not mine.take_over_approval("run_p0000001")  # once
     other.release_approval("run_p0000001")  # its continuation could not start either: free at once
