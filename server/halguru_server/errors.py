@@ -63,13 +63,29 @@ def _json_type(content_type: str) -> bool:
 
 
 def _field(errors: list[Any]) -> str | None:
-    """The request field the first validation error is about (``messages.0.content``), None for the whole body."""
-    where = ".".join(str(p) for p in errors[0].get("loc", ()) if p != "body") if errors else ""
+    """The request field the first validation error is about (``messages.0.content``), None for the whole body;
+    without the names pydantic gives the members of a union (``constrained-str``, ``list[constrained-str]``)."""
+    where = ".".join(str(p) for p in _first(errors).get("loc", ())
+                     if p != "body" and not (isinstance(p, str) and ("[" in p or "-" in p))) if errors else ""
     return where or None
 
 
+def _first(errors: list[Any]) -> Any:
+    """The error to report: of a union's members (``stop``: a string or a list of them), the one the value is of
+    the right type for says what is wrong with it ("at most 4 items"), not the one it is not ("a valid string")."""
+    def field(error: Any) -> tuple[Any, ...]:  # the place up to the union member's name
+        loc = tuple(error.get("loc", ()))
+        return next((loc[:i] for i, p in enumerate(loc) if isinstance(p, str) and ("[" in p or "-" in p)), loc)
+
+    head = errors[0]
+    if str(head.get("type", "")).endswith("_type"):
+        return next((e for e in errors if field(e) == field(head) and not str(e.get("type", "")).endswith("_type")),
+                    head)
+    return head
+
+
 def _describe(errors: list[Any]) -> str:
-    first = errors[0]
+    first = _first(errors)
     if first.get("type") == "json_invalid":
         return "the body is not valid JSON"
     return f"{_field(errors) or 'body'}: {first.get('msg', 'invalid')}"

@@ -34,10 +34,17 @@ def test_stop_ends_the_answer_before_it_streamed_or_whole(oai) -> None:
 
 def test_stop_is_typed_as_openai_types_it(oai) -> None:
     hi = [{"role": "user", "content": "hi"}]
+    said = {}
     for stop in (["a", "b", "c", "d", "e"], [""], 5, [1]):
         with pytest.raises(openai.UnprocessableEntityError) as refused:
             oai.chat.completions.create(model="echo", messages=hi, stop=stop)
         assert refused.value.body["param"].startswith("stop"), refused.value.body
+        said[str(stop)] = refused.value.body["message"]
+    # what is wrong with the list, not that a list is no string (a union's first member: "stop.constrained-str:
+    # Input should be a valid string" for each of them)
+    assert said["['a', 'b', 'c', 'd', 'e']"] == "stop: List should have at most 4 items after validation, not 5"
+    assert said["['']"] == "stop.0: String should have at least 1 character"
+    assert "constrained" not in " ".join(said.values()) and said["5"] == "stop: Input should be a valid string"
 
 
 def test_fields_a_model_cannot_honour_are_a_400_naming_them(oai) -> None:
