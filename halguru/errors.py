@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 
 class HalguruError(Exception):
@@ -20,6 +21,11 @@ class AgentSpecError(HalguruError):
 
 class ModelError(HalguruError):
     """A model could not be found, loaded or reached."""
+
+
+class ContextOverflow(ModelError):
+    """The prompt does not fit the model's context even with the oldest turns left out: the input itself is too
+    long, so sending it again cannot help (OpenAI's ``context_length_exceeded``)."""
 
 
 class ToolError(HalguruError):
@@ -81,3 +87,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def error_kind(exc: HalguruError) -> Literal["context", "model", "internal"]:
+    """The ``kind`` of the error event a run reports for ``exc``."""
+    if isinstance(exc, ContextOverflow):
+        return "context"
+    return "model" if isinstance(exc, ModelError) else "internal"

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from halguru.agents.events import BaseEvent, Error, Token
-from halguru.errors import HalguruError, ModelError
+from halguru.errors import HalguruError, error_kind
 
 if TYPE_CHECKING:
     from halguru.agents.context import RunContext
@@ -150,7 +150,7 @@ async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
         return
     except HalguruError as exc:
         result.status, result.error = "failed", str(exc)
-        yield child.tag(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=str(exc)))
+        yield child.tag(Error(kind=error_kind(exc), message=str(exc)))
         return
     if agent.driver is not None:
         result.status, result.output, result.error = outcome.status, outcome.output, outcome.error

@@ -171,7 +171,8 @@ class Error(BaseEvent):
     """Something went wrong. ``fatal`` errors end the run; others are reported to the model."""
 
     type: Literal["error"] = "error"
-    kind: Literal["model", "tool", "format", "limit", "timeout", "cancelled", "internal", "step", "mcp"]
+    # "context": the prompt does not fit the model's context (the input is too long: ContextOverflow)
+    kind: Literal["model", "context", "tool", "format", "limit", "timeout", "cancelled", "internal", "step", "mcp"]
     message: str
     fatal: bool = False
     detail: str | None = None  # where it happened: a tool's traceback from its own code on

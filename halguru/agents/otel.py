@@ -41,7 +41,7 @@ _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _tracer: api.Tracer | None = None
 _registered: list[bool] = []  # the atexit hook, once
-_ENDS_SUB_RUN = frozenset({"timeout", "model", "internal", "limit"})  # a sub-run's errors that end it
+_ENDS_SUB_RUN = frozenset({"timeout", "model", "context", "internal", "limit"})  # a sub-run's errors that end it
 _PROVIDERS: dict[str, str] = {}  # model name -> its provider (gen_ai.provider.name), "" when unknown
 _SAMPLING = {"temperature": "gen_ai.request.temperature", "top_p": "gen_ai.request.top_p",
              "max_tokens": "gen_ai.request.max_tokens", "seed": "gen_ai.request.seed"}
@@ -358,7 +358,7 @@ def _error(spans: RunSpans, event: Any) -> None:
     run = spans.run_of(event)
     run.span.add_event("halguru.error", {"halguru.error.kind": event.kind, "halguru.error.fatal": event.fatal,
                                          "halguru.error.message": event.message[:500]}, _ns(event.ts))
-    if event.kind == "model":
+    if event.kind in ("model", "context"):
         spans.finish(event.run_id, "model", _ns(event.ts), "model_error", event.message[:200])
     if event.fatal or (event.parent_run_id and event.kind in _ENDS_SUB_RUN):
         run.error = event.kind

@@ -34,7 +34,7 @@ from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.loop import LoopEnd, Turn, agent_loop
 from halguru.agents.policies import Resume
-from halguru.errors import HalguruError, ModelError
+from halguru.errors import HalguruError, error_kind
 from halguru.models.base import Message, Model, PerAgentModel, answer_dangling_calls
 from halguru.models.registry import DEFAULT, default_model
 from halguru.storable import storable
@@ -127,7 +127,7 @@ async def run(
         yield trace(Error(kind="timeout", message=outcome.error, fatal=True))
     except HalguruError as exc:
         outcome.status, outcome.error = "failed", str(exc)
-        yield trace(Error(kind="model" if isinstance(exc, ModelError) else "internal", message=str(exc), fatal=True))
+        yield trace(Error(kind=error_kind(exc), message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
         # Ctrl-C, a consumer that stopped listening, or a server shutting down: keep the partial answer.
         tool = ctx.running_tool

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from halguru.agents.events import Error
 from halguru.agents.loader import Agent
 from halguru.channels.base import Channel, Outbound, SendOnce
 from halguru.errors import ConversationBusy
@@ -94,7 +95,9 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
         except ConversationBusy as exc:  # answering (a dead process's run: until its lease ends), or waiting
             raise JobPostponed(str(exc), exc.retry_after) from None  # for an approval
     if result.status not in ("ok", "paused"):
-        raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}")
+        too_long = any(isinstance(e, Error) and e.fatal and e.kind == "context" for e in result.events)
+        raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}",
+                       permanent=too_long)  # an input too long for the model is as long at every retry
     return {"run_id": result.run_id, "status": result.status, "output": result.output}
 
 

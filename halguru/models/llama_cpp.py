@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-from halguru.errors import ModelError
+from halguru.errors import ContextOverflow, ModelError
 from halguru.models.base import (
     Chunk,
     FormatErrorChunk,
@@ -427,7 +427,7 @@ class LlamaCppModel:
         last = len(messages) - 1
         shortest = tokens_from(last)
         if last <= first or len(shortest) > budget:
-            raise ModelError(
+            raise ContextOverflow(
                 f"prompt of {len(shortest)} tokens does not fit the context ({self.n_ctx}, "
                 f"{request.settings.max_tokens} kept for the answer); raise HALGURU_LLAMA_N_CTX"
             )

@@ -148,6 +148,9 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         reservation.release()
         await run.settle()
     _, finished = service.summary(collected)
+    too_long = _too_long(collected)
+    if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
+        raise ApiError(400, too_long, "context_length_exceeded", param="messages")
     if finished.status != "ok":
         raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
                             f"{finished.run_id}", "run_failed")
@@ -189,7 +192,11 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
     def error(kind: str, message: str, retry_after: int | None = None) -> str:
         return data({"error": openai_error(500, message, kind)})
 
+    too_long: list[str] = []
+
     def render(event: Any) -> str | None:
+        if (message := _too_long([event])) is not None:
+            too_long.append(message)
         if event.type == "model_result" and not event.parent_run_id:
             last[:] = [event]
         if event.type == "token":
@@ -198,6 +205,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if event.type == "model_result" and event.tool_calls:
             return chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
         if event.type == "run_finished":
+            if too_long:
+                return data({"error": openai_error(400, too_long[0], "context_length_exceeded", "messages")})
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
             answered.append(True)
@@ -212,3 +221,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
             answered.clear()
             await asyncio.to_thread(thread.remember, state, "".join(answer))
         yield text
+
+
+def _too_long(events: list[Any]) -> str | None:
+    """The message of a run's error saying its prompt does not fit the model's context (kind ``context``)."""
+    return next((e.message for e in events if e.type == "error" and e.fatal and e.kind == "context"), None)

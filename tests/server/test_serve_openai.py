@@ -238,3 +238,38 @@ def test_a_response_schema_too_deep_for_llama_cpp_is_a_400_and_the_server_lives(
         assert "its grammar would nest 5,000 deep (at most 1,000)" in refused.json()["error"]["message"]
         assert http.get("/healthz").status_code == 200
     assert server.state.store.list_runs() == []
+
+
+def test_messages_too_long_for_the_models_context_are_a_400_context_length_exceeded(serve, api_key,
+                                                                                      agents_dir) -> None:
+    """A prompt that does not fit the model's context even with the older turns left out (5,000 emoji: ~15,000
+    tokens in 5,000 characters, under max_input_chars) was a 502 run_failed, counted as a server error, and as a
+    job it was tried 5 times. OpenAI answers 400 context_length_exceeded (clients trim their history on it); the
+    job fails once, for good."""
+    import time
+
+    import httpx
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    key = api_key()
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=120)
+    long = [{"role": "user", "content": "\U0001F600" * 5000}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.chat.completions.create(model="small", messages=long)
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+    assert "does not fit the context" in refused.value.message
+    with pytest.raises(openai.APIError) as cut:
+        list(oai.chat.completions.create(model="small", messages=long, stream=True))
+    assert cut.value.code == "context_length_exceeded"
+    assert server.state.metrics.server_errors() == 0
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        job = http.post("/v1/jobs", json={"agent": "small", "input": "\U0001F600" * 5000}).json()["id"]
+        deadline = time.monotonic() + 60
+        while (seen := http.get(f"/v1/jobs/{job}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+    assert (seen["status"], seen["attempts"]) == ("dead", 1), seen
+    assert "does not fit the context" in seen["last_error"]
