@@ -228,7 +228,8 @@ class Store(Protocol):
         ...
     def retry_job(self, job_id: str, *, owner: str | None = None, max_waiting: int | None = None) -> bool:
         """A dead or cancelled job queued again with its attempts reset: now, or (cancelled while running) once
-        its old holder's lease has passed; False otherwise. TooManyJobs when ``owner`` already has
+        its old holder's lease has passed, or (cancelled before it ever ran) at the time it was queued for, if
+        that is still ahead; False otherwise. TooManyJobs when ``owner`` already has
         ``max_waiting`` jobs queued (as ``enqueue_job``: else cancel and retry would pass the cap)."""
         ...
     def cancel_job(self, job_id: str) -> bool:

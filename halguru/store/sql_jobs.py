@@ -210,13 +210,15 @@ class JobsMixin(SQLBase):
 
     def retry_job(self, job_id: str, *, owner: str | None = None, max_waiting: int | None = None) -> bool:
         now = time.time()
-        with self._tx() as conn:  # cancelled while running: not before the lease its old holder may still use
+        with self._tx() as conn:  # cancelled while running: not before the lease its old holder may still use;
+            # never started: not before the time it was queued for (its ``delay``); else now
             if max_waiting is not None and owner is not None:
                 self._check_waiting(conn, owner, max_waiting, None)
             retried = conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = "
-                                   "CASE WHEN lease_expires > ? THEN lease_expires ELSE ? END, "
+                                   "CASE WHEN lease_expires > ? THEN lease_expires "
+                                   "WHEN started IS NULL AND run_after > ? THEN run_after ELSE ? END, "
                                    "holder = NULL, lease_expires = NULL WHERE id = ? "
-                                   "AND status IN ('dead', 'cancelled')", (now, now, job_id)).rowcount == 1
+                                   "AND status IN ('dead', 'cancelled')", (now, now, now, job_id)).rowcount == 1
             if retried:
                 self._notify(conn)
             return retried

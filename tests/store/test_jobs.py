@@ -279,3 +279,19 @@ def test_a_pruned_channel_message_is_not_answered_again(store: Store, monkeypatc
     monkeypatch.setattr(sql_runs, "REPLAY_GUARD_S", 0.0)  # stubs go after their guard time
     store.prune_runs(time.time() + 1)
     assert store.get_job(channel["id"]) is None
+
+
+def test_a_retried_job_keeps_the_delay_it_was_queued_with(store: Store) -> None:
+    """A cancelled delayed job that never ran, retried before its time, ran at once: its delay was lost. It keeps
+    its run_after now; one retried after its time passed (or one that ran) runs at once."""
+    delayed, _ = store.enqueue_job("run", "echo", {"input": "later"}, delay=3600)
+    assert store.cancel_job(delayed["id"]) and store.retry_job(delayed["id"])
+    assert store.claim_job("w", lease=30) is None  # not before the delay it was queued with
+    assert store.get_job(delayed["id"])["run_after"] == delayed["run_after"]  # type: ignore[index]
+
+    passed, _ = store.enqueue_job("run", "echo", {"input": "soon"}, delay=0.05)
+    assert store.cancel_job(passed["id"])
+    time.sleep(0.1)
+    assert store.retry_job(passed["id"])
+    claimed = store.claim_job("w", lease=30)
+    assert claimed is not None and claimed["id"] == passed["id"]  # its time passed: runs now
