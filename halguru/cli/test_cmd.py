@@ -82,26 +82,41 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from halguru.errors import HalguruError
-        from halguru.testing.evaluate import evaluate
+        from halguru.testing.evaluate import ModelScore, evaluate
         from halguru.testing.report import LiveProgress
 
         names = [m.strip() for m in models.split(",") if m.strip()]
         err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
+        scores: list[ModelScore] = []
+        interrupted = False
         with LiveProgress(err) as progress:
-            scores = asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
-                                           concurrency=concurrency))
+            try:
+                asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
+                                     concurrency=concurrency, into=scores))
+            except KeyboardInterrupt:  # Ctrl-C: the scores so far are reported, as `halguru test` does
+                interrupted = True
+        if interrupted:
+            if scores:
+                _report_scores(scores, json_output)
+            err.print(f"interrupted: {len(scores)} model(s) scored on the tests that finished", markup=False)
+            raise typer.Exit(130)
         if scores and not any(s.tests or s.error for s in scores):  # as `halguru test` says it
             raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
                                if not pattern else f"no test matches -k {pattern!r}")
         failed = [s for s in scores if s.error]
-        if json_output:
-            typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
-        else:
-            _print_scores(scores)
+        _report_scores(scores, json_output)
         for s in failed:
             err.print(f"Error: {s.model}: {s.error}", markup=False, soft_wrap=True)  # one line, any width
         if failed:
             raise typer.Exit(1)
+
+
+def _report_scores(scores: list, json_output: bool) -> None:
+    """The score table, or with ``--json`` the scores as JSON."""
+    if json_output:
+        typer.echo(json.dumps([s.to_json() for s in scores], indent=2))
+    else:
+        _print_scores(scores)
 
 
 def _print_scores(scores: list) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -69,11 +70,14 @@ def score_suite(model: str, suite: SuiteResult) -> ModelScore:
 
 
 async def evaluate(project: str | Path, models: list[str], *, pattern: str | None = None,
-                   repeat: int = 1, progress: Progress | None = None, concurrency: int = 1) -> list[ModelScore]:
+                   repeat: int = 1, progress: Progress | None = None, concurrency: int = 1,
+                   into: list[ModelScore] | None = None) -> list[ModelScore]:
     """Run the suite live once per model (recordings are not used: each model must answer).
 
     Every model reference is checked first: an unknown one is a ModelError before anything runs. A model
-    that fails while its tests run (a file that will not load) gets a score with ``error`` set.
+    that fails while its tests run (a file that will not load) gets a score with ``error`` set. ``into``: the
+    list to fill as each model ends, so that a Ctrl-C still leaves the scores so far (the model it cut is
+    scored on its tests that finished).
     """
     from halguru.errors import HalguruError
     from halguru.models.registry import find_entry
@@ -85,16 +89,21 @@ async def evaluate(project: str | Path, models: list[str], *, pattern: str | Non
     from halguru.agents.loader import load_agent
 
     load_agent(project)  # so does a project that does not load (not once per model, under a score table)
-    scores = []
+    scores = into if into is not None else []
     for model in models:
         if progress is not None:
             progress("model", model)
+        suite = SuiteResult(tests=[], file_errors=[])
         try:
-            suite = await run_suite(project, mode="live", pattern=pattern, repeat=repeat, model=model,
-                                    progress=progress, concurrency=concurrency)
+            await run_suite(project, mode="live", pattern=pattern, repeat=repeat, model=model,
+                            progress=progress, concurrency=concurrency, into=suite)
         except HalguruError as exc:
             scores.append(ModelScore(model, 0, 0, 0.0, None, 0, 0, 0, 0, None, None, error=str(exc)))
             continue
+        except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: what finished is scored
+            if suite.tests:
+                scores.append(score_suite(model, suite))
+            raise
         scores.append(score_suite(model, suite))
     return scores
 
