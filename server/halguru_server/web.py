@@ -17,7 +17,8 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from halguru_server import api, ratelimit, service, sessions
-from halguru_server.errors import responses
+from halguru_server.errors import ApiError, responses
+from halguru_server.identity import websessions
 from halguru_server.identity.guards import public, require
 from halguru_server.schemas import (
     AgentList,
@@ -46,13 +47,28 @@ def chat_agents(state: State, caller: Reader) -> AgentList:
                            if caller.allows(s)])
 
 
-@router.post("/session", response_model=SessionOut, status_code=201, responses=responses(429))
-def chat_session(state: State, caller: Caller) -> SessionOut:
+@router.post("/session", response_model=SessionOut, status_code=201, responses=responses(403, 429))
+def chat_session(request: Request, state: State, caller: Caller) -> SessionOut:
     """A new anonymous session: send its token as ``X-Chat-Session``; the conversations started with it are
     its own (no other session, and no API key but an admin's, can open them)."""
+    if not _from_a_chat_page(request, state):
+        raise ApiError(403, "a chat session is only created from this server's pages or an agent's embed_origins "
+                            "(the request's Origin is another site)", "cross_site")
     if caller.anonymous:
         ratelimit.check(state.limiter, caller.client)
     return SessionOut(token=sessions.issue(state.settings.session_secret or ""))
+
+
+def _from_a_chat_page(request: Request, state: ServerState) -> bool:
+    """Whether a browser sent this from this server's origin or a site an agent lets embed its chat: another
+    site could otherwise make its visitors' browsers spend their address's rate limit. No ``Origin`` (curl, SDKs)
+    passes unless ``Sec-Fetch-Site`` says the browser sent it cross-site."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "").lower() != "cross-site"
+    if websessions.same_origin(request, state.settings.trusted_proxies, state.settings.auth.public_url):
+        return True
+    return origin.lower() in {o.lower() for s in state.agents.values() for o in s.embed_origins}
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201, responses=responses(404, 429))

@@ -56,3 +56,22 @@ def test_a_page_whose_session_no_longer_verifies_starts_a_new_one(serve: Any, br
     assert page.locator(".msg").count() == 2 and page.locator(".failed").count() == 0
     conversations = server.state.store.list_conversations(agent="echo")
     assert sorted(c["messages"] for c in conversations) == [2, 2, 2]
+
+
+def test_another_site_cannot_create_sessions_on_its_visitors_behalf(serve: Any, agents_dir: Any) -> None:
+    """A page elsewhere posting to /chat/api/session would spend the visitor's address's rate limit: refused."""
+    import yaml
+
+    spec_path = agents_dir / "echo" / "agent.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["metadata"]["embed_origins"] = ["https://shop.example"]
+    spec_path.write_text(yaml.safe_dump(spec))
+    server = serve()
+    url = f"{server.url}/chat/api/session"
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = httpx.post(url, headers=headers)
+        assert refused.status_code == 403, (headers, refused.text)
+        assert refused.json()["error"]["type"] == "cross_site"
+    for headers in ({}, {"Origin": server.url}, {"Origin": "https://shop.example"},
+                    {"Sec-Fetch-Site": "same-origin"}):
+        assert httpx.post(url, headers=headers).status_code == 201, headers
