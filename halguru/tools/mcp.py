@@ -313,8 +313,13 @@ class _Server:
         return text
 
     def failure(self, exc: BaseException) -> str:
-        where = f" ({self.settings.url})" if self.settings.url else ""
-        return f"{_reason(exc)}{where}{self.last_words()}"
+        """Why the server did not start, its URL without credentials (this line lands in traces and logs)."""
+        url = self.settings.url
+        reason = _reason(exc)
+        if url:
+            reason = _USERINFO.sub("//***@", reason.replace(url, shown_url(url)))
+        where = f" ({shown_url(url)})" if url else ""
+        return f"{reason}{where}{self.last_words()}"
 
     def last_words(self) -> str:
         """The last line the server wrote to stderr, as ' (stderr: ...)', or ''."""
@@ -396,6 +401,22 @@ def _expand(value: str) -> str:
                          f"with `keyring set halguru {name}`")
 
     return _SECRET.sub(secret, value)
+
+
+_USERINFO = re.compile(r"//[^/\s@'\"]+@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to quote in an error: no ``user:password@``, query values as ``***`` (they are often tokens)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    except ValueError:
+        return "(an invalid URL)"
+    return urlunsplit((parts.scheme, ("***@" if "@" in parts.netloc else "") + host, parts.path, query, ""))
 
 
 def _reason(exc: BaseException) -> str:

@@ -172,6 +172,26 @@ mcp:
     assert of_type(result, "model_call")[0].tools == []
 
 
+def test_start_failures_do_not_quote_the_urls_credentials(mcp_agent):
+    """A user:password (or a ?token=) in the url is not repeated in the error, which lands in traces."""
+    closed = free_port()
+    folder = mcp_agent(f"""\
+name: webuser
+model: scripted
+mcp:
+  - name: nobody
+    url: http://ann:hunter2@127.0.0.1:{closed}/mcp?token=s3cret&v=1
+    timeout: 5
+""")
+    result = run_sync(folder, "hello")
+    [error] = (e.message for e in of_type(result, "error"))
+    assert error.startswith("mcp server 'nobody' failed to start")
+    assert f"(http://***@127.0.0.1:{closed}/mcp?token=***&v=***)" in error
+    stored = str(open_store().get_events(result.run_id))
+    assert not {"ann", "hunter2", "s3cret"} & set(re.findall(r"\w+", error + stored))
+    assert result.ok
+
+
 def test_streamable_http_server_with_a_secret_header(mcp_agent, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MCP_TEST_TOKEN", "t0k3n")
     port = free_port()
