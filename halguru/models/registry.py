@@ -245,11 +245,12 @@ def model_sampling(reference: str) -> frozenset[str]:
     return frozenset(getattr(providers().get(entry.provider), "sampling", frozenset()))
 
 
-def model_schema_check(reference: str) -> Callable[[dict[str, Any]], None] | None:
-    """The provider's ``check_schema`` (ValueError for a response schema its model cannot follow), or None when
-    it checks none of its own."""
+def model_schema_check(reference: str, method: str = "check_schema") -> Callable[[dict[str, Any]], None] | None:
+    """The provider's ``check_schema`` (ValueError for a response schema its model cannot follow; ``method``
+    ``check_schema_size``: its cheap check, run before any other work on the schema), or None when it checks
+    none of its own."""
     entry = find_entry(reference)
-    check = getattr(providers().get(entry.provider), "check_schema", None)
+    check = getattr(providers().get(entry.provider), method, None)
     return check if callable(check) else None
 
 

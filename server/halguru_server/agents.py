@@ -22,6 +22,7 @@ class ServedAgent:
     context: int | None = None  # tokens its model holds per generation, prompt and answer (llama.cpp: n_ctx)
     sampling: frozenset[str] = frozenset()  # optional sampling settings its model applies (its provider's)
     check_schema: Callable[[dict[str, Any]], None] | None = None  # ValueError: a response schema it cannot follow
+    check_schema_size: Callable[[dict[str, Any]], None] | None = None  # the same, cheap: one too large
 
     @property
     def name(self) -> str:
@@ -76,9 +77,10 @@ def serve_agent(agent: Agent, default_web_chat: str) -> ServedAgent:
     context = model_context(agent.spec.model) if own_model else None
     sampling = model_sampling(agent.spec.model) if own_model else frozenset()
     check_schema = model_schema_check(agent.spec.model) if own_model else None
+    check_size = model_schema_check(agent.spec.model, "check_schema_size") if own_model else None
     origins = metadata.embed_origins(agent.spec.metadata, web_chat)
     return ServedAgent(agent, web_chat, slots=slots, embed_origins=origins, context=context, sampling=sampling,
-                       check_schema=check_schema)
+                       check_schema=check_schema, check_schema_size=check_size)
 
 
 def _naming(project: Path, exc: HalguruError) -> HalguruError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
@@ -136,15 +137,22 @@ class ChatRequest(BaseModel):
             raise ApiError(422, "response_format: json_schema needs its json_schema: {name, schema}",
                            param="response_format")
         schema = form.json_schema.schema_
+        model_check(served, served.check_schema_size, schema)  # cheap, before the validation's own cost
         check_json_schema(schema)
-        if served.check_schema is not None:
-            try:
-                served.check_schema(schema)
-            except ValueError as exc:
-                from halguru_server.ops import model_label  # a file path's folders are not the caller's business
-                raise ApiError(400, f"response_format: agent {served.name}'s model ({model_label(served.model)}) "
-                                    f"cannot follow this schema: {exc}", param="response_format") from None
+        model_check(served, served.check_schema, schema)
         return schema
+
+
+def model_check(served: ServedAgent, check: Callable[[dict[str, Any]], None] | None, schema: dict[str, Any]) -> None:
+    """400 with the reason for a schema ``check`` (the agent's model's) refuses."""
+    if check is None:
+        return
+    try:
+        check(schema)
+    except ValueError as exc:
+        from halguru_server.ops import model_label  # a file path's folders are not the caller's business
+        raise ApiError(400, f"response_format: agent {served.name}'s model ({model_label(served.model)}) "
+                            f"cannot follow this schema: {exc}", param="response_format") from None
 
 
 def check_json_schema(schema: dict[str, Any]) -> None:

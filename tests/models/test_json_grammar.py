@@ -44,5 +44,27 @@ def test_sizes_llama_cpp_takes_still_pass() -> None:
     from halguru.models.llama_cpp import schema_grammar
 
     for schema in ({"type": "string", "maxLength": 1000}, {"type": "string", "pattern": '^[(]{3}"\\($'},
-                   {"type": "array", "minItems": 20000, "maxItems": 20000, "items": {"type": "string"}}):
+                   {"type": "array", "minItems": 20000, "maxItems": 20000, "items": {"type": "string"}},
+                   {"type": "object", "required": [f"p{i}" for i in range(3000)],  # 0.7 MB of grammar
+                    "properties": {f"p{i}": {"type": "string", "pattern": "^[a-z0-9.+-]+@[a-z0-9.-]+\\.[a-z]{2,10}$"}
+                                   for i in range(3000)}}):
         assert "root ::=" in schema_grammar(schema)
+
+
+@pytest.mark.parametrize("pattern", ["^(a|b)*c{1,999}$", "^c{1,100}$"])
+def test_a_schema_too_wide_is_refused_before_its_grammar_is_built(pattern: str, monkeypatch) -> None:
+    """3,000 properties with a pattern (208 KB of request) made a 21 MB grammar, ~0.9 s of CPU each, only to
+    refuse it: now the schema's size is weighed first and the converter never runs."""
+    import llama_cpp.llama_grammar as converter
+
+    from halguru.models.llama_cpp import schema_grammar, value_grammar
+
+    def never(*args, **kwargs):
+        raise AssertionError("the grammar was built")
+
+    monkeypatch.setattr(converter, "json_schema_to_gbnf", never)
+    monkeypatch.setattr(converter, "SchemaConverter", never)
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "string", "pattern": pattern} for i in range(3000)}}
+    for make in (lambda: schema_grammar(schema), lambda: value_grammar(schema, {})):
+        with pytest.raises(ValueError, match="its grammar would be about"):
+            make()

@@ -240,6 +240,32 @@ def test_a_response_schema_too_deep_for_llama_cpp_is_a_400_and_the_server_lives(
     assert server.state.store.list_runs() == []
 
 
+def test_a_response_schema_too_wide_is_a_400_before_any_work_on_it(serve, api_key, agents_dir,
+                                                                  monkeypatch) -> None:
+    """3,000 properties each with ``^(a|b)*c{1,999}$`` (a 180 KB request): ~0.6 s of CPU validating the schema and
+    ~0.3 s building a 21 MB grammar, both only to refuse it. Weighed first now: neither runs."""
+    import httpx
+    import yaml
+    from halguru_server import openai_schemas
+
+    def never(schema):
+        raise AssertionError("the schema was validated")
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    monkeypatch.setattr(openai_schemas, "check_json_schema", never)
+    schema = {"type": "object", "properties": {f"p{i}": {"type": "string", "pattern": "^(a|b)*c{1,999}$"}
+                                               for i in range(3000)}}
+    refused = httpx.post(f"{server.url}/v1/chat/completions", headers={"Authorization": f"Bearer {api_key()}"},
+                         json={"model": "small", "messages": [{"role": "user", "content": "hi"}], "response_format": {
+                             "type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_format", refused.text
+    assert refused.json()["error"]["message"].startswith(
+        "response_format: agent small's model (smollm2) cannot follow this schema: its grammar would be about ")
+    assert server.state.store.list_runs() == []
+
+
 def test_messages_too_long_for_the_models_context_are_a_400_context_length_exceeded(serve, api_key,
                                                                                       agents_dir) -> None:
     """A prompt that does not fit the model's context even with the older turns left out (5,000 emoji: ~15,000
