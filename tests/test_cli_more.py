@@ -494,6 +494,32 @@ def test_piped_tables_keep_long_values_whole_on_one_line(halguru_cmd, subprocess
     assert len(header) > 80 and header.endswith(" tokens"), header
 
 
+def test_piped_rich_tables_have_no_edge_padding(halguru_cmd, subprocess_env, write_agent):
+    """Piped, the tables of `test`, `eval`, `templates`, `kb list` and chat's /tools start at column 0 and
+    end at their last character, as `logs` does: Rich put a space before each row and padded every row with
+    spaces up to the widest one (a long "why" made each line ~200 columns)."""
+    env = {k: v for k, v in subprocess_env.items() if k not in ("COLUMNS", "NO_COLOR")}
+    folder = write_agent("name: orders\nmodel: scripted\ntools: [lookup_the_order]\n", LONG_TOOLS)
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_orders.yaml").write_text(LONG_TEST)
+    run(halguru_cmd, env, "kb", "create", "notes")
+    chat = subprocess.run([*halguru_cmd, "chat", str(folder)], input="/tools\n/exit\n", capture_output=True,
+                          text=True, env=env, timeout=60, start_new_session=True)
+    outputs = {"templates": run(halguru_cmd, env, "templates").stdout,
+               "kb list": run(halguru_cmd, env, "kb", "list").stdout,
+               "test": run(halguru_cmd, env, "test", str(folder), "--live").stdout,
+               "eval": run(halguru_cmd, env, "eval", str(folder), "--models", "scripted").stdout,
+               "chat": chat.stdout}
+    for command, out in outputs.items():
+        lines = [line.removeprefix("you> ") for line in out.splitlines()]  # chat's prompt precedes its output
+        table = [line for line in lines if line.split()[:1] in (["template"], ["name"], ["test"],
+                                                                           ["model"], ["tool"])]
+        assert table, (command, out)
+        for line in table:
+            assert not line.startswith(" ") and line == line.rstrip(), (command, repr(line))
+        assert all(line == line.rstrip() for line in lines), (command, out)
+
+
 def test_config_show_warns_of_unknown_keys(halguru_cmd, subprocess_env, halguru_home):
     halguru_home.mkdir(parents=True, exist_ok=True)
     (halguru_home / "config.toml").write_text("llama_n_ctx = 2048\nllama_ctx = 8192\n")

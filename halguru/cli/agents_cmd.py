@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         """List the agent templates."""
         from rich.table import Table
 
-        from halguru.cli.table import stdout_console
+        from halguru.cli.table import print_rich_table
         from halguru.scaffold import list_templates
 
         if json_output:
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         table = Table("template", "description", box=None, header_style="bold")
         for t in list_templates():
             table.add_row(t.name, t.description)
-        stdout_console().print(table)
+        print_rich_table(table)
 
     @app.command()
     def schema(

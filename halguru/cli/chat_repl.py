@@ -24,7 +24,7 @@ from halguru.agents.events import ModelResult, RunFinished, Token
 from halguru.agents.session import ChatSession
 from halguru.cli.markdown_stream import MarkdownStream
 from halguru.cli.render import trace_tree
-from halguru.cli.table import stdout_console
+from halguru.cli.table import print_rich_table, stdout_console
 from halguru.errors import HalguruError
 from halguru.printable import printable
 
@@ -186,7 +186,10 @@ class ChatRepl:
                 description = clip(t.description, 60) if self.console.is_terminal else printable(t.description)
                 table.add_row(escape(printable(t.name)), escape(description),  # plugins' and MCP servers' text
                               escape(json.dumps(list(t.parameters.get("properties", {})))))
-            self.console.print(table if s.agent.tools else "[dim]This agent has no tools.[/]")
+            if s.agent.tools:
+                print_rich_table(table, self.console)
+            else:
+                self.console.print("[dim]This agent has no tools.[/]")
         elif name == "/trace":
             trace = s.last_trace()
             self.console.print(trace_tree(*trace) if trace else "[dim]No run yet.[/]")

@@ -192,12 +192,12 @@ def list_(json_output: bool = typer.Option(False, "--json", help="Machine-readab
         return
     from rich.table import Table
 
-    from halguru.cli.table import stdout_console
+    from halguru.cli.table import print_rich_table
 
     table = Table("name", "embedder", "documents", "chunks", "size", box=None, header_style="bold")
     for b in bases:
         table.add_row(b.name, b.embedder, str(b.documents), str(b.chunks), _size(b.size_bytes))
-    stdout_console().print(table)
+    print_rich_table(table)
 
 
 @app.command()

@@ -6,7 +6,8 @@ when output is piped. Here the fixed columns (ids, times, figures) keep their fu
 give way, cut with "…", and nothing is wrapped: in a terminal the table fits its width; piped, it fits
 ``COLUMNS`` when that is set, else every cell is whole (one line per row), and the text is plain.
 Everything else printed through Rich on stdout (tables of reports, event trees) uses ``stdout_console``,
-which piped likewise wraps nothing unless ``COLUMNS`` is set.
+which piped likewise wraps nothing unless ``COLUMNS`` is set; Rich tables go through ``print_rich_table``,
+which piped writes each row as `print_table` does: no leading space, no trailing padding.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from halguru.printable import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 ELLIPSIS = "…"
 GAP = "  "
@@ -121,3 +123,17 @@ def stdout_console(**kwargs: Any) -> Console:
     if not sys.stdout.isatty():
         kwargs.setdefault("width", target_width() or UNWRAPPED)
     return Console(**kwargs)
+
+
+def print_rich_table(table: Table, console: Console | None = None) -> None:
+    """Print a Rich table without a space before each row; piped, also without the spaces Rich pads every
+    row with up to the widest one (a long "why" cell made every line of a report hundreds of columns wide)."""
+    table.pad_edge = False
+    console = console or stdout_console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    with console.capture() as captured:
+        console.print(table)
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    console.file.flush()

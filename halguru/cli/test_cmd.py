@@ -123,7 +123,7 @@ def _print_scores(scores: list) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from halguru.cli.table import stdout_console
+    from halguru.cli.table import print_rich_table, stdout_console
 
     table = Table("model", "pass rate", "median latency", "tokens (in+out)", "tool-call validity", "cost",
                   box=None, header_style="bold")
@@ -137,7 +137,7 @@ def _print_scores(scores: list) -> None:
         cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "unknown"
         table.add_row(escape(s.model), f"{s.pass_rate:.0%} ({s.passed}/{s.tests})", latency,
                       f"{s.prompt_tokens}+{s.completion_tokens}", validity, cost)
-    stdout_console(emoji=False).print(table)
+    print_rich_table(table, stdout_console(emoji=False))
 
 
 def _mode(record: bool, replay: bool, live: bool, repeat: int) -> Literal["auto", "live", "record", "replay"]:

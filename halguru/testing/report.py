@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from halguru.cli.table import print_rich_table
 from halguru.printable import printable
 from halguru.testing.runner import SuiteResult, TestResult
 
@@ -59,7 +60,7 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
         for i, (turn_no, expectation, result, why) in enumerate(rows):
             table.add_row(_shown(label) if i == 0 else "", turn_no, expectation, result, _shown(why),
                           end_section=i == len(rows) - 1)
-    console.print(table)
+    print_rich_table(table, console)
     for error in suite.file_errors:
         console.print(f"[red]error:[/] {_shown(error)}")
     for t in suite.tests:
