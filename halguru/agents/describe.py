@@ -216,7 +216,7 @@ def token_count(prompt: int, completion: int, status: str, unit: str = "tok") ->
 
 @describe.register
 def _(e: RunFinished, *, limit: int = 100, stable: bool = False) -> Line:
-    figures = "" if stable else _join(ms(e.duration_ms), f"{e.steps} step{'' if e.steps == 1 else 's'}",
+    figures = "" if stable else _join(ms(e.duration_ms), f"{e.steps} model call{'' if e.steps == 1 else 's'}",
                                       token_count(e.prompt_tokens, e.completion_tokens, e.status))
     return Line("run_finished", STATUS_STYLES.get(e.status, "magenta"),
                 _join(e.status, clip(e.output, limit) if e.output else "", figures))

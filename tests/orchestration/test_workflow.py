@@ -282,6 +282,14 @@ def test_validate_checks_each_step_agents_model(project: Path, cli, cli_error):
         f"Error: {project / 'agents/echo/agent.yaml'}:2: model: unknown model 'nope'")
 
 
+def test_logs_show_counts_model_calls_not_the_workflow_steps_it_numbers(project: Path, cli):
+    """The tree numbers the workflow's steps (1 to 5); its last line said "2 steps", which counted model calls."""
+    result = run_sync(flow(project, ROUTER), "Refund order 7 please")
+    lines = cli("logs", "show", result.run_id).stdout.splitlines()
+    assert [line.split(" · ")[0][4:] for line in lines if line[4:].startswith("step ")][-1] == "step 5"
+    assert lines[-1].startswith("└── run_finished ok") and lines[-1].endswith(" · 2 model calls · 39+11 tok")
+
+
 @pytest.mark.parametrize(("body", "error"), [
     # A whole-expression argument, a condition (also inside a list) and the workflow's output that read an
     # attribute the step's output does not have: StrictUndefined came back as a value and crashed the run
