@@ -24,6 +24,7 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,6 +38,7 @@ FORMAT = 1
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024  # the tar.gz as uploaded
 MAX_FILES_BYTES = 100 * 1024 * 1024  # all files, unpacked
 MAX_FILES = 2000
+MAX_NAME_BYTES = 255  # one file or folder name (NAME_MAX on Linux, macOS and Windows)
 MAX_HEADER_BYTES = 64 * 1024  # a PAX or GNU long-name header (a path, a few attributes): read whole into memory
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache",
                           ".pytest_cache", ".ruff_cache", ".tox", ".idea", ".vscode", ".cache"})
@@ -239,6 +241,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
 def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:
     manifest: dict[str, Any] | None = None
     seen: dict[str, str] = {}
+    folders: set[str] = set()  # the folders the entries so far are in
     total = 0
     for member in tar:
         if not _safe_name(member.name):
@@ -262,11 +265,16 @@ def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:
         if reason is not None:
             raise BundleError(f"bundle refused: {reason}; secrets are never published (the server reads them "
                               "from its environment or keyring)")
+        _check_path(member.name, seen, folders)
         seen[member.name] = hashlib.sha256(content).hexdigest()
+        folders.update(str(p) for p in PurePosixPath(member.name).parents)
         target = dest / member.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        target.chmod(0o755 if member.mode & 0o111 else 0o644)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+        except OSError as exc:  # what the checks above do not foresee (a path too long for this filesystem)
+            raise BundleError(f"entry {_shown(member.name)} cannot be unpacked: {exc.strerror or exc}") from None
     if manifest is None:
         raise BundleError(f"the bundle has no manifest ({MANIFEST}); make it with `halguru publish`")
     listed: dict[str, str] = manifest["files"]
@@ -278,6 +286,27 @@ def _unpack(tar: tarfile.TarFile, dest: Path) -> dict[str, Any]:
         if listed[name] != seen[name]:
             raise BundleError(f"{name}: its SHA-256 is not the manifest's (the bundle was changed after it was made)")
     return manifest
+
+
+def _shown(name: str) -> str:
+    """An entry's name in an error, quoted, a long one cut: the line stays one readable line."""
+    return repr(name if len(name) <= 60 else name[:40] + "…" + name[-10:])
+
+
+def _check_path(name: str, files: Mapping[str, str], folders: set[str]) -> None:
+    """Refuse a path that a filesystem cannot hold or that clashes with another entry: a file and a folder
+    of one name, or a name over NAME_MAX (these were `[Errno 17] File exists` and `[Errno 36]`)."""
+    path = PurePosixPath(name)
+    long = next((part for part in path.parts if len(part.encode()) > MAX_NAME_BYTES), None)
+    if long is not None:
+        raise BundleError(f"entry {_shown(name)} is refused: a name in its path is {len(long.encode())} bytes "
+                          f"long; a file or folder name has at most {MAX_NAME_BYTES}")
+    if name in folders:
+        raise BundleError(f"entry {_shown(name)} is refused: the bundle also holds a folder of that name")
+    clash = next((str(p) for p in path.parents if str(p) in files), None)
+    if clash is not None:
+        raise BundleError(f"entry {_shown(name)} is refused: the bundle also holds a file {_shown(clash)} "
+                          "where it needs a folder")
 
 
 def _manifest(content: bytes) -> dict[str, Any]:

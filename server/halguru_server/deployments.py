@@ -165,6 +165,10 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
         if spec is None:
             raise ApiError(400, f"the bundle has no {AGENT_FILE}", "invalid_bundle")
         name = spec.name
+        if manifest.get("agent", name) != name:  # it would be stored under the manifest's name, the agent served
+            raise ApiError(400, f"the bundle's manifest names agent {printable(str(manifest['agent']))[:60]!r} but "
+                                f"its {AGENT_FILE} names {printable(name)[:60]!r}; make bundles with "
+                                "`halguru publish`", "invalid_bundle")
         if len(name) > MAX_NAME:
             raise ApiError(400, f"agent name {name[:20]}… is {len(name)} characters long; a published agent's name "
                                 f"has at most {MAX_NAME}", "invalid_agent")
@@ -184,7 +188,7 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
                 if created:
                     shutil.rmtree(folder, ignore_errors=True)
                 raise ApiError(400, f"{name}: {_relative(str(exc), folder)}", "invalid_agent") from None
-            manifest = {**manifest, "model": agent.spec.model, "tools": sorted(agent.tools)}
+            manifest = {**manifest, "agent": name, "model": agent.spec.model, "tools": sorted(agent.tools)}
             record = state.store.create_deployment(name, sha, manifest, data, principal.owner)
             _activate(state, served, record)
             return record, False

@@ -120,3 +120,25 @@ def test_a_huge_or_endless_extended_header_is_refused_before_it_is_read(tmp_path
         chained.append((long_name, b"x" * 10))
     with pytest.raises(BundleError, match="too many"):
         open_bundle(_tar_gz(*chained), tmp_path / "b")
+
+
+@pytest.mark.parametrize(("names", "error"), [
+    (["a", "a/b"], "entry 'a/b' is refused: the bundle also holds a file 'a' where it needs a folder"),
+    (["a/b", "a"], "entry 'a' is refused: the bundle also holds a folder of that name"),
+    (["d/" + "n" * 256 + "/x"], "entry 'd/nnn"),
+    (["é" * 128], "is 256 bytes long; a file or folder name has at most 255"),
+])
+def test_entries_a_folder_cannot_hold_are_refused_by_name(tmp_path: Path, names: list[str], error: str) -> None:
+    """A file and a folder of one name, or a name over 255 bytes, were `[Errno 17] File exists: 'a'` and
+    `[Errno 36] File name too long` after the bundle's first files were written."""
+    raw = io.BytesIO()
+    with gzip.GzipFile(fileobj=raw, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w",
+                                                                   format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(BundleError) as caught:
+        open_bundle(raw.getvalue(), tmp_path)
+    message = str(caught.value)
+    assert error in message and "Errno" not in message and len(message) < 200, message

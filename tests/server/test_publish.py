@@ -224,6 +224,15 @@ def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tm
                              "is in the bundle but not in its manifest"),
         "no manifest": (_tar(good, manifest={"files": "nope"}), "manifest"),
         "not a tar.gz": (b"PK\x03\x04 a zip, say", "not a halguru bundle"),
+        # these three were `[Errno 17] File exists: 'a'`, `[Errno 36] File name too long` and a bundle stored
+        # with another agent's name in its manifest
+        "a file and a folder": (_tar({**good, "a": b"x", "a/b": b"y"}),
+                                "entry 'a/b' is refused: the bundle also holds a file 'a' where it needs a folder"),
+        "a long name": (_tar({**good, "n" * 300: b"x"}), "is 300 bytes long; a file or folder name has at most 255"),
+        "another agent's manifest": (
+            _tar(good, manifest={"format": 1, "agent": "other",
+                                 "files": {n: hashlib.sha256(d).hexdigest() for n, d in good.items()}}),
+            "the bundle's manifest names agent 'other' but its agent.yaml names 'shop'"),
     }
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}",
                                                      "Content-Type": "application/gzip"}) as http:
