@@ -100,6 +100,12 @@ def home_dir() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".halguru"
 
 
+def templates_root() -> Path:
+    """Templates ship inside the wheel (halguru/_templates); in a checkout they are agents-templates/."""
+    packaged = Path(__file__).parent / "_templates"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "agents-templates"
+
+
 def config_path() -> Path:
     return home_dir() / CONFIG_FILE
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from halguru.agents.spec import NAME_PATTERN, agent_json_schema
+from halguru.config import templates_root
 from halguru.errors import HalguruError
 from halguru.names import NAME_RULE
 
@@ -24,12 +25,6 @@ class Template:
     name: str
     description: str
     path: Path
-
-
-def templates_root() -> Path:
-    """Templates ship inside the wheel (halguru/_templates); in a checkout they are agents-templates/."""
-    packaged = Path(__file__).parent / "_templates"
-    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "agents-templates"
 
 
 def list_templates() -> list[Template]:

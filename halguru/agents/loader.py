@@ -136,7 +136,7 @@ def _missing_hint(path: Path) -> str:
     """
     import shlex
 
-    from halguru.scaffold import templates_root
+    from halguru.config import templates_root
 
     parent = path.parent
     if hint := did_you_mean(path.name, _projects_in(parent)):

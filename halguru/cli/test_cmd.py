@@ -54,9 +54,9 @@ def register(app: typer.Typer) -> None:
         if json_output:
             typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
         else:
-            from halguru.cli.table import stdout_console
+            from halguru.cli.table import print_rich_table, stdout_console
 
-            print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate)
+            print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate, print_rich_table)
         if junit is not None:  # after the report: a path it cannot write must not hide the results
             write_junit(suite, junit)
         for label in suite.unrecorded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from halguru.cli.table import print_rich_table
 from halguru.printable import printable
 from halguru.testing.runner import SuiteResult, TestResult
 
@@ -50,7 +50,10 @@ def _located(t: TestResult, turn: int, expectation: str) -> str:
     return f"{t.file}:{line}" if line is not None else str(t.file)
 
 
-def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.0) -> None:
+def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.0,
+                 print_table: Callable[[Table, Console], None] | None = None) -> None:
+    """The results for people on ``console``; the table through ``print_table`` (the CLI's, which writes piped
+    rows without Rich's edge padding) where given."""
     table = Table("test", "turn", "expectation", "result", "why", box=None, header_style="bold")
     for t in suite.tests:
         label = f"{t.file.stem}::{t.name}" + (f" #{t.attempt}" if t.attempt > 1 else "")
@@ -60,7 +63,10 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
         for i, (turn_no, expectation, result, why) in enumerate(rows):
             table.add_row(_shown(label) if i == 0 else "", turn_no, expectation, result, _shown(why),
                           end_section=i == len(rows) - 1)
-    print_rich_table(table, console)
+    if print_table is not None:
+        print_table(table, console)
+    else:
+        console.print(table)
     for error in suite.file_errors:
         console.print(f"[red]error:[/] {_shown(error)}")
     for t in suite.tests:
