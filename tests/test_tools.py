@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import threading
+from collections.abc import Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -160,11 +162,13 @@ def test_current_time_in_a_timezone():
         current_time("Mars/Base")
 
 
-@pytest.fixture
-def local_http_server():
+@contextlib.contextmanager
+def _loopback(body: bytes, hits: list[str] | None = None) -> Iterator[str]:
+    """A loopback HTTP server answering every GET with ``body`` (each path recorded in ``hits``); its base URL."""
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b"hello from loopback"
+            if hits is not None:
+                hits.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -174,10 +178,17 @@ def local_http_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def local_http_server():
+    with _loopback(b"hello from loopback") as url:
+        yield url
 
 
 def test_http_get_refuses_loopback_by_default(local_http_server):
@@ -206,24 +217,8 @@ def test_builtin_tools_come_through_the_plugin_hook():
 def schema_server():
     """A loopback server that serves a JSON schema and records each request for it."""
     hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            body = b'{"type": "string"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/schema.json", hits
-    server.shutdown()
+    with _loopback(b'{"type": "string"}', hits) as url:
+        yield f"{url}schema.json", hits
 
 
 def test_a_schema_ref_to_a_url_is_not_fetched(schema_server):

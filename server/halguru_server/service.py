@@ -234,15 +234,11 @@ def labelled(event: dict[str, Any]) -> dict[str, Any]:
     return changed
 
 
-async def shown(events: AsyncIterator[Event], caller: Principal) -> AsyncIterator[Event]:
+def shown(events: AsyncIterator[Event], caller: Principal) -> AsyncIterator[Event]:
     """A run's live events as ``caller`` sees them (``event_shown``)."""
     if caller.anonymous:
-        events = redacted(events)
-    elif not reads_metrics(caller):
-        events = _labelled(events)
-    async with closing(events) as stream:
-        async for event in stream:
-            yield event
+        return redacted(events)
+    return _labelled(events) if not reads_metrics(caller) else events
 
 
 async def _labelled(events: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -10,6 +10,16 @@ from playwright.sync_api import expect
 from tests.server.test_serve_webchat import WAIT_MS, browser  # noqa: F401  (the fixture)
 
 
+def _ask_slow(page: Any, url: str) -> None:
+    """Ask agent ``slow`` on the chat page at ``url`` and wait until the answer is done."""
+    page.goto(f"{url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.select_option("#agent", "slow")
+    page.fill("#input", "go")
+    page.click("#send")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+
+
 def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any) -> None:  # noqa: F811
     one, two = (serve(session_secret="shared by the replicas") for _ in range(2))  # else two refuses the session
     page = browser.new_page()
@@ -26,12 +36,7 @@ def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any)
 
     page.route("**/chat/api/conversations/*/messages", cut)
     page.route("**/chat/api/runs/*/events", elsewhere)
-    page.goto(f"{one.url}/chat/")
-    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
-    page.select_option("#agent", "slow")
-    page.fill("#input", "go")
-    page.click("#send")
-    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    _ask_slow(page, one.url)
     answer = page.locator(".msg.assistant").last
     assert answer.inner_text().strip() == " ".join(f"word{i}" for i in range(40))  # whole, not cut off
     assert "cut off" not in answer.inner_text() and not answer.locator(".error").count()
@@ -59,11 +64,6 @@ def test_an_answer_whose_server_died_says_so_in_the_pages_words(serve: Any, brow
 
     page.route("**/chat/api/conversations/*/messages", cut)
     page.route("**/chat/api/runs/*/events", restarted)
-    page.goto(f"{server.url}/chat/")
-    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
-    page.select_option("#agent", "slow")
-    page.fill("#input", "go")
-    page.click("#send")
-    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    _ask_slow(page, server.url)
     note = page.locator(".msg.assistant .error").last
     expect(note).to_have_text("⚠ This answer was cut off when the server stopped.")

@@ -570,15 +570,14 @@ def test_a_junit_path_that_cannot_be_written_still_shows_the_results(project, cl
 
 
 
-def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_cmd, subprocess_env, tmp_path):
-    # test "quick" answers at once; test "stuck" waits in its second turn: Ctrl-C then, and "quick" is reported
+def _interrupted_after_quick(project, command: list[str], env) -> tuple[int, str, str]:
+    """Run ``command`` on tests where "quick" answers at once and "stuck" waits in its second turn; Ctrl-C once
+    "quick" passed. Its exit status, stdout and stderr."""
     (project / "script.yaml").write_text('- "fast"\n- {text: "slow", token_delay: 60}\n')
     turn = "      - user: hi\n        expect: {contains: fast}\n"
     (project / "tests" / "test_shop.yaml").write_text(
         f"tests:\n  - name: quick\n    turns:\n{turn}  - name: stuck\n    turns:\n{turn}{turn}")
-    junit = tmp_path / "junit.xml"
-    proc = subprocess.Popen([*halguru_cmd, "test", str(project), "--junit", str(junit)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=subprocess_env,
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stderr is not None
@@ -590,7 +589,14 @@ def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_c
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, out, err
+
+
+def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_cmd, subprocess_env, tmp_path):
+    junit = tmp_path / "junit.xml"
+    code, out, err = _interrupted_after_quick(project, [*halguru_cmd, "test", str(project), "--junit", str(junit)],
+                                              subprocess_env)
+    assert code == 130, err
     assert "1 passed, 0 failed" in out and "Traceback" not in err
     assert [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")] == ["quick"]
 
@@ -598,24 +604,9 @@ def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_c
 def test_ctrl_c_during_eval_reports_what_finished_and_exits_130(project, halguru_cmd, subprocess_env):
     """Ctrl-C in `halguru eval` printed nothing: the model being evaluated is scored on the tests that finished
     (as `halguru test` reports them), the models not reached are left out, and it exits 130."""
-    (project / "script.yaml").write_text('- "fast"\n- {text: "slow", token_delay: 60}\n')
-    turn = "      - user: hi\n        expect: {contains: fast}\n"
-    (project / "tests" / "test_shop.yaml").write_text(
-        f"tests:\n  - name: quick\n    turns:\n{turn}  - name: stuck\n    turns:\n{turn}{turn}")
     first, second = "scripted:" + str(project / "script.yaml"), "scripted:" + str(project / "other.yaml")
-    proc = subprocess.Popen([*halguru_cmd, "eval", str(project), "--models", f"{first},{second}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # one progress line per test, piped
-            if "quick passed" in line:
-                break
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    code, out, err = _interrupted_after_quick(
+        project, [*halguru_cmd, "eval", str(project), "--models", f"{first},{second}"], subprocess_env)
+    assert code == 130, err
     assert "100% (1/1)" in out and "other.yaml" not in out and "Traceback" not in err
     assert "interrupted" in err

@@ -24,13 +24,19 @@ tests:
 """
 
 
-def test_knowledge_searches_are_recorded_and_replayed(tmp_path: Path, cli):
+def _project(tmp_path: Path) -> Path:
+    """An agent answering from docs/faq.txt, with one conversation test."""
     folder = tmp_path / "helper"
     (folder / "docs").mkdir(parents=True)
     (folder / "tests").mkdir()
     (folder / "docs" / "faq.txt").write_text("Refunds take fourteen days.\n\nThe office cat is called Pixel.\n")
     (folder / "agent.yaml").write_text(AGENT)
     (folder / "tests" / "test_helper.yaml").write_text(TESTS)
+    return folder
+
+
+def test_knowledge_searches_are_recorded_and_replayed(tmp_path: Path, cli):
+    folder = _project(tmp_path)
 
     recorded = cli("test", str(folder), "--record")
     assert "1 passed, 0 failed" in recorded.stdout, recorded.stdout
@@ -47,12 +53,7 @@ def test_knowledge_searches_are_recorded_and_replayed(tmp_path: Path, cli):
 def test_recording_an_unchanged_test_again_leaves_its_file_as_it_was(tmp_path: Path, cli):
     # a search's time (and its scores' last digits) change from run to run but never reach the model: were they
     # kept, every re-record would change the committed recording
-    folder = tmp_path / "helper"
-    (folder / "docs").mkdir(parents=True)
-    (folder / "tests").mkdir()
-    (folder / "docs" / "faq.txt").write_text("Refunds take fourteen days.\n\nThe office cat is called Pixel.\n")
-    (folder / "agent.yaml").write_text(AGENT)
-    (folder / "tests" / "test_helper.yaml").write_text(TESTS)
+    folder = _project(tmp_path)
     recording = folder / "tests" / "test_helper.recording.json"
     cli("test", str(folder), "--record")
     first = recording.read_text()
