@@ -3,20 +3,29 @@ its last event id on another replica (two apps on one store), and shows the whol
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from playwright.sync_api import expect
 
+from tests.server.conftest import Server, free_port
 from tests.server.test_serve_webchat import WAIT_MS, browser  # noqa: F401  (the fixture)
 
+WHOLE = " ".join(f"word{i}" for i in range(40))
 
-def _ask_slow(page: Any, url: str) -> None:
-    """Ask agent ``slow`` on the chat page at ``url`` and wait until the answer is done."""
+
+def _send_slow(page: Any, url: str) -> None:
+    """Ask agent ``slow`` on the chat page at ``url``."""
     page.goto(f"{url}/chat/")
     expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
     page.select_option("#agent", "slow")
     page.fill("#input", "go")
     page.click("#send")
+
+
+def _ask_slow(page: Any, url: str) -> None:
+    """Ask agent ``slow`` on the chat page at ``url`` and wait until the answer is done."""
+    _send_slow(page, url)
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
 
 
@@ -38,7 +47,7 @@ def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any)
     page.route("**/chat/api/runs/*/events", elsewhere)
     _ask_slow(page, one.url)
     answer = page.locator(".msg.assistant").last
-    assert answer.inner_text().strip() == " ".join(f"word{i}" for i in range(40))  # whole, not cut off
+    assert answer.inner_text().strip() == WHOLE  # whole, not cut off
     assert "cut off" not in answer.inner_text() and not answer.locator(".error").count()
     assert len(resumed) == 1 and resumed[0]["last-event-id"].startswith("run_")
 
@@ -67,3 +76,63 @@ def test_an_answer_whose_server_died_says_so_in_the_pages_words(serve: Any, brow
     _ask_slow(page, server.url)
     note = page.locator(".msg.assistant .error").last
     expect(note).to_have_text("⚠ This answer was cut off when the server stopped.")
+
+
+def test_an_answer_arrives_after_its_server_restarts(agents_dir: Any, browser: Any) -> None:  # noqa: F811
+    """The page's stream breaks mid-answer as its server stops; the server is back 6 s later on the same port and
+    home (a restart that loads a real model takes longer): the page says it is reconnecting, then shows the whole
+    answer. It gave up after 5 tries 1 s apart ("The answer was cut off; send the message again.")."""
+    from halguru_server import ServerSettings, create_app
+
+    settings = ServerSettings(agents=[agents_dir], session_secret="kept across the restart")
+    port = free_port()
+    servers = [Server(create_app(settings), port).start()]
+    restart = threading.Timer(6, lambda: servers.append(Server(create_app(settings), port).start()))
+    page = browser.new_page()
+
+    def cut(route: Any) -> None:  # the page never gets the answer's end: its server stops
+        response = route.fetch()
+        route.fulfill(response=response, body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n")
+        servers[0].stop()
+        restart.start()
+
+    page.route("**/chat/api/conversations/*/messages", cut)
+    try:
+        _send_slow(page, servers[0].url)
+        expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
+        expect(page.locator("[aria-busy]")).to_have_count(0, timeout=40_000)
+        answer = page.locator(".msg.assistant").last
+        assert answer.inner_text().strip() == WHOLE and not answer.locator(".error").count()
+        assert len(servers) == 2 and page.locator("#status").inner_text() == ""
+    finally:
+        if restart.is_alive():
+            restart.join()
+        for server in servers:
+            server.stop()
+
+
+def test_after_two_minutes_unreachable_a_button_tries_again(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The page stops reconnecting after about two minutes (a fake clock here), says the server could not be
+    reached, and its Try again button follows the run again: the whole answer arrives."""
+    server = serve()
+    page = browser.new_page()
+    page.clock.install()
+    page.route("**/chat/api/conversations/*/messages", lambda route: route.fulfill(
+        response=(response := route.fetch()), body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n"))
+    page.route("**/chat/api/runs/*/events", lambda route: route.abort("connectionrefused"))
+    _send_slow(page, server.url)
+    expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
+    again = page.get_by_role("button", name="Try again")
+    for _ in range(20):  # each wait's timer, then its refused request
+        if again.count():
+            break
+        page.clock.run_for(16_000)
+        page.wait_for_timeout(100)
+    note = page.locator(".msg.assistant .error").last
+    expect(note).to_contain_text("The server could not be reached")
+    page.unroute("**/chat/api/runs/*/events")
+    again.click()
+    page.clock.run_for(2_000)
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    answer = page.locator(".msg.assistant").last
+    assert answer.inner_text().strip() == WHOLE and not answer.locator(".error").count()

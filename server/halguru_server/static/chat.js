@@ -268,9 +268,7 @@ async function send(text) {
   showStatus("");
   const question = addMessage("user", text);
   const bubble = addMessage("assistant", "");
-  bubble.setAttribute("aria-busy", "true");
-  controller = new AbortController();
-  $("send").disabled = true; $("stop").hidden = false;
+  working(bubble, true);
   const post = async () => {
     const id = await ensureConversation(agent, text);
     const response = await api(`/conversations/${encodeURIComponent(id)}/messages`, {
@@ -313,12 +311,21 @@ async function send(text) {
       if (error.status === 404) store.setConversation(agent, null);
     }
   } finally {
-    bubble.removeAttribute("aria-busy");
-    controller = null;
-    $("send").disabled = false; $("stop").hidden = true;
-    input.focus();
+    working(bubble, false);
   }
 }
+
+// While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows.
+function working(bubble, on) {
+  if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); }
+  else { bubble.removeAttribute("aria-busy"); controller = null; input.focus(); }
+  $("send").disabled = on; $("stop").hidden = !on;
+}
+
+// A stream that broke before its answer ended (its server went away, or is restarting: loading a real model takes
+// a while) is followed again from the last event got, on whichever server answers, after 1, 2, 4... s (15 at
+// most) for two minutes; then a button tries again. The answer arrives whole in run_finished (tokens are not kept).
+const RECONNECT_MS = 120000, RECONNECT_MAX_WAIT_MS = 15000;
 
 // The answer's events into its bubble. Tokens are drawn at most once a frame, and only what they add
 // (MarkdownView): drawing the whole answer again on every chunk froze the tab for seconds on long answers.
@@ -342,22 +349,58 @@ async function streamAnswer(response, bubble) {
     log.scrollTop = log.scrollHeight;
   };
   const seen = { lastId: "" };
-  try {
-    await readEvents(response, onEvent, seen).catch(rethrowAbort);
-    // A stream that broke before the answer ended (its server went away): follow the run from the last event
-    // we got, on whichever server answers; the answer then arrives whole in run_finished (tokens are not kept).
-    for (let tries = 0; !finished && seen.lastId && tries < 5; tries++) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+  const reconnect = async () => {
+    const until = Date.now() + RECONNECT_MS;
+    for (let wait = 1000; !finished && seen.lastId && Date.now() < until;
+      wait = Math.min(2 * wait, RECONNECT_MAX_WAIT_MS)) {
+      showStatus(`The connection to the server broke; reconnecting in ${wait / 1000} s…`);
+      await pause(wait, controller.signal);
       const run = encodeURIComponent(seen.lastId.split(":")[0]);
       const more = await api(`/runs/${run}/events`, { signal: controller.signal,
         headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch(rethrowAbort);
-      if (more && more.status === 204) break;
-      if (more) await readEvents(more, onEvent, seen).catch(rethrowAbort);
+      if (more && more.status === 204) { seen.lastId = ""; return; }  // the server says we have its end
+      if (more) { showStatus(""); await readEvents(more, onEvent, seen).catch(rethrowAbort); }
     }
+  };
+  const cutOff = () => {
+    if (finished) return;
+    if (!seen.lastId) { failed(bubble, "The answer was cut off; send the message again."); return; }
+    failed(bubble, "The server could not be reached, so the answer stopped here.");
+    showStatus("The server could not be reached.");
+    const note = bubble.lastChild;
+    const again = Object.assign(document.createElement("button"), { type: "button", textContent: "Try again" });
+    note.append(" ", again);
+    again.addEventListener("click", async () => {
+      if (controller) { showStatus("An answer is still coming: try again when it has ended."); return; }
+      note.remove(); bubble.classList.remove("failed");
+      working(bubble, true);
+      try {
+        await reconnect();
+      } catch (error) {
+        if (error.name !== "AbortError") throw error;
+        failed(bubble, CUT.cancelled); showStatus("Stopped."); return;
+      } finally {
+        if (frame) draw();
+        working(bubble, false);
+      }
+      cutOff();
+    });
+  };
+  try {
+    await readEvents(response, onEvent, seen).catch(rethrowAbort);
+    await reconnect();
   } finally {
     if (frame) draw();  // what came before a stop or a break, before any note under it
   }
-  if (!finished) failed(bubble, "The answer was cut off; send the message again.");
+  cutOff();
+}
+
+// Waits `ms`, or throws an AbortError at once when `signal` aborts (Stop).
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+  });
 }
 
 // While a person holds the conversation, their answers are fetched every few seconds and shown as they come.
