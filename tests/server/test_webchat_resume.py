@@ -84,10 +84,12 @@ def test_an_answer_arrives_after_its_server_restarts(agents_dir: Any, browser: A
     answer. It gave up after 5 tries 1 s apart ("The answer was cut off; send the message again.")."""
     from halguru_server import ServerSettings, create_app
 
-    settings = ServerSettings(agents=[agents_dir], session_secret="kept across the restart")
+    def app() -> Any:  # a fresh process's settings: the visitor's session secret is the one kept in the store
+        return create_app(ServerSettings(agents=[agents_dir]))
+
     port = free_port()
-    servers = [Server(create_app(settings), port).start()]
-    restart = threading.Timer(6, lambda: servers.append(Server(create_app(settings), port).start()))
+    servers = [Server(app(), port).start()]
+    restart = threading.Timer(6, lambda: servers.append(Server(app(), port).start()))
     page = browser.new_page()
 
     def cut(route: Any) -> None:  # the page never gets the answer's end: its server stops
@@ -136,3 +138,18 @@ def test_after_two_minutes_unreachable_a_button_tries_again(serve: Any, browser:
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     answer = page.locator(".msg.assistant").last
     assert answer.inner_text().strip() == WHOLE and not answer.locator(".error").count()
+
+
+def test_a_run_the_server_will_not_give_ends_the_reconnecting_at_once(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A resume refused for good (404: the run is not this visitor's, or gone) is said under the answer at once,
+    not waited on for two minutes as if the server were away."""
+    server = serve()
+    page = browser.new_page()
+    page.route("**/chat/api/conversations/*/messages", lambda route: route.fulfill(
+        response=(response := route.fetch()), body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n"))
+    page.route("**/chat/api/runs/*/events", lambda route: route.fulfill(
+        status=404, json={"error": {"type": "not_found", "message": "no run run_x"}}))
+    _send_slow(page, server.url)
+    expect(page.locator(".msg.assistant .error").last).to_have_text("⚠ no run run_x", timeout=5_000)
+    expect(page.locator("#status")).to_have_text("no run run_x")
+    assert not page.get_by_role("button", name="Try again").count() and not page.locator("[aria-busy]").count()

@@ -349,6 +349,7 @@ async function streamAnswer(response, bubble) {
     log.scrollTop = log.scrollHeight;
   };
   const seen = { lastId: "" };
+  let refused = "";  // why the server would not give the run (not ours, gone with its session): no use waiting
   const reconnect = async () => {
     const until = Date.now() + RECONNECT_MS;
     for (let wait = 1000; !finished && seen.lastId && Date.now() < until;
@@ -357,16 +358,22 @@ async function streamAnswer(response, bubble) {
       await pause(wait, controller.signal);
       const run = encodeURIComponent(seen.lastId.split(":")[0]);
       const more = await api(`/runs/${run}/events`, { signal: controller.signal,
-        headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch(rethrowAbort);
+        headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch((error) => {
+        if (error.status >= 400 && error.status < 500 && error.status !== 429) refused = error.message;
+        return rethrowAbort(error);
+      });
+      if (refused) return;
       if (more && more.status === 204) { seen.lastId = ""; return; }  // the server says we have its end
       if (more) { showStatus(""); await readEvents(more, onEvent, seen).catch(rethrowAbort); }
     }
   };
   const cutOff = () => {
     if (finished) return;
-    if (!seen.lastId) { failed(bubble, "The answer was cut off; send the message again."); return; }
-    failed(bubble, "The server could not be reached, so the answer stopped here.");
-    showStatus("The server could not be reached.");
+    const why = refused || (seen.lastId ? "The server could not be reached, so the answer stopped here."
+      : "The answer was cut off; send the message again.");
+    failed(bubble, why);
+    showStatus(why);
+    if (refused || !seen.lastId) return;
     const note = bubble.lastChild;
     const again = Object.assign(document.createElement("button"), { type: "button", textContent: "Try again" });
     note.append(" ", again);
