@@ -65,6 +65,7 @@ async def run(
     resume: Resume | None = None,
     output_schema: dict[str, Any] | None = None,
     owner: str | None = None,
+    job_id: str | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
@@ -78,6 +79,8 @@ async def run(
     ``output_schema`` asks for an answer that is one JSON value matching it (constrained where the model
     provider can); the caller validates it (workflow steps with ``output:``). ``owner`` is the principal the
     conversation and run belong to (serve mode: an API key or a web-chat session; None: the local user).
+    ``job_id`` is the worker's job that runs it, stored with the run (a continuation carries on the job of the run
+    it continues), so the job's retry finds its own earlier run and no other (``halguru.jobs.handlers``).
     """
     if not isinstance(agent, Agent):
         agent = load_agent(agent)
@@ -89,7 +92,8 @@ async def run(
 
         store = open_store()
     driver, messages = agent.driver, [Message(role="user", content=input)] if resume is None else list(resume.messages)
-    book = _Book(agent, input, model, store, owner, messages, new_id("run"), conversation or new_id("conv"), [])
+    book = _Book(agent, input, model, store, owner, job_id, messages, new_id("run"), conversation or new_id("conv"),
+                 [])
     ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
                                 Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
                                 sampling, resume)
@@ -157,6 +161,7 @@ class _Book:
     model: str | Model | PerAgentModel | None
     store: TraceStore | None
     owner: str | None
+    job_id: str | None
     messages: list[Message]  # the run's new messages: the conversation gets them when it ends
     run_id: str
     conversation_id: str
@@ -190,7 +195,8 @@ class _Book:
         assert store is not None
         resume = self.ctx.resume
         history = store.start_run(self.run_id, self.conversation_id, agent.name, self.model_name, self.input,
-                                  owner=self.owner, existing=conversation is not None, continuation=resume is not None,
+                                  owner=self.owner, existing=conversation is not None, job_id=self.job_id,
+                                  resumes=resume.paused_run_id if resume is not None else None,
                                   replaces=resume.paused_run_id if resume is not None and resume.after_crash else None)
         if history is None:
             raise NoConversation(f"no conversation {conversation!r}; start one without --conversation")

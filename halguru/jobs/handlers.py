@@ -2,8 +2,8 @@
 (answer a channel message: run the agent in the thread's conversation, send the answer on the channel).
 
 Every side effect goes through ``send_once``: the agent's turn (``run``) and each outbound part. A retried job
-finds the turn its dead attempt completed (a stored ``ok`` run with the same input in the conversation) rather
-than answering twice, and never sends a part that was sent.
+finds the turn its dead attempt completed (a stored ``ok`` run of this job: runs record the job that started
+them) rather than answering twice, and never sends a part that was sent.
 """
 
 from __future__ import annotations
@@ -81,14 +81,15 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
     from halguru.orchestration.durable import resume_events
 
     agent = ctx.agent(job["agent"])
-    cut = await _cut_run(ctx.store, job, conversation, text)
+    cut = await _cut_run(ctx.store, job)
     async with ctx.admit(agent) if ctx.admit else nullcontext():
         try:
             if cut is not None:  # an earlier attempt's team or workflow run: on from its checkpoint, not afresh
+                # (its continuation carries the cut run's job on: the store's ``start_run``)
                 result = await collect_result(resume_events(cut, store=ctx.store, metadata={"job_id": job["id"]}))
             else:
                 result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
-                                                  metadata={"job_id": job["id"]}))
+                                                  metadata={"job_id": job["id"]}, job_id=job["id"]))
         except NoConversation:  # deleted since the job was queued: no retry brings it back
             raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
                            permanent=True) from None
@@ -101,26 +102,25 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
     return {"run_id": result.run_id, "status": result.status, "output": result.output}
 
 
-async def _cut_run(store: Store, job: JobRecord, conversation: str, text: str) -> str | None:
+async def _cut_run(store: Store, job: JobRecord) -> str | None:
     """The checkpointed run (a team's, a workflow's) an earlier attempt of this job started and a stop, a crash,
     a failure or a cancel cut (not resumed yet): its retry resumes it, so the steps and tool calls it finished (a
-    payment, a mail sent) are not made again. None when there is none."""
+    payment, a mail sent) are not made again. None when there is none. Found by the job id the run records, never
+    by its text: a user's same message in the conversation, cut as well, is not this job's to resume."""
     from halguru.orchestration.durable import RESUMABLE
 
-    runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation, since=job["created"])
-    return next((r["id"] for r in runs if r["input"] == text and r["status"] in RESUMABLE and r["kind"]
-                 and not r["resumed_by"]), None)
+    runs = await asyncio.to_thread(store.list_runs, 10, job_id=job["id"])
+    return next((r["id"] for r in runs if r["status"] in RESUMABLE and r["kind"] and not r["resumed_by"]), None)
 
 
-def _find_turn(store: Store, conversation: str, text: str) -> Callable[[float], Awaitable[dict[str, Any] | None]]:
-    """Did a dead attempt finish the turn? Its stored run (same input, ok or paused, started after it began)."""
+def _find_turn(store: Store, job: JobRecord) -> Callable[[float], Awaitable[dict[str, Any] | None]]:
+    """Did a dead attempt finish the turn? This job's newest run that ended ok or paused (a continuation of its
+    run counts: it carries the job on), not a run that merely has the same input."""
 
-    async def find(started: float) -> dict[str, Any] | None:
-        runs = await asyncio.to_thread(store.list_runs, 10, conversation_id=conversation)
-        for r in runs:
-            if r["input"] == text and r["status"] in ("ok", "paused") and r["started"] >= started - 1:
-                return {"run_id": r["id"], "status": r["status"], "output": r["output"]}
-        return None
+    async def find(_started: float) -> dict[str, Any] | None:
+        runs = await asyncio.to_thread(store.list_runs, 10, job_id=job["id"])
+        return next(({"run_id": r["id"], "status": r["status"], "output": r["output"]} for r in runs
+                     if r["status"] in ("ok", "paused")), None)
 
     return find
 
@@ -135,8 +135,7 @@ async def run_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     once = send_once(ctx.store, job["id"])
     if payload.get("conversation_id") and await _held(ctx, job, once, conversation, text):
         return {"status": "taken_over", "conversation_id": conversation}
-    turn = await once("run", lambda: _turn(ctx, job, text, conversation),
-                      _find_turn(ctx.store, conversation, text))
+    turn = await once("run", lambda: _turn(ctx, job, text, conversation), _find_turn(ctx.store, job))
     return {**turn, "conversation_id": conversation}
 
 
@@ -160,8 +159,7 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     once = send_once(ctx.store, job["id"])
     if await _held(ctx, job, once, conversation, p["text"]):  # an operator answers it: the reply waits for them
         return {"status": "taken_over", "conversation_id": conversation, "sent": []}
-    turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation),
-                      _find_turn(ctx.store, conversation, p["text"]))
+    turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation), _find_turn(ctx.store, job))
     if turn["status"] != "ok" or not turn["output"].strip():
         return {**turn, "conversation_id": conversation, "sent": []}  # paused for approval: nothing to say yet
     sent = await _send(ctx, job, channel, once, conversation, turn["output"])

@@ -113,13 +113,14 @@ class Store(Protocol):
 
     # -- runs and events ------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, existing: bool = False,
-                  continuation: bool = False, replaces: str | None = None) -> list[Message] | None:
+                  owner: str | None = None, existing: bool = False, resumes: str | None = None,
+                  replaces: str | None = None, job_id: str | None = None) -> list[Message] | None:
         """Record the run as running (creating its conversation if new); the conversation's messages so far.
         ``existing``: the conversation must exist; None, and nothing recorded, when it does not. Raises
         ConversationBusy while a run answers in it, ConversationPaused while an approval is pending in it
-        (not for a ``continuation``: a decided approval's, or a resumed checkpoint's). ``replaces``: the run a
-        resume goes on from, whose messages leave the conversation (the continuation stores them again)."""
+        (not for a continuation: ``resumes`` names the run whose decided approval or checkpoint it goes on
+        from, and whose job it carries on). ``replaces``: the run a resume goes on from, whose messages leave
+        the conversation (the continuation stores them again). ``job_id``: the job that started the run."""
         ...
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None: ...
     def finish_run(self, run_id: str, conversation_id: str, summary: Mapping[str, Any],
@@ -128,9 +129,9 @@ class Store(Protocol):
     def list_runs(self, limit: int = 20, agent: str | None = None, conversation_id: str | None = None, *,
                   status: str | None = None, agents: Sequence[str] | None = None,
                   owner: str | None = None, since: float | None = None,
-                  test_runs: bool = True) -> list[RunListRecord]:
+                  test_runs: bool = True, job_id: str | None = None) -> list[RunListRecord]:
         """Newest first; ``since`` keeps runs started at or after it, ``test_runs=False`` leaves out the runs
-        `halguru test` made."""
+        `halguru test` made, ``job_id`` keeps the runs of that job."""
         ...
     def get_run(self, run_id: str) -> RunRecord: ...
     def run_statuses(self, conversation_id: str) -> dict[str, str]:

@@ -420,10 +420,29 @@ def m018_test_runs(conn: sqlite3.Connection) -> None:
     _execute_all(conn, TEST_RUNS_SQL.format(test="json_extract(data, '$.metadata.test') = 1"))
 
 
+RUN_JOBS_SQL = """
+        ALTER TABLE runs ADD COLUMN job_id TEXT;
+        UPDATE runs SET job_id = (SELECT {job} FROM events WHERE run_id = runs.id AND seq = 0 AND type = 'run_started')
+            WHERE id IN (SELECT run_id FROM events WHERE seq = 0 AND type = 'run_started' AND {job} IS NOT NULL);
+        CREATE INDEX runs_job ON runs (job_id, started) WHERE job_id IS NOT NULL
+        """
+"""m019's statements (``{job}``: the backend's SQL reading ``metadata.job_id`` from a run_started event's
+``data``); PostgreSQL's pg012 is the same."""
+
+
+def m019_run_jobs(conn: sqlite3.Connection) -> None:
+    """The job that started a run (the worker's runs, and the continuations of theirs), as a column, so a retried
+    job finds its own earlier run by it: by input text and time, it took a user's same message in the
+    conversation for its own. Existing runs get it from their run_started metadata, where the worker has always
+    put it (seq 0: the run's own start, not a team member's or a workflow step's). Partial index: most runs
+    have no job."""
+    _execute_all(conn, RUN_JOBS_SQL.format(job="json_extract(data, '$.metadata.job_id')"))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
                                                           m014_message_keys, m015_claims, m016_key_roles,
-                                                          m017_jobs_waiting, m018_test_runs]
+                                                          m017_jobs_waiting, m018_test_runs, m019_run_jobs]

@@ -35,6 +35,7 @@ from halguru.store.migrations import (
     KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
     PUSH_SCHEMA,
+    RUN_JOBS_SQL,
     TEST_RUNS_SQL,
 )
 
@@ -195,7 +196,13 @@ def pg011_test_runs(conn: Any) -> None:
     _execute_all(conn, _pg_types(TEST_RUNS_SQL.format(test=test)))
 
 
+def pg012_run_jobs(conn: Any) -> None:
+    """SQLite's m019: the job that started a run, as a column set from the run_started metadata, indexed."""
+    job = r"""(replace(data, '\u0000', '\ufffd')::jsonb #>> '{metadata,job_id}')"""  # as pg011 reads it
+    _execute_all(conn, RUN_JOBS_SQL.format(job=job))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
-                                           pg011_test_runs]
+                                           pg011_test_runs, pg012_run_jobs]

@@ -73,6 +73,7 @@ class RunRecord(TypedDict):
     owner: str | None
     holder: str | None  # the boot id of the process running it
     lease_expires: float | None  # a running run is alive while its holder renews this
+    job_id: str | None  # the job that started it (the worker's runs and their continuations); None: no job
 
 
 class RunListRecord(RunRecord):

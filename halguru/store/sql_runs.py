@@ -65,7 +65,7 @@ RESUMED_BY = (f"CASE WHEN c.resumed_by = '{CLAIMING}' AND coalesce(c.claim_expir
               "ELSE c.resumed_by END")
 _RUN_COLUMNS = ("r.id, r.conversation_id, r.agent, r.model, r.input, r.output, " + _STATUS + ", r.error, "
                 "r.started, r.finished, r.duration_ms, r.steps, r.prompt_tokens, r.completion_tokens, r.owner, "
-                "r.holder, r.lease_expires")
+                "r.holder, r.lease_expires, r.job_id")
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
@@ -156,20 +156,22 @@ class RunsMixin(SQLBase):
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, conversation_id: str, agent: str, model: str, input: str, *,
-                  owner: str | None = None, existing: bool = False,
-                  continuation: bool = False, replaces: str | None = None) -> list[Message] | None:
+                  owner: str | None = None, existing: bool = False, resumes: str | None = None,
+                  replaces: str | None = None, job_id: str | None = None) -> list[Message] | None:
         """Record a run as running (leased to this process), creating its conversation (titled by the
         input, owned by ``owner``) if it is new; returns the conversation's messages before this run.
         ``existing``: the conversation must exist already; None, and nothing recorded, when it does not.
-        ``continuation``: the run goes on with a decided approval or a checkpoint, so another approval pending in
-        the conversation does not hold it back (its decision would be used up for nothing). ``replaces``: the
+        ``resumes``: the run this one goes on from, with a decided approval or a checkpoint, so another approval
+        pending in the conversation does not hold it back (its decision would be used up for nothing), and whose
+        job (``job_id``) it carries on unless given one: a job's run resumed is still that job's. ``replaces``: the
         run a resume goes on from: what it left in the conversation (a failed, cancelled or shut-down run keeps
         its turn so far) is taken back, as its checkpoint holds it and the continuation stores it again; kept,
         the question was there twice and every later model call read it twice."""
         now = time.time()
         run = ("INSERT INTO runs (id, conversation_id, agent, model, input, status, started, owner, holder, "
-               "lease_expires) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?")
-        params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease)
+               "lease_expires, job_id) SELECT ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, "
+               "coalesce(?, (SELECT job_id FROM runs WHERE id = ?))")
+        params = (run_id, conversation_id, agent, model, input, now, owner, BOOT_ID, now + self.lease, job_id, resumes)
         with self._tx(relaxed=True) as conn:
             if existing:
                 # The conversation's row locked before the check (SQLite's write transactions are serial anyway):
@@ -177,7 +179,7 @@ class RunsMixin(SQLBase):
                 if conn.execute("SELECT 1 FROM conversations WHERE id = ?" + self.FOR_UPDATE,
                                 (conversation_id,)).fetchone() is None:
                     return None
-                self._not_busy(conn, conversation_id, now, paused=not continuation)
+                self._not_busy(conn, conversation_id, now, paused=resumes is None)
             else:
                 conn.execute(
                     "INSERT INTO conversations (id, agent, title, created, updated, owner) "
@@ -257,12 +259,12 @@ class RunsMixin(SQLBase):
     def list_runs(self, limit: int = 20, agent: str | None = None, conversation_id: str | None = None, *,
                   status: str | None = None, agents: Sequence[str] | None = None,
                   owner: str | None = None, since: float | None = None,
-                  test_runs: bool = True) -> list[RunListRecord]:
+                  test_runs: bool = True, job_id: str | None = None) -> list[RunListRecord]:
         """Newest first, each with its checkpoint (kind, label) and who resumed it. ``agent`` or ``agents``
-        (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases), ``owner``
-        and ``since`` (started at or after) filter, and ``test_runs=False`` leaves out the runs `halguru test`
-        made (``test`` in their run_started metadata: the ``test`` column, set as that event is stored), in SQL, so
-        a page is never short."""
+        (names), ``conversation_id``, ``status`` (as read: 'interrupted' includes expired leases), ``owner``,
+        ``since`` (started at or after) and ``job_id`` (the job's runs) filter, and ``test_runs=False`` leaves out
+        the runs `halguru test` made (``test`` in their run_started metadata: the ``test`` column, set as that
+        event is stored), in SQL, so a page is never short."""
         now = time.time()
         start = agent_filter(agent, agents, "r.agent")
         if start is None:
@@ -275,6 +277,9 @@ class RunsMixin(SQLBase):
         if owner is not None:
             clauses.append("r.owner = ?")
             params.append(owner)
+        if job_id is not None:
+            clauses.append("r.job_id = ?")
+            params.append(job_id)
         if status == "interrupted":
             clauses.append("(r.status = 'interrupted' OR (r.status = 'running' AND coalesce(r.lease_expires, 0) < ?))")
             params.append(now)

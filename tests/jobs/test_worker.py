@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from contextlib import aclosing
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 import yaml
 
 from halguru.agents.loader import load_agent
+from halguru.agents.runtime import collect_result, run
 from halguru.channels.base import ChannelError, Inbound, Outbound, SendOnce
 from halguru.jobs.handlers import JobContext
 from halguru.jobs.pipeline import StoreSink
@@ -411,15 +413,12 @@ async def test_a_job_whose_conversation_is_busy_waits_without_using_its_attempts
     assert store.get_job(job["id"])["attempts"] == 1
 
 
-async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
-    """A workflow job cut after a step with a side effect (a worker stopped, or killed: its run interrupted): the
-    next worker started the workflow afresh, so the charge ran again, and the interrupted run stayed resumable
-    (`runs resume` would have answered a third time). Its retry now resumes the run from its checkpoint."""
-    log = tmp_path / "charges.log"
-    slow = tmp_path / "slow.yaml"
+def billing_flow(root: Path, log: Path) -> Path:
+    """A workflow that charges a card (a line in ``log``), then has a slow writer answer (~3 s)."""
+    slow = root / "slow.yaml"
     slow.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 60), "token_delay": 0.05}]))
-    make_agent(tmp_path, "writer", model=f"scripted:{slow}")
-    folder = tmp_path / "flow"
+    make_agent(root, "writer", model=f"scripted:{slow}")
+    folder = root / "flow"
     folder.mkdir()
     (folder / "tools.py").write_text(
         "from halguru import tool\n\n@tool\ndef charge(amount: int) -> str:\n    \"Charge the card.\"\n"
@@ -428,9 +427,11 @@ async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: S
     (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "flow", "tools": ["charge"], "workflow": {"steps": [
         {"id": "pay", "tool": "charge", "args": {"amount": 5}},
         {"id": "reply", "agent": "../writer", "input": "{{ steps.pay.output }}"}]}}))
-    agent = load_agent(folder)
-    job, _ = store.enqueue_job("run", "flow", {"input": "bill me"})
-    worker = worker_for(store, {"flow": agent}, shutdown_timeout=0.1)
+    return folder
+
+
+async def stop_after_charge(store: Store, worker: Worker, log: Path) -> None:
+    """Run ``worker`` until its workflow run has charged (checkpointed), then stop it: the run is interrupted."""
     task = asyncio.create_task(worker.run())
     deadline = time.monotonic() + 20
     while not (log.exists() and store.list_runs(1)[0]["checkpoint"] == "step pay ok"):
@@ -438,6 +439,16 @@ async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: S
         await asyncio.sleep(0.02)
     worker.stop()
     await task
+
+
+async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
+    """A workflow job cut after a step with a side effect (a worker stopped, or killed: its run interrupted): the
+    next worker started the workflow afresh, so the charge ran again, and the interrupted run stayed resumable
+    (`runs resume` would have answered a third time). Its retry now resumes the run from its checkpoint."""
+    log = tmp_path / "charges.log"
+    agent = load_agent(billing_flow(tmp_path, log))
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill me"})
+    await stop_after_charge(store, worker_for(store, {"flow": agent}, shutdown_timeout=0.1), log)
     (cut,) = store.list_runs(5)
     assert cut["status"] == "interrupted"
     await run_until(worker_for(store, {"flow": agent}), lambda: store.get_job(job["id"])["status"] == "done")
@@ -474,3 +485,57 @@ async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(s
     assert done["result"]["output"] == "shipped A-7"
     failed = next(r for r in store.list_runs(5) if r["status"] == "failed")
     assert failed["resumed_by"] == done["result"]["run_id"]
+
+
+async def test_a_job_resumes_its_own_cut_run_not_a_users_cut_run_of_the_same_text(store: Store,
+                                                                                  tmp_path: Path) -> None:
+    """A job's run cut after its charge, then the user's own same message in the conversation, cut too (Ctrl-C):
+    the job's retry took the newest cut run with its text, the user's, and resumed it as its own answer; its own
+    run stayed cut, resumable by nobody's intent. Runs record their job: the retry resumes its own."""
+    log = tmp_path / "charges.log"
+    agent = load_agent(billing_flow(tmp_path, log))
+    store.create_conversation("conv_shop", "flow", "shop")
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill me", "conversation_id": "conv_shop"})
+    await stop_after_charge(store, worker_for(store, {"flow": agent}, shutdown_timeout=0.1), log)
+    (own,) = store.list_runs(5)
+    async with aclosing(run(agent, "bill me", "conv_shop", store=store)) as events:
+        async for event in events:
+            if event.type == "checkpoint" and event.label == "step pay ok":
+                break  # the user's Ctrl-C after their charge
+    users = store.list_runs(1)[0]
+    assert users["status"] == "cancelled" and users["kind"] == "workflow"
+    await run_until(worker_for(store, {"flow": agent}), lambda: store.get_job(job["id"])["status"] == "done")
+    result = store.get_job(job["id"])["result"]
+    resumed = {r["id"]: r["resumed_by"] for r in store.list_runs(5)}
+    assert resumed[own["id"]] == result["run_id"] and resumed[users["id"]] is None
+    assert log.read_text() == "5\n5\n"  # the job's charge and the user's: neither made again
+    assert [r["id"] for r in store.list_runs(5, job_id=job["id"])] == [result["run_id"], own["id"]]
+    assert store.get_run(users["id"])["job_id"] is None
+    assert store.get_run(result["run_id"])["job_id"] == job["id"]  # the continuation is the job's too
+
+
+async def test_a_retried_job_does_not_take_a_users_same_message_for_its_answer(store: Store, tmp_path: Path) -> None:
+    """A job's attempt cut mid-run, then the user sends the same text in the conversation and gets an answer: the
+    job's retry took that run, same text and started after its attempt, as the turn it had finished, and ended
+    done without ever answering. Now it answers."""
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 40), "token_delay": 0.05}]))  # 2 s
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    store.create_conversation("conv_same", "echo", "same")
+    job, _ = store.enqueue_job("run", "echo", {"input": "status?", "conversation_id": "conv_same"})
+    worker = worker_for(store, {"echo": agent}, shutdown_timeout=0.1)
+    task = asyncio.create_task(worker.run())
+    deadline = time.monotonic() + 20
+    while not any(r["status"] == "running" for r in store.list_runs(5)):
+        assert time.monotonic() < deadline, "the job's run did not start"
+        await asyncio.sleep(0.02)
+    worker.stop()
+    await task
+    users = await collect_result(run(agent, "status?", "conv_same", store=store))
+    assert users.status == "ok"
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "done")
+    result = store.get_job(job["id"])["result"]
+    assert result["run_id"] != users.run_id
+    assert sorted(r["status"] for r in store.list_runs(5, conversation_id="conv_same")) == [
+        "interrupted", "ok", "ok"]  # the job's cut attempt, the user's answer, the job's answer
+    assert store.get_run(result["run_id"])["job_id"] == job["id"]

@@ -19,6 +19,7 @@ from halguru.config import reset_settings
 from halguru.jobs.pipeline import StoreSink
 from halguru.store import open_store
 from tests.jobs.hook_channel import Provider, install_hook_channel
+from tests.jobs.test_worker import billing_flow
 
 
 @pytest.fixture
@@ -126,6 +127,28 @@ def test_killed_before_the_side_effect_sends_once(start_worker: Callable[[], sub
     assert len(provider.messages) == 1 and provider.messages[0]["text"].startswith("slowly")
     runs = store.list_runs(10, conversation_id=store.get_job(job["id"])["result"]["conversation_id"])
     assert sorted(r["status"] for r in runs) == ["interrupted", "ok"]  # the killed run, then the answer
+
+
+def test_a_workflow_job_killed_mid_run_resumes_its_own_checkpoint(start_worker: Callable[[], subprocess.Popen[str]],
+                                                                  project: Path) -> None:
+    """A worker SIGKILLed after a workflow job's charge step: its run is left running until its lease passes; the
+    next worker resumes that run (found by the job id it records) from its checkpoint, so the card is charged
+    once."""
+    log = project / "charges.log"
+    billing_flow(project / "agents", log)
+    store = open_store()
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill me"})
+    first = start_worker()
+    wait_for(lambda: log.exists() and store.list_runs(1)[0]["checkpoint"] == "step pay ok", what="the charge")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    start_worker()
+    wait_for(lambda: store.get_job(job["id"])["status"] == "done", what="the retried job")
+    result = store.get_job(job["id"])["result"]
+    assert log.read_text() == "5\n" and result["output"].startswith("word")
+    continuation, killed = store.list_runs(5, job_id=job["id"])
+    assert continuation["id"] == result["run_id"]
+    assert (killed["status"], killed["resumed_by"]) == ("interrupted", result["run_id"])
 
 
 def test_two_workers_never_share_a_job(start_worker: Callable[[], subprocess.Popen[str]],

@@ -30,7 +30,7 @@ def _fill(store: Store) -> None:
     store.finish_run("run_one0001", "conv_1", done.model_dump(), [done],
                      [Message(role="user", content="hello"), Message(role="assistant", content="", tool_calls=calls),
                       Message(role="tool", content="42", tool_call_id="c0", name="lookup")], active_agent="agent")
-    store.start_run("run_team0001", "conv_2", "team", "scripted", "ship it")
+    store.start_run("run_team0001", "conv_2", "team", "scripted", "ship it", job_id="job_0001")
     store.start_checkpoint("run_team0001", "team", "conv_2", "/agents/team", None, "ship it")
     store.save_checkpoint("run_team0001", "step 1", {"done": ["a"]}, [Checkpoint(run_id="run_team0001", seq=0,
                                                                                  label="step 1")])
@@ -77,6 +77,7 @@ def _records(store: Store) -> dict:
         "runs": runs, "run": [store.get_run(r["id"]) for r in runs],
         "events": {r["id"]: store.get_events(r["id"]) for r in runs},
         "test_runs_left_out": [r["id"] for r in store.list_runs(100, test_runs=False)],
+        "job_runs": [r["id"] for r in store.list_runs(100, job_id="job_0001")],
         "checkpoint": store.get_checkpoint("run_team0001"), "approval": store.find_approval("run_team0001"),
         "keys": store.list_keys(), "key": store.key_by_hash("hash1"),
         "jobs": jobs, "effect": store.begin_effect(jobs[-1]["id"], "part:0"),
@@ -138,20 +139,20 @@ def test_bad_copy_arguments_are_one_line(cli_error, tmp_path: Path) -> None:
 def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_database) -> None:
     url = new_postgres_database()
     out = cli("db", "status", "--url", url).output
-    assert "pg001_initial" in out and "pending" in out and "11 pending" in out
+    assert "pg001_initial" in out and "pending" in out and "12 pending" in out
     applied = cli("db", "migrate", "--url", url).output
-    assert ("Applied 11: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments, "
+    assert ("Applied 12: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments, "
             "pg006_push, pg007_message_keys, pg008_claims, pg009_key_roles, pg010_jobs_waiting, "
-            "pg011_test_runs") in applied
+            "pg011_test_runs, pg012_run_jobs") in applied
     assert "Up to date." in cli("db", "status", "--url", url).output
     assert "Nothing to apply" in cli("db", "migrate", "--url", url).output
 
 
 def test_status_of_the_configured_sqlite_store_applies_nothing(cli, halguru_home: Path) -> None:
     out = cli("db", "status").output
-    assert "m001_initial" in out and "18 pending" in out and not (halguru_home / "halguru.db").exists()
+    assert "m001_initial" in out and "19 pending" in out and not (halguru_home / "halguru.db").exists()
     cli("db", "migrate")
-    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 18
+    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 19
 
 
 def test_the_copy_covers_every_table_and_column_of_both_schemas(store_url: str, store_factory, raw_sql) -> None:
