@@ -152,6 +152,7 @@ class RunBase(BaseModel):
     started: float
     finished: float | None
     duration_ms: float | None
+    job_id: str | None = Field(description="the job that started the run (GET /v1/jobs/{id}); null: not a job's")
 
 
 class RunDetail(RunBase):

@@ -17,6 +17,7 @@ from halguru.printable import printable
 app = typer.Typer(help="Jobs for the worker (channel replies, schedules, queued runs): list, show, retry, "
                   "cancel.", no_args_is_help=True)
 STATUSES = ("queued", "running", "done", "dead", "cancelled")
+JOB_RUNS = 50  # the runs `show` lists (one per attempt, and continuations: a handful)
 
 
 def _when(ts: float | None) -> str:
@@ -68,7 +69,9 @@ def _idempotency_key(job: Mapping[str, Any]) -> str | None:
 
 @app.command()
 def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix).")) -> None:
-    """A job: status, attempts, payload, error and result."""
+    """A job: status, attempts, payload, error, result and the runs it started."""
+    from halguru.store import open_store
+
     job = _find(job_id)
     for key in ("id", "kind", "agent", "status", "attempts", "max_attempts", "queue_key", "idempotency_key",
                 "owner"):
@@ -81,6 +84,11 @@ def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix)."
     typer.echo(printable("payload         " + json.dumps(job["payload"], ensure_ascii=False)))
     if job["result"] is not None:
         typer.echo("result          " + json.dumps(job["result"], ensure_ascii=False))
+    runs = open_store().list_runs(JOB_RUNS, job_id=job["id"])  # by the job id each run records, newest first
+    for n, run in enumerate(runs):
+        typer.echo(f"{'runs' if n == 0 else '':<16}{run['id']}  {run['status']:<11}  {_when(run['started'])}")
+    if not runs:
+        typer.echo(f"{'runs':<16}-")
 
 
 @app.command()

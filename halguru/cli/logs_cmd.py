@@ -26,6 +26,7 @@ def logs(
     status: str | None = typer.Option(None, "--status", help=f"Only runs with this status: {', '.join(STATUSES)}."),
     since: str | None = typer.Option(None, "--since", help="Only runs started this long ago or less: 30m, 1h, 2d."),
     conversation: str | None = typer.Option(None, "--conversation", "-c", help="Only this conversation's runs."),
+    job: str | None = typer.Option(None, "--job", help="Only the runs this job started (`halguru jobs list`)."),
     all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs `halguru test` made."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing runs as they finish (Ctrl-C stops)."),
     conversations: bool = typer.Option(False, "--conversations", help="List conversations instead of runs."),
@@ -44,7 +45,7 @@ def logs(
     store = open_store()
     if conversations:
         ignored = [name for name, value in (("--status", status), ("--since", since), ("--conversation", conversation),
-                                            ("--all", all_runs), ("--follow", follow)) if value]
+                                            ("--job", job), ("--all", all_runs), ("--follow", follow)) if value]
         if ignored:  # said, not silently ignored
             raise HalguruError(f"{', '.join(ignored)}: filter runs, not --conversations (which takes --agent, "
                                "--limit and --json)")
@@ -59,7 +60,7 @@ def logs(
             typer.echo(f"No conversations of agent {agent!r}." if agent else "No conversations yet.")
         return
     query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
-                                 test_runs=all_runs or conversation is not None)
+                                 job_id=job, test_runs=all_runs or conversation is not None)
     runs = store.list_runs(limit=limit, **query)
     if json_output and not follow:
         typer.echo(json.dumps(runs, indent=2))
@@ -70,7 +71,7 @@ def logs(
     if not runs:
         tests_hidden = not query["test_runs"] and store.list_runs(limit=1, **{**query, "test_runs": True})
         hidden = " (runs made by `halguru test` show with --all)" if tests_hidden else ""
-        narrowed = agent or status or since or conversation
+        narrowed = agent or status or since or conversation or job
         typer.echo(f"No runs match{hidden}." if narrowed else f"No runs yet: try `halguru run PATH \"Hello\"`{hidden}.")
         return
     print_table(RUN_HEADERS, [_cells(r) for r in runs], RUN_FLEXIBLE, _STYLES)

@@ -28,6 +28,7 @@ State = Annotated[ServerState, Depends(state_of)]
 JobId = Annotated[str, Path(max_length=60, description="a job id")]
 _JOB_ID = re.compile(r"^job_[0-9a-f]{6,40}$")
 JobStatus = Literal["queued", "running", "done", "dead", "cancelled"]
+JOB_RUNS = 50  # the runs of a job shown with it (one per attempt, and continuations: a handful)
 
 
 class JobIn(BaseModel):
@@ -56,6 +57,17 @@ class JobOut(BaseModel):
     last_error: str | None
     result: dict[str, Any] | None = Field(description="done jobs: run_id, status, conversation_id, ...")
     payload: dict[str, Any]
+
+
+class JobRun(BaseModel):
+    id: str
+    status: str = Field(description="as a run's status reads (GET /v1/runs/{id})")
+    started: float
+
+
+class JobDetail(JobOut):
+    runs: list[JobRun] = Field(description="the runs this job started, newest first: each attempt's, and the "
+                               "continuation of a run it resumed from its checkpoint")
 
 
 class JobPage(BaseModel):
@@ -116,9 +128,13 @@ def list_jobs(state: State, caller: Caller, agent: str | None = None,
                    next_cursor=cursors.job_cursor(rows[limit - 1]) if more else None)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))
-def get_job(job_id: JobId, state: State, caller: Caller) -> JobOut:
-    return _out(_owned(state, caller, job_id))
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses=responses(404))
+def get_job(job_id: JobId, state: State, caller: Caller) -> JobDetail:
+    """The job, with the runs it started (by the job id each run records)."""
+    job = _owned(state, caller, job_id)
+    runs = state.store.list_runs(JOB_RUNS, job_id=job["id"])
+    return JobDetail(**_out(job).model_dump(),
+                     runs=[JobRun(id=r["id"], status=r["status"], started=r["started"]) for r in runs])
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409, 429))

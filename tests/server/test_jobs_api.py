@@ -38,6 +38,23 @@ def test_a_queued_job_runs_in_the_serve_process(client: httpx.Client) -> None:
     assert "halguru_job_wait_seconds_count" in metrics
 
 
+def test_a_jobs_runs_show_their_job_and_a_client_cannot_claim_one(client: httpx.Client) -> None:
+    """A run shows the job that started it, the job its runs; a client's run with the same text in the job's
+    conversation is no job's, whatever it sends: the worker finds a job's runs by that id."""
+    job = wait_done(client, client.post("/v1/jobs", json={"agent": "echo", "input": "same"}).json()["id"])
+    run_id, conversation = job["result"]["run_id"], job["result"]["conversation_id"]
+    assert [(r["id"], r["status"]) for r in job["runs"]] == [(run_id, "ok")]
+    assert client.get(f"/v1/runs/{run_id}").json()["job_id"] == job["id"]
+    forged = client.post(f"/v1/conversations/{conversation}/messages", json={"content": "same", "job_id": job["id"]})
+    assert forged.status_code == 422
+    assert client.post(f"/v1/conversations/{conversation}/messages", json={"content": "same"}).status_code == 200
+    completion = client.post("/v1/chat/completions", json={"model": "echo", "metadata": {"job_id": job["id"]},
+                                                           "messages": [{"role": "user", "content": "same"}]})
+    assert completion.status_code == 200
+    assert [r["job_id"] for r in client.get("/v1/runs").json()["data"]] == [None, None, job["id"]]
+    assert [r["id"] for r in client.get(f"/v1/jobs/{job['id']}").json()["runs"]] == [run_id]
+
+
 def test_a_job_continues_a_conversation(client: httpx.Client) -> None:
     conversation = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
     client.post(f"/v1/conversations/{conversation}/messages", json={"content": "first"})
@@ -169,12 +186,35 @@ def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> Non
     assert job["id"] in listed and "summarise the day" in listed and "queued" in listed
     shown = cli("jobs", "show", job["id"][:12]).output
     assert "status          queued" in shown and '"input": "summarise the day"' in shown
+    assert shown.splitlines()[-1] == "runs            -"  # none yet
     assert "cancelled" in cli("jobs", "cancel", job["id"]).output
     assert "queued" in cli("jobs", "retry", job["id"]).output
     assert cli("jobs", "list", "--status", "dead").output.strip() == "No dead jobs."
     assert "only dead or cancelled" in cli_error("jobs", "retry", job["id"])
     assert "no job 'job_nope'" in cli_error("jobs", "show", "job_nope")
     assert "--status must be one of" in cli_error("jobs", "list", "--status", "weird")
+
+
+def test_jobs_show_and_logs_job_list_the_runs_a_job_started(cli: Callable[..., Any],
+                                                             cli_error: Callable[..., str]) -> None:
+    from halguru.store import open_store
+
+    store = open_store()
+    job, _ = store.enqueue_job("run", "echo", {"input": "bill me"})
+    for run_id, status, job_id, resumes in (("run_cut01", "interrupted", job["id"], None),
+                                            ("run_user1", "ok", None, None),  # the user's same message
+                                            ("run_next1", "ok", None, "run_cut01")):  # the job's run resumed
+        store.start_run(run_id, "conv_j", "echo", "scripted", "bill me", existing=run_id != "run_cut01",
+                        job_id=job_id, resumes=resumes)
+        store.finish_run(run_id, "conv_j", {"status": status, "output": "", "duration_ms": 0, "steps": 0,
+                                            "prompt_tokens": 0, "completion_tokens": 0}, [], [])
+    lines = cli("jobs", "show", job["id"]).output.splitlines()
+    runs = lines[next(i for i, line in enumerate(lines) if line.startswith("runs")):]
+    assert [line.split()[-4:-2] for line in runs] == [["run_next1", "ok"], ["run_cut01", "interrupted"]]
+    listed = cli("logs", "--job", job["id"]).output
+    assert "run_next1" in listed and "run_cut01" in listed and "run_user1" not in listed
+    assert cli("logs", "--job", "job_nope").output.strip() == "No runs match."
+    assert "--job: filter runs" in cli_error("logs", "--conversations", "--job", job["id"])
 
 
 @pytest.mark.parametrize("dev", [True, False])

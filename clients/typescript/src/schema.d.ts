@@ -790,7 +790,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Job */
+        /**
+         * Get Job
+         * @description The job, with the runs it started (by the job id each run records).
+         */
         get: operations["get_job_v1_jobs__job_id__get"];
         put?: never;
         post?: never;
@@ -1740,6 +1743,50 @@ export interface components {
             /** Role */
             role: string;
         };
+        /** JobDetail */
+        JobDetail: {
+            /** Agent */
+            agent: string;
+            /** Attempts */
+            attempts: number;
+            /** Created */
+            created: number;
+            /** Finished */
+            finished: number | null;
+            /** Id */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Last Error */
+            last_error: string | null;
+            /** Max Attempts */
+            max_attempts: number;
+            /** Payload */
+            payload: {
+                [key: string]: unknown;
+            };
+            /**
+             * Result
+             * @description done jobs: run_id, status, conversation_id, ...
+             */
+            result: {
+                [key: string]: unknown;
+            } | null;
+            /** Run After */
+            run_after: number;
+            /**
+             * Runs
+             * @description the runs this job started, newest first: each attempt's, and the continuation of a run it resumed from its checkpoint
+             */
+            runs: components["schemas"]["JobRun"][];
+            /** Started */
+            started: number | null;
+            /**
+             * Status
+             * @description queued, running, done, dead (retries used up) or cancelled
+             */
+            status: string;
+        };
         /** JobIn */
         JobIn: {
             /** Agent */
@@ -1811,6 +1858,18 @@ export interface components {
             data: components["schemas"]["JobOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /** JobRun */
+        JobRun: {
+            /** Id */
+            id: string;
+            /** Started */
+            started: number;
+            /**
+             * Status
+             * @description as a run's status reads (GET /v1/runs/{id})
+             */
+            status: string;
         };
         /** JsonSchemaFormat */
         JsonSchemaFormat: {
@@ -2128,6 +2187,11 @@ export interface components {
             id: string;
             /** Input */
             input: string;
+            /**
+             * Job Id
+             * @description the job that started the run (GET /v1/jobs/{id}); null: not a job's
+             */
+            job_id: string | null;
             /** Model */
             model: string;
             /** Output */
@@ -2199,6 +2263,11 @@ export interface components {
             id: string;
             /** Input */
             input: string;
+            /**
+             * Job Id
+             * @description the job that started the run (GET /v1/jobs/{id}); null: not a job's
+             */
+            job_id: string | null;
             /**
              * Kind
              * @description checkpointed runs only: a team's, a workflow's, or a plain agent's continuation after an approval ('agent'); null for other plain agent runs
@@ -5393,7 +5462,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["JobOut"];
+                    "application/json": components["schemas"]["JobDetail"];
                 };
             };
             /** @description unauthorized */
