@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
@@ -25,6 +25,8 @@ from halguru.models.base import (
     UsageChunk,
 )
 from halguru.models.secrets import resolve_api_key
+
+T = TypeVar("T")
 
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -73,15 +75,20 @@ def _error_message(error: Any) -> str:
     return " ".join(str(message).split())[:300]
 
 
+DEFAULT_DEADLINE_S = 600.0  # a whole model call; httpx's timeout bounds each read only
+
+
 class OpenAIModel:
     def __init__(self, name: str, base_url: str, model_id: str, api_key: str | None, timeout: float = 120,
-                 max_retries: int = 3, max_wait: float = 30):
+                 max_retries: int = 3, max_wait: float = 30, deadline: float = DEFAULT_DEADLINE_S):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id
         self.api_key = api_key
         self.timeout = timeout
         self.max_retries, self.max_wait = max_retries, max_wait
+        # ``timeout`` is per read: a server sending a byte every 100 s held a call as long as the run's timeout
+        self.deadline = deadline
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
@@ -111,11 +118,12 @@ class OpenAIModel:
         text_parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = UsageChunk()
+        deadline = asyncio.get_running_loop().time() + self.deadline
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client, self._response(
-                client, body, headers
+                client, body, headers, deadline
             ) as response:
-                async for data in self._payloads(response):
+                async for data in self._payloads(response, deadline):
                     if isinstance(data.get("usage"), dict):
                         usage.prompt_tokens = data["usage"].get("prompt_tokens", 0) or 0
                         usage.completion_tokens = data["usage"].get("completion_tokens", 0) or 0
@@ -141,6 +149,9 @@ class OpenAIModel:
             ) from None
         except httpx.TimeoutException:
             raise ModelError(f"{self.base_url} did not answer within {self.timeout:.0f}s (model {self.name})") from None
+        except TimeoutError:
+            raise ModelError(f"{self.base_url} did not finish its answer within {self.deadline:g}s (model "
+                             f"{self.name}'s deadline option)") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:  # the connection broke mid-answer
             raise ModelError(f"{self.base_url} broke off the answer (model {self.name}): "
                              f"{exception_line(exc)}") from None
@@ -153,23 +164,24 @@ class OpenAIModel:
         yield usage
 
     @contextlib.asynccontextmanager
-    async def _response(self, client: httpx.AsyncClient, body: dict[str, Any],
-                        headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+    async def _response(self, client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str],
+                        deadline: float) -> AsyncIterator[httpx.Response]:
         """The endpoint's streaming response. A 429 or 503 (rate limit, a full queue) is tried again
         ``max_retries`` times, after its Retry-After (at most ``max_wait`` s) or a backoff: an eval or a busy
-        channel would otherwise fail a run for a limit that lifts in seconds."""
+        channel would otherwise fail a run for a limit that lifts in seconds. TimeoutError past ``deadline``."""
         attempt = 0
         while True:
-            async with client.stream("POST", f"{self.base_url}/chat/completions", json=body,
-                                     headers=headers) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                request = client.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers)
+                response = await _before(deadline, stack.enter_async_context(request))
                 if response.status_code < 400:
                     yield response
                     return
-                await response.aread()
+                await _before(deadline, response.aread())
                 wait = self._retry_wait(attempt, response)
                 if wait is None:
                     raise ModelError(self._http_error(response, attempt))
-            await asyncio.sleep(wait)
+            await _before(deadline, asyncio.sleep(wait))
             attempt += 1
 
     def _retry_wait(self, attempt: int, response: httpx.Response) -> float | None:
@@ -179,14 +191,15 @@ class OpenAIModel:
         told = retry_after_seconds(response.headers.get("retry-after"))
         return min(told if told is not None else 2 ** attempt * (0.5 + random.random()), self.max_wait)
 
-    async def _payloads(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async def _payloads(self, response: httpx.Response, deadline: float) -> AsyncIterator[dict[str, Any]]:
         """Each JSON object of the event stream, up to ``[DONE]``. A body that is no event stream is read as a
         whole answer (a server that does not stream) or refused; an event that is no JSON object or reports
         an error, and a stream that ends before the answer did, are ModelErrors: each used to pass as an empty
-        or cut answer that the run called a success."""
+        or cut answer that the run called a success. TimeoutError past ``deadline`` (a loop clock time)."""
         other: list[str] = []
         events = finished = 0
-        async for line in response.aiter_lines():
+        lines = response.aiter_lines()
+        while (line := await _before(deadline, anext(lines, None))) is not None:
             if not line.startswith("data:"):
                 if not events and line.strip() and not line.startswith((":", "event:", "id:", "retry:")):
                     other.append(line)
@@ -255,6 +268,13 @@ class OpenAIModel:
         return f"{self.base_url} answered HTTP {response.status_code}{tried} for model {self.name}: {detail}"
 
 
+async def _before(deadline: float, step: Awaitable[T]) -> T:
+    """``step``'s result, or TimeoutError once the loop's clock passes ``deadline``. Only the await is bounded,
+    never a ``yield`` (a timeout scope left open across one would cancel whatever the consumer awaits)."""
+    async with asyncio.timeout_at(deadline):
+        return await step
+
+
 class OpenAIProvider:
     name: ClassVar[str] = "openai"
     description: ClassVar[str] = "any OpenAI-compatible /chat/completions endpoint, over HTTP"
@@ -280,11 +300,12 @@ class OpenAIProvider:
         opts = entry.options
         base_url, timeout = opts["base_url"], float(opts.get("timeout", 120))
         max_retries, max_wait = int(opts.get("max_retries", 3)), float(opts.get("max_wait", 30))
+        deadline = float(opts.get("deadline", DEFAULT_DEADLINE_S))
         # a hand-edited models.yaml: said here as the option it is, not as a run's AttributeError or a wait of -5 s
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
-        if timeout <= 0 or max_retries < 0 or max_wait < 0:
-            raise ValueError("timeout must be above 0, max_retries and max_wait 0 or more")
+        if timeout <= 0 or deadline <= 0 or max_retries < 0 or max_wait < 0:
+            raise ValueError("timeout and deadline must be above 0, max_retries and max_wait 0 or more")
         return OpenAIModel(name=entry.name, base_url=base_url, model_id=opts.get("model_id") or entry.name,
                            api_key=resolve_api_key(entry), timeout=timeout, max_retries=max_retries,
-                           max_wait=max_wait)
+                           max_wait=max_wait, deadline=deadline)

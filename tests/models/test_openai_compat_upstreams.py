@@ -156,3 +156,63 @@ def test_a_client_error_is_not_retried(peer) -> None:
     with pytest.raises(ModelError, match=r"HTTP 400 for model peer.*bad top_k"):
         _ask(base_url)
     assert len(times) == 1
+
+
+def _drip(every: float) -> Reply:
+    """A stream sent one byte at a time, each well within the per-read timeout: the whole answer takes ~8 s."""
+    def reply(handler: BaseHTTPRequestHandler, _: int) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        try:
+            for byte in f"data: {_token('slow')}\n\ndata: {FINISH}\n\ndata: [DONE]\n\n".encode():
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(every)
+        except OSError:  # the client gave up
+            pass
+
+    return reply
+
+
+def _ask_registered(base_url: str, **options: object) -> list:
+    """As a model registered in models.yaml with these options is asked."""
+    from halguru.models.base import ModelEntry
+    from halguru.models.openai_compat import OpenAIProvider
+
+    entry = ModelEntry(name="peer", provider="openai", source=base_url,
+                       options={"base_url": base_url, "model_id": "m", **options})
+    model = OpenAIProvider.create(entry)
+
+    async def read() -> list:
+        return [c async for c in model.stream(ModelRequest(messages=[Message(role="user", content="hi")]))]
+
+    return asyncio.run(read())
+
+
+def test_a_server_dripping_its_answer_is_cut_at_the_deadline(peer) -> None:
+    """A byte every 50 ms never trips the per-read timeout (5 s here, 120 s by default): only the deadline ends it."""
+    base_url, _ = peer(_drip(0.05))
+    started = time.monotonic()
+    with pytest.raises(ModelError) as failed:
+        _ask_registered(base_url, timeout=5, deadline=1.5)
+    assert time.monotonic() - started < 4
+    assert str(failed.value) == f"{base_url} did not finish its answer within 1.5s (model peer's deadline option)"
+
+
+def test_the_deadline_covers_the_waits_for_a_rate_limit(peer) -> None:
+    base_url, times = peer(body(429, '{"error": {"message": "Rate limit reached"}}', Retry_After="20"))
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"did not finish its answer within 1s"):
+        _ask_registered(base_url, deadline=1, max_wait=20)
+    assert time.monotonic() - started < 3 and len(times) == 1
+
+
+def test_a_deadline_below_zero_is_refused_as_the_option_it_is() -> None:
+    from halguru.models.base import ModelEntry
+    from halguru.models.openai_compat import OpenAIProvider
+
+    entry = ModelEntry(name="peer", provider="openai", source="x",
+                       options={"base_url": "http://127.0.0.1:9/v1", "deadline": 0})
+    with pytest.raises(ValueError, match="timeout and deadline must be above 0"):
+        OpenAIProvider.create(entry)
