@@ -26,6 +26,7 @@ OPENAI_PATHS = ("/v1/chat/", "/v1/models", "/v1/completions", "/v1/embeddings", 
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                  429: "rate_limit_error"}  # other 4xx: invalid_request_error; 5xx: server_error
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what a 405's Allow may list
 
 
 class ApiError(Exception):
@@ -136,11 +137,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /swagger"
         elif exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own words
             message = "the body is not valid JSON (not UTF-8, or nested too deeply)"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None), path=request.url.path)
+        elif exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request, headers)}
+        return error_response(exc.status_code, message, headers=headers, path=request.url.path)
 
     @app.exception_handler(QueueFull)
     async def busy(request: Request, exc: QueueFull) -> JSONResponse:
@@ -174,6 +178,21 @@ def install(app: FastAPI) -> None:
         logging.getLogger("halguru.server").exception("unhandled error on %s", request.url.path)
         return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal",
                               path=request.url.path)
+
+
+def allowed_methods(request: Request, headers: dict[str, str] | None) -> str:
+    """Every method the request's path answers, for a 405's Allow: Starlette's lists the methods of the one
+    route it tried (DELETE /v1/conversations said ``Allow: POST``, though GET lists them). Each method is put to
+    the app's routes (a mounted app, such as the static files, gave its own Allow, which is kept)."""
+    from starlette.routing import Match, Mount
+
+    methods = {m.strip() for m in (headers or {}).get("Allow", "").split(",") if m.strip()}
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    for method in HTTP_METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
 
 
 def responses(*codes: int, model: type[BaseModel] = ErrorBody) -> dict[int | str, dict[str, Any]]:

@@ -140,6 +140,20 @@ def test_bad_input_gets_clear_json_errors(client: httpx.Client) -> None:
     assert error(client.delete("/v1/agents"), 405)
 
 
+def test_a_405_allows_every_method_its_path_answers(client: httpx.Client) -> None:
+    """GET and POST of one path are separate routes: DELETE /v1/conversations said `Allow: POST`, and a client
+    following it never learnt it could list them."""
+    conv = new_conversation(client)
+    for method, path, allow in (("DELETE", "/v1/conversations", "GET, POST"), ("PUT", "/v1/jobs", "GET, POST"),
+                                ("PUT", f"/v1/conversations/{conv}", "DELETE, GET"),
+                                ("DELETE", "/v1/agents", "GET"), ("GET", "/v1/chat/completions", "POST"),
+                                ("POST", "/chat/static/chat.js", "GET, HEAD")):  # a mounted app's own Allow
+        response = client.request(method, path)
+        assert (response.status_code, response.headers["allow"]) == (405, allow), (method, path)
+        for other in allow.split(", "):  # and each method it lists is answered
+            assert client.request(other, path).status_code != 405, (other, path)
+
+
 def test_a_whitespace_only_message_is_a_422_and_starts_no_run(client: httpx.Client) -> None:
     """As `halguru run my-agent "   "` refuses it: min_length counts spaces, so "   " once ran the agent."""
     conv = new_conversation(client)
