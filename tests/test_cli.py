@@ -177,6 +177,14 @@ def test_run_scripted_prints_the_answer(cli, write_agent):
     assert result.stdout == "You said: hello world\n"
 
 
+def test_run_with_a_seed_past_an_int64_is_a_usage_error(cli, write_agent):
+    """It was a pydantic traceback (SamplingSettings refuses it: llama.cpp kept 32 bits of 2**70, seed 0)."""
+    folder = write_agent("name: a\nmodel: scripted\n")
+    result = cli("run", str(folder), "hi", "--seed", str(2**70), code=2)
+    assert "Invalid value for '--seed'" in result.output and "Traceback" not in result.output
+    assert "You said: hi" in cli("run", str(folder), "hi", "--seed", str(-(2**63))).stdout
+
+
 def test_run_json_prints_parseable_events(cli, write_agent):
     folder = write_agent(SCRIPTED_AGENT)
     events = run_json(cli, str(folder), "hi there")

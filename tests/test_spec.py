@@ -126,3 +126,11 @@ def test_json_schema_describes_the_fields():
     assert set(schema["required"]) == {"name"} and schema["else"] == {"required": ["model"]}  # unless workflow:
     assert schema["additionalProperties"] is False
     AgentSpec.model_validate({"name": "x", "model": "scripted"})
+
+
+@pytest.mark.parametrize(("line", "field"), [("seed: 1180591620717411303424", "sampling.seed"),
+                                             ("top_k: 4294967297", "sampling.top_k")])
+def test_a_seed_or_top_k_llama_cpp_would_truncate_is_refused_naming_the_line(write_agent, line, field):
+    """ctypes kept the low 32 bits: seed 2**70 sampled as seed 0, top_k 2**32 + 1 as top_k 1."""
+    with pytest.raises(AgentSpecError, match=rf"agent\.yaml:\d+: {field}: Input should be less than or equal to"):
+        load_agent(write_agent(GOOD + f"sampling:\n  {line}\n"))

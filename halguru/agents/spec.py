@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from halguru.errors import AgentSpecError
+from halguru.models.base import SEED_MAX, SEED_MIN, TOP_K_MAX
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
 from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
 from halguru.yamlfile import every_problem, first_problem, read_mapping
@@ -30,10 +31,12 @@ class Sampling(BaseModel):
 
     temperature: float = Field(default=0.2, ge=0, le=2, description="0 = most deterministic")
     top_p: float = Field(default=0.95, gt=0, le=1)
-    seed: int | None = Field(default=None, description="fixed seed for reproducible sampling")
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX, description="fixed seed for reproducible "
+                                                                                 "sampling (a 64-bit integer)")
     repeat_penalty: float = Field(default=1.1, ge=1, le=2, description="discourages loops (local models)")
-    top_k: int | None = Field(default=None, ge=0, description="sample from the k likeliest tokens only (0: all; "
-                                                                 "llama.cpp models, 40 when unset)")
+    top_k: int | None = Field(default=None, ge=0, le=TOP_K_MAX,
+                              description="sample from the k likeliest tokens only (0: all; llama.cpp models, 40 "
+                                          "when unset)")
     min_p: float | None = Field(default=None, ge=0, le=1, description="drop tokens less likely than min_p times "
                                                                          "the likeliest (llama.cpp models, 0.05 "
                                                                          "when unset)")

@@ -12,7 +12,8 @@ TEMPERATURE = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0,
                            help="Sampling temperature for this run (the agent's sampling.temperature otherwise).")
 MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Tokens the model may generate per call "
                           "(the agent's limits.max_tokens otherwise).")
-SEED = typer.Option(None, "--seed", help="Sampling seed, for answers that repeat.")
+# an int64, as SamplingSettings' SEED_MIN/SEED_MAX (halguru.models.base: not imported at start-up, for `logs`)
+SEED = typer.Option(None, "--seed", min=-(2**63), max=2**63 - 1, help="Sampling seed, for answers that repeat.")
 
 
 def sampling(temperature: float | None, max_tokens: int | None, seed: int | None) -> dict[str, Any] | None:

@@ -53,11 +53,17 @@ class ToolSpec(BaseModel):
 OPTIONAL_SAMPLING = ("stop", "frequency_penalty", "presence_penalty", "top_k", "min_p")
 
 
+# OpenAI's seed is an int64; llama.cpp's a uint32, which its provider maps the seed to (llama_sampling). Beyond
+# these, ctypes kept the low 32 bits: 2**70 sampled as seed 0, 2**32 + 3 as seed 3, top_k 2**32 + 1 as top_k 1.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+TOP_K_MAX = 2**31 - 1  # llama.cpp's int32
+
+
 class SamplingSettings(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_tokens: int = Field(default=512, gt=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     repeat_penalty: float = Field(default=1.1, ge=1, le=2)
     # The answer ends before the first of these (never included); every model honours it (the agent loop cuts
     # the stream), llama.cpp and OpenAI-compatible endpoints stop generating there themselves.
@@ -68,7 +74,7 @@ class SamplingSettings(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     # llama.cpp's truncations before temperature: the top_k most likely tokens (0: all), then those at least
     # min_p times as likely as the likeliest (0: all). Unset: the provider's own (llama.cpp: 40 and 0.05).
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=TOP_K_MAX)
     min_p: float | None = Field(default=None, ge=0, le=1)
 
     @model_serializer(mode="wrap")

@@ -13,6 +13,13 @@ PENALTY_LAST_N = 64  # the repetition penalty looks at this many of the last sam
 # The truncations llama-cpp-python's create_completion applies by default, used while a request leaves them unset.
 TOP_K = 40
 MIN_P = 0.05
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp's dist sampler draws a random seed for this one
+
+
+def llama_seed(seed: int) -> int:
+    """A request's seed (an int64) as llama.cpp's uint32, never the value it reads as "random": ctypes kept the
+    low 32 bits, so seed -1 and 4294967295 sampled differently on every run."""
+    return seed % LLAMA_DEFAULT_SEED
 
 
 @dataclass
@@ -76,7 +83,7 @@ def sampler_chain(vocab: Any, *, temperature: float, top_p: float, seed: int, re
         add(llama_cpp.llama_sampler_init_top_p(top_p, 1))
         add(llama_cpp.llama_sampler_init_min_p(min_p, 1))
         add(llama_cpp.llama_sampler_init_temp(temperature))
-        add(llama_cpp.llama_sampler_init_dist(seed))
+        add(llama_cpp.llama_sampler_init_dist(llama_seed(seed)))
     return Sampler(chain, repeat_penalty, frequency_penalty, presence_penalty)
 
 

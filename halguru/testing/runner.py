@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
+from halguru.models.base import SEED_MIN
 from halguru.testing.expectations import Check, TurnOutcome, check_turn
 from halguru.testing.recording import (
     Cassette,
@@ -312,7 +313,8 @@ def _attempt_sampling(agent: Agent, attempt: int) -> dict[str, Any] | None:
     rate samples the model; with one seed for all, attempts differed only by the KV cache's rounding (the
     assistant template passed its first attempt and failed the others). An agent without a seed samples anew."""
     seed = agent.spec.sampling.seed
-    return {"seed": seed + attempt - 1} if seed is not None and attempt > 1 else None
+    # wrapped within the int64 a seed is (an agent's seed of 2**63 - 1 and a second attempt)
+    return {"seed": (seed + attempt - 1 - SEED_MIN) % 2**64 + SEED_MIN} if seed is not None and attempt > 1 else None
 
 
 def _plan(runs: list[tuple[Mode, int]]) -> str:

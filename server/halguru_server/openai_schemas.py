@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from halguru.models.base import SEED_MAX, SEED_MIN, TOP_K_MAX
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 
@@ -63,7 +64,7 @@ class ChatRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1, strict=True)
     max_tokens: StrictInt | None = Field(default=None, gt=0)
     max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
-    seed: StrictInt | None = None
+    seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)  # OpenAI's int64
     stop: StopString | Annotated[list[StopString], Field(min_length=1, max_length=4)] | None = Field(
         default=None, description="up to 4 strings: the answer ends before the first that it would contain")
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
@@ -72,9 +73,9 @@ class ChatRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
                                            description="models that apply it (llama.cpp, OpenAI-compatible); "
                                                        "else a 400")
-    top_k: StrictInt | None = Field(default=None, ge=0, description="llama.cpp's: sample from the k likeliest "
-                                    "tokens (0: all); models that apply it (llama.cpp, OpenAI-compatible), else a "
-                                    "400 unless 0")
+    top_k: StrictInt | None = Field(default=None, ge=0, le=TOP_K_MAX,
+                                    description="llama.cpp's: sample from the k likeliest tokens (0: all); models "
+                                                "that apply it (llama.cpp, OpenAI-compatible), else a 400 unless 0")
     min_p: float | None = Field(default=None, ge=0, le=1, strict=True,
                                 description="llama.cpp's: drop tokens less likely than min_p times the likeliest "
                                             "(0: none); models that apply it (llama.cpp, OpenAI-compatible), else a "

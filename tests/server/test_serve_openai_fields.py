@@ -85,6 +85,21 @@ def test_llama_cpps_sampling_fields_out_of_range_or_mistyped_are_refused_naming_
     assert oai.server.state.store.list_runs(agent="echo") == []  # nothing ran
 
 
+def test_a_seed_or_top_k_past_what_they_are_is_refused_naming_it(oai) -> None:
+    """seed is OpenAI's int64, top_k llama.cpp's int32: 2**70 and 2**40 were taken (ctypes kept their low 32 bits:
+    seed 2**70 sampled as seed 0, top_k 2**32 + 1 as top_k 1)."""
+    hi = [{"role": "user", "content": "hi"}]
+    for name, value in (("seed", 2**70), ("seed", 2**63), ("seed", -(2**63) - 1), ("top_k", 2**40),
+                        ("top_k", 2**31), ("top_k", 2**32 + 1)):
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            oai.chat.completions.create(model="echo", messages=hi, extra_body={name: value})
+        assert (refused.value.param, refused.value.type) == (name, "invalid_request_error"), (name, value)
+        assert "less than or equal to" in refused.value.message or "greater than" in refused.value.message
+    assert oai.server.state.store.list_runs(agent="echo") == []
+    for seed in (2**63 - 1, -(2**63)):  # OpenAI's bounds pass
+        assert oai.chat.completions.create(model="echo", messages=hi, seed=seed).choices[0].message.content
+
+
 def test_an_openai_compatible_model_gets_top_k_and_min_p_but_no_repeat_penalty(write_agent) -> None:
     """The openai provider sends top_k and min_p on (vLLM and llama.cpp's server read them); it cannot send a
     repeat_penalty, so a request for one is refused rather than ignored, and one of 1 (none) is left out."""
@@ -150,6 +165,22 @@ def test_top_k_min_p_and_repeat_penalty_reach_the_llama_cpp_model(small) -> None
                 for run in reversed(store.list_runs(agent="small"))]
     assert [(s.get("top_k"), s.get("min_p"), s["repeat_penalty"]) for s in recorded] == [
         (None, None, 1.0), (1, None, 1.0), (None, 1.0, 1.0), (None, None, 2.0)]
+
+
+@pytest.mark.llama
+def test_every_seed_repeats_its_answer_on_the_llama_cpp_model(small) -> None:
+    """llama.cpp's seed is 32 bits and 0xFFFFFFFF means "random": seed -1 and 4294967295 sampled differently on
+    every run, and 2**32 + 3 as seed 3. Each seed now repeats its own answer."""
+    ask = {"model": "small", "max_tokens": 16, "temperature": 2.0, "extra_body": {"top_k": 0, "min_p": 0},
+           "messages": [{"role": "user", "content": "Write a random word."}]}
+
+    def answers(seed: int) -> list[str | None]:
+        return [small.chat.completions.create(**ask, seed=seed).choices[0].message.content for _ in range(3)]
+
+    for seed in (-1, 2**32 - 1, 2**63 - 1):
+        first, *again = answers(seed)
+        assert first and again == [first, first], seed
+    assert answers(3)[0] != answers(2**32 + 3)[0]
 
 
 def test_stop_on_the_bundled_model_ends_generation_there(small) -> None:

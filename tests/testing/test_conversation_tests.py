@@ -241,6 +241,19 @@ def test_each_live_repeat_samples_with_its_own_seed(project, cli):
     assert seeds == {42, 43, 44}
 
 
+def test_repeats_of_an_agent_with_the_largest_seed_wrap_around(project, cli):
+    """A seed is an int64: the second attempt of seed 2**63 - 1 is -2**63, not a run that fails on its settings."""
+    from halguru.store import open_store
+
+    agent = project / "agent.yaml"
+    agent.write_text(agent.read_text() + f"sampling: {{seed: {2**63 - 1}}}\n")
+    cli("test", str(project), "--live", "--repeat", "2")
+    store = open_store()
+    seeds = {e["settings"].get("seed") for r in store.list_runs(20) for e in store.get_events(r["id"])
+             if e["type"] == "model_call"}
+    assert seeds == {2**63 - 1, -(2**63)}
+
+
 def test_eval_compares_models(project, cli, flaky_openai_server):
     cli("models", "add", "flaky", "--openai-base-url", flaky_openai_server)
     (project / "tests" / "test_shop.yaml").write_text(
