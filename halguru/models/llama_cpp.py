@@ -100,6 +100,11 @@ _GRAMMAR_LITERAL = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
 
 
 _REPETITION = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+# llama-cpp-python's converter writes an object's optional properties as every suffix of their list: its work
+# grows with their square (900 in one object: 0.9 s of CPU; through an allOf's anyOf of $refs, from 3 KB of
+# request). 100: ~5 ms an object; 2,000 in all: ~0.1 s a schema, as the grammar's size limit allows.
+MAX_OPTIONAL_PROPERTIES = 100
+MAX_OPTIONAL_TOTAL = 2_000
 
 
 def grammar_estimate(schema: Any) -> int:
@@ -119,6 +124,55 @@ def grammar_estimate(schema: Any) -> int:
     return estimate
 
 
+def _local_ref(node: Any, root: Any) -> Any:
+    """``node``, or what its local ``$ref`` (``#/$defs/x``) points to in ``root`` (None where nothing)."""
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return node
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(root, dict) or part not in root:
+            return None
+        root = root[part]
+    return root
+
+
+def _optional_count(node: dict[str, Any], root: Any) -> int:
+    """The optional properties of the object the converter builds of ``node``: its properties not ``required``
+    (an allowed ``additionalProperties`` is one more), or an ``allOf``'s: the properties of its ``anyOf``
+    members (through a $ref too, each use counting again, as the converter copies them)."""
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        required = node.get("required")
+        needed = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+        more = node.get("additionalProperties")
+        return sum(name not in needed for name in properties) + int(more is True or isinstance(more, dict))
+    parts = node.get("allOf")
+    count = 0
+    for part in parts if isinstance(parts, list) else []:
+        members = part.get("anyOf") if isinstance(part, dict) else None
+        for member in members if isinstance(members, list) else []:
+            member = _local_ref(member, root)
+            if isinstance(member, dict) and isinstance(member.get("properties"), dict):
+                count += len(member["properties"])
+    return count
+
+
+def optional_properties(schema: Any) -> tuple[int, int]:
+    """The most optional properties of one object of ``schema``'s, and their total. Iterative."""
+    most = total = 0
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            count = _optional_count(node, schema)
+            most, total = max(most, count), total + count
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return most, total
+
+
 def small_enough(schema: Any) -> None:
     """ValueError for a schema whose grammar would be far too large, before building it: a wide schema (3,000
     properties with such a pattern, 208 KB) made 21 MB of grammar, ~0.9 s of CPU, only to be refused. Twice the
@@ -127,6 +181,13 @@ def small_enough(schema: Any) -> None:
     if estimate > 2 * MAX_GRAMMAR_CHARS:
         raise ValueError(f"its grammar would be about {estimate:,} characters (at most {MAX_GRAMMAR_CHARS:,}): "
                          "fewer or smaller repetitions, properties or patterns")
+    most, total = optional_properties(schema)
+    if most > MAX_OPTIONAL_PROPERTIES:
+        raise ValueError(f"an object of it has {most:,} optional properties (at most {MAX_OPTIONAL_PROPERTIES:,} "
+                         "in one object): list more of them in required, or split the object")
+    if total > MAX_OPTIONAL_TOTAL:
+        raise ValueError(f"it has {total:,} optional properties (at most {MAX_OPTIONAL_TOTAL:,} in all): list more "
+                         "of them in required")
 
 
 def bounded(gbnf: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -68,3 +69,42 @@ def test_a_schema_too_wide_is_refused_before_its_grammar_is_built(pattern: str, 
     for make in (lambda: schema_grammar(schema), lambda: value_grammar(schema, {})):
         with pytest.raises(ValueError, match="its grammar would be about"):
             make()
+
+
+def _optional(count: int) -> dict:
+    return {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(count)}}
+
+
+@pytest.mark.parametrize(("schema", "said"), [
+    (_optional(101), "an object of it has 101 optional properties (at most 100 in one object)"),
+    ({**_optional(150), "required": [f"p{i}" for i in range(40)], "additionalProperties": True},
+     "an object of it has 111 optional properties"),  # additionalProperties is one more
+    ({"type": "object", "allOf": [{"anyOf": [{"$ref": "#/$defs/a"}] * 9}], "$defs": {"a": _optional(30)}},
+     "an object of it has 270 optional properties"),  # an allOf's anyOf members are merged, each use again
+    ({"type": "array", "items": [_optional(100)] * 21}, "it has 2,100 optional properties (at most 2,000 in all)"),
+])
+def test_a_schema_of_too_many_optional_properties_is_refused_before_its_grammar_is_built(schema, said: str,
+                                                                                         monkeypatch) -> None:
+    """The converter writes every suffix of an object's optional properties: 900 took ~0.9 s of CPU per request."""
+    import llama_cpp.llama_grammar as converter
+
+    from halguru.models.llama_cpp import schema_grammar, value_grammar
+
+    def never(*args, **kwargs):
+        raise AssertionError("the grammar was built")
+
+    monkeypatch.setattr(converter, "json_schema_to_gbnf", never)
+    monkeypatch.setattr(converter, "SchemaConverter", never)
+    for make in (lambda: schema_grammar(schema), lambda: value_grammar(schema, {})):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            make()
+
+
+def test_optional_properties_up_to_the_limits_still_pass() -> None:
+    from halguru.models.llama_cpp import schema_grammar
+
+    at_limits = {"type": "object", "required": [f"o{j}" for j in range(20)],
+                 "properties": {f"o{j}": _optional(100) for j in range(20)}}
+    required = {**_optional(1000), "required": [f"p{i}" for i in range(1000)]}  # required ones cost nothing
+    for schema in (at_limits, required, {"type": "object", "allOf": [{"anyOf": [_optional(50), _optional(50)]}]}):
+        assert "root ::=" in schema_grammar(schema)

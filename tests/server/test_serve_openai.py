@@ -266,6 +266,34 @@ def test_a_response_schema_too_wide_is_a_400_before_any_work_on_it(serve, api_ke
     assert server.state.store.list_runs() == []
 
 
+def test_a_response_schema_of_too_many_optional_properties_is_a_400_naming_the_count(serve, api_key,
+                                                                                     agents_dir) -> None:
+    """llama-cpp-python's converter is quadratic in an object's optional properties: 900 (26 KB, under every size
+    limit) took ~0.9 s of CPU a request, and an allOf of 9 $refs to a 100-property definition, 5 times over
+    (4 KB), ~6 s. Both are refused, before any work on the schema or any run."""
+    import httpx
+    import yaml
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    server = serve()
+    flat = {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(900)}}
+    wide = {"type": "object", "allOf": [{"anyOf": [{"$ref": "#/$defs/a"}] * 9}]}
+    referred = {"type": "object", "properties": {f"o{j}": wide for j in range(5)},
+                "$defs": {"a": {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(100)}}}}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as http:
+        for schema in (flat, referred):
+            refused = http.post("/v1/chat/completions", json={
+                "model": "small", "messages": [{"role": "user", "content": "hi"}], "response_format": {
+                    "type": "json_schema", "json_schema": {"name": "x", "schema": schema}}})
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_format", refused.text
+            assert refused.json()["error"]["message"] == (
+                "response_format: agent small's model (smollm2) cannot follow this schema: an object of it has 900 "
+                "optional properties (at most 100 in one object): list more of them in required, or split the "
+                "object")
+    assert server.state.store.list_runs() == []
+
+
 def test_messages_too_long_for_the_models_context_are_a_400_context_length_exceeded(serve, api_key,
                                                                                       agents_dir) -> None:
     """A prompt that does not fit the model's context even with the older turns left out (5,000 emoji: ~15,000
