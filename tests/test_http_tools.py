@@ -318,6 +318,50 @@ def test_missing_secret_is_an_error_result_naming_it(server, write_agent, monkey
     assert server.requests == []
 
 
+HEADER_SECRETS = """\
+name: secure
+model: scripted
+http_tools:
+  - name: echo
+    url: {url}/headers
+    headers: {{X-Api-Key: "${{SHOP_HEADER_KEY}}", X-Client: "app ${{SHOP_CLIENT}} v1", Accept: application/json}}
+  - name: denied
+    url: {url}/denied
+    headers: {{X-Api-Key: "${{SHOP_HEADER_KEY}}"}}
+"""
+
+
+def test_header_secrets_are_expanded_and_never_shown(server, write_agent, monkeypatch, cli):
+    from halguru.models.scripted import ScriptedModel
+
+    monkeypatch.setenv("SHOP_HEADER_KEY", "hdr-s3cret")
+    monkeypatch.setenv("SHOP_CLIENT", "cli-s3cret")
+    folder = write_agent(HEADER_SECRETS.format(url=server.url))
+    assert "s3cret" not in cli("validate", str(folder)).output
+    model = ScriptedModel([{"tool_calls": [{"name": "echo", "arguments": {}},
+                                           {"name": "denied", "arguments": {}}]}, "Done."])
+    result = run_sync(folder, "go", model=model)
+    assert result.ok, result.error
+    sent = server.requests[0]["headers"]
+    assert sent["X-Api-Key"] == "hdr-s3cret" and sent["X-Client"] == "app cli-s3cret v1"
+    assert server.requests[1]["headers"]["X-Api-Key"] == "hdr-s3cret"
+    echoed, denied = [e for e in result.events if e.type == "tool_result"]
+    assert '"X-Api-Key": "***"' in echoed.content and '"X-Client": "app *** v1"' in echoed.content
+    assert denied.is_error and "HTTP 403" in denied.content and "***" in denied.content
+    assert "s3cret" not in json.dumps(open_store().get_events(result.run_id))
+
+
+def test_header_secret_not_set_is_a_load_error_naming_it(server, write_agent, monkeypatch):
+    monkeypatch.setenv("SHOP_HEADER_KEY", "hdr-s3cret")
+    monkeypatch.delenv("SHOP_CLIENT", raising=False)
+    folder = write_agent(HEADER_SECRETS.format(url=server.url))
+    with pytest.raises(AgentSpecError) as caught:
+        load_agent(folder)
+    assert str(caught.value) == (f"{folder / 'agent.yaml'}:6: http_tools.0.headers: X-Client: the secret SHOP_CLIENT "
+                                 "is not set; set the environment variable SHOP_CLIENT or store it with "
+                                 "`keyring set halguru SHOP_CLIENT`")
+
+
 OPENAPI = """\
 openapi: 3.0.3
 info: {title: Pets, version: "1"}

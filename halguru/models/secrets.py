@@ -6,11 +6,13 @@ A key is never written to a config file: models.yaml only names the variable.
 from __future__ import annotations
 
 import os
+import re
 
 from halguru.errors import ModelError
 from halguru.models.base import ModelEntry
 
 KEYRING_SERVICE = "halguru"
+SECRET_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${NAME} in agent.yaml
 
 
 def keyring_available() -> bool:
@@ -64,3 +66,20 @@ def lookup_secret(name: str) -> str | None:
     except Exception:  # a broken keyring backend holds no secret; the caller's error says how to set one
         return None
     return None
+
+
+def expand_secrets(value: str, used: list[str] | None = None) -> str:
+    """``value`` with each ``${NAME}`` replaced by the secret NAME (``lookup_secret``); ValueError naming the first
+    one that is not set. The values put in are appended to ``used``, for hiding them where text is shown."""
+
+    def secret(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = lookup_secret(name)
+        if not found:
+            raise ValueError(f"the secret {name} is not set; set the environment variable {name} or store it "
+                             f"with `keyring set halguru {name}`")
+        if used is not None:
+            used.append(found)
+        return found
+
+    return SECRET_REFERENCE.sub(secret, value)

@@ -24,7 +24,7 @@ import yaml
 
 from halguru.config import get_settings
 from halguru.errors import AgentSpecError, ToolError
-from halguru.models.secrets import lookup_secret
+from halguru.models.secrets import expand_secrets, lookup_secret
 from halguru.tools.netpin import fetch, pinned_client
 from halguru.tools.schema_tool import SchemaTool, schema_tool
 from halguru.yamlfile import yaml_line_for
@@ -55,6 +55,7 @@ class _Plan:
     headers: dict[str, str] = field(default_factory=dict)
     auth: HTTPToolAuth | None = None
     timeout: float = 30.0
+    secrets: tuple[str, ...] = ()  # the values ${NAME} put in headers: never shown
 
 
 class _Where:
@@ -108,6 +109,21 @@ def _check_url(url: str, where: _Where, field_name: str = "url") -> None:
                           "cannot choose the host")
 
 
+def _headers(settings: HTTPToolSettings, where: _Where) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The declared headers with each ``${NAME}`` replaced by the secret NAME (as MCP servers' headers), and the
+    secrets' values; one that is not set is a load error naming it."""
+    headers: dict[str, str] = {}
+    used: list[str] = []
+    for key, value in settings.headers.items():
+        try:
+            headers[key] = expand_secrets(value, used)
+        except ValueError as exc:
+            raise where.error("headers", f"{key}: {exc}") from None
+        if "\r" in headers[key] or "\n" in headers[key]:
+            raise where.error("headers", f"{key}: a secret in it contains a line break")
+    return headers, tuple(sorted({u.strip() for u in used if u.strip()}, key=len, reverse=True))
+
+
 def _placeholders(url: str) -> list[str]:
     return list(dict.fromkeys(_PLACEHOLDER.findall(url)))
 
@@ -133,8 +149,9 @@ def _template_tool(settings: HTTPToolSettings, where: _Where) -> tuple[_Plan, di
             required.append(name)
         routes[name] = ("path", name)
     rest: Location = "query" if settings.method in ("GET", "DELETE") else "body"
-    plan = _Plan(settings.method, settings.url, routes, rest, headers=dict(settings.headers), auth=settings.auth,
-                 timeout=settings.timeout)
+    headers, secrets = _headers(settings, where)
+    plan = _Plan(settings.method, settings.url, routes, rest, headers=headers, auth=settings.auth,
+                 timeout=settings.timeout, secrets=secrets)
     description = settings.description or f"{settings.method} {settings.url}"
     return plan, schema, description
 
@@ -260,7 +277,8 @@ def _openapi_tool(settings: HTTPToolSettings, base: Path, where: _Where,
     url = _base_url(settings, doc, where).rstrip("/") + "/" + url_path.lstrip("/")
     summary = " ".join(str(operation.get(k) or "").strip() for k in ("summary", "description")).strip()
     description = settings.description or summary[:1000] or f"{method} {url_path}"
-    plan = _Plan(method, url, routes, None, body_kind, dict(settings.headers), settings.auth, settings.timeout)
+    headers, secrets = _headers(settings, where)
+    plan = _Plan(method, url, routes, None, body_kind, headers, settings.auth, settings.timeout, secrets)
     return plan, schema, description
 
 
@@ -427,9 +445,10 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
     import httpx
 
     url, headers, extra = _request(plan, arguments)
-    secret = ""
+    secrets = plan.secrets
     if plan.auth is not None:
         secret = await _secret(tool, plan.auth)
+        secrets = tuple(sorted({secret, *secrets}, key=len, reverse=True))  # the longest first: one may hold another
         # Set last: no argument can replace the auth header.
         headers[plan.auth.header] = f"{plan.auth.scheme} {secret}" if plan.auth.scheme else secret
     where = f"{plan.method} {url}"
@@ -448,16 +467,19 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
     except (httpx.TimeoutException, TimeoutError):
         raise ToolError(f"{where} timed out after {plan.timeout:g}s") from None
     except Exception as exc:
-        raise ToolError(_hidden(_one_line(f"{where} failed: {type(exc).__name__}: {exc}", 500), secret)) from None
+        # Hidden before the line is cut: a cut could leave the start of a secret unmatched.
+        raise ToolError(_one_line(_hidden(f"{where} failed: {type(exc).__name__}: {exc}", secrets), 500)) from None
     if not response.is_success:
         moved = f" (redirects to {response.headers['location']})" if response.has_redirect_location else ""
-        body = _one_line(text)
-        raise ToolError(_hidden(f"HTTP {response.status_code} from {where}{moved}" + (f": {body}" if body else ""),
-                                secret))
-    return _hidden(_result(response, text), secret)
+        body = _one_line(_hidden(text, secrets))
+        raise ToolError(_hidden(f"HTTP {response.status_code} from {where}{moved}", secrets)
+                        + (f": {body}" if body else ""))
+    return _hidden(_result(response, text), secrets)
 
 
-def _hidden(text: str, secret: str) -> str:
-    """``text`` with the secret's value as ``***``: an API that echoes the request's headers (in an error page,
+def _hidden(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with each secret's value as ``***``: an API that echoes the request's headers (in an error page,
     a debug endpoint) put it in the trace and before the model."""
-    return text.replace(secret, "***") if secret else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from halguru.errors import ToolError
 from halguru.models.base import ToolSpec
+from halguru.models.secrets import expand_secrets
 from halguru.tools.decorator import Tool
 from halguru.tools.schema_tool import schema_tool
 
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 # server's errors instead (_Server._incoming).
 logging.getLogger("mcp").addHandler(logging.NullHandler())
 
-_SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # The tool names OpenAI-compatible endpoints accept (their function-name pattern); a server may offer others.
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
@@ -246,7 +246,7 @@ class _Server:
         if s.command is not None:
             from mcp import StdioServerParameters, stdio_client
 
-            env = {k: _expand(v) for k, v in s.env.items()}
+            env = {k: expand_secrets(v) for k, v in s.env.items()}
             # The server's stderr goes to a file, never to the user's terminal; its last line explains a crash.
             self.log = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
             params = StdioServerParameters(command=s.command[0], args=s.command[1:], env=env,
@@ -257,7 +257,7 @@ class _Server:
             from mcp.client.streamable_http import streamable_http_client
 
             assert s.url is not None
-            headers = {k: _expand(v) for k, v in s.headers.items()}
+            headers = {k: expand_secrets(v) for k, v in s.headers.items()}
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout))))
             transport = streamable_http_client(s.url, http_client=http)
@@ -385,22 +385,6 @@ def _garbled(exc: Exception) -> str:
         return _reason(exc)
     text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False, default=str)
     return repr(text if len(text) <= 80 else text[:79] + "…")
-
-
-def _expand(value: str) -> str:
-    """Replace each ``${NAME}`` with the secret NAME: an environment variable, else the keyring."""
-
-    def secret(match: re.Match[str]) -> str:
-        from halguru.models.secrets import lookup_secret
-
-        name = match.group(1)
-        found = lookup_secret(name)
-        if found:
-            return found
-        raise ValueError(f"the secret {name} is not set; set the environment variable {name} or store it "
-                         f"with `keyring set halguru {name}`")
-
-    return _SECRET.sub(secret, value)
 
 
 _USERINFO = re.compile(r"//[^/\s@'\"]+@")

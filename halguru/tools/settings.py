@@ -65,7 +65,8 @@ class HTTPToolSettings(BaseModel):
     parameters: dict[str, Any] = Field(
         default={"type": "object", "properties": {}}, description="templates: JSON schema of the arguments "
         "(with openapi the document gives it)")
-    headers: dict[str, str] = Field(default={}, description="extra request headers")
+    headers: dict[str, str] = Field(default={}, description="extra request headers; ${NAME} in a value "
+                                    "is the secret NAME (an environment variable, or `keyring set halguru NAME`)")
     auth: HTTPToolAuth | None = Field(default=None, description="an auth header built from a secret")
     openapi: str | None = Field(default=None, description="an OpenAPI 3 document, YAML or JSON (path relative "
                                 "to agent.yaml)")
