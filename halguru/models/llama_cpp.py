@@ -537,10 +537,10 @@ class LlamaCppModel:
 
     def _chat_template(self) -> Any:
         if self._template is None:
-            import jinja2.sandbox
+            from halguru.templating import BoundedSandbox
 
             source = self.engine.metadata("tokenizer.chat_template") or _DEFAULT_TEMPLATE
-            self._template = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(source)
+            self._template = BoundedSandbox().from_string(source)
         return self._template
 
 

@@ -42,12 +42,13 @@ class Workflow:
 @cache
 def _env() -> Any:
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from halguru.templating import BoundedSandbox
 
     def finalize(value: Any) -> Any:  # structured outputs go into prompts as JSON, not Python reprs
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, finalize=finalize, autoescape=False)
+    return BoundedSandbox(undefined=StrictUndefined, finalize=finalize, autoescape=False)
 
 
 def _expression(text: str) -> str:

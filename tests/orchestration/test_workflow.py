@@ -361,6 +361,43 @@ def test_an_expression_that_raises_fails_its_step_at_once(project: Path, body: s
     assert open_store().get_run(result.run_id)["status"] == "failed"
 
 
+@pytest.mark.parametrize(("expression", "error"), [
+    # Jinja's sandbox caps range() only: these allocated gigabytes (or computed for ever) before failing.
+    ("'x' * 10**10", "'*' would make 10,000,000,000 items or characters"),
+    ("[1] * 10**9", "'*' would make 1,000,000,000 items or characters"),
+    ("10**(10**10)", "'**' would make an integer of about 40,000,000,000 bits"),
+    ("steps.a.output * ('ab' * 10**6) * 10**3", "'*' would make 8,000,000,000 items or characters"),
+    ("'%0999999999d' % 1", "the format '%0999999999d' may make a result too large"),
+])
+def test_an_expression_that_would_build_something_huge_fails_its_step_at_once(project: Path, expression: str,
+                                                                              error: str) -> None:
+    import resource
+
+    body = f"    - {{id: b, condition: \"{expression}\", needs: [a]}}\n"
+    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, condition: '4'}\n" + body)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    result = run_sync(load_agent(folder), "go")
+    assert time.monotonic() - started < 10
+    assert result.status == "failed"
+    assert result.error == (f"step b failed: template error: {error}; a template may build at most 10,000,000 "
+                            "items or characters and integers of 100,000 bits")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no allocation happened
+
+
+def test_a_models_chat_template_has_the_same_bounds() -> None:
+    from jinja2.exceptions import SecurityError
+
+    from halguru.templating import BoundedSandbox
+
+    started = time.monotonic()
+    with pytest.raises(SecurityError, match="would make 10,000,000,000 items"):
+        BoundedSandbox().from_string("{{ messages[0] * 10**10 }}").render(messages=["x"])
+    assert BoundedSandbox().from_string("{{ 'ab' * 3 }} {{ 2**10 }} {{ [1] + [2] }} {{ '%05d' % 7 }}").render() == \
+        "ababab 1024 [1, 2] 00007"
+    assert time.monotonic() - started < 5
+
+
 def test_an_output_schema_that_is_not_a_json_schema_is_rejected_at_load(project: Path) -> None:
     """`type: objekt` loaded, then the step's check raised outside the step and the run waited for its timeout."""
     folder = flow(project, "  steps:\n    - id: a\n      condition: '4'\n      output: {type: objekt}\n")
