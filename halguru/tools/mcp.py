@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 import weakref
 from collections.abc import Collection, Sequence
@@ -246,12 +247,17 @@ class _Server:
         if s.command is not None:
             from mcp import StdioServerParameters, stdio_client
 
+            from halguru.tools.mcp_stdio import stdio_transport
+
             env = {k: expand_secrets(v) for k, v in s.env.items()}
             # The server's stderr goes to a file, never to the user's terminal; its last line explains a crash.
             self.log = tempfile.TemporaryFile("a+", encoding="utf-8", errors="replace")  # noqa: SIM115 (closed by close())
-            params = StdioServerParameters(command=s.command[0], args=s.command[1:], env=env,
-                                           cwd=self.base if self.base is not None else None)
-            transport: Any = stdio_client(params, errlog=self.log)
+            if sys.platform == "win32":  # the SDK's own transport: Job Objects, no bound on a message
+                params = StdioServerParameters(command=s.command[0], args=s.command[1:], env=env,
+                                               cwd=self.base if self.base is not None else None)
+                transport: Any = stdio_client(params, errlog=self.log)
+            else:
+                transport = stdio_transport(s.command, env, self.base, self.log)
         else:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client

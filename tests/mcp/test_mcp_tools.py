@@ -312,3 +312,60 @@ def test_a_server_writing_what_is_not_json_rpc_on_stdout_is_said_so(mcp_agent):
         """('{"jsonrpc": "2.0", "id": N, "result": {"content": [') and no answer within 3s; a stdio server must """
         "write only its messages to stdout (logs go to stderr)")
     assert [r.content for r in of_type(result, "tool_result")][1] == "3"  # the other server still serves
+
+
+# A stdio server written by hand: logs each method it gets; `big` answers that many characters. With --silent it
+# never answers server/discover (as some servers ignore what they do not know), else it says it does not know it;
+# with --id-last it writes a response's id after its result (as the TypeScript SDK does).
+QUIET_SERVER = '''\
+import json
+import sys
+
+for line in sys.stdin:
+    message = json.loads(line)
+    with open("methods.log", "a") as log:
+        log.write(message.get("method", "") + "\\n")
+    if "id" not in message or (message["method"] == "server/discover" and "--silent" in sys.argv):
+        continue
+    method, answer = message["method"], {} if "--id-last" in sys.argv else {"jsonrpc": "2.0", "id": message["id"]}
+    if method == "initialize":
+        answer["result"] = {"protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "quiet", "version": "1"}}
+    elif method == "tools/list":
+        answer["result"] = {"tools": [{"name": "big", "inputSchema": {"type": "object", "properties": {
+            "chars": {"type": "integer"}}}}]}
+    elif method == "tools/call":
+        answer["result"] = {"content": [{"type": "text", "text": "x" * message["params"]["arguments"]["chars"]}]}
+    else:
+        answer["error"] = {"code": -32601, "message": "method not found"}
+    answer.update({"jsonrpc": "2.0", "id": message["id"]})
+    sys.stdout.write(json.dumps(answer) + "\\n")
+    sys.stdout.flush()
+'''
+
+QUIET = """\
+name: quietuser
+model: scripted
+mcp:
+  - name: quiet
+    command: [PYTHON, quiet.py]
+    timeout: 20
+"""
+
+
+@pytest.mark.parametrize("order", ["", ", --id-last"])
+def test_a_result_over_the_message_limit_is_said_to_be_too_large_at_once(mcp_agent, order: str):
+    """A 50 MB result was reported as 'timed out after 20s' (the SDK's reader copied the growing line at each read)."""
+    folder = mcp_agent(QUIET.replace("quiet.py]", f"quiet.py{order}]"))
+    (folder / "quiet.py").write_text(QUIET_SERVER)
+    model = ScriptedModel([call("big", chars=50_000_000), call("big", "c2", chars=3), "done"])
+    started = time.monotonic()
+    result = run_sync(folder, "go", model=model)
+    assert result.ok and result.output == "done", result.error
+    too_large, small = of_type(result, "tool_result")
+    assert too_large.is_error and too_large.content == (
+        "error: mcp server 'quiet': big failed: its answer is over 16 MB, the limit for one message (the answer was "
+        "dropped)")
+    assert small.content == "xxx"  # the server still serves
+    assert time.monotonic() - started < 15
+
