@@ -9,6 +9,8 @@ Every failure is a line or a ToolError that names the server, so a broken server
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -43,6 +45,9 @@ logging.getLogger("mcp").addHandler(logging.NullHandler())
 # The tool names OpenAI-compatible endpoints accept (their function-name pattern); a server may offer others.
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
+# Servers that spoke the initialize handshake (not server/discover) when last started, by _Server.key: the SDK's
+# discover probe waits 10 s on a server that never answers it, at every start, so those start in legacy mode.
+LEGACY_FILE = "mcp-legacy-servers.json"
 
 
 @dataclass
@@ -215,7 +220,15 @@ class _Server:
             with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout) as scope:
                 self._scope = scope
                 async with AsyncExitStack() as stack:
-                    client = await stack.enter_async_context(await self._client(stack))
+                    legacy = self.key in _legacy_servers()
+                    try:
+                        client = await stack.enter_async_context(await self._client(stack, legacy))
+                    except Exception:
+                        if legacy:  # it may speak only server/discover now: the next start probes again
+                            _remember(self.key, legacy=False)
+                        raise
+                    if not legacy and client.session.initialize_result is not None:
+                        _remember(self.key, legacy=True)
                     listing = await _list_tools(client)
                     scope.deadline = math.inf
                     self.client = client
@@ -238,7 +251,14 @@ class _Server:
             if not self._ready.done():
                 self._ready.set_exception(RuntimeError("stopped before it started"))
 
-    async def _client(self, stack: AsyncExitStack) -> Client:
+    @property
+    def key(self) -> str:
+        """Names the server in LEGACY_FILE, without its secrets: a digest of its command and folder, or its URL."""
+        s = self.settings
+        what = [*s.command, str(self.base)] if s.command is not None else [shown_url(s.url or "")]
+        return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+
+    async def _client(self, stack: AsyncExitStack, legacy: bool) -> Client:
         from mcp import Client, Implementation
 
         from halguru import __version__
@@ -268,6 +288,7 @@ class _Server:
                 httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout))))
             transport = streamable_http_client(s.url, http_client=http)
         return Client(transport, read_timeout_seconds=s.timeout, cache=None, message_handler=self._incoming,
+                      mode="legacy" if legacy else "auto",
                       client_info=Implementation(name="halguru", version=__version__))
 
     async def _incoming(self, message: Any) -> None:
@@ -343,6 +364,30 @@ class _Server:
     def close_log(self) -> None:
         if self.log is not None:
             self.log.close()
+
+
+def _legacy_file() -> Path:
+    from halguru.config import get_settings
+
+    return get_settings().home / LEGACY_FILE
+
+
+def _legacy_servers() -> set[str]:
+    try:
+        found = json.loads(_legacy_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {k for k in found if isinstance(k, str)} if isinstance(found, list) else set()
+
+
+def _remember(key: str, *, legacy: bool) -> None:
+    """Note (or forget) that a server speaks the handshake; a home that cannot be written only costs time."""
+    from halguru.atomic import write_atomically
+
+    known = _legacy_servers()
+    known = known | {key} if legacy else known - {key}
+    with contextlib.suppress(OSError):
+        write_atomically(_legacy_file(), json.dumps(sorted(known)))
 
 
 async def _list_tools(client: Client) -> list[mcp_types.Tool]:

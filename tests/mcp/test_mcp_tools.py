@@ -369,3 +369,18 @@ def test_a_result_over_the_message_limit_is_said_to_be_too_large_at_once(mcp_age
     assert small.content == "xxx"  # the server still serves
     assert time.monotonic() - started < 15
 
+
+def test_a_server_that_never_answers_discover_costs_its_wait_once(mcp_agent, monkeypatch):
+    """Each start waited for the SDK's server/discover probe to time out (10 s) before the handshake."""
+    monkeypatch.setattr("mcp.client.session.DISCOVER_TIMEOUT_SECONDS", 2.0)  # the SDK's 10 s, shortened
+    folder = mcp_agent(QUIET.replace("quiet.py]", "quiet.py, --silent]"))
+    (folder / "quiet.py").write_text(QUIET_SERVER)
+    took = []
+    for _ in range(2):
+        started = time.monotonic()
+        result = run_sync(folder, "go", model=ScriptedModel([call("big", chars=2), "done"]))
+        took.append(time.monotonic() - started)
+        assert result.ok and [r.content for r in of_type(result, "tool_result")] == ["xx"], result.error
+    methods = (folder / "methods.log").read_text().split()
+    assert methods.count("server/discover") == 1 and methods.count("initialize") == 2
+    assert took[0] >= 2 and took[1] < 2
