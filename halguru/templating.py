@@ -1,22 +1,28 @@
 """The Jinja sandbox halguru renders templates in (workflow templates and expressions, a model's chat template).
 
-Jinja's sandbox stops attribute tricks and caps ``range``, but not what an operator builds: ``"x" * 10**10``,
+Jinja's sandbox stops attribute tricks and caps ``range``, but not what a template builds: ``"x" * 10**10``,
 ``[1] * 10**9`` or ``10**10**10`` allocate until the process dies. Here ``+``, ``*``, ``**`` and ``%`` are
 intercepted (which also stops Jinja folding them at compile time) and refuse, before computing, a result over
-MAX_ITEMS items or characters or an integer over MAX_INT_BITS bits: a SecurityError, one line.
+MAX_ITEMS items or characters or an integer over MAX_INT_BITS bits; so do the other ways to ask for a size (a
+filter's or a string method's number argument, a format width, ``replace``), a namespace attribute that would
+hold more, and ``render`` past MAX_ITEMS characters of output (a loop of big pieces): a SecurityError, one line.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 MAX_ITEMS = 10_000_000  # characters of a string, items of a list or tuple
 MAX_INT_BITS = 100_000  # about 30,000 digits
 # printf-style fields whose width or precision makes long text: "%*s", "%0999999999d", "%.9999999f".
+_FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d+)")  # "{:>999999999}".format(1)
 _WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]?")
 
 
@@ -40,14 +46,76 @@ def _check_format(text: str) -> None:
                 raise _too_big(f"the format {match.group(0)!r} may make a result too large")
 
 
+def _check_numbers(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A number past MAX_ITEMS given to a filter or a string method is a size asked for (center, ljust, batch)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ITEMS:
+            raise _too_big(f"the argument {value:,} asks for too much")
+
+
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        most = len(text) + (len(text) // max(len(old), 1) + 1) * len(new)
+        if most > MAX_ITEMS:
+            raise _too_big(f"replace could make {most:,} characters")
+
+
+def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    skip = 2 if getattr(original, "jinja_pass_arg", None) is not None else 1  # the context, then the value
+
+    @functools.wraps(original)  # keeps jinja_pass_arg: Jinja still passes the context where it did
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_numbers(args[skip:], kwargs)
+        if name == "replace" and len(args) >= skip + 2:
+            _check_replace(str(args[skip - 1]), args[skip], args[skip + 1])
+        elif name == "format":
+            _check_format(str(args[skip - 1]))
+        return original(*args, **kwargs)
+
+    return bounded
+
+
+class _Namespace(Namespace):
+    """``namespace()``: an attribute may not hold more than an operator may build (``ns.s ~ ns.s`` in a loop)."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if (_size(value) or 0) > MAX_ITEMS:
+            raise _too_big(f"namespace attribute {name!r} would hold {_size(value):,} items or characters")
+        super().__setitem__(name, value)
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """An immutable sandbox whose operators cannot allocate without bound."""
+    """An immutable sandbox whose templates cannot allocate without bound (render them with ``render``)."""
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.filters["format"] = self._format_filter(self.filters["format"])
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self.globals["namespace"] = _Namespace
+
+    # Jinja's own names: a call's keyword arguments may be named self, context or obj.
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes):  # "x".ljust(10**9), "x".replace("x", long)
+            _check_numbers(args, kwargs)
+            if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+                _check_replace(owner, args[0], args[1])
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        spec = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            for width in _FORMAT_WIDTH.findall(spec):
+                if int(width) > MAX_ITEMS:
+                    raise _too_big(f"the format width {int(width):,} asks for too much")
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         if operator_ == "*":
@@ -68,11 +136,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             _check_format(left)
         return super().call_binop(context, operator_, left, right)
 
-    @staticmethod
-    def _format_filter(original: Any) -> Any:
-        def do_format(value: Any, *args: Any, **kwargs: Any) -> Any:  # "%s"|format(x): the '%' operator's check
-            _check_format(str(value))
-            return original(value, *args, **kwargs)
 
-        return do_format
+def render(template: Any, context: dict[str, Any]) -> str:
+    """``template.render(context)``, refused past MAX_ITEMS characters (each piece is bounded; a loop is not)."""
+    parts: list[str] = []
+    size = 0
+    for piece in template.generate(context):
+        size += len(piece)
+        if size > MAX_ITEMS:
+            raise _too_big(f"the output passes {MAX_ITEMS:,} characters")
+        parts.append(piece)
+    return "".join(parts)
 

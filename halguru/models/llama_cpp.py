@@ -495,6 +495,8 @@ class LlamaCppModel:
 
     def prompt_tokens(self, request: ModelRequest) -> list[int]:
         """The request as prompt tokens (worker thread), dropping the oldest turns when it does not fit."""
+        from halguru.templating import render
+
         messages = list(request.messages)
         if request.tools and request.tool_choice != "none":
             system = tools_prompt(request.tools)
@@ -505,8 +507,8 @@ class LlamaCppModel:
         budget = self.n_ctx - request.settings.max_tokens
 
         def tokens_from(start: int) -> list[int]:  # the prompt without the turns before ``start``
-            text = self._chat_template().render(messages=render_messages(messages[:first] + messages[start:]),
-                                                add_generation_prompt=True, bos_token="", eos_token="")
+            text = render(self._chat_template(), {"messages": render_messages(messages[:first] + messages[start:]),
+                                                  "add_generation_prompt": True, "bos_token": "", "eos_token": ""})
             if request.tool_choice == "required" and request.tools:
                 text += CALL_OPEN
             return self.engine.tokenize(text, add_bos=True, special=True)

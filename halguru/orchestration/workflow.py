@@ -257,8 +257,10 @@ def _compiled(expression: str) -> Any:
 
 
 def _render(template: str, context: dict[str, Any]) -> str:
+    from halguru.templating import render
+
     with _as_template_error():
-        return _template(template).render(context)
+        return render(_template(template), context)
 
 
 def _evaluate(expression: str, context: dict[str, Any]) -> Any:

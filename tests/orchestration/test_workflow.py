@@ -361,25 +361,39 @@ def test_an_expression_that_raises_fails_its_step_at_once(project: Path, body: s
     assert open_store().get_run(result.run_id)["status"] == "failed"
 
 
-@pytest.mark.parametrize(("expression", "error"), [
+def _condition(expression: str) -> str:
+    return f'condition: "{expression}"'
+
+
+def _template(template: str) -> str:
+    return f'tool: calculator, args: {{expression: "{template}"}}'
+
+
+@pytest.mark.parametrize(("step", "error"), [
     # Jinja's sandbox caps range() only: these allocated gigabytes (or computed for ever) before failing.
-    ("'x' * 10**10", "'*' would make 10,000,000,000 items or characters"),
-    ("[1] * 10**9", "'*' would make 1,000,000,000 items or characters"),
-    ("10**(10**10)", "'**' would make an integer of about 40,000,000,000 bits"),
-    ("steps.a.output * ('ab' * 10**6) * 10**3", "'*' would make 8,000,000,000 items or characters"),
-    ("'%0999999999d' % 1", "the format '%0999999999d' may make a result too large"),
+    (_condition("'x' * 10**10"), "'*' would make 10,000,000,000 items or characters"),
+    (_condition("[1] * 10**9"), "'*' would make 1,000,000,000 items or characters"),
+    (_condition("10**(10**10)"), "'**' would make an integer of about 40,000,000,000 bits"),
+    (_condition("steps.a.output * ('ab' * 10**6) * 10**3"), "'*' would make 8,000,000,000 items or characters"),
+    (_condition("'%0999999999d' % 1"), "the format '%0999999999d' may make a result too large"),
+    (_template("{{ 'x' | center(10**9) }}"), "the argument 1,000,000,000 asks for too much"),
+    (_template("{{ 'x'.ljust(10**9) }}"), "the argument 1,000,000,000 asks for too much"),
+    (_template("{{ ('x' * 10**6) | replace('x', 'y' * 1000) }}"), "replace could make 1,001,001,000 characters"),
+    (_template("{{ '{:>1000000000}'.format(1) }}"), "the format width 1,000,000,000 asks for too much"),
+    (_template("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
+     "namespace attribute 's' would hold 16,777,216 items or characters"),
+    (_template("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}"), "the output passes 10,000,000 characters"),
 ])
-def test_an_expression_that_would_build_something_huge_fails_its_step_at_once(project: Path, expression: str,
-                                                                              error: str) -> None:
+def test_a_template_that_would_build_something_huge_fails_its_step_at_once(project: Path, step: str,
+                                                                           error: str) -> None:
     import resource
 
-    body = f"    - {{id: b, condition: \"{expression}\", needs: [a]}}\n"
-    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, condition: '4'}\n" + body)
+    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, condition: '4'}\n"
+                  f"    - {{id: b, {step}, needs: [a]}}\n")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()
     result = run_sync(load_agent(folder), "go")
     assert time.monotonic() - started < 10
-    assert result.status == "failed"
     assert result.error == (f"step b failed: template error: {error}; a template may build at most 10,000,000 "
                             "items or characters and integers of 100,000 bits")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no allocation happened
