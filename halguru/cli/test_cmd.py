@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from halguru.errors import HalguruError
+    from halguru.testing.runner import SuiteResult
 
 
 def register(app: typer.Typer) -> None:
@@ -27,44 +31,10 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
-        import asyncio
-
-        from rich.console import Console
-
-        from halguru.errors import HalguruError
-        from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
-        from halguru.testing.runner import SuiteResult, run_suite
-
-        mode = _mode(record, replay, live, repeat)
-        from halguru.testing.report import LiveProgress
-
-        # Live and recording runs take minutes on a local model: show the model loading and each test as it goes.
-        suite, interrupted = SuiteResult(tests=[], file_errors=[]), False
-        with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
-            try:
-                asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
-                                      progress=progress, concurrency=concurrency, into=suite))
-            except KeyboardInterrupt:  # Ctrl-C: the tests that finished are reported (and in --junit), as pytest does
-                interrupted = True
-        if interrupted and not suite.tests:
-            raise typer.Exit(130)
-        if not suite.tests and not suite.file_errors:
-            raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
-                               if not pattern else f"no test matches -k {pattern!r}")
-        if json_output:
-            typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
-        else:
-            from halguru.cli.table import print_rich_table, stdout_console
-
-            print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate, print_rich_table)
-        if junit is not None:  # after the report: a path it cannot write must not hide the results
-            write_junit(suite, junit)
-        for label in suite.unrecorded:
-            typer.echo(f"not recorded: {label} failed; its earlier recording (if any) is kept", err=True)
-        if interrupted:
-            typer.echo(f"interrupted: the {len(suite.tests)} test(s) that finished are reported", err=True)
-            raise typer.Exit(130)
-        raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
+        suite, interrupted = _run_tests(path, _mode(record, replay, live, repeat), pattern=pattern, repeat=repeat,
+                                        model=model, concurrency=concurrency)
+        _report_tests(suite, interrupted, path=path, pattern=pattern, min_pass_rate=min_pass_rate, junit=junit,
+                      json_output=json_output)
 
     @app.command("eval")
     def eval_(
@@ -77,38 +47,97 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run the conversation tests against several models and compare them."""
-        import asyncio
+        _evaluate(path, [m.strip() for m in models.split(",") if m.strip()], pattern=pattern, repeat=repeat,
+                  concurrency=concurrency, json_output=json_output)
 
-        from rich.console import Console
 
-        from halguru.errors import HalguruError
-        from halguru.testing.evaluate import ModelScore, evaluate
-        from halguru.testing.report import LiveProgress
+def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *, pattern: str | None, repeat: int,
+               model: str | None, concurrency: int) -> tuple[SuiteResult, bool]:
+    """Run the suite with live progress on stderr (a local model's live run takes minutes); returns the tests
+    that finished and whether Ctrl-C cut it short."""
+    import asyncio
 
-        names = [m.strip() for m in models.split(",") if m.strip()]
-        err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
-        scores: list[ModelScore] = []
-        interrupted = False
-        with LiveProgress(err) as progress:
-            try:
-                asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
-                                     concurrency=concurrency, into=scores))
-            except KeyboardInterrupt:  # Ctrl-C: the scores so far are reported, as `halguru test` does
-                interrupted = True
-        if interrupted:
-            if scores:
-                _report_scores(scores, json_output)
-            err.print(f"interrupted: {len(scores)} model(s) scored on the tests that finished", markup=False)
-            raise typer.Exit(130)
-        if scores and not any(s.tests or s.error for s in scores):  # as `halguru test` says it
-            raise HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
-                               if not pattern else f"no test matches -k {pattern!r}")
-        failed = [s for s in scores if s.error]
-        _report_scores(scores, json_output)
-        for s in failed:
-            err.print(f"Error: {s.model}: {s.error}", markup=False, soft_wrap=True)  # one line, any width
-        if failed:
-            raise typer.Exit(1)
+    from rich.console import Console
+
+    from halguru.testing.report import LiveProgress
+    from halguru.testing.runner import SuiteResult, run_suite
+
+    suite, interrupted = SuiteResult(tests=[], file_errors=[]), False
+    with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
+        try:
+            asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
+                                  progress=progress, concurrency=concurrency, into=suite))
+        except KeyboardInterrupt:  # Ctrl-C: the tests that finished are reported (and in --junit), as pytest does
+            interrupted = True
+    return suite, interrupted
+
+
+def _report_tests(suite: SuiteResult, interrupted: bool, *, path: Path, pattern: str | None, min_pass_rate: float,
+                  junit: Path | None, json_output: bool) -> NoReturn:
+    """Report the suite (table or JSON, then JUnit) and exit: 0 all passed, 1 a failure, 130 interrupted."""
+    from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
+
+    if interrupted and not suite.tests:
+        raise typer.Exit(130)
+    if not suite.tests and not suite.file_errors:
+        raise _no_tests(path, pattern)
+    if json_output:
+        typer.echo(json.dumps(suite_json(suite, min_pass_rate), indent=2, ensure_ascii=False))
+    else:
+        from halguru.cli.table import print_rich_table, stdout_console
+
+        print_report(suite, stdout_console(highlight=False, emoji=False), min_pass_rate, print_rich_table)
+    if junit is not None:  # after the report: a path it cannot write must not hide the results
+        write_junit(suite, junit)
+    for label in suite.unrecorded:
+        typer.echo(f"not recorded: {label} failed; its earlier recording (if any) is kept", err=True)
+    if interrupted:
+        typer.echo(f"interrupted: the {len(suite.tests)} test(s) that finished are reported", err=True)
+        raise typer.Exit(130)
+    raise typer.Exit(0 if suite_passed(suite, min_pass_rate) else 1)
+
+
+def _evaluate(path: Path, names: list[str], *, pattern: str | None, repeat: int, concurrency: int,
+              json_output: bool) -> None:
+    """Score each model on the tests and report them; Ctrl-C reports the scores so far (exit 130), a model
+    that failed is one line each (exit 1)."""
+    import asyncio
+
+    from rich.console import Console
+
+    from halguru.testing.evaluate import ModelScore, evaluate
+    from halguru.testing.report import LiveProgress
+
+    err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
+    scores: list[ModelScore] = []
+    interrupted = False
+    with LiveProgress(err) as progress:
+        try:
+            asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
+                                 concurrency=concurrency, into=scores))
+        except KeyboardInterrupt:  # Ctrl-C: the scores so far are reported, as `halguru test` does
+            interrupted = True
+    if interrupted:
+        if scores:
+            _report_scores(scores, json_output)
+        err.print(f"interrupted: {len(scores)} model(s) scored on the tests that finished", markup=False)
+        raise typer.Exit(130)
+    if scores and not any(s.tests or s.error for s in scores):  # as `halguru test` says it
+        raise _no_tests(path, pattern)
+    failed = [s for s in scores if s.error]
+    _report_scores(scores, json_output)
+    for s in failed:
+        err.print(f"Error: {s.model}: {s.error}", markup=False, soft_wrap=True)  # one line, any width
+    if failed:
+        raise typer.Exit(1)
+
+
+def _no_tests(path: Path, pattern: str | None) -> HalguruError:
+    """The one-line error of a run that found no test (`test` and `eval` say it alike)."""
+    from halguru.errors import HalguruError
+
+    return HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
+                        if not pattern else f"no test matches -k {pattern!r}")
 
 
 def _report_scores(scores: list, json_output: bool) -> None:
