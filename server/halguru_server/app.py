@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -57,6 +57,9 @@ from halguru_server.settings import ServerSettings
 from halguru_server.state import ServerState
 from halguru_server.worker import load_all_channels, make_worker
 
+if TYPE_CHECKING:
+    from halguru.jobs.worker import Worker
+
 log = logging.getLogger("halguru.server")
 SETTINGS_ENV = "HALGURU_SERVE_SETTINGS_JSON"  # how `halguru serve --workers N` hands settings to each worker
 
@@ -69,10 +72,30 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """Load the agents, open the store and wire every route; plugins add theirs via ``register_routes``."""
-    from halguru.store import open_store
-
     settings = settings or ServerSettings()
     settings.check()
+    state, worker = _open_state(settings)
+    app = FastAPI(title="halguru", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=_lifespan(state, worker),  # /openapi.json is ours, guarded (_swagger)
+                  description="Agents behind a REST API, an OpenAI-compatible endpoint and a web chat. "
+                              "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
+    app.state.halguru = state
+    errors.install(app)
+    errors.document_body_errors(app)
+    _include_routes(app, settings)
+    add_plugin_routes(app)  # after halguru's own: a plugin's route of a taken path is left out, and said
+    app.add_middleware(RequestMiddleware, metrics=state.metrics, max_body=settings.max_body_bytes,
+                       loopback_only=settings.dev, replica=settings.replica_id,
+                       max_bundle=settings.max_bundle_bytes)
+    return app
+
+
+def _open_state(settings: ServerSettings) -> tuple[ServerState, Worker | None]:
+    """The app's shared state (store, agents, channels, metrics, model gate) and its in-process worker, if any.
+
+    Everything that can fail on a bad configuration happens here, before anything listens or works."""
+    from halguru.store import open_store
+
     store = open_store()
     # the operator's secret first; else the store's, so sessions outlive a restart (every replica shares it)
     settings.session_secret = settings.session_secret or sessions.stored_secret(store)
@@ -98,6 +121,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     worker = make_worker(store, agents, channels, state.gate, metrics, settings.worker_settings(),
                          settings.concurrency, state.pusher) if settings.worker else None
     state.sink = StoreSink(store, worker.wake if worker else None, settings.max_input_chars)
+    return state, worker
+
+
+def _lifespan(state: ServerState, worker: Worker | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What runs while the server listens: the worker, the shared MCP servers and the background loops
+    (status history, metrics mirror, deployments), all stopped in order at shutdown."""
+    settings, metrics = state.settings, state.metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,14 +147,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             working.add_done_callback(_worker_ended)
         if worker is not None:
             state.lifecycle.on_stopping.append(worker.stop)  # SIGTERM: claim nothing new; running jobs finish
-        sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
-        mirroring = asyncio.create_task(metrics.keep_mirroring(), name="metrics-mirror")
-        polling = asyncio.create_task(deployments.follow(lambda: deployments.sync(state),
-                                                         state.settings.deployments_poll), name="deployments")
+        loops = _start_loops(app, state)
         yield
-        for task in (sampling, polling, mirroring):
+        for task in loops:
             task.cancel()
-        await asyncio.gather(sampling, polling, mirroring, return_exceptions=True)
+        await asyncio.gather(*loops, return_exceptions=True)
         metrics.process_ended()
         if worker is not None and working is not None:
             worker.stop()  # running jobs get the shutdown timeout, then go back to the queue
@@ -136,26 +163,27 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         telemetry.shutdown()  # the spans still buffered go out (uvicorn ends on SIGTERM re-raised: no atexit)
         log.info("stopped", extra={"fields": {"pid": os.getpid()}})
 
-    app = FastAPI(title="halguru", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None, lifespan=lifespan,  # /openapi.json is ours, with its guard (_swagger)
-                  description="Agents behind a REST API, an OpenAI-compatible endpoint and a web chat. "
-                              "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
-    app.state.halguru = state
-    errors.install(app)
-    errors.document_body_errors(app)
+    return lifespan
+
+
+def _start_loops(app: FastAPI, state: ServerState) -> tuple[asyncio.Task[None], ...]:
+    """The background loops of a listening server: the status history, the metrics mirror and the follower
+    of published deployments (cancelled at shutdown)."""
+    sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
+    mirroring = asyncio.create_task(state.metrics.keep_mirroring(), name="metrics-mirror")
+    polling = asyncio.create_task(deployments.follow(lambda: deployments.sync(state),
+                                                     state.settings.deployments_poll), name="deployments")
+    return sampling, mirroring, polling
+
+
+def _include_routes(app: FastAPI, settings: ServerSettings) -> None:
+    """halguru's own routes, pages and static files (their order is the OpenAPI document's)."""
     for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, ops.router, web.router,
-                   web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router):
+                   web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router,
+                   session_routes.router, users_routes.router, audit.router, clients_web_router, attachments_router,
+                   conversations_router, deployments_api.router, device_routes.router, device_routes.pages_router,
+                   push_router):
         app.include_router(router)
-    app.include_router(session_routes.router)
-    app.include_router(users_routes.router)
-    app.include_router(audit.router)
-    app.include_router(clients_web_router)
-    app.include_router(attachments_router)
-    app.include_router(conversations_router)
-    app.include_router(deployments_api.router)
-    app.include_router(device_routes.router)
-    app.include_router(device_routes.pages_router)
-    app.include_router(push_router)
     console.install(app)
     app.mount("/chat/static", web.SecureStatic(directory=web.STATIC), name="chat-static")
     if settings.auth.proxy is not None:
@@ -163,11 +191,6 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
         proxy.install(app, settings.auth.proxy)
     _swagger(app)
-    add_plugin_routes(app)  # after halguru's own: a plugin's route of a taken path is left out, and said
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.max_body_bytes,
-                       loopback_only=settings.dev, replica=settings.replica_id,
-                       max_bundle=settings.max_bundle_bytes)
-    return app
 
 
 def _swagger(app: FastAPI) -> None:
