@@ -23,6 +23,7 @@ from halguru.agents import telemetry
 from halguru.agents.context import RunContext, Totals, Trace, new_id
 from halguru.agents.driver import RunOutcome, plain_status
 from halguru.agents.events import (
+    BaseEvent,
     Error,
     Event,
     Resumed,
@@ -82,37 +83,17 @@ async def run(
     ``job_id`` is the worker's job that runs it, stored with the run (a continuation carries on the job of the run
     it continues), so the job's retry finds its own earlier run and no other (``halguru.jobs.handlers``).
     """
-    if not isinstance(agent, Agent):
-        agent = load_agent(agent)
-    input = storable(input)
-    if not record:
-        store = None
-    elif store is None:
-        from halguru.store import open_store
-
-        store = open_store()
-    driver, messages = agent.driver, [Message(role="user", content=input)] if resume is None else list(resume.messages)
-    book = _Book(agent, input, model, store, owner, job_id, messages, new_id("run"), conversation or new_id("conv"),
-                 [])
-    ctx = book.ctx = RunContext(book.run_id, book.conversation_id, asyncio.get_running_loop().time() + book.timeout,
-                                Trace(book.run_id, store), store, hooks or RunHooks(), Totals.resumed(resume), model,
-                                sampling, resume)
-    book.suspended_before = ctx.hooks.suspended()  # hooks outlive a run (a debugger's): only this run's pauses count
-    ctx.trace.observe = telemetry.observer(driver.kind if driver is not None else None)
+    book = _Book.open(agent, input, conversation, model=model, store=store, record=record,
+                      sampling=sampling, hooks=hooks, resume=resume, owner=owner, job_id=job_id)
     await book.begin(conversation)
-    trace, outcome, end = ctx.trace, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
+    ctx, outcome, end = book.ctx, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
+    trace, driver = ctx.trace, book.agent.driver
     try:  # from the first event on: a caller leaving after run_started left the run 'running' for good
-        yield trace(RunStarted(agent=agent.name, model=book.model_name, input=input,
+        yield trace(RunStarted(agent=book.agent.name, model=book.model_name, input=book.input,
                                conversation_id=book.conversation_id, metadata=metadata or {}))
         if resume is not None and resume.after_crash:
-            assert resume.state is not None
-            reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
-            yield trace(Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint,
-                                reused=sorted(reused)))
-        body = driver.drive(ctx, agent, book.history, messages, outcome) if driver is not None else agent_loop(
-            ctx, Turn(agent, ctx.model_for(agent), book.history, messages, output_schema=output_schema,
-                      finish_paused_step=resume is not None), end)
-        async with aclosing(body) as events:
+            yield trace(_resumed(resume))
+        async with aclosing(_body(book, output_schema, end)) as events:
             async for raw in events:
                 event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
                 if event.type in _BOOKKEPT:
@@ -133,15 +114,7 @@ async def run(
         outcome.status, outcome.error = "failed", str(exc)
         yield trace(Error(kind=error_kind(exc), message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
-        # Ctrl-C, a consumer that stopped listening, or a server shutting down: keep the partial answer.
-        tool = ctx.running_tool
-        left = "" if tool is None else f" while {tool.name} ran" + (
-            "; its thread was abandoned and may run on until the process exits"
-            if not tool.is_async and not tool.inline else "")
-        if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
-            book.finish("interrupted", f"interrupted by server shutdown{left}; {book.after_shutdown}")
-        else:
-            book.finish("cancelled", f"cancelled by the user{left}")
+        book.finish(*_cut_short(book, exc))  # Ctrl-C, a consumer gone or a shutdown: keep the partial answer
         raise
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
         book.finish("failed", f"internal error: {type(exc).__name__}: {exc}")
@@ -150,6 +123,34 @@ async def run(
         for box in ctx.mcp.values():
             await box.close()
     yield await book.end(outcome.status, outcome.error)
+
+
+def _resumed(resume: Resume) -> Resumed:
+    """The event of a run resumed after a crash: what it takes from its checkpoint instead of doing again."""
+    assert resume.state is not None
+    reused = resume.state.get("steps_done", resume.done)  # a workflow's finished steps, or a team's calls
+    return Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint, reused=sorted(reused))
+
+
+def _body(book: _Book, output_schema: dict[str, Any] | None, end: LoopEnd) -> AsyncGenerator[BaseEvent, None]:
+    """The run's untraced events: its orchestration driver's, or the plain loop's (which sets ``end``)."""
+    ctx, agent, driver = book.ctx, book.agent, book.agent.driver
+    if driver is not None:
+        return driver.drive(ctx, agent, book.history, book.messages, book.outcome)
+    return agent_loop(ctx, Turn(agent, ctx.model_for(agent), book.history, book.messages,
+                                output_schema=output_schema, finish_paused_step=ctx.resume is not None), end)
+
+
+def _cut_short(book: _Book, exc: BaseException) -> tuple[str, str]:
+    """How a run stopped from outside is stored: interrupted (a server shutdown: resumable) or cancelled (Ctrl-C,
+    a consumer that stopped listening), naming the tool it was in."""
+    tool = book.ctx.running_tool
+    left = "" if tool is None else f" while {tool.name} ran" + (
+        "; its thread was abandoned and may run on until the process exits"
+        if not tool.is_async and not tool.inline else "")
+    if isinstance(exc, asyncio.CancelledError) and SHUTDOWN in exc.args:
+        return "interrupted", f"interrupted by server shutdown{left}; {book.after_shutdown}"
+    return "cancelled", f"cancelled by the user{left}"
 
 
 @dataclass
@@ -172,6 +173,33 @@ class _Book:
     suspended_before: float = 0.0  # seconds the hooks had spent suspended when this run started
     partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
     writing: threading.Lock = field(default_factory=threading.Lock)  # held while a checkpoint is written
+
+    @classmethod
+    def open(cls, agent: Agent | str | Path, input: str, conversation: str | None, *,
+             model: str | Model | PerAgentModel | None, store: TraceStore | None, record: bool,
+             sampling: dict[str, Any] | None, hooks: RunHooks | None, resume: Resume | None,
+             owner: str | None, job_id: str | None) -> _Book:
+        """A run's book and context, nothing stored yet: the agent loaded, the store opened (when recorded),
+        ids given, the deadline set and the trace's telemetry observer chosen."""
+        if not isinstance(agent, Agent):
+            agent = load_agent(agent)
+        input = storable(input)
+        if not record:
+            store = None
+        elif store is None:
+            from halguru.store import open_store
+
+            store = open_store()
+        driver = agent.driver
+        messages = [Message(role="user", content=input)] if resume is None else list(resume.messages)
+        book = cls(agent, input, model, store, owner, job_id, messages, new_id("run"), conversation or new_id("conv"),
+                   [])
+        ctx = book.ctx = RunContext(book.run_id, book.conversation_id,
+                                    asyncio.get_running_loop().time() + book.timeout, Trace(book.run_id, store),
+                                    store, hooks or RunHooks(), Totals.resumed(resume), model, sampling, resume)
+        book.suspended_before = ctx.hooks.suspended()  # hooks outlive a run (a debugger's): only this run's count
+        ctx.trace.observe = telemetry.observer(driver.kind if driver is not None else None)
+        return book
 
     async def begin(self, conversation: str | None) -> None:
         """Record the run as running, off the event loop: with a database server each write is a round trip of
