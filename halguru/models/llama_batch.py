@@ -1,16 +1,17 @@
 """Continuous batching: many generations through one llama.cpp model, in one context, on one thread.
 
 The engine owns a llama.cpp context with ``slots`` sequences (``n_seq_max``), each with its own share
-of the KV cache (``slot_ctx`` tokens; ``n_ctx = slots × slot_ctx``). A generation is a *program*: a
-generator that yields what its sequence must hold next (``Eval``: exactly these tokens; ``Feed``:
-these tokens appended) and is resumed with the batch index of the last token's logits, from which it
-samples with its own sampler chain (its own grammar, temperature, seed). Every step decodes, in a
+of the KV cache (``slot_ctx`` tokens; ``n_ctx = slots × slot_ctx``). A generation is a *program*
+(``llama_jobs``): a generator that yields what its sequence must hold next (``Eval``: exactly these
+tokens; ``Feed``: these tokens appended) and is resumed with the batch index of the last token's logits,
+from which it samples with its own sampler chain (its own grammar, temperature, seed). Every step decodes, in a
 single ``llama_decode``, one token for each slot that is generating, then a chunk of the prompt of
 each slot still prefilling (each in its own call, so it is evaluated as it would be alone), so a new
 request's prompt never stalls the running ones for long.
 
 Invariants:
-- ``Slot.tokens`` is exactly what the KV cache holds for the slot's sequence (positions 0..n-1).
+- ``Slot.tokens`` is exactly what the KV cache holds for the slot's sequence (positions 0..n-1;
+  ``llama_kv`` changes both together).
 - A finished or cancelled generation frees its slot at once; its sequence stays *warm* (KV kept,
   keyed by conversation) until another request needs the slot, so a returning conversation resumes
   from its prefix. A warm sequence whose slot is taken by another conversation is saved
@@ -21,86 +22,36 @@ Invariants:
 Everything llama.cpp is touched from the worker thread only; ``submit`` and ``stats`` are thread-safe.
 
 The GIL: every ctypes call releases it, and taking it back from a busy event loop can wait a switch
-interval (5 ms). So sampling (tens of microseconds) keeps it (``_KeepGIL``), and what a step produces for
-the event loops (tokens, ends) is posted once per step and loop (``post``), not once per token.
+interval (5 ms). So sampling (tens of microseconds) keeps it (``llama_sampling.keeping_gil``), and what a
+step produces for the event loops (tokens, ends) is posted once per step and loop (``post``), not once per
+token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
-import logging
-import os
 import queue
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from halguru.errors import ModelError
-from halguru.models.llama_sampling import MIN_P, TOP_K, Sampler, free_sampler, keeping_gil, sampler_chain
+from halguru.models.llama_context import N_BATCH, LlamaContext
+from halguru.models.llama_jobs import Eval, Feed, Job, Program
+from halguru.models.llama_kv import SequenceCache, Slot, common_prefix
 from halguru.models.llama_threads import ThreadChoice
 
+__all__ = ["Eval", "Feed", "Job", "LlamaEngine", "Program", "Stats"]
+
 PREFILL_CHUNK = 256  # prompt tokens per step while other slots are generating (their step gets this much slower)
-N_BATCH = 512  # tokens per llama_decode at most (a prompt alone is prefilled this many at a time)
-COPY_PREFIX_MIN = 64  # copying another slot's whole sequence to reuse its prefix pays from this many tokens
 RATE_WINDOW_S = 10.0  # the aggregate tokens/s figure covers this many recent seconds
 EXIT_WAIT_S = 60.0  # at exit, how long a worker may take to finish the llama.cpp step it is in
-
-
-@dataclass
-class Eval:
-    """The sequence must hold exactly ``tokens``; resumed with the batch index of the last one's logits."""
-
-    tokens: list[int]
-
-
-@dataclass
-class Feed:
-    """Append ``tokens`` (the one just sampled) to the sequence; resumed like ``Eval``."""
-
-    tokens: list[int]
-
-
-Program = Generator[Eval | Feed, int, None]
-
-
-@dataclass
-class Job:
-    """One generation: ``start`` builds its program once a slot is free (on the worker thread); its first
-    need (the prompt) decides which slot it gets."""
-
-    key: str | None  # the conversation: its KV prefix is kept for its next turn
-    start: Callable[[], Program]
-    fail: Callable[[BaseException], None]
-    done: Callable[[], None]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    reused: int | None = None  # prompt tokens its first Eval found in the KV cache
-
-
-@dataclass
-class Slot:
-    seq: int
-    tokens: list[int] = field(default_factory=list)  # what the KV cache holds for this sequence
-    key: str | None = None
-    job: Job | None = None
-    program: Program | None = None
-    pending: list[int] = field(default_factory=list)  # to decode before the program resumes
-    feeding: bool = False  # pending holds a sampled token (generation), not a prompt
-    started: float = 0.0
-    last_used: float = 0.0
-
-
-@dataclass
-class _Saved:
-    data: Any
-    size: int
-    tokens: list[int]
 
 
 @dataclass
@@ -119,43 +70,25 @@ class Stats:
     recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+class LlamaEngine(LlamaContext):
+    """Continuous batching over a ``LlamaContext``: requests (``Job``) wait for a slot, and every step decodes
+    a token for each generating slot and a chunk of each prefilling one's prompt (see the module's doc)."""
 
-
-class LlamaEngine:
     def __init__(self, name: str, path: Path, slots: int, slot_ctx: int, n_threads: int | None,
                  saved_states: int):
-        self.name, self.path, self.slots, self.slot_ctx = name, path, slots, slot_ctx
-        self.n_threads, self.saved_states = n_threads, saved_states
-        self.model: Any = None
-        self.ctx: Any = None
-        self.vocab: Any = None
-        self.n_vocab = 0
-        self._batch: Any = None
+        super().__init__(name, path, slots, slot_ctx, n_threads)
         self._slots = [Slot(i) for i in range(slots)]
-        self._saved: OrderedDict[str, _Saved] = OrderedDict()
+        self._kv = SequenceCache(self._slots, saved_states)
         self._waiting: deque[Job] = deque()
         self._jobs: queue.Queue[Job | None] = queue.Queue()  # None: the process is exiting (close)
         self._thread: threading.Thread | None = None
         self._closing = False
         self._start_lock = threading.Lock()
         self._stats = Stats()
-        self._piece_buf = ctypes.create_string_buffer(256)
-        self._pieces: dict[int, bytes] = {}  # bounded by the vocabulary
-        self._eog: dict[int, bool] = {}
-        self._threads = (1, 1)  # (one token, a batch), set at load
-        self._context_threads = (0, 0)  # what the context uses now: (one-token steps, batches)
         self._single_threads = ThreadChoice(1, 1)  # for one-token steps (a lone stream), set at load
         self._generating_threads: dict[int, ThreadChoice] = {}  # per batch size: steps that only generate
         self._prompt_threads = ThreadChoice(1, 1)  # for steps that evaluate prompt tokens
         self._posts: dict[asyncio.AbstractEventLoop, list[tuple[Callable[[Any], None], Any, threading.Event]]] = {}
-        self._sample_keeping_gil: Any = None
 
     # -- any thread ------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -206,120 +139,15 @@ class LlamaEngine:
             "decode_seconds": s.decode_seconds, "tokens_per_second": rate, "generations": float(s.generations),
         }
 
-    # -- worker thread: loading and model helpers ------------------------
+    # -- worker thread: loading -------------------------------------------
     def load(self) -> None:
+        """The model and its context (once), with fresh thread choices for the thread counts it got."""
         if self.ctx is not None:
             return
-        if not self.path.is_file():
-            raise ModelError(f"GGUF model file not found: {self.path} (model {self.name}); "
-                             "check the path or register another with `halguru models add NAME --gguf PATH`")
-        import llama_cpp
-
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
-        llama_cpp.llama_backend_init()
-        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), llama_cpp.llama_model_default_params())
-        if not model:
-            from halguru.models.gguf import check_gguf
-
-            check_gguf(self.path)  # a truncated or malformed file: say which (llama.cpp only says it failed)
-            raise ModelError(f"cannot load {self.path} as a GGUF model")
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.slots * self.slot_ctx
-        params.n_batch = params.n_ubatch = N_BATCH
-        params.n_seq_max = self.slots
-        # One KV stream per sequence: a token attends only to its own sequence's cells (a shared, unified
-        # buffer makes every token of a batch scan every slot's cells).
-        params.kv_unified = False
-        cpus = os.cpu_count() or 1
-        # llama-cpp-python's defaults (half the cores for one token, all for a prompt), as before batching
-        self._threads = (self.n_threads or max(cpus // 2, 1), self.n_threads or cpus)
-        params.n_threads, params.n_threads_batch = self._threads
+        super().load()
+        self._kv.ctx = self.ctx
         self._prompt_threads = ThreadChoice(*self._threads)
         self._single_threads = ThreadChoice(*self._threads)
-        params.no_perf = True
-        # Flash attention: 10-15% more tokens/s on 2 cores at 1 to 4 streams (llama-server's default, "auto",
-        # turns it on for the CPU too). A stream's text is the same alone or batched, as before; it may differ
-        # from llama-cpp-python's Llama class, which leaves it off (the kernels round differently).
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        ctx = llama_cpp.llama_init_from_model(model, params)
-        if not ctx:
-            llama_cpp.llama_model_free(model)
-            raise ModelError(f"llama.cpp could not create a context of {self.slots} × {self.slot_ctx} tokens "
-                             f"for {self.path.name}; lower HALGURU_LLAMA_SLOTS or HALGURU_LLAMA_N_CTX")
-        self.model, self.ctx = model, ctx
-        self.vocab = llama_cpp.llama_model_get_vocab(model)
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
-
-    def metadata(self, key: str) -> str | None:
-        import llama_cpp
-
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
-        return buf.value.decode("utf-8", "replace")
-
-    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
-        import llama_cpp
-
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        out = (llama_cpp.llama_token * size)()
-        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, size, add_bos, special)
-        if n < 0:  # never more tokens than bytes (+ BOS), but llama.cpp says how many it needs
-            size = -n
-            out = (llama_cpp.llama_token * size)()
-            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, size, add_bos, special)
-        return list(out[:n])
-
-    # Cached per token: every ctypes call releases the GIL, and taking it back from a busy event loop can cost
-    # milliseconds per call; a generated token needs only two (llama_decode and its sampling).
-    def piece(self, token: int) -> bytes:
-        """The bytes of one token as text (control tokens render as nothing)."""
-        import llama_cpp
-
-        cached = self._pieces.get(token)
-        if cached is None:
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
-            cached = self._pieces[token] = self._piece_buf.raw[:n] if n > 0 else b""
-        return cached
-
-    def is_eog(self, token: int) -> bool:
-        import llama_cpp
-
-        eog = self._eog.get(token)
-        if eog is None:
-            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
-        return eog
-
-    def sampler(self, *, temperature: float, top_p: float, seed: int, repeat_penalty: float,
-                grammar: str | None = None, frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
-                top_k: int = TOP_K, min_p: float = MIN_P) -> Sampler:
-        """A sampler for this model (see ``llama_sampling.sampler_chain``); free it with ``free_sampler``."""
-        return sampler_chain(self.vocab, temperature=temperature, top_p=top_p, seed=seed,
-                             repeat_penalty=repeat_penalty, grammar=grammar, frequency_penalty=frequency_penalty,
-                             presence_penalty=presence_penalty, top_k=top_k, min_p=min_p)
-
-    free_sampler = staticmethod(free_sampler)
-
-    def sample(self, sampler: Sampler, index: int) -> int:
-        if self._sample_keeping_gil is None:
-            self._sample_keeping_gil = keeping_gil("llama_sampler_sample")
-        sampler.penalize(self.logits(index))
-        token = int(self._sample_keeping_gil(sampler.chain, self.ctx, index))
-        sampler.recent.append(token)
-        return token
-
-    def logits(self, index: int) -> Any:
-        """The logits at batch ``index`` as a numpy array (valid until the next step)."""
-        import llama_cpp
-        import numpy as np
-
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
 
     # -- worker thread: the loop -----------------------------------------
     def _work(self) -> None:
@@ -363,35 +191,43 @@ class LlamaEngine:
                 job.done()
 
     def _admit(self) -> None:
+        """Give the free slots to waiting jobs in arrival order; a job's first need (its prompt) picks its slot."""
         while self._waiting:
             free = [s for s in self._slots if s.job is None]
             if not free:
                 return
             job = self._waiting.popleft()
-            try:
-                self.load()
-            except Exception as exc:  # a missing or broken file: this request fails, the next one tries again
-                job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed on {self.path.name}: "
-                                                                            f"{exc}"))
-                job.done()
+            started = self._start(job)
+            if started is None:
                 continue
-            try:
-                program = job.start()
-                need = next(program)
-            except StopIteration:
-                job.done()
-                continue
-            except Exception as exc:
-                job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed: {exc}"))
-                job.done()
-                continue
+            program, need = started
             slot = self._choose(free, job.key, need.tokens if isinstance(need, Eval) else [])
             if slot.key != job.key:
-                self._save(slot)
+                self._kv.save(slot)
                 slot.key = job.key
             slot.job, slot.program, slot.started = job, program, time.monotonic()
             self._stats.generations += 1
             self._apply(slot, need)
+
+    def _start(self, job: Job) -> tuple[Program, Eval | Feed] | None:
+        """The job's program and its first need, the model loaded first; None when the job is already done (it
+        failed, or its program needed nothing)."""
+        try:
+            self.load()
+        except Exception as exc:  # a missing or broken file: this request fails, the next one tries again
+            job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed on {self.path.name}: "
+                                                                        f"{exc}"))
+            job.done()
+            return None
+        try:
+            program = job.start()
+            return program, next(program)
+        except StopIteration:
+            job.done()
+        except Exception as exc:
+            job.fail(exc if isinstance(exc, ModelError) else ModelError(f"llama.cpp failed: {exc}"))
+            job.done()
+        return None
 
     @staticmethod
     def _choose(free: list[Slot], key: str | None, prompt: list[int]) -> Slot:
@@ -402,67 +238,6 @@ class LlamaEngine:
                 return s
         return max(free, key=lambda s: (common_prefix(s.tokens, prompt), not s.tokens, -s.last_used))
 
-    # -- KV cache per sequence --------------------------------------------
-    def _memory(self) -> Any:
-        import llama_cpp
-
-        return llama_cpp.llama_get_memory(self.ctx)
-
-    def _truncate(self, slot: Slot, n: int) -> None:
-        import llama_cpp
-
-        if n < len(slot.tokens):
-            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, n, -1)
-            del slot.tokens[n:]
-
-    def _save(self, slot: Slot) -> None:
-        """Keep a warm sequence whose slot goes to another conversation (bounded LRU)."""
-        import llama_cpp
-
-        if slot.key is None or not slot.tokens or self.saved_states <= 0:
-            return
-        size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq)
-        data = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(self.ctx, data, size, slot.seq)
-        self._saved[slot.key] = _Saved(data, written, list(slot.tokens))
-        self._saved.move_to_end(slot.key)
-        while len(self._saved) > self.saved_states:
-            self._saved.popitem(last=False)
-
-    def _restore(self, slot: Slot, saved: _Saved) -> None:
-        import llama_cpp
-
-        if llama_cpp.llama_state_seq_set_data(self.ctx, saved.data, saved.size, slot.seq) == saved.size:
-            slot.tokens = list(saved.tokens)
-        else:  # could not restore: the prompt is evaluated from scratch
-            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
-            slot.tokens = []
-
-    def _reuse(self, slot: Slot, target: list[int]) -> int:
-        """Make the slot's sequence hold the longest known prefix of ``target``: its own, its
-        conversation's saved state, or another sequence's (a whole-sequence copy); returns its length."""
-        import llama_cpp
-
-        best = common_prefix(slot.tokens, target)
-        key = slot.key
-        saved = self._saved.get(key) if key is not None else None
-        if key is not None and saved is not None and common_prefix(saved.tokens, target) > best:
-            del self._saved[key]
-            self._restore(slot, saved)
-            best = common_prefix(slot.tokens, target)
-        donor, donor_n = None, best + COPY_PREFIX_MIN
-        for other in self._slots:
-            n = common_prefix(other.tokens, target) if other is not slot else 0
-            if n >= donor_n:
-                donor, donor_n = other, n
-        if donor is not None:
-            llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
-            llama_cpp.llama_memory_seq_cp(self._memory(), donor.seq, slot.seq, -1, -1)
-            slot.tokens = list(donor.tokens)
-            best = donor_n
-        self._truncate(slot, best)
-        return best
-
     # -- programs ----------------------------------------------------------
     def _apply(self, slot: Slot, need: Eval | Feed) -> None:
         slot.feeding = isinstance(need, Feed)
@@ -470,8 +245,8 @@ class LlamaEngine:
             slot.pending = list(need.tokens)
             return
         target = need.tokens
-        n = min(self._reuse(slot, target), len(target) - 1)  # the last token is decoded again for its logits
-        self._truncate(slot, n)
+        n = min(self._kv.reuse(slot, target), len(target) - 1)  # the last token is decoded again for its logits
+        self._kv.truncate(slot, n)
         if slot.job is not None and slot.job.reused is None:
             slot.job.reused = n
         self._stats.reused_tokens += n
@@ -564,16 +339,15 @@ class LlamaEngine:
         if n == 1:
             choice = self._single_threads
         threads = choice.choose()
-        self._use_threads(threads, one_token=n == 1)
+        self.use_threads(threads, one_token=n == 1)
         started = time.perf_counter()
         result = llama_cpp.llama_decode(self.ctx, self._batch)
-        if result == 1 and self._evict_idle():  # no room in the KV cache: drop warm sequences, try again
+        if result == 1 and self._kv.evict_idle():  # no room in the KV cache: drop warm sequences, try again
             result = llama_cpp.llama_decode(self.ctx, self._batch)
         elapsed = time.perf_counter() - started
         if result != 0:
             for slot, _ in parts:
-                llama_cpp.llama_memory_seq_rm(self._memory(), slot.seq, -1, -1)
-                slot.tokens = []
+                self._kv.clear(slot)
                 self._fail(slot, ModelError(f"llama.cpp could not decode a batch (code {result}) on "
                                             f"{self.path.name}; the context may be full (HALGURU_LLAMA_N_CTX)"))
             return
@@ -584,15 +358,6 @@ class LlamaEngine:
             del slot.pending[:len(chunk)]
             if not slot.pending and slot.job is not None:
                 self._resume(slot, index)
-
-    def _use_threads(self, threads: int, one_token: bool) -> None:
-        import llama_cpp
-
-        one, batch = self._context_threads
-        wanted = (threads, batch or self._threads[1]) if one_token else (one or self._threads[0], threads)
-        if wanted != self._context_threads:
-            llama_cpp.llama_set_n_threads(self.ctx, *wanted)
-            self._context_threads = wanted
 
     def _count(self, parts: list[tuple[Slot, list[int]]], elapsed: float) -> None:
         s = self._stats
@@ -608,15 +373,6 @@ class LlamaEngine:
         else:
             s.decode_seconds += elapsed
         s.recent.append((time.monotonic(), generated))
-
-    def _evict_idle(self) -> bool:
-        import llama_cpp
-
-        idle = [s for s in self._slots if s.job is None and s.tokens]
-        for s in idle:
-            llama_cpp.llama_memory_seq_rm(self._memory(), s.seq, -1, -1)
-            s.tokens, s.key = [], None
-        return bool(idle)
 
 
 def _deliver_all(items: list[tuple[Callable[[Any], None], Any, threading.Event]]) -> None:
