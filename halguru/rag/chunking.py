@@ -45,6 +45,9 @@ _UNDERLINE_LEVELS = {"*": 1, "=": 2, "-": 3, ".": 4, "~": 4, "^": 5}  # info's c
 # "-C NUM, --context=NUM", "-a, --all", "-c     explanation": option names, then all-caps or <> arguments
 _OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]+|[ =]\[?(?:[A-Z][A-Z_]*|<[^>]+>)\]?)*"
                      r",?)(?:\s{2,}\S.*)?$")
+# a list item's marker: a bullet or an item number (`` * 'host=s': The destination...``, ``1.     The words``);
+# ``*``, ``-`` and ``+`` one space before the text, as a term (bash's ``*      Matches any string``) is not
+_LIST_ITEM = re.compile(r"^\s*(?:[\u2022\u00b7]\s+|\d{1,3}[.)]\s+|[*+-] )(?=\S)")
 _CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn|sub)\s+(\w+)")
 
 
@@ -261,10 +264,22 @@ def _entry_term(block: _Block) -> str | None:
         return None
     if first.rstrip().endswith(("{", "(", "[")):  # code or configuration opening a block (``passdb {``)
         return None
+    if _list_item(block):  # a sentence of its section: naming the chunk, it was cut at 60 characters
+        return None
     option = _OPTION.match(first)
     if (option and _indent(first) > 0) or (len(block.lines) > 1 and _indent(block.lines[1]) > _indent(first)):
         return re.split(r"\s{2,}", first.strip())[0][:60]
     return None
+
+
+def _list_item(block: _Block) -> bool:
+    """Whether ``block`` is a list item, its text wrapped under itself (`` * 'host=s': The destination server's
+    hostname. This field is required for`` / ``   login referrals to be used.``) or over a nested list."""
+    item = _LIST_ITEM.match(block.lines[0])
+    if item is None or len(block.lines) == 1:
+        return item is not None
+    second = block.lines[1]
+    return _indent(second) == item.end() or (_indent(second) > item.end() and bool(_LIST_ITEM.match(second)))
 
 
 def _text_blocks(text: str) -> list[_Block]:
@@ -302,7 +317,8 @@ def _text_blocks(text: str) -> list[_Block]:
             continue
         term = _entry_term(block)
         block.heading = f"{heading} > {term}" if term and heading else (term or heading)
-        entry = (_indent(block.lines[0]), block) if term else None
+        # a list item keeps its more indented paragraphs (an example under a man page's bullet) as an entry does
+        entry = (_indent(block.lines[0]), block) if term or _list_item(block) else None
         blocks.append(block)
     return blocks
 

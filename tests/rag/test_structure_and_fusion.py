@@ -256,6 +256,31 @@ def test_a_line_of_code_opening_a_block_is_no_entry_term():
     assert next(c for c in chunks if "Read all" in c.text).heading == "Access Control Lists > -r, --recursive"
 
 
+
+def test_a_wrapped_list_item_is_no_entry_term():
+    """A list item whose text wraps under itself (`` * 'host=s': The destination server's hostname...``, a wiki
+    export's, or a man page's bullet) is a sentence of its section: it was taken for a definition-list term, so
+    the chunk and its citation were named by the item cut at 60 characters (``Host.txt#1. Tell the client to log
+    into another server without allowi``, 220 of the 1,734 chunks of Dovecot's wiki pages)."""
+    page = ("Login referrals\n===============\n\nRedirect clients to another server.\n\n"
+            "Configuration\n-------------\n\nLogin referrals can be used in two ways:\n\n"
+            " 1. Tell the client to log into another server without allowing to log in\n    locally.\n"
+            " 2. Suggest the client to log into another server, but log it in anyway.\n\n"
+            " * 'host=s': The destination server's hostname. This field is required for\n"
+            "   login referrals to be used.\n * 'port=s': The destination server's port.\n\n"
+            " * auto: Autocreate/subscribe mailbox?\n    * no: Neither\n    * create: Autocreate it\n")
+    chunks = chunk_text(page, "text", size=40, overlap=0)
+    assert {c.heading for c in chunks if "host=s" in c.text or "log in\n" in c.text or "auto:" in c.text} == {
+        "Login referrals > Configuration"}
+    man = ("NOTES\n       Two cases:\n\n       \u2022   A file that is a link is followed when it is named\n"
+           "           on the command line.\n\n       -L     Follow every link.\n")
+    headings = {c.heading for c in chunk_text(man, "text", size=16, overlap=0)}
+    assert headings == {"NOTES", "NOTES > -L"}
+    # a term whose explanation is deeper than its words is still an entry (expr's ``+ TOKEN``, bash's ``*``)
+    for term, text in (("+ TOKEN", "       + TOKEN\n              interpret TOKEN as a string\n"),
+                       ("*", "       *      Matches any string, including\n              the null string.\n")):
+        assert [c.heading for c in chunk_text("OPTIONS\n" + text, "text")] == [f"OPTIONS > {term}"]
+
 def _pydoc_corpus(folder: Path) -> Path:
     warnings.simplefilter("ignore")
     folder.mkdir()
