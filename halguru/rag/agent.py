@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halguru.printable import printable
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.query import Hit, Mode
 
@@ -118,7 +120,12 @@ def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
             return
         from halguru.rag.indexer import ingest
 
-        summary = ingest(_base(name, embedder, folder), [folder], prune="mirror", wait=True)
+        kb = _base(name, embedder, folder)
+        first = kb.table.count_rows() == 0  # minutes for a few hundred pages: say why the run waits
+        started = time.monotonic()
+        summary = ingest(kb, [folder], prune="mirror", wait=True, progress=_announce(folder, name) if first else None)
+        if first and summary.chunks:
+            _say(f"knowledge folder {folder}: {summary.line()} in {time.monotonic() - started:.0f}s")
         problems = frozenset(summary.skipped + summary.warnings)
         _warn_skipped(folder, problems - (state.warned if state is not None else frozenset()))
         _SYNCED[key] = _Synced(stamp, time.monotonic(), problems)
@@ -144,11 +151,24 @@ def _base(name: str, embedder: str | None, folder: Path) -> Any:
 
 def _warn_skipped(folder: Path, problems: frozenset[tuple[str, str]]) -> None:
     """Say, once per file and reason, what a knowledge folder holds that its agent will not know."""
+    for path, reason in sorted(problems):
+        _say(f"warning: knowledge folder {folder}: not indexed or repaired: {path}: {reason}")
+
+
+def _announce(folder: Path, name: str) -> Callable[[str, object], None]:
+    """An ingest's progress callback that says, once it knows how many files there are, that a folder's base is
+    being built (the first run of an agent waited minutes for it in silence)."""
+    def progress(event: str, value: object) -> None:
+        if event == "files" and value:
+            _say(f"indexing knowledge folder {folder} ({value} files) into the base {name}; this run waits for "
+                 "it (later runs read only the files that changed)")
+    return progress
+
+
+def _say(line: str) -> None:
     import sys
 
-    for path, reason in sorted(problems):
-        print(f"halguru: warning: knowledge folder {folder}: not indexed or repaired: {path}: {reason}",
-              file=sys.stderr)
+    print(f"halguru: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def forget_synced() -> None:

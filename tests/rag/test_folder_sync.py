@@ -95,3 +95,19 @@ def test_retrieval_embedder_picks_the_folder_bases_embedder_and_a_change_rebuild
     assert "Pixel" in texts(agent, "office cat name")
     info = rag.open_base("quick-notes").info()
     assert info.embedder == "minilm" and info.documents == 1
+
+
+def test_the_first_indexing_of_a_folder_says_why_the_run_waits(project: Path, monkeypatch, capsys) -> None:
+    """A folder of a few hundred pages takes minutes to embed on an agent's first run, which printed nothing
+    until the answer (151 Dovecot wiki pages: 3 minutes of silence); it says so once, and not on later runs."""
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
+    agent = load_agent(project)
+    assert "Pixel" in texts(agent, "office cat name")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"halguru: indexing knowledge folder {project / 'notes'} (2 files) into the base "
+                               "helper-notes; this run waits for it")
+    assert lines[1].startswith(f"halguru: knowledge folder {project / 'notes'}: 2 added, 0 updated")
+    (project / "notes" / "cat.md").write_text("# Cat\n\nThe office cat is called Biscuit.\n", encoding="utf-8")
+    rag_agent.forget_synced()  # as a new process: the base is there, only the changed file is read
+    assert "Biscuit" in texts(load_agent(project), "office cat name")
+    assert capsys.readouterr().err == ""

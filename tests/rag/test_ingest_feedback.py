@@ -85,7 +85,7 @@ def test_an_agents_knowledge_folder_warns_once_about_what_it_cannot_index(write_
     (notes / "gone.md").symlink_to(folder / "nowhere.md")
     agent = load_agent(folder)
     agent.knowledge.retrieve("cat")
-    lines = [line for line in capsys.readouterr().err.splitlines() if "knowledge folder" in line]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning: knowledge folder" in line]
     assert len(lines) == 2, lines
     assert any("blob.txt: binary file" in line for line in lines)
     assert any("gone.md: dangling symlink" in line for line in lines)
