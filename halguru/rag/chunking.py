@@ -48,6 +48,8 @@ _OPTION = re.compile(r"^(\s*)([-+]{1,2}[A-Za-z0-9?#][^\s,]*(?:,? [-+]{1,2}[^\s,]
 # a list item's marker: a bullet or an item number (`` * 'host=s': The destination...``, ``1.     The words``);
 # ``*``, ``-`` and ``+`` one space before the text, as a term (bash's ``*      Matches any string``) is not
 _LIST_ITEM = re.compile(r"^\s*(?:[\u2022\u00b7]\s+|\d{1,3}[.)]\s+|[*+-] )(?=\S)")
+# a plain-text code fence: MoinMoin's text export (Dovecot's wiki pages) opens and closes each code block so
+_SCISSORS = re.compile(r"^-{3,}%<-{3,}\s*$")
 _CODE_NAME = re.compile(r"^(\s*)(?:async\s+def|def|class|func|fn|function|pub fn|sub)\s+(\w+)")
 
 
@@ -282,6 +284,18 @@ def _list_item(block: _Block) -> bool:
     return _indent(second) == item.end() or (_indent(second) > item.end() and bool(_LIST_ITEM.match(second)))
 
 
+def _fenced_lines(text: str) -> set[int]:
+    """The numbers of the lines between two ``---%<---`` fences (and of the fences)."""
+    fenced: set[int] = set()
+    inside = False
+    for number, line in enumerate(text.split("\n"), 1):
+        fence = bool(_SCISSORS.match(line))
+        if inside or fence:
+            fenced.add(number)
+        inside ^= fence
+    return fenced
+
+
 def _text_blocks(text: str) -> list[_Block]:
     """Plain text: blank-line separated blocks under section titles; a definition-list entry and its more
     indented continuation paragraphs become one block whose heading ends with the entry's term."""
@@ -289,7 +303,12 @@ def _text_blocks(text: str) -> list[_Block]:
     path: list[tuple[int, str]] = []
     entry: tuple[int, _Block] | None = None  # (indent of its term, the merged block)
     plain = _plain_blocks(text)
+    fenced = _fenced_lines(text)
     for index, whole in enumerate(plain):
+        if whole.start in fenced:  # code: its ``LOOP`` or ``password_query = \`` is no title and no term
+            whole.heading, entry = " > ".join(t for _, t in path), None
+            blocks.append(whole)
+            continue
         block: _Block | None = whole
         while block is not None:
             underlined = _underlined_title(block)

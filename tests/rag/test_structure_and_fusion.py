@@ -281,6 +281,22 @@ def test_a_wrapped_list_item_is_no_entry_term():
                        ("*", "       *      Matches any string, including\n              the null string.\n")):
         assert [c.heading for c in chunk_text("OPTIONS\n" + text, "text")] == [f"OPTIONS > {term}"]
 
+
+def test_code_between_scissors_fences_is_no_title_and_no_term():
+    """Dovecot's wiki pages (MoinMoin's text export) put code between ``---%<---`` lines: in it an IMAP session's
+    ``2 SETACL Work user@domain +s`` was a numbered section title that replaced the page's title in every later
+    section (``3 GETACL Work > Troubleshooting``), SQL's ``LOOP`` an upper-case one, ``password_query = \\`` a
+    term naming the chunk."""
+    fence = "---%<" + "-" * 40
+    page = (f"Mailbox sharing\n===============\n\nIMAP ACL examples\n-----------------\n\n{fence}\n"
+            f"1 LOGIN user pass\n\n2 SETACL Work user@domain +s\n2 OK Setacl complete.\n\nLOOP\n"
+            f"  UPDATE quota SET bytes = 1;\n\npassword_query = \\\n  SELECT password FROM users\n{fence}\n\n"
+            "Troubleshooting\n---------------\n\nCheck the log.\n")
+    chunks = chunk_text(page, "text", size=16, overlap=0)
+    assert {c.heading for c in chunks if "SETACL" in c.text or "UPDATE" in c.text or "SELECT" in c.text} == {
+        "Mailbox sharing > IMAP ACL examples"}
+    assert next(c for c in chunks if "Check the log." in c.text).heading == "Mailbox sharing > Troubleshooting"
+
 def _pydoc_corpus(folder: Path) -> Path:
     warnings.simplefilter("ignore")
     folder.mkdir()
