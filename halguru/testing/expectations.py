@@ -121,9 +121,15 @@ def _check_retrieved(expect: Expect, out: TurnOutcome) -> list[Check]:
     sources = [str(hit.get("source", "")) for e in out.events if e.type == "retrieval" for hit in e.hits]
     checks = []
     for wanted in _as_list(expect.retrieved):
-        ok = any(wanted in source for source in sources)
+        ok = any(_names(source, wanted) for source in sources)
         checks.append(Check("retrieved", ok, "" if ok else f"{wanted!r} not among the hits", wanted, sources))
     return checks
+
+
+def _names(source: str, wanted: str) -> bool:
+    """Whether ``wanted`` names ``source`` (``docs/Dict.txt``): the whole of it, or its last path components, with
+    or without their extensions (``Dict.txt``, ``Dict``); not a piece of another name (``Quota.Dict.txt``)."""
+    return re.search(rf"(?:^|/){re.escape(wanted)}(?:$|[./])", source) is not None
 
 
 def _check_handoff(expect: Expect, out: TurnOutcome) -> list[Check]:

@@ -623,3 +623,23 @@ def test_ctrl_c_during_eval_reports_what_finished_and_exits_130(project, halguru
     assert code == 130, err
     assert "100% (1/1)" in out and "other.yaml" not in out and "Traceback" not in err
     assert "interrupted" in err
+
+
+def test_retrieved_names_a_source_not_a_piece_of_another_ones_name(tmp_path, cli):
+    """``retrieved: Dict.txt`` passed when only ``docs/Quota.Dict.txt`` was among the hits (Dovecot's wiki pages
+    have four such pairs: ``Authentication.txt`` in ``Debugging.Authentication.txt``...): a test that should fail
+    passed. A source is named whole, or by its last path components, with or without their extensions."""
+    folder = tmp_path / "wiki"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "tests").mkdir()
+    (folder / "docs" / "Dict.txt").write_text("Dict proxy\n\nThe dict process answers key-value lookups.\n")
+    (folder / "docs" / "Quota.Dict.txt").write_text("Dictionary quota\n\nQuota usage counters live in a dict.\n")
+    (folder / "agent.yaml").write_text("name: wiki\nmodel: scripted\nknowledge: [docs]\n"
+                                       "retrieval: {mode: auto, top_k: 1, embedder: fast}\n")
+    question = "  - name: {name}\n    turns:\n      - user: where do quota usage counters live\n" \
+               "        expect: {{retrieved: {wanted}}}\n"
+    named = ["docs/Quota.Dict.txt", "Quota.Dict.txt", "Quota.Dict", "Dict.txt", "Dict", "ict.txt"]
+    (folder / "tests" / "test_wiki.yaml").write_text(
+        "tests:\n" + "".join(question.format(name=f"n{i}", wanted=wanted) for i, wanted in enumerate(named)))
+    data = json.loads(cli("test", str(folder), "--json", code=1).stdout)
+    assert [test["passed"] for test in data["results"]] == [True, True, True, False, False, False]
