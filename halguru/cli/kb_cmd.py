@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import typer
 
 from halguru.printable import printable, printable_name
+
+if TYPE_CHECKING:
+    from halguru.rag.store import KnowledgeInfo
 
 LEAD_MODELS = {"mpnet": "all-mpnet-base-v2"}  # a base's lead model, as kb create and kb show name it
 app = typer.Typer(help="Knowledge bases (RAG on LanceDB): ingest documents, search them.", no_args_is_help=True)
@@ -224,11 +227,20 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
         lead = f"{info.embedder} (own vectors)"
     typer.echo(f"name:       {info.name}\nembedder:   {info.embedder} ({info.dimension} dimensions)\n"
                f"lead vote:  {lead}\n"
-               f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap\n"
+               f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap{_older(info)}\n"
                f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
                f"path:       {printable(str(info.path))}")
     for source in info.sources:
         typer.echo(f"  {printable_name(source)}")
+
+
+def _older(info: KnowledgeInfo) -> str:
+    """What `kb show` adds to the chunking line of a base chunked by an older halguru."""
+    from halguru.rag.chunking import CHUNKER_VERSION
+
+    if info.chunker >= CHUNKER_VERSION or not info.chunks:
+        return ""
+    return f" (chunked by an older halguru: `halguru kb reindex {info.name}` re-reads its files)"
 
 
 @app.command()
@@ -281,9 +293,12 @@ def optimize(name: str = typer.Argument(..., help="The knowledge base.")) -> Non
 
 @app.command()
 def reindex(name: str = typer.Argument(..., help="The knowledge base."),
-            embedder: str = typer.Option(..., "--embedder", "-e", help="The embedder to rebuild it with.")) -> None:
-    """Rebuild a base with another embedder from its source files."""
+            embedder: str | None = typer.Option(None, "--embedder", "-e", show_default=False,
+                                                help="The embedder to rebuild it with [default: its own].")) -> None:
+    """Rebuild a base from its source files: with another embedder, or read and chunked again as this halguru
+    does (after an upgrade)."""
+    from halguru import rag
     from halguru.rag.indexer import reindex as run_reindex
 
     summary = run_reindex(name, embedder)
-    typer.echo(f"Re-indexed {name} with {embedder}: {summary.line()}")
+    typer.echo(f"Re-indexed {name} with {rag.open_base(name).meta.embedder}: {summary.line()}")

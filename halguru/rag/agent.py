@@ -133,16 +133,19 @@ def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
 
 def _base(name: str, embedder: str | None, folder: Path) -> Any:
     """The folder's base, made with ``embedder``; one made with another is rebuilt (a folder's base holds
-    nothing but what the folder gives it again). It records the folder it mirrors (``folder_base``)."""
+    nothing but what the folder gives it again), as is one chunked by an older halguru (``CHUNKER_VERSION``). It
+    records the folder it mirrors (``folder_base``)."""
+    from halguru.rag.chunking import CHUNKER_VERSION
     from halguru.rag.embedders import PROFILES, get_embedder
     from halguru.rag.indexer import ingest_lock
     from halguru.rag.store import KnowledgeBase
 
     kb = KnowledgeBase.create(name, embedder, exist_ok=True)
-    if embedder is not None and kb.meta.embedder != get_embedder(PROFILES.get(embedder, embedder)).name:
+    other = embedder is not None and kb.meta.embedder != get_embedder(PROFILES.get(embedder, embedder)).name
+    if other or kb.meta.chunker < CHUNKER_VERSION:  # chunked by an older halguru: its citations are re-read too
         with ingest_lock(kb):
             kb.drop()
-            kb = KnowledgeBase.create(name, embedder)
+            kb = KnowledgeBase.create(name, embedder if other else kb.meta.embedder)
     if kb.meta.folder != str(folder.resolve()):
         kb.meta.folder = str(folder.resolve())
         kb.save_meta()

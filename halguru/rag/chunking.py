@@ -20,6 +20,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Raised when a change moves what a file's chunks are (their bounds, headings or titles). A base records the
+# version it was chunked with: an ingest skips unchanged files, so a base from before a change keeps its old
+# chunks; its ingests and `kb show` say so, `kb reindex NAME` re-reads it, and an agent's folder base is re-read
+# by itself. 1: list items and ``---%<---`` code no longer name sections (2026-12-06).
+CHUNKER_VERSION = 1
+
 # CJK characters are a token each (BERT's word pieces split them so; ``\w+`` took a whole sentence as one);
 # a run of letters and digits longer than _LONG_RUN (a hex blob) counts one more token per _PER_TOKEN characters
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"

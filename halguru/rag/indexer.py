@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.atomic import exclusive_lock
-from halguru.rag.chunking import Chunk, chunk_text, document_title
+from halguru.rag.chunking import CHUNKER_VERSION, Chunk, chunk_text, document_title
 from halguru.rag.embedders import embed_passages
 from halguru.rag.errors import KnowledgeError
 from halguru.rag.loaders import Document, Skip, discover, load, read_bytes
@@ -226,6 +226,11 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
     stored = _stored(kb)
+    if not stored:  # every file is chunked now, as this halguru does
+        kb.meta.chunker = CHUNKER_VERSION
+    elif kb.meta.chunker < CHUNKER_VERSION:  # unchanged files are skipped: they keep their old chunks
+        notify("note", f"{kb.name} was chunked by an older halguru: the files it holds keep their old sections "
+                       f"and citations until `halguru kb reindex {kb.name}` re-reads them")
     files = _files(roots, summary)
     if only is not None:  # a re-index: the files the base held, not all the folders around them hold now
         files = [(file, root) for file, root in files if _key(file) in only]
@@ -410,12 +415,13 @@ def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, s
         kb.save_meta()
 
 
-def reindex(name: str, embedder: str, progress: Progress | None = None) -> IngestSummary:
-    """Rebuild a base with another embedder from the files it was built from (they must still exist)."""
+def reindex(name: str, embedder: str | None = None, progress: Progress | None = None) -> IngestSummary:
+    """Rebuild a base from the files it was built from (they must still exist), with another embedder or its own
+    (None): every file is read and chunked again, as this halguru does."""
     from halguru.rag.embedders import PROFILES, get_embedder
 
     old = KnowledgeBase.open(name)
-    embedder = PROFILES.get(embedder, embedder)  # `fast`: the base records wordllama itself
+    embedder = PROFILES.get(embedder or old.meta.embedder, embedder or old.meta.embedder)  # `fast`: wordllama
     get_embedder(embedder)  # fails here, before anything is dropped, if the new embedder cannot load
     # Built beside the old base, which takes searches (and refuses other ingests) until the new one is whole: a
     # killed or stopped re-index left a base with part of its documents, and the next re-index re-read only those.

@@ -66,6 +66,7 @@ class KnowledgeMeta:
     # vote uses the chunk's own vector (bases built before it, or where its weights are not installed)
     lead_model: str = ""
     folder: str = ""  # an agent's knowledge folder that this base mirrors (resolved path); "" for other bases
+    chunker: int = 0  # the CHUNKER_VERSION its files were chunked with (0: before versions were recorded)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class KnowledgeInfo:
     chunk_overlap: int
     sources: list[str] = field(default_factory=list)
     lead_model: str = ""
+    chunker: int = 0
 
 
 def _schema(dimension: int, lead_model: str = "") -> Any:
@@ -128,6 +130,7 @@ class KnowledgeBase:
     def create(cls, name: str, embedder: str | None = None, chunk_size: int = 256, chunk_overlap: int = 32,
                exist_ok: bool = False, folder: Path | None = None) -> KnowledgeBase:
         """A new, empty base; ``folder``: built elsewhere than its name's folder (a re-index, moved in after)."""
+        from halguru.rag.chunking import CHUNKER_VERSION
         from halguru.rag.embedders import PROFILES, default_embedder, get_embedder
 
         folder = folder or base_folder(name)
@@ -140,7 +143,7 @@ class KnowledgeBase:
             raise KnowledgeError("chunk size must be ≥ 16 tokens and overlap between 0 and the size")
         model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap,
-                             lead_model=default_lead_model(model.name))
+                             lead_model=default_lead_model(model.name), chunker=CHUNKER_VERSION)
         folder.mkdir(parents=True, exist_ok=True)
         from halguru.rag.lean_import import lancedb
 
@@ -322,7 +325,7 @@ class KnowledgeBase:
         return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs),
                              self.table.count_rows(), size, str(self.folder), self.meta.chunk_size,
                              self.meta.chunk_overlap, sorted(s for s, _ in docs.values()) if with_sources else [],
-                             self.meta.lead_model)
+                             self.meta.lead_model, self.meta.chunker)
 
     def fragments(self) -> int:
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
