@@ -6,21 +6,35 @@ intercepted (which also stops Jinja folding them at compile time) and refuse, be
 MAX_ITEMS items or characters or an integer over MAX_INT_BITS bits; so do the other ways to ask for a size (a
 filter's or a string method's number argument, a format width, ``replace``), a namespace attribute that would
 hold more, and ``render`` past MAX_ITEMS characters of output (a loop of big pieces): a SecurityError, one line.
+
+Work is bounded too (rendering runs on the event loop, where no timeout can stop it): a render or an expression
+may take MAX_STEPS steps, a loop iteration being one and a call (a macro, a function, a method, a recursive
+``loop()``) CALL_STEPS, and run for MAX_SECONDS, checked at each step (a step over big data: ``'y' in text``
+10 million characters long, 100,000 times). Every ``for`` loop's iterable is wrapped in a counting iterator when
+the template is parsed, so a loop over anything counts (lists, dicts, strings, ``batch``), as does a recursive
+``loop(x)``'s iterable at its call; calls count in ``call``, so recursion through macros does too.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace
+from jinja2.utils import Namespace, pass_context
 
 MAX_ITEMS = 10_000_000  # characters of a string, items of a list or tuple
 MAX_INT_BITS = 100_000  # about 30,000 digits
+MAX_STEPS = 1_000_000  # per render: ~0.2 s of Jinja's fastest loop
+CALL_STEPS = 10  # a macro call or a recursive loop() takes ~10 times an empty loop's iteration
+MAX_SECONDS = 2.0  # per render, for steps over big data; templates in use render in milliseconds
+_COUNTED = "halguru_counted"  # the filter every for loop's iterable goes through (see BoundedSandbox._parse)
 # printf-style fields whose width or precision makes long text: "%*s", "%0999999999d", "%.9999999f".
 _FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d+)")  # "{:>999999999}".format(1)
 _WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]?")
@@ -84,18 +98,73 @@ class _Namespace(Namespace):
         super().__setitem__(name, value)
 
 
+def _too_long(what: str) -> SecurityError:
+    return SecurityError(f"{what}; a template may take at most {MAX_STEPS:,} steps (a loop iteration is one, "
+                         f"a call {CALL_STEPS}) and run for {MAX_SECONDS:g} s")
+
+
+class _Steps:
+    """The steps one render has taken, shared with the contexts it derives (a scoped block's): none starts afresh."""
+
+    __slots__ = ("count", "deadline")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def take(self, steps: int = 1) -> None:
+        self.count += steps
+        if self.count > MAX_STEPS:
+            raise _too_long("the template took too many steps")
+        if time.monotonic() > self.deadline:
+            raise _too_long("the template ran too long")
+
+
+class _Context(Context):
+    steps: _Steps
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps = _Steps()
+
+    def derived(self, locals: dict[str, Any] | None = None) -> Context:
+        context = super().derived(locals)
+        context.steps = self.steps  # type: ignore[attr-defined]
+        return context
+
+
+@pass_context
+def _counted(context: _Context, iterable: Any) -> Iterator[Any]:
+    steps = context.steps
+    for item in iterable:
+        steps.take()
+        yield item
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """An immutable sandbox whose templates cannot allocate without bound (render them with ``render``)."""
+    """An immutable sandbox whose templates cannot allocate or loop without bound (render them with ``render``)."""
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
+    context_class = _Context
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self.filters[_COUNTED] = _counted
         self.globals["namespace"] = _Namespace
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template's tree, each ``for`` loop's iterable counted (Jinja has no per-iteration hook)."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, _COUNTED, [], [], None, None, lineno=loop.iter.lineno)
+        return tree
 
     # Jinja's own names: a call's keyword arguments may be named self, context or obj.
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __context.steps.take(CALL_STEPS)
+        if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level: loop(item.children)
+            args = (_counted(__context, args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str | bytes):  # "x".ljust(10**9), "x".replace("x", long)
             _check_numbers(args, kwargs)

@@ -412,6 +412,64 @@ def test_a_models_chat_template_has_the_same_bounds() -> None:
     assert time.monotonic() - started < 5
 
 
+LIMITS = "a template may take at most 1,000,000 steps (a loop iteration is one, a call 10) and run for 2 s"
+
+
+def test_a_template_that_loops_without_end_fails_its_step_at_once(project: Path) -> None:
+    """10^10 empty iterations held the event loop (all of `halguru serve`) for minutes, past the workflow's timeout."""
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    folder = flow(project, f"  timeout: 2\n  steps:\n    - {{id: a, {_template(loops)}}}\n")
+    started = time.monotonic()
+    result = run_sync(load_agent(folder), "go")
+    assert time.monotonic() - started < 2
+    assert result.error == f"step a failed: template error: the template took too many steps; {LIMITS}"
+
+
+MANY = "took too many steps"
+
+
+@pytest.mark.parametrize(("template", "error"), [
+    # each way to repeat work: loops over any iterable, macros calling themselves, recursive loops, caller()
+    ("{% for i in range(10**5) %}{% for c in 'x' * 1000 %}{% endfor %}{% endfor %}", MANY),
+    ("{% for i in range(10**5) %}{% for k, v in {'a': 1}.items() %}{% endfor %}{% endfor %}", MANY),
+    ("{% for i in range(10**5) %}{% for b in range(10**5) | batch(2) %}{% endfor %}{% endfor %}", MANY),
+    ("{% for i in range(10**5) %}{% block b scoped %}{% for j in range(10**5) %}{% endfor %}{% endblock %}"
+     "{% endfor %}", MANY),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}", MANY),
+    ("{% for x in [1, 2] recursive %}{% if loop.depth < 40 %}{{ loop([1, 2]) }}{% endif %}{% endfor %}", MANY),
+    ("{% macro m() %}{% for i in range(10**5) %}{{ caller() }}{% endfor %}{% endmacro %}"
+     "{% call m() %}{% call m() %}{% endcall %}{% endcall %}", MANY),
+    # few steps, each over 10 million characters: 10^5 of them took a minute
+    ("{% set text = 'x' * 10**7 %}{% for i in range(10**5) %}{% if 'y' in text %}{% endif %}{% endfor %}",
+     "ran too long"),
+])
+def test_every_way_to_repeat_work_in_a_template_is_bounded(template: str, error: str) -> None:
+    from jinja2.exceptions import SecurityError
+
+    from halguru.templating import BoundedSandbox, render
+
+    started = time.monotonic()
+    with pytest.raises(SecurityError) as raised:
+        render(BoundedSandbox().from_string(template), {})
+    assert time.monotonic() - started < 4
+    assert str(raised.value) == f"the template {error}; {LIMITS}"
+
+
+def test_loops_render_as_before_under_the_step_budget() -> None:
+    from halguru.templating import BoundedSandbox, render
+
+    template = ("{% for m in items %}{{ m }}{% if loop.last %}/{{ loop.length }}{% endif %}{% else %}none{% endfor %}"
+                " {% for k in {'a': 1} %}{{ k }}{% endfor %}{% for c in 'bc' %}{{ c }}{% endfor %} "
+                "{% for x in [[1, [2]]] recursive %}[{% if x is iterable %}{{ loop(x) }}{% else %}{{ x }}{% endif %}]"
+                "{% endfor %} {% for i in range(10) if i is odd %}{{ i }}{% endfor %}")
+    assert render(BoundedSandbox().from_string(template), {"items": [1, 2, 3]}) == "123/3 abc [[1][[2]]] 13579"
+    assert render(BoundedSandbox().from_string(template), {"items": []}).startswith("none ")
+    # 900,900 iterations and 901 calls are within the budget, each render counts its own
+    within = BoundedSandbox().from_string("{% for i in range(900) %}{% for j in range(1000) %}{% endfor %}"
+                                          "{% endfor %}done")
+    assert [render(within, {}), render(within, {})] == ["done", "done"]
+
+
 def test_an_output_schema_that_is_not_a_json_schema_is_rejected_at_load(project: Path) -> None:
     """`type: objekt` loaded, then the step's check raised outside the step and the run waited for its timeout."""
     folder = flow(project, "  steps:\n    - id: a\n      condition: '4'\n      output: {type: objekt}\n")
