@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         default=None, ge=1, le=64,
         description="generations one llama.cpp model runs at once, batched (each with llama_n_ctx tokens); "
                     "default 4, fewer if their KV cache would pass a quarter of the memory")
+    embed_deadline: float = Field(
+        default=600.0, gt=0, le=86400, description="seconds one call of an openai:MODEL embedder may take in all "
+                                                   "(its 120 s timeout is per read)")
     run_lease: float = Field(default=30.0, gt=0, le=86400, description="seconds a run stays 'running' without "
                              "a renewal by its process; after that it reads as interrupted")
 

