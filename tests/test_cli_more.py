@@ -543,6 +543,24 @@ def test_runs_list_lines_up_the_agents_under_a_header_and_keeps_inputs_whole(cli
     assert lines[1].rstrip().endswith(long.strip())
 
 
+def test_runs_list_names_the_job_that_started_a_run(cli):
+    """A job's runs showed as any other: an operator could not tell a worker's run from a user's."""
+    from halguru.store import open_store
+
+    store = open_store()
+    job, _ = store.enqueue_job("run", "echo", {"input": "bill me"})
+    for run_id, job_id in (("run_job01", job["id"]), ("run_user1", None)):
+        store.start_run(run_id, f"conv_{run_id}", "echo", "scripted", "bill me", job_id=job_id)
+        store.finish_run(run_id, f"conv_{run_id}", {"status": "ok", "output": "", "duration_ms": 0, "steps": 0,
+                                                    "prompt_tokens": 0, "completion_tokens": 0}, [], [])
+    lines = cli("runs", "list").stdout.splitlines()
+    assert lines[0].split() == ["run", "status", "agent", "job", "input", "state"]
+    assert sorted(line.split()[:5] for line in lines[1:]) == [["run_job01", "ok", "echo", job["id"], "bill"],
+                                                             ["run_user1", "ok", "echo", "-", "bill"]]
+    assert {r["id"]: r["job_id"] for r in json.loads(cli("runs", "list", "--json").stdout)} == \
+        {"run_job01": job["id"], "run_user1": None}
+
+
 @pytest.mark.parametrize(("key", "value", "says"), [
     ("database_url", "notaurl", "not a PostgreSQL URL"),  # saved before, then every command failed
     ("knowledge_path", "", "give a path"),  # saved as "." before: wherever the command ran

@@ -18,7 +18,7 @@ def list_(
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
     all_runs: bool = typer.Option(False, "--all", help="Also the runs `halguru test` made (as `halguru logs`)."),
 ) -> None:
-    """List runs, newest first, with each team or workflow run's last checkpoint."""
+    """List runs, newest first, with each team or workflow run's last checkpoint (and the job that started it)."""
     from halguru.orchestration.durable import list_runs
 
     rows = list_runs(status, limit, test_runs=all_runs)
@@ -33,6 +33,7 @@ def list_(
     from halguru.cli.table import print_table
 
     store, table = None, []
+    jobs = any(r["job_id"] for r in rows)  # the job column only where a job started one of these runs
     for r in rows:
         where = f"  at {r['checkpoint']}" if r.get("checkpoint") and r["status"] != "ok" else ""
         after = f"  → resumed as {r['resumed_by']}" if r.get("resumed_by") else ""
@@ -49,9 +50,10 @@ def list_(
                                                        if approval["continued_by"] else "")
             elif approval is not None:
                 after = "  → waiting for approval (`halguru runs pending`)"
-        table.append((r["id"], r["status"], r["agent"], r["input"], f"{where}{after}".strip()))
+        job = [r["job_id"] or "-"] if jobs else []
+        table.append((r["id"], r["status"], r["agent"], *job, r["input"], f"{where}{after}".strip()))
     # a table as `halguru logs` prints it: a header row, and piped, every input whole
-    print_table(["run", "status", "agent", "input", "state"], table, ("input", "state"))
+    print_table(["run", "status", "agent", *(["job"] if jobs else []), "input", "state"], table, ("input", "state"))
 
 
 @app.command()

@@ -195,3 +195,27 @@ def test_console_pages_for_an_operator_and_a_failed_workflow_resumed_from_the_ap
         client.cookies.set(websessions.COOKIE, websessions.issue(state.store, developer["id"], state.settings.auth)[0])
         refused = client.get("/admin/conversations", headers={"Accept": "text/html"})
         assert refused.status_code == 403 and "<html" in refused.text.lower()
+
+
+def test_the_console_names_the_job_that_started_a_run(app) -> None:
+    """A job's runs showed as any other in a conversation and among the runs to resume: an operator could not tell
+    a worker's run (which the job's retry continues) from a user's."""
+    from halguru_server.identity import websessions
+
+    store = app.state.halguru.store
+    job, _ = store.enqueue_job("run", "echo", {"input": "bill me"})
+    for run_id, job_id, status in (("run_job01", job["id"], "failed"), ("run_user1", None, "ok")):
+        store.start_run(run_id, "conv_jobs", "echo", "scripted", "bill me", existing=run_id != "run_job01",
+                        job_id=job_id)
+        store.start_checkpoint(run_id, "workflow", "conv_jobs", None, "scripted", "bill me")
+        store.finish_run(run_id, "conv_jobs", {"status": status, "output": "", "duration_ms": 0, "steps": 0,
+                                               "prompt_tokens": 0, "completion_tokens": 0}, [], [])
+    operator = accounts.create_user(store, "op@example.com", role="operator")
+    with TestClient(app, base_url="http://testserver") as client:
+        secret, _ = websessions.issue(store, operator["id"], app.state.halguru.settings.auth)
+        client.cookies.set(websessions.COOKIE, secret)
+        page = client.get("/admin/conversations/conv_jobs").text
+        assert f'<p class="muted" data-job="{job["id"]}">Started by job <code>{job["id"]}</code></p>' in page
+        assert page.count("data-job=") == 1  # the user's run names none
+        approvals = client.get("/admin/approvals").text
+        assert 'data-run="run_job01"' in approvals and f'data-job="{job["id"]}"' in approvals
