@@ -18,6 +18,7 @@ the template is parsed, so a loop over anything counts (lists, dicts, strings, `
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,15 @@ def _size(value: Any) -> int | None:
 
 def _bits(value: Any) -> int:
     return abs(value).bit_length() if isinstance(value, int) else 0
+
+
+def _power_bits(base: int, exponent: int) -> int:
+    """The bits of ``base ** exponent`` (|base| > 1) from its logarithm: the base's bit length times the exponent
+    doubled 2**60000's 60,001 bits, refusing it."""
+    try:
+        return math.floor(exponent * math.log2(abs(base))) + 1
+    except OverflowError:  # an exponent past a float's range: its bound is as good
+        return exponent * _bits(base)
 
 
 def _too_big(what: str) -> SecurityError:
@@ -199,8 +209,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 raise _too_big(f"'+' would make {sizes[0] + sizes[1]:,} items or characters")
         elif operator_ == "**":
             if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
-                    and _bits(left) * right > MAX_INT_BITS:
-                raise _too_big(f"'**' would make an integer of about {_bits(left) * right:,} bits")
+                    and (bits := _power_bits(left, right)) > MAX_INT_BITS:
+                raise _too_big(f"'**' would make an integer of about {bits:,} bits")
         elif operator_ == "%" and isinstance(left, str):
             _check_format(left)
         return super().call_binop(context, operator_, left, right)

@@ -373,7 +373,7 @@ def _template(template: str) -> str:
     # Jinja's sandbox caps range() only: these allocated gigabytes (or computed for ever) before failing.
     (_condition("'x' * 10**10"), "'*' would make 10,000,000,000 items or characters"),
     (_condition("[1] * 10**9"), "'*' would make 1,000,000,000 items or characters"),
-    (_condition("10**(10**10)"), "'**' would make an integer of about 40,000,000,000 bits"),
+    (_condition("10**(10**10)"), "'**' would make an integer of about 33,219,280,949 bits"),
     (_condition("steps.a.output * ('ab' * 10**6) * 10**3"), "'*' would make 8,000,000,000 items or characters"),
     (_condition("'%0999999999d' % 1"), "the format '%0999999999d' may make a result too large"),
     (_template("{{ 'x' | center(10**9) }}"), "the argument 1,000,000,000 asks for too much"),
@@ -520,3 +520,18 @@ def test_templates_may_use_loops_sets_and_jinja_globals(project: Path) -> None:
             "    - {id: b, agent: ../agents/echo, input: '{% for i in range(2) %}{{ loop.index }}{% endfor %}"
             "{% set n = steps.a.output %}{{ n }} {{ input }}'}\n")
     assert run_sync(flow(project, body), "x", record=False).output == "You said: 123 x"
+
+
+def test_a_power_is_refused_by_the_bits_it_would_have() -> None:
+    """'**' counted its base's bits times the exponent: 2**60000 (60,001 bits) and 10**30000 (99,658) were
+    refused as 'about 120,000 bits', though a template may build an integer of 100,000 bits."""
+    from jinja2.exceptions import SecurityError
+
+    from halguru.templating import BoundedSandbox, render
+
+    bits = BoundedSandbox().from_string("{{ (n ** e).bit_length() }}")
+    assert [render(bits, {"n": n, "e": e}) for n, e in [(2, 60000), (10, 30000), (-3, 63000), (2, 99999)]] == \
+        ["60001", "99658", "99853", "100000"]
+    for n, e, about in [(2, 100000, 100001), (10, 30103, 100001), (2, 2**1100, 2**1101)]:
+        with pytest.raises(SecurityError, match=f"'\\*\\*' would make an integer of about {about:,} bits"):
+            render(bits, {"n": n, "e": e})
