@@ -163,8 +163,9 @@ def _announce(folder: Path, name: str) -> Callable[[str, object], None]:
     being built (the first run of an agent waited minutes for it in silence)."""
     def progress(event: str, value: object) -> None:
         if event == "files" and value:
-            _say(f"indexing knowledge folder {folder} ({value} files) into the base {name}; this run waits for "
-                 "it (later runs read only the files that changed)")
+            files = f"{value} file{'' if value == 1 else 's'}"
+            _say(f"indexing knowledge folder {folder} ({files}) into the base {name}; this run waits for it "
+                 "(later runs read only the files that changed)")
     return progress
 
 

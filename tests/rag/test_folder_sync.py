@@ -111,3 +111,9 @@ def test_the_first_indexing_of_a_folder_says_why_the_run_waits(project: Path, mo
     rag_agent.forget_synced()  # as a new process: the base is there, only the changed file is read
     assert "Biscuit" in texts(load_agent(project), "office cat name")
     assert capsys.readouterr().err == ""
+
+
+def test_a_folder_of_one_file_is_announced_as_one_file(project: Path, capsys) -> None:
+    (project / "notes" / "refunds.txt").unlink()  # it said '(1 files)'
+    assert "Pixel" in texts(load_agent(project), "office cat name")
+    assert f"folder {project / 'notes'} (1 file) into the base helper-notes;" in capsys.readouterr().err
