@@ -26,7 +26,8 @@ def logs(
     status: str | None = typer.Option(None, "--status", help=f"Only runs with this status: {', '.join(STATUSES)}."),
     since: str | None = typer.Option(None, "--since", help="Only runs started this long ago or less: 30m, 1h, 2d."),
     conversation: str | None = typer.Option(None, "--conversation", "-c", help="Only this conversation's runs."),
-    job: str | None = typer.Option(None, "--job", help="Only the runs this job started (`halguru jobs list`)."),
+    job: str | None = typer.Option(None, "--job", help="Only the runs this job started (its id or a unique "
+                                                        "prefix, from `halguru jobs list`)."),
     all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs `halguru test` made."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing runs as they finish (Ctrl-C stops)."),
     conversations: bool = typer.Option(False, "--conversations", help="List conversations instead of runs."),
@@ -59,6 +60,8 @@ def logs(
         else:
             typer.echo(f"No conversations of agent {agent!r}." if agent else "No conversations yet.")
         return
+    if job and (record := store.find_job(job)) is not None:
+        job = record["id"]  # a prefix, as `jobs show` takes; an id whose job was pruned still names its runs
     query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
                                  job_id=job, test_runs=all_runs or conversation is not None)
     runs = store.list_runs(limit=limit, **query)

@@ -213,6 +213,7 @@ def test_jobs_show_and_logs_job_list_the_runs_a_job_started(cli: Callable[..., A
     assert [line.split()[-4:-2] for line in runs] == [["run_next1", "ok"], ["run_cut01", "interrupted"]]
     listed = cli("logs", "--job", job["id"]).output
     assert "run_next1" in listed and "run_cut01" in listed and "run_user1" not in listed
+    assert cli("logs", "--job", job["id"][:12]).output == listed  # a unique prefix, as `jobs show` takes
     assert cli("logs", "--job", "job_nope").output.strip() == "No runs match."
     assert "--job: filter runs" in cli_error("logs", "--conversations", "--job", job["id"])
 
