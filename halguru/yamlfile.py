@@ -40,7 +40,7 @@ def yaml_line_for(text: str, loc: tuple[Any, ...]) -> int | None:
     """The line of the value at ``loc`` (a pydantic error location) in a YAML text."""
     try:
         return _node_line(yaml.compose(text), loc)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
 
 
@@ -76,6 +76,8 @@ def parse_yaml(text: str, path: Path, error: type[HalguruError]) -> Any:
             problem += f" ({context}{f' at line {start[0]}, column {start[1]}' if start and start != mark else ''})"
         where = f":{mark[0]}:{mark[1]}" if mark else ""
         raise error(f"{path}{where}: invalid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's parser recurses once per level: [[[[... thousands deep
+        raise error(f"{path}: invalid YAML: nested too deeply (lists or mappings thousands of levels deep)") from None
 
 
 def _at(mark: yaml.Mark | None) -> tuple[int, int] | None:
