@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import types
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
@@ -10,6 +11,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from halguru.errors import HalguruError, did_you_mean
+
+# PyYAML parses ~2 MB a second, and each problem said composes the text again: a 50 MB agent.yaml took minutes
+MAX_YAML_BYTES = 2 * 1024 * 1024
 
 
 def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
@@ -88,7 +92,7 @@ def _at(mark: yaml.Mark | None) -> tuple[int, int] | None:
 def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str) -> tuple[str, dict[str, Any]]:
     """The file's text and its YAML mapping; any problem is one ``error`` naming the file (and line)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _small_text(path, error)
     except FileNotFoundError:
         raise error(f"{path}: {missing}") from None
     except OSError as exc:
@@ -99,6 +103,18 @@ def read_mapping(path: Path, error: type[HalguruError], missing: str, shape: str
     if not isinstance(data, dict):
         raise error(f"{path}:1: must be a YAML mapping ({shape})")
     return text, data
+
+
+def _small_text(path: Path, error: type[HalguruError]) -> str:
+    """The file's text; a pipe or a device (a read would wait forever, or never end) or a file over MAX_YAML_BYTES
+    is refused before it is read."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):  # a folder: read_text says so
+        raise error(f"{path}: not a regular file (a pipe, socket or device); give a YAML file")
+    if info.st_size > MAX_YAML_BYTES:
+        raise error(f"{path}: {info.st_size / 2**20:.0f} MB, over the {MAX_YAML_BYTES // 2**20} MB a YAML file "
+                    "here may be; split it, or keep long texts in files of their own")
+    return path.read_text(encoding="utf-8")
 
 
 def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field",

@@ -3,6 +3,13 @@ traceback, nothing half-written."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
+from halguru.yamlfile import MAX_YAML_BYTES
+
 AGENT = "name: a\nmodel: scripted\n"
 
 
@@ -12,3 +19,22 @@ def test_yaml_nested_thousands_deep_is_one_line(write_agent, cli_error):
     assert cli_error("validate", str(folder)).endswith("agent.yaml: invalid YAML: nested too deeply "
                                                        "(lists or mappings thousands of levels deep)")
 
+
+def test_yaml_over_the_limit_is_refused_before_it_is_parsed(write_agent, cli_error):
+    # a 50 MB agent.yaml took minutes to parse
+    folder = write_agent(AGENT + "description: '" + "x" * (MAX_YAML_BYTES + 1) + "'\n")
+    assert cli_error("validate", str(folder)).endswith("agent.yaml: 2 MB, over the 2 MB a YAML file here may be; "
+                                                       "split it, or keep long texts in files of their own")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_yaml_that_is_a_pipe_or_a_device_is_refused(tmp_path: Path, kind: str, cli_error):
+    # a FIFO blocked the read forever; /dev/zero never ended
+    folder = tmp_path / "agent"
+    folder.mkdir()
+    if kind == "fifo":
+        os.mkfifo(folder / "agent.yaml")
+    else:
+        (folder / "agent.yaml").symlink_to("/dev/zero")
+    assert cli_error("validate", str(folder)).endswith("agent.yaml: not a regular file (a pipe, socket or device); "
+                                                       "give a YAML file")
