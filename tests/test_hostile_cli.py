@@ -38,3 +38,30 @@ def test_yaml_that_is_a_pipe_or_a_device_is_refused(tmp_path: Path, kind: str, c
         (folder / "agent.yaml").symlink_to("/dev/zero")
     assert cli_error("validate", str(folder)).endswith("agent.yaml: not a regular file (a pipe, socket or device); "
                                                        "give a YAML file")
+
+
+def test_a_full_disk_is_one_line_and_the_run_is_not_recorded(tmp_path: Path, halguru_cmd, subprocess_env):
+    """HALGURU_HOME on a full disk (a tmpfs of 2 MB, filled): `halguru run` was a sqlite3.OperationalError
+    traceback ("database or disk is full")."""
+    import shlex
+    import subprocess
+
+    home = Path(subprocess_env["HALGURU_HOME"])
+    home.mkdir(exist_ok=True)
+    agent = tmp_path / "ag"
+    agent.mkdir()
+    (agent / "agent.yaml").write_text("name: ag\nmodel: scripted\n")
+    cli = " ".join(map(shlex.quote, halguru_cmd))
+    script = (f"mount -t tmpfs -o size=2m tmpfs {home} && {cli} logs >/dev/null && "
+              f"(dd if=/dev/zero of={home}/filler bs=64k 2>/dev/null; true) && "
+              f"{cli} run {agent} - < {tmp_path}/long.txt; echo rc=$?; rm {home}/filler; {cli} logs --json")
+    (tmp_path / "long.txt").write_text("hello " * 100_000)
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "rc=1" in done.stdout, done.stdout
+    assert done.stderr.strip() == (f"Error: the trace store {home.resolve()}/halguru.db cannot grow: the disk is full "
+                                   "(database or disk is full); free some space (`halguru logs prune --older-than "
+                                   "30d` removes old runs) and try again")
+    assert done.stdout.split("rc=1")[1].strip() == "[]"  # no run half-recorded

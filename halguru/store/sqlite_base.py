@@ -167,11 +167,14 @@ class SQLiteBase(SQLBase):
 
     @contextmanager
     def _writable(self) -> Iterator[None]:
-        """A write to a file on a read-only mount (or one without write permission) is one line, not a
-        driver traceback."""
+        """A write to a file on a read-only mount (or one without write permission), or on a full disk, is one
+        line, not a driver traceback (the transaction is rolled back: nothing is half-written)."""
         try:
             yield
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+                raise StoreError(f"the trace store {self.path} cannot grow: the disk is full ({exc}); free some space "
+                                 "(`halguru logs prune --older-than 30d` removes old runs) and try again") from None
             if "readonly" not in str(exc):
                 raise
             raise StoreError(f"the trace store {self.path} is read-only: {exc}{not_writable(self.path)}") from None
