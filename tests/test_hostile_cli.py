@@ -65,3 +65,23 @@ def test_a_full_disk_is_one_line_and_the_run_is_not_recorded(tmp_path: Path, hal
                                    "(database or disk is full); free some space (`halguru logs prune --older-than "
                                    "30d` removes old runs) and try again")
     assert done.stdout.split("rc=1")[1].strip() == "[]"  # no run half-recorded
+
+
+def test_kb_create_on_a_full_disk_is_one_line_and_leaves_no_folder(halguru_cmd, subprocess_env):
+    """`halguru kb create` on a full disk was LanceDB's RuntimeError traceback, and left the base's folder."""
+    import shlex
+    import subprocess
+
+    home = Path(subprocess_env["HALGURU_HOME"])
+    home.mkdir(exist_ok=True)
+    cli = " ".join(map(shlex.quote, halguru_cmd))
+    script = (f"mount -t tmpfs -o size=2m tmpfs {home} && mkdir {home}/knowledge && "
+              f"(dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null; true) && "
+              f"{cli} kb create full; echo rc=$?; ls {home}/knowledge")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "rc=1", done.stdout  # and no folder "full" left in knowledge/
+    assert done.stderr.startswith(f"Error: cannot create knowledge base 'full' in {home}/knowledge: "), done.stderr
+    assert done.stderr.strip().endswith("No space left on device (os error 28); nothing was created"), done.stderr

@@ -144,13 +144,20 @@ class KnowledgeBase:
         model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap,
                              lead_model=default_lead_model(model.name), chunker=CHUNKER_VERSION)
-        folder.mkdir(parents=True, exist_ok=True)
         from halguru.rag.lean_import import lancedb
 
-        lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model),
-                                                    exist_ok=True)
-        kb = cls(name, folder, meta)
-        kb.save_meta()  # last: a base exists once its metadata does
+        made = not folder.exists()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model),
+                                                        exist_ok=True)
+            kb = cls(name, folder, meta)
+            kb.save_meta()  # last: a base exists once its metadata does
+        except (OSError, RuntimeError) as exc:  # a full disk: LanceDB's RuntimeError named a Rust source file
+            if made:
+                shutil.rmtree(folder, ignore_errors=True)  # no folder left that is not a base
+            raise KnowledgeError(f"cannot create knowledge base {name!r} in {folder.parent}: {write_problem(exc)}; "
+                                 "nothing was created") from None
         return kb
 
     @classmethod
