@@ -60,6 +60,10 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
         agent_file.write_text(text, encoding="utf-8")
         (project / SCHEMA_FILE).write_text(json.dumps(agent_json_schema(), indent=2) + "\n", encoding="utf-8")
         project.rename(target)
+    except OSError as exc:  # a full disk; shutil.Error (an OSError) lists each file copytree failed on, as a repr
+        why = exc.strerror or (str(exc.args[0][0][2]) if isinstance(exc, shutil.Error) and exc.args[0] else str(exc))
+        why = re.sub(r"^\[Errno \d+\] |: '.*$", "", why)  # without the paths of the staging copy, gone below
+        raise HalguruError(f"cannot create {target}: {why}; nothing was created") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

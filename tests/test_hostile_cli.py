@@ -85,3 +85,18 @@ def test_kb_create_on_a_full_disk_is_one_line_and_leaves_no_folder(halguru_cmd, 
     assert done.stdout.strip() == "rc=1", done.stdout  # and no folder "full" left in knowledge/
     assert done.stderr.startswith(f"Error: cannot create knowledge base 'full' in {home}/knowledge: "), done.stderr
     assert done.stderr.strip().endswith("No space left on device (os error 28); nothing was created"), done.stderr
+
+
+def test_new_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, halguru_cmd, subprocess_env):
+    """`halguru new` on a full disk printed shutil.Error's list of (source, copy, why) tuples as its error line."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && (dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; "
+              f"true) && \"$@\" new proj --dir {disk}; echo rc=$?; ls -A {disk}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *halguru_cmd], env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert done.stderr.strip() == f"Error: cannot create {disk}/proj: No space left on device; nothing was created"
+    assert done.stdout.split() == ["rc=1", "filler"]  # no project, no staging folder
