@@ -16,8 +16,13 @@ from typing import IO
 def write_atomically(path: Path, data: str | bytes, *, private: bool = False) -> None:
     """Write ``data`` to ``path``: a crash leaves the old file or the new one, never half of one. The file keeps
     the mode of the one it replaces; a new one gets what an editor's would (0644 under the usual umask) or,
-    ``private``, its owner's only (settings that may hold a password)."""
+    ``private``, its owner's only (settings that may hold a password). A target that is not a regular file
+    (``-o /dev/stdout``, a pipe, a device) is written through, never replaced by a file of its name."""
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():  # a folder: the rename says so
+            with path.open("wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            return
         _write(path, data, private)
     except OSError as exc:  # named by the file asked for, not the temporary one beside it
         if exc.errno is None or exc.filename is None:

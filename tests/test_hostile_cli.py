@@ -3,6 +3,7 @@ traceback, nothing half-written."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -100,3 +101,29 @@ def test_new_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, halgu
     assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
     assert done.stderr.strip() == f"Error: cannot create {disk}/proj: No space left on device; nothing was created"
     assert done.stdout.split() == ["rc=1", "filler"]  # no project, no staging folder
+
+
+def test_export_to_a_pipe_writes_through_it_and_keeps_it(tmp_path: Path, write_agent, halguru_cmd, subprocess_env):
+    """`halguru logs export RUN -o PIPE --force` (or -o /dev/stdout as root) renamed a file over the pipe or
+    device: the reader got nothing and /dev/stdout became a regular file."""
+    import stat
+    import subprocess
+    import threading
+
+    folder = write_agent(AGENT)
+    subprocess.run([*halguru_cmd, "run", str(folder), "hello"], env=subprocess_env, check=True, capture_output=True,
+                   timeout=60)
+    runs = subprocess.run([*halguru_cmd, "logs", "--json"], env=subprocess_env, check=True, capture_output=True,
+                          timeout=60)
+    run_id = json.loads(runs.stdout)[0]["id"]
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()), daemon=True)
+    reader.start()
+    done = subprocess.run([*halguru_cmd, "logs", "export", run_id, "-o", str(pipe), "--force"], env=subprocess_env,
+                          capture_output=True, text=True, timeout=60)
+    reader.join(10)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+    assert got and "hello" in got[0], got
