@@ -24,8 +24,8 @@ def write_atomically(path: Path, data: str | bytes, *, private: bool = False) ->
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             return
         _write(path, data, private)
-    except OSError as exc:  # named by the file asked for, not the temporary one beside it
-        if exc.errno is None or exc.filename is None:
+    except OSError as exc:  # named by the file asked for, not the temporary one beside it (nor by none: ENOSPC)
+        if exc.errno is None:
             raise
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
 

@@ -127,3 +127,18 @@ def test_export_to_a_pipe_writes_through_it_and_keeps_it(tmp_path: Path, write_a
     assert done.returncode == 0, done.stderr
     assert stat.S_ISFIFO(pipe.stat().st_mode)
     assert got and "hello" in got[0], got
+
+
+def test_schema_output_on_a_full_disk_leaves_no_empty_file(tmp_path: Path, halguru_cmd, subprocess_env):
+    """`halguru schema -o FILE` on a full disk said so, but left FILE empty (or an older schema cut short)."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && (dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; "
+              f"true) && \"$@\" schema -o {disk}/agent.schema.json; echo rc=$?; ls -A {disk}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *halguru_cmd], env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    assert done.stderr.strip() == f"Error: {disk}/agent.schema.json: No space left on device"
+    assert done.stdout.split() == ["rc=1", "filler"]

@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
         if output is None:
             typer.echo(text, nl=False)
         else:
-            output.write_text(text, encoding="utf-8")
+            from halguru.atomic import write_atomically
+
+            write_atomically(output, text)  # a full disk leaves the old file (or none), not an empty one
             typer.echo(f"Wrote {output}")
 
     @app.command()
