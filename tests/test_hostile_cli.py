@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,26 +43,30 @@ def test_yaml_that_is_a_pipe_or_a_device_is_refused(tmp_path: Path, kind: str, c
                                                        "give a YAML file")
 
 
-def test_a_full_disk_is_one_line_and_the_run_is_not_recorded(tmp_path: Path, halguru_cmd, subprocess_env):
-    """HALGURU_HOME on a full disk (a tmpfs of 2 MB, filled): `halguru run` was a sqlite3.OperationalError
-    traceback ("database or disk is full")."""
-    import shlex
-    import subprocess
+def _on_a_full_disk(disk: Path, halguru_cmd: list[str], env: dict[str, str], then: str,
+                    before: str = "true") -> subprocess.CompletedProcess[str]:
+    """Run the shell commands ``before``, then ``then`` once ``disk`` is full: a 2 MB tmpfs mounted on it in a
+    private mount namespace (which needs root, as CI has); ``h`` in them is the CLI."""
+    cli = " ".join(map(shlex.quote, halguru_cmd))
+    script = (f"h() {{ {cli} \"$@\"; }}; mount -t tmpfs -o size=2m tmpfs {disk} && {before} && "
+              f"(dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; true) && {then}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "mount:" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
 
+
+def test_a_full_disk_is_one_line_and_the_run_is_not_recorded(tmp_path: Path, halguru_cmd, subprocess_env):
+    """HALGURU_HOME on a full disk: `halguru run` was a sqlite3.OperationalError traceback ("database or disk is
+    full")."""
     home = Path(subprocess_env["HALGURU_HOME"])
     home.mkdir(exist_ok=True)
     agent = tmp_path / "ag"
     agent.mkdir()
     (agent / "agent.yaml").write_text("name: ag\nmodel: scripted\n")
-    cli = " ".join(map(shlex.quote, halguru_cmd))
-    script = (f"mount -t tmpfs -o size=2m tmpfs {home} && {cli} logs >/dev/null && "
-              f"(dd if=/dev/zero of={home}/filler bs=64k 2>/dev/null; true) && "
-              f"{cli} run {agent} - < {tmp_path}/long.txt; echo rc=$?; rm {home}/filler; {cli} logs --json")
     (tmp_path / "long.txt").write_text("hello " * 100_000)
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
-                          text=True, timeout=120)
-    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
-    assert "Traceback" not in done.stderr, done.stderr
+    done = _on_a_full_disk(home, halguru_cmd, subprocess_env, before="h logs >/dev/null",
+                           then=f"h run {agent} - < {tmp_path}/long.txt; echo rc=$?; rm {home}/filler; h logs --json")
     assert "rc=1" in done.stdout, done.stdout
     assert done.stderr.strip() == (f"Error: the trace store {home.resolve()}/halguru.db cannot grow: the disk is full "
                                    "(database or disk is full); free some space (`halguru logs prune --older-than "
@@ -70,19 +76,10 @@ def test_a_full_disk_is_one_line_and_the_run_is_not_recorded(tmp_path: Path, hal
 
 def test_kb_create_on_a_full_disk_is_one_line_and_leaves_no_folder(halguru_cmd, subprocess_env):
     """`halguru kb create` on a full disk was LanceDB's RuntimeError traceback, and left the base's folder."""
-    import shlex
-    import subprocess
-
     home = Path(subprocess_env["HALGURU_HOME"])
     home.mkdir(exist_ok=True)
-    cli = " ".join(map(shlex.quote, halguru_cmd))
-    script = (f"mount -t tmpfs -o size=2m tmpfs {home} && mkdir {home}/knowledge && "
-              f"(dd if=/dev/zero of={home}/filler bs=4k 2>/dev/null; true) && "
-              f"{cli} kb create full; echo rc=$?; ls {home}/knowledge")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], env=subprocess_env, capture_output=True,
-                          text=True, timeout=120)
-    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
-    assert "Traceback" not in done.stderr, done.stderr
+    done = _on_a_full_disk(home, halguru_cmd, subprocess_env, before=f"mkdir {home}/knowledge",
+                           then=f"h kb create full; echo rc=$?; ls {home}/knowledge")
     assert done.stdout.strip() == "rc=1", done.stdout  # and no folder "full" left in knowledge/
     assert done.stderr.startswith(f"Error: cannot create knowledge base 'full' in {home}/knowledge: "), done.stderr
     assert done.stderr.strip().endswith("No space left on device (os error 28); nothing was created"), done.stderr
@@ -90,15 +87,9 @@ def test_kb_create_on_a_full_disk_is_one_line_and_leaves_no_folder(halguru_cmd, 
 
 def test_new_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, halguru_cmd, subprocess_env):
     """`halguru new` on a full disk printed shutil.Error's list of (source, copy, why) tuples as its error line."""
-    import subprocess
-
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = (f"mount -t tmpfs -o size=2m tmpfs {disk} && (dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; "
-              f"true) && \"$@\" new proj --dir {disk}; echo rc=$?; ls -A {disk}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *halguru_cmd], env=subprocess_env,
-                          capture_output=True, text=True, timeout=120)
-    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    done = _on_a_full_disk(disk, halguru_cmd, subprocess_env, then=f"h new proj --dir {disk}; echo rc=$?; ls -A {disk}")
     assert done.stderr.strip() == f"Error: cannot create {disk}/proj: No space left on device; nothing was created"
     assert done.stdout.split() == ["rc=1", "filler"]  # no project, no staging folder
 
@@ -107,7 +98,6 @@ def test_export_to_a_pipe_writes_through_it_and_keeps_it(tmp_path: Path, write_a
     """`halguru logs export RUN -o PIPE --force` (or -o /dev/stdout as root) renamed a file over the pipe or
     device: the reader got nothing and /dev/stdout became a regular file."""
     import stat
-    import subprocess
     import threading
 
     folder = write_agent(AGENT)
@@ -131,14 +121,9 @@ def test_export_to_a_pipe_writes_through_it_and_keeps_it(tmp_path: Path, write_a
 
 def test_schema_output_on_a_full_disk_leaves_no_empty_file(tmp_path: Path, halguru_cmd, subprocess_env):
     """`halguru schema -o FILE` on a full disk said so, but left FILE empty (or an older schema cut short)."""
-    import subprocess
-
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && (dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; "
-              f"true) && \"$@\" schema -o {disk}/agent.schema.json; echo rc=$?; ls -A {disk}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *halguru_cmd], env=subprocess_env,
-                          capture_output=True, text=True, timeout=120)
-    assert "mount:" not in done.stderr, done.stderr  # a private mount namespace needs root, as CI has
+    done = _on_a_full_disk(disk, halguru_cmd, subprocess_env,
+                           then=f"h schema -o {disk}/agent.schema.json; echo rc=$?; ls -A {disk}")
     assert done.stderr.strip() == f"Error: {disk}/agent.schema.json: No space left on device"
     assert done.stdout.split() == ["rc=1", "filler"]
