@@ -127,3 +127,22 @@ def test_schema_output_on_a_full_disk_leaves_no_empty_file(tmp_path: Path, halgu
                            then=f"h schema -o {disk}/agent.schema.json; echo rc=$?; ls -A {disk}")
     assert done.stderr.strip() == f"Error: {disk}/agent.schema.json: No space left on device"
     assert done.stdout.split() == ["rc=1", "filler"]
+
+
+def test_a_limit_past_64_bits_lists_every_row(write_agent, halguru_cmd, subprocess_env):
+    """`halguru logs -n 99999999999999999999` (jobs list, audit list the same) was an OverflowError traceback."""
+    folder = write_agent(AGENT)
+    subprocess.run([*halguru_cmd, "run", str(folder), "hello"], env=subprocess_env, check=True, capture_output=True,
+                   timeout=60)
+    for args in (["logs", "--json"], ["jobs", "list", "--json"], ["logs", "--conversations", "--json"]):
+        done = subprocess.run([*halguru_cmd, *args, "-n", "9" * 20], env=subprocess_env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert len(json.loads(done.stdout)) == (0 if "jobs" in args else 1)
+
+
+def test_the_store_reads_a_limit_past_64_bits_as_every_row(store):
+    # PostgreSQL said "bigint out of range"
+    store.create_conversation("c1", "a")
+    assert [c["id"] for c in store.list_conversations(limit=10**20)] == ["c1"]
+    assert store.list_runs(limit=10**20) == []

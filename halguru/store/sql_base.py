@@ -81,6 +81,7 @@ def like_pattern(text: str) -> str:
 
 
 # Lock scopes: the second key of PostgreSQL's two-key advisory locks (the first is the hashed key).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what both databases' integers hold
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
                "effect": 7, "conversation": 8, "idempotency": 9, "user": 10, "audit": 11,
                "deployment": 12, "push": 13}
@@ -129,6 +130,13 @@ class SQLBase:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read, as plain dicts (inside this thread's open transaction, if there is one)."""
         raise NotImplementedError
+
+    @staticmethod
+    def _in_range(params: Sequence[Any]) -> list[Any]:
+        """A read's parameters with integers past 64 bits brought to its bounds: `logs -n 99999999999999999999`
+        means every run (SQLite raised OverflowError, PostgreSQL "bigint out of range"); no stored integer lies
+        beyond them, so a comparison reads the same."""
+        return [max(INT64_MIN, min(p, INT64_MAX)) if type(p) is int else p for p in params]
 
     def _lock(self, conn: Any, scope: str, key: str) -> None:
         """Serialize the transactions that touch ``key`` in ``scope`` until this one ends (read-then-write)."""
