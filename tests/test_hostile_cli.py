@@ -146,3 +146,10 @@ def test_the_store_reads_a_limit_past_64_bits_as_every_row(store):
     store.create_conversation("c1", "a")
     assert [c["id"] for c in store.list_conversations(limit=10**20)] == ["c1"]
     assert store.list_runs(limit=10**20) == []
+
+
+def test_repeat_past_the_limit_is_refused_at_once(cli_error):
+    # the plan listed every attempt up front: 10**20 of them filled the memory and never ran one test
+    folder = Path(__file__).parents[1] / "agents-templates" / "basic"
+    assert cli_error("test", str(folder), "--repeat", "9" * 20) == f"Error: --repeat {'9' * 20}: at most 10000 runs " \
+                                                                    "of each test"

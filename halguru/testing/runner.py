@@ -39,6 +39,8 @@ from halguru.testing.spec import (
 )
 from halguru.tools.decorator import Tool
 
+MAX_REPEAT = 10_000
+
 if TYPE_CHECKING:
     from halguru.agents.events import Event
     from halguru.agents.runtime import RunResult
@@ -252,6 +254,8 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     """
     from halguru.testing.evaluate import warm_up
 
+    if repeat > MAX_REPEAT:  # the plan lists every attempt: 10**20 of them filled the memory, never starting
+        raise HalguruError(f"--repeat {repeat}: at most {MAX_REPEAT} runs of each test")
     agent = load_agent(project)
     assert agent.path is not None
     suite = into if into is not None else SuiteResult(tests=[], file_errors=[])
