@@ -153,3 +153,24 @@ def test_repeat_past_the_limit_is_refused_at_once(cli_error):
     folder = Path(__file__).parents[1] / "agents-templates" / "basic"
     assert cli_error("test", str(folder), "--repeat", "9" * 20) == f"Error: --repeat {'9' * 20}: at most 10000 runs " \
                                                                     "of each test"
+
+
+def test_closed_standard_streams_are_said_not_tracebacks(write_agent, halguru_cmd, subprocess_env):
+    """`halguru logs >&-`, `halguru run A - <&-`, `halguru chat A <&-`: Python's None streams were
+    AttributeError / "input(): lost sys.stdin" tracebacks; a closed stdout now stops before the run is made."""
+    folder = write_agent(AGENT)
+
+    def shell(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", "-c", f'"$@" {redirect}', "sh", *halguru_cmd, *args], env=subprocess_env,
+                              capture_output=True, text=True, timeout=60)
+
+    closed = shell(">&-", "run", str(folder), "hello")
+    assert (closed.returncode, closed.stderr) == (1, "Error: standard output is closed (>&-): send it to a file or "
+                                                     "to /dev/null instead\n")
+    no_stdin = shell("<&-", "run", str(folder), "-")
+    assert (no_stdin.returncode, no_stdin.stderr) == (1, "Error: no input on stdin ('-' reads the message from "
+                                                         "stdin)\n")
+    chat = shell("<&-", "chat", str(folder))
+    assert chat.returncode == 0 and "Traceback" not in chat.stderr, chat.stderr
+    assert shell("2>&-", "logs", "show", "nosuch").returncode == 1
+    assert json.loads(shell("", "logs", "--json").stdout) == []  # the run with stdout closed was not made

@@ -144,10 +144,26 @@ def debugging() -> bool:
     return bool(_state.get("debug"))
 
 
+def _closed_streams() -> None:
+    """A standard stream the shell closed (``>&-``, ``<&-``) is None in Python, and every use of it a traceback:
+    a closed stdin reads as empty (``run -`` then says so, chat ends as on Ctrl-D), a closed stderr drops the
+    error lines (the exit status still says), and a closed stdout ends the command before it does anything."""
+    import os
+
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (open for the process's life, as stdin is)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    if sys.stdout is None:
+        print("Error: standard output is closed (>&-): send it to a file or to /dev/null instead", file=sys.stderr)
+        sys.exit(1)
+
+
 def main() -> None:
     """Entry point: load plugin commands, run, and turn user errors into one line."""
     from halguru.errors import HalguruError
 
+    _closed_streams()
     try:
         _add_plugin_commands()
     except Exception as exc:  # a broken plugin must not break the whole CLI
