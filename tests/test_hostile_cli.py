@@ -174,3 +174,16 @@ def test_closed_standard_streams_are_said_not_tracebacks(write_agent, halguru_cm
     assert chat.returncode == 0 and "Traceback" not in chat.stderr, chat.stderr
     assert shell("2>&-", "logs", "show", "nosuch").returncode == 1
     assert json.loads(shell("", "logs", "--json").stdout) == []  # the run with stdout closed was not made
+
+
+def test_a_non_utf8_terminal_gets_escapes_not_a_traceback(write_agent, halguru_cmd, subprocess_env):
+    """An ASCII or latin-1 locale (here PYTHONIOENCODING=ascii): printing a run whose input or answer is not ASCII
+    was a UnicodeEncodeError traceback, in `halguru logs` and in `halguru run` itself."""
+    folder = write_agent(AGENT)
+    env = {**subprocess_env, "PYTHONIOENCODING": "ascii"}
+    ran = subprocess.run([*halguru_cmd, "run", str(folder), "héllo 名前"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert "h\\xe9llo \\u540d\\u524d" in ran.stdout  # the scripted model echoes the input
+    logs = subprocess.run([*halguru_cmd, "logs"], env=env, capture_output=True, text=True, timeout=60)
+    assert logs.returncode == 0 and "h\\xe9llo" in logs.stdout, logs.stderr

@@ -144,10 +144,12 @@ def debugging() -> bool:
     return bool(_state.get("debug"))
 
 
-def _closed_streams() -> None:
+def _standard_streams() -> None:
     """A standard stream the shell closed (``>&-``, ``<&-``) is None in Python, and every use of it a traceback:
     a closed stdin reads as empty (``run -`` then says so, chat ends as on Ctrl-D), a closed stderr drops the
-    error lines (the exit status still says), and a closed stdout ends the command before it does anything."""
+    error lines (the exit status still says), and a closed stdout ends the command before it does anything. What
+    a stream's encoding cannot hold is written as a backslash escape."""
+    import io
     import os
 
     if sys.stdin is None:
@@ -157,13 +159,16 @@ def _closed_streams() -> None:
     if sys.stdout is None:
         print("Error: standard output is closed (>&-): send it to a file or to /dev/null instead", file=sys.stderr)
         sys.exit(1)
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 locale (PYTHONIOENCODING=ascii, latin-1): "é" was a
+        if isinstance(stream, io.TextIOWrapper) and (stream.errors == "strict" or "utf" not in stream.encoding):
+            stream.reconfigure(errors="backslashreplace")  # UnicodeEncodeError traceback
 
 
 def main() -> None:
     """Entry point: load plugin commands, run, and turn user errors into one line."""
     from halguru.errors import HalguruError
 
-    _closed_streams()
+    _standard_streams()
     try:
         _add_plugin_commands()
     except Exception as exc:  # a broken plugin must not break the whole CLI
