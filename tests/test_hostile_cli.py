@@ -187,3 +187,10 @@ def test_a_non_utf8_terminal_gets_escapes_not_a_traceback(write_agent, halguru_c
     assert "h\\xe9llo \\u540d\\u524d" in ran.stdout  # the scripted model echoes the input
     logs = subprocess.run([*halguru_cmd, "logs"], env=env, capture_output=True, text=True, timeout=60)
     assert logs.returncode == 0 and "h\\xe9llo" in logs.stdout, logs.stderr
+
+
+def test_dev_without_a_terminal_says_so(write_agent, cli_error):
+    # Textual drew its screens into the pipe and never ended
+    assert cli_error("dev", str(write_agent(AGENT))) == (
+        "Error: halguru dev needs a terminal (its input or output is a pipe or a file): run it in one, or script the "
+        "agent with `halguru run` or `halguru chat`")

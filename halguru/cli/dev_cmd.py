@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -25,4 +26,10 @@ def register(app: typer.Typer) -> None:
         project: Path | None = path
         if run is not None and not (path / "agent.yaml").exists() and path == Path("."):
             project = None  # a stored run opens without a project (replay needs none)
-        DevApp(project, run_id=run, model=model, watch=not no_watch).run()
+        app = DevApp(project, run_id=run, model=model, watch=not no_watch)  # the project's and run's errors first
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # piped: Textual wrote screens into the pipe, forever
+            from halguru.errors import HalguruError
+
+            raise HalguruError("halguru dev needs a terminal (its input or output is a pipe or a file): run it in "
+                               "one, or script the agent with `halguru run` or `halguru chat`")
+        app.run()
