@@ -194,3 +194,19 @@ def test_dev_without_a_terminal_says_so(write_agent, cli_error):
     assert cli_error("dev", str(write_agent(AGENT))) == (
         "Error: halguru dev needs a terminal (its input or output is a pipe or a file): run it in one, or script the "
         "agent with `halguru run` or `halguru chat`")
+
+
+def test_an_argument_that_is_not_utf8_finds_nothing(halguru_cmd, subprocess_env, cli_error):
+    """`halguru logs show $'\\xff'` (`logs -c`, `jobs show` the same): Python holds the byte as a lone surrogate,
+    and binding it was a UnicodeEncodeError traceback."""
+    assert cli_error("logs", "show", "\udcff").startswith("Error: no run '\\udcff' in ")
+    done = subprocess.run([*halguru_cmd, "logs", "--json", "-c", "\udcff"], env=subprocess_env, capture_output=True,
+                          text=True, timeout=60, errors="surrogateescape")
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
+
+
+def test_the_store_finds_nothing_for_text_that_is_not_utf8(store):
+    # PostgreSQL's driver refused it as SQLite's did
+    store.create_conversation("c1", "é")
+    assert store.list_conversations(agent="\udcff") == []
+    assert [c["id"] for c in store.list_conversations(agent="é")] == ["c1"]

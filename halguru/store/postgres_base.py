@@ -288,7 +288,7 @@ class PostgresBase(SQLBase):
             yield _Connection(raw)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        params = self._in_range(params)
+        params = self._bindable(params)
         if self._local.conn is not None:
             return [dict(row) for row in self._local.conn.execute(sql, params)]
         with self._lost(), self._connection() as raw:

@@ -132,11 +132,15 @@ class SQLBase:
         raise NotImplementedError
 
     @staticmethod
-    def _in_range(params: Sequence[Any]) -> list[Any]:
-        """A read's parameters with integers past 64 bits brought to its bounds: `logs -n 99999999999999999999`
-        means every run (SQLite raised OverflowError, PostgreSQL "bigint out of range"); no stored integer lies
-        beyond them, so a comparison reads the same."""
-        return [max(INT64_MIN, min(p, INT64_MAX)) if type(p) is int else p for p in params]
+    def _bindable(params: Sequence[Any]) -> list[Any]:
+        """A read's parameters as both databases take them, matching what they matched: integers past 64 bits at
+        its bounds (`logs -n 99999999999999999999` means every run; SQLite raised OverflowError, PostgreSQL
+        "bigint out of range"), no stored integer lies beyond them; and text with bytes that are not UTF-8 (an
+        argument `logs -c $'\\xff'`, which Python holds as a lone surrogate, a UnicodeEncodeError) escaped, as
+        no stored text holds them."""
+        return [max(INT64_MIN, min(p, INT64_MAX)) if type(p) is int
+                else p.encode("utf-8", "backslashreplace").decode("utf-8") if type(p) is str and not p.isascii()
+                else p for p in params]
 
     def _lock(self, conn: Any, scope: str, key: str) -> None:
         """Serialize the transactions that touch ``key`` in ``scope`` until this one ends (read-then-write)."""

@@ -181,7 +181,7 @@ class SQLiteBase(SQLBase):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read on this thread's own connection, as plain dicts."""
-        return [dict(row) for row in self._conn().execute(sql, self._in_range(params))]
+        return [dict(row) for row in self._conn().execute(sql, self._bindable(params))]
 
     def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
         """SQLite has no notifications, but ``PRAGMA data_version`` changes when another connection commits:
