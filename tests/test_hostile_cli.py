@@ -210,3 +210,14 @@ def test_the_store_finds_nothing_for_text_that_is_not_utf8(store):
     store.create_conversation("c1", "é")
     assert store.list_conversations(agent="\udcff") == []
     assert [c["id"] for c in store.list_conversations(agent="é")] == ["c1"]
+
+
+def test_a_base_with_broken_metadata_can_be_dropped(cli, cli_error, halguru_home: Path):
+    """meta.json cut short: every command said it was unreadable, and `kb drop` too, so only rm -rf removed it."""
+    cli("kb", "create", "docs", "-e", "fast")
+    (halguru_home / "knowledge" / "docs" / "meta.json").write_text("{bad")
+    assert cli_error("kb", "search", "docs", "q").endswith(
+        "meta.json: Expecting property name enclosed in double quotes: line 1 column 2 (char 1); restore the file, "
+        "or drop the base with `halguru kb drop docs`")
+    assert "Dropped knowledge base docs." in cli("kb", "drop", "docs", "--yes").output
+    assert not (halguru_home / "knowledge" / "docs").exists()

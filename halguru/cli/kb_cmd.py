@@ -249,13 +249,14 @@ def drop(name: str = typer.Argument(..., help="The knowledge base."),
     """Delete a knowledge base and its files."""
     from halguru import rag
     from halguru.rag.errors import KnowledgeError
+    from halguru.rag.store import list_names
 
     try:
         info = rag.open_base(name).info()
         held = f"{info.documents} documents, {info.chunks} chunks"
-    except KnowledgeError:
-        raise
-    except Exception as exc:  # damaged data: it can still be dropped
+    except Exception as exc:  # damaged data or metadata: it can still be dropped
+        if isinstance(exc, KnowledgeError) and name not in list_names():
+            raise
         held = f"unreadable: {printable(str(exc))[:200]}"
     question = f"Delete knowledge base {name} ({held})?"
     if not yes and not _confirm(question, f"pass --yes to drop {name} without asking"):

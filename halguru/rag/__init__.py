@@ -48,12 +48,17 @@ def open_base(name: str) -> KnowledgeBase:
 
 def drop(name: str) -> None:
     """Delete a knowledge base and its files, with what a killed re-index of it left (refused while an ingest
-    holds it)."""
-    from halguru.rag.indexer import clear_leftovers, ingest_lock
+    holds it). A base whose metadata cannot be read is dropped all the same: nothing else could remove it."""
+    import shutil
 
-    kb = open_base(name)
-    with ingest_lock(kb):
-        kb.drop()
+    from halguru.rag.indexer import clear_leftovers, folder_lock
+    from halguru.rag.store import META_FILE, base_folder
+
+    folder = base_folder(name)
+    if not (folder / META_FILE).exists():
+        open_base(name)  # the clear "no knowledge base" error
+    with folder_lock(name, folder):
+        shutil.rmtree(folder)
         clear_leftovers(name)
 
 

@@ -136,15 +136,23 @@ class IngestFailed(KnowledgeError):
 @contextlib.contextmanager
 def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> Iterator[None]:
     """An exclusive flock (released by the kernel even on SIGKILL); ``waits``: the refusal names ``--wait``
-    (only `kb ingest` has it). Its file is ``.locks/NAME.lock`` beside the base's folder: in the folder, a
-    re-index (which swaps folders) left its waiters holding the lock of a deleted file, free to write at once."""
-    lock_file = kb.folder.parent / ".locks" / f"{kb.folder.name}.lock"
+    (only `kb ingest` has it)."""
+    with folder_lock(kb.name, kb.folder, wait, waits):
+        yield
+
+
+@contextlib.contextmanager
+def folder_lock(name: str, folder: Path, wait: bool = False, waits: bool = False) -> Iterator[None]:
+    """``ingest_lock`` of base ``name`` in ``folder``, whose metadata need not be readable (`kb drop` of a damaged
+    base). Its file is ``.locks/NAME.lock`` beside the folder: in the folder, a re-index (which swaps folders)
+    left its waiters holding the lock of a deleted file, free to write at once."""
+    lock_file = folder.parent / ".locks" / f"{folder.name}.lock"
     with contextlib.ExitStack() as held:
         try:
             handle = held.enter_context(exclusive_lock(lock_file, wait=wait))
         except BlockingIOError:
             holder = lock_file.read_text(encoding="utf-8").strip() or "another process"
-            raise KnowledgeError(f"knowledge base {kb.name!r} is being ingested by {holder}; try again when it "
+            raise KnowledgeError(f"knowledge base {name!r} is being ingested by {holder}; try again when it "
                                  "finishes" + (" (`--wait` waits for it)" if waits else "")) from None
         handle.seek(0)
         handle.truncate()

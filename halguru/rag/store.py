@@ -188,7 +188,8 @@ class KnowledgeBase:
             raise KnowledgeError(f"no knowledge base {name!r}; {create}",
                                  terminal=f"no knowledge base {name!r} (known: {known}); {create}") from None
         except (OSError, ValueError) as exc:
-            raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}") from None
+            raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}; restore the "
+                                 f"file, or drop the base with `halguru kb drop {name}`") from None
         return cls(name, folder, _meta(name, folder, data))
 
     def reload_meta(self) -> bool:
