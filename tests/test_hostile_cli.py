@@ -221,3 +221,19 @@ def test_a_base_with_broken_metadata_can_be_dropped(cli, cli_error, halguru_home
         "or drop the base with `halguru kb drop docs`")
     assert "Dropped knowledge base docs." in cli("kb", "drop", "docs", "--yes").output
     assert not (halguru_home / "knowledge" / "docs").exists()
+
+
+def test_kb_show_of_a_base_whose_data_files_were_deleted_is_one_line(cli, cli_error, halguru_home: Path,
+                                                                      tmp_path: Path):
+    # LanceDB's RuntimeError ("Not found: ...lance") was a traceback in `kb show`; `kb list` said it twice over
+    (tmp_path / "a.md").write_text("# Coffee\n\nEspresso is strong coffee.\n")
+    cli("kb", "create", "docs", "-e", "fast")
+    cli("kb", "ingest", "docs", str(tmp_path / "a.md"))
+    import shutil
+
+    shutil.rmtree(halguru_home / "knowledge" / "docs" / "chunks.lance" / "data")
+    line = cli_error("kb", "show", "docs")
+    assert line.startswith("Error: knowledge base 'docs' cannot be read (lance error: ")
+    assert line.endswith("drop it with `halguru kb drop docs` and ingest its files again")
+    listed = cli("kb", "list").output
+    assert listed.count("cannot be read") == 1, listed

@@ -328,12 +328,20 @@ class KnowledgeBase:
         return found
 
     def info(self, with_sources: bool = False) -> KnowledgeInfo:
-        docs = self.documents()
-        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
-        return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs),
-                             self.table.count_rows(), size, str(self.folder), self.meta.chunk_size,
-                             self.meta.chunk_overlap, sorted(s for s, _ in docs.values()) if with_sources else [],
-                             self.meta.lead_model, self.meta.chunker)
+        """The base's figures; files of it deleted (a data file of its table) are one KnowledgeError saying what
+        to do (`kb show` was LanceDB's RuntimeError traceback)."""
+        try:
+            docs = self.documents()
+            size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+            rows = self.table.count_rows()
+        except (RuntimeError, OSError) as exc:
+            from halguru.rag.query import unreadable
+
+            raise unreadable(self, exc) from None
+        return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs), rows, size,
+                             str(self.folder), self.meta.chunk_size, self.meta.chunk_overlap,
+                             sorted(s for s, _ in docs.values()) if with_sources else [], self.meta.lead_model,
+                             self.meta.chunker)
 
     def fragments(self) -> int:
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
@@ -405,5 +413,6 @@ def list_bases(problems: list[str] | None = None) -> list[KnowledgeInfo]:
             bases.append(KnowledgeBase.open(name).info())
         except Exception as exc:  # LanceDB raises RuntimeError, OSError, ValueError... on damaged data
             if problems is not None:
-                problems.append(f"knowledge base {name!r} cannot be read: {exc}")
+                said = isinstance(exc, KnowledgeError)  # names the base already, and says what to do
+                problems.append(str(exc) if said else f"knowledge base {name!r} cannot be read: {exc}")
     return bases
