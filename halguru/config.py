@@ -120,6 +120,11 @@ def read_config_file(path: Path | None = None) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except NotADirectoryError:  # every command said "[Errno 20] Not a directory: '.../config.toml'"
+        file = next(p for p in path.parents if p.exists())
+        where = f"{path.parent}" if file == path.parent else f"{path.parent}: {file}"
+        raise ConfigError(f"HALGURU_HOME {where} is a file, not a folder: set HALGURU_HOME to a folder (or unset "
+                          "it for ~/.halguru)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     try:

@@ -237,3 +237,11 @@ def test_kb_show_of_a_base_whose_data_files_were_deleted_is_one_line(cli, cli_er
     assert line.endswith("drop it with `halguru kb drop docs` and ingest its files again")
     listed = cli("kb", "list").output
     assert listed.count("cannot be read") == 1, listed
+
+
+def test_a_halguru_home_that_is_a_file_is_said_so(tmp_path: Path, cli_error):
+    home = tmp_path / "home"
+    home.write_text("")
+    assert cli_error("logs", env={"HALGURU_HOME": str(home)}) == (
+        f"Error: HALGURU_HOME {home} is a file, not a folder: set HALGURU_HOME to a folder (or unset it for "
+        "~/.halguru)")
