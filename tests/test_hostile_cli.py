@@ -245,3 +245,26 @@ def test_a_halguru_home_that_is_a_file_is_said_so(tmp_path: Path, cli_error):
     assert cli_error("logs", env={"HALGURU_HOME": str(home)}) == (
         f"Error: HALGURU_HOME {home} is a file, not a folder: set HALGURU_HOME to a folder (or unset it for "
         "~/.halguru)")
+
+
+def test_a_damaged_or_locked_store_says_what_to_do(cli, cli_error, halguru_home: Path):
+    """SQLite's own words alone ("database disk image is malformed", "database is locked") left the user guessing."""
+    import sqlite3
+
+    cli("logs")  # the store is made
+    db = halguru_home / "halguru.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a sqlite3 shell left in a transaction
+    holder.execute("INSERT INTO migrations VALUES ('held', 1)")
+    try:
+        assert cli_error("logs").endswith(": database is locked: another process has held its write lock for over "
+                                          "10 s (a halguru command still running, or a sqlite3 shell in a "
+                                          "transaction); end it, or try again when it is done")
+    finally:
+        holder.close()
+    for leftover in ("-wal", "-shm"):
+        db.with_name(db.name + leftover).unlink(missing_ok=True)
+    db.write_bytes(b"not a database, a text file saved over it\n" * 200)
+    assert cli_error("logs") == (f"Error: cannot open the trace store {db}: file is not a database: the file is "
+                                 "damaged or not a halguru store; restore it from a backup, or move it aside (with "
+                                 "its -wal and -shm files) and halguru starts a new, empty one")

@@ -29,7 +29,7 @@ from halguru.store.sql_message_keys import MessageKeysMixin
 from halguru.store.sql_push import PushMixin
 from halguru.store.sql_resume import ResumeMixin
 from halguru.store.sql_stats import StatsMixin
-from halguru.store.sqlite_base import SQLiteBase, not_writable
+from halguru.store.sqlite_base import SQLiteBase, cannot_open
 
 
 class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
@@ -50,7 +50,7 @@ class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, Identit
             self.migrate()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"cannot open the trace store {path}: {exc}{not_writable(path)}") from None
+            raise cannot_open(path, exc) from None
         # one indexed UPDATE: runs of processes that died are interrupted for good; a read-only file (a mounted
         # backup, say) is still read (such runs read interrupted all the same)
         with contextlib.suppress(StoreError):

@@ -47,6 +47,21 @@ def not_writable(path: Path) -> str:
     return ""
 
 
+def cannot_open(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """The store at ``path`` could not be opened: what SQLite said, and what the user can do about it (SQLite's
+    "database is locked" or "database disk image is malformed" alone left them guessing)."""
+    code = exc.sqlite_errorcode & 0xFF if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode else None
+    if code == sqlite3.SQLITE_BUSY:
+        hint = (f": another process has held its write lock for over {BUSY_TIMEOUT_MS // 1000} s (a halguru "
+                "command still running, or a sqlite3 shell in a transaction); end it, or try again when it is done")
+    elif code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        hint = (": the file is damaged or not a halguru store; restore it from a backup, or move it aside (with "
+                "its -wal and -shm files) and halguru starts a new, empty one")
+    else:
+        hint = not_writable(path)
+    return StoreError(f"cannot open the trace store {path}: {exc}{hint}")
+
+
 class _Local(threading.local):
     conn: sqlite3.Connection | None = None
     generation: int = -1
@@ -84,7 +99,7 @@ class SQLiteBase(SQLBase):
             self._use_wal()
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise StoreError(f"cannot open the trace store {path}: {exc}{not_writable(path)}") from None
+            raise cannot_open(path, exc) from None
 
     def _use_wal(self) -> None:
         """Put the file in WAL mode (it stays so). The switch needs an exclusive lock, and while another process
