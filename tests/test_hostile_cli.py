@@ -268,3 +268,31 @@ def test_a_damaged_or_locked_store_says_what_to_do(cli, cli_error, halguru_home:
     assert cli_error("logs") == (f"Error: cannot open the trace store {db}: file is not a database: the file is "
                                  "damaged or not a halguru store; restore it from a backup, or move it aside (with "
                                  "its -wal and -shm files) and halguru starts a new, empty one")
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path, halguru_cmd, subprocess_env):
+    """`kill PID` (or `timeout`) ended `halguru run` at once: the run read 'running' until its lease ran out, its
+    partial answer was lost. Now it is stored cancelled, as on Ctrl-C, and the exit status is 130."""
+    import signal
+    import time
+
+    agent = tmp_path / "slow"
+    agent.mkdir()
+    (agent / "script.yaml").write_text('- {text: "one two three four five", token_delay: 2}\n')
+    (agent / "agent.yaml").write_text(f"name: slow\nmodel: scripted:{agent / 'script.yaml'}\n")
+    proc = subprocess.Popen([*halguru_cmd, "run", str(agent), "hi"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=subprocess_env, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                                            signal.SIG_DFL))
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.read(3) == "one"  # the answer has begun
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Stopped. The partial answer is stored" in err and "Traceback" not in err
+    runs = subprocess.run([*halguru_cmd, "logs", "--json"], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert [r["status"] for r in json.loads(runs.stdout)] == ["cancelled"]

@@ -164,11 +164,23 @@ def _standard_streams() -> None:
             stream.reconfigure(errors="backslashreplace")  # UnicodeEncodeError traceback
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (`kill`, `timeout`, a supervisor) stops a command as Ctrl-C does: a run is stored cancelled with
+    its partial answer, an ingest says how far it got, the tests that finished are reported. It ended the
+    process at once: the run read 'running' until its lease ran out. Where SIGINT is ignored (a background job),
+    SIGTERM keeps its default; `serve` and `worker` put their own handlers over this one."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+
+
 def main() -> None:
     """Entry point: load plugin commands, run, and turn user errors into one line."""
     from halguru.errors import HalguruError
 
     _standard_streams()
+    _terminate_as_interrupt()
     try:
         _add_plugin_commands()
     except Exception as exc:  # a broken plugin must not break the whole CLI

@@ -52,7 +52,8 @@ def register(app: typer.Typer) -> None:
         """Run an agent once on INPUT and stream its answer.
 
         Exit codes: 0 done (an answer cut at max_tokens too: it says so), 1 failed or stopped at max_steps or
-        the timeout, 3 paused for an approval (`halguru runs approve|reject RUN`), 130 stopped with Ctrl-C.
+        the timeout, 3 paused for an approval (`halguru runs approve|reject RUN`), 130 stopped with Ctrl-C or
+        SIGTERM.
         """
         from halguru.cli.run_once import run_once
         from halguru.printable import is_blank
