@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def register(app: typer.Typer) -> None:
         else:
             from halguru.atomic import write_atomically
 
+            if not output.absolute().parent.is_dir():  # said, not made: a typo in the path
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(output))
             write_atomically(output, text)  # a full disk leaves the old file (or none), not an empty one
             typer.echo(f"Wrote {output}")
 
