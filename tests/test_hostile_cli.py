@@ -296,3 +296,13 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path, halguru_cmd, subproc
     runs = subprocess.run([*halguru_cmd, "logs", "--json"], env=subprocess_env, capture_output=True, text=True,
                           timeout=60)
     assert [r["status"] for r in json.loads(runs.stdout)] == ["cancelled"]
+
+
+def test_models_add_refuses_a_context_below_256_tokens(cli):
+    # `--n-ctx -5` was stored, and every run on the model failed with "could not create a context of 1 × -5 tokens;
+    # lower HALGURU_LLAMA_N_CTX"
+    from halguru.models.registry import bundled_gguf_path
+
+    result = cli("models", "add", "tiny", "--gguf", str(bundled_gguf_path()), "--n-ctx", "-5", code=2)
+    assert "Invalid value for '--n-ctx': Input should be greater than or equal to 256" in result.output
+    assert "tiny" not in cli("models", "list").output

@@ -35,7 +35,8 @@ def add(
     model_id: str | None = typer.Option(None, "--model-id", help="The model id the endpoint expects (default NAME)."),
     api_key_env: str | None = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     keyring: bool = typer.Option(False, "--keyring", help="Read the API key from the system keyring (set-key)."),
-    n_ctx: int | None = typer.Option(None, "--n-ctx", help="Context size for a GGUF model."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", min=256,  # as llama_n_ctx
+                                     help="Context size for a GGUF model, in tokens."),
     force: bool = typer.Option(False, "--force", help="Replace a registered model or shadow a built-in one."),
 ) -> None:
     """Register a model: a GGUF file, or an OpenAI-compatible endpoint."""
