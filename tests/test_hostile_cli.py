@@ -306,3 +306,31 @@ def test_models_add_refuses_a_context_below_256_tokens(cli):
     result = cli("models", "add", "tiny", "--gguf", str(bundled_gguf_path()), "--n-ctx", "-5", code=2)
     assert "Invalid value for '--n-ctx': Input should be greater than or equal to 256" in result.output
     assert "tiny" not in cli("models", "list").output
+
+
+def test_sigterm_ends_a_chat_not_only_its_answer(tmp_path: Path, halguru_cmd, subprocess_env):
+    # SIGTERM as Ctrl-C stopped the answer and the chat read its next message: `timeout` could not end it
+    import signal
+
+    agent = tmp_path / "slow"
+    agent.mkdir()
+    (agent / "script.yaml").write_text('- {text: "one two three four five", token_delay: 2}\n')
+    (agent / "agent.yaml").write_text(f"name: slow\nmodel: scripted:{agent / 'script.yaml'}\n")
+    proc = subprocess.Popen([*halguru_cmd, "chat", str(agent)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("hi\nagain\nmore\n")
+        proc.stdin.flush()
+        seen = ""
+        while not seen.endswith("one"):  # the answer has begun
+            seen += proc.stdout.read(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    runs = subprocess.run([*halguru_cmd, "logs", "--json"], env=subprocess_env, capture_output=True, text=True,
+                          timeout=60)
+    assert [(r["input"], r["status"]) for r in json.loads(runs.stdout)] == [("hi", "cancelled")]

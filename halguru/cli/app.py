@@ -171,8 +171,17 @@ def _terminate_as_interrupt() -> None:
     SIGTERM keeps its default; `serve` and `worker` put their own handlers over this one."""
     import signal
 
+    def on_term(signum: int, frame: Any) -> None:
+        _state["terminated"] = True  # chat ends, where Ctrl-C only stops the answer
+        signal.raise_signal(signal.SIGINT)
+
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def terminated() -> bool:
+    """Whether SIGTERM came: a command that goes on after Ctrl-C (chat) ends instead."""
+    return bool(_state.get("terminated"))
 
 
 def main() -> None:

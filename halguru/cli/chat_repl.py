@@ -107,6 +107,10 @@ class ChatRepl:
                 for line in self.stopped_ingests:
                     self.console.print(f"\n[yellow]{escape(line[:1].upper() + line[1:])}.[/]")
                 self.console.print("\n[yellow]Stopped.[/] [dim]Partial answer kept; Ctrl-C again to quit.[/]")
+                from halguru.cli.app import terminated
+
+                if terminated():  # SIGTERM: the chat ends, not only this answer
+                    return 130
             except HalguruError as exc:
                 self.console.print(f"[red]Error:[/] {escape(printable(str(exc)))}")
 
