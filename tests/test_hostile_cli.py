@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -334,3 +336,51 @@ def test_sigterm_ends_a_chat_not_only_its_answer(tmp_path: Path, halguru_cmd, su
     runs = subprocess.run([*halguru_cmd, "logs", "--json"], env=subprocess_env, capture_output=True, text=True,
                           timeout=60)
     assert [(r["input"], r["status"]) for r in json.loads(runs.stdout)] == [("hi", "cancelled")]
+
+
+HANGS_ON_STOP = '''
+import sys, time
+from halguru.cli import app
+app.STOP_GRACE = float(sys.argv[1])
+app._terminate_as_interrupt()
+try:
+    print("ready", flush=True)
+    time.sleep(600)
+except KeyboardInterrupt:  # a stop that hangs: a model call that never returns
+    print("stopping", flush=True)
+    while True:
+        try:
+            time.sleep(600)
+        except KeyboardInterrupt:
+            pass
+'''
+
+
+def _hanging(grace: float, subprocess_env) -> subprocess.Popen[str]:
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HANGS_ON_STOP, str(grace)], stdout=subprocess.PIPE, text=True,
+                            env=subprocess_env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def test_a_stop_that_hangs_ends_at_a_second_sigterm_or_after_the_grace(subprocess_env):
+    # SIGTERM as Ctrl-C waits for the command to store what it cut; a stop that never finished (seen once: a run
+    # hung 12 minutes after `timeout`'s SIGTERM) kept the process, which SIGTERM used to end at once
+    proc = _hanging(600, subprocess_env)
+    try:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None and proc.stdout.readline() == "stopping\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        proc.kill()
+    proc = _hanging(1.5, subprocess_env)
+    try:
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert 1.4 < time.monotonic() - started < 8
+    finally:
+        proc.kill()

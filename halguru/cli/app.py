@@ -164,15 +164,27 @@ def _standard_streams() -> None:
             stream.reconfigure(errors="backslashreplace")  # UnicodeEncodeError traceback
 
 
+STOP_GRACE = 20.0  # seconds a command stopped by SIGTERM has to store what it cut before it is ended
+
+
 def _terminate_as_interrupt() -> None:
     """SIGTERM (`kill`, `timeout`, a supervisor) stops a command as Ctrl-C does: a run is stored cancelled with
     its partial answer, an ingest says how far it got, the tests that finished are reported. It ended the
     process at once: the run read 'running' until its lease ran out. Where SIGINT is ignored (a background job),
-    SIGTERM keeps its default; `serve` and `worker` put their own handlers over this one."""
+    SIGTERM keeps its default; `serve` and `worker` put their own handlers over this one. A stop that hangs (a
+    model call that does not return) does not keep the process: a second SIGTERM, or one STOP_GRACE seconds after
+    the first, ends it as SIGTERM always did."""
     import signal
 
     def on_term(signum: int, frame: Any) -> None:
+        import os
+        import threading
+
         _state["terminated"] = True  # chat ends, where Ctrl-C only stops the answer
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        timer = threading.Timer(STOP_GRACE, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
         signal.raise_signal(signal.SIGINT)
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
