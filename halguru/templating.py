@@ -6,6 +6,9 @@ intercepted (which also stops Jinja folding them at compile time) and refuse, be
 MAX_ITEMS items or characters or an integer over MAX_INT_BITS bits; so do the other ways to ask for a size (a
 filter's or a string method's number argument, a format width, ``replace``), a namespace attribute that would
 hold more, and ``render`` past MAX_ITEMS characters of output (a loop of big pieces): a SecurityError, one line.
+Lists may hold one big string many times over (``[s] * 10**6`` costs 8 MB), so whatever turns values into text
+(``~``, an output, a filter, a string method, ``%`` and ``format``, ``lipsum``) first counts what they hold
+through their containers (``weight``), and so does ``check_value`` for an expression's value.
 
 Work is bounded too (rendering runs on the event loop, where no timeout can stop it): a render or an expression
 may take MAX_STEPS steps, a loop iteration being one and a call (a macro, a function, a method, a recursive
@@ -25,10 +28,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace, pass_context
+from jinja2.utils import Namespace, generate_lorem_ipsum, pass_context
 
 MAX_ITEMS = 10_000_000  # characters of a string, items of a list or tuple
 MAX_INT_BITS = 100_000  # about 30,000 digits
@@ -63,6 +67,91 @@ def _too_big(what: str) -> SecurityError:
                          f"and integers of {MAX_INT_BITS:,} bits")
 
 
+# Filters that return their value's items (or a number) rather than text made from them: not weighed.
+_NOT_TEXT = frozenset({"abs", "attr", "batch", "count", "d", "default", "dictsort", "first", "float", "groupby", "int",
+                       "items", "last", "length", "list", "map", "max", "min", "reject", "rejectattr", "reverse",
+                       "round", "select", "selectattr", "slice", "sort", "unique"})
+
+
+def weight(value: Any, limit: int = MAX_ITEMS) -> int:
+    """About how many characters ``value`` makes as text: its strings' characters and its items, counted through
+    lists, tuples, sets, dicts and namespaces (a string held many times counts each time, as str() prints it);
+    the count stops once past ``limit``, so it costs at most that many steps."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, int):
+            total += _bits(item) // 3 + 1
+        elif isinstance(item, Namespace):
+            stack.append(object.__getattribute__(item, "_Namespace__attrs"))
+        elif isinstance(item, dict):
+            total += 2 * len(item) + 1
+            if total <= limit:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item) + 1
+            if total <= limit:
+                stack.extend(item)
+        else:
+            total += 1
+    return total
+
+
+def _check_weight(what: str, *values: Any, extra: int = 0) -> None:
+    if weight(values, MAX_ITEMS - extra) + extra > MAX_ITEMS:
+        raise _too_big(f"{what} would make over {MAX_ITEMS:,} characters")
+
+
+def _check_join(what: str, separator: Any, items: Any, *rest: Any) -> None:
+    """``separator.join(items)``: the items' text and a separator between each two."""
+    count = len(items) if isinstance(items, str | list | tuple | set | frozenset | dict) else 0
+    extra = len(separator) * count if isinstance(separator, str) else 0
+    if extra > MAX_ITEMS:
+        raise _too_big(f"{what} would make {extra:,} characters of separators")
+    _check_weight(what, items, *rest, extra=extra)
+
+
+def check_value(value: Any) -> Any:
+    """``value`` (an expression's, an output's), refused when its text (a step's output, a tool's arguments)
+    would be too big. A string is let through at once: each is bounded as it is built (and every output is one)."""
+    if type(value) is not str:
+        _check_weight("the value", value)
+    return value
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's ``lipsum``, refused when its paragraphs could pass MAX_ITEMS characters (about 12 per word)."""
+    most = 12 * n * max if isinstance(n, int) and isinstance(max, int) else 0
+    if most > MAX_ITEMS:
+        raise _too_big(f"lipsum could make {most:,} characters")
+    return str(generate_lorem_ipsum(n, html, min, max))
+
+
+def _concat(pieces: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The operands of ``~``, refused before they are joined when their text would be too big."""
+    if sum(len(p) if type(p) is str else MAX_ITEMS + 1 for p in pieces) > MAX_ITEMS:  # else short strings only
+        _check_weight("'~'", *pieces)
+    return pieces
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator with the pieces of ``a ~ b`` weighed (``_concat``) before Jinja joins them."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:  # as Jinja's own visit_Concat
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        else:
+            join = "markup_join" if frame.eval_ctx.autoescape else "str_join"
+        self.write(f"{join}(environment.concat_pieces((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+
 def _check_format(text: str) -> None:
     for match in _WIDTH.finditer(text):
         for width in match.groups():
@@ -90,6 +179,10 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     @functools.wraps(original)  # keeps jinja_pass_arg: Jinja still passes the context where it did
     def bounded(*args: Any, **kwargs: Any) -> Any:
         _check_numbers(args[skip:], kwargs)
+        if name == "join":  # value, separator
+            _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), args[skip - 1])
+        elif name not in _NOT_TEXT:
+            _check_weight(f"the filter {name}", *args[skip - 1:], *kwargs.values())
         if name == "replace" and len(args) >= skip + 2:
             _check_replace(str(args[skip - 1]), args[skip], args[skip + 1])
         elif name == "format":
@@ -156,12 +249,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
     context_class = _Context
+    code_generator_class = _CodeGenerator
+    concat_pieces = staticmethod(_concat)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.filters[_COUNTED] = _counted
         self.globals["namespace"] = _Namespace
+        self.globals["lipsum"] = _lipsum
+        finalize = self.finalize  # an output is weighed before it becomes text (a list printed holds its strings)
+        self.finalize = (lambda value: finalize(check_value(value))) if finalize else check_value
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """The template's tree, each ``for`` loop's iterable counted (Jinja has no per-iteration hook)."""
@@ -176,10 +274,15 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level: loop(item.children)
             args = (_counted(__context, args[0]), *args[1:])
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str | bytes):  # "x".ljust(10**9), "x".replace("x", long)
+        if isinstance(owner, str | bytes):  # "x".ljust(10**9), "x".replace("x", long), "-".join(many)
             _check_numbers(args, kwargs)
-            if getattr(__obj, "__name__", "") == "replace" and len(args) >= 2:
+            method = getattr(__obj, "__name__", "")
+            if method == "replace" and len(args) >= 2:
                 _check_replace(owner, args[0], args[1])
+            elif method == "join" and args:
+                _check_join("join", owner, *args)
+            else:
+                _check_weight(f"the method {method}", owner, *args, *kwargs.values())
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -192,6 +295,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             for width in _FORMAT_WIDTH.findall(spec):
                 if int(width) > MAX_ITEMS:
                     raise _too_big(f"the format width {int(width):,} asks for too much")
+            _check_weight("format", spec, *args, *kwargs.values())
             return wrapped(*args, **kwargs)
 
         return checked
@@ -213,6 +317,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 raise _too_big(f"'**' would make an integer of about {bits:,} bits")
         elif operator_ == "%" and isinstance(left, str):
             _check_format(left)
+            _check_weight("'%'", left, right)
         return super().call_binop(context, operator_, left, right)
 
 

@@ -266,8 +266,10 @@ def _render(template: str, context: dict[str, Any]) -> str:
 def _evaluate(expression: str, context: dict[str, Any]) -> Any:
     """The expression's value; a name or attribute it reads that is not there raises UndefinedError (compiled
     with ``undefined_to_none=False``, StrictUndefined would come back as the value, also inside a list)."""
-    with _as_template_error():
-        return _defined(_compiled(expression)(**context))
+    from halguru.templating import check_value
+
+    with _as_template_error():  # the value becomes a step's output or a tool's arguments: stored as text
+        return check_value(_defined(_compiled(expression)(**context)))
 
 
 @contextmanager

@@ -381,8 +381,20 @@ def _template(template: str) -> str:
     (_template("{{ ('x' * 10**6) | replace('x', 'y' * 1000) }}"), "replace could make 1,001,001,000 characters"),
     (_template("{{ '{:>1000000000}'.format(1) }}"), "the format width 1,000,000,000 asks for too much"),
     (_template("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
-     "namespace attribute 's' would hold 16,777,216 items or characters"),
+     "'~' would make over 10,000,000 characters"),
     (_template("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}"), "the output passes 10,000,000 characters"),
+    # One big string held many times over is a small list, until it becomes text (each allocated gigabytes).
+    (_template("{% set a = 'x' * 10**7 %}{{ a ~ a }}"), "'~' would make over 10,000,000 characters"),
+    (_template("{% set a = 'x' * 10**7 %}{{ [a, a] ~ '' }}"), "'~' would make over 10,000,000 characters"),
+    (_template("{{ (['x' * 10**7] * 10**6) | join }}"), "join would make over 10,000,000 characters"),
+    (_template("{{ ['a', 'b'] | join('x' * 10**7) }}"), "join would make 20,000,000 characters of separators"),
+    (_template("{{ ''.join(['x' * 10**7] * 10**6) }}"), "join would make over 10,000,000 characters"),
+    (_template("{{ (['x' * 10**7] * 10**6) | tojson }}"), "the filter tojson would make over 10,000,000 characters"),
+    (_template("{{ '%s' % (['x' * 10**7] * 10**6) }}"), "'%' would make over 10,000,000 characters"),
+    (_template("{{ '{}'.format(['x' * 10**7] * 10**6) }}"), "format would make over 10,000,000 characters"),
+    (_template("{{ ['x' * 10**7] * 10**6 }}"), "the value would make over 10,000,000 characters"),
+    (_condition("['x' * 10**7] * 10**6"), "the value would make over 10,000,000 characters"),
+    (_template("{{ lipsum(10**5) }}"), "lipsum could make 120,000,000 characters"),
 ])
 def test_a_template_that_would_build_something_huge_fails_its_step_at_once(project: Path, step: str,
                                                                            error: str) -> None:
