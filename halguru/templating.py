@@ -12,10 +12,11 @@ through their containers (``weight``), and so does ``check_value`` for an expres
 
 Work is bounded too (rendering runs on the event loop, where no timeout can stop it): a render or an expression
 may take MAX_STEPS steps, a loop iteration being one and a call (a macro, a function, a method, a recursive
-``loop()``) CALL_STEPS, and run for MAX_SECONDS, checked at each step (a step over big data: ``'y' in text``
-10 million characters long, 100,000 times). Every ``for`` loop's iterable is wrapped in a counting iterator when
-the template is parsed, so a loop over anything counts (lists, dicts, strings, ``batch``), as does a recursive
-``loop(x)``'s iterable at its call; calls count in ``call``, so recursion through macros does too.
+``loop()``) CALL_STEPS, and run for MAX_SECONDS, checked at each step, filter and operator (a step over big
+data: ``'y' in text`` 10 million characters long, 100,000 times; ``map``, a filter per item with no step).
+Every ``for`` loop's iterable is wrapped in a counting iterator when the template is parsed, so a loop over
+anything counts (lists, dicts, strings, ``batch``), as does a recursive ``loop(x)``'s iterable at its call;
+calls count in ``call``, so recursion through macros does too. Filters take the render's context (for its time).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace, generate_lorem_ipsum, pass_context
+from jinja2.utils import Namespace, _PassArg, generate_lorem_ipsum, pass_context
 
 MAX_ITEMS = 10_000_000  # characters of a string, items of a list or tuple
 MAX_INT_BITS = 100_000  # about 30,000 digits
@@ -45,8 +46,11 @@ _FORMAT_WIDTH = re.compile(r"\{[^{}]*:[^{}]*?(\d+)")  # "{:>999999999}".format(1
 _WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]?")
 
 
+_SIZED = (str, bytes, list, tuple)
+
+
 def _size(value: Any) -> int | None:
-    return len(value) if isinstance(value, str | bytes | list | tuple) else None
+    return len(value) if isinstance(value, _SIZED) else None
 
 
 def _bits(value: Any) -> int:
@@ -114,10 +118,13 @@ def _check_join(what: str, separator: Any, items: Any, *rest: Any) -> None:
     _check_weight(what, items, *rest, extra=extra)
 
 
+_HOLDERS = (list, tuple, set, frozenset, dict, Namespace)
+
+
 def check_value(value: Any) -> Any:
     """``value`` (an expression's, an output's), refused when its text (a step's output, a tool's arguments)
-    would be too big. A string is let through at once: each is bounded as it is built (and every output is one)."""
-    if type(value) is not str:
+    would be too big. Only what holds other values is counted: a string, an integer is bounded as it is built."""
+    if isinstance(value, _HOLDERS):
         _check_weight("the value", value)
     return value
 
@@ -173,11 +180,26 @@ def _check_replace(text: Any, old: Any, new: Any) -> None:
             raise _too_big(f"replace could make {most:,} characters")
 
 
-def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    skip = 2 if getattr(original, "jinja_pass_arg", None) is not None else 1  # the context, then the value
+# What a filter takes before its value, from the render's context (see _bounded_filter).
+_PASSED: dict[_PassArg | None, Callable[[Context], tuple[Any, ...]]] = {
+    None: lambda context: (),
+    _PassArg.context: lambda context: (context,),
+    _PassArg.eval_context: lambda context: (context.eval_ctx,),
+    _PassArg.environment: lambda context: (context.environment,),
+}
 
-    @functools.wraps(original)  # keeps jinja_pass_arg: Jinja still passes the context where it did
+
+def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """``original`` with its arguments checked, taking the render's context (its time is checked at each filter:
+    ``map`` calls one per item, no step between) and passing on what ``original`` takes."""
+    passed = _PASSED[_PassArg.from_obj(original)]
+    skip = 2  # the context, then the value
+
+    @pass_context
+    @functools.wraps(original)
     def bounded(*args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > args[0].steps.deadline:  # in_time(), inline
+            args[0].steps.in_time()
         _check_numbers(args[skip:], kwargs)
         if name == "join":  # value, separator
             _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), args[skip - 1])
@@ -187,7 +209,7 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
             _check_replace(str(args[skip - 1]), args[skip], args[skip + 1])
         elif name == "format":
             _check_format(str(args[skip - 1]))
-        return original(*args, **kwargs)
+        return original(*passed(args[0]), *args[1:], **kwargs)
 
     return bounded
 
@@ -219,6 +241,10 @@ class _Steps:
         self.count += steps
         if self.count > MAX_STEPS:
             raise _too_long("the template took too many steps")
+        self.in_time()
+
+    def in_time(self) -> None:
+        """Checked at each step, filter and operator."""
         if time.monotonic() > self.deadline:
             raise _too_long("the template ran too long")
 
@@ -301,16 +327,17 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return checked
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if time.monotonic() > context.steps.deadline:  # in_time(), inline: operators are a chat template's hot path
+            context.steps.in_time()
         if operator_ == "*":
             size, count = (_size(left), right) if _size(left) is not None else (_size(right), left)
             if size is not None and isinstance(count, int) and size * count > MAX_ITEMS:
                 raise _too_big(f"'*' would make {size * count:,} items or characters")
             if _bits(left) + _bits(right) > MAX_INT_BITS:
                 raise _too_big("'*' would make an integer too large")
-        elif operator_ == "+":
-            sizes = (_size(left), _size(right))
-            if sizes[0] is not None and sizes[1] is not None and sizes[0] + sizes[1] > MAX_ITEMS:
-                raise _too_big(f"'+' would make {sizes[0] + sizes[1]:,} items or characters")
+        elif operator_ == "+":  # a chat template's most common operator: no call before its check
+            if isinstance(left, _SIZED) and isinstance(right, _SIZED) and len(left) + len(right) > MAX_ITEMS:
+                raise _too_big(f"'+' would make {len(left) + len(right):,} items or characters")
         elif operator_ == "**":
             if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 \
                     and (bits := _power_bits(left, right)) > MAX_INT_BITS:

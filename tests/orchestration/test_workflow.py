@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -435,6 +436,23 @@ def test_a_template_that_loops_without_end_fails_its_step_at_once(project: Path)
     result = run_sync(load_agent(folder), "go")
     assert time.monotonic() - started < 2
     assert result.error == f"step a failed: template error: the template took too many steps; {LIMITS}"
+
+
+def test_a_template_that_works_for_days_between_steps_fails_its_step_in_time(project: Path) -> None:
+    """map applies a filter to each item with no loop iteration or call (no step) between: lowering a long step
+    output 10^6 times ran for an hour on the event loop that renders steps, so the run's timeout never fired and
+    the server stood still; the render's MAX_SECONDS is checked at each filter and operator too."""
+    import threading
+
+    many = "{% set text = 'x' * 9000000 %}{{ ([text] * 10**6) | map('lower') | map('length') | sum }}"
+    folder = flow(project, "  timeout: 20\n  steps:\n    - {id: a, condition: '4'}\n"
+                  f"    - {{id: b, {_template(many)}, needs: [a]}}\n")
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(run_sync(load_agent(folder), "go")), daemon=True)
+    worker.start()
+    worker.join(15)
+    assert results, "the run did not end"
+    assert results[0].error == f"step b failed: template error: the template ran too long; {LIMITS}"
 
 
 MANY = "took too many steps"
