@@ -153,3 +153,17 @@ def test_a_run_the_server_will_not_give_ends_the_reconnecting_at_once(serve: Any
     expect(page.locator(".msg.assistant .error").last).to_have_text("⚠ no run run_x", timeout=5_000)
     expect(page.locator("#status")).to_have_text("no run run_x")
     assert not page.get_by_role("button", name="Try again").count() and not page.locator("[aria-busy]").count()
+
+
+def test_tabs_reconnect_at_moments_of_their_own(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Every tab's stream breaks at once when its server goes away: each wait is drawn (half to one and a half
+    times the backoff), or all the tabs came back at the same moments (1, 3, 7... s after the break)."""
+    server = serve()
+    page = browser.new_page()
+    page.add_init_script("Math.random = () => 0")  # the shortest draw: half the first second
+    page.route("**/chat/api/conversations/*/messages", lambda route: route.fulfill(
+        response=(response := route.fetch()), body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n"))
+    page.route("**/chat/api/runs/*/events", lambda route: route.abort("connectionrefused"))
+    _send_slow(page, server.url)
+    expect(page.locator("#status")).to_contain_text("reconnecting in 0.5 s", timeout=WAIT_MS)
+    page.click("#stop")

@@ -323,8 +323,10 @@ function working(bubble, on) {
 }
 
 // A stream that broke before its answer ended (its server went away, or is restarting: loading a real model takes
-// a while) is followed again from the last event got, on whichever server answers, after 1, 2, 4... s (15 at
+// a while) is followed again from the last event got, on whichever server answers, after about 1, 2, 4... s (15 at
 // most) for two minutes; then a button tries again. The answer arrives whole in run_finished (tokens are not kept).
+// Each wait is drawn between half and one and a half times it: every tab's stream broke at the same moment when
+// their server went away, and they would all come back to it at the same moments.
 const RECONNECT_MS = 120000, RECONNECT_MAX_WAIT_MS = 15000;
 
 // The answer's events into its bubble. Tokens are drawn at most once a frame, and only what they add
@@ -354,8 +356,9 @@ async function streamAnswer(response, bubble) {
     const until = Date.now() + RECONNECT_MS;
     for (let wait = 1000; !finished && seen.lastId && Date.now() < until;
       wait = Math.min(2 * wait, RECONNECT_MAX_WAIT_MS)) {
-      showStatus(`The connection to the server broke; reconnecting in ${wait / 1000} s…`);
-      await pause(wait, controller.signal);
+      const drawn = Math.round(wait * (0.5 + Math.random()));
+      showStatus(`The connection to the server broke; reconnecting in ${(drawn / 1000).toFixed(1)} s…`);
+      await pause(drawn, controller.signal);
       const run = encodeURIComponent(seen.lastId.split(":")[0]);
       const more = await api(`/runs/${run}/events`, { signal: controller.signal,
         headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch((error) => {
