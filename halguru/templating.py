@@ -201,10 +201,12 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         if time.monotonic() > args[0].steps.deadline:  # in_time(), inline
             args[0].steps.in_time()
         _check_numbers(args[skip:], kwargs)
+        value = args[skip - 1]
         if name == "join":  # value, separator
-            _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), args[skip - 1])
-        elif name not in _NOT_TEXT:
-            _check_weight(f"the filter {name}", *args[skip - 1:], *kwargs.values())
+            _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), value)
+        elif name not in _NOT_TEXT:  # a string given is not weighed: what it makes is about its size, as given
+            _check_weight(f"the filter {name}", *([value] if isinstance(value, _HOLDERS) else []), *args[skip:],
+                          *kwargs.values())
         if name == "replace" and len(args) >= skip + 2:
             _check_replace(str(args[skip - 1]), args[skip], args[skip + 1])
         elif name == "format":
@@ -308,7 +310,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             elif method == "join" and args:
                 _check_join("join", owner, *args)
             else:
-                _check_weight(f"the method {method}", owner, *args, *kwargs.values())
+                _check_weight(f"the method {method}", *args, *kwargs.values())  # the string's own size is bounded
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:

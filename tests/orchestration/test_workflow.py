@@ -412,6 +412,17 @@ def test_a_template_that_would_build_something_huge_fails_its_step_at_once(proje
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no allocation happened
 
 
+def test_a_long_text_given_to_a_template_can_still_be_cut_and_read() -> None:
+    """The bounds are on what a template builds: a tool's output of 20M characters can still be truncated,
+    searched and measured (each was refused as too large to build)."""
+    from halguru.templating import BoundedSandbox, render
+
+    source = ("{{ big | truncate(9) }} {{ big.startswith('x') }} {{ big | length }} {{ big.count('y') }} "
+              "{{ big[:3] | upper }} {{ 'ab' in big }}")
+    rendered = render(BoundedSandbox().from_string(source), {"big": "x" * 20_000_000})
+    assert rendered == "xxxxxx... True 20000000 0 XXX False"
+
+
 def test_a_models_chat_template_has_the_same_bounds() -> None:
     from jinja2.exceptions import SecurityError
 
