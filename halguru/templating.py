@@ -22,6 +22,7 @@ calls count in ``call``, so recursion through macros does too. Filters take the 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import re
 import time
@@ -71,6 +72,7 @@ def _too_big(what: str) -> SecurityError:
                          f"and integers of {MAX_INT_BITS:,} bits")
 
 
+_PER_LINE = frozenset({"indent", "wordwrap", "urlize"})  # see _check_per_line
 # Filters that return their value's items (or a number) rather than text made from them: not weighed.
 _NOT_TEXT = frozenset({"abs", "attr", "batch", "count", "d", "default", "dictsort", "first", "float", "groupby", "int",
                        "items", "last", "length", "list", "map", "max", "min", "reject", "rejectattr", "reverse",
@@ -180,6 +182,26 @@ def _check_replace(text: Any, old: Any, new: Any) -> None:
             raise _too_big(f"replace could make {most:,} characters")
 
 
+def _check_per_line(name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """indent, wordwrap and urlize add a piece to each line or word of their text (a width, a wrap string, a link's
+    target): ``('a\\n' * 1000) | indent(10**7)`` would make 10**10 characters."""
+    given = signature.bind_partial(*args, **kwargs).arguments
+    text: str = given.get("s", given.get("value", ""))
+    if name == "indent":
+        width = given.get("width", 4)
+        pieces, piece = text.count("\n") + 1, width if isinstance(width, int) else len(str(width))
+    elif name == "wordwrap":  # two lines in a row hold more than ``width`` (the second's first word did not fit)
+        width = given.get("width", 79)
+        pieces = 2 * len(text) // max(width if isinstance(width, int) else 1, 1) + 2
+        piece = len(str(given.get("wrapstring") or "\n"))
+    else:  # urlize: each word (of 4 characters or more) may become a link: its text twice, target and rel
+        pieces = min(text.count(" ") + text.count("\n") + text.count("\t"), len(text) // 4) + 1
+        piece = 40 + sum(len(str(given.get(k) or "")) for k in ("target", "rel")) + len(text) // pieces
+    most = len(text) + pieces * piece
+    if most > MAX_ITEMS:
+        raise _too_big(f"{name} could make {most:,} characters")
+
+
 # What a filter takes before its value, from the render's context (see _bounded_filter).
 _PASSED: dict[_PassArg | None, Callable[[Context], tuple[Any, ...]]] = {
     None: lambda context: (),
@@ -194,6 +216,7 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     ``map`` calls one per item, no step between) and passing on what ``original`` takes."""
     passed = _PASSED[_PassArg.from_obj(original)]
     skip = 2  # the context, then the value
+    signature = inspect.signature(original)
 
     @pass_context
     @functools.wraps(original)
@@ -204,6 +227,8 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         value = args[skip - 1]
         if name == "join":  # value, separator
             _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), value)
+        elif name in _PER_LINE and isinstance(value, str):
+            _check_per_line(name, signature, (*passed(args[0]), *args[1:]), kwargs)
         elif name not in _NOT_TEXT:  # a string given is not weighed: what it makes is about its size, as given
             _check_weight(f"the filter {name}", *([value] if isinstance(value, _HOLDERS) else []), *args[skip:],
                           *kwargs.values())

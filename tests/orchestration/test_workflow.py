@@ -396,6 +396,12 @@ def _template(template: str) -> str:
     (_template("{{ ['x' * 10**7] * 10**6 }}"), "the value would make over 10,000,000 characters"),
     (_condition("['x' * 10**7] * 10**6"), "the value would make over 10,000,000 characters"),
     (_template("{{ lipsum(10**5) }}"), "lipsum could make 120,000,000 characters"),
+    # a piece added to each line or word of a text
+    (_template("{{ ('a\\n' * 1000) | indent(10**7) }}"), "indent could make 10,010,002,000 characters"),
+    (_template("{{ ('a ' * 10**5) | wordwrap(1, wrapstring='x' * 1000) }}"),
+     "wordwrap could make 400,202,000 characters"),
+    (_template("{{ ('www.a.com ' * 10**5) | urlize(target='x' * 1000) }}"),
+     "urlize could make 105,901,049 characters"),
 ])
 def test_a_template_that_would_build_something_huge_fails_its_step_at_once(project: Path, step: str,
                                                                            error: str) -> None:
