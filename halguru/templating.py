@@ -111,6 +111,22 @@ def _check_weight(what: str, *values: Any, extra: int = 0) -> None:
         raise _too_big(f"{what} would make over {MAX_ITEMS:,} characters")
 
 
+# Filters that take a generator's items one at a time, keeping none (map's output stays lazy through them).
+_LAZY = frozenset({"first", "map", "reject", "rejectattr", "select", "selectattr"})
+
+
+def _gathered(what: str, items: Iterator[Any]) -> list[Any]:
+    """A generator's items (``map``'s new strings), gathered with what they hold counted: refused once past
+    MAX_ITEMS, before the filter (list, join, tojson...) keeps them all."""
+    gathered, total = [], 0
+    for item in items:
+        total += weight(item, MAX_ITEMS - total)
+        if total > MAX_ITEMS:
+            raise _too_big(f"{what}'s items would make over {MAX_ITEMS:,} characters")
+        gathered.append(item)
+    return gathered
+
+
 def _check_join(what: str, separator: Any, items: Any, *rest: Any) -> None:
     """``separator.join(items)``: the items' text and a separator between each two."""
     count = len(items) if isinstance(items, str | list | tuple | set | frozenset | dict) else 0
@@ -225,6 +241,9 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
             args[0].steps.in_time()
         _check_numbers(args[skip:], kwargs)
         value = args[skip - 1]
+        if isinstance(value, Iterator) and name not in _LAZY:  # ([s] * 10**6) | map('upper') | join
+            value = _gathered(f"the filter {name}", value)
+            args = (*args[:skip - 1], value, *args[skip:])
         if name == "join":  # value, separator
             _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), value)
         elif name in _PER_LINE and isinstance(value, str):
@@ -333,6 +352,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if method == "replace" and len(args) >= 2:
                 _check_replace(owner, args[0], args[1])
             elif method == "join" and args:
+                if isinstance(args[0], Iterator):
+                    args = (_gathered("the method join", args[0]), *args[1:])
                 _check_join("join", owner, *args)
             else:
                 _check_weight(f"the method {method}", *args, *kwargs.values())  # the string's own size is bounded

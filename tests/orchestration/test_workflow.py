@@ -396,6 +396,13 @@ def _template(template: str) -> str:
     (_template("{{ ['x' * 10**7] * 10**6 }}"), "the value would make over 10,000,000 characters"),
     (_condition("['x' * 10**7] * 10**6"), "the value would make over 10,000,000 characters"),
     (_template("{{ lipsum(10**5) }}"), "lipsum could make 120,000,000 characters"),
+    # new strings made one at a time (map), then kept together
+    (_template("{{ (['x' * 10**7] * 10**6) | map('upper') | join }}"),
+     "the filter join's items would make over 10,000,000 characters"),
+    (_condition("(['x' * 10**7] * 10**6) | map('lower') | list"),
+     "the filter list's items would make over 10,000,000 characters"),
+    (_template("{{ ''.join((['x' * 10**7] * 10**6) | map('upper')) }}"),
+     "the method join's items would make over 10,000,000 characters"),
     # a piece added to each line or word of a text
     (_template("{{ ('a\\n' * 1000) | indent(10**7) }}"), "indent could make 10,010,002,000 characters"),
     (_template("{{ ('a ' * 10**5) | wordwrap(1, wrapstring='x' * 1000) }}"),
