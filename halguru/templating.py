@@ -4,11 +4,14 @@ Jinja's sandbox stops attribute tricks and caps ``range``, but not what a templa
 ``[1] * 10**9`` or ``10**10**10`` allocate until the process dies. Here ``+``, ``*``, ``**`` and ``%`` are
 intercepted (which also stops Jinja folding them at compile time) and refuse, before computing, a result over
 MAX_ITEMS items or characters or an integer over MAX_INT_BITS bits; so do the other ways to ask for a size (a
-filter's or a string method's number argument, a format width, ``replace``), a namespace attribute that would
-hold more, and ``render`` past MAX_ITEMS characters of output (a loop of big pieces): a SecurityError, one line.
+filter's or a string method's number argument, a format width, ``replace``, the piece ``indent``, ``wordwrap``
+and ``urlize`` add to each line or word), a namespace attribute that would hold more, and ``render`` past
+MAX_ITEMS characters of output (a loop of big pieces): a SecurityError, one line.
 Lists may hold one big string many times over (``[s] * 10**6`` costs 8 MB), so whatever turns values into text
 (``~``, an output, a filter, a string method, ``%`` and ``format``, ``lipsum``) first counts what they hold
-through their containers (``weight``), and so does ``check_value`` for an expression's value.
+through their containers (``weight``; a string given as it is was bounded when built), and so does
+``check_value`` for an expression's value; ``map``'s new strings are counted as a filter gathers them, and what
+is compared (``==``, ``<``, ``in``, ``sort``, ``min``...) is weighed first, as one call reads it all.
 
 Work is bounded too (rendering runs on the event loop, where no timeout can stop it): a render or an expression
 may take MAX_STEPS steps, a loop iteration being one and a call (a macro, a function, a method, a recursive
@@ -30,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, operators
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -127,6 +130,18 @@ def _gathered(what: str, items: Iterator[Any]) -> list[Any]:
     return gathered
 
 
+# Filters that compare their value's items: comparing one long string held many times reads it each time, in
+# one call the time limit cannot stop (sorting ['x' * 10**7] * 10**7 would take days).
+_COMPARING = frozenset({"dictsort", "groupby", "max", "min", "sort", "unique"})
+
+
+def _compared(value: Any, what: str = "a comparison") -> Any:
+    """``value``, refused when comparing it could read over MAX_ITEMS characters (see _COMPARING)."""
+    if isinstance(value, _HOLDERS) and weight(value) > MAX_ITEMS:
+        raise _too_big(f"{what} would read over {MAX_ITEMS:,} characters")
+    return value
+
+
 def _check_join(what: str, separator: Any, items: Any, *rest: Any) -> None:
     """``separator.join(items)``: the items' text and a separator between each two."""
     count = len(items) if isinstance(items, str | list | tuple | set | frozenset | dict) else 0
@@ -175,6 +190,27 @@ class _CodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write(")))")
+
+    # ``a == b``, ``a < b``, ``a in b``: each side weighed first (_compared), as comparing runs in one call; a
+    # constant (``role == "user"``) is not.
+    def visit_Compare(self, node: nodes.Compare, frame: Frame) -> None:
+        self.write("(")
+        self._compared(node.expr, frame)
+        for op in node.ops:
+            self.visit(op, frame)
+        self.write(")")
+
+    def visit_Operand(self, node: nodes.Operand, frame: Frame) -> None:
+        self.write(f" {operators[node.op]} ")
+        self._compared(node.expr, frame)
+
+    def _compared(self, expr: nodes.Expr, frame: Frame) -> None:
+        if isinstance(expr, nodes.Const):
+            self.visit(expr, frame)
+            return
+        self.write("environment.compared(")
+        self.visit(expr, frame)
+        self.write(")")
 
 
 def _check_format(text: str) -> None:
@@ -244,6 +280,8 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         if isinstance(value, Iterator) and name not in _LAZY:  # ([s] * 10**6) | map('upper') | join
             value = _gathered(f"the filter {name}", value)
             args = (*args[:skip - 1], value, *args[skip:])
+        if name in _COMPARING:
+            _compared(value, f"the filter {name}")
         if name == "join":  # value, separator
             _check_join("join", args[skip] if len(args) > skip else kwargs.get("d", ""), value)
         elif name in _PER_LINE and isinstance(value, str):
@@ -323,6 +361,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     context_class = _Context
     code_generator_class = _CodeGenerator
     concat_pieces = staticmethod(_concat)
+    compared = staticmethod(_compared)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

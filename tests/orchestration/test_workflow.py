@@ -403,6 +403,11 @@ def _template(template: str) -> str:
      "the filter list's items would make over 10,000,000 characters"),
     (_template("{{ ''.join((['x' * 10**7] * 10**6) | map('upper')) }}"),
      "the method join's items would make over 10,000,000 characters"),
+    # comparing one long string held many times reads it each time, in one call (days of CPU)
+    (_template("{% set a = 'x' * 10**7 %}{{ ([a] * 10**7) | sort | length }}"),
+     "the filter sort would read over 10,000,000 characters"),
+    (_template("{% set a = 'x' * 10**7 %}{% set b = a ~ '' %}{{ ([a] * 10**6) == ([b] * 10**6) }}"),
+     "a comparison would read over 10,000,000 characters"),
     # a piece added to each line or word of a text
     (_template("{{ ('a\\n' * 1000) | indent(10**7) }}"), "indent could make 10,010,002,000 characters"),
     (_template("{{ ('a ' * 10**5) | wordwrap(1, wrapstring='x' * 1000) }}"),
