@@ -275,9 +275,11 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     def bounded(*args: Any, **kwargs: Any) -> Any:
         if time.monotonic() > args[0].steps.deadline:  # in_time(), inline
             args[0].steps.in_time()
-        _check_numbers(args[skip:], kwargs)
+        if len(args) > skip or kwargs:
+            _check_numbers(args[skip:], kwargs)
         value = args[skip - 1]
-        if isinstance(value, Iterator) and name not in _LAZY:  # ([s] * 10**6) | map('upper') | join
+        # a generator's items are weighed as they are gathered: ([s] * 10**6) | map('upper') | join
+        if type(value) is not str and isinstance(value, Iterator) and name not in _LAZY:
             value = _gathered(f"the filter {name}", value)
             args = (*args[:skip - 1], value, *args[skip:])
         if name in _COMPARING:
@@ -287,8 +289,9 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         elif name in _PER_LINE and isinstance(value, str):
             _check_per_line(name, signature, (*passed(args[0]), *args[1:]), kwargs)
         elif name not in _NOT_TEXT:  # a string given is not weighed: what it makes is about its size, as given
-            _check_weight(f"the filter {name}", *([value] if isinstance(value, _HOLDERS) else []), *args[skip:],
-                          *kwargs.values())
+            weighed = (*([value] if isinstance(value, _HOLDERS) else []), *args[skip:], *kwargs.values())
+            if weighed:  # else a plain value alone (text | trim): nothing to weigh
+                _check_weight(f"the filter {name}", *weighed)
         if name == "replace" and len(args) >= skip + 2:
             _check_replace(str(args[skip - 1]), args[skip], args[skip + 1])
         elif name == "format":
