@@ -1,0 +1,35 @@
+"""The web chat as a screen reader, a keyboard and a phone use it (real headless Chromium)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.server.test_serve_webchat import WAIT_MS, browser, open_chat  # noqa: F401  (the fixture)
+
+
+def test_the_chat_has_one_main_landmark_with_a_heading_holding_the_conversation_and_composer(
+        serve: Any, browser: Any) -> None:  # noqa: F811
+    """The page had no main landmark (<main role=log> is a log, not main), no heading, and the message box and
+    its buttons were outside every landmark: a screen reader's landmark and heading keys found nothing to go to."""
+    page = browser.new_page(viewport={"width": 360, "height": 640})  # a small phone
+    page.goto(f"{serve().url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    main = page.get_by_role("main")
+    expect(main).to_have_count(1)
+    expect(page.get_by_role("heading", level=1)).to_have_text("halguru chat")
+    for part in (main.get_by_role("log", name="Conversation"), main.get_by_role("textbox", name="Message"),
+                 main.get_by_role("button", name="Send"), main.get_by_role("button", name="Attach")):
+        expect(part).to_have_count(1)
+    expect(page.get_by_role("banner").get_by_role("combobox", name="Agent")).to_have_count(1)
+    # on the phone: nothing scrolls sideways, and the whole composer is on the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    for name in ("Send", "Attach"):
+        box = main.get_by_role("button", name=name).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360 and box["y"] + box["height"] <= 640, name
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant").first.wait_for()
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
