@@ -19,7 +19,7 @@ def test_the_chat_has_one_main_landmark_with_a_heading_holding_the_conversation_
     main = page.get_by_role("main")
     expect(main).to_have_count(1)
     expect(page.get_by_role("heading", level=1)).to_have_text("halguru chat")
-    for part in (main.get_by_role("log", name="Conversation"), main.get_by_role("textbox", name="Message"),
+    for part in (main.get_by_role("region", name="Conversation"), main.get_by_role("textbox", name="Message"),
                  main.get_by_role("button", name="Send"), main.get_by_role("button", name="Attach")):
         expect(part).to_have_count(1)
     expect(page.get_by_role("banner").get_by_role("combobox", name="Agent")).to_have_count(1)
@@ -33,3 +33,41 @@ def test_the_chat_has_one_main_landmark_with_a_heading_holding_the_conversation_
     page.locator(".msg.assistant").first.wait_for()
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+# Every change screen readers are told of: the text of each live region a change touched, once per batch of changes.
+HEAR = """() => {
+  window.heard = [];
+  const live = (node) => {
+    const el = node.nodeType === 1 ? node : node.parentElement;
+    const region = el && el.closest('[aria-live], [role=log], [role=status], [role=alert]');
+    return region && region.getAttribute('aria-live') !== 'off' ? region : null;
+  };
+  new MutationObserver((records) => {
+    const regions = new Set(records.map((r) => live(r.target)).filter(Boolean));
+    for (const region of regions) window.heard.push(region.textContent);
+  }).observe(document.body, { childList: true, subtree: true, characterData: true });
+}"""
+
+
+def test_a_streamed_answer_and_its_stop_are_each_heard_once(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The conversation was one live region: a screen reader was told of every chunk drawn while an answer
+    streamed (dozens of times, each a longer part of the answer), and of a stopped answer's note twice."""
+    page = open_chat(browser, serve())
+    page.select_option("#agent", "slow")  # 40 words, one every 50 ms
+    page.evaluate(HEAR)
+    page.fill("#input", "count please")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    heard = page.evaluate("window.heard")
+    assert [h for h in heard if "word0" in h] == [" ".join(f"word{i}" for i in range(40))], heard
+    page.evaluate("window.heard = []")
+    page.fill("#input", "again")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.assistant").last).to_contain_text("word3", timeout=WAIT_MS)
+    page.keyboard.press("Escape")  # Stop
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator(".msg.assistant").last).to_contain_text("stopped before it finished")
+    heard = page.evaluate("window.heard")
+    assert len([h for h in heard if "stopped" in h.lower()]) == 1, heard  # the status line's "Stopped."
+    assert len([h for h in heard if "word0" in h]) == 1, heard  # what came before the stop, once

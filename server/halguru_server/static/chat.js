@@ -82,6 +82,14 @@ function dropSession() {
 }
 
 function showStatus(text) { statusLine.textContent = text || ""; }
+
+// What a screen reader hears of the conversation: an answer once it has ended and an operator's message, each
+// once. The log is no live region: it read every chunk drawn while an answer streamed (and a whole conversation
+// when one was opened). Errors are heard from the status line.
+const announcer = $("announce");
+function announce(text) { announcer.textContent = text; }
+const spoken = (bubble) => [...bubble.childNodes].filter((n) => !n.classList?.contains("error"))
+  .map((n) => n.textContent).join(" ").trim();
 const OFFLINE = "You are offline: your message stays in the box; send it when the network is back.";
 
 // A failed send says why in its own bubble (plain text, never HTML), not only in the status line.
@@ -315,10 +323,10 @@ async function send(text) {
   }
 }
 
-// While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows.
+// While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows; its end is heard.
 function working(bubble, on) {
-  if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); }
-  else { bubble.removeAttribute("aria-busy"); controller = null; input.focus(); }
+  if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); announce("Answering…"); }
+  else { bubble.removeAttribute("aria-busy"); controller = null; announce(spoken(bubble)); input.focus(); }
   $("send").disabled = on; $("stop").hidden = !on;
 }
 
@@ -347,7 +355,9 @@ async function streamAnswer(response, bubble) {
       if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
       finished = true;
     }
-    else if (type === "error" && event.fatal) { draw(); failed(bubble, cutShort(event)); finished = true; }
+    else if (type === "error" && event.fatal) {
+      draw(); failed(bubble, cutShort(event)); showStatus(cutShort(event)); finished = true;
+    }
     log.scrollTop = log.scrollHeight;
   };
   const seen = { lastId: "" };
@@ -424,7 +434,7 @@ function watchHeld(agent, id) {
       const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
       if (count !== null) {
         for (const m of messages.slice(count)) {
-          if (m.role === "assistant" && m.content) addMessage("assistant", m.content, m.human);
+          if (m.role === "assistant" && m.content) announce(spoken(addMessage("assistant", m.content, m.human)));
         }
       }
       count = messages.length;
