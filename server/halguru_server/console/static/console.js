@@ -26,7 +26,25 @@
       .finally(function () { delete el.dataset.busy; });
   }
 
+  // A table (or trace) wider than the screen scrolls sideways in its .table-wrap: while it does, the box takes
+  // the keyboard's focus (the arrow keys scroll it) as a region named after its caption; else it is no tab stop.
+  function scrollers() {
+    document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+      var caption = wrap.querySelector("caption");
+      if (wrap.scrollWidth > wrap.clientWidth) {
+        wrap.tabIndex = 0;
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("aria-label", caption ? caption.textContent.trim() : wrap.dataset.label || "Table");
+      } else {
+        ["tabindex", "role", "aria-label"].forEach(function (name) { wrap.removeAttribute(name); });
+      }
+    });
+  }
+
   function start() {
+    scrollers();
+    window.addEventListener("resize", scrollers);
+    document.addEventListener("console:updated", scrollers);
     document.querySelectorAll("[data-live]").forEach(function (el) {
       var every = Math.max(1, parseFloat(el.dataset.every || "3")) * 1000;
       setInterval(function () { refresh(el); }, every);
