@@ -134,3 +134,25 @@ def test_a_table_wider_than_a_phone_scrolls_from_the_keyboard(serve, browser) ->
     expect(page.get_by_role("region", name="Components")).to_have_count(0)
     assert page.locator(".table-wrap[tabindex]").count() == 0
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_the_live_monitoring_table_keeps_its_sideways_scroll_and_the_keyboard_focus(serve, browser) -> None:
+    """Every 3 s the live part was swapped in anew: on a phone the agents table scrolled sideways snapped back
+    to its start, and a keyboard user in it was thrown back to the page's start."""
+    server = serve()
+    page = _admin_page(browser, server, 360)
+    page.goto(f"{server.url}/admin")
+    stamp = page.locator("#live-stamp")
+    expect(stamp).to_contain_text("Updated", timeout=WAIT_MS)
+    table = page.locator("#live .table-wrap")
+    table.evaluate("el => { el.scrollLeft = 60; }")
+    before = stamp.inner_text()
+    expect(stamp).not_to_have_text(before, timeout=WAIT_MS)  # swapped in again since
+    assert table.evaluate("el => el.scrollLeft") == 60
+    table.focus()
+    page.wait_for_timeout(4000)  # more than a refresh's 3 s
+    assert page.evaluate("document.activeElement.closest('#live .table-wrap') !== null")
+    page.keyboard.press("Tab")  # leaving it: the updates go on
+    before = stamp.inner_text()
+    expect(stamp).not_to_have_text(before, timeout=WAIT_MS)
+    assert not page.errors, page.errors  # type: ignore[attr-defined]

@@ -5,7 +5,8 @@
   "use strict";
 
   function refresh(el) {
-    if (document.hidden || el.dataset.busy) return;
+    // Not while the keyboard is in it: the swap took the focus away (to the page's start) every few seconds.
+    if (document.hidden || el.dataset.busy || el.contains(document.activeElement)) return;
     el.dataset.busy = "1";
     fetch(el.dataset.live, { headers: { Accept: "text/html" }, credentials: "same-origin" })
       .then(function (r) {
@@ -14,7 +15,10 @@
         return r.ok ? r.text() : Promise.reject(r.status);
       })
       .then(function (html) {
+        // A table scrolled sideways (on a phone) stays where it was: the swap snapped it back to its start.
+        var scrolled = Array.prototype.map.call(el.querySelectorAll(".table-wrap"), function (w) { return w.scrollLeft; });
         el.innerHTML = html;
+        el.querySelectorAll(".table-wrap").forEach(function (w, i) { w.scrollLeft = scrolled[i] || 0; });
         el.dispatchEvent(new CustomEvent("console:updated", { bubbles: true }));
         var stamp = document.getElementById(el.id + "-stamp");
         if (stamp) stamp.textContent = "Updated " + new Date().toLocaleTimeString();
