@@ -71,3 +71,18 @@ def test_a_streamed_answer_and_its_stop_are_each_heard_once(serve: Any, browser:
     heard = page.evaluate("window.heard")
     assert len([h for h in heard if "stopped" in h.lower()]) == 1, heard  # the status line's "Stopped."
     assert len([h for h in heard if "word0" in h]) == 1, heard  # what came before the stop, once
+
+
+def test_sending_with_the_send_button_from_the_keyboard_puts_the_focus_on_stop(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Send is disabled while an answer comes: a keyboard user who had pressed it lost the focus to the page
+    itself (a screen reader went back to the page's start), with Stop somewhere further on."""
+    page = open_chat(browser, serve())
+    page.select_option("#agent", "slow")
+    page.fill("#input", "count please")
+    page.focus("#send")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Stop")).to_be_focused()
+    page.keyboard.press("Enter")  # stops it; the focus goes back to the message box
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    expect(page.locator(".msg.assistant").last).to_contain_text("stopped before it finished")
