@@ -35,6 +35,15 @@ def test_the_chat_has_one_main_landmark_with_a_heading_holding_the_conversation_
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
 
 
+def chrome_name(page: Any, selector: str) -> str:
+    """The accessible name Chromium gives the element (Playwright computes its own, which reads hidden labels)."""
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    tree = cdp.send("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})
+    return tree["nodes"][0].get("name", {}).get("value", "")
+
+
 # Every change screen readers are told of: the text of each live region a change touched, once per batch of changes.
 HEAR = """() => {
   window.heard = [];
@@ -86,3 +95,23 @@ def test_sending_with_the_send_button_from_the_keyboard_puts_the_focus_on_stop(s
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     expect(page.get_by_role("textbox", name="Message")).to_be_focused()
     expect(page.locator(".msg.assistant").last).to_contain_text("stopped before it finished")
+
+
+def test_a_signed_in_phone_names_the_conversations_list(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Up to 480 px wide every label in the header was hidden, the 'Your conversations' one too (already only
+    for screen readers): a signed-in phone's list of conversations had no name (axe select-name, critical)."""
+    from halguru_server.identity import websessions
+
+    server = serve()
+    user = server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    secret, _ = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
+    context = browser.new_context(viewport={"width": 360, "height": 640})
+    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
+    page = context.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.get_by_role("banner").get_by_role("button", name="Sign out")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#history")).to_be_visible()
+    assert chrome_name(page, "#history") == "Your conversations"  # Chromium's own tree, as screen readers get it
+    assert chrome_name(page, "#agent") == "Agent"
+    assert not page.locator("label[for=agent]").is_visible()  # the phone's header keeps its room
+    context.close()
