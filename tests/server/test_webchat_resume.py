@@ -29,6 +29,24 @@ def _ask_slow(page: Any, url: str) -> None:
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
 
 
+def _until_try_again(page: Any, url: str) -> Any:
+    """Ask agent ``slow`` at ``url`` with its stream cut and the server unreachable after (a fake clock), until
+    the page gives up reconnecting; returns its Try again button."""
+    page.clock.install()
+    page.route("**/chat/api/conversations/*/messages", lambda route: route.fulfill(
+        response=(response := route.fetch()), body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n"))
+    page.route("**/chat/api/runs/*/events", lambda route: route.abort("connectionrefused"))
+    _send_slow(page, url)
+    expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
+    again = page.get_by_role("button", name="Try again")
+    for _ in range(20):  # each wait's timer, then its refused request
+        if again.count():
+            break
+        page.clock.run_for(16_000)
+        page.wait_for_timeout(100)
+    return again
+
+
 def test_a_broken_stream_is_resumed_on_another_replica(serve: Any, browser: Any) -> None:  # noqa: F811
     one, two = (serve(session_secret="shared by the replicas") for _ in range(2))  # else two refuses the session
     page = browser.new_page()
@@ -116,20 +134,8 @@ def test_an_answer_arrives_after_its_server_restarts(agents_dir: Any, browser: A
 def test_after_two_minutes_unreachable_a_button_tries_again(serve: Any, browser: Any) -> None:  # noqa: F811
     """The page stops reconnecting after about two minutes (a fake clock here), says the server could not be
     reached, and its Try again button follows the run again: the whole answer arrives."""
-    server = serve()
     page = browser.new_page()
-    page.clock.install()
-    page.route("**/chat/api/conversations/*/messages", lambda route: route.fulfill(
-        response=(response := route.fetch()), body="\n\n".join(response.text().split("\n\n")[:4]) + "\n\n"))
-    page.route("**/chat/api/runs/*/events", lambda route: route.abort("connectionrefused"))
-    _send_slow(page, server.url)
-    expect(page.locator("#status")).to_contain_text("reconnecting", timeout=WAIT_MS)
-    again = page.get_by_role("button", name="Try again")
-    for _ in range(20):  # each wait's timer, then its refused request
-        if again.count():
-            break
-        page.clock.run_for(16_000)
-        page.wait_for_timeout(100)
+    again = _until_try_again(page, serve().url)
     note = page.locator(".msg.assistant .error").last
     expect(note).to_contain_text("The server could not be reached")
     page.unroute("**/chat/api/runs/*/events")
@@ -167,3 +173,18 @@ def test_tabs_reconnect_at_moments_of_their_own(serve: Any, browser: Any) -> Non
     _send_slow(page, server.url)
     expect(page.locator("#status")).to_contain_text("reconnecting in 0.5 s", timeout=WAIT_MS)
     page.click("#stop")
+
+
+def test_try_again_from_the_keyboard_keeps_the_focus(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Try again, pressed with Enter, went away with its note: the focus fell to the page itself (a screen reader
+    back at the page's start) while the page reconnected. Now it is on Stop, then back in the message box."""
+    page = browser.new_page()
+    again = _until_try_again(page, serve().url)
+    again.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Stop")).to_be_focused()
+    page.unroute("**/chat/api/runs/*/events")
+    page.clock.run_for(2_000)
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+    assert page.locator(".msg.assistant").last.inner_text().strip() == WHOLE

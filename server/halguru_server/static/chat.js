@@ -327,9 +327,10 @@ async function send(text) {
 function working(bubble, on) {
   if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); announce("Answering…"); }
   else { bubble.removeAttribute("aria-busy"); controller = null; announce(spoken(bubble)); input.focus(); }
-  const sentWithButton = on && document.activeElement === $("send");
+  // Pressed from the keyboard, a disabled Send (or a Try again taken away) dropped the focus to the page's start
+  const dropped = on && [$("send"), document.body].includes(document.activeElement);
   $("send").disabled = on; $("stop").hidden = !on;
-  if (sentWithButton) $("stop").focus();  // a disabled Send dropped the keyboard's focus to the page's start
+  if (dropped) $("stop").focus();
 }
 
 // A stream that broke before its answer ended (its server went away, or is restarting: loading a real model takes
