@@ -132,3 +132,51 @@ def test_on_a_slow_link_the_chat_s_scripts_come_together(serve: Any, browser: An
     page.goto(f"{server.url}/chat/")
     expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
     assert events.index("ask markdown.js") < events.index("got chat.js"), events
+
+
+# The contrast of each element's text with the background it is drawn on (WCAG's formula).
+CONTRAST = """(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 4).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const behind = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const out = {};
+  for (const s of selectors) {
+    const el = document.querySelector(s);
+    const [a, b] = [lum(rgb(getComputedStyle(el).color)), lum(behind(el))];
+    out[s] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+}"""
+
+
+def test_the_chat_is_dark_where_the_system_asks_for_it_and_stays_readable(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The chat was always light: a phone set to dark (at night) got a white page."""
+    server = serve()
+    context = browser.new_context(color_scheme="dark", viewport={"width": 360, "height": 640})
+    page = context.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    page.evaluate("""() => {  // a tool call and an error as the page draws them
+      const tool = Object.assign(document.createElement('div'), { className: 'msg tool', textContent: '→ search' });
+      const note = Object.assign(document.createElement('p'), { className: 'error', textContent: '⚠ failed' });
+      document.querySelector('.msg.assistant').append(note);
+      document.getElementById('log').append(tool);
+      document.getElementById('status').textContent = 'Stopped.';
+    }""")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(21, 21, 21)"
+    ratios = page.evaluate(CONTRAST, ["body", "#new", "#account a", "#input", ".msg.user", ".msg.assistant",
+                                      ".msg.tool", ".msg .error", "#status"])
+    assert all(r >= 4.5 for r in ratios.values()), ratios
+    context.close()
