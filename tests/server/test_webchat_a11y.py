@@ -180,3 +180,18 @@ def test_the_chat_is_dark_where_the_system_asks_for_it_and_stays_readable(serve:
                                       ".msg.tool", ".msg .error", "#status"])
     assert all(r >= 4.5 for r in ratios.values()), ratios
     context.close()
+
+
+def test_a_screen_reader_hears_who_wrote_each_message(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Who wrote a message (you or the agent) was told only by its colour and side: a screen reader read the
+    conversation as one stream of text. Each message is now an article named after its writer."""
+    page = open_chat(browser, serve())
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    for _ in range(2):  # as it came, and as a reload shows it again
+        log = page.get_by_role("region", name="Conversation")
+        expect(log.get_by_role("article", name="You")).to_have_text("hello", timeout=WAIT_MS)
+        expect(log.get_by_role("article", name="echo")).to_contain_text("hello")
+        assert chrome_name(page, ".msg.assistant") == "echo"
+        page.reload()

@@ -118,10 +118,18 @@ function cutShort(event) {
 
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
+// Each message is an article named after who wrote it: a screen reader told only colours and sides apart.
+function said(div, who) {
+  div.setAttribute("role", "article");
+  div.setAttribute("aria-label", who);
+  return div;
+}
+
 function addMessage(role, text, human = false) {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   div.dataset.role = role;
+  said(div, human ? "Operator" : role === "user" ? "You" : role === "tool" ? "Tool call" : agentSelect.value);
   if (role === "user" && text.startsWith(ATTACHED)) {  // the file's text is for the agent: show its name
     div.className = "msg attachment";
     div.textContent = `📎 ${text.split("\n")[0].slice(ATTACHED.length, -1)}`;
@@ -348,8 +356,8 @@ async function streamAnswer(response, bubble) {
   const draw = () => { cancelAnimationFrame(frame); frame = 0; view.update(answer); log.scrollTop = log.scrollHeight; };
   const onEvent = (type, event) => {
     if (type === "token") { answer += event.text; frame ||= requestAnimationFrame(draw); return; }
-    if (type === "tool_call") log.insertBefore(Object.assign(document.createElement("div"),
-      { className: "msg tool", textContent: `→ ${event.name}` }), bubble);
+    if (type === "tool_call") log.insertBefore(said(Object.assign(document.createElement("div"),
+      { className: "msg tool", textContent: `→ ${event.name}` }), "Tool call"), bubble);
     else if (type === "model_result" && event.tool_calls.length) { answer = ""; draw(); }
     else if (type === "run_finished") {
       if (event.output !== answer || bubble.classList.contains("failed")) view.reset();  // not what streamed
