@@ -15,6 +15,7 @@ from playwright.sync_api import BrowserContext, expect
 
 from tests.server.conftest import Server
 from tests.server.test_serve_webchat import ARGS, CHROMIUM, WAIT_MS
+from tests.server.test_webchat_a11y import chrome_name
 from tests.server.test_webchat_push import INSECURE, Browser, b64, signed_in
 from tests.server.test_webchat_pwa import SW_READY
 from tests.server.test_webchat_signin import _session_cookie
@@ -111,6 +112,7 @@ def test_notify_me_subscribes_and_pushes_show_unless_the_conversation_is_in_fron
     toggle.focus()  # the keyboard alone turns it on
     page.keyboard.press("Enter")
     expect(toggle).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+    assert chrome_name(page, "#notify") == "Notify me"  # its drawn check mark is not read out ("✓ Notify me")
     expect(page.locator("#status")).to_contain_text("Notifications are on")
     served_key = client.get("/chat/api/push/key").json()["public_key"]
     assert page.evaluate("window.__push()") == {"userVisibleOnly": True, "key": served_key}
