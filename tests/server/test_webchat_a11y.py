@@ -195,3 +195,15 @@ def test_a_screen_reader_hears_who_wrote_each_message(serve: Any, browser: Any) 
         expect(log.get_by_role("article", name="echo")).to_contain_text("hello")
         assert chrome_name(page, ".msg.assistant") == "echo"
         page.reload()
+
+
+def test_the_widget_bubble_s_name_starts_with_the_text_it_shows(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A bubble labelled data-label="Ask us" was named "Chat with echo": a voice-control user saying "press Ask
+    us" pressed nothing (its name did not hold the words on it)."""
+    server = serve()
+    page = browser.new_page()
+    for label, name in (("Ask us", "Ask us: chat with echo"), (None, "Chat with echo")):
+        extra = f' data-label="{label}"' if label else ""
+        page.set_content(f'<h1>A shop</h1><script src="{server.url}/chat/widget.js" data-agent="echo"{extra}></script>')
+        bubble = page.get_by_role("button", name=name, exact=True)
+        expect(bubble).to_have_text(label or "Chat", timeout=WAIT_MS)

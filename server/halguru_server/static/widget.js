@@ -11,9 +11,11 @@
   const css = (el, rules) => Object.assign(el.style, rules);
   const bubble = document.createElement("button");
   bubble.type = "button";
-  bubble.textContent = script.dataset.label || "Chat";
+  const label = script.dataset.label || "Chat";
+  bubble.textContent = label;
   bubble.setAttribute("aria-expanded", "false");
-  bubble.setAttribute("aria-label", `Chat with ${agent}`);
+  // Its name starts with the text it shows (what a voice-control user says to press it), then whom it opens.
+  bubble.setAttribute("aria-label", label === "Chat" ? `Chat with ${agent}` : `${label}: chat with ${agent}`);
   css(bubble, { position: "fixed", bottom: "1rem", [side]: "1rem", zIndex: "2147483647", padding: ".7rem 1.1rem",
     border: "0", borderRadius: "2rem", background: "#1a5fd0", color: "#fff", font: "600 16px system-ui,sans-serif",
     boxShadow: "0 2px 10px rgba(0,0,0,.3)", cursor: "pointer" });
