@@ -156,3 +156,20 @@ def test_the_live_monitoring_table_keeps_its_sideways_scroll_and_the_keyboard_fo
     before = stamp.inner_text()
     expect(stamp).not_to_have_text(before, timeout=WAIT_MS)
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_chart_text_is_legible_on_a_phone(serve, agents_dir: Path, browser) -> None:
+    """A chart is drawn 480 units wide and shrunk to the screen: on a 360 px phone its text was under 7 px."""
+    (agents_dir / "an-agent-named-at-20").mkdir()
+    (agents_dir / "an-agent-named-at-20" / "agent.yaml").write_text("name: an-agent-named-at-20\nmodel: scripted\n")
+    server = serve()
+    page = _admin_page(browser, server, 360)
+    page.goto(f"{server.url}/admin")
+    texts = page.locator("figure.chart svg text")
+    expect(texts.first).to_be_visible(timeout=WAIT_MS)
+    sizes = texts.evaluate_all("ts => ts.map(t => parseFloat(getComputedStyle(t).fontSize) * "  # px on screen
+                               "t.ownerSVGElement.getBoundingClientRect().width / "
+                               "t.ownerSVGElement.viewBox.baseVal.width)")
+    assert min(sizes) >= 9, sizes
+    name = page.locator("figure.chart svg text", has_text="an-agent-named-at-20")  # whole, not cut at the left
+    assert name.evaluate("t => t.getBoundingClientRect().left >= t.ownerSVGElement.getBoundingClientRect().left")

@@ -48,7 +48,7 @@ def columns(values: Sequence[float], labels: Sequence[str], summary: str,
 def bars(items: Sequence[tuple[str, float]], summary: str, unit: str = "") -> Markup:
     """Horizontal bars, one per (name, value), longest first as given."""
     items = list(items)[:12]
-    row, label_w = 22, 130
+    row, label_w = 22, 190  # room for a 20-character name at a phone's larger text (console.css)
     height = max(1, len(items)) * row + 4
     top = max([v for _, v in items] + [1])
     parts = [f'<svg viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(summary)}">']
