@@ -117,15 +117,20 @@ def test_a_signed_in_phone_names_the_conversations_list(serve: Any, browser: Any
     context.close()
 
 
+def slow_link(page: Any) -> None:
+    """The page's network as a slow mobile link: 400 ms each way, 50 kB/s."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions",
+             {"offline": False, "latency": 400, "downloadThroughput": 50_000, "uploadThroughput": 50_000})
+
+
 def test_on_a_slow_link_the_chat_s_scripts_come_together(serve: Any, browser: Any) -> None:  # noqa: F811
     """markdown.js was asked for only once chat.js had come and been read: one more round trip before the chat
     opened (400 ms latency at 50 kB/s: 3.0 s to the agents list; now 2.6 s)."""
     server = serve()
     page = browser.new_page(viewport={"width": 360, "height": 640})
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions",
-             {"offline": False, "latency": 400, "downloadThroughput": 50_000, "uploadThroughput": 50_000})
+    slow_link(page)
     events: list[str] = []
     page.on("request", lambda r: events.append(f"ask {r.url.rsplit('/', 1)[-1]}"))
     page.on("requestfinished", lambda r: events.append(f"got {r.url.rsplit('/', 1)[-1]}"))
@@ -207,3 +212,19 @@ def test_the_widget_bubble_s_name_starts_with_the_text_it_shows(serve: Any, brow
         page.set_content(f'<h1>A shop</h1><script src="{server.url}/chat/widget.js" data-agent="echo"{extra}></script>')
         bubble = page.get_by_role("button", name=name, exact=True)
         expect(bubble).to_have_text(label or "Chat", timeout=WAIT_MS)
+
+
+def test_on_a_slow_link_the_chat_does_not_take_the_focus_from_where_the_user_went(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Once loaded the page put the focus in the message box: on a slow link a keyboard user who had already
+    tabbed to the agent list (or a screen reader reading the header) was moved away from it."""
+    server = serve()
+    page = browser.new_page()
+    slow_link(page)
+    page.goto(f"{server.url}/chat/", wait_until="domcontentloaded")
+    page.keyboard.press("Tab")
+    expect(page.locator("#agent")).to_be_focused()
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)  # loaded meanwhile
+    page.wait_for_timeout(500)
+    expect(page.locator("#agent")).to_be_focused()
+    page.reload()  # nobody went anywhere: the message box has the focus, ready to type into
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused(timeout=WAIT_MS)

@@ -636,7 +636,8 @@ if (!embedAgent && opened.get("agent") && opened.get("conversation")) {
   localStorage.setItem("halguru.agent", opened.get("agent"));
   store.setConversation(opened.get("agent"), opened.get("conversation"));
 }
-loadMe().then(loadAgents).then(() => input.focus());
+// Into the message box once loaded, unless the user has gone elsewhere meanwhile (a slow link: it took them away).
+loadMe().then(loadAgents).then(() => { if (document.activeElement === document.body) input.focus(); });
 // Losing the network while the chat is open: say so (the status line is a live region), and clear it on return.
 window.addEventListener("offline", () => showStatus(OFFLINE));
 window.addEventListener("online", () => showStatus(""));
