@@ -228,3 +228,16 @@ def test_on_a_slow_link_the_chat_does_not_take_the_focus_from_where_the_user_wen
     expect(page.locator("#agent")).to_be_focused()
     page.reload()  # nobody went anywhere: the message box has the focus, ready to type into
     expect(page.get_by_role("textbox", name="Message")).to_be_focused(timeout=WAIT_MS)
+
+
+def test_an_answer_that_ends_leaves_the_focus_where_the_user_went(serve: Any, browser: Any) -> None:  # noqa: F811
+    """When an answer ended the page put the focus in the message box, from wherever the keyboard was: a user
+    who had gone to a link or button while it streamed was moved away from it."""
+    page = open_chat(browser, serve())
+    page.select_option("#agent", "slow")
+    page.fill("#input", "count please")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+Tab")  # from the message box back to the header's last stop
+    expect(page.get_by_role("link", name="Sign in")).to_be_focused()
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.get_by_role("link", name="Sign in")).to_be_focused()

@@ -334,7 +334,11 @@ async function send(text) {
 // While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows; its end is heard.
 function working(bubble, on) {
   if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); announce("Answering…"); }
-  else { bubble.removeAttribute("aria-busy"); controller = null; announce(spoken(bubble)); input.focus(); }
+  else {
+    bubble.removeAttribute("aria-busy"); controller = null; announce(spoken(bubble));
+    // back to the box from Stop (about to hide) or nowhere; not from where the user went meanwhile
+    if ([document.body, $("stop"), $("send")].includes(document.activeElement)) input.focus();
+  }
   // Pressed from the keyboard, a disabled Send (or a Try again taken away) dropped the focus to the page's start
   const dropped = on && [$("send"), document.body].includes(document.activeElement);
   $("send").disabled = on; $("stop").hidden = !on;
