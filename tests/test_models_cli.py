@@ -325,7 +325,9 @@ def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_er
 @pytest.mark.parametrize(("options", "said"), [
     ("{base_url: 12}", "base_url must be an http:// or https:// URL, not 12"),
     ("{base_url: 'ftp://x'}", "base_url must be an http:// or https:// URL, not 'ftp://x'"),
-    ("{base_url: 'http://127.0.0.1:9/v1', timeout: -5}", "timeout must be above 0"),
+    ("{base_url: 'http://127.0.0.1:9/v1', timeout: -5}", "timeout must be above 0, not -5"),
+    ("{base_url: 'http://127.0.0.1:9/v1', deadline: .nan}", "deadline must be above 0, not nan"),
+    ("{base_url: 'http://127.0.0.1:9/v1', max_wait: -1}", "max_wait must be 0 or more, not -1"),
     ("{base_url: 'http://127.0.0.1:9/v1', max_retries: lots}", "invalid literal for int()"),
 ])
 def test_an_openai_entry_with_a_mistyped_option_says_which(cli_error, models_file, write_agent, options, said):

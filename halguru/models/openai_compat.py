@@ -304,8 +304,12 @@ class OpenAIProvider:
         # a hand-edited models.yaml: said here as the option it is, not as a run's AttributeError or a wait of -5 s
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http:// or https:// URL, not {base_url!r}")
-        if timeout <= 0 or deadline <= 0 or max_retries < 0 or max_wait < 0:
-            raise ValueError("timeout and deadline must be above 0, max_retries and max_wait 0 or more")
+        for name, value, least in (("timeout", timeout, 0.0), ("deadline", deadline, 0.0)):
+            if not value > least:  # NaN too
+                raise ValueError(f"{name} must be above 0, not {opts.get(name)!r}")
+        for name, value in (("max_retries", max_retries), ("max_wait", max_wait)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be 0 or more, not {opts.get(name)!r}")
         return OpenAIModel(name=entry.name, base_url=base_url, model_id=opts.get("model_id") or entry.name,
                            api_key=resolve_api_key(entry), timeout=timeout, max_retries=max_retries,
                            max_wait=max_wait, deadline=deadline)

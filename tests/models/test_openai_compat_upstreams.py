@@ -214,5 +214,5 @@ def test_a_deadline_below_zero_is_refused_as_the_option_it_is() -> None:
 
     entry = ModelEntry(name="peer", provider="openai", source="x",
                        options={"base_url": "http://127.0.0.1:9/v1", "deadline": 0})
-    with pytest.raises(ValueError, match="timeout and deadline must be above 0"):
+    with pytest.raises(ValueError, match="deadline must be above 0, not 0"):
         OpenAIProvider.create(entry)
