@@ -17,7 +17,7 @@ def test_a_typed_answers_strings_hold_no_raw_control_characters(schema) -> None:
     string): the typed answer's grammar kept the converter's char rule, which allows them."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    from halguru.models.llama_cpp import json_strings, value_grammar
+    from halguru.models.llama_grammar import json_strings, value_grammar
 
     for gbnf in (json_strings(json_schema_to_gbnf(json.dumps(schema))), value_grammar(schema, {})):
         [char] = [line for line in gbnf.splitlines() if line.startswith("char ::=")]
@@ -34,7 +34,7 @@ def test_a_schema_whose_grammar_llama_cpp_cannot_take_safely_is_refused(schema) 
     """A repetition becomes groups nested as deep; 20,000 deep crashed the server (a stack overflow in
     llama_sampler_init_grammar), and thousands of properties with one made a grammar of megabytes that took
     seconds and hundreds of MB per request. Refused with the reason, before llama.cpp sees it."""
-    from halguru.models.llama_cpp import schema_grammar, value_grammar
+    from halguru.models.llama_grammar import schema_grammar, value_grammar
 
     for make in (lambda: schema_grammar(schema), lambda: value_grammar(schema, {})):
         with pytest.raises(ValueError, match="its grammar would"):
@@ -42,7 +42,7 @@ def test_a_schema_whose_grammar_llama_cpp_cannot_take_safely_is_refused(schema) 
 
 
 def test_sizes_llama_cpp_takes_still_pass() -> None:
-    from halguru.models.llama_cpp import schema_grammar
+    from halguru.models.llama_grammar import schema_grammar
 
     for schema in ({"type": "string", "maxLength": 1000}, {"type": "string", "pattern": '^[(]{3}"\\($'},
                    {"type": "array", "minItems": 20000, "maxItems": 20000, "items": {"type": "string"}},
@@ -58,7 +58,7 @@ def test_a_schema_too_wide_is_refused_before_its_grammar_is_built(pattern: str, 
     refuse it: now the schema's size is weighed first and the converter never runs."""
     import llama_cpp.llama_grammar as converter
 
-    from halguru.models.llama_cpp import schema_grammar, value_grammar
+    from halguru.models.llama_grammar import schema_grammar, value_grammar
 
     def never(*args, **kwargs):
         raise AssertionError("the grammar was built")
@@ -88,7 +88,7 @@ def test_a_schema_of_too_many_optional_properties_is_refused_before_its_grammar_
     """The converter writes every suffix of an object's optional properties: 900 took ~0.9 s of CPU per request."""
     import llama_cpp.llama_grammar as converter
 
-    from halguru.models.llama_cpp import schema_grammar, value_grammar
+    from halguru.models.llama_grammar import schema_grammar, value_grammar
 
     def never(*args, **kwargs):
         raise AssertionError("the grammar was built")
@@ -101,7 +101,7 @@ def test_a_schema_of_too_many_optional_properties_is_refused_before_its_grammar_
 
 
 def test_optional_properties_up_to_the_limits_still_pass() -> None:
-    from halguru.models.llama_cpp import schema_grammar
+    from halguru.models.llama_grammar import schema_grammar
 
     at_limits = {"type": "object", "required": [f"o{j}" for j in range(20)],
                  "properties": {f"o{j}": _optional(100) for j in range(20)}}
