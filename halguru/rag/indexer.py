@@ -234,11 +234,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     """The body of ``ingest``, under its lock."""
     summary = IngestSummary()
     stored = _stored(kb)
-    if not stored:  # every file is chunked now, as this halguru does
-        kb.meta.chunker = CHUNKER_VERSION
-    elif kb.meta.chunker < CHUNKER_VERSION:  # unchanged files are skipped: they keep their old chunks
-        notify("note", f"{kb.name} was chunked by an older halguru: the files it holds keep their old sections "
-                       f"and citations until `halguru kb reindex {kb.name}` re-reads them")
+    _check_chunker(kb, bool(stored), notify)
     files = _files(roots, summary)
     if only is not None:  # a re-index: the files the base held, not all the folders around them hold now
         files = [(file, root) for file, root in files if _key(file) in only]
@@ -314,6 +310,16 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     with _writing(kb, running, summary):
         _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+def _check_chunker(kb: KnowledgeBase, holds: bool, notify: Progress) -> None:
+    """An empty base is stamped with this halguru's chunking (every file is chunked now); one chunked by an older
+    halguru says so, as the unchanged files it skips keep their old chunks."""
+    if not holds:
+        kb.meta.chunker = CHUNKER_VERSION
+    elif kb.meta.chunker < CHUNKER_VERSION:
+        notify("note", f"{kb.name} was chunked by an older halguru: the files it holds keep their old sections "
+                       f"and citations until `halguru kb reindex {kb.name}` re-reads them")
 
 
 @contextlib.contextmanager
