@@ -1,12 +1,13 @@
-"""Knowledge bases: retrieval quality on six offline evaluation sets, ingest speed and query latency.
+"""Knowledge bases: retrieval quality on seven offline evaluation sets, ingest speed and query latency.
 
 Sets (scripts/bench/kb_eval): ``pydoc`` (stdlib pydoc pages), ``man`` (Debian base tools' manual pages), ``code``
 (stdlib source files), ``info`` (the nodes of GNU info manuals), ``html`` (HTML reference pages as Debian ships
 them: Node.js API, Valgrind manual, libxslt; read by halguru's HTML loader) and ``md`` (Markdown pages as this
 machine ships them: npm's documentation, buildah's manual pages, podman, docker-registry, pip and containerd docs,
-some gzipped); info, html and md were added after the defaults were chosen, so both of their splits are unseen;
+some gzipped) and ``admin`` (~300 manual pages of sections 5 and 8: configuration formats and administration
+commands); info, html, md and admin were added after the defaults were chosen, so both of their splits are unseen;
 pydoc and man also have a ``holdout`` split (kb_eval/holdout.py: 24 questions each, written after the lead model was
-chosen, never tuned on). Each set has 54-69 questions written as users ask them, labelled with the answering
+chosen, never tuned on). Each set has 54-88 questions written as users ask them, labelled with the answering
 document(s), split into dev (tune here) and test (report only). A label that names no document of a full-size corpus
 stops the run (a typo, or an answering page not installed here), except man's alternatives (awk, gawk, mawk:
 whichever is installed). For each set and split: recall@5, MRR@10 and nDCG@10 of every configuration (full-text,
@@ -35,7 +36,7 @@ from kb_eval.holdout import HOLDOUT
 from kb_eval.metrics import WholeDocBM25, scores
 from kb_eval.questions import SETS, split
 
-PAGES = {"pydoc": 300, "man": 330, "code": 160, "info": 700, "html": 200, "md": 200}
+PAGES = {"pydoc": 300, "man": 330, "code": 160, "info": 700, "html": 200, "md": 200, "admin": 300}
 ALTERNATIVES = {"man"}  # sets whose labels may name pages not installed here, as alternatives to installed ones
 
 

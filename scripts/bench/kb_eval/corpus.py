@@ -19,6 +19,16 @@
   gzipped (``buildah/buildah-run.1.md.gz``), so that halguru's own loader reads them. Changelogs and release notes,
   licences, contributing, security and governance files, translations and pages that only link to others are left
   out; collections missing on this machine are left out and counted.
+- ``admin``: manual pages of sections 5 and 8 (configuration-file formats and administration commands: apt, dpkg,
+  e2fsprogs, PAM, shadow, iproute2, iptables, systemd, containers, caddy, git's file formats...) listed in
+  ``admin_pages.txt``, rendered like ``man``'s, one file per page named ``NAME.SECTION.txt`` so that a label is
+  ``NAME.SECTION`` (``adduser.8``, ``adduser.conf.5``, ``config.5ssl``): always with its section, so that names
+  both sections use (faillog, hwclock: one of each is listed now) can never clash. Chosen once, by rule: no ``.so``
+  links, no stubs (under 1,200 rendered characters), no page already in ``man_pages.txt``, no byte-identical
+  copies, no D-Bus API pages (``org.freedesktop.*``), none over 140,000 characters (nft, systemd.exec, proc: one
+  would be 5% of the corpus); then the largest first, at most 15 pages of one Debian package and 12 of one family
+  (the name up to its first ``-``, ``_``, ``.`` or ``@``: ``tc-*``, ``pam_*``, ``deb-*``). Pages missing on this
+  machine are left out and counted.
 
 Rendered corpora are cached under ``~/.cache/halguru-bench`` (rendering ~300 man pages takes a while).
 """
@@ -38,6 +48,7 @@ import subprocess
 import sys
 import sysconfig
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,7 +63,7 @@ def build(name: str, pages: int) -> tuple[Path, dict[str, str]]:
     """The corpus folder for set ``name`` and label -> source (as citations name it) for its documents."""
     folder = CACHE / f"{name}-{pages}"
     builders = {"pydoc": _pydoc, "man": _man, "code": _code, "info": _info, "html": _html,
-                "md": _md}
+                "md": _md, "admin": _admin}
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -117,15 +128,24 @@ def _render_man(path: str) -> tuple[str, str]:
 
 
 def _man(folder: Path, pages: int) -> None:
-    listed = (Path(__file__).parent / "man_pages.txt").read_text().split()
-    labelled = set(_labels("man"))  # the answering pages first, so that a smaller corpus still holds them
-    listed = sorted(listed, key=lambda p: Path(p).name.rsplit(".", 2)[0] not in labelled)
+    _man_pages(folder, "man", pages, lambda path: Path(path).name.rsplit(".", 2)[0])  # ``tail``
+
+
+def _admin(folder: Path, pages: int) -> None:
+    _man_pages(folder, "admin", pages, lambda path: Path(path).name.removesuffix(".gz"))  # ``adduser.conf.5``
+
+
+def _man_pages(folder: Path, name: str, pages: int, label: Callable[[str], str]) -> None:
+    """The pages listed in ``{name}_pages.txt`` that this machine has, rendered, each as ``label(path).txt``."""
+    listed = (Path(__file__).parent / f"{name}_pages.txt").read_text().split()
+    labelled = set(_labels(name))  # the answering pages first, so that a smaller corpus still holds them
+    listed = sorted(listed, key=lambda p: label(p) not in labelled)
     present = [p for p in listed if Path(p).exists()][:pages] if shutil.which("man") and shutil.which("col") else []
     with ThreadPoolExecutor(4) as pool:
-        for page, text in pool.map(_render_man, present):
+        for path, (_, text) in zip(present, pool.map(_render_man, present), strict=True):
             if text.strip():
-                (folder / f"{page}.txt").write_text(text, encoding="utf-8")
-    print(f"man corpus: {len(present)} of {len(listed)} listed pages on this machine", file=sys.stderr)
+                (folder / f"{label(path)}.txt").write_text(text, encoding="utf-8")
+    print(f"{name} corpus: {len(present)} of {len(listed)} listed pages on this machine", file=sys.stderr)
 
 
 def _code(folder: Path, pages: int) -> None:
