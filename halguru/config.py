@@ -154,13 +154,29 @@ def config_items() -> list[tuple[str, Any, str]]:
     settings, data = get_settings(), read_config_file()
     items = []
     for key in Settings.model_fields:
-        env = _variable_for(key)
-        source = (f"env {env}" if env else str(config_path()) if key in data and key != "home" else "default")
+        source = _source(key, data)
         value = getattr(settings, key)
         if value is None and key in ("db_path", "knowledge_path"):  # the path used, not a dash
             value = settings.database if key == "db_path" else settings.home / "knowledge"
         items.append((key, shown(key, value), source))
     return items
+
+
+def _source(key: str, data: dict[str, Any]) -> str:
+    """Where setting ``key``'s value comes from, as `config show` says it (``data``: the config file's)."""
+    env = _variable_for(key)
+    return f"env {env}" if env else str(config_path()) if key in data and key != "home" else "default"
+
+
+def setting_source(key: str) -> str:
+    """Where setting ``key``'s value comes from, for an error that names it: ``HALGURU_X`` (the environment),
+    ``KEY in PATH/config.toml`` or ``the default; set KEY with `halguru config set` or HALGURU_X``."""
+    source = _source(key, read_config_file())
+    if source.startswith("env "):
+        return source.removeprefix("env ")
+    if source == "default":
+        return f"the default; set {key} with `halguru config set` or HALGURU_{key.upper()}"
+    return f"{key} in {source}"
 
 
 def _variable_for(key: str) -> str | None:

@@ -356,14 +356,14 @@ class OpenAIEmbedder:
 
         import httpx
 
-        from halguru.config import get_settings
+        from halguru.config import get_settings, setting_source
 
         deadline = get_settings().embed_deadline  # httpx's timeout is per read: a dripping server held for ever
         try:
             data = sorted(asyncio.run(self._post(texts, deadline)).json()["data"], key=lambda d: d["index"])
         except TimeoutError:
             raise KnowledgeError(f"embeddings endpoint {self.base_url} did not finish its answer within "
-                                 f"{deadline:g}s (HALGURU_EMBED_DEADLINE)") from None
+                                 f"{deadline:g}s ({setting_source('embed_deadline')})") from None
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             raise KnowledgeError(f"embeddings endpoint {self.base_url} failed: {exc}") from None
         return _normalise([_pooled(d["embedding"]) for d in data])

@@ -110,3 +110,22 @@ def test_an_embeddings_endpoint_that_drips_fails_at_the_deadline(docs, embedding
                                                                  "HALGURU_EMBED_DEADLINE": "1"}) \
         == f"Error: {line.replace('1.5s', '1s')}"
     assert time.monotonic() - started < 15
+
+
+def test_the_deadline_s_error_names_where_its_value_was_set(docs, embeddings, monkeypatch):
+    """Set in config.toml, the deadline's error still named HALGURU_EMBED_DEADLINE, which nobody had set: the
+    user looked for a variable that was not there."""
+    from halguru.config import config_path, reset_settings, set_config_value
+
+    monkeypatch.setenv("HALGURU_EMBEDDINGS_BASE_URL", embeddings["url"])
+    rag.create("remote", "openai:m")
+    rag.ingest("remote", [docs])
+    embeddings["drip"] = True
+    set_config_value("embed_deadline", "1")
+    with pytest.raises(KnowledgeError) as failed:
+        rag.search("remote", "How do I install halguru?", mode="vector")
+    assert str(failed.value).endswith(f"within 1s (embed_deadline in {config_path()})")
+    monkeypatch.setenv("HALGURU_EMBED_DEADLINE", "0.5")  # the environment wins over the file, and is named
+    reset_settings()
+    with pytest.raises(KnowledgeError, match=r"within 0.5s \(HALGURU_EMBED_DEADLINE\)$"):
+        rag.search("remote", "How do I install halguru?", mode="vector")
