@@ -351,6 +351,22 @@ def test_header_secrets_are_expanded_and_never_shown(server, write_agent, monkey
     assert "s3cret" not in json.dumps(open_store().get_events(result.run_id))
 
 
+def test_a_short_value_in_a_header_is_not_hidden_everywhere(server, write_agent, monkeypatch):
+    """A header's ``${NAME}`` set to ``1`` hid every 1 of every result (``on``: the "on" of ``application/json``);
+    values under 8 characters are no secret worth the name, and are left as they are."""
+    from halguru.models.scripted import ScriptedModel
+
+    monkeypatch.setenv("SHOP_HEADER_KEY", "hdr-s3cret")
+    monkeypatch.setenv("SHOP_CLIENT", "on")
+    folder = write_agent(HEADER_SECRETS.format(url=server.url))
+    model = ScriptedModel([{"tool_calls": [{"name": "echo", "arguments": {}}]}, "Done."])
+    result = run_sync(folder, "go", model=model)
+    assert result.ok, result.error
+    [echoed] = [e for e in result.events if e.type == "tool_result"]
+    assert '"X-Api-Key": "***"' in echoed.content and '"X-Client": "app on v1"' in echoed.content
+    assert echoed.content.count("***") == 1  # "application/json" kept its "on"
+
+
 def test_header_secret_not_set_is_a_load_error_naming_it(server, write_agent, monkeypatch):
     monkeypatch.setenv("SHOP_HEADER_KEY", "hdr-s3cret")
     monkeypatch.delenv("SHOP_CLIENT", raising=False)

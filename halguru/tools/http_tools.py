@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 ERROR_BODY_CHARS = 300
 INLINE_LIMIT = 50_000  # nodes of one operation's schema with its $refs inlined
+MIN_MASKED = 8  # characters: shorter values of ${NAME} in headers are not hidden in results (see _maskable)
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _ORIGIN = re.compile(r"^(https?)://[^/?#]+", re.IGNORECASE)
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -121,7 +122,14 @@ def _headers(settings: HTTPToolSettings, where: _Where) -> tuple[dict[str, str],
             raise where.error("headers", f"{key}: {exc}") from None
         if "\r" in headers[key] or "\n" in headers[key]:
             raise where.error("headers", f"{key}: a secret in it contains a line break")
-    return headers, tuple(sorted({u.strip() for u in used if u.strip()}, key=len, reverse=True))
+    return headers, _maskable(used)
+
+
+def _maskable(values: list[str]) -> tuple[str, ...]:
+    """The secrets' values to hide in what a call returns, the longest first (one may hold another). A value under
+    MIN_MASKED characters is no secret worth the name (``${DEBUG}`` = ``1``, ``on``), and hiding it hid every
+    ``1`` of every answer."""
+    return tuple(sorted({v.strip() for v in values if len(v.strip()) >= MIN_MASKED}, key=len, reverse=True))
 
 
 def _placeholders(url: str) -> list[str]:
@@ -448,6 +456,7 @@ async def _send(tool: str, plan: _Plan, arguments: dict[str, Any]) -> str:
     secrets = plan.secrets
     if plan.auth is not None:
         secret = await _secret(tool, plan.auth)
+        # The auth secret is one by declaration: hidden whatever its length.
         secrets = tuple(sorted({secret, *secrets}, key=len, reverse=True))  # the longest first: one may hold another
         # Set last: no argument can replace the auth header.
         headers[plan.auth.header] = f"{plan.auth.scheme} {secret}" if plan.auth.scheme else secret
