@@ -149,8 +149,11 @@ class KnowledgeBase:
         made = not folder.exists()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            lancedb().connect(str(folder)).create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model),
-                                                        exist_ok=True)
+            db = lancedb().connect(str(folder))
+            # No metadata, so no base: a table left here (meta.json deleted, a create killed before it wrote it)
+            # holds chunks nothing can read, maybe another embedder's vectors; the new base starts without them.
+            db.drop_table(TABLE, ignore_missing=True)
+            db.create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model))
             kb = cls(name, folder, meta)
             kb.save_meta()  # last: a base exists once its metadata does
         except (OSError, RuntimeError) as exc:  # a full disk: LanceDB's RuntimeError named a Rust source file

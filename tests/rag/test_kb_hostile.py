@@ -225,3 +225,21 @@ def test_a_name_with_a_trailing_line_break_is_refused(cli_error):
     line = cli_error("kb", "create", "evil\n")
     assert "invalid knowledge base name" in line
     assert not knowledge_root().exists() or not list(knowledge_root().iterdir())
+
+
+def test_a_base_made_again_after_its_meta_json_was_deleted_starts_empty(docs, cli):
+    """`kb create` over a folder whose meta.json was deleted reused its table: the new base answered with the old
+    chunks, and with another embedder held vectors of two dimensions' worth of meaning (or failed to write)."""
+    rag.create("docs", embedder="fast")
+    rag.ingest("docs", [docs])
+    (knowledge_root() / "docs" / "meta.json").unlink()
+    assert list_names() == []  # no metadata, no base
+    cli("kb", "create", "docs", "--embedder", "wordllama:128")
+    info = rag.open_base("docs").info()
+    assert (info.embedder, info.documents, info.chunks) == ("wordllama:128", 0, 0)
+    with pytest.raises(rag.KnowledgeError, match="has no documents yet"):
+        rag.search("docs", "office cat", k=5, mode="fts")
+    (docs / "extra.md").write_text("# Capybara\n\nThe capybara sleeps by the pond.\n")
+    assert len(rag.ingest("docs", [docs / "extra.md"]).added) == 1
+    assert [h.source for h in rag.search("docs", "capybara", k=5)] == ["extra.md"]
+
