@@ -44,8 +44,8 @@ def create(
     name: str = typer.Argument(..., help="Name of the new knowledge base."),
     embedder: str | None = typer.Option(None, "--embedder", "-e",
                                         help=EMBEDDER_HELP),
-    chunk_size: int = typer.Option(256, "--chunk-size", help="Chunk size in tokens."),
-    chunk_overlap: int = typer.Option(32, "--chunk-overlap", help="Overlap between chunks in tokens."),
+    chunk_size: int = typer.Option(256, "--chunk-size", help="Chunk size in tokens (16 to 1024)."),
+    chunk_overlap: int = typer.Option(32, "--chunk-overlap", help="Overlap between chunks in tokens (below the size)."),
 ) -> None:
     """Create an empty knowledge base."""
     from halguru import rag

@@ -35,6 +35,7 @@ TABLE = "chunks"
 META_FILE = "meta.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LEAD_DIMENSIONS = {"mpnet": 768}
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 1024  # tokens (chunking.count_tokens)
 
 
 def base_folder(name: str) -> Path:
@@ -44,6 +45,16 @@ def base_folder(name: str) -> Path:
         raise KnowledgeError(f"invalid knowledge base name {name!r}: {NAME_RULE} (not a path, at most 64 "
                              "characters)")
     return knowledge_root() / name
+
+
+def check_chunking(size: int, overlap: int) -> None:
+    """KnowledgeError for chunk sizes no base is made with. The embedders read a chunk's first 128 word pieces
+    (~100 tokens) and an agent puts 4 chunks in its prompt: a larger chunk is found by its words alone and fills
+    the model's context (with no bound, a whole file was one chunk)."""
+    if not MIN_CHUNK_SIZE <= size <= MAX_CHUNK_SIZE:
+        raise KnowledgeError(f"chunk size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} tokens, not {size}")
+    if not 0 <= overlap < size:
+        raise KnowledgeError(f"chunk overlap must be 0 to {size - 1} tokens (less than the chunk size), not {overlap}")
 
 
 def knowledge_root() -> Path:
@@ -139,8 +150,7 @@ class KnowledgeBase:
                 return cls.open(name)
             raise KnowledgeError(f"knowledge base {name!r} already exists; ingest into it with "
                                  f"`halguru kb ingest {name} PATH` or drop it with `halguru kb drop {name}`")
-        if chunk_size < 16 or not 0 <= chunk_overlap < chunk_size:
-            raise KnowledgeError("chunk size must be ≥ 16 tokens and overlap between 0 and the size")
+        check_chunking(chunk_size, chunk_overlap)
         model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap,
                              lead_model=default_lead_model(model.name), chunker=CHUNKER_VERSION)

@@ -243,3 +243,16 @@ def test_a_base_made_again_after_its_meta_json_was_deleted_starts_empty(docs, cl
     assert len(rag.ingest("docs", [docs / "extra.md"]).added) == 1
     assert [h.source for h in rag.search("docs", "capybara", k=5)] == ["extra.md"]
 
+
+@pytest.mark.parametrize(("size", "overlap", "said"), [
+    (5000, 32, "chunk size must be 16 to 1024 tokens, not 5000"),
+    (8, 0, "chunk size must be 16 to 1024 tokens, not 8"),
+    (256, 256, "chunk overlap must be 0 to 255 tokens (less than the chunk size), not 256"),
+    (256, -1, "chunk overlap must be 0 to 255 tokens (less than the chunk size), not -1"),
+])
+def test_a_chunk_size_out_of_bounds_is_one_line_and_makes_no_base(cli_error, size: int, overlap: int, said: str):
+    """--chunk-size had no upper bound: 100000 made every file one chunk, embedded by its first 128 word pieces and
+    put whole into an agent's prompt."""
+    assert cli_error("kb", "create", "big", "--chunk-size", str(size), "--chunk-overlap", str(overlap)) \
+        == f"Error: {said}"
+    assert list_names() == [] and not (knowledge_root() / "big").exists()
