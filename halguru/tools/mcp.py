@@ -381,12 +381,14 @@ def _legacy_servers() -> set[str]:
 
 
 def _remember(key: str, *, legacy: bool) -> None:
-    """Note (or forget) that a server speaks the handshake; a home that cannot be written only costs time."""
-    from halguru.atomic import write_atomically
+    """Note (or forget) that a server speaks the handshake; a home that cannot be written only costs time. Read,
+    changed and written under the file's lock: two processes starting servers at once each kept their own entry
+    and lost the other's."""
+    from halguru.atomic import lock_for_update, write_atomically
 
-    known = _legacy_servers()
-    known = known | {key} if legacy else known - {key}
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), lock_for_update(_legacy_file()):
+        known = _legacy_servers()
+        known = known | {key} if legacy else known - {key}
         write_atomically(_legacy_file(), json.dumps(sorted(known)))
 
 

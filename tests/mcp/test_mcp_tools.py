@@ -384,3 +384,26 @@ def test_a_server_that_never_answers_discover_costs_its_wait_once(mcp_agent, mon
     methods = (folder / "methods.log").read_text().split()
     assert methods.count("server/discover") == 1 and methods.count("initialize") == 2
     assert took[0] >= 2 and took[1] < 2
+
+
+def test_two_starts_noting_legacy_servers_at_once_both_land(monkeypatch):
+    """Each start that saw a server speak the handshake read mcp-legacy-servers.json, added its server and wrote
+    the file back: two at once (serve replicas, `halguru run`s) each wrote over the other's entry."""
+    import threading
+
+    from halguru.tools import mcp
+
+    real = mcp._legacy_servers
+
+    def slow_read() -> set[str]:  # the window between one process's read and its write, made wide
+        found = real()
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(mcp, "_legacy_servers", slow_read)
+    threads = [threading.Thread(target=mcp._remember, args=(key,), kwargs={"legacy": True}) for key in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert real() == {"a", "b"}
