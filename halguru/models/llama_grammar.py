@@ -37,6 +37,7 @@ _REPETITION = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 # grows with their square (900 in one object: 0.9 s of CPU; through an allOf's anyOf of $refs, from 3 KB of
 # request). 100: ~5 ms an object; 2,000 in all: ~0.1 s a schema, as the grammar's size limit allows.
 MAX_OPTIONAL_PROPERTIES = 100
+_OTHER_BRANCH = {"$ref", "oneOf", "anyOf", "const", "enum"}  # what the converter turns into a rule before an object
 MAX_OPTIONAL_TOTAL = 2_000
 
 
@@ -71,15 +72,21 @@ def _local_ref(node: Any, root: Any) -> Any:
 
 
 def _optional_count(node: dict[str, Any], root: Any) -> int:
-    """The optional properties of the object the converter builds of ``node``: its properties not ``required``
-    (an allowed ``additionalProperties`` is one more), or an ``allOf``'s: the properties of its ``anyOf``
+    """The optional properties of the object the converter builds of ``node``, where it builds one (not for a
+    ``$ref``, a union, a ``const`` or ``enum`` or another type, whose properties it never reads): its properties
+    not ``required``, and an allowed ``additionalProperties`` is one more (measured: it costs what one more
+    optional property does, and its value's rules once); or an ``allOf``'s: the properties of its ``anyOf``
     members (through a $ref too, each use counting again, as the converter copies them)."""
-    properties = node.get("properties")
-    if isinstance(properties, dict):
+    if _OTHER_BRANCH & node.keys() or node.get("type") not in (None, "object"):
+        return 0
+    more = node.get("additionalProperties")
+    if "properties" in node or ("additionalProperties" in node and more is not True):
+        properties = node.get("properties")
         required = node.get("required")
         needed = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
-        more = node.get("additionalProperties")
-        return sum(name not in needed for name in properties) + int(more is True or isinstance(more, dict))
+        optional = sum(name not in needed for name in properties) if isinstance(properties, dict) else 0
+        # the converter's test is ``== True``: 1 allows them too
+        return optional + int(isinstance(more, dict) or (type(more) in (bool, int, float) and more == 1))
     parts = node.get("allOf")
     count = 0
     for part in parts if isinstance(parts, list) else []:

@@ -82,6 +82,7 @@ def _optional(count: int) -> dict:
     ({"type": "object", "allOf": [{"anyOf": [{"$ref": "#/$defs/a"}] * 9}], "$defs": {"a": _optional(30)}},
      "an object of it has 270 optional properties"),  # an allOf's anyOf members are merged, each use again
     ({"type": "array", "items": [_optional(100)] * 21}, "it has 2,100 optional properties (at most 2,000 in all)"),
+    ({**_optional(100), "additionalProperties": 1}, "an object of it has 101 optional properties"),  # 1 == True
 ])
 def test_a_schema_of_too_many_optional_properties_is_refused_before_its_grammar_is_built(schema, said: str,
                                                                                          monkeypatch) -> None:
@@ -108,3 +109,17 @@ def test_optional_properties_up_to_the_limits_still_pass() -> None:
     required = {**_optional(1000), "required": [f"p{i}" for i in range(1000)]}  # required ones cost nothing
     for schema in (at_limits, required, {"type": "object", "allOf": [{"anyOf": [_optional(50), _optional(50)]}]}):
         assert "root ::=" in schema_grammar(schema)
+
+
+@pytest.mark.parametrize("schema", [
+    {**_optional(150), "anyOf": [{"type": "string"}, {"type": "integer"}]},
+    {**_optional(150), "enum": [{"p1": 1}, {"p2": 2}]},
+    {**_optional(150), "type": ["string", "integer"]},
+    {**_optional(150), "type": "string"},
+])
+def test_properties_the_converter_never_reads_are_not_counted(schema) -> None:
+    """A schema whose properties stand beside what the converter builds instead (a union, an enum, another
+    type) was refused for optional properties that cost nothing: they are never turned into a grammar."""
+    from halguru.models.llama_grammar import schema_grammar
+
+    assert "root ::=" in schema_grammar(schema)
