@@ -48,7 +48,7 @@ from halguru_server.identity import (
 )
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
-from halguru_server.middleware import RequestMiddleware, configure_logging
+from halguru_server.middleware import RequestMiddleware, StaticGZip, configure_logging
 from halguru_server.plugin_routes import add_plugin_routes
 from halguru_server.push import Pusher
 from halguru_server.push_api import router as push_router
@@ -84,6 +84,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     errors.document_body_errors(app)
     _include_routes(app, settings)
     add_plugin_routes(app)  # after halguru's own: a plugin's route of a taken path is left out, and said
+    app.add_middleware(StaticGZip)
     app.add_middleware(RequestMiddleware, metrics=state.metrics, max_body=settings.max_body_bytes,
                        loopback_only=settings.dev, replica=settings.replica_id,
                        max_bundle=settings.max_bundle_bytes)

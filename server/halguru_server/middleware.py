@@ -13,9 +13,11 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import HTTPException
+from starlette.middleware.gzip import GZipMiddleware
 
 from halguru.agents import telemetry
 from halguru_server.connections import HEAD_TOO_LARGE_MESSAGE, MAX_HEAD_BYTES
@@ -220,3 +222,34 @@ def configure_logging(level: str = "info") -> None:
     psycopg = logging.getLogger("psycopg")
     psycopg.setLevel(max(psycopg.level, logging.WARNING))  # its info lines are per connection
     logging.getLogger("uvicorn.access").disabled = True  # our access log has the request id
+
+
+# The static text assets: the web chat's, the console's, Swagger UI's. Nothing else is compressed: API answers
+# and SSE streams go out as written (a stream must not wait in a compressor), and pages that hold a session's
+# tokens beside text a client sent must not be (BREACH).
+GZIP_PATHS = ("/chat/static/", "/chat/widget.js", "/chat/sw.js", "/admin/assets/", "/swagger-assets/")
+
+
+class StaticGZip:
+    """gzip for the static assets (``GZIP_PATHS``) when the client accepts it: chat.js 31 KB -> 10 KB, Swagger UI's
+    bundle 1.5 MB -> 0.4 MB. A compressed answer's ETag is made weak (``W/``): it is another representation of
+    the same file, as HTTP wants; revalidation still matches it."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1024, compresslevel=6)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(GZIP_PATHS):
+            await self.app(scope, receive, send)
+            return
+
+        async def weak_etag(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = message["headers"]
+                if (b"content-encoding", b"gzip") in headers:
+                    message["headers"] = [(k, b"W/" + v if k == b"etag" and not v.startswith(b"W/") else v)
+                                          for k, v in headers]
+            await send(message)
+
+        await self.gzip(scope, receive, weak_etag)

@@ -140,11 +140,12 @@ def favicon() -> FileResponse:
 
 class SecureStatic(StaticFiles):
     """The chat's static files with the page's security headers (``nosniff``: a script is only ever run as
-    the type it is served as)."""
+    the type it is served as), asked again each time (``no-cache``: a 304 by their ETag while unchanged), so a
+    release's chat.js is never mixed with a browser's heuristically cached copy of the old one."""
 
     def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
-        response.headers.update(_SECURITY)
+        response.headers.update({**_SECURITY, "Cache-Control": "no-cache"})
         return response
 
 
