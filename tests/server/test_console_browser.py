@@ -41,8 +41,8 @@ def artifacts(tmp_path: Path) -> Path:
     return folder
 
 
-def _admin_page(browser: Any, server: Any, width: int = 1280) -> Page:
-    """A browser page signed in as a new admin (a web session's cookie)."""
+def _admin_page(browser: Any, server: Any, width: int = 1280, scheme: str = "light") -> Page:
+    """A browser page signed in as a new admin (a web session's cookie); ``scheme``: the system's colour scheme."""
     from halguru_server.identity import websessions
 
     state = server.state
@@ -50,7 +50,7 @@ def _admin_page(browser: Any, server: Any, width: int = 1280) -> Page:
         "usr_root", "root@example.com", "Root", "admin")
     state.store.update_user(user["id"], totp_enabled=True)  # 2FA on (the session has passed it)
     secret, _ = websessions.issue(state.store, user["id"], state.settings.auth)
-    context = browser.new_context(viewport={"width": width, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
     context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
     page = context.new_page()
     errors: list[str] = []
@@ -173,3 +173,74 @@ def test_chart_text_is_legible_on_a_phone(serve, agents_dir: Path, browser) -> N
     assert min(sizes) >= 9, sizes
     name = page.locator("figure.chart svg text", has_text="an-agent-named-at-20")  # whole, not cut at the left
     assert name.evaluate("t => t.getBoundingClientRect().left >= t.ownerSVGElement.getBoundingClientRect().left")
+
+
+# WCAG's contrast of every visible text on the page (its colour, an SVG text's fill, against the first background
+# behind it), and of the marks that are no text (form fields' borders, chart bars) against theirs: what falls
+# under AA (4.5:1 for text, 3:1 for large text and such marks), as "selector text: ratio".
+LOW_CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).slice(0, 4).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const ratio = (a, b) => (Math.max(lum(a), lum(b)) + 0.05) / (Math.min(lum(a), lum(b)) + 0.05);
+  const behind = (el) => {
+    for (el = el.parentElement; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  const own = (el) => rgb(getComputedStyle(el).backgroundColor);
+  const back = (el) => { const c = own(el); return c.length < 4 || c[3] > 0 ? c : behind(el); };
+  const shown = (el) => el.getClientRects().length && getComputedStyle(el).visibility !== 'hidden'
+    && !el.closest('.visually-hidden, .skip, option, title');
+  const low = [];
+  const say = (el, what, r, need) => {
+    const name = `${el.tagName.toLowerCase()}.${el.className.baseVal ?? el.className}`;
+    if (r < need) low.push(`${name} ${what}: ${r.toFixed(2)}`);
+  };
+  for (const el of document.body.querySelectorAll('*')) {
+    if (!shown(el)) continue;
+    const text = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const style = getComputedStyle(el);
+    if (text) {
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && style.fontWeight >= 700);
+      const fg = el instanceof SVGElement ? rgb(style.fill) : rgb(style.color);
+      say(el, JSON.stringify(el.textContent.trim().slice(0, 20)), ratio(fg, back(el)), large ? 3 : 4.5);
+    }
+    if (el.matches('input:not([type=hidden]), select, textarea, button')) {
+      say(el, 'border', ratio(rgb(style.borderTopColor), behind(el)), 3);
+    }
+    if (el.matches('svg rect.s1, svg rect.s2, svg rect.s3')) {
+      say(el, 'mark', ratio(rgb(style.fill), behind(el.ownerSVGElement)), 3);
+    }
+  }
+  return [...new Set(low)];
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_console_page_is_readable_in_the_system_s_colour_scheme(serve, api_key, browser, artifacts: Path,
+                                                                      scheme: str) -> None:
+    """The console was always light: an operator whose system is dark (the web chat follows it) got a white page
+    at night. It follows prefers-color-scheme now, and every text and mark on every page stays within AA."""
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
+        conversation = c.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        assert c.post(f"/v1/conversations/{conversation}/messages", json={"content": "hi"}).status_code == 200
+    server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    page = _admin_page(browser, server, scheme=scheme)
+    pages = {**PAGES, "conversations": "/admin/conversations", "approvals": "/admin/approvals",
+             "deployments": "/admin/deployments", "conversation": f"/admin/conversations/{conversation}"}
+    for name, path in pages.items():
+        page.goto(f"{server.url}{path}")
+        expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+        page.wait_for_load_state("networkidle")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == ("rgb(21, 21, 21)" if scheme == "dark" else "rgb(246, 247, 249)"), path
+        page.screenshot(path=str(artifacts / f"{name}-{scheme}.png"), full_page=True)
+        assert not page.evaluate(LOW_CONTRAST), (path, page.evaluate(LOW_CONTRAST))
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
