@@ -301,6 +301,21 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
     return bounded
 
 
+def _timed_test(original: Any) -> Callable[..., Any]:
+    """``original``, a Jinja test, with the render's time checked at each call: ``select('in', big)`` calls one per
+    item, each reading a whole list, with no step between."""
+    passed = _PASSED[_PassArg.from_obj(original)]
+
+    @pass_context
+    @functools.wraps(original)
+    def timed(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if time.monotonic() > context.steps.deadline:  # in_time(), inline
+            context.steps.in_time()
+        return original(*passed(context), *args, **kwargs)
+
+    return timed
+
+
 class _Namespace(Namespace):
     """``namespace()``: an attribute may not hold more than an operator may build (``ns.s ~ ns.s`` in a loop)."""
 
@@ -370,6 +385,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         super().__init__(*args, **kwargs)
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.filters[_COUNTED] = _counted
+        self.tests = {name: _timed_test(t) for name, t in self.tests.items()}
         self.globals["namespace"] = _Namespace
         self.globals["lipsum"] = _lipsum
         finalize = self.finalize  # an output is weighed before it becomes text (a list printed holds its strings)
