@@ -212,17 +212,19 @@ def raw_sql(store_url: str):
 
 @pytest.fixture
 def new_postgres_database():
-    """Make fresh, empty PostgreSQL databases (no schema yet) for this test; dropped at its end."""
+    """Make fresh, empty PostgreSQL databases (no schema yet) for this test (``locale``: its LC_COLLATE and
+    LC_CTYPE, else the server's); dropped at its end."""
     import secrets
 
     import psycopg
 
     made: list[str] = []
 
-    def make() -> str:
+    def make(locale: str | None = None) -> str:
         name = f"halguru_test_{secrets.token_hex(6)}"
+        options = f" TEMPLATE template0 LC_COLLATE '{locale}' LC_CTYPE '{locale}'" if locale else ""
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(f"CREATE DATABASE {name}{options}")
         made.append(name)
         return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 

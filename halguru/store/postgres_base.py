@@ -73,6 +73,16 @@ def _alive(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
+def _fold(conn: psycopg.Connection[Any]) -> str:
+    """``SQLBase.FOLD`` for this database: lower() in its default collation where that folds beyond ASCII (as
+    Python's str.lower does, which SQLite's search uses), else in ICU's root collation (a database made with
+    LC_CTYPE C: "école" found no "École" there only), else the default all the same (a server built without ICU)."""
+    folds, icu = conn.execute("SELECT lower('É' COLLATE \"default\") = 'é', EXISTS (SELECT 1 FROM pg_collation "
+                              "WHERE collname = 'und-x-icu')").fetchone() or (True, False)
+    collation = "default" if folds or not icu else "und-x-icu"
+    return "lower({} COLLATE " + f'"{collation}")'
+
+
 def describe_url(url: str) -> str:
     """``postgresql://HOST:PORT/DB`` for messages: never the user's password. StoreError for a URL that is no
     PostgreSQL URL (the message does not echo it either: it may hold a password). The URL is read as libpq
@@ -147,7 +157,8 @@ class PostgresBase(SQLBase):
     errors = (psycopg.Error, StoreError, StoreUnavailable)
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
-    # the columns are COLLATE "C" (byte order), whose lower() folds ASCII only: the database's own locale folds
+    # the columns are COLLATE "C" (byte order), whose lower() folds ASCII only: the database's own locale folds,
+    # unless its LC_CTYPE is C too (`initdb --locale=C`); then ICU's root locale does (``_fold``)
     FOLD = 'lower({} COLLATE "default")'
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
@@ -161,7 +172,8 @@ class PostgresBase(SQLBase):
         self._pid = os.getpid()
         self._pool_lock = threading.Lock()
         self._opened_pool: ConnectionPool[Any] | None = None
-        self.connect().close()  # unreachable, refused, no such database: one clear error now
+        with self.connect() as conn:  # unreachable, refused, no such database: one clear error now
+            self.FOLD = _fold(conn)
 
     def connect(self, **options: Any) -> psycopg.Connection[Any]:
         """A connection of its own (not pooled), autocommit; StoreError naming the host when it fails."""

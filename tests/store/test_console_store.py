@@ -83,3 +83,19 @@ def test_search_folds_case_beyond_ascii(store) -> None:
     _conversation(store, "conv_000004", "support", "Inscription à l'École Normale, ÅRHUS")
     for text in ("école", "ÉCOLE", "École Normale", "århus"):
         assert [r["id"] for r in store.search_conversations(text=text)] == ["conv_000004"], text
+
+
+def test_search_folds_case_beyond_ascii_in_a_database_made_with_the_c_locale(new_postgres_database) -> None:
+    """`initdb --locale=C` (or CREATE DATABASE ... LC_CTYPE 'C'): PostgreSQL's lower() there folds ASCII only, so
+    "école" found no "École" on PostgreSQL where SQLite (Python's str.lower) finds it."""
+    from halguru.store.postgres import PostgresStore
+
+    store = PostgresStore(new_postgres_database(locale="C"))
+    try:
+        _conversation(store, "conv_000004", "support", "Inscription à l'École Normale, ÅRHUS, ΣΟΦΊΑ")
+        for text in ("école", "ÉCOLE", "École Normale", "århus", "σοφία"):
+            assert [r["id"] for r in store.search_conversations(text=text)] == ["conv_000004"], text
+        store.create_user("usr_1", "zoe@example.com", "Zoé Ångström", "user")
+        assert [u["id"] for u in store.list_users(text="ÅNGSTRÖM")] == ["usr_1"]
+    finally:
+        store.close()
