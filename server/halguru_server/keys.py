@@ -17,6 +17,10 @@ from halguru.store.base import Store
 from halguru.store.records import ApiKeyRecord
 from halguru_server.identity import roles
 
+MAX_NAME = 100
+"""The longest key name (the API's and the CLI's): PostgreSQL refuses an index entry past ~2,700 bytes, so a
+longer one was stored on SQLite and failed on PostgreSQL."""
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -70,6 +74,8 @@ def create_key(store: Store, name: str, agents: list[str] | None = None,
     ``scope`` is the key's own role (``user``: chat only; developer, operator, admin)."""
     if not name.strip():
         raise HalguruError("a key needs a name (who or what uses it)")
+    if len(name) > MAX_NAME:
+        raise HalguruError(f"a key's name is at most {MAX_NAME} characters, not {len(name)}")
     scopes = roles.KEY_SCOPES if user_id is not None else roles.ROLES
     if scope not in scopes:
         raise HalguruError(f"invalid key {'scope' if user_id else 'role'} {scope!r}: use {', '.join(scopes)}")

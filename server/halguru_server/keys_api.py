@@ -18,7 +18,7 @@ from halguru.errors import HalguruError
 from halguru_server import audit
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
-from halguru_server.keys import ApiKey, create_key, list_keys, parse_duration
+from halguru_server.keys import MAX_NAME, ApiKey, create_key, list_keys, parse_duration
 from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(401, 403, 422))
@@ -28,7 +28,7 @@ State = Annotated[ServerState, Depends(state_of)]
 
 class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100, description="who or what uses it")
+    name: str = Field(min_length=1, max_length=MAX_NAME, description="who or what uses it")
     agents: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=100,
                                                                 description="the agents it may use (empty: all)")
     expires: str | None = Field(default=None, max_length=20, description="lifetime such as 30d, 12h (none: never)")

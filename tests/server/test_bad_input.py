@@ -106,6 +106,21 @@ def test_keys_create_refuses_a_zero_lifetime_and_unknown_agents(cli, agents_dir,
     assert cli("keys", "create", "ok", "--agents", "echo", "--expires", "1s").stdout.startswith("hg_")
 
 
+def test_keys_create_refuses_a_name_past_100_characters_on_either_store(cli, store_url: str, monkeypatch) -> None:
+    """As the API's POST /v1/keys does: SQLite stored a 4,000-character name, PostgreSQL refused its index entry."""
+    import secrets
+
+    from halguru.config import reset_settings
+
+    if not store_url.startswith("sqlite:"):
+        monkeypatch.setenv("HALGURU_DATABASE_URL", store_url)
+        reset_settings()
+    error = str(cli("keys", "create", secrets.token_urlsafe(3000), code=1).exception)
+    assert error == "a key's name is at most 100 characters, not 4000"
+    assert cli("keys", "list").stdout.startswith("no keys")  # nothing created by a refused command
+    assert cli("keys", "create", "k" * 100).stdout.startswith("hg_")
+
+
 def test_keys_create_checks_agents_only_where_there_are_some(cli, tmp_path, monkeypatch) -> None:
     """README runs `halguru keys create my-app --agents basic --expires 30d` beside agents-templates/: no
     project there, so the names are kept as given, with a one-line note."""
