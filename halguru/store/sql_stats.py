@@ -18,6 +18,8 @@ ERROR_STATUSES = ("failed", "interrupted")
 """What counts as an error in the console's numbers (``limited`` and ``cancelled`` are outcomes, not faults)."""
 _ERR = "CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END"
 _FLOOR = "(CAST({x} AS INTEGER) - CASE WHEN CAST({x} AS INTEGER) > {x} THEN 1 ELSE 0 END)"
+_SUM = "CAST(sum({}) AS BIGINT)"  # PostgreSQL's sum of a BIGINT column is NUMERIC (a Decimal in Python)
+_TOKENS = f"{_SUM.format('prompt_tokens')} AS prompt_tokens, {_SUM.format('completion_tokens')} AS completion_tokens"
 LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 """The latency histogram's upper bounds (ms); one more bucket holds the rest."""
 
@@ -33,8 +35,7 @@ class StatsMixin(SQLBase):
             "sum(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok, "
             "sum(CASE WHEN status = 'limited' THEN 1 ELSE 0 END) AS limited, "
             "sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running, "
-            "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens, "
-            "avg(duration_ms) AS mean_ms, max(started) AS last_started "
+            f"{_TOKENS}, avg(duration_ms) AS mean_ms, max(started) AS last_started "
             "FROM runs WHERE started >= ? GROUP BY agent ORDER BY agent", (since,))
 
     def run_percentiles(self, since: float, quantiles: Sequence[float] = (0.5, 0.95)) -> dict[str, list[float]]:
@@ -88,7 +89,7 @@ class StatsMixin(SQLBase):
         day = _FLOOR.format(x="(started / 86400.0)")
         return self._rows(
             f"SELECT day, agent, count(*) AS runs, sum(ok) AS ok, sum(err) AS errors, sum(lim) AS limited, "
-            "count(DISTINCT conversation_id) AS conversations, sum(tokens) AS tokens FROM (SELECT "
+            f"count(DISTINCT conversation_id) AS conversations, {_SUM.format('tokens')} AS tokens FROM (SELECT "
             f"{day} AS day, agent, conversation_id, {_ERR} AS err, "
             "CASE WHEN status = 'ok' THEN 1 ELSE 0 END AS ok, CASE WHEN status = 'limited' THEN 1 ELSE 0 END "
             "AS lim, prompt_tokens + completion_tokens AS tokens FROM runs WHERE started >= ?) t "
@@ -127,13 +128,13 @@ class StatsMixin(SQLBase):
         return self._rows(
             "SELECT m.name AS tool, c.agent, count(*) AS calls FROM messages m JOIN conversations c "
             "ON c.id = m.conversation_id WHERE m.role = 'tool' AND m.created >= ? GROUP BY m.name, c.agent "
-            "ORDER BY calls DESC LIMIT ?", (since, limit))
+            "ORDER BY calls DESC, tool, agent LIMIT ?", (since, limit))
 
     def token_use(self, since: float) -> list[dict[str, Any]]:
         """Tokens in and out per agent and model since ``since``."""
         return self._rows(
-            "SELECT agent, model, sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens "
-            "FROM runs WHERE started >= ? GROUP BY agent, model ORDER BY agent, model", (since,))
+            f"SELECT agent, model, {_TOKENS} FROM runs WHERE started >= ? GROUP BY agent, model "
+            "ORDER BY agent, model", (since,))
 
     def handoff_events(self, since: float, limit: int = 5000) -> list[dict[str, Any]]:
         """The handoff events since ``since`` (their JSON ``data`` names from and to), newest first."""

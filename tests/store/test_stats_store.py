@@ -65,3 +65,22 @@ def test_messages_tools_tokens_handoffs_and_refused_calls(store) -> None:
     assert '"to_agent": "billing"' in store.handoff_events(now - 60)[0]["data"].replace('":"', '": "')
     refused = store.refused_tool_calls(now - 60)
     assert [(r["type"], r["agent"], r["run_id"]) for r in refused] == [("approval_rejected", "desk", "run_1")]
+
+
+def test_sums_are_integers_and_tools_called_as_often_come_in_name_order(store, raw_sql) -> None:
+    """PostgreSQL's sum() of a BIGINT is NUMERIC (a Decimal, which json.dumps refuses), SQLite's an int; and a
+    LIMIT cut among tools called as often kept rows in hash order there: another top 20 than SQLite's."""
+    start = time.time() - 60
+    _runs(raw_sql, start)
+    store.create_conversation("conv_1", "desk", "t")
+    store.start_run("run_1", "conv_1", "desk", "scripted", "hi")
+    done = RunFinished(run_id="run_1", seq=0, status="ok", output="")
+    store.finish_run("run_1", "conv_1", done.model_dump(), [done],
+                     [Message(role="tool", content="1", name=f"tool{i:02d}", tool_call_id=f"c{i}")
+                      for i in reversed(range(25))])
+    a = next(r for r in store.agent_stats(start - 1) if r["agent"] == "a")
+    day = next(r for r in store.daily_runs(start - 1) if r["agent"] == "a")
+    use = next(r for r in store.token_use(start - 1) if r["agent"] == "a")
+    sums = [a["prompt_tokens"], a["completion_tokens"], day["tokens"], use["prompt_tokens"], use["completion_tokens"]]
+    assert sums == [200, 100, 300, 200, 100] and all(type(n) is int for n in sums)
+    assert [r["tool"] for r in store.top_tools(start - 1)] == [f"tool{i:02d}" for i in range(20)]
