@@ -53,6 +53,46 @@ def test_a_nul_in_the_input_is_what_every_store_keeps_from_the_start(write_agent
     assert [m.content for m in open_store().get_messages(result.conversation_id)] == ["a\ufffdb", result.output]
 
 
+ODD = """\
+name: odd
+model: scripted
+instructions: Use tools.
+tools: [listing, opening]
+"""
+ODD_TOOLS = """\
+from halguru.tools import tool
+
+@tool
+def listing() -> str:
+    \"\"\"Names in a folder (os.listdir gives a name that is not UTF-8 as lone surrogates).\"\"\"
+    return "a-\\udcff-b-\\x00-c"
+
+@tool
+def opening() -> str:
+    \"\"\"Opens a file that is not there.\"\"\"
+    raise ValueError("cannot read x-\\udcff.txt")
+"""
+
+
+def test_tool_text_with_a_nul_or_bytes_that_are_not_utf8_is_what_the_model_reads_and_every_store_keeps(
+        write_agent, store_url: str, monkeypatch) -> None:
+    """A lone surrogate in a tool's result or error failed the run's final write on both backends (a traceback,
+    the run left `running`); a NUL reached the model as it was, and was stored so on SQLite but as U+FFFD on
+    PostgreSQL. Both are U+FFFD from the tool on, as in a run's input."""
+    from halguru.config import reset_settings
+
+    if not store_url.startswith("sqlite:"):
+        monkeypatch.setenv("HALGURU_DATABASE_URL", store_url)
+        reset_settings()
+    model = ScriptedModel([call("listing"), call("opening"), "Done."])
+    result = run_sync(write_agent(ODD, ODD_TOOLS), "List it", model=model)
+    assert result.ok and result.output == "Done."
+    read = [model.requests[i].messages[-1].content for i in (1, 2)]
+    assert read == ["a-\ufffd-b-\ufffd-c", "error: opening raised ValueError: cannot read x-\ufffd.txt"]
+    stored = [m.content for m in open_store().get_messages(result.conversation_id) if m.role == "tool"]
+    assert stored == read
+
+
 def test_tool_loop(write_agent):
     model = ScriptedModel([call("calculator", expression="17*23"), "17*23 is 391."])
     result = run_sync(write_agent(CALC), "What is 17*23?", model=model)

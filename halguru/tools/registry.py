@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from halguru.errors import ToolError
+from halguru.storable import storable
 from halguru.tools.decorator import Tool
 from halguru.tools.threads import in_daemon_thread
 
@@ -77,15 +78,19 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         abandoned = "; its thread was abandoned (it may still be running until the process exits)" \
             if threaded else ""
         raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s{abandoned}") from None
-    except ToolError as exc:
-        message = str(exc)
-        if len(message) <= MAX_RESULT_CHARS:
-            raise
-        raise ToolError(cut_result(message), detail=exc.detail) from None  # e.g. an MCP server's error result
+    except ToolError as exc:  # e.g. an MCP server's error result, of any length
+        raise ToolError(tool_text(str(exc)), detail=exc.detail and storable(exc.detail)) from None
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
-        raise ToolError(cut_result(f"{tool.name} raised {type(exc).__name__}: {exc}"),
-                        detail=tool_traceback(exc)) from None
-    return cut_result(result_text(result))
+        raise ToolError(tool_text(f"{tool.name} raised {type(exc).__name__}: {exc}"),
+                        detail=storable(tool_traceback(exc))) from None
+    return tool_text(result_text(result))
+
+
+def tool_text(text: str) -> str:
+    """A tool's result or error as the model reads it and every store keeps it: cut (``cut_result``), with a
+    NUL or a lone surrogate (``os.listdir`` gives a file name that is not UTF-8 so) as U+FFFD (``storable``): a
+    surrogate failed the run's final write, a NUL was stored as U+FFFD on PostgreSQL only."""
+    return storable(cut_result(text))
 
 
 def tool_traceback(exc: BaseException) -> str:
