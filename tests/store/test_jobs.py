@@ -74,6 +74,36 @@ def test_an_owners_waiting_jobs_are_capped_when_asked(store: Store) -> None:
     assert len(store.list_jobs(10, owner="key:a")) == 4
 
 
+@pytest.mark.parametrize("kind", ["enqueue", "retry"])
+def test_an_owners_cap_holds_for_enqueues_and_retries_at_once(store_factory, kind: str) -> None:
+    """Two processes' 16 threads queue (or retry) one owner's jobs at the same moment: the cap of 5 holds. On
+    PostgreSQL each transaction counted before the others committed, and up to all 16 got in."""
+    stores = [store_factory(), store_factory()]
+    cancelled = [stores[0].enqueue_job("run", "echo", {"n": i}, owner="key:a")[0]["id"] for i in range(16)]
+    for job_id in cancelled:
+        stores[0].cancel_job(job_id)
+    start = threading.Barrier(16)
+    accepted: list[bool] = []
+
+    def add(i: int) -> None:
+        start.wait()
+        store = stores[i % 2]
+        try:
+            if kind == "retry":
+                accepted.append(store.retry_job(cancelled[i], owner="key:a", max_waiting=5))
+            else:
+                accepted.append(store.enqueue_job("run", "echo", {}, owner="key:a", max_waiting=5)[1])
+        except TooManyJobs:
+            accepted.append(False)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert (len(accepted), sum(accepted)) == (16, 5)
+
+
 def test_a_flood_of_one_owners_jobs_does_not_hold_back_anothers(store: Store) -> None:
     """With one owner's 300 jobs queued and one of them running, another owner's later job is next, then the
     flood's, oldest first (the claim's searches walk the due jobs in order: each stops at its first match)."""
