@@ -278,8 +278,10 @@ class IdentityMixin(SQLBase):
 
     # -- recovery codes -------------------------------------------------------------------------------
     def set_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> None:
-        """Replace the user's recovery codes (an empty list removes them)."""
+        """Replace the user's recovery codes (an empty list removes them). One replacement at a time (the ``user``
+        lock): on PostgreSQL each deleted only the codes it saw, and two at once left both sets valid."""
         with self._tx() as conn:
+            self._lock(conn, "user", user_id)
             conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
             conn.executemany("INSERT INTO recovery_codes (user_id, code_hash, created) VALUES (?, ?, ?)",
                              [(user_id, h, time.time()) for h in code_hashes])
