@@ -83,6 +83,14 @@ def _fold(conn: psycopg.Connection[Any]) -> str:
     return "lower({} COLLATE " + f'"{collation}")'
 
 
+def _options(url: str) -> str:
+    """The pooled connections' ``options``: synchronous_commit off (see ``PostgresBase._pool``), then the URL's own
+    (``?options=-csearch_path%3Dhalguru``) or PGOPTIONS, which a setting of ours would otherwise replace: the
+    tables went to ``public`` instead of the schema the operator named."""
+    theirs = psycopg.conninfo.conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS", "")
+    return f"-c synchronous_commit=off {theirs}".strip()
+
+
 def describe_url(url: str) -> str:
     """``postgresql://HOST:PORT/DB`` for messages: never the user's password. StoreError for a URL that is no
     PostgreSQL URL (the message does not echo it either: it may hold a password). The URL is read as libpq
@@ -199,7 +207,7 @@ class PostgresBase(SQLBase):
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
                     timeout=POOL_WAIT_S, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
-                            "options": "-c synchronous_commit=off"})
+                            "options": _options(self.url)})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
 

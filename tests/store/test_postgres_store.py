@@ -169,6 +169,24 @@ def test_only_a_requests_own_writes_skip_the_wait_for_the_disk(new_postgres_data
     store.close()
 
 
+def test_the_urls_own_options_reach_every_connection(new_postgres_database) -> None:
+    """`?options=-csearch_path%3Dhalguru` (a schema of its own in a shared database): the pool's own setting
+    replaced it, and the tables went to ``public``."""
+    url = new_postgres_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA halguru")
+    store = PostgresStore(f"{url}?options=-csearch_path%3Dhalguru%20-capplication_name%3Dhg")
+    store.create_conversation("conv_s", "echo")
+    assert store._rows("SELECT current_setting('synchronous_commit') AS s, current_setting('application_name') "
+                       "AS a") == [{"s": "off", "a": "hg"}]
+    store.close()
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT table_schema FROM information_schema.tables WHERE table_name IN "
+                             "('conversations', 'runs', 'jobs', 'migrations')").fetchall()
+        assert sorted(found) == [("halguru",)] * 4
+        assert conn.execute("SELECT id FROM halguru.conversations").fetchall() == [("conv_s",)]
+
+
 def test_a_database_made_again_under_a_running_store_gets_its_tables_back(new_postgres_database) -> None:
     """Dropped and created again (or emptied) while serve ran: each request was a 500 with a traceback, and a
     poller logged one every 2 s, until a restart. Now the first read says so in one line (serve: 503) and
