@@ -66,6 +66,8 @@ class IdentityMixin(SQLBase):
         email = email.strip().lower() if email else None
         now = time.time()
         with self._tx() as conn:
+            if email:  # as update_user: one writer of an email at a time
+                self._lock(conn, "user", f"email:{email}")
             row = conn.execute(
                 "INSERT INTO users (id, email, name, role, password_hash, email_verified, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING *",
@@ -122,7 +124,9 @@ class IdentityMixin(SQLBase):
                         "SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND id <> ?", (user_id,)).fetchone():
                     raise LastAdmin(f"{row['email'] or user_id} is the last enabled admin; make another user admin "
                                     "first")
-            if fields.get("email"):
+            if fields.get("email"):  # read, then written, under the email's lock: on PostgreSQL two users given
+                # one email at once both found it free, and the second failed on the unique index (a 500)
+                self._lock(conn, "user", f"email:{fields['email']}")
                 taken = conn.execute("SELECT id FROM users WHERE email = ? AND id <> ?",
                                      (fields["email"], user_id)).fetchone()
                 if taken:

@@ -156,6 +156,26 @@ def test_recovery_codes_made_again_at_once_leave_one_set(store_factory) -> None:
     assert stores[0].recovery_codes_left("usr_a") == 10
 
 
+def test_two_users_given_one_email_at_once_get_one_clear_refusal(store_factory) -> None:
+    """On PostgreSQL both found the email free and the later one failed on the unique index (a driver error, a
+    500) where SQLite says another user has it."""
+    stores = [store_factory(), store_factory()]
+    for i in range(8):
+        stores[0].create_user(f"usr_{i}", f"u{i}@example.com", "U", "user")
+    start = threading.Barrier(8)
+
+    def give(i: int) -> str:
+        start.wait()
+        try:
+            return str(stores[i % 2].update_user(f"usr_{i}", email="Same@Example.com"))
+        except ValueError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = sorted(pool.map(give, range(8)))
+    assert outcomes == ["True"] + ["another user has the email same@example.com"] * 7
+
+
 def test_keys_belong_to_users(store: Store) -> None:
     _user(store)
     store.create_key("k1", "laptop", "hg_k1", "hash1", user_id="usr_a")
