@@ -68,6 +68,22 @@ class _Local(threading.local):
     depth: int = 0  # nested _tx() calls on this thread join the outer transaction
 
 
+def _nul_free(params: Any) -> Any:
+    return [p.replace("\x00", "\ufffd") if type(p) is str and "\x00" in p else p for p in params] \
+        if isinstance(params, list | tuple) else params
+
+
+class _Connection(sqlite3.Connection):
+    """SQLite text holds U+0000, PostgreSQL's cannot (it stores U+FFFD: ``postgres_base._NulFreeText``): U+FFFD
+    here too, so a text reads back the same from either backend (a title, an operator's message, a history)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, _nul_free(parameters))
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        return super().executemany(sql, (_nul_free(p) for p in parameters))
+
+
 def _fold(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -118,7 +134,7 @@ class SQLiteBase(SQLBase):
     def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False only so close() may close it from another thread; it is used by one.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
+                               timeout=BUSY_TIMEOUT_MS / 1000, factory=_Connection)
         conn.row_factory = sqlite3.Row
         conn.create_function("fold", 1, _fold, deterministic=True)  # FOLD
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")

@@ -302,3 +302,16 @@ def test_run_statuses_say_how_each_run_of_a_conversation_ended(store, raw_sql) -
     raw_sql("UPDATE runs SET lease_expires = 1 WHERE id = 'run_lost'")  # its process died: the lease lapsed
     assert store.run_statuses("conv_s")["run_lost"] == "interrupted"
     assert store.run_statuses("conv_other") == {}
+
+
+def test_a_nul_in_any_text_is_stored_as_u_fffd_on_both_backends(store: Store) -> None:
+    """PostgreSQL text cannot hold U+0000 and stores U+FFFD; SQLite kept it as it was: a title, an operator's
+    message, an OpenAI-style request's history or a user's name read back otherwise on each backend (and the
+    history reached the model otherwise)."""
+    store.create_conversation("conv_nul", "agent", "a\x00b", [Message(role="user", content="hi\x00there")])
+    store.append_message("conv_nul", "assistant", "x\x00y", author="user:op")
+    store.create_user("usr_nul", "nul@example.com", "Ann\x00Lee", "user")
+    assert store.get_conversation("conv_nul")["title"] == "a\ufffdb"
+    assert [m.content for m in store.get_messages("conv_nul")] == ["hi\ufffdthere", "x\ufffdy"]
+    assert store.get_user("usr_nul")["name"] == "Ann\ufffdLee"
+    assert [c["id"] for c in store.search_conversations(text="x\x00y")] == ["conv_nul"]  # as it was sent
