@@ -18,6 +18,7 @@ ERROR_STATUSES = ("failed", "interrupted")
 """What counts as an error in the console's numbers (``limited`` and ``cancelled`` are outcomes, not faults)."""
 _ERR = "CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END"
 _FLOOR = "(CAST({x} AS INTEGER) - CASE WHEN CAST({x} AS INTEGER) > {x} THEN 1 ELSE 0 END)"
+_REFUSED = "error: unknown tool '"  # a tool result's start when the loop refused a call (loop.py)
 _SUM = "CAST(sum({}) AS BIGINT)"  # PostgreSQL's sum of a BIGINT column is NUMERIC (a Decimal in Python)
 _TOKENS = f"{_SUM.format('prompt_tokens')} AS prompt_tokens, {_SUM.format('completion_tokens')} AS completion_tokens"
 LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
@@ -104,12 +105,14 @@ class StatsMixin(SQLBase):
 
     def refused_tool_calls(self, since: float, limit: int = 100) -> list[dict[str, Any]]:
         """Tool calls refused since ``since``, newest first: a human's rejection (``approval_rejected``) or a
-        tool outside the agent's allow-list (its ``tool_result`` says "unknown tool"); ``data`` is the event's
-        JSON text."""
+        tool outside the agent's allow-list (its ``tool_result`` is the loop's "error: unknown tool 'NAME'"; the
+        ``replace`` makes the match case-sensitive on SQLite, whose LIKE ignores ASCII case: an MCP server's
+        "Unknown tool" error counted there only); ``data`` is the event's JSON text."""
         return self._rows(
             "SELECT e.ts, e.type, e.run_id, r.agent, e.data FROM events e JOIN runs r ON r.id = e.run_id "
-            "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE "
-            "'%unknown tool%')) ORDER BY e.ts DESC LIMIT ?", (since, limit))
+            "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE ? "
+            "AND replace(e.data, ?, '') <> e.data)) ORDER BY e.ts DESC LIMIT ?",
+            (since, f"%{_REFUSED}%", _REFUSED, limit))
 
     def daily_messages(self, since: float) -> list[dict[str, Any]]:
         """Per UTC day, channel (``api``: no channel thread) and agent: messages, the user's among them, and

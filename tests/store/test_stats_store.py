@@ -4,9 +4,10 @@ daily counts, messages per channel, tools, tokens, handoffs and refused tool cal
 
 from __future__ import annotations
 
+import json
 import time
 
-from halguru.agents.events import ApprovalRejected, Handoff, RunFinished
+from halguru.agents.events import ApprovalRejected, Handoff, RunFinished, ToolResult
 from halguru.models.base import Message
 
 DAY = 86400.0
@@ -84,3 +85,19 @@ def test_sums_are_integers_and_tools_called_as_often_come_in_name_order(store, r
     sums = [a["prompt_tokens"], a["completion_tokens"], day["tokens"], use["prompt_tokens"], use["completion_tokens"]]
     assert sums == [200, 100, 300, 200, 100] and all(type(n) is int for n in sums)
     assert [r["tool"] for r in store.top_tools(start - 1)] == [f"tool{i:02d}" for i in range(20)]
+
+
+def test_only_the_loops_own_refusal_counts_as_a_refused_call_whatever_its_case(store) -> None:
+    """SQLite's LIKE ignores ASCII case, PostgreSQL's does not: an MCP server's "Unknown tool" error, or a
+    result in capitals, counted as an allow-list refusal on SQLite only (and any result saying "unknown tool"
+    on both)."""
+    store.create_conversation("conv_1", "desk", "t")
+    store.start_run("run_1", "conv_1", "desk", "scripted", "hi")
+    results = ["error: unknown tool 'refund'; available: lookup", "error: Unknown tool: refund",
+               "UNKNOWN TOOL", "no unknown tool here"]
+    events = [ToolResult(run_id="run_1", seq=i, call_id=f"c{i}", name="t", content=text, is_error=True)
+              for i, text in enumerate(results)]
+    done = RunFinished(run_id="run_1", seq=len(events), status="ok", output="")
+    store.finish_run("run_1", "conv_1", done.model_dump(), [*events, done], [])
+    refused = store.refused_tool_calls(time.time() - 60)
+    assert [json.loads(r["data"])["content"] for r in refused] == [results[0]]
