@@ -47,6 +47,22 @@ ACCEPT_FAILED = "socket.accept() out of system resource"
 LINGER_S = 2.0  # how long a refused connection's late data is read and dropped before it is closed
 
 
+class _FramedOnce(h11.Connection):
+    """h11 that refuses a request framed two ways (``Content-Length`` and ``Transfer-Encoding``).
+
+    h11 reads such a body by its chunks and keeps the connection open; a proxy in front that went by the length
+    would take the rest of the chunked body for the next request (request smuggling). RFC 9112 §6.1 lets a server
+    refuse it and says the connection must close: as a parse error, uvicorn answers 400 and closes."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = {name for name, _ in event.headers}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400)
+        return event
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with head and body deadlines and a cap on connections that owe a request."""
 
@@ -58,6 +74,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = _FramedOnce(h11.SERVER, self.config.h11_max_incomplete_event_size or self.max_head_bytes)
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: Literal["head", "body", "drain"] | None = None
         self._head_bytes = 0

@@ -218,3 +218,21 @@ def test_refused_accepts_are_one_warning_not_a_traceback_each(caplog) -> None:
         loop.close()
     warned = [r for r in caplog.records if "out of open files" in r.getMessage()]
     assert len(warned) == 1 and others == ["something else"]  # the rest still reach the previous handler
+
+
+def test_a_request_framed_by_length_and_chunks_is_refused_and_the_connection_closed(server) -> None:
+    """Content-Length and Transfer-Encoding together (request smuggling's shape: a proxy that goes by the
+    length would read the rest as another request): 400 and closed, so the request piggybacked on it never
+    runs; h11 alone read the chunks, answered 200 and then served the smuggled request on the same connection."""
+    port = server({})
+    body = b'{"agent": "echo"}'
+    sock = connect(port, b"POST /v1/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+                         + b"DELETE /v1/conversations/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:  # what a plain client sends still works
+        assert client.post("/v1/conversations", json={"agent": "echo"}).status_code == 201
+        assert client.post("/v1/conversations", content=(body for _ in range(1)),  # chunked alone
+                           headers={"Content-Type": "application/json"}).status_code == 201
