@@ -96,6 +96,8 @@ class RequestMiddleware:
                 headers = message.setdefault("headers", [])
                 if 300 <= status[0] < 400:
                     _same_site_relative(scope, headers)
+                if not scope["state"].get("upstream"):  # the auth proxy's upstream app keeps its own headers
+                    _not_framed(headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 if self.replica:
                     headers.extend(self.replica)
@@ -136,6 +138,21 @@ def _same_site_relative(scope: Scope, headers: list[tuple[bytes, bytes]]) -> Non
                 prefix = scheme + host
                 if value.startswith(prefix) and value[len(prefix):len(prefix) + 1] in (b"/", b"?", b""):
                     headers[i] = (name, value[len(prefix):] or b"/")
+
+
+def _not_framed(headers: list[tuple[bytes, bytes]]) -> None:
+    """A page that sets no Content-Security-Policy of its own (/status, /swagger, a plugin's) may not be framed by
+    another site (clickjacking) nor read as another type; the pages with a policy (console, chat, sign-in, the
+    embeddable chat with its own ``frame-ancestors``) keep theirs."""
+    names = {k.lower() for k, _ in headers}
+    html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+    if not html or b"content-security-policy" in names:
+        return
+    headers.append((b"content-security-policy", b"frame-ancestors 'none'"))
+    if b"x-frame-options" not in names:
+        headers.append((b"x-frame-options", b"DENY"))
+    if b"x-content-type-options" not in names:
+        headers.append((b"x-content-type-options", b"nosniff"))
 
 
 def _has_cookie(scope: Scope, pair: bytes) -> bool:

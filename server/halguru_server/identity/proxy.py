@@ -134,6 +134,7 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
             answer = await client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
             return _refusal(request, 502, f"the upstream app at {base} did not answer ({type(exc).__name__})")
+        request.state.upstream = True  # its headers are the app's (the middleware adds no framing policy)
         response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
                                      background=BackgroundTask(answer.aclose))
         for key, value in _response_headers(answer, base, prefix):  # repeated ones (Set-Cookie) kept
