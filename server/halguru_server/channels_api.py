@@ -42,8 +42,8 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
         why = "a form not in UTF-8" if isinstance(handler, WebhookChannel) and state.sink else "no such webhook"
         log.info("webhook refused", extra={"fields": {"channel": channel, "agent": agent, "reason": why}})
         raise ApiError(403, NOT_SIGNED)
-    if state.lifecycle.stopping:  # the provider retries later; a message accepted now might wait a restart
-        raise ApiError(503, "the server is shutting down", headers={"Retry-After": "5"})
+    # Taken while draining too: it is only stored and queued, for another replica's worker or the next start.
+    # Twilio retries a failed message webhook only when its URL asks it to (connection overrides); else it drops it.
     hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
     answer = await handler.webhook(hook, state.sink)
