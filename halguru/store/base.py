@@ -120,7 +120,8 @@ class Store(Protocol):
         ConversationBusy while a run answers in it, ConversationPaused while an approval is pending in it
         (not for a continuation: ``resumes`` names the run whose decided approval or checkpoint it goes on
         from, and whose job it carries on). ``replaces``: the run a resume goes on from, whose messages leave
-        the conversation (the continuation stores them again). ``job_id``: the job that started the run."""
+        the conversation (the continuation stores them again). ``job_id``: the job that started the run; a
+        retry of it takes back that job's failed or cut turn when it ends the conversation (asked once)."""
         ...
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None: ...
     def finish_run(self, run_id: str, conversation_id: str, summary: Mapping[str, Any],

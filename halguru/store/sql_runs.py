@@ -187,12 +187,25 @@ class RunsMixin(SQLBase):
                     (conversation_id, agent, input[:80], now, now, owner),
                 )
             conn.execute(run, params)
+            if replaces is None and resumes is None and job_id is not None:
+                replaces = self._jobs_cut_turn(conn, conversation_id, job_id)
             if replaces is not None:
                 conn.execute("DELETE FROM messages WHERE conversation_id = ? AND run_id = ?",
                              (conversation_id, replaces))
             messages = [message_from_row(row) for row in conn.execute(MESSAGES, (conversation_id,))]
         self._hold(run_id)
         return messages
+
+    @staticmethod
+    def _jobs_cut_turn(conn: SQLConnection, conversation_id: str, job_id: str) -> str | None:
+        """A job's retry: the run of that job whose turn ends the conversation, failed or cut (its question and any
+        answer so far), is taken back as a resumed run's is; kept, every try asked the question again (a model
+        down for five tries left it five times). Not when the conversation went on after it."""
+        last = conn.execute("SELECT r.id, r.job_id, r.status FROM messages m JOIN runs r ON r.id = m.run_id "
+                            "WHERE m.conversation_id = ? ORDER BY m.seq DESC LIMIT 1", (conversation_id,)).fetchone()
+        if last is None or last["job_id"] != job_id or last["status"] in ("ok", "paused", "running"):
+            return None
+        return str(last["id"])
 
     def record_events(self, run_id: str, events: Sequence[BaseEvent]) -> None:
         """Events of the top-level run ``run_id`` (its sub-runs' events included: they name their own ids)."""

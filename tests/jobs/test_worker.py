@@ -539,3 +539,35 @@ async def test_a_retried_job_does_not_take_a_users_same_message_for_its_answer(s
     assert sorted(r["status"] for r in store.list_runs(5, conversation_id="conv_same")) == [
         "interrupted", "ok", "ok"]  # the job's cut attempt, the user's answer, the job's answer
     assert store.get_run(result["run_id"])["job_id"] == job["id"]
+
+
+async def test_a_retried_job_asks_its_question_once(store: Store, tmp_path: Path) -> None:
+    """Each try of a job appended its input again: a model down for three tries left the question three times in
+    the conversation, and a run cut by a stop left its question and partial answer before the retry's. The retry
+    takes back the turn its failed or cut try left at the conversation's end."""
+    script = tmp_path / "broken.yaml"
+    script.write_text(yaml.safe_dump([{"error": "connection refused"}] * 10))
+    broken = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "asked once"}, max_attempts=3)
+    await run_until(worker_for(store, {"echo": broken}), lambda: store.get_job(job["id"])["status"] == "dead")
+    conversation = store.list_runs(1, job_id=job["id"])[0]["conversation_id"]
+    assert [(m.role, m.content) for m in store.get_messages(conversation)] == [("user", "asked once")]
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 40), "token_delay": 0.05}]))
+    agent = load_agent(make_agent(tmp_path / "slow", "echo", model=f"scripted:{slow}"))
+    fast = load_agent(make_agent(tmp_path / "fast", "echo"))
+    conversation = (await collect_result(run(fast, "earlier", store=store))).conversation_id
+    job, _ = store.enqueue_job("run", "echo", {"input": "status?", "conversation_id": conversation})
+    worker = worker_for(store, {"echo": agent}, shutdown_timeout=0.1)
+    task = asyncio.create_task(worker.run())
+    while not store.list_runs(1, job_id=job["id"]):
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # some of the answer streamed
+    worker.stop()
+    await task
+    await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "done")
+    assert [r["status"] for r in store.list_runs(5, job_id=job["id"])] == ["ok", "interrupted"]
+    messages = store.get_messages(conversation)
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[2].content == "status?" and messages[3].content == " ".join(["word"] * 40)
