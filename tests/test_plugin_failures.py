@@ -288,6 +288,12 @@ def test_a_command_two_plugins_give_names_the_plugin_that_has_it(halguru_cmd, su
     later = "second" if "'first'" in proc.stderr.splitlines()[0] else "first"  # the order the path lists them
     assert (f"halguru: warning: plugin {later!r}: its command 'hello' is not used: plugin "
             f"{'first' if later == 'second' else 'second'!r} has a command of that name") in proc.stderr.splitlines()
+    listed = subprocess.run([*halguru_cmd, "plugins", "--json"], capture_output=True, text=True,
+                            env=on_path(site, subprocess_env), timeout=60)
+    report = {entry["name"]: entry for entry in json.loads(listed.stdout)}
+    first = "first" if later == "second" else "second"
+    assert report[first]["registered"]["commands"] == ["hello"]
+    assert {"kind": "commands", "name": "hello", "taken_by": first} in report[later]["not_loaded"]
 
 
 def test_two_distributions_with_one_entry_point_name_load_the_first_and_name_the_other(tmp_path, monkeypatch,

@@ -93,7 +93,8 @@ def test_plugins_json(halguru):
     infos = {i["name"]: i for i in json.loads(halguru("plugins", "--json").stdout)}
     assert infos["example"] == {"name": "example", "hooks": EXAMPLE_HOOKS, "builtin": False,
                                 "package": "halguru-example-plugin", "version": "0.3.1",
-                                "registered": {"tools": ["shout"], "model_providers": ["echo-upper"]},
+                                "registered": {"tools": ["shout"], "model_providers": ["echo-upper"],
+                                               "commands": ["hello"]},
                                 "not_loaded": []}
     for name, hooks in BUILTINS.items():
         assert infos[name]["builtin"] is True and infos[name]["hooks"] == hooks
@@ -101,8 +102,10 @@ def test_plugins_json(halguru):
 
 def test_plugins_says_what_each_plugin_registers_and_tools_names_the_plugin(halguru):
     """The listing gave hooks only; `halguru tools` said `plugin` without naming which."""
-    assert "tools: shout; model providers: echo-upper" in row(halguru("plugins").stdout, "example")
+    assert "tools: shout; model providers: echo-upper; commands: hello" in row(halguru("plugins").stdout, "example")
     assert "tools: calculator, current_time" in row(halguru("plugins").stdout, "halguru.tools.plugin")
+    # the commands a plugin adds are what it registers too: the server plugin's row named nothing
+    assert "commands: serve, worker, keys, users" in row(halguru("plugins").stdout, "server")
     assert row(halguru("tools").stdout, "shout").split()[1:3] == ["plugin", "example"]
     tools = {t["name"]: t for t in json.loads(halguru("tools", "--json").stdout)}
     assert tools["shout"]["source"] == "plugin" and tools["shout"]["plugin"] == "example"

@@ -100,6 +100,11 @@ deploy_cmd.register(app)
 publish_cmd.register(app)
 
 
+# plugin -> (command name, the plugin or "halguru" that has it when it is not this plugin's) of each command it
+# gave, for `halguru plugins` (filled once, as main() adds them; a plugin's commands are known only then)
+PLUGIN_COMMANDS: dict[str, list[tuple[str, str | None]]] = {}
+
+
 def _add_plugin_commands() -> None:
     """Each plugin's commands, built-in plugins first; a command named like one already there (halguru's own,
     ``serve`` of its server plugin, another plugin's) is left out and said, naming the plugin."""
@@ -127,8 +132,10 @@ def _add_plugin_commands() -> None:
                     owner = "halguru" if taken[name] == "halguru" else f"plugin {taken[name]!r}"
                     print(f"halguru: warning: plugin {plugin!r}: its command {name!r} is not used: {owner} "
                           "has a command of that name", file=sys.stderr)
+                    PLUGIN_COMMANDS.setdefault(plugin, []).append((name, taken[name]))
                 else:
                     taken[name] = "halguru" if builtin else plugin
+                    PLUGIN_COMMANDS.setdefault(plugin, []).append((name, None))
 
 
 def _name(info: Any) -> str:

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
             return
         from halguru.plugins.manager import plugin_report
 
-        report = plugin_report()
+        report = _with_commands(plugin_report())
         if json_output:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -41,6 +41,20 @@ def register(app: typer.Typer) -> None:
                    "(then `halguru plugins`, `halguru tools`).")
 
     app.add_typer(group, name="plugins")
+
+
+def _with_commands(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report with each plugin's commands (``commands``), which only the CLI knows: the server plugin's row
+    named nothing, an example plugin's its tools but not its ``hello``."""
+    from halguru.cli.app import PLUGIN_COMMANDS
+
+    for entry in report:
+        given = PLUGIN_COMMANDS.get(entry["name"], []) if "skipped" not in entry else []
+        if kept := [name for name, taken_by in given if taken_by is None]:
+            entry["registered"]["commands"] = kept
+        entry.get("not_loaded", []).extend({"kind": "commands", "name": name, "taken_by": taken_by}
+                                           for name, taken_by in given if taken_by is not None)
+    return report
 
 
 def _row(entry: dict[str, Any]) -> tuple[str, str, str, str]:
