@@ -244,6 +244,19 @@ def test_tools_of_a_project(cli, write_agent):
     assert "lookup" in out and "name: string, limit?: integer" in out and "not in tools:" in out
 
 
+def test_chat_tools_lists_arguments_as_halguru_tools_does(halguru_cmd, subprocess_env, write_agent):
+    """Chat's /tools gave ["name", "limit"], a JSON list of the names alone, where `halguru tools` gives each
+    argument's type and whether it is optional."""
+    folder = write_agent("name: shop\nmodel: scripted\ntools: [lookup, calculator]\n", TOOLS_PY)
+    chat = subprocess.run([*halguru_cmd, "chat", str(folder)], input="/tools\n/exit\n", capture_output=True,
+                          text=True, env=subprocess_env, timeout=60, start_new_session=True)
+    lines = [line.removeprefix("you> ") for line in chat.stdout.splitlines()]
+    rows = {line.split()[0]: line for line in lines if line.strip()}
+    lookup = r"lookup +name: string, limit\?: integer +Find a customer by name\."
+    assert re.fullmatch(lookup, rows["lookup"]), chat.stdout
+    assert "expression: string" in rows["calculator"] and '["' not in chat.stdout
+
+
 # --- logs --------------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,11 +184,14 @@ class ChatRepl:
             if s.conversation_id:
                 self.console.print(f"[dim]conversation {s.conversation_id}[/]")
         elif name == "/tools":
-            table = Table("tool", "description", "arguments", box=None, header_style="bold")
+            from halguru.cli.tools_cmd import arguments_text
+
+            # as `halguru tools` lists them (it gave ["expression"], a JSON list of the names alone)
+            table = Table("tool", "arguments", "description", box=None, header_style="bold")
             for t in s.agent.tools.values():
                 description = clip(t.description, 60) if self.console.is_terminal else printable(t.description)
-                table.add_row(escape(printable(t.name)), escape(description),  # plugins' and MCP servers' text
-                              escape(json.dumps(list(t.parameters.get("properties", {})))))
+                table.add_row(escape(printable(t.name)),  # plugins' and MCP servers' text
+                              escape(printable(arguments_text(t.parameters))), escape(description))
             if s.agent.tools:
                 print_rich_table(table, self.console)
             else:

@@ -71,12 +71,9 @@ def register(app: typer.Typer) -> None:
 
         cells = []
         for row in rows:
-            required = set(row["parameters"].get("required", []))
-            args = ", ".join(f"{name}{'' if name in required else '?'}: {_type(schema)}"
-                             for name, schema in row["parameters"].get("properties", {}).items())
             source = " ".join(filter(None, [row["source"], row.get("plugin")]))
             source += " (not in tools:)" if row.get("allowed") is False else ""
-            cells.append((row["name"], source, args, row["description"]))
+            cells.append((row["name"], source, arguments_text(row["parameters"]), row["description"]))
         if cells:
             print_table(["tool", "source", "arguments", "description"], cells, ("arguments", "description"))
         else:
@@ -84,6 +81,14 @@ def register(app: typer.Typer) -> None:
         for note in notes:
             typer.echo(note)
         typer.echo("(--json prints each tool's JSON schema)")
+
+
+def arguments_text(parameters: dict[str, Any]) -> str:
+    """A tool's arguments as people read them (``timezone?: string``, ``unit: "C"|"F"``), here and in chat's
+    /tools."""
+    required = set(parameters.get("required", []))
+    return ", ".join(f"{name}{'' if name in required else '?'}: {_type(schema)}"
+                     for name, schema in parameters.get("properties", {}).items())
 
 
 def _type(schema: dict[str, Any]) -> str:
