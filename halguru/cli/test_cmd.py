@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
         """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
         suite, interrupted = _run_tests(path, _mode(record, replay, live, repeat), pattern=pattern, repeat=repeat,
                                         model=model, concurrency=concurrency)
+        if repeat > 1 and (replayed := sum(t.mode == "replay" for t in suite.tests)):
+            typer.echo(f"note: {replayed} test(s) replayed their recording once (a replay answers the same way "
+                       f"every time); --live runs each {repeat} times on the model", err=True)
         _report_tests(suite, interrupted, path=path, pattern=pattern, min_pass_rate=min_pass_rate, junit=junit,
                       json_output=json_output)
 
@@ -178,4 +181,7 @@ def _mode(record: bool, replay: bool, live: bool, repeat: int) -> Literal["auto"
         raise HalguruError("choose one of --record, --replay and --live")
     if record and repeat > 1:
         raise HalguruError("--record records each test once; --repeat runs tests several times (with --live)")
+    if replay and repeat > 1:
+        raise HalguruError("--replay answers each test as recorded, the same every time; --repeat samples the "
+                           "model several times (with --live)")
     return "record" if record else "replay" if replay else "live" if live else "auto"

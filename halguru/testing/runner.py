@@ -272,7 +272,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
             (case, "replay" if mode == "auto" and case.name in cassettes else "live" if mode == "auto" else mode)
             for case in cases if _selected(case, file, pattern)]
         planned.append((file, cassettes, chosen))
-    runs = [(case_mode, 1 if case_mode == "record" else repeat) for _, _, chosen in planned for _, case_mode in chosen]
+    runs = [(case_mode, _attempts(case_mode, repeat)) for _, _, chosen in planned for _, case_mode in chosen]
     live = any(case_mode in ("live", "record") for case_mode, _ in runs)
     # Only a run that calls the model takes long enough to need progress (replays take milliseconds).
     notify: Progress = progress if progress is not None and live else (lambda event, value: None)
@@ -281,7 +281,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     if live and agent.workflow is None:
         await warm_up(model or agent.spec.model, notify)  # seconds for a local model: say so, once
     jobs = [(file, cassettes, case, case_mode, attempt) for file, cassettes, chosen in planned
-            for case, case_mode in chosen for attempt in range(1, (1 if case_mode == "record" else repeat) + 1)]
+            for case, case_mode in chosen for attempt in range(1, _attempts(case_mode, repeat) + 1)]
     results: list[TestResult | None] = [None] * len(jobs)
     left = {file: sum(job[0] == file for job in jobs) for file, _, _ in planned}
     new_recordings: dict[Path, dict[str, Cassette]] = {file: {} for file, _, _ in planned}
@@ -289,7 +289,7 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
 
     async def one(index: int, file: Path, cassettes: dict[str, Cassette], case: TestCase, case_mode: Mode,
                   attempt: int) -> None:
-        times = 1 if case_mode == "record" else repeat
+        times = _attempts(case_mode, repeat)
         label = f"{file.stem}::{case.name}" + (f" #{attempt}" if times > 1 else "")
         async with limit:
             notify("test", label)
@@ -310,6 +310,12 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     # endpoint that answers in seconds took hundreds of seconds one by one
     await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
     return suite
+
+
+def _attempts(case_mode: Mode, repeat: int) -> int:
+    """How many times a test runs: ``repeat`` live, once recorded or replayed (a recording answers the same way
+    every time, so five replays of it gave five identical rows and a pass rate of nothing)."""
+    return repeat if case_mode == "live" else 1
 
 
 def _attempt_sampling(agent: Agent, attempt: int) -> dict[str, Any] | None:

@@ -254,6 +254,21 @@ def test_repeats_of_an_agent_with_the_largest_seed_wrap_around(project, cli):
     assert seeds == {2**63 - 1, -(2**63)}
 
 
+def test_repeat_replays_a_recording_once_and_says_so(project, cli, cli_error):
+    """`halguru test PATH --repeat 5 --min-pass-rate 0.8` (the README's line) replayed each recorded test five
+    times: five identical rows and a pass rate that measured nothing, without a word."""
+    cli("test", str(project), "--record")
+    result = cli("test", str(project), "--repeat", "3", "--json")
+    data = json.loads(result.stdout)
+    assert [(r["test"], r["attempt"], r["mode"]) for r in data["results"]] == [("prices two bikes", 1, "replay")]
+    assert ("note: 1 test(s) replayed their recording once (a replay answers the same way every time); --live "
+            "runs each 3 times on the model") in result.stderr
+    assert len(json.loads(cli("test", str(project), "--repeat", "3", "--live", "--json").stdout)["results"]) == 3
+    assert cli_error("test", str(project), "--replay", "--repeat", "2") == (
+        "Error: --replay answers each test as recorded, the same every time; --repeat samples the model several "
+        "times (with --live)")
+
+
 def test_eval_compares_models(project, cli, flaky_openai_server):
     cli("models", "add", "flaky", "--openai-base-url", flaky_openai_server)
     (project / "tests" / "test_shop.yaml").write_text(
