@@ -45,12 +45,14 @@ State = Annotated[ServerState, Depends(state_of)]
 
 
 def _agent(state: ServerState, caller: Principal, model: str) -> ServedAgent:
-    """The agent named by ``model``; an unknown one is OpenAI's ``model_not_found``."""
+    """The agent named by ``model``; an unknown one is OpenAI's ``model_not_found``, pointing an OpenAI client at
+    the list it can read (``client.models.list()``), not at /v1/agents."""
     try:
         return agent_for(state, caller, model)
     except ApiError as exc:
         if exc.status == 404:
-            raise ApiError(404, exc.message, "model_not_found", param="model") from None
+            raise ApiError(404, f"no model {model!r} (a model here is an agent's name); GET /v1/models lists them",
+                           "model_not_found", param="model") from None
         raise
 
 

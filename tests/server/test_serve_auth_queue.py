@@ -55,7 +55,8 @@ def test_a_key_scoped_to_agents_sees_only_those(serve, api_key) -> None:
         assert scoped.get("/v1/agents/private").json()["error"] == {
             "type": "not_found", "message": "no agent 'private'; GET /v1/agents lists them"}
         assert scoped.post("/v1/chat/completions", json={"model": "private", "messages": hi}).json()["error"] == {
-            "message": "no agent 'private'; GET /v1/agents lists them", "type": "not_found_error",
+            "message": "no model 'private' (a model here is an agent's name); GET /v1/models lists them",
+            "type": "not_found_error",
             "param": "model", "code": "model_not_found"}
         assert scoped.get("/v1/conversations", params={"agent": "private"}).json()["data"] == []
         assert whole.get("/v1/agents/private").status_code == 200 and whole.get("/v1/agents/nosuch").status_code == 404

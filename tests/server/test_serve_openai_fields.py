@@ -205,6 +205,8 @@ def test_errors_are_in_openais_shape_with_param_and_code(oai) -> None:
         oai.chat.completions.create(model="nope", messages=hi)
     assert (missing.value.code, missing.value.param, missing.value.type) == ("model_not_found", "model",
                                                                              "not_found_error")
+    # an OpenAI client lists models, not /v1/agents: the hint named a route of halguru's own API
+    assert "no model 'nope' (a model here is an agent's name); GET /v1/models lists them" in str(missing.value)
     with pytest.raises(openai.NotFoundError) as card:
         oai.models.retrieve("nope")
     assert card.value.code == "model_not_found"
