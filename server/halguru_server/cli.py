@@ -197,12 +197,19 @@ def create(name: str, agents: str | None, expires: str | None, admin: bool = Fal
     audit.record(open_store(), None, "key.create", key.id, {"name": name, "scope": key.scope, "user_id": key.user_id})
     typer.echo(secret)
     if owner:
-        reach = f" for {owner['email'] or owner['id']} ({owner['role']}{', at most developer' if not admin else ''})"
+        reach = f" for {owner['email'] or owner['id']}, {_user_reach(owner['role'], admin)}"
     else:
         reach = f" with the {scope} role ({ROLE_REACH[scope]})"
     typer.echo(f"key {key.id} ({name}) created{reach}; store it now, it is not shown again", err=True)
     if note:
         typer.echo(note, err=True)
+
+
+def _user_reach(role: str, admin: bool) -> str:
+    """What a user's key may do: it said ``(admin, at most developer)``, and ``(developer, at most developer)``."""
+    if admin or role in ("user", "developer"):
+        return f"acting as them (role {role})"
+    return f"acting as them with at most a developer's permissions (their role: {role}; --admin gives it all of theirs)"
 
 
 ROLE_REACH = {"user": "chat with the agents; --role developer to publish or queue jobs",

@@ -54,7 +54,14 @@ def test_roles_disable_and_2fa_reset(cli) -> None:
 def test_keys_can_belong_to_a_user(cli) -> None:
     user = accounts.create_user(open_store(), "dev@example.com", role="developer")
     result = cli("keys", "create", "laptop", "--user", "dev@example.com")
-    assert "for dev@example.com (developer, at most developer)" in result.output
+    assert "key " in result.output and " (laptop) created for dev@example.com, acting as them (role developer);" \
+        in result.output
+    accounts.create_user(open_store(), "boss@example.com", role="admin")
+    capped = cli("keys", "create", "ci", "--user", "boss@example.com").output
+    assert ("created for boss@example.com, acting as them with at most a developer's permissions (their role: "
+            "admin; --admin gives it all of theirs);") in capped
+    assert "created for boss@example.com, acting as them (role admin);" in cli(
+        "keys", "create", "root", "--user", "boss@example.com", "--admin").output
     assert open_store().list_keys(user["id"])[0]["name"] == "laptop"
     assert user["id"] in cli("keys", "list").stdout
 
