@@ -265,10 +265,19 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         problem = exc.errors()[0]
         key = ".".join(str(p) for p in problem["loc"])
-        raise ConfigError(f"invalid setting {key} (HALGURU_{key.upper()} or {key} in {config_path()}): "
-                          f"{_said(exc)}") from None
+        raise ConfigError(f"invalid setting {key} ({_where_set(key)}): {_said(exc)}") from None
     _warn_unknown_keys()
     return settings
+
+
+def _where_set(key: str) -> str:
+    """Where the bad value of ``key`` came from: the variable that sets it, else the config file (the error
+    named both, ``HALGURU_LLAMA_N_CTX or llama_n_ctx in config.toml``, leaving the user to look in each)."""
+    if env := _variable_for(key):
+        return f"env {env}"
+    if key in read_config_file():
+        return f"{key} in {config_path()}; fix it or `halguru config unset {key}`"
+    return f"HALGURU_{key.upper()} or {key} in {config_path()}"
 
 
 def _warn_unknown_keys() -> None:

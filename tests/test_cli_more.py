@@ -162,7 +162,13 @@ def test_a_broken_config_file_is_one_line(cli_error, halguru_home, write_agent):
     line = cli_error("run", str(write_agent(ECHO_AGENT)), "hi")
     assert "config.toml is not valid TOML" in line
     (halguru_home / "config.toml").write_text("llama_n_ctx = 'big'\n")
-    assert cli_error("config", "show").startswith("Error: invalid setting llama_n_ctx")
+    assert cli_error("config", "show").startswith(
+        f"Error: invalid setting llama_n_ctx (llama_n_ctx in {halguru_home / 'config.toml'}; fix it or `halguru "
+        "config unset llama_n_ctx`): ")
+    # the one place that set it: the error named the variable and the file both, whichever it was
+    (halguru_home / "config.toml").unlink()
+    assert cli_error("config", "show", env={"HALGURU_RUN_LEASE": "-1"}).startswith(
+        "Error: invalid setting run_lease (env HALGURU_RUN_LEASE): ")
 
 
 def test_default_model_is_set_shown_and_used(cli, write_agent, halguru_home):
