@@ -182,7 +182,11 @@ def test_run_with_a_seed_past_an_int64_is_a_usage_error(cli, write_agent):
     folder = write_agent("name: a\nmodel: scripted\n")
     result = cli("run", str(folder), "hi", "--seed", str(2**70), code=2)
     assert "Invalid value for '--seed'" in result.output and "Traceback" not in result.output
+    assert f"{2**70} is not a 64-bit integer" in result.output
     assert "You said: hi" in cli("run", str(folder), "hi", "--seed", str(-(2**63))).stdout
+    assert "is not a 64-bit integer" in cli("run", str(folder), "hi", "--seed", str(2**63), code=2).output
+    for command in ("run", "chat"):  # its range was printed, wrapped mid-number: [-9 223372036854775808<=x<=...]
+        assert "223372036854775808" not in cli(command, "--help").output
 
 
 def test_run_json_prints_parseable_events(cli, write_agent):

@@ -12,8 +12,18 @@ TEMPERATURE = typer.Option(None, "--temperature", "-t", min=0.0, max=2.0,
                            help="Sampling temperature for this run (the agent's sampling.temperature otherwise).")
 MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Tokens the model may generate per call "
                           "(the agent's limits.max_tokens otherwise).")
-# an int64, as SamplingSettings' SEED_MIN/SEED_MAX (halguru.models.base: not imported at start-up, for `logs`)
-SEED = typer.Option(None, "--seed", min=-(2**63), max=2**63 - 1, help="Sampling seed, for answers that repeat.")
+
+
+def _int64(value: int | None) -> int | None:
+    """An int64, as SamplingSettings' SEED_MIN/SEED_MAX (halguru.models.base: not imported at start-up, for
+    `logs`). Checked here, not by min/max: --help printed their range, wrapped mid-number
+    (``[-9 223372036854775808<=x<=9223372036854775807]``)."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise typer.BadParameter(f"{value} is not a 64-bit integer (from -2**63 to 2**63-1)")
+    return value
+
+
+SEED = typer.Option(None, "--seed", callback=_int64, help="Sampling seed, for answers that repeat (a 64-bit integer).")
 
 
 def sampling(temperature: float | None, max_tokens: int | None, seed: int | None) -> dict[str, Any] | None:
