@@ -248,6 +248,19 @@ def test_run_with_an_unknown_model_override_is_one_line(cli_error, write_agent):
     assert "unknown model 'nosuchmodel'" in line
 
 
+def test_run_and_chat_refuse_a_model_typo_before_any_run(cli, cli_error, write_agent):
+    """`halguru run` on a typo (agent.yaml's model or --model) stored a failed run and said "(run run_...)"
+    without the file and line `halguru validate` names; `halguru chat` started and failed at every message."""
+    folder = write_agent("name: typo\nmodel: scriptd\n")
+    expected = f"Error: {folder / 'agent.yaml'}:2: model: unknown model 'scriptd' (did you mean 'scripted'?)"
+    assert cli_error("run", str(folder), "hi").startswith(expected)
+    assert cli_error("chat", str(folder), input="hi\n").startswith(expected)
+    assert cli_error("run", str(write_agent(SCRIPTED_AGENT)), "hi", "--model", "scriptd").startswith(
+        "Error: --model: unknown model 'scriptd' (did you mean 'scripted'?)")
+    assert "No runs yet" in cli("logs").stdout
+    assert cli("run", str(folder), "hi", "--model", "scripted").stdout == "You said: hi\n"  # --model stands in
+
+
 def test_run_on_a_missing_project_is_one_line(cli_error, tmp_path):
     line = cli_error("run", str(tmp_path / "nowhere"), "hi")
     assert str(tmp_path / "nowhere") in line

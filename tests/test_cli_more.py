@@ -285,7 +285,8 @@ def test_logs_filters_by_status_agent_and_since(cli, write_agent):
     other = write_agent("name: other\nmodel: scripted\n", name="other")
     cli("run", str(echo), "one")
     cli("run", str(other), "two")
-    cli("run", str(echo), "three", "-m", "scripted:/no/such/script.yaml", code=1)
+    (echo / "fails.yaml").write_text("- {error: boom}\n")
+    cli("run", str(echo), "three", "-m", f"scripted:{echo / 'fails.yaml'}", code=1)
     runs = json.loads(cli("logs", "--json").stdout)
     assert [r["input"] for r in runs] == ["three", "two", "one"]
     assert [r["input"] for r in json.loads(cli("logs", "--json", "--status", "failed").stdout)] == ["three"]

@@ -21,6 +21,7 @@ from halguru.yamlfile import not_utf8, yaml_line_for
 
 if TYPE_CHECKING:
     from halguru.agents.driver import Driver, Section
+    from halguru.models.base import ModelEntry
 
 AGENT_FILE = "agent.yaml"
 TOOLS_FILE = "tools.py"
@@ -417,18 +418,39 @@ def _offers_no_tool(agent: Agent) -> bool:
     return not (spec.tools or spec.http_tools or spec.mcp or searches)
 
 
+def check_agent_model(agent: Agent) -> None:
+    """Refuse the agent's own model before a run starts, in the words of `halguru validate`
+    (``my-agent/agent.yaml:4: model: unknown model 'smolm2' (did you mean 'smollm2'?)...``): a typo made
+    `halguru run` store a failed run, and `halguru chat` fail at every message. A workflow has no model of its
+    own; team members' and step agents' models are checked as they run."""
+    if agent.workflow is not None or agent.path is None:
+        return
+    agent_file = agent.path / AGENT_FILE
+    _model_entry(agent, agent_file, agent_file.read_text(encoding="utf-8"))  # no keyring look-up: no warning
+
+
+def _model_entry(agent: Agent, agent_file: Path, text: str) -> ModelEntry:
+    """The agent's model entry once it checks out; else the error at agent.yaml's ``model:`` line."""
+    from halguru.errors import ModelError
+    from halguru.models.references import check_model
+
+    try:
+        return check_model(agent.spec.model)
+    except ModelError as exc:
+        raise AgentSpecError(f"{agent_file}:{yaml_line_for(text, ('model',))}: model: {exc}") from None
+
+
 def _check_model(agent: Agent, agent_file: Path, text: str) -> list[str]:
     """Raise on a model that cannot load; warn about a hosted endpoint with no API key (a local server such as
     llama-server or Ollama needs none, so that is not an error)."""
     from urllib.parse import urlparse
 
     from halguru.errors import ModelError
-    from halguru.models.references import check_model
     from halguru.models.secrets import resolve_api_key
 
+    entry = _model_entry(agent, agent_file, text)
     line = yaml_line_for(text, ("model",))
     try:
-        entry = check_model(agent.spec.model)
         keyless = entry.provider == "openai" and resolve_api_key(entry) is None
     except ModelError as exc:
         raise AgentSpecError(f"{agent_file}:{line}: model: {exc}") from None

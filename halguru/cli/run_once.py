@@ -26,9 +26,14 @@ EXIT_INTERRUPTED = 130
 
 def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None,
              sampling: dict[str, Any] | None = None) -> int:
+    from halguru.agents.loader import check_agent_model
     from halguru.agents.runtime import run
+    from halguru.models.references import check_model_option
 
     agent = load_agent(path)
+    if model is None:  # a typo is one line, not a run stored as failed (chat and dev refuse it up front too)
+        check_agent_model(agent)
+    check_model_option(model)
     if conversation is not None:  # as `chat --conversation`: another agent's conversation is refused
         from halguru.agents.session import conversation_reference
         from halguru.errors import HalguruError

@@ -193,7 +193,6 @@ def test_missing_gguf_is_one_line_error_naming_the_path(write_agent, halguru_cmd
     assert "/nonexistent/x.gguf" in lines[0]
     assert "not found" in lines[0]
     assert "Traceback" not in result.stderr
+    assert lines[0].startswith(f"Error: {agent / 'agent.yaml'}:2: model: ")  # as `halguru validate` says it
     logs = cli(halguru_cmd, "logs", "--json", env=env)
-    (run,) = json.loads(logs.stdout)
-    assert run["status"] == "failed"
-    assert "/nonexistent/x.gguf" in run["error"]
+    assert json.loads(logs.stdout) == []  # refused before the run: no failed run stored for a path typo
