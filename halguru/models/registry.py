@@ -220,6 +220,18 @@ def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
                          f"({exception_line(exc)})") from None
 
 
+def check_entry(entry: ModelEntry) -> None:
+    """The provider's ``check`` of a model before any run (`halguru validate`, `run`, `chat`: the file is there
+    and whole), what it raises about a hand-edited entry's options said in one line as when the model is made
+    (``n_ctx: many`` was a TypeError traceback)."""
+    provider = providers().get(entry.provider)
+    if provider is None:
+        raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
+    check = getattr(provider, "check", None)
+    if check is not None:
+        _with_options(entry, check)
+
+
 def model_slots(reference: str) -> int | None:
     """How many generations the model runs at once (llama.cpp: its slots), or None when the provider sets
     no limit of its own (an HTTP endpoint batches on its side)."""
