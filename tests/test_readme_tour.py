@@ -268,6 +268,8 @@ def test_eval_with_a_model_that_cannot_be_reached_exits_1_naming_it(halguru_cmd,
     assert "❌" not in proc.stdout + proc.stderr and "openai:x: running 1 test(s) live" in proc.stderr
     [error] = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
     assert error.startswith("Error: openai:x: every run failed: cannot reach http://127.0.0.1:1/v1")
+    # `halguru models list` does not show where openai:MODEL goes: the hint named it all the same
+    assert error.endswith("is the server running? OPENAI_BASE_URL sets it for openai:MODEL")
     assert "scripted  100% (1/1)" in proc.stdout
 
 

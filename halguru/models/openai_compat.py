@@ -143,10 +143,11 @@ class OpenAIModel:
                         if choice.get("finish_reason"):
                             usage.finish_reason = choice["finish_reason"]
         except httpx.ConnectError:
-            raise ModelError(
-                f"cannot reach {self.base_url} (model {self.name}): is the server running? "
-                "check the base URL with `halguru models list`"
-            ) from None
+            # an openai:MODEL reference takes its URL from OPENAI_BASE_URL, which `models list` does not show
+            where = ("OPENAI_BASE_URL sets it for openai:MODEL" if self.name.startswith("openai:")
+                     else "check the base URL with `halguru models list`")
+            raise ModelError(f"cannot reach {self.base_url} (model {self.name}): is the server running? {where}") \
+                from None
         except httpx.TimeoutException:
             raise ModelError(f"{self.base_url} did not answer within {self.timeout:.0f}s (model {self.name})") from None
         except TimeoutError:
