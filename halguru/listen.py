@@ -21,3 +21,14 @@ def check_listen(host: str, port: int) -> int:
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise HalguruError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # every interface -> a link to this machine
+
+
+def url_base(host: str, port: int) -> str:
+    """``http://HOST:PORT`` as a browser takes it, for a banner: a wildcard host (0.0.0.0, ::) is every interface,
+    not an address a link opens everywhere, so it becomes loopback; an IPv6 address is bracketed (the banner of
+    ``--host ::1`` said ``http://::1:8000``, which no client parses)."""
+    shown = WILDCARDS.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"

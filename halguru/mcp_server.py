@@ -21,7 +21,7 @@ from halguru.agents.loader import Agent, load_agent
 from halguru.agents.runtime import NoConversation, run_to_result
 from halguru.api_schemas import BLANK_MESSAGE
 from halguru.errors import HalguruError
-from halguru.listen import check_listen
+from halguru.listen import WILDCARDS, check_listen, url_base
 from halguru.printable import is_blank
 
 TOOL_PREFIX = "ask_"
@@ -107,6 +107,7 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
         return
     port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
     tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
-    print(f"halguru mcp: serving {tools} at http://{host}:{port}/mcp (Ctrl-C stops)", file=sys.stderr)
+    everywhere = f" (listening on {host or 'every interface'})" if host in WILDCARDS else ""
+    print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere} (Ctrl-C stops)", file=sys.stderr)
     server.run("streamable-http", host=host, port=port)
 

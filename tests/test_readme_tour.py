@@ -93,6 +93,32 @@ def test_serve_on_a_port_in_use_is_one_line_before_the_banner(cli_error, listeni
     assert line == f"Error: cannot listen on 127.0.0.1:{listening}: Address already in use"
 
 
+@pytest.mark.parametrize(("host", "base"), [("0.0.0.0", "http://127.0.0.1:8000"), ("::", "http://[::1]:8000"),
+                                            ("::1", "http://[::1]:8000"), ("127.0.0.1", "http://127.0.0.1:8000"),
+                                            ("example.com", "http://example.com:8000")])
+def test_banner_links_open_in_a_browser(host: str, base: str):
+    """`serve --host ::1` printed http://::1:8000 (no client parses it), `--host 0.0.0.0` a link to 0.0.0.0."""
+    from halguru.listen import url_base
+
+    assert url_base(host, 8000) == base
+
+
+def test_serve_on_every_interface_links_loopback_and_says_where_it_listens(halguru_cmd, subprocess_env,
+                                                                            write_agent):
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    proc = subprocess.Popen([*halguru_cmd, "serve", str(agent), "--host", "0.0.0.0", "--port", "0"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=subprocess_env,
+                            start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        first, api = proc.stderr.readline(), proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert first == "halguru serve: 1 agent project(s), listening on 0.0.0.0\n"
+    assert api.startswith("  API      http://127.0.0.1:") and "0.0.0.0" not in api
+
+
 def test_a_plugin_named_in_load_plugins_that_is_not_installed_is_a_warning(halguru_cmd, subprocess_env):
     proc = _run(halguru_cmd, {**subprocess_env, "HALGURU_LOAD_PLUGINS": "no-such-plugin"}, "plugins")
     assert proc.returncode == 0

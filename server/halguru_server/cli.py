@@ -15,7 +15,7 @@ import typer
 
 from halguru import audit
 from halguru.errors import HalguruError
-from halguru.listen import check_listen
+from halguru.listen import WILDCARDS, check_listen, url_base
 from halguru.printable import printable
 from halguru.store import open_store
 from halguru_server.keys import create_key, list_keys, parse_duration, revoke_key
@@ -45,9 +45,10 @@ def run_server(config: Path | None, **options: Any) -> None:
     if settings.workers > 1:
         load_agents(settings.agents, settings.web_chat)
     limits = configure_connections(settings)  # each worker of several does the same in app_from_env
-    base = f"http://{settings.host}:{settings.port}"
+    base = url_base(settings.host, settings.port)
+    everywhere = f", listening on {settings.host or 'every interface'}" if settings.host in WILDCARDS else ""
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
-               f"{', and the agents published to it' if settings.published_only else ''}\n"
+               f"{', and the agents published to it' if settings.published_only else ''}{everywhere}\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
                f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics\n"
                + (f"  worker   in-process, {settings.worker_concurrency} job(s) at a time (jobs, schedules, "
