@@ -256,8 +256,11 @@ class _TurnState:
         used are counted in the run's totals, also when the stream is cut (then about one per piece)."""
         ctx, model = self.ctx, self.turn.model
         stream, ended = model.stream(request), False
-        if request.settings.stop:  # whatever the provider does with them, the answer ends before one
-            stream = cut_at_stops(stream, request.settings.stop)
+        # whatever the provider does with them, the answer ends before one; a passage label the model starts to
+        # copy ends it too (small models go on with the sources' list: "[4] menu.md#Food, lines 9-12", then text)
+        stops = [*(request.settings.stop or []), *(self.knowledge.echoes if self.knowledge is not None else [])]
+        if stops:
+            stream = cut_at_stops(stream, stops)
         try:
             while True:
                 async with asyncio.timeout_at(ctx.deadline):
@@ -341,7 +344,9 @@ class _TurnState:
         """The sources an answer cites, when the agent cites them (``retrieval.cite``)."""
         if self.knowledge is None or not self.turn.agent.spec.retrieval.cite or not text.strip():
             return ""
-        return self.knowledge.citations.footer(text)
+        footer = self.knowledge.citations.footer(text)
+        ending = len(text) - len(text.rstrip("\n"))  # an answer cut before a copied passage ends in its blank line
+        return footer[min(ending, 2):] if footer.startswith("\n\n") else footer
 
     def find_tool(self, name: str) -> Tool | None:
         """The agent's tool of this name, or its MCP servers' (started once the turn opened)."""
@@ -479,6 +484,7 @@ class _Knowledge:
         assert agent.knowledge is not None
         self.retriever = agent.knowledge
         self.citations = Citations()
+        self.echoes: list[str] = []  # the passages' labels as the prompt shows them: an answer ends before one
 
     async def retrieve(self, ctx: RunContext, query: str) -> tuple[list[BaseEvent], str]:
         """One retrieval event per base searched, and the numbered sources as the model sees them."""
@@ -489,7 +495,10 @@ class _Knowledge:
         events: list[BaseEvent] = [
             Retrieval(query=query, knowledge_base=hits.knowledge_base, hits=event_hits(hits, self.citations),
                       duration_ms=hits.duration_ms) for hits in found]
-        return events, context_block(merged(found, self.retriever.top_k * len(found)), self.citations)
+        hits = merged(found, self.retriever.top_k * len(found))
+        # under any number, the model's next one included ("[4]" after three passages)
+        self.echoes = [f"[{n}] {hit.citation}" for hit in hits for n in range(1, len(hits) + 3)]
+        return events, context_block(hits, self.citations)
 
 
 def _last_user(messages: list[Message]) -> str:

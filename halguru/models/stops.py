@@ -14,6 +14,8 @@ class StopCut:
     def __init__(self, stops: Sequence[str]):
         self.stops = tuple(s for s in stops if s)
         self.held = ""
+        self._firsts = frozenset(s[0] for s in self.stops)  # where a held-back end may start
+        self._longest = max(map(len, self.stops), default=0)
 
     def add(self, piece: str) -> tuple[str, bool]:
         """(text to show now, whether a stop string ended the text: nothing more is to be shown then)."""
@@ -22,8 +24,11 @@ class StopCut:
         if at >= 0:
             text, self.held = self.held[:at], ""
             return text, True
-        keep = max((n for s in self.stops for n in range(1, len(s)) if self.held.endswith(s[:n])), default=0)
-        cut = len(self.held) - keep
+        cut = len(self.held)  # held back from the first place whose end could still become a stop string
+        for at in range(max(0, cut - self._longest + 1), cut):
+            if self.held[at] in self._firsts and any(s.startswith(self.held[at:]) for s in self.stops):
+                cut = at
+                break
         text, self.held = self.held[:cut], self.held[cut:]
         return text, False
 

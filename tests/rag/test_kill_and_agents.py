@@ -68,6 +68,21 @@ def test_auto_retrieval_puts_chunks_in_the_prompt_and_cites(write_agent, docs):
     assert "helper-docs" in [b.name for b in rag.list_bases()]  # auto-ingested on the first run
 
 
+def test_an_answer_ends_where_the_model_starts_copying_a_passage(write_agent, docs):
+    """A small model goes on with the sources' list after its answer ("[3] label", then a passage's text, under a
+    number no passage has): the answer ends before it, and the footer lists what the answer cited."""
+    project = write_knowledge_agent(write_agent, "auto")
+    (project / "docs").symlink_to(docs, target_is_directory=True)
+    first = ScriptedModel(["x"])
+    run_sync(project, "How do I install halguru?", model=first, record=False)
+    prompt = first.requests[0].messages[0].content
+    label = prompt.split("[1] ", 1)[1].split("\n", 1)[0]  # docs/guide.md#Install, lines 1-4
+    copied = f"Use pipx install halguru [1].\n\n[3] {label}\n## Install\nRun pipx, or invent a passage."
+    result = run_sync(project, "How do I install halguru?", model=ScriptedModel([copied]), record=False)
+    assert result.ok, result.error
+    assert result.output == f"Use pipx install halguru [1].\n\nSources:\n[1] {label}"
+
+
 def test_search_knowledge_tool_is_traced_and_recorded(write_agent, docs):
     rag.create("manual")
     rag.ingest("manual", [docs])
