@@ -48,7 +48,8 @@ LINGER_S = 2.0  # how long a refused connection's late data is read and dropped 
 
 
 class _FramedOnce(h11.Connection):
-    """h11 that refuses a request framed two ways (``Content-Length`` and ``Transfer-Encoding``).
+    """h11 that refuses a request framed two ways (``Content-Length`` and ``Transfer-Encoding``), or with two
+    ``Authorization``, ``X-API-Key`` or ``Host`` headers.
 
     h11 reads such a body by its chunks and keeps the connection open; a proxy in front that went by the length
     would take the rest of the chunked body for the next request (request smuggling). RFC 9112 §6.1 lets a server
@@ -57,10 +58,16 @@ class _FramedOnce(h11.Connection):
     def next_event(self) -> Any:
         event = super().next_event()
         if isinstance(event, h11.Request):
-            names = {name for name, _ in event.headers}
+            names = [name for name, _ in event.headers]
             if b"content-length" in names and b"transfer-encoding" in names:
                 raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400)
+            for single in _SINGLE:  # two keys or hosts: a proxy may check one and halguru use the other
+                if names.count(single) > 1:
+                    raise h11.RemoteProtocolError(f"more than one {single.decode()} header", 400)
         return event
+
+
+_SINGLE = (b"authorization", b"x-api-key", b"host")  # fields a request may hold once (RFC 9110 §5.3, §7.2)
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -236,3 +236,16 @@ def test_a_request_framed_by_length_and_chunks_is_refused_and_the_connection_clo
         assert client.post("/v1/conversations", json={"agent": "echo"}).status_code == 201
         assert client.post("/v1/conversations", content=(body for _ in range(1)),  # chunked alone
                            headers={"Content-Type": "application/json"}).status_code == 201
+
+
+@pytest.mark.parametrize("twice", [b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+                                   b"X-API-Key: a\r\nX-API-Key: b\r\n", b"Host: evil.example\r\n"])
+def test_a_request_with_two_keys_or_hosts_is_refused(server, twice: bytes) -> None:
+    """A proxy in front may check the last of two Authorization headers while halguru took the first: such a
+    request is a 400 and its connection closed, never served with either."""
+    port = server({})
+    sock = connect(port, b"GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n" + twice + b"\r\n")
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        assert client.get("/v1/agents", headers={"Authorization": "Bearer a"}).status_code in (200, 401)
