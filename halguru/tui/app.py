@@ -74,8 +74,9 @@ class DevApp(PauseActions):
     TITLE = "halguru dev"
     CSS = """
     #body { height: 1fr; }
-    #chat { width: 2fr; }
-    #debug { width: 3fr; }
+    /* room kept beside the sidebar on a narrow terminal: a message box 0 cells wide crashed Textual */
+    #chat { width: 2fr; min-width: 14; }
+    #debug { width: 3fr; min-width: 8; }
     #trace { height: 2fr; }
     #inspector { height: 1fr; border: round $primary-darken-2; }
     #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }

@@ -60,7 +60,7 @@ class RunsPanel(Vertical):
     title of the highlighted line. Selecting a run posts the tree's ``NodeSelected`` (its data is the run)."""
 
     DEFAULT_CSS = """
-    RunsPanel { width: 34; border: round $primary-darken-2; }
+    RunsPanel { width: 34; max-width: 45%; border: round $primary-darken-2; }
     RunsPanel Checkbox { border: none; padding: 0; }
     RunsPanel #runtitle { height: auto; max-height: 4; color: $text-muted; padding: 0 1; }
     """
