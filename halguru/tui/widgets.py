@@ -35,6 +35,7 @@ from halguru.agents.events import (
 from halguru.printable import printable
 
 TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
+CHAT_LINES, CHAT_CHARS = 20, 2000  # of a long message of yours the chat shows; the inspector shows it whole
 
 # Events that hang under their step's model call rather than at the top of their run.
 _IN_STEP = (ModelResult, ToolCall, ToolResult, Error, Handoff)
@@ -261,14 +262,14 @@ class ChatPane(VerticalScroll):
     """
 
     def add_user(self, text: str) -> None:
-        self.mount(Static(Text(f"you: {text}"), classes="user"))
+        self.mount(Static(your_message(text), classes="user"))
         self.scroll_end(animate=False)
 
     def edit_last_user(self, text: str) -> None:
         """The message as the model will get it, after an edit at a breakpoint."""
         users = list(self.query(".user").results(Static))
         if users:
-            users[-1].update(Text.assemble(f"you: {text}", ("  (edited at a breakpoint)", "italic dim")))
+            users[-1].update(your_message(text, ("  (edited at a breakpoint)", "italic dim")))
 
     def add_answer(self) -> Markdown:
         widget = Markdown("")
@@ -279,6 +280,19 @@ class ChatPane(VerticalScroll):
     def add_note(self, text: str | Text) -> None:
         self.mount(Static(Text(printable(text)) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
+
+
+def your_message(text: str, *after: tuple[str, str]) -> Text:
+    """Your message as the chat shows it: its control characters visible (a bidi override reversed what it
+    seemed to say), and a long one (a pasted file) cut to its first lines with its full length said. Drawn
+    whole, a 1 MB paste was wrapped again on every layout of the chat: seconds each."""
+    shown = printable(text)
+    cut = "\n".join(shown.splitlines()[:CHAT_LINES])[:CHAT_CHARS]
+    if len(cut) == len(shown):
+        return Text.assemble(f"you: {shown}", *after)
+    more = (f"\n… {len(text):,} characters in all, {text.count(chr(10)) + 1:,} lines (whole in the inspector: "
+            "select the run's model_call)")
+    return Text.assemble(f"you: {cut}", (more, "italic dim"), *after)
 
 
 @dataclass(frozen=True)

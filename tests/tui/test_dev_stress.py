@@ -3,14 +3,18 @@ unicode from anywhere, rapid keys."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from test_dev_app import type_and_send, wait_for
+from textual import events
+from textual.widgets import TextArea
 
 from halguru.models.scripted import ScriptedModel
+from halguru.store import open_store
 from halguru.tui.app import DevApp
-from halguru.tui.widgets import MessageBox
+from halguru.tui.widgets import ChatPane, MessageBox, TraceTree
 
 SIZES = [(40, 12), (60, 20), (80, 24), (120, 40), (250, 70)]
 
@@ -44,3 +48,43 @@ async def test_narrowing_the_terminal_with_the_sidebar_open_keeps_the_debugger_r
             assert app.query_one("#prompt", MessageBox).content_region.width >= 8, size
         await type_and_send(pilot, "still here")
         await wait_for(pilot, lambda: app.last_answer == "You said: still here")
+
+
+def user_lines(app: DevApp) -> list[str]:
+    return [str(w.render()) for w in app.query_one(ChatPane).query(".user")]
+
+
+async def test_a_pasted_megabyte_is_sent_whole_and_the_chat_stays_quick(calc_agent: Path) -> None:
+    """The chat drew a 1 MB message whole, and wrapped it again on every layout: 7 s to send, 4 s a resize."""
+    pasted = ("lorem ipsum dolor sit amet " * 40 + "\n") * 950
+    app = DevApp(calc_agent, model=ScriptedModel(["Read it.", "ok"]), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.query_one("#prompt", MessageBox)
+        prompt.focus()
+        app.post_message(events.Paste(pasted))
+        await wait_for(pilot, lambda: prompt.value == pasted)
+        started = time.monotonic()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.last_answer == "Read it.")
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert time.monotonic() - started < 2.5
+        shown = user_lines(app)[-1]
+        assert shown.startswith("you: lorem ipsum") and len(shown) < 5000
+        assert f"{len(pasted.strip()):,} characters" in shown  # it says it is cut, and how long the message is
+        tree = app.query_one(TraceTree)
+        tree.focus()
+        tree.move_cursor(tree.root.children[0])  # the model_call: the inspector has the message whole
+        await pilot.pause()
+        assert pasted.strip() in app.query_one("#inspector", TextArea).text
+    assert open_store().get_run(app.stored.id)["input"] == pasted.strip()  # the run got all of it
+
+
+async def test_the_chat_shows_your_message_as_sent_with_its_control_characters_visible(calc_agent: Path) -> None:
+    """A pasted right-to-left override made the chat show 'evil' as 'live' (answers and the trace showed it as
+    \\u202e): your message is shown as the model gets it."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "שלום 👩\u200d👧 e\u0301 \u202eevil\u202c")
+        await wait_for(pilot, lambda: bool(app.last_answer))
+        assert user_lines(app)[-1] == "you: שלום 👩\u200d👧 e\u0301 \\u202eevil\\u202c"
