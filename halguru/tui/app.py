@@ -50,6 +50,7 @@ QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before
 NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen (a pending approval
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
+HISTORY = 100  # stored runs whose messages ↑ in the message box brings back
 
 # Every key of the app: bound with priority, so they work whichever widget has the focus (the message box
 # included: none of them is a key an input uses), and all listed in the key bar.
@@ -122,12 +123,19 @@ class DevApp(PauseActions):
             with Vertical(id="chat"):
                 yield ChatPane(id="messages")
                 yield Static("", id="pausebar")
-                yield MessageBox(placeholder="Message the agent", id="prompt")
+                yield MessageBox(placeholder="Message the agent", id="prompt", history=self.past_messages())
             with Vertical(id="debug"):
                 yield TraceTree(id="trace")
                 yield TextArea(INSPECTOR_HINT, read_only=True, id="inspector")
         yield Static("", id="status")
         yield KeyBar(KEYS, self.available, self.switched_on, id="keys")
+
+    def past_messages(self) -> list[str]:
+        """What you sent this agent before, oldest first: the message box's ↑ history starts with it."""
+        if self.agent is None:
+            return []
+        runs = self.store.list_runs(limit=HISTORY, agent=self.agent.name, test_runs=False)
+        return list(dict.fromkeys(r["input"] for r in runs if r["input"]))[::-1]  # each once, where last sent
 
     def available(self, action: str) -> bool:
         """Whether ``action`` does something now (the key bar dims the others)."""
@@ -218,6 +226,7 @@ class DevApp(PauseActions):
         if self.run_worker_ is not None and self.run_worker_.is_running:
             self.notify("a run is in progress: wait, or continue it if paused", severity="warning")
             return
+        event.box.remember(text)
         event.box.value = ""
         self.query_one(ChatPane).add_user(text)
         self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)

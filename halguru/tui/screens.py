@@ -19,6 +19,7 @@ HELP = """\
 | key | what it does |
 |---|---|
 | `Enter` | send the message in the input (a pasted block, its lines kept, is one message) |
+| `↑` / `↓` | in the input: your previous / next message (earlier sessions' too), then your draft |
 | `F2` / `F3` | toggle the breakpoint before model calls / tool calls |
 | `F5` | continue a paused run |
 | `F6` | step: continue, and pause again at the next point |

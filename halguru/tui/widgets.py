@@ -218,7 +218,8 @@ def _offers_handoffs(call: ModelCall) -> bool:
 class MessageBox(TextArea):
     """The message box. Enter sends; a pasted block keeps all its lines and is one message (as in `halguru
     chat`): a one-line input kept only a paste's first line and dropped the rest unsaid. It grows with what it
-    holds, up to a few lines."""
+    holds, up to a few lines. ↑ on its first line brings back your previous message, ↓ on its last the next
+    one, then what you were typing (as a shell's history)."""
 
     DEFAULT_CSS = """
     MessageBox { height: auto; max-height: 8; }
@@ -229,9 +230,18 @@ class MessageBox(TextArea):
         box: MessageBox
         value: str
 
-    def __init__(self, *, placeholder: str = "", id: str | None = None) -> None:
+    def __init__(self, *, placeholder: str = "", id: str | None = None, history: Iterable[str] = ()) -> None:
         super().__init__(id=id, soft_wrap=True, tab_behavior="focus", show_line_numbers=False,
                          placeholder=placeholder, highlight_cursor_line=False)
+        self.sent = list(history)  # your messages, oldest first (TextArea's own `history` is its undo)
+        self._recalled: int | None = None  # the history entry shown, while ↑/↓ walk it
+        self._draft = ""  # what was typed before ↑
+
+    def remember(self, text: str) -> None:
+        """A message sent: the newest of the history (once, when sent twice in a row)."""
+        if not self.sent or self.sent[-1] != text:
+            self.sent.append(text)
+        self._recalled = None
 
     @property
     def value(self) -> str:
@@ -248,7 +258,25 @@ class MessageBox(TextArea):
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
+        row, last_row = self.cursor_location[0], self.document.line_count - 1
+        if (event.key == "up" and row == 0 and self.sent) or (
+                event.key == "down" and row == last_row and self._recalled is not None):
+            event.stop()
+            event.prevent_default()
+            self._recall(-1 if event.key == "up" else 1)
+            return
         await super()._on_key(event)
+
+    def _recall(self, step: int) -> None:
+        """The previous (-1) or next (+1) message; past the newest, the draft. The cursor goes where the next
+        press of the same key walks on: the first line going back, the last going forward."""
+        if self._recalled is None:
+            self._draft, self._recalled = self.text, len(self.sent)
+        self._recalled = max(0, self._recalled + step)
+        if self._recalled >= len(self.sent):
+            self._recalled = None
+        self.text = self._draft if self._recalled is None else self.sent[self._recalled]
+        self.move_cursor((0, 0) if step < 0 else self.document.end)
 
 
 class ChatPane(VerticalScroll):

@@ -88,3 +88,33 @@ async def test_the_chat_shows_your_message_as_sent_with_its_control_characters_v
         await type_and_send(pilot, "שלום 👩\u200d👧 e\u0301 \u202eevil\u202c")
         await wait_for(pilot, lambda: bool(app.last_answer))
         assert user_lines(app)[-1] == "you: שלום 👩\u200d👧 e\u0301 \\u202eevil\\u202c"
+
+
+async def test_up_and_down_in_the_message_box_walk_your_earlier_messages(calc_agent: Path) -> None:
+    """Sending the same message again after a fix (the debugging loop: edit tools.py, it reloads, ask again)
+    meant typing it again: the box had no history, where `halguru chat` has readline's."""
+    from halguru.agents.runtime import run_to_result
+
+    await run_to_result(calc_agent, "from an earlier session", model=ScriptedModel(["ok"]))
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        prompt = app.query_one("#prompt", MessageBox)
+        await type_and_send(pilot, "add 2 and 3")
+        await wait_for(pilot, lambda: app.last_answer == "You said: add 2 and 3")
+        await type_and_send(pilot, "two lines\nof text")
+        await wait_for(pilot, lambda: app.last_answer == "You said: two lines\nof text")
+        await pilot.press(*"draft")
+        await pilot.press("up")
+        assert prompt.value == "two lines\nof text"
+        await pilot.press("up")  # a message brought back by ↑ has the cursor on its first line: the one before
+        assert prompt.value == "add 2 and 3"
+        await pilot.press("up")
+        assert prompt.value == "from an earlier session"  # stored runs of this agent count too
+        await pilot.press("up")
+        assert prompt.value == "from an earlier session"  # the oldest stays
+        await pilot.press("down", "down")
+        assert prompt.value == "two lines\nof text"
+        await pilot.press("down")
+        assert prompt.value == "draft"  # what was being typed comes back
+        await pilot.press("up", "enter")
+        await wait_for(pilot, lambda: app.last_answer == "You said: two lines\nof text")
