@@ -215,8 +215,22 @@ class DevApp(PauseActions):
             ("Settings", "model, temperature, max tokens", self.action_settings),
             ("Export run", "as JSON and as a conversation test case", self.action_export),
             ("New conversation", "keep the old one stored", self.action_new_conversation),
+            ("Copy the answer", "the last answer as the model wrote it (Markdown)", lambda: self.copy("answer")),
+            ("Copy the inspector", "the selected node of the trace, whole", lambda: self.copy("inspector")),
+            ("Copy the run id", "of the open run (for `halguru logs show`, `--run`)", lambda: self.copy("run id")),
         ):
             yield SystemCommand(name, help_text, action)
+
+    def copy(self, what: str) -> None:
+        """Put ``what`` on the clipboard (the terminal's, through OSC 52), from the keyboard: a mouse selection
+        copies only what is on screen."""
+        text = {"answer": self.last_answer, "inspector": self.query_one("#inspector", TextArea).text,
+                "run id": self.stored.id if self.stored is not None else ""}[what]
+        if not text or text == INSPECTOR_HINT:
+            self.notify(f"no {what} to copy yet", severity="warning")
+            return
+        self.copy_to_clipboard(text)
+        self.notify(f"copied the {what} ({len(text):,} characters)")
 
     # -- chat and live runs -------------------------------------------------
     def on_message_box_submitted(self, event: MessageBox.Submitted) -> None:

@@ -118,3 +118,31 @@ async def test_up_and_down_in_the_message_box_walk_your_earlier_messages(calc_ag
         assert prompt.value == "draft"  # what was being typed comes back
         await pilot.press("up", "enter")
         await wait_for(pilot, lambda: app.last_answer == "You said: two lines\nof text")
+
+
+async def test_the_answer_the_inspector_and_the_run_id_can_be_copied_from_the_keyboard(calc_agent: Path) -> None:
+    """Copying needed a mouse selection (and only what was on screen): no key copied an answer or a node."""
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is **5**."])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "add 2 and 3")
+        await wait_for(pilot, lambda: app.last_answer == "It is **5**.")
+
+        async def palette(command: str) -> None:
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*command)
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause()
+
+        await palette("copy the answer")
+        assert app.clipboard == "It is **5**."  # as Markdown, as the model wrote it
+        tree = app.query_one(TraceTree)
+        tree.focus()
+        tree.move_cursor(tree.root.children[0].children[1])  # the tool call
+        await pilot.pause()
+        await palette("copy the inspector")
+        assert app.clipboard == app.query_one("#inspector", TextArea).text and '"a": 2' in app.clipboard
+        await palette("copy the run id")
+        assert app.clipboard == app.stored.id
