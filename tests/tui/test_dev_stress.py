@@ -14,7 +14,7 @@ from textual.widgets import TextArea
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 from halguru.tui.app import DevApp
-from halguru.tui.widgets import ChatPane, MessageBox, TraceTree
+from halguru.tui.widgets import ChatPane, KeyBar, MessageBox, TraceTree
 
 SIZES = [(40, 12), (60, 20), (80, 24), (120, 40), (250, 70)]
 
@@ -146,3 +146,20 @@ async def test_the_answer_the_inspector_and_the_run_id_can_be_copied_from_the_ke
         assert app.clipboard == app.query_one("#inspector", TextArea).text and '"a": 2' in app.clipboard
         await palette("copy the run id")
         assert app.clipboard == app.stored.id
+
+
+async def test_a_short_terminal_keeps_room_for_the_trace(calc_agent: Path) -> None:
+    """At 40x12 the key bar took 6 of the 12 lines and the trace had one: on a short terminal the bar keeps
+    to a fifth of the height, showing the keys that do something now, help first (F1 lists them all)."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: bool(app.last_answer))
+        bar = app.query_one(KeyBar)
+        assert bar.size.height <= 2
+        assert app.query_one(TraceTree).scrollable_content_region.height >= 3
+        shown = str(bar.render())
+        assert shown.startswith("F1 help") and "F4 edit" not in shown  # nothing to edit: left out first
+    async with DevApp(calc_agent, watch=False).run_test(size=(80, 24)) as pilot:
+        assert str(pilot.app.query_one(KeyBar).render()).count("\n") + 1 == 3  # all keys, dimmed ones too
+        assert "F4 edit" in str(pilot.app.query_one(KeyBar).render())
