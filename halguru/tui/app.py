@@ -237,13 +237,23 @@ class DevApp(PauseActions):
         text = event.value.strip()
         if not text:
             return
-        if self.run_worker_ is not None and self.run_worker_.is_running:
-            self.notify("a run is in progress: wait, or continue it if paused", severity="warning")
+        if self.streaming("send a message"):
             return
         event.box.remember(text)
         event.box.value = ""
         self.query_one(ChatPane).add_user(text)
         self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)
+
+    def streaming(self, then: str) -> bool:
+        """Whether a run, replay or fork streams into the trace now (said, with what to do): a second one drew
+        its events into the same tree, and a stored run opened meanwhile got the live run's events."""
+        busy = next((w for w in self.workers if w.group in ("run", "replay") and w.is_running), None)
+        if busy is None:
+            return False
+        what = "a run is in progress" if busy.group == "run" else "a replay or fork is in progress"
+        paused = " (F5 continues it: it is paused)" if self.pause is not None else ""
+        self.notify(f"{what}{paused}: {then} when it has ended", severity="warning")
+        return True
 
     def _model(self) -> Any:
         if self.model_ref is not None and not isinstance(self.model_ref, str):
@@ -376,7 +386,7 @@ class DevApp(PauseActions):
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         data = event.node.data
-        if event.control.id == "runs" and data:
+        if event.control.id == "runs" and data and not self.streaming(f"open {data['id']}"):
             try:
                 self.open_stored(load_run(self.store, data["id"]))
             except HalguruError as exc:
@@ -396,6 +406,8 @@ class DevApp(PauseActions):
         if self.stored is None:
             self.notify("open a stored run first (sidebar, --run) or send a message", severity="warning")
             return
+        if self.streaming("replay"):
+            return
         self.run_worker(self._replay(self.stored), group="replay", exit_on_error=False)
 
     async def _replay(self, stored: StoredRun) -> None:
@@ -410,6 +422,8 @@ class DevApp(PauseActions):
     def action_fork(self) -> None:
         if self.stored is None or self.agent is None:
             self.notify("fork needs an open run and an agent project", severity="warning")
+            return
+        if self.streaming("fork"):
             return
         node = self.query_one(TraceTree).cursor_node
         at = node.data.seq if node is not None and node.data is not None else 0

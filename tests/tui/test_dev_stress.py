@@ -163,3 +163,59 @@ async def test_a_short_terminal_keeps_room_for_the_trace(calc_agent: Path) -> No
     async with DevApp(calc_agent, watch=False).run_test(size=(80, 24)) as pilot:
         assert str(pilot.app.query_one(KeyBar).render()).count("\n") + 1 == 3  # all keys, dimmed ones too
         assert "F4 edit" in str(pilot.app.query_one(KeyBar).render())
+
+
+def tree_text(app: DevApp) -> str:
+    out: list[str] = []
+
+    def walk(node) -> None:
+        out.append(str(node.label))
+        for child in node.children:
+            walk(child)
+
+    walk(app.query_one(TraceTree).root)
+    return "\n".join(out)
+
+
+SLOW = [{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, {"text": "slow " * 40, "token_delay": 0.02}]
+
+
+async def test_a_stored_run_opened_while_one_streams_waits_for_it(calc_agent: Path) -> None:
+    """Opening a stored run from the sidebar while a run streamed drew the live run's result and end inside the
+    stored run's tree (under its model call), and the status line then named the live run."""
+    from halguru.agents.runtime import run_to_result
+
+    await run_to_result(calc_agent, "an older question", model=ScriptedModel(["older answer"]))
+    app = DevApp(calc_agent, model=ScriptedModel(SLOW), watch=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await type_and_send(pilot, "live question")
+        await wait_for(pilot, lambda: "tool_result" in tree_text(app))
+        runs = app.query_one("#runs")
+        older = next(c for c in runs.root.children if "older" in str(c.label)).children[0]
+        runs.focus()
+        runs.select_node(older)
+        await pilot.pause()
+        assert any("when it has ended" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: not app.run_worker_.is_running)
+        shown = tree_text(app)
+        assert "live question" in shown and "older" not in shown
+        runs.select_node(older)  # once it has ended, the stored run opens, alone
+        await pilot.pause()
+        shown = tree_text(app)
+        assert "older answer" in shown and "slow" not in shown and app.stored.events[0].input == "an older question"
+
+
+async def test_replay_or_fork_during_a_live_run_waits_for_it(calc_agent: Path) -> None:
+    """F7 while a run streamed replayed the unfinished run into the same tree: both runs' events interleaved,
+    and the replay failed ('still running')."""
+    app = DevApp(calc_agent, model=ScriptedModel(SLOW), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "live question")
+        await wait_for(pilot, lambda: "tool_result" in tree_text(app))
+        await pilot.press("f7", "f8")
+        await pilot.pause()
+        assert sum("when it has ended" in n.message for n in app._notifications) == 2
+        await wait_for(pilot, lambda: not app.run_worker_.is_running)
+        assert "error" not in tree_text(app) and tree_text(app).count("\nrun_finished") == 1  # one run, ended
+        await pilot.press("f7")  # now it replays
+        await wait_for(pilot, lambda: any("identical answer" in n.message for n in app._notifications))
