@@ -70,8 +70,10 @@ class StoredRun:
 
 
 def load_run(store: TraceStore, run_id: str) -> StoredRun:
-    """A stored run by id (or prefix); a missing or corrupt one raises a one-line error."""
-    run = store.get_run(run_id)
+    """A stored run by id (or prefix, or ``last``); a missing or corrupt one raises a one-line error."""
+    from halguru.agents.session import run_reference
+
+    run = store.get_run(run_reference(store, run_id))
     try:
         events = [parse_event(e) for e in store.get_events(run["id"])]
     except (ValueError, TypeError) as exc:

@@ -114,3 +114,15 @@ def conversation_reference(store: TraceStore, agent: str, reference: str | None)
     if not latest:
         raise HalguruError(f"agent {agent!r} has no conversation yet; leave out --conversation to start one")
     return latest[0]["id"]
+
+
+def run_reference(store: TraceStore, reference: str) -> str:
+    """The run a command is given: an id or unique prefix as given, or ``last``, the latest run (not one that
+    `halguru test` made, as `halguru logs` lists them; an error when there is none)."""
+    if reference != LAST:
+        return reference
+    latest = store.list_runs(1, test_runs=False)
+    if not latest:
+        raise HalguruError("no run yet: `halguru run` or `halguru chat` an agent first (`halguru logs -a` lists "
+                           "the runs `halguru test` made)")
+    return latest[0]["id"]

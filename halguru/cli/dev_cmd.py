@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def dev(
         path: Path = typer.Argument(Path("."), help="Agent project folder (with agent.yaml)."),
-        run: str | None = typer.Option(None, "--run", help="Open this stored run (id or prefix)."),
+        run: str | None = typer.Option(None, "--run", help="Open this stored run (id, prefix or 'last')."),
         model: str | None = typer.Option(None, "--model", "-m", help="Override the agent's model."),
         no_watch: bool = typer.Option(False, "--no-watch", help="Do not reload the agent when files change."),
     ) -> None:

@@ -159,16 +159,17 @@ def prune(
 
 @app.command()
 def show(
-    run_id: str = typer.Argument(..., help="A run id (or a unique prefix) from `halguru logs`."),
+    run_id: str = typer.Argument(..., help="A run id (or a unique prefix) from `halguru logs`, or 'last'."),
     json_output: bool = typer.Option(False, "--json", help="Print the run and its events as JSON."),
 ) -> None:
     """Print the event tree of a run."""
+    from halguru.agents.session import run_reference
     from halguru.cli.render import trace_tree
     from halguru.cli.table import stdout_console
     from halguru.store import open_store
 
     store = open_store()
-    run = store.get_run(run_id)
+    run = store.get_run(run_reference(store, run_id))
     events = store.get_events(run["id"])
     if json_output:
         typer.echo(json.dumps({"run": run, "events": events}, indent=2, ensure_ascii=False))
@@ -178,7 +179,7 @@ def show(
 
 @app.command()
 def replay(
-    run_id: str = typer.Argument(..., help="A run id (or a unique prefix) from `halguru logs`."),
+    run_id: str = typer.Argument(..., help="A run id (or a unique prefix) from `halguru logs`, or 'last'."),
     json_output: bool = typer.Option(False, "--json", help="The outcome as JSON."),
 ) -> None:
     """Replay a stored run from its records (no model or tool is called) and say whether it reproduces the run;
@@ -241,11 +242,13 @@ def conversation(
 
 @app.command()
 def export(
-    run_id: str = typer.Argument(..., help="A run id (or unique prefix); its conversation up to it is exported."),
+    run_id: str = typer.Argument(..., help="A run id (or unique prefix, or 'last'); its conversation up to it is "
+                                           "exported."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the test file here (tests/test_*.yaml)."),
     force: bool = typer.Option(False, "--force", help="Replace the --output file if it exists."),
 ) -> None:
     """Turn a stored run into a conversation test case (YAML for `halguru test`)."""
+    from halguru.agents.session import run_reference
     from halguru.errors import HalguruError
     from halguru.store import open_store
     from halguru.testing.export import run_to_test_yaml
@@ -254,7 +257,8 @@ def export(
         raise HalguruError(f"{output} exists already; pass --force to replace it, or choose another file")
     if output is not None and not output.absolute().parent.is_dir():
         raise HalguruError(f"{output}: No such file or directory (the folder {output.parent} does not exist)")
-    text = run_to_test_yaml(open_store(), run_id)
+    store = open_store()
+    text = run_to_test_yaml(store, run_reference(store, run_id))
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -1,0 +1,39 @@
+"""`last` names the latest run wherever a run id is asked for reading (`logs show`, `logs replay`, `logs export`,
+`dev --run`), as `--conversation last` names the latest conversation: a developer who just ran an agent had to
+list the runs and copy an id to look at what it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from halguru.agents.runtime import run_to_result
+from halguru.models.scripted import ScriptedModel
+from halguru.tui.app import DevApp
+
+
+async def test_last_is_the_latest_run_not_a_test_run(write_agent) -> None:
+    agent = write_agent("name: echoer\nmodel: scripted\n")
+    await run_to_result(agent, "the first question", model=ScriptedModel(["first"]))
+    latest = await run_to_result(agent, "the latest question", model=ScriptedModel(["latest"]))
+    await run_to_result(agent, "made by halguru test", model=ScriptedModel(["test"]), metadata={"test": True})
+    app = DevApp(None, run_id="last", watch=False)
+    async with app.run_test(size=(100, 30)):
+        assert app.stored is not None and app.stored.id == latest.run_id
+
+
+def test_logs_show_replay_and_export_take_last(cli, write_agent, tmp_path: Path) -> None:
+    agent = write_agent("name: echoer\nmodel: scripted\n")
+    cli("run", str(agent), "an older question")
+    cli("run", str(agent), "the latest question")
+    latest = json.loads(cli("logs", "--json", "-n", "1").stdout)[0]["id"]
+    shown = cli("logs", "show", "last").stdout
+    assert latest in shown and "the latest question" in shown
+    assert json.loads(cli("logs", "show", "last", "--json").stdout)["run"]["id"] == latest
+    assert f"replay of {latest}: identical answer" in cli("logs", "replay", "last").stdout
+    assert "the latest question" in cli("logs", "export", "last").stdout
+
+
+def test_last_with_no_run_yet_is_one_line(cli_error) -> None:
+    line = cli_error("logs", "show", "last")
+    assert "no run yet" in line and "halguru run" in line
