@@ -508,6 +508,8 @@ class DevApp(PauseActions):
         self.refresh_status()
 
     def action_new_conversation(self) -> None:
+        if self.streaming("start a new conversation"):  # its answer would land in the new one's chat
+            return
         self.conversation_id = None
         self.query_one(ChatPane).remove_children()
         self.notify("new conversation (the old one stays stored)")

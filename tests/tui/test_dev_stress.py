@@ -219,3 +219,22 @@ async def test_replay_or_fork_during_a_live_run_waits_for_it(calc_agent: Path) -
         assert "error" not in tree_text(app) and tree_text(app).count("\nrun_finished") == 1  # one run, ended
         await pilot.press("f7")  # now it replays
         await wait_for(pilot, lambda: any("identical answer" in n.message for n in app._notifications))
+
+
+async def test_a_new_conversation_waits_for_the_run_in_progress(calc_agent: Path) -> None:
+    """Ctrl+N while a run was paused cleared the chat, and the run's answer then landed in the new conversation's
+    chat, under no question of its own."""
+    app = DevApp(calc_agent, model=ScriptedModel([SLOW[0], "Done.", "fresh"]), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f3")
+        await type_and_send(pilot, "add 2 and 3")
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert any("F5 continues it" in n.message for n in app._notifications)
+        assert user_lines(app) == ["you: add 2 and 3"]
+        await pilot.press("f3", "f5")
+        await wait_for(pilot, lambda: app.last_answer == "Done.")
+        await pilot.press("ctrl+n")  # once it has ended
+        await pilot.pause()
+        assert user_lines(app) == [] and app.conversation_id is None
