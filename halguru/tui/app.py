@@ -112,6 +112,7 @@ class DevApp(PauseActions):
         self.last_events: list[Event] = []
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
+        self._quit_hint_at = -self.NOTIFICATION_TIMEOUT  # when Ctrl+C last said how to quit
         started = self.stored.events[0] if self.stored is not None else None
         self.debugged = (self.agent.name if self.agent is not None
                          else started.agent if isinstance(started, RunStarted) else "")  # the sidebar's filter
@@ -195,7 +196,11 @@ class DevApp(PauseActions):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_help_quit(self) -> None:
-        """Ctrl+C (a reflex) does not quit: say which key does. Textual's own hint is markup, shown raw here."""
+        """Ctrl+C (a reflex) does not quit: say which key does, once while the toast shows (pressed again and
+        again, they stacked up). Textual's own hint is markup, shown raw here."""
+        if time.monotonic() - self._quit_hint_at < self.NOTIFICATION_TIMEOUT:
+            return
+        self._quit_hint_at = time.monotonic()
         self.notify("Press Ctrl+Q to quit (a generation in progress is stopped and stored)",
                     title="Do you want to quit?")
 
