@@ -40,6 +40,7 @@ from halguru.agents.events import (
 from halguru.errors import StoreError
 from halguru.printable import printable
 
+WHERE = "where (the traceback from the tool's own code on):"  # an error's detail, in the inspector
 ASK_PREFIX = "asked: "  # a handoff whose reason starts so is an agent asking another (agent-as-tool)
 STATUS_STYLES = {"ok": "green", "failed": "red", "cancelled": "yellow", "limited": "yellow", "paused": "yellow",
                  "interrupted": "magenta", "running": "cyan"}
@@ -321,7 +322,8 @@ def _detail(e: BaseEvent) -> str:
                 for i, h in enumerate(e.hits, 1)]
         return head + f"knowledge base: {e.knowledge_base}\nquery: {e.query}\n\n" + "\n\n".join(hits)
     if isinstance(e, Error):
-        return head + f"{'FATAL ' if e.fatal else ''}{e.kind} error:\n{e.message}"
+        where = f"\n\n{WHERE}\n{e.detail}" if e.detail else ""
+        return head + f"{'FATAL ' if e.fatal else ''}{e.kind} error:\n{e.message}{where}"
     if isinstance(e, RunFinished):
         return head + f"status: {e.status}\nerror: {e.error or '-'}\n\nanswer:\n{e.output}"
     return head + _json(e.model_dump(mode="json"))

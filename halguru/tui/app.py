@@ -20,7 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.describe import detail, note, parent_of
+from halguru.agents.describe import note, parent_of
 from halguru.agents.events import (
     ApprovalApproved,
     ApprovalRejected,
@@ -387,7 +387,7 @@ class DevApp(PauseActions):
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
         data = event.node.data
         if event.control.id == "trace" and data:
-            self.query_one("#inspector", TextArea).text = detail(data)
+            self.query_one("#inspector", TextArea).text = self.query_one(TraceTree).inspect(data)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected[Any]) -> None:
         data = event.node.data

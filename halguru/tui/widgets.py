@@ -16,7 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Markdown, Static, TextArea, Tree
 from textual.widgets.tree import TreeNode
 
-from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, describe, ms, parent_of
+from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, WHERE, describe, detail, ms, parent_of
 from halguru.agents.events import (
     Error,
     Event,
@@ -102,10 +102,21 @@ class TraceTree(Tree[Event]):
         self.show_root = True
         self.guide_depth = 2
         self.streamed = 0  # tokens of the current model call, shown in batches
+        self._tool_errors: dict[tuple[str, str], Error] = {}  # (run, message) -> a failed tool's error event
 
     def clear(self) -> Self:
-        self._scopes, self._step_node, self.streamed = {}, None, 0
+        self._scopes, self._step_node, self.streamed, self._tool_errors = {}, None, 0, {}
         return super().clear()
+
+    def inspect(self, e: Event) -> str:
+        """Everything about ``e`` for the inspector; a failed tool's result with where the tool failed (its
+        traceback is on the error event that follows it: the red result is the node one selects)."""
+        shown = detail(e)
+        if isinstance(e, ToolResult) and e.is_error:
+            error = self._tool_errors.get((e.run_id, e.content.removeprefix("error: ")))
+            if error is not None and error.detail:
+                shown += f"\n\n{WHERE}\n{printable(error.detail)}"
+        return shown
 
     def begin(self, started: RunStarted) -> None:
         self.clear()
@@ -146,6 +157,8 @@ class TraceTree(Tree[Event]):
         scope = self._scope(e)
         if isinstance(e, RunStarted):
             return scope.node
+        if isinstance(e, Error) and e.kind == "tool":
+            self._tool_errors[(e.run_id, e.message)] = e
         if isinstance(e, ModelResult | RunFinished):
             self.end_streaming()
         text = label(e)

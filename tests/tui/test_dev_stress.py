@@ -250,3 +250,23 @@ async def test_ctrl_c_pressed_again_and_again_says_how_to_quit_once(calc_agent: 
         await pilot.pause()
         assert sum("Ctrl+Q" in n.message for n in app._notifications) == 1
         assert app.run_worker_.is_running  # Ctrl+C stops nothing: Ctrl+Q does
+
+
+async def test_a_failing_tools_traceback_is_in_the_inspector(write_agent) -> None:
+    """The run records where a tool failed (its traceback from the tool's own code on) and `halguru logs show`
+    prints it, but the debugger's inspector showed the error's message alone: no file, no line."""
+    tools = 'from halguru.tools import tool\n\n\n@tool\ndef divide(a: int, b: int) -> float:\n' \
+            '    """Divide a by b."""\n    return a / b\n'
+    agent = write_agent("name: failing\nmodel: scripted\ntools: [divide]\n", tools, name="failing")
+    model = ScriptedModel([{"tool_calls": [{"name": "divide", "arguments": {"a": 1, "b": 0}}]}, "It failed."])
+    app = DevApp(agent, model=model, watch=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await type_and_send(pilot, "divide 1 by 0")
+        await wait_for(pilot, lambda: app.last_answer == "It failed.")
+        tree = app.query_one(TraceTree)
+        tree.focus()
+        for node in (tree.root.children[0].children[1].children[0], tree.root.children[0].children[2]):
+            tree.move_cursor(node)  # the red tool_result, then the error under the call
+            await pilot.pause()
+            shown = app.query_one("#inspector", TextArea).text
+            assert "tools.py\", line 7, in divide" in shown and "ZeroDivisionError: division by zero" in shown
