@@ -270,3 +270,28 @@ async def test_a_failing_tools_traceback_is_in_the_inspector(write_agent) -> Non
             await pilot.pause()
             shown = app.query_one("#inspector", TextArea).text
             assert "tools.py\", line 7, in divide" in shown and "ZeroDivisionError: division by zero" in shown
+
+
+async def test_ctrl_b_takes_the_focus_to_the_runs_and_back(calc_agent: Path) -> None:
+    """Hiding the sidebar with the focus in it left the focus on its hidden agent filter: what was typed next
+    went nowhere. Showing it left the focus where it was, a few Tabs away."""
+    from halguru.agents.runtime import run_to_result
+
+    await run_to_result(calc_agent, "a stored question", model=ScriptedModel(["ok"]))
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert app.focused is app.query_one("#runs")
+        await pilot.press("down", "down", "enter")  # keyboard only: the first conversation's run opens
+        await pilot.pause()
+        assert app.stored is not None and app.stored.events[0].input == "a stored question"
+        assert app.focused is app.query_one(TraceTree)  # the opened run's trace
+        await pilot.press("ctrl+b", "ctrl+b")  # hidden, shown again: the focus is on the runs
+        await pilot.pause()
+        assert app.focused is app.query_one("#runs")
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        assert app.focused is app.query_one("#prompt", MessageBox)
+        await pilot.press(*"hello")
+        assert app.query_one("#prompt", MessageBox).value == "hello"
