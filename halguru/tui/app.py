@@ -500,11 +500,14 @@ class DevApp(PauseActions):
         self.notify("settings apply to the next run (recorded on its run_started)")
 
     def action_toggle_sidebar(self) -> None:
-        """Show the sidebar with the focus on its runs (↓ and Enter open one); hide it, and the focus it had goes
-        back to the message box (left on a hidden widget, what was typed went nowhere)."""
+        """Show the sidebar, as the store has it now (another debugger or terminal may have run since), with the
+        focus on its runs (↓ and Enter open one); hide it, and the focus it had goes back to the message box (left
+        on a hidden widget, what was typed went nowhere)."""
         sidebar = self.query_one("#sidebar")
         had_focus = self.focused is not None and sidebar in self.focused.ancestors_with_self
         sidebar.display = not sidebar.display
+        if sidebar.display:
+            self.refresh_sidebar()
         if sidebar.display and not self.screen.has_class("zoomed"):
             self.query_one("#runs").focus()
         elif had_focus:

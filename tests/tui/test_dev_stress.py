@@ -295,3 +295,17 @@ async def test_ctrl_b_takes_the_focus_to_the_runs_and_back(calc_agent: Path) -> 
         assert app.focused is app.query_one("#prompt", MessageBox)
         await pilot.press(*"hello")
         assert app.query_one("#prompt", MessageBox).value == "hello"
+
+
+async def test_the_sidebar_shows_runs_made_elsewhere_when_opened(calc_agent: Path) -> None:
+    """Two debuggers (or `halguru run` in another terminal) on one HALGURU_HOME: runs the other made never showed
+    in the sidebar until this one ran something itself."""
+    from halguru.agents.runtime import run_to_result
+
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await run_to_result(calc_agent, "asked in another terminal", model=ScriptedModel(["ok"]))
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        runs = app.query_one("#runs")
+        assert any("asked in another" in str(n.label) for n in runs.root.children)
