@@ -318,6 +318,7 @@ class DevApp(PauseActions):
             self._clear_pause()
             self.refresh_sidebar()
             self._show_approval()
+            chat.trim(self.conversation_id)
 
     async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[Event]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""
@@ -526,7 +527,7 @@ class DevApp(PauseActions):
         if self.streaming("start a new conversation"):  # its answer would land in the new one's chat
             return
         self.conversation_id = None
-        self.query_one(ChatPane).remove_children()
+        self.query_one(ChatPane).clear()
         self.notify("new conversation (the old one stays stored)")
 
     def action_toggle_theme(self) -> None:

@@ -36,6 +36,7 @@ from halguru.printable import printable
 
 TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
 CHAT_LINES, CHAT_CHARS = 20, 2000  # of a long message of yours the chat shows; the inspector shows it whole
+CHAT_KEEP = 60  # entries (your messages, answers, notes) the chat keeps; the store has them all
 
 # Events that hang under their step's model call rather than at the top of their run.
 _IN_STEP = (ModelResult, ToolCall, ToolResult, Error, Handoff)
@@ -321,6 +322,32 @@ class ChatPane(VerticalScroll):
     def add_note(self, text: str | Text) -> None:
         self.mount(Static(Text(printable(text)) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
+
+    left_out = 0  # entries trimmed from the top
+
+    def trim(self, conversation_id: str | None) -> None:
+        """Keep the last ``CHAT_KEEP`` entries (called between runs) and say at the top where the rest is: each
+        answer is a tree of Markdown widgets, and at 150 turns (1,800 widgets) each turn took seconds to lay
+        out."""
+        entries = [c for c in self.children if c.id != "earlier"]
+        extra = len(entries) - CHAT_KEEP
+        if extra <= 0:
+            return
+        for entry in entries[:extra]:
+            entry.remove()
+        self.left_out += extra
+        where = f": `halguru logs conversation {conversation_id}` prints them" if conversation_id else ""
+        text = Text(f"… {self.left_out:,} earlier entries are not shown{where}", style="italic")
+        shown = self.query("#earlier").results(Static)
+        earlier = next(shown, None)
+        if earlier is None:
+            self.mount(Static(text, id="earlier", classes="note"), before=0)
+        else:
+            earlier.update(text)
+
+    def clear(self) -> None:
+        self.remove_children()
+        self.left_out = 0
 
 
 def your_message(text: str, *after: tuple[str, str]) -> Text:

@@ -309,3 +309,26 @@ async def test_the_sidebar_shows_runs_made_elsewhere_when_opened(calc_agent: Pat
         await pilot.pause()
         runs = app.query_one("#runs")
         assert any("asked in another" in str(n.label) for n in runs.root.children)
+
+
+async def test_a_long_conversation_keeps_the_chat_quick(calc_agent: Path) -> None:
+    """Every answer is a tree of Markdown widgets, all kept: at 150 turns (1,800 widgets) each turn took seconds
+    to lay out. The chat keeps its last entries and says where the rest is."""
+    from halguru.tui.widgets import CHAT_KEEP
+
+    turns = CHAT_KEEP // 2 + 5
+    app = DevApp(calc_agent, model=ScriptedModel([f"answer {i}:\n\n- a\n- b\n" for i in range(turns)]), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for i in range(turns):
+            await type_and_send(pilot, f"question {i}")
+            await wait_for(pilot, lambda i=i: app.last_answer.startswith(f"answer {i}:")
+                           and not app.run_worker_.is_running)
+        chat = app.query_one(ChatPane)
+        assert len(chat.children) == CHAT_KEEP + 1
+        earlier = str(chat.children[0].render())
+        assert earlier.startswith("… 10 earlier entries")
+        assert f"halguru logs conversation {app.conversation_id}" in earlier
+        assert user_lines(app)[-1] == f"you: question {turns - 1}"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert not chat.children
