@@ -29,6 +29,12 @@ def test_main_screen_wide_light_with_sidebar(calc_agent: Path, snap_compare) -> 
     assert snap_compare(DevApp(calc_agent, watch=False), terminal_size=(130, 32), run_before=light)
 
 
+def test_main_screen_40x12_with_sidebar(calc_agent: Path, snap_compare) -> None:
+    """The smallest terminal we draw for: the sidebar, the chat and the trace side by side, the key bar on a
+    fifth of the height (Ctrl+B here crashed the app)."""
+    assert snap_compare(DevApp(calc_agent, watch=False), terminal_size=(40, 12), press=["ctrl+b"])
+
+
 def test_help_screen(calc_agent: Path, snap_compare) -> None:
     assert snap_compare(DevApp(calc_agent, watch=False), terminal_size=(100, 30), press=["f1"])
 
