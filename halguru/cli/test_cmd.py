@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(
         path: Path = typer.Argument(Path("."), help="Agent project folder."),
-        models: str = typer.Option(..., "--models", help="Comma-separated model references to compare."),
+        models: list[str] = typer.Option(..., "--models", "--model", "-m",
+                                         help="Model references to compare: comma-separated, or the option "
+                                              "repeated (-m a -m b)."),
         pattern: str | None = typer.Option(None, "-k", help="Only tests whose 'file::name' contains this."),
         repeat: int = typer.Option(1, "--repeat", min=1, help="Run each test N times per model (at most 10000)."),
         concurrency: int = typer.Option(1, "--concurrency", "-j", min=1,
@@ -51,8 +53,8 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
     ) -> None:
         """Run the conversation tests against several models and compare them."""
-        _evaluate(path, [m.strip() for m in models.split(",") if m.strip()], pattern=pattern, repeat=repeat,
-                  concurrency=concurrency, json_output=json_output)
+        _evaluate(path, [m.strip() for given in models for m in given.split(",") if m.strip()], pattern=pattern,
+                  repeat=repeat, concurrency=concurrency, json_output=json_output)
 
 
 def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *, pattern: str | None, repeat: int,
