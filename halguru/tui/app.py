@@ -112,6 +112,7 @@ class DevApp(PauseActions):
         self.last_events: list[Event] = []
         self.last_answer = ""
         self.awaiting: dict[str, Any] | None = None  # the last run's tool call waiting for approval
+        self.resumable = False  # the open stored run can be resumed from its checkpoint (F5)
         self._quit_hint_at = -self.NOTIFICATION_TIMEOUT  # when Ctrl+C last said how to quit
         started = self.stored.events[0] if self.stored is not None else None
         self.debugged = (self.agent.name if self.agent is not None
@@ -140,7 +141,8 @@ class DevApp(PauseActions):
 
     def available(self, action: str) -> bool:
         """Whether ``action`` does something now (the key bar dims the others)."""
-        needs = {"edit": self.pause is not None, "continue": self.pause is not None, "step": self.pause is not None,
+        needs = {"edit": self.pause is not None, "continue": self.pause is not None or self.resumable,
+                 "step": self.pause is not None,
                  "approve": self.awaiting is not None, "reject": self.awaiting is not None,
                  "replay": self.stored is not None, "export": self.stored is not None,
                  "fork": self.stored is not None and self.agent is not None}
@@ -302,6 +304,7 @@ class DevApp(PauseActions):
         chat = self.query_one(ChatPane)
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT  # nothing of the previous run stays
         self.last_events = []
+        self.resumable = False  # the open run becomes this one: F5 would resume it otherwise
         try:
             await self.consume(make_stream(), chat)
         except HalguruError as exc:
@@ -399,13 +402,40 @@ class DevApp(PauseActions):
                 self.notify(str(exc), severity="error")
 
     def open_stored(self, stored: StoredRun) -> None:
+        from halguru.orchestration.durable import check_resumable
+
         self.stored = stored
+        try:
+            self.resumable = check_resumable(self.store, stored.id)[1] is not None
+        except HalguruError:  # finished, never checkpointed, resumed already: F5 has nothing to do
+            self.resumable = False
         tree = self.query_one(TraceTree)
         tree.clear()
         tree.load(stored.events)
         tree.focus()
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
         self.refresh_status()
+
+    def action_continue(self) -> None:
+        """F5: continue the run paused at a breakpoint, or resume the open interrupted run from its checkpoint (as
+        `halguru runs resume`), with the model Ctrl+O chose or else the run's own."""
+        if self.pause is not None or not self.resumable or self.stored is None:
+            super().action_continue()
+            return
+        if self.streaming("resume it"):
+            return
+        run_id, self.resumable = self.stored.id, False
+        self.query_one(ChatPane).add_note(f"resuming {run_id} from its last checkpoint")
+        self.run_worker_ = self.run_worker(self._resume_stored(run_id), group="run", exit_on_error=False)
+
+    async def _resume_stored(self, run_id: str) -> None:
+        from halguru.orchestration.durable import check_resumable, resume_events
+
+        await self._turn(lambda: resume_events(run_id, model=self.model_ref, store=self.store))
+        if self.stored is not None and self.stored.id == run_id:  # refused before it started: F5 may try again
+            with suppress(HalguruError):
+                self.resumable = check_resumable(self.store, run_id)[1] is not None
+            self.refresh_status()
 
     # -- replay, fork, export --------------------------------------------------
     def action_replay(self) -> None:

@@ -21,7 +21,7 @@ HELP = """\
 | `Enter` | send the message in the input (a pasted block, its lines kept, is one message) |
 | `↑` / `↓` | in the input: your previous / next message (earlier sessions' too), then your draft |
 | `F2` / `F3` | toggle the breakpoint before model calls / tool calls |
-| `F5` | continue a paused run |
+| `F5` | continue a paused run, or resume the open interrupted one from its checkpoint |
 | `F6` | step: continue, and pause again at the next point |
 | `F4` | edit what the paused run is about to use (tool arguments, tool result, next message) |
 | `F7` | replay the open run from its records (no model is called) and say what differs and why |

@@ -403,8 +403,8 @@ async def test_replay_of_team_and_workflow_runs_says_what_differs_and_why() -> N
 
 
 
-async def test_replay_of_an_interrupted_workflow_run_says_in_one_line_it_cannot_be_replayed() -> None:
-    """The replay ran past the recording's end and failed; the title said "identical answer" (two empty ones)."""
+async def interrupted_workflow_run() -> dict:
+    """The workflow template's run, cut by a server shutdown in its step reply: stored interrupted."""
     from halguru.agents.runtime import SHUTDOWN
     from halguru.models.scripted import ScriptedReply
     from halguru.store import open_store
@@ -423,6 +423,12 @@ async def test_replay_of_an_interrupted_workflow_run_says_in_one_line_it_cannot_
         await asyncio.sleep(0.01)
     [run] = [r for r in runs if r["agent"] == "workflow"]
     assert run["status"] == "interrupted"
+    return dict(run)
+
+
+async def test_replay_of_an_interrupted_workflow_run_says_in_one_line_it_cannot_be_replayed() -> None:
+    """The replay ran past the recording's end and failed; the title said "identical answer" (two empty ones)."""
+    run = await interrupted_workflow_run()
     app = DevApp(None, run_id=run["id"], watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f7")

@@ -332,3 +332,24 @@ async def test_a_long_conversation_keeps_the_chat_quick(calc_agent: Path) -> Non
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert not chat.children
+
+
+async def test_f5_resumes_an_open_interrupted_run_from_its_checkpoint() -> None:
+    """An interrupted workflow run opened in the debugger could be replayed (it cannot: nothing was recorded past
+    the cut) but not resumed: F5 said "nothing is paused", and `halguru runs resume` was the only way."""
+    from test_dev_polish import WORKFLOW_SCRIPT, interrupted_workflow_run
+
+    from halguru.agents.events import Resumed
+
+    cut = await interrupted_workflow_run()
+    app = DevApp(None, run_id=cut["id"], model=ScriptedModel([WORKFLOW_SCRIPT[1]]), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.available("continue")  # F5 is not dimmed in the key bar: there is something to continue
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.last_answer == WORKFLOW_SCRIPT[1])
+        assert any(isinstance(e, Resumed) and e.from_run_id == cut["id"] for e in app.stored.events)
+        assert app.stored.id != cut["id"] and "resumed" in tree_text(app)
+        await pilot.press("f5")  # the continuation finished: nothing to continue now
+        await pilot.pause()
+        assert any("nothing is paused" in n.message for n in app._notifications)
+    assert open_store().get_checkpoint(cut["id"])["resumed_by"] == app.stored.id
