@@ -83,6 +83,7 @@ class DevApp(PauseActions):
     #pausebar { display: none; background: $warning; color: $text; padding: 0 1; }
     #pausebar.paused { display: block; }
     #status { height: 1; background: $boost; padding: 0 1; }
+    #status.failed { height: auto; max-height: 3; }  /* a reload error is read whole, not cut at the edge */
     .zoomed #chat, .zoomed #sidebar, .nochat #chat { display: none; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -188,7 +189,9 @@ class DevApp(PauseActions):
             parts.append(f"[reload failed] {self.reload_error}")
         elif self.reloads:
             parts.append(f"reloaded ×{self.reloads}")
-        self.query_one("#status", Static).update(Text(" · ".join(parts)))
+        status = self.query_one("#status", Static)
+        status.update(Text(" · ".join(parts)))
+        status.set_class(self.reload_error is not None, "failed")
         self.query_one(KeyBar).refresh_keys()
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",

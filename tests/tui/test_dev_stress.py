@@ -353,3 +353,18 @@ async def test_f5_resumes_an_open_interrupted_run_from_its_checkpoint() -> None:
         await pilot.pause()
         assert any("nothing is paused" in n.message for n in app._notifications)
     assert open_store().get_checkpoint(cut["id"])["resumed_by"] == app.stored.id
+
+
+async def test_a_reload_error_is_readable_in_the_status_line_at_80_columns(calc_agent: Path) -> None:
+    """The status line was one line: at 80 columns "[reload failed]" came after the model and settings and its
+    error was cut to a few words, once the toast had gone."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        (calc_agent / "agent.yaml").write_text("name: calc\nmodel: scripted\ntools: [add, subtract]\n")
+        await app.reload()
+        await pilot.pause()
+        status = app.query_one("#status")
+        assert app.reload_error is not None and "subtract" in app.reload_error
+        assert status.size.height >= 2
+        shown = " ".join(line.text for line in status.render_lines(status.region.reset_offset))
+        assert "[reload failed]" in shown and "subtract" in shown
