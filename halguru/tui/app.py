@@ -419,27 +419,6 @@ class DevApp(PauseActions):
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
         self.refresh_status()
 
-    def action_continue(self) -> None:
-        """F5: continue the run paused at a breakpoint, or resume the open interrupted run from its checkpoint (as
-        `halguru runs resume`), with the model Ctrl+O chose or else the run's own."""
-        if self.pause is not None or not self.resumable or self.stored is None:
-            super().action_continue()
-            return
-        if self.streaming("resume it"):
-            return
-        run_id, self.resumable = self.stored.id, False
-        self.query_one(ChatPane).add_note(f"resuming {run_id} from its last checkpoint")
-        self.run_worker_ = self.run_worker(self._resume_stored(run_id), group="run", exit_on_error=False)
-
-    async def _resume_stored(self, run_id: str) -> None:
-        from halguru.orchestration.durable import check_resumable, resume_events
-
-        await self._turn(lambda: resume_events(run_id, model=self.model_ref, store=self.store))
-        if self.stored is not None and self.stored.id == run_id:  # refused before it started: F5 may try again
-            with suppress(HalguruError):
-                self.resumable = check_resumable(self.store, run_id)[1] is not None
-            self.refresh_status()
-
     # -- replay, fork, export --------------------------------------------------
     def action_replay(self) -> None:
         if self.stored is None:

@@ -1,10 +1,12 @@
-"""A run that waits for the developer: at a breakpoint (F2/F3, then F4 edit, F5 continue, F6 step) or for
-approval of a tool call (F9/F10). The debugger app's actions for both, as a mixin of ``DevApp``."""
+"""A run that waits for the developer: at a breakpoint (F2/F3, then F4 edit, F5 continue, F6 step), for
+approval of a tool call (F9/F10), or interrupted and opened to be resumed (F5). The debugger app's actions for
+them, as a mixin of ``DevApp``."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from rich.text import Text
@@ -14,6 +16,9 @@ from textual.worker import Worker
 
 from halguru.agents.events import ApprovalRequested, Event, RunFinished
 from halguru.agents.hooks import BreakpointHooks, Pause
+from halguru.agents.replay import StoredRun
+from halguru.errors import HalguruError
+from halguru.models.base import Model
 from halguru.store.base import TraceStore
 from halguru.tui.screens import EditScreen
 from halguru.tui.widgets import ChatPane
@@ -29,8 +34,14 @@ class PauseActions(App[None]):
     last_events: list[Event]
     store: TraceStore
     run_worker_: Worker[None] | None
+    stored: StoredRun | None  # the open run
+    resumable: bool  # it can be resumed from its checkpoint (F5)
+    model_ref: str | Model | None  # the model Ctrl+O chose (None: each run's own)
 
     async def _turn(self, make_stream: Callable[[], Any]) -> None:
+        raise NotImplementedError
+
+    def streaming(self, then: str) -> bool:
         raise NotImplementedError
 
     def _model(self) -> Any:
@@ -162,7 +173,25 @@ class PauseActions(App[None]):
         pause.resume()
 
     def action_continue(self) -> None:
-        self._resume(False)
+        """F5: continue the run paused at a breakpoint, or resume the open interrupted run from its checkpoint (as
+        `halguru runs resume`), with the model Ctrl+O chose or else the run's own."""
+        if self.pause is not None or not self.resumable or self.stored is None:
+            self._resume(False)
+            return
+        if self.streaming("resume it"):
+            return
+        run_id, self.resumable = self.stored.id, False
+        self.query_one(ChatPane).add_note(f"resuming {run_id} from its last checkpoint")
+        self.run_worker_ = self.run_worker(self._resume_stored(run_id), group="run", exit_on_error=False)
+
+    async def _resume_stored(self, run_id: str) -> None:
+        from halguru.orchestration.durable import check_resumable, resume_events
+
+        await self._turn(lambda: resume_events(run_id, model=self.model_ref, store=self.store))
+        if self.stored is not None and self.stored.id == run_id:  # refused before it started: F5 may try again
+            with suppress(HalguruError):
+                self.resumable = check_resumable(self.store, run_id)[1] is not None
+            self.refresh_status()
 
     def action_step(self) -> None:
         self._resume(True)
