@@ -225,11 +225,20 @@ class DevApp(PauseActions):
             ("Settings", "model, temperature, max tokens", self.action_settings),
             ("Export run", "as JSON and as a conversation test case", self.action_export),
             ("New conversation", "keep the old one stored", self.action_new_conversation),
+            ("Next error", "select the next failure in the trace (an error, a tool's error, a failed step)",
+             self.action_next_error),
             ("Copy the answer", "the last answer as the model wrote it (Markdown)", lambda: self.copy("answer")),
             ("Copy the inspector", "the selected node of the trace, whole", lambda: self.copy("inspector")),
             ("Copy the run id", "of the open run (for `halguru logs show`, `--run`)", lambda: self.copy("run id")),
         ):
             yield SystemCommand(name, help_text, action)
+
+    def action_next_error(self) -> None:
+        tree = self.query_one(TraceTree)
+        if tree.next_failure():
+            tree.focus()  # the inspector follows the cursor
+        else:
+            self.notify("nothing failed in this trace")
 
     def copy(self, what: str) -> None:
         """Put ``what`` on the clipboard (the terminal's, through OSC 52), from the keyboard: a mouse selection

@@ -33,7 +33,7 @@ HELP = """\
 | `Ctrl+L` | zoom: the trace and inspector over the whole width, and back |
 | `Ctrl+N` | start a new conversation |
 | `Ctrl+T` | light or dark theme |
-| `Ctrl+P` | command palette (also: copy the answer, the inspector or the run id to the clipboard) |
+| `Ctrl+P` | command palette (also: next error in the trace; copy the answer, the inspector or the run id) |
 | `F1` (or `?` outside the message box) | this help |
 | `Ctrl+Q` | quit (a running generation is stopped and stored) |
 | `←` / `→` in the trace | scroll long lines sideways |

@@ -204,6 +204,29 @@ class TraceTree(Tree[Event]):
             scope.node.set_label(Text.assemble(label(started), " · ", text))
         return parent.add_leaf(text, data=e)
 
+    def next_failure(self) -> bool:
+        """Move the cursor to the next node, after it, that says something failed (an error, a tool's error
+        result, a failed step or run), around to the top; False when there is none."""
+        nodes: list[TreeNode[Event]] = []
+
+        def walk(node: TreeNode[Event]) -> None:
+            nodes.append(node)
+            for child in node.children:
+                walk(child)
+
+        walk(self.root)
+        at = nodes.index(self.cursor_node) if self.cursor_node in nodes else -1
+        for node in nodes[at + 1:] + nodes[:at + 1]:
+            if _failed(node.data):
+                parent = node.parent
+                while parent is not None:  # a collapsed branch opens to show it
+                    parent.expand()
+                    parent = parent.parent
+                self.move_cursor(node)
+                self.scroll_to_node(node)
+                return True
+        return False
+
     def load(self, events: list[Event]) -> None:
         """A whole stored run at once (2,000 events open in well under a second)."""
         for e in events:
@@ -223,6 +246,11 @@ class TraceTree(Tree[Event]):
         if node is not None and node.data is not None:
             node.set_label(label(node.data))
         self._step_node, self.streamed = None, 0
+
+
+def _failed(e: Event | None) -> bool:
+    return (isinstance(e, Error) or (isinstance(e, ToolResult) and e.is_error)
+            or (isinstance(e, StepFinished | RunFinished) and e.status == "failed"))
 
 
 def _offers_handoffs(call: ModelCall) -> bool:

@@ -368,3 +368,28 @@ async def test_a_reload_error_is_readable_in_the_status_line_at_80_columns(calc_
         assert status.size.height >= 2
         shown = " ".join(line.text for line in status.render_lines(status.region.reset_offset))
         assert "[reload failed]" in shown and "subtract" in shown
+
+
+async def test_the_palette_goes_to_the_next_error_in_the_trace(write_agent) -> None:
+    """A long trace with a failure in it had to be walked node by node to find the red one."""
+    tools = 'from halguru.tools import tool\n\n\n@tool\ndef divide(a: int, b: int) -> float:\n' \
+            '    """Divide a by b."""\n    return a / b\n'
+    agent = write_agent("name: failing\nmodel: scripted\ntools: [divide]\n", tools, name="failing")
+    calls = [{"tool_calls": [{"name": "divide", "arguments": {"a": 6, "b": b}}]} for b in (3, 2, 0, 1, 0)]
+    app = DevApp(agent, model=ScriptedModel([*calls, "Done."]), watch=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await type_and_send(pilot, "divide")
+        await wait_for(pilot, lambda: app.last_answer == "Done.")
+        tree = app.query_one(TraceTree)
+        seen = []
+        for _ in range(3):
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"next error")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause()
+            seen.append(tree.cursor_node.data)
+        assert [type(e).__name__ for e in seen] == ["ToolResult", "Error", "ToolResult"]
+        assert seen[0].is_error and seen[2].is_error and seen[2].seq > seen[1].seq  # the second failure
+        assert "ZeroDivisionError" in app.query_one("#inspector", TextArea).text
