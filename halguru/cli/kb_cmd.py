@@ -167,10 +167,15 @@ def search(
     console = stdout_console()  # piped: one line per hit's header and paragraph, not wrapped at 80 columns
     if not hits:
         console.print("No matching chunks.")
+    shown: set[str] = set()
     for i, hit in enumerate(hits, 1):
         cited = escape(printable_name(hit.citation))  # the file's name and headings are the author's text
+        # a document's other chunks come after every other document's best (README "Search"), whatever their
+        # score: saying so keeps a score higher than the hit above from reading as a sorting bug
+        more = "more from " if hit.source in shown else ""
+        shown.add(hit.source)
         where = f"lines {hit.file_lines} · " if hit.file_lines else ""
-        console.print(f"[bold]\\[{i}] {cited}[/]  [dim]{where}score {hit.score:.4f}[/]", highlight=False)
+        console.print(f"[bold]\\[{i}] {more}{cited}[/]  [dim]{where}score {hit.score:.4f}[/]", highlight=False)
         text = printable(hit.text if len(hit.text) <= 600 else hit.text[:600] + " …")  # a document may hold escapes
         console.print(text, markup=False, highlight=False)
         console.print()

@@ -140,3 +140,20 @@ def test_a_mistyped_embedder_is_named_with_the_closest_one_and_the_profiles(halg
         rag.create("typo", "nope")
     assert "did you mean" not in str(raised.value)  # no far-fetched guess
     assert [base.name for base in rag.list_bases()] == []  # nothing half-made
+
+
+def test_a_later_chunk_of_a_document_shown_above_says_so(cli, monkeypatch):
+    """Each document's best chunk comes first, its others after every other document's: the later one's higher
+    score read as a sorting bug ([2] 0.49, [3] 0.05, [4] 1.49) until the header says where it comes from."""
+    from halguru.rag import query
+
+    hits = query.Hits([query.Hit("menu.md", "Menu > Drinks", "1-4", 0.49, "Espresso"),
+                       query.Hit("hours.md", "", "1-2", 0.05, "Open at eight"),
+                       query.Hit("menu.md", "Menu > Cakes", "5-9", 1.49, "Cheesecake")])
+    monkeypatch.setattr(query, "search", lambda *a, **kw: hits)
+    out = cli("kb", "search", "cafe", "coffee").output.splitlines()
+    assert out[0].startswith("[1] menu.md#Drinks  lines 1-4")
+    assert out[3].startswith("[2] hours.md  lines 1-2")
+    assert out[6].startswith("[3] more from menu.md#Cakes  lines 5-9 · score 1.4900")
+    assert [h["source"] for h in json.loads(cli("kb", "search", "cafe", "coffee", "--json").output)] == \
+        ["menu.md", "hours.md", "menu.md"]  # the JSON is the same hits, unlabelled
