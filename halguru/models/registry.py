@@ -213,11 +213,27 @@ def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
                 raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that "
                                  f"provider {entry.provider!r} needs; register it again with `halguru models "
                                  "add`") from None
-            raise ModelError(f"model {entry.name!r} ({entry.source}) has an option provider {entry.provider!r} "
-                             f"cannot use ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                             "register it again with `halguru models add`") from None
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"model {entry.name!r} ({_entry_line(entry.name, problem)}) has an option provider "
+                             f"{entry.provider!r} cannot use ({problem}); register it again with `halguru models "
+                             "add`") from None
         raise ModelError(f"model {entry.name!r}: its provider {entry.provider!r} failed "
                          f"({exception_line(exc)})") from None
+
+
+def _entry_line(name: str, problem: str) -> str:
+    """``models.yaml:LINE`` of a hand-edited entry: the line of the option the problem starts with
+    (``n_ctx: 'many' is not a whole number``), else the entry's."""
+    from halguru.yamlfile import yaml_line_for
+
+    path = get_settings().models_file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return str(path)
+    option = problem.partition(":")[0]
+    line = yaml_line_for(text, ("models", name, "options", option)) or yaml_line_for(text, ("models", name))
+    return f"{path}:{line}" if line else str(path)
 
 
 def check_entry(entry: ModelEntry) -> None:
