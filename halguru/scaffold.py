@@ -14,7 +14,7 @@ import yaml
 from halguru.agents.spec import NAME_PATTERN, agent_json_schema
 from halguru.config import templates_root
 from halguru.errors import HalguruError
-from halguru.names import NAME_RULE
+from halguru.names import NAME_RULE, name_too_long
 
 SCHEMA_FILE = "agent.schema.json"
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".halguru")
@@ -41,6 +41,8 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
     """Copy a template to ``parent/name`` and name the agent; all or nothing."""
     if not re.fullmatch(NAME_PATTERN, name):
         raise HalguruError(f"invalid agent name {name!r}: {NAME_RULE}")
+    if too_long := name_too_long(name):
+        raise HalguruError(f"invalid agent name {name[:20] + '…'!r}: {too_long}")
     templates = {t.name: t for t in list_templates()}
     if template not in templates:
         raise HalguruError(f"unknown template {template!r}; choose one of: {', '.join(templates)}")

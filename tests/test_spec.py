@@ -134,3 +134,24 @@ def test_a_seed_or_top_k_llama_cpp_would_truncate_is_refused_naming_the_line(wri
     """ctypes kept the low 32 bits: seed 2**70 sampled as seed 0, top_k 2**32 + 1 as top_k 1."""
     with pytest.raises(AgentSpecError, match=rf"agent\.yaml:\d+: {field}: Input should be less than or equal to"):
         load_agent(write_agent(GOOD + f"sampling:\n  {line}\n"))
+
+
+@pytest.mark.parametrize(("yaml_text", "where"), [
+    (GOOD.replace("name: helper", "name: " + "a" * 3000), "agent.yaml:1: name:"),
+    (GOOD + "schedules:\n  - {name: " + "s" * 3000 + ", cron: '@daily'}\n", "schedules.0.name:"),
+], ids=["agent", "schedule"])
+def test_an_agent_or_schedule_name_over_100_characters_is_one_line(write_agent, yaml_text, where):
+    """Such a name worked on SQLite and failed on PostgreSQL (an index row over ~2,700 bytes), said as a store
+    outage; every name that reaches the store and the API's routes is capped where agent.yaml is read."""
+    with pytest.raises(AgentSpecError) as info:
+        load_agent(write_agent(yaml_text))
+    message = str(info.value)
+    assert "\n" not in message and where in message and "at most 100 characters" in message
+    assert "a" * 100 not in message and "s" * 100 not in message  # not echoed back
+    load_agent(write_agent(GOOD.replace("name: helper", "name: " + "a" * 100)))  # the cap itself is fine
+
+
+def test_a_new_agent_name_over_100_characters_is_refused(cli_error, tmp_path):
+    line = cli_error("new", "a" * 101, "--dir", str(tmp_path))
+    assert line == "Error: invalid agent name 'aaaaaaaaaaaaaaaaaaaa…': at most 100 characters (it has 101)"
+    assert not any(tmp_path.iterdir())

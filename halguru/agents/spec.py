@@ -21,6 +21,7 @@ from pydantic import (
 
 from halguru.errors import AgentSpecError
 from halguru.models.base import SEED_MAX, SEED_MIN, TOP_K_MAX
+from halguru.names import NAME_MAX
 from halguru.tools.settings import NAME_PATTERN, HTTPToolSettings, MCPServerSettings
 from halguru.tools.settings import HTTPToolAuth as HTTPToolAuth  # re-exported: agent.yaml's whole schema is here
 from halguru.yamlfile import every_problem, first_problem, read_mapping
@@ -124,7 +125,8 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(pattern=NAME_PATTERN, description="names the schedule (unique within the agent)")
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX,
+                      description="names the schedule (unique within the agent)")
     cron: str = Field(description="a cron expression, five fields: minute hour day-of-month month day-of-week "
                       "(e.g. '0 9 * * MON-FRI'), or @hourly, @daily, @weekly, @monthly, @yearly")
     timezone: str = Field(default="UTC", description="an IANA time zone the cron expression is read in "
@@ -183,7 +185,7 @@ class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
                               json_schema_extra=lambda schema: _model_or_workflow(schema))
 
-    name: str = Field(pattern=NAME_PATTERN, description="agent name, used in traces and URLs")
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, description="agent name, used in traces and URLs")
     description: str = Field(default="", description="one line: what the agent is for")
     model: str = Field(
         min_length=1,
