@@ -28,6 +28,9 @@ State = Annotated[ServerState, Depends(state_of)]
 JobId = Annotated[str, Path(max_length=60, description="a job id")]
 _JOB_ID = re.compile(r"^job_[0-9a-f]{6,40}$")
 JobStatus = Literal["queued", "running", "done", "dead", "cancelled"]
+# A 429 too_many_jobs clears as the worker runs the owner's jobs, not in a second: Retry-After, as every 429 has,
+# says to wait about one job's run (the clients' default longest wait), so a batch that fills the cap backs off.
+TOO_MANY_RETRY_AFTER_S = 30
 JOB_RUNS = 50  # the runs of a job shown with it (one per attempt, and continuations: a handful)
 
 
@@ -87,6 +90,10 @@ def _out(job: dict[str, Any]) -> JobOut:
     return JobOut(**{k: job[k] for k in JobOut.model_fields})
 
 
+def _too_many(exc: TooManyJobs) -> ApiError:
+    return ApiError(429, str(exc), "too_many_jobs", headers={"Retry-After": str(TOO_MANY_RETRY_AFTER_S)})
+
+
 @router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413, 429))
 def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
     """Queue a run of an agent for the worker; poll ``GET /v1/jobs/{id}`` for its result."""
@@ -103,7 +110,7 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
                                            idempotency_key=key, owner=caller.owner, delay=body.delay,
                                            max_waiting=state.settings.max_waiting_jobs)
     except TooManyJobs as exc:  # a flood of jobs would slow every claim (and so every owner's jobs)
-        raise ApiError(429, str(exc), "too_many_jobs") from None
+        raise _too_many(exc) from None
     if not new and (job["agent"], job["payload"]) != (body.agent, payload):  # as the messages endpoint does
         raise ApiError(422, "this idempotency_key was already used for another job; send a new key for a new job",
                        "idempotency_key_reused")
@@ -144,7 +151,7 @@ def retry_job(job_id: JobId, request: Request, state: State, caller: Writer) -> 
     try:
         retried = state.store.retry_job(job_id, owner=job["owner"], max_waiting=state.settings.max_waiting_jobs)
     except TooManyJobs as exc:  # cancel and retry must not pass the cap POST /jobs keeps
-        raise ApiError(429, str(exc), "too_many_jobs") from None
+        raise _too_many(exc) from None
     if not retried:
         raise ApiError(409, f"job {job_id} is {job['status']}; only dead or cancelled jobs can be retried")
     audit.record(request, "job.retry", job_id, {"kind": job["kind"], "agent": job["agent"]})

@@ -153,6 +153,7 @@ def test_an_owner_with_max_waiting_jobs_queued_gets_429_and_others_are_not_held(
     refused = mine.post("/v1/jobs", json={"agent": "echo", "input": "one more"})
     assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_jobs", refused.text
     assert "3 of your jobs are already waiting" in refused.json()["error"]["message"]
+    assert refused.headers["Retry-After"] == "30"  # as every 429: the clients wait that long, not a blind second
     again = mine.post("/v1/jobs", json={"agent": "echo", "input": "0", "idempotency_key": "k0"})
     assert again.status_code == 202 and again.json()["id"] == queued[0].json()["id"]
     assert theirs.post("/v1/jobs", json={"agent": "echo", "input": "b"}).status_code == 202
@@ -173,6 +174,7 @@ def test_retrying_jobs_counts_against_max_waiting_jobs(serve: Callable[..., Any]
             for i in range(2)] == [202, 202]
     refused = mine.post(f"/v1/jobs/{first[0]}/retry")
     assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_jobs", refused.text
+    assert refused.headers["Retry-After"] == "30"
     assert mine.get(f"/v1/jobs/{first[0]}").json()["status"] == "cancelled"
     assert len(mine.get("/v1/jobs", params={"status": "queued"}).json()["data"]) == 2
 
