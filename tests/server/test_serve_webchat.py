@@ -111,6 +111,17 @@ def test_key_only_agents_ask_for_a_key(serve, api_key, browser) -> None:
     page.locator(".msg.assistant", has_text="You said: secret hello").wait_for()
 
 
+def test_dev_mode_shows_no_key_or_sign_in_controls(serve, browser) -> None:
+    """`halguru serve --dev` takes no keys and has no accounts: its chat offered "API key" and "Sign in",
+    neither of which does anything there. /auth/me says ``via: dev``; the page says dev mode instead."""
+    page = open_chat(browser, serve(dev=True))
+    expect(page.locator("#account")).to_have_text("Dev mode: no sign-in or keys", timeout=WAIT_MS)
+    expect(page.locator("#key-button")).to_be_hidden()
+    expect(page.locator("#key-form")).to_be_hidden()
+    expect(page.locator("#account a", has_text="Sign in")).to_have_count(0)
+    ask(page, "hello", "You said: hello")
+
+
 def test_wrong_key_says_so_and_still_shows_public_agents_and_failed_sends_say_why(serve, browser) -> None:
     server = serve(public_rate_per_minute=3)  # a session, a conversation and one message a minute
     page = browser.new_page()

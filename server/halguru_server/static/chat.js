@@ -7,6 +7,7 @@ const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine =
 let controller = null;
 let usingKey = true;  // send the stored key; false once the server refused it (then: the session token)
 let me = null;  // the signed-in user (GET /auth/me through the session cookie), else null
+let dev = false;  // `halguru serve --dev` (/auth/me's via): no keys, no accounts, so no key or sign-in controls
 const embedAgent = document.body.dataset.embed || "";  // the widget's iframe (/chat/embed/NAME): that agent only
 
 const store = {
@@ -149,7 +150,11 @@ async function loadMe() {
   if (embedAgent) return;  // inside another site's page: anonymous (no cookie crosses sites), no account links
   try {
     const response = await fetch("/auth/me");
-    if (response.ok) { const who = await response.json(); if (who.via === "session" && who.mfa_done) me = who; }
+    if (response.ok) {
+      const who = await response.json();
+      dev = who.via === "dev";
+      if (who.via === "session" && who.mfa_done) me = who;
+    }
   } catch { /* offline: stays anonymous */ }
   const account = $("account");
   if (me) {
@@ -158,11 +163,13 @@ async function loadMe() {
     const out = Object.assign(document.createElement("button"), { type: "button", textContent: "Sign out" });
     out.addEventListener("click", signOut);
     account.replaceChildren("Signed in as ", link, " ", out);
+  } else if (dev) {
+    account.replaceChildren("Dev mode: no sign-in or keys");
   } else {
     account.replaceChildren(Object.assign(document.createElement("a"),
       { href: `/auth/login?next=${encodeURIComponent("/chat/")}`, textContent: "Sign in" }));
   }
-  $("key-button").hidden = !!me;
+  $("key-button").hidden = !!me || dev;
   $("history").hidden = !me;
   setupNotify();
 }
@@ -206,11 +213,11 @@ async function loadAgents() {
     try { agents = (await (await api("/agents", { anonymous: true })).json()).data; } catch { /* none */ }
     showStatus("Invalid key: it is unknown, revoked or expired. Public agents only.");
   }
-  $("key-button").hidden = !!me;
+  $("key-button").hidden = !!me || dev;
   if (!agents.length) {
-    $("key-form").hidden = !!me;
-    if (!badKey) showStatus(me ? "No agent's chat is open to you." : store.key ? "This key opens no agent's chat."
-      : "Sign in, or enter an API key, to chat.");
+    $("key-form").hidden = !!me || dev;
+    if (!badKey) showStatus(me || dev ? "No agent's chat is open to you." : store.key
+      ? "This key opens no agent's chat." : "Sign in, or enter an API key, to chat.");
   }
   usingKey = !!store.key && !badKey;
   agentSelect.replaceChildren(...agents.map((a) => new Option(a.name, a.name)));
