@@ -338,5 +338,15 @@ def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_er
 def test_an_openai_entry_with_a_mistyped_option_says_which(cli_error, models_file, write_agent, options, said):
     models_file.parent.mkdir(parents=True, exist_ok=True)
     models_file.write_text(f"models: {{x: {{provider: openai, options: {options}}}}}\n")
-    line = cli_error("run", str(write_agent("name: m\nmodel: x\n")), "hi")
+    folder = write_agent("name: m\nmodel: x\n")
+    line = cli_error("run", str(folder), "hi")
     assert f"model 'x' ({models_file}:1) has an option provider 'openai' cannot use" in line and said in line
+    assert said in cli_error("validate", str(folder))  # validate passed them
+
+
+def test_a_mistyped_openai_option_is_named_at_its_line(cli_error, models_file, write_agent):
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_text("models:\n  x:\n    provider: openai\n    options:\n"
+                           "      base_url: http://127.0.0.1:9/v1\n      timeout: -5\n")
+    line = cli_error("validate", str(write_agent("name: m\nmodel: x\n")))
+    assert f"model 'x' ({models_file}:6) has an option" in line and "timeout must be above 0, not -5" in line

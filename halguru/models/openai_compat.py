@@ -297,7 +297,20 @@ class OpenAIProvider:
                           options={"base_url": base_url, "model_id": argument, "api_key_env": "OPENAI_API_KEY"})
 
     @classmethod
+    def check(cls, entry: ModelEntry) -> None:
+        """What ``halguru validate`` asks: the options read as a run reads them (``timeout: -5`` passed it)."""
+        cls._options(entry)
+
+    @classmethod
     def create(cls, entry: ModelEntry) -> OpenAIModel:
+        base_url, timeout, max_retries, max_wait, deadline = cls._options(entry)
+        return OpenAIModel(name=entry.name, base_url=base_url, model_id=entry.options.get("model_id") or entry.name,
+                           api_key=resolve_api_key(entry), timeout=timeout, max_retries=max_retries,
+                           max_wait=max_wait, deadline=deadline)
+
+    @staticmethod
+    def _options(entry: ModelEntry) -> tuple[str, float, int, float, float]:
+        """base_url, timeout, max_retries, max_wait and deadline, each checked."""
         opts = entry.options
         base_url, timeout = opts["base_url"], float(opts.get("timeout", 120))
         max_retries, max_wait = int(opts.get("max_retries", 3)), float(opts.get("max_wait", 30))
@@ -311,6 +324,4 @@ class OpenAIProvider:
         for name, value in (("max_retries", max_retries), ("max_wait", max_wait)):
             if not value >= 0:
                 raise ValueError(f"{name} must be 0 or more, not {opts.get(name)!r}")
-        return OpenAIModel(name=entry.name, base_url=base_url, model_id=opts.get("model_id") or entry.name,
-                           api_key=resolve_api_key(entry), timeout=timeout, max_retries=max_retries,
-                           max_wait=max_wait, deadline=deadline)
+        return base_url, timeout, max_retries, max_wait, deadline

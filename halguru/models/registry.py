@@ -223,7 +223,7 @@ def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
 
 def _entry_line(name: str, problem: str) -> str:
     """``models.yaml:LINE`` of a hand-edited entry: the line of the option the problem starts with
-    (``n_ctx: 'many' is not a whole number``), else the entry's."""
+    (``n_ctx: 'many' is not a whole number``, ``timeout must be above 0``), else the entry's."""
     from halguru.yamlfile import yaml_line_for
 
     path = get_settings().models_file
@@ -231,7 +231,7 @@ def _entry_line(name: str, problem: str) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return str(path)
-    option = problem.partition(":")[0]
+    option = problem.split(":")[0].split(" ")[0]
     line = yaml_line_for(text, ("models", name, "options", option)) or yaml_line_for(text, ("models", name))
     return f"{path}:{line}" if line else str(path)
 
