@@ -323,7 +323,7 @@ def test_an_entry_with_a_missing_or_mistyped_option_is_one_line_when_used(cli_er
     models_file.write_text(f"models: {{x: {{provider: llama-cpp, options: {options}}}}}\n")
     folder = write_agent("name: m\nmodel: x\n")
     line = cli_error("run", str(folder), "hi")
-    assert said in line and "'x'" in line
+    assert said in line and f"model 'x' ({models_file}:1)" in line
     assert said in cli_error("validate", str(folder))  # a traceback once; n_ctx: many passed it
 
 

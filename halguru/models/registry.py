@@ -210,9 +210,9 @@ def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:
     except Exception as exc:
         if isinstance(exc, KeyError | TypeError | ValueError) and entry.name in _read_user_models():
             if isinstance(exc, KeyError):
-                raise ModelError(f"model {entry.name!r} ({entry.source}) lacks the option {exc.args[0]!r} that "
-                                 f"provider {entry.provider!r} needs; register it again with `halguru models "
-                                 "add`") from None
+                raise ModelError(f"model {entry.name!r} ({_entry_line(entry.name, '')}) lacks the option "
+                                 f"{exc.args[0]!r} that provider {entry.provider!r} needs; register it again with "
+                                 "`halguru models add`") from None
             problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ModelError(f"model {entry.name!r} ({_entry_line(entry.name, problem)}) has an option provider "
                              f"{entry.provider!r} cannot use ({problem}); register it again with `halguru models "
