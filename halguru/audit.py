@@ -2,7 +2,8 @@
 
 Here, below the CLI, orchestration and jobs, so that `halguru runs approve` and serve's routes record the
 same way (serve adds the request's principal and address: ``halguru_server.audit``). Action names are
-``resource.verb``; ``ACTIONS`` are the ones the code records today, and a new one must keep that shape.
+``resource.verb``; ``ACTIONS`` are the ones the code records today (docs/audit.md lists them; tests/test_docs_truth.py
+holds the three together), and a new one must keep that shape.
 
 A failed write is logged, not raised: by the time ``record`` runs the action has happened (a key exists, a
 role changed), and failing the request would report it as not done.
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 KEY_ENV = "HALGURU_AUDIT_KEY"
 ACTIONS = frozenset({
-    "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "user.create", "user.role", "user.disable",
+    "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "auth.password_change", "auth.password_change_failed",
+    "auth.password_reset", "user.create", "user.role", "user.disable", "user.unlock", "user.invite",
+    "user.take_over", "session.revoke",
     "user.reset_2fa", "user.2fa_enable", "user.2fa_disable", "key.create", "key.revoke", "run.approve",
     "run.reject", "run.resume",
     "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
