@@ -36,3 +36,11 @@ def test_kb_eval_admin_set_labels_name_listed_pages(monkeypatch: pytest.MonkeyPa
     assert max(labels.count(label) for label in labels) <= 2
     assert not set(listed) & set((BENCH / "kb_eval" / "man_pages.txt").read_text().split())
     assert len(split(SETS["admin"], "dev")) == len(split(SETS["admin"], "test")) >= 32
+
+
+def test_run_all_runs_every_bench(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run_all.py` is the one command that runs every bench: a bench_*.py missing from its list never runs."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from run_all import BENCHES
+
+    assert sorted(BENCHES) == sorted(path.stem.removeprefix("bench_") for path in BENCH.glob("bench_*.py"))

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["startup", "overhead", "orchestration", "jobs", "tui", "decode", "multiturn", "serve", "slow_clients",
-           "logs", "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
+BENCHES = ["startup", "overhead", "orchestration", "jobs", "publish", "console", "tui", "decode", "multiturn", "serve",
+           "slow_clients", "logs", "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
 
 
 def main() -> int:
