@@ -20,6 +20,9 @@ def test_bench_runs_and_reports_ratios(name: str, tmp_path: Path, subprocess_env
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     results = json.loads(out.read_text())
     assert results and all(r["bench"] == name and r["ratio"] > 0 and r["baseline"] for r in results)
+    # a ratio against itself, or a "higher is better" goal of 0, says nothing
+    assert not [r["metric"] for r in results if r["baseline"].strip(" ()-—") in ("", "itself")]
+    assert not [r["metric"] for r in results if r["higher_is_better"] and r["goal"] <= 0]
 
 
 def test_kb_eval_admin_set_labels_name_listed_pages(monkeypatch: pytest.MonkeyPatch) -> None:
