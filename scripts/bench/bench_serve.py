@@ -3,7 +3,7 @@
 - req/s of GET /v1/agents ÷ a bare FastAPI app returning the same JSON (goal ≥ 0.5);
 - per-token time through SSE minus direct ``run()`` streaming, scripted model (µs/token);
 - TTFT of 4 alternating conversations ÷ the same turns in one conversation, one llama.cpp model (goal ≤ 1.5);
-- 500 idle SSE streams held: memory per stream and /healthz p99;
+- 500 idle SSE streams held: memory per stream and /healthz p99 ÷ its p99 with none open (same server);
 - load in key mode: 50 concurrent clients, 600 JSON answers and 400 streams on a scripted agent (several keys),
   bounded in time: 5xx other than 503, cut streams, runs left ``running`` (goals 0), p50/p99, and req/s
   ÷ the same load on a --dev server in the same run (goal ≥ 0.8).
@@ -125,13 +125,24 @@ def _rss() -> int:
     return 0
 
 
+async def _healthz_p99(c: httpx.AsyncClient, n: int = 200) -> float:
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        (await c.get("/healthz")).raise_for_status()
+        lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    return lat[int(len(lat) * 0.99) - 1]
+
+
 def bench_idle_streams(quick: bool, url: str) -> Result:
     n = 100 if quick else 500
 
-    async def main() -> tuple[float, float]:
+    async def main() -> tuple[float, float, float]:
         async with httpx.AsyncClient(base_url=url, timeout=120,
                                      limits=httpx.Limits(max_connections=n + 10)) as c:
             convs = [(await c.post("/v1/conversations", json={"agent": "idle"})).json()["id"] for _ in range(n)]
+            idle_p99 = await _healthz_p99(c)  # the baseline: the same server with no stream open
             before = _rss()
             opened: list[Any] = []
             for conv in convs:
@@ -140,18 +151,14 @@ def bench_idle_streams(quick: bool, url: str) -> Result:
                 opened.append(await c.send(req, stream=True))
             await asyncio.sleep(0.5)
             per_stream = (_rss() - before) / n
-            lat = []
-            for _ in range(200):
-                t = time.perf_counter()
-                (await c.get("/healthz")).raise_for_status()
-                lat.append((time.perf_counter() - t) * 1000)
+            p99 = await _healthz_p99(c)
             for r in opened:
                 await r.aclose()
-            lat.sort()
-            return per_stream, lat[int(len(lat) * 0.99) - 1]
+            return per_stream, p99, idle_p99
 
-    per_stream, p99 = asyncio.run(main())
-    return Result("serve", f"/healthz p99 with {n} idle SSE streams", p99, "ms", 50.0, False, 1.0, "—",
+    per_stream, p99, idle_p99 = asyncio.run(main())
+    return Result("serve", f"/healthz p99 with {n} idle SSE streams", p99, "ms", 50.0, False, p99 / idle_p99,
+                  "of /healthz p99 with no stream open", f"{p99:.1f} vs {idle_p99:.1f} ms; "
                   f"{per_stream / 1024:.1f} KiB per stream (client+server in one process)", 1)
 
 
