@@ -16,6 +16,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,24 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(app: Any) -> tuple[str, Any]:
+def _serve(app: Any) -> tuple[str, Callable[[], None]]:
+    """A uvicorn server in a thread: its URL and a function that shuts it down (its worker, lifespan and all:
+    a server left running at exit had its in-process worker fail on the interpreter's closed executor)."""
     import uvicorn
 
     port = _port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                                            limit_concurrency=2000, backlog=2048))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.01)
-    return f"http://127.0.0.1:{port}", server
+
+    def shut_down() -> None:
+        server.should_exit = True
+        thread.join(30)
+
+    return f"http://127.0.0.1:{port}", shut_down
 
 
 def _agents(root: Path) -> Path:
@@ -72,12 +81,12 @@ def bench_rps(quick: bool, url: str) -> Result:
         payload = c.get("/v1/agents").json()
     bare = FastAPI()
     bare.get("/v1/agents")(lambda: payload)
-    bare_url, bare_server = _serve(bare)
+    bare_url, stop_bare = _serve(bare)
     ours, base = [], []
     for _ in range(2 if quick else 5):
         ours.append(_rps(url, "/v1/agents"))
         base.append(_rps(bare_url, "/v1/agents"))
-    bare_server.should_exit = True
+    stop_bare()
     ratio = median(ours) / median(base)
     return Result("serve", "GET /v1/agents req/s ÷ bare FastAPI", ratio, "x", 0.5, True, ratio, "bare FastAPI",
                   f"{median(ours):.0f} vs {median(base):.0f} req/s", len(ours))
@@ -203,14 +212,14 @@ def _load_run(agents: Path, dev: bool, clients: int, n_json: int, n_streams: int
     from halguru.store import open_store
 
     app = create_app(ServerSettings(agents=[agents], dev=dev, queue_size=64))
-    url, server = _serve(app)
+    url, shut_down = _serve(app)
     headers = [{}] if dev else [{"Authorization": f"Bearer {create_key(open_store(), f'load{i}')[1]}"}
                                 for i in range(5)]
     store = app.state.halguru.store
     before = len([r for r in store.list_runs(limit=1_000_000) if r["status"] == "running"])
     figures = asyncio.run(load(url, headers, clients, n_json, n_streams, agent="echo", deadline_s=180))
     figures.stuck_runs = max(0, stuck_runs(store) - before)
-    server.should_exit = True
+    shut_down()
     return figures
 
 
@@ -249,9 +258,10 @@ def measure(quick: bool) -> list[Result]:
 
     agents = _agents(_common.HOME / "agents")
     app = create_app(ServerSettings(agents=[agents], dev=True, queue_size=1000, concurrency=1000))
-    url, _ = _serve(app)
+    url, shut_down = _serve(app)
     results = [bench_rps(quick, url), bench_sse(quick, url, agents)]
     results.append(bench_idle_streams(quick, url))
+    shut_down()
     results += bench_load(quick, agents)
     results.append(bench_interleaved(quick))
     return results
