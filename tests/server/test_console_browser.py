@@ -128,8 +128,8 @@ def test_a_table_wider_than_a_phone_scrolls_from_the_keyboard(serve, browser) ->
     expect(region).to_have_count(1, timeout=WAIT_MS)
     region.focus()
     assert page.evaluate("document.activeElement.tabIndex") == 0
-    page.keyboard.press("ArrowRight")  # scrolls the table sideways
-    assert region.evaluate("el => el.scrollLeft") > 0
+    page.keyboard.press("ArrowRight")  # scrolls the table sideways (the browser may do it a frame or two later)
+    page.wait_for_function("el => el.scrollLeft > 0", arg=region.element_handle(), timeout=WAIT_MS)
     page.set_viewport_size({"width": 1280, "height": 900})  # fits now: no tab stop, no region
     expect(page.get_by_role("region", name="Components")).to_have_count(0)
     assert page.locator(".table-wrap[tabindex]").count() == 0
