@@ -1,4 +1,11 @@
-"""Shared fixtures. Every test gets its own HALGURU_HOME; nothing touches the real home."""
+"""Shared fixtures. Every test gets its own HALGURU_HOME; nothing touches the real home.
+
+The store the tests use: SQLite in that home, or with ``HALGURU_TEST_STORE=postgres`` a PostgreSQL database made
+for the test session (``postgres_url``, dropped at its end) and emptied before each test, through
+``HALGURU_DATABASE_URL`` (so the servers and workers a test starts use it too). A test that picks its backends
+itself (the ``backend`` fixture) runs its PostgreSQL case only then; one marked ``sqlite_only`` (it reads or
+writes the SQLite file itself) is skipped then, with the marker's reason.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +24,47 @@ REPO = Path(__file__).resolve().parents[1]
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 TEMPLATES = REPO / "agents-templates"
+TEST_STORE = os.environ.get("HALGURU_TEST_STORE", "sqlite")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): the test reads or writes the SQLite file itself "
+                                       "(why, in reason=); skipped under HALGURU_TEST_STORE=postgres")
+    if TEST_STORE not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"HALGURU_TEST_STORE is {TEST_STORE!r}: use sqlite (the default) or postgres")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under HALGURU_TEST_STORE=postgres: the `backend` tests' SQLite runs are deselected (the switch asks for
+    PostgreSQL), and a test marked sqlite_only is skipped with its reason."""
+    if TEST_STORE != "postgres":
+        return
+
+    def on_sqlite(item: pytest.Item) -> bool:
+        return getattr(item, "callspec", None) is not None and item.callspec.params.get("backend") == "sqlite"
+
+    deselected = [item for item in items if on_sqlite(item)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not on_sqlite(item)]
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"sqlite-only: {marker.kwargs['reason']}"))
+
+
+def _test_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the test at the store HALGURU_TEST_STORE names (SQLite in HALGURU_HOME unless it says postgres)."""
+    if TEST_STORE != "postgres" or "backend" in request.fixturenames:
+        return  # SQLite by default; a test with the `backend` fixture sets up each backend itself
+    url = request.getfixturevalue("postgres_url")
+    _empty_postgres(url)
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
 
 
 @pytest.fixture(autouse=True)
-def halguru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh HALGURU_HOME per test, with every cache that depends on it cleared."""
+def halguru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """A fresh HALGURU_HOME per test, with every cache that depends on it cleared, on the test store."""
     from halguru.config import reset_settings
     from halguru.plugins.manager import reset_plugin_manager
     from halguru.store import sqlite as store_module
@@ -30,6 +73,8 @@ def halguru_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HALGURU_HOME", str(home))
     monkeypatch.delenv("HALGURU_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("HALGURU_DB_PATH", raising=False)
+    monkeypatch.delenv("HALGURU_DATABASE_URL", raising=False)  # never the developer's own database
+    _test_store(request, monkeypatch)
     monkeypatch.delenv("HALGURU_HTTP_ALLOW_PRIVATE", raising=False)
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):  # no spans to a real collector
         monkeypatch.delenv(name, raising=False)
@@ -159,27 +204,53 @@ def store_url(backend: str, tmp_path: Path, request) -> str:
     return url
 
 
-@pytest.fixture
-def store_factory(store_url: str):
-    """Open a store on the test's database (``lease=`` passes through); a second one is another process's view
-    of the same database. All are closed at the end."""
+def _open_store_at(url: str, **options):
+    """A store on ``url`` (``sqlite:PATH`` or a PostgreSQL URL)."""
     from halguru.store.sqlite import SQLiteStore
 
+    if url.startswith("sqlite:"):
+        return SQLiteStore(Path(url.removeprefix("sqlite:")), **options)
+    from halguru.store.postgres import PostgresStore
+
+    return PostgresStore(url, **options)
+
+
+def _run_sql_at(url: str, sql: str, params=()) -> list:
+    """Run SQL (``?`` placeholders) straight on ``url``'s database; the rows it returns."""
+    import sqlite3
+    from contextlib import closing
+
+    if url.startswith("sqlite:"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:"))) as db:
+            rows = db.execute(sql, params).fetchall()
+            db.commit()
+            return rows
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(sql.replace("?", "%s"), params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _stores_at(url: str):
+    """Yield a maker of stores on ``url`` (``lease=`` passes through), then close all it made."""
     opened = []
 
     def make(**options):
-        if store_url.startswith("sqlite:"):
-            store = SQLiteStore(Path(store_url.removeprefix("sqlite:")), **options)
-        else:
-            from halguru.store.postgres import PostgresStore
-
-            store = PostgresStore(store_url, **options)
+        store = _open_store_at(url, **options)
         opened.append(store)
         return store
 
     yield make
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def store_factory(store_url: str):
+    """Open a store on the test's database (``lease=`` passes through); a second one is another process's view
+    of the same database. All are closed at the end."""
+    yield from _stores_at(store_url)
 
 
 @pytest.fixture
@@ -192,22 +263,26 @@ def store(store_factory):
 def raw_sql(store_url: str):
     """Run SQL (``?`` placeholders) straight on the test's database, as another program or an older version
     would; the rows it returns."""
-    import sqlite3
-    from contextlib import closing
+    return lambda sql, params=(): _run_sql_at(store_url, sql, params)
 
-    def run(sql: str, params=()):
-        if store_url.startswith("sqlite:"):
-            with closing(sqlite3.connect(store_url.removeprefix("sqlite:"))) as db:
-                rows = db.execute(sql, params).fetchall()
-                db.commit()
-                return rows
-        import psycopg
 
-        with psycopg.connect(store_url, autocommit=True) as conn:
-            cursor = conn.execute(sql.replace("?", "%s"), params)
-            return cursor.fetchall() if cursor.description else []
+@pytest.fixture
+def home_store_url(halguru_home: Path) -> str:
+    """The database the configured store uses (``open_store()``'s, on the HALGURU_TEST_STORE backend)."""
+    return os.environ.get("HALGURU_DATABASE_URL") or f"sqlite:{halguru_home / 'halguru.db'}"
 
-    return run
+
+@pytest.fixture
+def home_sql(home_store_url: str):
+    """Run SQL (``?`` placeholders) straight on the configured store's database, as another program would."""
+    return lambda sql, params=(): _run_sql_at(home_store_url, sql, params)
+
+
+@pytest.fixture
+def other_store(home_store_url: str):
+    """Open another store on the configured store's database (another process's view; ``lease=`` passes
+    through); closed at the end."""
+    yield from _stores_at(home_store_url)
 
 
 @pytest.fixture

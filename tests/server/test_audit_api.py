@@ -5,8 +5,6 @@ one row edited with raw SQL is named by seq in /v1/audit/verify and by `halguru 
 from __future__ import annotations
 
 import re
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -87,16 +85,14 @@ def test_audit_needs_audit_read(app) -> None:
     assert out["details"] == {"everywhere": True, "revoked": 1}
 
 
-def test_a_tampered_row_is_named_by_the_api_and_the_cli(app, cli, halguru_home: Path) -> None:
+def test_a_tampered_row_is_named_by_the_api_and_the_cli(app, cli, home_sql) -> None:
     client, _, ann = _admin_browser(app)
     client.patch(f"/v1/users/{ann['id']}", json={"role": "operator"})
     client.post("/v1/keys", json={"name": "ci"})
     assert "audit chain intact: 4 entries" in cli("audit", "verify").output
     listed = cli("audit", "list", "--action", "user.role").output
     assert "user.role" in listed and ann["id"] in listed and "auth.sign_in" not in listed
-    with closing(sqlite3.connect(app.state.halguru.store.path)) as db:  # someone makes ann an admin after all
-        db.execute("UPDATE audit SET details = ? WHERE action = 'user.role'", ['{"role":"admin"}'])
-        db.commit()
+    home_sql("UPDATE audit SET details = ? WHERE action = 'user.role'", ['{"role":"admin"}'])  # ann an admin after all
     broken = client.post("/v1/audit/verify").json()
     assert not broken["ok"] and broken["seq"] == 3 and broken["entries"] == 2
     assert broken["reason"].startswith("hash mismatch")

@@ -16,12 +16,12 @@ from halguru.store import open_store
 from tests.server.test_serve_api import new_conversation, sse_events
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, serve: Callable[..., Any],
+@pytest.fixture
+def client(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, serve: Callable[..., Any],
            api_key: Callable[..., str]) -> Iterator[httpx.Client]:
     """A client with a key, on a server whose store is SQLite (HALGURU_HOME) or the session's PostgreSQL database
     (emptied; an unreachable server fails the test)."""
-    if request.param == "postgres":
+    if backend == "postgres":
         from halguru.config import reset_settings
         from tests.conftest import _empty_postgres
 
@@ -30,7 +30,7 @@ def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, serv
         monkeypatch.setenv("HALGURU_DATABASE_URL", url)
         reset_settings()
     server = serve()
-    assert type(server.state.store).__name__ == ("PostgresStore" if request.param == "postgres" else "SQLiteStore")
+    assert type(server.state.store).__name__ == ("PostgresStore" if backend == "postgres" else "SQLiteStore")
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
         c.server = server  # type: ignore[attr-defined]
         yield c

@@ -43,12 +43,12 @@ REPO = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN = os.environ.get("HALGURU_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+@pytest.fixture
+def database(backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The environment naming the shared database: SQLite (one file in the shared HALGURU_HOME), or a fresh
     PostgreSQL database made here (an unreachable server fails the test, never skips it); this process's own
     store (the channel sink, job records) opens the same."""
-    if request.param == "sqlite":
+    if backend == "sqlite":
         yield {}
         return
     import psycopg

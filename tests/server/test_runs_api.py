@@ -300,14 +300,12 @@ def test_twelve_concurrent_approvals_continue_the_run_once(client: httpx.Client,
 
 
 def test_an_approval_whose_deciding_process_died_is_continued_once(client: httpx.Client, agents_dir: Path,
-                                                                   halguru_home: Path) -> None:
+                                                                   other_store) -> None:
     """A process that recorded a decision and died before its continuation started once left the run "already
     approved" for good, its call never run; once its claim expires, resume (or the same approval) continues it,
     once, with the recorded decision."""
-    from halguru.store import SQLiteStore
-
     _, run_id = pause(client, agents_dir)
-    dead = SQLiteStore(halguru_home / "halguru.db", lease=0.2)  # another process, deciding
+    dead = other_store(lease=0.2)  # another process, deciding
     assert dead.decide_approval(run_id, "approved", None, "key:gone")
     refused = error(client.post(f"/v1/runs/{run_id}/resume", json={}), 409)
     assert refused == f"run {run_id} is not waiting for approval (already approved; its continuation is starting)"

@@ -72,6 +72,8 @@ def test_revoked_key_stops_working_at_once(serve, api_key, cli) -> None:
     assert httpx.get(f"{server.url}/v1/agents", headers=headers).status_code == 401
 
 
+@pytest.mark.sqlite_only(reason="searches the SQLite file's bytes for the secret; the secret is hashed before "
+                                "any store sees it (create_key takes the hash), so the backend changes nothing")
 def test_keys_cli_prints_once_and_stores_only_a_hash(cli, halguru_home, agents_dir, monkeypatch) -> None:
     monkeypatch.chdir(agents_dir)  # --agents is checked against the agents `halguru serve` would serve here
     result = cli("keys", "create", "mobile-app", "--agents", "echo,slow", "--expires", "30d")

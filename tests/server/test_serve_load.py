@@ -60,6 +60,8 @@ def _healthz_while_locked(url: str, store_file: str, send: Callable[[], httpx.Re
     return waited, answers[0].status_code if answers else 0
 
 
+@pytest.mark.sqlite_only(reason="holds SQLite's database-wide write lock from another connection; PostgreSQL "
+                                "locks rows, so no writer waits on another's unrelated transaction there")
 def test_a_store_busy_with_another_writer_holds_up_only_the_requests_that_write(serve, api_key) -> None:
     """Another process (a worker, a replica) holding SQLite's write lock makes a request that writes wait for
     it, on a thread: the event loop goes on answering everyone else. An anonymous chat message (its rate limit

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ def start(halguru_cmd, env, *args: str) -> tuple[subprocess.Popen, str]:
 
 
 def test_sigterm_drains_then_interrupts_the_stream_and_stores_the_partial_answer(
-        halguru_cmd, subprocess_env, agents_dir, halguru_home):
+        halguru_cmd, subprocess_env, agents_dir, home_sql):
     env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5", "HALGURU_SERVE_DRAIN_DELAY": "1"}
     proc, url = start(halguru_cmd, env, str(agents_dir), "--dev")
     assert httpx.get(f"{url}/readyz").status_code == 200
@@ -63,12 +62,10 @@ def test_sigterm_drains_then_interrupts_the_stream_and_stores_the_partial_answer
     access = [entry for entry in logs if entry["msg"] == "request"]
     assert access and all(entry["request_id"] for entry in access)
     assert any(entry["msg"] == "draining" for entry in logs)
-    db = sqlite3.connect(halguru_home / "halguru.db")
-    status, error, output = db.execute("SELECT status, error, output FROM runs WHERE conversation_id = ?",
-                                       (conv,)).fetchone()
+    [(status, error, output)] = home_sql("SELECT status, error, output FROM runs WHERE conversation_id = ?", (conv,))
     assert status == "interrupted" and "shutdown" in error  # not "cancelled": nobody pressed stop
     assert output.startswith("word0") and "word39" not in output
-    (messages,) = db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", (conv,)).fetchone()
+    [(messages,)] = home_sql("SELECT count(*) FROM messages WHERE conversation_id = ?", (conv,))
     assert messages == 2  # the question and the partial answer
 
 

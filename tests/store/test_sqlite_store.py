@@ -17,6 +17,8 @@ from halguru.models.base import Message
 from halguru.store import SQLiteStore, open_store
 
 
+@pytest.mark.sqlite_only(reason="the default store is the SQLite file in HALGURU_HOME: its schema and WAL mode "
+                                "(test_postgres_store.py checks the PostgreSQL schema)")
 def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
     store = open_store()
     assert store.path == (halguru_home / "halguru.db").resolve()
