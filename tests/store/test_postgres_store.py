@@ -50,6 +50,8 @@ def test_replicas_opening_a_fresh_database_at_once_migrate_it_once(new_postgres_
         store.close()
 
 
+@pytest.mark.sqlite_only(reason="checks that SQLite is the default when no database URL is set, which the "
+                                "PostgreSQL test store sets")
 def test_the_database_url_setting_selects_postgres_once_per_process(new_postgres_database, monkeypatch) -> None:
     assert isinstance(open_store(), SQLiteStore)
     url = new_postgres_database()

@@ -172,6 +172,8 @@ def test_unreadable_database_is_a_clear_error(tmp_path):
         SQLiteStore(path)
 
 
+@pytest.mark.sqlite_only(reason="mounts HALGURU_HOME read-only over its SQLite file; on PostgreSQL the home "
+                                "holds no database")
 def test_a_home_on_a_read_only_mount_is_read_and_a_write_is_one_line(tmp_path, halguru_cmd, subprocess_env):
     """A home mounted read-only (a backup looked at, a locked-down container): `halguru logs` lists its runs
     (opening no longer writes first), and a run that must record is one `Error:` line."""
