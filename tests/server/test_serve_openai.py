@@ -36,7 +36,7 @@ def test_chat_completion_streamed(oai) -> None:
 
 
 def test_openai_errors_map_to_the_client_exceptions(oai, serve) -> None:
-    with pytest.raises(openai.NotFoundError, match="no agent 'gpt-4o'"):
+    with pytest.raises(openai.NotFoundError, match="no model 'gpt-4o'"):
         oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError, match="last message must be from the user"):
         oai.chat.completions.create(model="echo", messages=[{"role": "assistant", "content": "x"}])
