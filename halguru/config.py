@@ -273,11 +273,12 @@ def get_settings() -> Settings:
 def _where_set(key: str) -> str:
     """Where the bad value of ``key`` came from: the variable that sets it, else the config file (the error
     named both, ``HALGURU_LLAMA_N_CTX or llama_n_ctx in config.toml``, leaving the user to look in each)."""
-    if env := _variable_for(key):
-        return f"env {env}"
-    if key in read_config_file():
-        return f"{key} in {config_path()}; fix it or `halguru config unset {key}`"
-    return f"HALGURU_{key.upper()} or {key} in {config_path()}"
+    source = _source(key, read_config_file())
+    if source.startswith("env "):
+        return source
+    if source == "default":  # not found where it was read from: name both places
+        return f"HALGURU_{key.upper()} or {key} in {config_path()}"
+    return f"{key} in {source}; fix it or `halguru config unset {key}`"
 
 
 def _warn_unknown_keys() -> None:
