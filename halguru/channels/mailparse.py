@@ -32,7 +32,9 @@ MAX_REFERENCES = 20  # RFC 5322 lets a reply trim References; keep the root and 
 
 _ID = re.compile(r"<[^<>\s]+>")  # a msg-id in a header (not HTML: headers are plain text)
 _BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}
-_NOT_ANSWERED_PRECEDENCE = {"bulk", "junk", "list"}
+_NOT_ANSWERED_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}  # auto_reply: responders that skip RFC 3834
+# RFC 2369/2919 list fields (and ezmlm's): a list's post, a newsletter's unsubscribe link, not a person writing
+_LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "Mailing-List")
 _HTML_HIDDEN = {"script", "style", "head", "title", "noscript", "template", "svg", "object", "iframe"}
 _HTML_BLOCKS = {"p", "div", "section", "article", "header", "footer", "main", "nav", "aside", "ul", "ol",
                 "tr", "table", "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "hr"}
@@ -98,15 +100,18 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
     suppress = _header(msg, "X-Auto-Response-Suppress").strip().lower()
     if suppress and suppress != "none":
         return f"the sender asks for no automatic replies (X-Auto-Response-Suppress: {suppress})"
-    if msg.get("Return-Path") is not None and _header(msg, "Return-Path").strip() in ("", "<>"):
+    if msg.get("Return-Path") is not None and "".join(_header(msg, "Return-Path").split()) in ("", "<>"):
         return "empty Return-Path (a bounce or notification)"
     if msg.get_content_type() == "multipart/report":
         return "delivery or read report (multipart/report)"
-    if msg.get("List-Id") is not None:
-        return "mailing-list mail (List-Id)"
+    for name in _LIST_HEADERS:
+        if name in msg:  # present at all (not parsed: a malformed value still counts)
+            return f"mailing-list mail ({name})"
+    if own_address.lower() in _PLAIN_ADDRESS.findall(_header(msg, "X-Loop").lower()):
+        return "X-Loop names our own address (mail we sent, come back)"
     if not sender:
         return "no readable From address"
-    if sender.split("@")[0] in _BOUNCE_SENDERS:
+    if _system_address(sender):
         return f"bounce or system mail (from {sender})"
     if sender == own_address.lower():
         return "sent from our own address"
@@ -115,9 +120,18 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
     if reply_to and reply_to != sender:
         if reply_to == own_address.lower():
             return "replies would go to our own address"
+        if _system_address(reply_to):
+            return f"replies would go to {reply_to}, a bounce or list address"
         if allow_from and not sender_allowed(reply_to, allow_from):
             return f"replies would go to {reply_to}, which is not in allow_from"
     return None
+
+
+def _system_address(address: str) -> bool:
+    """A mail system's or a list's own address (as vacation(1) reads them): MAILER-DAEMON, postmaster, a
+    list's owner-NAME and NAME-request; a person never writes from one, and an answer there feeds a loop."""
+    local = address.split("@")[0]
+    return local in _BOUNCE_SENDERS or local.startswith("owner-") or local.endswith("-request")
 
 
 def sender_allowed(sender: str, allow_from: list[str]) -> bool:

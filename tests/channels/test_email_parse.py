@@ -50,8 +50,20 @@ def test_a_message_without_message_id_gets_a_stable_one_from_its_bytes() -> None
     ({"X-Auto-Response-Suppress": "OOF, AutoReply"}, None, "no automatic replies"),
     ({"Return-Path": "<>"}, None, "empty Return-Path"),
     ({"List-Id": "<news.example.org>"}, None, "mailing-list"),
+    # each of these was answered: a ticket system's auto_reply, a list post or newsletter without List-Id,
+    # mail we sent come back (procmail's X-Loop), a list's owner and request addresses
+    ({"Precedence": "auto_reply"}, None, "precedence auto_reply"),
+    ({"List-Post": "<mailto:users@lists.example.org>"}, None, "mailing-list"),
+    ({"List-Unsubscribe": "<https://news.example.org/u?1>"}, None, "mailing-list"),
+    ({"Mailing-List": "contact users-help@example.org; run by ezmlm"}, None, "mailing-list"),
+    ({"X-Loop": "Bot@Example.com"}, None, "X-Loop"),
+    ({"Return-Path": "< >"}, None, "empty Return-Path"),
     ({}, "MAILER-DAEMON@example.org", "bounce"),
     ({}, "postmaster@example.org", "bounce"),
+    ({}, "owner-users@lists.example.org", "bounce or system mail"),
+    ({}, "users-request@lists.example.org", "bounce or system mail"),
+    ({"Reply-To": "MAILER-DAEMON@example.org"}, None, "replies would go to mailer-daemon@example.org"),
+    ({"Reply-To": "users-request@lists.example.org"}, None, "a bounce or list address"),
     ({}, "Our Bot <BOT@example.com>", "our own address"),
 ])
 def test_mail_a_bot_must_not_answer_is_skipped(headers: dict[str, str], sender: str | None, reason: str) -> None:
@@ -71,7 +83,7 @@ def test_a_from_no_reply_can_go_to_is_skipped(sender: str) -> None:
 
 def test_human_mail_with_harmless_headers_is_answered() -> None:
     result = parsed(mail(headers={"Auto-Submitted": "no", "Return-Path": "<ann@example.org>",
-                                  "X-Auto-Response-Suppress": "None"}))
+                                  "X-Auto-Response-Suppress": "None", "X-Loop": "notbot@example.com"}))
     assert result.skip is None
     assert result.sender == "ann@example.org"
     assert result.text == "When are you open on Sunday?"
