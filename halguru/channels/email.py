@@ -27,6 +27,8 @@ import re
 import smtplib
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -44,6 +46,7 @@ log = logging.getLogger("halguru.channels.email")
 
 IDLE_SECONDS = 300.0  # re-issue IDLE this often: RFC 2177 allows 29 min, but NAT boxes drop quiet links sooner
 BACKOFF_START, BACKOFF_MAX = 1.0, 300.0
+ANSWER_WINDOW = 3600.0  # max_answers_per_hour counts the mail answered for one correspondent this long back
 SMTP_TIMEOUT = 30.0
 _DEFAULT_PORTS = {"imap": {"ssl": 993, "starttls": 143, "none": 143},
                   "smtp": {"ssl": 465, "starttls": 587, "none": 25}}
@@ -98,6 +101,9 @@ class EmailConfig(BaseModel):
     processed: ProcessedConfig = ProcessedConfig()
     poll_interval: float = Field(default=60.0, gt=0)  # seconds between checks when the server lacks IDLE
     allow_from: list[str] = []  # addresses or domains ('@example.com'); empty: anyone
+    # a robot that answers everything without saying so (no Auto-Submitted...) and our answers would mail each
+    # other for ever: past this many mails answered for one correspondent in an hour, theirs are not answered
+    max_answers_per_hour: int = Field(default=20, ge=0)  # 0: no limit
     # where the SMTP server files what we send (Gmail and Exchange do): a job retried after a crash mid-send
     # looks there for its reply's Message-ID before sending again
     sent_folder: str | None = None
@@ -144,6 +150,8 @@ class EmailChannel:
         )
         self.domain = self.config.address.rpartition("@")[2]
         self.status: SourceStatus | None = None  # None until the first connection attempt ends
+        self._answered: dict[str, deque[float]] = {}  # correspondent -> when their mail was queued (this hour)
+        self._swept = time.monotonic()
 
     def _secret(self, name: str | None, server: str) -> str | None:
         from halguru.models.secrets import lookup_secret
@@ -214,13 +222,37 @@ class EmailChannel:
                 log.warning("email channel of %s: cannot read message UID %s (%s); left unanswered in %s",
                             self.agent, uid, _one_line(exc), self.imap_settings.mailbox)
                 continue
+            too_many = None if mail.skip else self._over_limit(mail.reply_to)
             if mail.skip:
                 log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                          mail.sender or "?", mail.skip)
-            else:
-                await asyncio.to_thread(sink.accept, self.inbound(mail))  # a store write: off the event loop
+            elif too_many:
+                log.warning("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
+                            mail.sender, too_many)
+            elif await asyncio.to_thread(sink.accept, self.inbound(mail)):  # a store write: off the event loop
+                self._answered.setdefault(mail.reply_to, deque()).append(time.monotonic())
             await asyncio.to_thread(inbox.mark_processed, uid)
         return len(uids)
+
+    def _over_limit(self, correspondent: str) -> str | None:
+        """Why mail for ``correspondent`` is not answered now (``max_answers_per_hour`` of theirs were, in the
+        last hour: a loop with a robot that answers every mail), or None. Counted by this process."""
+        limit, now = self.config.max_answers_per_hour, time.monotonic()
+        # forget what left the window: this correspondent's at each mail, everyone's once a minute (the map
+        # stays small, and a flood from many addresses costs no sweep per mail)
+        sweep = [correspondent]
+        if now - self._swept >= 60:
+            sweep, self._swept = list(self._answered), now
+        for address in sweep:
+            times = self._answered.get(address)
+            while times and times[0] <= now - ANSWER_WINDOW:
+                times.popleft()
+            if times is not None and not times:
+                del self._answered[address]
+        if not limit or len(self._answered.get(correspondent, ())) < limit:
+            return None
+        return (f"{limit} of their mails were answered in the last hour (max_answers_per_hour): a mail loop "
+                f"with a robot? Raise the limit if they are a person")
 
     def inbound(self, mail: ParsedMail) -> Inbound:
         return Inbound(

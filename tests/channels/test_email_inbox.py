@@ -153,6 +153,31 @@ async def test_mail_not_to_answer_is_marked_processed_without_reaching_the_agent
     assert [m.message_id for m in sink.messages] == ["<real@example.org>"]
 
 
+async def test_a_robot_answering_every_reply_gets_at_most_max_answers_per_hour(
+        dovecot: Dovecot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A responder that answers every mail without saying so (no Auto-Submitted, no Precedence) and our replies
+    mailed each other for ever: against a real worker, 31 replies in 30 s, one per round trip, without end."""
+    import halguru.channels.email as email_module
+
+    monkeypatch.setattr(email_module, "ANSWER_WINDOW", 3.0)  # an hour, shortened
+    for n in range(5):
+        dovecot.append(mail("Re: hello", "Thanks, we will get back to you.", sender="Robot <robot@example.net>",
+                            message_id=f"<r{n}@example.net>"))
+    dovecot.append(mail(message_id="<ann@example.org>"))  # another correspondent is answered as ever
+    sink = Sink()
+    ch = channel(dovecot, max_answers_per_hour=3)
+    async with running(ch, sink):
+        await until(processed(dovecot, 6))
+        assert sorted(m.message_id for m in sink.messages) == ["<ann@example.org>", "<r0@example.net>",
+                                                               "<r1@example.net>", "<r2@example.net>"]
+        limited = [r.getMessage() for r in caplog.records if "max_answers_per_hour" in r.getMessage()]
+        assert len(limited) == 2 and all(r.count("\n") == 0 for r in limited), limited
+        assert "not answering <r3@example.net> from robot@example.net: 3 of their mails" in limited[0]
+        await asyncio.sleep(3.0)  # the window passed: they are answered again
+        dovecot.append(mail("Re: hello", "Are you there?", sender="robot@example.net", message_id="<r5@example.net>"))
+        await until(lambda: len(sink.messages) == 5)
+
+
 async def test_processed_mail_can_be_moved_to_a_folder(dovecot: Dovecot) -> None:
     dovecot.append(mail(message_id="<m1@example.org>"))
     dovecot.append(mail(message_id="<m2@example.org>", headers={"Auto-Submitted": "auto-generated"}))
