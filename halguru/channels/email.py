@@ -310,7 +310,7 @@ class EmailChannel:
             send_mail(smtp, smtp.username or self.imap_settings.username, self.smtp_password, mail)
         except (smtplib.SMTPException, OSError) as exc:
             raise ChannelError(f"email channel of {self.agent}: SMTP {smtp.host}:{smtp_port(smtp)}: "
-                               f"{_one_line(exc)}", permanent=refused_for_good(exc)) from None
+                               f"{smtp_problem(exc)}", permanent=refused_for_good(exc)) from None
 
 
 def smtp_port(smtp: SmtpConfig) -> int:
@@ -331,6 +331,22 @@ def send_mail(smtp: SmtpConfig, username: str, password: str | None, mail: Email
         if password is not None:
             server.login(username, password)
         server.send_message(mail)
+
+
+def smtp_problem(exc: BaseException) -> str:
+    """An SMTP failure in one line, in the server's words: ``ann@x refused: 550 5.1.1 No such user`` rather
+    than smtplib's ``{'ann@x': (550, b'5.1.1 No such user')}``."""
+    def reply(code: int, text: bytes | str) -> str:
+        words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        return " ".join(f"{code} {words}".split())
+
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        return "; ".join(f"{to} refused: {reply(code, text)}" for to, (code, text) in exc.recipients.items())
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return f"sender {exc.sender} refused: {reply(exc.smtp_code, exc.smtp_error)}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{type(exc).__name__}: {reply(exc.smtp_code, exc.smtp_error)}"
+    return _one_line(exc)
 
 
 def refused_for_good(exc: BaseException) -> bool:

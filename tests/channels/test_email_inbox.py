@@ -412,10 +412,28 @@ async def test_a_recipient_the_server_refuses_is_a_permanent_failure(dovecot: Do
     smtp_server.refuse.add("gone@example.org")
     out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="j", text="hi",
                    reply={"to": "gone@example.org", "subject": "s", "message_id": "<m@x>", "references": []})
-    with pytest.raises(ChannelError, match="No such user here") as err:
+    with pytest.raises(ChannelError) as err:
         await channel(dovecot, smtp_server.port).send(out, Once())
     assert err.value.permanent  # retrying cannot help: the job is dead at once
     assert smtp_server.received == []
+    # the server's words, as `halguru jobs list` and `show` print them (was smtplib's repr: a dict of bytes)
+    assert str(err.value) == (f"email channel of helper: SMTP 127.0.0.1:{smtp_server.port}: "
+                              "gone@example.org refused: 550 5.1.1 No such user here")
+
+
+def test_smtp_refusals_are_the_servers_words_in_one_line() -> None:
+    import smtplib
+
+    from halguru.channels.email import smtp_problem
+
+    assert smtp_problem(smtplib.SMTPSenderRefused(553, b"5.7.1 Sender\r\nnot allowed", "bot@example.com")) == (
+        "sender bot@example.com refused: 553 5.7.1 Sender not allowed")
+    assert smtp_problem(smtplib.SMTPDataError(554, b"5.7.1 Message rejected as spam")) == (
+        "SMTPDataError: 554 5.7.1 Message rejected as spam")
+    assert smtp_problem(smtplib.SMTPAuthenticationError(535, b"5.7.8 Bad credentials")) == (
+        "SMTPAuthenticationError: 535 5.7.8 Bad credentials")
+    assert smtp_problem(ConnectionRefusedError(111, "Connection refused")) == (
+        "ConnectionRefusedError: [Errno 111] Connection refused")
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
