@@ -13,7 +13,8 @@ from halguru_server import ServerSettings, create_app
 from halguru_server.identity import websessions
 
 ORIGIN = "http://testserver"
-PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status", "/admin/security", "/admin/analytics"]
+PAGES = ["/admin", "/admin/users", "/admin/audit", "/admin/status", "/admin/security", "/admin/analytics",
+         "/admin/jobs"]
 FRAGMENTS = ["/admin/monitoring/live"]
 TWINS = ["/v1/monitoring", "/v1/users", "/v1/audit", "/v1/status/history", "/v1/security", "/v1/analytics"]
 
@@ -199,6 +200,48 @@ def test_audit_page_filters_and_verifies_the_chain(app) -> None:
     assert verified.status_code == 200 and "audit chain intact: 4 entries" in verified.text
     operator = signed_in(app, "operator")
     assert client.get("/admin/audit", headers=operator).status_code == 403
+
+
+def test_jobs_page_shows_the_queue_and_retries_or_cancels_as_the_cli_does(app) -> None:
+    """The console had no jobs: an operator saw a dead channel reply only with `halguru jobs` on the server."""
+    store = app.state.halguru.store
+    dead, _ = store.enqueue_job("reply", "echo", {"channel": "email", "text": "When are you open?"},
+                                owner="channel:email", max_attempts=8)
+    assert store.claim_job("w1", 30.0)["id"] == dead["id"]
+    store.fail_job(dead["id"], "w1", "email channel of echo: SMTP 127.0.0.1:25: ann@x refused: 550 5.1.1 No such\n"
+                   "user", None)
+    waiting, _ = store.enqueue_job("run", "echo", {"input": "Summarise the day"}, delay=3600)
+    client = TestClient(app, base_url=ORIGIN)
+    operator = signed_in(app, "operator")
+    page = client.get("/admin/jobs", headers=operator).text
+    assert 'href="/admin/jobs"' in page  # in the navigation
+    rows = page.split("<tbody>")[1]
+    assert rows.index(waiting["id"]) < rows.index(dead["id"])  # newest first
+    assert "550 5.1.1 No such user" in rows and "When are you open?" in rows and "Summarise the day" in rows
+    assert f'action="/admin/jobs/{dead["id"]}/retry"' in rows and f'action="/admin/jobs/{waiting["id"]}/cancel"' in rows
+    only_dead = client.get("/admin/jobs?status=dead", headers=operator).text.split("<tbody>")[1]
+    assert dead["id"] in only_dead and waiting["id"] not in only_dead
+
+    form = {k: v for k, v in operator.items() if k != "X-CSRF-Token"}
+    token = {"csrf_token": operator["X-CSRF-Token"]}
+    retried = client.post(f"/admin/jobs/{dead['id']}/retry", headers=form, data=token, follow_redirects=False)
+    assert retried.status_code == 303 and "is+queued" in retried.headers["location"]
+    assert store.get_job(dead["id"])["status"] == "queued" and store.get_job(dead["id"])["attempts"] == 0
+
+    def post(job_id: str, action: str) -> str:  # the page the browser is sent back to, and what it says
+        back = client.post(f"/admin/jobs/{job_id}/{action}", headers=form, data=token,
+                           follow_redirects=False).headers["location"]
+        return client.get(back, headers=operator).text
+
+    assert f"{waiting['id']} is cancelled" in post(waiting["id"], "cancel")
+    assert store.get_job(waiting["id"])["status"] == "cancelled"
+    assert "only queued or running jobs can be cancelled" in post(waiting["id"], "cancel")  # one line, on the page
+    actions = [(e["action"], e["target"]) for e in store.list_audit(10)]
+    assert ("job.retry", dead["id"]) in actions and ("job.cancel", waiting["id"]) in actions
+    no_token = client.post(f"/admin/jobs/{dead['id']}/cancel", headers=form, follow_redirects=False)
+    assert no_token.status_code == 403 and store.get_job(dead["id"])["status"] == "queued"
+    developer = signed_in(app, "developer")  # their own jobs only, through the API and CLI
+    assert client.get("/admin/jobs", headers=developer).status_code == 403
 
 
 def test_status_page_shows_the_components_with_their_history(app) -> None:

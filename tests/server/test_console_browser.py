@@ -20,7 +20,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 WAIT_MS = 20_000
 PAGES = {"monitoring": "/admin", "users": "/admin/users", "audit": "/admin/audit", "security": "/admin/security",
-         "analytics": "/admin/analytics", "status": "/admin/status"}
+         "analytics": "/admin/analytics", "status": "/admin/status", "jobs": "/admin/jobs"}
 
 
 @pytest.fixture
@@ -232,8 +232,9 @@ def test_every_console_page_is_readable_in_the_system_s_colour_scheme(serve, api
         conversation = c.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
         assert c.post(f"/v1/conversations/{conversation}/messages", json={"content": "hi"}).status_code == 200
     server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    server.state.store.enqueue_job("run", "echo", {"input": "Summarise the day"}, delay=3600)  # a row, a button
     page = _admin_page(browser, server, scheme=scheme)
-    pages = {**PAGES, "conversations": "/admin/conversations", "approvals": "/admin/approvals",
+    pages = {**PAGES, "conversations": "/admin/conversations", "approvals": "/admin/approvals", "jobs": "/admin/jobs",
              "deployments": "/admin/deployments", "conversation": f"/admin/conversations/{conversation}"}
     for name, path in pages.items():
         page.goto(f"{server.url}{path}")

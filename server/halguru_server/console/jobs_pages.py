@@ -1,0 +1,76 @@
+"""Jobs (``/admin/jobs``, ``jobs:read_all``): the worker's queue, newest first, filtered by status and agent,
+paged by the job's place in the queue; a dead or cancelled job is queued again and a queued or running one
+cancelled (``jobs:write_all``) through the routes ``POST /v1/jobs/{id}/retry|cancel`` and `halguru jobs
+retry|cancel` answer with the same checks and the same audit entries."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlencode
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from halguru_server import jobs_api
+from halguru_server.console import shell
+from halguru_server.errors import ApiError
+from halguru_server.identity.guards import require
+from halguru_server.state import Principal, ServerState, state_of
+
+router = shell.page_router()
+Reader = Annotated[Principal, Depends(require("jobs:read_all"))]
+Writer = Annotated[Principal, Depends(require("jobs:write_all"))]
+State = Annotated[ServerState, Depends(state_of)]
+PAGE = 50
+STATUSES: tuple[str, ...] = get_args(jobs_api.JobStatus)
+
+
+def _row(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as the page shows it: what it answers (or why it failed, on one line) and the action it takes."""
+    payload = job["payload"]
+    what = str(payload.get("input") or payload.get("text") or "")
+    error = " ".join(str(job["last_error"] or "").split())
+    action = "retry" if job["status"] in ("dead", "cancelled") else "cancel" if job["status"] in (
+        "queued", "running") else None
+    return {**job, "what": what, "error": error, "action": action}
+
+
+@router.get("/jobs")
+def jobs_page(request: Request, state: State, caller: Reader,
+              status: Annotated[str | None, Query(max_length=20)] = None,
+              agent: Annotated[str | None, Query(max_length=200)] = None,
+              cursor: Annotated[str | None, Query(max_length=200)] = None,
+              notice: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
+    """The queue, newest first (as `halguru jobs list`): status, tries, what each job answers or its error."""
+    if status and status not in STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    page = jobs_api.list_jobs(state, caller, agent=agent or None, status=status or None,  # type: ignore[arg-type]
+                              limit=PAGE, cursor=cursor)
+    older = None
+    if page.next_cursor:
+        older = "/admin/jobs?" + urlencode({k: v for k, v in (("status", status), ("agent", agent),
+                                                                ("cursor", page.next_cursor)) if v})
+    fields = [{"name": "status", "label": "Status", "value": status, "type": "select",
+               "options": [("", "any"), *((s, s) for s in STATUSES)]},
+              {"name": "agent", "label": "Agent", "value": agent}]
+    return shell.render(request, caller, "jobs.html", "Jobs", jobs=[_row(j.model_dump()) for j in page.data],
+                        fields=fields, older=older, notice=notice)
+
+
+@router.post("/jobs/{job_id}/{action}")
+async def job_action_page(job_id: Annotated[str, Path(max_length=60)], action: Literal["retry", "cancel"],
+                          request: Request,
+                          state: State, caller: Writer) -> Response:
+    """Retry or cancel from the page's buttons; back to the page saying what became of the job."""
+    try:  # (the guard checked the form's CSRF token)
+        if action == "retry":
+            job = await asyncio.to_thread(jobs_api.retry_job, job_id, request, state, caller)
+        else:
+            job = await jobs_api.cancel_job(job_id, request, state, caller)
+    except ApiError as exc:
+        said = f"{job_id}: {exc.message}"
+    else:
+        said = f"{job.id} is {job.status}" + (" (its worker stops it within a third of its lease)"
+                                              if action == "cancel" and job.status == "cancelled" else "")
+    return shell.back(f"/admin/jobs?{urlencode({'notice': said[:300]})}")  # the page takes 300 characters
