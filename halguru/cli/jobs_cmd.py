@@ -55,9 +55,19 @@ def list_(
         return
     print_table(["ID", "KIND", "AGENT", "STATUS", "TRIES", "CREATED", "INPUT / ERROR"],
                 [[j["id"], j["kind"], j["agent"], j["status"], f"{j['attempts']}/{j['max_attempts']}",
-                  _when(j["created"]), (j["last_error"] if j["status"] == "dead" else None)
-                  or str(j["payload"].get("input") or j["payload"].get("text") or "")] for j in rows],
+                  _when(j["created"]), _why(j) or str(j["payload"].get("input") or j["payload"].get("text") or "")]
+                 for j in rows],
                 flexible=["AGENT", "INPUT / ERROR"])
+
+
+def _why(job: Mapping[str, Any]) -> str | None:
+    """A dead job's error; a queued one's that failed or was put off: its error and when it is tried next (a
+    reply waiting out a mail server's outage listed only its input, as if nothing were wrong)."""
+    if job["status"] == "dead":
+        return str(job["last_error"] or "") or None
+    if job["status"] == "queued" and job["last_error"]:
+        return f"{job['last_error']} (next try {_when(job['run_after'])})"
+    return None
 
 
 def _idempotency_key(job: Mapping[str, Any]) -> str | None:

@@ -197,6 +197,22 @@ def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> Non
     assert "--status must be one of" in cli_error("jobs", "list", "--status", "weird")
 
 
+def test_jobs_list_says_why_a_queued_job_waits(cli: Callable[..., Any]) -> None:
+    """A reply whose mail server was down was listed 'queued 1/8' with its input only, as if nothing were wrong."""
+    from halguru.store import open_store
+
+    store = open_store()
+    job, _ = store.enqueue_job("reply", "echo", {"channel": "email", "text": "When are you open?"}, max_attempts=8)
+    assert store.claim_job("w1", 30.0)["id"] == job["id"]
+    assert store.fail_job(job["id"], "w1", "email channel of echo: SMTP 127.0.0.1:25: ConnectionRefusedError", 60) \
+        == "queued"
+    row = next(line for line in cli("jobs", "list").output.splitlines() if job["id"] in line)
+    assert "queued" in row and "1/8" in row and "ConnectionRefusedError" in row and "next try" in row, row
+    fresh, _ = store.enqueue_job("run", "echo", {"input": "summarise the day"})
+    row = next(line for line in cli("jobs", "list").output.splitlines() if fresh["id"] in line)
+    assert "summarise the day" in row and "next try" not in row
+
+
 def test_jobs_show_and_logs_job_list_the_runs_a_job_started(cli: Callable[..., Any],
                                                              cli_error: Callable[..., str]) -> None:
     from halguru.store import open_store
