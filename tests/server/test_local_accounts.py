@@ -485,3 +485,23 @@ def test_without_public_url_a_strangers_host_header_never_names_a_mail_links_hos
     with httpx.Client(base_url=public.url, headers=evil) as stranger:
         post_form(stranger, "/auth/reset", "/auth/reset", email="di@example.com")
         assert public.link(3, "di@example.com").startswith("https://halguru.example.com/auth/reset?token=")
+
+
+def test_a_refused_account_mail_is_logged_in_the_servers_words(smtp_server, caplog) -> None:
+    """The log line was smtplib's repr: "SMTPRecipientsRefused: {'gone@example.org': (550, b'5.1.1 No such...')}"."""
+    import asyncio
+    import logging
+    import smtplib
+
+    import pytest
+    from halguru_server.identity import mailer
+    from halguru_server.identity.settings import AuthSettings
+
+    from tests.server.localaccounts import smtp_settings
+
+    smtp_server.refuse.add("gone@example.org")
+    auth = AuthSettings.model_validate({"smtp": smtp_settings(smtp_server)})
+    with caplog.at_level(logging.WARNING, "halguru.server.identity"), pytest.raises(smtplib.SMTPRecipientsRefused):
+        asyncio.run(mailer.send(auth, "gone@example.org", "Reset", "a link"))
+    (line,) = [r.getMessage() for r in caplog.records if "account mail" in r.getMessage()]
+    assert line == "account mail to gone@example.org failed: gone@example.org refused: 550 5.1.1 No such user here"

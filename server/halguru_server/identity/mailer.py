@@ -87,7 +87,9 @@ async def send(auth: AuthSettings, to: str, subject: str, text: str) -> None:
     try:
         await asyncio.to_thread(_send_now, auth.smtp, mail)
     except Exception as exc:
-        log.warning("account mail to %s failed: %s: %s", to, type(exc).__name__, exc)
+        from halguru.channels.email import smtp_problem
+
+        log.warning("account mail to %s failed: %s", to, smtp_problem(exc))
         raise
 
 
