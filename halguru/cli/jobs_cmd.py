@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,6 +68,9 @@ def _why(job: Mapping[str, Any]) -> str | None:
         return str(job["last_error"] or "") or None
     if job["status"] == "queued" and job["last_error"]:
         return f"{job['last_error']} (next try {_when(job['run_after'])})"
+    if job["status"] == "running" and job["lease_expires"] is not None and job["lease_expires"] < time.time():
+        return (f"its worker stopped renewing its lease at {_when(job['lease_expires'])} (stopped or killed): "
+                "the next worker to look takes it over")
     return None
 
 

@@ -197,7 +197,7 @@ def test_jobs_cli(cli: Callable[..., Any], cli_error: Callable[..., str]) -> Non
     assert "--status must be one of" in cli_error("jobs", "list", "--status", "weird")
 
 
-def test_jobs_list_says_why_a_queued_job_waits(cli: Callable[..., Any]) -> None:
+def test_jobs_list_says_why_a_job_waits_or_that_nobody_runs_it(cli: Callable[..., Any]) -> None:
     """A reply whose mail server was down was listed 'queued 1/8' with its input only, as if nothing were wrong."""
     from halguru.store import open_store
 
@@ -211,6 +211,11 @@ def test_jobs_list_says_why_a_queued_job_waits(cli: Callable[..., Any]) -> None:
     fresh, _ = store.enqueue_job("run", "echo", {"input": "summarise the day"})
     row = next(line for line in cli("jobs", "list").output.splitlines() if fresh["id"] in line)
     assert "summarise the day" in row and "next try" not in row
+    # a worker killed mid-job: 'running' it stays until another worker claims it; the list says nobody runs it
+    assert store.claim_job("w2", 0.01)["id"] == fresh["id"]
+    time.sleep(0.05)
+    row = next(line for line in cli("jobs", "list").output.splitlines() if fresh["id"] in line)
+    assert "running" in row and "stopped renewing its lease" in row, row
 
 
 def test_jobs_show_and_logs_job_list_the_runs_a_job_started(cli: Callable[..., Any],
