@@ -12,12 +12,14 @@ import typer
 
 deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back.",
                               no_args_is_help=True)
+PUBLISH_WAIT_S = 3600  # the server indexes the version's knowledge folders before it answers (minutes for MBs)
 TO = typer.Option(None, "--to", help="Server URL (default: the last `halguru login`).")
 
 
 @contextmanager
-def _server(url: str | None) -> Iterator[tuple[str, Any]]:
-    """A client for the server (``url`` or the last login) with its token; its refusals as one line."""
+def _server(url: str | None, answer_s: float = 300) -> Iterator[tuple[str, Any]]:
+    """A client for the server (``url`` or the last login) with its token; its refusals as one line.
+    ``answer_s``: how long to wait for an answer (a publish indexes the agent's knowledge first)."""
     import httpx
 
     from halguru.client import Client, ClientError
@@ -26,7 +28,8 @@ def _server(url: str | None) -> Iterator[tuple[str, Any]]:
 
     chosen, token = target(url)
     try:
-        with Client(chosen, token, timeout=300, max_retries=2) as client:
+        with Client(chosen, token, max_retries=2,
+                    http=httpx.Client(timeout=httpx.Timeout(300, read=answer_s))) as client:
             yield chosen, client
     except ClientError as exc:
         hint = f" (run `halguru login {chosen}`)" if exc.status == 401 else ""
@@ -101,7 +104,7 @@ def register(app: typer.Typer) -> None:
         from halguru.deploy.bundle import make_bundle
 
         started = time.perf_counter()
-        with _server(to) as (url, client):
+        with _server(to, answer_s=PUBLISH_WAIT_S) as (url, client):
             bundle = make_bundle(path)
             for name in bundle.left_out:
                 typer.echo(f"Left out {name} (a secret: the server reads secrets from its environment or "
