@@ -331,23 +331,73 @@ def test_what_a_killed_publish_left_unpacked_is_removed(cli, serve, tmp_path: Pa
     assert list(incoming.iterdir()) == []
 
 
+def write_kb_shop(folder: Path, topics: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The shop with a knowledge folder, docs/, of a page per topic (refunds take fourteen days); its spec."""
+    shop = write_shop(folder, "v1", tools=[])
+    spec = {**yaml.safe_load((shop / "agent.yaml").read_text()), "knowledge": ["docs"],
+            "retrieval": {"mode": "auto", "embedder": "fast"}}
+    (shop / "agent.yaml").write_text(yaml.safe_dump(spec))
+    (shop / "docs").mkdir()
+    for topic in topics:
+        said = "Refunds take fourteen days." if topic == "refunds" else f"All about {topic}: ask at the desk."
+        (shop / "docs" / f"{topic}.md").write_text(f"# {topic.title()}\n\n{said}\n")
+    return shop, spec
+
+
 def test_a_versions_knowledge_is_indexed_before_it_goes_live(cli, serve, tmp_path: Path) -> None:
     """The first chat after a publish indexed the agent's knowledge folder itself: with a 1.4 MB folder (1,515
     chunks, 400 s on a busy 2-core machine) that chat ran past limits.timeout (300 s) and answered nothing. Now
     the publish indexes it, the version it replaces answering meanwhile, and the base is there when it answers."""
     server = serve()
     cli("login", server.url, "--api-key", input=user_key("developer"))
-    shop = write_shop(tmp_path / "shop", "v1", tools=[])
-    spec = yaml.safe_load((shop / "agent.yaml").read_text())
-    spec.update(knowledge=["docs"], retrieval={"mode": "auto", "embedder": "fast"})
-    (shop / "agent.yaml").write_text(yaml.safe_dump(spec))
-    (shop / "docs").mkdir()
-    (shop / "docs" / "refunds.md").write_text("# Refunds\n\nRefunds take fourteen days.\n")
-    (shop / "docs" / "parking.md").write_text("# Parking\n\nVisitors park on level minus three.\n")
+    shop, _ = write_kb_shop(tmp_path / "shop", ["refunds", "parking"])
     assert "Published shop v1" in cli("publish", str(shop)).output
     listed = [line.split() for line in cli("kb", "list").output.splitlines()]
     assert ["shop-docs", "2"] in [row[:3:2] for row in listed], listed  # indexed before the answer came
     assert answer(server.url, user_key("user")).startswith("v1")
+
+
+def test_a_new_version_embeds_only_the_knowledge_files_that_changed(cli, serve, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each version has a folder, and a knowledge base, of its own: v2 embedded every file again, minutes for a
+    folder of a few MB, though it changed one line. Its base now starts from v1's: only what differs is embedded,
+    a changed file's old text is gone from it, and v1 (rolled back to) still answers from its own."""
+    from halguru.rag import indexer
+
+    embedded: list[str] = []
+    real = indexer.embed_passages
+
+    def counting(model: Any, texts: list[str]) -> Any:
+        embedded.extend(texts)
+        return real(model, texts)
+
+    monkeypatch.setattr(indexer, "embed_passages", counting)
+    server = serve()
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    shop, spec = write_kb_shop(tmp_path / "shop", ["refunds", "parking", "hours", "returns"])
+    docs = shop / "docs"
+    assert "Published shop v1" in cli("publish", str(shop)).output
+    assert len(embedded) == 4, embedded
+    embedded.clear()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds take three days.\n")
+    (shop / "agent.yaml").write_text(yaml.safe_dump({**spec, "instructions": "Help with orders, kindly."}))
+    assert "Published shop v2" in cli("publish", str(shop)).output
+    assert [text for text in embedded if "three days" in text] and len(embedded) == 1, embedded
+
+    chatter = user_key("user")
+
+    def found() -> str:
+        """What the answer was given from the knowledge (the answers file says v1 in both versions)."""
+        with Client(server.url, chatter) as hg:
+            run = hg.send(hg.new_conversation("shop").id, "how long do refunds take?")
+            return json.dumps([e for e in hg.run(run.run_id).events if e.get("type") == "retrieval"])
+
+    v2 = found()
+    assert "three days" in v2 and "fourteen" not in v2
+    assert "v1 is live" in cli("deployments", "rollback", "shop", "1").output
+    v1 = found()
+    assert "fourteen days" in v1 and "three days" not in v1
+    assert embedded == [t for t in embedded if "three days" in t]  # nothing embedded again for either
 
 
 def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
