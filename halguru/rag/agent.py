@@ -25,7 +25,7 @@ from halguru.rag.query import Hit, Mode
 
 TOOL_NAME = "search_knowledge"
 RECHECK_SECONDS = 1.0  # a knowledge folder is re-stat'ed at most this often
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards _FOLDER_LOCKS and _SYNCED's clearing
 _CITED = re.compile(r"\[(\d+)\]")
 
 
@@ -80,6 +80,9 @@ class _Synced:
 
 # (base folder, source folder) -> its last ingest: one entry per knowledge folder of the loaded agents
 _SYNCED: dict[tuple[str, str], _Synced] = {}
+# one lock per knowledge folder: while one is indexed (minutes for a few MB), the others are searched (one lock
+# for all made every other agent's search wait for the whole ingest)
+_FOLDER_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 
 
 def folder_base(agent: str, folder: Path) -> str:
@@ -152,6 +155,8 @@ def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
     base = knowledge_root() / name
     key = (str(base), str(folder))
     with _LOCK:
+        folder_lock = _FOLDER_LOCKS.setdefault(key, threading.Lock())
+    with folder_lock:
         state, now = _SYNCED.get(key), time.monotonic()
         if state is not None and now - state.checked < RECHECK_SECONDS:
             return

@@ -117,3 +117,41 @@ def test_a_folder_of_one_file_is_announced_as_one_file(project: Path, capsys) ->
     (project / "notes" / "refunds.txt").unlink()  # it said '(1 files)'
     assert "Pixel" in texts(load_agent(project), "office cat name")
     assert f"folder {project / 'notes'} (1 file) into the base helper-notes;" in capsys.readouterr().err
+
+
+def test_one_folder_being_indexed_does_not_hold_up_another_agents_searches(project: Path, write_agent,
+                                                                            monkeypatch) -> None:
+    """A knowledge folder being indexed (minutes for a few MB: a published version's, or an agent's first chat)
+    held one lock for every folder of the process: each other agent's search waited for the whole ingest."""
+    import threading
+    import time
+
+    monkeypatch.setattr(rag_agent, "RECHECK_SECONDS", 0.0)
+    helper = load_agent(project)
+    assert "Pixel" in texts(helper, "office cat name")  # indexed, and checked again at each search
+    other = write_agent("name: other\nmodel: scripted\nknowledge: [manuals]\nretrieval: {mode: auto, top_k: 3, "
+                        "embedder: fast}\n", name="other")
+    (other / "manuals").mkdir()
+    (other / "manuals" / "pump.md").write_text("# Pump\n\nPrime the pump first.\n", encoding="utf-8")
+    from halguru.rag import indexer
+
+    release, embedding = threading.Event(), threading.Event()
+    real = indexer.embed_passages
+
+    def slow(model, texts_):
+        embedding.set()
+        release.wait(30)
+        return real(model, texts_)
+
+    monkeypatch.setattr(indexer, "embed_passages", slow)
+    indexing = threading.Thread(target=lambda: load_agent(other).knowledge.bases())
+    indexing.start()
+    try:
+        assert embedding.wait(30)
+        started = time.monotonic()
+        found = texts(helper, "office cat name")
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        indexing.join(30)
+    assert "Pixel" in found and waited < 10, f"the search waited {waited:.1f} s for the other folder's ingest"
