@@ -143,7 +143,8 @@ def sweep_incoming() -> None:
                 shutil.rmtree(entry)
 
 
-_publishing = threading.Lock()  # one publish or rollback at a time in this process (the store orders replicas)
+_publishing = threading.Lock()  # one publish's checks or swap, or rollback, at a time in this process (the store
+# orders replicas); a publish indexes its knowledge outside it, under its agent's own lock
 
 
 def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[DeploymentRecord, bool]:
@@ -174,27 +175,46 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
                                 f"has at most {MAX_NAME}", "invalid_agent")
         _confined(spec.instructions_file, spec.knowledge, incoming)
         _may_publish(state, principal, name)
-        with _publishing:
-            active = state.store.active_deployments().get(name)
-            if active is not None and active[1] == sha and state.agents.version(name) == active[0]:
-                record = next(d for d in state.store.list_deployments(name) if d["version"] == active[0])
-                return record, True
-            folder = root() / name / sha
-            created = _move_in(incoming, folder)
-            try:
-                agent = check_project(folder).agent  # `halguru validate`'s checks, on the server's models and tools
-                served = serve_agent(agent, state.settings.web_chat)
-                _index_knowledge(agent, state.agents.get(name) if name in state.agents.deployed else None)
+        with _agent_lock(name):  # one publish of an agent at a time: the next sees it (its bundle again: a no-op)
+            with _publishing:
+                active = state.store.active_deployments().get(name)
+                if active is not None and active[1] == sha and state.agents.version(name) == active[0]:
+                    record = next(d for d in state.store.list_deployments(name) if d["version"] == active[0])
+                    return record, True
+                folder = root() / name / sha
+                created = _move_in(incoming, folder)
+                previous = state.agents.get(name) if name in state.agents.deployed else None
+                try:
+                    agent = check_project(folder).agent  # `halguru validate`'s checks, on the server's models, tools
+                    served = serve_agent(agent, state.settings.web_chat)
+                except HalguruError as exc:
+                    raise _refused(name, exc, folder, created) from None
+            try:  # minutes for a few MB: other agents' publishes and rollbacks go on meanwhile
+                _index_knowledge(agent, previous)
             except HalguruError as exc:
-                if created:
-                    shutil.rmtree(folder, ignore_errors=True)
-                raise ApiError(400, f"{name}: {_relative(str(exc), folder)}", "invalid_agent") from None
-            manifest = {**manifest, "agent": name, "model": agent.spec.model, "tools": sorted(agent.tools)}
-            record = state.store.create_deployment(name, sha, manifest, data, principal.owner)
-            _activate(state, served, record)
-            return record, False
+                raise _refused(name, exc, folder, created) from None
+            with _publishing:
+                manifest = {**manifest, "agent": name, "model": agent.spec.model, "tools": sorted(agent.tools)}
+                record = state.store.create_deployment(name, sha, manifest, data, principal.owner)
+                _activate(state, served, record)
+                return record, False
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+
+
+_agent_locks: dict[str, threading.Lock] = {}
+
+
+def _agent_lock(name: str) -> threading.Lock:
+    with _publishing:
+        return _agent_locks.setdefault(name, threading.Lock())
+
+
+def _refused(name: str, exc: HalguruError, folder: Path, created: bool) -> ApiError:
+    """The publish refused as the agent's error says (its folder, unpacked by this publish, removed)."""
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ApiError(400, f"{name}: {_relative(str(exc), folder)}", "invalid_agent")
 
 
 def _index_knowledge(agent: Agent, previous: ServedAgent | None) -> None:

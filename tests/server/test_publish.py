@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from halguru.client import Client
-from halguru.deploy.bundle import MANIFEST
+from halguru.deploy.bundle import MANIFEST, make_bundle
 from halguru.store import open_store
 from tests.channels.mailpeers import dovecot_fixture, smtp_server_fixture
 from tests.test_models_cli import MemoryKeyring
@@ -398,6 +398,47 @@ def test_a_new_version_embeds_only_the_knowledge_files_that_changed(cli, serve, 
     v1 = found()
     assert "fourteen days" in v1 and "three days" not in v1
     assert embedded == [t for t in embedded if "three days" in t]  # nothing embedded again for either
+
+
+def test_another_agent_publishes_while_one_indexes_its_knowledge(cli, serve, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A publish indexing its knowledge (minutes for a few MB) held the server's one publish lock throughout:
+    every other agent's publish and rollback waited for it."""
+    from halguru.rag import indexer
+
+    release, embedding = threading.Event(), threading.Event()
+    real = indexer.embed_passages
+
+    def slow(model: Any, texts: list[str]) -> Any:
+        embedding.set()
+        release.wait(60)
+        return real(model, texts)
+
+    monkeypatch.setattr(indexer, "embed_passages", slow)
+    server = serve()
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop, _ = write_kb_shop(tmp_path / "shop", ["refunds"])
+    published: list[str] = []
+
+    def publish_shop() -> None:
+        with Client(server.url, key, timeout=120) as hg:
+            published.append(f"{hg.publish(make_bundle(shop).data).version}")
+
+    first = threading.Thread(target=publish_shop)
+    first.start()
+    try:
+        assert embedding.wait(60), "the shop's knowledge was not indexed"
+        other = write_shop(tmp_path / "other", "other v1")
+        (other / "agent.yaml").write_text((other / "agent.yaml").read_text().replace("name: shop", "name: other"))
+        started = time.monotonic()
+        out = cli("publish", str(other)).output
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        first.join(60)
+    assert "Published other v1" in out and took < 20, (out, f"{took:.1f} s")
+    assert published == ["1"]
 
 
 def test_metadata_the_worker_refuses_is_refused_at_publish_as_validate_says(cli, serve, tmp_path: Path) -> None:
