@@ -31,3 +31,13 @@ def test_a_folder_of_projects_names_them(cli_error, write_agent, tmp_path: Path)
     line = cli_error("validate", str(tmp_path))
     assert line == (f"Error: {tmp_path / 'agent.yaml'}: no agent.yaml here; name a project folder in it: "
                     "my-agent, my-team")
+
+
+def test_serve_and_build_of_a_readme_template_path_outside_a_checkout_say_how_to_make_it(cli_error, tmp_path: Path):
+    """`halguru serve agents-templates/basic ... --dev` is the README's first serve command; after `pip install` that
+    folder is not there, and serve (and build) said only "no such agent project", where run and validate say what
+    to type."""
+    missing = tmp_path / "agents-templates" / "basic"
+    make = f"`halguru new basic --template basic --dir {missing.parent}` makes it from the template"
+    assert cli_error("serve", str(missing), "--dev").endswith(make)
+    assert cli_error("build", str(missing), "--tag", "example.com/basic:1").endswith(make)

@@ -116,7 +116,7 @@ def _project_file(path: Path) -> tuple[Path, Path]:
     if path.name.endswith((".yaml", ".yml")):
         return path.parent, path
     if not path.exists():
-        raise AgentSpecError(f"{path}: no such agent project (a folder with agent.yaml){_missing_hint(path)}")
+        raise AgentSpecError(no_such_project(path))
     raise AgentSpecError(f"{path}: not an agent project; give a folder with agent.yaml or the file itself")
 
 
@@ -128,6 +128,11 @@ def _projects_in(folder: Path) -> list[str]:
         return sorted(p.name for p in islice(folder.iterdir(), 1000) if (p / AGENT_FILE).is_file())
     except OSError:
         return []
+
+
+def no_such_project(path: Path) -> str:
+    """The line for a project path that does not exist (run, serve, build...), with what to type instead."""
+    return f"{path}: no such agent project (a folder with agent.yaml){_missing_hint(path)}"
 
 
 def _missing_hint(path: Path) -> str:

@@ -30,8 +30,8 @@ Show = Callable[[str], None]
 def find_agent_projects(paths: Iterable[Path]) -> dict[str, Path]:
     """Each path is an agent project or a folder of them (one level); named by folder, names unique."""
     found: dict[str, Path] = {}
-    for path in paths:
-        path = path.expanduser().resolve()
+    for given in paths:
+        path = given.expanduser().resolve()
         if (path / AGENT_FILE).is_file():
             projects = [path]
         elif path.is_dir():
@@ -39,7 +39,9 @@ def find_agent_projects(paths: Iterable[Path]) -> dict[str, Path]:
             if not projects:
                 raise HalguruError(f"{path}: no agent project here (a folder with {AGENT_FILE}, or folders of them)")
         else:
-            raise HalguruError(f"{path}: no such agent project")
+            from halguru.agents.loader import no_such_project
+
+            raise HalguruError(no_such_project(given.expanduser()))  # as typed: the hint's --dir too
         for project in projects:
             if project.name in found and found[project.name] != project:
                 raise HalguruError(f"two agent projects named {project.name!r}: {found[project.name]} and {project}")

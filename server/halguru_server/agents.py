@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents import metadata
-from halguru.agents.loader import AGENT_FILE, Agent, check_knowledge_embedders, load_agent
+from halguru.agents.loader import AGENT_FILE, Agent, check_knowledge_embedders, load_agent, no_such_project
 from halguru.errors import HalguruError
 
 
@@ -46,7 +46,7 @@ def find_projects(paths: list[Path]) -> list[Path]:
                 raise HalguruError(f"{path}: no agent project here (a folder with {AGENT_FILE}, or folders of them)")
             found += subs
         else:
-            raise HalguruError(f"{path}: no such agent project")
+            raise HalguruError(no_such_project(path))
     return found
 
 
