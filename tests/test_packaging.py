@@ -59,3 +59,23 @@ def test_the_wheel_carries_the_licence_the_type_markers_and_the_weights_locks(bu
     assert {"halguru/py.typed", "halguru_server/py.typed", "halguru/_locks/requirements-lead-model.lock"} <= names
     assert lock == (REPO / "deploy" / "requirements-nodeps.lock").read_text()
     assert "Apache License" in (REPO / "LICENSE").read_text()
+
+
+def test_the_wheel_holds_every_file_of_the_packages_and_the_templates(built: tuple[Path, Path]) -> None:
+    """What a `pip install` user runs on: the web chat's, console's and sign-in pages' files, the templates with
+    their recordings and tools.py, every module; nothing of halguru/, server/halguru_server/ or agents-templates/
+    (which the wheel puts at halguru/_templates) is left out, and the commands, the plugin and pytest's find it."""
+    listed = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "halguru", "server/halguru_server",
+              "agents-templates"]
+    files = subprocess.run(listed, cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    wanted = {name.removeprefix("server/").replace("agents-templates/", "halguru/_templates/", 1)
+              for name in filter(None, files) if (REPO / name).is_file()}
+    with zipfile.ZipFile(built[1]) as wheel:
+        names = set(wheel.namelist())
+        entry_points = wheel.read("halguru-0.1.0.dist-info/entry_points.txt").decode()
+    assert {"halguru_server/static/chat.js", "halguru_server/console/templates/console_base.html",
+            "halguru_server/identity/templates/login.html", "halguru/_templates/assistant/tools.py"} <= wanted
+    assert sorted(wanted - names) == []
+    assert "halguru = halguru.cli.app:main" in entry_points  # console_scripts
+    assert "server = halguru_server.plugin" in entry_points  # halguru's own plugin: serve, worker, keys...
+    assert "halguru = halguru.testing.pytest_plugin" in entry_points
