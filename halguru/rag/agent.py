@@ -180,18 +180,20 @@ def sync_folder(name: str, folder: Path, embedder: str | None = None) -> None:
 def _base(name: str, embedder: str | None, folder: Path) -> Any:
     """The folder's base, made with ``embedder``; one made with another is rebuilt (a folder's base holds
     nothing but what the folder gives it again), as is one chunked by an older halguru (``CHUNKER_VERSION``). It
-    records the folder it mirrors (``folder_base``)."""
+    records the folder it mirrors (``folder_base``). With no ``embedder``, the default one: minilm, or wordllama
+    while minilm's weights are not installed (a base made before `halguru kb install-weights` moves to minilm)."""
     from halguru.rag.chunking import CHUNKER_VERSION
-    from halguru.rag.embedders import PROFILES, get_embedder
+    from halguru.rag.embedders import PROFILES, default_embedder, get_embedder
     from halguru.rag.indexer import ingest_lock
     from halguru.rag.store import KnowledgeBase
 
-    kb = KnowledgeBase.create(name, embedder, exist_ok=True)
-    other = embedder is not None and kb.meta.embedder != get_embedder(PROFILES.get(embedder, embedder)).name
+    wanted = embedder or default_embedder()
+    kb = KnowledgeBase.create(name, wanted, exist_ok=True)
+    other = kb.meta.embedder != get_embedder(PROFILES.get(wanted, wanted)).name
     if other or kb.meta.chunker < CHUNKER_VERSION:  # chunked by an older halguru: its citations are re-read too
         with ingest_lock(kb):
             kb.drop()
-            kb = KnowledgeBase.create(name, embedder if other else kb.meta.embedder)
+            kb = KnowledgeBase.create(name, wanted if other else kb.meta.embedder)
     if kb.meta.folder != str(folder.resolve()):
         kb.meta.folder = str(folder.resolve())
         kb.save_meta()

