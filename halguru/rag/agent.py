@@ -273,8 +273,8 @@ class KnowledgeRetriever:
         from halguru.rag.store import KnowledgeBase
 
         name, folder = self.resolve(entry)
-        if folder is not None and self.embedder is not None:  # its base is made (again) with this embedder
-            problem = unavailable_embedder(self.embedder)
+        if folder is not None:  # its base is made (again) with this embedder, or the default one (always there)
+            problem = unavailable_embedder(self.embedder) if self.embedder is not None else None
             return None if problem is None else f"retrieval.embedder: {problem}"
         try:
             return KnowledgeBase.open(name).missing_embedder()

@@ -170,3 +170,26 @@ def test_a_plugin_embedder_failing_to_embed_is_one_line_naming_it_and_writes_not
         rag.ingest("kb", [tmp_path / "cats.md"])
     assert str(refused.value) == "embedder 'down' failed: RuntimeError: embedding service down"
     assert rag.open_base("kb").info().chunks == 0
+
+
+def test_a_folder_base_of_an_embedder_no_longer_named_is_made_again_not_refused(site, write_agent,
+                                                                                without_plugins) -> None:
+    """A folder's base holds only what the folder gives again: made with a plugin's embedder, then agent.yaml
+    names none and the plugin is gone, the next run rebuilds it with the default embedder, so validate and serve
+    do not refuse it (they did, as for a named base, whose chunks cannot be made again)."""
+    from halguru import rag
+    from halguru.agents.loader import check_project, load_agent
+    from halguru.rag import agent as rag_agent
+
+    folder = write_agent("name: kf\nmodel: scripted\nknowledge: [docs]\nretrieval: {embedder: hashy}\n", name="kf")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "cat.md").write_text("# Cat\n\nThe office cat is called Pixel.\n", encoding="utf-8")
+    load_agent(folder).knowledge.retrieve("office cat")
+    assert rag.open_base("kf-docs").info().embedder == "hashy"
+    (folder / "agent.yaml").write_text("name: kf\nmodel: scripted\nknowledge: [docs]\n")
+    without_plugins()
+    rag_agent.forget_synced()  # a new process
+    check_project(folder)
+    hits = [h.text for r in load_agent(folder).knowledge.retrieve("office cat") for h in r.hits]
+    assert any("Pixel" in text for text in hits)
+    assert rag.open_base("kf-docs").info().embedder in ("minilm", "wordllama")
