@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -414,6 +415,19 @@ def unavailable_embedder(reference: str) -> str | None:
             "`halguru plugins` lists the loaded ones)")
 
 
+def _check_promise(embedder: Any, who: str) -> None:
+    """What an embedder must have before a base is made with it: a ``dimension`` of a whole number above 0 (a
+    plugin's '384' made pyarrow fail with a traceback, after the base's folder was made) and ``embed``."""
+    dimension = getattr(embedder, "dimension", None)
+    if dimension is None:
+        raise KnowledgeError(f"{who} has no dimension: it must be a whole number above 0")
+    if isinstance(dimension, bool) or not hasattr(dimension, "__index__") or operator.index(dimension) < 1:
+        raise KnowledgeError(f"{who} has dimension {dimension!r} (a {type(dimension).__name__}): it must be a "
+                             "whole number above 0")
+    if not callable(getattr(embedder, "embed", None)):
+        raise KnowledgeError(f"{who} has no embed(texts) method")
+
+
 @lru_cache(maxsize=4)
 def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build (once per process) the embedder named ``NAME`` or ``NAME:ARGUMENT``."""
@@ -439,6 +453,7 @@ def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     except Exception as exc:  # a plugin's bug: one line naming the embedder and its plugin, not a traceback
         raise KnowledgeError(f"embedder {reference!r} (plugin {owners[name]!r}) failed to start: "
                              f"{exception_line(exc)}") from exc
+    _check_promise(embedder, f"embedder {reference!r} (plugin {owners[name]!r})")
     if hasattr(embedder, "close"):
         import atexit
 

@@ -106,16 +106,41 @@ class _ReadOnlyName:
         return [[1.0, 0.0, 0.0, 0.0] for _ in texts]
 
 
+class _TextDimension(_ReadOnlyName):
+    dimension = "384"  # type: ignore[assignment]
+    name = "text"
+
+
+class _NoDimension:
+    def __init__(self, argument: str = "") -> None:
+        self.name = "nodim"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0] for _ in texts]
+
+
+class _NoEmbed:
+    dimension = 4
+
+    def __init__(self, argument: str = "") -> None:
+        self.name = "noembed"
+
+
 @pytest.mark.parametrize(("embedder", "said"), [
     ("nodevice", "embedder 'nodevice' (plugin 'brokenemb') failed to start: RuntimeError: no gpu here"),
     ("nodevice:big", "embedder 'nodevice:big' (plugin 'brokenemb') failed to start: RuntimeError: no gpu here"),
     ("readonly", "embedder 'readonly' (plugin 'brokenemb') failed to start: AttributeError: property 'name' of "
                  "'_ReadOnlyName' object has no setter"),
+    ("textdim", "embedder 'textdim' (plugin 'brokenemb') has dimension '384' (a str): it must be a whole number "
+                "above 0"),
+    ("nodim", "embedder 'nodim' (plugin 'brokenemb') has no dimension: it must be a whole number above 0"),
+    ("noembed", "embedder 'noembed' (plugin 'brokenemb') has no embed(texts) method"),
 ])
 def test_a_plugin_embedder_that_cannot_start_is_one_line_naming_it_and_its_plugin(halguru_plugin, embedder: str,
                                                                                    said: str) -> None:
-    """A plugin's factory that raised (or an embedder whose name is a read-only property) came out of `halguru kb
-    create --embedder ...` as the plugin's traceback."""
+    """A plugin's factory that raised (or an embedder whose name is a read-only property, whose dimension is not
+    a number, or that cannot embed) came out of `halguru kb create --embedder ...` as a traceback (pyarrow's
+    'TypeError: an integer is required' for a dimension of '384', after it had made the base's folder)."""
     import types
 
     from halguru import rag
@@ -126,6 +151,9 @@ def test_a_plugin_embedder_that_cannot_start_is_one_line_naming_it_and_its_plugi
     def register_embedders(register):
         register("nodevice", _NoDevice)
         register("readonly", _ReadOnlyName)
+        register("textdim", _TextDimension)
+        register("nodim", _NoDimension)
+        register("noembed", _NoEmbed)
 
     plugin = types.ModuleType("halguru_brokenemb")
     plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
@@ -193,3 +221,10 @@ def test_a_folder_base_of_an_embedder_no_longer_named_is_made_again_not_refused(
     hits = [h.text for r in load_agent(folder).knowledge.retrieve("office cat") for h in r.hits]
     assert any("Pixel" in text for text in hits)
     assert rag.open_base("kf-docs").info().embedder in ("minilm", "wordllama")
+
+
+def test_a_plugin_embedder_is_built_once_per_process(site) -> None:
+    """docs/plugins.md: halguru builds it once per process (a model loaded for every search otherwise)."""
+    from halguru.rag.embedders import get_embedder
+
+    assert get_embedder("hashy") is get_embedder("hashy")
