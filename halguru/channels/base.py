@@ -189,4 +189,21 @@ def load_channels(agent: str, configs: Mapping[str, Mapping[str, Any]], folder: 
         except Exception as exc:
             raise HalguruError(f"agent {agent}: channel {name!r} (plugin {owners[name]!r}) failed to start: "
                                f"{exception_line(exc)}") from None
+        _check_channel(channels[name], name, f"agent {agent}: channel {name!r} (plugin {owners[name]!r})")
     return channels
+
+
+def _check_channel(channel: Any, name: str, who: str) -> None:
+    """A channel object has ``send`` and a way in (``webhook`` or ``source``): one that lacks them passed
+    ``validate`` and then had every message refused (403) or its reply fail. A ``name`` it lacks is its
+    registered one: the ``Channel`` protocol checks wanted one, and refused its webhook without a word."""
+    if not callable(getattr(channel, "send", None)):
+        kind = type(channel).__name__
+        what = "it has" if hasattr(channel, "webhook") or hasattr(channel, "source") else \
+            f"it gave {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, which has"
+        raise HalguruError(f"{who} is not a channel: {what} no send(message, once)")
+    if not (callable(getattr(channel, "webhook", None)) or callable(getattr(channel, "source", None))):
+        raise HalguruError(f"{who} is not a channel: it has neither webhook(request, sink) nor source(sink), so "
+                           "no message reaches the agent")
+    if not isinstance(getattr(channel, "name", None), str):
+        channel.name = name

@@ -35,3 +35,82 @@ def test_serve_s_worker_refuses_to_start_with_one_line(agent: Path) -> None:
     with pytest.raises(HalguruError) as caught:
         load_all_channels(load_agents([agent], "key"))
     assert str(caught.value) == SAID
+
+
+ODD = '''
+import json
+from halguru.channels.base import Inbound, WebhookResponse
+from halguru.plugins import hookimpl
+
+
+class NoName:  # what docs/plugins.md shows a channel needs, without the protocol's `name` class attribute
+    def __init__(self, agent, config, folder):
+        self.agent = agent
+
+    async def webhook(self, request, sink):
+        return WebhookResponse(200, "got it")
+
+    async def send(self, message, once):
+        return []
+
+
+class NoSend:
+    def __init__(self, agent, config, folder):
+        pass
+
+    async def webhook(self, request, sink):
+        return WebhookResponse(200, "got it")
+
+
+class NoWayIn:
+    def __init__(self, agent, config, folder):
+        pass
+
+    async def send(self, message, once):
+        return []
+
+
+@hookimpl
+def register_channels(register):
+    register("noname", NoName)
+    register("nosend", NoSend)
+    register("nowayin", NoWayIn)
+    register("garbage", lambda agent, config, folder: 42)
+'''
+
+
+@pytest.fixture
+def odd_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests.feedback_plugins import install
+
+    return load(install(tmp_path / "site", "odd", "halguru_odd_channels", ODD), monkeypatch)
+
+
+@pytest.mark.parametrize(("channel", "said"), [
+    ("nosend", "agent k2: channel 'nosend' (plugin 'odd') is not a channel: it has no send(message, once)"),
+    ("nowayin", "agent k2: channel 'nowayin' (plugin 'odd') is not a channel: it has neither webhook(request, "
+                "sink) nor source(sink), so no message reaches the agent"),
+    ("garbage", "agent k2: channel 'garbage' (plugin 'odd') is not a channel: it gave an int, which has no "
+                "send(message, once)"),
+])
+def test_a_channel_lacking_what_a_channel_has_is_one_line_at_validate(odd_site, write_agent, channel: str,
+                                                                     said: str) -> None:
+    """`halguru validate` said OK, and serve then refused every message to it with 403 (or failed at the reply)."""
+    from halguru.agents.loader import check_project
+
+    agent = write_agent(f"name: k2\nmodel: scripted\nchannels:\n  {channel}: {{}}\n", name="k2")
+    with pytest.raises(HalguruError) as caught:
+        check_project(agent)
+    assert str(caught.value) == f"{agent / 'agent.yaml'}:4: {said}"
+
+
+def test_a_channel_class_without_a_name_attribute_gets_its_webhook(odd_site, write_agent) -> None:
+    """The class docs/plugins.md describes, without `name = "noname"`: every POST to its webhook was 403 'no such
+    webhook' (isinstance against the Channel protocol wanted a `name`), with no word at start-up."""
+    from fastapi.testclient import TestClient
+    from halguru_server import ServerSettings, create_app
+
+    agent = write_agent("name: k3\nmodel: scripted\nchannels:\n  noname: {}\n", name="k3")
+    with TestClient(create_app(ServerSettings(agents=[agent]))) as client:
+        answer = client.post("/channels/noname/k3", content=b"{}")
+    assert (answer.status_code, answer.text) == (200, "got it")
