@@ -82,7 +82,7 @@ def register_routes(app: Any) -> None:
     halguru's own, and one a route already there answers (``GET /v1/agents``) is left out with a warning.
     Routes are public unless guarded: ``dependencies=[Depends(require("chat:use"))]`` (from
     ``halguru_server.identity.guards``) asks for an API key or a session, as halguru's ``/v1`` routes do; a
-    plugin route under ``/v1`` without a guard is warned about.
+    plugin route under ``/v1`` or ``/admin`` without a guard is warned about.
     """
 
 

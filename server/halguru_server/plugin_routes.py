@@ -3,8 +3,8 @@
 A route of a plugin that a route already there would answer instead (halguru's ``/v1/agents``, another
 plugin's) is never reached: it is left out with a warning naming the plugin, as a command of a taken name is.
 A plugin skipped half-way (its hook raised) gives nothing: the routes and middleware it added go. A plugin
-route under ``/v1`` without a guard answers without an API key, where every route of halguru's asks for one:
-that is said too (docs/plugins.md shows ``Depends(require(...))``).
+route under ``/v1`` or ``/admin`` without a guard answers without an API key, where every route of halguru's asks
+for one: that is said too (docs/plugins.md shows ``Depends(require(...))``).
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ def add_plugin_routes(app: FastAPI) -> None:
                     owner = "halguru" if owners[id(taken)] == "halguru" else f"plugin {owners[id(taken)]!r}"
                     warn_once(f"plugin {plugin!r}: its route {where} is not used: {owner} answers there")
                     dead += 1
-                elif not builtin and _under_v1(route) and not _guarded(route):
+                elif not builtin and (prefix := _keyed_prefix(route)) and not _guarded(route):
                     warn_once(f"plugin {plugin!r}: its route {where} answers without an API key, unlike "
-                              "halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)")
+                              f"halguru's {prefix} routes; add dependencies=[Depends(require(PERMISSION))] "
+                              "(docs/plugins.md)")
             if routes and dead == len(routes):
                 continue  # nothing of it can be reached: left out (and out of /openapi.json)
             app.router.routes.append(item)
@@ -96,9 +97,14 @@ def _original(route: Any) -> Any:
     return getattr(route, "original_route", route)
 
 
-def _under_v1(route: Any) -> bool:
+# Where every route of halguru's asks for a key or a session (and a cookie's CSRF token): the API and the console.
+_KEYED_PREFIXES = ("/v1", "/admin")
+
+
+def _keyed_prefix(route: Any) -> str | None:
+    """The prefix of ``_KEYED_PREFIXES`` the route is under, if any."""
     path = str(getattr(route, "path", ""))
-    return path == "/v1" or path.startswith("/v1/")
+    return next((prefix for prefix in _KEYED_PREFIXES if path == prefix or path.startswith(prefix + "/")), None)
 
 
 def _guarded(route: Any) -> bool:

@@ -39,7 +39,15 @@ def register_routes(app):
     def ok():
         return {"acme": "ok"}
 
-    app.router.routes[:0] = [app.router.routes.pop() for _ in range(5)]  # ahead of halguru's: still after them
+    @app.post("/admin/acme-purge")
+    def purge():
+        return {"purged": True}
+
+    @app.get("/administrators")
+    def not_under_admin():
+        return {"open": True}
+
+    app.router.routes[:0] = [app.router.routes.pop() for _ in range(7)]  # ahead of halguru's: still after them
 
     v1 = APIRouter(prefix="/v1")
 
@@ -127,12 +135,16 @@ def test_a_plugin_route_halguru_answers_is_refused_and_said(client, capsys):
 
 
 def test_a_keyless_plugin_route_under_v1_is_said_and_require_guards_one(client, capsys):
+    """A keyless POST /admin/acme-purge (where every route of halguru's asks for an admin's key or session, and a
+    cookie's CSRF token) was served without a word."""
     warnings = plugin_warnings(capsys.readouterr().err)
     keyless = [line for line in warnings if "without an API key" in line]
-    assert keyless == [f"halguru: warning: plugin 'acme': its route GET {path} answers without an API key, unlike "
-                       "halguru's /v1 routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)"
-                       for path in ("/v1/plugin-thing", "/v1/router-thing")]
+    assert sorted(keyless) == [f"halguru: warning: plugin 'acme': its route {route} answers without an API key, unlike "
+                       f"halguru's {prefix} routes; add dependencies=[Depends(require(PERMISSION))] (docs/plugins.md)"
+                       for route, prefix in (("GET /v1/plugin-thing", "/v1"), ("GET /v1/router-thing", "/v1"),
+                                             ("POST /admin/acme-purge", "/admin"))]
     assert client.get("/v1/plugin-thing").json() == {"open": True}
+    assert client.post("/admin/acme-purge").json() == {"purged": True}  # said: under /admin, a key is expected
     assert client.get("/v1/plugin-guarded").status_code == 401  # the guard docs/plugins.md shows
     assert client.get("/v1/acme/me").status_code == 401  # a router's guard counts too
 
