@@ -2,7 +2,8 @@
 
 A route of a plugin that a route already there would answer instead (halguru's ``/v1/agents``, another
 plugin's) is never reached: it is left out with a warning naming the plugin, as a command of a taken name is.
-A plugin skipped half-way (its hook raised) gives nothing: the routes and middleware it added go. A plugin
+A plugin skipped half-way (its hook raised) gives nothing: the routes and middleware it added go. A plugin's
+middleware runs before every route, halguru's included, so adding one is said. A plugin
 route under ``/v1`` or ``/admin`` without a guard answers without an API key, where every route of halguru's asks
 for one: that is said too (docs/plugins.md shows ``Depends(require(...))``).
 """
@@ -33,6 +34,10 @@ def add_plugin_routes(app: FastAPI) -> None:
         if skipped(plugin):
             app.user_middleware[:] = middleware
             continue
+        for layer in app.user_middleware:
+            if not builtin and not any(layer is kept for kept in middleware):
+                warn_once(f"plugin {plugin!r} adds middleware ({_middleware_name(layer)}): it sees every request "
+                          "before halguru's routes and their API-key checks, and may answer for them")
         for item in added:  # a route, a mount, or a router the plugin included (FastAPI keeps it whole)
             routes, dead = _routes_of(item), 0
             for route in routes:
@@ -50,6 +55,12 @@ def add_plugin_routes(app: FastAPI) -> None:
                 continue  # nothing of it can be reached: left out (and out of /openapi.json)
             app.router.routes.append(item)
             owners[id(item)] = "halguru" if builtin else plugin
+
+
+def _middleware_name(layer: Any) -> str:
+    """``status_of_mine`` for ``@app.middleware("http")``'s function, else the middleware's class name."""
+    dispatch = layer.kwargs.get("dispatch") if isinstance(getattr(layer, "kwargs", None), dict) else None
+    return str(getattr(dispatch, "__name__", None) or getattr(layer.cls, "__name__", repr(layer.cls)))
 
 
 def _routes_of(item: BaseRoute) -> list[Any]:

@@ -96,14 +96,29 @@ def register_routes(app):
     raise RuntimeError("routes boom")
 '''
 
+MIDDLEWARE = '''
+from halguru.plugins import hookimpl
+from starlette.responses import JSONResponse
+
+
+@hookimpl
+def register_routes(app):
+    @app.middleware("http")
+    async def status_of_mine(request, call_next):
+        if request.url.path == "/status":
+            return JSONResponse({"from": "plugin"})
+        return await call_next(request)
+'''
+
 
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agents_dir: Path, capsys: pytest.CaptureFixture[str]):
     site = install(tmp_path / "site", "acme", "halguru_acme_routes", ROUTES)
     install(site, "second", "halguru_second_routes", SECOND)
     install(site, "half", "halguru_half_routes", HALF)
+    install(site, "tap", "halguru_tap_routes", MIDDLEWARE)
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "acme,second,half")
+    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "acme,second,half,tap")
     reset_plugin_manager()
     from halguru_server import ServerSettings, create_app
 
@@ -157,3 +172,13 @@ def test_a_plugin_whose_routes_hook_raises_gives_no_routes_nor_middleware(client
     answer = client.get("/half/ok")
     assert answer.status_code == 404 and "x-half" not in answer.headers
     assert "x-half" not in client.get("/acme/ok").headers
+
+
+def test_a_plugin_s_middleware_is_said_as_it_answers_before_halguru_s_routes(client, capsys):
+    """A plugin's middleware answered GET /status (or /v1/agents, before its API-key check) for halguru, without
+    a word."""
+    warnings = plugin_warnings(capsys.readouterr().err)
+    assert "halguru: warning: plugin 'tap' adds middleware (status_of_mine): it sees every request before " \
+           "halguru's routes and their API-key checks, and may answer for them" in warnings
+    assert client.get("/status").json() == {"from": "plugin"}  # said, not undone: a plugin's middleware is its own
+    assert not [line for line in warnings if "'acme' adds middleware" in line or "'half' adds" in line]
