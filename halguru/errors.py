@@ -81,6 +81,12 @@ def exception_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to 40 characters, for a line naming what a plugin gave."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

@@ -564,15 +564,28 @@ def test_threads_starting_at_once_share_one_load_of_the_plugins(tmp_path, monkey
     assert builtins.wt_calls == 1  # type: ignore[attr-defined]  # its load checked the registrations once
 
 
+def _load_provider(halguru_plugin, module: str, provider: type) -> None:
+    """Load a plugin ``module`` whose register_models registers ``provider``."""
+    import types
+
+    from halguru.plugins import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register(provider)
+
+    plugin = types.ModuleType(module)
+    plugin.register_models = register_models  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+
+
 def test_a_provider_failing_to_list_or_resolve_its_models_is_one_line_and_the_others_work(halguru_plugin, capsys):
     """A plugin provider whose default_models() raised failed `models list`, and `run` and `validate` of agents
     on any other model, with its traceback; one whose from_reference raised was a traceback too."""
-    import types
     from typing import ClassVar
 
     from halguru.errors import ModelError
     from halguru.models.registry import find_entry, get_model, list_models
-    from halguru.plugins import hookimpl
 
     class Flaky:
         name: ClassVar[str] = "flaky"
@@ -590,13 +603,7 @@ def test_a_provider_failing_to_list_or_resolve_its_models_is_one_line_and_the_ot
         def create(cls, entry):
             raise AssertionError("never reached")
 
-    @hookimpl
-    def register_models(register):
-        register(Flaky)
-
-    plugin = types.ModuleType("halguru_flaky")
-    plugin.register_models = register_models  # type: ignore[attr-defined]
-    halguru_plugin(plugin)
+    _load_provider(halguru_plugin, "halguru_flaky", Flaky)
     assert "smollm2" in {m.name for m in list_models()}
     assert get_model("scripted") is not None and find_entry("smollm2").provider == "llama-cpp"
     with pytest.raises(ModelError) as refused:
@@ -605,6 +612,48 @@ def test_a_provider_failing_to_list_or_resolve_its_models_is_one_line_and_the_ot
     assert warnings_of(capsys.readouterr().err) == [
         "halguru: warning: plugin 'flaky': model provider 'flaky' failed to list its models (RuntimeError: "
         "catalogue offline); they are left out"]
+
+
+def test_a_provider_giving_what_is_not_a_model_is_one_line_and_the_others_work(halguru_plugin, capsys):
+    """A provider whose default_models() listed a str failed `models list`, and `run` and `validate` of agents on
+    any other model, with 'AttributeError: 'str' object has no attribute 'name''; one whose from_reference gave
+    None, or whose create gave an int, failed later with an AttributeError naming neither model nor plugin."""
+    from typing import ClassVar
+
+    from halguru.errors import ModelError
+    from halguru.models.base import ModelEntry
+    from halguru.models.registry import find_entry, get_model, list_models
+
+    class Sloppy:
+        name: ClassVar[str] = "sloppy"
+        description: ClassVar[str] = "gives the wrong things"
+
+        @classmethod
+        def default_models(cls):
+            return ["sloppy-one", ModelEntry(name="sloppy-two", provider="sloppy", source="tests")]
+
+        @classmethod
+        def from_reference(cls, argument):
+            return None
+
+        @classmethod
+        def create(cls, entry):
+            return 42
+
+    _load_provider(halguru_plugin, "halguru_sloppy", Sloppy)
+    names = {m.name for m in list_models()}
+    assert {"smollm2", "sloppy-two"} <= names and "sloppy-one" not in names
+    assert find_entry("smollm2").provider == "llama-cpp"
+    with pytest.raises(ModelError) as refused:
+        find_entry("sloppy:x")
+    assert str(refused.value) == "model 'sloppy:x': its provider 'sloppy' gave None, not a ModelEntry"
+    with pytest.raises(ModelError) as refused:
+        get_model("sloppy-two")
+    assert str(refused.value) == "model 'sloppy-two': its provider 'sloppy' created an int, which has no " \
+                                 "stream(request)"
+    assert warnings_of(capsys.readouterr().err) == [
+        "halguru: warning: plugin 'sloppy': model provider 'sloppy' listed 'sloppy-one' (a str) among its models, "
+        "not a ModelEntry; it is left out"]
 
 
 SLOW_COMMANDS = '''

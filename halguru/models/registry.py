@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from halguru.config import get_settings, read_config_file, set_config_value
-from halguru.errors import HalguruError, ModelError, did_you_mean, exception_line
+from halguru.errors import HalguruError, ModelError, did_you_mean, exception_line, short_repr
 from halguru.models.base import Model, ModelEntry, ModelProvider
 from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
 
@@ -111,12 +111,17 @@ def _defaults_of(name: str, provider: type[ModelProvider]) -> list[ModelEntry]:
     from halguru.plugins.manager import owners, warn_once
 
     try:
-        return list(provider.default_models())
+        listed = list(provider.default_models())
     except Exception as exc:  # a plugin's bug; the other providers' models still work
         plugin = owners("register_models").get(name, "?")
         warn_once(f"plugin {plugin!r}: model provider {name!r} failed to list its models ({exception_line(exc)}); "
                   "they are left out")
         return []
+    for wrong in [entry for entry in listed if not isinstance(entry, ModelEntry)]:  # 'str' has no attribute 'name'
+        plugin = owners("register_models").get(name, "?")
+        warn_once(f"plugin {plugin!r}: model provider {name!r} listed {short_repr(wrong)} (a {type(wrong).__name__}) "
+                  "among its models, not a ModelEntry; it is left out")
+    return [entry for entry in listed if isinstance(entry, ModelEntry)]
 
 
 def list_models() -> list[ModelEntry]:
@@ -169,12 +174,16 @@ def _reference_of(provider: type[ModelProvider], reference: str, argument: str) 
     """``provider.from_reference(argument)``, where what a plugin's provider raises is one line naming the
     reference, not its traceback."""
     try:
-        return provider.from_reference(argument)
+        entry = provider.from_reference(argument)
     except HalguruError:
         raise
     except Exception as exc:
         raise ModelError(f"model {reference!r}: its provider {provider.name!r} failed ({exception_line(exc)})") \
             from None
+    if not isinstance(entry, ModelEntry):
+        raise ModelError(f"model {reference!r}: its provider {provider.name!r} gave {short_repr(entry)}, "
+                         "not a ModelEntry")
+    return entry
 
 
 def get_model(reference: str) -> Model:
@@ -189,13 +198,24 @@ def get_model(reference: str) -> Model:
     if provider is None:
         raise ModelError(f"model {entry.name}: provider {entry.provider!r} is not installed")
     if not getattr(provider, "shared", True):
-        return _with_options(entry, provider.create)
+        return _created(entry, provider)
     # The whole entry is the key: two names of one provider (twin-small, twin-large) are two models even when
     # their options match, and two references resolving to one entry (default, smollm2) share one.
     key = f"{entry.provider}|{entry.name}|{sorted(entry.options.items(), key=repr)}"
     if key not in _INSTANCES:
-        _INSTANCES[key] = _with_options(entry, provider.create)
+        _INSTANCES[key] = _created(entry, provider)
     return _INSTANCES[key]
+
+
+def _created(entry: ModelEntry, provider: type[ModelProvider]) -> Model:
+    """``provider.create(entry)``, a model: what has no ``stream`` is one line naming the model and provider
+    (a plugin's ``create`` giving an int failed the run with an AttributeError naming neither)."""
+    model = _with_options(entry, provider.create)
+    if not callable(getattr(model, "stream", None)):
+        kind = type(model).__name__
+        raise ModelError(f"model {entry.name!r}: its provider {entry.provider!r} created "
+                         f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, which has no stream(request)")
+    return model
 
 
 def _with_options(entry: ModelEntry, use: Callable[[ModelEntry], T]) -> T:

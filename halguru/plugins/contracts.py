@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from halguru.errors import short_repr
+
 
 class RegistrationError(Exception):
     """A ``register`` call a hook's contract refuses; its message is the whole warning."""
@@ -20,14 +22,9 @@ def _args(hook: str, names: tuple[str, ...], args: tuple[Any, ...], kwargs: dict
     """The values of ``register(*names)`` from a call, or the contract in one line."""
     values = list(args[:len(names)]) + [kwargs[n] for n in names[len(args):] if n in kwargs]
     if len(args) > len(names) or len(values) != len(names) or set(kwargs) - set(names[len(args):]):
-        given = ", ".join([_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()])
+        given = ", ".join([short_repr(a) for a in args] + [f"{k}={short_repr(v)}" for k, v in kwargs.items()])
         raise RegistrationError(f"{hook} calls register({', '.join(names)}), not register({given})")
     return values
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _what(value: Any) -> str:
@@ -73,7 +70,7 @@ def _named(hook: str, what: str, value: str) -> Callable[..., tuple[str, Any]]:
         name, given = _args(hook, ("name", value), args, kwargs)
         if not isinstance(name, str) or not name.strip() or ":" in name:
             raise RegistrationError(f"{hook} expects register(name, {value}) with the {what}'s name (text, no ':'); "
-                                    f"got {_short(name)}")
+                                    f"got {short_repr(name)}")
         if not callable(given):
             raise RegistrationError(f"{hook}: {what} {name!r} needs a {value} to call, got {_what(given)}")
         return name, given
