@@ -87,6 +87,12 @@ def short_repr(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def a_kind(value: object) -> str:
+    """``an int``, ``a str``: the type of what a plugin gave, for a line saying it was not what was asked."""
+    kind = type(value).__name__
+    return f"{'an' if kind[:1] in tuple('aeiouAEIOU') else 'a'} {kind}"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` naming the closest of ``choices`` (difflib), or "" when none is close."""
     import difflib

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, a_kind
 
 
 class ChannelError(HalguruError):
@@ -198,9 +198,8 @@ def _check_channel(channel: Any, name: str, who: str) -> None:
     ``validate`` and then had every message refused (403) or its reply fail. A ``name`` it lacks is its
     registered one: the ``Channel`` protocol checks wanted one, and refused its webhook without a word."""
     if not callable(getattr(channel, "send", None)):
-        kind = type(channel).__name__
         what = "it has" if hasattr(channel, "webhook") or hasattr(channel, "source") else \
-            f"it gave {'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, which has"
+            f"it gave {a_kind(channel)}, which has"
         raise HalguruError(f"{who} is not a channel: {what} no send(message, once)")
     if not (callable(getattr(channel, "webhook", None)) or callable(getattr(channel, "source", None))):
         raise HalguruError(f"{who} is not a channel: it has neither webhook(request, sink) nor source(sink), so "

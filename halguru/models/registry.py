@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import yaml
 
 from halguru.config import get_settings, read_config_file, set_config_value
-from halguru.errors import HalguruError, ModelError, did_you_mean, exception_line, short_repr
+from halguru.errors import HalguruError, ModelError, a_kind, did_you_mean, exception_line, short_repr
 from halguru.models.base import Model, ModelEntry, ModelProvider
 from halguru.names import NAME_PATTERN, NAME_RULE  # model names follow agent names (URLs, YAML keys)
 
@@ -212,9 +212,8 @@ def _created(entry: ModelEntry, provider: type[ModelProvider]) -> Model:
     (a plugin's ``create`` giving an int failed the run with an AttributeError naming neither)."""
     model = _with_options(entry, provider.create)
     if not callable(getattr(model, "stream", None)):
-        kind = type(model).__name__
-        raise ModelError(f"model {entry.name!r}: its provider {entry.provider!r} created "
-                         f"{'an' if kind[0] in 'aeiouAEIOU' else 'a'} {kind}, which has no stream(request)")
+        raise ModelError(f"model {entry.name!r}: its provider {entry.provider!r} created {a_kind(model)}, which "
+                         "has no stream(request)")
     return model
 
 

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from halguru.channels.base import NOT_SIGNED, WebhookChannel, WebhookRequest
+from halguru.channels.base import NOT_SIGNED, WebhookChannel, WebhookRequest, WebhookResponse
+from halguru.errors import a_kind, exception_line
 from halguru_server.errors import ApiError, error_response
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
@@ -46,10 +47,25 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
     # Twilio retries a failed message webhook only when its URL asks it to (connection overrides); else it drops it.
     hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
-    answer = await handler.webhook(hook, state.sink)
+    try:
+        answer = await handler.webhook(hook, state.sink)
+    except Exception as exc:  # a channel plugin's bug: one line naming it (the traceback kept), a 500 to the caller
+        return _failed(channel, agent, exception_line(exc), exc)
+    if not isinstance(answer, WebhookResponse):
+        return _failed(channel, agent, f"it gave {a_kind(answer)}, not a WebhookResponse")
     if answer.status >= 400:  # a refusal in the one error shape, as everywhere else on this server
         return error_response(answer.status, answer.body or "refused")
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+
+
+def _failed(channel: str, agent: str, why: str, exc: Exception | None = None) -> Response:
+    """The answer to a request a channel's webhook failed on, said in the log naming the channel's plugin."""
+    from halguru.plugins.manager import owners
+
+    plugin = owners("register_channels").get(channel, "?")
+    log.error("channel %r (plugin %r) failed on a webhook request for agent %s: %s", channel, plugin, agent, why,
+              exc_info=exc)
+    return error_response(500, "the channel's webhook failed; see the server log", "internal")
 
 
 @router.api_route("/channels/{channel}/{agent}", methods=METHODS)

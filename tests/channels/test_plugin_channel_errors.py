@@ -70,8 +70,14 @@ class NoWayIn:
         return []
 
 
+class Crashing(NoName):
+    async def webhook(self, request, sink):
+        return json.loads(request.body)["text"]  # a body not JSON: JSONDecodeError; JSON: a str, not a response
+
+
 @hookimpl
 def register_channels(register):
+    register("crashing", Crashing)
     register("noname", NoName)
     register("nosend", NoSend)
     register("nowayin", NoWayIn)
@@ -114,3 +120,26 @@ def test_a_channel_class_without_a_name_attribute_gets_its_webhook(odd_site, wri
     with TestClient(create_app(ServerSettings(agents=[agent]))) as client:
         answer = client.post("/channels/noname/k3", content=b"{}")
     assert (answer.status_code, answer.text) == (200, "got it")
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"not json", "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"),
+    (b'{"text": "hi"}', "it gave a str, not a WebhookResponse"),
+])
+def test_a_plugin_webhook_that_fails_is_one_log_line_naming_its_plugin(odd_site, write_agent, caplog, body: bytes,
+                                                                       why: str) -> None:
+    """A webhook raising (or answering a str) was logged as 'unhandled error on /channels/crashing/k4' with
+    uvicorn's second traceback, naming neither the channel's plugin nor the agent."""
+    import logging
+
+    from fastapi.testclient import TestClient
+    from halguru_server import ServerSettings, create_app
+
+    agent = write_agent("name: k4\nmodel: scripted\nchannels:\n  crashing: {}\n", name="k4")
+    with TestClient(create_app(ServerSettings(agents=[agent]))) as client, caplog.at_level(logging.ERROR):
+        answer = client.post("/channels/crashing/k4", content=body)
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"type": "internal", "message": "the channel's webhook failed; see the "
+                                                                      "server log"}}
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said == [f"channel 'crashing' (plugin 'odd') failed on a webhook request for agent k4: {why}"]
