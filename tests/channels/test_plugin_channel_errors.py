@@ -62,14 +62,6 @@ class NoSend:
         return WebhookResponse(200, "got it")
 
 
-class NoWayIn:
-    def __init__(self, agent, config, folder):
-        pass
-
-    async def send(self, message, once):
-        return []
-
-
 class Crashing(NoName):
     async def webhook(self, request, sink):
         return json.loads(request.body)["text"]  # a body not JSON: JSONDecodeError; JSON: a str, not a response
@@ -80,7 +72,6 @@ def register_channels(register):
     register("crashing", Crashing)
     register("noname", NoName)
     register("nosend", NoSend)
-    register("nowayin", NoWayIn)
     register("garbage", lambda agent, config, folder: 42)
 '''
 
@@ -94,8 +85,6 @@ def odd_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize(("channel", "said"), [
     ("nosend", "agent k2: channel 'nosend' (plugin 'odd') is not a channel: it has no send(message, once)"),
-    ("nowayin", "agent k2: channel 'nowayin' (plugin 'odd') is not a channel: it has neither webhook(request, "
-                "sink) nor source(sink), so no message reaches the agent"),
     ("garbage", "agent k2: channel 'garbage' (plugin 'odd') is not a channel: it gave an int, which has no "
                 "send(message, once)"),
 ])
