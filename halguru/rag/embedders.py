@@ -393,11 +393,21 @@ def _pooled(embedding: Any) -> Any:
     return embedding
 
 
-def embedder_factories() -> dict[str, Callable[..., Embedder]]:
-    """Every registered embedder: built-in and from plugins."""
-    from halguru.plugins.manager import registered
+def embedder_factories(owners: dict[str, str] | None = None) -> dict[str, Callable[..., Embedder]]:
+    """Every registered embedder: built-in and from plugins (``owners`` gets each name's plugin). A plugin's
+    named like a profile (``fast``, ``default``) is left out with a warning: the profile was used instead, and the
+    plugin's embedder never, without a word."""
+    from halguru.plugins.manager import registered, warn_once
 
-    return registered("register_embedders", "embedder", lambda name, factory: (name, factory))
+    found: dict[str, str] = {}
+    factories = registered("register_embedders", "embedder", lambda name, factory: (name, factory), found)
+    for name in sorted(PROFILES.keys() & factories.keys()):
+        warn_once(f"plugin {found[name]!r}: its embedder {name!r} is not loaded: {name} is halguru's profile for "
+                  f"{PROFILES[name]}; the plugin must name its embedder otherwise")
+        del factories[name], found[name]
+    if owners is not None:
+        owners.update(found)
+    return factories
 
 
 def unavailable_embedder(reference: str) -> str | None:
@@ -431,11 +441,9 @@ def _check_promise(embedder: Any, who: str) -> None:
 @lru_cache(maxsize=4)
 def get_embedder(reference: str = DEFAULT_EMBEDDER) -> Embedder:
     """Build (once per process) the embedder named ``NAME`` or ``NAME:ARGUMENT``."""
-    from halguru.plugins.manager import registered
-
     name, _, argument = reference.partition(":")
     owners: dict[str, str] = {}
-    factories = registered("register_embedders", "embedder", lambda name, factory: (name, factory), owners)
+    factories = embedder_factories(owners)
     factory = factories.get(name)
     if factory is None:
         import difflib

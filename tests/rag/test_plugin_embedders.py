@@ -228,3 +228,29 @@ def test_a_plugin_embedder_is_built_once_per_process(site) -> None:
     from halguru.rag.embedders import get_embedder
 
     assert get_embedder("hashy") is get_embedder("hashy")
+
+
+class _Fast(_NoEmbed):
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0, 0.0, 0.0] for _ in texts]
+
+
+def test_a_plugin_embedder_named_like_a_profile_is_said_and_not_loaded(halguru_plugin, capsys) -> None:
+    """A plugin's embedder 'fast' was never used (`--embedder fast` is halguru's profile, wordllama), without a
+    word, and `halguru plugins` listed it."""
+    import types
+
+    from halguru.plugins import hookimpl
+    from halguru.rag.embedders import embedder_factories, get_embedder
+
+    @hookimpl
+    def register_embedders(register):
+        register("fast", _Fast)
+        register("quick", _Fast)
+
+    plugin = types.ModuleType("halguru_speedy")
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    halguru_plugin(plugin)
+    assert "fast" not in embedder_factories() and get_embedder("quick").dimension == 4
+    assert "halguru: warning: plugin 'speedy': its embedder 'fast' is not loaded: fast is halguru's profile for " \
+           "wordllama; the plugin must name its embedder otherwise" in capsys.readouterr().err.splitlines()
