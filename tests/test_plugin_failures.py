@@ -367,6 +367,50 @@ def test_a_plugin_whose_commands_hook_raises_leaves_no_command(tmp_path, halguru
     assert helped.returncode == 0 and "halfcmd" not in helped.stdout
 
 
+FAILING_COMMANDS = '''
+import typer
+from halguru.plugins import hookimpl
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def boom(times: int = 1):
+        """Explode."""
+        raise RuntimeError(f"exploded {times} time(s)")
+
+    @cli.command()
+    def leave(code: int = 3):
+        """Leave with a status, as a command may."""
+        raise typer.Exit(code)
+
+    group = typer.Typer()
+
+    @group.command()
+    def deep():
+        """Explode further down."""
+        raise KeyError("deep")
+
+    cli.add_typer(group, name="acmegroup")
+'''
+
+
+def test_a_plugin_command_that_raises_is_one_line_naming_its_plugin(tmp_path, halguru_cmd, subprocess_env):
+    """`halguru boom` printed the plugin's 40-line traceback through typer's and halguru's own frames."""
+    env = on_path(install(tmp_path / "site", "failing", "halguru_failing_commands", FAILING_COMMANDS),
+                  subprocess_env)
+    for args, said in ((["boom", "--times", "2"], "plugin 'failing': its command 'boom' failed: RuntimeError: "
+                                                  "exploded 2 time(s) (--debug shows the traceback)"),
+                       (["acmegroup", "deep"], "plugin 'failing': its command 'acmegroup deep' failed: KeyError: "
+                                               "'deep' (--debug shows the traceback)")):
+        proc = subprocess.run([*halguru_cmd, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert (proc.returncode, proc.stderr.strip()) == (1, f"Error: {said}")
+    left = subprocess.run([*halguru_cmd, "leave"], capture_output=True, text=True, env=env, timeout=60)
+    assert (left.returncode, left.stderr) == (3, "")  # typer.Exit is the command's own
+    debug = subprocess.run([*halguru_cmd, "--debug", "boom"], capture_output=True, text=True, env=env, timeout=60)
+    assert "Traceback" in debug.stderr and 'raise RuntimeError(f"exploded {times} time(s)")' in debug.stderr
+
+
 CHANNEL_CLASH = '''
 from halguru.plugins import hookimpl
 

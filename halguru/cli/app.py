@@ -136,6 +136,40 @@ def _add_plugin_commands() -> None:
                 else:
                     taken[name] = "halguru" if builtin else plugin
                     PLUGIN_COMMANDS.setdefault(plugin, []).append((name, None))
+                    if not builtin:
+                        _said_when_failing(info, plugin, name)
+
+
+def _said_when_failing(info: Any, plugin: str, name: str) -> None:
+    """Wrap a plugin command's callback (and its group's commands') so that an exception of its own is one line
+    naming the plugin and the command (``--debug``: the traceback); it was a traceback through typer's frames.
+    halguru's errors, typer's and click's own (``typer.Exit``) and Ctrl-C go through as they are."""
+    import functools
+
+    from halguru.errors import HalguruError, exception_line
+
+    group = getattr(info, "typer_instance", None)
+    if group is not None:
+        for sub in [*group.registered_commands, *group.registered_groups]:
+            _said_when_failing(sub, plugin, f"{name} {_name(sub)}")
+        return
+    callback = getattr(info, "callback", None)
+    if callback is None:
+        return
+
+    @functools.wraps(callback)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except HalguruError:
+            raise
+        except Exception as exc:
+            if _state["debug"] or type(exc).__module__.split(".")[0] in ("click", "typer"):
+                raise
+            raise HalguruError(f"plugin {plugin!r}: its command {name!r} failed: {exception_line(exc)} (--debug "
+                               "shows the traceback)") from exc
+
+    info.callback = guarded
 
 
 def _name(info: Any) -> str:
