@@ -61,6 +61,37 @@ def agent_filter(agent: str | None, agents: Sequence[str] | None,
     return [f"{column} IN ({','.join('?' * len(names))})"], list(names)
 
 
+MAX_AGENT_BRANCHES = 64
+"""Past this many agents a listing filters with one ``IN`` (SQLite's compound SELECT is capped at 500 terms)."""
+
+
+def newest_conversations(agents: Sequence[str] | None, clauses: Sequence[str], params: Sequence[Any],
+                         limit: int, *, split: bool = True) -> tuple[str, list[Any]]:
+    """A derived table (SQL and its parameters) of at most ``limit`` conversations matching ``clauses`` (on
+    ``c``), newest activity first, each agent's read apart: ``UNION ALL`` of one ``agent = ?`` branch per name,
+    each walking the ``(agent, updated)`` index from its newest and stopping after ``limit``.
+
+    With one ``agent IN (...)`` both engines gathered every matching conversation and sorted them all (the
+    ``(agent, updated)`` index is in order per agent only), and a listing's per-row subqueries (message
+    counts, last status) ran for each before the LIMIT: 150 ms with 100,000 conversations on SQLite, for 20
+    shown. The caller selects its columns and subqueries over this table, so those run for ``limit`` rows.
+    ``split=False`` (PostgreSQL, ``SQLBase.SPLIT_AGENTS``): one ``IN``, as that planner walks the ``updated``
+    index backwards itself and planning the branches cost it more (4 ms against 0.8) than they saved."""
+    names = [None] if agents is None else list(dict.fromkeys(agents))
+    if len(names) > (MAX_AGENT_BRANCHES if split else 1):
+        names = [None]
+        clauses = [f"c.agent IN ({','.join('?' * len(agents or []))})", *clauses]
+        params = [*(agents or []), *params]
+    branches, values = [], []
+    for i, name in enumerate(names):
+        where = [*(["c.agent = ?"] if name is not None else []), *clauses]
+        branches.append(f"SELECT * FROM (SELECT c.* FROM conversations c"
+                        f"{' WHERE ' + ' AND '.join(where) if where else ''} "
+                        f"ORDER BY c.updated DESC, c.id LIMIT ?) b{i}")
+        values += [*([name] if name is not None else []), *params, limit]
+    return " UNION ALL ".join(branches), values
+
+
 def after_position(after: tuple[float, str] | None, updated: str = "c.updated",
                    id: str = "c.id", *, oldest_first: bool = False) -> tuple[list[str], list[Any]]:
     """The keyset clause of a listing ordered ``updated DESC, id`` (``oldest_first``: ``updated, id``): the rows
@@ -95,6 +126,7 @@ class SQLBase:
     FOR_UPDATE = ""  # appended to a SELECT whose rows the transaction then updates
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
     WRITE_PAUSE = 0.0  # seconds a write done in several transactions (a prune) waits between two of them
+    SPLIT_AGENTS = True  # a listing reads each agent's newest conversations apart (``newest_conversations``)
     FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
     def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:

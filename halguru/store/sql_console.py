@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from halguru.store.records import ConversationFound, MessageRecord
-from halguru.store.sql_base import SQLBase, after_position, agent_filter, like_pattern
+from halguru.store.sql_base import SQLBase, after_position, like_pattern, newest_conversations
 
 # The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).
 _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
@@ -34,10 +34,10 @@ class ConsoleMixin(SQLBase):
         name, or ``api`` for none), ``since``/``until`` (last activity in [since, until)), ``status`` (of the last
         run) and ``text`` (in the title or any message) narrow it; ``after`` (the last row's ``(updated, id)``)
         is the next page's start."""
-        start = agent_filter(None, agents, "c.agent")
-        if start is None:
+        if agents is not None and not agents:
             return []
-        clauses, params = start
+        clauses: list[str] = []
+        params: list[Any] = []
         now = time.time()
         pattern = like_pattern(text) if text else None
         for clause, value in (("c.owner = ?", owner), ("c.updated >= ?", since), ("c.updated < ?", until)):
@@ -57,18 +57,17 @@ class ConsoleMixin(SQLBase):
                            f"WHERE m.conversation_id = c.id AND {self.FOLD.format('m.content')} LIKE ? ESCAPE '\\'))")
             params.extend([pattern, pattern])
         keyset, values = after_position(after)
-        clauses += keyset
-        params += values
+        newest, newest_params = newest_conversations(agents, [*clauses, *keyset], [*params, *values], limit,
+                                                       split=self.SPLIT_AGENTS)
         match = (f"(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND "
                  f"{self.FOLD.format('m.content')} LIKE ? ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None \
             else "NULL"
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         head = [now] + ([pattern] if pattern is not None else [])
         rows = self._rows(
             f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages, "
             f"{_LAST_STATUS} AS last_status, {_CHANNEL} AS channel, {match} AS match "
-            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ?",
-            [*head, *params, limit])
+            f"FROM ({newest}) c ORDER BY c.updated DESC, c.id LIMIT ?",
+            [*head, *newest_params, limit])
         return cast(list[ConversationFound], rows)
 
     def conversation_messages(self, conversation_id: str) -> list[MessageRecord]:

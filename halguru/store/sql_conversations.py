@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from halguru.store.records import ConversationRecord
-from halguru.store.sql_base import SQLBase, after_position, agent_filter
+from halguru.store.sql_base import SQLBase, after_position, newest_conversations
 
 if TYPE_CHECKING:  # a listing (`halguru logs`) needs no message: the pydantic models cost time to import
     from halguru.models.base import Message
@@ -44,20 +44,20 @@ class ConversationsMixin(SQLBase):
         """Newest activity first (``updated DESC, id``); ``agent`` or ``agents`` narrow it to those agents'
         conversations, ``owner`` to that principal's; ``after`` (the last row's ``(updated, id)``) is the
         next page's start."""
-        start = agent_filter(agent, agents)
-        if start is None:
+        names = [agent] if agent else agents
+        if names is not None and not names:
             return []
-        clauses, params = start
+        clauses: list[str] = []
+        params: list[Any] = []
         if owner is not None:
-            clauses.append("owner = ?")
+            clauses.append("c.owner = ?")
             params.append(owner)
         keyset, values = after_position(after)
-        clauses += keyset
-        params += values
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        newest, newest_params = newest_conversations(names, [*clauses, *keyset], [*params, *values], limit,
+                                                       split=self.SPLIT_AGENTS)
         return cast(list[ConversationRecord], self._rows(
             f"SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS messages "
-            f"FROM conversations c {where} ORDER BY c.updated DESC, c.id LIMIT ?", [*params, limit]))
+            f"FROM ({newest}) c ORDER BY c.updated DESC, c.id LIMIT ?", [*newest_params, limit]))
 
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:

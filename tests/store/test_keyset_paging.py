@@ -111,3 +111,44 @@ def test_users_search_by_email_or_name_in_any_case_and_pages_on(store: Store, ra
     assert [u["id"] for u in store.list_users(text="ZOË")] == [ids[0]]  # folded beyond ASCII
     assert [u["id"] for u in store.list_users(text="@EXAMPLE.com")] == ids
     assert store.list_users(text="%") == [] and store.list_users(text="_") == []  # LIKE's own characters, as typed
+
+
+def _many_conversations(raw_sql, first: int, last: int) -> None:
+    """Conversations ``first``..``last`` of agents a and b (one SQL statement), the later the newer, with a message
+    each."""
+    numbers = f"WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n WHERE i < {last}) "
+    raw_sql(numbers + "INSERT INTO conversations (id, agent, title, created, updated) SELECT 'conv_' || i, "
+                      "CASE WHEN i = i / 2 * 2 THEN 'a' ELSE 'b' END, 't', i, i FROM n")
+    raw_sql(numbers + "INSERT INTO messages (conversation_id, seq, role, content, created) "
+                      "SELECT 'conv_' || i, 0, 'user', 'hi', i FROM n")
+
+
+def _fastest_ms(call, repeat: int = 7) -> float:
+    import time
+
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return min(times)
+
+
+def test_the_newest_page_of_several_agents_costs_the_same_with_many_more_conversations(store: Store,
+                                                                                       raw_sql) -> None:
+    # the API's and the console's listings name every served agent; each agent's newest are read from its index
+    # (they were all gathered, counted and sorted: 30x slower with 100 times as many conversations)
+    _many_conversations(raw_sql, 1, 200)
+    listings = {"list": lambda: store.list_conversations(20, agents=["a", "b", "gone"]),
+                "search": lambda: store.search_conversations(agents=["a", "b", "gone"], limit=20)}
+    few = {name: _fastest_ms(call) for name, call in listings.items()}
+    _many_conversations(raw_sql, 201, 20_000)
+    for name, call in listings.items():
+        page = call()
+        assert [c["id"] for c in page] == [f"conv_{i}" for i in range(20_000, 19_980, -1)], name
+        assert {c["messages"] for c in page} == {1}
+        many = _fastest_ms(call)
+        assert many < 5 * few[name] + 2, (name, few[name], many)
+    after = store.list_conversations(20, agents=["a", "b"])[-1]
+    assert [c["id"] for c in store.list_conversations(2, agents=["b", "a"], after=(after["updated"], after["id"]))] \
+        == ["conv_19980", "conv_19979"]
