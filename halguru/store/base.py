@@ -64,6 +64,9 @@ class Store(Protocol):
         """Delete it with everything in it; False if it was not there."""
         ...
     def get_messages(self, conversation_id: str) -> list[Message]: ...
+    def count_messages(self, conversation_id: str) -> int:
+        """How many messages the conversation holds (0 for an unknown one), without reading them."""
+        ...
     def check_idle(self, conversation_id: str) -> None:
         """Raise ConversationBusy or ConversationPaused as ``start_run`` would: a check ahead of an answer whose
         status goes out before its run starts (a stream)."""

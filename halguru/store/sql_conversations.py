@@ -98,3 +98,7 @@ class ConversationsMixin(SQLBase):
 
     def get_messages(self, conversation_id: str) -> list[Message]:
         return [message_from_row(r) for r in self._rows(MESSAGES, [conversation_id])]
+
+    def count_messages(self, conversation_id: str) -> int:
+        rows = self._rows("SELECT count(*) AS n FROM messages WHERE conversation_id = ?", [conversation_id])
+        return int(rows[0]["n"])

@@ -6,7 +6,8 @@ window: the aggregates scan all of them), ``GET /admin`` (last hour) and the liv
 (ASGI, no network: the server's own time), against ``GET /v1/agents`` in the same run. Goal: under 300 ms.
 Also the newest page of conversations (``GET /v1/conversations``, the console's ``GET /v1/admin/conversations``)
 of the same 10,000, against the single ``agent IN (...)`` query the listing used to send, timed interleaved in
-the same run (goal: at most a fifth of its time; the HTTP figures are in the detail).
+the same run (goal: at most a fifth of its time; the HTTP figures are in the detail); and ``GET
+/v1/conversations/ID`` of a conversation of 5,000 messages against one of 1 (goal: at most twice its time).
 SQLite in a throwaway home; PostgreSQL when ``HALGURU_DATABASE_URL`` names an empty database.
 """
 
@@ -72,6 +73,15 @@ def timed(client: object, url: str, headers: dict[str, str], repeat: int) -> lis
     return times
 
 
+def add_messages(store: object, conversation_id: str, count: int) -> str:
+    """``count`` messages in the conversation (one statement); its id."""
+    with store._tx() as conn:  # type: ignore[attr-defined]
+        conn.executemany("INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
+                         [(conversation_id, i, "user" if i % 2 == 0 else "assistant", f"message {i} " * 20,
+                           time.time()) for i in range(count)])
+    return conversation_id
+
+
 def timed_call(call: Callable[[], object]) -> float:
     started = time.perf_counter()
     call()
@@ -98,6 +108,11 @@ def measure(quick: bool) -> list[Result]:
         agents = timed(client, "/v1/agents", headers, repeat)
         others = {name: timed(client, f"/admin/{name}", headers, 3) for name in ("analytics", "security", "status")}
         runs = client.get("/v1/monitoring?window=24h", headers=headers).json()["totals"]["runs"]
+        long, short = add_messages(state.store, "conv_b000000", 5000), add_messages(state.store, "conv_b000001", 1)
+        long_ms, short_ms = [], []
+        for _ in range(repeat):  # interleaved
+            long_ms += timed(client, f"/v1/conversations/{long}", headers, 1)
+            short_ms += timed(client, f"/v1/conversations/{short}", headers, 1)
         listing, search, now, before = [], [], [], []
         for _ in range(repeat):  # interleaved: a slow spell of the machine hits all four alike
             listing += timed(client, "/v1/conversations?limit=20", headers, 1)
@@ -114,6 +129,10 @@ def measure(quick: bool) -> list[Result]:
     print(lists, file=sys.stderr)
     return [Result("console", "monitoring page, 10,000 runs (server time)", median(page), "ms", 300.0, False,
                    median(page) / median(agents), "vs /v1/agents", detail, repeat),
+            Result("console", "GET /v1/conversations/ID, 5,000 messages ÷ 1 message",
+                   median(long_ms) / median(short_ms), "x", 2.0, False, median(long_ms) / median(short_ms),
+                   "of a one-message conversation",
+                   f"5,000 messages {spread(long_ms, ' ms')}, 1 message {spread(short_ms, ' ms')}", repeat),
             Result("console", "newest 20 of 10,000 conversations (6 agents) ÷ the one-IN query it replaced",
                    median(now) / median(before), "x", 0.2, False, median(now) / median(before),
                    "of the old query (same store, same run)", lists, repeat)]

@@ -107,8 +107,7 @@ def list_conversations(state: State, caller: Caller, agent: str | None = None,
             responses=responses(404))
 def get_conversation(conversation_id: ConvId, state: State, caller: Caller) -> ConversationOut:
     row = service.get_conversation(state, caller, conversation_id)
-    count = len(state.store.get_messages(conversation_id))
-    return ConversationOut(**{**row, "messages": count})
+    return ConversationOut(**{**row, "messages": state.store.count_messages(conversation_id)})
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204, tags=["conversations"],

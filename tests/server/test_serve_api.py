@@ -247,3 +247,30 @@ def test_stream_must_be_a_boolean_and_text_parts_strings(client: httpx.Client) -
     part = client.post("/v1/chat/completions", json={"model": "echo", "messages": [
         {"role": "user", "content": [{"type": "text", "text": {"a": 1}}]}]})
     assert part.status_code == 400 and "'text' must be a string" in part.json()["error"]["message"]
+
+
+def test_a_long_conversation_says_how_many_messages_it_holds_as_fast_as_a_short_one(client) -> None:
+    # the count read (and built) every message: 5,000 took 100-400 ms here, for one number
+    import time
+
+    store = client.server.state.store
+    short = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    long = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    store.append_message(short, "user", "hi")
+    with store._tx() as conn:
+        conn.executemany("INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
+                         [(long, i, "user" if i % 2 == 0 else "assistant", f"message {i} " * 20, time.time())
+                          for i in range(5000)])
+
+    def fastest_ms(url: str) -> float:
+        times = []
+        for _ in range(7):
+            started = time.perf_counter()
+            assert client.get(url).status_code == 200
+            times.append((time.perf_counter() - started) * 1000)
+        return min(times)
+
+    assert client.get(f"/v1/conversations/{long}").json()["messages"] == 5000
+    assert client.get(f"/v1/conversations/{short}").json()["messages"] == 1
+    quick, slow = fastest_ms(f"/v1/conversations/{short}"), fastest_ms(f"/v1/conversations/{long}")
+    assert slow < 3 * quick + 5, (quick, slow)
