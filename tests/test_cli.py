@@ -462,6 +462,22 @@ def test_the_tree_and_the_live_printer_word_events_the_same_way_from_stored_dict
     assert live.splitlines() == ["→ add(a=1)", "← 2", "rejected: send_email", "resumed r0 at step pay ok"]
 
 
+def test_a_tool_output_with_colon_codes_shows_as_written_in_logs_show_and_the_dev_tree():
+    # the labels were Rich markup, which turned :x: and :smile: into emoji (an agent's output is shown as it was)
+    from halguru.cli.render import trace_tree
+    from halguru.tui.widgets import label
+
+    result = ToolResult(run_id="r1", step=1, call_id="c1", name="shell", content="exit :x: [bold]no[/bold] :smile:")
+    events = [ModelCall(run_id="r1", step=1, model="m", messages=[]),
+              ToolCall(run_id="r1", step=1, call_id="c1", name="shell", arguments={"cmd": ":rocket:"}), result,
+              RunFinished(run_id="r1", status="ok", output="done :tada:")]
+    shown = _render(trace_tree({"id": "r1", "agent": "a", "model": "m", "status": "ok", "input": "hi"}, events))
+    for written in (":x: [bold]no[/bold] :smile:", ":rocket:", "done :tada:"):
+        assert written in shown, shown
+    assert "exit :x: [bold]no[/bold] :smile:" in label(result).plain
+    assert label(result).spans[0].style == "green"
+
+
 def test_a_sub_run_nests_under_the_tool_call_that_started_it():
     from halguru.cli.render import trace_tree
 

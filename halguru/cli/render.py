@@ -88,7 +88,7 @@ class _TreeBuilder:
             at = parent.asked[1] if parent.asked else parent.open_call or self._current(parent)
             agent = parent.asked[0] if parent.asked else parent.agent
             if isinstance(e, RunStarted):
-                at, agent = at.add(describe(e).markup()), e.agent
+                at, agent = at.add(describe(e).rich()), e.agent
             self.scopes[run_id] = _Scope(at, agent, nested=True)
         return self.scopes[run_id]
 
@@ -101,7 +101,7 @@ class _TreeBuilder:
         if isinstance(e, RunStarted | Token):
             return  # the root's start is the tree's header; a sub-run's, its node
         if isinstance(e, Resumed | RunFinished):
-            scope.node.add(describe(e).markup())
+            scope.node.add(describe(e).rich())
             return
         parent = self._step(scope, e) if e.step and not scope.nested else scope.node
         if isinstance(e, Handoff):
@@ -114,7 +114,7 @@ class _TreeBuilder:
         if isinstance(e, ToolResult):
             scope.open_call = None
             parent = scope.calls.get(e.call_id, parent)
-        node = parent.add(describe(e).markup())
+        node = parent.add(describe(e).rich())
         if isinstance(e, Error) and e.detail:  # a tool's traceback: where its own code failed
             node.add(f"[dim]{escape(printable(e.detail))}[/]")
         if isinstance(e, ToolCall):
@@ -133,12 +133,12 @@ class _TreeBuilder:
         line = describe(e)
         if scope.asked is not None and e.from_agent == scope.asked[0]:
             scope.asked = None  # the specialist answered
-            parent.add(line.markup())
+            parent.add(line.rich())
         elif line.title == "ask":
-            scope.asked = (e.to_agent, parent.add(line.markup()))
+            scope.asked = (e.to_agent, parent.add(line.rich()))
         else:
             scope.agent = e.to_agent
-            parent.add(line.markup())
+            parent.add(line.rich())
 
 
 def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]]) -> Tree:

@@ -46,7 +46,7 @@ _RUN_LEVEL = (RunFinished, Resumed)
 
 def label(e: Event) -> Text:
     """The tree label of one event."""
-    return Text.from_markup(describe(e, limit=TREE_LIMIT).markup())
+    return describe(e, limit=TREE_LIMIT).rich()
 
 
 def agent_label(agent: str) -> Text:
@@ -243,7 +243,7 @@ class TraceTree(Tree[Event]):
     def end_streaming(self) -> None:
         """The call finished (or the run ended without its result): its label says what it did, not 'streaming'."""
         node = self._step_node
-        if node is not None and node.data is not None:
+        if node is not None and node.data is not None and self.streamed:  # else its label never said so
             node.set_label(label(node.data))
         self._step_node, self.streamed = None, 0
 
