@@ -152,3 +152,17 @@ def test_the_newest_page_of_several_agents_costs_the_same_with_many_more_convers
     after = store.list_conversations(20, agents=["a", "b"])[-1]
     assert [c["id"] for c in store.list_conversations(2, agents=["b", "a"], after=(after["updated"], after["id"]))] \
         == ["conv_19980", "conv_19979"]
+
+
+def test_a_listing_naming_more_agents_than_it_reads_apart_pages_the_same(store: Store, raw_sql) -> None:
+    from halguru.store.sql_base import MAX_AGENT_BRANCHES
+
+    _many_conversations(raw_sql, 1, 30)
+    names = ["b", *(f"other{i}" for i in range(MAX_AGENT_BRANCHES)), "a"]  # one IN past the branches' cap
+    for listing in (lambda after: store.list_conversations(4, agents=names, after=after),
+                    lambda after: store.search_conversations(agents=names, limit=4, after=after)):
+        seen, after = [], None
+        while page := listing(after):
+            seen += [c["id"] for c in page]
+            after = _key(page[-1])
+        assert seen == [f"conv_{i}" for i in range(30, 0, -1)]
