@@ -80,11 +80,15 @@ class ServerSettings(BaseSettings):
                                       "room; 1: no cap")
     concurrency: int = Field(default=8, ge=1, description="parallel runs per model that can batch (not llama.cpp)")
     header_timeout: float = Field(default=10.0, gt=0, description="seconds a connection has, from connecting "
-                                  "or from its last response, to send a whole request line and headers (then "
-                                  "408 and closed), and again, plus a second per 16 KiB, for the body")
-    max_idle_connections: int | None = Field(default=None, ge=1, description="connections that owe a request's "
-                                             "head or body, per process, before the longest owing is closed "
-                                             "(default half the open-file limit)")
+                                  "or from its next request's first byte, to send a whole request line and "
+                                  "headers (then 408 and closed), and again, plus a second per 16 KiB, for the body")
+    keep_alive_timeout: int = Field(default=75, ge=1, description="seconds an idle connection is kept between "
+                                    "requests (sent as Keep-Alive: timeout=N); longer than clients' pool expiry "
+                                    "(httpx 5, aiohttp 15) and a load balancer's idle timeout, or a request sent "
+                                    "as the server closes fails")
+    max_idle_connections: int | None = Field(default=None, ge=1, description="connections that are idle or owe "
+                                             "a request's head or body, per process, before the one waiting "
+                                             "longest is closed (default half the open-file limit)")
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight answers get on SIGTERM")
     drain_delay: float = Field(default=0.0, ge=0, description="seconds after SIGTERM that the server keeps "
                                "serving while /readyz says not ready (a load balancer's time to notice)")
