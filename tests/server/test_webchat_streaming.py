@@ -74,7 +74,8 @@ def test_a_long_streamed_answer_is_not_drawn_again_per_chunk(serve: Any, agents_
     first = page.locator(".msg.assistant li").first
     first.wait_for()
     first.evaluate("li => { window.firstItem = li; }")
-    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    # the answer's stream takes 9-24 s on a loaded 2-core machine (past WAIT_MS: CI's failure of this test)
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=3 * WAIT_MS)
     answer = page.locator(".msg.assistant").last
     assert answer.locator("li").count() == 150 and answer.locator("a").count() == 150
     assert not answer.locator(".error").count()
