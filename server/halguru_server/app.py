@@ -87,7 +87,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(StaticGZip)
     app.add_middleware(RequestMiddleware, metrics=state.metrics, max_body=settings.max_body_bytes,
                        loopback_only=settings.dev, replica=settings.replica_id,
-                       max_bundle=settings.max_bundle_bytes)
+                       max_bundle=settings.max_bundle_bytes, draining=lambda: state.draining)
     return app
 
 

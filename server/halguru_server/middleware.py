@@ -13,7 +13,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import HTTPException
@@ -43,8 +43,12 @@ class BodyTooLarge(HTTPException):
 
 class RequestMiddleware:
     def __init__(self, app: Any, metrics: Metrics, max_body: int, loopback_only: bool = False,
-                 replica: str | None = None, max_bundle: int | None = None):
+                 replica: str | None = None, max_bundle: int | None = None,
+                 draining: Callable[[], bool] = lambda: False):
         self.app, self.metrics, self.max_body, self.loopback_only = app, metrics, max_body, loopback_only
+        # after SIGTERM, answers say ``Connection: close``: a pooled client drops its connection instead of
+        # reusing it as the server closes its idle ones when the drain ends (a request sent then is reset)
+        self.draining = draining
         self.max_bundle = max_bundle or max_body
         # Affinity for a load balancer (a conversation's KV cache lives on one replica); nothing depends on it.
         self.replica = [(b"x-halguru-replica", replica.encode())] if replica else []
@@ -99,6 +103,8 @@ class RequestMiddleware:
                 if not scope["state"].get("upstream"):  # the auth proxy's upstream app keeps its own headers
                     _not_framed(headers)
                 headers.append((b"x-request-id", request_id.encode()))
+                if self.draining() and all(k.lower() != b"connection" for k, _ in headers):
+                    headers.append((b"connection", b"close"))
                 if self.replica:
                     headers.extend(self.replica)
                     if not _has_cookie(scope, self.cookie):

@@ -247,3 +247,25 @@ def test_one_process_checks_and_empties_prometheus_multiproc_dir_too(halguru_cmd
             proc.wait(30)
         # start() polled /healthz once too: 3 requests each run, never the run before's added
         assert found is not None and float(found.group(1)) == 3.0
+
+
+def test_answers_while_draining_close_their_connection(halguru_cmd, subprocess_env, agents_dir):
+    """After SIGTERM a pooled client is told to drop its connection (``Connection: close``) rather than reuse it
+    as the server closes its idle ones at the drain's end, which resets a request sent just then."""
+    env = {**subprocess_env, "HALGURU_SERVE_DRAIN_DELAY": "3"}
+    proc, url = start(halguru_cmd, env, str(agents_dir), "--dev")
+    try:
+        with httpx.Client() as client:
+            before = client.get(f"{url}/healthz")
+            assert before.status_code == 200 and "close" not in before.headers.get("connection", "")
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while client.get(f"{url}/readyz").status_code == 200:  # until the signal is handled
+                assert time.monotonic() < deadline, "the server never started draining"
+                time.sleep(0.02)
+            during = client.get(f"{url}/healthz")
+            assert during.status_code == 200 and during.headers["connection"] == "close"
+        assert proc.wait(15) in (0, -signal.SIGTERM)
+    finally:
+        proc.kill()
+        proc.communicate()
