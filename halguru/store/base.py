@@ -320,6 +320,11 @@ class Store(Protocol):
     def record_login_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float) -> UserRecord:
         """Count a failed sign-in and lock the account (doubling) from the ``max_failures``-th on."""
         ...
+    def claim_login_attempt(self, user_id: str, max_failures: int, base_s: float,
+                            cap_s: float) -> UserRecord | None:
+        """Count an attempt before it is checked, as ``record_login_failure``, unless the account is locked: then
+        None and nothing counted (atomic, so concurrent guesses cannot all pass a lock read before they count)."""
+        ...
     def record_login_success(self, user_id: str) -> None: ...
     def unlock_user(self, user_id: str) -> bool:
         """Clear the failure count and lock (an admin's unlock, a finished password reset); False: no such user."""

@@ -137,11 +137,28 @@ class IdentityMixin(SQLBase):
     def record_login_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float) -> UserRecord:
         """Count a failed sign-in; from the ``max_failures``-th on the account is locked for
         ``base_s * 2**(failures - max_failures)`` seconds (at most ``cap_s``). Concurrent failures all count."""
+        user = self._count_failure(user_id, max_failures, base_s, cap_s, unless_locked=False)
+        assert user is not None
+        return user
+
+    def claim_login_attempt(self, user_id: str, max_failures: int, base_s: float,
+                            cap_s: float) -> UserRecord | None:
+        """Count an attempt as a failure before it is checked (a success then clears the count, as
+        ``record_login_success``): the user as counted, or None, with nothing counted, while the account is
+        locked. Checked and counted in one transaction, so of a burst of concurrent guesses only those counted
+        before the lock are let through: reading the lock first and counting after the check let every guess of
+        the burst be checked."""
+        return self._count_failure(user_id, max_failures, base_s, cap_s, unless_locked=True)
+
+    def _count_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float, *,
+                       unless_locked: bool) -> UserRecord | None:
         now = time.time()
         with self._tx() as conn:
             self._lock(conn, "user", user_id)
-            row = conn.execute(f"SELECT failed_logins FROM users WHERE id = ?{self.FOR_UPDATE}",
+            row = conn.execute(f"SELECT failed_logins, locked_until FROM users WHERE id = ?{self.FOR_UPDATE}",
                                (user_id,)).fetchone()
+            if unless_locked and row and row[1] is not None and float(row[1]) > now:
+                return None
             failures = (int(row[0]) if row else 0) + 1
             locked = None
             if failures >= max_failures:

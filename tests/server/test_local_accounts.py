@@ -505,3 +505,48 @@ def test_a_refused_account_mail_is_logged_in_the_servers_words(smtp_server, capl
         asyncio.run(mailer.send(auth, "gone@example.org", "Reset", "a link"))
     (line,) = [r.getMessage() for r in caplog.records if "account mail" in r.getMessage()]
     assert line == "account mail to gone@example.org failed: gone@example.org refused: 550 5.1.1 No such user here"
+
+
+def _at_once(accounts: Accounts, path: str, posts: list[tuple[dict[str, str], dict[str, str]]]) -> list[int]:
+    """Post each (cookies, form) to ``path`` at the same moment, from a client of its own; the statuses."""
+    import threading
+
+    start, answers = threading.Barrier(len(posts)), []
+
+    def post(cookies: dict[str, str], data: dict[str, str]) -> None:
+        with httpx.Client(base_url=accounts.url, headers={"Origin": accounts.url}, cookies=cookies,
+                          timeout=300) as client:  # 40 argon2 checks (or as long a wait) on a busy machine
+            start.wait()
+            answers.append(client.post(path, data=data).status_code)
+
+    threads = [threading.Thread(target=post, args=each) for each in posts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_a_burst_of_concurrent_code_guesses_gets_no_more_tries_than_the_lockout_allows(accounts_server,
+                                                                                        monkeypatch) -> None:
+    """The code step has no per-address limit, so the lockout is all that bounds guessing: a thief who knows the
+    password and sends 40 codes at once had 21 of them checked (the lock was read before any of them counted).
+    Each guess now counts before it is checked: 3 are, the rest are refused as locked."""
+    from halguru_server.identity import accounts as rules
+
+    accounts = accounts_server(login_max_failures=3, lockout_base=600)  # no lock ends during the burst
+    user = accounts.user("kim@example.com")
+    store = accounts.server.state.store
+    secret = rules.totp_begin(store, user["id"])
+    rules.totp_confirm(store, user["id"], totp_now(secret))
+    checked: list[str] = []
+    real = rules.verify_second_factor
+    monkeypatch.setattr(rules, "verify_second_factor", lambda s, u, code: checked.append(code) or real(s, u, code))
+    with accounts.client() as thief:
+        assert sign_in(thief, "kim@example.com").status_code == 303
+        token, cookies = csrf(thief.get("/auth/login/code")), dict(thief.cookies)
+    answers = _at_once(accounts, "/auth/login/code", [(cookies, {"csrf_token": token, "code": f"{n:06d}"})
+                                                       for n in range(40)])
+    assert answers == [401] * 40
+    assert len(checked) == 3, f"{len(checked)} of 40 guesses were checked"
+    assert store.get_user(user["id"])["locked_until"] > time.time()

@@ -121,8 +121,9 @@ def code_form(request: Request, next: str = "/") -> Response:
 
 @router.post("/auth/login/code")
 async def code(request: Request) -> Response:
-    """The second step: a TOTP or recovery code. Wrong codes count towards the lockout like passwords, and a
-    lockout ends this half-signed-in session (the password is asked again)."""
+    """The second step: a TOTP or recovery code. Wrong codes count towards the lockout like passwords (each code
+    is counted before it is checked, so concurrent guesses get no more tries), and a lockout ends this
+    half-signed-in session (the password is asked again)."""
     state = get_state(request)
     found = await asyncio.to_thread(browser, request)
     data = await pages.form(request)
@@ -134,12 +135,15 @@ async def code(request: Request) -> Response:
         return pages.refused()
     if session["mfa_done"] or not user["totp_enabled"]:
         return pages.redirect(target if session["mfa_done"] else _second_step(user, target))
-    factor = None if _locked(user) else await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
-                                                                 data.get("code", "")[:64])
+    # counted before it is checked: a burst of guesses sent at once gets no more checks than the lockout allows
+    auth = state.settings.auth
+    limits = (user["id"], auth.login_max_failures, auth.lockout_base, auth.lockout_max)
+    counted = await asyncio.to_thread(state.store.claim_login_attempt, *limits)
+    factor = None if counted is None else await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
+                                                                  data.get("code", "")[:64])
     if factor is None:
-        auth = state.settings.auth
-        after = await asyncio.to_thread(state.store.record_login_failure, user["id"], auth.login_max_failures,
-                                        auth.lockout_base, auth.lockout_max)
+        after = counted if counted is not None else await asyncio.to_thread(state.store.record_login_failure,
+                                                                             *limits)
         await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", user["id"],
                                 {"step": "second_factor", "locked": _locked(after)})
         if _locked(after):
