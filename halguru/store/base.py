@@ -325,6 +325,9 @@ class Store(Protocol):
         """Count an attempt before it is checked, as ``record_login_failure``, unless the account is locked: then
         None and nothing counted (atomic, so concurrent guesses cannot all pass a lock read before they count)."""
         ...
+    def release_login_attempt(self, user_id: str) -> None:
+        """Take back one claimed attempt that was right but is not a finished sign-in (a second factor follows)."""
+        ...
     def record_login_success(self, user_id: str) -> None: ...
     def unlock_user(self, user_id: str) -> bool:
         """Clear the failure count and lock (an admin's unlock, a finished password reset); False: no such user."""

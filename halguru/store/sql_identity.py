@@ -150,6 +150,16 @@ class IdentityMixin(SQLBase):
         the burst be checked."""
         return self._count_failure(user_id, max_failures, base_s, cap_s, unless_locked=True)
 
+    def release_login_attempt(self, user_id: str) -> None:
+        """Take back one attempt ``claim_login_attempt`` counted that turned out right but is not a finished
+        sign-in (a password with a second factor to come): the count goes down by one and the lock is lifted (a
+        claim passes only when no lock is in force; one that a concurrent failure set meanwhile comes back with
+        the next failure, the count being past the limit still)."""
+        with self._tx() as conn:
+            self._lock(conn, "user", user_id)
+            conn.execute("UPDATE users SET failed_logins = CASE WHEN failed_logins > 0 THEN failed_logins - 1 "
+                         "ELSE 0 END, locked_until = NULL WHERE id = ?", (user_id,))
+
     def _count_failure(self, user_id: str, max_failures: int, base_s: float, cap_s: float, *,
                        unless_locked: bool) -> UserRecord | None:
         now = time.time()

@@ -70,6 +70,22 @@ def test_sign_in_answers_the_same_for_every_failure_and_locks_with_backoff(db) -
         accounts.authenticate(db, "ann@example.com", "correct horse", settings)
 
 
+
+def test_the_right_password_of_an_account_whose_lock_has_passed_leaves_it_unlocked_for_the_code(db) -> None:
+    """A password attempt is counted before it is checked; a right one with a second factor to come gives its
+    count back, and the lock its count set with it, even past ``login_max_failures`` once an earlier lock has
+    passed (else the owner's own right password locked them out of the code step)."""
+    settings = AuthSettings(login_max_failures=3)
+    user = accounts.create_user(db, "root@example.com", role="admin", password="correct horse")
+    db.set_totp(user["id"], pyotp.random_base32(), enabled=True)
+    for _ in range(4):
+        db.record_login_failure(user["id"], 3, 0.01, 900)  # 4 failures, their lock (0.02 s) over at once
+    time.sleep(0.05)
+    accounts.authenticate(db, "root@example.com", "correct horse", settings)
+    after = db.get_user(user["id"])
+    assert after["failed_logins"] == 4 and after["locked_until"] is None
+    assert db.claim_login_attempt(user["id"], 3, 30, 900) is not None  # the code step may check a code
+
 def test_an_old_hash_is_replaced_when_the_password_is_right(db) -> None:
     from argon2 import PasswordHasher
 

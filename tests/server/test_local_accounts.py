@@ -550,3 +550,31 @@ def test_a_burst_of_concurrent_code_guesses_gets_no_more_tries_than_the_lockout_
     assert answers == [401] * 40
     assert len(checked) == 3, f"{len(checked)} of 40 guesses were checked"
     assert store.get_user(user["id"])["locked_until"] > time.time()
+
+
+def test_a_burst_of_concurrent_password_guesses_gets_no_more_tries_than_the_lockout_allows(accounts_server,
+                                                                                            monkeypatch) -> None:
+    """The per-address limit bounds one address; the per-account lockout is what bounds many (here one address
+    with a high limit stands for 40): of 40 passwords sent at once, 8 were checked against an account that locks
+    after 3. Each now counts before it is checked, and the owner's right password still signs in once the lock
+    has passed."""
+    from halguru_server.identity import accounts as rules
+
+    accounts = accounts_server(login_max_failures=3, login_rate_per_minute=1000, lockout_base=600)
+    user = accounts.user("kim@example.com")
+    store = accounts.server.state.store
+    checked: list[str] = []
+    real = rules.verify_password
+    monkeypatch.setattr(rules, "verify_password", lambda s, u, p: checked.append(p) or real(s, u, p))
+    posts = []
+    for n in range(40):
+        with accounts.client() as client:
+            token = csrf(client.get("/auth/login"))
+            posts.append((dict(client.cookies), {"csrf_token": token, "email": "kim@example.com",
+                                                 "password": f"wrong guess {n:04d}"}))
+    assert _at_once(accounts, "/auth/login", posts) == [401] * 40
+    assert len(checked) == 3, f"{len(checked)} of 40 guesses were checked"
+    store.unlock_user(user["id"])  # as when the lock has passed
+    with accounts.client() as owner:
+        assert sign_in(owner, "kim@example.com").status_code == 303
+    assert store.get_user(user["id"])["failed_logins"] == 0

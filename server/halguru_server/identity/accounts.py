@@ -219,14 +219,17 @@ def authenticate(store: Store, email: str, password: str, settings: AuthSettings
     if user is None:
         _spend_hash_time(password)
         raise SignInFailed()
-    if user["locked_until"] is not None and user["locked_until"] > time.time():
-        _spend_hash_time(password)  # not even checked: guessing while locked learns nothing
+    # counted before it is checked, in one transaction with the lock: concurrent guesses (from many addresses,
+    # past the per-address limit) get no more checks than the lockout allows
+    if store.claim_login_attempt(user["id"], settings.login_max_failures, settings.lockout_base,
+                                 settings.lockout_max) is None:
+        _spend_hash_time(password)  # locked, not even checked: guessing while locked learns nothing
         raise SignInFailed()
     if not verify_password(store, user, password) or user["disabled"]:
-        store.record_login_failure(user["id"], settings.login_max_failures, settings.lockout_base,
-                                   settings.lockout_max)
         raise SignInFailed()
-    if not needs_2fa(user, settings):
+    if needs_2fa(user, settings):
+        store.release_login_attempt(user["id"])
+    else:
         store.record_login_success(user["id"])
     return user
 
