@@ -578,3 +578,27 @@ def test_a_burst_of_concurrent_password_guesses_gets_no_more_tries_than_the_lock
     with accounts.client() as owner:
         assert sign_in(owner, "kim@example.com").status_code == 303
     assert store.get_user(user["id"])["failed_logins"] == 0
+
+
+def test_a_signed_in_browser_cannot_guess_the_authenticator_code_without_limit(accounts_server) -> None:
+    """Whoever holds a signed-in browser (a stolen cookie) could guess the account's TOTP code at /auth/2fa/enable
+    (which, for an account with 2FA on, hands out new recovery codes and signs every other browser out) and at
+    /auth/2fa/disable as fast as the server answered: 20 wrong codes, 20 checked. Now 5 a minute per account,
+    as for the password change."""
+    from halguru_server.identity import accounts as rules
+
+    accounts = accounts_server()
+    user = accounts.user("kim@example.com")
+    store = accounts.server.state.store
+    secret = rules.totp_begin(store, user["id"])
+    rules.totp_confirm(store, user["id"], totp_now(secret))
+    with accounts.client() as thief:
+        assert sign_in(thief, "kim@example.com").status_code == 303
+        code = totp_now(secret, ahead=1)
+        assert post_form(thief, "/auth/login/code", "/auth/login/code", code=code).status_code == 303
+        token = csrf(thief.get("/auth/account"))
+        answers = [thief.post(f"/auth/2fa/{action}", data={"csrf_token": token, "code": f"{n:06d}"}).status_code
+                   for n in range(10) for action in ("enable", "disable")]
+        assert answers == [400] * 5 + [429] * 15
+        assert "Too many codes" in thief.post("/auth/2fa/disable", data={"csrf_token": token, "code": "1"}).text
+    assert store.get_user(user["id"])["totp_enabled"]

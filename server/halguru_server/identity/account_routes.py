@@ -25,6 +25,8 @@ from halguru_server.identity.urls import safe_next
 from halguru_server.state import ServerState, get_state
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
+CODE_TRIES = 5  # codes an account may try a minute at enrolment and removal (as password changes)
+TOO_MANY_CODES = "Too many codes tried; wait a minute before trying again."
 
 
 def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord, status: int = 200,
@@ -39,6 +41,12 @@ def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord,
         svg = accounts.qr_svg(accounts.provisioning_uri(user, secret))
         context.update(secret=secret, qr_svg=svg[svg.find("<svg"):])  # no XML prolog inside HTML
     return pages.render("twofa.html", status, **context)
+
+
+async def _too_many_codes(state: ServerState, user: UserRecord) -> bool:
+    """Whether this account tried its codes ``CODE_TRIES`` times this minute: a stolen session must not become a
+    way to guess the authenticator's code (enabling again hands out new recovery codes; disabling removes 2FA)."""
+    return await asyncio.to_thread(state.store.rate_hit, f"2fa:{user['id']}", CODE_TRIES, 60.0) is not None
 
 
 def _enrolling(found: tuple[WebSessionRecord, UserRecord] | None) -> bool:
@@ -70,6 +78,8 @@ async def twofa_enable(request: Request) -> Response:
     session, user = found
     if not await pages.session_csrf_ok(request, state, session):
         return pages.refused()
+    if await _too_many_codes(state, user):
+        return _twofa_page(state, session, user, 429, TOO_MANY_CODES, target)
     try:
         codes = await asyncio.to_thread(accounts.totp_confirm, state.store, user["id"], data.get("code", "")[:64])
     except accounts.AccountError as exc:
@@ -101,6 +111,8 @@ async def twofa_disable(request: Request) -> Response:
         return pages.refused()
     if user["role"] in state.settings.auth.require_2fa_roles:
         return _twofa_page(state, session, user, 403, f"The role {user['role']} requires two-factor sign-in.")
+    if await _too_many_codes(state, user):
+        return _twofa_page(state, session, user, 429, TOO_MANY_CODES)
     code = (await pages.form(request)).get("code", "")[:64]
     if not await asyncio.to_thread(accounts.verify_totp, state.store, user, code):
         return _twofa_page(state, session, user, 400, "That code is not right (or was used already).")
