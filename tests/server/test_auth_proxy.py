@@ -176,3 +176,27 @@ def test_the_upstream_gets_the_path_as_sent_below_its_own_path(serve, upstream):
             refused = client.get(httpx.URL(server.url).copy_with(raw_path=climbing.encode()))
             assert refused.status_code == 400, (climbing, refused.text)
             assert refused.json()["error"]["type"] == "auth_proxy"
+
+
+def test_a_slow_session_lookup_does_not_hold_up_other_requests(proxied, monkeypatch):
+    """Each proxied request looked its session up on the event loop: with the store answering in 0.5 s (a busy
+    PostgreSQL), 8 requests at once took 8 × 0.5 s, one after the other, and so did everything else the server
+    was asked meanwhile. The lookup now runs off the loop, as the guards' does."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = proxied.state.store
+    real = store.get_web_session
+    monkeypatch.setattr(store, "get_web_session", lambda id_hash: time.sleep(0.5) or real(id_hash))
+    with _signed_in(proxied, "operator") as client:
+        cookies = dict(client.cookies)
+
+    def one(_: int) -> int:
+        return httpx.get(f"{proxied.url}/apps/wiki/page", cookies=cookies, timeout=30).status_code
+
+    assert one(0) == 200  # the first request also starts the upstream client
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(one, range(8))) == [200] * 8
+    took = time.monotonic() - started
+    assert took < 3, f"8 proxied requests at once took {took:.1f} s"  # one after the other: 4 s at least

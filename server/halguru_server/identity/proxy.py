@@ -12,6 +12,7 @@ without a session is sent to the sign-in page.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
@@ -113,7 +114,10 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
 
     async def forward(request: Request) -> Response:
         state = request.app.state.halguru
-        found = websessions.verify(state.store, request.cookies.get(websessions.COOKIE, ""), state.settings.auth)
+        # off the event loop, as the guards': a session lookup is a round trip to a database server, which would
+        # hold up every other request of this replica meanwhile
+        found = await asyncio.to_thread(websessions.verify, state.store, request.cookies.get(websessions.COOKIE, ""),
+                                        state.settings.auth)
         if found is None or not found[0]["mfa_done"]:
             return _refusal(request, 401, "sign in first: /auth/login")
         _session, user = found
