@@ -5,7 +5,9 @@ the store's aggregates (``halguru.store.sql_stats``), plus this replica's queue 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -20,6 +22,8 @@ from halguru_server.state import Principal, ServerState
 WINDOWS = {"15m": 900, "1h": 3600, "24h": 86400, "7d": 7 * 86400}
 BUCKETS = 24
 RATE_WINDOW_S = 300  # runs per minute: over the last 5 minutes
+REUSE_FACTOR = 4  # a read of the store's sums serves viewers for 4 times what it took (see _aggregates)
+REUSED_READ_S = 0.25  # ... if it took this long: a faster one is made again for every request
 _SKIP = {".git", "__pycache__", ".venv", "node_modules", ".halguru"}
 _versions: dict[str, tuple[tuple[int, float], str]] = {}
 
@@ -58,33 +62,69 @@ def folder_version(path: Path) -> str:
 
 def snapshot(state: ServerState, window: str = "1h", now: float | None = None) -> dict[str, Any]:
     """Agents (every served one, and any other with runs in the window), totals, timeline and histogram."""
-    now = now or time.time()
-    span = WINDOWS.get(window, WINDOWS["1h"])
+    window = window if window in WINDOWS else "1h"
+    span = WINDOWS[window]
+    now, sums = _aggregates(state, window) if now is None else (now, _read_aggregates(state, span, now))
     since = now - span
-    store = stats_store(state)
-    stats = {row["agent"]: row for row in store.agent_stats(since)}
-    recent = {row["agent"]: row["runs"] for row in store.agent_stats(now - RATE_WINDOW_S)}
-    quantiles = store.run_percentiles(since)
-    errors = store.last_errors(since)
+    stats = {row["agent"]: row for row in sums["stats"]}
     agents = []
     for name in sorted(set(state.agents) | set(stats)):
-        agents.append(_agent_row(state, name, stats.get(name), recent.get(name, 0), quantiles.get(name),
-                                 errors.get(name)))
+        agents.append(_agent_row(state, name, stats.get(name), sums["recent"].get(name, 0),
+                                 sums["quantiles"].get(name), sums["errors"].get(name)))
     bucket_s = span / BUCKETS
     timeline = [{"start": since + i * bucket_s, "runs": 0, "errors": 0} for i in range(BUCKETS)]
-    for row in store.run_timeline(since, bucket_s):
+    for row in sums["timeline"]:
         slot = timeline[min(BUCKETS - 1, max(0, int(row["bucket"])))]
         slot["runs"] += int(row["runs"])
         slot["errors"] += int(row["errors"] or 0)
     runs = sum(a["runs"] for a in agents)
     failed = sum(a["errors"] for a in agents)
-    return {"window": window if window in WINDOWS else "1h", "since": since, "now": now, "agents": agents,
+    return {"window": window, "since": since, "now": now, "agents": agents,
             "totals": {"runs": runs, "errors": failed, "error_rate": failed / runs if runs else 0.0,
                        "runs_per_min": sum(a["runs_per_min"] for a in agents),
                        "tokens": sum(a["tokens"] for a in agents),
                        "queued": sum(state.gate.depth(m) for m in {s.model for s in state.agents.values()})},
-            "timeline": timeline, "latency": {"bounds_ms": list(LATENCY_BOUNDS_MS),
-                                              "counts": store.latency_histogram(since)}}
+            "timeline": timeline, "latency": {"bounds_ms": list(LATENCY_BOUNDS_MS), "counts": sums["histogram"]}}
+
+
+def _read_aggregates(state: ServerState, span: int, now: float) -> dict[str, Any]:
+    """The store's sums over the window ending ``now``: what a snapshot costs (seconds at 100k runs)."""
+    store, since = stats_store(state), now - span
+    return {"stats": store.agent_stats(since),
+            "recent": {row["agent"]: row["runs"] for row in store.agent_stats(now - RATE_WINDOW_S)},
+            "quantiles": store.run_percentiles(since), "errors": store.last_errors(since),
+            "timeline": store.run_timeline(since, span / BUCKETS), "histogram": store.latency_histogram(since)}
+
+
+@dataclass
+class _Sums:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    read_at: float = -1e9  # monotonic
+    took: float = 0.0
+    now: float = 0.0
+    value: dict[str, Any] = field(default_factory=dict)
+
+
+_sums: dict[tuple[int, str], _Sums] = {}
+_sums_lock = threading.Lock()
+
+
+def _aggregates(state: ServerState, window: str) -> tuple[float, dict[str, Any]]:
+    """The window's sums and when they were read. Viewers asking at once wait for one read, and a read is
+    reused for ``REUSE_FACTOR`` times what it took: the live part refreshes every few seconds per open page, and
+    at ~100k runs in the window each read takes seconds, so a few open pages kept the store busy. A read under
+    ``REUSED_READ_S`` is not reused: what a run just did shows at once."""
+    key = (id(state.store), window)
+    with _sums_lock:
+        if len(_sums) > 64 and key not in _sums:  # stores of apps gone (tests make many)
+            _sums.clear()
+        sums = _sums.setdefault(key, _Sums())
+    with sums.lock:
+        started = time.monotonic()
+        if sums.took < REUSED_READ_S or started - sums.read_at >= sums.took * REUSE_FACTOR:
+            sums.now, sums.value = time.time(), _read_aggregates(state, WINDOWS[window], time.time())
+            sums.read_at, sums.took = started, time.monotonic() - started
+        return sums.now, sums.value
 
 
 def _version(state: ServerState, name: str, served: Any) -> str:
