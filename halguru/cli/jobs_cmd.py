@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ import typer
 
 from halguru import audit
 from halguru.errors import HalguruError
+from halguru.jobs import LEASE_LAPSED, lease_lapsed
 from halguru.printable import printable
 
 app = typer.Typer(help="Jobs for the worker (channel replies, schedules, queued runs): list, show, retry, "
@@ -68,9 +68,8 @@ def _why(job: Mapping[str, Any]) -> str | None:
         return str(job["last_error"] or "") or None
     if job["status"] == "queued" and job["last_error"]:
         return f"{job['last_error']} (next try {_when(job['run_after'])})"
-    if job["status"] == "running" and job["lease_expires"] is not None and job["lease_expires"] < time.time():
-        return (f"its worker stopped renewing its lease at {_when(job['lease_expires'])} (stopped or killed): "
-                "the next worker to look takes it over")
+    if lease_lapsed(job):
+        return f"{LEASE_LAPSED} (at {_when(job['lease_expires'])})"
     return None
 
 

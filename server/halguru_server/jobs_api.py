@@ -58,6 +58,8 @@ class JobOut(BaseModel):
     started: float | None
     finished: float | None
     last_error: str | None
+    lease_expires: float | None = Field(description="a running job's lease: when it is past, the job's worker "
+                                        "stopped (or was killed) and the next worker to look takes the job over")
     result: dict[str, Any] | None = Field(description="done jobs: run_id, status, conversation_id, ...")
     payload: dict[str, Any]
 

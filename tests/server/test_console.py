@@ -295,6 +295,27 @@ def test_jobs_page_shows_the_queue_and_retries_or_cancels_as_the_cli_does(app) -
     assert client.get("/admin/jobs", headers=developer).status_code == 403
 
 
+def test_jobs_page_and_api_say_a_running_jobs_worker_died(app) -> None:
+    """A job whose worker was killed reads 'running' until another worker claims it (for ever if none runs):
+    the page showed it busy, and GET /v1/jobs gave nothing to tell; the CLI said so (tests/server/test_jobs_api)."""
+    import time
+
+    store = app.state.halguru.store
+    alive, _ = store.enqueue_job("run", "echo", {"input": "still going"})
+    assert store.claim_job("w1", 60.0)["id"] == alive["id"]
+    dead, _ = store.enqueue_job("run", "echo", {"input": "summarise the day"})
+    assert store.claim_job("w2", 0.01)["id"] == dead["id"]
+    time.sleep(0.05)
+    client = TestClient(app, base_url=ORIGIN)
+    operator = signed_in(app, "operator")
+    rows = client.get("/admin/jobs", headers=operator).text.split("<tbody>")[1].split("<tr ")
+    assert "stopped renewing its lease" in next(r for r in rows if dead["id"] in r)
+    assert "stopped renewing its lease" not in next(r for r in rows if alive["id"] in r)
+    listed = {j["id"]: j for j in client.get("/v1/jobs", headers={**operator, "Accept": "application/json"}
+                                               ).json()["data"]}
+    assert listed[dead["id"]]["lease_expires"] < time.time() < listed[alive["id"]]["lease_expires"]
+
+
 def test_status_page_shows_the_components_with_their_history(app) -> None:
     client = TestClient(app, base_url=ORIGIN)
     admin = signed_in(app, "admin")

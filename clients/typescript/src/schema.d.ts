@@ -1759,6 +1759,11 @@ export interface components {
             kind: string;
             /** Last Error */
             last_error: string | null;
+            /**
+             * Lease Expires
+             * @description a running job's lease: when it is past, the job's worker stopped (or was killed) and the next worker to look takes the job over
+             */
+            lease_expires: number | null;
             /** Max Attempts */
             max_attempts: number;
             /** Payload */
@@ -1829,6 +1834,11 @@ export interface components {
             kind: string;
             /** Last Error */
             last_error: string | null;
+            /**
+             * Lease Expires
+             * @description a running job's lease: when it is past, the job's worker stopped (or was killed) and the next worker to look takes the job over
+             */
+            lease_expires: number | null;
             /** Max Attempts */
             max_attempts: number;
             /** Payload */

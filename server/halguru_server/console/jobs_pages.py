@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from halguru.jobs import LEASE_LAPSED, lease_lapsed
 from halguru_server import jobs_api
 from halguru_server.console import shell
 from halguru_server.errors import ApiError
@@ -30,7 +31,7 @@ def _row(job: dict[str, Any]) -> dict[str, Any]:
     """A job as the page shows it: what it answers (or why it failed, on one line) and the action it takes."""
     payload = job["payload"]
     what = str(payload.get("input") or payload.get("text") or "")
-    error = " ".join(str(job["last_error"] or "").split())
+    error = LEASE_LAPSED if lease_lapsed(job) else " ".join(str(job["last_error"] or "").split())
     action = "retry" if job["status"] in ("dead", "cancelled") else "cancel" if job["status"] in (
         "queued", "running") else None
     return {**job, "what": what, "error": error, "action": action}
