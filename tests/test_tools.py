@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import BaseModel
@@ -64,6 +64,37 @@ def test_tool_needs_a_docstring_and_type_hints():
 
     with pytest.raises(ToolError, match="needs a type hint"):
         tool(untyped)
+
+
+class Holder(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+    fn: Callable[[int], int]
+
+
+def test_a_parameter_type_without_a_json_schema_is_one_line_at_validate_not_a_traceback_at_run(
+        halguru_cmd, subprocess_env, write_agent):
+    """`x: Callable[[int], int]` passed `validate` (OK), then `tools` and `run` died in an 80-line pydantic
+    traceback; `x: callable` was a 5-line pydantic message naming neither the tool nor the parameter."""
+    import subprocess
+
+    for hint in ("Callable[[int], int]", "callable"):
+        folder = write_agent("name: t1\nmodel: scripted\ntools: [apply]\n",
+                             "from typing import Callable\nfrom halguru import tool\n\n\n@tool\n"
+                             f"def apply(n: int, x: {hint}) -> str:\n    \"\"\"Apply.\"\"\"\n    return 'r'\n")
+        for command in (["validate", str(folder)], ["run", str(folder), "hi"], ["tools", str(folder)]):
+            proc = subprocess.run([*halguru_cmd, *command], capture_output=True, text=True, env=subprocess_env,
+                                  timeout=60)
+            assert proc.returncode == 1, (command, proc.stdout)
+            [line] = proc.stderr.strip().splitlines()
+            assert "Traceback" not in line and "tool apply: parameter 'x' has type" in line
+            assert "which has no JSON schema to show the model" in line
+
+    def takes(args: Holder) -> str:
+        """Doc."""
+        return ""
+
+    with pytest.raises(ToolError, match="tool takes: its argument model Holder has no JSON schema"):
+        tool(takes)
 
 
 def test_raising_tool_reports_type_and_message():

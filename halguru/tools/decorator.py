@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, get_type_hints, overload
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
 
 from halguru.errors import ToolError
 
@@ -75,6 +75,11 @@ def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel]
     if len(params) == 1:
         annotation = hints.get(params[0].name)
         if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            try:
+                annotation.model_json_schema()
+            except PydanticUserError as exc:
+                raise ToolError(f"tool {name}: its argument model {annotation.__name__} has no JSON schema "
+                                f"to show the model ({str(exc).splitlines()[0]})") from None
             return annotation, True
     fields: dict[str, Any] = {}
     for p in params:
@@ -84,8 +89,24 @@ def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel]
             raise ToolError(f"tool {name}: parameter {p.name!r} needs a type hint")
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[p.name] = (hints[p.name], default)
-    model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+        model.model_json_schema()
+    except PydanticUserError:
+        raise ToolError(_unschemable(name, fields)) from None
     return model, False
+
+
+def _unschemable(name: str, fields: dict[str, Any]) -> str:
+    """One line naming the parameter whose type has no JSON schema (the model is shown the schema)."""
+    for param, (hint, _default) in fields.items():
+        try:
+            TypeAdapter(hint).json_schema()
+        except PydanticUserError:
+            shown = getattr(hint, "__name__", None) if isinstance(hint, type) else None
+            return (f"tool {name}: parameter {param!r} has type {shown or hint}, which has no JSON schema "
+                    "to show the model; use str, int, float, bool, list, dict, Literal or a pydantic model")
+    return f"tool {name}: its arguments have no JSON schema to show the model"
 
 
 @overload
