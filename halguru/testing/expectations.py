@@ -91,7 +91,9 @@ def _check_json_schema(expect: Expect, out: TurnOutcome) -> list[Check]:
     try:
         jsonschema.validate(data, expect.json_schema or {})
     except jsonschema.ValidationError as exc:
-        return [Check("json_schema", False, f"does not validate: {exc.message}", expect.json_schema, data)]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path).lstrip(".")
+        at = f" at {where}" if where else ""
+        return [Check("json_schema", False, f"does not validate{at}: {exc.message}", expect.json_schema, data)]
     return [Check("json_schema", True, "", expect.json_schema, data)]
 
 
@@ -104,11 +106,16 @@ def _check_tool_called(expect: Expect, out: TurnOutcome) -> list[Check]:
         if ok:
             why = ""
         elif named:
-            why = f"{want.name} was called, but not with {json.dumps(want.arguments)}"
+            got = "; ".join(_clip(json.dumps(c["arguments"])) for c in named)
+            why = f"{want.name} was called with {got}, not with {json.dumps(want.arguments)}"
         else:
             why = f"{want.name} was not called (calls: {', '.join(c['name'] for c in out.tool_calls) or 'none'})"
         checks.append(Check("tool_called", ok, why, want.model_dump(), out.tool_calls))
     return checks
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _check_tool_not_called(expect: Expect, out: TurnOutcome) -> list[Check]:

@@ -336,6 +336,22 @@ def test_json_schema_expectation(project, cli):
     assert "not JSON" in second["checks"][0]["why"]
 
 
+def test_a_failed_tool_called_or_json_schema_says_what_the_run_did(project, cli):
+    """`calculator was called, but not with {"expression": "2*151"}` hid the arguments it was called with, and
+    `does not validate: 300 is not of type 'string'` hid where in the answer: both needed `logs show` to read."""
+    (project / "script.yaml").write_text(SCRIPT + '- \'{"items": [{"price": 300}]}\'\n')
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: args\n    turns:\n      - user: two bikes?\n        expect:\n"
+        "          tool_called: {name: calculator, arguments: {expression: \"2*151\"}}\n"
+        "      - user: when?\n        expect: {contains: x}\n"
+        "      - user: price?\n        expect:\n          json_schema: {type: object, properties: {items: {type: array,"
+        " items: {type: object, properties: {price: {type: string}}}}}}\n")
+    result = cli("test", str(project), code=1)
+    assert ('calculator was called with {"expression": "2*150"}, not with {"expression": "2*151"}'
+            in result.stdout)
+    assert "does not validate at items[0].price: 300 is not of type 'string'" in result.stdout
+
+
 def test_schema_of_the_test_format(cli):
     schema = json.loads(cli("schema", "--tests").stdout)
     expect = schema["$defs"]["Expect"]["properties"]
