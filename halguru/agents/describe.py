@@ -136,7 +136,8 @@ def _(e: ModelResult, *, limit: int = 100, stable: bool = False) -> Line:
     figures = "" if stable else _join(
         ms(e.duration_ms), f"ttft {ms(e.ttft_ms)}",
         f"{e.prompt_tokens}+{e.completion_tokens} tok ({e.cached_tokens} cached)",
-        f"{e.format_errors} format error(s)" if e.format_errors else "")
+        f"{e.format_errors} format error(s)" if e.format_errors else "",
+        _dropped(e))
     return Line("model_result", "blue", _join(figures, calls, clip(e.text, limit) if e.text else ""))
 
 
@@ -309,6 +310,11 @@ def detail(e: BaseEvent) -> str:
     return printable(_detail(e))
 
 
+def _dropped(e: ModelResult) -> str:
+    n = e.dropped_messages
+    return "" if not n else "the oldest message left out" if n == 1 else f"the {n} oldest messages left out"
+
+
 def _detail(e: BaseEvent) -> str:
     parent = f" · parent {parent_of(e)}" if parent_of(e) else ""
     head = f"{e.type} · run {e.run_id}{parent} · seq {e.seq} · step {e.step}\n\n"
@@ -316,8 +322,9 @@ def _detail(e: BaseEvent) -> str:
         return head + "\n".join([f"model: {e.model}", f"tools: {', '.join(e.tools) or '-'}",
                                  f"settings:\n{_json(e.settings)}", "messages as sent:", *_messages(e.messages)])
     if isinstance(e, ModelResult):
+        dropped = f"\n{_dropped(e)} (the conversation outgrew the context)" if e.dropped_messages else ""
         return head + (f"tokens: {e.prompt_tokens} prompt + {e.completion_tokens} completion "
-                       f"({e.cached_tokens} cached)\nduration: {ms(e.duration_ms)} · first token: "
+                       f"({e.cached_tokens} cached){dropped}\nduration: {ms(e.duration_ms)} · first token: "
                        f"{ms(e.ttft_ms)} · finish: {e.finish_reason}\n\nraw output:\n{e.text}\n\n"
                        f"tool calls:\n{_json(e.tool_calls)}")
     if isinstance(e, ToolCall):

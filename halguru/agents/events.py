@@ -67,6 +67,8 @@ class ModelResult(BaseEvent):
     finish_reason: str = "stop"
     format_errors: int = 0
     cut_by: str | None = None  # finish_reason "length": the max_tokens that cut it (the run's or agent.yaml's)
+    # The oldest messages of model_call's list the model did not read: the conversation outgrew its context.
+    dropped_messages: int = 0
 
 
 class ToolCall(BaseEvent):

@@ -472,7 +472,8 @@ def _model_result(reply: _Reply, cut_by: str | None) -> ModelResult:
         text=reply.text, tool_calls=[c.model_dump() for c in reply.calls], prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens, cached_tokens=usage.cached_tokens,
         duration_ms=(time.perf_counter() - reply.started) * 1000, ttft_ms=reply.ttft,
-        finish_reason=usage.finish_reason, format_errors=len(reply.format_errors), cut_by=cut_by)
+        finish_reason=usage.finish_reason, format_errors=len(reply.format_errors), cut_by=cut_by,
+        dropped_messages=usage.dropped_messages)
 
 
 class _Knowledge:

@@ -123,6 +123,8 @@ class UsageChunk:
     completion_tokens: int = 0
     cached_tokens: int = 0
     finish_reason: str = "stop"
+    # The oldest messages left out of the prompt because the conversation did not fit the context.
+    dropped_messages: int = 0
 
 
 Chunk = TextChunk | ToolCallChunk | FormatErrorChunk | UsageChunk

@@ -156,8 +156,9 @@ class _Generation:
 
     def run(self) -> Program:
         request = self.request
-        tokens = self.model.prompt_tokens(request)
-        self.emit(UsageChunk(prompt_tokens=len(tokens), finish_reason="cancelled"))  # what stands if cut
+        tokens, dropped = self.model.fit_prompt(request)
+        # What stands if cut.
+        self.emit(UsageChunk(prompt_tokens=len(tokens), finish_reason="cancelled", dropped_messages=dropped))
         tools_on = bool(request.tools) and request.tool_choice != "none"
         forced = request.tool_choice == "required" and bool(request.tools)
         finish, completion = "stop", 0
@@ -180,7 +181,7 @@ class _Generation:
             self.emit(call)
         cached = (self.job.reused if self.job is not None else None) or 0
         self.emit(UsageChunk(prompt_tokens=len(tokens), completion_tokens=completion, cached_tokens=cached,
-                             finish_reason=finish))
+                             finish_reason=finish, dropped_messages=dropped))
 
     def _answer(self, tokens: list[int], grammar: str | None,
                 tools_on: bool) -> Generator[Eval | Feed, int, tuple[str, int]]:
@@ -340,6 +341,10 @@ class LlamaCppModel:
 
     def prompt_tokens(self, request: ModelRequest) -> list[int]:
         """The request as prompt tokens (worker thread), dropping the oldest turns when it does not fit."""
+        return self.fit_prompt(request)[0]
+
+    def fit_prompt(self, request: ModelRequest) -> tuple[list[int], int]:
+        """The request as prompt tokens, and how many of its oldest messages were left out to fit the context."""
         from halguru.templating import render
 
         messages = list(request.messages)
@@ -361,7 +366,7 @@ class LlamaCppModel:
         first = 1 if messages and messages[0].role == "system" else 0
         tokens = tokens_from(first)
         if len(tokens) <= budget:
-            return tokens
+            return tokens, 0
         # Too long for the context: the oldest turns go, the system prompt and the last message stay. The
         # fewest to drop is found by bisection: a long conversation is rendered ~log2(turns) times, not once
         # per turn dropped (2,000 turns took minutes a message).
@@ -370,7 +375,8 @@ class LlamaCppModel:
         if last <= first or len(shortest) > budget:
             raise ContextOverflow(
                 f"prompt of {len(shortest)} tokens does not fit the context ({self.n_ctx}, "
-                f"{request.settings.max_tokens} kept for the answer); raise HALGURU_LLAMA_N_CTX"
+                f"{request.settings.max_tokens} kept for the answer); raise llama_n_ctx (`halguru config set "
+                f"llama_n_ctx N`, HALGURU_LLAMA_N_CTX, or the model's n_ctx option in models.yaml)"
             )
         low, high, fits = first, last, shortest  # tokens_from(low) does not fit, tokens_from(high) does
         while high - low > 1:
@@ -380,7 +386,7 @@ class LlamaCppModel:
                 high, fits = middle, candidate
             else:
                 low = middle
-        return fits
+        return fits, high - first
 
     def _chat_template(self) -> Any:
         if self._template is None:

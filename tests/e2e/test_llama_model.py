@@ -196,3 +196,23 @@ def test_missing_gguf_is_one_line_error_naming_the_path(write_agent, halguru_cmd
     assert lines[0].startswith(f"Error: {agent / 'agent.yaml'}:2: model: ")  # as `halguru validate` says it
     logs = cli(halguru_cmd, "logs", "--json", env=env)
     assert json.loads(logs.stdout) == []  # refused before the run: no failed run stored for a path typo
+
+
+@pytest.mark.llama
+def test_a_conversation_that_outgrows_the_context_says_how_many_messages_were_left_out(
+        write_agent, halguru_cmd, subprocess_env):
+    """The second turn's prompt left out the first turn to fit 512 tokens, yet its model_call listed every
+    message and nothing in `logs show` (or the inspector's "messages as sent") said the model never read it."""
+    add_model("smol-512", "llama-cpp", {"path": str(bundled_gguf_path()), "n_ctx": 512}, source="test")
+    agent = write_agent(CHAT_AGENT.replace("smollm2", "smol-512").replace("max_tokens: 24", "max_tokens: 4"))
+    filler = "The quick brown fox jumps over the lazy dog. " * 25  # ~250 tokens: two do not fit 508
+    first = run_sync(agent, f"One: {filler}")
+    second = run_sync(agent, f"Two: {filler}", conversation=first.conversation_id)
+
+    assert first.ok and second.ok, (first.error, second.error)
+    (r1,), (r2,) = model_results(first), model_results(second)
+    assert (r1.dropped_messages, r2.dropped_messages) == (0, 1), "the first user message (its short answer fits)"
+    assert r2.prompt_tokens < r1.prompt_tokens + 100
+    shown = cli(halguru_cmd, "logs", "show", second.run_id, env=subprocess_env).stdout
+    assert "the oldest message left out" in shown
+    assert "left out" not in cli(halguru_cmd, "logs", "show", first.run_id, env=subprocess_env).stdout
