@@ -447,3 +447,33 @@ def test_the_public_api_type_checks_strictly_as_the_readme_imports_it(tmp_path):
     out, err, code = api.run(["--strict", "--cache-dir", str(tmp_path / "cache"), str(script)])
     assert code == 0, out + err
     assert sorted(halguru.__all__) == sorted([*halguru._EXPORTS, "__version__"])
+
+
+def test_tools_py_imports_the_modules_beside_it_from_any_folder_each_agent_its_own_and_afresh_on_reload(
+        tmp_path, monkeypatch):
+    """`from helpers import label` in tools.py worked only when halguru ran inside the agent's folder (`cd agent
+    && halguru run .`); `halguru run agent` from its parent, `serve` or a team's member folder failed with
+    `ModuleNotFoundError: No module named 'helpers'`."""
+    import asyncio
+
+    from halguru.tools.registry import execute_tool
+
+    def project(name: str, value: str):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "agent.yaml").write_text(f"name: {name}\nmodel: scripted\ntools: [which]\n")
+        (folder / "helpers.py").write_text(f"def label() -> str:\n    return {value!r}\n")
+        (folder / "tools.py").write_text("from halguru import tool\nfrom helpers import label\n\n\n@tool\n"
+                                         "def which() -> str:\n    \"\"\"Say which.\"\"\"\n    return label()\n")
+        return folder
+
+    first, second = project("first", "one"), project("second", "two")
+    monkeypatch.chdir(tmp_path)  # neither agent's folder
+
+    def call(folder) -> str:
+        return asyncio.run(execute_tool(load_agent(folder).tools["which"], {}))
+
+    assert (call(first), call(second)) == ("one", "two")
+    (first / "helpers.py").write_text("def label() -> str:\n    return 'edited'\n")
+    assert call(first) == "edited", "a reload reads the edited helper"
+    assert "helpers" not in __import__("sys").modules

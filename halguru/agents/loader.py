@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -153,19 +155,47 @@ def _missing_hint(path: Path) -> str:
     return ""
 
 
+_TOOLS_MODULE = "halguru_agent_tools_"
+
+
+@contextmanager
+def _folder_importable(folder: Path) -> Iterator[None]:
+    """tools.py may import the modules beside it (``from helpers import fetch``) from whatever folder halguru
+    runs in: the folder leads sys.path while tools.py is imported. Those modules are imported afresh each load
+    and not left in sys.modules, so a reload reads an edited one, and two agents' ``helpers.py`` do not mix."""
+    root = folder.resolve()
+    prefix = os.path.join(str(root), "")
+
+    def ours() -> list[str]:  # agents' tools modules (a member's folder may sit inside) keep their entries
+        return [name for name, mod in list(sys.modules.items()) if not name.startswith(_TOOLS_MODULE)
+                and (getattr(mod, "__file__", None) or "").startswith(prefix)]
+
+    for name in ours():
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(str(root))
+        for name in ours():
+            del sys.modules[name]
+
+
 def load_project_tools(tools_file: Path) -> dict[str, Tool]:
     """Import tools.py under a module name unique to its path and collect its @tool functions."""
     if not tools_file.exists():
         return {}
     digest = hashlib.sha1(str(tools_file.resolve()).encode()).hexdigest()[:10]
-    module_name = f"halguru_agent_tools_{digest}"
+    module_name = f"{_TOOLS_MODULE}{digest}"
     spec = importlib.util.spec_from_file_location(module_name, tools_file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # Registered while executing so dataclasses/pydantic can resolve the module's annotations.
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        with _folder_importable(tools_file.parent):
+            spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise AgentSpecError(f"{tools_file}:{exc.lineno}: syntax error: {exc.msg}") from None
