@@ -23,9 +23,13 @@ def run_to_test_case(store: TraceStore, run_id: str) -> dict[str, Any]:
     for r in runs:
         events = store.get_events(r["id"])
         decision = _decision(events)
-        if decision is not None and turns:  # a continuation after a human's decision: the same turn goes on
+        # A continuation after a human's decision, or `runs resume` of a run cut short (killed, failed): the same
+        # turn goes on (its input is the cut run's again, and a test turn runs once, start to end).
+        resumed = any(e["type"] == "resumed" and not e.get("parent_run_id") for e in events)
+        if (decision is not None or resumed) and turns:
             turn = turns[-1]
-            turn.setdefault("decide", []).append(decision)
+            if decision is not None:
+                turn.setdefault("decide", []).append(decision)
         else:
             turn = {"user": r["input"], "expect": {}}
             turns.append(turn)
@@ -35,8 +39,9 @@ def run_to_test_case(store: TraceStore, run_id: str) -> dict[str, Any]:
         calls = [{"name": e["name"], "arguments": e["arguments"]} for e in events
                  if (e["type"] == "tool_call" and e.get("call_id") != decided)
                  or (e["type"] == "approval_requested" and not e.get("parent_run_id"))]
-        if calls:
-            turn["expect"].setdefault("tool_called", []).extend(calls)
+        if calls:  # a call in flight when the run was cut runs again in the resume: expected once
+            expected = turn["expect"].setdefault("tool_called", [])
+            expected.extend(c for c in calls if not resumed or c not in expected)
         turn["expect"].pop("equals", None)
         if r["status"] == "ok":
             turn["expect"]["equals"] = r["output"]

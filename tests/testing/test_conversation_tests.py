@@ -674,3 +674,31 @@ def test_retrieved_names_a_source_not_a_piece_of_another_ones_name(tmp_path, cli
         "tests:\n" + "".join(question.format(name=f"n{i}", wanted=wanted) for i, wanted in enumerate(named)))
     data = json.loads(cli("test", str(folder), "--json", code=1).stdout)
     assert [test["passed"] for test in data["results"]] == [True, True, True, False, False, False]
+
+
+def test_an_exported_run_that_was_resumed_is_one_turn_that_passes(tmp_path, cli):
+    """A workflow run that failed (or was killed), fixed and `runs resume`d was exported as two turns with the
+    same input, the first expecting nothing: the test sent the message twice and failed on the second."""
+    folder = tmp_path / "flow"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "agent.yaml").write_text(
+        "name: flow\ntools: [double, check]\nworkflow:\n  steps:\n    - id: d\n      tool: double\n"
+        "      args: {n: 5}\n    - id: c\n      tool: check\n      args: {n: \"{{ steps.d.output }}\"}\n")
+    broken = folder / "BROKEN"
+    (folder / "tools.py").write_text(
+        "from pathlib import Path\n\nfrom halguru import tool\n\n\n@tool\ndef double(n: int) -> int:\n"
+        "    \"\"\"Double.\"\"\"\n    return 2 * n\n\n\n@tool\ndef check(n: int) -> str:\n    \"\"\"Check.\"\"\"\n"
+        f"    if Path({str(broken)!r}).exists():\n        raise RuntimeError('not yet')\n    return f'ok {{n}}'\n")
+    broken.touch()
+    cli("run", str(folder), "go", code=1)
+    failed = json.loads(cli("logs", "--json").stdout)[0]["id"]
+    broken.unlink()
+    cli("runs", "resume", failed)
+    resumed = json.loads(cli("logs", "--json").stdout)[0]["id"]
+    exported = folder / "tests" / "test_exported.yaml"
+    cli("logs", "export", resumed, "-o", str(exported))
+
+    [turn] = load_test_file(exported).tests[0].turns
+    assert turn.user == "go" and turn.expect.equals == "ok 10"
+    assert [c.name for c in turn.expect.tool_called] == ["double", "check"]
+    assert json.loads(cli("test", str(folder), "--json").stdout)["passed"]
