@@ -97,6 +97,25 @@ def test_a_parameter_type_without_a_json_schema_is_one_line_at_validate_not_a_tr
         tool(takes)
 
 
+def test_a_tool_that_prints_does_not_break_run_json(halguru_cmd, subprocess_env, write_agent):
+    """`halguru run --json | jq`: a tool's print() landed among the JSON lines on stdout (`debug 1` between
+    tool_call and tool_result), so the stream no longer parsed."""
+    import json
+    import subprocess
+
+    folder = write_agent("name: t1\nmodel: scripted:s.yaml\ntools: [chatty]\n",
+                         "import sys\n\nfrom halguru import tool\n\n\n@tool\ndef chatty(x: int) -> str:\n"
+                         "    \"\"\"Chatty.\"\"\"\n    print('debug', x)\n    sys.stdout.write('more\\n')\n"
+                         "    return 'r'\n")
+    (folder / "s.yaml").write_text("- tool_calls: [{name: chatty, arguments: {x: 1}}]\n- done\n")
+    proc = subprocess.run([*halguru_cmd, "run", str(folder), "go", "--json"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["type"] for e in events][-1] == "run_finished" and events[-1]["output"] == "done"
+    assert "debug 1\nmore" in proc.stderr
+
+
 def test_raising_tool_reports_type_and_message():
     @tool
     def fragile() -> str:

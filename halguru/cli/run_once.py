@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -55,6 +57,29 @@ def ingest_scope() -> IngestScope:
     return IngestScope.enter()
 
 
+@contextmanager
+def json_wire() -> Iterator[TextIO]:
+    """stdout for the JSON lines alone: while the run streams, what a tool (or a library, or a child process)
+    prints to stdout goes to stderr, so `--json | jq` reads events only (the MCP SDK does the same)."""
+    original = sys.stdout
+    try:
+        fd = original.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (an in-process test runner): swap the object
+        with redirect_stdout(sys.stderr):
+            yield original
+        return
+    sys.stdout.flush()
+    wire = os.fdopen(os.dup(fd), "w", encoding="utf-8", errors=sys.stdout.errors or "strict")
+    os.dup2(sys.stderr.fileno(), fd)
+    try:
+        yield wire
+    finally:
+        sys.stdout.flush()  # a print still buffered goes where it was meant to: stderr
+        wire.flush()
+        os.dup2(wire.fileno(), fd)
+        wire.close()
+
+
 def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: bool) -> int:
     """Print a run's events as they come (or as JSON lines) and return the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -65,13 +90,13 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
 
     scopes: list[IngestScope] = []
 
-    async def consume() -> None:
+    async def consume(out: TextIO) -> None:
         scopes.append(ingest_scope())
         try:
             async for event in make_stream():
                 if json_output:
-                    sys.stdout.write(event.model_dump_json() + "\n")
-                    sys.stdout.flush()
+                    out.write(event.model_dump_json() + "\n")
+                    out.flush()
                 else:
                     printer(event)
                 if isinstance(event, RunFinished):
@@ -81,7 +106,8 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
             raise
 
     try:
-        asyncio.run(consume())
+        with json_wire() if json_output else nullcontext(sys.stdout) as out:
+            asyncio.run(consume(out))
     except KeyboardInterrupt:
         for line in scopes[0].stopped if scopes else []:  # asyncio.run waited for their threads
             err.print(f"\n[yellow]{escape(line[:1].upper() + line[1:])}.[/]")  # "Indexing ... stopped after ..."
