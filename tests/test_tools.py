@@ -97,7 +97,7 @@ def test_a_parameter_type_without_a_json_schema_is_one_line_at_validate_not_a_tr
         tool(takes)
 
 
-def test_a_tool_that_prints_does_not_break_run_json(halguru_cmd, subprocess_env, write_agent):
+def test_a_tool_that_prints_does_not_break_the_json_of_run_test_and_eval(halguru_cmd, subprocess_env, write_agent):
     """`halguru run --json | jq`: a tool's print() landed among the JSON lines on stdout (`debug 1` between
     tool_call and tool_result), so the stream no longer parsed."""
     import json
@@ -114,6 +114,15 @@ def test_a_tool_that_prints_does_not_break_run_json(halguru_cmd, subprocess_env,
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["type"] for e in events][-1] == "run_finished" and events[-1]["output"] == "done"
     assert "debug 1\nmore" in proc.stderr
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_p.yaml").write_text(
+        "tests:\n  - name: t\n    turns:\n      - user: go\n        expect: {tool_called: chatty}\n")
+    for command in (["test", str(folder), "--json"], ["eval", str(folder), "--models", "scripted:s.yaml", "--json"]):
+        proc = subprocess.run([*halguru_cmd, *command], capture_output=True, text=True, env=subprocess_env,
+                              timeout=60, cwd=folder)
+        assert proc.returncode == 0, proc.stderr
+        json.loads(proc.stdout)  # the report alone
+        assert "debug 1\nmore" in proc.stderr
 
 
 def test_raising_tool_reports_type_and_message():

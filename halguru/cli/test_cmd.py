@@ -65,11 +65,13 @@ def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *,
 
     from rich.console import Console
 
+    from halguru.cli.run_once import json_wire
     from halguru.testing.report import LiveProgress
     from halguru.testing.runner import SuiteResult, run_suite
 
     suite, interrupted = SuiteResult(tests=[], file_errors=[]), False
-    with LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
+    # What the agents' tools print goes to stderr: stdout is the report's (`--json | jq`).
+    with json_wire(), LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
         try:
             asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
                                   progress=progress, concurrency=concurrency, into=suite))
@@ -117,7 +119,9 @@ def _evaluate(path: Path, names: list[str], *, pattern: str | None, repeat: int,
     err = Console(stderr=True, highlight=False, emoji=False)  # `openai:x` is no emoji code
     scores: list[ModelScore] = []
     interrupted = False
-    with LiveProgress(err) as progress:
+    from halguru.cli.run_once import json_wire
+
+    with json_wire(), LiveProgress(err) as progress:  # tools' prints to stderr, as in `halguru test`
         try:
             asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
                                  concurrency=concurrency, into=scores))
