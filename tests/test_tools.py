@@ -195,8 +195,22 @@ def test_unserialisable_result_is_an_error():
         """Returns something JSON cannot hold."""
         return object()
 
-    with pytest.raises(ToolError, match="cannot be turned into JSON"):
+    with pytest.raises(ToolError) as opaque_error:
         run(execute_tool(opaque, {}))
+    assert str(opaque_error.value) == "opaque: tool returned a value of type object that cannot be turned into JSON"
+
+    @tool
+    def loop() -> dict:
+        """Returns a dict holding itself."""
+        d: dict = {}
+        d["self"] = d
+        return d
+
+    # was the bare "Circular reference detected": no tool, no JSON, no why
+    with pytest.raises(ToolError) as loop_error:
+        run(execute_tool(loop, {}))
+    assert str(loop_error.value) == ("loop: tool returned a value that cannot be turned into JSON: Circular reference "
+                                     "detected (it holds itself)")
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,10 @@ def result_text(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=lambda o: o.model_dump() if isinstance(o, BaseModel)
                           else _unserialisable(o))
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
         raise ToolError(str(exc)) from None
+    except ValueError as exc:  # json's "Circular reference detected"
+        raise ToolError(f"tool returned a value that cannot be turned into JSON: {exc} (it holds itself)") from None
 
 
 def cut_result(text: str, limit: int = MAX_RESULT_CHARS) -> str:
@@ -83,7 +85,10 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
         raise ToolError(tool_text(f"{tool.name} raised {type(exc).__name__}: {exc}"),
                         detail=storable(tool_traceback(exc))) from None
-    return tool_text(result_text(result))
+    try:
+        return tool_text(result_text(result))
+    except ToolError as exc:  # a result JSON cannot hold: say whose
+        raise ToolError(f"{tool.name}: {exc}") from None
 
 
 def tool_text(text: str) -> str:
