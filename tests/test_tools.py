@@ -189,6 +189,25 @@ def test_slow_tool_times_out():
         run(execute_tool(slow, {}))
 
 
+def test_a_tool_that_calls_sys_exit_is_an_error_the_run_goes_on(halguru_cmd, subprocess_env, write_agent):
+    """An async or inline tool calling sys.exit(4) ended `halguru run` at once with exit code 4, silently, its
+    run left `running` (then `interrupted`); a threaded one was reported as `raised RuntimeError: SystemExit: 3`."""
+    import subprocess
+
+    folder = write_agent("name: t1\nmodel: scripted:s.yaml\ntools: [aquit, iquit, quit]\nlimits: {max_steps: 9}\n",
+                         "import sys\n\nfrom halguru import tool\n\n\n@tool\nasync def aquit() -> str:\n"
+                         "    \"\"\"Quit.\"\"\"\n    sys.exit(4)\n\n\n@tool(inline=True)\ndef iquit() -> str:\n"
+                         "    \"\"\"Quit.\"\"\"\n    sys.exit(5)\n\n\n@tool\ndef quit() -> str:\n"
+                         "    \"\"\"Quit.\"\"\"\n    sys.exit(3)\n")
+    (folder / "s.yaml").write_text("".join(f"- tool_calls: [{{name: {n}, arguments: {{}}}}]\n"
+                                           for n in ("aquit", "iquit", "quit")) + "- done\n")
+    proc = subprocess.run([*halguru_cmd, "run", str(folder), "go"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "done"), proc.stderr
+    for name, code in (("aquit", 4), ("iquit", 5), ("quit", 3)):
+        assert f"error: {name} raised SystemExit: {code}" in proc.stderr
+
+
 def test_unserialisable_result_is_an_error():
     @tool
     def opaque() -> object:

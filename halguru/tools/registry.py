@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from halguru.errors import ToolError
 from halguru.storable import storable
 from halguru.tools.decorator import Tool
-from halguru.tools.threads import in_daemon_thread
+from halguru.tools.threads import ToolExited, in_daemon_thread
 
 # What the model reads of one tool result (its text, or its error's): a small model's context is short, and a
 # result of megabytes would fill the trace and the prompt for nothing. The rest is cut with a note (cut_result).
@@ -82,9 +82,10 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         raise ToolError(f"{tool.name} timed out after {tool.timeout:g}s{abandoned}") from None
     except ToolError as exc:  # e.g. an MCP server's error result, of any length
         raise ToolError(tool_text(str(exc)), detail=exc.detail and storable(exc.detail)) from None
-    except Exception as exc:  # a tool's own bug: report it to the model, keep the run alive
-        raise ToolError(tool_text(f"{tool.name} raised {type(exc).__name__}: {exc}"),
-                        detail=storable(tool_traceback(exc))) from None
+    except (Exception, SystemExit) as exc:  # a tool's own bug (sys.exit() too): told to the model, the run goes on
+        raised = exc.original if isinstance(exc, ToolExited) else exc
+        raise ToolError(tool_text(f"{tool.name} raised {type(raised).__name__}: {raised}"),
+                        detail=storable(tool_traceback(raised))) from None
     try:
         return tool_text(result_text(result))
     except ToolError as exc:  # a result JSON cannot hold: say whose

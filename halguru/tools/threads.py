@@ -16,6 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+
+class ToolExited(Exception):
+    """A SystemExit or KeyboardInterrupt a tool raised itself: the run reports it as what it was (``quit raised
+    SystemExit: 3``) and goes on, as for any exception; it does not end halguru."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
 THREAD_PREFIX = "halguru-tool-"  # a busy thread's name: the prefix and the tool it runs
 _IDLE_NAME = "halguru-tool-thread"
 _IDLE_SECONDS = 60.0
@@ -93,7 +102,7 @@ def in_daemon_thread(function: Callable[[], Any], *, tool_name: str = "tool") ->
         except Exception as exc:
             error = exc
         except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by the tool itself
-            error = RuntimeError(f"{type(exc).__name__}: {exc}")
+            error = ToolExited(exc)
         finally:
             thread.name = _IDLE_NAME
 
