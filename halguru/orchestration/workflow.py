@@ -326,7 +326,10 @@ def _parse_output(text: str) -> Any:
             return decoder.raw_decode(text, match.start())[0]
         except json.JSONDecodeError:
             continue
-    raise ToolError("the answer is not JSON")
+    if not text:
+        raise ToolError("the answer is empty, not JSON")
+    shown = repr(text[:80]) + ("…" if len(text) > 80 else "")
+    raise ToolError(f"the answer is not JSON: {shown}")
 
 
 def _check_output(step: WorkflowStep, value: Any) -> Any:

@@ -122,19 +122,30 @@ def test_independent_steps_run_in_parallel(project: Path):
     assert len(starts) == 3 and max(starts) < first_finish
 
 
-def test_output_that_breaks_its_schema_fails_the_step(project: Path):
-    body = """\
-  steps:
-    - id: classify
-      agent: ../agents/echo
-      output: {type: object, required: [category]}
-"""
+def typed_step(project: Path, agent: str):
+    """A one-step workflow whose step (``agent``) must answer an object with a category; its run's result."""
+    body = (f"  steps:\n    - id: classify\n      agent: ../agents/{agent}\n"
+            "      output: {type: object, required: [category]}\n")
     result = run_sync(flow(project, body), "hello")
     assert result.status == "failed"
+    return result
+
+
+def test_output_that_breaks_its_schema_fails_the_step(project: Path):
+    result = typed_step(project, "echo")
     assert result.error == ("step classify failed: output does not match its schema: output: "
                             "'category' is a required property")
     failed = next(e for e in result.events if e.type == "step_finished")
     assert failed.status == "failed"
+
+
+def test_an_answer_that_is_not_json_fails_its_step_showing_the_answer(project: Path):
+    """The step failed with `the answer is not JSON` alone: what the model answered was only in `logs show`."""
+    prose = "Sure! It is about billing, " * 4
+    (project / "prose.yaml").write_text(f"- {prose!r}\n")
+    write(project / "agents/prose", f"name: prose\nmodel: scripted:{project / 'prose.yaml'}\n")
+    result = typed_step(project, "prose")
+    assert result.error == f"step classify failed: the answer is not JSON: {prose[:80]!r}…"
 
 
 def test_failing_tool_step_fails_the_run_with_the_tool_error(project: Path):
