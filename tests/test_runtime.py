@@ -477,3 +477,23 @@ def test_tools_py_imports_the_modules_beside_it_from_any_folder_each_agent_its_o
     (first / "helpers.py").write_text("def label() -> str:\n    return 'edited'\n")
     assert call(first) == "edited", "a reload reads the edited helper"
     assert "helpers" not in __import__("sys").modules
+
+
+def test_a_package_installed_inside_the_agents_folder_is_not_imported_again(tmp_path, monkeypatch):
+    """With a virtual environment inside the agent's folder, the modules beside tools.py are dropped after each
+    load: an installed package there (numpy imports once per process) must keep its sys.modules entry."""
+    import sys
+
+    site = tmp_path / "agent" / ".venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "installed_pkg.py").write_text("VALUE = 'kept'\n")
+    monkeypatch.syspath_prepend(str(site))
+    (tmp_path / "agent" / "agent.yaml").write_text("name: agent\nmodel: scripted\ntools: [which]\n")
+    (tmp_path / "agent" / "tools.py").write_text(
+        "from installed_pkg import VALUE\nfrom halguru import tool\n\n\n@tool\ndef which() -> str:\n"
+        "    \"\"\"Say which.\"\"\"\n    return VALUE\n")
+    monkeypatch.delitem(sys.modules, "installed_pkg", raising=False)
+    load_agent(tmp_path / "agent")
+    first = sys.modules["installed_pkg"]
+    load_agent(tmp_path / "agent")
+    assert sys.modules["installed_pkg"] is first

@@ -166,9 +166,10 @@ def _folder_importable(folder: Path) -> Iterator[None]:
     root = folder.resolve()
     prefix = os.path.join(str(root), "")
 
-    def ours() -> list[str]:  # agents' tools modules (a member's folder may sit inside) keep their entries
+    def ours() -> list[str]:  # agents' tools modules (a member's folder may sit inside) keep their entries,
+        # and so do installed packages, of a virtual environment inside the folder too (numpy imports once)
         return [name for name, mod in list(sys.modules.items()) if not name.startswith(_TOOLS_MODULE)
-                and (getattr(mod, "__file__", None) or "").startswith(prefix)]
+                and _beside(getattr(mod, "__file__", None) or "", prefix)]
 
     for name in ours():
         del sys.modules[name]
@@ -180,6 +181,14 @@ def _folder_importable(folder: Path) -> Iterator[None]:
             sys.path.remove(str(root))
         for name in ours():
             del sys.modules[name]
+
+
+def _beside(file: str, prefix: str) -> bool:
+    """Whether ``file`` is the agent's own code under ``prefix``, not an installed package there."""
+    if not file.startswith(prefix) or file.startswith(os.path.join(sys.prefix, "")):
+        return False
+    parts = Path(file[len(prefix):]).parts
+    return "site-packages" not in parts and "dist-packages" not in parts
 
 
 def load_project_tools(tools_file: Path) -> dict[str, Tool]:
