@@ -42,6 +42,8 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422, 
 Caller = Annotated[Principal, Depends(require("chat:use"))]
 Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(state_of)]
+# The header OpenAI's Python and JS SDKs read before retrying (by default twice) a 408, 409, 429 or 5xx answer
+NO_RETRY = {"x-should-retry": "false"}
 
 
 def _agent(state: ServerState, caller: Principal, model: str) -> ServedAgent:
@@ -153,9 +155,9 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     too_long = _too_long(collected)
     if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
         raise ApiError(400, too_long, "context_length_exceeded", param="messages")
-    if finished.status != "ok":
+    if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
         raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
-                            f"{finished.run_id}", "run_failed")
+                            f"{finished.run_id}", "run_failed", headers=NO_RETRY)
     # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
     content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
     results = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]

@@ -327,3 +327,21 @@ def test_messages_too_long_for_the_models_context_are_a_400_context_length_excee
             time.sleep(0.2)
     assert (seen["status"], seen["attempts"]) == ("dead", 1), seen
     assert "does not fit the context" in seen["last_error"]
+
+
+def test_a_failed_run_is_not_run_again_by_the_sdks_own_retries(serve, api_key, agents_dir, tmp_path) -> None:
+    """The official client retries a 5xx twice by default: a failed run (whose tools may have acted) was run three
+    times for one request; the 502 now tells it not to retry."""
+    import yaml
+
+    script = tmp_path / "fail.yaml"
+    script.write_text(yaml.safe_dump([{"error": "connection refused"}]))
+    (agents_dir / "failing").mkdir()
+    (agents_dir / "failing" / "agent.yaml").write_text(yaml.safe_dump({"name": "failing",
+                                                                       "model": f"scripted:{script}"}))
+    server = serve()
+    default = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key())  # max_retries: the SDK's own (2)
+    with pytest.raises(openai.InternalServerError, match="ended failed") as failed:
+        default.chat.completions.create(model="failing", messages=[{"role": "user", "content": "x"}])
+    assert failed.value.status_code == 502 and failed.value.response.headers["x-should-retry"] == "false"
+    assert len(server.state.store.list_runs(agent="failing")) == 1
