@@ -13,7 +13,8 @@ from halguru_server.errors import ApiError
 
 # OpenAI fields accepted and ignored: they change nothing in the answer (who the end user is, OpenAI's own
 # storage, billing tier and caching, a latency hint). Any other field this endpoint does not type is a 400
-# naming it, as OpenAI answers an unknown field: a client relying on it gets told, not a different answer.
+# naming it, as OpenAI answers an unknown field: a client relying on it gets told, not a different answer. A field
+# sent as null (clients that write every field they know, the unset ones as null) is one not sent.
 IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
                   "safety_identifier", "prediction")
 PENALTIES = ("frequency_penalty", "presence_penalty")
@@ -114,7 +115,9 @@ class ChatRequest(BaseModel):
     def check_supported(self) -> None:
         """400 for a field this endpoint does not type and does not knowingly ignore, and for client-side tools
         and several choices."""
-        unknown = [name for name in self.model_extra or {} if name not in IGNORED_FIELDS]
+        # null is OpenAI's "not set" (its default) for every optional field: it asks for nothing
+        unknown = [name for name, value in (self.model_extra or {}).items()
+                   if name not in IGNORED_FIELDS and value is not None]
         if unknown:
             raise ApiError(400, f"{unknown[0]}: not supported by this endpoint; leave it out (it ignores only "
                                 f"{', '.join(IGNORED_FIELDS)})", param=unknown[0])

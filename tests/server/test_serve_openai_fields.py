@@ -74,6 +74,23 @@ def test_fields_a_model_cannot_honour_are_a_400_naming_them(oai) -> None:
     assert oai.server.state.metrics.server_errors() == 0
 
 
+def test_fields_sent_as_null_are_fields_not_sent(client) -> None:
+    """Clients built on their own typed request (Java, Go, C#) write every field they know, the unset ones as null,
+    OpenAI's default: such a request was a 400 naming its first null field it does not type (logit_bias)."""
+    nulls = dict.fromkeys(("temperature", "top_p", "n", "stop", "max_tokens", "max_completion_tokens", "seed",
+                           "frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "response_format",
+                           "tools", "tool_choice", "stream_options", "user", "logit_bias", "functions",
+                           "function_call", "audio", "reasoning_effort", "verbosity", "web_search_options"))
+    answer = client.post("/v1/chat/completions", json={"model": "echo", "stream": False, **nulls,
+                                                       "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == "You said: hi"
+    # a value still asks for something this endpoint does not do
+    refused = client.post("/v1/chat/completions", json={"model": "echo", "logit_bias": {"50256": -100},
+                                                        "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "logit_bias"
+
+
 def test_llama_cpps_sampling_fields_out_of_range_or_mistyped_are_refused_naming_them(oai) -> None:
     """As for OpenAI's own fields: a 422 in OpenAI's error shape, whatever the agent's model."""
     hi = [{"role": "user", "content": "hi"}]
