@@ -121,7 +121,9 @@ class ChatRequest(BaseModel):
         if unknown:
             raise ApiError(400, f"{unknown[0]}: not supported by this endpoint; leave it out (it ignores only "
                                 f"{', '.join(IGNORED_FIELDS)})", param=unknown[0])
-        if self.tools or self.tool_choice == "required" or isinstance(self.tool_choice, dict):
+        # tool_choice "none" asks for a message and no tool call: what an agent answers, its tools listed or not
+        if (self.tools and self.tool_choice != "none") or self.tool_choice == "required" \
+                or isinstance(self.tool_choice, dict):
             raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used",
                            param="tools")
         if self.n is not None and self.n != 1:

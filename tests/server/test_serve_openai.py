@@ -141,6 +141,20 @@ def test_parameters_are_typed_as_openai_types_them_and_unsupported_ones_are_refu
     assert server.state.store.list_runs(agent="echo") and server.state.metrics.server_errors() == 0
 
 
+def test_tools_with_tool_choice_none_are_answered_with_a_message(oai) -> None:
+    """A client that keeps its tools listed but asks for no call (tool_choice "none": the Vercel AI SDK's
+    toolChoice 'none' sends both) wants a message, which an agent answers; it was a 400 "client-side tools"."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    hi = [{"role": "user", "content": "hi"}]
+    answer = oai.chat.completions.create(model="echo", messages=hi, tools=tools, tool_choice="none")
+    assert answer.choices[0].message.content == "You said: hi" and not answer.choices[0].message.tool_calls
+    for choice in ("auto", "required", {"type": "function", "function": {"name": "lookup"}}):
+        with pytest.raises(openai.BadRequestError, match="client-side tools are not supported"):
+            oai.chat.completions.create(model="echo", messages=hi, tools=tools, tool_choice=choice)
+    with pytest.raises(openai.BadRequestError, match="client-side tools are not supported"):
+        oai.chat.completions.create(model="echo", messages=hi, tools=tools)  # "auto" when tools are sent
+
+
 def test_response_format_json_schema_constrains_the_answer(serve, api_key, agents_dir) -> None:
     """OpenAI's structured output, on the bundled llama.cpp model: the answer is JSON that fits the schema."""
     import httpx
