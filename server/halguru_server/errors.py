@@ -3,6 +3,7 @@ OpenAI-compatible routes, OpenAI's own: ``{"error": {"message", "type", "param",
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,8 @@ STORE_RETRY_AFTER_S = 5  # a database outage: clients (and our own client's retr
 # The paths OpenAI clients call (the routes of openai_api, and the OpenAI routes halguru does not offer, whose
 # 404 an OpenAI client should read too): their errors take OpenAI's shape.
 OPENAI_PATHS = ("/v1/chat/", "/v1/models", "/v1/completions", "/v1/embeddings", "/v1/responses")
+# The same paths without /v1: what an OpenAI client calls when its base URL was given without it
+ROOTLESS_OPENAI = re.compile(r"/(chat/completions|models(/.*)?|completions|embeddings|responses)/?")
 _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                  429: "rate_limit_error"}  # other 4xx: invalid_request_error; 5xx: server_error
 _OPENAI_CODES = {"unauthorized": "invalid_api_key", "rate_limited": "rate_limit_exceeded"}
@@ -138,13 +141,17 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         headers = getattr(exc, "headers", None)
+        path = request.url.path
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no route {request.method} {request.url.path}; see /swagger"
+            message = f"no route {request.method} {path}; see /swagger"
+            if ROOTLESS_OPENAI.fullmatch(path):  # answered in OpenAI's shape, which its client shows
+                message += f"; an OpenAI client's base URL ends in /v1 ({str(request.base_url).rstrip('/')}/v1)"
+                path = f"/v1{path}"
         elif exc.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's own words
             message = "the body is not valid JSON (not UTF-8, or nested too deeply)"
         elif exc.status_code == 405:
             headers = {**(headers or {}), "Allow": allowed_methods(request, headers)}
-        return error_response(exc.status_code, message, headers=headers, path=request.url.path)
+        return error_response(exc.status_code, message, headers=headers, path=path)
 
     @app.exception_handler(QueueFull)
     async def busy(request: Request, exc: QueueFull) -> JSONResponse:

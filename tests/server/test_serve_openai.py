@@ -359,3 +359,21 @@ def test_a_failed_run_is_not_run_again_by_the_sdks_own_retries(serve, api_key, a
         default.chat.completions.create(model="failing", messages=[{"role": "user", "content": "x"}])
     assert failed.value.status_code == 502 and failed.value.response.headers["x-should-retry"] == "false"
     assert len(server.state.store.list_runs(agent="failing")) == 1
+
+
+def test_a_base_url_without_v1_is_told_so_in_openais_shape(serve, api_key) -> None:
+    """OpenAI clients configured with http://HOST:PORT (no /v1) called /models and /chat/completions and got
+    halguru's own 404 ("no route GET /models; see /swagger"), which they showed as an unknown error."""
+    import httpx
+
+    server = serve()
+    lost = openai.OpenAI(base_url=server.url, api_key=api_key(), max_retries=0)
+    for call in (lambda: lost.models.list(),
+                 lambda: lost.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])):
+        with pytest.raises(openai.NotFoundError) as missing:
+            call()
+        assert missing.value.body["type"] == "not_found_error", missing.value.body
+        assert f"base URL ends in /v1 ({server.url}/v1)" in missing.value.message
+    # other unknown paths keep halguru's shape and words
+    other = httpx.get(f"{server.url}/nowhere").json()["error"]
+    assert other == {"type": "not_found", "message": "no route GET /nowhere; see /swagger"}
