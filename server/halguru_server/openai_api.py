@@ -58,16 +58,19 @@ def _agent(state: ServerState, caller: Principal, model: str) -> ServedAgent:
         raise
 
 
-def _text(content: str | list[dict[str, Any]] | None, where: str) -> str:
+def _text(content: str | list[dict[str, Any]] | None, where: str, role: str) -> str:
+    """The message's text: its string, or its text parts joined (an assistant's refusal parts too, as OpenAI's
+    request schema allows in a history sent back)."""
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
     for part in content:
-        if part.get("type") != "text":
-            raise ApiError(400, f"content part type {part.get('type')!r} is not supported; send text", param=where)
-        if not isinstance(part.get("text"), str):  # a number or an object was echoed back as its repr
-            raise ApiError(400, "a text content part's 'text' must be a string", param=where)
-        parts.append(part["text"])
+        kind = part.get("type")
+        if kind not in ("text", "refusal") or (kind == "refusal" and role != "assistant"):
+            raise ApiError(400, f"content part type {kind!r} is not supported; send text", param=where)
+        if not isinstance(part.get(kind), str):  # a number or an object was echoed back as its repr
+            raise ApiError(400, f"a {kind} content part's {kind!r} must be a string", param=where)
+        parts.append(part[kind])
     return "".join(parts)
 
 
@@ -84,7 +87,7 @@ def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:
     for i, m in enumerate(messages):
         if m.role == "tool":
             continue
-        text = _text(m.content, f"messages.{i}.content")
+        text = _text(m.content, f"messages.{i}.content", m.role)
         service.check_text(text, f"messages.{i}.content")
         total += len(text)
         if total > limits.max_history_chars:

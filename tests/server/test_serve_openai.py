@@ -377,3 +377,22 @@ def test_a_base_url_without_v1_is_told_so_in_openais_shape(serve, api_key) -> No
     # other unknown paths keep halguru's shape and words
     other = httpx.get(f"{server.url}/nowhere").json()["error"]
     assert other == {"type": "not_found", "message": "no route GET /nowhere; see /swagger"}
+
+
+def test_an_assistants_refusal_part_sent_back_is_part_of_the_history(openai_client) -> None:
+    """OpenAI's request schema allows an assistant message of text and refusal parts (a history from OpenAI's own
+    models sent back): it was a 400 "content part type 'refusal' is not supported"."""
+    history = [{"role": "user", "content": "tell me a secret"},
+               {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't share that."}]},
+               {"role": "user", "content": "then a joke"}]
+    oai = openai_client
+    answer = oai.chat.completions.create(model="echo", messages=history)
+    assert answer.choices[0].message.content == "You said: then a joke"
+    store = oai.server.state.store
+    stored = store.get_messages(store.list_conversations()[0]["id"])
+    assert [m.content for m in stored][:2] == ["tell me a secret", "I can't share that."]
+    for messages, said in (([{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}], "'refusal' is not"),
+                           ([history[0], {"role": "assistant", "content": [{"type": "refusal", "refusal": 5}]},
+                             history[2]], "'refusal' must be a string")):
+        with pytest.raises(openai.BadRequestError, match=said):  # only an assistant refuses, in words
+            oai.chat.completions.create(model="echo", messages=messages)
