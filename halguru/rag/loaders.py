@@ -240,10 +240,11 @@ def load(path: Path, data: bytes) -> Document | Skip:
         return Skip(path, "empty file")
     if is_pdf(path, data):
         return _load_pdf(path, data)
-    if b"\x00" in data[:8192]:
+    wide = _wide_text(data)
+    if wide is None and b"\x00" in data[:8192]:
         return Skip(path, "binary file")
     try:
-        text = data.decode("utf-8-sig")
+        text = wide if wide is not None else data.decode("utf-8-sig")
     except UnicodeDecodeError:
         mostly = _mostly_utf8(data)
         try:
@@ -367,6 +368,26 @@ def _without_running_lines(pages: list[str], edge: int = 2) -> list[str]:
         drop = {i for i in edges if key(lines[i]) in running}
         kept.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return kept
+
+
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _wide_text(data: bytes) -> str | None:
+    """Text saved as UTF-16 or UTF-32 with its byte-order mark (Windows Notepad's "Unicode", PowerShell's `>`),
+    decoded; None for anything else. Its every other byte is a NUL, so it was skipped as a binary file."""
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _mostly_utf8(data: bytes) -> str | None:

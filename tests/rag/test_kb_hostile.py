@@ -256,3 +256,18 @@ def test_a_chunk_size_out_of_bounds_is_one_line_and_makes_no_base(cli_error, siz
     assert cli_error("kb", "create", "big", "--chunk-size", str(size), "--chunk-overlap", str(overlap)) \
         == f"Error: {said}"
     assert list_names() == [] and not (knowledge_root() / "big").exists()
+
+
+def test_a_file_saved_as_utf16_or_utf32_is_read_not_skipped_as_binary():
+    from halguru.rag.loaders import Skip, load
+
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        data = "# Café\r\n\r\nPenguins nest on the ice.\r\n".encode(encoding)
+        if not encoding.endswith("-be"):
+            assert data[:2] in (b"\xff\xfe", b"\xfe\xff")  # Python writes the byte-order mark
+        else:
+            data = b"\xfe\xff" + data
+        doc = load(Path("notes.md"), data)
+        assert not isinstance(doc, Skip), (encoding, doc)
+        assert doc.text == "# Café\n\nPenguins nest on the ice.\n"
+    assert isinstance(load(Path("x.md"), b"\xff\xfe\x00\xd8"), Skip)  # a lone surrogate: still not text
