@@ -409,15 +409,17 @@ def _add_leads(rows: list[dict[str, object]], lead: Any) -> None:
 def _finish(kb: KnowledgeBase, roots: list[Path], stored: dict[str, tuple[str, set[str]]], seen: set[str],
             summary: IngestSummary, prune: bool | str) -> None:
     """After the files: forget deleted ones (``prune``), refresh the full-text index, compact, stamp the base."""
+    # Not found this time: deleted, or under a folder read now but no longer a file of its own there (a folder or
+    # a FIFO in its place, a link to another file of the base), which was neither removed nor said
+    under = [_key(r) for r in roots if r.is_dir()]
+    gone = [p for p in stored if p not in seen and (prune == "mirror" or not _on_disk(p).exists()
+                                                     or any(p.startswith(u + os.sep) for u in under))]
     if prune:
-        under = [_key(r) for r in roots if r.is_dir()]
-        gone = [p for p in stored if p not in seen and (prune == "mirror" or not _on_disk(p).exists()
-                                                         or any(p.startswith(u + os.sep) for u in under))]
         for start in range(0, len(gone), 200):
             kb.table.delete(" OR ".join(f"path = {_quote(p)}" for p in gone[start:start + 200]))
         summary.removed = sorted([*summary.removed, *(stored[p][0] for p in gone)])
     else:  # said, so a deleted file's answers do not go on silently
-        summary.gone = sorted(stored[p][0] for p in stored if p not in seen and not _on_disk(p).exists())
+        summary.gone = sorted(stored[p][0] for p in gone)
     missing = kb.table.count_rows() > 0 and not kb.has_fts_index()  # a first ingest killed before its index
     if summary.chunks or summary.removed or summary.updated or missing:
         kb.ensure_fts_index()

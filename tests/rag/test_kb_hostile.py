@@ -271,3 +271,23 @@ def test_a_file_saved_as_utf16_or_utf32_is_read_not_skipped_as_binary():
         assert not isinstance(doc, Skip), (encoding, doc)
         assert doc.text == "# Café\n\nPenguins nest on the ice.\n"
     assert isinstance(load(Path("x.md"), b"\xff\xfe\x00\xd8"), Skip)  # a lone surrogate: still not text
+
+
+def test_a_file_replaced_by_a_folder_or_a_link_is_said_to_be_gone_and_prune_removes_it(cli, tmp_path: Path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n\naardvark\n")
+    (folder / "b.md").write_text("# B\n\nbison\n")
+    (folder / "c.md").write_text("# C\n\ncapybara\n")
+    rag.create("notes", embedder="fast")
+    cli("kb", "ingest", "notes", str(folder))
+    (folder / "b.md").unlink()
+    (folder / "b.md").mkdir()  # a folder of that name now
+    (folder / "b.md" / "inner.md").write_text("# Inner\n\nibex\n")
+    (folder / "c.md").unlink()
+    (folder / "c.md").symlink_to("a.md")  # now the same file as a.md, indexed once
+    out = cli("kb", "ingest", "notes", str(folder)).output
+    assert out.strip().endswith("; 2 indexed file(s) no longer exist and are still searched (--prune removes them)")
+    assert "removes them" not in cli("kb", "ingest", "notes", str(folder), "--prune").output
+    assert not rag.search("notes", "bison", mode="fts") and not rag.search("notes", "capybara", mode="fts")
+    assert rag.search("notes", "ibex", mode="fts")
