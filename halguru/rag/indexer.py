@@ -154,14 +154,20 @@ def folder_lock(name: str, folder: Path, wait: bool = False, waits: bool = False
             holder = lock_file.read_text(encoding="utf-8").strip() or "another process"
             raise KnowledgeError(f"knowledge base {name!r} is being ingested by {holder}; try again when it "
                                  "finishes" + (" (`--wait` waits for it)" if waits else "")) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        _note_holder(handle.fileno(), f"pid {os.getpid()}".encode())
         try:
             yield
         finally:
-            handle.truncate(0)
+            _note_holder(handle.fileno(), b"")
+
+
+def _note_holder(fd: int, note: bytes) -> None:
+    """Say in the lock file who holds it, for a refusal's message. Best effort: on a full disk the note cannot be
+    written, and `kb drop`, the way to make room, failed with "No space left on device" and freed nothing."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        if note:
+            os.pwrite(fd, note, 0)
 
 
 def _source_name(path: Path, root: Path) -> str:

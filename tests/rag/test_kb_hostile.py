@@ -291,3 +291,25 @@ def test_a_file_replaced_by_a_folder_or_a_link_is_said_to_be_gone_and_prune_remo
     assert "removes them" not in cli("kb", "ingest", "notes", str(folder), "--prune").output
     assert not rag.search("notes", "bison", mode="fts") and not rag.search("notes", "capybara", mode="fts")
     assert rag.search("notes", "ibex", mode="fts")
+
+
+def _no_room() -> None:
+    """In the child: no file may grow (a full disk's writes fail: here with EFBIG instead of ENOSPC)."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_a_base_can_be_dropped_when_no_file_can_grow(halguru_cmd, subprocess_env, docs):
+    import subprocess
+
+    rag.create("full", embedder="fast")
+    from halguru.rag.indexer import ingest
+
+    ingest("full", [docs])
+    proc = subprocess.run([*halguru_cmd, "kb", "drop", "full", "--yes"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=60, preexec_fn=_no_room)
+    assert proc.returncode == 0, proc.stderr  # it frees room; it refused with "File too large" / "No space left"
+    assert "full" not in list_names()
