@@ -260,7 +260,12 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             if lead is not None:
                 _add_leads(pending, lead)
             with _writing(kb, running, summary):
-                kb.table.add(list(pending))
+                if stale:  # the new versions in, the old out, in one commit: a search between two got both
+                    (kb.table.merge_insert(["path", "id"]).when_not_matched_insert_all()
+                     .when_not_matched_by_source_delete(" OR ".join(stale)).execute(list(pending)))
+                    stale.clear()
+                else:
+                    kb.table.add(list(pending))
                 if not indexed:  # from the first batch on, full-text search works (later rows are scanned until
                     kb.ensure_fts_index()  # the index is refreshed at the end): a kill leaves a searchable base
                     indexed.append(True)

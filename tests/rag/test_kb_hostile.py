@@ -313,3 +313,28 @@ def test_a_base_can_be_dropped_when_no_file_can_grow(halguru_cmd, subprocess_env
                           env=subprocess_env, timeout=60, preexec_fn=_no_room)
     assert proc.returncode == 0, proc.stderr  # it frees room; it refused with "File too large" / "No space left"
     assert "full" not in list_names()
+
+
+def test_no_moment_of_an_update_holds_a_file_twice(tmp_path: Path):
+    """A search runs against whatever version of the base is current: each one an update commits holds every
+    file once (its new chunks went in and its old ones out in two commits, and a search between got both)."""
+    from halguru.rag.indexer import ingest
+    from halguru.rag.store import KnowledgeBase
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.md").write_text(f"# {name}\n\nversion 1 of {name}\n")
+    rag.create("notes", embedder="fast")
+    ingest("notes", [folder])
+    (folder / "a.md").write_text("# a\n\nversion 2 of a, longer now\n\nwith a second paragraph\n")
+    ingest("notes", [folder])
+    table = KnowledgeBase.open("notes").table
+    assert table.version >= 3  # made, first batch, the update (and its index)
+    for version in [v["version"] for v in table.list_versions()]:
+        table.checkout(version)
+        rows = table.to_arrow().select(["path", "doc_hash"]).to_pylist()
+        hashes: dict[str, set[str]] = {}
+        for row in rows:
+            hashes.setdefault(row["path"], set()).add(row["doc_hash"])
+        assert all(len(h) == 1 for h in hashes.values()), (version, hashes)
