@@ -83,7 +83,7 @@ def install_weights(
 @app.command()
 def ingest(
     name: str = typer.Argument(..., help="The knowledge base."),
-    paths: list[Path] = typer.Argument(..., help="Files and folders to ingest."),
+    paths: list[str] = typer.Argument(..., help="Files and folders to ingest."),
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of files that no longer exist."),
     wait: bool = typer.Option(False, "--wait", help="Wait for another ingest of this base instead of refusing."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="List every file added, updated or skipped."),
@@ -95,7 +95,11 @@ def ingest(
     from halguru.rag.errors import KnowledgeError
     from halguru.rag.indexer import ingest as run_ingest
 
-    missing = [p for p in paths if not p.exists() and not p.is_symlink()]
+    if "" in paths:  # an unset variable ("$DOCS"): Path("") is ".", and the folder it ran in was ingested
+        raise KnowledgeError(f"an empty path was given; nothing was ingested into {name} (to ingest the current "
+                             "folder, give `.`)")
+    roots = [Path(p) for p in paths]
+    missing = [p for p in roots if not p.exists() and not p.is_symlink()]
     if missing:
         raise KnowledgeError(f"no such file or folder: {', '.join(str(p) for p in missing)}; "
                              f"nothing was ingested into {name}")
@@ -121,7 +125,7 @@ def ingest(
                 console.print(f"note: {value}", markup=False, highlight=False)
 
         try:
-            summary = run_ingest(name, list(paths), prune=prune, progress=progress, wait=wait)
+            summary = run_ingest(name, list(roots), prune=prune, progress=progress, wait=wait)
         except KeyboardInterrupt:
             bar.stop()
             where = f"at file {seen} of {total}" if total else "before any file was read"

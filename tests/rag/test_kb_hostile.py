@@ -338,3 +338,12 @@ def test_no_moment_of_an_update_holds_a_file_twice(tmp_path: Path):
         for row in rows:
             hashes.setdefault(row["path"], set()).add(row["doc_hash"])
         assert all(len(h) == 1 for h in hashes.values()), (version, hashes)
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(cli_error, docs, monkeypatch):
+    monkeypatch.chdir(docs)  # what "" stood for: every file of the folder the command ran in was ingested
+    rag.create("notes", embedder="fast")
+    said = cli_error("kb", "ingest", "notes", str(docs / "guide.md"), "")
+    assert said == ("Error: an empty path was given; nothing was ingested into notes (to ingest the current folder, "
+                    "give `.`)")
+    assert rag.open_base("notes").table.count_rows() == 0
