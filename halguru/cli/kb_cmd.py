@@ -122,7 +122,7 @@ def ingest(
                 chunks += int(str(value))
                 bar.update(task, chunks=chunks)
             elif event == "note":
-                console.print(f"note: {value}", markup=False, highlight=False)
+                console.print(f"note: {value}", markup=False, highlight=False, soft_wrap=True)  # one line
 
         try:
             summary = run_ingest(name, list(roots), prune=prune, progress=progress, wait=wait)
@@ -130,7 +130,8 @@ def ingest(
             bar.stop()
             where = f"at file {seen} of {total}" if total else "before any file was read"
             console.print(f"Stopped {where}; the {chunks} chunk(s) written so far are kept. Run the same "
-                          "command again to finish: unchanged files are skipped.", markup=False, highlight=False)
+                          "command again to finish: unchanged files are skipped.", markup=False, highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(130) from None
     out = Console(soft_wrap=True)  # one line per file, piped or at any width: greppable
     out.print(f"{name}: {summary.line()}")

@@ -347,3 +347,22 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(cli_error, docs
     assert said == ("Error: an empty path was given; nothing was ingested into notes (to ingest the current folder, "
                     "give `.`)")
     assert rag.open_base("notes").table.count_rows() == 0
+
+
+def test_an_ingest_note_is_one_line_when_piped(halguru_cmd, subprocess_env, docs):
+    import subprocess
+
+    from halguru.rag.indexer import ingest
+    from halguru.rag.store import KnowledgeBase
+
+    rag.create("notes", embedder="fast")
+    ingest("notes", [docs])
+    kb = KnowledgeBase.open("notes")
+    kb.meta.chunker = 0  # chunked by an older halguru: the ingest says so in a note
+    kb.save_meta()
+    (docs / "new.md").write_text("# New\n\nnarwhals\n")
+    proc = subprocess.run([*halguru_cmd, "kb", "ingest", "notes", str(docs)], capture_output=True, text=True,
+                          env={**subprocess_env, "COLUMNS": "80"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("note: notes was chunked by an older halguru")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # it was cut at 80 columns mid-sentence
