@@ -456,7 +456,8 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
         if where and ("parsing" in str(exc).lower() or "sql" in str(exc).lower() or "schema" in str(exc).lower()
                       or "column" in str(exc).lower() or isinstance(exc, ValueError)):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise KnowledgeError(f"bad --where {where!r}: {first[:200]}") from None
+            shown = where if len(where) <= 200 else f"{where[:200]}…"  # a generated filter ran to pages
+            raise KnowledgeError(f"bad --where {shown!r}: {first[:200]}") from None
         if mode == "fts" and _missing_index(exc):
             raise KnowledgeError(f"knowledge base {kb.name!r} has no full-text index yet (an ingest was "
                                  f"interrupted); run halguru kb ingest {kb.name} PATH, or search with "

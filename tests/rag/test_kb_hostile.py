@@ -366,3 +366,14 @@ def test_an_ingest_note_is_one_line_when_piped(halguru_cmd, subprocess_env, docs
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("note: notes was chunked by an older halguru")
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # it was cut at 80 columns mid-sentence
+
+
+def test_a_long_bad_where_is_one_short_line(cli_error, docs):
+    rag.create("notes", embedder="fast")
+    from halguru.rag.indexer import ingest
+
+    ingest("notes", [docs])
+    where = " OR ".join(['source LIKE "%a%"'] * 800)  # double quotes name a column: an error
+    said = cli_error("kb", "search", "notes", "cat", "--where", where)
+    assert said.startswith("Error: bad --where 'source LIKE ")
+    assert len(said) < 600, len(said)  # the whole 16 KB filter was echoed, twice over in part
