@@ -4,7 +4,8 @@ The SDK's ``stdio_client`` joins a long line's pieces by concatenating them agai
 50 MB result was still being copied when a 20 s call timed out, and was reported as that timeout. Here the pieces
 are kept in a list (linear), and a message over MAX_MESSAGE_BYTES is dropped as it comes: its request gets an
 error response at once (when its id can be read), saying the limit. The server's lifetime follows the SDK's (own
-process group, stdin closed, then the group terminated).
+process group, stdin closed, then the group terminated), except that the group is terminated even when the server
+exited by itself: a helper process it started must not outlive it.
 """
 
 from __future__ import annotations
@@ -136,11 +137,11 @@ async def stdio_transport(command: list[str], env: dict[str, str], cwd: Any, err
                 with anyio.move_on_after(EXIT_GRACE):
                     while process.returncode is None:
                         await anyio.sleep(0.01)
-                if process.returncode is None:
-                    await terminate_posix_process_tree(process, EXIT_GRACE)
-                    with anyio.move_on_after(EXIT_GRACE):
-                        while process.returncode is None:
-                            await anyio.sleep(0.01)
+                # The group even when the server exited: a helper it started would outlive the run otherwise.
+                await terminate_posix_process_tree(process, EXIT_GRACE)
+                with anyio.move_on_after(EXIT_GRACE):
+                    while process.returncode is None:
+                        await anyio.sleep(0.01)
             tasks.cancel_scope.cancel()
     with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_GRACE):
         await process.aclose()  # closes its transport (a warning at exit otherwise)

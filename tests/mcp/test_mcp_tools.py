@@ -126,7 +126,49 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # a zombie nobody reaps (PID 1 in a container may not) is dead too
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# A server that starts a helper process (a language server, a browser) and exits when its stdin closes, as servers
+# do, without stopping the helper.
+HELPER_SERVER = '''\
+import subprocess
+import sys
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+Path("helper.pid").write_text(str(helper.pid))
+server = MCPServer("helped", log_level="WARNING")
+
+
+@server.tool()
+def ping() -> str:
+    """Answers."""
+    return "pong"
+
+
+server.run()
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+def test_a_helper_process_a_server_started_does_not_outlive_the_run(mcp_agent):
+    folder = mcp_agent("name: helped\nmodel: scripted\nmcp:\n  - name: helped\n    command: [PYTHON, helped.py]\n")
+    (folder / "helped.py").write_text(HELPER_SERVER, encoding="utf-8")
+    result = run_sync(folder, "ping", model=ScriptedModel([call("ping"), "pong it is"]))
+    assert result.ok and of_type(result, "tool_result")[0].content == "pong"
+    helper = int((folder / "helper.pid").read_text())
+    deadline = time.monotonic() + 5
+    while _alive(helper):
+        if time.monotonic() > deadline:
+            os.kill(helper, 9)
+            pytest.fail("the server's helper process outlived the run")
+        time.sleep(0.05)
 
 
 def test_an_mcp_tool_under_approvals_pauses_the_run(mcp_agent):
