@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from halguru import __version__
 from halguru.agents.loader import Agent, load_agent
@@ -59,8 +60,23 @@ def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
     return agents
 
 
+class _AgentServer(MCPServer):
+    """The SDK's server, with a call's bad arguments said in one line (the SDK quotes pydantic's whole report:
+    the model class, one line per field and a link to pydantic's docs)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if not isinstance(exc.__cause__, ValidationError):
+                raise
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                                 for e in exc.__cause__.errors()[:3])
+            raise ToolError(f"invalid arguments for {name}: {problems}") from None
+
+
 def _server(agents: dict[str, Agent]) -> MCPServer:
-    server: MCPServer = MCPServer(
+    server: MCPServer = _AgentServer(
         "halguru", instructions="Each tool asks one halguru agent a question and returns its answer.",
         version=__version__, log_level="WARNING")
     for name, agent in agents.items():

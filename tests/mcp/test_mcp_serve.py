@@ -69,6 +69,21 @@ async def test_each_agent_is_a_tool_and_runs_are_recorded(helper: Path, broken: 
         assert len(store.list_runs()) == runs
 
 
+async def test_bad_arguments_are_one_line_naming_each_field(helper: Path):
+    async with Client(build_server([helper])) as client:
+        runs = len(open_store().list_runs())
+        for arguments, expected in [
+            ({}, "invalid arguments for ask_helper: message: Field required"),
+            ({"message": 5}, "invalid arguments for ask_helper: message: Input should be a valid string"),
+            ({"message": "hi", "conversation_id": 7},
+             "invalid arguments for ask_helper: conversation_id: Input should be a valid string"),
+        ]:
+            result = await client.call_tool("ask_helper", arguments)
+            text = "".join(b.text for b in result.content if b.type == "text")
+            assert result.is_error and text == expected  # not pydantic's report (its class, a docs link, 4 lines)
+        assert len(open_store().list_runs()) == runs
+
+
 def test_bad_projects_are_refused_before_serving(helper: Path, tmp_path: Path):
     with pytest.raises(HalguruError, match="two agents are named 'helper'"):
         build_server([helper, helper])
