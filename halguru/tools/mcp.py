@@ -191,6 +191,7 @@ class _Server:
         self.log: IO[str] | None = None
         # What it sent that is not JSON-RPC (a stdio server printing to stdout): how often, and the last piece.
         self.garbled, self.garbled_text = 0, ""
+        self.oversized = 0  # answers dropped by the HTTP transport for passing the limit on one message
         self.stop = asyncio.Event()
         self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
@@ -282,10 +283,14 @@ class _Server:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client
 
+            from halguru.tools.mcp_http import BoundedTransport
+            from halguru.tools.mcp_stdio import MAX_MESSAGE_BYTES
+
             assert s.url is not None
             headers = {k: expand_secrets(v) for k, v in s.headers.items()}
             http = await stack.enter_async_context(
-                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout))))
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout)),
+                                   transport=BoundedTransport(MAX_MESSAGE_BYTES, self._dropped)))
             transport = streamable_http_client(s.url, http_client=http)
         return Client(transport, read_timeout_seconds=s.timeout, cache=None, message_handler=self._incoming,
                       mode="legacy" if legacy else "auto",
@@ -296,6 +301,9 @@ class _Server:
         if isinstance(message, Exception):
             self.garbled += 1
             self.garbled_text = _garbled(message)
+
+    def _dropped(self) -> None:
+        self.oversized += 1
 
     def garbled_note(self, before: int) -> str:
         """Why no answer came, when the server sent something that is not JSON-RPC since ``before``, else ''."""
@@ -316,10 +324,15 @@ class _Server:
         where = f"mcp server '{self.name}'"
         if client is None:
             raise ToolError(f"{where} is not running{self.last_words()}")
-        garbled = self.garbled
+        garbled, oversized = self.garbled, self.oversized
         try:
             result = await client.call_tool(tool, arguments, read_timeout_seconds=self.settings.timeout)
         except MCPError as exc:
+            if self.oversized > oversized:  # the SDK made a parse or connection error of it; the server is fine
+                from halguru.tools.mcp_stdio import MAX_MESSAGE_BYTES
+
+                raise ToolError(f"{where}: {tool} failed: its answer is over {MAX_MESSAGE_BYTES / 1024 / 1024:g} MB, "
+                                "the limit for one message (the answer was dropped)") from None
             if exc.code == CONNECTION_CLOSED:
                 self.client = None  # later calls say it is not running, without a round trip
                 raise ToolError(f"{where} stopped during {tool}: connection closed{self.last_words()}") from None

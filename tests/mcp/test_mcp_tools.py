@@ -403,13 +403,28 @@ def test_a_result_over_the_message_limit_is_said_to_be_too_large_at_once(mcp_age
     model = ScriptedModel([call("big", chars=50_000_000), call("big", "c2", chars=3), "done"])
     started = time.monotonic()
     result = run_sync(folder, "go", model=model)
+    assert_too_large_then_served(result, "error: mcp server 'quiet': big failed")
+    assert time.monotonic() - started < 15
+
+
+def test_an_http_answer_over_the_message_limit_is_dropped_as_it_comes(mcp_agent, tmp_path: Path):
+    """Over HTTP a 100 MB result was read whole (1 GB of memory) before the 8000-character cut."""
+    port = free_port()
+    folder = mcp_agent(f"name: webuser\nmodel: scripted\nmcp:\n  - name: web\n    url: http://127.0.0.1:{port}/mcp\n"
+                       "    tools: [dump]\n    timeout: 20\n")
+    with background([sys.executable, str(folder / "server.py"), "--http", str(port)], port, tmp_path / "http.log"):
+        model = ScriptedModel([call("dump", chars=40_000_000), call("dump", "c2", chars=3), "done"])
+        result = run_sync(folder, "go", model=model)
+    assert_too_large_then_served(result, "error: mcp server 'web': dump failed")
+
+
+def assert_too_large_then_served(result, failed: str) -> None:
+    """The run's first call was answered too large, and the same server then answered 'xxx'."""
     assert result.ok and result.output == "done", result.error
     too_large, small = of_type(result, "tool_result")
     assert too_large.is_error and too_large.content == (
-        "error: mcp server 'quiet': big failed: its answer is over 16 MB, the limit for one message (the answer was "
-        "dropped)")
-    assert small.content == "xxx"  # the server still serves
-    assert time.monotonic() - started < 15
+        f"{failed}: its answer is over 16 MB, the limit for one message (the answer was dropped)")
+    assert small.content == "xxx" and not small.is_error  # the same server still serves
 
 
 def test_a_server_that_never_answers_discover_costs_its_wait_once(mcp_agent, monkeypatch):

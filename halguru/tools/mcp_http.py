@@ -1,0 +1,52 @@
+"""A bound on one message of a streamable HTTP MCP server, as the stdio transport has (``mcp_stdio``).
+
+The SDK reads a JSON answer whole and an SSE event as it grows: a 100 MB result took 1 GB of memory before the
+8000-character cut. Here an HTTP answer's body is read through a stream that stops once one message (the bytes
+since the last blank line, which ends an SSE event) passes the limit, and counts it on the server, whose call then
+says so instead of the connection error the SDK makes of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx2
+
+_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # an SSE event ends at a blank line; a JSON answer has none
+
+
+class _Bounded(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int, over: Callable[[], None]):
+        self.inner, self.limit, self.over = inner, limit, over
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size, tail = 0, b""
+        async for chunk in self.inner:
+            seen = tail + chunk
+            ends = [(i + len(end)) for end in _ENDS if (i := seen.rfind(end)) >= 0]
+            size = len(seen) - max(ends) if ends else size + len(chunk)
+            tail = seen[-3:]
+            if size > self.limit:
+                self.over()
+                raise httpx2.StreamError(f"an answer over {self.limit / 1024 / 1024:g} MB, the limit for one message")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class BoundedTransport(httpx2.AsyncBaseTransport):
+    """Each response's body bounded per message; ``over`` is called when one is dropped."""
+
+    def __init__(self, limit: int, over: Callable[[], None]):
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.limit, self.over = limit, over
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        response.stream = _Bounded(response.stream, self.limit, self.over)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
