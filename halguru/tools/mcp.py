@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
 
+    from halguru.tools.mcp_http import BoundedTransport
     from halguru.tools.settings import MCPServerSettings
 
 # A library should not print: without this, the SDK's own warnings (a server writing junk to stdout)
@@ -192,6 +193,7 @@ class _Server:
         # What it sent that is not JSON-RPC (a stdio server printing to stdout): how often, and the last piece.
         self.garbled, self.garbled_text = 0, ""
         self.oversized = 0  # answers dropped by the HTTP transport for passing the limit on one message
+        self.http: BoundedTransport | None = None  # an HTTP server's transport, which knows the last error status
         self.stop = asyncio.Event()
         self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
@@ -288,9 +290,10 @@ class _Server:
 
             assert s.url is not None
             headers = {k: expand_secrets(v) for k, v in s.headers.items()}
+            self.http = BoundedTransport(MAX_MESSAGE_BYTES, self._dropped)
             http = await stack.enter_async_context(
                 httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(s.timeout, read=max(300, s.timeout)),
-                                   transport=BoundedTransport(MAX_MESSAGE_BYTES, self._dropped)))
+                                   transport=self.http))
             transport = streamable_http_client(s.url, http_client=http)
         return Client(transport, read_timeout_seconds=s.timeout, cache=None, message_handler=self._incoming,
                       mode="legacy" if legacy else "auto",
@@ -339,7 +342,7 @@ class _Server:
             if exc.code == REQUEST_TIMEOUT:
                 raise ToolError(f"{where}: {tool} failed: {self.garbled_note(garbled)}" if self.garbled > garbled
                                 else f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
-            raise ToolError(f"{where}: {tool} failed: {exc.message}") from None
+            raise ToolError(f"{where}: {tool} failed: {self.refusal(exc.message)}") from None
         except ValidationError as exc:
             raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
         except Exception as exc:
@@ -355,11 +358,22 @@ class _Server:
     def failure(self, exc: BaseException) -> str:
         """Why the server did not start, its URL without credentials (this line lands in traces and logs)."""
         url = self.settings.url
-        reason = _reason(exc)
+        reason = self.refusal(_reason(exc))
         if url:
             reason = _USERINFO.sub("//***@", reason.replace(url, shown_url(url)))
         where = f" ({shown_url(url)})" if url else ""
         return f"{reason}{where}{self.last_words()}"
+
+    def refusal(self, reason: str) -> str:
+        """The SDK's word for an HTTP error answer, with the status it leaves out (a 401 is a wrong token)."""
+        if reason != _REFUSED or self.http is None or not self.http.refused:
+            return reason
+        from urllib.parse import urlsplit
+
+        if urlsplit(self.settings.url or "").path.rstrip("/").endswith("/sse"):
+            return (f"{self.http.refused}: an /sse URL is the older HTTP+SSE transport, which halguru does not "
+                    "speak; give the server's streamable HTTP endpoint (often /mcp)")
+        return f"the server answered {self.http.refused}"
 
     def last_words(self) -> str:
         """The last line the server wrote to stderr, as ' (stderr: ...)', or ''."""
@@ -454,6 +468,7 @@ def _garbled(exc: Exception) -> str:
 
 
 _USERINFO = re.compile(r"//[^/\s@'\"]+@")
+_REFUSED = "Server returned an error response"  # the SDK's message for any HTTP error status
 
 
 def shown_url(url: str) -> str:

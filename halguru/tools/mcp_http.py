@@ -36,14 +36,20 @@ class _Bounded(httpx2.AsyncByteStream):
 
 
 class BoundedTransport(httpx2.AsyncBaseTransport):
-    """Each response's body bounded per message; ``over`` is called when one is dropped."""
+    """Each response's body bounded per message; ``over`` is called when one is dropped. ``refused`` is the status
+    of the last answer that was an HTTP error (``HTTP 401 Unauthorized``), which the SDK reports only as 'Server
+    returned an error response'."""
 
     def __init__(self, limit: int, over: Callable[[], None]):
         self.inner = httpx2.AsyncHTTPTransport()
         self.limit, self.over = limit, over
+        self.refused = ""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self.inner.handle_async_request(request)
+        if response.status_code >= 400 and request.method == "POST":
+            phrase = httpx2.codes.get_reason_phrase(response.status_code)
+            self.refused = f"HTTP {response.status_code}{f' {phrase}' if phrase else ''}"
         assert isinstance(response.stream, httpx2.AsyncByteStream)
         response.stream = _Bounded(response.stream, self.limit, self.over)
         return response

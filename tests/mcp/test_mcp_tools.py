@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -212,6 +214,42 @@ mcp:
     assert refused.startswith("mcp server 'nobody' failed to start") and f":{closed}/mcp" in refused
     assert result.ok and result.output == "You said: hello"
     assert of_type(result, "model_call")[0].tools == []
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """Answers every request with the status its path names: /401/mcp is a gateway refusing a wrong token."""
+
+    def do_POST(self) -> None:
+        self.send_response(int(self.path.split("/")[1]))
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    do_GET = do_DELETE = do_POST
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_http_error_status_is_named_when_a_server_does_not_start(mcp_agent):
+    """A wrong token (401), a gateway with the server down (502) and an /sse URL all read 'Server returned an error
+    response'."""
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Refusing) as http:
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        port = http.server_address[1]
+        folder = mcp_agent("name: webuser\nmodel: scripted\nmcp:\n" + "".join(
+            f"  - name: s{path.split('/')[0]}\n    url: http://127.0.0.1:{port}/{path}\n    timeout: 5\n"
+            for path in ("401/mcp", "502/mcp", "405/sse")))
+        result = run_sync(folder, "hello", record=False)
+        http.shutdown()
+    assert [e.message for e in of_type(result, "error")] == [
+        f"mcp server 's401' failed to start: the server answered HTTP 401 Unauthorized "
+        f"(http://127.0.0.1:{port}/401/mcp)",
+        f"mcp server 's502' failed to start: the server answered HTTP 502 Bad Gateway "
+        f"(http://127.0.0.1:{port}/502/mcp)",
+        "mcp server 's405' failed to start: HTTP 405 Method Not Allowed: an /sse URL is the older HTTP+SSE "
+        "transport, which halguru does not speak; give the server's streamable HTTP endpoint (often /mcp) "
+        f"(http://127.0.0.1:{port}/405/sse)"]
+    assert result.ok and result.output == "You said: hello"
 
 
 def test_start_failures_do_not_quote_the_urls_credentials(mcp_agent):
