@@ -489,9 +489,12 @@ def _reason(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     from mcp import MCPError
+    from pydantic import ValidationError
 
     if isinstance(exc, MCPError):
         return exc.message
+    if isinstance(exc, ValidationError):  # an answer the SDK refused: pydantic's report is many lines
+        return f"it sent an invalid {exc.title} ({_first_problem(exc)})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(exc).strip().splitlines()

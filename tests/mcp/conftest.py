@@ -117,7 +117,8 @@ if __name__ == "__main__":
 
 
 # A stdio server written by hand, which breaks the protocol on stdout: at each tools/call (a message cut short),
-# or (--chatty) from the first line on (a greeting instead of JSON-RPC).
+# or (--chatty) from the first line on (a greeting instead of JSON-RPC); --string-schema lists a tool whose argument
+# schema is not an object, which the SDK refuses.
 GARBLING_SERVER = '''\
 import json
 import sys
@@ -134,7 +135,8 @@ for line in sys.stdin:
         answer["result"] = {"protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
                             "serverInfo": {"name": "garbling", "version": "1"}}
     elif method == "tools/list":
-        answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": "object"}}]}
+        kind = "string" if sys.argv[1:] == ["--string-schema"] else "object"  # the spec's is always an object
+        answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": kind}}]}
     elif method == "tools/call":
         print(json.dumps(answer)[:-1] + ', "result": {"content": [', flush=True)
         continue

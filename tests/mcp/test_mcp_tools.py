@@ -433,6 +433,20 @@ mcp:
 """
 
 
+def test_a_tool_list_the_sdk_refuses_is_one_line_naming_the_field(mcp_agent):
+    """It read 'failed to start: 1 validation error for ListToolsResult', the field and the reason on other lines."""
+    from tests.mcp.conftest import GARBLING_SERVER
+
+    folder = mcp_agent("name: odd\nmodel: scripted\nmcp:\n  - name: odd\n"
+                       "    command: [PYTHON, garbling.py, --string-schema]\n    timeout: 5\n")
+    (folder / "garbling.py").write_text(GARBLING_SERVER)
+    result = run_sync(folder, "go", model=ScriptedModel(["done"]))
+    assert [e.message for e in of_type(result, "error")] == [
+        "mcp server 'odd' failed to start: it sent an invalid ListToolsResult (tools.0.inputSchema.type: Input "
+        "should be 'object')"]
+    assert result.ok and result.output == "done"
+
+
 @pytest.mark.parametrize("order", ["", ", --id-last"])
 def test_a_result_over_the_message_limit_is_said_to_be_too_large_at_once(mcp_agent, order: str):
     """A 50 MB result was reported as 'timed out after 20s' (the SDK's reader copied the growing line at each read)."""
