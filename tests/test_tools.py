@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -334,6 +337,22 @@ def test_a_tool_with_an_invalid_schema_is_an_error_result_not_a_crash():
     with pytest.raises(ToolError, match=r"^typo cannot be called: its argument schema is invalid \(Unknown type "
                                         r"'strnig'"):
         run(execute_tool(typo, {"q": "x"}))
+
+
+def test_a_backtracking_pattern_in_a_schema_does_not_hang_the_process():
+    """An MCP server's "pattern": "^(a+)+$" and a model's 40-character argument held the event loop (and the GIL)
+    for good: Ctrl-C and SIGTERM could not stop the process."""
+    code = """if True:
+        import asyncio
+        from halguru.tools.registry import execute_tool
+        from halguru.tools.schema_tool import schema_tool
+        schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+        tool = schema_tool("match", "Match.", schema, lambda arguments: "server said: no match")
+        print(asyncio.run(execute_tool(tool, {"s": "a" * 40 + "!"})))
+    """
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+                          env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "server said: no match", proc.stderr
 
 
 def test_http_get_max_chars_must_be_positive():
