@@ -155,9 +155,15 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
             if missing:
                 toolbox.errors.append(f"mcp server '{server.name}' has no tool {', '.join(map(repr, missing))} "
                                       f"(offers: {', '.join(offered) or 'none'})")
+        listed: set[str] = set()
         for tool in listing:
             if allowed is not None and tool.name not in allowed:
                 continue
+            if tool.name in listed:
+                toolbox.errors.append(f"mcp server '{server.name}' lists tool {tool.name!r} twice; the first is "
+                                      "offered")
+                continue
+            listed.add(tool.name)
             if not _TOOL_NAME.fullmatch(tool.name):
                 toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} is not offered: a tool name "
                                       "is 1 to 64 letters, digits, '_' or '-' (an allow-list, the server's tools:, "

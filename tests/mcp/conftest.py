@@ -118,7 +118,7 @@ if __name__ == "__main__":
 
 # A stdio server written by hand, which breaks the protocol on stdout: at each tools/call (a message cut short),
 # or (--chatty) from the first line on (a greeting instead of JSON-RPC); --string-schema lists a tool whose argument
-# schema is not an object, which the SDK refuses.
+# schema is not an object, which the SDK refuses; --twice lists its tool twice.
 GARBLING_SERVER = '''\
 import json
 import sys
@@ -136,7 +136,8 @@ for line in sys.stdin:
                             "serverInfo": {"name": "garbling", "version": "1"}}
     elif method == "tools/list":
         kind = "string" if sys.argv[1:] == ["--string-schema"] else "object"  # the spec's is always an object
-        answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": kind}}]}
+        answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": kind}}]
+                            * (2 if sys.argv[1:] == ["--twice"] else 1)}
     elif method == "tools/call":
         print(json.dumps(answer)[:-1] + ', "result": {"content": [', flush=True)
         continue

@@ -433,18 +433,32 @@ mcp:
 """
 
 
-def test_a_tool_list_the_sdk_refuses_is_one_line_naming_the_field(mcp_agent):
-    """It read 'failed to start: 1 validation error for ListToolsResult', the field and the reason on other lines."""
+def run_garbling(mcp_agent, flag: str):
+    """A run of an agent whose one server is GARBLING_SERVER started with ``flag``; its model answers 'done'."""
     from tests.mcp.conftest import GARBLING_SERVER
 
-    folder = mcp_agent("name: odd\nmodel: scripted\nmcp:\n  - name: odd\n"
-                       "    command: [PYTHON, garbling.py, --string-schema]\n    timeout: 5\n")
+    folder = mcp_agent(f"name: odd\nmodel: scripted\nmcp:\n  - name: odd\n"
+                       f"    command: [PYTHON, garbling.py, {flag}]\n    timeout: 5\n")
     (folder / "garbling.py").write_text(GARBLING_SERVER)
     result = run_sync(folder, "go", model=ScriptedModel(["done"]))
+    assert result.ok and result.output == "done"
+    return result
+
+
+def test_a_tool_list_the_sdk_refuses_is_one_line_naming_the_field(mcp_agent):
+    """It read 'failed to start: 1 validation error for ListToolsResult', the field and the reason on other lines."""
+    result = run_garbling(mcp_agent, "--string-schema")
     assert [e.message for e in of_type(result, "error")] == [
         "mcp server 'odd' failed to start: it sent an invalid ListToolsResult (tools.0.inputSchema.type: Input "
         "should be 'object')"]
-    assert result.ok and result.output == "done"
+
+
+def test_a_tool_listed_twice_is_said_to_be(mcp_agent):
+    """It read 'tool 'garble' has the name of another tool of this agent', which the agent does not have."""
+    result = run_garbling(mcp_agent, "--twice")
+    assert [e.message for e in of_type(result, "error")] == [
+        "mcp server 'odd' lists tool 'garble' twice; the first is offered"]
+    assert of_type(result, "model_call")[0].tools == ["garble"]
 
 
 @pytest.mark.parametrize("order", ["", ", --id-last"])
