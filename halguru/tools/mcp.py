@@ -29,6 +29,7 @@ from halguru.errors import ToolError
 from halguru.models.base import ToolSpec
 from halguru.models.secrets import expand_secrets
 from halguru.tools.decorator import Tool
+from halguru.tools.registry import cut_result
 from halguru.tools.schema_tool import schema_tool
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ logging.getLogger("mcp").addHandler(logging.NullHandler())
 
 # The tool names OpenAI-compatible endpoints accept (their function-name pattern); a server may offer others.
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A tool's description goes into every model call: a server's 200,000-character one made "hi" a 40,077-token prompt.
+MAX_DESCRIPTION_CHARS = 4000
 CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
 # Servers that spoke the initialize handshake (not server/discover) when last started, by _Server.key: the SDK's
 # discover probe waits 10 s on a server that never answers it, at every start, so those start in legacy mode.
@@ -182,7 +185,8 @@ def _as_tool(server: _Server, tool: mcp_types.Tool) -> Tool:
     async def call(arguments: dict[str, Any]) -> str:
         return await server.call(tool.name, arguments)
 
-    description = tool.description or tool.title or f"{tool.name} (MCP server {server.name})"
+    description = cut_result(tool.description or tool.title or f"{tool.name} (MCP server {server.name})",
+                             MAX_DESCRIPTION_CHARS)
     # The SDK times the call out first (naming the server); the tool's own timeout is a backstop.
     return schema_tool(tool.name, description, tool.input_schema, call, timeout=server.settings.timeout + 5)
 

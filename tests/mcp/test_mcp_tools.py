@@ -367,6 +367,34 @@ def test_mcp_tools_named_like_a_team_tool_or_no_function_are_not_offered(tmp_pat
                       "'_' or '-' (an allow-list, the server's tools:, leaves it out)"]
 
 
+VERBOSE_SERVER = """\
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("verbose", log_level="WARNING")
+
+
+@server.tool(description="Explains at length. " * 10_000)
+def verbose() -> str:
+    return "said"
+
+
+server.run()
+"""
+
+
+def test_a_huge_tool_description_is_cut_before_it_reaches_the_model(mcp_agent):
+    """A server's 200,000-character description went whole into every model call: 'hi' was a 40,077-token prompt,
+    refused by the 4096-token context of the bundled model."""
+    folder = mcp_agent("name: verbose\nmodel: scripted\nmcp:\n  - name: verbose\n    command: [PYTHON, verbose.py]\n")
+    (folder / "verbose.py").write_text(VERBOSE_SERVER)
+    model = ScriptedModel([call("verbose"), "done"])
+    result = run_sync(folder, "hi", model=model)
+    assert result.ok and of_type(result, "tool_result")[0].content == "said"
+    [spec] = model.requests[0].tools
+    assert spec.description.startswith("Explains at length. ")
+    assert spec.description.endswith("\n… (cut: 196000 characters)") and len(spec.description) < 4100
+
+
 def test_a_server_writing_what_is_not_json_rpc_on_stdout_is_said_so(mcp_agent):
     """It was reported as a timeout ("no answer within 5s"), the SDK's own warning silenced."""
     from tests.mcp.conftest import GARBLING_SERVER
