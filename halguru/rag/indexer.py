@@ -248,7 +248,7 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     running.total = len(files)
     seen: set[str] = set()
     pending: list[dict[str, object]] = []
-    stale: list[str] = []  # delete predicates for old versions, run after the new chunks commit
+    stale: list[str] = []  # delete predicates for old versions, run in the new chunks' commit (or alone)
     indexed = [True] if stored else []  # a base with rows has its full-text index, unless a kill came first
     taken = {source: path for path, (source, _) in stored.items()}  # citation name -> the file that has it
 

@@ -122,7 +122,8 @@ def _aggregates(state: ServerState, window: str) -> tuple[float, dict[str, Any]]
     with sums.lock:
         started = time.monotonic()
         if sums.took < REUSED_READ_S or started - sums.read_at >= sums.took * REUSE_FACTOR:
-            sums.now, sums.value = time.time(), _read_aggregates(state, WINDOWS[window], time.time())
+            sums.now = time.time()
+            sums.value = _read_aggregates(state, WINDOWS[window], sums.now)
             sums.read_at, sums.took = started, time.monotonic() - started
         return sums.now, sums.value
 
