@@ -115,8 +115,42 @@ def test_reset_mails_only_real_accounts_says_the_same_and_signs_out_everywhere(a
         assert sign_in(client, "di@example.com", "a brand new password").status_code == 303
     user_id = accounts.server.state.store.user_by_email("di@example.com")["id"]
     resets = [e for e in accounts.server.state.store.list_audit(100) if e["action"] == "auth.password_reset"]
-    assert [(e["actor"], e["target"], e["details"]) for e in resets] == [
-        (f"user:{user_id}", user_id, {"signed_out": "everywhere"})]  # once: the spent link's retry is not
+    assert [(e["actor"], e["target"], e["details"]) for e in resets] == [  # once: the spent link's retry is not
+        (f"user:{user_id}", user_id, {"signed_out": "everywhere", "keys_revoked": 0})]
+
+
+def test_a_password_reset_can_revoke_the_accounts_api_keys(accounts_server) -> None:
+    """Whoever took an account over may have made API keys with it: signing every browser out left those keys
+    working. The reset form offers to revoke them too; left unticked, the page says how many still work."""
+    from halguru_server.keys import create_key
+
+    accounts = accounts_server()
+    user = accounts.user("di@example.com")
+    store = accounts.server.state.store
+    secrets = [create_key(store, name, user_id=user["id"])[1] for name in ("laptop", "taken-over")]
+
+    def works(secret: str) -> bool:
+        answer = httpx.get(f"{accounts.url}/v1/agents", headers={"Authorization": f"Bearer {secret}"})
+        assert answer.status_code in (200, 401), answer.text
+        return answer.status_code == 200
+
+    def reset(count: int, **revoke: str) -> httpx.Response:
+        with accounts.client() as client:
+            post_form(client, "/auth/reset", "/auth/reset", email="di@example.com")
+            path = accounts.link(count, "di@example.com").removeprefix(accounts.url)
+            form = client.get(path)
+            assert 'name="revoke_keys"' in form.text
+            return client.post("/auth/reset/set", data={"csrf_token": csrf(form), "token": path.split("token=")[1],
+                                                        "password": "a brand new password", **revoke})
+
+    kept = reset(1)
+    assert kept.status_code == 200 and "Its API keys still work (2)" in kept.text
+    assert all(works(secret) for secret in secrets)
+    revoked = reset(2, revoke_keys="yes")
+    assert revoked.status_code == 200 and "Its API keys were revoked (2)" in revoked.text
+    assert not any(works(secret) for secret in secrets)
+    details = [e["details"] for e in store.list_audit(100) if e["action"] == "auth.password_reset"]
+    assert sorted(d["keys_revoked"] for d in details) == [0, 2]
 
 
 def test_lockout_after_n_failures_answers_like_an_unknown_account(accounts_server) -> None:

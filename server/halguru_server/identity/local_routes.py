@@ -24,6 +24,7 @@ from halguru_server import audit, ratelimit
 from halguru_server.identity import accounts, mailer, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.urls import safe_next
+from halguru_server.keys import list_keys
 from halguru_server.state import ServerState, client_address, get_state
 
 log = logging.getLogger("halguru.server.identity")
@@ -344,21 +345,27 @@ async def reset_set(request: Request) -> Response:
     except accounts.AccountError as exc:
         pre = pages.pre_token(request)
         return pages.render("reset_set.html", 400, title="Choose a new password", csrf=pre, token=token,
-                            min_password=accounts.MIN_PASSWORD, error=str(exc))
-    user_id = await asyncio.to_thread(_reset, state, token, password)
-    if user_id is None:
+                            min_password=accounts.MIN_PASSWORD, error=str(exc),
+                            revoke_keys=data.get("revoke_keys") == "yes")
+    done = await asyncio.to_thread(_reset, state, token, password, data.get("revoke_keys") == "yes")
+    if done is None:
         return pages.message("Link not valid", BAD_LINK, links=(("/auth/reset", "Ask for a new link"),),
                              status=400)
+    user_id, revoked, working = done
     # by the owner of the mailbox (or whoever reads it): an account taken over this way must leave a trace
-    await asyncio.to_thread(audit.record, request, "auth.password_reset", user_id, {"signed_out": "everywhere"},
-                            actor=f"user:{user_id}")
+    await asyncio.to_thread(audit.record, request, "auth.password_reset", user_id,
+                            {"signed_out": "everywhere", "keys_revoked": revoked}, actor=f"user:{user_id}")
+    keys = ((f"Its API keys were revoked ({revoked}).",) if revoked else
+            (f"Its API keys still work ({working}): revoke any you do not know (GET and DELETE /v1/keys).",)
+            if working else ())
     return pages.message("Password changed", "Your new password is set, and every browser signed in to this "
-                         "account was signed out.", links=(("/auth/login", "Sign in"),))
+                         "account was signed out.", *keys, links=(("/auth/login", "Sign in"),))
 
 
-def _reset(state: ServerState, token: str, password: str) -> str | None:
-    """Spend the reset token and set the password (the address confirmed, every session signed out): the
-    user's id, or None for a link that is not valid."""
+def _reset(state: ServerState, token: str, password: str, revoke_keys: bool) -> tuple[str, int, int] | None:
+    """Spend the reset token and set the password (the address confirmed, every session signed out, and the
+    API keys revoked if asked: whoever took the account may have made some). The user's id, the keys revoked
+    and the keys still working; None for a link that is not valid."""
     grant = accounts.consume_token(state.store, token, "reset")
     user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
     if user is None or user["disabled"]:
@@ -367,4 +374,8 @@ def _reset(state: ServerState, token: str, password: str) -> str | None:
     state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address
     state.store.unlock_user(user["id"])  # and is how a locked-out owner gets back in without an admin
     websessions.revoke_all(state.store, user["id"])
-    return user["id"]
+    active = [key.id for key in list_keys(state.store, user["id"]) if key.state == "active"]
+    if revoke_keys and active:
+        state.store.revoke_keys(active)
+        return user["id"], len(active), 0
+    return user["id"], 0, len(active)
