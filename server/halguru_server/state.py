@@ -188,6 +188,25 @@ def client_address(request: Request, trusted: list[str]) -> str:
     return peer
 
 
+def rate_client(request: Request, trusted: list[str]) -> str:
+    """Who a rate limit, a fair share or a cap counts a request against: the client's address, but for IPv6 its
+    /64 (one host's, or one home's, usual allotment: counted per address, any such client had 2^64 budgets)."""
+    return client_bucket(client_address(request, trusted))
+
+
+def client_bucket(address: str) -> str:
+    """An IPv6 address's /64 (an IPv4-mapped one's IPv4 address); anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
 def _trusted(address: str, trusted: list[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -230,7 +249,7 @@ def _resolve(request: Request) -> Principal:
     session = verify_session(state.settings.session_secret or "", token) if token else None
     if token and session is None:
         raise ApiError(401, "invalid chat session; start a new one with POST /chat/api/session", "invalid_session")
-    return Principal(None, address, session=session)
+    return Principal(None, client_bucket(address), session=session)
 
 
 def agent_for(state: ServerState, principal: Principal, name: str) -> ServedAgent:

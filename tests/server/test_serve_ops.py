@@ -227,6 +227,30 @@ def test_public_rate_limit_trusts_forwarded_for_only_from_configured_proxies(ser
     assert new(proxied.url, **{"X-Forwarded-For": "7.7.7.7, 203.0.113.2"}) == 429
 
 
+def test_an_ipv6_client_cannot_dodge_the_limits_by_changing_addresses_within_its_64(serve) -> None:
+    """A host on IPv6 holds a whole /64 (2^64 addresses): counted per address, it had a fresh budget at every
+    request (8 new chats in a row at 1 a minute, and as many password-reset mails and sign-in tries). Its /64
+    is one client now; another /64 is another."""
+    from tests.server.localaccounts import post_form
+
+    server = serve(public_rate_per_minute=1, trusted_proxies=["127.0.0.0/8"])
+
+    def session(address: str) -> int:
+        return httpx.post(f"{server.url}/chat/api/session", headers={"X-Forwarded-For": address}).status_code
+
+    assert [session(f"2001:db8:1:2::{i:x}") for i in range(1, 5)] == [201, 429, 429, 429]
+    assert session("2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    assert session("2001:db8:1:3::1") == 201  # the next /64: another client
+    assert [session(f"203.0.113.{i}") for i in range(1, 3)] == [201, 201]  # IPv4: per address, as before
+    with httpx.Client(base_url=server.url, headers={"Origin": server.url}) as browser:
+        tries = []
+        for i in range(12):  # login_rate_per_minute is 10 (the form's GET does not count)
+            browser.headers["X-Forwarded-For"] = f"2001:db8:9:9::{i + 1:x}"
+            tries.append(post_form(browser, "/auth/login", "/auth/login", email="x@example.com",
+                                   password="wrong!").status_code)
+    assert tries == [401] * 10 + [429] * 2
+
+
 def test_memory_limiter_forgets_old_hits() -> None:
     from halguru_server.ratelimit import MemoryLimiter
 

@@ -26,7 +26,7 @@ from halguru_server.identity import pages, roles
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
 from halguru_server.keys import create_key
-from halguru_server.state import ServerState, client_address, get_state, state_of
+from halguru_server.state import ServerState, get_state, rate_client, state_of
 
 router = APIRouter(prefix="/auth/device", tags=["account"], dependencies=[Depends(public)],
                    responses=responses(400, 429))
@@ -69,7 +69,7 @@ def _normal(user_code: str) -> str:
 @router.post("/code", response_model=DeviceCodeOut)
 def device_code(request: Request, state: State) -> DeviceCodeOut:
     """Start signing a program in: its device code (secret) and the user code a person approves."""
-    wait = state.limiter.retry_after(f"device:{client_address(request, state.settings.trusted_proxies)}")
+    wait = state.limiter.retry_after(f"device:{rate_client(request, state.settings.trusted_proxies)}")
     if wait is not None:
         raise ApiError(429, "too many sign-in attempts from here; wait a minute", "rate_limited",
                        headers={"Retry-After": str(int(wait) + 1)})

@@ -25,7 +25,7 @@ from halguru_server.identity import accounts, mailer, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.urls import safe_next
 from halguru_server.keys import list_keys
-from halguru_server.state import ServerState, client_address, get_state
+from halguru_server.state import ServerState, get_state, rate_client
 
 log = logging.getLogger("halguru.server.identity")
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
@@ -77,7 +77,7 @@ async def login(request: Request) -> Response:
         return pages.refused()
     email, target = data.get("email", "").strip(), safe_next(data.get("next"))
     # Lockout is per account; this bounds one address trying many accounts (credential stuffing).
-    address = client_address(request, state.settings.trusted_proxies)
+    address = rate_client(request, state.settings.trusted_proxies)
     wait = await asyncio.to_thread(state.store.rate_hit, f"login:{address}", state.settings.auth.login_rate_per_minute,
                                    60.0)
     if wait is not None:
@@ -206,7 +206,7 @@ async def register(request: Request) -> Response:
     closed = _registration_closed(state, invite)
     if closed is not None:
         return closed
-    ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))
+    ratelimit.check(state.limiter, rate_client(request, state.settings.trusted_proxies))
     try:
         email = accounts.check_email(data.get("email", ""))
         accounts.check_password(data.get("password", ""))
@@ -312,7 +312,7 @@ async def reset_request(request: Request) -> Response:
     data = await pages.pre_form(request)
     if data is None:
         return pages.refused()
-    ratelimit.check(state.limiter, client_address(request, state.settings.trusted_proxies))
+    ratelimit.check(state.limiter, rate_client(request, state.settings.trusted_proxies))
     response = pages.message("Check your mail", "If that address belongs to an account, a link to set a new "
                              "password is on its way. It works once, for one hour.",
                              links=(("/auth/login", "Sign in"),))

@@ -20,7 +20,7 @@ from halguru_server.errors import error_response
 from halguru_server.identity import accounts, oidc, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.urls import safe_next
-from halguru_server.state import client_address, get_state
+from halguru_server.state import get_state, rate_client
 
 log = logging.getLogger("halguru.server.oidc")
 FLOW_COOKIE = "halguru_oidc"
@@ -51,7 +51,7 @@ async def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Resp
 async def oidc_login(request: Request, provider: str, next: str = "/") -> Response:
     """Send the browser to the provider's sign-in, to come back to ``next`` (a local path) afterwards."""
     state = get_state(request)
-    address = client_address(request, state.settings.trusted_proxies)
+    address = rate_client(request, state.settings.trusted_proxies)
     await asyncio.to_thread(ratelimit.check, state.limiter, address)  # each start stores a row: not unbounded
     binding = request.cookies.get(FLOW_COOKIE, "")
     if not 20 <= len(binding) <= 64:  # kept when present: sign-ins started in two tabs both work
@@ -72,7 +72,7 @@ async def oidc_callback(request: Request, provider: str) -> Response:
     """The provider's answer: verify it, sign the user in (a new session), go on to the sign-in's ``next``."""
     state = get_state(request)
     # Each refusal writes the audit log: bounded per address, like the starts (a real sign-in is one of each).
-    await asyncio.to_thread(ratelimit.check, state.limiter, client_address(request, state.settings.trusted_proxies))
+    await asyncio.to_thread(ratelimit.check, state.limiter, rate_client(request, state.settings.trusted_proxies))
     try:
         config = oidc.provider(state.settings.auth, provider)
         claims, next_url = await oidc.complete(state.store, config, request.query_params,
