@@ -102,6 +102,7 @@ class RequestMiddleware:
                     _same_site_relative(scope, headers)
                 if not scope["state"].get("upstream"):  # the auth proxy's upstream app keeps its own headers
                     _not_framed(headers)
+                    _not_stored_if_private(scope, headers)
                 headers.append((b"x-request-id", request_id.encode()))
                 if self.draining() and all(k.lower() != b"connection" for k, _ in headers):
                     headers.append((b"connection", b"close"))
@@ -159,6 +160,17 @@ def _not_framed(headers: list[tuple[bytes, bytes]]) -> None:
         headers.append((b"x-frame-options", b"DENY"))
     if b"x-content-type-options" not in names:
         headers.append((b"x-content-type-options", b"nosniff"))
+
+
+def _not_stored_if_private(scope: Scope, headers: list[tuple[bytes, bytes]]) -> None:
+    """An answer to a caller the route identified (a session cookie, an API key, a chat session) is that
+    caller's own (/auth/me holds the session's CSRF token): ``no-store`` unless the route said otherwise, so a
+    cache in front never hands it to the next caller nor a browser keeps it on disk."""
+    principal = scope["state"].get("principal")
+    if principal is None or (getattr(principal, "anonymous", True) and getattr(principal, "session", None) is None):
+        return
+    if all(k.lower() != b"cache-control" for k, _ in headers):
+        headers.append((b"cache-control", b"no-store"))
 
 
 def _has_cookie(scope: Scope, pair: bytes) -> bool:
