@@ -181,11 +181,21 @@ def client_address(request: Request, trusted: list[str]) -> str:
     peer = request.client.host if request.client else "unknown"
     if not trusted or not _trusted(peer, trusted):
         return peer
-    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    hops = [_without_port(h.strip()) for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+            if h.strip()]
     for hop in reversed(hops):
         if not _trusted(hop, trusted):
             return hop
     return peer
+
+
+def _without_port(hop: str) -> str:
+    """An X-Forwarded-For entry's address: some proxies (Azure Application Gateway) add the client's source
+    port, ``203.0.113.7:40001`` or ``[2001:db8::1]:443``, which would make each connection a client of its own."""
+    if hop.startswith("["):
+        return hop[1:].partition("]")[0]
+    address, colon, port = hop.rpartition(":")
+    return address if colon and port.isdigit() and "." in address and ":" not in address else hop
 
 
 def rate_client(request: Request, trusted: list[str]) -> str:

@@ -251,6 +251,22 @@ def test_an_ipv6_client_cannot_dodge_the_limits_by_changing_addresses_within_its
     assert tries == [401] * 10 + [429] * 2
 
 
+def test_a_forwarded_address_with_a_port_is_one_client_whatever_its_port(serve) -> None:
+    """Some proxies (Azure Application Gateway) write the client's address with its source port into
+    X-Forwarded-For: each connection had a budget of its own (4 new chats at 1 a minute: 201 x4), and a port-
+    stamped address never matched a trusted proxy. The port is not part of who the client is."""
+    server = serve(public_rate_per_minute=1, trusted_proxies=["127.0.0.0/8", "10.0.0.0/8"])
+
+    def session(forwarded: str) -> int:
+        return httpx.post(f"{server.url}/chat/api/session", headers={"X-Forwarded-For": forwarded}).status_code
+
+    assert [session(f"203.0.113.7:{port}") for port in range(40001, 40005)] == [201, 429, 429, 429]
+    assert session("203.0.113.7") == 429
+    assert [session(f"[2001:db8:5::1]:{port}") for port in (443, 444)] == [201, 429]
+    assert session("198.51.100.1:5000, 10.1.2.3:6000") == 201  # the trusted hop, port and all, is skipped
+    assert session("198.51.100.1") == 429
+
+
 def test_memory_limiter_forgets_old_hits() -> None:
     from halguru_server.ratelimit import MemoryLimiter
 
