@@ -174,3 +174,25 @@ def test_sign_in_replaces_a_planted_session_and_sign_out_ends_it_on_the_server(a
     expect(again.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
     replay.close()
     context.close()
+
+
+def test_a_password_reset_revokes_the_api_keys_when_its_box_is_ticked(accounts_server, browser) -> None:
+    """The mailed link's form, in Chromium: the box is reachable by its label, and ticked, the account's keys
+    stop working along with its sessions."""
+    import httpx
+    from halguru_server.keys import create_key
+
+    accounts: Accounts = accounts_server()
+    user = accounts.user(EMAIL)
+    secret = create_key(accounts.server.state.store, "laptop", user_id=user["id"])[1]
+    page = browser.new_page()
+    page.goto(f"{accounts.url}/auth/reset")
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_role("button").first.click()
+    expect(page.get_by_role("heading", name="Check your mail")).to_be_visible(timeout=WAIT_MS)
+    page.goto(accounts.link(1, EMAIL))
+    page.get_by_label("New password").fill("a brand new password")
+    page.get_by_label("Also revoke this account's API keys").check()
+    page.get_by_role("button", name="Set the password").click()
+    expect(page.get_by_text("Its API keys were revoked (1).")).to_be_visible(timeout=WAIT_MS)
+    assert httpx.get(f"{accounts.url}/v1/agents", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
