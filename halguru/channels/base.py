@@ -42,6 +42,7 @@ class Inbound:
     text: str
     reply: Mapping[str, Any] = field(default_factory=dict)  # what ``send`` needs to answer (JSON-safe)
     title: str = ""  # the conversation's title when this message starts one
+    correspondent: str = ""  # where answers go when not to ``sender`` (email's Reply-To): what answers count by
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class InboundSink(Protocol):
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         """A provider's delivery report for a message we sent; False for an unknown message."""
+        ...
+
+    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+        """How many messages of ``correspondent`` (``Inbound.correspondent``, else its sender) were accepted for
+        ``agent`` on ``channel`` since ``since`` (epoch seconds), by every process answering it."""
         ...
 
 

@@ -28,7 +28,6 @@ import smtplib
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -150,8 +149,6 @@ class EmailChannel:
         )
         self.domain = self.config.address.rpartition("@")[2]
         self.status: SourceStatus | None = None  # None until the first connection attempt ends
-        self._answered: dict[str, deque[float]] = {}  # correspondent -> when their mail was queued (this hour)
-        self._swept = time.monotonic()
 
     def _secret(self, name: str | None, server: str) -> str | None:
         from halguru.models.secrets import lookup_secret
@@ -222,34 +219,26 @@ class EmailChannel:
                 log.warning("email channel of %s: cannot read message UID %s (%s); left unanswered in %s",
                             self.agent, uid, _one_line(exc), self.imap_settings.mailbox)
                 continue
-            too_many = None if mail.skip else self._over_limit(mail.reply_to)
+            too_many = None if mail.skip else await asyncio.to_thread(self._over_limit, sink, mail.reply_to)
             if mail.skip:
                 log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                          mail.sender or "?", mail.skip)
             elif too_many:
                 log.warning("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                             mail.sender, too_many)
-            elif await asyncio.to_thread(sink.accept, self.inbound(mail)):  # a store write: off the event loop
-                self._answered.setdefault(mail.reply_to, deque()).append(time.monotonic())
+            else:
+                await asyncio.to_thread(sink.accept, self.inbound(mail))  # a store write: off the event loop
             await asyncio.to_thread(inbox.mark_processed, uid)
         return len(uids)
 
-    def _over_limit(self, correspondent: str) -> str | None:
+    def _over_limit(self, sink: InboundSink, correspondent: str) -> str | None:
         """Why mail for ``correspondent`` is not answered now (``max_answers_per_hour`` of theirs were, in the
-        last hour: a loop with a robot that answers every mail), or None. Counted by this process."""
-        limit, now = self.config.max_answers_per_hour, time.monotonic()
-        # forget what left the window: this correspondent's at each mail, everyone's once a minute (the map
-        # stays small, and a flood from many addresses costs no sweep per mail)
-        sweep = [correspondent]
-        if now - self._swept >= 60:
-            sweep, self._swept = list(self._answered), now
-        for address in sweep:
-            times = self._answered.get(address)
-            while times and times[0] <= now - ANSWER_WINDOW:
-                times.popleft()
-            if times is not None and not times:
-                del self._answered[address]
-        if not limit or len(self._answered.get(correspondent, ())) < limit:
+        last hour: a loop with a robot that answers every mail), or None. Counted in the store: every worker
+        on this inbox, before and after a restart (each process counting its own let N workers answer N times
+        the limit, and a restart answer it again). Two workers taking two of their mails at the same instant
+        may answer one more."""
+        limit = self.config.max_answers_per_hour
+        if not limit or sink.answered(self.name, self.agent, correspondent, time.time() - ANSWER_WINDOW) < limit:
             return None
         return (f"{limit} of their mails were answered in the last hour (max_answers_per_hour): a mail loop "
                 f"with a robot? Raise the limit if they are a person")
@@ -261,6 +250,7 @@ class EmailChannel:
             # secret (every reply carries them), so whoever quotes them in References gets a conversation of
             # their own, never the agent's answer from another person's thread
             thread=f"{mail.reply_to}|{mail.thread}", text=mail.text, title=mail.subject or "(no subject)",
+            correspondent=mail.reply_to,
             reply={"to": mail.reply_to, "subject": mail.subject, "message_id": mail.message_id,
                    "references": list(mail.references)},
         )

@@ -80,10 +80,13 @@ class StoreSink(InboundSink):
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(
                 id=inbound_id(message.agent, message_id), channel=message.channel, agent=message.agent,
-                conversation_id=None, direction="in", address=message.sender, body=text, status="received",
-                job_id=job["id"], created=now, updated=now))
+                conversation_id=None, direction="in", address=message.correspondent or message.sender,
+                body=text, status="received", job_id=job["id"], created=now, updated=now))
             self.on_enqueue()
         return created
+
+    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+        return self.store.count_channel_answers(channel, agent, correspondent, since)
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         current = self.store.get_channel_message(channel, message_id)

@@ -439,10 +439,26 @@ def m019_run_jobs(conn: sqlite3.Connection) -> None:
     _execute_all(conn, RUN_JOBS_SQL.format(job="json_extract(data, '$.metadata.job_id')"))
 
 
+CHANNEL_ANSWERS_SQL = """
+        CREATE INDEX channel_messages_address ON channel_messages (channel, agent, substr(address, 1, 100), created)
+        """
+"""m020's statement; PostgreSQL's pg013 is the same. The address's start, not all of it: a From or Reply-To of
+6,000 characters is over PostgreSQL's ~2,700-byte index entry (the index could not be made on a database
+holding one, nor such a mail recorded after)."""
+
+
+def m020_channel_answers(conn: sqlite3.Connection) -> None:
+    """A channel's messages by agent, correspondent and time: the email channel's ``max_answers_per_hour`` counts
+    a correspondent's mail answered in the last hour in the store (every worker on one inbox, and after a
+    restart), where each worker process had counted its own in memory."""
+    _execute_all(conn, CHANNEL_ANSWERS_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
                                                           m010_audit, m011_console,
                                                           m012_deployments, m013_push,
                                                           m014_message_keys, m015_claims, m016_key_roles,
-                                                          m017_jobs_waiting, m018_test_runs, m019_run_jobs]
+                                                          m017_jobs_waiting, m018_test_runs, m019_run_jobs,
+                                                          m020_channel_answers]

@@ -27,6 +27,7 @@ from typing import Any
 
 from halguru.store.migrations import (
     AUDIT_SCHEMA,
+    CHANNEL_ANSWERS_SQL,
     CLAIMS_SCHEMA,
     CONSOLE_SCHEMA,
     DEPLOYMENTS_SCHEMA,
@@ -202,7 +203,12 @@ def pg012_run_jobs(conn: Any) -> None:
     _execute_all(conn, RUN_JOBS_SQL.format(job=job))
 
 
+def pg013_channel_answers(conn: Any) -> None:
+    """SQLite's m020: channel messages by agent, correspondent and time (``max_answers_per_hour``)."""
+    _execute_all(conn, CHANNEL_ANSWERS_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
-                                           pg011_test_runs, pg012_run_jobs]
+                                           pg011_test_runs, pg012_run_jobs, pg013_channel_answers]

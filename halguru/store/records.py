@@ -238,7 +238,8 @@ class ChannelMessageRecord(TypedDict):
     agent: str
     conversation_id: str | None
     direction: str  # 'in' or 'out'
-    address: str  # the other party (sender of an inbound message, recipient of an outbound one)
+    address: str  # the other party: where an inbound message's answers go (its sender, or email's Reply-To), an
+    # outbound one's recipient
     body: str
     status: str  # received, queued, sent, delivered, failed, ... as the provider says
     job_id: str | None

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,22 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[Inbound] = []
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
+        self.accepted_at: list[float] = []
 
     def accept(self, message: Inbound) -> bool:
         self.threads.add(threading.get_ident())
         if any(m.message_id == message.message_id for m in self.messages):
             return False
         self.messages.append(message)
+        self.accepted_at.append(time.time())
         return True
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         return False
+
+    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+        return sum(1 for m, at in zip(self.messages, self.accepted_at, strict=True)
+                   if (m.correspondent or m.sender) == correspondent and at > since)
 
 
 class Once:
@@ -176,6 +183,47 @@ async def test_a_robot_answering_every_reply_gets_at_most_max_answers_per_hour(
         await asyncio.sleep(3.0)  # the window passed: they are answered again
         dovecot.append(mail("Re: hello", "Are you there?", sender="robot@example.net", message_id="<r5@example.net>"))
         await until(lambda: len(sink.messages) == 5)
+
+
+async def test_max_answers_per_hour_holds_across_workers_and_restarts(dovecot: Dovecot, store_factory,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """Two workers on one inbox and store, then a restarted one: the limit counts the answers in the store. Each
+    worker had counted its own in memory: a second worker answered 3 more of a robot's mails past the limit of
+    3, and so did every restart. The correspondent is where answers go (Reply-To), whoever signs From."""
+    from halguru.jobs.pipeline import StoreSink
+
+    def robot(n: int) -> EmailMessage:
+        return mail("Re: hello", "Thanks!", sender=f"Robot <robot{n}@example.net>", message_id=f"<r{n}@example.net>",
+                    headers={"Reply-To": "loop@example.net"})
+
+    def answered() -> list[str]:
+        jobs = store_factory().list_jobs(limit=100)
+        return sorted(j["payload"]["message_id"] for j in jobs)
+
+    for n in range(3):
+        dovecot.append(robot(n))
+    first, second = StoreSink(store_factory()), StoreSink(store_factory())  # two worker processes' stores
+    async with running(channel(dovecot, max_answers_per_hour=3), first):
+        await until(processed(dovecot, 3))
+        async with running(channel(dovecot, max_answers_per_hour=3), second):
+            for n in range(3, 6):
+                dovecot.append(robot(n))
+            dovecot.append(mail(message_id="<ann@example.org>"))  # another correspondent is answered as ever
+            await until(processed(dovecot, 7))
+    assert answered() == ["<ann@example.org>", "<r0@example.net>", "<r1@example.net>", "<r2@example.net>"]
+    assert limited(caplog) == {"<r3@example.net>", "<r4@example.net>", "<r5@example.net>"}
+    assert "from robot3@example.net: 3 of their mails were answered in the last hour" in caplog.text
+
+    restarted = StoreSink(store_factory())  # a worker started again: the hour is not forgotten
+    dovecot.append(robot(6))
+    async with running(channel(dovecot, max_answers_per_hour=3), restarted):
+        await until(processed(dovecot, 8))
+    assert len(answered()) == 4 and "<r6@example.net>" in limited(caplog)
+
+
+def limited(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """The Message-IDs the limit left unanswered, from its warnings."""
+    return {r.getMessage().split()[6] for r in caplog.records if "max_answers_per_hour" in r.getMessage()}
 
 
 async def test_processed_mail_can_be_moved_to_a_folder(dovecot: Dovecot) -> None:

@@ -142,6 +142,25 @@ async def test_a_mail_with_a_huge_message_id_is_answered_and_does_not_hold_the_i
     assert [m["job_id"] for m in inbound_records] == [job["id"]]
 
 
+async def test_a_mail_from_a_huge_address_is_answered_recorded_and_counted(store: Store, tmp_path: Path) -> None:
+    """A From or Reply-To of 6,000 random characters: its index entry (channel, agent, address, created) is over
+    PostgreSQL's ~2,700 bytes, so the mail was queued but never recorded (never counted for
+    max_answers_per_hour), and its reply went out but its job failed recording it."""
+    import secrets
+
+    huge = f"{secrets.token_urlsafe(4500)}@evil.test"
+    sink = StoreSink(store)
+    assert sink.accept(replace(inbound("ping", "<m1@evil.test>", sender="eve@evil.test"), correspondent=huge))
+    assert sink.accept(inbound("pong", "<m2@evil.test>", sender=huge))
+    assert sink.answered("test", "echo", huge, time.time() - 60) == 2
+    assert sink.answered("test", "echo", huge[:-1], time.time() - 60) == 0
+    channel = RecordingChannel()
+    worker = worker_for(store, {"echo": load_agent(make_agent(tmp_path, "echo"))}, {"echo": {"test": channel}})
+    await run_until(worker, lambda: store.job_stats()["done"] == 2)
+    job = next(j for j in store.list_jobs(2) if j["payload"]["sender"] == huge)
+    assert [m["direction"] for m in store.list_channel_messages(job["result"]["conversation_id"])] == ["in", "out"]
+
+
 async def test_one_message_to_two_agents_is_answered_by_each(store: Store, tmp_path: Path) -> None:
     """One mail to two agents' inboxes (To: help@, Cc: sales@) has one Message-ID: each agent answers it once,
     and each conversation keeps its inbound message (an operator's take-over reply needs it)."""

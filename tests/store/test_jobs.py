@@ -325,3 +325,38 @@ def test_a_retried_job_keeps_the_delay_it_was_queued_with(store: Store) -> None:
     assert store.retry_job(passed["id"])
     claimed = store.claim_job("w", lease=30)
     assert claimed is not None and claimed["id"] == passed["id"]  # its time passed: runs now
+
+
+def test_answers_are_counted_per_correspondent_and_hour_also_for_a_huge_address(store_factory, raw_sql) -> None:
+    """``count_channel_answers`` (the email channel's max_answers_per_hour): the messages of one address that
+    were accepted for an answer (a job), in the window. A 6,000-character address stored before the index
+    (m020 / pg013) existed still lets it be made on PostgreSQL (an index entry is at most ~2,700 bytes)."""
+    import secrets
+
+    from halguru.store.records import ChannelMessageRecord
+
+    store_factory().close()
+    raw_sql("DROP INDEX channel_messages_address")
+    raw_sql("DELETE FROM migrations WHERE name IN ('m020_channel_answers', 'pg013_channel_answers')")
+    huge, now = f"{secrets.token_urlsafe(4500)}@evil.test", time.time()
+
+    def record(store: Store, n: int, address: str, *, ago: float = 0.0, job: bool = True,
+               direction: str = "in", agent: str = "help") -> None:
+        store.record_channel_message(ChannelMessageRecord(
+            id=f"m{n}", channel="email", agent=agent, conversation_id=None, direction=direction, address=address,
+            body="hi", status="received", job_id=f"job_{n}" if job else None, created=now - ago, updated=now))
+
+    raw_sql("INSERT INTO channel_messages (channel, id, agent, conversation_id, direction, address, body, status, "
+            "job_id, created, updated) VALUES ('email', 'm0', 'help', NULL, 'in', ?, 'hi', 'received', 'job_0', ?, ?)",
+            (huge, now, now))
+    store = store_factory()  # upgraded: the index is made
+    record(store, 1, huge)
+    record(store, 2, huge[:-1])  # the same first 100 characters, another address
+    record(store, 3, "ann@example.org")
+    record(store, 4, "ann@example.org", ago=7200)  # before the hour
+    record(store, 5, "ann@example.org", job=False)  # not answered (no job)
+    record(store, 6, "ann@example.org", direction="out")
+    record(store, 7, "ann@example.org", agent="sales")
+    assert store.count_channel_answers("email", "help", huge, now - 3600) == 2
+    assert store.count_channel_answers("email", "help", "ann@example.org", now - 3600) == 1
+    assert store.count_channel_answers("email", "help", "bob@example.org", now - 3600) == 0
