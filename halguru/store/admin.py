@@ -169,6 +169,8 @@ def _copy(src: SQLBase, dst: SQLBase, *, force: bool, rate_hits: bool) -> dict[s
     copied: dict[str, int] = {}
     with src._tx() as read, dst._tx() as write:
         src._snapshot(read)
+        src._long_transaction(read)
+        dst._long_transaction(write)
         held = {t: n for t in TABLES if (n := _count(write, t))}
         if held and not force:
             listed = ", ".join(f"{t} ({n})" for t, n in held.items())

@@ -41,6 +41,11 @@ CONNECT_TIMEOUT_S = 5
 # short enough that an outage is answered with a 503 in seconds, not after psycopg_pool's 30
 POOL_WAIT_S = 10.0
 CHANNEL = "halguru_jobs"  # NOTIFY'd when a job becomes runnable; idle workers LISTEN on it
+# a transaction idle this long is ended by the server: its process is frozen or cut off (a paused VM, a network
+# partition, where the server keeps the session until TCP gives up, hours), and its locks held every other
+# replica's writers of the same key, each on a pooled connection, until no connection was left. Ours take
+# milliseconds between statements; `halguru db copy`'s long ones say so (``_long_transaction``).
+IDLE_TRANSACTION_S = 60
 
 
 class _NulFreeText(StrDumperUnknown):
@@ -84,11 +89,13 @@ def _fold(conn: psycopg.Connection[Any]) -> str:
 
 
 def _options(url: str) -> str:
-    """The pooled connections' ``options``: synchronous_commit off (see ``PostgresBase._pool``), then the URL's own
+    """The pooled connections' ``options``: synchronous_commit off (see ``PostgresBase._pool``), transactions idle
+    past IDLE_TRANSACTION_S ended, then the URL's own
     (``?options=-csearch_path%3Dhalguru``) or PGOPTIONS, which a setting of ours would otherwise replace: the
     tables went to ``public`` instead of the schema the operator named."""
     theirs = psycopg.conninfo.conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS", "")
-    return f"-c synchronous_commit=off {theirs}".strip()
+    return (f"-c synchronous_commit=off -c idle_in_transaction_session_timeout={int(IDLE_TRANSACTION_S * 1000)} "
+            f"{theirs}").strip()
 
 
 def describe_url(url: str) -> str:
@@ -327,6 +334,9 @@ class PostgresBase(SQLBase):
 
     def _snapshot(self, conn: Any) -> None:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    def _long_transaction(self, conn: Any) -> None:
+        conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
 
     def _after_copy(self, conn: Any) -> None:
         for table, column in (("messages", "id"), ("jobs", "seq")):

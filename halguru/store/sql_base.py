@@ -184,5 +184,9 @@ class SQLBase:
         """Make this (just begun) transaction read one consistent snapshot of every table (`halguru db copy`);
         SQLite's write transaction is one already."""
 
+    def _long_transaction(self, conn: Any) -> None:
+        """This (just begun) transaction may wait long between statements (`halguru db copy`'s reading and writing
+        ones wait for each other): PostgreSQL does not end it as a frozen process's (IDLE_TRANSACTION_S)."""
+
     def _after_copy(self, conn: Any) -> None:
         """Rows were inserted with their ids (`halguru db copy`): let generated ids continue after them."""

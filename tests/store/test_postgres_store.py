@@ -227,3 +227,50 @@ def test_a_table_lost_under_a_recorded_migration_is_said_not_claimed_fixed(new_p
             store.ping()  # /readyz: 503
     finally:
         store.close()
+
+
+def test_a_lock_held_by_a_frozen_process_is_let_go(new_postgres_database, monkeypatch) -> None:
+    """A replica frozen mid-transaction (its VM paused, a network partition: the server keeps the session until TCP
+    gives up, hours) held its locks meanwhile: every other replica's audit write waited for the chain's lock for
+    good, each holding a pooled connection, until none was left. A transaction idle that long is ended."""
+    import halguru.store.postgres_base as base
+
+    monkeypatch.setattr(base, "IDLE_TRANSACTION_S", 1, raising=False)
+    url = new_postgres_database()
+    frozen_store, other = PostgresStore(url), PostgresStore(url)
+    frozen, holding = threading.Event(), threading.Event()
+
+    def freeze() -> None:
+        with contextlib.suppress(Exception), frozen_store._tx() as conn:
+            frozen_store._lock(conn, "audit", "chain")
+            holding.set()
+            frozen.wait(30)
+
+    threading.Thread(target=freeze, daemon=True).start()
+    assert holding.wait(10)
+    written = threading.Thread(target=other.append_audit, args=("admin", "key.create"), daemon=True)
+    start = time.monotonic()
+    written.start()
+    written.join(10)
+    frozen.set()
+    assert not written.is_alive(), "the audit write still waits for the frozen transaction's lock"
+    assert time.monotonic() - start < 5
+    assert [e["action"] for e in other.list_audit()] == ["key.create"]
+    with frozen_store._tx() as conn:  # the frozen process's pool carries on
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+    frozen_store.close()
+    other.close()
+
+
+def test_a_copys_long_transactions_are_not_ended_while_idle(new_postgres_database, monkeypatch) -> None:
+    """`halguru db copy` reads the source in one transaction while it writes the target in another: each waits
+    for the other, for as long as a table takes."""
+    import halguru.store.postgres_base as base
+
+    monkeypatch.setattr(base, "IDLE_TRANSACTION_S", 1)
+    store = PostgresStore(new_postgres_database())
+    with store._tx() as conn:
+        store._long_transaction(conn)
+        time.sleep(2)
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+    store.close()
