@@ -23,7 +23,7 @@ import psycopg
 from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.base import Store
 from halguru.store.migrations import apply
-from halguru.store.postgres_base import CHANNEL, PostgresBase
+from halguru.store.postgres_base import CHANNEL, PostgresBase, first_line
 from halguru.store.postgres_migrations import MIGRATIONS
 from halguru.store.postgres_runs import PostgresRunsMixin
 from halguru.store.sql_audit import AuditMixin
@@ -133,7 +133,8 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
             except BaseException as exc:
                 self.close()
                 if isinstance(exc, psycopg.Error):  # the user may not create tables, ...
-                    raise StoreError(f"cannot open the PostgreSQL store at {self.location}: {exc}") from None
+                    raise StoreError(f"cannot open the PostgreSQL store at {self.location}: "
+                                     f"{first_line(exc)}") from None
                 raise
 
     def migrate(self) -> list[str]:
@@ -163,7 +164,7 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
                 if read_only == "on":
                     raise StoreError(f"the store is not writable: {self.location} is read-only")
         except psycopg.Error as exc:
-            raise StoreError(f"the store is not writable: {exc}") from None
+            raise StoreError(f"the store is not writable: {first_line(exc)}") from None
 
     def wait_for_jobs(self, timeout: float, woken: threading.Event) -> None:
         """Block until a job is queued (NOTIFY from any process's ``enqueue_job``, retry or failed attempt

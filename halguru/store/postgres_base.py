@@ -98,6 +98,12 @@ def _options(url: str) -> str:
             f"{theirs}").strip()
 
 
+def first_line(exc: BaseException) -> str:
+    """A driver error's first line (psycopg's go on with ``LINE 1:``, the statement and a caret): what a one-line
+    error says."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def describe_url(url: str) -> str:
     """``postgresql://HOST:PORT/DB`` for messages: never the user's password. StoreError for a URL that is no
     PostgreSQL URL (the message does not echo it either: it may hold a password). The URL is read as libpq
@@ -200,7 +206,7 @@ class PostgresBase(SQLBase):
             return conn
         except psycopg.Error as exc:
             # psycopg's first line says what failed ("connection to server at ... failed: Connection refused")
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].removeprefix("connection failed: ")
+            reason = first_line(exc).removeprefix("connection failed: ")
             raise StoreUnavailable(f"cannot reach the PostgreSQL store at {self.location}: {reason}") from None
 
     def _pool(self) -> ConnectionPool[Any]:
@@ -260,7 +266,7 @@ class PostgresBase(SQLBase):
         try:
             yield
         except psycopg.OperationalError as exc:  # PoolTimeout is one
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(exc)
             raise StoreUnavailable(f"the PostgreSQL store at {self.location} failed: {reason}") from exc
         except psycopg.errors.UndefinedTable as exc:  # the database was dropped and made again, or emptied
             if not self.heals:  # opened not to migrate (`halguru db status`): it reads what is there

@@ -274,3 +274,12 @@ def test_a_copys_long_transactions_are_not_ended_while_idle(new_postgres_databas
         time.sleep(2)
         assert conn.execute("SELECT 1").fetchone()[0] == 1
     store.close()
+
+
+def test_a_database_the_store_cannot_create_its_tables_in_is_one_cli_line(cli_error, new_postgres_database) -> None:
+    """A search_path naming no schema that exists: the error was three lines, psycopg's LINE 1 and a caret
+    under the migrations' CREATE TABLE included."""
+    url = f"{new_postgres_database()}?options=-csearch_path%3Dnot_made"
+    line = cli_error("jobs", "list", env={"HALGURU_DATABASE_URL": url})
+    assert line.endswith("cannot open the PostgreSQL store at postgresql://127.0.0.1:5432/" + url.split("/")[-1]
+                         .split("?")[0] + ": no schema has been selected to create in"), line
