@@ -103,6 +103,8 @@ def test_sigkill_mid_run_leaves_store_readable_and_history_intact(write_agent, h
     assert "tell me a long story" in shown.stdout
     assert "Traceback" not in shown.stderr
 
+    if store.location.startswith("postgresql://"):
+        return  # the SQLite file's own check; PostgreSQL's transactions are whole or absent by themselves
     db = sqlite3.connect(get_settings().database)
     try:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

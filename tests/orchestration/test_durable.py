@@ -200,9 +200,10 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path: Path, halguru_cmd: list
     plain = write(tmp_path / "plain", "name: plain\nmodel: scripted\n")
     done = halguru(halguru_cmd, env, "run", str(plain), "hi", "--json")
     run_id = json.loads(done.stdout.splitlines()[-1])["run_id"]
+    from halguru.store import open_store
+
     assert cli_error("runs", "resume", "run_nope") == (
-        "Error: no run 'run_nope' in " + str(Path(env["HALGURU_HOME"]) / "halguru.db")
-        + "; see `halguru logs` for run ids")
+        f"Error: no run 'run_nope' in {open_store().location}; see `halguru logs` for run ids")
     assert cli_error("runs", "resume", run_id) == (
         f"Error: run {run_id} is not a team or workflow run; only those are checkpointed "
         "(ask again with `halguru run`)")
@@ -366,15 +367,13 @@ def test_an_approval_killed_before_its_continuation_started_is_continued_as_deci
 
 
 def test_a_stalled_approval_asked_for_another_decision_says_how_to_continue_it(
-        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error):
+        tmp_path: Path, halguru_cmd: list[str], env: dict[str, str], cli_error, other_store):
     script = tmp_path / "script.yaml"
     script.write_text("- tool_calls: [{name: ship, arguments: {order: A-7}}]\n")
     desk = write(tmp_path / "desk", f"name: desk\nmodel: scripted:{script}\ntools: [ship]\napprovals: [ship]\n",
                  TOOLS)
     first = json.loads(halguru(halguru_cmd, env, "run", str(desk), "Ship A-7", "--json").stdout.splitlines()[-1])
-    from halguru.store import SQLiteStore
-
-    store = SQLiteStore(Path(env["HALGURU_HOME"]) / "halguru.db", lease=0.1)  # another process's view
+    store = other_store(lease=0.1)  # another process's view
     assert store.decide_approval(first["run_id"], "rejected", "not today")
     store.close()  # its process stops renewing the claim
     time.sleep(0.3)
