@@ -53,21 +53,22 @@ class Lifecycle:
         self.inflight: set[asyncio.Task[Any]] = set()
         self.on_stopping: list[Callable[[], None]] = []  # called when the server stops accepting (the worker)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._previous: Any = None
 
     # -- SIGTERM -------------------------------------------------------------------------------------
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Chain a SIGTERM handler before uvicorn's (main thread only: a server in a test thread has none)."""
+        """Chain a SIGTERM and a SIGINT handler before uvicorn's (main thread only: a server in a test thread
+        has none). Ctrl-C drains as SIGTERM does: left to uvicorn, it cut a JSON answer with a 500 and a
+        traceback, and stored the run as cancelled by the user; a second Ctrl-C still quits at once."""
         self.loop = loop
         if threading.current_thread() is not threading.main_thread():
             return
-        self._previous = signal.getsignal(signal.SIGTERM)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
 
-        def on_term(sig: int, frame: Any) -> None:
-            previous = self._previous
-            self.begin(lambda: previous(sig, frame) if callable(previous) else None)
+            def on_signal(sig: int, frame: Any, previous: Any = previous) -> None:
+                self.begin(lambda: previous(sig, frame) if callable(previous) else None)
 
-        signal.signal(signal.SIGTERM, on_term)
+            signal.signal(signum, on_signal)
 
     def begin(self, stop: Callable[[], None]) -> None:
         """Start draining now; ``stop`` (uvicorn's exit) runs after ``drain_delay``. Thread-safe."""

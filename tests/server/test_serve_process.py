@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,33 @@ def test_sigterm_drains_then_interrupts_the_stream_and_stores_the_partial_answer
     assert output.startswith("word0") and "word39" not in output
     [(messages,)] = home_sql("SELECT count(*) FROM messages WHERE conversation_id = ?", (conv,))
     assert messages == 2  # the question and the partial answer
+
+
+def test_ctrl_c_drains_as_sigterm_does_a_json_answer_is_a_503_and_the_run_interrupted(
+        halguru_cmd, subprocess_env, tmp_path: Path, home_sql):
+    """Ctrl-C is how a newcomer stops `halguru serve`; left to uvicorn, it made a JSON answer in flight a 500 with
+    a traceback in the log, after uvicorn's own grace period, and stored the run as cancelled by the user."""
+    agent = tmp_path / "slower"
+    agent.mkdir()
+    (agent / "s.yaml").write_text(json.dumps([{"text": "word " * 200, "token_delay": 0.05}]))  # 10 s
+    (agent / "agent.yaml").write_text("name: slower\nmodel: scripted:s.yaml\n")
+    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5"}
+    proc, url = start(halguru_cmd, env, str(agent), "--dev")
+    conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slower"}).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, f"{url}/v1/conversations/{conv}/messages", json={"content": "go"},
+                             timeout=30)
+        deadline = time.monotonic() + 10
+        while not home_sql("SELECT id FROM runs WHERE conversation_id = ?", (conv,)):
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        response = answer.result()
+    assert proc.wait(15) in (0, -signal.SIGINT)
+    assert response.status_code == 503 and response.json()["error"]["type"] == "shutdown", response.text
+    assert "Traceback" not in proc.stderr.read()
+    [(status,)] = home_sql("SELECT status FROM runs WHERE conversation_id = ?", (conv,))
+    assert status == "interrupted"
 
 
 def test_serve_refuses_bad_paths_in_one_line(cli_error, tmp_path: Path) -> None:
