@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 
 from halguru.errors import HalguruError
@@ -20,6 +21,8 @@ def check_listen(host: str, port: int) -> int:
             return int(sock.getsockname()[1])
     except (OSError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:  # say what to do: the default 8000 is often taken
+            reason += " (another program listens there: choose another --port, or --port 0 for a free one)"
         raise HalguruError(f"cannot listen on {host}:{port}: {reason}") from None
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "agents-templates"
+IN_USE = "Address already in use (another program listens there: choose another --port, or --port 0 for a free one)"
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_kb_ingest_on_a_pipe_prints_no_blank_line(halguru_cmd, subprocess_env, t
 
 def test_mcp_serve_http_on_a_port_in_use_is_one_line_before_the_banner(cli_error, listening: int):
     line = cli_error("mcp", "serve", str(TEMPLATES / "basic"), "--http", "--port", str(listening))
-    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: Address already in use"
+    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: {IN_USE}"
 
 
 def test_mcp_serve_rejects_a_port_out_of_range(halguru_cmd, subprocess_env):
@@ -90,7 +91,7 @@ def test_mcp_serve_rejects_a_port_out_of_range(halguru_cmd, subprocess_env):
 
 def test_serve_on_a_port_in_use_is_one_line_before_the_banner(cli_error, listening: int):
     line = cli_error("serve", str(TEMPLATES / "basic"), "--dev", "--port", str(listening))
-    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: Address already in use"
+    assert line == f"Error: cannot listen on 127.0.0.1:{listening}: {IN_USE}"
 
 
 @pytest.mark.parametrize(("host", "base"), [("0.0.0.0", "http://127.0.0.1:8000"), ("::", "http://[::1]:8000"),
