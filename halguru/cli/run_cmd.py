@@ -46,8 +46,25 @@ def _check_order(path: Path, input: str) -> None:
                            f"(halguru run {shlex.quote(input)} {shlex.quote(str(path))})")
 
 
+class _RunCommand(typer.core.TyperCommand):
+    """`halguru run "Hello"` typed inside a project (as `chat`, `validate` and `test` take it): the message was
+    read as PATH, and click said only "Missing argument 'INPUT'"; it now says to name the project `.`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click)
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as exc:  # MissingParameter, in click or the click typer vendors
+            path = ctx.params.get("path")
+            missing_input = getattr(exc.param, "name", None) == "input" and path is not None
+            if missing_input and not Path(path).exists() and Path("agent.yaml").is_file():
+                import shlex
+
+                exc.message = f"Here, in an agent project, name it `.`: halguru run . {shlex.quote(str(path))}"
+            raise
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=_RunCommand)
     def run(
         path: Path = typer.Argument(..., help="Agent project folder or its agent.yaml."),
         input: str = typer.Argument(..., help="The message to send ('-' reads stdin)."),

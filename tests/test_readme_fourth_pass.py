@@ -1,0 +1,25 @@
+"""A fourth newcomer's pass through the README, from an empty folder: what a newcomer types wrong is told what to
+type instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def test_run_with_only_a_message_inside_a_project_says_to_name_it_dot(cli, write_agent,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    """`chat`, `validate` and `test` take the project folder as `.`; `run "Hello"` there read the message as the
+    project and said only "Missing argument 'input'"."""
+    monkeypatch.chdir(write_agent("name: echo\nmodel: scripted\n"))
+    result = cli("run", "it's me", code=2)
+    assert result.output.splitlines()[-1] == ("Error: Missing argument 'input'. Here, in an agent project, name it "
+                                              "`.`: halguru run . 'it'\"'\"'s me'")
+    assert "You said: it's me" in cli("run", ".", "it's me").output
+
+
+def test_run_with_only_a_message_elsewhere_is_click_s_usage_error(cli, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli("run", "Hello", code=2).output.splitlines()[-1] == "Error: Missing argument 'input'."
