@@ -23,3 +23,12 @@ def test_run_with_only_a_message_elsewhere_is_click_s_usage_error(cli, tmp_path:
                                                                   monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     assert cli("run", "Hello", code=2).output.splitlines()[-1] == "Error: Missing argument 'input'."
+
+
+def test_kb_ingest_of_a_missing_folder_names_it_as_typed(cli_error, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """The tour's `halguru kb ingest docs ./docs` in a folder without docs/ said "no such file or folder: docs;
+    nothing was ingested into docs": the base's name, as far as one could tell."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_error("kb", "ingest", "docs", "./docs") == ("Error: no such file or folder: ./docs; nothing was "
+                                                           "ingested into docs")

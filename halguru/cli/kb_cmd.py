@@ -99,9 +99,9 @@ def ingest(
         raise KnowledgeError(f"an empty path was given; nothing was ingested into {name} (to ingest the current "
                              "folder, give `.`)")
     roots = [Path(p) for p in paths]
-    missing = [p for p in roots if not p.exists() and not p.is_symlink()]
-    if missing:
-        raise KnowledgeError(f"no such file or folder: {', '.join(str(p) for p in missing)}; "
+    missing = [given for given, p in zip(paths, roots, strict=True) if not p.exists() and not p.is_symlink()]
+    if missing:  # as typed: Path("./docs") is "docs", which read as the base in `kb ingest docs ./docs`
+        raise KnowledgeError(f"no such file or folder: {', '.join(missing)}; "
                              f"nothing was ingested into {name}")
     console = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
