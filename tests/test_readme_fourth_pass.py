@@ -32,3 +32,16 @@ def test_kb_ingest_of_a_missing_folder_names_it_as_typed(cli_error, tmp_path: Pa
     monkeypatch.chdir(tmp_path)
     assert cli_error("kb", "ingest", "docs", "./docs") == ("Error: no such file or folder: ./docs; nothing was "
                                                            "ingested into docs")
+
+
+@pytest.mark.parametrize(("tools_py", "error"), [
+    ("import os\n\nraise RuntimeError('boom')\n", "a/tools.py:3: RuntimeError: boom"),
+    ("import requests2\n", "a/tools.py:1: ModuleNotFoundError: No module named 'requests2'"),
+])
+def test_a_tools_file_that_fails_to_import_names_its_line_from_a_relative_path(
+        cli_error, write_agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools_py: str, error: str):
+    """`halguru validate my-agent` (relative, as the tour types it) lost the line: the traceback names the file
+    absolute; only an absolute project path got `tools.py:3:`."""
+    write_agent("name: a\nmodel: scripted\n", tools_py, name="a")
+    monkeypatch.chdir(tmp_path)
+    assert cli_error("validate", "a") == f"Error: {error}"

@@ -210,7 +210,8 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
         raise AgentSpecError(f"{tools_file}:{exc.lineno}: syntax error: {exc.msg}") from None
     except (Exception, SystemExit) as exc:  # sys.exit() at import would end halguru with its code, silently
         sys.modules.pop(module_name, None)
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(tools_file)]
+        # spec.origin: the file made absolute, as the traceback names it (a relative project path had no line)
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in (str(tools_file), spec.origin)]
         line = f":{frames[-1].lineno}" if frames else ""
         if isinstance(exc, SystemExit):
             raise AgentSpecError(f"{tools_file}{line}: exits when imported (sys.exit({exc.code!r})); a tools "
