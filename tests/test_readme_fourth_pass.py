@@ -45,3 +45,15 @@ def test_a_tools_file_that_fails_to_import_names_its_line_from_a_relative_path(
     write_agent("name: a\nmodel: scripted\n", tools_py, name="a")
     monkeypatch.chdir(tmp_path)
     assert cli_error("validate", "a") == f"Error: {error}"
+
+
+def test_logs_conversation_takes_last_as_logs_show_does(cli, cli_error, write_agent):
+    """`last` works for `logs show`, `replay`, `export` and `-c`; `logs conversation last` said "no conversation
+    'last'", sending a newcomer to copy a 22-character id."""
+    assert cli_error("logs", "conversation", "last") == ("Error: no conversation yet: `halguru run` or `halguru "
+                                                         "chat` an agent first")
+    agent = write_agent("name: echo\nmodel: scripted\n")
+    cli("run", str(agent), "First")
+    cli("run", str(agent), "Second")
+    transcript = cli("logs", "conversation", "last").output
+    assert "user: Second" in transcript and "First" not in transcript

@@ -213,7 +213,8 @@ def replay(
 
 @app.command()
 def conversation(
-    conversation_id: str = typer.Argument(..., help="A conversation id from `halguru logs --conversations`."),
+    conversation_id: str = typer.Argument(..., help="A conversation id from `halguru logs --conversations`, or "
+                                          "'last' (the newest there)."),
     json_output: bool = typer.Option(False, "--json", help="The conversation and its messages as JSON."),
 ) -> None:
     """Print a conversation's transcript: each message in order, tool calls and results included."""
@@ -222,6 +223,11 @@ def conversation(
     from halguru.store import open_store
 
     store = open_store()
+    if conversation_id == "last":  # as `logs show last`, and `-c last` in run and chat
+        newest = store.list_conversations(1)
+        if not newest:
+            raise HalguruError("no conversation yet: `halguru run` or `halguru chat` an agent first")
+        conversation_id = newest[0]["id"]
     found = store.get_conversation(conversation_id)
     if found is None:
         raise HalguruError(f"no conversation {conversation_id!r}; `halguru logs --conversations` lists them")
