@@ -51,8 +51,11 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
         raise HalguruError(f"--dir {parent}: not a folder (the project is created inside it)")
     if target.exists():
         raise HalguruError(f"{target} already exists; choose another name or remove it")
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    try:  # a folder that cannot be written (read-only): named as given, not as the hidden staging folder
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    except OSError as exc:
+        raise HalguruError(f"cannot create {target}: {exc.strerror or exc}; nothing was created") from None
     try:
         project = staging / name
         shutil.copytree(templates[template].path, project, ignore=_IGNORE)

@@ -57,3 +57,11 @@ def test_logs_conversation_takes_last_as_logs_show_does(cli, cli_error, write_ag
     cli("run", str(agent), "Second")
     transcript = cli("logs", "conversation", "last").output
     assert "user: Second" in transcript and "First" not in transcript
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
+def test_new_in_a_folder_that_cannot_be_written_names_the_project_not_a_staging_folder(cli_error):
+    """It said `Error: /proc/.x4-lsn2b4lz: No such file or directory`, naming the hidden folder the copy is staged
+    in."""
+    assert cli_error("new", "x4", "--dir", "/proc") == ("Error: cannot create /proc/x4: No such file or directory; "
+                                                        "nothing was created")
