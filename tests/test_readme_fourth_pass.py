@@ -65,3 +65,19 @@ def test_new_in_a_folder_that_cannot_be_written_names_the_project_not_a_staging_
     in."""
     assert cli_error("new", "x4", "--dir", "/proc") == ("Error: cannot create /proc/x4: No such file or directory; "
                                                         "nothing was created")
+
+
+@pytest.mark.parametrize("command", [["run", "PATH", "Hi"], ["chat", "PATH"]])
+def test_a_misspelt_knowledge_folder_is_refused_before_any_run_with_its_line(
+        cli_error, write_agent, halguru_home: Path, command: list[str]):
+    """`halguru run` stored a failed run saying "agent a: knowledge: 'knowlege' is neither a knowledge base ...
+    (run run_...)", without the line or the did-you-mean `halguru validate` gives; `chat` failed at each message."""
+    agent = write_agent("name: a\nmodel: scripted\nknowledge: [knowlege]\n", name="a")
+    (agent / "knowledge").mkdir()
+    args = [str(agent) if arg == "PATH" else arg for arg in command]
+    assert cli_error(*args, input="Hi\n") == (
+        f"Error: {agent / 'agent.yaml'}:3: knowledge.0: 'knowlege' is neither a folder ({agent / 'knowlege'} does "
+        "not exist) nor a knowledge base (did you mean 'knowledge'?) (see `halguru kb list`)")
+    from halguru.store import open_store
+
+    assert open_store().list_runs(10, test_runs=True) == []

@@ -474,6 +474,16 @@ def check_agent_model(agent: Agent) -> None:
     _model_entry(agent, agent_file, agent_file.read_text(encoding="utf-8"))  # no keyring look-up: no warning
 
 
+def check_agent_knowledge(agent: Agent) -> None:
+    """Refuse a ``knowledge:`` entry that is neither a folder nor a base before a run starts, in the words of
+    `halguru validate` (``agent.yaml:21: knowledge.0: 'knowlege' is neither a folder ... (did you mean
+    'knowledge'?)``): `halguru run` stored a failed run saying less, and `halguru chat` failed at every message."""
+    if agent.path is None or not agent.spec.knowledge:
+        return
+    agent_file = agent.path / AGENT_FILE
+    _check_knowledge(agent, agent_file, agent_file.read_text(encoding="utf-8"))
+
+
 def _model_entry(agent: Agent, agent_file: Path, text: str) -> ModelEntry:
     """The agent's model entry once it checks out; else the error at agent.yaml's ``model:`` line."""
     from halguru.errors import ModelError

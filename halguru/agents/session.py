@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents.events import Event, RunFinished, RunStarted
-from halguru.agents.loader import Agent, check_agent_model, load_agent
+from halguru.agents.loader import Agent, check_agent_knowledge, check_agent_model, load_agent
 from halguru.errors import HalguruError
 from halguru.models.base import Message, Model
 from halguru.store import open_store
@@ -33,6 +33,7 @@ class ChatSession:
         agent = load_agent(path)
         if model is None:  # a chat (or `halguru dev`) whose every answer fails: one line before it starts
             check_agent_model(agent)
+        check_agent_knowledge(agent)
         store = open_store()
         conversation_id = conversation_reference(store, agent.name, conversation_id)
         if conversation_id is not None:

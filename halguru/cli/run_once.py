@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 
 def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None,
              sampling: dict[str, Any] | None = None) -> int:
-    from halguru.agents.loader import check_agent_model
+    from halguru.agents.loader import check_agent_knowledge, check_agent_model
     from halguru.agents.runtime import run
     from halguru.models.references import check_model_option
 
@@ -36,6 +36,7 @@ def run_once(path: Path, text: str, *, json_output: bool, model: str | None, con
     if model is None:  # a typo is one line, not a run stored as failed (chat and dev refuse it up front too)
         check_agent_model(agent)
     check_model_option(model)
+    check_agent_knowledge(agent)
     if conversation is not None:  # as `chat --conversation`: another agent's conversation is refused
         from halguru.agents.session import conversation_reference
         from halguru.errors import HalguruError
