@@ -150,7 +150,9 @@ def _problem(text: str, err: Any, unknown: str, model: type[BaseModel] | None) -
     if err["type"] == "extra_forbidden" and model is not None and loc:
         unknown += did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
     message = {"extra_forbidden": unknown, "missing": "required field is missing",
-               "finite_number": "must be a number, not .nan or .inf"}.get(
+               "finite_number": "must be a number, not .nan or .inf",
+               # `tools: calculator` read "Input should be a valid list", which does not say how to write one
+               "list_type": "should be a list: [a, b], or one '- a' a line"}.get(
         err["type"], str(err["msg"]).removeprefix("Value error, "))  # a validator's own words, without pydantic's tag
     return loc, yaml_line_for(text, loc) or 1, f"{field}: {message}"
 

@@ -81,3 +81,10 @@ def test_a_misspelt_knowledge_folder_is_refused_before_any_run_with_its_line(
     from halguru.store import open_store
 
     assert open_store().list_runs(10, test_runs=True) == []
+
+
+def test_a_list_written_as_one_name_says_how_to_write_a_list(cli_error, write_agent):
+    """`tools: calculator` said "tools: Input should be a valid list"."""
+    agent = write_agent("name: a\nmodel: scripted\ntools: calculator\n", name="a")
+    assert cli_error("validate", str(agent)) == (f"Error: {agent / 'agent.yaml'}:3: tools: should be a list: [a, b], "
+                                                 "or one '- a' a line")
