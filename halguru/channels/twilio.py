@@ -14,6 +14,7 @@ of a long answer through ``SendOnce``, so a retried job never sends a part twice
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ REQUEST_TIMEOUT = 30.0  # seconds per REST call: the official client waits for e
 # purpose: a wider window could mistake the same short answer sent earlier ("OK") for this part.
 CLOCK_SKEW = timedelta(seconds=10)
 MAX_MEDIA = 10  # media a Twilio message carries at most (MediaContentType0..9)
+# The words Twilio takes as an SMS opt-out when one is a whole message (any case): it answers them itself and
+# refuses every later message to the sender (error 21610) until they opt back in (help.twilio.com, "Twilio
+# support for opt-out keywords (SMS STOP filtering)").
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+log = logging.getLogger("halguru.channels.twilio")
 
 
 @dataclass(frozen=True)
@@ -190,11 +196,27 @@ class TwilioChannel:
             return WebhookResponse(400, "not a Twilio message webhook: MessageSid, From and To are required")
         if ours not in self.config.numbers:
             return WebhookResponse(404, f"{ours} is not one of agent {self.agent}'s numbers (channels.twilio.numbers)")
-        if self.allowed(sender):
+        keyword = self.keyword(form)
+        if keyword:
+            log.info("twilio channel of %s: %s from %s is a %s keyword Twilio answers itself; not answered",
+                     self.agent, form.get("MessageSid") or form.get("SmsMessageSid"), sender, keyword)
+        elif self.allowed(sender):
             # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer. The sink
             # writes to the store: on a thread, so the server's event loop never waits for the database
             await asyncio.to_thread(sink.accept, self.inbound(form))
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+
+    @staticmethod
+    def keyword(form: Mapping[str, str]) -> str | None:
+        """The opt-out/opt-in/help keyword Twilio already answered this message as, or None. Advanced Opt-Out
+        names it (``OptOutType``: STOP, START, HELP, the operator's own words included); else an SMS that is one
+        of Twilio's opt-out words (its reply could never be delivered). Other HELP or START messages reach the
+        agent: 'yes' is usually an answer to its question."""
+        if form.get("OptOutType"):
+            return form["OptOutType"].upper()
+        if product_of(form.get("To", "")) is not PRODUCTS[""]:  # Twilio filters SMS/MMS only
+            return None
+        return "STOP" if form.get("Body", "").strip().upper() in OPT_OUT_WORDS else None
 
     def allowed(self, sender: str) -> bool:
         """Whether ``allow_from`` (if any) lists the sender, with its product prefix or without it (a phone

@@ -410,3 +410,24 @@ async def test_api_base_holds_for_every_request_and_page(tmp_path: Path, fake: F
     assert await ch.send(outbound("target"), once) == [fake.messages[0]["sid"]]
     assert len(fake.messages) == 5
     assert sum(1 for method, path in fake.requests if method == "GET" and "Page=" in path) >= 2
+
+
+async def test_sms_opt_out_words_and_advanced_opt_out_keywords_are_not_answered(tmp_path: Path) -> None:
+    """Twilio answers STOP itself and refuses every later message to the sender: the agent ran on "STOP" and its
+    reply failed with error 21610, the job dead. Only whole-message keywords on SMS; Advanced Opt-Out's
+    OptOutType names any keyword it answered (the operator's own words too)."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    keywords = [form(MessageSid=f"SM{i:032d}", Body=body) for i, body in enumerate(["STOP", " stop\n", "Unsubscribe"])]
+    keywords.append(form(MessageSid="SM" + "a" * 32, Body="ARRET", OptOutType="STOP"))
+    keywords.append(form(MessageSid="SM" + "b" * 32, Body="Help", OptOutType="HELP"))
+    for fields in keywords:
+        response = await ch.webhook(request(fields), sink)
+        assert (response.status, response.body) == (200, EMPTY_TWIML)
+    assert sink.accepted == []
+    answered = [form(MessageSid="SM" + "c" * 32, Body="stop sending me links"),
+                form(MessageSid="SM" + "d" * 32, Body="yes"),  # an answer to the agent's question, most likely
+                form(MessageSid="SM" + "e" * 32, Body="STOP", To=f"whatsapp:{OURS}", From=f"whatsapp:{ANN}")]
+    for fields in answered:
+        await ch.webhook(request(fields), sink)
+    assert [m.text for m in sink.accepted] == ["stop sending me links", "yes", "STOP"]
