@@ -157,6 +157,10 @@ class SourceChannel(Channel, Protocol):
         ...
 
 
+ANSWER_WINDOW = 3600.0
+"""``max_answers_per_hour`` counts the messages answered for one correspondent this long back."""
+
+
 ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]
 
 

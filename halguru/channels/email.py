@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.channels.base import ChannelError, Inbound, InboundSink, Outbound, SendOnce, SourceStatus
+from halguru.channels.base import ANSWER_WINDOW, ChannelError, Inbound, InboundSink, Outbound, SendOnce, SourceStatus
 from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
 from halguru.errors import HalguruError
@@ -45,7 +45,6 @@ log = logging.getLogger("halguru.channels.email")
 
 IDLE_SECONDS = 300.0  # re-issue IDLE this often: RFC 2177 allows 29 min, but NAT boxes drop quiet links sooner
 BACKOFF_START, BACKOFF_MAX = 1.0, 300.0
-ANSWER_WINDOW = 3600.0  # max_answers_per_hour counts the mail answered for one correspondent this long back
 SMTP_TIMEOUT = 30.0
 _DEFAULT_PORTS = {"imap": {"ssl": 993, "starttls": 143, "none": 143},
                   "smtp": {"ssl": 465, "starttls": 587, "none": 25}}

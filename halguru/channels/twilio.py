@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from halguru.channels.base import (
+    ANSWER_WINDOW,
     NOT_SIGNED,
     ChannelError,
     Inbound,
@@ -90,6 +92,8 @@ class TwilioConfig(BaseModel):
     allow_from: list[str] | None = Field(default=None, description="only these senders get an answer")
     api_base: str = Field(default=DEFAULT_API_BASE, description="Twilio's REST base URL")
     status_callbacks: bool = Field(default=True, description="ask Twilio to report each reply's delivery")
+    max_answers_per_hour: int = Field(default=60, ge=0, description="per sender, counted in the store "
+                                      "(every serve process); 0: no limit")
 
     @field_validator("account_sid")
     @classmethod
@@ -199,12 +203,22 @@ class TwilioChannel:
         keyword = self.keyword(form)
         if keyword:
             log.info("twilio channel of %s: %s from %s is a %s keyword Twilio answers itself; not answered",
-                     self.agent, form.get("MessageSid") or form.get("SmsMessageSid"), sender, keyword)
+                     self.agent, message_id, sender, keyword)
+        elif await asyncio.to_thread(self._over_limit, sink, sender):
+            log.warning("twilio channel of %s: not answering %s from %s: %d of their messages were answered in "
+                        "the last hour (max_answers_per_hour): a flood, or a loop with a robot?", self.agent,
+                        message_id, sender, self.config.max_answers_per_hour)
+        # a retry of the same MessageSid is refused by the sink (and not counted); Twilio still gets the same
+        # answer. The sink writes to the store: on a thread, so the server's event loop never waits for it
         elif self.allowed(sender):
-            # a retry of the same MessageSid is refused by the sink; Twilio still gets the same answer. The sink
-            # writes to the store: on a thread, so the server's event loop never waits for the database
             await asyncio.to_thread(sink.accept, self.inbound(form))
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+
+    def _over_limit(self, sink: InboundSink, sender: str) -> bool:
+        """Whether ``max_answers_per_hour`` of ``sender``'s messages were accepted in the last hour, counted in the
+        store: every serve process, before and after a restart."""
+        limit = self.config.max_answers_per_hour
+        return bool(limit) and sink.answered(self.name, self.agent, sender, time.time() - ANSWER_WINDOW) >= limit
 
     @staticmethod
     def keyword(form: Mapping[str, str]) -> str | None:

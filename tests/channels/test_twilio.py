@@ -31,6 +31,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.accepted: list[Inbound] = []
         self.statuses: list[tuple[str, str, str]] = []
+        self.times: list[float] = []  # when each was accepted
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
 
     def accept(self, message: Inbound) -> bool:
@@ -38,7 +39,13 @@ class MemorySink:
         if any(m.message_id == message.message_id for m in self.accepted):
             return False
         self.accepted.append(message)
+        self.times.append(time.time())
         return True
+
+    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+        self.threads.add(threading.get_ident())
+        return sum(1 for m, at in zip(self.accepted, self.times, strict=True) if at >= since and m.channel == channel
+                   and m.agent == agent and (m.correspondent or m.sender) == correspondent)
 
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         self.threads.add(threading.get_ident())
@@ -431,3 +438,21 @@ async def test_sms_opt_out_words_and_advanced_opt_out_keywords_are_not_answered(
     for fields in answered:
         await ch.webhook(request(fields), sink)
     assert [m.text for m in sink.accepted] == ["stop sending me links", "yes", "STOP"]
+
+
+async def test_a_sender_flooding_a_number_is_answered_max_answers_per_hour_times(tmp_path: Path) -> None:
+    """Each of 100 messages from one sender was queued, run and answered: 100 model runs and 100 paid replies
+    (or for ever, with another bot that answers every answer). Retries of a message count once; other senders
+    are answered still; 0 is no limit."""
+    sink = MemorySink()
+    ch = channel(tmp_path)  # the default: 60
+    for index in range(100):
+        fields = form(MessageSid=f"SM{index:032d}", Body=f"spam {index}")
+        for _ in range(2):  # and each retried by Twilio
+            assert (await ch.webhook(request(fields), sink)).body == EMPTY_TWIML
+    await ch.webhook(request(form(MessageSid="SM" + "f" * 32, From="+15551110000")), sink)
+    assert [m.text for m in sink.accepted] == [f"spam {i}" for i in range(60)] + ["hello"]
+    unlimited = channel(tmp_path, max_answers_per_hour=0)
+    for index in range(100):
+        await unlimited.webhook(request(form(MessageSid=f"SM{index + 200:032d}")), sink)
+    assert len(sink.accepted) == 161
