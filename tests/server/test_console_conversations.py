@@ -219,3 +219,31 @@ def test_the_console_names_the_job_that_started_a_run(app) -> None:
         assert page.count("data-job=") == 1  # the user's run names none
         approvals = client.get("/admin/approvals").text
         assert 'data-run="run_job01"' in approvals and f'data-job="{job["id"]}"' in approvals
+
+
+def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> None:
+    """Twilio's delivery reports were stored and shown nowhere: a reply the carrier refused ('undelivered') read in
+    the console as answered. The page lists the conversation's channel messages with their status."""
+    from halguru_server.identity import websessions
+
+    from halguru.store.records import ChannelMessageRecord
+
+    store = app.state.halguru.store
+    store.create_conversation("conv_sms", "echo", "SMS from +15557654321")
+    store.create_conversation("conv_api", "echo", "web chat")
+    now = time.time()
+    for sid, direction, status in (("echo:SMin", "in", "received"), ("SMok", "out", "delivered"),
+                                   ("SMbad", "out", "undelivered")):
+        store.record_channel_message(ChannelMessageRecord(
+            id=sid, channel="twilio", agent="echo", conversation_id="conv_sms", direction=direction,
+            address="+15557654321", body="hi", status=status, job_id=None, created=now, updated=now))
+    operator = accounts.create_user(store, "op@example.com", role="operator")
+    with TestClient(app, base_url="http://testserver") as client:
+        client.cookies.set(websessions.COOKIE, websessions.issue(store, operator["id"],
+                                                                 app.state.halguru.settings.auth)[0])
+        page = client.get("/admin/conversations/conv_sms").text
+        assert "On the channel" in page and "(twilio)" in page
+        rows = page.split('<table id="deliveries">')[1].split("</table>")[0].split('<tr data-status="')[1:]
+        assert [r.split('"')[0] for r in rows] == ["received", "delivered", "undelivered"]
+        assert '<span class="badge warn">undelivered</span>' in rows[2] and "SMbad" in rows[2]
+        assert "On the channel" not in client.get("/admin/conversations/conv_api").text

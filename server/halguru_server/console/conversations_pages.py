@@ -89,9 +89,11 @@ def conversation_page(conversation_id: ConvId, request: Request, state: State, c
     """One conversation: its messages as the user saw them, each run's trace, and the actions."""
     row, messages, runs = conversations_api.detail(state, caller, conversation_id)
     traces = [(run, trace_text(dict(run), state.store.get_events(run["id"]))) for run in runs]
+    # what the channel said of each message (a reply Twilio reports undelivered): else nowhere to be seen
+    deliveries = state.store.list_channel_messages(conversation_id)
     return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation",
                         conversation=row, messages=messages, traces=traces, people=_people(state),
-                        can_steer=caller.can("runs:approve_all"), notice=notice)
+                        deliveries=deliveries, can_steer=caller.can("runs:approve_all"), notice=notice)
 
 
 @router.get("/conversations/{conversation_id}/messages")
