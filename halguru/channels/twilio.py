@@ -172,6 +172,7 @@ class TwilioChannel:
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
         """Twilio's message webhook ('') and status callbacks ('status'), each checked before anything is read."""
         if not self.genuine(request):  # first: to an outsider, this webhook answers as one that is not there
+            self._log_refusal(request)
             return WebhookResponse(403, NOT_SIGNED)
         if request.method.upper() != "POST":
             return WebhookResponse(405, "Twilio webhooks are POST requests")
@@ -183,15 +184,45 @@ class TwilioChannel:
 
     def genuine(self, request: WebhookRequest) -> bool:
         """Whether Twilio signed this request (HMAC-SHA1 of our public URL and the form, with the auth token)."""
+        signature = request.headers.get("x-twilio-signature", "")
+        return bool(signature) and self._signed_for(self.signed_url(request), request)
+
+    def signed_url(self, request: WebhookRequest, base: str | None = None) -> str:
+        """The URL Twilio signs for this request: ``public_url`` (or ``base``), the route, the query."""
+        url = (base or self.webhook_url) + (f"/{request.path}" if request.path else "")
+        return f"{url}?{request.query}" if request.query else url
+
+    def _signed_for(self, url: str, request: WebhookRequest) -> bool:
         from twilio.request_validator import RequestValidator
 
         signature = request.headers.get("x-twilio-signature", "")
-        if not signature:
-            return False
-        url = self.webhook_url + (f"/{request.path}" if request.path else "")
-        if request.query:
-            url += f"?{request.query}"
         return bool(RequestValidator(self._token).validate(url, dict(request.form), signature))
+
+    def _log_refusal(self, request: WebhookRequest) -> None:
+        """Why a request was refused, for the operator (the caller only gets the 403 every refusal gets): a
+        ``public_url`` that is not what Twilio's console says refused every message without a word in the log."""
+        expected = self.signed_url(request)
+        if not request.headers.get("x-twilio-signature"):
+            log.info("twilio webhook of %s: refused a request without X-Twilio-Signature (not from Twilio)",
+                     self.agent)
+            return
+        # what Twilio may have been told instead: the other scheme, a trailing slash, the address the proxy or
+        # tunnel in front of us forwarded (never accepted: only named, so the operator can set public_url)
+        path, mark, query = expected.partition("?")
+        candidates = [("http:" if expected.startswith("https:") else "https:") + expected.split(":", 1)[1],
+                      f"{path}/{mark}{query}"]
+        host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
+        route = self.webhook_url.removeprefix(self.config.public_url)
+        candidates += [self.signed_url(request, f"{scheme}://{host}{route}") for scheme in ("https", "http") if host]
+        found = next((url for url in candidates if self._signed_for(url, request)), None)
+        if found:
+            log.warning("twilio webhook of %s: refused a request Twilio signed for %s, not for %s (public_url "
+                        "%s): make public_url and the URL in Twilio's console the same", self.agent, found,
+                        expected, self.config.public_url)
+        else:
+            log.warning("twilio webhook of %s: refused a request whose X-Twilio-Signature does not match %s: "
+                        "another auth token (channels.twilio.auth_token), a body changed on the way, or another "
+                        "URL in Twilio's console", self.agent, expected)
 
     async def _message(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
         message_id = form.get("MessageSid") or form.get("SmsMessageSid") or ""

@@ -456,3 +456,30 @@ async def test_a_sender_flooding_a_number_is_answered_max_answers_per_hour_times
     for index in range(100):
         await unlimited.webhook(request(form(MessageSid=f"SM{index + 200:032d}")), sink)
     assert len(sink.accepted) == 161
+
+
+async def test_a_refused_request_says_why_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A public_url other than the URL in Twilio's console (http for https, a trailing slash, the tunnel's own
+    address) refused every message with a 403 and not a word in the log: the operator saw nothing. The log now
+    names the URL Twilio signed; the caller still gets the one 403, and nothing is accepted."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    cases = [
+        (request(form(), signed_url="http://bot.example.com/channels/twilio/helper"),
+         "signed for http://bot.example.com/channels/twilio/helper, not for https://bot.example.com/channels/"),
+        (request(form(), signed_url=f"{PUBLIC}/channels/twilio/helper/"),
+         f"signed for {PUBLIC}/channels/twilio/helper/, not"),
+        (request(form(), signed_url="https://abc123.ngrok.app/channels/twilio/helper",
+                 headers={"host": "127.0.0.1:8000", "x-forwarded-host": "abc123.ngrok.app"}),
+         "signed for https://abc123.ngrok.app/channels/twilio/helper, not"),
+        (request(form(), token="0" * 32), "does not match https://bot.example.com/channels/twilio/helper: another "
+                                          "auth token"),
+        (request(form(), sign=False), "without X-Twilio-Signature"),
+    ]
+    for hook, said in cases:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="halguru.channels.twilio"):
+            assert (await ch.webhook(hook, sink)).status == 403
+        [line] = [r.getMessage() for r in caplog.records]
+        assert said in line and "\n" not in line, line
+    assert sink.accepted == []
