@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -433,5 +434,33 @@ def _cut(text: str, limit: int) -> tuple[int, int]:
         matches = [m for m in pattern.finditer(window) if limit // 2 <= m.start() <= limit]  # a paid 9-unit SMS
         if matches:
             return matches[-1].start(), matches[-1].end()
-    return limit, limit  # one word longer than a message: cut it
+    cut = _cluster_start(text, limit)  # one word longer than a message: cut it, between characters as seen
+    return cut, cut
+
+
+def _joins(ch: str) -> bool:
+    """Whether ``ch`` belongs to the character before it: a combining mark (é as e + U+0301), a joiner, an
+    emoji's variation selector, skin tone or tag (a subdivision flag)."""
+    code = ord(ch)
+    return (ch == "\u200d" or unicodedata.category(ch) in ("Mn", "Me", "Mc") or 0xFE00 <= code <= 0xFE0F
+            or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F)
+
+
+def _regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF  # a flag is two of these
+
+
+def _cluster_start(text: str, index: int) -> int:
+    """``index`` moved back to the start of the character a reader sees there (an emoji of several code points
+    joined by U+200D, a flag, a letter and its accents), so a cut never splits one: a flag cut in two showed as
+    two letters on each side. ``index`` itself when one such character is longer than a message."""
+    start = index
+    while 0 < start < len(text) and (_joins(text[start]) or text[start - 1] == "\u200d"):
+        start -= 1
+    if start < len(text) and _regional(text[start]):
+        run = start
+        while run > 0 and _regional(text[run - 1]):
+            run -= 1
+        start -= (start - run) % 2  # flags pair up from the start of their run
+    return start or index
 

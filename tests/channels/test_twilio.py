@@ -483,3 +483,18 @@ async def test_a_refused_request_says_why_in_the_log(tmp_path: Path, caplog: pyt
         [line] = [r.getMessage() for r in caplog.records]
         assert said in line and "\n" not in line, line
     assert sink.accepted == []
+
+
+@pytest.mark.parametrize("seen", ["\U0001F1EB\U0001F1F7",  # a flag: two regional indicators
+                                  "\U0001F44D\U0001F3FD",  # a thumbs up with a skin tone
+                                  "\U0001F469\u200d\U0001F4BB",  # a woman technologist: two emoji and a joiner
+                                  "e\u0301"])  # e and a combining acute accent
+def test_a_word_longer_than_a_message_is_cut_between_characters_as_seen(seen: str) -> None:
+    """Cut mid-word at 1,600 code units, a flag after an odd prefix went as a lone regional indicator at the end of
+    one message and another at the start of the next (each a stray letter on the phone)."""
+    text = "a" + seen * 1000
+    parts = split_text(text, 1600)
+    assert "".join(parts) == text and all(len(p.encode("utf-16-le")) // 2 <= 1600 for p in parts)
+    for part in parts[1:]:
+        assert part.startswith(seen), repr(part[:4])
+    assert all(p.endswith(seen) for p in parts)
