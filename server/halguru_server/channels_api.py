@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from halguru.channels.base import NOT_SIGNED, WebhookChannel, WebhookRequest, WebhookResponse
-from halguru.errors import a_kind, exception_line
+from halguru.errors import StoreUnavailable, a_kind, exception_line
 from halguru_server.errors import ApiError, error_response
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
@@ -49,6 +49,8 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
     try:
         answer = await handler.webhook(hook, state.sink)
+    except StoreUnavailable:  # the store's outage, not the channel's bug: the server's 503 with Retry-After
+        raise
     except Exception as exc:  # a channel plugin's bug: one line naming it (the traceback kept), a 500 to the caller
         return _failed(channel, agent, exception_line(exc), exc)
     if not isinstance(answer, WebhookResponse):
