@@ -10,8 +10,10 @@ on that channel too: a ``human_reply`` job sends it through the same once-only p
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from halguru.agents.events import Event, RunFinished, RunStarted
 from halguru.errors import HalguruError
 from halguru.jobs.pipeline import REPLY_ATTEMPTS, channel_owner, queue_key
 from halguru.store.base import Store
@@ -66,12 +68,43 @@ def reply(store: Store, conversation_id: str, by: str, text: str) -> dict[str, A
     seq = store.append_message(conversation_id, "assistant", text, author=by)
     if seq is None:
         raise TakeoverError(f"no conversation {conversation_id!r}", 404)
-    job_id = _send_on_channel(store, conversation_id, seq, text)
+    job_id = send_on_channel(store, conversation_id, text, f"human:{conversation_id}:{seq}", seq=seq)
     return {"conversation_id": conversation_id, "seq": seq, "job_id": job_id}
 
 
-def _send_on_channel(store: Store, conversation_id: str, seq: int, text: str) -> str | None:
-    """Queue the ``human_reply`` job when a channel's message started the conversation; its id."""
+async def answer_on_channel(stream: AsyncIterator[Event], store: Store | None = None) -> AsyncIterator[Event]:
+    """``stream`` (a paused run's continuation, once someone approved or rejected its call) with its answer
+    queued for its conversation's channel: the reply job that paused had nothing to send, and the answer was
+    stored and never reached the person who wrote. Queued before the end is passed on (a client that stops
+    reading there does not lose it), once per run. ``store``: the default store when None."""
+    import asyncio
+
+    conversation = None
+    try:
+        async for event in stream:
+            if isinstance(event, RunStarted):
+                conversation = event.conversation_id
+            elif (isinstance(event, RunFinished) and event.status == "ok" and event.output.strip()
+                  and conversation is not None):
+                await asyncio.to_thread(_answer, store, conversation, event.output, event.run_id)
+            yield event
+    finally:  # a reader that stops early stops the run, as it would without this wrapper
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _answer(store: Store | None, conversation_id: str, text: str, run_id: str) -> None:
+    if store is None:
+        from halguru.store import open_store
+
+        store = open_store()
+    send_on_channel(store, conversation_id, text, f"answer:{run_id}")
+
+
+def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq: int | None = None) -> str | None:
+    """Queue a ``human_reply`` job sending ``text`` when a channel's message started the conversation, once per
+    ``key``; its id (None: no channel)."""
     inbound = [m for m in store.list_channel_messages(conversation_id) if m["direction"] == "in" and m["job_id"]]
     job = store.get_job(inbound[-1]["job_id"] or "") if inbound else None
     if job is None:
@@ -81,6 +114,6 @@ def _send_on_channel(store: Store, conversation_id: str, seq: int, text: str) ->
                "text": text, "conversation_id": conversation_id, "seq": seq}
     queued, _ = store.enqueue_job(HUMAN_REPLY, job["agent"], payload,
                                   queue_key=queue_key(p["channel"], job["agent"], p["thread"]),
-                                  idempotency_key=f"human:{conversation_id}:{seq}", owner=channel_owner(p["channel"]),
+                                  idempotency_key=key, owner=channel_owner(p["channel"]),
                                   max_attempts=REPLY_ATTEMPTS)
     return queued["id"]

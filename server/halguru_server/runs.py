@@ -21,6 +21,7 @@ from typing import Any
 
 from halguru.agents.events import Event, RunFinished
 from halguru.errors import HalguruError, StoreError, StoreUnavailable
+from halguru.jobs import takeover
 from halguru.orchestration import approvals, durable
 from halguru.store.records import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
 from halguru_server import service
@@ -183,6 +184,7 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
     stream: AsyncIterator[Event] = approvals.resume_events(
         run_id, edit_args, reject=reject, store=state.store, metadata={"request_id": request_id},
         decided_by=caller.label)
+    stream = takeover.answer_on_channel(stream, state.store)  # an SMS's, an email's
     if state.pusher is not None:
         said = "rejected" if reject is not None else "approved"
         stream = _tell_owner(stream, state.pusher, row["conversation_id"], f"{served.name}: the action was {said}",

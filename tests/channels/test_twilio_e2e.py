@@ -52,8 +52,14 @@ def script(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path, fake: FakeTwilio, script: list[dict[str, Any]], halguru_cmd: list[str],
-          subprocess_env: dict[str, str]) -> Iterator[str]:
+def spec() -> dict[str, Any]:
+    """More of agent.yaml (a test may add tools and approvals)."""
+    return {}
+
+
+@pytest.fixture
+def serve(tmp_path: Path, fake: FakeTwilio, script: list[dict[str, Any]], spec: dict[str, Any],
+          halguru_cmd: list[str], subprocess_env: dict[str, str]) -> Iterator[str]:
     """`halguru serve --dev` on a free port, serving agent `helper` with a Twilio channel; its base URL."""
     folder = tmp_path / "agents" / "helper"
     folder.mkdir(parents=True)
@@ -61,7 +67,7 @@ def serve(tmp_path: Path, fake: FakeTwilio, script: list[dict[str, Any]], halgur
     (folder / "agent.yaml").write_text(yaml.safe_dump({
         "name": "helper", "model": f"scripted:{tmp_path / 'script.yaml'}", "instructions": "Help.",
         "channels": {"twilio": {"account_sid": SID, "auth_token": "HG_TEST_TWILIO_TOKEN", "public_url": PUBLIC,
-                                "numbers": [OURS, f"whatsapp:{OURS}"], "api_base": fake.url}}}))
+                                "numbers": [OURS, f"whatsapp:{OURS}"], "api_base": fake.url}}, **spec}))
     config = tmp_path / "serve.yaml"
     config.write_text(yaml.safe_dump({"job_poll": 0.1, "job_backoff": 0.1, "shutdown_timeout": 2}))
     with socket.socket() as s:
@@ -199,3 +205,26 @@ def test_outsiders_cannot_tell_which_agents_have_a_webhook_nor_send_it_unlimited
         assert (bad.status_code, bad.json()["error"]["message"]) == (403, "the request has no valid signature for "
                                                                            "this webhook")
         assert httpx.post(serve + path, content=b"x" * 1_100_000, headers=form, timeout=10).status_code == 413
+
+
+@pytest.mark.parametrize("spec", [{"tools": ["calculator"], "approvals": ["calculator"]}])
+@pytest.mark.parametrize("script", [[{"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]}]])
+def test_an_answer_that_waited_for_approval_is_sent_once_approved(serve: str, fake: FakeTwilio,
+                                                                  tmp_path: Path) -> None:
+    """The agent's tool call waited for an operator; approved, the continuation's answer was stored in the
+    conversation and never sent: the person who texted heard nothing. Sent once, however often it is asked."""
+    assert post(serve, sms("SM" + "e" * 32, "what is 6 times 7?")).status_code == 200
+    wait_for(lambda: get(serve, "/v1/jobs")["data"][0]["status"] == "done", "the job to pause")
+    [conversation] = get(serve, "/v1/conversations", agent="helper")["data"]
+    [paused] = [r for r in get(serve, "/v1/runs", agent="helper")["data"] if r["status"] == "paused"]
+    assert fake.messages == []  # nothing to say yet
+    (tmp_path / "script.yaml").write_text(yaml.safe_dump(["6 times 7 is 42."]))
+    approved = httpx.post(f"{serve}/v1/runs/{paused['id']}/approve", json={}, timeout=30)
+    assert approved.status_code == 200 and approved.json()["output"] == "6 times 7 is 42."
+    wait_for(lambda: len(fake.messages) >= 1, "the answer at Twilio")
+    assert [(m["to"], m["from"], m["body"]) for m in fake.messages] == [(ANN, OURS, "6 times 7 is 42.")]
+    assert httpx.post(f"{serve}/v1/runs/{paused['id']}/approve", json={}, timeout=30).status_code == 409
+    time.sleep(1)
+    assert len(fake.messages) == 1
+    history = get(serve, f"/v1/conversations/{conversation['id']}/messages")["data"]
+    assert history[-1]["content"] == "6 times 7 is 42."
