@@ -104,9 +104,11 @@ def _answer(store: Store | None, conversation_id: str, text: str, run_id: str) -
 
 def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq: int | None = None) -> str | None:
     """Queue a ``human_reply`` job sending ``text`` when a channel's message started the conversation, once per
-    ``key``; its id (None: no channel)."""
+    ``key``; its id (None: no channel, or no message of it whose job still says where to answer)."""
     inbound = [m for m in store.list_channel_messages(conversation_id) if m["direction"] == "in" and m["job_id"]]
-    job = store.get_job(inbound[-1]["job_id"] or "") if inbound else None
+    # the newest message whose job kept its payload: a pruned job is a stub without one (its key only)
+    jobs = (store.get_job(m["job_id"] or "") for m in reversed(inbound))
+    job = next((j for j in jobs if j is not None and "channel" in j["payload"]), None)
     if job is None:
         return None
     p = job["payload"]

@@ -75,3 +75,31 @@ def test_a_bad_retention_days_is_one_line_naming_the_agent(tmp_path: Path) -> No
     agent = load_agent(make_agent(tmp_path, "bad", metadata={"retention_days": "soon"}))
     with pytest.raises(HalguruError, match=r"agent bad: metadata\.retention_days must be a positive number"):
         retention_days(agent)
+
+
+async def test_an_operators_answer_goes_out_after_older_jobs_were_pruned(store: Store, tmp_path: Path,
+                                                                         raw_sql) -> None:
+    """`halguru logs prune` keeps a finished channel job as a stub without its payload: an operator's answer in
+    a conversation whose last message's job was pruned was a KeyError ('channel'), a 500 on reply (and on
+    approving a call an agent made there). The newest message whose job kept its address is answered."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel()
+    sink = StoreSink(store)
+    for index, text in enumerate(["first", "second"]):
+        sink.accept(inbound(text, f"M{index}"))
+        await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                        lambda n=index: store.job_stats()["done"] == n + 1)
+    conversation = store.list_jobs(1)[0]["result"]["conversation_id"]
+    newest = store.list_jobs(1)[0]["id"]
+    raw_sql("UPDATE jobs SET finished = finished - 864000 WHERE id = ?", (newest,))  # 10 days ago
+    store.prune_runs(time.time() - 86400)
+    assert store.get_job(newest)["payload"] == {}  # the stub kept against replays
+    takeover.take_over(store, conversation, "user:op")
+    sent = takeover.reply(store, conversation, "user:op", "Still with us?")
+    assert sent["job_id"] is not None
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(sent["job_id"])["status"] == "done")
+    assert channel.sent[-1] == ("+15550001", "Still with us?")
+    raw_sql("UPDATE jobs SET finished = finished - 864000")  # every job of it pruned: nowhere to send it
+    store.prune_runs(time.time() - 86400)
+    assert takeover.reply(store, conversation, "user:op", "Hello?")["job_id"] is None
