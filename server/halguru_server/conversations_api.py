@@ -67,10 +67,23 @@ class MessageOut(BaseModel):
     created: float
 
 
+class DeliveryOut(BaseModel):
+    id: str = Field(description="the provider's id (Twilio's MessageSid; an inbound one prefixed with the agent)")
+    channel: str
+    direction: Literal["in", "out"]
+    address: str = Field(description="the other party: who wrote, or who the reply went to")
+    status: str = Field(description="as the channel last reported it: received, sent, delivered, undelivered, ...")
+    job_id: str | None
+    created: float
+    updated: float
+
+
 class Detail(BaseModel):
     conversation: dict[str, Any]
     messages: list[MessageOut]
     runs: list[dict[str, Any]] = Field(description="its runs, oldest first (events: GET /v1/runs/{id})")
+    deliveries: list[DeliveryOut] = Field(description="its channel's messages, oldest first, with their delivery "
+                                                      "status (empty for a conversation no channel started)")
 
 
 class ReplyIn(BaseModel):
@@ -202,7 +215,9 @@ def search_conversations(
 def read_conversation(conversation_id: ConvId, state: State, caller: Reader) -> Detail:
     """A conversation as its user saw it (messages with their authors) and its runs."""
     row, messages, runs = detail(state, caller, conversation_id)
-    return Detail(conversation=row, messages=[MessageOut(**m) for m in messages], runs=[dict(r) for r in runs])
+    deliveries = [DeliveryOut.model_validate(m) for m in state.store.list_channel_messages(conversation_id)]
+    return Detail(conversation=row, messages=[MessageOut(**m) for m in messages], runs=[dict(r) for r in runs],
+                  deliveries=deliveries)
 
 
 @router.get("/admin/conversations/{conversation_id}/export", responses={

@@ -247,3 +247,7 @@ def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> Non
         assert [r.split('"')[0] for r in rows] == ["received", "delivered", "undelivered"]
         assert '<span class="badge warn">undelivered</span>' in rows[2] and "SMbad" in rows[2]
         assert "On the channel" not in client.get("/admin/conversations/conv_api").text
+        twin = client.get("/v1/admin/conversations/conv_sms", headers={"Accept": "application/json"}).json()
+        assert [(d["id"], d["direction"], d["status"]) for d in twin["deliveries"]] == [
+            ("echo:SMin", "in", "received"), ("SMok", "out", "delivered"), ("SMbad", "out", "undelivered")]
+        assert client.get("/v1/admin/conversations/conv_api").json()["deliveries"] == []

@@ -1509,6 +1509,37 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /**
+             * Address
+             * @description the other party: who wrote, or who the reply went to
+             */
+            address: string;
+            /** Channel */
+            channel: string;
+            /** Created */
+            created: number;
+            /**
+             * Direction
+             * @enum {string}
+             */
+            direction: "in" | "out";
+            /**
+             * Id
+             * @description the provider's id (Twilio's MessageSid; an inbound one prefixed with the agent)
+             */
+            id: string;
+            /** Job Id */
+            job_id: string | null;
+            /**
+             * Status
+             * @description as the channel last reported it: received, sent, delivered, undelivered, ...
+             */
+            status: string;
+            /** Updated */
+            updated: number;
+        };
         /** DeploymentList */
         DeploymentList: {
             /** Data */
@@ -1569,6 +1600,11 @@ export interface components {
             conversation: {
                 [key: string]: unknown;
             };
+            /**
+             * Deliveries
+             * @description its channel's messages, oldest first, with their delivery status (empty for a conversation no channel started)
+             */
+            deliveries: components["schemas"]["DeliveryOut"][];
             /** Messages */
             messages: components["schemas"]["halguru_server__conversations_api__MessageOut"][];
             /**
