@@ -99,12 +99,16 @@ def _answer(store: Store | None, conversation_id: str, text: str, run_id: str) -
         from halguru.store import open_store
 
         store = open_store()
-    send_on_channel(store, conversation_id, text, f"answer:{run_id}")
+    # not behind the thread's queue: a message that came while the call waited is queued before this answer and
+    # waits (postponed) until the answer is in the conversation; behind it, this answer went out after its own
+    send_on_channel(store, conversation_id, text, f"answer:{run_id}", ordered=False)
 
 
-def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq: int | None = None) -> str | None:
+def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq: int | None = None,
+                    ordered: bool = True) -> str | None:
     """Queue a ``human_reply`` job sending ``text`` when a channel's message started the conversation, once per
-    ``key``; its id (None: no channel, or no message of it whose job still says where to answer)."""
+    ``key`` (``ordered``: after the jobs queued in its thread); its id (None: no channel, or no message of it
+    whose job still says where to answer)."""
     inbound = [m for m in store.list_channel_messages(conversation_id) if m["direction"] == "in" and m["job_id"]]
     # the newest message whose job kept its payload: a pruned job is a stub without one (its key only)
     jobs = (store.get_job(m["job_id"] or "") for m in reversed(inbound))
@@ -115,7 +119,7 @@ def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq
     payload = {"channel": p["channel"], "thread": p["thread"], "sender": p["sender"], "reply": p.get("reply") or {},
                "text": text, "conversation_id": conversation_id, "seq": seq}
     queued, _ = store.enqueue_job(HUMAN_REPLY, job["agent"], payload,
-                                  queue_key=queue_key(p["channel"], job["agent"], p["thread"]),
+                                  queue_key=queue_key(p["channel"], job["agent"], p["thread"]) if ordered else None,
                                   idempotency_key=key, owner=channel_owner(p["channel"]),
                                   max_attempts=REPLY_ATTEMPTS)
     return queued["id"]

@@ -212,19 +212,23 @@ def test_outsiders_cannot_tell_which_agents_have_a_webhook_nor_send_it_unlimited
 def test_an_answer_that_waited_for_approval_is_sent_once_approved(serve: str, fake: FakeTwilio,
                                                                   tmp_path: Path) -> None:
     """The agent's tool call waited for an operator; approved, the continuation's answer was stored in the
-    conversation and never sent: the person who texted heard nothing. Sent once, however often it is asked."""
+    conversation and never sent: the person who texted heard nothing. Sent once, however often it is asked, and
+    before the answer to a message that came while it waited (that one waits for the paused turn, ~30 s here)."""
     assert post(serve, sms("SM" + "e" * 32, "what is 6 times 7?")).status_code == 200
     wait_for(lambda: get(serve, "/v1/jobs")["data"][0]["status"] == "done", "the job to pause")
     [conversation] = get(serve, "/v1/conversations", agent="helper")["data"]
     [paused] = [r for r in get(serve, "/v1/runs", agent="helper")["data"] if r["status"] == "paused"]
     assert fake.messages == []  # nothing to say yet
-    (tmp_path / "script.yaml").write_text(yaml.safe_dump(["6 times 7 is 42."]))
+    assert post(serve, sms("SM" + "f" * 32, "are you there?")).status_code == 200  # waits for the paused turn
+    (tmp_path / "script.yaml").write_text("[]")  # the model echoes from now on
     approved = httpx.post(f"{serve}/v1/runs/{paused['id']}/approve", json={}, timeout=30)
-    assert approved.status_code == 200 and approved.json()["output"] == "6 times 7 is 42."
-    wait_for(lambda: len(fake.messages) >= 1, "the answer at Twilio")
-    assert [(m["to"], m["from"], m["body"]) for m in fake.messages] == [(ANN, OURS, "6 times 7 is 42.")]
+    assert approved.status_code == 200 and approved.json()["output"] == "You said: what is 6 times 7?"
+    wait_for(lambda: len(fake.messages) >= 2, "both answers at Twilio", timeout=60)
+    assert [(m["to"], m["from"], m["body"]) for m in fake.messages] == [
+        (ANN, OURS, "You said: what is 6 times 7?"), (ANN, OURS, "You said: are you there?")]  # in order
     assert httpx.post(f"{serve}/v1/runs/{paused['id']}/approve", json={}, timeout=30).status_code == 409
     time.sleep(1)
-    assert len(fake.messages) == 1
+    assert len(fake.messages) == 2
     history = get(serve, f"/v1/conversations/{conversation['id']}/messages")["data"]
-    assert history[-1]["content"] == "6 times 7 is 42."
+    assert [m["content"] for m in history if m["role"] == "assistant" and m["content"]] == [
+        "You said: what is 6 times 7?", "You said: are you there?"]
