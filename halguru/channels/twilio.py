@@ -294,6 +294,10 @@ class TwilioChannel:
             return WebhookResponse(400, "not a Twilio status callback: MessageSid and MessageStatus are required")
         # an unknown SID (a message sent outside halguru) is still 200: Twilio has nothing to retry
         await asyncio.to_thread(sink.update_status, self.name, message_id, status)
+        if status in ("failed", "undelivered"):  # the store keeps the status; why is only in the callback
+            code = form.get("ErrorCode") or "?"
+            log.warning("twilio channel of %s: %s to %s %s, error %s (https://www.twilio.com/docs/errors/%s)",
+                        self.agent, message_id, form.get("To", "?"), status, code, code)
         return WebhookResponse(200, "")
 
     # -- outbound ------------------------------------------------------------------------------------------

@@ -498,3 +498,20 @@ def test_a_word_longer_than_a_message_is_cut_between_characters_as_seen(seen: st
     for part in parts[1:]:
         assert part.startswith(seen), repr(part[:4])
     assert all(p.endswith(seen) for p in parts)
+
+
+async def test_a_failed_delivery_is_logged_with_twilios_error_code(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """The store keeps 'undelivered', not why: Twilio's ErrorCode (30007 carrier filtering, 63016 outside
+    WhatsApp's 24-hour window) was in the callback alone, and dropped. It is logged in one line."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    fields = {"MessageSid": "SM" + "8" * 32, "MessageStatus": "undelivered", "ErrorCode": "30007",
+              "AccountSid": SID, "From": OURS, "To": ANN}
+    with caplog.at_level("INFO", logger="halguru.channels.twilio"):
+        assert (await ch.webhook(request(fields, path="status"), sink)).status == 200
+        assert (await ch.webhook(request({**fields, "MessageStatus": "delivered", "ErrorCode": ""},
+                                         path="status"), sink)).status == 200
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"SM{'8' * 32} to {ANN} undelivered, error 30007 (https://www.twilio.com/docs/errors/30007)" in line
+    assert [s[2] for s in sink.statuses] == ["undelivered", "delivered"]
