@@ -14,6 +14,7 @@ of a long answer through ``SendOnce``, so a retried job never sends a part twice
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -381,6 +382,9 @@ class _PartSender:
         except RequestException as exc:
             raise ChannelError(f"twilio: {self.what} to {self.to}: cannot reach {self.channel.config.api_base}: "
                                f"{type(exc).__name__}") from None
+        except json.JSONDecodeError:  # a success whose body is not JSON: another server at api_base (or a proxy's page)
+            raise ChannelError(f"twilio: {self.what} to {self.to}: {self.channel.config.api_base} answered with "
+                               "a body that is not Twilio's JSON; is channels.twilio.api_base Twilio's API?") from None
 
 
 def message_text(form: Mapping[str, str]) -> str:

@@ -515,3 +515,35 @@ async def test_a_failed_delivery_is_logged_with_twilios_error_code(tmp_path: Pat
     [line] = [r.getMessage() for r in caplog.records]
     assert f"SM{'8' * 32} to {ANN} undelivered, error 30007 (https://www.twilio.com/docs/errors/30007)" in line
     assert [s[2] for s in sink.statuses] == ["undelivered", "delivered"]
+
+
+async def test_an_api_base_that_is_not_twilio_is_one_line(tmp_path: Path) -> None:
+    """api_base pointing at another server that answers 200 with HTML: each try failed with a JSONDecodeError
+    traceback ('Expecting value: line 1 column 1'), naming neither Twilio nor the setting."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(HalguruError) as err:
+            await channel(tmp_path, api_base=base).send(outbound("hi"), MemoryOnce())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(err.value) == (f"twilio: part 1/1 to {ANN}: {base} answered with a body that is not Twilio's JSON; "
+                              "is channels.twilio.api_base Twilio's API?")
+    assert not getattr(err.value, "permanent", True)  # retried: a proxy's error page may be passing
