@@ -108,9 +108,11 @@ class Store(Protocol):
         other than ``by`` keeps it), "" for an unknown conversation."""
         ...
     def append_message(self, conversation_id: str, role: str, content: str, *, author: str | None = None,
-                       if_taken_over: bool = False, when_idle: bool = False) -> int | None:
+                       if_taken_over: bool = False, when_idle: bool = False,
+                       tools: Message | None = None) -> int | None:
         """A message added without a run; its seq, or None (no such conversation; ``if_taken_over`` and no
-        operator holds it). ``when_idle``: raise ConversationBusy/ConversationPaused as ``start_run`` does."""
+        operator holds it). ``when_idle``: raise ConversationBusy/ConversationPaused as ``start_run`` does.
+        ``tools``: the message whose tool calls, tool_call_id and name are stored with it."""
         ...
     def expired_conversations(self, agent: str, before: float, limit: int = 200) -> list[str]: ...
 

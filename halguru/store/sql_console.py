@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from halguru.store.records import ConversationFound, MessageRecord
 from halguru.store.sql_base import SQLBase, after_position, like_pattern, newest_conversations
+from halguru.store.sql_conversations import tool_calls_json
+
+if TYPE_CHECKING:
+    from halguru.models.base import Message
 
 # The status of a conversation's last run, as the runs listing reads it (a lapsed lease reads interrupted).
 _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
@@ -21,6 +25,13 @@ _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_exp
 _CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
 NO_CHANNEL = "api"
 """The channel filter's name for conversations no channel started (the API, the web chat, the CLI)."""
+
+
+def _tool_fields(message: Message | None) -> tuple[str | None, str | None, str | None]:
+    """The ``tool_calls``, ``tool_call_id`` and ``name`` columns of ``message`` (all None without one)."""
+    if message is None:
+        return None, None, None
+    return tool_calls_json(message), message.tool_call_id, message.name
 
 
 class ConsoleMixin(SQLBase):
@@ -96,11 +107,13 @@ class ConsoleMixin(SQLBase):
             return cast(str | None, holder)
 
     def append_message(self, conversation_id: str, role: str, content: str, *, author: str | None = None,
-                       if_taken_over: bool = False, when_idle: bool = False) -> int | None:
+                       if_taken_over: bool = False, when_idle: bool = False,
+                       tools: Message | None = None) -> int | None:
         """Add a message at the end of the conversation (no run); its seq, or None when the conversation is
         gone or (``if_taken_over``) no operator holds it: then nothing is stored and the agent should answer.
         ``when_idle``: ConversationBusy or ConversationPaused as ``start_run`` raises them (a run's messages are
-        stored as it ends, so one added meanwhile would land before the turn it came after)."""
+        stored as it ends, so one added meanwhile would land before the turn it came after). ``tools``: the message
+        whose tool calls, tool_call_id and name are stored with it (a tool loop in an OpenAI client's history)."""
         now = time.time()
         with self._tx() as conn:
             self._lock(conn, "conversation", conversation_id)
@@ -112,8 +125,9 @@ class ConsoleMixin(SQLBase):
                 self._not_busy(conn, conversation_id, now)
             (last,) = conn.execute("SELECT coalesce(max(seq), -1) FROM messages WHERE conversation_id = ?",
                                    (conversation_id,)).fetchone()
-            conn.execute("INSERT INTO messages (conversation_id, seq, role, content, author, created) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, last + 1, role, content, author, now))
+            conn.execute("INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, "
+                         "author, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         (conversation_id, last + 1, role, content, *_tool_fields(tools), author, now))
             conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
             return int(last) + 1
 

@@ -66,9 +66,11 @@ class ConversationsMixin(SQLBase):
         with self._tx(relaxed=True) as conn:
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title[:80], now, now, owner))
-            conn.executemany(
-                "INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
-                [(conversation_id, i, m.role, m.content, now) for i, m in enumerate(history)])
+            conn.executemany(  # a history's tool calls and results too (a client's own tool loop)
+                "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(conversation_id, i, m.role, m.content, tool_calls_json(m), m.tool_call_id, m.name, now)
+                 for i, m in enumerate(history)])
         return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from halguru.agents.events import ModelResult, Token
-from halguru.models.base import Message
+from halguru.models.base import Message, ToolCallRequest
 from halguru.printable import is_blank
 from halguru_server import service
 from halguru_server.agents import ServedAgent
@@ -74,8 +74,34 @@ def _text(content: str | list[dict[str, Any]] | None, where: str, role: str) -> 
     return "".join(parts)
 
 
+def _tool_calls(calls: list[dict[str, Any]] | None, where: str) -> list[ToolCallRequest]:
+    """An assistant message's ``tool_calls`` (OpenAI's ``{id, type: function, function: {name, arguments}}``,
+    the arguments a JSON object in a string) as the agent's own calls; 400 naming the one at fault."""
+    out = []
+    for j, call in enumerate(calls or []):
+        function = call.get("function")
+        if not (isinstance(function, dict) and isinstance(call.get("id"), str)
+                and call.get("type", "function") == "function" and isinstance(function.get("name"), str)
+                and isinstance(function.get("arguments", "{}"), str)):
+            raise ApiError(400, "a tool call is {\"id\", \"type\": \"function\", \"function\": {\"name\", "
+                                "\"arguments\"}}, its id, name and arguments strings", param=f"{where}.{j}")
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except ValueError:
+            arguments = None
+        except RecursionError:  # "[[[[...": past the parser's depth (it was a 500)
+            raise ApiError(400, "a tool call's arguments are nested too deeply",
+                           param=f"{where}.{j}.function.arguments") from None
+        if not isinstance(arguments, dict):
+            raise ApiError(400, "a tool call's arguments must be a JSON object, as a string",
+                           param=f"{where}.{j}.function.arguments")
+        out.append(ToolCallRequest(id=call["id"], name=function["name"], arguments=arguments))
+    return out
+
+
 def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:
-    """The non-tool messages as stored (a developer message is a system one), within the same limits as a
+    """The messages as stored (a developer message is a system one; an assistant's tool calls and the tool
+    results sent back, from a client's own tool loop, as the agent's own), within the same limits as a
     conversation on the REST API: at most ``max_messages`` messages and ``max_history_chars`` characters in
     all (else 413)."""
     limits = state.settings
@@ -84,16 +110,24 @@ def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:
                             "(HALGURU_SERVE_MAX_MESSAGES)", "too_many_messages", param="messages")
     out: list[Message] = []
     total = 0
+    called: dict[str, str] = {}  # the tool calls asked for so far: id -> tool name
     for i, m in enumerate(messages):
-        if m.role == "tool":
-            continue
         text = _text(m.content, f"messages.{i}.content", m.role)
         service.check_text(text, f"messages.{i}.content")
-        total += len(text)
+        calls = _tool_calls(m.tool_calls, f"messages.{i}.tool_calls") if m.role == "assistant" else []
+        called.update((c.id, c.name) for c in calls)
+        total += len(text) + sum(len(json.dumps(c.arguments)) for c in calls)
         if total > limits.max_history_chars:
             raise ApiError(413, f"messages: more than {limits.max_history_chars} characters in all "
                                 "(HALGURU_SERVE_MAX_HISTORY_CHARS)", "message_too_long", param="messages")
-        out.append(Message(role="system" if m.role == "developer" else m.role, content=text))
+        if m.role == "tool":  # as OpenAI: a result answers an earlier call, whose tool it names to the model
+            if m.tool_call_id not in called:
+                raise ApiError(400, f"messages.{i}: a tool message must answer a tool call of an earlier assistant "
+                                    f"message (tool_call_id {m.tool_call_id!r} is none of theirs)",
+                               param=f"messages.{i}.tool_call_id")
+            out.append(Message(role="tool", content=text, tool_call_id=m.tool_call_id, name=called[m.tool_call_id]))
+            continue
+        out.append(Message(role="system" if m.role == "developer" else m.role, content=text, tool_calls=calls))
     return out
 
 
@@ -121,7 +155,10 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     body.check_supported()
     output_schema = await asyncio.to_thread(body.output_schema, served)  # 400 for a schema it cannot follow
     messages = _messages(state, body.messages)
-    if not messages or messages[-1].role != "user":
+    if messages[-1].role == "tool":  # no tool call of this endpoint waits for a client's result
+        raise ApiError(400, "messages: the last message must be from the user; the agent runs its own tools, "
+                            "so a tool result goes before a user message", param="messages")
+    if messages[-1].role != "user":
         raise ApiError(400, "messages: the last message must be from the user", param="messages")
     text = messages[-1].content
     if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run

@@ -26,9 +26,13 @@ CHANNEL = "openai"
 log = logging.getLogger("halguru.server")
 
 
-def _step(key: bytes, role: str, text: str) -> bytes:
-    # Outer whitespace does not count: some clients trim the answer they send back.
-    return hashlib.sha256(key + json.dumps([role, text.strip()], ensure_ascii=False).encode()).digest()
+def _step(key: bytes, role: str, text: str, message: Message | None = None) -> bytes:
+    # Outer whitespace does not count: some clients trim the answer they send back. A tool call or result
+    # counts with its id (and a call with its arguments); a message without them hashes as it always did.
+    parts: list[object] = [role, text.strip()]
+    if message is not None and (message.tool_calls or message.tool_call_id):
+        parts += [message.tool_call_id, [c.model_dump() for c in message.tool_calls]]
+    return hashlib.sha256(key + json.dumps(parts, ensure_ascii=False).encode()).digest()
 
 
 def transcript_keys(owner: str | None, agent: str, messages: list[Message]) -> list[bytes]:
@@ -37,7 +41,7 @@ def transcript_keys(owner: str | None, agent: str, messages: list[Message]) -> l
     key = hashlib.sha256(json.dumps([owner or "", agent]).encode()).digest()
     keys = []
     for message in messages:
-        key = _step(key, message.role, message.content)
+        key = _step(key, message.role, message.content, message)
         keys.append(key)
     return keys
 
@@ -85,7 +89,7 @@ def open_thread(state: ServerState, caller: Principal, agent: str, messages: lis
         thread, conversation = claimed
         at = next(i for i in ends if keys[i].hex() == thread)
         for message in messages[at + 1:-1]:  # what the client added since, before its new message
-            state.store.append_message(conversation, message.role, message.content)
+            state.store.append_message(conversation, message.role, message.content, tools=message)
         return Thread(conversation, True, keys, agent)
     conversation = service.new_conversation(state, caller, agent, messages[-1].content[:80], messages[:-1])["id"]
     state.store.set_thread(CHANNEL, agent, conversation, None)  # listed under the channel from the start

@@ -100,3 +100,18 @@ def test_search_folds_case_beyond_ascii_in_a_database_made_with_the_c_locale(new
         assert [u["id"] for u in store.list_users(text="ÅNGSTRÖM")] == ["usr_1"]
     finally:
         store.close()
+
+
+def test_a_history_and_added_messages_keep_their_tool_calls_and_results(store) -> None:
+    """An OpenAI client's history with a tool loop, as a new conversation and as messages added to one."""
+    from halguru.models.base import ToolCallRequest
+
+    call = Message(role="assistant", tool_calls=[ToolCallRequest(id="c1", name="weather", arguments={"city": "Oslo"})])
+    result = Message(role="tool", content="-3 C", tool_call_id="c1", name="weather")
+    history = [Message(role="user", content="weather?"), call, result]
+    store.create_conversation("conv_000020", "support", "t", history)
+    assert store.get_messages("conv_000020") == history
+    store.create_conversation("conv_000021", "support", "t")
+    for message in history:
+        store.append_message("conv_000021", message.role, message.content, tools=message)
+    assert store.get_messages("conv_000021") == history

@@ -1,0 +1,74 @@
+"""A history holding an assistant's tool calls and their results (a client's own tool loop, or a chat carried
+over from another model) reaches the agent's model as the agent's own tool calls and results: they were dropped,
+so the next answer could not use them."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+
+@pytest.fixture
+def oai(openai_client):
+    return openai_client
+
+
+def _model_input(oai, run_id: str) -> list[dict]:
+    [call] = [e for e in oai.server.state.store.get_events(run_id) if e["type"] == "model_call"]
+    return call["messages"]
+
+
+def _tool_loop(question: str) -> list[dict]:
+    """The messages a client adds after running a tool the model asked for."""
+    return [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "weather", "arguments": json.dumps({"city": "Oslo"})}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "-3 C and snowing"},
+            {"role": "user", "content": question}]
+
+
+def test_tool_calls_and_results_in_the_history_reach_the_model(oai) -> None:
+    store = oai.server.state.store
+    chat = [{"role": "user", "content": "hello"}]
+    first = oai.chat.completions.create(model="echo", messages=chat)
+    chat += [{"role": "assistant", "content": first.choices[0].message.content},
+             {"role": "user", "content": "weather in Oslo?"}, *_tool_loop("so, a coat?")]
+    second = oai.chat.completions.create(model="echo", messages=chat)  # continues the first's conversation
+    assert second.choices[0].message.content == "You said: so, a coat?"
+    [conversation] = store.list_conversations()
+    [run] = [r for r in store.list_runs(conversation_id=conversation["id"]) if r["input"] == "so, a coat?"]
+    seen = _model_input(oai, run["id"])
+    assert {"role": "assistant", "tool_calls": [
+        {"id": "call_1", "name": "weather", "arguments": {"city": "Oslo"}}]} in seen
+    assert {"role": "tool", "content": "-3 C and snowing", "tool_call_id": "call_1", "name": "weather"} in seen
+    assert [m["role"] for m in seen][-3:] == ["assistant", "tool", "user"]
+    # a new chat (no earlier completion) holding a tool loop in its history: the same
+    fresh = [{"role": "user", "content": "weather in Oslo?"}, *_tool_loop("and tomorrow?")]
+    oai.chat.completions.create(model="echo", messages=fresh, stream=True).close()
+    oai.chat.completions.create(model="echo", messages=fresh)
+    run = store.list_runs(agent="echo")[0]
+    assert {"role": "tool", "content": "-3 C and snowing", "tool_call_id": "call_1", "name": "weather"} \
+        in _model_input(oai, run["id"])
+
+
+def test_a_tool_loop_that_does_not_fit_together_is_a_400_naming_the_message(oai) -> None:
+    loop = _tool_loop("so?")
+    bad_arguments = [{**loop[0], "tool_calls": [{**loop[0]["tool_calls"][0],
+                                                  "function": {"name": "weather", "arguments": "[1, 2"}}]}, *loop[1:]]
+    deep_arguments = [{**loop[0], "tool_calls": [{**loop[0]["tool_calls"][0],
+                                                   "function": {"name": "weather", "arguments": "[" * 100_000}}]},
+                      *loop[1:]]  # a 500 RecursionError
+    for messages, param, said in (
+            ([{"role": "user", "content": "hi"}, *loop[1:]], "messages.1.tool_call_id",
+             "a tool message must answer a tool call of an earlier assistant message"),
+            (bad_arguments, "messages.0.tool_calls.0.function.arguments", "must be a JSON object"),
+            (deep_arguments, "messages.0.tool_calls.0.function.arguments", "nested too deeply"),
+            ([{**loop[0], "tool_calls": [{"id": "x"}]}, *loop[1:]], "messages.0.tool_calls.0", "a tool call is"),
+            (loop[:2], "messages", "a tool result goes before a user message")):
+        with pytest.raises(openai.BadRequestError) as refused:
+            oai.chat.completions.create(model="echo", messages=messages)
+        assert refused.value.body["param"] == param and said in refused.value.body["message"], refused.value.body
+    assert oai.server.state.store.list_runs() == []
+
