@@ -147,7 +147,7 @@ def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller:
 @router.post("/chat/completions", response_model=ChatCompletion,
              responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}},
                               "description": "a chat.completion, or chat.completion.chunk events when stream"},
-                        **responses(400, 403, 404, 413, 502, 503, model=OpenAIErrorBody)})
+                        **responses(400, 403, 404, 409, 413, 502, 503, model=OpenAIErrorBody)})
 async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller
                            ) -> Response | ChatCompletion:
     """Run the agent named by ``model`` on the conversation in ``messages``."""
@@ -195,6 +195,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     too_long = _too_long(collected)
     if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
         raise ApiError(400, too_long, "context_length_exceeded", param="messages")
+    if finished.status == "paused":  # not a failure: a human decides, on halguru's own API
+        raise ApiError(409, _paused(finished.run_id, collected), "run_paused", headers=NO_RETRY)
     if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
         raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
                             f"{finished.run_id}", "run_failed", headers=NO_RETRY)
@@ -205,6 +207,15 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     return ChatCompletion(
         **head, choices=[Choice(message=ChoiceMessage(content=content), finish_reason=_finish(results[-1:]))],
         usage=_usage(finished))
+
+
+def _paused(run_id: str, events: list[Any]) -> str:
+    """What a client is told of a run paused for a human's approval: which call waits, and how to go on."""
+    call = next((e for e in reversed(events) if e.type == "approval_requested"), None)
+    what = f"its call of {call.name} waits" if call is not None else "it waits"
+    return (f"the agent's run {run_id} paused: {what} for a human's approval, so there is no answer yet; approve "
+            f"it with POST /v1/runs/{run_id}/approve or refuse it with POST /v1/runs/{run_id}/reject, which "
+            "answer with the rest of the run")
 
 
 def _finish(last: list[Any]) -> str:
@@ -237,10 +248,13 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         return data({"error": openai_error(500, message, kind)})
 
     too_long: list[str] = []
+    approvals: list[Any] = []
 
     def render(event: Any) -> str | None:
         if (message := _too_long([event])) is not None:
             too_long.append(message)
+        if event.type == "approval_requested":
+            approvals.append(event)
         if event.type == "model_result" and not event.parent_run_id:
             last[:] = [event]
         if event.type == "token":
@@ -251,6 +265,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if event.type == "run_finished":
             if too_long:
                 return data({"error": openai_error(400, too_long[0], "context_length_exceeded", "messages")})
+            if event.status == "paused":
+                return data({"error": openai_error(409, _paused(event.run_id, approvals), "run_paused")})
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
             answered.append(True)

@@ -8,6 +8,7 @@ import json
 
 import openai
 import pytest
+import yaml
 
 
 @pytest.fixture
@@ -72,3 +73,43 @@ def test_a_tool_loop_that_does_not_fit_together_is_a_400_naming_the_message(oai)
         assert refused.value.body["param"] == param and said in refused.value.body["message"], refused.value.body
     assert oai.server.state.store.list_runs() == []
 
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_run_paused_for_approval_is_a_409_saying_how_to_go_on(serve, api_key, tmp_path, stream: bool) -> None:
+    """A tool of the agent that waits for a human's approval: the completion was a 502 "run ended paused", which
+    the SDKs retry (three runs, each pausing on the same call). Now a 409 run_paused, not retried, naming the
+    call and halguru's own routes that decide it; approving it there answers with the rest of the run."""
+    import httpx
+
+    from tests.server.test_runs_api import MAILER_TOOLS, send, write_project
+
+    script = tmp_path / "mailer.yaml"
+    script.write_text(yaml.safe_dump([send("ann@example.com")]))
+    write_project(tmp_path / "agents" / "mailer", {"name": "mailer", "model": f"scripted:{script}",
+                                                   "tools": ["send_email"], "approvals": ["send_email"]},
+                  MAILER_TOOLS)
+    server = serve()
+    key = api_key()
+    default = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, timeout=60)  # the SDK's own retries
+    ask = {"model": "mailer", "messages": [{"role": "user", "content": "mail ann"}]}
+    with pytest.raises(openai.APIError) as paused:
+        if stream:
+            list(default.chat.completions.create(**ask, stream=True))
+        else:
+            default.chat.completions.create(**ask)
+    [run] = server.state.store.list_runs(agent="mailer")
+    assert run["status"] == "paused"
+    error = paused.value.body if not stream else {"code": paused.value.code, "message": paused.value.message}
+    assert error["code"] == "run_paused", error
+    assert error["message"] == (
+        f"the agent's run {run['id']} paused: its call of send_email waits for a human's approval, so there is no "
+        f"answer yet; approve it with POST /v1/runs/{run['id']}/approve or refuse it with POST "
+        f"/v1/runs/{run['id']}/reject, which answer with the rest of the run")
+    if not stream:
+        assert isinstance(paused.value, openai.ConflictError)
+        assert paused.value.response.headers["x-should-retry"] == "false"
+    script.write_text(yaml.safe_dump(["Sent."]))
+    approved = httpx.post(f"{server.url}/v1/runs/{run['id']}/approve", headers={"Authorization": f"Bearer {key}"},
+                          timeout=30)
+    assert approved.status_code == 200 and approved.json()["output"] == "Sent.", approved.text
+    assert server.state.metrics.server_errors() == 0
