@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from halguru.jobs.worker import Worker
 
 log = logging.getLogger("halguru.server")
+# Headers a browser's script may read: what the OpenAI SDKs read before retrying, and the request's id
+CORS_EXPOSED = ["x-request-id", "retry-after", "x-should-retry", "content-length"]
 SETTINGS_ENV = "HALGURU_SERVE_SETTINGS_JSON"  # how `halguru serve --workers N` hands settings to each worker
 
 
@@ -88,6 +90,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.add_middleware(RequestMiddleware, metrics=state.metrics, max_body=settings.max_body_bytes,
                        loopback_only=settings.dev, replica=settings.replica_id,
                        max_bundle=settings.max_bundle_bytes, draining=lambda: state.draining)
+    if settings.cors_origins:  # outermost: its preflight answer and headers cover every route and error
+        from starlette.middleware.cors import CORSMiddleware
+
+        # A key in Authorization, not cookies: no credentials, so a page cannot act with a visitor's session
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=CORS_EXPOSED, max_age=600)
     return app
 
 

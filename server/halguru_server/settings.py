@@ -119,12 +119,25 @@ class ServerSettings(BaseSettings):
     replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,100}$", description="this "
                                    "replica's name in the X-Halguru-Replica header and halguru_replica cookie "
                                    "(affinity for a load balancer); default HOSTNAME:PORT")
+    cors_origins: list[str] = Field(default_factory=list, description="web pages (their origins, "
+                                    "scheme://host[:port], or \"*\") whose scripts may call the API from a browser "
+                                    "with a key; default none")
     log_level: Annotated[Literal["debug", "info", "warning", "error", "critical"],
                          BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "info"
     auth: AuthSettings = Field(default_factory=AuthSettings, description="sign-in, sessions, roles' 2FA, "
                                "OIDC providers, SMTP for mail links, auth proxy (docs/identity.md)")
     push: PushSettings = Field(default_factory=PushSettings, description="the web chat's notifications "
                                "(Web Push): VAPID subject, endpoints allowed")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # A browser sends its page's origin exactly so: "http://host:3000/" or a path would never match
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], without a path or "
+                                 "trailing /, or \"*\" for any")
+        return value
 
     def worker_settings(self) -> WorkerSettings:
         from halguru.jobs.worker import WorkerSettings
