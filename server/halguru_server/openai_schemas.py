@@ -63,7 +63,8 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: StrictInt | None = Field(default=None, description="1: one choice per request")
     temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
-    top_p: float | None = Field(default=None, gt=0, le=1, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True,
+                                description="0: only the likeliest token (greedy, as temperature 0)")
     max_tokens: StrictInt | None = Field(default=None, gt=0)
     max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
     seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)  # OpenAI's int64
@@ -107,7 +108,10 @@ class ChatRequest(BaseModel):
         if self.logprobs or self.top_logprobs:
             name = "logprobs" if self.logprobs else "top_logprobs"
             raise ApiError(400, f"{name}: this endpoint does not return log probabilities; leave it out", param=name)
-        settings = {"temperature": self.temperature, "top_p": self.top_p, "seed": self.seed,
+        # top_p 0 (OpenAI accepts it) keeps only the likeliest token: greedy decoding, whatever the temperature
+        greedy = self.top_p == 0
+        settings = {"temperature": 0 if greedy else self.temperature, "top_p": None if greedy else self.top_p,
+                    "seed": self.seed,
                     "max_tokens": self.max_completion_tokens or self.max_tokens, "stop": self.stops(),
                     **{name: getattr(self, name) or None for name in PENALTIES},
                     **{name: getattr(self, name) for name in LLAMA_SAMPLING if name in served.sampling}}

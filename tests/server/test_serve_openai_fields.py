@@ -200,6 +200,26 @@ def test_every_seed_repeats_its_answer_on_the_llama_cpp_model(small) -> None:
     assert answers(3)[0] != answers(2**32 + 3)[0]
 
 
+@pytest.mark.llama
+def test_top_p_0_is_greedy_as_openai_reads_it(small) -> None:
+    """OpenAI accepts top_p 0 (only the likeliest token); it was a 422 "greater than 0". It samples greedily now,
+    whatever the temperature and seed: the answer of temperature 0."""
+    ask = {"model": "small", "max_tokens": 20,
+           "messages": [{"role": "user", "content": "Write a random word."}]}
+    greedy = small.chat.completions.create(**ask, temperature=0).choices[0].message.content
+    for seed in (1, 2, 3):
+        answer = small.chat.completions.create(**ask, temperature=1.8, top_p=0, seed=seed)
+        assert answer.choices[0].message.content == greedy, seed
+    streamed, _ = _streamed(small, **ask, top_p=0, temperature=2)
+    assert streamed == greedy
+    store = small.server.state.store
+    settings = next(e["settings"] for e in store.get_events(store.list_runs(agent="small")[0]["id"])
+                    if e["type"] == "model_call")
+    assert settings["temperature"] == 0 and settings["top_p"] == 0.95  # the agent's top_p: greedy needs none
+    with pytest.raises(openai.UnprocessableEntityError, match="top_p"):
+        small.chat.completions.create(**ask, top_p=-0.1)
+
+
 def test_stop_on_the_bundled_model_ends_generation_there(small) -> None:
     """The tester's report: counting with stop=["5"] ran on to 10. llama.cpp now stops at the stop string."""
     oai = small

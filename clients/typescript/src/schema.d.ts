@@ -1437,7 +1437,10 @@ export interface components {
              * @description not supported: a 400
              */
             top_logprobs?: number | null;
-            /** Top P */
+            /**
+             * Top P
+             * @description 0: only the likeliest token (greedy, as temperature 0)
+             */
             top_p?: number | null;
         } & {
             [key: string]: unknown;
