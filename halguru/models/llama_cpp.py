@@ -47,6 +47,7 @@ from halguru.models.llama_batch import Eval, Feed, Job, LlamaEngine, Program
 from halguru.models.llama_grammar import (
     STRING_REST_GRAMMAR,
     is_plain_string,
+    or_opening,
     schema_grammar,
     small_enough,
     value_grammar,
@@ -164,9 +165,12 @@ class _Generation:
         finish, completion = "stop", 0
         if not forced:
             grammar = None
-            if request.response_schema is not None and not tools_on:
-                # A typed answer: decoding under the schema's grammar, so it always parses.
+            if request.response_schema is not None:
+                # A typed answer: decoding under the schema's grammar, so it always parses; with tools, the
+                # grammar also lets it open a call instead (it was free text: an agent with tools ignored it)
                 grammar = schema_grammar(request.response_schema)
+                if tools_on:
+                    grammar = or_opening(grammar, CALL_OPEN)
             finish, completion = yield from self._answer(tokens, grammar, tools_on)
             if finish == "tool":
                 tokens = tokens + self.engine.tokenize(CALL_OPEN)

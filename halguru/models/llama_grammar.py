@@ -163,6 +163,13 @@ def schema_grammar(schema: dict[str, Any]) -> str:
     return bounded(gbnf)
 
 
+def or_opening(gbnf: str, opening: str) -> str:
+    """``gbnf`` (a schema's answer) that may instead be ``opening`` alone (a tool call's start, after which the
+    call is written under its own grammar): an agent with tools answers in the schema, or calls a tool."""
+    renamed = re.sub(r"^root ::=", "schema-answer-root ::=", gbnf, count=1, flags=re.MULTILINE)
+    return f"{renamed}\nroot ::= schema-answer-root | [ \\t\\n]* {json.dumps(opening)}\n"
+
+
 def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     """GBNF for one JSON value matching ``schema`` (``definitions`` resolves its $refs)."""
     from llama_cpp.llama_grammar import SchemaConverter

@@ -174,6 +174,31 @@ def test_response_format_json_schema_constrains_the_answer(serve, api_key, agent
     assert set(value) == {"city"} and isinstance(value["city"], str)
 
 
+@pytest.mark.llama
+def test_response_format_constrains_the_answer_of_an_agent_with_tools(serve, api_key, agents_dir) -> None:
+    """An agent with tools on the bundled model answered in free text, whatever the schema ('17*23 = 456.'): the
+    grammar was left off whenever tools were offered. The answer now fits the schema or opens a tool call."""
+    import yaml
+
+    (agents_dir / "calc").mkdir()
+    (agents_dir / "calc" / "agent.yaml").write_text(yaml.safe_dump({"name": "calc", "model": "smollm2",
+                                                                    "tools": ["calculator"]}))
+    server = serve()
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0, timeout=120)
+    schema = {"type": "object", "properties": {"result": {"type": "integer"}}, "required": ["result"],
+              "additionalProperties": False}
+    for stream in (False, True):
+        answer = oai.chat.completions.create(
+            model="calc", max_tokens=60, temperature=0, stream=stream,
+            messages=[{"role": "user", "content": "What is 17*23?"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "product", "schema": schema}})
+        text = "".join(c.choices[0].delta.content or "" for c in answer if c.choices) if stream \
+            else answer.choices[0].message.content
+        assert json.loads(text) == {"result": 391}, text
+    run = server.state.store.list_runs(agent="calc")[0]
+    assert [e["name"] for e in server.state.store.get_events(run["id"]) if e["type"] == "tool_call"] == ["calculator"]
+
+
 def test_a_response_schema_the_model_cannot_follow_is_a_400_before_any_run(serve, api_key, agents_dir) -> None:
     """A schema that is not JSON Schema, or that llama.cpp cannot turn into a grammar (an unanchored pattern, a
     $ref that does not resolve or loops), is the request's mistake: a 400 naming response_format and the reason,
