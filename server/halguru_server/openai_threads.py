@@ -80,9 +80,10 @@ def open_thread(state: ServerState, caller: Principal, agent: str, messages: lis
     """The conversation the request's run goes to (store writes: call it off the event loop). ``messages`` are
     the request's, the last one the user's new message."""
     keys = transcript_keys(caller.owner, agent, messages)
-    # An earlier completion's messages end with its answer: the longest such start of this request's history.
+    # An earlier completion's messages end with its answer: the longest such start of this request's history;
+    # or they are all but the new message (filed so by ``never_ran``, whatever its role: an aside, a tool result).
     # Only a known owner's (or --dev's) conversations are continued: never another's, nor a visitor's.
-    ends = [i for i in range(len(messages) - 2, -1, -1) if messages[i].role == "assistant"]
+    ends = [i for i in range(len(messages) - 2, -1, -1) if messages[i].role == "assistant" or i == len(messages) - 2]
     claimed = state.store.claim_thread(CHANNEL, agent, [keys[i].hex() for i in ends], caller.owner) \
         if ends and (caller.owner is not None or caller.dev) else None
     if claimed is not None:

@@ -121,14 +121,24 @@ def _held(state, conversation_id: str) -> bool:
                                   [conversation_id]))
 
 
-def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai) -> None:
-    """Its run never started, so nothing was added: the client's retry of the same turn continues the chat."""
+ASIDE = [{"role": "user", "content": "an aside"}]
+TOOL_LOOP = [{"role": "assistant", "content": None, "tool_calls": [
+                 {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+
+
+@pytest.mark.parametrize("added", [[], ASIDE, TOOL_LOOP], ids=["nothing", "aside", "tool-loop"])
+def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai, added: list[dict]) -> None:
+    """Its run never started, so nothing was added but the messages the client sent before its new one: the
+    client's retry of the same turn continues the chat. With such messages (an aside, a tool loop) the retry
+    started a new conversation, leaving the first one with them and no answer."""
     state = oai.server.state
     state.settings.concurrency = 1  # before the model's queue is made: it keeps its size
     messages: list[dict] = []
     _turn(oai, messages, "first", model="slow")
     [chat] = state.store.list_conversations()
     headers = {"Authorization": f"Bearer {oai.api_key}"}
+    messages += added
     retry = [*messages, {"role": "user", "content": "second"}]
     with httpx.stream("POST", f"{oai.base_url}chat/completions", headers=headers, timeout=30, json={
             "model": "slow", "stream": True, "messages": [{"role": "user", "content": "busy"}]}) as running:
@@ -141,8 +151,8 @@ def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai) 
         while state.gate.queues[state.agents["slow"].model].depth or _held(state, chat["id"]):
             assert time.monotonic() < deadline  # the server hands the conversation back once it sees the client left
             time.sleep(0.05)
-    assert _stored(chat["id"]) == [(m["role"], m["content"]) for m in messages]  # nothing was added
+    assert _stored(chat["id"]) == [(m["role"], m["content"] or "") for m in messages]  # no turn was added
     _turn(oai, messages, "second", model="slow")
     chats = [c for c in state.store.list_conversations(limit=10) if _stored(c["id"])[0][1] != "busy"]
     assert [c["id"] for c in chats] == [chat["id"]]
-    assert _stored(chat["id"]) == [(m["role"], m["content"]) for m in messages]
+    assert _stored(chat["id"]) == [(m["role"], m["content"] or "") for m in messages]
