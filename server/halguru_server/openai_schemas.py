@@ -142,6 +142,11 @@ class ChatRequest(BaseModel):
         form = self.response_format
         if form is None or form.type == "text":
             return None
+        driver = served.agent.driver
+        if driver is not None:  # its run passes no schema to its agents' steps: the answer would be free text
+            raise ApiError(400, f"response_format: agent {served.name} is a {driver.kind}, whose answer comes from "
+                                "its agents' steps and is not held to a schema; leave it out (a workflow step's "
+                                "output: types its answer)", param="response_format")
         if form.type == "json_object":
             return {"type": "object"}
         if form.json_schema is None:

@@ -41,3 +41,18 @@ def test_streamed_and_whole_answers_agree_across_steps(oai) -> None:
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     # the lead speaks, hands off, and billing (the echoing scripted model) answers
     assert streamed == whole == "Passing you to billing. You said: my invoice"
+
+
+def test_response_format_on_a_team_is_a_400_not_ignored(oai) -> None:
+    """A team's (or workflow's) run passes no schema to its agents: json_object was answered 200 with the free
+    text 'Passing you to billing. You said: my invoice'."""
+    messages = [{"role": "user", "content": "my invoice"}]
+    for form in ({"type": "json_object"},
+                 {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}):
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as refused:
+                oai.chat.completions.create(model="desk_a", messages=messages, response_format=form, stream=stream)
+            assert refused.value.body["param"] == "response_format"
+            assert refused.value.body["message"].startswith("response_format: agent desk_a is a team, whose answer")
+    assert oai.chat.completions.create(model="desk_a", messages=messages, response_format={"type": "text"}) \
+        .choices[0].message.content == "Passing you to billing. You said: my invoice"
