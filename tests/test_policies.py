@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
+
 from halguru.agents.events import Error, ToolResult
 from halguru.agents.loader import Agent
 from halguru.agents.policies import ApprovalGate, RepeatGuard, Resume
@@ -37,15 +39,22 @@ class Spy(ScriptedModel):
             yield chunk
 
 
-def test_a_repeated_call_is_not_run_again_and_the_model_must_answer() -> None:
+@pytest.mark.parametrize(("expression", "content", "failed"), [
+    ("6*7", "42", False),
+    # the bundled model with calculator and a response schema called calculator('Paris') again after its error,
+    # six times until limits.max_steps (a 502 'ended limited'): an error is the known result too
+    ("Paris", "error: cannot evaluate 'Paris': 'Paris' is not defined for expression 'Paris'", True)])
+def test_a_repeated_call_is_not_run_again_and_the_model_must_answer(expression: str, content: str,
+                                                                   failed: bool) -> None:
     agent = Agent.from_spec(AgentSpec(name="calc", model="scripted", tools=["calculator"]))
-    call = {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]}
-    model = Spy([call, call, "It is 42."])
-    result = run_sync(agent, "6*7?", model=model, record=False)
-    assert result.ok and result.output == "It is 42."
+    call = {"tool_calls": [{"name": "calculator", "arguments": {"expression": expression}}]}
+    model = Spy([call, call, "The answer."])
+    result = run_sync(agent, f"{expression}?", model=model, record=False)
+    assert result.ok and result.output == "The answer."
     results = [e for e in result.events if isinstance(e, ToolResult)]
-    assert [r.content for r in results] == ["42", "42"]
+    assert [(r.content, r.is_error) for r in results] == [(content, failed)] * 2
     assert any(isinstance(e, Error) and "called again" in e.message for e in result.events)
+    assert len([e for e in result.events if isinstance(e, Error) and e.kind == "tool"]) == failed  # ran once
     assert model.choices == ["auto", "auto", "none"]
 
 

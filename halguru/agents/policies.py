@@ -98,10 +98,12 @@ class ApprovalGate(RunHooks):
 
 
 class RepeatGuard(RunHooks):
-    """A call repeated with the same arguments gets the known result, and the model must then answer."""
+    """A call repeated with the same arguments gets the known result, and the model must then answer. A failed
+    call's error counts too: a small model that calls calculator('Paris') again after its error would do so
+    until limits.max_steps."""
 
     def __init__(self) -> None:
-        self.results: dict[tuple[str, str], str] = {}
+        self.results: dict[tuple[str, str], tuple[str, bool]] = {}  # its content, and whether it is an error
         self.keys: dict[str, tuple[str, str]] = {}  # call id -> its key, between decision and result
 
     async def decide_tool_call(self, call: ToolCallRequest) -> ToolDecision | None:
@@ -109,14 +111,16 @@ class RepeatGuard(RunHooks):
         known = self.results.get(key)
         if known is None:
             return None
+        content, is_error = known
         return ToolDecision(answer_next=True, events=[
             ToolCall(call_id=call.id, name=call.name, arguments=call.arguments),
             Error(kind="limit", message=f"{call.name} called again with the same arguments; reusing the result "
                                         "and asking for an answer"),
-            ToolResult(call_id=call.id, name=call.name, content=known)], content=known)
+            ToolResult(call_id=call.id, name=call.name, content=content, is_error=is_error)],
+            content=content, is_error=is_error)
 
     async def after_tool_result(self, call: ToolCallRequest, content: str, is_error: bool) -> tuple[str, bool]:
         key = self.keys.pop(call.id, None)
-        if key is not None and not is_error:
-            self.results[key] = content
+        if key is not None:
+            self.results[key] = (content, is_error)
         return content, is_error
