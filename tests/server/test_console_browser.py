@@ -245,3 +245,23 @@ def test_every_console_page_is_readable_in_the_system_s_colour_scheme(serve, api
         page.screenshot(path=str(artifacts / f"{name}-{scheme}.png"), full_page=True)
         assert not page.evaluate(LOW_CONTRAST), (path, page.evaluate(LOW_CONTRAST))
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_very_long_user_name_or_email_keeps_the_users_pages_within_the_screen(serve, browser, width: int) -> None:
+    """A 200-character email and a name of 400 letters without a space: the users page was 6,639 px wide at
+    1280 (each row's hidden "Role of ..." label, absolutely placed, escaped its table's scrolling box) and the
+    user's own page 10,366 px (its heading did not wrap); both fit now, the table scrolling in its box."""
+    server = serve()
+    store = server.state.store
+    store.create_user("usr_long", "x" * 200 + "@example.com", "Jo", "user")
+    store.create_user("usr_name", None, "W" * 400, "user")
+    page = _admin_page(browser, server, width)
+    for path in ("/admin/users", "/admin/users/usr_long", "/admin/users/usr_name"):
+        page.goto(f"{server.url}{path}")
+        expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        assert overflow <= width, f"{path} at {width} px is {overflow} px wide"
+    page.goto(f"{server.url}/admin/users")
+    assert page.locator('tr[data-user="usr_long"] a').evaluate("a => a.getBoundingClientRect().width") <= width
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
