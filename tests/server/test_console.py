@@ -429,3 +429,32 @@ def test_serve_samples_the_status_history_on_its_own(agents_dir: Path, monkeypat
     count = len(status_pages.history(app))
     time.sleep(0.2)
     assert len(status_pages.history(app)) == count  # stopped with the app
+
+
+def test_a_job_retried_or_cancelled_from_a_filtered_page_comes_back_to_that_page(app) -> None:
+    """An operator looking at the dead jobs of one agent retried one and came back to the whole queue unfiltered
+    (``/admin/jobs?notice=...``): the filters and the page were lost after every action."""
+    import html
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    store = app.state.halguru.store
+    jobs = [store.enqueue_job("run", "echo", {"input": f"job {i}"}, delay=3600)[0] for i in range(3)]
+    client = TestClient(app, base_url=ORIGIN)
+    operator = signed_in(app, "operator")
+    here = "/admin/jobs?status=queued&agent=echo"
+    page = client.get(here, headers=operator).text
+    backs = {html.unescape(b) for b in re.findall(r'name="back" value="([^"]*)"', page)}
+    assert backs == {here}, backs
+    form = {k: v for k, v in operator.items() if k != "X-CSRF-Token"}
+    done = client.post(f"/admin/jobs/{jobs[0]['id']}/cancel", headers=form, follow_redirects=False,
+                       data={"csrf_token": operator["X-CSRF-Token"], "back": here})
+    location = urlsplit(done.headers["location"])
+    query = parse_qs(location.query)
+    assert location.path == "/admin/jobs" and query["status"] == ["queued"] and query["agent"] == ["echo"]
+    assert query["notice"] == [f"{jobs[0]['id']} is cancelled (its worker stops it within a third of its lease)"]
+    shown = client.get(done.headers["location"], headers=operator).text
+    assert jobs[0]["id"] not in shown.split("<tbody>")[1] and jobs[1]["id"] in shown
+    elsewhere = client.post(f"/admin/jobs/{jobs[1]['id']}/cancel", headers=form, follow_redirects=False,
+                            data={"csrf_token": operator["X-CSRF-Token"], "back": "//evil.example/admin/jobs"})
+    assert elsewhere.headers["location"].startswith("/admin/jobs?notice=")  # not another site

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -16,6 +16,7 @@ from halguru.jobs import LEASE_LAPSED, lease_lapsed
 from halguru_server import jobs_api
 from halguru_server.console import shell
 from halguru_server.errors import ApiError
+from halguru_server.identity import pages
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
 
@@ -52,19 +53,25 @@ def jobs_page(request: Request, state: State, caller: Reader,
     if page.next_cursor:
         older = "/admin/jobs?" + urlencode({k: v for k, v in (("status", status), ("agent", agent),
                                                                 ("cursor", page.next_cursor)) if v})
+    shown = urlencode({k: v for k, v in (("status", status), ("agent", agent), ("cursor", cursor)) if v})
+    here = f"/admin/jobs?{shown}" if shown else "/admin/jobs"  # where an action comes back to
     fields = [{"name": "status", "label": "Status", "value": status, "type": "select",
                "options": [("", "any"), *((s, s) for s in STATUSES)]},
               {"name": "agent", "label": "Agent", "value": agent}]
     return shell.render(request, caller, "jobs.html", "Jobs", jobs=[_row(j.model_dump()) for j in page.data],
-                        fields=fields, older=older, notice=notice)
+                        fields=fields, older=older, here=here, notice=notice)
 
 
 @router.post("/jobs/{job_id}/{action}")
 async def job_action_page(job_id: Annotated[str, Path(max_length=60)], action: Literal["retry", "cancel"],
                           request: Request,
                           state: State, caller: Writer) -> Response:
-    """Retry or cancel from the page's buttons; back to the page saying what became of the job."""
-    try:  # (the guard checked the form's CSRF token)
+    """Retry or cancel from the page's buttons; back to the page (its filters and place: the form's ``back``)
+    saying what became of the job."""
+    back = (await pages.form(request)).get("back", "")  # (the guard checked the form's CSRF token)
+    if not (back == "/admin/jobs" or back.startswith("/admin/jobs?")):  # only this page, never another site
+        back = "/admin/jobs"
+    try:
         if action == "retry":
             job = await asyncio.to_thread(jobs_api.retry_job, job_id, request, state, caller)
         else:
@@ -74,4 +81,6 @@ async def job_action_page(job_id: Annotated[str, Path(max_length=60)], action: L
     else:
         said = f"{job.id} is {job.status}" + (" (its worker stops it within a third of its lease)"
                                               if action == "cancel" and job.status == "cancelled" else "")
-    return shell.back(f"/admin/jobs?{urlencode({'notice': said[:300]})}")  # the page takes 300 characters
+    query = parse_qsl(urlsplit(back).query)
+    kept = [(k, v) for k, v in query if k in ("status", "agent", "cursor")]  # a notice before is replaced
+    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}")  # the page takes 300 characters
