@@ -88,7 +88,8 @@ def _first(errors: list[Any]) -> Any:
     return head
 
 
-def _describe(errors: list[Any]) -> str:
+def describe(errors: list[Any]) -> str:
+    """A validation error's one line: the first field and what is wrong with it."""
     first = _first(errors)
     if first.get("type") == "json_invalid":
         return "the body is not valid JSON"
@@ -134,7 +135,7 @@ def install(app: FastAPI) -> None:
             return error_response(415, f"the body {what}: send it as JSON, with Content-Type: application/json",
                                   "unsupported_type", path=request.url.path)
         invalid_json = bool(errors) and errors[0].get("type") == "json_invalid"
-        return error_response(400 if invalid_json else 422, _describe(errors), path=request.url.path,
+        return error_response(400 if invalid_json else 422, describe(errors), path=request.url.path,
                               param=None if invalid_json else _field(errors))
 
     @app.exception_handler(StarletteHTTPException)

@@ -458,3 +458,29 @@ def test_a_job_retried_or_cancelled_from_a_filtered_page_comes_back_to_that_page
     elsewhere = client.post(f"/admin/jobs/{jobs[1]['id']}/cancel", headers=form, follow_redirects=False,
                             data={"csrf_token": operator["X-CSRF-Token"], "back": "//evil.example/admin/jobs"})
     assert elsewhere.headers["location"].startswith("/admin/jobs?notice=")  # not another site
+
+
+@pytest.mark.parametrize(("url", "status", "said"), [
+    ("/admin/analytics?days=0", 422, "days: Input should be greater than or equal to 1"),
+    ("/admin/security?days=100", 422, "days: Input should be less than or equal to 90"),
+    ("/admin?window=2h", 422, "window: String should match pattern"),
+    ("/admin/audit?before=abc", 422, "before: Input should be a valid integer"),
+    ("/admin/jobs?status=bogus", 400, "status must be one of queued"),
+    ("/admin/jobs?cursor=zz", 400, "invalid cursor"),
+    ("/admin/conversations/conv_nope", 404, "no conversation &#39;conv_nope&#39;"),
+    ("/admin/users/usr_nope", 404, "no user &#39;usr_nope&#39;"),
+])
+def test_a_bad_filter_or_address_in_a_browser_gets_a_console_page_saying_so(app, url: str, status: int,
+                                                                          said: str) -> None:
+    """A 0 typed in the analytics window (a number field), a status or cursor edited in the address bar, a deleted
+    conversation's link: the browser showed the API's raw JSON error. It gets an HTML page now with the message
+    and a way back to the page without the filters; API clients keep the JSON."""
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    shown = client.get(url, headers={**admin, "Accept": "text/html,application/xhtml+xml"})
+    assert shown.status_code == status and shown.headers["content-type"].startswith("text/html"), shown.text[:200]
+    assert said in shown.text and "Content-Security-Policy" in shown.headers
+    back = url.split("?")[0] if "?" in url else url.rsplit("/", 1)[0]
+    assert f'href="{back}"' in shown.text
+    api = client.get(url, headers={**admin, "Accept": "application/json"})
+    assert api.status_code == status and "error" in api.json()

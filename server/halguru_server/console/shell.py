@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from halguru_server.errors import ApiError
+from halguru_server.errors import ApiError, describe
 from halguru_server.identity.guards import public
 from halguru_server.state import Principal
 
@@ -115,13 +116,23 @@ def _refused_page(request: Request, exc: ApiError) -> Response:
         return RedirectResponse(f"/auth/login?next={quote(request.url.path, safe='')}", status_code=303)
     if exc.status == 401:
         return RedirectResponse("/auth/login/code", status_code=303)
-    html = env().get_template("refused.html").render(message=exc.message, status=exc.status)
-    return HTMLResponse(html, status_code=exc.status, headers=HEADERS)
+    return _problem_page(request, exc.status, exc.message)
+
+
+def _problem_page(request: Request, status: int, message: str) -> HTMLResponse:
+    """A short HTML page saying why (a browser showed the API's JSON), with a link back: the page without its
+    filters when they were wrong, else the section above (a deleted conversation's link)."""
+    path = request.url.path
+    back = path if request.url.query or path.count("/") < 3 else path.rsplit("/", 1)[0]
+    heading = {403: "Not allowed", 404: "Not found"}.get(status, "Cannot show this page")
+    html = env().get_template("refused.html").render(message=message, status=status, heading=heading, back=back)
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
 class ConsoleRoute(APIRoute):
     """A console route: a browser's GET refused by the guard gets the sign-in page (401) or a short HTML page
-    (403), not the API's JSON error; API clients (Accept: application/json) get the JSON as everywhere."""
+    (403), and one with a bad filter or address (400, 404, 422: a 0 typed as the window) a page saying so, not
+    the API's JSON error; API clients (Accept: application/json) get the JSON as everywhere."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -130,8 +141,12 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except ApiError as exc:
-                if exc.status in (401, 403) and _wants_html(request):
+                if exc.status in (400, 401, 403, 404, 409, 422) and _wants_html(request):
                     return _refused_page(request, exc)
+                raise
+            except RequestValidationError as exc:
+                if _wants_html(request):
+                    return _problem_page(request, 422, describe(list(exc.errors())))
                 raise
 
         return answer
