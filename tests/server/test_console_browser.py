@@ -265,3 +265,52 @@ def test_a_very_long_user_name_or_email_keeps_the_users_pages_within_the_screen(
     page.goto(f"{server.url}/admin/users")
     assert page.locator('tr[data-user="usr_long"] a').evaluate("a => a.getBoundingClientRect().width") <= width
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+# Each "YYYY-MM-DD HH:MM:SS" shown, and whether it or its column's header or its card's label says UTC.
+TIMES = r"""() => {
+  const stamp = /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/;
+  const found = [];
+  for (const cell of document.querySelectorAll('main td, main dd, main p')) {
+    if (!stamp.test(cell.textContent) || cell.querySelector('td, dd')) continue;
+    let label = '';
+    if (cell.tagName === 'TD') {
+      const table = cell.closest('table');
+      label = table.tHead.rows[0].cells[cell.cellIndex].textContent;
+    } else if (cell.tagName === 'DD') {
+      label = cell.previousElementSibling.textContent;
+    }
+    found.push({text: cell.textContent.trim().slice(0, 60), label, utc: /UTC/.test(label + cell.textContent)});
+  }
+  return found;
+}"""
+
+
+def test_every_time_the_console_shows_says_it_is_utc(serve, api_key, browser) -> None:
+    """Times are shown in UTC: the jobs and audit pages said so, but a conversation's messages and activity,
+    the conversations list, runs to resume, a user's last sign-in, keys and sessions did not, and an operator
+    east or west of Greenwich read them as local times (and the date filters as local days)."""
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
+        conversation = c.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        assert c.post(f"/v1/conversations/{conversation}/messages", json={"content": "hi"}).status_code == 200
+    store = server.state.store
+    jo = store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    store.update_user(jo["id"], last_login=1_700_000_000.0)
+    from halguru_server.identity import websessions
+    from halguru_server.keys import create_key
+
+    websessions.issue(store, jo["id"], server.state.settings.auth)
+    create_key(store, "jo-key", None, None, "user", user_id=jo["id"])
+    page = _admin_page(browser, server)
+    seen = []
+    for path in ("/admin/conversations", f"/admin/conversations/{conversation}", "/admin/users",
+                 f"/admin/users/{jo['id']}", "/admin/jobs", "/admin/audit", "/admin/deployments", "/admin/status"):
+        page.goto(f"{server.url}{path}")
+        expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+        found = page.evaluate(TIMES)
+        seen += [f["text"] for f in found]
+        assert all(f["utc"] for f in found), (path, [f for f in found if not f["utc"]])
+    assert len(seen) >= 8, seen
+    page.goto(f"{server.url}/admin/conversations")
+    assert "UTC" in page.get_by_label("Active from").evaluate("el => el.labels[0].textContent")

@@ -53,8 +53,8 @@ def _fields(state: ServerState, values: dict[str, str | None]) -> list[dict[str,
         {"name": "channel", "label": "Channel (api: none)", "value": values["channel"]},
         {"name": "owner", "label": "User (email or user:<id>)", "value": values["owner"]},
         {"name": "status", "label": "Last run", "value": values["status"], "type": "select", "options": statuses},
-        {"name": "since", "label": "Active from", "value": values["since"], "type": "date"},
-        {"name": "until", "label": "Active until", "value": values["until"], "type": "date"},
+        {"name": "since", "label": "Active from (UTC)", "value": values["since"], "type": "date"},
+        {"name": "until", "label": "Active until (UTC)", "value": values["until"], "type": "date"},
     ]
 
 
