@@ -7,6 +7,7 @@ with a label on every form field, into $HALGURU_TEST_ARTIFACTS (else the test's 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,24 @@ def test_every_time_the_console_shows_says_it_is_utc(serve, api_key, browser) ->
     assert len(seen) >= 8, seen
     page.goto(f"{server.url}/admin/conversations")
     assert "UTC" in page.get_by_label("Active from").evaluate("el => el.labels[0].textContent")
+
+
+def test_a_window_out_of_range_is_refused_by_the_form_before_it_is_sent(serve, browser) -> None:
+    """The analytics and security windows are number fields with no bounds: a 0 (or 500) typed in was sent and
+    answered with an error page; the fields carry the server's bounds now, and the browser asks for a valid one."""
+    server = serve()
+    page = _admin_page(browser, server)
+    for path, label, name, bad, good in (("/admin/analytics", "Window (days)", "days", "0", "30"),
+                                         ("/admin/security", "Window (days)", "days", "91", "30"),
+                                         ("/admin/security", "Keys unused for (days)", "unused", "0", "60")):
+        page.goto(f"{server.url}{path}")
+        field = page.get_by_label(label)
+        field.fill(bad)
+        page.get_by_role("button", name="Show").click()
+        assert not field.evaluate("el => el.validity.valid")
+        assert page.url == f"{server.url}{path}"  # not sent
+        field.fill(good)
+        page.get_by_role("button", name="Show").click()
+        expect(page).to_have_url(re.compile(rf"\?(.*&)?{name}={good}(&|$)"), timeout=WAIT_MS)
+        expect(page.get_by_label(label)).to_have_value(good)
+    assert not page.errors, page.errors  # type: ignore[attr-defined]

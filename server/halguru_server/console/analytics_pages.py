@@ -16,7 +16,7 @@ router = shell.page_router()
 api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422))
 Viewer = Annotated[Principal, Depends(monitor.every_agent)]  # metrics:read, and no key limited to some agents
 State = Annotated[ServerState, Depends(state_of)]
-Days = Annotated[int, Query(ge=1, le=366, description="the window, in days")]
+Days = Annotated[int, Query(ge=1, le=366, description="the window, in days")]  # the form's field says so too
 
 
 @router.get("/analytics")
@@ -28,7 +28,7 @@ def analytics_page(request: Request, state: State, caller: Viewer, days: Days = 
                               "Runs per day, failed ones in red", over=[d["errors"] for d in per_day],
                               every=max(1, len(per_day) // 7))
     ended_svg = charts.bars(sorted(found["resolution"].items(), key=lambda kv: -kv[1]), "How runs ended")
-    fields = [{"name": "days", "label": "Window (days)", "type": "number", "value": days}]
+    fields = [{"name": "days", "label": "Window (days)", "type": "number", "value": days, "min": 1, "max": 366}]
     return shell.render(request, caller, "analytics.html", "Analytics", r=found, fields=fields, runs_svg=runs_svg,
                         ended_svg=ended_svg)
 

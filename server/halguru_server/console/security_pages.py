@@ -25,8 +25,9 @@ Unused = Annotated[int, Query(ge=1, le=3650, description="keys unused for at lea
 def security_page(request: Request, state: State, caller: Officer, days: Days = 7, unused: Unused = 30) -> HTMLResponse:
     """The overview, with filters for the window and the unused-key age."""
     found = security.report(state, request.app, days, unused)
-    fields = [{"name": "days", "label": "Window (days)", "type": "number", "value": days},
-              {"name": "unused", "label": "Keys unused for (days)", "type": "number", "value": unused}]
+    fields = [{"name": "days", "label": "Window (days)", "type": "number", "value": days, "min": 1, "max": 90},
+              {"name": "unused", "label": "Keys unused for (days)", "type": "number", "value": unused, "min": 1,
+               "max": 3650}]  # the bounds of Days and Unused
     return shell.render(request, caller, "security.html", "Security", r=found, fields=fields)
 
 
