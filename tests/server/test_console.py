@@ -514,3 +514,37 @@ def test_monitoring_does_not_walk_an_agent_folder_of_many_files_on_every_refresh
         (agents_dir / "echo" / "agent.yaml").write_text("name: echo\nmodel: scripted\ninstructions: Changed.\n")
         later = time.monotonic() + monitor.RECHECK_S
         assert monitor.folder_version(agents_dir / "echo", now=later) != version  # seen once the time is up
+
+
+def test_signed_out_the_console_sends_to_sign_in_and_back_to_the_same_filtered_page(app) -> None:
+    """Signed out (a bookmark, an expired session), a filtered page sent to sign in with its path only, so the
+    operator came back to the unfiltered list; and a button pressed on a page whose session had ended (Retry,
+    Take over) showed the API's JSON 401. Both go to sign in now, and back to the page as it was."""
+    import html
+    from urllib.parse import parse_qs, urlsplit
+
+    client = TestClient(app, base_url=ORIGIN)
+    browser = {"Accept": "text/html,application/xhtml+xml"}
+    page = "/admin/conversations?status=failed&agent=echo&q=refund+please"
+    sent = client.get(page, headers=browser, follow_redirects=False)
+    assert sent.status_code == 303
+    target = parse_qs(urlsplit(sent.headers["location"]).query)["next"]
+    assert target == [page]
+    login = client.get(sent.headers["location"], headers=browser)
+    assert f'name="next" value="{html.escape(page)}"' in login.text  # the form carries it on
+
+    posted = client.post("/admin/jobs/job_x/retry", data={"csrf_token": "x"}, follow_redirects=False,
+                         headers={**browser, "Origin": ORIGIN, "Referer": f"{ORIGIN}/admin/jobs?status=dead"})
+    assert posted.status_code == 303
+    assert parse_qs(urlsplit(posted.headers["location"]).query)["next"] == ["/admin/jobs?status=dead"]
+    elsewhere = client.post("/admin/jobs/job_x/retry", data={"csrf_token": "x"}, follow_redirects=False,
+                            headers={**browser, "Referer": "https://evil.example/admin/x"})
+    assert parse_qs(urlsplit(elsewhere.headers["location"]).query)["next"] == ["/admin/jobs"]
+    api = client.post("/admin/jobs/job_x/retry", data={"csrf_token": "x"}, headers={"Accept": "application/json"})
+    assert api.status_code == 401 and "error" in api.json()
+
+    operator = signed_in(app, "operator")
+    forged = client.post("/admin/jobs/job_x/retry", data={"csrf_token": "wrong"}, follow_redirects=False,
+                         headers={**browser, "Cookie": operator["Cookie"], "Origin": ORIGIN})
+    assert forged.status_code == 403 and forged.headers["content-type"].startswith("text/html")
+    assert "cross-site request refused" in forged.text

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,9 +111,27 @@ def _wants_html(request: Request) -> bool:
     return request.method == "GET" and "text/html" in accept
 
 
+def _form_post(request: Request) -> bool:
+    """A console page's form, posted by a browser."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return request.method == "POST" and "text/html" in request.headers.get("accept", "") and kind in (
+        "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _page_of(request: Request) -> str:
+    """The page to come back to after signing in: this one with its filters; for a form posted, the console
+    page it was posted from (its Referer, when on this server), else the form's section."""
+    if request.method == "GET":
+        return f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith("/admin"):
+        return f"{referer.path}?{referer.query}" if referer.query else referer.path
+    return "/".join(request.url.path.split("/")[:3])
+
+
 def _refused_page(request: Request, exc: ApiError) -> Response:
     if exc.status == 401 and exc.type != "mfa_required":
-        return RedirectResponse(f"/auth/login?next={quote(request.url.path, safe='')}", status_code=303)
+        return RedirectResponse(f"/auth/login?next={quote(_page_of(request), safe='')}", status_code=303)
     if exc.status == 401:
         return RedirectResponse("/auth/login/code", status_code=303)
     return _problem_page(request, exc.status, exc.message)
@@ -132,7 +150,8 @@ def _problem_page(request: Request, status: int, message: str) -> HTMLResponse:
 class ConsoleRoute(APIRoute):
     """A console route: a browser's GET refused by the guard gets the sign-in page (401) or a short HTML page
     (403), and one with a bad filter or address (400, 404, 422: a 0 typed as the window) a page saying so, not
-    the API's JSON error; API clients (Accept: application/json) get the JSON as everywhere."""
+    the API's JSON error; so does a page's form posted when signed out (sign in, then back to that page) or
+    refused; API clients (Accept: application/json) get the JSON as everywhere."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -142,6 +161,8 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except ApiError as exc:
                 if exc.status in (400, 401, 403, 404, 409, 422) and _wants_html(request):
+                    return _refused_page(request, exc)
+                if exc.status in (401, 403) and _form_post(request):  # signed out meanwhile, or a forged post
                     return _refused_page(request, exc)
                 raise
             except RequestValidationError as exc:
