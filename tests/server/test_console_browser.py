@@ -336,3 +336,19 @@ def test_a_window_out_of_range_is_refused_by_the_form_before_it_is_sent(serve, b
         expect(page).to_have_url(re.compile(rf"\?(.*&)?{name}={good}(&|$)"), timeout=WAIT_MS)
         expect(page.get_by_label(label)).to_have_value(good)
     assert not page.errors, page.errors  # type: ignore[attr-defined]
+
+
+def test_a_conversation_of_an_agent_with_a_long_name_fits_a_phone(serve, agents_dir: Path, api_key, browser) -> None:
+    """An agent's name may be 100 characters without a space: its card on the conversation's page ran past the
+    screen (832 px wide at 375 with a 60-character name); it wraps now."""
+    name = "a" * 60
+    (agents_dir / name).mkdir()
+    (agents_dir / name / "agent.yaml").write_text(f"name: {name}\nmodel: scripted\ninstructions: Echo.\n")
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as c:
+        conversation = c.post("/v1/conversations", json={"agent": name}).json()["id"]
+    page = _admin_page(browser, server, 375)
+    page.goto(f"{server.url}/admin/conversations/{conversation}")
+    expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
+    overflow = page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 375, f"the conversation's page at 375 px is {overflow} px wide"
