@@ -352,3 +352,19 @@ def test_a_conversation_of_an_agent_with_a_long_name_fits_a_phone(serve, agents_
     expect(page.locator("h1")).to_be_visible(timeout=WAIT_MS)
     overflow = page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= 375, f"the conversation's page at 375 px is {overflow} px wide"
+
+
+def test_each_row_s_button_is_named_after_its_row(serve, browser) -> None:
+    """Every queued job had a button named "Cancel" and every user one named "Disable": a screen reader's list
+    of buttons read "Cancel, Cancel, Cancel" with nothing to tell them apart. Each says whose it is now."""
+    server = serve()
+    store = server.state.store
+    jobs = [store.enqueue_job("run", "echo", {"input": f"job {i}"}, delay=3600)[0] for i in range(2)]
+    store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    page = _admin_page(browser, server)
+    page.goto(f"{server.url}/admin/jobs")
+    for job in jobs:
+        expect(page.get_by_role("button", name=f"Cancel {job['id']}", exact=True)).to_have_count(1)
+    page.goto(f"{server.url}/admin/users")
+    expect(page.get_by_role("button", name="Disable jo@example.com", exact=True)).to_have_count(1)
+    expect(page.get_by_role("button", name="Set role for jo@example.com", exact=True)).to_have_count(1)
