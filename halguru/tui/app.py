@@ -330,6 +330,7 @@ class DevApp(PauseActions):
                 self.query_one("#inspector", TextArea).text = f"the run failed before it started:\n{exc}"
             self.notify(str(exc), severity="error")
         finally:
+            self.hooks.stepping = False  # a step (F6) past the run's last point does not pause the next run
             self._clear_pause()
             self.refresh_sidebar()
             self._show_approval()
