@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
+from textual.actions import SkipAction
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -43,7 +44,7 @@ from halguru.tui.pausing import PauseActions
 from halguru.tui.replaying import explain, verdict
 from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
-from halguru.tui.widgets import ChatPane, Key, KeyBar, MessageBox, TraceTree
+from halguru.tui.widgets import AnswerStream, ChatPane, Key, KeyBar, MessageBox, TraceTree
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
 QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before the app exits
@@ -58,7 +59,8 @@ KEYS = [
     Key("F1", "help", "help"), Key("F2", "brk model", "toggle_model_break"),
     Key("F3", "brk tool", "toggle_tool_break"), Key("F4", "edit", "edit"), Key("F5", "continue", "continue"),
     Key("F6", "step", "step"), Key("F7", "replay", "replay"), Key("F8", "fork", "fork"),
-    Key("F9", "approve", "approve"), Key("F10", "reject", "reject"), Key("^O", "model", "settings"),
+    Key("F9", "approve", "approve"), Key("F10", "reject", "reject"), Key("Esc", "stop", "stop"),
+    Key("^O", "model", "settings"),
     Key("^S", "export", "export"), Key("^B", "runs", "toggle_sidebar"), Key("^L", "zoom trace", "zoom"),
     Key("^N", "new", "new_conversation"), Key("^T", "theme", "toggle_theme"),
     Key("^P", "commands", "command_palette"), Key("^Q", "quit", "quit"),
@@ -66,7 +68,7 @@ KEYS = [
 
 
 def _textual_key(key: str) -> str:
-    return key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
+    return "escape" if key == "Esc" else key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
 
 
 class DevApp(PauseActions):
@@ -86,8 +88,13 @@ class DevApp(PauseActions):
     #status.failed { height: auto; max-height: 3; }  /* a reload error is read whole, not cut at the edge */
     .zoomed #chat, .zoomed #sidebar, .nochat #chat { display: none; }
     """
+    # Esc is not a priority: a widget's own Esc (the sidebar's agent list) comes first, as a dialog's does.
     BINDINGS: ClassVar[list[BindingType]] = [
-        *[Binding(_textual_key(k.key), k.action, k.description, show=False, priority=True) for k in KEYS],
+        *[Binding(_textual_key(k.key), k.action, k.description, show=False, priority=k.key != "Esc")
+          for k in KEYS],
+        # Ctrl+C stops what streams (as in `halguru chat`); with nothing to stop, the message box copies a
+        # selection, or the app says how to quit
+        Binding("ctrl+c", "stop", "stop", show=False, priority=True), Binding("ctrl+c", "help_quit", show=False),
         Binding("question_mark", "help", "help", show=False),  # outside the message box, where ? is typed
     ]
 
@@ -143,7 +150,7 @@ class DevApp(PauseActions):
     def available(self, action: str) -> bool:
         """Whether ``action`` does something now (the key bar dims the others)."""
         needs = {"edit": self.pause is not None, "continue": self.pause is not None or self.resumable,
-                 "step": self.pause is not None,
+                 "step": self.pause is not None, "stop": self._busy() is not None,
                  "approve": self.awaiting is not None, "reject": self.awaiting is not None,
                  "replay": self.stored is not None, "export": self.stored is not None,
                  "fork": self.stored is not None and self.agent is not None}
@@ -263,10 +270,29 @@ class DevApp(PauseActions):
         self.query_one(ChatPane).add_user(text)
         self.run_worker_ = self.run_worker(self.send(text), group="run", exit_on_error=False)
 
+    def _busy(self) -> Worker[Any] | None:
+        """The run, replay or fork streaming into the trace now (paused at a breakpoint too), if any."""
+        return next((w for w in self.workers if w.group in ("run", "replay") and w.is_running), None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group in ("run", "replay"):  # Esc lights up while something streams
+            self.query_one(KeyBar).refresh_keys()
+
+    def action_stop(self) -> None:
+        """Esc (and Ctrl+C, as in `halguru chat`): stop the run, replay or fork in progress, paused or not; the
+        runtime stores a run as cancelled with what it had answered. With nothing to stop the key does what it
+        does elsewhere (Ctrl+C copies in the message box, or says how to quit)."""
+        busy = self._busy()
+        if busy is None:
+            raise SkipAction()
+        busy.cancel()
+        if busy.group == "replay":
+            self.notify("stopped the replay or fork")
+
     def streaming(self, then: str) -> bool:
         """Whether a run, replay or fork streams into the trace now (said, with what to do): a second one drew
         its events into the same tree, and a stored run opened meanwhile got the live run's events."""
-        busy = next((w for w in self.workers if w.group in ("run", "replay") and w.is_running), None)
+        busy = self._busy()
         if busy is None:
             return False
         what = "a run is in progress" if busy.group == "run" else "a replay or fork is in progress"
@@ -329,6 +355,9 @@ class DevApp(PauseActions):
                 tree.failed(str(exc))
                 self.query_one("#inspector", TextArea).text = f"the run failed before it started:\n{exc}"
             self.notify(str(exc), severity="error")
+        except asyncio.CancelledError:  # stopped (Esc, Ctrl+C) or quitting: the trace shows the run as stored
+            self._stopped(chat)
+            raise
         finally:
             self.hooks.stepping = False  # a step (F6) past the run's last point does not pause the next run
             self._clear_pause()
@@ -336,69 +365,80 @@ class DevApp(PauseActions):
             self._show_approval()
             chat.trim(self.conversation_id)
 
+    def _stopped(self, chat: ChatPane) -> None:
+        self.query_one(TraceTree).end_streaming()
+        started = self.last_events[0] if self.last_events else None
+        if started is None:
+            chat.add_note("stopped before the run started")
+            return
+        try:
+            stored = load_run(self.store, started.run_id)
+        except HalguruError:  # not stored (a store that failed): the trace keeps what streamed
+            chat.add_note(f"stopped {started.run_id}")
+            return
+        self.open_stored(stored, focus=False)  # its end as stored: cancelled, with the partial answer
+        chat.add_note(f"stopped: {stored.id} is stored as {stored.run['status']}, with what it had answered")
+
     async def consume(self, stream: Any, chat: ChatPane | None = None) -> list[Event]:
         """Show a run's events as they come: tokens batched into the answer, the rest into the tree."""
         tree = self.query_one(TraceTree)
         events: list[Event] = []
-        answer = markdown_stream = None
-        pending: list[str] = []  # tokens not yet shown: the answer is updated in batches, not per token
-        flushed = time.monotonic()
+        answer = AnswerStream(chat, STREAM_REFRESH) if chat is not None else None
         # Closed here, not left to the garbage collector: a cancel (Ctrl+Q) that lands while the answer is drawn
         # must still let the runtime store the partial run as cancelled before the app exits.
-        async with aclosing(stream) as events_in:
-            async for event in events_in:
-                if isinstance(event, Token):
-                    tree.streamed += 1
-                    if chat is not None:
-                        pending.append(printable(event.text))
-                        if time.monotonic() - flushed >= STREAM_REFRESH:
-                            if markdown_stream is None:
-                                answer = chat.add_answer()
-                                markdown_stream = answer.get_stream(answer)
-                            await markdown_stream.write("".join(pending))
-                            pending, flushed = [], time.monotonic()
-                    continue
-                if pending and chat is not None:
-                    if markdown_stream is None:
-                        answer = chat.add_answer()
-                        markdown_stream = answer.get_stream(answer)
-                    await markdown_stream.write("".join(pending))
-                    pending = []
-                events.append(event)
-                self.last_events = events
-                if isinstance(event, RunStarted):
-                    if not parent_of(event):
-                        self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
-                    if chat is not None and not parent_of(event):
-                        self.conversation_id = event.conversation_id
-                        # The open run is this one from its start: paused at a breakpoint, the status line, Ctrl+S
-                        # and F7 name it, not the previous run
-                        with suppress(HalguruError):  # not in the store: the error comes with the run's end
-                            self.stored = StoredRun(self.store.get_run(event.run_id), events)
-                            self.refresh_status()
-                elif isinstance(event, NOTICES) and chat is not None:
-                    shown = note(event)
-                    if shown:
-                        chat.add_note(Text.from_markup(shown))
-                elif isinstance(event, ModelResult):
-                    if chat is not None and (shown := note(event)):  # cut at max_tokens, or empty
-                        chat.add_note(Text.from_markup(shown.replace("! ", "", 1)))
-                    if markdown_stream is not None and event.tool_calls:
-                        await markdown_stream.stop()
-                        markdown_stream = None
-                elif isinstance(event, Error) and chat is not None:
-                    chat.add_note(f"{event.kind} error: {event.message}")
-                tree.add(event)
-                if isinstance(event, RunFinished) and not parent_of(event):
-                    self.last_answer = event.output
-        if markdown_stream is not None:
-            await markdown_stream.stop()
-        if chat is not None:
-            chat.scroll_end(animate=False)
+        try:
+            async with aclosing(stream) as events_in:
+                async for event in events_in:
+                    if isinstance(event, Token):
+                        tree.streamed += 1
+                        if answer is not None:
+                            await answer.add(printable(event.text))
+                        continue
+                    if answer is not None:
+                        await answer.flush()
+                    events.append(event)
+                    self.last_events = events
+                    self._show(event, chat)
+                    if isinstance(event, ModelResult) and event.tool_calls and answer is not None:
+                        await answer.end()  # the text after the tools is a new answer
+                    tree.add(event)
+                    if isinstance(event, RunFinished) and not parent_of(event):
+                        self.last_answer = event.output
+        except asyncio.CancelledError:  # stopped: what had streamed is drawn whole (its drawing task ends too)
+            if answer is not None:
+                self.run_worker(answer.end(), exit_on_error=False)
+            raise
+        if answer is not None:
+            await answer.end()
+            answer.chat.scroll_end(animate=False)
         self.last_events = events
         if events:
             self.stored = StoredRun(self.store.get_run(events[0].run_id), events) if chat is not None else self.stored
         return events
+
+    def _show(self, event: Event, chat: ChatPane | None) -> None:
+        """What a run's event (not a token) changes beside the tree: the chat's notes, the open run."""
+        if isinstance(event, RunStarted):
+            if not parent_of(event):
+                self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
+            if chat is not None and not parent_of(event):
+                self.conversation_id = event.conversation_id
+                # The open run is this one from its start: paused at a breakpoint, the status line, Ctrl+S
+                # and F7 name it, not the previous run
+                with suppress(HalguruError):  # not in the store: the error comes with the run's end
+                    self.stored = StoredRun(self.store.get_run(event.run_id), self.last_events)
+                    self.refresh_status()
+        elif chat is None:
+            return
+        elif isinstance(event, NOTICES):
+            shown = note(event)
+            if shown:
+                chat.add_note(Text.from_markup(shown))
+        elif isinstance(event, ModelResult):
+            if shown := note(event):  # cut at max_tokens, or empty
+                chat.add_note(Text.from_markup(shown.replace("! ", "", 1)))
+        elif isinstance(event, Error):
+            chat.add_note(f"{event.kind} error: {event.message}")
 
     # -- inspector and stored runs --------------------------------------------
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Any]) -> None:
@@ -414,7 +454,7 @@ class DevApp(PauseActions):
             except HalguruError as exc:
                 self.notify(str(exc), severity="error")
 
-    def open_stored(self, stored: StoredRun) -> None:
+    def open_stored(self, stored: StoredRun, *, focus: bool = True) -> None:
         from halguru.orchestration.durable import check_resumable
 
         self.stored = stored
@@ -425,7 +465,8 @@ class DevApp(PauseActions):
         tree = self.query_one(TraceTree)
         tree.clear()
         tree.load(stored.events)
-        tree.focus()
+        if focus:
+            tree.focus()
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
         self.refresh_status()
 

@@ -27,6 +27,7 @@ HELP = """\
 | `F7` | replay the open run from its records (no model is called) and say what differs and why |
 | `F8` | fork the open run live from the selected event and compare |
 | `F9` / `F10` | approve (arguments editable) / reject (with a reason) a tool call waiting for approval |
+| `Esc` (or `Ctrl+C`) | stop the run, replay or fork in progress (paused too): stored cancelled, answer kept |
 | `Ctrl+O` | model (listed and checked), temperature and max tokens |
 | `Ctrl+S` | export the open run as JSON and as a conversation test case |
 | `Ctrl+B` | show or hide the stored runs sidebar (filtered by agent; test runs hidden) |

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -14,6 +15,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Markdown, Static, TextArea, Tree
+from textual.widgets.markdown import MarkdownStream
 from textual.widgets.tree import TreeNode
 
 from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, WHERE, describe, detail, ms, parent_of
@@ -376,6 +378,37 @@ class ChatPane(VerticalScroll):
     def clear(self) -> None:
         self.remove_children()
         self.left_out = 0
+
+
+class AnswerStream:
+    """A live run's answer drawn into the chat as Markdown: tokens batched (one update every ``every``
+    seconds, not one per token), and a new answer after each step that called tools."""
+
+    def __init__(self, chat: ChatPane, every: float):
+        self.chat, self.every = chat, every
+        self.pending: list[str] = []
+        self.flushed = time.monotonic()
+        self._stream: MarkdownStream | None = None
+
+    async def add(self, text: str) -> None:
+        self.pending.append(text)
+        if time.monotonic() - self.flushed >= self.every:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            text, self.pending = "".join(self.pending), []  # taken first: a cancel in write() loses nothing
+            if self._stream is None:
+                self._stream = Markdown.get_stream(self.chat.add_answer())
+            await self._stream.write(text)
+        self.flushed = time.monotonic()
+
+    async def end(self) -> None:
+        """Draw what is left and end this answer (the next text starts a new one)."""
+        await self.flush()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.stop()
 
 
 def your_message(text: str, *after: tuple[str, str]) -> Text:

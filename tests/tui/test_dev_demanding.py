@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_dev_app import type_and_send, wait_for
+from test_dev_app import labels, type_and_send, wait_for
 
+from halguru.models.scripted import ScriptedModel
+from halguru.store import open_store
 from halguru.tui.app import DevApp
+from halguru.tui.screens import EditScreen
+from halguru.tui.widgets import ChatPane, KeyBar, MessageBox, TraceTree
 
 
 async def test_a_step_past_the_end_of_a_run_does_not_pause_the_next_one(calc_agent: Path) -> None:
@@ -22,3 +26,58 @@ async def test_a_step_past_the_end_of_a_run_does_not_pause_the_next_one(calc_age
         await type_and_send(pilot, "two")
         await wait_for(pilot, lambda: app.last_answer == "You said: two" or app.pause is not None)
         assert app.pause is None and app.last_answer == "You said: two"
+
+
+def chat_text(app: DevApp) -> str:
+    return "\n".join(str(w.render()) for w in app.query_one(ChatPane).query("Static"))
+
+
+async def test_escape_stops_the_run_in_progress_and_the_trace_shows_it_stored(calc_agent: Path) -> None:
+    """A runaway answer could only be stopped by quitting (Ctrl+Q); Esc and Ctrl+C did nothing while it
+    streamed. Stopped, the trace still said 'streaming 6 tok' of a run the store had as cancelled."""
+    model = ScriptedModel([{"text": " ".join(["word"] * 300), "token_delay": 0.02}, "next answer"])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "talk")
+        await wait_for(pilot, lambda: app.query_one(TraceTree).streamed > 5)
+        assert "Esc stop" in str(app.query_one(KeyBar).render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.run_worker_.is_running)
+        run = open_store().get_run(app.stored.id)
+        assert run["status"] == "cancelled" and run["output"].startswith("word word")
+        shown = labels(app.query_one(TraceTree))
+        assert "cancelled" in shown[0] and not any("streaming" in s for s in shown)
+        assert "stopped" in chat_text(app) and app.query_one("#prompt", MessageBox).has_focus
+        await type_and_send(pilot, "go on")  # the conversation goes on
+        await wait_for(pilot, lambda: app.last_answer == "next answer")
+
+
+async def test_ctrl_c_in_the_message_box_stops_a_run_paused_at_a_breakpoint(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.pause is not None)
+        assert app.query_one("#prompt", MessageBox).has_focus
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.run_worker_.is_running)
+        assert app.pause is None and not app.query_one("#pausebar").has_class("paused")
+        assert open_store().get_run(app.stored.id)["status"] == "cancelled"
+        await pilot.press("escape")  # nothing runs: nothing happens, and the debugger stays
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_escape_still_closes_a_dialog_first(calc_agent: Path) -> None:
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, EditScreen) and app.run_worker_.is_running and app.pause is not None
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.last_answer == "You said: one")
