@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from halguru.agents.changes import FileState, changed_files, project_state
 from halguru.agents.events import Event, RunFinished, RunStarted
 from halguru.agents.loader import Agent, check_agent_knowledge, check_agent_model, load_agent
 from halguru.errors import HalguruError
@@ -25,7 +27,12 @@ class ChatSession:
     store: TraceStore = field(default_factory=open_store)
     last_run_id: str | None = None
     sampling: dict[str, Any] | None = None  # overrides of the agent's sampling (temperature, max_tokens, seed)
+    source: Path | None = None  # what the project was loaded from (its folder or its agent.yaml): reloaded from
     _resolved: dict[str, Model] = field(default_factory=dict, repr=False)
+    _files: FileState = field(default_factory=dict, repr=False)  # the project's files as last loaded
+
+    def __post_init__(self) -> None:
+        self._files = project_state(self.agent)
 
     @classmethod
     def open(cls, path: str | Path, conversation_id: str | None = None, model: str | None = None,
@@ -43,7 +50,33 @@ class ChatSession:
             if conversation["agent"] != agent.name:
                 raise HalguruError(
                     f"conversation {conversation_id} belongs to agent {conversation['agent']!r}, not {agent.name!r}")
-        return cls(agent=agent, conversation_id=conversation_id, model=model, store=store, sampling=sampling)
+        return cls(agent=agent, conversation_id=conversation_id, model=model, store=store, sampling=sampling,
+                   source=Path(path))
+
+    def reload(self) -> Reload | None:
+        """Load the project again when one of its files changed since it was loaded (agent.yaml, tools.py, a
+        prompt file; a team member's or a step agent's too), as `halguru dev` does on save; None when none did.
+        A version that does not load (or names a model that is not there) leaves the session with the one it
+        has, and is said once: the next message answers with the previous version until the files change."""
+        files = project_state(self.agent)
+        changed = changed_files(self._files, files)
+        if not changed or self.source is None:
+            return None
+        self._files = files
+        base = self.source if self.source.is_dir() else self.source.parent
+        names = [os.path.relpath(path, base) for path in changed]
+        try:
+            agent = load_agent(self.source)
+            if self.model is None:
+                check_agent_model(agent)
+        except HalguruError as exc:
+            return Reload(names, error=str(exc))
+        renamed = agent.name != self.agent.name
+        self.agent, self._files = agent, project_state(agent)
+        if renamed and self.conversation_id is not None:  # the conversation is the old agent's: not continued
+            self.reset()
+            return Reload(names, new_conversation=True)
+        return Reload(names)
 
     @property
     def model_name(self) -> str:
@@ -100,6 +133,15 @@ class ChatSession:
         if self.last_run_id is None:
             return None
         return self.store.get_run(self.last_run_id), self.store.get_events(self.last_run_id)
+
+
+@dataclass(frozen=True)
+class Reload:
+    """What a reload did: the files that changed, and the error that kept the previous version, if any."""
+
+    files: list[str]
+    error: str | None = None
+    new_conversation: bool = False  # the agent's name changed: its old conversation is not continued
 
 
 LAST = "last"

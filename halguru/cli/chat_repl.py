@@ -99,6 +99,7 @@ class ChatRepl:
                 if self.command(text) == "exit":
                     return 0
                 continue
+            self.reload()
             self.stopped_ingests = []
             try:
                 runner.run(self.answer(text))
@@ -112,6 +113,26 @@ class ChatRepl:
                     return 130
             except HalguruError as exc:
                 self.console.print(f"[red]Error:[/] {escape(printable(str(exc)))}")
+
+    def reload(self) -> None:
+        """Before a message: the project's edits since the last one take effect, and the chat says so."""
+        try:
+            done = self.session.reload()
+        except OSError as exc:  # the folder gone or unreadable: the previous version answers
+            self.console.print(f"[yellow]Cannot read the project ({escape(printable(str(exc)))}); the previous "
+                               "version answers.[/]")
+            return
+        if done is None:
+            return
+        files = ", ".join(done.files[:3]) + (f" and {len(done.files) - 3} more" if len(done.files) > 3 else "")
+        if done.error is not None:
+            self.console.print(f"[yellow]Changed ({escape(printable(files))}) but does not load; the previous "
+                               f"version answers until it is fixed:[/] {escape(printable(done.error))}")
+            return
+        self.console.print(f"[dim]Reloaded {escape(self.session.agent.name)} ({escape(printable(files))}"
+                           f" changed).[/]")
+        if done.new_conversation:
+            self.console.print("[dim]Its name changed: new conversation (the old one stays stored).[/]")
 
     async def answer(self, text: str) -> None:
         from halguru.cli.run_once import ingest_scope

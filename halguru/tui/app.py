@@ -21,6 +21,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static, TextArea, Tree
 from textual.worker import Worker
 
+from halguru.agents.changes import edited_file
 from halguru.agents.describe import note, parent_of
 from halguru.agents.events import (
     ApprovalApproved,
@@ -619,7 +620,7 @@ class DevApp(PauseActions):
 
         assert self.path is not None
         folder = self.path if self.path.is_dir() else self.path.parent
-        async for _changes in awatch(folder, debounce=100, step=20, watch_filter=_project_filter):
+        async for _changes in awatch(folder, debounce=100, step=20, watch_filter=lambda _, path: edited_file(path)):
             await self.reload()
 
     async def reload(self) -> None:
@@ -635,8 +636,3 @@ class DevApp(PauseActions):
             self.reloads += 1
             self.notify(f"reloaded {agent.name}")
         self.refresh_status()
-
-
-def _project_filter(change: Any, path: str) -> bool:
-    name = Path(path).name
-    return not (name.startswith(".") or "__pycache__" in path or name.endswith((".pyc", ".swp", "~")))
