@@ -35,7 +35,7 @@ from halguru.agents.events import (
     Token,
 )
 from halguru.agents.hooks import BreakpointHooks, Pause
-from halguru.agents.loader import Agent, load_agent
+from halguru.agents.loader import Agent, check_agent_model, load_agent
 from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
 from halguru.errors import HalguruError
 from halguru.models.base import Model
@@ -627,12 +627,24 @@ class DevApp(PauseActions):
         """Load the project again; on failure keep the previous agent and show why."""
         assert self.path is not None
         try:
-            agent = await asyncio.to_thread(load_agent, self.path)
+            agent = await asyncio.to_thread(self._load_checked, self.path)
         except HalguruError as exc:
             self.reload_error = str(exc)
             self.notify(f"reload failed, keeping the previous version: {exc}", severity="error", timeout=8)
         else:
+            renamed = self.agent is not None and agent.name != self.agent.name
             self.agent, self.reload_error = agent, None
             self.reloads += 1
             self.notify(f"reloaded {agent.name}")
+            if renamed and self.conversation_id is not None:  # the conversation is the old agent's
+                self.conversation_id = None
+                self.query_one(ChatPane).add_note(f"renamed {agent.name}: a new conversation starts (the old one "
+                                                  "stays stored)")
         self.refresh_status()
+
+    def _load_checked(self, path: Path) -> Agent:
+        """The project, its model checked when it is the one runs use: a typo said once, not at every message."""
+        agent = load_agent(path)
+        if self.model_ref is None:
+            check_agent_model(agent)
+        return agent

@@ -81,3 +81,29 @@ async def test_escape_still_closes_a_dialog_first(calc_agent: Path) -> None:
         assert not isinstance(app.screen, EditScreen) and app.run_worker_.is_running and app.pause is not None
         await pilot.press("f5")
         await wait_for(pilot, lambda: app.last_answer == "You said: one")
+
+
+async def test_a_reload_to_a_model_that_is_not_there_keeps_the_previous_version(calc_agent: Path) -> None:
+    """agent.yaml saved with `model: smolm2` said "reloaded calc", and every message after it failed."""
+    app = DevApp(calc_agent)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.3)  # the watcher starts
+        (calc_agent / "agent.yaml").write_text("name: calc\nmodel: smolm2\ninstructions: You add.\ntools: [add]\n")
+        await wait_for(pilot, lambda: app.reload_error is not None)
+        assert "unknown model 'smolm2'" in app.reload_error and app.agent.spec.model == "scripted"
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.last_answer == "You said: one")
+
+
+async def test_a_renamed_agent_starts_a_new_conversation(calc_agent: Path) -> None:
+    """The renamed agent went on in the old agent's conversation, stored as the old one's."""
+    app = DevApp(calc_agent)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.last_answer == "You said: one")
+        (calc_agent / "agent.yaml").write_text("name: adder\nmodel: scripted\ntools: [add]\n")
+        await wait_for(pilot, lambda: app.agent.name == "adder")
+        assert app.conversation_id is None and "new conversation" in chat_text(app)
+        await type_and_send(pilot, "two")
+        await wait_for(pilot, lambda: app.last_answer == "You said: two")
+    assert {c["agent"] for c in open_store().list_conversations(limit=10)} == {"calc", "adder"}
