@@ -19,6 +19,7 @@ from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.agents.replay import StoredRun
 from halguru.errors import HalguruError
 from halguru.models.base import Model
+from halguru.printable import printable
 from halguru.store.base import TraceStore
 from halguru.tui.screens import EditScreen
 from halguru.tui.widgets import ChatPane
@@ -135,7 +136,7 @@ class PauseActions(App[None]):
         bar.update(Text(f"⏸ paused before {what} · F5 continue · F6 step"))
         bar.add_class("paused")
         self.query_one(ChatPane).add_note(f"⏸ paused at a breakpoint before the {what}")
-        self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.query_one("#inspector", TextArea).text = printable(self.pending_text())
         self.refresh_status()
 
     def pending_text(self) -> str:
@@ -227,7 +228,7 @@ class PauseActions(App[None]):
                 chat.edit_last_user(text)
             else:
                 chat.add_note(f"✎ the next message ({last.role}) is now: {text}")
-        self.query_one("#inspector", TextArea).text = self.pending_text()
+        self.query_one("#inspector", TextArea).text = printable(self.pending_text())
         self.notify("edited: F5 to continue with it")
 
 

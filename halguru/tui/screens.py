@@ -13,6 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
+from halguru.printable import printable
+
 HELP = """\
 # halguru dev — keys
 
@@ -59,7 +61,10 @@ class HelpScreen(ModalScreen[None]):
 
 
 class EditScreen(ModalScreen[str | None]):
-    """Edit a pending value as text; Ctrl+S keeps it, Escape cancels."""
+    """Edit a pending value as text; Ctrl+S keeps it, Escape cancels.
+
+    Its control characters show escaped (a tool's coloured output went raw to the terminal); kept as shown, the
+    value is the original itself, escapes and all."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "save", priority=True), Binding("escape", "cancel", "cancel")]
@@ -79,11 +84,13 @@ class EditScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(Text(f"{self.title_text} — Ctrl+S to keep, Esc to cancel"))
-            yield TextArea(self.text, id="editor")
+            yield TextArea(printable(self.text), id="editor")
             yield Static("", id="error")
 
     def action_save(self) -> None:
         text = self.query_one("#editor", TextArea).text
+        if text == printable(self.text):  # not edited
+            text = self.text
         if self.validate is not None:
             problem = self.validate(text)
             if problem:
@@ -244,6 +251,6 @@ class CompareScreen(ModalScreen[None]):
         with Vertical():
             yield Label(Text(f"{self.title_text} — Esc to close"))
             with Horizontal():
-                yield TextArea(self.left, read_only=True, id="left")
-                yield TextArea(self.right, read_only=True, id="right")
-            yield TextArea(self.diff or "no differences", read_only=True, id="diff")
+                yield TextArea(printable(self.left), read_only=True, id="left")
+                yield TextArea(printable(self.right), read_only=True, id="right")
+            yield TextArea(printable(self.diff) or "no differences", read_only=True, id="diff")

@@ -14,6 +14,7 @@ from textual.widgets import Checkbox, Select, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from halguru.agents.describe import STATUS_STYLES, clip
+from halguru.printable import printable
 from halguru.store.base import TraceStore
 
 RunRow = Mapping[str, Any]
@@ -38,11 +39,11 @@ class RunsSidebar(Tree[RunRow]):
         for conversation, runs in conversations:
             full = conversation.get("title") or conversation["id"]
             node = self.root.add(Text(clip(full, 24)), data=None, expand=True)
-            self.titles[node.id] = f"{full} · {conversation.get('agent', '')}"
+            self.titles[node.id] = printable(f"{full} · {conversation.get('agent', '')}")  # outside text, inert
             for r in runs:
                 style = STATUS_STYLES.get(r["status"], "magenta")
                 leaf = node.add_leaf(Text.from_markup(f"[{style}]●[/] {escape(clip(r['input'], 22))}"), data=r)
-                self.titles[leaf.id] = f"{r['input']} · {r['status']} · {r['agent']}"
+                self.titles[leaf.id] = printable(f"{r['input']} · {r['status']} · {r['agent']}")
         self.root.expand()
 
     def full_title(self, node: TreeNode[RunRow] | None) -> str:

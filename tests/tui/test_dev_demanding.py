@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_dev_app import labels, type_and_send, wait_for
+from textual.widgets import TextArea
 
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
@@ -107,3 +108,61 @@ async def test_a_renamed_agent_starts_a_new_conversation(calc_agent: Path) -> No
         await type_and_send(pilot, "two")
         await wait_for(pilot, lambda: app.last_answer == "You said: two")
     assert {c["agent"] for c in open_store().list_conversations(limit=10)} == {"calc", "adder"}
+
+
+ESCAPES = "\x1b[2J\x1b[31mred\x1b]0;owned\x07 \u202eexe.txt"  # a clear screen, a colour, a title, a bidi override
+
+
+def raw_controls(text: str) -> bool:
+    return any(c in text for c in ("\x1b", "\u202e"))
+
+
+async def test_outside_text_reaches_no_pane_with_its_escape_sequences(write_agent) -> None:
+    """A tool's coloured output (or a visitor's message) went raw to the terminal from the inspector at a
+    breakpoint, the F4 editor, the sidebar's full title and the fork's answer diff: the sequences cleared,
+    recoloured or retitled the developer's terminal. Shown escaped (as the chat and the trace show it), and an
+    edit left as it was keeps the original text."""
+    tools = f'from halguru.tools import tool\n\n\n@tool\ndef ls() -> str:\n    """List."""\n    return {ESCAPES!r}\n'
+    folder = write_agent("name: shell\nmodel: scripted\ntools: [ls]\n", tools, name="shell")
+    model = ScriptedModel([{"tool_calls": [{"name": "ls", "arguments": {}}]}, "Listed."])
+    app = DevApp(folder, model=model, watch=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.press("f3")
+        await type_and_send(pilot, f"list {ESCAPES}")
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("f5")  # past the call, to its result
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.kind == "tool_result")
+        assert not raw_controls(app.query_one("#inspector", TextArea).text)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        editor = app.screen.query_one("#editor", TextArea)
+        assert not raw_controls(editor.text) and "\\x1b[31mred" in editor.text
+        await pilot.press("ctrl+s")  # kept as it was: the model gets the tool's output itself
+        await pilot.pause()
+        await pilot.press("f3", "f5")
+        await wait_for(pilot, lambda: app.last_answer == "Listed.")
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        runs = app.query_one("#runs")
+        runs.focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert "list" in str(app.query_one("#runtitle").render())
+        assert not raw_controls(str(app.query_one("#runtitle").render()))
+    result = next(e for e in open_store().get_events(app.stored.id) if e["type"] == "tool_result")
+    assert result["content"] == ESCAPES
+
+
+async def test_a_forks_answer_diff_shows_escape_sequences_escaped(calc_agent: Path) -> None:
+    from textual.widgets import TextArea as Area
+
+    from halguru.tui.screens import CompareScreen
+
+    app = DevApp(calc_agent, model=ScriptedModel(["plain", f"now {ESCAPES}"]), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: app.last_answer == "plain" and not app.run_worker_.is_running)
+        await pilot.press("f8")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        shown = "\n".join(a.text for a in app.screen.query(Area))
+        assert "now \\x1b[2J" in shown and not raw_controls(shown)
