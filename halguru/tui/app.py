@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.actions import SkipAction
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -53,6 +53,7 @@ NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as 
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
 HISTORY = 100  # stored runs whose messages ↑ in the message box brings back
+PRINTED_LINES = 20  # of the lines printed between two updates, the chat shows the first and last ten
 
 # Every key of the app: bound with priority, so they work whichever widget has the focus (the message box
 # included: none of them is a key an input uses), and all listed in the key bar.
@@ -170,6 +171,11 @@ class DevApp(PauseActions):
         self.refresh_sidebar()
         self.refresh_status()
         self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)
+        # What is printed while the app runs (a tool's print(), halguru's notices on stderr) goes to the chat:
+        # Textual swallows it otherwise.
+        self._printed: list[str] = []
+        self.begin_capture_print(self)
+        self.set_interval(STREAM_REFRESH, self.show_printed)
         if self.agent is None:  # a stored run without its project: nothing to chat with, the trace gets the room
             self.query_one("#prompt", MessageBox).disabled = True
             self.screen.add_class("nochat")
@@ -216,6 +222,22 @@ class DevApp(PauseActions):
         self._quit_hint_at = time.monotonic()
         self.notify("Press Ctrl+Q to quit (a generation in progress is stopped and stored)",
                     title="Do you want to quit?")
+
+    def on_print(self, event: events.Print) -> None:
+        self._printed.append(event.text)
+
+    def show_printed(self) -> None:
+        """The lines printed since the last call as one note (a flood: its first and last lines)."""
+        text = "".join(self._printed)
+        complete, _, rest = text.rpartition("\n")
+        self._printed = [rest] if rest else []
+        if not complete.strip():
+            return
+        lines = complete.splitlines()
+        if len(lines) > PRINTED_LINES:
+            half = PRINTED_LINES // 2
+            lines = [*lines[:half], f"… {len(lines) - PRINTED_LINES:,} more lines …", *lines[-half:]]
+        self.query_one(ChatPane).add_note(Text(printable("\n".join(lines)), style="dim"))
 
     def refresh_sidebar(self) -> None:
         self.query_one(RunsPanel).refresh_runs()

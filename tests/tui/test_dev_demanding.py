@@ -166,3 +166,20 @@ async def test_a_forks_answer_diff_shows_escape_sequences_escaped(calc_agent: Pa
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
         shown = "\n".join(a.text for a in app.screen.query(Area))
         assert "now \\x1b[2J" in shown and not raw_controls(shown)
+
+
+async def test_what_a_tool_prints_shows_in_the_chat(write_agent) -> None:
+    """print() in tools.py (or halguru's own notices on stderr: a knowledge folder being indexed) went nowhere
+    in the debugger: Textual swallows what is printed while it runs."""
+    tools = ('import sys\n\nfrom halguru.tools import tool\n\n\n@tool\ndef add(a: int, b: int) -> int:\n'
+             '    """Add."""\n    print(f"debug: a={a} b={b}")\n    for i in range(500):\n'
+             '        print(f"line {i}", file=sys.stderr)\n    return a + b\n')
+    folder = write_agent("name: calc\nmodel: scripted\ntools: [add]\n", tools, name="calc")
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "5."])
+    app = DevApp(folder, model=model, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "add")
+        await wait_for(pilot, lambda: app.last_answer == "5." and "line 499" in chat_text(app))
+        shown = chat_text(app)
+        assert "debug: a=2 b=3" in shown
+        assert len(app.query_one(ChatPane).children) < 20  # 500 lines are a few notes, not 500 widgets
