@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import aclosing, suppress
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events, work
@@ -47,8 +47,12 @@ from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import AnswerStream, ChatPane, Key, KeyBar, MessageBox, TraceTree
 
+if TYPE_CHECKING:
+    from halguru.rag.indexer import IngestScope
+
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
 QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before the app exits
+INGEST_STOP_WAIT = 120.0  # seconds a stopped run's ingest is waited for, to say how far it got (its last batch)
 NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen (a pending approval
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
@@ -366,6 +370,9 @@ class DevApp(PauseActions):
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT  # nothing of the previous run stays
         self.last_events = []
         self.resumable = False  # the open run becomes this one: F5 would resume it otherwise
+        from halguru.rag.indexer import IngestScope
+
+        ingests = IngestScope.enter()  # the knowledge ingests this run starts (its first retrieval) stop with it
         try:
             await self.consume(make_stream(), chat)
         except HalguruError as exc:
@@ -380,6 +387,9 @@ class DevApp(PauseActions):
             self.notify(str(exc), severity="error")
         except asyncio.CancelledError:  # stopped (Esc, Ctrl+C) or quitting: the trace shows the run as stored
             self._stopped(chat)
+            # An ingest goes on in its thread: it stops after its current file (quitting waited for all of them)
+            ingests.stop_requested.set()
+            self.run_worker(self._say_stopped(ingests, chat), exit_on_error=False)
             raise
         finally:
             self.hooks.stepping = False  # a step (F6) past the run's last point does not pause the next run
@@ -387,6 +397,10 @@ class DevApp(PauseActions):
             self.refresh_sidebar()
             self._show_approval()
             chat.trim(self.conversation_id)
+
+    async def _say_stopped(self, ingests: IngestScope, chat: ChatPane) -> None:
+        for line in await asyncio.to_thread(ingests.stop, INGEST_STOP_WAIT):
+            chat.add_note(line)
 
     def _stopped(self, chat: ChatPane) -> None:
         self.query_one(TraceTree).end_streaming()

@@ -183,3 +183,20 @@ async def test_what_a_tool_prints_shows_in_the_chat(write_agent) -> None:
         shown = chat_text(app)
         assert "debug: a=2 b=3" in shown
         assert len(app.query_one(ChatPane).children) < 20  # 500 lines are a few notes, not 500 widgets
+
+
+async def test_a_stopped_run_stops_the_knowledge_ingest_it_started(write_agent) -> None:
+    """Esc (or Ctrl+Q) during an agent's first retrieval ended the run, but the ingest of its knowledge folder
+    went on in its thread: after Ctrl+Q the terminal came back and the process hung until all 400 files were
+    indexed (killed at 300 s)."""
+    folder = write_agent("name: kb\nmodel: scripted\nknowledge: [docs]\n", name="kb")
+    (folder / "docs").mkdir()
+    for i in range(200):
+        (folder / "docs" / f"doc{i}.md").write_text(f"# Doc {i}\n\n" + " ".join(f"w{i}x{j}" for j in range(300)))
+    app = DevApp(folder, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "what is in the docs?")
+        await wait_for(pilot, lambda: "indexing knowledge folder" in chat_text(app), timeout=60)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "stopped after" in chat_text(app), timeout=150)
+        assert "of 200 file(s); those are kept" in chat_text(app)
