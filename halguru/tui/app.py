@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import events, work
+from textual import events
 from textual.actions import SkipAction
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -21,7 +21,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static, TextArea, Tree
 from textual.worker import Worker
 
-from halguru.agents.changes import edited_file
 from halguru.agents.describe import note, parent_of
 from halguru.agents.events import (
     ApprovalApproved,
@@ -35,15 +34,14 @@ from halguru.agents.events import (
     Token,
 )
 from halguru.agents.hooks import BreakpointHooks, Pause
-from halguru.agents.loader import Agent, check_agent_model, load_agent
-from halguru.agents.replay import StoredRun, compare_runs, fork, load_run, replay, run_export
+from halguru.agents.loader import Agent, load_agent
+from halguru.agents.replay import StoredRun, load_run, run_export
 from halguru.errors import HalguruError
 from halguru.models.base import Model
 from halguru.printable import printable
 from halguru.store import open_store
-from halguru.tui.pausing import PauseActions
-from halguru.tui.replaying import explain, verdict
-from halguru.tui.screens import CompareScreen, HelpScreen, SettingsScreen
+from halguru.tui.rerunning import RerunActions
+from halguru.tui.screens import HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import AnswerStream, ChatPane, Key, KeyBar, MessageBox, TraceTree
 
@@ -57,7 +55,6 @@ NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as 
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
 HISTORY = 100  # stored runs whose messages ↑ in the message box brings back
-PRINTED_LINES = 20  # of the lines printed between two updates, the chat shows the first and last ten
 
 # Every key of the app: bound with priority, so they work whichever widget has the focus (the message box
 # included: none of them is a key an input uses), and all listed in the key bar.
@@ -77,7 +74,7 @@ def _textual_key(key: str) -> str:
     return "escape" if key == "Esc" else key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
 
 
-class DevApp(PauseActions):
+class DevApp(RerunActions):
     """Keyboard-first debugger for one agent project (or one stored run without a project)."""
 
     TITLE = "halguru dev"
@@ -177,9 +174,8 @@ class DevApp(PauseActions):
         self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)
         # What is printed while the app runs (a tool's print(), halguru's notices on stderr) goes to the chat:
         # Textual swallows it otherwise.
-        self._printed: list[str] = []
         self.begin_capture_print(self)
-        self.set_interval(STREAM_REFRESH, self.show_printed)
+        self.set_interval(STREAM_REFRESH, self.query_one(ChatPane).show_printed)
         if self.agent is None:  # a stored run without its project: nothing to chat with, the trace gets the room
             self.query_one("#prompt", MessageBox).disabled = True
             self.screen.add_class("nochat")
@@ -228,20 +224,7 @@ class DevApp(PauseActions):
                     title="Do you want to quit?")
 
     def on_print(self, event: events.Print) -> None:
-        self._printed.append(event.text)
-
-    def show_printed(self) -> None:
-        """The lines printed since the last call as one note (a flood: its first and last lines)."""
-        text = "".join(self._printed)
-        complete, _, rest = text.rpartition("\n")
-        self._printed = [rest] if rest else []
-        if not complete.strip():
-            return
-        lines = complete.splitlines()
-        if len(lines) > PRINTED_LINES:
-            half = PRINTED_LINES // 2
-            lines = [*lines[:half], f"… {len(lines) - PRINTED_LINES:,} more lines …", *lines[-half:]]
-        self.query_one(ChatPane).add_note(Text(printable("\n".join(lines)), style="dim"))
+        self.query_one(ChatPane).printed.append(event.text)
 
     def refresh_sidebar(self) -> None:
         self.query_one(RunsPanel).refresh_runs()
@@ -507,48 +490,7 @@ class DevApp(PauseActions):
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
         self.refresh_status()
 
-    # -- replay, fork, export --------------------------------------------------
-    def action_replay(self) -> None:
-        if self.stored is None:
-            self.notify("open a stored run first (sidebar, --run) or send a message", severity="warning")
-            return
-        if self.streaming("replay"):
-            return
-        self.run_worker(self._replay(self.stored), group="replay", exit_on_error=False)
-
-    async def _replay(self, stored: StoredRun) -> None:
-        events = await self.consume(replay(stored))
-        comparison = compare_runs(stored.events, events, "recorded", "replay")
-        why = explain(stored.events, events)
-        outcome, good = verdict(comparison.same_answer, why)
-        self.notify(f"replay of {stored.id}: {outcome}", severity="information" if good else "error")
-        self.push_screen(CompareScreen(f"Replay of {stored.id}: {outcome}", "\n".join(comparison.left),
-                                       "\n".join(comparison.right), why.text(comparison.tree_diff)))
-
-    def action_fork(self) -> None:
-        if self.stored is None or self.agent is None:
-            self.notify("fork needs an open run and an agent project", severity="warning")
-            return
-        if self.streaming("fork"):
-            return
-        node = self.query_one(TraceTree).cursor_node
-        at = node.data.seq if node is not None and node.data is not None else 0
-        self.run_worker(self._fork(self.stored, at), group="replay", exit_on_error=False)
-
-    async def _fork(self, stored: StoredRun, at: int) -> None:
-        assert self.agent is not None
-        try:
-            events = await self.consume(fork(stored, at, self.agent, self._model(), store=self.store,
-                                             sampling=self.sampling()))
-        except HalguruError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        comparison = compare_runs(stored.events, events, "original", "fork")
-        diff = f"answers:\n{comparison.answer_diff or 'same'}\n\nevents:\n{comparison.tree_diff or 'same'}"
-        self.push_screen(CompareScreen(f"Fork of {stored.id} at event {at}", "\n".join(comparison.left),
-                                       "\n".join(comparison.right), diff))
-        self.refresh_sidebar()
-
+    # -- export --------------------------------------------------------------------
     def action_export(self) -> None:
         if self.stored is None:
             self.notify("no run to export yet", severity="warning")
@@ -648,39 +590,3 @@ class DevApp(PauseActions):
 
         await stop_kept_servers()
         self.exit()
-
-    # -- hot reload ---------------------------------------------------------------
-    @work(group="watch", exit_on_error=False)
-    async def watch_project(self) -> None:
-        from watchfiles import awatch
-
-        assert self.path is not None
-        folder = self.path if self.path.is_dir() else self.path.parent
-        async for _changes in awatch(folder, debounce=100, step=20, watch_filter=lambda _, path: edited_file(path)):
-            await self.reload()
-
-    async def reload(self) -> None:
-        """Load the project again; on failure keep the previous agent and show why."""
-        assert self.path is not None
-        try:
-            agent = await asyncio.to_thread(self._load_checked, self.path)
-        except HalguruError as exc:
-            self.reload_error = str(exc)
-            self.notify(f"reload failed, keeping the previous version: {exc}", severity="error", timeout=8)
-        else:
-            renamed = self.agent is not None and agent.name != self.agent.name
-            self.agent, self.reload_error = agent, None
-            self.reloads += 1
-            self.notify(f"reloaded {agent.name}")
-            if renamed and self.conversation_id is not None:  # the conversation is the old agent's
-                self.conversation_id = None
-                self.query_one(ChatPane).add_note(f"renamed {agent.name}: a new conversation starts (the old one "
-                                                  "stays stored)")
-        self.refresh_status()
-
-    def _load_checked(self, path: Path) -> Agent:
-        """The project, its model checked when it is the one runs use: a typo said once, not at every message."""
-        agent = load_agent(path)
-        if self.model_ref is None:
-            check_agent_model(agent)
-        return agent

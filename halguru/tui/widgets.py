@@ -353,6 +353,25 @@ class ChatPane(VerticalScroll):
         self.mount(Static(Text(printable(text)) if isinstance(text, str) else text, classes="note"))
         self.scroll_end(animate=False)
 
+    PRINTED_LINES = 20  # of the lines printed between two updates, the chat shows the first and last ten
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.printed: list[str] = []  # what the app printed (a tool's print(), notices on stderr) not yet shown
+
+    def show_printed(self) -> None:
+        """The lines printed since the last call as one note (a flood: its first and last lines)."""
+        text = "".join(self.printed)
+        complete, _, rest = text.rpartition("\n")
+        self.printed = [rest] if rest else []
+        if not complete.strip():
+            return
+        lines = complete.splitlines()
+        if len(lines) > self.PRINTED_LINES:
+            half = self.PRINTED_LINES // 2
+            lines = [*lines[:half], f"… {len(lines) - self.PRINTED_LINES:,} more lines …", *lines[-half:]]
+        self.add_note(Text(printable("\n".join(lines)), style="dim"))
+
     left_out = 0  # entries trimmed from the top
 
     def trim(self, conversation_id: str | None) -> None:
