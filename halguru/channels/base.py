@@ -161,6 +161,13 @@ ANSWER_WINDOW = 3600.0
 """``max_answers_per_hour`` counts the messages answered for one correspondent this long back."""
 
 
+def answered_enough(sink: InboundSink, channel: str, agent: str, correspondent: str, limit: int) -> bool:
+    """Whether ``limit`` messages of ``correspondent`` were accepted in the last hour (0: no limit), counted in the
+    store: every process answering the channel, before and after a restart. Checking and accepting are two
+    transactions: two processes taking two of their messages at the same instant may answer one more."""
+    return bool(limit) and sink.answered(channel, agent, correspondent, time.time() - ANSWER_WINDOW) >= limit
+
+
 ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]
 
 

@@ -27,7 +27,6 @@ import re
 import smtplib
 import ssl
 import threading
-import time
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -36,7 +35,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from halguru.channels.base import ANSWER_WINDOW, ChannelError, Inbound, InboundSink, Outbound, SendOnce, SourceStatus
+from halguru.channels.base import (
+    ChannelError,
+    Inbound,
+    InboundSink,
+    Outbound,
+    SendOnce,
+    SourceStatus,
+    answered_enough,
+)
 from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
 from halguru.errors import HalguruError
@@ -232,12 +239,9 @@ class EmailChannel:
 
     def _over_limit(self, sink: InboundSink, correspondent: str) -> str | None:
         """Why mail for ``correspondent`` is not answered now (``max_answers_per_hour`` of theirs were, in the
-        last hour: a loop with a robot that answers every mail), or None. Counted in the store: every worker
-        on this inbox, before and after a restart (each process counting its own let N workers answer N times
-        the limit, and a restart answer it again). Two workers taking two of their mails at the same instant
-        may answer one more."""
+        last hour: a loop with a robot that answers every mail), or None."""
         limit = self.config.max_answers_per_hour
-        if not limit or sink.answered(self.name, self.agent, correspondent, time.time() - ANSWER_WINDOW) < limit:
+        if not answered_enough(sink, self.name, self.agent, correspondent, limit):
             return None
         return (f"{limit} of their mails were answered in the last hour (max_answers_per_hour): a mail loop "
                 f"with a robot? Raise the limit if they are a person")

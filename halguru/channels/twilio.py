@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from halguru.channels.base import (
-    ANSWER_WINDOW,
     NOT_SIGNED,
     ChannelError,
     Inbound,
@@ -38,6 +36,7 @@ from halguru.channels.base import (
     SendOnce,
     WebhookRequest,
     WebhookResponse,
+    answered_enough,
 )
 from halguru.errors import AgentSpecError, HalguruError
 
@@ -237,7 +236,8 @@ class TwilioChannel:
         if keyword:
             log.info("twilio channel of %s: %s from %s is a %s keyword Twilio answers itself; not answered",
                      self.agent, message_id, sender, keyword)
-        elif await asyncio.to_thread(self._over_limit, sink, sender):
+        elif await asyncio.to_thread(answered_enough, sink, self.name, self.agent, sender,
+                                     self.config.max_answers_per_hour):
             log.warning("twilio channel of %s: not answering %s from %s: %d of their messages were answered in "
                         "the last hour (max_answers_per_hour): a flood, or a loop with a robot?", self.agent,
                         message_id, sender, self.config.max_answers_per_hour)
@@ -246,12 +246,6 @@ class TwilioChannel:
         elif self.allowed(sender):
             await asyncio.to_thread(sink.accept, self.inbound(form))
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
-
-    def _over_limit(self, sink: InboundSink, sender: str) -> bool:
-        """Whether ``max_answers_per_hour`` of ``sender``'s messages were accepted in the last hour, counted in the
-        store: every serve process, before and after a restart."""
-        limit = self.config.max_answers_per_hour
-        return bool(limit) and sink.answered(self.name, self.agent, sender, time.time() - ANSWER_WINDOW) >= limit
 
     @staticmethod
     def keyword(form: Mapping[str, str]) -> str | None:

@@ -164,9 +164,9 @@ async def test_a_robot_answering_every_reply_gets_at_most_max_answers_per_hour(
         dovecot: Dovecot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A responder that answers every mail without saying so (no Auto-Submitted, no Precedence) and our replies
     mailed each other for ever: against a real worker, 31 replies in 30 s, one per round trip, without end."""
-    import halguru.channels.email as email_module
+    import halguru.channels.base as channels_base
 
-    monkeypatch.setattr(email_module, "ANSWER_WINDOW", 3.0)  # an hour, shortened
+    monkeypatch.setattr(channels_base, "ANSWER_WINDOW", 3.0)  # an hour, shortened
     for n in range(5):
         dovecot.append(mail("Re: hello", "Thanks, we will get back to you.", sender="Robot <robot@example.net>",
                             message_id=f"<r{n}@example.net>"))
