@@ -106,10 +106,16 @@ async def _cut_run(store: Store, job: JobRecord) -> str | None:
     """The checkpointed run (a team's, a workflow's) an earlier attempt of this job started and a stop, a crash,
     a failure or a cancel cut (not resumed yet): its retry resumes it, so the steps and tool calls it finished (a
     payment, a mail sent) are not made again. None when there is none. Found by the job id the run records, never
-    by its text: a user's same message in the conversation, cut as well, is not this job's to resume."""
+    by its text: a user's same message in the conversation, cut as well, is not this job's to resume. Postponed
+    while a run of the job is still held (a killed worker's, until its lease passes)."""
     from halguru.orchestration.durable import RESUMABLE
 
     runs = await asyncio.to_thread(store.list_runs, 10, job_id=job["id"])
+    held = [r for r in runs if r["status"] == "running" and r["lease_expires"]]
+    if held:  # a dead attempt's run until its lease passes: it may lapse before this attempt starts its own, and
+        # a run afresh would repeat what that one did; wait until it reads cut, then resume it
+        wait = max(r["lease_expires"] or 0.0 for r in held) - time.time()
+        raise JobPostponed(f"the run {held[0]['id']} of an earlier attempt is still held", max(wait, 0.1))
     return next((r["id"] for r in runs if r["status"] in RESUMABLE and r["kind"] and not r["resumed_by"]), None)
 
 

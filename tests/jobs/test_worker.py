@@ -479,6 +479,42 @@ async def test_a_workflow_job_cut_by_a_stop_resumes_from_its_checkpoint(store: S
     assert [(m.role, m.content) for m in messages] == [("user", "bill me"), ("assistant", result["output"])]
 
 
+class SlowJobListing:
+    """The store, but reading a job's runs takes ``pause`` seconds after the read: a loaded machine (CI saw it on
+    PostgreSQL) between the retry's look for its cut run and the start of a run."""
+
+    def __init__(self, store: Store, pause: float):
+        self._store, self._pause = store, pause
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def list_runs(self, *args: Any, **kwargs: Any) -> Any:
+        runs = self._store.list_runs(*args, **kwargs)
+        if kwargs.get("job_id"):
+            time.sleep(self._pause)
+        return runs
+
+
+async def test_a_workflow_job_whose_dead_run_s_lease_ends_as_it_is_retried_charges_once(
+        store: Store, tmp_path: Path, raw_sql: Callable[..., Any]) -> None:
+    """A worker killed after the charge: its run still read running (its lease not passed) when the retry looked
+    for a cut run, and no longer when the retry started its own, so the workflow ran afresh and charged again
+    (CI: '5\\n5\\n'). A run of the job still held by a process postpones the retry until it reads cut."""
+    log = tmp_path / "charges.log"
+    agent = load_agent(billing_flow(tmp_path, log))
+    job, _ = store.enqueue_job("run", "flow", {"input": "bill me"})
+    await stop_after_charge(store, worker_for(store, {"flow": agent}, shutdown_timeout=0.1), log)
+    (cut,) = store.list_runs(5)
+    raw_sql("UPDATE runs SET status = 'running', lease_expires = ? WHERE id = ?", (time.time() + 0.3, cut["id"]))
+    worker = worker_for(SlowJobListing(store, 0.6), {"flow": agent})  # type: ignore[arg-type]
+    await run_until(worker, lambda: store.get_job(job["id"])["status"] in ("done", "dead"))
+    assert log.read_text() == "5\n"  # charged once
+    result = store.get_job(job["id"])["result"]
+    assert store.get_run(cut["id"])["status"] == "interrupted"
+    assert store.list_runs(5, status="interrupted")[0]["resumed_by"] == result["run_id"]
+
+
 async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
     """A failed step fails the job, which is tried again: the retry ran the workflow afresh, charging again."""
     log, flag = tmp_path / "charges.log", tmp_path / "ship_fixed"
