@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from halguru.agents.loader import load_agent, validate_project
+from halguru.agents.checks import validate_project
+from halguru.agents.loader import load_agent
 from halguru.agents.spec import AgentSpec, agent_json_schema
 from halguru.errors import AgentSpecError
 

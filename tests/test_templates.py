@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from halguru.agents.loader import validate_project
+from halguru.agents.checks import validate_project
 from halguru.scaffold import create_project, list_templates
 
 TEMPLATES = ["assistant", "basic", "knowledge", "team", "workflow"]

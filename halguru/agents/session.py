@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents.changes import FileState, changed_files, project_state
+from halguru.agents.checks import check_agent_knowledge, check_agent_model
 from halguru.agents.events import Event, RunFinished, RunStarted
-from halguru.agents.loader import Agent, check_agent_knowledge, check_agent_model, load_agent
+from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
 from halguru.models.base import Message, Model
 from halguru.store import open_store

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
 
 def _validate(path: Path) -> None:
     """`halguru validate`: every problem of agent.yaml's schema at once, or what the project offers."""
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
     from halguru.errors import AgentSpecError
     from halguru.printable import printable
 

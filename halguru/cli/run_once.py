@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 
 def run_once(path: Path, text: str, *, json_output: bool, model: str | None, conversation: str | None,
              sampling: dict[str, Any] | None = None) -> int:
-    from halguru.agents.loader import check_agent_knowledge, check_agent_model
+    from halguru.agents.checks import check_agent_knowledge, check_agent_model
     from halguru.agents.runtime import run
     from halguru.models.references import check_model_option
 

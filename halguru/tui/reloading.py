@@ -9,7 +9,8 @@ from pathlib import Path
 from textual import work
 
 from halguru.agents.changes import edited_file
-from halguru.agents.loader import Agent, check_agent_model, load_agent
+from halguru.agents.checks import check_agent_model
+from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
 from halguru.tui.pausing import PauseActions
 from halguru.tui.widgets import ChatPane

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents import metadata
-from halguru.agents.loader import AGENT_FILE, Agent, check_knowledge_embedders, load_agent, no_such_project
+from halguru.agents.checks import check_knowledge_embedders
+from halguru.agents.loader import AGENT_FILE, Agent, load_agent, no_such_project
 from halguru.errors import HalguruError
 
 

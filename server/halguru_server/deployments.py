@@ -150,7 +150,7 @@ _publishing = threading.Lock()  # one publish's checks or swap, or rollback, at 
 def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[DeploymentRecord, bool]:
     """Check, unpack, validate, store and activate a bundle; (the version, whether it was the active one
     already). ApiError (one line) when refused. Blocking: call it in a thread."""
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
     from halguru.agents.spec import load_spec
 
     sha = hashlib.sha256(data).hexdigest()

@@ -21,7 +21,7 @@ def agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_agent) -> Path:
 
 
 def test_validate_says_which_agent_channel_and_plugin(agent: Path) -> None:
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
 
     with pytest.raises(HalguruError) as caught:  # was a traceback ending KeyError: 'url'
         check_project(agent)
@@ -91,7 +91,7 @@ def odd_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_channel_lacking_what_a_channel_has_is_one_line_at_validate(odd_site, write_agent, channel: str,
                                                                      said: str) -> None:
     """`halguru validate` said OK, and serve then refused every message to it with 403 (or failed at the reply)."""
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
 
     agent = write_agent(f"name: k2\nmodel: scripted\nchannels:\n  {channel}: {{}}\n", name="k2")
     with pytest.raises(HalguruError) as caught:

@@ -38,7 +38,7 @@ def agent(site, write_agent) -> Path:
 
 
 def test_validate_refuses_a_base_whose_plugin_embedder_is_not_loaded(agent, cli_error, site) -> None:
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
 
     check_project(agent)  # with the plugin: fine
     line = cli_error("validate", str(agent), env={"HALGURU_LOAD_PLUGINS": "", "PYTHONPATH": python_path(site)})
@@ -56,7 +56,7 @@ def test_serve_refuses_it_at_start_up(agent, without_plugins) -> None:
 
 
 def test_a_folder_whose_embedder_is_not_loaded_is_refused_too(site, write_agent, without_plugins) -> None:
-    from halguru.agents.loader import check_project
+    from halguru.agents.checks import check_project
 
     folder = write_agent("name: kf\nmodel: scripted\nknowledge: [docs]\nretrieval: {embedder: hashy}\n", name="kf")
     (folder / "docs").mkdir()
@@ -206,7 +206,8 @@ def test_a_folder_base_of_an_embedder_no_longer_named_is_made_again_not_refused(
     names none and the plugin is gone, the next run rebuilds it with the default embedder, so validate and serve
     do not refuse it (they did, as for a named base, whose chunks cannot be made again)."""
     from halguru import rag
-    from halguru.agents.loader import check_project, load_agent
+    from halguru.agents.checks import check_project
+    from halguru.agents.loader import load_agent
     from halguru.rag import agent as rag_agent
 
     folder = write_agent("name: kf\nmodel: scripted\nknowledge: [docs]\nretrieval: {embedder: hashy}\n", name="kf")
