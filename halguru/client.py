@@ -306,6 +306,10 @@ class Client(_Base):
         """Serve an earlier (or later) published version of ``agent``."""
         return self._json(DeploymentOut, "POST", f"/v1/deployments/{agent}/rollback", json={"version": version})
 
+    def delete_version(self, agent: str, version: int) -> DeploymentOut:
+        """Delete a stored version of ``agent`` (not the one served); the version deleted."""
+        return self._json(DeploymentOut, "DELETE", f"/v1/deployments/{agent}/versions/{version}")
+
 
 class AsyncClient(_Base):
     """The /v1 API for asyncio: the same methods as ``Client``, awaited (``stream`` is an async iterator)."""

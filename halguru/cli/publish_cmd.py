@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back.",
+deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back, delete.",
                               no_args_is_help=True)
 PUBLISH_WAIT_S = 3600  # the server indexes the version's knowledge folders before it answers (minutes for MBs)
 TO = typer.Option(None, "--to", help="Server URL (default: the last `halguru login`).")
@@ -146,11 +146,27 @@ def rollback(agent: str = typer.Argument(..., help="The agent."),
              to: str | None = TO) -> None:
     """Serve an earlier (or later) published version from the next request on; running requests finish on
     the version they started with."""
+    with _server(to) as (url, client):
+        out = client.rollback(agent, _version(version))
+    typer.echo(f"{out.agent} v{out.version} is live on {url} (sha256 {out.sha256[:12]}).")
+
+
+@deployments_app.command()
+def delete(agent: str = typer.Argument(..., help="The agent."),
+           version: str = typer.Argument(..., help="The version to delete, e.g. 3 or v3."),
+           to: str | None = TO) -> None:
+    """Delete a stored version and its bundle (a secret published by mistake); not the one served. The server
+    also keeps only the newest `deployments_keep` (20) by itself."""
+    with _server(to) as (url, client):
+        out = client.delete_version(agent, _version(version))
+    typer.echo(f"Deleted {out.agent} v{out.version} (sha256 {out.sha256[:12]}) from {url}.")
+
+
+def _version(text: str) -> int:
+    """A version as typed (3 or v3)."""
     from halguru.errors import HalguruError
 
-    number = version.lower().removeprefix("v")
+    number = text.lower().removeprefix("v")
     if not number.isdigit() or int(number) < 1:
-        raise HalguruError(f"{version!r} is not a version number (like 3 or v3; `halguru deployments list`)")
-    with _server(to) as (url, client):
-        out = client.rollback(agent, int(number))
-    typer.echo(f"{out.agent} v{out.version} is live on {url} (sha256 {out.sha256[:12]}).")
+        raise HalguruError(f"{text!r} is not a version number (like 3 or v3; `halguru deployments list`)")
+    return int(number)

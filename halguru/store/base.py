@@ -395,6 +395,9 @@ class Store(Protocol):
         """Each published agent's active version and bundle hash: what replicas poll (one small query)."""
         ...
     def deployment_bundle(self, agent: str, version: int) -> bytes | None: ...
+    def delete_deployments(self, agent: str, versions: Sequence[int]) -> list[int]:
+        """Delete these versions of ``agent`` with their bundles, never the active one; the versions deleted."""
+        ...
 
     # -- Web Push (the web chat's notifications; sql_push, halguru_server.push) ---------------------------
     def save_push_subscription(self, endpoint: str, user_id: str, p256dh: str, auth: str, session: str | None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from halguru.store.records import DeploymentRecord
@@ -66,3 +66,10 @@ class DeploymentsMixin(SQLBase):
     def deployment_bundle(self, agent: str, version: int) -> bytes | None:
         rows = self._rows("SELECT bundle FROM deployments WHERE agent = ? AND version = ?", (agent, version))
         return bytes(rows[0]["bundle"]) if rows else None
+
+    def delete_deployments(self, agent: str, versions: Sequence[int]) -> list[int]:
+        with self._tx() as conn:
+            self._lock(conn, "deployment", agent)  # a rollback to one of them waits, then finds it gone
+            gone = [v for v in versions if conn.execute(
+                "DELETE FROM deployments WHERE agent = ? AND version = ? AND active = 0", (agent, v)).rowcount]
+        return gone

@@ -196,7 +196,9 @@ def publish(state: ServerState, principal: Principal, data: bytes) -> tuple[Depl
             with _publishing:
                 manifest = {**manifest, "agent": name, "model": agent.spec.model, "tools": sorted(agent.tools)}
                 record = state.store.create_deployment(name, sha, manifest, data, principal.owner)
+                replaced = state.agents.deployed.get(name)
                 _activate(state, served, record)
+                _keep_newest(state, name, replaced)
                 return record, False
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
@@ -256,6 +258,66 @@ def rollback(state: ServerState, principal: Principal, name: str, version: int) 
         assert record is not None
         _activate(state, served, record)
         return record
+
+
+def delete_version(state: ServerState, principal: Principal, name: str, version: int) -> DeploymentRecord:
+    """Delete a stored version (its bundle, and its folder on this disk): one that should never be served again,
+    a secret published by mistake. Not the active one, nor one a paused run waits on. Blocking."""
+    _may_publish(state, principal, name)
+    with _publishing:
+        known = {d["version"]: d for d in state.store.list_deployments(name)}
+        record = known.get(version)
+        if record is None:
+            raise ApiError(404, f"agent {name!r} has no version {version}" + (
+                f"; its versions: {', '.join(map(str, sorted(known)))}" if known else " (it was never published)"))
+        if record["active"]:
+            raise ApiError(409, f"{name} v{version} is the version served; roll back to another first "
+                                f"(`halguru deployments rollback {name} VERSION`)", "conflict")
+        if record["sha256"] in _awaited(state.store, name):
+            raise ApiError(409, f"a run of {name} paused for approval on v{version} waits on it; approve or "
+                                "reject it first (`halguru approvals list`)", "conflict")
+        state.store.delete_deployments(name, [version])
+        _remove_folders(state, name, [record["sha256"]])
+        return record
+
+
+def _keep_newest(state: ServerState, name: str, replaced: Deployed | None) -> None:
+    """Delete the agent's versions past the newest ``deployments_keep`` (each holds its whole bundle in the store:
+    a server published to for a year grew by every version, up to 20 MiB each), except the active one, the one
+    it just ``replaced`` (requests may still run on it, reading its folder) and any a paused run waits on.
+    Called under ``_publishing``; a failure is logged, the publish stands."""
+    keep = state.settings.deployments_keep
+    versions = state.store.list_deployments(name)  # newest first
+    if not keep or len(versions) <= keep:
+        return
+    try:
+        spared = _awaited(state.store, name) | ({replaced.sha256} if replaced else set())
+        old = [d for d in versions[keep:] if not d["active"] and d["sha256"] not in spared]
+        gone = set(state.store.delete_deployments(name, [d["version"] for d in old]))
+        _remove_folders(state, name, [d["sha256"] for d in old if d["version"] in gone])
+    except Exception:
+        log.exception("could not delete old versions of %s", name)
+        return
+    if gone:
+        log.info("old versions deleted", extra={"fields": {"agent": name, "versions": sorted(gone), "kept": keep}})
+
+
+def _awaited(store: Store, name: str) -> set[str]:
+    """The versions (bundle hashes) of ``name`` that runs paused for approval wait on: they continue on theirs."""
+    return {Path(a["agent_path"]).name for a in store.list_pending(agents=[name])
+            if a["agent_path"] and published_version_of(name, a["agent_path"])}
+
+
+def published_version_of(name: str, path: str) -> bool:
+    """Whether ``path`` is a folder a published version of ``name`` is unpacked in (not a folder agent's)."""
+    return Path(path).resolve().parent == (root() / name).resolve()
+
+
+def _remove_folders(state: ServerState, name: str, shas: list[str]) -> None:
+    """Remove deleted versions' unpacked folders from this disk, unless a stored version has the same bundle."""
+    left = {d["sha256"] for d in state.store.list_deployments(name)}
+    for sha in set(shas) - left:
+        shutil.rmtree(root() / name / sha, ignore_errors=True)
 
 
 def sync(state: ServerState) -> list[str]:

@@ -1,7 +1,8 @@
-"""/v1/deployments: publish an agent bundle (``halguru publish``), list the versions, roll back (or forward).
+"""/v1/deployments: publish an agent bundle (``halguru publish``), list the versions, roll back (or forward),
+delete a version.
 
 Permission ``agents:publish`` (developers and admins); a key limited to some agents publishes only those.
-The logic is ``halguru_server.deployments``; publish and rollback go to the audit log.
+The logic is ``halguru_server.deployments``; publish, rollback and delete go to the audit log.
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ async def rollback(request: Request, caller: Publisher, state: State, agent: Age
     record = await asyncio.to_thread(deployments.rollback, state, caller, agent, body.version)
     audit.record(request, "agent.rollback", agent, {"version": body.version, "sha256": record["sha256"]})
     return _out(record, live_ms=deployments.now_ms(started))
+
+
+@router.delete("/deployments/{agent}/versions/{version}", response_model=DeploymentOut,
+               responses=responses(404, 409))
+async def delete_version(request: Request, caller: Publisher, state: State, agent: AgentName,
+                         version: Annotated[int, Path(ge=1)]) -> DeploymentOut:
+    """Delete a stored version with its bundle (a secret published by mistake, a version never to serve again).
+    Not the one served (roll back first), nor one a run paused for approval waits on. Old versions also go by
+    themselves: a publish keeps the newest ``deployments_keep`` (20)."""
+    record = await asyncio.to_thread(deployments.delete_version, state, caller, agent, version)
+    audit.record(request, "agent.delete_version", agent, {"version": version, "sha256": record["sha256"]})
+    return _out(record)
 
 
 def _out(record: DeploymentRecord, **extra: Any) -> DeploymentOut:

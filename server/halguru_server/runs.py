@@ -75,18 +75,13 @@ def _ours(state: ServerState, agent: str, path: str | None, need_path: bool) -> 
         return None
     if path is not None and (served.agent.path is None or Path(path).resolve() != served.agent.path.resolve()):
         # a published agent's earlier version (`halguru publish` since the run paused) continues on its version
-        if not _published_version_of(agent, path):
+        from halguru_server.deployments import published_version_of, unpack_for
+
+        if not published_version_of(agent, path):
             return None
-        from halguru_server.deployments import unpack_for
 
         unpack_for(state.store, agent, path)  # a replica that never served that version has it from the store
     return served
-
-
-def _published_version_of(agent: str, path: str) -> bool:
-    from halguru_server.deployments import root
-
-    return Path(path).resolve().parent == (root() / agent).resolve()
 
 
 def _run(state: ServerState, run_id: str) -> RunRecord | None:

@@ -70,6 +70,9 @@ class ServerSettings(BaseSettings):
                                   "`halguru publish` may upload (POST /v1/deployments)")
     deployments_poll: float = Field(default=2.0, gt=0, description="seconds between looks at the store for a "
                                     "version another replica published or rolled back")
+    deployments_keep: int = Field(default=20, ge=0, description="published versions kept per agent, newest "
+                                  "first; older ones (bundle and unpacked folder) are deleted at the next publish, "
+                                  "except the active one and any a paused run waits on; 0: keep every version")
     max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
     max_messages: int = Field(default=200, ge=1, description="most messages in one OpenAI-style request")
     max_history_chars: int = Field(default=200_000, ge=1,

@@ -572,9 +572,11 @@ def test_login_through_the_browser_device_flow(cli, serve, tmp_path: Path) -> No
     assert [e["details"].get("via") for e in store.list_audit(action="key.create")] == ["device"]
 
 
-def approving_shop(cli: Callable[..., Any], serve: Callable[..., Any], tmp_path: Path) -> tuple[Any, str, Path]:
-    """A server, a developer's key (logged in) and v1 of a shop whose lookup waits for approval, published."""
-    server = serve()
+def approving_shop(cli: Callable[..., Any], serve: Callable[..., Any], tmp_path: Path,
+                   **settings: Any) -> tuple[Any, str, Path]:
+    """A server (``settings``), a developer's key (logged in) and v1 of a shop whose lookup waits for approval,
+    published."""
+    server = serve(**settings)
     key = user_key("developer")
     cli("login", server.url, "--api-key", input=key)
     shop = write_shop(tmp_path / "shop", "v1")

@@ -1,0 +1,107 @@
+"""Old published versions go: a server keeps each agent's newest ``deployments_keep`` versions (bundles in the
+store, folders on disk), never the one served, the one just replaced, or one a paused run waits on; and
+`halguru deployments delete` removes one version (a secret published by mistake), against a real `halguru serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from halguru.store import open_store
+from tests.server.test_publish import TOOLS, answer, approving_shop, error, memory_keyring, user_key, write_shop
+
+__all__ = ["memory_keyring"]  # pytest finds the autouse fixture here
+
+
+def versions() -> list[int]:
+    return [d["version"] for d in open_store().list_deployments("shop")]
+
+
+def folders(home: Path) -> set[str]:
+    return {p.name for p in (home / "deployments" / "shop").iterdir()}
+
+
+def test_a_publish_deletes_versions_past_the_newest_kept(cli, cli_error, serve, tmp_path: Path,
+                                                         halguru_home: Path) -> None:
+    """Every version stayed in the store with its whole bundle (and unpacked on disk) for good: a server published
+    to daily grew without end. With deployments_keep: 2, publishing v4 deletes v1 (v2 stays one more publish: it
+    was served until now)."""
+    server = serve(deployments_keep=2)
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key + "\n")
+    shop = tmp_path / "shop"
+    for n in (1, 2, 3):
+        write_shop(shop, f"v{n}-answer")
+        assert f"Published shop v{n}" in cli("publish", str(shop)).output
+    assert versions() == [3, 2]  # v1: past the newest 2, and not the one v3 replaced
+    shas = {d["version"]: d["sha256"] for d in open_store().list_deployments("shop")}
+    assert folders(halguru_home) == set(shas.values())
+    assert open_store().deployment_bundle("shop", 1) is None
+    refused = error(cli("deployments", "rollback", "shop", "1", code=1))
+    assert refused.endswith(": agent 'shop' has no version 1; its versions: 2, 3")
+
+    assert "v2 is live" in cli("deployments", "rollback", "shop", "v2").output
+    write_shop(shop, "v4-answer")
+    assert "Published shop v4" in cli("publish", str(shop)).output
+    assert versions() == [4, 3, 2]  # v2 was served until this publish: requests may still run on it
+    write_shop(shop, "v5-answer")
+    cli("publish", str(shop))
+    assert versions() == [5, 4]
+    assert len(folders(halguru_home)) == 2 and answer(server.url, key).startswith("v5-answer")
+
+
+def test_a_version_a_paused_run_waits_on_is_kept_until_it_is_decided(cli, serve, tmp_path: Path) -> None:
+    """A run paused for approval continues on the version it paused on: that version is not deleted while it waits,
+    neither by a publish nor by `deployments delete`."""
+    server, key, shop = approving_shop(cli, serve, tmp_path, deployments_keep=1)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
+        paused = http.post(f"/v1/conversations/{conv}/messages", json={"content": "where is A1?"}).json()
+        assert paused["status"] == "paused"
+        for n in (2, 3, 4):
+            (shop / "tools.py").write_text(TOOLS.replace("shipped", f"shipped (v{n})"))
+            cli("publish", str(shop))
+        assert versions() == [4, 3, 1]  # v2 went; v3 was served until v4; v1 waits for the approval
+        refused = http.delete("/v1/deployments/shop/versions/1")
+        assert refused.status_code == 409 and "paused for approval on v1" in refused.json()["error"]["message"]
+        done = http.post(f"/v1/runs/{paused['run_id']}/approve", json={})
+        assert done.status_code == 200, done.text
+        [result] = [e for e in http.get(f"/v1/runs/{done.json()['run_id']}").json()["events"]
+                    if e["type"] == "tool_result"]
+        assert "order A1: shipped" in str(result) and "(v" not in str(result)  # on v1's tool
+        assert done.json()["status"] == "paused"  # v1's script starts over and asks again: still waits on v1
+        assert http.delete("/v1/deployments/shop/versions/1").status_code == 409
+        assert http.delete(f"/v1/conversations/{conv}").status_code == 204  # its approvals go with it
+        deleted = http.delete("/v1/deployments/shop/versions/1")
+        assert deleted.status_code == 200, deleted.text
+    assert versions() == [4, 3]
+
+
+def test_deployments_delete_removes_one_version_and_says_why_it_will_not(cli, serve, tmp_path: Path,
+                                                                         halguru_home: Path) -> None:
+    """A version published with a secret in it could only be rolled away from, never removed: its bundle stayed in
+    the store, and any rollback served it again. `halguru deployments delete` removes it (audited); the version
+    served, or one that does not exist, is refused in one line."""
+    server = serve()
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    shop = tmp_path / "shop"
+    for n in (1, 2):
+        write_shop(shop, f"v{n}-answer")
+        cli("publish", str(shop))
+    v1 = open_store().list_deployments("shop")[-1]
+    assert "Deleted shop v1" in cli("deployments", "delete", "shop", "v1").output
+    assert versions() == [2] and folders(halguru_home) == {open_store().list_deployments("shop")[0]["sha256"]}
+    assert v1["sha256"] not in folders(halguru_home)
+    assert error(cli("deployments", "delete", "shop", "2", code=1)).endswith(
+        ": shop v2 is the version served; roll back to another first (`halguru deployments rollback shop VERSION`)")
+    assert error(cli("deployments", "delete", "shop", "7", code=1)).endswith(
+        ": agent 'shop' has no version 7; its versions: 2")
+    assert error(cli("deployments", "delete", "shop", "seven", code=1)).startswith("'seven' is not a version number")
+    [entry] = open_store().list_audit(action="agent.delete_version")
+    assert (entry["target"], entry["details"]["version"]) == ("shop", 1)
+    assert answer(server.url, key).startswith("v2-answer")
+    user = httpx.delete(server.url + "/v1/deployments/shop/versions/2",
+                        headers={"Authorization": f"Bearer {user_key('user')}"})
+    assert user.status_code == 403
