@@ -261,10 +261,13 @@ class PostgresBase(SQLBase):
     @contextmanager
     def _lost(self) -> Iterator[None]:
         """The server went away or no pooled connection came in time: StoreUnavailable, one line naming it (a
-        caller's CLI prints it, serve answers 503), not a driver traceback. Other database errors pass as
-        they are."""
+        caller's CLI prints it, serve answers 503), not a driver traceback; a value too large for an index is a
+        StoreError (serve: 400). Other database errors pass as they are."""
         try:
             yield
+        except psycopg.errors.ProgramLimitExceeded as exc:  # an OperationalError, but the value's fault: an index
+            # entry over ~8 KB fails at every try, and is no outage to wait out
+            raise StoreError(f"a value is too large for the store ({first_line(exc)})") from exc
         except psycopg.OperationalError as exc:  # PoolTimeout is one
             reason = first_line(exc)
             raise StoreUnavailable(f"the PostgreSQL store at {self.location} failed: {reason}") from exc

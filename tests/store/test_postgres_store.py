@@ -5,6 +5,7 @@ that names the host, never the password."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -283,3 +284,17 @@ def test_a_database_the_store_cannot_create_its_tables_in_is_one_cli_line(cli_er
     line = cli_error("jobs", "list", env={"HALGURU_DATABASE_URL": url})
     assert line.endswith("cannot open the PostgreSQL store at postgresql://127.0.0.1:5432/" + url.split("/")[-1]
                          .split("?")[0] + ": no schema has been selected to create in"), line
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_value_too_large_for_an_index_is_refused_not_taken_for_an_outage(store) -> None:
+    """PostgreSQL refuses an index entry over ~8 KB (ProgramLimitExceeded, an OperationalError): it read as "the
+    store failed", StoreUnavailable, so serve answered 503 "try again shortly" and a worker waited out an outage
+    for what fails at every try. It is the value's fault: a StoreError naming it (serve: a 400), the rest kept."""
+    huge = secrets.token_hex(10_000)  # random: a repeated letter compresses below the limit
+    with pytest.raises(StoreError, match=r"^a value is too large for the store \(index row requires \d+ bytes"):
+        store.enqueue_job("run", "echo", {}, idempotency_key=huge)
+    with pytest.raises(StoreError, match="too large for the store"):
+        store.thread_conversation("sms", "echo", huge, title="t")
+    store.enqueue_job("run", "echo", {}, idempotency_key="k")
+    assert [j["idempotency_key"] for j in store.list_jobs()] == ["k"]
