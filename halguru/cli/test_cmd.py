@@ -85,7 +85,8 @@ def _report_tests(suite: SuiteResult, interrupted: bool, *, path: Path, pattern:
     """Report the suite (table or JSON, then JUnit) and exit: 0 all passed, 1 a failure, 130 interrupted."""
     from halguru.testing.report import print_report, suite_json, suite_passed, write_junit
 
-    if interrupted and not suite.tests:
+    if interrupted and not suite.tests:  # said, as with tests that finished (it exited 130 without a word)
+        typer.echo("interrupted: no test had finished", err=True)
         raise typer.Exit(130)
     if not suite.tests and not suite.file_errors:
         raise _no_tests(path, pattern)

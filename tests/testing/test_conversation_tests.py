@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from halguru.store import open_store
 from halguru.testing.spec import TestFormatError, load_test_file
 
 AGENT = """\
@@ -643,6 +644,27 @@ def test_ctrl_c_reports_the_tests_that_finished_and_exits_130(project, halguru_c
     assert code == 130, err
     assert "1 passed, 0 failed" in out and "Traceback" not in err
     assert [c.get("name") for c in ET.parse(junit).getroot().iter("testcase")] == ["quick"]
+
+
+def test_ctrl_c_before_any_test_finished_says_so_and_exits_130(project, halguru_cmd, subprocess_env):
+    """Ctrl-C while the first test still ran exited 130 without a word: it says nothing finished."""
+    (project / "script.yaml").write_text('- {text: "slow", token_delay: 60}\n')
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: stuck\n    turns:\n      - user: hi\n        expect: {contains: fast}\n")
+    proc = subprocess.Popen([*halguru_cmd, "test", str(project)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=subprocess_env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r["status"] == "running" for r in open_store().list_runs(5, test_runs=True)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the test's run did not start"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: no test had finished" in err and "Traceback" not in err and out == ""
 
 
 def test_ctrl_c_during_eval_reports_what_finished_and_exits_130(project, halguru_cmd, subprocess_env):
