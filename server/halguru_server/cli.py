@@ -151,16 +151,29 @@ def check_key_agents(names: list[str], config: Path | None = None) -> str | None
         served = served_agents(config)
     except HalguruError as exc:
         raise HalguruError(f"cannot check --agents: {exc}") from None
-    if served is None:
+    published = _published_agents()
+    if served is None and not published:
         return (f"note: --agents kept as given, unchecked (no agent project in {Path.cwd()}; run this where "
                 "`halguru serve` runs, or pass --config, to check)")
-    known, broken = served
-    unknown = [n for n in names if n not in known]
+    known, broken = served or ([], [])
+    unknown = [n for n in names if n not in known and n not in published]
     if unknown:
         unloaded = f"; not loaded: {', '.join(map(str, broken))}" if broken else ""
-        raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} {_where_checked(config)}; "
-                           f"known: {', '.join(dict.fromkeys(known)) or 'none'}{unloaded}")  # each name once
+        where = _where_checked(config) + (" or published" if published else "") if served else "among the published"
+        raise HalguruError(f"--agents: no agent named {', '.join(map(repr, unknown))} {where}; known: "
+                           f"{', '.join(dict.fromkeys([*known, *sorted(published)])) or 'none'}{unloaded}")
     return None
+
+
+def _published_agents() -> set[str]:
+    """The agents published to this server's store (`halguru publish`): a hosting server serves those, whatever
+    folder this runs in. None known when the store cannot be read (the folder's agents are checked alone)."""
+    from halguru.store import open_store
+
+    try:
+        return set(open_store().active_deployments())
+    except HalguruError:
+        return set()
 
 
 def _where_checked(config: Path | None) -> str:

@@ -150,6 +150,24 @@ def test_a_broken_sibling_agent_does_not_stop_a_key_for_a_valid_one(cli, agents_
     assert "no agent named 'nope'" in error and "not loaded:" in error and "broken" in error and "\n" not in error
 
 
+def test_keys_create_knows_the_published_agents(cli, agents_dir, tmp_path, monkeypatch) -> None:
+    """On a hosting server (agents published with `halguru publish`), `keys create --agents shop` checked the
+    name against the folder it ran in: refused beside another project ('no agent named shop'), unchecked in an
+    empty one. The store's published agents count as served."""
+    from halguru.store import open_store
+
+    open_store().create_deployment("shop", "0" * 64, {"files": {}}, b"bundle", None)
+    monkeypatch.chdir(agents_dir)  # beside the echo project
+    result = cli("keys", "create", "ci", "--agents", "shop,echo")
+    assert result.stdout.startswith("hg_") and "note:" not in result.stderr
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    result = cli("keys", "create", "ci2", "--agents", "shop")
+    assert result.stdout.startswith("hg_") and "note:" not in result.stderr
+    error = str(cli("keys", "create", "x", "--agents", "shp", code=1).exception)
+    assert error == "--agents: no agent named 'shp' among the published; known: shop"
+
+
 def test_keys_list_shows_scope_and_last_use(cli, serve, agents_dir, monkeypatch) -> None:
     import httpx
 
