@@ -53,6 +53,8 @@ class Lifecycle:
         self.inflight: set[asyncio.Task[Any]] = set()
         self.on_stopping: list[Callable[[], None]] = []  # called when the server stops accepting (the worker)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.TimerHandle | None = None  # the end of drain_delay, then of the grace period
+        self._graced: asyncio.TimerHandle | None = None
 
     # -- SIGTERM -------------------------------------------------------------------------------------
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -71,26 +73,42 @@ class Lifecycle:
             signal.signal(signum, on_signal)
 
     def begin(self, stop: Callable[[], None]) -> None:
-        """Start draining now; ``stop`` (uvicorn's exit) runs after ``drain_delay``. Thread-safe."""
-        if self.loop is None or self.draining:
+        """Start draining now; ``stop`` (uvicorn's exit) runs after ``drain_delay``. A second signal while
+        draining stops at once: no more waiting, the runs in flight interrupted (stored as such, answered 503);
+        a third is uvicorn's own (quit without waiting for connections). Thread-safe."""
+        if self.loop is None:
             stop()
             return
-        self.loop.call_soon_threadsafe(self._begin, stop)
+        self.loop.call_soon_threadsafe(self._now if self.draining else self._begin, stop)
 
     def _begin(self, stop: Callable[[], None]) -> None:
         self.draining = True
         log.info("draining", extra={"fields": {"drain_delay": self.drain_delay, "runs": len(self.inflight)}})
-
-        def stopping() -> None:
-            self.stopping = True
-            for callback in self.on_stopping:
-                callback()
-            stop()
-            assert self.loop is not None
-            self.loop.call_later(self.shutdown_timeout, self.interrupt)
-
         assert self.loop is not None
-        self.loop.call_later(self.drain_delay, stopping)
+        self._drained = self.loop.call_later(self.drain_delay, self._stopping, stop)
+
+    def _stopping(self, stop: Callable[[], None]) -> None:
+        """Stop accepting; the runs in flight have ``shutdown_timeout`` to finish."""
+        self.stopping = True
+        for callback in self.on_stopping:
+            callback()
+        stop()
+        assert self.loop is not None
+        self._graced = self.loop.call_later(self.shutdown_timeout, self.interrupt)
+
+    def _now(self, stop: Callable[[], None]) -> None:
+        """A second signal: what the drain and the grace period would do, now (left to uvicorn, it waited for
+        every answer in flight, and a run cut at exit was stored as cancelled by the user)."""
+        if not self.stopping:
+            if self._drained is not None:
+                self._drained.cancel()
+            self._stopping(stop)
+        else:
+            stop()  # uvicorn's: quit without waiting for connections
+        if self._graced is not None:
+            self._graced.cancel()
+        log.warning("stopping now (signal again)", extra={"fields": {"runs": len(self.inflight)}})
+        self.interrupt()
 
     def interrupt(self) -> None:
         """The grace period is over: cancel every in-flight run (stored as interrupted by shutdown)."""

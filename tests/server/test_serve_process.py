@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -95,6 +96,38 @@ def test_ctrl_c_drains_as_sigterm_does_a_json_answer_is_a_503_and_the_run_interr
     assert "Traceback" not in proc.stderr.read()
     [(status,)] = home_sql("SELECT status FROM runs WHERE conversation_id = ?", (conv,))
     assert status == "interrupted"
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_run_reads_interrupted(halguru_cmd, subprocess_env, tmp_path: Path,
+                                                                    home_sql):
+    """A second Ctrl-C while serve drains quits at once, as it says; the run it cut was stored as cancelled (by
+    the user) though nobody pressed stop: it reads interrupted by the shutdown, as after the grace period."""
+    agent = tmp_path / "slower"
+    agent.mkdir()
+    (agent / "s.yaml").write_text(json.dumps([{"text": "word " * 400, "token_delay": 0.05}]))  # 20 s
+    (agent / "agent.yaml").write_text("name: slower\nmodel: scripted:s.yaml\n")
+    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "60", "HALGURU_SERVE_DRAIN_DELAY": "30"}
+    proc, url = start(halguru_cmd, env, str(agent), "--dev")
+    conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slower"}).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(httpx.post, f"{url}/v1/conversations/{conv}/messages", json={"content": "go"},
+                             timeout=60)
+        deadline = time.monotonic() + 10
+        while not home_sql("SELECT id FROM runs WHERE conversation_id = ?", (conv,)):
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        while httpx.get(f"{url}/readyz").status_code == 200:  # draining
+            assert time.monotonic() < deadline, "the server never started draining"
+            time.sleep(0.05)
+        quit_at = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) is not None and time.monotonic() - quit_at < 10
+        with contextlib.suppress(httpx.TransportError):
+            answer.result()
+    assert "Traceback" not in proc.stderr.read()
+    [(status, error)] = home_sql("SELECT status, error FROM runs WHERE conversation_id = ?", (conv,))
+    assert status == "interrupted" and "shutdown" in (error or ""), (status, error)
 
 
 def test_serve_refuses_bad_paths_in_one_line(cli_error, tmp_path: Path) -> None:
