@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,6 +118,39 @@ def halguru_cmd() -> list[str]:
 @pytest.fixture
 def subprocess_env(halguru_home: Path) -> dict[str, str]:
     return {**os.environ, "HALGURU_HOME": str(halguru_home), "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def _each_ended(kind: type) -> Iterator[Callable[..., Any]]:
+    """A fixture's ``start(...)`` making ``kind(...)``; each one's ``end()`` runs when the test ends, failed or not."""
+    started: list[Any] = []
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        started.append(kind(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.end()
+
+
+@pytest.fixture
+def pty_process():
+    """``start(args, env)``: a command on a pseudo-terminal (tests/terminal.py), killed when the test ends."""
+    from tests.terminal import PtyProcess
+
+    yield from _each_ended(PtyProcess)
+
+
+@pytest.fixture
+def tmux_session():
+    """``start(command, env)``: a command in a detached tmux session; the session and what it ran end with the
+    test."""
+    import shutil
+
+    from tests.terminal import TmuxSession
+
+    assert shutil.which("tmux"), "tmux is required (apt-get install -y tmux; ./scripts/test does, as root)"
+    yield from _each_ended(TmuxSession)
 
 
 @pytest.fixture

@@ -58,7 +58,8 @@ def _quiet_ctrl_c() -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)
+        with contextlib.suppress(termios.error):  # the terminal went away (hung up): nothing to restore
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 class ChatRepl:

@@ -32,4 +32,7 @@ def register(app: typer.Typer) -> None:
 
             raise HalguruError("halguru dev needs a terminal (its input or output is a pipe or a file): run it in "
                                "one, or script the agent with `halguru run` or `halguru chat`")
+        from halguru.hangup import end_on_hangup
+
+        end_on_hangup()  # a closed terminal ends the debugger (it spun on the dead input, forever)
         app.run()

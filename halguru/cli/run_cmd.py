@@ -109,8 +109,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Chat with an agent in the terminal (/help lists the slash commands)."""
         from halguru.cli.chat_repl import ChatRepl
+        from halguru.hangup import end_on_hangup
         from halguru.models.references import check_model_option, option_reference
 
         check_model_option(model)  # a typo is one line here, not a chat whose every answer fails
+        end_on_hangup()  # a closed terminal ends the chat (an answer went on generating for nobody)
         raise typer.Exit(ChatRepl.open(path, conversation=conversation, model=option_reference(model),
                                       sampling=sampling(temperature, max_tokens, seed)).loop())

@@ -2,51 +2,36 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 
-def test_dev_in_a_real_terminal(calc_agent: Path, halguru_cmd: list[str], subprocess_env: dict[str, str]) -> None:
-    assert shutil.which("tmux"), "tmux is required (apt-get install -y tmux; ./scripts/test does, as root)"
-    session = f"halguru-dev-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in subprocess_env.items() if k not in ("NO_COLOR", "COLUMNS")}
-    command = " ".join([*halguru_cmd, "dev", str(calc_agent), "--no-watch"])
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
-                    *[f"-e{k}={v}" for k, v in env.items() if k.startswith(("HALGURU", "PATH", "HOME"))],
-                    command], check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
-                              text=True).stdout
+def test_dev_in_a_real_terminal(calc_agent: Path, halguru_cmd: list[str], subprocess_env: dict[str, str],
+                                tmux_session) -> None:
+    env = {k: v for k, v in subprocess_env.items() if k.startswith(("HALGURU", "PATH", "HOME"))}
+    tmux = tmux_session(" ".join([*halguru_cmd, "dev", str(calc_agent), "--no-watch"]), env)
 
     def wait(text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            shown = screen()
+            shown = tmux.screen()
             if text in shown:
                 return shown
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{screen()}")
+        raise AssertionError(f"{text!r} never appeared; screen:\n{tmux.screen()}")
 
-    try:
-        wait("Message the agent")
-        subprocess.run(["tmux", "send-keys", "-t", session, "-l", "hello tmux"], check=True)
-        subprocess.run(["tmux", "send-keys", "-t", session, "Enter"], check=True)
-        shown = wait("You said: hello tmux")
-        assert "finished ok" in wait("finished ok")
-        assert "model_call" in shown
-        subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], check=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and subprocess.run(["tmux", "has-session", "-t", session],
-                                                              capture_output=True).returncode == 0:
-            time.sleep(0.2)
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    wait("Message the agent")
+    tmux.send("hello tmux", literal=True)
+    tmux.send("Enter")
+    shown = wait("You said: hello tmux")
+    assert "finished ok" in wait("finished ok")
+    assert "model_call" in shown
+    tmux.send("C-q")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and tmux.alive():
+        time.sleep(0.2)
 
 
 def test_dev_missing_run_is_one_line(cli_error, calc_agent: Path) -> None:
