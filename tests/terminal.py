@@ -44,11 +44,6 @@ class PtyProcess:
             os.close(self.master)
             self.master = -1
 
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the process has used."""
-        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def end(self) -> None:
         """Close the terminal and kill the process (SIGKILL: a wedged one ignores anything else)."""
@@ -80,14 +75,34 @@ class TmuxSession:
     def alive(self) -> bool:
         return subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode == 0
 
+    def close(self) -> None:
+        """Kill the session, as closing its terminal does (tmux hangs up the pane's terminal and sends SIGHUP)."""
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
     def end(self) -> None:
         """Kill the session, then what it ran if that outlived it (it did, spinning, where SIGHUP was lost)."""
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        self.close()
         deadline = time.monotonic() + 5
         while _group_alive(self.pane_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _group_alive(self.pane_pid):
             os.killpg(self.pane_pid, signal.SIGKILL)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie has: it waits only to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _group_alive(group: int) -> bool:

@@ -7,9 +7,13 @@ grace; `chat` went on generating an answer nobody could read."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
+
+from tests.terminal import PtyProcess, cpu_seconds, process_gone
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -23,17 +27,22 @@ def slow_agent(write_agent) -> Path:
     return folder
 
 
-def _ends_quietly(process, deadline: float = 10.0) -> None:
-    """The process is gone within ``deadline`` seconds of its terminal closing, having used little CPU."""
-    cpu_before = process.cpu_seconds()
-    process.close_terminal()
+def _ends_quietly(pid: int, close: Callable[[], None], gone: Callable[[], bool], deadline: float = 10.0) -> None:
+    """Process ``pid`` is gone within ``deadline`` seconds of ``close()`` closing its terminal, using little CPU."""
+    cpu_before = cpu = cpu_seconds(pid)
+    close()
     started = time.monotonic()
-    while process.proc.poll() is None and time.monotonic() - started < deadline:
-        cpu = process.cpu_seconds()
+    while not gone() and time.monotonic() - started < deadline:
+        with suppress(OSError):  # it exited (and was reaped) just now
+            cpu = cpu_seconds(pid)
         time.sleep(0.2)
     used = cpu - cpu_before
-    assert process.proc.poll() is not None, f"alive {deadline} s after its terminal closed, {used:.1f} s of CPU"
+    assert gone(), f"alive {deadline} s after its terminal closed, {used:.1f} s of CPU"
     assert used < 2.0, f"{used:.1f} s of CPU in the {time.monotonic() - started:.1f} s it took to exit"
+
+
+def _pty_ends_quietly(process: PtyProcess) -> None:
+    _ends_quietly(process.proc.pid, process.close_terminal, lambda: process.proc.poll() is not None)
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["idle", "streaming"])
@@ -43,7 +52,7 @@ def test_dev_ends_when_its_terminal_closes(pty_process, halguru_cmd, subprocess_
     if streaming:
         dev.write(b"hello\r")
         dev.read_until("word word")
-    _ends_quietly(dev)
+    _pty_ends_quietly(dev)
 
 
 def test_chat_ends_when_its_terminal_closes_mid_answer(pty_process, halguru_cmd, subprocess_env, slow_agent,
@@ -52,5 +61,17 @@ def test_chat_ends_when_its_terminal_closes_mid_answer(pty_process, halguru_cmd,
     chat.read_until("you> ")
     chat.write(b"hello\n")
     chat.read_until("word")
-    _ends_quietly(chat)
+    _pty_ends_quietly(chat)
     assert "cancelled" in cli("runs", "list").stdout  # the partial answer is stored, not left 'running'
+
+
+def test_dev_ends_when_its_tmux_session_is_killed_with_sighup_ignored(tmux_session, halguru_cmd, subprocess_env,
+                                                                    slow_agent):
+    """The report: `dev` processes a test drove in tmux outlived their sessions, at ~27% of a CPU each."""
+    env = {k: v for k, v in subprocess_env.items() if k.startswith(("HALGURU", "PATH", "HOME", "PYTHON"))}
+    tmux = tmux_session(f"trap '' HUP; exec {' '.join(halguru_cmd)} dev {slow_agent} --no-watch", env)
+    deadline = time.monotonic() + 30
+    while "Message the agent" not in tmux.screen():
+        assert time.monotonic() < deadline, tmux.screen()
+        time.sleep(0.2)
+    _ends_quietly(tmux.pane_pid, tmux.close, lambda: process_gone(tmux.pane_pid))
