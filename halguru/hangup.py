@@ -19,11 +19,12 @@ import threading
 import time
 
 HANGUP_GRACE = 10.0  # seconds a command has to stop cleanly after its terminal went, before it is ended
-_HUNG_UP = select.POLLHUP | select.POLLERR
 
 
 def end_on_hangup(fd: int = 0, grace: float = HANGUP_GRACE) -> None:
     """Watch the terminal on ``fd`` (stdin) and stop this process when it hangs up; nothing if it is no terminal."""
+    if not hasattr(select, "poll"):  # Windows: a console window that closes ends its processes itself
+        return
     try:
         if not os.isatty(fd):
             return
@@ -39,7 +40,7 @@ def _wait_for_hangup(fd: int, grace: float) -> None:
         masks = [mask for _fd, mask in poller.poll()]
         if any(mask & select.POLLNVAL for mask in masks):  # the descriptor was closed: nothing left to watch
             return
-        if any(mask & _HUNG_UP for mask in masks):
+        if any(mask & (select.POLLHUP | select.POLLERR) for mask in masks):
             break
     devnull = os.open(os.devnull, os.O_RDWR)
     for stream in (0, 1, 2):
