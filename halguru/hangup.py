@@ -30,6 +30,8 @@ def end_on_hangup(fd: int = 0, grace: float = HANGUP_GRACE) -> None:
             return
     except OSError:
         return
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # not where it is ignored (nohup): the watch serves
+        signal.signal(signal.SIGHUP, _on_sighup)
     threading.Thread(target=_wait_for_hangup, args=(fd, grace), name="halguru-hangup", daemon=True).start()
 
 
@@ -45,6 +47,23 @@ def _wait_for_hangup(fd: int, grace: float) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for stream in (0, 1, 2):
         os.dup2(devnull, stream)
-    os.kill(os.getpid(), signal.SIGTERM)  # as `kill`: the run is stored cancelled, an ingest says how far it got
+    _stop()
     time.sleep(grace)
     os._exit(128 + signal.SIGHUP)  # the stop hung (a thread that does not return): end as SIGHUP would have
+
+
+def _on_sighup(signum: int, frame: object) -> None:
+    """SIGHUP (a closed terminal window, for a command it controls) ended the command at once: the run it was
+    answering read 'running' until its lease passed. Now it stops as SIGTERM stops it (the watch, woken by the
+    same hangup, points the streams at /dev/null)."""
+    _stop()
+
+
+_stopping = threading.Lock()
+
+
+def _stop() -> None:
+    """Stop as `kill` does, once (a second SIGTERM ends at once): the run is stored cancelled, an ingest says how
+    far it got."""
+    if _stopping.acquire(blocking=False):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -18,10 +18,14 @@ from collections.abc import Sequence
 class PtyProcess:
     """A command whose stdin, stdout and stderr are one pseudo-terminal; the test holds the terminal's side."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], size: tuple[int, int] = (30, 100)):
+    def __init__(self, args: Sequence[str], env: dict[str, str], size: tuple[int, int] = (30, 100),
+                 controlling: bool = False):
+        """``controlling``: the terminal is the command's controlling terminal, as a terminal window's shell has
+        (closing it sends SIGHUP); otherwise closing it only hangs it up, as for a test's or a supervisor's."""
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-        self.proc = subprocess.Popen(list(args), stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        self.proc = subprocess.Popen(list(args), stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+                                     start_new_session=controlling, preexec_fn=_take_terminal if controlling else None)
         os.close(slave)
         self.output = ""
 
@@ -87,6 +91,11 @@ class TmuxSession:
             time.sleep(0.1)
         if _group_alive(self.pane_pid):
             os.killpg(self.pane_pid, signal.SIGKILL)
+
+
+def _take_terminal() -> None:
+    """In the child, a session leader: its stdin's terminal becomes its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -75,3 +75,18 @@ def test_dev_ends_when_its_tmux_session_is_killed_with_sighup_ignored(tmux_sessi
         assert time.monotonic() < deadline, tmux.screen()
         time.sleep(0.2)
     _ends_quietly(tmux.pane_pid, tmux.close, lambda: process_gone(tmux.pane_pid))
+
+
+@pytest.mark.parametrize("command", ["dev", "chat"])
+def test_a_closed_terminal_window_stores_the_answer_cancelled(pty_process, halguru_cmd, subprocess_env,
+                                                              slow_agent, cli, command):
+    """On its controlling terminal (a terminal window's): closing it mid-answer sent SIGHUP, which ended the
+    command at once; the run read 'running' until its lease passed. Now it is stored cancelled, as with Ctrl-C."""
+    args = [*halguru_cmd, command, str(slow_agent), *(["--no-watch"] if command == "dev" else [])]
+    process = pty_process(args, {**subprocess_env, "TERM": "xterm"}, controlling=True)
+    process.read_until("Message the agent" if command == "dev" else "you> ")
+    process.write(b"hello\r")
+    process.read_until("word word")
+    _pty_ends_quietly(process)
+    listed = cli("runs", "list").stdout
+    assert "cancelled" in listed and "running" not in listed, listed
