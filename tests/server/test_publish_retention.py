@@ -105,3 +105,25 @@ def test_deployments_delete_removes_one_version_and_says_why_it_will_not(cli, se
     user = httpx.delete(server.url + "/v1/deployments/shop/versions/2",
                         headers={"Authorization": f"Bearer {user_key('user')}"})
     assert user.status_code == 403
+
+
+def test_the_console_deletes_a_version(serve, tmp_path: Path) -> None:
+    """/admin/deployments has "Delete vN" beside "Serve vN" (not on the served version), audited as the CLI's."""
+    from halguru.client import Client
+    from halguru.deploy.bundle import make_bundle
+
+    server, key = serve(), user_key("developer")
+    with Client(server.url, key) as hg:
+        for says in ("v1-answer", "v2-answer"):
+            hg.publish(make_bundle(write_shop(tmp_path / "shop", says)).data)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        page = http.get("/admin/deployments").text
+        assert "Delete v1" in page and "Delete v2" not in page and 'aria-label="Delete v1 shop"' in page
+        done = http.post("/admin/deployments/shop/delete", data={"version": "1"})
+        assert done.status_code == 303 and "shop+v1+is+deleted" in done.headers["location"]
+        served = http.post("/admin/deployments/shop/delete", data={"version": "2"})
+        assert "the+version+served" in served.headers["location"]
+        assert "give+a+version+number" in http.post("/admin/deployments/shop/delete",
+                                                     data={"version": "²"}).headers["location"]
+    assert versions() == [2]
+    assert [e["details"]["version"] for e in open_store().list_audit(action="agent.delete_version")] == [1]

@@ -1,6 +1,6 @@
 """Deployments (``/admin/deployments``, ``agents:publish``): every published version of every agent, the one
-served marked, and "Serve this version" on the others: the same ``deployments.rollback`` as
-``halguru deployments rollback`` and ``POST /v1/deployments/{agent}/rollback``, audited alike."""
+served marked, and "Serve" and "Delete" on the others: the same ``deployments.rollback`` and ``delete_version``
+as ``halguru deployments rollback|delete`` and the /v1/deployments routes, audited alike."""
 
 from __future__ import annotations
 
@@ -37,14 +37,39 @@ def deployments_page(request: Request, state: State, caller: Publisher,
 async def rollback_page(request: Request, state: State, caller: Publisher,
                         agent: Annotated[str, Path(max_length=200)]) -> Response:
     """Serve the form's version of the agent; back to the page saying what happened."""
-    form = await pages.form(request)
-    version = form.get("version", "")
-    if not (version.isascii() and version.isdigit() and len(version) <= 18):  # '²'.isdigit(), and int() limits
-        return shell.back(f"/admin/deployments?{urlencode({'error': 'give a version number'})}")
+    version = await _version(request)
+    if version is None:
+        return _back("error", "give a version number")
     try:
-        record = await asyncio.to_thread(deployments.rollback, state, caller, agent, int(version))
+        record = await asyncio.to_thread(deployments.rollback, state, caller, agent, version)
     except ApiError as exc:
-        return shell.back(f"/admin/deployments?{urlencode({'error': exc.message})}")
+        return _back("error", exc.message)
     audit.record(request, "agent.rollback", agent, {"version": record["version"], "sha256": record["sha256"]})
-    said = f"{agent} v{record['version']} is served from the next request on"
-    return shell.back(f"/admin/deployments?{urlencode({'notice': said})}")
+    return _back("notice", f"{agent} v{record['version']} is served from the next request on")
+
+
+@router.post("/deployments/{agent}/delete")
+async def delete_page(request: Request, state: State, caller: Publisher,
+                      agent: Annotated[str, Path(max_length=200)]) -> Response:
+    """Delete the form's version of the agent (as `halguru deployments delete`); back to the page."""
+    version = await _version(request)
+    if version is None:
+        return _back("error", "give a version number")
+    try:
+        record = await asyncio.to_thread(deployments.delete_version, state, caller, agent, version)
+    except ApiError as exc:
+        return _back("error", exc.message)
+    audit.record(request, "agent.delete_version", agent, {"version": version, "sha256": record["sha256"]})
+    return _back("notice", f"{agent} v{version} is deleted")
+
+
+async def _version(request: Request) -> int | None:
+    """The form's version number; None when it is not one."""
+    version = (await pages.form(request)).get("version", "")
+    if not (version.isascii() and version.isdigit() and len(version) <= 18):  # '²'.isdigit(), and int() limits
+        return None
+    return int(version)
+
+
+def _back(kind: str, said: str) -> Response:
+    return shell.back(f"/admin/deployments?{urlencode({kind: said})}")
