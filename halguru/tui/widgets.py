@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown, Static, TextArea, Tree
+from textual.widgets import Markdown, Static, TextArea
 from textual.widgets.markdown import MarkdownStream
 from textual.widgets.tree import TreeNode
 
@@ -35,6 +35,7 @@ from halguru.agents.events import (
     ToolResult,
 )
 from halguru.printable import printable
+from halguru.tui.lazytree import PENDING, LazyTree
 
 TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
 CHAT_LINES, CHAT_CHARS = 20, 2000  # of a long message of yours the chat shows; the inspector shows it whole
@@ -84,11 +85,12 @@ class _Scope:
         return self.steps.get(e.step) if e.step else None
 
 
-class TraceTree(Tree[Event]):
+class TraceTree(LazyTree[Event]):
     """One run as a tree: each model call holds what followed it; node data is the typed event.
 
     Workflow steps and team members get a branch each; sub-runs hang under the call or step that started them.
     Lines are never cut by the pane: the tree scrolls sideways (←/→) and the inspector shows every node whole.
+    An event's label is drawn when its line is first shown (``LazyTree``): a 20,000-event run opens at once.
     """
 
     DEFAULT_CSS = "TraceTree { height: 1fr; border: round $primary-darken-2; overflow-x: auto; }"
@@ -106,6 +108,9 @@ class TraceTree(Tree[Event]):
         self.guide_depth = 2
         self.streamed = 0  # tokens of the current model call, shown in batches
         self._tool_errors: dict[tuple[str, str], Error] = {}  # (run, message) -> a failed tool's error event
+
+    def draw(self, data: Event) -> Text:
+        return label(data)
 
     def clear(self) -> Self:
         self._scopes, self._step_node, self.streamed, self._tool_errors = {}, None, 0, {}
@@ -145,7 +150,7 @@ class TraceTree(Tree[Event]):
             at = parent.step_branch(e) or parent.open_call or parent.step or parent.home
             agent = e.agent if isinstance(e, RunStarted) else ""
             if isinstance(e, RunStarted):
-                at = at.add(label(e), data=e, expand=True)
+                at = at.add(PENDING, data=e, expand=True)
             elif isinstance(at.data, ToolCall) and at.data.name.startswith("ask_"):  # a specialist's own branch
                 agent = at.data.name.removeprefix("ask_")
                 at = at.add(agent_label(agent), data=at.data, expand=True)
@@ -164,9 +169,8 @@ class TraceTree(Tree[Event]):
             self._tool_errors[(e.run_id, e.message)] = e
         if isinstance(e, ModelResult | RunFinished):
             self.end_streaming()
-        text = label(e)
         if isinstance(e, StepStarted):
-            branch = scope.home.add(text, data=e, expand=True)
+            branch = scope.home.add(PENDING, data=e, expand=True)
             if e.step:
                 scope.steps[e.step] = branch
             scope.step_ids[e.step_id] = branch
@@ -180,11 +184,11 @@ class TraceTree(Tree[Event]):
                 scope.agent = handed.to_agent if handed is not None else scope.agent
                 scope.branch = scope.node.add(agent_label(scope.agent or "?"), data=handed or scope.node.data,
                                               expand=True)
-            scope.step = self._step_node = (step_branch or scope.home).add(text, data=e, expand=True)
+            scope.step = self._step_node = (step_branch or scope.home).add(PENDING, data=e, expand=True)
             return scope.step
         if isinstance(e, ToolResult) and e.call_id in scope.calls:
             scope.open_call = None
-            return scope.calls[e.call_id].add_leaf(text, data=e)
+            return scope.calls[e.call_id].add_leaf(PENDING, data=e)
         if isinstance(e, Handoff) and not e.reason.startswith(ASK_PREFIX):
             scope.handed_to = e
         if isinstance(e, _RUN_LEVEL):
@@ -194,7 +198,7 @@ class TraceTree(Tree[Event]):
         else:
             parent = scope.step if isinstance(e, _IN_STEP) and scope.step is not None else scope.home
         if isinstance(e, ToolCall):
-            node = parent.add(text, data=e, expand=True)
+            node = parent.add(PENDING, data=e, expand=True)
             scope.calls[e.call_id] = scope.open_call = node
             return node
         if isinstance(e, StepFinished) and step_branch is not None and isinstance(step_branch.data, StepStarted):
@@ -203,8 +207,8 @@ class TraceTree(Tree[Event]):
                                                 f" {ms(e.duration_ms)}"))
         started = scope.node.data
         if isinstance(e, RunFinished) and isinstance(started, RunStarted) and started.run_id == e.run_id:
-            scope.node.set_label(Text.assemble(label(started), " · ", text))
-        return parent.add_leaf(text, data=e)
+            scope.node.set_label(Text.assemble(label(started), " · ", label(e)))
+        return parent.add_leaf(PENDING, data=e)
 
     def next_failure(self) -> bool:
         """Move the cursor to the next node, after it, that says something failed (an error, a tool's error
@@ -231,9 +235,10 @@ class TraceTree(Tree[Event]):
 
     def load(self, events: list[Event]) -> None:
         """A whole stored run at once (2,000 events open in well under a second)."""
-        for e in events:
-            if not isinstance(e, Token):
-                self.add(e)
+        with self.adding():
+            for e in events:
+                if not isinstance(e, Token):
+                    self.add(e)
         self.root.expand()
 
     def show_streaming(self) -> None:

@@ -19,30 +19,30 @@ STREAM_GOAL_X = 3.0
 EVENTS = 2000
 
 
-def _project():
+def project_folder():
     folder = HOME / "tui-agent"
     folder.mkdir(exist_ok=True)
     (folder / "agent.yaml").write_text("name: tui\nmodel: scripted\ninstructions: bench\n", encoding="utf-8")
     return folder
 
 
-def _big_run() -> str:
-    """A stored run of EVENTS events: model calls, results, tool calls and results."""
+def big_run(size: int = EVENTS) -> str:
+    """A stored run of ``size`` events: model calls, results, tool calls and results (bench_tui_open's too)."""
     from halguru.agents.events import ModelCall, ModelResult, RunFinished, RunStarted, ToolCall, ToolResult
     from halguru.store import open_store
 
     store = open_store()
-    run_id, conv = "run_bench2000", "conv_bench2000"
+    run_id, conv = f"run_bench{size}", f"conv_bench{size}"
     store.start_run(run_id, conv, "tui", "scripted", "big")
     events = [RunStarted(agent="tui", model="scripted", input="big", conversation_id=conv)]
     step = 0
-    while len(events) < EVENTS - 1:
+    while len(events) < size - 1:
         step += 1
         events += [ModelCall(model="scripted", messages=[{"role": "user", "content": "big"}], step=step),
                    ModelResult(text="", tool_calls=[{"id": f"c{step}", "name": "t", "arguments": {}}], step=step),
                    ToolCall(call_id=f"c{step}", name="t", arguments={"i": step}, step=step),
                    ToolResult(call_id=f"c{step}", name="t", content="x" * 500, step=step)]
-    events = events[: EVENTS - 1]
+    events = events[: size - 1]
     events.append(RunFinished(status="ok", output="done"))
     for i, e in enumerate(events):
         e.run_id, e.seq = run_id, i
@@ -95,7 +95,7 @@ async def _stream_bare_ms(project, text: str) -> float:
 
 def measure(quick: bool) -> list[Result]:
     runs = 3 if quick else 7
-    project, run_id = _project(), _big_run()
+    project, run_id = project_folder(), big_run()
     text = " ".join(f"w{i}" for i in range(3000))
     asyncio.run(_open_ms(project, run_id))  # warm imports
     open_ms, empty_ms, app_ms, bare_ms = [], [], [], []

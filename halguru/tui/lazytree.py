@@ -1,0 +1,123 @@
+"""A Textual tree whose labels are drawn the first time they are needed: a line shown, a label read.
+
+Textual's Tree takes every label as Rich text when its node is added, and measures every line each time it
+rebuilds its lines: opening a 20,000-event run drew and measured 20,000 labels (about 9 s) before its first
+frame. Here a node added with ``PENDING`` gets its label from ``draw(data)`` when it is shown or read; the
+tree's width (how far it scrolls sideways) counts the lines drawn so far and grows as wider ones come into
+view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar, cast
+
+from rich.cells import cell_len
+from rich.text import Text, TextType
+from textual import events
+from textual.geometry import Size
+from textual.strip import Strip
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+T = TypeVar("T")
+
+PENDING = Text()  # the label of a node not drawn yet: its tree draws it from the node's data
+
+
+class LazyNode(TreeNode[T], Generic[T]):
+    """A node whose label is drawn from its data on first use (``_label`` is what Textual reads)."""
+
+    _drawn: Text | None = None
+
+    @property
+    def _label(self) -> Text:
+        if self._drawn is None:
+            self._drawn = cast("LazyTree[T]", self._tree).draw(cast(T, self.data))
+        return self._drawn
+
+    @_label.setter
+    def _label(self, value: Text) -> None:
+        self._drawn = None if value is PENDING else value
+
+    @property
+    def drawn(self) -> bool:
+        return self._drawn is not None
+
+
+class LazyTree(Tree[T], Generic[T]):
+    """A Tree of ``LazyNode``: add nodes with the label ``PENDING`` and override ``draw``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._batched = False
+        self._restyled = False  # styles or size changed, not the nodes
+        super().__init__(*args, **kwargs)
+
+    @contextmanager
+    def adding(self) -> Iterator[None]:
+        """Add many nodes, and lay the tree out once at the end (Textual does it after each)."""
+        self._batched = True
+        try:
+            yield
+        finally:
+            self._batched = False
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        if self._batched:
+            return
+        if self._restyled:  # the lines are drawn again, not rebuilt: Textual walks every node for each
+            self._line_cache.clear()
+            self._updates += 1
+            self.refresh()
+            return
+        super()._invalidate()
+
+    def notify_style_update(self) -> None:  # a focus or theme change
+        self._restyled = True
+        try:
+            super().notify_style_update()
+        finally:
+            self._restyled = False
+
+    def _on_resize(self, event: events.Resize) -> None:
+        """Tree's own handler runs after this one (Textual calls each class's) and rebuilds every line: a new
+        size only needs them drawn again."""
+        self._restyled = True
+        self.call_next(setattr, self, "_restyled", False)
+
+    def draw(self, data: T) -> Text:
+        """The label of a node added as ``PENDING``, from its data."""
+        raise NotImplementedError
+
+    def process_label(self, label: TextType) -> Text:
+        if label is PENDING or (isinstance(label, Text) and "\n" not in label.plain):
+            return label  # one line already: Textual's split of every label cost as much as drawing it
+        return super().process_label(label)
+
+    def _add_node(self, parent: TreeNode[T] | None, label: Text, data: T | None,
+                  expand: bool = False) -> TreeNode[T]:
+        node = LazyNode(self, parent, self._new_id(), label, data, expanded=expand)
+        self._tree_nodes[node._id] = node
+        self._updates += 1
+        return node
+
+    def get_label_width(self, node: TreeNode[T]) -> int:
+        """The label's width as Textual measures it (its toggle icon and its text), without rendering it; a
+        line not drawn yet counts as empty until it is shown."""
+        if isinstance(node, LazyNode) and not node.drawn:
+            return 0
+        icon = max(cell_len(self.ICON_NODE), cell_len(self.ICON_NODE_EXPANDED)) if node.allow_expand else 0
+        return icon + cast(Text, node.label).cell_len
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        number = y + self.scroll_offset.y
+        lines = self._tree_lines
+        if number < len(lines):  # the line is drawn now: the tree scrolls sideways as far as it reaches
+            line = lines[number]
+            width = self.get_label_width(line.node) + line._get_guide_width(self.guide_depth, self.show_root)
+            if width > self.virtual_size.width:
+                self.virtual_size = Size(width, self.virtual_size.height)
+        return strip

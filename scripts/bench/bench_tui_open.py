@@ -1,0 +1,65 @@
+"""`halguru dev`: opening big stored runs (1,000, 20,000 and 100,000 events) in a running debugger.
+
+For each size, in one app (120x40): what selecting the run in the sidebar does (``load_run`` and
+``open_stored``) until the tree is drawn, then End to the run's last event, with its details in the
+inspector. The baseline is ``load_run`` alone in the same run: reading and parsing the events from the
+store, which the debugger cannot skip; the ratio is what drawing the trace adds on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import _common
+from _common import Result, median, spread
+from bench_tui import big_run, project_folder
+
+SIZES = {1000: 300.0, 20_000: 1000.0, 100_000: 5000.0}  # events -> goal (ms)
+
+
+async def _open(project, run_id: str) -> tuple[float, float]:
+    """(ms to open the run and reach its last event, ms of ``load_run`` alone)."""
+    from textual.widgets import TextArea
+
+    from halguru.agents.replay import load_run
+    from halguru.tui.app import DevApp
+    from halguru.tui.widgets import TraceTree
+
+    app = DevApp(project, watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        started = time.perf_counter()
+        load_run(app.store, run_id)
+        store_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        app.open_stored(load_run(app.store, run_id))
+        await pilot.pause()
+        await pilot.press("end")
+        tree, inspector = app.query_one(TraceTree), app.query_one("#inspector", TextArea)
+        while not (tree.cursor_node is not None and tree.cursor_node.data is not None
+                   and tree.cursor_node.data.type == "run_finished" and "run_finished" in inspector.text):
+            await pilot.pause()
+        open_ms = (time.perf_counter() - started) * 1000
+    return open_ms, store_ms
+
+
+def measure(quick: bool) -> list[Result]:
+    project = project_folder()
+    runs = {size: big_run(size) for size in SIZES}
+    asyncio.run(_open(project, runs[1000]))  # warm imports
+    results = []
+    for size, goal in SIZES.items():
+        repeat = 1 if quick else (3 if size >= 100_000 else 5)
+        timings = [asyncio.run(_open(project, runs[size])) for _ in range(repeat)]
+        open_ms, store_ms = [t[0] for t in timings], [t[1] for t in timings]
+        results.append(Result(
+            bench="tui_open", metric=f"open a {size:,}-event run and End to its last event", value=median(open_ms),
+            unit="ms", goal=goal, higher_is_better=False, ratio=median(open_ms) / median(store_ms),
+            baseline="of load_run alone (the store read and parse)",
+            detail=f"open {spread(open_ms, ' ms')}, load_run {spread(store_ms, ' ms')}", runs=repeat))
+    return results
+
+
+if __name__ == "__main__":
+    _common.main("halguru dev: opening big runs", measure, __doc__ or "")

@@ -1,0 +1,90 @@
+"""`halguru dev` with big stored runs: a 20,000-event trace opens at once, stays quick to move through, resize
+and fold, and its last event is a key press away. Times are the process's CPU time (the machines are shared)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual.widgets import TextArea
+
+from halguru.agents.events import Event, ModelCall, ModelResult, RunFinished, RunStarted, ToolCall, ToolResult
+from halguru.store import open_store
+from halguru.tui.app import DevApp
+from halguru.tui.lazytree import LazyNode
+from halguru.tui.widgets import TraceTree
+
+OPEN_CPU_S = 2.0  # selecting it in the sidebar to its last event on screen (Textual's eager Tree: 3 s and more)
+MOVE_CPU_S = 1.2  # two resizes and a branch folded and unfolded (each rebuilt and measured every label: 2.4 s)
+
+
+def store_run(size: int, agent: str = "calc") -> str:
+    """A stored run of ``size`` events, as a long tool loop leaves it; the last answer is "all done"."""
+    run_id, conv = f"run_big{size}", f"conv_big{size}"
+    events: list[Event] = [RunStarted(agent=agent, model="scripted", input="a long loop", conversation_id=conv)]
+    step = 0
+    while len(events) < size - 1:
+        step += 1
+        events += [ModelCall(model="scripted", messages=[{"role": "user", "content": "a long loop"}], step=step),
+                   ModelResult(text="", tool_calls=[{"id": f"c{step}", "name": "add", "arguments": {}}], step=step),
+                   ToolCall(call_id=f"c{step}", name="add", arguments={"a": step, "b": 1}, step=step),
+                   ToolResult(call_id=f"c{step}", name="add", content=f"{step + 1} " + "x" * (step % 300), step=step)]
+    events = [*events[: size - 1], RunFinished(status="ok", output="all done")]
+    for seq, e in enumerate(events):
+        e.run_id, e.seq = run_id, seq
+    store = open_store()
+    store.start_run(run_id, conv, agent, "scripted", "a long loop")
+    store.finish_run(run_id, conv, events[-1].model_dump(), events, [])
+    return run_id
+
+
+async def test_a_20000_event_run_opens_at_once_and_its_last_event_shows_its_details(calc_agent: Path) -> None:
+    """Textual's Tree drew and measured all 20,000 labels before the first frame: about 12 s to open the run
+    from the sidebar. Only the lines on screen are drawn now."""
+    run_id = store_run(20_000)
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+b")
+        await pilot.pause()
+        started = time.process_time()
+        await pilot.press("down", "down", "enter")  # the sidebar's first conversation: its run
+        await pilot.pause()
+        tree = app.query_one(TraceTree)
+        assert app.stored is not None and app.stored.id == run_id and app.focused is tree
+        await pilot.press("end")
+        await pilot.pause()
+        opened = time.process_time() - started
+        last = tree.cursor_node
+        assert last is not None and isinstance(last.data, RunFinished)
+        assert "finished ok" in str(last.label)
+        assert "all done" in app.query_one("#inspector", TextArea).text  # its details
+        assert opened < OPEN_CPU_S, f"{opened:.2f} s of CPU to open the run and reach its end"
+        nodes = [tree.root]
+        for node in nodes:
+            nodes.extend(node.children)
+        assert len(nodes) == 20_000
+        assert sum(isinstance(n, LazyNode) and n.drawn for n in nodes) < 200  # what was on screen
+
+
+async def test_a_20000_event_run_resizes_and_folds_quickly(calc_agent: Path) -> None:
+    """A resize, a focus change, or a branch folded rebuilt every line and measured every label again: 0.6 s
+    each at 20,000 events, so dragging the terminal's corner froze the debugger."""
+    stored = store_run(20_000)
+    app = DevApp(calc_agent, run_id=stored, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        tree = app.query_one(TraceTree)
+        await pilot.press("down")  # the first model call
+        started = time.process_time()
+        await pilot.resize_terminal(40, 10)
+        await pilot.pause()
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        await pilot.press("space")
+        await pilot.pause()
+        assert tree.cursor_node is not None and not tree.cursor_node.is_expanded
+        await pilot.press("space")
+        await pilot.pause()
+        moved = time.process_time() - started
+        assert tree.cursor_node.is_expanded and tree.last_line == 20_000 - 1  # every event has its line again
+        assert moved < MOVE_CPU_S, f"{moved:.2f} s of CPU"
