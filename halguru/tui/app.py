@@ -244,6 +244,8 @@ class DevApp(RerunActions):
             ("New conversation", "keep the old one stored", self.action_new_conversation),
             ("Next error", "select the next failure in the trace (an error, a tool's error, a failed step)",
              self.action_next_error),
+            ("Find in the trace", "the next event that holds a text (/ in the trace; n finds it again)",
+             lambda: self.query_one(TraceTree).action_find()),
             ("Copy the answer", "the last answer as the model wrote it (Markdown)", lambda: self.copy("answer")),
             ("Copy the inspector", "the selected node of the trace, whole", lambda: self.copy("inspector")),
             ("Copy the run id", "of the open run (for `halguru logs show`, `--run`)", lambda: self.copy("run id")),

@@ -1,4 +1,5 @@
-"""Modal screens: help, editing a pending value, settings, and the side-by-side comparison."""
+"""Modal screens: help, finding in the trace, editing a pending value, settings, and the side-by-side
+comparison."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ HELP = """\
 | `F1` (or `?` outside the message box) | this help |
 | `Ctrl+Q` | quit (a running generation is stopped and stored) |
 | `←` / `→` in the trace | scroll long lines sideways |
+| `/` / `n` in the trace | find a text in its events (what the inspector shows), then the next one |
 
 Every key works wherever the focus is, the message box included; the bar at the bottom lists them all
 (dimmed: nothing to do now).
@@ -58,6 +60,28 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Markdown(HELP)
+
+
+class FindScreen(ModalScreen[str | None]):
+    """The text to look for in the trace (``/``): Enter finds it, Esc cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "cancel")]
+    DEFAULT_CSS = """
+    FindScreen { align: center middle; }
+    FindScreen > Vertical { width: 60; max-width: 100%; height: auto; border: thick $primary; background: $surface; }
+    """
+
+    def __init__(self, text: str = ""):
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("find in the trace (what the inspector shows; any case) — Enter, Esc to cancel")
+            yield Input(self.text, id="find")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
 
 
 class EditScreen(ModalScreen[str | None]):

@@ -36,6 +36,7 @@ from halguru.agents.events import (
 )
 from halguru.printable import printable
 from halguru.tui.lazytree import PENDING, LazyTree
+from halguru.tui.screens import FindScreen
 
 TREE_LIMIT = 60  # characters of free text (a tool result, an answer) in the tree; the inspector shows all
 CHAT_LINES, CHAT_CHARS = 20, 2000  # of a long message of yours the chat shows; the inspector shows it whole
@@ -97,7 +98,9 @@ class TraceTree(LazyTree[Event]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left", "scroll_left", "scroll left", show=False),
         Binding("right", "scroll_right", "scroll right", show=False),
+        Binding("slash", "find", "find", show=False), Binding("n", "find_next", "find next", show=False),
     ]
+    searched = ""  # the text last looked for: n finds it again
 
     def __init__(self, **kwargs: Any):
         self._root_id = ""
@@ -213,6 +216,30 @@ class TraceTree(LazyTree[Event]):
     def next_failure(self) -> bool:
         """Move the cursor to the next node, after it, that says something failed (an error, a tool's error
         result, a failed step or run), around to the top; False when there is none."""
+        return self._select_next(_failed)
+
+    def action_find(self) -> None:
+        self.app.push_screen(FindScreen(self.searched), self.find)
+
+    def action_find_next(self) -> None:
+        if self.searched:
+            self.find(self.searched)
+        else:
+            self.action_find()
+
+    def find(self, text: str | None) -> None:
+        """Select the next event whose details (what the inspector shows) hold ``text``, in any case: in a long
+        run, the tool call that had some argument, the answer that said something."""
+        if not text:
+            return
+        self.searched, wanted = text, text.casefold()
+        self.focus()
+        if not self._select_next(lambda e: e is not None and wanted in self.inspect(e).casefold()):
+            self.app.notify(f"no event of this trace holds {printable(text)!r}", severity="warning")
+
+    def _select_next(self, wanted: Callable[[Event | None], bool]) -> bool:
+        """Move the cursor to the next node after it whose event is ``wanted``, around to the top; False when
+        there is none."""
         nodes: list[TreeNode[Event]] = []
 
         def walk(node: TreeNode[Event]) -> None:
@@ -223,7 +250,7 @@ class TraceTree(LazyTree[Event]):
         walk(self.root)
         at = nodes.index(self.cursor_node) if self.cursor_node in nodes else -1
         for node in nodes[at + 1:] + nodes[:at + 1]:
-            if _failed(node.data):
+            if wanted(node.data):
                 parent = node.parent
                 while parent is not None:  # a collapsed branch opens to show it
                     parent.expand()

@@ -88,3 +88,24 @@ async def test_a_20000_event_run_resizes_and_folds_quickly(calc_agent: Path) -> 
         moved = time.process_time() - started
         assert tree.cursor_node.is_expanded and tree.last_line == 20_000 - 1  # every event has its line again
         assert moved < MOVE_CPU_S, f"{moved:.2f} s of CPU"
+
+
+async def test_slash_finds_a_text_in_a_20000_event_trace_and_n_finds_it_again(calc_agent: Path) -> None:
+    """The trace had no search: the one tool result that said something was somewhere in 20,000 lines."""
+    app = DevApp(calc_agent, run_id=store_run(20_000), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        tree, inspector = app.query_one(TraceTree), app.query_one("#inspector", TextArea)
+        await pilot.press("slash", "4", "3", "2", "2", "space", "X", "enter")  # any case
+        await pilot.pause()
+        found = tree.cursor_node
+        assert found is not None and isinstance(found.data, ToolResult) and found.data.content.startswith("4322 x")
+        assert "4322 xxx" in inspector.text
+        assert tree.scroll_offset.y <= tree.cursor_line < tree.scroll_offset.y + tree.size.height  # on screen
+        await pilot.press("home", "n")  # from the top, n finds it again
+        await pilot.pause()
+        assert tree.cursor_node is found
+        await pilot.press("slash", "ctrl+u", *"nowhere", "enter")
+        await pilot.pause()
+        assert tree.cursor_node is found
+        assert any("no event of this trace holds 'nowhere'" in n.message for n in app._notifications)
