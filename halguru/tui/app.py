@@ -55,6 +55,7 @@ NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as 
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
 HISTORY = 100  # stored runs whose messages ↑ in the message box brings back
+SHORT = 16  # lines of a terminal under which the panes have no borders
 
 # Every key of the app: bound with priority, so they work whichever widget has the focus (the message box
 # included: none of them is a key an input uses), and all listed in the key bar.
@@ -90,6 +91,9 @@ class DevApp(RerunActions):
     #status { height: 1; background: $boost; padding: 0 1; }
     #status.failed { height: auto; max-height: 3; }  /* a reload error is read whole, not cut at the edge */
     .zoomed #chat, .zoomed #sidebar, .nochat #chat { display: none; }
+    /* a short terminal: the panes' lines go to what they show, not to their borders (at 40x10 the trace
+       showed one line) */
+    .short #trace, .short #inspector, .short #messages, .short #sidebar { border: none; }
     """
     # Esc is not a priority: a widget's own Esc (the sidebar's agent list) comes first, as a dialog's does.
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -167,8 +171,12 @@ class DevApp(RerunActions):
         """A dialog on top keeps its keys: the app's keys wait until it closes (Ctrl+Q still quits)."""
         return not (isinstance(self.screen, ModalScreen) and action in {k.action for k in KEYS} - {"quit"})
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.screen.set_class(event.size.height < SHORT, "short")
+
     def on_mount(self) -> None:
         self.query_one("#sidebar").display = self.size.width >= 120
+        self.screen.set_class(self.size.height < SHORT, "short")
         self.refresh_sidebar()
         self.refresh_status()
         self.set_interval(STREAM_REFRESH, self.query_one(TraceTree).show_streaming)

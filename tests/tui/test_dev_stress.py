@@ -391,3 +391,21 @@ async def test_the_palette_goes_to_the_next_error_in_the_trace(write_agent) -> N
         assert [type(e).__name__ for e in seen] == ["ToolResult", "Error", "ToolResult"]
         assert seen[0].is_error and seen[2].is_error and seen[2].seq > seen[1].seq  # the second failure
         assert "ZeroDivisionError" in app.query_one("#inspector", TextArea).text
+
+
+async def test_a_40x10_terminal_gives_its_lines_to_the_trace_not_to_borders(calc_agent: Path) -> None:
+    """At 40x10 the trace's borders and scrollbar left it one line (the run, nothing under it) and the
+    inspector one; on a short terminal the panes have no borders, and get them back when it grows."""
+    model = ScriptedModel([{"tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]}, "It is 5."])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(40, 10)) as pilot:
+        await type_and_send(pilot, "add 2 and 3")
+        await wait_for(pilot, lambda: app.last_answer == "It is 5.")
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        tree, inspector = app.query_one(TraceTree), app.query_one("#inspector", TextArea)
+        assert tree.scrollable_content_region.height >= 3
+        assert inspector.scrollable_content_region.height >= 2
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert tree.styles.border_top[0] == "round" and inspector.styles.border_top[0] == "round"
