@@ -17,6 +17,7 @@ from halguru.jobs import takeover
 from halguru.store.records import MessageKeyRecord, RunRecord
 from halguru_server import audit, follow, idempotency, ops, runs, service
 from halguru_server.agents import ServedAgent
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.gate import Reservation
 from halguru_server.identity.guards import require
@@ -43,7 +44,7 @@ from halguru_server.schemas import (
 )
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
-router = APIRouter(prefix="/v1", responses=responses(401, 422))
+router = APIRouter(prefix="/v1", responses=responses(401, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("chat:use"))]  # own conversations and runs (others': *_all)
 Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(state_of)]

@@ -32,6 +32,7 @@ from halguru_server import (
 )
 from halguru_server.agents import load_agents
 from halguru_server.attachments import router as attachments_router
+from halguru_server.bodies import GuardedRoute
 from halguru_server.clients_web import router as clients_web_router
 from halguru_server.connections import configure_connections, quiet_accept_failures
 from halguru_server.conversations_api import router as conversations_router
@@ -82,6 +83,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                   description="Agents behind a REST API, an OpenAI-compatible endpoint and a web chat. "
                               "Send `Authorization: Bearer KEY` (keys: `halguru keys create NAME`).")
     app.state.halguru = state
+    app.router.route_class = GuardedRoute  # the app's own routes and a plugin's on ``app``, as every router's
     errors.install(app)
     errors.document_body_errors(app)
     _include_routes(app, settings)

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from halguru.errors import ConversationBusy
 from halguru.rag.loaders import Skip, is_pdf, kind_of, load
 from halguru_server import attachment_reader, ratelimit, service
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
@@ -40,7 +41,7 @@ _readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore
 # user's one-line message waited 100 s. Here a file waits only for other files.
 _text_readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="halguru-attachment")
 
-router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]
 State = Annotated[ServerState, Depends(state_of)]
 

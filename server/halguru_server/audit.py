@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 
 from halguru import audit
 from halguru.store.records import AuditRecord
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, client_address, get_state, resolve, state_of
 
-router = APIRouter(prefix="/v1", tags=["audit"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/v1", tags=["audit"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Auditor = Annotated[Principal, Depends(require("audit:read"))]
 State = Annotated[ServerState, Depends(state_of)]
 PAGE = 100

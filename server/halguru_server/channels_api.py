@@ -17,11 +17,13 @@ from fastapi.responses import Response
 
 from halguru.channels.base import NOT_SIGNED, WebhookChannel, WebhookRequest, WebhookResponse
 from halguru.errors import StoreUnavailable, a_kind, exception_line
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, error_response
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # each webhook checks its signature
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)],  # each webhook checks its signature
+                   route_class=GuardedRoute)
 State = Annotated[ServerState, Depends(state_of)]
 log = logging.getLogger("halguru.server.channels")
 METHODS = ["GET", "POST", "PUT"]

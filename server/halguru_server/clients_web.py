@@ -20,11 +20,12 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from halguru_server import web
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError
 from halguru_server.identity.guards import public
 from halguru_server.state import ServerState, state_of
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)], route_class=GuardedRoute)
 State = Annotated[ServerState, Depends(state_of)]
 REVALIDATE = {"Cache-Control": "no-cache"}  # always asked again (ETag), so a release shows at once
 

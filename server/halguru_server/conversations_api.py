@@ -21,12 +21,14 @@ from halguru.errors import StoreError
 from halguru.jobs import takeover
 from halguru.store.records import ConversationFound, MessageRecord, RunListRecord
 from halguru_server import audit, cursors, service
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.schemas import non_blank
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/v1", tags=["conversations (operators)"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/v1", tags=["conversations (operators)"], responses=responses(401, 403, 422),
+                   route_class=GuardedRoute)
 Reader = Annotated[Principal, Depends(require("conversations:read_all"))]
 Steerer = Annotated[Principal, Depends(require("runs:approve_all"))]
 State = Annotated[ServerState, Depends(state_of)]

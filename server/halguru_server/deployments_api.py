@@ -16,12 +16,13 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from halguru.api_schemas import ActivateIn, DeploymentList, DeploymentOut
 from halguru.store.records import DeploymentRecord
 from halguru_server import audit, deployments
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.ops import model_label
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/v1", tags=["deployments"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Publisher = Annotated[Principal, Depends(require("agents:publish"))]
 State = Annotated[ServerState, Depends(state_of)]
 AgentName = Annotated[str, Path(max_length=deployments.MAX_NAME)]

@@ -61,7 +61,7 @@ def error_response(status: int, message: str, type: str | None = None, headers: 
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
-def _json_type(content_type: str) -> bool:
+def json_type(content_type: str) -> bool:
     media = content_type.split(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -97,7 +97,8 @@ def describe(errors: list[Any]) -> str:
 
 
 def document_body_errors(app: FastAPI) -> None:
-    """Declare, on every operation taking a JSON body, the 400 (not JSON) and 415 (not sent as JSON) that
+    """Declare, on every operation taking a JSON body, the 400 (not JSON), 413 (too big, or too many JSON items:
+    ``bodies``) and 415 (not sent as JSON) that
     ``install``'s handlers answer for any such route; the document listed them on a few routes only, so
     generated clients and fuzzers met undocumented statuses. Each takes the shape of the route's own 422."""
     build = app.openapi
@@ -109,7 +110,7 @@ def document_body_errors(app: FastAPI) -> None:
                 continue
             answers = operation.setdefault("responses", {})
             content = answers.get("422", {}).get("content")
-            for code in ("400", "415"):
+            for code in ("400", "413", "415"):
                 if code not in answers and content is not None:
                     answers[code] = {"description": _TYPES[int(code)], "content": content}
         return schema
@@ -127,7 +128,7 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         sent = request.headers.get("content-type", "")
-        if not _json_type(sent) and any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
+        if not json_type(sent) and any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing"
                                         for e in errors):
             # FastAPI parses only a JSON body: another type's (or one without a type) reached the model whole,
             # as bytes (a form's fields are checked one by one, at ("body", FIELD), and keep their 422)

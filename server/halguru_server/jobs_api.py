@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from halguru.errors import TooManyJobs
 from halguru.jobs.handlers import RUN, run_queue_key
 from halguru_server import audit, cursors, service
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.schemas import UserMessage
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
-router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422))
+router = APIRouter(prefix="/v1", tags=["jobs"], responses=responses(401, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("jobs:read"))]  # own jobs (everyone's: jobs:read_all)
 Writer = Annotated[Principal, Depends(require("jobs:write"))]
 State = Annotated[ServerState, Depends(state_of)]

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.errors import HalguruError
 from halguru_server import audit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.keys import MAX_NAME, ApiKey, create_key, list_keys, parse_duration
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("keys:own"))]
 State = Annotated[ServerState, Depends(state_of)]
 

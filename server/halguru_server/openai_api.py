@@ -21,6 +21,7 @@ from halguru.printable import is_blank
 from halguru_server import service
 from halguru_server.agents import ServedAgent
 from halguru_server.api import SSE_EVENT
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, openai_error, responses
 from halguru_server.identity.guards import require
 from halguru_server.openai_schemas import (
@@ -38,7 +39,8 @@ from halguru_server.openai_threads import Thread, open_thread
 from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
-router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422, model=OpenAIErrorBody))
+router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422, model=OpenAIErrorBody),
+                   route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("chat:use"))]
 Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(state_of)]

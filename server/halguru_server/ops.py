@@ -20,11 +20,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from halguru.errors import StoreUnavailable
 from halguru_server.agents import ServedAgent
+from halguru_server.bodies import GuardedRoute
 from halguru_server.identity.guards import public
 from halguru_server.probes import PROBE_TIMEOUT_S, ProbeTimeout, one_look, within
 from halguru_server.state import Principal, ServerState, client_address, resolve, state_of
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(public)])  # monitors and probes: no key
+router = APIRouter(tags=["operations"], dependencies=[Depends(public)],  # monitors and probes: no key
+                   route_class=GuardedRoute)
 State = Annotated[ServerState, Depends(state_of)]
 log = logging.getLogger("halguru.server")
 STUCK_GRACE_S = 60.0  # a run still 'running' this long past its agent's timeout is stuck

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
 
-from halguru_server.identity.guards import guard_of
+from halguru_server.identity.guards import guards_in
 
 # A sample value per path-parameter type, so that a route's template can be matched against the others'.
 _SAMPLES = {"int": "1", "float": "1", "uuid": "00000000-0000-0000-0000-000000000000"}
@@ -120,13 +120,7 @@ def _keyed_prefix(route: Any) -> str | None:
 
 def _guarded(route: Any) -> bool:
     """Whether a halguru guard (``require(...)``, ``public``) is among the route's dependencies."""
-    stack = list(getattr(getattr(route, "dependant", None), "dependencies", []))
-    while stack:
-        dependency = stack.pop()
-        if guard_of(dependency.call) is not None:
-            return True
-        stack.extend(dependency.dependencies)
-    return False
+    return bool(guards_in(getattr(route, "dependant", None)))
 
 
 def _describe(route: Any) -> str:

@@ -14,12 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.push import MAX_ENDPOINT, Pusher, SubscriptionIn, check_subscription
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/chat/api/push", tags=["web chat"], responses=responses(401, 403, 404, 422))
+router = APIRouter(prefix="/chat/api/push", tags=["web chat"], responses=responses(401, 403, 404, 422),
+                   route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("chat:use"))]
 State = Annotated[ServerState, Depends(state_of)]
 

@@ -66,6 +66,9 @@ class ServerSettings(BaseSettings):
                                        "sessions; if unset, one made once and kept in the store (so every "
                                        "replica of a database, and each restart, signs alike)")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_json_items: int = Field(default=50_000, ge=100, description="most commas and opening brackets (those in "
+                                "strings too) a JSON body may hold, 413 beyond, before it is parsed: a parsed "
+                                "item costs 30-80 bytes of memory for 2-5 of the body")
     max_bundle_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="largest agent bundle "
                                   "`halguru publish` may upload (POST /v1/deployments)")
     deployments_poll: float = Field(default=2.0, gt=0, description="seconds between looks at the store for a "

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from halguru_server import api, ratelimit, service, sessions
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import public, require
@@ -33,7 +34,7 @@ from halguru_server.schemas import (
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
 STATIC = FilePath(__file__).parent / "static"
-router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/chat/api", tags=["web chat"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("chat:use", anonymous=True))]  # anonymous: public agents only
 Reader = Annotated[Principal, Depends(require("agents:read", anonymous=True))]
 State = Annotated[ServerState, Depends(state_of)]
@@ -118,7 +119,7 @@ async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, 
     return await api.answer(request, state, caller, conversation_id, body)
 
 
-pages = APIRouter(include_in_schema=False, dependencies=[Depends(public)])
+pages = APIRouter(include_in_schema=False, dependencies=[Depends(public)], route_class=GuardedRoute)
 
 
 @pages.api_route("/", methods=["GET", "HEAD"])  # HEAD: what uptime checks and load balancers send

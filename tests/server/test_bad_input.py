@@ -75,7 +75,7 @@ def test_a_body_that_is_not_json_is_a_415_that_says_so(client) -> None:
     assert answer.status_code == 415 and "has no Content-Type" in answer.json()["error"]["message"], answer.text
     empty = client.post(f"/v1/conversations/{conv}/messages")  # no body at all: a missing field, 422
     assert empty.status_code == 422, empty.text
-    for broken in (b'{"content": "\xff\xfe"}', b'{"content": "hi"', b"[" * 100_000):  # bad UTF-8, cut, deep
+    for broken in (b'{"content": "\xff\xfe"}', b'{"content": "hi"', b"[" * 10_000):  # bad UTF-8, cut, deep
         answer = client.post(f"/v1/conversations/{conv}/messages", content=broken,
                              headers={"Content-Type": "application/json"})
         assert answer.status_code == 400, answer.text

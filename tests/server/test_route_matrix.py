@@ -17,8 +17,9 @@ import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from halguru_server import ServerSettings, create_app, sessions
+from halguru_server.bodies import GuardedRoute
 from halguru_server.identity import roles, websessions
-from halguru_server.identity.guards import PUBLIC_MOUNTS, Guard, guard_of
+from halguru_server.identity.guards import PUBLIC_MOUNTS, Guard, guards_in
 from halguru_server.keys import create_key
 from starlette.routing import Mount
 
@@ -48,14 +49,7 @@ BODIES: dict[tuple[str, str], Any] = {
 
 def _guards(route: Any) -> list[Guard]:
     """The guards among a route's dependencies (its router's included), at any depth."""
-    found = []
-    stack = [route.dependant]
-    while stack:
-        dependant = stack.pop()
-        if (guard := guard_of(dependant.call)) is not None:
-            found.append(guard)
-        stack.extend(dependant.dependencies)
-    return found
+    return guards_in(route.dependant)
 
 
 def _contexts(app: Any) -> Iterator[Any]:
@@ -83,6 +77,9 @@ def test_every_route_has_exactly_one_guard_and_every_mount_is_a_known_public_one
         if isinstance(route.original_route, APIRoute):
             if len(_guards(route)) != 1:
                 unguarded.append(f"{sorted(route.methods)} {route.path}: {len(_guards(route))} guards")
+            if not isinstance(route.original_route, GuardedRoute):  # its body would be parsed before its guard ran
+                unguarded.append(f"{sorted(route.methods)} {route.path}: a {type(route.original_route).__name__}, "
+                                 "not a GuardedRoute (give its router route_class=GuardedRoute)")
             for method in route.methods:
                 assert (method, route.path) not in seen, f"two routes answer {method} {route.path}"
                 seen.add((method, route.path))

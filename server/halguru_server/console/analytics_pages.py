@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from halguru_server.bodies import GuardedRoute
 from halguru_server.console import analytics, charts, monitor, shell
 from halguru_server.errors import responses
 from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
-api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422))
+api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Viewer = Annotated[Principal, Depends(monitor.every_agent)]  # metrics:read, and no key limited to some agents
 State = Annotated[ServerState, Depends(state_of)]
 Days = Annotated[int, Query(ge=1, le=366, description="the window, in days")]  # the form's field says so too

@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
+from halguru_server.bodies import GuardedRoute
 from halguru_server.console import charts, monitor, shell, status_pages
 from halguru_server.errors import responses
 from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
-api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422))
+api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Viewer = Annotated[Principal, Depends(monitor.every_agent)]  # metrics:read, and no key limited to some agents
 State = Annotated[ServerState, Depends(state_of)]
 Window = Annotated[str, Query(pattern="^(15m|1h|24h|7d)$", description="15m, 1h, 24h or 7d")]

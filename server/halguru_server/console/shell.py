@@ -14,9 +14,9 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, describe
 from halguru_server.identity.guards import public
 from halguru_server.state import Principal
@@ -147,7 +147,7 @@ def _problem_page(request: Request, status: int, message: str) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
-class ConsoleRoute(APIRoute):
+class ConsoleRoute(GuardedRoute):
     """A console route: a browser's GET refused by the guard gets the sign-in page (401) or a short HTML page
     (403), and one with a bad filter or address (400, 404, 422: a 0 typed as the window) a page saying so, not
     the API's JSON error; so does a page's form posted when signed out (sign in, then back to that page) or
@@ -178,7 +178,7 @@ def page_router(**kwargs: Any) -> APIRouter:
     return APIRouter(prefix="/admin", include_in_schema=False, route_class=ConsoleRoute, **kwargs)
 
 
-assets = APIRouter(prefix="/admin", include_in_schema=False)
+assets = APIRouter(prefix="/admin", include_in_schema=False, route_class=GuardedRoute)
 
 
 @assets.get("/assets/{name}", dependencies=[Depends(public)])

@@ -23,13 +23,14 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from halguru_server import ops
+from halguru_server.bodies import GuardedRoute
 from halguru_server.console import shell
 from halguru_server.errors import responses
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
-api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403))
+api = APIRouter(prefix="/v1", tags=["console"], responses=responses(401, 403), route_class=GuardedRoute)
 Viewer = Annotated[Principal, Depends(require("metrics:read"))]
 State = Annotated[ServerState, Depends(state_of)]
 EVERY_S = 15.0

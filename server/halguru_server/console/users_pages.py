@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.store.records import UserRecord
 from halguru_server import audit, keys_api
+from halguru_server.bodies import GuardedRoute
 from halguru_server.console import shell
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, invites, pages, roles, session_routes, users_routes, websessions
@@ -27,7 +28,7 @@ from halguru_server.keys import list_keys
 from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
-api = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422))
+api = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Admin = Annotated[Principal, Depends(require("users:manage"))]
 State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]

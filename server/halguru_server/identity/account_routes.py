@@ -18,13 +18,15 @@ from fastapi.responses import Response
 
 from halguru.store.records import UserRecord, WebSessionRecord
 from halguru_server import audit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.identity import accounts, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
 from halguru_server.identity.urls import safe_next
 from halguru_server.state import ServerState, get_state
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)],  # the pages check sessions themselves
+                   route_class=GuardedRoute)
 CODE_TRIES = 5  # codes an account may try a minute at enrolment and removal (as password changes)
 TOO_MANY_CODES = "Too many codes tried; wait a minute before trying again."
 

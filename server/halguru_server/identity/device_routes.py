@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from halguru_server import audit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import pages, roles
 from halguru_server.identity.guards import public
@@ -29,8 +30,9 @@ from halguru_server.keys import create_key
 from halguru_server.state import ServerState, get_state, rate_client, state_of
 
 router = APIRouter(prefix="/auth/device", tags=["account"], dependencies=[Depends(public)],
-                   responses=responses(400, 429))
-pages_router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the page checks the session
+                   responses=responses(400, 429), route_class=GuardedRoute)
+pages_router = APIRouter(include_in_schema=False, dependencies=[Depends(public)],  # the page checks the session
+                         route_class=GuardedRoute)
 State = Annotated[ServerState, Depends(state_of)]
 LIFETIME_S = 600.0
 INTERVAL_S = 2

@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 
 from halguru.store.records import UserRecord, WebSessionRecord
 from halguru_server import audit, ratelimit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.identity import accounts, mailer, pages, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.urls import safe_next
@@ -28,7 +29,8 @@ from halguru_server.keys import list_keys
 from halguru_server.state import ServerState, get_state, rate_client
 
 log = logging.getLogger("halguru.server.identity")
-router = APIRouter(include_in_schema=False, dependencies=[Depends(public)])  # the pages check sessions themselves
+router = APIRouter(include_in_schema=False, dependencies=[Depends(public)],  # the pages check sessions themselves
+                   route_class=GuardedRoute)
 MAIL_FAILED = "The mail could not be sent just now; try again in a few minutes."
 # Account mails one address gets in an hour (confirmation, reset, "you have an account"): the per-client limit
 # alone let anyone send a victim 20 a minute from each address they have.

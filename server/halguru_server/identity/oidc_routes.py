@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request, Response
 
 from halguru_server import audit, ratelimit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import error_response
 from halguru_server.identity import accounts, oidc, pages, websessions
 from halguru_server.identity.guards import public
@@ -26,7 +27,8 @@ log = logging.getLogger("halguru.server.oidc")
 FLOW_COOKIE = "halguru_oidc"
 FLOW_PATH = "/auth/oidc"
 SECOND_FACTOR = "/auth/login"  # a session owing its second factor: the sign-in page sends it on to code or enrolment
-router = APIRouter(prefix=FLOW_PATH, tags=["sign-in"], include_in_schema=False, dependencies=[Depends(public)])
+router = APIRouter(prefix=FLOW_PATH, tags=["sign-in"], include_in_schema=False, dependencies=[Depends(public)],
+                   route_class=GuardedRoute)
 
 
 def _redirect_uri(request: Request, name: str) -> str:

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel
 
 from halguru_server import audit
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/auth", tags=["account"], responses=responses(401, 403))
+router = APIRouter(prefix="/auth", tags=["account"], responses=responses(401, 403), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("account:own"))]
 State = Annotated[ServerState, Depends(state_of)]
 

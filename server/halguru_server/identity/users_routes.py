@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.store.records import UserRecord
 from halguru_server import audit, cursors, service
+from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity import accounts, session_routes
 from halguru_server.identity.guards import require
 from halguru_server.state import Principal, ServerState, state_of
 
-router = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422))
+router = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Admin = Annotated[Principal, Depends(require("users:manage"))]
 State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]

@@ -1,0 +1,96 @@
+"""What a request body may cost the server before anyone is known: an anonymous caller's body is not read on a
+route that needs a caller, and no body is parsed into more JSON values than the server allows (a 1 MB
+``[{},{},...]`` is ~330,000 objects: ~14 MB of memory each, and 50 at once took the server past 1 GB)."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+MANY = b"[" + b",".join([b"{}"] * 330_000) + b"]"  # just under the default 1 MB limit
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def traced() -> Iterator[Callable[[], int]]:
+    """How far memory allocated in this process (the server runs in it) rose since the last call, in bytes."""
+    tracemalloc.start()
+    base = [0]
+
+    def peak() -> int:
+        current, top = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        rise, base[0] = top - base[0], current
+        return rise
+
+    try:
+        yield peak
+    finally:
+        tracemalloc.stop()
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"} and "\n" not in body["error"]["message"], body
+    return body["error"]
+
+
+@pytest.mark.parametrize("path", ["/v1/conversations", "/v1/chat/completions", "/v1/keys"])
+def test_an_anonymous_caller_gets_401_before_its_body_is_read(serve, traced, path: str) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        traced()
+        response = client.post(path, content=MANY, headers=JSON)
+        peak = traced()
+    assert response.status_code == 401
+    assert "API key" in _error(response)["message"]
+    assert peak < 4_000_000, f"refusing an anonymous 1 MB body took {peak / 1e6:.1f} MB"
+
+
+def test_a_bad_key_gets_401_before_its_body_is_read(serve, traced) -> None:
+    server = serve()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        traced()
+        response = client.post("/v1/conversations", content=MANY,
+                               headers={**JSON, "Authorization": "Bearer hg_not_a_key"})
+        peak = traced()
+    assert response.status_code == 401 and "invalid key" in _error(response)["message"]
+    assert peak < 4_000_000, f"refusing a bad key's 1 MB body took {peak / 1e6:.1f} MB"
+
+
+def test_a_body_of_too_many_json_values_is_413_before_it_is_parsed(serve, api_key, traced) -> None:
+    server = serve()
+    headers = {**JSON, "Authorization": f"Bearer {api_key()}"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        for path, extra in (("/v1/conversations", headers), ("/chat/api/conversations", JSON)):  # a key; anyone
+            traced()
+            response = client.post(path, content=MANY, headers=extra)
+            peak = traced()
+            assert response.status_code == 413, response.text
+            assert "50000 (HALGURU_SERVE_MAX_JSON_ITEMS)" in _error(response)["message"]
+            assert peak < 4_000_000, f"{path}: refusing 1 MB of JSON values took {peak / 1e6:.1f} MB"
+        deep = b"[" * 5000 + b"]" * 5000  # few items, but nested past what the parser takes
+        response = client.post("/v1/conversations", content=deep, headers=headers)
+        assert response.status_code == 400 and "nested too deeply" in _error(response)["message"]
+
+
+def test_the_largest_chats_and_messages_a_server_takes_still_pass(serve, api_key) -> None:
+    server = serve()
+    headers = {"Authorization": f"Bearer {api_key()}"}
+    text = "Well, f(x) returns [1, 2], or {} when x is None; see the docs, then try again. " * 200
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text[:1000]} for i in range(199)]
+    with httpx.Client(base_url=server.url, timeout=60, headers=headers) as client:
+        answer = client.post("/v1/chat/completions", content=json.dumps(
+            {"model": "echo", "messages": messages}), headers=JSON)
+        assert answer.status_code == 200, answer.text
+        conversation = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        sent = client.post(f"/v1/conversations/{conversation}/messages", json={"content": text[:15_000]})
+        assert sent.status_code == 200, sent.text
