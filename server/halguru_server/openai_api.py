@@ -167,8 +167,8 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
     service.check_input(state, text)
     sampling = body.sampling(served)
-    if served.context is not None and sampling.get("max_tokens", 0) >= served.context:
-        raise ApiError(400, f"max_tokens: {sampling['max_tokens']} leaves no room for the messages in the model's "
+    if served.context is not None and (body.tokens_asked() or 0) >= served.context:  # asked: before the agent's cap
+        raise ApiError(400, f"max_tokens: {body.tokens_asked()} leaves no room for the messages in the model's "
                             f"context of {served.context} tokens; ask for fewer", param="max_tokens")
     reservation = service.reserve(state, served, caller)
     try:  # store writes: off the event loop

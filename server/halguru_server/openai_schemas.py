@@ -96,6 +96,10 @@ class ChatRequest(BaseModel):
     def stops(self) -> list[str] | None:
         return [self.stop] if isinstance(self.stop, str) else self.stop
 
+    def tokens_asked(self) -> int | None:
+        """The answer's length the caller asks for (``max_completion_tokens``, OpenAI's newer name, first)."""
+        return self.max_completion_tokens or self.max_tokens
+
     def sampling(self, served: ServedAgent) -> dict[str, Any]:
         """The run's sampling settings from the request; 400 for what the agent's model would not honour."""
         off = {**dict.fromkeys(PENALTIES, 0), **LLAMA_SAMPLING}  # changes nothing: accepted anywhere
@@ -110,9 +114,10 @@ class ChatRequest(BaseModel):
             raise ApiError(400, f"{name}: this endpoint does not return log probabilities; leave it out", param=name)
         # top_p 0 (OpenAI accepts it) keeps only the likeliest token: greedy decoding, whatever the temperature
         greedy = self.top_p == 0
+        # a caller may lower agent.yaml's limit on each model call, never raise it: it is the operator's cap
+        asked, limit = self.tokens_asked(), served.agent.spec.limits.max_tokens
         settings = {"temperature": 0 if greedy else self.temperature, "top_p": None if greedy else self.top_p,
-                    "seed": self.seed,
-                    "max_tokens": self.max_completion_tokens or self.max_tokens, "stop": self.stops(),
+                    "seed": self.seed, "max_tokens": min(asked, limit) if asked else None, "stop": self.stops(),
                     **{name: getattr(self, name) or None for name in PENALTIES},
                     **{name: getattr(self, name) for name in LLAMA_SAMPLING if name in served.sampling}}
         return {k: v for k, v in settings.items() if v is not None}
