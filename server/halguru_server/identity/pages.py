@@ -69,7 +69,7 @@ async def form(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise ApiError(415, "post this page's form (application/x-www-form-urlencoded)")
-    data = await request.form()
+    data = await websessions.posted_form(request)
     return {k: v[:MAX_FIELD] for k, v in data.items() if isinstance(v, str)}
 
 

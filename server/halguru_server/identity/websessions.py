@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from starlette.datastructures import FormData
 
 from halguru.store.base import Store
 from halguru.store.records import UserRecord, WebSessionRecord
@@ -190,6 +191,13 @@ def same_origin(request: Request, trusted_proxies: list[str], public_url: str | 
     return origin in allowed
 
 
+async def posted_form(request: Request) -> FormData:
+    """The posted form, without file parts: no page of ours uploads one, and each is a spooled file object (a form of
+    999 cost ~2.8 MB before the sign-in page's CSRF check refused it); the first is a 400. Starlette keeps the form
+    read first, so every reader goes through here."""
+    return await request.form(max_files=0)
+
+
 async def csrf_token_sent(request: Request) -> str:
     """The CSRF token the request carries: the header, else a form field (the form is read and cached, so the
     route still gets it)."""
@@ -198,7 +206,7 @@ async def csrf_token_sent(request: Request) -> str:
         return token
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        value = (await request.form()).get(CSRF_FIELD)
+        value = (await posted_form(request)).get(CSRF_FIELD)
         return value if isinstance(value, str) else ""
     return ""
 
