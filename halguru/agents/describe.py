@@ -148,13 +148,15 @@ def _(e: Token, *, limit: int = 100, stable: bool = False) -> Line:
 
 @describe.register
 def _(e: ToolCall, *, limit: int = 100, stable: bool = False) -> Line:
-    return Line("tool_call", "magenta", f"{e.name}({short_args(e.arguments, max(limit, 40))})")
+    left = " → left to the client, whose result comes with its next request" if e.client else ""
+    return Line("tool_call", "magenta", f"{e.name}({short_args(e.arguments, max(limit, 40))}){left}")
 
 
 @describe.register
 def _(e: ToolResult, *, limit: int = 100, stable: bool = False) -> Line:
     return Line("tool_result", "red" if e.is_error else "green",
-                _join(e.name, "error" if e.is_error else "", "" if stable else ms(e.duration_ms),
+                _join(e.name, "error" if e.is_error else "", "from the client" if e.client else
+                      "" if stable else ms(e.duration_ms),
                       clip(e.content, limit)))
 
 

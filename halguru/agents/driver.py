@@ -162,7 +162,7 @@ async def sub_run(ctx: RunContext, agent: Agent, input: str, result: SubRun, *,
 
 def plain_status(end: LoopEnd) -> tuple[str, str, str | None]:
     """A plain agent's run status from how its loop ended (a limit it reached: limited, as a team's run)."""
-    if end.reason == "answer":
+    if end.reason in ("answer", "client_tools"):  # client_tools: the caller runs the calls it ended with
         return "ok", end.output, None
     if end.reason == "paused":
         return "paused", end.output, end.detail

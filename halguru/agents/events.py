@@ -76,6 +76,7 @@ class ToolCall(BaseEvent):
     call_id: str
     name: str
     arguments: dict[str, Any]
+    client: bool = False  # a tool of the caller's (the OpenAI endpoint's ``tools``): the run ends, it runs it
 
 
 class ToolResult(BaseEvent):
@@ -85,6 +86,7 @@ class ToolResult(BaseEvent):
     content: str
     is_error: bool = False
     duration_ms: float = 0.0
+    client: bool = False  # the caller's result for a call left to it: the run started with it
 
 
 class Retrieval(BaseEvent):

@@ -37,6 +37,7 @@ from halguru.models.stops import cut_at_stops
 from halguru.tools.registry import execute_tool
 
 if TYPE_CHECKING:
+    from halguru.agents.client_tools import ClientTools
     from halguru.agents.context import RunContext
     from halguru.agents.loader import Agent
     from halguru.tools.decorator import Tool
@@ -46,10 +47,11 @@ if TYPE_CHECKING:
 class LoopEnd:
     """Why a loop stopped. ``detail``: the agent handed to, or what limit or failure stopped it."""
 
-    reason: Literal["answer", "handoff", "paused", "limit"] = "answer"
+    reason: Literal["answer", "handoff", "paused", "limit", "client_tools"] = "answer"
     output: str = ""
     detail: str | None = None
     call: ToolCallRequest | None = None  # paused: the call that waits for a human
+    client_calls: list[ToolCallRequest] = field(default_factory=list)  # client_tools: the calls the caller runs
 
 
 @dataclass(slots=True)  # one per tool call
@@ -99,6 +101,7 @@ class Turn:
     output_schema: dict[str, Any] | None = None
     hooks: RunHooks | None = None  # the driver's own policies for this turn, after the caller's hooks
     finish_paused_step: bool = False  # a continuation first finishes the paused step's calls, without a model call
+    client_tools: ClientTools | None = None  # the caller's tools (halguru.agents.client_tools)
 
 
 def _settings(agent: Agent, sampling: dict[str, Any] | None) -> SamplingSettings:
@@ -157,6 +160,10 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 call = assistant.tool_calls[index] = await t.hooks.before_tool_call(call)
             if call.id in t.done:  # its result came before the pause or the crash: never run a call twice
                 continue
+            if t.client is not None and t.client.runs(call.name):  # the caller's: it runs it after this run
+                yield ToolCall(call_id=call.id, name=call.name, arguments=call.arguments, client=True)
+                end.client_calls.append(call)
+                continue
             decision = None if stopped else await t.hooks.decide_tool_call(call)
             if decision is not None:
                 t.must_answer = t.must_answer or decision.answer_next
@@ -188,9 +195,11 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 if checkpoint is not None:
                     yield checkpoint
             stopped = _ends_turn(outcome, end) or stopped
+        if end.client_calls and end.reason == "answer":  # its other calls done: the caller runs its own
+            end.reason, end.output = "client_tools", assistant.content
         assistant = None
         ctx.trace.flush()
-        if end.reason != "answer":  # a handoff, a pause or a guard's stop ends this turn
+        if end.reason != "answer":  # a handoff, a pause, a guard's stop or the caller's calls end this turn
             return
 
 
@@ -204,12 +213,16 @@ class _TurnState:
         self.ctx, self.turn = ctx, turn
         self.hooks = HookChain(gate, RepeatGuard(), ctx.hooks, turn.hooks)
         self.done: set[str] = resume.done if resume is not None else set()
-        self.tools: list[ToolSpec] = [*agent.tool_specs, *(x.spec for x in turn.extra_tools.values())]
+        self.client = turn.client_tools
+        self.tools: list[ToolSpec] = [*agent.tool_specs, *(x.spec for x in turn.extra_tools.values()),
+                                      *(self.client.offered if self.client is not None else [])]
         self.knowledge = _Knowledge(agent) if agent.knowledge is not None else None
         self.settings = _settings(agent, ctx.sampling)
         # A call stored without its result (older versions kept a cancelled run's call so) is never sent that way:
         # OpenAI-compatible endpoints refuse it.
-        self.history = answer_dangling_calls(turn.history, "error: no result was recorded for this call")
+        # The results the run starts with (a client's) answer their calls in the history.
+        self.history = answer_dangling_calls(turn.history, "error: no result was recorded for this call",
+                                             {m.tool_call_id for m in turn.messages if m.tool_call_id})
         self.prefix: list[Message] = []
         self.opening: list[BaseEvent] = []  # events of its start: MCP servers that failed, auto retrieval
         self.budget = turn.budget or _max_steps(agent)
@@ -225,8 +238,8 @@ class _TurnState:
             if agent.name not in ctx.mcp:
                 from halguru.tools.mcp import open_mcp_tools
 
-                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path,
-                                                           taken=[*agent.tools, *turn.extra_tools])
+                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=[
+                    *agent.tools, *turn.extra_tools, *(t.client.names if t.client is not None else ())])
                 # a server that failed: the run goes on without it
                 t.opening += [Error(kind="mcp", message=line) for line in ctx.mcp[agent.name].errors]
             t.tools += ctx.mcp[agent.name].tool_specs
@@ -234,7 +247,7 @@ class _TurnState:
         if t.knowledge is not None and spec.retrieval.mode in ("auto", "both") and not turn.finish_paused_step:
             from halguru.rag.agent import AUTO_PROMPT
 
-            events, block = await t.knowledge.retrieve(ctx, _last_user(turn.messages))
+            events, block = await t.knowledge.retrieve(ctx, _last_user([*turn.history, *turn.messages]))
             t.opening += events
             system = f"{system}\n\n{AUTO_PROMPT.format(context=block)}".strip()
         t.prefix = [Message(role="system", content=system)] if system else []
@@ -247,9 +260,10 @@ class _TurnState:
         tool_choice = "auto" if spec.tool_choice == "required" and steps > 1 else spec.tool_choice
         if must_answer or not self.tools:
             tool_choice = "none"
-        return ModelRequest(messages=[*self.prefix, *self.history, *turn.messages], tools=self.tools,
-                            settings=self.settings, tool_choice=tool_choice,
-                            conversation_id=self.ctx.conversation_id, response_schema=turn.output_schema)
+        request = ModelRequest(messages=[*self.prefix, *self.history, *turn.messages], tools=self.tools,
+                               settings=self.settings, tool_choice=tool_choice,
+                               conversation_id=self.ctx.conversation_id, response_schema=turn.output_schema)
+        return self.client.shape(request, steps) if self.client is not None and not must_answer else request
 
     async def stream(self, request: ModelRequest, reply: _Reply) -> AsyncGenerator[Token, None]:
         """The model's answer as it streams, within the run's deadline; ``reply`` gets all it said. The tokens it
@@ -287,6 +301,8 @@ class _TurnState:
         ctx.totals.prompt_tokens += reply.usage.prompt_tokens
         ctx.totals.completion_tokens += reply.usage.completion_tokens
         reply.text = "".join(reply.pieces)
+        if not request.parallel_tool_calls:
+            del reply.calls[1:]
 
     async def next_request(self) -> ModelRequest:
         """Count the step (the run's too, which numbers the trace) and build its request, as hooks edit it."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from halguru.agents.client_tools import ClientTools
 from halguru.agents.describe import describe, parse_events
 from halguru.agents.events import (
     Event,
@@ -22,6 +23,7 @@ from halguru.agents.events import (
     ModelResult,
     RunFinished,
     RunStarted,
+    ToolCall,
     ToolResult,
     parse_event,
 )
@@ -247,7 +249,12 @@ def replay(stored: StoredRun, *, agent: Agent | None = None, metadata: dict[str,
                    hooks=RecordedResults(stored.events), metadata=meta)
     model = RecordedModel(stored.model_results(), started.model)
     hooks = ReplayHooks(stored.model_calls(), stored.tool_results())
-    return run(_replay_agent(stored), started.input, model=model, record=False, hooks=hooks, metadata=meta)
+    given = [Message(role="tool", content=e.content, tool_call_id=e.call_id, name=e.name)
+             for e in stored.tool_results() if e.client]  # a caller's results, which the run started with
+    left = [ToolSpec(name=e.name, description="", parameters={}) for e in stored.events
+            if isinstance(e, ToolCall) and e.client and not e.parent_run_id]  # calls left to the caller
+    return run(_replay_agent(stored), started.input, model=model, record=False, hooks=hooks, metadata=meta,
+               tool_results=given or None, client_tools=ClientTools(tuple(left)) if left else None)
 
 
 def fork(stored: StoredRun, at_seq: int, agent: Agent, model: Model, *, store: TraceStore | None = None,

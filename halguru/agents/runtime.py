@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.agents import telemetry
+from halguru.agents.client_tools import ClientTools
 from halguru.agents.context import RunContext, Totals, Trace, new_id
 from halguru.agents.driver import RunOutcome, plain_status
 from halguru.agents.events import (
@@ -30,6 +31,7 @@ from halguru.agents.events import (
     RunFinished,
     RunStarted,
     ToolCall,
+    ToolResult,
 )
 from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent, load_agent
@@ -67,6 +69,8 @@ async def run(
     output_schema: dict[str, Any] | None = None,
     owner: str | None = None,
     job_id: str | None = None,
+    client_tools: ClientTools | None = None,
+    tool_results: list[Message] | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run ``agent`` on ``input`` and yield its events, ending with ``run_finished``.
 
@@ -82,9 +86,14 @@ async def run(
     conversation and run belong to (serve mode: an API key or a web-chat session; None: the local user).
     ``job_id`` is the worker's job that runs it, stored with the run (a continuation carries on the job of the run
     it continues), so the job's retry finds its own earlier run and no other (``halguru.jobs.handlers``).
+    ``client_tools`` are the caller's own tools (``halguru.agents.client_tools``): a plain agent's run ends when
+    the model calls one; the caller's next run brings their results in ``tool_results`` (role ``tool``
+    messages, answering the conversation's last calls), which start it instead of a user message (``input``
+    then only labels the run).
     """
     book = _Book.open(agent, input, conversation, model=model, store=store, record=record,
-                      sampling=sampling, hooks=hooks, resume=resume, owner=owner, job_id=job_id)
+                      sampling=sampling, hooks=hooks, resume=resume, owner=owner, job_id=job_id,
+                      tool_results=tool_results)
     await book.begin(conversation)
     ctx, outcome, end = book.ctx, book.outcome, LoopEnd()  # end: how a plain agent's loop ended
     trace, driver = ctx.trace, book.agent.driver
@@ -93,7 +102,10 @@ async def run(
                                conversation_id=book.conversation_id, metadata=metadata or {}))
         if resume is not None and resume.after_crash:
             yield trace(_resumed(resume))
-        async with aclosing(_body(book, output_schema, end)) as events:
+        for result in tool_results or ():  # the caller's results for the calls it ran, as the trace shows them
+            yield trace(ToolResult(call_id=result.tool_call_id or "", name=result.name or "", content=result.content,
+                                   client=True))
+        async with aclosing(_body(book, output_schema, end, client_tools)) as events:
             async for raw in events:
                 event: Any = trace(raw)  # one of the Event union: the loop and drivers yield nothing else
                 if event.type in _BOOKKEPT:
@@ -132,13 +144,17 @@ def _resumed(resume: Resume) -> Resumed:
     return Resumed(from_run_id=resume.paused_run_id, checkpoint=resume.checkpoint, reused=sorted(reused))
 
 
-def _body(book: _Book, output_schema: dict[str, Any] | None, end: LoopEnd) -> AsyncGenerator[BaseEvent, None]:
+def _body(book: _Book, output_schema: dict[str, Any] | None, end: LoopEnd,
+          client_tools: ClientTools | None) -> AsyncGenerator[BaseEvent, None]:
     """The run's untraced events: its orchestration driver's, or the plain loop's (which sets ``end``)."""
     ctx, agent, driver = book.ctx, book.agent, book.agent.driver
     if driver is not None:
+        if client_tools is not None:
+            raise HalguruError(f"agent {agent.name} is a {driver.kind}: only a plain agent takes a caller's tools")
         return driver.drive(ctx, agent, book.history, book.messages, book.outcome)
     return agent_loop(ctx, Turn(agent, ctx.model_for(agent), book.history, book.messages,
-                                output_schema=output_schema, finish_paused_step=ctx.resume is not None), end)
+                                output_schema=output_schema, finish_paused_step=ctx.resume is not None,
+                                client_tools=client_tools), end)
 
 
 def _cut_short(book: _Book, exc: BaseException) -> tuple[str, str]:
@@ -178,7 +194,7 @@ class _Book:
     def open(cls, agent: Agent | str | Path, input: str, conversation: str | None, *,
              model: str | Model | PerAgentModel | None, store: TraceStore | None, record: bool,
              sampling: dict[str, Any] | None, hooks: RunHooks | None, resume: Resume | None,
-             owner: str | None, job_id: str | None) -> _Book:
+             owner: str | None, job_id: str | None, tool_results: list[Message] | None = None) -> _Book:
         """A run's book and context, nothing stored yet: the agent loaded, the store opened (when recorded),
         ids given, the deadline set and the trace's telemetry observer chosen."""
         if not isinstance(agent, Agent):
@@ -191,7 +207,8 @@ class _Book:
 
             store = open_store()
         driver = agent.driver
-        messages = [Message(role="user", content=input)] if resume is None else list(resume.messages)
+        messages = list(resume.messages) if resume is not None else list(tool_results) if tool_results else [
+            Message(role="user", content=input)]
         book = cls(agent, input, model, store, owner, job_id, messages, new_id("run"), conversation or new_id("conv"),
                    [])
         ctx = book.ctx = RunContext(book.run_id, book.conversation_id,

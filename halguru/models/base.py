@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -23,9 +23,11 @@ class Message(BaseModel):
     name: str | None = None  # tool name, on role="tool"
 
 
-def answer_dangling_calls(messages: list[Message], content: str) -> list[Message]:
+def answer_dangling_calls(messages: list[Message], content: str,
+                          answered: Collection[str] = ()) -> list[Message]:
     """``messages`` with a tool result (``content``) right after the results of each assistant tool call that has
     none (a run cut among its calls): OpenAI-compatible endpoints refuse a call not followed by its result.
+    ``answered``: ids of calls whose results come after ``messages`` (a client's, for the calls it ran).
     ``messages`` itself when nothing is missing."""
     out: list[Message] = []
     pending: list[ToolCallRequest] = []
@@ -34,7 +36,7 @@ def answer_dangling_calls(messages: list[Message], content: str) -> list[Message
             pending = [c for c in pending if c.id != message.tool_call_id]
         else:
             out += [Message(role="tool", content=content, tool_call_id=c.id, name=c.name) for c in pending]
-            pending = list(message.tool_calls) if message.role == "assistant" else []
+            pending = [c for c in message.tool_calls if c.id not in answered] if message.role == "assistant" else []
         out.append(message)
     out += [Message(role="tool", content=content, tool_call_id=c.id, name=c.name) for c in pending]
     return messages if len(out) == len(messages) else out
@@ -89,6 +91,7 @@ class ModelRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     settings: SamplingSettings = field(default_factory=SamplingSettings)
     tool_choice: Literal["auto", "required", "none"] = "auto"
+    parallel_tool_calls: bool = True  # False: at most one tool call per reply (the OpenAI endpoint's caller asked)
     # Lets a provider keep per-conversation state (llama.cpp KV cache).
     conversation_id: str | None = None
     # The answer must be one JSON value matching this schema (typed workflow outputs). Providers that can

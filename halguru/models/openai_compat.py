@@ -111,6 +111,8 @@ class OpenAIModel:
                 {"type": "function", "function": t.model_dump()} for t in request.tools
             ]
             body["tool_choice"] = request.tool_choice
+            if not request.parallel_tool_calls:
+                body["parallel_tool_calls"] = False
         if request.response_schema is not None and "tools" not in body:
             body["response_format"] = {"type": "json_schema",
                                        "json_schema": {"name": "output", "schema": request.response_schema}}

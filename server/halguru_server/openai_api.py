@@ -2,7 +2,9 @@
 
 Each request carries the whole chat; the last user message is the run's input, so the request is traced like
 any other run. The earlier messages are a stored conversation: the one an earlier completion of the same chat
-left (``openai_threads``), or a new one holding them as its history.
+left (``openai_threads``), or a new one holding them as its history. A request may send functions the client
+runs (``tools``, ``openai_tools``): a run that calls them answers with ``tool_calls``, and the client's next
+request, ending with their results (``role: tool``), starts a run with those results instead of a user message.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from halguru_server.openai_schemas import (
     ChatRequest,
     Choice,
     ChoiceMessage,
+    ChoiceToolCall,
     CompletionUsage,
     ModelCard,
     ModelList,
     OpenAIErrorBody,
 )
 from halguru_server.openai_threads import Thread, open_thread
+from halguru_server.openai_tools import as_requests, client_tools, openai_calls
 from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
@@ -156,23 +160,20 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     served = _agent(state, caller, body.model)
     body.check_supported()
     output_schema = await asyncio.to_thread(body.output_schema, served)  # 400 for a schema it cannot follow
+    tools = await asyncio.to_thread(client_tools, served, body.tools, body.tool_choice, body.parallel_tool_calls)
     messages = _messages(state, body.messages)
-    if messages[-1].role == "tool":  # no tool call of this endpoint waits for a client's result
-        raise ApiError(400, "messages: the last message must be from the user; the agent runs its own tools, "
-                            "so a tool result goes before a user message", param="messages")
-    if messages[-1].role != "user":
-        raise ApiError(400, "messages: the last message must be from the user", param="messages")
-    text = messages[-1].content
-    if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
-        raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
-    service.check_input(state, text)
+    results = _results(messages)
+    if results and served.agent.driver is not None:  # its steps or members start from a user's message
+        raise ApiError(400, f"messages: agent {served.name} is a {served.agent.driver.kind}, which runs its own tools; "
+                            "the last message must be from the user", param="messages")
+    text = "\n".join(f"{m.name}: {m.content}" for m in results) or _user_text(state, messages)
     sampling = body.sampling(served)
     if served.context is not None and (body.tokens_asked() or 0) >= served.context:  # asked: before the agent's cap
         raise ApiError(400, f"max_tokens: {body.tokens_asked()} leaves no room for the messages in the model's "
                             f"context of {served.context} tokens; ask for fewer", param="max_tokens")
     reservation = service.reserve(state, served, caller)
     try:  # store writes: off the event loop
-        thread = await asyncio.to_thread(open_thread, state, caller, served.name, messages)
+        thread = await asyncio.to_thread(open_thread, state, caller, served.name, messages, len(results) or 1)
     except BaseException:
         reservation.release()
         raise
@@ -181,7 +182,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     # behind, and a continued one as it was.
     run = service.UntilStarted(
         service.run_events(state, served, text, thread.conversation, request_id, reservation, caller.owner,
-                           sampling, output_schema),
+                           sampling, output_schema, tools, results or None),
         never=lambda: thread.never_ran(state))
     head = {"id": f"chatcmpl-{request_id}", "created": int(time.time()), "model": body.model}
     if body.stream:
@@ -204,11 +205,33 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                             f"{finished.run_id}", "run_failed", headers=NO_RETRY)
     # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
     content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
-    results = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
-    await asyncio.to_thread(thread.remember, state, content)
-    return ChatCompletion(
-        **head, choices=[Choice(message=ChoiceMessage(content=content), finish_reason=_finish(results[-1:]))],
-        usage=_usage(finished))
+    replies = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
+    calls = openai_calls(collected)
+    await asyncio.to_thread(thread.remember, state, content, as_requests(calls))
+    message = ChoiceMessage(content=content or (None if calls else ""),
+                            tool_calls=[ChoiceToolCall.model_validate(c) for c in calls] or None)
+    return ChatCompletion(**head, choices=[Choice(message=message, finish_reason=_finish(replies[-1:], calls))],
+                          usage=_usage(finished))
+
+
+def _results(messages: list[Message]) -> list[Message]:
+    """The client's tool results the request ends with (its tools' calls answered): the run starts with them."""
+    at = len(messages)
+    while at > 0 and messages[at - 1].role == "tool":
+        at -= 1
+    return messages[at:]
+
+
+def _user_text(state: ServerState, messages: list[Message]) -> str:
+    """The run's input: the request's last message, a user's, not blank and within the input limits."""
+    if messages[-1].role != "user":
+        raise ApiError(400, "messages: the last message must be from the user, or the results of the tool calls "
+                            "the last answer asked for", param="messages")
+    text = messages[-1].content
+    if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
+        raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
+    service.check_input(state, text)
+    return text
 
 
 def _paused(run_id: str, events: list[Any]) -> str:
@@ -220,8 +243,11 @@ def _paused(run_id: str, events: list[Any]) -> str:
             "answer with the rest of the run")
 
 
-def _finish(last: list[Any]) -> str:
-    """OpenAI's finish_reason: "length" when the last model call of the run was cut at max_tokens."""
+def _finish(last: list[Any], calls: list[Any]) -> str:
+    """OpenAI's finish_reason: "tool_calls" when the answer leaves ``calls`` to the client, "length" when the last
+    model call of the run was cut at max_tokens."""
+    if calls:
+        return "tool_calls"
     return "length" if last and last[-1].finish_reason == "length" else "stop"
 
 
@@ -236,6 +262,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
     null ``usage``, and the token counts come last in a chunk of their own with no choices, as OpenAI sends them."""
     last: list[Any] = []  # the run's last top-level model_result
     answer: list[str] = []  # what the client is sent: its next request carries it back
+    calls: list[dict[str, Any]] = []  # the tool calls left to the client, as sent
     answered: list[bool] = []
 
     def data(value: dict[str, Any]) -> str:
@@ -262,8 +289,11 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if event.type == "token":
             answer.append(event.text)
             return chunk({"content": event.text})
+        if event.type == "tool_call" and event.client and not event.parent_run_id:  # one delta per call
+            calls.extend(openai_calls([event]))
+            return chunk({"tool_calls": [{"index": len(calls) - 1, **calls[-1]}]})
         if event.type == "model_result" and event.tool_calls:
-            return chunk({"content": ""})  # tool rounds run server-side; the client sees only the answer
+            return chunk({"content": ""})  # its own tools run server-side; the client sees only the answer
         if event.type == "run_finished":
             if too_long:
                 return data({"error": openai_error(400, too_long[0], "context_length_exceeded", "messages")})
@@ -274,14 +304,14 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
             answered.append(True)
             counts = data({**head, "object": "chat.completion.chunk", "choices": [],
                            "usage": _usage(event).model_dump()}) if usage else ""
-            return chunk({}, _finish(last)) + counts + "data: [DONE]\n\n"
+            return chunk({}, _finish(last, calls)) + counts + "data: [DONE]\n\n"
         return None
 
     yield chunk({"role": "assistant", "content": ""})
     async for text in service.sse_body(state, events, render, error):
         if answered:  # filed before [DONE] goes out: the client's next request may follow at once
             answered.clear()
-            await asyncio.to_thread(thread.remember, state, "".join(answer))
+            await asyncio.to_thread(thread.remember, state, "".join(answer), as_requests(calls))
         yield text
 
 

@@ -10,13 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from halguru.models.base import SEED_MAX, SEED_MIN, TOP_K_MAX
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
+from halguru_server.openai_tools import MAX_TOOLS, ClientTool, NamedToolChoice
 
 # OpenAI fields accepted and ignored: they change nothing in the answer (who the end user is, OpenAI's own
 # storage, billing tier and caching, a latency hint). Any other field this endpoint does not type is a 400
 # naming it, as OpenAI answers an unknown field: a client relying on it gets told, not a different answer. A field
 # sent as null (clients that write every field they know, the unset ones as null) is one not sent.
-IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",
-                  "safety_identifier", "prediction")
+IGNORED_FIELDS = ("user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier",
+                  "prediction")
 PENALTIES = ("frequency_penalty", "presence_penalty")
 # llama.cpp's own (its server's names; vLLM and Ollama clients send them too), each with the value that turns it
 # off. A model whose provider does not list one in ``sampling`` is refused any other value (400), as a penalty.
@@ -90,8 +91,15 @@ class ChatRequest(BaseModel):
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20, description="not supported: a 400")
     modalities: list[Literal["text"]] | None = None
     response_format: ResponseFormat | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, description="not supported: agents bring their tools")
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tools: list[ClientTool] | None = Field(
+        default=None, max_length=MAX_TOOLS,
+        description="functions the client runs, offered beside the agent's own tools (which run server-side); a "
+                    "call of one ends the answer with tool_calls, and the next request brings their results")
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        default=None, description="none: the client's tools are not offered; required: the first model call "
+                                  "calls a tool (the agent's or the client's); a named function: it is called")
+    parallel_tool_calls: StrictBool | None = Field(default=None, description="false: at most one tool call "
+                                                                             "per model reply")
 
     def stops(self) -> list[str] | None:
         return [self.stop] if isinstance(self.stop, str) else self.stop
@@ -123,19 +131,13 @@ class ChatRequest(BaseModel):
         return {k: v for k, v in settings.items() if v is not None}
 
     def check_supported(self) -> None:
-        """400 for a field this endpoint does not type and does not knowingly ignore, and for client-side tools
-        and several choices."""
+        """400 for a field this endpoint does not type and does not knowingly ignore, and for several choices."""
         # null is OpenAI's "not set" (its default) for every optional field: it asks for nothing
         unknown = [name for name, value in (self.model_extra or {}).items()
                    if name not in IGNORED_FIELDS and value is not None]
         if unknown:
             raise ApiError(400, f"{unknown[0]}: not supported by this endpoint; leave it out (it ignores only "
                                 f"{', '.join(IGNORED_FIELDS)})", param=unknown[0])
-        # tool_choice "none" asks for a message and no tool call: what an agent answers, its tools listed or not
-        if (self.tools and self.tool_choice != "none") or self.tool_choice == "required" \
-                or isinstance(self.tool_choice, dict):
-            raise ApiError(400, "tools: client-side tools are not supported; the agent's own tools are used",
-                           param="tools")
         if self.n is not None and self.n != 1:
             raise ApiError(400, f"n: {self.n} choices asked; an agent answers with one (send n=1 or leave it out)",
                            param="n")
@@ -164,31 +166,32 @@ class ChatRequest(BaseModel):
         return schema
 
 
-def model_check(served: ServedAgent, check: Callable[[dict[str, Any]], None] | None, schema: dict[str, Any]) -> None:
-    """400 with the reason for a schema ``check`` (the agent's model's) refuses."""
+def model_check(served: ServedAgent, check: Callable[[dict[str, Any]], None] | None, schema: dict[str, Any],
+                param: str = "response_format") -> None:
+    """400 with the reason for a schema ``check`` (the agent's model's) refuses; ``param``: where the schema is."""
     if check is None:
         return
     try:
         check(schema)
     except ValueError as exc:
         from halguru_server.ops import model_label  # a file path's folders are not the caller's business
-        raise ApiError(400, f"response_format: agent {served.name}'s model ({model_label(served.model)}) "
-                            f"cannot follow this schema: {exc}", param="response_format") from None
+        raise ApiError(400, f"{param}: agent {served.name}'s model ({model_label(served.model)}) "
+                            f"cannot follow this schema: {exc}", param=param) from None
 
 
-def check_json_schema(schema: dict[str, Any]) -> None:
+def check_json_schema(schema: dict[str, Any], param: str = "response_format") -> None:
     """400 naming the fault for a schema that is not valid JSON Schema (its ``$schema``'s draft, else 2020-12)."""
     from jsonschema import Draft202012Validator, SchemaError, validators
 
+    what = "the json_schema's schema" if param == "response_format" else "the schema"
     try:
         validators.validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.path) or " (its top)"
-        raise ApiError(400, f"response_format: the json_schema's schema is not valid JSON Schema: {exc.message[:300]}, "
-                            f"at schema{where}", param="response_format") from None
+        raise ApiError(400, f"{param}: {what} is not valid JSON Schema: {exc.message[:300]}, "
+                            f"at schema{where}", param=param) from None
     except RecursionError:
-        raise ApiError(400, "response_format: the json_schema's schema is nested too deeply",
-                       param="response_format") from None
+        raise ApiError(400, f"{param}: {what} is nested too deeply", param=param) from None
 
 
 class ModelCard(BaseModel):
@@ -203,9 +206,22 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class ChoiceToolFunction(BaseModel):
+    name: str
+    arguments: str = Field(description="a JSON object, as a string")
+
+
+class ChoiceToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: ChoiceToolFunction
+
+
 class ChoiceMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None = Field(description="null when the answer is only tool_calls")
+    tool_calls: list[ChoiceToolCall] | None = Field(default=None, description="calls of the request's tools, for "
+                                                                               "the client to run")
 
 
 class Choice(BaseModel):

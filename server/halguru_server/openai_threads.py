@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from halguru.errors import StoreError
-from halguru.models.base import Message
+from halguru.models.base import Message, ToolCallRequest
 from halguru_server import service
 from halguru_server.state import Principal, ServerState
 
@@ -55,15 +55,18 @@ class Thread:
     claimed: bool
     keys: list[bytes]
     agent: str
+    new: int = 1  # how many of the request's last messages the run brings (a user's, or the client's tool results)
 
-    def answered_key(self, answer: str) -> str:
-        """The thread of the conversation once ``answer`` closes it: what the client's next request starts with."""
-        return _step(self.keys[-1], "assistant", answer).hex()
+    def answered_key(self, answer: str, calls: list[ToolCallRequest] | None = None) -> str:
+        """The thread of the conversation once ``answer`` closes it: what the client's next request starts with.
+        ``calls``: the tool calls the answer leaves to the client, as it will send them back."""
+        message = Message(role="assistant", content=answer, tool_calls=calls) if calls else None
+        return _step(self.keys[-1], "assistant", answer, message).hex()
 
-    def remember(self, state: ServerState, answer: str) -> None:
+    def remember(self, state: ServerState, answer: str, calls: list[ToolCallRequest] | None = None) -> None:
         """File the answered conversation so that the client's next request continues it."""
         try:
-            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.answered_key(answer))
+            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.answered_key(answer, calls))
         except StoreError as exc:  # the answer stands; the chat's next request starts a new conversation
             log.warning("could not file conversation %s for its next completion: %s", self.conversation, exc)
 
@@ -72,26 +75,32 @@ class Thread:
         never asked for; a continued one is filed again under what it holds now."""
         if not self.claimed:
             state.store.delete_conversation(self.conversation)
-        elif len(self.keys) > 1:
-            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.keys[-2].hex())
+        elif len(self.keys) > self.new:
+            state.store.set_thread(CHANNEL, self.agent, self.conversation, self.keys[-1 - self.new].hex())
 
 
-def open_thread(state: ServerState, caller: Principal, agent: str, messages: list[Message]) -> Thread:
+def open_thread(state: ServerState, caller: Principal, agent: str, messages: list[Message], new: int = 1) -> Thread:
     """The conversation the request's run goes to (store writes: call it off the event loop). ``messages`` are
-    the request's, the last one the user's new message."""
+    the request's, the last ``new`` ones the run's own: the user's new message, or the client's tool results."""
     keys = transcript_keys(caller.owner, agent, messages)
     # An earlier completion's messages end with its answer: the longest such start of this request's history;
-    # or they are all but the new message (filed so by ``never_ran``, whatever its role: an aside, a tool result).
+    # or they are all but the new ones (filed so by ``never_ran``, whatever its role: an aside, a tool result).
     # Only a known owner's (or --dev's) conversations are continued: never another's, nor a visitor's.
-    ends = [i for i in range(len(messages) - 2, -1, -1) if messages[i].role == "assistant" or i == len(messages) - 2]
+    last = len(messages) - 1 - new  # the history's last message
+    ends = [i for i in range(last, -1, -1) if messages[i].role == "assistant" or i == last]
     claimed = state.store.claim_thread(CHANNEL, agent, [keys[i].hex() for i in ends], caller.owner) \
         if ends and (caller.owner is not None or caller.dev) else None
     if claimed is not None:
         thread, conversation = claimed
         at = next(i for i in ends if keys[i].hex() == thread)
-        for message in messages[at + 1:-1]:  # what the client added since, before its new message
+        for message in messages[at + 1:last + 1]:  # what the client added since, before the run's own
             state.store.append_message(conversation, message.role, message.content, tools=message)
-        return Thread(conversation, True, keys, agent)
-    conversation = service.new_conversation(state, caller, agent, messages[-1].content[:80], messages[:-1])["id"]
+        return Thread(conversation, True, keys, agent, new)
+    conversation = service.new_conversation(state, caller, agent, _title(messages), messages[:last + 1])["id"]
     state.store.set_thread(CHANNEL, agent, conversation, None)  # listed under the channel from the start
-    return Thread(conversation, False, keys, agent)
+    return Thread(conversation, False, keys, agent, new)
+
+
+def _title(messages: list[Message]) -> str:
+    """A new conversation's title: its last user message's start."""
+    return next((m.content for m in reversed(messages) if m.role == "user"), messages[-1].content)[:80]

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from halguru.agents.client_tools import ClientTools
 from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
 from halguru.agents.runtime import NoConversation, run
 from halguru.errors import ConversationBusy, ConversationPaused
@@ -124,13 +125,16 @@ def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Re
 
 async def run_events(state: ServerState, served: ServedAgent, text: str, conversation: str | None,
                      request_id: str, reservation: Reservation, owner: str | None,
-                     sampling: dict[str, Any] | None = None, output_schema: dict[str, Any] | None = None
+                     sampling: dict[str, Any] | None = None, output_schema: dict[str, Any] | None = None,
+                     client_tools: ClientTools | None = None, tool_results: list[Message] | None = None
                      ) -> AsyncIterator[Event]:
     """The run's events, once the queue lets it in. Closing this iterator cancels the run (stored). ``owner``
     is the conversation's: an admin posting into another's conversation adds a run its owner sees.
-    ``output_schema``: the answer is one JSON value matching it (the OpenAI endpoint's ``response_format``)."""
+    ``output_schema``: the answer is one JSON value matching it (the OpenAI endpoint's ``response_format``);
+    ``client_tools`` and ``tool_results``: its client-side tools and their results (``halguru.agents.runtime``)."""
     stream = run(served.agent, text, conversation, store=state.store, sampling=sampling,
-                 metadata={"request_id": request_id}, owner=owner, output_schema=output_schema)
+                 metadata={"request_id": request_id}, owner=owner, output_schema=output_schema,
+                 client_tools=client_tools, tool_results=tool_results)
     try:
         async for event in metered(state, served, reservation, stream):
             yield event

@@ -558,3 +558,21 @@ def test_two_starts_noting_legacy_servers_at_once_both_land(monkeypatch):
     for thread in threads:
         thread.join(10)
     assert real() == {"a", "b"}
+
+
+def test_a_callers_tools_are_offered_beside_the_mcp_servers_and_a_clash_is_said(mcp_agent):
+    """The OpenAI endpoint's client-side tools (``client_tools``) on an agent with MCP servers: the model is offered
+    both; an MCP tool named as one of the caller's is not offered, and the run says so."""
+    from halguru.agents.client_tools import ClientTools
+    from halguru.models.base import ToolSpec
+
+    model = ScriptedModel([call("add", a=2, b=40), call("weather", "c2"), "unused"])
+    client = ClientTools((ToolSpec(name="weather", description="", parameters={}),
+                          ToolSpec(name="shout", description="", parameters={})))
+    result = run_sync(mcp_agent(FILES), "add, then the weather", model=model, client_tools=client)
+    assert result.ok and sorted(of_type(result, "model_call")[0].tools) == ["add", "crash", "send", "shout",
+                                                                           "weather"]
+    assert [(e.name, e.client) for e in of_type(result, "tool_call")] == [("add", False), ("weather", True)]
+    assert of_type(result, "tool_result")[0].content == "42"
+    [error] = of_type(result, "error")
+    assert "shout" in error.message

@@ -71,3 +71,21 @@ def test_top_k_and_min_p_go_on_under_the_names_vllm_and_llama_server_read(peer) 
     _ask(base_url, SamplingSettings(top_k=0, min_p=0.0))
     assert [(b["top_k"], b["min_p"]) for b in bodies] == [(20, 0.05), (0, 0.0)]
     assert not {"repeat_penalty", "repetition_penalty"} & set(bodies[0])
+
+
+def test_one_tool_call_per_reply_is_asked_of_the_endpoint_only_when_the_caller_asked(peer) -> None:
+    """The OpenAI endpoint's ``parallel_tool_calls: false`` reaches an agent on an OpenAI-compatible model."""
+    from halguru.models.base import ToolSpec
+
+    base_url, bodies = peer
+    model = OpenAIModel("peer", base_url, "m", None)
+    tools = [ToolSpec(name="get_weather", description="", parameters={"type": "object", "properties": {}})]
+
+    async def ask(parallel: bool) -> None:
+        request = ModelRequest(messages=[Message(role="user", content="weather?")], tools=tools,
+                               parallel_tool_calls=parallel)
+        [_ async for _ in model.stream(request)]
+
+    asyncio.run(ask(False))
+    asyncio.run(ask(True))
+    assert [body.get("parallel_tool_calls") for body in bodies] == [False, None]

@@ -67,7 +67,7 @@ def test_a_tool_loop_that_does_not_fit_together_is_a_400_naming_the_message(oai)
             (bad_arguments, "messages.0.tool_calls.0.function.arguments", "must be a JSON object"),
             (deep_arguments, "messages.0.tool_calls.0.function.arguments", "nested too deeply"),
             ([{**loop[0], "tool_calls": [{"id": "x"}]}, *loop[1:]], "messages.0.tool_calls.0", "a tool call is"),
-            (loop[:2], "messages", "a tool result goes before a user message")):
+            (loop[:1], "messages", "the last message must be from the user, or the results of the tool calls")):
         with pytest.raises(openai.BadRequestError) as refused:
             oai.chat.completions.create(model="echo", messages=messages)
         assert refused.value.body["param"] == param and said in refused.value.body["message"], refused.value.body

@@ -1413,6 +1413,11 @@ export interface components {
              */
             n?: number | null;
             /**
+             * Parallel Tool Calls
+             * @description false: at most one tool call per model reply
+             */
+            parallel_tool_calls?: boolean | null;
+            /**
              * Presence Penalty
              * @description models that apply it (llama.cpp, OpenAI-compatible); else a 400
              */
@@ -1438,17 +1443,16 @@ export interface components {
             stream_options?: components["schemas"]["StreamOptions"] | null;
             /** Temperature */
             temperature?: number | null;
-            /** Tool Choice */
-            tool_choice?: ("none" | "auto" | "required") | {
-                [key: string]: unknown;
-            } | null;
+            /**
+             * Tool Choice
+             * @description none: the client's tools are not offered; required: the first model call calls a tool (the agent's or the client's); a named function: it is called
+             */
+            tool_choice?: ("none" | "auto" | "required") | components["schemas"]["NamedToolChoice"] | null;
             /**
              * Tools
-             * @description not supported: agents bring their tools
+             * @description functions the client runs, offered beside the agent's own tools (which run server-side); a call of one ends the answer with tool_calls, and the next request brings their results
              */
-            tools?: {
-                [key: string]: unknown;
-            }[] | null;
+            tools?: components["schemas"]["ClientTool"][] | null;
             /**
              * Top K
              * @description llama.cpp's: sample from the k likeliest tokens (0: all); models that apply it (llama.cpp, OpenAI-compatible), else a 400 unless 0
@@ -1480,14 +1484,54 @@ export interface components {
         };
         /** ChoiceMessage */
         ChoiceMessage: {
-            /** Content */
-            content: string;
+            /**
+             * Content
+             * @description null when the answer is only tool_calls
+             */
+            content: string | null;
             /**
              * Role
              * @default assistant
              * @constant
              */
             role?: "assistant";
+            /**
+             * Tool Calls
+             * @description calls of the request's tools, for the client to run
+             */
+            tool_calls?: components["schemas"]["ChoiceToolCall"][] | null;
+        };
+        /** ChoiceToolCall */
+        ChoiceToolCall: {
+            function: components["schemas"]["ChoiceToolFunction"];
+            /** Id */
+            id: string;
+            /**
+             * Type
+             * @default function
+             * @constant
+             */
+            type?: "function";
+        };
+        /** ChoiceToolFunction */
+        ChoiceToolFunction: {
+            /**
+             * Arguments
+             * @description a JSON object, as a string
+             */
+            arguments: string;
+            /** Name */
+            name: string;
+        };
+        /** ClientTool */
+        ClientTool: {
+            function: components["schemas"]["FunctionDef"];
+            /**
+             * Type
+             * @default function
+             * @constant
+             */
+            type?: "function";
         };
         /** CompletionUsage */
         CompletionUsage: {
@@ -1777,6 +1821,33 @@ export interface components {
             data: components["schemas"]["Found"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /** FunctionDef */
+        FunctionDef: {
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Name
+             * @description letters, digits, _ and -, at most 64
+             */
+            name: string;
+            /**
+             * Parameters
+             * @description a JSON Schema object; its properties are the arguments
+             */
+            parameters?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Strict
+             * @description the arguments always match parameters here on llama.cpp models, strict or not
+             */
+            strict?: boolean | null;
+        } & {
+            [key: string]: unknown;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -2078,6 +2149,24 @@ export interface components {
              * @constant
              */
             object?: "list";
+        };
+        /** NamedFunction */
+        NamedFunction: {
+            /** Name */
+            name: string;
+        };
+        /**
+         * NamedToolChoice
+         * @description ``{"type": "function", "function": {"name": ...}}``: the model calls this function of ``tools``.
+         */
+        NamedToolChoice: {
+            function: components["schemas"]["NamedFunction"];
+            /**
+             * Type
+             * @default function
+             * @constant
+             */
+            type?: "function";
         };
         /** NewKeyOut */
         NewKeyOut: {
