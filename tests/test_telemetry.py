@@ -229,3 +229,34 @@ def test_a_command_waits_at_most_2_s_at_exit_for_a_collector_that_is_down(halgur
     assert done.returncode == 0 and done.stdout.strip() == "You said: hi", done.stderr
     assert "the collector did not take this run's spans within 2 s; they are not exported" in done.stderr
     assert took < 6, took  # the start, the run, and at most 2 s of retries
+
+
+CLIENT_SCRIPT = """\
+import sys
+
+from halguru.agents.client_tools import ClientTools
+from halguru.agents.runtime import run_sync
+from halguru.models.base import Message, ToolSpec
+from halguru.models.scripted import ScriptedModel
+
+tools = ClientTools((ToolSpec(name="get_weather", description="", parameters={}),))
+call = {"tool_calls": [{"id": "w1", "name": "get_weather", "arguments": {}}]}
+first = run_sync(sys.argv[1], "weather?", model=ScriptedModel([call]), client_tools=tools)
+results = [Message(role="tool", content="snow", tool_call_id="w1", name="get_weather")]
+print(first.status, run_sync(sys.argv[1], "get_weather: snow", first.conversation_id, model=ScriptedModel(["Snow."]),
+                             client_tools=tools, tool_results=results).status)
+"""
+
+
+def test_a_call_left_to_the_client_is_a_mark_on_its_run_not_a_tool_it_executed(otel_env, receiver, tmp_path):
+    """A client-side tool (the OpenAI endpoint's ``tools``) runs in the client, between two runs: an execute_tool
+    span would have lasted to the run's end, as if the server ran it; each run marks the call or its result."""
+    plain = write(tmp_path / "plain", "name: plain\nmodel: scripted\n")
+    done = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, str(plain)], env=otel_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "ok"]
+    spans = receiver.wait_for(4)
+    assert tree(spans) == ["invoke_agent plain", "  chat scripted", "invoke_agent plain", "  chat scripted"]
+    first, second = sorted(named(spans, "invoke_agent plain"), key=lambda s: s.start_ns)
+    assert "halguru.tool_call" in first.events and "halguru.tool_result" in second.events

@@ -294,6 +294,8 @@ def _model_result(spans: RunSpans, event: Any) -> None:
 
 
 def _tool_call(spans: RunSpans, event: Any) -> None:
+    if event.client:  # the caller runs it, after this run: a mark on the run, not a span of work done here
+        return _marker(spans, event)
     run = spans.run_of(event)
     step = run.open.get(f"step:{event.call_id}")  # a workflow's tool step calls its tool under the step's id
     spans.start(run, f"tool:{event.call_id}", f"execute_tool {event.name}", event.ts, {
@@ -302,6 +304,8 @@ def _tool_call(spans: RunSpans, event: Any) -> None:
 
 
 def _tool_result(spans: RunSpans, event: Any) -> None:
+    if event.client:  # the caller's result for a call an earlier run left to it
+        return _marker(spans, event)
     spans.run_of(event)
     spans.finish(event.run_id, f"tool:{event.call_id}", _ns(event.ts), "tool_error" if event.is_error else None,
                  event.content[:200] if event.is_error else "")
@@ -346,7 +350,7 @@ def _handoff(spans: RunSpans, event: Any) -> None:
 
 
 def _marker(spans: RunSpans, event: Any) -> None:
-    """Approvals, checkpoints, resumes: events on the run's span."""
+    """Approvals, checkpoints, resumes, a client's tool calls: events on the run's span."""
     run = spans.run_of(event)
     attributes = {name: getattr(event, attr) for name, attr in (
         ("gen_ai.tool.name", "name"), ("gen_ai.tool.call.id", "call_id"), ("halguru.label", "label"),
