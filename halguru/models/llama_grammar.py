@@ -4,6 +4,7 @@ whose size, nesting and optional properties they take in bounded time and stack.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -176,6 +177,9 @@ def value_grammar(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
 
     small_enough(schema)
     small_enough(definitions)
+    # The converter rewrites each $ref it resolves in place ("#/$defs/X" -> "tool#/$defs/X"), which it then
+    # refuses: a copy (``schema`` inside it when it is one of ``definitions``' own), so the tool's stays as it was
+    definitions, schema = copy.deepcopy((definitions, schema))
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.resolve_refs(definitions, "tool")
     rule = converter.visit(schema, "value")

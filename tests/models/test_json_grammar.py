@@ -123,3 +123,20 @@ def test_properties_the_converter_never_reads_are_not_counted(schema) -> None:
     from halguru.models.llama_grammar import schema_grammar
 
     assert "root ::=" in schema_grammar(schema)
+
+
+def test_a_tools_refs_resolve_for_every_argument_and_every_call() -> None:
+    """A tool whose arguments name a model (``$defs`` and ``$ref``, as pydantic and the openai SDK's
+    ``pydantic_function_tool`` write them): the first argument's grammar rewrote the tool's own schema
+    ("#/$defs/Where" became "tool#/$defs/Where"), so the next argument, and every later call of the tool, failed
+    the run with "Unsupported ref tool#/$defs/Where"."""
+    from halguru.models.llama_grammar import value_grammar
+
+    parameters = {"$defs": {"Where": {"type": "object", "properties": {"city": {"type": "string"}},
+                                      "required": ["city"]}},
+                  "type": "object", "properties": {"where": {"$ref": "#/$defs/Where"}, "days": {"type": "integer"}}}
+    before = json.dumps(parameters)
+    for _ in range(2):
+        for schema in parameters["properties"].values():
+            assert "root ::=" in value_grammar(schema, parameters)
+    assert json.dumps(parameters) == before

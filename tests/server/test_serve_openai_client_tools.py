@@ -228,3 +228,35 @@ def test_the_bundled_models_call_of_a_client_tool_parses_and_round_trips(agents_
     assert latest["conversation_id"] == conversation["id"]
     [model_call] = _model_calls(oai, latest["id"])
     assert model_call["messages"][-1]["content"] == "Sunny, 21 C"
+
+
+@pytest.mark.llama
+def test_the_bundled_model_fills_a_pydantic_function_tool_the_sdk_parses(agents_dir: Path, request) -> None:
+    """The openai SDK's ``pydantic_function_tool``: arguments with a nested model (``$defs``, ``$ref``) and an
+    enum. Its second argument failed the run ("Unsupported ref tool#/$defs/Where"): a 502."""
+    from enum import StrEnum
+
+    from pydantic import BaseModel
+
+    class Unit(StrEnum):
+        celsius = "celsius"
+        fahrenheit = "fahrenheit"
+
+    class Where(BaseModel):
+        city: str
+        country: str
+
+    class GetWeather(BaseModel):
+        where: Where
+        unit: Unit
+        days: int
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    oai = request.getfixturevalue("openai_client")
+    for _ in range(2):  # the same tool again: its schema as the first call left it
+        answer = oai.chat.completions.parse(
+            model="small", messages=[{"role": "user", "content": "Weather in Paris for 3 days, in celsius?"}],
+            tools=[openai.pydantic_function_tool(GetWeather)], tool_choice="required", temperature=0, max_tokens=60)
+        assert answer.choices[0].finish_reason == "tool_calls"
+        assert isinstance(answer.choices[0].message.tool_calls[0].function.parsed_arguments, GetWeather)
