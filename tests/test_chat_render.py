@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import threading
+import time
 from pathlib import Path
 
 import yaml
@@ -60,8 +62,10 @@ class TerminalFile(io.StringIO):
     def __init__(self, terminal: Terminal) -> None:
         super().__init__()
         self.terminal = terminal
+        self.writers: set[int] = set()  # the threads that drew
 
     def write(self, text: str) -> int:
+        self.writers.add(threading.get_ident())
         self.terminal.feed(text)
         return len(text)
 
@@ -104,6 +108,8 @@ def _ask(repl: ChatRepl) -> None:
 
 
 def test_an_answer_taller_than_the_terminal_is_in_the_scrollback_once(write_agent, tmp_path: Path) -> None:
+    """Drawn by the chat's own thread only: rich's refresh thread redrew the live area while a finished block was
+    being printed above it, and on a loaded machine (CI) part of the live area was left in the scrollback."""
     terminal = Terminal(100, 30)
     repl = _chat(_agent_answering(write_agent, tmp_path, CODE, token_delay=0.002), terminal)
 
@@ -111,6 +117,22 @@ def test_an_answer_taller_than_the_terminal_is_in_the_scrollback_once(write_agen
     shown = _plain(terminal.text())
     assert shown.count("Here is the code") == 1 and shown.count("def f0(x)") == 1, shown
     assert shown == _rendered_whole(CODE, 100)  # once, as the whole answer rendered as Markdown reads
+    assert repl.console.file.writers == {threading.get_ident()}  # nothing drawn by another thread, at any time
+
+
+def test_the_live_area_follows_the_answer_as_it_streams(write_agent, tmp_path: Path) -> None:
+    """Drawn as tokens come (at most 12 times a second), not only as each block ends."""
+    terminal = Terminal(100, 30)
+    answer = " ".join(f"w{i}" for i in range(200))  # one paragraph: no block ends before the answer does
+    repl = _chat(_agent_answering(write_agent, tmp_path, answer, token_delay=0.005), terminal)
+    drawn: list[str] = []
+    feed = terminal.feed
+    terminal.feed = lambda data: (feed(data), drawn.append(_plain(terminal.text())))  # type: ignore[method-assign]
+
+    _ask(repl)
+    partial = [text for text in drawn if "w0" in text and "w199" not in text]
+    assert len({text for text in partial}) >= 3, drawn[-3:]  # the paragraph grew on screen before it ended
+    assert _plain(terminal.text()) == _rendered_whole(answer, 100)
 
 
 def test_a_long_answer_is_not_slowed_down_by_drawing_it(write_agent, tmp_path: Path) -> None:
@@ -121,9 +143,10 @@ def test_a_long_answer_is_not_slowed_down_by_drawing_it(write_agent, tmp_path: P
     terminal = Terminal(120, 40)
     repl = _chat(_agent_answering(write_agent, tmp_path, answer), terminal)
 
+    started = time.process_time()  # the work drawing takes: the run's wall time at CI's load ~15 was 13 s anyway
     _ask(repl)
+    assert time.process_time() - started < 5
     run = open_store().list_runs()[0]
     assert run["status"] == "ok" and run["output"] == answer
-    assert run["duration_ms"] < 5000, run["duration_ms"]  # the run's own time, as stored
     shown = terminal.text()
     assert shown.count("Paragraph 0:") == 1 and shown.count("Paragraph 119:") == 1 and shown.count("x399 = 399") == 1

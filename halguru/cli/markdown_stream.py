@@ -6,11 +6,16 @@ answer quadratic (and held up the run, which waits for its reader). Here the fin
 list, a fenced code block, ...) go to the scrollback once, as each ends; the live area holds only the block
 being written, cut to the last screenful; and a token only appends: the live area is rendered at the refresh
 rate, from that block alone.
+
+Everything is drawn by the thread that writes, never by Live's refresh thread: rich renders the live area
+outside its lock when a block is printed, so a refresh between the two moved the cursor by a stale height and
+left part of the live area in the scrollback (seen on a loaded machine).
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
@@ -30,17 +35,23 @@ class MarkdownStream:
         self.fence: str | None = None  # the opening ``` or ~~~ while inside fenced code
         self.blank_seen = False  # the block ended with a blank line: the next unindented line starts another
         self.printed = False
-        self.live = Live(self, console=console, refresh_per_second=refresh_per_second, transient=True,
+        self.interval = 1 / refresh_per_second
+        self.next_draw = 0.0  # time.monotonic() from which the live area is drawn again
+        self.live = Live(self, console=console, auto_refresh=False, transient=True,
                          vertical_overflow="crop")  # crop: never taller than the screen (it is cut to fit anyway)
         self.live.start()
 
     def write(self, text: str) -> None:
         if "\n" not in text:
             self.partial += text
-            return
-        *lines, self.partial = (self.partial + text).split("\n")
-        for line in lines:
-            self._line(line)
+        else:
+            *lines, self.partial = (self.partial + text).split("\n")
+            for line in lines:
+                self._line(line)
+        if (started := time.monotonic()) >= self.next_draw:
+            self.live.refresh()
+            done = time.monotonic()  # at most refresh_per_second times a second, and half the time when drawing is slow
+            self.next_draw = done + max(self.interval, done - started)
 
     def close(self) -> None:
         """Print the rest (an answer cut midway too) and remove the live area."""
