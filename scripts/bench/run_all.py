@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["startup", "overhead", "orchestration", "jobs", "publish", "console", "tui", "tui_open", "decode", "multiturn", "serve",
-           "slow_clients", "logs", "kb", "scale", "batch"]  # cheapest first (batch builds llama-server once, minutes)
+# cheapest first (batch builds llama-server once, minutes)
+BENCHES = ["startup", "overhead", "orchestration", "jobs", "publish", "console", "tui", "tui_open", "decode",
+           "multiturn", "serve", "slow_clients", "logs", "kb", "scale", "batch"]
 
 
 def main() -> int:
