@@ -23,11 +23,13 @@ from halguru.errors import HalguruError, a_kind
 
 class ChannelError(HalguruError):
     """A channel could not deliver; ``permanent`` when retrying cannot help (the provider refused the message:
-    an invalid number, a blocked recipient), so the worker does not retry it."""
+    an invalid number, a blocked recipient), so the worker does not retry it. ``opted_out``: the provider refused
+    it because the recipient opted out (why, e.g. 'twilio error 21610'), which the store then remembers."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, opted_out: str | None = None):
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or opted_out is not None
+        self.opted_out = opted_out
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Inbound:
     reply: Mapping[str, Any] = field(default_factory=dict)  # what ``send`` needs to answer (JSON-safe)
     title: str = ""  # the conversation's title when this message starts one
     correspondent: str = ""  # where answers go when not to ``sender`` (email's Reply-To): what answers count by
+    ours: str = ""  # the address of ours it was written to (a Twilio number): opt-outs are per it and the sender
+    answer: str = ""  # a fixed answer to send instead of running the agent (a HELP keyword's help_text)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,20 @@ class InboundSink(Protocol):
     def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
         """How many messages of ``correspondent`` (``Inbound.correspondent``, else its sender) were accepted for
         ``agent`` on ``channel`` since ``since`` (epoch seconds), by every process answering it."""
+        ...
+
+    def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
+        """Why ``sender`` opted out of what ``agent`` sends from ``ours`` (a keyword, a provider's refusal), or
+        None: they did not (or opted back in)."""
+        ...
+
+    def set_opted_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
+        """Remember that the sender opted out (``reason``), or forget it (None); True when that changed something."""
+        ...
+
+    def ignore(self, message: Inbound, status: str) -> bool:
+        """Record ``message`` in its thread's conversation with ``status`` ('opted out', ...) and answer nothing:
+        the console shows what came and why it went unanswered. False for a retry of one recorded already."""
         ...
 
 

@@ -19,7 +19,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -54,6 +54,9 @@ MAX_MEDIA = 10  # media a Twilio message carries at most (MediaContentType0..9)
 # refuses every later message to the sender (error 21610) until they opt back in (help.twilio.com, "Twilio
 # support for opt-out keywords (SMS STOP filtering)").
 OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})  # they opt back in (Twilio confirms it itself)
+HELP_WORDS = frozenset({"HELP", "INFO"})
+OPTED_OUT_ERROR = "21610"  # Twilio refusing a message to a sender who opted out ("unsubscribed recipient")
 log = logging.getLogger("halguru.channels.twilio")
 
 
@@ -95,6 +98,9 @@ class TwilioConfig(BaseModel):
     status_callbacks: bool = Field(default=True, description="ask Twilio to report each reply's delivery")
     max_answers_per_hour: int = Field(default=60, ge=0, description="per sender, counted in the store "
                                       "(every serve process); 0: no limit")
+    help_text: str | None = Field(default=None, min_length=1, max_length=1600,
+                                  description="the answer to HELP or INFO (carriers want contact details in it); "
+                                              "without it, the agent answers them")
 
     @field_validator("account_sid")
     @classmethod
@@ -232,32 +238,60 @@ class TwilioChannel:
             return WebhookResponse(400, "not a Twilio message webhook: MessageSid, From and To are required")
         if ours not in self.config.numbers:
             return WebhookResponse(404, f"{ours} is not one of agent {self.agent}'s numbers (channels.twilio.numbers)")
-        keyword = self.keyword(form)
-        if keyword:
-            log.info("twilio channel of %s: %s from %s is a %s keyword Twilio answers itself; not answered",
-                     self.agent, message_id, sender, keyword)
-        elif await asyncio.to_thread(answered_enough, sink, self.name, self.agent, sender,
-                                     self.config.max_answers_per_hour):
-            log.warning("twilio channel of %s: not answering %s from %s: %d of their messages were answered in "
-                        "the last hour (max_answers_per_hour): a flood, or a loop with a robot?", self.agent,
-                        message_id, sender, self.config.max_answers_per_hour)
-        # a retry of the same MessageSid is refused by the sink (and not counted); Twilio still gets the same
-        # answer. The sink writes to the store: on a thread, so the server's event loop never waits for it
-        elif self.allowed(sender):
-            await asyncio.to_thread(sink.accept, self.inbound(form))
+        if not self.allowed(sender):  # quietly: nothing is stored for a sender this agent does not serve
+            return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+        message = self.inbound(form)
+        word = form.get("Body", "").strip().upper()[:40]  # the keyword as sent (ARRET, for Advanced Opt-Out's STOP)
+        # the sink writes to the store: on a thread, so the server's event loop never waits for it
+        await asyncio.to_thread(self._take, message, self.keyword(form), word, bool(form.get("OptOutType")), sink)
         return WebhookResponse(200, EMPTY_TWIML, "text/xml")
+
+    def _take(self, message: Inbound, keyword: str | None, word: str, by_twilio: bool, sink: InboundSink) -> None:
+        """Answer, or only record, one message. Twilio answers its keywords itself and refuses every message to a
+        sender who sent STOP until they send START (error 21610): such a sender's messages are recorded, unanswered.
+        A retry of the same MessageSid is refused by the sink (and not counted); Twilio still gets the same answer."""
+        ours, sender = message.ours, message.sender
+        opted = sink.opted_out(self.name, self.agent, ours, sender)
+        if keyword == "STOP":
+            sink.set_opted_out(self.name, self.agent, ours, sender, word or keyword)
+            status = "opted out"
+        elif keyword == "START" and (opted or by_twilio):
+            sink.set_opted_out(self.name, self.agent, ours, sender, None)
+            status = "opted in"
+        elif opted:
+            status = f"ignored: opted out ({opted})"
+        elif keyword == "HELP" and by_twilio and not self.config.help_text:
+            status = "answered by Twilio"  # Advanced Opt-Out's own help text
+        else:
+            if not self._flooding(message, sink):
+                help_text = self.config.help_text if keyword == "HELP" else None
+                sink.accept(replace(message, answer=help_text) if help_text else message)
+            return
+        log.info("twilio channel of %s: %s from %s not answered: %s", self.agent, message.message_id, sender, status)
+        sink.ignore(message, status)
+
+    def _flooding(self, message: Inbound, sink: InboundSink) -> bool:
+        """Whether the sender had ``max_answers_per_hour`` answers already (logged: a flood, or a robot's loop)."""
+        if not answered_enough(sink, self.name, self.agent, message.sender, self.config.max_answers_per_hour):
+            return False
+        log.warning("twilio channel of %s: not answering %s from %s: %d of their messages were answered in the "
+                    "last hour (max_answers_per_hour): a flood, or a loop with a robot?", self.agent,
+                    message.message_id, message.sender, self.config.max_answers_per_hour)
+        return True
 
     @staticmethod
     def keyword(form: Mapping[str, str]) -> str | None:
-        """The opt-out/opt-in/help keyword Twilio already answered this message as, or None. Advanced Opt-Out
-        names it (``OptOutType``: STOP, START, HELP, the operator's own words included); else an SMS that is one
-        of Twilio's opt-out words (its reply could never be delivered). Other HELP or START messages reach the
-        agent: 'yes' is usually an answer to its question."""
+        """STOP, START or HELP when the message is one of Twilio's keywords, else None. Advanced Opt-Out names the
+        one it answered (``OptOutType``, the operator's own words included); else an SMS that is one of Twilio's
+        default words as a whole message (any case): STOP and its kin, START/YES/UNSTOP, HELP/INFO. Twilio filters
+        SMS/MMS only. Whether START or HELP goes unanswered is the caller's: 'yes' is usually an answer."""
         if form.get("OptOutType"):
             return form["OptOutType"].upper()
-        if product_of(form.get("To", "")) is not PRODUCTS[""]:  # Twilio filters SMS/MMS only
+        if product_of(form.get("To", "")) is not PRODUCTS[""]:
             return None
-        return "STOP" if form.get("Body", "").strip().upper() in OPT_OUT_WORDS else None
+        word = form.get("Body", "").strip().upper()
+        return next((kind for kind, words in (("STOP", OPT_OUT_WORDS), ("START", OPT_IN_WORDS), ("HELP", HELP_WORDS))
+                     if word in words), None)
 
     def allowed(self, sender: str) -> bool:
         """Whether ``allow_from`` (if any) lists the sender, with its product prefix or without it (a phone
@@ -280,6 +314,7 @@ class TwilioChannel:
             text=message_text(form),
             reply={"to": sender, "from": ours},
             title=f"{product.label} from {who}",
+            ours=ours,
         )
 
     async def _status(self, form: Mapping[str, str], sink: InboundSink) -> WebhookResponse:
@@ -372,7 +407,9 @@ class _PartSender:
             # Twilio refused the message itself (a bad number, a blocked recipient, bad credentials): retrying
             # cannot help. Rate limits (429) and Twilio's own failures (5xx) are retried.
             raise ChannelError(f"twilio: {self.what} to {self.to} failed: HTTP {exc.status}{code}: {exc.msg}",
-                               permanent=400 <= (exc.status or 0) < 500 and exc.status != 429) from None
+                               permanent=400 <= (exc.status or 0) < 500 and exc.status != 429,
+                               opted_out=f"twilio error {exc.code}" if str(exc.code) == OPTED_OUT_ERROR else None
+                               ) from None
         except RequestException as exc:
             raise ChannelError(f"twilio: {self.what} to {self.to}: cannot reach {self.channel.config.api_base}: "
                                f"{type(exc).__name__}") from None

@@ -18,9 +18,9 @@ from typing import Any
 
 from halguru.agents.events import Error
 from halguru.agents.loader import Agent
-from halguru.channels.base import Channel, Outbound, SendOnce
+from halguru.channels.base import Channel, ChannelError, Outbound, SendOnce
 from halguru.errors import ConversationBusy
-from halguru.jobs.pipeline import REPLY, inbound_id, send_once
+from halguru.jobs.pipeline import REPLY, inbound_id, opted_out, send_once, store_key
 from halguru.jobs.retention import RETENTION, retention_job
 from halguru.jobs.takeover import HUMAN_REPLY, hold
 from halguru.store.base import Store
@@ -163,6 +163,14 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], inbound_id(job["agent"], p["message_id"]),
                             conversation_id=conversation)
     once = send_once(ctx.store, job["id"])
+    opted = await asyncio.to_thread(_opted_out, ctx.store, job)
+    if opted:  # since it was queued (STOP came next): Twilio would refuse the answer, so the agent is not run
+        await asyncio.to_thread(ctx.store.update_channel_message, p["channel"],
+                                inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({opted})")
+        return {"status": "opted_out", "conversation_id": conversation, "sent": []}
+    if p.get("answer"):  # a fixed answer (HELP's help_text): no run
+        return {"status": "ok", "conversation_id": conversation,
+                "sent": await _send(ctx, job, channel, once, conversation, p["answer"])}
     if await _held(ctx, job, once, conversation, p["text"]):  # an operator answers it: the reply waits for them
         return {"status": "taken_over", "conversation_id": conversation, "sent": []}
     turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation), _find_turn(ctx.store, job))
@@ -191,7 +199,17 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
     p = job["payload"]
     outbound = Outbound(channel=p["channel"], agent=job["agent"], conversation_id=conversation, job_id=job["id"],
                         text=text, reply=p.get("reply") or {})
-    sent = await channel.send(outbound, once)
+    opted = await asyncio.to_thread(_opted_out, ctx.store, job)
+    if opted:  # an operator's answer, an approved call's: the provider would refuse it
+        raise JobError(f"{p['sender']} opted out ({opted}) of messages from {p.get('ours')}; they opt back in by "
+                       "sending START", permanent=True)
+    try:
+        sent = await channel.send(outbound, once)
+    except ChannelError as exc:
+        if exc.opted_out and p.get("ours"):  # STOP that never reached us (sent before this number was ours)
+            await asyncio.to_thread(ctx.store.set_opt_out, p["channel"], job["agent"], store_key(p["ours"]),
+                                    store_key(p["sender"]), exc.opted_out)
+        raise
     now = time.time()
     for part, message_id in enumerate(sent):
         await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(
@@ -199,6 +217,12 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
             conversation_id=conversation, direction="out", address=p["sender"],
             body=text if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
     return sent
+
+
+def _opted_out(store: Store, job: JobRecord) -> str | None:
+    """Why the job's recipient opted out of the number it wrote to, or None (a channel without opt-outs)."""
+    p = job["payload"]
+    return opted_out(store, p["channel"], job["agent"], p["ours"], p["sender"]) if p.get("ours") else None
 
 
 async def human_reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:

@@ -71,7 +71,9 @@ class StoreSink(InboundSink):
         # the keys the store indexes; the reply itself goes by ``reply``, which keeps the ids as they came
         message_id, thread = store_key(message.message_id), store_key(message.thread)
         payload = {"channel": message.channel, "message_id": message_id, "sender": message.sender,
-                   "thread": thread, "text": text, "reply": dict(message.reply), "title": message.title}
+                   "thread": thread, "text": text, "reply": dict(message.reply), "title": message.title,
+                   **({"ours": message.ours} if message.ours else {}),
+                   **({"answer": message.answer} if message.answer else {})}
         job, created = self.store.enqueue_job(
             REPLY, message.agent, payload, queue_key=queue_key(message.channel, message.agent, thread),
             idempotency_key=f"{message.channel}:{inbound_id(message.agent, message_id)}",
@@ -88,6 +90,22 @@ class StoreSink(InboundSink):
     def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
         return self.store.count_channel_answers(channel, agent, correspondent, since)
 
+    def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
+        return opted_out(self.store, channel, agent, ours, sender)
+
+    def set_opted_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
+        return self.store.set_opt_out(channel, agent, store_key(ours), store_key(sender), reason)
+
+    def ignore(self, message: Inbound, status: str) -> bool:
+        conversation = self.store.thread_conversation(
+            message.channel, message.agent, store_key(message.thread),
+            title=message.title or f"{message.channel}: {message.sender}", owner=channel_owner(message.channel))
+        now = time.time()
+        return self.store.record_channel_message(ChannelMessageRecord(
+            id=inbound_id(message.agent, store_key(message.message_id)), channel=message.channel, agent=message.agent,
+            conversation_id=conversation, direction="in", address=message.correspondent or message.sender,
+            body=message.text, status=status, job_id=None, created=now, updated=now))
+
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         current = self.store.get_channel_message(channel, message_id)
         if current is None:  # a report can arrive before the worker records what it sent: keep it for then
@@ -99,6 +117,12 @@ class StoreSink(InboundSink):
         if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(current["status"], 0):
             return True  # a late report of an earlier state: known, but it changes nothing
         return self.store.update_channel_message(channel, message_id, status)
+
+
+def opted_out(store: Store, channel: str, agent: str, ours: str, sender: str) -> str | None:
+    """Why ``sender`` opted out of ``agent``'s messages from ``ours`` on ``channel``, or None."""
+    found = store.get_opt_out(channel, agent, store_key(ours), store_key(sender))
+    return found["reason"] if found else None
 
 
 def send_once(store: Store, job_id: str) -> SendOnce:

@@ -117,7 +117,8 @@ def send_on_channel(store: Store, conversation_id: str, text: str, key: str, seq
         return None
     p = job["payload"]
     payload = {"channel": p["channel"], "thread": p["thread"], "sender": p["sender"], "reply": p.get("reply") or {},
-               "text": text, "conversation_id": conversation_id, "seq": seq}
+               "text": text, "conversation_id": conversation_id, "seq": seq,
+               **({"ours": p["ours"]} if p.get("ours") else {})}
     queued, _ = store.enqueue_job(HUMAN_REPLY, job["agent"], payload,
                                   queue_key=queue_key(p["channel"], job["agent"], p["thread"]) if ordered else None,
                                   idempotency_key=key, owner=channel_owner(p["channel"]),

@@ -55,6 +55,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "channel_threads": ("channel", "agent", "thread", "conversation_id"),
     "channel_messages": ("channel", "id", "agent", "conversation_id", "direction", "address", "body", "status",
                          "job_id", "created", "updated"),
+    "channel_opt_outs": ("channel", "agent", "ours", "sender", "reason", "since"),
     "schedules": ("id", "next_due", "updated"),
     "audit": ("seq", "time", "actor", "action", "target", "details", "address", "alg", "prev_hash", "hash"),
     "deployments": ("agent", "version", "sha256", "manifest", "bundle", "published_by", "created", "active",

@@ -30,6 +30,7 @@ from halguru.store.records import (
     JobRecord,
     MessageKeyRecord,
     MessageRecord,
+    OptOutRecord,
     PushSubscriptionRecord,
     RunListRecord,
     RunRecord,
@@ -291,6 +292,11 @@ class Store(Protocol):
         ...
     def get_channel_message(self, channel: str, message_id: str) -> ChannelMessageRecord | None: ...
     def list_channel_messages(self, conversation_id: str) -> list[ChannelMessageRecord]: ...
+    def set_opt_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
+        """Remember that ``sender`` opted out of what ``agent`` sends from ``ours`` (``reason``: what said so; an
+        earlier one is kept), or forget it (None: they opted back in); True when that changed something."""
+        ...
+    def get_opt_out(self, channel: str, agent: str, ours: str, sender: str) -> OptOutRecord | None: ...
 
     # -- schedules -----------------------------------------------------------------------------------------
     def schedule_next(self, schedule_id: str) -> float | None:

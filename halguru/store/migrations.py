@@ -454,6 +454,21 @@ def m020_channel_answers(conn: sqlite3.Connection) -> None:
     _execute_all(conn, CHANNEL_ANSWERS_SQL)
 
 
+OPT_OUTS_SCHEMA = """
+        CREATE TABLE channel_opt_outs (
+            channel TEXT NOT NULL, agent TEXT NOT NULL, ours TEXT NOT NULL, sender TEXT NOT NULL,
+            reason TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (channel, agent, ours, sender)
+        )
+        """
+"""m021's statement; PostgreSQL's pg014 is the same with its types."""
+
+
+def m021_channel_opt_outs(conn: sqlite3.Connection) -> None:
+    """Senders who opted out (an SMS STOP, or Twilio refusing a reply with 21610), per channel, agent, number of
+    ours and sender: only Twilio knew, so each of their later messages still ran the agent, whose reply failed."""
+    _execute_all(conn, OPT_OUTS_SCHEMA)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -461,4 +476,4 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m012_deployments, m013_push,
                                                           m014_message_keys, m015_claims, m016_key_roles,
                                                           m017_jobs_waiting, m018_test_runs, m019_run_jobs,
-                                                          m020_channel_answers]
+                                                          m020_channel_answers, m021_channel_opt_outs]

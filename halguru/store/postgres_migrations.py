@@ -35,6 +35,7 @@ from halguru.store.migrations import (
     JOBS_WAITING_SQL,
     KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
+    OPT_OUTS_SCHEMA,
     PUSH_SCHEMA,
     RUN_JOBS_SQL,
     TEST_RUNS_SQL,
@@ -208,7 +209,13 @@ def pg013_channel_answers(conn: Any) -> None:
     _execute_all(conn, CHANNEL_ANSWERS_SQL)
 
 
+def pg014_channel_opt_outs(conn: Any) -> None:
+    """SQLite's m021 with PostgreSQL's types: senders who opted out of an agent's number."""
+    _execute_all(conn, _pg_types(OPT_OUTS_SCHEMA))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
-                                           pg011_test_runs, pg012_run_jobs, pg013_channel_answers]
+                                           pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
+                                           pg014_channel_opt_outs]

@@ -247,6 +247,17 @@ class ChannelMessageRecord(TypedDict):
     updated: float
 
 
+class OptOutRecord(TypedDict):
+    """A sender who told a channel to stop (SMS STOP): nothing goes to them from ``ours`` until they opt in."""
+
+    channel: str
+    agent: str
+    ours: str  # the number of ours they wrote to (opt-outs are per number at Twilio)
+    sender: str
+    reason: str  # what said so: the keyword (STOP), or the provider's refusal (twilio 21610)
+    since: float
+
+
 class AuditRecord(TypedDict):
     """An entry of the audit log: who did what to what, chained to the entry before it (``sql_audit``)."""
 

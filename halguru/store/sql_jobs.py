@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from halguru.errors import TooManyJobs
-from halguru.store.records import ChannelMessageRecord, EffectRecord, JobRecord
+from halguru.store.records import ChannelMessageRecord, EffectRecord, JobRecord, OptOutRecord
 from halguru.store.sql_base import SQLBase, agent_filter
 from halguru.store.sql_runs import PRUNED, prefix_range
 
@@ -376,6 +376,21 @@ class JobsMixin(SQLBase):
     def list_channel_messages(self, conversation_id: str) -> list[ChannelMessageRecord]:
         return cast(list[ChannelMessageRecord], self._rows(
             "SELECT * FROM channel_messages WHERE conversation_id = ? ORDER BY created", [conversation_id]))
+
+    def set_opt_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
+        key = (channel, agent, ours, sender)
+        with self._tx() as conn:
+            if reason is None:
+                return conn.execute("DELETE FROM channel_opt_outs WHERE channel = ? AND agent = ? AND ours = ? "
+                                    "AND sender = ?", key).rowcount > 0
+            return conn.execute("INSERT INTO channel_opt_outs (channel, agent, ours, sender, reason, since) VALUES "
+                                "(?, ?, ?, ?, ?, ?) ON CONFLICT (channel, agent, ours, sender) DO NOTHING",
+                                (*key, reason, time.time())).rowcount > 0
+
+    def get_opt_out(self, channel: str, agent: str, ours: str, sender: str) -> OptOutRecord | None:
+        rows = self._rows("SELECT * FROM channel_opt_outs WHERE channel = ? AND agent = ? AND ours = ? "
+                          "AND sender = ?", [channel, agent, ours, sender])
+        return cast(OptOutRecord, rows[0]) if rows else None
 
     # -- schedules -------------------------------------------------------------------------------
     def schedule_next(self, schedule_id: str) -> float | None:

@@ -5,7 +5,8 @@ and auth token), JSON answers shaped like Twilio's (``sid``, ``status``, RFC 282
 a failure, the list filters ``To``, ``From`` and ``DateSent>`` (a date, or the client's date-time), pages with
 ``next_page_uri``.
 
-A created message is ``queued`` with no ``date_sent`` until ``deliver()``, as at Twilio. ``drop_next`` makes the
+A created message is ``queued`` with no ``date_sent`` until ``deliver()``, as at Twilio; one to a sender in
+``unsubscribed`` (who texted STOP) is refused with error 21610, as Twilio refuses it. ``drop_next`` makes the
 server record the next message and close the connection without answering: the sender's outcome is unknown,
 as when a worker is killed between Twilio's accepting a message and its recording the answer.
 """
@@ -32,6 +33,7 @@ class FakeTwilio:
         self.messages: list[dict[str, Any]] = []  # oldest first
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.drop_next = 0  # record this many messages without answering
+        self.unsubscribed: set[tuple[str, str]] = set()  # (our number, sender) that texted STOP: refused, 21610
         self.page_size_cap = 1000
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -135,6 +137,8 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
             missing = [name for name in ("To", "From", "Body") if not form.get(name)]
             if missing:
                 return self._error(400, 21602 if "Body" in missing else 21604, f"A '{missing[0]}' is required.")
+            if (form["From"], form["To"]) in fake.unsubscribed:
+                return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
             if len(form["Body"]) > 1600:
                 return self._error(400, 21617, "The concatenated message body exceeds the 1600 character limit")
             message = fake.create(form)

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import pytest
 from twilio.request_validator import RequestValidator
 
-from halguru.channels.base import Inbound, Outbound, WebhookRequest, load_channels
+from halguru.channels.base import ChannelError, Inbound, Outbound, WebhookRequest, load_channels
 from halguru.channels.twilio import EMPTY_TWIML, TwilioChannel, message_text, split_text
 from halguru.errors import HalguruError
 from tests.channels.fake_twilio import FakeTwilio
@@ -33,6 +33,8 @@ class MemorySink:
         self.statuses: list[tuple[str, str, str]] = []
         self.times: list[float] = []  # when each was accepted
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
+        self.opt_outs: dict[tuple[str, str, str, str], str] = {}
+        self.ignored: list[tuple[str, str]] = []  # (text, status) of messages recorded, not answered
 
     def accept(self, message: Inbound) -> bool:
         self.threads.add(threading.get_ident())
@@ -50,6 +52,21 @@ class MemorySink:
     def update_status(self, channel: str, message_id: str, status: str) -> bool:
         self.threads.add(threading.get_ident())
         self.statuses.append((channel, message_id, status))
+        return True
+
+    def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
+        self.threads.add(threading.get_ident())
+        return self.opt_outs.get((channel, agent, ours, sender))
+
+    def set_opted_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
+        key = (channel, agent, ours, sender)
+        if reason is None:
+            return self.opt_outs.pop(key, None) is not None
+        return self.opt_outs.setdefault(key, reason) == reason
+
+    def ignore(self, message: Inbound, status: str) -> bool:
+        self.threads.add(threading.get_ident())
+        self.ignored.append((message.text, status))
         return True
 
 
@@ -422,22 +439,70 @@ async def test_api_base_holds_for_every_request_and_page(tmp_path: Path, fake: F
 async def test_sms_opt_out_words_and_advanced_opt_out_keywords_are_not_answered(tmp_path: Path) -> None:
     """Twilio answers STOP itself and refuses every later message to the sender: the agent ran on "STOP" and its
     reply failed with error 21610, the job dead. Only whole-message keywords on SMS; Advanced Opt-Out's
-    OptOutType names any keyword it answered (the operator's own words too)."""
+    OptOutType names any keyword it answered (the operator's own words too). Each is recorded, not answered."""
     sink = MemorySink()
     ch = channel(tmp_path)
-    keywords = [form(MessageSid=f"SM{i:032d}", Body=body) for i, body in enumerate(["STOP", " stop\n", "Unsubscribe"])]
-    keywords.append(form(MessageSid="SM" + "a" * 32, Body="ARRET", OptOutType="STOP"))
+    keywords = [form(MessageSid=f"SM{i:032d}", Body=body, From=f"+1555000000{i}")
+                for i, body in enumerate(["STOP", " stop\n", "Unsubscribe"])]
+    keywords.append(form(MessageSid="SM" + "a" * 32, Body="ARRET", OptOutType="STOP", From="+15550000007"))
     keywords.append(form(MessageSid="SM" + "b" * 32, Body="Help", OptOutType="HELP"))
     for fields in keywords:
         response = await ch.webhook(request(fields), sink)
         assert (response.status, response.body) == (200, EMPTY_TWIML)
     assert sink.accepted == []
+    assert [status for _, status in sink.ignored] == ["opted out"] * 4 + ["answered by Twilio"]
+    assert sorted(sink.opt_outs.values()) == ["ARRET", "STOP", "STOP", "UNSUBSCRIBE"]
     answered = [form(MessageSid="SM" + "c" * 32, Body="stop sending me links"),
                 form(MessageSid="SM" + "d" * 32, Body="yes"),  # an answer to the agent's question, most likely
                 form(MessageSid="SM" + "e" * 32, Body="STOP", To=f"whatsapp:{OURS}", From=f"whatsapp:{ANN}")]
     for fields in answered:
         await ch.webhook(request(fields), sink)
     assert [m.text for m in sink.accepted] == ["stop sending me links", "yes", "STOP"]
+
+
+async def test_a_sender_who_texted_stop_is_not_answered_until_they_opt_back_in(tmp_path: Path) -> None:
+    """After STOP, the sender's next message (no START) ran the agent, and Twilio refused its reply with error
+    21610. Now it is recorded unanswered; START, UNSTOP or YES opts them back in (Twilio confirms it itself),
+    and only for the number they wrote to."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    said = ["STOP", "what time do you open?", "help", "Unstop", "what time do you open?", "stop", "yes"]
+    for index, body in enumerate(said):
+        await ch.webhook(request(form(MessageSid=f"SM{index:032d}", Body=body)), sink)
+    await ch.webhook(request(form(MessageSid="SM" + "f" * 32, Body="hola", From=f"whatsapp:{ANN}",
+                                  To=f"whatsapp:{OURS}")), sink)
+    assert [m.text for m in sink.accepted] == ["what time do you open?", "hola"]
+    assert sink.ignored == [("STOP", "opted out"), ("what time do you open?", "ignored: opted out (STOP)"),
+                            ("help", "ignored: opted out (STOP)"), ("Unstop", "opted in"), ("stop", "opted out"),
+                            ("yes", "opted in")]
+    assert sink.opt_outs == {}
+    await ch.webhook(request(form(MessageSid="SM" + "9" * 32, Body="STOP")), sink)
+    await ch.webhook(request(form(MessageSid="SM" + "9" * 32, Body="STOP")), sink)  # Twilio's retry
+    assert sink.opt_outs == {("twilio", "helper", OURS, ANN): "STOP"}
+
+
+async def test_help_gets_the_configured_help_text_without_the_agent(tmp_path: Path) -> None:
+    """help_text answers HELP and INFO (and Advanced Opt-Out's HELP); without it the agent answers them."""
+    sink = MemorySink()
+    ch = channel(tmp_path, help_text="Acme support: call +1 555 000 1111. Reply STOP to stop.")
+    for index, body in enumerate(["HELP", " info ", "help me with my order"]):
+        await ch.webhook(request(form(MessageSid=f"SM{index:032d}", Body=body)), sink)
+    await ch.webhook(request(form(MessageSid="SM" + "a" * 32, Body="AIDE", OptOutType="HELP")), sink)
+    assert [(m.text, m.answer) for m in sink.accepted] == [
+        ("HELP", "Acme support: call +1 555 000 1111. Reply STOP to stop."),
+        (" info ", "Acme support: call +1 555 000 1111. Reply STOP to stop."),
+        ("help me with my order", ""), ("AIDE", "Acme support: call +1 555 000 1111. Reply STOP to stop.")]
+    plain = MemorySink()
+    await channel(tmp_path).webhook(request(form(Body="HELP")), plain)
+    assert [(m.text, m.answer) for m in plain.accepted] == [("HELP", "")]
+
+
+async def test_a_reply_twilio_refuses_as_opted_out_says_so(tmp_path: Path, fake: FakeTwilio) -> None:
+    """A STOP that never reached us (sent before the number was this agent's): Twilio refuses with 21610."""
+    fake.unsubscribed.add((OURS, ANN))
+    with pytest.raises(ChannelError) as err:
+        await channel(tmp_path, api_base=fake.url).send(outbound("hi"), MemoryOnce())
+    assert (err.value.opted_out, err.value.permanent) == ("twilio error 21610", True)
 
 
 async def test_a_sender_flooding_a_number_is_answered_max_answers_per_hour_times(tmp_path: Path) -> None:

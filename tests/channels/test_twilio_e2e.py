@@ -232,3 +232,27 @@ def test_an_answer_that_waited_for_approval_is_sent_once_approved(serve: str, fa
     history = get(serve, f"/v1/conversations/{conversation['id']}/messages")["data"]
     assert [m["content"] for m in history if m["role"] == "assistant" and m["content"]] == [
         "You said: what is 6 times 7?", "You said: are you there?"]
+
+
+def test_a_sender_who_texted_stop_is_recorded_not_answered_until_start(serve: str, fake: FakeTwilio) -> None:
+    """Twilio answers STOP itself and refuses every later message to the sender (error 21610). Their next message
+    ran the agent anyway and its reply died at Twilio, a model run spent and nothing in the console saying why.
+    Now it is recorded unanswered, shown on the conversation, and START opts them back in."""
+    bob = "+15550002222"
+    fake.unsubscribed.add((OURS, ANN))  # what Twilio does on STOP
+    for index, (sender, body) in enumerate([(ANN, "STOP"), (ANN, "What time do you open?"), (bob, "hi")]):
+        assert post(serve, sms(f"SM{index:032d}", body, sender)).status_code == 200
+    wait_for(lambda: {j["status"] for j in get(serve, "/v1/jobs")["data"]} <= {"done", "dead"}, "the jobs to end")
+    assert [(j["status"], j["payload"]["sender"]) for j in get(serve, "/v1/jobs")["data"]] == [("done", bob)]
+    assert [(m["to"], m["body"]) for m in fake.messages] == [(bob, "You said: hi")]
+    conversations = {c["title"]: c["id"] for c in get(serve, "/v1/conversations", agent="helper")["data"]}
+    detail = get(serve, f"/v1/admin/conversations/{conversations[f'SMS from {ANN}']}")
+    assert detail["runs"] == [] and detail["messages"] == []
+    assert [(d["direction"], d["status"]) for d in detail["deliveries"]] == [
+        ("in", "opted out"), ("in", "ignored: opted out (STOP)")]
+
+    fake.unsubscribed.discard((OURS, ANN))  # they text START: Twilio confirms it and lets messages through
+    assert post(serve, sms("SM" + "7" * 32, "start")).status_code == 200
+    assert post(serve, sms("SM" + "8" * 32, "Are you open on Sunday?")).status_code == 200
+    wait_for(lambda: len(fake.messages) == 2, "the answer after START")
+    assert (fake.messages[1]["to"], fake.messages[1]["body"]) == (ANN, "You said: Are you open on Sunday?")

@@ -1,0 +1,89 @@
+"""Opt-outs in the worker, on a real store (SQLite and PostgreSQL): a sender who opted out gets nothing more
+from the number they wrote to, and the provider's refusal (Twilio's 21610) is remembered as an opt-out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from halguru.agents.loader import load_agent
+from halguru.channels.base import ChannelError, Inbound, Outbound, SendOnce
+from halguru.jobs.pipeline import StoreSink
+from halguru.jobs.takeover import send_on_channel
+from halguru.store import Store
+from tests.jobs.test_worker import RecordingChannel, make_agent, run_until, worker_for
+
+OURS, ANN = "+15550009999", "+15550001"
+
+
+def inbound(text: str, message_id: str, **extra: str) -> Inbound:
+    return Inbound(channel="test", agent="echo", message_id=message_id, sender=ANN, thread=f"{OURS}|{ANN}",
+                   text=text, reply={"to": ANN, "from": OURS}, ours=OURS, **extra)
+
+
+def test_the_store_remembers_an_opt_out_until_they_opt_back_in(store: Store) -> None:
+    assert store.get_opt_out("twilio", "echo", OURS, ANN) is None
+    assert store.set_opt_out("twilio", "echo", OURS, ANN, "STOP")
+    assert not store.set_opt_out("twilio", "echo", OURS, ANN, "QUIT")  # the first reason is kept
+    found = store.get_opt_out("twilio", "echo", OURS, ANN)
+    assert found is not None and (found["reason"], found["sender"], found["ours"]) == ("STOP", ANN, OURS)
+    assert store.get_opt_out("twilio", "echo", "+15550008888", ANN) is None  # per number of ours
+    assert store.get_opt_out("twilio", "other", OURS, ANN) is None  # and per agent
+    assert store.set_opt_out("twilio", "echo", OURS, ANN, None)
+    assert not store.set_opt_out("twilio", "echo", OURS, ANN, None)
+    assert store.get_opt_out("twilio", "echo", OURS, ANN) is None
+
+
+async def test_a_message_queued_before_its_sender_opted_out_is_not_answered(store: Store, tmp_path: Path) -> None:
+    """A question, then STOP before the worker got to it: the agent ran and Twilio refused the answer."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel()
+    sink = StoreSink(store)
+    sink.accept(inbound("what time do you open?", "M1"))
+    sink.set_opted_out("test", "echo", OURS, ANN, "STOP")
+    sink.ignore(inbound("STOP", "M2"), "opted out")
+    job = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job["id"])["status"] == "done")
+    result = store.get_job(job["id"])["result"]
+    assert (result["status"], channel.calls) == ("opted_out", 0)
+    assert store.list_runs(10, conversation_id=result["conversation_id"]) == []
+    assert [(m["body"], m["status"]) for m in store.list_channel_messages(result["conversation_id"])] == [
+        ("what time do you open?", "ignored: opted out (STOP)"), ("STOP", "opted out")]
+
+
+async def test_a_fixed_answer_is_sent_without_running_the_agent(store: Store, tmp_path: Path) -> None:
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel()
+    StoreSink(store).accept(inbound("HELP", "M1", answer="Acme: call +1 555 000 1111"))
+    job = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job["id"])["status"] == "done")
+    assert channel.sent == [(ANN, "Acme: call +1 555 000 1111")]
+    assert store.list_runs(10, conversation_id=store.get_job(job["id"])["result"]["conversation_id"]) == []
+
+
+class OptedOutChannel(RecordingChannel):
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        self.calls += 1
+        raise ChannelError("provider: HTTP 400, error 21610: unsubscribed recipient", opted_out="twilio error 21610")
+
+
+async def test_a_reply_refused_as_opted_out_is_remembered_and_nothing_more_is_sent(store: Store,
+                                                                                   tmp_path: Path) -> None:
+    """Twilio's 21610 (a STOP that never reached us) killed the job, and the next message ran the agent again
+    for another refused answer; an operator's answer to them went the same way."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = OptedOutChannel()
+    sink = StoreSink(store)
+    sink.accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}})
+    await run_until(worker, lambda: store.get_job(job["id"])["status"] == "dead")
+    assert sink.opted_out("test", "echo", OURS, ANN) == "twilio error 21610"
+    conversation_id = store.thread_conversation("test", "echo", f"{OURS}|{ANN}")
+    queued = send_on_channel(store, conversation_id, "An operator here.", "human:1")
+    assert queued is not None
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(queued)["status"] == "dead")
+    assert channel.calls == 1  # the refused reply only
+    assert "opted out (twilio error 21610)" in (store.get_job(queued)["last_error"] or "")
