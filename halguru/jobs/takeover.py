@@ -94,6 +94,17 @@ async def answer_on_channel(stream: AsyncIterator[Event], store: Store | None = 
             await aclose()
 
 
+def decided(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,
+            store: Store | None = None, **options: Any) -> AsyncIterator[Event]:
+    """Approve (``reject`` None) or reject a paused run's call and stream its continuation
+    (``approvals.resume_events``, ``options`` passed on), its answer queued for the conversation's channel: the
+    one way the CLI, the debugger and the server decide, so that none leaves the person who texted unanswered
+    (an approval in `halguru dev` was answered in the debugger only)."""
+    from halguru.orchestration.approvals import resume_events
+
+    return answer_on_channel(resume_events(run_id, edit_args, reject=reject, store=store, **options), store)
+
+
 def _answer(store: Store | None, conversation_id: str, text: str, run_id: str) -> None:
     if store is None:
         from halguru.store import open_store

@@ -52,9 +52,10 @@ class PauseActions(App[None]):
         raise NotImplementedError
 
     # -- approvals (human in the loop) -------------------------------------------
-    def _show_approval(self) -> None:
-        """A run that ended paused: say which call waits, and how to decide it."""
-        events = self.last_events
+    def _show_approval(self, events: list[Event] | None = None) -> None:
+        """A run that ended paused (the last one, or a stored one opened: a channel's, waiting for someone): say
+        which call waits, and how to decide it."""
+        events = self.last_events if events is None else events
         self.awaiting = None
         last = events[-1] if events else None
         if isinstance(last, RunFinished) and last.status == "paused":
@@ -106,7 +107,7 @@ class PauseActions(App[None]):
 
     async def decide(self, run_id: str, edit_args: dict[str, Any] | None, reason: str | None) -> None:
         """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
-        from halguru.orchestration.approvals import resume_events
+        from halguru.jobs.takeover import decided
 
         waiting, self.awaiting = self.awaiting, None
         self._clear_pause()
@@ -115,8 +116,7 @@ class PauseActions(App[None]):
             self.query_one(ChatPane).add_note(f"why: {reason}")
         elif edit_args is not None:
             self.query_one(ChatPane).add_note(f"✎ with the arguments {json.dumps(edit_args, ensure_ascii=False)}")
-        await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
-                                               store=self.store))
+        await self._turn(lambda: decided(run_id, edit_args, reject=reason, model=self._model(), store=self.store))
         row = self.store.find_approval(run_id) if self.store is not None else None
         if waiting is not None and self.awaiting is None and row is not None and row["status"] == "pending":
             self.awaiting = waiting  # refused before anything was decided (its model did not load): F9/F10 again
