@@ -88,8 +88,9 @@ class InboundSink(Protocol):
         """Store and queue the message for a reply; False when its id was already accepted (a retry)."""
         ...
 
-    def update_status(self, channel: str, message_id: str, status: str) -> bool:
-        """A provider's delivery report for a message we sent; False for an unknown message."""
+    def update_status(self, channel: str, message_id: str, status: str, error: str | None = None) -> bool:
+        """A provider's delivery report for a message we sent (``error``: why it failed, as the provider says);
+        False for an unknown message."""
         ...
 
     def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:

@@ -57,6 +57,12 @@ OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "Q
 OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})  # they opt back in (Twilio confirms it itself)
 HELP_WORDS = frozenset({"HELP", "INFO"})
 OPTED_OUT_ERROR = "21610"  # Twilio refusing a message to a sender who opted out ("unsubscribed recipient")
+# What a failed delivery's ErrorCode means, for the console (www.twilio.com/docs/api/errors/CODE says more)
+ERRORS = {"21610": "the recipient opted out (STOP)", "30003": "unreachable handset (off, or out of coverage)",
+          "30004": "blocked by the recipient or their carrier", "30005": "unknown number (it does not exist)",
+          "30006": "a landline, or a carrier that takes no SMS", "30007": "filtered by the carrier as spam",
+          "30008": "unknown error at the carrier", "30034": "sent from a number not registered for A2P 10DLC",
+          "63016": "outside WhatsApp's 24-hour window: only a template may be sent"}
 log = logging.getLogger("halguru.channels.twilio")
 
 
@@ -322,12 +328,16 @@ class TwilioChannel:
         status = form.get("MessageStatus") or form.get("SmsStatus") or ""
         if not (message_id and status):
             return WebhookResponse(400, "not a Twilio status callback: MessageSid and MessageStatus are required")
+        code = form.get("ErrorCode") or ""
+        error = f"error {code}: {ERRORS[code]}" if code in ERRORS else f"error {code}" if code else None
         # an unknown SID (a message sent outside halguru) is still 200: Twilio has nothing to retry
-        await asyncio.to_thread(sink.update_status, self.name, message_id, status)
-        if status in ("failed", "undelivered"):  # the store keeps the status; why is only in the callback
-            code = form.get("ErrorCode") or "?"
+        await asyncio.to_thread(sink.update_status, self.name, message_id, status, error)
+        if code == OPTED_OUT_ERROR and form.get("From") and form.get("To"):  # nothing more to them from this number
+            await asyncio.to_thread(sink.set_opted_out, self.name, self.agent, form["From"], form["To"],
+                                    f"twilio error {code}")
+        if status in ("failed", "undelivered"):
             log.warning("twilio channel of %s: %s to %s %s, error %s (https://www.twilio.com/docs/errors/%s)",
-                        self.agent, message_id, form.get("To", "?"), status, code, code)
+                        self.agent, message_id, form.get("To", "?"), status, code or "?", code or "?")
         return WebhookResponse(200, "")
 
     # -- outbound ------------------------------------------------------------------------------------------

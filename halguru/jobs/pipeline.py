@@ -106,17 +106,17 @@ class StoreSink(InboundSink):
             conversation_id=conversation, direction="in", address=message.correspondent or message.sender,
             body=message.text, status=status, job_id=None, created=now, updated=now))
 
-    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+    def update_status(self, channel: str, message_id: str, status: str, error: str | None = None) -> bool:
         current = self.store.get_channel_message(channel, message_id)
         if current is None:  # a report can arrive before the worker records what it sent: keep it for then
             now = time.time()
             self.store.record_channel_message(ChannelMessageRecord(
                 id=message_id, channel=channel, agent="", conversation_id=None, direction="out", address="",
-                body="", status=status, job_id=None, created=now, updated=now))
+                body="", status=status, job_id=None, created=now, updated=now, error=error))
             return False
         if _STATUS_RANK.get(status, 3) < _STATUS_RANK.get(current["status"], 0):
             return True  # a late report of an earlier state: known, but it changes nothing
-        return self.store.update_channel_message(channel, message_id, status)
+        return self.store.update_channel_message(channel, message_id, status, error=error)
 
 
 def opted_out(store: Store, channel: str, agent: str, ours: str, sender: str) -> str | None:

@@ -54,7 +54,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "job_effects": ("job_id", "key", "state", "value", "started", "updated"),
     "channel_threads": ("channel", "agent", "thread", "conversation_id"),
     "channel_messages": ("channel", "id", "agent", "conversation_id", "direction", "address", "body", "status",
-                         "job_id", "created", "updated"),
+                         "job_id", "created", "updated", "error"),
     "channel_opt_outs": ("channel", "agent", "ours", "sender", "reason", "since"),
     "schedules": ("id", "next_due", "updated"),
     "audit": ("seq", "time", "actor", "action", "target", "details", "address", "alg", "prev_hash", "hash"),

@@ -283,8 +283,8 @@ class Store(Protocol):
         (which can beat the sender's own record) gets the rest, keeping its status."""
         ...
     def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
-                               conversation_id: str | None = None) -> bool:
-        """Set a stored message's status and/or conversation; False for an unknown message."""
+                               conversation_id: str | None = None, error: str | None = None) -> bool:
+        """Set a stored message's status, conversation and/or why it failed; False for an unknown message."""
         ...
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float) -> int:
         """How many messages from ``address`` (where their answers go) ``agent`` accepted for an answer on

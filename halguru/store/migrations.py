@@ -469,6 +469,16 @@ def m021_channel_opt_outs(conn: sqlite3.Connection) -> None:
     _execute_all(conn, OPT_OUTS_SCHEMA)
 
 
+DELIVERY_ERRORS_SQL = "ALTER TABLE channel_messages ADD COLUMN error TEXT"
+"""m022's statement; PostgreSQL's pg015 is the same."""
+
+
+def m022_delivery_errors(conn: sqlite3.Connection) -> None:
+    """Why a channel message failed (Twilio's ErrorCode in a status callback: 30003, 30007, 21610): logged only,
+    the console showed 'undelivered' and nothing more."""
+    conn.execute(DELIVERY_ERRORS_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -476,4 +486,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m012_deployments, m013_push,
                                                           m014_message_keys, m015_claims, m016_key_roles,
                                                           m017_jobs_waiting, m018_test_runs, m019_run_jobs,
-                                                          m020_channel_answers, m021_channel_opt_outs]
+                                                          m020_channel_answers, m021_channel_opt_outs,
+                                                          m022_delivery_errors]

@@ -30,6 +30,7 @@ from halguru.store.migrations import (
     CHANNEL_ANSWERS_SQL,
     CLAIMS_SCHEMA,
     CONSOLE_SCHEMA,
+    DELIVERY_ERRORS_SQL,
     DEPLOYMENTS_SCHEMA,
     IDENTITY_SCHEMA,
     JOBS_WAITING_SQL,
@@ -214,8 +215,13 @@ def pg014_channel_opt_outs(conn: Any) -> None:
     _execute_all(conn, _pg_types(OPT_OUTS_SCHEMA))
 
 
+def pg015_delivery_errors(conn: Any) -> None:
+    """SQLite's m022: why a channel message failed, beside its status."""
+    conn.execute(DELIVERY_ERRORS_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
-                                           pg014_channel_opt_outs]
+                                           pg014_channel_opt_outs, pg015_delivery_errors]

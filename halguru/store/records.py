@@ -245,6 +245,7 @@ class ChannelMessageRecord(TypedDict):
     job_id: str | None
     created: float
     updated: float
+    error: NotRequired[str | None]  # why it failed, as the provider said (Twilio's 'error 30003: ...')
 
 
 class OptOutRecord(TypedDict):

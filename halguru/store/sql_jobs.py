@@ -348,16 +348,16 @@ class JobsMixin(SQLBase):
                          "conversation_id = coalesce(channel_messages.conversation_id, excluded.conversation_id), "
                          "job_id = coalesce(channel_messages.job_id, excluded.job_id) "
                          "WHERE channel_messages.body = '' AND channel_messages.job_id IS NULL",
-                         [message[c] for c in columns])  # type: ignore[literal-required]
+                         [message.get(c) for c in columns])
             return not known
 
     def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
-                               conversation_id: str | None = None) -> bool:
+                               conversation_id: str | None = None, error: str | None = None) -> bool:
         with self._tx() as conn:
             return conn.execute("UPDATE channel_messages SET status = coalesce(?, status), "
-                                "conversation_id = coalesce(?, conversation_id), updated = ? "
-                                "WHERE channel = ? AND id = ?",
-                                (status, conversation_id, time.time(), channel, message_id)).rowcount == 1
+                                "conversation_id = coalesce(?, conversation_id), error = coalesce(?, error), "
+                                "updated = ? WHERE channel = ? AND id = ?",
+                                (status, conversation_id, error, time.time(), channel, message_id)).rowcount == 1
 
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float) -> int:
         # channel_messages_address (channel, agent, the address's start, created) finds the correspondent's last

@@ -74,7 +74,10 @@ class DeliveryOut(BaseModel):
     channel: str
     direction: Literal["in", "out"]
     address: str = Field(description="the other party: who wrote, or who the reply went to")
-    status: str = Field(description="as the channel last reported it: received, sent, delivered, undelivered, ...")
+    status: str = Field(description="as the channel last reported it: received, sent, delivered, undelivered, ...; "
+                                    "an inbound one not answered says why ('ignored: opted out (STOP)')")
+    error: str | None = Field(default=None, description="why it failed, as the provider said ('error 30003: "
+                                                        "unreachable handset ...'; Twilio's ErrorCode)")
     job_id: str | None
     created: float
     updated: float

@@ -31,6 +31,7 @@ class MemorySink:
     def __init__(self) -> None:
         self.accepted: list[Inbound] = []
         self.statuses: list[tuple[str, str, str]] = []
+        self.errors: list[str | None] = []  # each report's error, as stored with the message
         self.times: list[float] = []  # when each was accepted
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
         self.opt_outs: dict[tuple[str, str, str, str], str] = {}
@@ -49,9 +50,10 @@ class MemorySink:
         return sum(1 for m, at in zip(self.accepted, self.times, strict=True) if at >= since and m.channel == channel
                    and m.agent == agent and (m.correspondent or m.sender) == correspondent)
 
-    def update_status(self, channel: str, message_id: str, status: str) -> bool:
+    def update_status(self, channel: str, message_id: str, status: str, error: str | None = None) -> bool:
         self.threads.add(threading.get_ident())
         self.statuses.append((channel, message_id, status))
+        self.errors.append(error)
         return True
 
     def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
@@ -580,6 +582,10 @@ async def test_a_failed_delivery_is_logged_with_twilios_error_code(tmp_path: Pat
     [line] = [r.getMessage() for r in caplog.records]
     assert f"SM{'8' * 32} to {ANN} undelivered, error 30007 (https://www.twilio.com/docs/errors/30007)" in line
     assert [s[2] for s in sink.statuses] == ["undelivered", "delivered"]
+    assert sink.errors == ["error 30007: filtered by the carrier as spam", None]  # kept with the message
+    await ch.webhook(request({**fields, "ErrorCode": "21610"}, path="status"), sink)
+    assert sink.errors[-1] == "error 21610: the recipient opted out (STOP)"
+    assert sink.opt_outs == {("twilio", "helper", OURS, ANN): "twilio error 21610"}  # nothing more to them
 
 
 async def test_an_api_base_that_is_not_twilio_is_one_line(tmp_path: Path) -> None:

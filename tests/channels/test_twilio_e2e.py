@@ -256,3 +256,29 @@ def test_a_sender_who_texted_stop_is_recorded_not_answered_until_start(serve: st
     assert post(serve, sms("SM" + "8" * 32, "Are you open on Sunday?")).status_code == 200
     wait_for(lambda: len(fake.messages) == 2, "the answer after START")
     assert (fake.messages[1]["to"], fake.messages[1]["body"]) == (ANN, "You said: Are you open on Sunday?")
+
+
+def test_why_a_reply_failed_is_kept_with_it_and_21610_opts_the_sender_out(serve: str, fake: FakeTwilio) -> None:
+    """Twilio's status callback says why a reply failed (ErrorCode 30003: the phone is off; 21610: they opted
+    out); it was logged, and the console and GET /v1/admin/conversations/ID read 'undelivered' and nothing more.
+    A 21610 left the sender to be answered again, each reply refused the same way."""
+    for index, sender in enumerate([ANN, "+15550002222"]):
+        assert post(serve, sms(f"SM{index:032d}", "hello", sender)).status_code == 200
+    wait_for(lambda: len(fake.messages) == 2, "both replies")
+    for reply, code in zip(fake.messages, ["30003", "21610"], strict=True):
+        callback = {"MessageSid": reply["sid"], "MessageStatus": "undelivered", "ErrorCode": code,
+                    "AccountSid": SID, "From": OURS, "To": reply["to"]}
+        assert post(serve, callback, path="status").status_code == 200
+    conversations = {c["title"]: c["id"] for c in get(serve, "/v1/conversations", agent="helper")["data"]}
+    outcomes = {}
+    for sender in (ANN, "+15550002222"):
+        detail = get(serve, f"/v1/admin/conversations/{conversations[f'SMS from {sender}']}")
+        outcomes[sender] = [(d["direction"], d["status"], d["error"]) for d in detail["deliveries"]]
+    assert outcomes == {
+        ANN: [("in", "received", None), ("out", "undelivered", "error 30003: unreachable handset (off, or out of "
+                                                               "coverage)")],
+        "+15550002222": [("in", "received", None), ("out", "undelivered", "error 21610: the recipient opted out "
+                                                                          "(STOP)")]}
+    assert post(serve, sms("SM" + "9" * 32, "still there?", "+15550002222")).status_code == 200
+    detail = get(serve, f"/v1/admin/conversations/{conversations['SMS from +15550002222']}")
+    assert detail["deliveries"][-1]["status"] == "ignored: opted out (twilio error 21610)"

@@ -236,7 +236,8 @@ def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> Non
                                    ("SMbad", "out", "undelivered")):
         store.record_channel_message(ChannelMessageRecord(
             id=sid, channel="twilio", agent="echo", conversation_id="conv_sms", direction=direction,
-            address="+15557654321", body="hi", status=status, job_id=None, created=now, updated=now))
+            address="+15557654321", body="hi", status=status, job_id=None, created=now, updated=now,
+            error="error 30003: unreachable handset" if status == "undelivered" else None))
     operator = accounts.create_user(store, "op@example.com", role="operator")
     with TestClient(app, base_url="http://testserver") as client:
         client.cookies.set(websessions.COOKIE, websessions.issue(store, operator["id"],
@@ -246,8 +247,10 @@ def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> Non
         rows = page.split('<table id="deliveries">')[1].split("</table>")[0].split('<tr data-status="')[1:]
         assert [r.split('"')[0] for r in rows] == ["received", "delivered", "undelivered"]
         assert '<span class="badge warn">undelivered</span>' in rows[2] and "SMbad" in rows[2]
+        assert "<td>error 30003: unreachable handset</td>" in rows[2]  # why: Twilio's ErrorCode, it was only logged
         assert "On the channel" not in client.get("/admin/conversations/conv_api").text
         twin = client.get("/v1/admin/conversations/conv_sms", headers={"Accept": "application/json"}).json()
-        assert [(d["id"], d["direction"], d["status"]) for d in twin["deliveries"]] == [
-            ("echo:SMin", "in", "received"), ("SMok", "out", "delivered"), ("SMbad", "out", "undelivered")]
+        assert [(d["id"], d["direction"], d["status"], d["error"]) for d in twin["deliveries"]] == [
+            ("echo:SMin", "in", "received", None), ("SMok", "out", "delivered", None),
+            ("SMbad", "out", "undelivered", "error 30003: unreachable handset")]
         assert client.get("/v1/admin/conversations/conv_api").json()["deliveries"] == []

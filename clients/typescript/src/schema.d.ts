@@ -1597,6 +1597,11 @@ export interface components {
              */
             direction: "in" | "out";
             /**
+             * Error
+             * @description why it failed, as the provider said ('error 30003: unreachable handset ...'; Twilio's ErrorCode)
+             */
+            error?: string | null;
+            /**
              * Id
              * @description the provider's id (Twilio's MessageSid; an inbound one prefixed with the agent)
              */
@@ -1605,7 +1610,7 @@ export interface components {
             job_id: string | null;
             /**
              * Status
-             * @description as the channel last reported it: received, sent, delivered, undelivered, ...
+             * @description as the channel last reported it: received, sent, delivered, undelivered, ...; an inbound one not answered says why ('ignored: opted out (STOP)')
              */
             status: string;
             /** Updated */
