@@ -226,6 +226,9 @@ class EmailChannel:
                             self.agent, uid, _one_line(exc), self.imap_settings.mailbox)
                 continue
             too_many = None if mail.skip else await asyncio.to_thread(self._over_limit, sink, mail.reply_to)
+            if mail.bounce is not None and mail.bounce[0].endswith(f"@{self.domain}>"):  # one of our answers
+                log.warning("email channel of %s: our mail %s bounced: %s", self.agent, *mail.bounce)
+                await asyncio.to_thread(sink.update_status, self.name, mail.bounce[0], "failed", mail.bounce[1])
             if mail.skip:
                 log.info("email channel of %s: not answering %s from %s: %s", self.agent, mail.message_id,
                          mail.sender or "?", mail.skip)

@@ -50,6 +50,7 @@ class ParsedMail:
     references: list[str]  # the References chain of this message (for the reply's References)
     text: str = ""
     skip: str | None = None  # why the message is not answered (it is still marked processed)
+    bounce: tuple[str, str] | None = None  # a bounce's (Message-ID it reports failed, why): ``bounce``
     notes: list[str] = field(default_factory=list)  # what was left out (unreadable attachments...)
 
 
@@ -69,12 +70,46 @@ def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = N
                       subject=" ".join(_header(msg, "Subject").split()), thread=thread, references=references)
     reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from, reply_to=reply_to)
     if reason:
-        return replace(base, skip=reason)
+        return replace(base, skip=reason, bounce=bounce(msg))
     if truncated:
         return replace(base, text="(The message was too large to read; only its headers arrived.)")
     notes: list[str] = []
     text = message_text(msg, notes)
     return replace(base, text=text if text.strip() else "(empty message)", notes=notes)
+
+
+_ORIGINAL_PARTS = ("text/rfc822-headers", "message/rfc822-headers", "message/rfc822")
+
+
+def bounce(msg: Message) -> tuple[str, str] | None:
+    """(the Message-ID of the mail it reports, why) when ``msg`` is a delivery status notification (RFC 3464)
+    saying that mail failed, for its delivery record: a bounce of an answer was skipped as mail not to answer,
+    and the answer read 'sent' for ever. None for anything else (a delay, a read report, a DSN without the
+    original's headers)."""
+    if msg.get_content_type() != "multipart/report" or str(msg.get_param("report-type", "")).lower() != \
+            "delivery-status":
+        return None
+    original, why = None, []
+    for part in msg.walk():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            for fields in part.get_payload():  # the per-message fields, then each recipient's
+                if isinstance(fields, Message) and _header(fields, "Action").strip().lower() == "failed":
+                    recipient = _header(fields, "Final-Recipient").partition(";")[2].strip()
+                    said = " ".join(f"{_header(fields, 'Status')} {_header(fields, 'Diagnostic-Code')}".split())
+                    why.append(f"{recipient}: {said}" if recipient else said)
+        elif kind in _ORIGINAL_PARTS and original is None:
+            original = _first_id(_header(_original_headers(part), "Message-ID"))
+    return (original, "; ".join(why)[:500]) if original and why else None
+
+
+def _original_headers(part: Message) -> Message:
+    """The failed mail's headers a DSN carries: the attached mail itself, or its headers as text."""
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload(0)
+        return inner if isinstance(inner, Message) else Message()
+    raw = part.get_payload(decode=True)
+    return BytesParser(policy=policy.default).parsebytes(raw if isinstance(raw, bytes) else b"", headersonly=True)
 
 
 def synthetic_id(raw: bytes) -> str:

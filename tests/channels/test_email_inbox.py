@@ -46,6 +46,7 @@ class Sink:
         self.messages: list[Inbound] = []
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
         self.accepted_at: list[float] = []
+        self.statuses: list[tuple[str, str, str, str | None]] = []
 
     def accept(self, message: Inbound) -> bool:
         self.threads.add(threading.get_ident())
@@ -55,8 +56,9 @@ class Sink:
         self.accepted_at.append(time.time())
         return True
 
-    def update_status(self, channel: str, message_id: str, status: str) -> bool:
-        return False
+    def update_status(self, channel: str, message_id: str, status: str, error: str | None = None) -> bool:
+        self.statuses.append((channel, message_id, status, error))
+        return True
 
     def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
         return sum(1 for m, at in zip(self.messages, self.accepted_at, strict=True)
@@ -523,3 +525,56 @@ async def test_a_certificate_nobody_vouches_for_is_refused(dovecot_tls: Dovecot,
     async with running(ch, Sink()):
         await until(lambda: "retrying in" in caplog.text)
     assert "CERTIFICATE_VERIFY_FAILED" in caplog.records[0].getMessage()
+
+
+def dsn(original_id: str, action: str = "failed") -> bytes:
+    """A bounce as Postfix writes one (RFC 3464): the failure, then the headers of the mail that failed."""
+    return f"""From: MAILER-DAEMON@mx.example.net (Mail Delivery System)
+To: {USER}
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+Message-ID: <dsn-{action}-{original_id.strip("<>")}>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; ann@nowhere.example
+Action: {action}
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <ann@nowhere.example>: Recipient address
+    rejected: User unknown
+
+--B1
+Content-Type: text/rfc822-headers
+
+From: {USER}
+To: ann@nowhere.example
+Subject: Re: my order
+Message-ID: {original_id}
+
+--B1--
+""".replace("\n", "\r\n").encode()
+
+
+async def test_a_bounce_of_our_answer_marks_it_failed_with_why(dovecot: Dovecot) -> None:
+    """A bounce was skipped as mail not to answer (right), and the answer it reported read 'sent' for ever: the
+    console never said that ann@nowhere.example does not exist. Only our own answers' ids are taken (a forged
+    bounce of another domain's mail changes nothing), and a delay is not a failure."""
+    sink = Sink()
+    ours = f"<job_abc.0@{USER.rpartition('@')[2]}>"
+    for raw in (dsn(ours), dsn("<x@elsewhere.example>"), dsn(f"<job_def.0@{USER.rpartition('@')[2]}>", "delayed")):
+        dovecot.append(raw)
+    async with running(channel(dovecot), sink):
+        await until(processed(dovecot, 3))
+    assert sink.messages == []
+    why = "ann@nowhere.example: 5.1.1 smtp; 550 5.1.1 <ann@nowhere.example>: Recipient address rejected: User unknown"
+    assert sink.statuses == [("email", ours, "failed", why)]

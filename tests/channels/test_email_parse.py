@@ -286,3 +286,48 @@ def test_validate_names_the_file_line_and_field(cli, write_agent, monkeypatch: p
     monkeypatch.delenv("HG_TEST_IMAP")
     assert re.search(r"agent\.yaml:\d+: agent helpdesk: channels\.email\.imap\.password: no secret HG_TEST_IMAP;",
                      error())
+
+
+GMAIL_BOUNCE = """From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+To: help@shop.example
+Subject: Delivery Status Notification (Failure)
+Message-ID: <bounce1@mx.google.com>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type={kind}; boundary="b"
+
+--b
+Content-Type: text/plain
+
+The address was not found.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; googlemail.com
+
+Final-Recipient: rfc822; zed@gone.example
+Action: failed
+Status: 5.1.1
+
+--b
+Content-Type: message/rfc822
+
+From: help@shop.example
+To: zed@gone.example
+Message-ID: <a1.0@shop.example>
+
+Your refund is on its way.
+
+--b--
+"""
+
+
+def test_a_bounce_names_the_mail_that_failed_and_why_and_nothing_else_does() -> None:
+    """Gmail and Exim attach the whole failed mail (message/rfc822), Postfix its headers (the inbox test); a read
+    report (disposition-notification) and a report without the failed mail's id are no bounce."""
+    parsed = parse_mail(GMAIL_BOUNCE.format(kind="delivery-status").encode(), own_address="help@shop.example")
+    assert parsed.skip and parsed.bounce == ("<a1.0@shop.example>", "zed@gone.example: 5.1.1")
+    read = GMAIL_BOUNCE.format(kind="disposition-notification").encode()
+    assert parse_mail(read, own_address="help@shop.example").bounce is None
+    anonymous = GMAIL_BOUNCE.format(kind="delivery-status").replace("Message-ID: <a1.0@shop.example>\n", "")
+    assert parse_mail(anonymous.encode(), own_address="help@shop.example").bounce is None
