@@ -43,6 +43,14 @@ class JobError(Exception):
         self.permanent = permanent
 
 
+class OptedOut(JobError):
+    """The recipient opted out (``reason``: what said so): nothing is sent to them, at no retry."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, permanent=True)
+        self.reason = reason
+
+
 class JobPostponed(Exception):
     """The job cannot run yet through no fault of its own (its conversation is answering another message, or
     waits for an approval): queued again ``delay`` seconds later, the attempt not counted."""
@@ -162,22 +170,30 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
         title=p.get("title") or f"{p['channel']}: {p['sender']}", owner=job["owner"])
     await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], inbound_id(job["agent"], p["message_id"]),
                             conversation_id=conversation)
+    try:
+        return {**await _answer(ctx, job, channel, conversation), "conversation_id": conversation}
+    except OptedOut as exc:  # before the agent ran (STOP came after the question), or after (STOP while it ran,
+        # or Twilio's 21610): recorded as unanswered, not a dead job for the operator to look into
+        await asyncio.to_thread(ctx.store.update_channel_message, p["channel"],
+                                inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({exc.reason})")
+        return {"status": "opted_out", "conversation_id": conversation, "sent": []}
+
+
+async def _answer(ctx: JobContext, job: JobRecord, channel: Channel, conversation: str) -> dict[str, Any]:
+    """The agent's turn on the job's message (or its fixed answer) and its sending; raises ``OptedOut``."""
+    p = job["payload"]
     once = send_once(ctx.store, job["id"])
     opted = await asyncio.to_thread(_opted_out, ctx.store, job)
-    if opted:  # since it was queued (STOP came next): Twilio would refuse the answer, so the agent is not run
-        await asyncio.to_thread(ctx.store.update_channel_message, p["channel"],
-                                inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({opted})")
-        return {"status": "opted_out", "conversation_id": conversation, "sent": []}
+    if opted:  # since it was queued: Twilio would refuse the answer, so the agent is not run
+        raise OptedOut(opted, f"{p['sender']} opted out ({opted})")
     if p.get("answer"):  # a fixed answer (HELP's help_text): no run
-        return {"status": "ok", "conversation_id": conversation,
-                "sent": await _send(ctx, job, channel, once, conversation, p["answer"])}
+        return {"status": "ok", "sent": await _send(ctx, job, channel, once, conversation, p["answer"])}
     if await _held(ctx, job, once, conversation, p["text"]):  # an operator answers it: the reply waits for them
-        return {"status": "taken_over", "conversation_id": conversation, "sent": []}
+        return {"status": "taken_over", "sent": []}
     turn = await once("run", lambda: _turn(ctx, job, p["text"], conversation), _find_turn(ctx.store, job))
     if turn["status"] != "ok" or not turn["output"].strip():
-        return {**turn, "conversation_id": conversation, "sent": []}  # paused for approval: nothing to say yet
-    sent = await _send(ctx, job, channel, once, conversation, turn["output"])
-    return {**turn, "conversation_id": conversation, "sent": sent}
+        return {**turn, "sent": []}  # paused for approval: nothing to say yet
+    return {**turn, "sent": await _send(ctx, job, channel, once, conversation, turn["output"])}
 
 
 async def _held(ctx: JobContext, job: JobRecord, once: SendOnce, conversation: str, text: str) -> bool:
@@ -200,16 +216,18 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
     outbound = Outbound(channel=p["channel"], agent=job["agent"], conversation_id=conversation, job_id=job["id"],
                         text=text, reply=p.get("reply") or {})
     opted = await asyncio.to_thread(_opted_out, ctx.store, job)
-    if opted:  # an operator's answer, an approved call's: the provider would refuse it
-        raise JobError(f"{p['sender']} opted out ({opted}) of messages from {p.get('ours')}; they opt back in by "
-                       "sending START", permanent=True)
+    if opted:  # an operator's answer, an approved call's, the agent's after a STOP: the provider would refuse it
+        raise OptedOut(opted, f"{p['sender']} opted out ({opted}) of messages from {p.get('ours')}; they opt back "
+                              "in by sending START")
     try:
         sent = await channel.send(outbound, once)
     except ChannelError as exc:
-        if exc.opted_out and p.get("ours"):  # STOP that never reached us (sent before this number was ours)
-            await asyncio.to_thread(ctx.store.set_opt_out, p["channel"], job["agent"], store_key(p["ours"]),
-                                    store_key(p["sender"]), exc.opted_out)
-        raise
+        if not (exc.opted_out and p.get("ours")):
+            raise
+        # a STOP that never reached us (sent before this number was ours): remembered, nothing more is sent
+        await asyncio.to_thread(ctx.store.set_opt_out, p["channel"], job["agent"], store_key(p["ours"]),
+                                store_key(p["sender"]), exc.opted_out)
+        raise OptedOut(exc.opted_out, str(exc)) from None
     now = time.time()
     for part, message_id in enumerate(sent):
         await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(

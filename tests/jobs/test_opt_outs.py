@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from halguru.agents.loader import load_agent
 from halguru.channels.base import ChannelError, Inbound, Outbound, SendOnce
 from halguru.jobs.pipeline import StoreSink
@@ -70,16 +72,19 @@ class OptedOutChannel(RecordingChannel):
 
 async def test_a_reply_refused_as_opted_out_is_remembered_and_nothing_more_is_sent(store: Store,
                                                                                    tmp_path: Path) -> None:
-    """Twilio's 21610 (a STOP that never reached us) killed the job, and the next message ran the agent again
-    for another refused answer; an operator's answer to them went the same way."""
+    """Twilio's 21610 (a STOP that never reached us) killed the job (a dead job for the operator to look into),
+    and the next message ran the agent again for another refused answer; an operator's answer to them went the
+    same way. Now the message reads unanswered, and the operator's answer fails at once saying why."""
     agent = load_agent(make_agent(tmp_path, "echo"))
     channel = OptedOutChannel()
     sink = StoreSink(store)
     sink.accept(inbound("ping", "M1"))
     job = store.list_jobs(1)[0]
     worker = worker_for(store, {"echo": agent}, {"echo": {"test": channel}})
-    await run_until(worker, lambda: store.get_job(job["id"])["status"] == "dead")
+    await run_until(worker, lambda: store.get_job(job["id"])["status"] == "done")
+    assert store.get_job(job["id"])["result"]["status"] == "opted_out"
     assert sink.opted_out("test", "echo", OURS, ANN) == "twilio error 21610"
+    assert store.get_channel_message("test", "echo:M1")["status"] == "ignored: opted out (twilio error 21610)"
     conversation_id = store.thread_conversation("test", "echo", f"{OURS}|{ANN}")
     queued = send_on_channel(store, conversation_id, "An operator here.", "human:1")
     assert queued is not None
@@ -87,3 +92,25 @@ async def test_a_reply_refused_as_opted_out_is_remembered_and_nothing_more_is_se
                     lambda: store.get_job(queued)["status"] == "dead")
     assert channel.calls == 1  # the refused reply only
     assert "opted out (twilio error 21610)" in (store.get_job(queued)["last_error"] or "")
+
+
+async def test_a_stop_while_the_agent_answers_leaves_the_message_unanswered_not_a_dead_job(store: Store,
+                                                                                         tmp_path: Path) -> None:
+    """STOP came while the agent was answering: the answer was refused (at Twilio: 21610) and the job died."""
+    script = tmp_path / "script.yaml"
+    script.write_text(yaml.safe_dump([{"text": "Let me check that for you.", "token_delay": 0.1}]))
+    agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
+    channel = RecordingChannel()
+    sink = StoreSink(store)
+    sink.accept(inbound("what time do you open?", "M1"))
+    job = store.list_jobs(1)[0]
+
+    def stop_while_running() -> bool:
+        if store.list_runs(1) and not sink.opted_out("test", "echo", OURS, ANN):
+            sink.set_opted_out("test", "echo", OURS, ANN, "STOP")  # the webhook's STOP, mid-answer
+        return store.get_job(job["id"])["status"] in ("done", "dead")
+
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}), stop_while_running)
+    assert (store.get_job(job["id"])["status"], store.get_job(job["id"])["result"]["status"]) == ("done", "opted_out")
+    assert channel.calls == 0
+    assert store.get_channel_message("test", "echo:M1")["status"] == "ignored: opted out (STOP)"
