@@ -93,9 +93,10 @@ class InboundSink(Protocol):
         False for an unknown message."""
         ...
 
-    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+    def answered(self, channel: str, agent: str, correspondent: str, since: float, text: str | None = None) -> int:
         """How many messages of ``correspondent`` (``Inbound.correspondent``, else its sender) were accepted for
-        ``agent`` on ``channel`` since ``since`` (epoch seconds), by every process answering it."""
+        ``agent`` on ``channel`` since ``since`` (epoch seconds), by every process answering it; only those
+        saying ``text``, if given."""
         ...
 
     def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
@@ -185,6 +186,20 @@ def answered_enough(sink: InboundSink, channel: str, agent: str, correspondent: 
     store: every process answering the channel, before and after a restart. Checking and accepting are two
     transactions: two processes taking two of their messages at the same instant may answer one more."""
     return bool(limit) and sink.answered(channel, agent, correspondent, time.time() - ANSWER_WINDOW) >= limit
+
+
+REPEATS = 3
+"""Answers to one long message said again and again (an auto-responder: "I'm driving, I'll see your message
+later") in ``ANSWER_WINDOW``: the next one like it is not answered."""
+REPEAT_MIN_CHARS = 20  # shorter ones ('yes', 'ok', 'thanks') a person says again in earnest
+
+
+def repeating(sink: InboundSink, channel: str, agent: str, correspondent: str, text: str) -> bool:
+    """Whether ``correspondent`` sent ``text`` (a long one) ``REPEATS`` times in the last hour, each answered:
+    a robot answering each of our answers, which ``max_answers_per_hour`` only slows (60 paid runs and replies
+    an hour, for ever)."""
+    return len(text.strip()) >= REPEAT_MIN_CHARS and sink.answered(
+        channel, agent, correspondent, time.time() - ANSWER_WINDOW, text) >= REPEATS
 
 
 ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from halguru.channels.base import (
     NOT_SIGNED,
+    REPEATS,
     ChannelError,
     Inbound,
     InboundSink,
@@ -37,6 +38,7 @@ from halguru.channels.base import (
     WebhookRequest,
     WebhookResponse,
     answered_enough,
+    repeating,
 )
 from halguru.errors import AgentSpecError, HalguruError
 
@@ -277,7 +279,13 @@ class TwilioChannel:
         sink.ignore(message, status)
 
     def _flooding(self, message: Inbound, sink: InboundSink) -> bool:
-        """Whether the sender had ``max_answers_per_hour`` answers already (logged: a flood, or a robot's loop)."""
+        """Whether the sender had ``max_answers_per_hour`` answers already, or sent this long message again and
+        again (logged: a flood, or a robot's loop)."""
+        if repeating(sink, self.name, self.agent, message.sender, message.text):
+            log.warning("twilio channel of %s: not answering %s from %s: the same message %d times in the last "
+                        "hour, each answered: an auto-responder?", self.agent, message.message_id, message.sender,
+                        REPEATS)
+            return True
         if not answered_enough(sink, self.name, self.agent, message.sender, self.config.max_answers_per_hour):
             return False
         log.warning("twilio channel of %s: not answering %s from %s: %d of their messages were answered in the "

@@ -87,8 +87,8 @@ class StoreSink(InboundSink):
             self.on_enqueue()
         return created
 
-    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
-        return self.store.count_channel_answers(channel, agent, correspondent, since)
+    def answered(self, channel: str, agent: str, correspondent: str, since: float, text: str | None = None) -> int:
+        return self.store.count_channel_answers(channel, agent, correspondent, since, text)
 
     def opted_out(self, channel: str, agent: str, ours: str, sender: str) -> str | None:
         return opted_out(self.store, channel, agent, ours, sender)

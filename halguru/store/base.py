@@ -286,9 +286,11 @@ class Store(Protocol):
                                conversation_id: str | None = None, error: str | None = None) -> bool:
         """Set a stored message's status, conversation and/or why it failed; False for an unknown message."""
         ...
-    def count_channel_answers(self, channel: str, agent: str, address: str, since: float) -> int:
+    def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
+                              body: str | None = None) -> int:
         """How many messages from ``address`` (where their answers go) ``agent`` accepted for an answer on
-        ``channel`` since ``since`` (epoch seconds), by any process sharing this store."""
+        ``channel`` since ``since`` (epoch seconds), by any process sharing this store; only those saying
+        ``body``, if given."""
         ...
     def get_channel_message(self, channel: str, message_id: str) -> ChannelMessageRecord | None: ...
     def list_channel_messages(self, conversation_id: str) -> list[ChannelMessageRecord]: ...

@@ -359,14 +359,16 @@ class JobsMixin(SQLBase):
                                 "updated = ? WHERE channel = ? AND id = ?",
                                 (status, conversation_id, error, time.time(), channel, message_id)).rowcount == 1
 
-    def count_channel_answers(self, channel: str, agent: str, address: str, since: float) -> int:
+    def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
+                              body: str | None = None) -> int:
         # channel_messages_address (channel, agent, the address's start, created) finds the correspondent's last
         # hour; the whole address is compared in the count, not the WHERE: there SQLite put the address itself
         # in the indexed expression (constant propagation) and scanned all of the agent's messages
-        rows = self._rows("SELECT count(CASE WHEN address = ? THEN 1 END) AS n FROM channel_messages "
+        same = " AND body = ?" if body is not None else ""
+        rows = self._rows(f"SELECT count(CASE WHEN address = ?{same} THEN 1 END) AS n FROM channel_messages "
                           "WHERE channel = ? AND agent = ? AND substr(address, 1, 100) = ? AND created > ? "
                           "AND direction = 'in' AND job_id IS NOT NULL",
-                          [address, channel, agent, address[:100], since])
+                          [address, *([body] if body is not None else []), channel, agent, address[:100], since])
         return int(rows[0]["n"])
 
     def get_channel_message(self, channel: str, message_id: str) -> ChannelMessageRecord | None:

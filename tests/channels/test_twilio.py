@@ -45,10 +45,11 @@ class MemorySink:
         self.times.append(time.time())
         return True
 
-    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+    def answered(self, channel: str, agent: str, correspondent: str, since: float, text: str | None = None) -> int:
         self.threads.add(threading.get_ident())
         return sum(1 for m, at in zip(self.accepted, self.times, strict=True) if at >= since and m.channel == channel
-                   and m.agent == agent and (m.correspondent or m.sender) == correspondent)
+                   and m.agent == agent and (m.correspondent or m.sender) == correspondent
+                   and text in (None, m.text))
 
     def update_status(self, channel: str, message_id: str, status: str, error: str | None = None) -> bool:
         self.threads.add(threading.get_ident())
@@ -523,6 +524,19 @@ async def test_a_sender_flooding_a_number_is_answered_max_answers_per_hour_times
     for index in range(100):
         await unlimited.webhook(request(form(MessageSid=f"SM{index + 200:032d}")), sink)
     assert len(sink.accepted) == 161
+
+
+async def test_an_auto_responder_answering_each_answer_is_answered_three_times(tmp_path: Path) -> None:
+    """A phone's "I'm driving" auto-reply answered each of our answers with itself: max_answers_per_hour let it go
+    on at 60 paid runs and replies an hour, for ever. A long message said the same a fourth time in the hour is
+    not answered; a person's short 'yes' again, or anything else they say, still is."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    driving = "I'm driving with Do Not Disturb on. I'll see your message when I get where I'm going."
+    said = [driving] * 6 + ["yes"] * 5 + ["Sorry, that was my car. What time do you open?"]
+    for index, body in enumerate(said):
+        await ch.webhook(request(form(MessageSid=f"SM{index:032d}", Body=body)), sink)
+    assert [m.text for m in sink.accepted] == [driving] * 3 + ["yes"] * 5 + [said[-1]]
 
 
 async def test_a_refused_request_says_why_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -360,3 +360,5 @@ def test_answers_are_counted_per_correspondent_and_hour_also_for_a_huge_address(
     assert store.count_channel_answers("email", "help", huge, now - 3600) == 2
     assert store.count_channel_answers("email", "help", "ann@example.org", now - 3600) == 1
     assert store.count_channel_answers("email", "help", "bob@example.org", now - 3600) == 0
+    assert store.count_channel_answers("email", "help", "ann@example.org", now - 3600, "hi") == 1  # said so
+    assert store.count_channel_answers("email", "help", "ann@example.org", now - 3600, "hello") == 0
