@@ -124,3 +124,14 @@ def write_agent(folder: Path, instructions: str, max_tokens: int, seed: int = 12
             "sampling": {"temperature": 0, "seed": seed}, "limits": {"max_tokens": max_tokens}}
     (folder / "agent.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return folder
+
+
+def scripted_agents(root: Path, names: Sequence[str]) -> Path:
+    """A project folder of scripted echo agents, one per name (the console benches serve them)."""
+    import yaml
+
+    for name in names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "agent.yaml").write_text(yaml.safe_dump({"name": name, "model": "scripted",
+                                                                "instructions": "Echo."}))
+    return root

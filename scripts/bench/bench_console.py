@@ -17,11 +17,9 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import _common  # noqa: F401  (isolates HALGURU_HOME before halguru is imported)
-import yaml
-from _common import HOME, Result, main, median, spread
+from _common import HOME, Result, main, median, scripted_agents, spread
 
 AGENTS = ["support", "sales", "triage", "billing", "docs", "echo"]
 STATUSES = ["ok"] * 16 + ["failed", "limited", "cancelled", "interrupted"]
@@ -55,14 +53,6 @@ ONE_IN = ("SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id 
           "ORDER BY c.updated DESC, c.id LIMIT ?")
 
 
-def project(root: Path) -> Path:
-    for name in AGENTS:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        (root / name / "agent.yaml").write_text(yaml.safe_dump({"name": name, "model": "scripted",
-                                                                "instructions": "Echo."}))
-    return root
-
-
 def timed(client: object, url: str, headers: dict[str, str], repeat: int) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -93,7 +83,8 @@ def measure(quick: bool) -> list[Result]:
     from halguru_server import ServerSettings, create_app
     from halguru_server.identity import websessions
 
-    app = create_app(ServerSettings(agents=[project(HOME / "agents")], worker=False, keep_mcp_servers=False))
+    app = create_app(ServerSettings(agents=[scripted_agents(HOME / "agents", AGENTS)], worker=False,
+                                    keep_mcp_servers=False))
     state = app.state.halguru
     fill(state.store, 10_000)
     user = state.store.create_user("usr_bench", "bench@example.com", "bench", "admin")
