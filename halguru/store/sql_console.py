@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_expires, 0) < ? THEN 'interrupted' "
                 "ELSE r.status END FROM runs r WHERE r.conversation_id = c.id ORDER BY r.started DESC LIMIT 1)")
 _CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
+CANDIDATES = 1000
+"""Past this many conversations that may have a searched status, a search walks the conversations newest first (a
+common status fills a page at once) rather than testing each of them."""
 NO_CHANNEL = "api"
 """The channel filter's name for conversations no channel started (the API, the web chat, the CLI)."""
+
+
+def _runs_with(status: str, now: float) -> tuple[str, list[Any]]:
+    """A condition on runs ``r`` that every run read as ``status`` meets (``runs_status`` answers it)."""
+    if status == "interrupted":
+        return "(r.status = 'interrupted' OR (r.status = 'running' AND coalesce(r.lease_expires, 0) < ?))", [now]
+    return "r.status = ?", [status]
 
 
 def _tool_fields(message: Message | None) -> tuple[str | None, str | None, str | None]:
@@ -60,6 +70,12 @@ class ConsoleMixin(SQLBase):
         elif channel:
             clauses.append("EXISTS (SELECT 1 FROM channel_threads t WHERE t.conversation_id = c.id AND t.channel = ?)")
             params.append(channel)
+        candidates = self._candidates(status, now)
+        if candidates is not None:
+            if not candidates:
+                return []
+            clauses.append(f"c.id IN ({','.join('?' * len(candidates))})")
+            params.extend(candidates)
         if status:
             clauses.append(f"{_LAST_STATUS} = ?")
             params.extend([now, status])
@@ -80,6 +96,18 @@ class ConsoleMixin(SQLBase):
             f"FROM ({newest}) c ORDER BY c.updated DESC, c.id LIMIT ?",
             [*head, *newest_params, limit])
         return cast(list[ConversationFound], rows)
+
+    def _candidates(self, status: str | None, now: float) -> list[str] | None:
+        """The ids of the conversations whose last run may be read as ``status`` (a superset: the search still tests
+        each): those with a run of that status, read from ``runs_status``. None when more than ``CANDIDATES`` may
+        (a common status): then the search tests each conversation, newest first, and soon fills its page. A rare
+        status read every conversation's last run instead (0.5-3 s with 100,000)."""
+        if not status:
+            return None
+        ran, params = _runs_with(status, now)
+        rows = self._rows(f"SELECT DISTINCT r.conversation_id AS id FROM runs r WHERE {ran} LIMIT ?",
+                          [*params, CANDIDATES + 1])
+        return None if len(rows) > CANDIDATES else sorted(row["id"] for row in rows)
 
     def conversation_messages(self, conversation_id: str) -> list[MessageRecord]:
         """The conversation's messages in order, with their authors and times."""
