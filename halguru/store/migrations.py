@@ -479,6 +479,41 @@ def m022_delivery_errors(conn: sqlite3.Connection) -> None:
     conn.execute(DELIVERY_ERRORS_SQL)
 
 
+MESSAGE_TEXT_SQL = [
+    "CREATE VIRTUAL TABLE message_text USING fts5(content, content='', tokenize='trigram case_sensitive 0')",
+    "INSERT INTO message_text (rowid, content) SELECT id, content FROM messages",
+    "CREATE TRIGGER message_text_insert AFTER INSERT ON messages BEGIN "
+    "INSERT INTO message_text (rowid, content) VALUES (new.id, new.content); END",
+    "CREATE TRIGGER message_text_delete AFTER DELETE ON messages BEGIN "
+    "INSERT INTO message_text (message_text, rowid, content) VALUES ('delete', old.id, old.content); END",
+    "CREATE TRIGGER message_text_update AFTER UPDATE OF content ON messages BEGIN "
+    "INSERT INTO message_text (message_text, rowid, content) VALUES ('delete', old.id, old.content); "
+    "INSERT INTO message_text (rowid, content) VALUES (new.id, new.content); END",
+]
+"""m023's statements: the trigram index of each message (FTS5's own case folding, without a copy of the text:
+``content=''``), kept by triggers that need nothing but SQLite (any program may write the messages)."""
+
+
+def has_trigram(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has FTS5's trigram tokenizer (3.34 and later, built with FTS5)."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.trigram_probe USING fts5(x, tokenize='trigram')")
+    except sqlite3.OperationalError:
+        return False
+    conn.execute("DROP TABLE temp.trigram_probe")
+    return True
+
+
+def m023_message_text(conn: sqlite3.Connection) -> None:
+    """The console's text search asks a full-text index of the messages (FTS5 trigrams) for the conversations that
+    may hold a text, then checks those with the same ``LIKE`` as before: a text in no message took 0.7-1.6 s with
+    200,000 messages, every message folded and scanned. A SQLite without the trigram tokenizer gets no index, and
+    the search scans as before."""
+    if has_trigram(conn):
+        for statement in MESSAGE_TEXT_SQL:
+            conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -487,4 +522,4 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m014_message_keys, m015_claims, m016_key_roles,
                                                           m017_jobs_waiting, m018_test_runs, m019_run_jobs,
                                                           m020_channel_answers, m021_channel_opt_outs,
-                                                          m022_delivery_errors]
+                                                          m022_delivery_errors, m023_message_text]

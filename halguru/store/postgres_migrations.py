@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
+
 from halguru.store.migrations import (
     AUDIT_SCHEMA,
     CHANNEL_ANSWERS_SQL,
@@ -41,6 +43,7 @@ from halguru.store.migrations import (
     RUN_JOBS_SQL,
     TEST_RUNS_SQL,
 )
+from halguru.store.postgres_base import _fold
 
 
 def _execute_all(conn: Any, script: str) -> None:
@@ -220,8 +223,25 @@ def pg015_delivery_errors(conn: Any) -> None:
     conn.execute(DELIVERY_ERRORS_SQL)
 
 
+def pg016_message_text(conn: Any) -> None:
+    """SQLite's m023 as pg_trgm's GIN indexes of each message's and title's folded text (the search's own ``FOLD``
+    expression), which answer the search's ``LIKE`` themselves (the titles' folding alone took 0.1-0.3 s with
+    100,000 conversations). A server where the extension cannot be made (not installed, or
+    this user may not create it) gets no index, and the search scans as before."""
+    conn.execute("SAVEPOINT trigram")
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except psycopg.Error:
+        conn.execute("ROLLBACK TO SAVEPOINT trigram")
+        return
+    conn.execute("RELEASE SAVEPOINT trigram")
+    fold = _fold(conn.raw)
+    conn.execute(f"CREATE INDEX message_text ON messages USING gin (({fold.format('content')}) gin_trgm_ops)")
+    conn.execute(f"CREATE INDEX conversation_titles ON conversations USING gin (({fold.format('title')}) gin_trgm_ops)")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
-                                           pg014_channel_opt_outs, pg015_delivery_errors]
+                                           pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text]

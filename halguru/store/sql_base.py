@@ -129,6 +129,15 @@ class SQLBase:
     SPLIT_AGENTS = True  # a listing reads each agent's newest conversations apart (``newest_conversations``)
     FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
+    def _text_sources(self, text: str) -> list[tuple[str, list[Any]]]:
+        """SELECTs of ``id``s of conversations whose messages, then whose titles, may hold ``text`` (at least those
+        that do), each with its parameters: the folded ``LIKE``, which PostgreSQL answers for the messages from
+        its trigram index (``pg016_message_text``); SQLite asks its full-text index."""
+        pattern = like_pattern(text)
+        return [(f"SELECT m.conversation_id AS id FROM messages m WHERE {self.FOLD.format('m.content')} "
+                 "LIKE ? ESCAPE '\\'", [pattern]),
+                (f"SELECT c.id FROM conversations c WHERE {self.FOLD.format('c.title')} LIKE ? ESCAPE '\\'", [pattern])]
+
     def _tx(self, relaxed: bool = False) -> AbstractContextManager[Any]:
         """One write transaction on this thread's connection; a nested call joins the outer one.
 

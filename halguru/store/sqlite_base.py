@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from halguru.errors import StoreError
-from halguru.store.sql_base import SQLBase
+from halguru.store.sql_base import SQLBase, like_pattern
 
 BUSY_TIMEOUT_MS = 10_000
 CHANGE_CHECK_S = 0.02  # an idle worker notices another process's job within this
@@ -88,6 +88,14 @@ def _fold(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def indexed(text: str) -> bool:
+    """Whether the full-text index finds every message whose folded content holds ``text``: three characters or
+    more (trigrams), ASCII (FTS5 folds case as Python's ``str.lower`` does there, and differently for 391 other
+    letters, Cherokee's say), and no final "i" (Python folds the Turkish "İ" to "i" and a combining dot; FTS5 keeps
+    it). Other texts are searched by scanning, as before."""
+    return len(text) >= 3 and text.isascii() and not text.lower().endswith("i")
+
+
 class SQLiteBase(SQLBase):
     """The connection handling the store's table mixins build on (``_rows``, ``_tx``)."""
 
@@ -110,12 +118,30 @@ class SQLiteBase(SQLBase):
         self._opened: dict[threading.Thread, sqlite3.Connection] = {}
         self._opened_lock = threading.Lock()
         self._generation = 0
+        self._message_text: bool | None = None  # whether m023 made the full-text index (once known)
         self._pid = os.getpid()
         try:
             self._use_wal()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise cannot_open(path, exc) from None
+
+    def _text_sources(self, text: str) -> list[tuple[str, list[Any]]]:
+        """When the full-text index (m023: trigrams, so a phrase query matches a substring as ``LIKE`` does) exists
+        and ``indexed(text)``: the messages it finds, and the titles SQLite's own ``LIKE`` (ASCII case folded,
+        no Python call a row) finds or that hold other characters than ASCII. Else the folded ``LIKE`` of both."""
+        if not indexed(text) or not self._has_message_text():
+            return super()._text_sources(text)
+        return [("SELECT m.conversation_id AS id FROM message_text f JOIN messages m ON m.id = f.rowid "
+                 "WHERE message_text MATCH ?", ['"' + text.replace('"', '""') + '"']),
+                ("SELECT c.id FROM conversations c WHERE c.title LIKE ? ESCAPE '\\' "
+                 "OR length(c.title) <> length(CAST(c.title AS BLOB))", [like_pattern(text)])]
+
+    def _has_message_text(self) -> bool:
+        if self._message_text is None:
+            found = self._conn().execute("SELECT 1 FROM sqlite_master WHERE name = 'message_text'").fetchone()
+            self._message_text = found is not None
+        return self._message_text
 
     def _use_wal(self) -> None:
         """Put the file in WAL mode (it stays so). The switch needs an exclusive lock, and while another process
