@@ -89,8 +89,10 @@ def channel(server: Dovecot, smtp_port: int | None = None, **extra: Any) -> Emai
     return EmailChannel("helper", email_config(server, smtp_port, **extra), Path("."))
 
 
-async def until(check: Callable[[], bool], seconds: float = 10.0) -> float:
-    """Wait for ``check`` (may block: it runs in a thread); the seconds it took."""
+async def until(check: Callable[[], bool], seconds: float = 60.0) -> float:
+    """Wait for ``check`` (may block: it runs in a thread); the seconds it took. The default bounds a wait for
+    progress only (10 s ran out on a loaded CI machine); a test that times what a user notices asserts on the
+    seconds returned."""
     start = time.monotonic()
     while not await asyncio.to_thread(check):
         if time.monotonic() - start > seconds:
@@ -163,12 +165,11 @@ async def test_mail_not_to_answer_is_marked_processed_without_reaching_the_agent
 
 
 async def test_a_robot_answering_every_reply_gets_at_most_max_answers_per_hour(
-        dovecot: Dovecot, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        dovecot: Dovecot, caplog: pytest.LogCaptureFixture) -> None:
     """A responder that answers every mail without saying so (no Auto-Submitted, no Precedence) and our replies
     mailed each other for ever: against a real worker, 31 replies in 30 s, one per round trip, without end."""
-    import halguru.channels.base as channels_base
+    from halguru.channels.base import ANSWER_WINDOW
 
-    monkeypatch.setattr(channels_base, "ANSWER_WINDOW", 3.0)  # an hour, shortened
     for n in range(5):
         dovecot.append(mail("Re: hello", "Thanks, we will get back to you.", sender="Robot <robot@example.net>",
                             message_id=f"<r{n}@example.net>"))
@@ -182,7 +183,9 @@ async def test_a_robot_answering_every_reply_gets_at_most_max_answers_per_hour(
         limited = [r.getMessage() for r in caplog.records if "max_answers_per_hour" in r.getMessage()]
         assert len(limited) == 2 and all(r.count("\n") == 0 for r in limited), limited
         assert "not answering <r3@example.net> from robot@example.net: 3 of their mails" in limited[0]
-        await asyncio.sleep(3.0)  # the window passed: they are answered again
+        # the hour passes (the answers' times moved back: a window shortened to seconds let a loaded machine take
+        # longer than it to answer r0-r2, and r3 was answered too)
+        sink.accepted_at[:] = [at - ANSWER_WINDOW for at in sink.accepted_at]
         dovecot.append(mail("Re: hello", "Are you there?", sender="robot@example.net", message_id="<r5@example.net>"))
         await until(lambda: len(sink.messages) == 5)
 
