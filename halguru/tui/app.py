@@ -498,7 +498,7 @@ class DevApp(RerunActions):
         if focus:
             tree.focus()
         self.query_one("#inspector", TextArea).text = INSPECTOR_HINT
-        approval = self.store.find_approval(stored.id) if stored.run["status"] == "paused" else None
+        approval = self.store.find_approval(stored.id) if stored.run.get("status") == "paused" else None
         if approval is not None and approval["status"] == "pending":  # F9/F10 decide it, as for a run made here
             self._show_approval(stored.events)
         self.refresh_status()
