@@ -5,12 +5,14 @@ as ``halguru deployments rollback|delete`` and the /v1/deployments routes, audit
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from halguru.store.records import DeploymentRecord
 from halguru_server import audit, deployments
 from halguru_server.console import shell
 from halguru_server.errors import ApiError
@@ -37,38 +39,34 @@ def deployments_page(request: Request, state: State, caller: Publisher,
 async def rollback_page(request: Request, state: State, caller: Publisher,
                         agent: Annotated[str, Path(max_length=200)]) -> Response:
     """Serve the form's version of the agent; back to the page saying what happened."""
-    version = await _version(request)
-    if version is None:
-        return _back("error", "give a version number")
-    try:
-        record = await asyncio.to_thread(deployments.rollback, state, caller, agent, version)
-    except ApiError as exc:
-        return _back("error", exc.message)
-    audit.record(request, "agent.rollback", agent, {"version": record["version"], "sha256": record["sha256"]})
-    return _back("notice", f"{agent} v{record['version']} is served from the next request on")
+    return await _act(request, "agent.rollback", deployments.rollback, state, caller, agent,
+                      "{agent} v{version} is served from the next request on")
 
 
 @router.post("/deployments/{agent}/delete")
 async def delete_page(request: Request, state: State, caller: Publisher,
                       agent: Annotated[str, Path(max_length=200)]) -> Response:
     """Delete the form's version of the agent (as `halguru deployments delete`); back to the page."""
-    version = await _version(request)
-    if version is None:
-        return _back("error", "give a version number")
-    try:
-        record = await asyncio.to_thread(deployments.delete_version, state, caller, agent, version)
-    except ApiError as exc:
-        return _back("error", exc.message)
-    audit.record(request, "agent.delete_version", agent, {"version": version, "sha256": record["sha256"]})
-    return _back("notice", f"{agent} v{version} is deleted")
+    return await _act(request, "agent.delete_version", deployments.delete_version, state, caller, agent,
+                      "{agent} v{version} is deleted")
 
 
-async def _version(request: Request) -> int | None:
-    """The form's version number; None when it is not one."""
+Act = Callable[[ServerState, Principal, str, int], DeploymentRecord]
+
+
+async def _act(request: Request, action: str, act: Act, state: ServerState, caller: Principal, agent: str,
+               said: str) -> Response:
+    """Do ``act`` to the form's version of ``agent`` (as the CLI and /v1 do), audit it as ``action``, and go back
+    to the page saying ``said`` (or why not)."""
     version = (await pages.form(request)).get("version", "")
     if not (version.isascii() and version.isdigit() and len(version) <= 18):  # '²'.isdigit(), and int() limits
-        return None
-    return int(version)
+        return _back("error", "give a version number")
+    try:
+        record = await asyncio.to_thread(act, state, caller, agent, int(version))
+    except ApiError as exc:
+        return _back("error", exc.message)
+    audit.record(request, action, agent, {"version": record["version"], "sha256": record["sha256"]})
+    return _back("notice", said.format(agent=agent, version=record["version"]))
 
 
 def _back(kind: str, said: str) -> Response:
