@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Iterable
 from contextlib import aclosing, suppress
@@ -35,12 +34,12 @@ from halguru.agents.events import (
 )
 from halguru.agents.hooks import BreakpointHooks, Pause
 from halguru.agents.loader import Agent, load_agent
-from halguru.agents.replay import StoredRun, load_run, run_export
+from halguru.agents.replay import StoredRun, load_run
 from halguru.errors import HalguruError
 from halguru.models.base import Model
 from halguru.printable import printable
 from halguru.store import open_store
-from halguru.tui.rerunning import RerunActions
+from halguru.tui.exporting import ExportActions
 from halguru.tui.screens import HelpScreen, SettingsScreen
 from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import AnswerStream, ChatPane, Key, KeyBar, MessageBox, TraceTree
@@ -75,7 +74,7 @@ def _textual_key(key: str) -> str:
     return "escape" if key == "Esc" else key.lower() if key.startswith("F") else f"ctrl+{key[1:].lower()}"
 
 
-class DevApp(RerunActions):
+class DevApp(ExportActions):
     """Keyboard-first debugger for one agent project (or one stored run without a project)."""
 
     TITLE = "halguru dev"
@@ -502,40 +501,6 @@ class DevApp(RerunActions):
         if approval is not None and approval["status"] == "pending":  # F9/F10 decide it, as for a run made here
             self._show_approval(stored.events)
         self.refresh_status()
-
-    # -- export --------------------------------------------------------------------
-    def action_export(self) -> None:
-        if self.stored is None:
-            self.notify("no run to export yet", severity="warning")
-            return
-        if self.run_worker_ is not None and self.run_worker_.is_running and self.stored.events is self.last_events:
-            self.notify(f"{self.stored.id} has not finished: export it once it has (F5 continues a paused run)",
-                        severity="warning")
-            return
-        from halguru.atomic import write_atomically
-        from halguru.testing.export import run_to_test_yaml
-
-        try:
-            stored = load_run(self.store, self.stored.id)
-        except HalguruError as exc:  # deleted meanwhile (`halguru logs prune`): said, the debugger goes on
-            self.notify(str(exc), severity="error")
-            return
-        json_path = self.export_dir / f"{stored.id}.json"
-        test_path = self.export_dir / f"{stored.id}.test.yaml"
-        if test_path.exists():  # a test you may have edited is kept, as `halguru logs export` keeps it
-            self.notify(f"{printable(str(test_path))} exists already: kept, nothing exported (rename or delete it "
-                        "to export again)", severity="warning")
-            return
-        try:
-            if not self.export_dir.is_dir():  # not created: a folder gone from under the debugger is a mistake
-                raise FileNotFoundError(2, "No such file or directory (the folder does not exist)")
-            write_atomically(json_path, json.dumps(run_export(stored), indent=2, ensure_ascii=False))
-            write_atomically(test_path, run_to_test_yaml(self.store, stored.id))
-        except OSError as exc:  # a folder gone or read-only: said, the debugger goes on
-            self.notify(f"cannot export to {printable(str(self.export_dir))}: {exc.strerror or exc}",
-                        severity="error")
-            return
-        self.notify(f"exported {json_path.name} and {test_path.name} to {self.export_dir}")
 
     # -- settings, sidebar, theme, help, quit ------------------------------------
     def action_settings(self) -> None:
