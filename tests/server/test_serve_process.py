@@ -8,7 +8,8 @@ import signal
 import socket
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -71,24 +72,33 @@ def test_sigterm_drains_then_interrupts_the_stream_and_stores_the_partial_answer
     assert messages == 2  # the question and the partial answer
 
 
-def test_ctrl_c_drains_as_sigterm_does_a_json_answer_is_a_503_and_the_run_interrupted(
-        halguru_cmd, subprocess_env, tmp_path: Path, home_sql):
-    """Ctrl-C is how a newcomer stops `halguru serve`; left to uvicorn, it made a JSON answer in flight a 500 with
-    a traceback in the log, after uvicorn's own grace period, and stored the run as cancelled by the user."""
+@contextlib.contextmanager
+def answering(halguru_cmd, env, tmp_path: Path, home_sql, seconds: int
+              ) -> Iterator[tuple[subprocess.Popen, str, str, Future[httpx.Response]]]:
+    """`halguru serve` (``env``) answering a JSON message for ``seconds``, its run started: the server, its URL,
+    the conversation and the answer to come."""
     agent = tmp_path / "slower"
     agent.mkdir()
-    (agent / "s.yaml").write_text(json.dumps([{"text": "word " * 200, "token_delay": 0.05}]))  # 10 s
+    (agent / "s.yaml").write_text(json.dumps([{"text": "word " * (20 * seconds), "token_delay": 0.05}]))
     (agent / "agent.yaml").write_text("name: slower\nmodel: scripted:s.yaml\n")
-    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5"}
     proc, url = start(halguru_cmd, env, str(agent), "--dev")
     conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slower"}).json()["id"]
     with ThreadPoolExecutor(1) as pool:
         answer = pool.submit(httpx.post, f"{url}/v1/conversations/{conv}/messages", json={"content": "go"},
-                             timeout=30)
+                             timeout=3 * seconds)
         deadline = time.monotonic() + 10
         while not home_sql("SELECT id FROM runs WHERE conversation_id = ?", (conv,)):
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.05)
+        yield proc, url, conv, answer
+
+
+def test_ctrl_c_drains_as_sigterm_does_a_json_answer_is_a_503_and_the_run_interrupted(
+        halguru_cmd, subprocess_env, tmp_path: Path, home_sql):
+    """Ctrl-C is how a newcomer stops `halguru serve`; left to uvicorn, it made a JSON answer in flight a 500 with
+    a traceback in the log, after uvicorn's own grace period, and stored the run as cancelled by the user."""
+    env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "0.5"}
+    with answering(halguru_cmd, env, tmp_path, home_sql, 10) as (proc, _, conv, answer):
         proc.send_signal(signal.SIGINT)
         response = answer.result()
     assert proc.wait(15) in (0, -signal.SIGINT)
@@ -102,21 +112,10 @@ def test_a_second_ctrl_c_quits_at_once_and_the_run_reads_interrupted(halguru_cmd
                                                                     home_sql):
     """A second Ctrl-C while serve drains quits at once, as it says; the run it cut was stored as cancelled (by
     the user) though nobody pressed stop: it reads interrupted by the shutdown, as after the grace period."""
-    agent = tmp_path / "slower"
-    agent.mkdir()
-    (agent / "s.yaml").write_text(json.dumps([{"text": "word " * 400, "token_delay": 0.05}]))  # 20 s
-    (agent / "agent.yaml").write_text("name: slower\nmodel: scripted:s.yaml\n")
     env = {**subprocess_env, "HALGURU_SERVE_SHUTDOWN_TIMEOUT": "60", "HALGURU_SERVE_DRAIN_DELAY": "30"}
-    proc, url = start(halguru_cmd, env, str(agent), "--dev")
-    conv = httpx.post(f"{url}/v1/conversations", json={"agent": "slower"}).json()["id"]
-    with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(httpx.post, f"{url}/v1/conversations/{conv}/messages", json={"content": "go"},
-                             timeout=60)
-        deadline = time.monotonic() + 10
-        while not home_sql("SELECT id FROM runs WHERE conversation_id = ?", (conv,)):
-            assert time.monotonic() < deadline, "the run never started"
-            time.sleep(0.05)
+    with answering(halguru_cmd, env, tmp_path, home_sql, 20) as (proc, url, conv, answer):
         proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
         while httpx.get(f"{url}/readyz").status_code == 200:  # draining
             assert time.monotonic() < deadline, "the server never started draining"
             time.sleep(0.05)
