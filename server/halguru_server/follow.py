@@ -15,9 +15,9 @@ and ``run_finished.output``), so a client that resumes mid-answer gets the whole
 A stream that is over answers a reconnect with 204, which tells a browser's EventSource to stop retrying.
 
 What a follower costs: every ``POLL`` seconds, one read of the run's status and one of its events after the last
-one sent (an index range, usually empty). Each client (an API key, a signed-in user, an anonymous visitor's
-address) follows at most ``max_followers`` streams at once per process (``admit``): one visitor opening 1,500
-followers of one run made ``/healthz`` take up to 7 s.
+one sent (an index range, usually empty). Each client (a person, with all their API keys; an app's key; an
+anonymous visitor's address) follows at most ``max_followers`` streams at once per process (``admit``): one
+visitor opening 1,500 followers of one run made ``/healthz`` take up to 7 s.
 """
 
 from __future__ import annotations

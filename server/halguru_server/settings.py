@@ -103,8 +103,8 @@ class ServerSettings(BaseSettings):
     sse_coalesce: float = Field(default=0.05, ge=0, le=1, description="seconds: a stream's tokens that come "
                                 "sooner than this after the last one it sent go out together, as one event "
                                 "(one write per stream per 50 ms instead of one per token; 0: each at once)")
-    max_followers: int = Field(default=10, ge=1, description="run streams one client (an API key, a signed-in "
-                               "user, an anonymous visitor's address) may follow at once through GET "
+    max_followers: int = Field(default=10, ge=1, description="run streams one client (a person with all their "
+                               "keys, an app's key, an anonymous visitor's address) may follow at once through GET "
                                ".../runs/ID/events, per process (each polls the store); past it 429")
     max_waiting_jobs: int = Field(default=1000, ge=1, description="jobs one owner (an API key's user or the key, "
                                   "a channel) may have queued at once through POST /v1/jobs; past it 429")

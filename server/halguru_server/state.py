@@ -78,7 +78,8 @@ class Principal:
     session token). What it may do is ``permissions`` (docs/identity.md); routes ask ``can`` and ``owns``."""
 
     key: ApiKey | None
-    client: str  # fairness and rate-limit bucket: the key id, else the client address
+    client: str  # fairness and rate-limit bucket: the user id (browser and keys alike), an app key's id, else
+    # the client address (queue share, followed streams): a person minting keys gets no more of either
     dev: bool = False
     session: str | None = None  # an anonymous web-chat session's id
     user: UserRecord | None = None  # the signed-in user, or the user the key belongs to
@@ -249,7 +250,8 @@ def _resolve(request: Request) -> Principal:
         user = state.store.get_user(key.user_id) if key is not None and key.user_id else None
         if key is None or (key.user_id and (user is None or user["disabled"])):
             raise ApiError(401, "invalid key: unknown, revoked or expired", headers={"WWW-Authenticate": "Bearer"})
-        return Principal(key, f"key:{key.id}", user=user)
+        # a person's keys are that person (as their browser is): one share of each budget, however many keys
+        return Principal(key, f"user:{user['id']}" if user is not None else f"key:{key.id}", user=user)
     cookie = request.cookies.get(websessions.COOKIE)
     found = websessions.verify(state.store, cookie, state.settings.auth) if cookie else None
     if found is not None:  # an ended session's cookie is ignored: the browser sent it, not the person
