@@ -18,6 +18,9 @@ from halguru.store.records import ApiKeyRecord
 from halguru_server.identity import roles
 
 MAX_NAME = 100
+# Active keys one user may hold through POST /v1/keys: each is a row every key listing and revoke reads (20,000
+# made 1.5-2.8 s of each revoke), and a key costs its maker nothing to make.
+MAX_ACTIVE_PER_USER = 100
 """The longest key name (the API's and the CLI's): PostgreSQL refuses an index entry past ~2,700 bytes, so a
 longer one was stored on SQLite and failed on PostgreSQL."""
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from halguru.errors import HalguruError
-from halguru_server import audit
+from halguru_server import audit, keys
 from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
@@ -85,7 +85,7 @@ def _no_wider(caller: Principal, agents: list[str], admin: bool, expires: float 
         raise ApiError(403, f"this key expires, so the keys it may {doing} must expire no later", "forbidden")
 
 
-@router.post("/keys", response_model=NewKeyOut, status_code=201, responses=responses(400, 404))
+@router.post("/keys", response_model=NewKeyOut, status_code=201, responses=responses(400, 404, 409))
 def create(body: KeyIn, request: Request, state: State, caller: Caller) -> NewKeyOut:
     """A new key of yours; its secret is in this answer only."""
     user_id = _user_id(caller)
@@ -101,6 +101,10 @@ def create(body: KeyIn, request: Request, state: State, caller: Caller) -> NewKe
         raise ApiError(400, str(exc)) from None
     _no_wider(caller, body.agents, body.admin, time.time() + expires_in if expires_in is not None else None,
               "create")
+    active = sum(k.state == "active" for k in list_keys(state.store, user_id))
+    if active >= keys.MAX_ACTIVE_PER_USER:
+        raise ApiError(409, f"you have {active} active keys, the most one user may hold; revoke one you no longer "
+                            "use first (DELETE /v1/keys/ID)", "too_many_keys")
     key, secret = create_key(state.store, body.name, body.agents, expires_in, "admin" if body.admin else "user",
                              user_id=user_id)
     audit.record(request, "key.create", key.id, {"name": key.name, "scope": key.scope, "user_id": user_id})
