@@ -146,6 +146,12 @@ class ConsoleMixin(SQLBase):
             row["tool_calls"] = json.loads(row["tool_calls"] or "[]")
         return cast(list[MessageRecord], rows)
 
+    def conversation_chars(self, conversation_id: str) -> int:
+        """How many characters the conversation's messages hold in all (serve caps an anonymous visitor's)."""
+        rows = self._rows("SELECT COALESCE(SUM(LENGTH(content)), 0) AS chars FROM messages WHERE conversation_id = ?",
+                          [conversation_id])
+        return int(rows[0]["chars"])
+
     def take_over(self, conversation_id: str, by: str | None) -> str | None:
         """Hand the conversation to operator ``by`` (None: back to the agent). Taking one another operator
         holds changes nothing. Who holds it afterwards (None: the agent), or "" for an unknown conversation."""

@@ -82,9 +82,11 @@ async def attach(conversation_id: Annotated[str, Path(max_length=100)],
         raise ApiError(413, f"{filename!r} holds {len(text)} characters of text; the limit is {MAX_CHARS}",
                        "attachment_too_long")
     service.check_text(text, "the file")
+    message = f"{PREFIX}{filename}]\n\n{text}"
+    await asyncio.to_thread(service.check_room, state, caller, conversation_id, len(message))
     try:  # as a message would be: not while a turn is answered or waits for an approval (it would land before it)
         seq = await asyncio.to_thread(state.store.append_message, conversation_id, "user",
-                                      f"{PREFIX}{filename}]\n\n{text}", when_idle=True)
+                                      message, when_idle=True)
     except ConversationBusy as exc:  # or paused
         raise service.conflict(exc) from None
     if seq is None:  # deleted while the file was read: nothing was stored

@@ -117,6 +117,20 @@ def check_input(state: ServerState, text: str) -> None:
         raise ApiError(503, "the server is shutting down; retry on another instance", headers={"Retry-After": "5"})
 
 
+def check_room(state: ServerState, principal: Principal, conversation_id: str, adding: int) -> None:
+    """409 ``conversation_full`` when an anonymous visitor's conversation would pass
+    ``max_public_conversation_chars``: each message and 50,000-character attachment is kept, and every history
+    read (the page, its 3 s poll of a held conversation, each run) reads it all again, so one visitor within the
+    rate limit grew one to 30 MB in half an hour, and four reads of it at once held /healthz up to 2 s."""
+    if not principal.anonymous:
+        return
+    limit = state.settings.max_public_conversation_chars
+    held = state.store.conversation_chars(conversation_id)
+    if held + adding > limit:
+        raise ApiError(409, f"this conversation holds {held} characters and a public chat keeps at most {limit}; "
+                            "start a new conversation", "conversation_full")
+
+
 def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Reservation:
     """A place in the model's queue now (503 when full), before any response byte is sent."""
     concurrency = served.slots if served.slots is not None else state.settings.concurrency
