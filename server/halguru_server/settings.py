@@ -91,6 +91,8 @@ class ServerSettings(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0, description="seconds a connection has, from connecting "
                                   "or from its next request's first byte, to send a whole request line and "
                                   "headers (then 408 and closed), and again, plus a second per 16 KiB, for the body")
+    send_timeout: float = Field(default=60.0, gt=0, description="seconds an answer may go without its client "
+                                "reading any of it (the kernel's buffers full) before the connection is aborted")
     keep_alive_timeout: int = Field(default=75, ge=1, description="seconds an idle connection is kept between "
                                     "requests (sent as Keep-Alive: timeout=N); longer than clients' pool expiry "
                                     "(httpx 5, aiohttp 15) and a load balancer's idle timeout, or a request sent "
