@@ -6,6 +6,7 @@ an anonymous caller only after its body was parsed: a 1 MB ``[{},{},...]`` is 33
 such requests at once took a server from 180 MB to 1.2 GB before their 401s. ``GuardedRoute`` (every router's
 ``route_class``) runs the route's guard first, without the CSRF check, the one part that may read a form's body
 (the route's own guard still runs in full afterwards, on the principal resolved here), then weighs the body.
+A plugin's routes get the same (``guard_first``), whatever router class it built them with.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import fastapi.routing
 from fastapi import Request, Response, params
 from fastapi.routing import APIRoute
 
@@ -45,10 +47,11 @@ class GuardedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if self.body_field is None:  # the endpoint reads the body itself, if at all: after its guard
+        served = _served(self)
+        if served.body_field is None:  # the endpoint reads the body itself, if at all: after its guard
             return handler
-        demand = next((g for g in guards_in(self.dependant) if g.permission is not None), None)
-        form = isinstance(self.body_field.field_info, params.Form)  # Starlette bounds a form's fields and files
+        demand = next((g for g in guards_in(served.dependant) if g.permission is not None), None)
+        form = isinstance(served.body_field.field_info, params.Form)  # Starlette bounds a form's fields and files
 
         async def guarded(request: Request) -> Response:
             if demand is not None:
@@ -58,3 +61,38 @@ class GuardedRoute(APIRoute):
             return await handler(request)
 
         return guarded
+
+
+def _served(route: APIRoute) -> Any:
+    """The route as FastAPI serves it. A route of an included router (FastAPI >= 0.120 keeps the router whole)
+    is served with the router's prefix and dependencies (``APIRouter(dependencies=[Depends(require(...))])``)
+    from a context FastAPI sets while it asks the route for its handler; without it, a router's guard was
+    missed and the body parsed first. Any other route is served as it is."""
+    current = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = current.get() if current is not None else None
+    return context if context is not None and getattr(context, "original_route", None) is route else route
+
+
+def guard_first(route: APIRoute, *, served_directly: bool) -> None:
+    """Make ``route`` a ``GuardedRoute`` in place (its class, or a subclass of both): a plugin's plain
+    ``APIRouter()`` builds ``APIRoute``s, whose bodies were parsed before their guard ran. A route the app serves
+    directly (``served_directly``: copied there by an older FastAPI's ``include_router``) gets its handler again;
+    an included router's routes are asked for theirs when first served."""
+    if isinstance(route, GuardedRoute):
+        return
+    route.__class__ = _guarded_class(type(route))
+    if served_directly:  # as APIRoute.__init__ builds it (FastAPI >= 0.12x also bounds the route's body)
+        app = fastapi.routing.request_response(route.get_route_handler())
+        bound = getattr(fastapi.routing, "wrap_app_with_body_limit", None)
+        route.app = app if bound is None else bound(app, getattr(route, "max_body_size", None))
+
+
+_GUARDED: dict[type[APIRoute], type[GuardedRoute]] = {APIRoute: GuardedRoute}
+
+
+def _guarded_class(kind: type[APIRoute]) -> type[GuardedRoute]:
+    """``GuardedRoute`` for a plain ``APIRoute``; for a plugin's own route class, one that is both (its
+    ``get_route_handler`` wraps the plugin's)."""
+    if kind not in _GUARDED:
+        _GUARDED[kind] = type(f"Guarded{kind.__name__}", (GuardedRoute, kind), {})
+    return _GUARDED[kind]

@@ -5,16 +5,21 @@ plugin's) is never reached: it is left out with a warning naming the plugin, as 
 A plugin skipped half-way (its hook raised) gives nothing: the routes and middleware it added go. A plugin's
 middleware runs before every route, halguru's included, so adding one is said. A plugin
 route under ``/v1`` or ``/admin`` without a guard answers without an API key, where every route of halguru's asks
-for one: that is said too (docs/plugins.md shows ``Depends(require(...))``).
+for one: that is said too (docs/plugins.md shows ``Depends(require(...))``). A plugin's routes are made
+``GuardedRoute``s whatever router built them (a plain ``APIRouter()``), so that an anonymous caller is refused
+before its body is read and a JSON body is weighed before it is parsed, as on halguru's own routes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
 
+from halguru_server.bodies import guard_first
 from halguru_server.identity.guards import guards_in
 
 # A sample value per path-parameter type, so that a route's template can be matched against the others'.
@@ -39,6 +44,8 @@ def add_plugin_routes(app: FastAPI) -> None:
                 warn_once(f"plugin {plugin!r} adds middleware ({_middleware_name(layer)}): it sees every request "
                           "before halguru's routes and their API-key checks, and may answer for them")
         for item in added:  # a route, a mount, or a router the plugin included (FastAPI keeps it whole)
+            for route, directly in _api_routes(item):
+                guard_first(route, served_directly=directly)
             routes, dead = _routes_of(item), 0
             for route in routes:
                 where = _describe(route)
@@ -61,6 +68,16 @@ def _middleware_name(layer: Any) -> str:
     """``status_of_mine`` for ``@app.middleware("http")``'s function, else the middleware's class name."""
     dispatch = layer.kwargs.get("dispatch") if isinstance(getattr(layer, "kwargs", None), dict) else None
     return str(getattr(dispatch, "__name__", None) or getattr(layer.cls, "__name__", repr(layer.cls)))
+
+
+def _api_routes(item: Any, directly: bool = True) -> Iterator[tuple[APIRoute, bool]]:
+    """(route, whether the app serves it itself) of each ``APIRoute`` in ``item``: itself, or those of the router
+    it includes, at any depth (FastAPI >= 0.120 keeps an included router whole; an older one copies its routes).
+    A mounted app's are its own (its errors are not halguru's): left as they are."""
+    if isinstance(item, APIRoute):
+        yield item, directly
+    for route in getattr(getattr(item, "original_router", None), "routes", []):
+        yield from _api_routes(route, directly=False)
 
 
 def _routes_of(item: BaseRoute) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,21 @@ def openai_client(serve: Callable[..., Server], api_key: Callable[..., str]) -> 
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0, timeout=120)
     client.server = server  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture
+def traced() -> Iterator[Callable[[], int]]:
+    """How far memory allocated in this process (the server runs in it) rose since the last call, in bytes."""
+    tracemalloc.start()
+    base = [0]
+
+    def peak() -> int:
+        current, top = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        rise, base[0] = top - base[0], current
+        return rise
+
+    try:
+        yield peak
+    finally:
+        tracemalloc.stop()

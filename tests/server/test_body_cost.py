@@ -5,8 +5,6 @@ route that needs a caller, and no body is parsed into more JSON values than the 
 from __future__ import annotations
 
 import json
-import tracemalloc
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -14,24 +12,6 @@ import pytest
 
 MANY = b"[" + b",".join([b"{}"] * 330_000) + b"]"  # just under the default 1 MB limit
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def traced() -> Iterator[Callable[[], int]]:
-    """How far memory allocated in this process (the server runs in it) rose since the last call, in bytes."""
-    tracemalloc.start()
-    base = [0]
-
-    def peak() -> int:
-        current, top = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        rise, base[0] = top - base[0], current
-        return rise
-
-    try:
-        yield peak
-    finally:
-        tracemalloc.stop()
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
