@@ -535,7 +535,8 @@ def test_an_mcp_tool_named_like_a_team_tool_or_no_function_is_an_error(cli, writ
                        name="desk")
     (desk / "server.py").write_text(ODD_SERVER, encoding="utf-8")
     assert error_of(cli, "validate", str(desk)) == (f"{desk}/agent.yaml:6: mcp.0: mcp server 'odd': tool 'ask_helper' "
-                                                    "has the name of another tool of this agent; not offered")
+                                                    "is not offered: the agent's team has a tool of that name, "
+                                                    "which comes first")
     text = (desk / "agent.yaml").read_text().replace("tools: [ask_helper, ping]", "tools: [files.read, ping]")
     (desk / "agent.yaml").write_text(text)
     assert "mcp server 'odd': tool 'files.read' is not offered" in error_of(cli, "validate", str(desk))

@@ -224,10 +224,10 @@ def _check_mcp(agent: Agent, agent_file: Path, text: str, team_tools: list[str])
     named like one of the agent's own or its team tools, ``team_tools``, is one)."""
     import asyncio
 
-    from halguru.tools.mcp import open_mcp_tools
+    from halguru.tools.mcp import open_mcp_tools, taken_names
 
     async def start() -> tuple[list[str], dict[str, list[str]]]:
-        toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=[*agent.tools, *team_tools])
+        toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=taken_names(agent.tools, team_tools))
         try:
             offered: dict[str, list[str]] = {}
             for server in toolbox.servers:

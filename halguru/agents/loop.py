@@ -236,10 +236,10 @@ class _TurnState:
         agent, spec = turn.agent, turn.agent.spec
         if spec.mcp:
             if agent.name not in ctx.mcp:
-                from halguru.tools.mcp import open_mcp_tools
+                from halguru.tools.mcp import open_mcp_tools, taken_names
 
-                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=[
-                    *agent.tools, *turn.extra_tools, *(t.client.names if t.client is not None else ())])
+                ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=taken_names(
+                    agent.tools, turn.extra_tools, t.client.names if t.client is not None else ()))
                 # a server that failed: the run goes on without it
                 t.opening += [Error(kind="mcp", message=line) for line in ctx.mcp[agent.name].errors]
             t.tools += ctx.mcp[agent.name].tool_specs

@@ -19,7 +19,7 @@ import re
 import sys
 import tempfile
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,12 +131,12 @@ def keep_servers_running() -> MCPPool:
 
 
 async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None, *,
-                         taken: Collection[str] = ()) -> MCPToolbox:
+                         taken: Mapping[str, str] | Collection[str] = ()) -> MCPToolbox:
     """Start the servers concurrently (each within its timeout) and collect their allowed tools.
 
-    ``base`` is the agent folder stdio servers run from; ``taken`` are the agent's own tool names and its team
-    tools' (``handoff_to_X``, ``ask_X``), which an MCP tool may not shadow. Never raises for a server's fault:
-    that becomes a line in ``errors``.
+    ``base`` is the agent folder stdio servers run from; ``taken`` are the names an MCP tool may not shadow, with
+    whose they are (``the agent``, ``its team``: see ``taken_names``), and then each server's tools are its own
+    against the servers listed after it. Never raises for a server's fault: that becomes a line in ``errors``.
     """
     pool = _POOLS.get(asyncio.get_running_loop())
     toolbox = MCPToolbox(servers=[pool.server(s, base) if pool else _Server(s, base) for s in servers],
@@ -146,7 +146,7 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
     except BaseException:
         await toolbox.close()
         raise
-    names = set(taken)
+    names = dict(taken) if isinstance(taken, Mapping) else dict.fromkeys(taken, "the agent")
     for server, listing in zip(toolbox.servers, listings, strict=True):
         if isinstance(listing, BaseException):
             toolbox.errors.append(f"mcp server '{server.name}' failed to start: {server.failure(listing)}")
@@ -173,12 +173,19 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
                                       "leaves it out)")
                 continue
             if tool.name in names:
-                toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} has the name of another "
-                                      "tool of this agent; not offered")
+                toolbox.errors.append(f"mcp server '{server.name}': tool {tool.name!r} is not offered: "
+                                      f"{names[tool.name]} has a tool of that name, which comes first")
                 continue
-            names.add(tool.name)
+            names[tool.name] = f"mcp server '{server.name}' (listed before)"
             toolbox.tools[tool.name] = _as_tool(server, tool)
     return toolbox
+
+
+def taken_names(own: Collection[str], team: Collection[str] = (), client: Collection[str] = ()) -> dict[str, str]:
+    """The names an agent's MCP tools may not have, with whose they are, for ``open_mcp_tools``' errors: its
+    own tools (``tools:``, ``search_knowledge``), its team tools and those a client's request sent."""
+    return {**dict.fromkeys(client, "the request's tools"), **dict.fromkeys(team, "the agent's team"),
+            **dict.fromkeys(own, "the agent")}
 
 
 def _as_tool(server: _Server, tool: mcp_types.Tool) -> Tool:

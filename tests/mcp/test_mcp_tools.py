@@ -362,7 +362,8 @@ def test_mcp_tools_named_like_a_team_tool_or_no_function_are_not_offered(tmp_pat
     assert next(t.description for t in model.requests[0].tools if t.name == "ask_helper").startswith("Ask helper")
     errors = sorted(e.message for e in of_type(result, "error"))
     assert [e.kind for e in of_type(result, "error")] == ["mcp", "mcp"]
-    assert errors == ["mcp server 'odd': tool 'ask_helper' has the name of another tool of this agent; not offered",
+    assert errors == ["mcp server 'odd': tool 'ask_helper' is not offered: the agent's team has a tool of that "
+                      "name, which comes first",
                       "mcp server 'odd': tool 'files.read' is not offered: a tool name is 1 to 64 letters, digits, "
                       "'_' or '-' (an allow-list, the server's tools:, leaves it out)"]
 
