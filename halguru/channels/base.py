@@ -120,12 +120,12 @@ class SendOnce(Protocol):
     ``key`` names the effect within the job ('part:0'). When an earlier attempt finished it, its recorded
     value comes back and ``send`` is not called; when an earlier attempt started it and died (the outcome
     unknown), ``find(started)`` is asked first (did the provider get it after ``started``?) and its answer,
-    if not None, is recorded instead of sending again.
+    if not None, is recorded instead of sending again. What ``send`` gives is any JSON value (the provider's
+    id, a dict, None: given back as ``{}``); anything else is recorded as its text.
     """
 
-    def __call__(self, key: str, send: Callable[[], Awaitable[dict[str, Any]]],
-                 find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None
-                 ) -> Awaitable[dict[str, Any]]: ...
+    def __call__(self, key: str, send: Callable[[], Awaitable[Any]],
+                 find: Callable[[float], Awaitable[Any | None]] | None = None) -> Awaitable[Any]: ...
 
 
 @runtime_checkable

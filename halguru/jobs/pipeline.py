@@ -129,8 +129,8 @@ def send_once(store: Store, job_id: str) -> SendOnce:
     """The job's ``SendOnce``: each effect key is performed by one attempt, recorded, and never repeated; and
     none is started once the job was cancelled (its worker learns of a cancel only at its next lease renewal)."""
 
-    async def once(key: str, send: Callable[[], Awaitable[dict[str, Any]]],
-                   find: Callable[[float], Awaitable[dict[str, Any] | None]] | None = None) -> dict[str, Any]:
+    async def once(key: str, send: Callable[[], Awaitable[Any]],
+                   find: Callable[[float], Awaitable[Any | None]] | None = None) -> Any:
         import asyncio
 
         job = await asyncio.to_thread(store.get_job, job_id)
@@ -138,7 +138,7 @@ def send_once(store: Store, job_id: str) -> SendOnce:
             raise asyncio.CancelledError(f"job {job_id} is {job['status'] if job else 'gone'}")
         earlier = await asyncio.to_thread(store.begin_effect, job_id, key)
         if earlier is not None and earlier["state"] == "done":
-            return earlier["value"] or {}
+            return {} if earlier["value"] is None else earlier["value"]
         if earlier is not None and find is not None:  # an attempt started it and died: did it get through?
             found = await find(earlier["started"])
             if found is not None:

@@ -225,7 +225,7 @@ class EffectRecord(TypedDict):
     job_id: str
     key: str
     state: str  # 'started' (attempted, outcome unknown if the worker died) or 'done'
-    value: dict[str, Any] | None
+    value: Any  # what the effect gave (a JSON value), None while started
     started: float
     updated: float
 

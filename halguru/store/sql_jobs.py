@@ -269,13 +269,13 @@ class JobsMixin(SQLBase):
                          "VALUES (?, ?, 'started', ?, ?)", (job_id, key, now, now))
             return None
 
-    def finish_effect(self, job_id: str, key: str, value: Mapping[str, Any]) -> None:
+    def finish_effect(self, job_id: str, key: str, value: Any) -> None:
         now = time.time()
         with self._tx() as conn:
             conn.execute("INSERT INTO job_effects (job_id, key, state, value, started, updated) "
                          "VALUES (?, ?, 'done', ?, ?, ?) ON CONFLICT (job_id, key) DO UPDATE SET state = 'done', "
                          "value = excluded.value, updated = excluded.updated",
-                         (job_id, key, json.dumps(dict(value)), now, now))
+                         (job_id, key, _effect_json(value), now, now))
 
     # -- channels --------------------------------------------------------------------------
     def thread_conversation(self, channel: str, agent: str, thread: str, *, title: str = "",
@@ -420,3 +420,9 @@ def _held(conversation_id: str) -> str:
     """The thread a conversation holds while it is claimed or has no thread of its own: one no claim asks for
     (threads are hashes)."""
     return f"~{conversation_id}"
+
+
+def _effect_json(value: Any) -> str:
+    """What an effect gave, as stored: any JSON value (a channel part's provider id, a dict, nothing), and what is
+    not JSON as its text, never an error once the effect is done (the job's retry would do it again)."""
+    return json.dumps(dict(value) if isinstance(value, Mapping) else value, default=str)
