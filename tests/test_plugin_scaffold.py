@@ -116,9 +116,23 @@ def _no_leftover_modules():
         sys.modules.pop(name, None)
 
 
-def test_docs_show_the_fixture_and_the_scaffold():
+def test_docs_show_the_fixture_and_the_scaffold(tmp_path):
+    """docs/plugins.md showed a package of one module, halguru_weather.py, and a pyproject without its build
+    system, where `halguru plugins new weather` writes halguru_weather/__init__.py, tests and a README."""
+    import re
+
+    from halguru.plugins.scaffold import write_plugin
+
     guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
     assert "halguru plugins new" in guide and "halguru_plugin(" in guide
+    folder = write_plugin("weather", tmp_path)
+    written = sorted(str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file())
+    shown = guide.split("What `halguru plugins new weather` writes:", 1)[1].split("```toml", 1)[0]
+    assert sorted(re.findall(r"^  (\S+)", shown, re.MULTILINE)) == written
+    pyproject = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    toml = guide.split("# pyproject.toml", 1)[1].split("```", 1)[0]
+    for line in filter(None, (line.split("#", 1)[0].strip() for line in toml.splitlines())):
+        assert line in pyproject, line
 
 
 @pytest.mark.parametrize(("name", "said"), [
