@@ -99,7 +99,7 @@ def approve(
     """Run the pending tool call and continue the run to its answer."""
     from halguru.cli.run_once import stream_run
     from halguru.errors import HalguruError
-    from halguru.jobs.takeover import decided
+    from halguru.orchestration.approvals import resume_events
 
     args = None
     if edit_args is not None:
@@ -109,7 +109,7 @@ def approve(
             raise HalguruError(f"--edit-args is not valid JSON: {exc.msg}") from None
         if not isinstance(args, dict):
             raise HalguruError("--edit-args must be a JSON object, e.g. '{\"to\": \"a@b.c\"}'")
-    stream = decided(run_id, args)  # a channel's conversation gets the answer too
+    stream = resume_events(run_id, args)  # a channel's conversation gets the answer too
     raise typer.Exit(stream_run(lambda: stream, json_output=json_output))
 
 
@@ -121,7 +121,7 @@ def reject(
 ) -> None:
     """Refuse the pending tool call; the model is told why and the run continues."""
     from halguru.cli.run_once import stream_run
-    from halguru.jobs.takeover import decided
+    from halguru.orchestration.approvals import resume_events
 
-    stream = decided(run_id, reject=reason)
+    stream = resume_events(run_id, reject=reason)
     raise typer.Exit(stream_run(lambda: stream, json_output=json_output))

@@ -9,14 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from halguru.channels.base import Inbound, InboundSink, SendOnce
+from halguru.channels.replies import REPLY_ATTEMPTS, channel_owner, queue_key
 from halguru.store.base import Store
 from halguru.store.records import ChannelMessageRecord
 
 REPLY = "reply"
 """The job kind that answers a channel message: run the agent in the thread's conversation, send the answer."""
-REPLY_ATTEMPTS = 8
-"""Tries of a job that sends on a channel: a failed run's retries span ~4 minutes, an undelivered reply's ~1 hour
-(the worker's ``delivery_backoff``), where the 5 tries of other jobs gave a mail server ~30 s to come back."""
 
 # Delivery reports may arrive out of order (Twilio's 'sent' after 'delivered'): a status never goes back.
 _STATUS_RANK = {"received": 0, "accepted": 1, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
@@ -36,16 +34,6 @@ def store_key(value: str) -> str:
         return value
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{value[:MAX_KEY_CHARS // 2]}...sha256:{digest}"
-
-
-def channel_owner(channel: str) -> str:
-    """Who owns what a channel creates: no API key's principal (only admins see SMS or email threads)."""
-    return f"channel:{channel}"
-
-
-def queue_key(channel: str, agent: str, thread: str) -> str:
-    """Jobs of one thread run one at a time, in order: two messages from one person are answered in order."""
-    return f"{channel}:{agent}:{thread}"
 
 
 def inbound_id(agent: str, message_id: str) -> str:

@@ -194,7 +194,8 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
                         model: str | Model | PerAgentModel | None = None, store: Store | None = None,
                         metadata: dict[str, Any] | None = None, decided_by: str | None = None,
                         agent: Agent | None = None) -> AsyncGenerator[Event, None]:
-    """Decide the paused run ``run_id`` and stream its continuation run's events (``metadata`` is added to
+    """Decide the paused run ``run_id`` and stream its continuation run's events, its answer queued for the
+    conversation's channel when a channel's message started it (``metadata`` is added to
     its ``run_started``, e.g. serve mode's request id; ``decided_by`` is the deciding principal, recorded
     with the decision; ``agent``: the agent to continue with instead of the one loaded from its folder, as
     conversation tests give theirs, whose tools record or replay). Its store calls run off the event loop, as
@@ -217,10 +218,25 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
                 elif event.type == "tool_result" and event.call_id == call.id and approved:  # the side effect ran
                     await asyncio.to_thread(audit.record, store, decided_by, "tool.call", call.name,
                                             {"run_id": row["run_id"], "error": event.is_error})
+                elif event.type == "run_finished" and event.status == "ok" and event.output.strip():
+                    # queued before the end is passed on: a reader that stops there does not lose it
+                    await asyncio.to_thread(_answer_on_channel, store, row["conversation_id"], event.output,
+                                            event.run_id)
                 yield event
     finally:
         if not started:  # nothing ran (shielded: a cancelled request still frees it for a take-over)
             await asyncio.shield(asyncio.to_thread(store.release_approval, row["run_id"]))
+
+
+def _answer_on_channel(store: Store, conversation_id: str, text: str, run_id: str) -> None:
+    """A channel's conversation (an SMS's) gets the continuation's answer, once per run: the reply job that
+    paused had nothing to send, and every way of deciding (the CLI, the debugger, the server, ``approve`` here,
+    `runs resume` of a stalled decision) comes through ``resume_events``."""
+    from halguru.channels.replies import send_on_channel
+
+    # not behind the thread's queue: a message that came while the call waited is queued before this answer and
+    # waits (postponed) until the answer is in the conversation; behind it, this answer went out after its own
+    send_on_channel(store, conversation_id, text, f"answer:{run_id}", ordered=False)
 
 
 def check_edited_args(store: Store, run_id: str, edit_args: dict[str, Any], what: str = "--edit-args") -> None:

@@ -107,7 +107,7 @@ class PauseActions(App[None]):
 
     async def decide(self, run_id: str, edit_args: dict[str, Any] | None, reason: str | None) -> None:
         """Approve (``reason`` None) or reject the paused call; the continuation streams into the chat."""
-        from halguru.jobs.takeover import decided
+        from halguru.orchestration.approvals import resume_events
 
         waiting, self.awaiting = self.awaiting, None
         self._clear_pause()
@@ -116,7 +116,8 @@ class PauseActions(App[None]):
             self.query_one(ChatPane).add_note(f"why: {reason}")
         elif edit_args is not None:
             self.query_one(ChatPane).add_note(f"✎ with the arguments {json.dumps(edit_args, ensure_ascii=False)}")
-        await self._turn(lambda: decided(run_id, edit_args, reject=reason, model=self._model(), store=self.store))
+        await self._turn(lambda: resume_events(run_id, edit_args, reject=reason, model=self._model(),
+                                               store=self.store))
         row = self.store.find_approval(run_id) if self.store is not None else None
         if waiting is not None and self.awaiting is None and row is not None and row["status"] == "pending":
             self.awaiting = waiting  # refused before anything was decided (its model did not load): F9/F10 again

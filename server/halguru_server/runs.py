@@ -21,7 +21,6 @@ from typing import Any
 
 from halguru.agents.events import Event, RunFinished
 from halguru.errors import HalguruError, StoreError, StoreUnavailable
-from halguru.jobs import takeover
 from halguru.orchestration import approvals, durable
 from halguru.store.records import ApprovalRecord, CheckpointRecord, RunListRecord, RunRecord
 from halguru_server import service
@@ -176,8 +175,9 @@ async def decide(state: ServerState, caller: Principal, run_id: str, request_id:
             raise ApiError(422, str(exc)) from None
     text = reject if reject is not None else json.dumps(edit_args) if edit_args is not None else ""
     service.check_input(state, text)  # what the model will read: the same size limit as a message
-    stream = takeover.decided(run_id, edit_args, reject=reject, store=state.store,  # an SMS's answer sent too
-                              metadata={"request_id": request_id}, decided_by=caller.label)
+    stream: AsyncIterator[Event] = approvals.resume_events(  # an SMS's answer is sent too
+        run_id, edit_args, reject=reject, store=state.store, metadata={"request_id": request_id},
+        decided_by=caller.label)
     if state.pusher is not None:
         said = "rejected" if reject is not None else "approved"
         stream = _tell_owner(stream, state.pusher, row["conversation_id"], f"{served.name}: the action was {said}",
