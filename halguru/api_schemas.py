@@ -121,6 +121,9 @@ class Usage(BaseModel):
 class ToolCallOut(BaseModel):
     name: str
     arguments: dict[str, Any]
+    id: str = Field("", description="the call's id as the model gave it (a client's result answers it)")
+    client: bool = Field(False, description="a call of the request's own tools (the OpenAI endpoint's client-side "
+                                            "functions), left to the client to run, not run here")
 
 
 class RunOut(BaseModel):

@@ -111,6 +111,9 @@ class ApprovalRequested(BaseEvent):
     call_id: str
     name: str
     arguments: dict[str, Any]
+    # The paused reply's calls of the caller's own tools (the OpenAI endpoint's client-side functions): its
+    # continuation leaves them to the caller too, as the run would have without the pause.
+    client_calls: list[str] = []
 
 
 class ApprovalApproved(BaseEvent):

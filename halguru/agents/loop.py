@@ -16,7 +16,17 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from halguru.agents.events import BaseEvent, Error, ModelCall, ModelResult, Retrieval, Token, ToolCall, ToolResult
+from halguru.agents.events import (
+    ApprovalRequested,
+    BaseEvent,
+    Error,
+    ModelCall,
+    ModelResult,
+    Retrieval,
+    Token,
+    ToolCall,
+    ToolResult,
+)
 from halguru.agents.hooks import HookChain, RunHooks
 from halguru.agents.policies import ApprovalGate, RepeatGuard
 from halguru.errors import HalguruError, ModelError, ToolError, exception_line
@@ -160,7 +170,7 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
                 call = assistant.tool_calls[index] = await t.hooks.before_tool_call(call)
             if call.id in t.done:  # its result came before the pause or the crash: never run a call twice
                 continue
-            if t.client is not None and t.client.runs(call.name):  # the caller's: it runs it after this run
+            if t.theirs(call):  # the caller's: it runs it after this run
                 yield ToolCall(call_id=call.id, name=call.name, arguments=call.arguments, client=True)
                 end.client_calls.append(call)
                 continue
@@ -168,6 +178,8 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             if decision is not None:
                 t.must_answer = t.must_answer or decision.answer_next
                 for event in decision.events:
+                    if isinstance(event, ApprovalRequested):  # what its continuation leaves to the caller
+                        event.client_calls = [c.id for c in assistant.tool_calls if t.theirs(c)]
                     yield event
                 if decision.pause:
                     end.reason, end.detail, end.call = "paused", f"{call.name} waits for approval", call
@@ -214,6 +226,7 @@ class _TurnState:
         self.hooks = HookChain(gate, RepeatGuard(), ctx.hooks, turn.hooks)
         self.done: set[str] = resume.done if resume is not None else set()
         self.client = turn.client_tools
+        self.left_to_client = resume.client_calls if resume is not None else set()  # a continuation's
         self.tools: list[ToolSpec] = [*agent.tool_specs, *(x.spec for x in turn.extra_tools.values()),
                                       *(self.client.offered if self.client is not None else [])]
         self.knowledge = _Knowledge(agent) if agent.knowledge is not None else None
@@ -315,6 +328,10 @@ class _TurnState:
         if self.hooks.edits_requests:
             request = await self.hooks.before_model_call(request)
         return request
+
+    def theirs(self, call: ToolCallRequest) -> bool:
+        """Whether the caller runs the call (one of its tools'; in a continuation, left to it when it paused)."""
+        return call.id in self.left_to_client or (self.client is not None and self.client.runs(call.name))
 
     def streams(self, call: ToolCallRequest) -> bool:
         """Whether the call's tool emits events before its result: a team tool, or a knowledge search."""

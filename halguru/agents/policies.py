@@ -35,6 +35,7 @@ class Resume:
     messages: list[Message]
     decisions: dict[str, str | None] = field(default_factory=dict)  # call id -> None (approved) or a reason
     edited: set[str] = field(default_factory=set)
+    client_calls: set[str] = field(default_factory=set)  # the paused reply's calls the caller runs (its tools')
     # An interrupted run's checkpoint (halguru.orchestration.durable): team or workflow state, and its label.
     state: dict[str, Any] | None = None
     checkpoint: str = ""

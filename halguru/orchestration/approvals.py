@@ -173,7 +173,7 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
                                "here")
         agent = load_agent(row["agent_path"])
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
-    resume = Resume(row["run_id"], messages, {call.id: reject})
+    resume = Resume(row["run_id"], messages, {call.id: reject}, client_calls=_left_to_client(store, row, call))
     saved = store.get_checkpoint(row["run_id"])
     if saved is not None and agent.workflow is not None:  # a workflow goes on from the steps it had finished
         resume.state, resume.checkpoint = saved["state"], saved["label"]
@@ -188,6 +188,14 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
         resume.first_state = {"messages": [m.model_dump(exclude_defaults=True) for m in messages], **kept}
         resume.checkpoint = saved["label"] if saved is not None else f"{call.name} requested"
     return row, agent, call, resume
+
+
+def _left_to_client(store: Store, row: ApprovalRecord, call: ToolCallRequest) -> set[str]:
+    """The paused reply's calls of the caller's tools (the OpenAI endpoint's client-side functions), as its
+    ``approval_requested`` recorded them: the continuation leaves them to the caller, not running them here."""
+    asked = next((e for e in store.get_events(row["run_id"])
+                  if e["type"] == "approval_requested" and e["call_id"] == call.id), None)
+    return set(asked.get("client_calls") or ()) if asked is not None else set()
 
 
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,

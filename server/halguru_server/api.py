@@ -233,8 +233,8 @@ async def respond(request: Request, state: ServerState, served: ServedAgent, res
     return RunOut(run_id=finished.run_id, conversation_id=started.conversation_id, agent=served.name,
                   status=finished.status, output=finished.output, error=finished.error,
                   usage=Usage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens),
-                  tool_calls=[ToolCallOut(name=e.name, arguments=e.arguments) for e in collected
-                              if e.type == "tool_call"],
+                  tool_calls=[ToolCallOut(name=e.name, arguments=e.arguments, id=e.call_id, client=e.client)
+                              for e in collected if e.type == "tool_call"],
                   duration_ms=finished.duration_ms)
 
 

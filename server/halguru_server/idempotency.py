@@ -140,6 +140,7 @@ def stored_run(state: ServerState, caller: Principal, record: MessageKeyRecord) 
                   status=run["status"],  # one of ENDED
                   output=run["output"], error=error,
                   usage=Usage(prompt_tokens=run["prompt_tokens"], completion_tokens=run["completion_tokens"]),
-                  tool_calls=[ToolCallOut(name=e["name"], arguments=e["arguments"]) for e in events
+                  tool_calls=[ToolCallOut(name=e["name"], arguments=e["arguments"], id=e["call_id"],
+                                          client=e.get("client", False)) for e in events
                               if e["type"] == "tool_call"],
                   duration_ms=run["duration_ms"] or 0.0)

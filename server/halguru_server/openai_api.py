@@ -39,7 +39,7 @@ from halguru_server.openai_schemas import (
     OpenAIErrorBody,
 )
 from halguru_server.openai_threads import Thread, open_thread
-from halguru_server.openai_tools import as_requests, client_tools, openai_calls
+from halguru_server.openai_tools import as_requests, client_tools, left_once_decided, openai_calls
 from halguru_server.schemas import BLANK_MESSAGE
 from halguru_server.state import Principal, ServerState, agent_for, state_of
 
@@ -198,13 +198,14 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
     too_long = _too_long(collected)
     if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
         raise ApiError(400, too_long, "context_length_exceeded", param="messages")
+    # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
+    content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
     if finished.status == "paused":  # not a failure: a human decides, on halguru's own API
+        await asyncio.to_thread(_file_paused, state, thread, content, collected)
         raise ApiError(409, _paused(finished.run_id, collected), "run_paused", headers=NO_RETRY)
     if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
         raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
                             f"{finished.run_id}", "run_failed", headers=NO_RETRY)
-    # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
-    content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
     replies = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
     calls = openai_calls(collected)
     await asyncio.to_thread(thread.remember, state, content, as_requests(calls))
@@ -243,6 +244,15 @@ def _paused(run_id: str, events: list[Any]) -> str:
             "answer with the rest of the run")
 
 
+def _file_paused(state: ServerState, thread: Thread, content: str, events: list[Any]) -> None:
+    """A paused reply that also called the client's tools: once decided, its continuation leaves them to the
+    client (the approve answer's ``tool_calls``, ``client: true``), whose next request, with their results,
+    continues this conversation, as it would without the pause."""
+    left = left_once_decided(events)
+    if left:
+        thread.remember(state, content, left)
+
+
 def _finish(last: list[Any], calls: list[Any]) -> str:
     """OpenAI's finish_reason: "tool_calls" when the answer leaves ``calls`` to the client, "length" when the last
     model call of the run was cut at max_tokens."""
@@ -278,6 +288,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
 
     too_long: list[str] = []
     approvals: list[Any] = []
+    paused: list[Any] = []  # a paused run's events its filing reads
 
     def render(event: Any) -> str | None:
         if (message := _too_long([event])) is not None:
@@ -286,6 +297,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
             approvals.append(event)
         if event.type == "model_result" and not event.parent_run_id:
             last[:] = [event]
+        if event.type == "run_finished" and event.status == "paused":
+            paused.extend([*last, *approvals])
         if event.type == "token":
             answer.append(event.text)
             return chunk({"content": event.text})
@@ -312,6 +325,9 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if answered:  # filed before [DONE] goes out: the client's next request may follow at once
             answered.clear()
             await asyncio.to_thread(thread.remember, state, "".join(answer), as_requests(calls))
+        if paused:
+            await asyncio.to_thread(_file_paused, state, thread, "".join(answer), paused)
+            paused.clear()
         yield text
 
 

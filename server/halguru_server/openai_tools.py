@@ -99,6 +99,17 @@ def openai_calls(events: list[Any]) -> list[dict[str, Any]]:
             for e in events if isinstance(e, ToolCall) and e.client and not e.parent_run_id]
 
 
+def left_once_decided(events: list[Any]) -> list[ToolCallRequest]:
+    """The client's calls of a run paused for approval: its continuation leaves them to the client once the
+    paused call is decided (``approval_requested``'s ``client_calls``, in the order the model gave them)."""
+    asked = next((e for e in reversed(events) if e.type == "approval_requested" and not e.parent_run_id), None)
+    reply = next((e for e in reversed(events) if e.type == "model_result" and not e.parent_run_id), None)
+    if asked is None or reply is None or not asked.client_calls:
+        return []
+    return [ToolCallRequest(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in reply.tool_calls
+            if c["id"] in asked.client_calls]
+
+
 def as_requests(calls: list[dict[str, Any]]) -> list[ToolCallRequest]:
     """OpenAI's ``tool_calls`` as the client will send them back (what its chat's next key hashes)."""
     return [ToolCallRequest(id=c["id"], name=c["function"]["name"], arguments=json.loads(c["function"]["arguments"]))

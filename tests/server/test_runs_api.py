@@ -133,7 +133,8 @@ def test_paused_run_is_listed_then_approved_with_edited_args(client: httpx.Clien
     body = done.json()
     assert (body["status"], body["output"], body["conversation_id"], body["agent"]) == (
         "ok", "Sent to bob.", conv, "mailer")
-    assert body["tool_calls"] == [{"name": "send_email", "arguments": {"to": "bob@example.com", "body": "yo"}}]
+    assert body["tool_calls"] == [{"name": "send_email", "arguments": {"to": "bob@example.com", "body": "yo"},
+                                   "id": "c1", "client": False}]
     assert (agents_dir / "mailer" / "sent.log").read_text() == "bob@example.com: yo\n"  # ran once, edited
 
     events = client.get(f"/v1/runs/{body['run_id']}").json()["events"]

@@ -39,6 +39,11 @@ def agents_dir(agents_dir: Path, tmp_path: Path) -> Path:
     (agents_dir / "helper" / "agent.yaml").write_text(yaml.safe_dump(
         {"name": "helper", "model": f"scripted:{tmp_path / 'helper.yaml'}", "tools": ["clock"]}))
     (agents_dir / "helper" / "tools.py").write_text(CLOCK)
+    (agents_dir / "gated").mkdir()  # helper, its clock waiting for a human's approval
+    (agents_dir / "gated" / "agent.yaml").write_text(yaml.safe_dump(
+        {"name": "gated", "model": f"scripted:{tmp_path / 'helper.yaml'}", "tools": ["clock"],
+         "approvals": ["clock"]}))
+    (agents_dir / "gated" / "tools.py").write_text(CLOCK)
     (tmp_path / "helper.yaml").write_text("[]")
     from tests.server.test_runs_api import FLOW, FLOW_TOOLS, write_project
 
@@ -117,6 +122,54 @@ def test_a_client_tool_call_ends_the_answer_and_its_result_continues_the_run(oai
     assert "get_weather" in cli("logs", "show", run["id"]).output
     shown = cli("logs", "show", latest["id"]).output
     assert "tool_result" in shown and "-3 C and snowing" in shown
+
+
+@pytest.mark.parametrize("order, stream", [("client call first", False), ("client call last", True)])
+def test_a_reply_calling_a_client_tool_and_one_waiting_for_approval_leaves_the_client_its_call(oai, order,
+                                                                                               stream) -> None:
+    """The reply called the client's get_weather and the agent's clock, which waits for approval: the run paused
+    (409) as it should, and once approved the continuation ran get_weather here: 'error: unknown tool', and the
+    model went on without the client's result. Now the approved clock runs, and get_weather is left to the
+    client as without the pause: the continuation ends ok with it, its id as the model gave it."""
+    calls = [("get_weather", {"city": "Oslo"}), ("clock", {})]
+    oai.script(_calls(*(calls if order == "client call first" else calls[::-1])))
+    if stream:
+        with pytest.raises(openai.APIError) as streamed:
+            list(oai.chat.completions.create(model="gated", messages=ASK, tools=[WEATHER], stream=True))
+        assert streamed.value.code == "run_paused"
+    else:
+        with pytest.raises(openai.ConflictError) as paused:
+            oai.chat.completions.create(model="gated", messages=ASK, tools=[WEATHER])
+        assert paused.value.body["code"] == "run_paused"
+    store = oai.server.state.store
+    [run] = store.list_runs(agent="gated")
+    approved = httpx.post(f"{oai.server.url}/v1/runs/{run['id']}/approve", timeout=60,
+                          headers={"Authorization": f"Bearer {oai.api_key}"})
+    assert approved.status_code == 200, approved.text
+    body = approved.json()
+    assert body["status"] == "ok", body
+    weather = "c0" if order == "client call first" else "c1"
+    assert [(c["id"], c["name"], c["client"]) for c in body["tool_calls"] if c["name"] == "get_weather"] == [
+        (weather, "get_weather", True)]
+    events = store.get_events(body["run_id"])
+    assert [(e["name"], e.get("client", False)) for e in events if e["type"] == "tool_call"] == [
+        (name, name == "get_weather") for name, _ in (calls if order == "client call first" else calls[::-1])]
+    assert [(e["name"], e["content"]) for e in events if e["type"] == "tool_result"] == [("clock", "12:30")]
+    assert not [e for e in events if e["type"] == "model_call"]  # the client's result comes first
+
+    oai.script("It is -3 C in Oslo at 12:30.")  # the client runs its call and sends the result, as without the pause
+    [left] = [c for c in body["tool_calls"] if c["client"]]
+    chat = [*ASK, {"role": "assistant", "content": body["output"] or None, "tool_calls": [
+                {"id": left["id"], "type": "function",
+                 "function": {"name": left["name"], "arguments": json.dumps(left["arguments"])}}]},
+            {"role": "tool", "tool_call_id": left["id"], "content": "-3 C and snowing"}]
+    answer = oai.chat.completions.create(model="gated", messages=chat, tools=[WEATHER])
+    assert answer.choices[0].message.content == "It is -3 C in Oslo at 12:30."
+    [conversation] = store.list_conversations()  # the paused one, continued
+    latest = store.list_runs(agent="gated")[0]
+    assert latest["conversation_id"] == conversation["id"]
+    [model_call] = _model_calls(oai, latest["id"])  # the model read the approved clock's result and the client's
+    assert [m["content"] for m in model_call["messages"] if m["role"] == "tool"] == ["12:30", "-3 C and snowing"]
 
 
 def test_streamed_tool_calls_come_as_openai_sends_them(oai) -> None:

@@ -2523,6 +2523,18 @@ export interface components {
             arguments: {
                 [key: string]: unknown;
             };
+            /**
+             * Client
+             * @description a call of the request's own tools (the OpenAI endpoint's client-side functions), left to the client to run, not run here
+             * @default false
+             */
+            client?: boolean;
+            /**
+             * Id
+             * @description the call's id as the model gave it (a client's result answers it)
+             * @default
+             */
+            id?: string;
             /** Name */
             name: string;
         };
