@@ -108,6 +108,11 @@ class InboundSink(Protocol):
         """Remember that the sender opted out (``reason``), or forget it (None); True when that changed something."""
         ...
 
+    def seen(self, channel: str, agent: str, message_id: str) -> bool:
+        """Whether the message with the provider's id ``message_id`` was taken already (accepted, or recorded
+        unanswered): a provider's retry of it, to be taken as it was then, whatever was said since."""
+        ...
+
     def ignore(self, message: Inbound, status: str) -> bool:
         """Record ``message`` in its thread's conversation with ``status`` ('opted out', ...) and answer nothing:
         the console shows what came and why it went unanswered. False for a retry of one recorded already."""

@@ -257,8 +257,13 @@ class TwilioChannel:
     def _take(self, message: Inbound, keyword: str | None, word: str, by_twilio: bool, sink: InboundSink) -> None:
         """Answer, or only record, one message. Twilio answers its keywords itself and refuses every message to a
         sender who sent STOP until they send START (error 21610): such a sender's messages are recorded, unanswered.
-        A retry of the same MessageSid is refused by the sink (and not counted); Twilio still gets the same answer."""
+        A retry of the same MessageSid is taken as the first was (Twilio still gets the same answer): a message
+        ignored as its sender had opted out stays ignored once they send START, and a STOP stays undone."""
         ours, sender = message.ours, message.sender
+        if sink.seen(self.name, self.agent, message.message_id):
+            log.info("twilio channel of %s: %s from %s is a retry of a message taken already", self.agent,
+                     message.message_id, sender)
+            return
         opted = sink.opted_out(self.name, self.agent, ours, sender)
         if keyword == "STOP":
             sink.set_opted_out(self.name, self.agent, ours, sender, word or keyword)

@@ -84,6 +84,9 @@ class StoreSink(InboundSink):
     def set_opted_out(self, channel: str, agent: str, ours: str, sender: str, reason: str | None) -> bool:
         return self.store.set_opt_out(channel, agent, store_key(ours), store_key(sender), reason)
 
+    def seen(self, channel: str, agent: str, message_id: str) -> bool:
+        return self.store.get_channel_message(channel, inbound_id(agent, store_key(message_id))) is not None
+
     def ignore(self, message: Inbound, status: str) -> bool:
         conversation = self.store.thread_conversation(
             message.channel, message.agent, store_key(message.thread),

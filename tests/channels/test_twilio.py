@@ -36,12 +36,14 @@ class MemorySink:
         self.threads: set[int] = set()  # where it was called: never the event loop's (it writes to the store)
         self.opt_outs: dict[tuple[str, str, str, str], str] = {}
         self.ignored: list[tuple[str, str]] = []  # (text, status) of messages recorded, not answered
+        self.ids: set[str] = set()  # the ids of the messages accepted or recorded
 
     def accept(self, message: Inbound) -> bool:
         self.threads.add(threading.get_ident())
         if any(m.message_id == message.message_id for m in self.accepted):
             return False
         self.accepted.append(message)
+        self.ids.add(message.message_id)
         self.times.append(time.time())
         return True
 
@@ -67,9 +69,14 @@ class MemorySink:
             return self.opt_outs.pop(key, None) is not None
         return self.opt_outs.setdefault(key, reason) == reason
 
+    def seen(self, channel: str, agent: str, message_id: str) -> bool:
+        self.threads.add(threading.get_ident())
+        return message_id in self.ids
+
     def ignore(self, message: Inbound, status: str) -> bool:
         self.threads.add(threading.get_ident())
         self.ignored.append((message.text, status))
+        self.ids.add(message.message_id)
         return True
 
 

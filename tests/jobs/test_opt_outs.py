@@ -114,3 +114,32 @@ async def test_a_stop_while_the_agent_answers_leaves_the_message_unanswered_not_
     assert (store.get_job(job["id"])["status"], store.get_job(job["id"])["result"]["status"]) == ("done", "opted_out")
     assert channel.calls == 0
     assert store.get_channel_message("test", "echo:M1")["status"] == "ignored: opted out (STOP)"
+
+
+async def test_a_twilio_retry_of_a_message_ignored_as_opted_out_stays_ignored_after_start(
+        store: Store, tmp_path: Path, monkeypatch) -> None:
+    """STOP, a question (ignored: opted out), START, then Twilio's retry of the question (same MessageSid): the
+    retry was queued and answered, a message the sender wrote while opted out. Now a retry is taken as the first
+    was: the question stays ignored, and a retried STOP does not opt them out again after their START."""
+    from tests.channels.test_twilio import ANN as SENDER
+    from tests.channels.test_twilio import OURS as NUMBER
+    from tests.channels.test_twilio import TOKEN, channel, form, request
+
+    monkeypatch.setenv("TWILIO_TEST_TOKEN", TOKEN)
+    twilio, sink = channel(tmp_path), StoreSink(store)
+
+    async def text(sid: str, body: str) -> None:
+        answer = await twilio.webhook(request(form(MessageSid=sid, Body=body)), sink)  # signed as Twilio signs
+        assert answer.status == 200, answer.body
+
+    stop, question, start = "SM" + "1" * 32, "SM" + "2" * 32, "SM" + "3" * 32
+    await text(stop, "STOP")
+    await text(question, "what time do you open?")
+    await text(start, "START")
+    await text(question, "what time do you open?")  # Twilio's retry, after the START
+    await text(stop, "STOP")  # and a late retry of the STOP
+    assert store.list_jobs(10) == []  # nothing queued for an answer
+    assert store.get_opt_out("twilio", "helper", NUMBER, SENDER) is None
+    [conversation] = store.list_conversations()
+    assert [(m["body"], m["status"]) for m in store.list_channel_messages(conversation["id"])] == [
+        ("STOP", "opted out"), ("what time do you open?", "ignored: opted out (STOP)"), ("START", "opted in")]
