@@ -10,6 +10,7 @@ import typer
 from halguru import __version__
 from halguru.cli import (
     agents_cmd,
+    channels_cmd,
     config_cmd,
     db_cmd,
     deploy_cmd,
@@ -91,6 +92,7 @@ app.add_typer(logs_cmd.app, name="logs")
 app.add_typer(kb_cmd.app, name="kb")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(jobs_cmd.app, name="jobs")
+app.add_typer(channels_cmd.app, name="channels")
 app.add_typer(mcp_cmd.app, name="mcp")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")

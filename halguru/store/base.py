@@ -300,6 +300,10 @@ class Store(Protocol):
         earlier one is kept), or forget it (None: they opted back in); True when that changed something."""
         ...
     def get_opt_out(self, channel: str, agent: str, ours: str, sender: str) -> OptOutRecord | None: ...
+    def list_opt_outs(self, channel: str | None = None, agent: str | None = None, sender: str | None = None,
+                      limit: int = 100) -> list[OptOutRecord]:
+        """The opt-outs, newest first; ``channel``, ``agent`` and ``sender`` narrow them."""
+        ...
 
     # -- schedules -----------------------------------------------------------------------------------------
     def schedule_next(self, schedule_id: str) -> float | None:

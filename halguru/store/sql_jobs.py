@@ -394,6 +394,15 @@ class JobsMixin(SQLBase):
                           "AND sender = ?", [channel, agent, ours, sender])
         return cast(OptOutRecord, rows[0]) if rows else None
 
+    def list_opt_outs(self, channel: str | None = None, agent: str | None = None, sender: str | None = None,
+                      limit: int = 100) -> list[OptOutRecord]:
+        where = [f"{name} = ?" for name, value in (("channel", channel), ("agent", agent), ("sender", sender))
+                 if value is not None]
+        params = [value for value in (channel, agent, sender) if value is not None]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return cast(list[OptOutRecord], self._rows(
+            f"SELECT * FROM channel_opt_outs{clause} ORDER BY since DESC, sender LIMIT ?", [*params, limit]))
+
     # -- schedules -------------------------------------------------------------------------------
     def schedule_next(self, schedule_id: str) -> float | None:
         rows = self._rows("SELECT next_due FROM schedules WHERE id = ?", [schedule_id])

@@ -21,7 +21,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 WAIT_MS = 20_000
 PAGES = {"monitoring": "/admin", "users": "/admin/users", "audit": "/admin/audit", "security": "/admin/security",
-         "analytics": "/admin/analytics", "status": "/admin/status", "jobs": "/admin/jobs"}
+         "analytics": "/admin/analytics", "status": "/admin/status", "jobs": "/admin/jobs",
+         "opt-outs": "/admin/opt-outs"}
 
 
 @pytest.fixture
@@ -234,6 +235,7 @@ def test_every_console_page_is_readable_in_the_system_s_colour_scheme(serve, api
         assert c.post(f"/v1/conversations/{conversation}/messages", json={"content": "hi"}).status_code == 200
     server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
     server.state.store.enqueue_job("run", "echo", {"input": "Summarise the day"}, delay=3600)  # a row, a button
+    server.state.store.set_opt_out("twilio", "echo", "+15550001111", "+15557654321", "STOP")  # and another
     page = _admin_page(browser, server, scheme=scheme)
     pages = {**PAGES, "conversations": "/admin/conversations", "approvals": "/admin/approvals", "jobs": "/admin/jobs",
              "deployments": "/admin/deployments", "conversation": f"/admin/conversations/{conversation}"}

@@ -537,6 +537,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/channels/opt-outs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Json
+         * @description The senders who opted out, newest first (as `halguru channels opt-outs`).
+         */
+        get: operations["list_json_v1_channels_opt_outs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/channels/opt-outs/clear": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Clear Json
+         * @description Let the agent answer the sender again (as `halguru channels clear-opt-out`); audited.
+         */
+        post: operations["clear_json_v1_channels_opt_outs_clear_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/chat/completions": {
         parameters: {
             query?: never;
@@ -1523,6 +1563,33 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** ClearIn */
+        ClearIn: {
+            /** Agent */
+            agent: string;
+            /**
+             * Channel
+             * @default twilio
+             */
+            channel?: string;
+            /**
+             * Number
+             * @description only from this number of ours (default: all)
+             */
+            number?: string | null;
+            /** Sender */
+            sender: string;
+        };
+        /** ClearOut */
+        ClearOut: {
+            /** Cleared */
+            cleared: components["schemas"]["OptOutOut"][];
+            /**
+             * Note
+             * @description what the provider still does on its side
+             */
+            note: string | null;
+        };
         /** ClientTool */
         ClientTool: {
             function: components["schemas"]["FunctionDef"];
@@ -2229,6 +2296,32 @@ export interface components {
              * @description invalid_request_error, authentication_error, permission_error, not_found_error, rate_limit_error or server_error
              */
             type: string;
+        };
+        /** OptOutList */
+        OptOutList: {
+            /** Data */
+            data: components["schemas"]["OptOutOut"][];
+        };
+        /** OptOutOut */
+        OptOutOut: {
+            /** Agent */
+            agent: string;
+            /** Channel */
+            channel: string;
+            /**
+             * Ours
+             * @description the number of ours they wrote to (opt-outs are per number)
+             */
+            ours: string;
+            /**
+             * Reason
+             * @description what said so: the keyword (STOP), or the provider's refusal
+             */
+            reason: string;
+            /** Sender */
+            sender: string;
+            /** Since */
+            since: number;
         };
         /** PendingList */
         PendingList: {
@@ -4444,6 +4537,144 @@ export interface operations {
             };
             /** @description forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_json_v1_channels_opt_outs_get: {
+        parameters: {
+            query?: {
+                channel?: string | null;
+                agent?: string | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OptOutList"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    clear_json_v1_channels_opt_outs_clear_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ClearIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClearOut"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unsupported_type */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -38,6 +38,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("Conversations", "/admin/conversations", "conversations:read_all"),
     ("Approvals", "/admin/approvals", "runs:approve_all"),
     ("Jobs", "/admin/jobs", "jobs:read_all"),
+    ("Opt-outs", "/admin/opt-outs", "conversations:read_all"),
     ("Deployments", "/admin/deployments", "agents:publish"),
     ("Audit", "/admin/audit", "audit:read"),
     ("Users", "/admin/users", "users:manage"),
