@@ -59,3 +59,61 @@ def test_a_call_of_the_callers_tool_ends_the_run_after_the_agents_own(write_agen
         assert "identical answer, event for event" in cli("logs", "replay", done.run_id).output
     assert "get_weather() → left to the client" in cli("logs", "show", result.run_id).output
     assert "tool_result get_weather · from the client · sunny" in cli("logs", "show", after.run_id).output
+
+
+GATED_TOOLS = '''
+import asyncio
+from pathlib import Path
+from halguru import tool
+
+@tool
+async def clock() -> str:
+    """The time of day."""
+    flag = Path(__file__).parent / "hang"
+    if flag.exists():
+        (Path(__file__).parent / "in-clock").touch()
+        await asyncio.sleep(60)
+    return "12:30"
+'''
+
+
+async def test_a_continuation_cut_in_the_approved_call_still_leaves_the_client_its_call(write_agent, tmp_path):
+    """A reply called the caller's get_weather and the agent's clock (under approvals:); approved, the continuation
+    was cut inside clock (a Ctrl-C, a crash), and `halguru runs resume` of it ran get_weather here: "error:
+    unknown tool 'get_weather'". Now the resume leaves it to the caller as the continuation did: it asks for the
+    clock's approval again (whether it ran is unknown), and once approved the run ends with get_weather left."""
+    import asyncio
+
+    from halguru.agents.loader import load_agent
+    from halguru.agents.runtime import collect_result, run
+    from halguru.orchestration import approvals, durable
+
+    script = tmp_path / "script.yaml"
+    script.write_text("- tool_calls: [{id: c0, name: get_weather, arguments: {}}, {id: c1, name: clock, "
+                      "arguments: {}}]\n")
+    folder = write_agent(f"name: desk\nmodel: scripted:{script}\ntools: [clock]\napprovals: [clock]\n", GATED_TOOLS)
+    store = open_store()
+    paused = await collect_result(run(load_agent(folder), "weather and time?", store=store,
+                                      client_tools=ClientTools((WEATHER,))))
+    assert paused.status == "paused"
+    (folder / "hang").touch()
+    cut = asyncio.create_task(collect_result(approvals.resume_events(paused.run_id, store=store)))
+    for _ in range(400):
+        if (folder / "in-clock").exists():
+            break
+        await asyncio.sleep(0.05)
+    cut.cancel()
+    await asyncio.gather(cut, return_exceptions=True)
+    (folder / "hang").unlink()
+    [continuation] = [r for r in store.list_runs(10) if r["id"] != paused.run_id]
+    assert continuation["status"] == "cancelled"
+
+    resumed = await collect_result(durable.resume_events(continuation["id"], store=store))
+    results = [(e.name, e.content) for e in resumed.events if e.type == "tool_result"]
+    assert results == [], results  # before: [('get_weather', "error: unknown tool 'get_weather'; available: clock")]
+    assert resumed.status == "paused"
+    assert [(e.name, e.client) for e in resumed.tool_calls()] == [("get_weather", True)]
+    done = await collect_result(approvals.resume_events(resumed.run_id, store=store))
+    assert done.status == "ok"
+    assert [(e.name, e.client) for e in done.tool_calls()] == [("get_weather", True), ("clock", False)]
+    assert [(e.name, e.content) for e in done.events if e.type == "tool_result"] == [("clock", "12:30")]

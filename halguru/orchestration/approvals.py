@@ -173,7 +173,7 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
                                "here")
         agent = load_agent(row["agent_path"])
     messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
-    resume = Resume(row["run_id"], messages, {call.id: reject}, client_calls=_left_to_client(store, row, call))
+    resume = Resume(row["run_id"], messages, {call.id: reject}, client_calls=left_to_client(store, row["run_id"]))
     saved = store.get_checkpoint(row["run_id"])
     if saved is not None and agent.workflow is not None:  # a workflow goes on from the steps it had finished
         resume.state, resume.checkpoint = saved["state"], saved["label"]
@@ -190,12 +190,20 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
     return row, agent, call, resume
 
 
-def _left_to_client(store: Store, row: ApprovalRecord, call: ToolCallRequest) -> set[str]:
-    """The paused reply's calls of the caller's tools (the OpenAI endpoint's client-side functions), as its
-    ``approval_requested`` recorded them: the continuation leaves them to the caller, not running them here."""
-    asked = next((e for e in store.get_events(row["run_id"])
-                  if e["type"] == "approval_requested" and e["call_id"] == call.id), None)
-    return set(asked.get("client_calls") or ()) if asked is not None else set()
+def left_to_client(store: Store, run_id: str) -> set[str]:
+    """The calls of the caller's own tools (the OpenAI endpoint's client-side functions) that the run's paused
+    reply left to the caller, as its pause recorded them (``approval_requested``), following a continuation or a
+    resume back to that pause: the run that goes on from there leaves them to the caller, not running them."""
+    for _ in range(20):  # a chain of resumes of one turn: a few links at most
+        events = store.get_events(run_id)
+        asked = [e for e in events if e["type"] == "approval_requested" and not e.get("parent_run_id")]
+        if asked:
+            return set(asked[-1].get("client_calls") or ())
+        resumes = events[0].get("metadata", {}).get("resumes") if events else None
+        if not resumes:
+            break
+        run_id = resumes
+    return set()
 
 
 async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *, reject: str | None = None,

@@ -123,7 +123,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
     from halguru.agents.runtime import run
     from halguru.models.base import Message
     from halguru.models.references import check_model
-    from halguru.orchestration.approvals import Resume
+    from halguru.orchestration.approvals import Resume, left_to_client
 
     store = _store(store)
     if isinstance(model, str):  # a model that cannot load is said before the run is claimed
@@ -145,6 +145,8 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
         messages = [Message.model_validate(m) for m in state.get("messages", [])]
         resume = Resume(old["id"], messages or [Message(role="user", content=row["input"])], {},
                         state=state, checkpoint=row["label"])
+        # a continuation after an approval whose reply also called the caller's tools: still the caller's
+        resume.client_calls = await asyncio.to_thread(left_to_client, store, old["id"])
         async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                                 store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]},
                                 owner=old["owner"])) as events:  # the continuation belongs to whoever owned the run
