@@ -94,7 +94,8 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
         try:
             if cut is not None:  # an earlier attempt's team or workflow run: on from its checkpoint, not afresh
                 # (its continuation carries the cut run's job on: the store's ``start_run``)
-                result = await collect_result(resume_events(cut, store=ctx.store, metadata={"job_id": job["id"]}))
+                result = await collect_result(resume_events(cut, store=ctx.store, metadata={"job_id": job["id"]},
+                                                            channel_answer=False))  # the job sends it
             else:
                 result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
                                                   metadata={"job_id": job["id"]}, job_id=job["id"]))

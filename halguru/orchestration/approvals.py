@@ -190,6 +190,21 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
     return row, agent, call, resume
 
 
+def answers_a_decision(store: Store, run_id: str) -> bool:
+    """Whether the run goes on from a decided approval (its continuation, or a resume of one that was cut): its
+    answer is then the paused turn's, which ``resume_events`` would have queued for a channel's conversation."""
+    for _ in range(20):  # a chain of resumes of one turn: a few links at most
+        events = store.get_events(run_id)
+        resumes = events[0].get("metadata", {}).get("resumes") if events else None
+        if not resumes:
+            return False
+        approval = store.find_approval(resumes)
+        if approval is not None and approval["run_id"] == resumes and approval["continued_by"] == run_id:
+            return True
+        run_id = resumes
+    return False
+
+
 def left_to_client(store: Store, run_id: str) -> set[str]:
     """The calls of the caller's own tools (the OpenAI endpoint's client-side functions) that the run's paused
     reply left to the caller, as its pause recorded them (``approval_requested``), following a continuation or a
@@ -236,7 +251,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
                                             {"run_id": row["run_id"], "error": event.is_error})
                 elif event.type == "run_finished" and event.status == "ok" and event.output.strip():
                     # queued before the end is passed on: a reader that stops there does not lose it
-                    await asyncio.to_thread(_answer_on_channel, store, row["conversation_id"], event.output,
+                    await asyncio.to_thread(answer_on_channel, store, row["conversation_id"], event.output,
                                             event.run_id)
                 yield event
     finally:
@@ -244,7 +259,7 @@ async def resume_events(run_id: str, edit_args: dict[str, Any] | None = None, *,
             await asyncio.shield(asyncio.to_thread(store.release_approval, row["run_id"]))
 
 
-def _answer_on_channel(store: Store, conversation_id: str, text: str, run_id: str) -> None:
+def answer_on_channel(store: Store, conversation_id: str, text: str, run_id: str) -> None:
     """A channel's conversation (an SMS's) gets the continuation's answer, once per run: the reply job that
     paused had nothing to send, and every way of deciding (the CLI, the debugger, the server, ``approve`` here,
     `runs resume` of a stalled decision) comes through ``resume_events``."""

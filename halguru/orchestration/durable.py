@@ -115,15 +115,18 @@ def _claim(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:
 
 
 async def resume_events(run_id: str, *, model: str | Model | None = None, store: Store | None = None,
-                        metadata: dict[str, Any] | None = None, by: str | None = None) -> AsyncIterator[Event]:
+                        metadata: dict[str, Any] | None = None, by: str | None = None,
+                        channel_answer: bool = True) -> AsyncIterator[Event]:
     """Continue the interrupted run ``run_id`` from its last checkpoint; stream the continuation's events
     (``metadata`` is added to its ``run_started``, e.g. serve mode's request id; ``by``: who resumed it, for the
-    audit log, None from the CLI)."""
+    audit log, None from the CLI). A run that went on from a decided approval (its continuation, cut) has its
+    answer queued for a channel's conversation, as the decision would have (``channel_answer`` False: the
+    caller sends it, as a reply job does)."""
     from halguru.agents.loader import load_agent
     from halguru.agents.runtime import run
     from halguru.models.base import Message
     from halguru.models.references import check_model
-    from halguru.orchestration.approvals import Resume, left_to_client
+    from halguru.orchestration.approvals import Resume, answer_on_channel, answers_a_decision, left_to_client
 
     store = _store(store)
     if isinstance(model, str):  # a model that cannot load is said before the run is claimed
@@ -147,6 +150,7 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
                         state=state, checkpoint=row["label"])
         # a continuation after an approval whose reply also called the caller's tools: still the caller's
         resume.client_calls = await asyncio.to_thread(left_to_client, store, old["id"])
+        answers = channel_answer and await asyncio.to_thread(answers_a_decision, store, old["id"])
         async with aclosing(run(agent, row["input"], row["conversation_id"], model=model or row["model"],
                                 store=store, resume=resume, metadata={**(metadata or {}), "resumes": old["id"]},
                                 owner=old["owner"])) as events:  # the continuation belongs to whoever owned the run
@@ -154,6 +158,9 @@ async def resume_events(run_id: str, *, model: str | Model | None = None, store:
                 if event.type == "run_started":
                     started = True
                     await asyncio.to_thread(store.set_checkpoint_resumed_by, old["id"], event.run_id)
+                elif event.type == "run_finished" and answers and event.status == "ok" and event.output.strip():
+                    await asyncio.to_thread(answer_on_channel, store, row["conversation_id"], event.output,
+                                            event.run_id)
                 yield event
     finally:
         if not started:  # nothing ran: the run may be resumed again (shielded: a cancelled request still frees it)

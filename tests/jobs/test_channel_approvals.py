@@ -7,6 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import yaml
+
 from halguru.agents.loader import load_agent
 from halguru.agents.runtime import collect_result, run
 from halguru.channels.base import Inbound
@@ -77,4 +79,34 @@ def test_a_stalled_decision_resumed_is_answered_on_the_channel_once(write_agent,
 
     done = asyncio.run(both())
     assert [r.output for r in done if not isinstance(r, BaseException)] == ["Refunded A1."]
+    assert answers(store) == [("Refunded A1.", ANN)]
+
+
+def test_an_approved_continuation_cut_while_answering_and_resumed_is_answered_on_the_channel(
+        write_agent, tmp_path: Path) -> None:
+    """Approved, the refund ran and the continuation was cut while the model wrote the answer (Ctrl-C, a server
+    shutdown); `halguru runs resume` of it wrote 'Refunded A1.' into the conversation, and the person who texted
+    never got it: only the decision's own continuation queued the answer."""
+    store = open_store()
+    run_id = paused_sms(write_agent, tmp_path, store)
+    (tmp_path / "script.yaml").write_text(yaml.safe_dump([{"text": " ".join(["Refunded"] * 200),
+                                                           "token_delay": 0.05}]))
+
+    async def cut() -> str:
+        task = asyncio.create_task(collect_result(approvals.resume_events(run_id, store=store)))
+        for _ in range(400):  # until the continuation's model call (after the refund) is under way
+            runs = [r for r in store.list_runs(10) if r["id"] != run_id]
+            if runs and any(e["type"] == "model_call" for e in store.get_events(runs[0]["id"])):
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        [continuation] = [r for r in store.list_runs(10) if r["id"] != run_id]
+        return continuation["id"]
+
+    continuation = asyncio.run(cut())
+    assert store.get_run(continuation)["status"] == "cancelled" and answers(store) == []
+    (tmp_path / "script.yaml").write_text("- Refunded A1.\n")
+    resumed = asyncio.run(collect_result(durable.resume_events(continuation, store=store)))
+    assert resumed.output == "Refunded A1."
     assert answers(store) == [("Refunded A1.", ANN)]
