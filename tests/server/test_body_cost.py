@@ -21,39 +21,33 @@ def _error(response: httpx.Response) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", ["/v1/conversations", "/v1/chat/completions", "/v1/keys"])
-def test_an_anonymous_caller_gets_401_before_its_body_is_read(serve, traced, path: str) -> None:
+def test_an_anonymous_caller_gets_401_before_its_body_is_read(serve, least_rise, path: str) -> None:
     server = serve()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.get("/healthz")
-        traced()
-        response = client.post(path, content=MANY, headers=JSON)
-        peak = traced()
+        response, peak = least_rise(lambda: client.post(path, content=MANY, headers=JSON))
     assert response.status_code == 401
     assert "API key" in _error(response)["message"]
     assert peak < 4_000_000, f"refusing an anonymous 1 MB body took {peak / 1e6:.1f} MB"
 
 
-def test_a_bad_key_gets_401_before_its_body_is_read(serve, traced) -> None:
+def test_a_bad_key_gets_401_before_its_body_is_read(serve, least_rise) -> None:
     server = serve()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.get("/healthz")
-        traced()
-        response = client.post("/v1/conversations", content=MANY,
-                               headers={**JSON, "Authorization": "Bearer hg_not_a_key"})
-        peak = traced()
+        response, peak = least_rise(lambda: client.post("/v1/conversations", content=MANY,
+                               headers={**JSON, "Authorization": "Bearer hg_not_a_key"}))
     assert response.status_code == 401 and "invalid key" in _error(response)["message"]
     assert peak < 4_000_000, f"refusing a bad key's 1 MB body took {peak / 1e6:.1f} MB"
 
 
-def test_a_body_of_too_many_json_values_is_413_before_it_is_parsed(serve, api_key, traced) -> None:
+def test_a_body_of_too_many_json_values_is_413_before_it_is_parsed(serve, api_key, least_rise) -> None:
     server = serve()
     headers = {**JSON, "Authorization": f"Bearer {api_key()}"}
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.get("/healthz")
         for path, extra in (("/v1/conversations", headers), ("/chat/api/conversations", JSON)):  # a key; anyone
-            traced()
-            response = client.post(path, content=MANY, headers=extra)
-            peak = traced()
+            response, peak = least_rise(lambda path=path, extra=extra: client.post(path, content=MANY, headers=extra))
             assert response.status_code == 413, response.text
             assert "50000 (HALGURU_SERVE_MAX_JSON_ITEMS)" in _error(response)["message"]
             assert peak < 4_000_000, f"{path}: refusing 1 MB of JSON values took {peak / 1e6:.1f} MB"
@@ -76,7 +70,7 @@ def test_the_largest_chats_and_messages_a_server_takes_still_pass(serve, api_key
         assert sent.status_code == 200, sent.text
 
 
-def test_a_sign_in_form_posted_with_files_is_400_before_they_are_read(serve, traced) -> None:
+def test_a_sign_in_form_posted_with_files_is_400_before_they_are_read(serve, least_rise) -> None:
     """No page of ours uploads a file: a form of 999 file parts (each a spooled file object, ~2.8 MB a request,
     +56 MiB RSS for 20 at once) is refused at its first file part."""
     server = serve()
@@ -85,24 +79,20 @@ def test_a_sign_in_form_posted_with_files_is_400_before_they_are_read(serve, tra
     form = f"{parts}--b0--\r\n".encode()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.get("/healthz")
-        traced()
-        response = client.post("/auth/login", content=form,
-                               headers={"content-type": "multipart/form-data; boundary=b0", "origin": server.url})
-        peak = traced()
+        response, peak = least_rise(lambda: client.post("/auth/login", content=form,
+                               headers={"content-type": "multipart/form-data; boundary=b0", "origin": server.url}))
     assert response.status_code == 400 and "files" in _error(response)["message"], response.text
     assert peak < 1_500_000, f"refusing a form of 999 files took {peak / 1e6:.1f} MB"
 
 
-def test_a_webhook_form_of_too_many_fields_is_refused_before_it_is_split(serve, traced) -> None:
+def test_a_webhook_form_of_too_many_fields_is_refused_before_it_is_split(serve, least_rise) -> None:
     """A provider's webhook form has tens of fields; 120,000 were split on the event loop (~0.5 s and ~15 MB each:
     50 at once held every other request for 28 s) before the signature check refused them."""
     server = serve()
     form = "&".join(f"k{i}=" for i in range(120_000)).encode()[:999_000]
     with httpx.Client(base_url=server.url, timeout=30) as client:
         client.get("/healthz")
-        traced()
-        response = client.post("/channels/twilio/echo", content=form,
-                               headers={"content-type": "application/x-www-form-urlencoded"})
-        peak = traced()
+        response, peak = least_rise(lambda: client.post("/channels/twilio/echo", content=form,
+                               headers={"content-type": "application/x-www-form-urlencoded"}))
     assert response.status_code == 403 and "no valid signature" in _error(response)["message"]
     assert peak < 4_000_000, f"refusing a form of 120,000 fields took {peak / 1e6:.1f} MB"
