@@ -66,6 +66,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "message_keys": ("owner", "conversation_id", "key", "request_hash", "status", "run_id", "created"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
+DERIVED = ("analytics_days", "analytics_marks")
+"""Tables computed from the others (``sql_analytics``): not copied; the target computes its own again."""
 BATCH = 1000  # rows a copy reads and inserts at a time
 
 
@@ -176,7 +178,7 @@ def _copy(src: SQLBase, dst: SQLBase, *, force: bool, rate_hits: bool) -> dict[s
         if held and not force:
             listed = ", ".join(f"{t} ({n})" for t, n in held.items())
             raise StoreError(f"{dst.location} already holds rows: {listed}; give --force to replace them")
-        for table in reversed(TABLES):  # children first (foreign keys)
+        for table in [*reversed(TABLES), *DERIVED]:  # children first (foreign keys)
             write.execute(f"DELETE FROM {table}")
         for table in tables:
             copied[table] = _copy_table(read, write, table, TABLES[table])

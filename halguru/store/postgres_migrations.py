@@ -240,8 +240,17 @@ def pg016_message_text(conn: Any) -> None:
     conn.execute(f"CREATE INDEX conversation_titles ON conversations USING gin (({fold.format('title')}) gin_trgm_ops)")
 
 
+def pg017_analytics_days(conn: Any) -> None:
+    """SQLite's m024: each closed day's analytics kept, and the triggers (plpgsql) that mark a day changed."""
+    from halguru.store.sql_analytics import postgres_statements
+
+    for statement in postgres_statements():
+        conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
-                                           pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text]
+                                           pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
+                                           pg017_analytics_days]

@@ -1,5 +1,6 @@
 """Aggregates over runs for the admin console (either backend): per-agent numbers, latency percentiles, a
-timeline, a latency histogram, the last error of each agent and daily counts. Each is one query that the
+timeline, a latency histogram, the last error of each agent (the analytics page's daily
+counts: ``sql_analytics``). Each is one query that the
 database answers from its indexes (``runs_started``, ``runs_status``) without sending the rows over, so the
 monitoring page stays fast with many stored runs (scripts/bench/bench_console.py measures it).
 
@@ -12,20 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from halguru.store.sql_base import SQLBase
+from halguru.store.sql_analytics import ERR as _ERR
+from halguru.store.sql_analytics import FLOOR as _FLOOR
+from halguru.store.sql_analytics import SUM as _SUM
+from halguru.store.sql_analytics import AnalyticsMixin
 
 ERROR_STATUSES = ("failed", "interrupted")
 """What counts as an error in the console's numbers (``limited`` and ``cancelled`` are outcomes, not faults)."""
-_ERR = "CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END"
-_FLOOR = "(CAST({x} AS INTEGER) - CASE WHEN CAST({x} AS INTEGER) > {x} THEN 1 ELSE 0 END)"
 _REFUSED = "error: unknown tool '"  # a tool result's start when the loop refused a call (loop.py)
-_SUM = "CAST(sum({}) AS BIGINT)"  # PostgreSQL's sum of a BIGINT column is NUMERIC (a Decimal in Python)
 _TOKENS = f"{_SUM.format('prompt_tokens')} AS prompt_tokens, {_SUM.format('completion_tokens')} AS completion_tokens"
 LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 """The latency histogram's upper bounds (ms); one more bucket holds the rest."""
 
 
-class StatsMixin(SQLBase):
+class StatsMixin(AnalyticsMixin):
     """Read-only aggregates of ``runs`` (a finished run has ``duration_ms``; running ones count as runs)."""
 
     def agent_stats(self, since: float) -> list[dict[str, Any]]:
@@ -84,18 +85,6 @@ class StatsMixin(SQLBase):
             "AND started >= ?) t WHERE rn = 1", (since,))
         return {row["agent"]: row for row in rows}
 
-    def daily_runs(self, since: float) -> list[dict[str, Any]]:
-        """Per UTC day (``day``: days since the epoch) and agent: runs, ok, errors, limited, conversations,
-        tokens."""
-        day = _FLOOR.format(x="(started / 86400.0)")
-        return self._rows(
-            f"SELECT day, agent, count(*) AS runs, sum(ok) AS ok, sum(err) AS errors, sum(lim) AS limited, "
-            f"count(DISTINCT conversation_id) AS conversations, {_SUM.format('tokens')} AS tokens FROM (SELECT "
-            f"{day} AS day, agent, conversation_id, {_ERR} AS err, "
-            "CASE WHEN status = 'ok' THEN 1 ELSE 0 END AS ok, CASE WHEN status = 'limited' THEN 1 ELSE 0 END "
-            "AS lim, prompt_tokens + completion_tokens AS tokens FROM runs WHERE started >= ?) t "
-            "GROUP BY day, agent ORDER BY day, agent", (since,))
-
     def event_counts(self, since: float, types: Sequence[str]) -> list[dict[str, Any]]:
         """Events of ``types`` since ``since`` by type and run agent (tool calls, handoffs, refusals...)."""
         marks = ",".join("?" * len(types))
@@ -113,34 +102,3 @@ class StatsMixin(SQLBase):
             "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE ? "
             "AND replace(e.data, ?, '') <> e.data)) ORDER BY e.ts DESC LIMIT ?",
             (since, f"%{_REFUSED}%", _REFUSED, limit))
-
-    def daily_messages(self, since: float) -> list[dict[str, Any]]:
-        """Per UTC day, channel (``api``: no channel thread) and agent: messages, the user's among them, and
-        the conversations they were in."""
-        day = _FLOOR.format(x="(m.created / 86400.0)")
-        return self._rows(
-            f"SELECT {day} AS day, coalesce(t.channel, 'api') AS channel, c.agent, count(*) AS messages, "
-            "sum(CASE WHEN m.role = 'user' THEN 1 ELSE 0 END) AS user_messages, "
-            "count(DISTINCT m.conversation_id) AS conversations FROM messages m "
-            "JOIN conversations c ON c.id = m.conversation_id LEFT JOIN (SELECT conversation_id, min(channel) "
-            "AS channel FROM channel_threads GROUP BY conversation_id) t ON t.conversation_id = m.conversation_id "
-            "WHERE m.created >= ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (since,))
-
-    def top_tools(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
-        """The tools called most since ``since`` (their results in the conversations), with the agent."""
-        return self._rows(
-            "SELECT m.name AS tool, c.agent, count(*) AS calls FROM messages m JOIN conversations c "
-            "ON c.id = m.conversation_id WHERE m.role = 'tool' AND m.created >= ? GROUP BY m.name, c.agent "
-            "ORDER BY calls DESC, tool, agent LIMIT ?", (since, limit))
-
-    def token_use(self, since: float) -> list[dict[str, Any]]:
-        """Tokens in and out per agent and model since ``since``."""
-        return self._rows(
-            f"SELECT agent, model, {_TOKENS} FROM runs WHERE started >= ? GROUP BY agent, model "
-            "ORDER BY agent, model", (since,))
-
-    def handoff_events(self, since: float, limit: int = 5000) -> list[dict[str, Any]]:
-        """The handoff events since ``since`` (their JSON ``data`` names from and to), newest first."""
-        return self._rows(
-            "SELECT e.data FROM events e JOIN runs r ON r.id = e.run_id WHERE r.started >= ? AND "
-            "e.type = 'handoff' ORDER BY e.ts DESC LIMIT ?", (since, limit))
