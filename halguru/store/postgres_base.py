@@ -181,6 +181,7 @@ class PostgresBase(SQLBase):
     # the columns are COLLATE "C" (byte order), whose lower() folds ASCII only: the database's own locale folds,
     # where its server has no ICU (else ICU's root locale does: ``_fold``)
     FOLD = 'lower({} COLLATE "default")'
+    PER_ROW = " OFFSET 0"  # else the planner hashed every message holding a common word first (1-2 s with 100,000)
     SPLIT_AGENTS = False  # its planner walks conversations_updated backwards for an agent IN (...) listing
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE):

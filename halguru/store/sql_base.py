@@ -127,6 +127,7 @@ class SQLBase:
     SKIP_LOCKED = ""  # appended to the claim's SELECT: concurrent claimers pass over each other's rows
     WRITE_PAUSE = 0.0  # seconds a write done in several transactions (a prune) waits between two of them
     SPLIT_AGENTS = True  # a listing reads each agent's newest conversations apart (``newest_conversations``)
+    PER_ROW = ""  # ends a correlated EXISTS that must be tested row by row (``search_conversations``' common word)
     FOLD = "lower({})"  # SQL lower-casing a text column as Python's str.lower does (search), beyond ASCII
 
     def _text_sources(self, text: str) -> list[tuple[str, list[Any]]]:

@@ -26,6 +26,9 @@ _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_exp
                 "ELSE r.status END FROM runs r WHERE r.conversation_id = c.id ORDER BY r.started DESC LIMIT 1)")
 _CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
 CANDIDATES = 1000
+WALK = 2000
+"""A common word's search tests the newest this many conversations first, each by its own messages (the index
+on ``conversation_id``), and reads the word's every message only when they hold less than a page."""
 """Past this many conversations that may have a searched status or text, a search walks the conversations newest
 first (a common status or word fills a page at once) rather than testing each of them."""
 NO_CHANNEL = "api"
@@ -87,13 +90,27 @@ class ConsoleMixin(SQLBase):
         if status:
             clauses.append(f"{_LAST_STATUS} = ?")
             params.extend([now, status])
-        if pattern is not None:
-            clauses.append(f"({self.FOLD.format('c.title')} LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
-                           f"WHERE m.conversation_id = c.id AND {self.FOLD.format('m.content')} LIKE ? ESCAPE '\\'))")
-            params.extend([pattern, pattern])
         keyset, values = after_position(after)
+        if pattern is not None:
+            held = (f"({self.FOLD.format('c.title')} LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE "
+                    f"m.conversation_id = c.id AND {self.FOLD.format('m.content')} LIKE ? ESCAPE '\\'{self.PER_ROW}))")
+            if candidates is None and self.PER_ROW:  # a common word: the newest WALK first (SQLite walks anyway)
+                window, window_params = newest_conversations(agents, [*clauses, *keyset], [*params, *values], WALK,
+                                                             split=self.SPLIT_AGENTS)
+                rows = self._found(f"SELECT * FROM ({window}) c WHERE {held}", [*window_params, pattern, pattern],
+                                   pattern, now, limit)
+                if len(rows) == limit:
+                    return rows
+            clauses.append(held.replace(self.PER_ROW, ""))
+            params.extend([pattern, pattern])
         newest, newest_params = newest_conversations(agents, [*clauses, *keyset], [*params, *values], limit,
                                                        split=self.SPLIT_AGENTS)
+        return self._found(newest, newest_params, pattern, now, limit)
+
+    def _found(self, newest: str, newest_params: Sequence[Any], pattern: str | None, now: float,
+               limit: int) -> list[ConversationFound]:
+        """The page of ``newest`` (a derived table of conversations ``c``, newest first) with each one's message
+        count, last status, channel and first message holding ``pattern``."""
         match = (f"(SELECT m.content FROM messages m WHERE m.conversation_id = c.id AND "
                  f"{self.FOLD.format('m.content')} LIKE ? ESCAPE '\\' ORDER BY m.seq LIMIT 1)") if pattern is not None \
             else "NULL"
