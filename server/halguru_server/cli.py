@@ -50,7 +50,9 @@ def run_server(config: Path | None, **options: Any) -> None:
     typer.echo(f"halguru serve: {len(settings.agents)} agent project(s)"
                f"{', and the agents published to it' if settings.published_only else ''}{everywhere}\n"
                f"  API      {base}/v1   (docs {base}/swagger, OpenAPI {base}/openapi.json)\n"
-               f"  web chat {base}/chat/\n  status   {base}/status   metrics {base}/metrics\n"
+               f"  web chat {base}/chat/\n  console  {base}/admin   "
+               f"({'open in dev mode' if settings.dev else f'operators and admins: sign in at {base}/auth/login'})\n"
+               f"  status   {base}/status   metrics {base}/metrics\n"
                + (f"  worker   in-process, {settings.worker_concurrency} job(s) at a time (jobs, schedules, "
                   "channel replies)" if settings.worker else "  worker   off (--no-worker): run `halguru worker`")
                + ("\n  dev mode: no API keys (loopback only)" if settings.dev else "")

@@ -227,6 +227,35 @@ def test_port_0_serves_on_the_free_port_its_banner_names(halguru_cmd, subprocess
         proc.wait(30)
 
 
+def test_banner_names_the_admin_console_and_each_page_it_names_opens(halguru_cmd, subprocess_env, agents_dir):
+    """A newcomer found the API, Swagger, the web chat and /status in the banner, but not the admin console:
+    nothing said it was at /admin. The banner now names it, and every page the banner names answers."""
+    import re
+
+    proc = subprocess.Popen([*halguru_cmd, "serve", str(agents_dir), "--dev", "--port", "0"], env=subprocess_env,
+                            text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(6)]
+        banner = "".join(line for line in lines if not line.startswith("{"))
+        assert re.search(r"console +http://127\.0\.0\.1:\d+/admin ", banner), banner
+        urls = [url for url in re.findall(r"http://127\.0\.0\.1:\d+[^\s,)]*", banner) if not url.endswith("/v1")]
+        assert len(urls) == 6, banner  # the API's base URL is no page: /swagger documents it
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(urls[0])
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None, banner
+                time.sleep(0.1)
+        answers = {url: httpx.get(url, follow_redirects=True).status_code for url in urls}
+        assert set(answers.values()) == {200}, answers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
 def test_workers_metrics_count_every_workers_requests(halguru_cmd, subprocess_env, agents_dir, tmp_path):
     """With ``--workers 2`` a scrape is answered by one worker: each showed only its own counters, so the totals
     jumped between scrapes. Every scrape now has both workers' requests, and the shared folder goes with serve."""
