@@ -37,3 +37,14 @@ def test_logs_show_replay_and_export_take_last(cli, write_agent, tmp_path: Path)
 def test_last_with_no_run_yet_is_one_line(cli_error) -> None:
     line = cli_error("logs", "show", "last")
     assert "no run yet" in line and "halguru run" in line
+
+
+def test_replaying_a_run_still_running_says_so(cli_error, halguru_home: Path) -> None:
+    """`halguru logs replay last` while a `halguru run` still answered in another terminal said the run 'has no
+    recorded events to open or replay', as of a broken run; it is only not done yet."""
+    from halguru.store import open_store
+
+    open_store().start_run("run_busy", "conv_busy", "echoer", "scripted", "a long question")  # the CLI's store
+    for reference in ("last", "run_busy"):
+        line = cli_error("logs", "replay", reference)
+        assert line == "Error: run run_busy is still running: open or replay it once it has finished", line

@@ -81,6 +81,8 @@ def load_run(store: TraceStore, run_id: str) -> StoredRun:
     except (ValueError, TypeError) as exc:
         raise StoreError(f"run {run['id']} has a corrupt event in the trace store: "
                          f"{str(exc).splitlines()[0]}") from None
+    if not events and run.get("status") == "running":  # its events are stored as it goes on, or when it ends
+        raise StoreError(f"run {run['id']} is still running: open or replay it once it has finished")
     if not events or not isinstance(events[0], RunStarted):
         raise StoreError(f"run {run['id']} has no recorded events to open or replay")
     checkpoint = store.get_checkpoint(run["id"])
