@@ -153,3 +153,18 @@ def test_plugins_new_refuses_a_name_whose_plugin_could_never_load(tmp_path, monk
     with pytest.raises(HalguruError) as refused:
         write_plugin(name, tmp_path)
     assert str(refused.value) == said and [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+def test_plugins_new_says_how_to_get_pytest_which_halguru_does_not_bring(cli, tmp_path: Path) -> None:
+    """A newcomer with `pip install halguru` ran `pytest` in the new plugin as it said: there is no pytest in
+    that venv (command not found, or another Python's pytest, which cannot import halguru). The package now has
+    a `test` extra with pytest, and what it prints and its README install that extra before `pytest`."""
+    import tomllib
+
+    said = " ".join(cli("plugins", "new", "weather", "--dir", str(tmp_path)).stdout.split())
+    folder = tmp_path / "halguru-weather"
+    assert f"`pip install -e '{folder}[test]'` installs it and pytest" in said
+    extras = tomllib.loads((folder / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [req.split(">")[0] for req in extras["test"]] == ["pytest"]
+    readme = (folder / "README.md").read_text()
+    assert readme.index("pip install -e '.[test]'") < readme.index("\npytest ")

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
         from halguru.plugins.scaffold import write_plugin
 
         folder = write_plugin(name, directory)
-        typer.echo(f"Wrote {folder}: `pytest` in it runs its test; `pip install -e {folder}` installs it "
-                   "(then `halguru plugins`, `halguru tools`).")
+        typer.echo(f"Wrote {folder}: `pip install -e '{folder}[test]'` installs it and pytest (then `halguru "
+                   "plugins`, `halguru tools`; `pytest` in it runs its test).")
 
     app.add_typer(group, name="plugins")
 

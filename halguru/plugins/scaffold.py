@@ -1,8 +1,8 @@
 """``halguru plugins new NAME``: a small, installable plugin package to start from.
 
 It holds a pyproject with the ``halguru`` entry point, one example tool and a test that loads the plugin
-without installing it (the ``halguru_plugin`` pytest fixture), so ``pytest`` passes in it at once and
-``pip install -e .`` makes ``halguru tools`` list the tool.
+without installing it (the ``halguru_plugin`` pytest fixture); ``pip install -e '.[test]'`` makes ``halguru tools``
+list the tool and brings pytest, which a plain ``pip install halguru`` does not, so ``pytest`` passes in it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ version = "0.1.0"
 description = "A halguru plugin: the {tool} tool."
 requires-python = ">=3.11"
 dependencies = ["halguru"]
+
+[project.optional-dependencies]
+test = ["pytest>=8"]  # halguru's own install has no pytest: `pip install -e '.[test]'`, then `pytest`
 
 [project.entry-points.halguru]
 {name} = "{module}"
@@ -90,8 +93,8 @@ README = """\
 A halguru plugin (entry point `{name}`) giving agents the `{tool}` tool.
 
 ```bash
-pip install -e .          # then: halguru plugins, halguru tools
-pytest                    # loads the plugin without installing it (halguru_plugin fixture)
+pip install -e '.[test]'  # the plugin and pytest; then: halguru plugins, halguru tools
+pytest                    # runs its test (the halguru_plugin fixture loads the plugin)
 ```
 
 An agent allows the tool with `tools: [{tool}]` in its agent.yaml.
