@@ -27,7 +27,9 @@ LATENCY_BOUNDS_MS = (100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
 
 
 class StatsMixin(AnalyticsMixin):
-    """Read-only aggregates of ``runs`` (a finished run has ``duration_ms``; running ones count as runs)."""
+    """Read-only aggregates of ``runs`` (a finished run has ``duration_ms``; running ones count as runs), leaving
+    out ``halguru test``'s runs as ``halguru logs`` does: a conversation test's deliberate failures are not the
+    service's errors."""
 
     def agent_stats(self, since: float) -> list[dict[str, Any]]:
         """Per agent, runs started since ``since``: runs, errors, ok, limited, running, tokens in and out, the
@@ -38,7 +40,7 @@ class StatsMixin(AnalyticsMixin):
             "sum(CASE WHEN status = 'limited' THEN 1 ELSE 0 END) AS limited, "
             "sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running, "
             f"{_TOKENS}, avg(duration_ms) AS mean_ms, max(started) AS last_started "
-            "FROM runs WHERE started >= ? GROUP BY agent ORDER BY agent", (since,))
+            "FROM runs WHERE started >= ? AND test = 0 GROUP BY agent ORDER BY agent", (since,))
 
     def run_percentiles(self, since: float, quantiles: Sequence[float] = (0.5, 0.95)) -> dict[str, list[float]]:
         """Per agent, the duration (ms) at each quantile (nearest rank) of the runs finished since ``since``."""
@@ -46,7 +48,8 @@ class StatsMixin(AnalyticsMixin):
         rows = self._rows(
             "SELECT agent, n, rn, duration_ms FROM (SELECT agent, duration_ms, "
             "ROW_NUMBER() OVER (PARTITION BY agent ORDER BY duration_ms) AS rn, "
-            "COUNT(*) OVER (PARTITION BY agent) AS n FROM runs WHERE started >= ? AND duration_ms IS NOT NULL) t "
+            "COUNT(*) OVER (PARTITION BY agent) AS n FROM runs WHERE started >= ? AND test = 0 "
+            "AND duration_ms IS NOT NULL) t "
             f"WHERE {ranks} ORDER BY agent, rn", (since,))
         found: dict[str, dict[int, float]] = {}
         for row in rows:
@@ -63,7 +66,7 @@ class StatsMixin(AnalyticsMixin):
         bucket = _FLOOR.format(x="((started - ?) / ?)")
         return self._rows(
             f"SELECT bucket, count(*) AS runs, sum(err) AS errors FROM (SELECT {bucket} AS bucket, {_ERR} AS err "
-            "FROM runs WHERE started >= ?) t GROUP BY bucket ORDER BY bucket",
+            "FROM runs WHERE started >= ? AND test = 0) t GROUP BY bucket ORDER BY bucket",
             (since, bucket_s, since, bucket_s, since, bucket_s, since))
 
     def latency_histogram(self, since: float, bounds: Sequence[int] = LATENCY_BOUNDS_MS) -> list[int]:
@@ -71,7 +74,7 @@ class StatsMixin(AnalyticsMixin):
         cases = " ".join(f"WHEN duration_ms <= {int(b)} THEN {i}" for i, b in enumerate(bounds))
         rows = self._rows(
             f"SELECT CASE {cases} ELSE {len(bounds)} END AS bucket, count(*) AS runs FROM runs "
-            "WHERE started >= ? AND duration_ms IS NOT NULL GROUP BY 1", (since,))
+            "WHERE started >= ? AND test = 0 AND duration_ms IS NOT NULL GROUP BY 1", (since,))
         counts = [0] * (len(bounds) + 1)
         for row in rows:
             counts[int(row["bucket"])] = int(row["runs"])
@@ -82,7 +85,7 @@ class StatsMixin(AnalyticsMixin):
         rows = self._rows(
             "SELECT agent, id, error, started FROM (SELECT agent, id, error, started, ROW_NUMBER() OVER "
             "(PARTITION BY agent ORDER BY started DESC) AS rn FROM runs WHERE status IN ('failed', 'interrupted') "
-            "AND started >= ?) t WHERE rn = 1", (since,))
+            "AND started >= ? AND test = 0) t WHERE rn = 1", (since,))
         return {row["agent"]: row for row in rows}
 
     def event_counts(self, since: float, types: Sequence[str]) -> list[dict[str, Any]]:
@@ -90,7 +93,7 @@ class StatsMixin(AnalyticsMixin):
         marks = ",".join("?" * len(types))
         return self._rows(
             f"SELECT e.type, r.agent, count(*) AS n FROM events e JOIN runs r ON r.id = e.run_id "
-            f"WHERE r.started >= ? AND e.type IN ({marks}) GROUP BY e.type, r.agent", (since, *types))
+            f"WHERE r.started >= ? AND r.test = 0 AND e.type IN ({marks}) GROUP BY e.type, r.agent", (since, *types))
 
     def refused_tool_calls(self, since: float, limit: int = 100) -> list[dict[str, Any]]:
         """Tool calls refused since ``since``, newest first: a human's rejection (``approval_rejected``) or a
@@ -99,6 +102,6 @@ class StatsMixin(AnalyticsMixin):
         "Unknown tool" error counted there only); ``data`` is the event's JSON text."""
         return self._rows(
             "SELECT e.ts, e.type, e.run_id, r.agent, e.data FROM events e JOIN runs r ON r.id = e.run_id "
-            "WHERE r.started >= ? AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' AND e.data LIKE ? "
-            "AND replace(e.data, ?, '') <> e.data)) ORDER BY e.ts DESC LIMIT ?",
+            "WHERE r.started >= ? AND r.test = 0 AND (e.type = 'approval_rejected' OR (e.type = 'tool_result' "
+            "AND e.data LIKE ? AND replace(e.data, ?, '') <> e.data)) ORDER BY e.ts DESC LIMIT ?",
             (since, f"%{_REFUSED}%", _REFUSED, limit))

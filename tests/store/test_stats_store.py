@@ -47,6 +47,21 @@ def test_agent_numbers_percentiles_timeline_histogram_and_last_error(store, raw_
     assert store.agent_stats(start + 100) == [] and store.run_percentiles(start + 100) == {}
 
 
+def test_halguru_test_s_runs_are_left_out_as_halguru_logs_leaves_them(store, raw_sql) -> None:
+    """A conversation test's run (deliberately failing, say) counted in the monitoring page's runs and errors
+    while ``halguru logs`` left it out: 8 runs there against 5 in the logs."""
+    start = 1_700_000_000.0
+    _runs(raw_sql, start)
+    raw_sql("UPDATE runs SET test = 1 WHERE id IN ('ra04', 'ra05', 'rb0')")  # as finish_run marks them
+    stats = {r["agent"]: r for r in store.agent_stats(start - 1)}
+    assert (stats["a"]["runs"], stats["a"]["errors"], stats["b"]["runs"]) == (18, 3, 2)
+    assert sum(store.latency_histogram(start - 1)) == 19
+    assert sum(r["runs"] for r in store.run_timeline(start - 0.5, 10.0)) == 20
+    assert store.run_percentiles(start - 1)["b"] == [40000.0, 40000.0]
+    raw_sql("UPDATE runs SET test = 1 WHERE id = 'ra19'")
+    assert store.last_errors(start - 1)["a"]["id"] == "ra14"  # the newest failure not a test's
+
+
 def test_messages_tools_tokens_handoffs_and_refused_calls(store) -> None:
     now = time.time()
     store.create_conversation("conv_1", "desk", "t")
