@@ -88,13 +88,6 @@ class StatsMixin(AnalyticsMixin):
             "AND started >= ? AND test = 0) t WHERE rn = 1", (since,))
         return {row["agent"]: row for row in rows}
 
-    def event_counts(self, since: float, types: Sequence[str]) -> list[dict[str, Any]]:
-        """Events of ``types`` since ``since`` by type and run agent (tool calls, handoffs, refusals...)."""
-        marks = ",".join("?" * len(types))
-        return self._rows(
-            f"SELECT e.type, r.agent, count(*) AS n FROM events e JOIN runs r ON r.id = e.run_id "
-            f"WHERE r.started >= ? AND r.test = 0 AND e.type IN ({marks}) GROUP BY e.type, r.agent", (since, *types))
-
     def refused_tool_calls(self, since: float, limit: int = 100) -> list[dict[str, Any]]:
         """Tool calls refused since ``since``, newest first: a human's rejection (``approval_rejected``) or a
         tool outside the agent's allow-list (its ``tool_result`` is the loop's "error: unknown tool 'NAME'"; the
