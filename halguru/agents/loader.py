@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -280,7 +281,17 @@ def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
                                  f"tools{did_you_mean(name, tools)} ({', '.join(tools) or 'none'})")
     agent = _with_knowledge_tool(Agent(spec=spec, tools=tools, path=folder))
     _load_driver(agent, agent_file, skip=() if with_team else ("team",))
+    _LOADED[id(agent)] = agent
     return agent
+
+
+_LOADED: weakref.WeakValueDictionary[int, Agent] = weakref.WeakValueDictionary()  # those loaded and still held
+
+
+def folders_in_use() -> list[Path]:
+    """The folders of the agents loaded in this process that are still held (served, or a run in flight on one):
+    a server removing a deleted version's folder spares these (a run may still read its files)."""
+    return [agent.path.resolve() for agent in list(_LOADED.values()) if agent.path is not None]
 
 
 def _check_instructions_file(path: Path, agent_file: Path, named: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import secrets
@@ -69,6 +70,7 @@ class AgentRegistry(Mapping[str, ServedAgent]):
         self.deployed: dict[str, Deployed] = {}
         self._lock = threading.Lock()
         self.listeners: list[Callable[[], None]] = []  # told after a swap (the worker: schedules, channels)
+        self.swept = -SWEEP_EVERY_S  # when ``sweep_deleted`` last looked (monotonic): never yet
 
     def __getitem__(self, name: str) -> ServedAgent:
         return self._agents[name]
@@ -141,6 +143,48 @@ def sweep_incoming() -> None:
         with contextlib.suppress(OSError):
             if entry.stat().st_mtime < limit:
                 shutil.rmtree(entry)
+
+
+SWEEP_EVERY_S = 60.0  # how often a replica looks for folders of versions deleted from the store
+
+
+def sweep_deleted(store: Store, agents: AgentRegistry) -> list[Path]:
+    """Remove the unpacked folders of versions no longer in the store (deleted on another replica: a publish past
+    ``deployments_keep``, `halguru deployments delete`), which stayed on this replica's disk for good; the folders
+    removed. Never a version this registry serves, one a run here still holds (a request finishing on a replaced
+    version), nor one unpacked within STALE_INCOMING_S (another process sharing HALGURU_HOME may be publishing it:
+    it is stored once validated)."""
+    limit = time.time() - STALE_INCOMING_S
+    found = [p for p in root().glob("*/*") if not p.parent.name.startswith(".") and p.is_dir()]
+    if not found:
+        return []
+    with _publishing:  # a publish here moves its folder in and loads it (holding it) under this lock
+        kept = {(d["agent"], d["sha256"]) for d in store.list_deployments()}
+        kept |= {(name, d.sha256) for name, d in agents.deployed.items()}
+        removed = _unheld([p for p in found if (p.parent.name, p.name) not in kept and _older(p, limit)])
+        for folder in removed:
+            shutil.rmtree(folder, ignore_errors=True)
+    if removed:
+        log.info("deleted versions' folders removed", extra={"fields": {"folders": [str(p) for p in removed]}})
+    return removed
+
+
+def _unheld(folders: list[Path]) -> list[Path]:
+    """Those of ``folders`` that no agent loaded in this process still holds (a run in flight may read them)."""
+    from halguru.agents.loader import folders_in_use
+
+    if not folders:
+        return []
+    gc.collect()  # an agent only a reference cycle holds is no run's
+    held = folders_in_use()
+    return [f for f in folders if not any(path.is_relative_to(f.resolve()) for path in held)]
+
+
+def _older(path: Path, limit: float) -> bool:
+    try:
+        return path.stat().st_mtime < limit
+    except OSError:  # removed meanwhile
+        return False
 
 
 _publishing = threading.Lock()  # one publish's checks or swap, or rollback, at a time in this process (the store
@@ -314,10 +358,12 @@ def published_version_of(name: str, path: str) -> bool:
 
 
 def _remove_folders(state: ServerState, name: str, shas: list[str]) -> None:
-    """Remove deleted versions' unpacked folders from this disk, unless a stored version has the same bundle."""
+    """Remove deleted versions' unpacked folders from this disk, unless a stored version has the same bundle or a
+    run here is still on it (a request finishing on the version just replaced; ``sweep_deleted`` removes it
+    later)."""
     left = {d["sha256"] for d in state.store.list_deployments(name)}
-    for sha in set(shas) - left:
-        shutil.rmtree(root() / name / sha, ignore_errors=True)
+    for folder in _unheld([root() / name / sha for sha in set(shas) - left]):  # a held one: the sweep's, later
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sync(state: ServerState) -> list[str]:
@@ -347,6 +393,12 @@ def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
                   channels: dict[str, dict[str, Channel]]) -> list[str]:
     """``sync`` for any process holding a registry (serve, and `halguru worker`)."""
     swapped: list[str] = []
+    if time.monotonic() >= agents.swept + SWEEP_EVERY_S:  # at start-up, then now and then
+        agents.swept = time.monotonic()
+        try:
+            sweep_deleted(store, agents)
+        except OSError as exc:
+            log.warning("could not remove deleted versions' folders: %s", exc)
     for name, (version, sha) in store.active_deployments().items():
         if agents.deployed.get(name) == Deployed(version, sha):
             continue

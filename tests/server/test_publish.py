@@ -638,20 +638,27 @@ def test_a_paused_runs_version_missing_on_this_disk_comes_from_the_store(cli, se
         assert "order A1: shipped" in str(result) and "(v2)" not in str(result)
 
 
-def test_two_replicas_on_one_database_follow_each_other(store_url: str, serve, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """On SQLite and on PostgreSQL: a version published on one replica is served by the other within its poll,
-    also when that replica's disk never had the unpacked folder (the bundle comes from the database)."""
-    import shutil
-
-    from halguru.config import get_settings, reset_settings
-    from halguru.deploy.bundle import make_bundle
+def use_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers this test starts (and its ``open_store``) use ``store_url`` (the ``store_url`` fixture's)."""
+    from halguru.config import reset_settings
 
     if store_url.startswith("sqlite:"):
         monkeypatch.setenv("HALGURU_DB_PATH", store_url.removeprefix("sqlite:"))
     else:
         monkeypatch.setenv("HALGURU_DATABASE_URL", store_url)
     reset_settings()
+
+
+def test_two_replicas_on_one_database_follow_each_other(store_url: str, serve, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On SQLite and on PostgreSQL: a version published on one replica is served by the other within its poll,
+    also when that replica's disk never had the unpacked folder (the bundle comes from the database)."""
+    import shutil
+
+    from halguru.config import get_settings
+    from halguru.deploy.bundle import make_bundle
+
+    use_store(store_url, monkeypatch)
     first, key = serve(deployments_poll=0.2), user_key("developer")
     shop = write_shop(tmp_path / "shop", "v1-answer")
     with Client(first.url, key) as hg:

@@ -4,12 +4,24 @@ store, folders on disk), never the one served, the one just replaced, or one a p
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from halguru.store import open_store
-from tests.server.test_publish import TOOLS, answer, approving_shop, error, memory_keyring, user_key, write_shop
+from tests.server.test_publish import (
+    TOOLS,
+    answer,
+    approving_shop,
+    error,
+    memory_keyring,
+    use_store,
+    user_key,
+    write_shop,
+)
 
 __all__ = ["memory_keyring"]  # pytest finds the autouse fixture here
 
@@ -127,3 +139,121 @@ def test_the_console_deletes_a_version(serve, tmp_path: Path) -> None:
                                                      data={"version": "²"}).headers["location"]
     assert versions() == [2]
     assert [e["details"]["version"] for e in open_store().list_audit(action="agent.delete_version")] == [1]
+
+
+SLOW_TOOLS = '''import time
+from pathlib import Path
+
+from halguru import tool
+
+
+@tool
+def lookup(order: str) -> str:
+    """Look an order up (waits for the test's gate, then reads a file of its version)."""
+    Path(r"{started}").touch()
+    while not Path(r"{gate}").exists():
+        time.sleep(0.05)
+    return (Path(__file__).parent / "status.txt").read_text()
+'''
+
+
+def slow_shop(folder: Path, status: str, started: Path, gate: Path) -> Path:
+    """The shop whose lookup waits for ``gate`` and answers its version's ``status.txt``."""
+    import yaml
+
+    write_shop(folder, "unused")
+    (folder / "tools.py").write_text(SLOW_TOOLS.format(started=started, gate=gate))
+    (folder / "status.txt").write_text(status)
+    (folder / "answers.yaml").write_text(yaml.safe_dump([
+        {"tool_calls": [{"name": "lookup", "arguments": {"order": "A1"}}]}, "done"]))
+    return folder
+
+
+def aged(folder: Path) -> None:
+    """As if unpacked an hour ago (a folder unpacked in the last minutes may be a publish under way)."""
+    import os
+
+    os.utime(folder, (time.time() - 3600, time.time() - 3600))
+
+
+def wait_until(check: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_version_deleted_under_a_running_request_keeps_its_folder_until_the_run_ends(
+        cli, serve, tmp_path: Path, halguru_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deployments delete` of the version a request is still running on removed its folder at once: the run's
+    tool, reading a file of its version, failed. Now the folder stays while the run holds it (also past the
+    replica's sweeps) and goes once the run has ended."""
+    import threading
+
+    from halguru_server import deployments
+
+    monkeypatch.setattr(deployments, "SWEEP_EVERY_S", 0.1, raising=False)
+    server = serve(deployments_poll=0.1)
+    key = user_key("developer")
+    cli("login", server.url, "--api-key", input=key)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    shop = slow_shop(tmp_path / "shop", "v1 status", started, gate)
+    cli("publish", str(shop))
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        conv = http.post("/v1/conversations", json={"agent": "shop"}).json()["id"]
+        answered: list[httpx.Response] = []
+        asking = threading.Thread(target=lambda: answered.append(
+            http.post(f"/v1/conversations/{conv}/messages", json={"content": "where is A1?"})))
+        asking.start()
+        wait_until(started.exists, "the run did not call its tool")
+        (shop / "status.txt").write_text("v2 status")
+        cli("publish", str(shop))
+        [v2, v1] = open_store().list_deployments("shop")
+        assert http.delete("/v1/deployments/shop/versions/1").status_code == 200
+        assert v1["sha256"] in folders(halguru_home)  # the run is still on it
+        aged(halguru_home / "deployments" / "shop" / v1["sha256"])
+        time.sleep(1.0)  # ten sweeps
+        assert v1["sha256"] in folders(halguru_home)
+        gate.touch()
+        asking.join(60)
+        [result] = [e for e in http.get(f"/v1/runs/{answered[0].json()['run_id']}").json()["events"]
+                    if e["type"] == "tool_result"]
+        assert "v1 status" in str(result)
+    wait_until(lambda: folders(halguru_home) == {v2["sha256"]}, "the deleted version's folder stayed")
+
+
+def test_a_replica_removes_the_folders_of_versions_deleted_elsewhere(
+        store_url: str, serve, tmp_path: Path, halguru_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replica that unpacked a version another replica later deleted (`deployments delete`, or a publish past
+    deployments_keep) kept the folder on its disk for good. Now a replica's start removes such folders, and a
+    running one does within its sweep (here every 0.1 s; 60 s by default)."""
+    import shutil
+
+    from halguru_server import deployments
+
+    from halguru.client import Client
+    from halguru.deploy.bundle import make_bundle
+
+    use_store(store_url, monkeypatch)
+    server, key = serve(deployments_poll=0.1), user_key("developer")
+    with Client(server.url, key) as hg:
+        for says in ("v1-answer", "v2-answer"):
+            hg.publish(make_bundle(write_shop(tmp_path / "shop", says)).data)
+        [v2, v1] = open_store().list_deployments("shop")
+        unpacked = halguru_home / "deployments" / "shop" / v1["sha256"]
+        shutil.copytree(unpacked, tmp_path / "other-disk")
+        hg.delete_version("shop", 1)
+    # what the other replica's disk still has: v1, unpacked long ago
+    shutil.copytree(tmp_path / "other-disk", unpacked)
+    aged(unpacked)
+    time.sleep(0.5)  # the running replica's sweep is once a minute
+    assert unpacked.is_dir()
+    serve(deployments_poll=0.1)  # a replica starting
+    assert folders(halguru_home) == {v2["sha256"]}
+
+    monkeypatch.setattr(deployments, "SWEEP_EVERY_S", 0.1, raising=False)
+    shutil.copytree(tmp_path / "other-disk", unpacked)
+    aged(unpacked)
+    wait_until(lambda: not unpacked.exists(), "the running replica kept the deleted version's folder")
+    assert answer(server.url, key).startswith("v2-answer")
+
