@@ -86,7 +86,7 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
     """Run the agent once (through the queue in serve mode) and return how it ended; a failed run raises, so
     its effect stays unfinished and a retry runs it again."""
     from halguru.agents.runtime import NoConversation, collect_result, run
-    from halguru.orchestration.durable import resume_events
+    from halguru.orchestration.durable import VersionDeleted, resume_events
 
     agent = ctx.agent(job["agent"])
     cut = await _cut_run(ctx.store, job)
@@ -99,6 +99,8 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
             else:
                 result = await collect_result(run(agent, text, conversation, store=ctx.store, owner=job["owner"],
                                                   metadata={"job_id": job["id"]}, job_id=job["id"]))
+        except VersionDeleted as exc:  # the cut run's version: a run afresh would redo the steps it finished
+            raise JobError(str(exc), permanent=True) from None
         except NoConversation:  # deleted since the job was queued: no retry brings it back
             raise JobError(f"conversation {conversation} was deleted; the job has nothing to answer in",
                            permanent=True) from None

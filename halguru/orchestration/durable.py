@@ -87,7 +87,29 @@ def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRec
         raise HalguruError(f"run {rid} finished ({status}); only interrupted, failed or cancelled runs resume")
     if not row["agent_path"]:
         raise HalguruError(f"run {rid} ran an agent built in Python; it cannot be resumed here")
+    if deleted_version(store, run["agent"], row["agent_path"]):
+        raise VersionDeleted(f"run {rid} ran a published version of {run['agent']} that was deleted since (`halguru "
+                             "deployments delete`, or past the newest deployments_keep); it cannot be resumed: ask "
+                             "again")
     return run, row
+
+
+class VersionDeleted(HalguruError):
+    """The run's published version was deleted: no retry resumes it (a job using it fails for good)."""
+
+
+def deleted_version(store: Store, agent: str, path: str) -> bool:
+    """Whether ``path`` is the folder of a published version of ``agent`` (``HALGURU_HOME/deployments/AGENT/SHA``)
+    no longer in the store. A deleted version is never served again, not even by a replica whose disk still has
+    its folder, nor from a checkpoint cut on it (its steps and tools may be the secret it was deleted for)."""
+    from pathlib import Path
+
+    from halguru.config import get_settings
+
+    folder = Path(path)
+    if folder.parent.resolve() != (get_settings().home / "deployments" / agent).resolve():
+        return False
+    return all(d["sha256"] != folder.name for d in store.list_deployments(agent))
 
 
 def _check_stalled(store: Store, run_id: str) -> None:

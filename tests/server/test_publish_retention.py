@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -257,3 +258,83 @@ def test_a_replica_removes_the_folders_of_versions_deleted_elsewhere(
     wait_until(lambda: not unpacked.exists(), "the running replica kept the deleted version's folder")
     assert answer(server.url, key).startswith("v2-answer")
 
+
+FLOW_TOOLS = '''from pathlib import Path
+
+from halguru import tool
+
+BROKEN = Path(r"{broken}")
+
+
+@tool
+def charge(amount: int) -> str:
+    """Charge the customer's card."""
+    return f"charged {{amount}} EUR"
+
+
+@tool
+def ship(order: str) -> str:
+    """Ship the order (fails while the BROKEN flag file exists)."""
+    if BROKEN.exists():
+        raise RuntimeError("the courier is down")
+    return f"shipped {{order}}"
+'''
+
+
+def publish_flow(hg: Any, folder: Path, broken: Path, says: str) -> None:
+    """Publish ``flow``: a workflow (charge, then ship: failing while ``broken`` exists, then a sentence)."""
+    import yaml
+
+    from halguru.deploy.bundle import make_bundle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "flow", "tools": ["charge", "ship"], "workflow": {
+        "steps": [{"id": "pay", "tool": "charge", "args": {"amount": 40}},
+                  {"id": "send", "tool": "ship", "args": {"order": "{{ input }}"}},
+                  {"id": "done", "condition": f"'{says} ' ~ steps.send.output"}]}}, sort_keys=False))
+    (folder / "tools.py").write_text(FLOW_TOOLS.format(broken=broken))
+    hg.publish(make_bundle(folder).data)
+
+
+def test_a_run_cut_on_a_deleted_version_is_refused_in_one_line_everywhere(cli, serve, tmp_path: Path,
+                                                                        halguru_home: Path) -> None:
+    """A failed workflow run of v1, v1 then deleted: resuming it loaded a folder that was gone (or, on a replica
+    whose disk still had it, ran the deleted version again). Now `POST /v1/runs/ID/resume` answers 409, `halguru
+    runs resume` one line, and a job whose retry would resume such a run fails for good at once, all saying why;
+    also where the folder is still on disk. Deleting the version is not refused: it may hold a secret."""
+    import shutil
+
+    from halguru.client import Client
+
+    server, key, broken = serve(job_backoff=8), user_key("developer"), tmp_path / "BROKEN"
+    broken.touch()
+    with Client(server.url, key) as hg, httpx.Client(base_url=server.url, timeout=30,
+                                                      headers={"Authorization": f"Bearer {key}"}) as http:
+        publish_flow(hg, tmp_path / "flow", broken, "v1")
+        conv = http.post("/v1/conversations", json={"agent": "flow"}).json()["id"]
+        failed = http.post(f"/v1/conversations/{conv}/messages", json={"content": "A-7"}).json()
+        assert failed["status"] == "failed"
+        job = http.post("/v1/jobs", json={"agent": "flow", "input": "B-8"}).json()
+        wait_until(lambda: http.get(f"/v1/jobs/{job['id']}").json()["attempts"] >= 1
+                   and http.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued", "the job did not fail once")
+        publish_flow(hg, tmp_path / "flow", broken, "v2")
+        v1 = open_store().list_deployments("flow")[1]
+        shutil.copytree(halguru_home / "deployments" / "flow" / v1["sha256"], tmp_path / "v1-copy")
+        hg.delete_version("flow", 1)
+        broken.unlink()
+
+        said = (f"run {failed['run_id']} ran a published version of flow that was deleted since (`halguru deployments "
+                "delete`, or past the newest deployments_keep); it cannot be resumed: ask again")
+        refused = http.post(f"/v1/runs/{failed['run_id']}/resume", json={})
+        assert refused.status_code == 409 and refused.json()["error"]["message"] == said
+        assert error(cli("runs", "resume", failed["run_id"], code=1)) == said
+        # a replica whose disk still has v1's folder refuses the same (it never serves a deleted version again)
+        shutil.copytree(tmp_path / "v1-copy", halguru_home / "deployments" / "flow" / v1["sha256"])
+        refused = http.post(f"/v1/runs/{failed['run_id']}/resume", json={})
+        assert refused.status_code == 409 and refused.json()["error"]["message"] == said
+
+        wait_until(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] == "dead", "the job was not given up")
+        dead = http.get(f"/v1/jobs/{job['id']}").json()
+        assert dead["attempts"] == 2 and "ran a published version of flow that was deleted since" in dead["last_error"]
+        ok = http.post(f"/v1/conversations/{conv}/messages", json={"content": "A-7"}).json()  # asking again: v2
+        assert (ok["status"], ok["output"]) == ("ok", "v2 shipped A-7")
