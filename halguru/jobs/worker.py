@@ -32,7 +32,7 @@ from halguru.jobs.handlers import HANDLERS, JobContext, JobError, JobPostponed
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.retention import Retention
 from halguru.jobs.schedules import Scheduler
-from halguru.store.records import JobRecord
+from halguru.store.records import JobRecord, fair_key
 
 log = logging.getLogger("halguru.worker")
 STORE_BACKOFF_MAX_S = 30.0  # the longest wait between tries while the store is unavailable
@@ -76,7 +76,7 @@ class Worker:
         self._sources: dict[tuple[str, str], tuple[SourceChannel, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()  # agents_changed(): the schedule loop looks again now
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._served: deque[str] = deque(maxlen=max(2, self.settings.concurrency))  # owners served last, oldest first
+        self._served: deque[str] = deque(maxlen=max(2, self.settings.concurrency))  # fair_keys served last
         self._stopping = False
 
     def wake(self) -> None:
@@ -139,10 +139,10 @@ class Worker:
                                       list(self._served))
         if job is None:
             return False
-        owner = job["owner"] or ""
-        if owner in self._served:
-            self._served.remove(owner)
-        self._served.append(owner)  # the owners served last wait while another has a job due
+        turn = fair_key(job["owner"], job["agent"])
+        if turn in self._served:
+            self._served.remove(turn)
+        self._served.append(turn)  # the owners (and agents) served last wait while another has a job due
         if job["id"] in self._running:
             # Its lease lapsed while this worker still runs it (renewals held up) and it was claimed back here:
             # the claim renewed the lease for the attempt going on; a second one would run the job twice.

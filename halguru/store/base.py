@@ -204,10 +204,10 @@ class Store(Protocol):
     def claim_job(self, holder: str, lease: float, agents: Sequence[str] | None = None,
                   served: Sequence[str] = ()) -> JobRecord | None:
         """Take a runnable job (its ``run_after`` passed, no earlier unfinished job with its queue key) or one
-        whose holder's lease expired, for ``lease`` seconds; None when there is none. Fair across owners: the
-        oldest of an owner with none running and not among ``served`` (the owners this worker served last)
-        first, then of the owners with the fewest running, then the oldest. A job claimed more than
-        ``max_attempts`` times is dead instead."""
+        whose holder's lease expired, for ``lease`` seconds; None when there is none. Fair across owners and
+        agents (``records.fair_key``): the oldest of an owner's agent with none running and not among ``served``
+        (the fair keys this worker served last) first, then of those with the fewest running, then the oldest.
+        A job claimed more than ``max_attempts`` times is dead instead."""
         ...
     def renew_job(self, job_id: str, holder: str, lease: float) -> bool:
         """Extend the lease; False when ``holder`` lost the job (cancelled, or its lease expired and another

@@ -523,6 +523,20 @@ def m024_analytics_days(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+JOBS_FAIR_SQL = """
+        DROP INDEX jobs_waiting;
+        CREATE INDEX jobs_waiting ON jobs (status, run_after, seq, owner, agent)
+        """
+"""m025's statements; PostgreSQL's pg018 is the same."""
+
+
+def m025_jobs_fair(conn: sqlite3.Connection) -> None:
+    """The claim's order index with each job's agent too: a claim takes turns by owner and agent
+    (``records.fair_key``), and passing over a 20,000-job flood of one agent read each row from the table (41 ms a
+    claim; 14 ms with the owner alone, from the index)."""
+    _execute_all(conn, JOBS_FAIR_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -532,4 +546,4 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m017_jobs_waiting, m018_test_runs, m019_run_jobs,
                                                           m020_channel_answers, m021_channel_opt_outs,
                                                           m022_delivery_errors, m023_message_text,
-                                                          m024_analytics_days]
+                                                          m024_analytics_days, m025_jobs_fair]

@@ -35,6 +35,7 @@ from halguru.store.migrations import (
     DELIVERY_ERRORS_SQL,
     DEPLOYMENTS_SCHEMA,
     IDENTITY_SCHEMA,
+    JOBS_FAIR_SQL,
     JOBS_WAITING_SQL,
     KEY_ROLES_SQL,
     MESSAGE_KEYS_SCHEMA,
@@ -248,9 +249,15 @@ def pg017_analytics_days(conn: Any) -> None:
         conn.execute(statement)
 
 
+def pg018_jobs_fair(conn: Any) -> None:
+    """SQLite's m025: the claim's order index with each job's agent (fairness by owner and agent)."""
+    _execute_all(conn, JOBS_FAIR_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
                                            pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
-                                           pg017_analytics_days]
+                                           pg017_analytics_days,
+                                           pg018_jobs_fair]

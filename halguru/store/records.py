@@ -195,6 +195,13 @@ class AuthTokenRecord(TypedDict):
     used: float | None
 
 
+def fair_key(owner: str | None, agent: str) -> str:
+    """Who takes turns in a claim's fairness: a job's owner with its agent. By owner alone, one agent's flood (an
+    inbox's thousand replies, a script's backlog) held back every other agent's jobs of the same owner (the
+    channels' and schedules' jobs have none) until it was done."""
+    return f"{owner or ''}|{agent}"
+
+
 class JobRecord(TypedDict):
     """A queued unit of work (an agent turn for a channel message, a scheduled run, ...)."""
 

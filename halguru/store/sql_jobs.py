@@ -40,6 +40,10 @@ _IN_ORDER = """
 """
 
 
+_FAIR = "coalesce(owner, '') || '|' || agent"  # records.fair_key in SQL
+_TURN = "(coalesce(j.owner, '') = ? AND j.agent = ?)"  # a job of one fair_key
+
+
 def new_job_id() -> str:
     return f"job_{int(time.time() * 1000):x}{secrets.token_hex(5)}"
 
@@ -98,16 +102,18 @@ class JobsMixin(SQLBase):
         with self._tx() as conn:
             while True:
                 now = time.time()
-                # Fair across owners: two keys' 40 queued jobs each must not hold back a third's (or the channels'
-                # replies) until all are done. Owners with a job running, or served last, wait their turn.
-                running = dict(conn.execute("SELECT coalesce(owner, ''), count(*) FROM jobs WHERE status = 'running' "
-                                            "AND lease_expires >= ? GROUP BY 1", (now,)).fetchall())
+                # Fair across owners and agents (``fair_key``): two keys' 40 queued jobs each must not hold back a
+                # third's (or the channels' replies) until all are done, nor one agent's inbox flood another agent's
+                # replies. Those with a job running, or served last, wait their turn.
+                running = dict(conn.execute(f"SELECT {_FAIR}, count(*) FROM jobs "
+                                            "WHERE status = 'running' AND lease_expires >= ? GROUP BY 1",
+                                            (now,)).fetchall())
                 passes = [{*running, *served}] + [{o for o, n in running.items() if n > level}
                                                  for level in sorted({0, *running.values()})]
                 job_id = None
                 tries = [*(s for s in passes if s), set()]  # then anyone's
                 for i, skipped in enumerate(tries):
-                    if skipped in tries[:i]:  # the same owners passed over again: the same rows walked again
+                    if skipped in tries[:i]:  # the same ones passed over again: the same rows walked again
                         continue
                     job_id = self._first_runnable(conn, now, agents, skipped)
                     if job_id is not None:
@@ -126,16 +132,18 @@ class JobsMixin(SQLBase):
                 return _job(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     def _first_runnable(self, conn: Any, now: float, agents: Sequence[str] | None, skipped: set[str]) -> str | None:
-        """The id of the runnable job due first (then the oldest) of ``agents``' jobs, of an owner not in
-        ``skipped``; in ``conn``'s transaction locked for the claim (PostgreSQL: rows other claimers hold are
+        """The id of the runnable job due first (then the oldest) of ``agents``' jobs, whose ``fair_key`` is not
+        in ``skipped``; in ``conn``'s transaction locked for the claim (PostgreSQL: rows other claimers hold are
         passed over), else (None) a look without a lock."""
         only = f" AND j.agent IN ({','.join('?' * len(agents))})" if agents else ""
-        others = f" AND coalesce(j.owner, '') NOT IN ({','.join('?' * len(skipped))})" if skipped else ""
+        # one (owner, agent) test per key, not the key built for each row walked: 6.5 ms a pass over 5,000, not 11
+        others = f" AND NOT ({' OR '.join([_TURN] * len(skipped))})" if skipped else ""
+        turns = [part for key in skipped for part in key.partition("|")[::2]]  # (owner, agent) of each
         found: list[Any] = []
         for due in _DUE:
             sql = (f"SELECT j.id, j.run_after, j.seq FROM jobs j WHERE {due} AND {_IN_ORDER}{only}{others} "
                    f"ORDER BY j.run_after, j.seq LIMIT 1")
-            params = (now, now, *(agents or ()), *skipped)
+            params = (now, now, *(agents or ()), *turns)
             rows = conn.execute(sql + self.SKIP_LOCKED, params).fetchall() if conn is not None else \
                 self._rows(sql, params)
             found += rows
