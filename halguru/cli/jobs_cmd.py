@@ -117,11 +117,25 @@ def retry(job_id: str = typer.Argument(..., help="A dead or cancelled job's id (
 
 
 @app.command()
-def cancel(job_id: str = typer.Argument(..., help="A queued or running job's id (or a unique prefix).")) -> None:
-    """Cancel a queued or running job (a running one's worker stops it within a third of its lease)."""
+def cancel(
+    job_id: str | None = typer.Argument(None, help="A queued or running job's id (or a unique prefix)."),
+    agent: str | None = typer.Option(None, "--agent", help="Instead: every queued job of this agent (a flood)."),
+) -> None:
+    """Cancel a queued or running job (a running one's worker stops it within a third of its lease), or with
+    --agent every queued job of an agent."""
     from halguru.store import open_store
 
-    job = _find(job_id)
+    if job_id is not None and agent is not None:
+        raise HalguruError("give a job id or --agent NAME, not both")
+    if job_id is None and agent is None:
+        raise HalguruError("give a job id (`halguru jobs list`), or --agent NAME to cancel every queued job of "
+                           "an agent")
+    if agent is not None:
+        count = open_store().cancel_queued_jobs(agent)
+        audit.record(open_store(), None, "job.cancel", agent, {"agent": agent, "queued_jobs": count})
+        typer.echo(f"cancelled {count} queued job{'s' * (count != 1)} of {printable(agent)}")
+        return
+    job = _find(job_id or "")
     if not open_store().cancel_job(job["id"]):
         raise HalguruError(f"job {job['id']} is {job['status']}; only queued or running jobs can be cancelled")
     audit.record(open_store(), None, "job.cancel", job["id"], {"kind": job["kind"], "agent": job["agent"]})

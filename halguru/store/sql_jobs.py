@@ -239,6 +239,11 @@ class JobsMixin(SQLBase):
                                 "CASE WHEN status = 'running' THEN lease_expires ELSE NULL END "
                                 "WHERE id = ? AND status IN ('queued', 'running')", (time.time(), job_id)).rowcount == 1
 
+    def cancel_queued_jobs(self, agent: str) -> int:
+        with self._tx() as conn:
+            return int(conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = NULL "
+                                    "WHERE agent = ? AND status = 'queued'", (time.time(), agent)).rowcount)
+
     def let_go_job(self, job_id: str, holder: str) -> bool:
         with self._tx() as conn:
             let_go = conn.execute("UPDATE jobs SET lease_expires = NULL WHERE id = ? AND holder = ? "

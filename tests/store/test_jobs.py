@@ -138,6 +138,19 @@ def test_one_agents_flood_does_not_hold_back_another_agents_jobs_of_the_same_own
     assert claimed == [{"text": "0"}, {"input": "weekly"}, {"text": "1"}]
 
 
+def test_an_agents_queued_jobs_are_cancelled_at_once(store: Store) -> None:
+    """``cancel_queued_jobs``: the agent's queued jobs, not its running one nor another agent's; a cancelled job can
+    be retried as one cancelled alone."""
+    flood = [store.enqueue_job("reply", "inbox", {"text": str(i)})[0]["id"] for i in range(50)]
+    other, _ = store.enqueue_job("run", "reports", {"input": "weekly"})
+    running = store.claim_job("w", lease=30, agents=["inbox"])
+    assert running is not None and running["id"] == flood[0]
+    assert store.cancel_queued_jobs("inbox") == 49 and store.cancel_queued_jobs("inbox") == 0
+    assert {j["status"] for j in store.list_jobs(100, agent="inbox")} == {"cancelled", "running"}
+    assert store.get_job(other["id"])["status"] == "queued"
+    assert store.retry_job(flood[1]) and store.get_job(flood[1])["status"] == "queued"
+
+
 def test_idempotency_key_queues_once(store: Store) -> None:
     first, created = store.enqueue_job("reply", "echo", {"text": "a"}, idempotency_key="twilio:SM1")
     again, created_again = store.enqueue_job("reply", "echo", {"text": "b"}, idempotency_key="twilio:SM1")
