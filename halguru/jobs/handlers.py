@@ -36,11 +36,14 @@ def run_queue_key(conversation_id: str | None) -> str | None:
 
 
 class JobError(Exception):
-    """A job failed; ``permanent`` ones are not retried (a missing agent or channel: retrying cannot help)."""
+    """A job failed; ``permanent`` ones are not retried (a missing agent or channel: retrying cannot help);
+    ``outage`` ones (its model could not be reached or refused) wait longer between retries, as a reply its
+    channel could not deliver."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, outage: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.outage = outage
 
 
 class OptedOut(JobError):
@@ -107,9 +110,11 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
         except ConversationBusy as exc:  # answering (a dead process's run: until its lease ends), or waiting
             raise JobPostponed(str(exc), exc.retry_after) from None  # for an approval
     if result.status not in ("ok", "paused"):
-        too_long = any(isinstance(e, Error) and e.fatal and e.kind == "context" for e in result.events)
+        fatal = {e.kind for e in result.events if isinstance(e, Error) and e.fatal}
+        # an input too long for the model is as long at every retry; a model server down (restarting: a minute or
+        # two) made each job dead within 36 s at the run backoff: its retries wait as an outage's
         raise JobError(f"the run {result.run_id} ended {result.status}: {result.error or 'no answer'}",
-                       permanent=too_long)  # an input too long for the model is as long at every retry
+                       permanent="context" in fatal, outage="model" in fatal)
     return {"run_id": result.run_id, "status": result.status, "output": result.output}
 
 

@@ -45,8 +45,9 @@ class WorkerSettings:
     poll: float = 0.5  # longest idle sleep: how soon another process's job is seen
     backoff: float = 2.0  # first retry after this many seconds, doubling, at most max_backoff
     max_backoff: float = 300.0
-    # a reply the channel could not deliver (its provider or mail server down): outages outlast a run's hiccup,
-    # so its retries wait longer (30 s doubling to an hour: REPLY_ATTEMPTS tries span about an hour)
+    # a reply the channel could not deliver (its provider or mail server down), a run whose model could not be
+    # reached: outages outlast a run's hiccup, so their retries wait longer (30 s doubling to an hour:
+    # REPLY_ATTEMPTS tries span about an hour, a run job's 5 about 7 minutes)
     delivery_backoff: float = 30.0
     delivery_max_backoff: float = 3600.0
     shutdown_timeout: float = 30.0  # running jobs get this long to finish on stop; then they are released
@@ -214,8 +215,8 @@ class Worker:
         permanent = isinstance(exc, JobError | ChannelError) and exc.permanent
         message = str(exc) or type(exc).__name__
         s = self.settings
-        base, cap = ((s.delivery_backoff, s.delivery_max_backoff) if isinstance(exc, ChannelError)
-                     else (s.backoff, s.max_backoff))
+        outage = isinstance(exc, ChannelError) or (isinstance(exc, JobError) and exc.outage)
+        base, cap = (s.delivery_backoff, s.delivery_max_backoff) if outage else (s.backoff, s.max_backoff)
         delay = None if permanent else retry_delay(job["attempts"], base, cap)
         status = await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, message, delay)
         log.warning("job failed", extra={"fields": {"job_id": job["id"], "kind": job["kind"], "error": message,

@@ -125,8 +125,9 @@ class ServerSettings(BaseSettings):
     job_backoff: float = Field(default=2.0, gt=0, description="seconds before a failed job's first retry "
                                "(doubling each time, at most 5 minutes)")
     job_delivery_backoff: float = Field(default=30.0, gt=0, description="seconds before a reply that its channel "
-                                        "could not deliver (the provider or mail server down) is tried again "
-                                        "(doubling each time, at most an hour; 8 tries span about an hour)")
+                                        "could not deliver (the provider or mail server down), or a run whose "
+                                        "model failed, is tried again (doubling each time, at most an hour; 8 "
+                                        "tries span about an hour)")
     replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,100}$", description="this "
                                    "replica's name in the X-Halguru-Replica header and halguru_replica cookie "
                                    "(affinity for a load balancer); default HOSTNAME:PORT")

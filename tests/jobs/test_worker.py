@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 import yaml
 
 from halguru.agents.loader import load_agent
@@ -72,7 +73,7 @@ async def run_until(worker: Worker, done: Callable[[], bool], timeout: float = 2
 def worker_for(store: Store, agents: Mapping[str, Any], channels: Mapping[str, Any] | None = None,
                **settings: Any) -> Worker:
     ctx = JobContext(store=store, agents=dict(agents), channels=dict(channels or {}))
-    return Worker(ctx, WorkerSettings(poll=0.05, backoff=0.05, **settings))
+    return Worker(ctx, WorkerSettings(**{"poll": 0.05, "backoff": 0.05, "delivery_backoff": 0.05, **settings}))
 
 
 def inbound(text: str, message_id: str, sender: str = "+15550001") -> Inbound:
@@ -206,6 +207,25 @@ async def test_failing_job_is_retried_then_dead(store: Store, tmp_path: Path) ->
     await run_until(worker_for(store, {"echo": agent}), lambda: store.get_job(job["id"])["status"] == "dead")
     dead = store.get_job(job["id"])
     assert dead["attempts"] == 3 and "connection refused" in dead["last_error"]
+
+
+async def test_a_job_whose_model_cannot_be_reached_waits_as_an_outage(store: Store, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model server down (a closed port here; a restarting vLLM or llama-server for a minute or two) made every
+    queued job dead within 36 s: 5 tries at the run backoff (2 s doubling), 20 jobs and 100 failed runs. Now a run
+    whose model failed waits as a reply its channel could not deliver: ``delivery_backoff`` (30 s) doubling, its
+    5 tries spanning about 7 minutes; a tool's failure keeps the short backoff."""
+    from tests.llama_server import free_port
+
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    agent = load_agent(make_agent(tmp_path, "echo", model="openai:gpt-test"))
+    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
+    await run_until(worker_for(store, {"echo": agent}, delivery_backoff=60),
+                    lambda: store.get_job(job["id"])["attempts"] == 1 and store.get_job(job["id"])["last_error"])
+    waiting = store.get_job(job["id"])
+    assert waiting["status"] == "queued" and "cannot reach http://127.0.0.1:" in waiting["last_error"]
+    assert waiting["run_after"] - time.time() > 40  # 60 s ±20 %, not the run backoff's 0.05
 
 
 async def test_unknown_agent_is_dead_at_once(store: Store, tmp_path: Path) -> None:
