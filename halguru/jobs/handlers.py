@@ -74,6 +74,9 @@ class JobContext:
     agents: Mapping[str, Agent]
     channels: Mapping[str, Mapping[str, Channel]] = field(default_factory=dict)  # agent -> name -> channel
     admit: Admit | None = None  # serve mode: a place in the model's fair queue
+    # serve mode: (agent, folder) -> a published version's folder on this disk, unpacked from the store if missing
+    # (a cut run's retry on a replica that never served that version)
+    unpack: Callable[[str, str], None] | None = None
 
     def agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -93,6 +96,9 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
 
     agent = ctx.agent(job["agent"])
     cut = await _cut_run(ctx.store, job)
+    checkpoint = await asyncio.to_thread(ctx.store.get_checkpoint, cut) if cut and ctx.unpack else None
+    if ctx.unpack and checkpoint and checkpoint["agent_path"]:
+        await asyncio.to_thread(ctx.unpack, job["agent"], checkpoint["agent_path"])
     async with ctx.admit(agent) if ctx.admit else nullcontext():
         try:
             if cut is not None:  # an earlier attempt's team or workflow run: on from its checkpoint, not afresh

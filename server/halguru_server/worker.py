@@ -86,11 +86,13 @@ def notifier(pusher: Pusher | None) -> Any:
 def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mapping[str, Mapping[str, Channel]],
                 gate: ModelGate, metrics: Metrics, settings: WorkerSettings, concurrency: int,
                 pusher: Pusher | None = None) -> Worker:
-    from halguru_server.deployments import AgentRegistry, AgentsView
+    from functools import partial
+
+    from halguru_server.deployments import AgentRegistry, AgentsView, unpack_for
 
     check_retention(agents)
     ctx = JobContext(store=store, agents=AgentsView(agents), channels=channels,
-                     admit=gate_admit(gate, agents, concurrency))
+                     admit=gate_admit(gate, agents, concurrency), unpack=partial(unpack_for, store))
     worker = Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
     if isinstance(agents, AgentRegistry):  # a version published or rolled back: its schedules and inboxes now
         agents.listeners.append(worker.agents_changed)

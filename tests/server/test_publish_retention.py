@@ -338,3 +338,31 @@ def test_a_run_cut_on_a_deleted_version_is_refused_in_one_line_everywhere(cli, s
         assert dead["attempts"] == 2 and "ran a published version of flow that was deleted since" in dead["last_error"]
         ok = http.post(f"/v1/conversations/{conv}/messages", json={"content": "A-7"}).json()  # asking again: v2
         assert (ok["status"], ok["output"]) == ("ok", "v2 shipped A-7")
+
+
+def test_a_jobs_cut_run_resumes_on_its_version_where_this_disk_never_had_it(serve, tmp_path: Path,
+                                                                           halguru_home: Path) -> None:
+    """A job's workflow run failed on v1; v2 was published and the replica (or worker) retrying the job had never
+    unpacked v1: the retry failed 'no such agent project' at each try until the job was dead. Now it unpacks v1
+    from the store, as an approval's continuation does, and the run goes on on v1."""
+    import shutil
+
+    from halguru.client import Client
+
+    server, key, broken = serve(job_backoff=8), user_key("developer"), tmp_path / "BROKEN"
+    broken.touch()
+    with Client(server.url, key) as hg, httpx.Client(base_url=server.url, timeout=30,
+                                                      headers={"Authorization": f"Bearer {key}"}) as http:
+        publish_flow(hg, tmp_path / "flow", broken, "v1")
+        job = http.post("/v1/jobs", json={"agent": "flow", "input": "B-8"}).json()
+        wait_until(lambda: http.get(f"/v1/jobs/{job['id']}").json()["attempts"] >= 1
+                   and http.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued", "the job did not fail once")
+        publish_flow(hg, tmp_path / "flow", broken, "v2")
+        v1 = open_store().list_deployments("flow")[1]
+        shutil.rmtree(halguru_home / "deployments" / "flow" / v1["sha256"])  # this disk never had it
+        broken.unlink()
+        wait_until(lambda: http.get(f"/v1/jobs/{job['id']}").json()["status"] in ("done", "dead")
+                   or http.get(f"/v1/jobs/{job['id']}").json()["attempts"] > 2, "the job was not retried", within=30)
+        done = http.get(f"/v1/jobs/{job['id']}").json()
+        assert (done["status"], done["attempts"]) == ("done", 2), done
+        assert done["result"]["output"] == "v1 shipped B-8"  # v1's workflow
