@@ -3,7 +3,8 @@
 The next due time of each schedule lives in the store, so every worker sharing it agrees: moving it from one
 due time to the next and queuing the job are one transaction that only one worker wins. After downtime a
 schedule is late by more than ``GRACE``: with ``missed: once`` (the default) it runs once, however many times
-it was missed; with ``missed: skip`` it waits for its next time. Times are computed in the schedule's time zone
+it was missed; with ``missed: skip`` it waits for its next time. A due time whose schedule's earlier run still
+waits in the queue queues nothing either: that run is the catch-up. Times are computed in the schedule's time zone
 (croniter on zone-aware datetimes), so "9:00 Europe/Paris" stays 9:00 across daylight saving changes, and a
 fixed hour runs once when the clocks go back (``next_after``).
 """
@@ -108,11 +109,24 @@ class Scheduler:
             return False, due
         upcoming = next_after(schedule, now, last=due)
         on_time = now - due <= GRACE
+        if self._waiting(sid, agent, schedule, due):
+            self.store.fire_schedule(sid, due, upcoming, None)  # moved on; nothing queued
+            return False, upcoming
         job = None if schedule.missed == "skip" and not on_time else {
             "kind": "run", "agent": agent, "idempotency_key": f"schedule:{sid}:{due:.0f}",
             "payload": {"input": schedule.input, "title": f"schedule {schedule.name}",
                         "schedule": schedule.name, "due": due, "late_s": round(now - due, 3)}}
         return self.store.fire_schedule(sid, due, upcoming, job) and job is not None, upcoming
+
+    def _waiting(self, sid: str, agent: str, schedule: Schedule, due: float) -> bool:
+        """Whether the schedule's run of an earlier due time still waits in the queue (a busy worker, its model
+        down): a run every 5 minutes behind an hour's backlog queued 12 copies that then ran back to back. That
+        one run covers this due time too, as a catch-up after downtime does."""
+        waiting = self.store.waiting_job(f"schedule:{sid}:")
+        if waiting is not None:
+            log.info("schedule run not queued: its earlier run still waits", extra={"fields": {
+                "agent": agent, "schedule": schedule.name, "due": due, "waiting_job": waiting["id"]}})
+        return waiting is not None
 
     def sleep_for(self, now: float) -> float:
         """Seconds until the next tick is worth doing."""

@@ -313,6 +313,10 @@ class Store(Protocol):
     def schedule_next(self, schedule_id: str) -> float | None:
         """When the schedule is next due, as stored (None: never seen)."""
         ...
+    def waiting_job(self, key_prefix: str) -> JobRecord | None:
+        """A queued job (not started yet, or waiting to be tried again) whose idempotency key starts with
+        ``key_prefix``: a schedule's earlier run still waiting, which a later due time does not queue again."""
+        ...
     def fire_schedule(self, schedule_id: str, due: float | None, next_due: float,
                       job: Mapping[str, Any] | None) -> bool:
         """Move the schedule from ``due`` (its stored next time; None: first seen) to ``next_due`` and, when

@@ -421,6 +421,12 @@ class JobsMixin(SQLBase):
         rows = self._rows("SELECT next_due FROM schedules WHERE id = ?", [schedule_id])
         return rows[0]["next_due"] if rows else None
 
+    def waiting_job(self, key_prefix: str) -> JobRecord | None:
+        low, high = prefix_range(key_prefix)
+        rows = self._rows("SELECT * FROM jobs WHERE idempotency_key >= ? AND idempotency_key < ? AND status = 'queued' "
+                          "LIMIT 1", (low, high))
+        return _job(rows[0]) if rows else None
+
     def fire_schedule(self, schedule_id: str, due: float | None, next_due: float,
                       job: Mapping[str, Any] | None) -> bool:
         now = time.time()
