@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 from rich.cells import cell_len
 from rich.text import Text, TextType
@@ -19,6 +19,7 @@ from textual import events
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widgets import Tree
+from textual.widgets._tree import _TreeLine
 from textual.widgets.tree import TreeNode
 
 T = TypeVar("T")
@@ -44,6 +45,18 @@ class LazyNode(TreeNode[T], Generic[T]):
     @property
     def drawn(self) -> bool:
         return self._drawn is not None
+
+    def expand(self) -> Self:
+        was = self._expanded
+        self._expand(False)
+        cast("LazyTree[T]", self._tree).folded(self, was)
+        return self
+
+    def collapse(self) -> Self:
+        was = self._expanded
+        self._collapse(False)
+        cast("LazyTree[T]", self._tree).folded(self, was)
+        return self
 
 
 class LazyTree(Tree[T], Generic[T]):
@@ -73,6 +86,51 @@ class LazyTree(Tree[T], Generic[T]):
             self.refresh()
             return
         super()._invalidate()
+
+    def folded(self, node: TreeNode[T], was_expanded: bool) -> None:
+        """``node`` was expanded or collapsed: only its branch's lines come or go. Textual rebuilt every line
+        and measured every label (1.2 s at 100,000 events) for each fold."""
+        lines = self._tree_lines_cached
+        at = node._line
+        if self._batched or lines is None or not 0 <= at < len(lines) or lines[at].node is not node:
+            self._invalidate()  # not on screen, or the lines are rebuilt anyway
+            return
+        if node._expanded != was_expanded:
+            depth = len(lines[at].path)
+            end = at + 1
+            while end < len(lines) and len(lines[end].path) > depth:
+                end += 1
+            for line in lines[at + 1:end]:
+                line.node._line = -1  # hidden now
+            shown = self._branch_lines(lines[at].path) if node._expanded else []
+            lines[at + 1:end] = shown
+            for number, line in enumerate(lines[at + 1:], at + 1):  # the lines below move (a flat loop)
+                line.path[-1]._line = number
+            widest = max((self._line_width(line) for line in shown), default=0)
+            self.virtual_size = Size(max(self.virtual_size.width, widest), len(lines))
+            if self.cursor_node is not None:
+                self.cursor_line = self.cursor_node._line if self.cursor_node._line >= 0 else at
+        self._line_cache.clear()
+        self._updates += 1
+        self.refresh()
+
+    def _branch_lines(self, path: list[TreeNode[T]]) -> list[_TreeLine[T]]:
+        """The lines under the last node of ``path`` (an expanded node), as Tree._build makes them."""
+        lines: list[_TreeLine[T]] = []
+
+        def add(parent: list[TreeNode[T]]) -> None:
+            children = parent[-1]._children
+            for index, child in enumerate(children):
+                child_path = [*parent, child]
+                lines.append(_TreeLine(child_path, index == len(children) - 1))
+                if child._expanded:
+                    add(child_path)
+
+        add(path)
+        return lines
+
+    def _line_width(self, line: _TreeLine[T]) -> int:
+        return self.get_label_width(line.node) + line._get_guide_width(self.guide_depth, self.show_root)
 
     def notify_style_update(self) -> None:  # a focus or theme change
         self._restyled = True
@@ -116,8 +174,7 @@ class LazyTree(Tree[T], Generic[T]):
         number = y + self.scroll_offset.y
         lines = self._tree_lines
         if number < len(lines):  # the line is drawn now: the tree scrolls sideways as far as it reaches
-            line = lines[number]
-            width = self.get_label_width(line.node) + line._get_guide_width(self.guide_depth, self.show_root)
+            width = self._line_width(lines[number])
             if width > self.virtual_size.width:
                 self.virtual_size = Size(width, self.virtual_size.height)
         return strip

@@ -6,6 +6,9 @@ inspector. The baseline is the same on a 10-event run, measured in the same run 
 frames are most of it): the ratio is what the size costs. ``load_run`` alone (reading and parsing the events
 from the store, which the debugger cannot skip) and the process's CPU time (steadier than wall time on a
 shared machine) are in the absolute figures.
+
+Folding: on the 100,000-event run, the CPU time of folding and unfolding its first model call twice (space,
+four times, each to its next frame), against the same on the 10-event run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from bench_tui import big_run, project_folder
 
 SIZES = {1000: 300.0, 20_000: 1000.0, 100_000: 5000.0}  # events -> goal (ms)
 BASELINE = 10  # events
+FOLD_SIZE, FOLD_GOAL = 100_000, 400.0  # events, CPU ms of four folds
 
 
 async def _open(project, run_id: str) -> tuple[float, float, float]:
@@ -47,6 +51,39 @@ async def _open(project, run_id: str) -> tuple[float, float, float]:
     return open_ms, cpu_ms, store_ms
 
 
+async def _fold(project, run_id: str) -> float:
+    """CPU ms of folding and unfolding the run's first model call twice, each to its next frame."""
+    from halguru.agents.replay import load_run
+    from halguru.tui.app import DevApp
+    from halguru.tui.widgets import TraceTree
+
+    app = DevApp(project, watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_stored(load_run(app.store, run_id))
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.pause()
+        cpu = time.process_time()
+        for _ in range(4):
+            await pilot.press("space")
+            await pilot.pause()
+        cpu_ms = (time.process_time() - cpu) * 1000
+        assert app.query_one(TraceTree).cursor_node.is_expanded
+    return cpu_ms
+
+
+def _fold_result(project, runs: dict[int, str], repeat: int) -> Result:
+    big, small = [], []
+    for _ in range(repeat):
+        big.append(asyncio.run(_fold(project, runs[FOLD_SIZE])))
+        small.append(asyncio.run(_fold(project, runs[BASELINE])))
+    return Result(
+        bench="tui_open", metric=f"fold and unfold a branch twice in a {FOLD_SIZE:,}-event run (CPU)",
+        value=median(big), unit="ms", goal=FOLD_GOAL, higher_is_better=False, ratio=median(big) / median(small),
+        baseline=f"of the same on a {BASELINE}-event run",
+        detail=f"CPU {spread(big, ' ms')}, {BASELINE}-event run {spread(small, ' ms')}", runs=repeat)
+
+
 def measure(quick: bool) -> list[Result]:
     project = project_folder()
     runs = {size: big_run(size) for size in [BASELINE, *SIZES]}
@@ -65,6 +102,7 @@ def measure(quick: bool) -> list[Result]:
             baseline=f"of the same on a {BASELINE}-event run",
             detail=f"open {spread(open_ms, ' ms')} (CPU {spread(cpu_ms, ' ms')}; load_run {spread(store_ms, ' ms')}), "
                    f"{BASELINE}-event run {spread(small, ' ms')}", runs=repeat))
+    results.append(_fold_result(project, runs, 1 if quick else 3))
     return results
 
 
