@@ -41,7 +41,7 @@ HELP = """\
 | `F1` (or `?` outside the message box) | this help |
 | `Ctrl+Q` | quit (a running generation is stopped and stored) |
 | `←` / `→` in the trace | scroll long lines sideways |
-| `/` / `n` in the trace | find a text in its events (what the inspector shows), then the next one |
+| `/` / `n` in the trace | find a text in its events (a model call: the messages it adds), then the next one |
 
 Every key works wherever the focus is, the message box included; the bar at the bottom lists them all
 (dimmed: nothing to do now).

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -111,12 +113,16 @@ class TraceTree(LazyTree[Event]):
         self.guide_depth = 2
         self.streamed = 0  # tokens of the current model call, shown in batches
         self._tool_errors: dict[tuple[str, str], Error] = {}  # (run, message) -> a failed tool's error event
+        self._last_call: dict[str, ModelCall] = {}  # run -> its latest model call
+        self._earlier_call: dict[int, ModelCall] = {}  # id of a model call -> the one before it in its run
+        self._added: dict[int, str] = {}  # id of a model call -> what search looks in (searched_text)
 
     def draw(self, data: Event) -> Text:
         return label(data)
 
     def clear(self) -> Self:
         self._scopes, self._step_node, self.streamed, self._tool_errors = {}, None, 0, {}
+        self._last_call, self._earlier_call, self._added = {}, {}, {}
         return super().clear()
 
     def inspect(self, e: Event) -> str:
@@ -128,6 +134,17 @@ class TraceTree(LazyTree[Event]):
             if error is not None and error.detail:
                 shown += f"\n\n{WHERE}\n{printable(error.detail)}"
         return shown
+
+    def searched_text(self, e: Event) -> str:
+        """What ``/`` and n look in: the inspector's text, but of a model call only the messages it adds to the
+        run's previous call (each call repeats the whole conversation, and the answers and tool results it
+        repeats are their own events): one phrase said once had a hit on every later model call."""
+        earlier = self._earlier_call.get(id(e)) if isinstance(e, ModelCall) else None
+        if not isinstance(e, ModelCall) or earlier is None:
+            return self.inspect(e)
+        if id(e) not in self._added:
+            self._added[id(e)] = detail(e.model_copy(update={"messages": _added(earlier, e)}))
+        return self._added[id(e)]
 
     def begin(self, started: RunStarted) -> None:
         self.clear()
@@ -181,6 +198,9 @@ class TraceTree(LazyTree[Event]):
         step_branch = scope.step_branch(e)
         if isinstance(e, ModelCall):
             self.streamed = 0
+            if e.run_id in self._last_call:
+                self._earlier_call[id(e)] = self._last_call[e.run_id]
+            self._last_call[e.run_id] = e
             if step_branch is None and (scope.handed_to is not None
                                         or (scope.branch is None and _offers_handoffs(e))):
                 handed, scope.handed_to = scope.handed_to, None
@@ -228,13 +248,14 @@ class TraceTree(LazyTree[Event]):
             self.action_find()
 
     def find(self, text: str | None) -> None:
-        """Select the next event whose details (what the inspector shows) hold ``text``, in any case: in a long
-        run, the tool call that had some argument, the answer that said something."""
+        """Select the next event whose details (what the inspector shows; of a model call, the messages it adds)
+        hold ``text``, in any case: in a long run, the tool call that had some argument, the answer that said
+        something."""
         if not text:
             return
         self.searched, wanted = text, text.casefold()
         self.focus()
-        if not self._select_next(lambda e: e is not None and wanted in self.inspect(e).casefold()):
+        if not self._select_next(lambda e: e is not None and wanted in self.searched_text(e).casefold()):
             self.app.notify(f"no event of this trace holds {printable(text)!r}", severity="warning")
 
     def _select_next(self, wanted: Callable[[Event | None], bool]) -> bool:
@@ -280,6 +301,24 @@ class TraceTree(LazyTree[Event]):
         if node is not None and node.data is not None and self.streamed:  # else its label never said so
             node.set_label(label(node.data))
         self._step_node, self.streamed = None, 0
+
+
+def _added(earlier: ModelCall, call: ModelCall) -> list[dict[str, Any]]:
+    """The messages ``call`` sends that ``earlier`` did not, less the answers and tool results (the run's own
+    events show those)."""
+    sent = Counter(_key(m) for m in earlier.messages)
+    added = []
+    for m in call.messages:
+        if sent[_key(m)] > 0:
+            sent[_key(m)] -= 1
+        elif m.get("role") not in ("assistant", "tool"):
+            added.append(m)
+    return added
+
+
+def _key(message: dict[str, Any]) -> str:
+    """A message as a comparable string (its content, role, name and tool calls)."""
+    return json.dumps(message, sort_keys=True, default=str)
 
 
 def _failed(e: Event | None) -> bool:

@@ -145,3 +145,50 @@ async def test_folding_a_branch_of_a_100000_event_run_costs_what_the_branch_hold
         await pilot.pause()
         assert tree.last_line == 0 and tree.cursor_node is tree.root  # its branch hid the cursor: it goes up
 
+
+async def test_n_walks_the_places_a_phrase_was_said_not_every_model_call_that_repeats_it(calc_agent: Path) -> None:
+    """Each model call sends the whole conversation again, so a phrase a tool returned once matched its result
+    and every later model call: n stepped through dozens of copies. A model call is searched for the messages it
+    adds, so n walks the distinct places."""
+    run_id, conv = "run_repeats", "conv_repeats"
+    history: list[dict[str, object]] = [{"role": "system", "content": "You add numbers."},
+                                         {"role": "user", "content": "add them all"}]
+    events: list[Event] = [RunStarted(agent="calc", model="scripted", input="add them all", conversation_id=conv)]
+    for step in range(1, 31):
+        said = "a purple elephant" if step == 3 else f"{step}"
+        events += [ModelCall(model="scripted", messages=list(history), step=step),
+                   ModelResult(text="", tool_calls=[{"id": f"c{step}", "name": "add", "arguments": {}}], step=step),
+                   ToolCall(call_id=f"c{step}", name="add", arguments={"a": step, "b": 1}, step=step),
+                   ToolResult(call_id=f"c{step}", name="add", content=said, step=step)]
+        history += [{"role": "assistant", "content": "", "tool_calls": [{"id": f"c{step}", "name": "add"}]},
+                    {"role": "tool", "name": "add", "content": said}]
+    history.append({"role": "user", "content": "and the elephant? (edited at a breakpoint)"})
+    events += [ModelCall(model="scripted", messages=history, step=31), RunFinished(status="ok", output="done")]
+    for seq, e in enumerate(events):
+        e.run_id, e.seq = run_id, seq
+    store = open_store()
+    store.start_run(run_id, conv, "calc", "scripted", "add them all")
+    store.finish_run(run_id, conv, events[-1].model_dump(), events, [])
+    app = DevApp(calc_agent, run_id=run_id, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        tree = app.query_one(TraceTree)
+        await pilot.press("slash", *"elephant", "enter")
+        await pilot.pause()
+        found = []
+        for _ in range(4):
+            assert tree.cursor_node is not None
+            found.append(tree.cursor_node.data)
+            await pilot.press("n")
+            await pilot.pause()
+        assert [type(e).__name__ for e in found] == ["ToolResult", "ModelCall", "ToolResult", "ModelCall"]
+        assert found[0].step == 3 and found[1].step == 31  # the result that said it, the call that asked of it
+        await pilot.press("slash", "ctrl+u", *"add them all", "enter")
+        await pilot.pause()
+        assert tree.cursor_node is tree.root  # the run's input
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(tree.cursor_node.data, ModelCall) and tree.cursor_node.data.step == 1
+        await pilot.press("n")
+        await pilot.pause()
+        assert tree.cursor_node is tree.root  # and no later model call that repeats it
