@@ -11,8 +11,10 @@ A write that fails (a full disk) is one line saying how far the ingest got; what
 next ingest finishes the job, as after a kill.
 
 ``stop_ingests()`` asks the ingests running in this process to stop after their
-current file (Ctrl-C during an agent's first retrieval): what was committed is
-kept, the next ingest does the rest, and the caller can say how far each got.
+current file, or within a few chunks of the batch being embedded (Ctrl-C or Esc
+during an agent's first retrieval): what was committed is kept, what was not yet
+is dropped whole, the next ingest does the rest, and the caller can say how far
+each got.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from halguru.rag.store import KnowledgeBase, base_folder
 
 # Chunks embedded and committed together: fewer LanceDB fragments, bounded work lost on a kill.
 BATCH_CHUNKS = int(os.environ.get("HALGURU_KB_BATCH_CHUNKS", "128"))
+STOP_STEP = 16  # chunks embedded between two looks at a stop request (an ingest a scope may stop)
 OPTIMIZE_FRAGMENTS = 32  # compaction runs when an ingest leaves more fragments than this
 
 
@@ -75,7 +78,8 @@ class IngestScope:
 
     ``IngestScope.enter()`` makes a scope current in the caller's context (contextvars: the threads of
     ``asyncio.to_thread`` and the tasks it starts inherit it). ``stop()`` makes each of its ingests stop
-    after its current file, and ``stopped`` lists, one line each, the ingests that did so.
+    after its current file or within ``STOP_STEP`` chunks of the batch it embeds (the batch is dropped whole), and
+    ``stopped`` lists, one line each, the ingests that did so.
     """
 
     def __init__(self) -> None:
@@ -252,11 +256,10 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     indexed = [True] if stored else []  # a base with rows has its full-text index, unless a kill came first
     taken = {source: path for path, (source, _) in stored.items()}  # citation name -> the file that has it
 
-    def commit() -> None:
+    def commit(upto: int) -> None:
+        """Write the pending rows (files ``upto`` on are not in them) and the stale rows' deletion."""
         if pending:
-            texts = [str(row["search_text"]) for row in pending]
-            for row, vector in zip(pending, embed_passages(model, texts), strict=True):
-                row["vector"] = vector
+            _embed_rows(model, pending, running)
             if lead is not None:
                 _add_leads(pending, lead)
             with _writing(kb, running, summary):
@@ -276,11 +279,14 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
             with _writing(kb, running, summary):
                 kb.table.delete(" OR ".join(stale))
             stale.clear()
+        running.done = upto
 
     for index, (file, root) in enumerate(files):
-        running.done = index
         if running.scope is not None and running.scope.stop_requested.is_set():
-            commit()  # whole files only: the next ingest finds them unchanged
+            # What is pending is dropped, not embedded first (seconds): its files are not in the base, and
+            # the next ingest indexes them
+            if not pending and not stale:
+                running.done = index
             running.check()
         notify("file", str(file))
         key = _key(file)
@@ -315,12 +321,25 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         if old is not None:
             stale.append(f"(path = {_quote(key)} AND doc_hash != {_quote(digest)})")
         if len(pending) >= BATCH_CHUNKS:
-            commit()
-    commit()
-    running.done = len(files)
+            commit(index + 1)
+    commit(len(files))
     with _writing(kb, running, summary):
         _finish(kb, roots, stored, seen, summary, prune)
     return summary
+
+
+def _embed_rows(model: Any, rows: list[dict[str, object]], running: _Running) -> None:
+    """Give ``rows`` their vectors. An ingest its scope may stop (`halguru dev`'s Esc) embeds ``STOP_STEP`` chunks
+    at a time and stops between two: a stop waited for the whole batch (10 s on a slow machine), and the batch is
+    dropped whole, so the base holds whole files only."""
+    texts = [str(row["search_text"]) for row in rows]
+    step = STOP_STEP if running.scope is not None else len(texts)
+    vectors: list[Any] = []
+    for start in range(0, len(texts), step):
+        running.check()
+        vectors.extend(embed_passages(model, texts[start:start + step]))
+    for row, vector in zip(rows, vectors, strict=True):
+        row["vector"] = vector
 
 
 def _check_chunker(kb: KnowledgeBase, holds: bool, notify: Progress) -> None:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 STREAM_REFRESH = 1 / 15  # seconds between batched token updates of the tree
 QUIT_GRACE = 5.0  # seconds Ctrl+Q waits for a cancelled run to be stored before the app exits
-INGEST_STOP_WAIT = 120.0  # seconds a stopped run's ingest is waited for, to say how far it got (its last batch)
+INGEST_STOP_WAIT = 120.0  # seconds a stopped run's ingest is waited for, to say how far it got
 NOTICES = (ApprovalApproved, ApprovalRejected, Resumed)  # shown in the chat as they happen (a pending approval
 # is said once the run has ended, with its keys)
 INSPECTOR_HINT = "Select a node of the trace to inspect it."
@@ -379,7 +379,7 @@ class DevApp(ExportActions):
             self.notify(str(exc), severity="error")
         except asyncio.CancelledError:  # stopped (Esc, Ctrl+C) or quitting: the trace shows the run as stored
             self._stopped(chat)
-            # An ingest goes on in its thread: it stops after its current file (quitting waited for all of them)
+            # An ingest goes on in its thread: it stops within a few chunks (quitting waited for all of them)
             ingests.stop_requested.set()
             self.run_worker(self._say_stopped(ingests, chat), exit_on_error=False)
             raise

@@ -95,3 +95,58 @@ async def test_chat_stops_the_ingest_its_answer_started(notes, halguru_home):
         await repl.session.close()
     [line] = repl.stopped_ingests
     assert line.startswith("indexing knowledge base 'kb-notes' stopped after") and "of 300 file(s)" in line
+
+
+def test_a_stopped_ingest_stops_within_a_few_chunks_and_leaves_a_searchable_base(tmp_path: Path, halguru_home,
+                                                                               monkeypatch) -> None:
+    """Esc in `halguru dev` during an agent's first ingest waited for the batch being embedded (128 chunks, up to
+    10 s on a slow machine), then embedded what was pending before it stopped: the chat said nothing, and quitting
+    waited. It stops between a few chunks now; the base holds whole files, searchable, and the next ingest
+    finishes it."""
+    import threading
+
+    from halguru import rag
+    from halguru.rag import indexer
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    rng = random.Random(3)
+    for i in range(40):
+        (folder / f"n{i}.md").write_text(f"# Note {i}\n\n" + " ".join(rng.choice(WORDS) for _ in range(2000)))
+    rag.create("slow", "fast")
+    real, embedded, count = indexer.embed_passages, threading.Event(), [0]
+
+    def slow(model, texts):
+        count[0] += len(texts)
+        if count[0] > indexer.BATCH_CHUNKS:  # the first batch is written: the second is being embedded
+            embedded.set()
+        time.sleep(0.02 * len(texts))  # 2.6 s a batch of 128 chunks
+        return real(model, texts)
+
+    monkeypatch.setattr(indexer, "embed_passages", slow)
+    scope: list[indexer.IngestScope] = []
+    failed: list[BaseException] = []
+
+    def ingest() -> None:
+        scope.append(indexer.IngestScope.enter())
+        try:
+            rag.ingest("slow", [folder])
+        except indexer.IngestStopped as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=ingest)
+    worker.start()
+    assert embedded.wait(60)
+    time.sleep(0.1)
+    started = time.monotonic()
+    [line] = scope[0].stop(wait=30)
+    took = time.monotonic() - started
+    worker.join(30)
+    assert failed and took < 1.0, f"the stop took {took:.1f} s"
+    kept = rag.open_base("slow").info().documents
+    assert 0 < kept < 40 and f"stopped after {kept} of 40 file(s)" in line  # the batch under way was dropped
+    assert rag.search("slow", "price tea", k=3)  # searchable as it is
+    monkeypatch.setattr(indexer, "embed_passages", real)
+    summary = rag.ingest("slow", [folder])
+    assert len(summary.added) == 40 - kept and len(summary.unchanged) == kept
+    assert rag.open_base("slow").info().documents == 40 and rag.search("slow", "price tea", k=3)

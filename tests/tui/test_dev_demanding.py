@@ -200,3 +200,50 @@ async def test_a_stopped_run_stops_the_knowledge_ingest_it_started(write_agent) 
         await pilot.press("escape")
         await wait_for(pilot, lambda: "stopped after" in chat_text(app), timeout=150)
         assert "of 200 file(s); those are kept" in chat_text(app)
+
+
+async def test_escape_during_the_first_ingest_stops_it_at_once_and_the_next_run_finishes_the_base(
+        write_agent, monkeypatch) -> None:
+    """Esc while the agent's first retrieval indexed its knowledge folder stopped the run, but the ingest went on
+    to the end of the batch it was embedding and then embedded what was pending (3 s here; 10 s on a slow
+    machine): the chat said how far it got only then, and the next message waited for it. It stops within a few
+    chunks now, keeps whole files, and the next message's retrieval finishes the base and answers from it."""
+    import random
+    import threading
+    import time
+
+    from halguru import rag
+    from halguru.rag import indexer
+
+    folder = write_agent("name: kb\nmodel: scripted\nknowledge: [notes]\n"
+                         "retrieval: {mode: auto, top_k: 3, embedder: fast}\n", name="kb")
+    (folder / "notes").mkdir()
+    rng = random.Random(5)
+    words = ["cat", "dog", "price", "shop", "road", "tea"]
+    for i in range(40):
+        (folder / "notes" / f"n{i}.md").write_text(f"# Note {i}\n\n" + " ".join(rng.choice(words) for _ in range(2000)))
+    real, second_batch, count = indexer.embed_passages, threading.Event(), [0]
+
+    def slow(model, texts):
+        count[0] += len(texts)
+        if count[0] > indexer.BATCH_CHUNKS:
+            second_batch.set()
+        time.sleep(0.02 * len(texts))  # 2.6 s a batch of 128 chunks
+        return real(model, texts)
+
+    monkeypatch.setattr(indexer, "embed_passages", slow)
+    app = DevApp(folder, model=ScriptedModel(["from the notes"]), watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "what is the price")
+        await wait_for(pilot, second_batch.is_set, timeout=60)
+        started = time.monotonic()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "indexing knowledge base 'kb-notes' stopped after" in chat_text(app))
+        took = time.monotonic() - started
+        assert took < 1.5, f"{took:.1f} s for the ingest to stop"
+        kept = rag.open_base("kb-notes").info().documents
+        assert 0 < kept < 40 and rag.search("kb-notes", "price tea", k=3)  # whole files, searchable
+        monkeypatch.setattr(indexer, "embed_passages", real)
+        await type_and_send(pilot, "what is the price")
+        await wait_for(pilot, lambda: app.last_answer == "from the notes", timeout=60)
+    assert rag.open_base("kb-notes").info().documents == 40
