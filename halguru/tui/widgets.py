@@ -16,8 +16,7 @@ from textual.containers import VerticalScroll
 from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown, Static, TextArea
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static, TextArea
 from textual.widgets.tree import TreeNode
 
 from halguru.agents.describe import ASK_PREFIX, STEP_STYLES, WHERE, describe, detail, ms, parent_of
@@ -37,6 +36,7 @@ from halguru.agents.events import (
     ToolResult,
 )
 from halguru.printable import printable
+from halguru.tui.answer import AnswerView
 from halguru.tui.lazytree import PENDING, LazyTree
 from halguru.tui.screens import FindScreen
 
@@ -401,7 +401,6 @@ class ChatPane(VerticalScroll):
     ChatPane { height: 1fr; border: round $primary-darken-2; }
     ChatPane .user { color: $text; background: $boost; padding: 0 1; margin: 1 0 0 0; }
     ChatPane .note { color: $warning; padding: 0 1; }
-    ChatPane Markdown { margin: 0; padding: 0 1; }
     """
 
     def add_user(self, text: str) -> None:
@@ -414,9 +413,9 @@ class ChatPane(VerticalScroll):
         if users:
             users[-1].update(your_message(text, ("  (edited at a breakpoint)", "italic dim")))
 
-    def add_answer(self) -> Markdown:
-        widget = Markdown("")
-        self.mount(widget)
+    async def add_answer(self) -> AnswerView:
+        widget = AnswerView()
+        await self.mount(widget)
         self.scroll_end(animate=False)
         return widget
 
@@ -447,7 +446,7 @@ class ChatPane(VerticalScroll):
 
     def trim(self, conversation_id: str | None) -> None:
         """Keep the last ``CHAT_KEEP`` entries (called between runs) and say at the top where the rest is: each
-        answer is a tree of Markdown widgets, and at 150 turns (1,800 widgets) each turn took seconds to lay
+        answer was a tree of Markdown widgets, and at 150 turns (1,800 widgets) each turn took seconds to lay
         out."""
         entries = [c for c in self.children if c.id != "earlier"]
         extra = len(entries) - CHAT_KEEP
@@ -478,7 +477,7 @@ class AnswerStream:
         self.chat, self.every = chat, every
         self.pending: list[str] = []
         self.flushed = time.monotonic()
-        self._stream: MarkdownStream | None = None
+        self._view: AnswerView | None = None
 
     async def add(self, text: str) -> None:
         self.pending.append(text)
@@ -488,17 +487,17 @@ class AnswerStream:
     async def flush(self) -> None:
         if self.pending:
             text, self.pending = "".join(self.pending), []  # taken first: a cancel in write() loses nothing
-            if self._stream is None:
-                self._stream = Markdown.get_stream(self.chat.add_answer())
-            await self._stream.write(text)
+            if self._view is None:
+                self._view = await self.chat.add_answer()
+            await self._view.append(text)
         self.flushed = time.monotonic()
 
     async def end(self) -> None:
         """Draw what is left and end this answer (the next text starts a new one)."""
         await self.flush()
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await stream.stop()
+        view, self._view = self._view, None
+        if view is not None:
+            await view.append("")  # drawn whole, should a cancel have cut a flush short
 
 
 def your_message(text: str, *after: tuple[str, str]) -> Text:

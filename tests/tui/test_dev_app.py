@@ -259,7 +259,7 @@ async def test_quit_during_generation_stores_the_partial_run(calc_agent: Path) -
 async def test_a_run_cut_while_its_answer_is_drawn_is_stored_at_once(calc_agent: Path, monkeypatch) -> None:
     """The cancel lands in the app's own drawing, outside the run: the run is still closed and stored before
     the worker ends, not whenever the garbage collector gets to it."""
-    from textual.widgets._markdown import MarkdownStream
+    from halguru.tui.answer import AnswerView
 
     drawing = asyncio.Event()
 
@@ -267,7 +267,7 @@ async def test_a_run_cut_while_its_answer_is_drawn_is_stored_at_once(calc_agent:
         drawing.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(MarkdownStream, "write", stuck_write)
+    monkeypatch.setattr(AnswerView, "append", stuck_write)
     model = ScriptedModel([{"text": " ".join(["word"] * 200), "token_delay": 0.01}])
     app = DevApp(calc_agent, model=model, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
