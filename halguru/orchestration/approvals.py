@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -190,18 +190,24 @@ def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_a
     return row, agent, call, resume
 
 
-def answers_a_decision(store: Store, run_id: str) -> bool:
-    """Whether the run goes on from a decided approval (its continuation, or a resume of one that was cut): its
-    answer is then the paused turn's, which ``resume_events`` would have queued for a channel's conversation."""
+def _back_through_resumes(store: Store, run_id: str) -> Iterator[tuple[str, list[dict[str, Any]], str | None]]:
+    """The run, then the run it resumed or continued, and so on: (its id, its events, the run it went on from)."""
     for _ in range(20):  # a chain of resumes of one turn: a few links at most
         events = store.get_events(run_id)
         resumes = events[0].get("metadata", {}).get("resumes") if events else None
+        yield run_id, events, resumes
         if not resumes:
-            return False
-        approval = store.find_approval(resumes)
-        if approval is not None and approval["run_id"] == resumes and approval["continued_by"] == run_id:
-            return True
+            return
         run_id = resumes
+
+
+def answers_a_decision(store: Store, run_id: str) -> bool:
+    """Whether the run goes on from a decided approval (its continuation, or a resume of one that was cut): its
+    answer is then the paused turn's, which ``resume_events`` would have queued for a channel's conversation."""
+    for rid, _, resumes in _back_through_resumes(store, run_id):
+        approval = store.find_approval(resumes) if resumes else None
+        if approval is not None and approval["run_id"] == resumes and approval["continued_by"] == rid:
+            return True
     return False
 
 
@@ -209,15 +215,10 @@ def left_to_client(store: Store, run_id: str) -> set[str]:
     """The calls of the caller's own tools (the OpenAI endpoint's client-side functions) that the run's paused
     reply left to the caller, as its pause recorded them (``approval_requested``), following a continuation or a
     resume back to that pause: the run that goes on from there leaves them to the caller, not running them."""
-    for _ in range(20):  # a chain of resumes of one turn: a few links at most
-        events = store.get_events(run_id)
+    for _, events, _ in _back_through_resumes(store, run_id):
         asked = [e for e in events if e["type"] == "approval_requested" and not e.get("parent_run_id")]
         if asked:
             return set(asked[-1].get("client_calls") or ())
-        resumes = events[0].get("metadata", {}).get("resumes") if events else None
-        if not resumes:
-            break
-        run_id = resumes
     return set()
 
 
