@@ -96,9 +96,10 @@ async def _turn(ctx: JobContext, job: JobRecord, text: str, conversation: str) -
 
     agent = ctx.agent(job["agent"])
     cut = await _cut_run(ctx.store, job)
-    checkpoint = await asyncio.to_thread(ctx.store.get_checkpoint, cut) if cut and ctx.unpack else None
-    if ctx.unpack and checkpoint and checkpoint["agent_path"]:
-        await asyncio.to_thread(ctx.unpack, job["agent"], checkpoint["agent_path"])
+    if cut is not None and ctx.unpack is not None:  # its version's folder, from the store if this disk lacks it
+        checkpoint = await asyncio.to_thread(ctx.store.get_checkpoint, cut)
+        if checkpoint is not None and checkpoint["agent_path"]:
+            await asyncio.to_thread(ctx.unpack, job["agent"], checkpoint["agent_path"])
     async with ctx.admit(agent) if ctx.admit else nullcontext():
         try:
             if cut is not None:  # an earlier attempt's team or workflow run: on from its checkpoint, not afresh

@@ -26,11 +26,11 @@ _LAST_STATUS = ("(SELECT CASE WHEN r.status = 'running' AND coalesce(r.lease_exp
                 "ELSE r.status END FROM runs r WHERE r.conversation_id = c.id ORDER BY r.started DESC LIMIT 1)")
 _CHANNEL = "(SELECT min(t.channel) FROM channel_threads t WHERE t.conversation_id = c.id)"
 CANDIDATES = 1000
+"""Past this many conversations that may have a searched status or text, a search walks the conversations newest
+first (a common status or word fills a page at once) rather than testing each of them."""
 WALK = 2000
 """A common word's search tests the newest this many conversations first, each by its own messages (the index
 on ``conversation_id``), and reads the word's every message only when they hold less than a page."""
-"""Past this many conversations that may have a searched status or text, a search walks the conversations newest
-first (a common status or word fills a page at once) rather than testing each of them."""
 NO_CHANNEL = "api"
 """The channel filter's name for conversations no channel started (the API, the web chat, the CLI)."""
 
