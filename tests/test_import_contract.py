@@ -43,7 +43,7 @@ LAYERS: list[set[str]] = [
     {"tools"},
     {"models"},
     {"plugins", "config", "errors", "yamlfile", "listen", "api_schemas", "names", "durations", "atomic", "printable",
-     "storable", "templating", "hangup"},
+     "storable", "templating", "hangup", "markdown_rows"},
 ]
 # Upward imports the design allows: the store records the typed events of a run.
 ALLOWED_UP = {("store", "halguru.agents.events")}

@@ -19,8 +19,9 @@ import time
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
-from rich.markdown import Markdown
-from rich.segment import Segment, Segments
+from rich.segment import Segments
+
+from halguru.markdown_rows import markdown_rows, row_segments
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
@@ -88,10 +89,10 @@ class MarkdownStream:
         self.block, self.blank_seen = [], False
         if not text.strip():
             return
-        rows = _rows(self.console, text, self.console.options)
+        rows = markdown_rows(self.console, text, self.console.options)
         if self.printed:
             rows.insert(0, [])  # the blank line Markdown puts between blocks
-        self.console.print(Segments(_lines(rows)), end="")  # above the live area, into the scrollback, once
+        self.console.print(Segments(row_segments(rows)), end="")  # above the live area, into the scrollback, once
         self.printed = True
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -102,19 +103,5 @@ class MarkdownStream:
             lines = ([lines[0]] if self.fence is not None else []) + lines[-height:]
         if not "".join(lines).strip():
             return
-        yield from _lines(_rows(console, "\n".join(lines), options)[-height:])
+        yield from row_segments(markdown_rows(console, "\n".join(lines), options)[-height:])
 
-
-def _rows(console: Console, text: str, options: ConsoleOptions) -> list[list[Segment]]:
-    """``text`` rendered as Markdown, without the empty lines rich puts before some blocks (a list) and not
-    others (a paragraph): the stream puts one between blocks itself, as a whole answer rendered has."""
-    rows = console.render_lines(Markdown(text), options.update(height=None), pad=False)
-    while rows and not rows[0]:
-        rows.pop(0)
-    while rows and not rows[-1]:
-        rows.pop()
-    return rows
-
-
-def _lines(rows: list[list[Segment]]) -> list[Segment]:
-    return [segment for row in rows for segment in (*row, Segment.line())]

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 from rich.console import Console, ConsoleOptions, RenderResult
-from rich.markdown import Markdown
-from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
+
+from halguru.markdown_rows import markdown_rows, row_segments
 
 FREEZE = 1000  # characters of the live part from which its finished blocks are drawn for good (rich draws the
 # live part again at each flush)
@@ -32,14 +32,9 @@ class _Blocks:
         self.text, self.gap = text, gap
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        rows = console.render_lines(Markdown(self.text), options.update(height=None), pad=False)
-        drawn = [i for i, row in enumerate(rows) if row]  # rich puts empty lines before some blocks, not others
-        if not drawn:
-            return
-        gap: list[list[Segment]] = [[]] * self.gap
-        for row in gap + rows[drawn[0]:drawn[-1] + 1]:
-            yield from row
-            yield Segment.line()
+        rows = markdown_rows(console, self.text, options)
+        if rows:
+            yield from row_segments([[]] * self.gap + rows)
 
 
 def finished(text: str) -> int:
