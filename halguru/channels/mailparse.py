@@ -186,7 +186,8 @@ def message_text(msg: EmailMessage, notes: list[str]) -> str:
     if body is not None:
         content = _content(body)
         text = html_to_text(content) if body.get_content_type() == "text/html" else content
-        text = strip_quoted(text.replace("\r\n", "\n"))
+        forwarded = bool(_FORWARD_SUBJECT.match(_header(msg, "Subject")))
+        text = strip_quoted(text.replace("\r\n", "\n"), forwarded=forwarded)
     parts = [text.strip()]
     for part in msg.iter_attachments():
         if part.is_multipart():
@@ -230,31 +231,75 @@ def attachment_text(part: MIMEPart, notes: list[str]) -> str:
     return f"[attachment: {name}]\n{content}"
 
 
-def strip_quoted(text: str) -> str:
+def strip_quoted(text: str, *, forwarded: bool = False) -> str:
     """Drop the quoted earlier message at the end of a reply: the conversation already holds it.
 
-    Only a trailing block is cut (an 'On ... wrote:' or '-----Original Message-----' line followed by nothing
-    but quoted or blank lines, or a trailing run of '>' lines), so inline answers between quotes are kept.
+    Two shapes are cut. Outlook's: a '-----Original Message-----' line, or the header block it writes above the
+    earlier mail ('From:', then 'Sent:' or 'Date:' and 'Subject:' lines), and everything after it, which is not
+    quoted with '>' (not when ``forwarded``: the mail forwards what follows, for the agent to read). And a
+    trailing run of '>' lines, with the 'On ... wrote:' line above it, so inline answers between quotes are kept.
     """
     lines = text.rstrip().split("\n")
+    if not forwarded:
+        cut = _outlook_header(lines)
+        if cut is not None:
+            lines = lines[:cut]
     end = len(lines)
     while end > 0 and (lines[end - 1].startswith(">") or not lines[end - 1].strip()):
         end -= 1
     if end == len(lines):
-        return text.strip()
+        return "\n".join(lines).strip()
     head = lines[end - 1].strip() if end else ""
-    if (head.startswith("On ") and head.endswith("wrote:")) or head.startswith("-----Original Message"):
+    if _ATTRIBUTION.match(head) or _ORIGINAL.match(head):
         end -= 1
-    elif head.endswith("wrote:") and end > 1 and lines[end - 2].strip().startswith("On "):
+    elif head.endswith(":") and end > 1 and _ATTRIBUTION.match(f"{lines[end - 2].strip()} {head}"):
         end -= 2  # Gmail wraps a long attribution line: 'On Mon, ... Bot <' / 'bot@example.com> wrote:'
     if end == 0:
         return text.strip()  # nothing but a quote: keep it rather than send the agent an empty message
     return "\n".join(lines[:end]).strip()
 
 
+# 'On Mon, 1 Dec 2026, Bot <bot@example.com> wrote:' as mail clients write it in a few languages ('Am ... schrieb
+# Bot <bot@example.com>:')
+_ATTRIBUTION = re.compile(r"^(on|am|le|el|il|op|em|den)\b.*\b(wrote|schrieb|écrit|escribió|scrisse|schreef|escreveu|"
+                          r"skrev)\b.*:$", re.IGNORECASE)
+_ORIGINAL = re.compile(r"^-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original|"
+                       r"messaggio originale|oorspronkelijk bericht)\s*-{2,}$", re.IGNORECASE)
+_FROM = re.compile(r"^\*?(from|von|de|da|van)\s*:\*?\s", re.IGNORECASE)
+_SENT = re.compile(r"^\*?(sent|date|gesendet|datum|envoyé|enviado|fecha|inviato|data|verzonden)\s*:", re.IGNORECASE)
+_SUBJECT = re.compile(r"^\*?(subject|betreff|objet|asunto|oggetto|onderwerp)\s*:", re.IGNORECASE)
+_FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
+
+
+def _outlook_header(lines: list[str]) -> int | None:
+    """Where Outlook's copy of the earlier mail starts (its separator or header block), if it follows some text
+    of the reply's own; else None. A block after a 'forwarded message' line is a forward's, and kept."""
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if _ORIGINAL.match(stripped):
+            start = i
+        elif _FROM.match(stripped) and _reply_header(lines[i + 1:i + 7]):
+            start = i
+            while start > 0 and (not lines[start - 1].strip() or set(lines[start - 1].strip()) <= set("_-")):
+                start -= 1  # the blank lines and the rule ('____') Outlook puts above it
+            if start > 0 and "forward" in lines[start - 1].lower():
+                continue  # '---------- Forwarded message ---------', 'Begin forwarded message:'
+        else:
+            continue
+        return start if any(earlier.strip() for earlier in lines[:start]) else None
+    return None
+
+
+def _reply_header(following: list[str]) -> bool:
+    """Whether the lines after a 'From:' line are the rest of a mail's header as a client quotes it."""
+    stripped = [line.strip() for line in following]
+    return any(_SENT.match(line) for line in stripped) and any(_SUBJECT.match(line) for line in stripped)
+
+
 def html_to_text(html: str) -> str:
     """HTML mail as plain text, through BeautifulSoup's parser: scripts, styles and comments vanish, blocks
-    become lines, list items '- ' lines, inline markup keeps the words around it apart.
+    become lines, list items '- ' lines, a blockquote's lines start with '>' (one per level: ``strip_quoted`` then
+    drops a reply's quoted history as in plain text), inline markup keeps the words around it apart.
 
     One walk over the parsed tree, writing each text and the breaks around elements as it goes: inserting the
     breaks into the tree (``insert_before``) looks up each element among its siblings, so a mail with thousands
@@ -271,7 +316,7 @@ def html_to_text(html: str) -> str:
             out.append(node)
         elif isinstance(node, NavigableString):
             if type(node) in (NavigableString, CData):  # as get_text(): no comments, declarations or <rt> text
-                out.append(str(node))
+                out.append(str(node).replace(_QUOTE_IN, "").replace(_QUOTE_OUT, ""))
         elif isinstance(node, Tag):
             if node.name in _HTML_HIDDEN:
                 continue
@@ -279,7 +324,9 @@ def html_to_text(html: str) -> str:
                 out.append("\n")
                 continue
             before, after = "", ""
-            if node.name == "li":
+            if node.name == "blockquote":  # the quoted earlier mail: '>' lines, as a plain-text reply has
+                before, after = f"\n{_QUOTE_IN}\n", f"\n{_QUOTE_OUT}\n"
+            elif node.name == "li":
                 before = "\n- "
             elif node.name in ("td", "th"):
                 after = " "  # cells of a row stay on one line, apart
@@ -288,11 +335,21 @@ def html_to_text(html: str) -> str:
             out.append(before)
             todo.append(after)
             todo.extend(reversed(node.contents))
-    lines = [" ".join(line.split()) for line in "".join(out).splitlines()]
+    lines: list[str] = []
+    depth = 0
+    for line in "".join(out).splitlines():
+        words = " ".join(line.split())
+        if words in (_QUOTE_IN, _QUOTE_OUT):
+            depth += 1 if words == _QUOTE_IN else -1
+        else:
+            lines.append(f"{'>' * depth} {words}" if depth and words else words)
     text = "\n".join(lines)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.strip()
+
+
+_QUOTE_IN, _QUOTE_OUT = "\ue000", "\ue001"  # where a blockquote begins and ends (private-use characters)
 
 
 def _content(part: MIMEPart) -> str:

@@ -264,6 +264,23 @@ async def test_html_mail_and_attachments_reach_the_agent_as_text(dovecot: Doveco
     assert "[attachment: order.txt]\n12 chairs, 1 table" in files_text
 
 
+async def test_a_reply_reaches_the_agent_without_the_history_its_client_copied(dovecot: Dovecot) -> None:
+    history = "".join(f"From: Helpdesk <{USER}>\nSent: Monday {i}\nTo: Ann\nSubject: RE: Hours\n\nAnswer {i}.\n\n"
+                      for i in range(50))
+    outlook = mail("RE: Hours", f"And on Monday?\n\n-----Original Message-----\n{history}",
+                   message_id="<o@example.org>")
+    gmail = mail("Re: Hours", message_id="<g@example.org>")
+    gmail.set_content('<div dir="ltr">And on Tuesday?</div><div class="gmail_quote"><div class="gmail_attr">On Mon, '
+                      f'Dec 7, 2026 at 9:00 AM Helpdesk &lt;{USER}&gt; wrote:<br></div><blockquote>We open at 10.'
+                      '</blockquote></div>', subtype="html")
+    dovecot.append(outlook)
+    dovecot.append(gmail)
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 2)
+    assert [m.text for m in sink.messages] == ["And on Monday?", "And on Tuesday?"]
+
+
 async def test_idle_picks_up_new_mail_well_before_the_poll_interval(dovecot: Dovecot) -> None:
     sink = Sink()
     async with running(channel(dovecot, poll_interval=60), sink):

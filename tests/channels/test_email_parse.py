@@ -180,9 +180,60 @@ def test_quoted_earlier_mail_at_the_end_is_dropped_inline_answers_are_kept() -> 
     assert strip_quoted(reply) == "Yes, Sunday works."
     wrapped = "Ten is fine.\n\nOn Mon, 1 Dec 2026 at 10:00, Helpdesk <\nbot@example.com> wrote:\n\n> We open at 10.\n"
     assert strip_quoted(wrapped) == "Ten is fine."
+    german = "Gern.\n\nAm 01.12.2026 um 10:00 schrieb Helpdesk <bot@example.com>:\n> Wir öffnen um 10.\n"
+    assert strip_quoted(german) == "Gern."
     inline = "> Which day?\nSunday.\n> What time?\nTen."
     assert strip_quoted(inline) == inline
     assert strip_quoted("> only a quote") == "> only a quote"
+
+
+OUTLOOK_HISTORY = ("From: Helpdesk <bot@example.com>\nSent: Monday, December 7, 2026 9:00 AM\nTo: Ann\n"
+                   "Subject: RE: Opening hours\n\nWe open at 10.\n\n" + "Earlier history, not quoted with '>'.\n" * 200)
+
+
+@pytest.mark.parametrize("separator", ["-----Original Message-----\n", "________________________________\n", ""])
+def test_outlooks_unquoted_copy_of_the_earlier_mail_is_dropped(separator: str) -> None:
+    """Outlook copies the mail it answers below a header block, without '>': the agent got the whole history
+    (here 8,000 characters for a one-line answer) at every turn of the thread."""
+    result = parsed(mail("RE: Opening hours", f"And on Monday?\n\n{separator}{OUTLOOK_HISTORY}"))
+    assert result.text == "And on Monday?"
+    german = "Danke!\n\nVon: Helpdesk <bot@example.com>\nGesendet: Montag\nAn: Ann\nBetreff: AW: Zeiten\n\nAlt."
+    assert parsed(mail("AW: Zeiten", german)).text == "Danke!"
+
+
+def test_a_forwarded_mails_header_block_and_text_are_kept() -> None:
+    forward = f"Can you answer this one?\n\n---------- Forwarded message ---------\n{OUTLOOK_HISTORY[:120]}"
+    assert parsed(mail("Fwd: Opening hours", forward)).text == forward.strip()
+    # Outlook's forward looks like its reply: the subject says which it is
+    outlook_forward = f"See below.\n\n________________________________\n{OUTLOOK_HISTORY[:120]}"
+    assert parsed(mail("FW: Opening hours", outlook_forward)).text == outlook_forward.strip()
+    assert parsed(mail("Opening hours", OUTLOOK_HISTORY[:120])).text == OUTLOOK_HISTORY[:120].strip()  # nothing above
+
+
+@pytest.mark.parametrize("html", [
+    # Gmail
+    '<div dir="ltr">And on Monday?</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Mon, '
+    'Dec 7, 2026 at 9:00 AM Helpdesk &lt;bot@example.com&gt; wrote:<br></div><blockquote class="gmail_quote">We '
+    'open at 10.<br><br>On Sun, Dec 6, 2026 Ann wrote:<blockquote>When are you open?</blockquote></blockquote></div>',
+    # Apple Mail
+    '<html><body>And on Monday?<br><div><br><blockquote type="cite"><div>On 7 Dec 2026, at 09:00, Helpdesk '
+    '&lt;bot@example.com&gt; wrote:</div><br><div>We open at 10.</div></blockquote></div></body></html>',
+    # Outlook on the web
+    '<div>And on Monday?</div><hr><div id="divRplyFwdMsg"><b>From:</b> Helpdesk &lt;bot@example.com&gt;<br>'
+    '<b>Sent:</b> Monday, December 7, 2026 9:00 AM<br><b>To:</b> Ann<br><b>Subject:</b> RE: Opening hours</div>'
+    '<div>We open at 10.</div>',
+])
+def test_the_quoted_history_of_an_html_only_reply_is_dropped(html: str) -> None:
+    msg = mail("Re: Opening hours")
+    msg.set_content(html, subtype="html")
+    assert parsed(msg).text == "And on Monday?"
+
+
+def test_html_blockquotes_between_answers_read_as_quotes() -> None:
+    msg = mail("Re: Opening hours")
+    msg.set_content("<blockquote>Which day?</blockquote><p>Sunday.</p><blockquote>What time?<blockquote>Any?"
+                    "</blockquote></blockquote><p>Ten.</p>", subtype="html")
+    assert parsed(msg).text == "> Which day?\n\nSunday.\n\n> What time?\n>> Any?\n\nTen."
 
 
 def test_attachments_text_is_read_by_the_knowledge_loaders(tmp_path: Path) -> None:
