@@ -112,6 +112,9 @@ class EmailConfig(BaseModel):
     # where the SMTP server files what we send (Gmail and Exchange do): a job retried after a crash mid-send
     # looks there for its reply's Message-ID before sending again
     sent_folder: str | None = None
+    # mail the IMAP server received more days ago than this is left as it is, unanswered: an inbox with years of
+    # mail at first start, or after a long outage, is not answered months late (0: mail of any age)
+    max_age_days: int = Field(default=7, ge=0)
 
     @field_validator("address")
     @classmethod
@@ -152,6 +155,7 @@ class EmailChannel:
             host=imap.host, port=imap.port or _DEFAULT_PORTS["imap"][imap.security], security=imap.security,
             username=imap.username or self.config.address, password=self.imap_password, mailbox=imap.mailbox,
             keyword=self.config.processed.flag, move_to=self.config.processed.move_to,
+            max_age_days=self.config.max_age_days,
         )
         self.domain = self.config.address.rpartition("@")[2]
         self.status: SourceStatus | None = None  # None until the first connection attempt ends
@@ -180,6 +184,10 @@ class EmailChannel:
                 log.info("email channel of %s: connected to %s (%s)", self.agent, inbox.where,
                          "IDLE" if inbox.idle else f"polling every {self.config.poll_interval:g} s")
                 self.status = SourceStatus(True, f"IMAP {inbox.where}: connected")
+                if old := await asyncio.to_thread(inbox.too_old):
+                    log.info("email channel of %s: %d unanswered message%s in %s arrived before %s: left unanswered "
+                             "(max_age_days: %d)", self.agent, old, "" if old == 1 else "s",
+                             self.imap_settings.mailbox, inbox.oldest_day(), self.config.max_age_days)
                 while await self._drain(inbox, sink):
                     pass  # mail arrived while we were busy: look again before waiting
                 # reset only now: a connection that fails at every first drain (a store that is down) backs off

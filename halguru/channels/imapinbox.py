@@ -13,6 +13,7 @@ progress instead of closing the socket under it; ``wait`` returns within a secon
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ssl
 import threading
 import time
@@ -36,6 +37,7 @@ class ImapSettings:
     mailbox: str
     keyword: str  # marks a processed message
     move_to: str | None  # where processed mail goes, if anywhere
+    max_age_days: int = 0  # mail the server received longer ago is not answered (0: any age)
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,29 @@ class Inbox:
             self.client = client
 
     def unprocessed(self) -> list[int]:
-        """UIDs of the messages not yet marked processed, oldest first (so a thread is answered in order)."""
+        """UIDs of the messages not yet marked processed, oldest first (so a thread is answered in order), of
+        those the server received within ``max_age_days``."""
         with self._lock:
             client = self._client()
             _announced_mail(client)  # what the server announced before now is in the view this search sees
-            criteria: list[Any] = ["UNDELETED"]
-            if self._keywords:
-                criteria += ["UNKEYWORD", self.settings.keyword]
-            return sorted(int(uid) for uid in client.search(criteria))
+            since = self.oldest_day()
+            return sorted(int(uid) for uid in client.search(self._unmarked() + (["SINCE", since] if since else [])))
+
+    def too_old(self) -> int:
+        """How many unprocessed messages are older than ``max_age_days`` (left as they are, unanswered)."""
+        since = self.oldest_day()
+        if since is None:
+            return 0
+        with self._lock:
+            return len(self._client().search([*self._unmarked(), "BEFORE", since]))
+
+    def oldest_day(self) -> datetime.date | None:
+        """The first day whose mail is answered (IMAP compares the server's delivery dates by day), or None."""
+        days = self.settings.max_age_days
+        return datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=days) if days else None
+
+    def _unmarked(self) -> list[Any]:
+        return ["UNDELETED", "UNKEYWORD", self.settings.keyword] if self._keywords else ["UNDELETED"]
 
     def fetch(self, uid: int) -> Fetched | None:
         """The message's bytes without setting ``\\Seen`` (PEEK); None when it vanished meanwhile."""

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -181,13 +182,14 @@ service anvil {{
         client.login(USER, PASSWORD)
         return client
 
-    def append(self, raw: bytes | EmailMessage, folder: str = "INBOX") -> None:
-        """Deliver a message the way a mail server's delivery agent would: straight into the mailbox."""
+    def append(self, raw: bytes | EmailMessage, folder: str = "INBOX", received: datetime | None = None) -> None:
+        """Deliver a message the way a mail server's delivery agent would: straight into the mailbox
+        (``received``: the delivery date the server keeps, INTERNALDATE; default now)."""
         data = raw if isinstance(raw, bytes) else raw.as_bytes()
         with self.client() as client:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
-            client.append(folder, data)
+            client.append(folder, data, msg_time=received)
 
     def flags(self, folder: str = "INBOX") -> list[set[str]]:
         """Each message's flags in ``folder``, oldest first."""

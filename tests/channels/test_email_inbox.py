@@ -231,6 +231,32 @@ def limited(caplog: pytest.LogCaptureFixture) -> set[str]:
     return {r.getMessage().split()[6] for r in caplog.records if "max_answers_per_hour" in r.getMessage()}
 
 
+async def test_mail_older_than_max_age_days_is_left_unanswered(dovecot: Dovecot,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """An inbox with years of mail at first start: every old message was queued for an answer (10,000 mails
+    90 days old: 10,000 replies, months late)."""
+    from datetime import UTC, datetime, timedelta
+
+    caplog.set_level(logging.INFO, logger="halguru.channels.email")
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    for n in range(3):
+        dovecot.append(mail(f"Old {n}", message_id=f"<old{n}@example.org>"), received=long_ago)
+    dovecot.append(mail("Last week", message_id="<recent@example.org>"), received=datetime.now(UTC) - timedelta(days=6))
+    dovecot.append(mail("Today", message_id="<new@example.org>"))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 2)
+        await until(lambda: sum(KEYWORD in f for f in dovecot.flags()) == 2)
+    assert [m.message_id for m in sink.messages] == ["<recent@example.org>", "<new@example.org>"]
+    assert dovecot.flags()[:3] == [set(), set(), set()]  # not read, not marked: as the owner left them
+    assert "3 unanswered messages in INBOX arrived before" in caplog.text and "(max_age_days: 7)" in caplog.text
+
+    everything = Sink()  # 0: mail of any age, as before
+    async with running(channel(dovecot, max_age_days=0), everything):
+        await until(lambda: len(everything.messages) == 3)
+    assert sorted(m.message_id for m in everything.messages) == [f"<old{n}@example.org>" for n in range(3)]
+
+
 async def test_processed_mail_can_be_moved_to_a_folder(dovecot: Dovecot) -> None:
     dovecot.append(mail(message_id="<m1@example.org>"))
     dovecot.append(mail(message_id="<m2@example.org>", headers={"Auto-Submitted": "auto-generated"}))
