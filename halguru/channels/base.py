@@ -113,6 +113,11 @@ class InboundSink(Protocol):
         unanswered): a provider's retry of it, to be taken as it was then, whatever was said since."""
         ...
 
+    def reply_of(self, channel: str, agent: str, sent_id: str) -> Mapping[str, Any] | None:
+        """What ``agent``'s message ``sent_id``, sent on ``channel``, answered: that message's ``Inbound.reply``;
+        None for a message it did not send (or no longer knows)."""
+        ...
+
     def ignore(self, message: Inbound, status: str) -> bool:
         """Record ``message`` in its thread's conversation with ``status`` ('opted out', ...) and answer nothing:
         the console shows what came and why it went unanswered. False for a retry of one recorded already."""

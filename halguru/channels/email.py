@@ -28,6 +28,7 @@ import smtplib
 import ssl
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -233,6 +234,8 @@ class EmailChannel:
                 log.warning("email channel of %s: cannot read message UID %s (%s); left unanswered in %s",
                             self.agent, uid, _one_line(exc), self.imap_settings.mailbox)
                 continue
+            if not mail.skip and mail.thread.endswith(f"@{self.domain}>"):
+                mail = await asyncio.to_thread(self._rethread, sink, mail)
             too_many = None if mail.skip else await asyncio.to_thread(self._over_limit, sink, mail.reply_to)
             if mail.bounce is not None and mail.bounce[0].endswith(f"@{self.domain}>"):  # one of our answers
                 log.warning("email channel of %s: our mail %s bounced: %s", self.agent, *mail.bounce)
@@ -247,6 +250,20 @@ class EmailChannel:
                 await asyncio.to_thread(sink.accept, self.inbound(mail))  # a store write: off the event loop
             await asyncio.to_thread(inbox.mark_processed, uid)
         return len(uids)
+
+    def _rethread(self, sink: InboundSink, mail: ParsedMail) -> ParsedMail:
+        """``mail`` in the thread of the mail our answer answered, when its thread seems to start at that answer:
+        a client that sends only In-Reply-To (no References), or a References chain cut short, started a new
+        conversation at each reply, the agent forgetting the thread. Only for the correspondent we answered
+        (their address is part of the conversation's key). The root also heads the References of our answer."""
+        answered = sink.reply_of(self.name, self.agent, mail.thread)
+        if not answered or str(answered.get("to", "")) != mail.reply_to:
+            return mail
+        root = str(([*answered.get("references", [])] or [answered.get("message_id")])[0] or "")
+        if not root or root == mail.thread:
+            return mail
+        references = mail.references if root in mail.references else [root, *mail.references]
+        return replace(mail, thread=root, references=references)
 
     def _over_limit(self, sink: InboundSink, correspondent: str) -> str | None:
         """Why mail for ``correspondent`` is not answered now (``max_answers_per_hour`` of theirs were, in the

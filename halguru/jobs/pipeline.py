@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from halguru.channels.base import Inbound, InboundSink, SendOnce
@@ -86,6 +86,14 @@ class StoreSink(InboundSink):
 
     def seen(self, channel: str, agent: str, message_id: str) -> bool:
         return self.store.get_channel_message(channel, inbound_id(agent, store_key(message_id))) is not None
+
+    def reply_of(self, channel: str, agent: str, sent_id: str) -> Mapping[str, Any] | None:
+        sent = self.store.get_channel_message(channel, store_key(sent_id))
+        if sent is None or sent["direction"] != "out" or sent["agent"] != agent or not sent["job_id"]:
+            return None
+        job = self.store.get_job(sent["job_id"])
+        reply = job["payload"].get("reply") if job is not None else None
+        return reply if isinstance(reply, Mapping) else None
 
     def ignore(self, message: Inbound, status: str) -> bool:
         conversation = self.store.thread_conversation(

@@ -2,7 +2,8 @@
 
 A mail lands in the inbox -> the worker's email source queues it once -> the scripted agent answers in the
 thread's conversation -> exactly one reply reaches the SMTP server, threaded; a reply in the same thread
-continues the same conversation, and a restarted worker answers nothing twice.
+continues the same conversation (also from a client that sends only In-Reply-To), and a restarted worker
+answers nothing twice.
 """
 
 from __future__ import annotations
@@ -96,13 +97,22 @@ def test_a_mail_gets_exactly_one_threaded_reply_from_the_agent(
     assert second["Subject"] == "Re: Opening hours" and second["In-Reply-To"] == "<q2@example.org>"
     assert str(second["References"]).split() == ["<q1@example.org>", str(reply["Message-ID"]), "<q2@example.org>"]
     assert "And on Monday?" in second.get_content()
+    # a client that sends only In-Reply-To (no References): still the thread's conversation, and our answer's
+    # References start at the thread's root again (it started a conversation of its own, the agent forgetting)
     store = open_store()
-    # the worker marks a job done after its reply is sent: the SMTP server has it a moment before that
-    wait_for(lambda: [j["status"] for j in store.list_jobs(10)] == ["done", "done"], "both jobs to be done")
+    # the worker records a reply as sent (and marks its job done) a moment after the SMTP server has it
+    wait_for(lambda: [j["status"] for j in store.list_jobs(10)] == ["done"] * 2, "both jobs to be done")
+    dovecot.append(mail("Re: Opening hours", "And on Tuesday?", message_id="<q3@example.org>",
+                        headers={"In-Reply-To": str(second["Message-ID"])}))
+    wait_for(lambda: len(smtp_server.received) >= 3, "the third reply")
+    third = smtp_server.received[2]
+    assert third["In-Reply-To"] == "<q3@example.org>"
+    assert str(third["References"]).split() == ["<q1@example.org>", str(second["Message-ID"]), "<q3@example.org>"]
+    wait_for(lambda: [j["status"] for j in store.list_jobs(10)] == ["done"] * 3, "the jobs to be done")
     jobs = store.list_jobs(10)
     conversations = {j["result"]["conversation_id"] for j in jobs}
     assert len(conversations) == 1  # one conversation per email thread
-    assert [m.role for m in store.get_messages(conversations.pop())] == ["user", "assistant", "user", "assistant"]
+    assert [m.role for m in store.get_messages(conversations.pop())] == ["user", "assistant"] * 3
     assert all("\\Seen" in f and "$HalguruAnswered" in f for f in dovecot.flags())
 
     # a restarted worker finds nothing to answer; an auto-reply to our mail is marked, not answered
@@ -111,10 +121,10 @@ def test_a_mail_gets_exactly_one_threaded_reply_from_the_agent(
     worker = start_worker()
     dovecot.append(mail("Automatic reply: Opening hours", "I am away.", message_id="<ooo@example.org>",
                         headers={"Auto-Submitted": "auto-replied"}))
-    wait_for(lambda: len(dovecot.flags()) == 3 and all("$HalguruAnswered" in f for f in dovecot.flags()),
+    wait_for(lambda: len(dovecot.flags()) == 4 and all("$HalguruAnswered" in f for f in dovecot.flags()),
              "the auto-reply to be marked processed")
     time.sleep(1.0)  # time enough for a wrong second answer to arrive
-    assert len(smtp_server.received) == 2
-    assert len(open_store().list_jobs(10)) == 2
+    assert len(smtp_server.received) == 3
+    assert len(open_store().list_jobs(10)) == 3
     err = stop(worker)
     assert "Traceback" not in err, err

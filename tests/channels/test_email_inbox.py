@@ -64,6 +64,9 @@ class Sink:
         return sum(1 for m, at in zip(self.messages, self.accepted_at, strict=True)
                    if (m.correspondent or m.sender) == correspondent and at > since)
 
+    def reply_of(self, channel: str, agent: str, sent_id: str) -> dict[str, Any] | None:
+        return None  # sent nothing
+
 
 class Once:
     """SendOnce reduced to a dict: an effect whose key is recorded is not performed again."""
@@ -149,6 +152,32 @@ async def test_mail_is_accepted_once_per_message_and_threads_by_its_root(dovecot
         await until(processed(dovecot, 3))
         await asyncio.sleep(0.5)
     assert [m.message_id for m in restarted.messages] == ["<q3@example.org>"]
+
+
+class AnsweredSink(Sink):
+    """A sink that sent one answer: ``<job1.0@example.com>``, to Ann's mail ``<q1@example.org>``."""
+
+    def reply_of(self, channel: str, agent: str, sent_id: str) -> dict[str, Any] | None:
+        if sent_id != "<job1.0@example.com>":
+            return None
+        return {"to": "ann@example.org", "subject": "Hours", "message_id": "<q1@example.org>", "references": []}
+
+
+async def test_a_reply_to_our_answer_without_references_joins_its_thread_for_its_correspondent_only(
+        dovecot: Dovecot) -> None:
+    """A client sending only In-Reply-To made our answer the root of a new thread: a new conversation."""
+    answer_only = {"In-Reply-To": "<job1.0@example.com>"}
+    dovecot.append(mail("Re: Hours", "And Monday?", message_id="<q2@example.org>", headers=answer_only))
+    # someone else who learnt our answer's Message-ID gets a conversation of their own, as with References
+    dovecot.append(mail("Re: Hours", "Me too", sender="eve@evil.test", message_id="<e1@evil.test>",
+                        headers=answer_only))
+    sink = AnsweredSink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 2)
+    ann, eve = sink.messages
+    assert ann.thread == "ann@example.org|<q1@example.org>"
+    assert ann.reply["references"] == ["<q1@example.org>", "<job1.0@example.com>"]  # our answer's References
+    assert eve.thread == "eve@evil.test|<job1.0@example.com>"
 
 
 async def test_mail_not_to_answer_is_marked_processed_without_reaching_the_agent(dovecot: Dovecot) -> None:
