@@ -23,7 +23,8 @@ from typing import Any
 from imapclient import IMAPClient
 
 SEEN = b"\\Seen"
-MAX_FETCH_BYTES = 25 * 1024 * 1024  # past this only the headers are fetched (the agent is told so)
+MAX_FETCH_BYTES = 25 * 1024 * 1024  # past this only the headers and the body's start are fetched (the agent is told so)
+START_BYTES = 1024 * 1024  # the start of a larger message's body: its text, before the attachments that make it large
 TIMEOUT = 30.0  # seconds for a connect or a command; IDLE sets its own
 
 
@@ -44,7 +45,7 @@ class ImapSettings:
 class Fetched:
     uid: int
     raw: bytes
-    truncated: bool  # only the headers: the message was larger than MAX_FETCH_BYTES
+    truncated: bool  # only the headers and the body's first START_BYTES: the message was larger than MAX_FETCH_BYTES
 
 
 class Inbox:
@@ -115,11 +116,13 @@ class Inbox:
             size = client.fetch([uid], ["RFC822.SIZE"]).get(uid, {}).get(b"RFC822.SIZE")
             if size is None:
                 return None
-            truncated = int(size) > MAX_FETCH_BYTES
-            item = b"BODY.PEEK[HEADER]" if truncated else b"BODY.PEEK[]"
-            data = client.fetch([uid], [item]).get(uid, {})
-            raw = data.get(b"BODY[HEADER]" if truncated else b"BODY[]")
-            return Fetched(uid, bytes(raw), truncated) if raw is not None else None
+            if int(size) <= MAX_FETCH_BYTES:
+                raw = client.fetch([uid], [b"BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]")
+                return Fetched(uid, bytes(raw), False) if raw is not None else None
+            # the text someone wrote comes before the attachments that make a mail this large
+            data = client.fetch([uid], [b"BODY.PEEK[HEADER]", b"BODY.PEEK[TEXT]<0.%d>" % START_BYTES]).get(uid, {})
+            header, start = data.get(b"BODY[HEADER]"), data.get(b"BODY[TEXT]<0>")
+            return Fetched(uid, bytes(header) + bytes(start or b""), True) if header is not None else None
 
     def mark_processed(self, uid: int) -> None:
         """Flag the message (our keyword and \\Seen), then move it if the channel says so."""

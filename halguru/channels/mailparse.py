@@ -56,7 +56,8 @@ class ParsedMail:
 
 def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = None,
                truncated: bool = False) -> ParsedMail:
-    """Read ``raw`` (RFC 5322 bytes). ``truncated``: only the headers were fetched (an oversized message)."""
+    """Read ``raw`` (RFC 5322 bytes). ``truncated``: only the headers and the body's start were fetched (an
+    oversized message): its text is read, its attachments only named."""
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     message_id = _first_id(_header(msg, "Message-ID")) or synthetic_id(raw)
     references = _ids(_header(msg, "References"))
@@ -71,10 +72,10 @@ def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = N
     reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from, reply_to=reply_to)
     if reason:
         return replace(base, skip=reason, bounce=bounce(msg))
-    if truncated:
-        return replace(base, text="(The message was too large to read; only its headers arrived.)")
     notes: list[str] = []
-    text = message_text(msg, notes)
+    text = message_text(msg, notes, truncated=truncated)
+    if truncated:
+        text = f"{text}\n\n(The message was too large to read whole: its text arrived, its attachments did not.)"
     return replace(base, text=text if text.strip() else "(empty message)", notes=notes)
 
 
@@ -179,8 +180,9 @@ def sender_allowed(sender: str, allow_from: list[str]) -> bool:
     return False
 
 
-def message_text(msg: EmailMessage, notes: list[str]) -> str:
-    """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it."""
+def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False) -> str:
+    """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it
+    (only its name when ``truncated``: the message's end, and so the attachments, were not fetched)."""
     body = msg.get_body(preferencelist=("plain", "html"))
     text = ""
     if body is not None:
@@ -194,6 +196,11 @@ def message_text(msg: EmailMessage, notes: list[str]) -> str:
             continue  # a forwarded message's own parts: its text is not ours to answer
         if sum(len(p) for p in parts) > MAX_TEXT_CHARS:
             break  # the rest would only be cut away below: none is parsed
+        if truncated:
+            name = part.get_filename() or "unnamed"
+            notes.append(f"{name}: not fetched (the message was too large)")
+            parts.append(f"[attachment: {name}, not read: the message was too large]")
+            continue
         parts.append(attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
     if len(joined) > MAX_TEXT_CHARS:

@@ -336,6 +336,25 @@ async def test_a_reply_reaches_the_agent_without_the_history_its_client_copied(d
     assert [m.text for m in sink.messages] == ["And on Monday?", "And on Tuesday?"]
 
 
+async def test_the_text_of_a_mail_too_large_to_fetch_reaches_the_agent(dovecot: Dovecot,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question sent with a 50 MB attachment reached the agent as 'only its headers arrived': no question."""
+    import halguru.channels.imapinbox as imapinbox
+
+    monkeypatch.setattr(imapinbox, "MAX_FETCH_BYTES", 200_000)  # 25 MB, as a test can afford it
+    monkeypatch.setattr(imapinbox, "START_BYTES", 16_384)
+    big = mail("Contract", "Can you check clause 4 of the attached?", message_id="<big@example.org>")
+    big.add_attachment(bytes(range(256)) * 1200, maintype="application", subtype="pdf", filename="contract.pdf")
+    dovecot.append(big)
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 1)
+        await until(processed(dovecot, 1))
+    assert sink.messages[0].text == ("Can you check clause 4 of the attached?\n\n[attachment: contract.pdf, not read: "
+                                     "the message was too large]\n\n(The message was too large to read whole: its "
+                                     "text arrived, its attachments did not.)")
+
+
 async def test_idle_picks_up_new_mail_well_before_the_poll_interval(dovecot: Dovecot) -> None:
     sink = Sink()
     async with running(channel(dovecot, poll_interval=60), sink):
