@@ -160,7 +160,14 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
             return f"replies would go to {reply_to}, a bounce or list address"
         if allow_from and not sender_allowed(reply_to, allow_from):
             return f"replies would go to {reply_to}, which is not in allow_from"
+    if _NO_REPLY.match((reply_to or sender).split("@")[0]):  # From: no-reply@ with a Reply-To: support@ is answered
+        return f"replies would go to {reply_to or sender}, which takes none (a no-reply address)"
     return None
+
+
+_NO_REPLY = re.compile(r"(no|do[-_.]?not)[-_.]?reply([-+_.].*)?$")
+"""A local part that says answers are not read (noreply, no-reply, donotreply, noreply+orders): a shop's order
+confirmation or a service's notice forwarded to the inbox; an answer there is a paid run for nobody, or a bounce."""
 
 
 def _system_address(address: str) -> bool:

@@ -186,10 +186,11 @@ async def test_mail_not_to_answer_is_marked_processed_without_reaching_the_agent
     dovecot.append(mail("Newsletter", message_id="<news@example.org>", headers={"Precedence": "bulk"}))
     dovecot.append(mail("Re: hi", message_id="<mine@example.com>", sender=f"Bot <{USER}>"))
     dovecot.append(mail("Spam", message_id="<eve@evil.test>", sender="eve@evil.test"))
+    dovecot.append(mail("Your order", message_id="<order@example.org>", sender="Shop <no-reply@example.org>"))
     dovecot.append(mail("Real question", message_id="<real@example.org>"))
     sink = Sink()
     async with running(channel(dovecot, allow_from=["@example.org"]), sink):
-        await until(processed(dovecot, 6))
+        await until(processed(dovecot, 7))
     assert [m.message_id for m in sink.messages] == ["<real@example.org>"]
 
 

@@ -65,6 +65,10 @@ def test_a_message_without_message_id_gets_a_stable_one_from_its_bytes() -> None
     ({"Reply-To": "MAILER-DAEMON@example.org"}, None, "replies would go to mailer-daemon@example.org"),
     ({"Reply-To": "users-request@lists.example.org"}, None, "a bounce or list address"),
     ({}, "Our Bot <BOT@example.com>", "our own address"),
+    ({}, "Shop <no-reply@shop.example.org>", "a no-reply address"),
+    ({}, "noreply+orders@shop.example.org", "a no-reply address"),
+    ({}, "DoNotReply@bank.example.org", "a no-reply address"),
+    ({"Reply-To": "do_not_reply@shop.example.org"}, None, "replies would go to do_not_reply@shop.example.org"),
 ])
 def test_mail_a_bot_must_not_answer_is_skipped(headers: dict[str, str], sender: str | None, reason: str) -> None:
     msg = mail(headers=headers, **({"sender": sender} if sender else {}))
@@ -79,6 +83,12 @@ def test_a_from_no_reply_can_go_to_is_skipped(sender: str) -> None:
     raw = (f"From: {sender}\r\nTo: {OURS}\r\nSubject: hi\r\nMessage-ID: <m1@example.org>\r\n\r\nhello\r\n")
     result = parsed(raw.encode())
     assert result.skip == "no readable From address", (sender, result.sender)
+
+
+def test_a_no_reply_sender_whose_reply_to_takes_answers_is_answered() -> None:
+    result = parsed(mail(sender="no-reply@shop.example.org", headers={"Reply-To": "help@shop.example.org"}))
+    assert result.skip is None and result.reply_to == "help@shop.example.org"
+    assert parsed(mail(sender="noreen.replyson@example.org")).skip is None  # a person, not 'no reply'
 
 
 def test_human_mail_with_harmless_headers_is_answered() -> None:
