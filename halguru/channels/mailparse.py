@@ -195,8 +195,7 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
     if body is not None:
         content = _content(body)
         text = html_to_text(content) if body.get_content_type() == "text/html" else content
-        forwarded = bool(_FORWARD_SUBJECT.match(_header(msg, "Subject")))
-        text = strip_quoted(text.replace("\r\n", "\n"), forwarded=forwarded)
+        text = strip_quoted(text.replace("\r\n", "\n"), reply=_is_reply(msg))
     parts = [text.strip()]
     for part in msg.iter_attachments():
         if part.is_multipart():
@@ -245,16 +244,17 @@ def attachment_text(part: MIMEPart, notes: list[str]) -> str:
     return f"[attachment: {name}]\n{content}"
 
 
-def strip_quoted(text: str, *, forwarded: bool = False) -> str:
+def strip_quoted(text: str, *, reply: bool = True) -> str:
     """Drop the quoted earlier message at the end of a reply: the conversation already holds it.
 
     Two shapes are cut. Outlook's: a '-----Original Message-----' line, or the header block it writes above the
     earlier mail ('From:', then 'Sent:' or 'Date:' and 'Subject:' lines), and everything after it, which is not
-    quoted with '>' (not when ``forwarded``: the mail forwards what follows, for the agent to read). And a
-    trailing run of '>' lines, with the 'On ... wrote:' line above it, so inline answers between quotes are kept.
+    quoted with '>' (only in a ``reply``: a forward's is what the agent is asked about, and a new mail's is a pasted
+    mail, as in 'Is this one genuine?'). And a trailing run of '>' lines, with the 'On ... wrote:' line above it,
+    so inline answers between quotes are kept.
     """
     lines = text.rstrip().split("\n")
-    if not forwarded:
+    if reply:
         cut = _outlook_header(lines)
         if cut is not None:
             lines = lines[:cut]
@@ -283,6 +283,15 @@ _FROM = re.compile(r"^\*?(from|von|de|da|van)\s*:\*?\s", re.IGNORECASE)
 _SENT = re.compile(r"^\*?(sent|date|gesendet|datum|envoyé|enviado|fecha|inviato|data|verzonden)\s*:", re.IGNORECASE)
 _SUBJECT = re.compile(r"^\*?(subject|betreff|objet|asunto|oggetto|onderwerp)\s*:", re.IGNORECASE)
 _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
+_REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|vs|antw|odp|ynt)\s*:", re.IGNORECASE)
+
+
+def _is_reply(msg: Message) -> bool:
+    """Whether ``msg`` answers an earlier mail (In-Reply-To, References or a 'Re:' subject) and is no forward."""
+    subject = _header(msg, "Subject")
+    if _FORWARD_SUBJECT.match(subject):
+        return False
+    return bool(_ids(_header(msg, "In-Reply-To") + _header(msg, "References"))) or bool(_REPLY_SUBJECT.match(subject))
 
 
 def _outlook_header(lines: list[str]) -> int | None:

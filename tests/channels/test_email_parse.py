@@ -218,6 +218,11 @@ def test_a_forwarded_mails_header_block_and_text_are_kept() -> None:
     outlook_forward = f"See below.\n\n________________________________\n{OUTLOOK_HISTORY[:120]}"
     assert parsed(mail("FW: Opening hours", outlook_forward)).text == outlook_forward.strip()
     assert parsed(mail("Opening hours", OUTLOOK_HISTORY[:120])).text == OUTLOOK_HISTORY[:120].strip()  # nothing above
+    # a new mail (no Re:, no In-Reply-To) quoting a mail's header is asking about that mail
+    pasted = f"Is this mail really from you?\n\n{OUTLOOK_HISTORY[:120]}"
+    assert parsed(mail("Suspicious mail", pasted)).text == pasted.strip()
+    answered = parsed(mail("Suspicious mail", pasted, headers={"In-Reply-To": "<a1@example.com>"}))
+    assert answered.text == "Is this mail really from you?"  # a reply: the copy of the mail it answers
 
 
 @pytest.mark.parametrize("html", [
