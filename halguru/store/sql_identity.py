@@ -216,6 +216,12 @@ class IdentityMixin(SQLBase):
         rows = self._rows("SELECT * FROM identities WHERE provider = ? AND subject = ?", [provider, subject])
         return IdentityRecord(**rows[0]) if rows else None  # type: ignore[typeddict-item]
 
+    def set_identity_email(self, provider: str, subject: str, email: str | None) -> bool:
+        """Record the email the provider now gives for this identity; False when it is not linked."""
+        with self._tx() as conn:
+            return bool(conn.execute("UPDATE identities SET email = ? WHERE provider = ? AND subject = ?",
+                                     (email, provider, subject)).rowcount)
+
     def list_identities(self, user_id: str) -> list[IdentityRecord]:
         return [IdentityRecord(**r) for r in  # type: ignore[typeddict-item]
                 self._rows("SELECT * FROM identities WHERE user_id = ? ORDER BY created", [user_id])]

@@ -75,6 +75,9 @@ def test_identities_link_a_provider_subject_to_one_user(store: Store) -> None:
     assert store.get_identity("google", "sub-1")["user_id"] == "usr_a"
     assert store.get_identity("entra", "sub-1") is None
     assert [i["provider"] for i in store.list_identities("usr_a")] == ["google"]
+    assert store.set_identity_email("google", "sub-1", "ann@newco.example")  # it changed at the provider
+    assert store.get_identity("google", "sub-1")["email"] == "ann@newco.example"
+    assert not store.set_identity_email("entra", "sub-1", "ann@newco.example")
     assert store.unlink_identity("google", "sub-1") and store.get_identity("google", "sub-1") is None
 
 

@@ -416,7 +416,8 @@ def refusal(config: OidcProvider, claims: Mapping[str, Any]) -> str | None:
 
 
 def account_for(store: Store, config: OidcProvider, claims: Mapping[str, Any]) -> UserRecord:
-    """The user this verified sign-in belongs to: linked by (provider, sub); else, by a verified email, an
+    """The user this verified sign-in belongs to: linked by (provider, sub) (its address following a new verified
+    email: ``_follow_email``); else, by a verified email, an
     account whose address was never confirmed (taken over: ``take_over_unconfirmed``) or, when
     ``link_by_email`` is on, any; else a new user with ``default_role`` (``create_users``). OidcError (403) if the
     domain/tenant is not allowed, nobody matches and users are not created, or the user is disabled."""
@@ -425,6 +426,8 @@ def account_for(store: Store, config: OidcProvider, claims: Mapping[str, Any]) -
         raise OidcError(reason, 403)
     subject, email = str(claims["sub"]), verified_email(claims)
     user = _linked(store, config.name, subject)
+    if user is not None and email:
+        user = _follow_email(store, config.name, subject, user, email)
     if user is None and email:
         user = store.user_by_email(email)
         if user is not None and not user["email_verified"]:
@@ -440,6 +443,29 @@ def account_for(store: Store, config: OidcProvider, claims: Mapping[str, Any]) -
     if user["disabled"]:
         raise OidcError("this account is disabled; ask an administrator", 403)
     return user
+
+
+def _follow_email(store: Store, provider_name: str, subject: str, user: UserRecord, email: str) -> UserRecord:
+    """A linked user whose verified email changed at the provider: the account's address follows it when it is the
+    one this identity gave (or the account has none), and reset links mailed to the old one stop working. The old
+    address may be someone else's by now (reassigned at the provider), and a reset link mailed to it would sign them
+    in to this account. Kept, and logged, when another account has the new address."""
+    identity = store.get_identity(provider_name, subject)
+    given = (identity["email"] or "").strip().lower() if identity else ""
+    if email == user["email"] or (user["email"] is not None and given != user["email"]):
+        return user  # unchanged, or the account's address came from elsewhere (another provider, its owner)
+    try:
+        store.update_user(user["id"], email=email, email_verified=True)
+    except ValueError:
+        log.warning("an OIDC sign-in's new email belongs to another account; the account keeps its old one",
+                    extra={"fields": {"provider": provider_name, "user": user["id"]}})
+        return user
+    store.set_identity_email(provider_name, subject, email)
+    for purpose in ("verify", "reset"):
+        store.revoke_auth_tokens(user["id"], purpose)
+    audit.record(store, f"user:{user['id']}", "user.email", user["id"],
+                 {"from": user["email"], "to": email, "via": provider_name})
+    return {**user, "email": email, "email_verified": True}
 
 
 def _take_over(store: Store, config: OidcProvider, user: UserRecord) -> UserRecord:
