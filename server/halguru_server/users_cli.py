@@ -49,7 +49,8 @@ def create(email: str, role: str, name: str, password_stdin: bool, no_password: 
     user = accounts.create_user(store, email, role=role, name=name, password=password, email_verified=True)
     audit.record(store, None, "user.create", user["id"], {"email": user["email"], "role": user["role"]})
     typer.echo(f"user {user['id']} ({user['email']}) created with role {user['role']}"
-               + ("" if password else "; no password: they sign in with OIDC (or set one via a reset link)"),
+               + ("" if password else "; no password: they sign in with OIDC (or set one via a reset link until "
+                                          "an OIDC sign-in links the account)"),
                err=True)
 
 

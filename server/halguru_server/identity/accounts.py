@@ -204,6 +204,15 @@ def _spend_hash_time(password: str) -> None:
         _hasher().verify(_dummy_hash(), password[:MAX_PASSWORD])
 
 
+def providers_only(store: Store, user: UserRecord) -> list[str]:
+    """The OIDC providers an account signs in through when it has no password of its own, else []. Such an
+    account gets no password by a reset link: its provider decides who signs in (its second factor, a person it
+    removed, ``allowed_domains`` and ``allowed_tenants``), and a mailbox alone would get past all of that."""
+    if user["password_hash"]:
+        return []
+    return sorted({identity["provider"] for identity in store.list_identities(user["id"])})
+
+
 def set_password(store: Store, user_id: str, password: str) -> None:
     """A new password; earlier reset links stop working."""
     store.update_user(user_id, password_hash=hash_password(check_password(password)))

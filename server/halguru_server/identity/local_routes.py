@@ -308,7 +308,8 @@ def reset_form(request: Request, token: str = "") -> Response:
 
 @router.post("/auth/reset")
 async def reset_request(request: Request) -> Response:
-    """Mail a reset link if the email has an enabled account. The page reads the same for any address and is
+    """Mail a reset link if the email has an enabled account (one that signs in only through an OIDC provider gets
+    a mail naming the provider instead: ``accounts.providers_only``). The page reads the same for any address and is
     answered before anything is looked up or sent, so its timing does not tell either."""
     state = get_state(request)
     data = await pages.pre_form(request)
@@ -327,6 +328,10 @@ async def reset_request(request: Request) -> Response:
 async def _send_reset(state: ServerState, base: str, email: str) -> None:
     user = await asyncio.to_thread(state.store.user_by_email, email) if "@" in email else None
     if user is None or user["disabled"] or not user["email"] or not await _may_mail(state, user["email"]):
+        return
+    providers = await asyncio.to_thread(accounts.providers_only, state.store, user)
+    if providers:  # no password to reset: its owner hears how they sign in
+        await _mail(state, user["email"], "Your halguru sign-in", mailer.provider_text(base, providers))
         return
     await asyncio.to_thread(state.store.revoke_auth_tokens, user["id"], "reset")  # only the newest link works
     token = await asyncio.to_thread(accounts.issue_token, state.store, "reset", user["id"], mailer.RESET_TTL)
@@ -370,7 +375,7 @@ def _reset(state: ServerState, token: str, password: str, revoke_keys: bool) -> 
     and the keys still working; None for a link that is not valid."""
     grant = accounts.consume_token(state.store, token, "reset")
     user = state.store.get_user(grant["user_id"]) if grant and grant["user_id"] else None
-    if user is None or user["disabled"]:
+    if user is None or user["disabled"] or accounts.providers_only(state.store, user):  # linked since it was mailed
         return None
     accounts.set_password(state.store, user["id"], password)
     state.store.update_user(user["id"], email_verified=True)  # the mailed link proves the address

@@ -103,3 +103,11 @@ def reset_text(url: str) -> str:
     return (f"Someone (hopefully you) asked to set a new halguru password for this address. Open this link to "
             f"choose one:\n\n{url}\n\nIt works once, for {int(RESET_TTL // 60)} minutes. If you did not ask, "
             "ignore this mail: your password stays as it is.\n")
+
+
+def provider_text(base: str, providers: list[str]) -> str:
+    names = ", ".join(providers)
+    return (f"Someone (hopefully you) asked to set a new halguru password for this address. This account signs "
+            f"in through {names}, not with a password, so none can be set: sign in at {base}/auth/login with "
+            f"that button. If you did not ask, ignore this mail.\n")
+

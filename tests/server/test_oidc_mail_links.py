@@ -1,8 +1,12 @@
-"""A person whose email changes at their OIDC provider, against ``oidc-provider-mock`` and a real SMTP server.
+"""OIDC accounts and the mailed password-reset links, against ``oidc-provider-mock`` and a real SMTP server.
 
-Before, the account kept the address it was created with: once the provider gave that address to someone else
-(people leave, addresses are reused), a password reset asked for the old address mailed the newcomer a link
-that set a password on this account, and signed them in to it.
+A person whose email changed at their provider: before, the account kept the address it was created with, and
+once the provider gave that address to someone else (people leave, addresses are reused), a password reset asked
+for the old address mailed the newcomer a link that set a password on this account, and signed them in to it.
+
+An account that signs in only through its provider: before, a reset link gave it a password, and the mailbox
+alone then signed in past everything the provider decides (its second factor, a person it removed, the
+``allowed_domains`` narrowed since).
 """
 
 from __future__ import annotations
@@ -104,3 +108,29 @@ def test_only_the_identity_that_gave_the_address_moves_it(site: tuple[Server, ht
     back = httpx.post(start.headers["location"], data={"sub": "ann-other"}).headers["location"]
     assert signed_in(server, client.get(back))["email"] == "ann@example.com"
     assert signed_in(server, mock_sign_in(client, mock_issuer, "ann-sub", MOVED))["email"] == "ann@newco.example"
+
+
+def test_an_account_that_signs_in_through_its_provider_gets_no_password_by_mail(
+        site: tuple[Server, httpx.Client], mock_issuer: str, smtp_server: SmtpRecorder) -> None:
+    server, client = site
+    store, settings = server.state.store, server.state.settings.auth
+    ann = signed_in(server, mock_sign_in(client, mock_issuer, "ann-sub", ANN))
+    early = accounts.issue_token(store, "reset", ann["id"], 3600)  # mailed before the account was linked
+    asked = post_form(client, "/auth/reset", "/auth/reset", email="ann@example.com")
+    assert asked.status_code == 200 and "If that address belongs to an account" in asked.text
+    [mail] = smtp_server.wait_for(1)
+    assert mail["To"] == "ann@example.com" and mail["Subject"] == "Your halguru sign-in"
+    assert "signs in through mock" in mail.get_content() and "token=" not in mail.get_content()
+
+    page = f"/auth/reset?token={early}"
+    spent = post_form(client, page, "/auth/reset/set", token=early, password="mallory's new password")
+    assert spent.status_code == 400 and "Link not valid" in spent.text
+    assert store.get_user(ann["id"])["password_hash"] is None
+    with pytest.raises(accounts.SignInFailed):
+        accounts.authenticate(store, "ann@example.com", "mallory's new password", settings)
+
+    # an account made without a password and never linked (`halguru users create --no-password`) still sets one
+    accounts.create_user(store, "bo@example.com", email_verified=True)
+    post_form(client, "/auth/reset", "/auth/reset", email="bo@example.com")
+    mails = smtp_server.wait_for(2)
+    assert mails[1]["To"] == "bo@example.com" and "/auth/reset?token=" in mails[1].get_content()
