@@ -200,3 +200,19 @@ def test_a_slow_session_lookup_does_not_hold_up_other_requests(proxied, monkeypa
         assert list(pool.map(one, range(8))) == [200] * 8
     took = time.monotonic() - started
     assert took < 3, f"8 proxied requests at once took {took:.1f} s"  # one after the other: 4 s at least
+
+
+def test_behind_a_tls_proxy_the_upstream_hears_the_browsers_scheme_and_address(serve, upstream):
+    """halguru behind a TLS-terminating proxy (``trusted_proxies``): the upstream was told http and the proxy's
+    address, so its redirects and absolute links sent browsers to http:// and its logs named the proxy."""
+    server = serve(auth={"proxy": {"upstream": upstream.url, "prefix": "/apps/wiki", "role": "operator"}},
+                   trusted_proxies=["127.0.0.1/32"])
+    with _signed_in(server, "operator") as client:
+        behind = client.get("/apps/wiki/", headers={"X-Forwarded-Proto": "https",
+                                                    "X-Forwarded-For": "203.0.113.7"}).json()["headers"]
+    assert (behind["x-forwarded-proto"], behind["x-forwarded-for"]) == ("https", "203.0.113.7")
+    plain = serve(auth={"proxy": {"upstream": upstream.url, "prefix": "/apps/wiki", "role": "operator"}})
+    with _signed_in(plain, "admin") as client:  # (one store: another user) a client nobody trusts: ignored
+        direct = client.get("/apps/wiki/", headers={"X-Forwarded-Proto": "https",
+                                                    "X-Forwarded-For": "203.0.113.7"}).json()["headers"]
+    assert (direct["x-forwarded-proto"], direct["x-forwarded-for"]) == ("http", "127.0.0.1")

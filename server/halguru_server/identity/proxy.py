@@ -2,7 +2,8 @@
 
 Requests under ``prefix`` reach ``upstream`` only with a live, fully signed-in session (second factor
 done) whose role is at least ``role``; the upstream gets who it is in the headers oauth2-proxy made usual
-(``X-Forwarded-User``, ``-Email``, ``-Preferred-Username``, ``-Groups``) plus ``X-Forwarded-Prefix``.
+(``X-Forwarded-User``, ``-Email``, ``-Preferred-Username``, ``-Groups``) plus ``X-Forwarded-Prefix``,
+and the browser's address and scheme (``-For``, ``-Proto``; a trusted proxy's word for them).
 Whatever the client sent under those names is dropped first, and the session cookie never leaves halguru,
 so the upstream can trust the headers as long as only the proxy can reach it (bind it to loopback or a
 private network). Bodies stream both ways, a request's with the client's Content-Length when it sent one
@@ -26,6 +27,7 @@ from halguru.store.records import UserRecord
 from halguru_server.identity import websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.roles import ROLES
+from halguru_server.state import client_address
 
 if TYPE_CHECKING:
     from halguru_server.identity.settings import ProxySettings
@@ -46,12 +48,16 @@ def allowed(user_role: str, least: str) -> bool:
     return user_role in ROLES and ROLES.index(user_role) <= ROLES.index(least)
 
 
-def identity_headers(request: Request, user: UserRecord, prefix: str) -> dict[str, str]:
+def identity_headers(request: Request, user: UserRecord, prefix: str,
+                     trusted_proxies: list[str] | None = None) -> dict[str, str]:
     """The request's headers as the upstream gets them: hop-by-hop, spoofable identity headers and the
     session cookie removed; the signed-in user added. A name with an underscore goes too (as nginx and Apache
     drop them): WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join the two.
     Content-Length stays: the body is streamed as it comes, and with the length httpx sends it as it is
-    rather than chunked (uvicorn has checked that the body is exactly that long)."""
+    rather than chunked (uvicorn has checked that the body is exactly that long). ``X-Forwarded-For`` and
+    ``-Proto`` are the browser's address and scheme, as a trusted proxy in front (``trusted_proxies``) said
+    them: not that proxy's address, nor http for a browser on https (the upstream's own links and redirects)."""
+    trusted = trusted_proxies or []
     headers = {k: v for k, v in request.headers.items() if (k not in HOP_BY_HOP or k == "content-length")
                and k not in IDENTITY and k != "cookie" and "_" not in k}
     cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != websessions.COOKIE]
@@ -61,8 +67,9 @@ def identity_headers(request: Request, user: UserRecord, prefix: str) -> dict[st
         "x-forwarded-user": user["id"], "x-forwarded-email": user["email"] or "",
         "x-forwarded-preferred-username": user["name"] or user["email"] or user["id"],
         "x-forwarded-groups": user["role"], "x-forwarded-prefix": prefix,
-        "x-forwarded-for": request.client.host if request.client else "",
-        "x-forwarded-proto": request.url.scheme, "x-forwarded-host": request.headers.get("host", ""),
+        "x-forwarded-for": client_address(request, trusted),
+        "x-forwarded-proto": "https" if websessions.is_https(request, trusted) else "http",
+        "x-forwarded-host": request.headers.get("host", ""),
     })
     return headers
 
@@ -133,7 +140,8 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
         upstream_request = client.build_request(
             request.method, upstream.copy_with(raw_path=upstream.raw_path.rstrip(b"/") + path
                                                + (b"?" + quote(query, safe=_SAFE).encode() if query else b"")),
-            headers=identity_headers(request, user, prefix), content=_body(request) if _has_body(request) else None)
+            headers=identity_headers(request, user, prefix, state.settings.trusted_proxies),
+            content=_body(request) if _has_body(request) else None)
         try:
             answer = await client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
