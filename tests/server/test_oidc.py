@@ -563,6 +563,25 @@ def test_sign_in_starts_are_rate_limited(serve: Callable[..., Server], fake: Fak
     assert codes == [303, 303, 429]
 
 
+@pytest.mark.parametrize(("trusted", "scheme"), [(["127.0.0.1/32"], "https"), ([], "http")])
+def test_behind_a_tls_proxy_the_provider_sends_the_browser_back_over_https(
+        serve: Callable[..., Server], fake: FakeProvider, trusted: list[str], scheme: str) -> None:
+    """Without ``public_url``, behind a proxy that ends TLS: the redirect URI said http, so the provider refused it
+    (an https one registered) or sent the code back over plain http. A client nobody trusts cannot ask for https."""
+    server = serve(auth={"oidc": [fake_config(fake)]}, trusted_proxies=trusted)
+    with httpx.Client(base_url=server.url, headers={"X-Forwarded-Proto": "https"}) as client:
+        start = client.get("/auth/oidc/fake/login")
+        params = dict(parse_qsl(urlsplit(start.headers["location"]).query))
+        assert params["redirect_uri"] == f"{scheme}://{server.url.partition('://')[2]}/auth/oidc/fake/callback"
+        assert ("Secure" in start.headers["set-cookie"]) == (scheme == "https")
+        flow = start.headers["set-cookie"].split(";")[0].split("=", 1)[1]  # Secure: httpx sends it back over https only
+        client.cookies.set("halguru_oidc", flow)
+        fake.id_token = fake.sign(fake.claims(params["nonce"]))
+        done = client.get("/auth/oidc/fake/callback", params={"code": "c0de", "state": params["state"]})
+    assert done.status_code == 303 and f"{websessions.COOKIE}=" in done.headers["set-cookie"], done.text
+    assert fake.token_requests[-1]["redirect_uri"] == params["redirect_uri"]
+
+
 def test_openid_is_always_asked_for(site: Site, fake: FakeProvider) -> None:
     _, client = site(fake_config(fake, scopes=["email"]))
     assert login(client)["scope"].split() == ["openid", "email"]

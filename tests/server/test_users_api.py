@@ -99,3 +99,19 @@ def test_users_come_in_pages_with_a_cursor_and_a_search(app) -> None:
     bad = client.get("/v1/users", headers=admin, params={"cursor": "not-a-cursor"})
     assert bad.status_code == 400 and "invalid cursor" in bad.json()["error"]["message"]
     assert client.get("/v1/users", headers=admin, params={"limit": 201}).status_code == 422
+
+
+def test_links_made_behind_a_tls_proxy_say_https(serve) -> None:
+    """Without ``auth.public_url``, behind a proxy that ends TLS (``trusted_proxies``): an invitation's link and
+    `halguru login`'s verification address said http, the scheme of the proxy's own request."""
+    import httpx
+
+    server = serve(trusted_proxies=["127.0.0.1/32"])
+    _, secret = create_key(server.state.store, "ops", scope="admin")
+    headers = {"Authorization": f"Bearer {secret}", "X-Forwarded-Proto": "https"}
+    host = server.url.partition("://")[2]
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        link = client.post("/v1/invites", json={"role": "user"}).json()["link"]
+        device = client.post("/auth/device/code").json()
+    assert link.startswith(f"https://{host}/auth/register?invite=")
+    assert device["verification_uri"] == f"https://{host}/auth/device"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from halguru_server import audit
 from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, responses
-from halguru_server.identity import pages, roles
+from halguru_server.identity import pages, roles, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
 from halguru_server.keys import create_key
@@ -81,7 +81,7 @@ def device_code(request: Request, state: State) -> DeviceCodeOut:
     state.store.create_auth_token(_hash("device", device), "device", None, {}, expires)
     state.store.create_auth_token(_hash("user_code", user), "device_user", None,
                                   {"device": _hash("device", device)}, expires)
-    base = (state.settings.auth.public_url or str(request.base_url)).rstrip("/")
+    base = (state.settings.auth.public_url or websessions.own_url(request, state.settings.trusted_proxies)).rstrip("/")
     shown = f"{user[:4]}-{user[4:]}"
     return DeviceCodeOut(device_code=device, user_code=shown, verification_uri=f"{base}/auth/device",
                          verification_uri_complete=f"{base}/auth/device?code={shown}", expires_in=int(LIFETIME_S),

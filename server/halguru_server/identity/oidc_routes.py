@@ -33,10 +33,11 @@ router = APIRouter(prefix=FLOW_PATH, tags=["sign-in"], include_in_schema=False, 
 
 def _redirect_uri(request: Request, name: str) -> str:
     """Where the provider sends the browser back: under ``auth.public_url`` when set (behind a proxy, what the
-    provider registered), else this request's own address."""
-    public = get_state(request).settings.auth.public_url
+    provider registered), else this request's own address (https when a trusted proxy says so)."""
+    settings = get_state(request).settings
     path = f"{FLOW_PATH}/{quote(name, safe='')}/callback"
-    return public.rstrip("/") + path if public else str(request.base_url).rstrip("/") + path
+    public = settings.auth.public_url
+    return (public.rstrip("/") if public else websessions.own_url(request, settings.trusted_proxies)) + path
 
 
 async def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:

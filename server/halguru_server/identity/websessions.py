@@ -125,6 +125,16 @@ def is_https(request: Request, trusted_proxies: list[str]) -> bool:
     return False
 
 
+def own_url(request: Request, trusted_proxies: list[str]) -> str:
+    """This server's address as the browser reached it, without a trailing slash: the request's, over https when
+    a trusted proxy says the browser used it (TLS ends at that proxy; links built from the plain request's http
+    would send browsers, and OIDC codes, over plain http)."""
+    url = request.base_url
+    if url.scheme == "http" and is_https(request, trusted_proxies):
+        url = url.replace(scheme="https")
+    return str(url).rstrip("/")
+
+
 def set_cookie(response: Response, request: Request, secret: str, settings: AuthSettings,
                trusted_proxies: list[str]) -> None:
     """HttpOnly, SameSite=Lax, Path=/, Secure over https; it lives as long as the session may."""
