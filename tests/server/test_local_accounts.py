@@ -636,3 +636,30 @@ def test_a_signed_in_browser_cannot_guess_the_authenticator_code_without_limit(a
         assert answers == [400] * 5 + [429] * 15
         assert "Too many codes" in thief.post("/auth/2fa/disable", data={"csrf_token": token, "code": "1"}).text
     assert store.get_user(user["id"])["totp_enabled"]
+
+
+def test_a_password_tried_first_by_guessers_is_refused_everywhere_one_is_set(accounts_server) -> None:
+    """Any ten characters went: ``1234567890``, ``qwertyuiop``, ``aaaaaaaaaa`` or the address itself, the first
+    guesses of anyone who tries (NIST SP 800-63B asks for such a check). Refused at registration, at a reset and
+    at a change, with one line; a reset link survives a refused password."""
+    accounts = accounts_server()
+    weak = ["1234567890", "QwertyuioP", "aaaaaaaaaa", "abababababab", "password123", "0987654321",
+            "reset.owner1", "reset.owner1@example.com"]
+    with accounts.client() as client:
+        for password in weak:
+            page = post_form(client, "/auth/register", "/auth/register", email="reset.owner1@example.com",
+                             password=password)
+            assert page.status_code == 400 and "among the first ones tried" in page.text, password
+        assert accounts.server.state.store.user_by_email("reset.owner1@example.com") is None
+        accounts.user("reset.owner1@example.com")
+        post_form(client, "/auth/reset", "/auth/reset", email="reset.owner1@example.com")
+        path = accounts.link(1, "reset.owner1@example.com").removeprefix(accounts.url)
+        token = path.split("token=")[1]
+        refused = post_form(client, path, "/auth/reset/set", token=token, password="Reset.Owner1")
+        assert refused.status_code == 400 and "among the first ones tried" in refused.text
+        assert post_form(client, path, "/auth/reset/set", token=token,
+                         password="a brand new password").status_code == 200
+        assert sign_in(client, "reset.owner1@example.com", "a brand new password").status_code == 303
+        changed = post_form(client, "/auth/account", "/auth/password", current="a brand new password",
+                            new="qwertyuiop", confirm="qwertyuiop")
+        assert changed.status_code == 400 and "among the first ones tried" in changed.text

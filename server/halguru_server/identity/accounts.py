@@ -31,6 +31,17 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte of "password" is a denial of service
 RECOVERY_CODES = 10
 TOTP_ISSUER = "halguru"
+RUNS = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm", "qwertzuiop", "azertyuiop",
+        "1q2w3e4r5t6y7u8i9o0p", "1qaz2wsx3edc4rfv5tgb")
+"""Runs a password may not be a piece of (either way round)."""
+COMMON_PASSWORDS = frozenset({
+    "password123", "password1234", "password12", "passw0rd123", "1234567890a", "iloveyou123", "welcome123",
+    "welcome1234", "letmein123", "changeme123", "administrator", "admin12345", "admin123456", "qwerty12345",
+    "qwerty123456", "football123", "princess123", "sunshine123", "superman123", "trustno1234", "monkey12345",
+    "dragon12345", "baseball123", "starwars123", "halguru123", "halguru1234", "p@ssw0rd123", "password!23",
+    "passwordpassword", "qwertyqwerty", "iloveyouiloveyou", "1234512345", "1234567890123",
+})
+"""Common passwords of ``MIN_PASSWORD`` or more characters (lower-cased), from the top of public breach lists."""
 SIGN_IN_FAILED = "wrong email or password, or too many attempts: wait a minute and try again"
 
 
@@ -59,7 +70,7 @@ def create_user(store: Store, email: str | None, *, role: str = "user", name: st
         raise AccountError(str(exc)) from None
     if email is not None:
         email = check_email(email)
-    hashed = hash_password(check_password(password)) if password is not None else None
+    hashed = hash_password(check_password(password, email)) if password is not None else None
     user = store.create_user(new_user_id(), email, name.strip()[:200], role, password_hash=hashed,
                              email_verified=email_verified)
     if user is None:
@@ -166,12 +177,20 @@ def _dummy_hash() -> str:
     return _hasher().hash(secrets.token_urlsafe(16))
 
 
-def check_password(password: str | None) -> str:
-    """The password if it is acceptable (long enough, not absurdly long)."""
+def check_password(password: str | None, email: str | None = None) -> str:
+    """The password if it is acceptable: long enough, not absurdly long, and not one that is tried first (NIST
+    SP 800-63B 3.1.1.2: one character repeated, a run of the keyboard or alphabet, a common password, the account's
+    own email or its name part)."""
     if password is None or len(password) < MIN_PASSWORD:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:
         raise AccountError(f"a password has at most {MAX_PASSWORD} characters")
+    plain = password.strip().lower()
+    own = {email.strip().lower(), email.strip().lower().partition("@")[0]} if email else set()
+    if len(set(plain)) <= 2 or plain in own or plain in COMMON_PASSWORDS or any(
+            plain in run or plain in run[::-1] for run in RUNS):
+        raise AccountError("that password is among the first ones tried (a repeat, a keyboard run, a common one or "
+                           "your email): choose another, e.g. a few unrelated words")
     return password
 
 
@@ -215,7 +234,8 @@ def providers_only(store: Store, user: UserRecord) -> list[str]:
 
 def set_password(store: Store, user_id: str, password: str) -> None:
     """A new password; earlier reset links stop working."""
-    store.update_user(user_id, password_hash=hash_password(check_password(password)))
+    user = store.get_user(user_id)
+    store.update_user(user_id, password_hash=hash_password(check_password(password, user["email"] if user else None)))
     store.revoke_auth_tokens(user_id, "reset")
 
 

@@ -211,7 +211,7 @@ async def register(request: Request) -> Response:
     ratelimit.check(state.limiter, rate_client(request, state.settings.trusted_proxies))
     try:
         email = accounts.check_email(data.get("email", ""))
-        accounts.check_password(data.get("password", ""))
+        accounts.check_password(data.get("password", ""), email)
     except accounts.AccountError as exc:
         return _register_page(request, 400, error=str(exc), invite=invite, email=data.get("email", ""), name=name)
     role, verified = "user", False
@@ -347,8 +347,10 @@ async def reset_set(request: Request) -> Response:
     if data is None:
         return pages.refused()
     token, password = data.get("token", ""), data.get("password", "")
+    grant = await asyncio.to_thread(accounts.peek_token, state.store, token, "reset")  # whose: not their email
+    owner = await asyncio.to_thread(state.store.get_user, grant["user_id"]) if grant and grant["user_id"] else None
     try:
-        accounts.check_password(password)
+        accounts.check_password(password, owner["email"] if owner else None)
     except accounts.AccountError as exc:
         pre = pages.pre_token(request)
         return pages.render("reset_set.html", 400, title="Choose a new password", csrf=pre, token=token,
