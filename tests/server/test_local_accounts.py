@@ -242,7 +242,8 @@ def test_2fa_on_and_off_and_the_factor_a_sign_in_used_are_audited_and_on_the_sec
         assert sign_in(client, "lee@example.com").status_code == 303
         page = client.get("/auth/2fa")
         secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
-        enabled = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret)})
+        enabled = client.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret),
+                                                       "password": PASSWORD})
         assert enabled.status_code == 200
     with accounts.client() as client:
         assert sign_in(client, "lee@example.com").headers["location"].startswith("/auth/login/code")
@@ -663,3 +664,25 @@ def test_a_password_tried_first_by_guessers_is_refused_everywhere_one_is_set(acc
         changed = post_form(client, "/auth/account", "/auth/password", current="a brand new password",
                             new="qwertyuiop", confirm="qwertyuiop")
         assert changed.status_code == 400 and "among the first ones tried" in changed.text
+
+
+def test_a_stolen_cookie_alone_cannot_put_an_authenticator_on_the_account(accounts_server) -> None:
+    """Turning 2FA on from a signed-in browser took only a code from the secret the page shows: whoever held the
+    cookie enrolled their own authenticator, every other browser (the owner's) was signed out, and the owner's
+    password no longer signed in without that authenticator's code (only an admin's 2FA reset let them back)."""
+    accounts = accounts_server()
+    accounts.user("ola@example.com")
+    store = accounts.server.state.store
+    with accounts.client() as thief:
+        assert sign_in(thief, "ola@example.com").status_code == 303
+        page = thief.get("/auth/2fa")
+        assert 'name="password"' in page.text
+        secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)  # type: ignore[union-attr]
+        for password in ("", "not her password"):
+            refused = thief.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret),
+                                                            "password": password})
+            assert refused.status_code == 400 and "password is not right" in refused.text
+        assert not store.user_by_email("ola@example.com")["totp_enabled"]
+        done = thief.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret),
+                                                     "password": PASSWORD})
+        assert done.status_code == 200 and store.user_by_email("ola@example.com")["totp_enabled"]

@@ -77,6 +77,7 @@ def test_register_confirm_enrol_totp_and_sign_in_with_codes(accounts_server, bro
     page.get_by_role("link", name="Two-factor sign-in: off").click()
     expect(page.locator(".qr svg")).to_be_visible(timeout=WAIT_MS)
     secret = page.locator("#secret").inner_text()
+    page.get_by_label("Your password").fill(PASSWORD)  # a signed-in browser's cookie alone does not turn it on
     page.get_by_label("Code", exact=True).fill(totp_now(secret))
     page.get_by_role("button", name="Turn two-factor sign-in on").click()
     codes = page.locator("#recovery-codes code").all_inner_texts()

@@ -37,7 +37,7 @@ def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord,
     required = user["role"] in state.settings.auth.require_2fa_roles
     context: dict[str, Any] = {"title": "Two-factor sign-in", "csrf": session["csrf"], "email": user["email"],
                                "enabled": user["totp_enabled"], "required": required and not session["mfa_done"],
-                               "error": error, "next": target}
+                               "ask_password": _asks_password(session, user), "error": error, "next": target}
     if not user["totp_enabled"]:
         secret = user["totp_secret"] or accounts.totp_begin(state.store, user["id"])
         svg = accounts.qr_svg(accounts.provisioning_uri(user, secret))
@@ -49,6 +49,13 @@ async def _too_many_codes(state: ServerState, user: UserRecord) -> bool:
     """Whether this account tried its codes ``CODE_TRIES`` times this minute: a stolen session must not become a
     way to guess the authenticator's code (enabling again hands out new recovery codes; disabling removes 2FA)."""
     return await asyncio.to_thread(state.store.rate_hit, f"2fa:{user['id']}", CODE_TRIES, 60.0) is not None
+
+
+def _asks_password(session: WebSessionRecord, user: UserRecord) -> bool:
+    """Whether turning 2FA on takes the account's password too: from a signed-in browser (not the sign-in's own
+    enrolment, which has just been given it) of an account that has one. A stolen cookie alone must not put its
+    holder's authenticator on the account: the owner, signed out, could not sign in again without an admin."""
+    return bool(session["mfa_done"] and user["password_hash"])
 
 
 def _enrolling(found: tuple[WebSessionRecord, UserRecord] | None) -> bool:
@@ -82,6 +89,9 @@ async def twofa_enable(request: Request) -> Response:
         return pages.refused()
     if await _too_many_codes(state, user):
         return _twofa_page(state, session, user, 429, TOO_MANY_CODES, target)
+    if _asks_password(session, user) and not await asyncio.to_thread(accounts.verify_password, state.store, user,
+                                                                      data.get("password", "")):
+        return _twofa_page(state, session, user, 400, "Your password is not right.", target)
     try:
         codes = await asyncio.to_thread(accounts.totp_confirm, state.store, user["id"], data.get("code", "")[:64])
     except accounts.AccountError as exc:
