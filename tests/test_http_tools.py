@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.server
 import json
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,12 @@ class Server:
                     self._endless(pause=0.1, chunk=b"x")
                 elif route == "/big":
                     self._send(200, b"x" * 20000, "text/plain")
+                elif route == "/packed":  # an API that compresses its answers, as many do
+                    self._send(200, gzip.compress(b'{"ok":  true}'), "application/json", "gzip")
+                elif route == "/bomb":  # 200 MB of x, gzipped twice over: a few KB on the wire
+                    self._send(200, gzip_bomb(200), "text/plain", "gzip, gzip")
+                elif route == "/brotli":
+                    self._send(200, b"\x1b\x00\x00", "text/plain", "br")
                 else:
                     echo = {"method": self.command, "path": self.path, "body": body}
                     self._send(200, json.dumps(echo, indent=4).encode(), "application/json")
@@ -66,10 +75,12 @@ class Server:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send(self, status: int, body: bytes, content_type: str, encoding: str = "") -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
+                    if encoding:
+                        self.send_header("Content-Encoding", encoding)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -84,6 +95,13 @@ class Server:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+
+def gzip_bomb(megabytes: int) -> bytes:
+    """``megabytes`` MB of x, gzipped, and gzipped again (it shrinks to a few KB)."""
+    pack = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = b"x" * (1 << 20)
+    return gzip.compress(b"".join(pack.compress(block) for _ in range(megabytes)) + pack.flush(), 9)
 
 
 @pytest.fixture
@@ -255,6 +273,42 @@ def test_http_get_reads_an_endless_body_only_up_to_a_limit(server, monkeypatch):
     started = time.monotonic()
     assert call(http_get, url=server.url + "/endless", max_chars=10) == "HTTP 200\n" + "x" * 10
     assert time.monotonic() - started < 5
+
+
+PACKED = """\
+name: packed
+model: scripted
+http_tools:
+  - {{name: packed, url: "{url}/packed"}}
+  - {{name: bomb, url: "{url}/bomb"}}
+  - {{name: brotli, url: "{url}/brotli"}}
+"""
+
+
+def test_a_compressed_body_is_decoded_only_up_to_the_read_limit(server, write_agent, monkeypatch):
+    """httpx decoded each compressed chunk at once: 1.8 KB sent as 'gzip, gzip' became 1 GB in memory (2.1 GB
+    peak, 23 s) before the 1 MB read limit was looked at, from an HTTP tool's API or any page http_get reads."""
+    from halguru.config import reset_settings
+    from halguru.tools.builtin import http_get
+
+    packed = load_agent(write_agent(PACKED.format(url=server.url))).tools
+    assert call(packed["packed"]) == '{"ok": true}'  # decoded, then read as JSON
+    assert server.requests[-1]["headers"]["Accept-Encoding"] == "gzip, deflate"  # what halguru decodes
+    monkeypatch.setenv("HALGURU_HTTP_ALLOW_PRIVATE", "1")
+    reset_settings()
+    tracemalloc.start()
+    try:
+        result = call(packed["bomb"])
+        page = call(http_get, url=server.url + "/bomb", max_chars=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.startswith("x" * 8000) and result.endswith("\n… (cut: 992000 characters)")
+    assert page == "HTTP 200\n" + "x" * 10
+    assert peak < 20_000_000  # bytes: the 1 MB read and its copies, not the 200 MB it decodes to
+    with pytest.raises(ToolError, match=r"^GET http://127\.0\.0\.1:\d+/brotli: the body is compressed as 'br', "
+                                        r"which halguru does not decode \(it asked for gzip, deflate\)$"):
+        call(packed["brotli"])
 
 
 AUTH = """\

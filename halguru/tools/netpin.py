@@ -109,15 +109,29 @@ def pinned_client(refuse_private: bool, **kwargs: Any) -> httpx.AsyncClient:
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, *, limit: int = BODY_LIMIT,
                 **kwargs: Any) -> tuple[httpx.Response, str]:
-    """The response and its body as text, of which at most ``limit`` bytes are read: a huge or endless body
-    would otherwise fill the memory for the few thousand characters a model reads."""
+    """The response and its body as text, of which at most ``limit`` bytes are read (decoded, when it came
+    compressed): a huge, endless or highly compressed body would otherwise fill the memory for the few thousand
+    characters a model reads. A body compressed other than as gzip or deflate is a ToolError."""
+    import httpx
+
+    from halguru.tools.decoding import ACCEPT, Decoder, DecodingError
+
+    headers = httpx.Headers({"Accept-Encoding": ACCEPT})
+    headers.update(kwargs.pop("headers", None) or {})
     chunks: list[bytes] = []
     size = 0
-    async with client.stream(method, url, **kwargs) as response:
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
+    async with client.stream(method, url, headers=headers, **kwargs) as response:
+        try:
+            decoder = Decoder(response.headers.get("content-encoding"))
+            async for raw in response.aiter_raw():  # decoded here, in bounded steps (httpx would do it at once)
+                for chunk in decoder.feed(raw):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= limit:
+                        break
+                if size >= limit:
+                    break
+        except DecodingError as exc:
+            raise ToolError(str(exc)) from None
     body = b"".join(chunks)[:limit]
     return response, body.decode(response.encoding or "utf-8", errors="replace")

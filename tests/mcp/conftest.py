@@ -80,6 +80,12 @@ def crash() -> str:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--http"]:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--http-gzip"]:  # JSON answers, gzipped as a proxy in front of a server may do
+        import uvicorn
+        from starlette.middleware.gzip import GZipMiddleware
+
+        app = GZipMiddleware(server.streamable_http_app(json_response=True), minimum_size=100)
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     else:
         Path("server.pid").write_text(str(os.getpid()))  # stdio servers run in the agent folder
         server.run()

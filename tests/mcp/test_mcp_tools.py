@@ -502,12 +502,15 @@ def test_a_result_over_the_message_limit_is_said_to_be_too_large_at_once(mcp_age
     assert time.monotonic() - started < 15
 
 
-def test_an_http_answer_over_the_message_limit_is_dropped_as_it_comes(mcp_agent, tmp_path: Path):
-    """Over HTTP a 100 MB result was read whole (1 GB of memory) before the 8000-character cut."""
+@pytest.mark.parametrize("mode", ["--http", "--http-gzip"])
+def test_an_http_answer_over_the_message_limit_is_dropped_as_it_comes(mcp_agent, tmp_path: Path, mode: str):
+    """Over HTTP a 100 MB result was read whole (1 GB of memory) before the 8000-character cut. Gzipped (JSON answers
+    behind a compressing proxy), the limit counted compressed bytes: 40 MB of x, 40 KB on the wire, passed it (a
+    1 GB answer gzipped to 1 MB took 5.2 GB of memory); now it counts what the answer decodes to."""
     port = free_port()
     folder = mcp_agent(f"name: webuser\nmodel: scripted\nmcp:\n  - name: web\n    url: http://127.0.0.1:{port}/mcp\n"
                        "    tools: [dump]\n    timeout: 20\n")
-    with background([sys.executable, str(folder / "server.py"), "--http", str(port)], port, tmp_path / "http.log"):
+    with background([sys.executable, str(folder / "server.py"), mode, str(port)], port, tmp_path / "http.log"):
         model = ScriptedModel([call("dump", chars=40_000_000), call("dump", "c2", chars=3), "done"])
         result = run_sync(folder, "go", model=model)
     assert_too_large_then_served(result, "error: mcp server 'web': dump failed")
