@@ -3,10 +3,16 @@
 Any MCP client (an IDE, a desktop assistant, another halguru agent) can then call an agent. Each call is
 an ordinary run through ``halguru.agents.runtime``, recorded in the store like any other, so
 ``halguru logs`` shows it and the returned conversation id continues the conversation.
+
+Over HTTP, a token (the secret HALGURU_MCP_TOKEN) is asked of every request when one is set, and is required to
+listen anywhere but loopback: without it, ``--host 0.0.0.0`` let anyone on the network run the agents and their
+tools.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,6 +32,8 @@ from halguru.listen import WILDCARDS, check_listen, url_base
 from halguru.printable import is_blank
 
 TOOL_PREFIX = "ask_"
+TOKEN_SECRET = "HALGURU_MCP_TOKEN"  # the bearer token HTTP clients send: the environment variable, else the keyring
+MIN_TOKEN_CHARS = 16
 
 
 class AskResult(BaseModel):
@@ -121,9 +129,57 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     if transport == "stdio":
         server.run("stdio")  # the SDK points fd 1 at stderr while serving: stray prints miss the wire
         return
+    token = http_token(host)
     port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
     tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
     everywhere = f" (listening on {host or 'every interface'})" if host in WILDCARDS else ""
-    print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere} (Ctrl-C stops)", file=sys.stderr)
-    server.run("streamable-http", host=host, port=port)
+    asked = f"; clients send Authorization: Bearer <{TOKEN_SECRET}>" if token else ""
+    print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere}{asked} (Ctrl-C stops)",
+          file=sys.stderr)
+    import uvicorn
 
+    app = server.streamable_http_app(host=host)  # as server.run("streamable-http") builds it
+    uvicorn.run(app if token is None else BearerGate(app, token), host=host, port=port, log_level="warning")
+
+
+def http_token(host: str) -> str | None:
+    """The token HTTP clients must send (None: none is asked); one line when it is missing where it is needed or
+    unfit to be one."""
+    from halguru.channels.email import is_loopback
+    from halguru.models.secrets import lookup_secret
+
+    token = (lookup_secret(TOKEN_SECRET) or "").strip()
+    if not token:
+        if is_loopback(host):
+            return None
+        raise HalguruError(f"--host {host or repr(host)} lets other machines run the agents: set {TOKEN_SECRET} "
+                           f"(or `keyring set halguru {TOKEN_SECRET}`) to a token clients must send as "
+                           "Authorization: Bearer <token>, or listen on 127.0.0.1")
+    if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
+        raise HalguruError(f"{TOKEN_SECRET} must be at least {MIN_TOKEN_CHARS} characters with no spaces; make "
+                           "one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return token
+
+
+class BearerGate:
+    """ASGI middleware: an HTTP request without ``Authorization: Bearer <token>`` is answered 401 before the MCP
+    app sees it (a JSON-RPC error, as MCP clients read one)."""
+
+    def __init__(self, app: Any, token: str):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self._allowed(scope):
+            body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32001, "message": f"unauthorized: send Authorization: Bearer <{TOKEN_SECRET}>"}}).encode()
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="halguru mcp"')]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, scope: Any) -> bool:
+        given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        scheme, _, token = given.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.token)

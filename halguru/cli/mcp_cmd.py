@@ -13,7 +13,8 @@ app = typer.Typer(help="MCP (Model Context Protocol): serve agents to MCP client
 def serve(
     paths: list[Path] = typer.Argument(..., help="Agent projects (folders with agent.yaml) to serve."),
     http: bool = typer.Option(False, "--http", help="Serve streamable HTTP at /mcp instead of stdio."),
-    host: str = typer.Option("127.0.0.1", "--host", help="With --http: the address to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --http: the address to listen on (other than loopback: "
+                                                         "needs HALGURU_MCP_TOKEN)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="With --http: the port to listen on."),
 ) -> None:
     """Expose each agent as an MCP tool ask_<agent> (stdio by default, for clients that start it)."""

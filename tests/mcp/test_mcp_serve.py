@@ -114,6 +114,42 @@ async def test_serve_over_streamable_http(helper: Path, halguru_cmd, subprocess_
     assert "serving ask_helper at http://127.0.0.1:" in (tmp_path / "serve.log").read_text()
 
 
+def test_serving_other_machines_needs_a_token(helper: Path, halguru_cmd, subprocess_env):
+    """--host 0.0.0.0 served every agent, and the tools behind it, to anyone on the network, with no key at all."""
+    argv = [*halguru_cmd, "mcp", "serve", str(helper), "--http", "--host", "0.0.0.0", "--port", str(free_port())]
+    env = {k: v for k, v in subprocess_env.items() if k != "HALGURU_MCP_TOKEN"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "Error: --host 0.0.0.0 lets other machines run the agents: set HALGURU_MCP_TOKEN (or `keyring set halguru "
+        "HALGURU_MCP_TOKEN`) to a token clients must send as Authorization: Bearer <token>, or listen on 127.0.0.1"]
+    short = subprocess.run(argv, capture_output=True, text=True, env={**env, "HALGURU_MCP_TOKEN": "hunter2"},
+                           timeout=60)
+    assert short.returncode == 1 and "HALGURU_MCP_TOKEN must be at least 16 characters" in short.stderr
+
+
+async def test_a_token_is_asked_of_every_http_client(helper: Path, halguru_cmd, subprocess_env, tmp_path: Path):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    token = "s3cret-token-of-32-characters-xx"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    argv = [*halguru_cmd, "mcp", "serve", str(helper), "--http", "--port", str(port)]
+    with background(argv, port, tmp_path / "serve.log", env={**subprocess_env, "HALGURU_MCP_TOKEN": token}):
+        for wrong in ({}, {"Authorization": "Bearer not-the-token"}):
+            refused = httpx2.post(url, headers={**wrong, "Accept": "application/json, text/event-stream"},
+                                  json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert refused.json()["error"]["message"] == (
+                "unauthorized: send Authorization: Bearer <HALGURU_MCP_TOKEN>")
+        async with (httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+                    Client(streamable_http_client(url, http_client=http)) as client):
+            text, _, is_error = await ask(client, "ask_helper", message="with a token")
+    assert (text, is_error) == ("You said: with a token", False)
+    assert "clients send Authorization: Bearer <HALGURU_MCP_TOKEN>" in (tmp_path / "serve.log").read_text()
+
+
 def test_help_does_not_import_the_mcp_sdk(subprocess_env):
     argv = [sys.executable, "-X", "importtime", "-m", "halguru", "mcp", "serve", "--help"]
     proc = subprocess.run(argv, capture_output=True, text=True, env=subprocess_env, timeout=60)
