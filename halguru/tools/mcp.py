@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -49,6 +51,9 @@ _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A tool's description goes into every model call: a server's 200,000-character one made "hi" a 40,077-token prompt.
 MAX_DESCRIPTION_CHARS = 4000
 CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is cancelled
+# A kept server no run has used for this long is stopped when another is asked for: each published version of an
+# agent has its own folder, so its own servers, and the replaced versions' kept running until serve stopped.
+IDLE_STOP = 600.0
 # Servers that spoke the initialize handshake (not server/discover) when last started, by _Server.key: the SDK's
 # discover probe waits 10 s on a server that never answers it, at every start, so those start in legacy mode.
 LEGACY_FILE = "mcp-legacy-servers.json"
@@ -62,6 +67,7 @@ class MCPToolbox:
     errors: list[str] = field(default_factory=list)
     servers: list[_Server] = field(default_factory=list)
     pooled: bool = False  # the servers belong to a pool (serve mode) and outlive the run
+    released: bool = False  # a pooled toolbox was closed: its servers are no longer in use by it
 
     @property
     def tool_specs(self) -> list[ToolSpec]:
@@ -69,8 +75,14 @@ class MCPToolbox:
                 for t in self.tools.values()]
 
     async def close(self) -> None:
-        """Stop every server; safe to call twice, and from any task of the loop that opened them."""
+        """Stop every server (a pool's: let them go); safe to call twice, and from any task of the loop that opened
+        them."""
         if self.pooled:
+            if not self.released:
+                self.released = True
+                for server in self.servers:
+                    server.users -= 1
+                    server.last_used = time.monotonic()
             return
         await _stop(self.servers)
 
@@ -95,18 +107,36 @@ class MCPPool:
 
     def __init__(self) -> None:
         self.servers: dict[tuple[str, str], _Server] = {}
+        self.retired: set[_Server] = set()  # idle servers stopping by themselves
 
     def server(self, settings: MCPServerSettings, base: Path | None) -> _Server:
+        """The running server of these settings (in use by the caller from now: its toolbox's close lets it go)."""
         key = (settings.model_dump_json(), str(base))
+        self._retire_idle(but=key)
         server = self.servers.get(key)
         if server is None or server.task.done() or (server.ready and server.client is None):
             if server is not None:
                 server.stop_soon()  # a crashed server's task leaves its contexts by itself
             server = self.servers[key] = _Server(settings, base)
+        server.users += 1
         return server
 
+    def _retire_idle(self, but: tuple[str, str]) -> None:
+        """Stop the servers no run has used for IDLE_STOP seconds (not ``but``'s, which is being asked for)."""
+        now = time.monotonic()
+        for key, server in list(self.servers.items()):
+            if key != but and server.users <= 0 and now - server.last_used > IDLE_STOP:
+                del self.servers[key]
+                self.retired.add(server)
+                server.task.add_done_callback(functools.partial(self._stopped, server))
+                server.stop_soon()
+
+    def _stopped(self, server: _Server, _: object) -> None:
+        server.close_log()
+        self.retired.discard(server)
+
     async def close(self) -> None:
-        await _stop(list(self.servers.values()))
+        await _stop([*self.servers.values(), *self.retired])
         self.servers.clear()
         _POOLS.pop(asyncio.get_running_loop(), None)
 
@@ -212,6 +242,7 @@ class _Server:
         self.oversized = 0  # answers dropped by the HTTP transport for passing the limit on one message
         self.http: BoundedTransport | None = None  # an HTTP server's transport, which knows the last error status
         self.stop = asyncio.Event()
+        self.users, self.last_used = 0, time.monotonic()  # pooled: the open toolboxes that hold it, and since when
         self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
         # A start that nobody awaits any more (the run was closed meanwhile) must not warn when collected.

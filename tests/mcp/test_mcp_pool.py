@@ -3,6 +3,7 @@ starts a crashed one again, and stops them all when it stops."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -11,6 +12,9 @@ import httpx
 import pytest
 import yaml
 
+from halguru import load_agent, run
+from halguru.models.scripted import ScriptedModel
+from halguru.tools.mcp import keep_servers_running, stop_kept_servers
 from tests.server.conftest import Server, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -94,3 +98,39 @@ def test_a_chat_keeps_its_mcp_server_across_turns_and_stops_it_on_exit(mcp_agent
     assert "three" in proc.stdout and "four" in proc.stdout and "adding" not in proc.stdout + proc.stderr
     (pid,) = [int(line) for line in pids.read_text().split()]
     assert not alive(pid)
+
+
+
+async def ask_in_process(folder: Path, tool: str = "add", **arguments: float) -> None:
+    model = ScriptedModel([{"tool_calls": [{"name": tool, "arguments": arguments or {"a": 1, "b": 2}}]}, "done"])
+    async for event in run(load_agent(folder), "go", model=model):
+        assert event.type != "error", event
+
+
+async def test_a_kept_server_no_run_uses_is_stopped_and_one_in_use_is_not(mcp_agent, monkeypatch):
+    """Each published version of an agent has its own folder, so its own kept servers: the replaced versions'
+    kept running (one process per version) until `halguru serve` stopped."""
+    monkeypatch.setattr("halguru.tools.mcp.IDLE_STOP", 1.0, raising=False)  # 10 minutes, shortened
+    yaml_text = ("name: mcpuser\nmodel: scripted\nmcp:\n"
+                 "  - {name: files, command: [PYTHON, server.py], tools: [add, nap]}\n")
+    old, new = mcp_agent(yaml_text, name="v1"), mcp_agent(yaml_text, name="v2")  # as two published versions
+    keep_servers_running()
+    try:
+        await ask_in_process(old)
+        old_pid = int((old / "server.pid").read_text())
+        napping = asyncio.create_task(ask_in_process(old, "nap", seconds=3.0))  # in use past the idle time
+        await asyncio.sleep(1.5)
+        await ask_in_process(new)
+        new_pid = int((new / "server.pid").read_text())
+        assert alive(old_pid)  # a run still holds it
+        await napping
+        await asyncio.sleep(1.5)
+        await ask_in_process(new)  # the old version's server has been unused for 1.5 s: stopped now
+        deadline = time.monotonic() + 10
+        while alive(old_pid):
+            assert time.monotonic() < deadline, "an idle kept server was not stopped"
+            await asyncio.sleep(0.05)
+        assert alive(new_pid) and int((new / "server.pid").read_text()) == new_pid  # the one asked for: kept
+    finally:
+        await stop_kept_servers()
+    assert not alive(new_pid)
