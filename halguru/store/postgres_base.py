@@ -46,6 +46,12 @@ CHANNEL = "halguru_jobs"  # NOTIFY'd when a job becomes runnable; idle workers L
 # replica's writers of the same key, each on a pooled connection, until no connection was left. Ours take
 # milliseconds between statements; `halguru db copy`'s long ones say so (``_long_transaction``).
 IDLE_TRANSACTION_S = 60
+# a network path to the server that drops packets (a partition, a host powered off, a failover moving its address)
+# left each statement waiting until the kernel gave up (tcp_retries2: ~15 minutes), and every request with it,
+# rather than a 503: a connection whose data stays unacknowledged this long, or that stays silent to keepalive
+# probes, is closed (Linux; elsewhere libpq ignores ``tcp_user_timeout``). A long query is unaffected: the
+# server acknowledges it and answers the probes. The URL's own settings win (``?tcp_user_timeout=...``).
+NETWORK_TIMEOUT_S = 10
 
 
 class _NulFreeText(StrDumperUnknown):
@@ -96,6 +102,14 @@ def _options(url: str) -> str:
     theirs = psycopg.conninfo.conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS", "")
     return (f"-c synchronous_commit=off -c idle_in_transaction_session_timeout={int(IDLE_TRANSACTION_S * 1000)} "
             f"{theirs}").strip()
+
+
+def _network(url: str) -> dict[str, Any]:
+    """The connections' limits on a silent network (NETWORK_TIMEOUT_S), less those the URL sets itself."""
+    ours = {"tcp_user_timeout": int(NETWORK_TIMEOUT_S * 1000), "keepalives": 1,
+            "keepalives_idle": max(1, int(NETWORK_TIMEOUT_S)), "keepalives_interval": 2, "keepalives_count": 3}
+    theirs = psycopg.conninfo.conninfo_to_dict(url)
+    return {name: value for name, value in ours.items() if name not in theirs}
 
 
 def first_line(exc: BaseException) -> str:
@@ -202,7 +216,7 @@ class PostgresBase(SQLBase):
         """A connection of its own (not pooled), autocommit; StoreError naming the host when it fails."""
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, row_factory=_row,
-                                   **options)
+                                   **{**_network(self.url), **options})
             _nul_free(conn)
             return conn
         except psycopg.Error as exc:
@@ -222,7 +236,7 @@ class PostgresBase(SQLBase):
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
                     timeout=POOL_WAIT_S, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
-                            "options": _options(self.url)})
+                            "options": _options(self.url), **_network(self.url)})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
 
