@@ -161,7 +161,9 @@ def copy_database(source: str, target: str, *, force: bool = False, rate_hits: b
     try:
         if (type(src), src.location) == (type(dst), dst.location):
             raise StoreError(f"{source} and {target} are the same database")
-        return _copy(src, dst, force=force, rate_hits=rate_hits)
+        copied = _copy(src, dst, force=force, rate_hits=rate_hits)
+        dst._analyze(list(copied))
+        return copied
     finally:
         src.close()
         dst.close()

@@ -200,3 +200,6 @@ class SQLBase:
 
     def _after_copy(self, conn: Any) -> None:
         """Rows were inserted with their ids (`halguru db copy`): let generated ids continue after them."""
+
+    def _analyze(self, tables: Sequence[str]) -> None:
+        """Tables were filled at once (`halguru db copy`, committed): give the planner their statistics now."""
