@@ -92,6 +92,9 @@ class PostgresRunsMixin(RunsMixin):
                 # another writer added messages after this statement's snapshot: the shared path (a transaction
                 # that locks the conversation's row, then reads its last seq) cannot collide
                 return super().finish_run(run_id, conversation_id, summary, events, new_messages, active_agent)
+        except self.errors:
+            self._finish_failed(run_id)
+            raise
         finally:
             self._release(run_id)
         if not recorded:

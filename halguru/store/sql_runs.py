@@ -90,6 +90,7 @@ class RunsMixin(SQLBase):
         self.lease = default_lease() if lease is None else lease
         self._held: set[str] = set()
         self._claims: set[tuple[str, str]] = set()  # (table, run id): continuation claims (``sql_resume``)
+        self._unfinished: set[str] = set()  # runs whose finish could not be stored (``_finish_failed``)
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._stop_renewing = threading.Event()
@@ -102,11 +103,23 @@ class RunsMixin(SQLBase):
                 self._held.add(run_id)
             else:
                 self._claims.add((claim, run_id))
-            if self._renewer is None or not self._renewer.is_alive():
-                self._stop_renewing.clear()
-                self._renewer = threading.Thread(target=self._renew_leases, name="halguru-store-leases",
-                                                 daemon=True)
-                self._renewer.start()
+            self._start_renewer()
+
+    def _start_renewer(self) -> None:
+        """(Holding ``_held_lock``.)"""
+        if self._renewer is None or not self._renewer.is_alive():
+            self._stop_renewing.clear()
+            self._renewer = threading.Thread(target=self._renew_leases, name="halguru-store-leases", daemon=True)
+            self._renewer.start()
+
+    def _finish_failed(self, run_id: str) -> None:
+        """The run's finish could not be stored (the store went away): it stays 'running' under its lease, and its
+        conversation busy (409) until that passes, up to ``lease`` seconds after the store is back though nothing
+        runs. The renewer stores it as interrupted at its first tick that reaches the store instead."""
+        with self._held_lock:
+            self._held.discard(run_id)
+            self._unfinished.add(run_id)
+            self._start_renewer()
 
     def _release(self, run_id: str, claim: str | None = None) -> None:
         with self._held_lock:
@@ -120,13 +133,16 @@ class RunsMixin(SQLBase):
         held."""
         while not self._stop_renewing.wait(self.lease / 3):
             with self._held_lock:
-                held, claims = sorted(self._held), sorted(self._claims)
-                if not held and not claims:
+                held, claims, unfinished = sorted(self._held), sorted(self._claims), sorted(self._unfinished)
+                if not held and not claims and not unfinished:
                     self._renewer = None
                     return
             try:
                 with self._tx(relaxed=True) as conn:
                     until = time.time() + self.lease
+                    if unfinished:  # (a finish that did commit, its answer lost on the way, is not 'running')
+                        conn.execute(f"UPDATE runs SET status = 'interrupted' WHERE status = 'running' AND holder = ? "
+                                     f"AND id IN ({','.join('?' * len(unfinished))})", [BOOT_ID, *unfinished])
                     if held:
                         conn.execute(f"UPDATE runs SET lease_expires = ? WHERE status = 'running' AND holder = ? "
                                      f"AND id IN ({','.join('?' * len(held))})", [until, BOOT_ID, *held])
@@ -136,6 +152,8 @@ class RunsMixin(SQLBase):
                             conn.execute(f"UPDATE {table} SET claim_expires = ? WHERE claim_holder = ? "
                                          f"AND claim_expires IS NOT NULL AND run_id IN ({','.join('?' * len(ids))})",
                                          [until, BOOT_ID, *ids])
+                with self._held_lock:
+                    self._unfinished.difference_update(unfinished)
             except self.errors as exc:  # try again at the next tick; the lease outlasts two misses
                 log.warning("could not renew the leases of %d runs: %s", len(held) + len(claims), exc)
 
@@ -144,6 +162,7 @@ class RunsMixin(SQLBase):
             renewer, self._renewer = self._renewer, None
             self._held.clear()
             self._claims.clear()
+            self._unfinished.clear()
         self._stop_renewing.set()
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(10)
@@ -266,6 +285,9 @@ class RunsMixin(SQLBase):
                         [conversation_id, run_id, now, conversation_id, *(v for row in rows for v in row)])
                 conn.execute("UPDATE conversations SET updated = ?, active_agent = coalesce(?, active_agent) "
                              "WHERE id = ?", (now, active_agent, conversation_id))
+        except self.errors:
+            self._finish_failed(run_id)
+            raise
         finally:
             self._release(run_id)
 

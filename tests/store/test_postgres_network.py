@@ -20,7 +20,9 @@ import psycopg
 import pytest
 
 import halguru.store.postgres_base as base
-from halguru.errors import StoreUnavailable
+from halguru.agents.events import RunFinished
+from halguru.errors import ConversationBusy, StoreUnavailable
+from halguru.models.base import Message
 from halguru.store.postgres import PostgresStore
 
 
@@ -33,26 +35,55 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
             end.shutdown(socket.SHUT_RDWR)
 
 
-@contextlib.contextmanager
-def relay(host: str, port: int) -> Iterator[int]:
-    """A TCP relay on a free loopback port to ``host:port``; its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
+class Relay:
+    """A TCP relay on a free loopback port (``port``) to ``host:port``. ``cut``: every connection through it reset,
+    new ones refused (a restart, a failover), until ``restore``."""
 
-    def accept() -> None:
-        while not stop.is_set():
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop, self.down = threading.Event(), threading.Event()
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
             with contextlib.suppress(OSError):
-                client, _ = listener.accept()
-                server = socket.create_connection((host, port))
+                client, _ = self.listener.accept()
+                if self.down.is_set():
+                    client.close()
+                    continue
+                server = socket.create_connection(self.target)
+                self.open += [client, server]
                 for a, b in ((client, server), (server, client)):
                     threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
-    threading.Thread(target=accept, daemon=True).start()
+    def cut(self) -> None:
+        self.down.set()
+        for end in self.open:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.cut()
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def relay(url: str) -> Iterator[tuple[Relay, str]]:
+    """A relay to the database ``url`` names, and the URL through it."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    port = int(info.get("port") or 5432)
+    through = Relay(str(info.get("host") or "127.0.0.1"), port)
     try:
-        yield listener.getsockname()[1]
+        yield through, url.replace(f":{port}/", f":{through.port}/", 1)
     finally:
-        stop.set()
-        listener.close()
+        through.close()
 
 
 def _rules(port: int) -> list[list[str]]:
@@ -109,10 +140,9 @@ def test_every_connection_gives_up_on_a_silent_network(new_postgres_database) ->
 def test_a_partition_is_an_outage_not_a_hang(new_postgres_database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "NETWORK_TIMEOUT_S", 1, raising=False)
     monkeypatch.setattr(base, "POOL_WAIT_S", 2.0)
-    url = new_postgres_database()
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    with relay(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)) as port:
-        store = PostgresStore(url.replace(f":{info.get('port') or 5432}/", f":{port}/", 1))
+    with relay(new_postgres_database()) as (through, url):
+        store = PostgresStore(url)
+        port = through.port
         try:
             store.create_conversation("conv_p", "echo")
             outcome: list[BaseException | object] = []
@@ -135,3 +165,36 @@ def test_a_partition_is_an_outage_not_a_hang(new_postgres_database, monkeypatch:
             assert store.get_conversation("conv_p") is not None  # the path is back: so is the store
         finally:
             store.close()
+
+
+def test_a_run_whose_finish_the_outage_lost_frees_its_conversation_when_the_store_is_back(
+        new_postgres_database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database went away as a run ended: its finish failed (the request a 503), and its row stayed 'running'
+    under a lease the replica still renewed, so the conversation answered 409 conversation_busy for up to a
+    lease (30 s) after the database was back, with nothing running. It is stored as interrupted at once."""
+    monkeypatch.setattr(base, "POOL_WAIT_S", 1.0)
+    direct = new_postgres_database()
+    other = PostgresStore(direct)  # another replica, on the database directly
+    with relay(direct) as (through, url):
+        store = PostgresStore(url, lease=9)
+        try:
+            store.start_run("run_cut00001", "conv_cut", "echo", "scripted", "hi")
+            through.cut()
+            done = RunFinished(run_id="run_cut00001", status="ok", output="hello")
+            with pytest.raises(StoreUnavailable):
+                store.finish_run("run_cut00001", "conv_cut", done.model_dump(), [done],
+                                 [Message(role="user", content="hi")])
+            through.restore()
+            back = time.monotonic()
+            while True:
+                try:
+                    other.start_run("run_next0001", "conv_cut", "echo", "scripted", "again", existing=True)
+                    break
+                except ConversationBusy:
+                    assert time.monotonic() - back < 5, "the conversation is still busy with the lost run"
+                    time.sleep(0.2)
+            assert other.get_run("run_cut00001")["status"] == "interrupted"
+            assert [m.content for m in other.get_messages("conv_cut")] == []  # nothing half-written
+        finally:
+            store.close()
+            other.close()
