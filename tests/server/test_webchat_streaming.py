@@ -150,3 +150,40 @@ def test_a_message_the_server_refused_goes_back_in_the_box(serve: Any, browser: 
     expect(page.locator(".msg.assistant .error")).to_have_count(1, timeout=WAIT_MS)
     assert page.input_value("#input") == "one too many"
     expect(page.locator("#status")).to_contain_text("back in the box")
+
+
+AT_END = "(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight; })()"
+
+
+def test_a_reader_who_scrolled_up_is_not_pulled_down_while_the_answer_streams(
+        serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """Every streamed chunk scrolled the log to its end: one could not read the start of a long answer (or an
+    earlier message) until it had ended. Now the log follows only while the reader is at its end."""
+    lines = "\n\n".join(f"Line {i} of a long answer to read." for i in range(150))
+    script = agents_dir.parent / "lines.yaml"
+    script.write_text(yaml.safe_dump([{"text": lines, "token_delay": 0.01}]))
+    spec = yaml.safe_load((agents_dir / "slow" / "agent.yaml").read_text())
+    (agents_dir / "slow" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
+    page = browser.new_page(viewport={"width": 375, "height": 500})
+    server = serve()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.select_option("#agent", "slow")
+    page.fill("#input", "a long one")
+    page.keyboard.press("Enter")
+    page.locator(".msg.assistant", has_text="Line 20 ").wait_for()
+    assert page.evaluate(AT_END) < 2  # following it while the reader is at the end
+    page.hover("#log")
+    page.mouse.wheel(0, -100_000)  # up to the start, with the mouse wheel
+    expect(page.locator(".msg.assistant", has_text="Line 40 ")).to_have_count(1, timeout=WAIT_MS)
+    assert page.locator("[aria-busy]").count() == 1  # still streaming: chunks came in meanwhile
+    assert page.evaluate("document.getElementById('log').scrollTop") == 0  # and the reader stayed where they were
+    page.mouse.wheel(0, 100_000)  # back to the end: it follows again
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=3 * WAIT_MS)
+    assert page.locator(".msg.assistant", has_text="Line 149 ").count() == 1
+    assert page.evaluate(AT_END) < 2
+    page.mouse.wheel(0, -100_000)
+    page.fill("#input", "one more")  # a message sent brings the end into view, wherever the reader was
+    page.keyboard.press("Enter")
+    page.locator(".msg.user", has_text="one more").wait_for()
+    assert page.evaluate(AT_END) < 2

@@ -84,6 +84,20 @@ function dropSession() {
 
 function showStatus(text) { statusLine.textContent = text || ""; }
 
+// The log follows what comes in (a streaming answer, an operator's message) only while the reader is at its end:
+// one who scrolled up to read an earlier part was pulled back down on every chunk. Only a scroll up lets go (the
+// page's own scrolls go down); reaching the end again, or sending a message, follows again.
+let following = true, lastTop = 0;
+log.addEventListener("scroll", () => {
+  if (log.scrollHeight - log.scrollTop - log.clientHeight < 40) following = true;
+  else if (log.scrollTop < lastTop) following = false;
+  lastTop = log.scrollTop;
+});
+function toEnd(always = false) {
+  if (always) following = true;
+  if (following) log.scrollTop = log.scrollHeight;
+}
+
 // What a screen reader hears of the conversation: an answer once it has ended and an operator's message, each
 // once. The log is no live region: it read every chunk drawn while an answer streamed (and a whole conversation
 // when one was opened). Errors are heard from the status line.
@@ -140,7 +154,7 @@ function addMessage(role, text, human = false) {
     div.prepend(Object.assign(document.createElement("span"), { className: "who", textContent: "Operator" }));
   }
   log.append(div);
-  log.scrollTop = log.scrollHeight;
+  toEnd(role === "user");  // one's own message (sent, or a conversation opened) brings the end into view
   return div;
 }
 
@@ -364,7 +378,7 @@ const RECONNECT_MS = 120000, RECONNECT_MAX_WAIT_MS = 15000;
 async function streamAnswer(response, bubble) {
   const view = new MarkdownView(bubble);
   let answer = "", frame = 0, finished = false;
-  const draw = () => { cancelAnimationFrame(frame); frame = 0; view.update(answer); log.scrollTop = log.scrollHeight; };
+  const draw = () => { cancelAnimationFrame(frame); frame = 0; view.update(answer); toEnd(); };
   const onEvent = (type, event) => {
     if (type === "token") { answer += event.text; frame ||= requestAnimationFrame(draw); return; }
     if (type === "tool_call") log.insertBefore(said(Object.assign(document.createElement("div"),
@@ -380,7 +394,7 @@ async function streamAnswer(response, bubble) {
     else if (type === "error" && event.fatal) {
       draw(); failed(bubble, cutShort(event)); showStatus(cutShort(event)); finished = true;
     }
-    log.scrollTop = log.scrollHeight;
+    toEnd();
   };
   const seen = { lastId: "" };
   let refused = "";  // why the server would not give the run (not ours, gone with its session): no use waiting
