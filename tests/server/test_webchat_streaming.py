@@ -15,6 +15,8 @@ TRICKY = [
     "", "a", "a\n", "```\ncode\n", "```py\ncode", "- a\n- b\n\n1. c\n2) d", "para\nline\n# h\n```\nx\n```\nafter",
     "**bold** and `code` and [a link](https://example.com/x) and ![pic](https://e.com/p.png)\n* em *\n\n## t",
     "<img src=x onerror=alert(1)> [bad](javascript:alert(1)) http://a.b/c\n```\n<script>x</script>\n",
+    "1. a\n\n2. b\n   ```sh\n   pip x\n     two\n   ```\n3. c\n> q\n> r\n\n"
+    "| h | `i` |\n|---|:-:|\n| 1 | 2 |\n| 3 |\nend",
 ]
 
 
@@ -152,6 +154,19 @@ def test_a_message_the_server_refused_goes_back_in_the_box(serve: Any, browser: 
     expect(page.locator("#status")).to_contain_text("back in the box")
 
 
+def phone_chat(serve: Any, agents_dir: Path, browser: Any, reply: dict[str, Any], height: int = 667) -> Any:  # noqa: F811
+    """The chat on a phone-sized page, the `slow` agent chosen, answering with the scripted ``reply``."""
+    script = agents_dir.parent / "reply.yaml"
+    script.write_text(yaml.safe_dump([reply]))
+    spec = yaml.safe_load((agents_dir / "slow" / "agent.yaml").read_text())
+    (agents_dir / "slow" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
+    page = browser.new_page(viewport={"width": 375, "height": height})
+    page.goto(f"{serve().url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.select_option("#agent", "slow")
+    return page
+
+
 AT_END = "(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight; })()"
 
 
@@ -160,15 +175,7 @@ def test_a_reader_who_scrolled_up_is_not_pulled_down_while_the_answer_streams(
     """Every streamed chunk scrolled the log to its end: one could not read the start of a long answer (or an
     earlier message) until it had ended. Now the log follows only while the reader is at its end."""
     lines = "\n\n".join(f"Line {i} of a long answer to read." for i in range(150))
-    script = agents_dir.parent / "lines.yaml"
-    script.write_text(yaml.safe_dump([{"text": lines, "token_delay": 0.01}]))
-    spec = yaml.safe_load((agents_dir / "slow" / "agent.yaml").read_text())
-    (agents_dir / "slow" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
-    page = browser.new_page(viewport={"width": 375, "height": 500})
-    server = serve()
-    page.goto(f"{server.url}/chat/")
-    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
-    page.select_option("#agent", "slow")
+    page = phone_chat(serve, agents_dir, browser, {"text": lines, "token_delay": 0.01}, height=500)
     page.fill("#input", "a long one")
     page.keyboard.press("Enter")
     page.locator(".msg.assistant", has_text="Line 20 ").wait_for()
@@ -187,3 +194,52 @@ def test_a_reader_who_scrolled_up_is_not_pulled_down_while_the_answer_streams(
     page.keyboard.press("Enter")
     page.locator(".msg.user", has_text="one more").wait_for()
     assert page.evaluate(AT_END) < 2
+
+
+ANSWER = """Steps:
+
+1. Install it:
+   ```bash
+   pip install halguru
+   ```
+2. Run it.
+
+3. Done.
+
+| Model | Size \\| quant |
+|---|---:|
+| **smollm2** | 135M |
+| <img src=x onerror=alert(1)> | [x](javascript:alert(1)) |
+
+> A quote
+> on two lines.
+"""
+
+
+def test_an_answer_s_numbered_steps_code_tables_and_quotes_are_drawn_as_such(
+        serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """What models write often: a numbered list broken by blank lines or a step's indented code (each number
+    was drawn as "1." again, and the code as a paragraph with its ``` marks), a table (drawn as lines of pipes)
+    and a quote (a raw ">")."""
+    page = phone_chat(serve, agents_dir, browser, {"text": ANSWER, "token_delay": 0.001})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.fill("#input", "how do I install it?")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    for shown in ("streamed", "reloaded"):
+        answer = page.locator(".msg.assistant").last
+        # the numbers a reader sees: each list starts where its first item's number says
+        assert answer.locator("ol").evaluate_all("ls => ls.map(l => [l.start, l.innerText])") == [
+            [1, "Install it:"], [2, "Run it."], [3, "Done."]], shown
+        assert answer.locator("pre code").inner_text() == "pip install halguru", shown
+        assert "```" not in answer.inner_text(), shown
+        assert answer.locator("th").all_inner_texts() == ["Model", "Size | quant"], shown
+        assert answer.locator("td").all_inner_texts() == ["smollm2", "135M", "<img src=x onerror=alert(1)>", "x"]
+        assert answer.locator("td strong").inner_text() == "smollm2"
+        assert answer.locator("td a, td img").count() == 0  # no javascript: link, no raw HTML
+        assert answer.locator("blockquote").inner_text() == "A quote\non two lines.", shown
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, shown  # still fits the phone
+        page.reload()
+        expect(page.locator(".msg.assistant")).to_have_count(1, timeout=WAIT_MS)
+    assert not dialogs

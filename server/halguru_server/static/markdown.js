@@ -51,7 +51,8 @@ export function renderInline(text, parent) {
 
 // Markdown shown as it streams in: each complete line is parsed once and its nodes stay; only the unfinished
 // last line (the draft) is drawn again on the next update, so an answer of length n costs O(n) in all, not
-// O(n) per chunk. The parse is line by line: a fence, heading, list item, blank line or paragraph line.
+// O(n) per chunk. The parse is line by line: a fence, heading, table row, quote, list item, blank line or
+// paragraph line.
 export class MarkdownView {
   constructor(container) {
     this.container = container;
@@ -63,7 +64,7 @@ export class MarkdownView {
     this.container.replaceChildren();
     this.text = "";
     this.done = 0;  // text[0:done] is committed: complete lines whose nodes stay
-    this.state = { list: null, para: null, code: null };
+    this.state = { list: null, para: null, code: null, indent: 0, table: null, quote: null };
     this.draft = [];  // the nodes the draft line added (removed before the next update)
     this.saved = this.state;  // the state before the draft line
     this.recording = false;
@@ -101,32 +102,77 @@ export class MarkdownView {
 
   line(line) {
     const s = this.state;
-    if (s.code) {  // inside a fence: up to the closing one, the text as it is
-      if (line.startsWith("```")) s.code = null;
-      else { this.add(s.code, document.createTextNode(s.code.firstChild ? `\n${line}` : line)); }
+    if (s.code) {  // inside a fence: up to the closing one, the text as it is (less the fence's own indent)
+      if (line.trimStart().startsWith("```")) s.code = null;
+      else {
+        const text = line.slice(Math.min(s.indent, line.length - line.trimStart().length));
+        this.add(s.code, document.createTextNode(s.code.firstChild ? `\n${text}` : text));
+      }
       return;
     }
-    if (line.startsWith("```")) {
+    const block = (node) => { this.add(this.container, node); s.list = s.para = s.table = s.quote = null; };
+    if (line.trimStart().startsWith("```")) {  // a fence may be indented (a step's code under a list item)
       const pre = document.createElement("pre");
-      s.code = document.createElement("code");
-      pre.append(s.code); this.add(this.container, pre); s.list = s.para = null;
+      const code = document.createElement("code");
+      pre.append(code); block(pre);
+      s.code = code; s.indent = line.length - line.trimStart().length;
       return;
     }
     const heading = /^(#{1,6})\s+(.*)$/.exec(line);
-    const item = /^\s*(?:[-*+]|\d+[.)])\s+(.*)$/.exec(line);
+    const item = /^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$/.exec(line);
+    const quote = /^\s*>\s?(.*)$/.exec(line);
     if (heading) {
       const h = document.createElement(`h${Math.min(heading[1].length + 2, 6)}`);
-      renderInline(heading[2], h); this.add(this.container, h); s.list = s.para = null;
+      renderInline(heading[2], h); block(h);
+    } else if (/^\s*\|.*\|\s*$/.test(line)) {
+      this.row(line);
+    } else if (quote) {
+      if (!s.quote) {
+        const q = document.createElement("blockquote");
+        block(q); s.quote = document.createElement("p"); this.add(q, s.quote);
+      } else this.add(s.quote, document.createElement("br"));
+      this.inline(quote[1], s.quote);
     } else if (item) {
-      if (!s.list) { s.list = document.createElement(/^\s*\d/.test(line) ? "ol" : "ul"); this.add(this.container, s.list); }
-      const li = document.createElement("li"); renderInline(item[1], li); this.add(s.list, li); s.para = null;
+      if (!s.list) {
+        s.list = document.createElement(item[1] ? "ol" : "ul");
+        // "1. a", a paragraph or code, then "2. b": the second list goes on counting from 2, not from 1 again
+        if (item[1] && Number(item[1]) !== 1) s.list.start = Number(item[1]);
+        this.add(this.container, s.list); s.para = s.table = s.quote = null;
+      }
+      const li = document.createElement("li"); renderInline(item[2], li); this.add(s.list, li); s.para = null;
     } else if (!line.trim()) {
-      s.list = s.para = null;
+      s.list = s.para = s.table = s.quote = null;
     } else {
-      if (!s.para) { s.para = document.createElement("p"); this.add(this.container, s.para); s.list = null; }
+      if (!s.para) { s.para = document.createElement("p"); this.add(this.container, s.para); s.list = s.table = s.quote = null; }
       else this.add(s.para, document.createElement("br"));
       this.inline(line, s.para);
     }
+  }
+
+  // A table row ("| a | b |"): the first row of a table is its header, a "|---|:--:|" row under it is skipped.
+  // The table sits in a box of its own that scrolls sideways, so a wide one does not widen the page.
+  row(line) {
+    const s = this.state;
+    const cells = line.trim().slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim().replace(/\\\|/g, "|"));
+    if (!s.table) {
+      const box = Object.assign(document.createElement("div"), { className: "table" });
+      const table = document.createElement("table");
+      box.append(table);
+      this.add(this.container, box); s.list = s.para = s.quote = null;
+      s.table = { table, body: null };
+    } else if (cells.every((c) => /^:?-+:?$/.test(c))) return;
+    let section = s.table.body;
+    if (!section) {
+      section = document.createElement(s.table.table.firstChild ? "tbody" : "thead");
+      this.add(s.table.table, section);
+      if (section.nodeName === "TBODY") s.table = { ...s.table, body: section };
+    }
+    const tr = document.createElement("tr");
+    for (const cell of cells) {
+      const td = document.createElement(section.nodeName === "THEAD" ? "th" : "td");
+      renderInline(cell, td); tr.append(td);
+    }
+    this.add(section, tr);
   }
 }
 
