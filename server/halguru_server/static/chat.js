@@ -10,14 +10,22 @@ let me = null;  // the signed-in user (GET /auth/me through the session cookie),
 let dev = false;  // `halguru serve --dev` (/auth/me's via): no keys, no accounts, so no key or sign-in controls
 const embedAgent = document.body.dataset.embed || "";  // the widget's iframe (/chat/embed/NAME): that agent only
 
+const shownHere = new Map();  // agent → the conversation this tab shows (see store.conversation)
 const store = {
   get key() { return localStorage.getItem("halguru.key") || ""; },
   set key(v) { v ? localStorage.setItem("halguru.key", v) : localStorage.removeItem("halguru.key"); },
   // Anonymous chats belong to a session token the server issued: only this browser holds it.
   get session() { return localStorage.getItem("halguru.session") || ""; },
   set session(v) { v ? localStorage.setItem("halguru.session", v) : localStorage.removeItem("halguru.session"); },
-  conversation(agent) { return localStorage.getItem(`halguru.conversation.${agent}`); },
+  // Each tab sends to the conversation it shows: read from the browser's storage once (a reload shows the last
+  // one opened), then kept here. Another tab's new conversation had this one's next message posted into it,
+  // under a screen still showing the old one.
+  conversation(agent) {
+    if (!shownHere.has(agent)) shownHere.set(agent, localStorage.getItem(`halguru.conversation.${agent}`));
+    return shownHere.get(agent);
+  },
   setConversation(agent, id) {
+    shownHere.set(agent, id);
     id ? localStorage.setItem(`halguru.conversation.${agent}`, id) : localStorage.removeItem(`halguru.conversation.${agent}`);
   },
   // The conversations started under the session token: only it opens them, so they go when it does.
@@ -63,7 +71,8 @@ async function api(path, options = {}) {
       }
       message = "Your earlier chat session has ended, and its conversation with it.";
     }
-    const error = new Error(message); error.status = response.status; error.sessionEnded = type === "invalid_session";
+    const error = Object.assign(new Error(message),
+      { status: response.status, type, sessionEnded: type === "invalid_session" });
     throw error;
   }
   return response;
@@ -77,6 +86,7 @@ function dropSession() {
   for (const key of Object.keys(localStorage)) {
     if (key.startsWith("halguru.conversation.") && tied.has(localStorage.getItem(key))) localStorage.removeItem(key);
   }
+  for (const [agent, id] of shownHere) if (tied.has(id)) shownHere.delete(agent);
   store.sessionConversations = [];
   store.session = "";
   showStatus("Your earlier chat session has ended; a new one starts with your next message.");
@@ -314,8 +324,8 @@ async function send(text) {
     });
     return { id, response };
   };
+  let id, response;
   try {
-    let id, response;
     try {
       ({ id, response } = await post());
     } catch (error) {
@@ -340,7 +350,8 @@ async function send(text) {
       // Refused (429, 503, 413...) or never reached (fetch's own "Failed to fetch"): nothing was stored, so the
       // text goes back in the box to send again rather than being lost with the cleared box.
       const unreached = error instanceof TypeError && !error.status;
-      const why = unreached ? "The server could not be reached" : error.message;
+      const why = unreached ? "The server could not be reached" : error.type === "conversation_busy" ? BUSY
+        : error.message;
       const back = !input.value;
       if (back) input.value = text;
       failed(bubble, why);
@@ -349,8 +360,22 @@ async function send(text) {
     }
   } finally {
     working(bubble, false);
+    if (id) tabs?.postMessage({ agent, conversation: id });
   }
 }
+
+// The page's words for a 409 conversation_busy (the server's message names the conversation and the run).
+const BUSY = "An answer is still coming in this conversation (in another tab or on another device): "
+  + "send this when it has ended";
+
+// This browser's other tabs showing the same conversation draw a turn when its answer ends (they showed it only
+// once reloaded, and a message sent from them followed a turn they had never shown).
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("halguru.chat") : null;
+tabs?.addEventListener("message", ({ data }) => {
+  if (!controller && data.agent === agentSelect.value && data.conversation === store.conversation(data.agent)) {
+    loadConversation();
+  }
+});
 
 // While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows; its end is heard.
 function working(bubble, on) {
