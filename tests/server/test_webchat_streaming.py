@@ -243,3 +243,27 @@ def test_an_answer_s_numbered_steps_code_tables_and_quotes_are_drawn_as_such(
         page.reload()
         expect(page.locator(".msg.assistant")).to_have_count(1, timeout=WAIT_MS)
     assert not dialogs
+
+
+def test_hebrew_and_arabic_read_right_to_left_beside_english(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Every message and the box were left to right: a Hebrew or Arabic message was drawn from the left, its
+    question mark at its start."""
+    page = open_chat(browser, serve())
+    direction = "(e) => getComputedStyle(e).direction"
+    page.fill("#input", "שלום, מה שלומך?")
+    assert page.locator("#input").evaluate(direction) == "rtl"  # as it is typed
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    assert page.locator(".msg.user").evaluate(direction) == "rtl"
+    assert page.locator(".msg.assistant p").evaluate(direction) == "ltr"  # "You said: ..." starts in English
+    page.fill("#input", "and in English")
+    assert page.locator("#input").evaluate(direction) == "ltr"
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      document.body.append(box);
+      renderMarkdown(text, box);
+      return [...box.querySelectorAll('p, li, h3, th')].map((e) => [e.textContent, getComputedStyle(e).direction]);
+    }""", "مرحبا بالعالم.\n\nHello world.\n\n- פריט ראשון\n- second\n\n# כותרת\n\n| א | ב |\n|---|---|\n| 1 | 2 |")
+    assert drawn == [["مرحبا بالعالم.", "rtl"], ["Hello world.", "ltr"], ["פריט ראשון", "rtl"], ["second", "ltr"],
+                     ["כותרת", "rtl"], ["א", "rtl"], ["ב", "rtl"]]

@@ -154,6 +154,7 @@ function addMessage(role, text, human = false) {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   div.dataset.role = role;
+  div.dir = "auto";  // right to left where its text is (Hebrew, Arabic); Markdown blocks each have their own
   said(div, human ? "Operator" : role === "user" ? "You" : role === "tool" ? "Tool call" : agentSelect.value);
   if (role === "user" && text.startsWith(ATTACHED)) {  // the file's text is for the agent: show its name
     div.className = "msg attachment";

@@ -25,6 +25,10 @@ function link(text, url) {
   return a;
 }
 
+// A block of text whose direction is its own text's: a Hebrew or Arabic paragraph reads right to left (its
+// punctuation at its end), beside an English one that reads left to right.
+const textBlock = (tag) => Object.assign(document.createElement(tag), { dir: "auto" });
+
 export function renderInline(text, parent) {
   let rest = text;
   while (rest) {
@@ -122,28 +126,28 @@ export class MarkdownView {
     const item = /^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$/.exec(line);
     const quote = /^\s*>\s?(.*)$/.exec(line);
     if (heading) {
-      const h = document.createElement(`h${Math.min(heading[1].length + 2, 6)}`);
+      const h = textBlock(`h${Math.min(heading[1].length + 2, 6)}`);
       renderInline(heading[2], h); block(h);
     } else if (/^\s*\|.*\|\s*$/.test(line)) {
       this.row(line);
     } else if (quote) {
       if (!s.quote) {
         const q = document.createElement("blockquote");
-        block(q); s.quote = document.createElement("p"); this.add(q, s.quote);
+        block(q); s.quote = textBlock("p"); this.add(q, s.quote);
       } else this.add(s.quote, document.createElement("br"));
       this.inline(quote[1], s.quote);
     } else if (item) {
       if (!s.list) {
-        s.list = document.createElement(item[1] ? "ol" : "ul");
+        s.list = textBlock(item[1] ? "ol" : "ul");
         // "1. a", a paragraph or code, then "2. b": the second list goes on counting from 2, not from 1 again
         if (item[1] && Number(item[1]) !== 1) s.list.start = Number(item[1]);
         this.add(this.container, s.list); s.para = s.table = s.quote = null;
       }
-      const li = document.createElement("li"); renderInline(item[2], li); this.add(s.list, li); s.para = null;
+      const li = textBlock("li"); renderInline(item[2], li); this.add(s.list, li); s.para = null;
     } else if (!line.trim()) {
       s.list = s.para = s.table = s.quote = null;
     } else {
-      if (!s.para) { s.para = document.createElement("p"); this.add(this.container, s.para); s.list = s.table = s.quote = null; }
+      if (!s.para) { s.para = textBlock("p"); this.add(this.container, s.para); s.list = s.table = s.quote = null; }
       else this.add(s.para, document.createElement("br"));
       this.inline(line, s.para);
     }
@@ -169,7 +173,7 @@ export class MarkdownView {
     }
     const tr = document.createElement("tr");
     for (const cell of cells) {
-      const td = document.createElement(section.nodeName === "THEAD" ? "th" : "td");
+      const td = textBlock(section.nodeName === "THEAD" ? "th" : "td");
       renderInline(cell, td); tr.append(td);
     }
     this.add(section, tr);
