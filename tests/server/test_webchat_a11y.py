@@ -241,3 +241,28 @@ def test_an_answer_that_ends_leaves_the_focus_where_the_user_went(serve: Any, br
     expect(page.get_by_role("link", name="Sign in")).to_be_focused()
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     expect(page.get_by_role("link", name="Sign in")).to_be_focused()
+
+
+def test_the_message_box_grows_with_its_text_and_is_small_again_once_sent(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The box kept two rows: a long message was seen two lines at a time, and a phone cut the box's own
+    placeholder ("Message (Enter to send, Shift+Enter for a new line)") off after two of its three lines."""
+    page = browser.new_page(viewport={"width": 375, "height": 667})
+    page.goto(f"{serve().url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    box = page.locator("#input")
+    sizes = "(e) => [e.offsetHeight, e.scrollHeight - e.clientHeight]"
+    empty, hidden = box.evaluate(sizes)
+    assert hidden == 0  # the whole placeholder shows
+    for i in range(6):
+        page.keyboard.type(f"line {i}")
+        page.keyboard.press("Shift+Enter")
+    grown, hidden = box.evaluate(sizes)
+    assert grown > empty and hidden == 0  # all six lines in view
+    for i in range(30):
+        page.keyboard.type(f"more {i}")
+        page.keyboard.press("Shift+Enter")
+    tallest, hidden = box.evaluate(sizes)
+    assert 0.35 * 667 < tallest <= 0.4 * 667 + 1 and hidden > 0  # 40% of the window at most, then it scrolls
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    assert box.evaluate(sizes) == [empty, 0]

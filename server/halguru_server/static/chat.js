@@ -354,7 +354,7 @@ async function send(text) {
       const why = unreached ? "The server could not be reached" : error.type === "conversation_busy" ? BUSY
         : error.message;
       const back = !input.value;
-      if (back) input.value = text;
+      if (back) { input.value = text; fitInput(); }
       failed(bubble, why);
       showStatus(back ? `${why}; your message is back in the box.` : why);
       if (error.status === 404) store.setConversation(agent, null);
@@ -656,8 +656,19 @@ $("composer").addEventListener("submit", (e) => {
   if (!agentSelect.value) { showStatus("No agent to send this to."); return; }
   if (!navigator.onLine) { showStatus(OFFLINE); return; }
   input.value = "";
+  fitInput();
   send(text);
 });
+// The box grows with what is in it, up to 40% of the window (then it scrolls), and is small again once sent: two
+// rows showed a long message two lines at a time, and on a phone cut its own placeholder off.
+function fitInput() {
+  input.style.height = "auto";
+  const borders = input.offsetHeight - input.clientHeight;
+  input.style.height = `${Math.min(input.scrollHeight + borders, Math.round(window.innerHeight * 0.4))}px`;
+}
+input.addEventListener("input", fitInput);
+window.addEventListener("resize", fitInput);
+fitInput();
 input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("composer").requestSubmit(); }
 });
