@@ -75,3 +75,27 @@ def test_another_site_cannot_create_sessions_on_its_visitors_behalf(serve: Any, 
     for headers in ({}, {"Origin": server.url}, {"Origin": "https://shop.example"},
                     {"Sec-Fetch-Site": "same-origin"}):
         assert httpx.post(url, headers=headers).status_code == 201, headers
+
+
+def test_an_anonymous_visitor_goes_back_to_an_earlier_conversation(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Only signed-in people had the list of their conversations: a visitor's "New conversation" lost the one
+    before for good (the server kept it, for their session, but the page no longer named it)."""
+    server = serve()
+    page = open_chat(browser, server)
+    assert page.locator("#history").is_hidden()  # nothing to list yet
+    ask(page, "first chat", "You said: first chat")
+    first = page.url.split("conversation=")[1]
+    page.keyboard.press("Alt+n")
+    ask(page, "second chat", "You said: second chat")
+    history = page.get_by_label("Your conversations")
+    expect(history).to_be_visible()
+    assert [t.split(" · ")[0] for t in history.locator("option").all_inner_texts()] == [
+        "Your conversations…", "second chat", "first chat"]
+    history.select_option(first)
+    expect(page.locator(".msg.user")).to_have_text(["first chat"], timeout=WAIT_MS)
+    ask(page, "back in the first", "You said: back in the first")
+    assert len(server.state.store.conversation_messages(first)) == 4
+    other = browser.new_page()  # another browser (no session of its own yet) lists none of them
+    other.goto(f"{server.url}/chat/")
+    expect(other.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    assert other.locator("#history").is_hidden()

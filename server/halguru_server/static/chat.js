@@ -208,10 +208,13 @@ async function signOut() {
 }
 
 // A signed-in user's conversations with this agent, from every device, newest first.
+// The caller's conversations with the agent, newest first: a signed-in person's from every device; an anonymous
+// visitor's (their session's), an API key's or dev mode's from here. Only signed-in people had the list, so a
+// visitor's "New conversation" lost the one before for good, though the server kept it for their session.
 async function loadHistory() {
   const history = $("history");
-  if (!me) return;
   const agent = agentSelect.value;
+  if (embedAgent || !agent || !(me || dev || credential())) { history.hidden = !me; return; }
   const current = store.conversation(agent);
   let items = [];
   try {
@@ -221,6 +224,7 @@ async function loadHistory() {
     `${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
   history.replaceChildren(new Option("Your conversations…", ""), ...options);
   history.value = items.some((c) => c.id === current) ? current : "";
+  history.hidden = !me && !items.length;  // a visitor's list shows once there is something in it
 }
 
 async function loadAgents() {
@@ -642,6 +646,7 @@ function newConversation() {
   if (controller) controller.abort();
   store.setConversation(agentSelect.value, null);
   showInUrl(null, null);
+  $("history").value = "";
   log.replaceChildren();
   showStatus("");
   input.focus();
