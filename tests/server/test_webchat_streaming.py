@@ -267,3 +267,22 @@ def test_hebrew_and_arabic_read_right_to_left_beside_english(serve: Any, browser
     }""", "مرحبا بالعالم.\n\nHello world.\n\n- פריט ראשון\n- second\n\n# כותרת\n\n| א | ב |\n|---|---|\n| 1 | 2 |")
     assert drawn == [["مرحبا بالعالم.", "rtl"], ["Hello world.", "ltr"], ["פריט ראשון", "rtl"], ["second", "ltr"],
                      ["כותרת", "rtl"], ["א", "rtl"], ["ב", "rtl"]]
+
+
+def test_a_code_block_is_copied_with_its_button(serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """Copying an answer's code meant selecting it by hand (on a phone: a long press and dragging handles)."""
+    code = "pip install halguru\nhalguru serve --dev"
+    page = phone_chat(serve, agents_dir, browser, {"text": f"Run:\n\n```sh\n{code}\n```\n\nDone."})
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.fill("#input", "how do I start?")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    copy = page.get_by_role("button", name="Copy code")
+    expect(copy).to_have_count(1)
+    copy.focus()  # the keyboard alone copies
+    page.keyboard.press("Enter")
+    expect(copy).to_have_text("Copied")
+    expect(page.locator("#announce")).to_have_text("Copied")  # heard once, from the live region
+    assert page.evaluate("() => navigator.clipboard.readText()") == code
+    page.reload()  # an answer shown again has its button too
+    expect(page.get_by_role("button", name="Copy code")).to_have_count(1, timeout=WAIT_MS)

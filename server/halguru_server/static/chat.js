@@ -113,7 +113,7 @@ function toEnd(always = false) {
 // when one was opened). Errors are heard from the status line.
 const announcer = $("announce");
 function announce(text) { announcer.textContent = text; }
-const spoken = (bubble) => [...bubble.childNodes].filter((n) => !n.classList?.contains("error"))
+const spoken = (bubble) => [...bubble.childNodes].filter((n) => !n.classList?.contains("error") && !n.classList?.contains("copy"))
   .map((n) => n.textContent).join(" ").trim();
 const OFFLINE = "You are offline: your message stays in the box; send it when the network is back.";
 
@@ -143,6 +143,22 @@ function cutShort(event) {
 
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
+// Each code block of an ended answer has a Copy button above it, where the browser lets the page write to the
+// clipboard (https, or localhost); what it did is heard, and shown on the button for 2 s.
+function copyButtons(bubble) {
+  if (!navigator.clipboard) return;
+  for (const pre of bubble.querySelectorAll("pre")) {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "copy", textContent: "Copy" });
+    button.setAttribute("aria-label", "Copy code");
+    button.addEventListener("click", async () => {
+      const done = await navigator.clipboard.writeText(pre.textContent).then(() => "Copied", () => "Not copied");
+      button.textContent = done; announce(done);
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+    pre.before(button);
+  }
+}
+
 // Each message is an article named after who wrote it: a screen reader told only colours and sides apart.
 function said(div, who) {
   div.setAttribute("role", "article");
@@ -159,7 +175,7 @@ function addMessage(role, text, human = false) {
   if (role === "user" && text.startsWith(ATTACHED)) {  // the file's text is for the agent: show its name
     div.className = "msg attachment";
     div.textContent = `📎 ${text.split("\n")[0].slice(ATTACHED.length, -1)}`;
-  } else if (role === "assistant") renderMarkdown(text, div); else div.textContent = text;
+  } else if (role === "assistant") { renderMarkdown(text, div); copyButtons(div); } else div.textContent = text;
   if (human) {  // an operator wrote this, not the agent: say so
     div.classList.add("human");
     div.prepend(Object.assign(document.createElement("span"), { className: "who", textContent: "Operator" }));
@@ -418,6 +434,7 @@ async function streamAnswer(response, bubble) {
       if (event.output !== answer || bubble.classList.contains("failed")) view.reset();  // not what streamed
       answer = event.output;
       draw();
+      copyButtons(bubble);
       if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
       finished = true;
     }
