@@ -266,3 +266,18 @@ def test_the_message_box_grows_with_its_text_and_is_small_again_once_sent(serve:
     page.keyboard.press("Enter")
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     assert box.evaluate(sizes) == [empty, 0]
+
+
+def test_a_short_message_of_ones_own_is_a_bubble_at_the_right(serve: Any, browser: Any) -> None:  # noqa: F811
+    """One's own message was a band 46rem wide (the whole width on a phone) whatever its length: "ok" sat at the
+    left of a wide blue band, where the agent's answers are."""
+    for width in (1280, 375):
+        page = browser.new_page(viewport={"width": width, "height": 700})
+        page.goto(f"{serve().url}/chat/")
+        expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+        page.keyboard.type("ok")
+        page.keyboard.press("Enter")
+        expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+        log, mine = page.locator("#log").bounding_box(), page.locator(".msg.user").bounding_box()
+        assert mine["width"] < 100, width
+        assert abs((log["x"] + log["width"]) - (mine["x"] + mine["width"])) < 30, width  # at the right edge
