@@ -6,7 +6,13 @@ CLI's ``--help``) stays fast: nothing heavy is imported until it is used.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime (the embedders' layers) collects telemetry on Linux too since 1.2x: a device id and a queue of events
+# for Microsoft under ~/.cache/Microsoft, and a warning in the log where that cannot be written (a read-only image).
+# Off, unless the user sets the variable; read once, when onnxruntime is imported, so here, before any import of it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __version__ = "0.1.0"
 

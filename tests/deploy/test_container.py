@@ -151,12 +151,14 @@ def test_image_is_labelled_non_root_and_health_checked(base_image: str, image_re
     # so does the lead model's float32 copy on a CPU without fast 8-bit dot products
     from halguru.rag import mpnet
 
-    found = podman("run", "--rm", "--entrypoint", "python3", base_image, "-c", (
+    # offline, on a read-only root: ONNX Runtime's telemetry (off) neither writes its device id nor warns
+    found = podman("run", "--rm", "--read-only", "--network", "none", "--entrypoint", "python3", base_image, "-c", (
         "from halguru.rag import embedders, mpnet; m = embedders.MiniLMEmbedder(); "
         "print(len(m.embed(['a', 'b', 'c'])), m.layers.session is not None, mpnet.installed(), "
-        "mpnet.encoder().embed(['how much disk is free']).shape, mpnet.encoder().precision)")).stdout
-    printed = found.strip().split(maxsplit=3)
+        "mpnet.encoder().embed(['how much disk is free']).shape, mpnet.encoder().precision)"))
+    printed = found.stdout.strip().split(maxsplit=3)
     assert printed == ["3", "True", "True", f"(1, 768) {mpnet.precision()}"], printed
+    assert "telemetry" not in found.stderr, found.stderr
 
 
 def test_baked_agents_belong_to_root_compiled_and_readonly_to_the_serving_user(agents_image: str) -> None:

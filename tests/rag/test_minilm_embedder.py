@@ -4,6 +4,9 @@ fast profile, and bases that keep the embedder they were built with."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,6 +98,22 @@ def test_the_onnx_layers_are_prepared_once_and_an_unwritable_cache_still_embeds(
     monkeypatch.setenv("HALGURU_MODEL_CACHE", str(tmp_path / "installed"))
     MiniLMEmbedder().prepare()  # what scripts/install and the image's build run
     assert len(list((tmp_path / "installed").glob("minilm-*/model.onnx"))) == 1
+
+
+def test_onnx_runtime_keeps_no_device_id_and_queues_no_telemetry(tmp_path):
+    """ONNX Runtime (1.32) collects telemetry on Linux too unless ORT_DISABLE_TELEMETRY is set before it is
+    imported: a device id and a queue of events for Microsoft under ~/.cache/Microsoft, and, where that cannot be
+    written (the image's read-only root), a coloured warning in the server's JSON log. A process of its own:
+    the switch is read once, at the import."""
+    env = {name: value for name, value in os.environ.items() if name != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"),
+               HALGURU_MODEL_CACHE=str(tmp_path / "models"))
+    code = ("from halguru.rag.embedders import MiniLMEmbedder; m = MiniLMEmbedder(); "
+            "print(len(m.embed(['a', 'b', 'c'])), m.layers.session is not None)")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.stdout.split() == ["3", "True"], result.stderr[-2000:]
+    assert not (tmp_path / "home").exists(), sorted(str(p) for p in (tmp_path / "home").rglob("*"))
+    assert "telemetry" not in result.stderr
 
 
 def test_a_damaged_prepared_model_is_a_one_line_error_that_says_what_to_delete(tmp_path, monkeypatch):
