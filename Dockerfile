@@ -94,8 +94,10 @@ EXPOSE 8000
 # keys, conversations, runs and traces live in HALGURU_HOME: keep it on a volume so they survive restarts
 # (create API keys with `docker exec CONTAINER halguru keys create NAME`)
 VOLUME ["/home/halguru/.halguru"]
+# straight to loopback, never through a proxy: urllib follows HTTP_PROXY / http_proxy, which an operator sets
+# (or Docker's client config adds) for the models' APIs, and the check then asked the proxy for 127.0.0.1
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "-c", \
-    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+    "import urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8000/readyz', timeout=4)"]
 STOPSIGNAL SIGTERM
 # last, so that a new revision rebuilds nothing but this and the SBOM
 ARG VERSION=0.1.0

@@ -183,6 +183,20 @@ def test_serves_chat_through_the_openai_client(served: Served) -> None:
     assert podman("healthcheck", "run", served.name, check=False).returncode == 0  # the image's HEALTHCHECK
 
 
+def test_healthcheck_goes_straight_to_the_server_past_a_proxy(served: Served, base_image: str) -> None:
+    """HTTP_PROXY / http_proxy set in the container (for the models' APIs, or added by Docker's client config):
+    the image's HEALTHCHECK still asks the server itself. It went to the proxy (here nothing listens on its
+    port), so a healthy server read unhealthy for good."""
+    info = json.loads(podman("image", "inspect", base_image).stdout)[0]
+    check = (info.get("Healthcheck") or info["Config"]["Healthcheck"])["Test"]
+    assert check[0] == "CMD", check
+    proxy = f"http://127.0.0.1:{free_port()}"
+    env = [arg for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")
+           for arg in ("-e", f"{name}={proxy}")]
+    result = podman("exec", *env, served.name, *check[1:], check=False)
+    assert result.returncode == 0, result.stderr[-1000:]
+
+
 def test_push_with_docker_config_or_keyring_credentials_then_pull_by_digest(engine: Engine, agents_image: str,
                                                                               tmp_path: Path) -> None:
     ref = f"{engine.registry}/halguru-agents:test"
