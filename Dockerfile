@@ -86,8 +86,11 @@ COPY LICENSE /usr/share/doc/halguru/LICENSE
 ARG REVISION=unknown
 RUN /opt/halguru/bin/python -m halguru.deploy.sbom --dpkg --revision "$REVISION" \
         > /opt/halguru/sbom.cdx.json
+# serve listens on every interface of the container; its port is the setting's default, 8000, or
+# HALGURU_SERVE_PORT (which the HEALTHCHECK follows): the command names neither, as its --host and --port beat the
+# variables, and `-e HALGURU_SERVE_PORT=9000` served on 8000 without a word
 ENV PATH=/opt/halguru/bin:$PATH HALGURU_HOME=/home/halguru/.halguru PYTHONUNBUFFERED=1 \
-    HALGURU_MODEL_CACHE=/opt/halguru/models
+    HALGURU_MODEL_CACHE=/opt/halguru/models HALGURU_SERVE_HOST=0.0.0.0
 USER halguru
 WORKDIR /home/halguru
 EXPOSE 8000
@@ -97,7 +100,8 @@ VOLUME ["/home/halguru/.halguru"]
 # straight to loopback, never through a proxy: urllib follows HTTP_PROXY / http_proxy, which an operator sets
 # (or Docker's client config adds) for the models' APIs, and the check then asked the proxy for 127.0.0.1
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "-c", \
-    "import urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8000/readyz', timeout=4)"]
+    "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/readyz' \
+    % os.environ.get('HALGURU_SERVE_PORT', '8000'), timeout=4)"]
 STOPSIGNAL SIGTERM
 # last, so that a new revision rebuilds nothing but this and the SBOM
 ARG VERSION=0.1.0
@@ -109,4 +113,4 @@ LABEL org.opencontainers.image.title="halguru" \
       io.halguru.sbom="/opt/halguru/sbom.cdx.json"
 # -e 143: uvicorn ends a graceful SIGTERM shutdown by re-raising SIGTERM; that is a clean stop, exit 0
 ENTRYPOINT ["tini", "-e", "143", "--"]
-CMD ["halguru", "serve", "/agents", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["halguru", "serve", "/agents"]

@@ -103,17 +103,25 @@ class Served:
 @pytest.fixture
 def served(agents_image: str) -> Iterator[Served]:
     """The agents image running with HALGURU_HOME on a named volume and an admin key made in it first."""
+    with serving(agents_image) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serving(image: str, port_inside: int = 8000, *options: str) -> Iterator[Served]:
+    """``image``'s own command run, its port ``port_inside`` published on loopback; ``options`` go to `podman
+    run`."""
     name = f"halguru-test-{uuid.uuid4().hex[:8]}"
     podman("volume", "create", name)
     try:
-        key = podman("run", "--rm", "-v", f"{name}:{HOME}", agents_image, "halguru", "keys", "create", "tester",
+        key = podman("run", "--rm", "-v", f"{name}:{HOME}", image, "halguru", "keys", "create", "tester",
                      "--admin").stdout.strip()
         port = free_port()
         started = time.monotonic()
         # --health-interval=disable: no systemd timer here; `podman healthcheck run` runs the check on demand
-        podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-e", "HALGURU_RUN_LEASE=3",
-               "--health-interval=disable",
-               "-v", f"{name}:{HOME}", agents_image)
+        podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{port_inside}", "-e", "HALGURU_RUN_LEASE=3",
+               "--health-interval=disable", *options,
+               "-v", f"{name}:{HOME}", image)
         served = Served(name, f"http://127.0.0.1:{port}", key, 0.0)
         wait_for(served.ready, 180, "/readyz", step=0.1)
         served.cold_start_s = time.monotonic() - started
@@ -195,6 +203,14 @@ def test_healthcheck_goes_straight_to_the_server_past_a_proxy(served: Served, ba
            for arg in ("-e", f"{name}={proxy}")]
     result = podman("exec", *env, served.name, *check[1:], check=False)
     assert result.returncode == 0, result.stderr[-1000:]
+
+
+def test_the_port_comes_from_halguru_serve_port_and_the_healthcheck_follows(agents_image: str) -> None:
+    """Configured by its variable like every serve setting: the image's command passed --host and --port, which
+    beat it, so HALGURU_SERVE_PORT=9000 still served on 8000 without a word (and the check asked 8000 only)."""
+    with serving(agents_image, 9000, "-e", "HALGURU_SERVE_PORT=9000") as running:
+        assert running.get("/healthz").json() == {"status": "ok"}
+        assert podman("healthcheck", "run", running.name, check=False).returncode == 0
 
 
 def test_push_with_docker_config_or_keyring_credentials_then_pull_by_digest(engine: Engine, agents_image: str,
