@@ -100,13 +100,27 @@ def shared_metrics_dir(operator: Path | None) -> Iterator[None]:
     if operator is not None:
         yield
         return
-    made = tempfile.mkdtemp(prefix="halguru-metrics-")
+    made = scratch_folder("halguru-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
     try:
         yield
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         shutil.rmtree(made, ignore_errors=True)
+
+
+def scratch_folder(prefix: str) -> str:
+    """A new private folder in the temporary folder, else in HALGURU_HOME: a container whose root is read-only
+    with no tmpfs at /tmp (Docker's --read-only, Kubernetes' readOnlyRootFilesystem) has no usable one, and
+    `serve --workers 2` stopped after its banner with "No usable temporary directory found"."""
+    try:
+        return tempfile.mkdtemp(prefix=prefix)
+    except OSError:
+        from halguru.config import home_dir
+
+        home = home_dir()
+        home.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{prefix}", dir=home)
 
 
 def folders(settings: Any) -> list[Path]:

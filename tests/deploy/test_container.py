@@ -213,6 +213,18 @@ def test_the_port_comes_from_halguru_serve_port_and_the_healthcheck_follows(agen
         assert podman("healthcheck", "run", running.name, check=False).returncode == 0
 
 
+def test_serves_with_workers_on_a_read_only_root_without_a_tmpfs(agents_image: str) -> None:
+    """Docker's --read-only (Podman's with --read-only-tmpfs=false): nothing but the volume is writable, /tmp
+    included; `--workers 2` stopped after its banner ("No usable temporary directory found")."""
+    with serving(agents_image, 8000, "--read-only", "--read-only-tmpfs=false", "-e",
+                 "HALGURU_SERVE_WORKERS=2") as running:
+        answer = httpx.post(f"{running.url}/v1/chat/completions", headers={"Authorization": f"Bearer {running.key}"},
+                            json={"model": "basic", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+                            timeout=120)
+        assert answer.status_code == 200, answer.text
+        assert "halguru_http_requests_total" in running.get("/metrics").text
+
+
 def test_push_with_docker_config_or_keyring_credentials_then_pull_by_digest(engine: Engine, agents_image: str,
                                                                               tmp_path: Path) -> None:
     ref = f"{engine.registry}/halguru-agents:test"

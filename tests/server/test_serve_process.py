@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -303,6 +305,21 @@ def test_workers_refuse_a_metrics_folder_they_cannot_write(halguru_cmd, subproce
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
     assert operator_metrics_dir() == folder
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_workers_share_their_figures_in_halguru_home_when_no_temporary_folder_is_usable(tmp_path, monkeypatch):
+    """A container's read-only root without a tmpfs at /tmp (`docker run --read-only`) has no usable temporary
+    folder: `serve --workers 2` stopped after its banner with "No usable temporary directory found". The workers'
+    shared metrics folder goes to HALGURU_HOME instead, removed at exit as before (tests/deploy runs the image so)."""
+    from halguru_server.cli import shared_metrics_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "read-only-root" / "tmp"))  # nothing usable there
+    monkeypatch.setenv("HALGURU_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with shared_metrics_dir(None):
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert folder.parent == tmp_path / "home" and folder.is_dir()
+    assert not folder.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 
 
 def test_one_process_checks_and_empties_prometheus_multiproc_dir_too(halguru_cmd, subprocess_env, agents_dir,
