@@ -20,8 +20,8 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,7 @@ from halguru.api_schemas import (
     ConversationPage,
     DeploymentList,
     DeploymentOut,
+    MessageList,
     MessageOut,
     RunDetail,
     RunOut,
@@ -47,6 +48,7 @@ RETRY_STATUSES = frozenset({429, 503})
 # shutdown (stored as interrupted). Sent again, it would be a second turn with the same text: not retried.
 TAKEN_TYPES = frozenset({"shutdown"})
 Model = TypeVar("Model", bound=BaseModel)
+Item = TypeVar("Item", covariant=True)
 OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to wait, the refused response)
 
 
@@ -109,6 +111,35 @@ def error_for(response: httpx.Response, body: bytes) -> ClientError:
         pass
     return _BY_STATUS.get(response.status_code, ClientError)(response.status_code, kind, message,
                                                              retry_after(response))
+
+
+class _Page(Protocol[Item]):
+    """A page of a list: its items and the cursor of the next page (None: the last)."""
+
+    @property
+    def data(self) -> Sequence[Item]: ...
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+def _every(page: Callable[[str | None], _Page[Item]]) -> Iterator[Item]:
+    """Every item of a list, page after page (``page(cursor)``, None first) until a page has no next cursor."""
+    cursor: str | None = None
+    while True:
+        got = page(cursor)
+        yield from got.data
+        if not (cursor := got.next_cursor):
+            return
+
+
+async def _every_async(page: Callable[[str | None], Awaitable[_Page[Item]]]) -> AsyncIterator[Item]:
+    cursor: str | None = None
+    while True:
+        got = await page(cursor)
+        for item in got.data:
+            yield item
+        if not (cursor := got.next_cursor):
+            return
 
 
 class _Retry:
@@ -252,16 +283,20 @@ class Client(_Base):
     def iter_conversations(self, agent: str | None = None) -> Iterator[ConversationOut]:
         """All your conversations, newest activity first, page after page; each at most once, even as they
         change. One given a new message after the first page moved to the top: the next pass starts with it."""
-        cursor: str | None = None
-        while True:
-            page = self.conversations(agent, 100, cursor)
-            yield from page.data
-            if not (cursor := page.next_cursor):
-                return
+        return _every(lambda cursor: self.conversations(agent, 100, cursor))
+
+    def message_page(self, conversation_id: str, limit: int = 1000, cursor: str | None = None) -> MessageList:
+        """A page of the conversation's messages, oldest first; ``next_cursor`` for the next (None: the last)."""
+        return self._json(MessageList, "GET", f"/v1/conversations/{conversation_id}/messages",
+                          params=self._page_params(None, limit, cursor))
+
+    def iter_messages(self, conversation_id: str) -> Iterator[MessageOut]:
+        """All the conversation's messages, oldest first, page after page."""
+        return _every(lambda cursor: self.message_page(conversation_id, 1000, cursor))
 
     def messages(self, conversation_id: str) -> list[MessageOut]:
-        response = self._request("GET", f"/v1/conversations/{conversation_id}/messages")
-        return [MessageOut.model_validate(m) for m in json.loads(response.read())["data"]]
+        """All the conversation's messages, oldest first (every page: the server sends at most 1000 at once)."""
+        return list(self.iter_messages(conversation_id))
 
     def send(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> RunOut:
         """Send a message; the whole answer once the run has finished. Sent again with the same
@@ -358,18 +393,19 @@ class AsyncClient(_Base):
         return await self._json(ConversationPage, "GET", "/v1/conversations",
                                 params=self._page_params(agent, limit, cursor))
 
-    async def iter_conversations(self, agent: str | None = None) -> AsyncIterator[ConversationOut]:
-        cursor: str | None = None
-        while True:
-            page = await self.conversations(agent, 100, cursor)
-            for conversation in page.data:
-                yield conversation
-            if not (cursor := page.next_cursor):
-                return
+    def iter_conversations(self, agent: str | None = None) -> AsyncIterator[ConversationOut]:
+        return _every_async(lambda cursor: self.conversations(agent, 100, cursor))
+
+    async def message_page(self, conversation_id: str, limit: int = 1000,
+                           cursor: str | None = None) -> MessageList:
+        return await self._json(MessageList, "GET", f"/v1/conversations/{conversation_id}/messages",
+                                params=self._page_params(None, limit, cursor))
+
+    def iter_messages(self, conversation_id: str) -> AsyncIterator[MessageOut]:
+        return _every_async(lambda cursor: self.message_page(conversation_id, 1000, cursor))
 
     async def messages(self, conversation_id: str) -> list[MessageOut]:
-        response = await self._request("GET", f"/v1/conversations/{conversation_id}/messages")
-        return [MessageOut.model_validate(m) for m in json.loads(await response.aread())["data"]]
+        return [message async for message in self.iter_messages(conversation_id)]
 
     async def send(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> RunOut:
         return await self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",

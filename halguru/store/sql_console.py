@@ -155,10 +155,13 @@ class ConsoleMixin(SQLBase):
         rows = self._rows(f"{select} LIMIT ?", [*params, CANDIDATES + 1])
         return None if len(rows) > CANDIDATES else {row["id"] for row in rows}
 
-    def conversation_messages(self, conversation_id: str) -> list[MessageRecord]:
-        """The conversation's messages in order, with their authors and times."""
+    def conversation_messages(self, conversation_id: str, offset: int = 0,
+                              limit: int | None = None) -> list[MessageRecord]:
+        """The conversation's messages in order, with their authors and times; ``limit`` of them from position
+        ``offset`` (None: to the end), read in SQL, so a page of a long history reads that page only."""
         rows = self._rows("SELECT seq, role, content, tool_calls, tool_call_id, name, run_id, author, created "
-                          "FROM messages WHERE conversation_id = ? ORDER BY seq", [conversation_id])
+                          "FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                          [conversation_id, 2**62 if limit is None else limit, offset])  # no LIMIT ALL in SQLite
         for row in rows:
             row["tool_calls"] = json.loads(row["tool_calls"] or "[]")
         return cast(list[MessageRecord], rows)

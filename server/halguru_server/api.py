@@ -124,9 +124,10 @@ def delete_conversation(conversation_id: ConvId, request: Request, state: State,
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList, tags=["conversations"],
             responses=responses(400, 404))
 def list_messages(conversation_id: ConvId, state: State, caller: Caller,
-                  limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+                  limit: Annotated[int, Query(ge=1, le=service.MESSAGES_MAX)] = service.MESSAGES_PAGE,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> MessageList:
-    """Oldest first: all of them, or ``limit`` per page (follow ``next_cursor`` for more)."""
+    """Oldest first, ``limit`` per page (100 unless given, at most 1000): follow ``next_cursor`` until it is
+    null for the whole history."""
     service.get_conversation(state, caller, conversation_id)
     return service.message_list(state, conversation_id, limit, cursor)
 

@@ -57,21 +57,27 @@ def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> 
     return dict(row)
 
 
-def message_list(state: ServerState, conversation_id: str, limit: int | None = None,
+MESSAGES_PAGE = 100
+"""Messages per page of a conversation's history when the caller names no ``limit`` (at most ``MESSAGES_MAX``):
+one page of a long history is read, not the whole of it (a 30 MB history read whole four times at once held
+every other request up to 2 s)."""
+MESSAGES_MAX = 1000
+
+
+def message_list(state: ServerState, conversation_id: str, limit: int = MESSAGES_PAGE,
                  cursor: str | None = None) -> MessageList:
-    """A conversation's messages as the API shows them, oldest first: an operator's answers marked ``human``
-    (who it was stays with the operators), each with its run's status (an answer cut short says so when shown
-    again). ``limit`` per page (None: all), ``next_cursor`` for the next."""
+    """A page of a conversation's messages as the API shows them, oldest first: an operator's answers marked
+    ``human`` (who it was stays with the operators), each with its run's status (an answer cut short says so when
+    shown again). ``limit`` per page, ``next_cursor`` for the next (None: the last page)."""
     offset = cursors.offset_of(cursor)
-    messages = state.store.conversation_messages(conversation_id)
-    page = messages[offset:offset + limit] if limit is not None else messages[offset:]
-    more = limit is not None and offset + limit < len(messages)
+    page = state.store.conversation_messages(conversation_id, offset, limit + 1)  # one more: is there a next?
+    more, page = len(page) > limit, page[:limit]
     statuses = state.store.run_statuses(conversation_id) if any(m["run_id"] for m in page) else {}
     return MessageList(data=[
         MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
                    name=m["name"], human=m["author"] is not None, run_id=m["run_id"],
                    run_status=statuses.get(m["run_id"]) if m["run_id"] else None)
-        for m in page], next_cursor=cursors.offset_cursor(offset + limit) if more and limit is not None else None)
+        for m in page], next_cursor=cursors.offset_cursor(offset + limit) if more else None)
 
 
 def list_conversations(state: ServerState, principal: Principal, agent: str | None, limit: int,

@@ -90,10 +90,14 @@ def chat_conversations(state: State, caller: Caller, agent: Annotated[str | None
     return ConversationPage(data=[ConversationOut(**r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/conversations/{conversation_id}/messages", response_model=MessageList, responses=responses(404))
-def chat_history(conversation_id: ConvId, state: State, caller: Caller) -> MessageList:
+@router.get("/conversations/{conversation_id}/messages", response_model=MessageList,
+            responses=responses(400, 404))
+def chat_history(conversation_id: ConvId, state: State, caller: Caller,
+                 limit: Annotated[int, Query(ge=1, le=service.MESSAGES_MAX)] = service.MESSAGES_PAGE,
+                 cursor: Annotated[str | None, Query(max_length=200)] = None) -> MessageList:
+    """A page of the conversation's messages, oldest first, as ``GET /v1/conversations/{id}/messages``."""
     service.get_conversation(state, caller, conversation_id)
-    return service.message_list(state, conversation_id)
+    return service.message_list(state, conversation_id, limit, cursor)
 
 
 @router.get("/runs/{run_id}/events", responses={200: {"content": {"text/event-stream": {}}}, 204: {},

@@ -5,6 +5,7 @@ again), and approve a paused tool call with edited arguments, then find the deci
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,6 +45,17 @@ def user_id(server, email: str) -> str:
     return server.state.store.user_by_email(email)["id"]
 
 
+def _ann_in_chat(server, browser, conv: str, title: str) -> Any:  # noqa: F811
+    """Ann's web chat (signed in), showing conversation ``conv`` picked from her history by its ``title``."""
+    chat = browser.new_context()
+    chat.add_cookies([_session_cookie(server, user_id(server, "ann@example.com"))])
+    user = chat.new_page()
+    user.goto(f"{server.url}/chat/")
+    expect(user.locator("#history option", has_text=title)).to_have_count(1, timeout=WAIT_MS)
+    user.select_option("#history", conv)
+    return user
+
+
 def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> None:  # noqa: F811
     server = serve(worker=False)
     admin, ann = _people(server)
@@ -65,12 +77,7 @@ def test_find_take_over_answer_and_hand_back_a_conversation(serve, browser) -> N
     expect(page.locator("#holder")).to_contain_text("a person", timeout=WAIT_MS)
 
     # Ann, in the web chat, writes in that conversation: it waits for a person, whose answer then shows up
-    chat = browser.new_context()
-    chat.add_cookies([_session_cookie(server, user_id(server, "ann@example.com"))])
-    user = chat.new_page()
-    user.goto(f"{server.url}/chat/")
-    expect(user.locator("#history option", has_text="Where is parcel 4711?")).to_have_count(1, timeout=WAIT_MS)
-    user.select_option("#history", conv)
+    user = _ann_in_chat(server, browser, conv, "Where is parcel 4711?")
     user.locator(".msg.assistant", has_text="You said: Where is parcel 4711?").wait_for()
     user.fill("#input", "I want a human")
     user.keyboard.press("Enter")
@@ -144,3 +151,37 @@ def test_the_conversation_and_approval_pages_fit_the_screen(serve, browser, agen
         page.screenshot(path=str(artifacts / f"{name}-{width}.png"), full_page=True)
         assert overflow <= width, f"{path} at {width} px is {overflow} px wide"
     assert not errors, errors
+
+
+def test_the_chat_reads_a_long_history_page_by_page_and_still_shows_a_persons_answers(serve, browser) -> None:  # noqa: F811
+    """The history comes a page at a time (100 unless asked, at most 1000): the chat pages through all of it
+    when it opens a conversation, and while a person holds it, its poll reads on from the last page it saw."""
+    import time
+
+    from halguru.jobs import takeover
+
+    server = serve(worker=False)
+    store = server.state.store
+    _, ann = _people(server)
+    conv = ann.post("/v1/conversations", json={"agent": "echo", "title": "long story"}).json()["id"]
+
+    def add(first: int, count: int) -> None:
+        with store._tx() as conn:
+            conn.executemany("INSERT INTO messages (conversation_id, seq, role, content, created) "
+                             "VALUES (?, ?, ?, ?, ?)", [(conv, i, "user" if i % 2 == 0 else "assistant", f"m{i}",
+                                                         time.time()) for i in range(first, first + count)])
+
+    add(0, 1200)  # 3 of the chat's pages
+    takeover.take_over(store, conv, "Root")
+    user = _ann_in_chat(server, browser, conv, "long story")
+    expect(user.locator(".msg")).to_have_count(1200, timeout=WAIT_MS)
+    assert user.locator(".msg").last.inner_text().endswith("m1199")
+    user.fill("#input", "anyone there?")
+    user.keyboard.press("Enter")  # held for the person: the chat polls for their answers
+    expect(user.locator(".msg.held")).to_contain_text("A person has taken this conversation over", timeout=WAIT_MS)
+    time.sleep(4)  # a poll has read to the end
+    add(store.count_messages(conv), 350)  # past the page the poll had reached
+    takeover.reply(store, conv, "Root", "Root here: all read.")
+    expect(user.locator(".msg.assistant", has_text="Root here: all read.")).to_have_count(1, timeout=WAIT_MS)
+    # each new answer shown once: the 600 of the history, the held notice, 175 added and the person's
+    assert user.locator(".msg.assistant").count() == 600 + 1 + 175 + 1

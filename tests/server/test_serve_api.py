@@ -274,3 +274,29 @@ def test_a_long_conversation_says_how_many_messages_it_holds_as_fast_as_a_short_
     assert client.get(f"/v1/conversations/{short}").json()["messages"] == 1
     quick, slow = fastest_ms(f"/v1/conversations/{short}"), fastest_ms(f"/v1/conversations/{long}")
     assert slow < 3 * quick + 5, (quick, slow)
+
+
+def test_a_long_history_comes_a_bounded_page_at_a_time(client) -> None:
+    # without ?limit the whole history came in one response: a 30 MB one read 4x at once held up everyone
+    import time
+
+    from halguru.client import Client
+
+    conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+    with client.server.state.store._tx() as conn:
+        conn.executemany("INSERT INTO messages (conversation_id, seq, role, content, created) VALUES (?, ?, ?, ?, ?)",
+                         [(conv, i, "user" if i % 2 == 0 else "assistant", f"m{i}", time.time())
+                          for i in range(1234)])
+    url = f"/v1/conversations/{conv}/messages"
+    first = client.get(url).json()
+    assert [m["content"] for m in first["data"]] == [f"m{i}" for i in range(100)]  # the default page
+    second = client.get(url, params={"cursor": first["next_cursor"]}).json()
+    assert [m["content"] for m in second["data"]] == [f"m{i}" for i in range(100, 200)]
+    assert client.get(url, params={"limit": 1001}).status_code == 422  # at most 1000 at once
+    last = client.get(url, params={"limit": 1000, "cursor": first["next_cursor"]}).json()
+    assert len(last["data"]) == 1000 and last["next_cursor"] is not None
+    end = client.get(url, params={"limit": 1000, "cursor": last["next_cursor"]}).json()
+    assert [m["content"] for m in end["data"]] == [f"m{i}" for i in range(1100, 1234)] and end["next_cursor"] is None
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    with Client(client.server.url, key) as hg:  # the Python client pages through to the end
+        assert [m.content for m in hg.messages(conv)] == [f"m{i}" for i in range(1234)]

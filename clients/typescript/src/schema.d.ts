@@ -194,7 +194,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Chat History */
+        /**
+         * Chat History
+         * @description A page of the conversation's messages, oldest first, as ``GET /v1/conversations/{id}/messages``.
+         */
         get: operations["chat_history_chat_api_conversations__conversation_id__messages_get"];
         put?: never;
         /**
@@ -673,7 +676,8 @@ export interface paths {
         };
         /**
          * List Messages
-         * @description Oldest first: all of them, or ``limit`` per page (follow ``next_cursor`` for more).
+         * @description Oldest first, ``limit`` per page (100 unless given, at most 1000): follow ``next_cursor`` until it is
+         *     null for the whole history.
          */
         get: operations["list_messages_v1_conversations__conversation_id__messages_get"];
         put?: never;
@@ -3464,7 +3468,10 @@ export interface operations {
     };
     chat_history_chat_api_conversations__conversation_id__messages_get: {
         parameters: {
-            query?: never;
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
             header?: never;
             path: {
                 conversation_id: string;
@@ -3480,6 +3487,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MessageList"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             /** @description unauthorized */
@@ -5122,7 +5138,7 @@ export interface operations {
     list_messages_v1_conversations__conversation_id__messages_get: {
         parameters: {
             query?: {
-                limit?: number | null;
+                limit?: number;
                 cursor?: string | null;
             };
             header?: never;

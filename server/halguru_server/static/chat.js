@@ -141,6 +141,7 @@ function cutShort(event) {
   return CUT[event.kind === "shutdown" ? "interrupted" : event.kind] || event.message;
 }
 
+const PAGE = 500;  // messages per history request (the server's default is 100, its most 1000)
 const ATTACHED = "[Attached file: ";  // how the server stores an attachment's text in the conversation
 
 // Each code block of an ended answer has a Copy button above it, where the browser lets the page write to the
@@ -280,6 +281,24 @@ function showInUrl(agent, id) {
   if (location.search !== query) history.replaceState(null, "", `/chat/${query}`);
 }
 
+// A page of conversation `id`'s messages, oldest first, from `cursor` (null: the first page): { data, next_cursor }.
+async function messagePage(id, cursor) {
+  const after = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+  return (await api(`/conversations/${encodeURIComponent(id)}/messages?limit=${PAGE}${after}`)).json();
+}
+
+// All of conversation `id`'s messages, page after page (the server sends a long history a page at a time).
+async function allMessages(id) {
+  const messages = [];
+  let cursor = null;
+  do {
+    const page = await messagePage(id, cursor);
+    messages.push(...page.data);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return messages;
+}
+
 async function loadConversation() {
   log.replaceChildren();
   const agent = agentSelect.value;
@@ -287,7 +306,7 @@ async function loadConversation() {
   showInUrl(agent, id);
   if (!id) return;
   try {
-    const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
+    const messages = await allMessages(id);
     let shown = null;  // the last message shown of the current run
     messages.forEach((m, i) => {
       if (m.run_id !== messages[i - 1]?.run_id) shown = null;
@@ -510,17 +529,22 @@ function pause(ms, signal) {
 let heldTimer = null;
 function watchHeld(agent, id) {
   clearInterval(heldTimer);
-  let count = null;
+  // each look reads on from the last page it saw (`cursor`, `count` of its messages seen): one page, not all
+  let cursor = null, count = null;
   const look = async () => {
     if (agentSelect.value !== agent || store.conversation(agent) !== id) { clearInterval(heldTimer); return; }
     try {
-      const messages = (await (await api(`/conversations/${encodeURIComponent(id)}/messages`)).json()).data;
-      if (count !== null) {
-        for (const m of messages.slice(count)) {
-          if (m.role === "assistant" && m.content) announce(spoken(addMessage("assistant", m.content, m.human)));
+      for (;;) {
+        const page = await messagePage(id, cursor);
+        if (count !== null) {
+          for (const m of page.data.slice(count)) {
+            if (m.role === "assistant" && m.content) announce(spoken(addMessage("assistant", m.content, m.human)));
+          }
         }
+        if (!page.next_cursor) { count = page.data.length; break; }
+        cursor = page.next_cursor;
+        if (count !== null) count = 0;  // a page past the one seen: all of it is new
       }
-      count = messages.length;
     } catch { /* tried again next time */ }
   };
   look();
