@@ -151,6 +151,7 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
     row = await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     served = agent_for(state, caller, row["agent"])
     service.check_input(state, body.content)
+    await asyncio.to_thread(service.check_room, state, caller, conversation_id, len(body.content))
     claim = None
     if idempotency_key is not None:  # claimed before the run is queued; released if it never starts
         claim, earlier = await idempotency.claim(state, caller, conversation_id, idempotency_key, body.content)

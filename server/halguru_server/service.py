@@ -124,17 +124,20 @@ def check_input(state: ServerState, text: str) -> None:
 
 
 def check_room(state: ServerState, principal: Principal, conversation_id: str, adding: int) -> None:
-    """409 ``conversation_full`` when an anonymous visitor's conversation would pass
-    ``max_public_conversation_chars``: each message and 50,000-character attachment is kept, and every history
-    read (the page, its 3 s poll of a held conversation, each run) reads it all again, so one visitor within the
-    rate limit grew one to 30 MB in half an hour, and four reads of it at once held /healthz up to 2 s."""
-    if not principal.anonymous:
+    """409 ``conversation_full`` when the conversation would pass its cap: ``max_public_conversation_chars`` for
+    an anonymous visitor's, ``max_conversation_chars`` for any other (0: none). Each message and 50,000-character
+    attachment is kept, and each run reads the whole history again, so one visitor within the rate limit grew
+    one to 30 MB in half an hour, and four reads of it at once held /healthz up to 2 s."""
+    public = principal.anonymous
+    limit = state.settings.max_public_conversation_chars if public else state.settings.max_conversation_chars
+    if not limit:
         return
-    limit = state.settings.max_public_conversation_chars
     held = state.store.conversation_chars(conversation_id)
     if held + adding > limit:
-        raise ApiError(409, f"this conversation holds {held} characters and a public chat keeps at most {limit}; "
-                            "start a new conversation", "conversation_full")
+        keeps = f"a public chat keeps at most {limit}" if public else \
+            f"a conversation keeps at most {limit} (HALGURU_SERVE_MAX_CONVERSATION_CHARS)"
+        raise ApiError(409, f"this conversation holds {held} characters and {keeps}; start a new conversation",
+                       "conversation_full")
 
 
 def reserve(state: ServerState, served: ServedAgent, principal: Principal) -> Reservation:

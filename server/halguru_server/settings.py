@@ -83,6 +83,9 @@ class ServerSettings(BaseSettings):
     max_public_conversation_chars: int = Field(default=500_000, ge=1, description="most characters an anonymous "
                                                "web-chat visitor's conversation holds (messages, answers and "
                                                "attachments); past it 409 conversation_full: start a new one")
+    max_conversation_chars: int = Field(default=10_000_000, ge=0, description="most characters any other "
+                                        "conversation holds (an API key's, a signed-in user's: messages, answers "
+                                        "and attachments); past it 409 conversation_full; 0: no cap")
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
     client_queue_share: float = Field(default=0.5, gt=0, le=1, description="the part of a model's queue one "
                                       "client (an API key, a web-chat visitor) may fill, so others still find "

@@ -120,7 +120,6 @@ async def chat_send(conversation_id: ConvId, body: MessageIn, request: Request, 
     await asyncio.to_thread(service.get_conversation, state, caller, conversation_id)
     if caller.anonymous:
         await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
-        await asyncio.to_thread(service.check_room, state, caller, conversation_id, len(body.content))
     return await api.answer(request, state, caller, conversation_id, body)
 
 
