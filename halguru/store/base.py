@@ -187,7 +187,9 @@ class Store(Protocol):
     # -- API keys (serve mode; only a hash of each key is kept) ------------------------------
     def create_key(self, key_id: str, name: str, prefix: str, key_hash: str, agents: Sequence[str] = (),
                    expires: float | None = None, scope: str = "user", *,
-                   user_id: str | None = None) -> ApiKeyRecord: ...
+                   user_id: str | None = None) -> ApiKeyRecord | None:
+        """The new key; None, and nothing stored, when another key has the id ``key_id``."""
+        ...
     def list_keys(self, user_id: str | None = None) -> list[ApiKeyRecord]:
         """Every key, or the keys of ``user_id``."""
         ...

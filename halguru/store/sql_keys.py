@@ -33,12 +33,16 @@ class KeysMixin(SQLBase):
 
     def create_key(self, key_id: str, name: str, prefix: str, key_hash: str, agents: Sequence[str] = (),
                    expires: float | None = None, scope: str = "user", *,
-                   user_id: str | None = None) -> ApiKeyRecord:
+                   user_id: str | None = None) -> ApiKeyRecord | None:
+        """The new key, or None when a key already has the id ``key_id`` (nothing stored: try another id)."""
         now = time.time()
         with self._tx() as conn:
-            conn.execute("INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires, scope, user_id) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (key_id, name, prefix, key_hash, json.dumps(list(agents)), now, expires, scope, user_id))
+            added = conn.execute(
+                "INSERT INTO api_keys (id, name, prefix, hash, agents, created, expires, scope, user_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (key_id, name, prefix, key_hash, json.dumps(list(agents)), now, expires, scope, user_id)).rowcount
+        if not added:
+            return None
         return ApiKeyRecord(id=key_id, name=name, prefix=prefix, agents=list(agents), scope=scope, created=now,
                             expires=expires, revoked=None, last_used=None, user_id=user_id)
 

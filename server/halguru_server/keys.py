@@ -23,6 +23,8 @@ MAX_NAME = 100
 MAX_ACTIVE_PER_USER = 100
 """The longest key name (the API's and the CLI's): PostgreSQL refuses an index entry past ~2,700 bytes, so a
 longer one was stored on SQLite and failed on PostgreSQL."""
+ID_TRIES = 10
+"""Ids drawn for one new key before giving up: with a million keys stored, 10 taken in a row is ~1 in 10^36."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +86,20 @@ def create_key(store: Store, name: str, agents: list[str] | None = None,
         raise HalguruError(f"invalid key {'scope' if user_id else 'role'} {scope!r}: use {', '.join(scopes)}")
     if expires_in is not None and expires_in <= 0:
         raise HalguruError("a key's lifetime must be longer than 0; pass None for a key that never expires")
-    key_id = secrets.token_hex(4)
-    secret = f"hg_{key_id}_{secrets.token_urlsafe(32)}"
     expires = time.time() + expires_in if expires_in is not None else None
-    record = store.create_key(key_id, name, secret[:11], _hash(secret), agents or [], expires, scope=scope,
-                              user_id=user_id)
-    return _key(record), secret
+    for _ in range(ID_TRIES):  # a new id when one is taken: 32 bits collide now and then across many keys
+        key_id = new_key_id()
+        secret = f"hg_{key_id}_{secrets.token_urlsafe(32)}"
+        record = store.create_key(key_id, name, secret[:11], _hash(secret), agents or [], expires, scope=scope,
+                                  user_id=user_id)
+        if record is not None:
+            return _key(record), secret
+    raise HalguruError(f"no free key id after {ID_TRIES} tries; try again")
+
+
+def new_key_id() -> str:
+    """A random key id: 8 hex digits, shown in listings and in the key's first characters (``hg_<id>_``)."""
+    return secrets.token_hex(4)
 
 
 def list_keys(store: Store, user_id: str | None = None) -> list[ApiKey]:

@@ -122,3 +122,30 @@ def test_a_user_holds_a_bounded_number_of_active_keys(serve, monkeypatch) -> Non
     assert other.post("/v1/keys", json={"name": "theirs"}).status_code == 201
     assert dev.delete(f"/v1/keys/{made[0].json()['id']}").status_code == 200
     assert dev.post("/v1/keys", json={"name": "again"}).status_code == 201
+
+
+def test_a_new_key_whose_random_id_is_taken_gets_another(serve, monkeypatch) -> None:
+    """Key ids are 8 random hex digits (32 bits): a new key drawing the id of a stored one was an HTTP 500 (the
+    id is the table's key). Now another id is drawn; the stored key keeps its id and keeps working."""
+    import secrets
+
+    server = serve()
+    dev, _ = _browser(server, "developer", "dev@example.com")
+    first = dev.post("/v1/keys", json={"name": "first"}).json()
+    draw, drawn = secrets.token_hex, []
+
+    def colliding(nbytes: int | None = None) -> str:  # the next key id drawn is the first key's, once
+        if nbytes == 4 and not drawn:
+            drawn.append(first["id"])
+            return str(first["id"])
+        return draw(nbytes)
+
+    monkeypatch.setattr(secrets, "token_hex", colliding)
+    second = dev.post("/v1/keys", json={"name": "second"})
+    assert drawn and second.status_code == 201, second.text
+    assert second.json()["id"] != first["id"] and second.json()["secret"].startswith(f"hg_{second.json()['id']}_")
+    assert {k["name"]: k["id"] for k in dev.get("/v1/keys").json()["data"]} == {
+        "first": first["id"], "second": second.json()["id"]}
+    for made in (first, second.json()):
+        me = httpx.get(f"{server.url}/auth/me", headers={"Authorization": f"Bearer {made['secret']}"})
+        assert me.status_code == 200, me.text
