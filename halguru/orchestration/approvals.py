@@ -108,16 +108,29 @@ def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_b
     raise HalguruError(problem or f"run {row['run_id']} is being continued already")
 
 
+DECLINED = "Sorry, I could not do that: the request was declined."
+"""The answer a rejected call's conversation gets when no continuation can run (its agent or model no longer
+loads), so no model writes one: stored after the paused turn's message and sent on its channel (an SMS's)."""
+
+
 def _reject_without_continuation(store: Store, pending: ApprovalRecord, reason: str, decided_by: str | None,
                                  problem: str) -> None:
     """Reject a call whose agent (or model) no longer loads: the decision is recorded, so the conversation the
-    approval held goes on, though no continuation can tell the model; then say so (one line)."""
+    approval held goes on, though no continuation can tell the model; the paused turn gets ``DECLINED`` as its
+    answer (the person who texted is told); then say so (one line)."""
     row = _claim(store, pending["run_id"], "rejected", reason, decided_by, continues=False)
     call = ToolCallRequest.model_validate_json(row["call"])
     audit.record(store, decided_by, "run.reject", row["run_id"], {"tool": call.name, "edited": False,
                                                                   "reason": reason, "continued": False})
+    from halguru.channels.replies import send_on_channel
+
+    conversation = row["conversation_id"]
+    store.append_message(conversation, "user", row["input"])  # the paused turn's: kept with the approval till now
+    seq = store.append_message(conversation, "assistant", DECLINED)
+    if seq is not None:
+        send_on_channel(store, conversation, DECLINED, f"answer:{row['run_id']}", seq=seq, ordered=False)
     raise HalguruError(f"run {row['run_id']} is rejected, but no continuation ran ({problem}); its conversation "
-                       "can go on")
+                       f"can go on, answered {DECLINED!r}")
 
 
 def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject: str | None,

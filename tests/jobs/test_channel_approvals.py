@@ -110,3 +110,28 @@ def test_an_approved_continuation_cut_while_answering_and_resumed_is_answered_on
     resumed = asyncio.run(collect_result(durable.resume_events(continuation, store=store)))
     assert resumed.output == "Refunded A1."
     assert answers(store) == [("Refunded A1.", ANN)]
+
+
+def test_a_rejection_whose_agent_no_longer_loads_still_answers_the_texter(write_agent, tmp_path: Path) -> None:
+    """With the agent's folder moved, a reject freed the conversation but no continuation ran: the person who
+    texted got nothing, and the conversation kept no trace of their message. Now the turn is answered with
+    ``DECLINED``, stored and queued for the channel once."""
+    import pytest
+
+    from halguru.errors import HalguruError
+
+    store = open_store()
+    run_id = paused_sms(write_agent, tmp_path, store)
+    approval = store.find_approval(run_id)
+    assert approval is not None and approval["agent_path"]
+    folder = Path(approval["agent_path"])
+    folder.rename(folder.with_name("moved"))
+    with pytest.raises(HalguruError, match=f"run {run_id} is rejected, but no continuation ran .*its conversation "
+                                           "can go on, answered 'Sorry, I could not do that"):
+        approvals.reject(run_id, "not today", store=store)
+    assert answers(store) == [(approvals.DECLINED, ANN)]
+    with pytest.raises(HalguruError):  # decided once: nothing queued again
+        approvals.reject(run_id, "not today", store=store)
+    assert answers(store) == [(approvals.DECLINED, ANN)]
+    history = [(m.role, m.content) for m in store.get_messages(approval["conversation_id"])]
+    assert history == [("user", "refund A1 please"), ("assistant", approvals.DECLINED)]
