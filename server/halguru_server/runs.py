@@ -137,10 +137,10 @@ async def _check_decision(state: ServerState, caller: Principal, run_id: str, re
     return served, row
 
 
-def _resume_target(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
-    """The run's agent (store reads: call on a thread)."""
+def _resume_target(state: ServerState, caller: Principal, run_id: str) -> tuple[ServedAgent, RunRecord]:
+    """The run and its agent (store reads: call on a thread)."""
     run = _run(state, run_id)
-    return _target(state, caller, run_id, state.store.get_checkpoint(run_id) if run else None, run)[0]
+    return _target(state, caller, run_id, state.store.get_checkpoint(run_id) if run else None, run)
 
 
 def _resumable(state: ServerState, run_id: str) -> None:
@@ -152,12 +152,12 @@ def _resumable(state: ServerState, run_id: str) -> None:
         raise ApiError(409, str(exc)) from None
 
 
-async def _check_resume(state: ServerState, caller: Principal, run_id: str) -> ServedAgent:
+async def _check_resume(state: ServerState, caller: Principal, run_id: str) -> tuple[ServedAgent, RunRecord]:
     """The refusals of ``durable.resume_events`` (the same check), made before it claims the run."""
-    served = await asyncio.to_thread(_resume_target, state, caller, run_id)
+    served, run = await asyncio.to_thread(_resume_target, state, caller, run_id)
     _not_busy(run_id)
     await asyncio.to_thread(_resumable, state, run_id)
-    return served
+    return served, run
 
 
 # -- continuing ----------------------------------------------------------------
@@ -198,10 +198,22 @@ async def _tell_owner(stream: AsyncIterator[Event], pusher: Pusher, conversation
 
 async def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
     """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint."""
-    served = await _check_resume(state, caller, run_id)
+    served, run = await _check_resume(state, caller, run_id)
     service.check_input(state, "")
-    return _start(state, caller, served, run_id, durable.resume_events(run_id, store=state.store, by=caller.label,
-                                                                      metadata={"request_id": request_id}))
+    stream = durable.resume_events(run_id, store=state.store, by=caller.label, metadata={"request_id": request_id})
+    if state.pusher is not None:  # the owner hears of the answer as from a decision (it may be one, stalled)
+        title = await asyncio.to_thread(_resume_title, state, served.name, run)
+        stream = _tell_owner(stream, state.pusher, run["conversation_id"], title, caller.owner)
+    return _start(state, caller, served, run_id, stream)
+
+
+def _resume_title(state: ServerState, agent: str, run: RunRecord) -> str:
+    """What the owner's notification of a resumed run's answer says: the decision it carries out (a paused run
+    whose decided approval's continuation stalled), else that the agent answered."""
+    row = state.store.find_approval(run["id"]) if run["status"] == "paused" else None
+    if row is not None and row["run_id"] == run["id"] and row["status"] in ("approved", "rejected"):
+        return f"{agent}: the action was {row['status']}"
+    return f"{agent} answered"
 
 
 def _start(state: ServerState, caller: Principal, served: ServedAgent, run_id: str,

@@ -334,3 +334,33 @@ def test_operator_answer_queued_job_and_approval_each_push_once_to_the_owner_onl
     time.sleep(1)
     assert [p.path for p in push_service.received] == ["/push/ann"] * 3
     assert {s["endpoint"]: s["failures"] for s in store.list_push_subscriptions(bob)} == {bobb.endpoint: 0}
+
+
+def test_a_stalled_decision_resumed_by_an_operator_pushes_its_answer_to_the_owner(
+        serve: Callable[..., Server], push_service: PushService, agents_dir: Path, other_store) -> None:
+    """Approve and reject push the continuation's answer to the conversation's owner; POST /v1/runs/ID/resume of
+    a decision whose continuation stalled (its deciding process died) carried the same decision out silently."""
+    from halguru_server.keys import create_key
+
+    server = serve(**INSECURE)
+    _, client = signed_in(server, "ann@example.com")
+    annb = Browser(f"{push_service.url}/push/ann")
+    subscribe(client, annb)
+    op, _ = signed_in(server, "op@example.com", role="operator")
+    operator = httpx.Client(base_url=server.url, timeout=30, headers={
+        "Authorization": f"Bearer {create_key(server.state.store, 'op', scope='admin', user_id=op)[1]}"})
+    script(agents_dir, send("ann@example.com"))
+    mail = client.post("/chat/api/conversations", json={"agent": "mailer"}).json()["id"]
+    paused = client.post(f"/chat/api/conversations/{mail}/messages", json={"content": "mail me"}).json()
+    assert paused["status"] == "paused"
+    script(agents_dir, "Mail sent to you.")
+    dead = other_store(lease=0.1)  # the deciding process: it recorded the decision, then died
+    assert dead.decide_approval(paused["run_id"], "approved", None)
+    dead.close()
+    time.sleep(0.3)  # its claim expires
+    resumed = operator.post(f"/v1/runs/{paused['run_id']}/resume")
+    assert resumed.status_code == 200 and resumed.json()["output"] == "Mail sent to you.", resumed.text
+    [pushed] = push_service.wait(1)
+    said = annb.decrypt(pushed)
+    assert (pushed.path, said["title"], said["body"], said["conversation"]) == (
+        "/push/ann", "mailer: the action was approved", "Mail sent to you.", mail)
