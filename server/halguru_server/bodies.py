@@ -23,12 +23,17 @@ from halguru_server.identity.guards import admit, guards_in
 from halguru_server.state import get_state
 
 _ITEMS = (b",", b"[", b"{")
+# The same marks escaped in a string (\u002c, \u005b, \u007b, either case): a string the server parses as JSON
+# again (a tool call's ``arguments``) holds them as real ones: ``"{\"a\": [\u007b\u007d\u002c...]}"`` was
+# counted as 2 items and parsed into 58,000 dicts per MB.
+_ESCAPED = tuple(f"\\u00{code}".encode() for code in ("2c", "2C", "5b", "5B", "7b", "7B"))
 
 
 def json_items(body: bytes) -> int:
     """An upper bound on the values a JSON body parses into: its commas and opening brackets, those inside strings
-    too (finding where strings end would cost more than the parse it is to spare), at C speed."""
-    return sum(body.count(mark) for mark in _ITEMS)
+    too (finding where strings end would cost more than the parse it is to spare), escaped ones too (a string
+    parsed again as JSON), at C speed."""
+    return sum(body.count(mark) for mark in (*_ITEMS, *_ESCAPED))
 
 
 def check_json_body(body: bytes, limit: int) -> None:
@@ -37,7 +42,8 @@ def check_json_body(body: bytes, limit: int) -> None:
     items = json_items(body)
     if items > limit:
         raise ApiError(413, f"the body holds {items} JSON items (commas and opening brackets, those in strings "
-                            f"too); the limit is {limit} (HALGURU_SERVE_MAX_JSON_ITEMS)", "too_large")
+                            f"and \\u escapes of them too); the limit is {limit} (HALGURU_SERVE_MAX_JSON_ITEMS)",
+                       "too_large")
 
 
 class GuardedRoute(APIRoute):

@@ -96,3 +96,26 @@ def test_a_webhook_form_of_too_many_fields_is_refused_before_it_is_split(serve, 
                                headers={"content-type": "application/x-www-form-urlencoded"}))
     assert response.status_code == 403 and "no valid signature" in _error(response)["message"]
     assert peak < 4_000_000, f"refusing a form of 120,000 fields took {peak / 1e6:.1f} MB"
+
+
+def test_values_escaped_in_a_string_parsed_again_count_against_the_budget(serve, api_key, least_rise) -> None:
+    """A tool call's ``arguments`` is JSON in a string, parsed again: written with escaped brackets and commas
+    (``\\u007b\\u007d\\u002c``) its 55,000 objects were counted as 3 items, so the body passed to both parses."""
+    server = serve()
+    many = "\\u007b\\u007d\\u002c" * 55_000  # 990 KB of {}, as escapes: under the 1 MB body limit
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "X"}}
+    body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"},
+                                                     {"role": "assistant", "content": "", "tool_calls": [call]}]})
+    body = body.replace('"X"', '"{\\"a\\": [' + many + '{}]}"')
+    assert len(json.loads(json.loads(body)["messages"][1]["tool_calls"][0]["function"]["arguments"])["a"]) == 55_001
+    headers = {**JSON, "Authorization": f"Bearer {api_key()}"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/healthz")
+        response, peak = least_rise(lambda: client.post("/v1/chat/completions", content=body, headers=headers))
+        assert response.status_code == 413, response.text
+        error = response.json()["error"]  # the OpenAI endpoint's error shape
+        assert error["code"] == "too_large" and "110018 JSON items" in error["message"], error  # weighed, unparsed
+        assert peak < 4_000_000, f"refusing 1 MB of escaped JSON values took {peak / 1e6:.1f} MB"
+        shouted = body.replace("\\u007b", "\\u007B").replace("\\u002c", "\\u002C")
+        upper = client.post("/v1/chat/completions", content=shouted, headers=headers)
+        assert upper.json()["error"]["code"] == "too_large"  # either case of the escape
