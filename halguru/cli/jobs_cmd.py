@@ -105,11 +105,25 @@ def show(job_id: str = typer.Argument(..., help="A job id (or a unique prefix)."
 
 
 @app.command()
-def retry(job_id: str = typer.Argument(..., help="A dead or cancelled job's id (or a unique prefix).")) -> None:
-    """Queue a dead or cancelled job again, its attempts starting over."""
+def retry(
+    job_id: str | None = typer.Argument(None, help="A dead or cancelled job's id (or a unique prefix)."),
+    dead: bool = typer.Option(False, "--dead", help="Instead: every dead job (with --agent: of that agent)."),
+    agent: str | None = typer.Option(None, "--agent", help="With --dead: only this agent's dead jobs."),
+) -> None:
+    """Queue a dead or cancelled job again, its attempts starting over; or with --dead every dead job (after an
+    outage: a mail server or model that was down)."""
     from halguru.store import open_store
 
-    job = _find(job_id)
+    if (job_id is None) == (not dead) or (agent is not None and not dead):
+        raise HalguruError("give a job id (`halguru jobs list --status dead`), or --dead [--agent NAME] to retry "
+                           "every dead job")
+    if dead:
+        count = open_store().retry_dead_jobs([agent] if agent is not None else None)
+        audit.record(open_store(), None, "job.retry", agent or "*", {"agent": agent, "dead_jobs": count})
+        typer.echo(f"queued {count} dead job{'s' * (count != 1)} again"
+                   + (f" of {printable(agent)}" if agent is not None else ""))
+        return
+    job = _find(job_id or "")
     if not open_store().retry_job(job["id"]):
         raise HalguruError(f"job {job['id']} is {job['status']}; only dead or cancelled jobs can be retried")
     audit.record(open_store(), None, "job.retry", job["id"], {"kind": job["kind"], "agent": job["agent"]})

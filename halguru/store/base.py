@@ -251,9 +251,15 @@ class Store(Protocol):
         """A queued or running job cancelled; False otherwise. A running one's worker learns it at its next
         renewal, stops the job and lets go (``let_go_job``); until then the job still holds its queue key."""
         ...
-    def cancel_queued_jobs(self, agent: str) -> int:
-        """Every queued job of ``agent`` cancelled (a flood to clear: one ``cancel_job`` each took a CLI call each);
-        how many. Running ones go on: cancel them one by one."""
+    def cancel_queued_jobs(self, agent: str, *, owner: str | None = None) -> int:
+        """Every queued job of ``agent`` (of ``owner``, when given) cancelled (a flood to clear: one ``cancel_job``
+        each took a CLI call each); how many. Running ones go on: cancel them one by one."""
+        ...
+    def retry_dead_jobs(self, agents: Sequence[str] | None = None, *, owner: str | None = None,
+                        max_waiting: int | None = None) -> int:
+        """Every dead job (of these agents; of ``owner``) queued again now, its attempts reset, oldest first; with
+        ``owner`` and ``max_waiting``, only as many as leave that owner at most ``max_waiting`` jobs queued. How
+        many."""
         ...
     def job_stats(self) -> dict[str, float]:
         """Counts by status, and ``oldest_queued_s``: how long the oldest runnable job has waited."""

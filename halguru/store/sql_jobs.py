@@ -239,10 +239,42 @@ class JobsMixin(SQLBase):
                                 "CASE WHEN status = 'running' THEN lease_expires ELSE NULL END "
                                 "WHERE id = ? AND status IN ('queued', 'running')", (time.time(), job_id)).rowcount == 1
 
-    def cancel_queued_jobs(self, agent: str) -> int:
+    def cancel_queued_jobs(self, agent: str, *, owner: str | None = None) -> int:
+        mine, params = (" AND owner = ?", [owner]) if owner is not None else ("", [])
         with self._tx() as conn:
             return int(conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = NULL "
-                                    "WHERE agent = ? AND status = 'queued'", (time.time(), agent)).rowcount)
+                                    f"WHERE agent = ? AND status = 'queued'{mine}",
+                                    [time.time(), agent, *params]).rowcount)
+
+    def retry_dead_jobs(self, agents: Sequence[str] | None = None, *, owner: str | None = None,
+                        max_waiting: int | None = None) -> int:
+        if agents is not None and not agents:
+            return 0
+        where, params = "status = 'dead'", []
+        if agents is not None:
+            where += f" AND agent IN ({','.join('?' * len(agents))})"
+            params += list(agents)
+        if owner is not None:
+            where += " AND owner = ?"
+            params.append(owner)
+        with self._tx() as conn:
+            room = -1  # below 0: no LIMIT
+            if owner is not None and max_waiting is not None:
+                self._lock(conn, "waiting", owner)  # as _check_waiting: concurrent retries count each other
+                waiting = conn.execute("SELECT count(*) AS n FROM jobs WHERE owner = ? AND status = 'queued'",
+                                       (owner,)).fetchone()["n"]
+                room = max(0, max_waiting - waiting)
+                if room == 0:
+                    return 0
+            picked = f"SELECT id FROM jobs WHERE {where} ORDER BY seq" + (" LIMIT ?" if room >= 0 else "")
+            now = time.time()
+            retried = int(conn.execute(
+                "UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = ?, holder = NULL, "
+                f"lease_expires = NULL WHERE id IN ({picked})",
+                [now, *params, *([room] if room >= 0 else [])]).rowcount)
+            if retried:
+                self._notify(conn)
+            return retried
 
     def let_go_job(self, job_id: str, holder: str) -> bool:
         with self._tx() as conn:

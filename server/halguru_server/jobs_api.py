@@ -81,6 +81,16 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
+class BulkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str | None = Field(default=None, min_length=1, max_length=200, description="only this agent's jobs "
+                              "(required to cancel)")
+
+
+class BulkOut(BaseModel):
+    count: int = Field(description="how many jobs were queued again (retry) or cancelled")
+
+
 def _owned(state: ServerState, caller: Principal, job_id: str) -> dict[str, Any]:
     job = state.store.get_job(job_id) if _JOB_ID.match(job_id) else None
     served = state.agents.get(job["agent"]) if job else None
@@ -169,3 +179,36 @@ async def cancel_job(job_id: JobId, request: Request, state: State, caller: Writ
         raise ApiError(409, f"job {job_id} is {job['status']}; only queued or running jobs can be cancelled")
     await asyncio.to_thread(audit.record, request, "job.cancel", job_id, {"kind": job["kind"], "agent": job["agent"]})
     return _out(_owned(state, caller, job_id))
+
+
+def _agents(state: ServerState, caller: Principal, agent: str | None) -> list[str]:
+    """The agents a bulk action reaches: ``agent`` (403/404 unless the caller may use it), else every one it may."""
+    if agent is not None:
+        agent_for(state, caller, agent)
+    return [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
+
+
+@router.post("/jobs/retry", response_model=BulkOut, responses=responses(403, 404))
+def retry_dead_jobs(body: BulkIn, request: Request, state: State, caller: Writer) -> BulkOut:
+    """Queue every dead job again (with ``agent``: that agent's), oldest first, their attempts starting over: a
+    key's own jobs, or everyone's for ``jobs:write_all``. A key's stop where it would pass ``max_waiting_jobs``
+    queued (call again once some have run)."""
+    owner = caller.owner_filter_for("jobs")
+    count = state.store.retry_dead_jobs(_agents(state, caller, body.agent), owner=owner,
+                                        max_waiting=state.settings.max_waiting_jobs if owner is not None else None)
+    audit.record(request, "job.retry", body.agent or "*", {"agent": body.agent, "dead_jobs": count})
+    if count and state.sink is not None:
+        state.sink.on_enqueue()  # wakes the in-process worker
+    return BulkOut(count=count)
+
+
+@router.post("/jobs/cancel", response_model=BulkOut, responses=responses(403, 404))
+def cancel_queued_jobs(body: BulkIn, request: Request, state: State, caller: Writer) -> BulkOut:
+    """Cancel every queued job of ``agent`` (a flood to clear): a key's own, or everyone's for
+    ``jobs:write_all``. Running jobs go on: cancel them one by one."""
+    if body.agent is None:
+        raise ApiError(422, "agent: name the agent whose queued jobs to cancel")
+    _agents(state, caller, body.agent)
+    count = state.store.cancel_queued_jobs(body.agent, owner=caller.owner_filter_for("jobs"))
+    audit.record(request, "job.cancel", body.agent, {"agent": body.agent, "queued_jobs": count})
+    return BulkOut(count=count)

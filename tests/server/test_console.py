@@ -548,3 +548,34 @@ def test_signed_out_the_console_sends_to_sign_in_and_back_to_the_same_filtered_p
                          headers={**browser, "Cookie": operator["Cookie"], "Origin": ORIGIN})
     assert forged.status_code == 403 and forged.headers["content-type"].startswith("text/html")
     assert "cross-site request refused" in forged.text
+
+
+def test_jobs_page_retries_every_dead_job_and_cancels_an_agents_queue_at_once(app) -> None:
+    """After an outage each dead job took its own Retry click; a flood of queued replies its own Cancel each."""
+    store = app.state.halguru.store
+    dead = []
+    for i in range(3):
+        job, _ = store.enqueue_job("reply", "echo", {"text": f"reply {i}"}, owner="channel:email")
+        assert store.claim_job("w1", 30.0)["id"] == job["id"]
+        store.fail_job(job["id"], "w1", "SMTP down", None)
+        dead.append(job["id"])
+    queued = [store.enqueue_job("run", "echo", {"input": f"later {i}"}, delay=3600)[0]["id"] for i in range(2)]
+    client = TestClient(app, base_url=ORIGIN)
+    operator = signed_in(app, "operator")
+    page = client.get("/admin/jobs", headers=operator).text
+    assert 'action="/admin/jobs/retry-dead"' in page and "cancel-queued" not in page  # no agent chosen
+    assert 'action="/admin/jobs/cancel-queued"' in client.get("/admin/jobs?agent=echo", headers=operator).text
+    form = {k: v for k, v in operator.items() if k != "X-CSRF-Token"}
+    token = {"csrf_token": operator["X-CSRF-Token"]}
+    retried = client.post("/admin/jobs/retry-dead", headers=form, data={**token, "agent": "echo"},
+                          follow_redirects=False)
+    assert retried.status_code == 303
+    assert "3 dead jobs queued again" in client.get(retried.headers["location"], headers=operator).text
+    assert [store.get_job(j)["status"] for j in dead] == ["queued"] * 3
+    cancelled = client.post("/admin/jobs/cancel-queued", headers=form, data={**token, "agent": "echo"},
+                            follow_redirects=False)
+    assert "5 queued jobs of echo cancelled" in client.get(cancelled.headers["location"], headers=operator).text
+    assert {store.get_job(j)["status"] for j in [*dead, *queued]} == {"cancelled"}
+    refused = client.post("/admin/jobs/cancel-queued", headers=form, data=token, follow_redirects=False)
+    assert "name the agent" in client.get(refused.headers["location"], headers=operator).text
+    assert client.post("/admin/jobs/retry-dead", headers=form, follow_redirects=False).status_code == 403  # no token

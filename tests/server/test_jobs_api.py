@@ -275,3 +275,60 @@ def test_jobs_show_names_the_idempotency_key_as_sent(serve: Callable[..., Any], 
         job = client.post("/v1/jobs", json={"agent": "echo", "input": "x", "idempotency_key": "order-42"}).json()
     [line] = [line for line in cli("jobs", "show", job["id"]).output.splitlines() if line.startswith("idempotency")]
     assert line == "idempotency_key order-42 (POST /v1/jobs)"
+
+
+def _dead(store: Any, agent: str, text: str, owner: str | None = None) -> str:
+    """A job of ``agent`` whose attempts are used up (a mail server that was down, say)."""
+    job, _ = store.enqueue_job("run", agent, {"input": text}, owner=owner)
+    claimed = store.claim_job("w", lease=30, agents=[agent])
+    assert claimed is not None and claimed["id"] == job["id"]
+    assert store.fail_job(job["id"], "w", "connection refused", None) == "dead"
+    return str(job["id"])
+
+
+def test_jobs_retry_dead_requeues_every_dead_job_in_one_command(cli: Callable[..., Any],
+                                                                cli_error: Callable[..., str]) -> None:
+    """After an outage every job that died waiting for it had to be retried by id, one command each."""
+    from halguru.store import open_store
+
+    store = open_store()
+    inbox = [_dead(store, "inbox", f"reply {i}") for i in range(3)]
+    reports = _dead(store, "reports", "weekly")
+    assert cli("jobs", "retry", "--dead", "--agent", "inbox").output.strip() == "queued 3 dead jobs again of inbox"
+    assert [store.get_job(j)["status"] for j in inbox] == ["queued"] * 3
+    assert store.get_job(inbox[0])["attempts"] == 0 and store.get_job(reports)["status"] == "dead"
+    assert cli("jobs", "retry", "--dead").output.strip() == "queued 1 dead job again"
+    assert store.get_job(reports)["status"] == "queued"
+    assert cli("jobs", "retry", "--dead").output.strip() == "queued 0 dead jobs again"
+    assert cli_error("jobs", "retry").startswith("Error: give a job id")
+    assert cli_error("jobs", "retry", inbox[0], "--dead").startswith("Error: give a job id")
+    assert cli_error("jobs", "retry", inbox[0], "--agent", "inbox").startswith("Error: give a job id")
+
+
+def test_dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk_over_the_api(
+        serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """POST /v1/jobs/retry and /v1/jobs/cancel: a key reaches its own jobs only and stays under
+    ``max_waiting_jobs``; an admin key reaches everyone's."""
+    server = serve(worker=False, max_waiting_jobs=2)
+    store = server.state.store
+    mine = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('a')}"})
+    owner = mine.post("/v1/jobs", json={"agent": "echo", "input": "probe"}).json()
+    assert mine.post(f"/v1/jobs/{owner['id']}/cancel").status_code == 200
+    me = store.get_job(owner["id"])["owner"]
+    dead = [_dead(store, "echo", f"mine {i}", owner=me) for i in range(3)]
+    theirs = _dead(store, "echo", "theirs", owner="key:someone")
+    retried = mine.post("/v1/jobs/retry", json={"agent": "echo"})
+    assert retried.status_code == 200 and retried.json() == {"count": 2}, retried.text  # the cap: 2 queued
+    assert [store.get_job(j)["status"] for j in dead] == ["queued", "queued", "dead"]  # oldest first
+    assert store.get_job(theirs)["status"] == "dead"
+    cancelled = mine.post("/v1/jobs/cancel", json={"agent": "echo"})
+    assert cancelled.json() == {"count": 2}
+    assert mine.post("/v1/jobs/retry", json={}).json() == {"count": 1}
+    assert mine.post("/v1/jobs/cancel", json={}).status_code == 422  # cancelling everything needs an agent
+    assert mine.post("/v1/jobs/retry", json={"agent": "nope"}).status_code == 404
+    admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('root', scope='admin')}"})
+    assert admin.post("/v1/jobs/retry", json={"agent": "echo"}).json() == {"count": 1}  # theirs
+    assert store.get_job(theirs)["status"] == "queued"
+    assert admin.post("/v1/jobs/cancel", json={"agent": "echo"}).json() == {"count": 2}
+    actions = [(e["action"], e["target"]) for e in store.list_audit(10, action="job.")]
+    assert ("job.retry", "echo") in actions and ("job.cancel", "echo") in actions

@@ -1,7 +1,9 @@
 """Jobs (``/admin/jobs``, ``jobs:read_all``): the worker's queue, newest first, filtered by status and agent,
 paged by the job's place in the queue; a dead or cancelled job is queued again and a queued or running one
 cancelled (``jobs:write_all``) through the routes ``POST /v1/jobs/{id}/retry|cancel`` and `halguru jobs
-retry|cancel` answer with the same checks and the same audit entries."""
+retry|cancel` answer with the same checks and the same audit entries; so are every dead job (of the agent shown)
+and every queued job of the agent shown (``POST /v1/jobs/retry|cancel``, `halguru jobs retry --dead`, `jobs
+cancel --agent`)."""
 
 from __future__ import annotations
 
@@ -60,6 +62,26 @@ def jobs_page(request: Request, state: State, caller: Reader,
               {"name": "agent", "label": "Agent", "value": agent}]
     return shell.render(request, caller, "jobs.html", "Jobs", jobs=[_row(j.model_dump()) for j in page.data],
                         fields=fields, older=older, here=here, notice=notice)
+
+
+@router.post("/jobs/{action}")
+async def jobs_bulk_page(action: Literal["retry-dead", "cancel-queued"], request: Request, state: State,
+                         caller: Writer) -> Response:
+    """Retry every dead job (of the filtered agent) or cancel every queued job of the filtered agent, as
+    ``POST /v1/jobs/retry|cancel`` do; back to the page saying how many."""
+    form = await pages.form(request)  # (the guard checked the form's CSRF token)
+    body = jobs_api.BulkIn(agent=form.get("agent") or None)
+    try:
+        if action == "retry-dead":
+            count = (await asyncio.to_thread(jobs_api.retry_dead_jobs, body, request, state, caller)).count
+            said = f"{count} dead job{'s' * (count != 1)} queued again"
+        else:
+            count = (await asyncio.to_thread(jobs_api.cancel_queued_jobs, body, request, state, caller)).count
+            said = f"{count} queued job{'s' * (count != 1)} of {body.agent} cancelled"
+    except ApiError as exc:
+        said = exc.message
+    kept = [("agent", body.agent)] if body.agent else []
+    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}")
 
 
 @router.post("/jobs/{job_id}/{action}")
