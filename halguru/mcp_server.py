@@ -136,10 +136,11 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     asked = f"; clients send Authorization: Bearer <{TOKEN_SECRET}>" if token else ""
     print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere}{asked} (Ctrl-C stops)",
           file=sys.stderr)
-    import uvicorn
-
-    app = server.streamable_http_app(host=host)  # as server.run("streamable-http") builds it
-    uvicorn.run(app if token is None else BearerGate(app, token), host=host, port=port, log_level="warning")
+    if token is not None:  # the SDK's run builds its app with this method: the gate goes around what it builds
+        build = server.streamable_http_app
+        gated: Any = lambda **options: BearerGate(build(**options), token)  # noqa: E731
+        server.streamable_http_app = gated  # type: ignore[method-assign]
+    server.run("streamable-http", host=host, port=port)  # (uvicorn is serve mode's: halguru leaves it to the SDK)
 
 
 def http_token(host: str) -> str | None:
