@@ -136,9 +136,10 @@ def test_a_message_the_server_never_got_goes_back_in_the_box(serve: Any, browser
     page.route("**/chat/api/conversations/*/messages", lambda route: route.abort("connectionrefused"))
     page.fill("#input", "lost on the way")
     page.keyboard.press("Enter")
-    expect(page.locator(".msg.assistant .error")).to_contain_text("could not be reached", timeout=WAIT_MS)
-    expect(page.locator("#status")).to_contain_text("back in the box")
+    expect(page.locator("#status")).to_contain_text("could not be reached; your message is back in the box",
+                                                    timeout=WAIT_MS)
     assert page.input_value("#input") == "lost on the way"
+    expect(page.locator(".msg")).to_have_count(0)  # not drawn as sent: it is in the box, to send again
 
 
 def test_a_message_the_server_refused_goes_back_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
@@ -149,9 +150,11 @@ def test_a_message_the_server_refused_goes_back_in_the_box(serve: Any, browser: 
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     page.fill("#input", "one too many")
     page.keyboard.press("Enter")
-    expect(page.locator(".msg.assistant .error")).to_have_count(1, timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("back in the box", timeout=WAIT_MS)
     assert page.input_value("#input") == "one too many"
-    expect(page.locator("#status")).to_contain_text("back in the box")
+    # drawn in the log too, the refused message read as sent, and twice once sent again
+    expect(page.locator(".msg.user")).to_have_text(["first"])
+    expect(page.locator(".msg.assistant")).to_have_count(1)
 
 
 def phone_chat(serve: Any, agents_dir: Path, browser: Any, reply: dict[str, Any], height: int = 667) -> Any:  # noqa: F811

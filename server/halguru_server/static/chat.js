@@ -388,13 +388,15 @@ async function send(text) {
     if (error.name === "AbortError") { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
     else {
       // Refused (429, 503, 413...) or never reached (fetch's own "Failed to fetch"): nothing was stored, so the
-      // text goes back in the box to send again rather than being lost with the cleared box.
+      // text goes back in the box to send again rather than being lost with the cleared box, and leaves the log
+      // (drawn there too, it read as sent, and twice once sent again); where the box holds newer typing, the
+      // message stays in the log, marked with why.
       const unreached = error instanceof TypeError && !error.status;
       const why = unreached ? "The server could not be reached" : error.type === "conversation_busy" ? BUSY
         : error.message;
       const back = !input.value;
-      if (back) { input.value = text; fitInput(); }
-      failed(bubble, why);
+      if (back) { input.value = text; fitInput(); question.remove(); bubble.remove(); }
+      else failed(bubble, why);
       showStatus(back ? `${why}; your message is back in the box.` : why);
       if (error.status === 404) store.setConversation(agent, null);
     }
