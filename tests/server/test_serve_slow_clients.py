@@ -341,7 +341,8 @@ def test_an_answer_its_client_never_reads_is_dropped_after_send_timeout(server) 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing: the kernel's part small
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /v1/conversations/conv_big/messages?limit=200 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    sock.sendall(f"GET /v1/conversations/conv_big/messages?limit=200 HTTP/1.1\r\n"  # all 200: 10 MB
+                 f"Host: 127.0.0.1:{port}\r\n\r\n".encode())
     time.sleep(5)  # past send_timeout, reading nothing
     assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     sock.settimeout(10)
