@@ -68,7 +68,7 @@ def invite(request: Request, state: ServerState, email: str | None, role: str) -
     except accounts.AccountError as exc:
         raise ApiError(400, str(exc)) from None
     audit.record(request, "user.invite", email or "", {"role": role})
-    base = state.settings.auth.public_url or websessions.own_url(request, state.settings.trusted_proxies)
+    base = websessions.site_url(request, state.settings.auth, state.settings.trusted_proxies)
     return InviteOut(link=invites.invite_link(base, token), role=role, email=email or None)
 
 

@@ -81,7 +81,7 @@ def device_code(request: Request, state: State) -> DeviceCodeOut:
     state.store.create_auth_token(_hash("device", device), "device", None, {}, expires)
     state.store.create_auth_token(_hash("user_code", user), "device_user", None,
                                   {"device": _hash("device", device)}, expires)
-    base = (state.settings.auth.public_url or websessions.own_url(request, state.settings.trusted_proxies)).rstrip("/")
+    base = websessions.site_url(request, state.settings.auth, state.settings.trusted_proxies)
     shown = f"{user[:4]}-{user[4:]}"
     return DeviceCodeOut(device_code=device, user_code=shown, verification_uri=f"{base}/auth/device",
                          verification_uri_complete=f"{base}/auth/device?code={shown}", expires_in=int(LIFETIME_S),

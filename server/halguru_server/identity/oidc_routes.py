@@ -35,9 +35,8 @@ def _redirect_uri(request: Request, name: str) -> str:
     """Where the provider sends the browser back: under ``auth.public_url`` when set (behind a proxy, what the
     provider registered), else this request's own address (https when a trusted proxy says so)."""
     settings = get_state(request).settings
-    path = f"{FLOW_PATH}/{quote(name, safe='')}/callback"
-    public = settings.auth.public_url
-    return (public.rstrip("/") if public else websessions.own_url(request, settings.trusted_proxies)) + path
+    base = websessions.site_url(request, settings.auth, settings.trusted_proxies)
+    return f"{base}{FLOW_PATH}/{quote(name, safe='')}/callback"
 
 
 async def _refused(request: Request, exc: oidc.OidcError, provider: str) -> Response:

@@ -135,6 +135,12 @@ def own_url(request: Request, trusted_proxies: list[str]) -> str:
     return str(url).rstrip("/")
 
 
+def site_url(request: Request, auth: AuthSettings, trusted_proxies: list[str]) -> str:
+    """Where browsers (and identity providers) reach this server, without a trailing slash: ``auth.public_url``
+    when set, else ``own_url``."""
+    return auth.public_url.rstrip("/") if auth.public_url else own_url(request, trusted_proxies)
+
+
 def set_cookie(response: Response, request: Request, secret: str, settings: AuthSettings,
                trusted_proxies: list[str]) -> None:
     """HttpOnly, SameSite=Lax, Path=/, Secure over https; it lives as long as the session may."""
