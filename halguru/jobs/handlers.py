@@ -238,11 +238,14 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
         sent = await channel.send(outbound, once)
     except ChannelError as exc:
         if not (exc.opted_out and p.get("ours")):
+            await asyncio.to_thread(_unsent, ctx.store, job, exc)
             raise
         # a STOP that never reached us (sent before this number was ours): remembered, nothing more is sent
         await asyncio.to_thread(ctx.store.set_opt_out, p["channel"], job["agent"], store_key(p["ours"]),
                                 store_key(p["sender"]), exc.opted_out)
         raise OptedOut(exc.opted_out, str(exc)) from None
+    if job["attempts"] > 1:  # an earlier try's failure said on the message being answered: it went out now
+        await asyncio.to_thread(_unsent, ctx.store, job, None)
     now = time.time()
     for part, message_id in enumerate(sent):
         await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(
@@ -250,6 +253,29 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
             conversation_id=conversation, direction="out", address=p["sender"],
             body=text if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
     return sent
+
+
+UNSENT, UNSENT_YET = "answer not sent", "answer not sent yet"
+
+
+def _unsent(store: Store, job: JobRecord, exc: ChannelError | None) -> None:
+    """Say on the message a reply job answers that its answer did not go out (the provider down, or refusing it),
+    and whether it is tried again; or, with no ``exc``, that it went out after all. The run's answer is in the
+    conversation either way: without this, a reply that never reached the person read as answered."""
+    p = job["payload"]
+    if job["kind"] != REPLY or not p.get("message_id"):
+        return
+    message_id = inbound_id(job["agent"], p["message_id"])
+    if exc is None:
+        current = store.get_channel_message(p["channel"], message_id)
+        if current is not None and current["status"] in (UNSENT, UNSENT_YET):
+            store.update_channel_message(p["channel"], message_id, "received", error="")
+        return
+    final = exc.permanent or job["attempts"] >= job["max_attempts"]
+    how = ("not retried: the provider refused it" if exc.permanent else
+           f"gave up after {job['attempts']} tries" if final else
+           f"try {job['attempts']} of {job['max_attempts']}; retrying")
+    store.update_channel_message(p["channel"], message_id, UNSENT if final else UNSENT_YET, error=f"{exc} ({how})")
 
 
 def _opted_out(store: Store, job: JobRecord) -> str | None:

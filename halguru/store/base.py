@@ -301,7 +301,8 @@ class Store(Protocol):
         ...
     def update_channel_message(self, channel: str, message_id: str, status: str | None = None, *,
                                conversation_id: str | None = None, error: str | None = None) -> bool:
-        """Set a stored message's status, conversation and/or why it failed; False for an unknown message."""
+        """Set a stored message's status, conversation and/or why it failed (``error=""`` forgets why: it went
+        out after all); False for an unknown message."""
         ...
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
                               body: str | None = None) -> int:

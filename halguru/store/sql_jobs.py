@@ -400,9 +400,11 @@ class JobsMixin(SQLBase):
                                conversation_id: str | None = None, error: str | None = None) -> bool:
         with self._tx() as conn:
             return conn.execute("UPDATE channel_messages SET status = coalesce(?, status), "
-                                "conversation_id = coalesce(?, conversation_id), error = coalesce(?, error), "
+                                "conversation_id = coalesce(?, conversation_id), "
+                                "error = CASE WHEN ? = '' THEN NULL ELSE coalesce(?, error) END, "
                                 "updated = ? WHERE channel = ? AND id = ?",
-                                (status, conversation_id, error, time.time(), channel, message_id)).rowcount == 1
+                                (status, conversation_id, error, error, time.time(), channel, message_id)
+                                ).rowcount == 1
 
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
                               body: str | None = None) -> int:

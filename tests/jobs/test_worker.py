@@ -389,6 +389,38 @@ async def test_an_undelivered_reply_waits_longer_and_has_more_tries(store: Store
     assert len(store.list_runs(10, agent="echo")) == 1  # retries send; they do not run the agent again
 
 
+async def test_a_reply_that_could_not_be_sent_says_so_on_its_conversation(store: Store, tmp_path: Path) -> None:
+    """Twilio's API down: the agent's answer was stored in the conversation and the message read 'received', as
+    if answered, while the job retried for an hour (and then died) with nothing on the conversation saying that
+    its answer never went out. The message being answered now says so, and is clear again once it goes out."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = DownChannel(down=1)
+    StoreSink(store).accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, delivery_backoff=0.5),
+                    lambda: channel.down == 0 and store.get_job(job["id"])["status"] == "queued")
+    conversation = store.get_channel_message("test", "echo:M1")["conversation_id"]
+    [(direction, status, error)] = [(m["direction"], m["status"], m.get("error"))
+                                    for m in store.list_channel_messages(conversation)]
+    assert (direction, status) == ("in", "answer not sent yet")
+    assert error is not None and "Connection refused" in error and "try 1 of 8; retrying" in error
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job["id"])["status"] == "done")
+    assert [(m["direction"], m["status"], m.get("error")) for m in store.list_channel_messages(conversation)] == [
+        ("in", "received", None), ("out", "sent", None)]
+
+    refused = RefusingChannel()  # a refusal is final at once
+    StoreSink(store).accept(inbound("ping", "M2", sender="+15550002"))
+    second = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": refused}}),
+                    lambda: store.get_job(second["id"])["status"] == "dead")
+    other = store.get_channel_message("test", "echo:M2")["conversation_id"]
+    [(direction, status, error)] = [(m["direction"], m["status"], m.get("error"))
+                                    for m in store.list_channel_messages(other)]
+    assert (direction, status) == ("in", "answer not sent")
+    assert error is not None and "21211" in error and "not retried" in error
+
+
 async def test_a_worker_whose_lease_lapsed_does_not_run_its_own_job_twice(store: Store, tmp_path: Path) -> None:
     """Renewals held up past the lease (a stalled process): the job is claimable again, and this worker, with a
     free slot, claims it. It goes on with the attempt it runs: one run, one result, its slot count right."""
