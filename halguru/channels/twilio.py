@@ -185,7 +185,8 @@ class TwilioChannel:
 
     # -- inbound -------------------------------------------------------------------------------------------
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
-        """Twilio's message webhook ('') and status callbacks ('status'), each checked before anything is read."""
+        """Twilio's message webhook ('') and status callbacks ('status', or a report sent to the message webhook),
+        each checked before anything is read."""
         if not self.genuine(request):  # first: to an outsider, this webhook answers as one that is not there
             self._log_refusal(request)
             return WebhookResponse(403, NOT_SIGNED)
@@ -193,7 +194,7 @@ class TwilioChannel:
             return WebhookResponse(405, "Twilio webhooks are POST requests")
         if request.path not in ("", "status"):
             return WebhookResponse(404, "not found")
-        if request.path == "status":
+        if request.path == "status" or is_status_report(request.form):
             return await self._status(request.form, sink)
         return await self._message(request.form, sink)
 
@@ -439,6 +440,13 @@ class _PartSender:
         except json.JSONDecodeError:  # a success whose body is not JSON: another server at api_base (or a proxy's page)
             raise ChannelError(f"twilio: {self.what} to {self.to}: {self.channel.config.api_base} answered with "
                                "a body that is not Twilio's JSON; is channels.twilio.api_base Twilio's API?") from None
+
+
+def is_status_report(form: Mapping[str, str]) -> bool:
+    """Whether a form Twilio sent is a delivery report (or a WhatsApp read receipt), not a message: one reaches the
+    message webhook where a Messaging Service's or WhatsApp sender's status callback URL is that webhook's. A
+    message carries no ``MessageStatus``, or 'received'."""
+    return form.get("MessageStatus", "received") != "received"
 
 
 def message_text(form: Mapping[str, str]) -> str:

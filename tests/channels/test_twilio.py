@@ -278,6 +278,25 @@ async def test_status_callbacks_update_the_sent_message(tmp_path: Path) -> None:
     assert sink.accepted == []
 
 
+@pytest.mark.parametrize(("ours", "them", "status"), [(OURS, ANN, "delivered"),
+                                                     (f"whatsapp:{OURS}", f"whatsapp:{ANN}", "read")])
+async def test_a_status_callback_sent_to_the_message_webhook_is_taken_as_one(tmp_path: Path, ours: str, them: str,
+                                                                             status: str) -> None:
+    """A Messaging Service or WhatsApp sender whose status callback URL is the message webhook (one URL pasted in
+    both of Twilio's fields, or status_callbacks: false) had each delivery report and read receipt refused with a
+    404 saying the recipient 'is not one of agent helper's numbers': Twilio's debugger filled with 11200 errors
+    and the console never saw a reply delivered or read. Taken as a status callback: recorded, never answered."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    report = {"MessageSid": "SM" + "9" * 32, "SmsSid": "SM" + "9" * 32, "MessageStatus": status, "SmsStatus": status,
+              "AccountSid": SID, "From": ours, "To": them, "ApiVersion": "2010-04-01"}
+    response = await ch.webhook(request(report), sink)
+    assert (response.status, response.body) == (200, "")
+    assert sink.statuses == [("twilio", "SM" + "9" * 32, status)] and sink.accepted == [] and sink.ignored == []
+    inbound = await ch.webhook(request(form(MessageStatus="received")), sink)  # a message that says 'received'
+    assert inbound.status == 200 and [m.text for m in sink.accepted] == ["hello"]
+
+
 async def test_other_paths_methods_and_bodies(tmp_path: Path) -> None:
     sink = MemorySink()
     ch = channel(tmp_path)
