@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -190,16 +190,21 @@ class TwilioChannel:
         if not self.genuine(request):  # first: to an outsider, this webhook answers as one that is not there
             self._log_refusal(request)
             return WebhookResponse(403, NOT_SIGNED)
-        if request.method.upper() != "POST":
-            return WebhookResponse(405, "Twilio webhooks are POST requests")
+        if request.method.upper() not in ("POST", "GET"):
+            return WebhookResponse(405, "Twilio webhooks are POST (or GET) requests")
         if request.path not in ("", "status"):
             return WebhookResponse(404, "not found")
-        if request.path == "status" or is_status_report(request.form):
-            return await self._status(request.form, sink)
-        return await self._message(request.form, sink)
+        try:
+            form = fields_of(request)
+        except ValueError:
+            return WebhookResponse(400, f"a query of over {MAX_QUERY_FIELDS} fields is no Twilio webhook")
+        if request.path == "status" or is_status_report(form):
+            return await self._status(form, sink)
+        return await self._message(form, sink)
 
     def genuine(self, request: WebhookRequest) -> bool:
-        """Whether Twilio signed this request (HMAC-SHA1 of our public URL and the form, with the auth token)."""
+        """Whether Twilio signed this request (HMAC-SHA1 of our public URL, its query and a POST's form, with the
+        auth token)."""
         signature = request.headers.get("x-twilio-signature", "")
         return bool(signature) and self._signed_for(self.signed_url(request), request)
 
@@ -212,7 +217,9 @@ class TwilioChannel:
         from twilio.request_validator import RequestValidator
 
         signature = request.headers.get("x-twilio-signature", "")
-        return bool(RequestValidator(self._token).validate(url, dict(request.form), signature))
+        # a GET's fields are in the URL's query, signed with it; a body it may carry is no part of what Twilio sent
+        params = dict(request.form) if request.method.upper() != "GET" else {}
+        return bool(RequestValidator(self._token).validate(url, params, signature))
 
     def _log_refusal(self, request: WebhookRequest) -> None:
         """Why a request was refused, for the operator (the caller only gets the 403 every refusal gets): a
@@ -440,6 +447,17 @@ class _PartSender:
         except json.JSONDecodeError:  # a success whose body is not JSON: another server at api_base (or a proxy's page)
             raise ChannelError(f"twilio: {self.what} to {self.to}: {self.channel.config.api_base} answered with "
                                "a body that is not Twilio's JSON; is channels.twilio.api_base Twilio's API?") from None
+
+
+MAX_QUERY_FIELDS = 1000  # as serve's forms (a message has tens of fields; MMS ~60)
+
+
+def fields_of(request: WebhookRequest) -> Mapping[str, str]:
+    """What Twilio sent: a POST's form, or a GET's query (a number's webhook may be set to GET in Twilio's
+    console); ValueError for a query of over ``MAX_QUERY_FIELDS`` fields."""
+    if request.method.upper() != "GET":
+        return request.form
+    return dict(parse_qsl(request.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
 
 
 def is_status_report(form: Mapping[str, str]) -> bool:

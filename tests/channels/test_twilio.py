@@ -297,10 +297,31 @@ async def test_a_status_callback_sent_to_the_message_webhook_is_taken_as_one(tmp
     assert inbound.status == 200 and [m.text for m in sink.accepted] == ["hello"]
 
 
+async def test_a_number_whose_webhook_twilio_calls_with_get_is_answered(tmp_path: Path) -> None:
+    """Twilio's console lets a number's "A message comes in" use GET: the message's fields come in the query, which
+    the signature covers. Each such message was answered 405 ("Twilio webhooks are POST requests") after its
+    signature had passed: never answered, nothing stored, nothing in the log but the access line."""
+    sink = MemorySink()
+    ch = channel(tmp_path)
+    query = urlencode(form(Body="open on sunday?"))
+    response = await ch.webhook(request({}, method="GET", query=query), sink)
+    assert (response.status, response.body) == (200, EMPTY_TWIML)
+    assert [(m.sender, m.text) for m in sink.accepted] == [(ANN, "open on sunday?")]
+    report = urlencode({"MessageSid": "SM" + "9" * 32, "MessageStatus": "delivered", "AccountSid": SID,
+                        "From": OURS, "To": ANN})
+    assert (await ch.webhook(request({}, method="GET", path="status", query=report), sink)).status == 200
+    assert sink.statuses == [("twilio", "SM" + "9" * 32, "delivered")]
+    # the query is what is signed: a GET whose signature covers a body instead, or another query, is refused
+    forged = request(form(Body="x"), method="GET", query=urlencode(form(Body="y")),
+                     signed_url=f"{PUBLIC}/channels/twilio/helper?{urlencode(form(Body='y'))}")
+    assert (await ch.webhook(forged, sink)).status == 403
+    assert len(sink.accepted) == 1
+
+
 async def test_other_paths_methods_and_bodies(tmp_path: Path) -> None:
     sink = MemorySink()
     ch = channel(tmp_path)
-    assert (await ch.webhook(request(form(), method="GET"), sink)).status == 405
+    assert (await ch.webhook(request(form(), method="PUT"), sink)).status == 405
     assert (await ch.webhook(request(form(), path="voice"), sink)).status == 404
     no_sid = {k: v for k, v in form().items() if k != "MessageSid"}
     assert (await ch.webhook(request(no_sid), sink)).status == 400
