@@ -146,7 +146,14 @@ class TwilioConfig(BaseModel):
                 # Twilio sends phone numbers in E.164 only: anything else would never match a message
                 raise ValueError(f"{address!r} is not an E.164 phone number like '{prefix + sep}+15550001111' "
                                  "('+', country code, digits): Twilio sends numbers so, this one would never match")
-        return value
+        # a product's prefix as Twilio writes it ('whatsapp:'), whatever case the config has: compared as they are
+        return None if value is None else [_lower_prefix(address) for address in value]
+
+
+def _lower_prefix(address: str) -> str:
+    """'WhatsApp:+1555...' as 'whatsapp:+1555...': a known product's prefix in lower case, the rest as it is."""
+    prefix, sep, rest = address.partition(":")
+    return f"{prefix.lower()}{sep}{rest}" if sep and prefix.lower() in PRODUCTS else address
 
 
 def parse_config(agent: str, config: Mapping[str, Any]) -> TwilioConfig:

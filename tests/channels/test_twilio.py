@@ -234,6 +234,19 @@ async def test_allow_from_ignores_other_senders_quietly(tmp_path: Path) -> None:
     assert [m.sender for m in sink.accepted] == [ANN, f"whatsapp:{ANN}"]
 
 
+async def test_a_product_prefix_written_in_capitals_still_matches_what_twilio_sends(tmp_path: Path) -> None:
+    """`numbers: [WhatsApp:+1555...]` passed `halguru validate` (the prefix was checked in any case) and then
+    matched no message: Twilio writes 'whatsapp:', and each message was refused 404 as not one of the numbers."""
+    sink = MemorySink()
+    ch = channel(tmp_path, numbers=[f"WhatsApp:{OURS}", "Messenger:1234567890"], allow_from=[f"WHATSAPP:{ANN}"])
+    on_whatsapp = form(From=f"whatsapp:{ANN}", To=f"whatsapp:{OURS}")
+    response = await ch.webhook(request(on_whatsapp), sink)
+    assert (response.status, response.body) == (200, EMPTY_TWIML)
+    assert [(m.sender, dict(m.reply)) for m in sink.accepted] == [
+        (f"whatsapp:{ANN}", {"to": f"whatsapp:{ANN}", "from": f"whatsapp:{OURS}"})]
+    assert ch.config.numbers == [f"whatsapp:{OURS}", "messenger:1234567890"]
+
+
 @pytest.mark.parametrize(("ours", "sender", "title"), [
     (f"whatsapp:{OURS}", f"whatsapp:{ANN}", "WhatsApp from Ann"),
     ("messenger:1234567890", "messenger:24681357", "Messenger from 24681357"),
