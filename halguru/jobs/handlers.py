@@ -259,22 +259,37 @@ UNSENT, UNSENT_YET = "answer not sent", "answer not sent yet"
 
 
 def _unsent(store: Store, job: JobRecord, exc: ChannelError | None) -> None:
-    """Say on the message a reply job answers that its answer did not go out (the provider down, or refusing it),
-    and whether it is tried again; or, with no ``exc``, that it went out after all. The run's answer is in the
-    conversation either way: without this, a reply that never reached the person read as answered."""
+    """Say on the conversation that a job's answer did not go out (the provider down, or refusing it), and whether
+    it is tried again; or, with no ``exc``, that it went out after all. The answer is in the conversation either
+    way: without this, one that never reached the person read as said. A reply job's is said on the message it
+    answers; a human_reply's (an operator's answer, an approved run's) is an outgoing message of its own, which
+    the parts sent take the place of."""
     p = job["payload"]
-    if job["kind"] != REPLY or not p.get("message_id"):
+    if job["kind"] == REPLY and p.get("message_id"):
+        message_id = inbound_id(job["agent"], p["message_id"])
+    elif job["kind"] == HUMAN_REPLY and p.get("conversation_id"):
+        message_id = f"{job['id']}.unsent"
+    else:
         return
-    message_id = inbound_id(job["agent"], p["message_id"])
     if exc is None:
         current = store.get_channel_message(p["channel"], message_id)
-        if current is not None and current["status"] in (UNSENT, UNSENT_YET):
+        if current is None or current["status"] not in (UNSENT, UNSENT_YET):
+            return
+        if job["kind"] == REPLY:
             store.update_channel_message(p["channel"], message_id, "received", error="")
+        else:
+            store.forget_channel_message(p["channel"], message_id)
         return
     final = exc.permanent or job["attempts"] >= job["max_attempts"]
     how = ("not retried: the provider refused it" if exc.permanent else
            f"gave up after {job['attempts']} tries" if final else
            f"try {job['attempts']} of {job['max_attempts']}; retrying")
+    if job["kind"] == HUMAN_REPLY:
+        now = time.time()
+        store.record_channel_message(ChannelMessageRecord(
+            id=message_id, channel=p["channel"], agent=job["agent"], conversation_id=p["conversation_id"],
+            direction="out", address=p["sender"], body=p["text"], status=UNSENT_YET, job_id=job["id"], created=now,
+            updated=now))
     store.update_channel_message(p["channel"], message_id, UNSENT if final else UNSENT_YET, error=f"{exc} ({how})")
 
 

@@ -304,6 +304,10 @@ class Store(Protocol):
         """Set a stored message's status, conversation and/or why it failed (``error=""`` forgets why: it went
         out after all); False for an unknown message."""
         ...
+    def forget_channel_message(self, channel: str, message_id: str) -> bool:
+        """Delete one stored message (a placeholder that stood for a reply not sent, once it went out); False for
+        an unknown one."""
+        ...
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
                               body: str | None = None) -> int:
         """How many messages from ``address`` (where their answers go) ``agent`` accepted for an answer on

@@ -406,6 +406,11 @@ class JobsMixin(SQLBase):
                                 (status, conversation_id, error, error, time.time(), channel, message_id)
                                 ).rowcount == 1
 
+    def forget_channel_message(self, channel: str, message_id: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM channel_messages WHERE channel = ? AND id = ?",
+                                (channel, message_id)).rowcount == 1
+
     def count_channel_answers(self, channel: str, agent: str, address: str, since: float,
                               body: str | None = None) -> int:
         # channel_messages_address (channel, agent, the address's start, created) finds the correspondent's last

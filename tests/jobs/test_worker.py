@@ -421,6 +421,37 @@ async def test_a_reply_that_could_not_be_sent_says_so_on_its_conversation(store:
     assert error is not None and "21211" in error and "not retried" in error
 
 
+async def test_an_operators_answer_that_could_not_be_sent_says_so_on_its_conversation(store: Store,
+                                                                                        tmp_path: Path) -> None:
+    """An operator's answer in a conversation taken over (or a paused run's, once approved) goes out in a
+    human_reply job: with the provider down it showed in the conversation as said, and nothing said that the
+    person never got it. It is listed as an outgoing message not sent (yet), until it goes out."""
+    from halguru.jobs import takeover
+
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = DownChannel(down=0)
+    StoreSink(store).accept(inbound("ping", "M1"))
+    first = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(first["id"])["status"] == "done")
+    conversation = store.get_channel_message("test", "echo:M1")["conversation_id"]
+    takeover.take_over(store, conversation, "ops@example.com")
+    channel.down = 1
+    job_id = takeover.reply(store, conversation, "ops@example.com", "A person here: we open at 9.")["job_id"]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, delivery_backoff=0.5),
+                    lambda: channel.down == 0 and store.get_job(job_id)["status"] == "queued")
+    [unsent] = [m for m in store.list_channel_messages(conversation)
+                if m["direction"] == "out" and m["status"] != "sent"]
+    assert (unsent["body"], unsent["status"], unsent["address"]) == (
+        "A person here: we open at 9.", "answer not sent yet", "+15550001")
+    assert "Connection refused" in (unsent.get("error") or "")
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job_id)["status"] == "done")
+    assert [(m["direction"], m["status"], m.get("error")) for m in store.list_channel_messages(conversation)] == [
+        ("in", "received", None), ("out", "sent", None), ("out", "sent", None)]
+    assert channel.sent[-1] == ("+15550001", "A person here: we open at 9.")
+
+
 async def test_a_worker_whose_lease_lapsed_does_not_run_its_own_job_twice(store: Store, tmp_path: Path) -> None:
     """Renewals held up past the lease (a stalled process): the job is claimable again, and this worker, with a
     free slot, claims it. It goes on with the attempt it runs: one run, one result, its slot count right."""
