@@ -190,7 +190,8 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     except OptedOut as exc:  # before the agent ran (STOP came after the question), or after (STOP while it ran,
         # or Twilio's 21610): recorded as unanswered, not a dead job for the operator to look into
         await asyncio.to_thread(ctx.store.update_channel_message, p["channel"],
-                                inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({exc.reason})")
+                                inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({exc.reason})",
+                                error="")  # not an earlier try's failure to send: this is why
         return {"status": "opted_out", "conversation_id": conversation, "sent": []}
 
 

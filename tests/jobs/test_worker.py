@@ -421,6 +421,25 @@ async def test_a_reply_that_could_not_be_sent_says_so_on_its_conversation(store:
     assert error is not None and "21211" in error and "not retried" in error
 
 
+async def test_a_reply_not_sent_and_then_opted_out_says_only_why_it_is_unanswered(store: Store,
+                                                                                  tmp_path: Path) -> None:
+    """Its first send failed (the provider down), then the person texted STOP: the message read 'ignored: opted
+    out (STOP)' with the earlier try's 'cannot reach ... retrying' still as its why."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = DownChannel(down=1)
+    StoreSink(store).accept(replace(inbound("ping", "M1"), ours="+15559990000"))
+    job = store.list_jobs(1)[0]
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}, delivery_backoff=0.5),
+                    lambda: channel.down == 0 and store.get_job(job["id"])["status"] == "queued")
+    assert store.get_channel_message("test", "echo:M1")["status"] == "answer not sent yet"
+    store.set_opt_out("test", "echo", "+15559990000", "+15550001", "STOP")
+    await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                    lambda: store.get_job(job["id"])["status"] == "done")
+    message = store.get_channel_message("test", "echo:M1")
+    assert (message["status"], message.get("error")) == ("ignored: opted out (STOP)", None)
+    assert channel.sent == []
+
+
 async def test_an_operators_answer_that_could_not_be_sent_says_so_on_its_conversation(store: Store,
                                                                                         tmp_path: Path) -> None:
     """An operator's answer in a conversation taken over (or a paused run's, once approved) goes out in a
