@@ -246,6 +246,8 @@ def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> Non
         assert "On the channel" in page and "(twilio)" in page
         rows = page.split('<table id="deliveries">')[1].split("</table>")[0].split('<tr data-status="')[1:]
         assert [r.split('"')[0] for r in rows] == ["received", "delivered", "undelivered"]
+        # which way each went, apart from its status: an answer not sent read "sent | answer not sent yet"
+        assert [r.split("<td>")[1].split("</td>")[0] for r in rows] == ["incoming", "outgoing", "outgoing"]
         assert '<span class="badge warn">undelivered</span>' in rows[2] and "SMbad" in rows[2]
         assert "<td>error 30003: unreachable handset</td>" in rows[2]  # why: Twilio's ErrorCode, it was only logged
         assert "On the channel" not in client.get("/admin/conversations/conv_api").text
