@@ -214,11 +214,13 @@ class WorkflowDriver:
             del messages[1:]  # the conversation keeps the question and the answer, not the pending call
         number = {sid: i for i, sid in enumerate(workflow.steps, 1)}  # events carry their step's number
         waiting: ToolCallRequest | None = None  # a step paused for approval: finish what runs, start nothing
+        failure: str | None = None  # a step failed: likewise, so a step with side effects is never cut (its
+        # thread would go on unrecorded, and a resume would run it again)
         running: dict[str, asyncio.Task[None]] = {}
         try:
             while True:
                 for sid in workflow.steps:
-                    if (waiting is None and sid not in results and sid not in running
+                    if (waiting is None and failure is None and sid not in results and sid not in running
                             and len(running) < workflow.settings.max_parallel
                             and all(n in results for n in workflow.needs[sid])):
                         running[sid] = asyncio.create_task(_run_step(r, sid, _context(input, results)))
@@ -238,15 +240,18 @@ class WorkflowDriver:
                 yield StepFinished(step_id=item.step_id, status=cast(StepStatus, item.status), output=item.output,
                                    error=item.error, duration_ms=item.duration_ms)
                 if item.status == "failed":
-                    outcome.status, outcome.error = "failed", f"step {item.step_id} failed: {item.error}"
-                    yield Error(kind="step", message=outcome.error, fatal=True)
-                    return
+                    failure = failure or f"step {item.step_id} failed: {item.error}"
+                    continue
                 results[item.step_id] = {"status": item.status, "output": item.output}
                 checkpoint = ctx.checkpoint_after(f"step {item.step_id} {item.status}")
                 if checkpoint is not None:
                     yield checkpoint
             if not ctx.is_sub_run:
                 ctx.trace.step = 0
+            if failure is not None:  # the steps that were running beside it finished, and are checkpointed
+                outcome.status, outcome.error = "failed", failure
+                yield Error(kind="step", message=failure, fatal=True)
+                return
             if waiting is not None:
                 outcome.status, outcome.error, outcome.paused = "paused", f"{waiting.name} waits for approval", waiting
                 messages.append(Message(role="assistant", content="", tool_calls=[waiting]))

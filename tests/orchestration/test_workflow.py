@@ -162,6 +162,51 @@ def test_failing_tool_step_fails_the_run_with_the_tool_error(project: Path):
     assert open_store().get_run(result.run_id)["status"] == "failed"
 
 
+def test_a_step_running_beside_a_failing_one_finishes_and_is_not_run_again_on_resume(project: Path):
+    """A step that failed cut the steps running beside it: a sync tool's thread went on (a card charged, in a
+    worker or serve process) with its result thrown away, and the resume (or the job's retry) charged again."""
+    from halguru.orchestration.durable import resume
+
+    charges = project / "charges.log"
+    tools = TOOLS + f'''
+from pathlib import Path
+
+@tool
+def charge(amount: int) -> str:
+    "Charge a card."
+    time.sleep(0.5)
+    with Path({str(charges)!r}).open("a") as f:
+        f.write(f"charged {{amount}}\\n")
+    return "charged"
+
+@tool
+def flaky(x: int) -> str:
+    "Fails until the service is back."
+    if not Path({str(project / "up")!r}).exists():
+        raise RuntimeError("service down")
+    return "fine"
+'''
+    body = """\
+  steps:
+    - {id: charge, tool: charge, needs: [], args: {amount: 5}}
+    - {id: check, tool: flaky, needs: [], args: {x: 1}}
+    - {id: done, condition: "steps.charge.output ~ ' ' ~ steps.check.output", needs: [charge, check]}
+"""
+    folder = flow(project, body, tools)
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("calculator]",
+                                                                                   "calculator, charge, flaky]"))
+    failed = run_sync(folder, "go")
+    assert failed.status == "failed" and failed.error == "step check failed: flaky raised RuntimeError: service down"
+    finished = {e.step_id: e.status for e in failed.events if e.type == "step_finished"}
+    assert finished == {"check": "failed", "charge": "ok"}  # the charge was waited for, not cut
+    time.sleep(0.7)  # a cut thread would have charged by now
+    assert charges.read_text() == "charged 5\n"
+    (project / "up").touch()
+    resumed = resume(failed.run_id)
+    assert resumed.status == "ok" and resumed.output == "charged fine"
+    assert charges.read_text() == "charged 5\n"  # reused from the checkpoint, not charged again
+
+
 def test_timeout_ends_the_workflow_as_limited(project: Path):
     body = """\
   timeout: 0.2
