@@ -104,6 +104,11 @@ def load_team(lead: Agent) -> Team:
                 if kind == "specialists" and target.spec.team is not None:
                     raise AgentSpecError(f"{where}: specialist {target.name!r} has a team of its own; "
                                          "specialists cannot nest (it could cycle)")
+                if kind == "specialists" and target.spec.approvals:  # its answer is a tool result: nothing
+                    # could be approved, the call was refused while `⏸ waits for approval` was printed
+                    raise AgentSpecError(f"{where}: specialist {target.name!r} has approvals: "
+                                         f"[{', '.join(target.spec.approvals)}], and a specialist cannot wait for "
+                                         "a human; list it under handoffs instead (a handed-off conversation can)")
                 tool = (HANDOFF_PREFIX if kind == "handoffs" else ASK_PREFIX) + target.name
                 if tool in agent.tools:
                     raise AgentSpecError(f"{where}: tool {tool!r} clashes with a tool of the same name")

@@ -132,6 +132,11 @@ def load_workflow(agent: Agent) -> Workflow:
                 raise fail(("steps", i, "agent"), f"{step.agent}: {exc}") from None
             if member.spec.workflow is not None:
                 raise fail(("steps", i, "agent"), f"{member.name!r} is a workflow itself; workflows do not nest")
+            gated = [a for a in [member, *(member.driver.agents() if member.driver else [])] if a.spec.approvals]
+            if gated:  # its run would stop at the call with nothing to approve: the step failed "paused"
+                raise fail(("steps", i, "agent"), f"agent {gated[0].name!r} has approvals: "
+                           f"[{', '.join(gated[0].spec.approvals)}], and an agent step cannot wait for a human; "
+                           "make that call a tool step (the tool in this agent's tools: and approvals:)")
             workflow.agents[sid] = member
     _reject_cycles(workflow, lambda sid, j: fail(("steps", index_of[sid], "needs", j) if steps[sid].needs is not None
                                                  else ("steps", index_of[sid]), ""),

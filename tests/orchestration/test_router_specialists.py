@@ -78,3 +78,28 @@ def test_logs_show_draws_the_tree_across_agents(team: Path, halguru_cmd, subproc
     indent = len(lines[ask_line]) - len(lines[ask_line].lstrip("│ "))
     child = lines[ask_line + 1]
     assert "model_call" in child and len(child) - len(child.lstrip("│ ")) > indent
+
+
+def test_a_specialist_or_agent_step_whose_tool_needs_approval_is_refused_at_load(team: Path, tmp_path: Path,
+                                                                                  cli_error) -> None:
+    """Its call printed `⏸ ... waits for approval` with nothing to approve: `halguru runs pending` was empty, the
+    specialist's answer an error and a workflow's step failed "paused". Both are refused at load, saying why."""
+    tech = team / "agents/tech/agent.yaml"
+    tech.write_text(tech.read_text() + "tools: [calculator]\napprovals: [calculator]\n")
+    assert cli_error("validate", str(team)) == (
+        f"Error: {team / 'agent.yaml'}:7: team.specialists.0: specialist 'tech' has approvals: [calculator], and a "
+        "specialist cannot wait for a human; list it under handoffs instead (a handed-off conversation can)")
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    head = "name: flow\nworkflow:\n  steps:\n    - id: ask\n      agent: "
+    (flow / "agent.yaml").write_text(f"{head}{team}/agents/tech\n")
+    assert cli_error("validate", str(flow)) == (
+        f"Error: {flow / 'agent.yaml'}:5: workflow.steps.0.agent: agent 'tech' has approvals: [calculator], and an "
+        "agent step cannot wait for a human; make that call a tool step (the tool in this agent's tools: and "
+        "approvals:)")
+    # a team whose member has them
+    (flow / "agent.yaml").write_text(f"{head}{team}/agents/billing\n    - id: desk\n      agent: {team}\n")
+    specialists = (team / "agent.yaml").read_text().replace("  specialists: [agents/tech]\n", "")
+    (team / "agent.yaml").write_text(specialists)
+    assert cli_error("validate", str(flow)).startswith(
+        f"Error: {flow / 'agent.yaml'}:7: workflow.steps.1.agent: agent 'tech' has approvals: [calculator]")
