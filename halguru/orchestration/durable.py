@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from halguru.store.base import Store
     from halguru.store.records import CheckpointRecord, RunListRecord, RunRecord
 
-RESUMABLE = ("interrupted", "failed", "cancelled")
+RESUMABLE = ("interrupted", "failed", "limited", "cancelled")
+"""The ends a team or workflow run resumes from (its last checkpoint): a run past its timeout or a guard
+ends ``limited``, and its retry (a job's) would otherwise run its finished steps again."""
 STATUSES = ("running", "interrupted", "paused", "failed", "limited", "cancelled", "ok")
 
 
@@ -84,7 +86,7 @@ def check_resumable(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRec
     if row["resumed_by"]:
         raise HalguruError(f"run {rid} was already resumed as run {row['resumed_by']}")
     if status not in RESUMABLE:
-        raise HalguruError(f"run {rid} finished ({status}); only interrupted, failed or cancelled runs resume")
+        raise HalguruError(f"run {rid} finished ({status}); only interrupted, failed, limited or cancelled runs resume")
     if not row["agent_path"]:
         raise HalguruError(f"run {rid} ran an agent built in Python; it cannot be resumed here")
     if deleted_version(store, run["agent"], row["agent_path"]):

@@ -285,7 +285,7 @@ async def reject_run(run_id: RunId, request: Request, state: State, caller: Call
 @router.post("/runs/{run_id}/resume", response_model=RunOut, tags=["runs"], responses=CONTINUES)
 async def resume_run(run_id: RunId, request: Request, state: State, caller: Caller,
                      body: ResumeIn | None = None) -> Response | RunOut:
-    """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint (finished
+    """Continue an interrupted, failed, limited or cancelled team or workflow run from its last checkpoint (finished
     steps and tool calls are reused, not run again); answered like a message. 409 if it is not resumable."""
     body = body or ResumeIn()
     return await respond(request, state, *await runs.resume(state, caller, run_id, _request_id(request)),

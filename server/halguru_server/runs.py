@@ -197,7 +197,7 @@ async def _tell_owner(stream: AsyncIterator[Event], pusher: Pusher, conversation
 
 
 async def resume(state: ServerState, caller: Principal, run_id: str, request_id: str) -> Started:
-    """Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint."""
+    """Continue an interrupted, failed, limited or cancelled team or workflow run from its last checkpoint."""
     served, run = await _check_resume(state, caller, run_id)
     service.check_input(state, "")
     stream = durable.resume_events(run_id, store=state.store, by=caller.label, metadata={"request_id": request_id})

@@ -22,6 +22,7 @@ from halguru.jobs.handlers import JobContext
 from halguru.jobs.pipeline import StoreSink
 from halguru.jobs.worker import Worker, WorkerSettings
 from halguru.store import Store
+from halguru.store.records import JobRecord
 
 
 def make_agent(root: Path, name: str, model: str = "scripted", **extra: Any) -> Path:
@@ -620,22 +621,23 @@ async def test_a_workflow_job_whose_dead_run_s_lease_ends_as_it_is_retried_charg
     assert store.list_runs(5, status="interrupted")[0]["resumed_by"] == result["run_id"]
 
 
-async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
-    """A failed step fails the job, which is tried again: the retry ran the workflow afresh, charging again."""
-    log, flag = tmp_path / "charges.log", tmp_path / "ship_fixed"
+async def charge_then_ship(store: Store, tmp_path: Path, first_try: str, **workflow: Any) -> JobRecord:
+    """A workflow job that charges 5, then ships (``first_try``: the ship tool's code at its first call only),
+    run by a worker until done or dead; the job then. The charges are lines of ``tmp_path/charges.log``."""
+    log, marker = tmp_path / "charges.log", tmp_path / "ship.tried"
     folder = tmp_path / "flow"
     folder.mkdir()
     (folder / "tools.py").write_text(
-        "from pathlib import Path\nfrom halguru import tool\n\n@tool\ndef charge(amount: int) -> str:\n"
+        "import time\nfrom pathlib import Path\nfrom halguru import tool\n\n@tool\ndef charge(amount: int) -> str:\n"
         "    \"Charge the card.\"\n"
         f"    with open({str(log)!r}, 'a') as f:\n        f.write(f'{{amount}}\\n')\n"
-        f"    Path({str(flag)!r}).touch()\n    return f'charged {{amount}}'\n\n"
-        "@tool\ndef ship(order: str) -> str:\n    \"Ship it; the carrier is down at the first try.\"\n"
-        f"    marker = Path({str(flag)!r} + '.tried')\n    if not marker.exists():\n        marker.touch()\n"
-        "        raise ConnectionError('carrier down')\n    return f'shipped {order}'\n")
+        "    return f'charged {amount}'\n\n"
+        "@tool\ndef ship(order: str) -> str:\n    \"Ship it; the carrier fails at the first try.\"\n"
+        f"    marker = Path({str(marker)!r})\n    if not marker.exists():\n        marker.touch()\n"
+        f"        {first_try}\n    return f'shipped {{order}}'\n")
     (folder / "agent.yaml").write_text(yaml.safe_dump({"name": "flow", "tools": ["charge", "ship"], "workflow": {
-        "steps": [{"id": "pay", "tool": "charge", "args": {"amount": 5}},
-                  {"id": "send", "tool": "ship", "args": {"order": "A-7"}}]}}))
+        **workflow, "steps": [{"id": "pay", "tool": "charge", "args": {"amount": 5}},
+                              {"id": "send", "tool": "ship", "args": {"order": "A-7"}}]}}))
     job, _ = store.enqueue_job("run", "flow", {"input": "bill and ship"})
     await run_until(worker_for(store, {"flow": load_agent(folder)}),
                     lambda: store.get_job(job["id"])["status"] in ("done", "dead"))
@@ -643,8 +645,22 @@ async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(s
     assert (done["status"], done["attempts"]) == ("done", 2), done["last_error"]
     assert log.read_text() == "5\n"  # charged once
     assert done["result"]["output"] == "shipped A-7"
+    return done
+
+
+async def test_a_workflow_job_whose_step_failed_is_retried_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
+    """A failed step fails the job, which is tried again: the retry ran the workflow afresh, charging again."""
+    done = await charge_then_ship(store, tmp_path, "raise ConnectionError('carrier down')")
     failed = next(r for r in store.list_runs(5) if r["status"] == "failed")
     assert failed["resumed_by"] == done["result"]["run_id"]
+
+
+async def test_a_workflow_job_past_its_timeout_is_retried_from_its_checkpoint(store: Store, tmp_path: Path) -> None:
+    """A workflow run past its ``timeout`` ends ``limited``, which failed the job; limited runs were not resumable,
+    so each retry ran the workflow afresh: the finished charge ran again at every try."""
+    done = await charge_then_ship(store, tmp_path, "time.sleep(3)", timeout=1)
+    limited = next(r for r in store.list_runs(5) if r["status"] == "limited")
+    assert limited["resumed_by"] == done["result"]["run_id"]
 
 
 async def test_a_job_resumes_its_own_cut_run_not_a_users_cut_run_of_the_same_text(store: Store,

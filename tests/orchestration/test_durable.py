@@ -124,7 +124,7 @@ workflow:
     assert "step 2 · send · tool ship" in shown.stdout
     assert cli_error("runs", "resume", run["id"]) == f"Error: run {run['id']} was already resumed as run {new['id']}"
     assert cli_error("runs", "resume", new["id"]) == (
-        f"Error: run {new['id']} finished (ok); only interrupted, failed or cancelled runs resume")
+        f"Error: run {new['id']} finished (ok); only interrupted, failed, limited or cancelled runs resume")
 
 
 def test_team_run_killed_in_a_tool_call_resumes_after_the_finished_calls(

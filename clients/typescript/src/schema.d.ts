@@ -1188,7 +1188,7 @@ export interface paths {
         put?: never;
         /**
          * Resume Run
-         * @description Continue an interrupted, failed or cancelled team or workflow run from its last checkpoint (finished
+         * @description Continue an interrupted, failed, limited or cancelled team or workflow run from its last checkpoint (finished
          *     steps and tool calls are reused, not run again); answered like a message. 409 if it is not resumable.
          */
         post: operations["resume_run_v1_runs__run_id__resume_post"];

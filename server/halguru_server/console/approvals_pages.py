@@ -1,6 +1,6 @@
 """Process verification (``/admin/approvals``, ``runs:approve_all``): tool calls waiting for a human
 (approve, with the arguments edited or not, or reject with a reason, as `halguru runs approve|reject` does)
-and team or workflow runs that stopped short (interrupted, failed, cancelled) to resume from their last
+and team or workflow runs that stopped short (interrupted, failed, limited, cancelled) to resume from their last
 checkpoint.
 
 A decision goes through ``halguru_server.runs`` (the checks and the library's ``approvals.resume_events`` /
@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from halguru.orchestration.durable import RESUMABLE
 from halguru_server import api as rest_api
 from halguru_server import runs
 from halguru_server.console import shell
@@ -32,8 +33,6 @@ router = shell.page_router()
 Approver = Annotated[Principal, Depends(require("runs:approve_all"))]
 State = Annotated[ServerState, Depends(state_of)]
 RunId = Annotated[str, Path(max_length=50)]
-RESUMABLE = ("interrupted", "failed", "cancelled")
-"""The ends a team or workflow run resumes from (its last checkpoint), as ``durable.check_resumable`` says."""
 
 
 def _pending(state: ServerState, caller: Principal) -> list[dict[str, Any]]:
