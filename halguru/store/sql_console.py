@@ -216,10 +216,12 @@ class ConsoleMixin(SQLBase):
 
     def expired_conversations(self, agent: str, before: float, limit: int = 200) -> list[str]:
         """Ids of ``agent``'s conversations last active before ``before``, oldest first, leaving out those an
-        operator holds and those with a live run."""
+        operator holds, those with a live run and those waiting for a human's decision (a pending approval: days
+        of waiting are no idleness; `halguru prune` keeps them too)."""
         rows = self._rows(
             "SELECT c.id FROM conversations c WHERE c.agent = ? AND c.updated < ? AND c.taken_over_by IS NULL "
             "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id AND r.status = 'running' "
-            "AND coalesce(r.lease_expires, 0) >= ?) ORDER BY c.updated LIMIT ?",
+            "AND coalesce(r.lease_expires, 0) >= ?) AND NOT EXISTS (SELECT 1 FROM approvals a "
+            "WHERE a.conversation_id = c.id AND a.status = 'pending') ORDER BY c.updated LIMIT ?",
             [agent, before, time.time(), limit])
         return [r["id"] for r in rows]

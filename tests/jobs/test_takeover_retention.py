@@ -4,6 +4,7 @@ longer than the agent's retention_days go), on both backends through the worker.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -69,6 +70,36 @@ async def test_the_retention_job_deletes_only_conversations_idle_longer_than_the
     assert store.get_conversation("conv_new") is not None and store.get_conversation("conv_other") is not None
     entry = store.list_audit(1, action="conversation.retention")[0]
     assert (entry["actor"], entry["target"], entry["details"]["conversations"]) == ("worker", "short", ["conv_old"])
+
+
+async def test_retention_keeps_a_conversation_waiting_for_an_approval_however_long(
+        store: Store, tmp_path: Path, raw_sql) -> None:
+    """A run paused for a human's approval, left undecided longer than retention_days (the approver away): the
+    retention job deleted its conversation with the pending call, and `runs approve` then said there was no such
+    run. It is kept until decided, as `halguru prune` keeps it; once decided and idle again, it goes."""
+    from halguru.agents.runtime import collect_result, run
+    from halguru.orchestration.approvals import approve
+
+    (tmp_path / "script.yaml").write_text(
+        '- tool_calls: [{name: calculator, arguments: {expression: "6*7"}}]\n- "It is 42."\n')
+    agent = load_agent(make_agent(tmp_path, "short", model=f"scripted:{tmp_path / 'script.yaml'}",
+                                  tools=["calculator"], approvals=["calculator"], metadata={"retention_days": 7}))
+    paused = await collect_result(run(agent, "6 times 7?", store=store))
+    assert paused.status == "paused"
+    store.create_conversation("conv_idle", "short", "idle")
+    age = time.time() - 30 * 86400
+    for cid in (paused.conversation_id, "conv_idle"):
+        raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (age, cid))
+    assert Retention(store, {"short": agent}).tick(time.time()) == 1
+    await run_until(worker_for(store, {"short": agent}), lambda: store.job_stats().get("done", 0) >= 1)
+    assert store.list_jobs(1)[0]["result"] == {"deleted": 1}  # the idle one only
+    assert store.get_conversation("conv_idle") is None and store.get_conversation(paused.conversation_id)
+    assert [p["run_id"] for p in store.list_pending()] == [paused.run_id]
+    (tmp_path / "script.yaml").write_text('- "It is 42."\n')  # the continuation's model reads it from its top
+    done = await asyncio.to_thread(approve, paused.run_id, store=store)
+    assert (done.status, done.output) == ("ok", "It is 42.")
+    raw_sql("UPDATE conversations SET updated = ? WHERE id = ?", (age, paused.conversation_id))
+    assert store.expired_conversations("short", time.time() - 7 * 86400) == [paused.conversation_id]
 
 
 def test_a_bad_retention_days_is_one_line_naming_the_agent(tmp_path: Path) -> None:
