@@ -102,6 +102,11 @@ class WorkflowStep(BaseModel):
         default=None, description="steps that must finish first (default: the step before; [] = at the "
         "start); steps whose needs are met run in parallel")
     when: str | None = Field(default=None, description="an expression: the step is skipped when it is false")
+    retries: int = Field(default=0, ge=0, le=10, description="tool and agent steps: how many times a step that "
+                         "failed (the tool's error, the agent failed or answered off its output schema) is tried "
+                         "again before the workflow fails")
+    retry_delay: float = Field(default=1.0, ge=0, le=3600, description="seconds before the first retry, doubling "
+                               "at each one (within the workflow's timeout)")
 
 
 class WorkflowSettings(BaseModel):

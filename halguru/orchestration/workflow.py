@@ -98,6 +98,10 @@ def load_workflow(agent: Agent) -> Workflow:
         if len(kinds) != 1:
             raise fail(("steps", i), "give exactly one of agent, tool or condition"
                        + (f" (got {' and '.join(kinds)})" if kinds else ""))
+        if step.condition is not None and {"retries", "retry_delay"} & step.model_fields_set:
+            raise fail(("steps", i, "retries" if "retries" in step.model_fields_set else "retry_delay"),
+                       "a condition step is not retried (its expression gives the same value again); retries are "
+                       "for tool and agent steps")
         if step.output is not None and (problem := _schema_problem(step.output)):
             raise fail(("steps", i, "output"), f"not a JSON schema: {problem}")
         steps[step.id], index_of[step.id] = step, i

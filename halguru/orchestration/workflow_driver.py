@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -82,15 +82,19 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
             await r.put(sid, StepStarted(step_id=sid, kind="condition", name=step.condition))
             await r.put(sid, done("ok", _check_output(step, _evaluate(step.condition, context))))
         elif step.tool is not None:
-            args = r.edited.get(sid) or _render_args(step.args, context)
-            await r.put(sid, StepStarted(step_id=sid, kind="tool", name=step.tool, input=args))
-            if step.tool in r.agent.spec.approvals:
-                refusal = await _gate(r, sid, step.tool, args)
+            tool, args = step.tool, r.edited.get(sid) or _render_args(step.args, context)
+            await r.put(sid, StepStarted(step_id=sid, kind="tool", name=tool, input=args))
+            if tool in r.agent.spec.approvals:
+                refusal = await _gate(r, sid, tool, args)
                 if refusal is not None:
                     await r.put(sid, done("failed", error=refusal) if refusal else
-                                _StepDone(sid, "paused", call=ToolCallRequest(id=sid, name=step.tool, arguments=args)))
+                                _StepDone(sid, "paused", call=ToolCallRequest(id=sid, name=tool, arguments=args)))
                     return
-            await r.put(sid, done("ok", _check_output(step, await _call_tool(r, sid, step.tool, args))))
+
+            async def call_tool() -> Any:
+                return _check_output(step, await _call_tool(r, sid, tool, args))
+
+            await r.put(sid, done("ok", await _tries(r, sid, call_tool)))
         else:
             message = _render(step.input, context)
             if step.output is not None:
@@ -98,9 +102,12 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
                             + json.dumps(step.output, ensure_ascii=False))
             member = r.workflow.agents[sid]
             await r.put(sid, StepStarted(step_id=sid, kind="agent", name=member.name, input=message))
-            answer = await _call_agent(r, sid, member, message, step.output)
-            value = _parse_output(answer) if step.output is not None else answer
-            await r.put(sid, done("ok", _check_output(step, value)))
+
+            async def call_agent() -> Any:
+                answer = await _call_agent(r, sid, member, message, step.output)
+                return _check_output(step, _parse_output(answer) if step.output is not None else answer)
+
+            await r.put(sid, done("ok", await _tries(r, sid, call_agent)))
     except (ToolError, HalguruError) as exc:
         await r.put(sid, done("failed", error=str(exc)))
     except Exception as exc:  # a template that fails at run time (e.g. an undefined name) fails its step
@@ -111,6 +118,21 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
             return
         await r.put(sid, done("failed", error=f"internal error: {type(exc).__name__}: {exc}"))  # wakes the driver,
         raise  # which awaits this task: the bug is the run's failure at once, not a wait for the timeout
+
+
+async def _tries(r: _Run, sid: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    """The step's call, tried again after a failure up to its ``retries`` times (``retry_delay`` seconds, doubling),
+    each failure told by a non-fatal error event; the last one raises (the step fails)."""
+    step = r.workflow.steps[sid]
+    for attempt in range(step.retries):
+        try:
+            return await call()
+        except HalguruError as exc:  # ToolError too
+            delay = step.retry_delay * 2 ** attempt
+            await r.put(sid, Error(kind="step", message=f"step {sid} failed (try {attempt + 1} of "
+                                   f"{step.retries + 1}): {exc}; trying again in {delay:g}s"))
+            await asyncio.sleep(delay)
+    return await call()
 
 
 async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | None:

@@ -207,6 +207,43 @@ def flaky(x: int) -> str:
     assert charges.read_text() == "charged 5\n"  # reused from the checkpoint, not charged again
 
 
+def test_a_step_with_retries_is_tried_again_after_a_failure(project: Path, cli_error) -> None:
+    """A flaky tool failed the whole workflow at its first error (only a job's retry or `runs resume` tried it
+    again). ``retries:`` tries the step again, ``retry_delay`` seconds later, doubling; each failure is told."""
+    tries = project / "tries"
+    tools = TOOLS + f'''
+from pathlib import Path
+
+@tool
+def ship(order: str) -> str:
+    "Ship it; the carrier fails twice."
+    done = int(Path({str(tries)!r}).read_text()) if Path({str(tries)!r}).exists() else 0
+    Path({str(tries)!r}).write_text(str(done + 1))
+    if done < 2:
+        raise ConnectionError("carrier down")
+    return f"shipped {{order}}"
+'''
+    step = "  steps:\n    - {id: send, tool: ship, args: {order: A-7}, retries: RETRIES, retry_delay: 0.2}\n"
+    folder = flow(project, step.replace("RETRIES", "2"), tools)
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("calculator]", "calculator, ship]"))
+    started = time.perf_counter()
+    result = run_sync(folder, "go")
+    assert (result.status, result.output, tries.read_text()) == ("ok", "shipped A-7", "3")
+    assert time.perf_counter() - started >= 0.6  # 0.2 s, then 0.4 s
+    assert [e.message for e in result.events if e.type == "error"] == [
+        f"step send failed (try {n} of 3): ship raised ConnectionError: carrier down; trying again in {d}s"
+        for n, d in ((1, "0.2"), (2, "0.4"))]
+    tries.unlink()
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("retries: 2", "retries: 1"))
+    failed = run_sync(folder, "go")
+    assert (failed.status, failed.error, tries.read_text()) == (
+        "failed", "step send failed: ship raised ConnectionError: carrier down", "2")
+    (folder / "agent.yaml").write_text("name: flow\nworkflow:\n  steps:\n    - {id: c, condition: '1', retries: 2}\n")
+    assert cli_error("validate", str(folder)) == (
+        f"Error: {folder / 'agent.yaml'}:4: workflow.steps.0.retries: a condition step is not retried (its "
+        "expression gives the same value again); retries are for tool and agent steps")
+
+
 def test_timeout_ends_the_workflow_as_limited(project: Path):
     body = """\
   timeout: 0.2
