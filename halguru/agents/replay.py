@@ -184,15 +184,21 @@ class PromptMatchedModel:
 
 
 class RecordedResults(RunHooks):
-    """Feeds back each tool call's recorded result by call id (no tool runs); a call the run never made gets an
-    error result rather than running for real."""
+    """Feeds back each tool call's recorded result by call id, in order (a workflow step's ``retries:`` call its
+    tool again under its id; no tool runs); a call the run never made gets an error result rather than running for
+    real."""
 
     def __init__(self, events: list[Event]):
-        self.results = {e.call_id: (e.content, e.is_error) for e in events if isinstance(e, ToolResult)}
+        self.results: dict[str, deque[tuple[str, bool]]] = {}
+        for e in events:
+            if isinstance(e, ToolResult):
+                self.results.setdefault(e.call_id, deque()).append((e.content, e.is_error))
 
     async def supply_tool_result(self, call: ToolCallRequest) -> tuple[str, bool] | None:
-        return self.results.get(call.id, (f"error: replay: {call.name} (call {call.id}) was not in the recorded run",
-                                          True))
+        queue = self.results.get(call.id)
+        if not queue:
+            return f"error: replay: {call.name} (call {call.id}) was not in the recorded run", True
+        return queue.popleft()
 
 
 def _through_driver(stored: StoredRun, agent: Agent | None) -> Agent | None:

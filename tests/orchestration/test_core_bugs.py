@@ -200,3 +200,21 @@ workflow:
     replayed = asyncio.run(collect_result(replay(load_run(open_store(), original.run_id))))
     assert replayed.ok and replayed.output == "3"
     assert sorted(_lines(replayed.events)[1:]) == sorted(_lines(original.events)[1:])  # parallel steps: any order
+
+
+def test_a_workflow_step_tried_again_replays_each_try(tmp_path: Path):
+    """A step with ``retries:`` calls its tool more than once under one call id: the replay fed every try the last
+    recorded result, so the failed try came back a success and the replay told another story than the run."""
+    tries = tmp_path / "tries"
+    flow = write(tmp_path / "flow", "name: flow\ntools: [ship]\nworkflow:\n  steps:\n"
+                 "    - {id: send, tool: ship, args: {order: A-7}, retries: 1, retry_delay: 0.01}\n")
+    (flow / "tools.py").write_text(
+        "from pathlib import Path\nfrom halguru import tool\n\n@tool\ndef ship(order: str) -> str:\n"
+        "    \"Ship it; the carrier fails once.\"\n"
+        f"    marker = Path({str(tries)!r})\n    if not marker.exists():\n        marker.touch()\n"
+        "        raise ConnectionError('carrier down')\n    return f'shipped {order}'\n")
+    original = run_sync(flow, "go")
+    assert original.ok and [e.is_error for e in original.events if isinstance(e, ToolResult)] == [True, False]
+    replayed = asyncio.run(collect_result(replay(load_run(open_store(), original.run_id))))
+    assert replayed.ok and replayed.output == "shipped A-7"
+    assert _lines(replayed.events)[1:] == _lines(original.events)[1:]
