@@ -81,6 +81,25 @@ def json_wire() -> Iterator[TextIO]:
         wire.close()
 
 
+def resume_hint(run_id: str, status: str) -> str:
+    """How to go on with a team or workflow run that stopped short (its checkpoint), else nothing: the way on
+    from a failed step (after fixing its tool) or a limit (after raising it) was only in the README."""
+    from halguru.errors import HalguruError
+    from halguru.orchestration.durable import RESUMABLE
+    from halguru.store import open_store
+
+    if status not in RESUMABLE:
+        return ""
+    try:
+        checkpoint = open_store().get_checkpoint(run_id)
+    except HalguruError:
+        return ""
+    if checkpoint is None:
+        return ""
+    first = "raise the limit, then " if status == "limited" else ""
+    return f"; {first}`halguru runs resume {run_id}` goes on from its finished steps"
+
+
 def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: bool) -> int:
     """Print a run's events as they come (or as JSON lines) and return the exit code."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -125,6 +144,7 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
                   f"or `halguru runs reject {result.run_id} --reason TEXT`")
         return EXIT_PAUSED
     if result.status != "ok":
-        err.print(f"[red]Error:[/] {escape(printable(result.error or result.status))} [dim](run {result.run_id})[/]")
+        err.print(f"[red]Error:[/] {escape(printable(result.error or result.status))} [dim](run {result.run_id}"
+                  f"{resume_hint(result.run_id, result.status)})[/]")
         return EXIT_FAILED
     return 0

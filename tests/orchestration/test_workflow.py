@@ -244,6 +244,25 @@ def ship(order: str) -> str:
         "expression gives the same value again); retries are for tool and agent steps")
 
 
+def test_a_failed_or_limited_workflow_says_how_to_resume_it(project: Path, cli) -> None:
+    """`halguru run` ended a failed workflow with `Error: ... (run ID)`: that `runs resume` goes on from its
+    finished steps was only in the README. A plain agent's failure has no checkpoint, and says nothing more."""
+    def last_line(folder: Path) -> tuple[str, str]:
+        output = cli("run", str(folder), "go", code=1).output
+        return output.strip().splitlines()[-1], open_store().list_runs(1)[0]["id"]
+
+    steps = "  steps:\n    - {id: first, condition: '1'}\n    - {id: broken, tool: fail, args: {reason: x}}\n"
+    line, run_id = last_line(flow(project, steps))
+    assert line == (f"Error: step broken failed: fail raised RuntimeError: x (run {run_id}; `halguru runs resume "
+                    f"{run_id}` goes on from its finished steps)")
+    line, run_id = last_line(flow(project, "  timeout: 0.2\n  steps:\n    - {id: a, agent: ../agents/slow}\n"))
+    assert line == (f"Error: workflow exceeded workflow.timeout (0.2s) (run {run_id}; raise the limit, then "
+                    f"`halguru runs resume {run_id}` goes on from its finished steps)")
+    (project / "down.yaml").write_text('- {error: "server down"}\n')
+    line, run_id = last_line(write(project / "plain", f"name: plain\nmodel: scripted:{project / 'down.yaml'}\n"))
+    assert line == f"Error: server down (run {run_id})"
+
+
 def test_timeout_ends_the_workflow_as_limited(project: Path):
     body = """\
   timeout: 0.2
