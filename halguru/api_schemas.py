@@ -17,8 +17,8 @@ __all__ = [
     "BLANK_MESSAGE", "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut",
     "ConversationPage",
     "DeploymentList", "DeploymentOut", "ErrorBody", "ErrorDetail", "MessageIn", "MessageList", "MessageOut",
-    "PendingList", "PendingRun", "RejectIn", "ResumeIn", "RunBase", "RunDetail", "RunList", "RunOut", "RunSummary",
-    "SessionOut", "ToolCallOut", "Usage", "UserMessage", "non_blank",
+    "PendingList", "PendingRun", "RejectIn", "ResumeIn", "RunBase", "RunCancelOut", "RunDetail", "RunList", "RunOut",
+    "RunSummary", "RunningOut", "SessionOut", "ToolCallOut", "Usage", "UserMessage", "non_blank",
 ]
 
 BLANK_MESSAGE = ("the message is empty or only whitespace (or invisible characters); give the agent something "
@@ -102,15 +102,35 @@ class MessageOut(BaseModel):
                                    "kept); paused (a tool call waits for approval); running")
 
 
+class RunningOut(BaseModel):
+    """A turn of the conversation still being answered: its messages are stored when its run ends."""
+
+    run_id: str = Field(description="follow it at GET /v1/runs/{run_id}/events; stop it with POST .../cancel")
+    input: str = Field(description="the message it answers")
+
+
 class MessageList(BaseModel):
     data: list[MessageOut]
     next_cursor: str | None = Field(default=None, description="the next page's cursor (with limit); null: no more")
+    running: RunningOut | None = Field(default=None, description="the turn being answered now, not in data yet (on "
+                                       "the last page; a run that ended meanwhile is in data and not here)")
 
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     content: UserMessage = Field(description="the user's message (not only whitespace)")
     stream: StrictBool = Field(default=False, description="answer as Server-Sent Events (typed run events)")
+    detach: StrictBool = Field(default=False, description="the run goes on to its end if the client leaves (its "
+                               "stream or request closed: a page reloaded, a dropped connection); stop it with POST "
+                               "/v1/runs/{id}/cancel. Without it, closing the request cancels the run")
+
+
+class RunCancelOut(BaseModel):
+    """A cancelled run: how it ended (``cancelled``, or how it ended first if it was already ending), or
+    ``running`` if its process has not stopped it yet (it does within a second unless it is stuck)."""
+
+    run_id: str
+    status: str
 
 
 class Usage(BaseModel):

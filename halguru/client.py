@@ -35,6 +35,7 @@ from halguru.api_schemas import (
     DeploymentOut,
     MessageList,
     MessageOut,
+    RunCancelOut,
     RunDetail,
     RunOut,
 )
@@ -323,6 +324,10 @@ class Client(_Base):
     def run(self, run_id: str) -> RunDetail:
         return self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
 
+    def cancel(self, run_id: str) -> RunCancelOut:
+        """Stop a running run (on whichever replica runs it); its status once it has ended."""
+        return self._json(RunCancelOut, "POST", f"/v1/runs/{run_id}/cancel")
+
     def me(self) -> dict[str, Any]:
         """Who this key is (``GET /auth/me``): user, role, permissions."""
         return dict(json.loads(self._request("GET", "/auth/me").read()))
@@ -429,3 +434,7 @@ class AsyncClient(_Base):
 
     async def run(self, run_id: str) -> RunDetail:
         return await self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
+
+    async def cancel(self, run_id: str) -> RunCancelOut:
+        """Stop a running run (on whichever replica runs it); its status once it has ended."""
+        return await self._json(RunCancelOut, "POST", f"/v1/runs/{run_id}/cancel")

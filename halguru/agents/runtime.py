@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ __all__ = ["RunResult", "collect_result", "iter_events", "new_id", "run", "run_s
 _BOOKKEPT = frozenset({"token", "model_call", "model_result"})  # what _Book.saw keeps
 _CUT = {"cancelled": "cancelled by the user", "interrupted": "interrupted by a server shutdown"}
 SHUTDOWN = "shutdown"  # cancel a run's task with this message: it is stored as interrupted, not cancelled
+CANCEL = "cancel"  # the message of a run's task cancelled because someone asked (store.request_cancel)
 
 
 class NoConversation(HalguruError):
@@ -113,6 +114,7 @@ async def run(
                 elif event.type == "checkpoint":
                     await book.checkpoint(event.label)
                 yield event
+                book.carry_on()
         if driver is None:
             outcome.status, outcome.output, outcome.error = plain_status(end)
             outcome.paused = end.call
@@ -189,6 +191,8 @@ class _Book:
     suspended_before: float = 0.0  # seconds the hooks had spent suspended when this run started
     partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
     writing: threading.Lock = field(default_factory=threading.Lock)  # held while a checkpoint is written
+    task: asyncio.Task[Any] | None = None  # the task driving the run, cancelled when someone asks it to stop
+    cancel_asked: bool = False
 
     @classmethod
     def open(cls, agent: Agent | str | Path, input: str, conversation: str | None, *,
@@ -232,6 +236,31 @@ class _Book:
             shutdown = SHUTDOWN in exc.args
             started.add_done_callback(lambda done: self._abandon(done, shutdown))
             raise
+        self._watch_cancel()
+
+    def _watch_cancel(self) -> None:
+        """Stop the run when someone asks (``POST /v1/runs/{id}/cancel`` on any replica, through the store): its
+        task is cancelled as a consumer leaving would cancel it (stored as cancelled, with the answer so far)."""
+        assert self.store is not None
+        loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def asked() -> None:  # on the store's thread
+            with suppress(RuntimeError):  # the loop closed meanwhile: the run ended with it
+                loop.call_soon_threadsafe(self.cancel)
+
+        self.store.watch_cancel(self.run_id, asked)
+
+    def cancel(self) -> None:
+        self.cancel_asked = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel(CANCEL)
+
+    def carry_on(self) -> None:
+        """After each event handed out: a run driven one event per task (``iter_events``) is stopped at its next
+        one if it was asked to stop meanwhile."""
+        self.task = asyncio.current_task()
+        if self.cancel_asked:
+            raise asyncio.CancelledError(CANCEL)
 
     def _begin(self, conversation: str | None) -> None:
         """Record the run as running (in its conversation, checked to exist), with a first checkpoint when it

@@ -39,7 +39,7 @@ TABLES: dict[str, tuple[str, ...]] = {
                  "created", "author"),
     "runs": ("id", "conversation_id", "agent", "model", "input", "output", "status", "error", "started", "finished",
              "duration_ms", "steps", "prompt_tokens", "completion_tokens", "owner", "holder", "lease_expires",
-             "test", "job_id"),
+             "test", "job_id", "cancel_requested"),
     "events": ("run_id", "seq", "type", "step", "ts", "data"),
     "approvals": ("run_id", "conversation_id", "agent", "agent_path", "model", "input", "call", "messages", "status",
                   "reason", "continued_by", "created", "resolved", "owner", "decided_by", "arguments_before",

@@ -537,6 +537,16 @@ def m025_jobs_fair(conn: sqlite3.Connection) -> None:
     _execute_all(conn, JOBS_FAIR_SQL)
 
 
+RUN_CANCELS_SQL = "ALTER TABLE runs ADD COLUMN cancel_requested REAL"
+"""m026's statement (PostgreSQL's pg019 runs the same)."""
+
+
+def m026_run_cancels(conn: sqlite3.Connection) -> None:
+    """When someone asked to stop a running run (``POST /v1/runs/{id}/cancel``): the process holding the run, on
+    whichever replica, sees it at its next look (``RunsMixin.watch_cancel``) and cancels the run there."""
+    _execute_all(conn, RUN_CANCELS_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -546,4 +556,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m017_jobs_waiting, m018_test_runs, m019_run_jobs,
                                                           m020_channel_answers, m021_channel_opt_outs,
                                                           m022_delivery_errors, m023_message_text,
-                                                          m024_analytics_days, m025_jobs_fair]
+                                                          m024_analytics_days, m025_jobs_fair,
+                                                          m026_run_cancels]

@@ -41,6 +41,7 @@ from halguru.store.migrations import (
     MESSAGE_KEYS_SCHEMA,
     OPT_OUTS_SCHEMA,
     PUSH_SCHEMA,
+    RUN_CANCELS_SQL,
     RUN_JOBS_SQL,
     TEST_RUNS_SQL,
 )
@@ -254,10 +255,15 @@ def pg018_jobs_fair(conn: Any) -> None:
     _execute_all(conn, JOBS_FAIR_SQL)
 
 
+def pg019_run_cancels(conn: Any) -> None:
+    """SQLite's m026: when someone asked to stop a running run, seen by the replica holding it."""
+    _execute_all(conn, RUN_CANCELS_SQL.replace("REAL", "DOUBLE PRECISION"))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
                                            pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
                                            pg017_analytics_days,
-                                           pg018_jobs_fair]
+                                           pg018_jobs_fair, pg019_run_cancels]

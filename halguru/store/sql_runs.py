@@ -5,6 +5,11 @@ hosts, so a run is alive while its holder renews a lease: ``start_run`` records 
 and ``lease_expires = now + lease``; a daemon thread renews the leases of every run this store holds
 every ``lease / 3`` seconds with one UPDATE; ``finish_run`` lets go. A run stored ``running`` whose lease
 has passed reads ``interrupted`` (its process died or hung), and ``reap_expired_runs`` says so for good.
+
+Stopping a run held elsewhere goes through the same rows: ``request_cancel`` stores when someone asked
+(``cancel_requested``), and the same thread, every ``CANCEL_POLL`` seconds while this process runs any run that
+``watch_cancel`` names, reads which of them were asked and calls their callbacks (the runtime cancels the run's
+task there). One path for every replica, the one that took the request included.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from halguru.errors import StoreError
@@ -33,6 +38,7 @@ T = TypeVar("T")
 
 BOOT_ID = uuid.uuid4().hex
 """This process: the holder recorded on the runs it starts."""
+CANCEL_POLL = 0.2  # seconds between looks for cancels of the runs this process holds (while it holds any)
 INSERT_ROWS = 500  # rows per multi-row INSERT (3,000 parameters: far below either database's limit)
 
 
@@ -91,9 +97,11 @@ class RunsMixin(SQLBase):
         self._held: set[str] = set()
         self._claims: set[tuple[str, str]] = set()  # (table, run id): continuation claims (``sql_resume``)
         self._unfinished: set[str] = set()  # runs whose finish could not be stored (``_finish_failed``)
+        self._cancels: dict[str, Callable[[], None]] = {}  # run id -> what stops it (``watch_cancel``)
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._stop_renewing = threading.Event()
+        self._wake = threading.Event()  # a run newly watched for cancels: look every CANCEL_POLL from now
 
     # -- leases -----------------------------------------------------------------------
     def _hold(self, run_id: str, claim: str | None = None) -> None:
@@ -118,6 +126,7 @@ class RunsMixin(SQLBase):
         runs. The renewer stores it as interrupted at its first tick that reaches the store instead."""
         with self._held_lock:
             self._held.discard(run_id)
+            self._cancels.pop(run_id, None)
             self._unfinished.add(run_id)
             self._start_renewer()
 
@@ -125,16 +134,74 @@ class RunsMixin(SQLBase):
         with self._held_lock:
             if claim is None:
                 self._held.discard(run_id)
+                self._cancels.pop(run_id, None)
             else:
                 self._claims.discard((claim, run_id))
 
+    def watch_cancel(self, run_id: str, on_cancel: Callable[[], None]) -> None:
+        """Call ``on_cancel`` (once, on the store's lease thread) when someone asks to stop the running run
+        ``run_id`` (``request_cancel``, from any process on this database), until the run finishes."""
+        with self._held_lock:
+            self._cancels[run_id] = on_cancel
+            self._start_renewer()
+        self._wake.set()
+
+    def request_cancel(self, run_id: str) -> str:
+        """Ask whichever process holds the run to stop it: it does at its next look (``CANCEL_POLL``). Returns the
+        run's status as read: 'running' (asked, or asked already), else how it ended (nothing asked). StoreError
+        for an unknown run."""
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(f"SELECT {_STATUS} FROM runs r WHERE r.id = ?" + self.FOR_UPDATE,
+                               (now, run_id)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id!r} in {self.location}")
+            if row["status"] == "running":
+                conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?) WHERE id = ?",
+                             (now, run_id))
+            return str(row["status"])
+
+    def _look_for_cancels(self) -> None:
+        """Call the callbacks of the watched runs someone asked to stop (each once)."""
+        with self._held_lock:
+            watched = sorted(self._cancels)
+        if not watched:
+            return
+        try:
+            rows = self._rows(f"SELECT id FROM runs WHERE cancel_requested IS NOT NULL "
+                              f"AND id IN ({','.join('?' * len(watched))})", watched)
+        except self.errors as exc:  # looked at again at the next tick
+            log.warning("could not look for cancelled runs: %s", exc)
+            return
+        for row in rows:
+            with self._held_lock:
+                on_cancel = self._cancels.pop(str(row["id"]), None)
+            if on_cancel is not None:
+                try:
+                    on_cancel()
+                except Exception:  # one callback's failure never stops the renewals
+                    log.exception("stopping run %s failed", row["id"])
+
     def _renew_leases(self) -> None:
-        """Renew every held run's lease and claim in one UPDATE per table, every lease/3 s; end when none is
-        held."""
-        while not self._stop_renewing.wait(self.lease / 3):
+        """Renew every held run's lease and claim in one UPDATE per table, every lease/3 s, and look for cancels
+        every CANCEL_POLL s while any run is watched; end when none is held."""
+        due = time.monotonic() + self.lease / 3
+        while True:
+            with self._held_lock:
+                watching = bool(self._cancels)
+            wait = max(0.0, due - time.monotonic())
+            self._wake.wait(min(wait, CANCEL_POLL) if watching else wait)
+            self._wake.clear()
+            if self._stop_renewing.is_set():
+                return
+            if watching:
+                self._look_for_cancels()
+            if time.monotonic() < due:
+                continue
+            due = time.monotonic() + self.lease / 3
             with self._held_lock:
                 held, claims, unfinished = sorted(self._held), sorted(self._claims), sorted(self._unfinished)
-                if not held and not claims and not unfinished:
+                if not held and not claims and not unfinished and not self._cancels:
                     self._renewer = None
                     return
             try:
@@ -163,7 +230,9 @@ class RunsMixin(SQLBase):
             self._held.clear()
             self._claims.clear()
             self._unfinished.clear()
+            self._cancels.clear()
         self._stop_renewing.set()
+        self._wake.set()
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(10)
 

@@ -35,6 +35,7 @@ from halguru_server.schemas import (
     PendingRun,
     RejectIn,
     ResumeIn,
+    RunCancelOut,
     RunDetail,
     RunList,
     RunOut,
@@ -140,7 +141,9 @@ async def post_message(conversation_id: ConvId, body: MessageIn, request: Reques
                        ) -> Response | RunOut:
     """Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
     (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished.
-    With an ``Idempotency-Key``, a retry of the same message gets the first answer instead of a second turn."""
+    With an ``Idempotency-Key``, a retry of the same message gets the first answer instead of a second turn.
+    Closing the request (or its stream) cancels the run, unless ``detach`` (or an ``Idempotency-Key``) asks it to
+    go on: then ``POST /v1/runs/{id}/cancel`` stops it."""
     return await answer(request, state, caller, conversation_id, body, idempotency_key)
 
 
@@ -176,7 +179,8 @@ async def answer(request: Request, state: ServerState, caller: Principal, conver
     if claim is not None:
         tracked = idempotency.tracked(state, claim, events)
         events = tracked.events()
-    return await respond(request, state, served, reservation, events, body.stream, finish_alone=claim is not None,
+    return await respond(request, state, served, reservation, events, body.stream,
+                         finish_alone=claim is not None or body.detach,
                          settle=tracked.settle if tracked is not None else None)
 
 
@@ -290,6 +294,40 @@ async def resume_run(run_id: RunId, request: Request, state: State, caller: Call
     body = body or ResumeIn()
     return await respond(request, state, *await runs.resume(state, caller, run_id, _request_id(request)),
                          body.stream)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunCancelOut, tags=["runs"], responses=responses(404, 409))
+async def cancel_run(run_id: RunId, request: Request, state: State, caller: Caller) -> RunCancelOut:
+    """Stop a running run, on whichever replica runs it: it ends ``cancelled``, keeping the answer so far (a
+    detached message's run, or one whose client is still reading: its stream ends with an ``error`` event of kind
+    ``cancelled``). Answers once it has ended (``running``: not yet, after a few seconds). 409 when it has ended
+    already, or waits for an approval (reject it instead). Stopping someone else's run (a role that sees all
+    runs) is audited."""
+    return await cancel(request, state, caller, run_id)
+
+
+CANCEL_WAIT = 5.0  # seconds a cancel waits for the run to end before answering that it is still ending
+
+
+async def cancel(request: Request, state: ServerState, caller: Principal, run_id: str,
+                 audited: bool = False) -> RunCancelOut:
+    """Ask the run's process to stop it (through the store: any replica), then wait for its end (shared by the
+    API, the web chat's Stop and the console); audited when it is someone else's run, or ``audited``."""
+    run = await asyncio.to_thread(owned_run, state, caller, run_id)
+    status = await asyncio.to_thread(state.store.request_cancel, run_id)
+    if status == "running" and (audited or run["owner"] != caller.owner):
+        await asyncio.to_thread(audit.record, request, "run.cancel", run_id,
+                                {"agent": run["agent"], "owner": run["owner"]})
+    if status == "paused":
+        raise ApiError(409, f"run {run_id} waits for a tool call's approval: reject it instead (POST "
+                            f"/v1/runs/{run_id}/reject)", "not_running")
+    if status != "running":
+        raise ApiError(409, f"run {run_id} has already ended ({status}): there is nothing to cancel", "not_running")
+    deadline = asyncio.get_running_loop().time() + CANCEL_WAIT
+    while status == "running" and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(follow.POLL)
+        status = (await asyncio.to_thread(state.store.get_run, run_id))["status"]
+    return RunCancelOut(run_id=run_id, status=status)
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["runs"], responses=responses(404))

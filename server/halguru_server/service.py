@@ -30,7 +30,7 @@ from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
 from halguru_server.lifecycle import Pump, RunCut, closing
 from halguru_server.ops import model_label, reads_metrics, without_folders
-from halguru_server.schemas import MessageList, MessageOut
+from halguru_server.schemas import MessageList, MessageOut, RunningOut
 from halguru_server.state import Principal, ServerState
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -70,10 +70,15 @@ def message_list(state: ServerState, conversation_id: str, limit: int = MESSAGES
     ``human`` (who it was stays with the operators), each with its run's status (an answer cut short says so when
     shown again). ``limit`` per page, ``next_cursor`` for the next (None: the last page)."""
     offset = cursors.offset_of(cursor)
+    # before the messages: a run that ends between the two reads is then in both, never in neither
+    running = state.store.list_runs(1, conversation_id=conversation_id, status="running")
     page = state.store.conversation_messages(conversation_id, offset, limit + 1)  # one more: is there a next?
     more, page = len(page) > limit, page[:limit]
     statuses = state.store.run_statuses(conversation_id) if any(m["run_id"] for m in page) else {}
-    return MessageList(data=[
+    if more or any(m["run_id"] == run["id"] for run in running for m in page):
+        running = []
+    return MessageList(running=RunningOut(run_id=running[0]["id"], input=running[0]["input"]) if running else None,
+                       data=[
         MessageOut(role=m["role"], content=m["content"], tool_calls=m["tool_calls"], tool_call_id=m["tool_call_id"],
                    name=m["name"], human=m["author"] is not None, run_id=m["run_id"],
                    run_status=statuses.get(m["run_id"]) if m["run_id"] else None)
@@ -322,8 +327,9 @@ async def metered(state: ServerState, served: ServedAgent, reservation: Reservat
 async def collect(request: Request, state: ServerState, events: AsyncIterator[Event],
                   finish_alone: bool = False) -> list[Event]:
     """Run to the end in its own task; if the client goes away first, cancel the run (stored as cancelled), or
-    with ``finish_alone`` (a message with an Idempotency-Key: its retry is to get the whole answer) let it run to
-    its end; if the shutdown grace period cuts it, a 503 (the run is stored as interrupted)."""
+    with ``finish_alone`` (a message with an Idempotency-Key: its retry is to get the whole answer; or ``detach``)
+    let it run to its end; if the shutdown grace period cuts it, a 503 (the run is stored as interrupted); if
+    someone stopped it (POST /v1/runs/{id}/cancel), a 409."""
     pump = Pump(state.lifecycle, events)
 
     async def disconnected() -> None:
@@ -348,7 +354,8 @@ async def collect(request: Request, state: ServerState, events: AsyncIterator[Ev
     except RunCut as cut:
         if cut.shutdown:
             raise ApiError(503, str(cut), "shutdown", headers={"Retry-After": "5"}) from None
-        raise ApiError(499, "client closed the request", "cancelled") from None
+        raise ApiError(409, "the run was cancelled (POST /v1/runs/{id}/cancel) before it finished; it is stored "
+                            "as cancelled with the answer so far", "cancelled") from None
 
 
 KEEPALIVE = ": keep-alive\n\n"

@@ -28,6 +28,7 @@ from halguru_server.schemas import (
     ConversationPage,
     MessageIn,
     MessageList,
+    RunCancelOut,
     RunOut,
     SessionOut,
 )
@@ -109,6 +110,15 @@ async def chat_resume(run_id: Annotated[str, Path(max_length=50)], state: State,
     if caller.anonymous:
         await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
     return await api.resume_stream(state, caller, run_id, last_event_id, None)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunCancelOut, responses=responses(404, 409, 429))
+async def chat_cancel(run_id: Annotated[str, Path(max_length=50)], request: Request, state: State,
+                      caller: Caller) -> RunCancelOut:
+    """The chat's Stop: like POST /v1/runs/{id}/cancel, for the caller's own runs (an anonymous session's only)."""
+    if caller.anonymous:
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
+    return await api.cancel(request, state, caller, run_id)
 
 
 @router.post("/conversations/{conversation_id}/messages", response_model=RunOut,

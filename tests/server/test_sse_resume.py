@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,18 +18,42 @@ from tests.server.test_serve_api import new_conversation
 
 def blocks(response: httpx.Response) -> list[dict[str, Any]]:
     """Each SSE block as {id, event, data} (comments and retry-only blocks left out)."""
-    out, block = [], {}
+    return list(iter_blocks(response))
+
+
+def iter_blocks(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """``blocks``, each as it comes."""
+    block: dict[str, Any] = {}
     for line in response.iter_lines():
         if not line:
             if "event" in block:
-                out.append(block)
+                yield block
             block = {}
         elif line.startswith(("id: ", "event: ")):
             key, _, value = line.partition(": ")
             block[key] = value
         elif line.startswith("data: "):
             block["data"] = json.loads(line[6:])
-    return out
+
+
+def streaming(client: httpx.Client, path: str, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]],
+                                                                             threading.Thread]:
+    """Post ``body`` as a stream read on a thread, kept open; (the run's id, the blocks read so far and on, the
+    thread) once the first token came."""
+    live: list[dict[str, Any]] = []
+    token = threading.Event()
+
+    def listen() -> None:
+        with client.stream("POST", path, json={**body, "stream": True}) as response:
+            for block in iter_blocks(response):
+                live.append(block)
+                if block["event"] == "token":
+                    token.set()
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    assert token.wait(10), live
+    return live[0]["id"].split(":")[0], live, listener
 
 
 def keyed(server: Server, secret: str) -> httpx.Client:
@@ -41,20 +65,8 @@ def test_a_stream_cut_on_one_replica_resumes_on_another(serve: Callable[..., Ser
     secret = api_key()
     one, two = keyed(serve(), secret), keyed(serve(), secret)
     conv = new_conversation(one, "slow")
-    live: list[dict[str, Any]] = []
-    first_token = threading.Event()
-
-    def listen() -> None:  # the run's own stream stays open on replica one (closing it would stop the run)
-        with one.stream("POST", f"/v1/conversations/{conv}/messages", json={"content": "go", "stream": True}) as r:
-            for block in blocks(r):
-                live.append(block)
-                if block["event"] == "token":
-                    first_token.set()
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    assert first_token.wait(10)
-    run_id, _ = live[0]["id"].split(":")
+    # the run's own stream stays open on replica one (closing it would stop the run)
+    run_id, live, listener = streaming(one, f"/v1/conversations/{conv}/messages", {"content": "go"})
     seen = live[1]["id"]  # the client got run_started and one more event, then lost replica one
     with two.stream("GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": seen}) as resumed:
         assert resumed.status_code == 200 and resumed.headers["content-type"].startswith("text/event-stream")

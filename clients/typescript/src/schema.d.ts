@@ -255,6 +255,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/chat/api/runs/{run_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Chat Cancel
+         * @description The chat's Stop: like POST /v1/runs/{id}/cancel, for the caller's own runs (an anonymous session's only).
+         */
+        post: operations["chat_cancel_chat_api_runs__run_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/chat/api/runs/{run_id}/events": {
         parameters: {
             query?: never;
@@ -686,6 +706,8 @@ export interface paths {
          * @description Send a message and get the answer: whole (JSON), or streamed as typed events with ``stream: true``
          *     (or ``Accept: text/event-stream``): run_started, token, tool_call, tool_result, ..., run_finished.
          *     With an ``Idempotency-Key``, a retry of the same message gets the first answer instead of a second turn.
+         *     Closing the request (or its stream) cancels the run, unless ``detach`` (or an ``Idempotency-Key``) asks it to
+         *     go on: then ``POST /v1/runs/{id}/cancel`` stops it.
          */
         post: operations["post_message_v1_conversations__conversation_id__messages_post"];
         delete?: never;
@@ -1129,6 +1151,30 @@ export interface paths {
          *     continuation run is answered like a message (JSON, or SSE with ``stream: true``). 409 once decided.
          */
         post: operations["approve_run_v1_runs__run_id__approve_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{run_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Run
+         * @description Stop a running run, on whichever replica runs it: it ends ``cancelled``, keeping the answer so far (a
+         *     detached message's run, or one whose client is still reading: its stream ends with an ``error`` event of kind
+         *     ``cancelled``). Answers once it has ended (``running``: not yet, after a few seconds). 409 when it has ended
+         *     already, or waits for an approval (reject it instead). Stopping someone else's run (a role that sees all
+         *     runs) is audited.
+         */
+        post: operations["cancel_run_v1_runs__run_id__cancel_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2240,6 +2286,12 @@ export interface components {
              */
             content: string;
             /**
+             * Detach
+             * @description the run goes on to its end if the client leaves (its stream or request closed: a page reloaded, a dropped connection); stop it with POST /v1/runs/{id}/cancel. Without it, closing the request cancels the run
+             * @default false
+             */
+            detach?: boolean;
+            /**
              * Stream
              * @description answer as Server-Sent Events (typed run events)
              * @default false
@@ -2255,6 +2307,8 @@ export interface components {
              * @description the next page's cursor (with limit); null: no more
              */
             next_cursor?: string | null;
+            /** @description the turn being answered now, not in data yet (on the last page; a run that ended meanwhile is in data and not here) */
+            running?: components["schemas"]["RunningOut"] | null;
         };
         /** ModelCard */
         ModelCard: {
@@ -2488,6 +2542,17 @@ export interface components {
             /** Revoked */
             revoked: number;
         };
+        /**
+         * RunCancelOut
+         * @description A cancelled run: how it ended (``cancelled``, or how it ended first if it was already ending), or
+         *     ``running`` if its process has not stopped it yet (it does within a second unless it is stuck).
+         */
+        RunCancelOut: {
+            /** Run Id */
+            run_id: string;
+            /** Status */
+            status: string;
+        };
         /** RunDetail */
         RunDetail: {
             /** Agent */
@@ -2612,6 +2677,22 @@ export interface components {
              * @description running, interrupted (its process died), paused, failed, limited, cancelled or ok
              */
             status: string;
+        };
+        /**
+         * RunningOut
+         * @description A turn of the conversation still being answered: its messages are stored when its run ends.
+         */
+        RunningOut: {
+            /**
+             * Input
+             * @description the message it answers
+             */
+            input: string;
+            /**
+             * Run Id
+             * @description follow it at GET /v1/runs/{run_id}/events; stop it with POST .../cancel
+             */
+            run_id: string;
         };
         /** SessionList */
         SessionList: {
@@ -3917,6 +3998,82 @@ export interface operations {
             };
             /** @description invalid_request */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    chat_cancel_chat_api_runs__run_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunCancelOut"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7019,6 +7176,65 @@ export interface operations {
             };
             /** @description unavailable */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel_run_v1_runs__run_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description a run id */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunCancelOut"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
