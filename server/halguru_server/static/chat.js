@@ -4,7 +4,9 @@ import { MarkdownView, renderMarkdown } from "/chat/static/markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const log = $("log"), input = $("input"), agentSelect = $("agent"), statusLine = $("status");
-let controller = null;
+let controller = null;  // the answer coming in now: its abort stops the page reading it (not the run)
+// That answer's run (its id once known), and whether the page has left it or asked it to stop before it had an id.
+let answering = { runId: "", stopWanted: false, left: false, reading: false };
 let usingKey = true;  // send the stored key; false once the server refused it (then: the session token)
 let me = null;  // the signed-in user (GET /auth/me through the session cookie), else null
 let dev = false;  // `halguru serve --dev` (/auth/me's via): no keys, no accounts, so no key or sign-in controls
@@ -288,25 +290,28 @@ async function messagePage(id, cursor) {
 }
 
 // All of conversation `id`'s messages, page after page (the server sends a long history a page at a time).
+// With the turn still being answered, if any (`running`: its run id and question, on the last page).
 async function allMessages(id) {
   const messages = [];
-  let cursor = null;
+  let cursor = null, running = null;
   do {
     const page = await messagePage(id, cursor);
     messages.push(...page.data);
     cursor = page.next_cursor;
+    running = page.running || null;
   } while (cursor);
-  return messages;
+  return { messages, running };
 }
 
 async function loadConversation() {
+  leaveAnswer();  // another conversation shown (or this one again): its answer goes on without this page
   log.replaceChildren();
   const agent = agentSelect.value;
   const id = agent && store.conversation(agent);
   showInUrl(agent, id);
   if (!id) return;
   try {
-    const messages = await allMessages(id);
+    const { messages, running } = await allMessages(id);
     let shown = null;  // the last message shown of the current run
     messages.forEach((m, i) => {
       if (m.run_id !== messages[i - 1]?.run_id) shown = null;
@@ -316,10 +321,56 @@ async function loadConversation() {
       // a run that did not end well says so under the last of its messages, as it did while it streamed
       if (shown && m.run_id !== messages[i + 1]?.run_id && CUT[m.run_status]) failed(shown, CUT[m.run_status]);
     });
+    if (running && !messages.some((m) => m.run_id === running.run_id)) followRunning(running);
   } catch (error) {
     if (error.status === 404 || error.sessionEnded) { store.setConversation(agent, null); showInUrl(agent, null); }
     else showStatus(error.message);
   }
+}
+
+// A turn still being answered when the conversation was opened (the page reloaded mid-answer: the run goes on
+// without it): its question, and its answer followed to its end from what the server stored (tokens are not kept:
+// it arrives whole, as a resumed stream's does). Stop stops it here too.
+async function followRunning(running) {
+  if (controller) return;
+  addMessage("user", running.input);
+  const bubble = addMessage("assistant", "");
+  working(bubble, true);
+  answering.runId = running.run_id;
+  try {
+    const response = await api(`/runs/${encodeURIComponent(running.run_id)}/events`,
+      { signal: controller.signal, headers: { Accept: "text/event-stream" } });
+    await streamAnswer(response, bubble);
+  } catch (error) {
+    if (error.name !== "AbortError") { failed(bubble, error.message); showStatus(error.message); }
+  } finally {
+    working(bubble, false);
+  }
+}
+
+// The page stops showing the answer coming in (another conversation opened): its run goes on, on the server.
+function leaveAnswer() {
+  if (!controller) return;
+  answering.left = true;
+  controller.abort();
+  controller = null;
+  $("send").disabled = false; $("stop").hidden = true;
+}
+
+// Stop: the server stops the run, on whichever server runs it (the stream then ends, saying so). A run still
+// waiting for its place has no id yet: it is stopped as soon as its first event names it.
+async function stopAnswer() {
+  if (!controller) return;
+  const mine = answering;
+  showStatus("Stopping…");
+  if (!mine.runId) { mine.stopWanted = true; return; }
+  try {
+    await api(`/runs/${encodeURIComponent(mine.runId)}/cancel`, { method: "POST" });
+  } catch (error) {
+    if (error.status !== 409) { showStatus(`Not stopped: ${error.message}`); return; }  // 409: it had ended
+  }
+  // Between two tries to reconnect nothing will come to say it stopped: stop waiting for it.
+  if (answering === mine && !mine.reading && controller) controller.abort();
 }
 
 async function ensureSession() {
@@ -356,10 +407,12 @@ async function send(text) {
   const question = addMessage("user", text);
   const bubble = addMessage("assistant", "");
   working(bubble, true);
+  const mine = answering;
   const post = async () => {
     const id = await ensureConversation(agent, text);
     const response = await api(`/conversations/${encodeURIComponent(id)}/messages`, {
-      method: "POST", body: JSON.stringify({ content: text, stream: true }),
+      // detach: a reload (or a dropped connection) leaves the answer running; Stop asks the server to stop it
+      method: "POST", body: JSON.stringify({ content: text, stream: true, detach: true }),
       headers: { Accept: "text/event-stream" }, signal: controller.signal,
     });
     return { id, response };
@@ -385,8 +438,9 @@ async function send(text) {
     }
     await streamAnswer(response, bubble);
   } catch (error) {
-    if (error.name === "AbortError") { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
-    else {
+    if (error.name === "AbortError") {
+      if (!mine.left) { failed(bubble, CUT.cancelled); showStatus("Stopped."); }
+    } else {
       // Refused (429, 503, 413...) or never reached (fetch's own "Failed to fetch"): nothing was stored, so the
       // text goes back in the box to send again rather than being lost with the cleared box, and leaves the log
       // (drawn there too, it read as sent, and twice once sent again); where the box holds newer typing, the
@@ -421,9 +475,14 @@ tabs?.addEventListener("message", ({ data }) => {
 
 // While an answer comes, its bubble is busy, Send waits and Stop (the controller's abort) shows; its end is heard.
 function working(bubble, on) {
-  if (on) { bubble.setAttribute("aria-busy", "true"); controller = new AbortController(); announce("Answering…"); }
-  else {
-    bubble.removeAttribute("aria-busy"); controller = null; announce(spoken(bubble));
+  if (on) {
+    bubble.setAttribute("aria-busy", "true"); controller = bubble.controller = new AbortController();
+    answering = { runId: "", stopWanted: false, left: false, reading: false };
+    announce("Answering…");
+  } else {
+    bubble.removeAttribute("aria-busy");
+    if (controller !== bubble.controller) return;  // left for another answer meanwhile: that one is shown now
+    controller = null; announce(spoken(bubble));
     // back to the box from Stop (about to hide) or nowhere; not from where the user went meanwhile
     if ([document.body, $("stop"), $("send")].includes(document.activeElement)) input.focus();
   }
@@ -448,6 +507,10 @@ async function streamAnswer(response, bubble) {
   const draw = () => { cancelAnimationFrame(frame); frame = 0; view.update(answer); toEnd(); };
   const onEvent = (type, event) => {
     if (type === "token") { answer += event.text; frame ||= requestAnimationFrame(draw); return; }
+    if (type === "run_started" && !answering.runId) {
+      answering.runId = event.run_id;
+      if (answering.stopWanted) stopAnswer();
+    }
     if (type === "tool_call") log.insertBefore(said(Object.assign(document.createElement("div"),
       { className: "msg tool", textContent: `→ ${event.name}` }), "Tool call"), bubble);
     else if (type === "model_result" && event.tool_calls.length) { answer = ""; draw(); }
@@ -456,7 +519,10 @@ async function streamAnswer(response, bubble) {
       answer = event.output;
       draw();
       copyButtons(bubble);
-      if (event.status !== "ok") { failed(bubble, event.error || event.status); showStatus(event.error || event.status); }
+      if (event.status !== "ok") {
+        const why = event.status === "cancelled" ? CUT.cancelled : event.error || event.status;
+        failed(bubble, why); showStatus(why);
+      }
       finished = true;
     }
     else if (type === "error" && event.fatal) {
@@ -465,6 +531,11 @@ async function streamAnswer(response, bubble) {
     toEnd();
   };
   const seen = { lastId: "" };
+  const reading = async (read) => {
+    const mine = answering;
+    mine.reading = true;
+    try { await read; } finally { mine.reading = false; }
+  };
   let refused = "";  // why the server would not give the run (not ours, gone with its session): no use waiting
   const reconnect = async () => {
     const until = Date.now() + RECONNECT_MS;
@@ -472,16 +543,17 @@ async function streamAnswer(response, bubble) {
       wait = Math.min(2 * wait, RECONNECT_MAX_WAIT_MS)) {
       const drawn = Math.round(wait * (0.5 + Math.random()));
       showStatus(`The connection to the server broke; reconnecting in ${(drawn / 1000).toFixed(1)} s…`);
-      await pause(drawn, controller.signal);
+      await pause(drawn, bubble.controller.signal);
       const run = encodeURIComponent(seen.lastId.split(":")[0]);
-      const more = await api(`/runs/${run}/events`, { signal: controller.signal,
+      answering.runId ||= decodeURIComponent(run);
+      const more = await api(`/runs/${run}/events`, { signal: bubble.controller.signal,
         headers: { Accept: "text/event-stream", "Last-Event-ID": seen.lastId } }).catch((error) => {
         if (error.status >= 400 && error.status < 500 && error.status !== 429) refused = error.message;
         return rethrowAbort(error);
       });
       if (refused) return;
       if (more && more.status === 204) { seen.lastId = ""; return; }  // the server says we have its end
-      if (more) { showStatus(""); await readEvents(more, onEvent, seen).catch(rethrowAbort); }
+      if (more) { showStatus(""); await reading(readEvents(more, onEvent, seen)).catch(rethrowAbort); }
     }
   };
   const cutOff = () => {
@@ -511,7 +583,7 @@ async function streamAnswer(response, bubble) {
     });
   };
   try {
-    await readEvents(response, onEvent, seen).catch(rethrowAbort);
+    await reading(readEvents(response, onEvent, seen)).catch(rethrowAbort);
     await reconnect();
   } finally {
     if (frame) draw();  // what came before a stop or a break, before any note under it
@@ -686,7 +758,7 @@ function rethrowAbort(error) {
 }
 
 function newConversation() {
-  if (controller) controller.abort();
+  leaveAnswer();
   store.setConversation(agentSelect.value, null);
   showInUrl(null, null);
   $("history").value = "";
@@ -722,12 +794,12 @@ input.addEventListener("keydown", (e) => {
 });
 document.addEventListener("keydown", (e) => {
   if (e.altKey && (e.key === "n" || e.key === "N")) { e.preventDefault(); newConversation(); }
-  if (e.key === "Escape" && controller) controller.abort();
+  if (e.key === "Escape" && controller) stopAnswer();
 });
 $("new").addEventListener("click", newConversation);
 $("attach-button").addEventListener("click", () => $("attach").click());
 $("attach").addEventListener("change", () => { const file = $("attach").files[0]; $("attach").value = ""; attach(file); });
-$("stop").addEventListener("click", () => controller && controller.abort());
+$("stop").addEventListener("click", stopAnswer);
 $("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
 $("key-form").addEventListener("submit", (e) => {
   e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true;
