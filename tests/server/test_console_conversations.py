@@ -256,3 +256,34 @@ def test_the_console_shows_what_the_channel_reported_of_each_message(app) -> Non
             ("echo:SMin", "in", "received", None), ("SMok", "out", "delivered", None),
             ("SMbad", "out", "undelivered", "error 30003: unreachable handset")]
         assert client.get("/v1/admin/conversations/conv_api").json()["deliveries"] == []
+
+
+def test_an_operator_cancels_a_running_run_from_its_conversation_page(app) -> None:
+    """A running run shows a Cancel button; pressed, the run's process is asked through the store (here a watcher
+    standing for the runtime ends it as cancelled), the page says so, the audit log has it, and the button goes."""
+    from halguru_server.identity import websessions
+
+    store = app.state.halguru.store
+    store.start_run("run_0b5e01", "conv_busy", "echo", "scripted", "a long one", owner="user:someone")
+    store.watch_cancel("run_0b5e01", lambda: store.finish_run(
+        "run_0b5e01", "conv_busy", {"status": "cancelled", "output": "so far", "duration_ms": 0, "steps": 0,
+                                    "prompt_tokens": 0, "completion_tokens": 0}, [], []))
+    operator = accounts.create_user(store, "op@example.com", role="operator")
+    with TestClient(app, base_url="http://testserver") as client:
+        secret, session = websessions.issue(store, operator["id"], app.state.halguru.settings.auth)
+        client.cookies.set(websessions.COOKIE, secret)
+        page = client.get("/admin/conversations/conv_busy").text
+        assert 'action="/admin/conversations/conv_busy/runs/run_0b5e01/cancel"' in page
+        done = client.post("/admin/conversations/conv_busy/runs/run_0b5e01/cancel",
+                           headers={"Origin": "http://testserver"}, data={"csrf_token": session["csrf"]},
+                           follow_redirects=True)
+        assert "Cancelled." in done.text, done.text[done.text.find("notice"):][:300]
+        assert "/runs/run_0b5e01/cancel" not in done.text
+        assert store.get_run("run_0b5e01")["status"] == "cancelled"
+        entry = store.list_audit(5, action="run.")[0]
+        assert (entry["action"], entry["target"], entry["actor"]) == ("run.cancel", "run_0b5e01",
+                                                                      f"user:{operator['id']}")
+        again = client.post("/admin/conversations/conv_busy/runs/run_0b5e01/cancel",
+                            headers={"Origin": "http://testserver"}, data={"csrf_token": session["csrf"]},
+                            follow_redirects=True)
+        assert "has already ended (cancelled): there is nothing to cancel" in again.text

@@ -1,6 +1,7 @@
 """Conversations (``/admin/conversations``, ``conversations:read_all``): search everyone's conversations with
 filters, open one as its user saw it with each run's trace tree (the tree of `halguru logs show`), export it,
-delete it, and take it over (``runs:approve_all``): answer as a person, then hand it back.
+delete it, take it over (``runs:approve_all``): answer as a person, then hand it back, and stop a running
+run (audited).
 
 Every action goes through the functions of ``/v1/admin/conversations`` and ``/v1/conversations/{id}/takeover``
 (``halguru_server.conversations_api``), so the API and the console record the same audit entries.
@@ -8,6 +9,7 @@ Every action goes through the functions of ``/v1/admin/conversations`` and ``/v1
 
 from __future__ import annotations
 
+import asyncio
 from io import StringIO
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -15,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from halguru_server import api as rest_api
 from halguru_server import audit, conversations_api, service
 from halguru_server.console import shell
 from halguru_server.errors import ApiError
@@ -101,6 +104,23 @@ def messages_fragment(conversation_id: ConvId, state: State, caller: Reader) -> 
     """The messages table alone: the page refreshes it while a person holds the conversation."""
     _, messages, _ = conversations_api.detail(state, caller, conversation_id)
     return shell.fragment("conversation_messages.html", messages=messages, people=_people(state))
+
+
+@router.post("/conversations/{conversation_id}/runs/{run_id}/cancel")
+async def cancel_run(conversation_id: ConvId, run_id: Annotated[str, Path(max_length=50)], request: Request,
+                     state: State, caller: Steerer) -> Response:
+    """Stop one of the conversation's running runs (on whichever replica runs it), audited as ``run.cancel``."""
+    await pages.form(request)
+    page = f"/admin/conversations/{conversation_id}"
+    try:
+        run = await asyncio.to_thread(rest_api.owned_run, state, caller, run_id)
+        if run["conversation_id"] != conversation_id:
+            raise ApiError(404, f"no run {run_id!r} in this conversation")
+        ended = await rest_api.cancel(request, state, caller, run_id, audited=True)
+    except ApiError as exc:
+        return shell.back(f"{page}?{urlencode({'notice': exc.message})}")
+    said = "Cancelled." if ended.status == "cancelled" else f"Asked to stop; the run reads {ended.status}."
+    return shell.back(f"{page}?{urlencode({'notice': said})}")
 
 
 @router.post("/conversations/{conversation_id}/{action}")
