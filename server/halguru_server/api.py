@@ -301,8 +301,8 @@ async def cancel_run(run_id: RunId, request: Request, state: State, caller: Call
     """Stop a running run, on whichever replica runs it: it ends ``cancelled``, keeping the answer so far (a
     detached message's run, or one whose client is still reading: its stream ends with an ``error`` event of kind
     ``cancelled``). Answers once it has ended (``running``: not yet, after a few seconds). 409 when it has ended
-    already, or waits for an approval (reject it instead). Stopping someone else's run (a role that sees all
-    runs) is audited."""
+    already, waits for an approval (reject it instead) or is a job's (cancel the job). Stopping someone else's run
+    (a role that sees all runs) is audited."""
     return await cancel(request, state, caller, run_id)
 
 
@@ -314,6 +314,9 @@ async def cancel(request: Request, state: ServerState, caller: Principal, run_id
     """Ask the run's process to stop it (through the store: any replica), then wait for its end (shared by the
     API, the web chat's Stop and the console); audited when it is someone else's run, or ``audited``."""
     run = await asyncio.to_thread(owned_run, state, caller, run_id)
+    if run["job_id"] and run["status"] == "running":  # its worker would let the job go, to run again elsewhere
+        raise ApiError(409, f"run {run_id} is job {run['job_id']}'s: cancel the job instead (POST "
+                            f"/v1/jobs/{run['job_id']}/cancel)", "job_run")
     status = await asyncio.to_thread(state.store.request_cancel, run_id)
     if status == "running" and (audited or run["owner"] != caller.owner):
         await asyncio.to_thread(audit.record, request, "run.cancel", run_id,

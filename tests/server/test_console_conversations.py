@@ -287,3 +287,13 @@ def test_an_operator_cancels_a_running_run_from_its_conversation_page(app) -> No
                             headers={"Origin": "http://testserver"}, data={"csrf_token": session["csrf"]},
                             follow_redirects=True)
         assert "has already ended (cancelled): there is nothing to cancel" in again.text
+
+    # a worker's run is stopped by cancelling its job: cancelled alone, its worker would let the job run again
+    job, _ = store.enqueue_job("run", "echo", {"input": "bill me"})
+    store.start_run("run_0b5e02", "conv_busy", "echo", "scripted", "bill me", existing=True, job_id=job["id"])
+    refused = TestClient(app).post("/v1/runs/run_0b5e02/cancel", headers=_headers(store, "op2@example.com",
+                                                                                   "operator"))
+    assert refused.status_code == 409 and refused.json()["error"] == {
+        "type": "job_run", "message": f"run run_0b5e02 is job {job['id']}'s: cancel the job instead (POST "
+                                      f"/v1/jobs/{job['id']}/cancel)"}
+    assert store.get_run("run_0b5e02")["status"] == "running"

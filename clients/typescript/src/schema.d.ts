@@ -1171,8 +1171,8 @@ export interface paths {
          * @description Stop a running run, on whichever replica runs it: it ends ``cancelled``, keeping the answer so far (a
          *     detached message's run, or one whose client is still reading: its stream ends with an ``error`` event of kind
          *     ``cancelled``). Answers once it has ended (``running``: not yet, after a few seconds). 409 when it has ended
-         *     already, or waits for an approval (reject it instead). Stopping someone else's run (a role that sees all
-         *     runs) is audited.
+         *     already, waits for an approval (reject it instead) or is a job's (cancel the job). Stopping someone else's run
+         *     (a role that sees all runs) is audited.
          */
         post: operations["cancel_run_v1_runs__run_id__cancel_post"];
         delete?: never;
