@@ -35,7 +35,7 @@ ACTIONS = frozenset({
     "auth.password_reset", "user.create", "user.role", "user.disable", "user.unlock", "user.invite",
     "user.take_over", "user.email", "session.revoke",
     "user.reset_2fa", "user.2fa_enable", "user.2fa_disable", "key.create", "key.revoke", "run.approve",
-    "run.reject", "run.resume",
+    "run.reject", "run.resume", "run.cancel",
     "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
     "conversation.handback", "conversation.reply", "conversation.export", "conversation.retention",
     "agent.publish", "agent.rollback", "agent.delete_version", "opt_out.clear",

@@ -128,8 +128,10 @@ async def run(
         outcome.status, outcome.error = "failed", str(exc)
         yield trace(Error(kind=error_kind(exc), message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
-        book.finish(*_cut_short(book, exc))  # Ctrl-C, a consumer gone or a shutdown: keep the partial answer
-        raise
+        if not book.stopped_as_asked(exc):
+            book.finish(*_cut_short(book, exc))  # Ctrl-C, a consumer gone or a shutdown: keep the partial answer
+            raise
+        outcome.status, outcome.error = _cut_short(book, exc)  # asked to stop: it ends, run_finished says so
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
         book.finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
@@ -254,6 +256,18 @@ class _Book:
         self.cancel_asked = True
         if self.task is not None and not self.task.done():
             self.task.cancel(CANCEL)
+
+    def stopped_as_asked(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the cancel someone asked for (``cancel``), and nothing else cut the run: then the run
+        ends as any run does, with its run_finished (status cancelled) for whoever reads it, and no exception."""
+        if not (self.cancel_asked and isinstance(exc, asyncio.CancelledError) and CANCEL in exc.args):
+            return False
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+            if task.cancelling():  # cancelled again meanwhile (a shutdown, the consumer gone): that one wins
+                return False
+        return True
 
     def carry_on(self) -> None:
         """After each event handed out: a run driven one event per task (``iter_events``) is stopped at its next

@@ -1,4 +1,5 @@
-"""`halguru runs`: list runs by status, decide the ones paused for approval, resume interrupted ones."""
+"""`halguru runs`: list runs by status, decide the ones paused for approval, resume interrupted ones, stop running
+ones."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import typer
 
-app = typer.Typer(help="Runs: list by status, approve or reject paused ones, resume interrupted ones.",
+app = typer.Typer(help="Runs: list by status, approve or reject paused ones, resume interrupted ones, cancel "
+                       "running ones.",
                   no_args_is_help=True)
 
 
@@ -125,3 +127,17 @@ def reject(
 
     stream = resume_events(run_id, reject=reason)
     raise typer.Exit(stream_run(lambda: stream, json_output=json_output))
+
+
+@app.command()
+def cancel(
+    run_id: str = typer.Argument(..., help="A running run (id or unique prefix), in this process's store: on this "
+                                           "machine, or on any serve replica sharing its database."),
+) -> None:
+    """Stop a running run wherever it runs: it ends cancelled, keeping its answer so far."""
+    from halguru.orchestration.durable import cancel as cancel_run
+
+    full_id, status = cancel_run(run_id)
+    typer.echo(f"Run {full_id} cancelled." if status == "cancelled" else
+               f"Asked run {full_id} to stop; it reads {status} (its process stops it within a second, unless it is "
+               "stuck).")

@@ -52,6 +52,43 @@ def _store(store: Store | None) -> Store:
     return open_store()
 
 
+class NotCancellable(HalguruError):
+    """A run that a cancel cannot stop: it has ended, it waits for an approval (``kind`` not_running), or it is a
+    worker's job's (job_run: its worker would take the cancel for a lost lease and let the job run again)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def ask_cancel(store: Store, run: RunRecord) -> None:
+    """Ask the process running ``run`` to stop it, through the store (any process, any replica on the database):
+    it does within ``CANCEL_POLL`` seconds, storing it cancelled with the answer so far. NotCancellable says
+    why not."""
+    run_id, job = run["id"], run["job_id"]
+    if job and run["status"] == "running":
+        raise NotCancellable(f"run {run_id} is job {job}'s: cancel the job instead (`halguru jobs cancel {job}`, "
+                             f"POST /v1/jobs/{job}/cancel)", "job_run")
+    status = store.request_cancel(run_id)
+    if status == "paused":
+        raise NotCancellable(f"run {run_id} waits for a tool call's approval: reject it instead (`halguru runs "
+                             f"reject {run_id}`, POST /v1/runs/{run_id}/reject)", "not_running")
+    if status != "running":
+        raise NotCancellable(f"run {run_id} has already ended ({status}): there is nothing to cancel", "not_running")
+
+
+def cancel(run_id: str, *, store: Store | None = None, wait: float = 5.0) -> tuple[str, str]:
+    """Stop the running run ``run_id`` (id or unique prefix) wherever it runs (``ask_cancel``); (its id, its
+    status once it ended, or ``running`` still after ``wait`` seconds)."""
+    store = _store(store)
+    run = store.get_run(run_id)
+    ask_cancel(store, run)
+    deadline = time.monotonic() + wait
+    while (status := store.get_run(run["id"])["status"]) == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return run["id"], status
+
+
 def list_runs(status: str | None = None, limit: int = 20, store: Store | None = None,
               agents: Sequence[str] | None = None, owner: str | None = None,
               test_runs: bool = True) -> list[RunListRecord]:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from halguru.agents.events import Event
 from halguru.errors import StoreError
 from halguru.jobs import takeover
+from halguru.orchestration import durable
 from halguru.store.records import MessageKeyRecord, RunRecord
 from halguru_server import audit, follow, idempotency, ops, runs, service
 from halguru_server.agents import ServedAgent
@@ -314,18 +315,14 @@ async def cancel(request: Request, state: ServerState, caller: Principal, run_id
     """Ask the run's process to stop it (through the store: any replica), then wait for its end (shared by the
     API, the web chat's Stop and the console); audited when it is someone else's run, or ``audited``."""
     run = await asyncio.to_thread(owned_run, state, caller, run_id)
-    if run["job_id"] and run["status"] == "running":  # its worker would let the job go, to run again elsewhere
-        raise ApiError(409, f"run {run_id} is job {run['job_id']}'s: cancel the job instead (POST "
-                            f"/v1/jobs/{run['job_id']}/cancel)", "job_run")
-    status = await asyncio.to_thread(state.store.request_cancel, run_id)
-    if status == "running" and (audited or run["owner"] != caller.owner):
+    try:
+        await asyncio.to_thread(durable.ask_cancel, state.store, run)
+    except durable.NotCancellable as exc:
+        raise ApiError(409, str(exc), exc.kind) from None
+    if audited or run["owner"] != caller.owner:
         await asyncio.to_thread(audit.record, request, "run.cancel", run_id,
                                 {"agent": run["agent"], "owner": run["owner"]})
-    if status == "paused":
-        raise ApiError(409, f"run {run_id} waits for a tool call's approval: reject it instead (POST "
-                            f"/v1/runs/{run_id}/reject)", "not_running")
-    if status != "running":
-        raise ApiError(409, f"run {run_id} has already ended ({status}): there is nothing to cancel", "not_running")
+    status = "running"
     deadline = asyncio.get_running_loop().time() + CANCEL_WAIT
     while status == "running" and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(follow.POLL)

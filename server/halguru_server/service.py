@@ -328,8 +328,7 @@ async def collect(request: Request, state: ServerState, events: AsyncIterator[Ev
                   finish_alone: bool = False) -> list[Event]:
     """Run to the end in its own task; if the client goes away first, cancel the run (stored as cancelled), or
     with ``finish_alone`` (a message with an Idempotency-Key: its retry is to get the whole answer; or ``detach``)
-    let it run to its end; if the shutdown grace period cuts it, a 503 (the run is stored as interrupted); if
-    someone stopped it (POST /v1/runs/{id}/cancel), a 409."""
+    let it run to its end; if the shutdown grace period cuts it, a 503 (the run is stored as interrupted)."""
     pump = Pump(state.lifecycle, events)
 
     async def disconnected() -> None:
@@ -354,8 +353,7 @@ async def collect(request: Request, state: ServerState, events: AsyncIterator[Ev
     except RunCut as cut:
         if cut.shutdown:
             raise ApiError(503, str(cut), "shutdown", headers={"Retry-After": "5"}) from None
-        raise ApiError(409, "the run was cancelled (POST /v1/runs/{id}/cancel) before it finished; it is stored "
-                            "as cancelled with the answer so far", "cancelled") from None
+        raise ApiError(499, "client closed the request", "cancelled") from None
 
 
 KEEPALIVE = ": keep-alive\n\n"

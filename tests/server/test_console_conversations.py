@@ -294,6 +294,6 @@ def test_an_operator_cancels_a_running_run_from_its_conversation_page(app) -> No
     refused = TestClient(app).post("/v1/runs/run_0b5e02/cancel", headers=_headers(store, "op2@example.com",
                                                                                    "operator"))
     assert refused.status_code == 409 and refused.json()["error"] == {
-        "type": "job_run", "message": f"run run_0b5e02 is job {job['id']}'s: cancel the job instead (POST "
-                                      f"/v1/jobs/{job['id']}/cancel)"}
+        "type": "job_run", "message": f"run run_0b5e02 is job {job['id']}'s: cancel the job instead (`halguru jobs "
+                                      f"cancel {job['id']}`, POST /v1/jobs/{job['id']}/cancel)"}
     assert store.get_run("run_0b5e02")["status"] == "running"
