@@ -47,12 +47,19 @@ def test_a_message_into_a_conversation_answering_in_another_tab_stays_in_the_box
     one = _tab(context, f"{server.url}/chat/")
     one.select_option("#agent", "slow")
     ask(one, "hello", "word39")
+    two = _tab(context, one.url)  # opened before the next answer began
     one.fill("#input", "a long one")
     one.keyboard.press("Enter")
     one.locator(".msg.assistant", has_text="word1").wait_for()  # answering now
-    two = _tab(context, one.url)
     two.fill("#input", "meanwhile")
     two.keyboard.press("Enter")
     expect(two.locator("#status")).to_contain_text("An answer is still coming in this conversation", timeout=WAIT_MS)
     assert "conv_" not in two.locator("#status").inner_text()  # the page's words, not the server's ids
     assert two.input_value("#input") == "meanwhile"
+    # a tab opened mid-answer shows the turn being answered (it follows it) and holds a message back itself
+    three = _tab(context, one.url)
+    expect(three.locator(".msg.user")).to_have_text(["hello", "a long one"], timeout=WAIT_MS)
+    three.fill("#input", "meanwhile")
+    three.keyboard.press("Enter")
+    expect(three.locator("#status")).to_contain_text("An answer is still coming: send this when it has ended")
+    assert three.input_value("#input") == "meanwhile"
