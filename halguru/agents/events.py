@@ -241,6 +241,12 @@ def expand_history(event: dict[str, Any], history: list[dict[str, Any]]) -> dict
     return {**event, "messages": messages}
 
 
+def stub_history(event: dict[str, Any]) -> dict[str, Any]:
+    """A stored event with its history marker replaced by as many empty messages: what counts them needs (a trace
+    tree's "n messages"), without reading the conversation (``get_events(history=False)``)."""
+    return expand_history(event, [{}] * history_wanted(event)) if history_wanted(event) else event
+
+
 def parse_event(data: dict[str, Any] | str) -> Event:
     """Rebuild an event from its dict or JSON form (as stored or printed by ``--json``)."""
     if isinstance(data, str):

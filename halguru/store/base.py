@@ -108,6 +108,9 @@ class Store(Protocol):
         """The messages in order (``seq``), with their authors and times: ``limit`` of them (None: all) from
         position ``offset``."""
         ...
+    def conversation_tail(self, conversation_id: str, limit: int, before: int | None = None) -> list[MessageRecord]:
+        """The last ``limit`` messages before seq ``before`` (None: to the end), in order (the newest page first)."""
+        ...
     def conversation_chars(self, conversation_id: str) -> int: ...
     def take_over(self, conversation_id: str, by: str | None) -> str | None:
         """Give the conversation to operator ``by`` (None: back to the agent); who holds it afterwards (a holder
@@ -158,8 +161,9 @@ class Store(Protocol):
     def run_statuses(self, conversation_id: str) -> dict[str, str]:
         """The conversation's runs' statuses by run id (a lapsed lease reads 'interrupted')."""
         ...
-    def get_events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
-        """A run's events in order, those numbered after ``after`` (-1: all); model calls' history expanded."""
+    def get_events(self, run_id: str, after: int = -1, *, history: bool = True) -> list[dict[str, Any]]:
+        """A run's events in order, those numbered after ``after`` (-1: all); model calls' history expanded
+        (``history=False``: the stored marker kept, the conversation's messages not read)."""
         ...
     def reap_expired_runs(self) -> int: ...
     def prune_runs(self, before: float) -> int:

@@ -166,6 +166,16 @@ class ConsoleMixin(SQLBase):
             row["tool_calls"] = json.loads(row["tool_calls"] or "[]")
         return cast(list[MessageRecord], rows)
 
+    def conversation_tail(self, conversation_id: str, limit: int, before: int | None = None) -> list[MessageRecord]:
+        """The last ``limit`` messages before the one numbered ``before`` (None: the conversation's last), in order:
+        a page of a long history read from its end by the (conversation, seq) index, the rest never read."""
+        rows = self._rows("SELECT seq, role, content, tool_calls, tool_call_id, name, run_id, author, created "
+                          "FROM messages WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                          [conversation_id, 2**62 if before is None else before, limit])
+        for row in rows:
+            row["tool_calls"] = json.loads(row["tool_calls"] or "[]")
+        return cast(list[MessageRecord], rows[::-1])
+
     def conversation_chars(self, conversation_id: str) -> int:
         """How many characters the conversation's messages hold in all (serve caps an anonymous visitor's)."""
         rows = self._rows("SELECT COALESCE(SUM(LENGTH(content)), 0) AS chars FROM messages WHERE conversation_id = ?",

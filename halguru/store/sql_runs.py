@@ -481,18 +481,19 @@ class RunsMixin(SQLBase):
             raise StoreError(f"run id prefix {run_id!r} is ambiguous; give more characters")
         return cast(RunRecord, rows[0])
 
-    def get_events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
+    def get_events(self, run_id: str, after: int = -1, *, history: bool = True) -> list[dict[str, Any]]:
         """A run's events in order (those numbered after ``after``: what a follower has not seen yet), each model
         call's messages whole (stored, the conversation's history is a reference to its messages: see
-        ``halguru.agents.events.HISTORY``)."""
+        ``halguru.agents.events.HISTORY``); ``history=False`` keeps that reference (a trace tree counts the
+        messages: a late run's history in a long conversation is most of it)."""
         from halguru.agents.events import expand_history, history_wanted
 
         events = [json.loads(r["data"]) for r in
                   self._rows("SELECT data FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", [run_id, after])]
         wanted = max(map(history_wanted, events), default=0)
-        if not wanted:
+        if not wanted or not history:
             return events
         rows = self._rows("SELECT m.* FROM messages m JOIN runs r ON r.conversation_id = m.conversation_id "
                           "WHERE r.id = ? ORDER BY m.seq LIMIT ?", [run_id, wanted])
-        history = [message_from_row(row).model_dump(exclude_defaults=True) for row in rows]
-        return [expand_history(e, history) for e in events]
+        expanded = [message_from_row(row).model_dump(exclude_defaults=True) for row in rows]
+        return [expand_history(e, expanded) for e in events]

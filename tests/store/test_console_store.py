@@ -68,6 +68,18 @@ def test_take_over_holds_messages_and_hands_back(store) -> None:
     assert store.append_message("conv_nosuch", "user", "x") is None
 
 
+def test_a_conversations_tail_is_read_from_its_end(store) -> None:
+    """The console's page of a long conversation: the last messages before a seq, in order, on both backends."""
+    _conversation(store, "conv_000030", "support", "hi")
+    for i in range(5):
+        store.append_message("conv_000030", "user", f"more {i}")
+    assert [m["seq"] for m in store.conversation_tail("conv_000030", 3)] == [4, 5, 6]
+    assert [m["content"] for m in store.conversation_tail("conv_000030", 3, before=4)] == [
+        "the answer", "more 0", "more 1"]
+    assert store.conversation_tail("conv_000030", 3, before=0) == []
+    assert store.conversation_tail("conv_nosuch", 3) == []
+
+
 def test_expired_conversations_leave_out_recent_and_taken_over_ones(store, raw_sql) -> None:
     old = time.time() - 10 * 86400
     _conversation(store, "conv_000020", "support", "old", updated=old, raw_sql=raw_sql)

@@ -86,24 +86,60 @@ def conversations_page(request: Request, state: State, caller: Reader, q: Field 
                         notice=f"Deleted conversation {deleted}." if deleted else None)
 
 
+MESSAGES_PAGE = 100
+"""Messages the page shows at a time, the newest first; "Earlier messages" pages back. The whole history was read
+and drawn: a 30 MB conversation took seconds and hundreds of MB per view, and every 3 s while taken over."""
+RUNS_PAGE = 20
+"""Runs whose traces the page shows at a time, the newest; "Earlier runs" pages back."""
+Position = Annotated[int | None, Query(ge=0, le=2**62)]
+
+
+def _messages(state: ServerState, conversation_id: str, before: int | None) -> dict[str, Any]:
+    """A page of the messages before seq ``before`` (None: the newest), and the link to the page before it."""
+    page = state.store.conversation_tail(conversation_id, MESSAGES_PAGE + 1, before)  # one more: any earlier?
+    earlier = page[0]["seq"] if len(page) > MESSAGES_PAGE else None
+    page = page[-MESSAGES_PAGE:]
+    link = f"/admin/conversations/{conversation_id}"
+    return {"messages": page, "people": _people(state),
+            "earlier": f"{link}?{urlencode({'before': page[0]['seq']})}" if earlier is not None else None,
+            "newest": link if before is not None else None}
+
+
+def _traces(state: ServerState, conversation_id: str, skip: int) -> dict[str, Any]:
+    """The trace trees of the newest runs after the ``skip`` newest (oldest of them first), and the paging links.
+    A model call's history is counted, not read (``get_events(history=False)``)."""
+    from halguru.agents.events import stub_history
+
+    runs = state.store.list_runs(limit=skip + RUNS_PAGE + 1, conversation_id=conversation_id)
+    shown = list(reversed(runs[skip:skip + RUNS_PAGE]))
+    traces = [(run, trace_text(dict(run), [stub_history(e) for e in state.store.get_events(run["id"], history=False)]))
+              for run in shown]
+    link = f"/admin/conversations/{conversation_id}"
+    return {"traces": traces,
+            "earlier_runs": f"{link}?{urlencode({'runs': skip + RUNS_PAGE})}" if len(runs) > skip + RUNS_PAGE else None,
+            "newest_runs": link if skip else None}
+
+
 @router.get("/conversations/{conversation_id}")
 def conversation_page(conversation_id: ConvId, request: Request, state: State, caller: Reader,
-                      notice: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
-    """One conversation: its messages as the user saw them, each run's trace, and the actions."""
-    row, messages, runs = conversations_api.detail(state, caller, conversation_id)
-    traces = [(run, trace_text(dict(run), state.store.get_events(run["id"]))) for run in runs]
+                      notice: Annotated[str | None, Query(max_length=200)] = None, before: Position = None,
+                      runs: Annotated[int, Query(ge=0, le=100_000)] = 0) -> HTMLResponse:
+    """One conversation: a page of its messages as the user saw them (the newest unless ``before`` a seq), the
+    traces of a page of its runs (the newest unless ``runs`` skips some), and the actions."""
+    row = service.get_conversation(state, caller, conversation_id)
     # what the channel said of each message (a reply Twilio reports undelivered): else nowhere to be seen
     deliveries = state.store.list_channel_messages(conversation_id)
     return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation",
-                        conversation=row, messages=messages, traces=traces, people=_people(state),
+                        conversation=row, **_messages(state, conversation_id, before),
+                        **_traces(state, conversation_id, runs), live=before is None,
                         deliveries=deliveries, can_steer=caller.can("runs:approve_all"), notice=notice)
 
 
 @router.get("/conversations/{conversation_id}/messages")
 def messages_fragment(conversation_id: ConvId, state: State, caller: Reader) -> HTMLResponse:
-    """The messages table alone: the page refreshes it while a person holds the conversation."""
-    _, messages, _ = conversations_api.detail(state, caller, conversation_id)
-    return shell.fragment("conversation_messages.html", messages=messages, people=_people(state))
+    """The newest page of messages alone: the page refreshes it while a person holds the conversation."""
+    service.get_conversation(state, caller, conversation_id)
+    return shell.fragment("conversation_messages.html", **_messages(state, conversation_id, None))
 
 
 @router.post("/conversations/{conversation_id}/runs/{run_id}/cancel")
