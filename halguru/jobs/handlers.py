@@ -77,6 +77,9 @@ class JobContext:
     # serve mode: (agent, folder) -> a published version's folder on this disk, unpacked from the store if missing
     # (a cut run's retry on a replica that never served that version)
     unpack: Callable[[str, str], None] | None = None
+    # serve's max_conversation_chars (0: none): a channel thread's full conversation gives way to a new one, a run
+    # job in a full conversation is dead (``conversation_full``)
+    max_conversation_chars: int = 0
 
     def agent(self, name: str) -> Agent:
         agent = self.agents.get(name)
@@ -162,6 +165,10 @@ async def run_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
         raise JobError("the job has no input", permanent=True)
     conversation = str(payload.get("conversation_id") or await asyncio.to_thread(_new_conversation, ctx.store, job))
     once = send_once(ctx.store, job["id"])
+    if payload.get("conversation_id") and (held := await _overfull(ctx, conversation, text)) is not None:
+        raise JobError(f"conversation {conversation} holds {held} characters and a conversation keeps at most "
+                       f"{ctx.max_conversation_chars} (HALGURU_SERVE_MAX_CONVERSATION_CHARS): conversation_full; "
+                       "queue the job without conversation_id to start a new one", permanent=True)
     if payload.get("conversation_id") and await _held(ctx, job, once, conversation, text):
         return {"status": "taken_over", "conversation_id": conversation}
     turn = await once("run", lambda: _turn(ctx, job, text, conversation), _find_turn(ctx.store, job))
@@ -180,9 +187,7 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
     channel = ctx.channels.get(job["agent"], {}).get(p["channel"])
     if channel is None:
         raise JobError(f"agent {job['agent']} has no {p['channel']} channel here", permanent=True)
-    conversation = await asyncio.to_thread(
-        ctx.store.thread_conversation, p["channel"], job["agent"], p["thread"],
-        title=p.get("title") or f"{p['channel']}: {p['sender']}", owner=job["owner"])
+    conversation = await _thread_conversation(ctx, job)
     await asyncio.to_thread(ctx.store.update_channel_message, p["channel"], inbound_id(job["agent"], p["message_id"]),
                             conversation_id=conversation)
     try:
@@ -193,6 +198,42 @@ async def reply_job(ctx: JobContext, job: JobRecord) -> dict[str, Any]:
                                 inbound_id(job["agent"], p["message_id"]), f"ignored: opted out ({exc.reason})",
                                 error="")  # not an earlier try's failure to send: this is why
         return {"status": "opted_out", "conversation_id": conversation, "sent": []}
+
+
+async def _thread_conversation(ctx: JobContext, job: JobRecord) -> str:
+    """The thread's conversation, or a new one for the thread when this message would take it past
+    ``max_conversation_chars`` and no operator holds it. A texter cannot start a new conversation as an API caller
+    told 409 ``conversation_full`` does, so the channel starts one for them (the agent no longer sees what was said
+    before); the full one stays, under the channel, in the console."""
+    p = job["payload"]
+
+    def find() -> str:
+        return ctx.store.thread_conversation(p["channel"], job["agent"], p["thread"],
+                                             title=p.get("title") or f"{p['channel']}: {p['sender']}",
+                                             owner=job["owner"])
+
+    conversation = await asyncio.to_thread(find)
+    if await _overfull(ctx, conversation, str(p.get("text") or ""), held_by_operator=False) is None:
+        return conversation
+    await asyncio.to_thread(ctx.store.retire_thread, p["channel"], job["agent"], p["thread"], conversation)
+    return await asyncio.to_thread(find)
+
+
+async def _overfull(ctx: JobContext, conversation: str, text: str, *, held_by_operator: bool = True) -> int | None:
+    """How many characters the conversation holds when ``text`` would take it past ``max_conversation_chars``
+    (None: room, or no cap; ``held_by_operator=False``: None too while an operator holds it)."""
+    limit = ctx.max_conversation_chars
+    if not limit:
+        return None
+
+    def held() -> int | None:
+        row = ctx.store.get_conversation(conversation)
+        if row is None or (not held_by_operator and row.get("taken_over_by")):
+            return None
+        chars = ctx.store.conversation_chars(conversation)
+        return chars if chars + len(text) > limit else None
+
+    return await asyncio.to_thread(held)
 
 
 async def _answer(ctx: JobContext, job: JobRecord, channel: Channel, conversation: str) -> dict[str, Any]:

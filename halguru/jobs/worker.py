@@ -52,6 +52,7 @@ class WorkerSettings:
     delivery_max_backoff: float = 3600.0
     shutdown_timeout: float = 30.0  # running jobs get this long to finish on stop; then they are released
     max_input_chars: int | None = None  # a channel's message longer than this is cut (serve's max_input_chars)
+    max_conversation_chars: int = 0  # serve's cap on a conversation (JobContext's; 0: none)
 
 
 def retry_delay(attempts: int, base: float, cap: float) -> float:

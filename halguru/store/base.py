@@ -298,6 +298,11 @@ class Store(Protocol):
         """The conversation for one thread of a channel (an SMS sender, an email thread), created on first
         use; the same id for every caller, even racing ones."""
         ...
+    def retire_thread(self, channel: str, agent: str, thread: str, conversation_id: str) -> bool:
+        """The thread's next message starts a new conversation (``conversation_id`` is full): the old one keeps
+        its row under another thread name, so it stays listed under the channel; False when the thread names
+        another conversation by now (a racing retire: nothing changed)."""
+        ...
     def claim_thread(self, channel: str, agent: str, threads: Sequence[str],
                      owner: str | None) -> tuple[str, str] | None:
         """The first of ``threads`` that names a conversation of ``owner`` (no operator holding it), claimed:

@@ -362,6 +362,14 @@ class JobsMixin(SQLBase):
                     return thread, conversation_id
         return None
 
+    def retire_thread(self, channel: str, agent: str, thread: str, conversation_id: str) -> bool:
+        with self._tx() as conn:
+            self._lock(conn, "thread", f"{channel}\n{agent}\n{thread}")
+            return bool(conn.execute(
+                "UPDATE channel_threads SET thread = ? WHERE channel = ? AND agent = ? AND thread = ? "
+                "AND conversation_id = ?", (f"{thread}\nfull:{conversation_id}", channel, agent, thread,
+                                            conversation_id)).rowcount)
+
     def set_thread(self, channel: str, agent: str, conversation_id: str, thread: str | None) -> None:
         held = _held(conversation_id)
         with self._tx() as conn:

@@ -107,7 +107,7 @@ def _too_many(exc: TooManyJobs) -> ApiError:
     return ApiError(429, str(exc), "too_many_jobs", headers={"Retry-After": str(TOO_MANY_RETRY_AFTER_S)})
 
 
-@router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 413, 429))
+@router.post("/jobs", response_model=JobOut, status_code=202, responses=responses(400, 403, 404, 409, 413, 429))
 def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
     """Queue a run of an agent for the worker; poll ``GET /v1/jobs/{id}`` for its result."""
     agent_for(state, caller, body.agent)
@@ -116,6 +116,7 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
         conversation = service.get_conversation(state, caller, body.conversation_id)
         if conversation["agent"] != body.agent:
             raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
+        service.check_room(state, caller, body.conversation_id, len(body.input))  # 409 as the messages route
     key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
     payload = {"input": body.input, "conversation_id": body.conversation_id}
     try:

@@ -84,8 +84,9 @@ class ServerSettings(BaseSettings):
                                                "web-chat visitor's conversation holds (messages, answers and "
                                                "attachments); past it 409 conversation_full: start a new one")
     max_conversation_chars: int = Field(default=10_000_000, ge=0, description="most characters any other "
-                                        "conversation holds (an API key's, a signed-in user's: messages, answers "
-                                        "and attachments); past it 409 conversation_full; 0: no cap")
+                                        "conversation holds (an API key's, a signed-in user's, a channel's, a "
+                                        "job's: messages, answers and attachments); past it 409 conversation_full "
+                                        "(a channel's sender gets a new conversation); 0: no cap")
     queue_size: int = Field(default=16, ge=1, description="runs waiting per model before 503")
     client_queue_share: float = Field(default=0.5, gt=0, le=1, description="the part of a model's queue one "
                                       "client (an API key, a web-chat visitor) may fill, so others still find "
@@ -160,7 +161,8 @@ class ServerSettings(BaseSettings):
         return WorkerSettings(concurrency=self.worker_concurrency, lease=self.job_lease, poll=self.job_poll,
                               backoff=self.job_backoff, delivery_backoff=self.job_delivery_backoff,
                               shutdown_timeout=self.shutdown_timeout,
-                              max_input_chars=self.max_input_chars)
+                              max_input_chars=self.max_input_chars,
+                              max_conversation_chars=self.max_conversation_chars)
 
     def check(self) -> None:
         """Refuse unsafe combinations before anything listens (an unset session secret is the store's: see

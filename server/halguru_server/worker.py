@@ -92,7 +92,8 @@ def make_worker(store: Store, agents: Mapping[str, ServedAgent], channels: Mappi
 
     check_retention(agents)
     ctx = JobContext(store=store, agents=AgentsView(agents), channels=channels,
-                     admit=gate_admit(gate, agents, concurrency), unpack=partial(unpack_for, store))
+                     admit=gate_admit(gate, agents, concurrency), unpack=partial(unpack_for, store),
+                     max_conversation_chars=settings.max_conversation_chars)
     worker = Worker(ctx, settings, observe=observer(metrics), finished=notifier(pusher))
     if isinstance(agents, AgentRegistry):  # a version published or rolled back: its schedules and inboxes now
         agents.listeners.append(worker.agents_changed)

@@ -747,3 +747,33 @@ async def test_a_retried_job_asks_its_question_once(store: Store, tmp_path: Path
     messages = store.get_messages(conversation)
     assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[2].content == "status?" and messages[3].content == " ".join(["word"] * 40)
+
+
+async def test_a_full_conversation_gives_a_texter_a_new_one_and_a_run_job_a_clear_error(store: Store,
+                                                                                        tmp_path: Path) -> None:
+    """Channel and job conversations grew past ``max_conversation_chars`` (the API's 409 conversation_full held only
+    API keys and signed-in users). A texter's thread goes on in a new conversation (the full one stays, listed under
+    the channel); a run job queued into a full conversation is dead at once, saying so."""
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = RecordingChannel()
+    ctx = JobContext(store=store, agents={"echo": agent}, channels={"echo": {"test": channel}},
+                     max_conversation_chars=80)
+    worker = Worker(ctx, WorkerSettings(poll=0.05, backoff=0.05, delivery_backoff=0.05))
+    sink = StoreSink(store)
+    for n, text in enumerate(("first question here", "second question", "third one")):
+        assert sink.accept(inbound(text, f"M{n}"))
+    await run_until(worker, lambda: len(store.list_jobs(10, status="done")) == 3)
+    jobs = sorted(store.list_jobs(10), key=lambda j: j["payload"]["message_id"])
+    conversations = [j["result"]["conversation_id"] for j in jobs]
+    assert conversations[0] == conversations[1] != conversations[2]  # 2 turns (88 characters) fill the first
+    assert [m.content for m in store.get_messages(conversations[2]) if m.role == "user"] == ["third one"]
+    assert len(channel.sent) == 3 and "third one" in channel.sent[2][1]  # the texter is answered
+    found = {c["id"] for c in store.search_conversations(channel="test")}
+    assert set(conversations) <= found  # the full one stays listed under the channel
+
+    job, _ = store.enqueue_job("run", "echo", {"input": "more", "conversation_id": conversations[0]})
+    worker = Worker(replace(ctx, channels={}), WorkerSettings(poll=0.05, backoff=0.05))
+    await run_until(worker, lambda: store.get_job(job["id"])["status"] == "dead")
+    dead = store.get_job(job["id"])
+    assert dead["attempts"] == 1 and "conversation_full" in dead["last_error"]
+    assert "queue the job without conversation_id" in dead["last_error"]

@@ -69,6 +69,23 @@ def test_a_job_continues_a_conversation(client: httpx.Client) -> None:
     assert wrong.status_code == 400 and "belongs to agent 'slow'" in wrong.json()["error"]["message"]
 
 
+def test_a_job_into_a_full_conversation_is_refused_as_a_message_would_be(
+        serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """POST /v1/jobs queued turns into a conversation past ``max_conversation_chars`` that POST .../messages refuses
+    (409 conversation_full); a job queued with no conversation still starts a new one."""
+    server = serve(max_conversation_chars=60)
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as client:
+        conversation = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
+        assert client.post(f"/v1/conversations/{conversation}/messages",
+                           json={"content": "a question of some length"}).status_code == 200
+        full = client.post("/v1/jobs", json={"agent": "echo", "input": "more", "conversation_id": conversation})
+        assert full.status_code == 409 and full.json()["error"]["type"] == "conversation_full", full.text
+        assert "start a new conversation" in full.json()["error"]["message"]
+        assert client.get("/v1/jobs").json()["data"] == []  # nothing queued
+        fresh = wait_done(client, client.post("/v1/jobs", json={"agent": "echo", "input": "more"}).json()["id"])
+        assert fresh["status"] == "done" and fresh["result"]["conversation_id"] != conversation
+
+
 def test_jobs_in_one_conversation_run_one_at_a_time_in_order(client: httpx.Client) -> None:
     """Two jobs queued at once for one conversation (the worker runs two jobs at a time): the second waits for
     the first's answer instead of running beside it."""
