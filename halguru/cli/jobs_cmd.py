@@ -118,7 +118,7 @@ def retry(
         raise HalguruError("give a job id (`halguru jobs list --status dead`), or --dead [--agent NAME] to retry "
                            "every dead job")
     if dead:
-        count = open_store().retry_dead_jobs([agent] if agent is not None else None)
+        count, _ = open_store().retry_dead_jobs([agent] if agent is not None else None)
         audit.record(open_store(), None, "job.retry", agent or "*", {"agent": agent, "dead_jobs": count})
         typer.echo(f"queued {count} dead job{'s' * (count != 1)} again"
                    + (f" of {printable(agent)}" if agent is not None else ""))

@@ -269,10 +269,11 @@ class Store(Protocol):
         each took a CLI call each); how many. Running ones go on: cancel them one by one."""
         ...
     def retry_dead_jobs(self, agents: Sequence[str] | None = None, *, owner: str | None = None,
-                        max_waiting: int | None = None) -> int:
+                        max_waiting: int | None = None) -> tuple[int, int]:
         """Every dead job (of these agents; of ``owner``) queued again now, its attempts reset, oldest first; with
-        ``owner`` and ``max_waiting``, only as many as leave that owner at most ``max_waiting`` jobs queued. How
-        many."""
+        ``max_waiting``, only as many of each owner's (of ``owner``'s, when given) as leave that owner at most
+        ``max_waiting`` jobs queued (jobs of no owner are nobody's to cap). How many were queued, and how many
+        stay dead."""
         ...
     def job_stats(self) -> dict[str, float]:
         """Counts by status, and ``oldest_queued_s``: how long the oldest runnable job has waited."""

@@ -247,9 +247,9 @@ class JobsMixin(SQLBase):
                                     [time.time(), agent, *params]).rowcount)
 
     def retry_dead_jobs(self, agents: Sequence[str] | None = None, *, owner: str | None = None,
-                        max_waiting: int | None = None) -> int:
+                        max_waiting: int | None = None) -> tuple[int, int]:
         if agents is not None and not agents:
-            return 0
+            return 0, 0
         where, params = "status = 'dead'", []
         if agents is not None:
             where += f" AND agent IN ({','.join('?' * len(agents))})"
@@ -258,23 +258,43 @@ class JobsMixin(SQLBase):
             where += " AND owner = ?"
             params.append(owner)
         with self._tx() as conn:
-            room = -1  # below 0: no LIMIT
-            if owner is not None and max_waiting is not None:
-                self._lock(conn, "waiting", owner)  # as _check_waiting: concurrent retries count each other
-                waiting = conn.execute("SELECT count(*) AS n FROM jobs WHERE owner = ? AND status = 'queued'",
-                                       (owner,)).fetchone()["n"]
-                room = max(0, max_waiting - waiting)
-                if room == 0:
-                    return 0
-            picked = f"SELECT id FROM jobs WHERE {where} ORDER BY seq" + (" LIMIT ?" if room >= 0 else "")
+            if max_waiting is None:
+                ids = [r["id"] for r in conn.execute(f"SELECT id FROM jobs WHERE {where} ORDER BY seq", params)]
+            else:
+                ids = self._dead_within_caps(conn, where, params, owner, max_waiting)
             now = time.time()
-            retried = int(conn.execute(
-                "UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = ?, holder = NULL, "
-                f"lease_expires = NULL WHERE id IN ({picked})",
-                [now, *params, *([room] if room >= 0 else [])]).rowcount)
-            if retried:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                conn.execute("UPDATE jobs SET status = 'queued', attempts = 0, finished = NULL, run_after = ?, "
+                             f"holder = NULL, lease_expires = NULL WHERE id IN ({','.join('?' * len(chunk))})",
+                             [now, *chunk])
+            if ids:
                 self._notify(conn)
-            return retried
+            left = conn.execute(f"SELECT count(*) AS n FROM jobs WHERE {where}", params).fetchone()["n"]
+            return len(ids), int(left)
+
+    def _dead_within_caps(self, conn: Any, where: str, params: list[Any], owner: str | None,
+                          max_waiting: int) -> list[str]:
+        """The dead jobs (``where``) to queue again, oldest first, as many of each owner's as leave them at most
+        ``max_waiting`` queued (``owner``: that owner's only; else every owner's, and all of those with none, which
+        nobody's cap counts: a channel's, a schedule's). Each owner's count is taken under their lock, as
+        ``_check_waiting``: concurrent retries and enqueues count each other."""
+        owners = [owner] if owner is not None else sorted(
+            r["owner"] for r in conn.execute(f"SELECT DISTINCT owner FROM jobs WHERE {where} AND owner IS NOT NULL",
+                                             params))
+        picked: list[str] = []
+        for who in owners:  # in order: two bulk retries lock owners alike, never crosswise
+            self._lock(conn, "waiting", who)
+        for who in owners:
+            waiting = conn.execute("SELECT count(*) AS n FROM jobs WHERE owner = ? AND status = 'queued'",
+                                   (who,)).fetchone()["n"]
+            room = max_waiting - int(waiting)
+            if room > 0:
+                picked += [r["id"] for r in conn.execute(
+                    f"SELECT id FROM jobs WHERE {where} AND owner = ? ORDER BY seq LIMIT ?", [*params, who, room])]
+        if owner is None:
+            picked += [r["id"] for r in conn.execute(f"SELECT id FROM jobs WHERE {where} AND owner IS NULL", params)]
+        return picked
 
     def let_go_job(self, job_id: str, holder: str) -> bool:
         with self._tx() as conn:

@@ -91,6 +91,11 @@ class BulkOut(BaseModel):
     count: int = Field(description="how many jobs were queued again (retry) or cancelled")
 
 
+class RetriedOut(BulkOut):
+    left: int = Field(description="how many dead jobs stay dead, their owners holding max_waiting_jobs queued "
+                                  "(call again once some have run)")
+
+
 def _owned(state: ServerState, caller: Principal, job_id: str) -> dict[str, Any]:
     job = state.store.get_job(job_id) if _JOB_ID.match(job_id) else None
     served = state.agents.get(job["agent"]) if job else None
@@ -189,18 +194,19 @@ def _agents(state: ServerState, caller: Principal, agent: str | None) -> list[st
     return [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
 
 
-@router.post("/jobs/retry", response_model=BulkOut, responses=responses(403, 404))
-def retry_dead_jobs(body: BulkIn, request: Request, state: State, caller: Writer) -> BulkOut:
+@router.post("/jobs/retry", response_model=RetriedOut, responses=responses(403, 404))
+def retry_dead_jobs(body: BulkIn, request: Request, state: State, caller: Writer) -> RetriedOut:
     """Queue every dead job again (with ``agent``: that agent's), oldest first, their attempts starting over: a
-    key's own jobs, or everyone's for ``jobs:write_all``. A key's stop where it would pass ``max_waiting_jobs``
-    queued (call again once some have run)."""
+    key's own jobs, or everyone's for ``jobs:write_all``. Each owner's stop where they would pass
+    ``max_waiting_jobs`` queued, an admin's retry of everyone's too (``left`` counts those still dead: call again
+    once some have run); jobs of no owner (a channel's, a schedule's) are all queued."""
     owner = caller.owner_filter_for("jobs")
-    count = state.store.retry_dead_jobs(_agents(state, caller, body.agent), owner=owner,
-                                        max_waiting=state.settings.max_waiting_jobs if owner is not None else None)
-    audit.record(request, "job.retry", body.agent or "*", {"agent": body.agent, "dead_jobs": count})
+    count, left = state.store.retry_dead_jobs(_agents(state, caller, body.agent), owner=owner,
+                                              max_waiting=state.settings.max_waiting_jobs)
+    audit.record(request, "job.retry", body.agent or "*", {"agent": body.agent, "dead_jobs": count, "left": left})
     if count and state.sink is not None:
         state.sink.on_enqueue()  # wakes the in-process worker
-    return BulkOut(count=count)
+    return RetriedOut(count=count, left=left)
 
 
 @router.post("/jobs/cancel", response_model=BulkOut, responses=responses(403, 404))

@@ -550,6 +550,34 @@ def test_signed_out_the_console_sends_to_sign_in_and_back_to_the_same_filtered_p
     assert "cross-site request refused" in forged.text
 
 
+def test_retrying_every_dead_job_from_the_console_keeps_each_owner_under_max_waiting_jobs(agents_dir: Path) -> None:
+    """An admin's "Retry every dead job" queued every owner's dead jobs whatever their max_waiting_jobs (a key's own
+    bulk retry stopped at its cap): one click could put thousands back in one tenant's queue. Each owner now gets as
+    many as their cap leaves room for, oldest first, and the page says how many stay dead."""
+    app = create_app(ServerSettings(agents=[agents_dir], worker=False, keep_mcp_servers=False, max_waiting_jobs=2))
+    with TestClient(app, base_url=ORIGIN) as client:
+        store = app.state.halguru.store
+        dead: dict[str | None, list[str]] = {}
+        store.enqueue_job("run", "echo", {"input": "waiting"}, owner="key:ann", delay=3600)
+        for owner, n in (("key:ann", 3), ("key:bob", 3), (None, 2)):
+            for i in range(n):
+                job, _ = store.enqueue_job("run", "echo", {"input": f"{owner} {i}"}, owner=owner)
+                assert store.claim_job("w1", 30.0)["id"] == job["id"]
+                assert store.fail_job(job["id"], "w1", "model down", None) == "dead"
+                dead.setdefault(owner, []).append(job["id"])
+        admin = signed_in(app, "admin")
+        form = {k: v for k, v in admin.items() if k != "X-CSRF-Token"}
+        retried = client.post("/admin/jobs/retry-dead", headers=form, data={"csrf_token": admin["X-CSRF-Token"]},
+                              follow_redirects=False)
+        said = client.get(retried.headers["location"], headers=admin).text
+        assert "5 dead jobs queued again; 3 left dead: their owners have max_waiting_jobs queued" in said
+        statuses = {owner: [store.get_job(j)["status"] for j in ids] for owner, ids in dead.items()}
+        assert statuses == {"key:ann": ["queued", "dead", "dead"], "key:bob": ["queued", "queued", "dead"],
+                            None: ["queued", "queued"]}  # oldest first; a job of no owner is nobody's to cap
+        entry = store.list_audit(1, action="job.retry")[0]
+        assert (entry["target"], entry["details"]["dead_jobs"], entry["details"]["left"]) == ("*", 5, 3)
+
+
 def test_jobs_page_retries_every_dead_job_and_cancels_an_agents_queue_at_once(app) -> None:
     """After an outage each dead job took its own Retry click; a flood of queued replies its own Cancel each."""
     store = app.state.halguru.store

@@ -335,16 +335,16 @@ def test_dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk_over_the_api(
     dead = [_dead(store, "echo", f"mine {i}", owner=me) for i in range(3)]
     theirs = _dead(store, "echo", "theirs", owner="key:someone")
     retried = mine.post("/v1/jobs/retry", json={"agent": "echo"})
-    assert retried.status_code == 200 and retried.json() == {"count": 2}, retried.text  # the cap: 2 queued
+    assert retried.status_code == 200 and retried.json() == {"count": 2, "left": 1}, retried.text  # the cap: 2 queued
     assert [store.get_job(j)["status"] for j in dead] == ["queued", "queued", "dead"]  # oldest first
     assert store.get_job(theirs)["status"] == "dead"
     cancelled = mine.post("/v1/jobs/cancel", json={"agent": "echo"})
     assert cancelled.json() == {"count": 2}
-    assert mine.post("/v1/jobs/retry", json={}).json() == {"count": 1}
+    assert mine.post("/v1/jobs/retry", json={}).json() == {"count": 1, "left": 0}
     assert mine.post("/v1/jobs/cancel", json={}).status_code == 422  # cancelling everything needs an agent
     assert mine.post("/v1/jobs/retry", json={"agent": "nope"}).status_code == 404
     admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('root', scope='admin')}"})
-    assert admin.post("/v1/jobs/retry", json={"agent": "echo"}).json() == {"count": 1}  # theirs
+    assert admin.post("/v1/jobs/retry", json={"agent": "echo"}).json() == {"count": 1, "left": 0}  # theirs
     assert store.get_job(theirs)["status"] == "queued"
     assert admin.post("/v1/jobs/cancel", json={"agent": "echo"}).json() == {"count": 2}
     actions = [(e["action"], e["target"]) for e in store.list_audit(10, action="job.")]

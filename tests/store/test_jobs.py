@@ -75,6 +75,28 @@ def test_an_owners_waiting_jobs_are_capped_when_asked(store: Store) -> None:
     assert len(store.list_jobs(10, owner="key:a")) == 4
 
 
+def test_retrying_every_dead_job_keeps_each_owner_under_the_cap(store: Store) -> None:
+    """Everyone's dead jobs retried at once (an admin's bulk retry) with a cap: each owner gets the room their
+    cap leaves, oldest first; jobs of no owner are nobody's to cap; how many stay dead is said."""
+    def dead(owner: str | None, n: int) -> list[str]:
+        ids = []
+        for i in range(n):
+            job, _ = store.enqueue_job("run", "echo", {"n": i}, owner=owner)
+            assert store.claim_job("w", lease=30)["id"] == job["id"]
+            assert store.fail_job(job["id"], "w", "down", None) == "dead"
+            ids.append(job["id"])
+        return ids
+
+    store.enqueue_job("run", "echo", {"waiting": 1}, owner="key:a", delay=3600)
+    jobs = {"key:a": dead("key:a", 3), "key:b": dead("key:b", 3), None: dead(None, 2)}
+    assert store.retry_dead_jobs(["echo"], max_waiting=2) == (5, 3)
+    assert {o: [store.get_job(j)["status"] for j in ids] for o, ids in jobs.items()} == {
+        "key:a": ["queued", "dead", "dead"], "key:b": ["queued", "queued", "dead"], None: ["queued", "queued"]}
+    assert store.retry_dead_jobs(["echo"], owner="key:a", max_waiting=2) == (0, 2)  # a's cap is full
+    assert store.retry_dead_jobs(["other"], max_waiting=2) == (0, 0)
+    assert store.retry_dead_jobs(None) == (3, 0)  # no cap asked: every one
+
+
 @pytest.mark.parametrize("kind", ["enqueue", "retry"])
 def test_an_owners_cap_holds_for_enqueues_and_retries_at_once(store_factory, kind: str) -> None:
     """Two processes' 16 threads queue (or retry) one owner's jobs at the same moment: the cap of 5 holds. On

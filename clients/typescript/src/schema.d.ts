@@ -904,8 +904,9 @@ export interface paths {
         /**
          * Retry Dead Jobs
          * @description Queue every dead job again (with ``agent``: that agent's), oldest first, their attempts starting over: a
-         *     key's own jobs, or everyone's for ``jobs:write_all``. A key's stop where it would pass ``max_waiting_jobs``
-         *     queued (call again once some have run).
+         *     key's own jobs, or everyone's for ``jobs:write_all``. Each owner's stop where they would pass
+         *     ``max_waiting_jobs`` queued, an admin's retry of everyone's too (``left`` counts those still dead: call again
+         *     once some have run); jobs of no owner (a channel's, a schedule's) are all queued.
          */
         post: operations["retry_dead_jobs_v1_jobs_retry_post"];
         delete?: never;
@@ -2536,6 +2537,19 @@ export interface components {
              * @default false
              */
             stream?: boolean;
+        };
+        /** RetriedOut */
+        RetriedOut: {
+            /**
+             * Count
+             * @description how many jobs were queued again (retry) or cancelled
+             */
+            count: number;
+            /**
+             * Left
+             * @description how many dead jobs stay dead, their owners holding max_waiting_jobs queued (call again once some have run)
+             */
+            left: number;
         };
         /** Revoked */
         Revoked: {
@@ -6341,7 +6355,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["BulkOut"];
+                    "application/json": components["schemas"]["RetriedOut"];
                 };
             };
             /** @description invalid_request */

@@ -73,8 +73,10 @@ async def jobs_bulk_page(action: Literal["retry-dead", "cancel-queued"], request
     body = jobs_api.BulkIn(agent=form.get("agent") or None)
     try:
         if action == "retry-dead":
-            count = (await asyncio.to_thread(jobs_api.retry_dead_jobs, body, request, state, caller)).count
-            said = f"{count} dead job{'s' * (count != 1)} queued again"
+            done = await asyncio.to_thread(jobs_api.retry_dead_jobs, body, request, state, caller)
+            said = f"{done.count} dead job{'s' * (done.count != 1)} queued again" + (
+                f"; {done.left} left dead: their owners have max_waiting_jobs queued (retry once some have run)"
+                if done.left else "")
         else:
             count = (await asyncio.to_thread(jobs_api.cancel_queued_jobs, body, request, state, caller)).count
             said = f"{count} queued job{'s' * (count != 1)} of {body.agent} cancelled"
