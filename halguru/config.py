@@ -97,6 +97,36 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _ConfigFileSource(settings_cls)
 
 
+SECRET_FILE_SUFFIX = "_FILE"
+
+
+def load_secret_files(environ: Any = None) -> list[str]:
+    """``HALGURU_X_FILE=/run/secrets/x`` sets ``HALGURU_X`` to that file's text (its last line break left off): the
+    Docker and Kubernetes secrets convention, for any HALGURU_ variable (a database URL, ``HALGURU_AUDIT_KEY``,
+    ``HALGURU_SERVE_SESSION_SECRET``, ``HALGURU_TOKEN``...), so a secret need not sit in the environment a
+    ``docker inspect`` shows. The variables it set. A file that cannot be read, or a ``HALGURU_X`` set to something
+    else beside ``HALGURU_X_FILE``, is a one-line ConfigError (a process it started, which inherits both, agrees)."""
+    environ = os.environ if environ is None else environ
+    done: list[str] = []
+    for variable in sorted(environ):
+        if not (variable.startswith("HALGURU_") and variable.endswith(SECRET_FILE_SUFFIX)) or \
+                len(variable) <= len("HALGURU_") + len(SECRET_FILE_SUFFIX):
+            continue
+        name, path = variable[:-len(SECRET_FILE_SUFFIX)], Path(environ[variable]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text" \
+                if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ConfigError(f"{variable}: cannot read {path}: {why} (mount the secret there, or unset "
+                              f"{variable})") from None
+        if name in environ and environ[name] != text:
+            raise ConfigError(f"both {name} and {variable} are set: set one of them")
+        environ[name] = text
+        done.append(name)
+    return done
+
+
 def home_dir() -> Path:
     """HALGURU_HOME, without reading the config file (which lives there)."""
     home = os.environ.get("HALGURU_HOME")
@@ -165,6 +195,8 @@ def config_items() -> list[tuple[str, Any, str]]:
 def _source(key: str, data: dict[str, Any]) -> str:
     """Where setting ``key``'s value comes from, as `config show` says it (``data``: the config file's)."""
     env = _variable_for(key)
+    if env and os.environ.get(f"{env}{SECRET_FILE_SUFFIX}"):  # read from its file (load_secret_files)
+        env = f"{env}{SECRET_FILE_SUFFIX}"
     return f"env {env}" if env else str(config_path()) if key in data and key != "home" else "default"
 
 

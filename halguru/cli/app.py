@@ -81,6 +81,12 @@ def root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     _state["debug"] = debug
+    import os
+
+    if any(v.startswith("HALGURU_") and v.endswith("_FILE") for v in os.environ):  # else nothing more to import
+        from halguru.config import load_secret_files
+
+        load_secret_files()  # HALGURU_X_FILE -> HALGURU_X, before any command reads a setting
 
 
 agents_cmd.register(app)

@@ -241,6 +241,8 @@ def _warn_unknown_variables() -> None:
 
     known = [f"HALGURU_SERVE_{name.upper()}" for name in ServerSettings.model_fields]
     for variable in sorted(os.environ):
+        if variable.endswith("_FILE") and variable.removesuffix("_FILE") in known:
+            continue  # the secret's file (halguru.config.load_secret_files)
         if variable.startswith("HALGURU_SERVE_") and variable not in known and variable not in _NOT_SETTINGS:
             close = difflib.get_close_matches(variable, known, n=1)
             meant = f" (did you mean {close[0]}?)" if close else ""

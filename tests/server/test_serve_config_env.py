@@ -71,3 +71,38 @@ def test_a_misspelt_variable_is_said_with_the_one_meant(halguru_cmd, subprocess_
                           env={**subprocess_env, "HALGURU_SERVE_PROT": "9000"}, timeout=60)
     assert ("halguru: warning: HALGURU_SERVE_PROT is not a serve setting (did you mean HALGURU_SERVE_PORT?); "
             "it is ignored") in proc.stderr.splitlines()
+
+
+def test_secrets_are_read_from_the_files_their_file_variables_name(halguru_cmd, subprocess_env, cli_error, tmp_path,
+                                                                    monkeypatch, capsys) -> None:
+    """Docker and Kubernetes secrets are files (/run/secrets/x), which images read through HALGURU_X_FILE: halguru
+    read only HALGURU_X, so a database URL or session secret had to sit in the environment `docker inspect` shows."""
+    import subprocess
+
+    from halguru.config import load_secret_files
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "db").write_text("postgresql://app:s3cret@db.internal:5432/halguru\n")
+    (secrets / "session").write_text("a-long-session-secret")
+    shown = subprocess.run([*halguru_cmd, "config", "show"], capture_output=True, text=True, timeout=60,
+                           env={**subprocess_env, "HALGURU_DATABASE_URL_FILE": str(secrets / "db")})
+    assert shown.returncode == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("database_url"))
+    assert "postgresql://app:***@db.internal:5432/halguru" in line and "(env HALGURU_DATABASE_URL_FILE)" in line
+
+    assert cli_error("config", "show", env={"HALGURU_DATABASE_URL_FILE": str(secrets / "gone")}) == (
+        f"Error: HALGURU_DATABASE_URL_FILE: cannot read {secrets / 'gone'}: No such file or directory (mount the "
+        "secret there, or unset HALGURU_DATABASE_URL_FILE)")
+    assert cli_error("config", "show", env={"HALGURU_AUDIT_KEY_FILE": str(secrets)}).endswith(
+        f"cannot read {secrets}: Is a directory (mount the secret there, or unset HALGURU_AUDIT_KEY_FILE)")
+    assert cli_error("config", "show", env={"HALGURU_DATABASE_URL_FILE": str(secrets / "db"),
+                                            "HALGURU_DATABASE_URL": "sqlite:///elsewhere"}) == (
+        "Error: both HALGURU_DATABASE_URL and HALGURU_DATABASE_URL_FILE are set: set one of them")
+
+    monkeypatch.delenv("HALGURU_SERVE_SESSION_SECRET", raising=False)  # restored (unset) after the test
+    monkeypatch.setenv("HALGURU_SERVE_SESSION_SECRET_FILE", str(secrets / "session"))
+    assert load_secret_files() == ["HALGURU_SERVE_SESSION_SECRET"]
+    assert load_secret_files() == ["HALGURU_SERVE_SESSION_SECRET"]  # again (a process it started): agreed
+    assert load_settings().session_secret == "a-long-session-secret"
+    assert "not a serve setting" not in capsys.readouterr().err  # the _FILE variable is not taken for a typo
