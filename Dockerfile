@@ -1,5 +1,6 @@
 # halguru serve in a container: `halguru build` bakes agent projects into /agents on top of this image;
-# or mount them there. Build: podman build --format docker -t halguru:latest --build-arg REVISION=$(git rev-parse HEAD) .
+# or mount them there. Build: podman build --format docker -t halguru:latest --build-arg REVISION=$(git rev-parse HEAD) \
+#   --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) --build-arg SOURCE=$(git remote get-url origin) .
 # llama-cpp-python is built portably (no -march=native): the image must run on other CPUs than the build
 # machine, and native builds crash on some (README, "Install with pip"). deploy/wheelhouse puts every locked
 # wheel (llama.cpp compiled once on the host, same flags) in deploy/wheels; then --build-arg OFFLINE=1 asks no
@@ -103,13 +104,19 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["pyt
     "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/readyz' \
     % os.environ.get('HALGURU_SERVE_PORT', '8000'), timeout=4)"]
 STOPSIGNAL SIGTERM
-# last, so that a new revision rebuilds nothing but this and the SBOM
+# last, so that a new revision rebuilds nothing but this and the SBOM. The OCI labels: VERSION is pyproject's
+# version (a test holds them equal); CREATED (RFC 3339, `date -u +%Y-%m-%dT%H:%M:%SZ`), REVISION (`git rev-parse
+# HEAD`) and SOURCE (the repository's URL, `git remote get-url origin`) come from the build's --build-arg
 ARG VERSION=0.1.0
+ARG CREATED=unknown
+ARG SOURCE=unknown
 LABEL org.opencontainers.image.title="halguru" \
       org.opencontainers.image.description="halguru serve: local-first AI agents (REST, OpenAI-compatible API, web chat)" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
       io.halguru.sbom="/opt/halguru/sbom.cdx.json"
 # -e 143: uvicorn ends a graceful SIGTERM shutdown by re-raising SIGTERM; that is a clean stop, exit 0
 ENTRYPOINT ["tini", "-e", "143", "--"]

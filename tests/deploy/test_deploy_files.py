@@ -94,6 +94,25 @@ def test_dockerfile_promises() -> None:
             assert f"!{source}" in allowed, f"{source} is copied but .dockerignore leaves it out"
 
 
+def test_the_image_carries_the_oci_labels_with_the_package_version() -> None:
+    """The image named its revision and licence but not its source, when it was built, or a version held to the
+    package's: registries and scanners (`docker inspect`, Trivy, GitHub's package pages) read these labels."""
+    text = (REPO / "Dockerfile").read_text()
+    labels = dict(re.findall(r'(org\.opencontainers\.image\.[a-z]+)="([^"]*)"', text))
+    assert {k.rsplit(".", 1)[1]: v for k, v in labels.items()}.items() >= {
+        "source": "${SOURCE}", "created": "${CREATED}", "version": "${VERSION}", "revision": "${REVISION}",
+        "licenses": "Apache-2.0"}.items()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    args = dict(re.findall(r"^ARG (VERSION|CREATED|SOURCE|REVISION)=(.*)$", text, re.M))
+    assert args["VERSION"] == project["version"] and labels["org.opencontainers.image.licenses"] == project["license"]
+    assert {args["CREATED"], args["SOURCE"], args["REVISION"]} == {"unknown"}  # given at build time
+    last_stage = text.rsplit("\nFROM ", 1)[1]
+    assert all(f"ARG {name}=" in last_stage for name in args)  # a stage's ARGs: an earlier stage's are not seen
+    for doc in ("README.md", "docs/deploy.md"):
+        said = (REPO / doc).read_text()
+        assert all(f"--build-arg {name}=" in said for name in ("REVISION", "CREATED", "SOURCE")), doc
+
+
 def test_the_documented_docker_run_keeps_halguru_home_on_a_named_volume() -> None:
     """README's `docker run` left HALGURU_HOME on an anonymous volume: the next container (a new image) started with
     an empty store, and its keys answered 401."""
