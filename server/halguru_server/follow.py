@@ -38,6 +38,7 @@ from halguru_server.state import Principal, ServerState
 TOO_MANY = "too_many_streams"
 
 POLL = 0.2  # seconds between store reads while the run goes on elsewhere (the runtime flushes every 0.25 s)
+RECHECK = 2.0  # seconds between checks that a signed-in follower's session still holds (``ended``)
 RETRY_MS = 1000  # what a browser's EventSource waits before reconnecting
 END = "end"  # the seq part of the id of a stream's synthetic last event: a reconnect with it gets 204
 _LAST_ID = re.compile(r"^(run_[0-9a-f]{6,40}):(\d{1,9}|end)$")
@@ -121,11 +122,35 @@ def _poll(state: ServerState, run_id: str, after: int) -> tuple[str, list[dict[s
     return status, state.store.get_events(run_id, after)
 
 
+def ended(state: ServerState, caller: Principal) -> str | None:
+    """Why ``caller`` may no longer follow, or None: the web session its request came with was ended (signed out,
+    revoked by an admin or from another browser, past its absolute timeout) or its user was disabled. A stream is
+    one request that goes on: checked at its start only, it kept delivering to a browser signed out long since."""
+    if caller.web is not None:
+        session = state.store.get_web_session(caller.web["id_hash"])
+        if session is None or session["revoked"] is not None or session["expires"] <= time.time():
+            return "your session ended (signed out or revoked)"
+    if caller.user is not None:
+        user = state.store.get_user(caller.user["id"])
+        if user is None or user["disabled"]:
+            return "your account was disabled"
+    return None
+
+
 async def follow(state: ServerState, run_id: str, after: int, caller: Principal) -> AsyncIterator[str]:
-    """The stored events after ``after``, then the new ones as they are stored, until the run ends."""
+    """The stored events after ``after``, then the new ones as they are stored, until the run ends, or until the
+    signed-in caller's session ends (checked every ``RECHECK`` s: an ``error`` event of kind ``signed_out``, with
+    no id, so a browser's reconnect is asked who it is again)."""
     yield f"retry: {RETRY_MS}\n\n"
-    quiet_since = time.monotonic()
+    quiet_since = checked = time.monotonic()
+    recheck = caller.web is not None or caller.user is not None
     while True:
+        if recheck and time.monotonic() - checked >= RECHECK:
+            checked = time.monotonic()
+            why = await asyncio.to_thread(ended, state, caller)
+            if why is not None:
+                yield error_event("signed_out", f"{why}: sign in again to follow run {run_id}")
+                return
         try:  # one thread hop for both reads; only the events not sent yet
             status, events = await asyncio.to_thread(_poll, state, run_id, after)
         except StoreError:  # deleted with its conversation meanwhile

@@ -201,3 +201,44 @@ def test_a_follower_reads_only_new_events_each_time(serve: Callable[..., Server]
     assert len(polls) >= 3, reads  # the run went on for a while: it was polled
     seen = [seq for _, seqs in polls for seq in seqs]
     assert seen == got == sorted(set(got)), reads  # each event read once, none again
+
+
+def test_a_followed_stream_ends_within_seconds_of_its_session_being_signed_out(serve: Callable[..., Server]) -> None:
+    """A stream is one request that goes on: its session was checked at its start only, so a browser signed out
+    (or its session revoked by an admin) kept receiving the run's events for as long as the run went on. It ends
+    within a few seconds (``follow.RECHECK``: 2) with an error event saying why, and following again is refused."""
+    from halguru_server.identity import accounts, websessions
+
+    server = serve()
+    store = server.state.store
+    user = accounts.create_user(store, "ann@example.com", role="user")
+
+    def followed(revoke: Callable[[str, dict[str, Any]], None]) -> tuple[list[dict[str, Any]], float]:
+        secret, session = websessions.issue(store, user["id"], server.state.settings.auth)
+        run_id = f"run_{time.time_ns():x}"[:30]
+        store.start_run(run_id, f"conv_{run_id[4:]}", "echo", "scripted", "a long job", owner=f"user:{user['id']}")
+        # no event comes while the run goes on: a stream still open 5 s on is a ReadTimeout
+        with httpx.Client(base_url=server.url, cookies={websessions.COOKIE: secret},
+                          timeout=httpx.Timeout(30, read=5)) as http, \
+                http.stream("GET", f"/chat/api/runs/{run_id}/events", params={"after": -1}) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            assert next(lines).startswith("retry:")  # following: the run goes on (its lease: 30 s)
+            revoke(secret, session)
+            signed_out = time.monotonic()
+            got = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+            took = time.monotonic() - signed_out
+            again = http.get(f"/chat/api/runs/{run_id}/events")
+        assert again.status_code in (401, 404), again.text  # the cookie is no one's now
+        return got, took
+
+    def sign_out(secret: str, session: dict[str, Any]) -> None:  # the page's "Sign out" button
+        with httpx.Client(base_url=server.url, cookies={websessions.COOKIE: secret}) as browser:
+            out = browser.post("/auth/logout", data={"csrf_token": session["csrf"]}, headers={"Origin": server.url})
+            assert out.status_code in (302, 303), out.text
+
+    got, took = followed(sign_out)
+    assert [(e["type"], e["kind"]) for e in got] == [("error", "signed_out")], got
+    assert "your session ended" in got[0]["message"] and took < 5, took
+    got, took = followed(lambda _secret, session: store.revoke_web_sessions(None, [session["id_hash"]]))  # an admin
+    assert [e["kind"] for e in got] == ["signed_out"] and took < 5, took
