@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from halguru.agents.spec import AgentSpec, load_spec
-from halguru.errors import AgentSpecError, did_you_mean
+from halguru.errors import AgentSpecError, ToolError, did_you_mean
 from halguru.models.base import ToolSpec
 from halguru.tools.decorator import Tool
 from halguru.yamlfile import not_utf8, yaml_line_for
@@ -217,7 +217,15 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
             raise AgentSpecError(f"{tools_file}{line}: exits when imported (sys.exit({exc.code!r})); a tools "
                                  "file only defines tools") from None
         raise AgentSpecError(f"{tools_file}{line}: {type(exc).__name__}: {exc}") from None
-    return {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
+    tools = {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
+    for tool in tools.values():  # @tool builds its arguments model when first used: a type without a JSON
+        try:  # schema is said here, at the decorator's line, as an error at import was
+            tool.arguments_model  # noqa: B018
+        except ToolError as exc:
+            code = getattr(tool.function, "__code__", None)
+            line = f":{code.co_firstlineno}" if code is not None and code.co_filename == spec.origin else ""
+            raise AgentSpecError(f"{tools_file}{line}: ToolError: {exc}") from None
+    return tools
 
 
 def untagged_functions(tools_file: Path) -> list[tuple[str, int]]:

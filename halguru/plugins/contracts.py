@@ -40,8 +40,11 @@ def tool_entry(*args: Any, **kwargs: Any) -> tuple[str, Any]:
     """``register(tool)``: a ``halguru.tools.Tool``, what ``@tool`` returns (known by its fields: ``plugins`` sits
     below ``tools`` and never imports it)."""
     [tool] = _args("register_tools", ("tool",), args, kwargs)
+    # a Tool's arguments_model is a field, read from its class: reading it off a @tool builds the pydantic model
+    # (as the plugin loads, on every halguru start)
     if not (isinstance(getattr(tool, "name", None), str) and callable(getattr(tool, "function", None))
-            and hasattr(tool, "arguments_model")):
+            and ("arguments_model" in getattr(type(tool), "__dataclass_fields__", ())
+                 or hasattr(tool, "arguments_model"))):
         hint = f" (decorate {getattr(tool, '__name__', 'it')} with @tool)" if callable(tool) else ""
         raise RegistrationError(f"register_tools expects a Tool, got {_what(tool)}{hint}")
     return tool.name, tool

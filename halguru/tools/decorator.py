@@ -10,19 +10,27 @@ def add(a: int, b: int) -> int:
 A function taking a single pydantic model is also accepted; its fields are the
 tool's arguments. Arguments from a model are validated by pydantic before the
 function runs.
+
+Importing this module, and decorating, imports no pydantic: a plugin's tools are made as the plugin loads, on
+every halguru start (``--help`` included), and pydantic's first model costs ~0.1-0.2 s. A tool's arguments model
+is built the first time it is used (its ``parameters``, a call); ``load_project_tools`` and ``plugin_tools`` build
+it as they collect the tools, so a parameter type without a JSON schema is still said before any run.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, get_type_hints, overload
-
-from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError, create_model
+from typing import TYPE_CHECKING, Any, TypeGuard, get_type_hints, overload
 
 from halguru.errors import ToolError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 @dataclass
@@ -42,6 +50,17 @@ class Tool:
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.function)
 
+    if not TYPE_CHECKING:  # (for mypy, arguments_model is the field it is)
+
+        def __getattr__(self, name: str) -> Any:
+            """``arguments_model`` of a ``@tool`` function, built on first use (see the module's docstring)."""
+            build = self.__dict__.get("_build_arguments_model")
+            if name != "arguments_model" or build is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            self.arguments_model = build()  # raises ToolError (no JSON schema) each time until fixed
+            del self.__dict__["_build_arguments_model"]
+            return self.arguments_model
+
     @cached_property
     def parameters(self) -> dict[str, Any]:
         schema = self.arguments_model.model_json_schema()
@@ -49,6 +68,8 @@ class Tool:
         return schema
 
     def validate(self, arguments: dict[str, Any]) -> BaseModel:
+        from pydantic import ValidationError
+
         try:
             return self.arguments_model.model_validate(arguments)
         except ValidationError as exc:
@@ -66,39 +87,62 @@ class Tool:
         return self.function(*args, **kwargs)
 
 
-def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], bool]:
-    try:
-        hints = get_type_hints(fn, include_extras=True)
-    except NameError as exc:
-        raise ToolError(f"tool {name}: cannot resolve its type hints ({exc}); define them at module level") from None
-    params = [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")]
+def _arguments_model(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel] | None, bool]:
+    """(the function's own pydantic model, True) for a function of one pydantic model (pydantic is loaded then),
+    else (None, False) once the parameters are checked: ``_build_model`` makes their model when it is needed."""
+    hints, params = _parameters(fn, name)
     if len(params) == 1:
         annotation = hints.get(params[0].name)
-        if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        if inspect.isclass(annotation) and _is_pydantic_model(annotation):
+            from pydantic import PydanticUserError
+
             try:
                 annotation.model_json_schema()
             except PydanticUserError as exc:
                 raise ToolError(f"tool {name}: its argument model {annotation.__name__} has no JSON schema "
                                 f"to show the model ({str(exc).splitlines()[0]})") from None
             return annotation, True
-    fields: dict[str, Any] = {}
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ToolError(f"tool {name}: *args/**kwargs cannot be described to a model")
         if p.name not in hints:
             raise ToolError(f"tool {name}: parameter {p.name!r} needs a type hint")
-        default = ... if p.default is inspect.Parameter.empty else p.default
-        fields[p.name] = (hints[p.name], default)
+    return None, False
+
+
+def _parameters(fn: Callable[..., Any], name: str) -> tuple[dict[str, Any], list[inspect.Parameter]]:
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise ToolError(f"tool {name}: cannot resolve its type hints ({exc}); define them at module level") from None
+    return hints, [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")]
+
+
+def _is_pydantic_model(cls: type) -> TypeGuard[type[BaseModel]]:
+    """Whether ``cls`` is a pydantic model, without importing pydantic (a class of one has imported it)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and issubclass(cls, pydantic.BaseModel)
+
+
+def _build_model(fn: Callable[..., Any], name: str) -> type[BaseModel]:
+    """The arguments model of a function whose parameters ``_arguments_model`` checked."""
+    from pydantic import ConfigDict, PydanticUserError, create_model
+
+    hints, params = _parameters(fn, name)
+    fields: dict[str, Any] = {
+        p.name: (hints[p.name], ... if p.default is inspect.Parameter.empty else p.default) for p in params}
     try:
         model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
         model.model_json_schema()
     except PydanticUserError:
         raise ToolError(_unschemable(name, fields)) from None
-    return model, False
+    return model
 
 
 def _unschemable(name: str, fields: dict[str, Any]) -> str:
     """One line naming the parameter whose type has no JSON schema (the model is shown the schema)."""
+    from pydantic import PydanticUserError, TypeAdapter
+
     for param, (hint, _default) in fields.items():
         try:
             TypeAdapter(hint).json_schema()
@@ -134,6 +178,11 @@ def tool(
         if not doc:
             raise ToolError(f"tool {tool_name}: add a docstring or description= (the model reads it)")
         model, takes_model = _arguments_model(func, tool_name)
-        return Tool(tool_name, doc.strip(), func, model, timeout=timeout, takes_model=takes_model, inline=inline)
+        made = Tool(tool_name, doc.strip(), func, model, timeout=timeout, takes_model=takes_model,  # type: ignore[arg-type]
+                    inline=inline)
+        if model is None:  # built when first used (see the module's docstring)
+            del made.arguments_model
+            made._build_arguments_model = functools.partial(_build_model, func, tool_name)  # type: ignore[attr-defined]
+        return made
 
     return wrap(fn) if fn is not None else wrap

@@ -20,10 +20,20 @@ MAX_RESULT_CHARS = 8000
 
 
 def plugin_tools() -> dict[str, Tool]:
-    """Every plugin's tools by name (a name is its first plugin's: see ``registered``)."""
-    from halguru.plugins.manager import registered
+    """Every plugin's tools by name (a name is its first plugin's: see ``registered``). A tool whose arguments
+    have no JSON schema (its model is built here, not as the plugin loads) is left out with a warning naming it
+    and its plugin."""
+    from halguru.plugins.manager import registered, warn_once
 
-    return registered("register_tools", "tool", lambda tool: (tool.name, tool))
+    owners: dict[str, str] = {}
+    tools = registered("register_tools", "tool", lambda tool: (tool.name, tool), owners)
+    for name, tool in list(tools.items()):
+        try:
+            tool.arguments_model  # noqa: B018 (built now, so a broken one is said before any run)
+        except ToolError as exc:
+            warn_once(f"plugin {owners.get(name, '?')!r}: its tool {name!r} is not loaded: {exc}")
+            del tools[name]
+    return tools
 
 
 def result_text(value: Any) -> str:
