@@ -27,6 +27,7 @@ from halguru.cli import (
     test_cmd,
     tools_cmd,
 )
+from halguru.cli.examples import add_examples
 from halguru.printable import printable
 
 
@@ -106,6 +107,7 @@ tools_cmd.register(app)
 plugins_cmd.register(app)
 deploy_cmd.register(app)
 publish_cmd.register(app)
+add_examples(app)  # again in main(), for the commands plugins add (the server's)
 
 
 # plugin -> (command name, the plugin or "halguru" that has it when it is not this plugin's) of each command it
@@ -255,6 +257,7 @@ def main() -> None:
         _add_plugin_commands()
     except Exception as exc:  # a broken plugin must not break the whole CLI
         print(f"halguru: warning: a plugin failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
+    add_examples(app)
     try:
         app()
     except HalguruError as exc:

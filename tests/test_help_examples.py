@@ -1,0 +1,53 @@
+"""Every command's `--help` ends with examples, and every example is a command line halguru takes: `halguru run
+--help` had none (nor had `halguru --help`, or any group's), so a newcomer went back to the README for each."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SCRIPT = """
+import json, shlex
+import typer
+from halguru.cli.app import _add_plugin_commands, app
+from halguru.cli.examples import EXAMPLES, add_examples
+
+_add_plugin_commands()
+add_examples(app)
+root = typer.main.get_command(app)
+problems = []
+for name, command in [("", root), *root.commands.items()]:  # every command and group, the server's too
+    if "Examples:" not in (command.epilog or ""):
+        problems.append(f"halguru {name} --help has no examples")
+for path, examples in EXAMPLES.items():
+    for line, _note in examples:
+        words = shlex.split(line.split("|")[-1])
+        assert words[0] == "halguru", line
+        command, at = root, 1
+        while hasattr(command, "commands") and at < len(words) and words[at] in command.commands:
+            command, at = command.commands[words[at]], at + 1
+        if words[1:at][:len(path.split())] != path.split():  # a group's examples are of its commands
+            problems.append(f"{line!r} is not an example of `halguru {path}`")
+        options = {"--help"} | {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        problems += [f"{line!r}: {w} is no option of halguru {' '.join(words[1:at])}" for w in words[at:]
+                     if w.startswith("-") and w != "-" and w.split("=")[0] not in options]
+print(json.dumps(problems))
+"""
+
+
+def test_every_command_has_examples_and_each_is_a_command_halguru_takes(subprocess_env) -> None:
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=subprocess_env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_help_shows_the_examples(halguru_cmd, subprocess_env) -> None:
+    for args, example in ((["--help"], 'halguru run my-agent "What is 17*23?"'),
+                          (["run", "--help"], 'halguru run my-agent "And times 2?" -c last'),
+                          (["logs", "--help"], "halguru logs show last"),
+                          (["keys", "--help"], "halguru keys create my-app --agents basic --expires 30d")):
+        out = subprocess.run([*halguru_cmd, *args], env=subprocess_env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "\nExamples:\n" in out.stdout.replace("  Examples:", "Examples:"), out.stdout
+        assert f"    {example}" in out.stdout, out.stdout
