@@ -51,3 +51,18 @@ def test_help_shows_the_examples(halguru_cmd, subprocess_env) -> None:
         out = subprocess.run([*halguru_cmd, *args], env=subprocess_env, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "\nExamples:\n" in out.stdout.replace("  Examples:", "Examples:"), out.stdout
         assert f"    {example}" in out.stdout, out.stdout
+
+
+def test_the_command_list_says_what_each_command_does_without_cutting_it(halguru_cmd, subprocess_env) -> None:
+    """22 of the 31 commands of `halguru --help` ended in '...' mid-sentence (`Check an agent project as a run
+    will need it: agent.yaml,...`): click cuts a command's help to one line."""
+    env = {**subprocess_env, "COLUMNS": "80"}
+    out = subprocess.run([*halguru_cmd, "--help"], env=env, capture_output=True, text=True, timeout=60).stdout
+    commands = out.split("\nCommands:\n")[1].split("\n\n")[0]
+    assert not [line for line in commands.splitlines() if line.rstrip().endswith("...")], commands
+    assert max(len(line) for line in out.splitlines()) <= 80
+    rows = " ".join(commands.split())  # a description wraps onto a second line
+    for said in ("validate Check an agent project as a run will need it: agent.yaml, tools.py, the model,",
+                 "eval Run the conversation tests against several models and compare them.",
+                 "serve Serve agents: REST API (/swagger), OpenAI-compatible API, web chat (/chat/), webhooks,"):
+        assert said in rows, commands

@@ -65,7 +65,8 @@ def register(app: typer.Typer) -> None:
             write_atomically(output, text)  # a full disk leaves the old file (or none), not an empty one
             typer.echo(f"Wrote {output}")
 
-    @app.command()
+    @app.command(short_help="Check an agent project as a run will need it: agent.yaml, tools.py, the model, "
+                 "knowledge, MCP servers.")
     def validate(path: Path = typer.Argument(Path("."), help="Agent project folder or its agent.yaml.")) -> None:
         """Check an agent project as a run will need it: agent.yaml, tools.py, tools, model file, knowledge
         folders and MCP servers (started, and their tools listed)."""

@@ -44,6 +44,20 @@ if hasattr(typer.core.TyperArgument, "_usage_display_name"):  # typer >= 0.29; o
     typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 
 
+def _format_commands(self: typer.core.TyperGroup, ctx: Any, formatter: Any) -> None:
+    """A group's list of commands, each with its help's first sentence on up to two lines: on one line, click
+    cut most of halguru's short (`Check an agent project as a run will need it: agent.yaml,...`)."""
+    commands = [(name, command) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+    if commands:
+        width = formatter.width - 6 - max(len(name) for name, _ in commands)  # what click gives one line
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.get_short_help_str(2 * width)) for name, command in commands])
+
+
+typer.core.TyperGroup.format_commands = _format_commands  # type: ignore[method-assign]
+
+
 class _Root(typer.core.TyperGroup):
     """The root command: ``--debug`` is its option, taken after the command too (``halguru run x --debug``:
     click said "No such option"); not after ``--``, where everything is an argument."""

@@ -9,7 +9,8 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command(name="build")(build)
-    app.command(name="push")(push)
+    app.command(name="push", short_help="Push an image to its registry (credentials from the keyring or "
+                "`docker login`).")(push)
 
 
 def _show(line: str) -> None:

@@ -43,7 +43,8 @@ def _when(ts: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(short_help="Sign in to a halguru server to publish to it (through your browser, or with an "
+                 "API key).")
     def login(
         url: str = typer.Argument(..., help="The server, e.g. https://halguru.example.com"),
         api_key: bool = typer.Option(False, "--api-key", help="Paste an API key (`halguru keys create` or the "
@@ -94,7 +95,8 @@ def register(app: typer.Typer) -> None:
 
         typer.echo(f"Signed out of {forget(url)}.")
 
-    @app.command()
+    @app.command(short_help="Upload the agent as a new version, checked by the server, served from the next "
+                 "request on.")
     def publish(
         path: Path = typer.Argument(Path("."), help="Agent project folder (or its agent.yaml)."),
         to: str | None = TO,

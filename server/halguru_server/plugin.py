@@ -25,7 +25,8 @@ audit_app = typer.Typer(help="The audit log of privileged actions: list it, veri
 def register_commands(cli: Any) -> None:
     if any(c.name == "serve" for c in cli.registered_commands):
         return  # already added (the CLI app is a module global; tests load plugins more than once)
-    cli.command(name="serve")(serve)
+    cli.command(name="serve", short_help="Serve agents: REST API (/swagger), OpenAI-compatible API, web chat "
+                "(/chat/), webhooks, a worker.")(serve)
     cli.command(name="worker")(worker)
     cli.add_typer(keys_app, name="keys")
     cli.add_typer(users_app, name="users")
