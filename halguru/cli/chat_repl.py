@@ -24,7 +24,7 @@ from halguru.agents.session import ChatSession
 from halguru.cli.markdown_stream import MarkdownStream
 from halguru.cli.render import trace_tree
 from halguru.cli.table import print_rich_table, stdout_console
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, did_you_mean
 from halguru.printable import printable
 
 HELP = """\
@@ -236,7 +236,9 @@ class ChatRepl:
                     s.model = reference
                     self.console.print(f"[dim]Model is now {escape(printable(arg))}.[/]")
         else:
-            self.console.print(f"[red]Unknown command {escape(name)}.[/] /help lists them.")
+            known = ["/help", *(line.split()[0] for line in HELP.splitlines()), "/quit"]
+            self.console.print(f"[red]Unknown command {escape(printable(name))}{escape(did_you_mean(name, known))}."
+                               "[/] /help lists them.")
         return None
 
 
