@@ -350,3 +350,18 @@ def test_a_mistyped_openai_option_is_named_at_its_line(cli_error, models_file, w
                            "      base_url: http://127.0.0.1:9/v1\n      timeout: -5\n")
     line = cli_error("validate", str(write_agent("name: m\nmodel: x\n")))
     assert f"model 'x' ({models_file}:6) has an option" in line and "timeout must be above 0, not -5" in line
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("modles:\n  local: {provider: openai, options: {base_url: 'http://127.0.0.1:9/v1'}}\n",
+     "unknown key 'modles' (did you mean 'models'?); the file holds `models:` only (NAME: {provider: ..., "
+     "options: {...}})"),
+    ("models:\n  local:\n    provider: openai\n    option: {base_url: 'http://127.0.0.1:9/v1'}\n",
+     "model 'local': unknown key 'option' (did you mean 'options'?) (known: provider, options, source)"),
+])
+def test_a_misspelt_key_in_models_yaml_is_one_line_not_a_model_gone(cli_error, models_file, text, message):
+    """`modles:` hid every registered model without a word (`halguru models list` showed the built-in ones
+    only); `option:` dropped the model's options, so it ran against the default endpoint."""
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_text(text)
+    assert cli_error("models", "list") == f"Error: {models_file}: {message}; fix or delete it"

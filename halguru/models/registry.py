@@ -44,6 +44,8 @@ def providers() -> dict[str, type[ModelProvider]]:
 
 
 _USER_MODELS: dict[tuple[Path, int, int, int], dict[str, dict[str, Any]]] = {}
+# what `halguru models add` writes of a model in models.yaml
+ENTRY_KEYS = ("provider", "options", "source")
 
 
 def _read_user_models() -> dict[str, dict[str, Any]]:
@@ -67,11 +69,18 @@ def _read_user_models() -> dict[str, dict[str, Any]]:
         models = (data.get("models") or {}) if isinstance(data, dict) else None
         if not isinstance(models, dict):
             raise ModelError(f"{path}: 'models' must be a mapping of name -> settings")
+        if unknown := [str(key) for key in data if key != "models"]:  # a typo (`modles:`) hid every model
+            raise ModelError(f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], ['models'])}; the file "
+                             "holds `models:` only (NAME: {provider: ..., options: {...}}); fix or delete it")
         for name, entry in models.items():
             if not isinstance(entry, dict) or not isinstance(entry.get("provider"), str) or not isinstance(
                     entry.get("options") or {}, dict):
                 raise ModelError(f"{path}: model {name!r} must be a mapping with provider: NAME and options: "
                                  "{...}; fix or delete that entry")
+            if unknown := [str(key) for key in entry if key not in ENTRY_KEYS]:  # `option:` lost its options
+                raise ModelError(f"{path}: model {name!r}: unknown key {unknown[0]!r}"
+                                 f"{did_you_mean(unknown[0], ENTRY_KEYS)} (known: {', '.join(ENTRY_KEYS)}); fix "
+                                 "or delete it")
         _USER_MODELS.clear()
         _USER_MODELS[key] = models
     return copy.deepcopy(_USER_MODELS[key])
