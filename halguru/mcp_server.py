@@ -88,9 +88,11 @@ def _server(agents: dict[str, Agent]) -> MCPServer:
         "halguru", instructions="Each tool asks one halguru agent a question and returns its answer.",
         version=__version__, log_level="WARNING")
     for name, agent in agents.items():
-        about = agent.spec.description or f"the {name} agent"
+        # "Ask the assistant agent: An assistant that ..." (it was "Ask An assistant that ...", and "Ask Answers
+        # from the documents ..." for the knowledge template's description)
+        about = f": {agent.spec.description.strip().rstrip('.')}" if agent.spec.description.strip() else ""
         server.add_tool(_asker(agent), name=f"{TOOL_PREFIX}{name}",
-                        description=f"Ask {about.rstrip('.')}. Returns its answer and a conversation_id "
+                        description=f"Ask the {name} agent{about}. Returns its answer and a conversation_id "
                         "that continues the conversation.")
     return server
 

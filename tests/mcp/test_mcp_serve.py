@@ -40,7 +40,10 @@ async def test_each_agent_is_a_tool_and_runs_are_recorded(helper: Path, broken: 
     async with Client(build_server([helper, broken])) as client:
         listed = {t.name: t for t in (await client.list_tools()).tools}
         assert sorted(listed) == ["ask_broken", "ask_helper"]
-        assert "Answers questions" in listed["ask_helper"].description
+        # named, then described: "Ask Answers questions." read as nonsense
+        assert listed["ask_helper"].description.startswith(
+            "Ask the helper agent: Answers questions. Returns its answer")
+        assert listed["ask_broken"].description.startswith("Ask the broken agent. Returns its answer")
         assert sorted(listed["ask_helper"].input_schema["properties"]) == ["conversation_id", "message"]
         assert listed["ask_helper"].input_schema["required"] == ["message"]
 
