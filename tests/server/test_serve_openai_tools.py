@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -72,6 +73,39 @@ def test_a_tool_loop_that_does_not_fit_together_is_a_400_naming_the_message(oai)
             oai.chat.completions.create(model="echo", messages=messages)
         assert refused.value.body["param"] == param and said in refused.value.body["message"], refused.value.body
     assert oai.server.state.store.list_runs() == []
+
+
+def _nested(depth: int) -> dict:
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    assert isinstance(value, dict)
+    return value
+
+
+def test_tool_call_arguments_too_deep_to_read_back_are_a_400_and_store_nothing(oai) -> None:
+    """Arguments nested a few hundred deep parse (Python's parser goes to ~1,000) and were stored: then reading
+    the conversation's messages (GET .../messages, the console) was a 500 (pydantic writes ~250 levels at most)."""
+    loop = _tool_loop("so?")
+
+    def chat(depth: int) -> list[dict]:
+        call = {**loop[0]["tool_calls"][0], "function": {"name": "weather", "arguments": json.dumps(_nested(depth))}}
+        return [{**loop[0], "tool_calls": [call]}, *loop[1:]]
+
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as refused:
+            oai.chat.completions.create(model="echo", messages=chat(300), stream=stream)
+        assert refused.value.body["param"] == "messages.0.tool_calls.0.function.arguments"
+        assert refused.value.body["message"] == ("a tool call's arguments nest 300 deep; at most 100 (objects and "
+                                                 "lists in one another)")
+    store = oai.server.state.store
+    assert store.list_runs() == [] and store.list_conversations() == []
+    oai.chat.completions.create(model="echo", messages=chat(100))  # as deep as a schema here may go: kept
+    [conversation] = store.list_conversations()
+    with httpx.Client(base_url=oai.server.url, headers={"Authorization": f"Bearer {oai.api_key}"}) as http:
+        messages = http.get(f"/v1/conversations/{conversation['id']}/messages")
+    assert messages.status_code == 200, messages.text
+    assert messages.json()["data"][0]["tool_calls"][0]["arguments"] == _nested(100)
 
 
 @pytest.mark.parametrize("stream", [False, True])
