@@ -187,9 +187,12 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
                             "the last message must be from the user", param="messages")
     text = "\n".join(f"{m.name}: {m.content}" for m in results) or _user_text(state, messages)
     sampling = body.sampling(served)
-    if served.context is not None and (body.tokens_asked() or 0) >= served.context:  # asked: before the agent's cap
+    # what each model call may write: the caller's max_tokens held to the agent's cap (a larger one, such as the
+    # 4096 clients send by default, is no fault of the caller's unless the cap itself leaves the prompt no room)
+    if served.context is not None and sampling.get("max_tokens", 0) >= served.context:
         raise ApiError(400, f"max_tokens: {body.tokens_asked()} leaves no room for the messages in the model's "
-                            f"context of {served.context} tokens; ask for fewer", param="max_tokens")
+                            f"context of {served.context} tokens (agent {served.name}'s limits.max_tokens is "
+                            f"{served.agent.spec.limits.max_tokens}); ask for fewer", param="max_tokens")
     reservation = service.reserve(state, served, caller)
     try:  # store writes: off the event loop
         thread = await asyncio.to_thread(open_thread, state, caller, served.name, messages, len(results) or 1)

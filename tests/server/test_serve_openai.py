@@ -56,32 +56,47 @@ def test_blank_messages_are_a_422_like_the_rest_api(oai) -> None:
             oai.chat.completions.create(model="echo", messages=messages)
 
 
-def test_max_tokens_beyond_the_models_context_is_a_400_not_a_failed_run(serve, api_key, agents_dir) -> None:
-    """No prompt fits beside an answer as long as the whole context: the request's mistake, said before any
-    run (it was a 502 "run failed", which also counted as a server error on /status)."""
+def test_max_tokens_past_the_models_context_is_held_to_the_agents_cap(serve, api_key, agents_dir) -> None:
+    """A max_tokens larger than the agent's limits.max_tokens is held to it, however large: clients send 4096 or
+    more by default, as large as the model's whole context (n_ctx 4096), which was a 400 though the answer was
+    held to the agent's cap (4095 was answered). Only a cap that leaves the prompt no room is a 400, before any run
+    (it was a 502 "run failed", which also counted as a server error on /status)."""
     import httpx
     import yaml
 
     from halguru.config import get_settings
 
-    (agents_dir / "small").mkdir()
-    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
-    server = serve()
     context = get_settings().llama_n_ctx
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=30) as http:
+    for name, cap in (("small", 8), ("wide", context)):
+        (agents_dir / name).mkdir()
+        (agents_dir / name / "agent.yaml").write_text(yaml.safe_dump(
+            {"name": name, "model": "smollm2", "limits": {"max_tokens": cap}}))
+    server = serve()
+    usage = {"include_usage": True}
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}, timeout=120) as http:
         for max_tokens in (context, 10**9):
+            whole = http.post("/v1/chat/completions", json={
+                "model": "small", "max_tokens": max_tokens, "messages": [{"role": "user", "content": "hi"}]})
+            assert whole.status_code == 200, whole.text
+            assert 0 < whole.json()["usage"]["completion_tokens"] <= 8
+            streamed = http.post("/v1/chat/completions", json={
+                "model": "small", "max_completion_tokens": max_tokens, "stream": True, "stream_options": usage,
+                "messages": [{"role": "user", "content": "hi"}]})
+            counts = [json.loads(line[6:])["usage"] for line in streamed.text.splitlines()
+                      if line.startswith("data: {") and '"choices": []' in line]
+            assert streamed.status_code == 200 and 0 < counts[0]["completion_tokens"] <= 8, streamed.text
             for stream in (False, True):
                 refused = http.post("/v1/chat/completions", json={
-                    "model": "small", "max_tokens": max_tokens, "stream": stream,
+                    "model": "wide", "max_tokens": max_tokens, "stream": stream,
                     "messages": [{"role": "user", "content": "hi"}]})
                 assert refused.status_code == 400, refused.text
                 assert refused.json()["error"]["message"] == (
                     f"max_tokens: {max_tokens} leaves no room for the messages in the model's context of {context} "
-                    "tokens; ask for fewer")
+                    f"tokens (agent wide's limits.max_tokens is {context}); ask for fewer")
         echo = http.post("/v1/chat/completions", json={"model": "echo", "max_tokens": 10**9,
                                                        "messages": [{"role": "user", "content": "hi"}]})
         assert echo.status_code == 200  # a model that states no context of its own
-    assert server.state.store.list_runs(agent="small") == [] and server.state.metrics.server_errors() == 0
+    assert server.state.store.list_runs(agent="wide") == [] and server.state.metrics.server_errors() == 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
