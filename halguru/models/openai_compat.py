@@ -76,6 +76,7 @@ def _error_message(error: Any) -> str:
 
 
 DEFAULT_DEADLINE_S = 600.0  # a whole model call; httpx's timeout bounds each read only
+OPENAI_MAX_STOPS = 4  # api.openai.com answers a 400 for more stop strings
 
 
 class OpenAIModel:
@@ -106,6 +107,8 @@ class OpenAIModel:
             value = getattr(request.settings, name)
             if value is not None:
                 body[name] = value
+        if body.get("stop"):  # OpenAI refuses a fifth; the agent's loop cuts the answer at the others
+            body["stop"] = body["stop"][:OPENAI_MAX_STOPS]
         if request.tools and request.tool_choice != "none":
             body["tools"] = [
                 {"type": "function", "function": t.model_dump()} for t in request.tools

@@ -52,6 +52,7 @@ class StreamOptions(BaseModel):
 
 
 StopString = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_STOPS = 16
 
 
 # The fields OpenAI's API types are typed here too, strictly ("yes" is not a boolean, "10" not a number), so a
@@ -69,8 +70,11 @@ class ChatRequest(BaseModel):
     max_tokens: StrictInt | None = Field(default=None, gt=0)
     max_completion_tokens: StrictInt | None = Field(default=None, gt=0)
     seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)  # OpenAI's int64
-    stop: StopString | Annotated[list[StopString], Field(min_length=1, max_length=4)] | None = Field(
-        default=None, description="up to 4 strings: the answer ends before the first that it would contain")
+    # OpenAI takes 4; llama.cpp's server, vLLM and Ollama any number, and their clients send more (Continue all its
+    # stop words to a base URL not OpenAI's, SillyTavern one per speaker)
+    stop: StopString | Annotated[list[StopString], Field(min_length=1, max_length=MAX_STOPS)] | None = Field(
+        default=None, description=f"up to {MAX_STOPS} strings: the answer ends before the first that it would "
+                                  "contain")
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True,
                                             description="models that apply it (llama.cpp, OpenAI-compatible); "
                                                         "else a 400")

@@ -63,6 +63,13 @@ def test_stop_and_penalties_go_to_the_endpoint_only_when_set(peer) -> None:
         bodies[1])
 
 
+def test_an_endpoint_is_sent_at_most_openais_four_stop_strings(peer) -> None:
+    """api.openai.com refuses a fifth (the run failed); the agent's loop cuts the answer at the others."""
+    base_url, bodies = peer
+    _ask(base_url, SamplingSettings(stop=["a", "b", "c", "d", "e", "f"]))
+    assert bodies[0]["stop"] == ["a", "b", "c", "d"]
+
+
 def test_top_k_and_min_p_go_on_under_the_names_vllm_and_llama_server_read(peer) -> None:
     """They are not OpenAI's own fields, but vLLM, llama.cpp's server, SGLang and LM Studio take them as they are;
     0 (off) is sent too. The repetition penalty is not sent: it always has a value, which OpenAI would refuse."""

@@ -32,17 +32,28 @@ def test_stop_ends_the_answer_before_it_streamed_or_whole(oai) -> None:
     assert oai.server.state.store.get_run(run["id"])["output"] == "You said: alpha beta STOP gamma"  # the last one
 
 
+def test_more_stop_strings_than_openais_four_are_honoured(oai) -> None:
+    """Continue sends every stop word it knows to a base URL that is not api.openai.com's, SillyTavern one per
+    speaker: llama.cpp's server, vLLM and Ollama take them all. Five or more were a 422 "at most 4 items"."""
+    say = [{"role": "user", "content": "alpha beta STOP gamma"}]
+    stop = ["<|im_end|>", "<|im_start|>", "<|eot_id|>", "\nUser:", "\nAssistant:", "zzz", "ha be", "STOP"]
+    whole = oai.chat.completions.create(model="echo", messages=say, stop=stop)
+    assert (whole.choices[0].message.content, whole.choices[0].finish_reason) == ("You said: alp", "stop")
+    text, chunks = _streamed(oai, model="echo", messages=say, stop=stop)
+    assert text == "You said: alp" and chunks[-1].choices[0].finish_reason == "stop"
+
+
 def test_stop_is_typed_as_openai_types_it(oai) -> None:
     hi = [{"role": "user", "content": "hi"}]
     said = {}
-    for stop in (["a", "b", "c", "d", "e"], [""], 5, [1]):
+    for stop in ([f"s{i}" for i in range(17)], [""], 5, [1]):
         with pytest.raises(openai.UnprocessableEntityError) as refused:
             oai.chat.completions.create(model="echo", messages=hi, stop=stop)
         assert refused.value.body["param"].startswith("stop"), refused.value.body
         said[str(stop)] = refused.value.body["message"]
     # what is wrong with the list, not that a list is no string (a union's first member: "stop.constrained-str:
     # Input should be a valid string" for each of them)
-    assert said["['a', 'b', 'c', 'd', 'e']"] == "stop: List should have at most 4 items after validation, not 5"
+    assert said[str([f"s{i}" for i in range(17)])] == "stop: List should have at most 16 items after validation, not 17"
     assert said["['']"] == "stop.0: String should have at least 1 character"
     assert "constrained" not in " ".join(said.values()) and said["5"] == "stop: Input should be a valid string"
 

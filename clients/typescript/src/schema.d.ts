@@ -1582,7 +1582,7 @@ export interface components {
             seed?: number | null;
             /**
              * Stop
-             * @description up to 4 strings: the answer ends before the first that it would contain
+             * @description up to 16 strings: the answer ends before the first that it would contain
              */
             stop?: string | string[] | null;
             /**
