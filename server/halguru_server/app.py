@@ -26,6 +26,7 @@ from halguru_server import (
     jobs_api,
     keys_api,
     openai_api,
+    openai_embeddings,
     ops,
     sessions,
     web,
@@ -189,7 +190,8 @@ def _start_loops(app: FastAPI, state: ServerState) -> tuple[asyncio.Task[None], 
 
 def _include_routes(app: FastAPI, settings: ServerSettings) -> None:
     """halguru's own routes, pages and static files (their order is the OpenAPI document's)."""
-    for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, ops.router, web.router,
+    for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, openai_embeddings.router,
+                   ops.router, web.router,
                    web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router,
                    session_routes.router, users_routes.router, audit.router, clients_web_router, attachments_router,
                    conversations_router, deployments_api.router, device_routes.router, device_routes.pages_router,

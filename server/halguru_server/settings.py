@@ -77,6 +77,9 @@ class ServerSettings(BaseSettings):
                                   "first; older ones (bundle and unpacked folder) are deleted at the next publish, "
                                   "except the active one and any a paused run waits on; 0: keep every version")
     max_input_chars: int = Field(default=16_000, ge=1, description="longest message accepted")
+    embedders: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]] = Field(
+        default_factory=list, description="embedders (by name, such as minilm, wordllama or e5) offered on the "
+                                          "OpenAI-compatible POST /v1/embeddings as models; default none")
     max_messages: int = Field(default=200, ge=1, description="most messages in one OpenAI-style request")
     max_history_chars: int = Field(default=200_000, ge=1,
                                    description="most characters in all the messages of an OpenAI-style request")

@@ -273,8 +273,11 @@ def test_errors_are_in_openais_shape_with_param_and_code(oai) -> None:
         oai.chat.completions.create(model="echo", messages=[{"role": "robot", "content": "x"}])
     assert deep.value.param == "messages.0.role"
     with pytest.raises(openai.NotFoundError) as elsewhere:
-        oai.embeddings.create(model="echo", input="x")  # not offered: still an error an OpenAI client reads
+        oai.completions.create(model="echo", prompt="x")  # not offered: still an error an OpenAI client reads
     assert elsewhere.value.type == "not_found_error" and "no route" in elsewhere.value.message
+    with pytest.raises(openai.NotFoundError) as no_embedder:  # offered, for the embedders the operator lists
+        oai.embeddings.create(model="echo", input="x")
+    assert (no_embedder.value.type, no_embedder.value.code) == ("not_found_error", "model_not_found")
 
 
 def test_other_routes_keep_halgurus_error_shape(oai) -> None:

@@ -826,6 +826,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/embeddings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Embeddings
+         * @description Vectors of the texts in ``input`` from the embedder named by ``model``.
+         */
+        post: operations["embeddings_v1_embeddings_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/invites": {
         parameters: {
             query?: never;
@@ -1911,6 +1931,73 @@ export interface components {
              * @default bearer
              */
             token_type?: string;
+        };
+        /** Embedding */
+        Embedding: {
+            /**
+             * Embedding
+             * @description the vector, or its float32 bytes in base64
+             */
+            embedding: number[] | string;
+            /** Index */
+            index: number;
+            /**
+             * Object
+             * @default embedding
+             * @constant
+             */
+            object?: "embedding";
+        };
+        /** EmbeddingList */
+        EmbeddingList: {
+            /** Data */
+            data: components["schemas"]["Embedding"][];
+            /** Model */
+            model: string;
+            /**
+             * Object
+             * @default list
+             * @constant
+             */
+            object?: "list";
+            usage: components["schemas"]["EmbeddingUsage"];
+        };
+        /** EmbeddingRequest */
+        EmbeddingRequest: {
+            /**
+             * Dimensions
+             * @description the embedder's own size only
+             */
+            dimensions?: number | null;
+            /**
+             * Encoding Format
+             * @description base64: little-endian float32 bytes
+             * @default float
+             * @enum {string}
+             */
+            encoding_format?: "float" | "base64";
+            /**
+             * Input
+             * @description a text, or up to 2048 (token arrays are not taken: send text)
+             */
+            input: string | string[];
+            /**
+             * Model
+             * @description an embedder the server serves (`embedders`)
+             */
+            model: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** EmbeddingUsage */
+        EmbeddingUsage: {
+            /**
+             * Prompt Tokens
+             * @description estimated: a token per 4 characters
+             */
+            prompt_tokens: number;
+            /** Total Tokens */
+            total_tokens: number;
         };
         /** EntryList */
         EntryList: {
@@ -6009,6 +6096,102 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    embeddings_v1_embeddings_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmbeddingRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EmbeddingList"];
+                };
+            };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description unsupported_type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description invalid_request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description error */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
