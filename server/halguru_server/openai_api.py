@@ -253,7 +253,7 @@ def _user_text(state: ServerState, messages: list[Message]) -> str:
     text = messages[-1].content
     if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
         raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
-    service.check_input(state, text)
+    service.check_input(state, text, f"messages.{len(messages) - 1}.content")
     return text
 
 

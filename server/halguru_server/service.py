@@ -119,11 +119,13 @@ def check_text(text: str, where: str = "the message") -> None:
                             "send valid UTF-8 text") from None
 
 
-def check_input(state: ServerState, text: str) -> None:
+def check_input(state: ServerState, text: str, where: str | None = None) -> None:
+    """413 for a message past ``max_input_chars``; ``where``: the request field holding it (the error's param)."""
     check_text(text)
     if len(text) > state.settings.max_input_chars:
-        raise ApiError(413, f"the message is {len(text)} characters; the limit is {state.settings.max_input_chars} "
-                            "(HALGURU_SERVE_MAX_INPUT_CHARS)", "message_too_long")
+        what = f"{where}: {len(text)} characters" if where else f"the message is {len(text)} characters"
+        raise ApiError(413, f"{what}; the limit is {state.settings.max_input_chars} (HALGURU_SERVE_MAX_INPUT_CHARS)",
+                       "message_too_long", param=where)
     if state.lifecycle.stopping:
         raise ApiError(503, "the server is shutting down; retry on another instance", headers={"Retry-After": "5"})
 

@@ -95,6 +95,19 @@ def test_openai_endpoint_limits_message_count_and_total_size(client) -> None:
     assert fine.status_code == 200
 
 
+def test_openai_endpoint_names_the_message_past_max_input_chars(client) -> None:
+    """An OpenAI client reads the field at fault from ``param``: it was null, the message "the message is ..."
+    naming none of the request's messages."""
+    client.server.state.settings.max_input_chars = 10
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "x" * 11}]
+    for stream in (False, True):
+        refused = client.post("/v1/chat/completions", json={"model": "echo", "messages": chat, "stream": stream})
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"] == {
+            "message": "messages.1.content: 11 characters; the limit is 10 (HALGURU_SERVE_MAX_INPUT_CHARS)",
+            "type": "invalid_request_error", "param": "messages.1.content", "code": "message_too_long"}
+
+
 def test_keys_create_refuses_a_zero_lifetime_and_unknown_agents(cli, agents_dir, monkeypatch) -> None:
     monkeypatch.chdir(agents_dir)
     for lifetime in ("0s", "0d"):
