@@ -62,6 +62,10 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if demand is not None:
                 await admit(request, demand, csrf=False)
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):  # read as is, it was "not valid JSON (not UTF-8...)"
+                raise ApiError(415, f"the body is sent with Content-Encoding: {encoding}; send it uncompressed",
+                               "unsupported_type")
             if not form and json_type(request.headers.get("content-type", "")):
                 check_json_body(await request.body(), get_state(request).settings.max_json_items)
             return await handler(request)

@@ -95,6 +95,24 @@ def test_openai_endpoint_limits_message_count_and_total_size(client) -> None:
     assert fine.status_code == 200
 
 
+def test_a_compressed_body_is_a_415_that_names_its_encoding(client) -> None:
+    """A gzip body (Content-Encoding: gzip, which HTTP clients can be set to send) was answered "the body is not
+    valid JSON (not UTF-8, or nested too deeply)", though it was valid JSON compressed."""
+    import gzip
+    import json
+
+    body = gzip.compress(json.dumps({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}).encode())
+    for encoding in ("gzip", "br"):
+        sent = client.post("/v1/chat/completions", content=body,
+                           headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+        assert sent.status_code == 415, sent.text
+        assert sent.json()["error"]["message"] == (f"the body is sent with Content-Encoding: {encoding}; send it "
+                                                   "uncompressed")
+    plain = client.post("/v1/chat/completions", json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+                        headers={"Content-Encoding": "identity"})
+    assert plain.status_code == 200, plain.text
+
+
 def test_openai_endpoint_names_the_message_past_max_input_chars(client) -> None:
     """An OpenAI client reads the field at fault from ``param``: it was null, the message "the message is ..."
     naming none of the request's messages."""
