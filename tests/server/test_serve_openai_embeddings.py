@@ -62,3 +62,34 @@ def test_only_the_served_embedders_by_name_and_bad_input_is_refused_in_openais_s
     with pytest.raises(openai.NotFoundError, match="serves no embedder"):
         openai.OpenAI(base_url=f"{plain.url}/v1", api_key=api_key(), max_retries=0).embeddings.create(
             model="wordllama", input="hi")
+
+
+def test_a_burst_past_the_embedding_queue_is_a_503_to_send_again_and_the_rest_are_answered(
+        served, monkeypatch) -> None:
+    """Requests take turns on one embedding thread; they queued without bound, each keeping its texts in memory.
+    Past MAX_EMBEDDING_REQUESTS one is told to send again later (503, Retry-After), and the queued ones answer."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from halguru_server import openai_embeddings
+
+    server, oai = served
+    release, real = threading.Event(), openai_embeddings._embed
+    monkeypatch.setattr(openai_embeddings, "_embed", lambda name, texts: (release.wait(30), real(name, texts))[1])
+    limit = openai_embeddings.MAX_EMBEDDING_REQUESTS
+    headers = {"Authorization": f"Bearer {oai.api_key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http, ThreadPoolExecutor(limit) as pool:
+        queued = [pool.submit(http.post, "/v1/embeddings", json={"model": "wordllama", "input": f"text {i}"})
+                  for i in range(limit)]
+        deadline = time.monotonic() + 30
+        while openai_embeddings._taken < limit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        refused = http.post("/v1/embeddings", json={"model": "wordllama", "input": "one more"})
+        release.set()
+        answers = [f.result() for f in queued]
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.json()["error"]["code"] == "queue_full"
+    assert [a.status_code for a in answers] == [200] * limit
+    assert openai_embeddings._taken == 0
+    assert oai.embeddings.create(model="wordllama", input="after").data  # the queue is free again
