@@ -8,6 +8,7 @@ import re
 import time
 
 import httpx
+import pytest
 
 from tests.server.localaccounts import (
     PASSWORD,
@@ -89,6 +90,30 @@ def test_an_existing_email_registers_like_a_new_one_and_its_owner_is_told(accoun
     mail = accounts.smtp.wait_for(1)[0]
     assert "has one already" in mail.get_content() and "/auth/reset" in mail.get_content()
     assert len(accounts.server.state.store.list_users()) == 1
+
+
+@pytest.mark.parametrize("look_alike", ["\uff43y@example.com", "CY@EXAMPLE.COM", "\uff23\uff39@example.com"])
+def test_an_address_written_in_look_alike_letters_is_the_account_it_looks_like(accounts_server,
+                                                                              look_alike: str) -> None:
+    accounts = accounts_server()
+    accounts.user("cy@example.com")
+    with accounts.client() as client:
+        page = post_form(client, "/auth/register", "/auth/register", email=look_alike, password=PASSWORD * 2)
+        assert page.status_code == 200 and "Check your mail" in page.text
+    mail = accounts.smtp.wait_for(1)[0]
+    assert mail["To"] == "cy@example.com" and "has one already" in mail.get_content()
+    assert [u["email"] for u in accounts.server.state.store.list_users()] == ["cy@example.com"]
+
+
+@pytest.mark.parametrize("hidden", ["cy\u200b@example.com", "c\u202ey@example.com", "cy@exam\u00adple.com",
+                                    "cy\x00@example.com", "cy@example.com\u200e", "cy\ufeff@example.com"])
+def test_an_address_with_invisible_characters_is_refused(accounts_server, hidden: str) -> None:
+    accounts = accounts_server()
+    accounts.user("cy@example.com")
+    with accounts.client() as client:
+        page = post_form(client, "/auth/register", "/auth/register", email=hidden, password=PASSWORD * 2)
+        assert page.status_code == 400 and "invalid email address" in page.text
+    assert [u["email"] for u in accounts.server.state.store.list_users()] == ["cy@example.com"]
 
 
 def test_reset_mails_only_real_accounts_says_the_same_and_signs_out_everywhere(accounts_server) -> None:

@@ -69,6 +69,8 @@ def test_keys_can_belong_to_a_user(cli) -> None:
 def test_bad_input_is_one_line(cli_error) -> None:
     assert cli_error("users", "create", "not-an-email", "--no-password") == \
         "Error: invalid email address 'not-an-email'"
+    assert cli_error("users", "invite", "bo\u200b@example.com") == \
+        "Error: invalid email address 'bo\\u200b@example.com'"  # a zero-width space: refused, and shown
     assert "unknown role 'root'" in cli_error("users", "create", "a@example.com", "--role", "root", "--no-password")
     assert "at least 10 characters" in cli_error("users", "create", "a@example.com", "--password-stdin",
                                                  input="short\n")

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -79,12 +80,20 @@ def create_user(store: Store, email: str | None, *, role: str = "user", name: st
 
 
 def check_email(email: str) -> str:
-    """The email, trimmed and lower-cased, if it looks like one (the mail link proves it is theirs)."""
-    email = email.strip().lower()
+    """The email, trimmed, lower-cased and in Unicode's compatibility form (NFKC), if it looks like one (the mail
+    link proves it is theirs). Letters written in another width or style (``ｃy@example.com``) are the address
+    they look like, so they cannot make a second account that reads as the first; an address holding characters
+    that show as nothing or reorder the text (controls, zero-width and direction marks, soft hyphens) is
+    refused."""
+    email = unicodedata.normalize("NFKC", email.strip()).lower()
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or any(c.isspace() for c in email) or len(email) > 254:
+    if (not local or "." not in domain or len(email) > 254
+            or any(c.isspace() or unicodedata.category(c) in _INVISIBLE for c in email)):
         raise AccountError(f"invalid email address {email!r}")
     return email
+
+
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 
 
 def find_user(store: Store, id_or_email: str) -> UserRecord:
