@@ -22,6 +22,7 @@ from halguru.jobs import takeover
 from halguru.store.records import ConversationFound, MessageRecord, RunListRecord
 from halguru_server import audit, cursors, service
 from halguru_server.bodies import GuardedRoute
+from halguru_server.costly import Costly
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
 from halguru_server.schemas import non_blank
@@ -195,9 +196,9 @@ def steer(request: Request, state: ServerState, caller: Principal, conversation_
     return result
 
 
-@router.get("/admin/conversations", response_model=FoundPage, responses=responses(400))
+@router.get("/admin/conversations", response_model=FoundPage, responses=responses(400, 503))
 def search_conversations(
-        state: State, caller: Reader,
+        state: State, caller: Reader, _: Costly,
         agent: Annotated[str | None, Query(max_length=100)] = None,
         channel: Annotated[str | None, Query(max_length=50, description="a channel name, or 'api' for none")] = None,
         owner: Annotated[str | None, Query(max_length=200, description="a user's email, or an owner: user:<id>, "
@@ -226,8 +227,8 @@ def read_conversation(conversation_id: ConvId, state: State, caller: Reader) -> 
 
 
 @router.get("/admin/conversations/{conversation_id}/export", responses={
-    200: {"content": {"application/json": {}, "application/yaml": {}}}, **responses(404, 409)})
-def export_conversation(conversation_id: ConvId, request: Request, state: State, caller: Reader,
+    200: {"content": {"application/json": {}, "application/yaml": {}}}, **responses(404, 409, 503)})
+def export_conversation(conversation_id: ConvId, request: Request, state: State, caller: Reader, _: Costly,
                         format: Literal["json", "yaml"] = "json") -> Response:
     """Download the conversation: JSON (messages, runs and their events) or the test-case YAML of
     `halguru logs export` (its last run, with the turns before it)."""

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from halguru_server.bodies import GuardedRoute
 from halguru_server.console import analytics, charts, monitor, shell
+from halguru_server.costly import Costly
 from halguru_server.errors import responses
 from halguru_server.state import Principal, ServerState, state_of
 
@@ -21,7 +22,7 @@ Days = Annotated[int, Query(ge=1, le=366, description="the window, in days")]  #
 
 
 @router.get("/analytics")
-def analytics_page(request: Request, state: State, caller: Viewer, days: Days = 14) -> HTMLResponse:
+def analytics_page(request: Request, state: State, caller: Viewer, _: Costly, days: Days = 14) -> HTMLResponse:
     """The numbers, with charts of runs per day and how runs ended."""
     found = analytics.report(state, days)
     per_day = list(reversed(found["per_day"]))
@@ -34,8 +35,8 @@ def analytics_page(request: Request, state: State, caller: Viewer, days: Days = 
                         ended_svg=ended_svg)
 
 
-@api.get("/analytics")
-def analytics_json(state: State, caller: Viewer, days: Days = 14) -> dict[str, Any]:
+@api.get("/analytics", responses=responses(503))
+def analytics_json(state: State, caller: Viewer, _: Costly, days: Days = 14) -> dict[str, Any]:
     """Per day (newest first) runs, outcomes, conversations and tokens; messages per day, channel and agent;
     resolution; handoffs; top tools; tokens and cost per agent and model."""
     return analytics.report(state, days)

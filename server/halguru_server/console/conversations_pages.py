@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from halguru_server import api as rest_api
 from halguru_server import audit, conversations_api, service
 from halguru_server.console import shell
+from halguru_server.costly import Costly
 from halguru_server.errors import ApiError
 from halguru_server.identity import pages
 from halguru_server.identity.guards import require
@@ -67,7 +68,7 @@ def _people(state: ServerState) -> dict[str, str]:
 
 
 @router.get("/conversations")
-def conversations_page(request: Request, state: State, caller: Reader, q: Field = None, agent: Field = None,
+def conversations_page(request: Request, state: State, caller: Reader, _: Costly, q: Field = None, agent: Field = None,
                        channel: Field = None, owner: Field = None, status: Field = None, since: Field = None,
                        until: Field = None, cursor: Field = None, deleted: Field = None) -> HTMLResponse:
     """The search form and a page of results (newest activity first)."""
