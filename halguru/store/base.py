@@ -430,8 +430,10 @@ class Store(Protocol):
         """Append one entry chained to the newest, in one transaction that serializes every writer."""
         ...
     def list_audit(self, limit: int = 50, *, action: str | None = None, actor: str | None = None,
-                   since: float | None = None, before: int | None = None) -> list[AuditRecord]:
-        """Newest first; ``action`` ending in "." is a prefix; ``before`` (a seq) is the cursor."""
+                   since: float | None = None, before: int | None = None,
+                   until: float | None = None) -> list[AuditRecord]:
+        """Newest first; ``action`` ending in "." is a prefix; ``since`` <= time < ``until``; ``before`` (a seq)
+        is the cursor."""
         ...
     def verify_audit(self, *, key: bytes | None = None, batch: int = 1000) -> AuditCheck:
         """Walk the whole chain: ok, or the first broken entry."""

@@ -78,9 +78,11 @@ class AuditMixin(SQLBase):
         return _record(row)
 
     def list_audit(self, limit: int = 50, *, action: str | None = None, actor: str | None = None,
-                   since: float | None = None, before: int | None = None) -> list[AuditRecord]:
-        """The newest entries first; ``action`` matches a name or a prefix ending in "." (``auth.``),
-        ``before`` is the cursor (a seq: the entries older than it)."""
+                   since: float | None = None, before: int | None = None,
+                   until: float | None = None) -> list[AuditRecord]:
+        """The newest entries first; ``action`` matches a name or a prefix ending in "." (``auth.``), ``since``
+        and ``until`` bound the time (``since`` <= time < ``until``), ``before`` is the cursor (a seq: the
+        entries older than it)."""
         where: list[str] = []
         params: list[Any] = []
         if action and action.endswith("."):
@@ -95,6 +97,9 @@ class AuditMixin(SQLBase):
         if since is not None:
             where.append("time >= ?")
             params.append(since)
+        if until is not None:
+            where.append("time < ?")
+            params.append(until)
         if before is not None:
             where.append("seq < ?")
             params.append(before)

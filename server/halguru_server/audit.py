@@ -80,12 +80,13 @@ def list_audit(state: State, caller: Auditor,
                                                    "ending in '.' (auth.)")] = None,
                actor: Annotated[str | None, Query(max_length=200, description="user:<id>, key:<id>, "
                                                   "cli:<user>, dev")] = None,
-               since: Annotated[float | None, Query(description="epoch seconds")] = None,
+               since: Annotated[float | None, Query(description="epoch seconds: entries at or after it")] = None,
+               until: Annotated[float | None, Query(description="epoch seconds: entries before it")] = None,
                before: Annotated[int | None, Query(ge=1, le=2**62, description="the cursor: entries older "
                                                    "than this seq")] = None,
                limit: Annotated[int, Query(ge=1, le=PAGE * 10)] = PAGE) -> EntryList:
     """The audit log, newest first."""
-    rows = state.store.list_audit(limit + 1, action=action, actor=actor, since=since, before=before)
+    rows = state.store.list_audit(limit + 1, action=action, actor=actor, since=since, until=until, before=before)
     page = rows[:limit]
     return EntryList(data=[_out(r) for r in page], next=page[-1]["seq"] if len(rows) > limit else None)
 

@@ -253,6 +253,49 @@ def test_audit_page_filters_and_verifies_the_chain(app) -> None:
     assert client.get("/admin/audit", headers=operator).status_code == 403
 
 
+def test_audit_page_filters_by_date_range_and_exports_every_matching_entry_as_csv(app, monkeypatch) -> None:
+    import csv
+    import types
+    from datetime import UTC, datetime
+
+    from halguru import audit
+    from halguru.store import sql_audit
+
+    store = app.state.halguru.store
+    for day, count in ((1, 3), (2, 1200), (3, 2)):  # more than one export batch on the 2nd
+        noon = datetime(2026, 11, day, 12, tzinfo=UTC).timestamp()
+        monkeypatch.setattr(sql_audit, "time", types.SimpleNamespace(time=lambda noon=noon: noon))
+        for i in range(count):
+            audit.record(store, "cli:root", "user.role", f"usr_d{day}_{i}", {"role": "operator"}, None)
+        if day == 2:
+            audit.record(store, "cli:root", "user.invite", "=HYPERLINK(1)", None, None)  # a formula typed in
+    monkeypatch.undo()
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    page = client.get("/admin/audit?from=2026-11-02&to=2026-11-03&actor=cli:root", headers=admin).text
+    table = page.split("<table")[1]
+    assert "usr_d3_1" in table and "usr_d1_" not in table and 'value="2026-11-02"' in page
+    assert 'href="/admin/audit?actor=cli%3Aroot&amp;from=2026-11-02&amp;to=2026-11-03&amp;before=' in page
+    link = 'href="/admin/audit/export.csv?actor=cli%3Aroot&amp;from=2026-11-02&amp;to=2026-11-03"'
+    assert link in page
+    got = client.get("/admin/audit/export.csv?actor=cli:root&from=2026-11-02&to=2026-11-02", headers=admin)
+    assert got.status_code == 200 and got.headers["content-type"].startswith("text/csv")
+    assert got.headers["content-disposition"].startswith('attachment; filename="halguru-audit-')
+    rows = list(csv.DictReader(got.text.splitlines()))
+    assert len(rows) == 1201 and {r["target"][:7] for r in rows[1:]} == {"usr_d2_"}
+    assert rows[0]["time_utc"] == "2026-11-02T12:00:00Z" and rows[0]["target"] == "'=HYPERLINK(1)"  # no formula
+    assert int(rows[0]["seq"]) > int(rows[-1]["seq"])
+    empty = client.get("/admin/audit?from=2026-10-01&to=2026-10-02", headers=admin).text
+    assert "No entries match these filters" in empty
+    bad = client.get("/admin/audit?from=2026-13-45", headers=admin)
+    assert bad.status_code == 400 and "is not a date; give one as YYYY-MM-DD" in bad.text
+    assert client.get("/admin/audit?from=&to=", headers=admin).status_code == 200  # the form's empty fields
+    assert client.get("/admin/audit/export.csv", headers=signed_in(app, "operator")).status_code == 403
+    twin = client.get(f"/v1/audit?until={datetime(2026, 11, 2, tzinfo=UTC).timestamp()}&limit=500",
+                      headers={**admin, "Accept": "application/json"}).json()
+    assert len(twin["data"]) == 3 and twin["next"] is None
+
+
 def test_jobs_page_shows_the_queue_and_retries_or_cancels_as_the_cli_does(app) -> None:
     """The console had no jobs: an operator saw a dead channel reply only with `halguru jobs` on the server."""
     store = app.state.halguru.store

@@ -4818,8 +4818,10 @@ export interface operations {
                 action?: string | null;
                 /** @description user:<id>, key:<id>, cli:<user>, dev */
                 actor?: string | null;
-                /** @description epoch seconds */
+                /** @description epoch seconds: entries at or after it */
                 since?: number | null;
+                /** @description epoch seconds: entries before it */
+                until?: number | null;
                 /** @description the cursor: entries older than this seq */
                 before?: number | null;
                 limit?: number;
