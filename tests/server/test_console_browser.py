@@ -43,8 +43,9 @@ def artifacts(tmp_path: Path) -> Path:
     return folder
 
 
-def _admin_page(browser: Any, server: Any, width: int = 1280, scheme: str = "light") -> Page:
-    """A browser page signed in as a new admin (a web session's cookie); ``scheme``: the system's colour scheme."""
+def _admin_page(browser: Any, server: Any, width: int = 1280, scheme: str = "light", zone: str | None = None) -> Page:
+    """A browser page signed in as a new admin (a web session's cookie); ``scheme``: the system's colour scheme;
+    ``zone``: the viewer's time zone (else the machine's)."""
     from halguru_server.identity import websessions
 
     state = server.state
@@ -52,7 +53,7 @@ def _admin_page(browser: Any, server: Any, width: int = 1280, scheme: str = "lig
         "usr_root", "root@example.com", "Root", "admin")
     state.store.update_user(user["id"], totp_enabled=True)  # 2FA on (the session has passed it)
     secret, _ = websessions.issue(state.store, user["id"], state.settings.auth)
-    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, timezone_id=zone)
     context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
     page = context.new_page()
     errors: list[str] = []
@@ -370,3 +371,28 @@ def test_each_row_s_button_is_named_after_its_row(serve, browser) -> None:
     page.goto(f"{server.url}/admin/users")
     expect(page.get_by_role("button", name="Disable jo@example.com", exact=True)).to_have_count(1)
     expect(page.get_by_role("button", name="Set role for jo@example.com", exact=True)).to_have_count(1)
+
+
+def test_times_show_in_the_viewers_time_zone_with_the_utc_value_on_hover(serve, browser, monkeypatch) -> None:
+    import types
+    from datetime import UTC, datetime
+
+    from halguru import audit
+    from halguru.store import sql_audit
+
+    server = serve()
+    noon = datetime(2026, 11, 2, 12, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(sql_audit, "time", types.SimpleNamespace(time=lambda: noon))
+    audit.record(server.state.store, "cli:root", "user.role", "usr_x", {"role": "operator"}, None)
+    monkeypatch.undo()
+    jo = server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    server.state.store.update_user(jo["id"], last_login=noon)
+    page = _admin_page(browser, server, zone="Asia/Kolkata")  # UTC+5:30
+    page.goto(f"{server.url}/admin/audit?action=user.role")
+    cell = page.locator("#audit tbody tr").first.locator("time")
+    expect(cell).to_have_text(re.compile(r"^2026-11-02 17:30:00 (GMT\+5:30|IST)$"), timeout=WAIT_MS)
+    assert cell.get_attribute("title") == "2026-11-02 12:00:00 UTC"
+    assert "(UTC)" not in page.locator("#audit thead").inner_text()
+    page.goto(f"{server.url}/admin/users?q=jo%40example.com")
+    expect(page.locator("tbody time").first).to_have_text(re.compile(r"^2026-11-02 17:30:00 "), timeout=WAIT_MS)
+    assert page.errors == []  # type: ignore[attr-defined]

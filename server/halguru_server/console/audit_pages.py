@@ -79,7 +79,7 @@ def _page(request: Request, state: ServerState, caller: Principal, filters: Filt
     older = None
     if len(rows) > PAGE:
         older = "/admin/audit?" + urlencode(filters.query(before=entries[-1]["seq"]))
-    table = [[e["seq"], shell.when(e["time"]), e["actor"], e["action"], e["target"],
+    table = [[e["seq"], shell.stamp(e["time"]), e["actor"], e["action"], e["target"],
               json.dumps(e["details"], sort_keys=True)[:200] if e["details"] else "", e["address"] or ""]
              for e in entries]
     fields = [{"name": "action", "label": "Action (or prefix, e.g. user.)", "value": filters.action},

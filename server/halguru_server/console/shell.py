@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from halguru_server.bodies import GuardedRoute
 from halguru_server.errors import ApiError, describe
@@ -55,6 +56,17 @@ def when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def stamp(ts: float | None) -> Markup:
+    """An epoch time as a ``<time>`` element: ``YYYY-MM-DD HH:MM:SS UTC``, which console.js turns into the
+    viewer's own time zone (the UTC value stays on hover, in its title); '' for None."""
+    if ts is None:
+        return Markup("")
+    utc = datetime.fromtimestamp(ts, UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc.isoformat(timespec="seconds").replace("+00:00", "Z"), text, text)
+
+
 def ago(ts: float | None, now: float | None = None) -> str:
     """How long ago, coarsely (``5 s``, ``3 min``, ``2 h``, ``4 d``); '' for None."""
     if ts is None:
@@ -77,7 +89,7 @@ def number(value: float | int | None, digits: int = 0) -> str:
 def env() -> Environment:
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
                               auto_reload=False, trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(when=when, ago=ago, number=number)
+    environment.filters.update(when=when, stamp=stamp, ago=ago, number=number)
     return environment
 
 

@@ -84,7 +84,7 @@ def _view(samples: deque[dict[str, Any]]) -> dict[str, Any]:
     for name, now in last.items():
         states = [s["components"].get(name, {}).get("ok") for s in samples]
         bad = sum(1 for s in states if s is False)
-        changes = [(shell.when(s["at"]), s["components"][name]["detail"]) for i, s in enumerate(samples)
+        changes = [(shell.stamp(s["at"]), s["components"][name]["detail"]) for i, s in enumerate(samples)
                    if name in s["components"] and i and samples[i - 1]["components"].get(name, {}).get("ok")
                    != s["components"][name]["ok"]]
         rows.append({"name": name, "ok": now["ok"], "detail": now["detail"], "bad": bad, "changes": changes[-5:],

@@ -45,7 +45,29 @@
     });
   }
 
+  // <time datetime="...Z" title="... UTC">: shown in the viewer's own time zone (named: "2026-11-02 17:30:00
+  // GMT+5:30"); the UTC value stays in the title, on hover. Without the script the page reads in UTC.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function zone(date) {
+    try {
+      var part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(date)
+        .filter(function (p) { return p.type === "timeZoneName"; })[0];
+      return part ? " " + part.value : "";
+    } catch (e) { return ""; }
+  }
+  function localTimes(root) {
+    (root || document).querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      el.textContent = date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) + " " +
+        pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()) + zone(date);
+      el.dataset.local = "1";
+    });
+  }
+
   function start() {
+    localTimes();
+    document.addEventListener("console:updated", function (event) { localTimes(event.target); });
     scrollers();
     window.addEventListener("resize", scrollers);
     document.addEventListener("console:updated", scrollers);
