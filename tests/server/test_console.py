@@ -236,6 +236,19 @@ def test_users_page_shows_one_page_with_a_next_link_a_search_and_actions_that_co
     assert done.status_code == 303 and done.headers["location"] == back and store.get_user("usr_p060")["disabled"]
 
 
+def test_a_refused_invitation_keeps_the_email_and_role_typed(app) -> None:
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    app.state.halguru.store.create_user("usr_taken", "taken@example.com", "Taken", "user")
+    got = client.post("/admin/users/invite", headers=admin,
+                      data={"csrf_token": admin["X-CSRF-Token"], "email": "taken@example.com", "role": "operator"})
+    assert got.status_code == 400 and "exists already" in got.text
+    form = got.text.split('action="/admin/users/invite"')[1]
+    assert 'value="taken@example.com"' in form and '<option value="operator" selected>' in form
+    fresh = client.get("/admin/users", headers=admin).text.split('action="/admin/users/invite"')[1]
+    assert 'value=""' in fresh and '<option value="user" selected>' in fresh
+
+
 def test_audit_page_filters_and_verifies_the_chain(app) -> None:
     from halguru import audit
 

@@ -129,7 +129,8 @@ def _users(request: Request, caller: Principal, state: ServerState, *, q: str | 
     more = f"/admin/users?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
     return shell.render(request, caller, "users.html", "Users", status=status, users=rows, more=more, here=here,
                         fields=[{"name": "q", "label": "Email or name", "value": q}], roles=roles.ROLES,
-                        me=caller.user["id"] if caller.user else None, **{"link": None, **context})
+                        me=caller.user["id"] if caller.user else None,
+                        **{"link": None, "invite_form": {"email": "", "role": "user"}, **context})
 
 
 @router.get("/users/{user_id}")
@@ -153,10 +154,12 @@ def _refusal(request: Request, caller: Principal, state: ServerState, exc: ApiEr
 async def invite_form(request: Request, state: State, caller: Admin) -> Response:
     """The invitation form: the page again, with the link (shown this once)."""
     form = await _form(request)
+    email, role = form.get("email", "").strip(), form.get("role", "user")
     try:
-        made = invite(request, state, form.get("email", "").strip() or None, form.get("role", "user"))
-    except ApiError as exc:
-        return _refusal(request, caller, state, exc)
+        made = invite(request, state, email or None, role)
+    except ApiError as exc:  # the form again with what was typed, to correct rather than retype
+        return _users(request, caller, state, status=exc.status, error=exc.message,
+                      invite_form={"email": email, "role": role})
     return _users(request, caller, state, link=made.link,
                   notice=f"Invitation for {made.email or 'anyone with the link'} as {made.role}: send them the "
                          "link below (single use, 7 days; it is not shown again).")
