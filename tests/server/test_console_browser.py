@@ -396,3 +396,31 @@ def test_times_show_in_the_viewers_time_zone_with_the_utc_value_on_hover(serve, 
     page.goto(f"{server.url}/admin/users?q=jo%40example.com")
     expect(page.locator("tbody time").first).to_have_text(re.compile(r"^2026-11-02 17:30:00 "), timeout=WAIT_MS)
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_signing_out_a_users_session_or_revoking_their_key_asks_first_and_names_what(serve, browser) -> None:
+    from halguru_server.identity import websessions
+    from halguru_server.keys import create_key
+
+    server = serve()
+    store = server.state.store
+    jo = store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    _, session = websessions.issue(store, jo["id"], server.state.settings.auth)
+    create_key(store, "laptop", None, None, "user", user_id=jo["id"])
+    page = _admin_page(browser, server)
+    page.goto(f"{server.url}/admin/users/usr_jo")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.get_by_role("button", name=f"Sign out session {websessions.session_id(session)}").click()
+    expect(page.locator("#sessions tbody tr")).to_have_count(1)
+    assert asked == ["Sign this browser out? Whoever uses it must sign in again."]
+    assert len(websessions.list_sessions(store, jo["id"], server.state.settings.auth)) == 1  # dismissed: kept
+    page.once("dialog", lambda d: answer(d, True))
+    page.get_by_role("button", name="Revoke key laptop").click()
+    expect(page.get_by_text("revoked")).to_be_visible(timeout=WAIT_MS)
+    assert asked[-1] == "Revoke the key laptop? Whatever uses it stops working."
