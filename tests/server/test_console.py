@@ -225,7 +225,8 @@ def test_users_page_shows_one_page_with_a_next_link_a_search_and_actions_that_co
     found = client.get("/admin/users", headers=admin, params={"q": "PERSON 07"}).text
     assert found.count("<tr data-user=") == 10 and "person070@example.com" in found
     assert 'value="PERSON 07"' in found and 'class="pager"' not in found
-    assert "No user matches." in client.get("/admin/users", headers=admin, params={"q": "nobody"}).text
+    missing = client.get("/admin/users", headers=admin, params={"q": "nobody"}).text
+    assert "No user's email or name contains “nobody”" in missing
     bad = client.get("/admin/users", headers=admin, params={"cursor": "x"})
     assert bad.status_code == 422 and "invalid cursor" in bad.text
 
@@ -247,6 +248,17 @@ def test_a_refused_invitation_keeps_the_email_and_role_typed(app) -> None:
     assert 'value="taken@example.com"' in form and '<option value="operator" selected>' in form
     fresh = client.get("/admin/users", headers=admin).text.split('action="/admin/users/invite"')[1]
     assert 'value=""' in fresh and '<option value="user" selected>' in fresh
+
+
+def test_an_empty_filtered_list_says_the_filters_hid_everything_and_how_to_clear_them(app) -> None:
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    users = client.get("/admin/users?q=nobody-like-this", headers=admin).text
+    assert "No user's email or name contains “nobody-like-this”: try part of it, or" in users
+    assert '<a href="/admin/users">Clear</a>.' in users
+    filtered = client.get("/admin/opt-outs?channel=sms", headers=admin).text
+    assert "No opt-out matches these filters: widen them or" in filtered and "Nobody has opted out" not in filtered
+    assert "Nobody has opted out." in client.get("/admin/opt-outs", headers=admin).text
 
 
 def test_audit_page_filters_and_verifies_the_chain(app) -> None:
