@@ -395,6 +395,15 @@ def test_times_show_in_the_viewers_time_zone_with_the_utc_value_on_hover(serve, 
     assert "(UTC)" not in page.locator("#audit thead").inner_text()
     page.goto(f"{server.url}/admin/users?q=jo%40example.com")
     expect(page.locator("tbody time").first).to_have_text(re.compile(r"^2026-11-02 17:30:00 "), timeout=WAIT_MS)
+    # conversations, a conversation's messages and the jobs were UTC only, under "(UTC)" headings
+    server.state.store.create_conversation("conv_times", "echo")
+    server.state.store.append_message("conv_times", "user", "hello")
+    server.state.store.enqueue_job("run", "echo", {"input": "hi"})
+    for path in ("/admin/conversations", "/admin/conversations/conv_times", "/admin/jobs"):
+        page.goto(f"{server.url}{path}")
+        stamp = page.locator("main time").first
+        expect(stamp).to_have_text(re.compile(r" (GMT\+5:30|IST)$"), timeout=WAIT_MS)
+        assert stamp.get_attribute("title").endswith(" UTC") and "(UTC)" not in page.locator("main table").first.inner_text()
     assert page.errors == []  # type: ignore[attr-defined]
 
 
