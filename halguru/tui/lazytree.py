@@ -16,7 +16,7 @@ from typing import Any, Generic, Self, TypeVar, cast
 from rich.cells import cell_len
 from rich.text import Text, TextType
 from textual import events
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets._tree import _TreeLine
@@ -60,7 +60,14 @@ class LazyNode(TreeNode[T], Generic[T]):
 
 
 class LazyTree(Tree[T], Generic[T]):
-    """A Tree of ``LazyNode``: add nodes with the label ``PENDING`` and override ``draw``."""
+    """A Tree of ``LazyNode``: add nodes with the label ``PENDING`` and override ``draw``.
+
+    A node added as the last child of its parent (a live run's next event) gets its line inserted where it goes
+    (``_appended``); Textual rebuilt every line, measured every label and redrew every line on screen for each
+    node added, so a live run cost more per event the longer it ran.
+    """
+
+    _new: TreeNode[T] | None = None  # the node being added: TreeNode.add invalidates the tree right after
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._batched = False
@@ -78,7 +85,8 @@ class LazyTree(Tree[T], Generic[T]):
             self._invalidate()
 
     def _invalidate(self) -> None:
-        if self._batched:
+        new, self._new = self._new, None
+        if self._batched or (new is not None and not self._restyled and self._appended(new)):
             return
         if self._restyled:  # the lines are drawn again, not rebuilt: Textual walks every node for each
             self._line_cache.clear()
@@ -86,6 +94,55 @@ class LazyTree(Tree[T], Generic[T]):
             self.refresh()
             return
         super()._invalidate()
+
+    def _appended(self, node: TreeNode[T]) -> bool:
+        """Put the line of ``node``, just added as its parent's last child, in the built lines (the lines below
+        it move down one); False where the lines must be rebuilt instead (none built yet, another place)."""
+        lines, parent = self._tree_lines_cached, node._parent
+        if lines is None or parent is None or parent._children[-1] is not node or node._children:
+            return False
+        at = parent._line
+        if not 0 <= at < len(lines) or lines[at].node is not parent:
+            return False  # the parent has no line (stale numbers after Textual's own rebuild): rebuilt
+        if not parent._expanded:  # hidden under its parent: only the parent's line changes (its _updates)
+            node._line = -1
+            self._refresh_line(at)
+            return True
+        previous = parent._children[-2] if len(parent._children) > 1 else None
+        last = previous  # the last line of the branch above: the new line goes after it
+        while last is not None and last._expanded and last._children:
+            last = last._children[-1]
+        end = at + 1 if last is None else last._line + 1
+        if not at < end <= len(lines) or lines[end - 1].node is not (last or parent):
+            return False
+        # Only the branch above changes (its guide goes on down to the new line) and the lines that move: TreeNode.add
+        # counted a change of the parent, which every line under it would be drawn again for (all of them, the root)
+        parent._updates -= 1
+        if previous is not None:
+            lines[previous._line].last = False
+            previous._updates += 1
+        line = _TreeLine([*lines[at].path, node], True)
+        lines.insert(end, line)
+        node._line = end
+        for moved in lines[end + 1:]:  # the lines below: usually none, a live run adds at the end
+            moved.path[-1]._line += 1
+        if end + 1 < len(lines):  # the lines drawn where others are now
+            drawn = list(self._line_cache.keys())  # an LRUCache: no iteration of its own
+            for key in drawn:
+                if cast(int, key[0]) >= end:
+                    self._line_cache.discard(key)
+        self.virtual_size = Size(max(self.virtual_size.width, self._line_width(line)), len(lines))
+        if self.cursor_line >= end:
+            self.cursor_line += 1  # the cursor stays on its node (as Textual's rebuild keeps it)
+        self._refresh_from(end if previous is None else previous._line)
+        return True
+
+    def _refresh_from(self, line: int) -> None:
+        """Repaint the lines on screen from ``line`` down (the branch that changed and what it moved)."""
+        top, height = self.scroll_offset.y, self.size.height
+        if line < top + height:
+            start = max(line, top)
+            self.refresh(Region(0, start - top, self.size.width, top + height - start))
 
     def folded(self, node: TreeNode[T], was_expanded: bool) -> None:
         """``node`` was expanded or collapsed: only its branch's lines come or go. Textual rebuilt every line
@@ -158,7 +215,8 @@ class LazyTree(Tree[T], Generic[T]):
                   expand: bool = False) -> TreeNode[T]:
         node = LazyNode(self, parent, self._new_id(), label, data, expanded=expand)
         self._tree_nodes[node._id] = node
-        self._updates += 1
+        self._new = node  # no tree-wide _updates (every line drawn again): its parent's count changes, and a
+        # rebuild counts its own
         return node
 
     def get_label_width(self, node: TreeNode[T]) -> int:

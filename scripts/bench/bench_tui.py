@@ -4,6 +4,8 @@
    cursor moves through it (navigable), against opening the same app with no run.
 2. Streaming: a scripted model streaming 3,000 tokens with no delay, through the app
    (batched tree and Markdown updates), against the bare runtime consuming the same run.
+3. A live tool loop: 99 model calls of 10 tool calls each (2,182 events) drawn into the
+   trace as they come, in CPU seconds, against the bare runtime's for the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from _common import HOME, Result, median, spread
 
 OPEN_GOAL_MS = 1000.0
 STREAM_GOAL_X = 3.0
+LOOP_GOAL_X = 8.0
+TOOLS = 'from halguru.tools import tool\n\n\n@tool\ndef t(i: int) -> int:\n    """Give i back."""\n    return i\n'
 EVENTS = 2000
 
 
@@ -24,6 +28,43 @@ def project_folder():
     folder.mkdir(exist_ok=True)
     (folder / "agent.yaml").write_text("name: tui\nmodel: scripted\ninstructions: bench\n", encoding="utf-8")
     return folder
+
+
+def loop_folder():
+    folder = HOME / "tui-loop"
+    folder.mkdir(exist_ok=True)
+    (folder / "agent.yaml").write_text("name: loop\nmodel: scripted\ninstructions: bench\ntools: [t]\n"
+                                       "limits: {max_steps: 100}\n", encoding="utf-8")
+    (folder / "tools.py").write_text(TOOLS, encoding="utf-8")
+    return folder
+
+
+def loop_script() -> list:
+    return [*({"tool_calls": [{"name": "t", "arguments": {"i": c}} for c in range(10)]} for _ in range(99)), "done"]
+
+
+async def _loop_app_cpu(project) -> float:
+    from halguru.models.scripted import ScriptedModel
+    from halguru.tui.app import DevApp
+
+    app = DevApp(project, model=ScriptedModel(loop_script()), watch=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        started = time.process_time()
+        await app.send("go")
+        await pilot.pause()
+        assert app.last_answer == "done"
+        return time.process_time() - started
+
+
+async def _loop_bare_cpu(project) -> float:
+    from halguru.agents.runtime import run
+    from halguru.models.scripted import ScriptedModel
+
+    started = time.process_time()
+    async for _ in run(project, "go", model=ScriptedModel(loop_script())):
+        pass
+    return time.process_time() - started
 
 
 def big_run(size: int = EVENTS) -> str:
@@ -99,7 +140,10 @@ def measure(quick: bool) -> list[Result]:
     text = " ".join(f"w{i}" for i in range(3000))
     asyncio.run(_open_ms(project, run_id))  # warm imports
     open_ms, empty_ms, app_ms, bare_ms = [], [], [], []
+    loop, loop_app, loop_bare = loop_folder(), [], []
     for _ in range(runs):
+        loop_app.append(asyncio.run(_loop_app_cpu(loop)))
+        loop_bare.append(asyncio.run(_loop_bare_cpu(loop)))
         open_ms.append(asyncio.run(_open_ms(project, run_id)))
         empty_ms.append(asyncio.run(_open_ms(project, None)))
         app_ms.append(asyncio.run(_stream_app_ms(project, text)))
@@ -114,6 +158,10 @@ def measure(quick: bool) -> list[Result]:
                baseline="of the bare runtime",
                detail=f"app {spread(app_ms, ' ms')} ({3000 / median(app_ms) * 1000:.0f} tok/s), "
                       f"bare {spread(bare_ms, ' ms')}", runs=runs),
+        Result(bench="tui", metric="live run of 990 tool calls: app / bare runtime (CPU)",
+               value=median(loop_app) / median(loop_bare), unit="x", goal=LOOP_GOAL_X, higher_is_better=False,
+               ratio=median(loop_app) / median(loop_bare), baseline="of the bare runtime's CPU",
+               detail=f"app {spread(loop_app, ' s')}, bare {spread(loop_bare, ' s')}", runs=runs),
     ]
 
 
