@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="postgresql://USER:PASSWORD@HOST:PORT/DB: keep the store in PostgreSQL (several "
                                   "serve replicas and workers share it) instead of the SQLite file db_path")
+    database_statement_timeout: float = Field(
+        default=30.0, ge=0, le=86400,
+        description="seconds a PostgreSQL statement may run before the database cancels it (serve answers 503), "
+                    "so a runaway query does not hold a pooled connection; 0: none. The URL's own "
+                    "statement_timeout wins; migrations and `halguru db copy` have none")
     knowledge_path: Path | None = Field(
         default=None, description="the folder of the knowledge bases (one LanceDB folder each); default "
                                   "HOME/knowledge. Serve replicas on several hosts point it at one shared filesystem")

@@ -50,6 +50,11 @@ class StoreUnavailable(HalguruError):
     an outage for a missing record."""
 
 
+class StoreTimeout(StoreUnavailable):
+    """The database cancelled a statement that ran past its time limit (PostgreSQL's ``statement_timeout``;
+    the ``database_statement_timeout`` setting): the store answers, this one request asked too much of it."""
+
+
 class ConversationBusy(HalguruError):
     """Another run is answering in this conversation now: a second turn beside it would read the same history
     and both answers would land after it, neither seeing the other (serve mode: 409)."""

@@ -93,8 +93,8 @@ def test_config_set_show_and_unset(cli, halguru_home):
     [row] = [line for line in shown.splitlines() if line.startswith("llama_n_ctx")]
     assert "8192" in row and "config.toml" in row
     # the paths used, not "-" (their defaults live under home)
-    assert f"db_path             {halguru_home / 'halguru.db'}  (default)" in shown.splitlines()
-    assert f"knowledge_path      {halguru_home / 'knowledge'}  (default)" in shown.splitlines()
+    assert f"db_path{' ' * 21}{halguru_home / 'halguru.db'}  (default)" in shown.splitlines()
+    assert f"knowledge_path{' ' * 14}{halguru_home / 'knowledge'}  (default)" in shown.splitlines()
     assert json.loads(cli("config", "show", "--json").stdout)["run_lease"] == {"value": 30.0, "source": "default"}
     path = halguru_home / "config.toml"
     assert cli("config", "unset", "llama_n_ctx").stdout == f"llama_n_ctx removed from {path}\n"

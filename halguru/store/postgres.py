@@ -116,14 +116,17 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
                     AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, MessageKeysMixin, PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
-    ``migrate=False`` opens it without applying pending migrations (`halguru db status`)."""
+    ``migrate=False`` opens it without applying pending migrations (`halguru db status`); ``statement_timeout``
+    (seconds, 0: none; default ``postgres_base.STATEMENT_TIMEOUT_S``) cancels a pooled connection's statement
+    that runs longer."""
 
     MIGRATIONS = MIGRATIONS
 
-    def __init__(self, url: str, *, lease: float | None = None, migrate: bool = True):
+    def __init__(self, url: str, *, lease: float | None = None, migrate: bool = True,
+                 statement_timeout: float | None = None):
         self._init_leases(lease)
         self._init_keys()
-        super().__init__(url)
+        super().__init__(url, statement_timeout=statement_timeout)
         self._listener = JobListener(self.connect)
         if migrate:
             try:
@@ -141,6 +144,7 @@ class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixi
         """Apply the pending migrations in one transaction, under an advisory lock (a replica starting at the
         same time waits, then finds them applied); the names applied."""
         with self._tx() as conn:
+            conn.execute("SET LOCAL statement_timeout = 0")  # an index built on a large table takes what it takes
             self._lock(conn, "migrations", "schema")
             return apply(conn, MIGRATIONS)
 

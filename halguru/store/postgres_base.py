@@ -31,7 +31,7 @@ from psycopg.abc import Buffer
 from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from halguru.errors import StoreError, StoreUnavailable
+from halguru.errors import StoreError, StoreTimeout, StoreUnavailable
 from halguru.store.sql_base import LOCK_SCOPES, SQLBase
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,12 @@ IDLE_TRANSACTION_S = 60
 # probes, is closed (Linux; elsewhere libpq ignores ``tcp_user_timeout``). A long query is unaffected: the
 # server acknowledges it and answers the probes. The URL's own settings win (``?tcp_user_timeout=...``).
 NETWORK_TIMEOUT_S = 10
+# a runaway statement (a plan gone wrong on a grown table, a lock waited for behind a stuck transaction) held its
+# pooled connection for as long as it ran, hours, and each request repeating it took another, until the pool was
+# empty and every request waited: a pooled connection's statement is cancelled past this many seconds (the
+# ``database_statement_timeout`` setting; 0: none), read as StoreTimeout (serve's 503). The URL's own
+# ``statement_timeout`` (``?options=-cstatement_timeout%3D...``) wins; migrations and `halguru db copy` have none.
+STATEMENT_TIMEOUT_S = 30.0
 
 
 class _NulFreeText(StrDumperUnknown):
@@ -94,14 +100,16 @@ def _fold(conn: psycopg.Connection[Any]) -> str:
     return 'lower({} COLLATE "und-x-icu")' if icu else PostgresBase.FOLD
 
 
-def _options(url: str) -> str:
+def _options(url: str, statement_timeout: float = 0) -> str:
     """The pooled connections' ``options``: synchronous_commit off (see ``PostgresBase._pool``), transactions idle
-    past IDLE_TRANSACTION_S ended, then the URL's own
+    past IDLE_TRANSACTION_S ended, statements past ``statement_timeout`` seconds cancelled (0: the server's
+    own setting), then the URL's own, which win where they set the same (a later ``-c`` does)
     (``?options=-csearch_path%3Dhalguru``) or PGOPTIONS, which a setting of ours would otherwise replace: the
     tables went to ``public`` instead of the schema the operator named."""
     theirs = psycopg.conninfo.conninfo_to_dict(url).get("options") or os.environ.get("PGOPTIONS", "")
+    limit = f"-c statement_timeout={max(1, round(statement_timeout * 1000))} " if statement_timeout > 0 else ""
     return (f"-c synchronous_commit=off -c idle_in_transaction_session_timeout={int(IDLE_TRANSACTION_S * 1000)} "
-            f"{theirs}").strip()
+            f"{limit}{theirs}").strip()
 
 
 def _network(url: str) -> dict[str, Any]:
@@ -198,8 +206,9 @@ class PostgresBase(SQLBase):
     PER_ROW = " OFFSET 0"  # else the planner hashed every message holding a common word first (1-2 s with 100,000)
     SPLIT_AGENTS = False  # its planner walks conversations_updated backwards for an agent IN (...) listing
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE):
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE, statement_timeout: float | None = None):
         self.url = url
+        self.statement_timeout = STATEMENT_TIMEOUT_S if statement_timeout is None else statement_timeout
         self.location = describe_url(url)
         self._recreated_at = -1e9
         self._recreated = ""  # what the last attempt to make lost tables again found
@@ -236,7 +245,7 @@ class PostgresBase(SQLBase):
                     self.url, min_size=1, max_size=self._pool_size, open=False, name="halguru-store",
                     timeout=POOL_WAIT_S, configure=_nul_free,
                     kwargs={"autocommit": True, "row_factory": _row, "connect_timeout": CONNECT_TIMEOUT_S,
-                            "options": _options(self.url), **_network(self.url)})
+                            "options": _options(self.url, self.statement_timeout), **_network(self.url)})
                 self._opened_pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
             return self._opened_pool
 
@@ -280,6 +289,10 @@ class PostgresBase(SQLBase):
         StoreError (serve: 400). Other database errors pass as they are."""
         try:
             yield
+        except psycopg.errors.QueryCanceled as exc:  # an OperationalError too; retrying at once runs as long
+            raise StoreTimeout(f"a statement on the PostgreSQL store at {self.location} was cancelled: "
+                               f"{first_line(exc)} (database_statement_timeout: {self.statement_timeout:g} s)") \
+                from exc
         except psycopg.errors.ProgramLimitExceeded as exc:  # an OperationalError, but the value's fault: an index
             # entry over ~8 KB fails at every try, and is no outage to wait out
             raise StoreError(f"a value is too large for the store ({first_line(exc)})") from exc
@@ -361,12 +374,14 @@ class PostgresBase(SQLBase):
 
     def _long_transaction(self, conn: Any) -> None:
         conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        conn.execute("SET LOCAL statement_timeout = 0")  # a table copied in one statement takes what it takes
 
     def _analyze(self, tables: Sequence[str]) -> None:
         # else the planner guessed until autovacuum came (never, where it is off): listing the conversations whose
         # last run failed, of 100,000 copied, ran for over 10 minutes (80 ms after ANALYZE), by last status
         # cancelled 10 s, a search for a common word 4 s (25 ms each)
-        with self._autocommit() as conn:
+        with self._tx() as conn:  # ANALYZE runs in a transaction (VACUUM would not), so as long as it takes
+            conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute(f"ANALYZE {', '.join(tables)}")
 
     def _after_copy(self, conn: Any) -> None:

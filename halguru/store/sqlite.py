@@ -96,7 +96,7 @@ def open_store(path: Path | None = None) -> Store:
         if store is None:
             from halguru.store.postgres import PostgresStore
 
-            store = _STORES[url] = PostgresStore(url)
+            store = _STORES[url] = PostgresStore(url, statement_timeout=settings.database_statement_timeout)
         return store
     key = path or settings.database
     store = _STORES.get(key)

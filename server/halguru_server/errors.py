@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from halguru.errors import HalguruError, StoreUnavailable
+from halguru.errors import HalguruError, StoreTimeout, StoreUnavailable
 from halguru_server.gate import QueueFull
 from halguru_server.schemas import ErrorBody
 
@@ -159,6 +159,16 @@ def install(app: FastAPI) -> None:
     async def busy(request: Request, exc: QueueFull) -> JSONResponse:
         return error_response(503, str(exc), "queue_full", {"Retry-After": str(exc.retry_after)},
                               path=request.url.path)
+
+    @app.exception_handler(StoreTimeout)
+    async def store_slow(request: Request, exc: StoreTimeout) -> JSONResponse:
+        # the database is up: this request's statement ran past its limit and was cancelled, its connection freed
+        import logging
+
+        logging.getLogger("halguru.server").error("store statement cancelled on %s: %s", request.url.path, exc)
+        return error_response(503, "the store took too long to answer this request and it was stopped "
+                              "(database_statement_timeout); try a narrower request or again shortly", "store_timeout",
+                              {"Retry-After": str(STORE_RETRY_AFTER_S)}, path=request.url.path)
 
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:

@@ -212,3 +212,31 @@ def test_an_outage_is_one_log_line_as_it_starts_and_one_as_it_ends(serve, monkey
         "looking for published versions: store reachable again"], said
     assert [m for m in said if "store check" in m] == ["store check: store unavailable; retrying",
                                                        "store check: store reachable again"], said
+
+
+def test_a_request_whose_statement_runs_too_long_is_a_503_saying_so(
+        serve, api_key, new_postgres_database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement that does not end (here: a table locked by a stuck transaction of another program) held the
+    request and its pooled connection for as long as it ran. Past the statement timeout it is cancelled: a 503
+    whose one line says why, and the server answers the next request once the table is free."""
+    from halguru.config import reset_settings
+
+    url = new_postgres_database()
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+    monkeypatch.setenv("HALGURU_DATABASE_STATEMENT_TIMEOUT", "0.5")
+    reset_settings()
+    server = serve(worker=False)
+    headers = {"Authorization": f"Bearer {api_key(scope='admin')}"}
+    assert httpx.get(f"{server.url}/v1/runs", headers=headers, timeout=10).status_code == 200
+    with psycopg.connect(url) as stuck:
+        stuck.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")
+        start = time.monotonic()
+        answer = httpx.get(f"{server.url}/v1/runs", headers=headers, timeout=30)
+        assert time.monotonic() - start < 5
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "5"
+    error = answer.json()["error"]
+    assert error["type"] == "store_timeout"
+    assert error["message"] == ("the store took too long to answer this request and it was stopped "
+                                "(database_statement_timeout); try a narrower request or again shortly")
+    assert httpx.get(f"{server.url}/v1/runs", headers=headers, timeout=10).status_code == 200

@@ -17,7 +17,7 @@ import pytest
 
 from halguru.agents.events import RunFinished
 from halguru.config import get_settings, reset_settings
-from halguru.errors import StoreError, StoreUnavailable
+from halguru.errors import StoreError, StoreTimeout, StoreUnavailable
 from halguru.models.base import Message
 from halguru.store import SQLiteStore, open_store
 from halguru.store.postgres import PostgresStore
@@ -298,3 +298,52 @@ def test_a_value_too_large_for_an_index_is_refused_not_taken_for_an_outage(store
         store.thread_conversation("sms", "echo", huge, title="t")
     store.enqueue_job("run", "echo", {}, idempotency_key="k")
     assert [j["idempotency_key"] for j in store.list_jobs()] == ["k"]
+
+
+def test_a_runaway_statement_is_cancelled_and_its_connection_freed(new_postgres_database) -> None:
+    """A statement that ran for hours (a plan gone wrong, a lock waited for behind a stuck transaction) held its
+    pooled connection all along: each request repeating it took another, until none was left. One past the
+    store's statement timeout is cancelled, read as StoreTimeout (one line naming the setting), and the
+    connection serves the next statement."""
+    url = new_postgres_database()
+    store = PostgresStore(url, statement_timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(StoreTimeout) as caught:
+        store._rows("SELECT pg_sleep(5)")
+    assert time.monotonic() - start < 3
+    assert str(caught.value) == (f"a statement on the PostgreSQL store at {store.location} was cancelled: canceling "
+                                 "statement due to statement timeout (database_statement_timeout: 0.3 s)")
+    assert isinstance(caught.value, StoreUnavailable)  # serve's 503, not a 500
+    assert store._rows("SELECT 1 AS one") == [{"one": 1}]
+    store.close()
+
+
+def test_the_statement_timeout_is_the_urls_where_it_sets_one_and_none_for_migrations_and_copies(
+        new_postgres_database, monkeypatch) -> None:
+    """The URL's own statement_timeout wins over the store's; `halguru db copy`'s statements (a table in one)
+    and a migration's (an index built on a large table) run as long as they take."""
+    monkeypatch.setenv("HALGURU_DATABASE_STATEMENT_TIMEOUT", "7")
+    reset_settings()
+    url = new_postgres_database()
+    monkeypatch.setenv("HALGURU_DATABASE_URL", url)
+    reset_settings()
+    configured = open_store()  # the setting reaches the configured store
+    assert configured._rows("SELECT current_setting('statement_timeout') AS t") == [{"t": "7s"}]
+    theirs = PostgresStore(f"{url}?options=-cstatement_timeout%3D0", statement_timeout=0.2)
+    assert theirs._rows("SELECT current_setting('statement_timeout') AS t") == [{"t": "0"}]
+    theirs.close()
+    store = PostgresStore(url, statement_timeout=0.2)
+    with store._tx() as conn:
+        store._long_transaction(conn)
+        assert conn.execute("SELECT pg_sleep(0.5)").fetchone() is not None
+    seen: list[str] = []
+    real = store._lock
+
+    def lock(conn: Any, scope: str, key: str) -> None:
+        seen.append(conn.execute("SELECT current_setting('statement_timeout')").fetchone()[0])
+        real(conn, scope, key)
+
+    store._lock = lock  # type: ignore[method-assign]
+    store.migrate()
+    assert seen == ["0"]
+    store.close()
