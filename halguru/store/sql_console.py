@@ -88,6 +88,13 @@ class ConsoleMixin(SQLBase):
                 params.extend(agents)
                 agents = None
         if status:
+            if candidates is None and agents is not None and len(agents) > 1 and self.SPLIT_AGENTS:
+                # a common status: one walk of the updated index, the agents compared first as an expression;
+                # one walk per agent each tested ~1/share conversations for a page (6 agents, failed: 6 walks
+                # of ~1,000 last statuses, 150-430 ms with 100,000 conversations, against one walk's 8-25 ms)
+                clauses.insert(0, f"c.agent || '' IN ({','.join('?' * len(agents))})")
+                params[:0] = agents
+                agents = None
             clauses.append(f"{_LAST_STATUS} = ?")
             params.extend([now, status])
         keyset, values = after_position(after)
