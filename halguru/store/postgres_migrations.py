@@ -34,6 +34,7 @@ from halguru.store.migrations import (
     CONSOLE_SCHEMA,
     DELIVERY_ERRORS_SQL,
     DEPLOYMENTS_SCHEMA,
+    EVENTS_HANDOFFS_SQL,
     IDENTITY_SCHEMA,
     JOBS_FAIR_SQL,
     JOBS_WAITING_SQL,
@@ -260,10 +261,16 @@ def pg019_run_cancels(conn: Any) -> None:
     _execute_all(conn, RUN_CANCELS_SQL.replace("REAL", "DOUBLE PRECISION"))
 
 
+def pg020_events_handoffs(conn: Any) -> None:
+    """SQLite's m027: the handoff events alone, by run (the analytics' live day)."""
+    _execute_all(conn, EVENTS_HANDOFFS_SQL)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
                                            pg011_test_runs, pg012_run_jobs, pg013_channel_answers,
                                            pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
                                            pg017_analytics_days,
-                                           pg018_jobs_fair, pg019_run_cancels]
+                                           pg018_jobs_fair, pg019_run_cancels,
+                                           pg020_events_handoffs]
