@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"Left out {name} (a secret: the server reads secrets from its environment or "
                            "keyring)", err=True)
             out = client.publish(bundle.data)
+            replaced = None if out.unchanged else _replaced(client, out)
         took = (time.perf_counter() - started) * 1000
         files = len(bundle.manifest["files"])
         if out.unchanged:
@@ -121,6 +122,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"Published {out.agent} v{out.version} to {url}: {files} files, {len(bundle.data):,} bytes, "
                    f"sha256 {out.sha256[:12]}; live in {took:.0f} ms (the server's checks and swap: "
                    f"{out.live_ms or 0:.0f} ms).")
+        there = f" --to {url}" if to else ""
+        typer.echo(f"  chat:      {url}/chat/ (API: {url}/v1/agents/{out.agent}; OpenAI-compatible: model "
+                   f"{out.agent!r} at {url}/v1/chat/completions)")
+        if replaced is None:
+            typer.echo(f"  versions:  the first of {out.agent} here; `halguru deployments list{there}`")
+        else:
+            typer.echo(f"  replaces:  v{replaced}; roll back with `halguru deployments rollback {out.agent} "
+                       f"{replaced}{there}`")
 
     app.add_typer(deployments_app, name="deployments")
 
@@ -162,6 +171,21 @@ def delete(agent: str = typer.Argument(..., help="The agent."),
     with _server(to) as (url, client):
         out = client.delete_version(agent, _version(version))
     typer.echo(f"Deleted {out.agent} v{out.version} (sha256 {out.sha256[:12]}) from {url}.")
+
+
+def _replaced(client: Any, out: Any) -> int | None:
+    """The version ``out`` (just published) replaced: the one served last before it (by activation time, so a
+    publish from another machine a moment later is not taken for it); None for an agent's first version."""
+    from halguru.client import ClientError
+
+    try:
+        rows = client.deployments(out.agent)
+    except ClientError:
+        return None
+    mine = next((d for d in rows if d.version == out.version), None)
+    before = [d for d in rows if d.version != out.version and d.activated is not None
+              and (mine is None or mine.activated is None or d.activated <= mine.activated)]
+    return max(before, key=lambda d: d.activated).version if before else None
 
 
 def _version(text: str) -> int:

@@ -184,6 +184,30 @@ def _tar(files: dict[str, bytes], manifest: dict[str, Any] | None = None, extra:
     return raw.getvalue()
 
 
+def test_a_publish_says_where_to_chat_and_how_to_roll_back(cli, serve, tmp_path: Path) -> None:
+    """A publish said the version and the server but not where the agent answers nor how to undo it: the user
+    had to read the README for the chat page and work out from `deployments list` which version it replaced."""
+    server = serve()
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    shop = write_shop(tmp_path / "shop", "v1-answer")
+    first = cli("publish", str(shop)).output
+    assert f"chat:      {server.url}/chat/ (API: {server.url}/v1/agents/shop;" in first
+    assert f"model 'shop' at {server.url}/v1/chat/completions" in first
+    assert "the first of shop here; `halguru deployments list`" in first and "replaces" not in first
+
+    write_shop(shop, "v2-answer")
+    second = cli("publish", str(shop)).output
+    assert "Published shop v2" in second
+    assert "replaces:  v1; roll back with `halguru deployments rollback shop 1`" in second
+    assert "replaces" not in cli("publish", str(shop)).output  # unchanged: nothing replaced
+
+    cli("deployments", "rollback", "shop", "1")  # v1 served again: the next publish replaces v1, not v2
+    write_shop(shop, "v3-answer")
+    third = cli("publish", str(shop), "--to", server.url).output
+    assert f"replaces:  v1; roll back with `halguru deployments rollback shop 1 --to {server.url}`" in third
+    assert "v1 is live" in cli("deployments", "rollback", "shop", "1").output  # the command printed works
+
+
 def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tmp_path: Path) -> None:
     server = serve()
     key = user_key("developer")
