@@ -16,6 +16,7 @@ bundle hash and publishing it again is a no-op.
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import gzip
 import hashlib
@@ -122,8 +123,10 @@ def _files(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
                                   "environment or keyring)")
             packed.append((rel, path))
         if len(packed) > MAX_FILES:
-            raise BundleError(f"{root}: more than {MAX_FILES} files; a bundle holds at most {MAX_FILES} (add "
-                              f"folders to {IGNORE_FILE})")
+            counts = collections.Counter(rel.rpartition("/")[0] or "." for rel, _ in packed)
+            most = ", ".join(f"{folder}/ {n}" for folder, n in counts.most_common(3))
+            raise BundleError(f"{root}: more than {MAX_FILES} files; a bundle holds at most {MAX_FILES} (most: "
+                              f"{most}; add folders to {IGNORE_FILE})")
     return sorted(packed), sorted(left_out)
 
 
@@ -145,7 +148,8 @@ def make_bundle(project: Path) -> Bundle:
     total = sum(path.stat().st_size for _, path in files)
     if total > MAX_FILES_BYTES:
         raise BundleError(f"{root}: {total // 1_000_000} MB of files; a bundle holds at most "
-                          f"{MAX_FILES_BYTES // 1_000_000} MB (add large files to {IGNORE_FILE})")
+                          f"{MAX_FILES_BYTES // 1_000_000} MB ({_largest(files)}; add large files to "
+                          f"{IGNORE_FILE})")
     contents = {rel: path.read_bytes() for rel, path in files}
     manifest = {"format": FORMAT, "agent": spec["name"], "model": str(spec.get("model", "")),
                 "tools": _names(spec.get("tools")), "http_tools": _names(spec.get("http_tools")),
@@ -160,8 +164,18 @@ def make_bundle(project: Path) -> Bundle:
     data = raw.getvalue()
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"the bundle is {len(data) // 1_000_000} MB; at most {MAX_BUNDLE_BYTES // 1_000_000} MB "
-                          f"can be published (add large files to {IGNORE_FILE})")
+                          f"can be published ({_largest(files)}; add large files to {IGNORE_FILE})")
     return Bundle(data, hashlib.sha256(data).hexdigest(), manifest, left_out)
+
+
+def _largest(files: list[tuple[str, Path]]) -> str:
+    """The three largest files, as the refusal of a bundle too large names them (what to move out or ignore)."""
+    sizes = sorted(((path.stat().st_size, rel) for rel, path in files), reverse=True)[:3]
+    return "largest: " + ", ".join(f"{rel} {_mb(size)}" for size, rel in sizes)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.0f} kB"
 
 
 def _text(path: Path) -> str:

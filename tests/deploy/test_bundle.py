@@ -142,3 +142,30 @@ def test_entries_a_folder_cannot_hold_are_refused_by_name(tmp_path: Path, names:
         open_bundle(raw.getvalue(), tmp_path)
     message = str(caught.value)
     assert error in message and "Errno" not in message and len(message) < 200, message
+
+
+def test_a_folder_too_large_to_publish_names_what_makes_it_so(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle over the limit said only its size and "add large files to .halguruignore": which ones (a model
+    file, an export left in data/) the user had to find with du."""
+    from halguru.deploy import bundle
+
+    root = project(tmp_path / "shop")
+    (root / "data").mkdir()
+    (root / "data" / "export.csv").write_bytes(os.urandom(300_000))
+    (root / "model.bin").write_bytes(os.urandom(1_200_000))
+    monkeypatch.setattr(bundle, "MAX_BUNDLE_BYTES", 1_000_000)
+    with pytest.raises(BundleError) as refused:
+        make_bundle(root)
+    assert "largest: model.bin 1.2 MB, data/export.csv 0.3 MB, agent.yaml" in str(refused.value)
+    assert "add large files to .halguruignore" in str(refused.value)
+
+    monkeypatch.setattr(bundle, "MAX_FILES_BYTES", 1_000_000)  # unpacked: refused before it is packed
+    with pytest.raises(BundleError, match=r"1 MB of files; .*\(largest: model\.bin 1\.2 MB, data/export"):
+        make_bundle(root)
+
+    for i in range(12):
+        (root / "knowledge" / f"page{i}.md").write_text("x\n")
+    monkeypatch.setattr(bundle, "MAX_FILES", 10)
+    with pytest.raises(BundleError, match=r"at most 10 \(most: knowledge/ 13, \./ \d+.*; add folders to"):
+        make_bundle(root)
