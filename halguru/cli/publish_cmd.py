@@ -33,9 +33,20 @@ def _server(url: str | None, answer_s: float = 300) -> Iterator[tuple[str, Any]]
             yield chosen, client
     except ClientError as exc:
         hint = f" (run `halguru login {chosen}`)" if exc.status == 401 else ""
+        if exc.status == 404 and exc.message.startswith("no route"):
+            hint = " (is that the server's own address? give it as in the browser, without /v1)"
         raise HalguruError(f"{chosen}: {exc.message}{hint}") from None
     except httpx.HTTPError as exc:
-        raise HalguruError(f"cannot reach {chosen}: {exc}") from None
+        raise HalguruError(_unreachable(chosen, exc)) from None
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    """The one line for a server that did not answer: why, and what to check."""
+    import httpx
+
+    why = "it did not answer in time" if isinstance(exc, httpx.TimeoutException) else str(exc) or type(exc).__name__
+    return (f"cannot reach {url}: {why}; check the URL and that its `halguru serve` is up "
+            "(--to URL for another server, `halguru login URL` to sign in there)")
 
 
 def _when(ts: float | None) -> str:
@@ -80,7 +91,7 @@ def register(app: typer.Typer) -> None:
         except ClientError as exc:
             raise HalguruError(f"{base}: {exc.message}") from None
         except Exception as exc:
-            raise HalguruError(f"cannot reach {base}: {exc}") from None
+            raise HalguruError(_unreachable(base, exc)) from None
         user = me.get("user") or {}
         who = user.get("email") or user.get("name") or me.get("via", "key")
         save_login(base, token, str(who))

@@ -208,6 +208,21 @@ def test_a_publish_says_where_to_chat_and_how_to_roll_back(cli, serve, tmp_path:
     assert "v1 is live" in cli("deployments", "rollback", "shop", "1").output  # the command printed works
 
 
+def test_a_server_that_is_not_there_says_what_to_check(cli_error, serve, tmp_path: Path) -> None:
+    """An unreachable server was `cannot reach URL: [Errno 111] Connection refused` and nothing more; the API's
+    address (URL/v1, as the docs show it for clients) was `no route POST /v1/v1/deployments; see /swagger`."""
+    server = serve()
+    shop = write_shop(tmp_path / "shop", "v1")
+    token = {"HALGURU_TOKEN": user_key("developer")}
+    down = cli_error("publish", str(shop), "--to", "http://127.0.0.1:9", env=token)
+    assert down.startswith("Error: cannot reach http://127.0.0.1:9: ") and "Connection refused" in down
+    assert down.endswith("check the URL and that its `halguru serve` is up (--to URL for another server, "
+                         "`halguru login URL` to sign in there)")
+    api = cli_error("publish", str(shop), "--to", server.url + "/v1", env=token)
+    assert api.endswith("(is that the server's own address? give it as in the browser, without /v1)"), api
+    assert open_store().list_deployments() == []
+
+
 def test_refusals_are_one_clear_line_and_store_nothing(cli, cli_error, serve, tmp_path: Path) -> None:
     server = serve()
     key = user_key("developer")
