@@ -122,7 +122,10 @@ def register(app: typer.Typer) -> None:
             for name in bundle.left_out:
                 typer.echo(f"Left out {name} (a secret: the server reads secrets from its environment or "
                            "keyring)", err=True)
-            out = client.publish(bundle.data)
+            if said := _uploading(bundle, url):
+                typer.echo(said, err=True)
+            with _ticking():
+                out = client.publish(bundle.data)
             replaced = None if out.unchanged else _replaced(client, out)
         took = (time.perf_counter() - started) * 1000
         files = len(bundle.manifest["files"])
@@ -182,6 +185,52 @@ def delete(agent: str = typer.Argument(..., help="The agent."),
     with _server(to) as (url, client):
         out = client.delete_version(agent, _version(version))
     typer.echo(f"Deleted {out.agent} v{out.version} (sha256 {out.sha256[:12]}) from {url}.")
+
+
+def _uploading(bundle: Any, url: str) -> str | None:
+    """The line said before an upload that takes a while (a knowledge base to index, a MB or more): what goes,
+    and that the server indexes meanwhile; None for a small one (it answers at once)."""
+    files = bundle.manifest["files"]
+    folders = [k.strip("/") for k in bundle.manifest.get("knowledge") or [] if k.strip("/") not in ("", ".")]
+    known = [f for f in files if any(f.startswith(k + "/") for k in folders)]
+    line = (f"Uploading {bundle.manifest.get('agent')} ({len(files)} files, {len(bundle.data):,} bytes) to {url}; "
+            "the server checks it")
+    if known:
+        line += (f" and indexes its knowledge ({len(known)} files; only those changed since the version served) "
+                 "before it goes live: minutes for MBs")
+    elif len(bundle.data) < 1_000_000:
+        return None
+    return line + "..."
+
+
+@contextmanager
+def _ticking() -> Iterator[None]:
+    """On a terminal, the seconds waited so far on stderr, once a second (a knowledge base indexes for minutes:
+    a still cursor looks hung)."""
+    import sys
+    import threading
+
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(1):
+            sys.stderr.write(f"\r  waiting for the server: {time.monotonic() - started:.0f} s")
+            sys.stderr.flush()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        if time.monotonic() - started >= 1:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
 
 
 def _replaced(client: Any, out: Any) -> int | None:
