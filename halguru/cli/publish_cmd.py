@@ -124,8 +124,11 @@ def register(app: typer.Typer) -> None:
                            "keyring)", err=True)
             if said := _uploading(bundle, url):
                 typer.echo(said, err=True)
-            with _ticking():
-                out = client.publish(bundle.data)
+            try:
+                with _ticking():
+                    out = client.publish(bundle.data)
+            except KeyboardInterrupt:
+                _interrupted(str(bundle.manifest.get("agent")), url, to)
             replaced = None if out.unchanged else _replaced(client, out)
         took = (time.perf_counter() - started) * 1000
         files = len(bundle.manifest["files"])
@@ -231,6 +234,18 @@ def _ticking() -> Iterator[None]:
         if time.monotonic() - started >= 1:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def _interrupted(agent: str, url: str, to: str | None) -> None:
+    """Ctrl-C while the server had the bundle: it goes on (checks, knowledge, swap) and may serve it yet."""
+    import sys
+
+    there = f" --to {url}" if to else ""
+    sys.stderr.write(f"\nInterrupted: if the upload reached {url}, the server goes on checking it (and indexing its "
+                     f"knowledge) and may still serve it as {agent}'s next version; `halguru deployments list "
+                     f"{agent}{there}` shows it, `halguru deployments rollback {agent} VERSION{there}` undoes it, "
+                     "and publishing again waits for it and says whether it is live.\n")
+    raise typer.Exit(130)
 
 
 def _replaced(client: Any, out: Any) -> int | None:

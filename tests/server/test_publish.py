@@ -432,6 +432,37 @@ def test_a_publish_says_what_it_uploads_and_that_the_server_indexes_meanwhile(cl
         " s\r\033[K"), shown
 
 
+def test_a_publish_interrupted_while_the_server_indexes_says_it_may_still_go_live(
+        cli, serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the server indexed a knowledge base (60 s for 200 pages) printed nothing and exited 130; a
+    minute later that version was live anyway, with no word of it to the user who thought they had stopped it."""
+    from halguru.client import Client as RealClient
+
+    server = serve()
+    cli("login", server.url, "--api-key", input=user_key("developer"))
+    shop, _ = write_kb_shop(tmp_path / "shop", ["refunds", "parking"])
+    real = RealClient.publish
+    threads: list[threading.Thread] = []
+
+    def ctrl_c_once_sent(self: RealClient, bundle: bytes) -> Any:
+        other = RealClient(self.base_url)
+        other.headers = self.headers
+        sent = threading.Thread(target=real, args=(other, bundle))
+        sent.start()  # the upload reached the server, which goes on; the user presses Ctrl-C meanwhile
+        threads.append(sent)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RealClient, "publish", ctrl_c_once_sent)
+    stopped = cli("publish", str(shop), code=130).output
+    assert (f"Interrupted: if the upload reached {server.url}, the server goes on checking it (and indexing its "
+            "knowledge) and may still serve it as shop's next version; `halguru deployments list shop` shows it, "
+            "`halguru deployments rollback shop VERSION` undoes it") in stopped
+    threads[0].join(60)
+    monkeypatch.setattr(RealClient, "publish", real)
+    assert "shop v1 is already live" in cli("publish", str(shop)).output  # what it said: live, once, as v1
+    assert [d["version"] for d in open_store().list_deployments("shop")] == [1]
+
+
 def test_a_new_version_embeds_only_the_knowledge_files_that_changed(cli, serve, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Each version has a folder, and a knowledge base, of its own: v2 embedded every file again, minutes for a
