@@ -60,6 +60,10 @@ class KeysMixin(SQLBase):
             return conn.execute(f"UPDATE api_keys SET revoked = ? WHERE revoked IS NULL "
                                 f"AND id IN ({','.join('?' * len(key_ids))})", [time.time(), *key_ids]).rowcount
 
+    def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        rows = self._rows("SELECT * FROM api_keys WHERE id = ?", [key_id])
+        return _key(rows[0]) if rows else None
+
     def key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         rows = self._rows("SELECT * FROM api_keys WHERE hash = ?", [key_hash])
         return _key(rows[0]) if rows else None

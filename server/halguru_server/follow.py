@@ -124,12 +124,17 @@ def _poll(state: ServerState, run_id: str, after: int) -> tuple[str, list[dict[s
 
 def ended(state: ServerState, caller: Principal) -> str | None:
     """Why ``caller`` may no longer follow, or None: the web session its request came with was ended (signed out,
-    revoked by an admin or from another browser, past its absolute timeout) or its user was disabled. A stream is
-    one request that goes on: checked at its start only, it kept delivering to a browser signed out long since."""
+    revoked by an admin or from another browser, past its absolute timeout), its API key was revoked or expired,
+    or its user was disabled. A stream is one request that goes on: checked at its start only, it kept delivering
+    to a browser signed out, or a key revoked, long since."""
     if caller.web is not None:
         session = state.store.get_web_session(caller.web["id_hash"])
         if session is None or session["revoked"] is not None or session["expires"] <= time.time():
             return "your session ended (signed out or revoked)"
+    if caller.key is not None:
+        key = state.store.get_key(caller.key.id)
+        if key is None or key["revoked"] is not None or (key["expires"] is not None and key["expires"] <= time.time()):
+            return "your API key was revoked or has expired"
     if caller.user is not None:
         user = state.store.get_user(caller.user["id"])
         if user is None or user["disabled"]:
@@ -143,7 +148,7 @@ async def follow(state: ServerState, run_id: str, after: int, caller: Principal)
     no id, so a browser's reconnect is asked who it is again)."""
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = checked = time.monotonic()
-    recheck = caller.web is not None or caller.user is not None
+    recheck = caller.web is not None or caller.user is not None or caller.key is not None
     while True:
         if recheck and time.monotonic() - checked >= RECHECK:
             checked = time.monotonic()

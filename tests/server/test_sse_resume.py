@@ -242,3 +242,29 @@ def test_a_followed_stream_ends_within_seconds_of_its_session_being_signed_out(s
     assert "your session ended" in got[0]["message"] and took < 5, took
     got, took = followed(lambda _secret, session: store.revoke_web_sessions(None, [session["id_hash"]]))  # an admin
     assert [e["kind"] for e in got] == ["signed_out"] and took < 5, took
+
+
+def test_a_followed_stream_ends_within_seconds_of_its_api_key_being_revoked(serve: Callable[..., Server]) -> None:
+    """A revoked key was refused at its next request, but a stream it had opened kept delivering the run's events
+    for as long as the run went on. It ends within a few seconds with an error event saying why."""
+    from halguru_server.keys import create_key
+
+    server = serve()
+    store = server.state.store
+    key, secret = create_key(store, "laptop", None, None, "developer")
+    run_id = f"run_{time.time_ns():x}"[:30]
+    store.start_run(run_id, f"conv_{run_id[4:]}", "echo", "scripted", "a long job", owner=f"key:{key.id}")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"},
+                      timeout=httpx.Timeout(30, read=5)) as http, \
+            http.stream("GET", f"/v1/runs/{run_id}/events", params={"after": -1}) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")  # following: the run goes on (its lease: 30 s)
+        store.revoke_keys([key.id])  # `halguru keys revoke`, the console, or DELETE /v1/keys/ID
+        revoked = time.monotonic()
+        got = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+        took = time.monotonic() - revoked
+        again = http.get(f"/v1/runs/{run_id}/events")
+    assert [(e["type"], e["kind"]) for e in got] == [("error", "signed_out")], got
+    assert "your API key was revoked" in got[0]["message"] and took < 5, took
+    assert again.status_code == 401, again.text
