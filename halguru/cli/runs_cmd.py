@@ -135,9 +135,13 @@ def cancel(
                                            "machine, or on any serve replica sharing its database."),
 ) -> None:
     """Stop a running run wherever it runs: it ends cancelled, keeping its answer so far."""
+    from halguru import audit
     from halguru.orchestration.durable import cancel as cancel_run
+    from halguru.store import open_store
 
     full_id, status = cancel_run(run_id)
+    run = open_store().get_run(full_id)  # as serve audits a cancel: who asked, whose run
+    audit.record(None, None, "run.cancel", full_id, {"agent": run["agent"], "owner": run["owner"]})
     typer.echo(f"Run {full_id} cancelled." if status == "cancelled" else
                f"Asked run {full_id} to stop; it reads {status} (its process stops it within a second, unless it is "
                "stuck).")

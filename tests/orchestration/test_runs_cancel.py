@@ -38,5 +38,7 @@ def test_runs_cancel_stops_a_run_of_another_process(tmp_path: Path, write_agent,
     run = store.get_run(run_id)
     assert run["status"] == "cancelled" and run["output"].startswith("w0 w1") and len(run["output"].split()) < WORDS
     assert proc.returncode != 0 and f"cancelled by the user (run {run_id})" in err and "Traceback" not in err
+    entry, = store.list_audit(action="run.cancel")  # audited as serve's cancel is: who stopped whose run
+    assert entry["target"] == run_id and entry["details"] == {"agent": "slow", "owner": run["owner"]}
     assert cli_error("runs", "cancel", run_id) == \
         f"Error: run {run_id} has already ended (cancelled): there is nothing to cancel"
