@@ -16,22 +16,27 @@ from halguru.printable import printable
 from halguru.store import open_store
 
 
-def parse_since(text: str) -> float:
-    """``24h``, ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise), as epoch seconds."""
+def parse_since(text: str, option: str = "--since") -> float:
+    """``24h``, ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise), as epoch seconds; for
+    ``--until`` a date alone is the end of that day, so that ``--since D --until D`` is the whole day D."""
     from halguru.durations import parse_duration
 
     if text[-1:] in "smhdw" and text[:-1].strip().isascii() and text[:-1].strip().isdigit():
-        return time.time() - parse_duration(text, "--since")
+        return time.time() - parse_duration(text, option)
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise HalguruError(f"--since {text!r}: give a duration (24h, 7d) or a date (2026-12-01)") from None
+        raise HalguruError(f"{option} {text!r}: give a duration (24h, 7d) or a date (2026-12-01)") from None
+    if option == "--until" and len(text.strip()) == 10:  # a date alone: through its end
+        when += dt.timedelta(days=1)
     return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def show(action: str | None, actor: str | None, since: str | None, limit: int, json_output: bool) -> None:
+def show(action: str | None, actor: str | None, since: str | None, limit: int, json_output: bool,
+         until: str | None = None) -> None:
     rows = open_store().list_audit(limit, action=action, actor=actor,
-                                   since=parse_since(since) if since else None)
+                                   since=parse_since(since) if since else None,
+                                   until=parse_since(until, "--until") if until else None)
     if json_output:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return

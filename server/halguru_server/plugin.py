@@ -191,13 +191,14 @@ def audit_list(
     action: str = typer.Option(None, help="Only this action (auth.sign_in), or a prefix ending in '.' (auth.)."),
     actor: str = typer.Option(None, help="Only this actor (user:<id>, key:<id>, cli:<user>, dev)."),
     since: str = typer.Option(None, help="Only entries since then: 24h, 7d, or a date (2026-12-01)."),
+    until: str = typer.Option(None, help="Only entries before then: 24h, 7d, or a date (through its end)."),
     limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many (newest first)."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Audit entries, newest first: who did what to what, from where."""
     from halguru_server.audit_cli import show
 
-    show(action, actor, since, limit, json_output)
+    show(action, actor, since, limit, json_output, until)
 
 
 @audit_app.command("verify")

@@ -4,7 +4,9 @@ one row edited with raw SQL is named by seq in /v1/audit/verify and by `halguru 
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -100,7 +102,7 @@ def test_a_tampered_row_is_named_by_the_api_and_the_cli(app, cli, home_sql) -> N
     assert "audit chain broken at entry 3: hash mismatch" in out
 
 
-def test_cli_actions_are_logged_as_the_os_user(app, cli) -> None:
+def test_cli_actions_are_logged_as_the_os_user(app, cli, cli_error) -> None:
     store = app.state.halguru.store
     job, _ = store.enqueue_job("run", "echo", {"input": "hi"})
     cli("jobs", "cancel", job["id"])
@@ -108,6 +110,12 @@ def test_cli_actions_are_logged_as_the_os_user(app, cli) -> None:
     actions = [(e["actor"], e["action"]) for e in reversed(store.list_audit())]
     assert actions == [(audit.cli_actor(), "job.cancel"), (audit.cli_actor(), "user.create")]
     assert '"action": "user.create"' in cli("audit", "list", "--json", "--since", "1h").output
+    # --until, as the console's To date: a date alone is through its end
+    today = datetime.now(UTC).date().isoformat()
+    assert len(json.loads(cli("audit", "list", "--json", "--since", today, "--until", today).output)) == 2
+    assert cli("audit", "list", "--until", "1h").output.strip() == "No audit entries."
+    assert cli_error("audit", "list", "--until", "soon") == \
+        "Error: --until 'soon': give a duration (24h, 7d) or a date (2026-12-01)"
 
 
 def test_a_keyed_chain_verifies_only_with_its_key(cli, monkeypatch: pytest.MonkeyPatch) -> None:
