@@ -117,6 +117,25 @@ class FormatErrorChunk:
     reason: str
 
 
+# How deep a tool call's arguments may nest (objects and lists in one another), whoever wrote them (a model, or a
+# client sending its own tool loop's calls back): deeper than any tool's schema, and well within what a stored
+# message is read back with (pydantic writes ~250 levels in all: the conversation's messages and the run's events
+# were a 500, and the run could not be replayed)
+MAX_ARGUMENTS_DEPTH = 100
+
+
+def json_depth(value: Any) -> int:
+    """How deep objects and lists nest in a parsed JSON value (1: ``{}``), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 @dataclass
 class UsageChunk:
     """A call's token counts. A provider may send one early (the prompt's count, ``finish_reason`` "cancelled")

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from halguru.errors import ContextOverflow, ModelError
 from halguru.models.base import (
+    MAX_ARGUMENTS_DEPTH,
     Chunk,
     FormatErrorChunk,
     Message,
@@ -41,6 +42,7 @@ from halguru.models.base import (
     ToolCallRequest,
     ToolSpec,
     UsageChunk,
+    json_depth,
 )
 from halguru.models.gguf import check_gguf, kv_bytes_per_token
 from halguru.models.llama_batch import Eval, Feed, Job, LlamaEngine, Program
@@ -408,6 +410,10 @@ def _parse_call(text: str) -> Chunk:
     except json.JSONDecodeError as exc:
         # Only reachable when max_tokens cut the constrained call short.
         return FormatErrorChunk(raw, f"tool call cut short or invalid: {exc.msg}")
+    except RecursionError:  # a schema allowing any object, and a model writing brackets thousands deep
+        return FormatErrorChunk(raw[:200], f"tool arguments nest more than {MAX_ARGUMENTS_DEPTH} deep")
+    if json_depth(data) > MAX_ARGUMENTS_DEPTH + 1:  # the call's own object around its arguments
+        return FormatErrorChunk(raw[:200], f"tool arguments nest more than {MAX_ARGUMENTS_DEPTH} deep")
     return ToolCallChunk(ToolCallRequest(id=f"call_{time.monotonic_ns():x}", name=data["name"],
                                          arguments=data.get("arguments") or {}))
 

@@ -14,6 +14,7 @@ import httpx
 from halguru.durations import retry_after_seconds
 from halguru.errors import ModelError, exception_line
 from halguru.models.base import (
+    MAX_ARGUMENTS_DEPTH,
     Chunk,
     FormatErrorChunk,
     Message,
@@ -23,6 +24,7 @@ from halguru.models.base import (
     ToolCallChunk,
     ToolCallRequest,
     UsageChunk,
+    json_depth,
 )
 from halguru.models.secrets import resolve_api_key
 
@@ -45,13 +47,20 @@ def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
+TOO_DEEP = f"tool arguments nest more than {MAX_ARGUMENTS_DEPTH} deep"
+
+
 def parse_tool_call(raw_id: str, name: str, arguments: str) -> ToolCallChunk | FormatErrorChunk:
     try:
         args = json.loads(arguments) if arguments.strip() else {}
     except json.JSONDecodeError as exc:
         return FormatErrorChunk(f"{name}({arguments})", f"tool arguments are not JSON: {exc.msg}")
+    except RecursionError:  # thousands of brackets deep: Python's parser gives up
+        return FormatErrorChunk(f"{name}({arguments[:200]})", TOO_DEEP)
     if not isinstance(args, dict):
         return FormatErrorChunk(f"{name}({arguments})", "tool arguments are not a JSON object")
+    if json_depth(args) > MAX_ARGUMENTS_DEPTH:  # stored, the conversation could not be read back
+        return FormatErrorChunk(f"{name}({arguments[:200]})", TOO_DEEP)
     return ToolCallChunk(ToolCallRequest(id=raw_id or f"call_{name}", name=name, arguments=args))
 
 

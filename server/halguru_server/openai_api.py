@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from halguru.agents.events import ModelResult, Token
-from halguru.models.base import Message, ToolCallRequest
+from halguru.models.base import MAX_ARGUMENTS_DEPTH, Message, ToolCallRequest, json_depth
 from halguru.printable import is_blank
 from halguru_server import service
 from halguru_server.agents import ServedAgent
@@ -50,10 +50,6 @@ Reader = Annotated[Principal, Depends(require("agents:read"))]
 State = Annotated[ServerState, Depends(state_of)]
 # The header OpenAI's Python and JS SDKs read before retrying (by default twice) a 408, 409, 429 or 5xx answer
 NO_RETRY = {"x-should-retry": "false"}
-# How deep a tool call's arguments sent back may nest (objects and lists in one another): deeper than any schema
-# this endpoint takes (jsonschema stops near 100), and within what a stored message is read back with (pydantic
-# writes ~250 levels in all: the conversation's messages, the run's events were a 500)
-MAX_ARGUMENTS_DEPTH = 100
 
 
 def _agent(state: ServerState, caller: Principal, model: str) -> ServedAgent:
@@ -105,23 +101,11 @@ def _tool_calls(calls: list[dict[str, Any]] | None, where: str) -> list[ToolCall
         if not isinstance(arguments, dict):
             raise ApiError(400, "a tool call's arguments must be a JSON object, as a string",
                            param=f"{where}.{j}.function.arguments")
-        if (depth := _depth(arguments)) > MAX_ARGUMENTS_DEPTH:
+        if (depth := json_depth(arguments)) > MAX_ARGUMENTS_DEPTH:
             raise ApiError(400, f"a tool call's arguments nest {depth} deep; at most {MAX_ARGUMENTS_DEPTH} (objects "
                                 "and lists in one another)", param=f"{where}.{j}.function.arguments")
         out.append(ToolCallRequest(id=call["id"], name=function["name"], arguments=arguments))
     return out
-
-
-def _depth(value: Any) -> int:
-    """How deep objects and lists nest in a parsed JSON value (1: ``{}``), counted without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:

@@ -216,3 +216,27 @@ def test_a_deadline_below_zero_is_refused_as_the_option_it_is() -> None:
                        options={"base_url": "http://127.0.0.1:9/v1", "deadline": 0})
     with pytest.raises(ValueError, match="deadline must be above 0, not 0"):
         OpenAIProvider.create(entry)
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+def test_a_tool_call_whose_arguments_nest_too_deep_is_a_call_that_did_not_parse(peer, depth: int) -> None:
+    """A model's call nesting 300 levels was stored as it came, after which the conversation's messages and the
+    run's events could not be read back (pydantic writes ~250 levels); 5,000 levels stopped Python's parser with a
+    RecursionError. Either is now a call that did not parse, which the loop tells the model; 100 levels pass."""
+    from halguru.models.base import MAX_ARGUMENTS_DEPTH, FormatErrorChunk
+
+    def call(levels: int) -> str:
+        arguments = json.dumps({"a": 1})
+        for _ in range(levels - 1):
+            arguments = '{"a": ' + arguments + "}"
+        delta = {"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                 "function": {"name": "clock", "arguments": arguments}}]}
+        return json.dumps({"choices": [{"delta": delta}]})
+
+    tools = [ToolSpec(name="clock", description="time", parameters={"type": "object"})]
+    base_url, _ = peer(sse(call(depth), FINISH))
+    refused = [c for c in _ask(base_url, tools=tools) if isinstance(c, FormatErrorChunk)]
+    assert [r.reason for r in refused] == [f"tool arguments nest more than {MAX_ARGUMENTS_DEPTH} deep"]
+    base_url, _ = peer(sse(call(MAX_ARGUMENTS_DEPTH), FINISH))
+    calls = [c.call for c in _ask(base_url, tools=tools) if isinstance(c, ToolCallChunk)]
+    assert len(calls) == 1 and calls[0].name == "clock"
