@@ -29,7 +29,24 @@ def test_a_misspelt_slash_command_names_the_one_meant(write_agent) -> None:
     for typo in ("/hlep", "/hisotry", "/exti", "/zzz"):
         assert repl.command(typo) is None
     lines = repl.console.export_text().splitlines()
-    assert lines == ["Unknown command /hlep (did you mean '/help'?). /help lists them.",
-                     "Unknown command /hisotry (did you mean '/history'?). /help lists them.",
-                     "Unknown command /exti (did you mean '/exit'?). /help lists them.",
-                     "Unknown command /zzz. /help lists them."]
+    tail = " /help lists them; //... sends a message starting with /."
+    assert lines == ["Unknown command /hlep (did you mean '/help'?)." + tail,
+                     "Unknown command /hisotry (did you mean '/history'?)." + tail,
+                     "Unknown command /exti (did you mean '/exit'?)." + tail,
+                     "Unknown command /zzz." + tail]
+
+
+def test_a_message_starting_with_a_slash_is_sent_with_two(halguru_cmd, subprocess_env, write_agent) -> None:
+    """A message that starts with "/" (a path, a regex) could not be sent: every such line was a command. "//"
+    sends it, less one "/"; "/etc/hosts" alone stays an unknown command that says so."""
+    import subprocess
+
+    from halguru.store import open_store
+
+    folder = write_agent("name: a1\nmodel: scripted\n")
+    chat = subprocess.run([*halguru_cmd, "chat", str(folder)], input="/etc/hosts\n//etc/hosts is missing\n/exit\n",
+                          capture_output=True, text=True, env=subprocess_env, timeout=60, start_new_session=True)
+    assert chat.returncode == 0, chat.stderr
+    assert "Unknown command /etc/hosts. /help lists them; //... sends a message starting with /." in chat.stdout
+    runs = open_store().list_runs(5)
+    assert [r["input"] for r in runs] == ["/etc/hosts is missing"]

@@ -33,7 +33,8 @@ HELP = """\
 /tools           list the tools this agent may call
 /trace           show the event tree of the last run
 /model [NAME]    show or switch the model
-/exit            leave (also Ctrl-D, or Ctrl-C at the prompt)"""
+/exit            leave (also Ctrl-D, or Ctrl-C at the prompt)
+//text           send a message that starts with "/" (the first "/" is dropped)"""
 
 
 @contextlib.contextmanager
@@ -96,7 +97,9 @@ class ChatRepl:
                 return 0
             if not text:
                 continue
-            if text.startswith("/"):
+            if text.startswith("//"):  # a message that starts with "/" (a path, a regex): sent, less one "/"
+                text = text[1:]
+            elif text.startswith("/"):
                 if self.command(text) == "exit":
                     return 0
                 continue
@@ -236,9 +239,9 @@ class ChatRepl:
                     s.model = reference
                     self.console.print(f"[dim]Model is now {escape(printable(arg))}.[/]")
         else:
-            known = ["/help", *(line.split()[0] for line in HELP.splitlines()), "/quit"]
+            known = ["/help", *(line.split()[0] for line in HELP.splitlines() if not line.startswith("//")), "/quit"]
             self.console.print(f"[red]Unknown command {escape(printable(name))}{escape(did_you_mean(name, known))}."
-                               "[/] /help lists them.")
+                               "[/] /help lists them; //... sends a message starting with /.")
         return None
 
 
