@@ -86,7 +86,9 @@ class DeliveryOut(BaseModel):
 
 class Detail(BaseModel):
     conversation: dict[str, Any]
-    messages: list[MessageOut]
+    messages: list[MessageOut] = Field(description="its newest `limit` messages (before `before`), oldest first")
+    earlier_cursor: int | None = Field(default=None, description="`before` for the page of messages before these "
+                                                                 "(null: these are the first)")
     runs: list[dict[str, Any]] = Field(description="its runs, oldest first (events: GET /v1/runs/{id})")
     deliveries: list[DeliveryOut] = Field(description="its channel's messages, oldest first, with their delivery "
                                                       "status (empty for a conversation no channel started)")
@@ -217,13 +219,24 @@ def search_conversations(
     return FoundPage(data=[Found(**r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/admin/conversations/{conversation_id}", response_model=Detail, responses=responses(404))
-def read_conversation(conversation_id: ConvId, state: State, caller: Reader) -> Detail:
-    """A conversation as its user saw it (messages with their authors) and its runs."""
-    row, messages, runs = detail(state, caller, conversation_id)
+@router.get("/admin/conversations/{conversation_id}", response_model=Detail, responses=responses(404, 422))
+def read_conversation(
+        conversation_id: ConvId, state: State, caller: Reader,
+        limit: Annotated[int, Query(ge=1, le=1000, description="how many messages, the newest")] = 100,
+        before: Annotated[int | None, Query(ge=0, description="only messages before this seq (a page's "
+                                                              "earlier_cursor)")] = None) -> Detail:
+    """A conversation as its user saw it (messages with their authors, a page at a time from the newest) and its
+    runs. The whole history, with each run's events, is the export."""
+    row = service.get_conversation(state, caller, conversation_id)
+    messages = state.store.conversation_tail(conversation_id, limit + 1, before)  # one more: is there an earlier page
+    earlier = None
+    if len(messages) > limit:
+        del messages[0]
+        earlier = messages[0]["seq"]
+    runs = reversed(state.store.list_runs(limit=1000, conversation_id=conversation_id))
     deliveries = [DeliveryOut.model_validate(m) for m in state.store.list_channel_messages(conversation_id)]
-    return Detail(conversation=row, messages=[MessageOut(**m) for m in messages], runs=[dict(r) for r in runs],
-                  deliveries=deliveries)
+    return Detail(conversation=row, messages=[MessageOut(**m) for m in messages], earlier_cursor=earlier,
+                  runs=[dict(r) for r in runs], deliveries=deliveries)
 
 
 @router.get("/admin/conversations/{conversation_id}/export", responses={

@@ -350,3 +350,31 @@ def test_the_console_pages_a_long_conversation_from_its_newest_messages_and_runs
         assert shown(older)[1] == [f"run_long{i:04d}" for i in range(90, 110)] and "Newest runs" in older
         assert client.get("/admin/conversations/conv_long/messages").text.count('<td class="message">') == 100
         assert client.get("/admin/conversations/conv_long", params={"before": -1}).status_code == 422
+
+
+def test_the_admin_api_reads_a_long_conversation_a_page_at_a_time_from_its_newest(app) -> None:
+    """GET /v1/admin/conversations/ID read and sent the whole history (a 30 MB conversation whole, each time); it
+    sends the newest 100 messages (or `limit`), and `earlier_cursor` reads back from there to the first."""
+    from halguru.models.base import Message
+
+    store = app.state.halguru.store
+    store.create_conversation("conv_paged", "echo")
+    store.start_run("run_paged", "conv_paged", "echo", "scripted", "q")
+    store.finish_run("run_paged", "conv_paged", {"status": "ok", "output": "", "duration_ms": 1, "steps": 1,
+                                                 "prompt_tokens": 0, "completion_tokens": 0}, [],
+                     [Message(role="user" if i % 2 == 0 else "assistant", content=f"m{i}") for i in range(250)])
+    with TestClient(app, base_url="http://testserver",
+                    headers=_headers(store, "op@example.com", "operator")) as client:
+        first = client.get("/v1/admin/conversations/conv_paged").json()
+        assert [m["content"] for m in first["messages"]] == [f"m{i}" for i in range(150, 250)]
+        assert len(first["runs"]) == 1 and first["conversation"]["id"] == "conv_paged"
+        said, cursor = [], first["earlier_cursor"]
+        while cursor is not None:
+            page = client.get("/v1/admin/conversations/conv_paged", params={"before": cursor, "limit": 70}).json()
+            said[:0] = [m["content"] for m in page["messages"]]
+            cursor = page["earlier_cursor"]
+        assert said + [m["content"] for m in first["messages"]] == [f"m{i}" for i in range(250)]
+        whole = client.get("/v1/admin/conversations/conv_paged", params={"limit": 1000}).json()
+        assert len(whole["messages"]) == 250 and whole["earlier_cursor"] is None
+        for bad in ({"limit": 0}, {"limit": 1001}, {"before": -1}):
+            assert client.get("/v1/admin/conversations/conv_paged", params=bad).status_code == 422

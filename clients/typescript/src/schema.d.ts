@@ -430,7 +430,8 @@ export interface paths {
         };
         /**
          * Read Conversation
-         * @description A conversation as its user saw it (messages with their authors) and its runs.
+         * @description A conversation as its user saw it (messages with their authors, a page at a time from the newest) and its
+         *     runs. The whole history, with each run's events, is the export.
          */
         get: operations["read_conversation_v1_admin_conversations__conversation_id__get"];
         put?: never;
@@ -1878,7 +1879,15 @@ export interface components {
              * @description its channel's messages, oldest first, with their delivery status (empty for a conversation no channel started)
              */
             deliveries: components["schemas"]["DeliveryOut"][];
-            /** Messages */
+            /**
+             * Earlier Cursor
+             * @description `before` for the page of messages before these (null: these are the first)
+             */
+            earlier_cursor?: number | null;
+            /**
+             * Messages
+             * @description its newest `limit` messages (before `before`), oldest first
+             */
             messages: components["schemas"]["halguru_server__conversations_api__MessageOut"][];
             /**
              * Runs
@@ -4517,7 +4526,12 @@ export interface operations {
     };
     read_conversation_v1_admin_conversations__conversation_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description how many messages, the newest */
+                limit?: number;
+                /** @description only messages before this seq (a page's earlier_cursor) */
+                before?: number | null;
+            };
             header?: never;
             path: {
                 /** @description a conversation id */
