@@ -64,7 +64,7 @@ LINGER_S = 2.0  # how long a refused connection's late data is read and dropped 
 
 class _FramedOnce(h11.Connection):
     """h11 that refuses a request framed two ways (``Content-Length`` and ``Transfer-Encoding``), or with two
-    ``Authorization``, ``X-API-Key`` or ``Host`` headers.
+    ``Authorization``, ``X-API-Key``, ``api-key`` or ``Host`` headers.
 
     h11 reads such a body by its chunks and keeps the connection open; a proxy in front that went by the length
     would take the rest of the chunked body for the next request (request smuggling). RFC 9112 §6.1 lets a server
@@ -82,7 +82,7 @@ class _FramedOnce(h11.Connection):
         return event
 
 
-_SINGLE = (b"authorization", b"x-api-key", b"host")  # fields a request may hold once (RFC 9110 §5.3, §7.2)
+_SINGLE = (b"authorization", b"x-api-key", b"api-key", b"host")  # fields a request may hold once (RFC 9110 §5.3, §7.2)
 Phase = Literal["idle", "head", "body", "drain"]  # what a connection waits for: idle, between requests
 
 

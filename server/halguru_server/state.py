@@ -173,7 +173,8 @@ def _secret(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    # X-API-Key, or Azure OpenAI's api-key (what AzureOpenAI clients and Azure-configured tools send)
+    return request.headers.get("x-api-key") or request.headers.get("api-key") or None
 
 
 def client_address(request: Request, trusted: list[str]) -> str:

@@ -20,6 +20,8 @@ def test_every_v1_route_needs_a_valid_key(serve, api_key) -> None:
     assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": "Bearer hg_wrong"}).status_code == 401
     good = api_key()
     assert httpx.get(f"{server.url}/v1/agents", headers={"X-API-Key": good}).status_code == 200
+    assert httpx.get(f"{server.url}/v1/agents", headers={"api-key": good}).status_code == 200  # Azure OpenAI's
+    assert httpx.get(f"{server.url}/v1/agents", headers={"api-key": "hg_wrong"}).status_code == 401
     expired = api_key("old", expires_in=0.001)
     time.sleep(0.01)
     assert httpx.get(f"{server.url}/v1/agents", headers={"Authorization": f"Bearer {expired}"}).status_code == 401

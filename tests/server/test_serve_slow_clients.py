@@ -268,7 +268,8 @@ def test_a_request_framed_by_length_and_chunks_is_refused_and_the_connection_clo
 
 
 @pytest.mark.parametrize("twice", [b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
-                                   b"X-API-Key: a\r\nX-API-Key: b\r\n", b"Host: evil.example\r\n"])
+                                   b"X-API-Key: a\r\nX-API-Key: b\r\n", b"api-key: a\r\napi-key: b\r\n",
+                                   b"Host: evil.example\r\n"])
 def test_a_request_with_two_keys_or_hosts_is_refused(server, twice: bytes) -> None:
     """A proxy in front may check the last of two Authorization headers while halguru took the first: such a
     request is a 400 and its connection closed, never served with either."""
