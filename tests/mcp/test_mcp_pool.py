@@ -14,6 +14,7 @@ import yaml
 
 from halguru import load_agent, run
 from halguru.models.scripted import ScriptedModel
+from halguru.tools import mcp
 from halguru.tools.mcp import keep_servers_running, stop_kept_servers
 from tests.server.conftest import Server, free_port
 
@@ -119,7 +120,13 @@ async def test_a_kept_server_no_run_uses_is_stopped_and_one_in_use_is_not(mcp_ag
         await ask_in_process(old)
         old_pid = int((old / "server.pid").read_text())
         napping = asyncio.create_task(ask_in_process(old, "nap", seconds=3.0))  # in use past the idle time
-        await asyncio.sleep(1.5)
+        # once its run holds the server (on a loaded machine that run may take a while to start: a fixed wait
+        # let the next ask find it unused and stop it), and past the idle time since the first run
+        pool, deadline = mcp._POOLS[asyncio.get_running_loop()], time.monotonic() + 30
+        while not any(server.users > 0 for server in pool.servers.values()):
+            assert time.monotonic() < deadline, "the napping run never took its server"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.2)
         await ask_in_process(new)
         new_pid = int((new / "server.pid").read_text())
         assert alive(old_pid)  # a run still holds it
