@@ -32,6 +32,36 @@ def test_anonymous_visitors_see_public_agents_and_a_sign_in_link(serve, browser)
     assert page.locator("#history").is_hidden()
 
 
+def test_a_slow_list_for_the_agent_shown_first_does_not_replace_the_chosen_agents(serve, browser) -> None:  # noqa: F811
+    """The page loads the first agent's conversations, then the chosen agent's: when the first list came back
+    last (a loaded server), it replaced the chosen agent's, and the conversation was missing from its history
+    (seen in CI). Only the list of the agent chosen now is drawn."""
+    server = serve()
+    user_id = _user(server)
+    store = server.state.store
+    store.create_conversation("conv_mine", "private", "hello from the laptop", owner=f"user:{user_id}")
+    context = browser.new_context()
+    context.add_cookies([_session_cookie(server, user_id)])
+    page = context.new_page()
+    held: list = []
+    page.route("**/chat/api/conversations?agent=echo*", lambda route: held.append(route))  # answered later
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).to_have_count(3, timeout=WAIT_MS)
+    deadline_ms = WAIT_MS
+    while not held and deadline_ms > 0:
+        page.wait_for_timeout(50)
+        deadline_ms -= 50
+    assert held, "the first agent's list was never asked for"
+    page.select_option("#agent", "private")
+    option = page.locator("#history option", has_text="hello from the laptop")
+    expect(option).to_have_count(1, timeout=WAIT_MS)
+    for route in held:
+        route.continue_()  # the first agent's (empty) list arrives last
+    page.wait_for_timeout(500)
+    expect(option).to_have_count(1)
+    assert page.locator("#agent").input_value() == "private"
+
+
 def test_signed_in_user_chats_with_a_sign_in_agent_and_finds_it_on_another_device(serve, browser) -> None:  # noqa: F811
     server = serve()
     user_id = _user(server)

@@ -239,6 +239,9 @@ async function loadHistory() {
   try {
     items = (await (await api(`/conversations?agent=${encodeURIComponent(agent)}&limit=50`)).json()).data;
   } catch (error) { showStatus(error.message); }
+  // Another agent chosen meanwhile: its own list is on its way. Drawn anyway, a slow answer for the agent shown
+  // at first (its list loaded at start) replaced the chosen agent's, which had come back sooner.
+  if (agentSelect.value !== agent) return;
   const options = items.map((c) => new Option(
     `${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
   history.replaceChildren(new Option("Your conversations…", ""), ...options);
@@ -303,15 +306,18 @@ async function allMessages(id) {
   return { messages, running };
 }
 
+let shownLoad = 0;  // which loadConversation call the log is for: only the latest draws
 async function loadConversation() {
   leaveAnswer();  // another conversation shown (or this one again): its answer goes on without this page
   log.replaceChildren();
+  const load = ++shownLoad;
   const agent = agentSelect.value;
   const id = agent && store.conversation(agent);
   showInUrl(agent, id);
   if (!id) return;
   try {
     const { messages, running } = await allMessages(id);
+    if (load !== shownLoad) return;  // another conversation opened meanwhile: its messages, not these, are shown
     let shown = null;  // the last message shown of the current run
     messages.forEach((m, i) => {
       if (m.run_id !== messages[i - 1]?.run_id) shown = null;
@@ -323,6 +329,7 @@ async function loadConversation() {
     });
     if (running && !messages.some((m) => m.run_id === running.run_id)) followRunning(running);
   } catch (error) {
+    if (load !== shownLoad) return;
     if (error.status === 404 || error.sessionEnded) { store.setConversation(agent, null); showInUrl(agent, null); }
     else showStatus(error.message);
   }
