@@ -53,6 +53,25 @@ def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
+def _say_published(out: Any, bundle: Any, url: str, to: str | None, replaced: int | None, took: float) -> None:
+    """What a publish did: the version (or that it was live already), where it answers, how to undo it."""
+    if out.unchanged:
+        typer.echo(f"{out.agent} v{out.version} is already live on {url} (the same bundle, "
+                   f"sha256 {out.sha256[:12]}); nothing published.")
+        return
+    typer.echo(f"Published {out.agent} v{out.version} to {url}: {len(bundle.manifest['files'])} files, "
+               f"{len(bundle.data):,} bytes, sha256 {out.sha256[:12]}; live in {took:.0f} ms (the server's checks "
+               f"and swap: {out.live_ms or 0:.0f} ms).")
+    there = f" --to {url}" if to else ""
+    typer.echo(f"  chat:      {url}/chat/ (API: {url}/v1/agents/{out.agent}; OpenAI-compatible: model "
+               f"{out.agent!r} at {url}/v1/chat/completions)")
+    if replaced is None:
+        typer.echo(f"  versions:  the first of {out.agent} here; `halguru deployments list{there}`")
+    else:
+        typer.echo(f"  replaces:  v{replaced}; roll back with `halguru deployments rollback {out.agent} "
+                   f"{replaced}{there}`")
+
+
 def register(app: typer.Typer) -> None:
     @app.command(short_help="Sign in to a halguru server to publish to it (through your browser, or with an "
                  "API key).")
@@ -130,23 +149,7 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 _interrupted(str(bundle.manifest.get("agent")), url, to)
             replaced = None if out.unchanged else _replaced(client, out)
-        took = (time.perf_counter() - started) * 1000
-        files = len(bundle.manifest["files"])
-        if out.unchanged:
-            typer.echo(f"{out.agent} v{out.version} is already live on {url} (the same bundle, "
-                       f"sha256 {out.sha256[:12]}); nothing published.")
-            return
-        typer.echo(f"Published {out.agent} v{out.version} to {url}: {files} files, {len(bundle.data):,} bytes, "
-                   f"sha256 {out.sha256[:12]}; live in {took:.0f} ms (the server's checks and swap: "
-                   f"{out.live_ms or 0:.0f} ms).")
-        there = f" --to {url}" if to else ""
-        typer.echo(f"  chat:      {url}/chat/ (API: {url}/v1/agents/{out.agent}; OpenAI-compatible: model "
-                   f"{out.agent!r} at {url}/v1/chat/completions)")
-        if replaced is None:
-            typer.echo(f"  versions:  the first of {out.agent} here; `halguru deployments list{there}`")
-        else:
-            typer.echo(f"  replaces:  v{replaced}; roll back with `halguru deployments rollback {out.agent} "
-                       f"{replaced}{there}`")
+        _say_published(out, bundle, url, to, replaced, (time.perf_counter() - started) * 1000)
 
     app.add_typer(deployments_app, name="deployments")
 

@@ -166,11 +166,12 @@ def export_yaml(state: ServerState, caller: Principal, conversation_id: str) -> 
     """The conversation as a test case, as `halguru logs export` writes it for its last run."""
     from halguru.testing.export import run_to_test_yaml
 
-    _, _, runs = detail(state, caller, conversation_id)
+    service.get_conversation(state, caller, conversation_id)  # 404 unless the caller may see it
+    runs = state.store.list_runs(limit=1, conversation_id=conversation_id)  # its last run: not its whole history
     if not runs:
         raise ApiError(409, f"conversation {conversation_id} has no run to export as a test case")
     try:
-        return run_to_test_yaml(state.store, runs[-1]["id"])
+        return run_to_test_yaml(state.store, runs[0]["id"])
     except StoreError as exc:
         raise ApiError(409, str(exc)) from None
 
