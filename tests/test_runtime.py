@@ -13,6 +13,7 @@ import pytest
 from halguru import Agent, AgentSpec, HalguruError, load_agent, run, run_sync, tool
 from halguru.agents.events import parse_event
 from halguru.agents.runtime import SHUTDOWN, iter_events
+from halguru.errors import ModelError
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 
@@ -169,6 +170,49 @@ def test_timeout_limit(write_agent):
     model = ScriptedModel([{"text": "slow " * 50, "token_delay": 0.05}])
     result = run_sync(folder, "hi", model=model)
     assert result.status == "limited" and "limits.timeout" in result.error
+
+
+def test_a_run_that_times_out_mid_answer_keeps_what_it_streamed(write_agent):
+    folder = write_agent(CALC.replace("limits: {max_steps: 3}", "limits: {timeout: 0.5}"))
+    model = ScriptedModel([{"text": "slow " * 50, "token_delay": 0.05}])
+    result = run_sync(folder, "hi", model=model)
+    streamed = "".join(e.text for e in result.events if e.type == "token")
+    assert result.status == "limited" and streamed.startswith("slow slow")
+    assert result.output == streamed
+    stored = open_store()
+    assert stored.get_run(result.run_id)["output"] == streamed
+    assert [(m.role, m.content) for m in stored.get_messages(result.conversation_id)] == [
+        ("user", "hi"), ("assistant", streamed)]
+
+
+class _DropsMidAnswer(ScriptedModel):
+    """An upstream whose connection drops after a few tokens."""
+
+    async def stream(self, request):
+        count = 0
+        async for chunk in super().stream(request):
+            yield chunk
+            count += 1
+            if count == 4:
+                raise ModelError("connection reset by peer")
+
+
+def test_a_model_that_fails_mid_answer_keeps_what_it_streamed_beside_the_error(write_agent):
+    folder = write_agent(CALC)
+    result = run_sync(folder, "hi", model=_DropsMidAnswer(["one two three four five six"]))
+    assert result.status == "failed" and "connection reset by peer" in result.error
+    assert result.output == "one two three"
+    assert [m.content for m in open_store().get_messages(result.conversation_id)] == ["hi", "one two three"]
+    model = ScriptedModel(["Sorry, I was cut off."])  # the next turn's model sees what the reader saw
+    run_sync(folder, "go on", result.conversation_id, model=model)
+    assert [(m.role, m.content) for m in model.requests[0].messages][-2:] == [
+        ("assistant", "one two three"), ("user", "go on")]
+
+
+def test_a_model_that_fails_before_answering_stores_no_answer(write_agent):
+    result = run_sync(write_agent(CALC), "hi", model=ScriptedModel([{"error": "connection refused"}]))
+    assert result.status == "failed" and result.output in (None, "")
+    assert [m.content for m in open_store().get_messages(result.conversation_id)] == ["hi"]
 
 
 def test_conversation_keeps_history(write_agent):

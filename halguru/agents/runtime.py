@@ -191,7 +191,7 @@ class _Book:
     outcome: RunOutcome = field(default_factory=RunOutcome)
     started: float = field(default_factory=time.perf_counter)
     suspended_before: float = 0.0  # seconds the hooks had spent suspended when this run started
-    partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cancelled
+    partial: list[str] = field(default_factory=list)  # the answer being streamed, kept if the run is cut or fails
     writing: threading.Lock = field(default_factory=threading.Lock)  # held while a checkpoint is written
     task: asyncio.Task[Any] | None = None  # the task driving the run, cancelled when someone asks it to stop
     cancel_asked: bool = False
@@ -391,6 +391,11 @@ class _Book:
             output = "".join(self.partial)
             if output:
                 messages.append(Message(role="assistant", content=output))
+        elif status in ("failed", "limited") and not output and self.partial:
+            # The model failed or the run timed out mid-answer: what the reader saw streamed is kept, as a cut
+            # run's is, so the conversation (and the next turn's model) shows it beside the error.
+            output = "".join(self.partial)
+            messages.append(Message(role="assistant", content=output))
         event = self.ctx.trace(RunFinished(
             status=status, output=output, error=error,  # time suspended at breakpoints is not the run's
             duration_ms=(time.perf_counter() - self.started - (self.ctx.hooks.suspended() - self.suspended_before))
