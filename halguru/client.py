@@ -350,6 +350,11 @@ class Client(_Base):
         """Delete a stored version of ``agent`` (not the one served); the version deleted."""
         return self._json(DeploymentOut, "DELETE", f"/v1/deployments/{agent}/versions/{version}")
 
+    def unpublish(self, agent: str) -> DeploymentOut:
+        """Serve no version of ``agent`` (its versions stay stored: ``rollback`` serves one again); the version
+        taken down."""
+        return self._json(DeploymentOut, "POST", f"/v1/deployments/{agent}/unpublish")
+
 
 class AsyncClient(_Base):
     """The /v1 API for asyncio: the same methods as ``Client``, awaited (``stream`` is an async iterator)."""

@@ -123,6 +123,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "deployments": (
         ("halguru deployments list my-agent", "published versions on the server"),
         ("halguru deployments rollback my-agent 3", ""),
+        ("halguru deployments unpublish my-agent", "stop serving it; `rollback` serves it again"),
     ),
     "keys": (
         ("halguru keys create my-app --agents basic --expires 30d", "prints the key once"),

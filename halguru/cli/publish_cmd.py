@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back, delete.",
+deployments_app = typer.Typer(help="Published agent versions on a server: list them, roll back, unpublish, delete.",
                               no_args_is_help=True)
 PUBLISH_WAIT_S = 3600  # the server indexes the version's knowledge folders before it answers (minutes for MBs)
 TO = typer.Option(None, "--to", help="Server URL (default: the last `halguru login`).")
@@ -180,6 +180,16 @@ def rollback(agent: str = typer.Argument(..., help="The agent."),
     with _server(to) as (url, client):
         out = client.rollback(agent, _version(version))
     typer.echo(f"{out.agent} v{out.version} is live on {url} (sha256 {out.sha256[:12]}).")
+
+
+@deployments_app.command()
+def unpublish(agent: str = typer.Argument(..., help="The agent."), to: str | None = TO) -> None:
+    """Stop serving an agent (its API, chat, channels and schedules), on every replica; running requests finish.
+    Its versions stay stored: `halguru deployments rollback AGENT VERSION` serves one again."""
+    with _server(to) as (url, client):
+        out = client.unpublish(agent)
+    typer.echo(f"{out.agent} is no longer served on {url} (it served v{out.version}); "
+               f"`halguru deployments rollback {out.agent} {out.version}` serves it again.")
 
 
 @deployments_app.command()

@@ -449,6 +449,10 @@ class Store(Protocol):
     def activate_deployment(self, agent: str, version: int) -> DeploymentRecord | None:
         """Make ``version`` the active one (the others inactive); None when there is no such version."""
         ...
+    def deactivate_deployment(self, agent: str) -> DeploymentRecord | None:
+        """Serve no version of ``agent`` (unpublished; its versions stay stored); the version that was active, or
+        None when none was."""
+        ...
     def list_deployments(self, agent: str | None = None) -> list[DeploymentRecord]:
         """Every version (of ``agent``, else of all agents), newest first; bundles are not read."""
         ...

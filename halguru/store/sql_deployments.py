@@ -1,6 +1,7 @@
 """Published agent versions (either backend; see ``sql_base``): ``halguru publish`` stores each bundle here with
-its manifest, numbered per agent, and exactly one version per agent is active. The bundle bytes live in the
-database, so every replica sharing it can serve a version another replica received; listings never read them.
+its manifest, numbered per agent, and at most one version per agent is active (none once it is unpublished). The
+bundle bytes live in the database, so every replica sharing it can serve a version another replica received;
+listings never read them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _record(row: Mapping[str, Any]) -> DeploymentRecord:
 
 
 class DeploymentsMixin(SQLBase):
-    """The ``deployments`` table: one row per published version, one active per agent."""
+    """The ``deployments`` table: one row per published version, at most one active per agent."""
 
     def create_deployment(self, agent: str, sha256: str, manifest: Mapping[str, Any], bundle: bytes,
                           published_by: str | None) -> DeploymentRecord:
@@ -53,6 +54,13 @@ class DeploymentsMixin(SQLBase):
             rows = self._rows(f"SELECT {_COLUMNS} FROM deployments WHERE agent = ? AND version = ?",
                               (agent, version))
         return _record(rows[0])
+
+    def deactivate_deployment(self, agent: str) -> DeploymentRecord | None:
+        with self._tx() as conn:
+            self._lock(conn, "deployment", agent)  # a publish or rollback beside it comes before or after
+            rows = self._rows(f"SELECT {_COLUMNS} FROM deployments WHERE agent = ? AND active = 1", (agent,))
+            conn.execute("UPDATE deployments SET active = 0 WHERE agent = ? AND active = 1", (agent,))
+        return DeploymentRecord(**{**_record(rows[0]), "active": False}) if rows else None
 
     def list_deployments(self, agent: str | None = None) -> list[DeploymentRecord]:
         where, params = ("WHERE agent = ?", (agent,)) if agent else ("", ())

@@ -1,4 +1,4 @@
-"""Published agents: the registry every route looks agents up in, and publish, rollback and sync.
+"""Published agents: the registry every route looks agents up in, and publish, rollback, unpublish and sync.
 
 ``AgentRegistry`` is the server's one map of agent name to ``ServedAgent``. Publishing or rolling back builds
 a whole new ``ServedAgent`` and swaps it in with one reference assignment: a request that already holds the
@@ -10,7 +10,8 @@ addressed: the same bundle is one folder), validated with the same checks as ``h
 (``check_project``), stored in the ``deployments`` table with its bundle and made the active version. The
 store is the truth: every replica sharing the database polls ``active_deployments`` (``deployments_poll``
 seconds) and loads a version it does not serve yet, unpacking the bundle from the store when its own disk
-lacks it; a restarted server loads the active versions before it listens.
+lacks it; a restarted server loads the active versions before it listens. Unpublishing leaves an agent with no
+active version: each replica stops serving it at its next poll (its versions stay stored for a rollback).
 
 An agent given to ``halguru serve`` on the command line cannot be published over (409): it comes from the
 image or folder the operator chose, and a published copy would silently disagree with it.
@@ -93,6 +94,14 @@ class AgentRegistry(Mapping[str, ServedAgent]):
             old = self._agents.get(served.name)
             self._agents = {**self._agents, served.name: served}
             self.deployed = {**self.deployed, served.name: deployed}
+        return old
+
+    def remove(self, name: str) -> ServedAgent | None:
+        """Serve ``name`` no more (unpublished); the one removed (requests holding it finish on it)."""
+        with self._lock:
+            old = self._agents.get(name)
+            self._agents = {k: v for k, v in self._agents.items() if k != name}
+            self.deployed = {k: v for k, v in self.deployed.items() if k != name}
         return old
 
     def changed(self) -> None:
@@ -325,6 +334,30 @@ def delete_version(state: ServerState, principal: Principal, name: str, version:
         return record
 
 
+def unpublish(state: ServerState, principal: Principal, name: str) -> DeploymentRecord:
+    """Serve no version of ``name`` from the next request on, on every replica (each within its poll); its
+    schedules and channels stop with it. Its versions stay stored: a rollback serves one again. Blocking."""
+    _may_publish(state, principal, name, "it was not published: start the server without that folder instead")
+    with _publishing:
+        record = state.store.deactivate_deployment(name)
+        if record is None:
+            known = state.store.list_deployments(name)
+            raise ApiError(404 if not known else 409, f"agent {name!r} " + (
+                "was never published" if not known else
+                f"is not served (unpublished); `halguru deployments rollback {name} VERSION` serves a version "
+                "again"), None if not known else "conflict")
+        _retire(state.agents, state.channels, name)
+        log.info("agent unpublished", extra={"fields": {"agent": name, "version": record["version"]}})
+        return record
+
+
+def _retire(agents: AgentRegistry, channels: dict[str, dict[str, Channel]], name: str) -> None:
+    """Stop serving a published agent here: its requests are 404 from now on, its channels and schedules stop."""
+    agents.remove(name)
+    channels.pop(name, None)
+    agents.changed()
+
+
 def _keep_newest(state: ServerState, name: str, replaced: Deployed | None) -> None:
     """Delete the agent's versions past the newest ``deployments_keep`` (each holds its whole bundle in the store:
     a server published to for a year grew by every version, up to 20 MiB each), except the active one, the one
@@ -367,11 +400,13 @@ def _remove_folders(state: ServerState, name: str, shas: list[str]) -> None:
 
 
 def sync(state: ServerState) -> list[str]:
-    """Serve each agent's active version as the store says (another replica published or rolled back); the
-    agents swapped. A version that fails to load is logged and the agent keeps its current one."""
+    """Serve each agent's active version as the store says (another replica published, rolled back or
+    unpublished); the agents swapped or retired. A version that fails to load is logged and the agent keeps its
+    current one."""
     swapped = sync_registry(state.store, state.agents, state.settings.web_chat, state.channels)
     for name in swapped:
-        _label_tools(state, state.agents[name])
+        if name in state.agents:  # not one unpublished
+            _label_tools(state, state.agents[name])
     return swapped
 
 
@@ -399,7 +434,14 @@ def sync_registry(store: Store, agents: AgentRegistry, web_chat: str,
             sweep_deleted(store, agents)
         except OSError as exc:
             log.warning("could not remove deleted versions' folders: %s", exc)
-    for name, (version, sha) in store.active_deployments().items():
+    active = store.active_deployments()
+    for name in set(agents.deployed) - set(active):  # unpublished on another replica
+        with _publishing:
+            if name in agents.deployed and name not in store.active_deployments():  # as below: read again
+                _retire(agents, channels, name)
+                log.info("published agent unpublished", extra={"fields": {"agent": name}})
+                swapped.append(name)
+    for name, (version, sha) in active.items():
         if agents.deployed.get(name) == Deployed(version, sha):
             continue
         if name in agents.given:
@@ -512,14 +554,15 @@ def _channels(channels: dict[str, dict[str, Channel]], served: ServedAgent) -> N
         log.error("agent %s: its channels did not load: %s", served.name, exc)
 
 
-def _may_publish(state: ServerState, principal: Principal, name: str) -> None:
+def _may_publish(state: ServerState, principal: Principal, name: str,
+                 instead: str = "publish it under another name, or start the server without that folder") -> None:
     # The key's limit first: its 403 is the same whether the agent exists or not (the 409 below says it does).
     if principal.key is not None and not principal.key.allows(name):
         raise ApiError(403, f"this API key may not use agent {name!r}")
     if name in state.agents.given:
         path = state.agents[name].agent.path
-        raise ApiError(409, f"agent {name!r} is served from {path or 'a file'} given to `halguru serve`; publish "
-                            "it under another name, or start the server without that folder", "conflict")
+        raise ApiError(409, f"agent {name!r} is served from {path or 'a file'} given to `halguru serve`; {instead}",
+                       "conflict")
 
 
 def _relative(message: str, folder: Path) -> str:

@@ -1,8 +1,8 @@
 """/v1/deployments: publish an agent bundle (``halguru publish``), list the versions, roll back (or forward),
-delete a version.
+unpublish, delete a version.
 
 Permission ``agents:publish`` (developers and admins); a key limited to some agents publishes only those.
-The logic is ``halguru_server.deployments``; publish, rollback and delete go to the audit log.
+The logic is ``halguru_server.deployments``; publish, rollback, unpublish and delete go to the audit log.
 """
 
 from __future__ import annotations
@@ -73,6 +73,16 @@ async def rollback(request: Request, caller: Publisher, state: State, agent: Age
     record = await asyncio.to_thread(deployments.rollback, state, caller, agent, body.version)
     audit.record(request, "agent.rollback", agent, {"version": body.version, "sha256": record["sha256"]})
     return _out(record, live_ms=deployments.now_ms(started))
+
+
+@router.post("/deployments/{agent}/unpublish", response_model=DeploymentOut, responses=responses(404, 409))
+async def unpublish(request: Request, caller: Publisher, state: State, agent: AgentName) -> DeploymentOut:
+    """Stop serving the agent from the next request on, on every replica (within its poll): its API, chat,
+    channels and schedules answer as for an agent that does not exist. Running requests finish. Its versions stay
+    stored: `rollback` serves one again; `DELETE .../versions/N` removes them. Returns the version taken down."""
+    record = await asyncio.to_thread(deployments.unpublish, state, caller, agent)
+    audit.record(request, "agent.unpublish", agent, {"version": record["version"], "sha256": record["sha256"]})
+    return _out(record)
 
 
 @router.delete("/deployments/{agent}/versions/{version}", response_model=DeploymentOut,

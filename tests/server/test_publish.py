@@ -934,3 +934,84 @@ def test_a_published_agents_inbox_is_answered_and_follows_its_new_version(
     assert [m["In-Reply-To"] for m in smtp_server.wait_for(2)[1:]] == ["<b1@example.net>"]
     time.sleep(1.0)  # time enough for v1's fetching, were it still running, to answer Ann
     assert len(smtp_server.received) == 2
+
+
+def test_unpublish_stops_an_agent_on_every_replica_and_a_rollback_brings_it_back(
+        store_url: str, cli, serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a published agent could only be rolled to another version: there was no taking it down. Unpublished,
+    it is 404 on this replica at once and on the other within its poll; its versions stay, and a rollback serves one
+    again. On SQLite and PostgreSQL."""
+    from halguru.deploy.bundle import make_bundle
+
+    use_store(store_url, monkeypatch)
+    first, second, key = serve(deployments_poll=0.2), serve(deployments_poll=0.2), user_key("developer")
+    with Client(first.url, key) as hg:
+        for says in ("v1-answer", "v2-answer"):
+            hg.publish(make_bundle(write_shop(tmp_path / "shop", says)).data)
+
+    def status(url: str) -> int:
+        return httpx.post(url + "/v1/conversations", json={"agent": "shop"},
+                          headers={"Authorization": f"Bearer {key}"}).status_code
+
+    deadline = time.monotonic() + 10  # the second replica takes up what the first was sent (v1 first, maybe)
+    while status(second.url) != 201 or not answer(second.url, key).startswith("v2-answer"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    cli("login", first.url, "--api-key", input=key)
+    said = cli("deployments", "unpublish", "shop").output
+    assert f"shop is no longer served on {first.url} (it served v2)" in said
+    assert "`halguru deployments rollback shop 2` serves it again" in said
+    assert status(first.url) == 404  # at once where it was asked
+    with Client(first.url, key) as hg:
+        assert "shop" not in [a.name for a in hg.agents()]
+        assert [(d.version, d.active) for d in hg.deployments("shop")] == [(2, False), (1, False)]
+    deadline = time.monotonic() + 10
+    while status(second.url) != 404:  # the other replica within its poll
+        assert time.monotonic() < deadline, "the second replica went on serving the unpublished agent"
+        time.sleep(0.1)
+    assert "agent 'shop' is not served (unpublished)" in error(cli("deployments", "unpublish", "shop", code=1))
+    assert "agent 'nobody' was never published" in error(cli("deployments", "unpublish", "nobody", code=1))
+    given = error(cli("deployments", "unpublish", "echo", code=1))
+    assert "given to `halguru serve`; it was not published: start the server without that folder" in given
+
+    assert "v1 is live" in cli("deployments", "rollback", "shop", "1").output  # serves it again, everywhere
+    assert answer(first.url, key).startswith("v1-answer")
+    deadline = time.monotonic() + 10
+    while status(second.url) != 201:
+        assert time.monotonic() < deadline, "the second replica did not serve the agent again"
+        time.sleep(0.1)
+    actions = [(e["action"], e["details"].get("version")) for e in open_store().list_audit(action="agent.")]
+    assert actions[:2] == [("agent.rollback", 1), ("agent.unpublish", 2)]
+
+
+def test_an_unpublished_agents_schedules_stop_and_the_console_unpublishes(cli, serve, api_key,
+                                                                          tmp_path: Path) -> None:
+    """The worker stops an unpublished agent's schedules (a missed one does not run), and takes them up again once
+    a version is served; the console's Unpublish does what the CLI does."""
+    server, key, admin = serve(), user_key("developer"), api_key("ops", scope="admin")
+    cli("login", server.url, "--api-key", input=key)
+    shop, sid = scheduled_shop(tmp_path / "shop")
+    assert "Published shop v1" in cli("publish", str(shop)).output
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as http:
+        page = http.get("/admin/deployments")
+        assert "Unpublish" in page.text and "Serve v1" not in page.text
+        done = http.post("/admin/deployments/shop/unpublish", data={"go": "1"})
+        assert done.status_code == 303 and "shop+is+no+longer+served" in done.headers["location"]
+        page = http.get("/admin/deployments")
+        assert ">served<" not in page.text and "Serve v1" in page.text
+        again = http.post("/admin/deployments/shop/unpublish", data={"go": "1"})
+        assert "is+not+served" in again.headers["location"]
+    missed(sid, days=1)
+    other = tmp_path / "other"  # a publish wakes the schedule loop: a served shop's missed time would run now
+    other.mkdir()
+    (other / "agent.yaml").write_text("name: other\nmodel: scripted\ninstructions: Hi.\n")
+    assert "Published other v1" in cli("publish", str(other)).output
+    time.sleep(3)
+    assert scheduled_runs(server.url, admin) == []
+    assert "v1 is live" in cli("deployments", "rollback", "shop", "1").output
+    deadline = time.monotonic() + 10
+    while not scheduled_runs(server.url, admin):  # served again: the missed time runs
+        assert time.monotonic() < deadline, "the schedule was not taken up again"
+        time.sleep(0.1)
+    assert open_store().list_audit(action="agent.unpublish")[0]["details"]["version"] == 1

@@ -1,5 +1,6 @@
-"""Published agent versions on both backends: numbered per agent, exactly one active, a rollback switches it,
-the bundle comes back byte for byte, and concurrent publishes of one agent never share a version number."""
+"""Published agent versions on both backends: numbered per agent, at most one active, a rollback switches it,
+an unpublish leaves none, the bundle comes back byte for byte, and concurrent publishes of one agent never
+share a version number."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ def test_rollback_activates_an_older_version(store) -> None:
     assert store.active_deployments() == {"shop": (1, "a" * 64)}
     third = store.create_deployment("shop", "c" * 64, {}, b"3", None)  # after a rollback: the next number
     assert third["version"] == 3 and store.active_deployments() == {"shop": (3, "c" * 64)}
+
+
+def test_unpublish_leaves_no_version_active_and_keeps_them_all(store) -> None:
+    store.create_deployment("shop", "a" * 64, {}, b"1", None)
+    store.create_deployment("shop", "b" * 64, {}, b"2", None)
+    store.create_deployment("faq", "c" * 64, {}, b"faq", None)
+    down = store.deactivate_deployment("shop")
+    assert down is not None and (down["version"], down["sha256"], down["active"]) == (2, "b" * 64, False)
+    assert store.active_deployments() == {"faq": (1, "c" * 64)}  # the other agent untouched
+    assert [(d["version"], d["active"]) for d in store.list_deployments("shop")] == [(2, False), (1, False)]
+    assert store.deactivate_deployment("shop") is None and store.deactivate_deployment("nobody") is None
+    assert store.delete_deployments("shop", [1, 2]) == [1, 2]  # none served: every version can go
+    store.create_deployment("faq", "d" * 64, {}, b"faq2", None)
+    assert store.activate_deployment("faq", 1) is not None and store.deactivate_deployment("faq") is not None
+    assert store.activate_deployment("faq", 2) is not None  # served again: a rollback after an unpublish
+    assert store.active_deployments() == {"faq": (2, "d" * 64)}
 
 
 def test_concurrent_publishes_get_distinct_versions(store_factory) -> None:

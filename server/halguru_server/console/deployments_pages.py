@@ -1,6 +1,7 @@
 """Deployments (``/admin/deployments``, ``agents:publish``): every published version of every agent, the one
-served marked, and "Serve" and "Delete" on the others: the same ``deployments.rollback`` and ``delete_version``
-as ``halguru deployments rollback|delete`` and the /v1/deployments routes, audited alike."""
+served marked with "Unpublish", and "Serve" and "Delete" on the others: the same ``deployments.unpublish``,
+``rollback`` and ``delete_version`` as ``halguru deployments unpublish|rollback|delete`` and the /v1/deployments
+routes, audited alike."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ async def rollback_page(request: Request, state: State, caller: Publisher,
     """Serve the form's version of the agent; back to the page saying what happened."""
     return await _act(request, "agent.rollback", deployments.rollback, state, caller, agent,
                       "{agent} v{version} is served from the next request on")
+
+
+@router.post("/deployments/{agent}/unpublish")
+async def unpublish_page(request: Request, state: State, caller: Publisher,
+                         agent: Annotated[str, Path(max_length=200)]) -> Response:
+    """Stop serving the agent (as `halguru deployments unpublish`); back to the page."""
+    await pages.form(request)  # a posted form, as every console action
+    try:
+        record = await asyncio.to_thread(deployments.unpublish, state, caller, agent)
+    except ApiError as exc:
+        return _back("error", exc.message)
+    audit.record(request, "agent.unpublish", agent, {"version": record["version"], "sha256": record["sha256"]})
+    return _back("notice", f"{agent} is no longer served (it served v{record['version']})")
 
 
 @router.post("/deployments/{agent}/delete")
