@@ -443,3 +443,26 @@ class AsyncClient(_Base):
     async def cancel(self, run_id: str) -> RunCancelOut:
         """Stop a running run (on whichever replica runs it); its status once it has ended."""
         return await self._json(RunCancelOut, "POST", f"/v1/runs/{run_id}/cancel")
+
+    async def me(self) -> dict[str, Any]:
+        """Who this key is (``GET /auth/me``): user, role, permissions."""
+        response = await self._request("GET", "/auth/me")
+        return dict(json.loads(await response.aread()))
+
+    async def publish(self, bundle: bytes) -> DeploymentOut:
+        """Upload an agent bundle (``halguru.deploy.bundle.make_bundle``); the version now served."""
+        return await self._json(DeploymentOut, "POST", "/v1/deployments", content=bundle,
+                                headers={"Content-Type": "application/gzip"})
+
+    async def deployments(self, agent: str | None = None) -> list[DeploymentOut]:
+        """Every published version (of ``agent``); ``active`` marks the one served."""
+        params = {"agent": agent} if agent else {}
+        return (await self._json(DeploymentList, "GET", "/v1/deployments", params=params)).data
+
+    async def rollback(self, agent: str, version: int) -> DeploymentOut:
+        """Serve an earlier (or later) published version of ``agent``."""
+        return await self._json(DeploymentOut, "POST", f"/v1/deployments/{agent}/rollback", json={"version": version})
+
+    async def delete_version(self, agent: str, version: int) -> DeploymentOut:
+        """Delete a stored version of ``agent`` (not the one served); the version deleted."""
+        return await self._json(DeploymentOut, "DELETE", f"/v1/deployments/{agent}/versions/{version}")

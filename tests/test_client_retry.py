@@ -73,3 +73,35 @@ def test_a_stream_the_server_ends_with_its_own_error_raises() -> None:
         return seen
 
     assert asyncio.run(main()) == ["run_started"]
+
+
+def test_the_async_client_has_every_method_of_the_client() -> None:
+    import inspect
+
+    public = {name for name in vars(Client) if not name.startswith("_")}
+    missing = public - {name for name in vars(AsyncClient) if not name.startswith("_")}
+    assert missing == set()
+    deployment = {"agent": "a", "version": 2, "sha256": "0" * 64, "manifest": {}, "published_by": None, "created": 1.0,
+                  "active": True, "activated": 1.0}
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/auth/me":
+            return httpx.Response(200, json={"role": "user"})
+        return httpx.Response(200, json={"data": [deployment]} if request.method == "GET" else deployment)
+
+    async def main() -> None:
+        async with AsyncClient("http://hg", "k", http=httpx.AsyncClient(transport=httpx.MockTransport(handle))) as hg:
+            assert (await hg.me())["role"] == "user"
+            assert (await hg.publish(b"tgz")).version == 2
+            assert [d.version for d in await hg.deployments("a")] == [2]
+            assert (await hg.rollback("a", 2)).active
+            assert (await hg.delete_version("a", 1)).agent == "a"
+            for name in public:
+                method = getattr(hg, name)
+                assert inspect.iscoroutinefunction(method) or name.startswith("iter_") or name == "stream", name
+
+    asyncio.run(main())
+    assert seen == ["GET /auth/me", "POST /v1/deployments", "GET /v1/deployments", "POST /v1/deployments/a/rollback",
+                    "DELETE /v1/deployments/a/versions/1"]
