@@ -54,11 +54,16 @@ OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to w
 
 
 class ClientError(Exception):
-    """The server said no: ``status``, its error ``type`` (``not_found``, ``queue_full``...) and message."""
+    """The server said no: ``status``, its error ``type`` (``not_found``, ``queue_full``...) and message;
+    ``retry_after``: the seconds its Retry-After asked for; ``request_id``: its ``X-Request-ID`` (in its log).
+    ``str()`` of it is one line, whatever the body (a proxy's HTML page is read as text)."""
 
-    def __init__(self, status: int, type: str, message: str, retry_after: float | None = None):
-        super().__init__(f"{status} {type}: {message}")
+    def __init__(self, status: int, type: str, message: str, retry_after: float | None = None,
+                 request_id: str | None = None):
+        super().__init__(" ".join(f"{status} {type}: {message}".split())
+                         + (f" (request {request_id})" if request_id else ""))
         self.status, self.type, self.message, self.retry_after = status, type, message, retry_after
+        self.request_id = request_id
 
 
 class AuthError(ClientError):
@@ -104,14 +109,16 @@ def retry_after(response: httpx.Response) -> float | None:
 
 def error_for(response: httpx.Response, body: bytes) -> ClientError:
     """The exception for a refused request, from the server's ``{"error": {"type", "message"}}`` body."""
-    kind, message = "http_error", body.decode("utf-8", "replace")[:500] or response.reason_phrase
+    text = " ".join(body.decode("utf-8", "replace")[:2000].split())  # a proxy's HTML page: one line
+    kind, message = "http_error", text[:500] or response.reason_phrase
     try:
         detail = json.loads(body)["error"]
         kind, message = str(detail.get("type", kind)), str(detail.get("message", message))
     except (ValueError, KeyError, TypeError):
         pass
     return _BY_STATUS.get(response.status_code, ClientError)(response.status_code, kind, message,
-                                                             retry_after(response))
+                                                             retry_after(response),
+                                                             response.headers.get("x-request-id"))
 
 
 class _Page(Protocol[Item]):
@@ -228,7 +235,8 @@ class _Base:
     @staticmethod
     def _parse(model: type[Model], response: httpx.Response) -> Model:
         if response.status_code == 202:
-            raise TakenOver(202, "taken_over", str(response.json().get("message", "held for an operator")))
+            raise TakenOver(202, "taken_over", str(response.json().get("message", "held for an operator")),
+                            request_id=response.headers.get("x-request-id"))
         return model.model_validate(response.json())
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from halguru.agents.events import RunStarted
-from halguru.client import AsyncClient, Client, RateLimited, StreamError, retry_after
+from halguru.client import AsyncClient, Client, ClientError, NotFound, RateLimited, StreamError, retry_after
 
 AGENTS = {"data": [{"name": "a", "description": "", "model": "scripted", "tools": [], "web_chat": "key"}]}
 
@@ -105,3 +105,22 @@ def test_the_async_client_has_every_method_of_the_client() -> None:
     asyncio.run(main())
     assert seen == ["GET /auth/me", "POST /v1/deployments", "GET /v1/deployments", "POST /v1/deployments/a/rollback",
                     "DELETE /v1/deployments/a/versions/1"]
+
+
+def test_a_refusal_is_one_line_with_the_request_id() -> None:
+    page = "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center>nginx</center>\n</body>\n</html>\n"
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/runs/run_x":
+            return httpx.Response(404, headers={"X-Request-ID": "req_42"},
+                                  json={"error": {"type": "not_found", "message": "no run run_x"}})
+        return httpx.Response(502, text=page, headers={"Content-Type": "text/html"})
+
+    hg = Client("http://hg", "k", http=httpx.Client(transport=httpx.MockTransport(handle)))
+    with pytest.raises(NotFound) as missing:
+        hg.run("run_x")
+    assert missing.value.request_id == "req_42" and str(missing.value) == "404 not_found: no run run_x (request req_42)"
+    with pytest.raises(ClientError) as proxy:
+        hg.agents()
+    assert proxy.value.status == 502 and proxy.value.request_id is None
+    assert "\n" not in str(proxy.value) and proxy.value.message.startswith("<html> <head><title>502 Bad Gateway")
