@@ -155,6 +155,9 @@ class _Retry:
     or an exponential backoff with jitter."""
 
     def __init__(self, max_retries: int, backoff: float, max_wait: float):
+        for name, value in (("max_retries", max_retries), ("backoff", backoff), ("max_wait", max_wait)):
+            if not value >= 0:  # NaN too
+                raise ValueError(f"{name} must be 0 or more, not {value!r}")
         self.max_retries, self.backoff, self.max_wait = max_retries, backoff, max_wait
 
     def wait(self, attempt: int, response: httpx.Response) -> float | None:

@@ -124,3 +124,10 @@ def test_a_refusal_is_one_line_with_the_request_id() -> None:
         hg.agents()
     assert proxy.value.status == 502 and proxy.value.request_id is None
     assert "\n" not in str(proxy.value) and proxy.value.message.startswith("<html> <head><title>502 Bad Gateway")
+
+
+@pytest.mark.parametrize("setting", [{"max_retries": -1}, {"backoff": -0.5}, {"max_wait": float("nan")}])
+def test_a_negative_retry_setting_is_refused_when_the_client_is_made(setting: dict[str, float]) -> None:
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"^{name} must be 0 or more"):
+        Client("http://hg", "k", http=httpx.Client(transport=_flaky([], {})), **setting)  # type: ignore[arg-type]
