@@ -21,6 +21,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -42,7 +43,7 @@ from halguru.api_schemas import (
 from halguru.durations import retry_after_seconds
 
 __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
-           "StreamError", "TakenOver", "Unavailable"]
+           "StreamError", "TakenOver", "TimedOut", "Unavailable"]
 
 RETRY_STATUSES = frozenset({429, 503})
 # A 503 of these types answered a request the server had taken: a message stored and its run cut off by a
@@ -94,8 +95,34 @@ class StreamError(ClientError):
     """A stream ended with a fatal ``error`` event the server writes itself (``shutdown``, ``internal``...)."""
 
 
+class TimedOut(ClientError, httpx.TimeoutException):
+    """No answer in time (the client's ``timeout``): ``status`` 0, ``type`` ``timeout``; an
+    ``httpx.TimeoutException`` too. The server may still have taken a message: send it again with the same
+    ``idempotency_key`` to get its answer rather than a second turn."""
+
+
 _BY_STATUS: dict[int, type[ClientError]] = {401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict,
                                             429: RateLimited, 503: Unavailable}
+
+
+@contextmanager
+def _in_time(request: httpx.Request) -> Iterator[None]:
+    """Turn httpx's timeout (whose message is empty) into ``TimedOut``, naming the call and the limit."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        phase = {httpx.ConnectTimeout: "connect", httpx.WriteTimeout: "write", httpx.PoolTimeout: "pool"}.get(
+            type(exc), "read")
+        limit = request.extensions.get("timeout", {}).get(phase)
+        within = f" within {limit:g} s" if isinstance(limit, int | float) else ""
+        what = "could not connect" if phase == "connect" else f"no answer{within} ({phase} timeout)"
+        if phase == "connect":
+            what += within
+        elif request.method == "POST":
+            what += "; it may have been acted on: send a message again with the same idempotency_key"
+        error = TimedOut(0, "timeout", f"{request.method} {request.url.path}: {what}")
+        error.request = request
+        raise error from exc
 
 
 def _keyed(idempotency_key: str | None) -> dict[str, str]:
@@ -267,22 +294,27 @@ class Client(_Base):
         """One call, retried on 429/503; the response is open (streamed) until read or closed."""
         request = self._build(self.http, method, path, accept, **kwargs)
         for attempt in range(self.retry.max_retries + 1):
-            response = self.http.send(request, stream=True)
-            if response.is_success:
-                return response
-            body = response.read()
+            with _in_time(request):
+                response = self.http.send(request, stream=True)
+                if response.is_success:
+                    return response
+                body = response.read()
             response.close()
             time.sleep(self._wait(attempt, response, body))
         raise AssertionError("unreachable")
 
-    def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+    def _read(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, its whole answer read."""
         response = self._request(method, path, **kwargs)
-        response.read()
-        return self._parse(model, response)
+        with _in_time(response.request):
+            response.read()
+        return response
+
+    def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        return self._parse(model, self._read(method, path, **kwargs))
 
     def agents(self) -> list[AgentOut]:
-        data = self._request("GET", "/v1/agents")
-        return [AgentOut.model_validate(a) for a in json.loads(data.read())["data"]]
+        return [AgentOut.model_validate(a) for a in self._read("GET", "/v1/agents").json()["data"]]
 
     def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
         return self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
@@ -327,8 +359,9 @@ class Client(_Base):
             self._parse(RunOut, response)
         parser = _SSE()
         try:
-            for text in response.iter_text():
-                yield from parser.feed(text)
+            with _in_time(response.request):
+                for text in response.iter_text():
+                    yield from parser.feed(text)
         finally:
             response.close()
 
@@ -341,7 +374,7 @@ class Client(_Base):
 
     def me(self) -> dict[str, Any]:
         """Who this key is (``GET /auth/me``): user, role, permissions."""
-        return dict(json.loads(self._request("GET", "/auth/me").read()))
+        return dict(self._read("GET", "/auth/me").json())
 
     def publish(self, bundle: bytes) -> DeploymentOut:
         """Upload an agent bundle (``halguru.deploy.bundle.make_bundle``); the version now served."""
@@ -389,22 +422,26 @@ class AsyncClient(_Base):
     async def _request(self, method: str, path: str, accept: str | None = None, **kwargs: Any) -> httpx.Response:
         request = self._build(self.http, method, path, accept, **kwargs)
         for attempt in range(self.retry.max_retries + 1):
-            response = await self.http.send(request, stream=True)
-            if response.is_success:
-                return response
-            body = await response.aread()
+            with _in_time(request):
+                response = await self.http.send(request, stream=True)
+                if response.is_success:
+                    return response
+                body = await response.aread()
             await response.aclose()
             await asyncio.sleep(self._wait(attempt, response, body))
         raise AssertionError("unreachable")
 
-    async def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+    async def _read(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self._request(method, path, **kwargs)
-        await response.aread()
-        return self._parse(model, response)
+        with _in_time(response.request):
+            await response.aread()
+        return response
+
+    async def _json(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        return self._parse(model, await self._read(method, path, **kwargs))
 
     async def agents(self) -> list[AgentOut]:
-        response = await self._request("GET", "/v1/agents")
-        return [AgentOut.model_validate(a) for a in json.loads(await response.aread())["data"]]
+        return [AgentOut.model_validate(a) for a in (await self._read("GET", "/v1/agents")).json()["data"]]
 
     async def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
         return await self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
@@ -442,9 +479,10 @@ class AsyncClient(_Base):
             self._parse(RunOut, response)
         parser = _SSE()
         try:
-            async for text in response.aiter_text():
-                for event in parser.feed(text):
-                    yield event
+            with _in_time(response.request):
+                async for text in response.aiter_text():
+                    for event in parser.feed(text):
+                        yield event
         finally:
             await response.aclose()
 
@@ -457,8 +495,7 @@ class AsyncClient(_Base):
 
     async def me(self) -> dict[str, Any]:
         """Who this key is (``GET /auth/me``): user, role, permissions."""
-        response = await self._request("GET", "/auth/me")
-        return dict(json.loads(await response.aread()))
+        return dict((await self._read("GET", "/auth/me")).json())
 
     async def publish(self, bundle: bytes) -> DeploymentOut:
         """Upload an agent bundle (``halguru.deploy.bundle.make_bundle``); the version now served."""

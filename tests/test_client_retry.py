@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from halguru.agents.events import RunStarted
-from halguru.client import AsyncClient, Client, ClientError, NotFound, RateLimited, StreamError, retry_after
+from halguru.client import AsyncClient, Client, ClientError, NotFound, RateLimited, StreamError, TimedOut, retry_after
 
 AGENTS = {"data": [{"name": "a", "description": "", "model": "scripted", "tools": [], "web_chat": "key"}]}
 
@@ -131,3 +131,33 @@ def test_a_negative_retry_setting_is_refused_when_the_client_is_made(setting: di
     name = next(iter(setting))
     with pytest.raises(ValueError, match=f"^{name} must be 0 or more"):
         Client("http://hg", "k", http=httpx.Client(transport=_flaky([], {})), **setting)  # type: ignore[arg-type]
+
+
+def test_a_server_that_does_not_answer_in_time_is_a_timed_out_error_saying_so() -> None:
+    """httpx's ReadTimeout has an empty message: `print(f"failed: {e}")` printed "failed: " and nothing more."""
+    import socket
+
+    with socket.socket() as silent:  # takes connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with Client(url, "k", timeout=0.2) as hg, pytest.raises(TimedOut) as late:
+            hg.send("conv_1", "hello")
+        assert isinstance(late.value, httpx.TimeoutException) and isinstance(late.value, ClientError)
+        assert late.value.status == 0 and late.value.type == "timeout"
+        assert str(late.value) == ("0 timeout: POST /v1/conversations/conv_1/messages: no answer within 0.2 s (read "
+                                   "timeout); it may have been acted on: send a message again with the same "
+                                   "idempotency_key")
+
+        async def main() -> str:
+            async with AsyncClient(url, "k", timeout=0.2) as hg:
+                with pytest.raises(TimedOut) as slow:
+                    [event async for event in hg.stream("conv_1", "hi")]
+                with pytest.raises(httpx.TimeoutException) as listing:
+                    await hg.agents()
+            return f"{slow.value.message} | {listing.value}"
+
+        assert asyncio.run(main()) == ("POST /v1/conversations/conv_1/messages: no answer within 0.2 s (read timeout);"
+                                       " it may have been acted on: send a message again with the same "
+                                       "idempotency_key | 0 timeout: GET /v1/agents: no answer within 0.2 s (read "
+                                       "timeout)")

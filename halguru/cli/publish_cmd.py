@@ -31,13 +31,13 @@ def _server(url: str | None, answer_s: float = 300) -> Iterator[tuple[str, Any]]
         with Client(chosen, token, max_retries=2,
                     http=httpx.Client(timeout=httpx.Timeout(300, read=answer_s))) as client:
             yield chosen, client
+    except httpx.HTTPError as exc:  # first: the client's TimedOut is one too
+        raise HalguruError(_unreachable(chosen, exc)) from None
     except ClientError as exc:
         hint = f" (run `halguru login {chosen}`)" if exc.status == 401 else ""
         if exc.status == 404 and exc.message.startswith("no route"):
             hint = " (is that the server's own address? give it as in the browser, without /v1)"
         raise HalguruError(f"{chosen}: {exc.message}{hint}") from None
-    except httpx.HTTPError as exc:
-        raise HalguruError(_unreachable(chosen, exc)) from None
 
 
 def _unreachable(url: str, exc: Exception) -> str:
@@ -108,6 +108,8 @@ def register(app: typer.Typer) -> None:
             with Client(base, token, max_retries=1) as client:
                 me = client.me()
         except ClientError as exc:
+            if exc.status == 0:  # TimedOut: no answer
+                raise HalguruError(_unreachable(base, exc)) from None
             raise HalguruError(f"{base}: {exc.message}") from None
         except Exception as exc:
             raise HalguruError(_unreachable(base, exc)) from None
