@@ -3,6 +3,7 @@ job's side effects happen once across its retries (``send_once``)."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,6 +11,7 @@ from typing import Any
 
 from halguru.channels.base import Inbound, InboundSink, SendOnce
 from halguru.channels.replies import REPLY_ATTEMPTS, channel_owner, queue_key
+from halguru.errors import HalguruError
 from halguru.store.base import Store
 from halguru.store.records import ChannelMessageRecord
 
@@ -49,8 +51,25 @@ class StoreSink(InboundSink):
         self.store = store
         self.on_enqueue = on_enqueue or (lambda: None)  # wakes an in-process worker
         self.max_chars = max_chars  # serve's max_input_chars: a longer message is cut (a provider cannot be told 413)
+        self.bound: tuple[str, str] | None = None  # (channel, agent): see ``for_channel``
+
+    def for_channel(self, channel: str, agent: str) -> StoreSink:
+        """This sink, for the channel registered as ``channel`` of ``agent`` (its webhook, its source): a message
+        it hands over for another channel or agent is refused, as it would be queued for a reply no worker runs
+        (a plugin's ``Inbound(agent=...)`` naming the wrong agent)."""
+        sink = copy.copy(self)
+        sink.bound = (channel, agent)
+        return sink
+
+    def _check(self, message: Inbound) -> None:
+        if self.bound is not None and (message.channel, message.agent) != self.bound:
+            channel, agent = self.bound
+            raise HalguruError(f"the channel {channel!r} of agent {agent} handed over a message for channel "
+                               f"{message.channel!r} of agent {message.agent!r}: an Inbound's channel and agent "
+                               "are the channel's own (its registered name, the agent it was made for)")
 
     def accept(self, message: Inbound) -> bool:
+        self._check(message)
         # as email does: the API refuses a blank message, and an empty SMS ran the agent on nothing
         text = message.text if message.text.strip() else "(empty message)"
         if self.max_chars is not None and len(text) > self.max_chars:
@@ -96,6 +115,7 @@ class StoreSink(InboundSink):
         return reply if isinstance(reply, Mapping) else None
 
     def ignore(self, message: Inbound, status: str) -> bool:
+        self._check(message)
         conversation = self.store.thread_conversation(
             message.channel, message.agent, store_key(message.thread),
             title=message.title or f"{message.channel}: {message.sender}", owner=channel_owner(message.channel))

@@ -292,7 +292,7 @@ class Worker:
         failures = 0
         while True:
             try:
-                await channel.source(self.sink)
+                await channel.source(self.sink.for_channel(name, agent))
                 return
             except asyncio.CancelledError:
                 raise

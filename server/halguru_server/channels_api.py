@@ -53,7 +53,7 @@ async def _webhook(request: Request, state: ServerState, channel: str, agent: st
     hook = WebhookRequest(method=request.method, path=path, query=request.url.query,
                           headers={k.lower(): v for k, v in request.headers.items()}, body=body, form=form)
     try:
-        answer = await handler.webhook(hook, state.sink)
+        answer = await handler.webhook(hook, state.sink.for_channel(channel, agent))
     except StoreUnavailable:  # the store's outage, not the channel's bug: the server's 503 with Retry-After
         raise
     except Exception as exc:  # a channel plugin's bug: one line naming it (the traceback kept), a 500 to the caller

@@ -67,9 +67,17 @@ class Crashing(NoName):
         return json.loads(request.body)["text"]  # a body not JSON: JSONDecodeError; JSON: a str, not a response
 
 
+class Stray(NoName):
+    async def webhook(self, request, sink):  # the agent's name mistyped: a reply queued that no worker ran
+        sink.accept(Inbound(channel="stray", agent="k5-typo", message_id="m1", sender="ann", thread="ann",
+                            text="hello"))
+        return WebhookResponse(200, "got it")
+
+
 @hookimpl
 def register_channels(register):
     register("crashing", Crashing)
+    register("stray", Stray)
     register("noname", NoName)
     register("nosend", NoSend)
     register("garbage", lambda agent, config, folder: 42)
@@ -132,3 +140,24 @@ def test_a_plugin_webhook_that_fails_is_one_log_line_naming_its_plugin(odd_site,
                                                                       "server log"}}
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert said == [f"channel 'crashing' (plugin 'odd') failed on a webhook request for agent k4: {why}"]
+
+
+def test_a_message_a_channel_hands_over_for_another_agent_is_refused(odd_site, write_agent, caplog) -> None:
+    """A webhook's Inbound naming another agent than its own was stored and queued (answered 200): a reply job for
+    an agent no worker serves, 'queued' for ever in `halguru jobs list`, and the sender never answered."""
+    import logging
+
+    from fastapi.testclient import TestClient
+    from halguru_server import ServerSettings, create_app
+
+    agent = write_agent("name: k5\nmodel: scripted\nchannels:\n  stray: {}\n", name="k5")
+    app = create_app(ServerSettings(agents=[agent]))
+    with TestClient(app) as client, caplog.at_level(logging.ERROR):
+        answer = client.post("/channels/stray/k5", content=b"hello")
+        jobs = app.state.halguru.store.list_jobs()
+    assert answer.status_code == 500 and jobs == []
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said == ["channel 'stray' (plugin 'odd') failed on a webhook request for agent k5: HalguruError: the "
+                    "channel 'stray' of agent k5 handed over a message for channel 'stray' of agent 'k5-typo': an "
+                    "Inbound's channel and agent are the channel's own (its registered name, the agent it was made "
+                    "for)"]
