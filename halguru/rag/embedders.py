@@ -25,7 +25,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from halguru.errors import HalguruError, exception_line
+from halguru.errors import HalguruError, a_kind, exception_line
 from halguru.rag.errors import KnowledgeError
 
 DEFAULT_EMBEDDER = "minilm"
@@ -432,8 +432,8 @@ def _check_promise(embedder: Any, who: str) -> None:
     if dimension is None:
         raise KnowledgeError(f"{who} has no dimension: it must be a whole number above 0")
     if isinstance(dimension, bool) or not hasattr(dimension, "__index__") or operator.index(dimension) < 1:
-        raise KnowledgeError(f"{who} has dimension {dimension!r} (a {type(dimension).__name__}): it must be a "
-                             "whole number above 0")
+        raise KnowledgeError(f"{who} has dimension {dimension!r} ({a_kind(dimension)}): it must be a whole number "
+                             "above 0")
     if not callable(getattr(embedder, "embed", None)):
         raise KnowledgeError(f"{who} has no embed(texts) method")
 

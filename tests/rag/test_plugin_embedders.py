@@ -111,6 +111,11 @@ class _TextDimension(_ReadOnlyName):
     name = "text"
 
 
+class _ZeroDimension(_ReadOnlyName):
+    dimension = 0
+    name = "zero"
+
+
 class _NoDimension:
     def __init__(self, argument: str = "") -> None:
         self.name = "nodim"
@@ -133,6 +138,8 @@ class _NoEmbed:
                  "'_ReadOnlyName' object has no setter"),
     ("textdim", "embedder 'textdim' (plugin 'brokenemb') has dimension '384' (a str): it must be a whole number "
                 "above 0"),
+    ("zerodim", "embedder 'zerodim' (plugin 'brokenemb') has dimension 0 (an int): it must be a whole number "
+                "above 0"),
     ("nodim", "embedder 'nodim' (plugin 'brokenemb') has no dimension: it must be a whole number above 0"),
     ("noembed", "embedder 'noembed' (plugin 'brokenemb') has no embed(texts) method"),
 ])
@@ -152,6 +159,7 @@ def test_a_plugin_embedder_that_cannot_start_is_one_line_naming_it_and_its_plugi
         register("nodevice", _NoDevice)
         register("readonly", _ReadOnlyName)
         register("textdim", _TextDimension)
+        register("zerodim", _ZeroDimension)
         register("nodim", _NoDimension)
         register("noembed", _NoEmbed)
 
