@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from halguru.errors import HalguruError, StoreTimeout, StoreUnavailable
+from halguru.errors import HalguruError, StoreTimeout, StoreUnavailable, exception_line
 from halguru_server.gate import QueueFull
 from halguru_server.schemas import ErrorBody
 
@@ -192,11 +192,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette answers this outside the middleware that gives each answer its X-Request-ID: it is set here,
+        # so the caller (ClientError.request_id) and the log line name the same request; a plugin's route, its plugin.
         import logging
 
-        logging.getLogger("halguru.server").exception("unhandled error on %s", request.url.path)
+        request_id = str(request.scope.get("state", {}).get("request_id", ""))
+        plugin = getattr(request.scope.get("route"), "halguru_plugin", None)
+        where = f"plugin {plugin!r}'s route {request.url.path}" if plugin else request.url.path
+        logging.getLogger("halguru.server").exception(
+            "unhandled error on %s: %s", where, exception_line(exc),
+            extra={"fields": {"request_id": request_id, **({"plugin": plugin} if plugin else {})}})
         return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal",
-                              path=request.url.path)
+                              {"X-Request-ID": request_id} if request_id else None, path=request.url.path)
 
 
 def allowed_methods(request: Request, headers: dict[str, str] | None) -> str:

@@ -46,6 +46,8 @@ def add_plugin_routes(app: FastAPI) -> None:
         for item in added:  # a route, a mount, or a router the plugin included (FastAPI keeps it whole)
             for route, directly in _api_routes(item):
                 guard_first(route, served_directly=directly)
+                if not builtin:
+                    route.halguru_plugin = plugin  # type: ignore[attr-defined]  # its errors' log line names it
             routes, dead = _routes_of(item), 0
             for route in routes:
                 where = _describe(route)

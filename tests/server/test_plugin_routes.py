@@ -77,6 +77,10 @@ def register_routes(app):
     @app.get("/acme/ok")
     def again():
         return {"second": True}
+
+    @app.get("/second/crash")
+    def crash(city: str = "Oslo"):
+        return {"forecast": {}[city]}
 '''
 HALF = '''
 from halguru.plugins import hookimpl
@@ -182,3 +186,27 @@ def test_a_plugin_s_middleware_is_said_as_it_answers_before_halguru_s_routes(cli
            "halguru's routes and their API-key checks, and may answer for them" in warnings
     assert client.get("/status").json() == {"from": "plugin"}  # said, not undone: a plugin's middleware is its own
     assert not [line for line in warnings if "'acme' adds middleware" in line or "'half' adds" in line]
+
+
+def test_a_plugin_route_that_raises_is_a_500_whose_request_id_the_log_line_names_with_the_plugin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agents_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The 500 of an error nothing caught had no X-Request-ID (Starlette answers it outside the middleware that
+    adds one), and its log line 'unhandled error on /second/crash' named neither the request nor the plugin:
+    'see the server log', but which line?"""
+    import logging
+
+    from halguru_server import ServerSettings, create_app
+
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "second", "halguru_second_routes", SECOND)))
+    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "second")
+    reset_plugin_manager()
+    app = create_app(ServerSettings(agents=[agents_dir]))
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        answer = client.get("/second/crash", headers={"X-Request-ID": "req-crash-1"})
+        own = client.get("/nowhere", headers={"X-Request-ID": "req-404"})
+    assert answer.status_code == 500 and answer.headers["x-request-id"] == "req-crash-1"
+    assert answer.json()["error"] == {"type": "internal", "message": "internal error (KeyError); see the server log"}
+    assert own.headers["x-request-id"] == "req-404"
+    [line] = [r for r in caplog.records if r.name == "halguru.server"]
+    assert line.getMessage() == "unhandled error on plugin 'second''s route /second/crash: KeyError: 'Oslo'"
+    assert line.fields == {"request_id": "req-crash-1", "plugin": "second"}  # type: ignore[attr-defined]
