@@ -41,9 +41,10 @@ from halguru.api_schemas import (
     RunOut,
 )
 from halguru.durations import retry_after_seconds
+from halguru.errors import exception_line
 
 __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
-           "StreamError", "TakenOver", "TimedOut", "Unavailable"]
+           "StreamCut", "StreamError", "TakenOver", "TimedOut", "Unavailable"]
 
 RETRY_STATUSES = frozenset({429, 503})
 # A 503 of these types answered a request the server had taken: a message stored and its run cut off by a
@@ -93,6 +94,12 @@ class TakenOver(ClientError):
 
 class StreamError(ClientError):
     """A stream ended with a fatal ``error`` event the server writes itself (``shutdown``, ``internal``...)."""
+
+
+class StreamCut(StreamError, httpx.TransportError):
+    """A stream that broke off (the connection lost, a proxy's limit) or ended before its run's ``run_finished``:
+    ``type`` ``stream_cut``; an ``httpx.TransportError`` too. The message names the run: ``run(run_id)`` says
+    how it ended (a server that lost the client stops its run)."""
 
 
 class TimedOut(ClientError, httpx.TimeoutException):
@@ -198,11 +205,36 @@ class _Retry:
 
 
 class _SSE:
-    """Splits an SSE body into typed events (comments and keep-alives skipped)."""
+    """Splits an SSE body into typed events (comments and keep-alives skipped), and knows whether its run
+    finished."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: httpx.Request) -> None:
+        self.request = request
         self.buffer = ""
         self.last_id = ""
+        self.run_id: str | None = None  # the first run_started's (a team's members' runs come inside it)
+        self.finished = False
+
+    @contextmanager
+    def whole(self) -> Iterator[None]:
+        """Reading the body: ``TimedOut`` for no bytes in time, ``StreamCut`` for a body that breaks off, or ends,
+        before its run's ``run_finished``."""
+        try:
+            with _in_time(self.request):
+                yield
+        except TimedOut:
+            raise
+        except httpx.TransportError as exc:
+            raise self._cut(f"broke off before the run finished ({exception_line(exc)})") from exc
+        if not self.finished:
+            raise self._cut("ended before the run finished")
+
+    def _cut(self, what: str) -> StreamCut:
+        run = f" of run {self.run_id}" if self.run_id else ""
+        then = f": run({self.run_id!r}) says how it ended" if self.run_id else ""
+        error = StreamCut(200, "stream_cut", f"the stream{run} {what}{then}")
+        error.request = self.request
+        return error
 
     def feed(self, text: str) -> Iterator[Event]:
         """The events completed by ``text``, each as soon as it is parsed (a fatal error raises after them)."""
@@ -214,7 +246,12 @@ class _SSE:
                 if line.startswith("id:"):
                     self.last_id = line[3:].strip()
             if data:
-                yield _event(data)
+                event = _event(data)
+                if event.type == "run_started" and self.run_id is None:
+                    self.run_id = event.run_id
+                elif event.type == "run_finished" and event.run_id == self.run_id:
+                    self.finished = True
+                yield event
 
 
 def _event(data: str) -> Event:
@@ -357,9 +394,9 @@ class Client(_Base):
         if response.status_code == 202:
             response.read()
             self._parse(RunOut, response)
-        parser = _SSE()
+        parser = _SSE(response.request)
         try:
-            with _in_time(response.request):
+            with parser.whole():
                 for text in response.iter_text():
                     yield from parser.feed(text)
         finally:
@@ -477,9 +514,9 @@ class AsyncClient(_Base):
         if response.status_code == 202:
             await response.aread()
             self._parse(RunOut, response)
-        parser = _SSE()
+        parser = _SSE(response.request)
         try:
-            with _in_time(response.request):
+            with parser.whole():
                 async for text in response.aiter_text():
                     for event in parser.feed(text):
                         yield event

@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from halguru.agents.events import RunStarted
-from halguru.client import AsyncClient, Client, ClientError, NotFound, RateLimited, StreamError, TimedOut, retry_after
+from halguru.client import (
+    AsyncClient,
+    Client,
+    ClientError,
+    NotFound,
+    RateLimited,
+    StreamCut,
+    StreamError,
+    TimedOut,
+    retry_after,
+)
 
 AGENTS = {"data": [{"name": "a", "description": "", "model": "scripted", "tools": [], "web_chat": "key"}]}
 
@@ -161,3 +172,31 @@ def test_a_server_that_does_not_answer_in_time_is_a_timed_out_error_saying_so() 
                                        " it may have been acted on: send a message again with the same "
                                        "idempotency_key | 0 timeout: GET /v1/agents: no answer within 0.2 s (read "
                                        "timeout)")
+
+
+def test_a_stream_that_breaks_off_or_ends_before_its_run_finished_is_a_stream_cut() -> None:
+    """A stream cut (the server killed mid-answer) raised httpx's RemoteProtocolError naming no run, and one that
+    ended cleanly without its run_finished (a proxy's limit) just stopped: the loop ended as if answered."""
+    started = RunStarted(run_id="run_1", agent="a", model="scripted", input="hi", conversation_id="conv_1")
+    first = f"data: {started.model_dump_json()}\n\n".encode()
+
+    class Breaking(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield first
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.headers["idempotency-key"] == "break":
+            return httpx.Response(200, stream=Breaking(), headers={"Content-Type": "text/event-stream"})
+        return httpx.Response(200, content=first, headers={"Content-Type": "text/event-stream"})
+
+    hg = Client("http://hg", "k", http=httpx.Client(transport=httpx.MockTransport(handle)))
+    for key, what in (("break", "broke off before the run finished (RemoteProtocolError: peer closed connection "
+                                "without sending complete message body)"),
+                      ("end", "ended before the run finished")):
+        seen: list[str] = []
+        with pytest.raises(StreamCut) as cut:
+            for event in hg.stream("conv_1", "hi", idempotency_key=key):
+                seen.append(event.type)
+        assert seen == ["run_started"] and isinstance(cut.value, httpx.TransportError) and cut.value.status == 200
+        assert cut.value.message == f"the stream of run run_1 {what}: run('run_1') says how it ended"
