@@ -325,6 +325,7 @@ class Client(_Base):
         self.close()
 
     def close(self) -> None:
+        """Close the connections (its ``httpx.Client``, yours too when given); ``with Client(...)`` does."""
         self.http.close()
 
     def _request(self, method: str, path: str, accept: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -351,9 +352,11 @@ class Client(_Base):
         return self._parse(model, self._read(method, path, **kwargs))
 
     def agents(self) -> list[AgentOut]:
+        """The agents this server serves that your key may use."""
         return [AgentOut.model_validate(a) for a in self._read("GET", "/v1/agents").json()["data"]]
 
     def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
+        """Start a conversation with ``agent``; send messages to its ``id``."""
         return self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
 
     def conversations(self, agent: str | None = None, limit: int = 20, cursor: str | None = None) -> ConversationPage:
@@ -403,6 +406,7 @@ class Client(_Base):
             response.close()
 
     def run(self, run_id: str) -> RunDetail:
+        """A run of yours: its status, output and events."""
         return self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
 
     def cancel(self, run_id: str) -> RunCancelOut:
@@ -454,6 +458,7 @@ class AsyncClient(_Base):
         await self.close()
 
     async def close(self) -> None:
+        """Close the connections (``async with AsyncClient(...)`` does)."""
         await self.http.aclose()
 
     async def _request(self, method: str, path: str, accept: str | None = None, **kwargs: Any) -> httpx.Response:
@@ -478,36 +483,46 @@ class AsyncClient(_Base):
         return self._parse(model, await self._read(method, path, **kwargs))
 
     async def agents(self) -> list[AgentOut]:
+        """The agents this server serves that your key may use."""
         return [AgentOut.model_validate(a) for a in (await self._read("GET", "/v1/agents")).json()["data"]]
 
     async def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
+        """Start a conversation with ``agent``; send messages to its ``id``."""
         return await self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
 
     async def conversations(self, agent: str | None = None, limit: int = 20,
                             cursor: str | None = None) -> ConversationPage:
+        """One page of your conversations, newest first (``next_cursor`` for the next)."""
         return await self._json(ConversationPage, "GET", "/v1/conversations",
                                 params=self._page_params(agent, limit, cursor))
 
     def iter_conversations(self, agent: str | None = None) -> AsyncIterator[ConversationOut]:
+        """All your conversations, newest activity first, page after page (``async for``), each at most once."""
         return _every_async(lambda cursor: self.conversations(agent, 100, cursor))
 
     async def message_page(self, conversation_id: str, limit: int = 1000,
                            cursor: str | None = None) -> MessageList:
+        """A page of the conversation's messages, oldest first; ``next_cursor`` for the next (None: the last)."""
         return await self._json(MessageList, "GET", f"/v1/conversations/{conversation_id}/messages",
                                 params=self._page_params(None, limit, cursor))
 
     def iter_messages(self, conversation_id: str) -> AsyncIterator[MessageOut]:
+        """All the conversation's messages, oldest first, page after page (``async for``)."""
         return _every_async(lambda cursor: self.message_page(conversation_id, 1000, cursor))
 
     async def messages(self, conversation_id: str) -> list[MessageOut]:
+        """All the conversation's messages, oldest first (every page)."""
         return [message async for message in self.iter_messages(conversation_id)]
 
     async def send(self, conversation_id: str, content: str, *, idempotency_key: str | None = None) -> RunOut:
+        """Send a message; the whole answer once the run has finished (``idempotency_key``: as ``Client.send``)."""
         return await self._json(RunOut, "POST", f"/v1/conversations/{conversation_id}/messages",
                                 json={"content": content, "stream": False}, headers=_keyed(idempotency_key))
 
     async def stream(self, conversation_id: str, content: str, *,
                      idempotency_key: str | None = None) -> AsyncIterator[Event]:
+        """Send a message; its run's events as they happen (``async for``). Leaving the loop early closes the
+        stream, which stops the run (once the event loop has closed the generator)."""
         response = await self._request("POST", f"/v1/conversations/{conversation_id}/messages",
                                        "text/event-stream", json={"content": content, "stream": True},
                                        headers=_keyed(idempotency_key))
@@ -524,6 +539,7 @@ class AsyncClient(_Base):
             await response.aclose()
 
     async def run(self, run_id: str) -> RunDetail:
+        """A run of yours: its status, output and events."""
         return await self._json(RunDetail, "GET", f"/v1/runs/{run_id}")
 
     async def cancel(self, run_id: str) -> RunCancelOut:

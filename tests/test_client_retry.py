@@ -200,3 +200,11 @@ def test_a_stream_that_breaks_off_or_ends_before_its_run_finished_is_a_stream_cu
                 seen.append(event.type)
         assert seen == ["run_started"] and isinstance(cut.value, httpx.TransportError) and cut.value.status == 200
         assert cut.value.message == f"the stream of run run_1 {what}: run('run_1') says how it ended"
+
+
+def test_every_public_method_of_both_clients_says_what_it_does() -> None:
+    """help(AsyncClient.send), an editor's hover: eleven of AsyncClient's methods (and four of Client's) had none."""
+    for client in (Client, AsyncClient):
+        bare = [name for name, value in vars(client).items()
+                if not name.startswith("_") and callable(value) and not (value.__doc__ or "").strip()]
+        assert bare == [], client.__name__
