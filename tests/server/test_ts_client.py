@@ -181,3 +181,32 @@ def test_a_message_whose_answer_a_shutdown_cut_is_not_sent_again(tmp_path: Path,
     assert (got["error"]["name"], got["error"]["status"], got["error"]["code"]) == ("Unavailable", 503, "shutdown")
     assert got["retries"] == []
     assert [m.content for m in server.state.store.get_messages(conversation) if m.role == "user"] == ["go"]
+
+
+def test_a_stream_that_breaks_off_or_ends_before_its_run_finished_throws_a_stream_cut(tmp_path: Path) -> None:
+    """events() returned quietly from a body that ended without its run_finished (the loop ended as if answered)
+    and let a broken connection's TypeError through, naming no run."""
+    out = _compiled(tmp_path)
+    ran = _node(out, """async () => {
+      const show = """ + SHOW + """, got = {};
+      const started = 'data: {"type": "run_started", "run_id": "run_1"}\\n\\n';
+      const body = (end) => new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(started)); },
+                                                  pull: end });  // once run_started was read
+      const read = async (stream) => { const seen = []; for await (const e of C.events(stream)) seen.push(e.type);
+                                        return seen; };
+      got.ended = await read(body((c) => c.close())).catch(show);
+      got.broken = await read(body((c) => c.error(new TypeError('terminated')))).catch(show);
+      const whole = started + 'data: {"type": "run_finished", "run_id": "run_1", "status": "ok"}\\n\\n';
+      const text = new TextEncoder().encode(whole);
+      got.whole = await read(new ReadableStream({ start(c) { c.enqueue(text); c.close(); } }));
+      const aborted = new DOMException('stopped', 'AbortError');
+      got.aborted = await read(body((c) => c.error(aborted))).catch((e) => e.name);
+      return got;
+    }""")
+    got = _result(ran)
+    for case, what in (("ended", "ended before the run finished"),
+                       ("broken", "broke off before the run finished (TypeError: terminated)")):
+        assert {k: got[case][k] for k in ("name", "halguru", "status", "code", "message")} == {
+            "name": "StreamCut", "halguru": True, "status": 200, "code": "stream_cut",
+            "message": f"the stream of run run_1 {what}: GET /v1/runs/run_1 says how it ended"}, case
+    assert got["whole"] == ["run_started", "run_finished"] and got["aborted"] == "AbortError"

@@ -43,6 +43,14 @@ export class StreamError extends HalguruError {
   }
 }
 
+/** A stream that broke off (the connection lost, a proxy's limit) or ended before its run's `run_finished`: `code`
+ * `stream_cut`; the message names the run, whose GET /v1/runs/{run_id} says how it ended. */
+export class StreamCut extends StreamError {
+  constructor(message: string) {
+    super("stream_cut", message);
+  }
+}
+
 const BY_STATUS: Record<number, typeof HalguruError> = {
   401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict, 429: RateLimited, 503: Unavailable,
 };
@@ -140,16 +148,30 @@ export type RunEvent = { type: string; [field: string]: unknown };
  *     body: { content: "Hello", stream: true }, signal });   // signal: an AbortController's stops the run
  *   for await (const event of events(data!)) if (event.type === "token") process.stdout.write(String(event.text));
  *
- * The server's own fatal `error` event (it shut down, ...) throws a StreamError after the events before it.
+ * The server's own fatal `error` event (it shut down, ...) throws a StreamError after the events before it, and a
+ * body that breaks off, or ends, before its run's `run_finished` throws a StreamCut (aborting `signal` throws as
+ * fetch does: you stopped it).
  */
 export async function* events(body: ReadableStream<Uint8Array>): AsyncGenerator<RunEvent> {
   const reader = body.getReader();
   const decoder = new TextDecoder();  // streaming: a character split across two chunks is decoded whole
-  let buffer = "";
+  let buffer = "", runId: string | undefined, finished = false;
+  const cut = (what: string) => new StreamCut(runId ? `the stream of run ${runId} ${what}: GET /v1/runs/${runId} `
+                                              + "says how it ended" : `the stream ${what}`);
   try {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        if (e instanceof Error && (e.name === "AbortError" || e.name === "TimeoutError")) throw e;  // the caller's
+        throw cut(`broke off before the run finished (${e instanceof Error ? `${e.name}: ${e.message}` : e})`);
+      }
+      const { value, done } = chunk;
+      if (done) {
+        if (!finished) throw cut("ended before the run finished");
+        return;
+      }
       buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n?/g, "\n");  // a CR ending one chunk meets its LF in the next
       let end: number;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -165,6 +187,9 @@ export async function* events(body: ReadableStream<Uint8Array>): AsyncGenerator<
           throw new StreamError(String(event.kind), String(event.message),
                                 typeof wait === "number" ? wait : undefined);
         }
+        // a stream followed from the middle (Last-Event-ID) has no run_started: its first run_finished is the run's
+        if (event.type === "run_started" && runId === undefined) runId = String(event.run_id);
+        else if (event.type === "run_finished" && (runId === undefined || event.run_id === runId)) finished = true;
         yield event;
       }
     }
