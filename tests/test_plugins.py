@@ -173,6 +173,13 @@ def test_load_plugins_naming_the_plugin_keeps_it(halguru):
     assert "example" not in infos
 
 
+def test_a_misspelt_plugin_in_load_plugins_is_said_with_the_installed_name(halguru):
+    """HALGURU_LOAD_PLUGINS=exmaple said only 'not installed': which name was meant was left to guess."""
+    proc = halguru("plugins", load="exmaple")
+    assert proc.stderr.strip() == ("halguru: warning: plugin 'exmaple' skipped: not installed (named in "
+                                   "HALGURU_LOAD_PLUGINS) (did you mean 'example'?)")
+
+
 @pytest.mark.parametrize("load", ["nonexistent", ""])
 def test_load_plugins_never_removes_the_built_in_server(halguru_cmd, subprocess_env, load):
     """Bug 8: the server plugin ships with halguru, so limiting third-party plugins keeps `halguru serve`."""

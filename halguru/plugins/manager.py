@@ -142,7 +142,7 @@ def _plugin_manager() -> pluggy.PluginManager:
         owners[name] = "tests"
         _load(pm, name, functools.partial(_same, module), builtin=False)
     for name in sorted((allowed or set()) - found):  # a typo in HALGURU_LOAD_PLUGINS is said, not ignored
-        _warn(name, "not installed (named in HALGURU_LOAD_PLUGINS)")
+        _warn(name, f"not installed (named in HALGURU_LOAD_PLUGINS){did_you_mean(name, found)}")
     return pm
 
 
