@@ -9,6 +9,7 @@ them) rather than answering twice, and never sends a part that was sent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -25,6 +26,8 @@ from halguru.jobs.retention import RETENTION, retention_job
 from halguru.jobs.takeover import HUMAN_REPLY, hold
 from halguru.store.base import Store
 from halguru.store.records import ChannelMessageRecord, JobRecord
+
+log = logging.getLogger("halguru.worker")
 
 RUN = "run"
 
@@ -267,7 +270,7 @@ async def _held(ctx: JobContext, job: JobRecord, once: SendOnce, conversation: s
 
 
 async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnce, conversation: str,
-                text: str) -> list[str]:
+                text: str) -> list[str | None]:
     """``text`` out on the job's channel (each part once), recorded as sent channel messages; their ids."""
     p = job["payload"]
     outbound = Outbound(channel=p["channel"], agent=job["agent"], conversation_id=conversation, job_id=job["id"],
@@ -288,13 +291,29 @@ async def _send(ctx: JobContext, job: JobRecord, channel: Channel, once: SendOnc
         raise OptedOut(exc.opted_out, str(exc)) from None
     if job["attempts"] > 1:  # an earlier try's failure said on the message being answered: it went out now
         await asyncio.to_thread(_unsent, ctx.store, job, None)
+    ids = _sent_ids(p["channel"], job["agent"], sent)
     now = time.time()
-    for part, message_id in enumerate(sent):
+    for part, message_id in enumerate(ids):
         await asyncio.to_thread(ctx.store.record_channel_message, ChannelMessageRecord(
             id=message_id or f"{job['id']}.{part}-{secrets.token_hex(3)}", channel=p["channel"], agent=job["agent"],
             conversation_id=conversation, direction="out", address=p["sender"],
             body=text if part == 0 else "", status="sent", job_id=job["id"], created=now, updated=now))
-    return sent
+    return ids
+
+
+def _sent_ids(channel: str, agent: str, sent: object) -> list[str | None]:
+    """What a channel's ``send`` gave, as the parts' ids: a list of strings (None for a part without).
+    Anything else is a plugin's bug, said in the log naming it; the message went out, so it is recorded all the
+    same, as one part (a str: that part's id, where its letters were read as the ids of as many parts)."""
+    if isinstance(sent, list | tuple) and all(isinstance(i, str) or i is None for i in sent):
+        return list(sent)
+    from halguru.errors import a_kind
+    from halguru.plugins.manager import owners
+
+    log.warning("channel %r (plugin %r) of agent %s: its send gave %s, not the list of the parts' ids; recorded as "
+                "one part", channel, owners("register_channels").get(channel, "?"), agent,
+                "None" if sent is None else a_kind(sent))
+    return [sent] if isinstance(sent, str) else [None]
 
 
 UNSENT, UNSENT_YET = "answer not sent", "answer not sent yet"

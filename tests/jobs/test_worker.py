@@ -111,6 +111,43 @@ async def test_reply_is_sent_once_when_an_attempt_dies_after_sending(store: Stor
     assert statuses == {("in", "received"), ("out", "sent")}
 
 
+class OddChannel(RecordingChannel):
+    """A plugin's channel whose send gives something else than the list of the parts' ids."""
+
+    def __init__(self, gives: Any) -> None:
+        super().__init__()
+        self.gives = gives
+
+    async def send(self, message: Outbound, once: SendOnce) -> list[str]:
+        await super().send(message, once)
+        return self.gives  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("gives", "kind", "ids"), [("SM123", "a str", ["SM123"]), (None, "None", [None])])
+async def test_a_channel_whose_send_gives_no_list_of_ids_is_said_and_its_reply_recorded_once(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture, gives: Any, kind: str,
+        ids: list[str | None]) -> None:
+    """A send giving "SM123" recorded four sent messages, ids "S", "M", "1", "2" (and "3"): the provider's delivery
+    reports for SM123 found none; None failed the job with "'NoneType' object is not iterable", naming no plugin,
+    though its reply had gone out."""
+    import logging
+
+    agent = load_agent(make_agent(tmp_path, "echo"))
+    channel = OddChannel(gives)
+    assert StoreSink(store).accept(inbound("ping", "M1"))
+    job = store.list_jobs(1)[0]
+    with caplog.at_level(logging.WARNING, "halguru.worker"):
+        await run_until(worker_for(store, {"echo": agent}, {"echo": {"test": channel}}),
+                        lambda: store.get_job(job["id"])["status"] in ("done", "dead"))
+    done = store.get_job(job["id"])
+    assert done["status"] == "done" and done["attempts"] == 1 and len(channel.sent) == 1
+    out = [m for m in store.list_channel_messages(done["result"]["conversation_id"]) if m["direction"] == "out"]
+    assert [m["id"] if ids[0] else None for m in out] == ids and out[0]["status"] == "sent"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"channel 'test' (plugin '?') of agent echo: its send gave {kind}, not the list of the parts' ids; recorded "
+        "as one part"]
+
+
 def test_an_empty_or_blank_message_reaches_the_agent_as_said_not_as_nothing(store: Store) -> None:
     """An empty SMS ran the agent on nothing (the API refuses a blank message; email already said so)."""
     sink = StoreSink(store)
