@@ -210,3 +210,17 @@ def test_a_stream_that_breaks_off_or_ends_before_its_run_finished_throws_a_strea
             "name": "StreamCut", "halguru": True, "status": 200, "code": "stream_cut",
             "message": f"the stream of run run_1 {what}: GET /v1/runs/run_1 says how it ended"}, case
     assert got["whole"] == ["run_started", "run_finished"] and got["aborted"] == "AbortError"
+
+
+def test_a_refusal_that_is_not_json_is_a_one_line_message(tmp_path: Path) -> None:
+    """A proxy's HTML 502 page became a HalguruError message of seven lines (the Python client's is one)."""
+    out = _compiled(tmp_path)
+    ran = _node(out, """async () => {
+      const page = ['<html>', '<head><title>502 Bad Gateway</title></head>', '<body>', '<center>nginx</center>',
+                    '</body>', '</html>', ''].join('\\n');
+      const fetch = async () => new Response(page, { status: 502, headers: { 'Content-Type': 'text/html' } });
+      const api = C.halguru('http://hg', 'k', { fetch });
+      return await api.GET('/v1/agents').catch((e) => [e.name, e.status, e.message]);
+    }""")
+    assert _result(ran) == ["HalguruError", 502, "<html> <head><title>502 Bad Gateway</title></head> <body> "
+                                                 "<center>nginx</center> </body> </html>"]

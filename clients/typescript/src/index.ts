@@ -95,7 +95,8 @@ export function retryAfterSeconds(value: string | null): number | undefined {
  * on /v1/chat/..., whose `code` is halguru's type). */
 export async function errorFor(response: Response): Promise<HalguruError> {
   const text = await response.text().catch(() => "");
-  let code = "http_error", message = text.slice(0, 500) || response.statusText;
+  const line = text.slice(0, 2000).replace(/\s+/g, " ").trim();  // not JSON (a proxy's HTML page): on one line
+  let code = "http_error", message = line.slice(0, 500) || response.statusText;
   try {
     const detail = JSON.parse(text).error;
     if (detail && typeof detail === "object") {
