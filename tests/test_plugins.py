@@ -321,3 +321,35 @@ def test_each_agent_loaded_does_not_ask_the_plugins_again(halguru_plugin, write_
     for _ in range(3):
         assert list(load_agent(folder).tools) == ["ping", "calculator"]
     assert len(calls) == 2  # its load checks what it registers, then halguru asks it once
+
+
+def test_plugins_lists_an_embedder_or_section_halguru_refuses_as_not_loaded(halguru_plugin, cli):
+    """A plugin's embedder named `default` (a profile) and section `metadata:` (a field of agent.yaml) were
+    listed by `halguru plugins` as registered, while every command left them out with a warning."""
+    import types
+
+    from halguru.plugins import hookimpl
+
+    class Embedder:
+        dimension = 4
+
+        def embed(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0, 0.0, 0.0, 0.0] for _ in texts]
+
+    @hookimpl
+    def register_embedders(register):
+        register("default", Embedder)
+        register("reserved-free", Embedder)
+
+    @hookimpl
+    def register_sections(register):
+        register("metadata", lambda agent: None)
+
+    plugin = types.ModuleType("halguru_reserved")
+    plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
+    plugin.register_sections = register_sections  # type: ignore[attr-defined]
+    halguru_plugin(plugin, name="reserved")
+    [entry] = [e for e in json.loads(cli("plugins", "--json").stdout) if e["name"] == "reserved"]
+    assert entry["registered"] == {"embedders": ["reserved-free"]}
+    assert entry["not_loaded"] == [{"kind": "embedders", "name": "default", "taken_by": "halguru"},
+                                   {"kind": "sections", "name": "metadata", "taken_by": "halguru"}]

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
             return
         from halguru.plugins.manager import plugin_report
 
-        report = _with_commands(plugin_report())
+        report = _with_refused(_with_commands(plugin_report()))
         if json_output:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -54,6 +54,28 @@ def _with_commands(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["registered"]["commands"] = kept
         entry.get("not_loaded", []).extend({"kind": "commands", "name": name, "taken_by": taken_by}
                                            for name, taken_by in given if taken_by is not None)
+    return report
+
+
+def _with_refused(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report with the names halguru refuses though no other plugin has them moved to ``not_loaded`` (taken
+    by halguru): an embedder named like a profile (``default``, ``fast``), a section named like a field of
+    agent.yaml (``metadata``). They were listed as registered, while every command left them out with a warning."""
+    from halguru.agents.driver import sections
+    from halguru.rag.embedders import embedder_factories
+
+    kept = {"embedders": set(embedder_factories()), "sections": set(sections())}
+    for entry in report:
+        registered = entry.get("registered", {})
+        for kind, names in kept.items():
+            refused = [name for name in registered.get(kind, []) if name not in names]
+            if not refused:
+                continue
+            if left := [name for name in registered[kind] if name in names]:
+                registered[kind] = left
+            else:
+                del registered[kind]
+            entry["not_loaded"] += [{"kind": kind, "name": name, "taken_by": "halguru"} for name in refused]
     return report
 
 
