@@ -324,10 +324,12 @@ def test_each_agent_loaded_does_not_ask_the_plugins_again(halguru_plugin, write_
 
 
 def test_plugins_lists_an_embedder_or_section_halguru_refuses_as_not_loaded(halguru_plugin, cli):
-    """A plugin's embedder named `default` (a profile) and section `metadata:` (a field of agent.yaml) were
-    listed by `halguru plugins` as registered, while every command left them out with a warning."""
+    """A plugin's embedder named `default` (a profile), section `metadata:` (a field of agent.yaml) and a tool
+    whose arguments have no JSON schema were listed by `halguru plugins` as registered, while every command left
+    them out with a warning."""
     import types
 
+    from halguru import tool
     from halguru.plugins import hookimpl
 
     class Embedder:
@@ -345,11 +347,26 @@ def test_plugins_lists_an_embedder_or_section_halguru_refuses_as_not_loaded(halg
     def register_sections(register):
         register("metadata", lambda agent: None)
 
+    @tool
+    def unschemed(x: callable) -> str:  # type: ignore[valid-type]
+        """No JSON schema for x."""
+        return "x"
+
+    @hookimpl
+    def register_tools(register):
+        register(unschemed)
+
     plugin = types.ModuleType("halguru_reserved")
     plugin.register_embedders = register_embedders  # type: ignore[attr-defined]
     plugin.register_sections = register_sections  # type: ignore[attr-defined]
+    plugin.register_tools = register_tools  # type: ignore[attr-defined]
     halguru_plugin(plugin, name="reserved")
     [entry] = [e for e in json.loads(cli("plugins", "--json").stdout) if e["name"] == "reserved"]
     assert entry["registered"] == {"embedders": ["reserved-free"]}
-    assert entry["not_loaded"] == [{"kind": "embedders", "name": "default", "taken_by": "halguru"},
-                                   {"kind": "sections", "name": "metadata", "taken_by": "halguru"}]
+    assert entry["not_loaded"] == [
+        {"kind": "tools", "name": "unschemed", "taken_by": None, "why": "its arguments have no JSON schema"},
+        {"kind": "embedders", "name": "default", "taken_by": "halguru"},
+        {"kind": "sections", "name": "metadata", "taken_by": "halguru"}]
+    row = next(line for line in cli("plugins").stdout.splitlines() if line.startswith("reserved "))
+    assert "embedders: reserved-free; not loaded: tool unschemed (its arguments have no JSON schema); not " \
+           "loaded: embedder default (halguru has it)" in row

@@ -58,16 +58,21 @@ def _with_commands(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _with_refused(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The report with the names halguru refuses though no other plugin has them moved to ``not_loaded`` (taken
-    by halguru): an embedder named like a profile (``default``, ``fast``), a section named like a field of
-    agent.yaml (``metadata``). They were listed as registered, while every command left them out with a warning."""
+    """The report with the names halguru refuses though no other plugin has them moved to ``not_loaded``: an
+    embedder named like a profile (``default``, ``fast``) and a section named like a field of agent.yaml
+    (``metadata``), taken by halguru, and a tool whose arguments have no JSON schema (``why``). They were listed
+    as registered, while every command left them out with a warning."""
     from halguru.agents.driver import sections
     from halguru.rag.embedders import embedder_factories
+    from halguru.tools.registry import plugin_tools
 
-    kept = {"embedders": set(embedder_factories()), "sections": set(sections())}
+    kept: dict[str, tuple[set[str], dict[str, str | None]]] = {
+        "tools": (set(plugin_tools()), {"taken_by": None, "why": "its arguments have no JSON schema"}),
+            "embedders": (set(embedder_factories()), {"taken_by": "halguru"}),
+            "sections": (set(sections()), {"taken_by": "halguru"})}
     for entry in report:
         registered = entry.get("registered", {})
-        for kind, names in kept.items():
+        for kind, (names, because) in kept.items():
             refused = [name for name in registered.get(kind, []) if name not in names]
             if not refused:
                 continue
@@ -75,7 +80,7 @@ def _with_refused(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 registered[kind] = left
             else:
                 del registered[kind]
-            entry["not_loaded"] += [{"kind": kind, "name": name, "taken_by": "halguru"} for name in refused]
+            entry["not_loaded"] += [{"kind": kind, "name": name, **because} for name in refused]
     return report
 
 
@@ -86,6 +91,6 @@ def _row(entry: dict[str, Any]) -> tuple[str, str, str, str]:
         return entry["name"], ", ".join(filter(None, [entry.get("package"), "skipped"])), entry["skipped"], ""
     package = "built-in" if entry["builtin"] else f"{entry['package']} {entry['version']}"
     names = [f"{kind.replace('_', ' ')}: {', '.join(found)}" for kind, found in entry["registered"].items()]
-    names += [f"not loaded: {lost['kind'].replace('_', ' ').rstrip('s')} {lost['name']} ({lost['taken_by']} has it)"
-              for lost in entry["not_loaded"]]
+    names += [f"not loaded: {lost['kind'].replace('_', ' ').rstrip('s')} {lost['name']} "
+              f"({lost.get('why') or lost['taken_by'] + ' has it'})" for lost in entry["not_loaded"]]
     return entry["name"], package, ", ".join(entry["hooks"]), "; ".join(names)
