@@ -567,3 +567,8 @@ class AsyncClient(_Base):
     async def delete_version(self, agent: str, version: int) -> DeploymentOut:
         """Delete a stored version of ``agent`` (not the one served); the version deleted."""
         return await self._json(DeploymentOut, "DELETE", f"/v1/deployments/{agent}/versions/{version}")
+
+    async def unpublish(self, agent: str) -> DeploymentOut:
+        """Serve no version of ``agent`` (its versions stay stored: ``rollback`` serves one again); the version
+        taken down."""
+        return await self._json(DeploymentOut, "POST", f"/v1/deployments/{agent}/unpublish")

@@ -109,13 +109,14 @@ def test_the_async_client_has_every_method_of_the_client() -> None:
             assert [d.version for d in await hg.deployments("a")] == [2]
             assert (await hg.rollback("a", 2)).active
             assert (await hg.delete_version("a", 1)).agent == "a"
+            assert (await hg.unpublish("a")).agent == "a"
             for name in public:
                 method = getattr(hg, name)
                 assert inspect.iscoroutinefunction(method) or name.startswith("iter_") or name == "stream", name
 
     asyncio.run(main())
     assert seen == ["GET /auth/me", "POST /v1/deployments", "GET /v1/deployments", "POST /v1/deployments/a/rollback",
-                    "DELETE /v1/deployments/a/versions/1"]
+                    "DELETE /v1/deployments/a/versions/1", "POST /v1/deployments/a/unpublish"]
 
 
 def test_a_refusal_is_one_line_with_the_request_id() -> None:
