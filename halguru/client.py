@@ -56,7 +56,8 @@ OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to w
 
 
 class ClientError(Exception):
-    """The server said no: ``status``, its error ``type`` (``not_found``, ``queue_full``...) and message;
+    """The server said no (or did not answer in time: ``TimedOut``; a stream cut: ``StreamCut``): ``status``, its
+    error ``type`` (``not_found``, ``queue_full``...) and message;
     ``retry_after``: the seconds its Retry-After asked for; ``request_id``: its ``X-Request-ID`` (in its log).
     ``str()`` of it is one line, whatever the body (a proxy's HTML page is read as text)."""
 
