@@ -3,6 +3,8 @@ OpenAI-compatible routes, OpenAI's own: ``{"error": {"message", "type", "param",
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from typing import Any
 
@@ -118,7 +120,23 @@ def document_body_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class _LoggedOnce(logging.Filter):
+    """Drops uvicorn's 'Exception in ASGI application' for an error the crash handler logged already: Starlette
+    re-raises it after the 500 has gone out, and the log had its traceback twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record.exc_info[1] if record.exc_info else None, LOGGED, False)
+
+
+LOGGED = "halguru_logged"  # set on an exception the crash handler logged
+_LOGGED_ONCE = _LoggedOnce()
+
+
 def install(app: FastAPI) -> None:
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if _LOGGED_ONCE not in uvicorn_log.filters:
+        uvicorn_log.addFilter(_LOGGED_ONCE)
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.type, exc.headers, path=request.url.path,
@@ -194,14 +212,14 @@ def install(app: FastAPI) -> None:
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         # Starlette answers this outside the middleware that gives each answer its X-Request-ID: it is set here,
         # so the caller (ClientError.request_id) and the log line name the same request; a plugin's route, its plugin.
-        import logging
-
         request_id = str(request.scope.get("state", {}).get("request_id", ""))
         plugin = getattr(request.scope.get("route"), "halguru_plugin", None)
         where = f"plugin {plugin!r}'s route {request.url.path}" if plugin else request.url.path
         logging.getLogger("halguru.server").exception(
             "unhandled error on %s: %s", where, exception_line(exc),
             extra={"fields": {"request_id": request_id, **({"plugin": plugin} if plugin else {})}})
+        with contextlib.suppress(AttributeError):  # said: uvicorn's own line for it is left out (_LoggedOnce)
+            setattr(exc, LOGGED, True)
         return error_response(500, f"internal error ({type(exc).__name__}); see the server log", "internal",
                               {"X-Request-ID": request_id} if request_id else None, path=request.url.path)
 

@@ -210,3 +210,29 @@ def test_a_plugin_route_that_raises_is_a_500_whose_request_id_the_log_line_names
     [line] = [r for r in caplog.records if r.name == "halguru.server"]
     assert line.getMessage() == "unhandled error on plugin 'second''s route /second/crash: KeyError: 'Oslo'"
     assert line.fields == {"request_id": "req-crash-1", "plugin": "second"}  # type: ignore[attr-defined]
+
+
+def test_an_unhandled_error_under_uvicorn_is_logged_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         agents_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Under a real uvicorn, uvicorn logged 'Exception in ASGI application' with the same traceback again after
+    halguru's line (Starlette re-raises an error after answering 500): two tracebacks per error in the log."""
+    import logging
+
+    import httpx
+    from halguru_server import ServerSettings, create_app
+
+    from tests.server.conftest import Server, free_port
+
+    monkeypatch.syspath_prepend(str(install(tmp_path / "site", "second", "halguru_second_routes", SECOND)))
+    monkeypatch.setenv("HALGURU_LOAD_PLUGINS", "second")
+    reset_plugin_manager()
+    server = Server(create_app(ServerSettings(agents=[agents_dir])), free_port()).start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            answer = httpx.get(f"{server.url}/second/crash", timeout=10)
+            other = httpx.get(f"{server.url}/v1/agents", timeout=10)  # the server goes on
+    finally:
+        server.stop()
+    assert answer.status_code == 500 and other.status_code == 401
+    assert [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.ERROR] == [
+        ("halguru.server", "unhandled error on plugin 'second''s route /second/crash: KeyError: 'Oslo'")]
