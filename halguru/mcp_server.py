@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, ValidationError
 
@@ -142,7 +143,24 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
         build = server.streamable_http_app
         gated: Any = lambda **options: BearerGate(build(**options), token)  # noqa: E731
         server.streamable_http_app = gated  # type: ignore[method-assign]
-    server.run("streamable-http", host=host, port=port)  # (uvicorn is serve mode's: halguru leaves it to the SDK)
+    # (uvicorn is serve mode's: halguru leaves it to the SDK)
+    server.run("streamable-http", host=host, port=port, transport_security=transport_security(host))
+
+
+def transport_security(host: str) -> TransportSecuritySettings | None:
+    """DNS rebinding protection for a loopback HOST: requests must name this machine (Host) and come from no other
+    site's page (Origin). The SDK turns it on only for 127.0.0.1, localhost and ::1: served on 127.0.0.2 (any of
+    127/8) or localhost.localdomain with no token, a web page whose name resolved to that address ran the agents.
+    Elsewhere (a token is then required) None: the SDK's default, as a page cannot know the token."""
+    from halguru.channels.email import is_loopback
+
+    if not is_loopback(host):
+        return None
+    named = host.strip("[]").lower()
+    names = {"127.0.0.1", "localhost", "[::1]", f"[{named}]" if ":" in named else named}
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True,
+                                     allowed_hosts=sorted(f"{name}:*" for name in names),
+                                     allowed_origins=sorted(f"http://{name}:*" for name in names))
 
 
 def http_token(host: str) -> str | None:

@@ -159,13 +159,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 30) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 30,
+                  host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + seconds
     while True:
         if proc.poll() is not None:
             pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            socket.create_connection((host, port), timeout=0.5).close()
             return
         except OSError:
             if time.monotonic() > deadline:
@@ -174,12 +175,13 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: 
 
 
 @contextlib.contextmanager
-def background(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
-    """A server process on 127.0.0.1:port, stopped (and reaped) after the test."""
+def background(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None,
+               host: str = "127.0.0.1") -> Iterator[None]:
+    """A server process on host:port (a loopback address), stopped (and reaped) after the test."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        wait_for_port(port, proc, log)
+        wait_for_port(port, proc, log, host=host)
         yield
     finally:
         proc.terminate()

@@ -160,3 +160,29 @@ def test_help_does_not_import_the_mcp_sdk(subprocess_env):
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
                 if line.startswith("import time:") and "|" in line}
     assert "halguru" in imported and not imported & {"mcp", "mcp_types", "httpx2", "anyio", "starlette"}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])
+async def test_a_loopback_server_refuses_other_sites_pages(helper: Path, halguru_cmd, subprocess_env, tmp_path: Path,
+                                                          host: str):
+    """DNS rebinding: on 127.0.0.2 (any of 127/8 is this machine, and needs no token) a page of a site whose name
+    resolved to that address ran the agents; the SDK protected only 127.0.0.1, localhost and ::1."""
+    import httpx2
+
+    port = free_port()
+    url = f"http://{host}:{port}/mcp"
+    argv = [*halguru_cmd, "mcp", "serve", str(helper), "--http", "--host", host, "--port", str(port)]
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}}}
+    env = {k: v for k, v in subprocess_env.items() if k != "HALGURU_MCP_TOKEN"}
+    with background(argv, port, tmp_path / "serve.log", env=env, host=host):
+        runs = len(open_store().list_runs())
+        for attack, status in [({"Host": f"rebound.example:{port}"}, 421),
+                               ({"Origin": f"http://rebound.example:{port}"}, 403)]:
+            refused = httpx2.post(url, headers={**attack, "Accept": "application/json, text/event-stream"},
+                                  json=initialize)
+            assert refused.status_code == status, (attack, refused.text)
+        async with Client(url) as client:  # the real client, which names the address it was given
+            text, _, is_error = await ask(client, "ask_helper", message="from this machine")
+    assert (text, is_error) == ("You said: from this machine", False)
+    assert len(open_store().list_runs()) == runs + 1
