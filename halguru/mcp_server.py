@@ -11,22 +11,26 @@ tools.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field, ValidationError
 
 from halguru import __version__
+from halguru.agents.describe import clip, describe
+from halguru.agents.events import Event
 from halguru.agents.loader import Agent, load_agent
-from halguru.agents.runtime import NoConversation, run_to_result
+from halguru.agents.runtime import NoConversation, collect_result, run
 from halguru.api_schemas import BLANK_MESSAGE
 from halguru.errors import HalguruError
 from halguru.listen import WILDCARDS, check_listen, url_base
@@ -35,6 +39,7 @@ from halguru.printable import is_blank
 TOOL_PREFIX = "ask_"
 TOKEN_SECRET = "HALGURU_MCP_TOKEN"  # the bearer token HTTP clients send: the environment variable, else the keyring
 MIN_TOKEN_CHARS = 16
+TOKENS_EVERY = 2.0  # seconds between two progress notifications while the model writes (a heartbeat, not a flood)
 
 
 class AskResult(BaseModel):
@@ -98,12 +103,14 @@ def _server(agents: dict[str, Agent]) -> MCPServer:
     return server
 
 
-def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult]]:
-    async def ask(message: Message, conversation_id: ConversationId = None) -> Annotated[CallToolResult, AskResult]:
+def _asker(agent: Agent) -> Callable[..., Awaitable[CallToolResult]]:
+    async def ask(message: Message, conversation_id: ConversationId = None,
+                  ctx: Context | None = None) -> Annotated[CallToolResult, AskResult]:
         if is_blank(message):  # as `halguru run` and the REST API: no run on nothing
             return _error(BLANK_MESSAGE)
         try:
-            result = await run_to_result(agent, message, conversation_id, metadata={"via": "mcp"})
+            events = run(agent, message, conversation_id, metadata={"via": "mcp"})
+            result = await collect_result(events if ctx is None else _reporting(events, ctx))
         except NoConversation:
             return _error(f"no conversation {conversation_id!r}; leave conversation_id out to start one")
         except HalguruError as exc:  # the caller's mistake, said plainly
@@ -118,6 +125,29 @@ def _asker(agent: Agent) -> Callable[[str, str | None], Awaitable[CallToolResult
 
     ask.__name__ = f"{TOOL_PREFIX}{agent.name}"
     return ask
+
+
+async def _reporting(events: AsyncGenerator[Event, None], ctx: Context) -> AsyncIterator[Event]:
+    """The run's events, each told to a client that asked for progress (a request with a progressToken) as a
+    ``notifications/progress`` with the event's trace line: the run id from the start, each model call and tool
+    call, and while the model writes a count of its tokens every TOKENS_EVERY seconds. A client that times a call
+    out unless progress comes (resetTimeoutOnProgress) keeps waiting for a long run; one that asked for nothing
+    is sent nothing (the SDK's report_progress does nothing then)."""
+    count, tokens, told = 0, 0, time.monotonic()
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if event.type == "token":
+                tokens += 1
+                if time.monotonic() - told < TOKENS_EVERY:
+                    yield event
+                    continue
+                text = f"writing: {tokens} tokens so far"
+            else:
+                tokens, text = 0, describe(event).plain
+            count, told = count + 1, time.monotonic()
+            with contextlib.suppress(Exception):  # a client gone (HTTP) does not stop the run: it is recorded
+                await ctx.report_progress(count, message=clip(text, 300))
+            yield event
 
 
 def _error(message: str) -> CallToolResult:

@@ -186,3 +186,31 @@ async def test_a_loopback_server_refuses_other_sites_pages(helper: Path, halguru
             text, _, is_error = await ask(client, "ask_helper", message="from this machine")
     assert (text, is_error) == ("You said: from this machine", False)
     assert len(open_store().list_runs()) == runs + 1
+
+
+async def test_a_long_ask_reports_progress_to_a_client_that_asks(write_agent, halguru_cmd, subprocess_env,
+                                                                  tmp_path: Path):
+    """A client that times a call out unless progress comes (the TypeScript SDK's resetTimeoutOnProgress, 60 s
+    by default) gave up on any agent slower than that: `ask_<agent>` sent no notifications/progress at all."""
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(f"w{i}" for i in range(60)), "token_delay": 0.06}]))
+    slow = write_agent(f"name: slow\nmodel: scripted:{script}\n", name="slow")
+    params = StdioServerParameters(command=halguru_cmd[0], args=[*halguru_cmd[1:], "mcp", "serve", str(slow)],
+                                   env=subprocess_env)
+    told: list[tuple[float, str | None]] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        told.append((value, message))
+
+    with (tmp_path / "serve.log").open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            result = await client.call_tool("ask_slow", {"message": "take your time"}, progress_callback=progress)
+    assert not result.is_error
+    run_id = result.structured_content["run_id"]
+    values, messages = [v for v, _ in told], [m or "" for _, m in told]
+    assert values == sorted(set(values)) and len(values) >= 4  # increasing, as the spec asks
+    assert messages[0].startswith(f"run {run_id} · slow") and "take your time" in messages[0]
+    assert any(m.startswith("model_call") for m in messages)
+    writing = [m for m in messages if m.startswith("writing: ")]
+    assert writing and all(m.endswith(" tokens so far") for m in writing) and len(writing) < 10  # not one a token
+    assert messages[-1].startswith("run_finished ok")
