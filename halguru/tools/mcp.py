@@ -390,7 +390,7 @@ class _Server:
             if exc.code == REQUEST_TIMEOUT:
                 raise ToolError(f"{where}: {tool} failed: {self.garbled_note(garbled)}" if self.garbled > garbled
                                 else f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
-            raise ToolError(f"{where}: {tool} failed: {self.refusal(exc.message)}") from None
+            raise ToolError(f"{where}: {tool} failed: {self.refusal(_condensed(exc.message))}") from None
         except ValidationError as exc:
             raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
         except Exception as exc:
@@ -540,13 +540,31 @@ def _reason(exc: BaseException) -> str:
     from pydantic import ValidationError
 
     if isinstance(exc, MCPError):
-        return exc.message
+        return _condensed(exc.message)
     if isinstance(exc, ValidationError):  # an answer the SDK refused: pydantic's report is many lines
         return f"it sent an invalid {exc.title} ({_first_problem(exc)})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_REPORT = re.compile(r"\d+ validation errors? for \S+$")  # the head of pydantic's report, after the SDK's words
+_PYDANTIC_TAIL = re.compile(r"\s*\[type=[^\]]*\]?.*$")  # [type=json_invalid, input_value=..., input_type=bytes]
+
+
+def _condensed(message: str) -> str:
+    """An error message of the SDK's with pydantic's report in it said by its first problem, on one line. The SDK's
+    HTTP transport quotes the whole report (an answer cut short: 'Failed to parse JSON response: 1 validation error
+    for union[...]', the input, a link to pydantic's docs), which a trace and the model read as four lines. Any other
+    message is left as it is (a server's own error text)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    head = _REPORT.sub("", lines[0]) if len(lines) > 1 else ""
+    if not head or head == lines[0]:
+        return message
+    problem = [_PYDANTIC_TAIL.sub("", line) for line in lines[1:3] if not line.startswith("For further information")]
+    where = f"{problem[0]}: " if len(problem) == 2 and "[type=" in lines[2] and "[type=" not in lines[1] else ""
+    return f"{head}{where}{problem[-1] if where else problem[0]}"
 
 
 def _first_problem(exc: Any) -> str:

@@ -252,6 +252,69 @@ def test_an_http_error_status_is_named_when_a_server_does_not_start(mcp_agent):
     assert result.ok and result.output == "You said: hello"
 
 
+class _CutShort(BaseHTTPRequestHandler):
+    """A streamable HTTP server (JSON answers) whose answer is cut short: at the start (/start/mcp) or at a call."""
+
+    def do_POST(self) -> None:
+        import json
+
+        message = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if "id" not in message:  # a notification
+            self.send_response(202)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        answer: dict = {"jsonrpc": "2.0", "id": message["id"]}
+        if message["method"] == "initialize":
+            answer["result"] = {"protocolVersion": message["params"]["protocolVersion"],
+                                "capabilities": {"tools": {}}, "serverInfo": {"name": "cut", "version": "1"}}
+        elif message["method"] == "tools/list":
+            answer["result"] = {"tools": [{"name": "garble", "inputSchema": {"type": "object"}}]}
+        else:
+            answer["error"] = {"code": -32601, "message": "method not found"}
+        body = json.dumps(answer).encode()
+        if message["method"] == "tools/call" or (self.path.startswith("/start") and message["method"] == "initialize"):
+            body = body[:30]
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self.send_response(405)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    do_DELETE = do_GET
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_http_answer_cut_short_is_one_line(mcp_agent):
+    """The SDK quotes pydantic's whole report (the input, a link to its docs): the trace and the model read four
+    lines of it."""
+    with ThreadingHTTPServer(("127.0.0.1", 0), _CutShort) as http:
+        threading.Thread(target=http.serve_forever, daemon=True).start()
+        port = http.server_address[1]
+        folder = mcp_agent("name: webuser\nmodel: scripted\nmcp:\n" + "".join(
+            f"  - name: {name}\n    url: http://127.0.0.1:{port}/{name}/mcp\n    timeout: 10\n"
+            for name in ("start", "call")))
+        model = ScriptedModel([call("garble"), "done"])
+        result = run_sync(folder, "hello", model=model)
+        http.shutdown()
+    [start, failed] = [e.message for e in of_type(result, "error")]
+    assert start == (f"mcp server 'start' failed to start: Failed to parse JSON response: Invalid JSON: EOF while "
+                     f"parsing a string at line 1 column 30 (http://127.0.0.1:{port}/start/mcp)")
+    [tool_result] = of_type(result, "tool_result")
+    assert failed == ("mcp server 'call': garble failed: Failed to parse JSON response: Invalid JSON: EOF while "
+                      "parsing a string at line 1 column 30")
+    assert tool_result.is_error and tool_result.content == model.requests[1].messages[-1].content == (
+        f"error: {failed}")  # what the trace shows and the model reads
+    assert result.ok and result.output == "done"
+
+
 def test_start_failures_do_not_quote_the_urls_credentials(mcp_agent):
     """A user:password (or a ?token=) in the url is not repeated in the error, which lands in traces."""
     closed = free_port()
