@@ -12,6 +12,7 @@ tools.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 import sys
@@ -20,6 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -160,7 +162,8 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     agents = load_agents(paths)
     server = _server(agents)
     if transport == "stdio":
-        server.run("stdio")  # the SDK points fd 1 at stderr while serving: stray prints miss the wire
+        # (as the SDK's run("stdio"), which points fd 1 at stderr while serving: stray prints miss the wire)
+        anyio.run(_keeping_servers, server.run_stdio_async)
         return
     token = http_token(host)
     port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
@@ -173,8 +176,23 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
         build = server.streamable_http_app
         gated: Any = lambda **options: BearerGate(build(**options), token)  # noqa: E731
         server.streamable_http_app = gated  # type: ignore[method-assign]
-    # (uvicorn is serve mode's: halguru leaves it to the SDK)
-    server.run("streamable-http", host=host, port=port, transport_security=transport_security(host))
+    # (as the SDK's run("streamable-http"); uvicorn is serve mode's: halguru leaves it to the SDK)
+    anyio.run(_keeping_servers, functools.partial(server.run_streamable_http_async, host=host, port=port,
+                                                  transport_security=transport_security(host)))
+
+
+async def _keeping_servers(serving: Callable[[], Awaitable[None]]) -> None:
+    """Serve with the agents' MCP servers (agent.yaml ``mcp:``) kept running between calls, as ``halguru serve``
+    keeps them, and stopped when serving ends: each ask started and stopped them all (2.3 s a call for one small
+    server, against 0.1 s once it runs)."""
+    from halguru.tools.mcp import keep_servers_running, stop_kept_servers
+
+    keep_servers_running()
+    try:
+        await serving()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await stop_kept_servers()
 
 
 def transport_security(host: str) -> TransportSecuritySettings | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -214,3 +215,34 @@ async def test_a_long_ask_reports_progress_to_a_client_that_asks(write_agent, ha
     writing = [m for m in messages if m.startswith("writing: ")]
     assert writing and all(m.endswith(" tokens so far") for m in writing) and len(writing) < 10  # not one a token
     assert messages[-1].startswith("run_finished ok")
+
+
+async def test_an_agents_mcp_servers_run_once_for_many_asks(mcp_agent, halguru_cmd, subprocess_env, tmp_path: Path):
+    """Each ask started the agent's MCP servers and stopped them after (2.3 s a call for one small server): they
+    are kept running between calls, as `halguru serve` keeps them, and stopped when serving ends."""
+    import os
+
+    script = tmp_path / "script.yaml"
+    script.write_text(yaml.safe_dump([{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}]}, "three"] * 3))
+    folder = mcp_agent(f"name: adder\nmodel: scripted:{script}\nmcp:\n  - name: files\n    command: [PYTHON, "
+                       "server.py]\n    timeout: 30\n", name="adder")
+    pids = tmp_path / "pids"  # the server notes its pid at each start
+    (folder / "server.py").write_text((folder / "server.py").read_text().replace(
+        'Path("server.pid").write_text(str(os.getpid()))',
+        f'Path("server.pid").write_text(str(os.getpid())); open({str(pids)!r}, "a").write(f"{{os.getpid()}}\\n")'))
+    params = StdioServerParameters(command=halguru_cmd[0], args=[*halguru_cmd[1:], "mcp", "serve", str(folder)],
+                                   env=subprocess_env)
+    with (tmp_path / "serve.log").open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            answers = [await ask(client, "ask_adder", message=f"one plus two, take {n}") for n in range(3)]
+            (pid,) = [int(line) for line in pids.read_text().split()]  # one start for the three asks
+            os.kill(pid, 0)  # running between them
+    assert [(text, is_error) for text, _, is_error in answers] == [("three", False)] * 3
+    runs = [open_store().get_events(ids["run_id"]) for _, ids, _ in answers]
+    assert all([e["type"] for e in events if e["type"] == "error"] == [] for events in runs)
+    for _ in range(100):  # stopped with the server that served them
+        if not os.path.exists(f"/proc/{pid}") or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the agent's MCP server outlived `halguru mcp serve`")
