@@ -328,7 +328,7 @@ class _Server:
                                                cwd=self.base if self.base is not None else None)
                 transport: Any = stdio_client(params, errlog=self.log)
             else:
-                transport = stdio_transport(s.command, env, self.base, self.log)
+                transport = stdio_transport(s.command, env, self.base, self.log, on_exit=self._exited)
         else:
             import httpx2
             from mcp.client.streamable_http import streamable_http_client
@@ -346,6 +346,12 @@ class _Server:
         return Client(transport, read_timeout_seconds=s.timeout, cache=None, message_handler=self._incoming,
                       mode="legacy" if legacy else "auto",
                       client_info=Implementation(name="halguru", version=__version__))
+
+    def _exited(self) -> None:
+        """A stdio server's stdout ended: it died (between calls too, as an idle server killed for memory). Its
+        client is dropped at once, so a pool starts it again for the next run, and a call says it is not running
+        rather than sending a request into a closed pipe ('stopped during add', from a server dead long before)."""
+        self.client = None
 
     async def _incoming(self, message: Any) -> None:
         """The SDK hands over what it could not read as an exception (and logs it where nobody looks)."""

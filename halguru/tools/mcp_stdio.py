@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import IO, Any
 
@@ -92,8 +92,10 @@ class _Lines:
 
 @asynccontextmanager
 async def stdio_transport(command: list[str], env: dict[str, str], cwd: Any, errlog: IO[str],
-                          limit: int = MAX_MESSAGE_BYTES) -> AsyncIterator[tuple[Any, Any]]:
-    """Run the server; yield the (read, write) streams of ``mcp.Client``."""
+                          limit: int = MAX_MESSAGE_BYTES,
+                          on_exit: Callable[[], None] | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """Run the server; yield the (read, write) streams of ``mcp.Client``. ``on_exit`` is called when its stdout
+    ends (it exited, or closed stdout: it can answer nothing more), even while no request waits."""
     import anyio
     from mcp.client.stdio import get_default_environment
     from mcp.os.posix.utilities import terminate_posix_process_tree
@@ -113,6 +115,8 @@ async def stdio_transport(command: list[str], env: dict[str, str], cwd: Any, err
                     for item in lines.feed(await stdout.receive()):
                         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                             await to_session.send(item)  # a closed session: the rest is drained, unread
+        if on_exit is not None:  # (not reached when the transport is being closed: the task is cancelled)
+            on_exit()
 
     async def write() -> None:
         async with from_session:

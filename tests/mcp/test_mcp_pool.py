@@ -141,3 +141,27 @@ async def test_a_kept_server_no_run_uses_is_stopped_and_one_in_use_is_not(mcp_ag
     finally:
         await stop_kept_servers()
     assert not alive(new_pid)
+
+
+async def test_a_kept_server_that_died_between_runs_is_started_again_for_the_next(mcp_agent):
+    """A kept server killed while no run used it (for memory, say) cost the next run its first call: 'mcp server
+    'files' stopped during add: connection closed', told to the model, from a server dead long before."""
+    import signal
+
+    folder = mcp_agent("name: mcpuser\nmodel: scripted\nmcp:\n  - {name: files, command: [PYTHON, server.py]}\n")
+    keep_servers_running()
+    try:
+        await ask_in_process(folder)
+        pid = int((folder / "server.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while alive(pid):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # its stdout's end reaches the transport
+        await ask_in_process(folder)  # no error event: its call went to a server started again
+        new_pid = int((folder / "server.pid").read_text())
+        assert new_pid != pid and alive(new_pid)
+    finally:
+        await stop_kept_servers()
+    assert not alive(new_pid)
