@@ -54,6 +54,9 @@ CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is ca
 # A kept server no run has used for this long is stopped when another is asked for: each published version of an
 # agent has its own folder, so its own servers, and the replaced versions' kept running until serve stopped.
 IDLE_STOP = 600.0
+# The longest an MCP tool call may run while its server keeps reporting progress (a call that reports none ends
+# after the server's timeout); the run's own limits.timeout (300 s by default) comes first.
+LONGEST_CALL = 3600.0
 # Servers that spoke the initialize handshake (not server/discover) when last started, by _Server.key: the SDK's
 # discover probe waits 10 s on a server that never answers it, at every start, so those start in legacy mode.
 LEGACY_FILE = "mcp-legacy-servers.json"
@@ -224,8 +227,12 @@ def _as_tool(server: _Server, tool: mcp_types.Tool) -> Tool:
 
     description = cut_result(tool.description or tool.title or f"{tool.name} (MCP server {server.name})",
                              MAX_DESCRIPTION_CHARS)
-    # The SDK times the call out first (naming the server); the tool's own timeout is a backstop.
-    return schema_tool(tool.name, description, tool.input_schema, call, timeout=server.settings.timeout + 5)
+    # The call times out first (naming the server, after `timeout` seconds without progress); this is a backstop.
+    return schema_tool(tool.name, description, tool.input_schema, call, timeout=LONGEST_CALL + 5)
+
+
+class _Stalled(Exception):
+    """A call that got neither its answer nor progress within the server's timeout."""
 
 
 class _Server:
@@ -383,7 +390,9 @@ class _Server:
             raise ToolError(f"{where} is not running{self.last_words()}")
         garbled, oversized = self.garbled, self.oversized
         try:
-            result = await client.call_tool(tool, arguments, read_timeout_seconds=self.settings.timeout)
+            result = await self._call_tool(client, tool, arguments)
+        except _Stalled as exc:
+            raise self._timed_out(tool, garbled, f"{self.settings.timeout:g}s{exc}") from None
         except MCPError as exc:
             if self.oversized > oversized:  # the SDK made a parse or connection error of it; the server is fine
                 from halguru.tools.mcp_stdio import MAX_MESSAGE_BYTES
@@ -394,8 +403,7 @@ class _Server:
                 self.client = None  # later calls say it is not running, without a round trip
                 raise ToolError(f"{where} stopped during {tool}: connection closed{self.last_words()}") from None
             if exc.code == REQUEST_TIMEOUT:
-                raise ToolError(f"{where}: {tool} failed: {self.garbled_note(garbled)}" if self.garbled > garbled
-                                else f"{where}: {tool} timed out after {self.settings.timeout:g}s") from None
+                raise self._timed_out(tool, garbled, f"{LONGEST_CALL:g}s, the longest a call may run") from None
             raise ToolError(f"{where}: {tool} failed: {self.refusal(_condensed(exc.message))}") from None
         except ValidationError as exc:
             raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
@@ -408,6 +416,38 @@ class _Server:
         if result.is_error:
             raise ToolError(f"{where}: {tool} failed: {text or 'no details'}")
         return text
+
+    def _timed_out(self, tool: str, garbled: int, after: str) -> ToolError:
+        """A call with no answer: the server wrote what is not JSON-RPC meanwhile (said so), or it timed out."""
+        where = f"mcp server '{self.name}'"
+        if self.garbled > garbled:
+            return ToolError(f"{where}: {tool} failed: {self.garbled_note(garbled)}")
+        return ToolError(f"{where}: {tool} timed out after {after}")
+
+    async def _call_tool(self, client: Client, tool: str, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        """The call, given up (``_Stalled``) once ``timeout`` seconds pass with neither its answer nor a progress
+        notification from the server. A long tool that says it is still at work (``halguru mcp serve``'s
+        ``ask_<agent>`` does) runs on, up to LONGEST_CALL and the run's own timeout: a 40 s agent behind one timed
+        out at 30 s however often it reported progress."""
+        heard = started = time.monotonic()
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal heard
+            heard = time.monotonic()
+
+        call = asyncio.ensure_future(client.call_tool(tool, arguments, read_timeout_seconds=LONGEST_CALL,
+                                                      progress_callback=progressed))
+        try:
+            while not call.done():
+                await asyncio.wait({call}, timeout=max(0.0, heard + self.settings.timeout - time.monotonic()))
+                if not call.done() and time.monotonic() - heard >= self.settings.timeout:
+                    ran = f" without progress (it ran {time.monotonic() - started:.0f}s)" if heard > started else ""
+                    raise _Stalled(ran)
+            return call.result()
+        finally:
+            if not call.done():  # given up, or the run cancelled: the SDK tells the server the call is cancelled
+                call.cancel()
+                await asyncio.wait({call})
 
     def failure(self, exc: BaseException) -> str:
         """Why the server did not start, its URL without credentials (this line lands in traces and logs)."""

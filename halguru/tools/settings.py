@@ -29,7 +29,8 @@ class MCPServerSettings(BaseModel):
                                     "(an environment variable, or `keyring set halguru NAME`)")
     tools: list[str] | None = Field(
         default=None, description="allow-list of the server's tools the agent may call (default: all)")
-    timeout: float = Field(default=30, gt=0, description="seconds to start the server and for each call")
+    timeout: float = Field(default=30, gt=0,
+                           description="seconds to start the server, and for each call without progress")
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSettings:

@@ -643,3 +643,43 @@ def test_a_callers_tools_are_offered_beside_the_mcp_servers_and_a_clash_is_said(
     assert of_type(result, "tool_result")[0].content == "42"
     [error] = of_type(result, "error")
     assert "shout" in error.message
+
+
+WORKER = """\
+import asyncio
+
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("worker", log_level="WARNING")
+
+
+@server.tool()
+async def work(seconds: float, report: bool, ctx: Context) -> str:
+    \"\"\"Works a while, saying so every half second if asked to.\"\"\"
+    for step in range(int(seconds * 2)):
+        await asyncio.sleep(0.5)
+        if report:
+            await ctx.report_progress(step + 1, message="still at it")
+    return "worked"
+
+
+if __name__ == "__main__":
+    server.run()
+"""
+
+
+def test_a_call_that_reports_progress_runs_past_the_timeout_and_a_silent_one_does_not(mcp_agent):
+    """A long tool that keeps saying it is at work (an agent behind `halguru mcp serve`) timed out at `timeout`
+    however often it reported progress: a 40 s agent could not be called with the default 30."""
+    folder = mcp_agent("name: boss\nmodel: scripted\nmcp:\n  - {name: worker, command: [PYTHON, server.py], "
+                       "timeout: 8}\n")  # (it must start within 8 s too, on a loaded machine)
+    (folder / "server.py").write_text(WORKER)
+    model = ScriptedModel([call("work", seconds=11, report=True), call("work", "c2", seconds=11, report=False),
+                           "done"])
+    started = time.monotonic()
+    result = run_sync(folder, "work", model=model)
+    reported, silent = of_type(result, "tool_result")
+    assert (reported.content, reported.is_error) == ("worked", False)
+    assert silent.is_error and silent.content == "error: mcp server 'worker': work timed out after 8s"
+    assert silent.duration_ms < 10500 and time.monotonic() - started < 60
+    assert result.ok and result.output == "done"
