@@ -11,10 +11,12 @@ tools.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hmac
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -41,6 +43,7 @@ from halguru.printable import is_blank
 TOOL_PREFIX = "ask_"
 TOKEN_SECRET = "HALGURU_MCP_TOKEN"  # the bearer token HTTP clients send: the environment variable, else the keyring
 MIN_TOKEN_CHARS = 16
+STOP_WAIT = 5.0  # seconds the runs in flight get to store how they stopped, when serving is stopped
 TOKENS_EVERY = 2.0  # seconds between two progress notifications while the model writes (a heartbeat, not a flood)
 
 
@@ -91,7 +94,20 @@ class _AgentServer(MCPServer):
             raise ToolError(f"invalid arguments for {name}: {problems}") from None
 
 
-def _server(agents: dict[str, Agent]) -> MCPServer:
+class InFlight:
+    """How many asks are running now (serving waits for them to store how they stopped before it leaves)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def settled(self, seconds: float) -> None:
+        """Wait until no ask runs, at most ``seconds``."""
+        with anyio.move_on_after(seconds):
+            while self.count:
+                await anyio.sleep(0.02)
+
+
+def _server(agents: dict[str, Agent], in_flight: InFlight | None = None) -> MCPServer:
     server: MCPServer = _AgentServer(
         "halguru", instructions="Each tool asks one halguru agent a question and returns its answer.",
         version=__version__, log_level="WARNING")
@@ -99,17 +115,18 @@ def _server(agents: dict[str, Agent]) -> MCPServer:
         # "Ask the assistant agent: An assistant that ..." (it was "Ask An assistant that ...", and "Ask Answers
         # from the documents ..." for the knowledge template's description)
         about = f": {agent.spec.description.strip().rstrip('.')}" if agent.spec.description.strip() else ""
-        server.add_tool(_asker(agent), name=f"{TOOL_PREFIX}{name}",
+        server.add_tool(_asker(agent, in_flight or InFlight()), name=f"{TOOL_PREFIX}{name}",
                         description=f"Ask the {name} agent{about}. Returns its answer and a conversation_id "
                         "that continues the conversation.")
     return server
 
 
-def _asker(agent: Agent) -> Callable[..., Awaitable[CallToolResult]]:
+def _asker(agent: Agent, in_flight: InFlight) -> Callable[..., Awaitable[CallToolResult]]:
     async def ask(message: Message, conversation_id: ConversationId = None,
                   ctx: Context | None = None) -> Annotated[CallToolResult, AskResult]:
         if is_blank(message):  # as `halguru run` and the REST API: no run on nothing
             return _error(BLANK_MESSAGE)
+        in_flight.count += 1
         try:
             events = run(agent, message, conversation_id, metadata={"via": "mcp"})
             result = await collect_result(events if ctx is None else _reporting(events, ctx))
@@ -117,6 +134,8 @@ def _asker(agent: Agent) -> Callable[..., Awaitable[CallToolResult]]:
             return _error(f"no conversation {conversation_id!r}; leave conversation_id out to start one")
         except HalguruError as exc:  # the caller's mistake, said plainly
             return _error(str(exc))
+        finally:
+            in_flight.count -= 1
         if not result.ok:
             hint = f"; decide it with `halguru runs approve {result.run_id}`" if result.status == "paused" else ""
             # the ids, as an answer gives them: once the call is decided, the caller continues the conversation
@@ -160,10 +179,11 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
           host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the agents until interrupted: over stdin/stdout (default) or streamable HTTP at /mcp."""
     agents = load_agents(paths)
-    server = _server(agents)
+    in_flight = InFlight()
+    server = _server(agents, in_flight)
     if transport == "stdio":
         # (as the SDK's run("stdio"), which points fd 1 at stderr while serving: stray prints miss the wire)
-        anyio.run(_keeping_servers, server.run_stdio_async)
+        anyio.run(_keeping_servers, server.run_stdio_async, in_flight)
         return
     token = http_token(host)
     port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
@@ -181,18 +201,44 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
                                                   transport_security=transport_security(host)))
 
 
-async def _keeping_servers(serving: Callable[[], Awaitable[None]]) -> None:
+async def _keeping_servers(serving: Callable[[], Awaitable[None]], stdio: InFlight | None = None) -> None:
     """Serve with the agents' MCP servers (agent.yaml ``mcp:``) kept running between calls, as ``halguru serve``
     keeps them, and stopped when serving ends: each ask started and stopped them all (2.3 s a call for one small
-    server, against 0.1 s once it runs)."""
+    server, against 0.1 s once it runs).
+
+    Over stdio, stopped (Ctrl-C, SIGTERM) while the client keeps stdin open, the process leaves once the runs in
+    flight are stored and the servers stopped: the SDK's thread blocked reading stdin cannot be cancelled, and kept
+    it until the client closed stdin or SIGTERM's grace ran out (20 s, then killed: exit -15). ``stdio``: the
+    asks in flight there."""
     from halguru.tools.mcp import keep_servers_running, stop_kept_servers
 
     keep_servers_running()
     try:
-        await serving()
+        if stdio is None:
+            await serving()
+        else:
+            await _serving_stdio(serving, stdio)
     finally:
         with anyio.CancelScope(shield=True):
             await stop_kept_servers()
+
+
+async def _serving_stdio(serving: Callable[[], Awaitable[None]], in_flight: InFlight) -> None:
+    task = asyncio.ensure_future(serving())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()  # the runs in flight are stored cancelled; only a stdin reader may be left
+        await in_flight.settled(STOP_WAIT)
+        if not task.done():
+            from halguru.tools.mcp import stop_kept_servers
+
+            with anyio.CancelScope(shield=True):
+                await stop_kept_servers()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)  # as a command stopped by Ctrl-C exits
+        raise
 
 
 def transport_security(host: str) -> TransportSecuritySettings | None:

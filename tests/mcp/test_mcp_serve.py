@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,54 @@ async def test_an_agents_mcp_servers_run_once_for_many_asks(mcp_agent, halguru_c
         await asyncio.sleep(0.1)
     else:
         pytest.fail("the agent's MCP server outlived `halguru mcp serve`")
+
+
+def _children_running(argv_part: str) -> list[int]:
+    """This process's children whose command line holds ``argv_part`` (zombies left out)."""
+    import os
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == os.getpid() and argv_part in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_sigterm_stops_a_stdio_server_at_once_with_its_run_stored(write_agent, halguru_cmd, subprocess_env,
+                                                                          tmp_path: Path):
+    """SIGTERM (a supervisor, an IDE stopping it) while the client kept stdin open: the SDK's thread blocked reading
+    stdin kept `halguru mcp serve` for 20 s, until SIGTERM's grace ran out and it was killed (exit -15)."""
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(f"w{i}" for i in range(400)), "token_delay": 0.05}]))
+    slow = write_agent(f"name: slow\nmodel: scripted:{script}\n", name="slow")
+    params = StdioServerParameters(command=halguru_cmd[0], args=[*halguru_cmd[1:], "mcp", "serve", str(slow)],
+                                   env=subprocess_env)
+    store = open_store()
+    with (tmp_path / "serve.log").open("w") as log:
+        async with Client(stdio_client(params, errlog=log)) as client:
+            asking = asyncio.ensure_future(client.call_tool("ask_slow", {"message": "a long one"}))
+            for _ in range(300):  # its run has started
+                if store.list_runs():
+                    break
+                await asyncio.sleep(0.05)
+            (pid,) = _children_running(f"mcp serve {slow}")
+            os.kill(pid, signal.SIGTERM)
+            stopped = time.monotonic()
+            while _children_running(f"mcp serve {slow}") and time.monotonic() - stopped < 30:
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - stopped
+            asking.cancel()
+            with contextlib.suppress(BaseException):
+                await asking
+    assert took < 8, f"it took {took:.1f}s to stop"
+    [run] = store.list_runs()
+    assert (run["status"], run["error"]) == ("cancelled", "cancelled by the user")
