@@ -65,6 +65,26 @@ def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
         proc.wait()
 
 
+def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, seconds: float = 60) -> None:
+    """Wait for a server the bench started to answer /healthz; exit with its log's end if it stopped first."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server did not start: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"server did not start in {seconds:.0f} s")
+        time.sleep(0.1)
+
+
 def fmt(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:.3f}x"

@@ -64,18 +64,8 @@ def _start(guarded: bool, agents: Path, log: Path) -> tuple[subprocess.Popen[byt
     proc = subprocess.Popen(command, env=env, preexec_fn=limit, stdout=subprocess.DEVNULL,
                             stderr=log.open("wb"))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"server did not start: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit("server did not start in 60 s")
-        time.sleep(0.1)
+    _common.wait_until_up(proc, url, log)
+    return proc, url
 
 
 def _rps(url: str, seconds: float) -> float:

@@ -48,6 +48,7 @@ from halguru_server.identity import (
     session_routes,
     users_routes,
 )
+from halguru_server.inflight import InFlight
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
 from halguru_server.middleware import RequestMiddleware, StaticGZip, configure_logging
@@ -126,6 +127,7 @@ def _open_state(settings: ServerSettings) -> tuple[ServerState, Worker | None]:
         gate=ModelGate(settings.queue_size, lambda m, d: metrics.queue_depth.labels(ops.model_label(m)).set(d),
                        client_share=settings.client_queue_share),
         limiter=make_limiter(settings.public_rate_per_minute, store),
+        in_flight=InFlight(settings.max_in_flight),
         lifecycle=Lifecycle(settings.drain_delay, settings.shutdown_timeout), channels=channels,
         pusher=Pusher(store, settings.push, settings.auth.public_url) if settings.push.enabled else None)
     deployments.sync(state)  # the published agents' active versions, before anything listens or works

@@ -24,6 +24,8 @@ from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["keys"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("keys:own"))]
+# revoking a key is what stops its abuse: not refused while the key's own flood holds its owner's places in flight
+Revoker = Annotated[Principal, Depends(require("keys:own", capped=False))]
 State = Annotated[ServerState, Depends(state_of)]
 
 
@@ -125,7 +127,7 @@ def listing(state: State, caller: Caller,
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, responses=responses(404))
 def revoke(key_id: Annotated[str, Path(max_length=20)], request: Request, state: State,
-           caller: Caller) -> KeyOut:
+           caller: Revoker) -> KeyOut:
     """Revoke a key of yours (an admin: anyone's); other keys answer 404, like keys that do not exist."""
     found = next((k for k in list_keys(state.store) if k.id == key_id), None)
     mine = found is not None and caller.user is not None and found.user_id == caller.user["id"]

@@ -20,6 +20,7 @@ from fastapi import HTTPException
 from starlette.middleware.gzip import GZipMiddleware
 
 from halguru.agents import telemetry
+from halguru_server import inflight
 from halguru_server.connections import HEAD_TOO_LARGE_MESSAGE, MAX_HEAD_BYTES
 from halguru_server.console import denials
 from halguru_server.metrics import Metrics
@@ -110,11 +111,14 @@ class RequestMiddleware:
                     headers.extend(self.replica)
                     if not _has_cookie(scope, self.cookie):
                         headers.append((b"set-cookie", self.cookie + b"; Path=/; HttpOnly; SameSite=Lax"))
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                inflight.leave(scope["state"])  # before the client has the answer, and so may send the next
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            inflight.leave(scope["state"])  # an answer cut short (or none) gives its place back too
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = (first_byte[0] or time.perf_counter()) - started
             method = scope["method"] if scope["method"] in METHODS else "other"

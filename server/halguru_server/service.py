@@ -24,7 +24,7 @@ from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCal
 from halguru.agents.runtime import NoConversation, run
 from halguru.errors import ConversationBusy, ConversationPaused
 from halguru.models.base import Message
-from halguru_server import cursors
+from halguru_server import cursors, inflight
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
 from halguru_server.gate import Reservation
@@ -406,6 +406,7 @@ class EventStream(StreamingResponse):
         self._state, self._on_close, self._settle = state, on_close, settle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        inflight.leave(scope.get("state", {}))  # a stream has its own cap (followers, the model gate's place)
         self._state.metrics.streams.inc()
         try:
             await super().__call__(scope, receive, send)

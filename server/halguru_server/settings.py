@@ -118,6 +118,12 @@ class ServerSettings(BaseSettings):
     max_followers: int = Field(default=10, ge=1, description="run streams one client (a person with all their "
                                "keys, an app's key, an anonymous visitor's address) may follow at once through GET "
                                ".../runs/ID/events, per process (each polls the store); past it 429")
+    max_in_flight: int = Field(default=16, ge=0, description="requests one client (a person with all their "
+                               "keys and browsers, an app's key, an anonymous visitor's address) may have in "
+                               "flight at once, per process, on routes that need a key, a session or a chat "
+                               "session; past it 429 too_many_in_flight. Not counted: health, metrics and sign-in "
+                               "pages, revoking a key or a session, disabling a user, an SSE stream once started, "
+                               "--dev; 0: no cap")
     max_waiting_jobs: int = Field(default=1000, ge=1, description="jobs one owner (an API key's user or the key, "
                                   "a channel) may have queued at once through POST /v1/jobs; past it 429")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "

@@ -27,6 +27,7 @@ from halguru_server.deployments import AgentRegistry
 from halguru_server.errors import ApiError
 from halguru_server.gate import ModelGate
 from halguru_server.identity import roles, websessions
+from halguru_server.inflight import InFlight
 from halguru_server.keys import ApiKey, verify_key
 from halguru_server.lifecycle import Lifecycle
 from halguru_server.metrics import Metrics
@@ -53,6 +54,7 @@ class ServerState:
     worker_task: asyncio.Task[None] | None = None  # the in-process worker (None: --no-worker, or not started)
     store_log: OutageLog = field(default_factory=lambda: OutageLog("store check"))  # /readyz, /status: once an outage
     followers: Counter[str] = field(default_factory=Counter)  # client -> run streams it follows (follow.admit)
+    in_flight: InFlight = field(default_factory=lambda: InFlight(0))  # requests per client (inflight.py)
 
     @property
     def draining(self) -> bool:

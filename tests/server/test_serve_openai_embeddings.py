@@ -65,7 +65,7 @@ def test_only_the_served_embedders_by_name_and_bad_input_is_refused_in_openais_s
 
 
 def test_a_burst_past_the_embedding_queue_is_a_503_to_send_again_and_the_rest_are_answered(
-        served, monkeypatch) -> None:
+        served, api_key, monkeypatch) -> None:
     """Requests take turns on one embedding thread; they queued without bound, each keeping its texts in memory.
     Past MAX_EMBEDDING_REQUESTS one is told to send again later (503, Retry-After), and the queued ones answer."""
     import threading
@@ -85,7 +85,9 @@ def test_a_burst_past_the_embedding_queue_is_a_503_to_send_again_and_the_rest_ar
         deadline = time.monotonic() + 30
         while openai_embeddings._taken < limit and time.monotonic() < deadline:
             time.sleep(0.05)
-        refused = http.post("/v1/embeddings", json={"model": "wordllama", "input": "one more"})
+        # from another key: the first key's next request would be refused sooner, past its max_in_flight (16)
+        refused = http.post("/v1/embeddings", json={"model": "wordllama", "input": "one more"},
+                            headers={"Authorization": f"Bearer {api_key('other')}"})
         release.set()
         answers = [f.result() for f in queued]
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"

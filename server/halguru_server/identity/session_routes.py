@@ -23,6 +23,8 @@ from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/auth", tags=["account"], responses=responses(401, 403), route_class=GuardedRoute)
 Caller = Annotated[Principal, Depends(require("account:own"))]
+# signing browsers out stops their abuse: not refused while they hold the person's places in flight (inflight.py)
+Signer = Annotated[Principal, Depends(require("account:own", capped=False))]
 State = Annotated[ServerState, Depends(state_of)]
 
 
@@ -105,7 +107,7 @@ def list_sessions(state: State, caller: Caller) -> SessionList:
 
 @router.delete("/sessions/{session_id}", status_code=204, responses=responses(404))
 def revoke_session(session_id: Annotated[str, Path(max_length=64)], request: Request, state: State,
-                   caller: Caller) -> Response:
+                   caller: Signer) -> Response:
     """Sign out one of the user's browsers (404 for an id that is not theirs)."""
     user_id = _account_user_id(caller)
     if not websessions.revoke_by_id(state.store, user_id, session_id):
@@ -115,7 +117,7 @@ def revoke_session(session_id: Annotated[str, Path(max_length=64)], request: Req
 
 
 @router.post("/logout-all", response_model=Revoked, responses=responses(404))
-def logout_all(request: Request, response: Response, state: State, caller: Caller) -> Revoked:
+def logout_all(request: Request, response: Response, state: State, caller: Signer) -> Revoked:
     """Sign out every browser of the user, this one included (its cookie is cleared)."""
     user_id = _account_user_id(caller)
     revoked = websessions.revoke_all(state.store, user_id)

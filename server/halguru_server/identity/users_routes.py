@@ -19,6 +19,8 @@ from halguru_server.state import Principal, ServerState, state_of
 
 router = APIRouter(prefix="/v1", tags=["users"], responses=responses(401, 403, 422), route_class=GuardedRoute)
 Admin = Annotated[Principal, Depends(require("users:manage"))]
+# disabling a user stops their abuse: never refused for the admin's own requests in flight (inflight.py)
+Urgent = Annotated[Principal, Depends(require("users:manage", capped=False))]
 State = Annotated[ServerState, Depends(state_of)]
 UserId = Annotated[str, Path(max_length=40)]
 
@@ -76,7 +78,7 @@ def list_users(state: State, caller: Admin,
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, responses=responses(400, 404))
-def change_user(user_id: UserId, body: UserPatch, request: Request, state: State, caller: Admin) -> UserOut:
+def change_user(user_id: UserId, body: UserPatch, request: Request, state: State, caller: Urgent) -> UserOut:
     """Change a user's role, or disable (signed out everywhere, keys stop working) or enable them. An admin
     cannot demote or disable themselves, and nobody the last enabled admin (so a server always keeps one)."""
     user = _user(state, user_id)
