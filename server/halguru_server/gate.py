@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 
 class QueueFull(Exception):
-    def __init__(self, model: str, retry_after: int, share: int | None = None):
+    def __init__(self, model: str, retry_after: int, share: int | None = None, waiting: str = "runs"):
         from halguru_server.ops import model_label  # a file path's folders are not the caller's business
 
         super().__init__(f"model {model_label(model)} is busy: " + (
-            "its queue is full" if share is None else f"you have {share} runs waiting for it, the most one client "
-            "may queue") + f"; retry in {retry_after} s")
+            "its queue is full" if share is None else f"you have {share} {waiting} waiting for it, the most one "
+            "client may queue") + f"; retry in {retry_after} s")
         self.model = model
         self.retry_after = retry_after
 
@@ -101,8 +101,9 @@ class ModelGate:
         queue = self.queues.get(model)
         return queue.depth if queue else 0
 
-    def reserve(self, model: str, client: str, concurrency: int) -> Reservation:
-        """Take a place now, or raise QueueFull; ``async with`` the result to wait for the turn."""
+    def reserve(self, model: str, client: str, concurrency: int, waiting: str = "runs") -> Reservation:
+        """Take a place now, or raise QueueFull (``waiting``: what its message calls the waiting places' holders);
+        ``async with`` the result to wait for the turn."""
         queue = self.queues.setdefault(model, _ModelQueue(concurrency))
         if queue.active < queue.concurrency and not queue.waiting:
             queue.active += 1
@@ -110,7 +111,7 @@ class ModelGate:
         if queue.depth >= self.queue_size:
             raise QueueFull(model, retry_after=max(1, queue.depth))
         if len(queue.waiting.get(client, ())) >= self.per_client:
-            raise QueueFull(model, retry_after=max(1, queue.depth), share=self.per_client)
+            raise QueueFull(model, retry_after=max(1, queue.depth), share=self.per_client, waiting=waiting)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue.waiting.setdefault(client, deque()).append(future)
         self.on_depth(model, queue.depth)

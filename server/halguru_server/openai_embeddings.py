@@ -34,10 +34,11 @@ IGNORED_FIELDS = ("user",)  # who the end user is: changes nothing in the vector
 # once took the threads the store's calls run on, and chat completions waited up to 45 s meanwhile. One thread of
 # its own: requests take turns, the default pool stays free.
 _EMBEDDING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="halguru-embed")
-# Requests taking turns on that thread: past this many (waiting or running), a 503 to send again later, as chat
-# answers when its queue is full; unbounded, a burst of large requests kept their texts in memory for minutes.
-MAX_EMBEDDING_REQUESTS = 16
-_taken = 0  # requests between admission and answer (touched on the event loop only)
+# Requests take turns on that thread through the model gate, as runs of a model do (one at a time, the queue's
+# places fair between clients): past the queue (``queue_size``) or a client's share of it, a 503 to send again
+# later. Unbounded, a burst of large requests kept their texts in memory for minutes; bounded but first come first
+# served (16 for everyone), one key's burst had every other caller refused or waiting behind all of it.
+EMBEDDINGS = "embeddings"  # the gate's name for the embedding thread
 
 
 class EmbeddingRequest(BaseModel):
@@ -106,19 +107,13 @@ async def embeddings(body: EmbeddingRequest, state: State, caller: Caller) -> Em
             "this server serves no embedder (HALGURU_SERVE_EMBEDDERS, e.g. '[\"minilm\"]')"
         raise ApiError(404, f"no embedding model {body.model[:200]!r}; {offered}", "model_not_found", param="model")
     texts = body.texts(state.settings.max_input_chars)
-    global _taken
-    if _taken >= MAX_EMBEDDING_REQUESTS:
-        raise ApiError(503, f"{_taken} embedding requests are being answered; send this again in a few seconds",
-                       "queue_full", headers={"Retry-After": "5"})
-    _taken += 1
-    try:
-        vectors = await asyncio.get_running_loop().run_in_executor(_EMBEDDING, _embed, body.model, texts)
-    except Exception as exc:  # an embedder that cannot load or run: the operator's to fix, said in one line
-        from halguru.errors import exception_line
+    async with state.gate.reserve(EMBEDDINGS, caller.client, 1, "requests"):  # QueueFull: 503 queue_full
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(_EMBEDDING, _embed, body.model, texts)
+        except Exception as exc:  # an embedder that cannot load or run: the operator's to fix, said in one line
+            from halguru.errors import exception_line
 
-        raise ApiError(502, f"embedder {body.model} failed: {exception_line(exc)}", "embedder_failed") from None
-    finally:
-        _taken -= 1
+            raise ApiError(502, f"embedder {body.model} failed: {exception_line(exc)}", "embedder_failed") from None
     if body.dimensions is not None and vectors and body.dimensions != len(vectors[0]):
         raise ApiError(400, f"dimensions: {body.model} gives {len(vectors[0])}; leave it out or send that",
                        param="dimensions")

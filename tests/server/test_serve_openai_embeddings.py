@@ -64,10 +64,13 @@ def test_only_the_served_embedders_by_name_and_bad_input_is_refused_in_openais_s
             model="wordllama", input="hi")
 
 
-def test_a_burst_past_the_embedding_queue_is_a_503_to_send_again_and_the_rest_are_answered(
+def test_one_keys_burst_of_embeddings_takes_its_share_and_another_key_is_answered_among_the_first(
         served, api_key, monkeypatch) -> None:
-    """Requests take turns on one embedding thread; they queued without bound, each keeping its texts in memory.
-    Past MAX_EMBEDDING_REQUESTS one is told to send again later (503, Retry-After), and the queued ones answer."""
+    """Requests take turns on one embedding thread. Measured before: one key's 16 requests at once took every
+    place (16, for all callers), and another key's request was a 503 until they were all answered. Now they take
+    turns between clients, as model runs do (the model gate): one key holds at most its share of the waiting
+    places (``client_queue_share`` of ``queue_size``: 8), is told to send the rest again later (503 queue_full,
+    Retry-After), and another key's request is answered among the first, not after all of them."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -75,23 +78,34 @@ def test_a_burst_past_the_embedding_queue_is_a_503_to_send_again_and_the_rest_ar
     from halguru_server import openai_embeddings
 
     server, oai = served
-    release, real = threading.Event(), openai_embeddings._embed
-    monkeypatch.setattr(openai_embeddings, "_embed", lambda name, texts: (release.wait(30), real(name, texts))[1])
-    limit = openai_embeddings.MAX_EMBEDDING_REQUESTS
+    release, real, order = threading.Event(), openai_embeddings._embed, []
+
+    def held(name, texts):
+        release.wait(30)
+        order.append(texts[0])
+        return real(name, texts)
+
+    monkeypatch.setattr(openai_embeddings, "_embed", held)
     headers = {"Authorization": f"Bearer {oai.api_key}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http, ThreadPoolExecutor(limit) as pool:
-        queued = [pool.submit(http.post, "/v1/embeddings", json={"model": "wordllama", "input": f"text {i}"})
-                  for i in range(limit)]
+    gate = server.state.gate
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http, ThreadPoolExecutor(13) as pool:
+        burst = [pool.submit(http.post, "/v1/embeddings", json={"model": "wordllama", "input": f"text {i}"})
+                 for i in range(12)]
         deadline = time.monotonic() + 30
-        while openai_embeddings._taken < limit and time.monotonic() < deadline:
+        while sum(f.done() for f in burst) < 3 and time.monotonic() < deadline:  # one running, 8 waiting
             time.sleep(0.05)
-        # from another key: the first key's next request would be refused sooner, past its max_in_flight (16)
-        refused = http.post("/v1/embeddings", json={"model": "wordllama", "input": "one more"},
+        refused = [f.result() for f in burst if f.done()]
+        assert [r.status_code for r in refused] == [503] * 3, [r.text for r in refused]
+        assert refused[0].json()["error"]["code"] == "queue_full" and int(refused[0].headers["Retry-After"]) >= 1
+        assert "8 requests waiting" in refused[0].json()["error"]["message"], refused[0].text
+        other = pool.submit(http.post, "/v1/embeddings", json={"model": "wordllama", "input": "other"},
                             headers={"Authorization": f"Bearer {api_key('other')}"})
+        while gate.depth(openai_embeddings.EMBEDDINGS) < 9 and time.monotonic() < deadline:
+            time.sleep(0.05)
         release.set()
-        answers = [f.result() for f in queued]
-    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
-    assert refused.json()["error"]["code"] == "queue_full"
-    assert [a.status_code for a in answers] == [200] * limit
-    assert openai_embeddings._taken == 0
+        assert other.result().status_code == 200, other.result().text
+        answers = [f.result() for f in burst if f.result().status_code != 503]
+    assert [a.status_code for a in answers] == [200] * 9
+    assert order.index("other") <= 2, order  # the running one, perhaps the key's next, then the other's
+    assert gate.depth(openai_embeddings.EMBEDDINGS) == 0
     assert oai.embeddings.create(model="wordllama", input="after").data  # the queue is free again
