@@ -215,16 +215,22 @@ def _swagger(app: FastAPI) -> None:
 
     from fastapi import Depends
     from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from halguru_server.identity.guards import public
 
     assets = str(files("fastapi_offline") / "static")
     app.mount("/swagger-assets", StaticFiles(directory=assets), name="swagger-assets")
 
+    encoded: list[bytes] = []  # the document does not change while the app runs: encoded once, when first asked
+
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(public)])
-    def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
+    async def openapi() -> Response:
+        # Public and 150 KB: encoded per request, on a route thread, 50 anonymous clients asking at once made
+        # another user's request time out (5 s). Now the bytes are kept, and answered on the event loop.
+        if not encoded:
+            encoded.append(await asyncio.to_thread(lambda: bytes(JSONResponse(app.openapi()).body)))
+        return Response(encoded[0], media_type="application/json")
 
     @app.get("/swagger", include_in_schema=False, dependencies=[Depends(public)])
     def swagger() -> HTMLResponse:

@@ -160,3 +160,21 @@ def test_an_open_stream_does_not_hold_a_place(serve: Callable[..., Server], api_
         assert client.get("/v1/agents").status_code == 200  # and again: the first gave its place back
         listener.join(15)
 
+
+
+
+def test_the_public_openapi_document_is_encoded_once(serve: Callable[..., Server],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """/openapi.json is public (no key, so not counted in flight) and 150 KB. Measured against a real `halguru
+    serve`: 50 anonymous clients asking for it at once made another user's GET /v1/agents time out (5 s), each
+    answer encoding the whole document again on a route thread. It is encoded once now: later requests get the
+    same bytes without building it again."""
+    server = serve()
+    first = httpx.get(f"{server.url}/openapi.json")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+    assert "/v1/agents" in first.json()["paths"]
+    app = server.app
+    monkeypatch.setattr(app, "openapi", lambda: pytest.fail("the document was built and encoded again"))
+    for _ in range(3):
+        again = httpx.get(f"{server.url}/openapi.json")
+        assert again.status_code == 200 and again.content == first.content
