@@ -63,3 +63,31 @@ def test_api_answers_and_streams_are_not_compressed(serve: Callable[..., Server]
         assert len(body) > 2000 and "content-encoding" not in messages.headers
         page, _ = _raw(http, "/chat/", headers)
         assert "content-encoding" not in page.headers
+
+
+def test_a_files_compressed_bytes_are_kept_not_compressed_again(serve: Callable[..., Server],
+                                                                 monkeypatch) -> None:
+    """These paths are public: Swagger UI's 1.5 MB bundle compressed again for each GET, so 50 anonymous clients
+    asking for it at once took another user's GET /v1/agents from 2 ms to a p50 of 390 ms (a real `halguru
+    serve`). A file is compressed once now; later answers are the same bytes, and a client that does not accept
+    gzip still gets the file as it is."""
+    from halguru_server import middleware
+
+    compressed: list[int] = []
+    real = gzip.compress
+
+    class Counting:
+        @staticmethod
+        def compress(data: bytes, *args, **kwargs) -> bytes:
+            compressed.append(len(data))
+            return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(middleware, "gzip", Counting)
+    server = serve()
+    with httpx.Client(base_url=server.url) as http:
+        answers = [_raw(http, "/swagger-assets/swagger-ui-bundle.js", GZIP) for _ in range(4)]
+        plain, body = _raw(http, "/swagger-assets/swagger-ui-bundle.js", {"Accept-Encoding": "identity"})
+    assert len(compressed) == 1 and compressed[0] > 1_000_000
+    assert all(a.headers["content-encoding"] == "gzip" and b == answers[0][1] for a, b in answers)
+    assert int(answers[0][0].headers["content-length"]) == len(answers[0][1])
+    assert gzip.decompress(answers[0][1]) == body and "content-encoding" not in plain.headers
