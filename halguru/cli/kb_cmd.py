@@ -240,6 +240,8 @@ def show(name: str = typer.Argument(..., help="The knowledge base."),
                f"chunking:   {info.chunk_size} tokens, {info.chunk_overlap} overlap{_older(info)}\n"
                f"documents:  {info.documents}\nchunks:     {info.chunks}\nsize:       {_size(info.size_bytes)}\n"
                f"path:       {printable(str(info.path))}")
+    if info.unfinished:
+        typer.echo(f"ingest:     {info.unfinished}")
     for source in info.sources:
         typer.echo(f"  {printable_name(source)}")
 

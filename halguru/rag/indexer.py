@@ -236,7 +236,11 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | st
             lead = kb.lead_encoder(lambda line: notify("note", line))
         if kb.folder == base_folder(kb.name):  # no re-index runs now (it would hold the lock): its leftovers go
             clear_leftovers(kb.name)
-        return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify, only=only)
+        try:
+            return _ingest(kb, roots, running, prune=prune, model=model, lead=lead, notify=notify, only=only)
+        except BaseException:  # Ctrl-C, a stop, a full disk: what it did not add is said by searches
+            kb.stop_ingest()
+            raise
 
 
 def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: bool | str, model: Any, lead: Any,
@@ -250,6 +254,8 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
         files = [(file, root) for file, root in files if _key(file) in only]
     notify("files", len(files))
     running.total = len(files)
+    kb.begin_ingest(_command(kb.name, roots, prune), list(dict.fromkeys(
+        key for key in (_key(file) for file, _ in files) if key not in stored)))
     seen: set[str] = set()
     pending: list[dict[str, object]] = []
     stale: list[str] = []  # delete predicates for old versions, run in the new chunks' commit (or alone)
@@ -325,7 +331,16 @@ def _ingest(kb: KnowledgeBase, roots: list[Path], running: _Running, *, prune: b
     commit(len(files))
     with _writing(kb, running, summary):
         _finish(kb, roots, stored, seen, summary, prune)
+    kb.end_ingest()
     return summary
+
+
+def _command(name: str, roots: list[Path], prune: bool | str) -> str:
+    """The `kb ingest` that does what this ingest does, from any folder (what a search names to finish it)."""
+    import shlex
+
+    given = " ".join(shlex.quote(os.path.abspath(root)) for root in roots)
+    return f"halguru kb ingest {name} {given}" + (" --prune" if prune else "")
 
 
 def _embed_rows(model: Any, rows: list[dict[str, object]], running: _Running) -> None:

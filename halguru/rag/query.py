@@ -374,6 +374,8 @@ def unreadable(kb: KnowledgeBase, exc: Exception) -> KnowledgeError:
 
 
 def _empty(kb: KnowledgeBase) -> KnowledgeError:
+    if missing := kb.unfinished({}):  # a first ingest killed before its first batch: say which one to run again
+        return KnowledgeError(f"knowledge base {kb.name!r} has no documents yet: {missing}")
     return KnowledgeError(f"knowledge base {kb.name!r} has no documents yet, run halguru kb ingest {kb.name} PATH")
 
 
@@ -468,6 +470,8 @@ def search(kb: KnowledgeBase | str, query: str, k: int = 5, mode: Mode = "hybrid
     if not rows and _count(kb) == 0:  # checked only when nothing was found: one query less
         raise _empty(kb)
     hits = Hits(notes=notes)
+    if missing := kb.unfinished():  # an ingest killed or stopped, or running now: what the hits cannot hold
+        hits.notes.append(missing)
     for row in rows:
         if "_relevance_score" in row:
             score = float(row["_relevance_score"])

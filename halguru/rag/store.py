@@ -33,6 +33,8 @@ os.environ.setdefault("LANCEDB_LOG", "error")
 
 TABLE = "chunks"
 META_FILE = "meta.json"
+INGEST_FILE = "ingest.json"  # an ingest's files not yet in the base, from its start until it finishes
+MAX_NOTED_FILES = 10_000  # files an ingest's INGEST_FILE lists by name (the rest are counted)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LEAD_DIMENSIONS = {"mpnet": 768}
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 1024  # tokens (chunking.count_tokens)
@@ -96,6 +98,7 @@ class KnowledgeInfo:
     sources: list[str] = field(default_factory=list)
     lead_model: str = ""
     chunker: int = 0
+    unfinished: str = ""  # what an ingest that did not finish (or runs now) left out of the base, as a search says
 
 
 def _schema(dimension: int, lead_model: str = "") -> Any:
@@ -230,6 +233,67 @@ class KnowledgeBase:
     def drop(self) -> None:
         shutil.rmtree(self.folder)
 
+    # -- an ingest under way -------------------------------------------------------------------------
+
+    def begin_ingest(self, command: str, new: list[str]) -> None:
+        """Note, before an ingest writes, the files it adds (keys not in the base yet) and the command that runs it
+        again, so a search of the base meanwhile, or after a kill, Ctrl-C or full disk stopped it, says which are
+        not searched (``unfinished``). Best effort: on a full disk the ingest still runs, unnoted."""
+        import socket
+
+        self._write_ingest({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                            "command": command, "files": len(new), "new": new[:MAX_NOTED_FILES]})
+
+    def stop_ingest(self) -> None:
+        """The ingest stopped before it finished, its process going on (Ctrl-C or Esc in `chat`/`dev`, a full
+        disk): its note stays, no longer naming a process that runs it."""
+        try:
+            note = json.loads((self.folder / INGEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(note, dict):
+            self._write_ingest({**note, "pid": 0})
+
+    def _write_ingest(self, note: dict[str, Any]) -> None:
+        tmp = self.folder / (INGEST_FILE + ".tmp")
+        try:
+            tmp.write_text(json.dumps(note), encoding="utf-8")
+            tmp.replace(self.folder / INGEST_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def end_ingest(self) -> None:
+        """The ingest finished: every file it found is in the base."""
+        (self.folder / INGEST_FILE).unlink(missing_ok=True)
+
+    def unfinished(self, documents: dict[str, tuple[str, set[str]]] | None = None) -> str:
+        """One line on the files an unfinished ingest has not put in the base yet (it runs now, or it was killed,
+        stopped or failed), with the command that finishes it; "" when none is missing. ``documents``: the base's
+        as ``documents()`` gave them, read here when not given (a scan, only while an ingest's note is there)."""
+        import socket
+
+        try:
+            note = json.loads((self.folder / INGEST_FILE).read_text(encoding="utf-8"))
+            pid, host, command = int(note["pid"]), str(note["host"]), str(note["command"])
+            new, files = [str(key) for key in note["new"]], int(note["files"])
+        except FileNotFoundError:
+            return ""
+        except (OSError, ValueError, TypeError, KeyError):  # not one of ours: says nothing it cannot know
+            return ""
+        stored = self.documents() if documents is None else documents
+        missing = [key for key in new if key not in stored] + [""] * (files - len(new))  # the rest: not named
+        if not missing:
+            return ""
+        named = next((key for key in missing if key), "")
+        from halguru.printable import printable_name
+
+        example = f" (e.g. {printable_name(Path(named).name)})" if named else ""
+        if pid and host == socket.gethostname() and _alive(pid):
+            return (f"an ingest of {self.name} is running (pid {pid}): {len(missing)} of the {files} file(s) it adds "
+                    f"are not searched yet{example}")
+        return (f"the last ingest of {self.name} did not finish (stopped, killed or failed): {len(missing)} of the "
+                f"{files} file(s) it was adding are not searched{example}; run `{command}` to finish it")
+
     @property
     def table(self) -> Any:
         if self._table is None:
@@ -354,7 +418,7 @@ class KnowledgeBase:
         return KnowledgeInfo(self.name, self.meta.embedder, self.meta.dimension, len(docs), rows, size,
                              str(self.folder), self.meta.chunk_size, self.meta.chunk_overlap,
                              sorted(s for s, _ in docs.values()) if with_sources else [], self.meta.lead_model,
-                             self.meta.chunker)
+                             self.meta.chunker, self.unfinished(docs))
 
     def fragments(self) -> int:
         return int(self.table.stats()["fragment_stats"]["num_fragments"])
@@ -376,6 +440,17 @@ class KnowledgeBase:
         from lancedb.index import FTS
 
         self.table.create_index("search_text", config=FTS(with_position=False), replace=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (an ingest's, not killed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it runs
+        return True
+    return True
 
 
 def default_lead_model(embedder: str) -> str:
