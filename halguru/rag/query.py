@@ -368,7 +368,9 @@ def _count(kb: KnowledgeBase) -> int:
 
 def unreadable(kb: KnowledgeBase, exc: Exception) -> KnowledgeError:
     """A base whose files are damaged (some deleted, a disk error): one line that says what can be done."""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    from halguru.rag.store import write_problem
+
+    first = write_problem(exc)[:200]  # LanceDB's "lance error: Not found: FILE, /root/.cargo/.../local.rs:273:40"
     return KnowledgeError(f"knowledge base {kb.name!r} cannot be read ({first}); drop it with `halguru kb drop "
                           f"{kb.name}` and ingest its files again")
 

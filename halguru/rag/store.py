@@ -472,12 +472,13 @@ def _meta(name: str, folder: Path, data: Any) -> KnowledgeMeta:
                              f"drop the folder {folder} if it is not one") from None
 
 
-_LANCE_ERROR = re.compile(r"LanceError\(\w+\): (.*?)(?:, /\S+\.rs:\d+:\d+|$)")
+_LANCE_ERROR = re.compile(r"^(?:.*?LanceError\(\w+\): |lance error: )(.*?)(?:, /\S+\.rs:\d+:\d+|$)")
 
 
 def write_problem(exc: BaseException) -> str:
     """What a failed write says, in one line: LanceDB's ``lance error: LanceError(IO): No space left on device
-    (os error 28), /root/.cargo/.../structural.rs:191:9`` becomes ``No space left on device (os error 28)``."""
+    (os error 28), /root/.cargo/.../structural.rs:191:9`` becomes ``No space left on device (os error 28)``, and
+    ``lance error: Not found: FILE, /root/.cargo/.../local.rs:273:40`` (a data file deleted) ``Not found: FILE``."""
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
