@@ -34,7 +34,6 @@ os.environ.setdefault("LANCEDB_LOG", "error")
 TABLE = "chunks"
 META_FILE = "meta.json"
 INGEST_FILE = "ingest.json"  # an ingest's files not yet in the base, from its start until it finishes
-MAX_NOTED_FILES = 10_000  # files an ingest's INGEST_FILE lists by name (the rest are counted)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 LEAD_DIMENSIONS = {"mpnet": 768}
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 1024  # tokens (chunking.count_tokens)
@@ -242,7 +241,7 @@ class KnowledgeBase:
         import socket
 
         self._write_ingest({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                            "command": command, "files": len(new), "new": new[:MAX_NOTED_FILES]})
+                            "command": command, "new": new})
 
     def stop_ingest(self) -> None:
         """The ingest stopped before it finished, its process going on (Ctrl-C or Esc in `chat`/`dev`, a full
@@ -270,29 +269,37 @@ class KnowledgeBase:
         """One line on the files an unfinished ingest has not put in the base yet (it runs now, or it was killed,
         stopped or failed), with the command that finishes it; "" when none is missing. ``documents``: the base's
         as ``documents()`` gave them, read here when not given (a scan, only while an ingest's note is there)."""
+        found = self.missing_files(documents)
+        if found is None:
+            return ""
+        missing, files, running, command = found
+        from halguru.printable import printable_name
+
+        example = f" (e.g. {printable_name(Path(missing[0]).name)})"
+        if running:
+            return (f"an ingest of {self.name} is running ({running}): {len(missing)} of the {files} file(s) it "
+                    f"adds are not searched yet{example}")
+        return (f"the last ingest of {self.name} did not finish (stopped, killed or failed): {len(missing)} of the "
+                f"{files} file(s) it was adding are not searched{example}; run `{command}` to finish it")
+
+    def missing_files(self, documents: dict[str, tuple[str, set[str]]] | None = None
+                      ) -> tuple[list[str], int, str, str] | None:
+        """(the keys of the files an unfinished ingest was adding that the base lacks, how many it was adding,
+        "pid N" while it runs or "", the command that finishes it), or None when it lacks none."""
         import socket
 
         try:
             note = json.loads((self.folder / INGEST_FILE).read_text(encoding="utf-8"))
             pid, host, command = int(note["pid"]), str(note["host"]), str(note["command"])
-            new, files = [str(key) for key in note["new"]], int(note["files"])
-        except FileNotFoundError:
-            return ""
-        except (OSError, ValueError, TypeError, KeyError):  # not one of ours: says nothing it cannot know
-            return ""
+            new = [str(key) for key in note["new"]]
+        except (OSError, ValueError, TypeError, KeyError):  # none (or not one of ours: says nothing it cannot know)
+            return None
         stored = self.documents() if documents is None else documents
-        missing = [key for key in new if key not in stored] + [""] * (files - len(new))  # the rest: not named
+        missing = [key for key in new if key not in stored]
         if not missing:
-            return ""
-        named = next((key for key in missing if key), "")
-        from halguru.printable import printable_name
-
-        example = f" (e.g. {printable_name(Path(named).name)})" if named else ""
-        if pid and host == socket.gethostname() and _alive(pid):
-            return (f"an ingest of {self.name} is running (pid {pid}): {len(missing)} of the {files} file(s) it adds "
-                    f"are not searched yet{example}")
-        return (f"the last ingest of {self.name} did not finish (stopped, killed or failed): {len(missing)} of the "
-                f"{files} file(s) it was adding are not searched{example}; run `{command}` to finish it")
+            return None
+        running = f"pid {pid}" if pid and host == socket.gethostname() and _alive(pid) else ""
+        return missing, len(new), running, command
 
     @property
     def table(self) -> Any:

@@ -71,6 +71,8 @@ def test_ctrl_c_during_kb_ingest_says_what_is_kept(notes, halguru_cmd, subproces
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "Stopped at file" in err and "of 300" in err and "Run the same command again" in err, err
+    # which files that means: those read but not yet written are not in the base
+    assert "file(s) it was adding are not in the base yet" in err, err
 
 
 async def test_chat_stops_the_ingest_its_answer_started(notes, halguru_home):
