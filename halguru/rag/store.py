@@ -165,6 +165,7 @@ class KnowledgeBase:
             # No metadata, so no base: a table left here (meta.json deleted, a create killed before it wrote it)
             # holds chunks nothing can read, maybe another embedder's vectors; the new base starts without them.
             db.drop_table(TABLE, ignore_missing=True)
+            (folder / INGEST_FILE).unlink(missing_ok=True)  # a killed ingest's note of files the table held
             db.create_table(TABLE, schema=_schema(meta.dimension, meta.lead_model))
             kb = cls(name, folder, meta)
             kb.save_meta()  # last: a base exists once its metadata does

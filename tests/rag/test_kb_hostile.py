@@ -234,12 +234,14 @@ def test_a_base_made_again_after_its_meta_json_was_deleted_starts_empty(docs, cl
     chunks, and with another embedder held vectors of two dimensions' worth of meaning (or failed to write)."""
     rag.create("docs", embedder="fast")
     rag.ingest("docs", [docs])
+    # and the note of an ingest killed there, which would have the new base say its files were not searched yet
+    rag.open_base("docs").begin_ingest("halguru kb ingest docs /elsewhere", ["/elsewhere/a.md"])
     (knowledge_root() / "docs" / "meta.json").unlink()
     assert list_names() == []  # no metadata, no base
     cli("kb", "create", "docs", "--embedder", "wordllama:128")
     info = rag.open_base("docs").info()
-    assert (info.embedder, info.documents, info.chunks) == ("wordllama:128", 0, 0)
-    with pytest.raises(rag.KnowledgeError, match="has no documents yet"):
+    assert (info.embedder, info.documents, info.chunks, info.unfinished) == ("wordllama:128", 0, 0, "")
+    with pytest.raises(rag.KnowledgeError, match="has no documents yet, run halguru kb ingest docs PATH"):
         rag.search("docs", "office cat", k=5, mode="fts")
     (docs / "extra.md").write_text("# Capybara\n\nThe capybara sleeps by the pond.\n")
     assert len(rag.ingest("docs", [docs / "extra.md"]).added) == 1
