@@ -18,7 +18,7 @@ Every chunk keeps its heading path and the 1-based line range it came from.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Raised when a change moves what a file's chunks are (their bounds, headings or titles). A base records the
 # version it was chunked with: an ingest skips unchanged files, so a base from before a change keeps its old
@@ -412,6 +412,15 @@ def chunk_text(text: str, kind: str = "markdown", size: int = 256, overlap: int 
     units: list[_Block] = []
     for block in blocks:
         units += _split_block(block, size, overlap) if block.tokens > size else [block]
+    chunks = _pack(units, size, overlap)
+    if not chunks and any(u.title for u in units):
+        # Nothing but headings (a notes file of '# Wi-Fi password: ...' lines): their words are its text, not lost.
+        chunks = _pack([replace(u, title=False) for u in units], size, overlap)
+    return chunks
+
+
+def _pack(units: list[_Block], size: int, overlap: int) -> list[Chunk]:
+    """Blocks packed into chunks of at most ``size`` tokens; a heading starts a new chunk, never one on its own."""
     chunks: list[Chunk] = []
     group: list[_Block] = []
     tokens = 0

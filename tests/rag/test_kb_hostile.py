@@ -100,6 +100,22 @@ def test_a_file_emptied_or_reached_twice(tmp_path: Path):
     assert rag.search("dup", "bison", k=10, mode="fts") == []
 
 
+def test_a_notes_file_of_headings_only_is_indexed_not_skipped(tmp_path: Path):
+    """A Markdown file with nothing but headings was skipped as 'no text to index': its words were never found."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "wifi.md").write_text("# Wi-Fi password: lighthouse123\n\n## Door code 4471\n")
+    (folder / "guide.md").write_text("# Guide\n\nThe kettle is in the cupboard.\n\n## Empty section\n")
+    rag.create("notes", embedder="fast")
+    summary = rag.ingest("notes", [folder])
+    assert sorted(summary.added) == ["notes/guide.md", "notes/wifi.md"] and summary.skipped == []
+    [hit] = rag.search("notes", "lighthouse123", k=10, mode="fts")
+    assert hit.source == "notes/wifi.md" and "Door code 4471" in hit.text
+    assert [h.source for h in rag.search("notes", "kettle", k=10, mode="fts")] == ["notes/guide.md"]
+    assert all(h.source == "notes/wifi.md" for h in rag.search("notes", "section", k=10, mode="fts"))  # as before:
+    # a file with text keeps its headings as labels, never a chunk of a lone heading
+
+
 def test_a_damaged_base_is_one_line_and_the_others_are_still_listed(cli, cli_error, docs):
     rag.create("good", embedder="fast")
     rag.ingest("good", [docs])
