@@ -28,6 +28,7 @@ from halguru.cli import (
     tools_cmd,
 )
 from halguru.cli.examples import add_examples
+from halguru.cli.synonyms import SuggestingGroup, suggest_synonyms
 from halguru.printable import printable
 
 
@@ -58,7 +59,7 @@ def _format_commands(self: typer.core.TyperGroup, ctx: Any, formatter: Any) -> N
 typer.core.TyperGroup.format_commands = _format_commands  # type: ignore[method-assign]
 
 
-class _Root(typer.core.TyperGroup):
+class _Root(SuggestingGroup):
     """The root command: ``--debug`` is its option, taken after the command too (``halguru run x --debug``:
     click said "No such option"); not after ``--``, where everything is an argument."""
 
@@ -122,6 +123,7 @@ plugins_cmd.register(app)
 deploy_cmd.register(app)
 publish_cmd.register(app)
 add_examples(app)  # again in main(), for the commands plugins add (the server's)
+suggest_synonyms(app)
 
 
 # plugin -> (command name, the plugin or "halguru" that has it when it is not this plugin's) of each command it
@@ -272,6 +274,7 @@ def main() -> None:
     except Exception as exc:  # a broken plugin must not break the whole CLI
         print(f"halguru: warning: a plugin failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
     add_examples(app)
+    suggest_synonyms(app)
     try:
         app()
     except HalguruError as exc:
