@@ -44,7 +44,7 @@ from halguru.durations import retry_after_seconds
 from halguru.errors import exception_line
 
 __all__ = ["AsyncClient", "AuthError", "Client", "ClientError", "Conflict", "NotFound", "RateLimited",
-           "StreamCut", "StreamError", "TakenOver", "TimedOut", "Unavailable"]
+           "StreamCut", "StreamError", "TakenOver", "TimedOut", "Unavailable", "Unreachable"]
 
 RETRY_STATUSES = frozenset({429, 503})
 # A 503 of these types answered a request the server had taken: a message stored and its run cut off by a
@@ -56,8 +56,8 @@ OnRetry = Callable[[int, float, httpx.Response], None]  # (attempt, seconds to w
 
 
 class ClientError(Exception):
-    """The server said no (or did not answer in time: ``TimedOut``; a stream cut: ``StreamCut``): ``status``, its
-    error ``type`` (``not_found``, ``queue_full``...) and message;
+    """The server said no (or did not answer in time: ``TimedOut``; could not be reached: ``Unreachable``; a stream
+    cut: ``StreamCut``): ``status``, its error ``type`` (``not_found``, ``queue_full``...) and message;
     ``retry_after``: the seconds its Retry-After asked for; ``request_id``: its ``X-Request-ID`` (in its log).
     ``str()`` of it is one line, whatever the body (a proxy's HTML page is read as text)."""
 
@@ -109,13 +109,19 @@ class TimedOut(ClientError, httpx.TimeoutException):
     ``idempotency_key`` to get its answer rather than a second turn."""
 
 
+class Unreachable(ClientError, httpx.ConnectError):
+    """The server could not be reached (connection refused, an unknown host, a TLS failure): ``status`` 0, ``type``
+    ``unreachable``; an ``httpx.ConnectError`` too. Nothing was sent: the request can be sent again as it is."""
+
+
 _BY_STATUS: dict[int, type[ClientError]] = {401: AuthError, 403: AuthError, 404: NotFound, 409: Conflict,
                                             429: RateLimited, 503: Unavailable}
 
 
 @contextmanager
 def _in_time(request: httpx.Request) -> Iterator[None]:
-    """Turn httpx's timeout (whose message is empty) into ``TimedOut``, naming the call and the limit."""
+    """Turn httpx's timeout (whose message is empty) into ``TimedOut``, naming the call and the limit, and a failed
+    connection into ``Unreachable``, naming the server."""
     try:
         yield
     except httpx.TimeoutException as exc:
@@ -131,6 +137,14 @@ def _in_time(request: httpx.Request) -> Iterator[None]:
         error = TimedOut(0, "timeout", f"{request.method} {request.url.path}: {what}")
         error.request = request
         raise error from exc
+    except httpx.ConnectError as exc:
+        if isinstance(exc, ClientError):
+            raise
+        where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+        unreachable = Unreachable(0, "unreachable", f"{request.method} {request.url.path}: cannot connect to "
+                                                    f"{where}: {exc or type(exc).__name__}; is the server up?")
+        unreachable.request = request
+        raise unreachable from exc
 
 
 def _keyed(idempotency_key: str | None) -> dict[str, str]:

@@ -20,6 +20,7 @@ from halguru.client import (
     StreamCut,
     StreamError,
     TimedOut,
+    Unreachable,
     retry_after,
 )
 
@@ -173,6 +174,31 @@ def test_a_server_that_does_not_answer_in_time_is_a_timed_out_error_saying_so() 
                                        " it may have been acted on: send a message again with the same "
                                        "idempotency_key | 0 timeout: GET /v1/agents: no answer within 0.2 s (read "
                                        "timeout)")
+
+
+def test_a_server_that_cannot_be_reached_is_an_unreachable_client_error_naming_it() -> None:
+    """A refused connection raised httpx's own ConnectError: `except ClientError` let it through, and its message
+    named neither the call nor the server."""
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        with Client(url, "k", max_retries=0) as hg, pytest.raises(ClientError) as refused:
+            hg.agents()
+        assert isinstance(refused.value, Unreachable) and isinstance(refused.value, httpx.ConnectError)
+        assert refused.value.status == 0 and refused.value.type == "unreachable"
+        assert str(refused.value).startswith(f"0 unreachable: GET /v1/agents: cannot connect to {url}: ")
+        assert str(refused.value).endswith("; is the server up?") and "\n" not in str(refused.value)
+
+        async def main() -> None:
+            async with AsyncClient(url, "k") as hg:
+                with pytest.raises(Unreachable):
+                    [event async for event in hg.stream("conv_1", "hi")]
+                with pytest.raises(httpx.ConnectError):
+                    await hg.agents()
+
+        asyncio.run(main())
 
 
 def test_a_stream_that_breaks_off_or_ends_before_its_run_finished_is_a_stream_cut() -> None:

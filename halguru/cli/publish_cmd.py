@@ -44,7 +44,8 @@ def _unreachable(url: str, exc: Exception) -> str:
     """The one line for a server that did not answer: why, and what to check."""
     import httpx
 
-    why = "it did not answer in time" if isinstance(exc, httpx.TimeoutException) else str(exc) or type(exc).__name__
+    cause = exc.__cause__ if isinstance(exc, httpx.ConnectError) and exc.__cause__ else exc  # the client's Unreachable
+    why = "it did not answer in time" if isinstance(exc, httpx.TimeoutException) else str(cause) or type(exc).__name__
     return (f"cannot reach {url}: {why}; check the URL and that its `halguru serve` is up "
             "(--to URL for another server, `halguru login URL` to sign in there)")
 
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
             with Client(base, token, max_retries=1) as client:
                 me = client.me()
         except ClientError as exc:
-            if exc.status == 0:  # TimedOut: no answer
+            if exc.status == 0:  # TimedOut or Unreachable: no answer
                 raise HalguruError(_unreachable(base, exc)) from None
             raise HalguruError(f"{base}: {exc.message}") from None
         except Exception as exc:
