@@ -376,12 +376,38 @@ _QUOTE_IN, _QUOTE_OUT = "\ue000", "\ue001"  # where a blockquote begins and ends
 
 
 def _content(part: MIMEPart) -> str:
+    """A text part's text. One that names no charset, or says US-ASCII, yet holds 8-bit bytes (a script's or an
+    old client's mail) is read by what it holds, not as ASCII with a '\ufffd' for each such byte: HTML by the
+    charset its ``<meta>`` names, else UTF-8 when the bytes are UTF-8, else Windows-1252."""
+    payload = part.get_payload(decode=True)
+    declared = str(part.get_param("charset", "") or "").strip().lower()
+    if isinstance(payload, bytes) and declared in ("", "us-ascii", "ascii") and not payload.isascii():
+        return _undeclared_text(payload, html=part.get_content_type() == "text/html")
     try:
         content: Any = part.get_content()
     except (LookupError, ValueError):  # an unknown or lying charset: read it as Latin-1 rather than fail
         payload = part.get_payload(decode=True)
         return payload.decode("latin-1") if isinstance(payload, bytes) else ""
     return content if isinstance(content, str) else ""
+
+
+def _undeclared_text(payload: bytes, *, html: bool) -> str:
+    import codecs
+
+    candidates = ["utf-8", "windows-1252"]
+    if html:
+        from bs4.dammit import EncodingDetector
+
+        meta = EncodingDetector.find_declared_encoding(payload, is_html=True)
+        if meta:
+            candidates.insert(0, meta)
+    for charset in candidates:
+        try:
+            codecs.lookup(charset)
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return payload.decode("latin-1")  # every byte is a character: Windows-1252 leaves five undefined
 
 
 def _header(msg: Message, name: str) -> str:

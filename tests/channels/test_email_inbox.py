@@ -673,3 +673,27 @@ async def test_a_bounce_of_our_answer_marks_it_failed_with_why(dovecot: Dovecot)
     assert sink.messages == []
     why = "ann@nowhere.example: 5.1.1 smtp; 550 5.1.1 <ann@nowhere.example>: Recipient address rejected: User unknown"
     assert sink.statuses == [("email", ours, "failed", why)]
+
+
+def raw_mail(message_id: str, headers: str, body: bytes) -> bytes:
+    """A mail as some sender's software writes it, bytes and all (EmailMessage would tidy it up)."""
+    return (f"From: Ann <ann@example.org>\r\nTo: {USER}\r\nSubject: Hours\r\nMessage-ID: {message_id}\r\n"
+            f"MIME-Version: 1.0\r\n{headers}\r\n\r\n").encode() + body
+
+
+async def test_mail_that_names_no_charset_reaches_the_agent_in_the_charset_it_was_written_in(
+        dovecot: Dovecot) -> None:
+    """8-bit text with no charset (or 'us-ascii') reached the agent as ASCII: 'Caf\ufffd\ufffd', each letter lost."""
+    dovecot.append(raw_mail("<utf8@example.org>", "Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit",
+                            "Le café ouvre-t-il à 9 h ?\r\n".encode()))
+    dovecot.append(raw_mail("<latin@example.org>", "Content-Type: text/plain; charset=us-ascii\r\n"
+                            "Content-Transfer-Encoding: 8bit", "Le café ouvre-t-il à 9 h ?\r\n".encode("cp1252")))
+    dovecot.append(raw_mail("<meta@example.org>", "Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit",
+                            b'<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
+                            b"</head><body><p>" + "Когда вы открыты?".encode("cp1251") + b"</p></body></html>"))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 3)
+    assert [m.text for m in sink.messages] == ["Le café ouvre-t-il à 9 h ?", "Le café ouvre-t-il à 9 h ?",
+                                               "Когда вы открыты?"]
+
