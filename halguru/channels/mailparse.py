@@ -194,6 +194,12 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
     text = ""
     if body is not None:
         content = _content(body)
+        if body.get_content_type() == "text/plain" and not content.strip():
+            # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
+            # its HTML, and the agent got '(empty message)'
+            html = msg.get_body(preferencelist=("html",))
+            if html is not None:
+                body, content = html, _content(html)
         text = html_to_text(content) if body.get_content_type() == "text/html" else content
         text = strip_quoted(text.replace("\r\n", "\n"), reply=_is_reply(msg))
     parts = [text.strip()]

@@ -697,3 +697,15 @@ async def test_mail_that_names_no_charset_reaches_the_agent_in_the_charset_it_wa
     assert [m.text for m in sink.messages] == ["Le café ouvre-t-il à 9 h ?", "Le café ouvre-t-il à 9 h ?",
                                                "Когда вы открыты?"]
 
+
+async def test_the_html_of_an_alternative_whose_plain_part_is_empty_reaches_the_agent(dovecot: Dovecot) -> None:
+    """A mailing tool's empty text/plain beside the HTML that holds the words: the agent got '(empty message)'."""
+    dovecot.append(raw_mail("<alt@example.org>", 'Content-Type: multipart/alternative; boundary="b"',
+                            b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\r\n\r\n"
+                            b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+                            b"<p>Is the <b>blue</b> chair in stock?</p>\r\n--b--\r\n"))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 1)
+    assert sink.messages[0].text == "Is the blue chair in stock?"
+
