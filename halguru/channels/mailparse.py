@@ -203,7 +203,10 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
         text = html_to_text(content) if body.get_content_type() == "text/html" else content
         text = strip_quoted(text.replace("\r\n", "\n"), reply=_is_reply(msg))
     parts = [text.strip()]
-    for part in msg.iter_attachments():
+    # a mail that is one attachment and nothing else (a scanner's PDF, a file sent as the whole message) has no
+    # body and no parts: it is its own attachment, which the agent got as '(empty message)'
+    attachments = msg.iter_attachments() if msg.is_multipart() else iter([msg] if body is None else [])
+    for part in attachments:
         if part.is_multipart():
             continue  # a forwarded message's own parts: its text is not ours to answer
         if sum(len(p) for p in parts) > MAX_TEXT_CHARS:

@@ -709,3 +709,23 @@ async def test_the_html_of_an_alternative_whose_plain_part_is_empty_reaches_the_
         await until(lambda: len(sink.messages) == 1)
     assert sink.messages[0].text == "Is the blue chair in stock?"
 
+
+async def test_a_mail_that_is_only_an_attachment_reaches_the_agent_as_its_text(dovecot: Dovecot,
+                                                                                tmp_path: Path) -> None:
+    """A scanner's mail is its PDF and nothing else (no multipart, no body): the agent got '(empty message)'."""
+    import base64
+
+    from tests.rag.test_loaders_chunking import write_pdf
+
+    pdf = write_pdf(tmp_path / "scan.pdf", ["Delivery note 5521", "3 chairs received"]).read_bytes()
+    dovecot.append(raw_mail("<scan@example.org>", 'Content-Type: application/pdf; name="scan.pdf"\r\n'
+                            'Content-Disposition: attachment; filename="scan.pdf"\r\n'
+                            "Content-Transfer-Encoding: base64", base64.encodebytes(pdf)))
+    dovecot.append(raw_mail("<notes@example.org>", 'Content-Type: text/plain; charset=utf-8; name="notes.txt"\r\n'
+                            'Content-Disposition: attachment; filename="notes.txt"', b"Order 12 more chairs.\r\n"))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 2)
+    scan, notes = (m.text for m in sink.messages)
+    assert scan.startswith("[attachment: scan.pdf]") and "3 chairs received" in scan
+    assert notes == "[attachment: notes.txt]\nOrder 12 more chairs."
