@@ -21,6 +21,7 @@ same mail again (the same id, shown once by mail clients) unless ``sent_folder``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -346,12 +347,18 @@ def send_mail(smtp: SmtpConfig, username: str, password: str | None, mail: Email
     port = smtp_port(smtp)
     server = (smtplib.SMTP_SSL(smtp.host, port, timeout=SMTP_TIMEOUT, context=context)
               if smtp.security == "ssl" else smtplib.SMTP(smtp.host, port, timeout=SMTP_TIMEOUT))
-    with server:
+    try:
         if smtp.security == "starttls":
             server.starttls(context=context)
         if password is not None:
             server.login(username, password)
         server.send_message(mail)
+    finally:
+        # once the server took the mail, how it answers QUIT changes nothing: smtplib's ``with`` raised on an
+        # answer other than 221, the job failed, and its retry sent the same mail again
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            server.quit()
+        server.close()
 
 
 def smtp_problem(exc: BaseException) -> str:

@@ -243,6 +243,7 @@ class SmtpRecorder:
     cert: Path | None = None  # the certificate it presents, when it speaks TLS
     logins: list[str] = field(default_factory=list)  # who logged in, when it requires a login
     refuse: set[str] = field(default_factory=set)  # recipients refused with a 550 (no such user)
+    quit_reply: str = "221 Bye"  # how it answers QUIT (a server may answer it with an error, the mail taken)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           options: list[str]) -> str:  # aiosmtpd's handler hook
@@ -250,6 +251,9 @@ class SmtpRecorder:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's handler hook
+        return self.quit_reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's handler hook
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))

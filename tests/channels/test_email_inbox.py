@@ -729,3 +729,16 @@ async def test_a_mail_that_is_only_an_attachment_reaches_the_agent_as_its_text(d
     scan, notes = (m.text for m in sink.messages)
     assert scan.startswith("[attachment: scan.pdf]") and "3 chairs received" in scan
     assert notes == "[attachment: notes.txt]\nOrder 12 more chairs."
+
+
+async def test_a_reply_the_server_took_is_sent_even_if_it_answers_quit_with_an_error(
+        dovecot: Dovecot, smtp_server: SmtpRecorder) -> None:
+    """smtplib raised on a QUIT answered other than 221, after the server had taken the mail: the job failed,
+    and its retry mailed the same reply again."""
+    smtp_server.quit_reply = "421 4.4.2 closing the connection"
+    once = Once()
+    out = Outbound(channel="email", agent="helper", conversation_id="c1", job_id="job-q", text="We open at 10.",
+                   reply={"to": "ann@example.org", "subject": "Hours", "message_id": "<m@x>", "references": []})
+    assert await channel(dovecot, smtp_server.port).send(out, once) == ["<job-q.0@example.com>"]
+    assert once.done == {"mail": {"message_id": "<job-q.0@example.com>"}}  # recorded: a retry sends nothing
+    assert len(smtp_server.wait_for(1)) == 1
