@@ -68,7 +68,7 @@ def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = N
     sender = _address(msg, "From")
     reply_to = _address(msg, "Reply-To") or sender
     base = ParsedMail(message_id=message_id, sender=sender, reply_to=reply_to,
-                      subject=" ".join(_header(msg, "Subject").split()), thread=thread, references=references)
+                      subject=" ".join(_subject(msg).split()), thread=thread, references=references)
     reason = skip_reason(msg, sender, own_address=own_address, allow_from=allow_from, reply_to=reply_to)
     if reason:
         return replace(base, skip=reason, bounce=bounce(msg))
@@ -427,6 +427,24 @@ def _header(msg: Message, name: str) -> str:
         raw = [v for k, v in msg.raw_items() if k.lower() == name.lower()] if isinstance(msg, EmailMessage) else []
         value = raw[0] if raw else None
     return str(value) if value is not None else ""
+
+
+def _subject(msg: Message) -> str:
+    """The Subject as text. One an old mailer wrote in raw 8-bit bytes that are not UTF-8 (Latin-1, no encoded
+    words) read as '\ufffd' for each accented letter, and the answer's 'Re:' carried them back to the person:
+    those bytes are read as Windows-1252 (encoded words beside them still decoded)."""
+    subject = _header(msg, "Subject")
+    if "\ufffd" not in subject:
+        return subject
+    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"), "")
+    data = raw.encode("ascii", "surrogateescape")  # the parser keeps a header's 8-bit bytes as surrogates
+    if data.isascii():
+        return subject  # the sender's own U+FFFD, or an encoded word in an unknown charset
+    try:
+        text = data.decode("windows-1252")
+    except UnicodeDecodeError:  # a byte Windows-1252 leaves undefined: Latin-1 has them all
+        text = data.decode("latin-1")
+    return str(policy.default.header_factory("Subject", text))
 
 
 def _ids(value: str) -> list[str]:

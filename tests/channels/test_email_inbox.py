@@ -742,3 +742,22 @@ async def test_a_reply_the_server_took_is_sent_even_if_it_answers_quit_with_an_e
     assert await channel(dovecot, smtp_server.port).send(out, once) == ["<job-q.0@example.com>"]
     assert once.done == {"mail": {"message_id": "<job-q.0@example.com>"}}  # recorded: a retry sends nothing
     assert len(smtp_server.wait_for(1)) == 1
+
+
+async def test_a_subject_written_in_8_bit_latin_1_is_answered_under_its_own_words(dovecot: Dovecot,
+                                                                                  smtp_server: SmtpRecorder) -> None:
+    """A raw Latin-1 Subject (no encoded words) read as 'R\ufffdservation': the conversation's title and the reply's
+    'Re:' subject carried the replacement character to the person."""
+    dovecot.append(f"From: Ren\xe9 <rene@example.fr>\r\nTo: {USER}\r\nSubject: R\xe9servation \xe0 d\xeener\r\n"
+                   "Message-ID: <latin1@example.fr>\r\n\r\nUne table pour deux ?\r\n".encode("latin-1"))
+    dovecot.append(f"From: rene@example.fr\r\nTo: {USER}\r\nSubject: =?iso-8859-1?q?R=E9servation?= \xe0 8 h\r\n"
+                   "Message-ID: <mixed@example.fr>\r\n\r\nEt le matin ?\r\n".encode("latin-1"))
+    ch, sink = channel(dovecot, smtp_server.port), Sink()
+    async with running(ch, sink):
+        await until(lambda: len(sink.messages) == 2)
+    assert [m.title for m in sink.messages] == ["Réservation à dîner", "Réservation à 8 h"]
+    first = sink.messages[0]
+    out = Outbound(channel="email", agent="helper", conversation_id="c", job_id="job-l", text="Oui.",
+                   reply=first.reply)
+    await ch.send(out, Once())
+    assert smtp_server.wait_for(1)[0]["Subject"] == "Re: Réservation à dîner"
