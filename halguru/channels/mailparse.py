@@ -190,25 +190,17 @@ def sender_allowed(sender: str, allow_from: list[str]) -> bool:
 def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False) -> str:
     """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it
     (only its name when ``truncated``: the message's end, and so the attachments, were not fetched)."""
-    body = msg.get_body(preferencelist=("plain", "html"))
-    text = ""
+    body, text = _body_text(msg)
     if body is not None:
-        content = _content(body)
-        if body.get_content_type() == "text/plain" and not content.strip():
-            # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
-            # its HTML, and the agent got '(empty message)'
-            html = msg.get_body(preferencelist=("html",))
-            if html is not None:
-                body, content = html, _content(html)
-        text = html_to_text(content) if body.get_content_type() == "text/html" else content
-        text = strip_quoted(text.replace("\r\n", "\n"), reply=_is_reply(msg))
+        text = strip_quoted(text, reply=_is_reply(msg))
     parts = [text.strip()]
     # a mail that is one attachment and nothing else (a scanner's PDF, a file sent as the whole message) has no
     # body and no parts: it is its own attachment, which the agent got as '(empty message)'
     attachments = msg.iter_attachments() if msg.is_multipart() else iter([msg] if body is None else [])
     for part in attachments:
-        if part.is_multipart():
-            continue  # a forwarded message's own parts: its text is not ours to answer
+        attached_mail = part.get_content_type() == "message/rfc822"
+        if part.is_multipart() and not attached_mail:
+            continue  # the parts of a multipart that is no body: nothing a person attached
         if sum(len(p) for p in parts) > MAX_TEXT_CHARS:
             break  # the rest would only be cut away below: none is parsed
         if truncated:
@@ -216,12 +208,44 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
             notes.append(f"{name}: not fetched (the message was too large)")
             parts.append(f"[attachment: {name}, not read: the message was too large]")
             continue
-        parts.append(attachment_text(part, notes))
+        parts.append(attached_mail_text(part) if attached_mail else attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
     if len(joined) > MAX_TEXT_CHARS:
         joined = joined[:MAX_TEXT_CHARS] + "\n[... message cut here: too long]"
         notes.append("message cut to its first characters")
     return joined
+
+
+def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, str]:
+    """The part read as the body (None: there is none) and its text: the plain part, else the HTML as text."""
+    body = msg.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        return None, ""
+    content = _content(body)
+    if body.get_content_type() == "text/plain" and not content.strip():
+        # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
+        # its HTML, and the agent got '(empty message)'
+        html = msg.get_body(preferencelist=("html",))
+        if html is not None:
+            body, content = html, _content(html)
+    text = html_to_text(content) if body.get_content_type() == "text/html" else content
+    return body, text.replace("\r\n", "\n")
+
+
+def attached_mail_text(part: MIMEPart) -> str:
+    """A mail attached to the mail (Forward as Attachment, a suspect mail reported): who wrote it, its subject and
+    its text, which the agent is asked about; its own attachments are not read."""
+    name = part.get_filename() or "forwarded mail"
+    inner = part.get_payload(0) if part.is_multipart() else None
+    if not isinstance(inner, EmailMessage):
+        return f"[attachment: {name} (a mail), not read]"
+    _, text = _body_text(inner)
+    text = text.strip()
+    if len(text) > MAX_ATTACHMENT_CHARS:
+        text = text[:MAX_ATTACHMENT_CHARS] + "\n[... attachment cut here]"
+    fields = (("From", _header(inner, "From")), ("Date", _header(inner, "Date")), ("Subject", _subject(inner)))
+    head = "\n".join(f"{field}: {' '.join(value.split())}" for field, value in fields if value.strip())
+    return f"[attachment: {name} (a mail)]\n{head}\n\n{text}".rstrip()
 
 
 def attachment_text(part: MIMEPart, notes: list[str]) -> str:

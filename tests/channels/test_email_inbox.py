@@ -761,3 +761,22 @@ async def test_a_subject_written_in_8_bit_latin_1_is_answered_under_its_own_word
                    reply=first.reply)
     await ch.send(out, Once())
     assert smtp_server.wait_for(1)[0]["Subject"] == "Re: Réservation à dîner"
+
+
+async def test_a_mail_forwarded_as_an_attachment_reaches_the_agent(dovecot: Dovecot) -> None:
+    """'Is this genuine?' with the suspect mail attached (Outlook's Forward as Attachment): the attached mail was
+    neither read nor named, so the agent saw a question about nothing."""
+    suspect = mail("Verify your account", "Click https://bank.example.net/login within 24 hours.",
+                   sender="Bank <security@bank.example.net>", message_id="<phish@bank.example.net>")
+    question = mail("Is this genuine?", "I got the attached mail. Is it really from you?",
+                    message_id="<fwd@example.org>")
+    question.add_attachment(suspect, filename="Verify your account.eml")
+    dovecot.append(question)
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 1)
+    assert sink.messages[0].text == (
+        "I got the attached mail. Is it really from you?\n\n"
+        "[attachment: Verify your account.eml (a mail)]\n"
+        "From: Bank <security@bank.example.net>\nSubject: Verify your account\n\n"
+        "Click https://bank.example.net/login within 24 hours.")
