@@ -190,6 +190,9 @@ class EmailChannel:
                     log.info("email channel of %s: %d unanswered message%s in %s arrived before %s: left unanswered "
                              "(max_age_days: %d)", self.agent, old, "" if old == 1 else "s",
                              self.imap_settings.mailbox, inbox.oldest_day(), self.config.max_age_days)
+                if moved := await asyncio.to_thread(inbox.move_marked):
+                    log.info("email channel of %s: moved %d answered message%s left in %s to %s", self.agent, moved,
+                             "" if moved == 1 else "s", self.imap_settings.mailbox, self.imap_settings.move_to)
                 while await self._drain(inbox, sink):
                     pass  # mail arrived while we were busy: look again before waiting
                 # reset only now: a connection that fails at every first drain (a store that is down) backs off

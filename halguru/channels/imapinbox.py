@@ -131,17 +131,34 @@ class Inbox:
             client = self._client()
             flags: list[Any] = [SEEN, s.keyword] if self._keywords else [SEEN]
             client.add_flags([uid], flags, silent=True)
-            if not s.move_to:
-                return
-            if self._can_move:
-                client.move([uid], s.move_to)
-            else:  # no MOVE (RFC 6851): copy, then delete and expunge that message only (UIDPLUS)
-                client.copy([uid], s.move_to)
-                client.delete_messages([uid], silent=True)
-                if b"UIDPLUS" in client.capabilities():
-                    client.uid_expunge([uid])
-                else:
-                    client.expunge()
+            if s.move_to:
+                self._move(client, [uid], s.move_to)
+
+    def move_marked(self) -> int:
+        """With ``move_to``: move the mail marked processed that is still here (recent, as ``unprocessed`` sees
+        it), and how many. An attempt cut between flagging and moving (a worker killed, a connection lost) left
+        such mail in the mailbox for good: flagged, it is never looked at again."""
+        s = self.settings
+        if not s.move_to or not self._keywords:
+            return 0  # without keywords a cut attempt's mail is still unprocessed: it is read again, then moved
+        with self._lock:
+            client = self._client()
+            since = self.oldest_day()
+            uids = client.search(["UNDELETED", "KEYWORD", s.keyword] + (["SINCE", since] if since else []))
+            if uids:
+                self._move(client, list(uids), s.move_to)
+            return len(uids)
+
+    def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
+        if self._can_move:
+            client.move(uids, folder)
+        else:  # no MOVE (RFC 6851): copy, then delete and expunge those messages only (UIDPLUS)
+            client.copy(uids, folder)
+            client.delete_messages(uids, silent=True)
+            if b"UIDPLUS" in client.capabilities():
+                client.uid_expunge(uids)
+            else:
+                client.expunge()
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         """IDLE until new mail arrives (True), ``seconds`` pass or ``stop`` is set (False). A connection the

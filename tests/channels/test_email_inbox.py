@@ -780,3 +780,17 @@ async def test_a_mail_forwarded_as_an_attachment_reaches_the_agent(dovecot: Dove
         "[attachment: Verify your account.eml (a mail)]\n"
         "From: Bank <security@bank.example.net>\nSubject: Verify your account\n\n"
         "Click https://bank.example.net/login within 24 hours.")
+
+
+async def test_answered_mail_a_cut_attempt_left_in_the_inbox_is_moved_on(dovecot: Dovecot) -> None:
+    """Marking flags a mail, then moves it: a worker killed or a connection lost between the two left the mail in
+    the inbox for good (flagged, so never looked at again), though move_to keeps the inbox to mail still to answer."""
+    dovecot.append(mail(message_id="<cut@example.org>"))
+    with dovecot.client() as client:  # what the cut attempt did: the flags, not the move
+        client.select_folder("INBOX")
+        client.add_flags(client.search(["ALL"]), [b"\\Seen", KEYWORD])
+    dovecot.append(mail(message_id="<new@example.org>", sender="bob@example.org"))
+    sink = Sink()
+    async with running(channel(dovecot, processed={"move_to": "Answered"}), sink):
+        await until(lambda: len(dovecot.flags("INBOX")) == 0 and len(dovecot.flags("Answered")) == 2)
+    assert [m.message_id for m in sink.messages] == ["<new@example.org>"]  # the answered one is not answered again
