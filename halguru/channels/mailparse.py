@@ -267,7 +267,7 @@ def attachment_text(part: MIMEPart, notes: list[str]) -> str:
         return f"[attachment: {name} ({size}), too large to read]"
     if is_pdf and kind_of(path) != "pdf":
         path = path.with_suffix(".pdf")
-    loaded = load(path, data)
+    loaded = load(path, data, max_chars=MAX_ATTACHMENT_CHARS)
     if not isinstance(loaded, Document):
         notes.append(f"{name}: {loaded.reason}")
         return f"[attachment: {name}, not read: {loaded.reason}]"

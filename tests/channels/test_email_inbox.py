@@ -794,3 +794,31 @@ async def test_answered_mail_a_cut_attempt_left_in_the_inbox_is_moved_on(dovecot
     async with running(channel(dovecot, processed={"move_to": "Answered"}), sink):
         await until(lambda: len(dovecot.flags("INBOX")) == 0 and len(dovecot.flags("Answered")) == 2)
     assert [m.message_id for m in sink.messages] == ["<new@example.org>"]  # the answered one is not answered again
+
+
+async def test_a_long_pdf_attachment_is_read_only_as_far_as_the_agent_gets_it(dovecot: Dovecot,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent gets an attachment's first 20,000 characters, yet every page of a PDF was extracted first: a 2 MB
+    PDF of 3,000 pages held the inbox 19 s (a 5 MB one about a minute) before the next mail was looked at."""
+    from fpdf import FPDF
+    from pypdf import PageObject
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=6)
+    for page in range(400):
+        pdf.add_page()
+        for line in range(40):
+            pdf.cell(0, 3, f"page {page} line {line} " + "terms and conditions apply " * 3, new_x="LMARGIN",
+                     new_y="NEXT")
+    catalogue = mail("Catalogue", "Is item 7 on page 2 still sold?", message_id="<pdf@example.org>")
+    catalogue.add_attachment(bytes(pdf.output()), maintype="application", subtype="pdf", filename="catalogue.pdf")
+    dovecot.append(catalogue)
+    extracted: list[int] = []
+    real = PageObject.extract_text
+    monkeypatch.setattr(PageObject, "extract_text", lambda page, *a, **k: extracted.append(1) or real(page, *a, **k))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(lambda: len(sink.messages) == 1)
+    text = sink.messages[0].text
+    assert "page 1 line 20 terms" in text and text.endswith("[... attachment cut here]")
+    assert len(extracted) < 20  # the pages the 20,000 characters come from, not all 400
