@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from halguru.channels.base import (
+    REPEATS,
     ChannelError,
     Inbound,
     InboundSink,
@@ -45,6 +46,7 @@ from halguru.channels.base import (
     SendOnce,
     SourceStatus,
     answered_enough,
+    repeating,
 )
 from halguru.channels.imapinbox import ImapSettings, Inbox, find_message
 from halguru.channels.mailparse import ParsedMail, parse_mail, trimmed_references
@@ -240,7 +242,7 @@ class EmailChannel:
                 continue
             if not mail.skip and mail.thread.endswith(f"@{self.domain}>"):
                 mail = await asyncio.to_thread(self._rethread, sink, mail)
-            too_many = None if mail.skip else await asyncio.to_thread(self._over_limit, sink, mail.reply_to)
+            too_many = None if mail.skip else await asyncio.to_thread(self._over_limit, sink, mail)
             if mail.bounce is not None and mail.bounce[0].endswith(f"@{self.domain}>"):  # one of our answers
                 log.warning("email channel of %s: our mail %s bounced: %s", self.agent, *mail.bounce)
                 await asyncio.to_thread(sink.update_status, self.name, mail.bounce[0], "failed", mail.bounce[1])
@@ -269,14 +271,17 @@ class EmailChannel:
         references = mail.references if root in mail.references else [root, *mail.references]
         return replace(mail, thread=root, references=references)
 
-    def _over_limit(self, sink: InboundSink, correspondent: str) -> str | None:
-        """Why mail for ``correspondent`` is not answered now (``max_answers_per_hour`` of theirs were, in the
-        last hour: a loop with a robot that answers every mail), or None."""
+    def _over_limit(self, sink: InboundSink, mail: ParsedMail) -> str | None:
+        """Why ``mail`` is not answered now, or None: ``max_answers_per_hour`` of its correspondent's mails were
+        answered in the last hour, or this long text ``REPEATS`` times (a robot answering each of our answers
+        with the same words and no Auto-Submitted: 20 paid runs an hour, for ever)."""
         limit = self.config.max_answers_per_hour
-        if not answered_enough(sink, self.name, self.agent, correspondent, limit):
-            return None
-        return (f"{limit} of their mails were answered in the last hour (max_answers_per_hour): a mail loop "
-                f"with a robot? Raise the limit if they are a person")
+        if answered_enough(sink, self.name, self.agent, mail.reply_to, limit):
+            return (f"{limit} of their mails were answered in the last hour (max_answers_per_hour): a mail loop "
+                    f"with a robot? Raise the limit if they are a person")
+        if repeating(sink, self.name, self.agent, mail.reply_to, mail.text):
+            return f"the same mail {REPEATS} times in the last hour, each answered: an auto-responder?"
+        return None
 
     def inbound(self, mail: ParsedMail) -> Inbound:
         return Inbound(

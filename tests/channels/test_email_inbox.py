@@ -60,9 +60,9 @@ class Sink:
         self.statuses.append((channel, message_id, status, error))
         return True
 
-    def answered(self, channel: str, agent: str, correspondent: str, since: float) -> int:
+    def answered(self, channel: str, agent: str, correspondent: str, since: float, text: str | None = None) -> int:
         return sum(1 for m, at in zip(self.messages, self.accepted_at, strict=True)
-                   if (m.correspondent or m.sender) == correspondent and at > since)
+                   if (m.correspondent or m.sender) == correspondent and at > since and text in (None, m.text))
 
     def reply_of(self, channel: str, agent: str, sent_id: str) -> dict[str, Any] | None:
         return None  # sent nothing
@@ -254,6 +254,23 @@ async def test_max_answers_per_hour_holds_across_workers_and_restarts(dovecot: D
     async with running(channel(dovecot, max_answers_per_hour=3), restarted):
         await until(processed(dovecot, 8))
     assert len(answered()) == 4 and "<r6@example.net>" in limited(caplog)
+
+
+async def test_a_robot_sending_the_same_mail_again_and_again_is_answered_three_times(
+        dovecot: Dovecot, store_factory, caplog: pytest.LogCaptureFixture) -> None:
+    """A responder that answers each of our replies with the same words and no Auto-Submitted header got 20
+    answers an hour (max_answers_per_hour) for ever, 480 paid runs a day; SMS stops such a robot at 3."""
+    from halguru.jobs.pipeline import StoreSink
+
+    notice = "Thank you for your message. Our office is closed until January 5."
+    for n in range(5):
+        dovecot.append(mail("Re: hello", notice, sender="robot@example.net", message_id=f"<same{n}@example.net>"))
+    dovecot.append(mail("Re: hello", "Short.", sender="robot@example.net", message_id="<short@example.net>"))
+    async with running(channel(dovecot), StoreSink(store_factory())):
+        await until(processed(dovecot, 6))
+    answered = sorted(j["payload"]["message_id"] for j in store_factory().list_jobs(limit=100))
+    assert answered == ["<same0@example.net>", "<same1@example.net>", "<same2@example.net>", "<short@example.net>"]
+    assert "not answering <same3@example.net> from robot@example.net: the same mail 3 times" in caplog.text
 
 
 def limited(caplog: pytest.LogCaptureFixture) -> set[str]:
