@@ -152,7 +152,8 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
     ``reply_to`` (where the answer would go, when not ``sender``) passes the same address rules as the sender:
     From is what the receiving server's SPF/DKIM/DMARC checks vouch for, Reply-To nobody checks, so an allowed
     From must not carry the answer to someone ``allow_from`` keeps out."""
-    auto = _header(msg, "Auto-Submitted").split(";")[0].strip().lower()
+    # its keyword without RFC 3834's comments: 'no (sent by a person)' is a person's mail
+    auto = " ".join(_COMMENT.sub(" ", _header(msg, "Auto-Submitted").split(";")[0]).split()).lower()
     if auto and auto != "no":
         return f"auto-submitted ({auto})"
     if _header(msg, "Precedence").strip().lower() in _NOT_ANSWERED_PRECEDENCE:
@@ -192,6 +193,7 @@ def skip_reason(msg: Message, sender: str, *, own_address: str, allow_from: list
     return None
 
 
+_COMMENT = re.compile(r"\([^()]*\)")  # a header comment (not nested: enough for a keyword beside it)
 _NO_REPLY = re.compile(r"(no|do[-_.]?not)[-_.]?reply([-+_.].*)?$")
 """A local part that says answers are not read (noreply, no-reply, donotreply, noreply+orders): a shop's order
 confirmation or a service's notice forwarded to the inbox; an answer there is a paid run for nobody, or a bounce."""

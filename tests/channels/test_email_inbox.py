@@ -857,3 +857,16 @@ async def test_a_mail_with_a_huge_header_is_read_in_seconds_and_the_inbox_goes_o
     assert long.thread.endswith("|<chain0.abcdefghij@example.org>") and long.text == "And on Monday?"
     assert long.reply["references"] == [chain[0], *chain[-19:]]  # the root and the latest, as a reply trims them
     assert ctype.text == "Open today?" and following.message_id == "<next@example.org>"
+
+
+async def test_auto_submitted_no_with_a_comment_is_a_persons_mail_and_answered(dovecot: Dovecot) -> None:
+    """RFC 3834 lets the field carry comments: 'Auto-Submitted: no (sent by a person)' read as 'no (sent by a
+    person)', not 'no', and a person's mail was skipped as an auto-reply; a comment never hides a real one."""
+    dovecot.append(mail("Hours", message_id="<person@example.org>",
+                        headers={"Auto-Submitted": "no (sent by a person)"}))
+    dovecot.append(mail("Away", message_id="<away@example.org>", sender="bob@example.org",
+                        headers={"Auto-Submitted": "(vacation) auto-replied"}))
+    sink = Sink()
+    async with running(channel(dovecot), sink):
+        await until(processed(dovecot, 2))
+    assert [m.message_id for m in sink.messages] == ["<person@example.org>"]
