@@ -47,6 +47,7 @@ class Inbound:
     correspondent: str = ""  # where answers go when not to ``sender`` (email's Reply-To): what answers count by
     ours: str = ""  # the address of ours it was written to (a Twilio number): opt-outs are per it and the sender
     answer: str = ""  # a fixed answer to send instead of running the agent (a HELP keyword's help_text)
+    length: int = 0  # the message's whole length when ``text`` was cut already (an email's), for the note said
 
 
 @dataclass(frozen=True)

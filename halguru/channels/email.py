@@ -290,7 +290,7 @@ class EmailChannel:
             # secret (every reply carries them), so whoever quotes them in References gets a conversation of
             # their own, never the agent's answer from another person's thread
             thread=f"{mail.reply_to}|{mail.thread}", text=mail.text, title=mail.subject or "(no subject)",
-            correspondent=mail.reply_to,
+            correspondent=mail.reply_to, length=mail.length,
             reply={"to": mail.reply_to, "subject": mail.subject, "message_id": mail.message_id,
                    "references": list(mail.references)},
         )

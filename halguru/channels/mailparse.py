@@ -54,6 +54,7 @@ class ParsedMail:
     skip: str | None = None  # why the message is not answered (it is still marked processed)
     bounce: tuple[str, str] | None = None  # a bounce's (Message-ID it reports failed, why): ``bounce``
     notes: list[str] = field(default_factory=list)  # what was left out (unreadable attachments...)
+    length: int = 0  # how long the text was before it was cut at MAX_TEXT_CHARS (0: not cut)
 
 
 def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = None,
@@ -75,10 +76,11 @@ def parse_mail(raw: bytes, *, own_address: str, allow_from: list[str] | None = N
     if reason:
         return replace(base, skip=reason, bounce=bounce(msg))
     notes: list[str] = []
-    text = message_text(msg, notes, truncated=truncated)
+    text, length = message_text(msg, notes, truncated=truncated)
     if truncated:
         text = f"{text}\n\n(The message was too large to read whole: its text arrived, its attachments did not.)"
-    return replace(base, text=text if text.strip() else "(empty message)", notes=notes)
+    return replace(base, text=text if text.strip() else "(empty message)", notes=notes,
+                   length=length if len(text) < length else 0)
 
 
 _ID_CHAINS = {"references", "in-reply-to", "message-id"}
@@ -216,9 +218,10 @@ def sender_allowed(sender: str, allow_from: list[str]) -> bool:
     return False
 
 
-def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False) -> str:
+def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False) -> tuple[str, int]:
     """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it
-    (only its name when ``truncated``: the message's end, and so the attachments, were not fetched)."""
+    (only its name when ``truncated``: the message's end, and so the attachments, were not fetched); and how long
+    that was before it was cut at ``MAX_TEXT_CHARS`` (attachments past the cut not counted: they are not read)."""
     body, text = _body_text(msg)
     if body is not None:
         text = strip_quoted(text, reply=_is_reply(msg))
@@ -239,10 +242,11 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
             continue
         parts.append(attached_mail_text(part) if attached_mail else attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
-    if len(joined) > MAX_TEXT_CHARS:
+    length = len(joined)
+    if length > MAX_TEXT_CHARS:
         joined = joined[:MAX_TEXT_CHARS] + "\n[... message cut here: too long]"
         notes.append("message cut to its first characters")
-    return joined
+    return joined, length
 
 
 def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, str]:

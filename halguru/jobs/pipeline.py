@@ -73,8 +73,8 @@ class StoreSink(InboundSink):
         # as email does: the API refuses a blank message, and an empty SMS ran the agent on nothing
         text = message.text if message.text.strip() else "(empty message)"
         if self.max_chars is not None and len(text) > self.max_chars:
-            text = (f"{text[:self.max_chars]}\n[the message was cut here: it has {len(text)} characters and this "
-                    f"server reads at most {self.max_chars}]")
+            text = (f"{text[:self.max_chars]}\n[the message was cut here: it has {max(len(text), message.length)} "
+                    f"characters and this server reads at most {self.max_chars}]")
         # the keys the store indexes; the reply itself goes by ``reply``, which keeps the ids as they came
         message_id, thread = store_key(message.message_id), store_key(message.thread)
         payload = {"channel": message.channel, "message_id": message_id, "sender": message.sender,

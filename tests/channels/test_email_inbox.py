@@ -870,3 +870,18 @@ async def test_auto_submitted_no_with_a_comment_is_a_persons_mail_and_answered(d
     async with running(channel(dovecot), sink):
         await until(processed(dovecot, 2))
     assert [m.message_id for m in sink.messages] == ["<person@example.org>"]
+
+
+async def test_a_very_long_mail_is_cut_with_a_note_that_says_how_long_it_was(dovecot: Dovecot, store_factory) -> None:
+    """The mail's text is read up to 60,000 characters, then cut to the server's max_input_chars: the note the
+    agent got said the 200,000-character mail 'has 60033 characters', the first cut hiding the real length."""
+    from halguru.jobs.pipeline import StoreSink
+
+    dovecot.append(mail("Logs", "Why does this fail?\n" + "x" * 199_980, message_id="<logs@example.org>"))
+    sink = StoreSink(store_factory(), max_chars=16_000)
+    async with running(channel(dovecot), sink):
+        await until(processed(dovecot, 1))
+    (job,) = store_factory().list_jobs(limit=10)
+    text = job["payload"]["text"]
+    assert text.startswith("Why does this fail?\nxxx") and len(text) < 16_200
+    assert text.endswith("[the message was cut here: it has 200000 characters and this server reads at most 16000]")
