@@ -19,6 +19,7 @@ class Check:
     why: str = ""
     expected: Any = None
     actual: Any = None
+    diff: str = ""  # a failed ``equals``: the expected answer against the actual one, line by line
 
 
 @dataclass
@@ -77,8 +78,33 @@ def _check_regex(expect: Expect, out: TurnOutcome) -> list[Check]:
 
 
 def _check_equals(expect: Expect, out: TurnOutcome) -> list[Check]:
-    ok = out.answer.strip() == (expect.equals or "").strip()
-    return [Check("equals", ok, "" if ok else "the answer differs", expect.equals, out.answer)]
+    expected, answer = (expect.equals or "").strip(), out.answer.strip()
+    ok = answer == expected
+    return [Check("equals", ok, "" if ok else "the answer differs", expect.equals, out.answer,
+                  "" if ok else answer_diff(expected, answer))]
+
+
+def answer_diff(expected: str, answer: str, context: int = 2, limit: int = 40) -> str:
+    """What differs between an expected answer and the actual one, for a person: ``- `` lines expected, ``+ ``
+    lines answered, a few unchanged lines around each change, and under a changed line that resembles its
+    counterpart a ``? `` line marking where (difflib's ndiff). Shown and written to JUnit and JSON, where the
+    answer and the expectation alone, each cut to a line, hid the difference of a long or multi-line answer."""
+    import difflib
+
+    lines = list(difflib.ndiff(expected.splitlines(), answer.splitlines()))
+    changed = [i for i, line in enumerate(lines) if not line.startswith("  ")]
+    kept = {j for i in changed for j in range(i - context, i + context + 1)}
+    shown, skipped = [], False
+    for i, line in enumerate(lines):
+        if i in kept:
+            shown.append(line.rstrip("\n"))
+            skipped = False
+        elif not skipped:
+            shown.append("  …")
+            skipped = True
+    if len(shown) > limit:
+        shown[limit:] = [f"  … ({len(shown) - limit} more lines)"]
+    return "\n".join(shown)
 
 
 def _check_json_schema(expect: Expect, out: TurnOutcome) -> list[Check]:

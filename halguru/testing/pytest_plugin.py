@@ -87,6 +87,8 @@ class ConversationFailure(Exception):
                     run = turn.outcome.run_id if turn.outcome else "-"
                     lines.append(f"turn {turn.index} {c.expectation}: expected {c.expected!r}: {c.why} "
                                  f"(answer {answer!r}, run {run})")
+                    if c.diff:
+                        lines.append(f"expected (-) vs answer (+):\n{c.diff}")
             if turn.diff:
                 lines.append(turn.diff)
         return "\n".join(lines)

@@ -83,6 +83,9 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
             for c in failed:
                 console.print(f"  {_shown(_located(t, turn.index, c.expectation))}: {c.expectation}: "
                               f"expected {_shown(_short(c.expected))}, {_shown(c.why)}")
+                if c.diff:  # `- ` expected, `+ ` answered
+                    console.print("  [bold]expected (-) vs answer (+):[/]")
+                    console.print(_shown(_indented(c.diff)), highlight=False)
             if turn.diff:
                 console.print("  [bold]what changed since the recording:[/]")
                 console.print(_shown(turn.diff), highlight=False)
@@ -95,6 +98,10 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
     if suite.file_errors:
         summary += f", {len(suite.file_errors)} file error(s)"
     console.print(f"\n[bold]{summary}[/]")
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
 
 
 def _labelled(rates: dict[tuple[Path, str], float]) -> list[tuple[str, float]]:
@@ -172,7 +179,8 @@ def _test_json(t: TestResult) -> dict[str, Any]:
             "run_id": turn.outcome.run_id if turn.outcome else None,
             "latency_ms": round(turn.outcome.latency_ms, 1) if turn.outcome else None,
             "checks": [{"expectation": c.expectation, "passed": c.passed, "why": c.why, "expected": c.expected,
-                        "actual": c.actual, "line": None if c.passed else failure_line(t, turn.index, c.expectation)}
+                        "actual": c.actual, "line": None if c.passed else failure_line(t, turn.index, c.expectation),
+                        "diff": c.diff or None}
                        for c in turn.checks],
             "diff": turn.diff or None,
         } for turn in t.turns],
@@ -207,8 +215,12 @@ def write_junit(suite: SuiteResult, path: Path) -> None:
             continue
         lines = [t.error] if t.error else []
         for turn in t.turns:
-            lines += [f"{_located(t, turn.index, c.expectation)}: turn {turn.index} ({c.expectation}): {c.why}"
-                      for c in turn.checks if not c.passed]
+            for c in turn.checks:
+                if not c.passed:
+                    lines.append(f"{_located(t, turn.index, c.expectation)}: turn {turn.index} ({c.expectation}): "
+                                 f"{c.why}")
+                    if c.diff:
+                        lines.append(f"expected (-) vs answer (+):\n{c.diff}")
             if turn.diff:
                 lines.append(turn.diff)
         failure = ET.SubElement(case, "failure", message=printable(lines[0] if lines else "failed")[:500])

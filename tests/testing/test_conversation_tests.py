@@ -383,6 +383,7 @@ def test_pytest_collects_yaml_conversation_tests(project, subprocess_env):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 failed, 1 passed" in done.stdout
     assert "turn 1 equals: expected 'nope'" in done.stdout
+    assert "expected (-) vs answer (+):\n- nope\n+ " in done.stdout  # the lines that differ, as `halguru test`
 
 
 def test_pytest_collection_checks_the_tools_expectations_name(project, subprocess_env):
@@ -591,6 +592,29 @@ def test_a_failed_expectation_names_its_file_and_line(project, cli, tmp_path):
     (project / "script.yaml").write_text('- {error: "connection refused"}\n')
     where = f"{project / 'tests' / 'test_shop.yaml'}:4"
     assert f"{where}: run: expected ok, connection refused" in cli("test", str(project), code=1).stdout
+
+
+def test_a_failed_equals_shows_what_differs_in_the_report_junit_and_json(project, cli, tmp_path):
+    # a long two-line expectation whose second line differs by one character: cut to one line of 60
+    # characters each, the expected answer and the actual one hid where they differ (JUnit had neither)
+    expected = "Two bikes cost 300 EUR.\nDelivery is free for orders over 200 EUR in the whole city."
+    answer = "Two bikes cost 300 EUR.\nDelivery is free for orders over 250 EUR in the whole city."
+    (project / "script.yaml").write_text(SCRIPT.replace('"Two bikes cost 300 EUR."', json.dumps(answer)))
+    (project / "tests" / "test_shop.yaml").write_text(TESTS.replace(
+        'contains: "300"', f"equals: {json.dumps(expected)}"))
+    diff = ["  Two bikes cost 300 EUR.",
+            "- Delivery is free for orders over 200 EUR in the whole city.",
+            "?                                    -",
+            "+ Delivery is free for orders over 250 EUR in the whole city.",
+            "?                                   +"]  # where each line differs
+    junit = tmp_path / "junit.xml"
+    out = cli("test", str(project), "--junit", str(junit), code=1).stdout
+    assert "expected (-) vs answer (+):\n" + "\n".join(f"    {line}" for line in diff) in out
+    assert "\n".join(diff) in ET.parse(junit).getroot().find("testcase/failure").text
+    data = json.loads(cli("test", str(project), "--json", code=1).stdout)
+    [failed] = [c for c in data["results"][0]["turns"][0]["checks"] if not c["passed"]]
+    assert failed["expectation"] == "equals" and failed["diff"] == "\n".join(diff)
+    assert {c["diff"] for turn in data["results"][0]["turns"] for c in turn["checks"] if c["passed"]} == {None}
 
 
 def test_concurrency_runs_tests_at_once_and_reports_them_in_file_order(project, cli):
