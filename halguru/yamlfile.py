@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import types
 from pathlib import Path
@@ -76,12 +77,38 @@ def parse_yaml(text: str, path: Path, error: type[HalguruError]) -> Any:
     except yaml.YAMLError as exc:
         mark, start = _at(getattr(exc, "problem_mark", None)), _at(getattr(exc, "context_mark", None))
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if context := getattr(exc, "context", None):  # "while parsing a flow sequence": where it began
+        context = getattr(exc, "context", None)
+        if problem == "could not find expected ':'" and start:  # `model smollm2`: the key's line, not the next
+            mark, context = start, None
+        hint = _hint(problem, text, mark)
+        if context:  # "while parsing a flow sequence": where it began
             problem += f" ({context}{f' at line {start[0]}, column {start[1]}' if start and start != mark else ''})"
         where = f":{mark[0]}:{mark[1]}" if mark else ""
-        raise error(f"{path}{where}: invalid YAML: {problem}") from None
+        raise error(f"{path}{where}: invalid YAML: {problem}{f'; {hint}' if hint else ''}") from None
     except RecursionError:  # PyYAML's parser recurses once per level: [[[[... thousands deep
         raise error(f"{path}: invalid YAML: nested too deeply (lists or mappings thousands of levels deep)") from None
+
+
+def _hint(problem: str, text: str, mark: tuple[int, int] | None) -> str:
+    """What to do about PyYAML's most common complaints, which name its grammar, not the mistake: a key without
+    its ':', a line indented unlike its neighbours, a tab, a value holding ': ' unquoted."""
+    if problem == "could not find expected ':'":
+        return "write this line's key as `key: value`, with ': ' after the key"
+    if problem.startswith("found character '\\t'"):
+        return "indent with spaces, not tabs"
+    if problem.startswith("expected <block end>"):
+        return ("indent this line as the keys (or '- ' items) beside it, with spaces, and check that a quote "
+                "opened above is closed")
+    if problem == "mapping values are not allowed here" and mark:
+        line = text.splitlines()[mark[0] - 1] if mark[0] <= len(text.splitlines()) else ""
+        if re.match(r"\s*(?:- +)?[^\s#'\"][^:#]*:\s", line[:mark[1] - 1]):  # `description: Note: this`
+            return "quote a value that holds ': ' (description: \"Note: this\")"
+        return ("YAML reads this line as the rest of the value above it: indent it as the keys beside it, and check "
+                "that the keys above have ': ' after them")
+    if problem.startswith(("expected ',' or ']'", "expected ',' or '}'")):
+        closer = problem[len("expected ',' or '")]
+        return f"separate the items with ', ' and close the {'list' if closer == ']' else 'mapping'} with '{closer}'"
+    return ""
 
 
 def _at(mark: yaml.Mark | None) -> tuple[int, int] | None:

@@ -161,6 +161,35 @@ def test_validate_errors_are_one_line_naming_file_line_and_field(
         assert text in line
 
 
+GOOD_AGENT = "name: a\nmodel: scripted\ndescription: A helper.\nlimits:\n  max_steps: 2\n  max_tokens: 64\n"
+
+
+@pytest.mark.parametrize(("mistake", "yaml_text", "says"), [
+    ("a key without its colon", GOOD_AGENT.replace("model: scripted", "model scripted"),
+     ":2:1: invalid YAML: could not find expected ':'; write this line's key as `key: value`, with ': ' after the key"),
+    ("a line indented less than its neighbour", GOOD_AGENT.replace("  max_tokens", " max_tokens"),
+     ":6:2: invalid YAML: expected <block end>, but found '<block mapping start>' (while parsing a block mapping at "
+     "line 1, column 1); indent this line as the keys (or '- ' items) beside it, with spaces, and check that a quote "
+     "opened above is closed"),
+    ("a line indented more than its neighbour", GOOD_AGENT.replace("  max_tokens", "   max_tokens"),
+     ":6:14: invalid YAML: mapping values are not allowed here; YAML reads this line as the rest of the value above "
+     "it: indent it as the keys beside it, and check that the keys above have ': ' after them"),
+    ("a tab", GOOD_AGENT.replace("  max_tokens", "\tmax_tokens"),
+     ":6:1: invalid YAML: found character '\\t' that cannot start any token (while scanning for the next token); "
+     "indent with spaces, not tabs"),
+    ("a value holding ': '", GOOD_AGENT.replace("A helper.", "Note: a helper."),
+     ":3:18: invalid YAML: mapping values are not allowed here; quote a value that holds ': ' "
+     "(description: \"Note: this\")"),
+    ("a list left open", GOOD_AGENT + "tools: [calculator, current_time\nmetadata: {}\n",
+     ":8:9: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence at line 7, column 8); "
+     "separate the items with ', ' and close the list with ']'"),
+], ids=["no-colon", "indented-less", "indented-more", "tab", "colon-in-value", "open-list"])
+def test_a_yaml_mistake_is_one_line_at_its_line_saying_what_to_do(cli_error, write_agent, mistake, yaml_text, says):
+    # PyYAML names its grammar (`<block end>`, `simple key`) and, for a key without its ':', the line after it
+    folder = write_agent(yaml_text)
+    assert cli_error("validate", str(folder)) == f"Error: {folder / 'agent.yaml'}{says}", mistake
+
+
 def test_validate_a_folder_without_agent_yaml(cli_error, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

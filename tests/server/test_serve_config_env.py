@@ -46,7 +46,8 @@ def test_a_broken_config_is_one_line_naming_file_line_and_column(cli_error, tmp_
     config.write_text("port: [1\n")
     error = cli_error("serve", str(tmp_path), "--config", str(config))
     assert error == (f"Error: {config}:2:1: invalid YAML: expected ',' or ']', but got '<stream end>' "
-                     "(while parsing a flow sequence at line 1, column 7)")
+                     "(while parsing a flow sequence at line 1, column 7); separate the items with ', ' and close "
+                     "the list with ']'")
     config.write_bytes(b"\xff\xfe")
     assert cli_error("serve", str(tmp_path), "--config", str(config)).endswith(f"{config}: not UTF-8 text")
 
