@@ -63,12 +63,11 @@ def print_report(suite: SuiteResult, console: Console, min_pass_rate: float = 1.
         for i, (turn_no, expectation, result, why) in enumerate(rows):
             table.add_row(_shown(label) if i == 0 else "", turn_no, expectation, result, _shown(why),
                           end_section=i == len(rows) - 1)
-    if print_table is not None:
-        print_table(table, console)
-    else:
-        console.print(table)
-    for error in suite.file_errors:
-        console.print(f"[red]error:[/] {_shown(error)}")
+    if suite.tests:  # every file refused: no header over no rows
+        (print_table or (lambda table, console: console.print(table)))(table, console)
+    for error in suite.file_errors:  # a file with several problems: one line each, each marked
+        for line in error.splitlines():
+            console.print(f"[red]error:[/] {_shown(line)}")
     for t in suite.tests:
         if t.passed:
             continue

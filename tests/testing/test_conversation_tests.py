@@ -484,6 +484,20 @@ def test_an_expectation_naming_a_tool_the_agent_lacks_is_a_file_error(project, c
     assert "prices two bikes" in result.stdout and "1 passed, 0 failed, 1 file error(s)" in result.stdout
 
 
+def test_a_refused_files_problems_are_each_an_error_line_and_no_empty_table(project, cli):
+    """The second problem of a file came without its `error:`, and an empty table's header stood above them."""
+    (project / "tests" / "test_shop.yaml").write_text(
+        "tests:\n  - name: a\n    turns:\n      - user: hi\n        expect: {contians: x}\n"
+        "  - name: b\n    turns:\n      - user: hi\n        expect: {tool_called: calculater}\n")
+    lines = cli("test", str(project), code=1).stdout.strip().splitlines()
+    where = project / "tests" / "test_shop.yaml"
+    assert lines == [
+        f"error: {where}:5: test 'a': tests.0.turns.0.expect.contians: unknown key (did you mean 'contains'?)",
+        f"error: {where}:9: test 'b': expect.tool_called: the agent has no tool 'calculater' (did you mean "
+        "'calculator'?); its tools: calculator",
+        "", "0 passed, 0 failed, 1 file error(s)"], lines
+
+
 def test_a_teams_tools_are_its_members_and_their_handoff_tools(tmp_path):
     import shutil
 
