@@ -43,6 +43,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("halguru test my-agent", "replays recordings where they exist, else live"),
         ("halguru test my-agent --record", "run live, record answers and tool results"),
         ("halguru test my-agent -k tokyo --live --repeat 5 --min-pass-rate 0.8 --junit junit.xml", ""),
+        ("halguru test my-agent --failed", "only the tests that failed when they last ran"),
     ),
     "eval": (
         ("halguru eval my-agent --models smollm2,scripted", "compare models on its tests"),

@@ -30,10 +30,20 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(1, "--concurrency", "-j", min=1,
                                         help="How many tests run at once (a model's slots, an endpoint's limit)."),
         json_output: bool = typer.Option(False, "--json", help="Print results as JSON."),
+        failed: bool = typer.Option(False, "--failed", "--lf",
+                                    help="Only the tests that failed when they last ran (all when none did)."),
     ) -> None:
         """Run an agent's conversation tests. Default: replay where a recording exists, else live."""
+        from halguru.testing.last_failed import last_failed
+
+        only = last_failed(path) if failed else None
+        if failed and not only:
+            typer.echo(f"note: no failed test remembered for {path}: running them all", err=True)
         suite, interrupted = _run_tests(path, _mode(record, replay, live, repeat), pattern=pattern, repeat=repeat,
-                                        model=model, concurrency=concurrency)
+                                        model=model, concurrency=concurrency, only=only or None)
+        if suite.rerun_all:
+            typer.echo("note: none of the tests that failed last is there now: running them all", err=True)
+        _remember(path, suite, min_pass_rate)
         if repeat > 1 and (replayed := sum(t.mode == "replay" for t in suite.tests)):
             typer.echo(f"note: {replayed} test(s) replayed their recording once (a replay answers the same way "
                        f"every time); --live runs each {repeat} times on the model", err=True)
@@ -57,8 +67,20 @@ def register(app: typer.Typer) -> None:
                   repeat=repeat, concurrency=concurrency, json_output=json_output)
 
 
+def _remember(path: Path, suite: SuiteResult, min_pass_rate: float) -> None:
+    """Keep which tests failed for `--failed`; a record that cannot be written is a warning, not a failed run."""
+    from halguru.testing.last_failed import remember
+
+    ran = {(str(file.resolve()), name): rate >= min_pass_rate for (file, name), rate in suite.pass_rates().items()}
+    try:
+        remember(path, ran, suite.refused)
+    except OSError as exc:
+        typer.echo(f"Warning: cannot keep which tests failed (for --failed): {exc.strerror or exc}", err=True)
+
+
 def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *, pattern: str | None, repeat: int,
-               model: str | None, concurrency: int) -> tuple[SuiteResult, bool]:
+               model: str | None, concurrency: int,
+               only: set[tuple[str, str]] | None = None) -> tuple[SuiteResult, bool]:
     """Run the suite with live progress on stderr (a local model's live run takes minutes); returns the tests
     that finished and whether Ctrl-C cut it short."""
     import asyncio
@@ -74,7 +96,7 @@ def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *,
     with json_wire(), LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
         try:
             asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
-                                  progress=progress, concurrency=concurrency, into=suite))
+                                  progress=progress, concurrency=concurrency, into=suite, only=only))
         except KeyboardInterrupt:  # Ctrl-C: the tests that finished are reported (and in --junit), as pytest does
             interrupted = True
     return suite, interrupted

@@ -84,6 +84,8 @@ class SuiteResult:
     tests: list[TestResult]
     file_errors: list[str]
     unrecorded: list[str] = field(default_factory=list)  # --record: tests that failed, so kept their old recording
+    refused: list[Path] = field(default_factory=list)  # the files of file_errors
+    rerun_all: bool = False  # ``only`` named no test there is: every test ran
 
     @property
     def passed(self) -> bool:
@@ -234,6 +236,11 @@ async def _decided(run: RunResult, turn: Turn, agent: Agent, model: Any,
     return run, events, undecided
 
 
+def _named(only: set[tuple[str, str]], file: Path, case: TestCase) -> bool:
+    where = str(file.resolve())
+    return (where, case.name) in only or (where, "") in only
+
+
 def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
     if not pattern:
         return True
@@ -244,8 +251,12 @@ def _selected(case: TestCase, file: Path, pattern: str | None) -> bool:
 async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | None = None, repeat: int = 1,
                     model: str | None = None, files: list[Path] | None = None,
                     progress: Progress | None = None, concurrency: int = 1,
-                    into: SuiteResult | None = None) -> SuiteResult:
+                    into: SuiteResult | None = None, only: set[tuple[str, str]] | None = None) -> SuiteResult:
     """Every test of a project (or the given files). A malformed file is reported; the others still run.
+
+    ``only``: the (resolved test file, test name) pairs to run (a name of ``""``: all of that file's), as
+    `halguru test --failed` gives them; when none of them is a test now (renamed, or the files fixed since),
+    every test runs and ``rerun_all`` says so.
 
     ``progress`` is told how many tests will run (``tests``; ``plan``: how many live and replayed), when a local
     model loads (``loading``: only when a test runs live or records) and as each test starts (``test``) and ends
@@ -261,16 +272,20 @@ async def run_suite(project: str | Path, *, mode: Mode = "auto", pattern: str | 
     suite = into if into is not None else SuiteResult(tests=[], file_errors=[])
     planned: list[tuple[Path, dict[str, Cassette], list[tuple[TestCase, Mode]]]] = []
     tools = tool_names(agent)
+    loaded: list[tuple[Path, list[TestCase]]] = []
     for file in files or test_files(agent.path):
         try:
-            cases = load_test_file(file, tools).tests
+            loaded.append((file, load_test_file(file, tools).tests))
         except TestFormatError as exc:
             suite.file_errors.append(str(exc))
-            continue
+            suite.refused.append(file)
+    if only is not None and not any(_named(only, file, case) for file, cases in loaded for case in cases):
+        only, suite.rerun_all = None, True
+    for file, cases in loaded:
         cassettes = load_recording(recording_path(file)) if mode in ("auto", "replay", "record") else {}
         chosen: list[tuple[TestCase, Mode]] = [
             (case, "replay" if mode == "auto" and case.name in cassettes else "live" if mode == "auto" else mode)
-            for case in cases if _selected(case, file, pattern)]
+            for case in cases if _selected(case, file, pattern) and (only is None or _named(only, file, case))]
         planned.append((file, cassettes, chosen))
     runs = [(case_mode, _attempts(case_mode, repeat)) for _, _, chosen in planned for _, case_mode in chosen]
     live = any(case_mode in ("live", "record") for case_mode, _ in runs)

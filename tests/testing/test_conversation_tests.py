@@ -498,6 +498,42 @@ def test_a_refused_files_problems_are_each_an_error_line_and_no_empty_table(proj
         "", "0 passed, 0 failed, 1 file error(s)"], lines
 
 
+def test_failed_reruns_only_the_tests_that_failed_last_until_they_pass(project, cli):
+    """There was no way to rerun only what failed: a live suite on a local model takes minutes a test."""
+    tests = project / "tests"
+    (tests / "test_more.yaml").write_text(
+        "tests:\n  - name: greets\n    turns: [{user: hi, expect: {max_tokens: 50}}]\n"
+        "  - name: wrong\n    turns: [{user: hi, expect: {contains: nope}}]\n")
+    (tests / "test_typo.yaml").write_text("tests:\n  - name: typo\n    turns: [{user: hi, expect: {contians: x}}]\n")
+
+    def ran(*args: str, code: int) -> tuple[list[str], str]:
+        result = cli("test", str(project), "--json", *args, code=code)
+        return [f"{Path(t['file']).stem}::{t['test']}" for t in json.loads(result.stdout)["results"]], result.stderr
+
+    assert ran(code=1)[0] == ["test_more::greets", "test_more::wrong", "test_shop::prices two bikes"]
+    # the failed test and the refused file (whole); not the ones that passed
+    only, said = ran("--failed", code=1)
+    assert only == ["test_more::wrong"] and "note:" not in said
+    (tests / "test_typo.yaml").write_text("tests:\n  - name: typo\n    turns: [{user: hi, expect: {max_tokens: 50}}]\n")
+    assert ran("--failed", code=1)[0] == ["test_more::wrong", "test_typo::typo"]
+    (tests / "test_more.yaml").write_text((tests / "test_more.yaml").read_text().replace("nope", "EUR"))
+    assert ran("--lf", code=0)[0] == ["test_more::wrong"]
+    # nothing failed last: all of them, and said
+    everything, said = ran("--failed", code=0)
+    assert len(everything) == 4 and f"note: no failed test remembered for {project}: running them all\n" in said
+    # -k narrows it further; a test that did not run keeps its failure
+    (tests / "test_more.yaml").write_text((tests / "test_more.yaml").read_text().replace("EUR", "nope"))
+    (tests / "test_typo.yaml").write_text("tests:\n  - name: typo\n    turns: [{user: hi, expect: {contains: x}}]\n")
+    ran(code=1)
+    assert ran("--failed", "-k", "typo", code=1)[0] == ["test_typo::typo"]
+    assert ran("--failed", code=1)[0] == ["test_more::wrong", "test_typo::typo"]
+    # failures that are no test now (renamed): all of them, and said
+    (tests / "test_more.yaml").write_text((tests / "test_more.yaml").read_text().replace("wrong", "renamed"))
+    (tests / "test_typo.yaml").unlink()
+    everything, said = ran("--failed", code=1)
+    assert len(everything) == 3 and "none of the tests that failed last is there now: running them all" in said
+
+
 def test_a_teams_tools_are_its_members_and_their_handoff_tools(tmp_path):
     import shutil
 
