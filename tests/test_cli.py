@@ -83,6 +83,18 @@ def test_new_refuses_an_existing_folder_and_leaves_it_untouched(cli, cli_error, 
                                                                                "is created inside it)")
 
 
+def test_new_says_how_to_try_the_project_in_words_a_shell_takes_as_they_are(cli, tmp_path):
+    # `--dir "my agents"` said `halguru run <tmp>/my agents/bot "Hello!"`: pasted, that ran the folder `my`
+    import shlex
+
+    parent = tmp_path / "my agents" / "it's"
+    out = cli("new", "bot", "--dir", str(parent)).stdout
+    tried = next(line for line in out.splitlines() if line.startswith("Try it:"))
+    run, chat = (shlex.split(part) for part in tried.removeprefix("Try it:").split("   or   "))
+    assert run == ["halguru", "run", str(parent / "bot"), "Hello!"]
+    assert chat == ["halguru", "chat", str(parent / "bot")]
+
+
 def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):
     line = cli_error("new", "bot", "--template", "nosuch", "--dir", str(tmp_path))
     assert "nosuch" in line

@@ -17,11 +17,14 @@ def register(app: typer.Typer) -> None:
         directory: Path = typer.Option(Path("."), "--dir", help="Where to create the project folder."),
     ) -> None:
         """Create an agent project from a template."""
+        import shlex
+
         from halguru.scaffold import create_project
 
         path = create_project(name, template, directory)
         typer.echo(f"Created {path} from template {template!r}.")
-        typer.echo(f'Try it:  halguru run {path} "Hello!"   or   halguru chat {path}')
+        shown = shlex.quote(str(path))  # to paste: `--dir "my agents"` made `halguru run my agents/x`
+        typer.echo(f'Try it:  halguru run {shown} "Hello!"   or   halguru chat {shown}')
 
     @app.command()
     def templates(json_output: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:

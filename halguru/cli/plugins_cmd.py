@@ -34,10 +34,13 @@ def register(app: typer.Typer) -> None:
     def new(name: str = typer.Argument(..., help="The plugin's name (its entry point's), e.g. weather."),
             directory: Path = typer.Option(Path("."), "--dir", help="Where to write halguru-NAME/.")) -> None:
         """Write an installable plugin package: pyproject entry point, one example tool and a passing test."""
+        import shlex
+
         from halguru.plugins.scaffold import write_plugin
 
         folder = write_plugin(name, directory)
-        typer.echo(f"Wrote {folder}: `pip install -e '{folder}[test]'` installs it and pytest (then `halguru "
+        install = shlex.quote(f"{folder}[test]")
+        typer.echo(f"Wrote {folder}: `pip install -e {install}` installs it and pytest (then `halguru "
                    "plugins`, `halguru tools`; `pytest` in it runs its test).")
 
     app.add_typer(group, name="plugins")
