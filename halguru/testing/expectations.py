@@ -155,8 +155,18 @@ def _check_retrieved(expect: Expect, out: TurnOutcome) -> list[Check]:
     checks = []
     for wanted in _as_list(expect.retrieved):
         ok = any(_names(source, wanted) for source in sources)
-        checks.append(Check("retrieved", ok, "" if ok else f"{wanted!r} not among the hits", wanted, sources))
+        checks.append(Check("retrieved", ok, "" if ok else f"{wanted!r} not among the hits ({_hits(sources)})",
+                            wanted, sources))
     return checks
+
+
+def _hits(sources: list[str], limit: int = 5) -> str:
+    """The sources retrieved, each once, as a failed ``retrieved`` names them: 'hits: a.md, b.md' (or none)."""
+    unique = list(dict.fromkeys(sources))
+    if not unique:
+        return "no search ran, or it found nothing"
+    more = f" and {len(unique) - limit} more" if len(unique) > limit else ""
+    return "hits: " + ", ".join(_clip(source, 100) for source in unique[:limit]) + more
 
 
 def _names(source: str, wanted: str) -> bool:

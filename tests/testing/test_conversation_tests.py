@@ -770,6 +770,9 @@ def test_retrieved_names_a_source_not_a_piece_of_another_ones_name(tmp_path, cli
         "tests:\n" + "".join(question.format(name=f"n{i}", wanted=wanted) for i, wanted in enumerate(named)))
     data = json.loads(cli("test", str(folder), "--json", code=1).stdout)
     assert [test["passed"] for test in data["results"]] == [True, True, True, False, False, False]
+    # a failed one says what was retrieved instead (it said only "not among the hits"), as tool_called its calls
+    [check] = data["results"][3]["turns"][0]["checks"]
+    assert check["why"] == "'Dict.txt' not among the hits (hits: docs/Quota.Dict.txt)"
 
 
 def test_an_exported_run_that_was_resumed_is_one_turn_that_passes(tmp_path, cli):
