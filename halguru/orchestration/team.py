@@ -86,7 +86,7 @@ def load_team(lead: Agent) -> Team:
                 where = f"{agent_file}:{line}: team.{kind}.{index}"
                 folder = (agent.path / ref).resolve()
                 if not (folder / AGENT_FILE).is_file():
-                    raise AgentSpecError(f"{where}: unknown agent {ref!r}{folder_hint(folder)} "
+                    raise AgentSpecError(f"{where}: unknown agent {ref!r}{folder_hint(folder, ref)} "
                                          f"(no {folder / AGENT_FILE})")
                 target = by_path.get(folder)
                 if target is None:
@@ -127,15 +127,17 @@ def load_team(lead: Agent) -> Team:
     return Team(lead=lead.name, members=members, settings=lead.spec.team)
 
 
-def folder_hint(folder: Path) -> str:
-    """`` (did you mean 'billing'?)`` when a sibling of a missing agent folder (one with agent.yaml) has a
-    close name."""
+def folder_hint(folder: Path, ref: str) -> str:
+    """`` (did you mean 'agents/billing'?)`` when a sibling of a missing agent folder (one with agent.yaml) has a
+    close name: the reference as written with that name (it said 'billing', which is no folder from here)."""
     from halguru.agents.loader import AGENT_FILE
 
     parent = folder.parent
     if not parent.is_dir():
         return ""
-    return did_you_mean(folder.name, {p.name for p in parent.iterdir() if (p / AGENT_FILE).is_file()})
+    hint = did_you_mean(folder.name, {p.name for p in parent.iterdir() if (p / AGENT_FILE).is_file()})
+    head = ref.rstrip("/").rpartition("/")[0]
+    return hint.replace(" (did you mean '", f" (did you mean '{head}/", 1) if hint and head else hint
 
 
 def _reject_cycles(declared: dict[str, list[tuple[str, int | None]]], agents: dict[str, Agent]) -> None:

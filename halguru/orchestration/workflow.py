@@ -128,7 +128,7 @@ def load_workflow(agent: Agent) -> Workflow:
         if step.agent is not None:
             folder = (agent.path / step.agent).resolve()
             if not (folder / AGENT_FILE).is_file():
-                raise fail(("steps", i, "agent"), f"unknown agent {step.agent!r}{folder_hint(folder)} "
+                raise fail(("steps", i, "agent"), f"unknown agent {step.agent!r}{folder_hint(folder, step.agent)} "
                            f"(no {folder / AGENT_FILE})")
             try:
                 member = load_agent(folder)

@@ -148,8 +148,16 @@ def test_misspelled_team_and_workflow_references_get_a_suggestion(tmp_path: Path
 
     root = write(tmp_path / "desk", "name: desk\nmodel: scripted\nteam:\n  handoffs: [agents/biling]\n")
     write(root / "agents/billing", "name: billing\nmodel: scripted\n")
-    with pytest.raises(AgentSpecError, match=r"unknown agent 'agents/biling' \(did you mean 'billing'\?\)"):
+    # the suggestion is the reference as it is written (it said 'billing': no folder from desk/)
+    with pytest.raises(AgentSpecError, match=r"unknown agent 'agents/biling' \(did you mean 'agents/billing'\?\)"):
         load_agent(root)
+    (root / "agent.yaml").write_text("name: desk\nmodel: scripted\nteam:\n  handoffs: [agents/biling/]\n")
+    with pytest.raises(AgentSpecError, match=r"unknown agent 'agents/biling/' \(did you mean 'agents/billing'\?\)"):
+        load_agent(root)
+    step = write(tmp_path / "steps", "name: steps\nworkflow:\n  steps:\n    - {id: a, agent: ../desk/agents/bill}\n")
+    with pytest.raises(AgentSpecError, match=r"unknown agent '../desk/agents/bill' \(did you mean "
+                                             r"'../desk/agents/billing'\?\)"):
+        load_agent(step)
     flow = write(tmp_path / "flow", """\
 name: flow
 tools: [calculator]
