@@ -169,8 +169,25 @@ def _no_tests(path: Path, pattern: str | None) -> HalguruError:
     """The one-line error of a run that found no test (`test` and `eval` say it alike)."""
     from halguru.errors import HalguruError
 
-    return HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)"
-                        if not pattern else f"no test matches -k {pattern!r}")
+    if not pattern:
+        return HalguruError(f"no conversation tests found in {path / 'tests'} (files named test_*.yaml)")
+    return HalguruError(f"no test matches -k {pattern!r} (a part of 'file::name', any case, or a glob){_named(path)}")
+
+
+def _named(path: Path, limit: int = 10) -> str:
+    """``; its tests: test_x::a, test_x::b`` (the first ``limit``): what -k could have named."""
+    from halguru.errors import HalguruError
+    from halguru.testing.spec import load_test_file, test_files
+
+    folder = path.parent if path.is_file() else path
+    labels = []
+    for file in test_files(folder):
+        try:
+            labels += [f"{file.stem}::{case.name}" for case in load_test_file(file).tests]
+        except HalguruError:  # a refused file is reported as such elsewhere
+            continue
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    return f"; its tests: {', '.join(labels[:limit])}{more}" if labels else ""
 
 
 def _report_scores(scores: list, json_output: bool) -> None:

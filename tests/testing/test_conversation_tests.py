@@ -181,12 +181,15 @@ def test_a_recording_of_the_wrong_shape_is_one_line(project, cli, recording):
     assert "not a halguru recording" in str(result.exception) and "re-record with --record" in str(result.exception)
 
 
-def test_filter_with_k(project, cli):
+def test_filter_with_k(project, cli, cli_error):
     (project / "tests" / "test_more.yaml").write_text(
         "tests:\n  - name: other\n    turns:\n      - user: hi\n        expect: {regex: '.'}\n")
     data = json.loads(cli("test", str(project), "-k", "other", "--json").stdout)
     assert [r["test"] for r in data["results"]] == ["other"]
-    cli("test", str(project), "-k", "nothing-matches", code=1)
+    # none: said with the tests there are, to choose from (it said "no test matches" alone)
+    assert cli_error("test", str(project), "-k", "nothing-matches") == (
+        "Error: no test matches -k 'nothing-matches' (a part of 'file::name', any case, or a glob); its tests: "
+        "test_more::other, test_shop::prices two bikes")
 
 
 @pytest.fixture
