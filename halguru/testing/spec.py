@@ -21,7 +21,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from halguru.errors import HalguruError, did_you_mean
 from halguru.yamlfile import every_problem, read_mapping, yaml_line_for
@@ -69,6 +69,20 @@ class Expect(BaseModel):
     max_tokens: int | None = Field(default=None, gt=0, description="completion tokens of the whole turn")
     judge: Judge | None = None
 
+
+    @field_validator("contains", "not_contains", "regex", "equals", "tool_not_called", "retrieved", "handoff_to",
+                     mode="before")
+    @classmethod
+    def _texts(cls, value: Any, info: ValidationInfo) -> Any:
+        """`contains: 391` (a number to YAML) or `contains: yes` (a boolean): one line saying to quote it, not
+        two of the union's grammar (`contains.list[str]: should be a list`, `contains.str: Input should be...`)."""
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool):
+                raise ValueError("true/false to YAML (as yes, no, on and off are), not a text: put the word in "
+                                 "quotes")
+            if isinstance(item, int | float):
+                raise ValueError(f"{item!r} is a number to YAML, not a text: quote it ({info.field_name}: \"{item}\")")
+        return value
 
     @field_validator("regex")
     @classmethod

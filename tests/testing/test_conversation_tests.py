@@ -573,6 +573,23 @@ def test_a_file_with_several_problems_lists_each_on_its_own_line(tmp_path):
     ], lines
 
 
+@pytest.mark.parametrize(("expect", "says"), [
+    ("{contains: 391}", "expect.contains: 391 is a number to YAML, not a text: quote it (contains: \"391\")"),
+    ("{not_contains: [x, 3.5]}", "expect.not_contains: 3.5 is a number to YAML, not a text: quote it "
+                                 "(not_contains: \"3.5\")"),
+    ("{equals: yes}", "expect.equals: true/false to YAML (as yes, no, on and off are), not a text: put the word in "
+                      "quotes"),
+])
+def test_an_expected_text_that_yaml_reads_as_a_number_is_one_line_saying_to_quote_it(tmp_path, expect, says):
+    """`contains: 391` was two lines of the union's grammar: `contains.list[str]: should be a list...` and
+    `contains.str: Input should be a valid string`."""
+    bad = tmp_path / "test_bad.yaml"
+    bad.write_text(f"tests:\n  - name: a\n    turns:\n      - user: What is 17*23?\n        expect: {expect}\n")
+    with pytest.raises(TestFormatError) as raised:
+        load_test_file(bad)
+    assert str(raised.value) == f"{bad}:5: test 'a': tests.0.turns.0.{says}"
+
+
 def test_every_kind_of_problem_is_listed_in_one_run_in_line_order(tmp_path):
     """A duplicate name hid a misspelt tool until it was renamed, a schema problem hid both, and unknown tools came
     in the order they were checked (tool_called first), not the file's."""
