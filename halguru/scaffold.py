@@ -61,7 +61,10 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
         shutil.copytree(templates[template].path, project, ignore=_IGNORE)
         agent_file = project / "agent.yaml"
         text = agent_file.read_text(encoding="utf-8")
-        text = re.sub(r"^name:.*$", f"name: {name}", text, count=1, flags=re.MULTILINE)
+        # quoted where YAML would read another thing than the name: `name: 2024` is a number, `yes` true, `null`
+        # nothing, and the project `halguru new 2024` made did not load
+        value = name if yaml.safe_load(name) == name else f"'{name}'"
+        text = re.sub(r"^name:.*$", lambda _: f"name: {value}", text, count=1, flags=re.MULTILINE)
         agent_file.write_text(text, encoding="utf-8")
         (project / SCHEMA_FILE).write_text(json.dumps(agent_json_schema(), indent=2) + "\n", encoding="utf-8")
         project.rename(target)

@@ -95,6 +95,15 @@ def test_new_says_how_to_try_the_project_in_words_a_shell_takes_as_they_are(cli,
     assert chat == ["halguru", "chat", str(parent / "bot")]
 
 
+@pytest.mark.parametrize("name", ["2024", "1.5", "0x10", "yes", "on", "null", "1e3", "v1.0"])
+def test_new_makes_a_project_that_loads_under_a_name_yaml_would_read_as_a_number_or_a_word(cli, tmp_path, name):
+    # `halguru new 2024` wrote `name: 2024`, a number to YAML: the project it made failed to load
+    # (`agent.yaml:2: name: Input should be a valid string`), as did `yes` (true), `null` and `on`
+    cli("new", name, "--dir", str(tmp_path))
+    assert f"OK: {name} (" in cli("validate", str(tmp_path / name)).stdout
+    assert yaml.safe_load((tmp_path / name / "agent.yaml").read_text(encoding="utf-8"))["name"] == name
+
+
 def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):
     line = cli_error("new", "bot", "--template", "nosuch", "--dir", str(tmp_path))
     assert "nosuch" in line
