@@ -171,11 +171,24 @@ def _kept(exc: ValidationError) -> list[Any]:
     return [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt)]
 
 
+def not_a_text(value: Any, key: str) -> str | None:
+    """What to say of a value YAML read as a number or true/false where a text was wanted (``name: 2024``,
+    ``contains: yes``), or None for any other value."""
+    if isinstance(value, bool):
+        return "true/false to YAML (as yes, no, on and off are), not a text: put the word in quotes"
+    if isinstance(value, int | float):
+        return f"{value!r} is a number to YAML, not a text: quote it ({key}: \"{value}\")"
+    return None
+
+
 def _problem(text: str, err: Any, unknown: str, model: type[BaseModel] | None) -> tuple[tuple[Any, ...], int, str]:
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden" and model is not None and loc:
         unknown += did_you_mean(str(loc[-1]), _fields_at(model, loc[:-1]))
+    key = next((str(p) for p in reversed(loc) if isinstance(p, str)), field)
+    if err["type"] == "string_type" and (said := not_a_text(err.get("input"), key)):  # `name: 2024`
+        return loc, yaml_line_for(text, loc) or 1, f"{field}: {said}"
     message = {"extra_forbidden": unknown, "missing": "required field is missing",
                "finite_number": "must be a number, not .nan or .inf",
                # `tools: calculator` read "Input should be a valid list", which does not say how to write one

@@ -104,6 +104,16 @@ def test_new_makes_a_project_that_loads_under_a_name_yaml_would_read_as_a_number
     assert yaml.safe_load((tmp_path / name / "agent.yaml").read_text(encoding="utf-8"))["name"] == name
 
 
+def test_a_text_field_yaml_reads_as_a_number_or_true_says_to_quote_it(cli_error, write_agent):
+    # it said `name: Input should be a valid string` of a name that looks like one
+    folder = write_agent("name: 2024\nmodel: scripted\n")
+    assert cli_error("validate", str(folder)) == (f"Error: {folder / 'agent.yaml'}:1: name: 2024 is a number to YAML, "
+                                                  "not a text: quote it (name: \"2024\")")
+    folder = write_agent("name: a\nmodel: scripted\ndescription: yes\n")
+    assert cli_error("validate", str(folder)) == (f"Error: {folder / 'agent.yaml'}:3: description: true/false to YAML "
+                                                  "(as yes, no, on and off are), not a text: put the word in quotes")
+
+
 def test_new_with_an_unknown_template_lists_the_choices(cli_error, tmp_path):
     line = cli_error("new", "bot", "--template", "nosuch", "--dir", str(tmp_path))
     assert "nosuch" in line

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from halguru.errors import HalguruError, did_you_mean
-from halguru.yamlfile import every_problem, read_mapping, yaml_line_for
+from halguru.yamlfile import every_problem, not_a_text, read_mapping, yaml_line_for
 
 TEST_GLOB = "test_*.y*ml"
 
@@ -77,11 +77,8 @@ class Expect(BaseModel):
         """`contains: 391` (a number to YAML) or `contains: yes` (a boolean): one line saying to quote it, not
         two of the union's grammar (`contains.list[str]: should be a list`, `contains.str: Input should be...`)."""
         for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, bool):
-                raise ValueError("true/false to YAML (as yes, no, on and off are), not a text: put the word in "
-                                 "quotes")
-            if isinstance(item, int | float):
-                raise ValueError(f"{item!r} is a number to YAML, not a text: quote it ({info.field_name}: \"{item}\")")
+            if said := not_a_text(item, str(info.field_name)):
+                raise ValueError(said)
         return value
 
     @field_validator("regex")
