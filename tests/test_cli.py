@@ -180,6 +180,13 @@ def test_validate_ok_lists_model_and_tools(cli, write_agent):
                      "from halguru import tool\n\n\n@tool\ndef f(x: int) -> int:\n"
                      '    """F."""\n    return x +\n',
                      "tools.py:7", ["syntax error"], id="tools-syntax-error"),
+        # Python 3.11 suggests nothing for a misspelt name imported from a module (halguru's are lazy, too)
+        pytest.param("name: a\nmodel: scripted\n", "from halguru import tol\n", "tools.py:1",
+                     ["ImportError: cannot import name 'tol' from 'halguru'", "(did you mean 'tool'?)"],
+                     id="tools-misspelt-import"),
+        pytest.param("name: a\nmodel: scripted\n", "import os\nfrom typing import Litral\n", "tools.py:2",
+                     ["cannot import name 'Litral' from 'typing'", "(did you mean 'Literal'?)"],
+                     id="tools-misspelt-stdlib-import"),
     ],
 )
 def test_validate_errors_are_one_line_naming_file_line_and_field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import traceback
 import weakref
@@ -191,6 +192,19 @@ def _beside(file: str, prefix: str) -> bool:
     return "site-packages" not in parts and "dist-packages" not in parts
 
 
+def _import_hint(exc: BaseException) -> str:
+    """`` (did you mean 'tool'?)`` for ``from halguru import tol`` (Python 3.11 suggests nothing there), naming
+    the close public name of the module it was imported from."""
+    from halguru.errors import did_you_mean
+
+    found = re.match(r"cannot import name '([^']+)' from '([^']+)'", str(exc)) if type(exc) is ImportError else None
+    module = sys.modules.get(found[2]) if found else None
+    if found is None or module is None:
+        return ""
+    names = {*getattr(module, "__all__", ()), *dir(module)}  # __all__: a lazy module's names (halguru's `tool`)
+    return did_you_mean(found[1], [name for name in names if isinstance(name, str) and not name.startswith("_")])
+
+
 def load_project_tools(tools_file: Path) -> dict[str, Tool]:
     """Import tools.py under a module name unique to its path and collect its @tool functions."""
     if not tools_file.exists():
@@ -216,7 +230,7 @@ def load_project_tools(tools_file: Path) -> dict[str, Tool]:
         if isinstance(exc, SystemExit):
             raise AgentSpecError(f"{tools_file}{line}: exits when imported (sys.exit({exc.code!r})); a tools "
                                  "file only defines tools") from None
-        raise AgentSpecError(f"{tools_file}{line}: {type(exc).__name__}: {exc}") from None
+        raise AgentSpecError(f"{tools_file}{line}: {type(exc).__name__}: {exc}{_import_hint(exc)}") from None
     tools = {obj.name: obj for obj in vars(module).values() if isinstance(obj, Tool)}
     for tool in tools.values():  # @tool builds its arguments model when first used: a type without a JSON
         try:  # schema is said here, at the decorator's line, as an error at import was
