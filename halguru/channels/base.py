@@ -16,9 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from halguru.errors import HalguruError, a_kind
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class ChannelError(HalguruError):
@@ -214,6 +217,34 @@ def repeating(sink: InboundSink, channel: str, agent: str, correspondent: str, t
 
 
 ChannelClass = Callable[[str, Mapping[str, Any], Path], Channel]
+Config = TypeVar("Config", bound="BaseModel")
+
+
+def parse_settings(model: type[Config], agent: str, channel: str, config: Mapping[str, Any]) -> Config:
+    """A channel's settings validated by its pydantic ``model``; a problem is one line naming the agent and the
+    field (``channels.twilio.numbers: ...``; ``halguru validate`` adds the file and line)."""
+    from pydantic import ValidationError
+
+    from halguru.errors import AgentSpecError
+
+    try:
+        return model.model_validate(dict(config))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(
+            err["type"], str(err["msg"]).removeprefix("Value error, "))
+        raise AgentSpecError(f"agent {agent}: channels.{channel}.{field}: {message}") from None
+
+
+def http_url(value: str) -> str:
+    """A provider's base URL as a setting: http(s), a host, no query or fragment; without its trailing slash."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"must be an http(s) URL without query or fragment, not {value!r}")
+    return value.rstrip("/")
 
 
 def source_statuses(channels: Mapping[str, Mapping[str, Channel]]) -> list[tuple[str, str, SourceStatus | None]]:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from halguru.channels.base import (
     NOT_SIGNED,
@@ -38,6 +38,8 @@ from halguru.channels.base import (
     WebhookRequest,
     WebhookResponse,
     answered_enough,
+    http_url,
+    parse_settings,
     repeating,
 )
 from halguru.errors import AgentSpecError, HalguruError
@@ -130,10 +132,7 @@ class TwilioConfig(BaseModel):
     @field_validator("public_url", "api_base")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError(f"must be an http(s) URL without query or fragment, not {value!r}")
-        return value.rstrip("/")
+        return http_url(value)
 
     @field_validator("numbers", "allow_from")
     @classmethod
@@ -157,16 +156,8 @@ def _lower_prefix(address: str) -> str:
 
 
 def parse_config(agent: str, config: Mapping[str, Any]) -> TwilioConfig:
-    """The validated config; a problem is one line naming the agent and the field (``halguru validate`` adds
-    the file and line)."""
-    try:
-        return TwilioConfig.model_validate(dict(config))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(
-            err["type"], str(err["msg"]).removeprefix("Value error, "))
-        raise AgentSpecError(f"agent {agent}: channels.twilio.{field}: {message}") from None
+    """The validated config; a problem is one line naming the agent and the field."""
+    return parse_settings(TwilioConfig, agent, "twilio", config)
 
 
 class TwilioChannel:

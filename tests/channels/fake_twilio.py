@@ -19,39 +19,34 @@ import secrets
 import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.channels.serving import LoopbackServer
 
 API_VERSION = "2010-04-01"
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
     def __init__(self, account_sid: str, auth_token: str) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
+        super().__init__(_handler(self))
         self.messages: list[dict[str, Any]] = []  # oldest first
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.drop_next = 0  # record this many messages without answering
         self.unsubscribed: set[tuple[str, str]] = set()  # (our number, sender) that texted STOP: refused, 21610
         self.page_size_cap = 1000
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     def start(self) -> FakeTwilio:
-        self._thread.start()
+        self.start_serving()
         return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def bodies(self) -> list[str]:
         with self._lock:

@@ -8,21 +8,18 @@ Twilio, sent from our number to the sender; Twilio's retries of the same Message
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from twilio.request_validator import RequestValidator
 
 from halguru.store import open_store
 from tests.channels.fake_twilio import FakeTwilio
+from tests.channels.serving import helper_agent, serve_settings, serving, wait_for
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "e" * 32
@@ -30,12 +27,6 @@ PUBLIC = "https://bot.example.com"  # what Twilio calls (a proxy in front): neve
 OURS = "+15550001111"
 ANN = "+15557654321"
 
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -61,41 +52,12 @@ def spec() -> dict[str, Any]:
 def serve(tmp_path: Path, fake: FakeTwilio, script: list[dict[str, Any]], spec: dict[str, Any],
           halguru_cmd: list[str], subprocess_env: dict[str, str]) -> Iterator[str]:
     """`halguru serve --dev` on a free port, serving agent `helper` with a Twilio channel; its base URL."""
-    folder = tmp_path / "agents" / "helper"
-    folder.mkdir(parents=True)
-    (tmp_path / "script.yaml").write_text(yaml.safe_dump(script))
-    (folder / "agent.yaml").write_text(yaml.safe_dump({
-        "name": "helper", "model": f"scripted:{tmp_path / 'script.yaml'}", "instructions": "Help.",
-        "channels": {"twilio": {"account_sid": SID, "auth_token": "HG_TEST_TWILIO_TOKEN", "public_url": PUBLIC,
-                                "numbers": [OURS, f"whatsapp:{OURS}"], "api_base": fake.url}}, **spec}))
-    config = tmp_path / "serve.yaml"
-    config.write_text(yaml.safe_dump({"job_poll": 0.1, "job_backoff": 0.1, "shutdown_timeout": 2}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in subprocess_env.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    proc = subprocess.Popen([*halguru_cmd, "serve", str(folder), "--dev", "--port", str(port), "--config", str(config)],
-                            env={**env, "HG_TEST_TWILIO_TOKEN": TOKEN}, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            return httpx.get(f"{url}/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, "halguru serve")
+    folder = helper_agent(tmp_path, {"twilio": {
+        "account_sid": SID, "auth_token": "HG_TEST_TWILIO_TOKEN", "public_url": PUBLIC,
+        "numbers": [OURS, f"whatsapp:{OURS}"], "api_base": fake.url}}, script, **spec)
+    config = serve_settings(tmp_path)
+    with serving(folder, config, halguru_cmd, {**subprocess_env, "HG_TEST_TWILIO_TOKEN": TOKEN}) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def post(url: str, fields: dict[str, str], path: str = "", token: str = TOKEN) -> httpx.Response:

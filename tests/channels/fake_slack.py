@@ -1,0 +1,91 @@
+"""A stand-in for Slack's Web API on 127.0.0.1: ``chat.postMessage``, over real HTTP, as slack_sdk's
+``WebClient`` calls it (a JSON body, ``Authorization: Bearer xoxb-...``) and reads it (``{"ok": ..., ...}``).
+
+Each posted message is recorded (channel, text, thread_ts) with a fresh ``ts``. ``failures`` answers the next
+calls with an error instead: ``(429, "ratelimited", {"Retry-After": "1"})`` as Slack's rate limit, ``(200,
+"channel_not_found", {})`` as Slack's refusals (HTTP 200, ``ok: false``), ``(503, "", {})`` as an outage.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.channels.serving import LoopbackServer
+
+
+class FakeSlack(LoopbackServer):
+    def __init__(self, token: str) -> None:
+        super().__init__(_handler(self))
+        self.token = token
+        self.messages: list[dict[str, Any]] = []  # posted, oldest first
+        self.calls = 0  # chat.postMessage requests, failed ones included
+        self.failures: list[tuple[int, str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._ts = time.time()
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/api"
+
+    def start(self) -> FakeSlack:
+        self.start_serving()
+        return self
+
+    def post(self, fields: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.calls += 1
+            if self.failures:
+                status, error, headers = self.failures.pop(0)
+                return status, {"ok": False, "error": error}, headers
+            if not fields.get("channel"):
+                return 200, {"ok": False, "error": "channel_not_found"}, {}
+            if not str(fields.get("text") or ""):
+                return 200, {"ok": False, "error": "no_text"}, {}
+            if len(str(fields["text"])) > 40_000:
+                return 200, {"ok": False, "error": "msg_too_long"}, {}
+            self._ts += 0.0001
+            ts = f"{self._ts:.6f}"
+            message = {"channel": fields["channel"], "text": fields["text"], "ts": ts,
+                       "thread_ts": fields.get("thread_ts")}
+            self.messages.append(message)
+        return 200, {"ok": True, "channel": fields["channel"], "ts": ts,
+                     "message": {"type": "message", "text": fields["text"], "ts": ts, "bot_id": "B0BOT"}}, {}
+
+
+def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length).decode()
+            if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                return self._json(200, {"ok": False, "error": "invalid_auth"})
+            if self.path.split("?")[0] != "/api/chat.postMessage":
+                return self._json(404, {"ok": False, "error": "unknown_method"})
+            if (self.headers.get("Content-Type") or "").startswith("application/json"):
+                fields = json.loads(raw or "{}")
+            else:
+                fields = {k: v[-1] for k, v in parse_qs(raw).items()}
+            status, body, headers = fake.post(fields)
+            self._json(status, body, headers)
+
+        def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
