@@ -204,7 +204,10 @@ class SlackChannel:
         event: Mapping[str, Any] = payload["event"]
         kind, channel_type = event.get("type"), event.get("channel_type", "")
         user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
-        team = str(event.get("team") or payload.get("team_id") or "")
+        # the workspace the event came to keys the thread; the sender's own (another organization's, in a Slack
+        # Connect channel) is only for allow_from: a thread is one conversation whoever writes in it
+        team = str(payload.get("team_id") or event.get("team") or "")
+        their_team = str(event.get("user_team") or event.get("team") or team)
         bot = _bot_user(payload)
         why = None
         if event.get("bot_id") or event.get("bot_profile") or (bot and user == bot):
@@ -217,7 +220,7 @@ class SlackChannel:
             why = "a message in a channel that does not mention the app (answer: mentions)"
         elif kind not in ("message", "app_mention"):
             why = f"a {kind} event"
-        elif not self.allowed(user, team):  # quietly: nothing is stored for a sender this agent does not serve
+        elif not self.allowed(user, their_team):  # quietly: nothing is stored for a sender this agent does not serve
             why = "from a user outside allow_from"
         if why:
             log.info("slack channel of %s: not answering %s", self.agent, why)

@@ -148,7 +148,10 @@ def test_a_mention_is_answered_once_in_its_thread_which_is_one_conversation(serv
     wait_for(lambda: len(fake.messages) >= 1, "the reply at Slack")
     assert [(m["channel"], m["thread_ts"], m["text"]) for m in fake.messages] == [
         (GENERAL, root, "You said: What time do you open?")]  # in the thread, the mention taken out
-    assert post(serve, mention("And on Sunday?", "1700000000.000300", user=BOB, thread_ts=root)).status_code == 200
+    # Bob is of another organization (a Slack Connect channel): his event's team is his own, the thread the same
+    second = mention("And on Sunday?", "1700000000.000300", user=BOB, thread_ts=root)
+    second["event"] |= {"team": "T0OTHER", "user_team": "T0OTHER"}
+    assert post(serve, second).status_code == 200
     wait_for(lambda: len(fake.messages) >= 2, "the second reply")
     assert (fake.messages[1]["thread_ts"], fake.messages[1]["text"]) == (root, "You said: And on Sunday?")
     assert post(serve, mention("new topic", "1700000000.000500")).status_code == 200  # a new thread
