@@ -54,6 +54,7 @@ TEXT_LIMIT = 4000
 TITLE_CHARS = 60
 RATE_LIMIT_WAIT = 30.0  # the longest Retry-After waited for within one try; a longer one is the job's retry
 RATE_LIMIT_TRIES = 3
+CLOCK_SKEW = 10.0  # seconds Slack's clock may lag ours, looking for a part an earlier attempt posted
 # Slack's errors that another try cannot mend: the message (or the app) is refused as it is. Others (ratelimited,
 # internal_error, fatal_error, service_unavailable, request_timeout, an HTTP 5xx) are tried again.
 PERMANENT = {
@@ -283,9 +284,38 @@ class SlackChannel:
             async def post(part: str = part, what: str = what) -> dict[str, Any]:
                 return await self._post(client, channel, part, thread_ts, what)
 
-            result = await once(f"part:{index}", post)
+            async def find(started: float, part: str = part, what: str = what) -> dict[str, Any] | None:
+                return await self._find(client, channel, part, thread_ts, what, started)
+
+            result = await once(f"part:{index}", post, find)
             sent.append(f"{result['channel']}:{result['ts']}")
         return sent
+
+    async def _find(self, client: WebClient, channel: str, text: str, thread_ts: Any, what: str,
+                    started: float) -> dict[str, Any] | None:
+        """The part an earlier attempt sent when it died before recording it (a bot's message with this text,
+        posted since ``started`` less the clock skew), so it is not posted twice; None: not there, or the app
+        may not read the channel (no channels:history / groups:history / im:history scope): sent again."""
+        oldest = f"{started - CLOCK_SKEW:.6f}"
+        try:
+            if thread_ts:
+                found = await self._call(client.conversations_replies, what, channel, channel=channel,
+                                         ts=str(thread_ts), oldest=oldest, limit=200)
+            else:
+                found = await self._call(client.conversations_history, what, channel, channel=channel,
+                                         oldest=oldest, limit=200)
+        except ChannelError as exc:
+            if not exc.permanent:
+                raise  # Slack unreachable: the job's next try looks again
+            log.warning("slack channel of %s: cannot tell whether %s reached %s before the last try died (%s): "
+                        "sending it again", self.agent, what, channel, exc)
+            return None
+        escaped = _escaped(text)
+        for message in found.get("messages") or []:
+            if message.get("bot_id") and message.get("text") == escaped and float(message.get("ts", 0)) >= (
+                    started - CLOCK_SKEW):
+                return {"channel": channel, "ts": str(message["ts"]), "found": True}
+        return None
 
     def client(self) -> WebClient:
         """The official Web API client at ``api_url``, without its own retries: a retry is decided here (a

@@ -25,6 +25,8 @@ class FakeSlack(LoopbackServer):
         self.messages: list[dict[str, Any]] = []  # posted, oldest first
         self.calls = 0  # chat.postMessage requests, failed ones included
         self.failures: list[tuple[int, str, dict[str, str]]] = []
+        self.drop_next = 0  # post this many messages and close the connection without answering
+        self.reads: list[str] = []  # conversations.history / conversations.replies calls
         self._lock = threading.Lock()
         self._ts = time.time()
 
@@ -51,10 +53,21 @@ class FakeSlack(LoopbackServer):
             self._ts += 0.0001
             ts = f"{self._ts:.6f}"
             message = {"channel": fields["channel"], "text": fields["text"], "ts": ts,
-                       "thread_ts": fields.get("thread_ts")}
+                       "thread_ts": fields.get("thread_ts"), "bot_id": "B0BOT", "type": "message"}
             self.messages.append(message)
         return 200, {"ok": True, "channel": fields["channel"], "ts": ts,
                      "message": {"type": "message", "text": fields["text"], "ts": ts, "bot_id": "B0BOT"}}, {}
+
+
+    def read(self, method: str, query: dict[str, str]) -> dict[str, Any]:
+        """conversations.history (the channel's top-level messages) or .replies (a thread's), since ``oldest``."""
+        with self._lock:
+            self.reads.append(method)
+            found = [m for m in self.messages if m["channel"] == query.get("channel")
+                     and float(m["ts"]) >= float(query.get("oldest") or 0)
+                     and (m["thread_ts"] == query.get("ts") if method == "conversations.replies"
+                          else not m["thread_ts"])]
+        return {"ok": True, "messages": list(reversed(found)), "has_more": False}
 
 
 def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
@@ -69,13 +82,20 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length).decode()
             if self.headers.get("Authorization") != f"Bearer {fake.token}":
                 return self._json(200, {"ok": False, "error": "invalid_auth"})
-            if self.path.split("?")[0] != "/api/chat.postMessage":
-                return self._json(404, {"ok": False, "error": "unknown_method"})
+            method = self.path.split("?")[0].removeprefix("/api/")
             if (self.headers.get("Content-Type") or "").startswith("application/json"):
                 fields = json.loads(raw or "{}")
-            else:
+            else:  # the client posts every method, a "GET" one's arguments as a form
                 fields = {k: v[-1] for k, v in parse_qs(raw).items()}
+            if method in ("conversations.history", "conversations.replies"):
+                return self._json(200, fake.read(method, fields))
+            if method != "chat.postMessage":
+                return self._json(404, {"ok": False, "error": "unknown_method"})
             status, body, headers = fake.post(fields)
+            if fake.drop_next and body.get("ok"):
+                fake.drop_next -= 1
+                self.close_connection = True  # posted, but the sender never hears so
+                return
             self._json(status, body, headers)
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:

@@ -243,6 +243,20 @@ def test_a_rate_limit_is_waited_out_and_the_answer_sent_once(serve: str, fake: F
     assert (job["status"], job["attempts"]) == ("done", 2)  # the 503 was the job's retry
 
 
+def test_a_reply_whose_answer_was_lost_is_found_not_posted_twice(serve: str, fake: FakeSlack) -> None:
+    """Slack posted the reply and the connection dropped before its answer (as when a worker dies there): the
+    job's next try finds it in the thread (or the DM) instead of posting it again."""
+    fake.drop_next = 2
+    assert post(serve, mention("hello", "1700000007.000100")).status_code == 200
+    assert post(serve, dm("hi", "1700000007.000200")).status_code == 200
+    wait_for(lambda: len(jobs(serve)) == 2 and ended(serve), "the jobs to end")
+    time.sleep(0.5)
+    assert sorted((m["channel"], m["thread_ts"], m["text"]) for m in fake.messages) == [
+        (GENERAL, "1700000007.000100", "You said: hello"), ("D0ANN", None, "You said: hi")]
+    assert sorted(fake.reads) == ["conversations.history", "conversations.replies"]
+    assert [(j["status"], j["attempts"]) for j in jobs(serve)] == [("done", 2), ("done", 2)]
+
+
 def test_slack_refusing_the_answer_ends_the_job_with_why(serve: str, fake: FakeSlack) -> None:
     fake.failures = [(200, "not_in_channel", {})]
     assert post(serve, mention("hello", "1700000005.000100")).status_code == 200
