@@ -381,10 +381,12 @@ def _retry_after(headers: Mapping[str, Any]) -> float:
 
 def _bot_user(payload: Mapping[str, Any]) -> str:
     """The app's bot user id in the workspace the event came from (``authorizations``)."""
-    for auth in payload.get("authorizations") or []:
+    authorizations = payload.get("authorizations")
+    for auth in authorizations if isinstance(authorizations, list) else []:
         if isinstance(auth, dict) and auth.get("is_bot") and isinstance(auth.get("user_id"), str):
             return str(auth["user_id"])
-    return ""
+    authed = payload.get("authed_users")  # the older field, still sent to some apps
+    return str(authed[0]) if isinstance(authed, list) and len(authed) == 1 and isinstance(authed[0], str) else ""
 
 
 def _plain_text(text: str, bot: str) -> str:

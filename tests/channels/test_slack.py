@@ -154,7 +154,9 @@ def test_a_mention_is_answered_once_in_its_thread_which_is_one_conversation(serv
     assert post(serve, second).status_code == 200
     wait_for(lambda: len(fake.messages) >= 2, "the second reply")
     assert (fake.messages[1]["thread_ts"], fake.messages[1]["text"]) == (root, "You said: And on Sunday?")
-    assert post(serve, mention("new topic", "1700000000.000500")).status_code == 200  # a new thread
+    third = mention("new topic", "1700000000.000500")  # a new thread; the bot named as older payloads do
+    third |= {"authorizations": {"bad": "shape"}, "authed_users": [BOT]}
+    assert post(serve, third).status_code == 200
     wait_for(lambda: len(fake.messages) >= 3, "the third reply")
     assert fake.messages[2]["thread_ts"] == "1700000000.000500"
     wait_for(lambda: ended(serve), "the jobs to end")
@@ -255,6 +257,22 @@ def test_a_reply_whose_answer_was_lost_is_found_not_posted_twice(serve: str, fak
         (GENERAL, "1700000007.000100", "You said: hello"), ("D0ANN", None, "You said: hi")]
     assert sorted(fake.reads) == ["conversations.history", "conversations.replies"]
     assert [(j["status"], j["attempts"]) for j in jobs(serve)] == [("done", 2), ("done", 2)]
+
+
+def test_an_operator_who_takes_a_thread_over_answers_in_it(serve: str, fake: FakeSlack) -> None:
+    root = "1700000008.000100"
+    assert post(serve, mention("hello", root)).status_code == 200
+    wait_for(lambda: len(fake.messages) >= 1, "the agent's reply")
+    [conversation] = get(serve, "/v1/conversations", agent="helper")["data"]
+    assert httpx.post(f"{serve}/v1/conversations/{conversation['id']}/takeover", timeout=10).status_code == 200
+    assert post(serve, mention("a human, please", "1700000008.000200", thread_ts=root)).status_code == 200
+    wait_for(lambda: ended(serve) and len(jobs(serve)) == 2, "the held message's job")
+    answer = httpx.post(f"{serve}/v1/conversations/{conversation['id']}/reply", json={"text": "Ann here <!channel>"},
+                        timeout=10)
+    assert answer.status_code == 201, answer.text
+    wait_for(lambda: len(fake.messages) >= 2, "the operator's answer")
+    assert [(m["thread_ts"], m["text"]) for m in fake.messages] == [
+        (root, "You said: hello"), (root, "Ann here &lt;!channel&gt;")]
 
 
 def test_slack_refusing_the_answer_ends_the_job_with_why(serve: str, fake: FakeSlack) -> None:
