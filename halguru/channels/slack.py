@@ -173,7 +173,7 @@ class SlackChannel:
             return WebhookResponse(200, "")  # app_rate_limited and other notices: nothing to answer
         message = self.inbound(payload)
         if message is not None:
-            await asyncio.to_thread(self._take, message, sink)
+            await asyncio.to_thread(self._take, message, sink, self.follow_up_of(payload))
         return WebhookResponse(200, "")
 
     def genuine(self, request: WebhookRequest) -> bool:
@@ -217,7 +217,8 @@ class SlackChannel:
             why = f"a {event.get('subtype')} (only new messages are answered)"
         elif not (isinstance(user, str) and isinstance(channel, str) and isinstance(ts, str)):
             why = "an event without user, channel and ts"
-        elif kind == "message" and channel_type != "im" and self.config.answer != "all":
+        elif kind == "message" and channel_type != "im" and self.config.answer != "all" and not (
+                isinstance(event.get("thread_ts"), str) and event.get("thread_ts") != ts):
             why = "a message in a channel that does not mention the app (answer: mentions)"
         elif kind not in ("message", "app_mention"):
             why = f"a {kind} event"
@@ -250,9 +251,23 @@ class SlackChannel:
         allow = self.config.allow_from
         return allow is None or user in allow or (bool(team) and team in allow)
 
-    def _take(self, message: Inbound, sink: InboundSink) -> None:
+    def follow_up_of(self, payload: Mapping[str, Any]) -> str | None:
+        """For a message in a channel's thread that does not mention the app (``answer: mentions``; Slack sends
+        these with ``message.channels``): the message id of the thread's root, which it is answered after only
+        when the root was a mention the app took (a thread begun by asking the app goes on without naming it)."""
+        event: Mapping[str, Any] = payload["event"]
+        if event.get("type") != "message" or self.config.answer == "all" or event.get("channel_type") == "im":
+            return None
+        team = str(payload.get("team_id") or event.get("team") or "")
+        return f"{team}:{event.get('channel')}:{event.get('thread_ts')}"
+
+    def _take(self, message: Inbound, sink: InboundSink, follow_up_of: str | None = None) -> None:
         if sink.seen(self.name, self.agent, message.message_id):
             log.info("slack channel of %s: %s is a retry of a message taken already", self.agent, message.message_id)
+            return
+        if follow_up_of and not sink.seen(self.name, self.agent, follow_up_of):
+            log.info("slack channel of %s: not answering %s: a message in a thread that did not begin by mentioning "
+                     "the app (answer: mentions)", self.agent, message.message_id)
             return
         if repeating(sink, self.name, self.agent, message.sender, message.text):
             log.warning("slack channel of %s: not answering %s from %s: the same message %d times in the last hour, "

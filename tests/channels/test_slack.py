@@ -159,18 +159,26 @@ def test_a_mention_is_answered_once_in_its_thread_which_is_one_conversation(serv
     assert post(serve, third).status_code == 200
     wait_for(lambda: len(fake.messages) >= 3, "the third reply")
     assert fake.messages[2]["thread_ts"] == "1700000000.000500"
+    # with message.channels subscribed: a thread that began with a mention goes on without one; another does not
+    for ts, thread in (("1700000000.000700", root), ("1700000000.000800", "1700000000.000050")):
+        reply = callback({"type": "message", "channel_type": "channel", "user": ANN, "text": "thanks!", "ts": ts,
+                          "thread_ts": thread, "channel": GENERAL, "team": TEAM})
+        assert post(serve, reply).status_code == 200
+    wait_for(lambda: len(fake.messages) >= 4, "the follow-up's reply")
     wait_for(lambda: ended(serve), "the jobs to end")
-    assert [j["status"] for j in jobs(serve)] == ["done"] * 3  # one job for the three deliveries of the first
+    assert [j["status"] for j in jobs(serve)] == ["done"] * 4  # one job for the three deliveries of the first
     conversations = {c["title"]: c["id"] for c in get(serve, "/v1/conversations", agent="helper")["data"]}
     assert set(conversations) == {f"Slack <#{GENERAL}>: What time do you open?", f"Slack <#{GENERAL}>: new topic"}
     thread = conversations[f"Slack <#{GENERAL}>: What time do you open?"]
     assert history(serve, thread) == [("user", "What time do you open?"), ("assistant", "You said: What time do you "
-                                      "open?"), ("user", "And on Sunday?"), ("assistant", "You said: And on Sunday?")]
+                                      "open?"), ("user", "And on Sunday?"), ("assistant", "You said: And on Sunday?"),
+                                     ("user", "thanks!"), ("assistant", "You said: thanks!")]
     detail = get(serve, f"/v1/admin/conversations/{thread}")  # the console's "On the channel"
     assert [(d["direction"], d["address"], d["status"]) for d in detail["deliveries"]] == [
-        ("in", ANN, "received"), ("out", ANN, "sent"), ("in", BOB, "received"), ("out", BOB, "sent")]
+        ("in", ANN, "received"), ("out", ANN, "sent"), ("in", BOB, "received"), ("out", BOB, "sent"),
+        ("in", ANN, "received"), ("out", ANN, "sent")]
     time.sleep(0.5)
-    assert len(fake.messages) == 3
+    assert len(fake.messages) == 4
 
 
 @pytest.mark.parametrize("options", [{"answer": "all", "reply_in_thread": False}])
