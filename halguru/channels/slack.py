@@ -22,7 +22,6 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -151,7 +150,6 @@ class SlackChannel:
         self.config = parse_config(agent, config)
         self._token = _secret(agent, "bot_token", self.config.bot_token, "bot token, xoxb-...")
         self._signing_secret = _secret(agent, "signing_secret", self.config.signing_secret, "signing secret")
-        self.path = f"/channels/slack/{quote(agent, safe='')}"
 
     # -- inbound -------------------------------------------------------------------------------------------
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
