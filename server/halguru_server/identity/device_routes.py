@@ -37,6 +37,9 @@ State = Annotated[ServerState, Depends(state_of)]
 LIFETIME_S = 600.0
 INTERVAL_S = 2
 KEY_LIFETIME_S = 90 * 86400.0
+CODE_TRIES = 10
+"""User codes one person may enter (or open) in ``LIFETIME_S``: a slip of the keyboard is retried, but someone
+signed in cannot guess the live codes of other people's programs (and hand them a key to their own account)."""
 _ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no look-alikes
 
 
@@ -66,6 +69,16 @@ def _hash(kind: str, value: str) -> str:
 
 def _normal(user_code: str) -> str:
     return "".join(c for c in user_code.upper() if c.isalnum())
+
+
+def _too_many_tries(state: ServerState, user_id: str) -> str | None:
+    """Counts one code entered by this person; what to tell them once they tried ``CODE_TRIES`` in
+    ``LIFETIME_S``, else None. Shared by every replica (the store)."""
+    wait = state.store.rate_hit(f"device_user:{user_id}", CODE_TRIES, LIFETIME_S)
+    if wait is None:
+        return None
+    return (f"Too many codes tried from your account; try again in {int(wait) // 60 + 1} min. If you did not "
+            "enter them, sign out everywhere from your account page.")
 
 
 @router.post("/code", response_model=DeviceCodeOut)
@@ -129,6 +142,10 @@ async def device_approve(request: Request) -> Response:
         return pages.message("Not allowed", f"The role {user['role']} cannot sign programs in (it has no API "
                              "keys).", status=403)
     code = _normal((await pages.form(request)).get("user_code", ""))[:8]
+    limited = await asyncio.to_thread(_too_many_tries, state, user["id"])
+    if limited:
+        return pages.render("device.html", 429, title="Sign in a program", csrf=session["csrf"],
+                            who=user["email"] or user["name"], code="", error=limited)
     row = await asyncio.to_thread(state.store.consume_auth_token, _hash("user_code", code), "device_user")
     if row is None:
         return pages.render("device.html", 400, title="Sign in a program", csrf=session["csrf"],
