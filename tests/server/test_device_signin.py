@@ -56,3 +56,25 @@ def test_a_signed_in_person_cannot_guess_other_peoples_device_codes(serve: Calla
         approved = other.post("/auth/device", data={"csrf_token": other_token, "user_code": victim_flow["user_code"]})
         assert approved.status_code == 200 and "Program signed in" in approved.text
     assert _poll(server, victim_flow).status_code == 200
+
+
+def test_a_link_with_someone_elses_code_says_where_that_program_asked_from(serve: Callable[..., Server]) -> None:
+    """An attacker runs `halguru login` and mails the victim its verification_uri_complete: the victim's page says
+    the program asked from another address than the victim's browser, and the key it gets is named after it."""
+    server = serve(trusted_proxies=["127.0.0.1"])  # behind a proxy: each side's address from X-Forwarded-For
+    flow = _start(server, **{"X-Forwarded-For": "203.0.113.9"})
+    victim, token, _ = _browser(server)
+    with victim:
+        page = victim.get(flow["verification_uri_complete"], headers={"X-Forwarded-For": "198.51.100.7"})
+        assert page.status_code == 200 and flow["user_code"] in page.text
+        assert "203.0.113.9" in page.text and DEVICE_UA in page.text and "just now" in page.text
+        assert "not this browser's address" in page.text and "do not approve" in page.text
+        own = victim.get(flow["verification_uri_complete"], headers={"X-Forwarded-For": "203.0.113.9"})
+        assert "203.0.113.9" in own.text and "not this browser's address" not in own.text  # the person's own
+        gone = victim.get("/auth/device?code=BBBB-BBBB")
+        assert gone.status_code == 400 and "not valid" in gone.text and "asked for" not in gone.text
+        approved = victim.post("/auth/device", data={"csrf_token": token, "user_code": flow["user_code"]})
+        assert approved.status_code == 200
+    assert _poll(server, flow).status_code == 200
+    names = [k["name"] for k in server.state.store.list_keys()]
+    assert len(names) == 1 and names[0].startswith("halguru login from 203.0.113.9 ("), names

@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
@@ -27,7 +27,7 @@ from halguru_server.identity import pages, roles, websessions
 from halguru_server.identity.guards import public
 from halguru_server.identity.local_routes import browser, login_url
 from halguru_server.keys import create_key
-from halguru_server.state import ServerState, get_state, rate_client, state_of
+from halguru_server.state import ServerState, client_address, get_state, rate_client, state_of
 
 router = APIRouter(prefix="/auth/device", tags=["account"], dependencies=[Depends(public)],
                    responses=responses(400, 429), route_class=GuardedRoute)
@@ -40,6 +40,7 @@ KEY_LIFETIME_S = 90 * 86400.0
 CODE_TRIES = 10
 """User codes one person may enter (or open) in ``LIFETIME_S``: a slip of the keyboard is retried, but someone
 signed in cannot guess the live codes of other people's programs (and hand them a key to their own account)."""
+BAD_CODE = "That code is not valid, was used already or has expired. Start again with `halguru login`."
 _ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no look-alikes
 
 
@@ -71,6 +72,13 @@ def _normal(user_code: str) -> str:
     return "".join(c for c in user_code.upper() if c.isalnum())
 
 
+def _key_name(data: dict[str, Any]) -> str:
+    """The new key's name on the keys list: where the program asked from, so a key nobody recognises stands out."""
+    address = str(data.get("address") or "")[:45]
+    return f"halguru login from {address} ({time.strftime('%Y-%m-%d')})" if address else \
+        f"halguru login ({time.strftime('%Y-%m-%d')})"
+
+
 def _too_many_tries(state: ServerState, user_id: str) -> str | None:
     """Counts one code entered by this person; what to tell them once they tried ``CODE_TRIES`` in
     ``LIFETIME_S``, else None. Shared by every replica (the store)."""
@@ -92,8 +100,10 @@ def device_code(request: Request, state: State) -> DeviceCodeOut:
     user = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     expires = time.time() + LIFETIME_S
     state.store.create_auth_token(_hash("device", device), "device", None, {}, expires)
+    asker = {"address": client_address(request, state.settings.trusted_proxies),
+             "agent": request.headers.get("user-agent", "")[:80], "asked": time.time()}
     state.store.create_auth_token(_hash("user_code", user), "device_user", None,
-                                  {"device": _hash("device", device)}, expires)
+                                  {"device": _hash("device", device), **asker}, expires)
     base = websessions.site_url(request, state.settings.auth, state.settings.trusted_proxies)
     shown = f"{user[:4]}-{user[4:]}"
     return DeviceCodeOut(device_code=device, user_code=shown, verification_uri=f"{base}/auth/device",
@@ -125,8 +135,29 @@ def device_page(request: Request, code: str = "") -> Response:
     if found is None or not found[0]["mfa_done"]:
         return pages.redirect(login_url(target) if found is None else "/auth/login/code")
     session, user = found
-    return pages.render("device.html", title="Sign in a program", csrf=session["csrf"],
-                        who=user["email"] or user["name"], code=f"{shown[:4]}-{shown[4:]}" if shown else "")
+    state = get_state(request)
+    page: dict[str, Any] = {"title": "Sign in a program", "csrf": session["csrf"], "who": user["email"] or user["name"]}
+    if not shown:
+        return pages.render("device.html", code="", **page)
+    limited = _too_many_tries(state, user["id"])  # opening a code tells whether it is live: it counts
+    if limited:
+        return pages.render("device.html", 429, code="", error=limited, **page)
+    row = state.store.get_auth_token(_hash("user_code", shown), "device_user")
+    if row is None:
+        return pages.render("device.html", 400, code="", error=BAD_CODE, **page)
+    return pages.render("device.html", code=f"{shown[:4]}-{shown[4:]}",
+                        asker=_asker(row["data"], client_address(request, state.settings.trusted_proxies)),
+                        **page)
+
+
+def _asker(data: dict[str, Any], browser_address: str) -> dict[str, Any]:
+    """What the approval page says of the program that asked for a code (RFC 8628 5.4: a person sent someone
+    else's code must see that it is not their own): its address, program and how long ago, and whether that
+    address is not this browser's."""
+    address = str(data.get("address") or "unknown")
+    minutes = max(0, int((time.time() - float(data.get("asked") or time.time())) // 60))
+    return {"address": address, "agent": str(data.get("agent") or "")[:80],
+            "ago": "just now" if minutes == 0 else f"{minutes} min ago", "elsewhere": address != browser_address}
 
 
 @pages_router.post("/auth/device")
@@ -149,12 +180,10 @@ async def device_approve(request: Request) -> Response:
     row = await asyncio.to_thread(state.store.consume_auth_token, _hash("user_code", code), "device_user")
     if row is None:
         return pages.render("device.html", 400, title="Sign in a program", csrf=session["csrf"],
-                            who=user["email"] or user["name"], code="",
-                            error="That code is not valid, was used already or has expired. Start again with "
-                                  "`halguru login`.")
+                            who=user["email"] or user["name"], code="", error=BAD_CODE)
     agent = request.headers.get("user-agent", "")[:60]
     await asyncio.to_thread(state.store.create_auth_token, _hash("approved", str(row["data"]["device"])),
-                            "device_ok", user["id"], {"name": f"halguru login ({time.strftime('%Y-%m-%d')})",
-                                                      "agent": agent}, time.time() + LIFETIME_S)
+                            "device_ok", user["id"], {"name": _key_name(row["data"]), "agent": agent},
+                            time.time() + LIFETIME_S)
     return pages.message("Program signed in", "Done: go back to your terminal. The program now holds an API "
                          "key of yours (90 days); revoke it on your keys list when you no longer need it.")
