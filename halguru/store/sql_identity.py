@@ -286,9 +286,11 @@ class IdentityMixin(SQLBase):
     # -- single-use tokens ----------------------------------------------------------------------------
     def create_auth_token(self, token_hash: str, purpose: str, user_id: str | None,
                           data: Mapping[str, Any] | None, expires: float) -> None:
+        """A new single-use token; a row already stored under ``token_hash`` is kept as it is (random tokens
+        never meet one; a token derived from something else, such as a session, is made once)."""
         with self._tx() as conn:
             conn.execute("INSERT INTO auth_tokens (token_hash, purpose, user_id, data, created, expires) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          (token_hash, purpose, user_id, json.dumps(dict(data or {})), time.time(), expires))
 
     def get_auth_token(self, token_hash: str, purpose: str) -> AuthTokenRecord | None:

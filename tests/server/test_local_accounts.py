@@ -711,3 +711,33 @@ def test_a_stolen_cookie_alone_cannot_put_an_authenticator_on_the_account(accoun
         done = thief.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(secret),
                                                      "password": PASSWORD})
         assert done.status_code == 200 and store.user_by_email("ola@example.com")["totp_enabled"]
+
+
+def test_the_authenticator_secret_a_browser_is_shown_is_its_own(accounts_server) -> None:
+    """The pending TOTP secret was the account's: whoever held another of its sessions (a stolen cookie) opened
+    /auth/2fa, read the secret, and once the owner turned 2FA on with it (their password and a code) that
+    holder had the owner's second factor. Each browser's enrolment now shows a secret of its own."""
+    accounts = accounts_server()
+    accounts.user("pia@example.com")
+    store = accounts.server.state.store
+    secret_of = re.compile(r'<code id="secret">([A-Z2-7]+)</code>')
+    with accounts.client() as thief, accounts.client() as owner:
+        assert sign_in(thief, "pia@example.com").status_code == 303
+        assert sign_in(owner, "pia@example.com").status_code == 303
+        seen = secret_of.search(thief.get("/auth/2fa").text).group(1)  # type: ignore[union-attr]
+        page = owner.get("/auth/2fa")
+        shown = secret_of.search(page.text).group(1)  # type: ignore[union-attr]
+        assert shown != seen
+        assert secret_of.search(owner.get("/auth/2fa").text).group(1) == shown  # a reload: the same one
+        # the thief's failed post shows no secret but its own either
+        wrong = thief.post("/auth/2fa/enable", data={"csrf_token": csrf(thief.get("/auth/2fa")), "code": "000000",
+                                                     "password": "not hers"})
+        assert wrong.status_code == 400 and shown not in wrong.text
+        # a code from the thief's secret does not turn 2FA on for the owner's
+        done = owner.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(seen),
+                                                    "password": PASSWORD})
+        assert done.status_code == 400 and not store.user_by_email("pia@example.com")["totp_enabled"]
+        done = owner.post("/auth/2fa/enable", data={"csrf_token": csrf(page), "code": totp_now(shown),
+                                                    "password": PASSWORD})
+        assert done.status_code == 200 and store.user_by_email("pia@example.com")["totp_enabled"]
+        assert store.user_by_email("pia@example.com")["totp_secret"] == shown

@@ -33,13 +33,13 @@ TOO_MANY_CODES = "Too many codes tried; wait a minute before trying again."
 
 def _twofa_page(state: ServerState, session: WebSessionRecord, user: UserRecord, status: int = 200,
                 error: str | None = None, target: str = "/") -> Response:
-    """Enrolment (a pending secret, made once and shown again until confirmed) or, when on, removal."""
+    """Enrolment (a pending secret of this session's own, shown again until confirmed) or, when on, removal."""
     required = user["role"] in state.settings.auth.require_2fa_roles
     context: dict[str, Any] = {"title": "Two-factor sign-in", "csrf": session["csrf"], "email": user["email"],
                                "enabled": user["totp_enabled"], "required": required and not session["mfa_done"],
                                "ask_password": _asks_password(session, user), "error": error, "next": target}
     if not user["totp_enabled"]:
-        secret = user["totp_secret"] or accounts.totp_begin(state.store, user["id"])
+        secret = accounts.enrolment_secret(state.store, user["id"], session)
         svg = accounts.qr_svg(accounts.provisioning_uri(user, secret))
         context.update(secret=secret, qr_svg=svg[svg.find("<svg"):])  # no XML prolog inside HTML
     return pages.render("twofa.html", status, **context)
@@ -93,7 +93,8 @@ async def twofa_enable(request: Request) -> Response:
                                                                       data.get("password", "")):
         return _twofa_page(state, session, user, 400, "Your password is not right.", target)
     try:
-        codes = await asyncio.to_thread(accounts.totp_confirm, state.store, user["id"], data.get("code", "")[:64])
+        codes = await asyncio.to_thread(accounts.enrolment_confirm, state.store, user["id"], session,
+                                        data.get("code", "")[:64])
     except accounts.AccountError as exc:
         return _twofa_page(state, session, user, 400, str(exc), target)
     response = pages.render("recovery.html", title="Recovery codes", codes=codes, next=target)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from halguru.errors import HalguruError
 from halguru.store.base import Store
-from halguru.store.records import AuthTokenRecord, UserRecord
+from halguru.store.records import AuthTokenRecord, UserRecord, WebSessionRecord
 from halguru.store.sql_identity import LastAdmin
 from halguru_server.identity.roles import check_role
 
@@ -32,6 +32,8 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte of "password" is a denial of service
 RECOVERY_CODES = 10
 TOTP_ISSUER = "halguru"
+ENROLMENT = "totp_enrolment"
+"""The ``auth_tokens`` purpose of a browser's pending TOTP secret (``enrolment_secret``)."""
 RUNS = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm", "qwertzuiop", "azertyuiop",
         "1q2w3e4r5t6y7u8i9o0p", "1qaz2wsx3edc4rfv5tgb")
 """Runs a password may not be a piece of (either way round)."""
@@ -280,12 +282,47 @@ def needs_2fa(user: UserRecord, settings: AuthSettings) -> bool:
 
 
 def totp_begin(store: Store, user_id: str) -> str:
-    """A new TOTP secret for the user, not enabled until ``totp_confirm`` sees a code from it."""
+    """A new TOTP secret for the user, not enabled until ``totp_confirm`` sees a code from it (the shell and
+    tests; a browser enrols through ``enrolment_secret``, a secret of its session's own)."""
     import pyotp
 
     secret = pyotp.random_base32()
     store.set_totp(user_id, secret, enabled=False)
     return secret
+
+
+def enrolment_secret(store: Store, user_id: str, session: WebSessionRecord) -> str:
+    """The TOTP secret this browser's enrolment shows: its session's own (kept while the session lives, so a
+    reload shows the same one), new when it has none. Another session of the account (a stolen cookie) never
+    sees it, so it cannot learn the second factor its owner is about to turn on (``enrolment_confirm``)."""
+    import pyotp
+
+    key = _enrolment_key(session)
+    row = store.get_auth_token(key, ENROLMENT)
+    if row is None:
+        # two page loads of the same browser at once: the first one's secret stays (create keeps a stored row)
+        store.create_auth_token(key, ENROLMENT, user_id, {"secret": pyotp.random_base32()}, session["expires"])
+        row = store.get_auth_token(key, ENROLMENT)
+    if row is None or row["user_id"] != user_id or not isinstance(row["data"].get("secret"), str):
+        raise AccountError("two-factor enrolment could not start; reload the page")
+    return str(row["data"]["secret"])
+
+
+def enrolment_confirm(store: Store, user_id: str, session: WebSessionRecord, code: str) -> list[str]:
+    """Turn TOTP on with the secret this session's enrolment showed (``enrolment_secret``) and a code from it;
+    the new recovery codes. AccountError for a wrong code or no enrolment begun in this session."""
+    key = _enrolment_key(session)
+    row = store.get_auth_token(key, ENROLMENT)
+    if row is None or row["user_id"] != user_id or not isinstance(row["data"].get("secret"), str):
+        raise AccountError("start two-factor enrolment first: reload the page and scan its code")
+    store.set_totp(user_id, str(row["data"]["secret"]), enabled=False)
+    codes = totp_confirm(store, user_id, code)
+    store.consume_auth_token(key, ENROLMENT)
+    return codes
+
+
+def _enrolment_key(session: WebSessionRecord) -> str:
+    return token_hash(f"totp-enrolment:{session['id_hash']}")
 
 
 def provisioning_uri(user: UserRecord, secret: str, issuer: str = TOTP_ISSUER) -> str:
