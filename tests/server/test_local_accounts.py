@@ -741,3 +741,24 @@ def test_the_authenticator_secret_a_browser_is_shown_is_its_own(accounts_server)
                                                     "password": PASSWORD})
         assert done.status_code == 200 and store.user_by_email("pia@example.com")["totp_enabled"]
         assert store.user_by_email("pia@example.com")["totp_secret"] == shown
+
+
+def test_a_stranger_locking_the_account_does_not_keep_out_the_owners_browser(accounts_server) -> None:
+    """Anyone who knows an address locked its account with a few wrong passwords, the owner's own browser too,
+    and kept it locked with a guess now and then. A browser that signed in to the account before gets tries of its
+    own while the lock lasts; the stranger's, and any other new browser, stay locked out."""
+    accounts = accounts_server(login_max_failures=3, login_rate_per_minute=100)
+    accounts.user("ed@example.com")
+    with accounts.client() as owner, accounts.client() as laptop, accounts.client() as stranger, \
+            accounts.client() as newcomer:
+        for browser in (owner, laptop):
+            assert sign_in(browser, "ed@example.com").status_code == 303
+            browser.post("/auth/logout", data={"csrf_token": csrf(browser.get("/auth/account"))})
+        for _ in range(4):
+            assert sign_in(stranger, "ed@example.com", "wrong password!").status_code == 401
+        assert sign_in(stranger, "ed@example.com").status_code == 401  # locked: the right password too
+        assert sign_in(newcomer, "ed@example.com").status_code == 401
+        # a known browser's own tries are few: a thief of its cookie cannot guess on through the lock
+        assert [sign_in(laptop, "ed@example.com", "wrong password!").status_code for _ in range(3)] == [401] * 3
+        assert sign_in(laptop, "ed@example.com").status_code == 401
+        assert sign_in(owner, "ed@example.com").status_code == 303 and _signed_in(owner, "ed@example.com")

@@ -32,6 +32,9 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte of "password" is a denial of service
 RECOVERY_CODES = 10
 TOTP_ISSUER = "halguru"
+KNOWN_BROWSER = "known_browser"
+"""The ``auth_tokens`` purpose of a browser that signed in to an account (``remember_browser``)."""
+KNOWN_BROWSER_TTL = 180 * 86400.0
 ENROLMENT = "totp_enrolment"
 """The ``auth_tokens`` purpose of a browser's pending TOTP secret (``enrolment_secret``)."""
 RUNS = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm", "qwertzuiop", "azertyuiop",
@@ -248,30 +251,59 @@ def set_password(store: Store, user_id: str, password: str) -> None:
     user = store.get_user(user_id)
     store.update_user(user_id, password_hash=hash_password(check_password(password, user["email"] if user else None)))
     store.revoke_auth_tokens(user_id, "reset")
+    store.revoke_auth_tokens(user_id, KNOWN_BROWSER)  # a thief's browser keeps no tries past a lock
 
 
-def authenticate(store: Store, email: str, password: str, settings: AuthSettings) -> UserRecord:
+def authenticate(store: Store, email: str, password: str, settings: AuthSettings,
+                 known_browser: str | None = None) -> UserRecord:
     """The user whose email and password these are, not disabled nor locked; else ``SignInFailed`` (the same
-    for every reason). A failure counts towards the lockout. A success clears it only when no second factor
-    follows (``needs_2fa``): otherwise the caller clears it once the code is right, so that signing in with a
-    known password again and again never resets the count of wrong codes."""
+    for every reason). A failure counts towards the lockout; while the account is locked, a browser that signed
+    in to it before (``known_browser``, its ``remember_browser`` token) still gets tries of its own. A success
+    clears the count only when no second factor follows (``needs_2fa``): otherwise the caller clears it once the
+    code is right, so that signing in with a known password again and again never resets the count of wrong
+    codes."""
     user = store.user_by_email(email) if email and "@" in email else None
     if user is None:
         _spend_hash_time(password)
         raise SignInFailed()
     # counted before it is checked, in one transaction with the lock: concurrent guesses (from many addresses,
     # past the per-address limit) get no more checks than the lockout allows
-    if store.claim_login_attempt(user["id"], settings.login_max_failures, settings.lockout_base,
-                                 settings.lockout_max) is None:
+    if not _claim_attempt(store, user, settings, known_browser):
         _spend_hash_time(password)  # locked, not even checked: guessing while locked learns nothing
         raise SignInFailed()
     if not verify_password(store, user, password) or user["disabled"]:
         raise SignInFailed()
     if needs_2fa(user, settings):
-        store.release_login_attempt(user["id"])
+        store.release_login_attempt(user["id"])  # also lifts a lock a known browser got past: the code step is next
     else:
         store.record_login_success(user["id"])
     return user
+
+
+def _claim_attempt(store: Store, user: UserRecord, settings: AuthSettings, known_browser: str | None) -> bool:
+    """Count a password attempt before it is checked: False when it may not be checked. The account's lock,
+    which anyone who knows the email can set, does not keep out the browsers its owner signed in with before:
+    such a browser gets ``login_max_failures`` tries of its own every ``lockout_max`` while the lock lasts."""
+    if store.claim_login_attempt(user["id"], settings.login_max_failures, settings.lockout_base,
+                                 settings.lockout_max) is not None:
+        return True
+    if not known_browser or not _known(store, user["id"], known_browser):
+        return False
+    return store.rate_hit(f"known_browser:{token_hash(known_browser)}", settings.login_max_failures,
+                          settings.lockout_max) is None
+
+
+def remember_browser(store: Store, user_id: str, token: str | None) -> str | None:
+    """After a complete sign-in: a new known-browser token for the browser's cookie, or None when the token it
+    sent is this user's already (``KNOWN_BROWSER_TTL``; a new password forgets them all)."""
+    if token and _known(store, user_id, token):
+        return None
+    return issue_token(store, KNOWN_BROWSER, user_id, KNOWN_BROWSER_TTL)
+
+
+def _known(store: Store, user_id: str, token: str) -> bool:
+    found = peek_token(store, token, KNOWN_BROWSER)
+    return found is not None and found["user_id"] == user_id
 
 
 # -- second factor (TOTP and recovery codes) --------------------------------------------------------------------

@@ -89,7 +89,7 @@ async def login(request: Request) -> Response:
         return page
     try:
         user = await asyncio.to_thread(accounts.authenticate, state.store, email, data.get("password", ""),
-                                       state.settings.auth)
+                                       state.settings.auth, request.cookies.get(websessions.KNOWN_BROWSER_COOKIE))
     except accounts.SignInFailed as exc:
         await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", email.lower()[:200], {"step": "password"})
         return _login_page(request, 401, error=str(exc), email=email, target=target)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from halguru_server.identity.settings import AuthSettings
 
 COOKIE = "halguru_session"
+KNOWN_BROWSER_COOKIE = "halguru_browser"
+"""Set at a complete sign-in, sent only to /auth: the account's lock does not keep this browser out
+(``accounts.remember_browser``)."""
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 TOUCH_EVERY = 60.0  # last_seen is written at most this often (the idle timeout is that precise)
@@ -175,6 +178,12 @@ def sign_in(request: Request, response: Response, user: UserRecord, *, mfa_done:
     set_cookie(response, request, secret, state.settings.auth, state.settings.trusted_proxies)
     if mfa_done:  # signed in (with both factors, when 2FA is due); the audit module imports guards: import here
         from halguru_server import audit
+        from halguru_server.identity import accounts
+
+        known = accounts.remember_browser(state.store, user["id"], request.cookies.get(KNOWN_BROWSER_COOKIE))
+        if known:
+            response.set_cookie(KNOWN_BROWSER_COOKIE, known, max_age=int(accounts.KNOWN_BROWSER_TTL), path="/auth",
+                                httponly=True, samesite="lax", secure=is_https(request, state.settings.trusted_proxies))
 
         details = {"via": request.url.path, **({"factor": factor} if factor else {})}
         audit.record(request, "auth.sign_in", user["id"], details, actor=f"user:{user['id']}")
