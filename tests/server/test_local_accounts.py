@@ -762,3 +762,36 @@ def test_a_stranger_locking_the_account_does_not_keep_out_the_owners_browser(acc
         assert [sign_in(laptop, "ed@example.com", "wrong password!").status_code for _ in range(3)] == [401] * 3
         assert sign_in(laptop, "ed@example.com").status_code == 401
         assert sign_in(owner, "ed@example.com").status_code == 303 and _signed_in(owner, "ed@example.com")
+
+
+def test_a_stranger_guessing_between_the_owners_password_and_code_does_not_shut_the_owner_out(
+        accounts_server) -> None:
+    """With 2FA, the owner's known browser passed the password through a stranger's lock, but one more wrong guess
+    of the stranger's before the owner's code locked the account again, and the code step refused the owner."""
+    import pyotp
+
+    accounts = accounts_server(login_max_failures=3, login_rate_per_minute=100)
+    accounts.user("ida@example.com")
+    store = accounts.server.state.store
+    from halguru_server.identity import accounts as rules
+
+    user = store.user_by_email("ida@example.com")
+    secret = rules.totp_begin(store, user["id"])
+    recovery = rules.totp_confirm(store, user["id"], totp_now(secret))
+    with accounts.client() as owner, accounts.client() as stranger:
+        assert sign_in(owner, "ida@example.com").headers["location"].startswith("/auth/login/code")
+        code = owner.get("/auth/login/code")
+        assert post_form(owner, "/auth/login/code", "/auth/login/code", code=recovery[0],
+                         next="/auth/account").status_code == 303
+        owner.post("/auth/logout", data={"csrf_token": csrf(owner.get("/auth/account"))})
+        for _ in range(4):
+            assert sign_in(stranger, "ida@example.com", "wrong password!").status_code == 401
+        assert sign_in(owner, "ida@example.com").headers["location"].startswith("/auth/login/code")
+        sign_in(stranger, "ida@example.com", "wrong password!")  # between the owner's two steps
+        code = owner.get("/auth/login/code")
+        wrong = owner.post("/auth/login/code", data={"csrf_token": csrf(code), "code": "000000"
+                                                     if pyotp.TOTP(secret).now() != "000000" else "111111"})
+        assert wrong.status_code == 401 and "not right" in wrong.text  # a slip: still on the code page
+        done = owner.post("/auth/login/code", data={"csrf_token": csrf(code), "code": totp_now(secret, 1),
+                                                    "next": "/auth/account"})
+        assert done.status_code == 303 and _signed_in(owner, "ida@example.com")

@@ -268,25 +268,25 @@ def authenticate(store: Store, email: str, password: str, settings: AuthSettings
         raise SignInFailed()
     # counted before it is checked, in one transaction with the lock: concurrent guesses (from many addresses,
     # past the per-address limit) get no more checks than the lockout allows
-    if not _claim_attempt(store, user, settings, known_browser):
+    counted = store.claim_login_attempt(user["id"], settings.login_max_failures, settings.lockout_base,
+                                        settings.lockout_max) is not None
+    if not counted and not known_browser_try(store, user, settings, known_browser):
         _spend_hash_time(password)  # locked, not even checked: guessing while locked learns nothing
         raise SignInFailed()
     if not verify_password(store, user, password) or user["disabled"]:
         raise SignInFailed()
     if needs_2fa(user, settings):
-        store.release_login_attempt(user["id"])  # also lifts a lock a known browser got past: the code step is next
+        if counted:  # a known browser's try past a lock counted nothing; its code step is its own try too
+            store.release_login_attempt(user["id"])
     else:
         store.record_login_success(user["id"])
     return user
 
 
-def _claim_attempt(store: Store, user: UserRecord, settings: AuthSettings, known_browser: str | None) -> bool:
-    """Count a password attempt before it is checked: False when it may not be checked. The account's lock,
-    which anyone who knows the email can set, does not keep out the browsers its owner signed in with before:
+def known_browser_try(store: Store, user: UserRecord, settings: AuthSettings, known_browser: str | None) -> bool:
+    """Whether a sign-in attempt (password or code) of a locked account may be checked all the same: the lock,
+    which anyone who knows the email can set, does not keep out the browsers its owner signed in with before;
     such a browser gets ``login_max_failures`` tries of its own every ``lockout_max`` while the lock lasts."""
-    if store.claim_login_attempt(user["id"], settings.login_max_failures, settings.lockout_base,
-                                 settings.lockout_max) is not None:
-        return True
     if not known_browser or not _known(store, user["id"], known_browser):
         return False
     return store.rate_hit(f"known_browser:{token_hash(known_browser)}", settings.login_max_failures,

@@ -31,6 +31,7 @@ from halguru_server.state import ServerState, get_state, rate_client
 log = logging.getLogger("halguru.server.identity")
 router = APIRouter(include_in_schema=False, dependencies=[Depends(public)],  # the pages check sessions themselves
                    route_class=GuardedRoute)
+WRONG_CODE = "That code is not right (or was used already). Try the next one."
 MAIL_FAILED = "The mail could not be sent just now; try again in a few minutes."
 # Account mails one address gets in an hour (confirmation, reset, "you have an account"): the per-client limit
 # alone let anyone send a victim 20 a minute from each address they have.
@@ -142,8 +143,15 @@ async def code(request: Request) -> Response:
     auth = state.settings.auth
     limits = (user["id"], auth.login_max_failures, auth.lockout_base, auth.lockout_max)
     counted = await asyncio.to_thread(state.store.claim_login_attempt, *limits)
-    factor = None if counted is None else await asyncio.to_thread(accounts.verify_second_factor, state.store, user,
-                                                                  data.get("code", "")[:64])
+    own_try = counted is None and await asyncio.to_thread(  # a lock a stranger set: this browser's own tries
+        accounts.known_browser_try, state.store, user, auth, request.cookies.get(websessions.KNOWN_BROWSER_COOKIE))
+    factor = None if counted is None and not own_try else await asyncio.to_thread(
+        accounts.verify_second_factor, state.store, user, data.get("code", "")[:64])
+    if factor is None and own_try:
+        await asyncio.to_thread(audit.record, request, "auth.sign_in_failed", user["id"],
+                                {"step": "second_factor", "locked": True})
+        return pages.render("code.html", 401, title="Two-factor sign-in", csrf=session["csrf"], next=target,
+                            error=WRONG_CODE)
     if factor is None:
         after = counted if counted is not None else await asyncio.to_thread(state.store.record_login_failure,
                                                                              *limits)
@@ -154,7 +162,7 @@ async def code(request: Request) -> Response:
             await asyncio.to_thread(websessions.sign_out, request, page)
             return page
         return pages.render("code.html", 401, title="Two-factor sign-in", csrf=session["csrf"], next=target,
-                            error="That code is not right (or was used already). Try the next one.")
+                            error=WRONG_CODE)
     await asyncio.to_thread(state.store.record_login_success, user["id"])
     response = pages.redirect(target)
     await asyncio.to_thread(websessions.sign_in, request, response, user, factor=factor)  # a new id: both passed
