@@ -795,3 +795,19 @@ def test_a_stranger_guessing_between_the_owners_password_and_code_does_not_shut_
         done = owner.post("/auth/login/code", data={"csrf_token": csrf(code), "code": totp_now(secret, 1),
                                                     "next": "/auth/account"})
         assert done.status_code == 303 and _signed_in(owner, "ida@example.com")
+
+
+def test_signing_out_everywhere_forgets_the_known_browsers(accounts_server) -> None:
+    """A browser once signed in got tries of its own through a lock, and "sign out everywhere" (what an owner does
+    who fears a thief) left it so: the thief's browser kept them. Now it forgets them all."""
+    accounts = accounts_server(login_max_failures=3, login_rate_per_minute=100)
+    accounts.user("uma@example.com")
+    with accounts.client() as thief, accounts.client() as owner, accounts.client() as stranger:
+        assert sign_in(thief, "uma@example.com").status_code == 303
+        assert sign_in(owner, "uma@example.com").status_code == 303
+        done = owner.post("/auth/logout-everywhere", data={"csrf_token": csrf(owner.get("/auth/account"))})
+        assert done.status_code == 200 and "Signed out everywhere" in done.text
+        for _ in range(4):
+            sign_in(stranger, "uma@example.com", "wrong password!")
+        assert sign_in(thief, "uma@example.com").status_code == 401  # locked, and no longer a known browser
+        assert sign_in(owner, "uma@example.com").status_code == 401  # the owner's too: a reset gets them in

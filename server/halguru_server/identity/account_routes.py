@@ -225,7 +225,7 @@ async def logout_everywhere(request: Request) -> Response:
     session, user = found
     if not await pages.session_csrf_ok(request, state, session):
         return pages.refused()
-    await asyncio.to_thread(websessions.revoke_all, state.store, user["id"])
+    await asyncio.to_thread(websessions.sign_out_everywhere, state.store, user["id"])
     await asyncio.to_thread(audit.record, request, "auth.sign_out", user["id"], {"everywhere": True})
     response = pages.message("Signed out everywhere", "Every browser signed in to your account is signed out.",
                              links=(("/auth/login", "Sign in"),))

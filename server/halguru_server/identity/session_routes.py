@@ -120,7 +120,7 @@ def revoke_session(session_id: Annotated[str, Path(max_length=64)], request: Req
 def logout_all(request: Request, response: Response, state: State, caller: Signer) -> Revoked:
     """Sign out every browser of the user, this one included (its cookie is cleared)."""
     user_id = _account_user_id(caller)
-    revoked = websessions.revoke_all(state.store, user_id)
+    revoked = websessions.sign_out_everywhere(state.store, user_id)
     audit.record(request, "auth.sign_out", user_id, {"everywhere": True, "revoked": revoked})
     if caller.web is not None:
         websessions.clear_cookie(response, request, state.settings.trusted_proxies)

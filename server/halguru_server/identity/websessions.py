@@ -98,6 +98,15 @@ def revoke_all(store: Store, user_id: str, keep: WebSessionRecord | None = None)
     return store.revoke_web_sessions(user_id, keep=keep["id_hash"] if keep else None)
 
 
+def sign_out_everywhere(store: Store, user_id: str) -> int:
+    """The person's "sign out everywhere": every session ends and no browser stays known to the account (one
+    that a thief used keeps no tries of its own past a lock: ``accounts.remember_browser``); how many sessions."""
+    from halguru_server.identity import accounts
+
+    store.revoke_auth_tokens(user_id, accounts.KNOWN_BROWSER)
+    return revoke_all(store, user_id)
+
+
 def list_sessions(store: Store, user_id: str, settings: AuthSettings) -> list[WebSessionRecord]:
     """The user's live sessions (not revoked, idle or past their absolute timeout), most recent first."""
     idle_since = time.time() - settings.session_idle
