@@ -277,3 +277,49 @@ def test_files_being_read_hold_up_no_other_request(serve: Serve, api_key, monkey
             answers = [u.result() for u in uploads]
     assert sent.status_code == 200 and took < 2, (sent.status_code, took)
     assert {a.status_code for a in answers} == {201}
+
+
+# Files handed to the page as a drag from the desktop or a paste from the clipboard hands them: a DataTransfer.
+HAND = """([kind, target, files]) => {
+  const data = new DataTransfer();
+  for (const [name, type, text] of files) data.items.add(new File([text], name, { type }));
+  const init = { bubbles: true, cancelable: true };
+  const event = kind === 'paste' ? new ClipboardEvent('paste', { ...init, clipboardData: data })
+    : new DragEvent(kind, { ...init, dataTransfer: data });
+  document.querySelector(target).dispatchEvent(event);
+  return event.defaultPrevented;
+}"""
+
+
+def test_files_dropped_on_the_chat_or_pasted_into_the_box_are_attached(serve: Serve, browser: Browser) -> None:  # noqa: F811
+    """The chat took files from its Attach button only: one dropped on it was not taken (Chromium opened the file
+    in the tab instead, the chat gone), and one pasted into the message box did nothing."""
+    server = serve()
+    page = browser.new_page(viewport={"width": 390, "height": 844}, has_touch=True)
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    picture = ["screenshot.png", "image/png", "\x89PNG"]
+    # a picture is refused in the page, before any conversation is made for it
+    assert page.evaluate(HAND, ["dragover", "#log", [picture]])  # taken by the chat, not the browser
+    assert page.evaluate(HAND, ["drop", "#log", [picture]])
+    expect(page.locator("#status")).to_contain_text("screenshot.png: attach a PDF, text (.txt) or Markdown",
+                                                    timeout=WAIT_MS)
+    assert server.state.store.list_conversations(agent="echo") == []
+    # two files dropped at once: both attached, in turn, to one new conversation
+    notes = ["notes.md", "text/markdown", f"# Notes\n\n{FACT}\n"]
+    assert page.evaluate(HAND, ["drop", "#log", [notes, ["todo.txt", "text/plain", "buy milk"]]])
+    expect(page.locator(".msg.attachment")).to_have_text(["📎 notes.md", "📎 todo.txt"], timeout=WAIT_MS)
+    # a file pasted into the message box too; the box keeps no text of it
+    assert page.evaluate(HAND, ["paste", "#input", [["pasted.txt", "text/plain", "from the clipboard"]]])
+    expect(page.locator(".msg.attachment")).to_have_count(3, timeout=WAIT_MS)
+    expect(page.locator(".msg.attachment").last).to_have_text("📎 pasted.txt")
+    assert page.input_value("#input") == ""
+    assert page.url.startswith(f"{server.url}/chat/")
+    page.fill("#input", "What is the cat called?")
+    page.press("#input", "Enter")
+    page.locator(".msg.assistant").first.wait_for()
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    conversation = page.evaluate("localStorage.getItem('halguru.conversation.echo')")
+    prompts = _prompts(server, conversation)
+    assert any(FACT in t for t in prompts) and any("from the clipboard" in t for t in prompts)
+    assert [c["id"] for c in server.state.store.list_conversations(agent="echo")] == [conversation]

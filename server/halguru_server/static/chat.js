@@ -639,6 +639,11 @@ async function attach(file) {
   if (controller) { showStatus(`An answer is still coming: attach ${file.name} when it has ended.`); return; }
   showStatus("");
   if (file.size > 1000000) { showStatus(`${file.name} is over 1 MB.`); return; }
+  // Checked here as the server would (415), before a conversation is made for it: a dropped or pasted picture
+  // left an empty "Attached image.png" conversation behind.
+  if (!/\.(pdf|txt|md|markdown)$/i.test(file.name)) {
+    showStatus(`${file.name}: attach a PDF, text (.txt) or Markdown (.md) file.`); return;
+  }
   try {
     const id = await ensureConversation(agent, `Attached ${file.name}`);
     const path = `/conversations/${encodeURIComponent(id)}/attachments?name=${encodeURIComponent(file.name)}`;
@@ -806,6 +811,27 @@ document.addEventListener("keydown", (e) => {
 $("new").addEventListener("click", newConversation);
 $("attach-button").addEventListener("click", () => $("attach").click());
 $("attach").addEventListener("change", () => { const file = $("attach").files[0]; $("attach").value = ""; attach(file); });
+// Files dropped anywhere on the chat, or pasted into the message box, are attached as Attach does, one after
+// another. Dropped with no handler, Chromium left the chat for the file itself (the conversation gone from the
+// tab), and a pasted file did nothing.
+async function attachAll(files) { for (const file of files) await attach(file); }
+const carriesFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+document.addEventListener("dragover", (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = "copy";
+});
+document.addEventListener("drop", (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  attachAll([...e.dataTransfer.files]);
+});
+input.addEventListener("paste", (e) => {
+  const files = e.clipboardData ? [...e.clipboardData.files] : [];
+  if (!files.length) return;  // text pastes as text
+  e.preventDefault();
+  attachAll(files);
+});
 $("stop").addEventListener("click", stopAnswer);
 $("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
 $("key-form").addEventListener("submit", (e) => {
