@@ -116,6 +116,28 @@ def test_a_link_whose_address_holds_parentheses_is_drawn_whole(serve: Any, brows
     assert drawn == ["See Foo and bad now.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]]
 
 
+def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A bare address was cut at its first "(" (Wikipedia's Python_(programming_language) linked to Python_) and
+    took the sentence's full stop or comma with it (https://example.com/docs. : a page that is not there)."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return [box.textContent, [...box.querySelectorAll('a')].map((a) => [a.textContent, a.href])];
+    }""", "Read https://example.com/docs. Then https://en.wikipedia.org/wiki/Python_(programming_language), "
+          "or (https://example.com/a?b=1)! Ask \"https://example.com/q?x=y\"? Or https://example.com/end")
+    assert drawn == [
+        "Read https://example.com/docs. Then https://en.wikipedia.org/wiki/Python_(programming_language), "
+        "or (https://example.com/a?b=1)! Ask \"https://example.com/q?x=y\"? Or https://example.com/end",
+        [["https://example.com/docs", "https://example.com/docs"],
+         ["https://en.wikipedia.org/wiki/Python_(programming_language)",
+          "https://en.wikipedia.org/wiki/Python_(programming_language)"],
+         ["https://example.com/a?b=1", "https://example.com/a?b=1"],
+         ["https://example.com/q?x=y", "https://example.com/q?x=y"],
+         ["https://example.com/end", "https://example.com/end"]]]
+
+
 def test_a_message_sent_offline_stays_in_the_box(serve: Any, browser: Any) -> None:  # noqa: F811
     """Offline, the page said "sending waits for the network", yet Enter cleared the box and the answer's bubble
     said only "Failed to fetch": the message was gone. Now it stays until it can go."""

@@ -3,7 +3,9 @@
 // images are shown as links (no remote fetches).
 
 // A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at the first ")" it lost its end.
-const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/[^\s<>()]+)/;
+// So may a bare URL, whose closing punctuation is the sentence's, not the URL's ("see https://x.org/a.").
+const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)/;
+const SENTENCE_END = /[.,:;!?'"*_~]+$/;
 
 function safeHref(url) {
   try {
@@ -35,7 +37,7 @@ export function renderInline(text, parent) {
     const m = INLINE.exec(rest);
     if (!m) { parent.append(document.createTextNode(rest)); break; }
     if (m.index) parent.append(document.createTextNode(rest.slice(0, m.index)));
-    const token = m[0];
+    let token = m[0];
     if (m[1]) {
       const code = document.createElement("code"); code.textContent = token.slice(1, -1); parent.append(code);
     } else if (m[2]) {
@@ -47,6 +49,7 @@ export function renderInline(text, parent) {
       const inner = /!?\[([^\]]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/.exec(token);
       parent.append(link(image ? `image: ${inner[1] || inner[2]}` : inner[1] || inner[2], inner[2]));
     } else {
+      token = token.replace(SENTENCE_END, "");  // the rest of it is text, drawn on the next turn
       parent.append(link(token, token));
     }
     rest = rest.slice(m.index + token.length);
