@@ -17,6 +17,7 @@ TRICKY = [
     "<img src=x onerror=alert(1)> [bad](javascript:alert(1)) http://a.b/c\n```\n<script>x</script>\n",
     "1. a\n\n2. b\n   ```sh\n   pip x\n     two\n   ```\n3. c\n> q\n> r\n\n"
     "| h | `i` |\n|---|:-:|\n| 1 | 2 |\n| 3 |\nend",
+    "1. a\n   - b\n     1. c\n   - d\n2. e\n- f\n  - g\nh\n   - i",
 ]
 
 
@@ -114,6 +115,24 @@ def test_a_link_whose_address_holds_parentheses_is_drawn_whole(serve: Any, brows
       return [box.textContent, [...box.querySelectorAll('a')].map((a) => a.href)];
     }""")
     assert drawn == ["See Foo and bad now.", ["https://en.wikipedia.org/wiki/Foo_(bar)"]]
+
+
+def test_an_indented_item_is_a_list_inside_the_item_above(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Every item was one flat list: steps with sub-points ("1. a", "   - detail", "2. b") were numbered 1, 2, 3,
+    the detail counted as step 2 and the second step drawn as 3."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      const shape = (list) => [list.nodeName, ...[...list.children].map((li) => [li.firstChild.textContent,
+        ...[...li.querySelectorAll(':scope > ul, :scope > ol')].map(shape)])];
+      return [...box.children].map(shape);
+    }""", "1. Install\n   - with pip\n   - or uv\n2. Run\n    1. serve\n    2. open /chat/\n3. Done\n\n"
+          "- tea\n  - green\n    - sencha\n- coffee")
+    assert drawn == [
+        ["OL", ["Install", ["UL", ["with pip"], ["or uv"]]], ["Run", ["OL", ["serve"], ["open /chat/"]]], ["Done"]],
+        ["UL", ["tea", ["UL", ["green", ["UL", ["sencha"]]]]], ["coffee"]]]
 
 
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811

@@ -140,13 +140,25 @@ export class MarkdownView {
       } else this.add(s.quote, document.createElement("br"));
       this.inline(quote[1], s.quote);
     } else if (item) {
-      if (!s.list) {
-        s.list = textBlock(item[1] ? "ol" : "ul");
+      // s.list: the open lists, outermost first, each with its items' indent. An item indented two spaces or
+      // more past its list's is a list of its own inside that list's last item ("1. a", "   - b", "2. c": b is
+      // under a, and c is 2); one indented less goes back out. The stack is replaced, never changed in place,
+      // as the state saved before the draft line holds it too.
+      const indent = line.length - line.trimStart().length;
+      let stack = s.list || [];
+      while (stack.length && indent < stack[stack.length - 1].indent) stack = stack.slice(0, -1);
+      const top = stack[stack.length - 1];
+      let list = top && indent < top.indent + 2 ? top.list : null;
+      if (!list) {
+        list = textBlock(item[1] ? "ol" : "ul");
         // "1. a", a paragraph or code, then "2. b": the second list goes on counting from 2, not from 1 again
-        if (item[1] && Number(item[1]) !== 1) s.list.start = Number(item[1]);
-        this.add(this.container, s.list); s.para = s.table = s.quote = null;
+        if (item[1] && Number(item[1]) !== 1) list.start = Number(item[1]);
+        if (top) this.add(top.list.lastChild, list);
+        else { this.add(this.container, list); s.para = s.table = s.quote = null; }
+        stack = [...stack, { list, indent }];
       }
-      const li = textBlock("li"); renderInline(item[2], li); this.add(s.list, li); s.para = null;
+      s.list = stack;
+      const li = textBlock("li"); renderInline(item[2], li); this.add(list, li); s.para = null;
     } else if (!line.trim()) {
       s.list = s.para = s.table = s.quote = null;
     } else {
