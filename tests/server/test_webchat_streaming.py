@@ -135,6 +135,21 @@ def test_an_indented_item_is_a_list_inside_the_item_above(serve: Any, browser: A
         ["UL", ["tea", ["UL", ["green", ["UL", ["sencha"]]]]], ["coffee"]]]
 
 
+def test_a_backslash_escaped_mark_is_drawn_as_itself(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Backslash escapes were not read: "\\*not emphasis\\*" was drawn in italics between two backslashes, and
+    snake\\_case with its backslash."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return [box.textContent, box.querySelectorAll('em, strong, a').length];
+    }""", "\\*not emphasis\\* in snake\\_case, \\*\\*nor bold\\*\\*, 1\\. no list, `a\\*b` in code, "
+          "C:\\Users\\me and \\[no link\\](x)")
+    assert drawn == ["*not emphasis* in snake_case, **nor bold**, 1. no list, a\\*b in code, C:\\Users\\me and "
+                     "[no link](x)", 0]
+
+
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811
     """A bare address was cut at its first "(" (Wikipedia's Python_(programming_language) linked to Python_) and
     took the sentence's full stop or comma with it (https://example.com/docs. : a page that is not there)."""

@@ -4,7 +4,7 @@
 
 // A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at the first ")" it lost its end.
 // So may a bare URL, whose closing punctuation is the sentence's, not the URL's ("see https://x.org/a.").
-const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)/;
+const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)|(\\[!-/:-@[-`{-~])/;
 const SENTENCE_END = /[.,:;!?'"*_~]+$/;
 
 function safeHref(url) {
@@ -48,6 +48,8 @@ export function renderInline(text, parent) {
       const image = token.startsWith("!");
       const inner = /!?\[([^\]]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/.exec(token);
       parent.append(link(image ? `image: ${inner[1] || inner[2]}` : inner[1] || inner[2], inner[2]));
+    } else if (m[6]) {  // "\*" is a star, not emphasis (ASCII punctuation only: "C:\Users" keeps its "\")
+      parent.append(document.createTextNode(token[1]));
     } else {
       token = token.replace(SENTENCE_END, "");  // the rest of it is text, drawn on the next turn
       parent.append(link(token, token));
