@@ -18,6 +18,7 @@ TRICKY = [
     "1. a\n\n2. b\n   ```sh\n   pip x\n     two\n   ```\n3. c\n> q\n> r\n\n"
     "| h | `i` |\n|---|:-:|\n| 1 | 2 |\n| 3 |\nend",
     "1. a\n   - b\n     1. c\n   - d\n2. e\n- f\n  - g\nh\n   - i",
+    "a\n---\n~~~py\n```\n~~~\n* * *\n````md\n```js\nx\n```\n````\n- b\n___",
 ]
 
 
@@ -148,6 +149,21 @@ def test_a_backslash_escaped_mark_is_drawn_as_itself(serve: Any, browser: Any) -
           "C:\\Users\\me and \\[no link\\](x)")
     assert drawn == ["*not emphasis* in snake_case, **nor bold**, 1. no list, a\\*b in code, C:\\Users\\me and "
                      "[no link](x)", 0]
+
+
+def test_rules_and_tilde_fences_are_drawn_as_such(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A "---" between sections was drawn as a paragraph of three dashes, and a ~~~ fence as a paragraph: its code
+    ran together on lines of prose, "~~~python" and all."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return [...box.children].map((e) => [e.nodeName, e.textContent]);
+    }""", "Part one.\n\n---\n\nPart two.\n* * *\n~~~python\nx = 1\n```\n~~~\n"
+          "````markdown\n```sh\nls\n```\n````\n- item\n___\n--\n")
+    assert drawn == [["P", "Part one."], ["HR", ""], ["P", "Part two."], ["HR", ""], ["PRE", "x = 1\n```"],
+                     ["PRE", "```sh\nls\n```"], ["UL", "item"], ["HR", ""], ["P", "--"]]
 
 
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811

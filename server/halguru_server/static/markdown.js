@@ -73,7 +73,7 @@ export class MarkdownView {
     this.container.replaceChildren();
     this.text = "";
     this.done = 0;  // text[0:done] is committed: complete lines whose nodes stay
-    this.state = { list: null, para: null, code: null, indent: 0, table: null, quote: null };
+    this.state = { list: null, para: null, code: null, fence: "", indent: 0, table: null, quote: null };
     this.draft = [];  // the nodes the draft line added (removed before the next update)
     this.saved = this.state;  // the state before the draft line
     this.recording = false;
@@ -112,7 +112,7 @@ export class MarkdownView {
   line(line) {
     const s = this.state;
     if (s.code) {  // inside a fence: up to the closing one, the text as it is (less the fence's own indent)
-      if (line.trimStart().startsWith("```")) s.code = null;
+      if (line.trimStart().startsWith(s.fence)) s.code = null;
       else {
         const text = line.slice(Math.min(s.indent, line.length - line.trimStart().length));
         this.add(s.code, document.createTextNode(s.code.firstChild ? `\n${text}` : text));
@@ -120,11 +120,17 @@ export class MarkdownView {
       return;
     }
     const block = (node) => { this.add(this.container, node); s.list = s.para = s.table = s.quote = null; };
-    if (line.trimStart().startsWith("```")) {  // a fence may be indented (a step's code under a list item)
+    // A fence is ``` or ~~~ (closed by the same), and may be indented (a step's code under a list item).
+    const fence = /^(`{3,}|~{3,})/.exec(line.trimStart());
+    if (fence) {
       const pre = document.createElement("pre");
       const code = document.createElement("code");
       pre.append(code); block(pre);
-      s.code = code; s.indent = line.length - line.trimStart().length;
+      s.code = code; s.fence = fence[1]; s.indent = line.length - line.trimStart().length;
+      return;
+    }
+    if (/^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/.test(line)) {  // "---", "***" or "* * *": a rule across
+      block(document.createElement("hr"));
       return;
     }
     const heading = /^(#{1,6})\s+(.*)$/.exec(line);
