@@ -346,6 +346,29 @@ def test_hebrew_and_arabic_read_right_to_left_beside_english(serve: Any, browser
                      ["כותרת", "rtl"], ["א", "rtl"], ["ב", "rtl"]]
 
 
+def test_a_wide_table_on_a_phone_scrolls_sideways_with_its_words_whole(
+        serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """On a phone a wide table's cells were squeezed into its box a letter or two wide ("col0 long header" one
+    letter a line, the table as tall as the screen) instead of the table scrolling sideways in it."""
+    head = " | ".join(f"col{i} long header" for i in range(10))
+    table = f"| {head} |\n|{'---|' * 10}\n| {' | '.join(f'value{i}' for i in range(10))} |\n"
+    page = phone_chat(serve, agents_dir, browser, {"text": f"Here:\n\n{table}\nDone."})
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.fill("#input", "a table please")
+    page.keyboard.press("Enter")
+    expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
+    lines = page.evaluate("""() => [...document.querySelectorAll('.msg .table th, .msg .table td')].map((cell) => {
+      const range = document.createRange();
+      range.selectNodeContents(cell);
+      const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+      return [cell.textContent, tops.size];
+    })""")
+    assert lines and all(n <= len(text.split()) for text, n in lines), lines  # broken at spaces only
+    box = page.locator(".msg .table")
+    assert box.evaluate("(b) => b.scrollWidth > b.clientWidth")  # it scrolls, in its box
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the page does not
+
+
 def test_a_code_block_is_copied_with_its_button(serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
     """Copying an answer's code meant selecting it by hand (on a phone: a long press and dragging handles)."""
     code = "pip install halguru\nhalguru serve --dev"
