@@ -166,6 +166,26 @@ def test_rules_and_tilde_fences_are_drawn_as_such(serve: Any, browser: Any) -> N
                      ["PRE", "```sh\nls\n```"], ["UL", "item"], ["HR", ""], ["P", "--"]]
 
 
+def test_a_link_whose_text_names_another_address_shows_where_it_goes(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A link could read as one address and go to another: "[https://bank.example/login](https://evil.example)",
+    in an answer or in a page or tool result the model repeated, showed the bank's address, and a phone shows no
+    URL on hover. Its text is now where it goes; a text that is no address, or the same host, stays."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return [...box.querySelectorAll('a')].map((a) => [a.textContent, a.href]);
+    }""", "[https://bank.example/login](https://evil.example/x) [www.bank.example](https://evil.example/) "
+          "[report.pdf](https://example.com/report.pdf) [https://docs.example/a](https://docs.example/b) "
+          "[the docs](https://evil.example/) [v1.2](https://example.com/r) [mail](mailto:a@b.example)")
+    assert drawn == [["https://evil.example/x", "https://evil.example/x"],
+                     ["https://evil.example/", "https://evil.example/"],
+                     ["report.pdf", "https://example.com/report.pdf"],
+                     ["https://docs.example/a", "https://docs.example/b"], ["the docs", "https://evil.example/"],
+                     ["v1.2", "https://example.com/r"], ["mail", "mailto:a@b.example"]]
+
+
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811
     """A bare address was cut at its first "(" (Wikipedia's Python_(programming_language) linked to Python_) and
     took the sentence's full stop or comma with it (https://example.com/docs. : a page that is not there)."""

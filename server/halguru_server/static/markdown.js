@@ -16,12 +16,28 @@ function safeHref(url) {
   }
 }
 
+// The host a link's text names, where its text is an address ("https://bank.example/login", "www.bank.example");
+// else null ("report.pdf" is a file's name as often as a host's).
+function namedHost(text) {
+  const t = text.trim();
+  if (!/^(?:https?:\/\/|www\.)[^\s/?#]+(?:[/?#]\S*)?$/i.test(t)) return null;
+  try {
+    return new URL(/^https?:\/\//i.test(t) ? t : `https://${t}`).hostname;
+  } catch {
+    return null;
+  }
+}
+
 function link(text, url) {
   const href = safeHref(url);
   if (!href) return document.createTextNode(text);
   const a = document.createElement("a");
   a.href = href;
-  a.textContent = text;
+  // A text that is an address of another host shows where the link goes instead:
+  // "[https://bank.example](https://evil.example)" (in an answer, or a web page or tool result the model
+  // repeats) read as the bank's, and a phone shows no URL on hover.
+  const named = namedHost(text);
+  a.textContent = named && named !== a.hostname ? href : text;
   a.rel = "noopener noreferrer";
   a.target = "_blank";
   return a;
