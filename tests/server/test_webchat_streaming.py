@@ -19,6 +19,7 @@ TRICKY = [
     "| h | `i` |\n|---|:-:|\n| 1 | 2 |\n| 3 |\nend",
     "1. a\n   - b\n     1. c\n   - d\n2. e\n- f\n  - g\nh\n   - i",
     "a\n---\n~~~py\n```\n~~~\n* * *\n````md\n```js\nx\n```\n````\n- b\n___",
+    "***a*** __b__ _c_ d_e_f [**g** h](https://x.example/) \\*i\\* https://x.example/(j).",
 ]
 
 
@@ -184,6 +185,24 @@ def test_a_link_whose_text_names_another_address_shows_where_it_goes(serve: Any,
                      ["report.pdf", "https://example.com/report.pdf"],
                      ["https://docs.example/a", "https://docs.example/b"], ["the docs", "https://evil.example/"],
                      ["v1.2", "https://example.com/r"], ["mail", "mailto:a@b.example"]]
+
+
+def test_every_emphasis_mark_is_drawn_and_a_links_text_keeps_its_own(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Only *em* and **strong** were read: ***both*** kept a star either side, _em_ was drawn with its marks, and
+    a link's text was drawn as it was written ("[**Docs**](…)": two stars either side). "__" is not bold: it is
+    a Python name's far more often (__init__.py)."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      const parts = [...box.querySelectorAll('strong, em, a, code')];
+      return [box.textContent, parts.map((e) => [e.nodeName, e.textContent])];
+    }""", "***both*** __init__.py _em_ snake_case_name 2_000_000 [**Docs** and `x`](https://example.com/d) "
+          "[see https://example.com/x](https://example.com/x) `_raw_`")
+    assert drawn == ["both __init__.py em snake_case_name 2_000_000 Docs and x see https://example.com/x _raw_", [
+        ["STRONG", "both"], ["EM", "both"], ["EM", "em"], ["A", "Docs and x"], ["STRONG", "Docs"],
+        ["CODE", "x"], ["A", "see https://example.com/x"], ["CODE", "_raw_"]]]
 
 
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811

@@ -2,9 +2,16 @@
 // so model output can never inject HTML. Links get rel=noopener and only http(s)/mailto;
 // images are shown as links (no remote fetches).
 
-// A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at the first ")" it lost its end.
-// So may a bare URL, whose closing punctuation is the sentence's, not the URL's ("see https://x.org/a.").
-const INLINE = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))|(https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)|(\\[!-/:-@[-`{-~])/;
+// Emphasis: *em*, **strong**, ***both***, and _em_ where it is not inside a word (snake_case_name, 2_000_000
+// and __init__.py stay as they are: "__" is no bold here, a Python name's far more often than not). A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at
+// the first ")" it lost its end. So may a bare URL, whose closing punctuation is the sentence's, not the URL's
+// ("see https://x.org/a."). A backslash before ASCII punctuation is that mark as itself.
+const INLINE = new RegExp([
+  /(?<code>`[^`]+`)/, /(?<both>\*\*\*[^*]+\*\*\*)/, /(?<strong>\*\*[^*]+\*\*)/,
+  /(?<em>\*[^*\s][^*]*\*|(?<!\w)_[^_\s](?:[^_]*[^_\s])?_(?!\w))/,
+  /(?<link>!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))/, /(?<url>https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)/,
+  /(?<escape>\\[!-/:-@[-`{-~])/,
+].map((r) => r.source).join("|"));
 const SENTENCE_END = /[.,:;!?'"*_~]+$/;
 
 function safeHref(url) {
@@ -37,7 +44,8 @@ function link(text, url) {
   // "[https://bank.example](https://evil.example)" (in an answer, or a web page or tool result the model
   // repeats) read as the bank's, and a phone shows no URL on hover.
   const named = namedHost(text);
-  a.textContent = named && named !== a.hostname ? href : text;
+  if (named && named !== a.hostname) a.textContent = href;
+  else renderInline(text, a, true);  // "[**Docs**](…)": bold, not two stars either side
   a.rel = "noopener noreferrer";
   a.target = "_blank";
   return a;
@@ -47,25 +55,34 @@ function link(text, url) {
 // punctuation at its end), beside an English one that reads left to right.
 const textBlock = (tag) => Object.assign(document.createElement(tag), { dir: "auto" });
 
-export function renderInline(text, parent) {
+// `text` as inline Markdown into `parent`; `plain`: links and addresses as text (inside a link's own text).
+export function renderInline(text, parent, plain = false) {
+  const inside = (tag, inner) => {
+    const node = document.createElement(tag); renderInline(inner, node, plain); return node;
+  };
   let rest = text;
   while (rest) {
     const m = INLINE.exec(rest);
     if (!m) { parent.append(document.createTextNode(rest)); break; }
     if (m.index) parent.append(document.createTextNode(rest.slice(0, m.index)));
+    const found = m.groups;
     let token = m[0];
-    if (m[1]) {
+    if (found.code) {
       const code = document.createElement("code"); code.textContent = token.slice(1, -1); parent.append(code);
-    } else if (m[2]) {
-      const b = document.createElement("strong"); renderInline(token.slice(2, -2), b); parent.append(b);
-    } else if (m[3]) {
-      const i = document.createElement("em"); renderInline(token.slice(1, -1), i); parent.append(i);
-    } else if (m[4]) {
+    } else if (found.both) {
+      const b = document.createElement("strong"); b.append(inside("em", token.slice(3, -3))); parent.append(b);
+    } else if (found.strong) {
+      parent.append(inside("strong", token.slice(2, -2)));
+    } else if (found.em) {
+      parent.append(inside("em", token.slice(1, -1)));
+    } else if (found.escape) {  // "\*" is a star, not emphasis (ASCII punctuation only: "C:\Users" keeps its "\")
+      parent.append(document.createTextNode(token[1]));
+    } else if (plain) {
+      parent.append(document.createTextNode(token));
+    } else if (found.link) {
       const image = token.startsWith("!");
       const inner = /!?\[([^\]]*)\]\(((?:[^()\s]|\([^()\s]*\))+)\)/.exec(token);
       parent.append(link(image ? `image: ${inner[1] || inner[2]}` : inner[1] || inner[2], inner[2]));
-    } else if (m[6]) {  // "\*" is a star, not emphasis (ASCII punctuation only: "C:\Users" keeps its "\")
-      parent.append(document.createTextNode(token[1]));
     } else {
       token = token.replace(SENTENCE_END, "");  // the rest of it is text, drawn on the next turn
       parent.append(link(token, token));
