@@ -323,3 +323,17 @@ def test_files_dropped_on_the_chat_or_pasted_into_the_box_are_attached(serve: Se
     prompts = _prompts(server, conversation)
     assert any(FACT in t for t in prompts) and any("from the clipboard" in t for t in prompts)
     assert [c["id"] for c in server.state.store.list_conversations(agent="echo")] == [conversation]
+
+
+def test_a_screen_reader_hears_that_a_file_was_attached(serve: Serve, browser: Browser) -> None:  # noqa: F811
+    """The file's chip was drawn in the conversation, which is no live region, and nothing was said: someone
+    who cannot see the page chose a file and heard nothing, whether it had been attached or not."""
+    server = serve()
+    page = browser.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    page.set_input_files("#attach", files=[{"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# N\n\nx"}])
+    expect(page.locator(".msg.attachment")).to_have_text("📎 notes.md", timeout=WAIT_MS)
+    expect(page.locator("#announce")).to_have_text("Attached notes.md.")
+    assert page.locator("#announce").get_attribute("aria-live") == "polite"
+    assert page.evaluate("document.activeElement.id") == "input"  # back in the message box, to ask about it

@@ -650,6 +650,7 @@ async function attach(file) {
     const info = await (await api(path, { method: "POST", body: file,
       headers: { "Content-Type": file.type || "application/octet-stream" } })).json();
     addMessage("user", `${ATTACHED}${info.name}]`);
+    announce(`Attached ${info.name}.`);  // the conversation is no live region: a screen reader heard nothing
   } catch (error) {
     showStatus(error.message);
     if (error.status === 404 || error.sessionEnded) store.setConversation(agent, null);
