@@ -281,3 +281,19 @@ def test_a_short_message_of_ones_own_is_a_bubble_at_the_right(serve: Any, browse
         log, mine = page.locator("#log").bounding_box(), page.locator(".msg.user").bounding_box()
         assert mine["width"] < 100, width
         assert abs((log["x"] + log["width"]) - (mine["x"] + mine["width"])) < 30, width  # at the right edge
+
+
+def test_escape_closes_the_key_bar_and_gives_the_focus_back_to_its_button(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The API key bar opened from its button and closed only from it again: Escape did nothing, so a keyboard
+    user who had opened it by mistake had to find the button again (Shift+Tab past the field and Save)."""
+    page = open_chat(browser, serve())
+    page.get_by_role("button", name="API key").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-form")).to_be_visible()
+    assert page.evaluate("document.activeElement.id") == "key"
+    page.keyboard.type("hg_half_typed")
+    page.keyboard.press("Escape")
+    expect(page.locator("#key-form")).to_be_hidden()
+    assert page.evaluate("document.activeElement.id") == "key-button"
+    assert page.input_value("#key") == ""  # nothing half-typed kept, or saved
+    assert page.evaluate("localStorage.getItem('halguru.key')") is None

@@ -808,6 +808,9 @@ input.addEventListener("keydown", (e) => {
 document.addEventListener("keydown", (e) => {
   if (e.altKey && (e.key === "n" || e.key === "N")) { e.preventDefault(); newConversation(); }
   if (e.key === "Escape" && controller) stopAnswer();
+  else if (e.key === "Escape" && !$("key-form").hidden) {  // the key bar, left as the button opened it
+    $("key-form").hidden = true; $("key").value = ""; $("key-button").focus();
+  }
 });
 $("new").addEventListener("click", newConversation);
 $("attach-button").addEventListener("click", () => $("attach").click());
