@@ -205,6 +205,20 @@ def test_every_emphasis_mark_is_drawn_and_a_links_text_keeps_its_own(serve: Any,
         ["CODE", "x"], ["A", "see https://example.com/x"], ["CODE", "_raw_"]]]
 
 
+def test_emphasis_inside_bold_is_drawn_inside_it(serve: Any, browser: Any) -> None:  # noqa: F811
+    """"**Never run *this* as root**" was drawn as "*", an italic "Never run ", "this* as root**": the bold was
+    lost and its stars shown."""
+    page = open_chat(browser, serve())
+    drawn = page.evaluate("""async (text) => {
+      const { renderMarkdown } = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return [box.textContent, [...box.querySelectorAll('strong, em')].map((e) => [e.nodeName, e.textContent])];
+    }""", "**Never run *this* as root**, **a** and **b**, 2 * 3 = **6**")
+    assert drawn == ["Never run this as root, a and b, 2 * 3 = 6", [
+        ["STRONG", "Never run this as root"], ["EM", "this"], ["STRONG", "a"], ["STRONG", "b"], ["STRONG", "6"]]]
+
+
 def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(serve: Any, browser: Any) -> None:  # noqa: F811
     """A bare address was cut at its first "(" (Wikipedia's Python_(programming_language) linked to Python_) and
     took the sentence's full stop or comma with it (https://example.com/docs. : a page that is not there)."""

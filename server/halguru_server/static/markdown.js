@@ -2,12 +2,12 @@
 // so model output can never inject HTML. Links get rel=noopener and only http(s)/mailto;
 // images are shown as links (no remote fetches).
 
-// Emphasis: *em*, **strong**, ***both***, and _em_ where it is not inside a word (snake_case_name, 2_000_000
+// Emphasis: *em*, **strong** (an *em* inside it too), ***both***, and _em_ where it is not inside a word (snake_case_name, 2_000_000
 // and __init__.py stay as they are: "__" is no bold here, a Python name's far more often than not). A link's URL may hold balanced parentheses (Wikipedia's Foo_(bar)): cut at
 // the first ")" it lost its end. So may a bare URL, whose closing punctuation is the sentence's, not the URL's
 // ("see https://x.org/a."). A backslash before ASCII punctuation is that mark as itself.
 const INLINE = new RegExp([
-  /(?<code>`[^`]+`)/, /(?<both>\*\*\*[^*]+\*\*\*)/, /(?<strong>\*\*[^*]+\*\*)/,
+  /(?<code>`[^`]+`)/, /(?<both>\*\*\*[^*]+\*\*\*)/, /(?<strong>\*\*(?:[^*]|\*(?!\*))+?\*\*)/,
   /(?<em>\*[^*\s][^*]*\*|(?<!\w)_[^_\s](?:[^_]*[^_\s])?_(?!\w))/,
   /(?<link>!?\[[^\]]*\]\((?:[^()\s]|\([^()\s]*\))+\))/, /(?<url>https?:\/\/(?:[^\s<>()]|\([^\s<>()]*\))+)/,
   /(?<escape>\\[!-/:-@[-`{-~])/,
