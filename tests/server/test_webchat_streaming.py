@@ -23,6 +23,16 @@ TRICKY = [
 ]
 
 
+def rendered(page: Any, result: str, text: str) -> Any:
+    """``result`` (a JavaScript expression over ``box``) once ``text`` is drawn into ``box`` as an answer is."""
+    return page.evaluate(f"""async (text) => {{
+      const {{ renderMarkdown }} = await import('/chat/static/markdown.js');
+      const box = document.createElement('div');
+      renderMarkdown(text, box);
+      return {result};
+    }}""", text)
+
+
 def test_markdown_streamed_in_pieces_is_drawn_as_the_whole_text_is(serve: Any, browser: Any) -> None:  # noqa: F811
     page = open_chat(browser, serve())
     differ = page.evaluate("""async (texts) => {
@@ -123,14 +133,11 @@ def test_an_indented_item_is_a_list_inside_the_item_above(serve: Any, browser: A
     """Every item was one flat list: steps with sub-points ("1. a", "   - detail", "2. b") were numbered 1, 2, 3,
     the detail counted as step 2 and the second step drawn as 3."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
+    drawn = rendered(page, """(() => {
       const shape = (list) => [list.nodeName, ...[...list.children].map((li) => [li.firstChild.textContent,
         ...[...li.querySelectorAll(':scope > ul, :scope > ol')].map(shape)])];
       return [...box.children].map(shape);
-    }""", "1. Install\n   - with pip\n   - or uv\n2. Run\n    1. serve\n    2. open /chat/\n3. Done\n\n"
+    })()""", "1. Install\n   - with pip\n   - or uv\n2. Run\n    1. serve\n    2. open /chat/\n3. Done\n\n"
           "- tea\n  - green\n    - sencha\n- coffee")
     assert drawn == [
         ["OL", ["Install", ["UL", ["with pip"], ["or uv"]]], ["Run", ["OL", ["serve"], ["open /chat/"]]], ["Done"]],
@@ -141,13 +148,9 @@ def test_a_backslash_escaped_mark_is_drawn_as_itself(serve: Any, browser: Any) -
     """Backslash escapes were not read: "\\*not emphasis\\*" was drawn in italics between two backslashes, and
     snake\\_case with its backslash."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
-      return [box.textContent, box.querySelectorAll('em, strong, a').length];
-    }""", "\\*not emphasis\\* in snake\\_case, \\*\\*nor bold\\*\\*, 1\\. no list, `a\\*b` in code, "
-          "C:\\Users\\me and \\[no link\\](x)")
+    drawn = rendered(page, "[box.textContent, box.querySelectorAll('em, strong, a').length]",
+                     "\\*not emphasis\\* in snake\\_case, \\*\\*nor bold\\*\\*, 1\\. no list, `a\\*b` in code, "
+                     "C:\\Users\\me and \\[no link\\](x)")
     assert drawn == ["*not emphasis* in snake_case, **nor bold**, 1. no list, a\\*b in code, C:\\Users\\me and "
                      "[no link](x)", 0]
 
@@ -156,13 +159,9 @@ def test_rules_and_tilde_fences_are_drawn_as_such(serve: Any, browser: Any) -> N
     """A "---" between sections was drawn as a paragraph of three dashes, and a ~~~ fence as a paragraph: its code
     ran together on lines of prose, "~~~python" and all."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
-      return [...box.children].map((e) => [e.nodeName, e.textContent]);
-    }""", "Part one.\n\n---\n\nPart two.\n* * *\n~~~python\nx = 1\n```\n~~~\n"
-          "````markdown\n```sh\nls\n```\n````\n- item\n___\n--\n")
+    drawn = rendered(page, "[...box.children].map((e) => [e.nodeName, e.textContent])",
+                     "Part one.\n\n---\n\nPart two.\n* * *\n~~~python\nx = 1\n```\n~~~\n"
+                     "````markdown\n```sh\nls\n```\n````\n- item\n___\n--\n")
     assert drawn == [["P", "Part one."], ["HR", ""], ["P", "Part two."], ["HR", ""], ["PRE", "x = 1\n```"],
                      ["PRE", "```sh\nls\n```"], ["UL", "item"], ["HR", ""], ["P", "--"]]
 
@@ -172,14 +171,10 @@ def test_a_link_whose_text_names_another_address_shows_where_it_goes(serve: Any,
     in an answer or in a page or tool result the model repeated, showed the bank's address, and a phone shows no
     URL on hover. Its text is now where it goes; a text that is no address, or the same host, stays."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
-      return [...box.querySelectorAll('a')].map((a) => [a.textContent, a.href]);
-    }""", "[https://bank.example/login](https://evil.example/x) [www.bank.example](https://evil.example/) "
-          "[report.pdf](https://example.com/report.pdf) [https://docs.example/a](https://docs.example/b) "
-          "[the docs](https://evil.example/) [v1.2](https://example.com/r) [mail](mailto:a@b.example)")
+    drawn = rendered(page, "[...box.querySelectorAll('a')].map((a) => [a.textContent, a.href])",
+                     "[https://bank.example/login](https://evil.example/x) [www.bank.example](https://evil.example/) "
+                     "[report.pdf](https://example.com/report.pdf) [https://docs.example/a](https://docs.example/b) "
+                     "[the docs](https://evil.example/) [v1.2](https://example.com/r) [mail](mailto:a@b.example)")
     assert drawn == [["https://evil.example/x", "https://evil.example/x"],
                      ["https://evil.example/", "https://evil.example/"],
                      ["report.pdf", "https://example.com/report.pdf"],
@@ -192,13 +187,10 @@ def test_every_emphasis_mark_is_drawn_and_a_links_text_keeps_its_own(serve: Any,
     a link's text was drawn as it was written ("[**Docs**](…)": two stars either side). "__" is not bold: it is
     a Python name's far more often (__init__.py)."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
+    drawn = rendered(page, """(() => {
       const parts = [...box.querySelectorAll('strong, em, a, code')];
       return [box.textContent, parts.map((e) => [e.nodeName, e.textContent])];
-    }""", "***both*** __init__.py _em_ snake_case_name 2_000_000 [**Docs** and `x`](https://example.com/d) "
+    })()""", "***both*** __init__.py _em_ snake_case_name 2_000_000 [**Docs** and `x`](https://example.com/d) "
           "[see https://example.com/x](https://example.com/x) `_raw_`")
     assert drawn == ["both __init__.py em snake_case_name 2_000_000 Docs and x see https://example.com/x _raw_", [
         ["STRONG", "both"], ["EM", "both"], ["EM", "em"], ["A", "Docs and x"], ["STRONG", "Docs"],
@@ -209,12 +201,9 @@ def test_emphasis_inside_bold_is_drawn_inside_it(serve: Any, browser: Any) -> No
     """"**Never run *this* as root**" was drawn as "*", an italic "Never run ", "this* as root**": the bold was
     lost and its stars shown."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
-      return [box.textContent, [...box.querySelectorAll('strong, em')].map((e) => [e.nodeName, e.textContent])];
-    }""", "**Never run *this* as root**, **a** and **b**, 2 * 3 = **6**")
+    drawn = rendered(page, "[box.textContent, [...box.querySelectorAll('strong, em')]"
+                           ".map((e) => [e.nodeName, e.textContent])]",
+                     "**Never run *this* as root**, **a** and **b**, 2 * 3 = **6**")
     assert drawn == ["Never run this as root, a and b, 2 * 3 = 6", [
         ["STRONG", "Never run this as root"], ["EM", "this"], ["STRONG", "a"], ["STRONG", "b"], ["STRONG", "6"]]]
 
@@ -223,13 +212,9 @@ def test_a_bare_address_is_linked_whole_and_without_the_sentences_punctuation(se
     """A bare address was cut at its first "(" (Wikipedia's Python_(programming_language) linked to Python_) and
     took the sentence's full stop or comma with it (https://example.com/docs. : a page that is not there)."""
     page = open_chat(browser, serve())
-    drawn = page.evaluate("""async (text) => {
-      const { renderMarkdown } = await import('/chat/static/markdown.js');
-      const box = document.createElement('div');
-      renderMarkdown(text, box);
-      return [box.textContent, [...box.querySelectorAll('a')].map((a) => [a.textContent, a.href])];
-    }""", "Read https://example.com/docs. Then https://en.wikipedia.org/wiki/Python_(programming_language), "
-          "or (https://example.com/a?b=1)! Ask \"https://example.com/q?x=y\"? Or https://example.com/end")
+    drawn = rendered(page, "[box.textContent, [...box.querySelectorAll('a')].map((a) => [a.textContent, a.href])]",
+                     "Read https://example.com/docs. Then https://en.wikipedia.org/wiki/Python_(programming_language), "
+                     "or (https://example.com/a?b=1)! Ask \"https://example.com/q?x=y\"? Or https://example.com/end")
     assert drawn == [
         "Read https://example.com/docs. Then https://en.wikipedia.org/wiki/Python_(programming_language), "
         "or (https://example.com/a?b=1)! Ask \"https://example.com/q?x=y\"? Or https://example.com/end",
