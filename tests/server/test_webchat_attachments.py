@@ -337,3 +337,22 @@ def test_a_screen_reader_hears_that_a_file_was_attached(serve: Serve, browser: B
     expect(page.locator("#announce")).to_have_text("Attached notes.md.")
     assert page.locator("#announce").get_attribute("aria-live") == "polite"
     assert page.evaluate("document.activeElement.id") == "input"  # back in the message box, to ask about it
+
+
+def test_files_dragged_over_the_chat_outline_where_to_let_go(serve: Serve, browser: Browser) -> None:  # noqa: F811
+    """Nothing showed that the chat took dropped files: the page looked the same while a file was dragged over it."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{serve().url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    outline = "() => getComputedStyle(document.getElementById('log')).outlineStyle"
+    assert page.evaluate(outline) == "none"
+    notes = ["notes.md", "text/markdown", "# N"]
+    page.evaluate(HAND, ["dragover", "#log", [notes]])
+    assert page.evaluate(outline) == "dashed"
+    page.evaluate(HAND, ["dragleave", "#log", [notes]])  # out of the window: no related target
+    assert page.evaluate(outline) == "none"
+    page.evaluate(HAND, ["dragover", "#input", [notes]])
+    assert page.evaluate(outline) == "dashed"
+    page.evaluate(HAND, ["drop", "#input", [notes]])
+    assert page.evaluate(outline) == "none"
+    expect(page.locator(".msg.attachment")).to_have_text("📎 notes.md", timeout=WAIT_MS)

@@ -820,12 +820,17 @@ $("attach").addEventListener("change", () => { const file = $("attach").files[0]
 // tab), and a pasted file did nothing.
 async function attachAll(files) { for (const file of files) await attach(file); }
 const carriesFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+// While files are dragged over it the conversation is outlined: where to let go (nothing showed it).
+const dropping = (on) => document.body.classList.toggle("dropping", on);
 document.addEventListener("dragover", (e) => {
   if (!carriesFiles(e)) return;
   e.preventDefault();
   e.dataTransfer.dropEffect = "copy";
+  dropping(true);
 });
+document.addEventListener("dragleave", (e) => { if (!e.relatedTarget) dropping(false); });  // out of the window
 document.addEventListener("drop", (e) => {
+  dropping(false);
   if (!carriesFiles(e)) return;
   e.preventDefault();
   attachAll([...e.dataTransfer.files]);
