@@ -38,7 +38,7 @@ ACTIONS = frozenset({
     "run.reject", "run.resume", "run.cancel",
     "conversation.delete", "job.cancel", "job.retry", "tool.call", "conversation.takeover",
     "conversation.handback", "conversation.reply", "conversation.export", "conversation.retention",
-    "agent.publish", "agent.rollback", "agent.delete_version", "opt_out.clear",
+    "agent.publish", "agent.rollback", "agent.unpublish", "agent.delete_version", "opt_out.clear",
 })
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9][a-z0-9_]*$")  # user.2fa_enable
 
