@@ -146,7 +146,8 @@ def opted_out(store: Store, channel: str, agent: str, ours: str, sender: str) ->
 
 def send_once(store: Store, job_id: str) -> SendOnce:
     """The job's ``SendOnce``: each effect key is performed by one attempt, recorded, and never repeated; and
-    none is started once the job was cancelled (its worker learns of a cancel only at its next lease renewal)."""
+    none is started once the job was cancelled (outside a run, its worker learns of a cancel only at its next lease
+    renewal; a run is stopped at once)."""
 
     async def once(key: str, send: Callable[[], Awaitable[Any]],
                    find: Callable[[float], Awaitable[Any | None]] | None = None) -> Any:

@@ -183,6 +183,8 @@ class Worker:
                         self.finished(job, result)
                     except Exception:
                         log.exception("job finished hook failed", extra={"fields": {"job_id": job["id"]}})
+            else:  # cancelled meanwhile (its run stopped for it, or finished first) or taken over: not ours
+                await self._let_go(job, time.monotonic() - started)
         except asyncio.CancelledError:
             if not self._stopping and not (work and work.cancelled()):
                 raise
@@ -220,11 +222,19 @@ class Worker:
         base, cap = (s.delivery_backoff, s.delivery_max_backoff) if outage else (s.backoff, s.max_backoff)
         delay = None if permanent else retry_delay(job["attempts"], base, cap)
         status = await asyncio.to_thread(self.ctx.store.fail_job, job["id"], self.holder, message, delay)
+        if not status:  # cancelled meanwhile (its run was stopped for it) or taken over: no failure of ours
+            await self._let_go(job, seconds)
+            return
         log.warning("job failed", extra={"fields": {"job_id": job["id"], "kind": job["kind"], "error": message,
                                                     "attempt": job["attempts"], "now": status}})
         if not isinstance(exc, JobError | ChannelError):
             log.debug("job traceback", exc_info=exc)
         self.observe("dead" if status == "dead" else "retried", job, seconds)
+
+    async def _let_go(self, job: JobRecord, seconds: float) -> None:
+        """A job cancelled while it ran: its lease let go at once (its conversation's next job waits for it)."""
+        await asyncio.to_thread(self.ctx.store.let_go_job, job["id"], self.holder)
+        self.observe("released", job, seconds)
 
     async def _renew(self, job: JobRecord, work: asyncio.Task[Any]) -> None:
         while True:

@@ -262,8 +262,9 @@ class Store(Protocol):
         ``max_waiting`` jobs queued (as ``enqueue_job``: else cancel and retry would pass the cap)."""
         ...
     def cancel_job(self, job_id: str) -> bool:
-        """A queued or running job cancelled; False otherwise. A running one's worker learns it at its next
-        renewal, stops the job and lets go (``let_go_job``); until then the job still holds its queue key."""
+        """A queued or running job cancelled; False otherwise. A running one's run is asked to stop (as
+        ``request_cancel``: its process does within ``CANCEL_POLL``), and its worker, learning it then or at its
+        next renewal, stops the job and lets go (``let_go_job``); until then the job still holds its queue key."""
         ...
     def cancel_queued_jobs(self, agent: str, *, owner: str | None = None) -> int:
         """Every queued job of ``agent`` (of ``owner``, when given) cancelled (a flood to clear: one ``cancel_job``

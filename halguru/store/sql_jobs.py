@@ -234,10 +234,15 @@ class JobsMixin(SQLBase):
             return retried
 
     def cancel_job(self, job_id: str) -> bool:
+        now = time.time()
         with self._tx() as conn:  # a running one keeps its lease until its holder lets go (``let_go_job``)
-            return conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = "
-                                "CASE WHEN status = 'running' THEN lease_expires ELSE NULL END "
-                                "WHERE id = ? AND status IN ('queued', 'running')", (time.time(), job_id)).rowcount == 1
+            cancelled = conn.execute("UPDATE jobs SET status = 'cancelled', finished = ?, lease_expires = "
+                                     "CASE WHEN status = 'running' THEN lease_expires ELSE NULL END "
+                                     "WHERE id = ? AND status IN ('queued', 'running')", (now, job_id)).rowcount == 1
+            if cancelled:  # its run stops at the holder's next look for cancels (``RunsMixin.watch_cancel``)
+                conn.execute("UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?) "
+                             "WHERE job_id = ? AND status = 'running'", (now, job_id))
+            return cancelled
 
     def cancel_queued_jobs(self, agent: str, *, owner: str | None = None) -> int:
         mine, params = (" AND owner = ?", [owner]) if owner is not None else ("", [])

@@ -286,14 +286,15 @@ async def test_a_job_whose_conversation_was_deleted_is_dead_at_once(store: Store
                                                             "nothing to answer in")
 
 
-async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
+async def cancel_a_running_job(store: Store, tmp_path: Path, lease: float, within: float) -> str:
+    """A job whose run streams 10 s, cancelled once its run started; asserts that its worker stopped it within
+    ``within`` seconds and let go of it, its run stored cancelled. The job's conversation."""
     script = tmp_path / "slow.yaml"
     script.write_text(yaml.safe_dump([{"text": " ".join(["word"] * 200), "token_delay": 0.05}]))
     agent = load_agent(make_agent(tmp_path, "echo", model=f"scripted:{script}"))
-    job, _ = store.enqueue_job("run", "echo", {"input": "x"})
-    # the worker learns of the cancel at its next renewal (every lease/3): a 1.5 s lease, not 0.6 s, so that a
-    # renewal a loaded machine delays by up to a second does not let the lease pass and the job be claimed again
-    worker = worker_for(store, {"echo": agent}, lease=1.5)
+    conversation = store.create_conversation("conv_job", "echo", "t")["id"]
+    job, _ = store.enqueue_job("run", "echo", {"input": "x", "conversation_id": conversation})
+    worker = worker_for(store, {"echo": agent}, lease=lease)
     task = asyncio.create_task(worker.run())
     # running, with its run started (a claimed job's run row comes a moment after the claim: a slow machine
     # once cancelled in between, and then there was no run to mark)
@@ -302,14 +303,29 @@ async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -
     assert store.cancel_job(job["id"])
     started = time.monotonic()
     while worker._running:
-        assert time.monotonic() - started < 5, "the worker kept running a cancelled job"  # it streams 10 s
+        assert time.monotonic() - started < within, "the worker kept running a cancelled job"
         await asyncio.sleep(0.02)
     worker.stop()
     await task
     cancelled = store.get_job(job["id"])
     assert (cancelled["status"], cancelled["lease_expires"]) == ("cancelled", None)  # let go: its thread may go on
-    runs = store.list_runs(5)
-    assert runs and runs[0]["status"] == "cancelled"
+    assert [r["status"] for r in store.list_runs(5)] == ["cancelled"]
+    return conversation
+
+
+async def test_cancelling_a_running_job_stops_it(store: Store, tmp_path: Path) -> None:
+    # a 1.5 s lease, not 0.6 s, so that a renewal a loaded machine delays by up to a second does not let the lease
+    # pass and the job be claimed again
+    await cancel_a_running_job(store, tmp_path, lease=1.5, within=5)
+
+
+async def test_a_cancelled_running_job_stops_at_once_not_at_its_next_renewal(store: Store, tmp_path: Path) -> None:
+    """`halguru jobs cancel` of a running job, from any replica: its run stops within the store's look for cancels
+    (CANCEL_POLL), as POST /v1/runs/ID/cancel does, stored cancelled; it did not wait for the worker's next lease
+    renewal (a third of job_lease, 10 s by default), in which time an answer shorter than that finished "ok" and
+    was kept, its job reading cancelled."""
+    conversation = await cancel_a_running_job(store, tmp_path, lease=30.0, within=4)  # renewals every 10 s
+    assert all(m.content.split().count("word") < 200 for m in store.get_messages(conversation))  # cut short
 
 
 class CancelledBeforeSending(RecordingChannel):
