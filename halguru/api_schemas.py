@@ -15,7 +15,7 @@ from halguru.printable import is_blank
 
 __all__ = [
     "BLANK_MESSAGE", "ActivateIn", "AgentList", "AgentOut", "ApproveIn", "ConversationIn", "ConversationOut",
-    "ConversationPage",
+    "ConversationPage", "ConversationRename",
     "DeploymentList", "DeploymentOut", "ErrorBody", "ErrorDetail", "MessageIn", "MessageList", "MessageOut",
     "PendingList", "PendingRun", "RejectIn", "ResumeIn", "RunBase", "RunCancelOut", "RunDetail", "RunList", "RunOut",
     "RunSummary", "RunningOut", "SessionOut", "ToolCallOut", "Usage", "UserMessage", "non_blank",
@@ -70,6 +70,11 @@ class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent: str = Field(min_length=1, max_length=200)
     title: str = Field(default="", max_length=200)
+
+
+class ConversationRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200, description="the conversation's new title")
 
 
 class ConversationOut(BaseModel):

@@ -374,6 +374,14 @@ class Client(_Base):
         """Start a conversation with ``agent``; send messages to its ``id``."""
         return self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
 
+    def rename_conversation(self, conversation_id: str, title: str) -> ConversationOut:
+        """Give the conversation a new title."""
+        return self._json(ConversationOut, "PATCH", f"/v1/conversations/{conversation_id}", json={"title": title})
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete the conversation with its messages and runs (404 ``NotFound`` if it is not there)."""
+        self._read("DELETE", f"/v1/conversations/{conversation_id}")
+
     def conversations(self, agent: str | None = None, limit: int = 20, cursor: str | None = None) -> ConversationPage:
         """One page of your conversations, newest first (``next_cursor`` for the next)."""
         return self._json(ConversationPage, "GET", "/v1/conversations",
@@ -504,6 +512,15 @@ class AsyncClient(_Base):
     async def new_conversation(self, agent: str, title: str = "") -> ConversationOut:
         """Start a conversation with ``agent``; send messages to its ``id``."""
         return await self._json(ConversationOut, "POST", "/v1/conversations", json={"agent": agent, "title": title})
+
+    async def rename_conversation(self, conversation_id: str, title: str) -> ConversationOut:
+        """Give the conversation a new title."""
+        return await self._json(ConversationOut, "PATCH", f"/v1/conversations/{conversation_id}",
+                                json={"title": title})
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Delete the conversation with its messages and runs (404 ``NotFound`` if it is not there)."""
+        await self._read("DELETE", f"/v1/conversations/{conversation_id}")
 
     async def conversations(self, agent: str | None = None, limit: int = 20,
                             cursor: str | None = None) -> ConversationPage:

@@ -64,6 +64,9 @@ class Store(Protocol):
     def delete_conversation(self, conversation_id: str) -> bool:
         """Delete it with everything in it; False if it was not there."""
         ...
+    def rename_conversation(self, conversation_id: str, title: str) -> bool:
+        """Give it a new title (its ``updated`` time stays: renaming is no activity); False if it was not there."""
+        ...
     def get_messages(self, conversation_id: str) -> list[Message]: ...
     def count_messages(self, conversation_id: str) -> int:
         """How many messages the conversation holds (0 for an unknown one), without reading them."""

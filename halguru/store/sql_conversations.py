@@ -74,6 +74,11 @@ class ConversationsMixin(SQLBase):
         return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
 
+    def rename_conversation(self, conversation_id: str, title: str) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute("UPDATE conversations SET title = ? WHERE id = ?",
+                                     (title, conversation_id)).rowcount)
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """The conversation and everything in it (messages, idempotency keys; its runs with their events,
         approvals and checkpoints), in one transaction. A run still streaming in it then records nothing.

@@ -30,6 +30,7 @@ from halguru_server.schemas import (
     ConversationIn,
     ConversationOut,
     ConversationPage,
+    ConversationRename,
     MessageIn,
     MessageList,
     PendingList,
@@ -110,6 +111,15 @@ def list_conversations(state: State, caller: Caller, agent: str | None = None,
             responses=responses(404))
 def get_conversation(conversation_id: ConvId, state: State, caller: Caller) -> ConversationOut:
     row = service.get_conversation(state, caller, conversation_id)
+    return ConversationOut(**{**row, "messages": state.store.count_messages(conversation_id)})
+
+
+@router.patch("/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"],
+              responses=responses(400, 404))
+def rename_conversation(conversation_id: ConvId, body: ConversationRename, state: State,
+                        caller: Caller) -> ConversationOut:
+    """Give the conversation a new title (the web chat's Rename)."""
+    row = service.rename_conversation(state, caller, conversation_id, body.title)
     return ConversationOut(**{**row, "messages": state.store.count_messages(conversation_id)})
 
 

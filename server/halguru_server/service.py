@@ -103,6 +103,18 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
     return page, cursors.conversation_cursor(page[-1]) if len(rows) > limit else None
 
 
+def rename_conversation(state: ServerState, principal: Principal, conv_id: str, title: str) -> dict[str, Any]:
+    """Retitle a conversation the principal may open; the conversation as it is now."""
+    get_conversation(state, principal, conv_id)
+    title = " ".join(title.split())
+    if not title:
+        raise ApiError(400, "give the conversation a title that is not blank", param="title")
+    check_text(title, "the title")
+    if not state.store.rename_conversation(conv_id, title):
+        raise ApiError(404, f"no conversation {conv_id!r}")
+    return get_conversation(state, principal, conv_id)
+
+
 def delete_conversation(state: ServerState, conv_id: str) -> None:
     """404 when a concurrent request deleted it first (that one answers 204 and is audited)."""
     if not state.store.delete_conversation(conv_id):

@@ -26,6 +26,7 @@ from halguru_server.schemas import (
     ConversationIn,
     ConversationOut,
     ConversationPage,
+    ConversationRename,
     MessageIn,
     MessageList,
     RunCancelOut,
@@ -89,6 +90,24 @@ def chat_conversations(state: State, caller: Caller, agent: Annotated[str | None
     session's from the browser holding it (even an operator sees only their own here)."""
     rows, next_cursor = service.list_conversations(state, caller, agent, limit, cursor, own=True)
     return ConversationPage(data=[ConversationOut(**r) for r in rows], next_cursor=next_cursor)
+
+
+@router.patch("/conversations/{conversation_id}", response_model=ConversationOut, responses=responses(400, 404, 429))
+async def chat_rename(conversation_id: ConvId, body: ConversationRename, request: Request, state: State,
+                      caller: Caller) -> ConversationOut:
+    """Rename one of the caller's conversations, as PATCH /v1/conversations/{id}."""
+    if caller.anonymous:
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
+    return await asyncio.to_thread(api.rename_conversation, conversation_id, body, state, caller)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=responses(404, 429))
+async def chat_delete(conversation_id: ConvId, request: Request, state: State, caller: Caller) -> Response:
+    """Delete one of the caller's conversations with its messages and runs, as DELETE /v1/conversations/{id}
+    (audited alike)."""
+    if caller.anonymous:
+        await asyncio.to_thread(ratelimit.check, state.limiter, caller.client)
+    return await asyncio.to_thread(api.delete_conversation, conversation_id, request, state, caller)
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessageList,

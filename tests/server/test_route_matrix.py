@@ -36,6 +36,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/chat/api/conversations"): {"agent": "echo"},
     ("POST", "/v1/conversations/{conversation_id}/messages"): {"content": "hi"},
     ("POST", "/chat/api/conversations/{conversation_id}/messages"): {"content": "hi"},
+    ("PATCH", "/v1/conversations/{conversation_id}"): {"title": "renamed"},
+    ("PATCH", "/chat/api/conversations/{conversation_id}"): {"title": "renamed"},
     ("POST", "/v1/jobs"): {"agent": "echo", "input": "hi", "delay": 3600},
     ("POST", "/v1/keys"): {"name": "matrix"},
     ("PATCH", "/v1/users/{user_id}"): {"role": "developer"},

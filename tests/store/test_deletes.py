@@ -1,5 +1,6 @@
 """Deleting a conversation removes everything in it, whatever runs it holds, and a run still streaming in
-it when it is deleted ends without an error and without writing anything back. On both backends."""
+it when it is deleted ends without an error and without writing anything back; a rename changes the title
+only. On both backends."""
 
 from __future__ import annotations
 
@@ -111,3 +112,13 @@ def test_a_conversation_deleted_by_several_callers_at_once_is_deleted_once(store
             results = list(pool.map(delete, stores))
         assert sorted(results) == [False, False, False, True], results
         assert stores[1].get_conversation(conv) is None
+
+
+def test_renaming_a_conversation_keeps_its_activity_time_and_everything_in_it(store: Store) -> None:
+    store.create_conversation("conv_r", "helper", "first words", [Message(role="user", content="hi")], owner="key:a")
+    before = store.get_conversation("conv_r")
+    assert store.rename_conversation("conv_r", "Quarterly report")
+    after = store.get_conversation("conv_r")
+    assert after["title"] == "Quarterly report" and after["updated"] == before["updated"]
+    assert [m.content for m in store.get_messages("conv_r")] == ["hi"]
+    assert not store.rename_conversation("conv_missing", "x")

@@ -13,6 +13,7 @@ let dev = false;  // `halguru serve --dev` (/auth/me's via): no keys, no account
 const embedAgent = document.body.dataset.embed || "";  // the widget's iframe (/chat/embed/NAME): that agent only
 
 const shownHere = new Map();  // agent → the conversation this tab shows (see store.conversation)
+const titles = new Map();  // conversation id → its title, from the conversations list last loaded (Rename)
 const store = {
   get key() { return localStorage.getItem("halguru.key") || ""; },
   set key(v) { v ? localStorage.setItem("halguru.key", v) : localStorage.removeItem("halguru.key"); },
@@ -29,6 +30,7 @@ const store = {
   setConversation(agent, id) {
     shownHere.set(agent, id);
     id ? localStorage.setItem(`halguru.conversation.${agent}`, id) : localStorage.removeItem(`halguru.conversation.${agent}`);
+    showConversationActions();
   },
   // The conversations started under the session token: only it opens them, so they go when it does.
   get sessionConversations() {
@@ -242,12 +244,51 @@ async function loadHistory() {
   // Another agent chosen meanwhile: its own list is on its way. Drawn anyway, a slow answer for the agent shown
   // at first (its list loaded at start) replaced the chosen agent's, which had come back sooner.
   if (agentSelect.value !== agent) return;
+  titles.clear();
+  for (const c of items) titles.set(c.id, c.title);
   const options = items.map((c) => new Option(
     `${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
   history.replaceChildren(new Option("Your conversations…", ""), ...options);
   history.value = items.some((c) => c.id === current) ? current : "";
   history.hidden = !me && !items.length;  // a visitor's list shows once there is something in it
+  showConversationActions();
 }
+
+// Rename and Delete act on the conversation shown: they are there while there is one (not in an embedded chat).
+function showConversationActions() {
+  const none = !!embedAgent || !agentSelect.value || !store.conversation(agentSelect.value);
+  $("rename").hidden = none;
+  $("delete").hidden = none;
+}
+
+$("rename").addEventListener("click", async () => {
+  const id = store.conversation(agentSelect.value);
+  if (!id) return;
+  const title = prompt("A new title for this conversation", titles.get(id) || "");
+  if (title === null) return;
+  if (!title.trim()) { showStatus("A conversation's title cannot be blank."); return; }
+  try {
+    await api(`/conversations/${encodeURIComponent(id)}`, { method: "PATCH", body: JSON.stringify({ title: title.trim() }) });
+  } catch (error) { showStatus(error.message); return; }
+  await loadHistory();
+  showStatus("Conversation renamed.");
+});
+
+$("delete").addEventListener("click", async () => {
+  const id = store.conversation(agentSelect.value);
+  if (!id) return;
+  if (controller) { showStatus("An answer is still coming: stop it first (Stop, or Escape), then delete."); return; }
+  if (!confirm("Delete this conversation and its messages? This cannot be undone.")) return;
+  try {
+    await api(`/conversations/${encodeURIComponent(id)}`, { method: "DELETE" });
+  } catch (error) {
+    if (error.status !== 404) { showStatus(error.message); return; }  // 404: gone already, as asked
+  }
+  store.sessionConversations = store.sessionConversations.filter((c) => c !== id);
+  newConversation();
+  await loadHistory();
+  showStatus("Conversation deleted.");
+});
 
 async function loadAgents() {
   usingKey = true;

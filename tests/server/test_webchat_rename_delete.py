@@ -1,0 +1,66 @@
+"""Renaming and deleting a conversation from the web chat (Debian's Chromium) and the API: before, the chat had
+no way to do either (the API could delete, not rename), so a visitor's list only grew and every conversation was
+titled by its first words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.server.test_serve_webchat import WAIT_MS, ask, browser, open_chat  # noqa: F401  (the fixture)
+
+
+def test_a_visitor_renames_then_deletes_a_conversation(serve: Any, browser: Any) -> None:  # noqa: F811
+    server = serve()
+    page = open_chat(browser, server)
+    expect(page.locator("#rename")).to_be_hidden()  # nothing to rename yet
+    ask(page, "plans for the trip", "You said: plans for the trip")
+    conversation = page.url.split("conversation=")[1]
+    expect(page.locator("#rename")).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept("  Trip   to Lisbon "))
+    page.click("#rename")
+    expect(page.locator("#status")).to_have_text("Conversation renamed.", timeout=WAIT_MS)
+    expect(page.locator("#history option:checked")).to_contain_text("Trip to Lisbon")
+    assert server.state.store.get_conversation(conversation)["title"] == "Trip to Lisbon"
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # Cancel keeps it
+    page.click("#delete")
+    assert server.state.store.get_conversation(conversation) is not None
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    expect(page.locator("#status")).to_have_text("Conversation deleted.", timeout=WAIT_MS)
+    expect(page.locator(".msg")).to_have_count(0)
+    expect(page.locator("#delete")).to_be_hidden()
+    assert server.state.store.get_conversation(conversation) is None
+    page.reload()  # it does not come back
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator(".msg")).to_have_count(0)
+    ask(page, "a new start", "You said: a new start")  # and the chat goes on in a new conversation
+    assert page.url.split("conversation=")[1] != conversation
+
+
+def test_only_the_owner_renames_or_deletes_and_a_blank_title_is_one_line(serve: Any, api_key: Any) -> None:
+    server = serve()
+    key = api_key("alice")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as alice:
+        conversation = alice.post("/v1/conversations", json={"agent": "echo", "title": "first"}).json()["id"]
+        renamed = alice.patch(f"/v1/conversations/{conversation}", json={"title": "Quarterly report"})
+        assert renamed.status_code == 200 and renamed.json()["title"] == "Quarterly report"
+        blank = alice.patch(f"/v1/conversations/{conversation}", json={"title": " \t "})
+        assert blank.status_code == 400 and blank.json()["error"]["message"] == (
+            "give the conversation a title that is not blank")
+    with httpx.Client(base_url=server.url) as stranger:  # an anonymous chat session of someone else's
+        token = stranger.post("/chat/api/session").json()["token"]
+        headers = {"X-Chat-Session": token}
+        assert stranger.patch(f"/chat/api/conversations/{conversation}", json={"title": "mine"},
+                              headers=headers).status_code == 404
+        assert stranger.delete(f"/chat/api/conversations/{conversation}", headers=headers).status_code == 404
+    assert server.state.store.get_conversation(conversation)["title"] == "Quarterly report"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as alice:
+        assert alice.delete(f"/chat/api/conversations/{conversation}").status_code == 204
+        assert alice.delete(f"/chat/api/conversations/{conversation}").status_code == 404
+    assert [e["action"] for e in server.state.store.list_audit(action="conversation.")] == ["conversation.delete"]
