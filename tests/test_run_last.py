@@ -48,3 +48,24 @@ def test_replaying_a_run_still_running_says_so(cli_error, halguru_home: Path) ->
     for reference in ("last", "run_busy"):
         line = cli_error("logs", "replay", reference)
         assert line == "Error: run run_busy is still running: open or replay it once it has finished", line
+
+
+def test_logs_conversation_filter_takes_last_and_refuses_an_unknown_id(cli, write_agent) -> None:
+    """`halguru logs -c last` printed "No runs match." (it looked for a conversation called `last`), as did a
+    mistyped id: a filter that silently matched nothing, though `logs conversation last` and `run -c last` take it."""
+    echo = write_agent("name: echoer\nmodel: scripted\n", name="echoer")
+    other = write_agent("name: other\nmodel: scripted\n", name="other")
+    cli("run", str(echo), "first turn")
+    cli("run", str(echo), "second turn", "-c", "last")
+    cli("run", str(other), "elsewhere")
+    newest = json.loads(cli("logs", "-c", "last", "--json").stdout)
+    assert [r["input"] for r in newest] == ["elsewhere"]
+    echoed = json.loads(cli("logs", "-c", "last", "--agent", "echoer", "--json").stdout)
+    assert [r["input"] for r in echoed] == ["second turn", "first turn"]
+    assert "second turn" in cli("logs", "-c", "last", "--agent", "echoer").stdout
+
+
+def test_logs_conversation_filter_with_an_unknown_id_is_one_line(cli_error) -> None:
+    line = cli_error("logs", "-c", "conv_nope")
+    assert "no conversation 'conv_nope'" in line and "halguru logs --conversations" in line
+    assert "no conversation yet" in cli_error("logs", "-c", "last")

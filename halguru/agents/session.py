@@ -160,6 +160,21 @@ def conversation_reference(store: TraceStore, agent: str, reference: str | None)
     return latest[0]["id"]
 
 
+def listed_conversation(store: TraceStore, reference: str, agent: str | None = None) -> str:
+    """The conversation `halguru logs` is given (``-c``, ``logs conversation``): ``last``, the newest one (this
+    agent's, with ``agent``), or an id that is stored; an error otherwise, never a filter that matches nothing."""
+    if reference == LAST:
+        newest = store.list_conversations(1, agent)
+        if not newest:
+            of_agent = f" of agent {agent!r}" if agent else ""
+            raise HalguruError(f"no conversation{of_agent} yet: `halguru run` or `halguru chat` an agent first")
+        return newest[0]["id"]
+    if store.get_conversation(reference) is None and not store.list_runs(1, conversation_id=reference,
+                                                                          test_runs=True):
+        raise HalguruError(f"no conversation {reference!r}; `halguru logs --conversations` lists them")
+    return reference
+
+
 def run_reference(store: TraceStore, reference: str) -> str:
     """The run a command is given: an id or unique prefix as given, or ``last``, the latest run (not one that
     `halguru test` made, as `halguru logs` lists them; an error when there is none)."""

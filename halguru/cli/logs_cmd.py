@@ -25,7 +25,8 @@ def logs(
     agent: str | None = typer.Option(None, "--agent", help="Only this agent's runs."),
     status: str | None = typer.Option(None, "--status", help=f"Only runs with this status: {', '.join(STATUSES)}."),
     since: str | None = typer.Option(None, "--since", help="Only runs started this long ago or less: 30m, 1h, 2d."),
-    conversation: str | None = typer.Option(None, "--conversation", "-c", help="Only this conversation's runs."),
+    conversation: str | None = typer.Option(None, "--conversation", "-c", help="Only this conversation's runs "
+                                                        "('last': the newest, of --agent if given)."),
     job: str | None = typer.Option(None, "--job", help="Only the runs this job started (its id or a unique "
                                                         "prefix, from `halguru jobs list`)."),
     all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs `halguru test` made."),
@@ -60,6 +61,10 @@ def logs(
         else:
             typer.echo(f"No conversations of agent {agent!r}." if agent else "No conversations yet.")
         return
+    if conversation is not None:
+        from halguru.agents.session import listed_conversation
+
+        conversation = listed_conversation(store, conversation, agent)
     if job and (record := store.find_job(job)) is not None:
         job = record["id"]  # a prefix, as `jobs show` takes; an id whose job was pruned still names its runs
     query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
@@ -218,18 +223,15 @@ def conversation(
     json_output: bool = typer.Option(False, "--json", help="The conversation and its messages as JSON."),
 ) -> None:
     """Print a conversation's transcript: each message in order, tool calls and results included."""
+    from halguru.agents.session import listed_conversation
     from halguru.errors import HalguruError
     from halguru.printable import printable, printable_name
     from halguru.store import open_store
 
     store = open_store()
-    if conversation_id == "last":  # as `logs show last`, and `-c last` in run and chat
-        newest = store.list_conversations(1)
-        if not newest:
-            raise HalguruError("no conversation yet: `halguru run` or `halguru chat` an agent first")
-        conversation_id = newest[0]["id"]
+    conversation_id = listed_conversation(store, conversation_id)  # `last` as in `logs show last`, `run -c last`
     found = store.get_conversation(conversation_id)
-    if found is None:
+    if found is None:  # runs whose conversation is not stored: no transcript to print
         raise HalguruError(f"no conversation {conversation_id!r}; `halguru logs --conversations` lists them")
     messages = store.get_messages(conversation_id)
     if json_output:
