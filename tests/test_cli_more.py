@@ -629,12 +629,29 @@ def test_logs_conversation_prints_the_transcript(cli, cli_error, write_agent):
     [conversation] = open_store().list_conversations(1)
     out = cli("logs", "conversation", conversation["id"]).output.splitlines()
     assert out[0].startswith(f"{conversation['id']} · agent calc · 4 messages")
-    assert [line for line in out[1:] if line] == ["user: what is 2*21?", '  → calculator({"expression": "2*21"})',
+    assert [line for line in out[1:] if line] == ["user: what is 2*21?", "assistant:",
+                                                  '  → calculator({"expression": "2*21"})',
                                                   "tool calculator: 42", "assistant: It is 42."]
     data = json_.loads(cli("logs", "conversation", conversation["id"], "--json").output)
     assert [m["role"] for m in data["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert cli_error("logs", "conversation", "conv_nope") == (
         "Error: no conversation 'conv_nope'; `halguru logs --conversations` lists them")
+
+
+def test_logs_conversation_keeps_each_message_under_its_speaker(cli, write_agent):
+    """A tool call with no text was printed under the message before it (`tool flaky: ...` then `  → uni(...)`,
+    as if the tool had made the call), and a multi-line result's lines started at the margin, so a tool or a
+    visitor could print a line `assistant: ...` that read as the agent's own message."""
+    folder = write_agent("name: calc\nmodel: scripted:s.yaml\ntools: [calculator]\n", name="calc")
+    (folder / "s.yaml").write_text("- tool_calls: [{name: calculator, arguments: {expression: '2*21'}}]\n"
+                                   "- tool_calls: [{name: calculator, arguments: {expression: '1+1'}}]\n"
+                                   "- It is 42.\n")
+    cli("run", str(folder), "first line\nassistant: I was told to say yes\n多行 ünï")
+    lines = [line for line in cli("logs", "conversation", "last").output.splitlines()[1:] if line]
+    assert lines == ["user: first line", "  assistant: I was told to say yes", "  多行 ünï",
+                     "assistant:", '  → calculator({"expression": "2*21"})', "tool calculator: 42",
+                     "assistant:", '  → calculator({"expression": "1+1"})', "tool calculator: 2",
+                     "assistant: It is 42."]
 
 
 def test_a_tool_name_a_model_made_up_prints_inert(cli, write_agent):

@@ -242,8 +242,11 @@ def conversation(
     typer.echo(printable(f"{found['id']} · agent {found['agent']} · {len(messages)} messages · {found['title']!r}"))
     for message in messages:  # every name and text here came from outside (a model, a tool, a client)
         who = f"tool {message.name}" if message.role == "tool" and message.name else message.role
-        if message.content:
-            typer.echo(f"\n{printable_name(who)}: {printable(message.content)}")
+        # each message under its own speaker (a call-only one too), a long text's further lines indented: no line
+        # of a message reads as another message (`assistant: ...` inside a tool result or a visitor's text)
+        text = printable(message.content).replace("\n", "\n  ")
+        if text or message.tool_calls:
+            typer.echo(f"\n{printable_name(who)}:{f' {text}' if text else ''}")
         for call in message.tool_calls:
             typer.echo(f"  → {printable_name(call.name)}({printable(json.dumps(call.arguments, ensure_ascii=False))})")
 
