@@ -297,6 +297,22 @@ def test_logs_filters_by_status_agent_and_since(cli, write_agent):
     assert cli("logs", "--status", "paused").stdout == "No runs match.\n"  # no test run hides there either
 
 
+def test_logs_agent_filter_matching_no_agent_says_so(cli, write_agent):
+    """`halguru logs --agent Echoer` (the agent is `echoer`) printed "No runs match.", as for an agent whose runs
+    were all filtered out: nothing said that no run has that agent's name, nor which name was meant."""
+    echo = write_agent(ECHO_AGENT, name="echo")
+    cli("run", str(echo), "one")
+    assert cli("logs", "--agent", "Echoer").stdout == (
+        "No runs match: no run is of agent 'Echoer' (did you mean 'echoer'?).\n")
+    assert cli("logs", "--agent", "zzz", "--status", "ok").stdout == (
+        "No runs match: no run is of agent 'zzz'; agents with runs: echoer.\n")
+    assert cli("logs", "--agent", "echoer", "--status", "failed").stdout == "No runs match.\n"  # the agent has runs
+    assert json.loads(cli("logs", "--agent", "Echoer", "--json").stdout) == []
+    from halguru.store import open_store
+
+    assert open_store().run_agents() == ["echoer"]
+
+
 def test_test_runs_are_marked_and_hidden_unless_all(cli, write_agent):
     folder = write_agent(ECHO_AGENT)
     (folder / "tests").mkdir()

@@ -80,6 +80,13 @@ def logs(
         tests_hidden = not query["test_runs"] and store.list_runs(limit=1, **{**query, "test_runs": True})
         hidden = " (runs made by `halguru test` show with --all)" if tests_hidden else ""
         narrowed = agent or status or since or conversation or job
+        if agent and not tests_hidden and agent not in (names := store.run_agents()):  # a misspelt name, say so
+            from halguru.errors import did_you_mean
+
+            hint = did_you_mean(agent, names) or (f"; agents with runs: {', '.join(names[:10])}"
+                                                  f"{', …' if len(names) > 10 else ''}" if names else "")
+            typer.echo(f"No runs match: no run is of agent {agent!r}{hint}.")
+            return
         typer.echo(f"No runs match{hidden}." if narrowed else f"No runs yet: try `halguru run PATH \"Hello\"`{hidden}.")
         return
     print_table(RUN_HEADERS, [_cells(r) for r in runs], RUN_FLEXIBLE, _STYLES)

@@ -161,6 +161,9 @@ class Store(Protocol):
         """Call ``on_cancel`` once (on a store thread) when someone asks to stop the run this process runs,
         until it finishes."""
         ...
+    def run_agents(self) -> list[str]:
+        """The names of the agents that have runs stored, sorted."""
+        ...
     def run_statuses(self, conversation_id: str) -> dict[str, str]:
         """The conversation's runs' statuses by run id (a lapsed lease reads 'interrupted')."""
         ...

@@ -461,6 +461,12 @@ class RunsMixin(SQLBase):
             conn.execute("DELETE FROM pruned")
         return count
 
+    def run_agents(self) -> list[str]:
+        """The names of the agents that have runs stored (`halguru test`'s too), sorted: what `halguru logs
+        --agent` can match."""
+        # sorted here: PostgreSQL's collation orders names otherwise than SQLite's bytes
+        return sorted(str(row["agent"]) for row in self._rows("SELECT DISTINCT agent FROM runs", []))
+
     def run_statuses(self, conversation_id: str) -> dict[str, str]:
         """Each of the conversation's runs by id: its status as read (a lapsed lease is 'interrupted'), so a
         client shown the conversation again can tell an answer cut short (cancelled, failed, …) from a whole one."""

@@ -46,6 +46,14 @@ def test_owners_are_recorded_and_filter_listings(store: Store) -> None:
     assert store.list_pending(agents=[]) == []
 
 
+def test_run_agents_names_each_agent_with_runs_once_sorted(store: Store) -> None:
+    assert store.run_agents() == []
+    for run_id, agent in (("run_z0000001", "zeta"), ("run_a0000001", "Alpha"), ("run_z0000002", "zeta"),
+                          ("run_u0000001", "ünï")):
+        store.start_run(run_id, "conv_" + run_id, agent, "scripted", "hi")
+    assert store.run_agents() == ["Alpha", "zeta", "ünï"]
+
+
 def test_a_decision_records_who_when_and_the_arguments_before_and_after(store: Store) -> None:
     _pause(store, "run_p0000001", "key:a")
     _pause(store, "run_p0000002", "key:a")
