@@ -154,9 +154,13 @@ def _(e: ToolCall, *, limit: int = 100, stable: bool = False) -> Line:
 
 @describe.register
 def _(e: ToolResult, *, limit: int = 100, stable: bool = False) -> Line:
+    from halguru.tools.registry import cut_sizes
+
+    sizes = cut_sizes(e.content)  # the cut line is past the shown start: say what the model read
     return Line("tool_result", "red" if e.is_error else "green",
                 _join(e.name, "error" if e.is_error else "", "from the client" if e.client else
                       "" if stable else ms(e.duration_ms),
+                      f"the model got {sizes[0]} of {sizes[1]} characters" if sizes else "",
                       clip(e.content, limit)))
 
 

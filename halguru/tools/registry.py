@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -56,6 +57,18 @@ def cut_result(text: str, limit: int = MAX_RESULT_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}\n… (cut: {len(text) - limit} characters)"
+
+
+_CUT_LINE = re.compile(r"\n… \(cut: (\d+) characters\)\Z")
+
+
+def cut_sizes(result: str) -> tuple[int, int] | None:
+    """For a result `cut_result` cut: how many characters the model got, and how many the tool gave; else None."""
+    found = _CUT_LINE.search(result)
+    if found is None:
+        return None
+    kept = found.start()
+    return kept, kept + int(found.group(1))
 
 
 def _unserialisable(value: Any) -> Any:
