@@ -230,6 +230,33 @@ def token_count(prompt: int, completion: int, status: str, unit: str = "tok") ->
     return f"{prompt}+{completion} {unit}"
 
 
+def run_cost(events: list[Event]) -> float | None:
+    """What a run's model calls cost in USD, each priced by the model its call went to (a team's members each
+    by their own; `halguru eval`'s prices: a models.yaml entry's ``price_input_per_mtok`` and
+    ``price_output_per_mtok``): 0 on local models, None when a model used has no price."""
+    from halguru.models.registry import prices_per_mtok
+
+    model_of: dict[str, str] = {}  # each (sub-)run's latest model call, which its next result answers
+    prices: dict[str, tuple[float, float] | None] = {}  # each model looked up once, however long the run
+    total = 0.0
+    for e in events:
+        if isinstance(e, ModelCall):
+            model_of[e.run_id] = e.model
+        elif isinstance(e, ModelResult):
+            model = model_of.get(e.run_id, "")
+            if model not in prices:
+                prices[model] = prices_per_mtok(model)
+            if (price := prices[model]) is None:
+                return None
+            total += (e.prompt_tokens * price[0] + e.completion_tokens * price[1]) / 1e6
+    return total
+
+
+def usd(cost: float) -> str:
+    """``$0.0123``, or to the millionth of a dollar below a cent (a short run's cost is not ``$0.0000``)."""
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
+
+
 @describe.register
 def _(e: RunFinished, *, limit: int = 100, stable: bool = False) -> Line:
     figures = "" if stable else _join(ms(e.duration_ms), f"{e.steps} model call{'' if e.steps == 1 else 's'}",

@@ -184,7 +184,10 @@ def show(
     run = store.get_run(run_reference(store, run_id))
     events = store.get_events(run["id"])
     if json_output:
-        typer.echo(json.dumps({"run": run, "events": events}, indent=2, ensure_ascii=False))
+        from halguru.agents.describe import parse_events, run_cost
+
+        cost = run_cost(parse_events(events, run["id"]))  # USD; null where a model used has no price
+        typer.echo(json.dumps({"run": run, "events": events, "cost_usd": cost}, indent=2, ensure_ascii=False))
         return
     stdout_console().print(trace_tree(run, events))  # parses the stored events once
 

@@ -11,7 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from halguru.agents.describe import STATUS_STYLES, clip, describe, ms, note, parent_of, parse_events, token_count
+from halguru.agents.describe import (
+    STATUS_STYLES,
+    clip,
+    describe,
+    ms,
+    note,
+    parent_of,
+    parse_events,
+    run_cost,
+    token_count,
+    usd,
+)
 from halguru.agents.events import (
     BaseEvent,
     Error,
@@ -155,6 +166,7 @@ def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]
         f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))}"
         + (f" · {tokens}" if (tokens := token_count(run.get('prompt_tokens') or 0, run.get('completion_tokens') or 0,
                                                      run["status"], "tokens")) else "")
+        + (f" · {usd(cost)}" if (cost := run_cost(typed)) else "")  # priced models only: local ones cost nothing
     )
     root.add(f"[cyan]input[/] {escape(clip(run['input']))}")
     builder = _TreeBuilder(root, run["id"], run["agent"], team=any(isinstance(e, Handoff) for e in typed))

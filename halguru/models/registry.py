@@ -404,9 +404,9 @@ def bundled_gguf_path() -> Path | None:
     return path if path.exists() else None
 
 
-def cost_usd(model: str, prompt: int, completion: int) -> float | None:
-    """What ``prompt`` + ``completion`` tokens cost on ``model``, in USD: known when its entry has prices
-    (``price_input_per_mtok`` and ``price_output_per_mtok``); 0 for local models; None when unknown."""
+def prices_per_mtok(model: str) -> tuple[float, float] | None:
+    """``model``'s USD prices per million input and output tokens: its entry's ``price_input_per_mtok`` and
+    ``price_output_per_mtok`` options; (0, 0) for local models; None when unknown."""
     from halguru.errors import HalguruError
 
     try:
@@ -414,6 +414,11 @@ def cost_usd(model: str, prompt: int, completion: int) -> float | None:
     except HalguruError:
         return None
     if "price_input_per_mtok" not in entry.options:
-        return 0.0 if entry.provider in ("llama-cpp", "scripted") else None
-    return (prompt * float(entry.options["price_input_per_mtok"])
-            + completion * float(entry.options.get("price_output_per_mtok", 0))) / 1e6
+        return (0.0, 0.0) if entry.provider in ("llama-cpp", "scripted") else None
+    return float(entry.options["price_input_per_mtok"]), float(entry.options.get("price_output_per_mtok", 0))
+
+
+def cost_usd(model: str, prompt: int, completion: int) -> float | None:
+    """What ``prompt`` + ``completion`` tokens cost on ``model``, in USD (`prices_per_mtok`); None when unknown."""
+    prices = prices_per_mtok(model)
+    return None if prices is None else (prompt * prices[0] + completion * prices[1]) / 1e6
