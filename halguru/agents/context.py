@@ -88,21 +88,31 @@ class Trace:
 
 @dataclass
 class Totals:
-    """Model calls and tokens of a run, its sub-runs included."""
+    """Model calls and tokens of a run, its sub-runs included; a resumed run's count on from its checkpoint's
+    (the budgets, max_steps and max_tokens, span the resume) and ``carried`` keeps what those were."""
 
     steps: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    carried: tuple[int, int, int] = (0, 0, 0)
 
     def state(self) -> dict[str, int]:
         return {"steps": self.steps, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens}
 
+    def own(self) -> dict[str, int]:
+        """This run's own model calls and tokens, what it stores: a resumed run's, less the calls it reused (the
+        run it resumed counted them), so runs add up to what the models were asked."""
+        steps, prompt, completion = self.carried
+        return {"steps": self.steps - steps, "prompt_tokens": self.prompt_tokens - prompt,
+                "completion_tokens": self.completion_tokens - completion}
+
     @classmethod
     def resumed(cls, resume: Resume | None) -> Totals:
         """A continuation of an interrupted run counts on from its checkpoint; any other run from zero."""
         state = resume.state if resume is not None and resume.state else {}
-        return cls(state.get("steps", 0), state.get("prompt_tokens", 0), state.get("completion_tokens", 0))
+        counts = (state.get("steps", 0), state.get("prompt_tokens", 0), state.get("completion_tokens", 0))
+        return cls(*counts, carried=counts)
 
 
 @dataclass

@@ -400,7 +400,7 @@ class _Book:
             status=status, output=output, error=error,  # time suspended at breakpoints is not the run's
             duration_ms=(time.perf_counter() - self.started - (self.ctx.hooks.suspended() - self.suspended_before))
             * 1000,
-            **self.ctx.totals.state()))
+            **self.ctx.totals.own()))
         if self.store is not None:
             with self.writing:  # after a checkpoint still being written (a run cut during the write)
                 # A paused run's messages wait with its pending call; its continuation adds them. The call is

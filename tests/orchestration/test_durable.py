@@ -460,3 +460,42 @@ workflow:
     assert done.ok and done.output == "fixed", done.error
     messages = open_store().get_messages(done.conversation_id)
     assert [(m.role, m.content) for m in messages] == [("user", "hello"), ("assistant", "fixed")]
+
+
+def test_a_resumed_run_counts_only_its_own_model_calls_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A resumed workflow reused its first step's model call, yet stored that call's tokens and step as its own
+    (`halguru logs`: `91+15`, `2 model calls` beside a tree with one model call): the failed run and its
+    resume both counted them, so what the runs cost added up to more than the model was asked."""
+    from halguru import run_sync
+    from halguru.orchestration.durable import resume
+    from halguru.store import open_store
+
+    write(tmp_path / "flow" / "agents" / "talker", "name: talker\nmodel: scripted\n")
+    flow = write(tmp_path / "flow", """\
+name: flow
+tools: [flaky]
+workflow:
+  steps:
+    - {id: a, agent: agents/talker}
+    - {id: b, tool: flaky, args: {x: 1}}
+    - {id: c, agent: agents/talker, input: "{{ steps.b.output }} and more"}
+""", "import os\nfrom halguru import tool\n\n@tool\ndef flaky(x: int) -> str:\n    \"Fails until fixed.\"\n"
+         "    if not os.environ.get('FIXED'):\n        raise RuntimeError('broken')\n    return 'fixed'\n")
+    failed = run_sync(flow, "hello there")
+    assert failed.status == "failed"
+    monkeypatch.setenv("FIXED", "1")
+    done = resume(failed.run_id)
+    assert done.ok, done.error
+    store = open_store()
+    total = {"steps": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    for run_id in (failed.run_id, done.run_id):
+        run, events = store.get_run(run_id), store.get_events(run_id)
+        results = [e for e in events if e["type"] == "model_result"]
+        own = {"steps": len(results), "prompt_tokens": sum(e["prompt_tokens"] for e in results),
+               "completion_tokens": sum(e["completion_tokens"] for e in results)}
+        assert len(results) == 1 and own["prompt_tokens"] > 0
+        assert {k: run[k] for k in own} == own  # the run's row: its own calls
+        [finished] = [e for e in events if e["type"] == "run_finished"]
+        assert {k: finished[k] for k in own} == own
+        total = {k: total[k] + own[k] for k in total}
+    assert sum(store.get_run(r)["steps"] for r in (failed.run_id, done.run_id)) == total["steps"] == 2
