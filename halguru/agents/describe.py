@@ -230,11 +230,16 @@ def token_count(prompt: int, completion: int, status: str, unit: str = "tok") ->
     return f"{prompt}+{completion} {unit}"
 
 
-def run_cost(events: list[Event]) -> float | None:
+def run_cost(events: list[Event], *, priced_only: bool = False) -> float | None:
     """What a run's model calls cost in USD, each priced by the model its call went to (a team's members each
     by their own; `halguru eval`'s prices: a models.yaml entry's ``price_input_per_mtok`` and
-    ``price_output_per_mtok``): 0 on local models, None when a model used has no price."""
-    from halguru.models.registry import prices_per_mtok
+    ``price_output_per_mtok``): 0 on local models, None when a model used has no price. ``priced_only``: None
+    at once unless a model used has prices, without loading the model providers to tell local models (a tree's
+    header, which shows a cost above 0 only, is drawn without their start-up)."""
+    from halguru.models.registry import priced_models, prices_per_mtok
+
+    if priced_only and not {e.model for e in events if isinstance(e, ModelCall)} & priced_models():
+        return None
 
     model_of: dict[str, str] = {}  # each (sub-)run's latest model call, which its next result answers
     prices: dict[str, tuple[float, float] | None] = {}  # each model looked up once, however long the run

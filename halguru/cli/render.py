@@ -166,7 +166,7 @@ def trace_tree(run: Mapping[str, Any], events: list[Event] | list[dict[str, Any]
         f"[{status_style}]{run['status']}[/] · {ms(run.get('duration_ms'))}"
         + (f" · {tokens}" if (tokens := token_count(run.get('prompt_tokens') or 0, run.get('completion_tokens') or 0,
                                                      run["status"], "tokens")) else "")
-        + (f" · {usd(cost)}" if (cost := run_cost(typed)) else "")  # priced models only: local ones cost nothing
+        + (f" · {usd(cost)}" if (cost := run_cost(typed, priced_only=True)) else "")  # a priced model used
     )
     root.add(f"[cyan]input[/] {escape(clip(run['input']))}")
     builder = _TreeBuilder(root, run["id"], run["agent"], team=any(isinstance(e, Handoff) for e in typed))

@@ -404,6 +404,12 @@ def bundled_gguf_path() -> Path | None:
     return path if path.exists() else None
 
 
+def priced_models() -> set[str]:
+    """The names of the models.yaml entries that have prices (read without loading any provider)."""
+    return {name for name, data in _read_user_models().items()
+            if isinstance(data.get("options"), dict) and "price_input_per_mtok" in data["options"]}
+
+
 def prices_per_mtok(model: str) -> tuple[float, float] | None:
     """``model``'s USD prices per million input and output tokens: its entry's ``price_input_per_mtok`` and
     ``price_output_per_mtok`` options; (0, 0) for local models; None when unknown."""
