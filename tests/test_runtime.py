@@ -185,6 +185,21 @@ def test_a_run_that_times_out_mid_answer_keeps_what_it_streamed(write_agent):
         ("user", "hi"), ("assistant", streamed)]
 
 
+def test_a_run_that_times_out_in_a_tool_call_stores_why_the_call_has_no_result(write_agent):
+    """A run past limits.timeout while a tool ran left the call without a result in the conversation
+    (`halguru logs conversation`: `→ hang({})`, then nothing), unlike a cancelled or interrupted run's: whoever
+    read it back, and the next turn's model, got no word of what became of the call."""
+    folder = write_agent("name: hangs\nmodel: scripted\ntools: [hang]\nlimits: {timeout: 0.5}\n")
+    (folder / "tools.py").write_text("import time\nfrom halguru import tool\n\n@tool(timeout=30)\n"
+                                     "def hang() -> str:\n    \"\"\"Hang.\"\"\"\n    time.sleep(3)\n    return 'x'\n")
+    result = run_sync(folder, "go", model=ScriptedModel([call("hang")]))
+    assert result.status == "limited" and "limits.timeout" in result.error
+    messages = open_store().get_messages(result.conversation_id)
+    assert [m.role for m in messages] == ["user", "assistant", "tool"]
+    assert messages[2].name == "hang" and messages[2].tool_call_id == messages[1].tool_calls[0].id
+    assert messages[2].content == f"error: {result.error} before this call finished"
+
+
 class _DropsMidAnswer(ScriptedModel):
     """An upstream whose connection drops after a few tokens."""
 

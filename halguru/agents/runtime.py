@@ -391,7 +391,9 @@ class _Book:
             output = "".join(self.partial)
             if output:
                 messages.append(Message(role="assistant", content=output))
-        elif status in ("failed", "limited") and not output and self.partial:
+        elif status == "limited" and error:  # past limits.timeout while a tool ran: the call says what ended it
+            messages[:] = answer_dangling_calls(messages, f"error: {error} before this call finished")
+        if status in ("failed", "limited") and not output and self.partial:
             # The model failed or the run timed out mid-answer: what the reader saw streamed is kept, as a cut
             # run's is, so the conversation (and the next turn's model) shows it beside the error.
             output = "".join(self.partial)
