@@ -40,3 +40,13 @@ def test_a_result_cut_for_the_model_says_so_in_the_tree(cli, write_agent) -> Non
 
     said = describe(ToolResult(call_id="c1", name="huge", content="x" * 8000 + "\n… (cut: 5 characters)")).text
     assert "the model got 8000 of 8005 characters" in said
+
+
+def test_a_first_model_call_reads_one_message_not_one_messages() -> None:
+    """An agent with no instructions sends one message first: the tree said `1 messages`."""
+    from halguru.agents.events import ModelCall
+
+    one = describe(ModelCall(model="m", messages=[{"role": "user", "content": "hi"}], tools=[])).text
+    two = describe(ModelCall(model="m", messages=[{"role": "system", "content": "s"},
+                                                  {"role": "user", "content": "hi"}], tools=[])).text
+    assert "· 1 message ·" in one and "· 2 messages ·" in two

@@ -127,7 +127,8 @@ def _(e: RunStarted, *, limit: int = 100, stable: bool = False) -> Line:
 @describe.register
 def _(e: ModelCall, *, limit: int = 100, stable: bool = False) -> Line:
     tools = f"tools: {', '.join(e.tools) or 'none'}"
-    return Line("model_call", "blue", _join("" if stable else e.model, f"{len(e.messages)} messages", tools))
+    count = f"{len(e.messages)} message{'' if len(e.messages) == 1 else 's'}"
+    return Line("model_call", "blue", _join("" if stable else e.model, count, tools))
 
 
 @describe.register
