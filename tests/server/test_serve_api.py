@@ -145,7 +145,7 @@ def test_a_405_allows_every_method_its_path_answers(client: httpx.Client) -> Non
     following it never learnt it could list them."""
     conv = new_conversation(client)
     for method, path, allow in (("DELETE", "/v1/conversations", "GET, POST"), ("PUT", "/v1/jobs", "GET, POST"),
-                                ("PUT", f"/v1/conversations/{conv}", "DELETE, GET"),
+                                ("PUT", f"/v1/conversations/{conv}", "DELETE, GET, PATCH"),
                                 ("DELETE", "/v1/agents", "GET"), ("GET", "/v1/chat/completions", "POST"),
                                 ("POST", "/chat/static/chat.js", "GET, HEAD")):  # a mounted app's own Allow
         response = client.request(method, path)
