@@ -486,12 +486,20 @@ _LANCE_ERROR = re.compile(r"^(?:.*?LanceError\(\w+\): |lance error: )(.*?)(?:, /
 def write_problem(exc: BaseException) -> str:
     """What a failed write says, in one line: LanceDB's ``lance error: LanceError(IO): No space left on device
     (os error 28), /root/.cargo/.../structural.rs:191:9`` becomes ``No space left on device (os error 28)``, and
-    ``lance error: Not found: FILE, /root/.cargo/.../local.rs:273:40`` (a data file deleted) ``Not found: FILE``."""
+    ``lance error: Not found: FILE, /root/.cargo/.../local.rs:273:40`` (a data file deleted) ``Not found: FILE``,
+    as does a missing data folder's ``Generic N/A error: Wrapped error: Not found: Wrapped error: ...``."""
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     found = _LANCE_ERROR.search(text)
-    return (found.group(1) if found else text)[:300]
+    text = found.group(1) if found else text
+    # a missing data folder: "Generic N/A error: Wrapped error: Not found: Wrapped error: Not found: FILE"
+    text = _NOT_FOUND.sub("Not found: ", _WRAPPED.sub("", text))
+    return text[:300]
+
+
+_WRAPPED = re.compile(r"Generic \S+ error: |Wrapped error: ")
+_NOT_FOUND = re.compile(r"(?:Not found: )+")
 
 
 def list_names() -> list[str]:
