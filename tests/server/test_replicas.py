@@ -180,6 +180,13 @@ class RoundRobin:
                 index = self.alive.index(True)
             try:
                 response = self.clients[index].request(method, path, **kwargs)
+                if response.status_code == 429 and "too_many_in_flight" in response.text:
+                    # the key's requests in flight at max_in_flight (every thread on the one replica left, and the
+                    # main thread's): refused before anything was done, so sent again after Retry-After, as the
+                    # clients do
+                    self.failures["in flight"] += 1
+                    time.sleep(float(response.headers.get("retry-after", "1")) / 4)
+                    continue
                 busy = response.status_code == 409 and "conversation_busy" in response.text
                 if response.status_code < 500 and not busy:
                     return response
