@@ -31,6 +31,16 @@ from halguru.errors import ToolError
 from halguru.models.base import ToolSpec
 from halguru.models.secrets import expand_secrets
 from halguru.tools.decorator import Tool
+from halguru.tools.mcp_text import (
+    REFUSED,
+    USERINFO,
+    condensed,
+    first_problem,
+    garbled,
+    reason_line,
+    result_text,
+    shown_url,
+)
 from halguru.tools.registry import cut_result
 from halguru.tools.schema_tool import schema_tool
 
@@ -364,7 +374,7 @@ class _Server:
         """The SDK hands over what it could not read as an exception (and logs it where nobody looks)."""
         if isinstance(message, Exception):
             self.garbled += 1
-            self.garbled_text = _garbled(message)
+            self.garbled_text = garbled(message)
 
     def _dropped(self) -> None:
         self.oversized += 1
@@ -404,13 +414,13 @@ class _Server:
                 raise ToolError(f"{where} stopped during {tool}: connection closed{self.last_words()}") from None
             if exc.code == REQUEST_TIMEOUT:
                 raise self._timed_out(tool, garbled, f"{LONGEST_CALL:g}s, the longest a call may run") from None
-            raise ToolError(f"{where}: {tool} failed: {self.refusal(_condensed(exc.message))}") from None
+            raise ToolError(f"{where}: {tool} failed: {self.refusal(condensed(exc.message))}") from None
         except ValidationError as exc:
-            raise ToolError(f"{where} returned an invalid result for {tool}: {_first_problem(exc)}") from None
+            raise ToolError(f"{where} returned an invalid result for {tool}: {first_problem(exc)}") from None
         except Exception as exc:
-            raise ToolError(f"{where}: {tool} failed: {_reason(exc)}{self.last_words()}") from None
+            raise ToolError(f"{where}: {tool} failed: {reason_line(exc)}{self.last_words()}") from None
         try:
-            text = _result_text(result)
+            text = result_text(result)
         except (TypeError, ValueError, AttributeError) as exc:
             raise ToolError(f"{where} returned an invalid result for {tool}: {exc}") from None
         if result.is_error:
@@ -452,15 +462,15 @@ class _Server:
     def failure(self, exc: BaseException) -> str:
         """Why the server did not start, its URL without credentials (this line lands in traces and logs)."""
         url = self.settings.url
-        reason = self.refusal(_reason(exc))
+        reason = self.refusal(reason_line(exc))
         if url:
-            reason = _USERINFO.sub("//***@", reason.replace(url, shown_url(url)))
+            reason = USERINFO.sub("//***@", reason.replace(url, shown_url(url)))
         where = f" ({shown_url(url)})" if url else ""
         return f"{reason}{where}{self.last_words()}"
 
     def refusal(self, reason: str) -> str:
         """The SDK's word for an HTTP error answer, with the status it leaves out (a 401 is a wrong token)."""
-        if reason != _REFUSED or self.http is None or not self.http.refused:
+        if reason != REFUSED or self.http is None or not self.http.refused:
             return reason
         from urllib.parse import urlsplit
 
@@ -523,99 +533,3 @@ async def _list_tools(client: Client) -> list[mcp_types.Tool]:
         if not cursor:
             break
     return tools
-
-
-def _result_text(result: mcp_types.CallToolResult) -> str:
-    """What the model reads: the content blocks as text, else the structured content as JSON.
-
-    Servers that return structured content also give it as text (the spec asks them to), often in a form
-    written for people, so the text wins; a bare ``{"result": ...}`` is the fallback.
-    """
-    parts: list[str] = []
-    for block in result.content:
-        if block.type == "text":
-            parts.append(block.text)
-        elif block.type == "resource":
-            resource = block.resource
-            text = getattr(resource, "text", None)
-            parts.append(text if text is not None else f"[resource {resource.uri} ({resource.mime_type or 'binary'})]")
-        elif block.type == "resource_link":
-            parts.append(f"[resource {block.uri}]")
-        else:  # image, audio: the model cannot read the bytes; say what came back
-            size = len(getattr(block, "data", ""))
-            parts.append(f"[{block.type} {getattr(block, 'mime_type', '')}, {size} base64 chars]")
-    if not parts and result.structured_content is not None:
-        return json.dumps(result.structured_content, ensure_ascii=False)
-    return "\n".join(parts)
-
-
-def _garbled(exc: Exception) -> str:
-    """What a server sent that could not be read, quoted and cut short, or the reason."""
-    from pydantic import ValidationError
-
-    errors = exc.errors() if isinstance(exc, ValidationError) else []
-    found = errors[0].get("input") if errors else None
-    if found is None:
-        return _reason(exc)
-    text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False, default=str)
-    return repr(text if len(text) <= 80 else text[:79] + "…")
-
-
-_USERINFO = re.compile(r"//[^/\s@'\"]+@")
-_REFUSED = "Server returned an error response"  # the SDK's message for any HTTP error status
-
-
-def shown_url(url: str) -> str:
-    """``url`` fit to quote in an error: no ``user:password@``, query values as ``***`` (they are often tokens)."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-        query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
-    except ValueError:
-        return "(an invalid URL)"
-    return urlunsplit((parts.scheme, ("***@" if "@" in parts.netloc else "") + host, parts.path, query, ""))
-
-
-def _reason(exc: BaseException) -> str:
-    """A one-line reason, from the first real error inside the SDK's exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    from mcp import MCPError
-    from pydantic import ValidationError
-
-    if isinstance(exc, MCPError):
-        return _condensed(exc.message)
-    if isinstance(exc, ValidationError):  # an answer the SDK refused: pydantic's report is many lines
-        return f"it sent an invalid {exc.title} ({_first_problem(exc)})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-_REPORT = re.compile(r"\d+ validation errors? for \S+$")  # the head of pydantic's report, after the SDK's words
-_PYDANTIC_TAIL = re.compile(r"\s*\[type=[^\]]*\]?.*$")  # [type=json_invalid, input_value=..., input_type=bytes]
-
-
-def _condensed(message: str) -> str:
-    """An error message of the SDK's with pydantic's report in it said by its first problem, on one line. The SDK's
-    HTTP transport quotes the whole report (an answer cut short: 'Failed to parse JSON response: 1 validation error
-    for union[...]', the input, a link to pydantic's docs), which a trace and the model read as four lines. Any other
-    message is left as it is (a server's own error text)."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    head = _REPORT.sub("", lines[0]) if len(lines) > 1 else ""
-    if not head or head == lines[0]:
-        return message
-    problem = [_PYDANTIC_TAIL.sub("", line) for line in lines[1:3] if not line.startswith("For further information")]
-    where = f"{problem[0]}: " if len(problem) == 2 and "[type=" in lines[2] and "[type=" not in lines[1] else ""
-    return f"{head}{where}{problem[-1] if where else problem[0]}"
-
-
-def _first_problem(exc: Any) -> str:
-    errors = exc.errors()
-    if not errors:
-        return str(exc)
-    first = errors[0]
-    return f"{'.'.join(str(p) for p in first['loc']) or 'result'}: {first['msg']}"
