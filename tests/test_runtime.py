@@ -198,6 +198,11 @@ def test_a_run_that_times_out_in_a_tool_call_stores_why_the_call_has_no_result(w
     assert [m.role for m in messages] == ["user", "assistant", "tool"]
     assert messages[2].name == "hang" and messages[2].tool_call_id == messages[1].tool_calls[0].id
     assert messages[2].content == f"error: {result.error} before this call finished"
+    ends = [e for e in result.events if e.type == "tool_result"]  # the trace says how the call ended, and when
+    assert [(e.name, e.content, e.is_error) for e in ends] == [("hang", messages[2].content, True)]
+    assert 400 <= ends[0].duration_ms < 3000
+    stored = [e for e in open_store().get_events(result.run_id) if e["type"] == "tool_result"]
+    assert [e["content"] for e in stored] == [messages[2].content]
 
 
 class _DropsMidAnswer(ScriptedModel):
@@ -321,6 +326,9 @@ def test_a_call_cancelled_before_its_result_gets_one_so_the_next_turn_sends_a_va
     assert messages[1].content == "Let me wait." and messages[1].tool_calls[0].name == "slow"
     assert messages[2].tool_call_id == messages[1].tool_calls[0].id
     assert messages[2].content == "error: cancelled by the user before this call finished"
+    run_id = seen[0].run_id  # the trace, too, says how the call ended (no one was listening for the event)
+    stored = [e for e in open_store().get_events(run_id) if e["type"] == "tool_result"]
+    assert [(e["name"], e["content"], e["is_error"]) for e in stored] == [("slow", messages[2].content, True)]
     result = run_sync(folder, "again", conversation, model=model)
     assert result.ok and result.output == "done"
     sent = model.requests[-1].messages

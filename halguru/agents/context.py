@@ -21,7 +21,7 @@ E = TypeVar("E", bound=BaseEvent)
 if TYPE_CHECKING:
     from halguru.agents.loader import Agent
     from halguru.agents.policies import Resume
-    from halguru.models.base import Message, Model, PerAgentModel
+    from halguru.models.base import Message, Model, PerAgentModel, ToolCallRequest
     from halguru.store.base import TraceStore
     from halguru.tools.decorator import Tool
 
@@ -135,6 +135,8 @@ class RunContext:
     durable_state: Callable[[], dict[str, Any]] | None = None
     checkpoint_state: dict[str, Any] | None = None  # the state to save with the checkpoint event being yielded
     running_tool: Tool | None = None  # the tool a cancellation interrupted, if any
+    running_call: ToolCallRequest | None = None  # its call, and since when (perf_counter): a cut call is traced
+    running_since: float = 0.0
     _models: dict[str, Model] = field(default_factory=dict)
     is_sub_run: bool = field(init=False)
 

@@ -398,14 +398,15 @@ class _TurnState:
             if tool is None:
                 offered = ", ".join(spec.name for spec in self.tools)  # what this call was offered (a team's too)
                 raise ToolError(f"unknown tool {call.name!r}; available: {offered or 'none'}")
-            self.ctx.running_tool = tool  # left set if the run is cancelled meanwhile (Ctrl-C): run() says so
+            # left set if the run is cut meanwhile (a timeout, Ctrl-C): run() says so and traces the call's end
+            self.ctx.running_tool, self.ctx.running_call, self.ctx.running_since = tool, call, time.perf_counter()
             async with asyncio.timeout_at(self.ctx.deadline):
                 outcome.content = await execute_tool(tool, call.arguments)
         except ToolError as exc:
-            self.ctx.running_tool = None
+            self.ctx.running_tool = self.ctx.running_call = None
             outcome.content, outcome.is_error = f"error: {exc}", True
             return Error(kind="tool", message=str(exc), detail=exc.detail)
-        self.ctx.running_tool = None
+        self.ctx.running_tool = self.ctx.running_call = None
         return None
 
     async def stream_tool(self, call: ToolCallRequest, outcome: ToolOutcome) -> AsyncGenerator[BaseEvent, None]:

@@ -123,15 +123,23 @@ async def run(
     except TimeoutError:
         outcome.status, outcome.error = driver.timed_out() if driver is not None else (
             "limited", f"run exceeded limits.timeout ({book.timeout:g}s)")
+        if (cut := _cut_call(ctx, outcome.error)) is not None:
+            yield trace(cut)
         yield trace(Error(kind="timeout", message=outcome.error, fatal=True))
     except HalguruError as exc:
         outcome.status, outcome.error = "failed", str(exc)
         yield trace(Error(kind=error_kind(exc), message=str(exc), fatal=True))
     except (asyncio.CancelledError, GeneratorExit) as exc:
+        status, error = _cut_short(book, exc)
+        cut = _cut_call(ctx, _CUT[status])
         if not book.stopped_as_asked(exc):
-            book.finish(*_cut_short(book, exc))  # Ctrl-C, a consumer gone or a shutdown: keep the partial answer
+            if cut is not None:  # traced, not yielded: no one is listening any more
+                trace(cut)
+            book.finish(status, error)  # Ctrl-C, a consumer gone or a shutdown: keep the partial answer
             raise
-        outcome.status, outcome.error = _cut_short(book, exc)  # asked to stop: it ends, run_finished says so
+        outcome.status, outcome.error = status, error  # asked to stop: it ends, run_finished says so
+        if cut is not None:
+            yield trace(cut)
     except Exception as exc:  # a bug: record the run as failed rather than leave it 'running'
         book.finish("failed", f"internal error: {type(exc).__name__}: {exc}")
         raise
@@ -159,6 +167,17 @@ def _body(book: _Book, output_schema: dict[str, Any] | None, end: LoopEnd,
     return agent_loop(ctx, Turn(agent, ctx.model_for(agent), book.history, book.messages,
                                 output_schema=output_schema, finish_paused_step=ctx.resume is not None,
                                 client_tools=client_tools), end)
+
+
+def _cut_call(ctx: RunContext, why: str | None) -> ToolResult | None:
+    """The result of the tool call a timeout or a cancellation cut, as the conversation gets it (``finish``), so
+    that the trace shows how the call ended and after how long (None when no tool was running)."""
+    call = ctx.running_call
+    if call is None:
+        return None
+    took = (time.perf_counter() - ctx.running_since) * 1000
+    return ToolResult(call_id=call.id, name=call.name, content=f"error: {why} before this call finished", is_error=True,
+                      duration_ms=took)
 
 
 def _cut_short(book: _Book, exc: BaseException) -> tuple[str, str]:
