@@ -12,6 +12,7 @@ Nothing here knows HTTP frameworks: serve mode turns a request into a ``WebhookR
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -235,6 +236,71 @@ def parse_settings(model: type[Config], agent: str, channel: str, config: Mappin
         message = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(
             err["type"], str(err["msg"]).removeprefix("Value error, "))
         raise AgentSpecError(f"agent {agent}: channels.{channel}.{field}: {message}") from None
+
+
+def channel_secret(agent: str, channel: str, field: str, name: str, what: str) -> str:
+    """The value of the secret a channel's setting names (an environment variable, else the keyring); one line
+    saying how to set it when it is not."""
+    from halguru.errors import AgentSpecError
+    from halguru.models.secrets import lookup_secret
+
+    value = lookup_secret(name)
+    if not value:
+        raise AgentSpecError(f"agent {agent}: channels.{channel}.{field}: the secret {name} is not set; "
+                             f"export {name}=<{what}> or run `keyring set halguru {name}`")
+    return value
+
+
+TITLE_CHARS = 60
+
+
+def title_line(text: str) -> str:
+    """A message as a conversation's title: one line of at most ``TITLE_CHARS``."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"
+
+
+class RateLimited(Exception):
+    """A provider's 429, to be waited out ``wait`` seconds (within one try) or left to the job's retry."""
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+
+
+RATE_LIMIT_WAIT = 30.0  # the longest wait taken within one try; a longer one is the job's retry
+RATE_LIMIT_TRIES = 3
+Result = TypeVar("Result")
+
+
+async def waiting_out(call: Callable[[], Awaitable[Result]], what: str, wait_is: str) -> Result:
+    """``call``, again after each ``RateLimited`` wait (up to ``RATE_LIMIT_TRIES`` tries, waits of at most
+    ``RATE_LIMIT_WAIT``); past those, a ``ChannelError`` the job retries. ``what``: the call, for the log and the
+    error ('slack: part 1/2 to C0123'); ``wait_is``: how the provider names its wait ('Retry-After')."""
+    import asyncio
+
+    for attempt in range(1, RATE_LIMIT_TRIES + 1):
+        try:
+            return await call()
+        except RateLimited as limited:
+            if attempt == RATE_LIMIT_TRIES or limited.wait > RATE_LIMIT_WAIT:
+                raise ChannelError(f"{what}: rate limited (HTTP 429, {wait_is} {limited.wait:g} s)") from None
+            logging.getLogger("halguru.channels").info("%s rate limited; trying again in %g s", what, limited.wait)
+            await asyncio.sleep(limited.wait)
+    raise AssertionError("unreachable")
+
+
+def too_many(sink: InboundSink, message: Inbound, limit: int) -> str | None:
+    """Why ``message`` is not answered (its sender's same long text ``REPEATS`` times, or ``limit`` answers in the
+    last hour), said in a warning line; None: it may be."""
+    if repeating(sink, message.channel, message.agent, message.sender, message.text):
+        why = f"the same message {REPEATS} times in the last hour, each answered: another bot?"
+    elif answered_enough(sink, message.channel, message.agent, message.sender, limit):
+        why = f"{limit} of their messages were answered in the last hour (max_answers_per_hour)"
+    else:
+        return None
+    logging.getLogger("halguru.channels").warning("%s channel of %s: not answering %s from %s: %s", message.channel,
+                                                  message.agent, message.message_id, message.sender, why)
+    return why
 
 
 def http_url(value: str) -> str:

@@ -27,20 +27,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from halguru.channels.base import (
     NOT_SIGNED,
-    REPEATS,
     ChannelError,
     Inbound,
     InboundSink,
     Outbound,
+    RateLimited,
     SendOnce,
     WebhookRequest,
     WebhookResponse,
-    answered_enough,
+    channel_secret,
     http_url,
     parse_settings,
-    repeating,
+    title_line,
+    too_many,
+    waiting_out,
 )
-from halguru.errors import AgentSpecError, HalguruError
+from halguru.errors import HalguruError
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -50,9 +52,6 @@ REQUEST_TIMEOUT = 30  # seconds per Web API call
 # chat.postMessage truncates text past 40,000 characters and Slack asks for at most 4,000 per message
 # (docs.slack.dev, chat.postMessage, "Truncating content"): a longer answer goes as several messages, in order.
 TEXT_LIMIT = 4000
-TITLE_CHARS = 60
-RATE_LIMIT_WAIT = 30.0  # the longest Retry-After waited for within one try; a longer one is the job's retry
-RATE_LIMIT_TRIES = 3
 CLOCK_SKEW = 10.0  # seconds Slack's clock may lag ours, looking for a part an earlier attempt posted
 # Slack's errors that another try cannot mend: the message (or the app) is refused as it is. Others (ratelimited,
 # internal_error, fatal_error, service_unavailable, request_timeout, an HTTP 5xx) are tried again.
@@ -130,15 +129,6 @@ def parse_config(agent: str, config: Mapping[str, Any]) -> SlackConfig:
     return parse_settings(SlackConfig, agent, "slack", config)
 
 
-def _secret(agent: str, field: str, name: str, what: str) -> str:
-    from halguru.models.secrets import lookup_secret
-
-    value = lookup_secret(name)
-    if not value:
-        raise AgentSpecError(f"agent {agent}: channels.slack.{field}: the secret {name} is not set; "
-                             f"export {name}=<{what}> or run `keyring set halguru {name}`")
-    return value
-
 
 class SlackChannel:
     """One agent's Slack app: the Events API webhook Slack calls, and replies through ``chat.postMessage``."""
@@ -148,8 +138,9 @@ class SlackChannel:
     def __init__(self, agent: str, config: Mapping[str, Any], folder: Path) -> None:
         self.agent = agent
         self.config = parse_config(agent, config)
-        self._token = _secret(agent, "bot_token", self.config.bot_token, "bot token, xoxb-...")
-        self._signing_secret = _secret(agent, "signing_secret", self.config.signing_secret, "signing secret")
+        self._token = channel_secret(agent, "slack", "bot_token", self.config.bot_token, "bot token, xoxb-...")
+        self._signing_secret = channel_secret(agent, "slack", "signing_secret", self.config.signing_secret,
+                                              "signing secret")
 
     # -- inbound -------------------------------------------------------------------------------------------
     async def webhook(self, request: WebhookRequest, sink: InboundSink) -> WebhookResponse:
@@ -242,7 +233,7 @@ class SlackChannel:
             message_id=f"{team}:{channel}:{ts}",  # a retry, and a mention's message event, are the same message
             sender=user, thread=thread, text=text,
             reply={"channel": channel, **({"thread_ts": answer_in} if answer_in else {})},
-            title=f"Slack {where}: {_title(text)}",
+            title=f"Slack {where}: {title_line(text)}",
         )
 
     def allowed(self, user: str, team: str) -> bool:
@@ -267,16 +258,8 @@ class SlackChannel:
             log.info("slack channel of %s: not answering %s: a message in a thread that did not begin by mentioning "
                      "the app (answer: mentions)", self.agent, message.message_id)
             return
-        if repeating(sink, self.name, self.agent, message.sender, message.text):
-            log.warning("slack channel of %s: not answering %s from %s: the same message %d times in the last hour, "
-                        "each answered: another bot?", self.agent, message.message_id, message.sender, REPEATS)
-            return
-        if answered_enough(sink, self.name, self.agent, message.sender, self.config.max_answers_per_hour):
-            log.warning("slack channel of %s: not answering %s from %s: %d of their messages were answered in the "
-                        "last hour (max_answers_per_hour)", self.agent, message.message_id, message.sender,
-                        self.config.max_answers_per_hour)
-            return
-        sink.accept(message)
+        if not too_many(sink, message, self.config.max_answers_per_hour):
+            sink.accept(message)
 
     # -- outbound ------------------------------------------------------------------------------------------
     async def send(self, message: Outbound, once: SendOnce) -> list[str]:
@@ -342,22 +325,12 @@ class SlackChannel:
         options: dict[str, Any] = {"channel": channel, "text": _escaped(text), "unfurl_links": False}
         if thread_ts:
             options["thread_ts"] = str(thread_ts)
-        for attempt in range(1, RATE_LIMIT_TRIES + 1):
-            try:
-                response = await self._call(client.chat_postMessage, what, channel, **options)
-            except _RateLimited as limited:
-                if attempt == RATE_LIMIT_TRIES or limited.wait > RATE_LIMIT_WAIT:
-                    raise ChannelError(f"slack: {what} to {channel}: rate limited (HTTP 429, Retry-After "
-                                       f"{limited.wait:g} s)") from None
-                log.info("slack channel of %s: %s to %s rate limited; trying again in %g s", self.agent, what,
-                         channel, limited.wait)
-                await asyncio.sleep(limited.wait)
-                continue
-            return {"channel": str(response.get("channel") or channel), "ts": str(response.get("ts") or "")}
-        raise AssertionError("unreachable")
+        response = await waiting_out(lambda: self._call(client.chat_postMessage, what, channel, **options),
+                                     f"slack: {what} to {channel}", "Retry-After")
+        return {"channel": str(response.get("channel") or channel), "ts": str(response.get("ts") or "")}
 
     async def _call(self, method: Callable[..., Any], what: str, where: str, **options: Any) -> Any:
-        """The sync client on a thread; its failures as one line (``_RateLimited`` for a 429)."""
+        """The sync client on a thread; its failures as one line (``RateLimited`` for a 429)."""
         from slack_sdk.errors import SlackApiError, SlackClientError
 
         try:
@@ -366,7 +339,7 @@ class SlackChannel:
             status = exc.response.status_code
             error = str(exc.response.get("error") or "") if isinstance(exc.response.data, dict) else ""
             if status == 429 or error == "ratelimited":
-                raise _RateLimited(_retry_after(exc.response.headers)) from None
+                raise RateLimited(_retry_after(exc.response.headers)) from None
             why = PERMANENT.get(error)
             detail = f"{error}: {why}" if why else (error.splitlines()[0][:200] if error else "no error given")
             raise ChannelError(f"slack: {what} to {where} failed: HTTP {status}, {detail}",
@@ -375,10 +348,6 @@ class SlackChannel:
             raise ChannelError(f"slack: {what} to {where}: cannot reach {self.config.api_url}: "
                                f"{type(exc).__name__}") from None
 
-
-class _RateLimited(Exception):
-    def __init__(self, wait: float) -> None:
-        self.wait = wait
 
 
 def _retry_after(headers: Mapping[str, Any]) -> float:
@@ -414,7 +383,3 @@ def _escaped(text: str) -> str:
     (``<!channel>``, ``<!everyone>``, ``<@U...>`` mentions) that a prompt talked the agent into saying."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-
-def _title(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= TITLE_CHARS else line[:TITLE_CHARS - 1].rstrip() + "…"

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.channels.serving import LoopbackServer
+from tests.channels.serving import LoopbackServer, send_json
 
 
 class FakeSlack(LoopbackServer):
@@ -99,13 +99,6 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             self._json(status, body, headers)
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, status, payload, headers)
 
     return Handler

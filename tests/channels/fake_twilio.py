@@ -14,7 +14,6 @@ as when a worker is killed between Twilio's accepting a message and its recordin
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import threading
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.channels.serving import LoopbackServer
+from tests.channels.serving import LoopbackServer, send_json
 
 API_VERSION = "2010-04-01"
 
@@ -155,11 +154,6 @@ def _handler(fake: FakeTwilio) -> type[BaseHTTPRequestHandler]:
                                 "status": status})
 
         def _json(self, status: int, payload: Any) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send_json(self, status, payload)
 
     return Handler

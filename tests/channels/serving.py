@@ -3,6 +3,7 @@ a free loopback port, and a stand-in provider's HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -71,6 +72,38 @@ def serving(folder: Path, config: Path, halguru_cmd: list[str], env: dict[str, s
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+def get(url: str, path: str, **params: Any) -> Any:
+    """A GET of serve's API that must succeed; its JSON."""
+    response = httpx.get(url + path, params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def jobs(url: str) -> list[dict[str, Any]]:
+    return list(get(url, "/v1/jobs", limit=100)["data"])
+
+
+def ended(url: str) -> bool:
+    return all(j["status"] in ("done", "dead") for j in jobs(url))
+
+
+def history(url: str, conversation: str) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in get(url, f"/v1/conversations/{conversation}/messages")["data"]]
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, payload: Any,
+              headers: dict[str, str] | None = None) -> None:
+    """A stand-in provider's JSON answer."""
+    body = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 class LoopbackServer:

@@ -25,7 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 from halguru.channels.slack import SlackChannel
 from halguru.errors import AgentSpecError
 from tests.channels.fake_slack import FakeSlack
-from tests.channels.serving import helper_agent, serve_settings, serving, wait_for
+from tests.channels.serving import ended, get, helper_agent, history, jobs, serve_settings, serving, wait_for
 
 TOKEN = "xoxb-1111-2222-" + "a" * 24
 SECRET = "8f742231b10e8888abcd99aef56789d0"  # as Slack makes them: 32 hex digits
@@ -98,24 +98,6 @@ def mention(text: str, ts: str, user: str = ANN, channel: str = GENERAL, thread_
 def dm(text: str, ts: str, user: str = ANN, channel: str = "D0ANN", **more: Any) -> dict[str, Any]:
     return callback({"type": "message", "channel_type": "im", "user": user, "text": text, "ts": ts,
                      "channel": channel, "event_ts": ts, "team": TEAM, **more})
-
-
-def get(url: str, path: str, **params: Any) -> Any:
-    response = httpx.get(url + path, params=params, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def jobs(url: str) -> list[dict[str, Any]]:
-    return list(get(url, "/v1/jobs", limit=100)["data"])
-
-
-def ended(url: str) -> bool:
-    return all(j["status"] in ("done", "dead") for j in jobs(url))
-
-
-def history(url: str, conversation: str) -> list[tuple[str, str]]:
-    return [(m["role"], m["content"]) for m in get(url, f"/v1/conversations/{conversation}/messages")["data"]]
 
 
 def test_the_request_url_check_is_answered_and_only_slack_gets_in(serve: str, fake: FakeSlack) -> None:
