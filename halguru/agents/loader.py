@@ -109,7 +109,8 @@ class Agent:
         return _with_knowledge_tool(agent)
 
 
-def _project_file(path: Path) -> tuple[Path, Path]:
+def project_file(path: Path) -> tuple[Path, Path]:
+    """An agent project's folder and its agent.yaml, given either; one line when ``path`` is neither."""
     path = path.expanduser()
     if path.is_dir():
         if not (path / AGENT_FILE).exists() and (inside := _projects_in(path)):
@@ -269,7 +270,7 @@ def _resolve_tools(names: list[str], own: dict[str, Tool], unknown: Callable[[st
 
 def load_agent(path: str | Path, *, with_team: bool = True) -> Agent:
     """Load an agent project from its folder (or its agent.yaml), and its team when it has one."""
-    folder, agent_file = _project_file(Path(path))
+    folder, agent_file = project_file(Path(path))
     spec = _with_model_resolved(load_spec(agent_file), folder)
     own = load_project_tools(folder / TOOLS_FILE)
 

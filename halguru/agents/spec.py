@@ -219,8 +219,8 @@ class AgentSpec(BaseModel):
     http_tools: list[HTTPToolSettings] = Field(default=[], description="tools that call HTTP APIs, "
                                                "declared without Python")
     channels: dict[str, dict[str, Any]] = Field(
-        default={}, description="messaging channels that reach this agent (twilio:, slack:, email:, or a plugin's); "
-        "each channel checks its own settings")
+        default={}, description="messaging channels that reach this agent (twilio:, slack:, telegram:, email:, or a "
+        "plugin's); each channel checks its own settings")
     schedules: list[Schedule] = Field(default=[], description="runs started on a cron schedule by the worker")
     metadata: dict[str, Any] = Field(default={}, description="free-form, for your own tooling")
     # The sections plugins registered (register_sections) as agent.yaml has them: their plugins check them.

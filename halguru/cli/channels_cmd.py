@@ -1,13 +1,16 @@
-"""`halguru channels`: the senders who told a channel to stop (SMS STOP), listed and cleared."""
+"""`halguru channels`: the senders who told a channel to stop (SMS STOP), listed and cleared; a Telegram bot's
+webhook set."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Messaging channels: the senders who opted out (SMS STOP): list them, clear one.",
+app = typer.Typer(help="Messaging channels: the senders who opted out (SMS STOP): list them, clear one; set a "
+                       "Telegram bot's webhook.",
                   no_args_is_help=True)
 
 
@@ -52,3 +55,31 @@ def clear_opt_out(
         typer.echo(f"Cleared: {row['sender']} ({row['reason']}) may be answered from {row['ours']} again.")
     if channel in PROVIDER_NOTE:
         typer.echo(f"Note: {PROVIDER_NOTE[channel]}.")
+
+
+@app.command("telegram-webhook")
+def telegram_webhook(
+    path: Path = typer.Argument(Path("."), help="The agent's project folder (or its agent.yaml)."),
+    url: str = typer.Option(..., "--url", help="Where `halguru serve` is reached from the internet "
+                                               "(https://bot.example.com): the webhook is under it."),
+) -> None:
+    """Tell Telegram to post the agent's bot updates to its webhook (setWebhook, with the secret token each
+    update must carry): once, and again when the URL or the secret changes."""
+    import asyncio
+
+    from halguru.agents.loader import project_file
+    from halguru.agents.spec import load_spec
+    from halguru.channels.telegram import TelegramChannel
+    from halguru.errors import HalguruError
+
+    folder, agent_file = project_file(path)
+    spec = load_spec(agent_file)
+    if "telegram" not in spec.channels:
+        raise HalguruError(f"{agent_file}: agent {spec.name} has no telegram channel (channels: telegram: in "
+                           "agent.yaml)")
+    channel = TelegramChannel(spec.name, spec.channels["telegram"] or {}, folder)
+    try:
+        webhook = asyncio.run(channel.set_webhook(url))
+    except ValueError as exc:  # the URL
+        raise HalguruError(f"--url: {exc}") from None
+    typer.echo(f"Telegram posts {spec.name}'s updates to {webhook} now (with its secret token).")

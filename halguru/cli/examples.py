@@ -103,6 +103,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "channels": (
         ("halguru channels opt-outs", "senders who texted STOP"),
         ("halguru channels clear-opt-out +15551234567 --agent my-agent", ""),
+        ("halguru channels telegram-webhook my-agent --url https://bot.example.com", "where Telegram posts updates"),
     ),
     "mcp": (
         ("halguru mcp serve my-agent", "the agent as a tool for any MCP client (stdio)"),
