@@ -346,6 +346,7 @@ class TelegramChannel:
 
                 result = await once(f"part:{index}", post)
                 sent.append(f"{self.bot_id}:{result['chat_id']}:{result['message_id']}")
+                chat_id = result["chat_id"]  # a group that became a supergroup: the next parts go there too
         return sent
 
     async def _post(self, client: httpx.AsyncClient, fields: dict[str, Any], what: str) -> dict[str, Any]:

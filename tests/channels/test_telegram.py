@@ -355,3 +355,74 @@ def test_the_readme_telegram_section_validates_as_written(tmp_path: Path, halgur
     ok = subprocess.run([*halguru_cmd, "validate", str(agent)], capture_output=True, text=True, timeout=60,
                         env={**env, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET})
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+class _Sink:
+    """What the webhook hands on, kept: the pipeline's part, without a store."""
+
+    def __init__(self) -> None:
+        self.accepted: list[Any] = []
+
+    def seen(self, channel: str, agent: str, message_id: str) -> bool:
+        return any(m.message_id == message_id for m in self.accepted)
+
+    def answered(self, *args: Any) -> int:
+        return 0
+
+    def accept(self, message: Any) -> bool:
+        self.accepted.append(message)
+        return True
+
+
+def _channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, api_url: str) -> TelegramChannel:
+    monkeypatch.setenv("HG_TEST_TG_TOKEN", TOKEN)
+    monkeypatch.setenv("HG_TEST_TG_SECRET", SECRET)
+    return TelegramChannel("helper", {"bot_token": "HG_TEST_TG_TOKEN", "secret_token": "HG_TEST_TG_SECRET",
+                                      "api_url": api_url}, tmp_path)
+
+
+async def _once(key: str, send: Any, find: Any = None) -> Any:
+    return await send()
+
+
+def test_a_mention_is_not_lost_while_getme_cannot_be_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a group message mentions the bot needs its username: while getMe fails, Telegram is told 503 (it
+    sends the update again later) and nothing is taken; once it answers, the message is."""
+    import asyncio
+    import json
+    import socket
+
+    from halguru.channels.base import WebhookRequest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    update = message("@HelperBot hi", 5, chat=GROUP, entities=[{"type": "mention", "offset": 0, "length": 10}])
+    request = WebhookRequest(method="POST", path="", query="", body=json.dumps(update).encode(), form={},
+                             headers={"x-telegram-bot-api-secret-token": SECRET})
+    sink = _Sink()
+    down = asyncio.run(_channel(tmp_path, monkeypatch, closed).webhook(request, sink))  # type: ignore[arg-type]
+    assert down.status == 503 and sink.accepted == []
+    fake = FakeTelegram(TOKEN, "HelperBot").start()
+    try:
+        up = asyncio.run(_channel(tmp_path, monkeypatch, fake.url).webhook(request, sink))  # type: ignore[arg-type]
+    finally:
+        fake.stop()
+    assert up.status == 200 and [m.text for m in sink.accepted] == ["hi"]
+
+
+def test_emoji_count_two_and_a_group_that_became_a_supergroup_is_answered_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeTelegram) -> None:
+    import asyncio
+
+    from halguru.channels.base import Outbound
+
+    channel = _channel(tmp_path, monkeypatch, fake.url)
+    fake.failures = [(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                      {"migrate_to_chat_id": -100777})]
+    answer = Outbound(channel="telegram", agent="helper", conversation_id="c", job_id="j", text="🙂" * 3000,
+                      reply={"chat_id": -555, "reply_to": 9})
+    sent = asyncio.run(channel.send(answer, _once))
+    assert len(sent) == 2 and all(len(m["text"].encode("utf-16-le")) // 2 <= 4096 for m in fake.messages)
+    assert [m["chat_id"] for m in fake.messages] == [-100777, -100777]
+    assert "".join(m["text"] for m in fake.messages) == "🙂" * 3000
