@@ -223,7 +223,8 @@ class TelegramChannel:
         elif sender.get("is_bot"):
             why = "a bot's message"
         elif not self.allowed(sender, chat):  # quietly: nothing is stored for a sender this agent does not serve
-            why = "from a user outside allow_from"
+            handle = f" (@{sender['username']})" if sender.get("username") else ""
+            why = f"a message from user {sender['id']}{handle} in chat {chat['id']}: outside allow_from"
         elif not (isinstance(message.get("text"), str) or isinstance(message.get("caption"), str)
                   or any(k in message for k in MEDIA)):
             why = "a service message (a member joining, a pin, ...)"
