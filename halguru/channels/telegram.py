@@ -235,6 +235,14 @@ class TelegramChannel:
             return None
         assert isinstance(chat, dict) and isinstance(sender, dict)
         text = str(message.get("text") or message.get("caption") or "")
+        entities = message.get("entities") or message.get("caption_entities")
+        mentions = isinstance(entities, list) and any(isinstance(e, dict) and e.get("type") == "mention"
+                                                      for e in entities)
+        if self._username is None and mentions:  # a private chat's "@Bot hi": its name, when getMe answers
+            try:
+                await self.username()
+            except ChannelError as exc:
+                log.info("telegram channel of %s: the bot's name is not known yet: %s", self.agent, exc)
         if self._username:
             text = re.sub(rf"@{re.escape(self._username)}\b", "", text, flags=re.I)
         text = re.sub(r"[ \t]{2,}", " ", text).strip()

@@ -411,6 +411,21 @@ def test_a_mention_is_not_lost_while_getme_cannot_be_reached(tmp_path: Path, mon
     assert up.status == 200 and [m.text for m in sink.accepted] == ["hi"]
 
 
+def test_the_bots_name_is_taken_out_of_a_private_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         fake: FakeTelegram) -> None:
+    import asyncio
+    import json
+
+    from halguru.channels.base import WebhookRequest
+
+    update = message("@helperbot what is new?", 6, entities=[{"type": "mention", "offset": 0, "length": 10}])
+    request = WebhookRequest(method="POST", path="", query="", body=json.dumps(update).encode(), form={},
+                             headers={"x-telegram-bot-api-secret-token": SECRET})
+    sink = _Sink()
+    answer = asyncio.run(_channel(tmp_path, monkeypatch, fake.url).webhook(request, sink))  # type: ignore[arg-type]
+    assert answer.status == 200 and [m.text for m in sink.accepted] == ["what is new?"]
+
+
 def test_emoji_count_two_and_a_group_that_became_a_supergroup_is_answered_there(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeTelegram) -> None:
     import asyncio
