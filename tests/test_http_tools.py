@@ -707,3 +707,23 @@ def test_http_tools_connect_to_the_address_they_checked(rebinding: dict[str, Any
     with pytest.raises(ToolError, match="private or loopback"):
         call(agent.tools["fetch"])
     assert rebinding["private"].hosts == [] and len(rebinding["lookups"]) == 2
+
+
+# IPv6 addresses that carry an IPv4 one: a NAT64 gateway (64:ff9b::/96, common on IPv6-only hosts), a 6to4
+# relay or the kernel's IPv4-compatible forms reach that IPv4 address, yet Python 3.11 calls them all global.
+EMBEDDED_PRIVATE = ["64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::10.0.0.5", "64:ff9b:1::a00:5",
+                    "2002:7f00:1::1", "2002:a9fe:a9fe::", "::127.0.0.1", "::ffff:0:a9fe:a9fe", "::", "::1"]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_PRIVATE)
+def test_http_get_refuses_a_private_ipv4_address_inside_an_ipv6_one(address: str) -> None:
+    from halguru.tools.builtin import http_get
+
+    with pytest.raises(ToolError, match="private or loopback"):
+        call(http_get, url=f"http://[{address}]/latest/meta-data/")
+
+
+def test_ipv6_addresses_carrying_public_ipv4_ones_stay_public() -> None:
+    from halguru.tools.netpin import is_private
+
+    assert not any(is_private(a) for a in ("64:ff9b::808:808", "2002:808:808::1", "2606:4700:4700::1111"))

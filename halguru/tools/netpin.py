@@ -36,11 +36,24 @@ async def system_resolver(host: str, port: int) -> list[str]:
 resolver: Resolver = system_resolver  # tests replace it with a stub (e.g. public, then loopback)
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address that the packet reaches: IPv4-compatible (::/96),
+# SIIT-translated (::ffff:0:0:0/96) and a NAT64 gateway's well-known prefix (64:ff9b::/96). Python 3.11 calls
+# them global whatever they carry: http://[64:ff9b::a9fe:a9fe]/ was the metadata service through NAT64.
+_CARRIERS = tuple(ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: a site's own translators, to its own network
+
+
 def is_private(address: str) -> bool:
-    """Loopback, private, link-local, reserved...: anything that is not a global unicast address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Loopback, private, link-local, reserved...: anything that is not a global unicast address, also as the
+    IPv4 address an IPv6 one carries (mapped, compatible, NAT64, 6to4)."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return True
+        carried = ip.ipv4_mapped or ip.sixtofour
+        if carried is None and any(ip in net for net in _CARRIERS):
+            carried = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        ip = carried or ip
     return not ip.is_global or ip.is_multicast
 
 

@@ -41,6 +41,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
+from halguru.tools.netpin import is_private
 from halguru_server.errors import ApiError
 from halguru_server.settings import PushSettings
 
@@ -85,10 +86,7 @@ def b64url(raw: bytes) -> str:
 
 
 def _public_ip(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return not is_private(address)  # as the tools judge an address: also the IPv4 one an IPv6 one carries
 
 
 def _literal_address(host: str) -> str | None:

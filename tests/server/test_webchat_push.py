@@ -364,3 +364,11 @@ def test_a_stalled_decision_resumed_by_an_operator_pushes_its_answer_to_the_owne
     said = annb.decrypt(pushed)
     assert (pushed.path, said["title"], said["body"], said["conversation"]) == (
         "/push/ann", "mailer: the action was approved", "Mail sent to you.", mail)
+
+
+def test_a_push_connection_to_a_private_ipv4_address_inside_an_ipv6_one_is_refused() -> None:
+    """The connected peer is checked (a name resolved to an address inside): NAT64 and 6to4 carry IPv4 ones."""
+    from halguru_server.push import _public_ip
+
+    assert not _public_ip("64:ff9b::a9fe:a9fe") and not _public_ip("2002:a00:5::1")  # metadata; 10.0.0.5
+    assert _public_ip("64:ff9b::808:808") and _public_ip("2606:4700:4700::1111")
