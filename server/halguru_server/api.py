@@ -93,7 +93,7 @@ def get_agent(agent: str, state: State, caller: Reader) -> AgentOut:
 def create_conversation(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     """Start an empty conversation with an agent; post messages to it next."""
     agent_for(state, caller, body.agent)
-    return ConversationOut(**service.new_conversation(state, caller, body.agent, body.title))
+    return ConversationOut(**service.new_conversation(state, caller, body.agent, service.clean_title(body.title)))
 
 
 @router.get("/conversations", response_model=ConversationPage, tags=["conversations"], responses=responses(400))

@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import Any
@@ -106,13 +107,24 @@ def list_conversations(state: ServerState, principal: Principal, agent: str | No
 def rename_conversation(state: ServerState, principal: Principal, conv_id: str, title: str) -> dict[str, Any]:
     """Retitle a conversation the principal may open; the conversation as it is now."""
     get_conversation(state, principal, conv_id)
-    title = " ".join(title.split())
+    title = clean_title(title)
     if not title:
         raise ApiError(400, "give the conversation a title that is not blank", param="title")
-    check_text(title, "the title")
     if not state.store.rename_conversation(conv_id, title):
         raise ApiError(404, f"no conversation {conv_id!r}")
     return get_conversation(state, principal, conv_id)
+
+
+def clean_title(title: str) -> str:
+    """A title as it is stored and shown, on one line: each run of spaces and line breaks one space; 400 for a
+    control character (an escape, a NUL the store would keep as U+FFFD) or a lone surrogate. Creating and
+    renaming a conversation both go through it, so one title reads back as it was answered."""
+    title = " ".join(title.split())
+    check_text(title, "the title")
+    control = next((c for c in title if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise ApiError(400, f"the title has a control character (\\x{ord(control):02x}); remove it", param="title")
+    return title
 
 
 def delete_conversation(state: ServerState, conv_id: str) -> None:

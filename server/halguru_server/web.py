@@ -74,12 +74,13 @@ def _from_a_chat_page(request: Request, state: ServerState) -> bool:
     return origin.lower() in {o.lower() for s in state.agents.values() for o in s.embed_origins}
 
 
-@router.post("/conversations", response_model=ConversationOut, status_code=201, responses=responses(404, 429))
+@router.post("/conversations", response_model=ConversationOut, status_code=201,
+             responses=responses(400, 404, 429))
 def chat_new(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     agent_for(state, caller, body.agent)
     if caller.anonymous:
         ratelimit.check(state.limiter, caller.client)
-    return ConversationOut(**service.new_conversation(state, caller, body.agent, body.title))
+    return ConversationOut(**service.new_conversation(state, caller, body.agent, service.clean_title(body.title)))
 
 
 @router.get("/conversations", response_model=ConversationPage, responses=responses(400))

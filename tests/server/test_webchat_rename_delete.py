@@ -64,3 +64,24 @@ def test_only_the_owner_renames_or_deletes_and_a_blank_title_is_one_line(serve: 
         assert alice.delete(f"/chat/api/conversations/{conversation}").status_code == 204
         assert alice.delete(f"/chat/api/conversations/{conversation}").status_code == 404
     assert [e["action"] for e in server.state.store.list_audit(action="conversation.")] == ["conversation.delete"]
+
+
+def test_a_new_conversations_title_is_checked_as_a_rename_is(serve: Any, api_key: Any) -> None:
+    """Creating a conversation stored its title as sent (a line break, only spaces, a NUL that the store keeps
+    as U+FFFD while the answer showed it as sent), where a rename folds the spaces and refuses what it cannot
+    store."""
+    server = serve()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as client:
+        made = client.post("/v1/conversations", json={"agent": "echo", "title": "  Trip\r\nto\u2028Lisbon  "})
+        assert made.status_code == 201 and made.json()["title"] == "Trip to Lisbon"
+        assert server.state.store.get_conversation(made.json()["id"])["title"] == "Trip to Lisbon"
+        blank = client.post("/v1/conversations", json={"agent": "echo", "title": " \t "})
+        assert blank.status_code == 201 and blank.json()["title"] == ""  # untitled, as with no title
+        for path in ("/v1/conversations", "/chat/api/conversations"):
+            refused = client.post(path, json={"agent": "echo", "title": "a\u0000b\x1b[2J"})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["message"] == "the title has a control character (\\x00); remove it"
+        conversation = made.json()["id"]
+        renamed = client.patch(f"/v1/conversations/{conversation}", json={"title": "x\x07y"})
+        assert renamed.status_code == 400 and "control character (\\x07)" in renamed.json()["error"]["message"]
+        assert [c["title"] for c in client.get("/v1/conversations").json()["data"]] == ["", "Trip to Lisbon"]
