@@ -61,17 +61,18 @@ class ConversationsMixin(SQLBase):
 
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:
-        """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history)."""
+        """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history).
+        The title is stored whole, as a rename stores it: callers that derive one from a message cut it first."""
         now = time.time()
         with self._tx(relaxed=True) as conn:
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title[:80], now, now, owner))
+                         "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title, now, now, owner))
             conn.executemany(  # a history's tool calls and results too (a client's own tool loop)
                 "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, name, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(conversation_id, i, m.role, m.content, tool_calls_json(m), m.tool_call_id, m.name, now)
                  for i, m in enumerate(history)])
-        return ConversationRecord(id=conversation_id, agent=agent, title=title[:80], created=now, updated=now,
+        return ConversationRecord(id=conversation_id, agent=agent, title=title, created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
 
     def rename_conversation(self, conversation_id: str, title: str) -> bool:

@@ -85,3 +85,16 @@ def test_a_new_conversations_title_is_checked_as_a_rename_is(serve: Any, api_key
         renamed = client.patch(f"/v1/conversations/{conversation}", json={"title": "x\x07y"})
         assert renamed.status_code == 400 and "control character (\\x07)" in renamed.json()["error"]["message"]
         assert [c["title"] for c in client.get("/v1/conversations").json()["data"]] == ["", "Trip to Lisbon"]
+
+
+def test_a_new_conversation_keeps_the_title_it_was_given_as_a_rename_does(serve: Any, api_key: Any) -> None:
+    """Up to 200 characters are accepted both ways; creating one cut its title to 80 without a word."""
+    server = serve()
+    title = "Quarterly planning: " + "revenue, hiring and the roadmap for the next two quarters; " * 3
+    assert 80 < len(title.strip()) <= 200
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key()}"}) as client:
+        made = client.post("/v1/conversations", json={"agent": "echo", "title": title})
+        assert made.status_code == 201 and made.json()["title"] == title.strip()
+        renamed = client.patch(f"/v1/conversations/{made.json()['id']}", json={"title": title})
+        assert renamed.json()["title"] == title.strip()
+        assert client.get(f"/v1/conversations/{made.json()['id']}").json()["title"] == title.strip()
