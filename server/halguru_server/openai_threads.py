@@ -102,5 +102,7 @@ def open_thread(state: ServerState, caller: Principal, agent: str, messages: lis
 
 
 def _title(messages: list[Message]) -> str:
-    """A new conversation's title: its last user message's start."""
-    return next((m.content for m in reversed(messages) if m.role == "user"), messages[-1].content)[:80]
+    """A new conversation's title: its last user message's start, on one line as a title a client sends is
+    (``service.clean_title``): each run of spaces and line breaks one space."""
+    text = next((m.content for m in reversed(messages) if m.role == "user"), messages[-1].content)
+    return " ".join(text[:400].split())[:80].rstrip()

@@ -156,3 +156,11 @@ def test_a_turn_given_up_in_the_queue_leaves_its_conversation_to_the_retry(oai, 
     chats = [c for c in state.store.list_conversations(limit=10) if _stored(c["id"])[0][1] != "busy"]
     assert [c["id"] for c in chats] == [chat["id"]]
     assert _stored(chat["id"]) == [(m["role"], m["content"] or "") for m in messages]
+
+
+def test_a_chats_title_is_its_first_words_on_one_line(oai) -> None:
+    """The title made from the message is folded as a title sent by a client is: a pasted multi-line message
+    listed its line breaks in every conversation list."""
+    _turn(oai, [], "  Summarise this:\r\n\r\nQ3 revenue\tgrew 4% " + "and more " * 20)
+    [conversation] = oai.server.state.store.list_conversations()
+    assert conversation["title"] == ("Summarise this: Q3 revenue grew 4% " + "and more " * 20)[:80].rstrip()
