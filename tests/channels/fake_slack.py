@@ -50,7 +50,7 @@ class FakeSlack(LoopbackServer):
                 return 200, {"ok": False, "error": "no_text"}, {}
             if len(str(fields["text"])) > 40_000:
                 return 200, {"ok": False, "error": "msg_too_long"}, {}
-            self._ts += 0.0001
+            self._ts = max(self._ts + 0.0001, time.time())  # Slack's ts is its clock at posting, not at our start
             ts = f"{self._ts:.6f}"
             message = {"channel": fields["channel"], "text": fields["text"], "ts": ts,
                        "thread_ts": fields.get("thread_ts"), "bot_id": "B0BOT", "type": "message"}
