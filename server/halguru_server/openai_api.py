@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -160,6 +161,70 @@ def get_model(model: Annotated[str, Path(max_length=200)], state: State, caller:
 async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller
                            ) -> Response | ChatCompletion:
     """Run the agent named by ``model`` on the conversation in ``messages``."""
+    queued = await start(body, request, state, caller)
+    head = {"id": f"chatcmpl-{queued.request_id}", "created": int(time.time()), "model": body.model}
+    if body.stream:
+        usage = body.stream_options is not None and body.stream_options.include_usage
+        return service.EventStream(_chunks(state, queued.run.events(), head, queued.thread, usage), state,
+                                   queued.reservation.release, queued.run.settle)
+    answer = await queued.answer(request, state)
+    message = ChoiceMessage(content=answer.content or (None if answer.calls else ""),
+                            tool_calls=[ChoiceToolCall.model_validate(c) for c in answer.calls] or None)
+    return ChatCompletion(**head, choices=[Choice(message=message, finish_reason=answer.finish)],
+                          usage=_usage(answer.finished))
+
+
+@dataclass
+class Answer:
+    """A whole run's answer: its text, the calls it leaves to the client (OpenAI's ``tool_calls``), its
+    ``finish_reason`` and its ``run_finished`` (the token counts)."""
+
+    content: str
+    calls: list[dict[str, Any]]
+    finish: str
+    finished: Any
+
+
+@dataclass
+class Queued:
+    """A completion's run, its queue place reserved: streamed as the endpoint writes it, or ``answer``ed whole."""
+
+    served: ServedAgent
+    messages: list[Message]
+    thread: Thread
+    reservation: Any
+    run: service.UntilStarted
+    request_id: str
+
+    async def answer(self, request: Request, state: ServerState) -> Answer:
+        """The run to its end, filed for the chat's next request; 400 for messages past the model's context,
+        409 for a run paused for an approval, 502 for one that failed."""
+        try:
+            collected = await service.collect(request, state, self.run.events())
+        finally:
+            self.reservation.release()
+            await self.run.settle()
+        _, finished = service.summary(collected)
+        too_long = _too_long(collected)
+        if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
+            raise ApiError(400, too_long, "context_length_exceeded", param="messages")
+        # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
+        content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
+        if finished.status == "paused":  # not a failure: a human decides, on halguru's own API
+            await asyncio.to_thread(_file_paused, state, self.thread, content, collected)
+            raise ApiError(409, _paused(finished.run_id, collected), "run_paused", headers=NO_RETRY)
+        if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
+            raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
+                                f"{finished.run_id}", "run_failed", headers=NO_RETRY)
+        replies = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
+        calls = openai_calls(collected)
+        await asyncio.to_thread(self.thread.remember, state, content, as_requests(calls))
+        return Answer(content, calls, _finish(replies[-1:], calls), finished)
+
+
+async def start(body: ChatRequest, request: Request, state: ServerState, caller: Principal) -> Queued:
+    """The run of a chat completion (or of a Responses request put as one), checked and queued: 4xx for a request
+    it cannot run, before any run or store write."""
     served = _agent(state, caller, body.model)
     body.check_supported()
     output_schema = await asyncio.to_thread(body.output_schema, served)  # 400 for a schema it cannot follow
@@ -190,35 +255,7 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         service.run_events(state, served, text, thread.conversation, request_id, reservation, caller.owner,
                            sampling, output_schema, tools, results or None),
         never=lambda: thread.never_ran(state))
-    head = {"id": f"chatcmpl-{request_id}", "created": int(time.time()), "model": body.model}
-    if body.stream:
-        usage = body.stream_options is not None and body.stream_options.include_usage
-        return service.EventStream(_chunks(state, run.events(), head, thread, usage), state, reservation.release,
-                                   run.settle)
-    try:
-        collected = await service.collect(request, state, run.events())
-    finally:
-        reservation.release()
-        await run.settle()
-    _, finished = service.summary(collected)
-    too_long = _too_long(collected)
-    if too_long is not None:  # the caller's messages, not the server: as OpenAI answers it
-        raise ApiError(400, too_long, "context_length_exceeded", param="messages")
-    # The same text a stream sends: every step's tokens (a team's lead and members, a workflow's answer).
-    content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
-    if finished.status == "paused":  # not a failure: a human decides, on halguru's own API
-        await asyncio.to_thread(_file_paused, state, thread, content, collected)
-        raise ApiError(409, _paused(finished.run_id, collected), "run_paused", headers=NO_RETRY)
-    if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
-        raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
-                            f"{finished.run_id}", "run_failed", headers=NO_RETRY)
-    replies = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
-    calls = openai_calls(collected)
-    await asyncio.to_thread(thread.remember, state, content, as_requests(calls))
-    message = ChoiceMessage(content=content or (None if calls else ""),
-                            tool_calls=[ChoiceToolCall.model_validate(c) for c in calls] or None)
-    return ChatCompletion(**head, choices=[Choice(message=message, finish_reason=_finish(replies[-1:], calls))],
-                          usage=_usage(finished))
+    return Queued(served, messages, thread, reservation, run, request_id)
 
 
 def _results(messages: list[Message]) -> list[Message]:
@@ -276,7 +313,7 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
                   usage: bool) -> AsyncIterator[str]:
     """The run as chat.completion.chunk events. ``usage`` (``stream_options.include_usage``): each chunk has a
     null ``usage``, and the token counts come last in a chunk of their own with no choices, as OpenAI sends them."""
-    last: list[Any] = []  # the run's last top-level model_result
+    watch = Watch()
     answer: list[str] = []  # what the client is sent: its next request carries it back
     calls: list[dict[str, Any]] = []  # the tool calls left to the client, as sent
     answered: list[bool] = []
@@ -292,19 +329,8 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
     def error(kind: str, message: str, retry_after: int | None = None) -> str:
         return data({"error": openai_error(500, message, kind)})
 
-    too_long: list[str] = []
-    approvals: list[Any] = []
-    paused: list[Any] = []  # a paused run's events its filing reads
-
     def render(event: Any) -> str | None:
-        if (message := _too_long([event])) is not None:
-            too_long.append(message)
-        if event.type == "approval_requested":
-            approvals.append(event)
-        if event.type == "model_result" and not event.parent_run_id:
-            last[:] = [event]
-        if event.type == "run_finished" and event.status == "paused":
-            paused.extend([*last, *approvals])
+        watch.see(event)
         if event.type == "token":
             answer.append(event.text)
             return chunk({"content": event.text})
@@ -314,16 +340,16 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if event.type == "model_result" and event.tool_calls:
             return chunk({"content": ""})  # its own tools run server-side; the client sees only the answer
         if event.type == "run_finished":
-            if too_long:
-                return data({"error": openai_error(400, too_long[0], "context_length_exceeded", "messages")})
+            if watch.too_long:
+                return data({"error": openai_error(400, watch.too_long[0], "context_length_exceeded", "messages")})
             if event.status == "paused":
-                return data({"error": openai_error(409, _paused(event.run_id, approvals), "run_paused")})
+                return data({"error": openai_error(409, _paused(event.run_id, watch.approvals), "run_paused")})
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
             answered.append(True)
             counts = data({**head, "object": "chat.completion.chunk", "choices": [],
                            "usage": _usage(event).model_dump()}) if usage else ""
-            return chunk({}, _finish(last, calls)) + counts + "data: [DONE]\n\n"
+            return chunk({}, _finish(watch.last, calls)) + counts + "data: [DONE]\n\n"
         return None
 
     yield chunk({"role": "assistant", "content": ""})
@@ -331,10 +357,35 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
         if answered:  # filed before [DONE] goes out: the client's next request may follow at once
             answered.clear()
             await asyncio.to_thread(thread.remember, state, "".join(answer), as_requests(calls))
-        if paused:
-            await asyncio.to_thread(_file_paused, state, thread, "".join(answer), paused)
-            paused.clear()
+        await watch.file_paused(state, thread, "".join(answer))
         yield text
+
+
+@dataclass
+class Watch:
+    """What a streamed run's events say of how it ends: its last top-level model_result, the approvals it asked
+    for, an error saying the messages do not fit the model's context, the events a paused run is filed with."""
+
+    last: list[Any] = field(default_factory=list)
+    approvals: list[Any] = field(default_factory=list)
+    too_long: list[str] = field(default_factory=list)
+    paused: list[Any] = field(default_factory=list)
+
+    def see(self, event: Any) -> None:
+        if (message := _too_long([event])) is not None:
+            self.too_long.append(message)
+        if event.type == "approval_requested":
+            self.approvals.append(event)
+        if event.type == "model_result" and not event.parent_run_id:
+            self.last[:] = [event]
+        if event.type == "run_finished" and event.status == "paused":
+            self.paused.extend([*self.last, *self.approvals])
+
+    async def file_paused(self, state: ServerState, thread: Thread, content: str) -> None:
+        """Once the run paused: its reply's calls of the client's tools, filed for once it is decided."""
+        if self.paused:
+            await asyncio.to_thread(_file_paused, state, thread, content, self.paused)
+            self.paused.clear()
 
 
 def _too_long(events: list[Any]) -> str | None:
