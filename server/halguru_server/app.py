@@ -27,6 +27,7 @@ from halguru_server import (
     keys_api,
     openai_api,
     openai_embeddings,
+    openai_responses,
     ops,
     sessions,
     web,
@@ -193,7 +194,7 @@ def _start_loops(app: FastAPI, state: ServerState) -> tuple[asyncio.Task[None], 
 def _include_routes(app: FastAPI, settings: ServerSettings) -> None:
     """halguru's own routes, pages and static files (their order is the OpenAPI document's)."""
     for router in (api.router, jobs_api.router, keys_api.router, openai_api.router, openai_embeddings.router,
-                   ops.router, web.router,
+                   openai_responses.router, ops.router, web.router,
                    web.pages, channels_api.router, oidc_routes.router, local_routes.router, account_routes.router,
                    session_routes.router, users_routes.router, audit.router, clients_web_router, attachments_router,
                    conversations_router, deployments_api.router, device_routes.router, device_routes.pages_router,

@@ -25,6 +25,7 @@ from halguru_server.bodies import GuardedRoute
 from halguru_server.costly import Costly
 from halguru_server.errors import ApiError, responses
 from halguru_server.identity.guards import require
+from halguru_server.openai_threads import RESPONSES_CHANNEL
 from halguru_server.schemas import non_blank
 from halguru_server.state import Principal, ServerState, state_of
 
@@ -235,7 +236,8 @@ def read_conversation(
         del messages[0]
         earlier = messages[0]["seq"]
     runs = reversed(state.store.list_runs(limit=1000, conversation_id=conversation_id))
-    deliveries = [DeliveryOut.model_validate(m) for m in state.store.list_channel_messages(conversation_id)]
+    deliveries = [DeliveryOut.model_validate(m) for m in state.store.list_channel_messages(conversation_id)
+                  if m["channel"] != RESPONSES_CHANNEL]
     return Detail(conversation=row, messages=[MessageOut(**m) for m in messages], earlier_cursor=earlier,
                   runs=[dict(r) for r in runs], deliveries=deliveries)
 

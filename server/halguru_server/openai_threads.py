@@ -23,6 +23,9 @@ from halguru_server import service
 from halguru_server.state import Principal, ServerState
 
 CHANNEL = "openai"
+# Where openai_responses keeps stored responses (channel messages of their conversation, which no listing of
+# a conversation's deliveries shows: they are not messages a person was sent)
+RESPONSES_CHANNEL = "openai-responses"
 log = logging.getLogger("halguru.server")
 
 

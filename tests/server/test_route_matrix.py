@@ -6,8 +6,10 @@ and a new guarded route is checked against the roles without being listed."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ from halguru.models.base import ToolCallRequest
 
 ORIGIN = "http://testserver"
 # run_id: see _resource
-OWNED = {"conversation_id": "conversations", "job_id": "jobs", "session_id": "sessions", "key_id": "keys"}
+OWNED = {"conversation_id": "conversations", "job_id": "jobs", "session_id": "sessions", "key_id": "keys",
+         "response_id": "conversations"}  # a stored Responses API response goes with its conversation
 USER_ONLY = {"/auth/sessions", "/auth/sessions/{session_id}", "/auth/logout-all", "/v1/keys", "/v1/keys/{key_id}"}
 BROWSER_ONLY = {"/chat/api/push/subscriptions"}  # notifications are for a signed-in browser, not for keys
 BODIES: dict[tuple[str, str], Any] = {
@@ -42,6 +45,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/keys"): {"name": "matrix"},
     ("PATCH", "/v1/users/{user_id}"): {"role": "developer"},
     ("POST", "/v1/chat/completions"): {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+    ("POST", "/v1/responses"): {"model": "echo", "input": "hi"},
     ("POST", "/v1/deployments/{agent}/rollback"): {"version": 1},  # echo is the command line's: 409 when allowed
     ("POST", "/chat/api/push/subscriptions"): {"endpoint": "https://push.example.com/send/1", "keys": {
         "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
@@ -162,7 +166,14 @@ class World:
             self.store.finish_run(run_id, conv, done.model_dump(), [done], [])
         job, _ = self.store.enqueue_job("run", "echo", {"input": "hi"}, owner=owner, delay=3600)
         key = create_key(self.store, "k", user_id=owner[5:])[0].id if owner.startswith("user:") else "nosuchkey"
-        return {"conversation_id": conv, "run_id": run, "paused": paused, "job_id": job["id"], "key_id": key}
+        response = f"resp_{uuid.uuid4().hex}"  # a Responses API response, stored as openai_responses stores it
+        self.store.record_channel_message({
+            "id": response, "channel": "openai-responses", "agent": "echo", "conversation_id": conv,
+            "direction": "out", "address": owner, "body": json.dumps({"response": {"id": response},
+                                                                      "transcript": [], "conversation": conv}),
+            "status": "completed", "job_id": None, "created": time.time(), "updated": time.time()})
+        return {"conversation_id": conv, "run_id": run, "paused": paused, "job_id": job["id"], "key_id": key,
+                "response_id": response}
 
 
 def _resource(path: str, param: str) -> str | None:

@@ -24,6 +24,7 @@ from halguru_server.costly import Costly
 from halguru_server.errors import ApiError
 from halguru_server.identity import pages
 from halguru_server.identity.guards import require
+from halguru_server.openai_threads import RESPONSES_CHANNEL
 from halguru_server.state import Principal, ServerState, state_of
 
 router = shell.page_router()
@@ -129,7 +130,7 @@ def conversation_page(conversation_id: ConvId, request: Request, state: State, c
     traces of a page of its runs (the newest unless ``runs`` skips some), and the actions."""
     row = service.get_conversation(state, caller, conversation_id)
     # what the channel said of each message (a reply Twilio reports undelivered): else nowhere to be seen
-    deliveries = state.store.list_channel_messages(conversation_id)
+    deliveries = [m for m in state.store.list_channel_messages(conversation_id) if m["channel"] != RESPONSES_CHANNEL]
     return shell.render(request, caller, "conversation.html", row["title"] or "Untitled conversation",
                         conversation=row, **_messages(state, conversation_id, before),
                         **_traces(state, conversation_id, runs), live=before is None,
