@@ -29,7 +29,7 @@ INPUT_ROLES = ("user", "system", "developer", "assistant")
 class ResponsesRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # a field not typed here nor in IGNORED_FIELDS is a 400 naming it
     model: str = Field(min_length=1, max_length=200, description="the agent's name")
-    input: str | list[dict[str, Any]] = Field(description="a user's text, or message, function_call and "
+    input: str | list[Any] = Field(description="a user's text, or message, function_call and "
                                                           "function_call_output items")
     instructions: str | None = Field(default=None, description="a system message for this request only")
     previous_response_id: str | None = Field(default=None, max_length=200, description="continue that response's "
@@ -49,8 +49,10 @@ class ResponsesRequest(BaseModel):
                                                                   "json_schema, name, schema, strict}}")
 
     def check_supported(self) -> None:
-        """400 for a field this endpoint does not type and does not knowingly ignore (null is not sent)."""
-        unknown = [k for k, v in (self.model_extra or {}).items() if k not in IGNORED_FIELDS and v is not None]
+        """400 for a field this endpoint does not type and does not knowingly ignore (null, [] or {}: not sent,
+        as clients that write every field they know send ``include: []``)."""
+        unknown = [k for k, v in (self.model_extra or {}).items()
+                   if k not in IGNORED_FIELDS and v not in (None, [], {})]  # an empty list asks for nothing
         if unknown:
             raise ApiError(400, f"{unknown[0]}: not supported by this endpoint; leave it out (it ignores only "
                                 f"{', '.join(IGNORED_FIELDS)})", param=unknown[0])
@@ -76,7 +78,7 @@ def _text(content: Any, where: str, role: str) -> str:
                                 f"{' or '.join(kinds)}", param=f"{where}.{j}.type")
         value = part.get("refusal" if kind == "refusal" else "text")
         if not isinstance(value, str):
-            raise ApiError(400, f"{where}.{j}: a {kind} part's text must be a string", param=f"{where}.{j}")
+            raise ApiError(400, f"{where}.{j}: the {kind} part's text must be a string", param=f"{where}.{j}")
         parts.append(value)
     return "".join(parts)
 
@@ -89,7 +91,20 @@ def _string(item: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
-def input_messages(items: str | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def _arguments(item: dict[str, Any], where: str) -> str:
+    """A function_call item's arguments: a JSON object, as a string (as the response's own output has them)."""
+    arguments = item.get("arguments", "{}")
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else None
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, f"{where}.arguments: a function_call's arguments are a JSON object, as a string",
+                       param=f"{where}.arguments")
+    return str(arguments)
+
+
+def input_messages(items: str | list[Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """The input as chat messages, and where each came from (``input.3``): consecutive ``function_call`` items
     and an assistant message right before them are one assistant message with ``tool_calls``, as a chat
     completion's answer is."""
@@ -101,6 +116,9 @@ def input_messages(items: str | list[dict[str, Any]]) -> tuple[list[dict[str, An
     origins: list[str] = []
     for i, item in enumerate(items):
         where = f"input.{i}"
+        if not isinstance(item, dict):
+            raise ApiError(400, f"{where}: an item is an object (a message, function_call or function_call_output)",
+                           param=where)
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             role = item.get("role")
@@ -111,7 +129,7 @@ def input_messages(items: str | list[dict[str, Any]]) -> tuple[list[dict[str, An
             origins.append(where)
         elif kind == "function_call":
             call = {"id": _string(item, "call_id", where), "type": "function",
-                    "function": {"name": _string(item, "name", where), "arguments": item.get("arguments", "{}")}}
+                    "function": {"name": _string(item, "name", where), "arguments": _arguments(item, where)}}
             if out and out[-1]["role"] == "assistant":
                 out[-1].setdefault("tool_calls", []).append(call)
             else:
@@ -119,6 +137,9 @@ def input_messages(items: str | list[dict[str, Any]]) -> tuple[list[dict[str, An
                 origins.append(where)
         elif kind == "function_call_output":
             output = item.get("output")
+            if not isinstance(output, str | list):
+                raise ApiError(400, f"{where}.output: a function_call_output's output is a string or a list of "
+                                    "input_text parts", param=f"{where}.output")
             text = output if isinstance(output, str) else _text(output, f"{where}.output", "user")
             out.append({"role": "tool", "tool_call_id": _string(item, "call_id", where), "content": text})
             origins.append(where)

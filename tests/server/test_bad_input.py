@@ -61,7 +61,8 @@ def test_lone_surrogates_are_refused_everywhere_text_is_stored(client) -> None:
 def test_a_body_that_is_not_json_is_a_415_that_says_so(client) -> None:
     conv = client.post("/v1/conversations", json={"agent": "echo"}).json()["id"]
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
-        for path in (f"/v1/conversations/{conv}/messages", "/v1/chat/completions", "/v1/conversations"):
+        for path in (f"/v1/conversations/{conv}/messages", "/v1/chat/completions", "/v1/responses",
+                     "/v1/conversations"):
             sent = client.post(path, content='{"content": "hi"}', headers={"Content-Type": content_type})
             assert sent.status_code == 415, (path, content_type, sent.text)
             assert "Content-Type: application/json" in sent.json()["error"]["message"]
