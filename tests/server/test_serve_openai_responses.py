@@ -197,8 +197,12 @@ def test_stored_responses_are_their_owners_only(oai, api_key) -> None:
     oai.responses.delete(mine.id)
     with pytest.raises(openai.NotFoundError):
         oai.responses.retrieve(mine.id)
-    # a response goes with its conversation
+    # a response goes with its conversation, where it is no delivery the conversation lists
     kept = oai.responses.create(model="echo", input="kept")
+    conversation = oai.store.list_runs(agent="echo")[0]["conversation_id"]
+    detail = httpx.get(f"{oai.server.url}/v1/admin/conversations/{conversation}", timeout=30,
+                       headers={"Authorization": f"Bearer {api_key('admin', scope='admin')}"})
+    assert detail.status_code == 200 and detail.json()["deliveries"] == [], detail.text
     oai.store.delete_conversation(oai.store.list_runs(agent="echo")[0]["conversation_id"])
     with pytest.raises(openai.NotFoundError):
         oai.responses.retrieve(kept.id)

@@ -2734,9 +2734,7 @@ export interface components {
              * Input
              * @description a user's text, or message, function_call and function_call_output items
              */
-            input: string | {
-                [key: string]: unknown;
-            }[];
+            input: string | unknown[];
             /**
              * Instructions
              * @description a system message for this request only
