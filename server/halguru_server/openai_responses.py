@@ -109,11 +109,14 @@ def delete_response(response_id: ResponseId, state: State, caller: Caller) -> JS
 
 
 def _load(state: ServerState, caller: Principal, response_id: str, param: str | None = None) -> dict[str, Any]:
-    """A stored response with its transcript, the caller's own; else 404 whether or not it exists (as for one
-    whose conversation was deleted)."""
+    """A stored response with its transcript, the caller's own (and of an agent its key may use); else 404
+    whether or not it exists (as for one whose conversation was deleted)."""
     record = state.store.get_channel_message(CHANNEL, response_id) if _ID.fullmatch(response_id) else None
     stored = json.loads(record["body"]) if record is not None else None
+    served = state.agents.get(record["agent"]) if record is not None else None
+    # as its runs: its owner's, through a key that may use its agent (one no longer served: the owner's still)
     if (record is None or stored is None or not caller.owns(record["address"] or None)
+            or (served is not None and not caller.allows(served))
             or state.store.get_conversation(stored["conversation"]) is None):
         raise ApiError(404, f"no response {response_id!r}" + (" to continue" if param else ""),
                        "previous_response_not_found" if param else "not_found", param=param)

@@ -182,6 +182,23 @@ def test_a_function_call_and_its_output_continue_the_run(oai, stream) -> None:
     assert len(oai.store.list_conversations()) == 1
 
 
+@pytest.mark.llama
+def test_the_sdks_parse_gets_an_answer_that_fits_its_model(agents_dir: Path, request) -> None:
+    """``client.responses.parse(text_format=...)`` sends text.format json_schema: on the bundled model the answer is
+    decoded under it, and the SDK reads it back as the pydantic model."""
+    from pydantic import BaseModel, Field
+
+    class City(BaseModel):
+        name: str = Field(max_length=20)
+
+    (agents_dir / "small").mkdir()
+    (agents_dir / "small" / "agent.yaml").write_text(yaml.safe_dump({"name": "small", "model": "smollm2"}))
+    oai = request.getfixturevalue("openai_client")
+    parsed = oai.responses.parse(model="small", input="Name a city in France.", text_format=City,
+                                 max_output_tokens=40, temperature=0)
+    assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.name
+
+
 def test_stored_responses_are_their_owners_only(oai, api_key) -> None:
     mine = oai.responses.create(model="echo", input="secret")
     other = openai.OpenAI(base_url=str(oai.base_url), api_key=api_key("other"), max_retries=0)
@@ -206,6 +223,22 @@ def test_stored_responses_are_their_owners_only(oai, api_key) -> None:
     oai.store.delete_conversation(oai.store.list_runs(agent="echo")[0]["conversation_id"])
     with pytest.raises(openai.NotFoundError):
         oai.responses.retrieve(kept.id)
+
+
+def test_a_key_held_to_some_agents_sees_no_response_of_the_others(oai) -> None:
+    """A person's key limited to helper: their echo response is as hidden from it as echo's runs are."""
+    from halguru_server.keys import create_key
+
+    oai.store.create_user("usr_ann", "ann@example.com", "Ann", "developer")
+    every, held = (create_key(oai.store, name, agents, user_id="usr_ann")[1]
+                   for name, agents in (("every", None), ("held", ["helper"])))
+    mine = _raw(oai, "POST", "/responses", every, json={"model": "echo", "input": "hi"}).json()
+    assert _raw(oai, "GET", f"/responses/{mine['id']}", every).status_code == 200
+    assert _raw(oai, "GET", f"/responses/{mine['id']}", held).status_code == 404
+    assert _raw(oai, "DELETE", f"/responses/{mine['id']}", held).status_code == 404
+    continued = _raw(oai, "POST", "/responses", held, json={"model": "helper", "input": "x",
+                                                          "previous_response_id": mine["id"]})
+    assert continued.status_code == 404 and continued.json()["error"]["param"] == "previous_response_id"
 
 
 @pytest.mark.parametrize("body, status, param, said", [
