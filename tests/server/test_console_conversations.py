@@ -378,3 +378,28 @@ def test_the_admin_api_reads_a_long_conversation_a_page_at_a_time_from_its_newes
         assert len(whole["messages"]) == 250 and whole["earlier_cursor"] is None
         for bad in ({"limit": 0}, {"limit": 1001}, {"before": -1}):
             assert client.get("/v1/admin/conversations/conv_paged", params=bad).status_code == 422
+
+
+def test_an_id_pasted_into_the_search_opens_its_conversation(app) -> None:
+    """An operator pastes the conversation or run id from a user's report or a log line: the search looked for
+    it in titles and messages and said "No conversation matches"."""
+    store = app.state.halguru.store
+    client = TestClient(app)
+    operator = _headers(store, "op@example.com", "operator")
+    ann = _headers(store, "ann@example.com", "user")
+    parcel = _chat(client, ann, "echo", "Where is my parcel?")
+    hidden = _chat(client, ann, "private", "Secret")
+    run_id = store.list_runs(limit=1, conversation_id=parcel)[0]["id"]
+    page = {**operator, "Accept": "text/html"}
+    for typed in (parcel, f"  {parcel} ", run_id):
+        got = client.get("/admin/conversations", headers=page, params={"q": typed}, follow_redirects=False)
+        assert (got.status_code, got.headers.get("location")) == (303, f"/admin/conversations/{parcel}"), typed
+    opened = client.get("/admin/conversations", headers=page, params={"q": run_id})
+    assert opened.status_code == 200 and "Where is my parcel?" in opened.text
+    # a run id's prefix, or an id of a conversation the caller may not read, is text like any other
+    got = client.get("/admin/conversations", headers=page, params={"q": run_id[:-2]}, follow_redirects=False)
+    assert got.status_code == 200 and "No conversation matches" in got.text
+    limited = {"Authorization": f"Bearer {create_key(store, 'echo-only', ['echo'], scope='operator')[1]}",
+               "Accept": "text/html"}
+    got = client.get("/admin/conversations", headers=limited, params={"q": hidden}, follow_redirects=False)
+    assert got.status_code == 200 and "No conversation matches" in got.text

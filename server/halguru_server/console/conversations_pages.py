@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from halguru.errors import StoreError
 from halguru_server import api as rest_api
 from halguru_server import audit, conversations_api, service
 from halguru_server.console import shell
@@ -53,7 +54,7 @@ def _fields(state: ServerState, values: dict[str, str | None]) -> list[dict[str,
     agents = [("", "any")] + [(n, n) for n in sorted(state.agents)]
     statuses = [("", "any")] + [(s, s) for s in conversations_api.STATUSES]
     return [
-        {"name": "q", "label": "Text", "value": values["q"], "type": "search"},
+        {"name": "q", "label": "Text, or a conversation or run id", "value": values["q"], "type": "search"},
         {"name": "agent", "label": "Agent", "value": values["agent"], "type": "select", "options": agents},
         {"name": "channel", "label": "Channel (api: none)", "value": values["channel"]},
         {"name": "owner", "label": "User (email or user:<id>)", "value": values["owner"]},
@@ -68,11 +69,33 @@ def _people(state: ServerState) -> dict[str, str]:
     return {f"user:{u['id']}": u["email"] or u["name"] or u["id"] for u in state.store.list_users()}
 
 
+def _named(state: ServerState, caller: Principal, text: str) -> str | None:
+    """The conversation an id pasted into the search box names (a conversation's id, or a run's from a log line
+    or a user's report), if the caller may read it: the text search looks in titles and messages, never ids."""
+    if not service.ID.match(text):
+        return None
+    found = state.store.get_conversation(text)
+    if found is None:
+        try:
+            run = state.store.get_run(text)
+        except StoreError:
+            return None
+        if run["id"] != text or not run["conversation_id"]:  # a run id's prefix is not the id typed
+            return None
+    conversation_id = text if found is not None else str(run["conversation_id"])
+    try:
+        return str(service.get_conversation(state, caller, conversation_id)["id"])
+    except ApiError:  # not the caller's to read: searched as text, as any other
+        return None
+
+
 @router.get("/conversations")
 def conversations_page(request: Request, state: State, caller: Reader, _: Costly, q: Field = None, agent: Field = None,
                        channel: Field = None, owner: Field = None, status: Field = None, since: Field = None,
-                       until: Field = None, cursor: Field = None, deleted: Field = None) -> HTMLResponse:
-    """The search form and a page of results (newest activity first)."""
+                       until: Field = None, cursor: Field = None, deleted: Field = None) -> Response:
+    """The search form and a page of results (newest activity first); an id typed alone opens its conversation."""
+    if q and q.strip() and not cursor and (named := _named(state, caller, q.strip())) is not None:
+        return shell.back(f"/admin/conversations/{named}")
     values = {"q": q, "agent": agent, "channel": channel, "owner": owner, "status": status, "since": since,
               "until": until}
     error, next_cursor = None, None
