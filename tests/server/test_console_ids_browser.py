@@ -1,5 +1,6 @@
 """What an operator does with the ids of the console in real Chromium: paste one (a conversation's or a run's,
-from a user's report or a log line) into the conversation search to open it."""
+from a user's report or a log line) into the conversation search to open it, and copy one from a page (a
+"Copy" button next to each conversation, run and job id) into a ticket or a CLI command."""
 
 from __future__ import annotations
 
@@ -28,3 +29,22 @@ def test_a_run_id_pasted_into_the_search_opens_its_conversation(serve, api_key, 
     expect(page).to_have_url(f"{server.url}/admin/conversations/{conversation}", timeout=WAIT_MS)
     expect(page.locator("section", has=page.locator(f"h3:has-text('{run_id}')"))).to_have_count(1)
 
+
+def test_the_copy_buttons_put_the_id_on_the_clipboard(serve, api_key, browser) -> None:  # noqa: F811
+    server = serve()
+    conversation, run_id = _chat(server, api_key)
+    job = server.state.store.enqueue_job("run", "echo", {"input": "later"}, delay=3600)[0]["id"]
+    page = _admin_page(browser, server)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.goto(f"{server.url}/admin/conversations/{conversation}")
+    for name, value in ((f"Copy conversation id {conversation}", conversation), (f"Copy run id {run_id}", run_id)):
+        button = page.get_by_role("button", name=name, exact=True)
+        button.focus()
+        page.keyboard.press("Enter")  # from the keyboard, as a click
+        expect(button).to_have_text("Copied", timeout=WAIT_MS)
+        assert page.evaluate("navigator.clipboard.readText()") == value
+    page.goto(f"{server.url}/admin/jobs")
+    page.get_by_role("button", name=f"Copy job id {job}", exact=True).click()
+    expect(page.get_by_role("button", name=f"Copy job id {job}", exact=True)).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == job
+    assert not page.errors  # type: ignore[attr-defined]

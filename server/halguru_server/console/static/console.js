@@ -65,7 +65,39 @@
     });
   }
 
+  // <button data-copy="conv_1a2b" hidden>: shown once the script runs; a click puts the id on the clipboard and
+  // the button says "Copied" for a moment. navigator.clipboard exists only on https or localhost; elsewhere (a
+  // server on a LAN address over http) the text is copied from a selected, off-screen field.
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {
+      var field = document.createElement("textarea");
+      field.value = text;
+      field.setAttribute("readonly", "");
+      field.className = "visually-hidden";
+      document.body.appendChild(field);
+      field.select();
+      var done = false;
+      try { done = document.execCommand("copy"); } catch (e) { done = false; }
+      document.body.removeChild(field);
+      if (done) resolve(); else reject("not allowed");
+    });
+  }
+  function copyButtons(root) {
+    (root || document).querySelectorAll("button[data-copy][hidden]").forEach(function (b) { b.hidden = false; });
+  }
+
   function start() {
+    copyButtons();
+    document.addEventListener("console:updated", function (event) { copyButtons(event.target); });
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("button[data-copy]");
+      if (!button) return;
+      var label = button.textContent;
+      copyText(button.dataset.copy).then(function () { button.textContent = "Copied"; },
+                                         function () { button.textContent = "Copy failed"; });
+      setTimeout(function () { button.textContent = label; }, 2000);
+    });
     localTimes();
     document.addEventListener("console:updated", function (event) { localTimes(event.target); });
     scrollers();
