@@ -10,6 +10,7 @@ are recorded in the audit log.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import time
 from typing import Annotated, Any, Literal
@@ -114,16 +115,29 @@ class ReplyOut(BaseModel):
 
 
 def parse_time(value: str | None, name: str, end: bool = False) -> float | None:
-    """Epoch seconds, or a date ``YYYY-MM-DD`` (UTC; as an end, the day's end); 422 otherwise."""
+    """Epoch seconds, or a date ``YYYY-MM-DD`` (UTC; as an end, the day's end); 422 otherwise (``nan`` and
+    ``inf`` too, which ``float`` takes: the search answered an empty page as if nothing matched)."""
     if value is None or value == "":
         return None
     try:
         if _DATE.match(value):
             day = float(calendar.timegm(time.strptime(value, "%Y-%m-%d")))
             return day + 86400 if end else day
-        return float(value)
+        seconds = float(value)
+        if not math.isfinite(seconds):
+            raise ValueError(value)
+        return seconds
     except ValueError:
         raise ApiError(422, f"{name}: {value!r} is neither a date (YYYY-MM-DD) nor epoch seconds") from None
+
+
+def time_range(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+    """``since`` and ``until`` as epoch seconds; a 422 for an ``until`` at or before ``since`` (swapped dates
+    answered an empty page, as if no conversation was active then)."""
+    start, end = parse_time(since, "since"), parse_time(until, "until", end=True)
+    if start is not None and end is not None and end <= start:
+        raise ApiError(422, f"until {until} is not after since {since}: nothing can be active between them")
+    return start, end
 
 
 def search(state: ServerState, caller: Principal, *, agent: str | None = None, channel: str | None = None,
@@ -140,10 +154,10 @@ def search(state: ServerState, caller: Principal, *, agent: str | None = None, c
     if owner and "@" in owner and ":" not in owner:  # an email: that user's conversations
         user = state.store.user_by_email(owner.strip().lower())
         owner = f"user:{user['id']}" if user else "user:"  # nobody's
+    start, end = time_range(since, until)
     rows = state.store.search_conversations(
-        agents=names, owner=owner or None, channel=channel or None, since=parse_time(since, "since"),
-        until=parse_time(until, "until", end=True), status=status or None, text=q or None, limit=limit + 1,
-        after=after)
+        agents=names, owner=owner or None, channel=channel or None, since=start, until=end, status=status or None,
+        text=q or None, limit=limit + 1, after=after)
     return rows[:limit], cursors.conversation_cursor(rows[limit - 1]) if len(rows) > limit else None
 
 

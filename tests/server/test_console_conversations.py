@@ -403,3 +403,22 @@ def test_an_id_pasted_into_the_search_opens_its_conversation(app) -> None:
                "Accept": "text/html"}
     got = client.get("/admin/conversations", headers=limited, params={"q": hidden}, follow_redirects=False)
     assert got.status_code == 200 and "No conversation matches" in got.text
+
+
+def test_a_search_with_dates_that_cannot_match_says_why_instead_of_finding_nothing(app) -> None:
+    """``nan``, ``inf`` (which ``float`` takes) and an "until" before "since" answered an empty page, as if no
+    conversation was active then: the operator widened other filters looking for what the dates hid."""
+    store = app.state.halguru.store
+    client = TestClient(app)
+    operator = _headers(store, "op@example.com", "operator")
+    _chat(client, _headers(store, "ann@example.com", "user"), "echo", "Hello")
+    for query, said in (({"since": "nan"}, "since: 'nan' is neither"), ({"until": "inf"}, "until: 'inf' is neither"),
+                        ({"since": "-inf"}, "since: '-inf' is neither"),
+                        ({"since": "2026-03-02", "until": "2026-03-01"}, "until 2026-03-01 is not after since")):
+        got = client.get("/v1/admin/conversations", headers=operator, params=query)
+        assert got.status_code == 422 and said in got.json()["error"]["message"], (query, got.text)
+        page = client.get("/admin/conversations", headers={**operator, "Accept": "text/html"}, params=query)
+        assert page.status_code == 422 and said.replace("'", "&#39;") in page.text, query
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert len(client.get("/v1/admin/conversations", headers=operator,
+                          params={"since": today, "until": today}).json()["data"]) == 1  # one day: both ends
