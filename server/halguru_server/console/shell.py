@@ -98,12 +98,20 @@ def nav_for(caller: Principal) -> list[tuple[str, str]]:
     return [(label, path) for label, path, permission in NAV if caller.can(permission)]
 
 
+def section_of(path: str) -> str:
+    """The section a page is in (``/admin/users/usr_1`` is in Users), marked current in the navigation: only
+    the sections' own pages were, so a conversation, a user or an export's error page showed no section."""
+    return next((href for _, href, _ in NAV if href != "/admin" and (path == href or path.startswith(href + "/"))),
+                "/admin" if path in ("/admin", "/admin/") else "")
+
+
 def render(request: Request, caller: Principal, template: str, title: str, status: int = 200,
            **context: Any) -> HTMLResponse:
     """A full console page: ``template`` extends ``console_base.html``."""
     who = caller.user["email"] or caller.user["name"] if caller.user is not None else ("dev" if caller.dev else "")
     html = env().get_template(template).render(
-        title=title, nav=nav_for(caller), path=request.url.path, who=who, role=caller.role or "",
+        title=title, nav=nav_for(caller), path=request.url.path, section=section_of(request.url.path),
+        who=who, role=caller.role or "",
         csrf=caller.web["csrf"] if caller.web is not None else "", now=time.time(),
         **{"notice": None, "error": None, **context})
     return HTMLResponse(html, status_code=status, headers=HEADERS)
