@@ -93,4 +93,4 @@ async def decide_page(run_id: RunId, decision: Literal["approve", "reject", "res
         done = {"approve": "approved", "reject": "rejected", "resume": "resumed"}[decision]
         said = f"{run_id} {done}: continued as {answer.run_id}, which ended {answer.status}" + (
             f": {answer.output[:120]}" if answer.output else "")
-    return shell.back(f"/admin/approvals?{urlencode({'notice': said})}")
+    return shell.back(f"/admin/approvals?{urlencode({'notice': said})}", caller)

@@ -189,9 +189,9 @@ async def cancel_run(conversation_id: ConvId, run_id: Annotated[str, Path(max_le
             raise ApiError(404, f"no run {run_id!r} in this conversation")
         ended = await rest_api.cancel(request, state, caller, run_id, audited=True)
     except ApiError as exc:
-        return shell.back(f"{page}?{urlencode({'notice': exc.message})}")
+        return shell.back(f"{page}?{urlencode({'notice': exc.message})}", caller)
     said = "Cancelled." if ended.status == "cancelled" else f"Asked to stop; the run reads {ended.status}."
-    return shell.back(f"{page}?{urlencode({'notice': said})}")
+    return shell.back(f"{page}?{urlencode({'notice': said})}", caller)
 
 
 @router.post("/conversations/{conversation_id}/{action}")
@@ -206,13 +206,13 @@ async def conversation_action(conversation_id: ConvId, action: Literal["takeover
             service.delete_conversation(state, conversation_id)
             audit.record(request, "conversation.delete", conversation_id, {"agent": row["agent"],
                                                                             "owner": row["owner"]})
-            return shell.back(f"/admin/conversations?{urlencode({'deleted': conversation_id})}")
+            return shell.back(f"/admin/conversations?{urlencode({'deleted': conversation_id})}", caller)
         text = form.get("text", "").strip()
         if action == "reply" and not text:
             raise ApiError(422, "write the answer first")
         conversations_api.steer(request, state, caller, conversation_id, action, text)
     except ApiError as exc:
-        return shell.back(f"{page}?{urlencode({'notice': exc.message})}")
+        return shell.back(f"{page}?{urlencode({'notice': exc.message})}", caller)
     said = {"takeover": "You have the conversation: the agent waits until you hand it back.",
             "handback": "Handed back: the agent answers again.", "reply": "Sent."}[action]
-    return shell.back(f"{page}?{urlencode({'notice': said})}")
+    return shell.back(f"{page}?{urlencode({'notice': said})}", caller)

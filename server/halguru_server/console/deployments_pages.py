@@ -52,9 +52,9 @@ async def unpublish_page(request: Request, state: State, caller: Publisher,
     try:
         record = await asyncio.to_thread(deployments.unpublish, state, caller, agent)
     except ApiError as exc:
-        return _back("error", exc.message)
+        return _back(caller, "error", exc.message)
     audit.record(request, "agent.unpublish", agent, {"version": record["version"], "sha256": record["sha256"]})
-    return _back("notice", f"{agent} is no longer served (it served v{record['version']})")
+    return _back(caller, "notice", f"{agent} is no longer served (it served v{record['version']})")
 
 
 @router.post("/deployments/{agent}/delete")
@@ -74,14 +74,14 @@ async def _act(request: Request, action: str, act: Act, state: ServerState, call
     to the page saying ``said`` (or why not)."""
     version = (await pages.form(request)).get("version", "")
     if not (version.isascii() and version.isdigit() and len(version) <= 18):  # '²'.isdigit(), and int() limits
-        return _back("error", "give a version number")
+        return _back(caller, "error", "give a version number")
     try:
         record = await asyncio.to_thread(act, state, caller, agent, int(version))
     except ApiError as exc:
-        return _back("error", exc.message)
+        return _back(caller, "error", exc.message)
     audit.record(request, action, agent, {"version": record["version"], "sha256": record["sha256"]})
-    return _back("notice", said.format(agent=agent, version=record["version"]))
+    return _back(caller, "notice", said.format(agent=agent, version=record["version"]))
 
 
-def _back(kind: str, said: str) -> Response:
-    return shell.back(f"/admin/deployments?{urlencode({kind: said})}")
+def _back(caller: Principal, kind: str, said: str) -> Response:
+    return shell.back(f"/admin/deployments?{urlencode({kind: said})}", caller)

@@ -83,7 +83,7 @@ async def jobs_bulk_page(action: Literal["retry-dead", "cancel-queued"], request
     except ApiError as exc:
         said = exc.message
     kept = [("agent", body.agent)] if body.agent else []
-    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}")
+    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}", caller)
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -107,4 +107,5 @@ async def job_action_page(job_id: Annotated[str, Path(max_length=60)], action: L
                                               if action == "cancel" and job.status == "cancelled" else "")
     query = parse_qsl(urlsplit(back).query)
     kept = [(k, v) for k, v in query if k in ("status", "agent", "cursor")]  # a notice before is replaced
-    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}")  # the page takes 300 characters
+    # the page takes 300 characters
+    return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}", caller)

@@ -124,4 +124,4 @@ async def clear_page(request: Request, state: State, caller: Clearer) -> Respons
         said = {"notice": f"{body.sender} may be answered by {body.agent} again.{note}"[:300]}
     base, _, query = back.partition("?")
     kept = [part for part in query.split("&") if part.startswith(("channel=", "agent="))]
-    return shell.back(f"{base}?{'&'.join([*kept, urlencode(said)])}")
+    return shell.back(f"{base}?{'&'.join([*kept, urlencode(said)])}", caller)

@@ -3,13 +3,15 @@ a browser (see the package docstring for how a page is built)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -109,6 +111,8 @@ def render(request: Request, caller: Principal, template: str, title: str, statu
            **context: Any) -> HTMLResponse:
     """A full console page: ``template`` extends ``console_base.html``."""
     who = caller.user["email"] or caller.user["name"] if caller.user is not None else ("dev" if caller.dev else "")
+    if caller.web is not None and not said_here(request.query_params, caller):
+        context = {**context, "notice": None, "error": None}  # a link's own text, not what this server said
     html = env().get_template(template).render(
         title=title, nav=nav_for(caller), path=request.url.path, section=section_of(request.url.path),
         who=who, role=caller.role or "",
@@ -122,8 +126,30 @@ def fragment(template: str, **context: Any) -> HTMLResponse:
     return HTMLResponse(env().get_template(template).render(**context), headers=HEADERS)
 
 
-def back(url: str) -> RedirectResponse:
-    """303 after a form post: the browser shows ``url`` with a GET (a reload never posts twice)."""
+SAID = ("notice", "error", "deleted")
+"""Query parameters a page shows as what happened ("Deleted conversation …", a refusal in red). They come back
+from the form's post signed for the session (``said``): a link anyone could write showed any text there, as
+the console's own word ("Your 2FA was reset: enrol again at https://…")."""
+
+
+def _said_mac(pairs: list[tuple[str, str]], caller: Principal) -> str:
+    key = (caller.web["csrf"] if caller.web is not None else "").encode()
+    return hmac.new(key, urlencode(sorted(pairs)).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def said_here(query: Mapping[str, str], caller: Principal) -> bool:
+    """Whether the page's ``SAID`` parameters (none: yes) are the ones this session's post came back with."""
+    pairs = [(name, query[name]) for name in SAID if name in query]
+    return not pairs or hmac.compare_digest(query.get("said", ""), _said_mac(pairs, caller))
+
+
+def back(url: str, caller: Principal | None = None) -> RedirectResponse:
+    """303 after a form post: the browser shows ``url`` with a GET (a reload never posts twice); its ``SAID``
+    parameters signed for ``caller``'s session."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "said"]
+    if caller is not None and (said := [(k, v) for k, v in pairs if k in SAID]):
+        url = f"{parts.path}?{urlencode([*pairs, ('said', _said_mac(said, caller))])}"
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
