@@ -359,7 +359,8 @@ def test_a_conversation_of_an_agent_with_a_long_name_fits_a_phone(serve, agents_
 
 def test_each_row_s_button_is_named_after_its_row(serve, browser) -> None:
     """Every queued job had a button named "Cancel" and every user one named "Disable": a screen reader's list
-    of buttons read "Cancel, Cancel, Cancel" with nothing to tell them apart. Each says whose it is now."""
+    of buttons read "Cancel, Cancel, Cancel" with nothing to tell them apart. Each says whose it is now (each
+    agent's "Serve v1" too)."""
     server = serve()
     store = server.state.store
     jobs = [store.enqueue_job("run", "echo", {"input": f"job {i}"}, delay=3600)[0] for i in range(2)]
@@ -371,6 +372,12 @@ def test_each_row_s_button_is_named_after_its_row(serve, browser) -> None:
     page.goto(f"{server.url}/admin/users")
     expect(page.get_by_role("button", name="Disable jo@example.com", exact=True)).to_have_count(1)
     expect(page.get_by_role("button", name="Set role for jo@example.com", exact=True)).to_have_count(1)
+    for agent in ("echo", "private"):  # two versions each: "Serve v1" twice, one per agent
+        for _ in range(2):
+            store.create_deployment(agent, "ab" * 32, {"model": "scripted"}, b"bundle", None)
+    page.goto(f"{server.url}/admin/deployments")
+    for agent in ("echo", "private"):
+        expect(page.get_by_role("button", name=f"Serve v1 {agent}", exact=True)).to_have_count(1)
 
 
 def test_times_show_in_the_viewers_time_zone_with_the_utc_value_on_hover(serve, browser, monkeypatch) -> None:
