@@ -113,8 +113,9 @@ def conversations_page(request: Request, state: State, caller: Reader, _: Costly
         error = exc.message
     query = {k: v for k, v in values.items() if v}
     more = f"/admin/conversations?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None
+    export = "/admin/conversations/export.csv" + (f"?{urlencode(query)}" if query else "")
     return shell.render(request, caller, "conversations.html", "Conversations", status=422 if error else 200,
-                        error=error, fields=_fields(state, values), rows=rows, more=more,
+                        error=error, fields=_fields(state, values), rows=rows, more=more, export=export,
                         people=_people(state, (r["owner"] for r in rows)),
                         notice=f"Deleted conversation {deleted}." if deleted else None)
 
