@@ -39,3 +39,15 @@ def test_the_search_exports_every_match_as_csv(app, monkeypatch) -> None:  # noq
     assert bad.status_code == 422 and "is neither a date" in bad.text
     user = {**ann, "Accept": "text/html"}
     assert client.get("/admin/conversations/export.csv", headers=user).status_code == 403
+
+
+def test_an_exports_bad_filter_links_back_to_its_page_not_to_the_export_unfiltered(app) -> None:  # noqa: F811
+    """The page saying a date was wrong linked "Back to /admin/audit/export.csv": a click downloaded the whole
+    log, without any filter."""
+    store = app.state.halguru.store
+    client = TestClient(app)
+    admin = {**_headers(store, "root@example.com", "admin"), "Accept": "text/html"}
+    for url, page in (("/admin/audit/export.csv?from=junk", "/admin/audit"),
+                      ("/admin/conversations/export.csv?until=junk", "/admin/conversations")):
+        got = client.get(url, headers=admin)
+        assert got.status_code in (400, 422) and f'<a href="{page}">' in got.text and "export.csv\"" not in got.text

@@ -186,9 +186,12 @@ def _refused_page(request: Request, exc: ApiError) -> Response:
 
 def _problem_page(request: Request, status: int, message: str) -> HTMLResponse:
     """A short HTML page saying why (a browser showed the API's JSON), with a link back: the page without its
-    filters when they were wrong, else the section above (a deleted conversation's link)."""
+    filters when they were wrong (for an export, the page it is the export of), else the section above (a
+    deleted conversation's link)."""
     path = request.url.path
     back = path if request.url.query or path.count("/") < 3 else path.rsplit("/", 1)[0]
+    if path.endswith(".csv"):  # a download's bad filter: its page, not the download again without its filters
+        back = path.rsplit("/", 1)[0]
     heading = {403: "Not allowed", 404: "Not found"}.get(status, "Cannot show this page")
     html = env().get_template("refused.html").render(message=message, status=status, heading=heading, back=back)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
