@@ -1,4 +1,5 @@
-"""The console's navigation over HTTP: the section a page is in is marked current, for its own pages too."""
+"""The console's navigation and captions over HTTP: the section a page is in is marked current (for its own pages
+too), and a chart of times says they are UTC."""
 
 from __future__ import annotations
 
@@ -23,3 +24,13 @@ def test_the_navigation_marks_the_section_of_a_page_below_it(app) -> None:  # no
         got = client.get(page, headers=admin)
         assert got.status_code == 200, page
         assert re.findall(r'<a href="([^"]+)" aria-current="page">', got.text) == [section], page
+
+
+def test_a_chart_of_times_says_they_are_utc(app) -> None:  # noqa: F811
+    """Every time on a page is shown in the viewer's zone (or says UTC), but the monitoring timeline's hours and
+    the analytics' days were UTC without a word: an operator at UTC+5:30 read a spike at 09:00 as 09:00 theirs."""
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    for page, caption in (("/admin", "Runs and errors over time"), ("/admin/analytics", "Runs per day")):
+        got = client.get(page, headers=admin)
+        assert got.status_code == 200 and f"<figcaption>{caption} (UTC)</figcaption>" in got.text, page
