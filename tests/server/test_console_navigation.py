@@ -34,3 +34,24 @@ def test_a_chart_of_times_says_they_are_utc(app) -> None:  # noqa: F811
     for page, caption in (("/admin", "Runs and errors over time"), ("/admin/analytics", "Runs per day")):
         got = client.get(page, headers=admin)
         assert got.status_code == 200 and f"<figcaption>{caption} (UTC)</figcaption>" in got.text, page
+
+
+def test_a_job_id_pasted_into_the_jobs_page_shows_that_job_and_its_actions_come_back_to_it(app) -> None:  # noqa: F811
+    """The jobs page filtered by status and agent only: a job id from a log line or a user's report meant
+    paging through 50 jobs at a time looking for it."""
+    store = app.state.halguru.store
+    jobs = [store.enqueue_job("run", "echo", {"input": f"job {i}"}, delay=3600)[0]["id"] for i in range(60)]
+    client = TestClient(app, base_url=ORIGIN)
+    admin = signed_in(app, "admin", "root@example.com")
+    oldest = jobs[0]
+    got = client.get("/admin/jobs", headers=admin, params={"id": f" {oldest} "})
+    assert got.status_code == 200 and re.findall(r'<tr data-job="([^"]+)"', got.text) == [oldest]
+    assert f'value="{oldest}"' in got.text  # the box keeps it
+    posted = client.post(f"/admin/jobs/{oldest}/cancel", headers=admin, follow_redirects=False, data={
+        "csrf_token": admin["X-CSRF-Token"], "back": f"/admin/jobs?id={oldest}"})
+    assert posted.status_code == 303
+    cancelled = client.get(posted.headers["location"], headers=admin)
+    assert cancelled.status_code == 200 and re.findall(r'<tr data-job="([^"]+)"', cancelled.text) == [oldest]
+    assert f"{oldest} is cancelled" in cancelled.text
+    missing = client.get("/admin/jobs", headers=admin, params={"id": "job_nope"})
+    assert missing.status_code == 200 and "no job &#39;job_nope&#39;" in missing.text and "No jobs." in missing.text

@@ -45,23 +45,34 @@ def jobs_page(request: Request, state: State, caller: Reader,
               status: Annotated[str | None, Query(max_length=20)] = None,
               agent: Annotated[str | None, Query(max_length=200)] = None,
               cursor: Annotated[str | None, Query(max_length=200)] = None,
-              notice: Annotated[str | None, Query(max_length=300)] = None) -> HTMLResponse:
-    """The queue, newest first (as `halguru jobs list`): status, tries, what each job answers or its error."""
+              notice: Annotated[str | None, Query(max_length=300)] = None,
+              job: Annotated[str | None, Query(alias="id", max_length=60)] = None) -> HTMLResponse:
+    """The queue, newest first (as `halguru jobs list`): status, tries, what each job answers or its error; ``id``:
+    that one job (pasted from a log line or `halguru jobs list`: else a page of 50 at a time to look through)."""
     if status and status not in STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    page = jobs_api.list_jobs(state, caller, agent=agent or None, status=status or None,  # type: ignore[arg-type]
-                              limit=PAGE, cursor=cursor)
-    older = None
-    if page.next_cursor:
-        older = "/admin/jobs?" + urlencode({k: v for k, v in (("status", status), ("agent", agent),
-                                                                ("cursor", page.next_cursor)) if v})
-    shown = urlencode({k: v for k, v in (("status", status), ("agent", agent), ("cursor", cursor)) if v})
+    job = (job or "").strip() or None
+    older, error = None, None
+    if job is not None:
+        try:
+            rows = [jobs_api._out(jobs_api._owned(state, caller, job)).model_dump()]
+        except ApiError as exc:
+            rows, error = [], exc.message
+    else:
+        page = jobs_api.list_jobs(state, caller, agent=agent or None, status=status or None,  # type: ignore[arg-type]
+                                  limit=PAGE, cursor=cursor)
+        rows = [j.model_dump() for j in page.data]
+        if page.next_cursor:
+            older = "/admin/jobs?" + urlencode({k: v for k, v in (("status", status), ("agent", agent),
+                                                                    ("cursor", page.next_cursor)) if v})
+    shown = urlencode({k: v for k, v in (("id", job), ("status", status), ("agent", agent), ("cursor", cursor)) if v})
     here = f"/admin/jobs?{shown}" if shown else "/admin/jobs"  # where an action comes back to
     fields = [{"name": "status", "label": "Status", "value": status, "type": "select",
                "options": [("", "any"), *((s, s) for s in STATUSES)]},
-              {"name": "agent", "label": "Agent", "value": agent}]
-    return shell.render(request, caller, "jobs.html", "Jobs", jobs=[_row(j.model_dump()) for j in page.data],
-                        fields=fields, older=older, here=here, notice=notice)
+              {"name": "agent", "label": "Agent", "value": agent},
+              {"name": "id", "label": "Job id", "value": job, "type": "search"}]
+    return shell.render(request, caller, "jobs.html", "Jobs", jobs=[_row(j) for j in rows], fields=fields,
+                        older=older, here=here, notice=notice, error=error)
 
 
 @router.post("/jobs/{action}")
@@ -106,6 +117,6 @@ async def job_action_page(job_id: Annotated[str, Path(max_length=60)], action: L
         said = f"{job.id} is {job.status}" + (" (its worker stops it within a third of its lease)"
                                               if action == "cancel" and job.status == "cancelled" else "")
     query = parse_qsl(urlsplit(back).query)
-    kept = [(k, v) for k, v in query if k in ("status", "agent", "cursor")]  # a notice before is replaced
+    kept = [(k, v) for k, v in query if k in ("id", "status", "agent", "cursor")]  # a notice before is replaced
     # the page takes 300 characters
     return shell.back(f"/admin/jobs?{urlencode([*kept, ('notice', said[:300])])}", caller)
