@@ -55,3 +55,21 @@ def test_a_job_id_pasted_into_the_jobs_page_shows_that_job_and_its_actions_come_
     assert f"{oldest} is cancelled" in cancelled.text
     missing = client.get("/admin/jobs", headers=admin, params={"id": "job_nope"})
     assert missing.status_code == 200 and "no job &#39;job_nope&#39;" in missing.text and "No jobs." in missing.text
+
+
+def test_the_audit_log_filters_by_an_actors_email(app) -> None:  # noqa: F811
+    """The actor filter took only ``user:<id>``: to see what alice@example.com did an operator first had to find
+    her id. An email typed is that user's entries (the page and its CSV export)."""
+    store = app.state.halguru.store
+    client = TestClient(app, base_url=ORIGIN)
+    root, other = signed_in(app, "admin", "root@example.com"), signed_in(app, "admin", "other@example.com")
+    for who, target in ((root, "usr_by_root"), (other, "usr_by_other")):
+        store.create_user(target, f"{target}@example.com", target, "user")
+        assert client.post(f"/admin/users/{target}/disable", headers=who, data={"csrf_token": who["X-CSRF-Token"]},
+                           follow_redirects=False).status_code == 303
+    page = client.get("/admin/audit", headers=root, params={"actor": " Root@Example.com "})
+    assert page.status_code == 200 and "usr_by_root" in page.text and "usr_by_other" not in page.text
+    csv = client.get("/admin/audit/export.csv", headers=root, params={"actor": "other@example.com"}).text
+    assert "usr_by_other" in csv and "usr_by_root" not in csv
+    nobody = client.get("/admin/audit", headers=root, params={"actor": "nobody@example.com"})
+    assert nobody.status_code == 200 and "usr_by_root" not in nobody.text and "No entries match" in nobody.text

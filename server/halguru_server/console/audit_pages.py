@@ -58,8 +58,18 @@ class Filters:
 
     def rows(self, store: Store, limit: int, before: int | None = None) -> list[Any]:
         since, until = self.bounds()
-        return store.list_audit(limit, action=self.action or None, actor=self.actor or None, since=since,
+        return store.list_audit(limit, action=self.action or None, actor=_actor(store, self.actor), since=since,
                                 until=until, before=before)
+
+
+def _actor(store: Store, typed: str | None) -> str | None:
+    """The actor as the log records it: an email typed is that user's ``user:<id>`` (an operator knows the
+    person, not their id; the log's entries name the id), as the conversation search's owner filter takes it."""
+    typed = (typed or "").strip()
+    if "@" in typed and ":" not in typed:
+        user = store.user_by_email(typed.lower())
+        return f"user:{user['id']}" if user else "user:"  # nobody's
+    return typed or None
 
 
 def _day(text: str | None, name: str) -> float | None:
@@ -83,7 +93,7 @@ def _page(request: Request, state: ServerState, caller: Principal, filters: Filt
               json.dumps(e["details"], sort_keys=True)[:200] if e["details"] else "", e["address"] or ""]
              for e in entries]
     fields = [{"name": "action", "label": "Action (or prefix, e.g. user.)", "value": filters.action},
-              {"name": "actor", "label": "Actor (user:<id>, cli:<user>, dev)", "value": filters.actor},
+              {"name": "actor", "label": "Actor (an email, user:<id>, cli:<user>, dev)", "value": filters.actor},
               {"name": "from", "label": "From (UTC day)", "value": filters.start, "type": "date"},
               {"name": "to", "label": "To (UTC day, included)", "value": filters.end, "type": "date"}]
     filtered = any(filters.query().values())
