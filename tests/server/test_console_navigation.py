@@ -73,3 +73,14 @@ def test_the_audit_log_filters_by_an_actors_email(app) -> None:  # noqa: F811
     assert "usr_by_other" in csv and "usr_by_root" not in csv
     nobody = client.get("/admin/audit", headers=root, params={"actor": "nobody@example.com"})
     assert nobody.status_code == 200 and "usr_by_root" not in nobody.text and "No entries match" in nobody.text
+
+
+def test_a_jobs_row_links_to_the_conversation_it_answers_in(app) -> None:  # noqa: F811
+    store = app.state.halguru.store
+    store.create_conversation("conv_jobbed", "echo", "Parcel")
+    job = store.enqueue_job("run", "echo", {"input": "later", "conversation_id": "conv_jobbed"}, delay=3600)[0]["id"]
+    alone = store.enqueue_job("run", "echo", {"input": "alone", "conversation_id": None}, delay=3600)[0]["id"]
+    client = TestClient(app, base_url=ORIGIN)
+    page = client.get("/admin/jobs", headers=signed_in(app, "admin", "root@example.com")).text
+    assert f'href="/admin/conversations/conv_jobbed" aria-label="Conversation of job {job}"' in page
+    assert f'aria-label="Conversation of job {alone}"' not in page

@@ -31,13 +31,16 @@ STATUSES: tuple[str, ...] = get_args(jobs_api.JobStatus)
 
 
 def _row(job: dict[str, Any]) -> dict[str, Any]:
-    """A job as the page shows it: what it answers (or why it failed, on one line) and the action it takes."""
+    """A job as the page shows it: what it answers (or why it failed, on one line), the action it takes and the
+    conversation it answers in (a link: the job's id was all the page gave to find it by)."""
     payload = job["payload"]
     what = str(payload.get("input") or payload.get("text") or "")
     error = LEASE_LAPSED if lease_lapsed(job) else " ".join(str(job["last_error"] or "").split())
     action = "retry" if job["status"] in ("dead", "cancelled") else "cancel" if job["status"] in (
         "queued", "running") else None
-    return {**job, "what": what, "error": error, "action": action}
+    conversation = payload.get("conversation_id")  # a queued run's: the page that shows what it answered
+    return {**job, "what": what, "error": error, "action": action,
+            "conversation": conversation if isinstance(conversation, str) else None}
 
 
 @router.get("/jobs")
