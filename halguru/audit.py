@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 KEY_ENV = "HALGURU_AUDIT_KEY"
 ACTIONS = frozenset({
     "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "auth.password_change", "auth.password_change_failed",
-    "auth.password_reset", "user.create", "user.role", "user.disable", "user.unlock", "user.invite",
+    "auth.password_reset", "user.create", "user.role", "user.disable", "user.enable", "user.unlock", "user.invite",
     "user.take_over", "user.email", "session.revoke",
     "user.reset_2fa", "user.2fa_enable", "user.2fa_disable", "key.create", "key.revoke", "run.approve",
     "run.reject", "run.resume", "run.cancel",

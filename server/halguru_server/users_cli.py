@@ -92,7 +92,8 @@ def set_role(user: str, role: str) -> None:
 
 def disable(user: str, enable: bool) -> None:
     changed = accounts.disable_user(open_store(), user, disabled=not enable)
-    audit.record(open_store(), None, "user.disable", changed["id"], {"disabled": not enable})
+    action = "user.enable" if enable else "user.disable"
+    audit.record(open_store(), None, action, changed["id"], {"disabled": not enable})
     what = "enabled" if enable else "disabled (signed out everywhere; their keys stop working)"
     typer.echo(f"{changed['email'] or changed['id']} {what}")
 

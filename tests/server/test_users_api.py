@@ -40,6 +40,9 @@ def test_an_admin_manages_users_and_nobody_else_may(app) -> None:
     assert client.get("/v1/agents", headers=dev).status_code == 401  # their keys stop working
     assert not client.patch(f"/v1/users/{ann['id']}", headers=admin, json={"disabled": False}).json()["disabled"]
     assert client.get("/v1/agents", headers=dev).status_code == 200
+    # the audit log says which it was: an "enable" filter finds the enabling (it was a user.disable, disabled false)
+    assert [e["action"] for e in store.list_audit(action="user.enable")] == ["user.enable"]
+    assert [e["action"] for e in store.list_audit(action="user.disable")] == ["user.disable"]
     store.set_totp(ann["id"], "SECRET", enabled=True)
     assert not client.post(f"/v1/users/{ann['id']}/reset-2fa", headers=admin).json()["totp_enabled"]
     for _ in range(5):

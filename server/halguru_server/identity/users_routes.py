@@ -90,7 +90,7 @@ def change_user(user_id: UserId, body: UserPatch, request: Request, state: State
         audit.record(request, "user.role", user_id, {"role": body.role})
     if body.disabled is not None:
         user = accounts.disable_user(state.store, user_id, disabled=body.disabled)
-        audit.record(request, "user.disable", user_id, {"disabled": body.disabled})
+        audit.record(request, "user.disable" if body.disabled else "user.enable", user_id, {"disabled": body.disabled})
     return _user_out(user)
 
 
