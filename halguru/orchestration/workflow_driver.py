@@ -153,7 +153,10 @@ async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | Non
 
 
 async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
-    from halguru.tools.registry import execute_tool
+    """The tool's result as the step's output (JSON decoded): whole up to MAX_ITEMS characters, what a template
+    reads, not cut at the 8,000 a model reads (a cut JSON value went on as a string); a longer one fails the step."""
+    from halguru.templating import MAX_ITEMS
+    from halguru.tools.registry import cut_sizes, execute_tool
 
     await r.put(sid, ToolCall(call_id=sid, name=name, arguments=args))
     started = time.perf_counter()
@@ -161,7 +164,11 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
         supplied = await r.ctx.hooks.supply_tool_result(ToolCallRequest(id=sid, name=name, arguments=args))
         if supplied is not None and supplied[1]:  # replay: a recorded failure
             raise ToolError(supplied[0].removeprefix("error: "))
-        content = supplied[0] if supplied is not None else await execute_tool(r.agent.tools[name], args)
+        content = supplied[0] if supplied is not None else await execute_tool(r.agent.tools[name], args,
+                                                                              limit=MAX_ITEMS)
+        if len(content) > MAX_ITEMS and (sizes := cut_sizes(content)) is not None:  # cut by execute_tool
+            raise ToolError(f"{name} returned {sizes[1]:,} characters; a workflow step's output holds at most "
+                            f"{MAX_ITEMS:,}")
     except ToolError as exc:
         await r.put(sid, ToolResult(call_id=sid, name=name, content=f"error: {exc}", is_error=True,
                                      duration_ms=(time.perf_counter() - started) * 1000))

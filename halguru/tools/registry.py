@@ -75,7 +75,7 @@ def _unserialisable(value: Any) -> Any:
     raise TypeError(f"tool returned a value of type {type(value).__name__} that cannot be turned into JSON")
 
 
-async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
+async def execute_tool(tool: Tool, arguments: dict[str, Any], *, limit: int = MAX_RESULT_CHARS) -> str:
     """Validate the arguments, run the tool within its timeout, and return its result as text.
 
     A synchronous tool runs on a daemon worker thread (halguru.tools.threads), not the default executor: when
@@ -83,8 +83,8 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
     of waiting for the tool to return; a timeout says so in its error.
 
     Raises ToolError with a message meant for the model (and the trace) on any failure. A result or an error
-    message longer than MAX_RESULT_CHARS is cut (``cut_result``): every kind of tool (Python, HTTP, MCP) comes
-    through here.
+    message longer than ``limit`` (MAX_RESULT_CHARS: what a model reads) is cut (``cut_result``): every kind of
+    tool (Python, HTTP, MCP) comes through here.
     """
     validated = tool.validate(arguments)
     args, kwargs = tool.call_args(validated)
@@ -110,16 +110,16 @@ async def execute_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         raise ToolError(tool_text(f"{tool.name} raised {type(raised).__name__}: {raised}"),
                         detail=storable(tool_traceback(raised))) from None
     try:
-        return tool_text(result_text(result))
+        return tool_text(result_text(result), limit)
     except ToolError as exc:  # a result JSON cannot hold: say whose
         raise ToolError(f"{tool.name}: {exc}") from None
 
 
-def tool_text(text: str) -> str:
+def tool_text(text: str, limit: int = MAX_RESULT_CHARS) -> str:
     """A tool's result or error as the model reads it and every store keeps it: cut (``cut_result``), with a
     NUL or a lone surrogate (``os.listdir`` gives a file name that is not UTF-8 so) as U+FFFD (``storable``): a
     surrogate failed the run's final write, a NUL was stored as U+FFFD on PostgreSQL only."""
-    return storable(cut_result(text))
+    return storable(cut_result(text, limit))
 
 
 def tool_traceback(exc: BaseException) -> str:

@@ -727,3 +727,36 @@ def test_a_power_is_refused_by_the_bits_it_would_have() -> None:
     for n, e, about in [(2, 100000, 100001), (10, 30103, 100001), (2, 2**1100, 2**1101)]:
         with pytest.raises(SecurityError, match=f"'\\*\\*' would make an integer of about {about:,} bits"):
             render(bits, {"n": n, "e": e})
+
+
+def test_a_tool_steps_large_result_reaches_the_next_step_whole(project: Path) -> None:
+    """A tool step's output is data for the steps after it, not a model's reading: cut at a model's 8,000
+    characters, a list of 500 orders became a cut string, and the next step's template failed on it (or a
+    schema said it was "not of type 'object'")."""
+    tools = TOOLS + '''
+@tool
+def orders(n: int) -> dict:
+    "All the orders."
+    return {"orders": [{"id": i, "note": "x" * 40} for i in range(n)]}
+'''
+    body = """\
+  steps:
+    - id: all
+      tool: orders
+      args: {n: 500}
+      output: {type: object, required: [orders]}
+    - {id: count, condition: "steps.all.output.orders | length"}
+"""
+    folder = flow(project, body, tools)
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("calculator]",
+                                                                                   "calculator, orders]"))
+    result = run_sync(folder, "go")
+    assert result.status == "ok", result.error
+    assert result.output == "500"
+    finished = {e.step_id: e for e in result.events if e.type == "step_finished"}
+    assert len(finished["all"].output["orders"]) == 500
+    # Past what a template may read, the step fails in one line rather than going on with a cut text.
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("n: 500", "n: 250000"))
+    too_big = run_sync(folder, "go")
+    assert (too_big.status, too_big.error) == ("failed", "step all failed: orders returned 16,888,902 characters; a "
+                                               "workflow step's output holds at most 10,000,000")
