@@ -70,6 +70,14 @@ def _templates(step: WorkflowStep) -> list[tuple[tuple[str | int, ...], str, boo
     return out
 
 
+_IGNORED = {  # (step kind, field): why a field that kind of step would ignore is written by mistake
+    ("agent", "args"): "an agent step's message is its input:, not args: (args: are a tool step's arguments)",
+    ("tool", "input"): "a tool step takes args:, not input: (input: is an agent step's message)",
+    ("condition", "args"): "a condition step reads no args: (args: are a tool step's arguments)",
+    ("condition", "input"): "a condition step reads no input: (input: is an agent step's message)",
+}
+
+
 def load_workflow(agent: Agent) -> Workflow:
     """Check a workflow at load: one kind per step, known agents and tools, known needs, no cycle, templates
     that parse and only read steps that surely ran before. Errors name agent.yaml, the line and the field."""
@@ -98,6 +106,10 @@ def load_workflow(agent: Agent) -> Workflow:
         if len(kinds) != 1:
             raise fail(("steps", i), "give exactly one of agent, tool or condition"
                        + (f" (got {' and '.join(kinds)})" if kinds else ""))
+        ignored = next((f for f in ("args", "input") if (kinds[0], f) in _IGNORED and f in step.model_fields_set),
+                       None)
+        if ignored is not None:  # it ran as if the field were not there
+            raise fail(("steps", i, ignored), _IGNORED[kinds[0], ignored])
         if step.condition is not None and {"retries", "retry_delay"} & step.model_fields_set:
             raise fail(("steps", i, "retries" if "retries" in step.model_fields_set else "retry_delay"),
                        "a condition step is not retried (its expression gives the same value again); retries are "

@@ -760,3 +760,22 @@ def orders(n: int) -> dict:
     too_big = run_sync(folder, "go")
     assert (too_big.status, too_big.error) == ("failed", "step all failed: orders returned 16,888,902 characters; a "
                                                "workflow step's output holds at most 10,000,000")
+
+
+@pytest.mark.parametrize(("body", "line", "message"), [
+    ("  steps:\n    - id: a\n      agent: ../agents/echo\n      args: {text: '{{ input }}'}\n", 7,
+     "workflow.steps.0.args: an agent step's message is its input:, not args: (args: are a tool step's "
+     "arguments)"),
+    ("  steps:\n    - id: a\n      tool: calculator\n      args: {expression: '1+1'}\n      input: '2+2'\n", 8,
+     "workflow.steps.0.input: a tool step takes args:, not input: (input: is an agent step's message)"),
+    ("  steps:\n    - id: a\n      condition: 'true'\n      args: {x: 1}\n", 7,
+     "workflow.steps.0.args: a condition step reads no args: (args: are a tool step's arguments)"),
+])
+def test_a_field_its_step_kind_would_ignore_is_rejected_at_load(project: Path, body: str, line: int,
+                                                                message: str) -> None:
+    """An agent step given args: (as LangGraph passes state) ran on {{ input }}, the args silently dropped; a
+    tool step's input: likewise: validate passed and the run did something else than written."""
+    folder = flow(project, body)
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    assert str(exc.value) == f"{folder / 'agent.yaml'}:{line}: {message}"
