@@ -66,8 +66,20 @@ def _templates(step: WorkflowStep) -> list[tuple[tuple[str | int, ...], str, boo
         out.append((("condition",), step.condition, True))
     if step.when is not None:
         out.append((("when",), step.when, True))
-    out += [(("args", k), v, False) for k, v in step.args.items() if isinstance(v, str)]
+    out += [(path, text, False) for path, text in _strings(step.args, ("args",))]
     return out
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(yaml path, text) of every string in an argument, at any depth: each one is a template."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*path, i))
 
 
 _IGNORED = {  # (step kind, field): why a field that kind of step would ignore is written by mistake
@@ -323,15 +335,20 @@ def _defined(value: Any) -> Any:
 
 
 def _render_args(args: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """Strings are templates; a string that is one ``{{ expression }}`` keeps the value's type."""
-    out: dict[str, Any] = {}
-    for key, value in args.items():
-        if isinstance(value, str):
-            whole = _WHOLE_EXPRESSION.match(value)
-            out[key] = _evaluate(value, context) if whole and "{{" not in whole.group(1) else _render(value, context)
-        else:
-            out[key] = value
-    return out
+    """Strings are templates, inside dicts and lists too; a string that is one ``{{ expression }}`` keeps the
+    value's type."""
+    return {key: _render_value(value, context) for key, value in args.items()}
+
+
+def _render_value(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = _WHOLE_EXPRESSION.match(value)
+        return _evaluate(value, context) if whole and "{{" not in whole.group(1) else _render(value, context)
+    if isinstance(value, dict):
+        return {key: _render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render_value(item, context) for item in value]
+    return value
 
 
 def _parse_output(text: str) -> Any:

@@ -779,3 +779,36 @@ def test_a_field_its_step_kind_would_ignore_is_rejected_at_load(project: Path, b
     with pytest.raises(AgentSpecError) as exc:
         load_agent(folder)
     assert str(exc.value) == f"{folder / 'agent.yaml'}:{line}: {message}"
+
+
+def test_templates_inside_nested_args_are_rendered_and_checked(project: Path) -> None:
+    """Only a top-level argument string was a template: one inside a dict or a list reached the tool as the
+    literal text '{{ steps.a.output }}', and a typo there passed validate."""
+    tools = TOOLS + '''
+@tool
+def search(query: dict, tags: list[str]) -> dict:
+    "Search."
+    return {"query": query, "tags": tags}
+'''
+    body = """\
+  steps:
+    - {id: a, condition: "7"}
+    - id: b
+      tool: search
+      args:
+        query: {order_id: "{{ steps.a.output }}", text: "order {{ steps.a.output }} of {{ input }}"}
+        tags: ["{{ input }}", fixed]
+"""
+    folder = flow(project, body, tools)
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("calculator]",
+                                                                                   "calculator, search]"))
+    result = run_sync(folder, "go")
+    assert result.status == "ok", result.error
+    finished = {e.step_id: e for e in result.events if e.type == "step_finished"}
+    assert finished["b"].output == {"query": {"order_id": 7, "text": "order 7 of go"}, "tags": ["go", "fixed"]}
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("tags: [\"{{ input }}\"",
+                                                                                   "tags: [\"{{ steps.z.output }}\""))
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    assert str(exc.value).startswith(f"{folder / 'agent.yaml'}:10: workflow.steps.1.args.tags.0: refers to unknown "
+                                     "step 'z'")
