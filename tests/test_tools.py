@@ -237,11 +237,13 @@ def test_unserialisable_result_is_an_error():
 
 @pytest.mark.parametrize(
     ("expression", "result"),
-    [("17*23", "391"), ("2^10", "1024"), ("sqrt(16) + 1", "5"), ("10/4", "2.5"),
-     ("-(3 - 5) * pi", "6.283185307179586")],
+    [("17*23", 391), ("2^10", 1024), ("sqrt(16) + 1", 5), ("10/4", 2.5),
+     ("-(3 - 5) * pi", 6.283185307179586)],
 )
 def test_calculator(expression, result):
-    assert calculator(expression) == result
+    """A number (a workflow step reads it as one), its text as the model read it before."""
+    assert calculator(expression) == result and type(calculator(expression)) is type(result)
+    assert run(execute_tool(calculator, {"expression": expression})) == str(result)
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,8 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
         raise
     await r.put(sid, ToolResult(call_id=sid, name=name, content=content,
                                  duration_ms=(time.perf_counter() - started) * 1000))
+    if r.agent.tools[name].returns_text and not content.lstrip().startswith(("{", "[")):
+        return content  # "10001" or "null" from a `-> str` tool is that text; its json.dumps(a dict) is decoded
     try:
         return json.loads(content)
     except json.JSONDecodeError:

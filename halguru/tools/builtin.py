@@ -23,7 +23,7 @@ _MATH_NAMES = {"pi": math.pi, "e": math.e}
 
 
 @tool(inline=True)
-def calculator(expression: Annotated[str, Field(min_length=1)]) -> str:
+def calculator(expression: Annotated[str, Field(min_length=1)]) -> int | float:
     """Evaluate an arithmetic expression such as "17*23" or "sqrt(2) + 3**2". Returns the result."""
     from simpleeval import EvalWithCompoundTypes, InvalidExpression, NumberTooHigh
 
@@ -38,7 +38,7 @@ def calculator(expression: Annotated[str, Field(min_length=1)]) -> str:
         raise ToolError(f"{expression!r} is not an arithmetic expression")
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         value = int(value)
-    return str(value)
+    return value  # a number: a workflow step reads it as one (the model reads its text)
 
 
 @tool(inline=True)

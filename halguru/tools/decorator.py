@@ -45,6 +45,8 @@ class Tool:
     # Run a sync function on the event loop instead of a thread: only for quick, non-blocking code
     # (saves the ~50 µs thread hop; a blocking inline tool would stall every other run).
     inline: bool = False
+    # Declared ``-> str``: its result is text, never JSON to decode (a workflow step's "10001" stays a string).
+    returns_text: bool = False
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -179,7 +181,7 @@ def tool(
             raise ToolError(f"tool {tool_name}: add a docstring or description= (the model reads it)")
         model, takes_model = _arguments_model(func, tool_name)
         made = Tool(tool_name, doc.strip(), func, model, timeout=timeout, takes_model=takes_model,  # type: ignore[arg-type]
-                    inline=inline)
+                    inline=inline, returns_text=inspect.signature(func).return_annotation in (str, "str"))
         if model is None:  # built when first used (see the module's docstring)
             del made.arguments_model
             made._build_arguments_model = functools.partial(_build_model, func, tool_name)  # type: ignore[attr-defined]

@@ -812,3 +812,39 @@ def search(query: dict, tags: list[str]) -> dict:
         load_agent(folder)
     assert str(exc.value).startswith(f"{folder / 'agent.yaml'}:10: workflow.steps.1.args.tags.0: refers to unknown "
                                      "step 'z'")
+
+
+def test_a_tool_declared_to_return_text_gives_its_step_that_text(project: Path) -> None:
+    """Every tool result was decoded as JSON: a tool declared ``-> str`` returning a zip code "07030" kept it,
+    but "10001" became the integer 10001, "true" a bool and "null" None (read as a skipped step's output), so
+    an ``output: {type: string}`` failed and a string filter broke on some inputs only."""
+    tools = TOOLS + '''
+@tool
+def zip_code(city: str) -> str:
+    "A city's zip code."
+    return {"NYC": "10001", "Hoboken": "07030", "none": "null"}[city]
+
+@tool
+def as_json(n: int) -> str:
+    "An object as JSON text, as many tools written for a model return it."
+    import json
+    return json.dumps({"total": n})
+'''
+    body = """\
+  steps:
+    - {id: nyc, tool: zip_code, args: {city: NYC}, output: {type: string}, needs: []}
+    - {id: hob, tool: zip_code, args: {city: Hoboken}, needs: []}
+    - {id: nil, tool: zip_code, args: {city: none}, needs: []}
+    - {id: order, tool: as_json, args: {n: 40}, needs: []}
+    - {id: sum, tool: calculator, args: {expression: "1+1"}, needs: []}
+  output: "{{ steps.nyc.output | length }} {{ steps.hob.output }} {{ steps.nil.output is string }} \\
+    {{ steps.order.output.total }} {{ steps.sum.output + 1 }}"
+"""
+    folder = flow(project, body, tools)
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("calculator]",
+                                                                                   "calculator, zip_code, as_json]"))
+    result = run_sync(folder, "go")
+    assert result.status == "ok", result.error
+    assert result.output == "5 07030 True 40 3"  # JSON objects (from a dict, or as text) are still decoded
+    finished = {e.step_id: e.output for e in result.events if e.type == "step_finished"}
+    assert finished["nyc"] == "10001" and finished["nil"] == "null"
