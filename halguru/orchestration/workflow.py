@@ -48,7 +48,16 @@ def _env() -> Any:
     def finalize(value: Any) -> Any:  # structured outputs go into prompts as JSON, not Python reprs
         return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
 
-    return BoundedSandbox(undefined=StrictUndefined, finalize=finalize, autoescape=False)
+    class KeysFirst(BoundedSandbox):
+        """``a.items`` of a dict with an ``items`` key is that key's value (a step named items, update or get; an
+        API's ``{"items": [...]}``), not the dict method Jinja looks up first; other methods stay."""
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if isinstance(obj, dict) and attribute in obj:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    return KeysFirst(undefined=StrictUndefined, finalize=finalize, autoescape=False)
 
 
 def _expression(text: str) -> str:

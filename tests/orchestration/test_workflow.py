@@ -848,3 +848,19 @@ def as_json(n: int) -> str:
     assert result.output == "5 07030 True 40 3"  # JSON objects (from a dict, or as text) are still decoded
     finished = {e.step_id: e.output for e in result.events if e.type == "step_finished"}
     assert finished["nyc"] == "10001" and finished["nil"] == "null"
+
+
+def test_a_step_or_key_named_like_a_dict_method_is_read_as_written(project: Path) -> None:
+    """Jinja looks ``a.b`` up as an attribute first: a step named ``items``, ``update`` or ``get`` read as
+    the dict's method ('builtin_function_or_method object' has no attribute 'output'), and so did an API's
+    ``{"items": [...]}`` (``steps.a.output.items | length`` failed). A dict's key wins; its methods stay for
+    the keys it does not have."""
+    body = """\
+  steps:
+    - {id: items, condition: "{'items': [1, 2, 3], 'n': 1}"}
+    - {id: update, condition: "steps.items.output.items | length"}
+    - {id: get, condition: "steps.items.output.get('n') + steps.update.output"}
+  output: "{{ steps.get.output }} {{ steps.items.output.keys() | list }}"
+"""
+    result = run_sync(flow(project, body), "go")
+    assert (result.status, result.error, result.output) == ("ok", None, '4 ["items", "n"]')
