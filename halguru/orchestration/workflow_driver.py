@@ -82,7 +82,7 @@ async def _run_step(r: _Run, sid: str, context: dict[str, Any]) -> None:
             await r.put(sid, StepStarted(step_id=sid, kind="condition", name=step.condition))
             await r.put(sid, done("ok", _check_output(step, _evaluate(step.condition, context))))
         elif step.tool is not None:
-            tool, args = step.tool, r.edited.get(sid) or _render_args(step.args, context)
+            tool, args = step.tool, r.edited[sid] if sid in r.edited else _render_args(step.args, context)
             await r.put(sid, StepStarted(step_id=sid, kind="tool", name=tool, input=args))
             if tool in r.agent.spec.approvals:
                 refusal = await _gate(r, sid, tool, args)

@@ -864,3 +864,26 @@ def test_a_step_or_key_named_like_a_dict_method_is_read_as_written(project: Path
 """
     result = run_sync(flow(project, body), "go")
     assert (result.status, result.error, result.output) == ("ok", None, '4 ["items", "n"]')
+
+
+def test_an_approval_edited_to_no_arguments_runs_the_call_with_none(project: Path, tmp_path: Path) -> None:
+    """An edit to {} (every argument left to its default) was falsy: the step ran with the arguments the human
+    had replaced, while the trace said edited."""
+    from halguru.orchestration.approvals import approve
+
+    log = tmp_path / "charges.log"
+    (project / "flow").mkdir(parents=True, exist_ok=True)
+    (project / "flow" / "tools.py").write_text(TOOLS + f'''
+@tool
+def charge(amount: int = 1) -> str:
+    "Charge the card (1 by default)."
+    with open({str(log)!r}, "a") as f:
+        f.write(f"{{amount}}\\n")
+    return f"charged {{amount}}"
+''')
+    body = "  steps:\n    - {id: pay, tool: charge, args: {amount: 40}}\n"
+    folder = write(project / "flow", "name: flow\ntools: [charge]\napprovals: [charge]\nworkflow:\n" + body)
+    paused = run_sync(folder, "pay")
+    done = approve(paused.run_id, {})
+    assert (done.status, done.output, log.read_text()) == ("ok", "charged 1", "1\n")
+    assert next(e for e in done.events if e.type == "tool_call").arguments == {}
