@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from halguru.agents.loader import Agent
 
 _STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])")
+_STEP_FIELD = re.compile(_STEP_REF.pattern + r"\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])")  # steps.ID.FIELD
+STEP_FIELDS = ("output", "status")  # what a template reads of a finished step (see ``_context``)
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 TEMPLATE_NAMES = ("input", "steps")  # what templates and expressions read (see ``_context``)
 
@@ -223,6 +225,9 @@ def _check_template(workflow: Workflow, template: str, is_expression: bool, befo
                        f"(steps: {', '.join(workflow.steps)})")
         if ref not in before:
             raise fail(f"refers to steps.{ref}, which may not have finished yet (add it to needs)")
+    for ref, read in ((a or b, c or d) for a, b, c, d in _STEP_FIELD.findall(template)):
+        if read not in STEP_FIELDS:  # steps.a.ouput failed the run at that step, after the steps before it
+            raise fail(f"steps.{ref}.{read}: a step has {' and '.join(STEP_FIELDS)}{did_you_mean(read, STEP_FIELDS)}")
 
 
 def _unknown_names(template: str) -> list[str]:

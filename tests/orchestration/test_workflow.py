@@ -887,3 +887,22 @@ def charge(amount: int = 1) -> str:
     done = approve(paused.run_id, {})
     assert (done.status, done.output, log.read_text()) == ("ok", "charged 1", "1\n")
     assert next(e for e in done.events if e.type == "tool_call").arguments == {}
+
+
+@pytest.mark.parametrize(("template", "read", "hint"), [
+    ("steps.a.ouput", "a.ouput", " (did you mean 'output'?)"), ("\"steps['a'].outputs\"", "a.outputs",
+                                                                " (did you mean 'output'?)"),
+    ("\"steps.a['value'] + 1\"", "a.value", ""), ("steps.a.result", "a.result", ""),
+])
+def test_a_typo_after_a_step_reference_is_rejected_at_load(project: Path, template: str, read: str,
+                                                           hint: str) -> None:
+    """steps.a.ouput passed validate (the step is known) and failed the run at that step, after the steps
+    before it had run: a step has output and status, nothing else."""
+    folder = flow(project, f"  steps:\n    - {{id: a, condition: '1'}}\n    - {{id: b, condition: {template}}}\n")
+    with pytest.raises(AgentSpecError) as exc:
+        load_agent(folder)
+    assert str(exc.value) == (f"{folder / 'agent.yaml'}:6: workflow.steps.1.condition: steps.{read}: a step has "
+                              f"output and status{hint}")
+    good = flow(project, "  steps:\n    - {id: a, condition: '1'}\n"
+                         "    - {id: b, condition: \"steps.a.status ~ steps['a']['output'] ~ (steps.a is defined)\"}\n")
+    assert run_sync(good, "x", record=False).output == "ok1True"
