@@ -71,15 +71,19 @@ def recorded(row: ApprovalRecord) -> tuple[str | None, dict[str, Any] | None]:
     return None, after if after != before else None
 
 
-def refusal(row: ApprovalRecord, reject: str | None = None, edit_args: dict[str, Any] | None = None) -> str | None:
+def refusal(row: ApprovalRecord, reject: str | None = None, edit_args: dict[str, Any] | None = None,
+            ended: str | None = None) -> str | None:
     """Why a decision (``reject``'s reason, else an approval with ``edit_args``) cannot be made on the run
     now, one line; None when it can: the approval is pending, or it was decided so but its continuation stalled
-    (it is taken over, with the recorded decision)."""
+    (it is taken over, with the recorded decision). ``ended``: how its continuation ended, if it can resume."""
     rid, status = row["run_id"], row["status"]
     if status == "pending":
         return None
     if row["continued_by"]:
-        return f"run {rid} is not waiting for approval (already {status}, continued as run {row['continued_by']})"
+        then = row["continued_by"]
+        goes_on = (f", which ended {ended}: `halguru runs resume {then}` goes on from its last checkpoint"
+                   if ended else "")
+        return f"run {rid} is not waiting for approval (already {status}, continued as run {then}{goes_on})"
     if not stalled(row):
         starting = "; its continuation is starting" if row["claim_expires"] is not None else ""
         return f"run {rid} is not waiting for approval (already {status}{starting})"
@@ -102,10 +106,25 @@ def _claim(store: Store, run_id: str, status: str, reason: str | None, decided_b
     if store.decide_approval(row["run_id"], status, reason, decided_by, arguments, continues=continues):
         return row
     row = store.find_approval(row["run_id"]) or row  # decided meanwhile, or before
-    problem = refusal(row, reason if status == "rejected" else None, arguments)
+    problem = refusal(row, reason if status == "rejected" else None, arguments, continuation_end(store, row))
     if problem is None and continues and store.take_over_approval(row["run_id"]):
         return row
     raise HalguruError(problem or f"run {row['run_id']} is being continued already")
+
+
+def continuation_end(store: Store, row: ApprovalRecord) -> str | None:
+    """How the decided approval's continuation ended when `runs resume` goes on from it (failed, cancelled,
+    limited, interrupted, not resumed yet), else None: a second decision is told where the turn went on."""
+    from halguru.orchestration.durable import RESUMABLE
+
+    if not row["continued_by"]:
+        return None
+    try:
+        run = store.get_run(row["continued_by"])
+    except HalguruError:  # deleted with its conversation
+        return None
+    checkpoint = store.get_checkpoint(run["id"]) if run["status"] in RESUMABLE else None
+    return run["status"] if checkpoint is not None and not checkpoint["resumed_by"] else None
 
 
 DECLINED = "Sorry, I could not do that: the request was declined."

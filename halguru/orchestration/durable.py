@@ -154,13 +154,14 @@ def deleted_version(store: Store, agent: str, path: str) -> bool:
 def _check_stalled(store: Store, run_id: str) -> None:
     """Raise unless the paused run's approval was decided and its continuation stalled (the process that was
     starting it died): waiting for a decision, continued, or being continued."""
-    from halguru.orchestration.approvals import refusal, stalled
+    from halguru.orchestration.approvals import continuation_end, refusal, stalled
 
     approval = store.find_approval(run_id)
     if approval is None or approval["status"] == "pending":
         raise HalguruError(f"run {run_id} waits for approval; use `halguru runs approve {run_id}` or `runs reject`")
     if not stalled(approval):
-        raise HalguruError(refusal(approval) or f"run {run_id} is being continued already")
+        raise HalguruError(refusal(approval, ended=continuation_end(store, approval))
+                           or f"run {run_id} is being continued already")
 
 
 def _claim(store: Store, run_id: str) -> tuple[RunRecord, CheckpointRecord]:

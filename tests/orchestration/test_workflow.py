@@ -906,3 +906,27 @@ def test_a_typo_after_a_step_reference_is_rejected_at_load(project: Path, templa
     good = flow(project, "  steps:\n    - {id: a, condition: '1'}\n"
                          "    - {id: b, condition: \"steps.a.status ~ steps['a']['output'] ~ (steps.a is defined)\"}\n")
     assert run_sync(good, "x", record=False).output == "ok1True"
+
+
+def test_approving_again_after_the_continuation_failed_says_how_to_go_on(project: Path, tmp_path: Path) -> None:
+    """The second approve said only 'already approved, continued as run X': that X failed (or was cancelled) and
+    that `runs resume X` goes on from it was left to find out."""
+    from halguru.errors import HalguruError
+    from halguru.orchestration.approvals import approve
+    from halguru.orchestration.durable import resume
+
+    (project / "flow").mkdir(parents=True, exist_ok=True)
+    (project / "flow" / "tools.py").write_text(TOOLS)
+    body = "  steps:\n    - {id: a, condition: '1'}\n    - {id: boom, tool: fail, args: {reason: down}}\n"
+    folder = write(project / "flow", "name: flow\ntools: [fail]\napprovals: [fail]\nworkflow:\n" + body)
+    paused = run_sync(folder, "go")
+    failed = approve(paused.run_id)
+    assert failed.status == "failed"
+    with pytest.raises(HalguruError) as exc:
+        approve(paused.run_id)
+    assert str(exc.value) == (f"run {paused.run_id} is not waiting for approval (already approved, continued as run "
+                              f"{failed.run_id}, which ended failed: `halguru runs resume {failed.run_id}` goes on "
+                              "from its last checkpoint)")
+    with pytest.raises(HalguruError) as again:  # `runs resume` of the paused run says the same
+        resume(paused.run_id)
+    assert str(again.value) == str(exc.value)
