@@ -141,8 +141,7 @@ async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | Non
     if sid not in r.decisions:
         if not r.asked:  # a second step that needs a human at once asks after this one is decided (it said it
             r.asked = sid  # waited too, but only one call is pending; it asked again after the first decision)
-            await r.put(sid, ApprovalRequested(call_id=sid, name=tool, arguments=args))
-        return ""
+        return ""  # asked (``ApprovalRequested``) when the run pauses: a step failing beside it fails the run
     reason = r.decisions[sid]
     if reason is None:
         await r.put(sid, ApprovalApproved(call_id=sid, name=tool, arguments=args, edited=sid in r.edited,
@@ -284,6 +283,11 @@ class WorkflowDriver:
                 yield Error(kind="step", message=failure, fatal=True)
                 return
             if waiting is not None:
+                if not ctx.is_sub_run:
+                    ctx.trace.step = number[waiting.id]
+                yield ApprovalRequested(call_id=waiting.id, name=waiting.name, arguments=waiting.arguments)
+                if not ctx.is_sub_run:
+                    ctx.trace.step = 0
                 outcome.status, outcome.error, outcome.paused = "paused", f"{waiting.name} waits for approval", waiting
                 messages.append(Message(role="assistant", content="", tool_calls=[waiting]))
                 return

@@ -930,3 +930,24 @@ def test_approving_again_after_the_continuation_failed_says_how_to_go_on(project
     with pytest.raises(HalguruError) as again:  # `runs resume` of the paused run says the same
         resume(paused.run_id)
     assert str(again.value) == str(exc.value)
+
+
+def test_a_failed_workflow_does_not_say_a_step_waits_for_approval(project: Path, tmp_path: Path) -> None:
+    """A step asking for approval beside one that failed: the run ended failed with nothing pending, but its
+    trace (and `halguru run`) said the call waited for approval. The request is made when the run pauses."""
+    from halguru.orchestration.approvals import list_pending
+
+    (project / "flow").mkdir(parents=True, exist_ok=True)
+    (project / "flow" / "tools.py").write_text(charging(tmp_path / "charges.log"))
+    body = ("  steps:\n    - {id: pay, tool: charge, args: {amount: 1}, needs: []}\n"
+            "    - {id: boom, tool: fail, args: {reason: down}, needs: []}\n")
+    folder = write(project / "flow", "name: flow\ntools: [charge, fail]\napprovals: [charge]\nworkflow:\n" + body)
+    failed = run_sync(folder, "go")
+    assert failed.status == "failed" and list_pending() == []
+    assert [e.type for e in failed.events if e.type.startswith("approval")] == []
+    body = body.replace("tool: fail, args: {reason: down}", "condition: '1'")
+    paused = run_sync(write(project / "flow", "name: flow\ntools: [charge]\napprovals: [charge]\nworkflow:\n" + body),
+                      "go")
+    asked = [e for e in paused.events if e.type == "approval_requested"]
+    assert paused.status == "paused" and [(e.call_id, e.arguments) for e in asked] == [("pay", {"amount": 1})]
+    assert paused.events[-2] is asked[0]  # the last word before the run ends paused
