@@ -203,7 +203,8 @@ async def agent_loop(ctx: RunContext, turn: Turn, end: LoopEnd) -> AsyncGenerato
             yield result
             turn.messages.append(Message(role="tool", content=result.content, tool_call_id=call.id, name=call.name))
             if ctx.durable_state is not None and not stopped:
-                checkpoint = t.checkpoint(f"{call.name} done")
+                # a call whose result is an error (an unknown tool, one that raised) is not listed as done
+                checkpoint = t.checkpoint(f"{call.name} {'failed' if result.is_error else 'done'}")
                 if checkpoint is not None:
                     yield checkpoint
             stopped = _ends_turn(outcome, end) or stopped

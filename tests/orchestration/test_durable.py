@@ -499,3 +499,19 @@ workflow:
         assert {k: finished[k] for k in own} == own
         total = {k: total[k] + own[k] for k in total}
     assert sum(store.get_run(r)["steps"] for r in (failed.run_id, done.run_id)) == total["steps"] == 2
+
+
+def test_a_team_run_limited_after_a_failed_call_does_not_list_it_as_done(tmp_path: Path, cli, write_agent):
+    """`runs list` said `at step 2: save_note done` for a call that never ran (an unknown tool, a tool that
+    raised): read as the note being saved. A call whose result is an error is listed as failed."""
+    script = tmp_path / "s.yaml"
+    script.write_text("- tool_calls: [{name: ship, arguments: {order: A-7}}]\n"
+                      "- tool_calls: [{name: save_note, arguments: {text: hi}}]\n- never reached\n")
+    desk = write_agent(f"name: desk\nmodel: scripted:{script}\ntools: [ship]\nlimits: {{max_steps: 2}}\n"
+                       "team:\n  specialists: [../helper]\n", TOOLS.replace('os.environ["SIDE_EFFECTS"]',
+                                                                        repr(str(tmp_path / "log"))), name="desk")
+    write_agent("name: helper\nmodel: scripted\n", name="helper")
+    cli("run", str(desk), "Ship A-7", code=1)
+    [run] = json.loads(cli("runs", "list", "--json").stdout)
+    assert (run["status"], run["checkpoint"]) == ("limited", "step 2: save_note failed")
+    assert "at step 2: save_note failed" in cli("runs", "list").stdout
