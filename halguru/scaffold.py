@@ -13,7 +13,7 @@ import yaml
 
 from halguru.agents.spec import NAME_PATTERN, agent_json_schema
 from halguru.config import templates_root
-from halguru.errors import HalguruError
+from halguru.errors import HalguruError, did_you_mean
 from halguru.names import NAME_RULE, name_too_long
 
 SCHEMA_FILE = "agent.schema.json"
@@ -45,7 +45,8 @@ def create_project(name: str, template: str = "basic", parent: Path = Path("."))
         raise HalguruError(f"invalid agent name {name[:20] + '…'!r}: {too_long}")
     templates = {t.name: t for t in list_templates()}
     if template not in templates:
-        raise HalguruError(f"unknown template {template!r}; choose one of: {', '.join(templates)}")
+        raise HalguruError(f"unknown template {template!r}{did_you_mean(template, templates)}; choose one of: "
+                           f"{', '.join(templates)}")
     target = parent / name
     if parent.exists() and not parent.is_dir():
         raise HalguruError(f"--dir {parent}: not a folder (the project is created inside it)")

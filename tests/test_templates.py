@@ -64,3 +64,10 @@ def test_a_teams_tools_are_listed_as_its_lead_gets_them(tmp_path, cli):
     assert rows["handoff_to_writer"]["source"] == "team" and "reason" in rows["handoff_to_writer"]["parameters"][
         "properties"]
     assert "tools: handoff_to_researcher, handoff_to_writer)" in cli("validate", str(project)).stdout
+
+
+def test_a_misspelt_template_is_one_line_with_a_did_you_mean(cli_error, tmp_path):
+    line = cli_error("new", "x", "-t", "asistant", "--dir", str(tmp_path))
+    assert line == ("Error: unknown template 'asistant' (did you mean 'assistant'?); choose one of: assistant, "
+                    "basic, knowledge, team, workflow")
+    assert list(tmp_path.iterdir()) == []
