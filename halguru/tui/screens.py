@@ -189,6 +189,11 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             options.highlighted = max(0, min(options.option_count - 1, options.highlighted + step))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        # The list highlights its first option as it mounts, and on_mount takes that back when the model is
+        # not listed (`scripted:s.yaml`, a .gguf path): that stale event put smollm2 in the field, and Enter
+        # (to change only the temperature) switched the model.
+        if event.option_list.highlighted != event.option_index:
+            return
         self.query_one("#model", Input).value = event.option.id or ""
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

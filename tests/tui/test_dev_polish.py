@@ -333,6 +333,26 @@ async def test_ctrl_o_takes_a_typed_model_and_arrows_still_pick_from_the_list(ca
         await wait_for(pilot, lambda: app.last_answer == "Scripted three.")
 
 
+async def test_ctrl_o_keeps_a_model_that_is_not_listed(write_agent, tmp_path: Path) -> None:
+    """An agent on `scripted:s.yaml` (or a .gguf path, `openai:X`): the dialog opened with the first listed model
+    in the field, so Enter to change only the temperature switched the run to smollm2."""
+    agent = write_agent("name: calc\nmodel: scripted:s.yaml\n", name="calc")
+    (agent / "s.yaml").write_text("- Mine.\n")
+    app = DevApp(agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        own = app.model_name
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        await pilot.pause(0.1)
+        assert app.screen.query_one("#model", Input).value == own
+        app.screen.query_one("#temperature", Input).value = "0.5"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        assert (app.model_name, app.temperature) == (own, 0.5)
+        await type_and_send(pilot, "hi")
+        await wait_for(pilot, lambda: app.last_answer == "Mine.")
+
+
 # -- the sidebar -------------------------------------------------------------------------------------------
 
 
