@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, OptionList, Static, TextArea
 from textual.widgets.option_list import Option, OptionDoesNotExist
@@ -139,10 +139,13 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         Binding("up", "pick(-1)", "previous model", show=False), Binding("down", "pick(1)", "next model", show=False)]
     DEFAULT_CSS = """
     SettingsScreen { align: center middle; }
-    SettingsScreen > Vertical { width: 72; height: auto; max-height: 100%; border: thick $primary;
-                                background: $surface; padding: 0 1; }
+    /* at most the terminal's size (at 60x20 a fixed 72 cut its right side off), scrolled to its buttons */
+    #settings { width: 72; max-width: 100%; height: auto; max-height: 100%; border: thick $primary;
+                background: $surface; padding: 0 1; }
     SettingsScreen OptionList { height: auto; max-height: 8; }
     SettingsScreen Input { margin: 0; }
+    SettingsScreen Horizontal { height: auto; }
+    SettingsScreen Label { width: 1fr; }  /* wrapped on a narrow terminal, not cut */
     SettingsScreen #error { color: $error; }
     """
 
@@ -157,8 +160,8 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
         options = [Option(Text.assemble((name, "bold"), f"  {where}"), id=name) for name, where in self.models]
         if self.per_agent:
             options.insert(0, Option(Text("each agent's own model", style="italic"), id=""))
-        with Vertical():
-            yield Label("model (↑/↓ to pick one, or type a name, a .gguf path or PROVIDER:ARGUMENT)")
+        with VerticalScroll(id="settings"):
+            yield Label("model (↑/↓ or type: a name, a .gguf path or PROVIDER:ARGUMENT)")
             yield OptionList(*options, id="models")
             yield Input(model, id="model")
             yield Label("temperature (0–2, empty: the agent's)")

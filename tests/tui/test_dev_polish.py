@@ -353,6 +353,22 @@ async def test_ctrl_o_keeps_a_model_that_is_not_listed(write_agent, tmp_path: Pa
         await wait_for(pilot, lambda: app.last_answer == "Mine.")
 
 
+async def test_ctrl_o_fits_a_60x20_terminal(calc_agent: Path) -> None:
+    """The dialog was 72 cells wide whatever the terminal: at 60 columns its right border and the end of its
+    lines were cut off, and its buttons were below the screen."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        await pilot.pause(0.1)
+        box = app.screen.query_one("#settings")
+        assert box.region.x >= 0 and box.region.right <= 60 and box.region.bottom <= 20
+        apply = app.screen.query_one("#apply")
+        box.scroll_to_widget(apply, animate=False)
+        await pilot.pause(0.1)
+        assert app.screen.query_one("#settings").region.contains_region(apply.region)
+
+
 # -- the sidebar -------------------------------------------------------------------------------------------
 
 
