@@ -4,6 +4,7 @@ list the runs and copy an id to look at what it did."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -69,3 +70,15 @@ def test_logs_conversation_filter_with_an_unknown_id_is_one_line(cli_error) -> N
     line = cli_error("logs", "-c", "conv_nope")
     assert "no conversation 'conv_nope'" in line and "halguru logs --conversations" in line
     assert "no conversation yet" in cli_error("logs", "-c", "last")
+
+
+def test_conversation_last_is_not_one_that_halguru_test_made(cli, write_agent) -> None:
+    """`halguru test` (or `eval`) after a run: `run -c last` went on with the test's conversation ("My name is
+    Ada."), and `logs conversation last` showed it, though `halguru logs` hides those runs."""
+    agent = write_agent("name: echoer\nmodel: scripted\n")
+    mine = asyncio.run(run_to_result(agent, "my own question", model=ScriptedModel(["mine"])))
+    asyncio.run(run_to_result(agent, "made by halguru test", model=ScriptedModel(["test"]), metadata={"test": True}))
+    assert "my own question" in cli("logs", "conversation", "last").stdout
+    cli("run", str(agent), "and then?", "-c", "last")
+    [latest] = json.loads(cli("logs", "--json", "-n", "1").stdout)
+    assert (latest["input"], latest["conversation_id"]) == ("and then?", mine.conversation_id)

@@ -151,24 +151,33 @@ LAST = "last"
 
 def conversation_reference(store: TraceStore, agent: str, reference: str | None) -> str | None:
     """The conversation id that ``--conversation`` names: an id as given, or ``last``, this agent's most
-    recently active conversation (an error when it has none)."""
+    recently active conversation, not one `halguru test` made (an error when it has none)."""
     if reference != LAST:
         return reference
-    latest = store.list_conversations(1, agent)
-    if not latest:
+    latest = _newest_conversation(store, agent)
+    if latest is None:
         raise HalguruError(f"agent {agent!r} has no conversation yet; leave out --conversation to start one")
-    return latest[0]["id"]
+    return latest
+
+
+def _newest_conversation(store: TraceStore, agent: str | None) -> str | None:
+    """The conversation of the newest run (of ``agent``) that `halguru test` or `eval` did not make: `halguru logs`
+    hides those runs, and `run -c last` after a `halguru test` went on with the test's conversation."""
+    for run in store.list_runs(20, agent, test_runs=False):
+        if run.get("conversation_id") and store.get_conversation(run["conversation_id"]) is not None:
+            return run["conversation_id"]
+    return None
 
 
 def listed_conversation(store: TraceStore, reference: str, agent: str | None = None) -> str:
     """The conversation `halguru logs` is given (``-c``, ``logs conversation``): ``last``, the newest one (this
     agent's, with ``agent``), or an id that is stored; an error otherwise, never a filter that matches nothing."""
     if reference == LAST:
-        newest = store.list_conversations(1, agent)
-        if not newest:
+        newest = _newest_conversation(store, agent)
+        if newest is None:
             of_agent = f" of agent {agent!r}" if agent else ""
             raise HalguruError(f"no conversation{of_agent} yet: `halguru run` or `halguru chat` an agent first")
-        return newest[0]["id"]
+        return newest
     if store.get_conversation(reference) is None and not store.list_runs(1, conversation_id=reference,
                                                                           test_runs=True):
         raise HalguruError(f"no conversation {reference!r}; `halguru logs --conversations` lists them")
