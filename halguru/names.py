@@ -5,7 +5,7 @@ from __future__ import annotations
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # The error messages' wording of NAME_PATTERN (`.` or `.hidden` were told to "use letters, digits, '.'").
-NAME_RULE = "start with a letter or digit, then use letters, digits, '-', '_' or '.'"
+NAME_RULE = "start with an ASCII letter or digit, then use ASCII letters, digits, '-', '_' or '.'"
 # Names reach the store's indexed columns (PostgreSQL refuses an index row over ~2,700 bytes, said as an outage)
 # and the API's routes (an embed URL takes 100); NAME_PATTERN is ASCII, so characters are bytes.
 NAME_MAX = 100

@@ -187,8 +187,8 @@ def test_add_a_bad_url_is_one_line(cli_error, models_file, url):
 @pytest.mark.parametrize("name", ["bad:name", "bad name!", ".hidden", "a/b", ""])
 def test_add_an_invalid_name_is_one_line(cli_error, models_file, name):
     line = cli_error("models", "add", name, "--openai-base-url", "http://127.0.0.1:1/v1")
-    assert line == (f"Error: invalid model name {name!r}: start with a letter or digit, then use letters, digits, "
-                    "'-', '_' or '.'")
+    assert line == (f"Error: invalid model name {name!r}: start with an ASCII letter or digit, then use ASCII "
+                    "letters, digits, '-', '_' or '.'")
     assert not models_file.exists()
 
 

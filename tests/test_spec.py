@@ -64,12 +64,13 @@ def test_a_float_setting_that_is_not_a_number_says_so(write_agent, setting, line
     assert f"{line}: must be a number, not .nan or .inf" in str(info.value)
 
 
-@pytest.mark.parametrize("name", [".", ".hidden", "_x"])
+@pytest.mark.parametrize("name", [".", ".hidden", "_x", "Café"])
 def test_a_new_agent_name_must_start_with_a_letter_or_digit(cli_error, name, tmp_path):
-    """`halguru new .hidden` was told to "use letters, digits, '-', '_' or '.'", which it did."""
+    """`halguru new .hidden` was told to "use letters, digits, '-', '_' or '.'", which it did; `halguru new Café`
+    too: é is a letter to whoever typed it."""
     line = cli_error("new", name, "--dir", str(tmp_path))
-    assert line == f"Error: invalid agent name {name!r}: start with a letter or digit, then use letters, digits, " \
-                   "'-', '_' or '.'"
+    assert line == f"Error: invalid agent name {name!r}: start with an ASCII letter or digit, then use ASCII " \
+                   "letters, digits, '-', '_' or '.'"
 
 
 def test_unknown_tool_names_its_line_and_the_choices(write_agent):
