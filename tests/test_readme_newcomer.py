@@ -230,3 +230,21 @@ def test_validate_warns_when_tool_choice_required_has_no_tool_to_call(halguru_cm
                                    "tools, so the model just answers; list some in tools: or use auto")
     (agent / "agent.yaml").write_text("name: tc\nmodel: scripted\ntool_choice: required\ntools: [calculator]\n")
     assert _run(halguru_cmd, subprocess_env, "validate", str(agent)).stderr == ""
+
+
+@pytest.mark.parametrize("variable", ["HALGURU_LLAMA_N_CTX", "HALGURU_LLAMA_N_CTX_FILE"])
+def test_config_set_says_when_the_environment_wins_over_it(halguru_cmd, subprocess_env, tmp_path: Path, variable):
+    """`config set llama_n_ctx 8192` said `Set llama_n_ctx = 8192` while HALGURU_LLAMA_N_CTX=2048 kept the value
+    at 2048: the user was told it changed, and it had not."""
+    value = "2048"
+    if variable.endswith("_FILE"):
+        (tmp_path / "n_ctx").write_text("2048\n", encoding="utf-8")
+        value = str(tmp_path / "n_ctx")
+    env = {**subprocess_env, variable: value}
+    proc = _run(halguru_cmd, env, "config", "set", "llama_n_ctx", "8192")
+    assert proc.returncode == 0 and proc.stdout.startswith("Set llama_n_ctx = 8192 in ")
+    assert proc.stderr.strip().splitlines() == [
+        f"Warning: {variable} is set, and the environment wins over config.toml: llama_n_ctx stays 2048 "
+        f"until you unset {variable}"]
+    quiet = _run(halguru_cmd, subprocess_env, "config", "set", "llama_n_ctx", "4096")
+    assert quiet.returncode == 0 and quiet.stderr == ""

@@ -39,9 +39,27 @@ def set_(
 
         set_default_model(value)
         typer.echo(f"Set {key} = {value} in {config_path()}")
+    else:
+        stored = set_config_value(key, value)
+        typer.echo(f"Set {key} = {shown(key, stored)} in {config_path()}")
+    _say_if_the_environment_wins(key)
+
+
+def _say_if_the_environment_wins(key: str) -> None:
+    """A variable set for ``key`` keeps its value whatever config.toml says: said, or `Set KEY = V` read as
+    done while the value stayed."""
+    from halguru.config import config_items, setting_source
+    from halguru.errors import HalguruError
+
+    source = setting_source(key)
+    if not source.startswith("HALGURU_"):
         return
-    stored = set_config_value(key, value)
-    typer.echo(f"Set {key} = {shown(key, stored)} in {config_path()}")
+    try:
+        stays = f"{key} stays {next(v for k, v, _ in config_items() if k == key)}"
+    except HalguruError as exc:  # the variable's own value is refused: the next command says so, as here
+        stays = f"{key} stays unusable ({exc})"
+    typer.echo(f"Warning: {source} is set, and the environment wins over config.toml: {stays} until you unset "
+               f"{source}", err=True)
 
 
 @app.command()
@@ -51,6 +69,7 @@ def unset(key: str = typer.Argument(..., help="A setting from `halguru config sh
 
     if unset_config_value(key):
         typer.echo(f"{key} removed from {config_path()}")
+        _say_if_the_environment_wins(key)
     else:
         typer.echo(f"{key} is not set in {config_path()}; nothing to remove")
 
