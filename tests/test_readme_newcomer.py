@@ -248,3 +248,11 @@ def test_config_set_says_when_the_environment_wins_over_it(halguru_cmd, subproce
         f"until you unset {variable}"]
     quiet = _run(halguru_cmd, subprocess_env, "config", "set", "llama_n_ctx", "4096")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_models_default_says_when_halguru_default_model_wins_over_it(halguru_cmd, subprocess_env):
+    proc = _run(halguru_cmd, {**subprocess_env, "HALGURU_DEFAULT_MODEL": "scripted"}, "models", "default", "smollm2")
+    assert proc.returncode == 0 and proc.stdout.startswith("Default model is now smollm2 ")
+    assert proc.stderr.strip().splitlines() == [
+        "Warning: HALGURU_DEFAULT_MODEL is set, and the environment wins over config.toml: default_model stays "
+        "scripted until you unset HALGURU_DEFAULT_MODEL"]

@@ -42,10 +42,10 @@ def set_(
     else:
         stored = set_config_value(key, value)
         typer.echo(f"Set {key} = {shown(key, stored)} in {config_path()}")
-    _say_if_the_environment_wins(key)
+    say_if_the_environment_wins(key)
 
 
-def _say_if_the_environment_wins(key: str) -> None:
+def say_if_the_environment_wins(key: str) -> None:
     """A variable set for ``key`` keeps its value whatever config.toml says: said, or `Set KEY = V` read as
     done while the value stayed."""
     from halguru.config import config_items, setting_source
@@ -69,7 +69,7 @@ def unset(key: str = typer.Argument(..., help="A setting from `halguru config sh
 
     if unset_config_value(key):
         typer.echo(f"{key} removed from {config_path()}")
-        _say_if_the_environment_wins(key)
+        say_if_the_environment_wins(key)
     else:
         typer.echo(f"{key} is not set in {config_path()}; nothing to remove")
 

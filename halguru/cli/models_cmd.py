@@ -92,8 +92,11 @@ def default(name: str | None = typer.Argument(None, help="A model name or refere
     if name is None:
         typer.echo(default_model())
         return
+    from halguru.cli.config_cmd import say_if_the_environment_wins
+
     entry = set_default_model(name)
     typer.echo(f"Default model is now {name} ({entry.provider}, {entry.source}).")
+    say_if_the_environment_wins("default_model")  # HALGURU_DEFAULT_MODEL keeps the old one
 
 
 @app.command("set-key")
