@@ -140,8 +140,24 @@ def test_a_503_while_draining_is_retried_until_the_server_takes_the_message(tmp_
     server = serve()
     conversation = httpx.post(f"{server.url}/v1/conversations", json={"agent": "echo"},
                               headers={"Authorization": f"Bearer {(key := api_key())}"}).json()["id"]
-    server.state.lifecycle.stopping = True  # draining: no new runs
-    threading.Timer(0.5, lambda: setattr(server.state.lifecycle, "stopping", False)).start()
+    lifecycle, refused = server.state.lifecycle, threading.Event()
+
+    class Draining(type(lifecycle)):  # type: ignore[misc]
+        """Draining until it has refused a message, then for 0.5 s more: node's start can outlast any timer."""
+
+        @property
+        def stopping(self) -> bool:
+            if not refused.is_set():
+                refused.set()
+                threading.Timer(0.5, lambda: setattr(lifecycle, "__class__", Plain)).start()
+            return True
+
+        @stopping.setter
+        def stopping(self, value: bool) -> None:
+            pass
+
+    Plain = type(lifecycle)
+    lifecycle.__class__ = Draining
     ran = _node(out, """async () => {
       const [url, key, id] = args, retries = [];
       const api = C.halguru(url, key, { maxWait: 1,
