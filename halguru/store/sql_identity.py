@@ -83,11 +83,15 @@ class IdentityMixin(SQLBase):
         return _user(rows[0]) if rows else None
 
     def list_users(self, limit: int | None = None, *, after: tuple[float, str] | None = None,
-                   text: str | None = None) -> list[UserRecord]:
+                   text: str | None = None, locked_after: float | None = None) -> list[UserRecord]:
         """Oldest first (``created, id``): all of them, or ``limit`` from ``after`` (the last row's
         ``(created, id)``: a keyset, so a user created between two pages is neither repeated nor skipped).
-        ``text``: only those whose email or name holds it (any case)."""
+        ``text``: only those whose email or name holds it (any case); ``locked_after``: only those locked until
+        after that time (the console's security page, without reading every account)."""
         clauses, params = after_position(after, "created", "id", oldest_first=True)
+        if locked_after is not None:
+            clauses.append("locked_until > ?")
+            params.append(locked_after)
         if text:
             pattern = like_pattern(text)
             clauses.append(f"({self.FOLD.format('email')} LIKE ? ESCAPE '\\' OR "

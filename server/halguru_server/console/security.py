@@ -42,7 +42,10 @@ def _second_factor(state: ServerState, since: float) -> list[dict[str, Any]]:
               if e["action"] in SECOND_FACTOR]
     events += [(e, "recovery_code_sign_in") for e in store.list_audit(2000, action="auth.sign_in", since=since)
                if e["details"].get("factor") == "recovery_code"]
-    emails = {u["id"]: u["email"] for u in store.list_users() if u["email"]}
+    emails = {}  # the events' own accounts: reading every account cost 0.5 s a view with 20,000
+    for target in {e["target"] for e, _ in events}:
+        if (user := store.get_user(target)) is not None and user["email"]:
+            emails[target] = user["email"]
     return [{"at": e["time"], "event": event, "user": emails.get(e["target"], e["target"]), "actor": e["actor"],
              "address": e["address"]} for e, event in sorted(events, key=lambda found: -found[0]["seq"])]
 
@@ -55,7 +58,7 @@ def report(state: ServerState, app: Any, days: int = 7, unused_days: int = 30) -
                "locked": bool(e["details"].get("locked"))}
               for e in state.store.list_audit(500, action="auth.sign_in_failed", since=since)]
     locked = [{"user": u["id"], "email": u["email"], "until": u["locked_until"], "failures": u["failed_logins"]}
-              for u in state.store.list_users() if u["locked_until"] and u["locked_until"] > now]
+              for u in state.store.list_users(locked_after=now)]
     counted = denials.of(app).since(int(since // 86400))
     by_who: Counter[tuple[str, str, int]] = Counter()
     for (_, status, principal, route), n in counted:
