@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, WebSocketRoute
 
+from halguru.api_schemas import ErrorBody
 from halguru_server.bodies import guard_first
 from halguru_server.identity.guards import guards_in
 
@@ -64,6 +65,44 @@ def add_plugin_routes(app: FastAPI) -> None:
                 continue  # nothing of it can be reached: left out (and out of /openapi.json)
             app.router.routes.append(item)
             owners[id(item)] = "halguru" if builtin else plugin
+    _document_guards(app)
+
+
+def _document_guards(app: FastAPI) -> None:
+    """Declare in /openapi.json the 401 and 403 a plugin's guarded route answers (``require(...)``: no key, a role
+    without the permission), as halguru's own routes declare theirs: /swagger showed only its 200 and 422."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        paths, documented = schema.get("paths", {}), False
+        for item in app.router.routes:
+            for route in _routes_of(item):
+                guards = [g for g in guards_in(getattr(route, "dependant", None)) if g.permission is not None]
+                if not guards or getattr(_original(route), "halguru_plugin", None) is None:
+                    continue
+                codes = (403,) if all(g.anonymous for g in guards) else (401, 403)
+                for method in set(getattr(route, "methods", None) or ()) - {"HEAD"}:
+                    operation = paths.get(str(route.path), {}).get(method.lower())
+                    if operation is None:
+                        continue
+                    answers = operation.setdefault("responses", {})
+                    for code in codes:
+                        answers.setdefault(str(code), {"description": _ERRORS[code], "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+                        documented = True
+        if documented:
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            if "ErrorBody" not in schemas:
+                body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(body.pop("$defs", {}))
+                schemas["ErrorBody"] = body
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_ERRORS = {401: "unauthorized", 403: "forbidden"}
 
 
 def _middleware_name(layer: Any) -> str:

@@ -168,6 +168,19 @@ def test_a_keyless_plugin_route_under_v1_is_said_and_require_guards_one(client, 
     assert client.get("/v1/acme/me").status_code == 401  # a router's guard counts too
 
 
+def test_a_guarded_plugin_route_s_401_and_403_are_in_the_openapi_document(client):
+    """/swagger showed a plugin's `Depends(require(...))` route as answering 200 and 422 only: its 401 (no key)
+    and 403 (a role without the permission) were undocumented, unlike halguru's own routes' 401."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/v1/plugin-guarded", "/v1/acme/me"):  # a route's own guard, and its router's
+        answers = paths[path]["get"]["responses"]
+        assert answers["401"] == {"description": "unauthorized", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        assert answers["403"]["description"] == "forbidden"
+    assert "401" not in paths["/v1/plugin-thing"]["get"]["responses"]  # a keyless route answers no 401
+    assert "ErrorBody" in client.get("/openapi.json").json()["components"]["schemas"]
+
+
 def test_a_plugin_whose_routes_hook_raises_gives_no_routes_nor_middleware(client, capsys):
     """Its /half/ok answered 200 after the warning said it was skipped."""
     warnings = plugin_warnings(capsys.readouterr().err)
