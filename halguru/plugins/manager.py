@@ -18,6 +18,7 @@ lists what was skipped, for ``halguru plugins``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -152,19 +153,20 @@ def _load(pm: pluggy.PluginManager, name: str, load: Callable[[], object], built
     if name in _FAILURES:
         return
     started = time.perf_counter()
-    try:
-        pm.register(load(), name=name)
-    except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
-        # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
-        _warn(name, f"failed to load ({_why_not_loaded(exc)})")
-        return
-    if not _hooks_are_plain(pm, name):
-        return
-    _warn_unknown_hooks(pm, name)
-    _guard_hooks(pm, name)
-    if not builtin and not _registers_cleanly(pm, name):
-        return  # skipped now, whatever a command asks for first (the tools of a plugin whose models
-        # hook raised were listed by `halguru tools`, then missing from the run that needed them)
+    with _prints_to_stderr(not builtin):
+        try:
+            pm.register(load(), name=name)
+        except (Exception, SystemExit) as exc:  # a broken plugin fails alone (ImportError, SyntaxError, a bad
+            # hookimpl, sys.exit() at import: an argparse app run on import); Ctrl-C still stops halguru
+            _warn(name, f"failed to load ({_why_not_loaded(exc)})")
+            return
+        if not _hooks_are_plain(pm, name):
+            return
+        _warn_unknown_hooks(pm, name)
+        _guard_hooks(pm, name, builtin)
+        if not builtin and not _registers_cleanly(pm, name):
+            return  # skipped now, whatever a command asks for first (the tools of a plugin whose models
+            # hook raised were listed by `halguru tools`, then missing from the run that needed them)
     if builtin:
         _BUILTIN_ENTRY_POINTS.add(name)
     elif (took := time.perf_counter() - started) >= SLOW_LOAD_S:
@@ -328,11 +330,18 @@ def _registers_cleanly(pm: pluggy.PluginManager, name: str) -> bool:
     return True
 
 
-def _guard_hooks(pm: pluggy.PluginManager, name: str) -> None:
+def _prints_to_stderr(third_party: bool) -> contextlib.AbstractContextManager[object]:
+    """What a third-party plugin prints as it loads or registers (a banner at import, a debug line in a hook) goes
+    to stderr: halguru's stdout is data (`--json`, a pipe, the MCP server's stdio protocol), and such a line broke
+    it. Built-in plugins print nothing, and their hooks may run while a thread writes to stdout: left alone."""
+    return contextlib.redirect_stdout(sys.stderr) if third_party else contextlib.nullcontext()
+
+
+def _guard_hooks(pm: pluggy.PluginManager, name: str, builtin: bool) -> None:
     """Wrap each hook of plugin ``name`` so that one that raises is skipped with a warning naming it."""
     for hook, impl in _own_hooks(pm, name):
         # HookImpl.function is typed Final, but pluggy calls whatever it holds: swap in the guard.
-        setattr(impl, "function", _guarded(name, hook, impl.function))  # noqa: B010
+        setattr(impl, "function", _guarded(name, hook, impl.function, builtin))  # noqa: B010
 
 
 def _own_hooks(pm: pluggy.PluginManager, name: str) -> list[tuple[str, Any]]:
@@ -342,11 +351,12 @@ def _own_hooks(pm: pluggy.PluginManager, name: str) -> list[tuple[str, Any]]:
             if impl.plugin_name == name and not (impl.hookwrapper or impl.wrapper)]
 
 
-def _guarded(name: str, hook: str, function: Callable[..., object]) -> Callable[..., object]:
+def _guarded(name: str, hook: str, function: Callable[..., object], builtin: bool) -> Callable[..., object]:
     @functools.wraps(function)
     def call(*args: object, **kwargs: object) -> object:
         try:
-            return function(*args, **kwargs)
+            with _prints_to_stderr(not builtin):
+                return function(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # sys.exit() in a hook skips the plugin, not halguru; Ctrl-C stops it
             _warn(name, str(exc) if isinstance(exc, RegistrationError)
                   else f"its {hook} hook raised {exception_line(exc)}")
