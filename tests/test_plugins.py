@@ -147,9 +147,13 @@ def test_plugin_tool_runs(halguru, write_agent, tmp_path):
 
 
 def test_empty_load_plugins_hides_the_plugin(halguru, write_agent):
-    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="").stdout)}
+    report = json.loads(halguru("plugins", "--json", load="").stdout)
+    infos = {i["name"] for i in report if "skipped" not in i}
     assert "example" not in infos
     assert set(BUILTINS) <= infos  # built-ins always load
+    # listed as left out, not as if uninstalled
+    assert {"name": "example", "package": "halguru-example-plugin",
+            "skipped": "not loaded: HALGURU_LOAD_PLUGINS does not name it"} in report
 
     missing = halguru("hello", load="", code=2)
     assert "hello from example" not in missing.stdout
@@ -169,7 +173,8 @@ def test_load_plugins_naming_the_plugin_keeps_it(halguru):
     infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="example").stdout)}
     assert "example" in infos
     # Another name leaves it out.
-    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="someother").stdout)}
+    infos = {i["name"] for i in json.loads(halguru("plugins", "--json", load="someother").stdout)
+             if "skipped" not in i}
     assert "example" not in infos
 
 

@@ -77,6 +77,9 @@ _TEST_PLUGINS: dict[str, ModuleType] = {}
 _FAILURES: dict[str, str] = {}
 # (entry point name, distribution, why) of each entry point skipped because its name was taken
 _NAME_TAKEN: list[tuple[str, str, str]] = []
+# entry point name -> its distribution, of each third-party plugin HALGURU_LOAD_PLUGINS leaves out: `halguru
+# plugins` lists it (it vanished from the list, as if uninstalled)
+_LEFT_OUT: dict[str, str | None] = {}
 
 
 def _warn(name: str, reason: str) -> None:
@@ -123,6 +126,7 @@ def _plugin_manager() -> pluggy.PluginManager:
         found.add(ep.name)
         builtin = _is_own(ep)
         if not builtin and allowed is not None and ep.name not in allowed:
+            _LEFT_OUT.setdefault(ep.name, ep.dist.name if ep.dist is not None else None)
             continue
         dist = OWN_DISTRIBUTION if builtin else ep.dist.name if ep.dist is not None else "an unknown distribution"
         if ep.name in owners:  # a name is its first plugin's, halguru's own first: never a silent stand-in
@@ -420,6 +424,7 @@ def _forget_loaded() -> None:
         _plugin_manager.cache_clear()
         _FAILURES.clear()
         _NAME_TAKEN.clear()
+        _LEFT_OUT.clear()
         _SAID.clear()
         _ASKED.clear()
         for module_name, attribute in _PLUGIN_CACHES:
@@ -456,4 +461,6 @@ def plugin_report() -> list[dict[str, Any]]:
     for name, reason in plugin_failures().items():
         report.append({"name": name, "package": _DISTRIBUTIONS.get(name, (None, None))[0], "skipped": reason})
     report += [{"name": name, "package": dist, "skipped": why} for name, dist, why in _NAME_TAKEN]
+    report += [{"name": name, "package": dist, "skipped": "not loaded: HALGURU_LOAD_PLUGINS does not name it"}
+               for name, dist in _LEFT_OUT.items()]
     return report
