@@ -360,13 +360,27 @@ def _guarded(name: str, hook: str, function: Callable[..., object], builtin: boo
     def call(*args: object, **kwargs: object) -> object:
         try:
             with _prints_to_stderr(not builtin):
-                return function(*args, **kwargs)
+                given = function(*args, **kwargs)
+            if given is not None:  # `return [tool]`, `return router`: nothing was registered, and nothing said
+                warn_once(f"plugin {name!r}: its {hook} hook returned {_a(type(given).__name__)}, which halguru "
+                          f"ignores: {_INSTEAD.get(hook, 'call register(...) for each thing instead')}")
+            return None
         except (Exception, SystemExit) as exc:  # sys.exit() in a hook skips the plugin, not halguru; Ctrl-C stops it
             _warn(name, str(exc) if isinstance(exc, RegistrationError)
                   else f"its {hook} hook raised {exception_line(exc)}")
             return None
 
     return call
+
+
+# What a hook that returned something should have done instead (a registration hook: call register).
+_INSTEAD = {"register_commands": "add it to cli instead (@cli.command(), cli.add_typer(...))",
+            "register_routes": "add it to app instead (app.include_router(router), @app.get(...))"}
+
+
+def _a(noun: str) -> str:
+    """``a list``, ``an APIRouter``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def plugin_failures() -> dict[str, str]:
