@@ -270,12 +270,24 @@ def _user_text(state: ServerState, messages: list[Message]) -> str:
     """The run's input: the request's last message, a user's, not blank and within the input limits."""
     if messages[-1].role != "user":
         raise ApiError(400, "messages: the last message must be from the user, or the results of the tool calls "
-                            "the last answer asked for", param="messages")
+                            f"the last answer asked for; {_why_not_last(messages[-1])}", param="messages")
     text = messages[-1].content
     if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
         raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
     service.check_input(state, text, f"messages.{len(messages) - 1}.content")
     return text
+
+
+def _why_not_last(message: Message) -> str:
+    """Why a request may not end with ``message`` (not a user's, nor a tool result), and what to send instead."""
+    if message.tool_calls:
+        ids = ", ".join(c.id for c in message.tool_calls)
+        return f"it asks for tool calls: send its tool calls' results (role: tool, tool_call_id {ids}) after it"
+    if message.role == "assistant":  # a prefill: the model's own answer started by the client
+        return ("it is the assistant's, and an agent does not continue a prefilled answer (its run answers the "
+                "user's message afresh): put that text in the user's message, or leave it out")
+    return ("it is a system (or developer) message after the user's, which an agent's run cannot place after its "
+            "input: send it before the last user message")
 
 
 def _paused(run_id: str, events: list[Any]) -> str:
