@@ -71,22 +71,39 @@ def json_type(content_type: str) -> bool:
 def _field(errors: list[Any]) -> str | None:
     """The request field the first validation error is about (``messages.0.content``), None for the whole body;
     without the names pydantic gives the members of a union (``constrained-str``, ``list[constrained-str]``)."""
-    where = ".".join(str(p) for p in _first(errors).get("loc", ())
-                     if p != "body" and not (isinstance(p, str) and ("[" in p or "-" in p))) if errors else ""
+    where = ".".join(str(p) for p in _first(errors).get("loc", ()) if p != "body" and not _member(p)) \
+        if errors else ""
     return where or None
+
+
+def _member(part: Any) -> bool:
+    """Whether a place in an error's ``loc`` is the name pydantic gives a union's member: a type's (``str``,
+    ``literal['none','auto']``, ``list[dict[str,any]]``, ``constrained-str``) or a model's (``NamedToolChoice``);
+    request fields are lower case."""
+    return isinstance(part, str) and ("[" in part or "-" in part or part[:1].isupper()
+                                      or part in ("str", "int", "float", "bool"))
+
+
+def _mismatch(error: Any) -> bool:
+    """An error saying the value is not of a union member's kind at all (it is of another's, maybe)."""
+    kind = str(error.get("type", ""))
+    return kind.endswith("_type") or kind == "literal_error"
 
 
 def _first(errors: list[Any]) -> Any:
     """The error to report: of a union's members (``stop``: a string or a list of them), the one the value is of
-    the right type for says what is wrong with it ("at most 4 items"), not the one it is not ("a valid string")."""
+    the right kind for says what is wrong with it ("at most 4 items", "tool_choice.function: Field required",
+    "content.0: a valid dictionary"), not the one it is not ("a valid string", "'none', 'auto' or 'required'")."""
     def field(error: Any) -> tuple[Any, ...]:  # the place up to the union member's name
         loc = tuple(error.get("loc", ()))
-        return next((loc[:i] for i, p in enumerate(loc) if isinstance(p, str) and ("[" in p or "-" in p)), loc)
+        return next((loc[:i] for i, p in enumerate(loc) if _member(p)), loc)
 
     head = errors[0]
-    if str(head.get("type", "")).endswith("_type"):
-        return next((e for e in errors if field(e) == field(head) and not str(e.get("type", "")).endswith("_type")),
-                    head)
+    if _mismatch(head):
+        same = [e for e in errors if field(e) == field(head)]
+        # inside a member (past its name): the value has that member's shape, and this is what is wrong in it
+        inside = [e for e in same if len(e.get("loc", ())) > len(field(e)) + 1]
+        return next(iter(inside), next((e for e in same if not _mismatch(e)), head))
     return head
 
 

@@ -26,3 +26,23 @@ def test_an_answer_to_continue_or_a_system_message_last_is_a_400_saying_why(open
         assert said in body["message"], body
     assert openai_client.server.state.store.list_runs() == []  # nothing ran, no conversation was started
     assert openai_client.server.state.store.list_conversations() == []
+
+
+def test_a_value_of_a_unions_shape_is_told_what_is_wrong_inside_it(openai_client) -> None:
+    """A tool_choice in the Responses API's shape (``{"type": "function", "name": ...}``, which clients written for
+    both send) was told "Input should be 'none', 'auto' or 'required'", and content sent as a list of strings
+    "messages.0.content.str: Input should be a valid string": the union's first member, and its name as the
+    field. The member whose shape the value has says what is wrong in it."""
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    for extra, param, said in (
+            ({"tools": tools, "tool_choice": {"type": "function", "name": "f"}}, "tool_choice.function",
+             "tool_choice.function: Field required"),
+            ({"messages": [{"role": "user", "content": ["hi"]}]}, "messages.0.content.0",
+             "messages.0.content.0: Input should be a valid dictionary"),
+            ({"tool_choice": "any"}, "tool_choice", "tool_choice: Input should be 'none', 'auto' or 'required'"),
+            ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content",
+             "messages.0.content: Input should be a valid string")):
+        request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **extra}
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            openai_client.chat.completions.create(**request)
+        assert (refused.value.body["param"], refused.value.body["message"]) == (param, said), refused.value.body
