@@ -71,12 +71,15 @@ def _text(content: str | list[dict[str, Any]] | None, where: str, role: str) -> 
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
-    for part in content:
+    for j, part in enumerate(content):  # the part at fault is named, as the Responses endpoint names it
         kind = part.get("type")
         if kind not in ("text", "refusal") or (kind == "refusal" and role != "assistant"):
-            raise ApiError(400, f"content part type {kind!r} is not supported; send text", param=where)
+            at = f"{where}.{j}.type"
+            raise ApiError(400, f"{at}: content part type {kind!r} is not supported: this endpoint takes text "
+                                "parts only (no images, audio or files); send text", param=at)
         if not isinstance(part.get(kind), str):  # a number or an object was echoed back as its repr
-            raise ApiError(400, f"a {kind} content part's {kind!r} must be a string", param=where)
+            raise ApiError(400, f"{where}.{j}.{kind}: a {kind} content part's {kind!r} must be a string",
+                           param=f"{where}.{j}.{kind}")
         parts.append(part[kind])
     return "".join(parts)
 

@@ -46,3 +46,22 @@ def test_a_value_of_a_unions_shape_is_told_what_is_wrong_inside_it(openai_client
         with pytest.raises(openai.UnprocessableEntityError) as refused:
             openai_client.chat.completions.create(**request)
         assert (refused.value.body["param"], refused.value.body["message"]) == (param, said), refused.value.body
+
+
+def test_a_content_part_this_endpoint_cannot_read_is_named_with_its_place(openai_client) -> None:
+    """An image, audio or file part was "content part type 'image_url' is not supported; send text" with the
+    message's content as the param: which part of a long list, and that no image is read, went unsaid."""
+    text = {"type": "text", "text": "what is this?"}
+    for part, param, said in (({"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                               "messages.1.content.1.type", "text parts only (no images, audio or files)"),
+                              ({"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}},
+                               "messages.1.content.1.type", "'input_audio' is not supported"),
+                              ({"type": "text", "text": {"value": "x"}}, "messages.1.content.1.text",
+                               "must be a string")):
+        messages = [{"role": "system", "content": "s"}, {"role": "user", "content": [text, part]}]
+        with pytest.raises(openai.BadRequestError) as refused:
+            openai_client.chat.completions.create(model="echo", messages=messages)
+        body = refused.value.body
+        assert body["param"] == param and said in body["message"], body
+        assert body["message"].startswith(param), body
+    assert openai_client.server.state.store.list_runs() == []
