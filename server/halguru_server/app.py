@@ -219,7 +219,9 @@ def _swagger(app: FastAPI) -> None:
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     from halguru_server.identity.guards import public
+    from halguru_server.openapi_security import document_security
 
+    document_security(app)  # the Authorize button, and a lock on each route that takes a key
     assets = str(files("fastapi_offline") / "static")
     app.mount("/swagger-assets", StaticFiles(directory=assets), name="swagger-assets")
 

@@ -49,7 +49,7 @@ def add_plugin_routes(app: FastAPI) -> None:
                 guard_first(route, served_directly=directly)
                 if not builtin:
                     route.halguru_plugin = plugin  # type: ignore[attr-defined]  # its errors' log line names it
-            routes, dead = _routes_of(item), 0
+            routes, dead = routes_of(item), 0
             for route in routes:
                 where = _describe(route)
                 taken = _answered_by(route, app.router.routes)
@@ -77,9 +77,9 @@ def _document_guards(app: FastAPI) -> None:
         schema = build()
         paths, documented = schema.get("paths", {}), False
         for item in app.router.routes:
-            for route in _routes_of(item):
+            for route in routes_of(item):
                 guards = [g for g in guards_in(getattr(route, "dependant", None)) if g.permission is not None]
-                if not guards or getattr(_original(route), "halguru_plugin", None) is None:
+                if not guards or getattr(original_route(route), "halguru_plugin", None) is None:
                     continue
                 codes = (403,) if all(g.anonymous for g in guards) else (401, 403)
                 for method in set(getattr(route, "methods", None) or ()) - {"HEAD"}:
@@ -121,7 +121,7 @@ def _api_routes(item: Any, directly: bool = True) -> Iterator[tuple[APIRoute, bo
         yield from _api_routes(route, directly=False)
 
 
-def _routes_of(item: BaseRoute) -> list[Any]:
+def routes_of(item: BaseRoute) -> list[Any]:
     """The routes ``item`` serves: itself, or each route of an included router as served (its prefix and
     dependencies applied; FastAPI >= 0.120 keeps an included router as one item)."""
     try:
@@ -135,7 +135,7 @@ def _answered_by(route: Any, routes: list[BaseRoute]) -> BaseRoute | None:
     """The first of ``routes`` that takes a request meant for ``route`` (Starlette serves the first full match),
     for any of its methods but HEAD; None when every request of it reaches it."""
     path = _sample_path(route)
-    if isinstance(_original(route), WebSocketRoute):
+    if isinstance(original_route(route), WebSocketRoute):
         scopes = [{"type": "websocket", "path": path}]
     else:
         methods = set(getattr(route, "methods", None) or {"GET"})
@@ -149,7 +149,7 @@ def _answered_by(route: Any, routes: list[BaseRoute]) -> BaseRoute | None:
 
 def _sample_path(route: Any) -> str:
     """A path ``route`` answers: its template with each parameter given a value of its type."""
-    if isinstance(_original(route), Mount):
+    if isinstance(original_route(route), Mount):
         return f"{route.path}/x"
     template = str(getattr(route, "path", "/"))
     convertors: dict[str, Any] = getattr(route, "param_convertors", {})
@@ -161,7 +161,7 @@ def _sample_path(route: Any) -> str:
     return template
 
 
-def _original(route: Any) -> Any:
+def original_route(route: Any) -> Any:
     """The route a FastAPI route context stands for (the route itself otherwise)."""
     return getattr(route, "original_route", route)
 
@@ -184,9 +184,9 @@ def _guarded(route: Any) -> bool:
 def _describe(route: Any) -> str:
     """``GET /acme/ok`` (methods but HEAD), ``WEBSOCKET /ws``, ``MOUNT /files``."""
     path = str(getattr(route, "path", "?"))
-    if isinstance(_original(route), Mount):
+    if isinstance(original_route(route), Mount):
         return f"MOUNT {path}"
-    if isinstance(_original(route), WebSocketRoute):
+    if isinstance(original_route(route), WebSocketRoute):
         return f"WEBSOCKET {path}"
     methods = set(getattr(route, "methods", None) or {"GET"})
     return f"{','.join(sorted(methods - {'HEAD'} or methods))} {path}"

@@ -190,6 +190,22 @@ def test_swagger_and_openapi_are_served(client: httpx.Client) -> None:
             "/v1/chat/completions", "/v1/models"} <= set(paths)
 
 
+def test_openapi_says_which_routes_take_a_key_so_swagger_can_send_one(client: httpx.Client) -> None:
+    """/openapi.json declared no security scheme: /swagger had no Authorize button, so no guarded route could be
+    tried from it, and generated clients did not know a key was needed."""
+    document = client.get("/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer") and "halguru keys create" in scheme["description"]
+    paths = document["paths"]
+    assert paths["/v1/agents"]["get"]["security"] == [{"bearer": []}]
+    assert paths["/v1/chat/completions"]["post"]["security"] == [{"bearer": []}]
+    assert paths["/chat/api/conversations"]["get"]["security"] == [{}, {"bearer": []}]  # web chat visitors too
+    public = [(path, method) for path, item in paths.items() for method, operation in item.items()
+              if "security" not in operation]
+    assert {("/healthz", "get"), ("/readyz", "get")} <= set(public)  # what a load balancer calls: no key
+    assert all(not path.startswith(("/v1/", "/admin/")) for path, _ in public), public
+
+
 def test_a_second_message_while_one_is_answered_is_a_409_and_then_goes_through(client: httpx.Client) -> None:
     """Two turns at once in one conversation read the same history and neither answer saw the other."""
     conv = new_conversation(client, "slow")

@@ -177,4 +177,8 @@ def test_swagger_renders_offline_from_the_apps_own_files(serve, browser) -> None
     expect(page.locator(".opblock").first).to_be_visible(timeout=WAIT_MS)
     assert page.locator(".opblock").count() > 10
     assert page.get_by_text("/v1/conversations/{conversation_id}/messages", exact=True).count() >= 1
+    page.locator(".btn.authorize").click()  # a key can be given once, for every route that takes one
+    page.locator(".modal-ux input").fill("hg_example")
+    page.locator(".modal-ux .btn.authorize").click()
+    expect(page.locator(".modal-ux .btn-done")).to_be_visible(timeout=WAIT_MS)
     assert elsewhere == []
