@@ -9,6 +9,9 @@ written is drawn again as text arrives.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from markdown_it import MarkdownIt
 from rich.console import Console, ConsoleOptions, RenderResult
 from textual.app import ComposeResult
@@ -22,17 +25,22 @@ from halguru.markdown_rows import markdown_rows, row_segments
 
 FREEZE = 1000  # characters of the live part from which its finished blocks are drawn for good (rich draws the
 # live part again at each flush)
+PACE = 4  # the live part is drawn again no sooner than PACE times what its last drawing cost: one block that
+# does not end (a 50 KB code block or table) took 1.7 s to draw, 15 times a second, and the app never caught up
 
 
 class _Blocks:
     """Markdown blocks as rich draws them, without the blank lines around them; ``gap``: one blank line before
     (the one Markdown puts between two blocks)."""
 
-    def __init__(self, text: str, gap: bool) -> None:
-        self.text, self.gap = text, gap
+    def __init__(self, text: str, gap: bool, spent: Callable[[float], None] | None = None) -> None:
+        self.text, self.gap, self.spent = text, gap, spent
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        started = time.perf_counter()
         rows = markdown_rows(console, self.text, options)
+        if self.spent is not None:
+            self.spent(time.perf_counter() - started)
         if rows:
             yield from row_segments([[]] * self.gap + rows)
 
@@ -99,16 +107,26 @@ class AnswerView(Vertical):
         self._done = 0  # characters of ``text`` drawn for good
         self._drawn = _Drawn()
         self._live = Static("")
+        self._updated = 0.0  # when the live part was last given its text
+        self._cost = 0.0  # seconds that update took, and drawing it since
+
+    def _spent(self, seconds: float) -> None:
+        self._cost += seconds
 
     def compose(self) -> ComposeResult:
         yield self._drawn
         yield self._live
 
     async def append(self, text: str) -> None:
+        """Add streamed text; the live part is drawn at a pace its cost allows (``append("")`` draws it now)."""
         self.text += text
+        if text and time.monotonic() - self._updated < PACE * self._cost:
+            return
+        started = time.perf_counter()
         tail = self.text[self._done:]
         cut = finished(tail) if len(tail) > FREEZE else 0
         if cut:
             self._drawn.add(tail[:cut])
             self._done += cut
-        self._live.update(_Blocks(self.text[self._done:], gap=self._done > 0))
+        self._live.update(_Blocks(self.text[self._done:], gap=self._done > 0, spent=self._spent))
+        self._updated, self._cost = time.monotonic(), time.perf_counter() - started
