@@ -33,8 +33,9 @@ def document_security(app: FastAPI) -> None:
                 guards = [g for g in guards_in(getattr(route, "dependant", None)) if g.permission is not None]
                 if not guards:
                     continue
-                # {} first: the web chat's visitors may come without a key
-                security = [{}, {SCHEME: []}] if all(g.anonymous for g in guards) else [{SCHEME: []}]
+                security: list[dict[str, list[str]]] = [{SCHEME: []}]
+                if all(g.anonymous for g in guards):  # the web chat's visitors may come without a key
+                    security.insert(0, {})
                 for method in set(getattr(route, "methods", None) or ()) - {"HEAD"}:
                     operation = paths.get(str(route.path), {}).get(method.lower())
                     if operation is not None:
