@@ -369,22 +369,29 @@ class LlamaCppModel:
                 text += CALL_OPEN
             return self.engine.tokenize(text, add_bos=True, special=True)
 
+        # The oldest turns go when it does not fit; the system prompt and the last message stay. The fewest to
+        # drop is found by galloping back from the newest turns (0, 1, 2, 4, ... kept before the last message),
+        # then bisecting: each rendering is about as long as what fits, not the whole conversation (2,000 turns
+        # dropped one at a time took minutes a message; bisecting over all of them rendered 2,000 turns 11 times).
         first = 1 if messages and messages[0].role == "system" else 0
-        tokens = tokens_from(first)
-        if len(tokens) <= budget:
-            return tokens, 0
-        # Too long for the context: the oldest turns go, the system prompt and the last message stay. The
-        # fewest to drop is found by bisection: a long conversation is rendered ~log2(turns) times, not once
-        # per turn dropped (2,000 turns took minutes a message).
-        last = len(messages) - 1
-        shortest = tokens_from(last)
-        if last <= first or len(shortest) > budget:
+        last = max(first, len(messages) - 1)
+        low, high, fits, kept = first, None, None, 0  # tokens_from(low) does not fit, tokens_from(high) does
+        while True:
+            start = max(first, last - kept)
+            candidate = tokens_from(start)
+            if len(candidate) > budget:
+                low = start
+                break
+            high, fits = start, candidate
+            if start == first:
+                return candidate, 0
+            kept = max(1, kept * 2)
+        if high is None or fits is None:
             raise ContextOverflow(
-                f"prompt of {len(shortest)} tokens does not fit the context ({self.n_ctx}, "
+                f"prompt of {len(candidate)} tokens does not fit the context ({self.n_ctx}, "
                 f"{request.settings.max_tokens} kept for the answer); raise llama_n_ctx (`halguru config set "
                 f"llama_n_ctx N`, HALGURU_LLAMA_N_CTX, or the model's n_ctx option in models.yaml)"
             )
-        low, high, fits = first, last, shortest  # tokens_from(low) does not fit, tokens_from(high) does
         while high - low > 1:
             middle = (low + high) // 2
             candidate = tokens_from(middle)
