@@ -241,9 +241,16 @@ def queue_jobs(client: RoundRobin, first: int, last: int) -> list[str]:
             posted = set()
             for replica in client.clients:
                 try:
-                    posted.add(replica.post("/v1/jobs", json=body).json()["id"])
+                    response = replica.post("/v1/jobs", json=body)
+                    for _ in range(20):  # the key's requests in flight at its cap on the replica left: sent again
+                        if response.status_code not in (429, 503):
+                            break
+                        time.sleep(float(response.headers.get("retry-after", "1")) / 4)
+                        response = replica.post("/v1/jobs", json=body)
                 except httpx.TransportError:  # the killed replica
                     continue
+                assert response.status_code == 202, response.text
+                posted.add(response.json()["id"])
             assert len(posted) == 1, posted  # one job, whichever replica got the key first
             ids.extend(posted)
     return ids

@@ -209,17 +209,18 @@ def test_dev_server_answers_only_loopback_host_names(serve) -> None:
 
 def test_public_rate_limit_trusts_forwarded_for_only_from_configured_proxies(serve) -> None:
     plain = serve(public_rate_per_minute=2)
-    session = {"X-Chat-Session": httpx.post(f"{plain.url}/chat/api/session").json()["token"]}
+    # a long timeout: a second server's first request on a loaded CI machine once took over httpx's default 5 s
+    session = {"X-Chat-Session": httpx.post(f"{plain.url}/chat/api/session", timeout=30).json()["token"]}
 
     def new(url: str, **headers: str) -> int:
         return httpx.post(f"{url}/chat/api/conversations", json={"agent": "echo"},
-                          headers={**session, **headers}).status_code
+                          headers={**session, **headers}, timeout=30).status_code
 
     # a client cannot dodge the limit by writing its own X-Forwarded-For (the session call counted too)
     assert [new(plain.url, **{"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(2)] == [201, 429]
     proxied = serve(public_rate_per_minute=1, trusted_proxies=["127.0.0.0/8"])
     session = {"X-Chat-Session": httpx.post(f"{proxied.url}/chat/api/session",
-                                            headers={"X-Forwarded-For": "203.0.113.9"}).json()["token"]}
+                                            headers={"X-Forwarded-For": "203.0.113.9"}, timeout=30).json()["token"]}
     # behind a trusted proxy, each forwarded client has its own budget; the spoofed first hop is ignored
     assert new(proxied.url, **{"X-Forwarded-For": "203.0.113.1"}) == 201
     assert new(proxied.url, **{"X-Forwarded-For": "203.0.113.1"}) == 429
