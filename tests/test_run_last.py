@@ -82,3 +82,15 @@ def test_conversation_last_is_not_one_that_halguru_test_made(cli, write_agent) -
     cli("run", str(agent), "and then?", "-c", "last")
     [latest] = json.loads(cli("logs", "--json", "-n", "1").stdout)
     assert (latest["input"], latest["conversation_id"]) == ("and then?", mine.conversation_id)
+
+
+async def test_logs_conversations_hides_the_ones_halguru_test_made_unless_all(cli, write_agent) -> None:
+    """`halguru logs --conversations` listed every conversation `halguru test` and `eval` had made (one per
+    case, each run) above the user's own, though `halguru logs` hides their runs; `--all` shows them."""
+    agent = write_agent("name: echoer\nmodel: scripted\n")
+    mine = await run_to_result(agent, "my own question", model=ScriptedModel(["mine"]))
+    made = await run_to_result(agent, "a test case", model=ScriptedModel(["test"]), metadata={"test": True})
+    listed = [c["id"] for c in json.loads(cli("logs", "--conversations", "--json").stdout)]
+    assert listed == [mine.conversation_id]
+    everything = [c["id"] for c in json.loads(cli("logs", "--conversations", "--all", "--json").stdout)]
+    assert everything == [made.conversation_id, mine.conversation_id]

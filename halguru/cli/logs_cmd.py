@@ -29,7 +29,8 @@ def logs(
                                                         "('last': the newest, of --agent if given)."),
     job: str | None = typer.Option(None, "--job", help="Only the runs this job started (its id or a unique "
                                                         "prefix, from `halguru jobs list`)."),
-    all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs `halguru test` made."),
+    all_runs: bool = typer.Option(False, "--all", "-a", help="Include the runs (or conversations) `halguru test` "
+                                                             "and `eval` made."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing runs as they finish (Ctrl-C stops)."),
     conversations: bool = typer.Option(False, "--conversations", help="List conversations instead of runs."),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output (JSON lines with --follow)."),
@@ -47,11 +48,11 @@ def logs(
     store = open_store()
     if conversations:
         ignored = [name for name, value in (("--status", status), ("--since", since), ("--conversation", conversation),
-                                            ("--job", job), ("--all", all_runs), ("--follow", follow)) if value]
+                                            ("--job", job), ("--follow", follow)) if value]
         if ignored:  # said, not silently ignored
             raise HalguruError(f"{', '.join(ignored)}: filter runs, not --conversations (which takes --agent, "
-                               "--limit and --json)")
-        found = store.list_conversations(limit=limit, agent=agent)
+                               "--all, --limit and --json)")
+        found = store.list_conversations(limit=limit, agent=agent, test_runs=all_runs)
         if json_output:
             typer.echo(json.dumps(found, indent=2))
             return

@@ -56,8 +56,9 @@ class Store(Protocol):
     def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
     def list_conversations(self, limit: int = 20, agent: str | None = None, *,
                            agents: Sequence[str] | None = None, after: tuple[float, str] | None = None,
-                           owner: str | None = None) -> list[ConversationRecord]:
-        """Newest activity first (``updated DESC, id``); ``after``: the rows after that ``(updated, id)``."""
+                           owner: str | None = None, test_runs: bool = True) -> list[ConversationRecord]:
+        """Newest activity first (``updated DESC, id``); ``after``: the rows after that ``(updated, id)``;
+        ``test_runs=False`` leaves out the conversations `halguru test` and `eval` made."""
         ...
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord: ...

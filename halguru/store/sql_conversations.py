@@ -40,10 +40,10 @@ class ConversationsMixin(SQLBase):
 
     def list_conversations(self, limit: int = 20, agent: str | None = None, *,
                            agents: Sequence[str] | None = None, after: tuple[float, str] | None = None,
-                           owner: str | None = None) -> list[ConversationRecord]:
+                           owner: str | None = None, test_runs: bool = True) -> list[ConversationRecord]:
         """Newest activity first (``updated DESC, id``); ``agent`` or ``agents`` narrow it to those agents'
         conversations, ``owner`` to that principal's; ``after`` (the last row's ``(updated, id)``) is the
-        next page's start."""
+        next page's start; ``test_runs=False`` leaves out the conversations of `halguru test` and `eval` runs."""
         names = [agent] if agent else agents
         if names is not None and not names:
             return []
@@ -52,6 +52,8 @@ class ConversationsMixin(SQLBase):
         if owner is not None:
             clauses.append("c.owner = ?")
             params.append(owner)
+        if not test_runs:
+            clauses.append("NOT EXISTS (SELECT 1 FROM runs r WHERE r.conversation_id = c.id AND r.test = 1)")
         keyset, values = after_position(after)
         newest, newest_params = newest_conversations(names, [*clauses, *keyset], [*params, *values], limit,
                                                        split=self.SPLIT_AGENTS)

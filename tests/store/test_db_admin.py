@@ -77,6 +77,7 @@ def _records(store: Store) -> dict:
         "runs": runs, "run": [store.get_run(r["id"]) for r in runs],
         "events": {r["id"]: store.get_events(r["id"]) for r in runs},
         "test_runs_left_out": [r["id"] for r in store.list_runs(100, test_runs=False)],
+        "test_conversations_left_out": [c["id"] for c in store.list_conversations(100, test_runs=False)],
         "job_runs": [r["id"] for r in store.list_runs(100, job_id="job_0001")],
         "checkpoint": store.get_checkpoint("run_team0001"), "approval": store.find_approval("run_team0001"),
         "keys": store.list_keys(), "key": store.key_by_hash("hash1"),
