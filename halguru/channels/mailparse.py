@@ -26,6 +26,8 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, cast
 
+from halguru.channels.mailhtml import HtmlText, html_text
+
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # a bigger attachment is listed, not read
 MAX_ATTACHMENT_CHARS = 20_000  # per attachment: the agent's context is the limit, not the file
 MAX_TEXT_CHARS = 60_000  # the whole message, attachments included
@@ -38,9 +40,6 @@ _BOUNCE_SENDERS = {"mailer-daemon", "postmaster"}
 _NOT_ANSWERED_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}  # auto_reply: responders that skip RFC 3834
 # RFC 2369/2919 list fields (and ezmlm's): a list's post, a newsletter's unsubscribe link, not a person writing
 _LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe", "Mailing-List")
-_HTML_HIDDEN = {"script", "style", "head", "title", "noscript", "template", "svg", "object", "iframe"}
-_HTML_BLOCKS = {"p", "div", "section", "article", "header", "footer", "main", "nav", "aside", "ul", "ol",
-                "tr", "table", "pre", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "dd", "dt", "hr"}
 
 
 @dataclass(frozen=True)
@@ -241,9 +240,11 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
     """The body as text (plain preferred, HTML converted), then each attachment's text where a loader reads it
     (only its name when ``truncated``: the message's end, and so the attachments, were not fetched); and how long
     that was before it was cut at ``MAX_TEXT_CHARS`` (attachments past the cut not counted: they are not read)."""
-    body, text = _body_text(msg)
-    if body is not None:
-        text = strip_quoted(text, reply=_is_reply(msg))
+    body, read = _body_text(msg)
+    text = strip_quoted(read.text, reply=_is_reply(msg)) if body is not None else read.text
+    if read.cut:
+        notes.append(f"HTML read in part: {read.cut}")
+        text += f"\n[... the rest of this HTML mail was not read: {read.cut}]"
     parts = [text.strip()]
     # a mail that is one attachment and nothing else (a scanner's PDF, a file sent as the whole message) has no
     # body and no parts: it is its own attachment, which the agent got as '(empty message)'
@@ -261,18 +262,19 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
             continue
         parts.append(attached_mail_text(part) if attached_mail else attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
-    length = len(joined)
+    length = len(joined) + max(read.length - len(read.text), 0)  # with the text of HTML that was not read
     if length > MAX_TEXT_CHARS:
         joined = joined[:MAX_TEXT_CHARS] + "\n[... message cut here: too long]"
         notes.append("message cut to its first characters")
     return joined, length
 
 
-def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, str]:
-    """The part read as the body (None: there is none) and its text: the plain part, else the HTML as text."""
+def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, HtmlText]:
+    """The part read as the body (None: there is none) and its text: the plain part, else the HTML as text (read
+    only to a little past ``MAX_TEXT_CHARS``: the rest would be cut away)."""
     body = msg.get_body(preferencelist=("plain", "html"))
     if body is None:
-        return None, ""
+        return None, HtmlText("", 0)
     content = _content(body)
     if body.get_content_type() == "text/plain" and not content.strip():
         # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
@@ -280,8 +282,10 @@ def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, str]:
         html = msg.get_body(preferencelist=("html",))
         if html is not None:
             body, content = html, _content(html)
-    text = html_to_text(content) if body.get_content_type() == "text/html" else content
-    return body, text.replace("\r\n", "\n")
+    if body.get_content_type() == "text/html":
+        return body, html_text(content, limit=2 * MAX_TEXT_CHARS)
+    text = content.replace("\r\n", "\n")
+    return body, HtmlText(text, len(text))
 
 
 def attached_mail_text(part: MIMEPart) -> str:
@@ -291,8 +295,7 @@ def attached_mail_text(part: MIMEPart) -> str:
     inner = part.get_payload(0) if part.is_multipart() else None
     if not isinstance(inner, EmailMessage):
         return f"[attachment: {name} (a mail), not read]"
-    _, text = _body_text(inner)
-    text = text.strip()
+    text = _body_text(inner)[1].text.strip()
     if len(text) > MAX_ATTACHMENT_CHARS:
         text = text[:MAX_ATTACHMENT_CHARS] + "\n[... attachment cut here]"
     fields = (("From", _header(inner, "From")), ("Date", _header(inner, "Date")), ("Subject", _subject(inner)))
@@ -402,62 +405,6 @@ def _reply_header(following: list[str]) -> bool:
     """Whether the lines after a 'From:' line are the rest of a mail's header as a client quotes it."""
     stripped = [line.strip() for line in following]
     return any(_SENT.match(line) for line in stripped) and any(_SUBJECT.match(line) for line in stripped)
-
-
-def html_to_text(html: str) -> str:
-    """HTML mail as plain text, through BeautifulSoup's parser: scripts, styles and comments vanish, blocks
-    become lines, list items '- ' lines, a blockquote's lines start with '>' (one per level: ``strip_quoted`` then
-    drops a reply's quoted history as in plain text), inline markup keeps the words around it apart.
-
-    One walk over the parsed tree, writing each text and the breaks around elements as it goes: inserting the
-    breaks into the tree (``insert_before``) looks up each element among its siblings, so a mail with thousands
-    of paragraphs or table rows took minutes (20,000 paragraphs: over two minutes) while the inbox waited."""
-    from bs4 import BeautifulSoup, CData, NavigableString, Tag
-
-    soup = BeautifulSoup(html, "html.parser")
-    out: list[str] = []
-    # a stack of what is still to write: elements and strings of the tree, and plain str breaks (exact type str)
-    todo: list[Any] = [soup]
-    while todo:
-        node = todo.pop()
-        if type(node) is str:
-            out.append(node)
-        elif isinstance(node, NavigableString):
-            if type(node) in (NavigableString, CData):  # as get_text(): no comments, declarations or <rt> text
-                out.append(str(node).replace(_QUOTE_IN, "").replace(_QUOTE_OUT, ""))
-        elif isinstance(node, Tag):
-            if node.name in _HTML_HIDDEN:
-                continue
-            if node.name == "br":
-                out.append("\n")
-                continue
-            before, after = "", ""
-            if node.name == "blockquote":  # the quoted earlier mail: '>' lines, as a plain-text reply has
-                before, after = f"\n{_QUOTE_IN}\n", f"\n{_QUOTE_OUT}\n"
-            elif node.name == "li":
-                before = "\n- "
-            elif node.name in ("td", "th"):
-                after = " "  # cells of a row stay on one line, apart
-            elif node.name in _HTML_BLOCKS:
-                before = after = "\n"
-            out.append(before)
-            todo.append(after)
-            todo.extend(reversed(node.contents))
-    lines: list[str] = []
-    depth = 0
-    for line in "".join(out).splitlines():
-        words = " ".join(line.split())
-        if words in (_QUOTE_IN, _QUOTE_OUT):
-            depth += 1 if words == _QUOTE_IN else -1
-        else:
-            lines.append(f"{'>' * depth} {words}" if depth and words else words)
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip()
-
-
-_QUOTE_IN, _QUOTE_OUT = "\ue000", "\ue001"  # where a blockquote begins and ends (private-use characters)
 
 
 def _content(part: MIMEPart) -> str:

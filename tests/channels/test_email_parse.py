@@ -420,3 +420,48 @@ def test_a_mail_of_thousands_of_parts_is_read_in_a_moment_its_text_first() -> No
     few.set_content("See attached.")
     few.add_attachment(b"hello notes", maintype="text", subtype="plain", filename="notes.txt")
     assert "hello notes" in parsed(few).text and "too large" not in parsed(few).text
+
+
+@pytest.mark.parametrize("html", [
+    "<html><head><meta charset='utf-8'><title>Order</title><body><p>Where is my parcel?</p></body></html>",
+    "<html><head><style>p {color: red}</style><body><p>Where is my parcel?</p>",
+])
+def test_an_html_mail_whose_head_is_never_closed_reaches_the_agent(html: str) -> None:
+    """HTML lets ``</head>`` be left out (an optional end tag, and mail tools do): the whole body was read as part
+    of the hidden head, and the agent got '(empty message)'."""
+    msg = mail(body="x")
+    msg.set_content(html, subtype="html")
+    text = parsed(msg).text
+    assert text == "Where is my parcel?"
+
+
+def test_a_20_mb_html_mail_is_read_in_a_moment_to_as_far_as_the_agent_gets_it() -> None:
+    """A newsletter-like HTML mail of 20 MB (under the 25 MB fetched whole) took a minute to turn into text while
+    the inbox waited, all but its first 60,000 characters then cut away."""
+    import time
+
+    para = "<p style='margin:0;font-family:Arial'>Hello there, this is a <b>newsletter</b> line</p>\n"
+    msg = mail(body="x")
+    msg.set_content("<html><body>" + para * (20_000_000 // len(para)) + "</body></html>", subtype="html")
+    raw = msg.as_bytes()
+    began = time.monotonic()
+    result = parsed(raw)
+    assert time.monotonic() - began < 5
+    assert result.text.startswith("Hello there, this is a newsletter line\n\nHello there")
+    assert result.text.endswith("[... message cut here: too long]")
+    assert 8_000_000 < result.length < 10_500_000  # about its whole text's length, for the note at the cut
+
+
+def test_an_html_mail_of_endless_empty_markup_is_read_to_a_limit_and_says_so() -> None:
+    """Millions of empty elements make no text, so no text limit stops reading them: the tags read are capped."""
+    import time
+
+    msg = mail(body="x")
+    msg.set_content("<html><body><p>Hi, see below</p>" + "<div><span></span></div>" * 600_000
+                    + "<p>the end</p></body></html>", subtype="html")
+    began = time.monotonic()
+    result = parsed(msg)
+    assert time.monotonic() - began < 5
+    assert result.text.startswith("Hi, see below")
+    assert "the rest of this HTML mail was not read" in result.text and "the end" not in result.text
+    assert any("HTML" in note for note in result.notes)
