@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
@@ -26,6 +25,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, cast
 
+from halguru.channels.mailcharset import header_text, part_text
 from halguru.channels.mailhtml import HtmlText, html_text
 
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # a bigger attachment is listed, not read
@@ -275,13 +275,13 @@ def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, HtmlText]:
     body = msg.get_body(preferencelist=("plain", "html"))
     if body is None:
         return None, HtmlText("", 0)
-    content = _content(body)
+    content = part_text(body)
     if body.get_content_type() == "text/plain" and not content.strip():
         # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
         # its HTML, and the agent got '(empty message)'
         html = msg.get_body(preferencelist=("html",))
         if html is not None:
-            body, content = html, _content(html)
+            body, content = html, part_text(html)
     if body.get_content_type() == "text/html":
         return body, html_text(content, limit=2 * MAX_TEXT_CHARS)
     text = content.replace("\r\n", "\n")
@@ -407,41 +407,6 @@ def _reply_header(following: list[str]) -> bool:
     return any(_SENT.match(line) for line in stripped) and any(_SUBJECT.match(line) for line in stripped)
 
 
-def _content(part: MIMEPart) -> str:
-    """A text part's text. One that names no charset, or says US-ASCII, yet holds 8-bit bytes (a script's or an
-    old client's mail) is read by what it holds, not as ASCII with a '\ufffd' for each such byte: HTML by the
-    charset its ``<meta>`` names, else UTF-8 when the bytes are UTF-8, else Windows-1252."""
-    payload = part.get_payload(decode=True)
-    declared = str(part.get_param("charset", "") or "").strip().lower()
-    if isinstance(payload, bytes) and declared in ("", "us-ascii", "ascii") and not payload.isascii():
-        return _undeclared_text(payload, html=part.get_content_type() == "text/html")
-    try:
-        content: Any = part.get_content()
-    except (LookupError, ValueError):  # an unknown or lying charset: read it as Latin-1 rather than fail
-        payload = part.get_payload(decode=True)
-        return payload.decode("latin-1") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
-
-
-def _undeclared_text(payload: bytes, *, html: bool) -> str:
-    import codecs
-
-    candidates = ["utf-8", "windows-1252"]
-    if html:
-        from bs4.dammit import EncodingDetector
-
-        meta = EncodingDetector.find_declared_encoding(payload, is_html=True)
-        if meta:
-            candidates.insert(0, meta)
-    for charset in candidates:
-        try:
-            codecs.lookup(charset)
-            return payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            continue
-    return payload.decode("latin-1")  # every byte is a character: Windows-1252 leaves five undefined
-
-
 def _header(msg: Message, name: str) -> str:
     """A header as text; a malformed one (the parser's defect) as its raw value rather than an exception."""
     try:
@@ -453,21 +418,17 @@ def _header(msg: Message, name: str) -> str:
 
 
 def _subject(msg: Message) -> str:
-    """The Subject as text. One an old mailer wrote in raw 8-bit bytes that are not UTF-8 (Latin-1, no encoded
-    words) read as '\ufffd' for each accented letter, and the answer's 'Re:' carried them back to the person:
-    those bytes are read as Windows-1252 (encoded words beside them still decoded)."""
+    """The Subject as text. One whose letters did not decode (raw 8-bit bytes of an old mailer, an encoded word
+    mislabelled or in a charset read too strictly) read as '\ufffd' or control characters, and the answer's 'Re:'
+    carried them back to the person: it is read again as ``header_text`` reads it."""
     subject = _header(msg, "Subject")
-    if "\ufffd" not in subject:
+    if "\ufffd" not in subject and not _C1.search(subject):
         return subject
     raw = next((str(v) for k, v in msg.raw_items() if k.lower() == "subject"), "")
-    data = raw.encode("utf-8", "surrogateescape")  # the parser keeps a header's 8-bit bytes as surrogates
-    if data.isascii():
-        return subject  # the sender's own U+FFFD, or an encoded word in an unknown charset
-    try:
-        text = data.decode("windows-1252")
-    except UnicodeDecodeError:  # a byte Windows-1252 leaves undefined: Latin-1 has them all
-        text = data.decode("latin-1")
-    return str(policy.default.header_factory("Subject", text))
+    return header_text(raw) if raw else subject
+
+
+_C1 = re.compile("[\x80-\x9f]")  # control characters: Windows-1252's letters read as Latin-1
 
 
 def _ids(value: str) -> list[str]:

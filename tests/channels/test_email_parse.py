@@ -465,3 +465,29 @@ def test_an_html_mail_of_endless_empty_markup_is_read_to_a_limit_and_says_so() -
     assert result.text.startswith("Hi, see below")
     assert "the rest of this HTML mail was not read" in result.text and "the end" not in result.text
     assert any("HTML" in note for note in result.notes)
+
+
+_HEAD = b"From: ann@example.org\r\nTo: bot@example.com\r\nMessage-ID: <cs@x>\r\nMIME-Version: 1.0\r\n"
+
+
+@pytest.mark.parametrize(("subject", "charset", "body", "expected_subject", "expected_text"), [
+    # Windows-1252 text labelled UTF-8 (a script's or an old client's mail): each accent was a U+FFFD
+    (b"=?utf-8?q?Caf=E9_cr=E8me?=", b"utf-8", b"Un caf\xe9 cr\xe8me, s'il vous pla\xeet \x93vite\x94",
+     "Café crème", "Un café crème, s'il vous plaît “vite”"),
+    # UTF-8 text with one stray Latin-1 byte keeps its UTF-8 letters
+    (b"test", b"utf-8", "Grüße aus Köln, caf".encode() + b"\xe9", "test", "Grüße aus Köln, café"),
+    # Latin-1 as mail clients mean it (Windows-1252: curly quotes, the euro sign), not C1 control characters
+    (b"=?iso-8859-1?q?=93Hello=94?=", b"iso-8859-1", b"Price: 5 \x80, \x93quoted\x94", "“Hello”",
+     "Price: 5 €, “quoted”"),
+    # Shift_JIS as Windows writes it (circled digits, ㈱ are CP932's, not in Shift_JIS proper)
+    (b"=?shift_jis?b?" + __import__("base64").b64encode("①営業時間".encode("cp932")) + b"?=", b"shift_jis",
+     "㈱山田 ①営業時間".encode("cp932"), "①営業時間", "㈱山田 ①営業時間"),
+    # GB2312 labelled mail with GBK characters
+    (b"test", b"gb2312", "你好，镕".encode("gbk"), "test", "你好，镕"),
+])
+def test_mislabelled_charsets_are_read_as_the_sender_meant(subject: bytes, charset: bytes, body: bytes,
+                                                          expected_subject: str, expected_text: str) -> None:
+    raw = (_HEAD + b"Subject: " + subject + b"\r\nContent-Type: text/plain; charset=" + charset
+           + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
+    result = parsed(raw)
+    assert (result.subject, result.text) == (expected_subject, expected_text)
