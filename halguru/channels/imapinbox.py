@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from imaplib import IMAP4
 from typing import Any
 
 from imapclient import IMAPClient
@@ -57,6 +58,7 @@ class Inbox:
         self._keywords = True  # the mailbox stores custom keywords (PERMANENTFLAGS has \*)
         self._lock = threading.Lock()
         self.unreadable: set[int] = set()  # UIDs the parser failed on: skipped on this connection, not marked
+        self.mailbox, self.move_to = settings.mailbox, settings.move_to  # as the server spells them (``connect``)
 
     @property
     def where(self) -> str:
@@ -72,13 +74,15 @@ class Inbox:
                 capabilities = client.capabilities()
                 self.idle = b"IDLE" in capabilities
                 self._can_move = b"MOVE" in capabilities
-                selected = client.select_folder(s.mailbox)
+                self.mailbox = server_folder(client, s.mailbox)
+                selected = _select(client, self.mailbox, s.mailbox)
                 self._keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", (b"\\*",))
                 if not self._keywords and not s.move_to:
                     raise ValueError(f"mailbox {s.mailbox} does not store keywords such as {s.keyword}: "
                                      "set processed.move_to so answered mail is moved instead")
-                if s.move_to and not client.folder_exists(s.move_to):
-                    client.create_folder(s.move_to)
+                self.move_to = server_folder(client, s.move_to) if s.move_to else None
+                if self.move_to and not client.folder_exists(self.move_to):
+                    client.create_folder(self.move_to)
             except BaseException:
                 _quietly(client.shutdown)
                 raise
@@ -131,8 +135,8 @@ class Inbox:
             client = self._client()
             flags: list[Any] = [SEEN, s.keyword] if self._keywords else [SEEN]
             client.add_flags([uid], flags, silent=True)
-            if s.move_to:
-                self._move(client, [uid], s.move_to)
+            if self.move_to:
+                self._move(client, [uid], self.move_to)
 
     def move_marked(self) -> int:
         """With ``move_to``: move the mail marked processed that is still here (recent, as ``unprocessed`` sees
@@ -145,8 +149,8 @@ class Inbox:
             client = self._client()
             since = self.oldest_day()
             uids = client.search(["UNDELETED", "KEYWORD", s.keyword] + (["SINCE", since] if since else []))
-            if uids:
-                self._move(client, list(uids), s.move_to)
+            if uids and self.move_to:
+                self._move(client, list(uids), self.move_to)
             return len(uids)
 
     def _move(self, client: IMAPClient, uids: list[int], folder: str) -> None:
@@ -212,10 +216,35 @@ def open_client(s: ImapSettings) -> IMAPClient:
     return client
 
 
+def server_folder(client: IMAPClient, name: str) -> str:
+    """``name`` as this server spells it: a '/' in it (as Gmail's folders and most guides write a subfolder) is
+    the server's hierarchy delimiter, which Dovecot's and Courier's is '.': they refused 'Support/Answered'."""
+    if "/" not in name or client.folder_exists(name):
+        return name
+    listed = client.list_folders("", "")  # LIST "" "": the delimiter alone
+    delimiter = listed[0][1] if listed else None
+    if isinstance(delimiter, bytes):
+        delimiter = delimiter.decode()
+    return name.replace("/", delimiter) if delimiter and delimiter != "/" else name
+
+
+def _select(client: IMAPClient, folder: str, configured: str) -> dict[bytes, Any]:
+    """Select ``folder``; one that does not exist is a one-line error naming the folders that do."""
+    try:
+        return client.select_folder(folder)
+    except IMAP4.error:  # imapclient's IMAPClientError
+        if client.folder_exists(folder):
+            raise
+        names = [name for flags, _, name in client.list_folders() if b"\\Noselect" not in flags]
+        shown = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+        raise ValueError(f"imap.mailbox {configured} does not exist on the server; its folders: {shown}") from None
+
+
 def find_message(s: ImapSettings, folder: str, message_id: str) -> bool:
     """Whether ``folder`` holds a message with this Message-ID (a reply the SMTP server filed as sent)."""
     client = open_client(s)
     try:
+        folder = server_folder(client, folder)
         if not client.folder_exists(folder):
             return False
         client.select_folder(folder, readonly=True)
