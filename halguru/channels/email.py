@@ -339,8 +339,9 @@ class EmailChannel:
         try:
             send_mail(smtp, smtp.username or self.imap_settings.username, self.smtp_password, mail)
         except (smtplib.SMTPException, OSError) as exc:
+            hint = _LOGIN_HINT if self.smtp_password is None and _wants_login(exc) else ""
             raise ChannelError(f"email channel of {self.agent}: SMTP {smtp.host}:{smtp_port(smtp)}: "
-                               f"{smtp_problem(exc)}", permanent=refused_for_good(exc)) from None
+                               f"{smtp_problem(exc)}{hint}", permanent=refused_for_good(exc)) from None
 
 
 def smtp_port(smtp: SmtpConfig) -> int:
@@ -387,12 +388,32 @@ def smtp_problem(exc: BaseException) -> str:
 
 def refused_for_good(exc: BaseException) -> bool:
     """The server refused this mail with a 5xx (no such recipient, a rejected sender or content): sending it
-    again cannot help. A failed login is not: the operator fixes the secret and the retry goes out."""
+    again cannot help. A failed login is not, nor a login or TLS the server requires, nor a relay it denies to a
+    sender that did not log in: the operator fixes the configuration and the retry goes out (those were dead
+    at once, every answer lost until someone noticed)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return bool(exc.recipients) and all(code >= 500 for code, _ in exc.recipients.values())
+        return bool(exc.recipients) and all(code >= 500 and not _operators(code, text)
+                                             for code, text in exc.recipients.values())
     if isinstance(exc, smtplib.SMTPSenderRefused | smtplib.SMTPDataError):
-        return exc.smtp_code >= 500
+        return exc.smtp_code >= 500 and not _operators(exc.smtp_code, exc.smtp_error)
     return False
+
+
+def _operators(code: int, text: bytes | str) -> bool:
+    """Whether an SMTP refusal is the configuration's to fix: 530 a login or STARTTLS required, 535 a refused
+    login, 538 encryption required (RFC 4954), or a relay denied (Postfix's '554 5.7.1 ... Relay access
+    denied': a sender that did not log in)."""
+    words = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).lower()
+    return code in (530, 535, 538) or "relay" in words
+
+
+_LOGIN_HINT = "; the server wants a login: set smtp.password (and smtp.username) in the agent's channels.email"
+
+
+def _wants_login(exc: BaseException) -> bool:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return any(_operators(code, text) for code, text in exc.recipients.values())
+    return isinstance(exc, smtplib.SMTPResponseException) and _operators(exc.smtp_code, exc.smtp_error)
 
 
 def _id_part(job_id: str) -> str:
