@@ -23,7 +23,7 @@ _BLOCKS = {"p", "div", "section", "article", "header", "footer", "main", "nav", 
 
 
 @dataclass(frozen=True)
-class HtmlText:
+class ReadText:
     text: str
     length: int  # the whole text's length: about, when the HTML was not read to its end
     cut: str | None = None  # why the HTML was not read to its end, when text enough was not the reason
@@ -88,7 +88,7 @@ class _TextWriter(HTMLParser):
             self._write(data.replace(QUOTE_IN, "").replace(QUOTE_OUT, ""))
 
 
-def html_text(html: str, limit: int | None = None) -> HtmlText:
+def html_text(html: str, limit: int | None = None) -> ReadText:
     """``html`` as text: scripts, styles and comments vanish, blocks become lines, list items '- ' lines, a
     blockquote's lines start with '>' (one per level: ``strip_quoted`` then drops a reply's quoted history as in
     plain text), inline markup keeps the words around it apart. Read only until the text passes ``limit``
@@ -110,8 +110,8 @@ def html_text(html: str, limit: int | None = None) -> HtmlText:
         cut = f"its HTML has more than {MAX_TAGS:,} tags"
     text = _lines("".join(writer.out))
     if fed >= len(html) or cut:
-        return HtmlText(text, len(text), cut)
-    return HtmlText(text, int(len(text) * len(html) / max(fed, 1)))  # the rest as text-rich as what was read
+        return ReadText(text, len(text), cut)
+    return ReadText(text, int(len(text) * len(html) / max(fed, 1)))  # the rest as text-rich as what was read
 
 
 def html_to_text(html: str) -> str:

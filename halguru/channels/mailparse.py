@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from halguru.channels.mailcharset import header_text, part_text
-from halguru.channels.mailhtml import HtmlText, html_text
+from halguru.channels.mailhtml import ReadText, html_text
 
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # a bigger attachment is listed, not read
 MAX_ATTACHMENT_CHARS = 20_000  # per attachment: the agent's context is the limit, not the file
@@ -262,19 +262,20 @@ def message_text(msg: EmailMessage, notes: list[str], *, truncated: bool = False
             continue
         parts.append(attached_mail_text(part) if attached_mail else attachment_text(part, notes))
     joined = "\n\n".join(p for p in parts if p)
-    length = len(joined) + max(read.length - len(read.text), 0)  # with the text of HTML that was not read
+    # with the body's text that was not read, unless what was read was mostly quoted history (so was the rest)
+    length = len(joined) + (max(read.length - len(read.text), 0) if len(text) > MAX_TEXT_CHARS else 0)
     if length > MAX_TEXT_CHARS:
         joined = joined[:MAX_TEXT_CHARS] + "\n[... message cut here: too long]"
         notes.append("message cut to its first characters")
     return joined, length
 
 
-def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, HtmlText]:
-    """The part read as the body (None: there is none) and its text: the plain part, else the HTML as text (read
-    only to a little past ``MAX_TEXT_CHARS``: the rest would be cut away)."""
+def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, ReadText]:
+    """The part read as the body (None: there is none) and its text: the plain part, else the HTML as text (both
+    read only to twice ``MAX_TEXT_CHARS``, room for the quoted history to drop: the rest would be cut away)."""
     body = msg.get_body(preferencelist=("plain", "html"))
     if body is None:
-        return None, HtmlText("", 0)
+        return None, ReadText("", 0)
     content = part_text(body)
     if body.get_content_type() == "text/plain" and not content.strip():
         # an alternative whose plain part is empty (some clients and mailing tools send one): the words are in
@@ -284,8 +285,9 @@ def _body_text(msg: EmailMessage) -> tuple[MIMEPart | None, HtmlText]:
             body, content = html, part_text(html)
     if body.get_content_type() == "text/html":
         return body, html_text(content, limit=2 * MAX_TEXT_CHARS)
-    text = content.replace("\r\n", "\n")
-    return body, HtmlText(text, len(text))
+    # as HTML, only what the agent may get is read further: the quoted-history search over 20 MB took 19 s
+    text = content.replace("\r\n", "\n").strip()
+    return body, ReadText(text[:2 * MAX_TEXT_CHARS], len(text))
 
 
 def attached_mail_text(part: MIMEPart) -> str:

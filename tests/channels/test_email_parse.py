@@ -491,3 +491,26 @@ def test_mislabelled_charsets_are_read_as_the_sender_meant(subject: bytes, chars
            + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
     result = parsed(raw)
     assert (result.subject, result.text) == (expected_subject, expected_text)
+
+
+@pytest.mark.parametrize("line", ["From: x\n", "> quoted line\n"])
+def test_a_20_mb_plain_text_reply_is_read_in_a_moment(line: str) -> None:
+    """The quoted-history search ran over every line of a reply: 20 MB of them held the inbox for 19 s, all but
+    the first 60,000 characters then cut away."""
+    import time
+
+    msg = mail(subject="Re: big", body="x", headers={"In-Reply-To": "<a@example.org>"})
+    msg.set_content("My answer is below.\n" + line * (20_000_000 // len(line)), cte="8bit")
+    raw = msg.as_bytes()
+    began = time.monotonic()
+    result = parsed(raw)
+    assert time.monotonic() - began < 4
+    assert result.text.startswith("My answer is below.")
+
+
+def test_the_quoted_history_of_a_long_reply_does_not_count_as_its_length() -> None:
+    msg = mail(subject="Re: thread", body="x", headers={"In-Reply-To": "<a@example.org>"})
+    msg.set_content("Thanks, that works.\n\nOn Mon, 1 Dec 2026, Bot <bot@example.com> wrote:\n"
+                    + "> an earlier line of the thread\n" * 10_000)
+    result = parsed(msg)
+    assert (result.text, result.length) == ("Thanks, that works.", 0)
