@@ -84,6 +84,8 @@ class _TextWriter(HTMLParser):
             self._write("\n")
 
     def handle_data(self, data: str) -> None:
+        if self.hidden == ["head"] and data.strip():
+            self.hidden.pop()  # words in no element of the head: the body began without its tag
         if not self.hidden:
             self._write(data.replace(QUOTE_IN, "").replace(QUOTE_OUT, ""))
 

@@ -425,6 +425,7 @@ def test_a_mail_of_thousands_of_parts_is_read_in_a_moment_its_text_first() -> No
 @pytest.mark.parametrize("html", [
     "<html><head><meta charset='utf-8'><title>Order</title><body><p>Where is my parcel?</p></body></html>",
     "<html><head><style>p {color: red}</style><body><p>Where is my parcel?</p>",
+    "<html><head><title>Order</title>\nWhere is my parcel?</html>",
 ])
 def test_an_html_mail_whose_head_is_never_closed_reaches_the_agent(html: str) -> None:
     """HTML lets ``</head>`` be left out (an optional end tag, and mail tools do): the whole body was read as part
