@@ -58,8 +58,10 @@ def error_response(status: int, message: str, type: str | None = None, headers: 
                    *, path: str = "", param: str | None = None) -> JSONResponse:
     """The error body for a request to ``path``: OpenAI's shape on the OpenAI-compatible routes, else halguru's."""
     kind = type or _TYPES.get(status, "error")
-    detail = openai_error(status, message, kind, param) if path.startswith(OPENAI_PATHS) else \
-        {"type": kind, "message": message}
+    openai = path.startswith(OPENAI_PATHS)
+    if openai and status == 422:  # OpenAI answers a mistyped or out-of-range field with a 400, as its SDKs expect
+        status = 400
+    detail = openai_error(status, message, kind, param) if openai else {"type": kind, "message": message}
     return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
@@ -132,6 +134,10 @@ def document_body_errors(app: FastAPI) -> None:
             for code in ("400", "413", "415"):
                 if code not in answers and content is not None:
                     answers[code] = {"description": _TYPES[int(code)], "content": content}
+        for path, ops in schema.get("paths", {}).items():  # a 422 there is answered as OpenAI's 400
+            for answers in (op.get("responses", {}) for op in ops.values()) if path.startswith(OPENAI_PATHS) else ():
+                if (unprocessable := answers.pop("422", None)) is not None:
+                    answers.setdefault("400", {**unprocessable, "description": _TYPES[400]})
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -43,7 +43,7 @@ def test_a_value_of_a_unions_shape_is_told_what_is_wrong_inside_it(openai_client
             ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content",
              "messages.0.content: Input should be a valid string")):
         request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **extra}
-        with pytest.raises(openai.UnprocessableEntityError) as refused:
+        with pytest.raises(openai.BadRequestError) as refused:
             openai_client.chat.completions.create(**request)
         assert (refused.value.body["param"], refused.value.body["message"]) == (param, said), refused.value.body
 
@@ -64,4 +64,32 @@ def test_a_content_part_this_endpoint_cannot_read_is_named_with_its_place(openai
         body = refused.value.body
         assert body["param"] == param and said in body["message"], body
         assert body["message"].startswith(param), body
+    assert openai_client.server.state.store.list_runs() == []
+
+
+def test_a_mistyped_field_is_openais_400_not_a_422(openai_client) -> None:
+    """OpenAI answers a field of the wrong type or out of range with a 400 ``invalid_request_error``; these routes
+    answered 422, which the SDK raises as UnprocessableEntityError: code catching BadRequestError missed it. The
+    document says 400 too; halguru's own routes keep their 422."""
+    import httpx
+
+    hi = [{"role": "user", "content": "hi"}]
+    for call in (lambda: openai_client.chat.completions.create(model="echo", messages=hi, temperature="hot"),
+                 lambda: openai_client.chat.completions.create(model="echo", messages=[{"role": "robot"}]),
+                 lambda: openai_client.responses.create(model="echo", input="hi", max_output_tokens="10"),
+                 lambda: openai_client.embeddings.create(model="echo", input=[[1, 2]]),
+                 lambda: openai_client.models.retrieve("m" * 300)):
+        with pytest.raises(openai.BadRequestError) as refused:
+            call()
+        assert refused.value.status_code == 400 and refused.value.type == "invalid_request_error", refused.value.body
+        assert refused.value.param, refused.value.body
+    with httpx.Client(base_url=openai_client.server.url, headers={"Authorization": f"Bearer {openai_client.api_key}"},
+                      timeout=30) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+        assert http.post("/v1/conversations", json={"agent": 5}).status_code == 422
+    completions = paths["/v1/chat/completions"]["post"]["responses"]
+    assert "422" not in completions and completions["400"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/OpenAIErrorBody")
+    assert "422" not in paths["/v1/models/{model}"]["get"]["responses"]
+    assert "422" in paths["/v1/conversations"]["post"]["responses"]
     assert openai_client.server.state.store.list_runs() == []

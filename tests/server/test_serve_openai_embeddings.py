@@ -53,7 +53,7 @@ def test_only_the_served_embedders_by_name_and_bad_input_is_refused_in_openais_s
             oai.embeddings.create(model="wordllama", **request)  # type: ignore[arg-type]
         assert bad.value.body["param"] == param, bad.value.body
     for request in ({"input": [[1, 2, 3]]}, {"input": ["x"] * 2049}, {"input": []}):
-        with pytest.raises(openai.UnprocessableEntityError):
+        with pytest.raises(openai.BadRequestError):
             oai.embeddings.create(model="wordllama", encoding_format="float", **request)  # type: ignore[arg-type]
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=str(oai.base_url), api_key="hg_nope", max_retries=0).embeddings.create(
