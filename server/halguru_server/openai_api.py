@@ -87,36 +87,63 @@ def _text(content: str | list[dict[str, Any]] | None, where: str, role: str) -> 
 def _tool_calls(calls: list[dict[str, Any]] | None, where: str) -> list[ToolCallRequest]:
     """An assistant message's ``tool_calls`` (OpenAI's ``{id, type: function, function: {name, arguments}}``,
     the arguments a JSON object in a string) as the agent's own calls; 400 naming the one at fault."""
-    out = []
-    for j, call in enumerate(calls or []):
-        function = call.get("function")
-        if not (isinstance(function, dict) and isinstance(call.get("id"), str)
-                and call.get("type", "function") == "function" and isinstance(function.get("name"), str)
-                and isinstance(function.get("arguments", "{}"), str)):
-            raise ApiError(400, "a tool call is {\"id\", \"type\": \"function\", \"function\": {\"name\", "
-                                "\"arguments\"}}, its id, name and arguments strings", param=f"{where}.{j}")
-        try:
-            arguments = json.loads(function.get("arguments") or "{}")
-        except ValueError:
-            arguments = None
-        except RecursionError:  # "[[[[...": past the parser's depth (it was a 500)
-            raise ApiError(400, "a tool call's arguments are nested too deeply",
-                           param=f"{where}.{j}.function.arguments") from None
-        if not isinstance(arguments, dict):
-            raise ApiError(400, "a tool call's arguments must be a JSON object, as a string",
-                           param=f"{where}.{j}.function.arguments")
-        if (depth := json_depth(arguments)) > MAX_ARGUMENTS_DEPTH:
-            raise ApiError(400, f"a tool call's arguments nest {depth} deep; at most {MAX_ARGUMENTS_DEPTH} (objects "
-                                "and lists in one another)", param=f"{where}.{j}.function.arguments")
-        out.append(ToolCallRequest(id=call["id"], name=function["name"], arguments=arguments))
-    return out
+    return [_tool_call(call, f"{where}.{j}") for j, call in enumerate(calls or [])]
+
+
+def _tool_call(call: dict[str, Any], where: str) -> ToolCallRequest:
+    function = call.get("function")
+    if not (isinstance(function, dict) and isinstance(call.get("id"), str)
+            and call.get("type", "function") == "function" and isinstance(function.get("name"), str)
+            and isinstance(function.get("arguments", "{}"), str)):
+        raise ApiError(400, "a tool call is {\"id\", \"type\": \"function\", \"function\": {\"name\", "
+                            "\"arguments\"}}, its id, name and arguments strings", param=where)
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        arguments = None
+    except RecursionError:  # "[[[[...": past the parser's depth (it was a 500)
+        raise ApiError(400, "a tool call's arguments are nested too deeply", param=f"{where}.function.arguments") \
+            from None
+    if not isinstance(arguments, dict):
+        raise ApiError(400, "a tool call's arguments must be a JSON object, as a string",
+                       param=f"{where}.function.arguments")
+    if (depth := json_depth(arguments)) > MAX_ARGUMENTS_DEPTH:
+        raise ApiError(400, f"a tool call's arguments nest {depth} deep; at most {MAX_ARGUMENTS_DEPTH} (objects "
+                            "and lists in one another)", param=f"{where}.function.arguments")
+    return ToolCallRequest(id=call["id"], name=function["name"], arguments=arguments)
+
+
+def _assistant_calls(m: ChatMessage, i: int) -> list[ToolCallRequest]:
+    """An assistant message's calls: its ``tool_calls``, and a legacy ``function_call`` as one more (its id made up
+    from its place, the same in each request carrying it, so the chat's stored conversation is still found)."""
+    calls = _tool_calls(m.tool_calls, f"messages.{i}.tool_calls")
+    if m.function_call is not None:
+        legacy = {"id": f"call_legacy_{i}", "function": m.function_call}
+        calls.append(_tool_call(legacy, f"messages.{i}.function_call"))
+    return calls
+
+
+def _answered(m: ChatMessage, i: int, called: dict[str, str], legacy: list[str]) -> str:
+    """The id of the call a tool message (``tool_call_id``) or a legacy function message (the last
+    ``function_call`` before it) answers; 400 for one answering no earlier call, as OpenAI."""
+    if m.role == "tool":
+        if m.tool_call_id not in called:
+            raise ApiError(400, f"messages.{i}: a tool message must answer a tool call of an earlier assistant "
+                                f"message (tool_call_id {m.tool_call_id!r} is none of theirs)",
+                           param=f"messages.{i}.tool_call_id")
+        return m.tool_call_id
+    if not legacy or (m.name is not None and called[legacy[-1]] != m.name):
+        raise ApiError(400, f"messages.{i}: a function message must answer the function_call of an earlier assistant "
+                            f"message{f' calling {m.name}' if m.name else ''}", param=f"messages.{i}.name")
+    return legacy.pop()
 
 
 def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:
     """The messages as stored (a developer message is a system one; an assistant's tool calls and the tool
-    results sent back, from a client's own tool loop, as the agent's own), within the same limits as a
-    conversation on the REST API: at most ``max_messages`` messages and ``max_history_chars`` characters in
-    all (else 413)."""
+    results sent back, from a client's own tool loop, as the agent's own; a legacy ``function_call`` and its
+    ``function`` result as a tool call and its result; a user's or system message's ``name`` before its text),
+    within the same limits as a conversation on the REST API: at most ``max_messages`` messages and
+    ``max_history_chars`` characters in all (else 413)."""
     limits = state.settings
     if len(messages) > limits.max_messages:
         raise ApiError(413, f"messages: {len(messages)} messages; the limit is {limits.max_messages} "
@@ -124,22 +151,23 @@ def _messages(state: ServerState, messages: list[ChatMessage]) -> list[Message]:
     out: list[Message] = []
     total = 0
     called: dict[str, str] = {}  # the tool calls asked for so far: id -> tool name
+    legacy: list[str] = []  # the ids of legacy function_calls not answered yet
     for i, m in enumerate(messages):
         text = _text(m.content, f"messages.{i}.content", m.role)
         service.check_text(text, f"messages.{i}.content")
-        calls = _tool_calls(m.tool_calls, f"messages.{i}.tool_calls") if m.role == "assistant" else []
+        calls = _assistant_calls(m, i) if m.role == "assistant" else []
         called.update((c.id, c.name) for c in calls)
+        legacy += [c.id for c in calls if c.id == f"call_legacy_{i}"]
         total += len(text) + sum(len(json.dumps(c.arguments)) for c in calls)
         if total > limits.max_history_chars:
             raise ApiError(413, f"messages: more than {limits.max_history_chars} characters in all "
                                 "(HALGURU_SERVE_MAX_HISTORY_CHARS)", "message_too_long", param="messages")
-        if m.role == "tool":  # as OpenAI: a result answers an earlier call, whose tool it names to the model
-            if m.tool_call_id not in called:
-                raise ApiError(400, f"messages.{i}: a tool message must answer a tool call of an earlier assistant "
-                                    f"message (tool_call_id {m.tool_call_id!r} is none of theirs)",
-                               param=f"messages.{i}.tool_call_id")
-            out.append(Message(role="tool", content=text, tool_call_id=m.tool_call_id, name=called[m.tool_call_id]))
+        if m.role in ("tool", "function"):  # as OpenAI: a result answers an earlier call, whose tool it names
+            call_id = _answered(m, i, called, legacy)
+            out.append(Message(role="tool", content=text, tool_call_id=call_id, name=called[call_id]))
             continue
+        if m.name is not None and m.role != "assistant" and not is_blank(text):  # who says it, as the model reads it
+            text = f"{m.name}: {text}"
         out.append(Message(role="system" if m.role == "developer" else m.role, content=text, tool_calls=calls))
     return out
 

@@ -26,10 +26,15 @@ LLAMA_SAMPLING = {"top_k": 0, "min_p": 0, "repeat_penalty": 1}
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # "function": the result of a legacy ``function_call``, from a history older clients and stored chats keep
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\s<|\\/>]+$")] | None = Field(
+        default=None, description="who speaks (a user's or a system message's: the model reads it before the text); "
+                                  "a function message's: the function it answers")
+    function_call: dict[str, Any] | None = Field(default=None, description="a legacy call, in an assistant's message")
 
 
 class JsonSchemaFormat(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import openai
 import pytest
 
@@ -93,3 +95,52 @@ def test_a_mistyped_field_is_openais_400_not_a_422(openai_client) -> None:
     assert "422" not in paths["/v1/models/{model}"]["get"]["responses"]
     assert "422" in paths["/v1/conversations"]["post"]["responses"]
     assert openai_client.server.state.store.list_runs() == []
+
+
+def _prompt(client, run_id: str) -> list[tuple[str, str]]:
+    """What the run's first model call read: each message's role and text (a tool call as ``call NAME ARGS``)."""
+    messages = next(e for e in client.server.state.store.get_events(run_id) if e["type"] == "model_call")["messages"]
+    return [(m["role"], m.get("content") or " ".join(f"call {c['name']} {json.dumps(c['arguments'])}"
+                                                 for c in m.get("tool_calls") or [])) for m in messages]
+
+
+def test_who_speaks_reaches_the_model_and_the_chat_goes_on(openai_client) -> None:
+    """A message's ``name`` (several people in one chat; the few-shot ``system`` messages named example_user and
+    example_assistant of OpenAI's guide) was dropped: the model could not tell who said what."""
+    store = openai_client.server.state.store
+    messages = [{"role": "system", "name": "example_user", "content": "What's 2+2?"},
+                {"role": "user", "name": "alice", "content": "hi"}]
+    first = openai_client.chat.completions.create(model="echo", messages=messages)
+    [run] = store.list_runs(agent="echo")
+    assert _prompt(openai_client, run["id"])[-2:] == [("system", "example_user: What's 2+2?"), ("user", "alice: hi")]
+    more = [*messages, {"role": "assistant", "content": first.choices[0].message.content},
+            {"role": "user", "name": "bob", "content": "and me"}]
+    openai_client.chat.completions.create(model="echo", messages=more)
+    assert len(store.list_conversations()) == 1  # the same chat goes on
+    assert _prompt(openai_client, store.list_runs(agent="echo")[0]["id"])[-1] == ("user", "bob: and me")
+    with pytest.raises(openai.BadRequestError) as refused:  # as OpenAI: no spaces nor <|\/> in a name
+        openai_client.chat.completions.create(model="echo", messages=[{"role": "user", "name": "a b", "content": "x"}])
+    assert refused.value.param == "messages.0.name"
+
+
+def test_a_legacy_function_call_in_the_history_reaches_the_model(openai_client) -> None:
+    """A history from before tools (an assistant's ``function_call`` and the ``role: function`` result, as older
+    apps stored their chats) was a 422 "role" for the function message, or its call silently left out."""
+    messages = [{"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": None,
+                 "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                {"role": "function", "name": "get_weather", "content": "sunny"},
+                {"role": "assistant", "content": "It is sunny."},
+                {"role": "user", "content": "thanks"}]
+    answer = openai_client.chat.completions.create(model="echo", messages=messages)
+    assert answer.choices[0].message.content
+    [run] = openai_client.server.state.store.list_runs(agent="echo")
+    assert _prompt(openai_client, run["id"])[-5:] == [
+        ("user", "weather in Paris?"), ("assistant", 'call get_weather {"city": "Paris"}'), ("tool", "sunny"),
+        ("assistant", "It is sunny."), ("user", "thanks")]
+    for bad, param in (({"role": "function", "name": "other", "content": "x"}, "messages.2.name"),
+                       ({"role": "function", "name": "get_weather", "content": "x"}, "messages.3.name")):
+        wrong = [*messages[:2], bad] if param == "messages.2.name" else [*messages[:3], bad]
+        with pytest.raises(openai.BadRequestError) as refused:
+            openai_client.chat.completions.create(model="echo", messages=[*wrong, {"role": "user", "content": "x"}])
+        assert refused.value.param == param, refused.value.body
