@@ -2,7 +2,7 @@
 
 A request's ``input`` (a string, or message, ``function_call`` and ``function_call_output`` items) becomes the
 chat messages ``openai_api`` runs: the messages of the response named by ``previous_response_id`` first (its
-stored transcript), then the new items. ``instructions`` come first as a system message, for this request only
+stored chain's), then the new items. ``instructions`` come first as a system message, for this request only
 (as OpenAI: those of an earlier response are not carried over). Each fault is a 400 naming the field
 (``input.2.content.0.type``), as OpenAI names it.
 """
@@ -275,11 +275,6 @@ def call_item(item_id: str, call: dict[str, Any]) -> dict[str, Any]:
 def answer_message(content: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
     """The answer as the chat message its transcript keeps (what a chat completion's client sends back)."""
     return {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
-
-
-def transcript(chat: ChatRequest, lead: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The messages a continuation of this response carries: the request's past its instructions, and the answer."""
-    return [*(m.model_dump(exclude_none=True) for m in chat.messages[lead:]), answer]
 
 
 def earlier_messages(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,23 +1,20 @@
 """OpenAI's Responses API (``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``) on the chat
 completions' machinery: the same checks, queue, conversation filing, tools and errors (``openai_api.start``).
 
-A request is put as the chat completion its ``input`` and the stored transcript of ``previous_response_id`` make
+A request is put as the chat completion its ``input`` and the stored chain of ``previous_response_id`` make
 (``openai_response_items``), so a chain of responses is one halguru conversation, as a chat is: its transcript
 hashes to the thread the earlier answer was filed under (``openai_threads``). Two continuations of one response
 part ways as two chats with the same history do: the second gets a conversation of its own, holding the history.
 A response is stored (unless ``store: false``) as a message of the ``openai-responses`` channel, its owner's
-only, with the transcript a continuation needs; it goes with its conversation (deleting the conversation makes
-it 404) or alone (``DELETE``). Only answered responses are stored: one whose run failed or paused has no id to
-continue from, as the chat completion's retry starts over.
+only, with what a continuation needs (``openai_response_store``); it goes with its conversation (deleting the
+conversation makes it 404) or alone (``DELETE``). Only answered responses are stored: one whose run failed or
+paused has no id to continue from, as the chat completion's retry starts over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,8 +23,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
-from halguru.errors import StoreError
-from halguru.store.records import ChannelMessageRecord
 from halguru_server import service
 from halguru_server.api import SSE_EVENT
 from halguru_server.bodies import GuardedRoute
@@ -43,19 +38,16 @@ from halguru_server.openai_response_items import (
     message_item,
     renamed,
     response_object,
-    transcript,
     usage_of,
 )
+from halguru_server.openai_response_store import Chain, delete, history, load, save
 from halguru_server.openai_schemas import ChatRequest, OpenAIErrorBody
-from halguru_server.openai_threads import RESPONSES_CHANNEL as CHANNEL
 from halguru_server.openai_tools import as_requests, openai_calls
 from halguru_server.state import Principal, ServerState
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=responses(401, 422, model=OpenAIErrorBody),
                    route_class=GuardedRoute)
 ResponseId = Annotated[str, Path(max_length=200)]
-_ID = re.compile(r"resp_[0-9a-f]{32}")
-log = logging.getLogger("halguru.server")
 
 
 @router.post("/responses", responses={
@@ -66,18 +58,20 @@ log = logging.getLogger("halguru.server")
 async def create_response(body: ResponsesRequest, request: Request, state: State, caller: Caller) -> Response:
     """Run the agent named by ``model`` on ``input``, after the conversation of ``previous_response_id``."""
     body.check_supported()
+    chain = Chain(body.previous_response_id)
     earlier: list[dict[str, Any]] = []
     if body.previous_response_id is not None:
-        stored = await asyncio.to_thread(_load, state, caller, body.previous_response_id, "previous_response_id")
-        earlier = earlier_messages(stored["transcript"])
-    chat, where, lead = chat_request(body, earlier)
+        stored = await asyncio.to_thread(load, state, caller, body.previous_response_id, "previous_response_id")
+        earlier = earlier_messages(await asyncio.to_thread(history, state, stored))
+        chain.conversation, chain.earlier = stored["conversation"], len(earlier)
+    chat, where, chain.lead = chat_request(body, earlier)
     try:
         queued = await start(chat, request, state, caller)
     except ApiError as exc:
         raise renamed(exc, where) from None
     response_id = f"resp_{uuid.uuid4().hex}"
     if body.stream:
-        events = _events(state, caller, queued, body, chat, lead, response_id)
+        events = _events(state, caller, queued, body, chat, chain, response_id)
         return service.EventStream(events, state, queued.reservation.release, queued.run.settle)
     try:
         answer = await queued.answer(request, state)
@@ -89,57 +83,27 @@ async def create_response(body: ResponsesRequest, request: Request, state: State
     output += [call_item(f"fc_{response_id[5:]}_{i}", call) for i, call in enumerate(answer.calls)]
     response = response_object(response_id, body, status, output, usage_of(answer.finished))
     if body.store:
-        kept = transcript(chat, lead, answer_message(answer.content, answer.calls))
-        await asyncio.to_thread(_save, state, caller, queued, response, kept)
+        kept = chain.kept(chat, queued.thread.conversation, answer_message(answer.content, answer.calls))
+        await asyncio.to_thread(save, state, caller, queued.served.name, queued.thread.conversation, response, kept)
     return JSONResponse(response)
 
 
 @router.get("/responses/{response_id}", responses=responses(404, model=OpenAIErrorBody))
 def get_response(response_id: ResponseId, state: State, caller: Caller) -> JSONResponse:
     """A stored response (the caller's own)."""
-    return JSONResponse(_load(state, caller, response_id)["response"])
+    return JSONResponse(load(state, caller, response_id)["response"])
 
 
 @router.delete("/responses/{response_id}", responses=responses(404, model=OpenAIErrorBody))
 def delete_response(response_id: ResponseId, state: State, caller: Caller) -> JSONResponse:
     """Forget a stored response (its conversation stays): it can no longer be retrieved or continued."""
-    _load(state, caller, response_id)
-    state.store.forget_channel_message(CHANNEL, response_id)
+    load(state, caller, response_id)
+    delete(state, response_id)
     return JSONResponse({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
-def _load(state: ServerState, caller: Principal, response_id: str, param: str | None = None) -> dict[str, Any]:
-    """A stored response with its transcript, the caller's own (and of an agent its key may use); else 404
-    whether or not it exists (as for one whose conversation was deleted)."""
-    record = state.store.get_channel_message(CHANNEL, response_id) if _ID.fullmatch(response_id) else None
-    stored = json.loads(record["body"]) if record is not None else None
-    served = state.agents.get(record["agent"]) if record is not None else None
-    # as its runs: its owner's, through a key that may use its agent (one no longer served: the owner's still)
-    if (record is None or stored is None or not caller.owns(record["address"] or None)
-            or (served is not None and not caller.allows(served))
-            or state.store.get_conversation(stored["conversation"]) is None):
-        raise ApiError(404, f"no response {response_id!r}" + (" to continue" if param else ""),
-                       "previous_response_not_found" if param else "not_found", param=param)
-    return dict(stored)
-
-
-def _save(state: ServerState, caller: Principal, queued: Queued, response: dict[str, Any],
-          kept: list[dict[str, Any]]) -> None:
-    """Store an answered response for GET and for ``previous_response_id`` (off the event loop)."""
-    now = time.time()
-    body = dumps({"response": response, "transcript": kept, "conversation": queued.thread.conversation})
-    record = ChannelMessageRecord(id=response["id"], channel=CHANNEL, agent=queued.served.name,
-                                  conversation_id=queued.thread.conversation,
-                                  direction="out", address=caller.owner or "", body=body, status=response["status"],
-                                  job_id=None, created=now, updated=now)
-    try:
-        state.store.record_channel_message(record)
-    except StoreError as exc:  # the answer stands; continuing it 404s
-        log.warning("could not store response %s: %s", response["id"], exc)
-
-
 async def _events(state: ServerState, caller: Principal, queued: Queued, body: ResponsesRequest, chat: ChatRequest,
-                  lead: int, response_id: str) -> AsyncIterator[str]:
+                  chain: Chain, response_id: str) -> AsyncIterator[str]:
     """The run as the Responses API's events: ``response.created`` and ``response.in_progress``, the output items
     (a message's text deltas, each function call whole), then ``response.completed`` (``response.incomplete`` when
     cut at max_output_tokens, ``response.failed`` when the run failed, an ``error`` for a refusal or a pause)."""
@@ -236,7 +200,8 @@ async def _events(state: ServerState, caller: Principal, queued: Queued, body: R
             content = "".join(text)
             await asyncio.to_thread(queued.thread.remember, state, content, as_requests(calls))
             if body.store:
-                kept = transcript(chat, lead, answer_message(content, calls))
-                await asyncio.to_thread(_save, state, caller, queued, final, kept)
+                kept = chain.kept(chat, queued.thread.conversation, answer_message(content, calls))
+                await asyncio.to_thread(save, state, caller, queued.served.name, queued.thread.conversation, final,
+                                        kept)
         await watch.file_paused(state, queued.thread, "".join(text))
         yield chunk

@@ -338,3 +338,36 @@ def test_the_bundled_model_streams_a_response(agents_dir: Path, request) -> None
     again = oai.responses.create(model="small", input="Again.", previous_response_id=final.id, max_output_tokens=8)
     assert again.status in ("completed", "incomplete")
     assert len(oai.server.state.store.list_conversations()) == 1
+
+
+def test_a_chain_stores_only_what_each_response_adds(oai) -> None:
+    """Each stored response kept its chain's whole transcript: a chain of N responses took N squared of the
+    store. Each keeps what it added now; the chain is rebuilt from its links, a deleted one's too."""
+    ids: list[str] = []
+    for i in range(6):
+        after = {"previous_response_id": ids[-1]} if ids else {}
+        ids.append(oai.responses.create(model="echo", input=f"turn {i} " + "x" * 2000, instructions="Be brief.",
+                                        **after).id)
+    sizes = [len(oai.store.get_channel_message("openai-responses", i)["body"]) for i in ids]
+    assert max(sizes) - min(sizes) < 1000, sizes  # each turn added about 4000 characters to the next
+    oai.responses.delete(ids[2])
+    for gone in (lambda: oai.responses.retrieve(ids[2]),
+                 lambda: oai.responses.create(model="echo", input="x", previous_response_id=ids[2])):
+        with pytest.raises(openai.NotFoundError):
+            gone()
+    last = oai.responses.create(model="echo", input="end", previous_response_id=ids[-1], instructions="Be brief.")
+    assert last.output_text == "You said: end"
+    said = [m["content"][:6] for m in _prompt(oai, oai.store.list_runs(agent="echo")[0]["id"]) if m["role"] == "user"]
+    assert said == [f"turn {i}" for i in range(6)] + ["end"]
+    assert len(oai.store.list_conversations()) == 1
+
+
+def test_a_chain_longer_than_the_message_limit_is_a_413(oai, serve, api_key) -> None:
+    """The walk back a chain stops at the limit on a conversation's messages, as a long history sent whole."""
+    client = openai.OpenAI(base_url=f"{serve(max_messages=6).url}/v1", api_key=api_key(), max_retries=0)
+    previous: dict[str, str] = {}
+    for i in range(3):
+        previous = {"previous_response_id": client.responses.create(model="echo", input=f"t{i}", **previous).id}
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.responses.create(model="echo", input="more", **previous)
+    assert refused.value.status_code == 413 and refused.value.code == "too_many_messages"
