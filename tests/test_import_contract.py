@@ -309,3 +309,12 @@ def test_the_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
         ("halguru_server.runs", 1, False),  # from halguru.store.sqlite import _mark
         ("halguru.tools.mcp", 2, False),  # sqlite._mark
     }
+
+
+def test_the_openai_modules_share_only_public_names() -> None:
+    """openai_responses imported openai_api's private ``_finish`` and ``_paused``: what the OpenAI-compatible
+    modules share is public, so a change to one sees who relies on it."""
+    _, imports = all_imports()
+    bad = [imp for imp in imports if imp.importer.startswith("halguru_server.openai")
+           and imp.target.startswith("halguru_server.openai") and imp.name is not None and is_private(imp.name)]
+    assert not bad, report("private names shared between the openai modules", bad)

@@ -243,14 +243,14 @@ class Queued:
         content = "".join(e.text for e in collected if isinstance(e, Token) and not e.parent_run_id)
         if finished.status == "paused":  # not a failure: a human decides, on halguru's own API
             await asyncio.to_thread(_file_paused, state, self.thread, content, collected)
-            raise ApiError(409, _paused(finished.run_id, collected), "run_paused", headers=NO_RETRY)
+            raise ApiError(409, paused_message(finished.run_id, collected), "run_paused", headers=NO_RETRY)
         if finished.status != "ok":  # it ran (its tools too): OpenAI's SDKs, which retry a 5xx, are told not to
             raise ApiError(502, f"the agent's run {finished.run_id} ended {finished.status}; see GET /v1/runs/"
                                 f"{finished.run_id}", "run_failed", headers=NO_RETRY)
         replies = [e for e in collected if isinstance(e, ModelResult) and not e.parent_run_id]
         calls = openai_calls(collected)
         await asyncio.to_thread(self.thread.remember, state, content, as_requests(calls))
-        return Answer(content, calls, _finish(replies[-1:], calls), finished)
+        return Answer(content, calls, finish_reason(replies[-1:], calls), finished)
 
 
 async def start(body: ChatRequest, request: Request, state: ServerState, caller: Principal) -> Queued:
@@ -321,7 +321,7 @@ def _why_not_last(message: Message) -> str:
             "input: send it before the last user message")
 
 
-def _paused(run_id: str, events: list[Any]) -> str:
+def paused_message(run_id: str, events: list[Any]) -> str:
     """What a client is told of a run paused for a human's approval: which call waits, and how to go on."""
     call = next((e for e in reversed(events) if e.type == "approval_requested"), None)
     what = f"its call of {call.name} waits" if call is not None else "it waits"
@@ -339,7 +339,7 @@ def _file_paused(state: ServerState, thread: Thread, content: str, events: list[
         thread.remember(state, content, left)
 
 
-def _finish(last: list[Any], calls: list[Any]) -> str:
+def finish_reason(last: list[Any], calls: list[Any]) -> str:
     """OpenAI's finish_reason: "tool_calls" when the answer leaves ``calls`` to the client, "length" when the last
     model call of the run was cut at max_tokens."""
     if calls:
@@ -386,13 +386,13 @@ async def _chunks(state: ServerState, events: AsyncIterator[Any], head: dict[str
             if watch.too_long:
                 return data({"error": openai_error(400, watch.too_long[0], "context_length_exceeded", "messages")})
             if event.status == "paused":
-                return data({"error": openai_error(409, _paused(event.run_id, watch.approvals), "run_paused")})
+                return data({"error": openai_error(409, paused_message(event.run_id, watch.approvals), "run_paused")})
             if event.status != "ok":  # the details are in the run's trace, for the key's owner
                 return error("run_failed", f"the agent's run {event.run_id} ended {event.status}")
             answered.append(True)
             counts = data({**head, "object": "chat.completion.chunk", "choices": [],
                            "usage": _usage(event).model_dump()}) if usage else ""
-            return chunk({}, _finish(watch.last, calls)) + counts + "data: [DONE]\n\n"
+            return chunk({}, finish_reason(watch.last, calls)) + counts + "data: [DONE]\n\n"
         return None
 
     yield chunk({"role": "assistant", "content": ""})
