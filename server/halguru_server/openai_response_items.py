@@ -161,10 +161,15 @@ def _tools(body: ResponsesRequest) -> tuple[list[dict[str, Any]] | None, Any]:
                                param=f"tools.{i}.type")
             tools.append({"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}})
     choice = body.tool_choice
-    if isinstance(choice, dict):
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools" and isinstance(choice.get("tools"), list):
+        # as the chat completion's, its tools in its own shape: {"type": "function", "name"}
+        named = [{"type": t.get("type"), "function": {"name": t.get("name")}} if isinstance(t, dict) else t
+                 for t in choice["tools"]]
+        choice = {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode"), "tools": named}}
+    elif isinstance(choice, dict):
         if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
-            raise ApiError(400, "tool_choice: none, auto, required or {\"type\": \"function\", \"name\": ...}",
-                           param="tool_choice")
+            raise ApiError(400, "tool_choice: none, auto, required, {\"type\": \"function\", \"name\": ...} or "
+                                "{\"type\": \"allowed_tools\", \"mode\", \"tools\"}", param="tool_choice")
         choice = {"type": "function", "function": {"name": choice["name"]}}
     elif choice is not None and choice not in ("none", "auto", "required"):
         raise ApiError(400, f"tool_choice: {choice!r} is none of none, auto, required", param="tool_choice")

@@ -48,8 +48,22 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
+class AllowedTools(BaseModel):
+    mode: Literal["auto", "required"] = Field(description="required: the first model call calls one of them")
+    tools: list[NamedToolChoice] = Field(min_length=1, max_length=MAX_TOOLS)
+
+
+class AllowedToolsChoice(BaseModel):
+    """``{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [{"type": "function", "function": {"name"}}]}}``:
+    only these of ``tools`` are offered (a client keeps its whole list, for the model's cache, and narrows it)."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: AllowedTools
+
+
 def client_tools(served: ServedAgent, tools: list[ClientTool] | None,
-                 choice: str | NamedToolChoice | None, parallel: bool | None) -> ClientTools | None:
+                 choice: str | NamedToolChoice | AllowedToolsChoice | None, parallel: bool | None
+                 ) -> ClientTools | None:
     """The run's client tools, or None when the request sends none; 400 for tools the run cannot offer: a name
     twice or one of the agent's own tools, parameters that are not a JSON Schema object or that the agent's
     model cannot decode under, an agent with a team or workflow, a choice naming no tool sent."""
@@ -87,9 +101,16 @@ def client_tools(served: ServedAgent, tools: list[ClientTool] | None,
         model_check(served, served.check_schema, schema, where_schema)
     if named is not None and named not in seen:
         raise ApiError(400, f"tool_choice: {named!r} is none of the request's tools", param="tool_choice")
+    offered = seen
+    if isinstance(choice, AllowedToolsChoice):
+        offered = {t.function.name for t in choice.allowed_tools.tools}
+        if unknown := sorted(offered - seen):
+            raise ApiError(400, f"tool_choice.allowed_tools.tools: {unknown[0]!r} is none of the request's tools",
+                           param="tool_choice.allowed_tools.tools")
     specs = tuple(ToolSpec(name=t.function.name, description=t.function.description,
-                           parameters=t.function.parameters) for t in tools)
-    mode = named or (choice if isinstance(choice, str) else None) or "auto"
+                           parameters=t.function.parameters) for t in tools if t.function.name in offered)
+    mode = named or (choice if isinstance(choice, str) else None) or \
+        (choice.allowed_tools.mode if isinstance(choice, AllowedToolsChoice) else "auto")
     return ClientTools(specs, mode, parallel is not False)
 
 

@@ -203,6 +203,11 @@ def test_streamed_tool_calls_come_as_openai_sends_them(oai) -> None:
     ("none", ["clock"]),
     ("auto", ["clock", "get_weather", "get_forecast"]),
     ({"type": "function", "function": {"name": "get_forecast"}}, ["get_forecast"]),
+    # OpenAI's newer form: a client keeps its whole list (the model's cache) and narrows what may be called
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}}, ["clock", "get_weather"]),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "get_forecast"}}]}}, ["clock", "get_forecast"]),
 ])
 def test_tool_choice_decides_what_the_model_is_offered(oai, choice, offered) -> None:
     oai.script("Fine.")
@@ -313,3 +318,18 @@ def test_the_bundled_model_fills_a_pydantic_function_tool_the_sdk_parses(agents_
             tools=[openai.pydantic_function_tool(GetWeather)], tool_choice="required", temperature=0, max_tokens=60)
         assert answer.choices[0].finish_reason == "tool_calls"
         assert isinstance(answer.choices[0].message.tool_calls[0].function.parsed_arguments, GetWeather)
+
+
+def test_allowed_tools_naming_a_tool_not_sent_is_a_400(oai) -> None:
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "get_time"}}]}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.chat.completions.create(model="helper", messages=ASK, tools=[WEATHER], tool_choice=choice)
+    assert refused.value.param == "tool_choice.allowed_tools.tools" and "'get_time'" in refused.value.message
+    tools = [{"type": "function", **WEATHER["function"]}, {"type": "function", **FORECAST["function"]}]
+    oai.script("Fine.")
+    answer = oai.responses.create(model="helper", input="Weather?", tools=tools, tool_choice={
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_forecast"}]})
+    assert answer.output_text == "Fine."
+    [run] = oai.server.state.store.list_runs(agent="helper")
+    assert _model_calls(oai, run["id"])[0]["tools"] == ["clock", "get_forecast"]
