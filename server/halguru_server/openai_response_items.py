@@ -217,9 +217,9 @@ def _validation(exc: ValidationError) -> ApiError:
 
 
 _RENAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
-            "response_format": "text.format", "messages": "input"}
+            "response_format": "text.format", "messages": "input", "tool_choice.allowed_tools": "tool_choice"}
 _CHAT_FIELD = re.compile(r"^(?:messages\.(\d+)((?:\.\w+)*)|tools\.(\d+)\.function((?:\.\w+)*)|"
-                         r"max_tokens|max_completion_tokens|response_format|messages)\b")
+                         r"max_tokens|max_completion_tokens|response_format|tool_choice\.allowed_tools|messages)\b")
 _NOT_THE_USERS = "the last message must be from the user, or the results of the tool calls the last answer asked for"
 
 

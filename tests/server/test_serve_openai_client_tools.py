@@ -333,3 +333,7 @@ def test_allowed_tools_naming_a_tool_not_sent_is_a_400(oai) -> None:
     assert answer.output_text == "Fine."
     [run] = oai.server.state.store.list_runs(agent="helper")
     assert _model_calls(oai, run["id"])[0]["tools"] == ["clock", "get_forecast"]
+    with pytest.raises(openai.BadRequestError) as unknown:  # named as the Responses request has it
+        oai.responses.create(model="helper", input="Weather?", tools=tools, tool_choice={
+            "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]})
+    assert unknown.value.param == "tool_choice.tools" and unknown.value.body["message"].startswith("tool_choice.tools:")
