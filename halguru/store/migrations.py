@@ -558,6 +558,21 @@ def m027_events_handoffs(conn: sqlite3.Connection) -> None:
     _execute_all(conn, EVENTS_HANDOFFS_SQL)
 
 
+CHECKPOINT_STEPS_SQL = """
+    CREATE TABLE checkpoint_steps (
+        run_id TEXT NOT NULL, step_id TEXT NOT NULL, seq INTEGER NOT NULL, result TEXT NOT NULL,
+        PRIMARY KEY (run_id, step_id)
+    )
+"""
+"""m028's statement (PostgreSQL's pg021 runs the same)."""
+
+
+def m028_checkpoint_steps(conn: sqlite3.Connection) -> None:
+    """A workflow's finished steps, one row each, written once (``ResumeMixin.save_checkpoint``): a checkpoint
+    rewrote every output so far in its state, so one 5 MB output followed by 30 steps wrote 150 MB."""
+    _execute_all(conn, CHECKPOINT_STEPS_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -568,4 +583,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m020_channel_answers, m021_channel_opt_outs,
                                                           m022_delivery_errors, m023_message_text,
                                                           m024_analytics_days, m025_jobs_fair,
-                                                          m026_run_cancels, m027_events_handoffs]
+                                                          m026_run_cancels, m027_events_handoffs,
+                                                          m028_checkpoint_steps]

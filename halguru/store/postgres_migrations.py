@@ -30,6 +30,7 @@ import psycopg
 from halguru.store.migrations import (
     AUDIT_SCHEMA,
     CHANNEL_ANSWERS_SQL,
+    CHECKPOINT_STEPS_SQL,
     CLAIMS_SCHEMA,
     CONSOLE_SCHEMA,
     DELIVERY_ERRORS_SQL,
@@ -266,6 +267,11 @@ def pg020_events_handoffs(conn: Any) -> None:
     _execute_all(conn, EVENTS_HANDOFFS_SQL)
 
 
+def pg021_checkpoint_steps(conn: Any) -> None:
+    """SQLite's m028: a workflow's finished steps, one row each, written once."""
+    _execute_all(conn, CHECKPOINT_STEPS_SQL.replace("INTEGER", "BIGINT"))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
@@ -273,4 +279,4 @@ MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_
                                            pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
                                            pg017_analytics_days,
                                            pg018_jobs_fair, pg019_run_cancels,
-                                           pg020_events_handoffs]
+                                           pg020_events_handoffs, pg021_checkpoint_steps]

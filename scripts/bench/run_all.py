@@ -18,8 +18,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # cheapest first (batch builds llama-server once, minutes)
-BENCHES = ["startup", "overhead", "orchestration", "jobs", "publish", "console", "admin", "tui", "tui_open",
-           "decode", "multiturn", "serve", "slow_clients", "inflight", "logs", "kb", "scale", "batch"]
+BENCHES = ["startup", "overhead", "orchestration", "checkpoints", "jobs", "publish", "console", "admin", "tui",
+           "tui_open", "decode", "multiturn", "serve", "slow_clients", "inflight", "logs", "kb", "scale", "batch"]
 
 
 def main() -> int:
