@@ -107,6 +107,9 @@ class WorkflowStep(BaseModel):
                          "again before the workflow fails")
     retry_delay: float = Field(default=1.0, ge=0, le=3600, description="seconds before the first retry, doubling "
                                "at each one (within the workflow's timeout)")
+    timeout: float | None = Field(default=None, gt=0, le=86400, description="tool and agent steps: seconds each "
+                                  "try may take; past it the try fails, naming the step (tried again if retries: "
+                                  "allows), within the workflow's timeout")
 
 
 class WorkflowSettings(BaseModel):

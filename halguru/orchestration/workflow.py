@@ -137,6 +137,9 @@ def load_workflow(agent: Agent) -> Workflow:
             raise fail(("steps", i, "retries" if "retries" in step.model_fields_set else "retry_delay"),
                        "a condition step is not retried (its expression gives the same value again); retries are "
                        "for tool and agent steps")
+        if step.condition is not None and step.timeout is not None:
+            raise fail(("steps", i, "timeout"), "a condition step takes no timeout (an expression has 2 seconds at "
+                       "most); timeout is for tool and agent steps")
         if step.output is not None and (problem := _schema_problem(step.output)):
             raise fail(("steps", i, "output"), f"not a JSON schema: {problem}")
         steps[step.id], index_of[step.id] = step, i

@@ -124,15 +124,31 @@ async def _tries(r: _Run, sid: str, call: Callable[[], Awaitable[Any]]) -> Any:
     """The step's call, tried again after a failure up to its ``retries`` times (``retry_delay`` seconds, doubling),
     each failure told by a non-fatal error event; the last one raises (the step fails)."""
     step = r.workflow.steps[sid]
+
+    async def timed() -> Any:
+        if step.timeout is None:
+            return await call()
+        try:
+            async with asyncio.timeout(step.timeout) as limit:
+                return await call()
+        except TimeoutError:
+            if not limit.expired():  # the workflow's own timeout, or a timeout inside the call
+                raise
+            error = f"timed out after {step.timeout:g}s (the step's timeout:)"
+            if step.tool is not None:  # the cut call gets a result, as a run's timeout gives one: the trace ends it
+                await r.put(sid, ToolResult(call_id=sid, name=step.tool, content=f"error: {error}", is_error=True,
+                                             duration_ms=step.timeout * 1000))
+            raise HalguruError(error) from None
+
     for attempt in range(step.retries):
         try:
-            return await call()
+            return await timed()
         except HalguruError as exc:  # ToolError too
             delay = step.retry_delay * 2 ** attempt
             await r.put(sid, Error(kind="step", message=f"step {sid} failed (try {attempt + 1} of "
                                    f"{step.retries + 1}): {exc}; trying again in {delay:g}s"))
             await asyncio.sleep(delay)
-    return await call()
+    return await timed()
 
 
 async def _gate(r: _Run, sid: str, tool: str, args: dict[str, Any]) -> str | None:
