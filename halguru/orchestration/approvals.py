@@ -176,6 +176,8 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
                 raise HalguruError(f"{exc}; run {pending['run_id']} is still waiting for approval (rejecting it "
                                    "frees its conversation)") from None
             _reject_without_continuation(store, pending, reject, decided_by, str(exc))
+    if agent is not None and pending is not None and pending["status"] == "pending" and reject is None:
+        _check_step_still_there(agent, pending)
     row = _claim(store, run_id, "rejected" if reject is not None else "approved", reject, decided_by,
                  edit_args if reject is None else None)
     try:
@@ -183,6 +185,23 @@ def _decide(store: Store, run_id: str, edit_args: dict[str, Any] | None, reject:
     except BaseException:  # nothing continues it here: another may take it over at once
         store.release_approval(row["run_id"])
         raise
+
+
+def _check_step_still_there(agent: Agent, pending: ApprovalRecord) -> None:
+    """A paused workflow's step (the call's id) must still be in its agent.yaml and call the same tool: approved,
+    the continuation went on without it, or ran another tool, and the approval said it had run."""
+    workflow = agent.workflow
+    if workflow is None:
+        return
+    call = ToolCallRequest.model_validate_json(pending["call"])
+    step = workflow.steps.get(call.id)
+    if step is not None and step.tool == call.name:
+        return
+    now = "which its agent.yaml no longer has" if step is None else (
+        f"which now calls {step.tool}" if step.tool else "which is no longer a tool step")
+    rid = pending["run_id"]
+    raise HalguruError(f"run {rid} paused at step {call.id} ({call.name}), {now}: put the step back to approve it, "
+                       f"or reject it (`halguru runs reject {rid}`)")
 
 
 def _continuation(store: Store, row: ApprovalRecord, agent: Agent | None, edit_args: dict[str, Any] | None,
