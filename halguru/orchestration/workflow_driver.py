@@ -8,6 +8,7 @@ finished step is a checkpoint, so a killed workflow resumes after its last finis
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -223,6 +224,31 @@ def _answer(workflow: Workflow, results: dict[str, dict[str, Any]], context: dic
     return ""
 
 
+class _Ready:
+    """The steps whose needs have all finished, to start in the order they are written: each step finishing
+    counts down its dependents' needs (rescanning every step at each event took 7 s for 2,000 steps)."""
+
+    def __init__(self, workflow: Workflow, done: dict[str, Any]) -> None:
+        self.order = {sid: i for i, sid in enumerate(workflow.steps)}
+        self.unmet = {sid: len(set(needs) - done.keys()) for sid, needs in workflow.needs.items() if sid not in done}
+        self.dependents: dict[str, list[str]] = {}
+        for sid, needs in workflow.needs.items():
+            for need in set(needs):
+                self.dependents.setdefault(need, []).append(sid)
+        self.heap = [(self.order[sid], sid) for sid, count in self.unmet.items() if count == 0]
+        heapq.heapify(self.heap)
+
+    def next(self) -> str | None:
+        return heapq.heappop(self.heap)[1] if self.heap else None
+
+    def finished(self, sid: str) -> None:
+        for dependent in self.dependents.get(sid, ()):
+            if dependent in self.unmet:
+                self.unmet[dependent] -= 1
+                if self.unmet[dependent] == 0:
+                    heapq.heappush(self.heap, (self.order[dependent], dependent))
+
+
 @dataclass
 class WorkflowDriver:
     """Runs the loaded agent's ``workflow:`` (it has no model of its own)."""
@@ -263,13 +289,14 @@ class WorkflowDriver:
         failure: str | None = None  # a step failed: likewise, so a step with side effects is never cut (its
         # thread would go on unrecorded, and a resume would run it again)
         running: dict[str, asyncio.Task[None]] = {}
+        ready = _Ready(workflow, results)
         try:
             while True:
-                for sid in workflow.steps:
-                    if (waiting is None and failure is None and sid not in results and sid not in running
-                            and len(running) < workflow.settings.max_parallel
-                            and all(n in results for n in workflow.needs[sid])):
-                        running[sid] = asyncio.create_task(_run_step(r, sid, _context(input, results)))
+                while waiting is None and failure is None and len(running) < workflow.settings.max_parallel:
+                    sid = ready.next()
+                    if sid is None:
+                        break
+                    running[sid] = asyncio.create_task(_run_step(r, sid, _context(input, results)))
                 if not running:
                     break
                 async with asyncio.timeout_at(ctx.deadline):
@@ -289,6 +316,7 @@ class WorkflowDriver:
                     failure = failure or f"step {item.step_id} failed: {item.error}"
                     continue
                 results[item.step_id] = {"status": item.status, "output": item.output}
+                ready.finished(item.step_id)
                 checkpoint = ctx.checkpoint_after(f"step {item.step_id} {item.status}")
                 if checkpoint is not None:
                     yield checkpoint
