@@ -107,6 +107,7 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
 
     printer = RunPrinter(err=err, debug=debugging())
     finished: list[RunFinished] = []
+    started: list[str] = []  # the top-level run's id, for what a Ctrl-C says
 
     scopes: list[IngestScope] = []
 
@@ -121,6 +122,8 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
                     printer(event)
                 if isinstance(event, RunFinished):
                     finished.append(event)
+                elif event.type == "run_started" and not event.parent_run_id and not started:
+                    started.append(event.run_id)
         except asyncio.CancelledError:  # Ctrl-C: an ingest on a worker thread stops too, not only the run
             scopes[0].stop()
             raise
@@ -136,7 +139,8 @@ def stream_run(make_stream: Callable[[], AsyncIterator[Event]], *, json_output: 
         for name in running_tools():
             err.print(f"\n[yellow]The tool {escape(name)} was still running: its thread is abandoned "
                       "(it stops when this process exits).[/]")
-        err.print("\n[yellow]Stopped.[/] The partial answer is stored (see `halguru logs`).")
+        hint = resume_hint(started[0], "cancelled") if started else ""  # a team's or workflow's: the way on
+        err.print(f"\n[yellow]Stopped.[/] The partial answer is stored (see `halguru logs`){hint}.")
         return EXIT_INTERRUPTED
     result = finished[-1]
     if result.status == "paused":
