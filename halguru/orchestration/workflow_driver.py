@@ -136,6 +136,8 @@ async def _tries(r: _Run, sid: str, call: Callable[[], Awaitable[Any]]) -> Any:
             if not limit.expired():  # the workflow's own timeout, or a timeout inside the call
                 raise
             error = f"timed out after {step.timeout:g}s (the step's timeout:)"
+            if r.ctx.running_call is not None and r.ctx.running_call.id == sid:  # its call ended here, traced below
+                r.ctx.running_tool = r.ctx.running_call = None
             if step.tool is not None:  # the cut call gets a result, as a run's timeout gives one: the trace ends it
                 await r.put(sid, ToolResult(call_id=sid, name=step.tool, content=f"error: {error}", is_error=True,
                                              duration_ms=step.timeout * 1000))
@@ -172,7 +174,7 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
     """The tool's result as the step's output (JSON decoded): whole up to MAX_ITEMS characters, what a template
     reads, not cut at the 8,000 a model reads (a cut JSON value went on as a string); a longer one fails the step."""
     from halguru.templating import MAX_ITEMS
-    from halguru.tools.registry import cut_sizes, execute_tool
+    from halguru.tools.registry import cut_sizes
 
     await r.put(sid, ToolCall(call_id=sid, name=name, arguments=args))
     started = time.perf_counter()
@@ -180,8 +182,7 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
         supplied = await r.ctx.hooks.supply_tool_result(ToolCallRequest(id=sid, name=name, arguments=args))
         if supplied is not None and supplied[1]:  # replay: a recorded failure
             raise ToolError(supplied[0].removeprefix("error: "))
-        content = supplied[0] if supplied is not None else await execute_tool(r.agent.tools[name], args,
-                                                                              limit=MAX_ITEMS)
+        content = supplied[0] if supplied is not None else await _execute(r, sid, name, args)
         if len(content) > MAX_ITEMS and (sizes := cut_sizes(content)) is not None:  # cut by execute_tool
             raise ToolError(f"{name} returned {sizes[1]:,} characters; a workflow step's output holds at most "
                             f"{MAX_ITEMS:,}")
@@ -197,6 +198,28 @@ async def _call_tool(r: _Run, sid: str, name: str, args: dict[str, Any]) -> Any:
         return json.loads(content)
     except json.JSONDecodeError:
         return content
+
+
+async def _execute(r: _Run, sid: str, name: str, args: dict[str, Any]) -> str:
+    """The tool's result; while it runs, the run knows the call (the first of parallel ones): a run cut meanwhile
+    (Ctrl-C, the workflow's timeout) traces its end, as a plain agent's, instead of leaving it without a result."""
+    from halguru.templating import MAX_ITEMS
+    from halguru.tools.registry import execute_tool
+
+    ctx, tool = r.ctx, r.agent.tools[name]
+    mine = ctx.running_call is None
+    if mine:
+        ctx.running_tool, ctx.running_since = tool, time.perf_counter()
+        ctx.running_call = ToolCallRequest(id=sid, name=name, arguments=args)
+    try:
+        content = await execute_tool(tool, args, limit=MAX_ITEMS)
+    except ToolError:
+        if mine:
+            ctx.running_tool = ctx.running_call = None
+        raise
+    if mine:  # left set when cut: see runtime._cut_call (a step's own timeout clears it, see _tries)
+        ctx.running_tool = ctx.running_call = None
+    return content
 
 
 async def _call_agent(r: _Run, sid: str, member: Agent, message: str, schema: dict[str, Any] | None) -> str:

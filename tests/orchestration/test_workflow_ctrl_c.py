@@ -55,6 +55,10 @@ def test_ctrl_c_in_a_step_says_how_to_resume_from_the_finished_steps(tmp_path: P
     assert proc.returncode == 130 and "Traceback" not in err
     assert err.rstrip().endswith("Stopped. The partial answer is stored (see `halguru logs`); "
                                  f"`halguru runs resume {run_id}` goes on from its finished steps.")
+    events = json.loads(subprocess.run([*halguru_cmd, "logs", "show", run_id, "--json"], env=subprocess_env,
+                                       capture_output=True, text=True, timeout=60).stdout)["events"]
+    cut = [e for e in events if e["type"] == "tool_result"][-1]  # the cut call has its end, as a plain agent's
+    assert (cut["name"], cut["content"]) == ("hang", "error: cancelled by the user before this call finished")
     (folder / "up").touch()
     resumed = subprocess.run([*halguru_cmd, "runs", "resume", run_id], env=subprocess_env, capture_output=True,
                              text=True, timeout=60)

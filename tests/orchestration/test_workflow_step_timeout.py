@@ -92,3 +92,15 @@ def test_a_timeout_that_cannot_apply_is_rejected_at_load(tmp_path: Path, step: s
     (folder / "tools.py").write_text(TOOLS)
     with pytest.raises(AgentSpecError, match=error):
         load_agent(folder)
+
+
+def test_a_tool_call_the_workflows_timeout_cuts_gets_a_result(tmp_path: Path) -> None:
+    """The cut call was left without a result in the trace, as if it were still running."""
+    folder = workflow(tmp_path, "retries: 0")
+    (folder / "agent.yaml").write_text((folder / "agent.yaml").read_text().replace("  steps:", "  timeout: 0.5\n"
+                                                                                   "  steps:"))
+    result = run_sync(folder, "go")
+    assert result.status == "limited"
+    cut = [e for e in result.events if e.type == "tool_result"][-1]
+    assert (cut.name, cut.content) == ("fetch", "error: workflow exceeded workflow.timeout (0.5s) before this call "
+                                                "finished")
