@@ -44,6 +44,10 @@ class TooManyJobs(HalguruError):
     """An owner already has as many jobs waiting as it may (``enqueue_job``'s ``max_waiting``)."""
 
 
+class TooManyConversations(HalguruError):
+    """An owner already keeps as many conversations as it may (``create_conversation``'s ``max_owned``)."""
+
+
 class StoreUnavailable(HalguruError):
     """The store's database did not answer (down, unreachable, no connection in time): nothing the caller
     did wrong, and worth trying again. Not a StoreError, so code that reads "not found" from one never takes

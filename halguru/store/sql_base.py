@@ -115,7 +115,7 @@ def like_pattern(text: str) -> str:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what both databases' integers hold
 LOCK_SCOPES = {"migrations": 1, "queue": 2, "rate": 3, "thread": 4, "channel_message": 5, "schedule": 6,
                "effect": 7, "conversation": 8, "idempotency": 9, "user": 10, "audit": 11,
-               "deployment": 12, "push": 13, "waiting": 14}
+               "deployment": 12, "push": 13, "waiting": 14, "owned": 15}
 
 
 class SQLBase:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from halguru.errors import TooManyConversations
 from halguru.store.records import ConversationRecord
 from halguru.store.sql_base import SQLBase, after_position, newest_conversations
 
@@ -62,11 +63,18 @@ class ConversationsMixin(SQLBase):
             f"FROM ({newest}) c ORDER BY c.updated DESC, c.id LIMIT ?", [*newest_params, limit]))
 
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
-                            history: Sequence[Message] = (), *, owner: str | None = None) -> ConversationRecord:
+                            history: Sequence[Message] = (), *, owner: str | None = None,
+                            max_owned: int | None = None) -> ConversationRecord:
         """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history).
-        The title is stored whole, as a rename stores it: callers that derive one from a message cut it first."""
+        The title is stored whole, as a rename stores it: callers that derive one from a message cut it first.
+        ``max_owned``: TooManyConversations if ``owner`` already keeps that many (counted under the owner's lock,
+        so replicas creating at once cannot all get past it; counting stops at the cap, so a big owner costs
+        no more than the cap's index entries)."""
         now = time.time()
         with self._tx(relaxed=True) as conn:
+            if max_owned is not None and owner is not None:
+                self._lock(conn, "owned", owner)
+                self._check_owned(conn, owner, max_owned)
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title, now, now, owner))
             conn.executemany(  # a history's tool calls and results too (a client's own tool loop)
@@ -76,6 +84,17 @@ class ConversationsMixin(SQLBase):
                  for i, m in enumerate(history)])
         return ConversationRecord(id=conversation_id, agent=agent, title=title, created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
+
+    def check_owned_conversations(self, owner: str, max_owned: int) -> None:
+        self._check_owned(None, owner, max_owned)
+
+    def _check_owned(self, conn: Any, owner: str, limit: int) -> None:
+        """TooManyConversations if ``owner`` keeps ``limit``; counting stops there (an index range, bounded)."""
+        sql = "SELECT count(*) AS n FROM (SELECT 1 FROM conversations WHERE owner = ? LIMIT ?) o"
+        kept = (self._rows(sql, [owner, limit]) if conn is None else conn.execute(sql, (owner, limit)).fetchall())[0]
+        if kept["n"] >= limit:
+            raise TooManyConversations(f"you keep {limit} conversations, as many as this server allows "
+                                       "(max_conversations): delete some before starting another")
 
     def rename_conversation(self, conversation_id: str, title: str) -> bool:
         with self._tx() as conn:

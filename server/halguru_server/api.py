@@ -89,7 +89,7 @@ def get_agent(agent: str, state: State, caller: Reader) -> AgentOut:
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201, tags=["conversations"],
-             responses=responses(400, 403, 404))
+             responses=responses(400, 403, 404, 409))
 def create_conversation(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     """Start an empty conversation with an agent; post messages to it next."""
     agent_for(state, caller, body.agent)

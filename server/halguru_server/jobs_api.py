@@ -122,6 +122,8 @@ def create_job(body: JobIn, state: State, caller: Writer) -> JobOut:
         if conversation["agent"] != body.agent:
             raise ApiError(400, f"conversation {body.conversation_id} belongs to agent {conversation['agent']!r}")
         service.check_room(state, caller, body.conversation_id, len(body.input))  # 409 as the messages route
+    elif state.settings.max_conversations and caller.owner is not None:  # its run starts one: 409 as POST ..
+        service.check_owned(state, caller.owner)
     key = f"api:{caller.owner}:{body.idempotency_key}" if body.idempotency_key else None
     payload = {"input": body.input, "conversation_id": body.conversation_id}
     try:

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from halguru.agents.client_tools import ClientTools
 from halguru.agents.events import Error, Event, RunFinished, RunStarted, ToolCall
 from halguru.agents.runtime import NoConversation, run
-from halguru.errors import ConversationBusy, ConversationPaused
+from halguru.errors import ConversationBusy, ConversationPaused, TooManyConversations
 from halguru.models.base import Message
 from halguru_server import cursors, inflight
 from halguru_server.agents import ServedAgent
@@ -36,6 +36,7 @@ from halguru_server.state import Principal, ServerState
 
 ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 log = logging.getLogger("halguru.server")
+TOO_MANY_CONVERSATIONS = "too_many_conversations"
 
 
 # -- conversations -----------------------------------------------------------
@@ -45,7 +46,20 @@ def new_conversation(state: ServerState, principal: Principal, agent: str, title
     if principal.anonymous and principal.session is None:
         raise ApiError(401, "start a chat session first: POST /chat/api/session", "no_session")
     conv_id = f"conv_{int(time.time() * 1000):x}{secrets.token_hex(10)}"
-    return dict(state.store.create_conversation(conv_id, agent, title, history or [], owner=principal.owner))
+    try:
+        return dict(state.store.create_conversation(conv_id, agent, title, history or [], owner=principal.owner,
+                                                    max_owned=state.settings.max_conversations or None))
+    except TooManyConversations as exc:  # 409, not 429: waiting frees nothing (the clients retry a 429)
+        raise ApiError(409, str(exc), TOO_MANY_CONVERSATIONS) from None
+
+
+def check_owned(state: ServerState, owner: str) -> None:
+    """409 if ``owner`` keeps ``max_conversations`` (a job that will start one is refused when queued; the
+    worker, which knows no server settings, does not count again: at most ``max_waiting_jobs`` more)."""
+    try:
+        state.store.check_owned_conversations(owner, state.settings.max_conversations)
+    except TooManyConversations as exc:
+        raise ApiError(409, str(exc), TOO_MANY_CONVERSATIONS) from None
 
 
 def get_conversation(state: ServerState, principal: Principal, conv_id: str) -> dict[str, Any]:

@@ -126,6 +126,11 @@ class ServerSettings(BaseSettings):
                                "--dev; 0: no cap")
     max_waiting_jobs: int = Field(default=1000, ge=1, description="jobs one owner (an API key's user or the key, "
                                   "a channel) may have queued at once through POST /v1/jobs; past it 429")
+    max_conversations: int = Field(default=0, ge=0, description="conversations one owner (a person with all "
+                                   "their keys, an app's key, a web-chat session) may keep, across replicas; "
+                                   "starting one more (POST /v1/conversations, the web chat, an OpenAI-style "
+                                   "chat that continues none) is a 409 too_many_conversations until some are "
+                                   "deleted; 0: no cap")
     keep_mcp_servers: bool = Field(default=True, description="start agents' MCP servers once and keep them "
                                    "running between requests (off: each run starts and stops its own)")
     worker: bool = Field(default=True, description="run the worker (jobs, schedules, channel replies) in the "

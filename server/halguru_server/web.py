@@ -75,7 +75,7 @@ def _from_a_chat_page(request: Request, state: ServerState) -> bool:
 
 
 @router.post("/conversations", response_model=ConversationOut, status_code=201,
-             responses=responses(400, 404, 429))
+             responses=responses(400, 404, 409, 429))
 def chat_new(body: ConversationIn, state: State, caller: Caller) -> ConversationOut:
     agent_for(state, caller, body.agent)
     if caller.anonymous:
