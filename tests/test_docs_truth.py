@@ -80,3 +80,15 @@ def test_every_route_the_docs_name_is_served() -> None:
                 if not any(_serves(s, want) for s in served):
                     missing.append(f"{doc.name}: {path}")
     assert missing == []
+
+
+def test_every_per_process_setting_is_named_where_the_replicas_are() -> None:
+    """A cap counted in each process's memory (its description says "per process") lets a client behind N replicas
+    have N times it: the operator setting up replicas must read so in "Several replicas", with what to set."""
+    from halguru_server.settings import ServerSettings
+
+    section = (REPO / "README.md").read_text().split("### Several replicas", 1)[1].split("\n## ", 1)[0]
+    per_process = [name for name, field in ServerSettings.model_fields.items()
+                   if "per process" in (field.description or "")]
+    assert "max_in_flight" in per_process
+    assert [name for name in per_process if f"`{name}`" not in section] == []
