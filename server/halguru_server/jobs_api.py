@@ -98,10 +98,29 @@ class RetriedOut(BulkOut):
 
 def _owned(state: ServerState, caller: Principal, job_id: str) -> dict[str, Any]:
     job = state.store.get_job(job_id) if _JOB_ID.match(job_id) else None
-    served = state.agents.get(job["agent"]) if job else None
-    if job is None or served is None or not caller.allows(served) or not caller.owns(job["owner"], "jobs"):
+    if job is None or not _may_use(state, caller, job["agent"]) or not caller.owns(job["owner"], "jobs"):
         raise ApiError(404, f"no job {job_id!r}")
     return dict(job)
+
+
+def _may_use(state: ServerState, caller: Principal, agent: str) -> bool:
+    """Whether ``caller`` reaches ``agent``'s jobs: a served agent it may use, or by name one no longer served
+    (its queued jobs wait for no worker, yet count in ``max_waiting_jobs``: their owner must find and cancel them)."""
+    served = state.agents.get(agent)
+    if served is not None:
+        return caller.allows(served)
+    names = caller.agent_names
+    return names is None or agent in names
+
+
+def _listed_agents(state: ServerState, caller: Principal, agent: str | None) -> list[str] | None:
+    """The agents a listing of ``caller``'s jobs covers (None: any, those no longer served too)."""
+    if agent is not None:
+        return [agent] if _may_use(state, caller, agent) else []
+    names = caller.agent_names
+    if names is None:
+        return None
+    return [n for n in set(names) | set(state.agents) if _may_use(state, caller, n)]
 
 
 def _out(job: dict[str, Any]) -> JobOut:
@@ -148,7 +167,7 @@ def list_jobs(state: State, caller: Caller, agent: str | None = None,
     """Newest first; ``status`` and ``agent`` narrow the list; follow ``next_cursor`` for more (the jobs
     queued before the last one shown: jobs queued meanwhile shift nothing)."""
     before = cursors.job_before(cursor)
-    names = [n for n, s in state.agents.items() if caller.allows(s) and (agent is None or n == agent)]
+    names = _listed_agents(state, caller, agent)
     rows = state.store.list_jobs(limit + 1, status=status, agents=names, owner=caller.owner_filter_for("jobs"),
                                  before=before)
     more = len(rows) > limit
@@ -169,6 +188,8 @@ def get_job(job_id: JobId, state: State, caller: Caller) -> JobDetail:
 def retry_job(job_id: JobId, request: Request, state: State, caller: Writer) -> JobOut:
     """Queue a dead or cancelled job again (its attempts start over)."""
     job = _owned(state, caller, job_id)
+    if job["agent"] not in state.agents:
+        raise ApiError(409, f"agent {job['agent']!r} is no longer served here: its jobs can be cancelled, not retried")
     try:
         retried = state.store.retry_job(job_id, owner=job["owner"], max_waiting=state.settings.max_waiting_jobs)
     except TooManyJobs as exc:  # cancel and retry must not pass the cap POST /jobs keeps
@@ -217,7 +238,8 @@ def cancel_queued_jobs(body: BulkIn, request: Request, state: State, caller: Wri
     ``jobs:write_all``. Running jobs go on: cancel them one by one."""
     if body.agent is None:
         raise ApiError(422, "agent: name the agent whose queued jobs to cancel")
-    _agents(state, caller, body.agent)
+    if body.agent in state.agents or not _may_use(state, caller, body.agent):  # one no longer served: by name
+        _agents(state, caller, body.agent)
     count = state.store.cancel_queued_jobs(body.agent, owner=caller.owner_filter_for("jobs"))
     audit.record(request, "job.cancel", body.agent, {"agent": body.agent, "queued_jobs": count})
     return BulkOut(count=count)

@@ -160,6 +160,16 @@ class Principal:
             return True
         return served.web_chat == "public"
 
+    @property
+    def agent_names(self) -> list[str] | None:
+        """The agents this principal may use by name, served or not (None: any): what reaches the jobs of an
+        agent no longer served, which stay their owner's to see and cancel. An anonymous visitor: none."""
+        if self.dev or (self.key is None and self.user is not None):
+            return None
+        if self.key is not None:
+            return list(self.key.agents) or None
+        return []
+
 
 def get_state(request: Request) -> ServerState:
     return request.app.state.halguru

@@ -349,3 +349,31 @@ def test_dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk_over_the_api(
     assert admin.post("/v1/jobs/cancel", json={"agent": "echo"}).json() == {"count": 2}
     actions = [(e["action"], e["target"]) for e in store.list_audit(10, action="job.")]
     assert ("job.retry", "echo") in actions and ("job.cancel", "echo") in actions
+
+
+def test_the_jobs_of_an_agent_no_longer_served_stay_their_owners_to_see_and_cancel(
+        serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """An agent removed from the project (a deploy without it) left its queued jobs queued for ever: no worker
+    claims them, yet they counted in the owner's ``max_waiting_jobs``, and the owner got 404 for each and did not
+    see them listed, so a key at its cap could not find what to cancel. Now they are listed, shown and
+    cancelled (one by one, or all of that agent's); a retry is a 409 saying why; another key sees none."""
+    from halguru.store import open_store
+
+    server = serve(worker=False, max_waiting_jobs=2)
+    secret = api_key("a")
+    mine = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+    theirs = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {api_key('b')}"})
+    owner = f"key:{secret.split('_')[1]}"
+    gone = [open_store().enqueue_job("run", "gone", {"input": f"{i}", "conversation_id": None}, owner=owner)[0]["id"]
+            for i in range(2)]  # queued while `gone` was served
+    refused = mine.post("/v1/jobs", json={"agent": "echo", "input": "more"})
+    assert refused.status_code == 429  # the cap counts them...
+    listed = mine.get("/v1/jobs").json()["data"]
+    assert sorted(j["id"] for j in listed) == sorted(gone)  # ...and now the owner sees them
+    assert mine.get(f"/v1/jobs/{gone[0]}").json()["agent"] == "gone"
+    assert theirs.get("/v1/jobs").json()["data"] == [] and theirs.get(f"/v1/jobs/{gone[0]}").status_code == 404
+    assert mine.post(f"/v1/jobs/{gone[0]}/cancel").json()["status"] == "cancelled"
+    retry = mine.post(f"/v1/jobs/{gone[0]}/retry")
+    assert retry.status_code == 409 and "no longer served" in retry.json()["error"]["message"]
+    assert mine.post("/v1/jobs/cancel", json={"agent": "gone"}).json() == {"count": 1}
+    assert mine.post("/v1/jobs", json={"agent": "echo", "input": "more"}).status_code == 202
