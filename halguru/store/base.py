@@ -62,10 +62,12 @@ class Store(Protocol):
         ...
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None,
-                            max_owned: int | None = None) -> ConversationRecord:
-        """A new conversation; ``max_owned``: TooManyConversations if ``owner`` already keeps that many."""
+                            max_owned: int | None = None, among: Sequence[str] | None = None
+                            ) -> ConversationRecord:
+        """A new conversation; ``max_owned``: TooManyConversations if ``owner`` already keeps that many (of
+        the agents ``among``, if given)."""
         ...
-    def check_owned_conversations(self, owner: str, max_owned: int) -> None:
+    def check_owned_conversations(self, owner: str, max_owned: int, among: Sequence[str] | None = None) -> None:
         """TooManyConversations if ``owner`` keeps ``max_owned`` conversations (a job about to start one)."""
         ...
     def delete_conversation(self, conversation_id: str) -> bool:

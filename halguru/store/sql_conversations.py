@@ -64,17 +64,19 @@ class ConversationsMixin(SQLBase):
 
     def create_conversation(self, conversation_id: str, agent: str, title: str = "",
                             history: Sequence[Message] = (), *, owner: str | None = None,
-                            max_owned: int | None = None) -> ConversationRecord:
+                            max_owned: int | None = None, among: Sequence[str] | None = None
+                            ) -> ConversationRecord:
         """A new conversation, optionally seeded with earlier messages (an OpenAI-style request's history).
         The title is stored whole, as a rename stores it: callers that derive one from a message cut it first.
         ``max_owned``: TooManyConversations if ``owner`` already keeps that many (counted under the owner's lock,
         so replicas creating at once cannot all get past it; counting stops at the cap, so a big owner costs
-        no more than the cap's index entries)."""
+        no more than the cap's index entries); ``among``: only those of these agents count (the served ones:
+        an agent removed in a deploy leaves conversations its owner can no longer reach to delete)."""
         now = time.time()
         with self._tx(relaxed=True) as conn:
             if max_owned is not None and owner is not None:
                 self._lock(conn, "owned", owner)
-                self._check_owned(conn, owner, max_owned)
+                self._check_owned(conn, owner, max_owned, among)
             conn.execute("INSERT INTO conversations (id, agent, title, created, updated, owner) "
                          "VALUES (?, ?, ?, ?, ?, ?)", (conversation_id, agent, title, now, now, owner))
             conn.executemany(  # a history's tool calls and results too (a client's own tool loop)
@@ -85,13 +87,15 @@ class ConversationsMixin(SQLBase):
         return ConversationRecord(id=conversation_id, agent=agent, title=title, created=now, updated=now,
                                   active_agent=None, owner=owner, messages=len(history))
 
-    def check_owned_conversations(self, owner: str, max_owned: int) -> None:
-        self._check_owned(None, owner, max_owned)
+    def check_owned_conversations(self, owner: str, max_owned: int, among: Sequence[str] | None = None) -> None:
+        self._check_owned(None, owner, max_owned, among)
 
-    def _check_owned(self, conn: Any, owner: str, limit: int) -> None:
-        """TooManyConversations if ``owner`` keeps ``limit``; counting stops there (an index range, bounded)."""
-        sql = "SELECT count(*) AS n FROM (SELECT 1 FROM conversations WHERE owner = ? LIMIT ?) o"
-        kept = (self._rows(sql, [owner, limit]) if conn is None else conn.execute(sql, (owner, limit)).fetchall())[0]
+    def _check_owned(self, conn: Any, owner: str, limit: int, among: Sequence[str] | None) -> None:
+        """TooManyConversations if ``owner`` keeps ``limit`` (of the agents ``among``); counting stops there."""
+        agents = f" AND agent IN ({','.join('?' * len(among))})" if among else ""
+        sql = f"SELECT count(*) AS n FROM (SELECT 1 FROM conversations WHERE owner = ?{agents} LIMIT ?) o"
+        params = [owner, *(among or ()), limit]
+        kept = (self._rows(sql, params) if conn is None else conn.execute(sql, params).fetchall())[0]
         if kept["n"] >= limit:
             raise TooManyConversations(f"you keep {limit} conversations, as many as this server allows "
                                        "(max_conversations): delete some before starting another")

@@ -42,13 +42,15 @@ TOO_MANY_CONVERSATIONS = "too_many_conversations"
 # -- conversations -----------------------------------------------------------
 def new_conversation(state: ServerState, principal: Principal, agent: str, title: str = "",
                      history: list[Message] | None = None) -> dict:
-    """An empty stored conversation, owned by ``principal`` (an anonymous one needs its chat session)."""
+    """An empty stored conversation, owned by ``principal`` (an anonymous one needs its chat session). The
+    ``max_conversations`` cap counts the served agents' only: a removed agent's are out of their owner's reach."""
     if principal.anonymous and principal.session is None:
         raise ApiError(401, "start a chat session first: POST /chat/api/session", "no_session")
     conv_id = f"conv_{int(time.time() * 1000):x}{secrets.token_hex(10)}"
     try:
         return dict(state.store.create_conversation(conv_id, agent, title, history or [], owner=principal.owner,
-                                                    max_owned=state.settings.max_conversations or None))
+                                                    max_owned=state.settings.max_conversations or None,
+                                                    among=list(state.agents)))
     except TooManyConversations as exc:  # 409, not 429: waiting frees nothing (the clients retry a 429)
         raise ApiError(409, str(exc), TOO_MANY_CONVERSATIONS) from None
 
@@ -57,7 +59,7 @@ def check_owned(state: ServerState, owner: str) -> None:
     """409 if ``owner`` keeps ``max_conversations`` (a job that will start one is refused when queued; the
     worker, which knows no server settings, does not count again: at most ``max_waiting_jobs`` more)."""
     try:
-        state.store.check_owned_conversations(owner, state.settings.max_conversations)
+        state.store.check_owned_conversations(owner, state.settings.max_conversations, list(state.agents))
     except TooManyConversations as exc:
         raise ApiError(409, str(exc), TOO_MANY_CONVERSATIONS) from None
 

@@ -38,3 +38,18 @@ def test_a_key_past_max_conversations_gets_409_until_it_deletes_one(
 
 def test_no_cap_by_default(client: httpx.Client) -> None:
     assert all(client.post("/v1/conversations", json={"agent": "echo"}).status_code == 201 for _ in range(5))
+
+
+def test_a_removed_agents_conversations_do_not_count(serve: Callable[..., Any], api_key: Callable[..., str]) -> None:
+    """An agent removed in a deploy leaves its conversations in the store, where their owner can no longer reach
+    them (404, unlisted) to delete them: they must not hold the owner's places for ever."""
+    from halguru.store import open_store
+
+    server = serve(max_conversations=2, worker=False)
+    secret = api_key("a")
+    mine = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+    for i in range(2):  # made while `gone` was served
+        open_store().create_conversation(f"conv_gone{i}", "gone", owner=f"key:{secret.split('_')[1]}")
+    assert [mine.post("/v1/conversations", json={"agent": "echo"}).status_code for _ in range(3)] == [201, 201, 409]
+    job = mine.post("/v1/jobs", json={"agent": "echo", "input": "later"})
+    assert job.status_code == 409 and job.json()["error"]["type"] == "too_many_conversations"

@@ -38,3 +38,13 @@ def test_the_cap_holds_when_two_processes_create_at_once(store_factory: Any) -> 
 
     assert sorted(race(stores, create, n=16)) == [False] * 11 + [True] * 5
     assert len(stores[0].list_conversations(owner="key:a", limit=100)) == 5
+
+
+def test_only_the_named_agents_conversations_count(store: Any) -> None:
+    store.create_conversation("conv_gone", "gone", owner="key:a")
+    store.create_conversation("conv_a0", "echo", owner="key:a", max_owned=1, among=["echo", "other"])
+    with pytest.raises(TooManyConversations):
+        store.create_conversation("conv_a1", "echo", owner="key:a", max_owned=1, among=["echo", "other"])
+    with pytest.raises(TooManyConversations):
+        store.check_owned_conversations("key:a", 1, ["echo"])
+    store.check_owned_conversations("key:a", 1, ["other"])
