@@ -238,8 +238,11 @@ def cancel_queued_jobs(body: BulkIn, request: Request, state: State, caller: Wri
     ``jobs:write_all``. Running jobs go on: cancel them one by one."""
     if body.agent is None:
         raise ApiError(422, "agent: name the agent whose queued jobs to cancel")
-    if body.agent in state.agents or not _may_use(state, caller, body.agent):  # one no longer served: by name
+    owner = caller.owner_filter_for("jobs")
+    gone = body.agent not in state.agents and _may_use(state, caller, body.agent) and \
+        bool(state.store.list_jobs(1, status="queued", agent=body.agent, owner=owner))
+    if not gone:  # a served agent, or a name of none the caller has jobs queued for (a typo): 404 for that
         _agents(state, caller, body.agent)
-    count = state.store.cancel_queued_jobs(body.agent, owner=caller.owner_filter_for("jobs"))
+    count = state.store.cancel_queued_jobs(body.agent, owner=owner)
     audit.record(request, "job.cancel", body.agent, {"agent": body.agent, "queued_jobs": count})
     return BulkOut(count=count)

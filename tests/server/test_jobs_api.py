@@ -376,4 +376,6 @@ def test_the_jobs_of_an_agent_no_longer_served_stay_their_owners_to_see_and_canc
     retry = mine.post(f"/v1/jobs/{gone[0]}/retry")
     assert retry.status_code == 409 and "no longer served" in retry.json()["error"]["message"]
     assert mine.post("/v1/jobs/cancel", json={"agent": "gone"}).json() == {"count": 1}
+    typo = mine.post("/v1/jobs/cancel", json={"agent": "gone"})  # none of its jobs queued now: as any unknown name
+    assert typo.status_code == 404, typo.text
     assert mine.post("/v1/jobs", json={"agent": "echo", "input": "more"}).status_code == 202
