@@ -90,5 +90,5 @@ def test_every_per_process_setting_is_named_where_the_replicas_are() -> None:
     section = (REPO / "README.md").read_text().split("### Several replicas", 1)[1].split("\n## ", 1)[0]
     per_process = [name for name, field in ServerSettings.model_fields.items()
                    if "per process" in (field.description or "")]
-    assert "max_in_flight" in per_process
+    assert "max_followers" in per_process
     assert [name for name in per_process if f"`{name}`" not in section] == []

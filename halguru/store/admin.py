@@ -67,8 +67,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "message_keys": ("owner", "conversation_id", "key", "request_hash", "status", "run_id", "created"),
     "rate_hits": ("bucket", "ts"),  # copied only when asked: hits of the last window, gone a minute later
 }
-DERIVED = ("analytics_days", "analytics_marks")
-"""Tables computed from the others (``sql_analytics``): not copied; the target computes its own again."""
+DERIVED = ("analytics_days", "analytics_marks", "in_flight")
+"""Tables not copied: computed from the others (``sql_analytics``; the target computes its own again), or each
+live process's own counts (``sql_inflight``: seconds long)."""
 BATCH = 1000  # rows a copy reads and inserts at a time
 
 

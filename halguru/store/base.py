@@ -67,6 +67,9 @@ class Store(Protocol):
         """A new conversation; ``max_owned``: TooManyConversations if ``owner`` already keeps that many (of
         the agents ``among``, if given)."""
         ...
+    def share_in_flight(self, process: str, counts: Mapping[str, int], ttl: float) -> dict[str, int]:
+        """Store this serve process's requests in flight by client for ``ttl`` s; the other processes' sums."""
+        ...
     def check_owned_conversations(self, owner: str, max_owned: int, among: Sequence[str] | None = None) -> None:
         """TooManyConversations if ``owner`` keeps ``max_owned`` conversations (a job about to start one)."""
         ...

@@ -573,6 +573,19 @@ def m028_checkpoint_steps(conn: sqlite3.Connection) -> None:
     _execute_all(conn, CHECKPOINT_STEPS_SQL)
 
 
+IN_FLIGHT_SQL = """
+    CREATE TABLE in_flight (
+        process TEXT NOT NULL, client TEXT NOT NULL, n INTEGER NOT NULL, expires REAL NOT NULL,
+        PRIMARY KEY (process, client)
+    )"""
+"""m029's statement (PostgreSQL's pg022 runs the same, with DOUBLE PRECISION)."""
+
+
+def m029_in_flight(conn: sqlite3.Connection) -> None:
+    """Each serve process's requests in flight per client (``sql_inflight``): ``max_in_flight`` across replicas."""
+    _execute_all(conn, IN_FLIGHT_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -584,4 +597,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m022_delivery_errors, m023_message_text,
                                                           m024_analytics_days, m025_jobs_fair,
                                                           m026_run_cancels, m027_events_handoffs,
-                                                          m028_checkpoint_steps]
+                                                          m028_checkpoint_steps,
+                                                          m029_in_flight]

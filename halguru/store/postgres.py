@@ -31,6 +31,7 @@ from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_deployments import DeploymentsMixin
 from halguru.store.sql_identity import IdentityMixin
+from halguru.store.sql_inflight import InFlightMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
 from halguru.store.sql_message_keys import MessageKeysMixin
@@ -112,8 +113,9 @@ class JobListener:
             thread.join(2)
 
 
-class PostgresStore(ConversationsMixin, PostgresRunsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin,
-                    AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, MessageKeysMixin, PostgresBase):
+class PostgresStore(ConversationsMixin, InFlightMixin, PostgresRunsMixin, ResumeMixin, KeysMixin, JobsMixin,
+                    IdentityMixin, AuditMixin, ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, MessageKeysMixin,
+                    PostgresBase):
     """The store in a PostgreSQL database (``url``: postgresql://USER:PASSWORD@HOST:PORT/DB). ``lease``
     (seconds) overrides how long a run stays alive without a renewal (``HALGURU_RUN_LEASE``, else 30 s);
     ``migrate=False`` opens it without applying pending migrations (`halguru db status`); ``statement_timeout``

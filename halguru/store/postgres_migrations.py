@@ -37,6 +37,7 @@ from halguru.store.migrations import (
     DEPLOYMENTS_SCHEMA,
     EVENTS_HANDOFFS_SQL,
     IDENTITY_SCHEMA,
+    IN_FLIGHT_SQL,
     JOBS_FAIR_SQL,
     JOBS_WAITING_SQL,
     KEY_ROLES_SQL,
@@ -272,6 +273,11 @@ def pg021_checkpoint_steps(conn: Any) -> None:
     _execute_all(conn, CHECKPOINT_STEPS_SQL.replace("INTEGER", "BIGINT"))
 
 
+def pg022_in_flight(conn: Any) -> None:
+    """SQLite's m029: each serve process's requests in flight per client (``max_in_flight`` across replicas)."""
+    _execute_all(conn, IN_FLIGHT_SQL.replace("REAL", "DOUBLE PRECISION"))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
@@ -279,4 +285,5 @@ MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_
                                            pg014_channel_opt_outs, pg015_delivery_errors, pg016_message_text,
                                            pg017_analytics_days,
                                            pg018_jobs_fair, pg019_run_cancels,
-                                           pg020_events_handoffs, pg021_checkpoint_steps]
+                                           pg020_events_handoffs, pg021_checkpoint_steps,
+                                           pg022_in_flight]

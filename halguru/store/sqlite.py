@@ -23,6 +23,7 @@ from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin
 from halguru.store.sql_deployments import DeploymentsMixin
 from halguru.store.sql_identity import IdentityMixin
+from halguru.store.sql_inflight import InFlightMixin
 from halguru.store.sql_jobs import JobsMixin
 from halguru.store.sql_keys import KeysMixin
 from halguru.store.sql_message_keys import MessageKeysMixin
@@ -32,7 +33,7 @@ from halguru.store.sql_stats import StatsMixin
 from halguru.store.sqlite_base import SQLiteBase, cannot_open
 
 
-class SQLiteStore(ConversationsMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
+class SQLiteStore(ConversationsMixin, InFlightMixin, ResumeMixin, KeysMixin, JobsMixin, IdentityMixin, AuditMixin,
                   ConsoleMixin, StatsMixin, DeploymentsMixin, PushMixin, MessageKeysMixin, SQLiteBase):
     """The default store, one database file. ``lease`` (seconds) overrides how long a run stays alive
     without a renewal (``HALGURU_RUN_LEASE``, else 30 s); ``migrate=False`` opens it without applying

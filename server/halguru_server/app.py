@@ -182,13 +182,16 @@ def _lifespan(state: ServerState, worker: Worker | None) -> Callable[[FastAPI], 
 
 
 def _start_loops(app: FastAPI, state: ServerState) -> tuple[asyncio.Task[None], ...]:
-    """The background loops of a listening server: the status history, the metrics mirror and the follower
-    of published deployments (cancelled at shutdown)."""
+    """The background loops of a listening server: the status history, the metrics mirror, the follower of
+    published deployments and the in-flight counts shared with the other processes (cancelled at shutdown)."""
     sampling = asyncio.create_task(console.keep_sampling(app, state), name="status-history")
     mirroring = asyncio.create_task(state.metrics.keep_mirroring(), name="metrics-mirror")
     polling = asyncio.create_task(deployments.follow(lambda: deployments.sync(state),
                                                      state.settings.deployments_poll), name="deployments")
-    return sampling, mirroring, polling
+    loops = sampling, mirroring, polling
+    if state.settings.dev:  # --dev counts no requests in flight
+        return loops
+    return *loops, asyncio.create_task(state.in_flight.keep_sharing(state.store), name="in-flight-share")
 
 
 def _include_routes(app: FastAPI, settings: ServerSettings) -> None:

@@ -120,7 +120,8 @@ class ServerSettings(BaseSettings):
                                ".../runs/ID/events, per process (each polls the store); past it 429")
     max_in_flight: int = Field(default=16, ge=0, description="requests one client (a person with all their "
                                "keys and browsers, an app's key, an anonymous visitor's address) may have in "
-                               "flight at once, per process, on routes that need a key, a session or a chat "
+                               "flight at once, across replicas (each shares its counts through the store "
+                               "every second), on routes that need a key, a session or a chat "
                                "session; past it 429 too_many_in_flight. Not counted: health, metrics and sign-in "
                                "pages, revoking a key or a session, disabling a user, an SSE stream once started, "
                                "--dev; 0: no cap")

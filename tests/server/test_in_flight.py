@@ -178,3 +178,27 @@ def test_the_public_openapi_document_is_encoded_once(serve: Callable[..., Server
     for _ in range(3):
         again = httpx.get(f"{server.url}/openapi.json")
         assert again.status_code == 200 and again.content == first.content
+
+
+@pytest.mark.timeout(60)
+def test_the_cap_holds_across_replicas_on_one_store(
+        serve: Callable[..., Server], api_key: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted per process, a key behind N replicas had N times its cap. Now requests held on one replica count
+    on the other within a second (the store shares the counts), and their places come back there once answered."""
+    one, two = serve(max_in_flight=2), serve(max_in_flight=2)  # two replicas of one database
+    mine = api_key("flood")
+    with held_lists(monkeypatch) as (release, reached), ThreadPoolExecutor(4) as pool:
+        flood = _send(pool, one, mine, 2)
+        reached(2)
+        deadline = time.monotonic() + 5
+        while (refused := httpx.get(f"{two.url}/v1/agents", headers={"Authorization": f"Bearer {mine}"})
+               ).status_code == 200:
+            assert time.monotonic() < deadline, "the other replica never counted the held requests"
+            time.sleep(0.2)
+        assert refused.status_code == 429 and refused.json()["error"]["type"] == "too_many_in_flight", refused.text
+        release.set()
+        assert [f.result().status_code for f in flood] == [200, 200]
+    deadline = time.monotonic() + 5
+    while httpx.get(f"{two.url}/v1/agents", headers={"Authorization": f"Bearer {mine}"}).status_code != 200:
+        assert time.monotonic() < deadline, "the places never came back on the other replica"
+        time.sleep(0.2)

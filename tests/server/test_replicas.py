@@ -228,6 +228,17 @@ def converse(client: RoundRobin, i: int) -> str:
     return conv
 
 
+def _post_past_in_flight(replica: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST, sent again after a 429 too_many_in_flight (the key's 16 places are counted across the replicas, and
+    the conversation threads hold most of them), as the clients do."""
+    for _ in range(40):
+        response = replica.post(path, json=body)
+        if response.status_code != 429 or "too_many_in_flight" not in response.text:
+            return response
+        time.sleep(float(response.headers.get("retry-after", "1")) / 4)
+    raise AssertionError(f"POST {path}: too many in flight 40 times")
+
+
 def queue_jobs(client: RoundRobin, first: int, last: int) -> list[str]:
     """Channel messages (reply jobs, through the store as a webhook would) and /v1/jobs runs, each of those
     posted to both replicas with one idempotency key."""
@@ -241,12 +252,7 @@ def queue_jobs(client: RoundRobin, first: int, last: int) -> list[str]:
             posted = set()
             for replica in client.clients:
                 try:
-                    response = replica.post("/v1/jobs", json=body)
-                    for _ in range(20):  # the key's requests in flight at its cap on the replica left: sent again
-                        if response.status_code not in (429, 503):
-                            break
-                        time.sleep(float(response.headers.get("retry-after", "1")) / 4)
-                        response = replica.post("/v1/jobs", json=body)
+                    response = _post_past_in_flight(replica, "/v1/jobs", body)
                 except httpx.TransportError:  # the killed replica
                     continue
                 assert response.status_code == 202, response.text
