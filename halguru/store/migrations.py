@@ -586,6 +586,22 @@ def m029_in_flight(conn: sqlite3.Connection) -> None:
     _execute_all(conn, IN_FLIGHT_SQL)
 
 
+CHECKPOINT_MESSAGES_SQL = """
+    CREATE TABLE checkpoint_messages (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, digest TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )
+"""
+"""m030's statement (PostgreSQL's pg023 runs the same)."""
+
+
+def m030_checkpoint_messages(conn: sqlite3.Connection) -> None:
+    """A durable agent's or team's messages, one row each, written when new or changed
+    (``ResumeMixin.save_checkpoint``): each checkpoint rewrote every message so far, so one 5 MB tool result
+    followed by 30 tool calls wrote 150 MB."""
+    _execute_all(conn, CHECKPOINT_MESSAGES_SQL)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api_keys, m003_active_agent,
                                                           m004_approvals, m005_checkpoints, m006_owners_leases,
                                                           m007_rate_hits, m008_jobs_channels, m009_identity,
@@ -598,4 +614,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_api
                                                           m024_analytics_days, m025_jobs_fair,
                                                           m026_run_cancels, m027_events_handoffs,
                                                           m028_checkpoint_steps,
-                                                          m029_in_flight]
+                                                          m029_in_flight,
+                                                          m030_checkpoint_messages]

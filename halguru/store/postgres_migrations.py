@@ -30,6 +30,7 @@ import psycopg
 from halguru.store.migrations import (
     AUDIT_SCHEMA,
     CHANNEL_ANSWERS_SQL,
+    CHECKPOINT_MESSAGES_SQL,
     CHECKPOINT_STEPS_SQL,
     CLAIMS_SCHEMA,
     CONSOLE_SCHEMA,
@@ -278,6 +279,11 @@ def pg022_in_flight(conn: Any) -> None:
     _execute_all(conn, IN_FLIGHT_SQL.replace("REAL", "DOUBLE PRECISION"))
 
 
+def pg023_checkpoint_messages(conn: Any) -> None:
+    """SQLite's m030: a durable agent's or team's messages, one row each, written when new or changed."""
+    _execute_all(conn, CHECKPOINT_MESSAGES_SQL.replace("INTEGER", "BIGINT"))
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_audit, pg004_console,
                                            pg005_deployments, pg006_push, pg007_message_keys,
                                            pg008_claims, pg009_key_roles, pg010_jobs_waiting,
@@ -286,4 +292,5 @@ MIGRATIONS: list[Callable[[Any], None]] = [pg001_initial, pg002_identity, pg003_
                                            pg017_analytics_days,
                                            pg018_jobs_fair, pg019_run_cancels,
                                            pg020_events_handoffs, pg021_checkpoint_steps,
-                                           pg022_in_flight]
+                                           pg022_in_flight,
+                                           pg023_checkpoint_messages]

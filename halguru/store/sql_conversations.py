@@ -114,7 +114,7 @@ class ConversationsMixin(SQLBase):
             self._lock(conn, "conversation", conversation_id)  # a run finishing in it meanwhile waits
             # and one recording events waits too, then finds its run gone (PostgreSQL; SQLite has one writer)
             conn.execute("SELECT id FROM runs WHERE conversation_id = ?" + self.FOR_UPDATE, (conversation_id,))
-            for table in ("events", "approvals", "checkpoints", "checkpoint_steps"):
+            for table in ("events", "approvals", "checkpoints", "checkpoint_steps", "checkpoint_messages"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id IN ({runs})", (conversation_id,))
             conn.execute("DELETE FROM approvals WHERE conversation_id = ?", (conversation_id,))
             conn.execute("DELETE FROM checkpoints WHERE conversation_id = ?", (conversation_id,))

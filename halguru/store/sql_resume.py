@@ -11,6 +11,7 @@ expires, and another resume (or approve) takes the run over; two processes never
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,8 @@ __all__ = ["CLAIMING", "ResumeMixin"]
 
 STEPS_DONE = "steps_done"
 """A workflow checkpoint's finished steps (step id -> its status and output), stored one row each."""
+MESSAGES = "messages"
+"""A plain agent's or a team's checkpoint: the run's messages so far, stored one row each."""
 
 
 class ResumeMixin(RunsMixin):
@@ -44,21 +47,42 @@ class ResumeMixin(RunsMixin):
     def save_checkpoint(self, run_id: str, label: str, state: Mapping[str, Any],
                         events: Sequence[BaseEvent]) -> None:
         """The state after a step, with the trace events so far, in one transaction (all or nothing). A workflow's
-        ``steps_done`` go to rows of their own, each written once (a step's output never changes): the state
-        rewrote every output so far at each step, 150 MB for a 5 MB output followed by 30 steps."""
+        ``steps_done`` and an agent's or team's ``messages`` go to rows of their own, each written when it is new
+        or changed: the state rewrote all of them at each step, 150 MB for a 5 MB output followed by 30 steps."""
         steps: Mapping[str, Any] = state.get(STEPS_DONE) or {}
-        rest = json.dumps({k: v for k, v in state.items() if k != STEPS_DONE}, ensure_ascii=False)
+        messages: Sequence[Any] = state.get(MESSAGES) or ()
+        rest = json.dumps({k: v for k, v in state.items() if k not in (STEPS_DONE, MESSAGES)}, ensure_ascii=False)
         with self._tx() as conn:
             self._insert_events(conn, run_id, events)
             if steps:
-                saved = {row[0] for row in conn.execute("SELECT step_id FROM checkpoint_steps WHERE run_id = ?",
-                                                        (run_id,)).fetchall()}
-                new = [(run_id, sid, len(saved) + i, json.dumps(result, ensure_ascii=False), run_id)
-                       for i, (sid, result) in enumerate((s, r) for s, r in steps.items() if s not in saved)]
-                conn.executemany("INSERT INTO checkpoint_steps (run_id, step_id, seq, result) SELECT ?, ?, ?, ? "
-                                 "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)", new)
+                self._save_steps(conn, run_id, steps)
+            if messages:
+                self._save_messages(conn, run_id, messages)
             conn.execute("UPDATE checkpoints SET label = ?, state = ?, updated = ? WHERE run_id = ?",
                          (label, rest, time.time(), run_id))
+
+    def _save_steps(self, conn: Any, run_id: str, steps: Mapping[str, Any]) -> None:
+        """The finished steps not stored yet (a step's output never changes once it is done)."""
+        saved = {row[0] for row in conn.execute("SELECT step_id FROM checkpoint_steps WHERE run_id = ?",
+                                                (run_id,)).fetchall()}
+        new = [(run_id, sid, len(saved) + i, json.dumps(result, ensure_ascii=False), run_id)
+               for i, (sid, result) in enumerate((s, r) for s, r in steps.items() if s not in saved)]
+        conn.executemany("INSERT INTO checkpoint_steps (run_id, step_id, seq, result) SELECT ?, ?, ?, ? "
+                         "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)", new)
+
+    def _save_messages(self, conn: Any, run_id: str, messages: Sequence[Any]) -> None:
+        """The messages whose row is missing or differs (by digest: a debugger may edit a call already saved),
+        and none past the last (the list never shrinks today, but a row left over would come back on resume)."""
+        dumped = [json.dumps(m, ensure_ascii=False) for m in messages]
+        digests = [hashlib.blake2b(d.encode(), digest_size=16).hexdigest() for d in dumped]
+        saved = {row[0]: row[1] for row in conn.execute(
+            "SELECT seq, digest FROM checkpoint_messages WHERE run_id = ?", (run_id,)).fetchall()}
+        changed = [i for i, digest in enumerate(digests) if saved.get(i) != digest]
+        stale = [(run_id, i) for i in changed if i in saved] + [(run_id, i) for i in saved if i >= len(dumped)]
+        conn.executemany("DELETE FROM checkpoint_messages WHERE run_id = ? AND seq = ?", stale)
+        conn.executemany("INSERT INTO checkpoint_messages (run_id, seq, digest, message) SELECT ?, ?, ?, ? "
+                         "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)",
+                         [(run_id, i, digests[i], dumped[i], run_id) for i in changed])
 
     def get_checkpoint(self, run_id: str) -> CheckpointRecord | None:
         """The run's checkpoint; a resume's claim that expired (its process died first) reads as none."""
@@ -72,6 +96,10 @@ class ResumeMixin(RunsMixin):
         if steps:  # a checkpoint saved before m028 has them in its state
             row["state"][STEPS_DONE] = {**row["state"].get(STEPS_DONE, {}),
                                         **{r["step_id"]: json.loads(r["result"]) for r in steps}}
+        messages = self._rows("SELECT message FROM checkpoint_messages WHERE run_id = ? ORDER BY seq",
+                              [row["run_id"]])
+        if messages:  # a checkpoint saved before m030 has them in its state
+            row["state"][MESSAGES] = [json.loads(r["message"]) for r in messages]
         if row["resumed_by"] == CLAIMING and (row["claim_expires"] or 0) < time.time():
             row["resumed_by"] = None
         return cast(CheckpointRecord, row)

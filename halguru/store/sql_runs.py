@@ -449,7 +449,7 @@ class RunsMixin(SQLBase):
             conn.execute("DELETE FROM pruned")
             conn.execute(f"INSERT INTO pruned SELECT id, conversation_id FROM runs WHERE id IN ({old})",
                          (before, now, now, PRUNE_BATCH))
-            for table in ("events", "approvals", "checkpoints", "checkpoint_steps"):
+            for table in ("events", "approvals", "checkpoints", "checkpoint_steps", "checkpoint_messages"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM pruned)")
             count: int = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM pruned)").rowcount
             empty = ("SELECT DISTINCT p.conversation_id FROM pruned p WHERE NOT EXISTS "

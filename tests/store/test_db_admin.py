@@ -140,14 +140,14 @@ def test_bad_copy_arguments_are_one_line(cli_error, tmp_path: Path) -> None:
 def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_database) -> None:
     url = new_postgres_database()
     out = cli("db", "status", "--url", url).output
-    assert "pg001_initial" in out and "pending" in out and "22 pending" in out
+    assert "pg001_initial" in out and "pending" in out and "23 pending" in out
     applied = cli("db", "migrate", "--url", url).output
-    assert ("Applied 22: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments, "
+    assert ("Applied 23: pg001_initial, pg002_identity, pg003_audit, pg004_console, pg005_deployments, "
             "pg006_push, pg007_message_keys, pg008_claims, pg009_key_roles, pg010_jobs_waiting, "
             "pg011_test_runs, pg012_run_jobs, pg013_channel_answers, pg014_channel_opt_outs, "
             "pg015_delivery_errors, pg016_message_text, pg017_analytics_days, "
             "pg018_jobs_fair, pg019_run_cancels, pg020_events_handoffs, pg021_checkpoint_steps, "
-            "pg022_in_flight") in applied
+            "pg022_in_flight, pg023_checkpoint_messages") in applied
     assert "Up to date." in cli("db", "status", "--url", url).output
     assert "Nothing to apply" in cli("db", "migrate", "--url", url).output
 
@@ -156,9 +156,9 @@ def test_status_and_migrate_on_a_fresh_postgres_database(cli, new_postgres_datab
                                 "`db status`/`migrate` are tested above with --url")
 def test_status_of_the_configured_sqlite_store_applies_nothing(cli, halguru_home: Path) -> None:
     out = cli("db", "status").output
-    assert "m001_initial" in out and "29 pending" in out and not (halguru_home / "halguru.db").exists()
+    assert "m001_initial" in out and "30 pending" in out and not (halguru_home / "halguru.db").exists()
     cli("db", "migrate")
-    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 29
+    assert [s.applied is not None for s in migration_status(f"sqlite:{halguru_home / 'halguru.db'}")] == [True] * 30
 
 
 def test_the_copy_covers_every_table_and_column_of_both_schemas(store_url: str, store_factory, raw_sql) -> None:

@@ -54,8 +54,8 @@ def test_upgrading_a_store_keeps_a_copy_the_older_halguru_can_open(tmp_path, cap
     assert said == [f"halguru: upgrading the store {path} (m014_message_keys, m015_claims, m016_key_roles, "
                     f"m017_jobs_waiting, m018_test_runs, m019_run_jobs, m020_channel_answers, m021_channel_opt_outs, "
                     f"m022_delivery_errors, m023_message_text, m024_analytics_days, m025_jobs_fair, "
-                    f"m026_run_cancels, m027_events_handoffs, m028_checkpoint_steps, m029_in_flight); a copy of "
-                    f"it as it was goes to {copy}"]
+                    f"m026_run_cancels, m027_events_handoffs, m028_checkpoint_steps, m029_in_flight, "
+                    f"m030_checkpoint_messages); a copy of it as it was goes to {copy}"]
     with contextlib.closing(sqlite3.connect(copy)) as old:
         assert old.execute("SELECT id FROM conversations").fetchall() == [("conv_a",)]
         check_known({r[0] for r in old.execute("SELECT name FROM migrations")}, MIGRATIONS[:13])  # opens
