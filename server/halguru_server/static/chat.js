@@ -433,11 +433,16 @@ function tieToSession(id) {
   store.sessionConversations = [...store.sessionConversations.filter((c) => stored.has(c) && c !== id), id];
 }
 
+// A new conversation's title: its first message's first 80 characters, whole ones (an emoji cut in half was a lone
+// surrogate), with control characters (a pasted terminal's colour escapes) as spaces: the server refuses a title
+// holding either, and the first message could not be sent at all.
+const titleOf = (text) => Array.from(text.replace(/\p{Cc}+/gu, " ").trim()).slice(0, 80).join("");
+
 async function ensureConversation(agent, firstMessage) {
   let id = store.conversation(agent);
   if (!id) {
     await ensureSession();
-    const body = JSON.stringify({ agent, title: firstMessage.slice(0, 80) });  // how the history lists it
+    const body = JSON.stringify({ agent, title: titleOf(firstMessage) });  // how the history lists it
     const response = await api("/conversations", { method: "POST", body });
     id = (await response.json()).id;
     store.setConversation(agent, id);
