@@ -29,3 +29,27 @@ def test_any_first_message_starts_a_conversation(serve: Any, browser: Any, text:
     conversation = page.url.split("conversation=")[1]
     title = server.state.store.get_conversation(conversation)["title"]
     assert title and title.isprintable() and title.startswith(text[:5])
+
+
+def test_a_visitor_with_many_conversations_reaches_the_oldest(serve: Any, browser: Any) -> None:  # noqa: F811
+    """The list held the newest 50 and nothing said there were more: a visitor's 51st conversation back (and
+    every one before it) could no longer be opened from the chat."""
+    server = serve()
+    page = open_chat(browser, server)
+    ask(page, "the oldest plans", "You said: the oldest plans")
+    oldest = page.url.split("conversation=")[1]
+    owner = server.state.store.get_conversation(oldest)["owner"]
+    for i in range(120):
+        server.state.store.create_conversation(f"conv_{i:04x}{'0' * 20}", "echo", f"later chat {i}", owner=owner)
+    page.click("#new")
+    page.reload()
+    history = page.get_by_role("combobox", name="Your conversations")
+    expect(history.locator("option", has_text="later chat 119")).to_have_count(1, timeout=WAIT_MS)
+    expect(history.locator("option", has_text="the oldest plans")).to_have_count(0)
+    for shown in (100, 121):  # a page more each time it is chosen
+        history.select_option(label="Older conversations…")
+        expect(history.locator("option[value^=conv_]")).to_have_count(shown, timeout=WAIT_MS)
+        expect(history).to_have_value("")
+    expect(history.locator("option", has_text="Older conversations…")).to_have_count(0)  # that was all of them
+    history.select_option(label=history.locator("option", has_text="the oldest plans").inner_text())
+    expect(page.locator(".msg.user")).to_have_text("the oldest plans", timeout=WAIT_MS)

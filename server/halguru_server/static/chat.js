@@ -237,21 +237,49 @@ async function loadHistory() {
   const agent = agentSelect.value;
   if (embedAgent || !agent || !(me || dev || credential())) { history.hidden = !me; return; }
   const current = store.conversation(agent);
-  let items = [];
+  let page = { data: [], next_cursor: null };
   try {
-    items = (await (await api(`/conversations?agent=${encodeURIComponent(agent)}&limit=50`)).json()).data;
+    page = await (await api(`/conversations?agent=${encodeURIComponent(agent)}&limit=${HISTORY_PAGE}`)).json();
   } catch (error) { showStatus(error.message); }
   // Another agent chosen meanwhile: its own list is on its way. Drawn anyway, a slow answer for the agent shown
   // at first (its list loaded at start) replaced the chosen agent's, which had come back sooner.
   if (agentSelect.value !== agent) return;
   titles.clear();
-  for (const c of items) titles.set(c.id, c.title);
-  const options = items.map((c) => new Option(
-    `${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
-  history.replaceChildren(new Option("Your conversations…", ""), ...options);
-  history.value = items.some((c) => c.id === current) ? current : "";
-  history.hidden = !me && !items.length;  // a visitor's list shows once there is something in it
+  history.replaceChildren(new Option("Your conversations…", ""));
+  listed(page);
+  history.value = page.data.some((c) => c.id === current) ? current : "";
+  history.hidden = !me && !page.data.length;  // a visitor's list shows once there is something in it
   showConversationActions();
+}
+
+// The list shows a page of conversations at a time; its last option, while there are more, brings the next page
+// (the list had the newest 50 and no way to the rest: an older conversation could no longer be opened here).
+const HISTORY_PAGE = 50, OLDER = "older";
+let olderCursor = null;
+function listed(page) {
+  const history = $("history");
+  history.querySelector(`option[value="${OLDER}"]`)?.remove();
+  for (const c of page.data) {
+    titles.set(c.id, c.title);
+    history.append(new Option(`${c.title || "Untitled"} · ${new Date(c.updated * 1000).toLocaleString()}`, c.id));
+  }
+  olderCursor = page.next_cursor || null;
+  if (olderCursor) history.append(new Option("Older conversations…", OLDER));
+}
+
+async function loadOlder() {
+  const history = $("history");
+  const agent = agentSelect.value, current = store.conversation(agent);
+  history.value = [...history.options].some((o) => o.value === current) ? current : "";
+  if (!olderCursor) return;
+  try {
+    const path = `/conversations?agent=${encodeURIComponent(agent)}&limit=${HISTORY_PAGE}&cursor=${encodeURIComponent(olderCursor)}`;
+    const page = await (await api(path)).json();
+    if (agentSelect.value !== agent) return;
+    listed(page);
+    history.value = [...history.options].some((o) => o.value === current) ? current : "";
+    announce(`${page.data.length} older conversations listed.`);
+  } catch (error) { showStatus(error.message); }
 }
 
 // Rename and Delete act on the conversation shown: they are there while there is one (not in an embedded chat).
@@ -897,6 +925,7 @@ agentSelect.addEventListener("change", () => {
   localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); loadHistory();
 });
 $("history").addEventListener("change", () => {
+  if ($("history").value === OLDER) { loadOlder(); return; }
   store.setConversation(agentSelect.value, $("history").value || null);
   loadConversation();
 });
