@@ -3,12 +3,15 @@ conversations, spoofed links, code and tables a keyboard and a screen reader mus
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from playwright.sync_api import expect
 
 from tests.server.test_serve_webchat import WAIT_MS, ask, browser, open_chat  # noqa: F401  (the fixture)
+from tests.server.test_webchat_a11y import chrome_name
 
 
 @pytest.mark.parametrize("text", [
@@ -53,3 +56,50 @@ def test_a_visitor_with_many_conversations_reaches_the_oldest(serve: Any, browse
     expect(history.locator("option", has_text="Older conversations…")).to_have_count(0)  # that was all of them
     history.select_option(label=history.locator("option", has_text="the oldest plans").inner_text())
     expect(page.locator(".msg.user")).to_have_text("the oldest plans", timeout=WAIT_MS)
+
+
+def answering(agents_dir: Path, answer: str) -> None:
+    """The `echo` agent answers every message with ``answer`` (its scripted model)."""
+    script = agents_dir.parent / "answer.yaml"
+    script.write_text(yaml.safe_dump([answer]))
+    spec = yaml.safe_load((agents_dir / "echo" / "agent.yaml").read_text())
+    (agents_dir / "echo" / "agent.yaml").write_text(yaml.safe_dump({**spec, "model": f"scripted:{script}"}))
+
+
+def scrolled(box: Any) -> None:
+    """Wait (2 s at most) for ``box`` to have scrolled sideways: the browser may scroll smoothly."""
+    for _ in range(40):
+        if box.evaluate("b => b.scrollLeft") > 0:
+            return
+        box.page.wait_for_timeout(50)
+    raise AssertionError("not scrolled")
+
+
+CODE_AND_TABLE = ("Run this:\n\n```python\nprint('" + "x" * 300 + "')\n```\n\nand\n\n```\nls\n```\n\n"
+                  "| name | value |\n|---|---|\n| " + "z" * 300 + " | 1 |\n")
+
+
+def test_code_blocks_and_tables_are_named_regions_a_keyboard_can_scroll(
+        serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """A code block (and a wide table's box) scrolls sideways on a phone, but had no name and no way in from the
+    keyboard: a screen reader said nothing of what it was, and its end could not be scrolled to without a mouse.
+    Its Copy button was "Copy code" for every block alike."""
+    answering(agents_dir, CODE_AND_TABLE)
+    page = browser.new_page(viewport={"width": 360, "height": 640})
+    page.goto(f"{serve().url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    ask(page, "show me", "Run this")
+    answer = page.locator(".msg.assistant").last
+    assert chrome_name(page, ".msg.assistant pre") == "Code: python"
+    assert chrome_name(page, ".msg.assistant pre:nth-of-type(2)") == "Code"
+    assert chrome_name(page, ".msg.assistant .table") == "Table"
+    expect(answer.get_by_role("region", name="Code: python")).to_have_count(1)
+    expect(answer.get_by_role("button", name="Copy code: python")).to_have_count(1)
+    pre = answer.locator("pre").first
+    pre.focus()
+    expect(pre).to_be_focused()
+    for box in (pre, answer.locator(".table")):  # the keyboard scrolls each sideways
+        box.focus()
+        page.keyboard.press("ArrowRight")
+        scrolled(box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360

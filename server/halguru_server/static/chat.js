@@ -154,7 +154,8 @@ function copyButtons(bubble) {
   if (!navigator.clipboard) return;
   for (const pre of bubble.querySelectorAll("pre")) {
     const button = Object.assign(document.createElement("button"), { type: "button", className: "copy", textContent: "Copy" });
-    button.setAttribute("aria-label", "Copy code");
+    const name = pre.getAttribute("aria-label") || "Code";  // "Copy code: python": which block, where there are many
+    button.setAttribute("aria-label", `Copy ${name[0].toLowerCase()}${name.slice(1)}`);
     button.addEventListener("click", async () => {
       const done = await navigator.clipboard.writeText(pre.textContent).then(() => "Copied", () => "Not copied");
       button.textContent = done; announce(done);

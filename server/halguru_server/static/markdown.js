@@ -55,6 +55,16 @@ function link(text, url) {
 // punctuation at its end), beside an English one that reads left to right.
 const textBlock = (tag) => Object.assign(document.createElement(tag), { dir: "auto" });
 
+// A block that may scroll sideways (a code block, a wide table's box): a named region the keyboard can reach and
+// scroll. It had no name (a screen reader said nothing of what it was) and no way in but a mouse or a swipe.
+function scroller(tag, name) {
+  const node = document.createElement(tag);
+  node.tabIndex = 0;
+  node.setAttribute("role", "region");
+  node.setAttribute("aria-label", name);
+  return node;
+}
+
 // `text` as inline Markdown into `parent`; `plain`: links and addresses as text (inside a link's own text).
 export function renderInline(text, parent, plain = false) {
   const inside = (tag, inner) => {
@@ -154,9 +164,9 @@ export class MarkdownView {
     }
     const block = (node) => { this.add(this.container, node); s.list = s.para = s.table = s.quote = null; };
     // A fence is ``` or ~~~ (closed by the same), and may be indented (a step's code under a list item).
-    const fence = /^(`{3,}|~{3,})/.exec(line.trimStart());
+    const fence = /^(`{3,}|~{3,})\s*([^\s`{}]{0,30})/.exec(line.trimStart());
     if (fence) {
-      const pre = document.createElement("pre");
+      const pre = scroller("pre", fence[2] ? `Code: ${fence[2]}` : "Code");  // "```python": Code: python
       const code = document.createElement("code");
       pre.append(code); block(pre);
       s.code = code; s.fence = fence[1]; s.indent = line.length - line.trimStart().length;
@@ -215,7 +225,7 @@ export class MarkdownView {
     const s = this.state;
     const cells = line.trim().slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim().replace(/\\\|/g, "|"));
     if (!s.table) {
-      const box = Object.assign(document.createElement("div"), { className: "table" });
+      const box = Object.assign(scroller("div", "Table"), { className: "table" });
       const table = document.createElement("table");
       box.append(table);
       this.add(this.container, box); s.list = s.para = s.quote = null;
