@@ -103,3 +103,17 @@ def test_code_blocks_and_tables_are_named_regions_a_keyboard_can_scroll(
         page.keyboard.press("ArrowRight")
         scrolled(box)
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+
+
+@pytest.mark.parametrize("text", ["https://bank.example login", "Log in at www.bank.example now"])
+def test_a_link_whose_text_names_another_site_shows_where_it_goes(
+        serve: Any, agents_dir: Path, browser: Any, text: str) -> None:  # noqa: F811
+    """Only a text that was an address and nothing else was checked against where the link went: with a word
+    beside it ("[https://bank.example login](https://evil.example/)") it read as the bank's."""
+    answering(agents_dir, f"Please [{text}](https://evil.example/steal) to go on.")
+    page = open_chat(browser, serve())
+    ask(page, "where do I log in", "to go on")
+    link = page.locator(".msg.assistant a")
+    expect(link).to_have_count(1)
+    expect(link).to_contain_text("evil.example")
+    assert link.get_attribute("href") == "https://evil.example/steal"

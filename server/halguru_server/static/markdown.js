@@ -23,16 +23,16 @@ function safeHref(url) {
   }
 }
 
-// The host a link's text names, where its text is an address ("https://bank.example/login", "www.bank.example");
-// else null ("report.pdf" is a file's name as often as a host's).
-function namedHost(text) {
-  const t = text.trim();
-  if (!/^(?:https?:\/\/|www\.)[^\s/?#]+(?:[/?#]\S*)?$/i.test(t)) return null;
-  try {
-    return new URL(/^https?:\/\//i.test(t) ? t : `https://${t}`).hostname;
-  } catch {
-    return null;
+// The hosts a link's text names, where a word of it is an address ("https://bank.example/login",
+// "www.bank.example"); "report.pdf" is a file's name as often as a host's, so bare names are not taken as hosts.
+function namedHosts(text) {
+  const hosts = [];
+  for (const [word] of text.matchAll(/(?:https?:\/\/|www\.)[^\s/?#]+/gi)) {
+    try {
+      hosts.push(new URL(/^https?:\/\//i.test(word) ? word : `https://${word}`).hostname);
+    } catch { /* not an address after all */ }
   }
+  return hosts;
 }
 
 function link(text, url) {
@@ -40,11 +40,10 @@ function link(text, url) {
   if (!href) return document.createTextNode(text);
   const a = document.createElement("a");
   a.href = href;
-  // A text that is an address of another host shows where the link goes instead:
-  // "[https://bank.example](https://evil.example)" (in an answer, or a web page or tool result the model
-  // repeats) read as the bank's, and a phone shows no URL on hover.
-  const named = namedHost(text);
-  if (named && named !== a.hostname) a.textContent = href;
+  // A text that names an address of another host shows where the link goes instead:
+  // "[https://bank.example](https://evil.example)" or "[log in at www.bank.example](https://evil.example)" (in an
+  // answer, or a web page or tool result the model repeats) read as the bank's, and a phone shows no URL on hover.
+  if (namedHosts(text).some((host) => host !== a.hostname)) a.textContent = href;
   else renderInline(text, a, true);  // "[**Docs**](…)": bold, not two stars either side
   a.rel = "noopener noreferrer";
   a.target = "_blank";
