@@ -117,3 +117,29 @@ def test_a_link_whose_text_names_another_site_shows_where_it_goes(
     expect(link).to_have_count(1)
     expect(link).to_contain_text("evil.example")
     assert link.get_attribute("href") == "https://evil.example/steal"
+
+
+def test_a_person_whose_sign_in_ended_is_told_to_sign_in_again(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A sign-in that ended while the chat was open (expired, or signed out on another device) answered the next
+    message with "no conversation 'conv_…'", forgot the conversation shown, and still said "Signed in as Jo"."""
+    from halguru_server.identity import websessions
+
+    server = serve()
+    user = server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
+    secret, _ = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
+    context = browser.new_context()
+    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
+    page = context.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#account")).to_contain_text("Signed in as Jo", timeout=WAIT_MS)
+    ask(page, "my plans", "You said: my plans")
+    conversation = page.url.split("conversation=")[1]
+    websessions.revoke(server.state.store, secret)  # signed out elsewhere
+    page.fill("#input", "and more plans")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("sign in again", timeout=WAIT_MS)
+    expect(page.locator("#status")).not_to_contain_text("conv_")
+    expect(page.locator("#input")).to_have_value("and more plans")  # nothing lost
+    expect(page.locator("#account").get_by_role("link", name="Sign in")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('halguru.conversation.echo')") == conversation  # kept for later
+    context.close()

@@ -75,11 +75,26 @@ async function api(path, options = {}) {
       }
       message = "Your earlier chat session has ended, and its conversation with it.";
     }
+    // Signed in when the page opened, but no longer (the sign-in expired, or was ended on another device): the
+    // server took the call as a stranger's ("no conversation 'conv_…'", a 404 that had the page forget the
+    // conversation shown). Say so, and show Sign in again; what was shown stays for when they are back.
+    if (via === "user" && [401, 403, 404].includes(response.status) && !(await stillSignedIn())) {
+      await loadMe();
+      throw Object.assign(new Error(SIGNED_OUT), { status: 401, type: "signed_out", signedOut: true });
+    }
     const error = Object.assign(new Error(message),
       { status: response.status, type, sessionEnded: type === "invalid_session" });
     throw error;
   }
   return response;
+}
+
+const SIGNED_OUT = "Your sign-in has ended: sign in again (Sign in, at the top) to go on";
+
+async function stillSignedIn() {
+  try {
+    return ![401, 403].includes((await fetch("/auth/me")).status);  // not known (a blip): taken as signed in
+  } catch { return true; }
 }
 
 // The server no longer accepts the session token (restarted with another secret, or the operator changed it):
