@@ -98,3 +98,37 @@ def test_a_new_conversation_keeps_the_title_it_was_given_as_a_rename_does(serve:
         renamed = client.patch(f"/v1/conversations/{made.json()['id']}", json={"title": title})
         assert renamed.json()["title"] == title.strip()
         assert client.get(f"/v1/conversations/{made.json()['id']}").json()["title"] == title.strip()
+
+
+def test_a_conversation_deleted_elsewhere_is_said_so_and_the_message_kept(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Deleted in one tab (or on another device), the conversation stayed on the other tab's screen, and a message
+    sent there was refused with "no conversation 'conv_…'"; sent again, it went to a new conversation drawn under
+    the deleted one's messages."""
+    server = serve()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/chat/")
+    expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
+    ask(page, "plans for the trip", "You said: plans for the trip")
+    other = context.new_page()
+    other.goto(page.url)
+    other.locator(".msg.user").wait_for()
+    other.once("dialog", lambda dialog: dialog.accept())
+    other.click("#delete")
+    expect(other.locator("#status")).to_have_text("Conversation deleted.", timeout=WAIT_MS)
+    # the first tab lets go of it at once: nothing of it is left on the screen
+    expect(page.locator(".msg")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("#status")).to_contain_text("deleted in another tab")
+    expect(page.locator("#delete")).to_be_hidden()
+    # deleted on another device (no tab to hear it): the message is kept, and why is said in words
+    ask(page, "second try", "You said: second try")
+    server.state.store.delete_conversation(page.url.split("conversation=")[1])
+    page.fill("#input", "and then")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("This conversation was deleted", timeout=WAIT_MS)
+    expect(page.locator("#status")).not_to_contain_text("conv_")
+    expect(page.locator("#input")).to_have_value("and then")
+    expect(page.locator(".msg")).to_have_count(0)
+    ask(page, "and then", "You said: and then")  # sent again: a new conversation, alone on the screen
+    expect(page.locator(".msg")).to_have_count(2)
+    context.close()

@@ -329,6 +329,7 @@ $("delete").addEventListener("click", async () => {
     if (error.status !== 404) { showStatus(error.message); return; }  // 404: gone already, as asked
   }
   store.sessionConversations = store.sessionConversations.filter((c) => c !== id);
+  tabs?.postMessage({ agent: agentSelect.value, conversation: id, deleted: true });
   newConversation();
   await loadHistory();
   showStatus("Conversation deleted.");
@@ -543,13 +544,15 @@ async function send(text) {
       // (drawn there too, it read as sent, and twice once sent again); where the box holds newer typing, the
       // message stays in the log, marked with why.
       const unreached = error instanceof TypeError && !error.status;
+      const gone = error.status === 404 && /conversation/i.test(error.message);  // not a missing agent's 404
       const why = unreached ? "The server could not be reached" : error.type === "conversation_busy" ? BUSY
-        : error.message;
+        : gone ? GONE : error.message;
       const back = !input.value;
       if (back) { input.value = text; fitInput(); question.remove(); bubble.remove(); }
       else failed(bubble, why);
       showStatus(back ? `${why}; your message is back in the box.` : why);
       if (error.status === 404) store.setConversation(agent, null);
+      if (gone) { log.replaceChildren(); showInUrl(agent, null); loadHistory(); }  // not drawn under a new one
     }
   } finally {
     working(bubble, false);
@@ -558,6 +561,7 @@ async function send(text) {
 }
 
 // The page's words for a 409 conversation_busy (the server's message names the conversation and the run).
+const GONE = "This conversation was deleted (in another tab or on another device); send again to start a new one";
 const BUSY = "An answer is still coming in this conversation (in another tab or on another device): "
   + "send this when it has ended";
 
@@ -565,6 +569,15 @@ const BUSY = "An answer is still coming in this conversation (in another tab or 
 // once reloaded, and a message sent from them followed a turn they had never shown).
 const tabs = "BroadcastChannel" in window ? new BroadcastChannel("halguru.chat") : null;
 tabs?.addEventListener("message", ({ data }) => {
+  if (data.deleted) {  // this tab let go of it too: it stayed on the screen, and a message sent there was refused
+    if (shownHere.get(data.agent) !== data.conversation) return;
+    shownHere.set(data.agent, null);
+    if (data.agent !== agentSelect.value) return;
+    newConversation();
+    loadHistory();
+    showStatus("This conversation was deleted in another tab.");
+    return;
+  }
   if (!controller && data.agent === agentSelect.value && data.conversation === store.conversation(data.agent)) {
     loadConversation();
   }
