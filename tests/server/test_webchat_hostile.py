@@ -143,3 +143,17 @@ def test_a_person_whose_sign_in_ended_is_told_to_sign_in_again(serve: Any, brows
     expect(page.locator("#account").get_by_role("link", name="Sign in")).to_be_visible()
     assert page.evaluate("localStorage.getItem('halguru.conversation.echo')") == conversation  # kept for later
     context.close()
+
+
+def test_an_address_with_a_user_name_before_its_host_is_no_link(
+        serve: Any, agents_dir: Path, browser: Any) -> None:  # noqa: F811
+    """"https://bank.example@evil.example/" reads as the bank's but goes to evil.example (what comes before the "@"
+    is a user name): it was a link, drawn as its text, both bare and as a Markdown link's target."""
+    answering(agents_dir, "Log in at https://bank.example@evil.example/login or "
+                          "[the bank](https://bank.example:x@evil.example/) or https://bank.example/help.")
+    page = open_chat(browser, serve())
+    ask(page, "where do I log in", "Log in at")
+    answer = page.locator(".msg.assistant").last
+    expect(answer).to_contain_text("https://bank.example@evil.example/login")
+    expect(answer.locator("a")).to_have_count(1)
+    assert answer.locator("a").get_attribute("href") == "https://bank.example/help"

@@ -1,5 +1,5 @@
 // Safe Markdown: the text is split into DOM nodes built with textContent, never innerHTML,
-// so model output can never inject HTML. Links get rel=noopener and only http(s)/mailto;
+// so model output can never inject HTML. Links get rel=noopener and only http(s)/mailto, never with a user name;
 // images are shown as links (no remote fetches).
 
 // Emphasis: *em*, **strong** (an *em* inside it too), ***both***, and _em_ where it is not inside a word (snake_case_name, 2_000_000
@@ -17,6 +17,8 @@ const SENTENCE_END = /[.,:;!?'"*_~]+$/;
 function safeHref(url) {
   try {
     const parsed = new URL(url, window.location.href);
+    // "https://bank.example@evil.example/" goes to evil.example (before the "@" is a user name): no link
+    if (parsed.username || parsed.password) return null;
     return ["http:", "https:", "mailto:"].includes(parsed.protocol) ? parsed.href : null;
   } catch {
     return null;
