@@ -157,3 +157,22 @@ def test_an_address_with_a_user_name_before_its_host_is_no_link(
     expect(answer).to_contain_text("https://bank.example@evil.example/login")
     expect(answer.locator("a")).to_have_count(1)
     assert answer.locator("a").get_attribute("href") == "https://bank.example/help"
+
+
+def test_with_the_server_gone_the_conversation_actions_say_so_in_words(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Renaming, deleting or opening a conversation while the server could not be reached said only "Failed to
+    fetch" (the browser's words for it)."""
+    server = serve()
+    page = open_chat(browser, server)
+    ask(page, "plans", "You said: plans")
+    server.stop()
+    page.once("dialog", lambda dialog: dialog.accept("Trip"))
+    page.click("#rename")
+    expect(page.locator("#status")).to_have_text("The server could not be reached: try again in a moment.",
+                                                 timeout=WAIT_MS)
+    page.evaluate("document.getElementById('status').textContent = ''")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    expect(page.locator("#status")).to_have_text("The server could not be reached: try again in a moment.",
+                                                 timeout=WAIT_MS)
+    expect(page.locator(".msg")).to_have_count(2)  # still shown: nothing was deleted

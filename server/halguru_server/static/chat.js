@@ -61,7 +61,13 @@ function headers(extra = {}, anonymous = false) {
 async function api(path, options = {}) {
   const { anonymous = false, retried = false, ...rest } = options;
   const via = credential(anonymous);
-  const response = await fetch(`/chat/api${path}`, { ...rest, headers: headers(rest.headers, anonymous) });
+  let response;
+  try {
+    response = await fetch(`/chat/api${path}`, { ...rest, headers: headers(rest.headers, anonymous) });
+  } catch (error) {  // never reached: said in words, not the browser's "Failed to fetch"; still a TypeError
+    if (error.name === "AbortError") throw error;
+    throw new TypeError(navigator.onLine ? UNREACHABLE : OFFLINE_NOW);
+  }
   if (!response.ok) {
     let message = `${response.status}`, type = "";
     try { ({ message, type } = (await response.json()).error); } catch { /* not JSON */ }
@@ -89,6 +95,8 @@ async function api(path, options = {}) {
   return response;
 }
 
+const UNREACHABLE = "The server could not be reached: try again in a moment.";
+const OFFLINE_NOW = "You are offline: try again when the network is back.";
 const SIGNED_OUT = "Your sign-in has ended: sign in again (Sign in, at the top) to go on";
 
 async function stillSignedIn() {
