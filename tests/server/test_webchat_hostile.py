@@ -176,3 +176,23 @@ def test_with_the_server_gone_the_conversation_actions_say_so_in_words(serve: An
     expect(page.locator("#status")).to_have_text("The server could not be reached: try again in a moment.",
                                                  timeout=WAIT_MS)
     expect(page.locator(".msg")).to_have_count(2)  # still shown: nothing was deleted
+
+
+def test_a_key_with_a_character_no_key_has_is_refused_where_it_is_typed(serve: Any, browser: Any) -> None:  # noqa: F811
+    """A key with a character a header cannot carry (the placeholder's "…" typed along, a smart quote pasted)
+    was saved, and every call after it failed in the browser before it was sent: the agents list was empty and
+    the status said only what fetch had thrown, until the site's data was cleared."""
+    server = serve()
+    page = open_chat(browser, server)
+    page.click("#key-button")
+    page.fill("#key", "hg_…abc”")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_have_text(
+        "That is not an API key: a key has no spaces and only ASCII characters; paste it again.")
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#key")).to_be_focused()
+    assert page.evaluate("localStorage.getItem('halguru.key')") is None
+    expect(page.locator("#agent option")).to_have_count(2)  # the public agents, still
+    page.evaluate("localStorage.setItem('halguru.key', 'hg_…abc')")  # one saved by an earlier version
+    page.reload()
+    expect(page.locator("#agent option")).to_have_count(2, timeout=WAIT_MS)

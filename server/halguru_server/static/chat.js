@@ -12,10 +12,14 @@ let me = null;  // the signed-in user (GET /auth/me through the session cookie),
 let dev = false;  // `halguru serve --dev` (/auth/me's via): no keys, no accounts, so no key or sign-in controls
 const embedAgent = document.body.dataset.embed || "";  // the widget's iframe (/chat/embed/NAME): that agent only
 
+const KEYLIKE = /^[\x21-\x7e]*$/;  // what a header can carry: printable ASCII, no spaces
 const shownHere = new Map();  // agent → the conversation this tab shows (see store.conversation)
 const titles = new Map();  // conversation id → its title, from the conversations list last loaded (Rename)
 const store = {
-  get key() { return localStorage.getItem("halguru.key") || ""; },
+  get key() {  // one saved before keys were checked where typed is not sent (every call failed with it)
+    const key = localStorage.getItem("halguru.key") || "";
+    return KEYLIKE.test(key) ? key : "";
+  },
   set key(v) { v ? localStorage.setItem("halguru.key", v) : localStorage.removeItem("halguru.key"); },
   // Anonymous chats belong to a session token the server issued: only this browser holds it.
   get session() { return localStorage.getItem("halguru.session") || ""; },
@@ -955,7 +959,15 @@ input.addEventListener("paste", (e) => {
 $("stop").addEventListener("click", stopAnswer);
 $("key-button").addEventListener("click", () => { $("key-form").hidden = !$("key-form").hidden; $("key").focus(); });
 $("key-form").addEventListener("submit", (e) => {
-  e.preventDefault(); store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true;
+  e.preventDefault();
+  // A header carries printable ASCII only: a key with "…" or a smart quote in it was saved, and every call then
+  // failed in the browser before it went out (no agents listed, until the site's data was cleared).
+  if (!KEYLIKE.test($("key").value.trim())) {
+    showStatus("That is not an API key: a key has no spaces and only ASCII characters; paste it again.");
+    $("key").focus();
+    return;
+  }
+  store.key = $("key").value.trim(); $("key").value = ""; $("key-form").hidden = true;
   showStatus(""); loadAgents();
 });
 agentSelect.addEventListener("change", () => {
