@@ -97,18 +97,25 @@ def test_sending_with_the_send_button_from_the_keyboard_puts_the_focus_on_stop(s
     expect(page.locator(".msg.assistant").last).to_contain_text("stopped before it finished")
 
 
+def signed_in_page(chromium: Any, server: Any, name: str, viewport: dict[str, int] | None = None) -> Any:
+    """A new page on the chat (in a context of its own), signed in as a new user called ``name``."""
+    from halguru_server.identity import websessions
+
+    user = server.state.store.create_user("usr_jo", "jo@example.com", name, "user")
+    secret, _ = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
+    context = chromium.new_context(viewport=viewport or {"width": 1280, "height": 720})
+    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
+    page = context.new_page()
+    page.secret = secret  # the sign-in's own secret: a test may end it
+    page.goto(f"{server.url}/chat/")
+    return page
+
+
 def test_a_signed_in_phone_names_the_conversations_list(serve: Any, browser: Any) -> None:  # noqa: F811
     """Up to 480 px wide every label in the header was hidden, the 'Your conversations' one too (already only
     for screen readers): a signed-in phone's list of conversations had no name (axe select-name, critical)."""
-    from halguru_server.identity import websessions
-
-    server = serve()
-    user = server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
-    secret, _ = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
-    context = browser.new_context(viewport={"width": 360, "height": 640})
-    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
-    page = context.new_page()
-    page.goto(f"{server.url}/chat/")
+    page = signed_in_page(browser, serve(), "Jo", {"width": 360, "height": 640})
+    context = page.context
     expect(page.get_by_role("banner").get_by_role("button", name="Sign out")).to_be_visible(timeout=WAIT_MS)
     expect(page.locator("#history")).to_be_visible()
     assert chrome_name(page, "#history") == "Your conversations"  # Chromium's own tree, as screen readers get it

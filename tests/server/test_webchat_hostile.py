@@ -11,7 +11,7 @@ import yaml
 from playwright.sync_api import expect
 
 from tests.server.test_serve_webchat import WAIT_MS, ask, browser, open_chat  # noqa: F401  (the fixture)
-from tests.server.test_webchat_a11y import chrome_name
+from tests.server.test_webchat_a11y import chrome_name, signed_in_page
 
 
 @pytest.mark.parametrize("text", [
@@ -125,12 +125,8 @@ def test_a_person_whose_sign_in_ended_is_told_to_sign_in_again(serve: Any, brows
     from halguru_server.identity import websessions
 
     server = serve()
-    user = server.state.store.create_user("usr_jo", "jo@example.com", "Jo", "user")
-    secret, _ = websessions.issue(server.state.store, user["id"], server.state.settings.auth)
-    context = browser.new_context()
-    context.add_cookies([{"name": websessions.COOKIE, "value": secret, "url": server.url}])
-    page = context.new_page()
-    page.goto(f"{server.url}/chat/")
+    page = signed_in_page(browser, server, "Jo")
+    secret, context = page.secret, page.context
     expect(page.locator("#account")).to_contain_text("Signed in as Jo", timeout=WAIT_MS)
     ask(page, "my plans", "You said: my plans")
     conversation = page.url.split("conversation=")[1]
@@ -196,3 +192,17 @@ def test_a_key_with_a_character_no_key_has_is_refused_where_it_is_typed(serve: A
     page.evaluate("localStorage.setItem('halguru.key', 'hg_…abc')")  # one saved by an earlier version
     page.reload()
     expect(page.locator("#agent option")).to_have_count(2, timeout=WAIT_MS)
+
+
+def test_at_200_percent_zoom_the_conversation_keeps_half_the_window(serve: Any, browser: Any) -> None:  # noqa: F811
+    """At 200% zoom (a 1280×800 window is 640×400 CSS pixels, as a phone held sideways is) a signed-in person's
+    header took three rows, "Signed in as" and their name one of them: the conversation had 40% of the window."""
+    page = signed_in_page(browser, serve(), "Josephine Longname-Example", {"width": 640, "height": 400})
+    context = page.context
+    expect(page.locator("#account")).to_contain_text("Signed in as Josephine", timeout=WAIT_MS)
+    ask(page, "plans", "You said: plans")
+    box = page.locator("#log").bounding_box()
+    assert box and box["height"] >= 200, box
+    assert chrome_name(page, "#account a") == "Josephine Longname-Example"  # the whole name, for a screen reader
+    assert page.evaluate("document.documentElement.scrollWidth") <= 640
+    context.close()

@@ -236,7 +236,9 @@ async function loadMe() {
     const link = Object.assign(document.createElement("a"), { href: "/auth/account", textContent: name });
     const out = Object.assign(document.createElement("button"), { type: "button", textContent: "Sign out" });
     out.addEventListener("click", signOut);
-    account.replaceChildren("Signed in as ", link, " ", out);
+    // "Signed in as" is heard, and on a narrow window only heard: the header had a row of its own for it
+    const label = Object.assign(document.createElement("span"), { className: "signed-in-as", textContent: "Signed in as " });
+    account.replaceChildren(label, link, " ", out);
   } else if (dev) {
     account.replaceChildren("Dev mode: no sign-in or keys");
   } else {
