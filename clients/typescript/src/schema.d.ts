@@ -1562,6 +1562,30 @@ export interface components {
              */
             web_chat: "public" | "key";
         };
+        /** AllowedTools */
+        AllowedTools: {
+            /**
+             * Mode
+             * @description required: the first model call calls one of them
+             * @enum {string}
+             */
+            mode: "auto" | "required";
+            /** Tools */
+            tools: components["schemas"]["NamedToolChoice"][];
+        };
+        /**
+         * AllowedToolsChoice
+         * @description ``{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [{"type": "function", "function": {"name"}}]}}``:
+         *     only these of ``tools`` are offered (a client keeps its whole list, for the model's cache, and narrows it).
+         */
+        AllowedToolsChoice: {
+            allowed_tools: components["schemas"]["AllowedTools"];
+            /**
+             * Type
+             * @constant
+             */
+            type: "allowed_tools";
+        };
         /** ApproveIn */
         ApproveIn: {
             /**
@@ -1630,10 +1654,22 @@ export interface components {
                 [key: string]: unknown;
             }[] | null;
             /**
+             * Function Call
+             * @description a legacy call, in an assistant's message
+             */
+            function_call?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Name
+             * @description who speaks (a user's or a system message's: the model reads it before the text); a function message's: the function it answers
+             */
+            name?: string | null;
+            /**
              * Role
              * @enum {string}
              */
-            role: "system" | "developer" | "user" | "assistant" | "tool";
+            role: "system" | "developer" | "user" | "assistant" | "tool" | "function";
             /** Tool Call Id */
             tool_call_id?: string | null;
             /** Tool Calls */
@@ -1711,9 +1747,9 @@ export interface components {
             temperature?: number | null;
             /**
              * Tool Choice
-             * @description none: the client's tools are not offered; required: the first model call calls a tool (the agent's or the client's); a named function: it is called
+             * @description none: the client's tools are not offered; required: the first model call calls a tool (the agent's or the client's); a named function: it is called; allowed_tools: only those are offered, in its mode (auto or required)
              */
-            tool_choice?: ("none" | "auto" | "required") | components["schemas"]["NamedToolChoice"] | null;
+            tool_choice?: ("none" | "auto" | "required") | components["schemas"]["NamedToolChoice"] | components["schemas"]["AllowedToolsChoice"] | null;
             /**
              * Tools
              * @description functions the client runs, offered beside the agent's own tools (which run server-side); a call of one ends the answer with tool_calls, and the next request brings their results
@@ -5508,15 +5544,6 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
-            /** @description invalid_request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
             /** @description error */
             502: {
                 headers: {
@@ -6722,15 +6749,6 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
-            /** @description invalid_request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
             /** @description error */
             502: {
                 headers: {
@@ -7571,8 +7589,8 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
-            /** @description unauthorized */
-            401: {
+            /** @description invalid_request */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7580,8 +7598,8 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
-            /** @description invalid_request */
-            422: {
+            /** @description unauthorized */
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7611,6 +7629,15 @@ export interface operations {
                     "application/json": components["schemas"]["ModelCard"];
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
             /** @description unauthorized */
             401: {
                 headers: {
@@ -7631,15 +7658,6 @@ export interface operations {
             };
             /** @description not_found */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
-            /** @description invalid_request */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7794,15 +7812,6 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
-            /** @description invalid_request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
             /** @description error */
             502: {
                 headers: {
@@ -7843,6 +7852,15 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
             /** @description unauthorized */
             401: {
                 headers: {
@@ -7854,15 +7872,6 @@ export interface operations {
             };
             /** @description not_found */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
-            /** @description invalid_request */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7892,6 +7901,15 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description invalid_request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
             /** @description unauthorized */
             401: {
                 headers: {
@@ -7903,15 +7921,6 @@ export interface operations {
             };
             /** @description not_found */
             404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OpenAIErrorBody"];
-                };
-            };
-            /** @description invalid_request */
-            422: {
                 headers: {
                     [name: string]: unknown;
                 };
