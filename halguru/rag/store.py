@@ -199,10 +199,9 @@ class KnowledgeBase:
             data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         except FileNotFoundError:
             # The other bases' names help on a terminal; a client of a served agent is not to learn them.
-            known = ", ".join(list_names()) or "none yet"
             create = f"create it with `halguru kb create {name}`"
             raise KnowledgeError(f"no knowledge base {name!r}; {create}",
-                                 terminal=f"no knowledge base {name!r} (known: {known}); {create}") from None
+                                 terminal=f"no knowledge base {name!r} ({_known(name)}); {create}") from None
         except (OSError, ValueError) as exc:
             raise KnowledgeError(f"knowledge base {name!r}: unreadable {folder / META_FILE}: {exc}; restore the "
                                  f"file, or drop the base with `halguru kb drop {name}`") from None
@@ -500,6 +499,22 @@ def write_problem(exc: BaseException) -> str:
 
 _WRAPPED = re.compile(r"Generic \S+ error: |Wrapped error: ")
 _NOT_FOUND = re.compile(r"(?:Not found: )+")
+
+
+KNOWN_SHOWN = 20  # bases a missing name's error lists; past that, `kb list` has them all
+
+
+def _known(name: str) -> str:
+    """What a mistyped base name's terminal error says of the others: the closest one first, then the first
+    ``KNOWN_SHOWN`` names (every base of a busy machine made a line of hundreds, the typo left to spot)."""
+    from halguru.errors import did_you_mean
+
+    names = list_names()
+    hint = did_you_mean(name, names).strip(" ()")
+    known = ", ".join(names[:KNOWN_SHOWN]) or "none yet"
+    if len(names) > KNOWN_SHOWN:
+        known += f", ... ({len(names)} in all: `halguru kb list`)"
+    return f"{hint}; known: {known}" if hint else f"known: {known}"
 
 
 def list_names() -> list[str]:

@@ -157,3 +157,14 @@ def test_a_later_chunk_of_a_document_shown_above_says_so(cli, monkeypatch):
     assert out[6].startswith("[3] more from menu.md#Cakes  lines 5-9 · score 1.4900")
     assert [h["source"] for h in json.loads(cli("kb", "search", "cafe", "coffee", "--json").output)] == \
         ["menu.md", "hours.md", "menu.md"]  # the JSON is the same hits, unlabelled
+
+
+def test_a_mistyped_base_name_suggests_the_close_one_and_keeps_the_list_short(cli_error):
+    """`kb search odx ...` listed every base (hundreds on a busy machine) and left the user to spot the typo."""
+    for name in ("manual", "cafe", *(f"team-{i:02}" for i in range(30))):
+        rag.create(name, embedder="fast")
+    error = cli_error("kb", "search", "manaul", "refunds?")
+    assert error.startswith("Error: no knowledge base 'manaul' (did you mean 'manual'?; known: cafe, manual, team-00,")
+    assert "32 in all: `halguru kb list`" in error and "team-29" not in error
+    assert error.endswith("create it with `halguru kb create manaul`") and "\n" not in error
+    assert "did you mean" not in cli_error("kb", "show", "zzz")
