@@ -46,6 +46,9 @@ DOC_NAMES = {"readme", "changelog", "changes", "news", "install", "todo", "faq",
              "notes", "thanks", "bugs", "hacking"}
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache",
              ".ruff_cache", ".pytest_cache", "dist", "build"}
+# Left out of a folder's walk and listed as skipped (a Sphinx project's docs/build/html is the documentation);
+# hidden folders and __pycache__ (compiled files only) are left out without a word
+SAID_DIRS = {"node_modules", "venv", "dist", "build"}
 
 
 @dataclass
@@ -144,6 +147,8 @@ def _walk(root: Path, files: list[Path], skipped: list[Skip]) -> None:
 
     for folder, dirs, names in os.walk(root, onerror=unreadable):
         here = Path(folder)
+        skipped += [Skip(here / d, "a build or dependency folder, not read (to index it, give the folder itself to "
+                              "`halguru kb ingest`)") for d in sorted(dirs) if d in SAID_DIRS]
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
         for d in dirs:
             if (here / d).is_symlink():

@@ -168,3 +168,25 @@ def test_a_mistyped_base_name_suggests_the_close_one_and_keeps_the_list_short(cl
     assert "32 in all: `halguru kb list`" in error and "team-29" not in error
     assert error.endswith("create it with `halguru kb create manaul`") and "\n" not in error
     assert "did you mean" not in cli_error("kb", "show", "zzz")
+
+
+def test_a_build_folder_left_out_is_listed_and_can_be_ingested_by_name(cli, tmp_path):
+    """A Sphinx project's `docs/build/html` (or a site's `dist/`) was left out without a word: `0 added` and no
+    reason, the user's whole documentation missing from the base."""
+    docs = tmp_path / "docs"
+    for folder in ("build/html", "dist", "node_modules/pkg", "__pycache__", ".cache"):
+        (docs / folder).mkdir(parents=True)
+    (docs / "build/html/index.html").write_text("<title>Guide</title><p>Install with pipx.</p>", encoding="utf-8")
+    (docs / "dist/page.md").write_text("# Page\n\nShipped text.\n", encoding="utf-8")
+    (docs / "node_modules/pkg/README.md").write_text("# pkg\n\nA dependency.\n", encoding="utf-8")
+    (docs / "intro.md").write_text("# Intro\n\nRead the guide.\n", encoding="utf-8")
+    rag.create("docs", embedder="fast")
+    out = cli("kb", "ingest", "docs", str(docs)).output
+    assert out.startswith("docs: 1 added, 0 updated, 0 unchanged, 0 removed, 3 skipped")
+    build = str(docs / "build")
+    assert (f"  skipped {build}: a build or dependency folder, not read (to index it, give the folder itself to "
+            "`halguru kb ingest`)") in out.splitlines()
+    assert f"  skipped {docs / 'node_modules'}: a build or dependency folder" in out
+    assert "__pycache__" not in out and ".cache" not in out  # nothing to read there / hidden: said nowhere
+    out = cli("kb", "ingest", "docs", build).output
+    assert out.startswith("docs: 1 added") and "  skipped" not in out
