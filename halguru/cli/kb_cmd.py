@@ -139,10 +139,34 @@ def ingest(
         for label, items in (("added", summary.added), ("updated", summary.updated), ("removed", summary.removed)):
             for item in items:
                 out.print(f"  {label}: {printable_name(item)}", highlight=False, markup=False)
-    for path, reason in summary.skipped:
-        out.print(f"  skipped {printable_name(str(path))}: {reason}", highlight=False, markup=False)
+    for line in _skipped_lines(summary.skipped, verbose):
+        out.print(line, highlight=False, markup=False)
     for path, warning in summary.warnings:
         out.print(f"  warning {printable_name(str(path))}: {warning}", highlight=False, markup=False)
+
+
+GROUPED = 4  # files of one unsupported type past which `kb ingest` counts them in one line (without -v)
+
+
+def _skipped_lines(skipped: list[tuple[str, str]], verbose: bool) -> list[str]:
+    """One line per skipped file, except that files of an unsupported type (a site's 300 images, its fonts) are
+    counted in one line per type: listed one a line, they buried the file that could not be read."""
+    unsupported = "unsupported file type "
+    counts: dict[str, int] = {}
+    for _, reason in skipped:
+        if reason.startswith(unsupported):
+            counts[reason] = counts.get(reason, 0) + 1
+    lines: list[str] = []
+    said: set[str] = set()
+    for path, reason in skipped:
+        count = counts.get(reason, 0)
+        if verbose or count < GROUPED:
+            lines.append(f"  skipped {printable_name(str(path))}: {reason}")
+        elif reason not in said:  # the type's first file: its line stands for all of them
+            said.add(reason)
+            lines.append(f"  skipped {count} files: {printable(reason)} (e.g. {printable_name(str(path))}; -v lists "
+                         "each)")
+    return lines
 
 
 def _left_out(name: str) -> str:

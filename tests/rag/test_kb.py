@@ -190,3 +190,25 @@ def test_a_build_folder_left_out_is_listed_and_can_be_ingested_by_name(cli, tmp_
     assert "__pycache__" not in out and ".cache" not in out  # nothing to read there / hidden: said nowhere
     out = cli("kb", "ingest", "docs", build).output
     assert out.startswith("docs: 1 added") and "  skipped" not in out
+
+
+def test_unsupported_files_are_counted_by_type_not_listed_one_a_line(cli, tmp_path):
+    """A documentation folder with 300 images printed 300 `skipped ...png` lines on every ingest, burying the one
+    file that could not be read; `-v` still lists each."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for i in range(300):
+        (site / f"shot{i:03}.png").write_bytes(b"\x89PNG")
+    (site / "font.woff2").write_bytes(b"wOF2")
+    (site / "guide.md").write_text("# Guide\n\nInstall with pipx.\n", encoding="utf-8")
+    (site / "blank.md").write_text("", encoding="utf-8")
+    rag.create("site", embedder="fast")
+    lines = cli("kb", "ingest", "site", str(site)).output.splitlines()
+    assert lines[0].startswith("site: 1 added, 0 updated, 0 unchanged, 0 removed, 302 skipped")
+    assert lines[1:] == [
+        f"  skipped {site / 'font.woff2'}: unsupported file type .woff2",
+        f"  skipped 300 files: unsupported file type .png (e.g. {site / 'shot000.png'}; -v lists each)",
+        f"  skipped {site / 'blank.md'}: empty file",
+    ]
+    verbose = cli("kb", "ingest", "site", str(site), "-v").output
+    assert f"  skipped {site / 'shot299.png'}: unsupported file type .png" in verbose.splitlines()
