@@ -138,26 +138,33 @@ class IngestFailed(KnowledgeError):
 
 
 @contextlib.contextmanager
-def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False) -> Iterator[None]:
+def ingest_lock(kb: KnowledgeBase, wait: bool = False, waits: bool = False,
+                waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """An exclusive flock (released by the kernel even on SIGKILL); ``waits``: the refusal names ``--wait``
-    (only `kb ingest` has it)."""
-    with folder_lock(kb.name, kb.folder, wait, waits):
+    (only `kb ingest` has it); ``waiting`` hears, before a wait, who holds it."""
+    with folder_lock(kb.name, kb.folder, wait, waits, waiting):
         yield
 
 
 @contextlib.contextmanager
-def folder_lock(name: str, folder: Path, wait: bool = False, waits: bool = False) -> Iterator[None]:
+def folder_lock(name: str, folder: Path, wait: bool = False, waits: bool = False,
+                waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """``ingest_lock`` of base ``name`` in ``folder``, whose metadata need not be readable (`kb drop` of a damaged
     base). Its file is ``.locks/NAME.lock`` beside the folder: in the folder, a re-index (which swaps folders)
     left its waiters holding the lock of a deleted file, free to write at once."""
     lock_file = folder.parent / ".locks" / f"{folder.name}.lock"
     with contextlib.ExitStack() as held:
         try:
-            handle = held.enter_context(exclusive_lock(lock_file, wait=wait))
+            handle = held.enter_context(exclusive_lock(lock_file, wait=wait and waiting is None))
         except BlockingIOError:
             holder = lock_file.read_text(encoding="utf-8").strip() or "another process"
-            raise KnowledgeError(f"knowledge base {name!r} is being ingested by {holder}; try again when it "
-                                 "finishes" + (" (`--wait` waits for it)" if waits else "")) from None
+            busy = f"knowledge base {name!r} is being ingested by {holder}"
+            if not wait:
+                raise KnowledgeError(f"{busy}; try again when it finishes"
+                                     + (" (`--wait` waits for it)" if waits else "")) from None
+            if waiting is not None:  # `kb ingest --wait` sat silent for minutes, as if hung
+                waiting(f"{busy}; waiting for it to finish")
+            handle = held.enter_context(exclusive_lock(lock_file, wait=True))
         _note_holder(handle.fileno(), f"pid {os.getpid()}".encode())
         try:
             yield
@@ -230,7 +237,7 @@ def ingest(kb: KnowledgeBase | str, paths: list[str | Path], *, prune: bool | st
 
         lancedb()  # imported before the lock is taken: the lock's holder is at work from its first moment
         running.check()
-        stack.enter_context(ingest_lock(kb, wait=wait, waits=True))
+        stack.enter_context(ingest_lock(kb, wait=wait, waits=True, waiting=lambda line: notify("note", line)))
         if kb.reload_meta():  # re-indexed while this ingest waited: embed as the base now does, or refuse
             model = kb.embedder(embedder)
             lead = kb.lead_encoder(lambda line: notify("note", line))

@@ -212,3 +212,26 @@ def test_unsupported_files_are_counted_by_type_not_listed_one_a_line(cli, tmp_pa
     ]
     verbose = cli("kb", "ingest", "site", str(site), "-v").output
     assert f"  skipped {site / 'shot299.png'}: unsupported file type .png" in verbose.splitlines()
+
+
+def test_an_ingest_that_waits_says_for_whom(halguru_cmd, subprocess_env, docs):
+    """`kb ingest --wait` behind another ingest sat silent for minutes, as if hung."""
+    import contextlib
+    import threading
+
+    rag.create("docs", embedder="fast")
+    released = threading.Event()
+    held = contextlib.ExitStack()
+    held.enter_context(ingest_lock(rag.open_base("docs")))
+    proc = subprocess.Popen([*halguru_cmd, "kb", "ingest", "docs", str(docs), "--wait"], env=subprocess_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    timer = threading.Timer(20, lambda: (released.set(), held.close()))  # without the note: read at the exit
+    timer.start()
+    first = proc.stderr.readline() if proc.stderr else ""
+    assert not released.is_set()
+    timer.cancel()
+    held.close()
+    out, _ = proc.communicate(timeout=120)
+    assert first.startswith("note: knowledge base 'docs' is being ingested by pid ")
+    assert first.rstrip().endswith("; waiting for it to finish")
+    assert proc.returncode == 0 and out.startswith("docs: 5 added")

@@ -32,10 +32,10 @@ def _hold_reindex(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thr
             assert release.wait(60)
         return real_ingest(kb, paths, **kwargs)
 
-    def ingest_lock(kb: Any, wait: bool = False, waits: bool = False) -> Any:
+    def ingest_lock(kb: Any, wait: bool = False, waits: bool = False, **kwargs: Any) -> Any:
         if wait:
             waiting.set()
-        return real_lock(kb, wait=wait, waits=waits)
+        return real_lock(kb, wait=wait, waits=waits, **kwargs)
 
     monkeypatch.setattr(indexer, "ingest", ingest)
     monkeypatch.setattr(indexer, "ingest_lock", ingest_lock)
