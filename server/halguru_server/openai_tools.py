@@ -69,6 +69,8 @@ def client_tools(served: ServedAgent, tools: list[ClientTool] | None,
     model cannot decode under, an agent with a team or workflow, a choice naming no tool sent."""
     named = choice.function.name if isinstance(choice, NamedToolChoice) else None
     if not tools:
+        if isinstance(choice, AllowedToolsChoice):  # it narrows the request's tools: with none, it names none
+            _not_sent([t.function.name for t in choice.allowed_tools.tools])
         if named is not None or choice == "required":
             raise ApiError(400, "tool_choice: it asks for a call of the request's tools, and it sends none; send "
                                 "tools or leave tool_choice out", param="tool_choice")
@@ -104,14 +106,19 @@ def client_tools(served: ServedAgent, tools: list[ClientTool] | None,
     offered = seen
     if isinstance(choice, AllowedToolsChoice):
         offered = {t.function.name for t in choice.allowed_tools.tools}
-        if unknown := sorted(offered - seen):
-            raise ApiError(400, f"tool_choice.allowed_tools.tools: {unknown[0]!r} is none of the request's tools",
-                           param="tool_choice.allowed_tools.tools")
+        _not_sent(sorted(offered - seen))
     specs = tuple(ToolSpec(name=t.function.name, description=t.function.description,
                            parameters=t.function.parameters) for t in tools if t.function.name in offered)
     mode = named or (choice if isinstance(choice, str) else None) or \
         (choice.allowed_tools.mode if isinstance(choice, AllowedToolsChoice) else "auto")
     return ClientTools(specs, mode, parallel is not False)
+
+
+def _not_sent(unknown: list[str]) -> None:
+    """400 naming the first of an allowed_tools choice's tools that the request does not send."""
+    if unknown:
+        raise ApiError(400, f"tool_choice.allowed_tools.tools: {unknown[0]!r} is none of the request's tools",
+                       param="tool_choice.allowed_tools.tools")
 
 
 def openai_calls(events: list[Any]) -> list[dict[str, Any]]:

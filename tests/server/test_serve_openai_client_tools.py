@@ -337,3 +337,18 @@ def test_allowed_tools_naming_a_tool_not_sent_is_a_400(oai) -> None:
         oai.responses.create(model="helper", input="Weather?", tools=tools, tool_choice={
             "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_time"}]})
     assert unknown.value.param == "tool_choice.tools" and unknown.value.body["message"].startswith("tool_choice.tools:")
+
+
+def test_allowed_tools_with_no_tools_sent_is_a_400(oai) -> None:
+    """An allowed_tools choice names tools of the request's: with none sent, it named none (a required mode
+    answered in plain text, as if the choice had been honoured), as ``tool_choice: "required"`` is refused."""
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.chat.completions.create(model="helper", messages=ASK, tool_choice=choice)
+    assert refused.value.param == "tool_choice.allowed_tools.tools" and "'get_weather'" in refused.value.message
+    with pytest.raises(openai.BadRequestError) as unknown:
+        oai.responses.create(model="helper", input="Weather?", tool_choice={
+            "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather"}]})
+    assert unknown.value.param == "tool_choice.tools"
+    assert oai.server.state.store.list_runs(agent="helper") == []
