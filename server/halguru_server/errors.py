@@ -70,7 +70,7 @@ def json_type(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def _field(errors: list[Any]) -> str | None:
+def field_of(errors: list[Any]) -> str | None:
     """The request field the first validation error is about (``messages.0.content``), None for the whole body;
     without the names pydantic gives the members of a union (``constrained-str``, ``list[constrained-str]``)."""
     where = ".".join(str(p) for p in _first(errors).get("loc", ()) if p != "body" and not _member(p)) \
@@ -114,7 +114,7 @@ def describe(errors: list[Any]) -> str:
     first = _first(errors)
     if first.get("type") == "json_invalid":
         return "the body is not valid JSON"
-    return f"{_field(errors) or 'body'}: {first.get('msg', 'invalid')}"
+    return f"{field_of(errors) or 'body'}: {first.get('msg', 'invalid')}"
 
 
 def document_body_errors(app: FastAPI) -> None:
@@ -178,7 +178,7 @@ def install(app: FastAPI) -> None:
                                   "unsupported_type", path=request.url.path)
         invalid_json = bool(errors) and errors[0].get("type") == "json_invalid"
         return error_response(400 if invalid_json else 422, describe(errors), path=request.url.path,
-                              param=None if invalid_json else _field(errors))
+                              param=None if invalid_json else field_of(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

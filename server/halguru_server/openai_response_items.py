@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from halguru_server.errors import ApiError
+from halguru_server.errors import ApiError, describe, field_of
 from halguru_server.openai_schemas import ChatMessage, ChatRequest
 from halguru_server.openai_tools import MAX_TOOLS
 
@@ -211,9 +211,9 @@ def chat_request(body: ResponsesRequest, earlier: list[dict[str, Any]]) -> tuple
 
 
 def _validation(exc: ValidationError) -> ApiError:
-    error = exc.errors()[0]
-    param = ".".join(str(p) for p in error["loc"] if not (isinstance(p, str) and ("[" in p or "-" in p)))
-    return ApiError(400, f"{param}: {error['msg']}", param=param)
+    """As a chat completion's own body is refused: of a union's members, the error of the one the value is of."""
+    errors = exc.errors()
+    return ApiError(400, describe(errors), param=field_of(errors))
 
 
 _RENAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",

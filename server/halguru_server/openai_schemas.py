@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from halguru.models.base import SEED_MAX, SEED_MIN, TOP_K_MAX
 from halguru_server.agents import ServedAgent
 from halguru_server.errors import ApiError
-from halguru_server.openai_tools import MAX_TOOLS, AllowedToolsChoice, ClientTool, NamedToolChoice
+from halguru_server.openai_tools import MAX_TOOLS, ClientTool, ToolChoiceObject
 
 # OpenAI fields accepted and ignored: they change nothing in the answer (who the end user is, OpenAI's own
 # storage, billing tier and caching, a latency hint). Any other field this endpoint does not type is a 400
@@ -104,7 +104,7 @@ class ChatRequest(BaseModel):
         default=None, max_length=MAX_TOOLS,
         description="functions the client runs, offered beside the agent's own tools (which run server-side); a "
                     "call of one ends the answer with tool_calls, and the next request brings their results")
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | AllowedToolsChoice | None = Field(
+    tool_choice: Literal["none", "auto", "required"] | ToolChoiceObject | None = Field(
         default=None, description="none: the client's tools are not offered; required: the first model call "
                                   "calls a tool (the agent's or the client's); a named function: it is called; "
                                   "allowed_tools: only those are offered, in its mode (auto or required)")

@@ -8,9 +8,9 @@ and the client's next request, ending with its ``role: tool`` results, continues
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag
 
 from halguru.agents.client_tools import ClientTools
 from halguru.agents.events import ToolCall
@@ -59,6 +59,25 @@ class AllowedToolsChoice(BaseModel):
 
     type: Literal["allowed_tools"]
     allowed_tools: AllowedTools
+
+
+CHOICES = ("none, auto, required, {\"type\": \"function\", \"function\": {\"name\"}} or "
+           "{\"type\": \"allowed_tools\", \"allowed_tools\": {\"mode\", \"tools\"}}")
+
+
+def _choice_kind(value: Any) -> str | None:
+    """Which object a tool_choice is, by its ``type`` (a named function's may leave it out), as the name of its
+    model (a union member's name, which error messages leave out of the field they name)."""
+    kind = value.get("type", "function") if isinstance(value, dict) else getattr(value, "type", None)
+    return {"function": "NamedToolChoice", "allowed_tools": "AllowedToolsChoice"}.get(kind) \
+        if isinstance(kind, str) else None
+
+
+# by its type, so that a wrong field of one is reported as that one's ("allowed_tools.mode: 'auto' or
+# 'required'"), not as the other's ("type: 'function'") or the strings' ("'none', 'auto' or 'required'")
+ToolChoiceObject = Annotated[
+    Annotated[NamedToolChoice, Tag("NamedToolChoice")] | Annotated[AllowedToolsChoice, Tag("AllowedToolsChoice")],
+    Discriminator(_choice_kind, custom_error_type="tool_choice", custom_error_message=f"it is none of {CHOICES}")]
 
 
 def client_tools(served: ServedAgent, tools: list[ClientTool] | None,

@@ -352,3 +352,28 @@ def test_allowed_tools_with_no_tools_sent_is_a_400(oai) -> None:
             "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather"}]})
     assert unknown.value.param == "tool_choice.tools"
     assert oai.server.state.store.list_runs(agent="helper") == []
+
+
+def test_a_wrong_field_of_a_tool_choice_object_is_named(oai) -> None:
+    """A mistyped allowed_tools mode, a choice missing its object, a type not known: each refusal names what is
+    wrong in the object sent (it said "'none', 'auto' or 'required'", or that its type should be 'function')."""
+    def refused(**kwargs) -> openai.BadRequestError:
+        with pytest.raises(openai.BadRequestError) as caught:
+            if "input" in kwargs:
+                oai.responses.create(model="helper", **kwargs)
+            else:
+                oai.chat.completions.create(model="helper", messages=ASK, tools=[WEATHER], **kwargs)
+        return caught.value
+
+    mode = refused(tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "requred", "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}})
+    assert mode.param == "tool_choice.allowed_tools.mode" and "'auto' or 'required'" in mode.message
+    missing = refused(tool_choice={"type": "allowed_tools"})
+    assert missing.param == "tool_choice.allowed_tools" and "Field required" in missing.message
+    unknown = refused(tool_choice={"type": "custom", "custom": {"name": "get_weather"}})
+    assert unknown.param == "tool_choice" and "allowed_tools" in unknown.message
+    tools = [{"type": "function", **WEATHER["function"]}]
+    responses_mode = refused(input="Weather?", tools=tools, tool_choice={
+        "type": "allowed_tools", "mode": "requred", "tools": [{"type": "function", "name": "get_weather"}]})
+    assert responses_mode.param == "tool_choice.mode" and "'auto' or 'required'" in responses_mode.message
+    assert oai.server.state.store.list_runs(agent="helper") == []

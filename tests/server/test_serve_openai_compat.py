@@ -41,7 +41,9 @@ def test_a_value_of_a_unions_shape_is_told_what_is_wrong_inside_it(openai_client
              "tool_choice.function: Field required"),
             ({"messages": [{"role": "user", "content": ["hi"]}]}, "messages.0.content.0",
              "messages.0.content.0: Input should be a valid dictionary"),
-            ({"tool_choice": "any"}, "tool_choice", "tool_choice: Input should be 'none', 'auto' or 'required'"),
+            ({"tool_choice": "any"}, "tool_choice", "tool_choice: it is none of none, auto, required, "
+             '{"type": "function", "function": {"name"}} or {"type": "allowed_tools", "allowed_tools": {"mode", '
+             '"tools"}}'),
             ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content",
              "messages.0.content: Input should be a valid string")):
         request = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **extra}

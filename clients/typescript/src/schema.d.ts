@@ -1749,7 +1749,7 @@ export interface components {
              * Tool Choice
              * @description none: the client's tools are not offered; required: the first model call calls a tool (the agent's or the client's); a named function: it is called; allowed_tools: only those are offered, in its mode (auto or required)
              */
-            tool_choice?: ("none" | "auto" | "required") | components["schemas"]["NamedToolChoice"] | components["schemas"]["AllowedToolsChoice"] | null;
+            tool_choice?: ("none" | "auto" | "required") | (components["schemas"]["NamedToolChoice"] | components["schemas"]["AllowedToolsChoice"]) | null;
             /**
              * Tools
              * @description functions the client runs, offered beside the agent's own tools (which run server-side); a call of one ends the answer with tool_calls, and the next request brings their results
