@@ -265,7 +265,7 @@ async def start(body: ChatRequest, request: Request, state: ServerState, caller:
     if results and served.agent.driver is not None:  # its steps or members start from a user's message
         raise ApiError(400, f"messages: agent {served.name} is a {served.agent.driver.kind}, which runs its own tools; "
                             "the last message must be from the user", param="messages")
-    text = "\n".join(f"{m.name}: {m.content}" for m in results) or _user_text(state, messages)
+    text = "\n".join(f"{m.name}: {m.content}" for m in results) or _user_text(state, messages, body.messages[-1])
     sampling = body.sampling(served)
     # what each model call may write: the caller's max_tokens held to the agent's cap (a larger one, such as the
     # 4096 clients send by default, is no fault of the caller's unless the cap itself leaves the prompt no room)
@@ -297,15 +297,17 @@ def _results(messages: list[Message]) -> list[Message]:
     return messages[at:]
 
 
-def _user_text(state: ServerState, messages: list[Message]) -> str:
-    """The run's input: the request's last message, a user's, not blank and within the input limits."""
+def _user_text(state: ServerState, messages: list[Message], sent: ChatMessage) -> str:
+    """The run's input: the request's last message, a user's, not blank and within the input limits, which count
+    what ``sent`` holds (its ``name``, put before the text for the model, is not the user's to count)."""
     if messages[-1].role != "user":
         raise ApiError(400, "messages: the last message must be from the user, or the results of the tool calls "
                             f"the last answer asked for; {_why_not_last(messages[-1])}", param="messages")
     text = messages[-1].content
     if is_blank(text):  # as POST /v1/conversations/{id}/messages answers "   ": 422, no run
         raise ApiError(422, f"messages: the last user message: {BLANK_MESSAGE}", param="messages")
-    service.check_input(state, text, f"messages.{len(messages) - 1}.content")
+    where = f"messages.{len(messages) - 1}.content"
+    service.check_input(state, _text(sent.content, where, sent.role) if sent.name else text, where)
     return text
 
 

@@ -125,6 +125,21 @@ def test_who_speaks_reaches_the_model_and_the_chat_goes_on(openai_client) -> Non
     assert refused.value.param == "messages.0.name"
 
 
+def test_a_named_message_as_long_as_the_limit_is_taken(serve, api_key) -> None:
+    """The input limit counts what the user wrote: a message of ``max_input_chars`` with a ``name`` was refused
+    for the name put before it ("messages.0.content: 1007 characters; the limit is 1000")."""
+    server = serve(max_input_chars=1000)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key(), max_retries=0)
+    client.server = server  # type: ignore[attr-defined]
+    said = [{"role": "user", "name": "alice", "content": "x" * 1000}]
+    assert client.chat.completions.create(model="echo", messages=said).choices[0].finish_reason == "stop"
+    [run] = server.state.store.list_runs(agent="echo")
+    assert _prompt(client, run["id"])[-1] == ("user", "alice: " + "x" * 1000)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="echo", messages=[{**said[0], "content": "x" * 1001}])
+    assert refused.value.status_code == 413 and "1001 characters" in refused.value.message
+
+
 def test_a_legacy_function_call_in_the_history_reaches_the_model(openai_client) -> None:
     """A history from before tools (an assistant's ``function_call`` and the ``role: function`` result, as older
     apps stored their chats) was a 422 "role" for the function message, or its call silently left out."""
