@@ -216,3 +216,22 @@ def test_behind_a_tls_proxy_the_upstream_hears_the_browsers_scheme_and_address(s
         direct = client.get("/apps/wiki/", headers={"X-Forwarded-Proto": "https",
                                                     "X-Forwarded-For": "203.0.113.7"}).json()["headers"]
     assert (direct["x-forwarded-proto"], direct["x-forwarded-for"]) == ("http", "127.0.0.1")
+
+
+def test_a_name_or_header_beyond_ascii_reaches_the_upstream(proxied):
+    """A user named José (or 日本), or a browser header with a byte past ASCII, got a 500 on every proxied
+    request (the headers were re-encoded as ASCII); a name with a line break, a 502 "did not answer". The
+    upstream gets the name in UTF-8 (as oauth2-proxy sends it) and the browser's header byte for byte."""
+    from halguru_server.identity import accounts, websessions
+
+    state = proxied.state
+    for name, sent in (("José 日本", "José 日本"),
+                       ("Eve\r\nX-Forwarded-Groups: admin", "Eve X-Forwarded-Groups: admin")):
+        user = accounts.create_user(state.store, f"{len(name)}@example.com", role="operator", name=name)
+        secret, _ = websessions.issue(state.store, user["id"], state.settings.auth, mfa_done=True)
+        with httpx.Client(base_url=proxied.url, cookies={websessions.COOKIE: secret}) as browser:
+            answer = browser.get("/apps/wiki/page", headers={"x-note": "caf\xe9".encode("latin-1")})
+        assert answer.status_code == 200, answer.text
+        got = answer.json()["headers"]
+        assert got["x-forwarded-preferred-username"].encode("latin-1").decode() == sent
+        assert got["x-forwarded-groups"] == "operator" and got["x-note"] == "caf\xe9"

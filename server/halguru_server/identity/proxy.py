@@ -14,6 +14,7 @@ without a session is sent to the sign-in page.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
@@ -41,6 +42,7 @@ IDENTITY = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-user
             "x-real-ip", "x-forwarded-port", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-ssl")
 # Set by the server that answers (uvicorn): the upstream's copies would go out twice.
 OWN_RESPONSE_HEADERS = frozenset({"date", "server"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def allowed(user_role: str, least: str) -> bool:
@@ -48,8 +50,15 @@ def allowed(user_role: str, least: str) -> bool:
     return user_role in ROLES and ROLES.index(user_role) <= ROLES.index(least)
 
 
+def _said(text: str) -> bytes:
+    """A value halguru says (a user's name, email): UTF-8, as oauth2-proxy sends it, each run of control
+    characters (a line break in a name) a space; httpx encodes a str as ASCII, which failed on "José" (a 500
+    each request)."""
+    return _CONTROL.sub(" ", text).encode()
+
+
 def identity_headers(request: Request, user: UserRecord, prefix: str,
-                     trusted_proxies: list[str] | None = None) -> dict[str, str]:
+                     trusted_proxies: list[str] | None = None) -> dict[bytes, bytes]:
     """The request's headers as the upstream gets them: hop-by-hop, spoofable identity headers and the
     session cookie removed; the signed-in user added. A name with an underscore goes too (as nginx and Apache
     drop them): WSGI and CGI servers read ``X_Forwarded_User`` as ``X-Forwarded-User`` and join the two.
@@ -58,20 +67,21 @@ def identity_headers(request: Request, user: UserRecord, prefix: str,
     ``-Proto`` are the browser's address and scheme, as a trusted proxy in front (``trusted_proxies``) said
     them: not that proxy's address, nor http for a browser on https (the upstream's own links and redirects)."""
     trusted = trusted_proxies or []
-    headers = {k: v for k, v in request.headers.items() if (k not in HOP_BY_HOP or k == "content-length")
-               and k not in IDENTITY and k != "cookie" and "_" not in k}
+    # the browser's as it sent them, byte for byte (Starlette read them as latin-1)
+    headers = {k: v.encode("latin-1") for k, v in request.headers.items() if (k not in HOP_BY_HOP
+               or k == "content-length") and k not in IDENTITY and k != "cookie" and "_" not in k}
     cookies = [f"{k}={v}" for k, v in request.cookies.items() if k != websessions.COOKIE]
     if cookies:
-        headers["cookie"] = "; ".join(cookies)
+        headers["cookie"] = "; ".join(cookies).encode("latin-1")
     headers.update({
-        "x-forwarded-user": user["id"], "x-forwarded-email": user["email"] or "",
-        "x-forwarded-preferred-username": user["name"] or user["email"] or user["id"],
-        "x-forwarded-groups": user["role"], "x-forwarded-prefix": prefix,
-        "x-forwarded-for": client_address(request, trusted),
-        "x-forwarded-proto": "https" if websessions.is_https(request, trusted) else "http",
-        "x-forwarded-host": request.headers.get("host", ""),
+        "x-forwarded-user": _said(user["id"]), "x-forwarded-email": _said(user["email"] or ""),
+        "x-forwarded-preferred-username": _said(user["name"] or user["email"] or user["id"]),
+        "x-forwarded-groups": _said(user["role"]), "x-forwarded-prefix": _said(prefix),
+        "x-forwarded-for": _said(client_address(request, trusted)),
+        "x-forwarded-proto": b"https" if websessions.is_https(request, trusted) else b"http",
+        "x-forwarded-host": request.headers.get("host", "").encode("latin-1"),
     })
-    return headers
+    return {k.encode("latin-1"): v for k, v in headers.items()}
 
 
 def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[tuple[str, str]]:
