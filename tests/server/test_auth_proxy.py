@@ -27,6 +27,7 @@ async def echo(request: Request) -> Response:
                              "headers": dict(request.headers)})
     response.set_cookie("app_a", "1")
     response.set_cookie("app_b", "2")
+    response.raw_headers.append((b"content-disposition", 'attachment; filename="日本-café.pdf"'.encode()))
     return response
 
 
@@ -235,3 +236,13 @@ def test_a_name_or_header_beyond_ascii_reaches_the_upstream(proxied):
         got = answer.json()["headers"]
         assert got["x-forwarded-preferred-username"].encode("latin-1").decode() == sent
         assert got["x-forwarded-groups"] == "operator" and got["x-note"] == "caf\xe9"
+
+
+def test_an_upstream_header_past_ascii_reaches_the_browser_byte_for_byte(proxied):
+    """An upstream answering with a UTF-8 header (a download's Content-Disposition filename, as Go and Node apps
+    send it) gave a 500 for a character past latin-1, and other bytes re-encoded."""
+    with _signed_in(proxied, "operator") as client:
+        answer = client.get("/apps/wiki/report")
+    assert answer.status_code == 200, answer.text
+    raw = dict(answer.headers.raw)[b"content-disposition"]
+    assert raw == 'attachment; filename="日本-café.pdf"'.encode()

@@ -84,16 +84,18 @@ def identity_headers(request: Request, user: UserRecord, prefix: str,
     return {k.encode("latin-1"): v for k, v in headers.items()}
 
 
-def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[tuple[str, str]]:
-    """The upstream's headers minus hop-by-hop ones; a redirect to the upstream's own address is rewritten
-    to go through the proxy (the browser cannot reach the upstream)."""
+def _response_headers(upstream: httpx.Response, base: str, prefix: str) -> list[tuple[bytes, bytes]]:
+    """The upstream's headers minus hop-by-hop ones, byte for byte (a UTF-8 filename in Content-Disposition
+    was re-encoded as latin-1: a 500 past it); a redirect to the upstream's own address is rewritten to go
+    through the proxy (the browser cannot reach the upstream)."""
     out = []
-    for key, value in upstream.headers.multi_items():
+    for raw_key, raw_value in upstream.headers.raw:
+        key, value = raw_key.decode("latin-1").lower(), raw_value.decode("latin-1")
         if key in HOP_BY_HOP or key in OWN_RESPONSE_HEADERS or key == "content-encoding":
             continue
         if key == "location" and value.startswith(base):
             value = prefix + value[len(base):] or "/"
-        out.append((key, value))
+        out.append((key.encode("latin-1"), value.encode("latin-1")))
     return out
 
 
@@ -159,8 +161,7 @@ def install(app: FastAPI, settings: ProxySettings) -> None:
         request.state.upstream = True  # its headers are the app's (the middleware adds no framing policy)
         response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
                                      background=BackgroundTask(answer.aclose))
-        for key, value in _response_headers(answer, base, prefix):  # repeated ones (Set-Cookie) kept
-            response.headers.append(key, value)
+        response.raw_headers.extend(_response_headers(answer, base, prefix))  # repeated ones (Set-Cookie) kept
         return response
 
     for route in (prefix, prefix + "/{path:path}"):
