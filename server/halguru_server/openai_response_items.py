@@ -219,6 +219,7 @@ def _validation(exc: ValidationError) -> ApiError:
 _RENAMES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens",
             "response_format": "text.format", "messages": "input", "tool_choice.allowed_tools": "tool_choice"}
 _CHAT_FIELD = re.compile(r"^(?:messages\.(\d+)((?:\.\w+)*)|tools\.(\d+)\.function((?:\.\w+)*)|"
+                         r"tool_choice\.allowed_tools\.tools\.(\d+)\.function|"
                          r"max_tokens|max_completion_tokens|response_format|tool_choice\.allowed_tools|messages)\b")
 _NOT_THE_USERS = "the last message must be from the user, or the results of the tool calls the last answer asked for"
 
@@ -233,6 +234,8 @@ def renamed(exc: ApiError, where: list[str]) -> ApiError:
             return origin + (match[2] if match[2] == ".content" and origin.startswith("input.") else "")
         if match[3] is not None:
             return f"tools.{match[3]}{match[4]}"
+        if match[5] is not None:  # an allowed tool is {"type": "function", "name"} here
+            return f"tool_choice.tools.{match[5]}"
         return _RENAMES[match[0]]
 
     if exc.param is None:

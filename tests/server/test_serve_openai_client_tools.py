@@ -376,4 +376,8 @@ def test_a_wrong_field_of_a_tool_choice_object_is_named(oai) -> None:
     responses_mode = refused(input="Weather?", tools=tools, tool_choice={
         "type": "allowed_tools", "mode": "requred", "tools": [{"type": "function", "name": "get_weather"}]})
     assert responses_mode.param == "tool_choice.mode" and "'auto' or 'required'" in responses_mode.message
+    unnamed = refused(input="Weather?", tools=tools, tool_choice={
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "function"}]})  # named as the request has it
+    assert unnamed.param == "tool_choice.tools.0.name"
+    assert unnamed.body["message"].startswith("tool_choice.tools.0.name:")
     assert oai.server.state.store.list_runs(agent="helper") == []
