@@ -30,3 +30,11 @@ def test_a_page_shows_what_its_post_said_and_not_a_links_own_text(app) -> None: 
                  f"/admin/conversations?deleted={FORGED}", f"/admin/jobs?notice={FORGED}&said=00"):
         got = client.get(page, headers=admin)
         assert got.status_code == 200 and "evil.example" not in got.text, page
+
+
+def test_a_signature_past_ascii_is_a_forged_one_not_a_500(app) -> None:  # noqa: F811
+    """``said=é`` (a link anyone could write) was a 500: the signatures were compared as text, which
+    ``hmac.compare_digest`` refuses past ASCII."""
+    client = TestClient(app, base_url=ORIGIN, raise_server_exceptions=False)
+    got = client.get(f"/admin/jobs?notice={FORGED}&said=%C3%A9", headers=signed_in(app, "admin", "root@example.com"))
+    assert got.status_code == 200 and "evil.example" not in got.text

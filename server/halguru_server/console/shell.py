@@ -140,7 +140,8 @@ def _said_mac(pairs: list[tuple[str, str]], caller: Principal) -> str:
 def said_here(query: Mapping[str, str], caller: Principal) -> bool:
     """Whether the page's ``SAID`` parameters (none: yes) are the ones this session's post came back with."""
     pairs = [(name, query[name]) for name in SAID if name in query]
-    return not pairs or hmac.compare_digest(query.get("said", ""), _said_mac(pairs, caller))
+    # bytes: compare_digest refuses str with non-ASCII characters, which a link may hold
+    return not pairs or hmac.compare_digest(query.get("said", "").encode(), _said_mac(pairs, caller).encode())
 
 
 def back(url: str, caller: Principal | None = None) -> RedirectResponse:
