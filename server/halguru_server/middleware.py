@@ -273,9 +273,9 @@ GZIP_PATHS = ("/chat/static/", "/chat/widget.js", "/chat/sw.js", "/admin/assets/
 
 
 class StaticGZip:
-    """gzip for the static assets (``GZIP_PATHS``) when the client accepts it: chat.js 31 KB -> 10 KB, Swagger UI's
-    bundle 1.5 MB -> 0.4 MB. A compressed answer's ETag is made weak (``W/``): it is another representation of
-    the same file, as HTTP wants; revalidation still matches it.
+    """gzip for the static assets (``GZIP_PATHS``) when the client accepts it: the chat's scripts 53 KB -> 20 KB,
+    Swagger UI's bundle 1.5 MB -> 0.4 MB. A compressed answer's ETag is made weak (``W/``): it is another
+    representation of the same file, as HTTP wants; revalidation still matches it.
 
     A file's compressed bytes are kept (by path and ETag, ``KEPT`` files at most): these paths are public, and
     compressing Swagger UI's bundle again for each GET, 50 anonymous clients asking for it at once took another

@@ -22,12 +22,13 @@ def _raw(http: httpx.Client, path: str, headers: dict[str, str]) -> tuple[httpx.
 
 
 def test_static_text_assets_are_gzipped_and_revalidated(serve: Callable[..., Server]) -> None:
-    """chat.js (31 KB), the console's CSS and Swagger UI's 1.5 MB bundle went out as they are on disk, and the chat's
-    files had no Cache-Control: a browser could keep last release's chat.js by its own guess."""
+    """The chat's scripts (chat.js and the modules it imports), the console's CSS and Swagger UI's 1.5 MB bundle
+    went out as they are on disk, and the chat's files had no Cache-Control: a browser could keep last release's
+    chat.js by its own guess."""
     server = serve()
     with httpx.Client(base_url=server.url) as http:
-        for path, file in (("/chat/static/chat.js", SERVER / "static" / "chat.js"),
-                           ("/admin/assets/console.css", SERVER / "console" / "static" / "console.css"),
+        scripts = [(f"/chat/static/{p.name}", p) for p in sorted((SERVER / "static").glob("chat*.js"))]
+        for path, file in (*scripts, ("/admin/assets/console.css", SERVER / "console" / "static" / "console.css"),
                            ("/chat/widget.js", SERVER / "static" / "widget.js")):
             response, body = _raw(http, path, GZIP)
             assert response.status_code == 200, path

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
 from tests.server.test_serve_webchat import WAIT_MS, browser, open_chat  # noqa: F401  (the fixture)
+
+STATIC = Path(__file__).parents[2] / "server" / "halguru_server" / "static"
 
 
 def test_the_chat_has_one_main_landmark_with_a_heading_holding_the_conversation_and_composer(
@@ -143,7 +146,8 @@ def test_on_a_slow_link_the_chat_s_scripts_come_together(serve: Any, browser: An
     page.on("requestfinished", lambda r: events.append(f"got {r.url.rsplit('/', 1)[-1]}"))
     page.goto(f"{server.url}/chat/")
     expect(page.locator("#agent option")).not_to_have_count(0, timeout=WAIT_MS)
-    assert events.index("ask markdown.js") < events.index("got chat.js"), events
+    for module in ("markdown.js", *(p.name for p in sorted(STATIC.glob("chat-*.js")))):  # chat.js's imports
+        assert events.index(f"ask {module}") < events.index("got chat.js"), (module, events)
 
 
 # The contrast of each element's text with the background it is drawn on (WCAG's formula).

@@ -17,6 +17,7 @@ from tests.server.conftest import Server, free_port
 from tests.server.test_serve_webchat import ARGS, CHROMIUM, WAIT_MS, browser  # noqa: F401  (the fixture)
 
 Serve = Callable[..., Server]
+STATIC = Path(__file__).parents[2] / "server" / "halguru_server" / "static"
 SW_READY = """() => navigator.serviceWorker.ready.then(() => navigator.serviceWorker.controller ? true
   : new Promise((done) => navigator.serviceWorker.addEventListener("controllerchange", () => done(true))))"""
 CACHED = """async () => { const urls = [];
@@ -55,7 +56,9 @@ def test_manifest_and_service_worker_make_it_installable_and_it_starts_offline(s
     page.locator(".msg.assistant").first.wait_for()
     expect(page.locator("[aria-busy]")).to_have_count(0, timeout=WAIT_MS)
     cached = page.evaluate(CACHED)
-    assert f"{server.url}/chat/" in cached and f"{server.url}/chat/static/chat.js" in cached
+    assert f"{server.url}/chat/" in cached
+    for script in ["markdown.js", *(p.name for p in sorted(STATIC.glob("chat*.js")))]:  # all the page's modules
+        assert f"{server.url}/chat/static/{script}" in cached, script  # one missing: no offline start
     assert not [u for u in cached if "/api/" in u or "/auth/" in u or "/v1/" in u]  # never answers or chats
     profile.set_offline(True)  # the chat, open, says it lost the network
     expect(page.locator("#status")).to_have_text(

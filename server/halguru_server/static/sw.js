@@ -4,8 +4,11 @@
 // The server fills in VERSION (a hash of the static files): a new release installs a new cache.
 const VERSION = "__VERSION__";
 const CACHE = `halguru-shell-${VERSION}`;
+// Every module the page imports is listed: one left out would fail chat.js's imports on an offline start.
 const SHELL = ["/chat/", "/chat/offline", "/chat/manifest.webmanifest", "/chat/static/chat.css",
-  "/chat/static/chat.js", "/chat/static/markdown.js", "/chat/static/favicon.svg",
+  "/chat/static/chat.js", "/chat/static/chat-state.js", "/chat/static/chat-messages.js",
+  "/chat/static/chat-account.js", "/chat/static/chat-conversations.js", "/chat/static/chat-streaming.js",
+  "/chat/static/chat-push.js", "/chat/static/markdown.js", "/chat/static/favicon.svg",
   "/chat/static/icon-192.png", "/chat/static/icon-512.png"];
 
 self.addEventListener("install", (event) => {
