@@ -303,8 +303,9 @@ def test_a_reader_who_scrolled_up_is_not_pulled_down_while_the_answer_streams(
     assert page.locator(".msg.assistant", has_text="Line 149 ").count() == 1
     assert page.evaluate(AT_END) < 2
     page.mouse.wheel(0, -100_000)
-    # a wheel scroll is animated: let it end, or its last steps land after the send and scroll up again
-    page.wait_for_function("document.getElementById('log').scrollTop === 0", timeout=WAIT_MS)
+    # a wheel scroll is animated: let it end, or its last steps land after the send and scroll up again. A function,
+    # not an expression: Playwright evals an expression in the page, which the chat's CSP refuses once it must poll
+    page.wait_for_function("() => document.getElementById('log').scrollTop === 0", timeout=WAIT_MS)
     page.fill("#input", "one more")  # a message sent brings the end into view, wherever the reader was
     page.keyboard.press("Enter")
     page.locator(".msg.user", has_text="one more").wait_for()
