@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from halguru.errors import StoreError
-from halguru.store.migrations import check_known
+from halguru.store.migration_runner import check_known
 from halguru.store.sql_base import SQLBase
 
 if TYPE_CHECKING:

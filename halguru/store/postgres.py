@@ -22,7 +22,7 @@ import psycopg
 
 from halguru.errors import StoreError, StoreUnavailable
 from halguru.store.base import Store
-from halguru.store.migrations import apply
+from halguru.store.migration_runner import apply
 from halguru.store.postgres_base import CHANNEL, PostgresBase, first_line
 from halguru.store.postgres_migrations import MIGRATIONS
 from halguru.store.postgres_runs import PostgresRunsMixin

@@ -5,7 +5,7 @@ Why our own migrations per backend rather than Alembic: the SQLite list already 
 installation has run it and records it by name); the code base has no ORM and no SQLAlchemy, whose models
 Alembic would want; and a schema change here is a handful of statements, each backend in its own dialect.
 So each backend keeps an append-only list of named Python functions applied in one transaction and recorded
-in a ``migrations`` table (``migrations.apply``); PostgreSQL's starts at today's whole schema
+in a ``migrations`` table (``migration_runner.apply``); PostgreSQL's starts at today's whole schema
 (``pg001_initial`` = SQLite's m001..m008) and grows next to SQLite's. The same store test suites, run on both
 backends, hold the two schemas to one behaviour.
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from halguru.errors import StoreError
 from halguru.store.base import Store
-from halguru.store.migrations import MIGRATIONS, apply
+from halguru.store.migration_runner import apply
+from halguru.store.migrations import MIGRATIONS
 from halguru.store.sql_audit import AuditMixin
 from halguru.store.sql_console import ConsoleMixin
 from halguru.store.sql_conversations import ConversationsMixin

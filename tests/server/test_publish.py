@@ -594,7 +594,8 @@ def test_keys_made_before_roles_of_their_own_keep_a_developers_reach(tmp_path: P
     """Migration m016: a userless key of scope `user` meant a developer's reach; it is rewritten so it keeps it."""
     import sqlite3
 
-    from halguru.store.migrations import MIGRATIONS, apply, m016_key_roles
+    from halguru.store.migration_runner import apply
+    from halguru.store.migrations import MIGRATIONS, m016_key_roles
     from halguru.store.sqlite import SQLiteStore
 
     path = tmp_path / "old.db"

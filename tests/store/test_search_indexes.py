@@ -167,7 +167,8 @@ def test_m023_indexes_the_messages_already_stored_and_a_copy_indexes_its_own(tmp
     """A store made before m023 gets its messages indexed as it migrates; `halguru db copy` into a new SQLite file
     fills that file's index as it inserts."""
     from halguru.store.admin import copy_database
-    from halguru.store.migrations import MIGRATIONS, apply
+    from halguru.store.migration_runner import apply
+    from halguru.store.migrations import MIGRATIONS
 
     old = tmp_path / "old.db"
     with sqlite3.connect(old) as conn:

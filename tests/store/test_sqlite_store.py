@@ -35,7 +35,8 @@ def test_new_store_is_migrated_and_in_wal_mode(halguru_home):
 
 def _old_store(path: Path, migrations: int = 13) -> None:
     """A store an older halguru made (its first ``migrations`` applied) holding one conversation."""
-    from halguru.store.migrations import MIGRATIONS, apply
+    from halguru.store.migration_runner import apply
+    from halguru.store.migrations import MIGRATIONS
 
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         apply(conn, MIGRATIONS[:migrations])
@@ -43,7 +44,8 @@ def _old_store(path: Path, migrations: int = 13) -> None:
 
 
 def test_upgrading_a_store_keeps_a_copy_the_older_halguru_can_open(tmp_path, capsys):
-    from halguru.store.migrations import MIGRATIONS, check_known
+    from halguru.store.migration_runner import check_known
+    from halguru.store.migrations import MIGRATIONS
 
     path = tmp_path / "halguru.db"
     _old_store(path)
