@@ -97,8 +97,8 @@ class ConversationsMixin(SQLBase):
         params = [owner, *(among or ()), limit]
         kept = (self._rows(sql, params) if conn is None else conn.execute(sql, params).fetchall())[0]
         if kept["n"] >= limit:
-            raise TooManyConversations(f"you keep {limit} conversations, as many as this server allows "
-                                       "(max_conversations): delete some before starting another")
+            raise TooManyConversations(f"you keep {limit} conversation{'s' if limit != 1 else ''}, as many as this "
+                                       "server allows (max_conversations): delete some before starting another")
 
     def rename_conversation(self, conversation_id: str, title: str) -> bool:
         with self._tx() as conn:

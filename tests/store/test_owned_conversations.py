@@ -21,6 +21,8 @@ def test_an_owner_keeps_at_most_max_owned_conversations(store: Any) -> None:
     store.delete_conversation("conv_a0")
     store.delete_conversation("conv_free")
     store.create_conversation("conv_a4", "echo", owner="key:a", max_owned=3)  # a deleted one frees its place
+    with pytest.raises(TooManyConversations, match="you keep 1 conversation, as many"):  # said as one
+        store.create_conversation("conv_c1", "echo", owner="key:a", max_owned=1)
 
 
 def test_the_cap_holds_when_two_processes_create_at_once(store_factory: Any) -> None:
