@@ -49,7 +49,9 @@ def check_project(path: str | Path) -> ProjectReport:
         if one.spec.mcp:
             team = agent.team.members.get(one.name) if agent.team is not None else None
             team_tools = [t.name for t in team.team_tool_specs] if team is not None else []
-            report.mcp_tools.update(_check_mcp(one, agent_file, text, team_tools))
+            offered, crowded = _check_mcp(one, agent_file, text, team_tools)
+            report.mcp_tools.update(offered)
+            report.warnings += crowded
         if agent.spec.team is None and _offers_no_tool(one) and one.spec.tool_choice == "required":
             report.warnings.append(f"{agent_file}:{yaml_line_for(text, ('tool_choice',))}: tool_choice: required "
                                    "but this agent has no tools, so the model just answers; list some in tools: "
@@ -219,14 +221,16 @@ def check_knowledge_embedders(agent: Agent) -> None:
                 raise AgentSpecError(f"{agent_file}:{line}: knowledge.{index}: {missing}")
 
 
-def _check_mcp(agent: Agent, agent_file: Path, text: str, team_tools: list[str]) -> dict[tuple[str, str], list[str]]:
+def _check_mcp(agent: Agent, agent_file: Path, text: str,
+               team_tools: list[str]) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
     """Start the agent's MCP servers as a run would (each within its timeout); their tools, or an error (a tool
-    named like one of the agent's own or its team tools, ``team_tools``, is one)."""
+    named like one of the agent's own or its team tools, ``team_tools``, is one); and the warnings (a server
+    whose many tools flood every model call)."""
     import asyncio
 
     from halguru.tools.mcp import open_mcp_tools, taken_names
 
-    async def start() -> tuple[list[str], dict[str, list[str]]]:
+    async def start() -> tuple[list[str], dict[str, list[str]], list[str]]:
         toolbox = await open_mcp_tools(agent.spec.mcp, agent.path, taken=taken_names(agent.tools, team_tools))
         try:
             offered: dict[str, list[str]] = {}
@@ -236,13 +240,16 @@ def _check_mcp(agent: Agent, agent_file: Path, text: str, team_tools: list[str])
                 except Exception:
                     continue
                 offered[server.name] = [t.name for t in listing if t.name in toolbox.tools]
-            return toolbox.errors, offered
+            return toolbox.errors, offered, toolbox.warnings
         finally:
             await toolbox.close()
 
-    errors, offered = asyncio.run(start())
-    for problem in errors:
+    errors, offered, warnings = asyncio.run(start())
+
+    def at(problem: str) -> str:
         index = next((i for i, s in enumerate(agent.spec.mcp) if problem.startswith(f"mcp server '{s.name}'")), 0)
-        line = yaml_line_for(text, ("mcp", index))
-        raise AgentSpecError(f"{agent_file}:{line}: mcp.{index}: {problem}")
-    return {(agent.name, name): tools for name, tools in offered.items()}
+        return f"{agent_file}:{yaml_line_for(text, ('mcp', index))}: mcp.{index}: {problem}"
+
+    for problem in errors:
+        raise AgentSpecError(at(problem))
+    return {(agent.name, name): tools for name, tools in offered.items()}, [at(w) for w in warnings]

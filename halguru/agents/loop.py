@@ -255,7 +255,8 @@ class _TurnState:
                 ctx.mcp[agent.name] = await open_mcp_tools(spec.mcp, agent.path, taken=taken_names(
                     agent.tools, turn.extra_tools, t.client.names if t.client is not None else ()))
                 # a server that failed: the run goes on without it
-                t.opening += [Error(kind="mcp", message=line) for line in ctx.mcp[agent.name].errors]
+                t.opening += [Error(kind="mcp", message=line) for line in [*ctx.mcp[agent.name].errors,
+                                                                           *ctx.mcp[agent.name].warnings]]
             t.tools += ctx.mcp[agent.name].tool_specs
         system = agent.instructions
         if t.knowledge is not None and spec.retrieval.mode in ("auto", "both") and not turn.finish_paused_step:

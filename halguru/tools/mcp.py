@@ -35,6 +35,7 @@ from halguru.tools.mcp_text import (
     REFUSED,
     USERINFO,
     condensed,
+    crowded,
     first_problem,
     garbled,
     reason_line,
@@ -70,6 +71,9 @@ LONGEST_CALL = 3600.0
 # Servers that spoke the initialize handshake (not server/discover) when last started, by _Server.key: the SDK's
 # discover probe waits 10 s on a server that never answers it, at every start, so those start in legacy mode.
 LEGACY_FILE = "mcp-legacy-servers.json"
+# A server offering more tools than this with no allow-list is warned about: every tool's name, description and
+# schema goes into every model call (500 of a tracker's tools: ~30,000 tokens for "hi"), and models choose worse.
+MANY_TOOLS = 40
 
 
 @dataclass
@@ -78,6 +82,7 @@ class MCPToolbox:
 
     tools: dict[str, Tool] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # servers offering so many tools that they flood the prompt
     servers: list[_Server] = field(default_factory=list)
     pooled: bool = False  # the servers belong to a pool (serve mode) and outlive the run
     released: bool = False  # a pooled toolbox was closed: its servers are no longer in use by it
@@ -202,6 +207,7 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
                 toolbox.errors.append(f"mcp server '{server.name}' has no tool {', '.join(map(repr, missing))} "
                                       f"(offers: {', '.join(offered) or 'none'})")
         listed: set[str] = set()
+        kept: list[Tool] = []
         for tool in listing:
             if allowed is not None and tool.name not in allowed:
                 continue
@@ -221,6 +227,9 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
                 continue
             names[tool.name] = f"mcp server '{server.name}' (listed before)"
             toolbox.tools[tool.name] = _as_tool(server, tool)
+            kept.append(toolbox.tools[tool.name])
+        if allowed is None and len(kept) > MANY_TOOLS:
+            toolbox.warnings.append(crowded(server.name, kept))
     return toolbox
 
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import mcp_types
+
+    from halguru.tools.decorator import Tool
+
+OPENAI_MAX_TOOLS = 128  # the most tools OpenAI's API accepts in one request (more is a 400)
 
 
 def result_text(result: mcp_types.CallToolResult) -> str:
@@ -36,6 +41,16 @@ def result_text(result: mcp_types.CallToolResult) -> str:
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content, ensure_ascii=False)
     return "\n".join(parts)
+
+
+def crowded(server: str, tools: Sequence[Tool]) -> str:
+    """The warning for a server whose many tools (no allow-list) all go into every model call: how many, about how
+    many tokens they cost, and the allow-list that picks a few."""
+    chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
+    refused = f"; OpenAI refuses more than {OPENAI_MAX_TOOLS} in a request" if len(tools) > OPENAI_MAX_TOOLS else ""
+    return (f"mcp server '{server}' offers {len(tools)} tools, each sent to the model at every call (about "
+            f"{chars // 4:,} tokens of names, descriptions and schemas{refused}); list those the agent needs in its "
+            f"tools: [{', '.join(t.name for t in tools[:2])}, ...]")
 
 
 def garbled(exc: Exception) -> str:

@@ -1,0 +1,61 @@
+"""An MCP server offering hundreds of tools: each one's name, description and schema went into every model call
+with no word of it (500 tools: a 30,000-token prompt for "hi", and over the 128 tools OpenAI accepts in a
+request). Now the run and `halguru validate` say how many and what they cost, and point at the allow-list."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from halguru import run_sync
+from halguru.models.scripted import ScriptedModel
+from tests.mcp.test_mcp_tools import of_type
+
+pytestmark = pytest.mark.timeout(120)
+
+MANY_SERVER = '''\
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("jira", log_level="WARNING")
+
+for i in range(500):
+    def tool(key: str, i: int = i) -> str:
+        return f"tool {i}: {key}"
+    server.add_tool(tool, name=f"op_{i}", description=f"Operation number {i} on an issue of the tracker.")
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+
+def agent(tmp_path, allow: str = "") -> object:
+    folder = tmp_path / "agent"
+    folder.mkdir(exist_ok=True)
+    (folder / "many.py").write_text(MANY_SERVER)
+    (folder / "agent.yaml").write_text(f"name: tracker\nmodel: scripted\nmcp:\n  - name: jira\n    command: "
+                                       f"[{sys.executable}, many.py]\n    timeout: 30\n{allow}")
+    return folder
+
+
+def test_a_server_offering_hundreds_of_tools_is_said_to_flood_the_prompt(tmp_path):
+    result = run_sync(agent(tmp_path), "hi", model=ScriptedModel(["hello"]))
+    assert result.ok and result.output == "hello"
+    [warning] = [e for e in of_type(result, "error") if e.kind == "mcp"]
+    assert not warning.fatal
+    assert warning.message.startswith("mcp server 'jira' offers 500 tools, each sent to the model at every call (")
+    assert "tokens" in warning.message and "tools: [op_0, op_1, ...]" in warning.message
+    assert len(of_type(result, "model_call")[0].tools) == 500  # still offered: the warning only says so
+
+
+def test_an_allow_list_is_not_warned_about(tmp_path):
+    folder = agent(tmp_path, "    tools: [op_1, op_2]\n")
+    result = run_sync(folder, "hi", model=ScriptedModel(["hello"]))
+    assert result.ok and not of_type(result, "error")
+    assert sorted(of_type(result, "model_call")[0].tools) == ["op_1", "op_2"]
+
+
+def test_validate_warns_and_passes(cli, tmp_path):
+    folder = agent(tmp_path)
+    out = cli("validate", str(folder))
+    assert "Warning: " in out.output and "mcp.0: mcp server 'jira' offers 500 tools" in out.output
