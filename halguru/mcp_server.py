@@ -32,9 +32,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from halguru import __version__
 from halguru.agents.describe import clip, describe
-from halguru.agents.events import Event
+from halguru.agents.events import Event, RunStarted
 from halguru.agents.loader import Agent, load_agent
-from halguru.agents.runtime import NoConversation, collect_result, run
+from halguru.agents.runtime import SHUTDOWN, NoConversation, collect_result, run
 from halguru.api_schemas import BLANK_MESSAGE
 from halguru.errors import HalguruError
 from halguru.listen import WILDCARDS, check_listen, url_base
@@ -44,6 +44,7 @@ TOOL_PREFIX = "ask_"
 TOKEN_SECRET = "HALGURU_MCP_TOKEN"  # the bearer token HTTP clients send: the environment variable, else the keyring
 MIN_TOKEN_CHARS = 16
 STOP_WAIT = 5.0  # seconds the runs in flight get to store how they stopped, when serving is stopped
+SHUTDOWN_TIMEOUT = 30.0  # seconds the asks in flight get to finish when HTTP serving is stopped (as `halguru serve`)
 TOKENS_EVERY = 2.0  # seconds between two progress notifications while the model writes (a heartbeat, not a flood)
 
 
@@ -95,10 +96,19 @@ class _AgentServer(MCPServer):
 
 
 class InFlight:
-    """How many asks are running now (serving waits for them to store how they stopped before it leaves)."""
+    """The asks running now (serving waits for them to store how they stopped before it leaves): how many, and
+    their runs' tasks, which a shutdown's end cancels as such (stored interrupted, not cancelled by a user)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.runs: set[asyncio.Task[Any]] = set()
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """The grace period is over (or a second signal came): every run in flight is stopped as a shutdown."""
+        self.interrupted = True
+        for task in list(self.runs):
+            task.cancel(SHUTDOWN)
 
     async def settled(self, seconds: float) -> None:
         """Wait until no ask runs, at most ``seconds``."""
@@ -127,9 +137,12 @@ def _asker(agent: Agent, in_flight: InFlight) -> Callable[..., Awaitable[CallToo
         if is_blank(message):  # as `halguru run` and the REST API: no run on nothing
             return _error(BLANK_MESSAGE)
         in_flight.count += 1
+        started: list[RunStarted] = []
         try:
-            events = run(agent, message, conversation_id, metadata={"via": "mcp"})
-            result = await collect_result(events if ctx is None else _reporting(events, ctx))
+            events = _noting(run(agent, message, conversation_id, metadata={"via": "mcp"}), started)
+            result = await _running(collect_result(events if ctx is None else _reporting(events, ctx)), in_flight)
+        except _Interrupted:
+            return await _interrupted(started)
         except NoConversation:
             return _error(f"no conversation {conversation_id!r}; leave conversation_id out to start one")
         except HalguruError as exc:  # the caller's mistake, said plainly
@@ -146,6 +159,48 @@ def _asker(agent: Agent, in_flight: InFlight) -> Callable[..., Awaitable[CallToo
 
     ask.__name__ = f"{TOOL_PREFIX}{agent.name}"
     return ask
+
+
+class _Interrupted(Exception):
+    """The ask's run was stopped by the end of a shutdown's grace period."""
+
+
+async def _running(collecting: Awaitable[Any], in_flight: InFlight) -> Any:
+    """The run, in a task of its own that a shutdown may interrupt (``_Interrupted``); cancelling the ask (a client
+    that cancels the call) cancels it as before."""
+    task = asyncio.ensure_future(collecting)
+    in_flight.runs.add(task)
+    task.add_done_callback(in_flight.runs.discard)
+    if in_flight.interrupted:  # came in after the grace period
+        task.cancel(SHUTDOWN)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if task.cancelled() and (me is None or not me.cancelling()):
+            raise _Interrupted from None
+        raise
+
+
+async def _noting(events: AsyncGenerator[Event, None], started: list[RunStarted]) -> AsyncGenerator[Event, None]:
+    """The run's events, its run_started kept in ``started`` (an interrupted run's ids, for its caller)."""
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, RunStarted):
+                started.append(event)
+            yield event
+
+
+async def _interrupted(started: list[RunStarted]) -> CallToolResult:
+    """A shutdown's grace period ended the run: the caller is told, with the error it was stored with."""
+    if not started:
+        return _error("interrupted by server shutdown before the run started; send the message again")
+    from halguru.store import open_store
+
+    first = started[0]
+    stored = await asyncio.to_thread(lambda: open_store().get_run(first.run_id))
+    why = (stored or {}).get("error") or "interrupted by server shutdown"
+    return _error(f"run {first.run_id} interrupted: {why} (conversation_id {first.conversation_id})")
 
 
 async def _reporting(events: AsyncGenerator[Event, None], ctx: Context) -> AsyncIterator[Event]:
@@ -176,7 +231,7 @@ def _error(message: str) -> CallToolResult:
 
 
 def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = "stdio",
-          host: str = "127.0.0.1", port: int = 8000) -> None:
+          host: str = "127.0.0.1", port: int = 8000, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> None:
     """Serve the agents until interrupted: over stdin/stdout (default) or streamable HTTP at /mcp."""
     agents = load_agents(paths)
     in_flight = InFlight()
@@ -192,13 +247,15 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
     asked = f"; clients send Authorization: Bearer <{TOKEN_SECRET}>" if token else ""
     print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere}{asked} (Ctrl-C stops)",
           file=sys.stderr)
-    if token is not None:  # the SDK's run builds its app with this method: the gate goes around what it builds
-        build = server.streamable_http_app
-        gated: Any = lambda **options: BearerGate(build(**options), token)  # noqa: E731
-        server.streamable_http_app = gated  # type: ignore[method-assign]
+    app: Any = server.streamable_http_app(transport_security=transport_security(host), host=host)
+    if token is not None:
+        app = BearerGate(app, token)
+    from halguru.mcp_draining import Draining
+
+    app = Draining(app, in_flight, shutdown_timeout)
+    server.streamable_http_app = lambda **_: app  # type: ignore[method-assign]  # (what the SDK's run serves)
     # (as the SDK's run("streamable-http"); uvicorn is serve mode's: halguru leaves it to the SDK)
-    anyio.run(_keeping_servers, functools.partial(server.run_streamable_http_async, host=host, port=port,
-                                                  transport_security=transport_security(host)))
+    anyio.run(_keeping_servers, functools.partial(server.run_streamable_http_async, host=host, port=port))
 
 
 async def _keeping_servers(serving: Callable[[], Awaitable[None]], stdio: InFlight | None = None) -> None:

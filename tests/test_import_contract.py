@@ -31,7 +31,7 @@ PACKAGES = [(REPO / "halguru", "halguru"), (REPO / "server" / "halguru_server", 
 LAYERS: list[set[str]] = [
     {"halguru_server"},
     {"__main__", "cli"},
-    {"tui", "mcp_server", "scaffold", "client", "client_errors", "deploy", "login"},
+    {"tui", "mcp_server", "mcp_draining", "scaffold", "client", "client_errors", "deploy", "login"},
     {"testing"},
     {"jobs"},
     {"orchestration"},

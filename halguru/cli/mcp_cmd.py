@@ -16,8 +16,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="With --http: the address to listen on (other than loopback: "
                                                          "needs HALGURU_MCP_TOKEN)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="With --http: the port to listen on."),
+    shutdown_timeout: float = typer.Option(30, "--shutdown-timeout", min=0, help="With --http: seconds the calls in "
+                                           "flight get to finish when stopped; then their runs are interrupted."),
 ) -> None:
     """Expose each agent as an MCP tool ask_<agent> (stdio by default, for clients that start it)."""
     from halguru.mcp_server import serve as serve_agents
 
-    serve_agents(paths, transport="http" if http else "stdio", host=host, port=port)
+    serve_agents(paths, transport="http" if http else "stdio", host=host, port=port,
+                 shutdown_timeout=shutdown_timeout)

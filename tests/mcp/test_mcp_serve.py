@@ -298,3 +298,72 @@ async def test_sigterm_stops_a_stdio_server_at_once_with_its_run_stored(write_ag
     assert took < 8, f"it took {took:.1f}s to stop"
     [run] = store.list_runs()
     assert (run["status"], run["error"]) == ("cancelled", "cancelled by the user")
+
+
+async def _ask_then_stop(write_agent, halguru_cmd, subprocess_env, tmp_path: Path, words: int,
+                         *options: str) -> tuple[object, float, int | None]:
+    """An ask over HTTP whose serving process gets SIGTERM once its run started: the call's result (or the
+    exception the client got), seconds from the signal to the process's exit, and its exit status."""
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "slow.yaml"
+    script.write_text(yaml.safe_dump([{"text": " ".join(f"w{i}" for i in range(words)), "token_delay": 0.05}]))
+    slow = write_agent(f"name: slow\nmodel: scripted:{script}\n", name="slow")
+    port = 26500 + os.getpid() % 400
+    argv = [*halguru_cmd, "mcp", "serve", str(slow), "--http", "--port", str(port), *options]
+    store = open_store()
+    with (tmp_path / "serve.log").open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env,
+                                start_new_session=True)
+    try:
+        from tests.mcp.conftest import wait_for_port
+
+        wait_for_port(port, proc, tmp_path / "serve.log")
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            await client.list_tools()  # as clients do first: the SDK's lists them after a call otherwise, which a
+            # stopping server (no new connections) cannot answer, and the call's answer is lost with it
+            asking = asyncio.ensure_future(client.call_tool("ask_slow", {"message": "a long one"}))
+            for _ in range(300):  # its run has started
+                if store.list_runs():
+                    break
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            try:
+                got: object = await asyncio.wait_for(asking, 40)
+            except BaseException as exc:  # what the client got is the finding
+                got = exc
+        while proc.poll() is None and time.monotonic() - stopped < 40:
+            await asyncio.sleep(0.05)
+        return got, time.monotonic() - stopped, proc.poll()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_stopping_http_serving_lets_the_asks_in_flight_finish(write_agent, halguru_cmd, subprocess_env,
+                                                                     tmp_path: Path):
+    """SIGTERM while an ask runs: it finishes within the grace period and its caller gets the answer."""
+    got, took, code = await _ask_then_stop(write_agent, halguru_cmd, subprocess_env, tmp_path, 60)
+    assert not isinstance(got, BaseException), repr(got)
+    assert not got.is_error and got.content[0].text.startswith("w0 w1")
+    [run] = open_store().list_runs()
+    assert run["status"] == "ok"
+    assert code is not None and took < 15
+    assert "1 call in flight, given 30s to finish" in (tmp_path / "serve.log").read_text()
+
+
+async def test_an_ask_past_the_grace_period_is_interrupted_not_cancelled(write_agent, halguru_cmd, subprocess_env,
+                                                                          tmp_path: Path):
+    """Past the grace period a run was stored `cancelled` ("cancelled by the user", whom nothing had asked), and
+    serving waited for it as long as the client did."""
+    got, took, code = await _ask_then_stop(write_agent, halguru_cmd, subprocess_env, tmp_path, 800,
+                                           "--shutdown-timeout", "1")
+    [run] = open_store().list_runs()
+    assert run["status"] == "interrupted" and run["error"].startswith("interrupted by server shutdown")
+    assert not isinstance(got, BaseException), repr(got)
+    assert got.is_error and f"run {run['id']} interrupted: interrupted by server shutdown" in got.content[0].text
+    assert code is not None and took < 10
