@@ -65,6 +65,9 @@ CLOSE_TIMEOUT = 10.0  # seconds a server gets to shut down before its task is ca
 # A kept server no run has used for this long is stopped when another is asked for: each published version of an
 # agent has its own folder, so its own servers, and the replaced versions' kept running until serve stopped.
 IDLE_STOP = 600.0
+# A kept server whose start timed out (it never answered) is not started again for this long: each run waited its
+# whole timeout (30 s) before the model was called, so each message of a chat or serve took 30 s more.
+RETRY_AFTER = 60.0
 # The longest an MCP tool call may run while its server keeps reporting progress (a call that reports none ends
 # after the server's timeout); the run's own limits.timeout (300 s by default) comes first.
 LONGEST_CALL = 3600.0
@@ -132,6 +135,9 @@ class MCPPool:
         key = (settings.model_dump_json(), str(base))
         self._retire_idle(but=key)
         server = self.servers.get(key)
+        if server is not None and server.hung_for() is not None:  # its failure, at once, until RETRY_AFTER
+            server.users += 1
+            return server
         if server is None or server.task.done() or (server.ready and server.client is None):
             if server is not None:
                 server.stop_soon()  # a crashed server's task leaves its contexts by itself
@@ -187,6 +193,7 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
     against the servers listed after it. Never raises for a server's fault: that becomes a line in ``errors``.
     """
     pool = _POOLS.get(asyncio.get_running_loop())
+    asked = time.monotonic()
     toolbox = MCPToolbox(servers=[pool.server(s, base) if pool else _Server(s, base) for s in servers],
                          pooled=pool is not None)
     try:
@@ -197,7 +204,10 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
     names = dict(taken) if isinstance(taken, Mapping) else dict.fromkeys(taken, "the agent")
     for server, listing in zip(toolbox.servers, listings, strict=True):
         if isinstance(listing, BaseException):
-            toolbox.errors.append(f"mcp server '{server.name}' failed to start: {server.failure(listing)}")
+            ago = asked - server.settled if server.settled < asked else None  # a kept server's earlier failure
+            retry = "" if ago is None else (f" (at its start {ago:.0f}s ago; the next try is in "
+                                            f"{max(0.0, RETRY_AFTER - ago):.0f}s)")
+            toolbox.errors.append(f"mcp server '{server.name}' failed to start: {server.failure(listing)}{retry}")
             continue
         allowed = server.settings.tools
         offered = {t.name: t for t in listing}
@@ -271,12 +281,24 @@ class _Server:
         self.users, self.last_used = 0, time.monotonic()  # pooled: the open toolboxes that hold it, and since when
         self._scope: Any = None  # the anyio cancel scope around the server's lifetime
         self._ready: asyncio.Future[list[mcp_types.Tool]] = asyncio.get_running_loop().create_future()
-        # A start that nobody awaits any more (the run was closed meanwhile) must not warn when collected.
-        self._ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.settled = math.inf  # when it started or failed to
+        self.timed_out = False  # its start got no answer within the timeout
+        self._ready.add_done_callback(self._settle)
         self.task = asyncio.create_task(self._hold(), name=f"mcp server {settings.name}")
 
     async def started(self) -> list[mcp_types.Tool]:
         return await asyncio.shield(self._ready)
+
+    def _settle(self, ready: asyncio.Future[list[mcp_types.Tool]]) -> None:
+        self.settled = time.monotonic()
+        # (reading the exception: a start that nobody awaits any more, the run closed meanwhile, must not warn)
+        failed = None if ready.cancelled() else ready.exception()
+        self.timed_out = isinstance(failed, TimeoutError) and not self.stop.is_set()
+
+    def hung_for(self) -> float | None:
+        """Seconds since its start timed out, while within RETRY_AFTER (None: it did not, or long enough ago)."""
+        ago = time.monotonic() - self.settled
+        return ago if self.timed_out and ago < RETRY_AFTER else None
 
     @property
     def ready(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 
@@ -165,3 +166,39 @@ async def test_a_kept_server_that_died_between_runs_is_started_again_for_the_nex
     finally:
         await stop_kept_servers()
     assert not alive(new_pid)
+
+
+HUNG = "import sys\nfor line in sys.stdin:\n    pass\n"  # reads every request, answers none
+
+
+async def test_a_server_that_never_answers_costs_its_timeout_once_a_minute_not_each_run(tmp_path: Path, monkeypatch):
+    """In serve mode (and chat, dev, mcp serve) a server that never answered made every run wait its whole timeout
+    (30 s by default) before the model was called: each message of a chat took 30 s more."""
+    import sys
+
+    from halguru.agents.runtime import collect_result
+
+    monkeypatch.setattr(mcp, "RETRY_AFTER", 3.0)
+    folder = tmp_path / "hung"
+    folder.mkdir()
+    (folder / "hung.py").write_text(HUNG)
+    (folder / "agent.yaml").write_text(f"name: hung\nmodel: scripted\nmcp:\n  - name: stuck\n    command: "
+                                       f"[{sys.executable}, hung.py]\n    timeout: 1.5\n")
+    keep_servers_running()
+    took, said = [], []
+    try:
+        for i in range(3):
+            if i == 2:
+                await asyncio.sleep(3)  # RETRY_AFTER passed: tried again
+            started = time.monotonic()
+            result = await collect_result(run(folder, f"hi {i}", model=ScriptedModel([f"answer {i}"])))
+            took.append(time.monotonic() - started)
+            assert result.ok and result.output == f"answer {i}"
+            [error] = [e.message for e in result.events if e.type == "error"]
+            said.append(error)
+    finally:
+        await stop_kept_servers()
+    assert took[0] >= 1.5 and took[1] < 1 and took[2] >= 1.5, took
+    assert said[0] == said[2] == "mcp server 'stuck' failed to start: no answer within 1.5s (timeout)"
+    assert said[1].startswith("mcp server 'stuck' failed to start: no answer within 1.5s (timeout) (")
+    assert re.search(r"\(at its start \d+s ago; the next try is in \d+s\)$", said[1]), said[1]
