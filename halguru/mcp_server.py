@@ -61,6 +61,12 @@ ConversationId = Annotated[str | None, Field(
     description="continue a conversation: the conversation_id of an earlier answer (default: a new one)")]
 
 
+def tool_name(agent: str) -> str:
+    """``ask_<agent>`` as a tool name clients take (1 to 64 letters, digits, '_' or '-'; OpenAI's and Anthropic's
+    rule, and halguru's own MCP client's): an agent name's '.' is '_', and a long name is cut."""
+    return f"{TOOL_PREFIX}{agent.replace('.', '_')}"[:64]
+
+
 def build_server(paths: Sequence[str | Path]) -> MCPServer:
     """An MCP server with one ``ask_<agent>`` tool per agent project; the agents are loaded (checked) now."""
     return _server(load_agents(paths))
@@ -71,12 +77,17 @@ def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
     if not paths:
         raise HalguruError("give at least one agent project to serve")
     agents: dict[str, Agent] = {}
+    tools: dict[str, str] = {}
     for path in paths:
         agent = load_agent(path)
         if agent.name in agents:
             raise HalguruError(f"two agents are named {agent.name!r} ({agents[agent.name].path} and {agent.path}); "
                                "tool names must differ")
-        agents[agent.name] = agent
+        name = tool_name(agent.name)
+        if name in tools:
+            raise HalguruError(f"agents {tools[name]!r} and {agent.name!r} would both be the tool {name}; rename "
+                               "one (a tool name has no '.', and is cut at 64 characters)")
+        agents[agent.name], tools[name] = agent, agent.name
     return agents
 
 
@@ -125,7 +136,7 @@ def _server(agents: dict[str, Agent], in_flight: InFlight | None = None) -> MCPS
         # "Ask the assistant agent: An assistant that ..." (it was "Ask An assistant that ...", and "Ask Answers
         # from the documents ..." for the knowledge template's description)
         about = f": {agent.spec.description.strip().rstrip('.')}" if agent.spec.description.strip() else ""
-        server.add_tool(_asker(agent, in_flight or InFlight()), name=f"{TOOL_PREFIX}{name}",
+        server.add_tool(_asker(agent, in_flight or InFlight()), name=tool_name(name),
                         description=f"Ask the {name} agent{about}. Returns its answer and a conversation_id "
                         "that continues the conversation.")
     return server
@@ -157,7 +168,7 @@ def _asker(agent: Agent, in_flight: InFlight) -> Callable[..., Awaitable[CallToo
         ids = AskResult(answer=result.output, conversation_id=result.conversation_id, run_id=result.run_id)
         return CallToolResult(content=[TextContent(text=result.output)], structured_content=ids.model_dump())
 
-    ask.__name__ = f"{TOOL_PREFIX}{agent.name}"
+    ask.__name__ = tool_name(agent.name)
     return ask
 
 
@@ -242,7 +253,7 @@ def serve(paths: Sequence[str | Path], *, transport: Literal["stdio", "http"] = 
         return
     token = http_token(host)
     port = check_listen(host, port)  # a port in use (or a bad host) is one line, before the banner says "serving"
-    tools = ", ".join(f"{TOOL_PREFIX}{name}" for name in agents)
+    tools = ", ".join(tool_name(name) for name in agents)
     everywhere = f" (listening on {host or 'every interface'})" if host in WILDCARDS else ""
     asked = f"; clients send Authorization: Bearer <{TOKEN_SECRET}>" if token else ""
     print(f"halguru mcp: serving {tools} at {url_base(host, port)}/mcp{everywhere}{asked} (Ctrl-C stops)",

@@ -367,3 +367,25 @@ async def test_an_ask_past_the_grace_period_is_interrupted_not_cancelled(write_a
     assert not isinstance(got, BaseException), repr(got)
     assert got.is_error and f"run {run['id']} interrupted: interrupted by server shutdown" in got.content[0].text
     assert code is not None and took < 10
+
+
+async def test_an_agent_whose_name_no_client_takes_as_a_tool_name_is_offered_under_one(write_agent):
+    """`support.bot` (a valid agent name) was offered as `ask_support.bot`, which OpenAI, Anthropic and halguru's
+    own MCP client refuse (a tool name is 1 to 64 letters, digits, '_' or '-'): no model could call it."""
+    dotted = write_agent("name: support.bot\nmodel: scripted\n", name="dotted")
+    long = write_agent(f"name: {'x' * 70}\nmodel: scripted\n", name="long")
+    async with Client(build_server([dotted, long])) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert sorted(listed) == ["ask_support_bot", "ask_" + "x" * 60]
+        assert listed["ask_support_bot"].description.startswith("Ask the support.bot agent")
+        text, ids, is_error = await ask(client, "ask_support_bot", message="hello")
+    assert (text, is_error) == ("You said: hello", False)
+    assert open_store().get_run(ids["run_id"])["agent"] == "support.bot"
+
+
+def test_two_agents_with_one_tool_name_are_refused(write_agent):
+    one = write_agent("name: support.bot\nmodel: scripted\n", name="one")
+    other = write_agent("name: support_bot\nmodel: scripted\n", name="other")
+    with pytest.raises(HalguruError, match=r"agents 'support.bot' and 'support_bot' would both be the tool "
+                                           r"ask_support_bot"):
+        build_server([one, other])
