@@ -34,6 +34,7 @@ from halguru.tools.decorator import Tool
 from halguru.tools.mcp_text import (
     REFUSED,
     USERINFO,
+    bulky,
     condensed,
     crowded,
     first_problem,
@@ -41,6 +42,7 @@ from halguru.tools.mcp_text import (
     reason_line,
     result_text,
     shown_url,
+    spec_chars,
 )
 from halguru.tools.registry import cut_result
 from halguru.tools.schema_tool import schema_tool
@@ -77,6 +79,7 @@ LEGACY_FILE = "mcp-legacy-servers.json"
 # A server offering more tools than this with no allow-list is warned about: every tool's name, description and
 # schema goes into every model call (500 of a tracker's tools: ~30,000 tokens for "hi"), and models choose worse.
 MANY_TOOLS = 40
+MANY_CHARS = 40_000  # (about 10,000 tokens) what one server's tools may take of every model call before a warning
 
 
 @dataclass
@@ -240,6 +243,8 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
             kept.append(toolbox.tools[tool.name])
         if allowed is None and len(kept) > MANY_TOOLS:
             toolbox.warnings.append(crowded(server.name, kept))
+        elif sum(map(spec_chars, kept)) > MANY_CHARS:
+            toolbox.warnings.append(bulky(server.name, kept))
     return toolbox
 
 

@@ -43,10 +43,25 @@ def result_text(result: mcp_types.CallToolResult) -> str:
     return "\n".join(parts)
 
 
+def spec_chars(tool: Tool) -> int:
+    """About what a tool costs each model call that offers it: its name, description and schema."""
+    return len(tool.name) + len(tool.description) + len(json.dumps(tool.parameters))
+
+
+def bulky(server: str, tools: Sequence[Tool]) -> str:
+    """The warning for a server whose offered tools' specs are huge (a schema listing 20,000 cities), allow-listed
+    or not: the tokens they take of every model call, and the biggest tool's share."""
+    biggest = max(tools, key=spec_chars)
+    return (f"mcp server '{server}': its tools' descriptions and schemas take about "
+            f"{sum(map(spec_chars, tools)) // 4:,} tokens of every model call ({biggest.name} alone about "
+            f"{spec_chars(biggest) // 4:,}); leave out the tools the agent does not need (tools:), or ask the server "
+            "for a smaller schema")
+
+
 def crowded(server: str, tools: Sequence[Tool]) -> str:
     """The warning for a server whose many tools (no allow-list) all go into every model call: how many, about how
     many tokens they cost, and the allow-list that picks a few."""
-    chars = sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters)) for t in tools)
+    chars = sum(map(spec_chars, tools))
     refused = f"; OpenAI refuses more than {OPENAI_MAX_TOOLS} in a request" if len(tools) > OPENAI_MAX_TOOLS else ""
     return (f"mcp server '{server}' offers {len(tools)} tools, each sent to the model at every call (about "
             f"{chars // 4:,} tokens of names, descriptions and schemas{refused}); list those the agent needs in its "

@@ -59,3 +59,41 @@ def test_validate_warns_and_passes(cli, tmp_path):
     folder = agent(tmp_path)
     out = cli("validate", str(folder))
     assert "Warning: " in out.output and "mcp.0: mcp server 'jira' offers 500 tools" in out.output
+
+
+BULKY_SERVER = '''\
+import json
+import sys
+
+CITIES = {"type": "string", "enum": [f"city number {i}" for i in range(20000)]}  # every city of a country
+TOOLS = [{"name": "weather", "description": "Weather in a city.",
+          "inputSchema": {"type": "object", "properties": {"city": CITIES}}},
+         {"name": "ping", "description": "Small.", "inputSchema": {"type": "object"}}]
+
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" not in message:
+        continue
+    answer = {"jsonrpc": "2.0", "id": message["id"]}
+    if message["method"] == "initialize":
+        answer["result"] = {"protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "geo", "version": "1"}}
+    elif message["method"] == "tools/list":
+        answer["result"] = {"tools": TOOLS}
+    else:
+        answer["error"] = {"code": -32601, "message": "method not found"}
+    print(json.dumps(answer), flush=True)
+'''
+
+
+def test_a_tool_whose_schema_floods_the_prompt_is_named_even_when_allowed(tmp_path):
+    folder = tmp_path / "geo"
+    folder.mkdir()
+    (folder / "geo.py").write_text(BULKY_SERVER)
+    (folder / "agent.yaml").write_text(f"name: geo\nmodel: scripted\nmcp:\n  - name: geo\n    command: "
+                                       f"[{sys.executable}, geo.py]\n    tools: [weather, ping]\n    timeout: 30\n")
+    result = run_sync(folder, "hi", model=ScriptedModel(["hello"]))
+    assert result.ok and sorted(of_type(result, "model_call")[0].tools) == ["ping", "weather"]
+    [warning] = [e.message for e in of_type(result, "error") if e.kind == "mcp"]
+    assert warning.startswith("mcp server 'geo': its tools' descriptions and schemas take about ")
+    assert "tokens of every model call (weather alone about " in warning
