@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from halguru.names import NAME_PATTERN  # names of agents and MCP servers
 
@@ -31,6 +31,21 @@ class MCPServerSettings(BaseModel):
         default=None, description="allow-list of the server's tools the agent may call (default: all)")
     timeout: float = Field(default=30, gt=0,
                            description="seconds to start the server, and for each call without progress")
+
+    @field_validator("command")
+    @classmethod
+    def _no_secret_in_command(cls, command: list[str] | None) -> list[str] | None:
+        """A ``${NAME}`` there was passed as those characters (only env: and headers: read secrets); expanding it
+        would show the secret in every process list, so the way through env: is said instead."""
+        from halguru.models.secrets import SECRET_REFERENCE
+
+        for part in command or []:
+            if found := SECRET_REFERENCE.search(part):
+                name = found.group(1)
+                raise ValueError(f"${{{name}}} is not read in a command (a command shows in every process list): "
+                                 f"pass it as env: {{{name}: \"${{{name}}}\"}} and have the server read ${name} "
+                                 f"(or run it through [sh, -c, 'server --token \"${name}\"'])")
+        return command
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSettings:

@@ -86,3 +86,15 @@ def test_a_tool_two_servers_offer_is_the_first_s_and_the_other_is_named(clash):
 
 def test_validate_names_both_as_the_run_does(cli, clash):
     assert error_of(cli, "validate", str(clash)) == f"{clash}/agent.yaml:8: mcp.1: {LEFT_OUT[0]}"
+
+
+def test_a_secret_in_a_servers_command_is_refused_with_the_way_to_pass_it(cli, tmp_path):
+    """`command: [server, --token, "${TOKEN}"]` started the server with the six characters ${TOKEN} as its token
+    (only env: and headers: read secrets): it failed later, with the server's own words about a bad token."""
+    folder = tmp_path / "argy"
+    folder.mkdir()
+    (folder / "agent.yaml").write_text('name: argy\nmodel: scripted\nmcp:\n  - name: files\n'
+                                       '    command: [server, --token, "${TOKEN}"]\n')
+    message = error_of(cli, "validate", str(folder))
+    assert "mcp.0.command" in message and "${TOKEN} is not read in a command" in message
+    assert 'env: {TOKEN: "${TOKEN}"}' in message
