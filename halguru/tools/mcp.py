@@ -32,6 +32,7 @@ from halguru.models.base import ToolSpec
 from halguru.models.secrets import expand_secrets
 from halguru.tools.decorator import Tool
 from halguru.tools.mcp_text import (
+    OTHER_CONTENT,
     REFUSED,
     USERINFO,
     bulky,
@@ -499,6 +500,9 @@ class _Server:
         """Why the server did not start, its URL without credentials (this line lands in traces and logs)."""
         url = self.settings.url
         reason = self.refusal(reason_line(exc))
+        if reason.startswith(OTHER_CONTENT):  # the SDK's word for a web page (the site's root, a docs page)
+            kind = reason.removeprefix(OTHER_CONTENT).split(";")[0].strip() or "something else"
+            reason = f"it answered with {kind}, not MCP: give the server's streamable HTTP endpoint (often /mcp)"
         if url:
             reason = USERINFO.sub("//***@", reason.replace(url, shown_url(url)))
         where = f" ({shown_url(url)})" if url else ""

@@ -82,6 +82,7 @@ def garbled(exc: Exception) -> str:
 
 USERINFO = re.compile(r"//[^/\s@'\"]+@")
 REFUSED = "Server returned an error response"  # the SDK's message for any HTTP error status
+OTHER_CONTENT = "Unexpected content type:"  # the SDK's message for an answer neither JSON nor SSE (a web page)
 
 
 def shown_url(url: str) -> str:
