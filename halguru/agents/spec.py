@@ -244,6 +244,15 @@ class AgentSpec(BaseModel):
             return {**data, "model": "workflow"}
         return data
 
+    @field_validator("mcp")
+    @classmethod
+    def _mcp_names_unique(cls, servers: list[MCPServerSettings]) -> list[MCPServerSettings]:
+        names = [s.name for s in servers]
+        if twice := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"two mcp servers are named {twice!r}; give each its own name (errors and traces name "
+                             "the server)")
+        return servers
+
     @model_validator(mode="after")
     def _schedule_names_unique(self) -> AgentSpec:
         names = [s.name for s in self.schedules]

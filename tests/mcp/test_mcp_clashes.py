@@ -98,3 +98,16 @@ def test_a_secret_in_a_servers_command_is_refused_with_the_way_to_pass_it(cli, t
     message = error_of(cli, "validate", str(folder))
     assert "mcp.0.command" in message and "${TOKEN} is not read in a command" in message
     assert 'env: {TOKEN: "${TOKEN}"}' in message
+
+
+def test_two_servers_of_one_name_are_refused(cli, tmp_path):
+    """Two `mcp:` servers named `files` were both started: every error and trace line said "mcp server 'files'",
+    and `halguru validate` put a problem of the second at the first's line."""
+    folder = tmp_path / "twice"
+    folder.mkdir()
+    (folder / "agent.yaml").write_text("name: twice\nmodel: scripted\nmcp:\n  - name: files\n    command: [a]\n"
+                                       "  - name: files\n    command: [b]\n")
+    message = error_of(cli, "validate", str(folder))
+    assert message.endswith("two mcp servers are named 'files'; give each its own name (errors and traces name "
+                            "the server)")
+    assert "agent.yaml:" in message
