@@ -32,6 +32,7 @@ from halguru.models.base import ToolSpec
 from halguru.models.secrets import expand_secrets
 from halguru.tools.decorator import Tool
 from halguru.tools.mcp_text import (
+    OPENAI_MAX_TOOLS,
     OTHER_CONTENT,
     REFUSED,
     USERINFO,
@@ -206,6 +207,7 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
         await toolbox.close()
         raise
     names = dict(taken) if isinstance(taken, Mapping) else dict.fromkeys(taken, "the agent")
+    giving: list[str] = []  # the servers whose tools are offered
     for server, listing in zip(toolbox.servers, listings, strict=True):
         if isinstance(listing, BaseException):
             ago = asked - server.settled if server.settled < asked else None  # a kept server's earlier failure
@@ -242,10 +244,15 @@ async def open_mcp_tools(servers: Sequence[MCPServerSettings], base: Path | None
             names[tool.name] = f"mcp server '{server.name}' (listed before)"
             toolbox.tools[tool.name] = _as_tool(server, tool)
             kept.append(toolbox.tools[tool.name])
+        giving += [server.name] if kept else []
         if allowed is None and len(kept) > MANY_TOOLS:
             toolbox.warnings.append(crowded(server.name, kept))
         elif sum(map(spec_chars, kept)) > MANY_CHARS:
             toolbox.warnings.append(bulky(server.name, kept))
+    if len(toolbox.tools) > OPENAI_MAX_TOOLS and len(giving) > 1:  # (one server alone: its own warning says so)
+        toolbox.warnings.append(f"mcp servers {', '.join(map(repr, giving))} offer {len(toolbox.tools)} tools "
+                                "together, each sent to the model at every call; OpenAI refuses more than "
+                                f"{OPENAI_MAX_TOOLS} in a request: narrow their tools: lists")
     return toolbox
 
 

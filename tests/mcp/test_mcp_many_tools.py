@@ -97,3 +97,20 @@ def test_a_tool_whose_schema_floods_the_prompt_is_named_even_when_allowed(tmp_pa
     [warning] = [e.message for e in of_type(result, "error") if e.kind == "mcp"]
     assert warning.startswith("mcp server 'geo': its tools' descriptions and schemas take about ")
     assert "tokens of every model call (weather alone about " in warning
+
+
+def test_servers_that_together_pass_openais_limit_are_said_to(tmp_path):
+    """Two allow-lists of 70 tools each: 140 tools in every request, which OpenAI refuses (at most 128), with no
+    word before the first model call failed."""
+    folder = agent(tmp_path)
+    (folder / "more.py").write_text(MANY_SERVER.replace("op_", "act_"))
+    ops = ", ".join(f"op_{i}" for i in range(70))
+    acts = ", ".join(f"act_{i}" for i in range(70))
+    (folder / "agent.yaml").write_text(
+        f"name: tracker\nmodel: scripted\nmcp:\n  - name: jira\n    command: [{sys.executable}, many.py]\n"
+        f"    tools: [{ops}]\n  - name: wiki\n    command: [{sys.executable}, more.py]\n    tools: [{acts}]\n")
+    result = run_sync(folder, "hi", model=ScriptedModel(["hello"]))
+    assert result.ok and len(of_type(result, "model_call")[0].tools) == 140
+    [warning] = [e.message for e in of_type(result, "error") if e.kind == "mcp"]
+    assert warning == ("mcp servers 'jira', 'wiki' offer 140 tools together, each sent to the model at every call; "
+                       "OpenAI refuses more than 128 in a request: narrow their tools: lists")
