@@ -11,10 +11,13 @@ expires, and another resume (or approve) takes the run over; two processes never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from halguru.errors import StoreError
@@ -29,6 +32,7 @@ __all__ = ["CLAIMING", "ResumeMixin"]
 STEPS_DONE = "steps_done"
 """A workflow checkpoint's finished steps (step id -> its status and output), stored one row each."""
 MESSAGES = "messages"
+SAVED_RUNS = 64  # runs whose last saved messages a process remembers (one per run it has running, at most)
 """A plain agent's or a team's checkpoint: the run's messages so far, stored one row each."""
 
 
@@ -52,14 +56,21 @@ class ResumeMixin(RunsMixin):
         steps: Mapping[str, Any] = state.get(STEPS_DONE) or {}
         messages: Sequence[Any] = state.get(MESSAGES) or ()
         rest = json.dumps({k: v for k, v in state.items() if k not in (STEPS_DONE, MESSAGES)}, ensure_ascii=False)
+        saved = self._saved_messages.get(run_id)
         with self._tx() as conn:
             self._insert_events(conn, run_id, events)
             if steps:
                 self._save_steps(conn, run_id, steps)
             if messages:
-                self._save_messages(conn, run_id, messages)
+                self._save_messages(conn, run_id, messages, saved)
             conn.execute("UPDATE checkpoints SET label = ?, state = ?, updated = ? WHERE run_id = ?",
                          (label, rest, time.time(), run_id))
+        if messages:  # committed: what this process knows its rows hold
+            self._saved_messages.pop(run_id, None)
+            with contextlib.suppress(KeyError):  # popitem is atomic: runs of other threads save meanwhile
+                while len(self._saved_messages) >= SAVED_RUNS:
+                    self._saved_messages.popitem(last=False)
+            self._saved_messages[run_id] = list(messages)
 
     def _save_steps(self, conn: Any, run_id: str, steps: Mapping[str, Any]) -> None:
         """The finished steps not stored yet (a step's output never changes once it is done)."""
@@ -70,19 +81,31 @@ class ResumeMixin(RunsMixin):
         conn.executemany("INSERT INTO checkpoint_steps (run_id, step_id, seq, result) SELECT ?, ?, ?, ? "
                          "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)", new)
 
-    def _save_messages(self, conn: Any, run_id: str, messages: Sequence[Any]) -> None:
+    @cached_property
+    def _saved_messages(self) -> OrderedDict[str, list[Any]]:
+        """The messages this process last saved for each of its latest runs (``SAVED_RUNS``), as given: those
+        equal to them (the same strings, so compared at once) are neither serialised nor hashed again."""
+        return OrderedDict()
+
+    def _save_messages(self, conn: Any, run_id: str, messages: Sequence[Any], known: list[Any] | None) -> None:
         """The messages whose row is missing or differs (by digest: a debugger may edit a call already saved),
-        and none past the last (the list never shrinks today, but a row left over would come back on resume)."""
-        dumped = [json.dumps(m, ensure_ascii=False) for m in messages]
+        and none past the last (the list never shrinks today, but a row left over would come back on resume).
+        ``known``: what this process saved last for the run, whose rows are not read back."""
+        same = 0
+        if known is not None:
+            while same < min(len(known), len(messages)) and known[same] == messages[same]:
+                same += 1
+        dumped = [json.dumps(m, ensure_ascii=False) for m in messages[same:]]
         digests = [hashlib.blake2b(d.encode(), digest_size=16).hexdigest() for d in dumped]
-        saved = {row[0]: row[1] for row in conn.execute(
-            "SELECT seq, digest FROM checkpoint_messages WHERE run_id = ?", (run_id,)).fetchall()}
-        changed = [i for i, digest in enumerate(digests) if saved.get(i) != digest]
-        stale = [(run_id, i) for i in changed if i in saved] + [(run_id, i) for i in saved if i >= len(dumped)]
+        saved = {i: "" for i in range(same, len(known))} if known is not None else {row[0]: row[1] for row in
+                 conn.execute("SELECT seq, digest FROM checkpoint_messages WHERE run_id = ?", (run_id,)).fetchall()}
+        changed = [same + i for i, digest in enumerate(digests) if saved.get(same + i) != digest]
+        stale = ([(run_id, i) for i in changed if i in saved]
+                 + [(run_id, i) for i in saved if i >= len(messages)])
         conn.executemany("DELETE FROM checkpoint_messages WHERE run_id = ? AND seq = ?", stale)
         conn.executemany("INSERT INTO checkpoint_messages (run_id, seq, digest, message) SELECT ?, ?, ?, ? "
                          "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)",
-                         [(run_id, i, digests[i], dumped[i], run_id) for i in changed])
+                         [(run_id, i, digests[i - same], dumped[i - same], run_id) for i in changed])
 
     def get_checkpoint(self, run_id: str) -> CheckpointRecord | None:
         """The run's checkpoint; a resume's claim that expired (its process died first) reads as none."""

@@ -1,7 +1,10 @@
-"""Workflow checkpoint writes: a 5 MB step output followed by 30 condition steps, run recorded (checkpointed
-after each step), with each finished step stored once (now) against the old way, measured in the same run: every
-checkpoint rewrote the outputs of all the steps so far in its state. Figure: seconds spent in checkpoint writes,
-new ÷ old; goal ≤ 0.1.
+"""Checkpoint writes, each thing stored once (now) against the old way, measured in the same run: every checkpoint
+rewrote all the steps' outputs (a workflow) or all the messages (a team or durable agent) so far in its state.
+- workflow: a 5 MB step output followed by 30 condition steps, checkpointed after each step;
+- team: 90 tool calls (a turn's most is 100), each result 8,000 characters (one result's cap), checkpointed after
+  each call.
+Figure: seconds spent in checkpoint writes, new ÷ old; goal ≤ 0.1 (workflow) and ≤ 0.5 (team: each checkpoint
+also writes the trace events since the last, each tool result among them, the same either way).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from halguru.store import open_store
 
 STEPS = 30
 SIZE = 5_000_000
+TEAM_CALLS = 90
 TOOLS = '''
 from halguru import tool
 
@@ -41,7 +45,24 @@ def workflow(root: Path, size: int, steps: int) -> Path:
     return folder
 
 
-def timed_run(folder: Path, old: bool) -> float:
+def team(root: Path) -> Path:
+    for name, text in (("desk", "name: desk\nmodel: scripted\ntools: [big]\nlimits:\n  max_steps: 100\n"
+                                "team:\n  specialists: [../helper]\n  max_steps: 100\n  max_tokens: 100000000\n"),
+                       ("helper", "name: helper\nmodel: scripted\n")):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "agent.yaml").write_text(text)
+    (root / "desk" / "tools.py").write_text(TOOLS)
+    return root / "desk"
+
+
+def team_model() -> Any:
+    from halguru.models.scripted import ScriptedModel
+
+    return ScriptedModel([*({"tool_calls": [{"name": "big", "arguments": {"n": 8000 + i}}]} for i in
+                            range(TEAM_CALLS)), "done"])
+
+
+def timed_run(folder: Path, old: bool, model: Any = None) -> float:
     """Seconds the run's checkpoint writes took (the store's save_checkpoint, timed), the old way or the new."""
     store = open_store()
     cls = type(store)
@@ -59,7 +80,7 @@ def timed_run(folder: Path, old: bool) -> float:
         spent[0] += time.perf_counter() - started
 
     store.save_checkpoint = timed  # type: ignore[method-assign]
-    result = run_sync(folder, "go", store=store)
+    result = run_sync(folder, "go", store=store, model=model)
     assert result.status == "ok", result.error
     return spent[0]
 
@@ -71,14 +92,23 @@ def measure(quick: bool) -> list[Result]:
     for _ in range(1 if quick else 3):
         old.append(timed_run(folder, old=True))
         new.append(timed_run(folder, old=False))
+    desk, team_old, team_new = team(root), [], []
+    for _ in range(1 if quick else 3):
+        team_old.append(timed_run(desk, old=True, model=team_model()))
+        team_new.append(timed_run(desk, old=False, model=team_model()))
+    return [_result(f"checkpoint writes, 5 MB step output then {STEPS} steps", new, old, 0.1,
+                    "of rewriting every output at each checkpoint"),
+            _result(f"checkpoint writes, team of {TEAM_CALLS} tool results of 8,000 characters", team_new,
+                    team_old, 0.5, "of rewriting every message at each checkpoint")]
+
+
+def _result(metric: str, new: list[float], old: list[float], goal: float, baseline: str) -> Result:
     ratio = median(new) / median(old)
-    return [Result(bench="checkpoints", metric=f"checkpoint writes, 5 MB step output then {STEPS} steps",
-                   value=ratio, unit="x", goal=0.1, higher_is_better=False, ratio=ratio,
-                   baseline="of rewriting every output at each checkpoint",
-                   detail=f"new {spread([t * 1e3 for t in new], ' ms', 0)}, "
-                          f"old {spread([t * 1e3 for t in old], ' ms', 0)}",
-                   runs=len(new))]
+    return Result(bench="checkpoints", metric=metric, value=ratio, unit="x", goal=goal, higher_is_better=False,
+                  ratio=ratio, baseline=baseline, detail=f"new {spread([t * 1e3 for t in new], ' ms', 0)}, "
+                                                       f"old {spread([t * 1e3 for t in old], ' ms', 0)}",
+                  runs=len(new))
 
 
 if __name__ == "__main__":
-    _common.main("Workflow checkpoints (no model)", measure, __doc__ or "")
+    _common.main("Checkpoints of workflows and teams (no model)", measure, __doc__ or "")
