@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -564,3 +565,25 @@ def test_a_package_installed_inside_the_agents_folder_is_not_imported_again(tmp_
     first = sys.modules["installed_pkg"]
     load_agent(tmp_path / "agent")
     assert sys.modules["installed_pkg"] is first
+
+
+def test_run_sync_does_not_format_every_event_and_its_result_prints_short(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio.run formats its finished main task, result and all, when it puts SIGINT's handler back: run_sync
+    of 90 tool calls spent 0.45 s writing out every event (and print(result) filled the screen with them)."""
+    from halguru.agents import events
+    from halguru.models.scripted import ScriptedModel
+
+    folder = tmp_path / "caller"
+    folder.mkdir()
+    (folder / "agent.yaml").write_text("name: caller\nmodel: scripted\ntools: [calculator]\nlimits:\n  max_steps: 30\n")
+    script = [*({"tool_calls": [{"name": "calculator", "arguments": {"expression": f"{i} + 1"}}]}
+                for i in range(20)), "All added."]
+    formatted = []
+    monkeypatch.setattr(events.BaseEvent, "__repr__", lambda self: formatted.append(self) or "event")
+    result = run_sync(folder, "add them", model=ScriptedModel(script))
+    assert result.status == "ok" and len(result.tool_calls()) == 20
+    assert formatted == []
+    shown = repr(result)
+    assert shown.startswith(f"RunResult(run_id={result.run_id!r}, status='ok', output='All added.'")
+    assert shown.endswith(f"events=<{len(result.events)}>)") and formatted == []
