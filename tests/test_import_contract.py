@@ -42,8 +42,8 @@ LAYERS: list[set[str]] = [
     {"rag"},
     {"tools"},
     {"models"},
-    {"plugins", "config", "errors", "yamlfile", "listen", "api_schemas", "names", "durations", "atomic", "printable",
-     "storable", "templating", "hangup", "markdown_rows"},
+    {"plugins", "config", "errors", "blocking", "yamlfile", "listen", "api_schemas", "names", "durations", "atomic",
+     "printable", "storable", "templating", "hangup", "markdown_rows"},
 ]
 # Upward imports the design allows: the store records the typed events of a run.
 ALLOWED_UP = {("store", "halguru.agents.events")}

@@ -37,6 +37,7 @@ from halguru.agents.hooks import RunHooks
 from halguru.agents.loader import Agent, load_agent
 from halguru.agents.loop import LoopEnd, Turn, agent_loop
 from halguru.agents.policies import Resume
+from halguru.blocking import run_blocking
 from halguru.errors import HalguruError, error_kind
 from halguru.models.base import Message, Model, PerAgentModel, answer_dangling_calls
 from halguru.models.registry import DEFAULT, default_model
@@ -484,7 +485,7 @@ async def collect_result(stream: AsyncIterator[Event]) -> RunResult:
 def run_sync(agent: Agent | str | Path, input: str, conversation: str | None = None, **kwargs: Any) -> RunResult:
     """Blocking version of ``run`` for scripts (in a notebook, ``await run_to_result(...)`` instead)."""
     _outside_a_loop("run_sync", "await halguru.agents.runtime.run_to_result(...)")
-    return asyncio.run(run_to_result(agent, input, conversation, **kwargs))
+    return run_blocking(run_to_result(agent, input, conversation, **kwargs))
 
 
 def _outside_a_loop(caller: str, instead: str) -> None:

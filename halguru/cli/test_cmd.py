@@ -83,10 +83,9 @@ def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *,
                only: set[tuple[str, str]] | None = None) -> tuple[SuiteResult, bool]:
     """Run the suite with live progress on stderr (a local model's live run takes minutes); returns the tests
     that finished and whether Ctrl-C cut it short."""
-    import asyncio
-
     from rich.console import Console
 
+    from halguru.blocking import run_blocking
     from halguru.cli.run_once import json_wire
     from halguru.testing.report import LiveProgress
     from halguru.testing.runner import SuiteResult, run_suite
@@ -95,7 +94,7 @@ def _run_tests(path: Path, mode: Literal["auto", "live", "record", "replay"], *,
     # What the agents' tools print goes to stderr: stdout is the report's (`--json | jq`).
     with json_wire(), LiveProgress(Console(stderr=True, highlight=False, emoji=False)) as progress:
         try:
-            asyncio.run(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
+            run_blocking(run_suite(path, mode=mode, pattern=pattern, repeat=repeat, model=model,
                                   progress=progress, concurrency=concurrency, into=suite, only=only))
         except KeyboardInterrupt:  # Ctrl-C: the tests that finished are reported (and in --junit), as pytest does
             interrupted = True
@@ -132,10 +131,9 @@ def _evaluate(path: Path, names: list[str], *, pattern: str | None, repeat: int,
               json_output: bool) -> None:
     """Score each model on the tests and report them; Ctrl-C reports the scores so far (exit 130), a model
     that failed is one line each (exit 1)."""
-    import asyncio
-
     from rich.console import Console
 
+    from halguru.blocking import run_blocking
     from halguru.testing.evaluate import ModelScore, evaluate
     from halguru.testing.report import LiveProgress
 
@@ -146,7 +144,7 @@ def _evaluate(path: Path, names: list[str], *, pattern: str | None, repeat: int,
 
     with json_wire(), LiveProgress(err) as progress:  # tools' prints to stderr, as in `halguru test`
         try:
-            asyncio.run(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
+            run_blocking(evaluate(path, names, pattern=pattern, repeat=repeat, progress=progress,
                                  concurrency=concurrency, into=scores))
         except KeyboardInterrupt:  # Ctrl-C: the scores so far are reported, as `halguru test` does
             interrupted = True

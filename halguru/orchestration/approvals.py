@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from halguru import audit
 from halguru.agents.events import Event
 from halguru.agents.policies import REFUSED, Resume  # the gate itself is a policy of the loop
+from halguru.blocking import run_blocking
 from halguru.errors import HalguruError
 from halguru.models.base import Message, ToolCallRequest
 from halguru.orchestration.claims import claimed
@@ -353,18 +354,16 @@ def edited_args_problem(row: ApprovalRecord, edit_args: dict[str, Any]) -> str |
 def approve(run_id: str, edit_args: dict[str, Any] | None = None, *, model: str | Model | None = None,
             store: Store | None = None) -> RunResult:
     """Run the pending call (with ``edit_args`` in place of its arguments, if given) and continue the run."""
-    import asyncio
 
     from halguru.agents.runtime import collect_result
 
-    return asyncio.run(collect_result(resume_events(run_id, edit_args, model=model, store=store)))
+    return run_blocking(collect_result(resume_events(run_id, edit_args, model=model, store=store)))
 
 
 def reject(run_id: str, reason: str = "", *, model: str | Model | None = None,
            store: Store | None = None) -> RunResult:
     """Tell the model the pending call was refused (and why), and continue the run."""
-    import asyncio
 
     from halguru.agents.runtime import collect_result
 
-    return asyncio.run(collect_result(resume_events(run_id, reject=reason, model=model, store=store)))
+    return run_blocking(collect_result(resume_events(run_id, reject=reason, model=model, store=store)))

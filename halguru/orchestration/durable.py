@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from halguru import audit
 from halguru.agents.events import BaseEvent, Event
+from halguru.blocking import run_blocking
 from halguru.errors import HalguruError
 from halguru.orchestration.claims import claimed
 from halguru.store.records import CLAIMING
@@ -250,8 +251,7 @@ async def _continue_decided(store: Store, run_id: str, model: str | Model | None
 
 def resume(run_id: str, *, model: str | Model | None = None, store: Store | None = None) -> RunResult:
     """Blocking ``resume_events``: continue an interrupted team or workflow run to its end."""
-    import asyncio
 
     from halguru.agents.runtime import collect_result
 
-    return asyncio.run(collect_result(resume_events(run_id, model=model, store=store)))
+    return run_blocking(collect_result(resume_events(run_id, model=model, store=store)))

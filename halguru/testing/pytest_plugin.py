@@ -7,7 +7,6 @@ live otherwise. ``--halguru-mode=live|replay|record`` changes that.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ class ConversationItem(pytest.Item):
 
     def runtest(self) -> None:
         from halguru.agents.loader import load_agent
+        from halguru.blocking import run_blocking
         from halguru.testing.recording import load_recording, recording_path, save_recording
         from halguru.testing.runner import run_test
 
@@ -53,7 +53,7 @@ class ConversationItem(pytest.Item):
         cassettes = load_recording(recording_path(self.path))
         if mode == "auto":
             mode = "replay" if self.case.name in cassettes else "live"
-        result, recorded = asyncio.run(run_test(agent, self.case, file=self.path, mode=mode,
+        result, recorded = run_blocking(run_test(agent, self.case, file=self.path, mode=mode,
                                                 cassette=cassettes.get(self.case.name), model=None))
         if recorded is not None:
             save_recording(recording_path(self.path), {self.case.name: recorded}, agent.name,

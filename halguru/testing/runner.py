@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from halguru.agents.loader import Agent, load_agent
+from halguru.blocking import run_blocking
 from halguru.errors import HalguruError
 from halguru.models.base import SEED_MIN
 from halguru.testing.expectations import Check, TurnOutcome, check_turn
@@ -350,4 +351,4 @@ def _plan(runs: list[tuple[Mode, int]]) -> str:
 
 
 def run_suite_sync(project: str | Path, **kwargs: Any) -> SuiteResult:
-    return asyncio.run(run_suite(project, **kwargs))
+    return run_blocking(run_suite(project, **kwargs))
