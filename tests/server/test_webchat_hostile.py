@@ -206,3 +206,30 @@ def test_at_200_percent_zoom_the_conversation_keeps_half_the_window(serve: Any, 
     assert chrome_name(page, "#account a") == "Josephine Longname-Example"  # the whole name, for a screen reader
     assert page.evaluate("document.documentElement.scrollWidth") <= 640
     context.close()
+
+
+def test_arrowing_through_the_conversations_opens_none_until_enter_or_leaving(serve: Any, browser: Any) -> None:  # noqa: F811
+    """Chromium fires `change` at each arrow key on a closed list: a keyboard user looking through the
+    conversations opened each one on the way (and the agents list switched agent at each arrow), a change of
+    context on input (WCAG 3.2.2). The conversation arrowed to opens on Enter, or when focus leaves the list."""
+    server = serve()
+    page = open_chat(browser, server)
+    ask(page, "the older chat", "You said: the older chat")
+    page.click("#new")
+    ask(page, "the newer chat", "You said: the newer chat")
+    newer = page.url
+    history = page.get_by_role("combobox", name="Your conversations")
+    expect(history.locator("option", has_text="the older chat")).to_have_count(1, timeout=WAIT_MS)
+    history.focus()
+    page.keyboard.press("ArrowDown")  # the newest is shown; below it, the older one
+    expect(history).to_have_value(server.state.store.list_conversations(2)[1]["id"])
+    page.wait_for_timeout(500)
+    expect(page.locator(".msg.user")).to_have_text("the newer chat")  # still the one shown
+    assert page.url == newer
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.user")).to_have_text("the older chat", timeout=WAIT_MS)
+    page.keyboard.press("ArrowUp")  # back to the newer one, then away: leaving the list opens it
+    page.wait_for_timeout(500)
+    expect(page.locator(".msg.user")).to_have_text("the older chat")
+    page.keyboard.press("Tab")
+    expect(page.locator(".msg.user")).to_have_text("the newer chat", timeout=WAIT_MS)

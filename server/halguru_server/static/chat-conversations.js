@@ -2,7 +2,8 @@
 // history), Rename, Delete, New conversation, and other tabs of this browser kept in step.
 
 import {
-  $, agentSelect, embedAgent, input, log, showConversationActions, shownHere, showStatus, state, store, titles,
+  $, agentSelect, embedAgent, input, log, onChosen, showConversationActions, shownHere, showStatus, state, store,
+  titles,
 } from "/chat/static/chat-state.js";
 import { addMessage, announce, CUT, failed } from "/chat/static/chat-messages.js";
 import { api, credential } from "/chat/static/chat-account.js";
@@ -206,10 +207,10 @@ export function newConversation() {
   input.focus();
 }
 
-agentSelect.addEventListener("change", () => {
+onChosen(agentSelect, () => {
   localStorage.setItem("halguru.agent", agentSelect.value); loadConversation(); loadHistory();
 });
-$("history").addEventListener("change", () => {
+onChosen($("history"), () => {
   if ($("history").value === OLDER) { loadOlder(); return; }
   store.setConversation(agentSelect.value, $("history").value || null);
   loadConversation();

@@ -56,3 +56,18 @@ export function showConversationActions() {
   $("rename").hidden = none;
   $("delete").hidden = none;
 }
+
+// A <select> whose choice opens something (a conversation, an agent). Chromium fires `change` at each arrow key
+// on a closed one, so arrowing through the list opened every conversation on the way (WCAG 3.2.2): a choice
+// arrowed to is made by Enter or by leaving the control; a click, or an option picked from the open list, at once.
+const ARROWS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"]);
+export function onChosen(select, handler) {
+  let arrowed = false, pending = false;
+  select.addEventListener("keydown", (e) => {
+    arrowed = ARROWS.has(e.key);
+    if (e.key === "Enter" && pending) { pending = false; handler(); }
+  });
+  select.addEventListener("pointerdown", () => { arrowed = false; });
+  select.addEventListener("change", () => { if (arrowed) pending = true; else { pending = false; handler(); } });
+  select.addEventListener("blur", () => { if (pending) { pending = false; handler(); } });
+}
