@@ -225,6 +225,21 @@ def test_a_forwarded_mails_header_block_and_text_are_kept() -> None:
     assert answered.text == "Is this mail really from you?"  # a reply: the copy of the mail it answers
 
 
+def test_a_mail_nested_thousands_deep_is_read_to_a_sane_depth() -> None:
+    """A mail holding a forwarded mail holding another, 5,000 deep (message/rfc822 has no boundary lines, so the
+    parts cap missed it), broke Python's mail parser (RecursionError): the mail was never answered, and read
+    and logged again at every reconnect. It is read to a depth a person's mail never reaches, and answered."""
+    inner = "Content-Type: text/plain\r\n\r\nthe innermost words\r\n"
+    for i in range(5_000):
+        inner = f"Content-Type: message/rfc822\r\n\r\nSubject: fwd {i}\r\n{inner}"
+    raw = (f"From: eve@example.net\r\nTo: {OURS}\r\nSubject: deep\r\nMessage-ID: <deep@x>\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           "Content-Type: text/plain\r\n\r\nPlease read the forwarded chain.\r\n--b\r\n" + inner + "--b--\r\n").encode()
+    mail = parsed(raw)
+    assert mail.text.startswith("Please read the forwarded chain.") and mail.message_id == "<deep@x>"
+    assert "too large to read whole" in mail.text
+
+
 @pytest.mark.parametrize("html", [
     # Gmail
     '<div dir="ltr">And on Monday?</div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Mon, '
