@@ -39,6 +39,17 @@ LEAD_DIMENSIONS = {"mpnet": 768}
 MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 16, 1024  # tokens (chunking.count_tokens)
 
 
+def _refuse_case_twin(name: str) -> None:
+    """A new base whose name differs from an existing one's only in case (``CAFE`` beside ``cafe``) is refused:
+    on macOS's and Windows' file systems both are one folder, so a copied HALGURU_HOME would mix their chunks."""
+    root = knowledge_root()
+    twins = [p.name for p in root.iterdir() if p.name != name and p.name.casefold() == name.casefold()
+             and (p / META_FILE).exists()] if root.is_dir() else []
+    if twins:
+        raise KnowledgeError(f"knowledge base {twins[0]!r} exists, and names that differ only in case are one "
+                             f"folder on macOS and Windows: use {twins[0]!r}, or another name")
+
+
 def base_folder(name: str) -> Path:
     """The folder of base ``name``; a name that is not one (a path, ``..``) is refused, so no command reaches
     outside the knowledge root (`kb drop /some/folder` deleted it)."""
@@ -152,6 +163,7 @@ class KnowledgeBase:
                 return cls.open(name)
             raise KnowledgeError(f"knowledge base {name!r} already exists; ingest into it with "
                                  f"`halguru kb ingest {name} PATH` or drop it with `halguru kb drop {name}`")
+        _refuse_case_twin(name)
         check_chunking(chunk_size, chunk_overlap)
         model = get_embedder(PROFILES.get(embedder or "", embedder) or default_embedder())
         meta = KnowledgeMeta(name, model.name, model.dimension, chunk_size, chunk_overlap,

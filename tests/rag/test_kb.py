@@ -104,6 +104,9 @@ def test_cli_errors_are_one_line(cli_error, halguru_cmd, subprocess_env, docs):
     assert "bad --where" in cli_error("kb", "search", "kb1", "q", "--where", "source LIKE")
     assert "already exists" in cli_error("kb", "create", "kb1")
     assert "no knowledge base 'zzz'" in cli_error("kb", "show", "zzz")
+    # one folder on macOS and Windows: a copied HALGURU_HOME would mix the two bases' chunks
+    assert cli_error("kb", "create", "KB1") == ("Error: knowledge base 'kb1' exists, and names that differ only in "
+                                                "case are one folder on macOS and Windows: use 'kb1', or another name")
 
 
 def test_piped_search_is_not_wrapped_and_shows_names_as_they_are(halguru_cmd, subprocess_env, tmp_path):
