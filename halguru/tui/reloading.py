@@ -13,6 +13,7 @@ from halguru.agents.checks import check_agent_model
 from halguru.agents.loader import Agent, load_agent
 from halguru.errors import HalguruError
 from halguru.tui.pausing import PauseActions
+from halguru.tui.sidebar import RunsPanel
 from halguru.tui.widgets import ChatPane
 
 
@@ -44,10 +45,13 @@ class ReloadActions(PauseActions):
             self.reload_error = str(exc)
             self.notify(f"reload failed, keeping the previous version: {exc}", severity="error", timeout=8)
         else:
-            renamed = self.agent is not None and agent.name != self.agent.name
+            old = self.agent.name if self.agent is not None else ""
+            renamed = bool(old) and agent.name != old
             self.agent, self.reload_error = agent, None
             self.reloads += 1
             self.notify(f"reloaded {agent.name}")
+            if renamed:  # the sidebar lists the new name's runs
+                self.query_one(RunsPanel).follow(old, agent.name)
             if renamed and self.conversation_id is not None:  # the conversation is the old agent's
                 self.conversation_id = None
                 self.query_one(ChatPane).add_note(f"renamed {agent.name}: a new conversation starts (the old one "

@@ -70,14 +70,17 @@ class RunsPanel(Vertical):
         super().__init__(**kwargs)
         self.store = store
         self.agent = agent  # "" shows every agent's
+        self.agents: set[str] = set()  # the filter's choices
 
     def compose(self) -> ComposeResult:
-        agents = ({c["agent"] for c in self.store.list_conversations(limit=200)} | {self.agent}) - {""}
-        yield Select([("all agents", ""), *((f"agent {a}", a) for a in sorted(agents))], value=self.agent,
-                     allow_blank=False, id="agent-filter")
+        self.agents = ({c["agent"] for c in self.store.list_conversations(limit=200)} | {self.agent}) - {""}
+        yield Select(self._choices(), value=self.agent, allow_blank=False, id="agent-filter")
         yield Checkbox("show test runs", False, id="show-tests")
         yield RunsSidebar(id="runs")
         yield Static("", id="runtitle")
+
+    def _choices(self) -> list[tuple[str, str]]:
+        return [("all agents", ""), *((f"agent {a}", a) for a in sorted(self.agents))]
 
     def refresh_runs(self) -> None:
         show_tests = self.query_one("#show-tests", Checkbox).value
@@ -87,6 +90,17 @@ class RunsPanel(Vertical):
             if runs:
                 shown.append((c, runs))
         self.query_one(RunsSidebar).fill(shown)
+
+    def follow(self, old: str, new: str) -> None:
+        """The debugged agent was renamed: a filter on its old name shows the new name's runs (it listed none of
+        the runs made since); "all agents" stays."""
+        if self.agent != old:
+            return
+        self.agents.add(new)
+        select = self.query_one("#agent-filter", Select)
+        select.set_options(self._choices())
+        select.value = self.agent = new
+        self.refresh_runs()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()

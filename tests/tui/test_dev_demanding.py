@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_dev_app import labels, type_and_send, wait_for
-from textual.widgets import TextArea
+from textual.widgets import Select, TextArea, Tree
 
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
@@ -108,6 +108,22 @@ async def test_a_renamed_agent_starts_a_new_conversation(calc_agent: Path) -> No
         await type_and_send(pilot, "two")
         await wait_for(pilot, lambda: app.last_answer == "You said: two")
     assert {c["agent"] for c in open_store().list_conversations(limit=10)} == {"calc", "adder"}
+
+
+async def test_the_sidebar_follows_a_renamed_agent(calc_agent: Path) -> None:
+    """Renamed in agent.yaml, the agent's new runs never showed in the sidebar: it kept listing the old name's."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await type_and_send(pilot, "one")
+        await wait_for(pilot, lambda: app.last_answer == "You said: one" and not app.run_worker_.is_running)
+        (calc_agent / "agent.yaml").write_text("name: adder\nmodel: scripted\ntools: [add]\n")
+        await app.reload()  # what saving the file does
+        await type_and_send(pilot, "two")
+        await wait_for(pilot, lambda: app.last_answer == "You said: two" and not app.run_worker_.is_running)
+        await pilot.pause()
+        shown = labels(app.query_one("#runs", Tree))
+        assert any("two" in s for s in shown) and not any("one" in s for s in shown)
+        assert app.query_one("#agent-filter", Select).value == "adder"
 
 
 ESCAPES = "\x1b[2J\x1b[31mred\x1b]0;owned\x07 \u202eexe.txt"  # a clear screen, a colour, a title, a bidi override
