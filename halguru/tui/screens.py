@@ -69,6 +69,7 @@ class FindScreen(ModalScreen[str | None]):
     DEFAULT_CSS = """
     FindScreen { align: center middle; }
     FindScreen > Vertical { width: 60; max-width: 100%; height: auto; border: thick $primary; background: $surface; }
+    FindScreen Label { width: 1fr; }
     """
 
     def __init__(self, text: str = ""):
@@ -97,6 +98,7 @@ class EditScreen(ModalScreen[str | None]):
     EditScreen > Vertical { width: 90%; height: 80%; border: thick $warning; background: $surface; }
     EditScreen TextArea { height: 1fr; }
     EditScreen #error { color: $error; }
+    EditScreen Label { width: 1fr; }  /* wrapped: on a narrow terminal "Esc to cancel" was cut off */
     """
 
     def __init__(self, title: str, text: str, validate: Any = None):
@@ -273,6 +275,7 @@ class CompareScreen(ModalScreen[None]):
     CompareScreen Horizontal { height: 1fr; }
     CompareScreen TextArea { width: 1fr; height: 1fr; }
     CompareScreen #diff { height: 1fr; }
+    CompareScreen Label { width: 1fr; }  /* a replay's verdict (why it cannot be replayed) is read whole */
     """
 
     def __init__(self, title: str, left: str, right: str, diff: str):

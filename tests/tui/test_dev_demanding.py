@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from test_dev_app import labels, type_and_send, wait_for
+from textual.containers import Vertical
+from textual.geometry import Region
 from textual.widgets import Select, TextArea, Tree
 
 from halguru.models.scripted import ScriptedModel
 from halguru.store import open_store
 from halguru.tui.app import DevApp
-from halguru.tui.screens import EditScreen
+from halguru.tui.screens import CompareScreen, EditScreen
 from halguru.tui.widgets import ChatPane, KeyBar, MessageBox, TraceTree
 
 
@@ -69,14 +71,19 @@ async def test_ctrl_c_in_the_message_box_stops_a_run_paused_at_a_breakpoint(calc
         assert app.is_running
 
 
+async def edit_at_a_model_breakpoint(pilot, app: DevApp) -> None:
+    """Send "one" with the model breakpoint on, and open its next message to edit (F4)."""
+    await pilot.press("f2")
+    await type_and_send(pilot, "one")
+    await wait_for(pilot, lambda: app.pause is not None)
+    await pilot.press("f4")
+    await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+
+
 async def test_escape_still_closes_a_dialog_first(calc_agent: Path) -> None:
     app = DevApp(calc_agent, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("f2")
-        await type_and_send(pilot, "one")
-        await wait_for(pilot, lambda: app.pause is not None)
-        await pilot.press("f4")
-        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        await edit_at_a_model_breakpoint(pilot, app)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, EditScreen) and app.run_worker_.is_running and app.pause is not None
@@ -263,3 +270,36 @@ async def test_escape_during_the_first_ingest_stops_it_at_once_and_the_next_run_
         await type_and_send(pilot, "what is the price")
         await wait_for(pilot, lambda: app.last_answer == "from the notes", timeout=60)
     assert rag.open_base("kb-notes").info().documents == 40
+
+
+def screen_lines(app: DevApp, region: Region) -> list[str]:
+    """What the terminal shows in ``region`` (what overlaps or is clipped is not there)."""
+    strips = app.screen._compositor.render_strips()[region.y:region.bottom]
+    return [strip.crop(region.x, region.right).text for strip in strips]
+
+
+async def test_the_edit_dialog_says_its_keys_on_a_40_column_terminal(calc_agent: Path) -> None:
+    """At 40x15 the edit dialog's title was cut at its edge: "Esc to cancel" could not be read."""
+    app = DevApp(calc_agent, watch=False)
+    async with app.run_test(size=(40, 15)) as pilot:
+        await edit_at_a_model_breakpoint(pilot, app)
+        await pilot.pause()
+        shown = " ".join(" ".join(screen_lines(app, app.screen.query_one(Vertical).content_region)).split())
+        assert "Ctrl+S to keep, Esc to cancel" in shown
+
+
+async def test_a_replays_verdict_is_read_whole_at_80_columns(calc_agent: Path) -> None:
+    """The comparison's title line was cut at the dialog's edge: why a stopped run cannot be replayed was lost
+    once its toast had gone."""
+    model = ScriptedModel([{"text": " ".join(["word"] * 300), "token_delay": 0.02}])
+    app = DevApp(calc_agent, model=model, watch=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_and_send(pilot, "talk")
+        await wait_for(pilot, lambda: app.query_one(TraceTree).streamed > 3)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.run_worker_.is_running)
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.pause()
+        shown = " ".join(" ".join(screen_lines(app, app.screen.query_one(Vertical).content_region)).split())
+        assert "there are none past that point — Esc to close" in shown
