@@ -282,7 +282,7 @@ class DevApp(ExportActions):
         text = event.value.strip()
         if not text:
             return
-        if self.streaming("send a message"):
+        if self.streaming("send a message") or self.waits_for_approval(self.conversation_id):
             return
         event.box.remember(text)
         event.box.value = ""

@@ -68,6 +68,21 @@ class PauseActions(App[None]):
                 self.query_one(ChatPane).add_note(f"⏸ {asked.name} waits for your approval: F9 approve · F10 reject")
         self.refresh_status()
 
+    def waits_for_approval(self, conversation_id: str | None) -> bool:
+        """Whether ``conversation_id`` has a call waiting for F9/F10 (said, with the keys): the runtime refuses a
+        message to it, and the debugger lost the waiting call with that refused run (F9 said nothing waits)."""
+        waiting = self.awaiting
+        if waiting is None or conversation_id is None:
+            return False
+        try:
+            if self.store.get_run(waiting["run_id"])["conversation_id"] != conversation_id:
+                return False
+        except HalguruError:  # the run is gone (pruned): the runtime says what it says
+            return False
+        self.notify(f"{waiting['name']} waits for approval: F9 approve or F10 reject it, then send your message "
+                    "(Ctrl+N starts a new conversation)", severity="warning")
+        return True
+
     def action_approve(self) -> None:
         waiting = self.awaiting
         if waiting is None:

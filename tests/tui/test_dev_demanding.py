@@ -303,3 +303,22 @@ async def test_a_replays_verdict_is_read_whole_at_80_columns(calc_agent: Path) -
         await pilot.pause()
         shown = " ".join(" ".join(screen_lines(app, app.screen.query_one(Vertical).content_region)).split())
         assert "there are none past that point — Esc to close" in shown
+
+
+async def test_a_message_sent_while_a_call_waits_for_approval_keeps_the_call_decidable(mailer_agent: Path) -> None:
+    """A message sent meanwhile was refused by the runtime, and the debugger forgot the waiting call: the pause
+    bar went, F9 said "no tool call waits for approval", and the trace of the paused run was wiped."""
+    app = DevApp(mailer_agent, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_and_send(pilot, "mail ann")
+        await wait_for(pilot, lambda: app.awaiting is not None)
+        await type_and_send(pilot, "actually, wait")
+        await pilot.pause()
+        assert app.query_one("#prompt", MessageBox).value == "actually, wait"  # kept, to send once decided
+        assert any("F9" in n.message for n in app._notifications)
+        assert app.query_one("#pausebar").has_class("paused") and any("send_email" in s for s in labels(
+            app.query_one(TraceTree)))
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditScreen))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.last_answer == "Sent it.")

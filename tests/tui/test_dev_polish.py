@@ -258,14 +258,8 @@ async def test_the_chat_shows_the_edited_message_and_the_pause_notices(calc_agen
         assert "you: edited" in chat_text(app) and "edited at a breakpoint" in chat_text(app)
 
 
-async def test_the_chat_shows_approval_notices(write_agent, tmp_path: Path) -> None:
-    (tmp_path / "script.yaml").write_text("- tool_calls: [{name: send_email, arguments: {to: ann@example.com}}]\n"
-                                          "- Sent it.\n")
-    folder = write_agent(f"name: mailer\nmodel: scripted:{tmp_path / 'script.yaml'}\ntools: [send_email]\n"
-                         "approvals: [send_email]\n",
-                         "from halguru import tool\n\n@tool\ndef send_email(to: str) -> str:\n"
-                         "    'Send an email.'\n    return 'sent'\n")
-    app = DevApp(folder, watch=False)
+async def test_the_chat_shows_approval_notices(mailer_agent: Path) -> None:
+    app = DevApp(mailer_agent, watch=False)
     async with app.run_test(size=(100, 30)) as pilot:
         await type_and_send(pilot, "mail ann")
         await wait_for(pilot, lambda: app.awaiting is not None)
