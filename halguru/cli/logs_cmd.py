@@ -66,8 +66,12 @@ def logs(
         from halguru.agents.session import listed_conversation
 
         conversation = listed_conversation(store, conversation, agent)
-    if job and (record := store.find_job(job)) is not None:
-        job = record["id"]  # a prefix, as `jobs show` takes; an id whose job was pruned still names its runs
+    job_known = True
+    if job:
+        record = store.find_job(job)
+        job_known = record is not None
+        if record is not None:
+            job = record["id"]  # a prefix, as `jobs show` takes; an id whose job was pruned still names its runs
     query: dict[str, Any] = dict(agent=agent, conversation_id=conversation, status=status, since=started_after,
                                  job_id=job, test_runs=all_runs or conversation is not None)
     runs = store.list_runs(limit=limit, **query)
@@ -87,6 +91,9 @@ def logs(
             hint = did_you_mean(agent, names) or (f"; agents with runs: {', '.join(names[:10])}"
                                                   f"{', …' if len(names) > 10 else ''}" if names else "")
             typer.echo(f"No runs match: no run is of agent {agent!r}{hint}.")
+            return
+        if not job_known:  # a misspelt id read as a job that started nothing
+            typer.echo(f"No runs match: no job {job!r} (`halguru jobs list` shows them).")
             return
         typer.echo(f"No runs match{hidden}." if narrowed else f"No runs yet: try `halguru run PATH \"Hello\"`{hidden}.")
         return

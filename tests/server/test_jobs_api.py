@@ -278,7 +278,9 @@ def test_jobs_show_and_logs_job_list_the_runs_a_job_started(cli: Callable[..., A
     listed = cli("logs", "--job", job["id"]).output
     assert "run_next1" in listed and "run_cut01" in listed and "run_user1" not in listed
     assert cli("logs", "--job", job["id"][:12]).output == listed  # a unique prefix, as `jobs show` takes
-    assert cli("logs", "--job", "job_nope").output.strip() == "No runs match."
+    # a misspelt job is named, as a misspelt --agent is (it read as a job that started nothing)
+    assert cli("logs", "--job", "job_nope").output.strip() == ("No runs match: no job 'job_nope' "
+                                                               "(`halguru jobs list` shows them).")
     assert "--job: filter runs" in cli_error("logs", "--conversations", "--job", job["id"])
 
 
