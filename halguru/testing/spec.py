@@ -169,12 +169,9 @@ def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile
         loaded = None
         problems += [(line, f"{_test_of(data, loc)} {problem}".lstrip()) for loc, line, problem
                      in every_problem(text, exc, unknown="unknown key", model=TestFile)]
-    # the valid tests (all, when the file is) are checked further, each by its index in the file
-    cases = list(enumerate(loaded.tests)) if loaded is not None else [
-        (i, case) for i, item in enumerate(raw) if (case := _valid_case(item)) is not None]
     problems += _duplicate_names(raw, text)
-    if tools is not None:
-        problems += _unknown_tools(cases, text, tools)
+    if tools is not None:  # every expectation naming tools, those of a test with other problems too
+        problems += _unknown_tools(_tool_expectations(loaded, raw), text, tools)
     if problems:
         raise TestFormatError("\n".join(f"{path}:{line}: {problem}"
                                         for line, problem in sorted(problems, key=lambda p: p[0])))
@@ -182,11 +179,30 @@ def load_test_file(path: Path, tools: Collection[str] | None = None) -> TestFile
     return loaded
 
 
-def _valid_case(item: Any) -> TestCase | None:
-    try:
-        return TestCase.model_validate(item)
-    except ValidationError:
-        return None  # its problems are the file's, said already
+_TOOL_KEYS = ("tool_called", "tool_not_called")
+
+
+def _tool_expectations(loaded: TestFile | None, raw: list[Any]) -> list[tuple[int, str, int, Expect]]:
+    """(test index, its label, turn index, expectations) of each turn, by its index in the file. In a file that
+    did not validate, a turn's `tool_called`/`tool_not_called` are read on their own, so that a misspelt key
+    beside them does not hide a misspelt tool (one whose own value is wrong is a schema problem, said already)."""
+    if loaded is not None:
+        return [(i, f"test {case.name!r}", j, turn.expect)
+                for i, case in enumerate(loaded.tests) for j, turn in enumerate(case.turns)]
+    found: list[tuple[int, str, int, Expect]] = []
+    for i, item in enumerate(raw):
+        turns = item.get("turns") if isinstance(item, dict) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        label = f"test {name!r}" if isinstance(name, str) and name.strip() else f"test #{i + 1}"
+        for j, turn in enumerate(turns if isinstance(turns, list) else []):
+            expect = turn.get("expect") if isinstance(turn, dict) else None
+            if not isinstance(expect, dict):
+                continue
+            try:
+                found.append((i, label, j, Expect.model_validate({k: expect[k] for k in _TOOL_KEYS if k in expect})))
+            except ValidationError:
+                continue
+    return found
 
 
 def _duplicate_names(raw: list[Any], text: str) -> list[tuple[int, str]]:
@@ -215,17 +231,17 @@ def _test_of(data: dict[str, Any], loc: tuple[Any, ...]) -> str:
     return f" test {name!r}:" if name else f" test #{loc[1] + 1}:"
 
 
-def _unknown_tools(cases: list[tuple[int, TestCase]], text: str, tools: Collection[str]) -> list[tuple[int, str]]:
+def _unknown_tools(turns: list[tuple[int, str, int, Expect]], text: str,
+                   tools: Collection[str]) -> list[tuple[int, str]]:
     """(line, problem) for each tool an expectation names that the agent does not have."""
     problems = []
     known = f"its tools: {', '.join(sorted(tools)) or 'none'}"
-    for i, case in cases:
-        for j, turn in enumerate(case.turns):
-            for key, index, name in _named_tools(turn.expect):
-                if name not in tools:
-                    line = yaml_line_for(text, ("tests", i, "turns", j, "expect", key, *index)) or 1
-                    problems.append((line, f"test {case.name!r}: expect.{key}: the agent has no tool {name!r}"
-                                           f"{did_you_mean(name, tools)}; {known}"))
+    for i, label, j, expect in turns:
+        for key, index, name in _named_tools(expect):
+            if name not in tools:
+                line = yaml_line_for(text, ("tests", i, "turns", j, "expect", key, *index)) or 1
+                problems.append((line, f"{label}: expect.{key}: the agent has no tool {name!r}"
+                                       f"{did_you_mean(name, tools)}; {known}"))
     return problems
 
 
