@@ -6,7 +6,7 @@ import re
 import stat
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -149,7 +149,7 @@ def first_problem(text: str, exc: ValidationError, unknown: str = "unknown field
     """The first validation error as (location, line, "field: message"); an unknown field comes before the rest,
     as it is most often a misspelt one whose "required field is missing" is also among them (``modle:``), and
     with the ``model`` validated it names the field meant (``unknown field (did you mean 'model'?)``)."""
-    errors = sorted(_kept(exc), key=lambda e: (e["type"] != "extra_forbidden",  # then the file's order
+    errors = sorted(_kept(exc, model), key=lambda e: (e["type"] != "extra_forbidden",  # then the file's order
                                                yaml_line_for(text, tuple(e["loc"])) or 1))
     loc, line, problem = _problem(text, errors[0], unknown, model)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -160,15 +160,80 @@ def every_problem(text: str, exc: ValidationError, unknown: str = "unknown field
                   model: type[BaseModel] | None = None) -> list[tuple[tuple[Any, ...], int, str]]:
     """Each validation error as (location, line, "field: message"), in the file's order: `halguru validate` and
     `halguru test` list them all instead of one a round."""
-    return sorted((_problem(text, e, unknown, model) for e in _kept(exc)), key=lambda p: (p[1], p[2]))
+    return sorted(dict.fromkeys(_problem(text, e, unknown, model) for e in _kept(exc, model)),
+                  key=lambda p: (p[1], p[2]))
 
 
-def _kept(exc: ValidationError) -> list[Any]:
+def _kept(exc: ValidationError, model: type[BaseModel] | None = None) -> list[Any]:
     """The errors worth saying: a field missing beside an unknown one is most often that one misspelt
-    (``modle:``), said once, as unknown."""
-    errors = exc.errors()
+    (``modle:``), said once, as unknown; of a field taking several shapes, only the shape the value has."""
+    errors = _one_shape(list(exc.errors()), model) if model is not None else list(exc.errors())
     misspelt = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
     return [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in misspelt)]
+
+
+def _one_shape(errors: list[Any], model: type[BaseModel]) -> list[Any]:
+    """A value of a field typed ``str | ToolExpectation | list[...]`` failed each shape, and pydantic says each
+    (``tool_called.str: Input should be a valid string``, ``tool_called.list[...]: ...``): keep the shape that got
+    furthest into the value (a mapping's misspelt key), the first one when none got in (``tool_called: 5``: a
+    text), and drop the shapes' tags from the locations, so they read as the file is written."""
+    tagged = [(e, _union_tags(model, tuple(e["loc"]))) for e in errors]
+    decided: set[tuple[Any, ...]] = set()
+    while True:
+        sites: dict[tuple[Any, ...], dict[Any, list[int]]] = {}  # where a union is -> its shape -> errors
+        for n, (e, tags) in enumerate(tagged):
+            for at in tags:
+                sites.setdefault(tuple(e["loc"][:at]), {}).setdefault(e["loc"][at], []).append(n)
+        site = min((s for s, shapes in sites.items() if len(shapes) > 1 and s not in decided), key=len, default=None)
+        if site is None:
+            break
+        decided.add(site)  # outer unions first: an inner one is decided among the errors of the shape kept
+        shapes = sites[site]
+        # then the shape whose keys fit: `{reject: 5}` is a Reject with a wrong reason, not an unknown key
+        rank = {shape: (max(len(tagged[n][0]["loc"]) - len(site) for n in ns),
+                        -sum(tagged[n][0]["type"] in ("extra_forbidden", "missing") for n in ns))
+                for shape, ns in shapes.items()}
+        best = max(rank.values())
+        kept = [shape for shape in shapes if rank[shape] == best][:None if best[0] > 1 else 1]
+        dropped = {n for shape, ns in shapes.items() if shape not in kept for n in ns}
+        tagged = [pair for n, pair in enumerate(tagged) if n not in dropped]
+    return [{**e, "loc": tuple(p for i, p in enumerate(e["loc"]) if i not in tags)} for e, tags in tagged]
+
+
+def _union_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> list[int]:
+    """The positions in a pydantic error location that name a shape of a union (``ToolExpectation``, ``str``,
+    ``list[str]``), found by walking ``model``'s annotations along it."""
+    annotation: Any = model
+    tags: list[int] = []
+    for i, part in enumerate(loc):
+        if get_origin(annotation) in (Union, types.UnionType):
+            members = [m for m in get_args(annotation) if m is not type(None)]
+            if len(members) > 1:  # pydantic tags each member's errors with its shape
+                tags.append(i)
+                annotation = next((m for m in members if _shape_name(m, part)), None)
+                continue
+            annotation = members[0]
+        if isinstance(part, int) and get_origin(annotation) is list:
+            annotation = get_args(annotation)[0]
+        elif isinstance(part, str) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            annotation = field.annotation if field is not None else None
+        elif isinstance(part, str) and get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            break
+    return tags
+
+
+def _shape_name(member: Any, tag: Any) -> bool:
+    """Whether pydantic's tag ``tag`` names the union member ``member``."""
+    if not isinstance(tag, str):
+        return False
+    if isinstance(member, type):
+        return tag == member.__name__
+    origin = get_origin(member)
+    return (origin is list and tag.startswith("list[")) or (origin is dict and tag.startswith("dict[")) or (
+        origin is Literal and tag.startswith("literal["))
 
 
 def not_a_text(value: Any, key: str) -> str | None:
