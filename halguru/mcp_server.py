@@ -80,6 +80,8 @@ def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
     tools: dict[str, str] = {}
     for path in paths:
         agent = load_agent(path)
+        if agent.name in agents and _same_project(agents[agent.name], agent):
+            continue  # one project named twice (`helper ./helper/`): one tool
         if agent.name in agents:
             raise HalguruError(f"two agents are named {agent.name!r} ({agents[agent.name].path} and {agent.path}); "
                                "tool names must differ")
@@ -89,6 +91,10 @@ def load_agents(paths: Sequence[str | Path]) -> dict[str, Agent]:
                                "one (a tool name has no '.', and is cut at 64 characters)")
         agents[agent.name], tools[name] = agent, agent.name
     return agents
+
+
+def _same_project(one: Agent, other: Agent) -> bool:
+    return one.path is not None and other.path is not None and one.path.resolve() == other.path.resolve()
 
 
 class _AgentServer(MCPServer):

@@ -58,6 +58,9 @@ def load_agents(paths: list[Path], default_web_chat: str) -> dict[str, ServedAge
             one = serve_agent(load_agent(project), default_web_chat)
         except HalguruError as exc:
             raise _naming(project, exc) from None
+        first = served[one.name].agent.path if one.name in served else None
+        if first is not None and one.agent.path is not None and first.resolve() == one.agent.path.resolve():
+            continue  # one project named twice (`agents agents/helper`): served once
         if one.name in served:
             raise HalguruError(f"two agents are named {one.name!r} ({served[one.name].agent.path} and "
                                f"{project}); rename one")

@@ -89,9 +89,10 @@ async def test_bad_arguments_are_one_line_naming_each_field(helper: Path):
         assert len(open_store().list_runs()) == runs
 
 
-def test_bad_projects_are_refused_before_serving(helper: Path, tmp_path: Path):
+def test_bad_projects_are_refused_before_serving(helper: Path, write_agent, tmp_path: Path):
+    twin = write_agent("name: helper\nmodel: scripted\n", name="twin")
     with pytest.raises(HalguruError, match="two agents are named 'helper'"):
-        build_server([helper, helper])
+        build_server([helper, twin])
     with pytest.raises(AgentSpecError, match="no such agent project"):
         build_server([tmp_path / "missing"])
 
@@ -389,3 +390,12 @@ def test_two_agents_with_one_tool_name_are_refused(write_agent):
     with pytest.raises(HalguruError, match=r"agents 'support.bot' and 'support_bot' would both be the tool "
                                            r"ask_support_bot"):
         build_server([one, other])
+
+
+def test_a_project_named_twice_is_served_once(helper: Path):
+    """`halguru mcp serve helper ./helper/` was refused as "two agents are named 'helper' (helper and helper);
+    tool names must differ": one project, whose name needs no change."""
+    from halguru.mcp_server import load_agents
+
+    assert list(load_agents([helper, helper.parent / "." / helper.name / "agent.yaml"])) == ["helper"]
+
