@@ -73,6 +73,18 @@ class Settings(BaseSettings):
             raise ValueError("give a path (unset it with `halguru config unset` for the default)")
         return value
 
+    @field_validator("database_statement_timeout", "embed_deadline", "run_lease", mode="before")
+    @classmethod
+    def _not_nan(cls, value: Any) -> Any:
+        # nan fails every bound, and was refused as "should be less than or equal to 86400"
+        try:
+            nan = value != value or (isinstance(value, str) and float(value) != float(value))
+        except ValueError:
+            nan = False  # not a number at all: pydantic says so
+        if nan:
+            raise ValueError(f"give a number of seconds, not {value}")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _a_postgresql_url(cls, value: str | None) -> str | None:

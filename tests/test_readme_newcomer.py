@@ -19,6 +19,10 @@ def _run(halguru_cmd, env, *args: str, input: str = "") -> subprocess.CompletedP
     ("llama_n_ctx", "100", "greater than or equal to 256"),
     ("llama_n_threads", "0", "greater than or equal to 1"),
     ("llama_saved_states", "-1", "greater than or equal to 0"),
+    # nan read "Input should be less than or equal to 86400" (every comparison with nan is false)
+    ("run_lease", "nan", "a number of seconds, not nan"),
+    ("embed_deadline", "NaN", "a number of seconds, not NaN"),
+    ("database_statement_timeout", "nan", "a number of seconds, not nan"),
 ])
 def test_config_set_refuses_llama_settings_that_cannot_work(cli_error, halguru_home: Path, key, value, message):
     line = cli_error("config", "set", key, value)
