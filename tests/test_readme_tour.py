@@ -312,7 +312,7 @@ def test_eval_without_tests_or_project_is_one_line(cli_error, halguru_cmd, subpr
 
 def test_logs_conversations_refuses_the_run_filters_it_would_ignore(cli, cli_error):
     assert cli_error("logs", "--conversations", "--status", "failed") == (
-        "Error: --status: filter runs, not --conversations (which takes --agent, --limit and --json)")
+        "Error: --status: filter runs, not --conversations (which takes --agent, --all, --limit and --json)")
     assert cli("logs", "--conversations", "--agent", "nope").output.strip() == "No conversations of agent 'nope'."
 
 
