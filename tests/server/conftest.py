@@ -56,6 +56,9 @@ class Server:
         while not self.server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
+        # one request first, with time to spare: a new server's first answer (its lazy imports) took over httpx's
+        # default 5 s on a loaded CI machine, and tests call it with that default
+        httpx.get(f"{self.url}/healthz", timeout=60)
         return self
 
     def stop(self) -> None:
