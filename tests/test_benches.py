@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parent.parent / "scripts" / "bench"
 
 
 @pytest.mark.parametrize("name", ["overhead", "orchestration", "jobs", "publish", "console", "admin", "slow_clients",
-                                  "inflight", "logs", "tui_open"])
+                                  "inflight", "logs", "tui_open", "checkpoints"])
 def test_bench_runs_and_reports_ratios(name: str, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     out = tmp_path / f"{name}.json"
     done = subprocess.run([sys.executable, str(BENCH / f"bench_{name}.py"), "--quick", "--json", str(out)],
