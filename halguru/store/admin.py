@@ -47,7 +47,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "checkpoints": ("run_id", "kind", "conversation_id", "agent_path", "model", "input", "label", "state", "updated",
                     "resumed_by", "claim_holder", "claim_expires"),
     "checkpoint_steps": ("run_id", "step_id", "seq", "result"),
-    "checkpoint_messages": ("run_id", "seq", "digest", "message"),
+    "checkpoint_messages": ("run_id", "seq", "message"),
     "api_keys": ("id", "name", "prefix", "hash", "agents", "created", "expires", "revoked", "last_used", "scope",
                  "user_id"),
     "jobs": ("seq", "id", "kind", "agent", "queue_key", "payload", "status", "attempts", "max_attempts", "run_after",

@@ -531,7 +531,7 @@ def m029_in_flight(conn: sqlite3.Connection) -> None:
 
 CHECKPOINT_MESSAGES_SQL = """
     CREATE TABLE checkpoint_messages (
-        run_id TEXT NOT NULL, seq INTEGER NOT NULL, digest TEXT NOT NULL, message TEXT NOT NULL,
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, message TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
     )
 """
@@ -540,8 +540,8 @@ CHECKPOINT_MESSAGES_SQL = """
 
 def m030_checkpoint_messages(conn: sqlite3.Connection) -> None:
     """A durable agent's or team's messages, one row each, written when new or changed
-    (``ResumeMixin.save_checkpoint``): each checkpoint rewrote every message so far, so one 5 MB tool result
-    followed by 30 tool calls wrote 150 MB."""
+    (``ResumeMixin.save_checkpoint``): each checkpoint rewrote every message so far, so 200 tool results of 8,000
+    characters (one result's cap) wrote 160 MB."""
     _execute_all(conn, CHECKPOINT_MESSAGES_SQL)
 
 

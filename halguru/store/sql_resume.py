@@ -12,7 +12,6 @@ expires, and another resume (or approve) takes the run over; two processes never
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -84,28 +83,22 @@ class ResumeMixin(RunsMixin):
     @cached_property
     def _saved_messages(self) -> OrderedDict[str, list[Any]]:
         """The messages this process last saved for each of its latest runs (``SAVED_RUNS``), as given: those
-        equal to them (the same strings, so compared at once) are neither serialised nor hashed again."""
+        equal to them (the same strings, so compared at once) are not written again."""
         return OrderedDict()
 
     def _save_messages(self, conn: Any, run_id: str, messages: Sequence[Any], known: list[Any] | None) -> None:
-        """The messages whose row is missing or differs (by digest: a debugger may edit a call already saved),
-        and none past the last (the list never shrinks today, but a row left over would come back on resume).
-        ``known``: what this process saved last for the run, whose rows are not read back."""
+        """The rows from the first message that differs from ``known`` (what this process saved last for the run;
+        a debugger may edit a call already saved) on, and none past the last; all of them when this process
+        saved none yet (a resume in another process rewrites them once)."""
         same = 0
         if known is not None:
             while same < min(len(known), len(messages)) and known[same] == messages[same]:
                 same += 1
-        dumped = [json.dumps(m, ensure_ascii=False) for m in messages[same:]]
-        digests = [hashlib.blake2b(d.encode(), digest_size=16).hexdigest() for d in dumped]
-        saved = {i: "" for i in range(same, len(known))} if known is not None else {row[0]: row[1] for row in
-                 conn.execute("SELECT seq, digest FROM checkpoint_messages WHERE run_id = ?", (run_id,)).fetchall()}
-        changed = [same + i for i, digest in enumerate(digests) if saved.get(same + i) != digest]
-        stale = ([(run_id, i) for i in changed if i in saved]
-                 + [(run_id, i) for i in saved if i >= len(messages)])
-        conn.executemany("DELETE FROM checkpoint_messages WHERE run_id = ? AND seq = ?", stale)
-        conn.executemany("INSERT INTO checkpoint_messages (run_id, seq, digest, message) SELECT ?, ?, ?, ? "
+        conn.execute("DELETE FROM checkpoint_messages WHERE run_id = ? AND seq >= ?", (run_id, same))
+        conn.executemany("INSERT INTO checkpoint_messages (run_id, seq, message) SELECT ?, ?, ? "
                          "WHERE EXISTS (SELECT 1 FROM checkpoints WHERE run_id = ?)",
-                         [(run_id, i, digests[i - same], dumped[i - same], run_id) for i in changed])
+                         [(run_id, i, json.dumps(m, ensure_ascii=False), run_id)
+                          for i, m in enumerate(messages[same:], same)])
 
     def get_checkpoint(self, run_id: str) -> CheckpointRecord | None:
         """The run's checkpoint; a resume's claim that expired (its process died first) reads as none."""
